@@ -1,0 +1,121 @@
+"""The ``deploytool`` command line: click on top of the library.
+
+Each command lives in its own module under ``deploytool.cli`` and is imported only when invoked, so
+``deploytool inspect`` never pays for importing torch. Every command parses options, builds one typed
+config, calls one library function and prints its result. A :class:`DeployError` becomes
+``error: <message>`` on stderr and exit code 2, never a traceback (``--debug`` shows one).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from deploytool.errors import DeployError
+
+# command name -> "module:attribute" (imported lazily)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "export": ("deploytool.cli.export_cmd:export", "Export a PyTorch/Hugging Face encoder to ONNX, validated."),
+    "inspect": ("deploytool.cli.inspect_cmd:inspect", "Show an ONNX encoder's structure, parameters, sizes and FLOPs."),
+    "bench": ("deploytool.cli.bench_cmd:bench", "Benchmark ONNX models with ONNX Runtime in a clean process."),
+    "slice": ("deploytool.cli.prune_cmd:slice_", "DynaBERT width/depth slicing of an ONNX encoder."),
+    "prune-heads": ("deploytool.cli.prune_cmd:prune_heads", "Physically remove attention heads."),
+    "prune-ffn": ("deploytool.cli.prune_cmd:prune_ffn", "Physically remove FFN neurons."),
+    "reorder": ("deploytool.cli.prune_cmd:reorder", "Permute heads and neurons by importance (outputs unchanged)."),
+    "quantize": ("deploytool.cli.quant_cmd:quantize", "int8 (dynamic/static) or fp16 quantization."),
+    "pack": ("deploytool.cli.quant_cmd:pack", "Ternary/binary weight quantization with real bit packing."),
+    "train": ("deploytool.cli.train_cmd:train", "Fine-tune a teacher model on a dataset."),
+    "importance": ("deploytool.cli.train_cmd:importance", "Head and FFN-neuron importance (and reorder) of a model."),
+    "dynabert": ("deploytool.cli.train_cmd:dynabert", "DynaBERT width/depth-adaptive distillation."),
+    "qat": ("deploytool.cli.train_cmd:qat", "TernaryBERT/BinaryBERT quantization-aware distillation."),
+    "eval": ("deploytool.cli.train_cmd:eval_", "Accuracy/F1 of a PyTorch folder or ONNX model on a dataset."),
+    "profiles": ("deploytool.cli.device_cmd:profiles", "List and show device profiles."),
+    "verify-arm64": ("deploytool.cli.device_cmd:verify_arm64", "Run a model under QEMU aarch64 and compare with the host."),
+    "report": ("deploytool.cli.device_cmd:report", "Write JSON/Markdown/HTML device benchmark reports."),
+    "fit": ("deploytool.cli.device_cmd:fit", "Pick the best variant that meets a device's budget."),
+    "qnn": ("deploytool.cli.qnn_cmd:qnn", "Snapdragon NPU: QNN coverage check and offline compile."),
+    "run": ("deploytool.cli.run_cmd:run", "Run a recipe: export, passes, benchmarks, report."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        target, _ = COMMANDS[name]
+        module, attr = target.split(":")
+        try:
+            mod = importlib.import_module(module)
+            return getattr(mod, attr)
+        except (ImportError, AttributeError) as e:
+            help_ = COMMANDS[name][1]
+
+            @click.command(name, help=help_, context_settings={"ignore_unknown_options": True})
+            @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+            def unavailable(args: tuple[str, ...]) -> None:
+                raise DeployError(f"command '{name}' is not available in this install ({e})")
+
+            return unavailable
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DeployError as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {_one_line(e)}", err=True)
+            sys.exit(e.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+        except Exception as e:  # a bug in deploytool: still one line, but say it is ours
+            cause = _deploy_cause(e)
+            if cause is not None and not (ctx.obj and ctx.obj.get("debug")):
+                click.echo(f"error: {_one_line(cause)}", err=True)
+                sys.exit(cause.exit_code)
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: internal error {type(e).__name__}: {_one_line(e)} (rerun with --debug for a traceback)",
+                       err=True)
+            sys.exit(1)
+
+
+def _deploy_cause(e: BaseException) -> DeployError | None:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, DeployError):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="deploytool")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.pass_context
+def main(ctx: click.Context, debug: bool, verbose: int) -> None:
+    """deploytool: Transformer encoders from PyTorch to small, fast, measured ONNX models."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,38 @@
+"""The errors deploytool raises for bad input.
+
+Every user-facing failure is a :class:`DeployError` (or a subclass) with a one-line message that
+names the problem. The CLI turns them into ``error: <message>`` on stderr and exit code 2, never a
+traceback. Library code must not ``assert`` on user input.
+"""
+
+from __future__ import annotations
+
+
+class DeployError(Exception):
+    """A problem with the user's input or environment, reported in one line."""
+
+    exit_code = 2
+
+
+class InputFileError(DeployError):
+    """A missing, unreadable, corrupt or truncated input file."""
+
+
+class OutputPathError(DeployError):
+    """An output path that cannot be written."""
+
+
+class ConfigError(DeployError, ValueError):
+    """A config, recipe or device profile that fails validation."""
+
+
+class StructureError(DeployError):
+    """The graph is not an encoder the structure finder recognises (names the node and why)."""
+
+
+class PassRefusedError(DeployError):
+    """A pass cannot be applied to this model (already packed, opset too old, ...)."""
+
+
+class UnavailableError(DeployError):
+    """An optional component (onnxruntime-qnn, the ARM64 emulator, a dataset) is not available."""

@@ -1,0 +1,1 @@
+"""Graph passes on ONNX encoders: one transform per module, one contract (see base.py)."""
