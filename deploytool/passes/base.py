@@ -78,3 +78,29 @@ def file_size(path: str | os.PathLike) -> int:
     except Exception:  # size of the main file is still right
         pass
     return total
+
+
+def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathLike, *,
+                  check: bool = True) -> DeployPassResult:
+    """Load ``src``, apply ``pass_``, run ``onnx.checker`` and save to ``dst`` atomically.
+
+    The input file is never modified; ``dst`` appears only if everything succeeded. Adds
+    ``bytes_before``/``bytes_after`` to the result's stats.
+    """
+    import onnx
+
+    from deploytool import onnx_io
+
+    onnx_io.check_output_path(dst, inputs=(src,))
+    model = onnx_io.load_model(src)
+    result = pass_(model)
+    proto = ir.serde.serialize_model(result.model)
+    if check:
+        try:
+            onnx.checker.check_model(proto, full_check=False)
+        except onnx.checker.ValidationError as e:  # a bug in the pass, not bad input
+            raise RuntimeError(f"{type(pass_).__name__} produced an invalid model: {e}") from e
+    onnx_io.save_proto(proto, dst)
+    result.stats.setdefault("bytes_before", file_size(src))
+    result.stats["bytes_after"] = file_size(dst)
+    return result
