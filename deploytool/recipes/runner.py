@@ -1,0 +1,200 @@
+"""Run a recipe: model -> training steps -> export -> passes -> sweep variants -> bench/eval -> report.
+
+Every step is cached by the hash of its inputs and config (see :mod:`deploytool.recipes.cache`): a
+rerun skips what is done, and changing one pass reruns from there. A failing step raises
+:class:`RecipeStepError` naming the step; outputs of completed steps stay on disk.
+
+The runner only orchestrates: each step calls one library function of deploytool (the same the CLI
+calls), through :mod:`deploytool.recipes.steps`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from deploytool.errors import DeployError
+from deploytool.recipes import steps as S
+from deploytool.recipes.cache import StepCache, step_key
+from deploytool.recipes.schema import Precision, Recipe
+
+logger = logging.getLogger(__name__)
+
+
+class RecipeStepError(DeployError):
+    """A recipe step failed; the message names the step and the cause."""
+
+
+@dataclasses.dataclass
+class StepRecord:
+    name: str
+    kind: str
+    key: str
+    cached: bool
+    seconds: float
+    outputs: dict[str, str]
+
+
+@dataclasses.dataclass
+class Variant:
+    width: float
+    depth: float
+    precision: Precision
+    path: Path
+    key: str
+
+    @property
+    def label(self) -> str:
+        return f"w{self.width:g}-d{self.depth:g}-{self.precision.value}"
+
+
+@dataclasses.dataclass
+class RunResult:
+    recipe: str
+    out_dir: Path
+    steps: list[StepRecord]
+    variants: list[Variant]
+    report_dir: Path | None
+    headline: list[dict[str, Any]]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe,
+            "out_dir": str(self.out_dir),
+            "seconds": round(self.seconds, 2),
+            "steps": [dataclasses.asdict(s) for s in self.steps],
+            "variants": [{"label": v.label, "width": v.width, "depth": v.depth, "precision": v.precision.value,
+                          "path": str(v.path)} for v in self.variants],
+            "report_dir": str(self.report_dir) if self.report_dir else None,
+            "headline": self.headline,
+        }
+
+
+ProgressFn = Callable[[str, str], None]  # (step name, status: "start" | "cached" | "done")
+
+
+class _Runner:
+    def __init__(self, recipe: Recipe, out_dir: Path, progress: ProgressFn | None):
+        self.recipe = recipe
+        self.out = out_dir
+        self.cache = StepCache(out_dir)
+        self.progress = progress or (lambda name, status: None)
+        self.records: list[StepRecord] = []
+
+    def step(self, name: str, kind: str, config: Any, inputs: list[str],
+             fn: Callable[[Path], dict[str, str]]) -> tuple[str, Path, dict[str, str]]:
+        """Run (or reuse) one cached step. ``fn(tmpdir)`` writes into tmpdir and returns {role: filename}."""
+        key = step_key(kind, config, inputs)
+        folder = self.cache.dir_for(kind, key)
+        t0 = time.perf_counter()
+        if self.cache.done(kind, key):
+            outputs = json.loads((folder / "outputs.json").read_text())
+            self.progress(name, "cached")
+            self.records.append(StepRecord(name, kind, key, True, 0.0, outputs))
+            return key, folder, outputs
+        self.progress(name, "start")
+        try:
+            with self.cache.building(kind, key) as tmp:
+                outputs = fn(tmp)
+                (tmp / "outputs.json").write_text(json.dumps(outputs, indent=1, sort_keys=True))
+        except DeployError as e:
+            raise RecipeStepError(f"step '{name}' failed: {e}") from e
+        except Exception as e:  # a library bug still names the step
+            raise RecipeStepError(f"step '{name}' failed: {type(e).__name__}: {' '.join(str(e).split())}") from e
+        dt = time.perf_counter() - t0
+        self.progress(name, "done")
+        self.records.append(StepRecord(name, kind, key, False, round(dt, 2), outputs))
+        return key, folder, outputs
+
+
+def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | None = None) -> RunResult:
+    """Run every step of ``recipe`` into ``out_dir`` (cached) and write the report."""
+    t_start = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    r = _Runner(recipe, out, progress)
+    rec = recipe
+
+    # 0. devices first: a typo'd profile fails before minutes of work
+    profiles = S.load_profiles(rec.devices)
+
+    # 1. the model folder
+    model_dir, model_digest = S.resolve_model(rec.model)
+    key = f"model:{model_digest}"
+    folder = model_dir
+
+    # 2. training steps, each from the previous folder
+    teacher_dir = model_dir
+    for i, t in enumerate(rec.train):
+        prev_key, prev_dir, teacher = key, folder, teacher_dir
+        key, sdir, outs = r.step(f"train[{i}] {t.kind.value}", f"train-{t.kind.value}", t.params, [prev_key],
+                                 lambda tmp, t=t, prev_dir=prev_dir, teacher=teacher:
+                                 S.train_step(t, prev_dir, teacher, tmp, rec.task))
+        folder = sdir / outs["model"]
+        if t.kind.value == "finetune":
+            teacher_dir = folder
+
+    # 3. export
+    key, sdir, outs = r.step("export", "export", {"export": rec.export, "task": rec.task}, [key],
+                             lambda tmp: S.export_step(folder, rec.export, rec.task, tmp))
+    exported = sdir / outs["model"]
+
+    # 4. passes applied before the sweep (reorder, prune-heads, ...)
+    base_key, base_path = key, exported
+    for i, p in enumerate(rec.passes):
+        src = base_path
+        base_key, sdir, outs = r.step(f"passes[{i}] {p.kind.value}", f"pass-{p.kind.value}", p.params, [base_key],
+                                      lambda tmp, p=p, src=src: S.pass_step(p, src, tmp))
+        base_path = sdir / outs["model"]
+
+    # 5. the sweep: slice once per (width, depth), then each precision
+    variants: list[Variant] = []
+    for w in rec.sweep.width:
+        for d in rec.sweep.depth:
+            if (w, d) == (1.0, 1.0):
+                skey, spath = base_key, base_path
+            else:
+                skey, sdir, outs = r.step(f"slice w={w:g} d={d:g}", "slice", {"width": w, "depth": d}, [base_key],
+                                          lambda tmp, w=w, d=d: S.slice_step(base_path, w, d, tmp))
+                spath = sdir / outs["model"]
+            for prec in rec.sweep.precision:
+                if prec is Precision.FP32:
+                    variants.append(Variant(w, d, prec, spath, skey))
+                    continue
+                vkey, vdir, outs = r.step(f"{prec.value} w={w:g} d={d:g}", f"precision-{prec.value}",
+                                          {"precision": prec}, [skey],
+                                          lambda tmp, prec=prec, spath=spath: S.precision_step(prec, spath, tmp))
+                variants.append(Variant(w, d, prec, vdir / outs["model"], vkey))
+
+    # 6. accuracy of every variant (when the recipe names a dataset)
+    accuracy: dict[str, dict[str, Any]] = {}
+    if rec.eval is not None:
+        for v in variants:
+            _, edir, outs = r.step(f"eval {v.label}", "eval", rec.eval, [v.key, f"tok:{model_digest}"],
+                                   lambda tmp, v=v: S.eval_step(v.path, folder, rec.eval, tmp))
+            accuracy[v.label] = json.loads((edir / outs["metrics"]).read_text())
+
+    # 7. benchmarks: one interleaved run per distinct session set-up, projected per device
+    bench_files: list[Path] = []
+    for group_key, group in S.group_devices_by_session(profiles, rec.bench).items():
+        names = "+".join(p.name for p in group)
+        bkey, bdir, outs = r.step(f"bench [{names}]", "bench",
+                                  {"bench": rec.bench, "session": group_key, "devices": [p.name for p in group]},
+                                  [v.key for v in variants],
+                                  lambda tmp, group=group: S.bench_step(variants, group, rec.bench, tmp))
+        bench_files.append(bdir / outs["results"])
+
+    # 8. report (always rewritten: cheap, and it reflects this run)
+    report_dir = out / "report"
+    headline = S.report_step(rec, variants, bench_files, accuracy, profiles, report_dir)
+    result = RunResult(rec.name, out, r.records, variants, report_dir, headline, time.perf_counter() - t_start)
+    from deploytool.onnx_io import atomic_write
+
+    with atomic_write(out / "run.json") as f:
+        json.dump(result.to_dict(), f, indent=1)
+    return result

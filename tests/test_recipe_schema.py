@@ -1,0 +1,101 @@
+"""Recipe schema validation and the step cache (no model needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploytool.errors import ConfigError, InputFileError
+from deploytool.recipes.cache import StepCache, step_key
+from deploytool.recipes.schema import PassKind, Precision, load_recipe, parse_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = {
+    "schema_version": 1,
+    "name": "t",
+    "model": "minilm",
+    "passes": [{"reorder": {"importance": "magnitude"}}],
+    "sweep": {"width": [1.0, 0.5], "depth": [1.0, 0.75], "precision": ["fp32", "int8"]},
+    "devices": ["x86-host"],
+    "bench": {"seq_lens": [8], "runs": 3},
+}
+
+
+def _bad(**changes):
+    d = dict(GOOD)
+    d.update(changes)
+    return d
+
+
+def test_good_recipe_parses_and_expands_grid():
+    r = parse_recipe(GOOD, "r.yaml")
+    assert r.passes[0].kind is PassKind.REORDER
+    grid = r.sweep.grid()
+    assert len(grid) == 2 * 2 * 2
+    assert (0.5, 0.75, Precision.INT8) in grid
+
+
+@pytest.mark.parametrize(
+    "doc, needle",
+    [
+        (_bad(schema_version=2), "schema_version: expected 1"),
+        (_bad(passes=[{"slise": {"width": 0.5}}]), "did you mean 'slice'"),
+        (_bad(sweep={"width": [1.5]}), "sweep.width[0]: expected a number in (0, 1], got 1.5"),
+        (_bad(sweep={"width": ["half"]}), "sweep.width[0]"),
+        (_bad(sweep={"precision": ["int4"]}), "sweep.precision[0]: expected one of"),
+        (_bad(bench={"runs": "many"}), "bench.runs: expected an integer"),
+        (_bad(bench={"seq_len": [8]}), "bench.seq_len: unknown key (did you mean 'seq_lens'?)"),
+        (_bad(devicez=["x"]), "devicez: unknown key (did you mean 'devices'?)"),
+        (_bad(model={"name": "minilm", "path": "x"}), "model: give exactly one"),
+        ({k: v for k, v in GOOD.items() if k != "model"}, "model: required key is missing"),
+        (_bad(eval={"data": "rotten-tomatoes", "split": "validation"}), "eval.split"),
+    ],
+)
+def test_bad_recipes_name_file_key_and_expectation(doc, needle):
+    with pytest.raises(ConfigError) as e:
+        parse_recipe(doc, "bad.yaml")
+    msg = str(e.value)
+    assert msg.startswith("bad.yaml: ")
+    assert needle in msg
+    assert "\n" not in msg
+
+
+def test_load_recipe_errors(tmp_path):
+    with pytest.raises(InputFileError):
+        load_recipe(tmp_path / "missing.yaml")
+    p = tmp_path / "broken.yaml"
+    p.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_recipe(p)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_recipes_validate(path):
+    r = load_recipe(path)
+    assert r.name
+    assert yaml.safe_load(path.read_text())["schema_version"] == 1
+
+
+def test_step_key_changes_with_config_and_inputs():
+    a = step_key("slice", {"width": 0.5}, ["k0"])
+    assert a == step_key("slice", {"width": 0.5}, ["k0"])
+    assert a != step_key("slice", {"width": 0.75}, ["k0"])
+    assert a != step_key("slice", {"width": 0.5}, ["k1"])
+    assert a != step_key("prune", {"width": 0.5}, ["k0"])
+
+
+def test_cache_commits_only_successful_steps(tmp_path):
+    c = StepCache(tmp_path)
+    with pytest.raises(RuntimeError):
+        with c.building("x", "abc") as tmp:
+            (tmp / "half.onnx").write_text("partial")
+            raise RuntimeError("boom")
+    assert not c.done("x", "abc")
+    assert not any((tmp_path / "steps").iterdir())
+    with c.building("x", "abc") as tmp:
+        (tmp / "m.onnx").write_text("ok")
+    assert c.done("x", "abc")
+    assert (c.dir_for("x", "abc") / "m.onnx").read_text() == "ok"
