@@ -1,0 +1,31 @@
+"""Low-bit weight maths shared by the packing pass and quantization-aware training (numpy only).
+
+- :mod:`deploytool.quant.quantizers`: TWN ternary and BWN binary quantizers, symmetric int8 rows.
+- :mod:`deploytool.quant.packing`: exact bit packers (2 bits, 5 trits per byte, 1 bit) and unpackers.
+"""
+
+from deploytool.quant.packing import (
+    pack_2bit,
+    pack_bits,
+    pack_trit5,
+    packed_len,
+    unpack_2bit,
+    unpack_bits,
+    unpack_trit5,
+)
+from deploytool.quant.quantizers import Granularity, binarize, dequantize, quantize_int8_rows, ternarize
+
+__all__ = [
+    "Granularity",
+    "binarize",
+    "dequantize",
+    "pack_2bit",
+    "pack_bits",
+    "pack_trit5",
+    "packed_len",
+    "quantize_int8_rows",
+    "ternarize",
+    "unpack_2bit",
+    "unpack_bits",
+    "unpack_trit5",
+]

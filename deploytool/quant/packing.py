@@ -1,0 +1,80 @@
+"""Exact bit packers for ternary and binary codes, along the last axis, low bits first.
+
+- 2 bits per weight: code ``c = t + 2`` in {1, 2, 3} (the unsigned 2-bit code with zero point 2 that
+  ``com.microsoft.MatMulNBits`` bits=2 expects); four codes per byte,
+  ``byte = c0 | c1 << 2 | c2 << 4 | c3 << 6``. Padding uses code 2 (the value 0).
+  (ONNX's own INT2 tensor type stores two's complement instead; onnx_ir packs that one.)
+- 5 trits per byte (3^5 = 243 <= 256, 1.6 bits per weight): ``c = t + 1`` in {0, 1, 2},
+  ``byte = c0 + 3 c1 + 9 c2 + 27 c3 + 81 c4``. Padding uses c = 1 (the value 0).
+- 1 bit per weight: bit ``b = (s > 0)`` for s in {-1, 1}; eight per byte, first weight in bit 0.
+  Padding uses bit 0.
+
+Each packer maps ``[..., n]`` to ``[..., packed_len(n, scheme)]`` uint8; each unpacker takes the
+packed array and ``n`` and returns the int8 codes ``[..., n]`` again (exact round trip).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PER_BYTE = {"ternary2": 4, "trit5": 5, "binary1": 8}
+TRIT_POWERS = np.array([1, 3, 9, 27, 81], dtype=np.int32)
+
+
+def packed_len(n: int, scheme: str) -> int:
+    """Bytes per row of ``n`` values for scheme "ternary2" | "trit5" | "binary1"."""
+    k = PER_BYTE[scheme]
+    return -(-n // k)
+
+
+def _check_values(x: np.ndarray, allowed: tuple[int, ...], what: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.size and not np.isin(x, allowed).all():
+        raise ValueError(f"{what}: values must be in {allowed}")
+    return x.astype(np.int32)
+
+
+def _pad(codes: np.ndarray, per: int, fill: int) -> np.ndarray:
+    n = codes.shape[-1]
+    pad = (-n) % per
+    if pad:
+        widths = [(0, 0)] * (codes.ndim - 1) + [(0, pad)]
+        codes = np.pad(codes, widths, constant_values=fill)
+    return codes.reshape(*codes.shape[:-1], -1, per)
+
+
+def pack_2bit(t: np.ndarray) -> np.ndarray:
+    """Ternary codes {-1,0,1} -> uint8, four per byte as ``t + 2``, low bits first."""
+    c = _pad(_check_values(t, (-1, 0, 1), "ternary") + 2, 4, 2)
+    shifts = np.array([0, 2, 4, 6], dtype=np.int32)
+    return (c << shifts).sum(axis=-1).astype(np.uint8)
+
+
+def unpack_2bit(packed: np.ndarray, n: int) -> np.ndarray:
+    p = np.asarray(packed, dtype=np.uint8).astype(np.int32)
+    c = (p[..., None] >> np.array([0, 2, 4, 6], dtype=np.int32)) & 3
+    return (c.reshape(*p.shape[:-1], -1)[..., :n] - 2).astype(np.int8)
+
+
+def pack_trit5(t: np.ndarray) -> np.ndarray:
+    """Ternary codes {-1,0,1} -> uint8, five trits per byte (base 3, first trit least significant)."""
+    c = _pad(_check_values(t, (-1, 0, 1), "ternary") + 1, 5, 1)
+    return (c * TRIT_POWERS).sum(axis=-1).astype(np.uint8)
+
+
+def unpack_trit5(packed: np.ndarray, n: int) -> np.ndarray:
+    p = np.asarray(packed, dtype=np.uint8).astype(np.int32)
+    c = (p[..., None] // TRIT_POWERS) % 3
+    return (c.reshape(*p.shape[:-1], -1)[..., :n] - 1).astype(np.int8)
+
+
+def pack_bits(s: np.ndarray) -> np.ndarray:
+    """Binary codes {-1,1} -> uint8, eight per byte, first weight in the lowest bit."""
+    b = _pad((_check_values(s, (-1, 1), "binary") > 0).astype(np.int32), 8, 0)
+    return (b << np.arange(8, dtype=np.int32)).sum(axis=-1).astype(np.uint8)
+
+
+def unpack_bits(packed: np.ndarray, n: int) -> np.ndarray:
+    p = np.asarray(packed, dtype=np.uint8).astype(np.int32)
+    b = (p[..., None] >> np.arange(8, dtype=np.int32)) & 1
+    return (b.reshape(*p.shape[:-1], -1)[..., :n] * 2 - 1).astype(np.int8)
