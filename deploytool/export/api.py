@@ -1,0 +1,98 @@
+"""``export(config, out_path)``: resolve, load, export, add metadata, validate, save atomically."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import onnx
+
+from deploytool import onnx_io
+from deploytool.errors import DeployError, OutputPathError
+from deploytool.export.config import ExportConfig, Exporter, ExportResult, Task
+from deploytool.export.hf import architecture, load_hf_model
+from deploytool.models import resolve_model
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["export", "export_loaded", "METADATA_PREFIX", "read_metadata"]
+
+METADATA_PREFIX = "deploytool."
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail before any work when ``path`` cannot be created: a directory, a parent that is a file
+    (at any level), or a first existing ancestor that is not writable."""
+    p = onnx_io.check_output_path(path)
+    anc = p.parent if str(p.parent) else Path(".")
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise OutputPathError(f"{p}: {anc} is a file, cannot create a directory under it")
+    if not os.access(anc, os.W_OK):
+        raise OutputPathError(f"{p}: directory {anc} is not writable")
+    return p
+
+
+def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
+    """The ``deploytool.*`` metadata_props of a model, without the prefix."""
+    return {p.key[len(METADATA_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(METADATA_PREFIX)}
+
+
+def _set_metadata(model: onnx.ModelProto, values: dict[str, object]) -> None:
+    keep = [p for p in model.metadata_props if not p.key.startswith(METADATA_PREFIX)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for k, v in values.items():
+        model.metadata_props.add(key=METADATA_PREFIX + k, value=str(v))
+
+
+def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig) -> ExportResult:
+    """Export an already loaded transformers model (``config.model`` is only recorded)."""
+    from deploytool.export import validate as _validate
+
+    out = check_writable(out_path)
+    start = time.perf_counter()
+    model = model.eval()
+    task = config.task
+    with tempfile.TemporaryDirectory(prefix="deploytool-export-") as tmp:
+        raw = Path(tmp) / "model.onnx"
+        if config.exporter is Exporter.OPTIMUM:
+            from deploytool.export.optimum_export import export_optimum
+            opset = export_optimum(model, raw, task=task, opset=config.opset)
+        else:
+            from deploytool.export.torch_export import export_torch
+            opset = export_torch(model, raw, task=task, exporter=config.exporter, opset=config.opset)
+        try:
+            proto = onnx.load(str(raw))  # external data (if any) is pulled in from tmp
+        except Exception as e:
+            raise DeployError(f"exporter {config.exporter.value} wrote an unreadable model ({e})") from e
+    outputs = [o.name for o in proto.graph.output]
+    if task.output_name not in outputs:
+        raise DeployError(f"exporter {config.exporter.value} produced outputs {outputs}, expected '{task.output_name}'")
+    # keep only the task's output (optimum may add pooler_output for feature extraction)
+    if len(outputs) > 1:
+        keep = [o for o in proto.graph.output if o.name == task.output_name]
+        del proto.graph.output[:]
+        proto.graph.output.extend(keep)
+    meta = dict(architecture(model))
+    meta.update(exporter=config.exporter.value, task=task.value, opset=opset, source=config.model)
+    _set_metadata(proto, meta)
+    diffs: dict[str, float] = {}
+    if config.validate:
+        diffs = _validate.compare(model, proto.SerializeToString(), task.output_name, config.atol)
+    onnx_io.save_proto(proto, out)
+    return ExportResult(path=out, exporter=config.exporter, task=task, opset=int(opset), max_abs_diff=diffs,
+                        atol=config.atol, validated=config.validate, file_size=out.stat().st_size,
+                        seconds=time.perf_counter() - start, metadata={k: str(v) for k, v in meta.items()})
+
+
+def export(config: ExportConfig, out_path: str | os.PathLike) -> ExportResult:
+    """Export ``config.model`` to ``out_path`` (validated unless ``config.validate`` is False)."""
+    check_writable(out_path)
+    folder = resolve_model(config.model)
+    model = load_hf_model(folder, config.task)
+    return export_loaded(model, out_path, config)

@@ -1,0 +1,110 @@
+"""The typed export config and result (no torch here, so the CLI can validate options cheaply)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from pathlib import Path
+
+from deploytool.errors import ConfigError
+
+__all__ = ["Exporter", "Task", "ExportConfig", "ExportResult", "OPSET_RANGE", "DEFAULT_OPSET"]
+
+
+class Task(str, enum.Enum):
+    FEATURE_EXTRACTION = "feature-extraction"  # output ``last_hidden_state``
+    SEQUENCE_CLASSIFICATION = "sequence-classification"  # output ``logits``
+
+    @property
+    def output_name(self) -> str:
+        return "last_hidden_state" if self is Task.FEATURE_EXTRACTION else "logits"
+
+
+class Exporter(str, enum.Enum):
+    TORCH = "torch"  # torch.onnx TorchScript exporter (dynamo=False)
+    OPTIMUM = "optimum"  # optimum.exporters.onnx (optimum-onnx), TorchScript underneath
+    DYNAMO = "dynamo"  # torch.onnx dynamo exporter (torch.export + onnxscript)
+
+
+# Inclusive opset ranges each exporter accepts. TorchScript stops at 20 (torch 2.13); the dynamo
+# exporter needs 18+. Below 14 BERT-family exports lose ops they need.
+OPSET_RANGE: dict[Exporter, tuple[int, int]] = {
+    Exporter.TORCH: (14, 20),
+    Exporter.OPTIMUM: (14, 20),
+    Exporter.DYNAMO: (18, 23),
+}
+DEFAULT_OPSET: dict[Exporter, int | None] = {
+    Exporter.TORCH: 17,
+    Exporter.OPTIMUM: None,  # the architecture's default in optimum's OnnxConfig
+    Exporter.DYNAMO: 20,
+}
+
+
+def _enum(cls, value, field: str):
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls(str(value))
+    except ValueError:
+        allowed = ", ".join(m.value for m in cls)
+        raise ConfigError(f"{field}={value!r} is not one of: {allowed}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """What to export and how.
+
+    model: a known name (``minilm``) or a local Hugging Face folder.
+    exporter: default TorchScript of the eager-attention model, whose graph ORT's BERT optimizer
+      fuses (Attention, EmbedLayerNormalization); the dynamo export does not fuse attention.
+    opset: None = the exporter's default. validate: compare against PyTorch on fixed inputs and fail
+      when the max abs difference exceeds ``atol``.
+    """
+
+    model: str
+    task: Task = Task.FEATURE_EXTRACTION
+    exporter: Exporter = Exporter.TORCH
+    opset: int | None = None
+    validate: bool = True
+    atol: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if not str(self.model).strip():
+            raise ConfigError("model must be a model name (minilm) or a Hugging Face folder, got ''")
+        object.__setattr__(self, "model", str(self.model))
+        object.__setattr__(self, "task", _enum(Task, self.task, "task"))
+        object.__setattr__(self, "exporter", _enum(Exporter, self.exporter, "exporter"))
+        if self.opset is not None:
+            lo, hi = OPSET_RANGE[self.exporter]
+            if isinstance(self.opset, bool) or not isinstance(self.opset, int) or not lo <= self.opset <= hi:
+                raise ConfigError(f"opset={self.opset!r} out of range for exporter {self.exporter.value}: "
+                                  f"expected an integer in [{lo}, {hi}]")
+        if isinstance(self.atol, bool) or not isinstance(self.atol, (int, float)) or not math.isfinite(self.atol) \
+                or self.atol < 0:
+            raise ConfigError(f"atol={self.atol!r} must be a finite number >= 0")
+        object.__setattr__(self, "atol", float(self.atol))
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """What an export produced. max_abs_diff: validation input name -> max |onnx - torch| (empty
+    when validation was off)."""
+
+    path: Path
+    exporter: Exporter
+    task: Task
+    opset: int
+    max_abs_diff: dict[str, float]
+    atol: float
+    validated: bool
+    file_size: int
+    seconds: float
+    metadata: dict[str, str]
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["path"] = str(self.path)
+        d["exporter"] = self.exporter.value
+        d["task"] = self.task.value
+        return d

@@ -1,0 +1,35 @@
+"""Export with optimum's ONNX exporter (package optimum-onnx, module ``optimum.exporters.onnx``)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from pathlib import Path
+
+from deploytool.errors import UnavailableError
+from deploytool.export.config import Task
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["export_optimum"]
+
+_OPTIMUM_TASK = {Task.FEATURE_EXTRACTION: "feature-extraction", Task.SEQUENCE_CLASSIFICATION: "text-classification"}
+
+
+def export_optimum(model, path: str | os.PathLike, *, task: Task, opset: int | None = None) -> int:
+    """Write ``model`` to ``path`` with optimum's OnnxConfig for its architecture; returns the opset."""
+    try:
+        from optimum.exporters.onnx.convert import export as onnx_export
+        from optimum.exporters.tasks import TasksManager
+    except ImportError as e:
+        raise UnavailableError("exporter 'optimum' needs optimum-onnx: pip install 'optimum-onnx==0.1.0'") from e
+
+    ctor = TasksManager.get_exporter_config_constructor(
+        exporter="onnx", model=model, task=_OPTIMUM_TASK[task], library_name="transformers")
+    onnx_config = ctor(model.config)
+    opset = opset or int(onnx_config.DEFAULT_ONNX_OPSET)
+    with contextlib.redirect_stdout(io.StringIO()):
+        onnx_export(model=model.eval(), config=onnx_config, output=Path(path), opset=opset)
+    return opset

@@ -1,0 +1,58 @@
+"""Shared session-scoped fixtures (keep this file small; each fixture is documented).
+
+``tiny_onnx`` exports random tiny encoders (``deploytool.testing.tiny``) once per test session and
+caches them, so many tests can share one export.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory):
+    """Factory: ``tiny_onnx(family="bert", exporter="torch", task="feature-extraction", **shape) -> Path``.
+
+    Exports ``tiny_model(family, task=task, **shape)`` (shape: layers, hidden, heads, ffn, vocab,
+    max_pos, num_labels, seed; defaults 2 layers, hidden 32, 4 heads, FFN 64, vocab 100) with
+    ``deploytool.export.export_loaded`` (validated against PyTorch, metadata written) and returns the
+    .onnx path. Each (family, exporter, task, shape) is exported once per session; treat the file
+    as read-only (copy it before editing). exporter: torch | optimum | dynamo.
+    family: bert | roberta | distilbert | electra. task: feature-extraction | sequence-classification.
+    """
+    cache: dict[tuple, Path] = {}
+    root = tmp_path_factory.mktemp("tiny_onnx")
+
+    def make(family: str = "bert", exporter: str = "torch", task: str = "feature-extraction", **shape) -> Path:
+        key = (family, exporter, task, tuple(sorted(shape.items())))
+        if key not in cache:
+            from deploytool.export import ExportConfig, export_loaded
+            from deploytool.testing.tiny import tiny_model
+
+            model = tiny_model(family, task=task, **shape)
+            tag = "_".join(f"{k}{v}" for k, v in sorted(shape.items()))
+            path = root / f"{family}_{exporter}_{task}{'_' + tag if tag else ''}.onnx"
+            export_loaded(model, path, ExportConfig(model=f"tiny-{family}", task=task, exporter=exporter))
+            cache[key] = path
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_torch_model():
+    """Factory: ``tiny_torch_model(family="bert", task="feature-extraction", **shape)`` -> the same
+    random PyTorch model ``tiny_onnx`` exports for these arguments (rebuilt each call: it is cheap and
+    callers may modify it)."""
+    def make(family: str = "bert", task: str = "feature-extraction", **shape):
+        from deploytool.testing.tiny import tiny_model
+
+        return tiny_model(family, task=task, **shape)
+
+    return make
