@@ -1,0 +1,85 @@
+"""Find and load device profiles (``device_profiles/*.yaml``).
+
+A profile is named either by its name (looked up in the search folders, first match wins) or by a
+path to a ``.yaml`` file. The default search folder is the project's ``device_profiles/``; callers
+add their own folders explicitly (no environment variables are read here).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import yaml
+
+from deploytool.errors import ConfigError
+from deploytool.profiles.schema import Profile, parse_profile
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BUILTIN_PROFILE_DIR", "list_profiles", "load_profile", "load_profile_file", "profile_names"]
+
+#: the profiles shipped with deploytool (repository root / device_profiles)
+BUILTIN_PROFILE_DIR = Path(__file__).resolve().parents[2] / "device_profiles"
+
+
+def _dirs(dirs: Sequence[str | os.PathLike] | None) -> list[Path]:
+    out = [Path(d) for d in (dirs or ())]
+    if BUILTIN_PROFILE_DIR not in out:
+        out.append(BUILTIN_PROFILE_DIR)
+    return out
+
+
+def _files(dirs: Iterable[Path]) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in dirs:
+        if not d.is_dir():
+            continue
+        for f in sorted(d.glob("*.yaml")) + sorted(d.glob("*.yml")):
+            found.setdefault(f.stem, f)
+    return found
+
+
+def load_profile_file(path: str | os.PathLike) -> Profile:
+    """Load and validate one profile file; the profile's ``name`` must equal the file's stem."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such device profile file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}: not valid YAML{where} ({getattr(e, 'problem', None) or type(e).__name__})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read device profile ({e})") from None
+    return parse_profile(data, str(p), expect_name=p.stem)
+
+
+def profile_names(dirs: Sequence[str | os.PathLike] | None = None) -> list[str]:
+    """Names of all profiles in the search folders (without loading them)."""
+    return sorted(_files(_dirs(dirs)))
+
+
+def load_profile(name_or_path: str | os.PathLike | Profile,
+                 dirs: Sequence[str | os.PathLike] | None = None) -> Profile:
+    """A profile by name (``kirin990``) or by path (``my/board.yaml``), validated."""
+    if isinstance(name_or_path, Profile):
+        return name_or_path
+    text = str(name_or_path)
+    if text.endswith((".yaml", ".yml")) or os.sep in text:
+        return load_profile_file(text)
+    files = _files(_dirs(dirs))
+    if text not in files:
+        close = difflib.get_close_matches(text, list(files), n=1, cutoff=0.5)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"unknown device profile '{text}'{hint}; known: {', '.join(sorted(files)) or 'none'}")
+    return load_profile_file(files[text])
+
+
+def list_profiles(dirs: Sequence[str | os.PathLike] | None = None) -> list[Profile]:
+    """All profiles in the search folders, validated (the first invalid one raises)."""
+    return [load_profile_file(p) for _, p in sorted(_files(_dirs(dirs)).items())]
