@@ -1,0 +1,620 @@
+"""Ternary / binary weights, really packed, runnable in stock ONNX Runtime (TernaryBERT, BinaryBERT).
+
+Which weights: every encoder linear weight (Q/K/V/O and both FFN matrices; found with
+``deploytool.graph.find_structure``, or, where the finder cannot read the graph, every MatMul/Gemm
+whose B input is a 2-D float initializer) and the word embeddings (row-wise, always). Position and
+token-type embeddings, LayerNorm parameters and biases stay fp32, as in the papers.
+
+The maths (:mod:`deploytool.quant.quantizers`): TWN ternary ``W ~ alpha * t``, t in {-1,0,1},
+``delta = 0.7 mean|W|``, ``alpha = mean(|W| : |W| > delta)``; BWN binary ``W ~ alpha * s``, s in
+{-1,1}, ``alpha = mean|W|``; one alpha per matrix (``--granularity layer``) or per output feature
+(``row``; a column of the ONNX MatMul weight ``[in, out]``).
+
+How each runtime stores and runs a linear weight ``[K, N]`` (y = x @ W):
+
+- ``speed`` (ternary): an ONNX ``INT2`` initializer (opset >= 25, 2 bits per weight on disk) ->
+  ``Cast`` to INT8 (folded by ORT at session creation) -> ``com.microsoft.DynamicQuantizeMatMul``
+  with B scale alpha (per tensor or per column): ternary values are exact in int8, so this runs on
+  ORT's int8 kernels; activations are quantized to int8 dynamically (error ~1%).
+- ``memory`` (ternary or binary): ``com.microsoft.MatMulNBits`` bits=2, our own packer (code
+  ``t + 2``, 4 per byte, low bits first, default zero point 2, blocks along K with scale alpha), so
+  the weight stays 2 bits in memory too. ``accuracy_level`` 4 quantizes activations to int8 (fast);
+  0 keeps them fp32 (exact, slow).
+- ``densest`` (ternary): 5 trits per byte in a uint8 initializer (1.6 bits per weight) and an
+  unpacking subgraph of standard ops (Cast, Unsqueeze, Div by 3^i, Mod 3, Sub 1, Reshape, Slice,
+  Cast to INT8) that ORT constant-folds at session creation, then DynamicQuantizeMatMul as above.
+- binary (``speed`` or ``densest``): 1 bit per weight in a uint8 initializer plus the same kind of
+  unpacking subgraph (Div by 2^i, Mod 2, *2 - 1), then DynamicQuantizeMatMul.
+
+Embeddings (``Gather``): the table is stored packed row-wise (2-bit codes, 5 trits, 1 bit, or int8
+with a per-row scale); the rows are gathered from the packed table and unpacked at run time
+(``Gather -> Cast -> Div -> Mod -> Sub -> Reshape -> Slice -> Cast -> Mul(alpha[ids])``), so the
+table is never expanded to fp32 and the embedding lookups stay exact in fp32.
+
+Every packed weight is recorded in ``metadata_props["deploytool.packing"]`` as JSON
+``{name: {"scheme", "bits", "shape", "role"}}``. Post-training ternary/binary weights lose accuracy;
+quantization-aware training (``deploytool qat``) recovers it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from deploytool.errors import ConfigError, PassRefusedError, StructureError
+from deploytool.passes.base import DeployPass, DeployPassResult, Skip, run_pass_file
+from deploytool.quant import packing
+from deploytool.quant.quantizers import Granularity, binarize, dequantize, quantize_int8_rows, ternarize
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "FakeQuantWeightsPass",
+    "Granularity",
+    "PackConfig",
+    "PackWeightsPass",
+    "Runtime",
+    "WeightScheme",
+    "pack_file",
+    "PACKING_KEY",
+    "QAT_NOTE",
+]
+
+PACKING_KEY = "deploytool.packing"
+INT2_MIN_OPSET = 25
+QAT_NOTE = ("post-training ternary/binary weights lose accuracy without training; recover it with "
+            "quantization-aware distillation (`deploytool qat`, TernaryBERT/BinaryBERT)")
+_PACKED_OPS = {"MatMulNBits", "DynamicQuantizeMatMul", "MatMulInteger", "MatMulIntegerToFloat", "QAttention",
+               "QGemm", "QLinearMatMul", "DequantizeLinear"}
+_LOW_BIT_TYPES = {ir.DataType.INT2, ir.DataType.UINT2, ir.DataType.INT4, ir.DataType.UINT4}
+
+
+class WeightScheme(str, enum.Enum):
+    TERNARY = "ternary"
+    BINARY = "binary"
+    INT8 = "int8"  # embeddings only
+    FP32 = "fp32"  # embeddings only: leave them as they are
+
+
+class Runtime(str, enum.Enum):
+    SPEED = "speed"  # int8 kernels (DynamicQuantizeMatMul), INT2 / 1-bit on disk
+    MEMORY = "memory"  # MatMulNBits bits=2: 2-bit in memory as well
+    DENSEST = "densest"  # 5 trits per byte on disk (binary: 1 bit), int8 kernels
+
+
+def _enum(cls, value, field: str):
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls(value)
+    except ValueError:
+        raise ConfigError(f"{field}: expected one of {[m.value for m in cls]}, got {value!r}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class PackConfig:
+    """What to pack and how. ``embeddings=None`` means the same scheme as ``weights``."""
+
+    weights: WeightScheme = WeightScheme.TERNARY
+    embeddings: WeightScheme | None = None
+    runtime: Runtime = Runtime.SPEED
+    granularity: Granularity = Granularity.LAYER
+    accuracy_level: int = 4  # MatMulNBits (runtime memory): 4 = int8 activations (fast), 0 = fp32 (exact)
+    block_size: int = 128  # MatMulNBits block along K (power of two, 16..256)
+    upgrade_opset: bool = True  # pack_file: upgrade models below opset 25 when INT2 is needed
+
+    def __post_init__(self) -> None:
+        w = _enum(WeightScheme, self.weights, "weights")
+        if w not in (WeightScheme.TERNARY, WeightScheme.BINARY):
+            raise ConfigError(f"weights: expected 'ternary' or 'binary', got {w.value!r}")
+        object.__setattr__(self, "weights", w)
+        e = w if self.embeddings is None else _enum(WeightScheme, self.embeddings, "embeddings")
+        object.__setattr__(self, "embeddings", e)
+        object.__setattr__(self, "runtime", _enum(Runtime, self.runtime, "runtime"))
+        object.__setattr__(self, "granularity", _enum(Granularity, self.granularity, "granularity"))
+        if self.accuracy_level not in (0, 4):
+            raise ConfigError(f"accuracy_level: expected 0 (fp32 activations) or 4 (int8), got {self.accuracy_level!r}")
+        bs = self.block_size
+        if not isinstance(bs, int) or bs < 16 or bs > 256 or bs & (bs - 1):
+            raise ConfigError(f"block_size: expected a power of two in [16, 256], got {bs!r}")
+
+    @property
+    def linear_scheme(self) -> str:
+        """The storage scheme of linear weights: ternary2 | trit5 | binary1 | nbits2."""
+        if self.runtime is Runtime.MEMORY:
+            return "nbits2"
+        if self.weights is WeightScheme.BINARY:
+            return "binary1"
+        return "trit5" if self.runtime is Runtime.DENSEST else "ternary2"
+
+    @property
+    def embedding_scheme(self) -> str | None:
+        e = self.embeddings
+        if e is WeightScheme.FP32:
+            return None
+        if e is WeightScheme.INT8:
+            return "int8"
+        if e is WeightScheme.BINARY:
+            return "binary1"
+        return "trit5" if self.runtime is Runtime.DENSEST else "ternary2"
+
+    @property
+    def needs_int2(self) -> bool:
+        return self.linear_scheme == "ternary2"
+
+
+# --------------------------------------------------------------------------------------------------
+# finding the weights
+
+
+@dataclasses.dataclass
+class _Target:
+    """One linear weight to pack: the initializer and the MatMul/Gemm nodes using it as B."""
+
+    weight: ir.Value
+    nodes: list[ir.Node]
+    layout: str  # "in_out" ([K, N]) or "out_in" ([N, K], Gemm transB=1)
+    role: str
+
+
+def _initializer_array(v: ir.Value | None) -> np.ndarray | None:
+    if v is None or v.const_value is None or not v.is_initializer():
+        return None
+    if v.const_value.dtype not in (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.DOUBLE):
+        return None
+    if len(v.const_value.shape) != 2:
+        return None
+    return v.const_value.numpy()
+
+
+def _gemm_layout(node: ir.Node) -> str | None:
+    """The B layout of a plain Gemm (alpha = beta = 1, no transA), or None when we do not rewrite it."""
+    a = node.attributes
+    if a.get_int("transA", 0) or a.get_float("alpha", 1.0) != 1.0 or a.get_float("beta", 1.0) != 1.0:
+        return None
+    return "out_in" if a.get_int("transB", 0) else "in_out"
+
+
+def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], ir.Value | None, str | None]:
+    """Roles of linear weights (by id of the weight value) from the structure finder, if it works."""
+    try:
+        from deploytool.graph.structure import find_structure
+
+        st = find_structure(model)
+    except (NotImplementedError, StructureError, ImportError) as e:
+        return {}, None, f"structure finder unavailable ({type(e).__name__}: {e}); packing every MatMul/Gemm weight"
+    roles: dict[int, str] = {}
+    for layer in st.layers:
+        att = layer.attention
+        for lin in (att.q, att.k, att.v, att.o, att.qkv):
+            if lin is not None:
+                roles[id(lin.weight)] = "attention"
+        for lin in (layer.ffn.intermediate, layer.ffn.output):
+            roles[id(lin.weight)] = "ffn"
+    for lin in st.other_linears:
+        roles.setdefault(id(lin.weight), "other")
+    return roles, st.embeddings.get("word"), None
+
+
+def _word_embedding_gather(graph: ir.Graph, word: ir.Value | None) -> tuple[ir.Value, list[ir.Node]] | None:
+    """The word-embedding table and its Gather nodes (from the finder, else the Gather fed by input_ids)."""
+    if word is None:
+        ids = {v.name: v for v in graph.inputs}.get("input_ids")
+        if ids is None:
+            return None
+        for node in graph:
+            if node.op_type == "Gather" and node.domain == "" and len(node.inputs) == 2 and node.inputs[1] is ids:
+                if _initializer_array(node.inputs[0]) is not None:
+                    word = node.inputs[0]
+                    break
+    if word is None:
+        return None
+    gathers = [n for n, idx in word.uses() if n.op_type == "Gather" and idx == 0 and n.domain == ""
+               and n.attributes.get_int("axis", 0) == 0]
+    return (word, gathers) if gathers else None
+
+
+def _find_targets(model: ir.Model) -> tuple[list[_Target], list[Skip], tuple[ir.Value, list[ir.Node]] | None, list[str]]:
+    graph = model.graph
+    roles, word, note = _roles_from_structure(model)
+    notes = [note] if note else []
+    emb = _word_embedding_gather(graph, word)
+    emb_value = emb[0] if emb else None
+    targets: dict[int, _Target] = {}
+    skipped: list[Skip] = []
+    for node in graph:
+        if node.domain != "" or node.op_type not in ("MatMul", "Gemm") or len(node.inputs) < 2:
+            continue
+        w = node.inputs[1]
+        if w is None or w is emb_value or _initializer_array(w) is None:
+            continue
+        layout = "in_out" if node.op_type == "MatMul" else _gemm_layout(node)
+        if layout is None:
+            skipped.append(Skip(node.name or node.op_type, "Gemm with transA/alpha/beta is not rewritten"))
+            continue
+        if roles and id(w) not in roles:
+            skipped.append(Skip(node.name or node.op_type, f"weight {w.name} is not an encoder linear; stays fp32"))
+            continue
+        role = roles.get(id(w), "other")
+        if role == "other" and roles:
+            skipped.append(Skip(node.name or node.op_type, f"{w.name} is a pooler/classifier weight; stays fp32 "
+                                "as in TernaryBERT"))
+            continue
+        t = targets.get(id(w))
+        if t is None:
+            targets[id(w)] = _Target(w, [node], layout, role)
+        elif t.layout != layout:
+            skipped.append(Skip(node.name or node.op_type, f"{w.name} is used with two layouts; left fp32"))
+        else:
+            t.nodes.append(node)
+    result = []
+    for t in targets.values():
+        others = [n for n, idx in t.weight.uses() if n not in t.nodes or idx != 1]
+        if others:
+            skipped.append(Skip(t.nodes[0].name or "MatMul", f"{t.weight.name} also feeds {others[0].op_type}; left fp32"))
+            continue
+        result.append(t)
+    return result, skipped, emb, notes
+
+
+def _already_packed(model: ir.Model) -> str | None:
+    if PACKING_KEY in model.metadata_props:
+        return f"metadata '{PACKING_KEY}' is present"
+    for node in model.graph.all_nodes():
+        if node.op_type in _PACKED_OPS:
+            return f"it contains {node.op_type} node {node.name!r}"
+    for v in model.graph.initializers.values():
+        if v.const_value is not None and v.const_value.dtype in _LOW_BIT_TYPES:
+            return f"initializer {v.name!r} is {v.const_value.dtype.name}"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# building the graph pieces
+
+
+class _Builder:
+    """Creates uniquely named initializers and nodes in one graph."""
+
+    def __init__(self, graph: ir.Graph) -> None:
+        self.graph = graph
+        self.names = {v.name for v in graph.initializers.values()} | {v.name for v in graph.inputs}
+        for node in graph:
+            self.names.update(o.name for o in node.outputs if o.name)
+        self.nodes: list[ir.Node] = []
+
+    def name(self, base: str) -> str:
+        base = base.replace("::", "_").replace("/", "_")
+        n, i = base, 0
+        while n in self.names:
+            i += 1
+            n = f"{base}_{i}"
+        self.names.add(n)
+        return n
+
+    def init(self, base: str, array: np.ndarray, dtype: ir.DataType | None = None) -> ir.Value:
+        name = self.name(base)
+        tensor = ir.Tensor(array, dtype=dtype, name=name) if dtype is not None else ir.tensor(array, name=name)
+        v = ir.Value(name=name, const_value=tensor, shape=ir.Shape(array.shape), type=ir.TensorType(tensor.dtype))
+        self.graph.register_initializer(v)
+        return v
+
+    def op(self, op_type: str, inputs: list, base: str, domain: str = "", **attrs: Any) -> ir.Value:
+        node = ir.node(op_type, inputs, attributes=attrs, domain=domain, name=self.name(f"{base}/{op_type}"))
+        node.outputs[0].name = self.name(f"{base}/{op_type}_out")
+        self.nodes.append(node)
+        return node.outputs[0]
+
+    def take(self) -> list[ir.Node]:
+        nodes, self.nodes = self.nodes, []
+        return nodes
+
+
+_UNPACK = {  # scheme -> (values per byte, divisors, modulus, multiplier, offset): code -> value
+    "ternary2": (4, [1, 4, 16, 64], 4, 1, 2),
+    "trit5": (5, [1, 3, 9, 27, 81], 3, 1, 1),
+    "binary1": (8, [1, 2, 4, 8, 16, 32, 64, 128], 2, 2, 1),
+}
+_BITS = {"ternary2": 2.0, "trit5": 8 / 5, "binary1": 1.0, "int8": 8.0}
+
+
+def _pack_codes(codes: np.ndarray, scheme: str) -> np.ndarray:
+    if scheme == "ternary2":
+        return packing.pack_2bit(codes)
+    if scheme == "trit5":
+        return packing.pack_trit5(codes)
+    return packing.pack_bits(codes)
+
+
+def _unpack_ops(b: _Builder, packed: ir.Value, scheme: str, base: str) -> ir.Value:
+    """int32 codes -> values, one new trailing axis of size per-byte: [..., bytes] -> [..., bytes, per]."""
+    per, divs, mod, mult, off = _UNPACK[scheme]
+    x = b.op("Cast", [packed], base, to=ir.DataType.INT32)
+    x = b.op("Unsqueeze", [x, b.init(f"{base}_axis", np.array([-1], np.int64))], base)
+    x = b.op("Div", [x, b.init(f"{base}_div", np.array(divs, np.int32))], base)
+    x = b.op("Mod", [x, b.init(f"{base}_mod", np.array(mod, np.int32))], base)
+    if mult != 1:
+        x = b.op("Mul", [x, b.init(f"{base}_mul", np.array(mult, np.int32))], base)
+    return b.op("Sub", [x, b.init(f"{base}_off", np.array(off, np.int32))], base)
+
+
+def _codes_and_alpha(target: _Target, config: PackConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Codes in the PyTorch layout [N, K] and alpha (scalar or [N])."""
+    w = target.weight.const_value.numpy().astype(np.float32)
+    w_out_in = w if target.layout == "out_in" else w.T
+    if config.weights is WeightScheme.BINARY:
+        return binarize(w_out_in, config.granularity)
+    return ternarize(w_out_in, config.granularity)
+
+
+def fake_quantized_weight(target_weight: np.ndarray, layout: str, config: PackConfig) -> np.ndarray:
+    """The fp32 weight the packed model computes with (same layout as the input weight)."""
+    w_out_in = target_weight if layout == "out_in" else target_weight.T
+    fn = binarize if config.weights is WeightScheme.BINARY else ternarize
+    codes, alpha = fn(w_out_in, config.granularity)
+    deq = dequantize(codes, alpha)
+    return deq if layout == "out_in" else deq.T.copy()
+
+
+def _embedding_codes(table: np.ndarray, scheme: str) -> tuple[np.ndarray, np.ndarray]:
+    if scheme == "int8":
+        return quantize_int8_rows(table)
+    if scheme == "binary1":
+        return binarize(table, Granularity.ROW)
+    return ternarize(table, Granularity.ROW)
+
+
+def _replace(graph: ir.Graph, old: ir.Node, new_nodes: list[ir.Node], new_out: ir.Value) -> None:
+    if len(new_nodes) > 1:
+        graph.insert_before(old, new_nodes[:-1])
+    ir.convenience.replace_nodes_and_values(graph, old, [old], [new_nodes[-1]], [old.outputs[0]], [new_out])
+
+
+def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -> dict[str, Any]:
+    graph = model.graph
+    codes, alpha = _codes_and_alpha(t, config)  # [N, K]
+    n_out, k_in = codes.shape
+    base = t.weight.name or "weight"
+    scheme = config.linear_scheme
+    first = min(t.nodes, key=graph.index)
+    if scheme == "nbits2":
+        bs = min(config.block_size, max(16, 1 << (k_in - 1).bit_length()))
+        nb = -(-k_in // bs)
+        padded = np.zeros((n_out, nb * bs), np.int8)
+        padded[:, :k_in] = codes
+        blob = packing.pack_2bit(padded).reshape(n_out, nb, bs // 4)
+        b_val = b.init(f"{base}_nbits2", blob)
+        a_col = np.broadcast_to(alpha, (n_out,)) if alpha.ndim == 0 else alpha
+        s_val = b.init(f"{base}_scales", np.repeat(a_col, nb).astype(np.float32))
+        packed_bytes = blob.nbytes + n_out * nb * 4
+        for node in t.nodes:
+            bias = node.inputs[2] if node.op_type == "Gemm" and len(node.inputs) > 2 else None
+            inputs = [node.inputs[0], b_val, s_val] + ([None, None, bias] if bias is not None else [])
+            out = b.op("MatMulNBits", inputs, base, domain="com.microsoft", K=k_in, N=n_out, bits=2,
+                       block_size=bs, accuracy_level=config.accuracy_level)
+            _replace(graph, node, b.take(), out)
+        return {"scheme": "ternary2" if config.weights is WeightScheme.TERNARY else "binary2",
+                "bits": packed_bytes * 8 / codes.size, "shape": [k_in, n_out], "bytes": packed_bytes}
+    codes_kn = np.ascontiguousarray(codes.T)  # DynamicQuantizeMatMul wants B as [K, N]
+    if scheme == "ternary2":
+        b_val = b.init(f"{base}_int2", codes_kn, dtype=ir.DataType.INT2)
+        wq = b.op("Cast", [b_val], base, to=ir.DataType.INT8)
+        packed_bytes = -(-codes.size // 4)
+    else:
+        flat = _pack_codes(codes_kn.reshape(-1), scheme)
+        b_val = b.init(f"{base}_{scheme}", flat)
+        x = _unpack_ops(b, b_val, scheme, base)
+        x = b.op("Reshape", [x, b.init(f"{base}_flat", np.array([-1], np.int64))], base)
+        x = b.op("Slice", [x, b.init(f"{base}_start", np.array([0], np.int64)),
+                           b.init(f"{base}_end", np.array([codes.size], np.int64))], base)
+        x = b.op("Reshape", [x, b.init(f"{base}_shape", np.array([k_in, n_out], np.int64))], base)
+        wq = b.op("Cast", [x], base, to=ir.DataType.INT8)
+        packed_bytes = flat.nbytes
+    s_val = b.init(f"{base}_alpha", np.asarray(alpha, np.float32).reshape(-1))
+    prep = b.take()
+    graph.insert_before(first, prep)
+    for node in t.nodes:
+        bias = node.inputs[2] if node.op_type == "Gemm" and len(node.inputs) > 2 else None
+        inputs = [node.inputs[0], wq, s_val] + ([None, bias] if bias is not None else [])
+        out = b.op("DynamicQuantizeMatMul", inputs, base, domain="com.microsoft")
+        _replace(graph, node, b.take(), out)
+    packed_bytes += alpha.size * 4
+    return {"scheme": scheme, "bits": packed_bytes * 8 / codes.size, "shape": [k_in, n_out], "bytes": packed_bytes}
+
+
+def _pack_embedding(b: _Builder, model: ir.Model, table_v: ir.Value, gathers: list[ir.Node],
+                    scheme: str) -> dict[str, Any]:
+    graph = model.graph
+    table = table_v.const_value.numpy().astype(np.float32)
+    vocab, hidden = table.shape
+    codes, alpha = _embedding_codes(table, scheme)
+    base = table_v.name or "word_embeddings"
+    if scheme == "int8":
+        t_val = b.init(f"{base}_int8", codes)
+        nbytes = codes.nbytes
+    else:
+        packed = _pack_codes(codes, scheme)
+        t_val = b.init(f"{base}_{scheme}", packed)
+        nbytes = packed.nbytes
+    a_val = b.init(f"{base}_alpha", alpha.astype(np.float32))
+    for g in gathers:
+        ids = g.inputs[1]
+        rows = b.op("Gather", [t_val, ids], base, axis=0)
+        if scheme == "int8":
+            x = rows
+        else:
+            x = _unpack_ops(b, rows, scheme, base)
+            lead = b.op("Shape", [rows], base, end=-1)
+            shape = b.op("Concat", [lead, b.init(f"{base}_minus1", np.array([-1], np.int64))], base, axis=0)
+            x = b.op("Reshape", [x, shape], base)
+            x = b.op("Slice", [x, b.init(f"{base}_start", np.array([0], np.int64)),
+                               b.init(f"{base}_end", np.array([hidden], np.int64)),
+                               b.init(f"{base}_axes", np.array([-1], np.int64))], base)
+        x = b.op("Cast", [x], base, to=ir.DataType.FLOAT)
+        a = b.op("Gather", [a_val, ids], base, axis=0)
+        a = b.op("Unsqueeze", [a, b.init(f"{base}_axis_last", np.array([-1], np.int64))], base)
+        out = b.op("Mul", [x, a], base)
+        _replace(graph, g, b.take(), out)
+    nbytes += alpha.nbytes
+    return {"scheme": scheme, "bits": nbytes * 8 / table.size, "shape": [vocab, hidden], "bytes": nbytes}
+
+
+def _drop_unused(graph: ir.Graph, values: list[ir.Value]) -> None:
+    for v in values:
+        if not v.uses() and v.name in graph.initializers and v not in graph.outputs:
+            del graph.initializers[v.name]
+
+
+# --------------------------------------------------------------------------------------------------
+# the passes
+
+
+class PackWeightsPass(DeployPass):
+    """Quantize encoder linear weights and word embeddings to ternary/binary and pack them (see module doc)."""
+
+    def __init__(self, config: PackConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def requires(self, model: ir.Model) -> None:
+        why = _already_packed(model)
+        if why:
+            raise PassRefusedError(f"model is already packed or quantized ({why}); pack the fp32 model instead")
+        opset = model.opset_imports.get("", 0)
+        if self.config.needs_int2 and opset < INT2_MIN_OPSET:
+            raise PassRefusedError(
+                f"opset {opset} is too old for INT2 weights (runtime speed needs opset >= {INT2_MIN_OPSET}); "
+                "let pack_file upgrade it (upgrade_opset=True) or use --runtime densest or memory")
+        if opset < 15 and self.config.embedding_scheme not in (None, "int8"):
+            raise PassRefusedError(f"opset {opset} is too old for packed embeddings (needs >= 15)")
+
+    def call(self, model: ir.Model) -> DeployPassResult:
+        cfg = self.config
+        targets, skipped, emb, notes = _find_targets(model)
+        if not targets:
+            raise PassRefusedError("no MatMul/Gemm with a 2-D float weight initializer to pack "
+                                   "(is this an encoder exported to ONNX?)")
+        graph = model.graph
+        b = _Builder(graph)
+        record: dict[str, dict[str, Any]] = {}
+        per_role: dict[str, dict[str, int]] = {}
+
+        def account(role: str, before: int, after: int) -> None:
+            r = per_role.setdefault(role, {"bytes_before": 0, "bytes_after": 0, "weights": 0})
+            r["bytes_before"] += before
+            r["bytes_after"] += after
+            r["weights"] += 1
+
+        old = []
+        for t in targets:
+            info = _pack_linear(b, model, t, cfg)
+            before = t.weight.const_value.nbytes
+            account(t.role, before, info.pop("bytes"))
+            record[t.weight.name] = {**info, "role": t.role}
+            old.append(t.weight)
+        if emb is not None and cfg.embedding_scheme is not None:
+            table_v, gathers = emb
+            info = _pack_embedding(b, model, table_v, gathers, cfg.embedding_scheme)
+            account("embedding", table_v.const_value.nbytes, info.pop("bytes"))
+            record[table_v.name] = {**info, "role": "embedding"}
+            old.append(table_v)
+        elif emb is None:
+            skipped.append(Skip("word_embeddings", "no word-embedding Gather found; embeddings stay fp32"))
+        else:
+            skipped.append(Skip(emb[0].name, "--embeddings fp32: word embeddings stay fp32"))
+        _drop_unused(graph, old)
+        if any(n.domain == "com.microsoft" for n in graph):
+            model.opset_imports.setdefault("com.microsoft", 1)
+        model.metadata_props[PACKING_KEY] = json.dumps(record, sort_keys=True)
+        n_w = sum(int(np.prod(r["shape"])) for r in record.values())
+        bits = sum(r["bits"] * int(np.prod(r["shape"])) for r in record.values()) / max(n_w, 1)
+        stats: dict[str, Any] = {
+            "weights_packed": len(record),
+            "params_packed": n_w,
+            "bits_per_weight": round(bits, 3),
+            "weights": cfg.weights.value,
+            "embeddings": cfg.embeddings.value,
+            "runtime": cfg.runtime.value,
+            "granularity": cfg.granularity.value,
+            "by_role": per_role,
+            "note": QAT_NOTE,
+        }
+        if notes:
+            stats["structure"] = notes[0]
+        return DeployPassResult(model, modified=True, stats=stats, skipped=skipped)
+
+
+class FakeQuantWeightsPass(DeployPass):
+    """Reference for the proofs: replace the same weights by their fp32 quantized values (no packing).
+
+    The packed model computes with exactly these weights; comparing the two isolates the packing.
+    """
+
+    def __init__(self, config: PackConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def call(self, model: ir.Model) -> DeployPassResult:
+        cfg = self.config
+        targets, skipped, emb, _ = _find_targets(model)
+        for t in targets:
+            w = t.weight.const_value.numpy().astype(np.float32)
+            t.weight.const_value = ir.tensor(fake_quantized_weight(w, t.layout, cfg), name=t.weight.name)
+        if emb is not None and cfg.embedding_scheme is not None:
+            table_v = emb[0]
+            codes, alpha = _embedding_codes(table_v.const_value.numpy().astype(np.float32), cfg.embedding_scheme)
+            table_v.const_value = ir.tensor(dequantize(codes, alpha), name=table_v.name)
+        return DeployPassResult(model, modified=True, stats={"weights_replaced": len(targets)}, skipped=skipped)
+
+
+def upgrade_opset(src_model: ir.Model, target: int = INT2_MIN_OPSET) -> ir.Model:
+    """A copy of ``src_model`` converted to opset ``target`` with onnx.version_converter (PassRefusedError if it fails)."""
+    import onnx
+
+    proto = ir.serde.serialize_model(src_model)
+    old = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    try:
+        converted = onnx.version_converter.convert_version(proto, target)
+    except Exception as e:
+        raise PassRefusedError(f"cannot upgrade opset {old} to {target} for INT2 weights ({str(e).splitlines()[0][:120]}); "
+                               "use --runtime densest or memory") from e
+    converted.ir_version = max(converted.ir_version, 11)
+    return ir.serde.deserialize_model(converted)
+
+
+def pack_file(src: str | os.PathLike, dst: str | os.PathLike, config: PackConfig) -> DeployPassResult:
+    """Pack ``src`` into ``dst`` (atomic; the input is never modified). See the module docstring."""
+    from deploytool import onnx_io
+
+    pass_ = PackWeightsPass(config)
+    if not config.needs_int2 or not config.upgrade_opset:
+        return run_pass_file(pass_, src, dst)
+    onnx_io.check_output_path(dst, inputs=(src,))
+    model = onnx_io.load_model(src)
+    why = _already_packed(model)
+    if why:  # refuse before spending time on the upgrade
+        raise PassRefusedError(f"model is already packed or quantized ({why}); pack the fp32 model instead")
+    opset = model.opset_imports.get("", 0)
+    upgraded = upgrade_opset(model) if opset < INT2_MIN_OPSET else model
+    result = pass_(upgraded)
+    import onnx
+
+    from deploytool.passes.base import file_size
+
+    proto = ir.serde.serialize_model(result.model)
+    try:
+        onnx.checker.check_model(proto, full_check=False)
+    except onnx.checker.ValidationError as e:
+        raise RuntimeError(f"PackWeightsPass produced an invalid model: {e}") from e
+    onnx_io.save_proto(proto, dst)
+    result.stats["opset"] = f"{opset} -> {INT2_MIN_OPSET}" if opset < INT2_MIN_OPSET else opset
+    result.stats["bytes_before"] = file_size(src)
+    result.stats["bytes_after"] = file_size(dst)
+    return result
