@@ -1,0 +1,65 @@
+"""``deploytool slice | prune-heads | prune-ffn | reorder``: parse options, build one config, call one function."""
+
+from __future__ import annotations
+
+import click
+
+from deploytool.cli._fmt_prune import echo_result
+
+
+@click.command("slice")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--width", type=float, default=1.0, show_default=True,
+              help="Fraction of heads and FFN neurons each layer keeps (0 < w <= 1; heads rounded to 1/heads).")
+@click.option("--depth", type=float, default=1.0, show_default=True,
+              help="Fraction of layers kept (0 < d <= 1; keeps layers floor(i/d)).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
+def slice_(model: str, width: float, depth: float, output: str) -> None:
+    """DynaBERT width/depth slicing: keep the first heads/neurons of each layer and every 1/d-th layer."""
+    from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
+
+    echo_result(slice_file(model, output, SliceConfig(width=width, depth=depth)), output)
+
+
+@click.command("prune-heads")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--heads", "heads_spec", default=None, help="Heads to remove, 'LAYER:H,H;LAYER:H' (e.g. '0:1,3;2:0').")
+@click.option("--ratio", type=float, default=None, help="Remove this fraction of each layer's least important heads.")
+@click.option("--importance", type=click.Path(dir_okay=False), default=None,
+              help="Importance JSON (deploytool-importance/1); default: weight-magnitude (data-free).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
+def prune_heads(model: str, heads_spec: str | None, ratio: float | None, importance: str | None, output: str) -> None:
+    """Physically remove attention heads (explicit ids or a ratio by importance)."""
+    from deploytool.passes.prune_heads import HeadPruneConfig, parse_heads_spec, prune_heads_file
+
+    heads = parse_heads_spec(heads_spec) if heads_spec is not None else None
+    echo_result(prune_heads_file(model, output, HeadPruneConfig(heads=heads, ratio=ratio, importance=importance)),
+                output)
+
+
+@click.command("prune-ffn")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--keep", type=float, default=None, help="Fraction of each layer's FFN neurons kept (most important).")
+@click.option("--neurons", type=click.Path(dir_okay=False), default=None,
+              help='JSON file {"LAYER": [neuron ids to remove]}.')
+@click.option("--importance", type=click.Path(dir_okay=False), default=None,
+              help="Importance JSON (deploytool-importance/1); default: weight-magnitude (data-free).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
+def prune_ffn(model: str, keep: float | None, neurons: str | None, importance: str | None, output: str) -> None:
+    """Physically remove FFN neurons (a kept fraction by importance, or explicit ids)."""
+    from deploytool.passes.prune_ffn import FFNPruneConfig, load_neurons_file, prune_ffn_file
+
+    ids = load_neurons_file(neurons) if neurons is not None else None
+    echo_result(prune_ffn_file(model, output, FFNPruneConfig(keep=keep, neurons=ids, importance=importance)), output)
+
+
+@click.command("reorder")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--importance", type=click.Path(dir_okay=False), default=None,
+              help="Importance JSON (deploytool-importance/1); default: weight-magnitude (data-free).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
+def reorder(model: str, importance: str | None, output: str) -> None:
+    """Sort heads and FFN neurons by importance (most important first); outputs unchanged."""
+    from deploytool.passes.reorder import ReorderConfig, reorder_file
+
+    echo_result(reorder_file(model, output, ReorderConfig(importance=importance)), output)

@@ -1,0 +1,182 @@
+"""Head and FFN-neuron importance scores: the file format shared by training and the pruning passes.
+
+File format (JSON, version ``deploytool-importance/1``)::
+
+    {"format": "deploytool-importance/1",
+     "heads":   [[float] * num_heads] * num_layers,      # larger = more important
+     "neurons": [[float] * ffn_width] * num_layers,
+     "source":  "gradient (Michel et al. 2019) on rotten_tomatoes" | "weight-magnitude (data-free)" | ...,
+     "model":   "what the scores were computed for"}
+
+Scores are relative within a layer; a higher score means "keep". ``load_importance`` checks the
+scores against a model's structure (layer count, per-layer head count and FFN width) and names the
+first layer whose shape differs.
+
+The data-free fallback :func:`magnitude_importance` scores head h of a layer by the L2 norm of the
+Q/K/V output rows and O input columns it owns, and FFN neuron j by the L2 norm of its intermediate
+row (weight and bias) and output column. It is named ``"weight-magnitude (data-free)"`` wherever it is
+used, because it is a much weaker signal than gradient-based importance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from deploytool.errors import ConfigError, InputFileError
+
+if TYPE_CHECKING:
+    from deploytool.graph.structure import EncoderStructure, Linear
+
+FORMAT = "deploytool-importance/1"
+MAGNITUDE_SOURCE = "weight-magnitude (data-free)"
+
+__all__ = ["FORMAT", "MAGNITUDE_SOURCE", "Importance", "load_importance", "save_importance",
+           "magnitude_importance", "importance_from_dict"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Importance:
+    """Per-layer head scores and FFN-neuron scores (higher = more important)."""
+
+    heads: tuple[tuple[float, ...], ...]
+    neurons: tuple[tuple[float, ...], ...]
+    source: str = "unknown"
+    model: str = ""
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.heads)
+
+    def head_order(self, layer: int) -> list[int]:
+        """Head indices of ``layer``, most important first (ties keep the current order)."""
+        return _descending(self.heads[layer])
+
+    def neuron_order(self, layer: int) -> list[int]:
+        return _descending(self.neurons[layer])
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "heads": [list(r) for r in self.heads],
+                "neurons": [list(r) for r in self.neurons], "source": self.source, "model": self.model}
+
+
+def _descending(scores: Sequence[float]) -> list[int]:
+    # stable: equal scores keep their current relative order
+    return [int(i) for i in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")]
+
+
+def _matrix(obj, key: str, where: str) -> tuple[tuple[float, ...], ...]:
+    rows = obj.get(key)
+    if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+        raise ConfigError(f"{where}: '{key}' must be a list of per-layer lists of numbers")
+    out = []
+    for i, r in enumerate(rows):
+        try:
+            vals = tuple(float(x) for x in r)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: '{key}' layer {i} holds a non-number") from None
+        if not all(math.isfinite(v) for v in vals):
+            raise ConfigError(f"{where}: '{key}' layer {i} holds nan or inf")
+        if isinstance(r, list) and any(isinstance(x, bool) for x in r):
+            raise ConfigError(f"{where}: '{key}' layer {i} holds a boolean, expected numbers")
+        out.append(vals)
+    return tuple(out)
+
+
+def importance_from_dict(obj, where: str = "importance") -> Importance:
+    """Validate the JSON object of an importance file (format, types; not yet the model's shape)."""
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{where}: expected a JSON object with format {FORMAT!r}")
+    fmt = obj.get("format")
+    if fmt != FORMAT:
+        raise ConfigError(f"{where}: 'format' is {fmt!r}, expected {FORMAT!r}")
+    heads = _matrix(obj, "heads", where)
+    neurons = _matrix(obj, "neurons", where)
+    if len(heads) != len(neurons):
+        raise ConfigError(f"{where}: 'heads' has {len(heads)} layers but 'neurons' has {len(neurons)}")
+    return Importance(heads=heads, neurons=neurons, source=str(obj.get("source", "unknown")),
+                      model=str(obj.get("model", "")))
+
+
+def check_shape(imp: Importance, structure: EncoderStructure, where: str = "importance") -> Importance:
+    """Raise ConfigError naming the first layer whose head/neuron count differs from the model's."""
+    n = structure.num_layers
+    if imp.num_layers != n:
+        raise ConfigError(f"{where}: scores for {imp.num_layers} layers, the model has {n} layers "
+                          f"(expected 'heads' shape [{n}][heads] and 'neurons' shape [{n}][ffn])")
+    for i, layer in enumerate(structure.layers):
+        h, f = layer.attention.num_heads, layer.ffn.width
+        if len(imp.heads[i]) != h:
+            raise ConfigError(f"{where}: layer {i} has {len(imp.heads[i])} head scores, expected {h} "
+                              f"(the model's layer {i} has {h} heads)")
+        if len(imp.neurons[i]) != f:
+            raise ConfigError(f"{where}: layer {i} has {len(imp.neurons[i])} neuron scores, expected {f} "
+                              f"(the model's layer {i} has FFN width {f})")
+    return imp
+
+
+def load_importance(path: str | os.PathLike, structure: EncoderStructure | None = None) -> Importance:
+    """Read an importance file; with ``structure``, check its shape against the model's."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"{p}: no such importance file")
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputFileError(f"{p}: not a readable JSON importance file ({type(e).__name__})") from e
+    imp = importance_from_dict(obj, where=str(p))
+    if structure is not None:
+        check_shape(imp, structure, where=str(p))
+    return imp
+
+
+def save_importance(path: str | os.PathLike, heads: Sequence[Sequence[float]], neurons: Sequence[Sequence[float]],
+                    *, source: str, model: str = "") -> Path:
+    """Write an importance file atomically (validated first)."""
+    from deploytool.onnx_io import atomic_write
+
+    imp = importance_from_dict({"format": FORMAT, "heads": [[float(x) for x in r] for r in heads],
+                                "neurons": [[float(x) for x in r] for r in neurons],
+                                "source": source, "model": model})
+    with atomic_write(path) as f:
+        json.dump(imp.to_dict(), f)
+    return Path(path)
+
+
+def _weight_matrix(lin: Linear) -> np.ndarray:
+    """The weight as [out, in] (PyTorch layout), whatever the storage layout."""
+    from deploytool.passes._surgery import get_array
+
+    w = get_array(lin.weight).astype(np.float64)
+    return w.T if lin.layout == "in_out" else w
+
+
+def magnitude_importance(structure: EncoderStructure, model: str = "") -> Importance:
+    """Data-free fallback: L2 norms of the weights each head / neuron owns (see the module docstring)."""
+    from deploytool.passes._surgery import get_array, qkv_parts
+
+    heads, neurons = [], []
+    for layer in structure.layers:
+        att = layer.attention
+        hs, nh = att.head_size, att.num_heads
+        sq = np.zeros(nh)
+        parts = qkv_parts(att)  # [out, in] matrices and biases of Q, K, V
+        for w, b in parts:
+            rows = (w ** 2).sum(axis=1) + (0 if b is None else b ** 2)
+            sq += rows.reshape(nh, hs).sum(axis=1)
+        wo = _weight_matrix(att.o)  # [hidden, all_head]
+        sq += (wo ** 2).sum(axis=0).reshape(nh, hs).sum(axis=1)
+        heads.append([float(v) for v in np.sqrt(sq)])
+        w1 = _weight_matrix(layer.ffn.intermediate)  # [ffn, hidden]
+        b1 = get_array(layer.ffn.intermediate.bias).astype(np.float64) if layer.ffn.intermediate.bias is not None else 0
+        w2 = _weight_matrix(layer.ffn.output)  # [hidden, ffn]
+        nsq = (w1 ** 2).sum(axis=1) + b1 ** 2 + (w2 ** 2).sum(axis=0)
+        neurons.append([float(v) for v in np.sqrt(nsq)])
+    return Importance(heads=tuple(map(tuple, heads)), neurons=tuple(map(tuple, neurons)),
+                      source=MAGNITUDE_SOURCE, model=model)

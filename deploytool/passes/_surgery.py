@@ -1,0 +1,359 @@
+"""Row/column/head/layer surgery on an ``onnx_ir`` encoder graph, shared by the structured passes.
+
+Everything here works through :mod:`deploytool.graph.structure` references (never initializer names):
+
+- ``keep_out(lin, idx)``: keep output features ``idx`` of a linear (weight rows of the PyTorch
+  ``[out, in]`` matrix, i.e. columns of a MatMul's ``[in, out]`` B; and the bias entries).
+- ``keep_in(lin, idx)``: keep input features ``idx`` (PyTorch columns, MatMul B rows). The bias of
+  such a linear is untouched: it belongs to the output features.
+- ``keep_heads(layer, heads)``: head h owns features ``[h*d, (h+1)*d)`` of Q, K and V (``d`` = head
+  size); Q/K/V keep those output rows in the given head order, O keeps the matching input columns,
+  and every :class:`HeadSite` of the layer is rewritten to the new head count. A fused packed QKV
+  weight ``[hidden, 3*H*d]`` is sliced per Q, K, V part and the ``num_heads`` attribute updated.
+  Given a permutation of all heads, it reorders without changing the function.
+- ``keep_neurons(layer, idx)``: the FFN intermediate keeps output rows ``idx`` (and bias), the FFN
+  output keeps input columns ``idx``.
+- ``drop_layers(model, structure, keep)``: each dropped layer's output is rewired to its input (so
+  the next kept layer reads the previous kept layer's output), then dead nodes and initializers go.
+
+Any tensor that another layer (or another node) also uses gets a private copy first, so an edit of
+one layer never leaks into another (the dynamo exporter shares one head-count constant across all
+layers).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Sequence
+
+import numpy as np
+import onnx_ir as ir
+
+from deploytool.errors import PassRefusedError, StructureError
+from deploytool.graph.structure import AttentionBlock, EncoderLayer, EncoderStructure, HeadSite, Linear
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- tensors
+
+def _constant_tensor(node: ir.Node) -> ir.TensorProtocol | None:
+    for key in ("value", "value_ints", "value_int", "value_floats", "value_float"):
+        attr = node.attributes.get(key)
+        if attr is None:
+            continue
+        if key == "value":
+            return attr.as_tensor()
+        val = attr.value
+        dtype = np.int64 if "int" in key else np.float32
+        return ir.tensor(np.asarray(val, dtype=dtype))
+    return None
+
+
+def get_array(value: ir.Value) -> np.ndarray:
+    """The numpy array of an initializer or Constant output."""
+    t = value.const_value
+    if t is None:
+        prod = value.producer()
+        if prod is not None and prod.op_type == "Constant" and prod.domain in ("", "ai.onnx"):
+            t = _constant_tensor(prod)
+    if t is None:
+        raise StructureError(f"tensor '{value.name}' is computed in the graph, not a constant; cannot slice it")
+    return t.numpy()
+
+
+def set_array(value: ir.Value, arr: np.ndarray) -> None:
+    """Replace the data of an initializer or Constant output (its consumers see the new tensor)."""
+    arr = np.ascontiguousarray(arr)
+    tensor = ir.Tensor(arr, name=value.name)
+    prod = value.producer()
+    if prod is not None and prod.op_type == "Constant":
+        for key in list(prod.attributes):
+            del prod.attributes[key]
+        prod.attributes["value"] = ir.AttrTensor("value", tensor)
+    value.const_value = tensor
+    value.shape = ir.Shape(arr.shape)
+
+
+def _unique_name(graph: ir.Graph, base: str) -> str:
+    taken = graph.initializers
+    name, k = base, 0
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    return name
+
+
+def private_value(graph: ir.Graph, value: ir.Value, owners: Iterable[ir.Node], tag: str) -> ir.Value:
+    """Return ``value`` if only ``owners`` use it; otherwise a copy that ``owners`` now use instead."""
+    owners = list(owners)
+    owner_ids = {id(n) for n in owners}
+    uses = list(value.uses())
+    if all(id(u.node) in owner_ids for u in uses) and not value.is_graph_output():
+        return value
+    arr = get_array(value).copy()
+    new = ir.Value(name=_unique_name(graph, f"{value.name or 'const'}__{tag}"), shape=ir.Shape(arr.shape),
+                   type=ir.TensorType(ir.DataType.from_numpy(arr.dtype)))
+    new.const_value = ir.Tensor(arr, name=new.name)
+    graph.register_initializer(new)
+    for u in uses:
+        if id(u.node) in owner_ids:
+            u.node.replace_input_with(u.idx, new)
+    return new
+
+
+# ----------------------------------------------------------------------------- linears
+
+def _lin_owners(lin: Linear) -> list[ir.Node]:
+    return [n for n in (lin.node, lin.bias_node) if n is not None]
+
+
+def _privatize_linear(graph: ir.Graph, lin: Linear, tag: str) -> None:
+    lin.weight = private_value(graph, lin.weight, _lin_owners(lin), tag)
+    if lin.bias is not None:
+        lin.bias = private_value(graph, lin.bias, _lin_owners(lin), tag)
+
+
+def keep_out(graph: ir.Graph, lin: Linear, idx: np.ndarray, tag: str) -> None:
+    """Keep output features ``idx`` (in that order) of ``lin``: weight and bias."""
+    _privatize_linear(graph, lin, tag)
+    w = get_array(lin.weight)
+    set_array(lin.weight, w[:, idx] if lin.layout == "in_out" else w[idx, :])
+    if lin.bias is not None:
+        set_array(lin.bias, get_array(lin.bias)[idx])
+    lin.out_features = len(idx)
+
+
+def keep_in(graph: ir.Graph, lin: Linear, idx: np.ndarray, tag: str) -> None:
+    """Keep input features ``idx`` (in that order) of ``lin``; its bias is untouched."""
+    _privatize_linear(graph, lin, tag)
+    w = get_array(lin.weight)
+    set_array(lin.weight, w[idx, :] if lin.layout == "in_out" else w[:, idx])
+    lin.in_features = len(idx)
+
+
+def _as_out_in(lin: Linear) -> np.ndarray:
+    w = get_array(lin.weight).astype(np.float64)
+    return w.T if lin.layout == "in_out" else w
+
+
+def qkv_parts(att: AttentionBlock) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """[(weight [out, in] float64, bias or None)] for Q, K, V, from separate or packed weights."""
+    if att.q is not None and att.k is not None and att.v is not None:
+        out = []
+        for lin in (att.q, att.k, att.v):
+            b = get_array(lin.bias).astype(np.float64) if lin.bias is not None else None
+            out.append((_as_out_in(lin), b))
+        return out
+    if att.qkv is not None:
+        w = _as_out_in(att.qkv)  # [3*A, hidden]
+        a = att.all_head_size
+        b = get_array(att.qkv.bias).astype(np.float64) if att.qkv.bias is not None else None
+        return [(w[i * a:(i + 1) * a], None if b is None else b[i * a:(i + 1) * a]) for i in range(3)]
+    raise StructureError(f"attention of output node '{att.o.node.name}' has neither Q/K/V nor a packed QKV weight")
+
+
+# ----------------------------------------------------------------------------- heads
+
+def head_features(heads: Sequence[int], head_size: int) -> np.ndarray:
+    heads = np.asarray(list(heads), dtype=np.int64)
+    return (heads[:, None] * head_size + np.arange(head_size)[None, :]).reshape(-1)
+
+
+def _site_new_value(site: HeadSite, n_heads: int, head_size: int) -> int:
+    return n_heads if site.meaning == "num_heads" else n_heads * head_size
+
+
+def _rewrite_sites(graph: ir.Graph, layer: EncoderLayer, n_heads: int) -> None:
+    att = layer.attention
+    owners = [s.node for s in att.head_sites]
+    done: dict[int, ir.Value] = {}
+    for site in att.head_sites:
+        new_val = _site_new_value(site, n_heads, att.head_size)
+        if site.kind == "attribute":
+            if site.attribute is None:
+                raise StructureError(f"head site at node '{site.node.name}' has no attribute name")
+            site.node.attributes[site.attribute] = ir.AttrInt64(site.attribute, int(new_val))
+            continue
+        if site.value is None:
+            raise StructureError(f"head site at node '{site.node.name}' carries no tensor")
+        key = id(site.value)
+        if key not in done:
+            done[key] = private_value(graph, site.value, owners, f"L{layer.index}")
+        site.value = done[key]
+        arr = get_array(site.value).copy()
+        if site.index is None:
+            arr.reshape(-1)[0] = new_val
+        else:
+            arr.reshape(-1)[site.index] = new_val
+        set_array(site.value, arr)
+        site.shared = False
+
+
+def keep_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int]) -> None:
+    """Keep ``heads`` of ``layer`` in the given order (a permutation reorders, a subset prunes)."""
+    att = layer.attention
+    heads = [int(h) for h in heads]
+    if not heads:
+        raise PassRefusedError(f"layer {layer.index}: removing all {att.num_heads} heads would delete the "
+                               "attention block; keep at least one head")
+    bad = [h for h in heads if not 0 <= h < att.num_heads]
+    if bad:
+        raise PassRefusedError(f"layer {layer.index}: head id {bad[0]} out of range 0..{att.num_heads - 1}")
+    if len(set(heads)) != len(heads):
+        raise PassRefusedError(f"layer {layer.index}: head ids repeat: {heads}")
+    if heads == list(range(att.num_heads)):
+        return
+    tag = f"L{layer.index}"
+    idx = head_features(heads, att.head_size)
+    if att.q is not None and att.k is not None and att.v is not None:
+        for lin in (att.q, att.k, att.v):
+            keep_out(graph, lin, idx, tag)
+    elif att.qkv is not None:
+        a = att.all_head_size
+        keep_out(graph, att.qkv, np.concatenate([idx, a + idx, 2 * a + idx]), tag)
+        fused = att.fused
+        if fused is not None and "qkv_hidden_sizes" in fused.attributes:
+            size = len(idx)
+            fused.attributes["qkv_hidden_sizes"] = ir.AttrInt64s("qkv_hidden_sizes", [size, size, size])
+    else:
+        raise StructureError(f"layer {layer.index}: attention has no Q/K/V weights to slice")
+    keep_in(graph, att.o, idx, tag)
+    if len(heads) != att.num_heads:
+        if not att.head_sites:
+            raise StructureError(f"layer {layer.index}: no place in the graph encodes the head count; "
+                                 "cannot change it safely")
+        _rewrite_sites(graph, layer, len(heads))
+        att.num_heads = len(heads)
+
+
+def keep_neurons(graph: ir.Graph, layer: EncoderLayer, idx: Sequence[int]) -> None:
+    """Keep FFN neurons ``idx`` of ``layer`` in the given order."""
+    ffn = layer.ffn
+    idx = np.asarray([int(i) for i in idx], dtype=np.int64)
+    if idx.size == 0:
+        raise PassRefusedError(f"layer {layer.index}: removing all {ffn.width} FFN neurons; keep at least one")
+    if idx.min() < 0 or idx.max() >= ffn.width:
+        bad = int(idx[(idx < 0) | (idx >= ffn.width)][0])
+        raise PassRefusedError(f"layer {layer.index}: FFN neuron id {bad} out of range 0..{ffn.width - 1}")
+    if len(np.unique(idx)) != idx.size:
+        raise PassRefusedError(f"layer {layer.index}: FFN neuron ids repeat")
+    if np.array_equal(idx, np.arange(ffn.width)):
+        return
+    tag = f"L{layer.index}"
+    keep_out(graph, ffn.intermediate, idx, tag)
+    keep_in(graph, ffn.output, idx, tag)
+
+
+# ----------------------------------------------------------------------------- layers
+
+def drop_layers(model: ir.Model, structure: EncoderStructure, keep: Sequence[int]) -> None:
+    """Remove every layer not in ``keep``; the next kept layer reads the previous kept one's output."""
+    graph = model.graph
+    keep_set = set(int(i) for i in keep)
+    if not keep_set:
+        raise PassRefusedError("no encoder layer would be left")
+    dropped = [layer for layer in structure.layers if layer.index not in keep_set]
+    if not dropped:
+        return
+    # descending order: the input of layer i is the output of layer i-1, still valid when i-1 is dropped later
+    for layer in sorted(dropped, key=lambda la: la.index, reverse=True):
+        out, inp = layer.output, layer.input
+        if out.is_graph_output():
+            ident = ir.node("Identity", inputs=[inp])
+            graph.append(ident)
+            new = ident.outputs[0]
+            new.type, new.shape = out.type, out.shape
+            ir.convenience.replace_all_uses_with(out, new, replace_graph_outputs=True)
+            name = out.name
+            out.name = f"{name}__dropped_layer{layer.index}"
+            new.name = name
+        else:
+            ir.convenience.replace_all_uses_with(out, inp)
+    from onnx_ir.passes.common import RemoveUnusedNodesPass
+
+    RemoveUnusedNodesPass()(model)
+    structure.layers = [la for la in structure.layers if la.index in keep_set]
+
+
+# ----------------------------------------------------------------------------- bookkeeping
+
+def count_params(graph: ir.Graph) -> int:
+    """Elements of floating-point initializers with more than one element (the model's parameters;
+    scalar constants such as an attention scale are not counted)."""
+    total = 0
+    for v in graph.initializers.values():
+        t = v.const_value
+        if t is not None and t.dtype.is_floating_point():
+            n = int(np.prod(t.shape.numpy())) if len(t.shape) else 1
+            total += n if n > 1 else 0
+    return total
+
+
+def clear_intermediate_shapes(graph: ir.Graph) -> None:
+    """Forget stale shape annotations of computed values (feature widths changed); dtypes stay."""
+    for node in ir.traversal.RecursiveGraphIterator(graph):
+        for out in node.outputs:
+            if not out.is_graph_output():
+                out.shape = None
+
+
+def layer_counts(structure: EncoderStructure) -> dict:
+    return {
+        "layers": structure.num_layers,
+        "heads": [la.attention.num_heads for la in structure.layers],
+        "neurons": [la.ffn.width for la in structure.layers],
+    }
+
+
+# ----------------------------------------------------------------------------- the shared pass shape
+
+class StructuredPass:
+    """Mixin for the structured passes: find the structure, edit it, report before/after counts.
+
+    Subclasses implement ``edit(model, structure) -> dict`` (extra stats) on top of DeployPass.
+    """
+
+    def edit(self, model: ir.Model, structure: EncoderStructure) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def call(self, model: ir.Model):
+        from deploytool.graph.structure import find_structure
+        from deploytool.passes.base import DeployPassResult
+
+        structure = find_structure(model)
+        before = layer_counts(structure)
+        params_before = count_params(model.graph)
+        extra = self.edit(model, structure) or {}
+        after = layer_counts(structure)
+        forced = bool(extra.pop("_modified", False))
+        changed = before != after or forced
+        if changed:
+            clear_intermediate_shapes(model.graph)
+            _update_metadata(model, after)
+        stats = {
+            "family": structure.family,
+            "exporter": structure.exporter,
+            "layers_before": before["layers"], "layers_after": after["layers"],
+            "heads_before": sum(before["heads"]), "heads_after": sum(after["heads"]),
+            "neurons_before": sum(before["neurons"]), "neurons_after": sum(after["neurons"]),
+            "params_before": params_before, "params_after": count_params(model.graph),
+            "heads_per_layer": after["heads"], "neurons_per_layer": after["neurons"],
+        }
+        stats.update(extra)
+        return DeployPassResult(model=model, modified=changed, stats=stats)
+
+
+def _update_metadata(model: ir.Model, counts: dict) -> None:
+    """Keep the exporter's ``deploytool.*`` architecture metadata true after a structural edit.
+
+    A count that now differs between layers is written as 0 ("per layer, see heads_per_layer"), so
+    tools that read it (ORT's fusion through ``runtime.fuse``) detect each layer's own value.
+    """
+    props = model.metadata_props
+    heads, neurons = counts["heads"], counts["neurons"]
+    props["deploytool.num_layers"] = str(counts["layers"])
+    props["deploytool.num_heads"] = str(heads[0] if len(set(heads)) == 1 else 0)
+    props["deploytool.ffn_size"] = str(neurons[0] if len(set(neurons)) == 1 else 0)
+    props["deploytool.heads_per_layer"] = ",".join(map(str, heads))
+    props["deploytool.ffn_per_layer"] = ",".join(map(str, neurons))

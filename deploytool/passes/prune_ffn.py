@@ -1,0 +1,127 @@
+"""Physically remove FFN (intermediate) neurons from an ONNX encoder.
+
+Neuron j of a layer's FFN is output feature j of the intermediate linear (row j of the PyTorch
+weight ``[ffn, hidden]`` and bias entry j) and input feature j of the output linear (column j of
+``[hidden, ffn]``). Removing it deletes both; the output bias, the hidden size and everything else
+are unchanged. Because the activation is elementwise, the function of the remaining neurons is
+unchanged.
+
+Which neurons: an explicit ``{layer: [neuron ids to remove]}`` (``--neurons FILE.json``) or, per
+layer, keep the ``round(keep * ffn)`` most important (importance file, or the data-free
+weight-magnitude fallback, named as such). A layer keeps at least one neuron.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import onnx_ir as ir
+
+from deploytool.errors import ConfigError, InputFileError, PassRefusedError
+from deploytool.graph.structure import EncoderStructure
+from deploytool.passes import _surgery as S
+from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
+
+__all__ = ["FFNPruneConfig", "PruneFFNPass", "prune_ffn_file", "load_neurons_file"]
+
+
+def load_neurons_file(path: str | os.PathLike) -> dict[int, tuple[int, ...]]:
+    """Read ``{"<layer>": [neuron ids to remove], ...}`` from a JSON file."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileError(f"{p}: no such neurons file")
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputFileError(f"{p}: not a readable JSON file ({type(e).__name__})") from e
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{p}: expected a JSON object {{\"layer\": [neuron ids to remove]}}")
+    out = {}
+    for k, v in obj.items():
+        try:
+            layer = int(k)
+        except ValueError:
+            raise ConfigError(f"{p}: key {k!r} is not a layer index") from None
+        if not isinstance(v, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in v):
+            raise ConfigError(f"{p}: layer {k} must map to a list of integer neuron ids")
+        out[layer] = tuple(v)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class FFNPruneConfig:
+    """Remove ``neurons`` ({layer: [ids]}) or keep the ``keep`` fraction of most important neurons."""
+
+    keep: float | None = None
+    neurons: Mapping[int, Sequence[int]] | None = None
+    importance: str | os.PathLike | None = None
+
+    def __post_init__(self):
+        if (self.keep is None) == (self.neurons is None):
+            raise ConfigError("give exactly one of keep (fraction per layer) or neurons (explicit ids)")
+        if self.keep is not None:
+            k = self.keep
+            if isinstance(k, bool) or not isinstance(k, (int, float)) or not math.isfinite(k) or not 0 < k <= 1:
+                raise ConfigError(f"keep: {k!r} out of range; expected a fraction 0 < keep <= 1 of each layer's neurons")
+        if self.neurons is not None:
+            norm = {}
+            for layer, ids in dict(self.neurons).items():
+                if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
+                    raise ConfigError(f"neurons: layer index {layer!r} must be an integer >= 0")
+                ids = tuple(ids)
+                if any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids):
+                    raise ConfigError(f"neurons: layer {layer} ids must be integers >= 0")
+                if len(set(ids)) != len(ids):
+                    raise ConfigError(f"neurons: layer {layer} lists a neuron twice")
+                norm[layer] = ids
+            object.__setattr__(self, "neurons", norm)
+            if self.importance is not None:
+                raise ConfigError("importance: only used with keep (explicit neurons need no scores)")
+
+
+class PruneFFNPass(S.StructuredPass, DeployPass):
+    def __init__(self, config: FFNPruneConfig):
+        super().__init__()
+        self.config = config
+
+    def edit(self, model: ir.Model, structure: EncoderStructure) -> dict:
+        cfg = self.config
+        n = structure.num_layers
+        stats = {}
+        if cfg.neurons is not None:
+            keep = {}
+            for layer, ids in cfg.neurons.items():
+                if layer >= n:
+                    raise PassRefusedError(f"neurons: layer {layer} out of range 0..{n - 1}")
+                w = structure.layers[layer].ffn.width
+                bad = [i for i in ids if i >= w]
+                if bad:
+                    raise PassRefusedError(f"neurons: layer {layer} neuron id {bad[0]} out of range 0..{w - 1}")
+                if len(ids) >= w:
+                    raise PassRefusedError(f"neurons: layer {layer} would lose all {w} FFN neurons; keep at least one")
+                drop = set(ids)
+                keep[layer] = [j for j in range(w) if j not in drop]
+        else:
+            from deploytool.importance import load_importance, magnitude_importance
+
+            imp = (magnitude_importance(structure) if cfg.importance is None
+                   else load_importance(cfg.importance, structure))
+            stats["importance"] = imp.source
+            keep = {}
+            for i, layer in enumerate(structure.layers):
+                w = layer.ffn.width
+                k = max(1, int(math.floor(cfg.keep * w + 0.5)))
+                keep[i] = sorted(imp.neuron_order(i)[:k])
+        for i, idx in keep.items():
+            S.keep_neurons(model.graph, structure.layers[i], idx)
+        return stats
+
+
+def prune_ffn_file(src: str | os.PathLike, dst: str | os.PathLike, config: FFNPruneConfig) -> DeployPassResult:
+    """Load ``src``, remove FFN neurons as ``config`` says, check and save ``dst`` atomically."""
+    return run_pass_file(PruneFFNPass(config), src, dst)

@@ -1,0 +1,144 @@
+"""Physically remove attention heads from an ONNX encoder.
+
+Head h of a layer with head size d owns output features ``[h*d, (h+1)*d)`` of Q, K and V. Removing
+a set of heads deletes those output rows (weights and biases) of Q, K and V and the matching input
+columns of the attention output projection O; the O bias, the hidden size, LayerNorms and
+everything outside the attention block are unchanged. Every place that encodes the layer's head
+count (Reshape shape constants, Concat'ed shape pieces, a fused ``num_heads`` attribute) is rewritten
+for that layer alone, so layers may end up with different head counts. This is exactly what
+``transformers``' ``PreTrainedModel.prune_heads`` does to the PyTorch model.
+
+Which heads: either an explicit ``{layer: [head ids]}`` or a ratio: each layer loses the
+``round(ratio * heads)`` least important heads (importance from a file, or the data-free
+weight-magnitude fallback, named as such in the result). A layer never loses all its heads: that is
+refused with an error naming the layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import onnx_ir as ir
+
+from deploytool.errors import ConfigError, PassRefusedError
+from deploytool.graph.structure import EncoderStructure
+from deploytool.passes import _surgery as S
+from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
+
+__all__ = ["HeadPruneConfig", "PruneHeadsPass", "prune_heads_file", "parse_heads_spec"]
+
+
+def parse_heads_spec(spec: str) -> dict[int, tuple[int, ...]]:
+    """``"0:1,3;2:0"`` -> ``{0: (1, 3), 2: (0,)}`` (layer: head ids to remove)."""
+    out: dict[int, tuple[int, ...]] = {}
+    text = spec.strip()
+    if not text:
+        raise ConfigError("heads: empty spec; expected 'LAYER:HEAD,HEAD;LAYER:HEAD' e.g. '0:1,3;2:0'")
+    for part in text.split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        layer_s, sep, heads_s = part.partition(":")
+        if not sep:
+            raise ConfigError(f"heads: '{part}' lacks ':'; expected 'LAYER:HEAD,HEAD' e.g. '0:1,3'")
+        try:
+            layer = int(layer_s)
+            heads = tuple(int(h) for h in heads_s.split(",") if h.strip())
+        except ValueError:
+            raise ConfigError(f"heads: '{part}' is not 'LAYER:HEAD,HEAD' with integers") from None
+        if layer in out:
+            raise ConfigError(f"heads: layer {layer} given twice")
+        out[layer] = heads
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadPruneConfig:
+    """Remove ``heads`` ({layer: [head ids]}) or, per layer, the ``ratio`` least important heads."""
+
+    heads: Mapping[int, Sequence[int]] | None = None
+    ratio: float | None = None
+    importance: str | os.PathLike | None = None  # importance file; None -> weight-magnitude fallback
+
+    def __post_init__(self):
+        if (self.heads is None) == (self.ratio is None):
+            raise ConfigError("give exactly one of heads (explicit ids) or ratio (fraction per layer)")
+        if self.heads is not None:
+            if not isinstance(self.heads, Mapping):
+                raise ConfigError("heads: expected a mapping {layer: [head ids]}")
+            norm = {}
+            for layer, ids in self.heads.items():
+                if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
+                    raise ConfigError(f"heads: layer index {layer!r} must be an integer >= 0")
+                ids = tuple(ids)
+                for h in ids:
+                    if isinstance(h, bool) or not isinstance(h, int) or h < 0:
+                        raise ConfigError(f"heads: layer {layer} head id {h!r} must be an integer >= 0")
+                if len(set(ids)) != len(ids):
+                    raise ConfigError(f"heads: layer {layer} lists a head twice: {list(ids)}")
+                norm[layer] = ids
+            object.__setattr__(self, "heads", norm)
+            if self.importance is not None:
+                raise ConfigError("importance: only used with ratio (explicit heads need no scores)")
+        if self.ratio is not None:
+            r = self.ratio
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or not 0 <= r < 1:
+                raise ConfigError(f"ratio: {r!r} out of range; expected a fraction 0 <= ratio < 1 of each layer's heads")
+
+
+class PruneHeadsPass(S.StructuredPass, DeployPass):
+    def __init__(self, config: HeadPruneConfig):
+        super().__init__()
+        self.config = config
+
+    def _removal(self, structure: EncoderStructure) -> tuple[dict[int, tuple[int, ...]], str | None]:
+        cfg = self.config
+        n = structure.num_layers
+        if cfg.heads is not None:
+            for layer, ids in cfg.heads.items():
+                if layer >= n:
+                    raise PassRefusedError(f"heads: layer {layer} out of range 0..{n - 1}")
+                h = structure.layers[layer].attention.num_heads
+                for i in ids:
+                    if i >= h:
+                        raise PassRefusedError(f"heads: layer {layer} head id {i} out of range 0..{h - 1}")
+                if len(set(ids)) >= h:
+                    raise PassRefusedError(f"heads: layer {layer} would lose all {h} heads; keep at least one "
+                                           "(removing the whole attention block is not supported)")
+            return dict(cfg.heads), None
+        imp = _importance(cfg.importance, structure)
+        out = {}
+        for i, layer in enumerate(structure.layers):
+            h = layer.attention.num_heads
+            k = min(int(math.floor(cfg.ratio * h + 0.5)), h - 1)
+            order = imp.head_order(i)  # most important first
+            out[i] = tuple(sorted(order[h - k:])) if k else ()
+        return out, imp.source
+
+    def edit(self, model: ir.Model, structure: EncoderStructure) -> dict:
+        removal, source = self._removal(structure)
+        for i, layer in enumerate(structure.layers):
+            drop = set(removal.get(i, ()))
+            if drop:
+                S.keep_heads(model.graph, layer, [h for h in range(layer.attention.num_heads) if h not in drop])
+        stats = {"heads_removed": {str(k): list(v) for k, v in removal.items() if v}}
+        if source is not None:
+            stats["importance"] = source
+        return stats
+
+
+def _importance(path, structure):
+    from deploytool.importance import load_importance, magnitude_importance
+
+    if path is None:
+        return magnitude_importance(structure)
+    return load_importance(path, structure)
+
+
+def prune_heads_file(src: str | os.PathLike, dst: str | os.PathLike, config: HeadPruneConfig) -> DeployPassResult:
+    """Load ``src``, remove heads as ``config`` says, check and save ``dst`` atomically."""
+    return run_pass_file(PruneHeadsPass(config), src, dst)

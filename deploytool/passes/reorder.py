@@ -1,0 +1,69 @@
+"""Permute attention heads and FFN neurons by importance, without changing the model's outputs.
+
+For each layer, heads are sorted by descending importance (ties keep their order) and Q/K/V output
+rows and O input columns are permuted in whole-head blocks; FFN neurons are sorted the same way and
+the intermediate output rows (and bias) and the output linear's input columns permuted. Attention is
+a sum over heads and the FFN a sum over neurons, so the function is unchanged (up to float rounding
+of the reordered sums). Afterwards "the first k heads / neurons" means "the k most important", which
+is what DynaBERT width slicing keeps.
+
+Importance comes from a file (``deploytool-importance/1``) or, without one, the data-free
+weight-magnitude fallback, named as such in the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import onnx_ir as ir
+
+from deploytool.graph.structure import EncoderStructure
+from deploytool.passes import _surgery as S
+from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
+
+__all__ = ["ReorderConfig", "ReorderPass", "reorder_file"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReorderConfig:
+    """Sort heads and neurons by ``importance`` (a file); None -> weight-magnitude (data-free)."""
+
+    importance: str | os.PathLike | None = None
+    heads: bool = True
+    neurons: bool = True
+
+    def __post_init__(self):
+        from deploytool.errors import ConfigError
+
+        if not (self.heads or self.neurons):
+            raise ConfigError("heads/neurons: at least one of them must be reordered")
+
+
+class ReorderPass(S.StructuredPass, DeployPass):
+    def __init__(self, config: ReorderConfig):
+        super().__init__()
+        self.config = config
+
+    def edit(self, model: ir.Model, structure: EncoderStructure) -> dict:
+        from deploytool.importance import load_importance, magnitude_importance
+
+        cfg = self.config
+        imp = magnitude_importance(structure) if cfg.importance is None else load_importance(cfg.importance, structure)
+        moved = 0
+        for i, layer in enumerate(structure.layers):
+            if cfg.heads:
+                order = imp.head_order(i)
+                moved += order != sorted(order)
+                S.keep_heads(model.graph, layer, order)
+            if cfg.neurons:
+                order = imp.neuron_order(i)
+                moved += order != sorted(order)
+                S.keep_neurons(model.graph, layer, order)
+        return {"importance": imp.source, "head_order": [imp.head_order(i) for i in range(structure.num_layers)],
+                "_modified": moved > 0}
+
+
+def reorder_file(src: str | os.PathLike, dst: str | os.PathLike, config: ReorderConfig) -> DeployPassResult:
+    """Load ``src``, reorder heads/neurons by importance, check and save ``dst`` atomically."""
+    return run_pass_file(ReorderPass(config), src, dst)
