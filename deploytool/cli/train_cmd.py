@@ -1,0 +1,175 @@
+"""``deploytool train | importance | dynabert | qat | eval``: parse options, build a config, call the library."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import click
+
+from deploytool.train.config import (DataConfig, DynaBertConfig, EvalConfig, ImportanceConfig, QATConfig,
+                                     TrainConfig, parse_float_list)
+
+
+def _data_options(f):
+    @click.option("--data", "data", default="rotten-tomatoes", show_default=True,
+                  help="Built-in dataset (rotten-tomatoes, movie-snippets, sms-spam, trec) or a CSV/JSONL file.")
+    @click.option("--text-col", default="text", show_default=True, help="Text column of a user file.")
+    @click.option("--label-col", default="label", show_default=True, help="Label column of a user file.")
+    @click.option("--seed", default=0, show_default=True, type=int, help="Split and shuffle seed.")
+    @click.option("--max-length", default=64, show_default=True, type=int, help="Tokens per text (longer: truncated).")
+    @click.option("--max-train", default=None, type=int, help="Use only the first N (shuffled) training examples.")
+    @click.option("--max-eval", default=None, type=int, help="Evaluate on only the first N examples of the split.")
+    @functools.wraps(f)
+    def wrapper(*a, data, text_col, label_col, seed, max_length, max_train, max_eval, **kw):
+        kw["data_cfg"] = DataConfig(data=data, text_col=text_col, label_col=label_col, seed=seed,
+                                    max_length=max_length, max_train=max_train, max_eval=max_eval)
+        return f(*a, **kw)
+    return wrapper
+
+
+def _optim_options(lr_default: float, epochs_default: float = 1.0):
+    def deco(f):
+        @click.option("--epochs", default=epochs_default, show_default=True, type=float)
+        @click.option("--lr", default=lr_default, show_default=True, type=float)
+        @click.option("--batch-size", default=32, show_default=True, type=int)
+        @click.option("--threads", default=2, show_default=True, type=int, help="torch CPU threads.")
+        @click.option("--cpu", is_flag=True, help="Stay on the CPU even when a GPU is visible.")
+        @functools.wraps(f)
+        def wrapper(*a, **kw):
+            return f(*a, **kw)
+        return wrapper
+    return deco
+
+
+def _echo(result: dict, as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+def _trunc(n: int) -> str:
+    return f" ({n} texts truncated)" if n else ""
+
+
+@click.command("train")
+@click.option("--model", default="minilm", show_default=True, help="Model name (minilm) or a HF folder.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output HF folder.")
+@_data_options
+@_optim_options(5e-5, 1.0)
+@click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
+def train(model, output, data_cfg, epochs, lr, batch_size, threads, cpu, as_json):
+    """Fine-tune a teacher classifier and save a HF folder (safetensors, config, tokenizer)."""
+    from deploytool.train.finetune import finetune
+
+    cfg = TrainConfig(model=model, output=output, data=data_cfg, epochs=epochs, lr=lr, batch_size=batch_size,
+                      threads=threads, cpu=cpu)
+    r = finetune(cfg)
+    _echo(r, as_json, [f"trained {r['training']['steps']} steps in {r['seconds']:.1f} s on "
+                       f"{r['train_examples']} examples{_trunc(r['truncated_train'])}",
+                       f"dev accuracy {r['dev']['accuracy']:.2f}%  F1 {r['dev']['f1_macro']:.2f}",
+                       f"saved {output}"])
+
+
+@click.command("importance")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Importance JSON file.")
+@click.option("--reorder", "reorder_output", type=click.Path(path_type=Path), default=None,
+              help="Also write the model with heads and neurons reordered by importance to this folder.")
+@click.option("--max-examples", default=512, show_default=True, type=int)
+@click.option("--batch-size", default=32, show_default=True, type=int)
+@click.option("--threads", default=2, show_default=True, type=int)
+@_data_options
+@click.option("--json", "as_json", is_flag=True)
+def importance(model, output, reorder_output, max_examples, batch_size, threads, data_cfg, as_json):
+    """Head importance (|dL/d head_mask|, Michel et al.) and FFN neuron importance (DynaBERT)."""
+    from deploytool.train.importance import compute_importance
+
+    cfg = ImportanceConfig(model=model, output=output, reorder_output=reorder_output, data=data_cfg,
+                           max_examples=max_examples, batch_size=batch_size, threads=threads)
+    r = compute_importance(cfg)
+    lines = [f"importance of {r['layers']} layers x {r['heads']} heads / {r['ffn']} neurons from "
+             f"{r['examples']} examples{_trunc(r['truncated'])} -> {output}"]
+    if reorder_output:
+        lines.append(f"reordered model -> {reorder_output} (max logit change {r['reorder_max_diff']:.2e})")
+    _echo(r, as_json, lines)
+
+
+@click.command("dynabert")
+@click.option("--teacher", required=True, type=click.Path(path_type=Path), help="Fine-tuned teacher folder.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
+@click.option("--widths", default="0.25,0.5,0.75,1.0", show_default=True, help="Width multipliers in (0, 1].")
+@click.option("--depths", default="0.5,0.75,1.0", show_default=True, help="Depth multipliers in (0, 1].")
+@click.option("--width-epochs", default=1.0, show_default=True, type=float, help="Stage 1 (width-adaptive).")
+@click.option("--depth-epochs", default=1.0, show_default=True, type=float, help="Stage 2 (width+depth).")
+@click.option("--subnets-per-step", default=0, show_default=True, type=int,
+              help="0: every sub-network each step; k: largest, smallest and k-2 random ones.")
+@click.option("--importance", "importance_file", type=click.Path(path_type=Path), default=None,
+              help="Teacher importance file (default: computed first).")
+@_data_options
+@_optim_options(2e-5, 1.0)
+@click.option("--json", "as_json", is_flag=True)
+def dynabert(teacher, output, widths, depths, width_epochs, depth_epochs, subnets_per_step, importance_file,
+             data_cfg, epochs, lr, batch_size, threads, cpu, as_json):
+    """DynaBERT: rewire by importance, width-adaptive then width+depth-adaptive distillation."""
+    from deploytool.train.dynabert import train_dynabert
+
+    cfg = DynaBertConfig(teacher=teacher, output=output, data=data_cfg, widths=parse_float_list(widths, "widths"),
+                         depths=parse_float_list(depths, "depths"), width_epochs=width_epochs,
+                         depth_epochs=depth_epochs, subnets_per_step=subnets_per_step, importance=importance_file,
+                         lr=lr, batch_size=batch_size, threads=threads, cpu=cpu, epochs=epochs)
+    r = train_dynabert(cfg)
+    lines = [f"DynaBERT trained in {r['seconds']:.1f} s on {r['train_examples']} examples"
+             f"{_trunc(r['truncated_train'])}; dev accuracy (width, depth):"]
+    for row in r["dev"]:
+        lines.append(f"  w={row['width']:<5g} d={row['depth']:<5g} {row['accuracy']:.2f}%")
+    lines.append(f"saved {output}")
+    _echo(r, as_json, lines)
+
+
+@click.command("qat")
+@click.option("--teacher", required=True, type=click.Path(path_type=Path), help="Full-precision teacher folder.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
+@click.option("--mode", type=click.Choice(["ternary", "binary"]), default="ternary", show_default=True)
+@_data_options
+@_optim_options(5e-5, 1.0)
+@click.option("--json", "as_json", is_flag=True)
+def qat(teacher, output, mode, data_cfg, epochs, lr, batch_size, threads, cpu, as_json):
+    """TernaryBERT/BinaryBERT quantization-aware distillation; saves the quantized weights."""
+    from deploytool.train.qat import train_qat
+
+    cfg = QATConfig(teacher=teacher, output=output, data=data_cfg, mode=mode, epochs=epochs, lr=lr,
+                    batch_size=batch_size, threads=threads, cpu=cpu)
+    r = train_qat(cfg)
+    _echo(r, as_json, [f"{mode} QAT: {r['training']['steps']} steps in {r['seconds']:.1f} s"
+                       f"{_trunc(r['truncated_train'])}",
+                       f"dev accuracy {r['dev']['accuracy']:.2f}% (teacher {r['teacher_dev']['accuracy']:.2f}%)",
+                       f"saved {output}"])
+
+
+@click.command("eval")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--split", type=click.Choice(["train", "dev", "test"]), default="test", show_default=True)
+@click.option("--tokenizer", type=click.Path(path_type=Path), default=None,
+              help="Tokenizer folder for an ONNX model (default: the folder holding it).")
+@click.option("--width", default=1.0, show_default=True, type=float, help="PyTorch DynaBERT sub-network width.")
+@click.option("--depth", default=1.0, show_default=True, type=float, help="PyTorch DynaBERT sub-network depth.")
+@click.option("--batch-size", default=64, show_default=True, type=int)
+@click.option("--threads", default=2, show_default=True, type=int)
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write the result as JSON.")
+@_data_options
+@click.option("--json", "as_json", is_flag=True)
+def eval_(model, split, tokenizer, width, depth, batch_size, threads, output, data_cfg, as_json):
+    """Accuracy (and macro F1) of a HF folder or an ONNX model on a dataset split."""
+    from deploytool.train.evaluate import evaluate
+
+    cfg = EvalConfig(model=model, data=data_cfg, split=split, tokenizer=tokenizer, width=width, depth=depth,
+                     batch_size=batch_size, threads=threads, output=output)
+    r = evaluate(cfg)
+    f1 = f"  F1 {r['f1_macro']:.2f}" + (" (imbalanced labels: read F1)" if r["imbalanced"] else "")
+    trunc = f", {r['truncated']} truncated" if r["truncated"] else ""
+    _echo(r, as_json, [f"{r['kind']} {model} on {r['dataset']['dataset']}/{split} (n={r['n']}{trunc}): "
+                       f"accuracy {r['accuracy']:.2f}%{f1}"])

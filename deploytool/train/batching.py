@@ -1,0 +1,89 @@
+"""Tokenization, batching and the accelerate set-up shared by every training verb.
+
+Texts longer than ``max_length`` tokens are truncated (first tokens kept) and counted; the count is
+logged and returned with every result. Batches are padded to their longest row only.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from deploytool.data import Dataset, Split, load_dataset
+from deploytool.errors import ConfigError
+from deploytool.train.config import DataConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Encoded", "encode", "batches", "load_data", "make_accelerator"]
+
+
+@dataclass
+class Encoded:
+    ids: list[list[int]]
+    types: list[list[int]]
+    labels: np.ndarray
+    truncated: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def load_data(cfg: DataConfig) -> Dataset:
+    return load_dataset(cfg.data, text_col=cfg.text_col, label_col=cfg.label_col, seed=cfg.seed)
+
+
+def encode(tokenizer, split: Split, max_length: int, *, limit: int | None = None, what: str = "") -> Encoded:
+    split = split.head(limit)
+    model_max = getattr(tokenizer, "model_max_length", None)
+    if model_max is not None and model_max < 10**6 and max_length > model_max:
+        raise ConfigError(f"max_length: {max_length} exceeds the model's maximum of {model_max} tokens")
+    full = tokenizer(list(split.texts), truncation=False, add_special_tokens=True,
+                     verbose=False)["input_ids"]
+    n_trunc = sum(len(x) > max_length for x in full)
+    enc = tokenizer(list(split.texts), truncation=True, max_length=max_length, verbose=False)
+    types = enc.get("token_type_ids") or [[0] * len(x) for x in enc["input_ids"]]
+    if n_trunc:
+        logger.warning("%s: %d of %d texts are longer than %d tokens and were truncated",
+                       what or "data", n_trunc, len(split), max_length)
+    return Encoded(ids=enc["input_ids"], types=types, labels=split.label_array(), truncated=n_trunc)
+
+
+def batches(enc: Encoded, batch_size: int, *, pad_id: int = 0, shuffle: bool = False, seed: int = 0,
+            device=None, shard: tuple[int, int] = (0, 1)):
+    """Yield dicts of torch tensors (input_ids, attention_mask, token_type_ids, labels)."""
+    import torch
+
+    order = np.random.default_rng(seed).permutation(len(enc)) if shuffle else np.arange(len(enc))
+    rank, world = shard  # data parallel under accelerate: each process takes every world-th example
+    order = order[rank::world]
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        seq = max(len(enc.ids[i]) for i in idx)
+        ids = np.full((len(idx), seq), pad_id, dtype=np.int64)
+        tt = np.zeros((len(idx), seq), dtype=np.int64)
+        mask = np.zeros((len(idx), seq), dtype=np.int64)
+        for r, i in enumerate(idx):
+            n = len(enc.ids[i])
+            ids[r, :n] = enc.ids[i]
+            tt[r, :n] = enc.types[i]
+            mask[r, :n] = 1
+        out = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
+               "token_type_ids": torch.from_numpy(tt), "labels": torch.from_numpy(enc.labels[idx])}
+        if device is not None:
+            out = {k: v.to(device) for k, v in out.items()}
+        yield out
+
+
+def make_accelerator(threads: int, cpu: bool = False, seed: int = 0):
+    """An ``accelerate.Accelerator`` (GPU/multi-node when launched so; CPU here) with torch threads set."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    torch.set_num_threads(int(threads))
+    acc = Accelerator(cpu=cpu)
+    set_seed(seed)
+    return acc

@@ -1,0 +1,147 @@
+"""Checkpoint I/O: load a Hugging Face classifier folder, save one atomically.
+
+Loading accepts ``model.safetensors`` (preferred) or ``pytorch_model.bin``, which transformers 4.57
+reads with ``torch.load(weights_only=True)``; a folder without weights is refused before anything
+runs. Saving writes the whole folder (safetensors weights, config, tokenizer, a ``deploytool.json``
+with how it was made) into a hidden temporary folder beside the target and renames it into place, so
+a failure never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from deploytool.errors import DeployError, InputFileError, OutputPathError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["resolve_folder", "load_classifier", "load_tokenizer", "save_folder", "check_output_folder",
+           "read_meta", "META_FILE"]
+
+META_FILE = "deploytool.json"
+
+
+def resolve_folder(name_or_path: str | os.PathLike) -> Path:
+    """A model name (``minilm``) or a HF folder -> the folder, checked for config and weights."""
+    try:
+        from deploytool.models import resolve_model
+    except ImportError:  # models.py not installed: accept local folders only
+        resolve_model = None
+    if resolve_model is not None:
+        return resolve_model(name_or_path)
+    folder = Path(name_or_path)
+    if not (folder / "config.json").is_file():
+        raise InputFileError(f"model folder {folder} has no config.json (not a Hugging Face model folder)")
+    if not any((folder / n).is_file() for n in ("model.safetensors", "pytorch_model.bin")):
+        raise InputFileError(f"model folder {folder} has no weights (model.safetensors or pytorch_model.bin)")
+    return folder
+
+
+def _quiet_transformers():
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+
+
+def load_classifier(name_or_path: str | os.PathLike, *, num_labels: int | None = None,
+                    label_names: tuple[str, ...] | None = None):
+    """An ``AutoModelForSequenceClassification`` with eager attention (head_mask and attention outputs).
+
+    A folder without a classifier head (plain MiniLM) gets a fresh one with ``num_labels``; a folder
+    whose head has another label count is refused.
+    """
+    import transformers as tr
+
+    folder = resolve_folder(name_or_path)
+    _quiet_transformers()
+    cfg = tr.AutoConfig.from_pretrained(folder)
+    archs = cfg.architectures or []
+    has_head = any("SequenceClassification" in a for a in archs)
+    kw = {}
+    if num_labels is not None:
+        if has_head and cfg.num_labels != num_labels:
+            raise DeployError(f"model {folder} classifies {cfg.num_labels} labels, the dataset has {num_labels}")
+        kw["num_labels"] = num_labels
+        if label_names:
+            kw["id2label"] = {i: n for i, n in enumerate(label_names)}
+            kw["label2id"] = {n: i for i, n in enumerate(label_names)}
+    try:
+        model = tr.AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager", **kw)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise InputFileError(f"model folder {folder}: cannot load weights ({' '.join(str(e).split())[:200]})") from e
+    return model
+
+
+def load_tokenizer(folder: str | os.PathLike):
+    import transformers as tr
+
+    _quiet_transformers()
+    try:
+        return tr.AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError, TypeError) as e:
+        raise InputFileError(f"{folder}: no usable tokenizer (tokenizer.json / vocab.txt) "
+                             f"({' '.join(str(e).split())[:160]})") from e
+
+
+def read_meta(folder: str | os.PathLike) -> dict:
+    p = Path(folder) / META_FILE
+    if not p.is_file():
+        return {}
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def check_output_folder(path: str | os.PathLike, *, inputs: tuple = ()) -> Path:
+    """Refuse (before any training) an output that is a file, an input folder, or unwritable."""
+    p = Path(path)
+    for i in inputs:
+        with contextlib.suppress(OSError):
+            if i is not None and p.exists() and p.resolve() == Path(i).resolve():
+                raise OutputPathError(f"{p}: output folder would overwrite the input model; choose another")
+    if p.exists() and not p.is_dir():
+        raise OutputPathError(f"{p}: exists and is not a folder")
+    if p.exists() and any(p.iterdir()) and not (p / "config.json").is_file():
+        raise OutputPathError(f"{p}: exists, is not empty and is not a model folder; refusing to replace it")
+    parent = p.parent if str(p.parent) else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise OutputPathError(f"{p}: directory {parent} is not writable")
+    return p
+
+
+def save_folder(model, tokenizer, path: str | os.PathLike, meta: dict | None = None) -> Path:
+    """Write model (safetensors) + tokenizer + ``deploytool.json`` to a temp folder, then rename it."""
+    p = check_output_folder(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+    except OSError as e:
+        raise OutputPathError(f"{p}: cannot write in {p.parent} ({e.strerror})") from e
+    old = None
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        (tmp / META_FILE).write_text(json.dumps(meta or {}, indent=2, default=str), encoding="utf-8")
+        if p.exists():  # replace a previous checkpoint: move it aside, move the new one in, drop the old
+            old = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".old", dir=p.parent))
+            os.replace(p, old / "ckpt")
+        os.replace(tmp, p)
+    except BaseException:
+        if old is not None and (old / "ckpt").exists() and not p.exists():
+            os.replace(old / "ckpt", p)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    logger.info("saved %s", p)
+    return p

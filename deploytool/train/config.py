@@ -1,0 +1,183 @@
+"""Typed, validated configs for the training commands (one per verb), no torch here."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploytool.errors import ConfigError
+
+__all__ = ["DataConfig", "TrainConfig", "ImportanceConfig", "DynaBertConfig", "QATConfig", "QuantMode",
+           "EvalConfig", "parse_float_list"]
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def parse_float_list(text: str, field_name: str) -> tuple[float, ...]:
+    """'0.25,0.5,1.0' -> (0.25, 0.5, 1.0); each value must be in (0, 1]."""
+    try:
+        vals = tuple(float(x) for x in str(text).split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"{field_name}: expected comma-separated numbers in (0, 1], got {text!r}") from None
+    return _check_fractions(vals, field_name)
+
+
+def _check_fractions(vals, field_name: str) -> tuple[float, ...]:
+    vals = tuple(float(v) for v in vals)
+    _check(len(vals) > 0, f"{field_name}: needs at least one value in (0, 1]")
+    for v in vals:
+        _check(math.isfinite(v) and 0 < v <= 1, f"{field_name}: value {v:g} is outside (0, 1]")
+    return tuple(sorted(set(vals)))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset and how it is split, tokenized and subsampled."""
+
+    data: str = "rotten-tomatoes"
+    text_col: str = "text"
+    label_col: str = "label"
+    seed: int = 0
+    max_length: int = 64
+    max_train: int | None = None  # first N shuffled training examples (None = all)
+    max_eval: int | None = None
+
+    def __post_init__(self):
+        _check(bool(str(self.data)), "data: a dataset name or file is required")
+        _check(2 <= self.max_length <= 8192, f"max_length: must be in [2, 8192] (got {self.max_length})")
+        for name in ("max_train", "max_eval"):
+            v = getattr(self, name)
+            _check(v is None or v >= 1, f"{name}: must be >= 1 (got {v})")
+
+
+@dataclass(frozen=True)
+class _Optim:
+    epochs: float = 1.0
+    lr: float = 5e-5
+    batch_size: int = 32
+    weight_decay: float = 0.01
+    warmup_frac: float = 0.1
+    threads: int = 2
+    cpu: bool = False  # force CPU even when accelerate finds a GPU
+
+    def _check_optim(self):
+        _check(0 < self.epochs <= 1000, f"epochs: must be in (0, 1000] (got {self.epochs})")
+        _check(0 < self.lr < 1, f"lr: must be in (0, 1) (got {self.lr})")
+        _check(1 <= self.batch_size <= 4096, f"batch_size: must be in [1, 4096] (got {self.batch_size})")
+        _check(0 <= self.warmup_frac < 1, f"warmup_frac: must be in [0, 1) (got {self.warmup_frac})")
+        _check(1 <= self.threads <= 256, f"threads: must be in [1, 256] (got {self.threads})")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Optim):
+    """Fine-tune ``model`` (a name such as ``minilm`` or a HF folder) as a classifier on ``data``."""
+
+    model: str = "minilm"
+    output: Path = Path("teacher")
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self):
+        self._check_optim()
+        _check(bool(str(self.output)), "output: an output folder is required")
+
+
+@dataclass(frozen=True)
+class ImportanceConfig:
+    model: Path
+    output: Path  # importance JSON
+    reorder_output: Path | None = None  # reordered HF folder (optional)
+    data: DataConfig = field(default_factory=DataConfig)
+    max_examples: int = 512
+    batch_size: int = 32
+    threads: int = 2
+
+    def __post_init__(self):
+        _check(self.max_examples >= 1, f"max_examples: must be >= 1 (got {self.max_examples})")
+        _check(self.batch_size >= 1, f"batch_size: must be >= 1 (got {self.batch_size})")
+
+
+@dataclass(frozen=True)
+class DynaBertConfig(_Optim):
+    """Width-adaptive (stage 1) then width-and-depth-adaptive (stage 2) distillation."""
+
+    teacher: Path = Path("teacher")
+    output: Path = Path("dynabert")
+    data: DataConfig = field(default_factory=DataConfig)
+    widths: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    depths: tuple[float, ...] = (0.5, 0.75, 1.0)
+    width_epochs: float = 1.0
+    depth_epochs: float = 1.0
+    subnets_per_step: int = 0  # 0 = every (width, depth) each step (DynaBERT); k = sandwich sample of k
+    importance: Path | None = None  # precomputed importance of the teacher; None = compute it first
+    importance_examples: int = 512
+    temperature: float = 1.0
+    w_logits: float = 1.0
+    w_hidden: float = 1.0
+    w_attention: float = 1.0
+    lr: float = 2e-5
+
+    def __post_init__(self):
+        self._check_optim()
+        object.__setattr__(self, "widths", _check_fractions(self.widths, "widths"))
+        object.__setattr__(self, "depths", _check_fractions(self.depths, "depths"))
+        _check(0 <= self.width_epochs <= 1000, f"width_epochs: must be in [0, 1000] (got {self.width_epochs})")
+        _check(0 <= self.depth_epochs <= 1000, f"depth_epochs: must be in [0, 1000] (got {self.depth_epochs})")
+        _check(self.width_epochs + self.depth_epochs > 0, "width_epochs/depth_epochs: at least one must be > 0")
+        _check(self.subnets_per_step >= 0, f"subnets_per_step: must be >= 0 (got {self.subnets_per_step})")
+        _check(self.temperature > 0, f"temperature: must be > 0 (got {self.temperature})")
+        for n in ("w_logits", "w_hidden", "w_attention"):
+            _check(getattr(self, n) >= 0, f"{n}: must be >= 0 (got {getattr(self, n)})")
+
+
+class QuantMode(str, enum.Enum):
+    TERNARY = "ternary"
+    BINARY = "binary"
+
+
+@dataclass(frozen=True)
+class QATConfig(_Optim):
+    """TernaryBERT/BinaryBERT: weight quantization-aware distillation from the full-precision teacher."""
+
+    teacher: Path = Path("teacher")
+    output: Path = Path("qat")
+    data: DataConfig = field(default_factory=DataConfig)
+    mode: QuantMode = QuantMode.TERNARY
+    temperature: float = 1.0
+    w_logits: float = 1.0
+    w_hidden: float = 1.0
+    w_attention: float = 1.0
+    lr: float = 5e-5
+
+    def __post_init__(self):
+        self._check_optim()
+        try:
+            object.__setattr__(self, "mode", QuantMode(self.mode))
+        except ValueError:
+            raise ConfigError(f"mode: must be one of ternary, binary (got {self.mode!r})") from None
+        _check(self.temperature > 0, f"temperature: must be > 0 (got {self.temperature})")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Accuracy (and F1) of a HF folder or an .onnx model on one split."""
+
+    model: Path
+    data: DataConfig = field(default_factory=DataConfig)
+    split: str = "test"
+    tokenizer: Path | None = None  # for an .onnx model; default: the folder holding it
+    width: float = 1.0  # PyTorch sub-network (DynaBERT) to evaluate
+    depth: float = 1.0
+    batch_size: int = 64
+    threads: int = 2
+    output: Path | None = None  # JSON
+
+    def __post_init__(self):
+        _check(self.split in ("train", "dev", "test"), f"split: must be train, dev or test (got {self.split!r})")
+        _check_fractions([self.width], "width")
+        _check_fractions([self.depth], "depth")
+        _check(self.batch_size >= 1, f"batch_size: must be >= 1 (got {self.batch_size})")

@@ -1,0 +1,49 @@
+"""Fine-tune a teacher: a pretrained encoder plus a fresh classifier head, cross-entropy on ``data``."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch.nn.functional as F
+
+from deploytool.train.batching import encode, load_data, make_accelerator
+from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, resolve_folder, \
+    save_folder
+from deploytool.train.config import TrainConfig
+from deploytool.train.evaluate import evaluate_torch
+from deploytool.train.loop import run_loop
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["finetune"]
+
+
+def finetune(cfg: TrainConfig) -> dict:
+    """Train, evaluate on dev, save the HF folder atomically; returns the result record."""
+    t0 = time.perf_counter()
+    src = resolve_folder(cfg.model)
+    check_output_folder(cfg.output, inputs=(src,))
+    ds = load_data(cfg.data)
+    acc = make_accelerator(cfg.threads, cfg.cpu, cfg.data.seed)
+    tok = load_tokenizer(src)
+    model = load_classifier(src, num_labels=ds.num_labels, label_names=ds.label_names)
+    enc = encode(tok, ds.train, cfg.data.max_length, limit=cfg.data.max_train, what="train")
+
+    def step(m, b):
+        logits = m(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                   token_type_ids=b["token_type_ids"]).logits
+        return F.cross_entropy(logits, b["labels"]), {}
+
+    hist = run_loop(acc, model, enc, step, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                    weight_decay=cfg.weight_decay, warmup_frac=cfg.warmup_frac, seed=cfg.data.seed,
+                    pad_id=tok.pad_token_id or 0, what="train")
+    dev = evaluate_torch(model, tok, ds, "dev", cfg.data, device=acc.device)
+    result = {"command": "train", "model": str(cfg.model), "source": str(src), "output": str(cfg.output),
+              "dataset": ds.info.to_dict(), "train_examples": len(enc), "truncated_train": enc.truncated,
+              "max_length": cfg.data.max_length, "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
+              "training": hist, "dev": dev, "seconds": None}
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    if acc.is_main_process:
+        save_folder(model, tok, cfg.output, meta=result)
+    return result

@@ -1,0 +1,130 @@
+"""A BERT-family encoder run as a DynaBERT sub-network, with optional weight quantization.
+
+``subnet_forward`` re-implements the forward pass of ``BertForSequenceClassification`` (and the
+RoBERTa/ELECTRA classifiers, which share the layer modules) on the model's own parameters, so that
+
+- width ``w`` keeps, in every layer, the first ``round(w * heads)`` heads (rows ``[0, k*head_dim)`` of
+  Q, K and V and the same columns of the attention output projection) and the first
+  ``round(w * ffn)`` FFN neurons (rows of the intermediate projection, columns of the output one);
+- depth ``d`` keeps layers ``floor(i / d)`` for ``i < round(d * L)`` (DynaBERT's rule);
+- ``weight_fn(module_name, linear)`` may replace each encoder Linear weight (QAT's quantized weight).
+
+These are the same rules as the ONNX slice pass, so an exported model sliced to ``(w, d)`` computes
+what this function computes. Only the kept slices are multiplied: a narrow sub-network is cheap. At
+width 1, depth 1 and no ``weight_fn`` the result equals the transformers forward (tested).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from deploytool.errors import DeployError
+
+__all__ = ["SubnetOutput", "subnet_forward", "kept_count", "kept_layers", "encoder_of", "encoder_linears",
+           "check_supported"]
+
+SUPPORTED = ("bert", "roberta", "electra")
+
+
+def kept_count(total: int, width: float) -> int:
+    """Heads or neurons kept at ``width`` (at least one)."""
+    return max(1, min(total, int(round(width * total))))
+
+
+def kept_layers(num_layers: int, depth: float) -> list[int]:
+    """DynaBERT: layers ``floor(i / d)`` for ``i`` in ``range(round(d * L))``."""
+    if depth >= 1.0:
+        return list(range(num_layers))
+    n = max(1, int(round(depth * num_layers)))
+    return [min(num_layers - 1, int(math.floor(i / depth + 1e-9))) for i in range(n)]
+
+
+def check_supported(model) -> None:
+    mt = getattr(model.config, "model_type", "?")
+    if mt not in SUPPORTED:
+        raise DeployError(f"DynaBERT/QAT training supports {', '.join(SUPPORTED)} encoders, not '{mt}'")
+
+
+def encoder_of(model):
+    return model.base_model
+
+
+def encoder_linears(model) -> dict[str, torch.nn.Linear]:
+    """name -> Linear of every layer's Q, K, V, O, FFN-in and FFN-out (what QAT quantizes)."""
+    out = {}
+    for i, layer in enumerate(encoder_of(model).encoder.layer):
+        out[f"layer.{i}.query"] = layer.attention.self.query
+        out[f"layer.{i}.key"] = layer.attention.self.key
+        out[f"layer.{i}.value"] = layer.attention.self.value
+        out[f"layer.{i}.attn_out"] = layer.attention.output.dense
+        out[f"layer.{i}.ffn_in"] = layer.intermediate.dense
+        out[f"layer.{i}.ffn_out"] = layer.output.dense
+    return out
+
+
+@dataclass
+class SubnetOutput:
+    logits: torch.Tensor
+    hidden: list[torch.Tensor]  # embeddings output, then one per kept layer
+    scores: list[torch.Tensor]  # pre-softmax attention scores per kept layer [B, k, S, S]
+    layers: list[int]  # original indices of the kept layers
+
+
+def _w(weight_fn, name, lin):
+    return lin.weight if weight_fn is None else weight_fn(name, lin)
+
+
+def subnet_forward(model, input_ids, attention_mask, token_type_ids=None, *, width: float = 1.0,
+                   depth: float = 1.0, weight_fn=None, want_scores: bool = False) -> SubnetOutput:
+    cfg = model.config
+    base = encoder_of(model)
+    training = model.training
+    p_hidden = cfg.hidden_dropout_prob if training else 0.0
+    p_attn = cfg.attention_probs_dropout_prob if training else 0.0
+    heads = cfg.num_attention_heads
+    hd = cfg.hidden_size // heads
+    k_heads = kept_count(heads, width)
+    k = k_heads * hd
+    m = kept_count(cfg.intermediate_size, width)
+    if token_type_ids is None:
+        token_type_ids = torch.zeros_like(input_ids)
+    h = base.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+    if hasattr(base, "embeddings_project"):  # ELECTRA with embedding_size != hidden
+        h = base.embeddings_project(h)
+    ext = (1.0 - attention_mask[:, None, None, :].to(h.dtype)) * torch.finfo(h.dtype).min
+    B, S, _ = h.shape
+    hidden, scores = [h], []
+    layers = kept_layers(len(base.encoder.layer), depth)
+    for li in layers:
+        layer = base.encoder.layer[li]
+        sa, ao = layer.attention.self, layer.attention.output
+        pre = f"layer.{li}."
+
+        def proj(lin, name):
+            return F.linear(h, _w(weight_fn, pre + name, lin)[:k], lin.bias[:k]).view(B, S, k_heads, hd).transpose(1, 2)
+
+        q, kk, v = proj(sa.query, "query"), proj(sa.key, "key"), proj(sa.value, "value")
+        sc = q @ kk.transpose(-1, -2) / math.sqrt(hd)
+        if want_scores:
+            scores.append(sc)
+        probs = F.dropout(torch.softmax(sc + ext, dim=-1), p_attn, training)
+        ctx = (probs @ v).transpose(1, 2).reshape(B, S, k)
+        a = F.linear(ctx, _w(weight_fn, pre + "attn_out", ao.dense)[:, :k], ao.dense.bias)
+        h1 = ao.LayerNorm(F.dropout(a, p_hidden, training) + h)
+        inter = layer.intermediate
+        z = inter.intermediate_act_fn(F.linear(h1, _w(weight_fn, pre + "ffn_in", inter.dense)[:m],
+                                               inter.dense.bias[:m]))
+        o = F.linear(z, _w(weight_fn, pre + "ffn_out", layer.output.dense)[:, :m], layer.output.dense.bias)
+        h = layer.output.LayerNorm(F.dropout(o, p_hidden, training) + h1)
+        hidden.append(h)
+    mt = cfg.model_type
+    if mt == "bert":
+        pooled = base.pooler(h) if base.pooler is not None else h[:, 0]
+        logits = model.classifier(model.dropout(pooled))
+    else:  # roberta / electra heads take the sequence output
+        logits = model.classifier(h)
+    return SubnetOutput(logits=logits, hidden=hidden, scores=scores, layers=layers)
