@@ -43,6 +43,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from deploytool.errors import ConfigError
+from deploytool.runtime.session import ExecutionProvider  # imports onnxruntime lazily
 
 SCHEMA_VERSION = 1
 
@@ -59,6 +60,7 @@ __all__ = [
     "NpuSpec",
     "Precision",
     "Profile",
+    "parse_ep_name",
     "parse_profile",
 ]
 
@@ -93,29 +95,15 @@ class Precision(str, enum.Enum):
     INT8 = "int8"
 
 
-class ExecutionProvider(str, enum.Enum):
-    """ONNX Runtime execution providers a profile may ask for (value = ORT's provider name)."""
-
-    CPU = "CPUExecutionProvider"
-    XNNPACK = "XnnpackExecutionProvider"
-    ACL = "ACLExecutionProvider"
-    ARMNN = "ArmNNExecutionProvider"
-    QNN = "QNNExecutionProvider"
-    NNAPI = "NnapiExecutionProvider"
-    COREML = "CoreMLExecutionProvider"
-    DNNL = "DnnlExecutionProvider"
-    OPENVINO = "OpenVINOExecutionProvider"
-
-    @classmethod
-    def parse(cls, text: str, where: str = "execution provider") -> ExecutionProvider:
-        """``XNNPACK``, ``xnnpack`` or ``XnnpackExecutionProvider`` -> the enum; else a did-you-mean."""
-        key = str(text).strip()
-        for ep in cls:
-            if key.lower() in (ep.name.lower(), ep.value.lower()):
-                return ep
-        names = [ep.name for ep in cls]
-        raise ConfigError(f"{where}: unknown execution provider '{text}'{_did_you_mean(key.upper(), names)}; "
-                          f"expected one of {', '.join(names)}")
+def parse_ep_name(text: Any, where: str = "execution provider") -> ExecutionProvider:
+    """``XNNPACK``, ``xnnpack`` or ``XnnpackExecutionProvider`` -> the runtime's enum; else a did-you-mean."""
+    key = str(text).strip()
+    for ep in ExecutionProvider:
+        if key.lower() in (ep.name.lower(), ep.value.lower()):
+            return ep
+    names = [ep.name for ep in ExecutionProvider if ep is not ExecutionProvider.AZURE]
+    raise ConfigError(f"{where}: unknown execution provider '{text}'{_did_you_mean(key.upper(), names)}; "
+                      f"expected one of {', '.join(names)}")
 
 
 # QEMU 10 user-mode aarch64 CPU models (``qemu-aarch64 -cpu help``), the ones a profile may name.
@@ -224,15 +212,17 @@ class Profile:
     def ep_names(self) -> list[str]:
         return [ep.provider.value for ep in self.execution_providers]
 
-    def session_spec(self, **overrides: Any):
-        """The runtime's ``SessionSpec``: this profile's ordered EP list, their options and threads.
-
-        ``overrides`` (e.g. ``threads=1``) go to the SessionSpec constructor unchanged.
+    def session_spec(self, *, threads: int | None = None, **overrides: Any):
+        """The runtime's :class:`~deploytool.runtime.session.SessionSpec` for this profile: the ordered
+        EP preference list with each EP's options, and ``threads`` intra-op threads. ``threads``
+        overrides the profile's; other ``overrides`` go to the SessionSpec unchanged (e.g.
+        ``graph_optimization="basic"``). ``build_session`` falls back in order and records why.
         """
-        from deploytool.runtime.session import SessionSpec  # the runtime layer owns onnxruntime
+        from deploytool.runtime.session import ProviderSpec, SessionSpec
 
-        return SessionSpec.from_profile(self, **overrides) if hasattr(SessionSpec, "from_profile") else \
-            _build_session_spec(SessionSpec, self, **overrides)
+        providers = tuple(ProviderSpec(ep.provider, self.provider_options(ep)) for ep in self.execution_providers)
+        return SessionSpec(providers=providers, intra_op_threads=self.threads if threads is None else threads,
+                           **overrides)
 
     def provider_options(self, ep: EPChoice) -> dict[str, str]:
         """Options for ``ep``; QNN gets ``backend_type``/``soc_model`` from the ``npu`` section by default."""
@@ -240,7 +230,6 @@ class Profile:
         if ep.provider is ExecutionProvider.QNN and self.npu is not None:
             opts.setdefault("backend_type", "htp")
             opts.setdefault("soc_model", str(self.npu.soc_model))
-            opts.setdefault("htp_arch", self.npu.htp_arch.lstrip("v"))
             if self.npu.precision == "fp16":
                 opts.setdefault("enable_htp_fp16_precision", "1")
         return opts
@@ -274,20 +263,6 @@ class Profile:
         if self.npu is not None:
             d["npu"] = dataclasses.asdict(self.npu)
         return d
-
-
-def _build_session_spec(cls, profile: Profile, **overrides: Any):
-    """Fallback mapping onto a SessionSpec constructor: ``providers`` (ORT names, ordered),
-    ``provider_options`` (parallel list of dicts) and ``threads``."""
-    kwargs: dict[str, Any] = {
-        "providers": tuple(ep.provider.value for ep in profile.execution_providers),
-        "provider_options": tuple(profile.provider_options(ep) for ep in profile.execution_providers),
-        "threads": profile.threads,
-    }
-    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set(kwargs)
-    kwargs = {k: v for k, v in kwargs.items() if k in fields}
-    kwargs.update(overrides)
-    return cls(**kwargs)
 
 
 # ======================================================================= validation
@@ -397,12 +372,12 @@ def _parse_cpu(v: Any, w: _Where) -> tuple[CpuCluster, ...]:
 
 def _parse_ep(v: Any, w: _Where) -> EPChoice:
     if isinstance(v, str):
-        return EPChoice(ExecutionProvider.parse(v, f"{w.source}: key '{w.path}'"))
+        return EPChoice(parse_ep_name(v, f"{w.source}: key '{w.path}'"))
     d = _mapping(v, w)
     _check_keys(d, w, ("name",), ("options",))
     if not isinstance(d["name"], str):
         raise (w / "name").fail("an execution provider name", d["name"])
-    ep = ExecutionProvider.parse(d["name"], f"{w.source}: key '{(w / 'name').path}'")
+    ep = parse_ep_name(d["name"], f"{w.source}: key '{(w / 'name').path}'")
     return EPChoice(ep, _scalar_options(d.get("options") or {}, w / "options"))
 
 

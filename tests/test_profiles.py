@@ -1,0 +1,177 @@
+"""Device profiles: every shipped profile validates; bad profiles fail with file, key and expectation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from deploytool.cli import main
+from deploytool.errors import ConfigError
+from deploytool.profiles import (
+    BUILTIN_PROFILE_DIR,
+    IsaFeature,
+    Precision,
+    list_profiles,
+    load_profile,
+    parse_profile,
+    profile_names,
+)
+from deploytool.runtime.session import ExecutionProvider, SessionSpec
+
+REQUIRED = {"kirin990", "raspberry-pi-4", "raspberry-pi-5", "graviton2", "graviton3", "snapdragon-8-gen-3",
+            "a64fx", "x86-host"}
+
+
+def _base() -> dict:
+    return yaml.safe_load((BUILTIN_PROFILE_DIR / "kirin990.yaml").read_text())
+
+
+def _write(tmp_path: Path, data: dict, name: str = "board") -> Path:
+    data = dict(data, name=name)
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_all_builtin_profiles_load_and_cite_sources():
+    names = set(profile_names())
+    assert REQUIRED <= names
+    for p in list_profiles():
+        assert p.sources and all(len(s) > 20 for s in p.sources)
+        assert p.compute.peak(Precision.FP32) > 0 and p.compute.memory_bandwidth_gbs > 0
+        assert p.execution_providers[-1].provider is ExecutionProvider.CPU, p.name  # always a CPU fallback
+        assert 1 <= p.threads <= p.total_cores
+
+
+def test_profile_facts_match_the_hardware():
+    pi4, pi5, a64fx = load_profile("raspberry-pi-4"), load_profile("raspberry-pi-5"), load_profile("a64fx")
+    assert pi4.core == "cortex-a72" and not pi4.fp16_arithmetic and pi4.qemu_cpu == "cortex-a72"
+    assert pi5.core == "cortex-a76" and pi5.fp16_arithmetic and pi5.has(IsaFeature.DOTPROD)
+    assert a64fx.has("sve") and not a64fx.has("sve2") and a64fx.qemu_cpu == "a64fx"
+    assert load_profile("graviton2").qemu_cpu == "neoverse-n1"
+    assert load_profile("graviton3").has(IsaFeature.I8MM)
+    host = load_profile("x86-host")
+    assert host.qemu_cpu is None and not host.fp16_arithmetic and host.has("vnni")
+    snap = load_profile("snapdragon-8-gen-3")
+    assert snap.npu is not None and snap.npu.soc_model == 57 and snap.npu.htp_arch == "v75"
+    # derivation of a peak is checkable: 4 A76 cores, 9.9 core-GHz x 16 fp32 FLOP/cycle
+    k = load_profile("kirin990")
+    assert k.compute.peak("fp32") == pytest.approx(16 * (2 * 2.86 + 2 * 2.09))
+    assert k.budgets.latency_ms(128) == 60 and k.budgets.latency_ms(64) == 60 and k.budgets.latency_ms(512) is None
+
+
+def test_session_spec_keeps_the_ep_order_options_and_threads():
+    spec = load_profile("snapdragon-8-gen-3").session_spec()
+    assert isinstance(spec, SessionSpec)
+    assert spec.provider_names == ["QNNExecutionProvider", "XnnpackExecutionProvider", "CPUExecutionProvider"]
+    assert dict(spec.providers[0].options) == {"backend_type": "htp", "soc_model": "57"}
+    assert dict(spec.providers[1].options) == {"intra_op_num_threads": "4"}
+    assert spec.intra_op_threads == 4
+    assert load_profile("kirin990").session_spec(threads=1).intra_op_threads == 1
+
+
+def test_session_spec_falls_back_to_cpu_and_says_why(tiny_onnx):
+    from deploytool.runtime.session import build_session
+
+    sess, info = build_session(tiny_onnx(), load_profile("kirin990").session_spec(threads=1))
+    assert info.primary == "CPUExecutionProvider" and info.fell_back
+    assert info.skipped[0][0] == "XnnpackExecutionProvider" and "not in this onnxruntime build" in info.skipped[0][1]
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda d: d.update(thraeds=d.pop("threads")), r"unknown key 'thraeds' \(did you mean 'threads'\?\)"),
+        (lambda d: d["budgets"].update(p90_latncy_ms=d["budgets"].pop("p90_latency_ms")),
+         r"unknown key 'budgets.p90_latncy_ms' \(did you mean 'p90_latency_ms'\?\)"),
+        (lambda d: d["budgets"]["p90_latency_ms"].update({128: -5}),
+         r"key 'budgets.p90_latency_ms.128': expected a positive number \(milliseconds\), got -5"),
+        (lambda d: d["budgets"].update(peak_memory_mb=-1), r"key 'budgets.peak_memory_mb': expected a positive number"),
+        (lambda d: d.update(execution_providers=["XNNPAK", "CPU"]),
+         r"unknown execution provider 'XNNPAK' \(did you mean 'XNNPACK'\?\)"),
+        (lambda d: d.update(schema_version=2), r"key 'schema_version': expected 1"),
+        (lambda d: d.pop("schema_version"), r"missing required key 'schema_version'"),
+        (lambda d: d.update(features=["neon", "fp61"]), r"key 'features.1': expected one of .*\(did you mean 'fp16'\?\)"),
+        (lambda d: d.update(features=["neon", "avx2"]), r"key 'features': expected features of an aarch64 CPU"),
+        (lambda d: d.update(qemu_cpu="cortex-a99"), r"key 'qemu_cpu': expected one of"),
+        (lambda d: d.update(threads=99), r"key 'threads': expected at most the 8 cores"),
+        (lambda d: d["compute"]["peak_gops"].pop("fp32"), r"key 'compute.peak_gops.fp32': expected the fp32 peak"),
+        (lambda d: d.update(execution_providers=["QNN", "CPU"]), r"key 'npu': expected an npu section"),
+        (lambda d: d.update(npu={"backend": "qnn", "soc_model": 57, "htp_arch": "75x", "soc_name": "SM8650"}),
+         r"key 'npu.htp_arch': expected a Hexagon HTP architecture"),
+        (lambda d: d.pop("sources"), r"missing required key 'sources'"),
+    ],
+)
+def test_bad_profiles_name_file_key_and_expectation(tmp_path, mutate, expected):
+    data = _base()
+    mutate(data)
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError, match=expected) as e:
+        load_profile(path)
+    assert str(e.value).startswith(str(path))
+    assert "\n" not in str(e.value)
+
+
+def test_name_must_match_file_and_yaml_errors_are_one_line(tmp_path):
+    p = tmp_path / "other.yaml"
+    p.write_text(yaml.safe_dump(dict(_base(), name="kirin990")))
+    with pytest.raises(ConfigError, match=r"key 'name': expected 'other' \(the file's name\)"):
+        load_profile(p)
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("schema_version: 1\nname: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML at line"):
+        load_profile(bad)
+    with pytest.raises(ConfigError, match="expected a YAML mapping"):
+        parse_profile(["a"], "x.yaml")
+
+
+def test_profiles_dir_is_searched_first(tmp_path):
+    _write(tmp_path, _base(), name="my-board")
+    assert load_profile("my-board", [tmp_path]).name == "my-board"
+    assert "my-board" in profile_names([tmp_path])
+
+
+# ---------------------------------------------------------------------------------- CLI
+def test_cli_profiles_list_and_show():
+    r = _cli("profiles")
+    assert r.exit_code == 0, r.output
+    for name in REQUIRED:
+        assert name in r.output
+    r = _cli("profiles", "show", "raspberry-pi-4")
+    assert r.exit_code == 0, r.output
+    assert "core: cortex-a72" in r.output and "no fp16 arithmetic" in r.output
+    r = _cli("profiles", "show", "graviton2", "--json")
+    assert r.exit_code == 0 and '"qemu_cpu": "neoverse-n1"' in r.output
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("kirin99", "unknown device profile 'kirin99' (did you mean 'kirin990'?)"),
+        ("TYPO", "unknown key 'thraeds' (did you mean 'threads'?)"),
+        ("NEG", "expected a positive number (milliseconds), got -5"),
+        ("EP", "unknown execution provider 'XNNPAK' (did you mean 'XNNPACK'?)"),
+    ],
+)
+def test_cli_bad_profiles_exit_2_one_line(tmp_path, name, expected):
+    data = _base()
+    if name == "TYPO":
+        data["thraeds"] = data.pop("threads")
+    elif name == "NEG":
+        data["budgets"]["p90_latency_ms"][128] = -5
+    elif name == "EP":
+        data["execution_providers"] = ["XNNPAK", "CPU"]
+    arg = name if name == "kirin99" else str(_write(tmp_path, data))
+    r = _cli("profiles", "show", arg)
+    assert r.exit_code == 2
+    err = r.stderr if hasattr(r, "stderr") else r.output
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
+    assert "Traceback" not in err
