@@ -56,3 +56,25 @@ def tiny_torch_model():
         return tiny_model(family, task=task, **shape)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_folder(tmp_path_factory):
+    """Factory: ``tiny_hf_folder(family="bert", task="feature-extraction", safetensors=True, **shape)
+    -> Path`` of a Hugging Face folder (config.json + model.safetensors, or pytorch_model.bin when
+    ``safetensors=False``) holding ``tiny_model(family, task=task, **shape)``; written once per
+    session, read-only for callers. What ``deploytool export --model FOLDER`` takes."""
+    cache: dict[tuple, Path] = {}
+    root = tmp_path_factory.mktemp("tiny_hf")
+
+    def make(family: str = "bert", task: str = "feature-extraction", safetensors: bool = True, **shape) -> Path:
+        key = (family, task, safetensors, tuple(sorted(shape.items())))
+        if key not in cache:
+            from deploytool.testing.tiny import tiny_model
+
+            folder = root / f"{family}_{task}_{len(cache)}"
+            tiny_model(family, task=task, **shape).save_pretrained(folder, safe_serialization=safetensors)
+            cache[key] = folder
+        return cache[key]
+
+    return make

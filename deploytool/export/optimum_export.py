@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import os
+import warnings
 from pathlib import Path
 
 from deploytool.errors import UnavailableError
@@ -30,6 +31,7 @@ def export_optimum(model, path: str | os.PathLike, *, task: Task, opset: int | N
         exporter="onnx", model=model, task=_OPTIMUM_TASK[task], library_name="transformers")
     onnx_config = ctor(model.config)
     opset = opset or int(onnx_config.DEFAULT_ONNX_OPSET)
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript deprecation and TracerWarnings, expected here
         onnx_export(model=model.eval(), config=onnx_config, output=Path(path), opset=opset)
     return opset

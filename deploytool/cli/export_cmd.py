@@ -1,0 +1,46 @@
+"""``deploytool export``: parse options -> ExportConfig -> deploytool.export.export -> print."""
+
+from __future__ import annotations
+
+import click
+
+from deploytool.errors import ConfigError
+from deploytool.export.config import ExportConfig, Exporter, Task
+
+
+def _number(text: str | None, option: str, kind: type):
+    # parsed here (not by click) so a bad value is a one-line error, not click's usage block
+    if text is None:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"{option} {text!r} is not {'an integer' if kind is int else 'a number'}") from None
+
+
+@click.command("export")
+@click.option("--model", "model", required=True, help="minilm, or a local Hugging Face folder (config.json + weights).")
+@click.option("--task", type=click.Choice([t.value for t in Task]), default=Task.FEATURE_EXTRACTION.value,
+              show_default=True, help="feature-extraction outputs last_hidden_state; sequence-classification logits.")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="Output .onnx file (written atomically).")
+@click.option("--opset", default=None,
+              help="ONNX opset (default: torch 17, dynamo 20, optimum the architecture's default).")
+@click.option("--exporter", type=click.Choice([e.value for e in Exporter]), default=Exporter.TORCH.value,
+              show_default=True, help="torch (TorchScript) and optimum exports fuse in ORT's BERT optimizer; dynamo does not.")
+@click.option("--validate/--no-validate", default=True, show_default=True,
+              help="Compare with PyTorch on fixed inputs (lengths 8, 128 and a padded batch).")
+@click.option("--atol", default="1e-4", show_default=True, help="Max abs difference allowed in validation.")
+def export(model: str, task: str, output: str, opset: str | None, exporter: str, validate: bool, atol: str) -> None:
+    """Export a PyTorch/Hugging Face encoder to ONNX, validated against PyTorch."""
+    from deploytool.export import export as run_export
+
+    config = ExportConfig(model=model, task=Task(task), exporter=Exporter(exporter),
+                          opset=_number(opset, "--opset", int), validate=validate, atol=_number(atol, "--atol", float))
+    result = run_export(config, output)
+    for name, diff in result.max_abs_diff.items():
+        click.echo(f"validation {name}: max abs diff {diff:.3g} (atol {result.atol:g})")
+    if not result.validated:
+        click.echo("validation skipped (--no-validate)")
+    click.echo(f"exported {result.metadata.get('family', '?')} ({result.task.value}, {result.exporter.value}, "
+               f"opset {result.opset}, {result.file_size / 1e6:.1f} MB, {result.seconds:.1f} s) -> {result.path}")

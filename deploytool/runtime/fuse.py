@@ -1,0 +1,109 @@
+"""ORT's transformer optimizer on an exported encoder: the fused graph later passes and benches use.
+
+Wraps ``onnxruntime.transformers.optimizer.optimize_model(model_type="bert", opt_level=0)`` (python
+fusions only, no ORT graph-level rewrites baked into the file). On a TorchScript/optimum export of an
+eager-attention model it fuses each layer's attention subgraph into ``com.microsoft.Attention``, the
+embeddings into ``EmbedLayerNormalization``, residual + LayerNorm into ``SkipLayerNormalization`` and
+bias + GELU into ``BiasGelu``/``FastGelu``; on a dynamo export only the last two fire (FACTS.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+
+from deploytool import onnx_io
+from deploytool.errors import DeployError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FuseResult", "fuse_transformer", "REPORTED_OPS"]
+
+REPORTED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization",
+                "BiasGelu", "FastGelu", "Gelu", "LayerNormalization")
+_META_PREFIX = "deploytool."
+
+
+@dataclasses.dataclass(frozen=True)
+class FuseResult:
+    """path: the fused model; fused_ops: op type -> count in the fused graph (REPORTED_OPS only);
+    num_heads/hidden_size: what the optimizer was told (0 = it detected them itself)."""
+
+    path: Path
+    num_heads: int
+    hidden_size: int
+    fused_ops: dict[str, int]
+    nodes_before: int
+    nodes_after: int
+    seconds: float
+
+    @property
+    def attention_fused(self) -> bool:
+        return self.fused_ops.get("Attention", 0) + self.fused_ops.get("MultiHeadAttention", 0) > 0
+
+
+def _heads_hidden(proto) -> tuple[int, int]:
+    meta = {p.key[len(_META_PREFIX):]: p.value for p in proto.metadata_props if p.key.startswith(_META_PREFIX)}
+    try:
+        return int(meta["num_heads"]), int(meta["hidden_size"])
+    except (KeyError, ValueError):
+        pass
+    # no metadata (exported elsewhere): ask the structure finder, else let ORT detect them (0)
+    try:
+        import onnx_ir as ir
+
+        from deploytool.graph.structure import find_structure
+
+        s = find_structure(ir.serde.deserialize_model(proto))
+        return int(s.layers[0].attention.num_heads), int(s.hidden_size)
+    except Exception as e:  # not implemented yet, or not an encoder it recognises
+        logger.info("heads/hidden not in metadata and structure finder failed (%s); ORT will detect them", e)
+        return 0, 0
+
+
+def fuse_transformer(src: str | os.PathLike, dst: str | os.PathLike, *, num_heads: int | None = None,
+                     hidden_size: int | None = None, model_type: str = "bert") -> FuseResult:
+    """Fuse ``src`` with ORT's BERT optimizer and save atomically to ``dst`` (``src`` untouched).
+
+    num_heads/hidden_size default to the ``deploytool.*`` metadata, then the structure finder.
+    Metadata is carried over, with ``deploytool.fused`` set to ``ort-<model_type>``.
+    """
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    start = time.perf_counter()
+    dst = onnx_io.check_output_path(dst, inputs=(src,))
+    proto = onnx_io.load_proto(src)
+    meta_heads, meta_hidden = (0, 0) if num_heads is not None and hidden_size is not None else _heads_hidden(proto)
+    heads = int(num_heads if num_heads is not None else meta_heads)
+    hidden = int(hidden_size if hidden_size is not None else meta_hidden)
+    if heads < 0 or hidden < 0 or (heads and hidden and hidden % heads):
+        raise DeployError(f"fuse: hidden_size {hidden} is not a multiple of num_heads {heads}")
+    before = len(proto.graph.node)
+    props = [(p.key, p.value) for p in proto.metadata_props]
+    ort_logger = logging.getLogger("onnxruntime.transformers")
+    level = ort_logger.level
+    ort_logger.setLevel(logging.ERROR)  # e.g. "word_embedding_table size <= position table" on tiny models
+    try:
+        opt = optimize_model(proto, model_type=model_type, num_heads=heads, hidden_size=hidden, opt_level=0,
+                             use_gpu=False)
+    except Exception as e:
+        raise DeployError(f"fuse: ORT transformer optimizer failed on {src} ({type(e).__name__}: {e})") from e
+    finally:
+        ort_logger.setLevel(level)
+    out = opt.model
+    counts = {op: 0 for op in REPORTED_OPS}
+    for node in out.graph.node:
+        if node.op_type in counts:
+            counts[node.op_type] += 1
+    del out.metadata_props[:]
+    for k, v in props:
+        if k != _META_PREFIX + "fused":
+            out.metadata_props.add(key=k, value=v)
+    out.metadata_props.add(key=_META_PREFIX + "fused", value=f"ort-{model_type}")
+    onnx_io.save_proto(out, dst)
+    logger.info("fused %s: %s", src, {k: v for k, v in counts.items() if v})
+    return FuseResult(path=Path(dst), num_heads=heads, hidden_size=hidden, fused_ops=counts, nodes_before=before,
+                      nodes_after=len(out.graph.node), seconds=time.perf_counter() - start)
