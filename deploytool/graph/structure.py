@@ -94,6 +94,9 @@ class EncoderLayer:
     input: ir.Value  # hidden state entering the layer
     output: ir.Value  # hidden state leaving the layer (after its last LayerNorm)
     nodes: list[ir.Node] = dataclasses.field(default_factory=list)  # every node of the layer
+    # hidden state between attention and FFN (after the attention residual's LayerNorm); the FFN
+    # intermediate reads it and the FFN residual adds it back
+    attention_output: ir.Value | None = None
 
 
 @dataclasses.dataclass
@@ -113,4 +116,6 @@ class EncoderStructure:
 
 def find_structure(model: ir.Model) -> EncoderStructure:
     """Locate every encoder layer's attention and FFN. Raises StructureError when it cannot."""
-    raise NotImplementedError("structure finder: being implemented")
+    from deploytool.graph.finder import find_structure as _find
+
+    return _find(model)

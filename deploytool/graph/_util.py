@@ -1,0 +1,104 @@
+"""Small graph helpers for the structure finder: constants, producers, consumers (no torch, no ORT)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+MS_DOMAIN = "com.microsoft"
+
+# ops whose weight input (index 1) is a projection matrix
+LINEAR_OPS = {"MatMul", "Gemm", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulNBits", "FusedMatMul"}
+LAYER_NORM_OPS = {"LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
+                  "SkipSimplifiedLayerNormalization"}
+
+
+def is_op(node: ir.Node | None, *ops: str) -> bool:
+    return node is not None and node.op_type in ops
+
+
+def const_tensor(v: ir.Value | None) -> ir.TensorProtocol | None:
+    """The tensor of an initializer or of a Constant node's output; None when not a constant."""
+    if v is None:
+        return None
+    if v.const_value is not None:
+        return v.const_value
+    p = v.producer()
+    if p is not None and p.op_type == "Constant" and p.domain in ("", "ai.onnx"):
+        for key, attr in p.attributes.items():
+            if key == "value":
+                return attr.value
+            if key in ("value_int", "value_ints", "value_float", "value_floats"):
+                dtype = np.int64 if "int" in key else np.float32
+                return ir.tensor(np.asarray(attr.value, dtype=dtype))
+    return None
+
+
+def small_const(v: ir.Value | None, max_size: int = 64) -> np.ndarray | None:
+    """numpy value of a small constant (shape pieces, scalars); None for big or non-constant values."""
+    t = const_tensor(v)
+    if t is None or t.size > max_size:
+        return None
+    try:
+        return t.numpy()
+    except Exception:  # e.g. packed low-bit dtypes numpy cannot show
+        return None
+
+
+def const_kind(v: ir.Value) -> str:
+    return "initializer" if v.const_value is not None and v.is_initializer() else (
+        "constant_node" if v.producer() is not None else "initializer")
+
+
+def uses(v: ir.Value | None) -> list[tuple[ir.Node, int]]:
+    if v is None:
+        return []
+    return [(u.node, u.idx) for u in v.uses()]
+
+
+def consumers(v: ir.Value | None) -> list[ir.Node]:
+    seen: list[ir.Node] = []
+    for n, _ in uses(v):
+        if not any(n is s for s in seen):
+            seen.append(n)
+    return seen
+
+
+def data_consumers(v: ir.Value | None) -> list[ir.Node]:
+    """Consumers that read the value's data (Shape/Size only read its shape)."""
+    return [n for n in consumers(v) if n.op_type not in ("Shape", "Size")]
+
+
+def single_consumer(v: ir.Value | None) -> ir.Node | None:
+    """The one node reading ``v``'s data (shape readers ignored), or None."""
+    c = data_consumers(v)
+    return c[0] if len(c) == 1 else None
+
+
+class ConstCone:
+    """Memoised 'is this value computed from constants only' (weights unpacked by a subgraph)."""
+
+    def __init__(self) -> None:
+        self._memo: dict[int, ir.Value | None] = {}
+
+    def root(self, v: ir.Value | None, depth: int = 0) -> ir.Value | None:
+        """The largest constant tensor this value is computed from, or None if it depends on inputs."""
+        if v is None:
+            return None
+        key = id(v)
+        if key in self._memo:
+            return self._memo[key]
+        result: ir.Value | None = None
+        if const_tensor(v) is not None:
+            result = v
+        elif depth < 24:
+            p = v.producer()
+            if p is not None and p.inputs and not v.is_graph_input():
+                roots = [self.root(i, depth + 1) for i in p.inputs if i is not None]
+                if roots and all(r is not None for r in roots):
+                    result = max(roots, key=lambda r: const_tensor(r).size)
+        self._memo[key] = result
+        return result
+
+    def is_const(self, v: ir.Value | None) -> bool:
+        return self.root(v) is not None

@@ -1,0 +1,694 @@
+"""The structure finder: encoder layers, Q/K/V/O, FFN and head-count sites found by graph structure.
+
+How roles are recognised (names are never used for roles):
+
+- A *projection* is a ``MatMul``/``Gemm`` (or a quantized matmul: ``MatMulInteger``,
+  ``DynamicQuantizeMatMul``, ``MatMulNBits``) whose weight input is computed from constants only and
+  whose data input is not; its bias is the constant operand of the ``Add`` that follows (or Gemm's C,
+  or the bias input of a fused ``BiasGelu``/``FastGelu``/``SkipLayerNormalization`` that consumes it).
+- Unfused self-attention is found from each ``Softmax``: walking back through the mask/scale ops
+  (Add, Where, Div, Mul, Cast) reaches the *score* MatMul of two activations. Its first operand leads
+  (through Transpose/Reshape/scale) back to Q, its second (the transposed one) to K. The MatMul that
+  consumes the softmax output is the *context* MatMul; its second operand leads back to V. The
+  context goes through Transpose/Reshape into O. Q, K and V must read the same hidden state.
+- Fused attention: a com.microsoft ``Attention`` node (packed QKV weight [hidden, 3*hidden],
+  ``num_heads`` attribute), its output feeding O.
+- Post-LayerNorm residual: O's output is added to the layer input and normalised
+  (``LayerNormalization``, ``SkipLayerNormalization`` or the decomposed ReduceMean/Sub/Pow/... form);
+  that value feeds exactly one projection (FFN intermediate), whose output goes through an
+  activation into a second projection (FFN output), added back to the same value and normalised: the
+  layer's output.
+- Head counts come from the Reshape that splits Q/K/V into [B, S, heads, head_size] (a constant shape
+  or a Concat of shape pieces; positions are counted from the end, so leading dynamic dims are fine)
+  and the Reshape that merges the context back to [B, S, heads*head_size].
+- Embeddings: the Gathers on 2-D constant tables upstream of the first layer. word = the largest
+  table indexed directly by a graph input; token_type = a table of at most 16 rows; position = the
+  rest. A fused ``EmbedLayerNormalization`` names its inputs.
+
+The finder never imports torch or onnxruntime and walks each node a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+
+import onnx_ir as ir
+
+from deploytool.errors import StructureError
+from deploytool.graph._util import (
+    LAYER_NORM_OPS,
+    LINEAR_OPS,
+    ConstCone,
+    const_kind,
+    const_tensor,
+    consumers,
+    single_consumer,
+    small_const,
+)
+from deploytool.graph.structure import (
+    AttentionBlock,
+    EncoderLayer,
+    EncoderStructure,
+    FFNBlock,
+    HeadSite,
+    Linear,
+)
+
+logger = logging.getLogger(__name__)
+
+_PLUMBING = {"Transpose", "Reshape", "Cast", "Identity", "Squeeze", "Unsqueeze", "Dropout"}
+_SCALE = {"Div", "Mul"}
+_MASK_OPS = {"Add", "Sub", "Mul", "Div", "Where", "Cast", "Identity", "Max", "Min", "Clip", "Dropout"}
+_ACT_OPS = {"Gelu", "FastGelu", "BiasGelu", "Relu", "Erf", "Tanh", "Sigmoid", "Div", "Mul", "Add", "Pow",
+            "Sqrt", "Cast", "Identity", "Dropout", "QuickGelu", "Sub"}
+_MAX_ACT_NODES = 40
+
+
+def _name(node: ir.Node) -> str:
+    return node.name or f"<{node.op_type}>"
+
+
+class _Finder:
+    def __init__(self, model: ir.Model) -> None:
+        self.model = model
+        self.graph = model.graph
+        self.cone = ConstCone()
+        self.position = {id(n): i for i, n in enumerate(self.graph)}
+        self.meta = dict(model.metadata_props)
+        try:
+            self.packing = json.loads(self.meta.get("deploytool.packing", "{}")) or {}
+        except ValueError:
+            self.packing = {}
+
+    # ------------------------------------------------------------------ projections
+    def linear(self, node: ir.Node | None) -> Linear | None:
+        """A Linear for ``node`` if it is a projection with a constant weight, else None."""
+        if node is None or node.op_type not in LINEAR_OPS or len(node.inputs) < 2:
+            return None
+        x, w = node.inputs[0], node.inputs[1]
+        if x is None or w is None or self.cone.is_const(x) or not self.cone.is_const(w):
+            return None
+        weight = w if const_tensor(w) is not None else self.cone.root(w)
+        layout, in_f, out_f = self._weight_geometry(node, w, weight)
+        lin = Linear(node=node, weight=weight, layout=layout, in_features=in_f, out_features=out_f)
+        lin.bias, lin.bias_node = self._bias(node, out_f)
+        return lin
+
+    def _weight_geometry(self, node: ir.Node, w: ir.Value, weight: ir.Value) -> tuple[str, int, int]:
+        attrs = node.attributes
+        if node.op_type == "MatMulNBits":
+            return "out_in", int(attrs["K"].value), int(attrs["N"].value)
+        dims = None
+        if w.shape is not None and w.shape.is_static() and len(w.shape) == 2:
+            dims = [int(d) for d in w.shape]
+        elif weight is w:
+            t = const_tensor(w)
+            if t is not None and len(t.shape) == 2:
+                dims = [int(d) for d in t.shape]
+        if dims is None:
+            info = self.packing.get(weight.name or "")
+            if isinstance(info, dict) and len(info.get("shape", [])) == 2:
+                dims = [int(d) for d in info["shape"]]
+        if dims is None:
+            raise StructureError(f"node '{_name(node)}' ({node.op_type}): weight '{w.name}' has no static 2-D shape")
+        trans_b = False
+        if node.op_type == "Gemm" and "transB" in attrs:
+            trans_b = bool(attrs["transB"].value)
+        if node.op_type == "FusedMatMul" and "transB" in attrs:
+            trans_b = bool(attrs["transB"].value)
+        if trans_b:
+            return "out_in", dims[1], dims[0]
+        return "in_out", dims[0], dims[1]
+
+    def _bias(self, node: ir.Node, out_f: int) -> tuple[ir.Value | None, ir.Node | None]:
+        if node.op_type == "Gemm":
+            c = node.inputs[2] if len(node.inputs) > 2 else None
+            return (c, None) if c is not None else (None, None)
+        if node.op_type == "DynamicQuantizeMatMul" and len(node.inputs) > 4 and node.inputs[4] is not None:
+            return node.inputs[4], None
+        y = node.outputs[0]
+        c = single_consumer(y)
+        if c is None:
+            return None, None
+        if c.op_type == "Add" and c.domain in ("", "ai.onnx") and len(c.inputs) == 2:
+            other = c.inputs[1] if c.inputs[0] is y else c.inputs[0]
+            t = const_tensor(other)
+            if t is not None and t.size == out_f and max(t.shape, default=1) == out_f:
+                return other, c
+        if c.op_type in ("BiasGelu", "FastGelu") and len(c.inputs) > 1 and c.inputs[0] is y:
+            b = c.inputs[1]
+            if b is not None and const_tensor(b) is not None:
+                return b, c
+        if c.op_type in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization") and len(c.inputs) > 4:
+            b = c.inputs[4]
+            if b is not None and const_tensor(b) is not None:
+                return b, c
+        return None, None
+
+    @staticmethod
+    def linear_output(lin: Linear) -> ir.Value:
+        """The value after the projection and its bias Add (fused bias consumers excluded)."""
+        if lin.bias_node is not None and lin.bias_node.op_type == "Add":
+            return lin.bias_node.outputs[0]
+        return lin.node.outputs[0]
+
+    def trace_back(self, v: ir.Value | None) -> tuple[Linear | None, list[ir.Node]]:
+        """From an attention operand back to its projection, through head plumbing and scaling."""
+        plumbing: list[ir.Node] = []
+        for _ in range(16):
+            if v is None:
+                return None, plumbing
+            p = v.producer()
+            if p is None:
+                return None, plumbing
+            if p.op_type in LINEAR_OPS:
+                return self.linear(p), plumbing
+            if p.op_type == "Add" and len(p.inputs) == 2:
+                a, b = p.inputs
+                if self.cone.is_const(b) and not self.cone.is_const(a):
+                    v = a
+                elif self.cone.is_const(a) and not self.cone.is_const(b):
+                    v = b
+                else:
+                    return None, plumbing
+                continue
+            if p.op_type in _SCALE and len(p.inputs) == 2:
+                a, b = p.inputs
+                if small_const(b) is not None and small_const(b).size == 1:
+                    v = a
+                elif small_const(a) is not None and small_const(a).size == 1:
+                    v = b
+                else:
+                    return None, plumbing
+                plumbing.append(p)
+                continue
+            if p.op_type in _PLUMBING:
+                plumbing.append(p)
+                v = p.inputs[0]
+                continue
+            return None, plumbing
+        return None, plumbing
+
+    # ------------------------------------------------------------------ shapes and head sites
+    def shape_pieces(self, reshape: ir.Node) -> list[tuple[int | None, tuple | None]]:
+        """Elements of a Reshape's target shape, aligned at the END (index -1 is the last dim).
+
+        Each entry is (value or None, (site node, value, element index, kind) or None).
+        """
+        s = reshape.inputs[1] if len(reshape.inputs) > 1 else None
+        arr = small_const(s)
+        if arr is not None:
+            flat = arr.reshape(-1)
+            return [(int(x), (reshape, s, i)) for i, x in enumerate(flat)]
+        p = s.producer() if s is not None else None
+        if p is None or p.op_type != "Concat":
+            return []
+        out: list[tuple[int | None, tuple | None]] = []
+        for piece in reversed(p.inputs):
+            a = small_const(piece)
+            if a is None:
+                break  # unknown-length dynamic piece: everything before it is unaligned
+            flat = a.reshape(-1)
+            out = [(int(x), (p, piece, i)) for i, x in enumerate(flat)] + out
+        return out
+
+    def head_counts(self, q: Linear, reshapes: list[ir.Node], at: ir.Node) -> tuple[int, int]:
+        out_f = q.out_features
+        for r in reshapes:
+            if r.op_type != "Reshape":
+                continue
+            pieces = self.shape_pieces(r)
+            if len(pieces) >= 2:
+                h, d = pieces[-2][0], pieces[-1][0]
+                if h is not None and h > 0 and d is not None and d > 0 and h * d == out_f:
+                    return h, d
+                if h is not None and h > 0 and (d in (-1, 0, None)) and out_f % h == 0:
+                    return h, out_f // h
+                if d is not None and d > 0 and (h in (-1, None)) and out_f % d == 0:
+                    return out_f // d, d
+            shp = r.outputs[0].shape
+            if shp is not None and len(shp) == 4 and isinstance(shp[2], int) and isinstance(shp[3], int):
+                if shp[2] * shp[3] == out_f:
+                    return int(shp[2]), int(shp[3])
+        hint = self.meta.get("deploytool.num_heads") or self.meta.get("deploytool.heads")
+        if hint and hint.isdigit() and out_f % int(hint) == 0:
+            return int(hint), out_f // int(hint)
+        raise StructureError(f"node '{_name(at)}' ({at.op_type}): cannot read the head count from the "
+                             f"Q reshape (no constant [.., heads, head_size] shape)")
+
+    def head_sites(self, split_reshapes: list[ir.Node], merge_reshapes: list[ir.Node],
+                   num_heads: int, all_head: int) -> list[HeadSite]:
+        sites: list[HeadSite] = []
+        seen: set[tuple[int, int, int]] = set()
+
+        def add(entry, meaning):
+            node, value, idx = entry
+            key = (id(node), id(value), idx)
+            if key in seen:
+                return
+            seen.add(key)
+            sites.append(HeadSite(node=node, kind=const_kind(value), value=value, attribute=None,
+                                  index=idx, meaning=meaning))
+
+        for r in split_reshapes:
+            pieces = self.shape_pieces(r)
+            if len(pieces) >= 2 and pieces[-2][0] == num_heads and pieces[-2][1] is not None:
+                add(pieces[-2][1], "num_heads")
+        for r in merge_reshapes:
+            pieces = self.shape_pieces(r)
+            if pieces and pieces[-1][0] == all_head and pieces[-1][1] is not None:
+                add(pieces[-1][1], "all_head_size")
+        return sites
+
+    # ------------------------------------------------------------------ attention
+    def score_matmul(self, softmax: ir.Node) -> ir.Node | None:
+        stack = [(softmax.inputs[0], 0)]
+        seen: set[int] = set()
+        while stack:
+            v, depth = stack.pop()
+            if v is None or id(v) in seen:
+                continue
+            seen.add(id(v))
+            p = v.producer()
+            if p is None:
+                continue
+            if p.op_type in ("MatMul", "FusedMatMul") and len(p.inputs) >= 2 and not self.cone.is_const(
+                    p.inputs[0]) and not self.cone.is_const(p.inputs[1]):
+                return p
+            if p.op_type in _MASK_OPS and depth < 6:
+                for i in p.inputs:
+                    if i is not None and not self.cone.is_const(i):
+                        stack.append((i, depth + 1))
+        return None
+
+    def context_matmul(self, softmax: ir.Node) -> ir.Node | None:
+        frontier = [softmax.outputs[0]]
+        for _ in range(4):
+            nxt = []
+            for v in frontier:
+                for c in consumers(v):
+                    if c.op_type == "MatMul" and c.inputs[0] is v:
+                        return c
+                    if c.op_type in ("Cast", "Identity", "Dropout", "Where"):
+                        nxt.append(c.outputs[0])
+            frontier = nxt
+        return None
+
+    def unfused_attention(self, softmax: ir.Node) -> tuple[AttentionBlock, ir.Value] | None:
+        score = self.score_matmul(softmax)
+        if score is None:
+            logger.debug("Softmax %s is not attention (no activation x activation MatMul before it)", softmax.name)
+            return None
+        ctx = self.context_matmul(softmax)
+        if ctx is None:
+            raise StructureError(f"node '{_name(softmax)}' (Softmax): attention scores found but no MatMul "
+                                 f"applies the probabilities to V")
+        q, q_pl = self.trace_back(score.inputs[0])
+        k, k_pl = self.trace_back(score.inputs[1])
+        v, v_pl = self.trace_back(ctx.inputs[1])
+        for name, lin, at in (("Q", q, score), ("K", k, score), ("V", v, ctx)):
+            if lin is None:
+                raise StructureError(f"node '{_name(at)}' (MatMul): cannot trace the {name} operand back to a "
+                                     f"projection with constant weights")
+        x = q.node.inputs[0]
+        if k.node.inputs[0] is not x or v.node.inputs[0] is not x:
+            raise StructureError(f"node '{_name(score)}' (MatMul): Q, K and V do not read the same hidden state "
+                                 f"(cross-attention or a decoder is not supported)")
+        # context -> Transpose/Reshape -> O
+        cur, ctx_pl, o = ctx.outputs[0], [], None
+        for _ in range(8):
+            c = single_consumer(cur)
+            if c is None:
+                break
+            if c.op_type in LINEAR_OPS:
+                o = self.linear(c)
+                break
+            if c.op_type in _PLUMBING:
+                ctx_pl.append(c)
+                cur = c.outputs[0]
+                continue
+            break
+        if o is None:
+            raise StructureError(f"node '{_name(ctx)}' (MatMul): the attention context does not reach an output "
+                                 f"projection through Transpose/Reshape")
+        heads, head_size = self.head_counts(q, q_pl, score)
+        all_head = heads * head_size
+        if k.out_features != all_head or v.out_features != all_head or o.in_features != all_head:
+            raise StructureError(f"node '{_name(score)}' (MatMul): Q/K/V/O widths {q.out_features}/"
+                                 f"{k.out_features}/{v.out_features}/{o.in_features} disagree with "
+                                 f"{heads} heads x {head_size}")
+        split = [n for n in q_pl + k_pl + v_pl if n.op_type == "Reshape"]
+        merge = [n for n in ctx_pl if n.op_type == "Reshape"]
+        sites = self.head_sites(split, merge, heads, all_head)
+        block = AttentionBlock(num_heads=heads, head_size=head_size, q=q, k=k, v=v, o=o, head_sites=sites)
+        return block, x
+
+    def fused_attention(self, node: ir.Node) -> tuple[AttentionBlock, ir.Value]:
+        attrs = node.attributes
+        if "num_heads" not in attrs:
+            raise StructureError(f"node '{_name(node)}' ({node.op_type}): no num_heads attribute")
+        heads = int(attrs["num_heads"].value)
+        x = node.inputs[0]
+        if node.op_type == "Attention":
+            w = node.inputs[1] if len(node.inputs) > 1 else None
+            if w is None or not self.cone.is_const(w):
+                raise StructureError(f"node '{_name(node)}' (Attention): packed QKV weight is not a constant")
+            weight = w if const_tensor(w) is not None else self.cone.root(w)
+            _, in_f, out3 = self._weight_geometry(node, w, weight)
+            if "qkv_hidden_sizes" in attrs:
+                sizes = list(attrs["qkv_hidden_sizes"].value)
+                if len(set(sizes)) != 1:
+                    raise StructureError(f"node '{_name(node)}' (Attention): unequal qkv_hidden_sizes {sizes}")
+                all_head = sizes[0]
+            else:
+                all_head = out3 // 3
+            bias = node.inputs[2] if len(node.inputs) > 2 else None
+            qkv = Linear(node=node, weight=weight, layout="in_out", in_features=in_f, out_features=out3,
+                         bias=bias, bias_node=None)
+            q = k = v = None
+        elif node.op_type == "MultiHeadAttention":
+            lins = [self.trace_back(node.inputs[i])[0] if len(node.inputs) > i else None for i in range(3)]
+            if any(lin is None for lin in lins):
+                raise StructureError(f"node '{_name(node)}' (MultiHeadAttention): Q/K/V inputs do not come from "
+                                     f"separate projections (packed QKV is not supported)")
+            q, k, v = lins
+            x = q.node.inputs[0]
+            qkv = None
+            all_head = q.out_features
+        else:
+            raise StructureError(f"node '{_name(node)}' ({node.op_type}): unsupported fused attention op")
+        if all_head % heads:
+            raise StructureError(f"node '{_name(node)}' ({node.op_type}): width {all_head} not divisible by "
+                                 f"num_heads={heads}")
+        o = self.linear(single_consumer(node.outputs[0]))
+        if o is None:
+            raise StructureError(f"node '{_name(node)}' ({node.op_type}): output does not feed one output projection")
+        sites = [HeadSite(node=node, kind="attribute", value=None, attribute="num_heads", index=None,
+                          meaning="num_heads")]
+        if "qkv_hidden_sizes" in attrs:
+            sites.append(HeadSite(node=node, kind="attribute", value=None, attribute="qkv_hidden_sizes", index=None,
+                                  meaning="all_head_size"))
+        block = AttentionBlock(num_heads=heads, head_size=all_head // heads, q=q, k=k, v=v, o=o,
+                               head_sites=sites, fused=node, qkv=qkv)
+        return block, x
+
+    # ------------------------------------------------------------------ residual + norm
+    def residual_norm(self, y: ir.Value, residual: ir.Value, at: ir.Node, what: str) -> ir.Value:
+        """``LayerNorm(y + residual)``'s output value; y is a projection's output."""
+        c = single_consumer(y)
+        if c is None:
+            raise StructureError(f"node '{_name(at)}' ({at.op_type}): {what} output has {len(consumers(y))} "
+                                 f"consumers, expected one residual Add")
+        if c.op_type in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization"):
+            if residual not in (c.inputs[0], c.inputs[1]):
+                raise StructureError(f"node '{_name(c)}' ({c.op_type}): {what} skip input is not the expected "
+                                     f"residual (pre-LayerNorm encoders are not supported)")
+            return c.outputs[0]
+        if c.op_type != "Add" or residual not in tuple(c.inputs):
+            raise StructureError(f"node '{_name(c)}' ({c.op_type}): {what} output is not added to the expected "
+                                 f"residual (pre-LayerNorm encoders are not supported)")
+        return self.layer_norm_after(c.outputs[0], c)
+
+    def layer_norm_after(self, v: ir.Value, at: ir.Node) -> ir.Value:
+        cs = consumers(v)
+        if len(cs) == 1 and cs[0].op_type in LAYER_NORM_OPS:
+            return cs[0].outputs[0]
+        # decomposed: ReduceMean(x); d = Sub(x, mean); Div(d, Sqrt(ReduceMean(Pow(d)) + eps)) * g + b
+        sub = next((c for c in cs if c.op_type == "Sub"), None)
+        if sub is not None and any(c.op_type == "ReduceMean" for c in cs):
+            div = next((c for c in consumers(sub.outputs[0]) if c.op_type == "Div"), None)
+            mul = single_consumer(div.outputs[0]) if div is not None else None
+            add = single_consumer(mul.outputs[0]) if mul is not None and mul.op_type == "Mul" else None
+            if add is not None and add.op_type == "Add":
+                return add.outputs[0]
+        raise StructureError(f"node '{_name(at)}' ({at.op_type}): residual sum is not followed by a LayerNorm")
+
+    # ------------------------------------------------------------------ FFN
+    def ffn(self, h1: ir.Value, at: ir.Node) -> tuple[FFNBlock, ir.Value]:
+        inters = [lin for lin in (self.linear(c) for c in consumers(h1)) if lin is not None and lin.node.inputs[0] is h1]
+        if len(inters) != 1:
+            raise StructureError(f"node '{_name(at)}' ({at.op_type}): attention output feeds {len(inters)} "
+                                 f"projections, expected one FFN intermediate")
+        inter = inters[0]
+        start = [inter.node.outputs[0]]
+        ops: list[ir.Node] = []
+        found: list[Linear] = []
+        seen: set[int] = {id(inter.node)}
+        queue = deque(start)
+        while queue:
+            val = queue.popleft()
+            for c in consumers(val):
+                if id(c) in seen:
+                    continue
+                seen.add(id(c))
+                lin = self.linear(c)
+                if lin is not None:
+                    found.append(lin)
+                    continue
+                if c.op_type not in _ACT_OPS or len(ops) >= _MAX_ACT_NODES:
+                    raise StructureError(f"node '{_name(c)}' ({c.op_type}): unexpected op between the FFN "
+                                         f"intermediate '{_name(inter.node)}' and the FFN output projection")
+                ops.append(c)
+                queue.extend(c.outputs)
+        if len(found) != 1:
+            raise StructureError(f"node '{_name(inter.node)}' ({inter.node.op_type}): FFN intermediate reaches "
+                                 f"{len(found)} projections, expected one FFN output")
+        out = found[0]
+        act = _activation_name(ops)
+        if act is None:
+            raise StructureError(f"node '{_name(inter.node)}' ({inter.node.op_type}): no recognised activation "
+                                 f"between the FFN projections (ops: {sorted({n.op_type for n in ops})})")
+        y = self.residual_norm(self.linear_output(out), h1, out.node, "FFN output")
+        return FFNBlock(intermediate=inter, output=out, activation=act), y
+
+    # ------------------------------------------------------------------ whole graph
+    def layer_nodes(self, x: ir.Value, y: ir.Value) -> list[ir.Node]:
+        """Nodes on a path from the layer input x to its output y, plus constants only they use."""
+        back: set[int] = set()
+        stack = [y.producer()]
+        const_candidates: list[ir.Node] = []
+        while stack:
+            n = stack.pop()
+            if n is None or id(n) in back:
+                continue
+            back.add(id(n))
+            if all(i is None or self.cone.is_const(i) for i in n.inputs):
+                const_candidates.append(n)
+            for i in n.inputs:
+                if i is not None and i is not x and not i.is_graph_input():
+                    stack.append(i.producer())
+        fwd: set[int] = set()
+        stack = consumers(x)
+        while stack:
+            n = stack.pop()
+            if id(n) in fwd or id(n) not in back:
+                continue
+            fwd.add(id(n))
+            if y in n.outputs:
+                continue
+            for o in n.outputs:
+                stack.extend(consumers(o))
+        # constant producers (Constant nodes holding shape pieces, head counts) used only inside the layer
+        changed = True
+        while changed:
+            changed = False
+            for n in const_candidates:
+                if id(n) in fwd:
+                    continue
+                users = [c for o in n.outputs for c in consumers(o)]
+                if users and all(id(c) in fwd for c in users):
+                    fwd.add(id(n))
+                    changed = True
+        return [n for n in self.graph if id(n) in fwd]
+
+    def find(self) -> EncoderStructure:
+        found: list[tuple[int, AttentionBlock, ir.Value]] = []
+        fused_any = False
+        for node in self.graph:
+            if node.op_type == "Softmax":
+                r = self.unfused_attention(node)
+                if r is not None:
+                    found.append((self.position[id(node)], *r))
+            elif node.op_type in ("Attention", "MultiHeadAttention") and node.domain == "com.microsoft":
+                found.append((self.position[id(node)], *self.fused_attention(node)))
+                fused_any = True
+        if not found:
+            raise StructureError(_no_attention_reason(self.graph))
+        found.sort(key=lambda t: t[0])
+        layers: list[EncoderLayer] = []
+        for i, (_, att, x) in enumerate(found):
+            anchor = att.fused or att.o.node
+            h1 = self.residual_norm(self.linear_output(att.o), x, att.o.node, "attention output")
+            ffn, y = self.ffn(h1, anchor)
+            layer = EncoderLayer(index=i, attention=att, ffn=ffn, input=x, output=y)
+            layer.attention_output = h1
+            layer.nodes = self.layer_nodes(x, y)
+            layers.append(layer)
+        self._mark_shared(layers)
+        in_layer = {id(n) for layer in layers for n in layer.nodes}
+        for layer in layers:  # projections must be inside their layer (guards against odd wiring)
+            for lin in _layer_linears(layer):
+                in_layer.add(id(lin.node))
+        other = [lin for lin in (self.linear(n) for n in self.graph if id(n) not in in_layer) if lin is not None]
+        embeddings = self.embeddings(layers[0].input)
+        hidden = layers[0].attention.o.out_features
+        return EncoderStructure(family=self.family(embeddings, other), hidden_size=hidden, layers=layers,
+                                embeddings=embeddings, fused=fused_any, exporter=self.exporter(fused_any),
+                                other_linears=other)
+
+    def _mark_shared(self, layers: list[EncoderLayer]) -> None:
+        owner: dict[int, set[int]] = {}
+        for layer in layers:
+            for s in layer.attention.head_sites:
+                for obj in (s.node, s.value):
+                    if obj is not None:
+                        owner.setdefault(id(obj), set()).add(layer.index)
+        for layer in layers:
+            layer_ids = {id(n) for n in layer.nodes}
+            for s in layer.attention.head_sites:
+                if s.kind == "attribute":
+                    continue
+                shared = len(owner.get(id(s.node), ())) > 1 or len(owner.get(id(s.value), ())) > 1
+                # the tensor used by another node, or the Concat'ed shape used outside this layer
+                if any(c is not s.node for c in consumers(s.value)):
+                    shared = True
+                if s.node.op_type == "Concat":
+                    for c in consumers(s.node.outputs[0]):
+                        if id(c) not in layer_ids:
+                            shared = True
+                elif s.node.op_type == "Reshape" and any(c is not s.node and id(c) not in layer_ids
+                                                         for c in consumers(s.value)):
+                    shared = True
+                s.shared = shared
+
+    def embeddings(self, first_input: ir.Value) -> dict[str, ir.Value]:
+        p = first_input.producer()
+        emb: dict[str, ir.Value] = {}
+        # upstream region of the first layer
+        region: list[ir.Node] = []
+        seen: set[int] = set()
+        stack = [p]
+        while stack:
+            n = stack.pop()
+            if n is None or id(n) in seen:
+                continue
+            seen.add(id(n))
+            region.append(n)
+            for i in n.inputs:
+                if i is not None and not i.is_graph_input():
+                    stack.append(i.producer())
+        for n in region:
+            if n.op_type == "EmbedLayerNormalization":
+                for key, idx in (("word", 2), ("position", 3), ("token_type", 4)):
+                    if len(n.inputs) > idx and n.inputs[idx] is not None:
+                        emb[key] = n.inputs[idx]
+                return emb
+        tables: list[tuple[ir.Value, bool, int]] = []
+        for n in region:
+            if n.op_type != "Gather" or not n.inputs or n.inputs[0] is None:
+                continue
+            axis = n.attributes["axis"].value if "axis" in n.attributes else 0
+            t = const_tensor(n.inputs[0])
+            if axis != 0 or t is None or len(t.shape) != 2 or not t.dtype.is_floating_point():
+                continue
+            idx = n.inputs[1]
+            while idx is not None and idx.producer() is not None and idx.producer().op_type in ("Cast", "Identity"):
+                idx = idx.producer().inputs[0]
+            tables.append((n.inputs[0], idx is not None and idx.is_graph_input(), int(t.shape[0])))
+        direct = [t for t in tables if t[1]]
+        if direct:
+            word = max(direct, key=lambda t: t[2])
+            emb["word"] = word[0]
+            tables = [t for t in tables if t[0] is not word[0]]
+        small = [t for t in tables if t[2] <= 16]
+        if small:
+            tt = min(small, key=lambda t: t[2])
+            emb["token_type"] = tt[0]
+            tables = [t for t in tables if t[0] is not tt[0]]
+        if tables:
+            pos = max(tables, key=lambda t: t[2])
+            emb["position"] = pos[0]
+            for j, t in enumerate(t for t in tables if t[0] is not pos[0]):
+                emb[f"extra_{j}"] = t[0]
+        self._region_ops = {n.op_type for n in region}
+        return emb
+
+    def family(self, emb: dict[str, ir.Value], other: list[Linear]) -> str:
+        hint = self.meta.get("deploytool.family")
+        if hint:
+            return hint
+        names = " ".join(v.name or "" for v in emb.values()).lower()
+        for fam in ("distilbert", "roberta", "electra", "bert"):
+            if fam in names:
+                return fam
+        ops = getattr(self, "_region_ops", set())
+        if "CumSum" in ops:
+            return "roberta"
+        if "token_type" not in emb and emb:
+            return "distilbert"
+        return "bert" if emb else "unknown-encoder"
+
+    def exporter(self, fused: bool) -> str:
+        hint = self.meta.get("deploytool.exporter")
+        if fused or any(n.domain == "com.microsoft" for n in self.graph):
+            return "ort-fused"
+        if hint:
+            return hint
+        names = [n.name or "" for n in self.graph]
+        if names and sum(nm.startswith("node_") for nm in names) > len(names) // 2:
+            return "dynamo"
+        if names and sum(nm.startswith("/m/") for nm in names) > len(names) // 2:
+            return "torch"
+        if names and sum(nm.startswith("/") for nm in names) > len(names) // 2:
+            return "optimum"
+        return "unknown"
+
+
+def _layer_linears(layer: EncoderLayer) -> list[Linear]:
+    a = layer.attention
+    return [lin for lin in (a.q, a.k, a.v, a.o, a.qkv, layer.ffn.intermediate, layer.ffn.output) if lin is not None]
+
+
+def _activation_name(ops: list[ir.Node]) -> str | None:
+    types = {n.op_type for n in ops}
+    for n in ops:
+        if n.op_type == "Gelu":
+            approx = n.attributes["approximate"].value if "approximate" in n.attributes else "none"
+            return "gelu_tanh" if approx == "tanh" else "gelu"
+    if "FastGelu" in types:
+        return "gelu_tanh"
+    if "BiasGelu" in types or "Erf" in types:
+        return "gelu"
+    if "Tanh" in types:
+        return "gelu_tanh"
+    if "QuickGelu" in types:
+        return "quick_gelu"
+    if "Relu" in types:
+        return "relu"
+    if "Sigmoid" in types:
+        return "silu"
+    return None
+
+
+def _no_attention_reason(graph: ir.Graph) -> str:
+    nodes = list(graph)
+    if not nodes:
+        return "graph has no nodes: not an encoder"
+    odd = next((n for n in nodes if n.op_type in ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "LSTM", "GRU",
+                                                     "RNN", "GlobalAveragePool")), None)
+    if odd is not None:
+        return (f"node '{_name(odd)}' ({odd.op_type}): not a Transformer encoder (no self-attention: "
+                f"no Softmax over Q.K^T and no fused Attention node)")
+    soft = next((n for n in nodes if n.op_type == "Softmax"), None)
+    if soft is not None:
+        return (f"node '{_name(soft)}' (Softmax): not attention scores (no MatMul of two activations before it); "
+                f"no self-attention found")
+    last = nodes[-1]
+    return (f"no self-attention found (no Softmax over Q.K^T, no fused Attention); last node '{_name(last)}' "
+            f"({last.op_type}): not a Transformer encoder")
+
+
+def find_structure(model: ir.Model) -> EncoderStructure:
+    return _Finder(model).find()

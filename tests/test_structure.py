@@ -1,0 +1,143 @@
+"""The structure finder against the PyTorch models that built the graphs (roles by weight values)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from deploytool import onnx_io
+from deploytool.errors import StructureError
+from deploytool.graph import find_structure
+from deploytool.graph._util import const_tensor
+
+
+def _load_plain(path):
+    """The model without deploytool metadata: the finder must work from structure alone."""
+    model = onnx_io.load_model(path)
+    model.metadata_props.clear()
+    return model
+
+
+def _torch_weights(torch_model, family):
+    """Per layer: {role: (weight [out,in], bias)} from the PyTorch modules (the test's oracle)."""
+    base = getattr(torch_model, "base_model", torch_model)
+    out = []
+    if family == "distilbert":
+        for lyr in base.transformer.layer:
+            a = lyr.attention
+            out.append({"q": a.q_lin, "k": a.k_lin, "v": a.v_lin, "o": a.out_lin,
+                        "inter": lyr.ffn.lin1, "out": lyr.ffn.lin2})
+    else:
+        for lyr in base.encoder.layer:
+            s = lyr.attention.self
+            out.append({"q": s.query, "k": s.key, "v": s.value, "o": lyr.attention.output.dense,
+                        "inter": lyr.intermediate.dense, "out": lyr.output.dense})
+    return [{k: (m.weight.detach().numpy(), m.bias.detach().numpy()) for k, m in d.items()} for d in out]
+
+
+def _as_out_in(lin):
+    w = const_tensor(lin.weight).numpy()
+    return w.T if lin.layout == "in_out" else w
+
+
+CASES = [("bert", "torch"), ("bert", "dynamo"), ("bert", "optimum"),
+         ("distilbert", "torch"), ("distilbert", "dynamo"), ("distilbert", "optimum"),
+         ("roberta", "torch"), ("electra", "torch")]
+
+
+@pytest.mark.parametrize("family,exporter", CASES)
+def test_roles_match_pytorch_weights(tiny_onnx, tiny_torch_model, family, exporter):
+    path = tiny_onnx(family, exporter)
+    s = find_structure(_load_plain(path))
+    ref = _torch_weights(tiny_torch_model(family), family)
+    assert s.num_layers == 2 and s.hidden_size == 32 and not s.fused
+    # ELECTRA's encoder is BERT's without a pooler: without metadata only the hint in names can tell
+    assert s.family == family or (family, s.family) == ("electra", "bert")
+    assert find_structure(onnx_io.load_model(path)).family == family  # with the export's metadata
+    assert s.exporter == exporter
+    assert {"word", "position"} <= set(s.embeddings)
+    assert ("token_type" in s.embeddings) == (family in ("bert", "electra", "roberta"))
+    for layer, r in zip(s.layers, ref):
+        a = layer.attention
+        assert (a.num_heads, a.head_size, a.all_head_size) == (4, 8, 32)
+        assert layer.ffn.width == 64 and layer.ffn.activation == "gelu"
+        for role, lin in (("q", a.q), ("k", a.k), ("v", a.v), ("o", a.o),
+                          ("inter", layer.ffn.intermediate), ("out", layer.ffn.output)):
+            w, b = r[role]
+            np.testing.assert_allclose(_as_out_in(lin), w, atol=1e-6, err_msg=f"layer {layer.index} {role}")
+            np.testing.assert_allclose(const_tensor(lin.bias).numpy(), b, atol=1e-6)
+            assert lin.bias_node is not None and lin.bias_node.op_type == "Add"
+        # head-count sites: every one holds the right number, at least one of each meaning
+        meanings = {h.meaning for h in a.head_sites}
+        assert meanings == {"num_heads", "all_head_size"}
+        for h in a.head_sites:
+            val = const_tensor(h.value).numpy().reshape(-1)[h.index]
+            assert val == (4 if h.meaning == "num_heads" else 32)
+            assert h.shared == (exporter == "dynamo")  # dynamo shares one constant across layers
+        assert layer.input in tuple(a.q.node.inputs) and layer.attention_output is not None
+        assert layer.ffn.intermediate.node in layer.nodes and a.o.node in layer.nodes
+    assert s.layers[0].output is s.layers[1].input
+    names = {id(n) for lyr in s.layers for n in lyr.nodes}
+    assert len(names) == sum(len(lyr.nodes) for lyr in s.layers)  # layers do not overlap
+
+
+def test_torch_export_has_one_site_per_reshape(tiny_onnx):
+    s = find_structure(_load_plain(tiny_onnx("bert", "torch")))
+    for layer in s.layers:
+        kinds = sorted(h.meaning for h in layer.attention.head_sites)
+        assert kinds == ["all_head_size", "num_heads", "num_heads", "num_heads"]
+        assert all(h.node.op_type == "Concat" and h.kind == "constant_node" for h in layer.attention.head_sites)
+
+
+def test_head_size_equal_to_head_count_is_read_by_position(tiny_onnx):
+    # hidden 16 with 4 heads: head_size == num_heads == 4, the shape [B, -1, 4, 4] is ambiguous by value
+    s = find_structure(_load_plain(tiny_onnx("bert", "torch", hidden=16, heads=4, ffn=24)))
+    a = s.layers[0].attention
+    assert (a.num_heads, a.head_size, s.layers[0].ffn.width) == (4, 4, 24)
+    assert [h.index for h in a.head_sites if h.meaning == "num_heads"] == [0, 0, 0]
+
+
+def test_classifier_head_is_other_linear(tiny_onnx):
+    s = find_structure(_load_plain(tiny_onnx("bert", "torch", task="sequence-classification")))
+    assert [(lin.in_features, lin.out_features) for lin in s.other_linears] == [(32, 32), (32, 2)]
+
+
+def _cnn_model() -> onnx.ModelProto:
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3], np.random.rand(108).astype(np.float32))
+    fc = helper.make_tensor("fc", TensorProto.FLOAT, [4, 2], np.random.rand(8).astype(np.float32))
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu1"),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"], name="gap"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+             helper.make_node("MatMul", ["f", "fc"], ["logits"], name="fc"),
+             helper.make_node("Softmax", ["logits"], ["prob"], name="softmax")]
+    g = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 2])], [w, fc])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _mlp_model() -> onnx.ModelProto:
+    w1 = helper.make_tensor("w1", TensorProto.FLOAT, [8, 16], np.random.rand(128).astype(np.float32))
+    w2 = helper.make_tensor("w2", TensorProto.FLOAT, [16, 2], np.random.rand(32).astype(np.float32))
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
+             helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm2")]
+    g = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [w1, w2])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_cnn_raises_structure_error_naming_a_node(tmp_path):
+    import onnx_ir as ir
+
+    with pytest.raises(StructureError, match=r"node 'conv1' \(Conv\)"):
+        find_structure(ir.serde.deserialize_model(_cnn_model()))
+
+
+def test_mlp_raises_structure_error(tmp_path):
+    import onnx_ir as ir
+
+    with pytest.raises(StructureError, match=r"no self-attention found.*node 'mm2'"):
+        find_structure(ir.serde.deserialize_model(_mlp_model()))
