@@ -1,0 +1,100 @@
+"""``deploytool export`` through click: a working export and each bad input (exit 2, one line)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from deploytool.cli import main
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, ["export", *args])
+
+
+def _assert_one_line_error(result, *needles: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_cli_exports_a_local_folder(tiny_hf_folder, tmp_path):
+    out = tmp_path / "sub" / "m.onnx"
+    result = _run("--model", str(tiny_hf_folder("bert", "sequence-classification")), "--task",
+                  "sequence-classification", "-o", str(out), "--opset", "18", "--atol", "1e-5")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("validation ") == 3 and "max abs diff" in result.output
+    assert str(out) in result.output
+    proto = onnx.load(str(out))
+    assert [o.name for o in proto.graph.output] == ["logits"]
+    assert proto.opset_import[0].version == 18
+    assert sorted(os.listdir(out.parent)) == ["m.onnx"]  # no temp files left
+
+
+def test_cli_no_validate(tiny_hf_folder, tmp_path):
+    out = tmp_path / "m.onnx"
+    result = _run("--model", str(tiny_hf_folder("bert")), "-o", str(out), "--no-validate")
+    assert result.exit_code == 0, result.output
+    assert "validation skipped" in result.output and out.exists()
+
+
+def _bad_folder_without_weights(tmp_path, tiny_hf_folder):
+    folder = tmp_path / "no_weights"
+    folder.mkdir()
+    shutil.copy(tiny_hf_folder("bert") / "config.json", folder)
+    return folder
+
+
+@pytest.mark.parametrize("case", ["unknown-name", "missing-folder", "no-weights", "under-a-file",
+                                  "read-only-dir", "read-only-fs", "opset-range", "opset-text", "atol-text"])
+def test_cli_bad_input(case, tmp_path, tiny_hf_folder):
+    good = str(tiny_hf_folder("bert"))
+    out = tmp_path / "out" / "m.onnx"
+    args = ["--model", good, "-o", str(out)]
+    needles: tuple[str, ...]
+    if case == "unknown-name":
+        args[1], needles = "bert-huge", ("unknown model 'bert-huge'",)
+    elif case == "missing-folder":
+        args[1], needles = str(tmp_path / "nothere"), ("does not exist",)
+    elif case == "no-weights":
+        args[1], needles = str(_bad_folder_without_weights(tmp_path, tiny_hf_folder)), ("no weights",)
+    elif case == "under-a-file":
+        blocker = tmp_path / "afile"
+        blocker.write_text("x")
+        out = blocker / "deeper" / "m.onnx"
+        args[3], needles = str(out), ("is a file",)
+    elif case == "read-only-dir":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only directories; the read-only-fs case covers root")
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        out = ro / "m.onnx"
+        args[3], needles = str(out), ("not writable",)
+    elif case == "read-only-fs":
+        if not os.path.isdir("/proc/self"):
+            pytest.skip("no /proc")
+        out = Path("/proc/self/deploytool-test.onnx")  # procfs: no regular files, even for root
+        args[3], needles = str(out), ("/proc/self", "writ")  # "not writable" or "cannot write"
+    elif case == "opset-range":
+        args += ["--opset", "99"]
+        needles = ("opset=99", "[14, 20]")
+    elif case == "opset-text":
+        args += ["--opset", "seventeen"]
+        needles = ("--opset", "not an integer")
+    else:
+        args += ["--atol", "tight"]
+        needles = ("--atol", "not a number")
+    result = _run(*args)
+    _assert_one_line_error(result, *needles)
+    assert not out.exists()
+    if out.parent.is_dir() and out.parent != tmp_path and str(out.parent).startswith(str(tmp_path)):
+        assert os.listdir(out.parent) == []
