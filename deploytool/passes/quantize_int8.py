@@ -1,0 +1,239 @@
+"""int8 quantization with ``onnxruntime.quantization``, on ORT's fused transformer graph.
+
+Dynamic (default): weights ``W ~ s_w * q_w`` with ``q_w`` int8 symmetric, one scale per output
+column when ``per_channel`` (``s_w[n] = max_k |W[k, n]| / 127``), else one per tensor; activations
+are quantized per tensor at run time (uint8, ``s_a = (max - min) / 255``, zero point ``-min / s_a``),
+so every MatMul becomes an integer GEMM (``DynamicQuantizeMatMul`` / ``MatMulIntegerToFloat`` after
+ORT's own fusions) with an fp32 result ``s_a * s_w * (q_a - z_a) @ q_w``.
+
+Static (``static=True``): activation ranges come from calibration batches (MinMax over texts of a
+dataset, tokenized with the model's tokenizer), giving a QDQ graph with fixed activation scales.
+
+Before quantizing, the graph is fused by ORT's transformer optimizer (``fusion``): ``mha`` keeps
+Q/K/V/O as separate MatMuls (quantized to int8) around a fused ``MultiHeadAttention`` core;
+``attention`` fuses the whole block into ``Attention`` (quantized to ``QAttention``); ``none``
+quantizes the export as it is. Fused graphs need ``DefaultTensorType=FLOAT`` (FACTS.md).
+``quant_pre_process`` is not used (it fails on these exports and leaves temp files behind).
+onnxruntime is imported lazily inside the functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from deploytool.errors import ConfigError, DeployError, PassRefusedError, UnavailableError
+from deploytool.passes.base import DeployPass, DeployPassResult, Skip, run_pass_file
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Fusion", "Int8Config", "Int8QuantizePass", "quantize_int8_file"]
+
+
+class Fusion(str, enum.Enum):
+    MHA = "mha"
+    ATTENTION = "attention"
+    NONE = "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class Int8Config:
+    """int8 quantization. ``calib``: a dataset name or CSV/JSONL path (static only)."""
+
+    per_channel: bool = True
+    static: bool = False
+    calib: str | None = None
+    calib_samples: int = 64
+    calib_seq_len: int = 128
+    tokenizer: str | None = None  # tokenizer.json or a folder holding it (static); default: metadata source
+    fusion: Fusion = Fusion.MHA
+    num_heads: int = 0  # 0: from metadata / detected by ORT
+    hidden_size: int = 0
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "fusion", Fusion(self.fusion))
+        except ValueError:
+            raise ConfigError(f"fusion: expected one of {[f.value for f in Fusion]}, got {self.fusion!r}") from None
+        if self.static and not self.calib:
+            raise ConfigError("calib: static int8 needs calibration data (--calib DATASET or file)")
+        if not self.static and self.calib:
+            raise ConfigError("calib: calibration data is only used with static quantization (--static)")
+        if not 1 <= self.calib_samples <= 10_000:
+            raise ConfigError(f"calib_samples: expected 1..10000, got {self.calib_samples}")
+        if not 2 <= self.calib_seq_len <= 4096:
+            raise ConfigError(f"calib_seq_len: expected 2..4096, got {self.calib_seq_len}")
+        if self.num_heads < 0 or self.hidden_size < 0:
+            raise ConfigError("num_heads/hidden_size: expected >= 0 (0 = detect)")
+
+
+_QUANT_OPS = {"MatMulInteger", "DynamicQuantizeMatMul", "QAttention", "QLinearMatMul", "DynamicQuantizeLinear",
+              "MatMulNBits", "QuantizeLinear", "MatMulIntegerToFloat"}
+
+
+def _meta(model: ir.Model, key: str) -> str | None:
+    return model.metadata_props.get("deploytool." + key)
+
+
+def _fuse(proto, config: Int8Config, model: ir.Model):
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    heads = config.num_heads or int(_meta(model, "num_heads") or 0)
+    hidden = config.hidden_size or int(_meta(model, "hidden_size") or 0)
+    options = FusionOptions("bert")
+    options.use_multi_head_attention = config.fusion is Fusion.MHA
+    ort_logger = logging.getLogger("onnxruntime.transformers")
+    level = ort_logger.level
+    ort_logger.setLevel(logging.ERROR)
+    try:
+        opt = optimize_model(proto, model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0,
+                             optimization_options=options, use_gpu=False)
+    except Exception as e:
+        raise DeployError(f"int8: ORT transformer optimizer failed ({type(e).__name__}: {e})") from e
+    finally:
+        ort_logger.setLevel(level)
+    out = opt.model
+    if not any(o.domain == "com.microsoft" for o in out.opset_import):
+        out.opset_import.add(domain="com.microsoft", version=1)
+    return out
+
+
+def _tokenizer_file(config: Int8Config, model: ir.Model) -> Path:
+    cand = config.tokenizer or _meta(model, "source")
+    if not cand:
+        raise ConfigError("tokenizer: static int8 needs the model's tokenizer (tokenizer.json or its folder); "
+                          "pass --tokenizer")
+    p = Path(cand)
+    if p.is_dir():
+        p = p / "tokenizer.json"
+    if not p.is_file():
+        raise ConfigError(f"tokenizer: {p} not found (expected a tokenizer.json or a folder holding one)")
+    return p
+
+
+def _calibration_feeds(config: Int8Config, model: ir.Model, input_names: list[str]) -> list[dict[str, np.ndarray]]:
+    from tokenizers import Tokenizer
+
+    from deploytool.data import calibration_texts
+
+    tok = Tokenizer.from_file(str(_tokenizer_file(config, model)))
+    tok.enable_truncation(config.calib_seq_len)
+    texts = calibration_texts(config.calib, n=config.calib_samples)
+    feeds = []
+    for enc in tok.encode_batch(texts):
+        ids = np.array([enc.ids], dtype=np.int64)
+        all_ = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        feeds.append({n: all_[n] for n in input_names if n in all_})
+    return feeds
+
+
+class Int8QuantizePass(DeployPass):
+    """Fuse (optional) and quantize to int8 with onnxruntime.quantization (see module docstring)."""
+
+    def __init__(self, config: Int8Config) -> None:
+        super().__init__()
+        self.config = config
+
+    def requires(self, model: ir.Model) -> None:
+        for node in model.graph.all_nodes():
+            if node.op_type in _QUANT_OPS:
+                raise PassRefusedError(f"model is already quantized (it contains {node.op_type} node {node.name!r})")
+        if "deploytool.packing" in model.metadata_props:
+            raise PassRefusedError("model is already packed (metadata 'deploytool.packing'); quantize the fp32 model")
+        if not any(n.op_type in ("MatMul", "Gemm") for n in model.graph.all_nodes()):
+            raise PassRefusedError("no MatMul/Gemm in the model: nothing to quantize")
+
+    def call(self, model: ir.Model) -> DeployPassResult:
+        import onnx
+        from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+        cfg = self.config
+        proto = ir.serde.serialize_model(model)
+        skipped: list[Skip] = []
+        stats: dict[str, Any] = {"mode": "static" if cfg.static else "dynamic", "per_channel": cfg.per_channel,
+                                 "fusion": cfg.fusion.value}
+        if cfg.fusion is not Fusion.NONE:
+            proto = _fuse(proto, cfg, model)
+            fused = {op: sum(n.op_type == op for n in proto.graph.node)
+                     for op in ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "BiasGelu",
+                                "EmbedLayerNormalization")}
+            stats["fused_ops"] = {k: v for k, v in fused.items() if v}
+            if not fused["Attention"] and not fused["MultiHeadAttention"]:
+                skipped.append(Skip("attention", "ORT did not fuse attention (SDPA or dynamo export?); "
+                                    "MatMuls are still quantized"))
+        input_names = [i.name for i in proto.graph.input]
+        with tempfile.TemporaryDirectory(prefix="deploytool-int8-") as tmp:
+            src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
+            onnx.save_model(proto, str(src))
+            extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+            root = logging.getLogger()
+            root_level = root.level
+            root.setLevel(logging.ERROR)  # ORT logs "consider pre-processing" on the root logger
+            try:
+                if cfg.static:
+                    from onnxruntime.quantization import CalibrationDataReader
+
+                    feeds = _calibration_feeds(cfg, model, input_names)
+
+                    class _Reader(CalibrationDataReader):
+                        def __init__(self) -> None:
+                            self.it = iter(feeds)
+
+                        def get_next(self):
+                            return next(self.it, None)
+
+                    quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
+                                    per_channel=cfg.per_channel, activation_type=QuantType.QUInt8,
+                                    weight_type=QuantType.QInt8, extra_options=extra)
+                    stats["calibration_samples"] = len(feeds)
+                else:
+                    quantize_dynamic(str(src), str(dst), per_channel=cfg.per_channel, weight_type=QuantType.QInt8,
+                                     extra_options=extra)
+            except DeployError:
+                raise
+            except Exception as e:
+                raise DeployError(f"int8: onnxruntime.quantization failed ({type(e).__name__}: {e})") from e
+            finally:
+                root.setLevel(root_level)
+            out = ir.serde.deserialize_model(onnx.load(str(dst)))
+        counts: dict[str, int] = {}
+        for n in out.graph.all_nodes():
+            if n.op_type in _QUANT_OPS:
+                counts[n.op_type] = counts.get(n.op_type, 0) + 1
+        stats["quantized_ops"] = counts
+        left = sum(n.op_type in ("MatMul", "Gemm") and len(n.inputs) > 1 and n.inputs[1] is not None
+                   and n.inputs[1].is_initializer() for n in out.graph.all_nodes())
+        if left:
+            skipped.append(Skip("MatMul", f"{left} MatMul/Gemm with constant weights left in fp32 by ORT's quantizer"))
+        _swap_in(model, out)
+        return DeployPassResult(model, modified=True, stats=stats, skipped=skipped)
+
+
+def _swap_in(model: ir.Model, new: ir.Model) -> None:
+    """Make ``model`` (in place) the model ``new`` describes, keeping deploytool metadata."""
+    meta = dict(model.metadata_props)
+    model.graph = new.graph
+    model.ir_version = new.ir_version
+    model.functions.clear()
+    model.functions.update(new.functions)
+    model.metadata_props.clear()
+    model.metadata_props.update(meta)
+    model.metadata_props.update(new.metadata_props)
+
+
+def quantize_int8_file(src: str | os.PathLike, dst: str | os.PathLike, config: Int8Config) -> DeployPassResult:
+    """Quantize ``src`` to int8 into ``dst`` (atomic; ``src`` untouched)."""
+    try:
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError as e:
+        raise UnavailableError(f"int8 quantization needs onnxruntime ({e})") from e
+    return run_pass_file(Int8QuantizePass(config), src, dst)
