@@ -1,0 +1,85 @@
+"""Latency and memory benchmarks of ONNX models with ONNX Runtime, in clean worker processes.
+
+Python API::
+
+    from deploytool.bench import BenchConfig, run_benchmark, write_json
+    report = run_benchmark(BenchConfig(models=["a.onnx", "b.onnx"], seq_lens=(8, 128), runs=100))
+    write_json(report, "bench.json")
+
+Each measurement runs in ``python -m deploytool.bench.worker`` (torch is never imported there; the
+worker checks and the report records ``worker.torch_loaded: false``). Several models are timed
+interleaved run by run in one worker and compared with the first one; each model's session
+creation time and peak memory come from a fresh worker of its own. A device profile plugs in as
+``BenchConfig(..., spec=<SessionSpec>)``.
+
+JSON schema ``deploytool.bench/1`` (what ``--json`` writes; ``load_report`` checks the version)::
+
+    {
+      "schema": "deploytool.bench/1",
+      "created_utc": "2026-11-25T17:30:00+00:00",
+      "onnxruntime": "1.32.0",                  # version the worker ran
+      "host": {                                 # deploytool.runtime.session.host_info()
+        "cpu_model": str, "arch": "x86_64"|"aarch64"|..., "isa": {flag: bool, ...},
+        "logical_cores": int, "usable_cores": int, "mem_total_bytes": int|null,
+        "os": str, "python": str, "onnxruntime": str, "available_providers": [str]
+      },
+      "config": {
+        "models": [path], "seq_lens": [int], "batch": int, "threads": int (effective intra-op),
+        "warmup": int, "runs": int, "seed": int,
+        "session": SessionSpec.to_dict()         # providers [{name, options}], intra_op_threads,
+      },                                         # inter_op_threads, graph_optimization, execution_mode,
+                                                 # config_entries, strict, log_severity_level
+      "worker": {"protocol": 1, "python": str, "torch_loaded": false, "interleaved": bool,
+                 "processes": int, "memory_source": "VmHWM"|"ru_maxrss"},
+      "models": [{                               # one per model, in the order given
+        "index": int, "path": str, "name": str (file stem, or path if stems clash), "bytes": int,
+        "vocab": int, "vocab_source": initializer name | "default",
+        "inputs": [{"name", "dtype", "shape", "kind": ids|ones|zeros|normal, "high"}],
+        "session": {"model", "requested": [EP], "providers": [EP that ran, ORT order],
+                    "skipped": [{"provider", "reason"}], "create_ms": float, "spec": {...},
+                    "notes": [str]},
+        "memory": {"baseline_rss_bytes": int|null (RSS before the session), "peak_rss_bytes": int,
+                   "source": "VmHWM"|"ru_maxrss"},
+        "memory_measured_alone": true
+      }],
+      "results": [{                              # one per (seq_len, model), seq_lens outer
+        "model": str, "name": str, "model_index": int, "seq_len": int, "batch": int,
+        "latency_ms": {"n", "mean_ms", "std_ms" (ddof 1), "min_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms"},
+        "throughput_seq_per_s": float,           # batch / mean latency
+        "ratio_to_first": float,                 # p50 / p50 of model 0 at this seq_len (1.0 for model 0)
+        "paired_ratio_to_first": float,          # median of run-by-run ratios to model 0
+        "session_create_ms": float, "peak_rss_bytes": int, "baseline_rss_bytes": int|null,
+        "model_bytes": int,                      # file plus external data
+        "providers": [EP that ran], "providers_skipped": [{"provider", "reason"}],
+        "samples_ms": [float]                    # every timed run, in order
+      }]
+    }
+
+Fields are only ever added within one schema version; a rename or removal bumps it.
+"""
+
+from deploytool.bench.config import BenchConfig, parse_seq_lens
+from deploytool.bench.runner import (
+    SCHEMA,
+    BenchReport,
+    BenchResult,
+    ProgressEvent,
+    load_report,
+    run_benchmark,
+    write_json,
+)
+from deploytool.bench.stats import LatencyStats, summarize
+
+__all__ = [
+    "SCHEMA",
+    "BenchConfig",
+    "BenchReport",
+    "BenchResult",
+    "LatencyStats",
+    "ProgressEvent",
+    "load_report",
+    "parse_seq_lens",
+    "run_benchmark",
+    "summarize",
+    "write_json",
+]

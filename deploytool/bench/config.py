@@ -1,0 +1,117 @@
+"""The typed, validated configuration of one benchmark call."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from deploytool.errors import ConfigError
+from deploytool.runtime.session import SessionSpec
+
+__all__ = ["BenchConfig", "parse_seq_lens"]
+
+_MAX_SEQ = 1 << 16
+_MAX_BATCH = 4096
+_MAX_RUNS = 10_000_000
+
+
+def _int_field(name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{name}: must be an integer in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def parse_seq_lens(text: str | Iterable[int]) -> tuple[int, ...]:
+    """``"8,128"`` (or an iterable of ints) -> ``(8, 128)``; anything else is a ConfigError."""
+    if isinstance(text, str):
+        parts = [p.strip() for p in text.split(",")]
+        if not text.strip() or any(not p for p in parts):
+            raise ConfigError(f"seq_lens: expected comma-separated positive integers like 8,128, got {text!r}")
+        values: list[Any] = []
+        for p in parts:
+            try:
+                values.append(int(p))
+            except ValueError:
+                raise ConfigError(f"seq_lens: {p!r} is not an integer (expected e.g. 8,128)") from None
+    else:
+        try:
+            values = list(text)
+        except TypeError:
+            raise ConfigError(f"seq_lens: expected a list of positive integers, got {text!r}") from None
+    if not values:
+        raise ConfigError("seq_lens: give at least one sequence length")
+    out: list[int] = []
+    for v in values:
+        v = _int_field("seq_lens", v, 1, _MAX_SEQ)
+        if v not in out:
+            out.append(v)
+    return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig:
+    """What to benchmark and how.
+
+    models: ONNX files; with several, runs are interleaved (A, B, A, B, ...) in one worker and the
+      first model is the reference of the latency ratios.
+    threads: intra-op threads; ``None`` keeps the spec's (1 without a spec). Given together with a
+      spec (e.g. a device profile's), it overrides the spec's thread count.
+    spec: the session to build (execution providers, options, ...); ``None`` = CPU defaults.
+      A device profile maps onto this one field: ``BenchConfig(models, spec=profile_spec)``.
+    timeout_s: kill a worker that takes longer (None: no limit).
+    """
+
+    models: tuple[Path, ...]
+    seq_lens: tuple[int, ...] = (8, 128)
+    batch: int = 1
+    threads: int | None = None
+    warmup: int = 10
+    runs: int = 100
+    seed: int = 0
+    spec: SessionSpec | None = None
+    timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        models = self.models
+        if isinstance(models, (str, os.PathLike)):
+            models = (models,)
+        try:
+            models = tuple(Path(m) for m in models)
+        except TypeError:
+            raise ConfigError(f"models: expected a list of ONNX file paths, got {self.models!r}") from None
+        if not models:
+            raise ConfigError("models: give at least one ONNX model")
+        object.__setattr__(self, "models", models)
+        object.__setattr__(self, "seq_lens", parse_seq_lens(self.seq_lens))
+        _int_field("batch", self.batch, 1, _MAX_BATCH)
+        if self.threads is not None:
+            _int_field("threads", self.threads, 1, 1024)
+        _int_field("warmup", self.warmup, 0, _MAX_RUNS)
+        _int_field("runs", self.runs, 1, _MAX_RUNS)
+        _int_field("seed", self.seed, 0, 2**32 - 1)
+        if self.spec is not None and not isinstance(self.spec, SessionSpec):
+            raise ConfigError(f"spec: expected a SessionSpec, got {type(self.spec).__name__}")
+        if self.timeout_s is not None and (isinstance(self.timeout_s, bool)
+                                           or not isinstance(self.timeout_s, (int, float)) or self.timeout_s <= 0):
+            raise ConfigError(f"timeout_s: must be a positive number of seconds or None, got {self.timeout_s!r}")
+
+    @property
+    def session_spec(self) -> SessionSpec:
+        """The spec the worker builds sessions from (``threads`` applied)."""
+        spec = self.spec if self.spec is not None else SessionSpec()
+        return spec.with_threads(self.threads) if self.threads is not None else spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "models": [str(m) for m in self.models],
+            "seq_lens": list(self.seq_lens),
+            "batch": self.batch,
+            "threads": self.session_spec.intra_op_threads,
+            "warmup": self.warmup,
+            "runs": self.runs,
+            "seed": self.seed,
+            "session": self.session_spec.to_dict(),
+        }

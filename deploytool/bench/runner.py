@@ -1,0 +1,305 @@
+"""Run a benchmark: validate the models, drive clean worker processes, assemble the report.
+
+With one model, one worker measures everything. With several, each model first gets a fresh
+worker of its own for session creation time and peak memory (short warm-up at every sequence
+length, no timed runs), then a single worker times all models interleaved run by run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from deploytool import errors
+from deploytool.bench.config import BenchConfig
+from deploytool.bench.inputs import InputPlan, plan_inputs
+from deploytool.bench.stats import LatencyStats, paired_ratio, summarize
+from deploytool.errors import DeployError, InputFileError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SCHEMA", "BenchReport", "BenchResult", "ProgressEvent", "load_report", "run_benchmark", "write_json"]
+
+SCHEMA = "deploytool.bench/1"
+_MEMORY_WARMUP = 3  # runs per sequence length in a memory worker: enough to reach the peak arena
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgressEvent:
+    """Overall progress: ``completed`` of ``total`` session runs (all workers together)."""
+
+    completed: int
+    total: int
+    phase: str  # memory | warmup | runs | done
+    description: str
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchResult:
+    """One row: one model at one sequence length."""
+
+    model: str
+    name: str
+    model_index: int
+    seq_len: int
+    batch: int
+    latency: LatencyStats
+    throughput_seq_per_s: float
+    ratio_to_first: float
+    paired_ratio_to_first: float
+    session_create_ms: float
+    peak_rss_bytes: int
+    baseline_rss_bytes: int | None
+    model_bytes: int
+    providers: tuple[str, ...]
+    providers_skipped: tuple[tuple[str, str], ...]
+    samples_ms: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "name": self.name,
+            "model_index": self.model_index,
+            "seq_len": self.seq_len,
+            "batch": self.batch,
+            "latency_ms": self.latency.to_dict(),
+            "throughput_seq_per_s": round(self.throughput_seq_per_s, 3),
+            "ratio_to_first": round(self.ratio_to_first, 6),
+            "paired_ratio_to_first": round(self.paired_ratio_to_first, 6),
+            "session_create_ms": round(self.session_create_ms, 3),
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "baseline_rss_bytes": self.baseline_rss_bytes,
+            "model_bytes": self.model_bytes,
+            "providers": list(self.providers),
+            "providers_skipped": [{"provider": p, "reason": r} for p, r in self.providers_skipped],
+            "samples_ms": [round(s, 5) for s in self.samples_ms],
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchReport:
+    config: BenchConfig
+    host: dict[str, Any]
+    onnxruntime: str
+    created_utc: str
+    worker: dict[str, Any]
+    models: tuple[dict[str, Any], ...]
+    results: tuple[BenchResult, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "created_utc": self.created_utc,
+            "onnxruntime": self.onnxruntime,
+            "host": self.host,
+            "config": self.config.to_dict(),
+            "worker": self.worker,
+            "models": list(self.models),
+            "results": [r.to_dict() for r in self.results],
+        }
+
+    def result(self, model_index: int, seq_len: int) -> BenchResult:
+        for r in self.results:
+            if r.model_index == model_index and r.seq_len == seq_len:
+                return r
+        raise KeyError((model_index, seq_len))
+
+
+def write_json(report: BenchReport, path: str | os.PathLike) -> Path:
+    """Write the report's JSON atomically (no partial file on failure)."""
+    from deploytool.onnx_io import atomic_write
+
+    with atomic_write(path) as f:
+        json.dump(report.to_dict(), f, indent=2)
+        f.write("\n")
+    return Path(path)
+
+
+def load_report(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a bench JSON file and check its schema version (for report generators)."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise InputFileError(f"{p}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise InputFileError(f"{p}: not a readable bench JSON file ({e})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise InputFileError(f"{p}: schema {got!r} is not {SCHEMA!r}; not a deploytool bench result")
+    return data
+
+
+# -- workers ----------------------------------------------------------------------------------
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])  # so the worker imports this same deploytool
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("PYTHONHASHSEED", "0")
+    return env
+
+
+def _run_worker(request: dict[str, Any], *, on_progress: Callable[[int, str, int], None],
+                timeout_s: float | None) -> dict[str, Any]:
+    with tempfile.TemporaryFile(mode="w+") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "deploytool.bench.worker"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=err, text=True, env=_worker_env())
+        timer = threading.Timer(timeout_s, proc.kill) if timeout_s else None
+        if timer:
+            timer.start()
+        final: dict[str, Any] | None = None
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps(request))
+            proc.stdin.close()
+            for line in proc.stdout:
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    logger.debug("worker: %s", line.rstrip())
+                    continue
+                if msg.get("event") == "progress":
+                    on_progress(int(msg["done"]), str(msg["phase"]), int(msg["seq_len"]))
+                elif msg.get("event") in ("result", "error"):
+                    final = msg
+            rc = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            if timer:
+                timer.cancel()
+        err.seek(0)
+        stderr_tail = err.read()[-2000:]
+    if final is None:
+        if timer and rc in (-9, 137):
+            raise DeployError(f"benchmark worker exceeded the {timeout_s:g} s timeout and was stopped")
+        tail = " | ".join(stderr_tail.strip().splitlines()[-3:])
+        raise RuntimeError(f"benchmark worker exited with code {rc} without a result: {tail}")
+    if final["event"] == "error":
+        cls = getattr(errors, final.get("type", ""), None)
+        if final.get("deploy_error") and isinstance(cls, type) and issubclass(cls, DeployError):
+            raise cls(final["message"])
+        raise RuntimeError(f"benchmark worker failed: {final.get('type')}: {final['message']}\n"
+                           f"{final.get('traceback', '')}")
+    if final.get("torch_loaded"):
+        raise RuntimeError("torch was loaded in the benchmark worker; timings are not clean")
+    return final
+
+
+def _label(paths: tuple[Path, ...]) -> list[str]:
+    stems = [p.stem for p in paths]
+    return [s if stems.count(s) == 1 else str(p) for s, p in zip(stems, paths)]
+
+
+def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None) -> BenchReport:
+    """Benchmark ``config.models`` with ONNX Runtime in clean worker processes (see module doc)."""
+    from deploytool.passes.base import file_size
+    from deploytool.runtime.session import host_info
+
+    if not isinstance(config, BenchConfig):
+        raise TypeError(f"run_benchmark needs a BenchConfig, got {type(config).__name__}")
+    plans: list[InputPlan] = []
+    for path in config.models:
+        plan = plan_inputs(path)  # missing, non-ONNX, truncated, no input_ids -> InputFileError
+        plan.check(config.batch, config.seq_lens, str(path))
+        plans.append(plan)
+    sizes = [file_size(p) for p in config.models]
+    spec = config.session_spec
+    base = {"seq_lens": list(config.seq_lens), "batch": config.batch, "seed": config.seed,
+            "spec": spec.to_dict(), "progress_interval_s": 0.1}
+    entries = [{"path": str(p.resolve()), "plan": plan.to_dict()} for p, plan in zip(config.models, plans)]
+    n_models, n_seq = len(entries), len(config.seq_lens)
+    mem_warmup = max(1, min(config.warmup, _MEMORY_WARMUP))
+    interleaved = n_models > 1
+    total = n_seq * (config.warmup + config.runs) * n_models + (n_seq * mem_warmup * n_models if interleaved else 0)
+    labels = _label(config.models)
+    offset = 0
+
+    def make_cb(desc: str) -> Callable[[int, str, int], None]:
+        def cb(done: int, phase: str, seq: int) -> None:
+            if progress is not None:
+                progress(ProgressEvent(offset + done, total, "memory" if desc.startswith("memory") else phase,
+                                       f"{desc} seq {seq}"))
+        return cb
+
+    memory: list[dict[str, Any]] = []
+    if interleaved:
+        for i, entry in enumerate(entries):
+            req = dict(base, models=[entry], warmup=mem_warmup, runs=0)
+            res = _run_worker(req, on_progress=make_cb(f"memory {labels[i]}"), timeout_s=config.timeout_s)
+            memory.append(res)
+            offset += n_seq * mem_warmup
+    req = dict(base, models=entries, warmup=config.warmup, runs=config.runs)
+    timing = _run_worker(req, on_progress=make_cb("timing" if interleaved else labels[0]),
+                         timeout_s=config.timeout_s)
+    if progress is not None:
+        progress(ProgressEvent(total, total, "done", "done"))
+    if not interleaved:
+        memory = [timing]
+
+    models_info = []
+    for i, path in enumerate(config.models):
+        mem = memory[i]
+        sess = mem["sessions"][0]
+        models_info.append({
+            "index": i,
+            "path": str(path),
+            "name": labels[i],
+            "bytes": sizes[i],
+            "vocab": plans[i].vocab,
+            "vocab_source": plans[i].vocab_source,
+            "inputs": [s.to_dict() for s in plans[i].inputs],
+            "session": sess,
+            "memory": mem["memory"],
+            "memory_measured_alone": True,
+        })
+    results = []
+    for seq in config.seq_lens:
+        per_model = timing["latencies_ms"][str(seq)]
+        ref = summarize(per_model[0])
+        for i, samples in enumerate(per_model):
+            st = summarize(samples)
+            info = models_info[i]
+            results.append(BenchResult(
+                model=str(config.models[i]), name=labels[i], model_index=i, seq_len=seq, batch=config.batch,
+                latency=st,
+                throughput_seq_per_s=config.batch * 1000.0 / st.mean_ms if st.mean_ms > 0 else float("inf"),
+                ratio_to_first=st.p50_ms / ref.p50_ms if ref.p50_ms > 0 else float("nan"),
+                paired_ratio_to_first=paired_ratio(samples, per_model[0]),
+                session_create_ms=float(info["session"]["create_ms"]),
+                peak_rss_bytes=int(info["memory"]["peak_rss_bytes"]),
+                baseline_rss_bytes=info["memory"]["baseline_rss_bytes"],
+                model_bytes=sizes[i],
+                providers=tuple(timing["sessions"][i]["providers"]),
+                providers_skipped=tuple((s["provider"], s["reason"]) for s in timing["sessions"][i]["skipped"]),
+                samples_ms=tuple(samples),
+            ))
+    worker = {
+        "protocol": timing["protocol"],
+        "python": timing["python"],
+        "torch_loaded": bool(timing["torch_loaded"]) or any(m["torch_loaded"] for m in memory),
+        "interleaved": interleaved,
+        "processes": len(memory) + (1 if interleaved else 0),
+        "memory_source": timing["memory"]["source"],
+    }
+    return BenchReport(
+        config=config, host=host_info(), onnxruntime=timing["onnxruntime"],
+        created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        worker=worker, models=tuple(models_info), results=tuple(results),
+    )
