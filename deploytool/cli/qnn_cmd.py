@@ -1,0 +1,167 @@
+"""``deploytool qnn``: Snapdragon NPU coverage check, QNN quantization and offline compile.
+
+Each subcommand parses options -> a QnnTarget from the device profile + one config -> one library
+call in :mod:`deploytool.qnn` -> prints. Where ``onnxruntime-qnn`` cannot be loaded every subcommand
+fails with one line and exit 2 (the library raises UnavailableError before doing any work).
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from deploytool.errors import ConfigError
+
+
+def _int(text: str | None, option: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{option} {text!r} is not an integer") from None
+
+
+def _target(profile: str, fp16: bool, act: str | None, weights: str | None):
+    from deploytool.qnn import load_target
+
+    return load_target(profile, precision="fp16" if fp16 else None, activation_dtype=act, weight_dtype=weights)
+
+
+def _quant(target, quantize: bool, seq: int, mask: str, calib_data: str, calib_size: str, tokenizer: str | None,
+           seed: str):
+    from deploytool.qnn import QnnQuantConfig
+
+    if not quantize:
+        return None
+    return QnnQuantConfig(activation_dtype=target.activation_dtype, weight_dtype=target.weight_dtype, seq_len=seq,
+                          mask=mask, calibration_data=None if calib_data == "none" else calib_data,
+                          calibration_size=_int(calib_size, "--calib-size"), tokenizer=tokenizer,
+                          seed=_int(seed, "--seed"))
+
+
+def _quant_options(f):
+    opts = [
+        click.option("--profile", required=True, help="Device profile with an npu section (snapdragon-sm8650, ...)."),
+        click.option("--seq-len", "seq_len", default="128", show_default=True,
+                     help="Fixed sequence length to compile (batch is 1)."),
+        click.option("--act", type=click.Choice(["uint16", "uint8"]), default=None,
+                     help="Activation type [default: the profile's, uint16]."),
+        click.option("--weights", type=click.Choice(["uint8", "int8"]), default=None,
+                     help="Weight type [default: the profile's, uint8]."),
+        click.option("--mask", type=click.Choice(["bound", "keep"]), default="bound", show_default=True,
+                     help="Bound the attention mask's -3.4e38/-10000 constant to -30 before quantizing."),
+        click.option("--calib-data", default="rotten-tomatoes", show_default=True,
+                     help="Dataset whose train texts calibrate the quantization ('none': seeded token ids)."),
+        click.option("--calib-size", default="128", show_default=True, help="Calibration texts."),
+        click.option("--tokenizer", default=None, type=click.Path(file_okay=False),
+                     help="Tokenizer folder [default: the model's folder when it has tokenizer.json]."),
+        click.option("--seed", default="0", show_default=True),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+@click.group("qnn")
+def qnn() -> None:
+    """Snapdragon NPU (Hexagon HTP) through ONNX Runtime's QNN EP: check, quantize, compile.
+
+    On x86 the HTP is Qualcomm's emulator: results are coverage and numerics (labelled EMULATED),
+    never device latency.
+    """
+
+
+@qnn.command("check")
+@click.argument("model", type=click.Path(dir_okay=False))
+@_quant_options
+@click.option("--quantize", is_flag=True, help="Quantize a float model for QNN first (QDQ, the profile's types).")
+@click.option("--fp16", is_flag=True, help="Run a float model on the HTP in fp16 (enable_htp_fp16_precision).")
+@click.option("--reference", default=None, type=click.Path(dir_okay=False),
+              help="The float model a QDQ MODEL came from (accuracy vs fp32).")
+@click.option("--data", default=None, help="Dataset for task accuracy (test split; needs a classifier).")
+@click.option("--eval-size", default="100", show_default=True, help="Test examples for task accuracy.")
+@click.option("--strict", is_flag=True, help="Fail (exit 2) unless every node runs on the HTP.")
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
+              help="Write the report as JSON (deploytool.qnn.check/1, atomically).")
+@click.option("--rows", "rows_path", default=None, type=click.Path(dir_okay=False),
+              help="Write a device-report row (deploytool.device_rows/1).")
+def check(model, profile, seq_len, act, weights, mask, calib_data, calib_size, tokenizer, seed, quantize, fp16,
+          reference, data, eval_size, strict, json_path, rows_path) -> None:
+    """Op coverage on the HTP, strict-mode pass/fail and accuracy vs fp32 for one Snapdragon SoC."""
+    from deploytool.onnx_io import atomic_write, check_output_path
+    from deploytool.qnn import QnnCheckConfig, check_model
+    from deploytool.qnn.rows import check_row, write_rows
+
+    if quantize and fp16:
+        raise ConfigError("--quantize and --fp16 exclude each other")
+    seq = _int(seq_len, "--seq-len")
+    target = _target(profile, fp16, act, weights)
+    cfg = QnnCheckConfig(target=target, quant=_quant(target, quantize, seq, mask, calib_data, calib_size, tokenizer,
+                                                     seed),
+                         seq_len=seq, reference=reference, eval_data=data, eval_size=_int(eval_size, "--eval-size"),
+                         tokenizer=tokenizer, strict=strict, seed=_int(seed, "--seed"))
+    for p in (json_path, rows_path):
+        if p:
+            check_output_path(p, inputs=(model,))
+    report = check_model(model, cfg)
+    d = report.to_dict()
+    if json_path:
+        with atomic_write(json_path) as f:
+            json.dump(d, f, indent=2)
+            f.write("\n")
+    if rows_path:
+        write_rows(rows_path, [check_row(d)])
+    click.echo("\n".join(report.lines()))
+    for p in (json_path, rows_path):
+        if p:
+            click.echo(f"wrote {p}")
+
+
+@qnn.command("quantize")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The QDQ model to write.")
+@_quant_options
+def quantize_(model, output, profile, seq_len, act, weights, mask, calib_data, calib_size, tokenizer, seed) -> None:
+    """Quantize a float encoder the way QNN wants it (QDQ, static shapes, bounded mask)."""
+    from deploytool.qnn.quantize import quantize_file
+
+    target = _target(profile, False, act, weights)
+    cfg = _quant(target, True, _int(seq_len, "--seq-len"), mask, calib_data, calib_size, tokenizer, seed)
+    stats = quantize_file(model, output, cfg)
+    click.echo(f"{model} -> {output}: QDQ {cfg.dtypes} for {target.label}, seq {stats['seq_len']}, "
+               f"{stats['bytes'] / 1e6:.2f} MB, mask bounded: {stats.get('mask_bounded', 0)}")
+    click.echo(f"  calibration: {stats['calibration']}")
+
+
+@qnn.command("compile")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Output folder (new or empty): EPContext model, .bin, qnn_compile.json.")
+@_quant_options
+@click.option("--quantize", is_flag=True, help="Quantize a float model for QNN first (QDQ, the profile's types).")
+@click.option("--fp16", is_flag=True, help="Compile a float model for fp16 on the HTP.")
+@click.option("--embed", is_flag=True, help="Embed the context binary in the .onnx (ep.context_embed_mode=1).")
+@click.option("--rows", "rows_path", default=None, type=click.Path(dir_okay=False),
+              help="Write a device-report row (deploytool.device_rows/1).")
+def compile_(model, output, profile, seq_len, act, weights, mask, calib_data, calib_size, tokenizer, seed, quantize,
+             fp16, embed, rows_path) -> None:
+    """Offline QNN context binary for one Snapdragon SoC (EPContext model + .bin + JSON report)."""
+    from deploytool.onnx_io import check_output_path
+    from deploytool.qnn import QnnCompileConfig, compile_model
+    from deploytool.qnn.rows import compile_row, write_rows
+
+    if quantize and fp16:
+        raise ConfigError("--quantize and --fp16 exclude each other")
+    seq = _int(seq_len, "--seq-len")
+    target = _target(profile, fp16, act, weights)
+    cfg = QnnCompileConfig(target=target, quant=_quant(target, quantize, seq, mask, calib_data, calib_size,
+                                                       tokenizer, seed),
+                           seq_len=seq, embed=embed, tokenizer=tokenizer)
+    if rows_path:
+        check_output_path(rows_path, inputs=(model,))
+    result = compile_model(model, output, cfg)
+    if rows_path:
+        write_rows(rows_path, [compile_row(result.report)])
+    click.echo("\n".join(result.lines()))

@@ -1,0 +1,248 @@
+"""``deploytool qnn check``: does this model run entirely on the HTP of this SoC, and how accurately.
+
+The model runs through QNN's HTP graph compiler and backend (on x86: Qualcomm's emulator, so every
+result is labelled EMULATED and no timing is reported). The check reports
+
+- coverage: nodes ONNX Runtime gave to QNN vs the CPU EP (``record_ep_graph_assignment_info``), each
+  CPU node with QNN's own reason (``enable_framework_op_trace``);
+- strict mode: whether a session with ``session.disable_cpu_ep_fallback=1`` can be created;
+- accuracy on fixed inputs: the HTP output vs the float model (CPU EP) and, for a QDQ model, vs the
+  CPU EP running the same QDQ model (that difference is the HTP's own arithmetic);
+- task accuracy on a dataset's test split, when one is given (classification models).
+
+The model to run is prepared first (:func:`prepare`): a QDQ model runs as it is; a float model is
+quantized for QNN (``quantize=True``) or run in fp16 (target precision fp16); a float model with
+neither is refused, as it cannot run strictly on the HTP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from deploytool.errors import ConfigError, DeployError, PassRefusedError
+from deploytool.onnx_io import load_proto
+from deploytool.qnn.ep import (EMULATED_LABEL, Coverage, QnnStrictError, coverage_of, is_emulated, qnn_session,
+                               require_qnn, sdk_info)
+from deploytool.qnn.quantize import (QnnQuantConfig, calibration_inputs, find_tokenizer, is_quantized,
+                                     quantize_for_qnn, static_shapes)
+from deploytool.qnn.target import NpuPrecision, QnnTarget
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PreparedModel", "QnnCheckConfig", "QnnCheckReport", "check_model", "compare", "prepare"]
+
+
+@dataclasses.dataclass(frozen=True)
+class QnnCheckConfig:
+    """What ``qnn check`` does. ``quant`` (when set) quantizes a float input before the check."""
+
+    target: QnnTarget
+    quant: QnnQuantConfig | None = None
+    seq_len: int = 128
+    reference: str | None = None  # the float model a QDQ input came from
+    eval_data: str | None = None  # dataset for task accuracy (test split)
+    eval_size: int = 100
+    tokenizer: str | None = None
+    fixed_inputs: int = 4
+    strict: bool = False  # raise QnnStrictError when strict mode fails
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.target, QnnTarget):
+            raise ConfigError(f"target: expected a QnnTarget, got {type(self.target).__name__}")
+        for f, lo, hi in (("seq_len", 1, 4096), ("eval_size", 1, 100000), ("fixed_inputs", 1, 1000)):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ConfigError(f"{f}: must be an integer in [{lo}, {hi}], got {v!r}")
+        if self.quant is not None and self.target.precision is NpuPrecision.FP16:
+            raise ConfigError("quant: the target's precision is fp16; quantizing and fp16 mode exclude each other")
+
+
+@dataclasses.dataclass
+class PreparedModel:
+    """The model handed to QNN, the float model to compare against, and how it was made."""
+
+    model: onnx.ModelProto
+    reference: onnx.ModelProto | None
+    mode: str  # "qdq" (given), "quantized" (by deploytool), "fp16"
+    seq_len: int
+    stats: dict
+    precision: str = ""  # "u16/u8", "fp16", "qdq (as given)"
+
+
+def prepare(model: onnx.ModelProto, target: QnnTarget, *, quant: QnnQuantConfig | None, seq_len: int,
+            model_path: str | Path | None = None, reference: str | None = None, tokenizer: str | None = None
+            ) -> PreparedModel:
+    """Decide how ``model`` runs on ``target``'s HTP and make that model (static shapes)."""
+    ref = None
+    if reference is not None:
+        ref = load_proto(reference)
+        if is_quantized(ref):
+            raise PassRefusedError(f"{reference}: the reference must be the float model, this one is quantized")
+    if is_quantized(model):
+        run, seq = static_shapes(model, seq_len)
+        return PreparedModel(run, None if ref is None else static_shapes(ref, seq)[0], "qdq", seq,
+                             {"note": "QDQ model run as given"}, "qdq (as given)")
+    if target.precision is NpuPrecision.FP16:
+        run, seq = static_shapes(model, seq_len)
+        return PreparedModel(run, run, "fp16", seq, {"note": "float model run with enable_htp_fp16_precision=1"},
+                             "fp16")
+    if quant is None:
+        raise PassRefusedError(
+            f"{Path(model_path).name if model_path else 'model'}: model is fp32 (no QuantizeLinear/DequantizeLinear nodes): it cannot run strictly on the HTP "
+            f"of {target.soc_name} without fp16 mode; pass --quantize (QNN QDQ, {target.dtypes}) or --fp16")
+    if tokenizer and not quant.tokenizer:
+        quant = dataclasses.replace(quant, tokenizer=tokenizer)
+    q = quantize_for_qnn(model, quant, model_path=model_path)
+    return PreparedModel(q.model, q.reference, "quantized", q.stats["seq_len"], q.stats, quant.dtypes)
+
+
+def compare(out: np.ndarray, ref: np.ndarray) -> dict:
+    """max/mean absolute error, relative max error and the worst row's cosine similarity."""
+    out = np.asarray(out, dtype=np.float64).reshape(ref.shape[0], -1)
+    ref = np.asarray(ref, dtype=np.float64).reshape(ref.shape[0], -1)
+    diff = np.abs(out - ref)
+    cos = (out * ref).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1) + 1e-30)
+    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "ref_max_abs": float(np.abs(ref).max()),
+            "rel_max": float(diff.max() / (np.abs(ref).max() + 1e-30)), "min_cosine": float(cos.min())}
+
+
+def _run(session, feeds: list[dict]) -> np.ndarray:
+    name = session.get_outputs()[0].name
+    return np.concatenate([session.run([name], f)[0] for f in feeds], axis=0)
+
+
+def _cpu_session(path: Path):
+    from deploytool.runtime.session import SessionSpec, build_session
+
+    return build_session(path, SessionSpec(providers=("cpu",), intra_op_threads=1))[0]
+
+
+@dataclasses.dataclass
+class QnnCheckReport:
+    model: str
+    target: QnnTarget
+    mode: str
+    precision: str
+    seq_len: int
+    coverage: Coverage
+    strict_passed: bool
+    strict_error: str | None
+    accuracy: dict
+    task: dict | None
+    prepare: dict
+    sdk: dict
+    emulated: bool
+    compile_s: float
+
+    def to_dict(self) -> dict:
+        return {"kind": "deploytool.qnn.check", "version": 1, "model": self.model, "target": self.target.to_dict(),
+                "label": EMULATED_LABEL if self.emulated else "on device", "emulated": self.emulated,
+                "mode": self.mode, "precision": self.precision,
+                "seq_len": self.seq_len, "coverage": self.coverage.to_dict(),
+                "strict": {"passed": self.strict_passed, "error": self.strict_error},
+                "accuracy": self.accuracy, "task_accuracy": self.task, "prepare": self.prepare, "sdk": self.sdk,
+                "latency_ms": None}
+
+    def lines(self) -> list[str]:
+        c = self.coverage
+        out = [f"{self.model} on {self.target.label} [{self.target.profile}]",
+               f"  {EMULATED_LABEL if self.emulated else 'on device'}",
+               f"  mode: {self.mode} ({self.precision}), batch 1, seq {self.seq_len}",
+               f"  coverage: {c.qnn_nodes}/{c.total} nodes on QNN HTP ({100 * c.fraction:.1f}%), "
+               f"{len(c.fallback)} fallen back to CPU, {len(c.io_offloaded)} graph-I/O (de)quantization on CPU "
+               f"by design, {c.qnn_subgraphs} QNN subgraph(s)"]
+        for n in c.on_cpu[:10]:
+            out.append(f"    CPU: {n.op_type} {n.name}: {n.reason}")
+        if len(c.on_cpu) > 10:
+            out.append(f"    ... {len(c.on_cpu) - 10} more on CPU")
+        out.append(f"  strict (no CPU fallback): {'PASS' if self.strict_passed else 'FAIL'}"
+                   + ("" if self.strict_passed else f": {self.strict_error}"))
+        for k, v in self.accuracy.items():
+            if isinstance(v, dict) and "max_abs" in v:
+                out.append(f"  {k}: max abs {v['max_abs']:.4g} (rel {v['rel_max']:.3g}), mean abs {v['mean_abs']:.3g},"
+                           f" min cosine {v['min_cosine']:.5f}")
+        if "inputs" in self.accuracy:
+            out.append(f"  fixed inputs: {self.accuracy['inputs']}")
+        if self.task:
+            out.append(f"  task accuracy on {self.task['dataset']} test[:{self.task['n']}]: HTP {self.task['htp']:.4f}, "
+                       f"fp32 {self.task['fp32']:.4f}, agreement {self.task['agreement']:.4f}")
+        return out
+
+
+def check_model(model_path: str | Path, cfg: QnnCheckConfig) -> QnnCheckReport:
+    """Run the QNN coverage/strict/accuracy check of ``model_path`` for ``cfg.target``."""
+    require_qnn()
+    path = Path(model_path)
+    proto = load_proto(path)
+    prep = prepare(proto, cfg.target, quant=cfg.quant, seq_len=cfg.seq_len, model_path=path,
+                   reference=cfg.reference, tokenizer=cfg.tokenizer)
+    with tempfile.TemporaryDirectory(prefix="deploytool-qnn-check-") as tmp:
+        run_path, trace = Path(tmp, "model.onnx"), Path(tmp, "trace")
+        trace.mkdir()
+        onnx.save(prep.model, str(run_path))
+        t0 = time.perf_counter()
+        sess, _ = qnn_session(run_path, cfg.target, strict=False, trace_dir=trace)
+        compile_s = time.perf_counter() - t0
+        cov = coverage_of(sess, trace)
+        if cov.qnn_nodes == 0:
+            raise DeployError(f"{path}: QNN took no node of the model for {cfg.target.label} (HTP set-up failed or "
+                              "nothing is supported)")
+        strict_error = None
+        try:  # the real thing: ORT refuses the session when a node would fall back to the CPU EP
+            qnn_session(run_path, cfg.target, strict=True, record=False)
+        except DeployError as e:
+            strict_error = (f"{len(cov.fallback)} node(s) not supported by the QNN HTP: {cov.describe_unsupported()}"
+                            if cov.fallback else " ".join(str(e).split()))
+        if cfg.strict and strict_error:
+            raise QnnStrictError(f"{path}: strict mode fails on {cfg.target.soc_name}: {strict_error}")
+
+        tok = find_tokenizer(path, cfg.tokenizer)
+        data = cfg.eval_data if tok is not None else None
+        feeds, note = calibration_inputs(prep.model, seq_len=prep.seq_len, n=cfg.fixed_inputs, data=data,
+                                         tokenizer=tok, seed=cfg.seed + 1000, split="dev")
+        htp = _run(sess, feeds)
+        acc: dict = {"inputs": note}
+        if prep.reference is not None:
+            ref_path = Path(tmp, "reference.onnx")
+            onnx.save(prep.reference, str(ref_path))
+            acc["htp_vs_fp32"] = compare(htp, _run(_cpu_session(ref_path), feeds))
+        if prep.mode in ("qdq", "quantized"):
+            acc["htp_vs_cpu_ep_same_qdq"] = compare(htp, _run(_cpu_session(run_path), feeds))
+        task = None
+        if cfg.eval_data is not None:
+            task = _task_accuracy(sess, prep, tmp, cfg, tok, path)
+    return QnnCheckReport(model=str(path), target=cfg.target, mode=prep.mode, precision=prep.precision, seq_len=prep.seq_len, coverage=cov,
+                          strict_passed=strict_error is None, strict_error=strict_error, accuracy=acc, task=task,
+                          prepare=prep.stats, sdk=sdk_info(), emulated=is_emulated(), compile_s=compile_s)
+
+
+def _task_accuracy(sess, prep: PreparedModel, tmp: str, cfg: QnnCheckConfig, tok, path: Path) -> dict:
+    from deploytool.data import load_dataset
+    from deploytool.qnn.quantize import _feeds, _tokenize
+
+    if tok is None:
+        raise ConfigError(f"--data {cfg.eval_data}: task accuracy needs the model's tokenizer (pass --tokenizer)")
+    if prep.reference is None:
+        raise ConfigError("--data: task accuracy needs the float model (pass --reference for a QDQ model)")
+    out = sess.get_outputs()[0]
+    ds = load_dataset(cfg.eval_data, seed=cfg.seed)
+    if len(out.shape) != 2 or out.shape[-1] != ds.num_labels:
+        raise ConfigError(f"--data {cfg.eval_data}: task accuracy needs a classifier with {ds.num_labels} logits; "
+                          f"{path.name} outputs {out.name} {out.shape}")
+    split = ds.split("test").head(cfg.eval_size)
+    ids, mask = _tokenize(tok, list(split.texts), prep.seq_len)
+    feeds = _feeds(prep.model, ids, mask)
+    ref_path = Path(tmp, "reference.onnx")
+    htp = _run(sess, feeds).argmax(-1)
+    fp32 = _run(_cpu_session(ref_path), feeds).argmax(-1)
+    y = np.asarray(split.labels)
+    return {"dataset": cfg.eval_data, "split": "test", "n": len(y), "htp": float((htp == y).mean()),
+            "fp32": float((fp32 == y).mean()), "agreement": float((htp == fp32).mean())}

@@ -1,0 +1,178 @@
+"""``deploytool qnn compile``: the offline QNN context binary for one Snapdragon SoC.
+
+ONNX Runtime's EPContext mechanism (session config ``ep.context_enable=1``,
+``ep.context_file_path``, ``ep.context_embed_mode``) makes the QNN EP compile the HTP graph for the
+target's ``soc_model``/``htp_arch`` ahead of time and write an ``EPContext`` ONNX model: with embed
+mode 0 the compiled graph lies beside it in a ``.bin`` file, with 1 it is embedded in the model. A
+phone then loads that model without compiling. This works on x86: the HTP compiler is real, only
+its execution is emulated.
+
+Strict mode is on (a context model with CPU fallback nodes would not be the NPU-only model the user
+asked for). The output folder is built in a temporary folder beside it and renamed at the end, so
+it exists complete or not at all. The compiled model is reloaded and run once on fixed inputs as a
+proof before the rename.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from deploytool.errors import ConfigError, DeployError, OutputPathError
+from deploytool.onnx_io import load_proto
+from deploytool.qnn.check import compare, prepare
+from deploytool.qnn.ep import EMULATED_LABEL, QnnStrictError, is_emulated, qnn_session, require_qnn, sdk_info
+from deploytool.qnn.quantize import QnnQuantConfig, calibration_inputs
+from deploytool.qnn.target import QnnTarget
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["QnnCompileConfig", "QnnCompileResult", "compile_model"]
+
+REPORT_NAME = "qnn_compile.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class QnnCompileConfig:
+    target: QnnTarget
+    quant: QnnQuantConfig | None = None
+    seq_len: int = 128
+    embed: bool = False  # embed the context binary in the .onnx instead of a separate .bin
+    tokenizer: str | None = None
+    model_name: str = "model"  # stem of the files written
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.target, QnnTarget):
+            raise ConfigError(f"target: expected a QnnTarget, got {type(self.target).__name__}")
+        if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or not 1 <= self.seq_len <= 4096:
+            raise ConfigError(f"seq_len: must be an integer in [1, 4096], got {self.seq_len!r}")
+        if not self.model_name or "/" in self.model_name or self.model_name.startswith("."):
+            raise ConfigError(f"model_name: expected a plain file stem, got {self.model_name!r}")
+
+
+@dataclasses.dataclass
+class QnnCompileResult:
+    out_dir: Path
+    report: dict
+
+    def lines(self) -> list[str]:
+        r = self.report
+        out = [f"{r['model']} -> {self.out_dir}/ for {r['target']['soc_name']} (soc_model {r['target']['soc_model']}, "
+               f"HTP {r['target']['htp_arch']}), {r['precision']}, seq {r['seq_len']}"]
+        for f in r["files"]:
+            out.append(f"  {f['name']}: {f['bytes'] / 1e6:.3f} MB")
+        out.append(f"  context binary: {r['context_binary_bytes'] / 1e6:.3f} MB, compile {r['compile_s']:.2f} s "
+                   f"(host compile time, not device latency), QNN SDK {r['sdk']['qnn_sdk']}, "
+                   f"onnxruntime-qnn {r['sdk']['onnxruntime_qnn']}")
+        out.append(f"  reload: {'ok' if r['reload']['ok'] else 'FAILED'}, max abs vs pre-compile HTP run "
+                   f"{r['reload']['max_abs_vs_online_htp']:.3g}")
+        out.append(f"  {r['label']}")
+        return out
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        raise OutputPathError(f"{out}: directory exists and is not empty; choose a new output folder")
+    parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise OutputPathError(f"{out}: directory {parent} is not writable")
+
+
+def compile_model(model_path: str | Path, out_dir: str | Path, cfg: QnnCompileConfig) -> QnnCompileResult:
+    """Compile ``model_path`` for ``cfg.target`` into ``out_dir`` (EPContext model + .bin + report)."""
+    require_qnn()
+    path, out = Path(model_path), Path(out_dir)
+    _check_out_dir(out)
+    proto = load_proto(path)
+    prep = prepare(proto, cfg.target, quant=cfg.quant, seq_len=cfg.seq_len, model_path=path, tokenizer=cfg.tokenizer)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(stage, 0o777 & ~umask)
+    except OSError as e:
+        raise OutputPathError(f"{out}: cannot create a folder in {out.parent} ({e.strerror})") from e
+    try:
+        with tempfile.TemporaryDirectory(prefix="deploytool-qnn-compile-") as tmp:
+            src = Path(tmp, f"{cfg.model_name}.onnx")
+            onnx.save(prep.model, str(src))
+            ctx = stage / f"{cfg.model_name}_ctx.onnx"
+            entries = {"ep.context_enable": "1", "ep.context_file_path": str(ctx),
+                       "ep.context_embed_mode": "1" if cfg.embed else "0"}
+            t0 = time.perf_counter()
+            try:
+                online, _ = qnn_session(src, cfg.target, strict=True, record=False, config_entries=entries)
+            except DeployError as e:
+                raise QnnStrictError(f"{path}: cannot compile for {cfg.target.soc_name} without CPU fallback "
+                                     f"({' '.join(str(e).split())[:300]}); run 'deploytool qnn check' to see "
+                                     "which nodes QNN rejects") from e
+            compile_s = time.perf_counter() - t0
+            if not ctx.is_file():
+                raise DeployError(f"{path}: QNN wrote no EPContext model (ep.context_file_path={ctx})")
+            feeds, _ = calibration_inputs(prep.model, seq_len=prep.seq_len, n=1, data=None, tokenizer=None, seed=7)
+            name = online.get_outputs()[0].name
+            y_online = online.run([name], feeds[0])[0]
+            del online
+            reload = _reload(ctx, cfg.target, feeds[0], y_online)
+        files = [{"name": p.name, "bytes": p.stat().st_size} for p in sorted(stage.iterdir())]
+        bins = [f for f in files if f["name"].endswith(".bin")]
+        ctx_model = onnx.load(str(ctx), load_external_data=False)
+        ep_nodes = [n for n in ctx_model.graph.node if n.op_type == "EPContext"]
+        embedded = sum(len(a.s) for n in ep_nodes for a in n.attribute if a.name == "ep_cache_context") if cfg.embed else 0
+        report = {
+            "kind": "deploytool.qnn.compile", "version": 1, "model": str(path), "target": cfg.target.to_dict(),
+            "label": EMULATED_LABEL if is_emulated() else "on device", "emulated": is_emulated(),
+            "mode": prep.mode, "precision": prep.precision, "seq_len": prep.seq_len, "prepare": prep.stats,
+            "context_model": ctx.name, "embed_mode": int(cfg.embed), "epcontext_nodes": len(ep_nodes),
+            "binaries": [b["name"] for b in bins],
+            "binary_target": _binary_target([stage / b["name"] for b in bins] or [ctx]),
+            "context_binary_bytes": sum(b["bytes"] for b in bins) if bins else embedded,
+            "files": files, "compile_s": round(compile_s, 3), "sdk": sdk_info(), "reload": reload,
+            "latency_ms": None,
+        }
+        (stage / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+        if out.is_dir():
+            out.rmdir()  # empty (checked above)
+        os.replace(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return QnnCompileResult(out, report)
+
+
+_TARGET_RE = re.compile(rb"soc_type=(\w+);arch=(\d+)")
+
+
+def _binary_target(files: list[Path]) -> dict:
+    """The SoC and HTP arch the QNN compiler wrote into the context binary (``soc_type=SM8650;arch=75``)."""
+    found = set()
+    for f in files:
+        for m in _TARGET_RE.finditer(f.read_bytes()):
+            found.add((m.group(1).decode(), "v" + m.group(2).decode()))
+    return {"soc_name": sorted(found)[0][0], "htp_arch": sorted(found)[0][1]} if len(found) == 1 else \
+        {"found": sorted(found)}
+
+
+def _reload(ctx: Path, target: QnnTarget, feed: dict, y_online: np.ndarray) -> dict:
+    """Load the EPContext model (no compile) and run it once: proof that it is usable."""
+    t0 = time.perf_counter()
+    try:
+        sess, _ = qnn_session(ctx, target, strict=True, record=False)
+        y = sess.run([sess.get_outputs()[0].name], feed)[0]
+    except DeployError as e:
+        raise DeployError(f"{ctx.name}: the compiled context model does not reload ({' '.join(str(e).split())[:200]})") from e
+    return {"ok": True, "load_s": round(time.perf_counter() - t0, 3),
+            "max_abs_vs_online_htp": compare(y, y_online)["max_abs"]}

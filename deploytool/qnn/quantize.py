@@ -1,0 +1,324 @@
+"""QDQ quantization the way QNN's HTP wants it, calibrated on real text.
+
+Steps (each on a copy; the input file is never modified):
+
+1. static shapes: batch 1 and ``seq_len`` tokens (the HTP compiles fixed shapes; a model that already
+   has a fixed sequence length keeps it);
+2. the attention mask's -3.4e38 / -10000 constant bounded to ``mask_value``
+   (:class:`deploytool.qnn.mask.BoundAttentionMaskPass`), unless ``mask=keep``;
+3. ``onnxruntime.quantization`` ``qnn_preprocess_model`` (fuses the Erf-GELU and the decomposed
+   LayerNorm into ops the HTP has) and ``get_qnn_qdq_config`` (uint16 activations / uint8 weights by
+   default, uint8/uint8 as an option; opset raised to 21 for 16-bit types), calibrated with MinMax on
+   ``calibration_size`` texts of a review dataset (``deploytool.data.calibration_texts``, train split)
+   tokenised with the model's tokenizer, padded to ``seq_len``: real lengths, so real padding, so the
+   calibrated range includes the bounded mask. Without a tokenizer, seeded random token ids with
+   random lengths stand in, and the result says so.
+
+onnxruntime is imported inside the functions only (it is the runtime layer's dependency).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from deploytool.errors import ConfigError, InputFileError, PassRefusedError
+from deploytool.qnn.target import QuantDtype
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MaskHandling", "QnnQuantConfig", "QnnQuantResult", "calibration_inputs", "is_quantized",
+           "quantize_for_qnn", "static_shapes", "find_tokenizer"]
+
+_QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QLinearConv", "MatMulInteger",
+            "DynamicQuantizeLinear", "MatMulNBits", "DynamicQuantizeMatMul"}
+
+
+class MaskHandling(str, enum.Enum):
+    BOUND = "bound"  # rewrite the mask constant to mask_value (default)
+    KEEP = "keep"  # quantize the exported mask as it is (to measure what it costs)
+
+
+@dataclasses.dataclass(frozen=True)
+class QnnQuantConfig:
+    """How to quantize a float encoder for the HTP."""
+
+    activation_dtype: QuantDtype = QuantDtype.UINT16
+    weight_dtype: QuantDtype = QuantDtype.UINT8
+    seq_len: int = 128
+    mask: MaskHandling = MaskHandling.BOUND
+    mask_value: float = -30.0
+    calibration_data: str | None = "rotten-tomatoes"  # a deploytool.data dataset name or file
+    calibration_size: int = 64
+    tokenizer: str | None = None  # a folder with tokenizer.json (or vocab.txt)
+    per_channel: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for f, allowed in (("activation_dtype", (QuantDtype.UINT8, QuantDtype.UINT16)),
+                           ("weight_dtype", (QuantDtype.UINT8, QuantDtype.INT8))):
+            v = getattr(self, f)
+            try:
+                v = QuantDtype(v.value if isinstance(v, enum.Enum) else v)
+            except ValueError:
+                v = None
+            if v not in allowed:
+                raise ConfigError(f"{f}: expected one of {', '.join(a.value for a in allowed)}, "
+                                  f"got {getattr(self, f)!r}")
+            object.__setattr__(self, f, v)
+        if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or not 1 <= self.seq_len <= 4096:
+            raise ConfigError(f"seq_len: must be an integer in [1, 4096], got {self.seq_len!r}")
+        try:
+            object.__setattr__(self, "mask", MaskHandling(self.mask))
+        except ValueError:
+            raise ConfigError(f"mask: expected bound or keep, got {self.mask!r}") from None
+        if not -1e4 <= self.mask_value <= -5:
+            raise ConfigError(f"mask_value: must be in [-10000, -5], got {self.mask_value}")
+        if isinstance(self.calibration_size, bool) or not isinstance(self.calibration_size, int) \
+                or not 1 <= self.calibration_size <= 10000:
+            raise ConfigError(f"calibration_size: must be an integer in [1, 10000], got {self.calibration_size!r}")
+
+    @property
+    def dtypes(self) -> str:
+        return f"{self.activation_dtype.short}/{self.weight_dtype.short}"
+
+
+@dataclasses.dataclass
+class QnnQuantResult:
+    model: onnx.ModelProto  # the QDQ model, static shapes
+    reference: onnx.ModelProto  # the float input with the same static shapes (mask untouched)
+    stats: dict
+
+
+def is_quantized(model: onnx.ModelProto) -> bool:
+    """True when the graph already carries quantization (QDQ pairs or integer ops)."""
+    return any(n.op_type in _QDQ_OPS for n in model.graph.node)
+
+
+def static_shapes(model: onnx.ModelProto, seq_len: int) -> tuple[onnx.ModelProto, int]:
+    """A copy with batch 1 and ``seq_len`` tokens on every [batch, sequence] input.
+
+    Returns (model, the sequence length used): an input whose sequence dim is already fixed keeps it.
+    """
+    from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    used = seq_len
+    for inp in m.graph.input:
+        if not inp.type.HasField("tensor_type"):
+            continue
+        dims = inp.type.tensor_type.shape.dim
+        if len(dims) != 2:
+            raise PassRefusedError(f"input {inp.name}: expected [batch, sequence], got rank {len(dims)}; "
+                                   "the QNN path handles token-id encoders")
+        if dims[0].dim_param:
+            make_dim_param_fixed(m.graph, dims[0].dim_param, 1)
+        elif dims[0].dim_value != 1:
+            raise PassRefusedError(f"input {inp.name}: batch is fixed to {dims[0].dim_value}; the QNN path "
+                                   "compiles batch 1")
+        if dims[1].dim_param:
+            make_dim_param_fixed(m.graph, dims[1].dim_param, seq_len)
+        else:
+            used = dims[1].dim_value
+    for vi in list(m.graph.value_info):
+        m.graph.value_info.remove(vi)
+    for out in m.graph.output:  # fix_output_shapes only replaces symbolic dims it can infer
+        for d in out.type.tensor_type.shape.dim:
+            if d.dim_param:
+                d.Clear()
+    m = onnx.shape_inference.infer_shapes(m)
+    fix_output_shapes(m)
+    return m, used
+
+
+def find_tokenizer(model_path: str | Path | None, tokenizer: str | None) -> Path | None:
+    """The tokenizer folder: ``tokenizer`` if given, else the model's own folder when it has one."""
+    if tokenizer:
+        p = Path(tokenizer)
+        if not ((p / "tokenizer.json").is_file() or (p / "vocab.txt").is_file()):
+            raise InputFileError(f"{p}: no tokenizer.json or vocab.txt (not a tokenizer folder)")
+        return p
+    if model_path is not None:
+        d = Path(model_path).parent
+        if (d / "tokenizer.json").is_file() or (d / "vocab.txt").is_file():
+            return d
+    return None
+
+
+def _tokenize(folder: Path, texts: list[str], seq: int) -> tuple[np.ndarray, np.ndarray]:
+    from tokenizers import Tokenizer
+
+    if (folder / "tokenizer.json").is_file():
+        tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    else:
+        from tokenizers.implementations import BertWordPieceTokenizer
+
+        tok = BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=True)
+    pad_id = tok.token_to_id("[PAD]")
+    pad_id = 0 if pad_id is None else pad_id
+    tok.enable_truncation(max_length=seq)
+    tok.enable_padding(length=seq, pad_id=pad_id)
+    enc = tok.encode_batch(texts)
+    return (np.array([e.ids for e in enc], dtype=np.int64), np.array([e.attention_mask for e in enc], dtype=np.int64))
+
+
+def _vocab_size(model: onnx.ModelProto) -> int:
+    ids = {i.name for i in model.graph.input if "input_ids" in i.name}
+    inits = {t.name: t for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Gather" and len(n.input) > 1 and n.input[1] in ids and n.input[0] in inits:
+            return int(inits[n.input[0]].dims[0])
+    return 100
+
+
+def _feeds(model: onnx.ModelProto, ids: np.ndarray, mask: np.ndarray) -> list[dict[str, np.ndarray]]:
+    out = []
+    elem = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
+    for r in range(ids.shape[0]):
+        feed = {}
+        for name, et in elem.items():
+            low = name.lower()
+            if "mask" in low:
+                a = mask[r:r + 1]
+            elif "type" in low or "segment" in low:
+                a = np.zeros_like(ids[r:r + 1])
+            elif "ids" in low or "input" in low:
+                a = ids[r:r + 1]
+            else:
+                raise PassRefusedError(f"input {name}: cannot make calibration data for it (expected input_ids, "
+                                       "attention_mask, token_type_ids)")
+            feed[name] = a.astype(onnx.helper.tensor_dtype_to_np_dtype(et))
+        out.append(feed)
+    return out
+
+
+def calibration_inputs(model: onnx.ModelProto, *, seq_len: int, n: int, data: str | None,
+                       tokenizer: Path | None, seed: int = 0, split: str = "train") -> tuple[list[dict], str]:
+    """``n`` feeds of batch 1 and ``seq_len`` tokens, and a note saying where they came from."""
+    if data is not None and tokenizer is not None:
+        from deploytool.data import calibration_texts
+
+        texts = calibration_texts(data, n=n, seed=seed, split=split)
+        ids, mask = _tokenize(tokenizer, texts, seq_len)
+        lengths = mask.sum(1)
+        note = (f"{len(texts)} {data} {split} texts tokenised with {tokenizer}, padded to {seq_len} "
+                f"(real lengths {int(lengths.min())}-{int(lengths.max())}, mean {lengths.mean():.1f})")
+        return _feeds(model, ids, mask), note
+    rng = np.random.default_rng(seed)
+    vocab = _vocab_size(model)
+    ids = rng.integers(3, vocab, size=(n, seq_len), dtype=np.int64)
+    mask = np.zeros((n, seq_len), dtype=np.int64)
+    for r in range(n):
+        length = int(rng.integers(max(1, seq_len // 4), seq_len + 1)) if r % 4 else seq_len
+        mask[r, :length] = 1
+        ids[r, length:] = 0
+    why = "no dataset given" if data is None else "no tokenizer folder known (pass --tokenizer)"
+    note = (f"NOTE: {n} seeded random token-id rows (seed {seed}, lengths {seq_len // 4}-{seq_len}, padded), "
+            f"not real text: {why}")
+    return _feeds(model, ids, mask), note
+
+
+class _QuietRootWarnings(logging.Filter):
+    """onnxruntime.quantization warns on the root logger about things handled here (opset 21, preprocessing)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name != "root" or record.levelno > logging.WARNING
+
+
+@contextlib.contextmanager
+def _quiet_quantizer():
+    f = _QuietRootWarnings()
+    root = logging.getLogger()
+    root.addFilter(f)
+    for h in root.handlers:
+        h.addFilter(f)
+    try:
+        yield
+    finally:
+        root.removeFilter(f)
+        for h in root.handlers:
+            h.removeFilter(f)
+
+
+class _Reader:
+    """onnxruntime.quantization.CalibrationDataReader over a list of feeds."""
+
+    def __init__(self, feeds: list[dict]):
+        self._it = iter(feeds)
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        x = self.get_next()
+        if x is None:
+            raise StopIteration
+        return x
+
+
+def quantize_for_qnn(model: onnx.ModelProto, cfg: QnnQuantConfig, *,
+                     model_path: str | Path | None = None) -> QnnQuantResult:
+    """QDQ-quantize a float encoder for the QNN HTP (see module doc). ``model`` is not modified."""
+    import onnx_ir as ir
+    from onnxruntime.quantization import quantize
+    from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config, qnn_preprocess_model
+
+    from deploytool.qnn.mask import BoundAttentionMaskPass
+
+    if is_quantized(model):
+        raise PassRefusedError("model is already quantized (has QuantizeLinear/DequantizeLinear or integer ops); "
+                               "give the float model")
+    t0 = time.perf_counter()
+    reference, seq = static_shapes(model, cfg.seq_len)
+    stats: dict = {"activation_dtype": cfg.activation_dtype.value, "weight_dtype": cfg.weight_dtype.value,
+                   "seq_len": seq, "mask": cfg.mask.value}
+    work = ir.serde.deserialize_model(reference)
+    if cfg.mask is MaskHandling.BOUND:
+        r = BoundAttentionMaskPass(cfg.mask_value)(work)
+        stats["mask_bounded"] = r.stats["masks_bounded"]
+        stats["mask_value"] = cfg.mask_value
+        stats["mask_skipped"] = [s.reason for s in r.skipped]
+    prepared = ir.serde.serialize_model(work)
+    tok = find_tokenizer(model_path, cfg.tokenizer)
+    feeds, note = calibration_inputs(prepared, seq_len=seq, n=cfg.calibration_size, data=cfg.calibration_data,
+                                     tokenizer=tok, seed=cfg.seed)
+    stats["calibration"] = note
+    with tempfile.TemporaryDirectory(prefix="deploytool-qnn-") as tmp, _quiet_quantizer():
+        src, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "qdq.onnx")
+        onnx.save(prepared, str(src))
+        fused = qnn_preprocess_model(str(src), str(pre), fuse_layernorm=True)
+        qin = pre if fused else src
+        qcfg = get_qnn_qdq_config(str(qin), _Reader(feeds), activation_type=cfg.activation_dtype.ort_type(),
+                                  weight_type=cfg.weight_dtype.ort_type(), per_channel=cfg.per_channel)
+        quantize(str(qin), str(out), qcfg)
+        qdq = onnx.load(str(out))
+    stats["preprocess_fused"] = bool(fused)
+    stats["nodes"] = len(qdq.graph.node)
+    stats["quantize_s"] = round(time.perf_counter() - t0, 3)
+    logger.info("quantized for QNN (%s): %s", cfg.dtypes, note)
+    return QnnQuantResult(model=qdq, reference=reference, stats=stats)
+
+
+def quantize_file(src: str | Path, dst: str | Path, cfg: QnnQuantConfig) -> dict:
+    """Quantize the float model ``src`` for QNN and save the QDQ model to ``dst`` atomically."""
+    from deploytool.onnx_io import check_output_path, load_proto, save_proto
+    from deploytool.qnn.ep import require_qnn
+
+    require_qnn()
+    check_output_path(dst, inputs=(src,))
+    result = quantize_for_qnn(load_proto(src), cfg, model_path=src)
+    save_proto(result.model, dst)
+    result.stats["bytes"] = Path(dst).stat().st_size
+    return result.stats
