@@ -111,9 +111,10 @@ class PackConfig:
     upgrade_opset: bool = True  # pack_file: upgrade models below opset 25 when INT2 is needed
 
     def __post_init__(self) -> None:
-        w = _enum(WeightScheme, self.weights, "weights")
-        if w not in (WeightScheme.TERNARY, WeightScheme.BINARY):
-            raise ConfigError(f"weights: expected 'ternary' or 'binary', got {w.value!r}")
+        w = self.weights.value if isinstance(self.weights, WeightScheme) else self.weights
+        if w not in (WeightScheme.TERNARY.value, WeightScheme.BINARY.value):
+            raise ConfigError(f"weights: expected 'ternary' or 'binary', got {w!r}")
+        w = WeightScheme(w)
         object.__setattr__(self, "weights", w)
         e = w if self.embeddings is None else _enum(WeightScheme, self.embeddings, "embeddings")
         object.__setattr__(self, "embeddings", e)

@@ -1,0 +1,86 @@
+"""``deploytool quantize | pack``: parse options, build one config, call one library function, print.
+
+Choices are plain strings validated by the typed configs, so a bad value is a one-line ``error:``
+naming the field (exit 2), like every other bad input.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from deploytool.errors import ConfigError
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def _echo(result, output: str, title: str) -> None:
+    s = result.stats
+    before, after = s.get("bytes_before"), s.get("bytes_after")
+    size = f" {_fmt_bytes(before)} -> {_fmt_bytes(after)} ({before / after:.2f}x smaller)" if before and after else ""
+    click.echo(f"{title}: wrote {output}{size}")
+    for key, value in s.items():
+        if key in ("bytes_before", "bytes_after", "note", "host_note", "arm_note", "by_role"):
+            continue
+        click.echo(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+    for role, r in s.get("by_role", {}).items():
+        ratio = r["bytes_before"] / r["bytes_after"] if r["bytes_after"] else float("inf")
+        click.echo(f"  {role}: {r['weights']} weights, {_fmt_bytes(r['bytes_before'])} -> "
+                   f"{_fmt_bytes(r['bytes_after'])} ({ratio:.1f}x)")
+    for skip in result.skipped:
+        click.echo(f"  skipped {skip.node}: {skip.reason}")
+    for key in ("host_note", "arm_note", "note"):
+        if key in s:
+            click.echo(f"note: {s[key]}")
+
+
+@click.command("quantize")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--int8", "int8", is_flag=True, help="int8 weights (onnxruntime.quantization).")
+@click.option("--fp16", "fp16", is_flag=True, help="fp16 weights and activations (inputs/outputs stay as they are).")
+@click.option("--per-channel/--per-tensor", default=True, show_default=True, help="int8 weight scales per column.")
+@click.option("--static", is_flag=True, help="Static int8: activation ranges from calibration data.")
+@click.option("--calib", default=None, help="Calibration data for --static: a dataset name or CSV/JSONL file.")
+@click.option("--calib-samples", type=int, default=64, show_default=True, help="Calibration texts used.")
+@click.option("--tokenizer", default=None, help="tokenizer.json (or folder) for --static; default: export metadata.")
+@click.option("--fusion", default="mha", show_default=True,
+              help="ORT fusion before int8: mha | attention | none.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
+def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool, calib: str | None,
+             calib_samples: int, tokenizer: str | None, fusion: str, output: str) -> None:
+    """int8 (dynamic or static) or fp16 quantization of an ONNX encoder."""
+    if int8 == fp16:
+        raise ConfigError("precision: give exactly one of --int8 or --fp16")
+    if fp16:
+        from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
+
+        _echo(convert_fp16_file(model, output, Fp16Config()), output, "fp16")
+        return
+    from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
+
+    config = Int8Config(per_channel=per_channel, static=static, calib=calib, calib_samples=calib_samples,
+                        tokenizer=tokenizer, fusion=fusion)
+    _echo(quantize_int8_file(model, output, config), output, "int8")
+
+
+@click.command("pack")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--weights", required=True, help="Linear weights: ternary | binary.")
+@click.option("--embeddings", default=None, help="Word embeddings: ternary | binary | int8 | fp32 (default: as --weights).")
+@click.option("--runtime", "runtime", default="speed", show_default=True,
+              help="speed (INT2 -> int8 kernels) | memory (MatMulNBits 2-bit) | densest (5 trits/byte).")
+@click.option("--granularity", default="layer", show_default=True, help="Scales per matrix (layer) or per row (row).")
+@click.option("--accuracy-level", type=int, default=4, show_default=True,
+              help="MatMulNBits (runtime memory): 4 = int8 activations (fast), 0 = fp32 (exact).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
+def pack(model: str, weights: str, embeddings: str | None, runtime: str, granularity: str, accuracy_level: int,
+         output: str) -> None:
+    """Ternary/binary weights with real bit packing, runnable in stock ONNX Runtime."""
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+
+    config = PackConfig(weights=weights, embeddings=embeddings, runtime=runtime, granularity=granularity,
+                        accuracy_level=accuracy_level)
+    _echo(pack_file(model, output, config), output, "pack")
