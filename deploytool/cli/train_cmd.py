@@ -29,9 +29,11 @@ def _data_options(f):
     return wrapper
 
 
-def _optim_options(lr_default: float, epochs_default: float = 1.0):
+def _optim_options(lr_default: float, epochs_default: float | None = 1.0):
     def deco(f):
-        @click.option("--epochs", default=epochs_default, show_default=True, type=float)
+        if epochs_default is not None:
+            f = click.option("--epochs", default=epochs_default, show_default=True, type=float)(f)
+
         @click.option("--lr", default=lr_default, show_default=True, type=float)
         @click.option("--batch-size", default=32, show_default=True, type=int)
         @click.option("--threads", default=2, show_default=True, type=int, help="torch CPU threads.")
@@ -110,17 +112,17 @@ def importance(model, output, reorder_output, max_examples, batch_size, threads,
 @click.option("--importance", "importance_file", type=click.Path(path_type=Path), default=None,
               help="Teacher importance file (default: computed first).")
 @_data_options
-@_optim_options(2e-5, 1.0)
+@_optim_options(2e-5, None)
 @click.option("--json", "as_json", is_flag=True)
 def dynabert(teacher, output, widths, depths, width_epochs, depth_epochs, subnets_per_step, importance_file,
-             data_cfg, epochs, lr, batch_size, threads, cpu, as_json):
+             data_cfg, lr, batch_size, threads, cpu, as_json):
     """DynaBERT: rewire by importance, width-adaptive then width+depth-adaptive distillation."""
     from deploytool.train.dynabert import train_dynabert
 
     cfg = DynaBertConfig(teacher=teacher, output=output, data=data_cfg, widths=parse_float_list(widths, "widths"),
                          depths=parse_float_list(depths, "depths"), width_epochs=width_epochs,
                          depth_epochs=depth_epochs, subnets_per_step=subnets_per_step, importance=importance_file,
-                         lr=lr, batch_size=batch_size, threads=threads, cpu=cpu, epochs=epochs)
+                         lr=lr, batch_size=batch_size, threads=threads, cpu=cpu)
     r = train_dynabert(cfg)
     lines = [f"DynaBERT trained in {r['seconds']:.1f} s on {r['train_examples']} examples"
              f"{_trunc(r['truncated_train'])}; dev accuracy (width, depth):"]

@@ -147,6 +147,9 @@ class QATConfig(_Optim):
     output: Path = Path("qat")
     data: DataConfig = field(default_factory=DataConfig)
     mode: QuantMode = QuantMode.TERNARY
+    granularity: str = "layer"  # one alpha per matrix ("layer") or per output feature ("row"), as `pack`
+    quantize_embeddings: bool = True  # word embeddings, row-wise, same scheme (what `pack` does by default)
+    clip: float = 3.0  # STE passes gradients only where |w| <= clip * alpha (0: everywhere)
     temperature: float = 1.0
     w_logits: float = 1.0
     w_hidden: float = 1.0
@@ -159,6 +162,8 @@ class QATConfig(_Optim):
             object.__setattr__(self, "mode", QuantMode(self.mode))
         except ValueError:
             raise ConfigError(f"mode: must be one of ternary, binary (got {self.mode!r})") from None
+        _check(self.granularity in ("layer", "row"), f"granularity: must be layer or row (got {self.granularity!r})")
+        _check(self.clip >= 0, f"clip: must be >= 0 (got {self.clip})")
         _check(self.temperature > 0, f"temperature: must be > 0 (got {self.temperature})")
 
 

@@ -40,7 +40,7 @@ def distill_loss(s, t, mask, *, temperature=1.0, w_logits=1.0, w_hidden=1.0, w_a
     """
     parts = {}
     total = w_logits * soft_cross_entropy(s.logits, t.logits, temperature)
-    parts["logits"] = float(total)
+    parts["logits"] = float(total.detach())
     if w_hidden:
         # teacher hidden[0] is the embedding output, hidden[1 + l] the output of its layer l
         pos = {layer: j + 1 for j, layer in enumerate(t.layers)}
@@ -49,11 +49,11 @@ def distill_loss(s, t, mask, *, temperature=1.0, w_logits=1.0, w_hidden=1.0, w_a
             hl = hl + hidden_mse(s.hidden[j + 1], t.hidden[pos[layer]], mask)
         hl = hl / (len(s.layers) + 1)
         total = total + w_hidden * hl
-        parts["hidden"] = float(hl)
+        parts["hidden"] = float(hl.detach())
     if w_attention and s.scores:
         pos = {layer: j for j, layer in enumerate(t.layers)}
         al = sum(attention_mse(s.scores[j], t.scores[pos[layer]], mask) for j, layer in enumerate(s.layers))
         al = al / len(s.layers)
         total = total + w_attention * al
-        parts["attention"] = float(al)
+        parts["attention"] = float(al.detach())
     return total, parts

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from deploytool.errors import DeployError
+from deploytool.passes.slice_subnetwork import depth_keep, width_keep
 
 __all__ = ["SubnetOutput", "subnet_forward", "kept_count", "kept_layers", "encoder_of", "encoder_linears",
            "check_supported"]
@@ -31,16 +32,15 @@ SUPPORTED = ("bert", "roberta", "electra")
 
 
 def kept_count(total: int, width: float) -> int:
-    """Heads or neurons kept at ``width`` (at least one)."""
-    return max(1, min(total, int(round(width * total))))
+    """Heads or neurons kept at ``width``: the ONNX slice pass's rule (round half up), at least one."""
+    return max(1, min(total, width_keep(width, total)))
 
 
 def kept_layers(num_layers: int, depth: float) -> list[int]:
-    """DynaBERT: layers ``floor(i / d)`` for ``i`` in ``range(round(d * L))``."""
+    """DynaBERT: layers ``floor(i / d)`` for ``i`` in ``range(round(d * L))`` (the slice pass's rule)."""
     if depth >= 1.0:
         return list(range(num_layers))
-    n = max(1, int(round(depth * num_layers)))
-    return [min(num_layers - 1, int(math.floor(i / depth + 1e-9))) for i in range(n)]
+    return depth_keep(depth, num_layers) or [0]
 
 
 def check_supported(model) -> None:

@@ -1,0 +1,143 @@
+"""TernaryBERT / BinaryBERT: quantization-aware distillation of the encoder weights.
+
+Every encoder Linear weight (Q, K, V, O, FFN in/out) and, by default, the word-embedding table is
+replaced in the forward pass by its quantized value, computed by the SAME numpy functions the
+``pack`` pass uses (``deploytool.quant.quantizers``), so training sees exactly the numbers the
+packed ONNX model will hold:
+
+- ternary (TWN): ``delta = 0.7 mean|W|``, ``t = sign(W)[|W| > delta]``, ``alpha = mean(|W| : |W| > delta)``;
+- binary (BWN): ``s = sign(W)`` (sign 0 = +1), ``alpha = mean|W|``;
+
+one alpha per matrix (granularity ``layer``) or per output feature (``row``); embeddings row-wise.
+
+Backward is a straight-through estimator with clipping: ``dL/dW = dL/dW_q * 1{|W| <= clip * alpha}``
+(``clip = 0``: no clipping), applied to full-precision latent weights. The loss distils the
+full-precision teacher: soft cross-entropy on logits + hidden-state MSE + attention-score MSE
+(TernaryBERT). At the end the latent weights are replaced by their quantized values, so the saved
+folder holds exactly ``alpha * t`` per matrix and ``deploytool pack`` reproduces it losslessly.
+Activations stay fp32 here (the packed ``speed`` runtime quantizes them to int8 dynamically).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+
+import numpy as np
+import torch
+from torch.nn.utils import parametrize
+
+from deploytool.quant.quantizers import binarize, dequantize, ternarize
+from deploytool.train.batching import encode, load_data, make_accelerator
+from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
+    resolve_folder, save_folder
+from deploytool.train.config import QATConfig, QuantMode
+from deploytool.train.evaluate import evaluate_torch
+from deploytool.train.losses import distill_loss
+from deploytool.train.loop import run_loop
+from deploytool.train.subnet import check_supported, encoder_linears, encoder_of, subnet_forward
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["quantize_weight", "WeightQuantizer", "attach_quantizers", "freeze_quantized", "train_qat",
+           "quantized_modules"]
+
+
+def quantize_weight(w: torch.Tensor, mode: QuantMode | str, granularity: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(alpha * codes, alpha broadcastable to w), computed by the shared numpy quantizers."""
+    fn = binarize if QuantMode(mode) is QuantMode.BINARY else ternarize
+    codes, alpha = fn(w.detach().to("cpu", torch.float32).numpy(), granularity)
+    q = torch.from_numpy(dequantize(codes, alpha)).to(device=w.device, dtype=w.dtype)
+    a = torch.from_numpy(np.asarray(alpha, dtype=np.float32)).to(device=w.device, dtype=w.dtype)
+    return q, (a if a.dim() == 0 else a[:, None])
+
+
+class _STE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, w, q, keep):
+        ctx.save_for_backward(keep)
+        return q
+
+    @staticmethod
+    def backward(ctx, grad):
+        (keep,) = ctx.saved_tensors
+        return grad * keep, None, None
+
+
+class WeightQuantizer(torch.nn.Module):
+    """A parametrization: ``weight`` reads as its quantized value; gradients go straight through."""
+
+    def __init__(self, mode: QuantMode | str, granularity: str, clip: float):
+        super().__init__()
+        self.mode, self.granularity, self.clip = QuantMode(mode), granularity, float(clip)
+
+    def forward(self, w):
+        q, alpha = quantize_weight(w, self.mode, self.granularity)
+        keep = (w.abs() <= self.clip * alpha).to(w.dtype) if self.clip > 0 else torch.ones_like(w)
+        return _STE.apply(w, q, keep)
+
+
+def quantized_modules(model, quantize_embeddings: bool = True) -> dict[str, tuple[torch.nn.Module, str]]:
+    """name -> (module, granularity override or '') of every weight QAT quantizes."""
+    mods = {n: (m, "") for n, m in encoder_linears(model).items()}
+    if quantize_embeddings:
+        mods["word_embeddings"] = (encoder_of(model).embeddings.word_embeddings, "row")
+    return mods
+
+
+def attach_quantizers(model, mode, granularity: str = "layer", clip: float = 3.0, quantize_embeddings: bool = True):
+    for _, (mod, g) in quantized_modules(model, quantize_embeddings).items():
+        parametrize.register_parametrization(mod, "weight", WeightQuantizer(mode, g or granularity, clip))
+    return model
+
+
+def freeze_quantized(model):
+    """Replace latent weights by their quantized values and drop the parametrizations."""
+    for mod in list(model.modules()):
+        if parametrize.is_parametrized(mod, "weight"):
+            parametrize.remove_parametrizations(mod, "weight", leave_parametrized=True)
+    return model
+
+
+def train_qat(cfg: QATConfig) -> dict:
+    t0 = time.perf_counter()
+    folder = resolve_folder(cfg.teacher)
+    check_output_folder(cfg.output, inputs=(folder,))
+    ds = load_data(cfg.data)
+    acc = make_accelerator(cfg.threads, cfg.cpu, cfg.data.seed)
+    tok = load_tokenizer(folder)
+    teacher = load_classifier(folder, num_labels=ds.num_labels)
+    check_supported(teacher)
+    teacher.to(acc.device).eval().requires_grad_(False)
+    pad = tok.pad_token_id or 0
+    enc = encode(tok, ds.train, cfg.data.max_length, limit=cfg.data.max_train, what="train")
+    teacher_dev = evaluate_torch(teacher, tok, ds, "dev", cfg.data, device=acc.device)
+    student = copy.deepcopy(teacher).requires_grad_(True)
+    attach_quantizers(student, cfg.mode, cfg.granularity, cfg.clip, cfg.quantize_embeddings)
+    post_training = evaluate_torch(student, tok, ds, "dev", cfg.data, device=acc.device)
+    want = cfg.w_attention > 0
+    dkw = dict(temperature=cfg.temperature, w_logits=cfg.w_logits, w_hidden=cfg.w_hidden, w_attention=cfg.w_attention)
+
+    def step(m, b):
+        x = (b["input_ids"], b["attention_mask"], b["token_type_ids"])
+        with torch.no_grad():
+            t = subnet_forward(teacher, *x, want_scores=want)
+        s = subnet_forward(m, *x, want_scores=want)
+        return distill_loss(s, t, b["attention_mask"], **dkw)
+
+    hist = run_loop(acc, student, enc, step, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                    weight_decay=0.0, warmup_frac=cfg.warmup_frac, seed=cfg.data.seed, pad_id=pad,
+                    what=f"qat-{cfg.mode.value}")
+    freeze_quantized(student)
+    dev = evaluate_torch(student, tok, ds, "dev", cfg.data, device=acc.device)
+    result = {"command": "qat", "mode": cfg.mode.value, "granularity": cfg.granularity, "clip": cfg.clip,
+              "quantize_embeddings": cfg.quantize_embeddings, "teacher": str(folder), "output": str(cfg.output),
+              "dataset": ds.info.to_dict(), "train_examples": len(enc), "truncated_train": enc.truncated,
+              "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size, "max_length": cfg.data.max_length,
+              "training": hist, "teacher_dev": teacher_dev, "post_training_quantized_dev": post_training,
+              "dev": dev, "quantized": sorted(quantized_modules(student, cfg.quantize_embeddings))}
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    if acc.is_main_process:
+        save_folder(student, tok, cfg.output, meta={"qat": result, "teacher_meta": read_meta(folder)})
+    return result
