@@ -1,0 +1,96 @@
+"""Head and FFN pruning on ONNX vs transformers' own ``prune_heads`` and nn.Linear slicing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from deploytool.errors import ConfigError
+from deploytool.passes.prune_ffn import FFNPruneConfig, prune_ffn_file
+from deploytool.passes.prune_heads import HeadPruneConfig, parse_heads_spec, prune_heads_file
+from deploytool.testing import reference as ref
+from deploytool.testing.prune_cases import max_diff, run_bytes
+from deploytool.testing.tiny import fixed_inputs
+
+SHAPE = dict(layers=2, hidden=32, heads=4, ffn=48, seed=21)
+
+
+def test_parse_heads_spec():
+    assert parse_heads_spec("0:1,3;2:0") == {0: (1, 3), 2: (0,)}
+    assert parse_heads_spec(" 1:2 ; ") == {1: (2,)}
+    for bad in ("", "0", "x:1", "0:1;0:2"):
+        with pytest.raises(ConfigError):
+            parse_heads_spec(bad)
+
+
+def test_head_config_validation():
+    with pytest.raises(ConfigError, match="exactly one"):
+        HeadPruneConfig()
+    with pytest.raises(ConfigError, match="ratio"):
+        HeadPruneConfig(ratio=1.0)
+    with pytest.raises(ConfigError, match="head id"):
+        HeadPruneConfig(heads={0: [-1]})
+    with pytest.raises(ConfigError, match="twice"):
+        HeadPruneConfig(heads={0: [1, 1]})
+    with pytest.raises(ConfigError, match="keep"):
+        FFNPruneConfig(keep=float("nan"))
+
+
+@pytest.mark.parametrize("family,exporter", [("bert", "torch"), ("distilbert", "torch"), ("bert", "dynamo")])
+def test_prune_heads_matches_transformers(tiny_onnx, tiny_torch_model, tmp_path, family, exporter):
+    src = tiny_onnx(family, exporter=exporter, **SHAPE)
+    heads = {0: [0, 2, 3], 1: [1]}
+    dst = tmp_path / "h.onnx"
+    res = prune_heads_file(src, dst, HeadPruneConfig(heads=heads))
+    onnx.checker.check_model(onnx.load(str(dst)), full_check=True)
+    assert res.stats["heads_per_layer"] == [1, 3]
+    want = ref.prune_heads_reference(tiny_torch_model(family, **SHAPE), heads)
+    for lengths in [(8, 5, 3), (12, 2)]:
+        feeds = fixed_inputs(lengths=lengths)
+        assert max_diff(run_bytes(dst.read_bytes(), feeds), ref.torch_outputs(want, feeds)) <= 1e-4
+
+
+def test_ratio_removes_least_important(tiny_onnx, tiny_torch_model, tmp_path):
+    src = tiny_onnx("bert", exporter="torch", **SHAPE)
+    imp = tmp_path / "imp.json"
+    imp.write_text(json.dumps({"format": "deploytool-importance/1", "heads": [[4, 1, 3, 2], [0.1, 0.4, 0.3, 0.2]],
+                               "neurons": [[1.0] * 48] * 2, "source": "test", "model": "tiny"}))
+    res = prune_heads_file(src, tmp_path / "r.onnx", HeadPruneConfig(ratio=0.5, importance=imp))
+    assert res.stats["heads_removed"] == {"0": [1, 3], "1": [0, 3]}
+    assert res.stats["importance"] == "test"
+    want = ref.prune_heads_reference(tiny_torch_model("bert", **SHAPE), {0: [1, 3], 1: [0, 3]})
+    feeds = fixed_inputs()
+    assert max_diff(run_bytes((tmp_path / "r.onnx").read_bytes(), feeds), ref.torch_outputs(want, feeds)) <= 1e-4
+
+
+def test_ratio_without_file_names_the_fallback(tiny_onnx, tmp_path):
+    src = tiny_onnx("bert", exporter="torch", **SHAPE)
+    res = prune_heads_file(src, tmp_path / "m.onnx", HeadPruneConfig(ratio=0.25))
+    assert res.stats["importance"] == "weight-magnitude (data-free)"
+    assert res.stats["heads_per_layer"] == [3, 3]
+
+
+@pytest.mark.parametrize("family", ["bert", "distilbert"])
+def test_prune_ffn_matches_reference(tiny_onnx, tiny_torch_model, tmp_path, family):
+    src = tiny_onnx(family, exporter="torch", **SHAPE)
+    rng = np.random.default_rng(3)
+    drop = {0: sorted(rng.choice(48, 30, replace=False).tolist()), 1: [0, 47]}
+    dst = tmp_path / "f.onnx"
+    res = prune_ffn_file(src, dst, FFNPruneConfig(neurons=drop))
+    assert res.stats["neurons_per_layer"] == [18, 46]
+    keep = {i: [j for j in range(48) if j not in set(v)] for i, v in drop.items()}
+    model = tiny_torch_model(family, **SHAPE)
+    want = ref.ffn_reference(model, keep)
+    feeds = fixed_inputs(lengths=(8, 5, 3))
+    assert max_diff(run_bytes(dst.read_bytes(), feeds), ref.torch_outputs(want, feeds)) <= 1e-4
+    assert res.stats["params_before"] - res.stats["params_after"] == ref.num_params(model) - ref.num_params(want)
+
+
+def test_prune_ffn_keep_fraction(tiny_onnx, tmp_path):
+    src = tiny_onnx("bert", exporter="torch", **SHAPE)
+    res = prune_ffn_file(src, tmp_path / "k.onnx", FFNPruneConfig(keep=0.25))
+    assert res.stats["neurons_per_layer"] == [12, 12]
+    assert res.stats["importance"] == "weight-magnitude (data-free)"

@@ -1,0 +1,117 @@
+"""DynaBERT slicing: configs, layer selection, ONNX vs the PyTorch reference, file size, fusion afterwards."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from deploytool.errors import ConfigError
+from deploytool.passes.slice_subnetwork import SliceConfig, depth_keep, slice_file, width_keep
+from deploytool.testing import reference as ref
+from deploytool.testing.prune_cases import max_diff, run_bytes
+from deploytool.testing.tiny import fixed_inputs
+
+SHAPE = dict(layers=3, hidden=32, heads=4, ffn=48, seed=11)
+LENGTHS = [(8, 5, 3), (16, 1), (4,)]
+
+
+@pytest.mark.parametrize("field,value", [("width", 0), ("width", 1.5), ("width", math.nan), ("width", -1),
+                                         ("depth", 0), ("depth", 2), ("depth", math.inf), ("width", "0.5"),
+                                         ("depth", True)])
+def test_config_refuses(field, value):
+    with pytest.raises(ConfigError) as e:
+        SliceConfig(**{field: value})
+    assert field in str(e.value) and "0 <" in str(e.value) and "<= 1" in str(e.value)
+
+
+def test_config_accepts_range():
+    assert SliceConfig(0.5, 0.75) == SliceConfig(width=0.5, depth=0.75)
+    assert SliceConfig(1, 1).width == 1
+
+
+def test_depth_rule_matches_dynabert():
+    assert depth_keep(0.5, 12) == [0, 2, 4, 6, 8, 10]
+    assert depth_keep(0.75, 12) == [0, 1, 2, 4, 5, 6, 8, 9, 10]
+    assert depth_keep(1.0, 6) == list(range(6))
+    assert depth_keep(0.25, 12) == [0, 4, 8]
+    assert depth_keep(0.04, 12) == []
+    for L in range(1, 25):
+        for d in np.linspace(0.05, 1, 20):
+            keep = depth_keep(float(d), L)
+            assert keep == sorted(set(keep)) and all(0 <= i < L for i in keep)
+
+
+def test_width_rounds_to_heads():
+    assert [width_keep(w, 12) for w in (0.25, 0.5, 0.75, 1.0)] == [3, 6, 9, 12]
+    assert width_keep(0.3, 4) == 1 and width_keep(0.375, 4) == 2  # half up, a multiple of 1/heads
+
+
+@pytest.mark.parametrize("exporter", ["torch", "dynamo"])
+@pytest.mark.parametrize("w,d", [(0.5, 0.75), (0.75, 1.0), (0.25, 0.5)])
+def test_slice_file_matches_reference(tiny_onnx, tiny_torch_model, tmp_path, exporter, w, d):
+    src = tiny_onnx("bert", exporter=exporter, **SHAPE)
+    dst = tmp_path / "s.onnx"
+    res = slice_file(src, dst, SliceConfig(w, d))
+    proto = onnx.load(str(dst))
+    onnx.checker.check_model(proto, full_check=True)
+    model = tiny_torch_model("bert", **SHAPE)
+    sliced = ref.slice_reference(model, w, d)
+    for lengths in LENGTHS:
+        feeds = fixed_inputs(lengths=lengths, seed=len(lengths))
+        assert max_diff(run_bytes(dst.read_bytes(), feeds), ref.torch_outputs(sliced, feeds)) <= 1e-4
+    s = res.stats
+    assert s["layers_after"] == len(depth_keep(d, 3)) and s["layers_kept"] == depth_keep(d, 3)
+    assert s["heads_per_layer"] == [width_keep(w, 4)] * s["layers_after"]
+    assert s["width_effective"] == width_keep(w, 4) / 4 and "DynaBERT" in s["width_note"]
+    removed = ref.num_params(model) - ref.num_params(sliced)
+    assert s["params_before"] - s["params_after"] == removed
+    # the file shrinks by the removed fp32 parameters plus the removed nodes' own protobuf bytes
+    shrink = s["bytes_before"] - s["bytes_after"]
+    structure_bytes = _non_weight_bytes(onnx.load(str(src))) - _non_weight_bytes(proto)
+    assert abs(shrink - 4 * removed - structure_bytes) <= 0.005 * 4 * removed + 256, (shrink, 4 * removed)
+    # the architecture metadata follows the new shape
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["deploytool.num_layers"] == str(s["layers_after"])
+    assert meta["deploytool.heads_per_layer"] == ",".join(map(str, s["heads_per_layer"]))
+
+
+def _non_weight_bytes(proto) -> int:
+    """Serialized size minus the float weights' data (node protos, names, shape constants...)."""
+    big = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and np.prod(t.dims) > 1]
+    return proto.ByteSize() - sum(len(t.raw_data) or 4 * len(t.float_data) for t in big)
+
+
+def test_slice_cli_prints_counts(tiny_onnx, tmp_path):
+    src = tiny_onnx("bert", exporter="torch", **SHAPE)
+    out = tmp_path / "cli.onnx"
+    res = CliRunner().invoke(__import__("deploytool.cli", fromlist=["main"]).main,
+                             ["slice", str(src), "--width", "0.5", "--depth", "0.75", "-o", str(out)])
+    assert res.exit_code == 0, res.output + res.stderr
+    assert out.exists()
+    assert "heads   12 -> 4" in res.output and "layers  3 -> 2" in res.output
+    assert "multiple of 1/heads" in res.output
+
+
+def test_sliced_model_still_fuses(tiny_onnx, tiny_torch_model, tmp_path):
+    """ORT's transformer optimizer fuses every sliced layer into Attention, with per-layer head counts."""
+    from deploytool.passes.prune_heads import HeadPruneConfig, prune_heads_file
+    from deploytool.runtime.fuse import fuse_transformer
+
+    src = tiny_onnx("bert", exporter="torch", **SHAPE)
+    pruned = tmp_path / "p.onnx"
+    heads = {0: [1], 1: [0, 2, 3]}  # 3, 1, 4 heads left
+    prune_heads_file(src, pruned, HeadPruneConfig(heads=heads))
+    fused = tmp_path / "f.onnx"
+    # num_heads=0: ORT detects each layer's head count from its own Reshape constants
+    fres = fuse_transformer(pruned, fused, num_heads=0, hidden_size=0)
+    attn = [n for n in onnx.load(str(fused)).graph.node if n.op_type == "Attention"]
+    assert len(attn) == 3, fres.fused_ops
+    got = sorted(a.i for n in attn for a in n.attribute if a.name == "num_heads")
+    assert got == [1, 3, 4]
+    model = ref.prune_heads_reference(tiny_torch_model("bert", **SHAPE), heads)
+    feeds = fixed_inputs(lengths=(8, 5, 3))
+    assert max_diff(run_bytes(fused.read_bytes(), feeds), ref.torch_outputs(model, feeds)) <= 1e-4
