@@ -238,6 +238,8 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
                                        f"{desc} seq {seq}"))
         return cb
 
+    if progress is not None:
+        progress(ProgressEvent(0, total, "start", "starting worker"))
     memory: list[dict[str, Any]] = []
     if interleaved:
         for i, entry in enumerate(entries):
