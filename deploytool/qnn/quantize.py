@@ -291,6 +291,10 @@ def quantize_for_qnn(model: onnx.ModelProto, cfg: QnnQuantConfig, *,
         stats["mask_value"] = cfg.mask_value
         stats["mask_skipped"] = [s.reason for s in r.skipped]
     prepared = ir.serde.serialize_model(work)
+    # qnn_preprocess_model (ORT 1.32) crashes on a model with metadata_props (dict.update on protobuf
+    # entries): take them off and put them back on the QDQ model
+    metadata = [(p.key, p.value) for p in prepared.metadata_props]
+    del prepared.metadata_props[:]
     tok = find_tokenizer(model_path, cfg.tokenizer)
     feeds, note = calibration_inputs(prepared, seq_len=seq, n=cfg.calibration_size, data=cfg.calibration_data,
                                      tokenizer=tok, seed=cfg.seed)
@@ -304,6 +308,10 @@ def quantize_for_qnn(model: onnx.ModelProto, cfg: QnnQuantConfig, *,
                                   weight_type=cfg.weight_dtype.ort_type(), per_channel=cfg.per_channel)
         quantize(str(qin), str(out), qcfg)
         qdq = onnx.load(str(out))
+    present = {p.key for p in qdq.metadata_props}
+    for k, v in metadata:
+        if k not in present:
+            qdq.metadata_props.add(key=k, value=v)
     stats["preprocess_fused"] = bool(fused)
     stats["nodes"] = len(qdq.graph.node)
     stats["quantize_s"] = round(time.perf_counter() - t0, 3)

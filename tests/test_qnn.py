@@ -1,0 +1,264 @@
+"""QNN (Snapdragon HTP) path on tiny BERTs: coverage, strict mode, numerics, context binaries, bad input.
+
+The HTP backend of onnxruntime-qnn is an emulator on x86 that really compiles and runs QNN graphs;
+tiny models (1-2 layers, hidden 32, seq 8) keep each compile/run well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from deploytool.cli import main
+from deploytool.errors import ConfigError
+
+pytest.importorskip("onnxruntime_qnn")
+pytestmark = pytest.mark.qnn
+
+SEQ = 8
+PROFILE = "snapdragon-sm8650"
+# HTP (emulated) vs the CPU EP running the same u16/u8 QDQ model: measured 7e-4 abs (rel 1.8e-4)
+# on this tiny BERT; the tolerance leaves room for other seeds/SoCs but catches a wrong scale.
+HTP_VS_CPU_REL_TOL = 5e-3
+# u16/u8 QDQ on the HTP vs the fp32 model (256 calibration rows): measured 8e-3 abs (rel 2.2e-3)
+HTP_VS_FP32_REL_TOL = 2e-2
+
+
+def _run_cli(*args):
+    return CliRunner().invoke(main, list(map(str, args)))
+
+
+def _one_line_error(result, *words):
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    err = result.stderr.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert "Traceback" not in result.output
+    for w in words:
+        assert w.lower() in err.lower(), (w, err)
+    return err
+
+
+@pytest.fixture(scope="module")
+def fp32(tiny_onnx):
+    return tiny_onnx("bert", layers=1)
+
+
+@pytest.fixture(scope="module")
+def qnn_qdq(fp32, tmp_path_factory):
+    """The tiny BERT quantized the QNN way (u16/u8, bounded mask, 256 seeded calibration rows)."""
+    from deploytool.qnn.quantize import QnnQuantConfig, quantize_file
+
+    out = tmp_path_factory.mktemp("qnn") / "qnn_u16u8.onnx"
+    quantize_file(fp32, out, QnnQuantConfig(seq_len=SEQ, calibration_data=None, calibration_size=256))
+    return out
+
+
+@pytest.fixture(scope="module")
+def plain_qdq(fp32, tmp_path_factory):
+    """The same model through plain ``quantize_static`` (QDQ, uint8): GELU stays an Erf."""
+    from onnxruntime.quantization import QuantFormat, quantize_static
+
+    from deploytool.qnn.quantize import _Reader, calibration_inputs, static_shapes
+
+    d = tmp_path_factory.mktemp("plain")
+    fixed, _ = static_shapes(onnx.load(str(fp32)), SEQ)
+    onnx.save(fixed, str(d / "fixed.onnx"))
+    feeds, _ = calibration_inputs(fixed, seq_len=SEQ, n=32, data=None, tokenizer=None)
+    quantize_static(str(d / "fixed.onnx"), str(d / "plain.onnx"), _Reader(feeds), quant_format=QuantFormat.QDQ)
+    return d / "plain.onnx"
+
+
+@pytest.fixture(scope="module")
+def target():
+    from deploytool.qnn import load_target
+
+    return load_target(PROFILE)
+
+
+# ---------------------------------------------------------------- targets and profiles
+@pytest.mark.parametrize("name,soc,arch", [("snapdragon-sm8550", 43, "v73"), ("snapdragon-sm8650", 57, "v75"),
+                                           ("snapdragon-sm8750", 69, "v79")])
+def test_profiles_carry_cpu_and_npu(name, soc, arch):
+    from deploytool.profiles import load_profile
+    from deploytool.qnn import load_target
+
+    prof = load_profile(name)
+    assert prof.total_cores == 8 and prof.budgets.p90_latency_ms
+    t = load_target(name)
+    assert (t.soc_model, t.htp_arch, t.profile) == (soc, arch, name)
+    assert t.dtypes == "u16/u8"
+
+
+def test_target_validation():
+    from deploytool.qnn import QnnTarget
+
+    with pytest.raises(ConfigError, match="unknown QNN soc_model 12345"):
+        QnnTarget(soc_model=12345)
+    with pytest.raises(ConfigError, match="htp_arch: soc_model 57 .* v75, not v73"):
+        QnnTarget(soc_model=57, htp_arch="v73")
+    with pytest.raises(ConfigError, match="activation_dtype"):
+        QnnTarget(soc_model=57, activation_dtype="uint4")
+    assert QnnTarget(soc_model=69).provider_options() == {"backend_type": "htp", "soc_model": "69", "htp_arch": "79"}
+
+
+# ---------------------------------------------------------------- the mask
+def test_bound_mask_pass_keeps_outputs(fp32):
+    import onnx_ir as ir
+    import onnxruntime as ort
+
+    from deploytool.qnn.mask import BoundAttentionMaskPass
+    from deploytool.qnn.quantize import calibration_inputs, static_shapes
+
+    ref, _ = static_shapes(onnx.load(str(fp32)), SEQ)
+    m = ir.serde.deserialize_model(ref)
+    r = BoundAttentionMaskPass(-30.0)(m)
+    assert r.modified and r.stats["masks_bounded"] == 1 and r.stats["changes"][0]["was"] < -1e38
+    bounded = ir.serde.serialize_model(m)
+    again = BoundAttentionMaskPass(-30.0)(ir.serde.deserialize_model(bounded))
+    assert not again.modified and again.skipped  # says why it did nothing
+    feeds, _ = calibration_inputs(ref, seq_len=SEQ, n=6, data=None, tokenizer=None, seed=3)
+    assert any(f["attention_mask"].min() == 0 for f in feeds)  # padded rows are in there
+    a = ort.InferenceSession(ref.SerializeToString(), providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(bounded.SerializeToString(), providers=["CPUExecutionProvider"])
+    for f in feeds:
+        np.testing.assert_allclose(a.run(None, f)[0], b.run(None, f)[0], atol=1e-5)
+
+
+# ---------------------------------------------------------------- coverage, strict mode, numerics
+def test_qnn_prepared_model_runs_strictly_on_htp(qnn_qdq, fp32, target):
+    from deploytool.qnn import QnnCheckConfig, check_model
+
+    rep = check_model(qnn_qdq, QnnCheckConfig(target, seq_len=SEQ, reference=str(fp32), strict=True))
+    assert rep.strict_passed and rep.strict_error is None
+    assert rep.coverage.fallback == () and rep.coverage.qnn_nodes > 100
+    # only the graph output's DequantizeLinear is on the CPU, by QNN's design
+    assert all(n.op_type == "DequantizeLinear" for n in rep.coverage.on_cpu)
+    acc = rep.accuracy
+    assert acc["htp_vs_cpu_ep_same_qdq"]["rel_max"] < HTP_VS_CPU_REL_TOL, acc
+    assert acc["htp_vs_fp32"]["rel_max"] < HTP_VS_FP32_REL_TOL, acc
+    d = rep.to_dict()
+    assert d["emulated"] and d["label"].startswith("EMULATED") and d["latency_ms"] is None
+    assert d["sdk"]["qnn_sdk"] == "2.51.0"
+
+
+def test_plain_quantize_static_leaves_erf_on_cpu(plain_qdq, target):
+    from deploytool.qnn import QnnCheckConfig, check_model
+
+    rep = check_model(plain_qdq, QnnCheckConfig(target, seq_len=SEQ))
+    assert not rep.strict_passed
+    erf = [n for n in rep.coverage.unsupported if n.op_type == "Erf"]
+    assert len(erf) == 1 and "Erf" in erf[0].reason  # QNN's own reason
+    assert "Erf" in rep.strict_error
+
+
+def test_cli_strict_fails_naming_erf(plain_qdq, tmp_path):
+    out = tmp_path / "report.json"
+    r = _run_cli("qnn", "check", plain_qdq, "--profile", PROFILE, "--seq-len", SEQ, "--strict", "--json", out)
+    _one_line_error(r, "strict mode", "Erf")
+    assert not out.exists()
+    r = _run_cli("qnn", "compile", plain_qdq, "--profile", PROFILE, "--seq-len", SEQ, "-o", tmp_path / "ctx")
+    _one_line_error(r, "without CPU fallback")
+    assert not (tmp_path / "ctx").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_cli_check_quantizes_and_writes_json_and_rows(fp32, tmp_path):
+    js, rows = tmp_path / "c.json", tmp_path / "rows.json"
+    r = _run_cli("qnn", "check", fp32, "--profile", "snapdragon-sm8750", "--seq-len", SEQ, "--quantize",
+                 "--act", "uint8", "--calib-data", "none", "--calib-size", 64, "--json", js, "--rows", rows)
+    assert r.exit_code == 0, r.output
+    assert "EMULATED" in r.output and "strict (no CPU fallback): PASS" in r.output
+    d = json.loads(js.read_text())
+    assert d["precision"] == "u8/u8" and d["target"]["soc_model"] == 69 and d["strict"]["passed"]
+    assert "seeded random token-id" in d["prepare"]["calibration"]  # no tokenizer: said so
+    row = json.loads(rows.read_text())
+    assert row["kind"] == "deploytool.device_rows" and row["rows"][0]["latency_ms"] is None
+    assert row["rows"][0]["emulated"] is True and row["rows"][0]["strict"] is True
+
+
+def test_fp16_mode_runs_float_model(fp32, target):
+    from deploytool.qnn import QnnCheckConfig, check_model
+
+    rep = check_model(fp32, QnnCheckConfig(target.with_(precision="fp16"), seq_len=SEQ))
+    assert rep.mode == "fp16" and rep.strict_passed
+    assert rep.accuracy["htp_vs_fp32"]["rel_max"] < 1e-2  # fp16 arithmetic
+
+
+def test_sliced_and_head_pruned_models(tiny_onnx, tmp_path, target):
+    from deploytool.passes.prune_heads import HeadPruneConfig, prune_heads_file
+    from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
+    from deploytool.qnn import QnnCheckConfig, QnnQuantConfig, check_model
+
+    src = tiny_onnx("bert", layers=2)
+    slice_file(src, tmp_path / "sliced.onnx", SliceConfig(width=0.5, depth=0.5))
+    prune_heads_file(src, tmp_path / "pruned.onnx", HeadPruneConfig(heads={0: [1, 2], 1: [0]}))
+    quant = QnnQuantConfig(seq_len=SEQ, calibration_data=None, calibration_size=128)
+    for name in ("sliced.onnx", "pruned.onnx"):
+        rep = check_model(tmp_path / name, QnnCheckConfig(target, quant=quant, seq_len=SEQ))
+        assert rep.strict_passed, (name, rep.strict_error)
+        assert rep.prepare["mask_bounded"] == 1
+        assert rep.accuracy["htp_vs_fp32"]["min_cosine"] > 0.99, (name, rep.accuracy)
+
+
+# ---------------------------------------------------------------- offline compile
+def test_context_binary_for_two_socs_reloads(qnn_qdq, tmp_path):
+    from deploytool.qnn import load_target
+    from deploytool.qnn.ep import qnn_session
+    from deploytool.qnn.quantize import calibration_inputs
+
+    for prof, soc, arch in (("snapdragon-sm8550", "SM8550", "v73"), ("snapdragon-sm8750", "SM8750", "v79")):
+        out = tmp_path / prof
+        r = _run_cli("qnn", "compile", qnn_qdq, "--profile", prof, "--seq-len", SEQ, "-o", out)
+        assert r.exit_code == 0, r.output
+        rep = json.loads((out / "qnn_compile.json").read_text())
+        assert rep["binary_target"] == {"soc_name": soc, "htp_arch": arch}  # written by QNN's compiler
+        assert rep["context_binary_bytes"] > 10_000 and rep["reload"]["ok"]
+        assert rep["sdk"]["onnxruntime_qnn"] == "2.7.0" and rep["latency_ms"] is None
+        ctx = out / rep["context_model"]
+        assert [n.op_type for n in onnx.load(str(ctx), load_external_data=False).graph.node] == ["EPContext"]
+        sess, _ = qnn_session(ctx, load_target(prof), strict=True)
+        feeds, _ = calibration_inputs(onnx.load(str(qnn_qdq)), seq_len=SEQ, n=1, data=None, tokenizer=None)
+        assert np.isfinite(sess.run(None, feeds[0])[0]).all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["snapdragon-sm8550", "snapdragon-sm8750"]  # no temp left
+    r = _run_cli("qnn", "compile", qnn_qdq, "--profile", PROFILE, "--seq-len", SEQ, "-o", tmp_path / "snapdragon-sm8550")
+    _one_line_error(r, "not empty")
+
+
+# ---------------------------------------------------------------- bad input
+def test_fp32_model_strict_without_fp16_is_refused(fp32, tmp_path):
+    out = tmp_path / "c.json"
+    r = _run_cli("qnn", "check", fp32, "--profile", PROFILE, "--seq-len", SEQ, "--strict", "--json", out)
+    _one_line_error(r, "fp32", "without fp16 mode", fp32.name)
+    r = _run_cli("qnn", "compile", fp32, "--profile", PROFILE, "--seq-len", SEQ, "-o", tmp_path / "ctx")
+    _one_line_error(r, "fp32")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_soc_model_is_refused(qnn_qdq, tmp_path):
+    src = Path(__file__).resolve().parents[1] / "device_profiles" / f"{PROFILE}.yaml"
+    bad = tmp_path / "snapdragon-bad.yaml"
+    bad.write_text(src.read_text().replace("name: snapdragon-sm8650", "name: snapdragon-bad")
+                   .replace("soc_model: 57, htp_arch: v75", "soc_model: 12345, htp_arch: v75"))
+    r = _run_cli("qnn", "check", qnn_qdq, "--profile", bad, "--seq-len", SEQ)
+    _one_line_error(r, "soc_model", "12345")
+    r = _run_cli("qnn", "compile", qnn_qdq, "--profile", bad, "--seq-len", SEQ, "-o", tmp_path / "ctx")
+    _one_line_error(r, "12345")
+    assert not (tmp_path / "ctx").exists()
+
+
+def test_missing_onnxruntime_qnn(qnn_qdq, fp32, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime_qnn", None)  # import now raises ImportError
+    for args in (("check", qnn_qdq, "--json", tmp_path / "c.json"),
+                 ("compile", qnn_qdq, "-o", tmp_path / "ctx"),
+                 ("quantize", fp32, "-o", tmp_path / "q.onnx")):
+        r = _run_cli("qnn", *args, "--profile", PROFILE, "--seq-len", SEQ)
+        _one_line_error(r, "onnxruntime-qnn is not installed")
+    assert list(tmp_path.iterdir()) == []
+    # the rest of deploytool is unaffected
+    r = _run_cli("profiles")
+    assert r.exit_code == 0, r.output
