@@ -1,0 +1,202 @@
+"""Packed ternary/binary models: equal to the fake-quantized fp32 model, bits really stored, sizes.
+
+Tolerances: where activations stay fp32 (MatMulNBits accuracy_level 0, embeddings) the packed model
+equals the fp32 model with quantized weights to 1e-5. The int8-kernel paths (speed, densest, binary:
+DynamicQuantizeMatMul) also quantize activations per tensor to uint8 at run time; there the stated
+tolerance is 2e-2 absolute on LayerNorm-scaled outputs (measured ~5e-4), and the stored codes are
+checked bit-exactly against the quantizer instead.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from deploytool import onnx_io
+from deploytool.errors import PassRefusedError
+from deploytool.passes.pack_weights import (
+    PACKING_KEY, FakeQuantWeightsPass, PackConfig, PackWeightsPass, pack_file,
+)
+from deploytool.quant import binarize, ternarize
+from deploytool.runtime.infer import run_onnx
+from deploytool.testing.tiny import fixed_inputs
+
+SHAPE = dict(layers=2, hidden=32, heads=4, ffn=64, seed=3)
+FEEDS = fixed_inputs(vocab=100, lengths=(8, 5))
+
+
+@pytest.fixture(scope="module")
+def src(tiny_onnx):
+    return tiny_onnx("bert", exporter="torch", **SHAPE)
+
+
+def _run(path_or_bytes):
+    out = run_onnx(path_or_bytes, FEEDS)
+    return next(iter(out.values()))
+
+
+def _reference(src, config):
+    model = onnx_io.load_model(src)
+    FakeQuantWeightsPass(config)(model)
+    return _run(_bytes(model))
+
+
+def _bytes(model):
+    import onnx_ir as ir
+
+    return ir.serde.serialize_model(model).SerializeToString()
+
+
+CASES = [  # weights, runtime, granularity, embeddings, tolerance
+    ("ternary", "memory", "row", None, 1e-5),
+    ("binary", "memory", "layer", None, 1e-5),
+    ("ternary", "memory", "layer", "int8", 1e-5),
+    ("ternary", "memory", "row", "fp32", 1e-5),
+    ("ternary", "speed", "layer", None, 2e-2),
+    ("ternary", "speed", "row", None, 2e-2),
+    ("ternary", "densest", "row", None, 2e-2),
+    ("binary", "speed", "row", None, 2e-2),
+    ("binary", "densest", "layer", "binary", 2e-2),
+]
+
+
+@pytest.mark.parametrize("weights,runtime,granularity,embeddings,tol", CASES)
+def test_packed_equals_fake_quantized(src, tmp_path, weights, runtime, granularity, embeddings, tol):
+    cfg = PackConfig(weights=weights, runtime=runtime, granularity=granularity, embeddings=embeddings,
+                     accuracy_level=0)
+    out = tmp_path / "packed.onnx"
+    res = pack_file(src, out, cfg)
+    y, ref, y32 = _run(out), _reference(src, cfg), _run(src)
+    assert np.abs(y - ref).max() <= tol
+    # and the quantization really changed the model (the comparison is not vacuous)
+    assert np.abs(ref - y32).max() > 10 * tol
+    # 2 layers x (Q, K, V, O, FFN in, FFN out) + the word embeddings unless they stay fp32
+    assert res.stats["weights_packed"] == (12 if embeddings == "fp32" else 13)
+    assert res.stats["bytes_after"] < res.stats["bytes_before"]
+
+
+def _decode_trit5(data: np.ndarray, n: int) -> np.ndarray:
+    digits = []
+    for byte in data.tolist():
+        for _ in range(5):
+            digits.append(byte % 3 - 1)
+            byte //= 3
+    return np.array(digits[:n], np.int8)
+
+
+def _decode_2bit(data: np.ndarray, n: int) -> np.ndarray:
+    vals = []
+    for byte in data.ravel().tolist():
+        vals.extend(((byte >> s) & 3) - 2 for s in (0, 2, 4, 6))
+    return np.array(vals[:n], np.int8)
+
+
+@pytest.mark.parametrize("weights,runtime,granularity", [("ternary", "speed", "row"), ("ternary", "densest", "layer"),
+                                                         ("binary", "speed", "layer"), ("ternary", "memory", "row")])
+def test_stored_codes_are_the_quantizer_codes(src, tmp_path, weights, runtime, granularity):
+    cfg = PackConfig(weights=weights, runtime=runtime, granularity=granularity)
+    out = tmp_path / "p.onnx"
+    pack_file(src, out, cfg)
+    orig = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(src)).graph.initializer}
+    packed = onnx.load(str(out))
+    inits = {t.name: t for t in packed.graph.initializer}
+    record = json.loads({p.key: p.value for p in packed.metadata_props}[PACKING_KEY])
+    checked = 0
+    for name, info in record.items():
+        if info["role"] == "embedding":
+            continue
+        w = orig[name].astype(np.float32)  # MatMul B: [K, N]
+        quant = binarize if weights == "binary" else ternarize
+        codes, alpha = quant(w.T, granularity)  # PyTorch layout [N, K]
+        stem = name.replace("::", "_").replace("/", "_")
+        if runtime == "memory":
+            t = inits[stem + "_nbits2"]
+            blob = numpy_helper.to_array(t)  # [N, blocks, bs/4]
+            k = w.shape[0]
+            got = np.stack([_decode_2bit(blob[j], blob.shape[1] * blob.shape[2] * 4)[:k] for j in range(blob.shape[0])])
+            np.testing.assert_array_equal(got, codes)
+            assert t.data_type == onnx.TensorProto.UINT8
+        elif info["scheme"] == "ternary2":
+            t = inits[stem + "_int2"]
+            assert t.data_type == onnx.TensorProto.INT2 and len(t.raw_data) == -(-w.size // 4)
+            np.testing.assert_array_equal(numpy_helper.to_array(t).astype(np.int8), codes.T)
+        elif info["scheme"] == "trit5":
+            t = inits[stem + "_trit5"]
+            assert len(t.raw_data) == -(-w.size // 5)
+            np.testing.assert_array_equal(_decode_trit5(numpy_helper.to_array(t), w.size).reshape(w.shape), codes.T)
+        else:
+            t = inits[stem + "_binary1"]
+            bits = np.unpackbits(numpy_helper.to_array(t), bitorder="little")[: w.size].reshape(w.shape)
+            np.testing.assert_array_equal(bits.astype(np.int8) * 2 - 1, codes.T)
+        assert name not in inits  # the fp32 weight is gone
+        checked += 1
+    assert checked == 12
+
+
+def test_metadata_and_roles(src, tmp_path):
+    out = tmp_path / "p.onnx"
+    res = pack_file(src, out, PackConfig(weights="ternary", runtime="densest"))
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    record = json.loads(meta[PACKING_KEY])
+    roles = sorted(r["role"] for r in record.values())
+    assert roles.count("attention") == 8 and roles.count("ffn") == 4 and roles.count("embedding") == 1
+    emb = next(r for r in record.values() if r["role"] == "embedding")
+    assert emb["shape"] == [100, 32] and emb["scheme"] == "trit5"
+    lin = next(r for r in record.values() if r["role"] == "ffn")
+    assert lin["scheme"] == "trit5" and 1.6 <= lin["bits"] < 1.7
+    assert "qat" in res.stats["note"]
+    assert set(res.stats["by_role"]) == {"attention", "ffn", "embedding"}
+
+
+def test_pooler_and_classifier_stay_fp32(tiny_onnx, tmp_path):
+    src = tiny_onnx("bert", exporter="torch", task="sequence-classification", **SHAPE)
+    res = pack_file(src, tmp_path / "p.onnx", PackConfig(weights="binary", runtime="memory"))
+    reasons = " ".join(s.reason for s in res.skipped)
+    assert res.stats["weights_packed"] == 13 and "pooler" in reasons
+
+
+@pytest.mark.parametrize("weights,runtime,target", [("ternary", "speed", 14.9), ("ternary", "densest", 18.0),
+                                                    ("binary", "speed", 28.0)])
+def test_linear_weights_shrink_by_target(tiny_onnx, tmp_path, weights, runtime, target):
+    src = tiny_onnx("bert", exporter="torch", layers=1, hidden=128, heads=4, ffn=512, vocab=100)
+    res = pack_file(src, tmp_path / "p.onnx", PackConfig(weights=weights, runtime=runtime, embeddings="fp32"))
+    for role in ("attention", "ffn"):
+        r = res.stats["by_role"][role]
+        assert r["bytes_before"] / r["bytes_after"] >= target, (role, r)
+
+
+def test_ort_folds_the_unpacking_subgraph(src, tmp_path):
+    import onnxruntime as ort
+
+    out = tmp_path / "p.onnx"
+    pack_file(src, out, PackConfig(weights="ternary", runtime="densest", embeddings="fp32"))
+    assert any(n.op_type == "Mod" for n in onnx.load(str(out)).graph.node)
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+    assert "Mod" not in ops and "Div" not in ops and ops.count("DynamicQuantizeMatMul") == 12
+
+
+def test_speed_upgrades_opset_or_refuses(src, tmp_path):
+    out = tmp_path / "p.onnx"
+    res = pack_file(src, out, PackConfig(runtime="speed"))
+    assert {o.domain: o.version for o in onnx.load(str(out)).opset_import}[""] == 25
+    assert "-> 25" in str(res.stats["opset"])
+    with pytest.raises(PassRefusedError, match="opset 17 is too old for INT2"):
+        pack_file(src, tmp_path / "q.onnx", PackConfig(runtime="speed", upgrade_opset=False))
+    assert not (tmp_path / "q.onnx").exists()
+    # densest and memory need no upgrade
+    pack_file(src, tmp_path / "d.onnx", PackConfig(runtime="densest", upgrade_opset=False))
+    assert {o.domain: o.version for o in onnx.load(str(tmp_path / "d.onnx")).opset_import}[""] == 17
+
+
+def test_pass_refuses_packed_model(src):
+    model = onnx_io.load_model(src)
+    PackWeightsPass(PackConfig(runtime="memory"))(model)
+    with pytest.raises(PassRefusedError, match="already packed"):
+        PackWeightsPass(PackConfig(runtime="memory"))(model)

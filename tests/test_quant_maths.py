@@ -1,0 +1,125 @@
+"""Ternary/binary quantizers against an independent loop-based numpy reference; packers byte-exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from deploytool.errors import ConfigError
+from deploytool.passes.pack_weights import PackConfig, Runtime, WeightScheme
+from deploytool.passes.quantize_int8 import Int8Config
+from deploytool.quant import (
+    Granularity, binarize, dequantize, pack_2bit, pack_bits, pack_trit5, quantize_int8_rows, ternarize,
+    unpack_2bit, unpack_bits, unpack_trit5,
+)
+
+
+def _twn_reference(w):
+    """TWN on one matrix or row, written out element by element (float64)."""
+    flat = [float(x) for x in np.ravel(w)]
+    delta = 0.7 * sum(abs(x) for x in flat) / len(flat)
+    big = [abs(x) for x in flat if abs(x) > delta]
+    alpha = sum(big) / len(big) if big else 0.0
+    t = [(1 if x > 0 else -1) if abs(x) > delta else 0 for x in flat]
+    return np.array(t).reshape(np.shape(w)), alpha
+
+
+def _bwn_reference(w):
+    flat = [float(x) for x in np.ravel(w)]
+    return np.array([1 if x >= 0 else -1 for x in flat]).reshape(np.shape(w)), sum(abs(x) for x in flat) / len(flat)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ternarize_matches_reference(seed):
+    w = np.random.default_rng(seed).normal(size=(7, 13)).astype(np.float32) * 0.05
+    t, a = ternarize(w, "layer")
+    rt, ra = _twn_reference(w)
+    assert t.dtype == np.int8 and a.shape == ()
+    np.testing.assert_array_equal(t, rt)
+    assert a == pytest.approx(ra, rel=1e-6)
+    t, a = ternarize(w, Granularity.ROW)
+    assert a.shape == (7,)
+    for i in range(7):
+        rt, ra = _twn_reference(w[i])
+        np.testing.assert_array_equal(t[i], rt)
+        assert a[i] == pytest.approx(ra, rel=1e-6)
+    deq = dequantize(t, a)
+    np.testing.assert_allclose(deq, t * a[:, None], rtol=1e-7)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_binarize_matches_reference(seed):
+    w = np.random.default_rng(seed).normal(size=(5, 9)).astype(np.float32)
+    w[0, 0] = 0.0  # sign(0) = +1
+    s, a = binarize(w, "layer")
+    rs, ra = _bwn_reference(w)
+    np.testing.assert_array_equal(s, rs)
+    assert a == pytest.approx(ra, rel=1e-6)
+    s, a = binarize(w, "row")
+    for i in range(5):
+        rs, ra = _bwn_reference(w[i])
+        np.testing.assert_array_equal(s[i], rs)
+        assert a[i] == pytest.approx(ra, rel=1e-6)
+
+
+def test_ternary_zero_row_has_zero_alpha():
+    w = np.zeros((2, 4), np.float32)
+    w[1] = [1, -2, 0.1, 3]
+    t, a = ternarize(w, "row")
+    assert a[0] == 0 and not t[0].any() and a[1] > 0
+
+
+def test_int8_rows():
+    w = np.random.default_rng(0).normal(size=(4, 6)).astype(np.float32)
+    q, s = quantize_int8_rows(w)
+    assert np.abs(q).max() == 127
+    np.testing.assert_allclose(q * s[:, None], w, atol=s.max() / 2 + 1e-7)
+
+
+def test_pack_known_bytes():
+    # 2-bit: codes t+2 = [1, 2, 3, 2] -> 1 | 2<<2 | 3<<4 | 2<<6
+    assert pack_2bit(np.array([-1, 0, 1, 0])).tolist() == [1 + 8 + 48 + 128]
+    # 5 trits: codes t+1 = [0, 1, 2, 1, 0] -> 0 + 3 + 18 + 27 + 0
+    assert pack_trit5(np.array([-1, 0, 1, 0, -1])).tolist() == [48]
+    # 1 bit, first weight in bit 0; padding bits 0
+    assert pack_bits(np.array([1, -1, -1, 1, 1, 1, 1, 1, 1])).tolist() == [0b11111001, 0b1]
+    assert pack_2bit(np.zeros((3, 9), np.int8)).shape == (3, 3)
+    assert pack_trit5(np.zeros((3, 11), np.int8)).shape == (3, 3)
+    with pytest.raises(ValueError):
+        pack_2bit(np.array([2]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(hnp.arrays(np.int8, hnp.array_shapes(min_dims=1, max_dims=3, max_side=17), elements=st.integers(-1, 1)))
+def test_ternary_packers_round_trip(t):
+    n = t.shape[-1]
+    np.testing.assert_array_equal(unpack_2bit(pack_2bit(t), n), t)
+    np.testing.assert_array_equal(unpack_trit5(pack_trit5(t), n), t)
+    s = np.where(t >= 0, 1, -1).astype(np.int8)
+    np.testing.assert_array_equal(unpack_bits(pack_bits(s), n), s)
+
+
+def test_configs_validate_on_construction():
+    with pytest.raises(ConfigError, match="weights"):
+        PackConfig(weights="3bit")
+    with pytest.raises(ConfigError, match="weights"):
+        PackConfig(weights="int8")
+    with pytest.raises(ConfigError, match="runtime"):
+        PackConfig(runtime="fastest")
+    with pytest.raises(ConfigError, match="granularity"):
+        PackConfig(granularity="column")
+    with pytest.raises(ConfigError, match="embeddings"):
+        PackConfig(embeddings="int4")
+    with pytest.raises(ConfigError, match="block_size"):
+        PackConfig(block_size=48)
+    with pytest.raises(ConfigError, match="calib"):
+        Int8Config(static=True)
+    with pytest.raises(ConfigError, match="fusion"):
+        Int8Config(fusion="all")
+    c = PackConfig(weights="binary", runtime="densest")
+    assert c.weights is WeightScheme.BINARY and c.runtime is Runtime.DENSEST and c.embeddings is WeightScheme.BINARY
+    assert c.linear_scheme == "binary1" and PackConfig().linear_scheme == "ternary2"
+    assert PackConfig(runtime="densest").linear_scheme == "trit5"
