@@ -1,0 +1,436 @@
+"""``inspect_model``: what an ONNX encoder is made of (structure, parameters, storage, ops, FLOPs).
+
+Structure comes from :func:`deploytool.graph.find_structure` (roles by graph structure). When the
+finder cannot read the graph, the report still lists sizes, dtypes, ops and I/O and carries the
+finder's reason in ``structure_error`` (nothing is guessed).
+
+Parameters. A *parameter* is a constant tensor (initializer or Constant node) that the model reads
+as a weight: floating tensors of more than one element, every projection weight and bias, low-bit
+integer weights (int8/uint8/int4/int2) feeding a projection or an embedding lookup, and tensors
+listed in ``metadata_props["deploytool.packing"]`` (counted with their logical shape and real bits).
+Index/shape tensors (int64/int32), scalars and quantization scales/zero points are not parameters;
+scales and zero points still count in the bytes of their role. The role of a tensor is the role of
+the node that reads it: *embeddings* (everything upstream of the first layer), *attention* (a layer
+from its input to the LayerNorm after the attention residual), *ffn* (the rest of the layer),
+*other* (pooler, classifier, anything after the last layer). Constant-only subgraphs (e.g. weight
+unpacking) take the role of the node their result feeds.
+
+FLOPs (batch 1, ``seq_len`` tokens), one multiply-add = 2 FLOPs: every projection 2*T*in*out with
+T = seq_len (T = 1 for heads after a CLS/mean pooling), plus per layer the attention scores Q.K^T
+and the context P.V, 2*S*S*heads*head_size each. LayerNorm, softmax, activations, bias adds and
+embedding lookups are not counted (a few % of the total at these sizes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import onnx_ir as ir
+
+from deploytool import onnx_io
+from deploytool.errors import ConfigError, StructureError
+from deploytool.graph._util import ConstCone, const_tensor
+from deploytool.graph.structure import EncoderStructure, Linear, find_structure
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["InspectConfig", "InspectReport", "LayerInfo", "inspect_model", "inspect_loaded"]
+
+ROLES = ("embeddings", "attention", "ffn", "other")
+_DTYPE_NAMES = {"FLOAT": "fp32", "FLOAT16": "fp16", "BFLOAT16": "bf16", "DOUBLE": "fp64", "INT8": "int8",
+                "UINT8": "uint8", "INT4": "int4", "UINT4": "uint4", "INT2": "int2", "UINT2": "uint2"}
+_LOW_BIT = {"INT8", "UINT8", "INT4", "UINT4", "INT2", "UINT2"}
+# (op_type, input index) pairs holding quantization scales / zero points, not weights
+_QUANT_AUX = {("MatMulInteger", 2), ("MatMulInteger", 3), ("DynamicQuantizeMatMul", 2),
+              ("DynamicQuantizeMatMul", 3), ("MatMulNBits", 2), ("MatMulNBits", 3), ("MatMulNBits", 4),
+              ("DequantizeLinear", 1), ("DequantizeLinear", 2), ("QuantizeLinear", 1), ("QuantizeLinear", 2),
+              ("MatMulIntegerToFloat", 2), ("MatMulIntegerToFloat", 3), ("MatMulIntegerToFloat", 4),
+              ("MatMulIntegerToFloat", 5)}
+_POOLING = {"ReduceMean", "ReduceSum", "ReduceMax", "GlobalAveragePool"}
+
+
+@dataclasses.dataclass(frozen=True)
+class InspectConfig:
+    """seq_len: tokens per sequence for the FLOPs count (batch 1)."""
+
+    seq_len: int = 128
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seq_len, int) or isinstance(self.seq_len, bool) or not 1 <= self.seq_len <= 1_000_000:
+            raise ConfigError(f"seq_len must be an integer in [1, 1000000], got {self.seq_len!r}")
+
+
+@dataclasses.dataclass
+class LayerInfo:
+    index: int
+    num_heads: int
+    head_size: int
+    ffn_width: int
+    activation: str
+    fused_attention: bool
+
+
+@dataclasses.dataclass
+class InspectReport:
+    path: str
+    file_bytes: int
+    opset: dict[str, int]
+    producer: str
+    num_nodes: int
+    num_initializers: int
+    family: str | None
+    exporter: str | None
+    structure_error: str | None
+    hidden_size: int | None
+    layers: list[LayerInfo]
+    params_by_role: dict[str, int]
+    bytes_by_role: dict[str, int]
+    weights_by_dtype: dict[str, dict[str, float]]  # dtype -> tensors, params, bytes, bits_per_param
+    op_histogram: dict[str, int]
+    seq_len: int
+    flops: int | None
+    flops_by_part: dict[str, int]
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    metadata: dict[str, str]
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def total_params(self) -> int:
+        return sum(self.params_by_role.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["num_layers"] = self.num_layers
+        d["total_params"] = self.total_params
+        d["heads_per_layer"] = [layer.num_heads for layer in self.layers]
+        d["ffn_per_layer"] = [layer.ffn_width for layer in self.layers]
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_text(self) -> str:
+        return _render_text(self)
+
+
+def inspect_model(path: str | os.PathLike, seq_len: int = 128) -> InspectReport:
+    """Load ``path`` and describe it (see the module docstring for what is counted)."""
+    seq_len = InspectConfig(seq_len).seq_len
+    model = onnx_io.load_model(path)
+    return inspect_loaded(model, seq_len=seq_len, path=path)
+
+
+def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike | None = None) -> InspectReport:
+    """Describe an already loaded model (``path`` only for the file size)."""
+    graph = model.graph
+    structure: EncoderStructure | None = None
+    error: str | None = None
+    try:
+        structure = find_structure(model)
+    except StructureError as e:
+        error = str(e)
+    meta = dict(model.metadata_props)
+    packing = _packing(meta)
+    roles = _node_roles(graph, structure)
+    params, nbytes, by_dtype = _parameters(graph, roles, packing, structure)
+    flops, parts = (_flops(structure, seq_len) if structure is not None else (None, {}))
+    ops = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}" for n in graph)
+    layers = []
+    if structure is not None:
+        for layer in structure.layers:
+            a = layer.attention
+            layers.append(LayerInfo(layer.index, a.num_heads, a.head_size, layer.ffn.width, layer.ffn.activation,
+                                    a.fused is not None))
+    return InspectReport(
+        path=str(path) if path is not None else "",
+        file_bytes=_file_bytes(path, graph) if path is not None else 0,
+        opset=dict(model.opset_imports),
+        producer=" ".join(x for x in (model.producer_name, model.producer_version) if x),
+        num_nodes=len(graph),
+        num_initializers=len(graph.initializers),
+        family=structure.family if structure else None,
+        exporter=structure.exporter if structure else None,
+        structure_error=error,
+        hidden_size=structure.hidden_size if structure else None,
+        layers=layers,
+        params_by_role=params,
+        bytes_by_role=nbytes,
+        weights_by_dtype=by_dtype,
+        op_histogram=dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
+        seq_len=seq_len,
+        flops=flops,
+        flops_by_part=parts,
+        inputs=[_io(v) for v in graph.inputs],
+        outputs=[_io(v) for v in graph.outputs],
+        metadata={k: v for k, v in meta.items() if k.startswith("deploytool.") and k != "deploytool.packing"},
+    )
+
+
+# ---------------------------------------------------------------------------------------------- parts
+def _packing(meta: dict[str, str]) -> dict[str, dict]:
+    raw = meta.get("deploytool.packing")
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        logger.warning("metadata 'deploytool.packing' is not JSON; packed weights reported by storage dtype")
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+
+
+def _closure_back(start: list[ir.Node | None], allowed: set[int] | None = None) -> set[int]:
+    seen: set[int] = set()
+    stack = list(start)
+    while stack:
+        n = stack.pop()
+        if n is None or id(n) in seen or (allowed is not None and id(n) not in allowed):
+            continue
+        seen.add(id(n))
+        for i in n.inputs:
+            if i is not None and not i.is_graph_input():
+                stack.append(i.producer())
+    return seen
+
+
+def _node_roles(graph: ir.Graph, s: EncoderStructure | None) -> dict[int, str]:
+    """Role of every node; constant-only nodes take the role of the node they feed."""
+    roles: dict[int, str] = {}
+    if s is not None:
+        for nid in _closure_back([s.layers[0].input.producer()]):
+            roles[nid] = "embeddings"
+        for layer in s.layers:
+            ids = {id(n) for n in layer.nodes}
+            h1 = layer.attention_output
+            attn = _closure_back([h1.producer()], ids) if h1 is not None else set()
+            for n in layer.nodes:
+                roles[id(n)] = "attention" if id(n) in attn else "ffn"
+            a = layer.attention
+            for lin, role in ((a.q, "attention"), (a.k, "attention"), (a.v, "attention"), (a.o, "attention"),
+                              (a.qkv, "attention"), (layer.ffn.intermediate, "ffn"), (layer.ffn.output, "ffn")):
+                if lin is not None:
+                    roles[id(lin.node)] = role
+    cone = ConstCone()
+    for n in reversed(list(graph)):
+        if id(n) in roles and not _const_only(n, cone):
+            continue
+        if _const_only(n, cone):
+            users = [u.node for o in n.outputs for u in o.uses()]
+            found = next((roles[id(u)] for u in users if id(u) in roles), None)
+            if found is not None:
+                roles[id(n)] = found
+                continue
+        roles.setdefault(id(n), "other")
+    return roles
+
+
+def _const_only(n: ir.Node, cone: ConstCone) -> bool:
+    return all(i is None or cone.is_const(i) for i in n.inputs)
+
+
+def _bits(dtype: ir.DataType) -> float:
+    try:
+        return float(dtype.bitwidth)
+    except Exception:
+        return float(dtype.itemsize * 8)
+
+
+def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict], s: EncoderStructure | None):
+    params = dict.fromkeys(ROLES, 0)
+    nbytes = dict.fromkeys(ROLES, 0)
+    by_dtype: dict[str, dict[str, float]] = {}
+    structural: set[int] = set()  # weights and biases the finder identified (always parameters)
+    if s is not None:
+        linears: list[Linear] = list(s.other_linears)
+        for layer in s.layers:
+            a = layer.attention
+            linears += [x for x in (a.q, a.k, a.v, a.o, a.qkv, layer.ffn.intermediate, layer.ffn.output) if x]
+        for lin in linears:
+            structural.add(id(lin.weight))
+            if lin.bias is not None:
+                structural.add(id(lin.bias))
+        structural.update(id(v) for v in s.embeddings.values())
+    seen: set[int] = set()
+    for n in graph:
+        for idx, v in enumerate(n.inputs):
+            if v is None or id(v) in seen:
+                continue
+            t = const_tensor(v)
+            if t is None:
+                continue
+            seen.add(id(v))
+            role = roles.get(id(n), "other")
+            size = int(t.size)
+            stored = _nbytes(t)
+            info = packing.get(v.name or "")
+            aux = (n.op_type, idx) in _QUANT_AUX
+            dname = t.dtype.name
+            if info is not None:
+                shape = info.get("shape") or []
+                count = int(math.prod(int(d) for d in shape)) if shape else size
+                key = f"packed-{info.get('scheme', 'unknown')}"
+            elif aux:
+                nbytes[role] += stored
+                continue
+            elif id(v) in structural or (t.dtype.is_floating_point() and size > 1) or (
+                    dname in _LOW_BIT and size > 64 and (n.op_type in _WEIGHT_READERS or _is_cast(n))):
+                count = size
+                key = _DTYPE_NAMES.get(dname, dname.lower())
+            else:
+                continue
+            params[role] += count
+            nbytes[role] += stored
+            entry = by_dtype.setdefault(key, {"tensors": 0, "params": 0, "bytes": 0, "bits_per_param": 0.0})
+            entry["tensors"] += 1
+            entry["params"] += count
+            entry["bytes"] += stored
+    for entry in by_dtype.values():
+        entry["bits_per_param"] = round(8.0 * entry["bytes"] / entry["params"], 3) if entry["params"] else 0.0
+    return params, nbytes, dict(sorted(by_dtype.items()))
+
+
+_WEIGHT_READERS = {"MatMul", "Gemm", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulNBits", "Gather",
+                   "DequantizeLinear", "QAttention", "QGemm", "QLinearMatMul", "MatMulIntegerToFloat"}
+
+
+def _is_cast(n: ir.Node) -> bool:
+    return n.op_type in ("Cast", "Reshape", "Transpose")
+
+
+def _nbytes(t) -> int:
+    try:
+        return int(t.nbytes)
+    except Exception:
+        return int(math.ceil(t.size * _bits(t.dtype) / 8))
+
+
+def _tokens_after_pooling(lin: Linear, last: ir.Value, seq: int) -> int:
+    """1 when the projection reads a pooled vector (CLS Gather/Slice, mean pooling), else seq."""
+    v = lin.node.inputs[0]
+    for _ in range(24):
+        if v is None or v is last:
+            return seq
+        p = v.producer()
+        if p is None:
+            return seq
+        if p.op_type == "Gather" and "axis" in p.attributes and p.attributes["axis"].value == 1:
+            idx = const_tensor(p.inputs[1])
+            if idx is not None and idx.size == 1:
+                return 1
+        if p.op_type in _POOLING:
+            return 1
+        if p.op_type == "Slice" and len(p.inputs) >= 3:
+            starts, ends = const_tensor(p.inputs[1]), const_tensor(p.inputs[2])
+            if starts is not None and ends is not None and starts.size == 1:
+                if int(ends.numpy().reshape(-1)[0]) - int(starts.numpy().reshape(-1)[0]) == 1:
+                    return 1
+        data = [i for i in p.inputs if i is not None and const_tensor(i) is None]
+        if not data:
+            return seq
+        v = data[0]
+    return seq
+
+
+def _flops(s: EncoderStructure, seq: int) -> tuple[int, dict[str, int]]:
+    parts = {"attention_projections": 0, "attention_scores_context": 0, "ffn": 0, "other": 0}
+    for layer in s.layers:
+        a = layer.attention
+        for lin in (a.q, a.k, a.v, a.o, a.qkv):
+            if lin is not None:
+                parts["attention_projections"] += 2 * seq * lin.in_features * lin.out_features
+        parts["attention_scores_context"] += 2 * (2 * seq * seq * a.num_heads * a.head_size)
+        for lin in (layer.ffn.intermediate, layer.ffn.output):
+            parts["ffn"] += 2 * seq * lin.in_features * lin.out_features
+    last = s.layers[-1].output
+    for lin in s.other_linears:
+        tokens = _tokens_after_pooling(lin, last, seq)
+        parts["other"] += 2 * tokens * lin.in_features * lin.out_features
+    return sum(parts.values()), parts
+
+
+def _io(v: ir.Value) -> dict[str, Any]:
+    shape = None
+    if v.shape is not None:
+        shape = [d if isinstance(d, int) else str(d) for d in v.shape]
+    dtype = v.dtype.name.lower() if v.dtype is not None else None
+    return {"name": v.name, "dtype": _DTYPE_NAMES.get(dtype.upper(), dtype) if dtype else None, "shape": shape}
+
+
+def _file_bytes(path: str | os.PathLike, graph: ir.Graph) -> int:
+    p = Path(path)
+    total = p.stat().st_size
+    seen: set[str] = set()
+    for v in graph.initializers.values():
+        t = v.const_value
+        if isinstance(t, ir.ExternalTensor) and t.location not in seen:
+            seen.add(t.location)
+            f = p.parent / t.location
+            if f.exists():
+                total += f.stat().st_size
+    return total
+
+
+# ---------------------------------------------------------------------------------------------- text
+def _human(n: float, unit: str = "") -> str:
+    for suffix in ("", "K", "M", "G", "T"):
+        if abs(n) < 1000 or suffix == "T":
+            return f"{n:.0f}{suffix}{unit}" if suffix == "" else f"{n:.2f}{suffix}{unit}"
+        n /= 1000.0
+    return f"{n}"
+
+
+def _size(b: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if b < 1024 or unit == "GiB":
+            return f"{b:.0f} {unit}" if unit == "B" else f"{b:.2f} {unit}"
+        b /= 1024.0
+    return str(b)
+
+
+def _render_text(r: InspectReport) -> str:
+    opsets = ", ".join(f"{k or 'ai.onnx'} {v}" for k, v in r.opset.items())
+    lines = [f"model       {r.path}  ({_size(r.file_bytes)}, {r.num_nodes} nodes, "
+             f"{r.num_initializers} initializers, opset {opsets})"]
+    if r.structure_error:
+        lines.append(f"structure   not recognised: {r.structure_error}")
+    else:
+        heads = sorted({x.num_heads for x in r.layers})
+        ffns = sorted({x.ffn_width for x in r.layers})
+        same = len(heads) == 1 and len(ffns) == 1
+        lines.append(f"family      {r.family}   exporter {r.exporter}")
+        lines.append(f"encoder     {r.num_layers} layers, hidden {r.hidden_size}, "
+                     + (f"{heads[0]} heads x {r.layers[0].head_size}, FFN {ffns[0]}" if same else
+                        "heads/FFN differ per layer")
+                     + f", activation {r.layers[0].activation}"
+                     + (", fused attention" if any(x.fused_attention for x in r.layers) else ""))
+        lines.append("  layer  heads  head_size  ffn    attention")
+        for x in r.layers:
+            lines.append(f"  {x.index:<5}  {x.num_heads:<5}  {x.head_size:<9}  {x.ffn_width:<5}  "
+                         f"{'fused' if x.fused_attention else 'unfused'}")
+    lines.append(f"parameters  {r.total_params:,} total")
+    for role in ROLES:
+        lines.append(f"  {role:<11} {r.params_by_role[role]:>14,}  {_size(r.bytes_by_role[role]):>12}")
+    lines.append("weights     dtype            tensors         params         bytes  bits/param")
+    for k, e in r.weights_by_dtype.items():
+        lines.append(f"  {'':<10}{k:<16} {int(e['tensors']):>7} {int(e['params']):>14,} {_size(int(e['bytes'])):>13}"
+                     f"  {e['bits_per_param']:>9.3f}")
+    if r.flops is not None:
+        parts = ", ".join(f"{k} {_human(v)}" for k, v in r.flops_by_part.items())
+        lines.append(f"FLOPs       {_human(r.flops)} at batch 1, seq {r.seq_len} ({parts})")
+    lines.append("ops         " + ", ".join(f"{k} {v}" for k, v in r.op_histogram.items()))
+    for label, vals in (("inputs", r.inputs), ("outputs", r.outputs)):
+        lines.append(f"{label:<11} " + ", ".join(f"{v['name']} {v['dtype']}{v['shape']}" for v in vals))
+    if r.metadata:
+        lines.append("metadata    " + ", ".join(f"{k[len('deploytool.'):]}={v}" for k, v in r.metadata.items()))
+    return "\n".join(lines)
