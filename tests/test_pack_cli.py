@@ -1,0 +1,107 @@
+"""deploytool pack / quantize from the command line: a good run, and bad input (exit 2, one line, no output)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper
+
+from deploytool.cli import main
+
+SHAPE = dict(layers=2, hidden=32, heads=4, ffn=64, seed=3)
+
+
+def _sha(p) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@pytest.fixture()
+def model(tiny_onnx, tmp_path):
+    dst = tmp_path / "in.onnx"
+    shutil.copy(tiny_onnx("bert", exporter="torch", **SHAPE), dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def no_weights(tmp_path_factory):
+    """x + b -> Relu: a valid model without any MatMul/Gemm weight."""
+    b = helper.make_tensor("b", TensorProto.FLOAT, [4], np.ones(4, np.float32))
+    g = helper.make_graph([helper.make_node("Add", ["x", "b"], ["a"]), helper.make_node("Relu", ["a"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [b])
+    path = tmp_path_factory.mktemp("nw") / "add.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def _run_bad(args, src, out, *must_contain):
+    before = _sha(src)
+    res = CliRunner().invoke(main, [*args, "-o", str(out)])
+    assert res.exit_code == 2, (res.exit_code, res.output)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert "Traceback" not in res.output
+    for s in must_contain:
+        assert s in lines[0], lines[0]
+    assert not out.exists()
+    assert not list(out.parent.glob(f".{out.name}*"))
+    assert _sha(src) == before
+
+
+def test_pack_cli_writes_and_reports(model, tmp_path):
+    out = tmp_path / "t.onnx"
+    res = CliRunner().invoke(main, ["pack", str(model), "--weights", "ternary", "--runtime", "densest",
+                                    "--granularity", "row", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.exists() and "attention: 8 weights" in res.output and "deploytool qat" in res.output
+
+
+def test_pack_already_packed(model, tmp_path):
+    packed = tmp_path / "packed.onnx"
+    assert CliRunner().invoke(main, ["pack", str(model), "--weights", "binary", "-o", str(packed)]).exit_code == 0
+    _run_bad(["pack", str(packed), "--weights", "ternary"], packed, tmp_path / "o.onnx", "already packed")
+
+
+def test_pack_no_weights(no_weights, tmp_path):
+    _run_bad(["pack", str(no_weights), "--weights", "ternary", "--runtime", "densest"], no_weights,
+             tmp_path / "o.onnx", "no MatMul/Gemm")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--weights", "3bit"], "weights"),
+    (["--weights", "ternary", "--embeddings", "int4"], "embeddings"),
+    (["--weights", "ternary", "--runtime", "fastest"], "runtime"),
+    (["--weights", "binary", "--granularity", "column"], "granularity"),
+])
+def test_pack_bad_options(model, tmp_path, args, needle):
+    _run_bad(["pack", str(model), *args], model, tmp_path / "o.onnx", needle)
+
+
+def test_pack_opset_too_old_refused(tmp_path):
+    """An opset-7 model with ImageScaler (removed from ONNX; the version converter cannot lift it to
+    opset 25, which INT2 needs) is refused in one line, not broken."""
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 4], np.eye(4, dtype=np.float32).ravel())
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["m"]),
+                           helper.make_node("ImageScaler", ["m"], ["y"], scale=1.0)], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    src = tmp_path / "old.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 7)]), str(src))
+    _run_bad(["pack", str(src), "--weights", "ternary", "--embeddings", "fp32"], src, tmp_path / "o.onnx",
+             "cannot upgrade opset 7 to 25")
+
+
+def test_quantize_bad_input(model, tmp_path):
+    _run_bad(["quantize", str(model)], model, tmp_path / "o.onnx", "--int8 or --fp16")
+    _run_bad(["quantize", str(model), "--int8", "--fp16"], model, tmp_path / "o.onnx", "--int8 or --fp16")
+    _run_bad(["quantize", str(model), "--int8", "--static"], model, tmp_path / "o.onnx", "calib")
+    _run_bad(["quantize", str(model), "--int8", "--fusion", "all"], model, tmp_path / "o.onnx", "fusion")
+    packed = tmp_path / "packed.onnx"
+    assert CliRunner().invoke(main, ["pack", str(model), "--weights", "binary", "-o", str(packed)]).exit_code == 0
+    _run_bad(["quantize", str(packed), "--int8"], packed, tmp_path / "o.onnx", "already")
+    _run_bad(["quantize", str(packed), "--fp16"], packed, tmp_path / "o.onnx", "packed")
