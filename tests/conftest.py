@@ -78,3 +78,24 @@ def tiny_hf_folder(tmp_path_factory):
         return cache[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_fused_onnx(tiny_onnx, tmp_path_factory):
+    """Factory: ``tiny_fused_onnx(family="bert", task="feature-extraction", **shape) -> Path``: the
+    TorchScript ``tiny_onnx`` export after ``deploytool.runtime.fuse.fuse_transformer`` (ORT's BERT
+    optimizer: com.microsoft Attention, SkipLayerNormalization, BiasGelu; EmbedLayerNormalization
+    for bert). Cached per session, read-only for callers. DistilBERT's attention does not fuse."""
+    cache: dict[tuple, Path] = {}
+    root = tmp_path_factory.mktemp("tiny_fused")
+
+    def make(family: str = "bert", task: str = "feature-extraction", **shape) -> Path:
+        key = (family, task, tuple(sorted(shape.items())))
+        if key not in cache:
+            from deploytool.runtime.fuse import fuse_transformer
+
+            src = tiny_onnx(family, "torch", task, **shape)
+            cache[key] = fuse_transformer(src, root / src.name.replace(".onnx", ".fused.onnx")).path
+        return cache[key]
+
+    return make

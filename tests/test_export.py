@@ -92,6 +92,20 @@ def test_export_from_local_folder_safetensors_and_bin(tiny_hf_folder, tmp_path):
         assert result.metadata["source"] == str(folder)
 
 
+@pytest.mark.parametrize("family,max_pos,expected", [
+    ("bert", 64, {"seq8": (1, 8), "seq64": (1, 64), "padded[8,64]": (2, 64)}),
+    ("roberta", 64, {"seq8": (1, 8), "seq64": (1, 64), "padded[8,64]": (2, 64)}),  # 66 positions, 2 reserved
+    ("bert", 160, {"seq8": (1, 8), "seq128": (1, 128), "padded[8,128]": (2, 128)}),
+])
+def test_validation_inputs_clip_to_position_limit(family, max_pos, expected):
+    model = tiny_model(family, max_pos=max_pos)
+    inputs = export_validate.validation_inputs(model)
+    assert {k: v["input_ids"].shape for k, v in inputs.items()} == expected
+    padded = next(v for k, v in inputs.items() if k.startswith("padded"))
+    assert padded["attention_mask"].sum(axis=1).tolist() == [8, max(s for _, s in expected.values())]
+    assert (padded["input_ids"][0, 8:] == model.config.pad_token_id).all()
+
+
 @pytest.mark.parametrize("kwargs,field", [
     (dict(opset=3), "opset"), (dict(opset=21), "opset"), (dict(exporter="dynamo", opset=17), "opset"),
     (dict(atol=-1.0), "atol"), (dict(atol=float("nan")), "atol"), (dict(task="ner"), "task"),

@@ -54,7 +54,8 @@ def _bad_folder_without_weights(tmp_path, tiny_hf_folder):
 
 
 @pytest.mark.parametrize("case", ["unknown-name", "missing-folder", "no-weights", "under-a-file",
-                                  "read-only-dir", "read-only-fs", "opset-range", "opset-text", "atol-text"])
+                                  "read-only-dir", "read-only-fs", "opset-range", "opset-text", "atol-text",
+                                  "corrupt-weights"])
 def test_cli_bad_input(case, tmp_path, tiny_hf_folder):
     good = str(tiny_hf_folder("bert"))
     out = tmp_path / "out" / "m.onnx"
@@ -66,6 +67,11 @@ def test_cli_bad_input(case, tmp_path, tiny_hf_folder):
         args[1], needles = str(tmp_path / "nothere"), ("does not exist",)
     elif case == "no-weights":
         args[1], needles = str(_bad_folder_without_weights(tmp_path, tiny_hf_folder)), ("no weights",)
+    elif case == "corrupt-weights":
+        folder = tmp_path / "corrupt"
+        shutil.copytree(tiny_hf_folder("bert"), folder)
+        (folder / "model.safetensors").write_bytes(b"not safetensors at all")
+        args[1], needles = str(folder), ("cannot load model from", str(folder))
     elif case == "under-a-file":
         blocker = tmp_path / "afile"
         blocker.write_text("x")

@@ -56,3 +56,10 @@ def test_fuse_dynamo_export_does_not_fuse_attention(tiny_onnx, tmp_path):
     result = fuse_transformer(tiny_onnx("bert", "dynamo"), tmp_path / "fused.onnx")
     assert not result.attention_fused
     assert result.fused_ops["SkipLayerNormalization"] == 4
+
+
+def test_tiny_fused_onnx_fixture(tiny_fused_onnx):
+    path = tiny_fused_onnx("bert", "sequence-classification")
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count("Attention") == 2 and ops.count("EmbedLayerNormalization") == 1
+    assert run_onnx(path, fixed_inputs(lengths=(5, 2)))["logits"].shape == (2, 2)

@@ -45,7 +45,8 @@ def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRA
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             model = auto.from_pretrained(str(folder), local_files_only=True, attn_implementation="eager",
-                                         use_safetensors=use_safetensors, torch_dtype=torch.float32)
+                                         use_safetensors=use_safetensors, weights_only=True,
+                                         torch_dtype=torch.float32)
     except Exception as e:
         msg = " ".join(str(e).split())[:240]
         raise DeployError(f"cannot load model from {folder} ({type(e).__name__}: {msg})") from e
