@@ -171,6 +171,7 @@ class Int8QuantizePass(DeployPass):
                 skipped.append(Skip("attention", "ORT did not fuse attention (SDPA or dynamo export?); "
                                     "MatMuls are still quantized"))
         input_names = [i.name for i in proto.graph.input]
+        feeds = _calibration_feeds(cfg, model, input_names) if cfg.static else []
         with tempfile.TemporaryDirectory(prefix="deploytool-int8-") as tmp:
             src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
             onnx.save_model(proto, str(src))
@@ -182,7 +183,6 @@ class Int8QuantizePass(DeployPass):
                 if cfg.static:
                     from onnxruntime.quantization import CalibrationDataReader
 
-                    feeds = _calibration_feeds(cfg, model, input_names)
 
                     class _Reader(CalibrationDataReader):
                         def __init__(self) -> None:

@@ -1,0 +1,98 @@
+"""int8 (dynamic on fused graphs, static with calibration texts) and fp16 with an honest host note."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import pytest
+
+from deploytool.errors import ConfigError, PassRefusedError
+from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
+from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
+from deploytool.runtime.infer import run_onnx
+from deploytool.testing.tiny import fixed_inputs
+
+SHAPE = dict(layers=2, hidden=32, heads=4, ffn=64, seed=3)
+FEEDS = fixed_inputs(vocab=100, lengths=(8, 5))
+
+
+@pytest.fixture(scope="module")
+def src(tiny_onnx):
+    return tiny_onnx("bert", exporter="torch", **SHAPE)
+
+
+def _out(p):
+    return next(iter(run_onnx(p, FEEDS).values()))
+
+
+def _cos(a, b):
+    a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.mark.parametrize("fusion,per_channel", [("mha", True), ("attention", True), ("none", False)])
+def test_dynamic_int8(src, tmp_path, fusion, per_channel):
+    cwd_before = set(os.listdir("."))
+    out = tmp_path / "q.onnx"
+    res = quantize_int8_file(src, out, Int8Config(per_channel=per_channel, fusion=fusion))
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert "MatMulInteger" in ops and "DynamicQuantizeLinear" in ops
+    if fusion == "mha":
+        assert res.stats["fused_ops"]["MultiHeadAttention"] == 2
+    if fusion == "attention":
+        assert "QAttention" in ops
+    # fused graphs quantize the word embeddings too (QEmbedLayerNormalization)
+    assert res.stats["bytes_after"] < (0.8 if fusion == "none" else 0.6) * res.stats["bytes_before"]
+    y, y32 = _out(out), _out(src)
+    assert _cos(y, y32).min() > 0.99
+    assert 1e-5 < np.abs(y - y32).max() < 0.2  # really quantized, still close
+    assert set(os.listdir(".")) == cwd_before  # no temp files left behind (no quant_pre_process)
+
+
+def test_static_int8_with_calibration_texts(src, tmp_path):
+    from deploytool.testing.toy_text import toy_csv, toy_tokenizer
+
+    tok = tmp_path / "tok"
+    toy_tokenizer(tok)
+    data = toy_csv(tmp_path / "calib.csv", n=40)
+    out = tmp_path / "s.onnx"
+    res = quantize_int8_file(src, out, Int8Config(static=True, calib=str(data), tokenizer=str(tok), calib_samples=16,
+                                                  fusion="none"))
+    assert res.stats["calibration_samples"] == 16
+    ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+    assert ops.count("QuantizeLinear") > 10
+    assert _cos(_out(out), _out(src)).min() > 0.95
+
+
+def test_static_needs_a_tokenizer(tiny_onnx, tmp_path):
+    src = tiny_onnx("bert", exporter="torch", **SHAPE)
+    with pytest.raises(ConfigError, match="tokenizer"):
+        quantize_int8_file(src, tmp_path / "s.onnx", Int8Config(static=True, calib="x.csv", tokenizer=str(tmp_path)))
+    assert not (tmp_path / "s.onnx").exists()
+
+
+def test_int8_refuses_quantized_model(src, tmp_path):
+    out = tmp_path / "q.onnx"
+    quantize_int8_file(src, out, Int8Config(fusion="none"))
+    with pytest.raises(PassRefusedError, match="already quantized"):
+        quantize_int8_file(out, tmp_path / "q2.onnx", Int8Config())
+
+
+def test_fp16_says_what_this_host_runs(src, tmp_path):
+    out = tmp_path / "h.onnx"
+    res = convert_fp16_file(src, out, Fp16Config())
+    m = onnx.load(str(out))
+    assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64  # io types kept
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in m.graph.initializer)
+    assert res.stats["bytes_after"] < 0.8 * res.stats["bytes_before"]
+    y, y32 = _out(out), _out(src)
+    assert y.dtype == np.float32 and np.abs(y - y32).max() < 2e-2
+    n = res.stats["inserted_precision_casts"]
+    assert isinstance(n, int)
+    if n:  # x86 without fp16 arithmetic: ORT falls back to fp32 kernels and says so
+        assert "runs the model in fp32" in res.stats["host_note"]
+    assert "ARM64" in res.stats["arm_note"]
+    with pytest.raises(PassRefusedError, match="fp16"):
+        convert_fp16_file(out, tmp_path / "h2.onnx", Fp16Config())
