@@ -24,13 +24,13 @@ def _number(text: str | None, option: str, kind: type):
               show_default=True, help="feature-extraction outputs last_hidden_state; sequence-classification logits.")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
               help="Output .onnx file (written atomically).")
-@click.option("--opset", default=None,
+@click.option("--opset", default=None, metavar="N",
               help="ONNX opset (default: torch 17, dynamo 20, optimum the architecture's default).")
 @click.option("--exporter", type=click.Choice([e.value for e in Exporter]), default=Exporter.TORCH.value,
               show_default=True, help="torch (TorchScript) and optimum exports fuse in ORT's BERT optimizer; dynamo does not.")
 @click.option("--validate/--no-validate", default=True, show_default=True,
               help="Compare with PyTorch on fixed inputs (lengths 8, 128 and a padded batch).")
-@click.option("--atol", default="1e-4", show_default=True, help="Max abs difference allowed in validation.")
+@click.option("--atol", default="1e-4", show_default=True, metavar="X", help="Max abs difference allowed in validation.")
 def export(model: str, task: str, output: str, opset: str | None, exporter: str, validate: bool, atol: str) -> None:
     """Export a PyTorch/Hugging Face encoder to ONNX, validated against PyTorch."""
     from deploytool.export import export as run_export
