@@ -17,7 +17,7 @@ from deploytool.train.config import DataConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Encoded", "encode", "batches", "load_data", "make_accelerator"]
+__all__ = ["Encoded", "encode", "sorted_by_length", "batches", "load_data", "make_accelerator"]
 
 
 @dataclass
@@ -29,6 +29,13 @@ class Encoded:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def sorted_by_length(enc: Encoded) -> Encoded:
+    """The same examples ordered by length (evaluation: batches with little padding)."""
+    order = sorted(range(len(enc)), key=lambda i: len(enc.ids[i]))
+    return Encoded(ids=[enc.ids[i] for i in order], types=[enc.types[i] for i in order],
+                   labels=enc.labels[order], truncated=enc.truncated)
 
 
 def load_data(cfg: DataConfig) -> Dataset:
@@ -56,11 +63,21 @@ def batches(enc: Encoded, batch_size: int, *, pad_id: int = 0, shuffle: bool = F
     """Yield dicts of torch tensors (input_ids, attention_mask, token_type_ids, labels)."""
     import torch
 
-    order = np.random.default_rng(seed).permutation(len(enc)) if shuffle else np.arange(len(enc))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(enc)) if shuffle else np.arange(len(enc))
     rank, world = shard  # data parallel under accelerate: each process takes every world-th example
     order = order[rank::world]
-    for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+    groups = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    if shuffle:  # length buckets: sort within windows of 50 batches (less padding), then shuffle batches
+        lengths = np.array([len(x) for x in enc.ids])
+        win = batch_size * 50
+        groups = []
+        for w in range(0, len(order), win):
+            chunk = order[w:w + win]
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            groups += [chunk[s:s + batch_size] for s in range(0, len(chunk), batch_size)]
+        groups = [groups[i] for i in rng.permutation(len(groups))]
+    for idx in groups:
         seq = max(len(enc.ids[i]) for i in idx)
         ids = np.full((len(idx), seq), pad_id, dtype=np.int64)
         tt = np.zeros((len(idx), seq), dtype=np.int64)

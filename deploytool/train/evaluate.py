@@ -14,7 +14,7 @@ import numpy as np
 
 from deploytool.data import Dataset
 from deploytool.errors import InputFileError
-from deploytool.train.batching import batches, encode, load_data
+from deploytool.train.batching import batches, encode, load_data, sorted_by_length
 from deploytool.train.config import DataConfig, EvalConfig
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def _predict_torch(model, tok, enc, batch_size, device, width=1.0, depth=1.0):
 
 def evaluate_torch(model, tok, ds: Dataset, split: str, data: DataConfig, *, device=None, width=1.0, depth=1.0,
                    batch_size: int = 64) -> dict:
-    enc = encode(tok, ds.split(split), data.max_length, limit=data.max_eval, what=split)
+    enc = sorted_by_length(encode(tok, ds.split(split), data.max_length, limit=data.max_eval, what=split))
     pred = _predict_torch(model, tok, enc, batch_size, device, width, depth)
     out = metrics(pred, enc.labels, ds.num_labels)
     out.update(split=split, truncated=enc.truncated, imbalanced=ds.imbalanced)
@@ -65,7 +65,7 @@ def evaluate_onnx(path: Path, tok, ds: Dataset, split: str, data: DataConfig, *,
                   threads: int = 2) -> dict:
     from deploytool.runtime.infer import input_specs, make_session
 
-    enc = encode(tok, ds.split(split), data.max_length, limit=data.max_eval, what=split)
+    enc = sorted_by_length(encode(tok, ds.split(split), data.max_length, limit=data.max_eval, what=split))
     sess = make_session(path, threads=threads)
     specs = input_specs(sess)
     out_name = sess.get_outputs()[0].name

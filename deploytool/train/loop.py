@@ -17,7 +17,7 @@ __all__ = ["run_loop"]
 
 def run_loop(acc, model, enc: Encoded, step_fn, *, epochs: float, lr: float, batch_size: int,
              weight_decay: float = 0.01, warmup_frac: float = 0.1, seed: int = 0, pad_id: int = 0,
-             params=None, log_every: int = 20, what: str = "train") -> dict:
+             params=None, log_every: int | None = None, what: str = "train") -> dict:
     """Train ``model`` with ``step_fn(model, batch) -> (loss, parts)`` for ``epochs`` passes over ``enc``.
 
     Returns {"steps", "seconds", "losses" (one mean per log window), "first_loss", "last_loss"}.
@@ -30,6 +30,7 @@ def run_loop(acc, model, enc: Encoded, step_fn, *, epochs: float, lr: float, bat
     no_decay = [p for p in params if p.requires_grad and p.dim() <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    log_every = log_every or max(1, min(20, total // 5))  # at least ~5 points of loss history
     warm = int(warmup_frac * total)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / max(1, warm) if s < warm else max(0.0, (total - s) / max(1, total - warm)))
