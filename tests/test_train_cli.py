@@ -1,0 +1,106 @@
+"""Bad input to the training commands: exit 2, one `error:` line naming the problem, nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from deploytool.cli import main
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from deploytool.testing.toy_text import tiny_classifier_folder, toy_csv
+
+    root = tmp_path_factory.mktemp("cli")
+    tiny_classifier_folder(root / "tiny", layers=2)
+    toy_csv(root / "toy.csv", n=120)
+    (root / "noweights").mkdir()
+    (root / "noweights" / "config.json").write_text((root / "tiny" / "config.json").read_text())
+    return root
+
+
+def _fails(args, *words, out=None):
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2, (res.exit_code, res.output, res.stderr)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert "Traceback" not in res.output + res.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    if out is not None:
+        assert not out.exists()
+        assert not [p for p in out.parent.iterdir() if p.name.startswith("." + out.name)]
+    return lines[0]
+
+
+@pytest.mark.parametrize("content,words", [
+    ("text,label\n", ["empty"]),
+    ("text,label\ngood film,pos\nbad film,pos\nok film,pos\n", ["only one label", "pos"]),
+    ("text,y\ngood film,pos\nbad film,neg\nok film,pos\n", ["no column 'label'", "--label-col"]),
+])
+def test_train_bad_dataset(tiny, tmp_path, content, words):
+    data = tmp_path / "d.csv"
+    data.write_text(content)
+    out = tmp_path / "out"
+    _fails(["train", "--model", str(tiny / "tiny"), "--data", str(data), "-o", str(out), "--threads", "1"],
+           *words, out=out)
+
+
+def test_missing_label_column_jsonl(tiny, tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps({"text": f"t{i}", "sentiment": i % 2}) for i in range(10)))
+    _fails(["eval", str(tiny / "tiny"), "--data", str(data)], "no column 'label'")
+
+
+@pytest.mark.parametrize("cmd", [
+    ["eval", "{m}"],
+    ["importance", "{m}", "-o", "{o}.json"],
+    ["dynabert", "--teacher", "{m}", "-o", "{o}"],
+    ["qat", "--teacher", "{m}", "-o", "{o}"],
+    ["train", "--model", "{m}", "-o", "{o}"],
+])
+def test_checkpoint_without_weights(tiny, tmp_path, cmd):
+    out = tmp_path / "out"
+    args = [a.format(m=tiny / "noweights", o=out) for a in cmd] + ["--data", str(tiny / "toy.csv")]
+    _fails(args, "no weights", out=out)
+    assert not (tmp_path / "out.json").exists()
+
+
+@pytest.mark.parametrize("opt,value,field", [
+    ("--widths", "0,0.5", "widths"), ("--widths", "0.5,1.5", "widths"), ("--depths", "-0.5", "depths"),
+    ("--widths", "half", "widths"),
+])
+def test_dynabert_width_outside_unit_interval(tiny, tmp_path, opt, value, field):
+    out = tmp_path / "dyn"
+    line = _fails(["dynabert", "--teacher", str(tiny / "tiny"), "-o", str(out), "--data", str(tiny / "toy.csv"),
+                   opt, value], field, out=out)
+    assert "(0, 1]" in line
+
+
+def test_eval_width_outside(tiny):
+    _fails(["eval", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"), "--width", "1.5"], "width", "(0, 1]")
+
+
+def test_output_folder_not_a_model_is_refused(tiny, tmp_path):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    _fails(["train", "--model", str(tiny / "tiny"), "-o", str(out), "--data", str(tiny / "toy.csv")], "not empty")
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_long_texts_are_truncated_and_counted(tiny, tmp_path):
+    out = tmp_path / "t"
+    res = CliRunner().invoke(main, ["train", "--model", str(tiny / "tiny"), "-o", str(out), "--data",
+                                    str(tiny / "toy.csv"), "--max-length", "8", "--epochs", "0.2",
+                                    "--threads", "1"])
+    assert res.exit_code == 0, res.output + res.stderr
+    r = json.loads((out / "deploytool.json").read_text())
+    assert r["truncated_train"] > 50 and r["dev"]["truncated"] > 0
+    assert f"({r['truncated_train']} texts truncated)" in res.stdout  # said, not silent
+    assert (out / "model.safetensors").is_file()
