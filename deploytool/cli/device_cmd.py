@@ -48,3 +48,44 @@ def profiles_show(ctx: click.Context, name: str, profiles_dirs: tuple[Path, ...]
     dirs = tuple(profiles_dirs) + tuple((ctx.obj or {}).get("profiles_dirs", ()))
     prof = load_profile(name, dirs)
     click.echo(json.dumps(prof.to_dict(), indent=2) if as_json else profile_text(prof))
+
+
+# ------------------------------------------------------------------------- verify-arm64
+@click.command("verify-arm64")
+@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--profile", "profile_name", default=None, help="Device profile whose qemu_cpu (and EP list) to use.")
+@click.option("--cpu", "cpus", multiple=True, help="QEMU aarch64 CPU model(s) instead of / besides the profile's "
+              "(cortex-a72, neoverse-n1, a64fx, max, ...). Repeatable.")
+@click.option("--seq-len", default=16, show_default=True, type=int, help="Sequence length of the synthetic inputs.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--emulator-dir", type=click.Path(path_type=Path), default=None, envvar="DEPLOYTOOL_ARM64_HOME",
+              help="Emulator folder [default: ~/.cache/deploytool/arm64; env DEPLOYTOOL_ARM64_HOME].")
+@click.option("--no-setup", is_flag=True, help="Fail instead of running scripts/setup_arm64.sh when it is missing.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the result as JSON.")
+@_dir_option
+def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple[str, ...], seq_len: int, seed: int,
+                 emulator_dir: Path | None, no_setup: bool, json_out: Path | None,
+                 profiles_dirs: tuple[Path, ...]) -> None:
+    """Run MODELS with ONNX Runtime's aarch64 wheel under QEMU and compare the outputs with the host's."""
+    from deploytool.arm64 import VerifyConfig, verify_arm64 as run
+    from deploytool.onnx_io import atomic_write, check_output_path
+    from deploytool.profiles import load_profile
+
+    profile = load_profile(profile_name, profiles_dirs) if profile_name else None
+    if json_out is not None:
+        check_output_path(json_out, inputs=models)
+    if profile is not None and cpus and profile.qemu_cpu:
+        cpus = (profile.qemu_cpu, *cpus)
+    config = VerifyConfig(models=models, profile=profile, cpus=cpus, seq_len=seq_len, seed=seed,
+                          emulator_home=emulator_dir, setup=not no_setup)
+    result = run(config)
+    click.echo(result.table())
+    if json_out is not None:
+        with atomic_write(json_out) as f:
+            json.dump(result.to_dict(), f, indent=2)
+    bad = [c for c in result.checks if not c.ok]
+    if bad:
+        click.echo(f"verify-arm64: {len(bad)} of {len(result.checks)} checks FAILED", err=True)
+        raise SystemExit(1)
+    click.echo(f"verify-arm64: all {len(result.checks)} checks OK on {', '.join(result.cpus)} "
+               f"(onnxruntime {result.onnxruntime} aarch64, {result.wall_s:.0f} s)")

@@ -1,0 +1,126 @@
+"""The ARM64 emulator: ONNX Runtime's Linux aarch64 wheel under QEMU user-mode, on an x86-64 host.
+
+``scripts/setup_arm64.sh`` (shipped with deploytool) builds it in one user folder, by default
+``~/.cache/deploytool/arm64``: a static ``qemu-aarch64`` 10 (Debian bookworm-backports), an arm64
+Debian 12 userland with Python 3.11 (unpacked packages, no chroot), and the aarch64 wheels of
+onnxruntime and numpy unpacked into ``site/``. The emulated Python runs as::
+
+    PYTHONPATH=site qemu-aarch64 -cpu CPU -L rootfs rootfs/usr/bin/python3.11 script.py ...
+
+``-L`` makes QEMU resolve absolute paths (the ELF interpreter, shared libraries) under ``rootfs``
+first; every other path (the model, the guest script) is the host's own. ``-cpu`` picks the CPU model,
+so ONNX Runtime sees that core's ISA (HWCAPs) and selects its kernels accordingly (NEON only on
+cortex-a72; fp16 and dot product on neoverse-n1; SVE on a64fx; SME on max). Timings under emulation
+mean nothing; outputs do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from deploytool.errors import UnavailableError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_HOME", "SETUP_SCRIPT", "Emulator", "find_emulator", "setup_emulator", "ensure_emulator"]
+
+#: where scripts/setup_arm64.sh puts the emulator unless told otherwise
+DEFAULT_HOME = Path(os.path.expanduser("~")) / ".cache" / "deploytool" / "arm64"
+#: the project's own set-up script (repository root / scripts)
+SETUP_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "setup_arm64.sh"
+
+
+@dataclasses.dataclass(frozen=True)
+class Emulator:
+    home: Path
+
+    @property
+    def qemu(self) -> Path:
+        return self.home / "qemu" / "qemu-aarch64"
+
+    @property
+    def rootfs(self) -> Path:
+        return self.home / "rootfs"
+
+    @property
+    def site(self) -> Path:
+        return self.home / "site"
+
+    @property
+    def python(self) -> Path:
+        return self.rootfs / "usr" / "bin" / "python3.11"
+
+    def command(self, cpu: str, args: list[str]) -> list[str]:
+        return [str(self.qemu), "-cpu", cpu, "-L", str(self.rootfs), str(self.python), *args]
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LD_"))}
+        env["PYTHONPATH"] = str(self.site)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env["OMP_NUM_THREADS"] = "1"
+        return env
+
+    def run_python(self, cpu: str, args: list[str], *, timeout_s: float | None = None) -> subprocess.CompletedProcess:
+        """Run the emulated Python on ``cpu``; a QEMU that cannot start raises UnavailableError."""
+        cmd = self.command(cpu, args)
+        try:
+            return subprocess.run(cmd, env=self.env(), capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise UnavailableError(f"ARM64 emulator on -cpu {cpu} did not finish within {timeout_s:g} s") from None
+        except OSError as e:
+            raise UnavailableError(f"ARM64 emulator cannot start ({self.qemu}: {e.strerror})") from None
+
+
+def find_emulator(home: str | os.PathLike | None = None) -> Emulator:
+    """The emulator set up in ``home`` (default :data:`DEFAULT_HOME`); UnavailableError if it is not there."""
+    emu = Emulator(Path(home) if home is not None else DEFAULT_HOME)
+    missing = [p for p in (emu.home / "READY", emu.qemu, emu.python, emu.site / "onnxruntime") if not p.exists()]
+    if missing:
+        raise UnavailableError(f"ARM64 emulator is not set up in {emu.home} (missing {missing[0].name}); "
+                               f"run: bash {_script_hint()} {emu.home}")
+    return emu
+
+
+def setup_emulator(home: str | os.PathLike | None = None, *, script: str | os.PathLike | None = None,
+                   timeout_s: float = 900) -> Emulator:
+    """Run the set-up script into ``home`` (idempotent: a finished set-up returns at once)."""
+    target = Path(home) if home is not None else DEFAULT_HOME
+    script_path = Path(script) if script is not None else SETUP_SCRIPT
+    if not script_path.is_file():
+        raise UnavailableError(f"ARM64 emulator set-up script not found ({script_path}); this install of deploytool "
+                               "does not carry scripts/setup_arm64.sh")
+    bash = shutil.which("bash")
+    if bash is None:
+        raise UnavailableError("ARM64 emulator set-up needs bash")
+    logger.info("setting up the ARM64 emulator in %s (one time, about a minute)", target)
+    try:
+        proc = subprocess.run([bash, str(script_path), str(target)], capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise UnavailableError(f"ARM64 emulator set-up did not finish within {timeout_s:g} s") from None
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("WARNING")]
+        why = lines[-1].strip() if lines else f"exit code {proc.returncode}"
+        raise UnavailableError(f"ARM64 emulator cannot be set up in {target}: {why}")
+    return find_emulator(target)
+
+
+def ensure_emulator(home: str | os.PathLike | None = None, *, setup: bool = True) -> Emulator:
+    """The emulator in ``home``; set it up first when missing and ``setup`` is true."""
+    try:
+        return find_emulator(home)
+    except UnavailableError:
+        if not setup:
+            raise
+    return setup_emulator(home)
+
+
+def _script_hint() -> str:
+    try:
+        return os.path.relpath(SETUP_SCRIPT)
+    except ValueError:
+        return str(SETUP_SCRIPT)

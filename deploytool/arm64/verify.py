@@ -1,0 +1,366 @@
+"""Verify that a model computes the same on ARM64 as on the host: ``deploytool verify-arm64``.
+
+For each CPU model (the profile's ``qemu_cpu``, or ``--cpu``), the model runs with ONNX Runtime's
+Linux aarch64 wheel under QEMU user-mode (:mod:`deploytool.arm64.emulator`) on seeded synthetic
+inputs (:mod:`deploytool.bench.inputs`), and every output is compared with the host's ONNX Runtime
+output on the same inputs:
+
+    pass  <=>  max |arm - host| <= atol + rtol * max |host|  and  cosine(arm, host) >= min_cosine
+
+The tolerance depends on the model's precision (detected from the graph, :func:`model_precision`):
+
+- fp32: ``rtol = atol = 1e-4``. Only the summation order differs between x86 (AVX-512) and Arm
+  (NEON/SVE) kernels.
+- fp16: ``rtol = 4 * sqrt(K) * 2^-11`` with K the longest reduction (largest MatMul inner dimension,
+  or the sequence length). On cores with fp16 arithmetic (Armv8.2 FP16: A76, Neoverse-N1/V1,
+  A64FX) MLAS's NEON fp16 GEMM *accumulates in fp16* (unit roundoff 2^-11), so its error grows
+  like sqrt(K) rounding steps; the host (x86) computes fp16 models in fp32 through inserted casts.
+  Measured: 2e-2 at K=384 for one MatMul of outputs up to ~4 (about 0.5 sqrt(K) u relative); on
+  tiny BERTs and MiniLM the whole encoder stays within 2 sqrt(K) u (see tests/test_arm64.py).
+- int8 (dynamic/static quantization) and ternary/binary packed weights that run on int8 kernels
+  (``DynamicQuantizeMatMul``, ``MatMulNBits`` with accuracy_level 4): ``rtol = 0.1`` and cosine
+  >= 0.98. Activations are quantized at run time, and not alike everywhere: on NEON, dot-product
+  and SVE cores ORT's int8 kernels match the host's to 1e-6, but on SME (``-cpu max``) KleidiAI's
+  kernels quantize activations per row instead of per tensor. That is *closer* to fp32 (MiniLM,
+  seq 16: cosine to the fp32 model 0.997 against the host int8's 0.990) yet 0.26 (5% of the output
+  range) away from the host's int8 output; with ``mlas.disable_kleidiai`` the two agree to 1e-6.
+  A wrong kernel fails: QEMU 7.2's SME bug gave errors of ~3 on a unit-scale layer.
+
+A failure names the output, the error and the tolerance; a model the aarch64 runtime cannot load is a
+failure with ONNX Runtime's message. Timings under emulation mean nothing and are not reported as
+such (only the wall time of the check).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploytool.arm64.emulator import Emulator, ensure_emulator
+from deploytool.errors import ConfigError, InputFileError, UnavailableError
+from deploytool.profiles.schema import QEMU_CPUS, Profile
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ModelCheck", "OutputCheck", "Tolerance", "VerifyConfig", "VerifyResult", "model_precision",
+           "tolerance_for", "verify_arm64"]
+
+GUEST = Path(__file__).with_name("guest.py")
+FP16_UNIT_ROUNDOFF = 2.0 ** -11
+FP16_SQRT_K_FACTOR = 4.0
+INT8_RTOL = 0.1
+INT8_MIN_COSINE = 0.98
+
+_INT8_OPS = {"DynamicQuantizeMatMul", "MatMulInteger", "MatMulIntegerToFloat", "QLinearMatMul", "QGemm",
+             "QAttention", "DynamicQuantizeLinear", "QuantizeLinear", "ConvInteger", "QLinearConv"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+    why: str
+    min_cosine: float = 0.0  # cosine similarity of the flattened outputs must reach this too
+
+    def limit(self, scale: float) -> float:
+        return self.atol + self.rtol * scale
+
+
+def model_precision(model_path: str | os.PathLike) -> tuple[str, int]:
+    """(precision, K) of a model: ``fp32 | fp16 | int8 | ternary | binary`` and its longest MatMul
+    reduction dimension K (largest inner dimension of a MatMul/Gemm weight initializer)."""
+    from deploytool.onnx_io import load_proto
+
+    m = load_proto(model_path, load_external_data=False)
+    g = m.graph
+    inits = {t.name: t for t in g.initializer}
+    k_max = 0
+    for n in g.node:
+        if n.op_type in ("MatMul", "Gemm", "DynamicQuantizeMatMul", "MatMulInteger") and len(n.input) > 1:
+            t = inits.get(n.input[1])
+            if t is not None and len(t.dims) == 2:
+                trans_b = any(a.name == "transB" and a.i for a in n.attribute)
+                k_max = max(k_max, int(t.dims[1] if trans_b else t.dims[0]))
+        if n.op_type == "MatMulNBits":
+            k_max = max(k_max, *(a.i for a in n.attribute if a.name == "K"), 0)
+    meta = {p.key: p.value for p in m.metadata_props}
+    packing = meta.get("deploytool.packing")
+    if packing:
+        try:
+            entries = [v for v in json.loads(packing).values() if isinstance(v, dict)]
+        except (ValueError, AttributeError):
+            entries = []
+        schemes = {str(v.get("scheme", "")) for v in entries}
+        for v in entries:  # packed linear weights keep their [K, N] shape in the record
+            shape = v.get("shape")
+            if v.get("role") != "embedding" and isinstance(shape, list) and len(shape) == 2:
+                k_max = max(k_max, int(shape[0]))
+        return ("binary" if any("binary" in s for s in schemes) else "ternary"), k_max
+    ops = {n.op_type for n in g.node}
+    if ops & _INT8_OPS or "MatMulNBits" in ops:
+        return "int8", k_max
+    fp16 = any(t.data_type == 10 for t in g.initializer) or any(
+        i.type.tensor_type.elem_type == 10 for i in list(g.input) + list(g.output))
+    return ("fp16" if fp16 else "fp32"), k_max
+
+
+def tolerance_for(precision: str, k: int) -> Tolerance:
+    """The tolerance of :func:`verify_arm64` for a model of this precision (see the module doc)."""
+    if precision == "fp32":
+        return Tolerance(1e-4, 1e-4, "fp32: x86 and Arm kernels differ only in summation order", 0.99999)
+    if precision == "fp16":
+        k = max(k, 1)
+        rtol = FP16_SQRT_K_FACTOR * math.sqrt(k) * FP16_UNIT_ROUNDOFF
+        return Tolerance(1e-3, rtol, f"fp16: Arm fp16 GEMM accumulates in fp16, rtol = {FP16_SQRT_K_FACTOR:g}*sqrt(K={k})"
+                                     f"*2^-11 = {rtol:.3g}", 0.999)
+    if precision in ("int8", "ternary", "binary"):
+        return Tolerance(1e-3, INT8_RTOL, f"{precision}: int8 kernels quantize activations at run time, and not "
+                                     "alike on every core (KleidiAI's SME kernels quantize per row, x86 per tensor)",
+                         INT8_MIN_COSINE)
+    raise ConfigError(f"precision: expected fp32, fp16, int8, ternary or binary, got {precision!r}")
+
+
+def _cpu_ok(cpu: str) -> bool:
+    base, _, props = cpu.partition(",")
+    return base in QEMU_CPUS and all(p.count("=") == 1 for p in props.split(",") if props)
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyConfig:
+    """What to verify. ``cpus`` defaults to the profile's ``qemu_cpu``; a profile also gives the EP
+    preference list (the aarch64 wheel has the CPU EP only, so others fall back, recorded)."""
+
+    models: tuple[Path, ...]
+    profile: Profile | None = None
+    cpus: tuple[str, ...] = ()
+    seq_len: int = 16
+    batch: int = 1
+    seed: int = 0
+    emulator_home: Path | None = None
+    setup: bool = True  # run scripts/setup_arm64.sh when the emulator is missing
+    jobs: int = 2  # emulated processes at once
+    timeout_s: float = 900.0
+
+    def __post_init__(self) -> None:
+        models = (self.models,) if isinstance(self.models, (str, os.PathLike)) else tuple(self.models)
+        if not models:
+            raise ConfigError("models: give at least one ONNX model")
+        models = tuple(Path(m) for m in models)
+        for m in models:
+            if not m.is_file():
+                raise InputFileError(f"{m}: no such file")
+        object.__setattr__(self, "models", models)
+        cpus = tuple(self.cpus)
+        if not cpus:
+            if self.profile is None:
+                raise ConfigError("give a device profile (--profile) or QEMU CPU models (--cpu)")
+            if self.profile.qemu_cpu is None:
+                raise ConfigError(f"profile '{self.profile.name}' has no qemu_cpu ({self.profile.arch.value}); "
+                                  f"verify-arm64 emulates aarch64 profiles only (or give --cpu)")
+            cpus = (self.profile.qemu_cpu,)
+        for c in cpus:
+            if not isinstance(c, str) or not _cpu_ok(c):
+                raise ConfigError(f"cpu: unknown QEMU aarch64 CPU model {c!r}; expected one of "
+                                  f"{', '.join(sorted(QEMU_CPUS))} (optionally with ,prop=on|off)")
+        object.__setattr__(self, "cpus", tuple(dict.fromkeys(cpus)))
+        for name, lo, hi in (("seq_len", 1, 4096), ("batch", 1, 64), ("jobs", 1, 16)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ConfigError(f"{name}: must be an integer in [{lo}, {hi}], got {v!r}")
+        if not (isinstance(self.timeout_s, (int, float)) and self.timeout_s > 0):
+            raise ConfigError(f"timeout_s: must be a positive number of seconds, got {self.timeout_s!r}")
+
+
+@dataclasses.dataclass
+class OutputCheck:
+    name: str
+    max_abs: float
+    scale: float  # max |host|
+    limit: float  # atol + rtol * scale
+    cosine: float
+    ok: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class ModelCheck:
+    model: str
+    cpu: str
+    precision: str
+    tolerance: Tolerance
+    ok: bool
+    outputs: list[OutputCheck] = dataclasses.field(default_factory=list)
+    providers: list[str] = dataclasses.field(default_factory=list)
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    hwcaps: list[str] = dataclasses.field(default_factory=list)
+    inserted_casts: int | None = None  # InsertedPrecisionFreeCast nodes ORT added on this CPU
+    host_inserted_casts: int | None = None  # ... and on the host (x86 runs fp16 through fp32)
+    error: str | None = None
+
+    @property
+    def max_abs(self) -> float:
+        return max((o.max_abs for o in self.outputs), default=float("nan"))
+
+    @property
+    def fp16_native(self) -> bool | None:
+        """For fp16 models: whether ORT ran some of the model in fp16 on this CPU model (fewer inserted
+        fp32 casts than on the host, which has no fp16 GEMM); None for other precisions."""
+        if self.precision != "fp16" or self.inserted_casts is None or self.host_inserted_casts is None:
+            return None
+        return self.inserted_casts < self.host_inserted_casts
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["tolerance"] = dataclasses.asdict(self.tolerance)
+        d["skipped"] = [{"provider": n, "reason": r} for n, r in self.skipped]
+        d["fp16_native"] = self.fp16_native
+        return d
+
+
+@dataclasses.dataclass
+class VerifyResult:
+    checks: list[ModelCheck]
+    cpus: tuple[str, ...]
+    profile: str | None
+    onnxruntime: str | None
+    wall_s: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "deploytool.verify-arm64", "ok": self.ok, "profile": self.profile, "cpus": list(self.cpus),
+                "onnxruntime_aarch64": self.onnxruntime, "wall_s": round(self.wall_s, 2),
+                "checks": [c.to_dict() for c in self.checks]}
+
+    def table(self) -> str:
+        rows = [("cpu", "model", "precision", "EP ran", "fp16", "max|arm-host|", "limit", "cosine", "result")]
+        for c in self.checks:
+            fp16 = "-" if c.fp16_native is None else \
+                f"{'native' if c.fp16_native else 'fp32'} ({c.inserted_casts}/{c.host_inserted_casts} casts)"
+            worst = max(c.outputs, key=lambda o: o.max_abs / max(o.limit, 1e-30), default=None)
+            rows.append((c.cpu, Path(c.model).name, c.precision, (c.providers or ["-"])[0].replace("ExecutionProvider", ""),
+                         fp16, f"{worst.max_abs:.3g}" if worst else "-", f"{worst.limit:.3g}" if worst else "-",
+                         f"{worst.cosine:.6f}" if worst else "-",
+                         "OK" if c.ok else f"FAIL{': ' + c.error if c.error else ''}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _compare(host: Mapping[str, np.ndarray], arm: Mapping[str, np.ndarray], tol: Tolerance) -> list[OutputCheck]:
+    out = []
+    for name, h in host.items():
+        a = arm.get(name)
+        h64 = np.asarray(h, dtype=np.float64)
+        if a is None or np.shape(a) != h64.shape:
+            out.append(OutputCheck(name, float("inf"), float(np.abs(h64).max(initial=0)), 0.0, float("nan"), False))
+            continue
+        a64 = np.asarray(a, dtype=np.float64)
+        if not np.all(np.isfinite(a64)):
+            out.append(OutputCheck(name, float("inf"), float(np.abs(h64).max(initial=0)), 0.0, float("nan"), False))
+            continue
+        diff = float(np.abs(a64 - h64).max(initial=0))
+        scale = float(np.abs(h64).max(initial=0))
+        denom = float(np.linalg.norm(a64) * np.linalg.norm(h64))
+        cos = float((a64.ravel() @ h64.ravel()) / denom) if denom > 0 else 1.0
+        limit = tol.limit(scale)
+        out.append(OutputCheck(name, diff, scale, limit, cos, diff <= limit and cos >= tol.min_cosine))
+    return out
+
+
+def _host_outputs(model: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    from deploytool.runtime.infer import run_onnx
+
+    return run_onnx(model, feeds, threads=1)
+
+
+def _host_casts(model: Path) -> list[str]:
+    from deploytool.runtime.session import inserted_precision_casts
+
+    return inserted_precision_casts(model)
+
+
+def _run_cpu(emu: Emulator, cpu: str, job_path: Path, timeout_s: float) -> dict[str, Any]:
+    proc = emu.run_python(cpu, [str(GUEST), str(job_path)], timeout_s=timeout_s)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        err = [ln for ln in proc.stderr.splitlines() if ln.strip() and "Unknown CPU vendor" not in ln]
+        why = err[-1].strip()[:300] if err else f"exit code {proc.returncode}"
+        raise UnavailableError(f"ARM64 emulator cannot start on -cpu {cpu}: {why}")
+    return json.loads(lines[-1])
+
+
+def verify_arm64(config: VerifyConfig) -> VerifyResult:
+    """Run ``config.models`` under the emulator on every CPU model and compare with the host."""
+    from deploytool.bench.inputs import make_feeds, plan_inputs
+
+    t0 = time.perf_counter()
+    emu = ensure_emulator(config.emulator_home, setup=config.setup)
+    profile = config.profile
+    providers = profile.ep_names() if profile else ["CPUExecutionProvider"]
+    provider_options = [profile.provider_options(ep) for ep in profile.execution_providers] if profile else [{}]
+    with tempfile.TemporaryDirectory(prefix="deploytool-arm64-") as tmp_s:
+        tmp = Path(tmp_s)
+        prepared = []
+        for i, m in enumerate(config.models):
+            precision, k = model_precision(m)
+            plan = plan_inputs(m)
+            feeds = make_feeds(plan, config.batch, config.seq_len, config.seed)
+            host = _host_outputs(m, feeds)
+            feeds_path = tmp / f"in{i}.npz"
+            np.savez(feeds_path, **feeds)
+            tol = tolerance_for(precision, max(k, config.seq_len))
+            host_casts = len(_host_casts(m)) if precision == "fp16" else None
+            prepared.append((m, precision, tol, feeds_path, host, host_casts))
+
+        def job_for(ci: int) -> Path:
+            job = {"threads": 1, "models": [
+                {"model": str(m.resolve()), "feeds": str(fp), "out": str(tmp / f"out{ci}_{i}.npz"),
+                 "optimized_path": str(tmp / f"opt{ci}_{i}.onnx"), "providers": providers,
+                 "provider_options": provider_options}
+                for i, (m, _, _, fp, _, _) in enumerate(prepared)]}
+            p = tmp / f"job{ci}.json"
+            p.write_text(json.dumps(job))
+            return p
+
+        jobs = {cpu: job_for(ci) for ci, cpu in enumerate(config.cpus)}
+        summaries: dict[str, dict[str, Any]] = {}
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(config.jobs, len(jobs))) as pool:
+            futs = {pool.submit(_run_cpu, emu, cpu, jp, config.timeout_s): cpu for cpu, jp in jobs.items()}
+            for fut in concurrent.futures.as_completed(futs):
+                summaries[futs[fut]] = fut.result()
+
+        checks: list[ModelCheck] = []
+        ort_version = None
+        for ci, cpu in enumerate(config.cpus):
+            s = summaries[cpu]
+            ort_version = s.get("onnxruntime")
+            for i, (m, precision, tol, _, host, host_casts) in enumerate(prepared):
+                r = s["models"][i]
+                check = ModelCheck(model=str(m), cpu=cpu, precision=precision, tolerance=tol, ok=False,
+                                   providers=list(r.get("providers") or []),
+                                   skipped=[tuple(x) for x in r.get("skipped") or []], hwcaps=list(s.get("hwcaps", [])),
+                                   inserted_casts=r.get("inserted_casts"), host_inserted_casts=host_casts,
+                                   error=r.get("error"))
+                if check.error is None:
+                    with np.load(tmp / f"out{ci}_{i}.npz") as z:
+                        arm = {k: z[k] for k in z.files}
+                    check.outputs = _compare(host, arm, tol)
+                    check.ok = all(o.ok for o in check.outputs)
+                checks.append(check)
+    return VerifyResult(checks=checks, cpus=config.cpus, profile=profile.name if profile else None,
+                        onnxruntime=ort_version, wall_s=time.perf_counter() - t0)

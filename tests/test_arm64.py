@@ -1,0 +1,160 @@
+"""verify-arm64: a tiny BERT in fp32, fp16, int8, ternary and binary under QEMU aarch64 on four CPU
+models, compared with the host. Sets the emulator up (scripts/setup_arm64.sh, cached in
+~/.cache/deploytool/arm64) when missing; skipped, with the reason, only where that cannot be done."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from deploytool.arm64 import Tolerance, VerifyConfig, model_precision, tolerance_for
+from deploytool.arm64.verify import _compare
+from deploytool.cli import main
+from deploytool.errors import ConfigError, UnavailableError
+from deploytool.profiles import load_profile
+
+CPUS = ("cortex-a72", "neoverse-n1", "a64fx", "max")
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    from deploytool.arm64 import ensure_emulator
+
+    if shutil.which("apt-get") is None and not (Path.home() / ".cache/deploytool/arm64/READY").exists():
+        pytest.skip("ARM64 emulator cannot be set up here: no apt-get (scripts/setup_arm64.sh needs Debian/Ubuntu)")
+    try:
+        return ensure_emulator()
+    except UnavailableError as e:
+        pytest.skip(f"ARM64 emulator cannot be set up: {e}")
+
+
+@pytest.fixture(scope="module")
+def variants(tiny_onnx, tmp_path_factory):
+    """fp32 / fp16 / int8 / ternary / binary versions of one tiny BERT (hidden 64, FFN 256: K up to 256)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+
+    src = tiny_onnx("bert", layers=2, hidden=64, heads=4, ffn=256)
+    d = tmp_path_factory.mktemp("arm64_models")
+    out = {"fp32": d / "fp32.onnx"}
+    shutil.copy(src, out["fp32"])
+    out["fp16"] = d / "fp16.onnx"
+    onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=False), str(out["fp16"]))
+    out["int8"] = d / "int8.onnx"
+    quantize_dynamic(str(src), str(out["int8"]), weight_type=QuantType.QInt8, per_channel=True)
+    for scheme in ("ternary", "binary"):
+        out[scheme] = d / f"{scheme}.onnx"
+        pack_file(src, out[scheme], PackConfig(weights=scheme))
+    return out
+
+
+def test_precision_detection_and_tolerances(variants):
+    for name, path in variants.items():
+        precision, k = model_precision(path)
+        assert precision == name
+        assert k == 256
+    fp16 = tolerance_for("fp16", 256)
+    assert fp16.rtol == pytest.approx(4 * 16 * 2 ** -11)
+    assert tolerance_for("fp32", 256).rtol < fp16.rtol < tolerance_for("int8", 256).rtol
+    with pytest.raises(ConfigError):
+        tolerance_for("int3", 1)
+
+
+def test_compare_fails_on_a_real_mismatch():
+    host = {"y": np.linspace(-3, 3, 600).astype(np.float32)}
+    tol = Tolerance(1e-4, 1e-4, "fp32", 0.99999)
+    assert _compare(host, {"y": host["y"] + 1e-5}, tol)[0].ok
+    bad = _compare(host, {"y": host["y"] + np.float32(0.01)}, tol)[0]
+    assert not bad.ok and bad.max_abs == pytest.approx(0.01, rel=1e-3)
+    assert not _compare(host, {"y": np.full(600, np.nan, np.float32)}, tol)[0].ok
+    assert not _compare(host, {"y": host["y"][:10]}, tol)[0].ok  # shape differs
+    # int8: a sign flip of one feature block passes max-abs at rtol 0.1 only if small; cosine catches the rest
+    y = host["y"].copy()
+    y[:300] *= -1
+    assert not _compare(host, {"y": y}, tolerance_for("int8", 64))[0].ok
+
+
+@pytest.mark.arm64
+@pytest.mark.slow
+def test_verify_arm64_all_precisions_on_four_cpus(emulator, variants, tmp_path):
+    out = tmp_path / "verify.json"
+    models = [str(variants[k]) for k in ("fp32", "fp16", "int8", "ternary", "binary")]
+    args = ["verify-arm64", *models, "--profile", "raspberry-pi-4", *sum((["--cpu", c] for c in CPUS[1:]), []),
+            "--emulator-dir", str(emulator.home), "--no-setup", "--json", str(out)]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())
+    assert res["ok"] and res["cpus"] == list(CPUS)
+    assert len(res["checks"]) == 5 * 4
+    by = {(Path(c["model"]).stem, c["cpu"]): c for c in res["checks"]}
+    for c in res["checks"]:
+        assert c["ok"] and c["error"] is None
+        assert c["providers"][0] == "CPUExecutionProvider"
+        # the profile asked for XNNPACK first: the aarch64 wheel lacks it, and the check says so
+        assert c["skipped"][0]["provider"] == "XnnpackExecutionProvider"
+        assert "not in this onnxruntime build" in c["skipped"][0]["reason"]
+    hw = {cpu: set(by[("fp32", cpu)]["hwcaps"]) for cpu in CPUS}
+    assert "asimdhp" not in hw["cortex-a72"] and {"asimdhp", "asimddp"} <= hw["neoverse-n1"]
+    assert "sve" in hw["a64fx"] and "sme" in hw["max"]
+    # fp16: cortex-a72 has no fp16 arithmetic -> ORT casts everything to fp32 like the x86 host;
+    # cores with fp16 arithmetic run the MatMuls in fp16 (fewer inserted casts), with fp16 rounding
+    a72, n1 = by[("fp16", "cortex-a72")], by[("fp16", "neoverse-n1")]
+    assert a72["inserted_casts"] == a72["host_inserted_casts"] > 0 and a72["fp16_native"] is False
+    assert n1["inserted_casts"] < n1["host_inserted_casts"] and n1["fp16_native"] is True
+    assert by[("fp32", "neoverse-n1")]["outputs"][0]["max_abs"] < 1e-4
+    assert 0 < n1["outputs"][0]["max_abs"] <= n1["outputs"][0]["limit"]
+
+
+def _err_line(r) -> str:
+    err = r.stderr if hasattr(r, "stderr") else r.output
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_verify_arm64_cannot_start_is_one_line_exit_2(variants, tmp_path):
+    out = tmp_path / "v.json"
+    # not set up, and told not to set it up
+    r = CliRunner().invoke(main, ["verify-arm64", str(variants["fp32"]), "--profile", "graviton2",
+                                  "--emulator-dir", str(tmp_path / "none"), "--no-setup", "--json", str(out)])
+    assert r.exit_code == 2 and "ARM64 emulator is not set up" in _err_line(r)
+    # set up, but QEMU cannot start
+    home = tmp_path / "broken"
+    for sub in ("qemu", "rootfs/usr/bin", "site/onnxruntime"):
+        (home / sub).mkdir(parents=True)
+    (home / "READY").write_text("x")
+    (home / "rootfs/usr/bin/python3.11").write_text("")
+    qemu = home / "qemu/qemu-aarch64"
+    qemu.write_text("#!/bin/sh\necho 'qemu: could not open ELF interpreter' >&2\nexit 1\n")
+    os.chmod(qemu, 0o755)
+    r = CliRunner().invoke(main, ["verify-arm64", str(variants["fp32"]), "--cpu", "neoverse-n1",
+                                  "--emulator-dir", str(home), "--no-setup", "--json", str(out)])
+    assert r.exit_code == 2 and "ARM64 emulator cannot start on -cpu neoverse-n1" in _err_line(r)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--profile", "x86-host"], "profile 'x86-host' has no qemu_cpu"),
+    (["--cpu", "cortex-a99"], "unknown QEMU aarch64 CPU model 'cortex-a99'"),
+    (["--profile", "kirin99"], "unknown device profile 'kirin99' (did you mean 'kirin990'?)"),
+    ([], "give a device profile (--profile) or QEMU CPU models (--cpu)"),
+])
+def test_verify_arm64_bad_input(variants, tmp_path, args, expected):
+    r = CliRunner().invoke(main, ["verify-arm64", str(variants["fp32"]), *args, "--emulator-dir", str(tmp_path),
+                                  "--no-setup"])
+    assert r.exit_code == 2 and expected in _err_line(r)
+
+
+def test_verify_config_uses_the_profiles_cpu(variants):
+    cfg = VerifyConfig(models=(variants["fp32"],), profile=load_profile("a64fx"))
+    assert cfg.cpus == ("a64fx",)
+    assert VerifyConfig(models=(variants["fp32"],), cpus=("max,sme=off",)).cpus == ("max,sme=off",)
