@@ -246,10 +246,46 @@ def _bits(dtype: ir.DataType) -> float:
         return float(dtype.itemsize * 8)
 
 
+_ROLE_FROM_PACKING = {"embedding": "embeddings", "embeddings": "embeddings", "attention": "attention",
+                      "ffn": "ffn", "other": "other"}
+
+
+def _is_quant_aux(n: ir.Node, idx: int) -> bool:
+    """A scale or zero point of a quantized op (not a weight)."""
+    if (n.op_type, idx) in _QUANT_AUX:
+        return True
+    if n.op_type == "QAttention" and idx in (3, 4, 6, 7):
+        return True
+    if n.op_type == "QEmbedLayerNormalization" and idx >= 8:
+        return True
+    if n.op_type == "Mul" and len(n.inputs) == 2:  # per-channel weight scale times the dynamic input scale
+        other = n.inputs[1 - idx]
+        p = other.producer() if other is not None else None
+        if p is not None and p.op_type == "DynamicQuantizeLinear" and other is not p.outputs[0]:
+            return True
+    return False
+
+
+def _packed_key(name: str, packing: dict[str, dict], prefixes: dict[str, str]) -> str | None:
+    if name in packing:
+        return name
+    for prefix, key in prefixes.items():
+        if name.startswith(prefix):
+            return key
+    return None
+
+
 def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict], s: EncoderStructure | None):
     params = dict.fromkeys(ROLES, 0)
     nbytes = dict.fromkeys(ROLES, 0)
     by_dtype: dict[str, dict[str, float]] = {}
+
+    def add(key: str, count: int, stored: float) -> None:
+        entry = by_dtype.setdefault(key, {"tensors": 0, "params": 0, "bytes": 0, "bits_per_param": 0.0})
+        entry["tensors"] += 1
+        entry["params"] += count
+        entry["bytes"] += stored
+
     structural: set[int] = set()  # weights and biases the finder identified (always parameters)
     if s is not None:
         linears: list[Linear] = list(s.other_linears)
@@ -261,6 +297,11 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
             if lin.bias is not None:
                 structural.add(id(lin.bias))
         structural.update(id(v) for v in s.embeddings.values())
+    # packed tensors (deploytool pack) are named after the weight they replace: <name>_<suffix>
+    live = {v.name for v in graph.initializers.values() if v.uses()}
+    packed = {k: v for k, v in packing.items() if k not in live}
+    prefixes = {k.replace("::", "_").replace("/", "_") + "_": k for k in packed}
+    packed_role: dict[str, str] = {}
     seen: set[int] = set()
     for n in graph:
         for idx, v in enumerate(n.inputs):
@@ -273,39 +314,37 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
             role = roles.get(id(n), "other")
             size = int(t.size)
             stored = _nbytes(t)
-            info = packing.get(v.name or "")
-            aux = (n.op_type, idx) in _QUANT_AUX
-            dname = t.dtype.name
-            if info is not None:
-                shape = info.get("shape") or []
-                count = int(math.prod(int(d) for d in shape)) if shape else size
-                key = f"packed-{info.get('scheme', 'unknown')}"
-            elif aux:
+            key = _packed_key(v.name or "", packed, prefixes)
+            if key is not None:  # storage of a packed weight (codes, alpha): bytes here, params from metadata
+                nbytes[role] += stored
+                packed_role.setdefault(key, role)
+                continue
+            if _is_quant_aux(n, idx):
                 nbytes[role] += stored
                 continue
-            elif id(v) in structural or (t.dtype.is_floating_point() and size > 1) or (
-                    dname in _LOW_BIT and size > 64 and (n.op_type in _WEIGHT_READERS or _is_cast(n))):
-                count = size
-                key = _DTYPE_NAMES.get(dname, dname.lower())
-            else:
-                continue
-            params[role] += count
-            nbytes[role] += stored
-            entry = by_dtype.setdefault(key, {"tensors": 0, "params": 0, "bytes": 0, "bits_per_param": 0.0})
-            entry["tensors"] += 1
-            entry["params"] += count
-            entry["bytes"] += stored
+            dname = t.dtype.name
+            if id(v) in structural or (t.dtype.is_floating_point() and size > 1) or (
+                    dname in _LOW_BIT and size > 1 and n.op_type not in ("Reshape", "Slice", "Expand", "Tile")):
+                params[role] += size
+                nbytes[role] += stored
+                add(_DTYPE_NAMES.get(dname, dname.lower()), size, stored)
+    for key, info in packed.items():
+        shape = info.get("shape") or []
+        count = int(math.prod(int(d) for d in shape)) if shape else 0
+        role = packed_role.get(key) or _ROLE_FROM_PACKING.get(str(info.get("role", "")), "other")
+        if key not in packed_role:
+            logger.warning("packed weight %s from metadata not found in the graph", key)
+            continue
+        params[role] += count
+        try:
+            stored = float(info["bytes"]) if "bytes" in info else float(info.get("bits", 0)) * count / 8
+        except (TypeError, ValueError):
+            stored = 0.0
+        add(f"packed-{info.get('scheme', 'unknown')}", count, stored)
     for entry in by_dtype.values():
+        entry["bytes"] = int(round(entry["bytes"]))
         entry["bits_per_param"] = round(8.0 * entry["bytes"] / entry["params"], 3) if entry["params"] else 0.0
     return params, nbytes, dict(sorted(by_dtype.items()))
-
-
-_WEIGHT_READERS = {"MatMul", "Gemm", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulNBits", "Gather",
-                   "DequantizeLinear", "QAttention", "QGemm", "QLinearMatMul", "MatMulIntegerToFloat"}
-
-
-def _is_cast(n: ir.Node) -> bool:
-    return n.op_type in ("Cast", "Reshape", "Transpose")
 
 
 def _nbytes(t) -> int:

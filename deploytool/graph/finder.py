@@ -44,6 +44,7 @@ from deploytool.graph._util import (
     const_kind,
     const_tensor,
     consumers,
+    data_consumers,
     single_consumer,
     small_const,
 )
@@ -58,11 +59,17 @@ from deploytool.graph.structure import (
 
 logger = logging.getLogger(__name__)
 
-_PLUMBING = {"Transpose", "Reshape", "Cast", "Identity", "Squeeze", "Unsqueeze", "Dropout"}
+_PLUMBING = {"Transpose", "Reshape", "Cast", "Identity", "Squeeze", "Unsqueeze", "Dropout", "QuantizeLinear",
+             "DequantizeLinear"}
+# activation (re)quantization in front of a projection: the projection reads the value before it
+_QUANT_IN = {"DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear"}
+_FUSION_OPS = {"Attention", "MultiHeadAttention", "QAttention", "SkipLayerNormalization", "EmbedLayerNormalization",
+               "QEmbedLayerNormalization", "BiasGelu", "FastGelu", "SkipSimplifiedLayerNormalization"}
 _SCALE = {"Div", "Mul"}
-_MASK_OPS = {"Add", "Sub", "Mul", "Div", "Where", "Cast", "Identity", "Max", "Min", "Clip", "Dropout"}
+_MASK_OPS = {"Add", "Sub", "Mul", "Div", "Where", "Cast", "Identity", "Max", "Min", "Clip", "Dropout",
+             "QuantizeLinear", "DequantizeLinear"}
 _ACT_OPS = {"Gelu", "FastGelu", "BiasGelu", "Relu", "Erf", "Tanh", "Sigmoid", "Div", "Mul", "Add", "Pow",
-            "Sqrt", "Cast", "Identity", "Dropout", "QuickGelu", "Sub"}
+            "Sqrt", "Cast", "Identity", "Dropout", "QuickGelu", "Sub"} | _QUANT_IN
 _MAX_ACT_NODES = 40
 
 
@@ -81,6 +88,63 @@ class _Finder:
             self.packing = json.loads(self.meta.get("deploytool.packing", "{}")) or {}
         except ValueError:
             self.packing = {}
+        if not isinstance(self.packing, dict):
+            self.packing = {}
+        # packed initializers are named after the original weight (``<name>_trit5``, ``<name>_int2``)
+        self._packed_prefix = {k.replace("::", "_").replace("/", "_") + "_": v for k, v in self.packing.items()
+                               if isinstance(v, dict)}
+
+    def packing_info(self, v: ir.Value | None) -> dict | None:
+        if v is None or not v.name:
+            return None
+        info = self.packing.get(v.name)
+        if isinstance(info, dict):
+            return info
+        for prefix, info in self._packed_prefix.items():
+            if v.name.startswith(prefix):
+                return info
+        return None
+
+    # ------------------------------------------------------------------ quantized activations
+    @staticmethod
+    def source(v: ir.Value | None) -> ir.Value | None:
+        """The float value a projection really reads (through activation quantize/dequantize)."""
+        for _ in range(4):
+            p = v.producer() if v is not None else None
+            if p is None or p.op_type not in _QUANT_IN or not p.inputs:
+                return v
+            v = p.inputs[0]
+        return v
+
+    @staticmethod
+    def readers(v: ir.Value | None) -> list[ir.Node]:
+        """Data consumers of ``v``, looking through activation quantization nodes."""
+        out: list[ir.Node] = []
+        stack = data_consumers(v)
+        seen: set[int] = set()
+        while stack:
+            n = stack.pop(0)
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            if n.op_type in _QUANT_IN:
+                stack.extend(data_consumers(n.outputs[0]))
+            else:
+                out.append(n)
+        return out
+
+    @staticmethod
+    def tail(node: ir.Node) -> ir.Value:
+        """The float product of a projection: after MatMulInteger's Cast and scale Mul."""
+        y = node.outputs[0]
+        if node.op_type == "MatMulInteger":
+            c = single_consumer(y)
+            if c is not None and c.op_type == "Cast":
+                y = c.outputs[0]
+                c = single_consumer(y)
+            if c is not None and c.op_type == "Mul":
+                y = c.outputs[0]
+        return y
 
     # ------------------------------------------------------------------ projections
     def linear(self, node: ir.Node | None) -> Linear | None:
@@ -90,11 +154,25 @@ class _Finder:
         x, w = node.inputs[0], node.inputs[1]
         if x is None or w is None or self.cone.is_const(x) or not self.cone.is_const(w):
             return None
-        weight = w if const_tensor(w) is not None else self.cone.root(w)
+        weight = self._weight_root(w)
         layout, in_f, out_f = self._weight_geometry(node, w, weight)
         lin = Linear(node=node, weight=weight, layout=layout, in_features=in_f, out_features=out_f)
         lin.bias, lin.bias_node = self._bias(node, out_f)
         return lin
+
+    def _weight_root(self, w: ir.Value) -> ir.Value:
+        """The stored tensor behind a weight input (itself, or the packed/int initializer it is unpacked from)."""
+        if const_tensor(w) is not None:
+            return w
+        v = w
+        for _ in range(8):  # shape-preserving conversions first (Cast of INT2, DequantizeLinear of int8)
+            p = v.producer()
+            if p is None or p.op_type not in ("Cast", "DequantizeLinear", "Identity") or not p.inputs:
+                break
+            v = p.inputs[0]
+            if const_tensor(v) is not None:
+                return v
+        return self.cone.root(w)
 
     def _weight_geometry(self, node: ir.Node, w: ir.Value, weight: ir.Value) -> tuple[str, int, int]:
         attrs = node.attributes
@@ -103,14 +181,13 @@ class _Finder:
         dims = None
         if w.shape is not None and w.shape.is_static() and len(w.shape) == 2:
             dims = [int(d) for d in w.shape]
-        elif weight is w:
-            t = const_tensor(w)
-            if t is not None and len(t.shape) == 2:
-                dims = [int(d) for d in t.shape]
-        if dims is None:
-            info = self.packing.get(weight.name or "")
+        else:
+            info = self.packing_info(weight)
+            t = const_tensor(weight)
             if isinstance(info, dict) and len(info.get("shape", [])) == 2:
                 dims = [int(d) for d in info["shape"]]
+            elif t is not None and len(t.shape) == 2 and (weight is w or self._shape_preserving(w, weight)):
+                dims = [int(d) for d in t.shape]
         if dims is None:
             raise StructureError(f"node '{_name(node)}' ({node.op_type}): weight '{w.name}' has no static 2-D shape")
         trans_b = False
@@ -122,13 +199,23 @@ class _Finder:
             return "out_in", dims[1], dims[0]
         return "in_out", dims[0], dims[1]
 
+    @staticmethod
+    def _shape_preserving(w: ir.Value, root: ir.Value) -> bool:
+        v = w
+        while v is not root:
+            p = v.producer()
+            if p is None or p.op_type not in ("Cast", "DequantizeLinear", "Identity"):
+                return False
+            v = p.inputs[0]
+        return True
+
     def _bias(self, node: ir.Node, out_f: int) -> tuple[ir.Value | None, ir.Node | None]:
         if node.op_type == "Gemm":
             c = node.inputs[2] if len(node.inputs) > 2 else None
             return (c, None) if c is not None else (None, None)
         if node.op_type == "DynamicQuantizeMatMul" and len(node.inputs) > 4 and node.inputs[4] is not None:
             return node.inputs[4], None
-        y = node.outputs[0]
+        y = self.tail(node)
         c = single_consumer(y)
         if c is None:
             return None, None
@@ -147,12 +234,11 @@ class _Finder:
                 return b, c
         return None, None
 
-    @staticmethod
-    def linear_output(lin: Linear) -> ir.Value:
+    def linear_output(self, lin: Linear) -> ir.Value:
         """The value after the projection and its bias Add (fused bias consumers excluded)."""
         if lin.bias_node is not None and lin.bias_node.op_type == "Add":
             return lin.bias_node.outputs[0]
-        return lin.node.outputs[0]
+        return self.tail(lin.node)
 
     def trace_back(self, v: ir.Value | None) -> tuple[Linear | None, list[ir.Node]]:
         """From an attention operand back to its projection, through head plumbing and scaling."""
@@ -174,6 +260,10 @@ class _Finder:
                 else:
                     return None, plumbing
                 continue
+            if p.op_type == "Mul" and len(p.inputs) == 2:  # MatMulInteger's dequantizing scale
+                mmi = next((self._integer_matmul(i) for i in p.inputs if self._integer_matmul(i) is not None), None)
+                if mmi is not None and self.tail(mmi) is v:
+                    return self.linear(mmi), plumbing
             if p.op_type in _SCALE and len(p.inputs) == 2:
                 a, b = p.inputs
                 if small_const(b) is not None and small_const(b).size == 1:
@@ -190,6 +280,13 @@ class _Finder:
                 continue
             return None, plumbing
         return None, plumbing
+
+    @staticmethod
+    def _integer_matmul(v: ir.Value | None) -> ir.Node | None:
+        p = v.producer() if v is not None else None
+        if p is not None and p.op_type == "Cast" and p.inputs:
+            p = p.inputs[0].producer() if p.inputs[0] is not None else None
+        return p if p is not None and p.op_type == "MatMulInteger" else None
 
     # ------------------------------------------------------------------ shapes and head sites
     def shape_pieces(self, reshape: ir.Node) -> list[tuple[int | None, tuple | None]]:
@@ -291,7 +388,7 @@ class _Finder:
                 for c in consumers(v):
                     if c.op_type == "MatMul" and c.inputs[0] is v:
                         return c
-                    if c.op_type in ("Cast", "Identity", "Dropout", "Where"):
+                    if c.op_type in ("Cast", "Identity", "Dropout", "Where", "QuantizeLinear", "DequantizeLinear"):
                         nxt.append(c.outputs[0])
             frontier = nxt
         return None
@@ -312,14 +409,15 @@ class _Finder:
             if lin is None:
                 raise StructureError(f"node '{_name(at)}' (MatMul): cannot trace the {name} operand back to a "
                                      f"projection with constant weights")
-        x = q.node.inputs[0]
-        if k.node.inputs[0] is not x or v.node.inputs[0] is not x:
+        x = self.source(q.node.inputs[0])
+        if self.source(k.node.inputs[0]) is not x or self.source(v.node.inputs[0]) is not x:
             raise StructureError(f"node '{_name(score)}' (MatMul): Q, K and V do not read the same hidden state "
                                  f"(cross-attention or a decoder is not supported)")
         # context -> Transpose/Reshape -> O
         cur, ctx_pl, o = ctx.outputs[0], [], None
         for _ in range(8):
-            c = single_consumer(cur)
+            rs = self.readers(cur)
+            c = rs[0] if len(rs) == 1 else None
             if c is None:
                 break
             if c.op_type in LINEAR_OPS:
@@ -350,8 +448,8 @@ class _Finder:
         if "num_heads" not in attrs:
             raise StructureError(f"node '{_name(node)}' ({node.op_type}): no num_heads attribute")
         heads = int(attrs["num_heads"].value)
-        x = node.inputs[0]
-        if node.op_type == "Attention":
+        x = self.source(node.inputs[0])
+        if node.op_type in ("Attention", "QAttention"):
             w = node.inputs[1] if len(node.inputs) > 1 else None
             if w is None or not self.cone.is_const(w):
                 raise StructureError(f"node '{_name(node)}' (Attention): packed QKV weight is not a constant")
@@ -374,7 +472,10 @@ class _Finder:
                 raise StructureError(f"node '{_name(node)}' (MultiHeadAttention): Q/K/V inputs do not come from "
                                      f"separate projections (packed QKV is not supported)")
             q, k, v = lins
-            x = q.node.inputs[0]
+            x = self.source(q.node.inputs[0])
+            if self.source(k.node.inputs[0]) is not x or self.source(v.node.inputs[0]) is not x:
+                raise StructureError(f"node '{_name(node)}' (MultiHeadAttention): Q, K and V do not read the same "
+                                     f"hidden state (cross-attention or a decoder is not supported)")
             qkv = None
             all_head = q.out_features
         else:
@@ -382,7 +483,8 @@ class _Finder:
         if all_head % heads:
             raise StructureError(f"node '{_name(node)}' ({node.op_type}): width {all_head} not divisible by "
                                  f"num_heads={heads}")
-        o = self.linear(single_consumer(node.outputs[0]))
+        outs = [lin for lin in (self.linear(c) for c in self.readers(node.outputs[0])) if lin is not None]
+        o = outs[0] if len(outs) == 1 else None
         if o is None:
             raise StructureError(f"node '{_name(node)}' ({node.op_type}): output does not feed one output projection")
         sites = [HeadSite(node=node, kind="attribute", value=None, attribute="num_heads", index=None,
@@ -427,7 +529,8 @@ class _Finder:
 
     # ------------------------------------------------------------------ FFN
     def ffn(self, h1: ir.Value, at: ir.Node) -> tuple[FFNBlock, ir.Value]:
-        inters = [lin for lin in (self.linear(c) for c in consumers(h1)) if lin is not None and lin.node.inputs[0] is h1]
+        inters = [lin for lin in (self.linear(c) for c in self.readers(h1))
+                  if lin is not None and self.source(lin.node.inputs[0]) is h1]
         if len(inters) != 1:
             raise StructureError(f"node '{_name(at)}' ({at.op_type}): attention output feeds {len(inters)} "
                                  f"projections, expected one FFN intermediate")
@@ -451,7 +554,8 @@ class _Finder:
                     raise StructureError(f"node '{_name(c)}' ({c.op_type}): unexpected op between the FFN "
                                          f"intermediate '{_name(inter.node)}' and the FFN output projection")
                 ops.append(c)
-                queue.extend(c.outputs)
+                # DynamicQuantizeLinear's scale / zero point feed the next projection's dequantization
+                queue.extend(c.outputs[:1] if c.op_type == "DynamicQuantizeLinear" else c.outputs)
         if len(found) != 1:
             raise StructureError(f"node '{_name(inter.node)}' ({inter.node.op_type}): FFN intermediate reaches "
                                  f"{len(found)} projections, expected one FFN output")
@@ -511,7 +615,7 @@ class _Finder:
                 r = self.unfused_attention(node)
                 if r is not None:
                     found.append((self.position[id(node)], *r))
-            elif node.op_type in ("Attention", "MultiHeadAttention") and node.domain == "com.microsoft":
+            elif node.op_type in ("Attention", "MultiHeadAttention", "QAttention") and node.domain == "com.microsoft":
                 found.append((self.position[id(node)], *self.fused_attention(node)))
                 fused_any = True
         if not found:
@@ -580,7 +684,7 @@ class _Finder:
                 if i is not None and not i.is_graph_input():
                     stack.append(i.producer())
         for n in region:
-            if n.op_type == "EmbedLayerNormalization":
+            if n.op_type in ("EmbedLayerNormalization", "QEmbedLayerNormalization"):
                 for key, idx in (("word", 2), ("position", 3), ("token_type", 4)):
                     if len(n.inputs) > idx and n.inputs[idx] is not None:
                         emb[key] = n.inputs[idx]
@@ -591,7 +695,10 @@ class _Finder:
                 continue
             axis = n.attributes["axis"].value if "axis" in n.attributes else 0
             t = const_tensor(n.inputs[0])
-            if axis != 0 or t is None or len(t.shape) != 2 or not t.dtype.is_floating_point():
+            if axis != 0 or t is None or len(t.shape) != 2:
+                continue
+            if not t.dtype.is_floating_point() and self.packing_info(n.inputs[0]) is None and \
+                    t.dtype.name not in ("INT8", "UINT8"):
                 continue
             idx = n.inputs[1]
             while idx is not None and idx.producer() is not None and idx.producer().op_type in ("Cast", "Identity"):
@@ -632,7 +739,7 @@ class _Finder:
 
     def exporter(self, fused: bool) -> str:
         hint = self.meta.get("deploytool.exporter")
-        if fused or any(n.domain == "com.microsoft" for n in self.graph):
+        if fused or any(n.domain == "com.microsoft" and n.op_type in _FUSION_OPS for n in self.graph):
             return "ort-fused"
         if hint:
             return hint
