@@ -42,16 +42,19 @@ def _as_out_in(lin):
     return w.T if lin.layout == "in_out" else w
 
 
+# >= 2 families x 3 exporters, plus the other two families; classification models (their heads are
+# other_linears), shared with tests/test_inspect.py through the session cache of ``tiny_onnx``
 CASES = [("bert", "torch"), ("bert", "dynamo"), ("bert", "optimum"),
          ("distilbert", "torch"), ("distilbert", "dynamo"), ("distilbert", "optimum"),
          ("roberta", "torch"), ("electra", "torch")]
+TASK = "sequence-classification"
 
 
 @pytest.mark.parametrize("family,exporter", CASES)
 def test_roles_match_pytorch_weights(tiny_onnx, tiny_torch_model, family, exporter):
-    path = tiny_onnx(family, exporter)
+    path = tiny_onnx(family, exporter, task=TASK)
     s = find_structure(_load_plain(path))
-    ref = _torch_weights(tiny_torch_model(family), family)
+    ref = _torch_weights(tiny_torch_model(family, task=TASK), family)
     assert s.num_layers == 2 and s.hidden_size == 32 and not s.fused
     # ELECTRA's encoder is BERT's without a pooler: without metadata only the hint in names can tell
     assert s.family == family or (family, s.family) == ("electra", "bert")
@@ -81,10 +84,54 @@ def test_roles_match_pytorch_weights(tiny_onnx, tiny_torch_model, family, export
     assert s.layers[0].output is s.layers[1].input
     names = {id(n) for lyr in s.layers for n in lyr.nodes}
     assert len(names) == sum(len(lyr.nodes) for lyr in s.layers)  # layers do not overlap
+    # classification head: (pooler|pre_classifier|dense) 32x32 then 32x2
+    assert [(lin.in_features, lin.out_features) for lin in s.other_linears] == [(32, 32), (32, 2)]
+
+
+def test_fused_attention_graph(tiny_onnx, tiny_torch_model, tmp_path):
+    from deploytool.runtime.fuse import fuse_transformer
+
+    fused = tmp_path / "fused.onnx"
+    result = fuse_transformer(tiny_onnx("bert", "torch", task=TASK), fused)
+    assert result.fused_ops["Attention"] == 2
+    s = find_structure(_load_plain(fused))
+    ref = _torch_weights(tiny_torch_model("bert", task=TASK), "bert")
+    assert s.fused and s.exporter == "ort-fused" and s.num_layers == 2
+    assert set(s.embeddings) == {"word", "position", "token_type"}  # from EmbedLayerNormalization
+    for layer, r in zip(s.layers, ref):
+        a = layer.attention
+        assert a.fused is not None and a.fused.op_type == "Attention" and a.q is None
+        assert (a.num_heads, a.head_size) == (4, 8)
+        assert [(h.kind, h.attribute, h.meaning) for h in a.head_sites] == [("attribute", "num_heads", "num_heads")]
+        packed = const_tensor(a.qkv.weight).numpy()  # [hidden, 3*hidden] = [Wq^T | Wk^T | Wv^T]
+        np.testing.assert_allclose(packed, np.concatenate([r[k][0].T for k in "qkv"], axis=1), atol=1e-6)
+        np.testing.assert_allclose(const_tensor(a.qkv.bias).numpy(), np.concatenate([r[k][1] for k in "qkv"]),
+                                   atol=1e-6)
+        np.testing.assert_allclose(_as_out_in(a.o), r["o"][0], atol=1e-6)
+        assert a.o.bias_node.op_type == "SkipLayerNormalization"
+        np.testing.assert_allclose(const_tensor(a.o.bias).numpy(), r["o"][1], atol=1e-6)
+        assert layer.ffn.intermediate.bias_node.op_type == "BiasGelu" and layer.ffn.activation == "gelu"
+        np.testing.assert_allclose(_as_out_in(layer.ffn.output), r["out"][0], atol=1e-6)
+
+
+def test_int8_graph_keeps_roles(tiny_onnx, tmp_path):
+    """Dynamic int8 (MatMulInteger + scale Mul) of the plain export: same layers, weights int8."""
+    from deploytool.passes.quantize_int8 import Fusion, Int8Config, quantize_int8_file
+
+    q8 = tmp_path / "q8.onnx"
+    quantize_int8_file(tiny_onnx("bert", "torch", task=TASK), q8, Int8Config(fusion=Fusion.NONE))
+    s = find_structure(_load_plain(q8))
+    assert s.num_layers == 2
+    for layer in s.layers:
+        a = layer.attention
+        assert (a.num_heads, a.head_size, layer.ffn.width) == (4, 8, 64)
+        for lin in (a.q, a.k, a.v, a.o, layer.ffn.intermediate, layer.ffn.output):
+            assert lin.node.op_type == "MatMulInteger" and const_tensor(lin.weight).dtype.name == "INT8"
+            assert lin.bias is not None
 
 
 def test_torch_export_has_one_site_per_reshape(tiny_onnx):
-    s = find_structure(_load_plain(tiny_onnx("bert", "torch")))
+    s = find_structure(_load_plain(tiny_onnx("bert", "torch", task=TASK)))
     for layer in s.layers:
         kinds = sorted(h.meaning for h in layer.attention.head_sites)
         assert kinds == ["all_head_size", "num_heads", "num_heads", "num_heads"]
@@ -93,15 +140,10 @@ def test_torch_export_has_one_site_per_reshape(tiny_onnx):
 
 def test_head_size_equal_to_head_count_is_read_by_position(tiny_onnx):
     # hidden 16 with 4 heads: head_size == num_heads == 4, the shape [B, -1, 4, 4] is ambiguous by value
-    s = find_structure(_load_plain(tiny_onnx("bert", "torch", hidden=16, heads=4, ffn=24)))
+    s = find_structure(_load_plain(tiny_onnx("bert", "torch", task=TASK, hidden=16, heads=4, ffn=24)))
     a = s.layers[0].attention
     assert (a.num_heads, a.head_size, s.layers[0].ffn.width) == (4, 4, 24)
     assert [h.index for h in a.head_sites if h.meaning == "num_heads"] == [0, 0, 0]
-
-
-def test_classifier_head_is_other_linear(tiny_onnx):
-    s = find_structure(_load_plain(tiny_onnx("bert", "torch", task="sequence-classification")))
-    assert [(lin.in_features, lin.out_features) for lin in s.other_linears] == [(32, 32), (32, 2)]
 
 
 def _cnn_model() -> onnx.ModelProto:
