@@ -138,3 +138,15 @@ def test_resolve_model(tmp_path, tiny_hf_folder):
     (no_weights / "config.json").unlink()
     with pytest.raises(DeployError, match="no config.json"):
         resolve_model(no_weights)
+
+
+def test_exporter_failure_is_one_deploy_error(tmp_path, monkeypatch):
+    from deploytool.export import torch_export
+
+    def boom(*a, **k):
+        raise RuntimeError("Unsupported: aten::weird_op\nmore lines")
+
+    monkeypatch.setattr(torch_export, "export_torch", boom)
+    with pytest.raises(DeployError, match=r"exporter torch failed on bert \(RuntimeError: Unsupported: aten::weird_op"):
+        export_loaded(tiny_model("bert"), tmp_path / "m.onnx", ExportConfig(model="tiny"))
+    assert list(tmp_path.iterdir()) == []

@@ -66,12 +66,19 @@ def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig) -> E
     task = config.task
     with tempfile.TemporaryDirectory(prefix="deploytool-export-") as tmp:
         raw = Path(tmp) / "model.onnx"
-        if config.exporter is Exporter.OPTIMUM:
-            from deploytool.export.optimum_export import export_optimum
-            opset = export_optimum(model, raw, task=task, opset=config.opset)
-        else:
-            from deploytool.export.torch_export import export_torch
-            opset = export_torch(model, raw, task=task, exporter=config.exporter, opset=config.opset)
+        try:
+            if config.exporter is Exporter.OPTIMUM:
+                from deploytool.export.optimum_export import export_optimum
+                opset = export_optimum(model, raw, task=task, opset=config.opset)
+            else:
+                from deploytool.export.torch_export import export_torch
+                opset = export_torch(model, raw, task=task, exporter=config.exporter, opset=config.opset)
+        except DeployError:
+            raise
+        except Exception as e:  # e.g. an architecture optimum has no OnnxConfig for, an unsupported op
+            msg = " ".join(str(e).split())[:240]
+            raise DeployError(f"exporter {config.exporter.value} failed on {model.config.model_type} "
+                              f"({type(e).__name__}: {msg})") from e
         try:
             proto = onnx.load(str(raw))  # external data (if any) is pulled in from tmp
         except Exception as e:
