@@ -46,8 +46,8 @@ def _echo(result, output: str, title: str) -> None:
 @click.option("--calib", default=None, help="Calibration data for --static: a dataset name or CSV/JSONL file.")
 @click.option("--calib-samples", type=int, default=64, show_default=True, help="Calibration texts used.")
 @click.option("--tokenizer", default=None, help="tokenizer.json (or folder) for --static; default: export metadata.")
-@click.option("--fusion", default="mha", show_default=True,
-              help="ORT fusion before int8: mha | attention | none.")
+@click.option("--fusion", default="none", show_default=True,
+              help="ORT fusion before int8: none | attention (faster at short sequences) | mha.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
 def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool, calib: str | None,
              calib_samples: int, tokenizer: str | None, fusion: str, output: str) -> None:

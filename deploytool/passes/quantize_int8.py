@@ -54,7 +54,7 @@ class Int8Config:
     calib_samples: int = 64
     calib_seq_len: int = 128
     tokenizer: str | None = None  # tokenizer.json or a folder holding it (static); default: metadata source
-    fusion: Fusion = Fusion.MHA
+    fusion: Fusion = Fusion.NONE  # measured: fused attention kernels are slower at seq 128 (benchmarks/pack_bench.py)
     num_heads: int = 0  # 0: from metadata / detected by ORT
     hidden_size: int = 0
 
