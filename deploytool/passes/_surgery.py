@@ -164,8 +164,41 @@ def _site_new_value(site: HeadSite, n_heads: int, head_size: int) -> int:
     return n_heads if site.meaning == "num_heads" else n_heads * head_size
 
 
+def _private_node(graph: ir.Graph, node: ir.Node, layer: EncoderLayer) -> ir.Node:
+    """``node`` if only ``layer`` uses its outputs; else a copy that ``layer``'s nodes now read instead.
+
+    The dynamo exporter computes one shape Concat for the Q/K/V Reshapes of every layer; changing
+    one layer's head count needs that layer's own Concat.
+    """
+    layer_ids = {id(n) for n in layer.nodes}
+    uses = [u for out in node.outputs for u in out.uses()]
+    if id(node) in layer_ids or all(id(u.node) in layer_ids for u in uses):
+        return node
+    if not layer_ids:
+        raise StructureError(f"layer {layer.index}: head-count node '{node.name}' is shared with other layers "
+                             "and the layer's nodes are unknown; cannot change its head count alone")
+    clone = ir.Node(node.domain, node.op_type, inputs=list(node.inputs), attributes=list(node.attributes.values()),
+                    num_outputs=len(node.outputs), name=f"{node.name}__L{layer.index}", version=node.version)
+    for old, new in zip(node.outputs, clone.outputs):
+        new.type, new.shape = old.type, old.shape
+        new.name = f"{old.name}__L{layer.index}" if old.name else None
+    graph.insert_after(node, clone)
+    for i, out in enumerate(node.outputs):
+        for u in list(out.uses()):
+            if id(u.node) in layer_ids:
+                u.node.replace_input_with(u.idx, clone.outputs[i])
+    layer.nodes.append(clone)
+    return clone
+
+
 def _rewrite_sites(graph: ir.Graph, layer: EncoderLayer, n_heads: int) -> None:
     att = layer.attention
+    cloned: dict[int, ir.Node] = {}
+    for site in att.head_sites:
+        key = id(site.node)
+        if key not in cloned:
+            cloned[key] = _private_node(graph, site.node, layer)
+        site.node = cloned[key]
     owners = [s.node for s in att.head_sites]
     done: dict[int, ir.Value] = {}
     for site in att.head_sites:
@@ -188,6 +221,47 @@ def _rewrite_sites(graph: ir.Graph, layer: EncoderLayer, n_heads: int) -> None:
             arr.reshape(-1)[site.index] = new_val
         set_array(site.value, arr)
         site.shared = False
+
+
+_BROADCASTING = {"Where", "Add", "Mul", "Sub", "Div", "And", "Or"}
+
+
+def _relax_head_expands(graph: ir.Graph, layer: EncoderLayer, old_heads: int) -> None:
+    """Let a mask expanded to [batch, heads, q, k] broadcast over any head count instead.
+
+    DistilBERT's ``mask.expand_as(scores)`` exported by dynamo expands the mask with a shape Concat
+    that holds the head count (shared by all layers). Its consumers broadcast against the scores, so
+    a head dimension of 1 gives the same result for every layer's own head count.
+    """
+    for node in list(layer.nodes):
+        for inp in node.inputs:
+            exp = inp.producer() if inp is not None else None
+            if exp is None or exp.op_type != "Expand" or len(exp.inputs) < 2:
+                continue
+            if not all(u.node.op_type in _BROADCASTING for u in exp.outputs[0].uses()):
+                continue
+            shape = exp.inputs[1]
+            cat = shape.producer()
+            if cat is not None and cat.op_type == "Concat" and len(cat.inputs) == 4:
+                piece = cat.inputs[1]
+                try:
+                    val = get_array(piece).reshape(-1)
+                except StructureError:
+                    continue
+                if val.size == 1 and int(val[0]) == old_heads:
+                    one = ir.Value(name=_unique_name(graph, f"{piece.name or 'const'}__one"), shape=ir.Shape([1]),
+                                   type=piece.type)
+                    one.const_value = ir.Tensor(np.ones(1, dtype=val.dtype), name=one.name)
+                    graph.register_initializer(one)
+                    cat.replace_input_with(1, one)
+            elif shape.const_value is not None or (shape.producer() is not None
+                                                   and shape.producer().op_type == "Constant"):
+                arr = get_array(shape)
+                if arr.ndim == 1 and arr.size == 4 and int(arr[1]) == old_heads:
+                    new = private_value(graph, shape, [exp], f"L{layer.index}")
+                    arr = arr.copy()
+                    arr[1] = 1
+                    set_array(new, arr)
 
 
 def keep_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int]) -> None:
@@ -223,6 +297,7 @@ def keep_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int]) -> No
         if not att.head_sites:
             raise StructureError(f"layer {layer.index}: no place in the graph encodes the head count; "
                                  "cannot change it safely")
+        _relax_head_expands(graph, layer, att.num_heads)
         _rewrite_sites(graph, layer, len(heads))
         att.num_heads = len(heads)
 
@@ -279,14 +354,13 @@ def drop_layers(model: ir.Model, structure: EncoderStructure, keep: Sequence[int
 # ----------------------------------------------------------------------------- bookkeeping
 
 def count_params(graph: ir.Graph) -> int:
-    """Elements of floating-point initializers with more than one element (the model's parameters;
-    scalar constants such as an attention scale are not counted)."""
+    """Elements of floating-point initializers of rank >= 1 (the model's parameters; scalar
+    constants such as an attention scale are not counted)."""
     total = 0
     for v in graph.initializers.values():
         t = v.const_value
-        if t is not None and t.dtype.is_floating_point():
-            n = int(np.prod(t.shape.numpy())) if len(t.shape) else 1
-            total += n if n > 1 else 0
+        if t is not None and t.dtype.is_floating_point() and len(t.shape) >= 1:
+            total += int(np.prod(t.shape.numpy()))
     return total
 
 
