@@ -28,8 +28,11 @@ def _int(text: str | None, option: str) -> int | None:
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
               help="Also write the results as JSON (schema deploytool.bench/1, written atomically).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--profile", "profile", default=None,
+              help="Device profile: its EP preference list, EP options and threads (EPs missing from this "
+                   "onnxruntime build fall back in order; the results record which ran and why).")
 def bench(models: tuple[str, ...], seq_len: str, batch: str, threads: str | None, warmup: str, runs: str, seed: str,
-          json_path: str | None, quiet: bool) -> None:
+          json_path: str | None, quiet: bool, profile: str | None) -> None:
     """Benchmark ONNX models with ONNX Runtime in a clean process (several models: interleaved, ratio to the first)."""
     from deploytool.bench import BenchConfig, run_benchmark, write_json
     from deploytool.bench.progress import progress_bar
@@ -37,6 +40,10 @@ def bench(models: tuple[str, ...], seq_len: str, batch: str, threads: str | None
     from deploytool.onnx_io import check_output_path
 
     spec = None
+    if profile is not None:
+        from deploytool.profiles import load_profile
+
+        spec = load_profile(profile).session_spec()
     config = BenchConfig(models=models, seq_lens=seq_len, batch=_int(batch, "--batch"),
                          threads=_int(threads, "--threads"), warmup=_int(warmup, "--warmup"),
                          runs=_int(runs, "--runs"), seed=_int(seed, "--seed"), spec=spec)

@@ -89,3 +89,26 @@ def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple
         raise SystemExit(1)
     click.echo(f"verify-arm64: all {len(result.checks)} checks OK on {', '.join(result.cpus)} "
                f"(onnxruntime {result.onnxruntime} aarch64, {result.wall_s:.0f} s)")
+
+
+# ------------------------------------------------------------------------------- report
+@click.command("report")
+@click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder for report.json, report.md, report.html and the plots.")
+@click.option("--profile", "profile_names", multiple=True,
+              help="Device profile(s) to report against (repeatable) [default: x86-host].")
+@click.option("--accuracy", "accuracy", multiple=True, type=click.Path(path_type=Path),
+              help="Accuracy JSON (deploytool eval output, {models: {name: acc}} or a list). Repeatable.")
+@click.option("--no-projection", is_flag=True, help="Do not project device latency with the cost model.")
+@click.option("--calibrate", is_flag=True, help="Scale projections by measured/projected on the host (labelled).")
+@click.option("--title", default="deploytool device report", show_default=True)
+@_dir_option
+def report(results: tuple[Path, ...], out_dir: Path, profile_names: tuple[str, ...], accuracy: tuple[Path, ...],
+           no_projection: bool, calibrate: bool, title: str, profiles_dirs: tuple[Path, ...]) -> None:
+    """Per-device table and plots from bench JSON RESULTS (+ accuracy): JSON, Markdown, HTML."""
+    from deploytool.report import ReportConfig, build_report
+
+    config = ReportConfig(results=results, out_dir=out_dir, accuracy=accuracy, profiles=profile_names,
+                          profiles_dirs=profiles_dirs, project=not no_projection, calibrate=calibrate, title=title)
+    click.echo(build_report(config).summary())

@@ -1,0 +1,292 @@
+"""Projected device latency: a per-op roofline over the ONNX graph and a device profile's peaks.
+
+This is a PROJECTION, never a measurement; every number it produces is labelled ``projected``.
+
+1. Costs per op (:func:`op_costs`). The model runs once on the host (ONNX Runtime, optimizations
+   off, every intermediate value exposed as an output) on the benchmark's synthetic inputs
+   (batch 1, ``seq_len`` tokens), which gives the real shape and dtype of every tensor. Nodes
+   computed only from constants (e.g. the unpacking subgraph of a packed ternary weight) are folded
+   by ONNX Runtime at session creation and cost nothing at run time; their results count as the
+   weights the consumer reads (so a ternary weight stored in 2 bits and cast to int8 is read as int8).
+   Per op:
+
+   - FLOPs: MatMul/Gemm ``2*M*K*N`` (batched), in the precision of its inputs (fp32/fp16); int8 ops
+     (DynamicQuantizeMatMul, MatMulInteger, QLinearMatMul, ...) ``2*M*K*N`` int8 ops; MatMulNBits
+     ``2*M*K*N`` int8 ops at accuracy_level 4, else fp32; LayerNormalization 8, Softmax 5, Erf/Gelu 8,
+     other element-wise ops 1 per output element; data movement (Transpose, Gather, Concat, ...) 0.
+   - Bytes: every input (activations and weights, at the dtype ONNX Runtime holds them) plus every
+     output, read or written once.
+   - Shape-only ops (all outputs integer tensors of < 16 elements) are free (ORT folds or fuses most).
+
+2. Time per op on a device (:func:`project_latency`)::
+
+       t_op = max(FLOPs / (peak[precision] * compute_efficiency),
+                  bytes / (bandwidth * memory_efficiency)) + op_overhead
+
+   ``peak`` and ``bandwidth`` come from the profile (``compute.peak_gops``, which holds for the
+   profile's ``threads`` cores; other thread counts scale it linearly); a precision the profile
+   does not list runs at its fp32 peak (e.g. fp16 on a core without fp16 arithmetic, where ORT
+   inserts casts). The defaults (``compute_efficiency`` 0.5, ``memory_efficiency`` 0.7,
+   ``op_overhead_us`` 2) are round numbers, not fitted per device.
+
+3. Its own error. Where the device is the host, the projection is compared with the measured
+   latency (:func:`model_error`): the report prints projected beside measured for the ``x86-host``
+   profile, and ``calibration`` factors (measured / projected on the host, per precision) can be
+   applied to other devices as an explicit, labelled assumption (``calibrated=True``): that a
+   device reaches the same fraction of its roofline as the host does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploytool.errors import ConfigError
+from deploytool.profiles.schema import Precision, Profile
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CostModel", "OpCost", "Projection", "model_error", "op_costs", "project_latency"]
+
+_MATMUL = {"MatMul", "Gemm", "FusedMatMul"}
+_INT8_MATMUL = {"DynamicQuantizeMatMul", "MatMulInteger", "MatMulIntegerToFloat", "QLinearMatMul", "QGemm"}
+_FREE = {"Shape", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Constant", "ConstantOfShape", "Size",
+         "Dropout"}
+_MOVE = {"Transpose", "Gather", "Concat", "Slice", "Split", "Expand", "Where", "Cast", "Tile", "Pad"}
+_FLOPS_PER_ELEMENT = {"LayerNormalization": 8, "SkipLayerNormalization": 9, "SimplifiedLayerNormalization": 6,
+                      "Softmax": 5, "Erf": 8, "Gelu": 8, "FastGelu": 8, "BiasGelu": 9, "Tanh": 4, "Sqrt": 1,
+                      "Pow": 1, "ReduceMean": 1, "DynamicQuantizeLinear": 3, "QuantizeLinear": 2,
+                      "DequantizeLinear": 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class OpCost:
+    name: str
+    op_type: str
+    precision: str  # fp32 | fp16 | int8 (of its arithmetic)
+    flops: float
+    bytes: float
+    free: bool = False  # shape-only: no run-time cost
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class CostModel:
+    """The roofline's knobs (see the module doc)."""
+
+    compute_efficiency: float = 0.5
+    memory_efficiency: float = 0.7
+    op_overhead_us: float = 2.0
+
+    def __post_init__(self) -> None:
+        for f in ("compute_efficiency", "memory_efficiency"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
+                raise ConfigError(f"{f}: must be a number in (0, 1], got {v!r}")
+        v = self.op_overhead_us
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1e4:
+            raise ConfigError(f"op_overhead_us: must be a number in [0, 10000] microseconds, got {v!r}")
+
+
+@dataclasses.dataclass
+class Projection:
+    """A PROJECTED latency of one model on one device profile (never a measurement)."""
+
+    device: str
+    seq_len: int
+    threads: int
+    latency_ms: float
+    compute_ms: float
+    memory_ms: float
+    overhead_ms: float
+    flops: dict[str, float]  # precision -> FLOPs (or int8 ops)
+    bytes: float
+    ops: int  # ops that cost time
+    memory_bound_ops: int
+    calibration: float | None = None  # measured/projected factor applied (host-calibrated), if any
+    label: str = "projected"
+    assumptions: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k in ("latency_ms", "compute_ms", "memory_ms", "overhead_ms"):
+            d[k] = round(d[k], 4)
+        return d
+
+
+def _precision_of(dtypes: Sequence[np.dtype]) -> str:
+    kinds = {np.dtype(d) for d in dtypes if d is not None}
+    if np.dtype(np.float16) in kinds:
+        return "fp16"
+    if kinds & {np.dtype(np.int8), np.dtype(np.uint8)}:
+        return "int8"
+    return "fp32"
+
+
+def _constant_nodes(graph) -> set[int]:
+    """Indices of nodes whose inputs are all initializers/constants (ORT folds them at creation)."""
+    const = {t.name for t in graph.initializer}
+    out: set[int] = set()
+    for i, n in enumerate(graph.node):
+        if n.op_type in ("Shape", "Size"):  # depends on the input's shape, not folded with dynamic dims
+            continue
+        if all((not x) or x in const for x in n.input):
+            out.add(i)
+            const.update(o for o in n.output if o)
+    return out
+
+
+def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, seed: int = 0) -> list[OpCost]:
+    """FLOPs and bytes of every op of ``model_path`` at ``batch`` x ``seq_len`` (see the module doc)."""
+    from onnx import helper, numpy_helper
+
+    from deploytool.bench.inputs import make_feeds, plan_inputs
+    from deploytool.onnx_io import load_proto
+    from deploytool.runtime.session import SessionSpec, build_session
+
+    model = load_proto(model_path)
+    graph = model.graph
+    folded = _constant_nodes(graph)
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer
+             if t.data_type not in (25, 26)}  # (U)INT2: no numpy type; sizes come from the consumer below
+    low_bit = {t.name: t for t in graph.initializer if t.data_type in (25, 26)}
+    exposed = [o for i, n in enumerate(graph.node) if i not in folded for o in n.output if o]
+    have = {o.name for o in graph.output}
+    for o in exposed:
+        if o not in have:
+            graph.output.append(helper.make_empty_tensor_value_info(o))
+    # the results of folded nodes are constants of the run: expose them too (their shapes/dtypes)
+    for i in folded:
+        for o in graph.node[i].output:
+            if o and o not in have:
+                graph.output.append(helper.make_empty_tensor_value_info(o))
+    feeds = make_feeds(plan_inputs(model_path), batch, seq_len, seed)
+    values: dict[str, np.ndarray] = dict(feeds)
+    with tempfile.TemporaryDirectory(prefix="deploytool-cost-") as tmp:
+        exposed_path = Path(tmp) / "exposed.onnx"
+        exposed_path.write_bytes(model.SerializeToString())
+        sess, _ = build_session(exposed_path, SessionSpec(graph_optimization="disable"))
+        declared = {i.name for i in sess.get_inputs()}
+        names = [o.name for o in sess.get_outputs()]
+        run_feeds = {k: v for k, v in feeds.items() if k in declared}
+        values.update(zip(names, sess.run(None, run_feeds)))
+        del sess
+    values.update({k: v for k, v in inits.items() if k not in values})
+
+    def nbytes(name: str) -> float:
+        if name in values:
+            return float(np.asarray(values[name]).nbytes)
+        if name in low_bit:
+            return float(np.prod(low_bit[name].dims)) / 4.0
+        return 0.0
+
+    def shape(name: str) -> tuple[int, ...]:
+        return tuple(np.shape(values[name])) if name in values else ()
+
+    costs: list[OpCost] = []
+    for i, n in enumerate(graph.node):
+        if i in folded:
+            continue
+        outs = [o for o in n.output if o]
+        ins = [x for x in n.input if x]
+        in_dtypes = [np.asarray(values[x]).dtype for x in ins if x in values]
+        b = sum(nbytes(x) for x in ins) + sum(nbytes(o) for o in outs)
+        out_elems = sum(float(np.prod(shape(o))) for o in outs)
+        free = n.op_type in _FREE or all(
+            o in values and np.asarray(values[o]).dtype.kind in "iub" and np.asarray(values[o]).size < 16 for o in outs)
+        flops = 0.0
+        precision = _precision_of(in_dtypes[:1] or [np.float32])
+        if n.op_type in _MATMUL | _INT8_MATMUL and len(ins) >= 2:
+            a, w = shape(ins[0]), shape(ins[1])
+            if n.op_type == "Gemm":
+                trans_b = any(x.name == "transB" and x.i for x in n.attribute)
+                k, nn = (w[1], w[0]) if trans_b else (w[0], w[1]) if len(w) == 2 else (0, 0)
+                m = a[0] if a else 0
+            else:
+                k = a[-1] if a else 0
+                nn = w[-1] if w else 0
+                m = float(np.prod(a[:-1])) if a else 0
+                if len(w) > 2:  # batched (attention): batch dims come from the output
+                    out = shape(outs[0])
+                    m = float(np.prod(out[:-1])) if out else m
+            flops = 2.0 * m * k * nn
+            precision = "int8" if n.op_type in _INT8_MATMUL else _precision_of(in_dtypes)
+        elif n.op_type == "MatMulNBits":
+            attrs = {x.name: x.i for x in n.attribute}
+            a = shape(ins[0])
+            flops = 2.0 * float(np.prod(a[:-1])) * attrs.get("K", 0) * attrs.get("N", 0)
+            precision = "int8" if attrs.get("accuracy_level", 0) == 4 else "fp32"
+        elif n.op_type in _MOVE or free:
+            flops = 0.0
+        else:
+            flops = _FLOPS_PER_ELEMENT.get(n.op_type, 1) * out_elems
+        costs.append(OpCost(n.name or f"{n.op_type}_{i}", n.op_type, precision, flops, b, free))
+    return costs
+
+
+def project_latency(costs: Sequence[OpCost], profile: Profile, *, seq_len: int, threads: int | None = None,
+                    model: CostModel | None = None, calibration: Mapping[str, float] | None = None) -> Projection:
+    """The projected latency (ms) of ``costs`` on ``profile`` (see the module doc).
+
+    ``threads`` (default the profile's) scales the profile's peak linearly; ``calibration``
+    (precision -> measured/projected on the host) multiplies the result, labelled ``host-calibrated``.
+    """
+    cm = model or CostModel()
+    t = profile.threads if threads is None else threads
+    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+        raise ConfigError(f"threads: must be a positive integer, got {t!r}")
+    scale = min(t, profile.total_cores) / profile.threads
+    bw = profile.compute.memory_bandwidth_gbs * 1e9 * cm.memory_efficiency
+    compute_s = memory_s = overhead_s = total_s = 0.0
+    flops: dict[str, float] = defaultdict(float)
+    moved = 0.0
+    ops = mem_bound = 0
+    for c in costs:
+        if c.free:
+            continue
+        peak = profile.compute.peak(Precision(c.precision)) * 1e9 * scale * cm.compute_efficiency
+        tc = c.flops / peak if peak > 0 else 0.0
+        tm = c.bytes / bw
+        compute_s += tc
+        memory_s += tm
+        overhead_s += cm.op_overhead_us * 1e-6
+        total_s += max(tc, tm) + cm.op_overhead_us * 1e-6
+        flops[c.precision] += c.flops
+        moved += c.bytes
+        ops += 1
+        mem_bound += tm > tc
+    factor = None
+    if calibration:
+        dominant = max(flops, key=flops.get) if flops else "fp32"
+        factor = calibration.get(dominant)
+        if factor is not None and math.isfinite(factor) and factor > 0:
+            total_s *= factor
+        else:
+            factor = None
+    return Projection(
+        device=profile.name, seq_len=seq_len, threads=t, latency_ms=total_s * 1e3, compute_ms=compute_s * 1e3,
+        memory_ms=memory_s * 1e3, overhead_ms=overhead_s * 1e3, flops=dict(flops), bytes=moved, ops=ops,
+        memory_bound_ops=mem_bound, calibration=factor,
+        label="projected (host-calibrated)" if factor else "projected",
+        assumptions=(f"roofline: peak {dict((p.value, v) for p, v in profile.compute.peak_gops.items())} G(FL)OP/s "
+                     f"for {profile.threads} threads, {profile.compute.memory_bandwidth_gbs:g} GB/s; efficiency "
+                     f"compute {cm.compute_efficiency:g}, memory {cm.memory_efficiency:g}; {cm.op_overhead_us:g} us/op"),
+    )
+
+
+def model_error(projected_ms: float, measured_ms: float) -> float:
+    """Relative error of a projection against a measurement: (projected - measured) / measured."""
+    if measured_ms <= 0:
+        raise ConfigError(f"measured latency must be positive, got {measured_ms!r}")
+    return (projected_ms - measured_ms) / measured_ms

@@ -1,0 +1,304 @@
+"""Report rows: bench results x device profiles, with accuracy, budgets and projected latency.
+
+Inputs
+- bench JSON files (schema ``deploytool.bench/1``, see :mod:`deploytool.bench`): what was MEASURED,
+  on the host that ran them (``host.cpu_model``), with the EP that really ran.
+- accuracy JSON files (optional), any of:
+  ``deploytool eval --output`` records (``{"model": path, "accuracy": 91.2, ...}``, percent);
+  ``{"models": {name_or_path: accuracy}}``; a list of ``{"model": ..., "accuracy": ...}``.
+  Values <= 1 everywhere in a file are read as fractions and shown in percent. A model is matched
+  by resolved path, then by file name, then by file stem.
+- device profiles (``--profile``, default ``x86-host``).
+
+One row per (device, model, sequence length). Latency for the budget check: the measured p90 where
+the device is the host (the profile's arch is the host's and the profile is ``x86-host``), else the
+PROJECTED device latency (:mod:`deploytool.bench.cost_model`) times the host's measured p90/p50
+(run-to-run spread carried over). Memory and size are host measurements (same model, same ORT).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from deploytool.errors import ConfigError, InputFileError
+from deploytool.profiles import Profile, load_profile
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ReportConfig", "ReportRow", "collect_rows", "load_accuracy"]
+
+MB = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportConfig:
+    results: tuple[Path, ...]
+    out_dir: Path
+    accuracy: tuple[Path, ...] = ()
+    profiles: tuple[str, ...] = ("x86-host",)
+    profiles_dirs: tuple[Path, ...] = ()
+    project: bool = True  # compute projected device latency (needs the model files)
+    calibrate: bool = False  # scale projections by measured/projected on the host (labelled)
+    title: str = "deploytool device report"
+
+    def __post_init__(self) -> None:
+        res = tuple(Path(p) for p in ((self.results,) if isinstance(self.results, (str, os.PathLike))
+                                      else self.results))
+        if not res:
+            raise ConfigError("results: give at least one bench JSON file")
+        for p in res:
+            if not p.is_file():
+                raise InputFileError(f"{p}: no such bench results file")
+        object.__setattr__(self, "results", res)
+        acc = tuple(Path(p) for p in self.accuracy)
+        for p in acc:
+            if not p.is_file():
+                raise InputFileError(f"{p}: no such accuracy file")
+        object.__setattr__(self, "accuracy", acc)
+        profs = tuple(self.profiles) or ("x86-host",)
+        object.__setattr__(self, "profiles", profs)
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ConfigError(f"{self.out_dir}: exists and is not a directory (-o takes a folder)")
+
+
+@dataclasses.dataclass
+class ReportRow:
+    device: str
+    soc: str
+    core: str
+    model: str  # display name
+    model_path: str
+    precision: str
+    arch: str  # e.g. "L6 H12 F1536"
+    params: int | None
+    param_fraction: float | None  # params / the largest model's params in this report
+    seq_len: int
+    threads: int
+    ep_requested: str  # the profile's first preference
+    ep_ran: str  # what really ran in the measurement
+    ep_note: str  # why it fell back, if it did
+    measured_on: str  # the host CPU model
+    p50_ms: float
+    p90_ms: float
+    peak_memory_mb: float
+    size_mb: float
+    accuracy: float | None
+    projected_ms: float | None
+    projected_label: str
+    device_latency_ms: float | None  # what the budget is checked against
+    device_latency_source: str  # "measured p90" | "projected p90" | "n/a"
+    budget_ms: float | None
+    budget_memory_mb: float | None
+    budget_size_mb: float | None
+    budget_pass: bool | None
+    budget_why: str
+    cost_model_error: float | None = None  # (projected - measured)/measured where the device is the host
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k, v in d.items():
+            if isinstance(v, float):
+                d[k] = round(v, 4) if math.isfinite(v) else None
+        return d
+
+
+# ------------------------------------------------------------------------------------- accuracy
+def load_accuracy(paths: Sequence[Path]) -> dict[str, float]:
+    """key (resolved path, file name and stem) -> accuracy in percent."""
+    out: dict[str, float] = {}
+    for p in paths:
+        try:
+            data = json.loads(Path(p).read_text())
+        except (OSError, ValueError) as e:
+            raise InputFileError(f"{p}: not a readable accuracy JSON file ({type(e).__name__})") from None
+        pairs: list[tuple[str, float]] = []
+        if isinstance(data, dict) and "model" in data and any(k in data for k in ("accuracy", "value")):
+            pairs.append((str(data["model"]), data.get("accuracy", data.get("value"))))
+        elif isinstance(data, dict) and isinstance(data.get("models"), dict):
+            pairs.extend((str(k), v) for k, v in data["models"].items())
+        elif isinstance(data, list):
+            for i, item in enumerate(data):
+                if not isinstance(item, dict) or "model" not in item:
+                    raise InputFileError(f"{p}: entry {i}: expected {{'model': ..., 'accuracy': ...}}")
+                pairs.append((str(item["model"]), item.get("accuracy", item.get("value"))))
+        else:
+            raise InputFileError(f"{p}: expected a deploytool eval record, {{'models': {{name: accuracy}}}} "
+                                 "or a list of {'model', 'accuracy'}")
+        vals = []
+        for name, v in pairs:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise InputFileError(f"{p}: accuracy of {name!r} must be a non-negative number, got {v!r}")
+            vals.append(float(v))
+        fraction = all(v <= 1 for v in vals)
+        for (name, _), v in zip(pairs, vals):
+            v = v * 100 if fraction else v
+            for key in _keys(name, Path(p).parent):
+                out.setdefault(key, v)
+    return out
+
+
+def _keys(name: str, base: Path) -> list[str]:
+    p = Path(name)
+    keys = [str((base / p).resolve()) if not p.is_absolute() else str(p.resolve()), p.name, p.stem]
+    return keys
+
+
+def _lookup(acc: dict[str, float], model_path: str, name: str) -> float | None:
+    p = Path(model_path)
+    for key in (str(p.resolve()), p.name, p.stem, name):
+        if key in acc:
+            return acc[key]
+    return None
+
+
+# ----------------------------------------------------------------------------------------- rows
+def _is_host(profile: Profile, host: dict[str, Any]) -> bool:
+    arch = str(host.get("arch") or platform.machine())
+    return profile.name == "x86-host" and arch in ("x86_64", "AMD64")
+
+
+def _model_facts(path: str) -> tuple[str, str, int | None]:
+    """(precision, architecture label, params) of a model file; unknowns where it is gone."""
+    from deploytool.arm64.verify import model_precision
+    from deploytool.onnx_io import load_proto
+
+    p = Path(path)
+    if not p.is_file():
+        return "unknown", "-", None
+    precision, _ = model_precision(p)
+    meta = {m.key: m.value for m in load_proto(p, load_external_data=False).metadata_props}
+    arch = "-"
+    if "deploytool.num_layers" in meta:
+        heads = meta.get("deploytool.num_heads", "?")
+        ffn = meta.get("deploytool.ffn_size", "?")
+        heads = heads if heads != "0" else meta.get("deploytool.heads_per_layer", "?")
+        ffn = ffn if ffn != "0" else meta.get("deploytool.ffn_per_layer", "?")
+        arch = f"L{meta['deploytool.num_layers']} H{heads} F{ffn}"
+    params = None
+    try:
+        from deploytool.inspect import inspect_model
+
+        params = inspect_model(p, seq_len=8).total_params
+    except Exception as e:  # a model the structure finder cannot read still gets a row
+        logger.info("inspect %s: %s", p, e)
+    return precision, arch, params
+
+
+def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]:
+    """All rows of the report, and facts about the inputs (hosts, calibration) for the header."""
+    from deploytool.bench import load_report
+    from deploytool.bench.cost_model import op_costs, project_latency
+
+    profiles = [load_profile(n, config.profiles_dirs) for n in config.profiles]
+    acc = load_accuracy(config.accuracy)
+    reports = [load_report(p) for p in config.results]
+    host_profile = load_profile("x86-host", config.profiles_dirs)
+    facts: dict[str, tuple[str, str, int | None]] = {}
+    cost_cache: dict[tuple[str, int], Any] = {}
+    hosts = sorted({str(r.get("host", {}).get("cpu_model", "?")) for r in reports})
+
+    def costs(path: str, seq: int):
+        key = (path, seq)
+        if key not in cost_cache:
+            cost_cache[key] = op_costs(path, seq) if Path(path).is_file() else None
+        return cost_cache[key]
+
+    # host calibration: measured p50 / projected on the host profile, per precision (median)
+    calibration: dict[str, float] = {}
+    host_errors: list[dict[str, Any]] = []
+    if config.project:
+        ratios: dict[str, list[float]] = {}
+        for rep in reports:
+            for res in rep["results"]:
+                path = res["model"]
+                c = costs(path, res["seq_len"])
+                if c is None or rep.get("host", {}).get("arch") not in ("x86_64", "AMD64"):
+                    continue
+                threads = int(rep["config"].get("threads") or 1)
+                proj = project_latency(c, host_profile, seq_len=res["seq_len"], threads=threads)
+                measured = res["latency_ms"]["p50_ms"]
+                prec = facts.setdefault(path, _model_facts(path))[0]
+                ratios.setdefault(prec, []).append(measured / proj.latency_ms)
+                host_errors.append({"model": res["name"], "seq_len": res["seq_len"], "threads": threads,
+                                    "precision": prec, "projected_ms": round(proj.latency_ms, 3),
+                                    "measured_p50_ms": measured,
+                                    "error": round((proj.latency_ms - measured) / measured, 4)})
+        for prec, rs in ratios.items():
+            rs = sorted(rs)
+            calibration[prec] = rs[len(rs) // 2]
+
+    rows: list[ReportRow] = []
+    for rep in reports:
+        host = rep.get("host", {})
+        threads_measured = int(rep["config"].get("threads") or 1)
+        for res in rep["results"]:
+            path = res["model"]
+            prec, arch, params = facts.setdefault(path, _model_facts(path))
+            lat = res["latency_ms"]
+            p50, p90 = float(lat["p50_ms"]), float(lat["p90_ms"])
+            for prof in profiles:
+                is_host = _is_host(prof, host)
+                proj = None
+                c = costs(path, res["seq_len"]) if config.project else None
+                if c is not None:
+                    proj = project_latency(c, prof, seq_len=res["seq_len"],
+                                           threads=threads_measured if is_host else None,
+                                           calibration=calibration if config.calibrate and not is_host else None)
+                if is_host:
+                    dev_lat, source = p90, "measured p90"
+                elif proj is not None:
+                    dev_lat, source = proj.latency_ms * (p90 / p50 if p50 > 0 else 1.0), "projected p90"
+                else:
+                    dev_lat, source = None, "n/a (model file not found: no projection)"
+                budget_ms = prof.budgets.latency_ms(res["seq_len"])
+                mem_mb = (res.get("peak_rss_bytes") or 0) / MB
+                size_mb = (res.get("model_bytes") or 0) / MB
+                ok, why = _budget(prof, budget_ms, dev_lat, source, mem_mb, size_mb)
+                skipped = res.get("providers_skipped") or []
+                ran = (res.get("providers") or ["?"])[0]
+                note = "; ".join(f"{s['provider']}: {s['reason']}" for s in skipped)
+                rows.append(ReportRow(
+                    device=prof.name, soc=prof.soc, core=prof.core, model=res["name"], model_path=path,
+                    precision=prec, arch=arch, params=params, param_fraction=None, seq_len=res["seq_len"],
+                    threads=threads_measured, ep_requested=prof.execution_providers[0].name,
+                    ep_ran=ran.replace("ExecutionProvider", ""), ep_note=note,
+                    measured_on=str(host.get("cpu_model", "?")), p50_ms=p50, p90_ms=p90, peak_memory_mb=mem_mb,
+                    size_mb=size_mb, accuracy=_lookup(acc, path, res["name"]),
+                    projected_ms=proj.latency_ms if proj else None, projected_label=proj.label if proj else "",
+                    device_latency_ms=dev_lat, device_latency_source=source, budget_ms=budget_ms,
+                    budget_memory_mb=prof.budgets.peak_memory_mb, budget_size_mb=prof.budgets.model_size_mb,
+                    budget_pass=ok, budget_why=why,
+                    cost_model_error=((proj.latency_ms - p50) / p50 if (is_host and proj and p50 > 0) else None)))
+    biggest = max((r.params for r in rows if r.params), default=None)
+    for r in rows:
+        r.param_fraction = r.params / biggest if (r.params and biggest) else None
+    info = {"hosts": hosts, "calibration": calibration if config.calibrate else {},
+            "host_calibration_factors": calibration, "cost_model_host_errors": host_errors,
+            "profiles": [p.name for p in profiles]}
+    return rows, info
+
+
+def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: str, mem_mb: float,
+            size_mb: float) -> tuple[bool | None, str]:
+    checks: list[tuple[bool, str]] = []
+    if budget_ms is not None and lat is not None:
+        checks.append((lat <= budget_ms, f"{source} {lat:.2f} ms {'<=' if lat <= budget_ms else '>'} {budget_ms:g} ms"))
+    b = prof.budgets
+    if b.peak_memory_mb is not None and mem_mb > 0:
+        checks.append((mem_mb <= b.peak_memory_mb,
+                       f"peak memory {mem_mb:.0f} MB {'<=' if mem_mb <= b.peak_memory_mb else '>'} {b.peak_memory_mb:g} MB"))
+    if b.model_size_mb is not None and size_mb > 0:
+        checks.append((size_mb <= b.model_size_mb,
+                       f"size {size_mb:.1f} MB {'<=' if size_mb <= b.model_size_mb else '>'} {b.model_size_mb:g} MB"))
+    if not checks:
+        return None, "no budget for this sequence length"
+    return all(c[0] for c in checks), "; ".join(c[1] for c in checks)
