@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from deploytool import onnx_io
 from deploytool.errors import StructureError
 from deploytool.graph import find_structure
 from deploytool.graph._util import const_tensor
+from deploytool.testing.graphs import cnn_model, mlp_model
 
 
 def _load_plain(path):
@@ -146,40 +145,15 @@ def test_head_size_equal_to_head_count_is_read_by_position(tiny_onnx):
     assert [h.index for h in a.head_sites if h.meaning == "num_heads"] == [0, 0, 0]
 
 
-def _cnn_model() -> onnx.ModelProto:
-    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3], np.random.rand(108).astype(np.float32))
-    fc = helper.make_tensor("fc", TensorProto.FLOAT, [4, 2], np.random.rand(8).astype(np.float32))
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c"], ["r"], name="relu1"),
-             helper.make_node("GlobalAveragePool", ["r"], ["p"], name="gap"),
-             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
-             helper.make_node("MatMul", ["f", "fc"], ["logits"], name="fc"),
-             helper.make_node("Softmax", ["logits"], ["prob"], name="softmax")]
-    g = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                          [helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 2])], [w, fc])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-
-
-def _mlp_model() -> onnx.ModelProto:
-    w1 = helper.make_tensor("w1", TensorProto.FLOAT, [8, 16], np.random.rand(128).astype(np.float32))
-    w2 = helper.make_tensor("w2", TensorProto.FLOAT, [16, 2], np.random.rand(32).astype(np.float32))
-    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
-             helper.make_node("Relu", ["h"], ["r"], name="relu"),
-             helper.make_node("MatMul", ["r", "w2"], ["y"], name="mm2")]
-    g = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [w1, w2])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-
-
 def test_cnn_raises_structure_error_naming_a_node(tmp_path):
     import onnx_ir as ir
 
     with pytest.raises(StructureError, match=r"node 'conv1' \(Conv\)"):
-        find_structure(ir.serde.deserialize_model(_cnn_model()))
+        find_structure(ir.serde.deserialize_model(cnn_model()))
 
 
 def test_mlp_raises_structure_error(tmp_path):
     import onnx_ir as ir
 
     with pytest.raises(StructureError, match=r"no self-attention found.*node 'mm2'"):
-        find_structure(ir.serde.deserialize_model(_mlp_model()))
+        find_structure(ir.serde.deserialize_model(mlp_model()))

@@ -1,0 +1,148 @@
+"""deploytool inspect: figures against the PyTorch model that built the graph, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from deploytool.cli import main
+from deploytool.inspect import InspectConfig, inspect_model
+from deploytool.testing.graphs import cnn_model
+
+TASK = "sequence-classification"
+CASES = [("bert", "torch"), ("bert", "dynamo"), ("bert", "optimum"),
+         ("distilbert", "torch"), ("distilbert", "dynamo"), ("distilbert", "optimum"),
+         ("roberta", "torch"), ("electra", "torch")]
+
+
+def _torch_params_by_role(model, family) -> dict[str, int]:
+    """PyTorch parameter counts split by module name (the test's oracle; ONNX roles come from structure)."""
+    out = dict.fromkeys(("embeddings", "attention", "ffn", "other"), 0)
+    for name, p in model.named_parameters():
+        if ".embeddings." in name or name.startswith("embeddings."):
+            role = "embeddings"
+        elif family == "distilbert" and ("transformer.layer." in name):
+            role = "attention" if (".attention." in name or "sa_layer_norm" in name) else "ffn"
+        elif ".encoder.layer." in name or name.startswith("encoder.layer."):
+            role = "attention" if ".attention." in name else "ffn"
+        else:
+            role = "other"
+        out[role] += p.numel()
+    return out
+
+
+def _flops(layers, hidden, heads, ffn, seq, head_in_out):
+    per_layer = 2 * seq * (4 * hidden * hidden + 2 * hidden * ffn) + 2 * 2 * seq * seq * hidden
+    return layers * per_layer + sum(2 * i * o for i, o in head_in_out)
+
+
+@pytest.mark.parametrize("family,exporter", CASES)
+def test_figures_match_the_config(tiny_onnx, tiny_torch_model, family, exporter):
+    path = tiny_onnx(family, exporter, task=TASK)
+    r = inspect_model(path, seq_len=16)
+    torch_model = tiny_torch_model(family, task=TASK)
+    assert r.structure_error is None
+    assert (r.family, r.exporter, r.num_layers, r.hidden_size) == (family, exporter, 2, 32)
+    assert [(x.num_heads, x.head_size, x.ffn_width) for x in r.layers] == [(4, 8, 64)] * 2
+    assert r.params_by_role == _torch_params_by_role(torch_model, family)
+    assert r.total_params == sum(p.numel() for p in torch_model.parameters())
+    assert r.weights_by_dtype == {"fp32": {"tensors": r.weights_by_dtype["fp32"]["tensors"],
+                                           "params": r.total_params, "bytes": 4 * r.total_params,
+                                           "bits_per_param": 32.0}}
+    assert sum(r.bytes_by_role.values()) == 4 * r.total_params
+    # classification head on the first token: 32x32 and 32x2 at one token each
+    assert r.flops == _flops(2, 32, 4, 64, 16, [(32, 32), (32, 2)])
+    assert r.op_histogram["Softmax"] == 2 and r.op_histogram["MatMul"] == 16
+    assert [i["name"] for i in r.inputs][:2] == ["input_ids", "attention_mask"]
+    assert r.outputs[0]["name"] == "logits"
+    assert r.file_bytes == path.stat().st_size
+
+
+def test_fused_and_int8_and_packed_models_keep_parameter_counts(tiny_onnx, tiny_torch_model, tmp_path):
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+    from deploytool.passes.quantize_int8 import Fusion, Int8Config, quantize_int8_file
+    from deploytool.runtime.fuse import fuse_transformer
+
+    src = tiny_onnx("bert", "torch", task=TASK)
+    base = inspect_model(src)
+    expected = _torch_params_by_role(tiny_torch_model("bert", task=TASK), "bert")
+    fuse_transformer(src, tmp_path / "fused.onnx")
+    quantize_int8_file(src, tmp_path / "q8.onnx", Int8Config(fusion=Fusion.ATTENTION))
+    pack_file(src, tmp_path / "ternary.onnx", PackConfig(runtime="speed"))
+    fused, q8, packed = (inspect_model(tmp_path / n) for n in ("fused.onnx", "q8.onnx", "ternary.onnx"))
+    assert fused.exporter == "ort-fused" and all(x.fused_attention for x in fused.layers)
+    assert fused.flops == base.flops
+    for r in (fused, q8, packed):
+        assert r.structure_error is None and r.num_layers == 2
+        assert r.params_by_role == expected
+    # int8: every projection weight is int8 (8 bits per weight), the classifier too
+    assert q8.weights_by_dtype["int8"]["bits_per_param"] == 8.0
+    assert q8.bytes_by_role["attention"] < base.bytes_by_role["attention"] / 3
+    # packed ternary: real bits from deploytool.packing (2 bits + one fp32 alpha per matrix / row)
+    t = packed.weights_by_dtype["packed-ternary2"]
+    assert 2.0 <= t["bits_per_param"] < 3.2
+    assert packed.bytes_by_role["ffn"] < base.bytes_by_role["ffn"] / 8
+    text = packed.to_text()
+    assert "packed-ternary2" in text and "parameters  26,658 total" in text
+
+
+def test_json_and_text_cli(tiny_onnx):
+    path = tiny_onnx("bert", "torch", task=TASK)
+    res = CliRunner().invoke(main, ["inspect", str(path), "--json", "--seq-len", "8"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["num_layers"] == 2 and d["heads_per_layer"] == [4, 4] and d["ffn_per_layer"] == [64, 64]
+    assert d["seq_len"] == 8 and d["flops"] == _flops(2, 32, 4, 64, 8, [(32, 32), (32, 2)])
+    assert d["params_by_role"]["embeddings"] == 100 * 32 + 160 * 32 + 2 * 32 + 2 * 32
+    res = CliRunner().invoke(main, ["inspect", str(path)])
+    assert res.exit_code == 0
+    assert "2 layers, hidden 32, 4 heads x 8, FFN 64" in res.output and "FLOPs" in res.output
+
+
+def test_non_encoder_reports_the_reason(tmp_path):
+    p = tmp_path / "cnn.onnx"
+    onnx.save(cnn_model(), str(p))
+    r = inspect_model(p)
+    assert r.structure_error.startswith("node 'conv1' (Conv)") and r.layers == [] and r.flops is None
+    assert r.params_by_role["other"] == 108 + 8
+    res = CliRunner().invoke(main, ["inspect", str(p)])
+    assert res.exit_code == 0 and "not recognised: node 'conv1' (Conv)" in res.output
+
+
+def _bad(tmp_path, name, content: bytes | None):
+    p = tmp_path / name
+    if content is not None:
+        p.write_bytes(content)
+    return p
+
+
+@pytest.mark.parametrize("case", ["missing", "not-onnx", "truncated", "empty", "seq-len"])
+def test_cli_bad_input(tiny_onnx, tmp_path, case):
+    good = tiny_onnx("bert", "torch", task=TASK)
+    args = {
+        "missing": [str(tmp_path / "nope.onnx")],
+        "not-onnx": [str(_bad(tmp_path, "x.onnx", b"this is a text file, not a protobuf\n" * 20))],
+        "truncated": [str(_bad(tmp_path, "t.onnx", good.read_bytes()[: good.stat().st_size // 3]))],
+        "empty": [str(_bad(tmp_path, "e.onnx", b""))],
+        "seq-len": [str(good), "--seq-len", "0"],
+    }[case]
+    before = sorted(tmp_path.iterdir())
+    res = CliRunner().invoke(main, ["inspect", *args])
+    assert res.exit_code == 2, res.output
+    err = res.stderr if hasattr(res, "stderr") else res.output
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in res.output
+    key = {"missing": "no such file", "not-onnx": "not a readable ONNX model", "truncated": "not a readable ONNX",
+           "empty": "empty file", "seq-len": "seq_len"}[case]
+    assert key in lines[0]
+    assert sorted(tmp_path.iterdir()) == before  # nothing written
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="seq_len"):
+        InspectConfig(seq_len=0)
+    assert InspectConfig(seq_len=np.int64(8).item()).seq_len == 8
