@@ -112,3 +112,67 @@ def report(results: tuple[Path, ...], out_dir: Path, profile_names: tuple[str, .
     config = ReportConfig(results=results, out_dir=out_dir, accuracy=accuracy, profiles=profile_names,
                           profiles_dirs=profiles_dirs, project=not no_projection, calibrate=calibrate, title=title)
     click.echo(build_report(config).summary())
+
+
+# ---------------------------------------------------------------------------------- fit
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    from deploytool.errors import ConfigError
+
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated numbers like 1,0.75,0.5, got {text!r}") from None
+
+
+def _float(text: str | None, option: str) -> float | None:
+    from deploytool.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{option}: expected a number, got {text!r}") from None
+
+
+@click.command("fit")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--profile", "profile_name", required=True, help="Device profile whose budget to meet.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Where to write the chosen model.")
+@click.option("--budget-ms", default=None, help="p90 latency budget (ms) [default: the profile's at --seq-len].")
+@click.option("--accuracy-floor", default=None, help="Minimum accuracy (percent); needs --accuracy.")
+@click.option("--accuracy", "accuracy", default=None, type=click.Path(path_type=Path),
+              help="Accuracy JSON of the candidates, keyed by candidate name (e.g. w0.75_d1_int8).")
+@click.option("--seq-len", default=None, help="Sequence length to fit [default: 128, or the profile's longest].")
+@click.option("--widths", default="1,0.75,0.5", show_default=True, help="DynaBERT widths to try.")
+@click.option("--depths", default="1,0.5", show_default=True, help="DynaBERT depths to try.")
+@click.option("--precisions", default="fp32,int8", show_default=True,
+              help="Precisions to try: fp32, fp16, int8, ternary, binary.")
+@click.option("--runs", default=20, show_default=True, type=int, help="Timed runs per candidate on the host.")
+@click.option("--keep-candidates", type=click.Path(path_type=Path), default=None,
+              help="Keep every candidate model in this folder.")
+@_dir_option
+def fit(model: Path, profile_name: str, output: Path, budget_ms: str | None, accuracy_floor: str | None,
+        accuracy: Path | None, seq_len: str | None, widths: str, depths: str, precisions: str, runs: int,
+        keep_candidates: Path | None, profiles_dirs: tuple[Path, ...]) -> None:
+    """Pick the ONE best width/depth/precision of MODEL that meets a device profile's budget."""
+    from deploytool.errors import ConfigError
+    from deploytool.fit import FitConfig, fit as run
+    from deploytool.profiles import load_profile
+    from deploytool.report import load_accuracy
+
+    seq = None
+    if seq_len is not None:
+        try:
+            seq = int(seq_len)
+        except ValueError:
+            raise ConfigError(f"--seq-len: expected an integer, got {seq_len!r}") from None
+    config = FitConfig(model=model, profile=load_profile(profile_name, profiles_dirs), output=output,
+                       budget_ms=_float(budget_ms, "--budget-ms"), accuracy_floor=_float(accuracy_floor, "--accuracy-floor"),
+                       seq_len=seq, widths=_floats(widths, "--widths"), depths=_floats(depths, "--depths"),
+                       precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
+                       accuracies=load_accuracy([accuracy]) if accuracy else None, runs=runs,
+                       workdir=keep_candidates)
+    result = run(config)
+    click.echo(result.why())
+    click.echo(f"wrote {result.output} and {result.why_path}")

@@ -1,0 +1,313 @@
+"""``fit``: the ONE best sub-network and precision for a device profile's budget.
+
+Candidates are every (width, depth, precision) of the grid: the model is sliced DynaBERT-style
+(:mod:`deploytool.passes.slice_subnetwork`; reorder heads/neurons by importance first so that the
+first heads are the most important) and then converted: fp32 (as is), fp16
+(:mod:`deploytool.passes.fp16`), int8 (dynamic, per channel, :mod:`deploytool.passes.quantize_int8`)
+or ternary/binary (:mod:`deploytool.passes.pack_weights`, post-training: loses accuracy without QAT).
+
+Each candidate is MEASURED on the host (``deploytool.bench``: clean worker process, interleaved runs,
+peak memory) and, unless the profile is the host, PROJECTED to the device with the cost model
+(:mod:`deploytool.bench.cost_model`), times the host's measured p90/p50. A candidate fits when
+
+- its device p90 latency at ``seq_len`` <= the budget (``--budget-ms``, else the profile's
+  ``budgets.p90_latency_ms`` for that length),
+- its file size <= ``budgets.model_size_mb`` and its peak memory (measured on the host) <=
+  ``budgets.peak_memory_mb``, where the profile sets them,
+- its accuracy >= ``accuracy_floor`` (only with measured accuracies).
+
+Among the fitting candidates the one with the largest accuracy wins, then the lowest latency.
+Accuracy comes from ``accuracies`` (candidate name -> accuracy, e.g. from ``deploytool eval`` of
+each candidate; names look like ``w0.75_d1_int8``). Without it, fit ranks by an accuracy PROXY and
+says so: the kept-parameter fraction, then precision (fp32 = fp16 > int8 > ternary > binary), which
+orders sub-networks the way DynaBERT's accuracy curves do but is not an accuracy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from deploytool.errors import ConfigError, DeployError, InputFileError
+from deploytool.profiles import Profile
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Candidate", "FitConfig", "FitResult", "PRECISIONS", "fit"]
+
+PRECISIONS = ("fp32", "fp16", "int8", "ternary", "binary")
+_PRECISION_RANK = {"fp32": 4, "fp16": 4, "int8": 3, "ternary": 2, "binary": 1}
+
+
+def _fractions(name: str, values: Any) -> tuple[float, ...]:
+    vals = tuple(values) if not isinstance(values, (int, float)) else (values,)
+    if not vals:
+        raise ConfigError(f"{name}: give at least one value in (0, 1]")
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v <= 1:
+            raise ConfigError(f"{name}: {v!r} out of range; expected numbers in (0, 1]")
+    return tuple(sorted(set(float(v) for v in vals), reverse=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    model: Path
+    profile: Profile
+    output: Path
+    budget_ms: float | None = None  # default: the profile's p90 budget at seq_len
+    accuracy_floor: float | None = None  # percent (or fraction <= 1)
+    seq_len: int | None = None  # default: 128 if the profile budgets it, else its longest budgeted length
+    widths: tuple[float, ...] = (1.0, 0.75, 0.5)
+    depths: tuple[float, ...] = (1.0, 0.5)
+    precisions: tuple[str, ...] = ("fp32", "int8")
+    accuracies: Mapping[str, float] | None = None  # candidate name -> accuracy (percent)
+    runs: int = 20
+    warmup: int = 3
+    threads: int | None = None  # host threads for the measurement (default: min(profile, host cores))
+    workdir: Path | None = None  # keep the candidates here (default: a temporary folder)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model", Path(self.model))
+        object.__setattr__(self, "output", Path(self.output))
+        if not self.model.is_file():
+            raise InputFileError(f"{self.model}: no such file")
+        if self.budget_ms is not None:
+            b = self.budget_ms
+            if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b <= 0:
+                raise ConfigError(f"budget_ms: must be a positive number of milliseconds, got {b!r}")
+        if self.accuracy_floor is not None:
+            a = self.accuracy_floor
+            if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 <= a <= 100:
+                raise ConfigError(f"accuracy_floor: must be a number in [0, 100] (percent), got {a!r}")
+            if not self.accuracies:
+                raise ConfigError("accuracy_floor needs measured accuracies of the candidates (--accuracy FILE); "
+                                  "without them fit ranks by the kept-parameter proxy, which is not an accuracy")
+        object.__setattr__(self, "widths", _fractions("widths", self.widths))
+        object.__setattr__(self, "depths", _fractions("depths", self.depths))
+        precs = tuple(dict.fromkeys(str(p).lower() for p in self.precisions))
+        bad = [p for p in precs if p not in PRECISIONS]
+        if bad or not precs:
+            raise ConfigError(f"precisions: unknown {bad[0]!r}; expected some of {', '.join(PRECISIONS)}" if bad
+                              else "precisions: give at least one")
+        object.__setattr__(self, "precisions", precs)
+        if self.seq_len is None:
+            lens = list(self.profile.budgets.p90_latency_ms)
+            object.__setattr__(self, "seq_len", 128 if (128 in lens or not lens) else max(lens))
+        if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or not 1 <= self.seq_len <= 65536:
+            raise ConfigError(f"seq_len: must be an integer in [1, 65536], got {self.seq_len!r}")
+        for name in ("runs", "warmup"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not (1 if name == "runs" else 0) <= v <= 100000:
+                raise ConfigError(f"{name}: must be a non-negative integer (runs >= 1), got {v!r}")
+        if self.budget is None:
+            raise ConfigError(f"profile '{self.profile.name}' has no p90 latency budget for seq {self.seq_len}; "
+                              "give --budget-ms")
+
+    @property
+    def budget(self) -> float | None:
+        return self.budget_ms if self.budget_ms is not None else self.profile.budgets.latency_ms(self.seq_len)
+
+
+@dataclasses.dataclass
+class Candidate:
+    name: str
+    width: float
+    depth: float
+    precision: str
+    path: str
+    size_mb: float = 0.0
+    params: int | None = None
+    param_fraction: float | None = None
+    accuracy: float | None = None
+    host_p50_ms: float | None = None
+    host_p90_ms: float | None = None
+    peak_memory_mb: float | None = None
+    projected_ms: float | None = None
+    device_p90_ms: float | None = None
+    latency_source: str = ""
+    fits: bool = False
+    reasons: list[str] = dataclasses.field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+@dataclasses.dataclass
+class FitResult:
+    chosen: Candidate
+    candidates: list[Candidate]
+    profile: str
+    seq_len: int
+    budget_ms: float
+    ranking: str  # "accuracy" or the proxy's description
+    output: Path
+    why_path: Path
+
+    def why(self) -> str:
+        c = self.chosen
+        acc = (f"accuracy {c.accuracy:.2f}%" if self.ranking == "accuracy"
+               else f"accuracy PROXY {c.param_fraction:.3f} (kept-parameter fraction; no accuracy given)")
+        fitting = [x for x in self.candidates if x.fits]
+        lines = [f"picked {c.name} for {self.profile} at seq {self.seq_len}: {acc}, {c.latency_source} "
+                 f"{c.device_p90_ms:.2f} ms <= {self.budget_ms:g} ms, {c.size_mb:.1f} MB; "
+                 f"{len(fitting)} of {len(self.candidates)} candidates fit; the largest "
+                 f"{'accuracy' if self.ranking == 'accuracy' else 'proxy'} wins, then the lowest latency"]
+        for x in self.candidates:
+            if x is c:
+                continue
+            score = (f"accuracy {x.accuracy:.2f}%" if x.accuracy is not None else
+                     f"proxy {x.param_fraction:.3f}" if x.param_fraction is not None else "")
+            lat = f"{x.device_p90_ms:.2f} ms" if x.device_p90_ms is not None else "not measured"
+            state = "fits, ranked lower" if x.fits else "rejected: " + "; ".join(x.reasons or [x.error or "?"])
+            lines.append(f"  {x.name} ({lat}, {score}): {state}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "deploytool.fit/1", "profile": self.profile, "seq_len": self.seq_len,
+                "budget_ms": self.budget_ms, "ranking": self.ranking, "chosen": self.chosen.name,
+                "output": str(self.output), "why": self.why(), "candidates": [c.to_dict() for c in self.candidates]}
+
+
+def _name(w: float, d: float, p: str) -> str:
+    return f"w{w:g}_d{d:g}_{p}"
+
+
+def _build(src: Path, work: Path, w: float, d: float, precision: str, sliced: dict) -> Path:
+    from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
+
+    key = (w, d)
+    if key not in sliced:
+        if (w, d) == (1.0, 1.0):
+            sliced[key] = src
+        else:
+            dst = work / f"w{w:g}_d{d:g}.onnx"
+            slice_file(src, dst, SliceConfig(width=w, depth=d))
+            sliced[key] = dst
+    base = sliced[key]
+    out = work / f"{_name(w, d, precision)}.onnx"
+    if precision == "fp32":
+        if base == src:
+            shutil.copyfile(src, out)
+        else:
+            out = base
+    elif precision == "fp16":
+        from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
+
+        convert_fp16_file(base, out, Fp16Config(check_host=False))
+    elif precision == "int8":
+        from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
+
+        quantize_int8_file(base, out, Int8Config())
+    else:
+        from deploytool.passes.pack_weights import PackConfig, pack_file
+
+        pack_file(base, out, PackConfig(weights=precision))
+    return out
+
+
+def fit(config: FitConfig) -> FitResult:
+    """Build, measure and project every candidate; write the best one to ``config.output``."""
+    from deploytool.bench import BenchConfig, run_benchmark
+    from deploytool.bench.cost_model import op_costs, project_latency
+    from deploytool.onnx_io import atomic_path, atomic_write, check_output_path
+
+    check_output_path(config.output, inputs=(config.model,))
+    prof = config.profile
+    budget = float(config.budget)
+    is_host = prof.name == "x86-host"
+    with tempfile.TemporaryDirectory(prefix="deploytool-fit-") as tmp_s:
+        work = Path(config.workdir) if config.workdir is not None else Path(tmp_s)
+        work.mkdir(parents=True, exist_ok=True)
+        sliced: dict = {}
+        cands: list[Candidate] = []
+        for w in config.widths:
+            for d in config.depths:
+                for p in config.precisions:
+                    c = Candidate(_name(w, d, p), w, d, p, "")
+                    try:
+                        c.path = str(_build(config.model, work, w, d, p, sliced))
+                        c.size_mb = os.path.getsize(c.path) / 2**20
+                    except DeployError as e:
+                        c.error = f"cannot build: {e}"
+                        c.reasons.append(c.error)
+                    cands.append(c)
+        built = [c for c in cands if c.error is None]
+        if not built:
+            raise DeployError(f"fit: no candidate could be built ({cands[0].error})")
+        _params(built, config.model)
+        host_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = config.threads or max(1, min(prof.threads, host_cores))
+        report = run_benchmark(BenchConfig(models=tuple(c.path for c in built), seq_lens=(config.seq_len,),
+                                           threads=threads, runs=config.runs, warmup=config.warmup,
+                                           spec=prof.session_spec(threads=threads)))
+        for i, c in enumerate(built):
+            r = report.result(i, config.seq_len)
+            c.host_p50_ms, c.host_p90_ms = r.latency.p50_ms, r.latency.p90_ms
+            c.peak_memory_mb = r.peak_rss_bytes / 2**20
+            if is_host:
+                c.device_p90_ms, c.latency_source = c.host_p90_ms, "measured p90"
+            else:
+                proj = project_latency(op_costs(c.path, config.seq_len), prof, seq_len=config.seq_len)
+                c.projected_ms = proj.latency_ms
+                spread = c.host_p90_ms / c.host_p50_ms if c.host_p50_ms else 1.0
+                c.device_p90_ms, c.latency_source = proj.latency_ms * spread, "projected p90"
+        accs = dict(config.accuracies or {})
+        ranking = "accuracy" if accs else "proxy: kept-parameter fraction, then precision"
+        for c in built:
+            c.accuracy = accs.get(c.name)
+            if c.device_p90_ms > budget:
+                c.reasons.append(f"{c.latency_source} {c.device_p90_ms:.2f} ms > {budget:g} ms")
+            if prof.budgets.model_size_mb is not None and c.size_mb > prof.budgets.model_size_mb:
+                c.reasons.append(f"size {c.size_mb:.1f} MB > {prof.budgets.model_size_mb:g} MB")
+            if prof.budgets.peak_memory_mb is not None and c.peak_memory_mb > prof.budgets.peak_memory_mb:
+                c.reasons.append(f"peak memory {c.peak_memory_mb:.0f} MB > {prof.budgets.peak_memory_mb:g} MB")
+            if accs and c.accuracy is None:
+                c.reasons.append("no accuracy given for this candidate")
+            elif config.accuracy_floor is not None and c.accuracy is not None and c.accuracy < config.accuracy_floor:
+                c.reasons.append(f"accuracy {c.accuracy:.2f} < floor {config.accuracy_floor:g}")
+            c.fits = not c.reasons
+        fitting = [c for c in built if c.fits]
+        if not fitting:
+            best = min(built, key=lambda c: c.device_p90_ms)
+            raise DeployError(f"fit: none of {len(cands)} candidates meets {prof.name}'s budget at seq {config.seq_len} "
+                              f"(fastest: {best.name}, {'; '.join(best.reasons)})")
+        if accs:
+            chosen = max(fitting, key=lambda c: (c.accuracy, -c.device_p90_ms))
+        else:
+            chosen = max(fitting, key=lambda c: (round(c.param_fraction or 0, 6), _PRECISION_RANK[c.precision],
+                                                 -c.device_p90_ms))
+        with atomic_path(config.output) as tmp:
+            shutil.copyfile(chosen.path, tmp)
+        why_path = config.output.with_name(config.output.name + ".fit.json")
+        result = FitResult(chosen, cands, prof.name, config.seq_len, budget, ranking, config.output, why_path)
+        with atomic_write(why_path) as f:
+            json.dump(result.to_dict(), f, indent=2)
+        return result
+
+
+def _params(cands: list[Candidate], source: Path) -> None:
+    """Parameters of each candidate and their fraction of the source model's (the accuracy proxy)."""
+    from deploytool.inspect import inspect_model
+
+    try:
+        top = inspect_model(source, seq_len=8).total_params
+    except DeployError:
+        top = None
+    for c in cands:
+        try:
+            c.params = inspect_model(c.path, seq_len=8).total_params
+        except DeployError as e:
+            logger.info("inspect %s: %s", c.path, e)
+    top = top or max((c.params for c in cands if c.params), default=None)
+    for c in cands:
+        c.param_fraction = (c.params / top) if (c.params and top) else None
