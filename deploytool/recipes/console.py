@@ -30,13 +30,14 @@ def print_headline(result, stream: IO[str] | None = None) -> None:
     console = Console(file=stream, highlight=False)
     rows = result.headline
     if rows:
-        table = Table(title=f"{result.recipe}: headline", show_lines=False)
+        table = Table(title=f"{result.recipe}: device latency in ms (p90; ~ projected from this host, ok/over the "
+                            "device budget)", show_lines=False)
         for col in rows[0]:
             table.add_column(str(col), justify="right" if isinstance(rows[0][col], (int, float)) else "left")
         for row in rows:
             table.add_row(*("" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v)) for v in row.values()))
         console.print(table)
     if result.report_dir:
-        console.print(f"report: {result.report_dir / 'index.html'}")
+        console.print(f"report: {result.report_dir / 'report.html'}")
     cached = sum(s.cached for s in result.steps)
     console.print(f"{len(result.steps)} steps ({cached} cached) in {result.seconds:.0f} s; outputs in {result.out_dir}")

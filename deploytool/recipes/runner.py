@@ -171,27 +171,33 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
                                           lambda tmp, prec=prec, spath=spath: S.precision_step(prec, spath, tmp))
                 variants.append(Variant(w, d, prec, vdir / outs["model"], vkey))
 
-    # 6. accuracy of every variant (when the recipe names a dataset)
-    accuracy: dict[str, dict[str, Any]] = {}
+    # 6. every variant under a readable name (hard links into the step cache)
+    models_dir = out / "models"
+    models_dir.mkdir(exist_ok=True)
+    for v in variants:
+        v.path = S.publish(v.path, models_dir / f"{rec.name}-{v.label}.onnx")
+
+    # 7. accuracy of every variant (when the recipe names a dataset)
+    accuracy_file = None
     if rec.eval is not None:
+        records = []
         for v in variants:
             _, edir, outs = r.step(f"eval {v.label}", "eval", rec.eval, [v.key, f"tok:{model_digest}"],
                                    lambda tmp, v=v: S.eval_step(v.path, folder, rec.eval, tmp))
-            accuracy[v.label] = json.loads((edir / outs["metrics"]).read_text())
+            metrics = json.loads((edir / outs["metrics"]).read_text())
+            records.append({"model": str(v.path), "accuracy": metrics["accuracy"], "label": v.label,
+                            **{k: metrics[k] for k in ("f1", "n", "examples") if k in metrics}})
+        accuracy_file = out / "accuracy.json"
+        S.write_json(accuracy_file, records)
 
-    # 7. benchmarks: one interleaved run per distinct session set-up, projected per device
-    bench_files: list[Path] = []
-    for group_key, group in S.group_devices_by_session(profiles, rec.bench).items():
-        names = "+".join(p.name for p in group)
-        bkey, bdir, outs = r.step(f"bench [{names}]", "bench",
-                                  {"bench": rec.bench, "session": group_key, "devices": [p.name for p in group]},
-                                  [v.key for v in variants],
-                                  lambda tmp, group=group: S.bench_step(variants, group, rec.bench, tmp))
-        bench_files.append(bdir / outs["results"])
+    # 8. one interleaved benchmark of all variants on this host; device latency is projected per profile
+    _, bdir, outs = r.step("bench", "bench", {"bench": rec.bench}, [v.key for v in variants],
+                           lambda tmp: S.bench_step(variants, rec.bench, tmp))
+    bench_file = bdir / outs["results"]
 
-    # 8. report (always rewritten: cheap, and it reflects this run)
+    # 9. report (always rewritten: cheap, and it reflects this run)
     report_dir = out / "report"
-    headline = S.report_step(rec, variants, bench_files, accuracy, profiles, report_dir)
+    headline = S.report_step(rec, variants, bench_file, accuracy_file, report_dir)
     result = RunResult(rec.name, out, r.records, variants, report_dir, headline, time.perf_counter() - t_start)
     from deploytool.onnx_io import atomic_write
 

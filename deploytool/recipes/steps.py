@@ -1,0 +1,257 @@
+"""What each recipe step does: one call into deploytool's library per step.
+
+Each ``*_step`` writes its outputs into the temporary folder it is given and returns
+``{role: file name}``; the runner caches and names the step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from deploytool.errors import ConfigError
+from deploytool.recipes.schema import BenchSpec, EvalSpec, ExportSpec, ModelSpec, PassKind, PassStep, Precision, \
+    TrainKind, TrainStep
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------- model
+
+
+def resolve_model(spec: ModelSpec) -> tuple[Path, str]:
+    """The model folder and a digest of what is in it (config + weight file sizes and heads)."""
+    from deploytool.models import resolve_model as _resolve, weight_files
+
+    folder = _resolve(spec.ref)
+    h = hashlib.sha256()
+    for f in sorted([folder / "config.json", *weight_files(folder)]):
+        if f.is_file():
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}".encode())
+            with open(f, "rb") as fh:  # the first and last MB identify a checkpoint well enough
+                h.update(fh.read(1 << 20))
+                if st.st_size > 1 << 20:
+                    fh.seek(-(1 << 20), 2)
+                    h.update(fh.read())
+    return folder, h.hexdigest()
+
+
+def load_profiles(names: tuple[str, ...]):
+    from deploytool.profiles.loader import load_profile
+
+    return [load_profile(n) for n in names]
+
+
+# -------------------------------------------------------------------------------------- training
+
+_DATA_KEYS = {"data", "text_col", "label_col", "seed", "max_length", "max_train", "max_eval"}
+
+
+def _split_params(params: dict[str, Any], where: str):
+    from deploytool.train.config import DataConfig
+
+    data = {k: v for k, v in params.items() if k in _DATA_KEYS}
+    rest = {k: v for k, v in params.items() if k not in _DATA_KEYS}
+    try:
+        return DataConfig(**data), rest
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _build(cls, where: str, **kwargs):
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # an unknown option
+        msg = str(e).split("__init__() ")[-1]
+        raise ConfigError(f"{where}: {msg}") from None
+
+
+def train_step(step: TrainStep, src: Path, teacher: Path, tmp: Path, task: str) -> dict[str, str]:
+    from deploytool import train
+    from deploytool.train import config as C
+
+    where = f"train step '{step.kind.value}'"
+    data, rest = _split_params(step.params, where)
+    out = tmp / "model"
+    if step.kind is TrainKind.FINETUNE:
+        cfg = _build(C.TrainConfig, where, model=str(src), output=out, data=data, **rest)
+        result = train.finetune(cfg)
+    elif step.kind is TrainKind.IMPORTANCE:
+        cfg = _build(C.ImportanceConfig, where, model=src, output=tmp / "importance.json", reorder_output=out,
+                     data=data, **rest)
+        result = train.compute_importance(cfg)
+    elif step.kind is TrainKind.DYNABERT:
+        cfg = _build(C.DynaBertConfig, where, teacher=src, output=out, data=data, **rest)
+        result = train.train_dynabert(cfg)
+    else:
+        mode = C.QuantMode.TERNARY if step.kind is TrainKind.TERNARY else C.QuantMode.BINARY
+        cfg = _build(C.QATConfig, where, teacher=src, output=out, data=data, mode=mode, **rest)
+        result = train.train_qat(cfg)
+    (tmp / "result.json").write_text(json.dumps(result, indent=1, default=str))
+    return {"model": "model", "result": "result.json"}
+
+
+# ---------------------------------------------------------------------------------------- export
+
+
+def export_step(folder: Path, spec: ExportSpec, task: str, tmp: Path) -> dict[str, str]:
+    from deploytool.export import ExportConfig, export
+
+    cfg = ExportConfig(model=str(folder), task=task, exporter=spec.exporter, opset=spec.opset)
+    result = export(cfg, tmp / "model.onnx")
+    (tmp / "result.json").write_text(json.dumps({"max_abs_diff": result.max_abs_diff, "opset": result.opset,
+                                                 "exporter": result.exporter.value, "bytes": result.file_size},
+                                                indent=1))
+    # the tokenizer travels with the model so that eval can find it beside any variant
+    return {"model": "model.onnx", "result": "result.json"}
+
+
+# ---------------------------------------------------------------------------------------- passes
+
+
+def _pass_config(step: PassStep):
+    where = f"pass '{step.kind.value}'"
+    p = dict(step.params)
+    if step.kind is PassKind.REORDER:
+        from deploytool.passes.reorder import ReorderConfig, reorder_file
+
+        imp = p.pop("importance", None)
+        return _build(ReorderConfig, where, importance=None if imp in (None, "magnitude") else imp, **p), reorder_file
+    if step.kind is PassKind.SLICE:
+        from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
+
+        return _build(SliceConfig, where, **p), slice_file
+    if step.kind is PassKind.PRUNE_HEADS:
+        from deploytool.passes.prune_heads import HeadPruneConfig, prune_heads_file
+
+        return _build(HeadPruneConfig, where, **p), prune_heads_file
+    if step.kind is PassKind.PRUNE_FFN:
+        from deploytool.passes.prune_ffn import FFNPruneConfig, prune_ffn_file
+
+        return _build(FFNPruneConfig, where, **p), prune_ffn_file
+    if step.kind is PassKind.QUANTIZE:
+        prec = p.pop("precision", "int8")
+        return _precision_config(Precision(prec), p, where)
+    if step.kind is PassKind.PACK:
+        from deploytool.passes.pack_weights import PackConfig, pack_file
+
+        return _build(PackConfig, where, **p), pack_file
+    raise ConfigError(f"{where}: unknown pass")
+
+
+def _precision_config(prec: Precision, params: dict[str, Any], where: str):
+    if prec is Precision.INT8:
+        from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
+
+        return _build(Int8Config, where, **params), quantize_int8_file
+    if prec is Precision.FP16:
+        from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
+
+        return _build(Fp16Config, where, **params), convert_fp16_file
+    if prec in (Precision.TERNARY, Precision.BINARY):
+        from deploytool.passes.pack_weights import PackConfig, pack_file
+
+        return _build(PackConfig, where, weights=prec.value, **params), pack_file
+    raise ConfigError(f"{where}: precision {prec.value} needs no pass")
+
+
+def _run_pass(cfg, fn, src: Path, tmp: Path) -> dict[str, str]:
+    result = fn(src, tmp / "model.onnx", cfg)
+    info = {"stats": result.stats, "skipped": [{"node": s.node, "reason": s.reason} for s in result.skipped]}
+    (tmp / "result.json").write_text(json.dumps(info, indent=1, default=str))
+    return {"model": "model.onnx", "result": "result.json"}
+
+
+def pass_step(step: PassStep, src: Path, tmp: Path) -> dict[str, str]:
+    cfg, fn = _pass_config(step)
+    return _run_pass(cfg, fn, src, tmp)
+
+
+def slice_step(src: Path, width: float, depth: float, tmp: Path) -> dict[str, str]:
+    from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
+
+    return _run_pass(SliceConfig(width=width, depth=depth), slice_file, src, tmp)
+
+
+def precision_step(prec: Precision, src: Path, tmp: Path) -> dict[str, str]:
+    cfg, fn = _precision_config(prec, {}, f"precision {prec.value}")
+    return _run_pass(cfg, fn, src, tmp)
+
+
+# ------------------------------------------------------------------------------------------ eval
+
+
+def eval_step(model: Path, tokenizer_dir: Path, spec: EvalSpec, tmp: Path) -> dict[str, str]:
+    from deploytool.train import evaluate
+    from deploytool.train.config import DataConfig, EvalConfig
+
+    cfg = EvalConfig(model=model, tokenizer=tokenizer_dir, split=spec.split,
+                     data=DataConfig(data=spec.data, max_length=spec.max_length, max_eval=spec.max_examples),
+                     output=tmp / "metrics.json")
+    evaluate(cfg)
+    return {"metrics": "metrics.json"}
+
+
+# ----------------------------------------------------------------------------------------- bench
+
+
+def publish(src: Path, dst: Path) -> Path:
+    """Give a cached variant a readable name: a hard link (a copy across file systems)."""
+    import os
+
+    if dst.exists() or dst.is_symlink():
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    return dst
+
+
+def write_json(path: Path, data: Any) -> None:
+    from deploytool.onnx_io import atomic_write
+
+    with atomic_write(path) as f:
+        json.dump(data, f, indent=1, default=str)
+
+
+def bench_step(variants, bench: BenchSpec, tmp: Path) -> dict[str, str]:
+    """All variants timed interleaved in one clean worker on this host (CPU EP, the recipe's threads)."""
+    from deploytool.bench import BenchConfig, run_benchmark, write_json as write_bench
+
+    cfg = BenchConfig(models=tuple(v.path for v in variants), seq_lens=bench.seq_lens, batch=bench.batch,
+                      warmup=bench.warmup, runs=bench.runs, threads=bench.threads or 1)
+    write_bench(run_benchmark(cfg), tmp / "bench.json")
+    return {"results": "bench.json"}
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+def report_step(recipe, variants, bench_file: Path, accuracy_file: Path | None, out_dir: Path) -> list[dict]:
+    """Write the device report; return the headline rows (largest sequence length, one per device x variant)."""
+    from deploytool.report import ReportConfig, build_report
+
+    cfg = ReportConfig(results=(bench_file,), out_dir=out_dir,
+                       accuracy=(accuracy_file,) if accuracy_file else (), profiles=recipe.devices,
+                       title=recipe.report.title or f"{recipe.name}: {recipe.model.ref} on {', '.join(recipe.devices)}")
+    result = build_report(cfg)
+    by_path = {str(v.path.resolve()): v for v in variants}
+    seq = max(recipe.bench.seq_lens)
+    table: dict[str, dict[str, Any]] = {}
+    for r in result.rows:
+        if r.seq_len != seq:
+            continue
+        v = by_path.get(str(Path(r.model_path).resolve()))
+        name = v.label if v else r.model
+        row = table.setdefault(name, {"variant": name, "MB": r.size_mb, "acc %": r.accuracy,
+                                      f"host p50 ms @{seq}": r.p50_ms})
+        mark = "" if r.budget_pass is None else (" ok" if r.budget_pass else " over")
+        kind = "" if r.device_latency_source.startswith("measured") else "~"
+        row[r.device] = f"{kind}{r.device_latency_ms:.2f}{mark}" if r.device_latency_ms is not None else "n/a"
+    return list(table.values())
