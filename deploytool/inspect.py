@@ -304,6 +304,8 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
     packed_role: dict[str, str] = {}
     seen: set[int] = set()
     for n in graph:
+        if n.op_type == "Identity":  # an alias (deduplicated initializer): counted where it is read
+            continue
         for idx, v in enumerate(n.inputs):
             if v is None or id(v) in seen:
                 continue

@@ -9,7 +9,7 @@ from deploytool import onnx_io
 from deploytool.errors import StructureError
 from deploytool.graph import find_structure
 from deploytool.graph._util import const_tensor
-from deploytool.testing.graphs import cnn_model, mlp_model
+from deploytool.testing.graphs import attention_layer_model, cnn_model, mlp_model
 
 
 def _load_plain(path):
@@ -157,3 +157,28 @@ def test_mlp_raises_structure_error(tmp_path):
 
     with pytest.raises(StructureError, match=r"no self-attention found.*node 'mm2'"):
         find_structure(ir.serde.deserialize_model(mlp_model()))
+
+
+def test_hand_built_layer_with_constant_shapes():
+    import onnx_ir as ir
+
+    s = find_structure(ir.serde.deserialize_model(attention_layer_model(hidden=8, heads=2, ffn=16)))
+    (layer,) = s.layers
+    a = layer.attention
+    assert (a.num_heads, a.head_size, layer.ffn.width, layer.ffn.activation) == (2, 4, 16, "relu")
+    assert (a.q.weight.name, a.k.weight.name, a.v.weight.name, a.o.weight.name) == ("q.w", "k.w", "v.w", "o.w")
+    assert (layer.ffn.intermediate.weight.name, layer.ffn.output.weight.name) == ("ffn_in.w", "ffn_out.w")
+    # one Reshape shape initializer read by Q, K and V: three sites on it, private to the layer
+    sites = [(h.node.name, h.kind, h.value.name, h.index, h.meaning, h.shared) for h in a.head_sites]
+    assert sites == [("q/Reshape", "initializer", "split_shape", 2, "num_heads", False),
+                     ("k/Reshape", "initializer", "split_shape", 2, "num_heads", False),
+                     ("v/Reshape", "initializer", "split_shape", 2, "num_heads", False),
+                     ("context/Reshape", "initializer", "merge_shape", 2, "all_head_size", False)]
+    assert s.family == "unknown-encoder" and s.embeddings == {}
+
+
+def test_pre_layernorm_block_is_refused_naming_the_residual():
+    import onnx_ir as ir
+
+    with pytest.raises(StructureError, match=r"node 'attention/residual' \(Add\).*pre-LayerNorm"):
+        find_structure(ir.serde.deserialize_model(attention_layer_model(pre_ln=True)))

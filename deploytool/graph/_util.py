@@ -18,11 +18,19 @@ def is_op(node: ir.Node | None, *ops: str) -> bool:
 
 
 def const_tensor(v: ir.Value | None) -> ir.TensorProtocol | None:
-    """The tensor of an initializer or of a Constant node's output; None when not a constant."""
+    """The tensor of an initializer or of a Constant node's output (also through Identity nodes);
+    None when not a constant."""
     if v is None:
         return None
-    if v.const_value is not None:
-        return v.const_value
+    for _ in range(8):  # the TorchScript exporter dedups equal initializers into Identity nodes
+        if v.const_value is not None:
+            return v.const_value
+        p = v.producer()
+        if p is None or p.op_type != "Identity" or p.domain not in ("", "ai.onnx") or not p.inputs:
+            break
+        v = p.inputs[0]
+        if v is None:
+            return None
     p = v.producer()
     if p is not None and p.op_type == "Constant" and p.domain in ("", "ai.onnx"):
         for key, attr in p.attributes.items():

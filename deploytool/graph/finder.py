@@ -501,16 +501,17 @@ class _Finder:
         """``LayerNorm(y + residual)``'s output value; y is a projection's output."""
         c = single_consumer(y)
         if c is None:
-            raise StructureError(f"node '{_name(at)}' ({at.op_type}): {what} output has {len(consumers(y))} "
-                                 f"consumers, expected one residual Add")
+            raise StructureError(f"node '{_name(at)}' ({at.op_type}): the {what} result has "
+                                 f"{len(data_consumers(y))} readers, expected one residual Add")
         if c.op_type in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization"):
             if residual not in (c.inputs[0], c.inputs[1]):
-                raise StructureError(f"node '{_name(c)}' ({c.op_type}): {what} skip input is not the expected "
-                                     f"residual (pre-LayerNorm encoders are not supported)")
+                raise StructureError(f"node '{_name(c)}' ({c.op_type}): the {what} result is not added to the "
+                                     f"normalised layer input (pre-LayerNorm blocks are not supported)")
             return c.outputs[0]
         if c.op_type != "Add" or residual not in tuple(c.inputs):
-            raise StructureError(f"node '{_name(c)}' ({c.op_type}): {what} output is not added to the expected "
-                                 f"residual (pre-LayerNorm encoders are not supported)")
+            raise StructureError(f"node '{_name(c)}' ({c.op_type}): the {what} result is not added to the "
+                                 f"normalised layer input (pre-LayerNorm blocks, as in GPT-style decoders, are not "
+                                 f"supported)")
         return self.layer_norm_after(c.outputs[0], c)
 
     def layer_norm_after(self, v: ir.Value, at: ir.Node) -> ir.Value:
@@ -564,7 +565,7 @@ class _Finder:
         if act is None:
             raise StructureError(f"node '{_name(inter.node)}' ({inter.node.op_type}): no recognised activation "
                                  f"between the FFN projections (ops: {sorted({n.op_type for n in ops})})")
-        y = self.residual_norm(self.linear_output(out), h1, out.node, "FFN output")
+        y = self.residual_norm(self.linear_output(out), h1, out.node, "FFN output projection")
         return FFNBlock(intermediate=inter, output=out, activation=act), y
 
     # ------------------------------------------------------------------ whole graph
@@ -624,7 +625,7 @@ class _Finder:
         layers: list[EncoderLayer] = []
         for i, (_, att, x) in enumerate(found):
             anchor = att.fused or att.o.node
-            h1 = self.residual_norm(self.linear_output(att.o), x, att.o.node, "attention output")
+            h1 = self.residual_norm(self.linear_output(att.o), x, att.o.node, "attention output projection")
             ffn, y = self.ffn(h1, anchor)
             layer = EncoderLayer(index=i, attention=att, ffn=ffn, input=x, output=y)
             layer.attention_output = h1
@@ -650,20 +651,15 @@ class _Finder:
                     if obj is not None:
                         owner.setdefault(id(obj), set()).add(layer.index)
         for layer in layers:
-            layer_ids = {id(n) for n in layer.nodes}
+            # a site is private when every reader of its tensor (and of its Concat) is in this layer
+            local = {id(n) for n in layer.nodes} | {id(s.node) for s in layer.attention.head_sites}
             for s in layer.attention.head_sites:
                 if s.kind == "attribute":
                     continue
                 shared = len(owner.get(id(s.node), ())) > 1 or len(owner.get(id(s.value), ())) > 1
-                # the tensor used by another node, or the Concat'ed shape used outside this layer
-                if any(c is not s.node for c in consumers(s.value)):
+                if any(id(c) not in local for c in consumers(s.value)):
                     shared = True
-                if s.node.op_type == "Concat":
-                    for c in consumers(s.node.outputs[0]):
-                        if id(c) not in layer_ids:
-                            shared = True
-                elif s.node.op_type == "Reshape" and any(c is not s.node and id(c) not in layer_ids
-                                                         for c in consumers(s.value)):
+                if s.node.op_type == "Concat" and any(id(c) not in local for c in consumers(s.node.outputs[0])):
                     shared = True
                 s.shared = shared
 
@@ -720,6 +716,7 @@ class _Finder:
             for j, t in enumerate(t for t in tables if t[0] is not pos[0]):
                 emb[f"extra_{j}"] = t[0]
         self._region_ops = {n.op_type for n in region}
+        self._region_linears = sum(1 for n in region if self.linear(n) is not None)
         return emb
 
     def family(self, emb: dict[str, ir.Value], other: list[Linear]) -> str:
@@ -731,8 +728,10 @@ class _Finder:
             if fam in names:
                 return fam
         ops = getattr(self, "_region_ops", set())
-        if "CumSum" in ops:
+        if "CumSum" in ops:  # position ids computed from the padding mask
             return "roberta"
+        if getattr(self, "_region_linears", 0):  # embedding_size != hidden: ELECTRA's embeddings_project
+            return "electra"
         if "token_type" not in emb and emb:
             return "distilbert"
         return "bert" if emb else "unknown-encoder"
