@@ -290,6 +290,20 @@ class _Builder:
         for node in graph:
             self.names.update(o.name for o in node.outputs if o.name)
         self.nodes: list[ir.Node] = []
+        self._consts: dict[tuple, ir.Value] = {}
+        self.count = 0
+
+    def tag(self) -> str:
+        """A short prefix for one packed weight's nodes (names cost bytes in a 1-bit file)."""
+        self.count += 1
+        return f"pk{self.count}"
+
+    def const(self, array: np.ndarray) -> ir.Value:
+        """A small constant initializer, shared by every subgraph that needs the same value."""
+        key = (array.dtype.str, array.shape, array.tobytes())
+        if key not in self._consts:
+            self._consts[key] = self.init(f"pk_c{len(self._consts)}", array)
+        return self._consts[key]
 
     def name(self, base: str) -> str:
         base = base.replace("::", "_").replace("/", "_")
@@ -308,8 +322,8 @@ class _Builder:
         return v
 
     def op(self, op_type: str, inputs: list, base: str, domain: str = "", **attrs: Any) -> ir.Value:
-        node = ir.node(op_type, inputs, attributes=attrs, domain=domain, name=self.name(f"{base}/{op_type}"))
-        node.outputs[0].name = self.name(f"{base}/{op_type}_out")
+        node = ir.node(op_type, inputs, attributes=attrs, domain=domain, name=self.name(f"{base}_{op_type}"))
+        node.outputs[0].name = node.name
         self.nodes.append(node)
         return node.outputs[0]
 
@@ -334,16 +348,16 @@ def _pack_codes(codes: np.ndarray, scheme: str) -> np.ndarray:
     return packing.pack_bits(codes)
 
 
-def _unpack_ops(b: _Builder, packed: ir.Value, scheme: str, base: str) -> ir.Value:
+def _unpack_ops(b: _Builder, packed: ir.Value, scheme: str, tag: str) -> ir.Value:
     """int32 codes -> values, one new trailing axis of size per-byte: [..., bytes] -> [..., bytes, per]."""
     per, divs, mod, mult, off = _UNPACK[scheme]
-    x = b.op("Cast", [packed], base, to=ir.DataType.INT32)
-    x = b.op("Unsqueeze", [x, b.init(f"{base}_axis", np.array([-1], np.int64))], base)
-    x = b.op("Div", [x, b.init(f"{base}_div", np.array(divs, np.int32))], base)
-    x = b.op("Mod", [x, b.init(f"{base}_mod", np.array(mod, np.int32))], base)
+    x = b.op("Cast", [packed], tag, to=ir.DataType.INT32)
+    x = b.op("Unsqueeze", [x, b.const(np.array([-1], np.int64))], tag)
+    x = b.op("Div", [x, b.const(np.array(divs, np.int32))], tag)
+    x = b.op("Mod", [x, b.const(np.array(mod, np.int32))], tag)
     if mult != 1:
-        x = b.op("Mul", [x, b.init(f"{base}_mul", np.array(mult, np.int32))], base)
-    return b.op("Sub", [x, b.init(f"{base}_off", np.array(off, np.int32))], base)
+        x = b.op("Mul", [x, b.const(np.array(mult, np.int32))], tag)
+    return b.op("Sub", [x, b.const(np.array(off, np.int32))], tag)
 
 
 def _codes_and_alpha(target: _Target, config: PackConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -383,6 +397,7 @@ def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -
     codes, alpha = _codes_and_alpha(t, config)  # [N, K]
     n_out, k_in = codes.shape
     base = t.weight.name or "weight"
+    tag = b.tag()
     scheme = config.linear_scheme
     first = min(t.nodes, key=graph.index)
     if scheme == "nbits2":
@@ -398,7 +413,7 @@ def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -
         for node in t.nodes:
             bias = node.inputs[2] if node.op_type == "Gemm" and len(node.inputs) > 2 else None
             inputs = [node.inputs[0], b_val, s_val] + ([None, None, bias] if bias is not None else [])
-            out = b.op("MatMulNBits", inputs, base, domain="com.microsoft", K=k_in, N=n_out, bits=2,
+            out = b.op("MatMulNBits", inputs, tag, domain="com.microsoft", K=k_in, N=n_out, bits=2,
                        block_size=bs, accuracy_level=config.accuracy_level)
             _replace(graph, node, b.take(), out)
         return {"scheme": "ternary2" if config.weights is WeightScheme.TERNARY else "binary2",
@@ -406,17 +421,17 @@ def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -
     codes_kn = np.ascontiguousarray(codes.T)  # DynamicQuantizeMatMul wants B as [K, N]
     if scheme == "ternary2":
         b_val = b.init(f"{base}_int2", codes_kn, dtype=ir.DataType.INT2)
-        wq = b.op("Cast", [b_val], base, to=ir.DataType.INT8)
+        wq = b.op("Cast", [b_val], tag, to=ir.DataType.INT8)
         packed_bytes = -(-codes.size // 4)
     else:
         flat = _pack_codes(codes_kn.reshape(-1), scheme)
         b_val = b.init(f"{base}_{scheme}", flat)
-        x = _unpack_ops(b, b_val, scheme, base)
-        x = b.op("Reshape", [x, b.init(f"{base}_flat", np.array([-1], np.int64))], base)
-        x = b.op("Slice", [x, b.init(f"{base}_start", np.array([0], np.int64)),
-                           b.init(f"{base}_end", np.array([codes.size], np.int64))], base)
-        x = b.op("Reshape", [x, b.init(f"{base}_shape", np.array([k_in, n_out], np.int64))], base)
-        wq = b.op("Cast", [x], base, to=ir.DataType.INT8)
+        x = _unpack_ops(b, b_val, scheme, tag)
+        if codes.size % _UNPACK[scheme][0]:  # padding at the end: flatten and cut it off
+            x = b.op("Reshape", [x, b.const(np.array([-1], np.int64))], tag)
+            x = b.op("Slice", [x, b.const(np.array([0], np.int64)), b.const(np.array([codes.size], np.int64))], tag)
+        x = b.op("Reshape", [x, b.const(np.array([k_in, n_out], np.int64))], tag)
+        wq = b.op("Cast", [x], tag, to=ir.DataType.INT8)
         packed_bytes = flat.nbytes
     s_val = b.init(f"{base}_alpha", np.asarray(alpha, np.float32).reshape(-1))
     prep = b.take()
@@ -424,7 +439,7 @@ def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -
     for node in t.nodes:
         bias = node.inputs[2] if node.op_type == "Gemm" and len(node.inputs) > 2 else None
         inputs = [node.inputs[0], wq, s_val] + ([None, bias] if bias is not None else [])
-        out = b.op("DynamicQuantizeMatMul", inputs, base, domain="com.microsoft")
+        out = b.op("DynamicQuantizeMatMul", inputs, tag, domain="com.microsoft")
         _replace(graph, node, b.take(), out)
     packed_bytes += alpha.size * 4
     return {"scheme": scheme, "bits": packed_bytes * 8 / codes.size, "shape": [k_in, n_out], "bytes": packed_bytes}
@@ -437,6 +452,7 @@ def _pack_embedding(b: _Builder, model: ir.Model, table_v: ir.Value, gathers: li
     vocab, hidden = table.shape
     codes, alpha = _embedding_codes(table, scheme)
     base = table_v.name or "word_embeddings"
+    tag = b.tag()
     if scheme == "int8":
         t_val = b.init(f"{base}_int8", codes)
         nbytes = codes.nbytes
@@ -447,21 +463,21 @@ def _pack_embedding(b: _Builder, model: ir.Model, table_v: ir.Value, gathers: li
     a_val = b.init(f"{base}_alpha", alpha.astype(np.float32))
     for g in gathers:
         ids = g.inputs[1]
-        rows = b.op("Gather", [t_val, ids], base, axis=0)
+        rows = b.op("Gather", [t_val, ids], tag, axis=0)
         if scheme == "int8":
             x = rows
         else:
-            x = _unpack_ops(b, rows, scheme, base)
-            lead = b.op("Shape", [rows], base, end=-1)
-            shape = b.op("Concat", [lead, b.init(f"{base}_minus1", np.array([-1], np.int64))], base, axis=0)
-            x = b.op("Reshape", [x, shape], base)
-            x = b.op("Slice", [x, b.init(f"{base}_start", np.array([0], np.int64)),
-                               b.init(f"{base}_end", np.array([hidden], np.int64)),
-                               b.init(f"{base}_axes", np.array([-1], np.int64))], base)
-        x = b.op("Cast", [x], base, to=ir.DataType.FLOAT)
-        a = b.op("Gather", [a_val, ids], base, axis=0)
-        a = b.op("Unsqueeze", [a, b.init(f"{base}_axis_last", np.array([-1], np.int64))], base)
-        out = b.op("Mul", [x, a], base)
+            x = _unpack_ops(b, rows, scheme, tag)
+            lead = b.op("Shape", [rows], tag, end=-1)
+            shape = b.op("Concat", [lead, b.const(np.array([-1], np.int64))], tag, axis=0)
+            x = b.op("Reshape", [x, shape], tag)
+            if hidden % _UNPACK[scheme][0]:
+                x = b.op("Slice", [x, b.const(np.array([0], np.int64)), b.const(np.array([hidden], np.int64)),
+                                   b.const(np.array([-1], np.int64))], tag)
+        x = b.op("Cast", [x], tag, to=ir.DataType.FLOAT)
+        a = b.op("Gather", [a_val, ids], tag, axis=0)
+        a = b.op("Unsqueeze", [a, b.const(np.array([-1], np.int64))], tag)
+        out = b.op("Mul", [x, a], tag)
         _replace(graph, g, b.take(), out)
     nbytes += alpha.nbytes
     return {"scheme": scheme, "bits": nbytes * 8 / table.size, "shape": [vocab, hidden], "bytes": nbytes}
