@@ -15,7 +15,7 @@ from deploytool.testing import reference as ref
 from deploytool.testing.prune_cases import max_diff, run_bytes
 from deploytool.testing.tiny import fixed_inputs
 
-SHAPE = dict(layers=2, hidden=32, heads=4, ffn=48, seed=21)
+SHAPE = dict(layers=2, hidden=32, heads=4, ffn=48, seed=8)  # shared with the sweep's fused base
 
 
 def test_parse_heads_spec():
@@ -39,7 +39,7 @@ def test_head_config_validation():
         FFNPruneConfig(keep=float("nan"))
 
 
-@pytest.mark.parametrize("family,exporter", [("bert", "torch"), ("distilbert", "torch"), ("bert", "dynamo")])
+@pytest.mark.parametrize("family,exporter", [("bert", "torch"), ("distilbert", "torch")])
 def test_prune_heads_matches_transformers(tiny_onnx, tiny_torch_model, tmp_path, family, exporter):
     src = tiny_onnx(family, exporter=exporter, **SHAPE)
     heads = {0: [0, 2, 3], 1: [1]}

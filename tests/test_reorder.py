@@ -17,7 +17,8 @@ from deploytool.testing import reference as ref
 from deploytool.testing.prune_cases import max_diff, run_bytes
 from deploytool.testing.tiny import fixed_inputs
 
-SHAPE = dict(layers=2, hidden=24, heads=4, ffn=40, seed=31)
+SHAPE = dict(layers=2, hidden=32, heads=4, ffn=48, seed=8)  # shared with other tests' exports
+ROBERTA = dict(layers=2, hidden=32, heads=8, ffn=40, seed=4)  # the sweep's roberta base
 
 
 def test_importance_roundtrip_and_validation(tmp_path):
@@ -36,9 +37,10 @@ def test_importance_roundtrip_and_validation(tmp_path):
         load_importance(tmp_path / "missing.json")
 
 
-@pytest.mark.parametrize("family,exporter", [("bert", "torch"), ("roberta", "dynamo")])
-def test_reorder_keeps_outputs(tiny_onnx, tmp_path, family, exporter):
-    src = tiny_onnx(family, exporter=exporter, **SHAPE)
+@pytest.mark.parametrize("family,exporter,shape", [("bert", "torch", SHAPE), ("roberta", "torch", ROBERTA),
+                                                  ("bert", "dynamo", dict(layers=3, hidden=24, heads=3, ffn=40, seed=2))])
+def test_reorder_keeps_outputs(tiny_onnx, tmp_path, family, exporter, shape):
+    src = tiny_onnx(family, exporter=exporter, **shape)
     dst = tmp_path / "r.onnx"
     res = reorder_file(src, dst, ReorderConfig())
     assert res.stats["importance"] == MAGNITUDE_SOURCE and res.modified
@@ -52,20 +54,20 @@ def test_reorder_keeps_outputs(tiny_onnx, tmp_path, family, exporter):
     from deploytool.graph import find_structure
 
     imp = magnitude_importance(find_structure(ir.load(str(dst))))
-    for i in range(2):
-        assert imp.head_order(i) == list(range(4))
-        assert imp.neuron_order(i) == list(range(40))
+    for i in range(shape["layers"]):
+        assert imp.head_order(i) == list(range(shape["heads"]))
+        assert imp.neuron_order(i) == list(range(shape["ffn"]))
 
 
 def test_reorder_then_slice_keeps_most_important(tiny_onnx, tiny_torch_model, tmp_path):
     src = tiny_onnx("bert", exporter="torch", **SHAPE)
     heads = [[0.1, 0.9, 0.5, 0.7], [0.3, 0.2, 0.8, 0.1]]
     rng = np.random.default_rng(0)
-    neurons = rng.random((2, 40)).tolist()
+    neurons = rng.random((2, 48)).tolist()
     imp = save_importance(tmp_path / "imp.json", heads, neurons, source="test")
     reorder_file(src, tmp_path / "r.onnx", ReorderConfig(importance=imp))
     slice_file(tmp_path / "r.onnx", tmp_path / "s.onnx", SliceConfig(width=0.5))
-    keep_ffn = {i: sorted(np.argsort(-np.asarray(neurons[i]), kind="stable")[:20].tolist()) for i in range(2)}
+    keep_ffn = {i: sorted(np.argsort(-np.asarray(neurons[i]), kind="stable")[:24].tolist()) for i in range(2)}
     want = ref.subnetwork_reference(tiny_torch_model("bert", **SHAPE), {0: [0, 2], 1: [1, 3]}, keep_ffn)
     feeds = fixed_inputs(lengths=(8, 5, 3))
     assert max_diff(run_bytes((tmp_path / "s.onnx").read_bytes(), feeds), ref.torch_outputs(want, feeds)) <= 1e-4

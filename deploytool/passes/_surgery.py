@@ -405,6 +405,10 @@ class StructuredPass:
         if changed:
             clear_intermediate_shapes(model.graph)
             _update_metadata(model, after)
+        # ORT's transformer optimizer writes com.microsoft nodes without importing the domain
+        for node in ir.traversal.RecursiveGraphIterator(model.graph):
+            if node.domain and node.domain not in model.opset_imports:
+                model.opset_imports[node.domain] = 1
         stats = {
             "family": structure.family,
             "exporter": structure.exporter,
