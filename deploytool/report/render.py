@@ -28,7 +28,7 @@ __all__ = ["ReportResult", "build_report", "render_html", "render_markdown", "pl
 COLUMNS = [
     ("device", "device"), ("soc", "SoC"), ("core", "core"), ("ep_ran", "EP ran"), ("precision", "precision"),
     ("arch", "arch"), ("threads", "threads"), ("seq_len", "seq"), ("p50_ms", "p50 ms (host)"),
-    ("p90_ms", "p90 ms (host)"), ("projected_ms", "projected ms (device)"), ("peak_memory_mb", "peak MB"),
+    ("p90_ms", "p90 ms (host)"), ("projected_ms", "projected ms (device threads)"), ("peak_memory_mb", "peak MB"),
     ("size_mb", "size MB"), ("accuracy", "accuracy %"), ("budget", "budget"),
 ]
 
@@ -222,6 +222,11 @@ figure {{ display: inline-block; margin: 1em; }} img {{ max-width: 100%; }}
 <h2>Notes</h2><ul>{notes}</ul>
 <h2>Plots</h2>
 {imgs}
+<script>/* marks each plot as rendered once decoded (checked by tests in headless Chromium) */
+window.addEventListener("load", function () {{
+  for (const img of document.images) img.dataset.rendered = img.naturalWidth > 0 ? "yes" : "no";
+  document.body.dataset.plots = String(document.images.length);
+}});</script>
 </body></html>
 """
 

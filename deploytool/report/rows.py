@@ -266,6 +266,12 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                 skipped = res.get("providers_skipped") or []
                 ran = (res.get("providers") or ["?"])[0]
                 note = "; ".join(f"{s['provider']}: {s['reason']}" for s in skipped)
+                wanted = prof.execution_providers[0].provider.value
+                if not note and wanted != ran:
+                    avail = [a for a in host.get("available_providers", []) if a != "AzureExecutionProvider"]
+                    note = (f"{wanted}: not in the onnxruntime build that measured (available: [{', '.join(avail)}])"
+                            if wanted not in avail else f"{wanted}: the measurement did not ask for it "
+                                                        f"(bench without --profile {prof.name})")
                 rows.append(ReportRow(
                     device=prof.name, soc=prof.soc, core=prof.core, model=res["name"], model_path=path,
                     precision=prec, arch=arch, params=params, param_fraction=None, seq_len=res["seq_len"],

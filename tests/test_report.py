@@ -1,0 +1,148 @@
+"""deploytool report: real bench JSON of DynaBERT slices in two precisions -> JSON, Markdown, HTML;
+the HTML rendered in headless Chromium shows the table and both plots."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from deploytool.cli import main
+
+PROFILES = ("x86-host", "kirin990", "raspberry-pi-4")
+
+
+@pytest.fixture(scope="module")
+def bench_json(tiny_onnx, tmp_path_factory):
+    """Bench JSON (seq 8 and 16) of a tiny BERT at widths 1 and 0.5, depths 1 and 0.5, fp32 and int8,
+    plus an accuracy file for them."""
+    from deploytool.bench import BenchConfig, run_benchmark, write_json
+    from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
+    from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
+
+    d = tmp_path_factory.mktemp("report_in")
+    src = tiny_onnx("bert", layers=2, hidden=64, heads=4, ffn=256)
+    models, acc = [], {}
+    for w, dep, a in ((1.0, 1.0, 90.0), (0.5, 1.0, 87.0), (1.0, 0.5, 85.5)):
+        fp = d / f"w{w:g}_d{dep:g}_fp32.onnx"
+        if (w, dep) == (1.0, 1.0):
+            shutil.copy(src, fp)
+        else:
+            slice_file(src, fp, SliceConfig(width=w, depth=dep))
+        q = d / f"w{w:g}_d{dep:g}_int8.onnx"
+        quantize_int8_file(fp, q, Int8Config())
+        models += [fp, q]
+        acc[fp.stem], acc[q.stem] = a, a - 0.4
+    report = run_benchmark(BenchConfig(models=tuple(models), seq_lens=(8, 16), runs=5, warmup=1))
+    out = d / "bench.json"
+    write_json(report, out)
+    (d / "acc.json").write_text(json.dumps({"models": acc}))
+    return out, d / "acc.json", models
+
+
+@pytest.fixture(scope="module")
+def report_dir(bench_json, tmp_path_factory):
+    bench, acc, _ = bench_json
+    out = tmp_path_factory.mktemp("report_out") / "report"
+    args = ["report", str(bench), "-o", str(out), "--accuracy", str(acc)] + sum((["--profile", p] for p in PROFILES), [])
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_report_json_rows(report_dir, bench_json):
+    data = json.loads((report_dir / "report.json").read_text())
+    rows = data["rows"]
+    assert len(rows) == 6 * 2 * len(PROFILES)  # models x seq lens x devices
+    assert {r["device"] for r in rows} == set(PROFILES)
+    for r in rows:
+        assert r["ep_ran"] == "CPU" and r["p50_ms"] > 0 and r["p90_ms"] >= r["p50_ms"]
+        assert r["precision"] in ("fp32", "int8") and r["accuracy"] is not None
+        assert r["projected_ms"] and r["projected_ms"] > 0
+        assert r["budget_pass"] in (True, False) and r["budget_why"]
+        if r["device"] == "x86-host":
+            assert r["device_latency_source"] == "measured p90" and r["cost_model_error"] is not None
+        else:
+            assert r["device_latency_source"] == "projected p90" and r["cost_model_error"] is None
+    kirin = [r for r in rows if r["device"] == "kirin990"]
+    assert all(r["ep_requested"] == "XNNPACK" and "XnnpackExecutionProvider" in r["ep_note"] for r in kirin)
+    # DynaBERT slices: smaller width -> fewer params, lower projected latency on the same device
+    full = next(r for r in kirin if r["model"] == "w1_d1_fp32" and r["seq_len"] == 16)
+    half = next(r for r in kirin if r["model"] == "w0.5_d1_fp32" and r["seq_len"] == 16)
+    assert half["params"] < full["params"] and half["projected_ms"] < full["projected_ms"]
+    assert half["arch"] == "L2 H2 F128" and full["arch"] == "L2 H4 F256"
+    # the Pi 4 (A72, 57.6 GFLOP/s) is projected slower than the Kirin 990 (4x A76)
+    pi = next(r for r in rows if r["device"] == "raspberry-pi-4" and r["model"] == "w1_d1_fp32" and r["seq_len"] == 16)
+    assert pi["projected_ms"] > full["projected_ms"]
+    assert data["cost_model_host_errors"] and data["schema"] == "deploytool.report/1"
+
+
+def test_report_markdown_and_html(report_dir):
+    md = (report_dir / "report.md").read_text()
+    assert "| device | SoC | core | EP ran |" in md and "kirin990" in md and "projected" in md
+    assert "![latency_accuracy](latency_accuracy.png)" in md
+    assert (report_dir / "latency_accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    html = (report_dir / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 and 'id="device-table"' in html
+    assert "src=\"http" not in html and "<link" not in html  # self-contained
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.mark.browser
+def test_report_html_renders_in_headless_chromium(report_dir):
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("headless Chromium is not installed (scripts/test.sh installs Debian's chromium when apt is there)")
+    proc = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                           "--dump-dom", (report_dir / "report.html").as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    dom = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert dom.count("<tr>") == 1 + 6 * 2 * len(PROFILES)  # header + rows
+    assert 'data-plots="2"' in dom
+    assert dom.count('data-rendered="yes"') == 2  # both PNG plots decoded with a real size
+    assert "PASS" in dom or "FAIL" in dom
+
+
+def _err_line(r) -> str:
+    err = r.stderr if hasattr(r, "stderr") else r.output
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing", "no such bench results file"),
+    ("profile", "unknown device profile 'kirin99'"),
+    ("accuracy", "accuracy of 'x' must be a non-negative number"),
+    ("schema", "bench"),
+])
+def test_report_bad_input(bench_json, tmp_path, case, expected):
+    bench, _, _ = bench_json
+    out = tmp_path / "rep"
+    args = ["report", str(bench), "-o", str(out)]
+    if case == "missing":
+        args[1] = str(tmp_path / "nope.json")
+    elif case == "profile":
+        args += ["--profile", "kirin99"]
+    elif case == "accuracy":
+        bad = tmp_path / "acc.json"
+        bad.write_text(json.dumps({"models": {"x": -3}}))
+        args += ["--accuracy", str(bad)]
+    elif case == "schema":
+        bad = tmp_path / "b.json"
+        bad.write_text(json.dumps({"schema": "something/9", "results": []}))
+        args[1] = str(bad)
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and expected in _err_line(r)
+    assert not out.exists()
