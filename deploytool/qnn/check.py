@@ -48,6 +48,7 @@ class QnnCheckConfig:
     seq_len: int = 128
     reference: str | None = None  # the float model a QDQ input came from
     eval_data: str | None = None  # dataset for task accuracy (test split)
+    fixed_data: str = "rotten-tomatoes"  # dev texts for the fixed inputs (when a tokenizer is known)
     eval_size: int = 100
     tokenizer: str | None = None
     fixed_inputs: int = 4
@@ -114,6 +115,21 @@ def compare(out: np.ndarray, ref: np.ndarray) -> dict:
             "rel_max": float(diff.max() / (np.abs(ref).max() + 1e-30)), "min_cosine": float(cos.min())}
 
 
+def _real_tokens(feeds: list[dict]) -> np.ndarray | None:
+    """Boolean [rows, seq] of unpadded tokens (from the attention mask), or None without a mask."""
+    masks = [next((v for k, v in f.items() if "mask" in k.lower()), None) for f in feeds]
+    if any(m is None for m in masks):
+        return None
+    return np.concatenate(masks, axis=0).astype(bool)
+
+
+def _compare_tokens(out: np.ndarray, ref: np.ndarray, real: np.ndarray | None) -> dict | None:
+    """``compare`` over the unpadded tokens only ([batch, seq, hidden] outputs), what pooling uses."""
+    if real is None or ref.ndim != 3 or ref.shape[:2] != real.shape:
+        return None
+    return compare(out[real], ref[real])
+
+
 def _run(session, feeds: list[dict]) -> np.ndarray:
     name = session.get_outputs()[0].name
     return np.concatenate([session.run([name], f)[0] for f in feeds], axis=0)
@@ -167,6 +183,7 @@ class QnnCheckReport:
                    + ("" if self.strict_passed else f": {self.strict_error}"))
         for k, v in self.accuracy.items():
             if isinstance(v, dict) and "max_abs" in v:
+                k = k.replace("_real_tokens", " (unpadded tokens)")
                 out.append(f"  {k}: max abs {v['max_abs']:.4g} (rel {v['rel_max']:.3g}), mean abs {v['mean_abs']:.3g},"
                            f" min cosine {v['min_cosine']:.5f}")
         if "inputs" in self.accuracy:
@@ -205,17 +222,24 @@ def check_model(model_path: str | Path, cfg: QnnCheckConfig) -> QnnCheckReport:
             raise QnnStrictError(f"{path}: strict mode fails on {cfg.target.soc_name}: {strict_error}")
 
         tok = find_tokenizer(path, cfg.tokenizer)
-        data = cfg.eval_data if tok is not None else None
+        data = (cfg.eval_data or cfg.fixed_data) if tok is not None else None
         feeds, note = calibration_inputs(prep.model, seq_len=prep.seq_len, n=cfg.fixed_inputs, data=data,
                                          tokenizer=tok, seed=cfg.seed + 1000, split="dev")
         htp = _run(sess, feeds)
         acc: dict = {"inputs": note}
+        real = _real_tokens(feeds)
+        refs = {}
         if prep.reference is not None:
             ref_path = Path(tmp, "reference.onnx")
             onnx.save(prep.reference, str(ref_path))
-            acc["htp_vs_fp32"] = compare(htp, _run(_cpu_session(ref_path), feeds))
+            refs["htp_vs_fp32"] = _run(_cpu_session(ref_path), feeds)
         if prep.mode in ("qdq", "quantized"):
-            acc["htp_vs_cpu_ep_same_qdq"] = compare(htp, _run(_cpu_session(run_path), feeds))
+            refs["htp_vs_cpu_ep_same_qdq"] = _run(_cpu_session(run_path), feeds)
+        for key, ref in refs.items():
+            acc[key] = compare(htp, ref)
+            tokens = _compare_tokens(htp, ref, real)
+            if tokens is not None:
+                acc[key + "_real_tokens"] = tokens
         task = None
         if cfg.eval_data is not None:
             task = _task_accuracy(sess, prep, tmp, cfg, tok, path)

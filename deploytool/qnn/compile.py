@@ -31,7 +31,8 @@ import onnx
 from deploytool.errors import ConfigError, DeployError, OutputPathError
 from deploytool.onnx_io import load_proto
 from deploytool.qnn.check import compare, prepare
-from deploytool.qnn.ep import EMULATED_LABEL, QnnStrictError, is_emulated, qnn_session, require_qnn, sdk_info
+from deploytool.qnn.ep import (EMULATED_LABEL, QnnStrictError, is_emulated, probe_coverage, qnn_session, require_qnn,
+                               sdk_info)
 from deploytool.qnn.quantize import QnnQuantConfig, calibration_inputs
 from deploytool.qnn.target import QnnTarget
 
@@ -116,9 +117,13 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: QnnCompileCo
             try:
                 online, _ = qnn_session(src, cfg.target, strict=True, record=False, config_entries=entries)
             except DeployError as e:
-                raise QnnStrictError(f"{path}: cannot compile for {cfg.target.soc_name} without CPU fallback "
-                                     f"({' '.join(str(e).split())[:300]}); run 'deploytool qnn check' to see "
-                                     "which nodes QNN rejects") from e
+                try:
+                    cov = probe_coverage(src, cfg.target)
+                    why = f"{len(cov.fallback)} node(s) not supported by the QNN HTP: {cov.describe_unsupported()}"
+                except DeployError:
+                    why = " ".join(str(e).split())[:300]
+                raise QnnStrictError(f"{path}: cannot compile for {cfg.target.soc_name} without CPU fallback: "
+                                     f"{why}") from e
             compile_s = time.perf_counter() - t0
             if not ctx.is_file():
                 raise DeployError(f"{path}: QNN wrote no EPContext model (ep.context_file_path={ctx})")

@@ -77,8 +77,10 @@ def qnn_session(model_path: str | Path, target: QnnTarget, *, strict: bool = Fal
     if record:
         entries["session.record_ep_graph_assignment_info"] = "1"
     entries.update(config_entries or {})
+    # log level 4 (fatal only): ORT/QNN would print their own multi-line errors for what the
+    # caller turns into one line (strict-mode refusals, unsupported nodes)
     spec = SessionSpec(providers=(ProviderSpec("qnn", opts),), config_entries=tuple(entries.items()),
-                       strict=True, intra_op_threads=1)
+                       strict=True, intra_op_threads=1, log_severity_level=4)
     return build_session(model_path, spec)
 
 
@@ -134,6 +136,15 @@ class Coverage:
         parts = [f"{n.op_type} '{n.name}' ({n.reason})" for n in nodes[:limit]]
         more = f" and {len(nodes) - limit} more" if len(nodes) > limit else ""
         return "; ".join(parts) + more
+
+
+def probe_coverage(model_path: str | Path, target: QnnTarget) -> Coverage:
+    """Coverage of ``model_path`` on ``target`` from a non-strict session (QNN's reasons included)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="deploytool-qnn-trace-") as trace:
+        sess, _ = qnn_session(model_path, target, strict=False, trace_dir=trace)
+        return coverage_of(sess, trace)
 
 
 def _is_io_offload(n: NodeOnCpu) -> bool:

@@ -159,10 +159,16 @@ def _tokenize(folder: Path, texts: list[str], seq: int) -> tuple[np.ndarray, np.
 
     if (folder / "tokenizer.json").is_file():
         tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    else:
-        from tokenizers.implementations import BertWordPieceTokenizer
+    else:  # a BERT vocab.txt: lower-cased WordPiece with [CLS] ... [SEP]
+        from tokenizers import models, normalizers, pre_tokenizers, processors
 
-        tok = BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=True)
+        tok = Tokenizer(models.WordPiece.from_file(str(folder / "vocab.txt"), unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+        if cls_id is not None and sep_id is not None:
+            tok.post_processor = processors.TemplateProcessing(
+                single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
     pad_id = tok.token_to_id("[PAD]")
     pad_id = 0 if pad_id is None else pad_id
     tok.enable_truncation(max_length=seq)
