@@ -154,7 +154,7 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
                                     a.fused is not None))
     return InspectReport(
         path=str(path) if path is not None else "",
-        file_bytes=_file_bytes(path, graph) if path is not None else 0,
+        file_bytes=_file_bytes(path, graph, sum(nbytes.values())) if path is not None else 0,
         opset=dict(model.opset_imports),
         producer=" ".join(x for x in (model.producer_name, model.producer_version) if x),
         num_nodes=len(graph),
@@ -408,17 +408,25 @@ def _io(v: ir.Value) -> dict[str, Any]:
     return {"name": v.name, "dtype": _DTYPE_NAMES.get(dtype.upper(), dtype) if dtype else None, "shape": shape}
 
 
-def _file_bytes(path: str | os.PathLike, graph: ir.Graph) -> int:
+def _file_bytes(path: str | os.PathLike, graph: ir.Graph, param_bytes: int) -> int:
+    """The .onnx file plus its external data files (the loader inlines them, so look them up)."""
     p = Path(path)
     total = p.stat().st_size
-    seen: set[str] = set()
-    for v in graph.initializers.values():
-        t = v.const_value
-        if isinstance(t, ir.ExternalTensor) and t.location not in seen:
-            seen.add(t.location)
-            f = p.parent / t.location
-            if f.exists():
-                total += f.stat().st_size
+    if total >= param_bytes // 2:
+        return total  # weights are inside the file
+    try:
+        proto = onnx_io.load_proto(p, load_external_data=False)
+    except Exception:
+        return total
+    locations = set()
+    for t in proto.graph.initializer:
+        for entry in t.external_data:
+            if entry.key == "location":
+                locations.add(entry.value)
+    for loc in sorted(locations):
+        f = p.parent / loc
+        if f.is_file():
+            total += f.stat().st_size
     return total
 
 

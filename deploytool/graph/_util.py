@@ -8,7 +8,7 @@ import onnx_ir as ir
 MS_DOMAIN = "com.microsoft"
 
 # ops whose weight input (index 1) is a projection matrix
-LINEAR_OPS = {"MatMul", "Gemm", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulNBits", "FusedMatMul"}
+LINEAR_OPS = {"MatMul", "Gemm", "FusedGemm", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulNBits", "FusedMatMul"}
 LAYER_NORM_OPS = {"LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
                   "SkipSimplifiedLayerNormalization"}
 

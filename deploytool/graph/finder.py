@@ -191,7 +191,7 @@ class _Finder:
         if dims is None:
             raise StructureError(f"node '{_name(node)}' ({node.op_type}): weight '{w.name}' has no static 2-D shape")
         trans_b = False
-        if node.op_type == "Gemm" and "transB" in attrs:
+        if node.op_type in ("Gemm", "FusedGemm") and "transB" in attrs:
             trans_b = bool(attrs["transB"].value)
         if node.op_type == "FusedMatMul" and "transB" in attrs:
             trans_b = bool(attrs["transB"].value)
@@ -210,7 +210,7 @@ class _Finder:
         return True
 
     def _bias(self, node: ir.Node, out_f: int) -> tuple[ir.Value | None, ir.Node | None]:
-        if node.op_type == "Gemm":
+        if node.op_type in ("Gemm", "FusedGemm"):
             c = node.inputs[2] if len(node.inputs) > 2 else None
             return (c, None) if c is not None else (None, None)
         if node.op_type == "DynamicQuantizeMatMul" and len(node.inputs) > 4 and node.inputs[4] is not None:

@@ -22,6 +22,17 @@ Conventions
   ``Attention``/``MultiHeadAttention`` node; its packed QKV weight appears as ``qkv``.
 - When the graph is not an encoder the finder recognises, it raises
   :class:`deploytool.errors.StructureError` naming the node and why.
+- ``Linear.bias_node`` is normally the ``Add`` after the product; in ORT-fused graphs the bias can
+  sit on the fused consumer instead (``BiasGelu``/``FastGelu`` input 1, ``SkipLayerNormalization``
+  input 4), and then ``bias_node`` is that node. Fused ``Attention`` carries its QKV bias as input 2
+  (``qkv.bias``, ``bias_node=None``); ``MultiHeadAttention`` keeps Q/K/V biases packed in its input 3
+  (their ``Linear.bias`` is None). Quantized projections (``MatMulInteger`` + Cast + scale Mul,
+  ``DynamicQuantizeMatMul``, ``MatMulNBits``) are Linears too; ``weight`` is then the stored
+  (int8 / INT2 / packed uint8) tensor, and ``layout``/features describe the logical matrix.
+- A bias or weight may be an ``Identity`` alias of a shared initializer (the TorchScript exporter
+  deduplicates equal tensors): copy before editing in place.
+
+Implementation: :mod:`deploytool.graph.finder` (how each role is recognised).
 """
 
 from __future__ import annotations
@@ -94,8 +105,8 @@ class EncoderLayer:
     input: ir.Value  # hidden state entering the layer
     output: ir.Value  # hidden state leaving the layer (after its last LayerNorm)
     nodes: list[ir.Node] = dataclasses.field(default_factory=list)  # every node of the layer
-    # hidden state between attention and FFN (after the attention residual's LayerNorm); the FFN
-    # intermediate reads it and the FFN residual adds it back
+    # (contract extension) hidden state between attention and FFN, after the attention residual's
+    # LayerNorm: the FFN intermediate reads it and the FFN residual adds it back
     attention_output: ir.Value | None = None
 
 
