@@ -8,7 +8,8 @@ or ternary/binary (:mod:`deploytool.passes.pack_weights`, post-training: loses a
 
 Each candidate is MEASURED on the host (``deploytool.bench``: clean worker process, interleaved runs,
 peak memory) and, unless the profile is the host, PROJECTED to the device with the cost model
-(:mod:`deploytool.bench.cost_model`), times the host's measured p90/p50. A candidate fits when
+(:mod:`deploytool.bench.cost_model`; a projection has no run-to-run spread, so it is compared with
+the p90 budget as it is, and labelled ``projected``). A candidate fits when
 
 - its device p90 latency at ``seq_len`` <= the budget (``--budget-ms``, else the profile's
   ``budgets.p90_latency_ms`` for that length),
@@ -259,8 +260,7 @@ def fit(config: FitConfig) -> FitResult:
             else:
                 proj = project_latency(op_costs(c.path, config.seq_len), prof, seq_len=config.seq_len)
                 c.projected_ms = proj.latency_ms
-                spread = c.host_p90_ms / c.host_p50_ms if c.host_p50_ms else 1.0
-                c.device_p90_ms, c.latency_source = proj.latency_ms * spread, "projected p90"
+                c.device_p90_ms, c.latency_source = proj.latency_ms, "projected"
         accs = dict(config.accuracies or {})
         ranking = "accuracy" if accs else "proxy: kept-parameter fraction, then precision"
         for c in built:

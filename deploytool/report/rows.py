@@ -12,8 +12,8 @@ Inputs
 
 One row per (device, model, sequence length). Latency for the budget check: the measured p90 where
 the device is the host (the profile's arch is the host's and the profile is ``x86-host``), else the
-PROJECTED device latency (:mod:`deploytool.bench.cost_model`) times the host's measured p90/p50
-(run-to-run spread carried over). Memory and size are host measurements (same model, same ORT).
+PROJECTED device latency (:mod:`deploytool.bench.cost_model`), compared with the p90 budget as it is
+(a projection has no run-to-run spread). Memory and size are host measurements (same model, same ORT).
 """
 
 from __future__ import annotations
@@ -256,7 +256,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                 if is_host:
                     dev_lat, source = p90, "measured p90"
                 elif proj is not None:
-                    dev_lat, source = proj.latency_ms * (p90 / p50 if p50 > 0 else 1.0), "projected p90"
+                    dev_lat, source = proj.latency_ms, "projected"
                 else:
                     dev_lat, source = None, "n/a (model file not found: no projection)"
                 budget_ms = prof.budgets.latency_ms(res["seq_len"])

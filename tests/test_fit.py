@@ -1,0 +1,106 @@
+"""deploytool fit: one best width/precision of a tiny BERT for a profile's budget, and why."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from deploytool.cli import main
+from deploytool.errors import ConfigError
+from deploytool.fit import FitConfig
+from deploytool.profiles import load_profile
+
+GRID = ["--widths", "1,0.5", "--depths", "1", "--precisions", "fp32,int8", "--runs", "3", "--seq-len", "16"]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_onnx):
+    return tiny_onnx("bert", layers=2, hidden=64, heads=4, ffn=256)
+
+
+def _run(*args):
+    return CliRunner().invoke(main, ["fit", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def proxy_fit(model, tmp_path_factory):
+    d = tmp_path_factory.mktemp("fit")
+    out = d / "best.onnx"
+    r = _run(model, "--profile", "kirin990", "-o", out, *GRID, "--keep-candidates", d / "cands")
+    assert r.exit_code == 0, r.output
+    return out, json.loads((d / "best.onnx.fit.json").read_text()), r.output
+
+
+def test_fit_without_accuracy_ranks_by_the_stated_proxy(proxy_fit):
+    out, why, text = proxy_fit
+    assert out.is_file()
+    assert len(why["candidates"]) == 4 and why["profile"] == "kirin990" and why["seq_len"] == 16
+    assert why["ranking"].startswith("proxy: kept-parameter fraction")
+    # a tiny model fits Kirin 990's 20 ms budget at every candidate: full width, and fp32 before int8
+    assert why["chosen"] == "w1_d1_fp32"
+    assert "accuracy PROXY" in text and "kept-parameter fraction" in text
+    full = next(c for c in why["candidates"] if c["name"] == "w1_d1_fp32")
+    half = next(c for c in why["candidates"] if c["name"] == "w0.5_d1_fp32")
+    assert full["latency_source"] == "projected" and full["projected_ms"] > 0
+    assert half["param_fraction"] < full["param_fraction"] == pytest.approx(1.0)
+    assert out.read_bytes() == (out.parent / "cands" / "w1_d1_fp32.onnx").read_bytes()
+
+
+def test_fit_with_accuracies_and_a_tight_budget(model, proxy_fit, tmp_path):
+    _, why, _ = proxy_fit
+    lat = {c["name"]: c["device_p90_ms"] for c in why["candidates"]}  # projections: deterministic
+    order = sorted(lat, key=lat.get)
+    acc = tmp_path / "acc.json"
+    # accuracies: the slowest candidate is the most accurate; two tie for second place
+    accs = {order[-1]: 91.0, order[0]: 90.0, order[1]: 90.0, order[2]: 80.0}
+    acc.write_text(json.dumps({"models": accs}))
+    out = tmp_path / "a.onnx"
+    r = _run(model, "--profile", "kirin990", "-o", out, "--budget-ms", "1000", "--accuracy", acc, *GRID)
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "a.onnx.fit.json").read_text())["chosen"] == order[-1]  # largest accuracy
+    # a budget only the two fastest meet: equal accuracy -> the lower latency wins
+    budget = (lat[order[1]] + lat[order[2]]) / 2
+    out = tmp_path / "b.onnx"
+    r = _run(model, "--profile", "kirin990", "-o", out, "--budget-ms", f"{budget:.6f}", "--accuracy", acc, *GRID)
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "b.onnx.fit.json").read_text())
+    assert res["chosen"] == order[0] and res["ranking"] == "accuracy"
+    rejected = next(c for c in res["candidates"] if c["name"] == order[-1])
+    assert not rejected["fits"] and f"> {budget:g} ms" in rejected["reasons"][0]
+    # a floor above what fits: nothing qualifies -> one-line error, no output
+    out2 = tmp_path / "c.onnx"
+    r = _run(model, "--profile", "kirin990", "-o", out2, "--budget-ms", f"{budget:.6f}", "--accuracy", acc,
+             "--accuracy-floor", "90.5", *GRID)
+    assert r.exit_code == 2 and "none of 4 candidates meets kirin990's budget" in _err_line(r)
+    assert not out2.exists()
+
+
+def _err_line(r) -> str:
+    err = r.stderr if hasattr(r, "stderr") else r.output
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--profile", "kirin99"], "unknown device profile 'kirin99' (did you mean 'kirin990'?)"),
+    (["--profile", "kirin990", "--budget-ms", "-5"], "budget_ms: must be a positive number"),
+    (["--profile", "kirin990", "--accuracy-floor", "80"], "accuracy_floor needs measured accuracies"),
+    (["--profile", "kirin990", "--precisions", "fp32,int3"], "precisions: unknown 'int3'"),
+    (["--profile", "kirin990", "--widths", "1,1.5"], "widths: 1.5 out of range"),
+    (["--profile", "kirin990", "--seq-len", "512"], "profile 'kirin990' has no p90 latency budget for seq 512"),
+])
+def test_fit_bad_input(model, tmp_path, args, expected):
+    out = tmp_path / "o.onnx"
+    r = _run(model, "-o", out, *args)
+    assert r.exit_code == 2 and expected in _err_line(r)
+    assert not out.exists()
+
+
+def test_fit_config_defaults_to_the_profiles_budget(model, tmp_path):
+    cfg = FitConfig(model=model, profile=load_profile("raspberry-pi-4"), output=tmp_path / "x.onnx")
+    assert cfg.seq_len == 128 and cfg.budget == 250
+    with pytest.raises(ConfigError, match="depths"):
+        FitConfig(model=model, profile=load_profile("raspberry-pi-4"), output=tmp_path / "x.onnx", depths=())
