@@ -146,3 +146,19 @@ def test_config_validation():
     with pytest.raises(ValueError, match="seq_len"):
         InspectConfig(seq_len=0)
     assert InspectConfig(seq_len=np.int64(8).item()).seq_len == 8
+
+
+def test_pruned_layers_differ(tiny_onnx, tmp_path):
+    """After head and FFN pruning (deploytool's own passes) inspect reports each layer's own sizes."""
+    from deploytool.passes.prune_ffn import FFNPruneConfig, prune_ffn_file
+    from deploytool.passes.prune_heads import HeadPruneConfig, prune_heads_file
+
+    src = tiny_onnx("bert", "torch", task=TASK)
+    prune_heads_file(src, tmp_path / "h.onnx", HeadPruneConfig(heads={0: [1, 2], 1: [0]}))
+    prune_ffn_file(tmp_path / "h.onnx", tmp_path / "hf.onnx", FFNPruneConfig(neurons={1: list(range(24))}))
+    base, r = inspect_model(src, seq_len=8), inspect_model(tmp_path / "hf.onnx", seq_len=8)
+    assert [(x.num_heads, x.head_size, x.ffn_width) for x in r.layers] == [(2, 8, 64), (3, 8, 40)]
+    # Q/K/V lose 8 output features (and biases) per removed head, O 8 input rows; FFN 24 neurons x (32 + 1 + 32)
+    assert base.params_by_role["attention"] - r.params_by_role["attention"] == 3 * (3 * (32 * 8 + 8) + 8 * 32)
+    assert base.params_by_role["ffn"] - r.params_by_role["ffn"] == 24 * (32 + 1 + 32)
+    assert "heads/FFN differ per layer" in r.to_text()

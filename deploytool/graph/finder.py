@@ -292,7 +292,8 @@ class _Finder:
     def shape_pieces(self, reshape: ir.Node) -> list[tuple[int | None, tuple | None]]:
         """Elements of a Reshape's target shape, aligned at the END (index -1 is the last dim).
 
-        Each entry is (value or None, (site node, value, element index, kind) or None).
+        Each entry is (value, (site node, tensor value, element index)); a Concat contributes its
+        trailing constant pieces only (a dynamic piece of unknown length stops the alignment).
         """
         s = reshape.inputs[1] if len(reshape.inputs) > 1 else None
         arr = small_const(s)
