@@ -164,6 +164,7 @@ def _notes(rows: Sequence[ReportRow], info: dict[str, Any]) -> list[str]:
         notes.append("Projections are HOST-CALIBRATED (x measured/projected on the host, per precision: "
                      + ", ".join(f"{k} {v:.2f}" for k, v in info["calibration"].items())
                      + "), assuming each device reaches the same fraction of its roofline as the host.")
+    notes += [f"fp16: {x}" for x in info.get("fp16", [])]
     falls = sorted({f"{r.device}: {r.ep_note}" for r in rows if r.ep_note})
     if falls:
         notes.append("Execution providers that fell back: " + " | ".join(falls[:6]))

@@ -287,7 +287,8 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     biggest = max((r.params for r in rows if r.params), default=None)
     for r in rows:
         r.param_fraction = r.params / biggest if (r.params and biggest) else None
-    info = {"hosts": hosts, "calibration": calibration if config.calibrate else {},
+    fp16_notes = _fp16_statements(rows, profiles)
+    info = {"hosts": hosts, "fp16": fp16_notes, "calibration": calibration if config.calibrate else {},
             "host_calibration_factors": calibration, "cost_model_host_errors": host_errors,
             "profiles": [p.name for p in profiles]}
     return rows, info
@@ -308,3 +309,27 @@ def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: s
     if not checks:
         return None, "no budget for this sequence length"
     return all(c[0] for c in checks), "; ".join(c[1] for c in checks)
+
+
+def _fp16_statements(rows: Sequence[ReportRow], profiles: Sequence[Profile]) -> list[str]:
+    """For fp16 models: does the measuring host run them in fp16 (ORT's inserted casts), and do the
+    profiles' cores have fp16 arithmetic (then ORT's MLAS runs fp16 GEMM natively there)?"""
+    from deploytool.profiles.render import fp16_statement
+    from deploytool.runtime.session import inserted_precision_casts
+
+    out = []
+    for path in dict.fromkeys(r.model_path for r in rows if r.precision == "fp16"):
+        if not Path(path).is_file():
+            continue
+        try:
+            casts = len(inserted_precision_casts(path))
+        except Exception as e:  # noqa: BLE001 - a statement, never a failure of the report
+            logger.info("inserted casts of %s: %s", path, e)
+            continue
+        host = (f"this host inserts {casts} fp16->fp32 casts (InsertedPrecisionFreeCast): it computes the fp16 "
+                "model in fp32, so fp16 here saves size, not time" if casts else
+                "this host runs it in fp16 without inserted casts")
+        out.append(f"{Path(path).name}: {host}")
+    if out:
+        out += [f"{p.name}: {fp16_statement(p)}" for p in profiles]
+    return out
