@@ -226,7 +226,8 @@ def test_context_binary_for_two_socs_reloads(qnn_qdq, tmp_path):
         feeds, _ = calibration_inputs(onnx.load(str(qnn_qdq)), seq_len=SEQ, n=1, data=None, tokenizer=None)
         assert np.isfinite(sess.run(None, feeds[0])[0]).all()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["snapdragon-sm8550", "snapdragon-sm8750"]  # no temp left
-    r = _run_cli("qnn", "compile", qnn_qdq, "--profile", PROFILE, "--seq-len", SEQ, "-o", tmp_path / "snapdragon-sm8550")
+    r = _run_cli("qnn", "compile", qnn_qdq, "--profile", PROFILE, "--seq-len", SEQ,
+                 "-o", tmp_path / "snapdragon-sm8550")
     _one_line_error(r, "not empty")
 
 

@@ -29,14 +29,22 @@ def _target(profile: str, fp16: bool, act: str | None, weights: str | None):
     return load_target(profile, precision="fp16" if fp16 else None, activation_dtype=act, weight_dtype=weights)
 
 
-def _quant(target, quantize: bool, seq: int, mask: str, calib_data: str, calib_size: str, tokenizer: str | None,
-           seed: str):
+def _float(text: str, option: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{option} {text!r} is not a number") from None
+
+
+def _quant(target, quantize: bool, seq: int, mask: str, mask_value: str, calib_data: str, calib_size: str,
+           tokenizer: str | None, seed: str):
     from deploytool.qnn import QnnQuantConfig
 
     if not quantize:
         return None
     return QnnQuantConfig(activation_dtype=target.activation_dtype, weight_dtype=target.weight_dtype, seq_len=seq,
-                          mask=mask, calibration_data=None if calib_data == "none" else calib_data,
+                          mask=mask, mask_value=_float(mask_value, "--mask-value"),
+                          calibration_data=None if calib_data == "none" else calib_data,
                           calibration_size=_int(calib_size, "--calib-size"), tokenizer=tokenizer,
                           seed=_int(seed, "--seed"))
 
@@ -46,12 +54,13 @@ def _quant_options(f):
         click.option("--profile", required=True, help="Device profile with an npu section (snapdragon-sm8650, ...)."),
         click.option("--seq-len", "seq_len", default="128", show_default=True,
                      help="Fixed sequence length to compile (batch is 1)."),
-        click.option("--act", type=click.Choice(["uint16", "uint8"]), default=None,
-                     help="Activation type [default: the profile's, uint16]."),
-        click.option("--weights", type=click.Choice(["uint8", "int8"]), default=None,
-                     help="Weight type [default: the profile's, uint8]."),
-        click.option("--mask", type=click.Choice(["bound", "keep"]), default="bound", show_default=True,
-                     help="Bound the attention mask's -3.4e38/-10000 constant to -30 before quantizing."),
+        # plain strings, validated by the configs: a bad value is a one-line error, not click's usage block
+        click.option("--act", default=None, help="Activation type: uint16 | uint8 [default: the profile's]."),
+        click.option("--weights", default=None, help="Weight type: uint8 | int8 [default: the profile's]."),
+        click.option("--mask", default="bound", show_default=True,
+                     help="bound: set the attention mask's -3.4e38/-10000 constant to --mask-value before "
+                          "quantizing; keep: leave it."),
+        click.option("--mask-value", default="-30", show_default=True, help="The bounded mask bias."),
         click.option("--calib-data", default="rotten-tomatoes", show_default=True,
                      help="Dataset whose train texts calibrate the quantization ('none': seeded token ids)."),
         click.option("--calib-size", default="128", show_default=True, help="Calibration texts."),
@@ -87,7 +96,8 @@ def qnn() -> None:
               help="Write the report as JSON (deploytool.qnn.check/1, atomically).")
 @click.option("--rows", "rows_path", default=None, type=click.Path(dir_okay=False),
               help="Write a device-report row (deploytool.device_rows/1).")
-def check(model, profile, seq_len, act, weights, mask, calib_data, calib_size, tokenizer, seed, quantize, fp16,
+def check(model, profile, seq_len, act, weights, mask, mask_value, calib_data, calib_size, tokenizer, seed, quantize,
+          fp16,
           reference, data, eval_size, strict, json_path, rows_path) -> None:
     """Op coverage on the HTP, strict-mode pass/fail and accuracy vs fp32 for one Snapdragon SoC."""
     from deploytool.onnx_io import atomic_write, check_output_path
@@ -98,8 +108,8 @@ def check(model, profile, seq_len, act, weights, mask, calib_data, calib_size, t
         raise ConfigError("--quantize and --fp16 exclude each other")
     seq = _int(seq_len, "--seq-len")
     target = _target(profile, fp16, act, weights)
-    cfg = QnnCheckConfig(target=target, quant=_quant(target, quantize, seq, mask, calib_data, calib_size, tokenizer,
-                                                     seed),
+    quant = _quant(target, quantize, seq, mask, mask_value, calib_data, calib_size, tokenizer, seed)
+    cfg = QnnCheckConfig(target=target, quant=quant,
                          seq_len=seq, reference=reference, eval_data=data, eval_size=_int(eval_size, "--eval-size"),
                          tokenizer=tokenizer, strict=strict, seed=_int(seed, "--seed"))
     for p in (json_path, rows_path):
@@ -123,12 +133,14 @@ def check(model, profile, seq_len, act, weights, mask, calib_data, calib_size, t
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The QDQ model to write.")
 @_quant_options
-def quantize_(model, output, profile, seq_len, act, weights, mask, calib_data, calib_size, tokenizer, seed) -> None:
+def quantize_(model, output, profile, seq_len, act, weights, mask, mask_value, calib_data, calib_size, tokenizer,
+              seed) -> None:
     """Quantize a float encoder the way QNN wants it (QDQ, static shapes, bounded mask)."""
     from deploytool.qnn.quantize import quantize_file
 
     target = _target(profile, False, act, weights)
-    cfg = _quant(target, True, _int(seq_len, "--seq-len"), mask, calib_data, calib_size, tokenizer, seed)
+    cfg = _quant(target, True, _int(seq_len, "--seq-len"), mask, mask_value, calib_data, calib_size, tokenizer,
+                 seed)
     stats = quantize_file(model, output, cfg)
     click.echo(f"{model} -> {output}: QDQ {cfg.dtypes} for {target.label}, seq {stats['seq_len']}, "
                f"{stats['bytes'] / 1e6:.2f} MB, mask bounded: {stats.get('mask_bounded', 0)}")
@@ -145,7 +157,8 @@ def quantize_(model, output, profile, seq_len, act, weights, mask, calib_data, c
 @click.option("--embed", is_flag=True, help="Embed the context binary in the .onnx (ep.context_embed_mode=1).")
 @click.option("--rows", "rows_path", default=None, type=click.Path(dir_okay=False),
               help="Write a device-report row (deploytool.device_rows/1).")
-def compile_(model, output, profile, seq_len, act, weights, mask, calib_data, calib_size, tokenizer, seed, quantize,
+def compile_(model, output, profile, seq_len, act, weights, mask, mask_value, calib_data, calib_size, tokenizer, seed,
+             quantize,
              fp16, embed, rows_path) -> None:
     """Offline QNN context binary for one Snapdragon SoC (EPContext model + .bin + JSON report)."""
     from deploytool.onnx_io import check_output_path
@@ -156,8 +169,8 @@ def compile_(model, output, profile, seq_len, act, weights, mask, calib_data, ca
         raise ConfigError("--quantize and --fp16 exclude each other")
     seq = _int(seq_len, "--seq-len")
     target = _target(profile, fp16, act, weights)
-    cfg = QnnCompileConfig(target=target, quant=_quant(target, quantize, seq, mask, calib_data, calib_size,
-                                                       tokenizer, seed),
+    quant = _quant(target, quantize, seq, mask, mask_value, calib_data, calib_size, tokenizer, seed)
+    cfg = QnnCompileConfig(target=target, quant=quant,
                            seq_len=seq, embed=embed, tokenizer=tokenizer)
     if rows_path:
         check_output_path(rows_path, inputs=(model,))

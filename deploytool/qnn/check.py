@@ -97,7 +97,8 @@ def prepare(model: onnx.ModelProto, target: QnnTarget, *, quant: QnnQuantConfig 
                              "fp16")
     if quant is None:
         raise PassRefusedError(
-            f"{Path(model_path).name if model_path else 'model'}: model is fp32 (no QuantizeLinear/DequantizeLinear nodes): it cannot run strictly on the HTP "
+            f"{Path(model_path).name if model_path else 'model'}: model is fp32 (no QuantizeLinear/DequantizeLinear "
+            "nodes): it cannot run strictly on the HTP "
             f"of {target.soc_name} without fp16 mode; pass --quantize (QNN QDQ, {target.dtypes}) or --fp16")
     if tokenizer and not quant.tokenizer:
         quant = dataclasses.replace(quant, tokenizer=tokenizer)
@@ -189,7 +190,8 @@ class QnnCheckReport:
         if "inputs" in self.accuracy:
             out.append(f"  fixed inputs: {self.accuracy['inputs']}")
         if self.task:
-            out.append(f"  task accuracy on {self.task['dataset']} test[:{self.task['n']}]: HTP {self.task['htp']:.4f}, "
+            t = self.task
+            out.append(f"  task accuracy on {t['dataset']} test[:{t['n']}]: HTP {t['htp']:.4f}, "
                        f"fp32 {self.task['fp32']:.4f}, agreement {self.task['agreement']:.4f}")
         return out
 
@@ -243,7 +245,8 @@ def check_model(model_path: str | Path, cfg: QnnCheckConfig) -> QnnCheckReport:
         task = None
         if cfg.eval_data is not None:
             task = _task_accuracy(sess, prep, tmp, cfg, tok, path)
-    return QnnCheckReport(model=str(path), target=cfg.target, mode=prep.mode, precision=prep.precision, seq_len=prep.seq_len, coverage=cov,
+    return QnnCheckReport(model=str(path), target=cfg.target, mode=prep.mode, precision=prep.precision,
+                          seq_len=prep.seq_len, coverage=cov,
                           strict_passed=strict_error is None, strict_error=strict_error, accuracy=acc, task=task,
                           prepare=prep.stats, sdk=sdk_info(), emulated=is_emulated(), compile_s=compile_s)
 

@@ -136,7 +136,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: QnnCompileCo
         bins = [f for f in files if f["name"].endswith(".bin")]
         ctx_model = onnx.load(str(ctx), load_external_data=False)
         ep_nodes = [n for n in ctx_model.graph.node if n.op_type == "EPContext"]
-        embedded = sum(len(a.s) for n in ep_nodes for a in n.attribute if a.name == "ep_cache_context") if cfg.embed else 0
+        embedded = sum(len(a.s) for n in ep_nodes for a in n.attribute if a.name == "ep_cache_context")
         report = {
             "kind": "deploytool.qnn.compile", "version": 1, "model": str(path), "target": cfg.target.to_dict(),
             "label": EMULATED_LABEL if is_emulated() else "on device", "emulated": is_emulated(),
@@ -178,6 +178,7 @@ def _reload(ctx: Path, target: QnnTarget, feed: dict, y_online: np.ndarray) -> d
         sess, _ = qnn_session(ctx, target, strict=True, record=False)
         y = sess.run([sess.get_outputs()[0].name], feed)[0]
     except DeployError as e:
-        raise DeployError(f"{ctx.name}: the compiled context model does not reload ({' '.join(str(e).split())[:200]})") from e
+        why = " ".join(str(e).split())[:200]
+        raise DeployError(f"{ctx.name}: the compiled context model does not reload ({why})") from e
     return {"ok": True, "load_s": round(time.perf_counter() - t0, 3),
             "max_abs_vs_online_htp": compare(y, y_online)["max_abs"]}
