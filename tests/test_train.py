@@ -216,3 +216,14 @@ def test_eval_onnx_matches_pytorch(toy, tmp_path):
     assert a["kind"] == "pytorch" and b["kind"] == "onnx"
     assert a["accuracy"] == b["accuracy"] and a["n"] == b["n"] == 40
     assert json.loads((tmp_path / "e.json").read_text())["accuracy"] == b["accuracy"]
+
+
+def test_finetune_distilbert_without_token_types(tmp_path):
+    """Fine-tuning and eval work for families whose forward takes no token_type_ids."""
+    from deploytool.train.finetune import finetune
+
+    data = toy_csv(tmp_path / "toy.csv", n=100)
+    tiny_classifier_folder(tmp_path / "tiny", family="distilbert", layers=1)
+    r = finetune(TrainConfig(model=str(tmp_path / "tiny"), output=tmp_path / "t", epochs=1, lr=1e-3, batch_size=16,
+                             threads=1, data=DataConfig(data=str(data), max_length=16)))
+    assert r["training"]["steps"] == 5 and r["dev"]["n"] == 10

@@ -17,7 +17,7 @@ from deploytool.train.config import DataConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Encoded", "encode", "sorted_by_length", "batches", "load_data", "make_accelerator"]
+__all__ = ["Encoded", "encode", "sorted_by_length", "model_inputs", "batches", "load_data", "make_accelerator"]
 
 
 @dataclass
@@ -92,6 +92,14 @@ def batches(enc: Encoded, batch_size: int, *, pad_id: int = 0, shuffle: bool = F
         if device is not None:
             out = {k: v.to(device) for k, v in out.items()}
         yield out
+
+
+def model_inputs(model, b: dict) -> dict:
+    """The batch's token inputs that ``model.forward`` accepts (DistilBERT takes no token_type_ids)."""
+    import inspect
+
+    names = inspect.signature(model.forward).parameters
+    return {k: b[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in names}
 
 
 def make_accelerator(threads: int, cpu: bool = False, seed: int = 0):

@@ -14,7 +14,7 @@ import numpy as np
 
 from deploytool.data import Dataset
 from deploytool.errors import InputFileError
-from deploytool.train.batching import batches, encode, load_data, sorted_by_length
+from deploytool.train.batching import batches, encode, load_data, model_inputs, sorted_by_length
 from deploytool.train.config import DataConfig, EvalConfig
 
 logger = logging.getLogger(__name__)
@@ -46,8 +46,7 @@ def _predict_torch(model, tok, enc, batch_size, device, width=1.0, depth=1.0):
                 logits = subnet_forward(model, b["input_ids"], b["attention_mask"], b["token_type_ids"],
                                         width=width, depth=depth).logits
             else:
-                logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                               token_type_ids=b["token_type_ids"]).logits
+                logits = model(**model_inputs(model, b)).logits
             preds.append(logits.argmax(-1).cpu().numpy())
     return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
 

@@ -7,7 +7,7 @@ import time
 
 import torch.nn.functional as F
 
-from deploytool.train.batching import encode, load_data, make_accelerator
+from deploytool.train.batching import encode, load_data, make_accelerator, model_inputs
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, resolve_folder, \
     save_folder
 from deploytool.train.config import TrainConfig
@@ -31,8 +31,7 @@ def finetune(cfg: TrainConfig) -> dict:
     enc = encode(tok, ds.train, cfg.data.max_length, limit=cfg.data.max_train, what="train")
 
     def step(m, b):
-        logits = m(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                   token_type_ids=b["token_type_ids"]).logits
+        logits = m(**model_inputs(m, b)).logits
         return F.cross_entropy(logits, b["labels"]), {}
 
     hist = run_loop(acc, model, enc, step, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,

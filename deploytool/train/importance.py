@@ -25,7 +25,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from deploytool.train.batching import batches, encode, load_data
+from deploytool.train.batching import batches, encode, load_data, model_inputs
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
     resolve_folder, save_folder
 from deploytool.train.config import ImportanceConfig
@@ -51,8 +51,7 @@ def head_neuron_importance(model, enc, batch_size: int = 32, pad_id: int = 0, de
     model.eval()  # no dropout: the scores describe the deployed function
     try:
         for b in batches(enc, batch_size, pad_id=pad_id, device=device):
-            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                           token_type_ids=b["token_type_ids"], head_mask=head_mask).logits
+            logits = model(**model_inputs(model, b), head_mask=head_mask).logits
             loss = F.cross_entropy(logits, b["labels"])
             gh, gn = torch.autograd.grad(loss, [head_mask, neuron_mask])
             heads += gh.abs()
@@ -118,7 +117,7 @@ def compute_importance(cfg: ImportanceConfig) -> dict:
         orders = reorder_model(model, heads, neurons)
         b = next(_b(enc, min(16, len(enc)), pad_id=tok.pad_token_id or 0))
         with torch.no_grad():
-            kw = {k: b[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+            kw = model_inputs(model, b)
             diff = float((model(**kw).logits - ref(**kw).logits).abs().max())
         result["reorder_max_diff"] = diff
         meta = dict(read_meta(folder))
