@@ -136,15 +136,23 @@ def dynabert(teacher, output, widths, depths, width_epochs, depth_epochs, subnet
 @click.option("--teacher", required=True, type=click.Path(path_type=Path), help="Full-precision teacher folder.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
 @click.option("--mode", type=click.Choice(["ternary", "binary"]), default="ternary", show_default=True)
+@click.option("--granularity", type=click.Choice(["layer", "row"]), default="layer", show_default=True,
+              help="One scale per matrix or per output feature (use the same with `deploytool pack`).")
+@click.option("--clip", default=3.0, show_default=True, type=float,
+              help="STE passes gradients where |w| <= clip * alpha (0: everywhere).")
+@click.option("--embeddings/--no-embeddings", "quantize_embeddings", default=True, show_default=True,
+              help="Also quantize the word embeddings (row-wise), as `pack` does by default.")
 @_data_options
 @_optim_options(5e-5, 1.0)
 @click.option("--json", "as_json", is_flag=True)
-def qat(teacher, output, mode, data_cfg, epochs, lr, batch_size, threads, cpu, as_json):
+def qat(teacher, output, mode, granularity, clip, quantize_embeddings, data_cfg, epochs, lr, batch_size, threads,
+        cpu, as_json):
     """TernaryBERT/BinaryBERT quantization-aware distillation; saves the quantized weights."""
     from deploytool.train.qat import train_qat
 
-    cfg = QATConfig(teacher=teacher, output=output, data=data_cfg, mode=mode, epochs=epochs, lr=lr,
-                    batch_size=batch_size, threads=threads, cpu=cpu)
+    cfg = QATConfig(teacher=teacher, output=output, data=data_cfg, mode=mode, granularity=granularity, clip=clip,
+                    quantize_embeddings=quantize_embeddings, epochs=epochs, lr=lr, batch_size=batch_size,
+                    threads=threads, cpu=cpu)
     r = train_qat(cfg)
     _echo(r, as_json, [f"{mode} QAT: {r['training']['steps']} steps in {r['seconds']:.1f} s"
                        f"{_trunc(r['truncated_train'])}",
