@@ -140,6 +140,9 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
         structure = find_structure(model)
     except StructureError as e:
         error = str(e)
+    except Exception as e:  # a finder bug must not hide the rest of the report; say so in it
+        logger.debug("structure finder failed", exc_info=True)
+        error = f"structure finder failed on this graph ({type(e).__name__}: {e}); please report it"
     meta = dict(model.metadata_props)
     packing = _packing(meta)
     roles = _node_roles(graph, structure)

@@ -182,3 +182,13 @@ def test_pre_layernorm_block_is_refused_naming_the_residual():
 
     with pytest.raises(StructureError, match=r"node 'attention/residual' \(Add\).*pre-LayerNorm"):
         find_structure(ir.serde.deserialize_model(attention_layer_model(pre_ln=True)))
+
+
+def test_finder_and_inspect_import_neither_torch_nor_onnxruntime():
+    import subprocess
+    import sys
+
+    code = ("import sys, deploytool.graph, deploytool.inspect, deploytool.cli.inspect_cmd; "
+            "bad = [m for m in ('torch', 'onnxruntime') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
