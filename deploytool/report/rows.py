@@ -3,6 +3,8 @@
 Inputs
 - bench JSON files (schema ``deploytool.bench/1``, see :mod:`deploytool.bench`): what was MEASURED,
   on the host that ran them (``host.cpu_model``), with the EP that really ran.
+- device-row files (``kind: deploytool.device_rows``, version 1, e.g. ``deploytool qnn``'s rows for
+  the Snapdragon NPU): shown beside the CPU rows as they are (no latency where only emulated).
 - accuracy JSON files (optional), any of:
   ``deploytool eval --output`` records (``{"model": path, "accuracy": 91.2, ...}``, percent);
   ``{"models": {name_or_path: accuracy}}``; a list of ``{"model": ..., "accuracy": ...}``.
@@ -87,9 +89,9 @@ class ReportRow:
     ep_ran: str  # what really ran in the measurement
     ep_note: str  # why it fell back, if it did
     measured_on: str  # the host CPU model
-    p50_ms: float
-    p90_ms: float
-    peak_memory_mb: float
+    p50_ms: float | None  # None on rows that were not timed (emulated devices)
+    p90_ms: float | None
+    peak_memory_mb: float | None
     size_mb: float
     accuracy: float | None
     projected_ms: float | None
@@ -200,7 +202,13 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
 
     profiles = [load_profile(n, config.profiles_dirs) for n in config.profiles]
     acc = load_accuracy(config.accuracy)
-    reports = [load_report(p) for p in config.results]
+    reports, device_rows = [], []
+    for p in config.results:
+        kind = _kind(p)
+        if kind == DEVICE_ROWS_KIND:
+            device_rows.append(p)
+        else:
+            reports.append(load_report(p))
     host_profile = load_profile("x86-host", config.profiles_dirs)
     facts: dict[str, tuple[str, str, int | None]] = {}
     cost_cache: dict[tuple[str, int], Any] = {}
@@ -284,6 +292,8 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     budget_memory_mb=prof.budgets.peak_memory_mb, budget_size_mb=prof.budgets.model_size_mb,
                     budget_pass=ok, budget_why=why,
                     cost_model_error=((proj.latency_ms - p50) / p50 if (is_host and proj and p50 > 0) else None)))
+    for p in device_rows:
+        rows.extend(_device_rows(p, config))
     biggest = max((r.params for r in rows if r.params), default=None)
     for r in rows:
         r.param_fraction = r.params / biggest if (r.params and biggest) else None
@@ -292,6 +302,56 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
             "host_calibration_factors": calibration, "cost_model_host_errors": host_errors,
             "profiles": [p.name for p in profiles]}
     return rows, info
+
+
+DEVICE_ROWS_KIND = "deploytool.device_rows"  # rows from other measurements (e.g. ``deploytool qnn``)
+
+
+def _kind(path: Path) -> str | None:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None  # load_report gives the one-line error
+    return data.get("kind") if isinstance(data, dict) else None
+
+
+def _device_rows(path: Path, config: ReportConfig) -> list[ReportRow]:
+    """Rows of a ``deploytool.device_rows`` file (version 1): shown as they are (latency None where
+    the source only emulated the device), budgets checked where the row's device is a profile."""
+    data = json.loads(Path(path).read_text())
+    if data.get("version") != 1 or not isinstance(data.get("rows"), list):
+        raise InputFileError(f"{path}: {DEVICE_ROWS_KIND} file of an unknown version (expected version 1 with rows)")
+    fields = {f.name for f in dataclasses.fields(ReportRow)}
+    out = []
+    for i, raw in enumerate(data["rows"]):
+        if not isinstance(raw, dict) or not {"device", "model", "seq_len"} <= set(raw):
+            raise InputFileError(f"{path}: row {i}: expected at least device, model and seq_len")
+        try:
+            prof = load_profile(str(raw["device"]), config.profiles_dirs)
+        except ConfigError:
+            prof = None
+        lat = raw.get("device_latency_ms")
+        size = float(raw.get("size_mb") or 0)
+        ok, why = (_budget(prof, prof.budgets.latency_ms(int(raw["seq_len"])), lat,
+                           str(raw.get("device_latency_source") or "measured"), 0.0, size)
+                   if prof else (None, "not a known device profile"))
+        row = {
+            "soc": prof.soc if prof else "", "core": prof.core if prof else "", "model_path": raw["model"],
+            "precision": "?", "arch": "-", "params": None, "param_fraction": None, "threads": 0,
+            "ep_requested": "", "ep_ran": "", "ep_note": "", "measured_on": "", "p50_ms": None, "p90_ms": None,
+            "peak_memory_mb": None, "size_mb": size, "accuracy": None, "projected_ms": None,
+            "projected_label": "", "device_latency_ms": None, "device_latency_source": "n/a",
+            "budget_ms": prof.budgets.latency_ms(int(raw["seq_len"])) if prof else None,
+            "budget_memory_mb": prof.budgets.peak_memory_mb if prof else None,
+            "budget_size_mb": prof.budgets.model_size_mb if prof else None, "budget_pass": ok, "budget_why": why,
+        }
+        row.update({k: v for k, v in raw.items() if k in fields})
+        row["ep_ran"] = str(row["ep_ran"]).replace("ExecutionProvider", "")
+        row["ep_requested"] = str(row["ep_requested"]).replace("ExecutionProvider", "")
+        if raw.get("note") and not row["ep_note"]:
+            row["ep_note"] = str(raw["note"])
+        out.append(ReportRow(**row))
+    return out
 
 
 def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: str, mem_mb: float,
