@@ -52,6 +52,10 @@ def test_projection_is_a_roofline(tmp_path):
     # fp16 on a core without fp16 arithmetic runs at the fp32 peak; with it, twice as fast
     half = [dataclasses.replace(big[0], precision="fp16")]
     assert project_latency(half, pi4, seq_len=128, model=cm).latency_ms == pytest.approx(p.latency_ms)
+    # ... and moves fp32 operands behind inserted casts: a memory-bound fp16 op costs twice the bytes
+    half_mem = [OpCost("mm", "MatMul", "fp16", flops=1e3, bytes=1e8)]
+    assert project_latency(half_mem, pi4, seq_len=8, model=cm).latency_ms == pytest.approx(2e8 / 12.8e9 * 1e3)
+    assert project_latency(half_mem, pi5, seq_len=8, model=cm).latency_ms == pytest.approx(1e8 / 17.1e9 * 1e3)
     assert project_latency(half, pi5, seq_len=128, model=cm).latency_ms == pytest.approx(
         1e9 / (pi5.compute.peak("fp16") * 1e9) * 1e3)
     # memory-bound op: bytes / bandwidth

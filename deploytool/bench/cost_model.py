@@ -25,8 +25,9 @@ This is a PROJECTION, never a measurement; every number it produces is labelled 
 
    ``peak`` and ``bandwidth`` come from the profile (``compute.peak_gops``, which holds for the
    profile's ``threads`` cores; other thread counts scale it linearly); a precision the profile
-   does not list runs at its fp32 peak (e.g. fp16 on a core without fp16 arithmetic, where ORT
-   inserts casts). The defaults (``compute_efficiency`` 0.5, ``memory_efficiency`` 0.7,
+   does not list runs at its fp32 peak. fp16 on a core without fp16 arithmetic (no ``fp16`` feature)
+   is computed in fp32 behind inserted casts: its ops move fp32 operands (twice the bytes) and pay
+   the overhead twice (the op and its casts). The defaults (``compute_efficiency`` 0.5, ``memory_efficiency`` 0.7,
    ``op_overhead_us`` 2) are round numbers, not fitted per device.
 
 3. Its own error. Where the device is the host, the projection is compared with the measured
@@ -250,20 +251,28 @@ def project_latency(costs: Sequence[OpCost], profile: Profile, *, seq_len: int, 
     bw = profile.compute.memory_bandwidth_gbs * 1e9 * cm.memory_efficiency
     compute_s = memory_s = overhead_s = total_s = 0.0
     flops: dict[str, float] = defaultdict(float)
-    moved = 0.0
+    moved_total = 0.0
     ops = mem_bound = 0
+    emulated_fp16 = not profile.fp16_arithmetic
     for c in costs:
         if c.free:
             continue
         peak = profile.compute.peak(Precision(c.precision)) * 1e9 * scale * cm.compute_efficiency
         tc = c.flops / peak if peak > 0 else 0.0
-        tm = c.bytes / bw
+        moved = c.bytes
+        overhead = cm.op_overhead_us * 1e-6
+        if emulated_fp16 and c.precision == "fp16" and c.flops > 0:
+            # no fp16 arithmetic: ORT inserts casts around the op and computes it in fp32, so it moves
+            # fp32 operands and pays for the cast ops too
+            moved *= 2
+            overhead *= 2
+        tm = moved / bw
         compute_s += tc
         memory_s += tm
-        overhead_s += cm.op_overhead_us * 1e-6
-        total_s += max(tc, tm) + cm.op_overhead_us * 1e-6
+        overhead_s += overhead
+        total_s += max(tc, tm) + overhead
         flops[c.precision] += c.flops
-        moved += c.bytes
+        moved_total += moved
         ops += 1
         mem_bound += tm > tc
     factor = None
@@ -276,7 +285,7 @@ def project_latency(costs: Sequence[OpCost], profile: Profile, *, seq_len: int, 
             factor = None
     return Projection(
         device=profile.name, seq_len=seq_len, threads=t, latency_ms=total_s * 1e3, compute_ms=compute_s * 1e3,
-        memory_ms=memory_s * 1e3, overhead_ms=overhead_s * 1e3, flops=dict(flops), bytes=moved, ops=ops,
+        memory_ms=memory_s * 1e3, overhead_ms=overhead_s * 1e3, flops=dict(flops), bytes=moved_total, ops=ops,
         memory_bound_ops=mem_bound, calibration=factor,
         label="projected (host-calibrated)" if factor else "projected",
         assumptions=(f"roofline: peak {dict((p.value, v) for p, v in profile.compute.peak_gops.items())} G(FL)OP/s "
