@@ -105,3 +105,9 @@ def test_quantize_bad_input(model, tmp_path):
     assert CliRunner().invoke(main, ["pack", str(model), "--weights", "binary", "-o", str(packed)]).exit_code == 0
     _run_bad(["quantize", str(packed), "--int8"], packed, tmp_path / "o.onnx", "already")
     _run_bad(["quantize", str(packed), "--fp16"], packed, tmp_path / "o.onnx", "packed")
+
+
+def test_pack_refuses_fp16_model(model, tmp_path):
+    half = tmp_path / "half.onnx"
+    assert CliRunner().invoke(main, ["quantize", str(model), "--fp16", "-o", str(half)]).exit_code == 0
+    _run_bad(["pack", str(half), "--weights", "ternary"], half, tmp_path / "o.onnx", "fp16")

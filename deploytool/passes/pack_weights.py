@@ -168,7 +168,7 @@ class _Target:
 def _initializer_array(v: ir.Value | None) -> np.ndarray | None:
     if v is None or v.const_value is None or not v.is_initializer():
         return None
-    if v.const_value.dtype not in (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.DOUBLE):
+    if v.const_value.dtype is not ir.DataType.FLOAT:
         return None
     if len(v.const_value.shape) != 2:
         return None
@@ -274,6 +274,8 @@ def _already_packed(model: ir.Model) -> str | None:
     for v in model.graph.initializers.values():
         if v.const_value is not None and v.const_value.dtype in _LOW_BIT_TYPES:
             return f"initializer {v.name!r} is {v.const_value.dtype.name}"
+        if v.const_value is not None and v.const_value.dtype is ir.DataType.FLOAT16 and len(v.shape or ()) == 2:
+            return f"initializer {v.name!r} is fp16 (a converted model)"
     return None
 
 
