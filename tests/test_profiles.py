@@ -175,3 +175,19 @@ def test_cli_bad_profiles_exit_2_one_line(tmp_path, name, expected):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
     assert "Traceback" not in err
+
+
+def test_bench_with_a_profile_records_the_fallback(tiny_onnx, tmp_path):
+    out = tmp_path / "b.json"
+    r = _cli("bench", str(tiny_onnx()), "--profile", "kirin990", "--threads", "1", "--seq-len", "8", "--runs", "2",
+             "--warmup", "0", "-q", "--json", str(out))
+    assert r.exit_code == 0, r.output
+    import json
+
+    data = json.loads(out.read_text())
+    assert [p["name"] for p in data["config"]["session"]["providers"]] == ["xnnpack", "cpu"]
+    res = data["results"][0]
+    assert res["providers"] == ["CPUExecutionProvider"]
+    assert res["providers_skipped"][0]["provider"] == "XnnpackExecutionProvider"
+    r = _cli("bench", str(tiny_onnx()), "--profile", "kirin99", "--json", str(tmp_path / "c.json"))
+    assert r.exit_code == 2 and not (tmp_path / "c.json").exists()
