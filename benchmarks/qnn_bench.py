@@ -4,13 +4,13 @@
 
 Models: MiniLM full, and DynaBERT-sliced at width 0.5 / depth 0.75 (``slice_file``; the slice is not
 retrained, so its error vs its own fp32 is what is measured). For each model and each of u16/u8 and
-u8/u8 (QNN QDQ, ``qnn_preprocess_model`` + ``get_qnn_qdq_config``, MinMax calibrated on
+u8/u8 (and u16/u8 with a uint8 word-embedding table) (QNN QDQ, ``qnn_preprocess_model`` + ``get_qnn_qdq_config``, MinMax calibrated on
 ``--calib-size`` rotten-tomatoes train texts tokenised with MiniLM's tokenizer and padded to the
 sequence length, attention mask bounded to -30): coverage on the SM8650 HTP, strict mode, and the
 error of the HTP output (last_hidden_state, all positions and unpadded tokens only) vs the fp32
 model on ``--eval`` dev texts. For the full model the mask handling is also measured as exported
-(``mask=keep``, -3.4e38) and bounded to -10000 only. Each u16/u8 model is then
-compiled offline for SM8550, SM8650 and SM8750: host compile time (not device latency) and context
+(``mask=keep``, -3.4e38) and bounded to -10000 only. Each u16/u8 model (both embedding
+types) is then compiled offline for SM8550, SM8650 and SM8750: host compile time (not device latency) and context
 binary size. The emulator's run times are never reported (they are not the phone's).
 """
 
@@ -63,20 +63,23 @@ def main() -> int:
         sres = slice_file(full, sliced, SliceConfig(width=0.5, depth=0.75))
         models = {"minilm": full, "minilm_w0.5_d0.75": sliced}
         sm8650 = load_target("snapdragon-sm8650")
-        variants = [("u16/u8", "uint16", "bound", -30.0), ("u8/u8", "uint8", "bound", -30.0)]
+        variants = [("u16/u8", "uint16", "bound", -30.0, None), ("u16/u8 emb u8", "uint16", "bound", -30.0, "uint8"),
+                    ("u8/u8", "uint8", "bound", -30.0, None)]
         # the mask's effect, on the full model: as exported (-3.4e38), and bounded to -10000 only
-        mask_variants = [("u16/u8 mask=keep", "uint16", "keep", -30.0), ("u8/u8 mask=keep", "uint8", "keep", -30.0),
-                         ("u16/u8 mask=-10000", "uint16", "bound", -10000.0),
-                         ("u8/u8 mask=-10000", "uint8", "bound", -10000.0)]
+        mask_variants = [("u16/u8 mask=keep", "uint16", "keep", -30.0, None),
+                         ("u8/u8 mask=keep", "uint8", "keep", -30.0, None),
+                         ("u16/u8 mask=-10000", "uint16", "bound", -10000.0, None),
+                         ("u8/u8 mask=-10000", "uint8", "bound", -10000.0, None)]
         for name, path in models.items():
             entry: dict = {"file_mb": round(path.stat().st_size / 1e6, 2), "variants": {}, "compile": {}}
             if name != "minilm":
                 entry["slice"] = {k: v for k, v in sres.stats.items() if not isinstance(v, (dict, list))}
             vlist = variants + (mask_variants if name == "minilm" else [])
-            for label, act, mask, mask_value in vlist:
+            for label, act, mask, mask_value, emb in vlist:
                 q = QnnQuantConfig(activation_dtype=act, seq_len=args.seq_len, mask=mask, mask_value=mask_value,
+                                   embedding_dtype=emb,
                                    calibration_size=args.calib_size, tokenizer=str(tok))
-                qpath = tmp / f"{name}_{act}_{mask}{int(-mask_value)}.onnx"
+                qpath = tmp / f"{name}_{act}_{mask}{int(-mask_value)}_{emb}.onnx"
                 t0 = time.perf_counter()
                 qstats = quantize_file(path, qpath, q)
                 quant_s = time.perf_counter() - t0
@@ -104,12 +107,12 @@ def main() -> int:
                 print(f"{name} {label}: coverage {entry['variants'][label]['coverage']}, strict "
                       f"{d['strict']['passed']}, max abs vs fp32 {d['accuracy']['htp_vs_fp32']['max_abs']:.4f} "
                       f"(unpadded tokens {d['accuracy']['htp_vs_fp32_real_tokens']['max_abs']:.4f})", flush=True)
-                if label == "u16/u8":
+                if label in ("u16/u8", "u16/u8 emb u8"):
                     for prof in SOCS:
-                        out = tmp / f"ctx_{name}_{prof}"
+                        out = tmp / f"ctx_{name}_{emb}_{prof}"
                         c = compile_model(qpath, out, QnnCompileConfig(load_target(prof), seq_len=args.seq_len))
                         r = c.report
-                        entry["compile"][prof] = {"soc_model": r["target"]["soc_model"],
+                        entry["compile"].setdefault(label, {})[prof] = {"soc_model": r["target"]["soc_model"],
                                                   "htp_arch": r["target"]["htp_arch"],
                                                   "binary_target": r["binary_target"],
                                                   "compile_s_host": r["compile_s"],
@@ -117,7 +120,7 @@ def main() -> int:
                                                   "reload_ok": r["reload"]["ok"]}
                         r = dict(r, model=f"{name}.onnx")
                         results["rows"].append(compile_row(r))
-                        print(f"  compile {prof}: {r['compile_s']:.2f} s host, "
+                        print(f"  compile {label} {prof}: {r['compile_s']:.2f} s host, "
                               f"{r['context_binary_bytes'] / 1e6:.2f} MB", flush=True)
             results["models"][name] = entry
     results["wall_s"] = round(time.perf_counter() - t_all, 1)

@@ -6,6 +6,7 @@ tiny models (1-2 layers, hidden 32, seq 8) keep each compile/run well under a se
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -298,3 +299,19 @@ def test_task_accuracy_on_real_text(tiny_onnx, tmp_path):
     t = d["task_accuracy"]
     assert t["n"] == 40 and 0 <= t["htp"] <= 1 and t["agreement"] >= 0.9, t
     assert "rotten-tomatoes dev texts" in d["accuracy"]["inputs"]
+
+
+def test_uint8_embedding_table_runs_strictly(fp32, target):
+    """With u16 activations QNN's Gather stores the table in 16 bits; embedding_dtype=uint8 halves it."""
+    from deploytool.qnn import QnnCheckConfig, QnnQuantConfig, check_model, quantize_for_qnn
+
+    quant = QnnQuantConfig(seq_len=SEQ, calibration_data=None, calibration_size=256, embedding_dtype="uint8")
+    q = quantize_for_qnn(onnx.load(str(fp32)), quant)
+    types = {t.name: t.data_type for t in q.model.graph.initializer}
+    assert types["m.embeddings.word_embeddings.weight_quantized"] == onnx.TensorProto.UINT8
+    default = quantize_for_qnn(onnx.load(str(fp32)), dataclasses.replace(quant, embedding_dtype=None))
+    assert {t.name: t.data_type for t in default.model.graph.initializer}[
+        "m.embeddings.word_embeddings.weight_quantized"] == onnx.TensorProto.UINT16
+    rep = check_model(fp32, QnnCheckConfig(target, quant=quant, seq_len=SEQ))
+    assert rep.strict_passed and rep.precision == "u16/u8 emb u8"
+    assert rep.accuracy["htp_vs_fp32"]["rel_max"] < HTP_VS_FP32_REL_TOL

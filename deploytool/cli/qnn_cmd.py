@@ -36,14 +36,14 @@ def _float(text: str, option: str) -> float:
         raise ConfigError(f"{option} {text!r} is not a number") from None
 
 
-def _quant(target, quantize: bool, seq: int, mask: str, mask_value: str, calib_data: str, calib_size: str,
-           tokenizer: str | None, seed: str):
+def _quant(target, quantize: bool, seq: int, mask: str, mask_value: str, embedding: str | None, calib_data: str,
+           calib_size: str, tokenizer: str | None, seed: str):
     from deploytool.qnn import QnnQuantConfig
 
     if not quantize:
         return None
     return QnnQuantConfig(activation_dtype=target.activation_dtype, weight_dtype=target.weight_dtype, seq_len=seq,
-                          mask=mask, mask_value=_float(mask_value, "--mask-value"),
+                          mask=mask, mask_value=_float(mask_value, "--mask-value"), embedding_dtype=embedding,
                           calibration_data=None if calib_data == "none" else calib_data,
                           calibration_size=_int(calib_size, "--calib-size"), tokenizer=tokenizer,
                           seed=_int(seed, "--seed"))
@@ -61,6 +61,8 @@ def _quant_options(f):
                      help="bound: set the attention mask's -3.4e38/-10000 constant to --mask-value before "
                           "quantizing; keep: leave it."),
         click.option("--mask-value", default="-30", show_default=True, help="The bounded mask bias."),
+        click.option("--embedding", default=None,
+                     help="Word-embedding table type: uint8 | uint16 [default: the activation type]."),
         click.option("--calib-data", default="rotten-tomatoes", show_default=True,
                      help="Dataset whose train texts calibrate the quantization ('none': seeded token ids)."),
         click.option("--calib-size", default="128", show_default=True, help="Calibration texts."),
@@ -96,8 +98,8 @@ def qnn() -> None:
               help="Write the report as JSON (deploytool.qnn.check/1, atomically).")
 @click.option("--rows", "rows_path", default=None, type=click.Path(dir_okay=False),
               help="Write a device-report row (deploytool.device_rows/1).")
-def check(model, profile, seq_len, act, weights, mask, mask_value, calib_data, calib_size, tokenizer, seed, quantize,
-          fp16,
+def check(model, profile, seq_len, act, weights, mask, mask_value, embedding, calib_data, calib_size, tokenizer, seed,
+          quantize, fp16,
           reference, data, eval_size, strict, json_path, rows_path) -> None:
     """Op coverage on the HTP, strict-mode pass/fail and accuracy vs fp32 for one Snapdragon SoC."""
     from deploytool.onnx_io import atomic_write, check_output_path
@@ -108,7 +110,7 @@ def check(model, profile, seq_len, act, weights, mask, mask_value, calib_data, c
         raise ConfigError("--quantize and --fp16 exclude each other")
     seq = _int(seq_len, "--seq-len")
     target = _target(profile, fp16, act, weights)
-    quant = _quant(target, quantize, seq, mask, mask_value, calib_data, calib_size, tokenizer, seed)
+    quant = _quant(target, quantize, seq, mask, mask_value, embedding, calib_data, calib_size, tokenizer, seed)
     cfg = QnnCheckConfig(target=target, quant=quant,
                          seq_len=seq, reference=reference, eval_data=data, eval_size=_int(eval_size, "--eval-size"),
                          tokenizer=tokenizer, strict=strict, seed=_int(seed, "--seed"))
@@ -133,14 +135,14 @@ def check(model, profile, seq_len, act, weights, mask, mask_value, calib_data, c
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The QDQ model to write.")
 @_quant_options
-def quantize_(model, output, profile, seq_len, act, weights, mask, mask_value, calib_data, calib_size, tokenizer,
-              seed) -> None:
+def quantize_(model, output, profile, seq_len, act, weights, mask, mask_value, embedding, calib_data, calib_size,
+              tokenizer, seed) -> None:
     """Quantize a float encoder the way QNN wants it (QDQ, static shapes, bounded mask)."""
     from deploytool.qnn.quantize import quantize_file
 
     target = _target(profile, False, act, weights)
-    cfg = _quant(target, True, _int(seq_len, "--seq-len"), mask, mask_value, calib_data, calib_size, tokenizer,
-                 seed)
+    cfg = _quant(target, True, _int(seq_len, "--seq-len"), mask, mask_value, embedding, calib_data, calib_size,
+                 tokenizer, seed)
     stats = quantize_file(model, output, cfg)
     click.echo(f"{model} -> {output}: QDQ {cfg.dtypes} for {target.label}, seq {stats['seq_len']}, "
                f"{stats['bytes'] / 1e6:.2f} MB, mask bounded: {stats.get('mask_bounded', 0)}")
@@ -157,8 +159,8 @@ def quantize_(model, output, profile, seq_len, act, weights, mask, mask_value, c
 @click.option("--embed", is_flag=True, help="Embed the context binary in the .onnx (ep.context_embed_mode=1).")
 @click.option("--rows", "rows_path", default=None, type=click.Path(dir_okay=False),
               help="Write a device-report row (deploytool.device_rows/1).")
-def compile_(model, output, profile, seq_len, act, weights, mask, mask_value, calib_data, calib_size, tokenizer, seed,
-             quantize,
+def compile_(model, output, profile, seq_len, act, weights, mask, mask_value, embedding, calib_data, calib_size,
+             tokenizer, seed, quantize,
              fp16, embed, rows_path) -> None:
     """Offline QNN context binary for one Snapdragon SoC (EPContext model + .bin + JSON report)."""
     from deploytool.onnx_io import check_output_path
@@ -169,7 +171,7 @@ def compile_(model, output, profile, seq_len, act, weights, mask, mask_value, ca
         raise ConfigError("--quantize and --fp16 exclude each other")
     seq = _int(seq_len, "--seq-len")
     target = _target(profile, fp16, act, weights)
-    quant = _quant(target, quantize, seq, mask, mask_value, calib_data, calib_size, tokenizer, seed)
+    quant = _quant(target, quantize, seq, mask, mask_value, embedding, calib_data, calib_size, tokenizer, seed)
     cfg = QnnCompileConfig(target=target, quant=quant,
                            seq_len=seq, embed=embed, tokenizer=tokenizer)
     if rows_path:

@@ -60,6 +60,10 @@ class QnnQuantConfig:
     calibration_size: int = 64
     tokenizer: str | None = None  # a folder with tokenizer.json (or vocab.txt)
     per_channel: bool = False
+    # the word-embedding table: None = the activation type (QNN's Gather keeps one type from table to
+    # output, so with uint16 activations the table is stored in 16 bits); uint8 halves its bytes and
+    # QNN converts the gathered rows to the activation type
+    embedding_dtype: QuantDtype | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -74,6 +78,15 @@ class QnnQuantConfig:
                 raise ConfigError(f"{f}: expected one of {', '.join(a.value for a in allowed)}, "
                                   f"got {getattr(self, f)!r}")
             object.__setattr__(self, f, v)
+        if self.embedding_dtype is not None:
+            try:
+                e = QuantDtype(self.embedding_dtype.value if isinstance(self.embedding_dtype, enum.Enum)
+                               else self.embedding_dtype)
+            except ValueError:
+                e = None
+            if e not in (QuantDtype.UINT8, QuantDtype.UINT16):
+                raise ConfigError(f"embedding_dtype: expected uint8 or uint16, got {self.embedding_dtype!r}")
+            object.__setattr__(self, "embedding_dtype", e)
         if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or not 1 <= self.seq_len <= 4096:
             raise ConfigError(f"seq_len: must be an integer in [1, 4096], got {self.seq_len!r}")
         try:
@@ -88,7 +101,8 @@ class QnnQuantConfig:
 
     @property
     def dtypes(self) -> str:
-        return f"{self.activation_dtype.short}/{self.weight_dtype.short}"
+        emb = "" if self.embedding_dtype in (None, self.activation_dtype) else f" emb {self.embedding_dtype.short}"
+        return f"{self.activation_dtype.short}/{self.weight_dtype.short}{emb}"
 
 
 @dataclasses.dataclass
@@ -177,13 +191,19 @@ def _tokenize(folder: Path, texts: list[str], seq: int) -> tuple[np.ndarray, np.
     return (np.array([e.ids for e in enc], dtype=np.int64), np.array([e.attention_mask for e in enc], dtype=np.int64))
 
 
-def _vocab_size(model: onnx.ModelProto) -> int:
+def _word_embedding(model: onnx.ModelProto) -> onnx.TensorProto | None:
+    """The initializer a Gather indexes with ``input_ids`` (the word-embedding table)."""
     ids = {i.name for i in model.graph.input if "input_ids" in i.name}
     inits = {t.name: t for t in model.graph.initializer}
     for n in model.graph.node:
         if n.op_type == "Gather" and len(n.input) > 1 and n.input[1] in ids and n.input[0] in inits:
-            return int(inits[n.input[0]].dims[0])
-    return 100
+            return inits[n.input[0]]
+    return None
+
+
+def _vocab_size(model: onnx.ModelProto) -> int:
+    emb = _word_embedding(model)
+    return int(emb.dims[0]) if emb is not None else 100
 
 
 def _feeds(model: onnx.ModelProto, ids: np.ndarray, mask: np.ndarray) -> list[dict[str, np.ndarray]]:
@@ -310,8 +330,14 @@ def quantize_for_qnn(model: onnx.ModelProto, cfg: QnnQuantConfig, *,
         onnx.save(prepared, str(src))
         fused = qnn_preprocess_model(str(src), str(pre), fuse_layernorm=True)
         qin = pre if fused else src
+        overrides = None
+        emb = _word_embedding(prepared)
+        if cfg.embedding_dtype not in (None, cfg.activation_dtype) and emb is not None:
+            overrides = {emb.name: [{"quant_type": cfg.embedding_dtype.ort_type()}]}
+            stats["embedding_dtype"] = cfg.embedding_dtype.value
         qcfg = get_qnn_qdq_config(str(qin), _Reader(feeds), activation_type=cfg.activation_dtype.ort_type(),
-                                  weight_type=cfg.weight_dtype.ort_type(), per_channel=cfg.per_channel)
+                                  weight_type=cfg.weight_dtype.ort_type(), per_channel=cfg.per_channel,
+                                  init_overrides=overrides)
         quantize(str(qin), str(out), qcfg)
         qdq = onnx.load(str(out))
     present = {p.key for p in qdq.metadata_props}
