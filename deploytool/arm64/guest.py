@@ -9,9 +9,7 @@ nodes ORT added (fp16 run through fp32 on a core without fp16 arithmetic), and a
 
 import ctypes
 import json
-import os
 import platform
-import re
 import sys
 import time
 
