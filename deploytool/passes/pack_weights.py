@@ -440,11 +440,34 @@ def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -
     graph.insert_before(first, prep)
     for node in t.nodes:
         bias = node.inputs[2] if node.op_type == "Gemm" and len(node.inputs) > 2 else None
+        add = _bias_add(node, n_out) if bias is None else None
+        if add is not None:  # fold the bias Add into the kernel (one elementwise pass less)
+            bias = next(v for v in add.inputs if v is not node.outputs[0])
         inputs = [node.inputs[0], wq, s_val] + ([None, bias] if bias is not None else [])
         out = b.op("DynamicQuantizeMatMul", inputs, tag, domain="com.microsoft")
-        _replace(graph, node, b.take(), out)
+        if add is not None:
+            graph.insert_before(node, b.take())
+            ir.convenience.replace_nodes_and_values(graph, node, [node, add], [], [add.outputs[0]], [out])
+        else:
+            _replace(graph, node, b.take(), out)
     packed_bytes += alpha.size * 4
     return {"scheme": scheme, "bits": packed_bytes * 8 / codes.size, "shape": [k_in, n_out], "bytes": packed_bytes}
+
+
+def _bias_add(node: ir.Node, n_out: int) -> ir.Node | None:
+    """The ``Add(MatMul, bias)`` right after ``node`` when bias is a float [N] initializer and the sole use."""
+    uses = list(node.outputs[0].uses())
+    if len(uses) != 1 or node.outputs[0] in node.graph.outputs:
+        return None
+    add, _ = uses[0]
+    if add.op_type != "Add" or add.domain != "" or len(add.inputs) != 2:
+        return None
+    other = add.inputs[1] if add.inputs[0] is node.outputs[0] else add.inputs[0]
+    if other is None or other is node.outputs[0] or not other.is_initializer() or other.const_value is None:
+        return None
+    if other.const_value.dtype is not ir.DataType.FLOAT or list(other.const_value.shape) != [n_out]:
+        return None
+    return add
 
 
 def _pack_embedding(b: _Builder, model: ir.Model, table_v: ir.Value, gathers: list[ir.Node],
