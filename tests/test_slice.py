@@ -120,3 +120,40 @@ def test_sliced_model_still_fuses(tiny_onnx, tiny_torch_model, tmp_path):
     model = ref.prune_heads_reference(tiny_torch_model("bert", **SHAPE), heads)
     feeds = fixed_inputs(lengths=(8, 5, 3))
     assert max_diff(run_bytes(fused.read_bytes(), feeds), ref.torch_outputs(model, feeds)) <= 1e-4
+
+
+def test_slice_with_deduplicated_zero_biases(tmp_path, tiny_torch_model):
+    """A freshly initialised model has equal (zero) biases; the TorchScript exporter then feeds them
+    through Identity nodes of one shared initializer. Each layer must get its own sliced copy."""
+    import torch
+
+    from deploytool.export import ExportConfig, export_loaded
+
+    shape = dict(layers=2, hidden=32, heads=4, ffn=48, seed=8)
+    model = tiny_torch_model("bert", **shape)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".bias"):
+                p.zero_()
+    src = tmp_path / "zero_bias.onnx"
+    export_loaded(model, src, ExportConfig(model="tiny", exporter="torch"))
+    assert any(n.op_type == "Identity" for n in onnx.load(str(src)).graph.node)
+    dst = tmp_path / "s.onnx"
+    slice_file(src, dst, SliceConfig(0.5, 0.5))
+    feeds = fixed_inputs(lengths=(8, 5, 3))
+    want = ref.torch_outputs(ref.slice_reference(model, 0.5, 0.5), feeds)
+    assert max_diff(run_bytes(dst.read_bytes(), feeds), want) <= 1e-4
+
+
+def test_inspect_reports_sliced_counts(tiny_onnx, tmp_path):
+    from deploytool.inspect import inspect_model
+
+    src = tiny_onnx("bert", exporter="torch", **SHAPE)
+    from deploytool.passes.prune_heads import HeadPruneConfig, prune_heads_file
+
+    prune_heads_file(src, tmp_path / "h.onnx", HeadPruneConfig(heads={1: [0, 1]}))
+    slice_file(tmp_path / "h.onnx", tmp_path / "s.onnx", SliceConfig(width=0.75, depth=0.75))
+    rep = inspect_model(tmp_path / "s.onnx").to_dict()
+    # 3 heads of 4 -> round(0.75*4)=3 in layer 0, 2 -> the first round(0.75*2)=2 in layer 1; layer 2 dropped
+    assert rep["heads_per_layer"] == [3, 2]
+    assert rep["ffn_per_layer"] == [36, 36]

@@ -27,7 +27,7 @@ import onnx_ir as ir
 from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
+from deploytool.passes.base import DeployPass, DeployPassResult
 
 __all__ = ["HeadPruneConfig", "PruneHeadsPass", "prune_heads_file", "parse_heads_spec"]
 
@@ -141,4 +141,4 @@ def _importance(path, structure):
 
 def prune_heads_file(src: str | os.PathLike, dst: str | os.PathLike, config: HeadPruneConfig) -> DeployPassResult:
     """Load ``src``, remove heads as ``config`` says, check and save ``dst`` atomically."""
-    return run_pass_file(PruneHeadsPass(config), src, dst)
+    return S.run_structured_file(PruneHeadsPass(config), src, dst)
