@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dynabert": ("deploytool.cli.train_cmd:dynabert", "DynaBERT width/depth-adaptive distillation."),
     "qat": ("deploytool.cli.train_cmd:qat", "TernaryBERT/BinaryBERT quantization-aware distillation."),
     "eval": ("deploytool.cli.train_cmd:eval_", "Accuracy/F1 of a PyTorch folder or ONNX model on a dataset."),
+    "distill": ("deploytool.cli.distill_cmd:distill", "TinyBERT-style distillation into a smaller student shape."),
     "profiles": ("deploytool.cli.device_cmd:profiles", "List and show device profiles."),
     "verify-arm64": ("deploytool.cli.device_cmd:verify_arm64", "Run a model under QEMU aarch64 and compare with the host."),
     "report": ("deploytool.cli.device_cmd:report", "Write JSON/Markdown/HTML device benchmark reports."),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["finetune", "compute_importance", "train_dynabert", "train_qat", "evaluate"]
+__all__ = ["finetune", "compute_importance", "train_dynabert", "train_qat", "evaluate", "distill"]
 
 _WHERE = {
     "finetune": "deploytool.train.finetune",
@@ -17,6 +17,7 @@ _WHERE = {
     "train_dynabert": "deploytool.train.dynabert",
     "train_qat": "deploytool.train.qat",
     "evaluate": "deploytool.train.evaluate",
+    "distill": "deploytool.train.distill",
 }
 
 
