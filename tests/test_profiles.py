@@ -67,8 +67,10 @@ def test_profile_facts_match_the_hardware():
     assert k.budgets.latency_ms(128) == 60 and k.budgets.latency_ms(64) == 60 and k.budgets.latency_ms(512) is None
 
 
-def test_session_spec_keeps_the_ep_order_options_and_threads():
-    spec = load_profile("snapdragon-8-gen-3").session_spec()
+def test_session_spec_keeps_the_ep_order_options_and_threads(tmp_path):
+    data = yaml.safe_load((BUILTIN_PROFILE_DIR / "snapdragon-8-gen-3.yaml").read_text())
+    data["execution_providers"].insert(0, "QNN")  # QNN options come from the npu section
+    spec = load_profile(_write(tmp_path, data)).session_spec()
     assert isinstance(spec, SessionSpec)
     assert spec.provider_names == ["QNNExecutionProvider", "XnnpackExecutionProvider", "CPUExecutionProvider"]
     assert dict(spec.providers[0].options) == {"backend_type": "htp", "soc_model": "57"}
