@@ -78,6 +78,14 @@ def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple
         cpus = (profile.qemu_cpu, *cpus)
     config = VerifyConfig(models=models, profile=profile, cpus=cpus, seq_len=seq_len, seed=seed,
                           emulator_home=emulator_dir, setup=not no_setup)
+    if not no_setup:
+        from deploytool.arm64 import find_emulator
+        from deploytool.errors import UnavailableError
+
+        try:
+            find_emulator(emulator_dir)
+        except UnavailableError:
+            click.echo("setting up the ARM64 emulator (scripts/setup_arm64.sh, one time, about a minute)", err=True)
     result = run(config)
     click.echo(result.table())
     if json_out is not None:
