@@ -103,6 +103,11 @@ def fuse_transformer(src: str | os.PathLike, dst: str | os.PathLike, *, num_head
         if k != _META_PREFIX + "fused":
             out.metadata_props.add(key=k, value=v)
     out.metadata_props.add(key=_META_PREFIX + "fused", value=f"ort-{model_type}")
+    # ORT's optimizer adds com.microsoft nodes without importing the domain; onnx tools need it
+    domains = {n.domain for n in out.graph.node if n.domain not in ("", "ai.onnx")}
+    have = {o.domain for o in out.opset_import}
+    for d in sorted(domains - have):
+        out.opset_import.add(domain=d, version=1)
     onnx_io.save_proto(out, dst)
     logger.info("fused %s: %s", src, {k: v for k, v in counts.items() if v})
     return FuseResult(path=Path(dst), num_heads=heads, hidden_size=hidden, fused_ops=counts, nodes_before=before,
