@@ -7,7 +7,8 @@ Models: all-MiniLM-L6-v2 (6x384, 12 heads, FFN 1536) and a random BERT-base-shap
 hidden 768, 12 heads, FFN 3072, vocab 30522, built with transformers and exported with the
 TorchScript exporter). Each is sliced at width in {1, 0.75, 0.5, 0.25} x depth in {1, 0.75, 0.5}
 with ``deploytool.passes.slice_subnetwork.slice_file``, every slice in a fresh subprocess that
-reports its wall time and peak RSS (``VmHWM``, which includes the interpreter and imports).
+reports its wall time, CPU time and peak RSS (``VmHWM``, which includes the interpreter and imports).
+On a shared, oversubscribed machine the wall time is inflated; the CPU time shows the work itself.
 
 Latency: all 12 variants of a model are timed interleaved (A, B, C, ..., A, B, C, ...) in one
 clean ONNX Runtime worker without torch (``deploytool.bench.run_benchmark``), batch 1, 1 thread,
@@ -44,7 +45,8 @@ t2 = time.perf_counter()
 s = res.stats
 # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so it would report the parent's peak
 hwm = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
-print(json.dumps({"import_s": t1 - t0, "slice_s": t2 - t1, "peak_rss_bytes": hwm,
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"import_s": t1 - t0, "slice_s": t2 - t1, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_bytes": hwm,
                   "width_effective": s["width_effective"], "layers_kept": s["layers_kept"],
                   "params_before": s["params_before"], "params_after": s["params_after"],
                   "bytes_after": s["bytes_after"]}))
@@ -125,6 +127,7 @@ def bench_model(name: str, folder: Path, seq: int, runs: int, warmup: int) -> di
             "file_bytes": v["slice"]["bytes_after"], "file_ratio": round(v["slice"]["bytes_after"] / info["file_bytes"], 4),
             "params": v["slice"]["params_after"],
             "slice_seconds": round(v["slice"]["slice_s"], 3),
+            "slice_cpu_seconds_incl_imports": round(v["slice"].get("cpu_s", float("nan")), 3),
             "slice_peak_rss_bytes": v["slice"]["peak_rss_bytes"],
             "session_peak_rss_bytes": r.peak_rss_bytes,
         })
@@ -136,9 +139,13 @@ def bench_model(name: str, folder: Path, seq: int, runs: int, warmup: int) -> di
             "latency_ratio": target["latency_ratio"], "flops_ratio": target["flops_ratio"],
             "value": target["latency_over_flops_ratio"], "limit": 1.15,
             "pass": target["latency_over_flops_ratio"] <= 1.15},
-        "slice_seconds_max": {"value": slow, "limit": 10.0, "pass": slow <= 10.0},
+        # the issue sets these two for the BERT-base-sized model; on MiniLM (90 MB) the interpreter and
+        # imports (~75 MB) weigh too much for an RSS-over-file-size ratio to mean much
+        "slice_seconds_max": {"value": slow, "limit": 10.0, "pass": slow <= 10.0,
+                              "target_applies": name == "bert-base"},
         "slice_peak_rss_over_file_size_max": {"value": round(rss / info["file_bytes"], 3), "limit": 3.0,
-                                              "pass": rss / info["file_bytes"] <= 3.0},
+                                              "pass": rss / info["file_bytes"] <= 3.0,
+                                              "target_applies": name == "bert-base"},
     }
     return {"model": name, **info, "seq_len": seq, "runs": runs, "warmup": warmup, "bench_seconds": round(bench_s, 1),
             "host": report.host, "onnxruntime": report.onnxruntime, "variants": rows, "checks": checks}
