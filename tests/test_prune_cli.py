@@ -167,3 +167,20 @@ def test_missing_input(tmp_path):
 def test_output_over_input_refused(model):
     res = CliRunner().invoke(main, ["slice", str(model), "--width", "0.5", "-o", str(model)])
     assert res.exit_code == 2 and "overwrite" in res.stderr
+
+
+def test_commands_succeed(model, tmp_path):
+    """The happy path of each command: exit 0, output written, counts printed, input untouched."""
+    before = _sha(model)
+    runs = [
+        (["prune-heads", str(model), "--heads", "0:1,3;1:0"], "heads   8 -> 5"),
+        (["prune-heads", str(model), "--ratio", "0.25"], "weight-magnitude (data-free)"),
+        (["prune-ffn", str(model), "--keep", "0.5"], "neurons 96 -> 48"),
+        (["reorder", str(model)], "heads   8 -> 8"),
+    ]
+    for i, (args, needle) in enumerate(runs):
+        out = tmp_path / f"ok{i}.onnx"
+        res = CliRunner().invoke(main, [*args, "-o", str(out)])
+        assert res.exit_code == 0, res.output + res.stderr
+        assert out.exists() and needle in res.output, res.output
+    assert _sha(model) == before
