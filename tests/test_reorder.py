@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import onnx
 import pytest
 
 from deploytool.errors import ConfigError, InputFileError
-from deploytool.importance import (MAGNITUDE_SOURCE, Importance, importance_from_dict, load_importance,
+from deploytool.importance import (MAGNITUDE_SOURCE, importance_from_dict, load_importance,
                                    magnitude_importance, save_importance)
 from deploytool.passes.reorder import ReorderConfig, reorder_file
 from deploytool.passes.slice_subnetwork import SliceConfig, slice_file

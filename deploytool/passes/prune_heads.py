@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import onnx_ir as ir
