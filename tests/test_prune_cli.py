@@ -184,3 +184,13 @@ def test_commands_succeed(model, tmp_path):
         assert res.exit_code == 0, res.output + res.stderr
         assert out.exists() and needle in res.output, res.output
     assert _sha(model) == before
+
+
+def test_quantized_model_refused(model, tmp_path):
+    """An int8 model's projections carry per-channel scales the surgery does not rewrite: refuse."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    q = tmp_path / "q.onnx"
+    quantize_dynamic(str(model), str(q), weight_type=QuantType.QInt8, per_channel=True)
+    line = _run_bad(["slice", str(q), "--width", "0.5"], q, tmp_path / "o.onnx")
+    assert "quantiz" in line or "encoder" in line.lower(), line

@@ -124,7 +124,29 @@ def _lin_owners(lin: Linear) -> list[ir.Node]:
     return [n for n in (lin.node, lin.bias_node) if n is not None]
 
 
+_SLICEABLE_OPS = {("", "MatMul"), ("", "Gemm"), ("com.microsoft", "Attention")}
+
+
+def _check_sliceable(lin: Linear, tag: str) -> None:
+    """Only float weights of plain MatMul/Gemm (or a fused Attention's packed QKV) are sliced.
+
+    A quantized or packed projection (MatMulInteger, DynamicQuantizeMatMul, MatMulNBits, ...) carries
+    per-channel scales and packed layouts this surgery does not rewrite: refuse rather than write a
+    wrong model.
+    """
+    node = lin.node
+    if (node.domain or "", node.op_type) not in _SLICEABLE_OPS and (
+            node.domain not in ("ai.onnx",) or node.op_type not in ("MatMul", "Gemm")):
+        raise PassRefusedError(f"{tag}: projection '{node.name}' is a {node.op_type} (quantized or packed); "
+                               "prune or slice the float model before quantizing it")
+    dtype = lin.weight.dtype
+    if dtype is not None and not dtype.is_floating_point():
+        raise PassRefusedError(f"{tag}: weight of '{node.name}' is {dtype.name}, not floating point; "
+                               "prune or slice the float model before quantizing it")
+
+
 def _privatize_linear(graph: ir.Graph, lin: Linear, tag: str) -> None:
+    _check_sliceable(lin, tag.replace("L", "layer ", 1) if tag.startswith("L") else tag)
     lin.weight = private_value(graph, lin.weight, _lin_owners(lin), tag)
     if lin.bias is not None:
         lin.bias = private_value(graph, lin.bias, _lin_owners(lin), tag)
@@ -412,6 +434,11 @@ class StructuredPass:
         from deploytool.passes.base import DeployPassResult
 
         structure = find_structure(model)
+        for layer in structure.layers:  # refuse before touching anything
+            att = layer.attention
+            for lin in (att.q, att.k, att.v, att.qkv, att.o, layer.ffn.intermediate, layer.ffn.output):
+                if lin is not None:
+                    _check_sliceable(lin, f"layer {layer.index}")
         before = layer_counts(structure)
         params_before = count_params(model.graph)
         extra = self.edit(model, structure) or {}
