@@ -141,7 +141,8 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
 
     # 3. export
     key, sdir, outs = r.step("export", "export", {"export": rec.export, "task": rec.task}, [key],
-                             lambda tmp: S.export_step(folder, rec.export, rec.task, tmp))
+                             lambda tmp: S.export_step(folder, rec.export, rec.task, tmp,
+                                                       source=f"recipe {rec.name}: {rec.model.ref} -> {key[:12]}"))
     exported = sdir / outs["model"]
 
     # 4. passes applied before the sweep (reorder, prune-heads, ...)
@@ -167,8 +168,9 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
                     variants.append(Variant(w, d, prec, spath, skey))
                     continue
                 vkey, vdir, outs = r.step(f"{prec.value} w={w:g} d={d:g}", f"precision-{prec.value}",
-                                          {"precision": prec}, [skey],
-                                          lambda tmp, prec=prec, spath=spath: S.precision_step(prec, spath, tmp))
+                                          {"precision": prec, "options": rec.sweep.options.get(prec, {})}, [skey],
+                                          lambda tmp, prec=prec, spath=spath:
+                                          S.precision_step(prec, rec.sweep.options.get(prec, {}), spath, tmp))
                 variants.append(Variant(w, d, prec, vdir / outs["model"], vkey))
 
     # 6. every variant under a readable name (hard links into the step cache)

@@ -21,6 +21,7 @@ Layout (all keys but ``schema_version``, ``name`` and ``model`` are optional)::
       width: [1.0, 0.5]
       depth: [1.0, 0.75]
       precision: [fp32, int8, ternary]
+      options: {ternary: {runtime: densest}}   # each precision pass's options
     devices: [kirin990, raspberry-pi-4, x86-host]
     bench: {seq_lens: [8, 128], runs: 50, warmup: 5}
     eval: {data: rotten-tomatoes, split: test, max_examples: 500}
@@ -53,6 +54,7 @@ class Precision(str, enum.Enum):
 
 class TrainKind(str, enum.Enum):
     FINETUNE = "finetune"
+    DISTILL = "distill"
     IMPORTANCE = "importance"
     DYNABERT = "dynabert"
     TERNARY = "ternary"
@@ -101,6 +103,8 @@ class SweepSpec:
     width: tuple[float, ...] = (1.0,)
     depth: tuple[float, ...] = (1.0,)
     precision: tuple[Precision, ...] = (Precision.FP32,)
+    # options of each precision's pass, e.g. {ternary: {runtime: densest}, int8: {per_channel: true}}
+    options: dict[Precision, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def grid(self) -> list[tuple[float, float, Precision]]:
         return [(w, d, p) for w in self.width for d in self.depth for p in self.precision]
@@ -229,6 +233,19 @@ TOP_KEYS = {"schema_version", "name", "description", "model", "task", "train", "
             "devices", "bench", "eval", "report"}
 
 
+_FILE_SUFFIXES = (".csv", ".jsonl", ".json", ".tsv", ".onnx", ".yaml", ".yml")
+
+
+def _rel(value: Any, base_dir: Path | None) -> Any:
+    """A file name in a recipe is relative to the recipe's folder (dataset names are left alone)."""
+    if base_dir is None or not isinstance(value, str):
+        return value
+    p = Path(value)
+    if p.is_absolute() or not (p.suffix.lower() in _FILE_SUFFIXES or "/" in value):
+        return value
+    return str(base_dir / p)
+
+
 def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = None) -> Recipe:
     """Validate a recipe document (already parsed YAML) into a :class:`Recipe`."""
     v = _V(source)
@@ -259,7 +276,8 @@ def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = No
     train = []
     for i, item in enumerate(v.seq("train", d["train"]) if d.get("train") else []):
         kind, params = v.single_key(f"train[{i}]", item)
-        train.append(TrainStep(v.enum(f"train[{i}]", kind, TrainKind), dict(params)))
+        params = {k: (_rel(x, base_dir) if k in ("data", "importance") else x) for k, x in params.items()}
+        train.append(TrainStep(v.enum(f"train[{i}]", kind, TrainKind), params))
 
     ex = v.mapping("export", d.get("export") or {}, {"exporter", "opset"})
     exporter = ex.get("exporter", "torch")
@@ -270,14 +288,19 @@ def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = No
     passes = []
     for i, item in enumerate(v.seq("passes", d["passes"]) if d.get("passes") else []):
         kind, params = v.single_key(f"passes[{i}]", item)
-        passes.append(PassStep(v.enum(f"passes[{i}]", kind, PassKind), dict(params)))
+        params = {k: (_rel(x, base_dir) if k in ("importance", "neurons", "calib") else x) for k, x in params.items()}
+        passes.append(PassStep(v.enum(f"passes[{i}]", kind, PassKind), params))
 
-    sw = v.mapping("sweep", d.get("sweep") or {}, {"width", "depth", "precision"})
+    sw = v.mapping("sweep", d.get("sweep") or {}, {"width", "depth", "precision", "options"})
+    opts = v.mapping("sweep.options", sw.get("options") or {}, {p.value for p in Precision} - {"fp32"})
+    for k, o in opts.items():
+        v.mapping(f"sweep.options.{k}", o, set(o) if isinstance(o, dict) else set())
     sweep = SweepSpec(
         width=tuple(v.fraction(f"sweep.width[{i}]", x) for i, x in enumerate(v.seq("sweep.width", sw.get("width", [1.0])))),
         depth=tuple(v.fraction(f"sweep.depth[{i}]", x) for i, x in enumerate(v.seq("sweep.depth", sw.get("depth", [1.0])))),
         precision=tuple(v.enum(f"sweep.precision[{i}]", x, Precision)
                         for i, x in enumerate(v.seq("sweep.precision", sw.get("precision", ["fp32"])))),
+        options={Precision(k): dict(o) for k, o in opts.items()},
     )
     devices = tuple(v.string(f"devices[{i}]", x) for i, x in enumerate(v.seq("devices", d.get("devices", ["x86-host"]))))
 
@@ -296,7 +319,7 @@ def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = No
         split = e.get("split", "test")
         if split not in ("train", "dev", "test"):
             raise v.fail("eval.split", f"expected train, dev or test, got {split!r}")
-        ev = EvalSpec(data=v.string("eval.data", e["data"]), split=split,
+        ev = EvalSpec(data=_rel(v.string("eval.data", e["data"]), base_dir), split=split,
                       max_examples=v.integer("eval.max_examples", e["max_examples"], 1) if e.get("max_examples") else None,
                       max_length=v.integer("eval.max_length", e.get("max_length", 128), 8, 4096))
         if task != "sequence-classification":

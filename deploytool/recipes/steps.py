@@ -72,7 +72,6 @@ def _build(cls, where: str, **kwargs):
 
 
 def train_step(step: TrainStep, src: Path, teacher: Path, tmp: Path, task: str) -> dict[str, str]:
-    from deploytool import train
     from deploytool.train import config as C
 
     where = f"train step '{step.kind.value}'"
@@ -80,18 +79,31 @@ def train_step(step: TrainStep, src: Path, teacher: Path, tmp: Path, task: str) 
     out = tmp / "model"
     if step.kind is TrainKind.FINETUNE:
         cfg = _build(C.TrainConfig, where, model=str(src), output=out, data=data, **rest)
-        result = train.finetune(cfg)
+        from deploytool.train.finetune import finetune
+
+        result = finetune(cfg)
     elif step.kind is TrainKind.IMPORTANCE:
         cfg = _build(C.ImportanceConfig, where, model=src, output=tmp / "importance.json", reorder_output=out,
                      data=data, **rest)
-        result = train.compute_importance(cfg)
+        from deploytool.train.importance import compute_importance
+
+        result = compute_importance(cfg)
+    elif step.kind is TrainKind.DISTILL:
+        from deploytool.train.distill import DistillConfig, distill
+
+        cfg = _build(DistillConfig, where, teacher=src, output=out, data=data, **rest)
+        result = distill(cfg)
     elif step.kind is TrainKind.DYNABERT:
         cfg = _build(C.DynaBertConfig, where, teacher=src, output=out, data=data, **rest)
-        result = train.train_dynabert(cfg)
+        from deploytool.train.dynabert import train_dynabert
+
+        result = train_dynabert(cfg)
     else:
         mode = C.QuantMode.TERNARY if step.kind is TrainKind.TERNARY else C.QuantMode.BINARY
         cfg = _build(C.QATConfig, where, teacher=src, output=out, data=data, mode=mode, **rest)
-        result = train.train_qat(cfg)
+        from deploytool.train.qat import train_qat
+
+        result = train_qat(cfg)
     (tmp / "result.json").write_text(json.dumps(result, indent=1, default=str))
     return {"model": "model", "result": "result.json"}
 
@@ -99,11 +111,19 @@ def train_step(step: TrainStep, src: Path, teacher: Path, tmp: Path, task: str) 
 # ---------------------------------------------------------------------------------------- export
 
 
-def export_step(folder: Path, spec: ExportSpec, task: str, tmp: Path) -> dict[str, str]:
+def export_step(folder: Path, spec: ExportSpec, task: str, tmp: Path, source: str) -> dict[str, str]:
+    from deploytool import onnx_io
     from deploytool.export import ExportConfig, export
 
     cfg = ExportConfig(model=str(folder), task=task, exporter=spec.exporter, opset=spec.opset)
     result = export(cfg, tmp / "model.onnx")
+    # the step folder's absolute path would make the file differ between runs: name the source by
+    # what the recipe says instead (the model and the keys of the steps that made it)
+    proto = onnx_io.load_proto(tmp / "model.onnx")
+    for prop in proto.metadata_props:
+        if prop.key == "deploytool.source":
+            prop.value = source
+    onnx_io.save_proto(proto, tmp / "model.onnx")
     (tmp / "result.json").write_text(json.dumps({"max_abs_diff": result.max_abs_diff, "opset": result.opset,
                                                  "exporter": result.exporter.value, "bytes": result.file_size},
                                                 indent=1))
@@ -178,8 +198,8 @@ def slice_step(src: Path, width: float, depth: float, tmp: Path) -> dict[str, st
     return _run_pass(SliceConfig(width=width, depth=depth), slice_file, src, tmp)
 
 
-def precision_step(prec: Precision, src: Path, tmp: Path) -> dict[str, str]:
-    cfg, fn = _precision_config(prec, {}, f"precision {prec.value}")
+def precision_step(prec: Precision, options: dict[str, Any], src: Path, tmp: Path) -> dict[str, str]:
+    cfg, fn = _precision_config(prec, dict(options), f"sweep.options.{prec.value}")
     return _run_pass(cfg, fn, src, tmp)
 
 
@@ -187,7 +207,7 @@ def precision_step(prec: Precision, src: Path, tmp: Path) -> dict[str, str]:
 
 
 def eval_step(model: Path, tokenizer_dir: Path, spec: EvalSpec, tmp: Path) -> dict[str, str]:
-    from deploytool.train import evaluate
+    from deploytool.train.evaluate import evaluate
     from deploytool.train.config import DataConfig, EvalConfig
 
     cfg = EvalConfig(model=model, tokenizer=tokenizer_dir, split=spec.split,
