@@ -160,7 +160,7 @@ def test_cli_bad_shape_exit_2_one_line_no_output(toy, tmp_path, args, msg):
     assert not out.exists() and not [q for q in tmp_path.iterdir() if q.name.startswith(".")]
 
 
-def test_cli_missing_teacher_folder(tmp_path):
+def test_cli_missing_or_untrained_teacher(toy, tmp_path):
     from click.testing import CliRunner
 
     from deploytool.cli import main
@@ -168,4 +168,12 @@ def test_cli_missing_teacher_folder(tmp_path):
     res = CliRunner().invoke(main, ["distill", "--teacher", str(tmp_path / "nope"), "-o", str(tmp_path / "o")])
     assert res.exit_code == 2
     assert res.stderr.startswith("error: ") and "nope" in res.stderr and "Traceback" not in res.output
+    tiny_classifier_folder(tmp_path / "bare", **TEACHER)  # saved as a classifier: strip it to a bare encoder
+    cfg = tmp_path / "bare" / "config.json"
+    cfg.write_text(cfg.read_text().replace("BertForSequenceClassification", "BertModel"))
+    res = CliRunner().invoke(main, ["distill", "--teacher", str(tmp_path / "bare"), "-o", str(tmp_path / "o"),
+                                    "--data", toy["data"].data])
+    assert res.exit_code == 2
+    assert res.stderr.strip() == (f"error: teacher {tmp_path / 'bare'} has no sequence-classification head "
+                                  f"(BertModel); fine-tune it first (deploytool train)")
     assert not (tmp_path / "o").exists()

@@ -239,6 +239,19 @@ def _remap_teacher(t, gmap, student_layers):
                         scores=[t.scores[g - 1] for g in gmap] if t.scores else [], layers=student_layers)
 
 
+def _require_classifier(folder: Path) -> None:
+    """A teacher without a trained classifier head would teach noise: refuse it before any work."""
+    import json
+
+    try:
+        archs = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError) as e:
+        raise DeployError(f"teacher {folder}: unreadable config.json ({e})") from e
+    if not any("SequenceClassification" in a for a in archs):
+        raise DeployError(f"teacher {folder} has no sequence-classification head ({', '.join(archs) or '?'}); "
+                          f"fine-tune it first (deploytool train)")
+
+
 def distill(cfg: DistillConfig) -> dict:
     """Distil, evaluate student and teacher on dev, save the student HF folder atomically; returns the record."""
     import torch
@@ -257,6 +270,7 @@ def distill(cfg: DistillConfig) -> dict:
     if not isinstance(cfg, DistillConfig):
         raise ConfigError(f"distill: expected a DistillConfig, got {type(cfg).__name__}")
     folder = resolve_folder(cfg.teacher)
+    _require_classifier(folder)
     check_output_folder(cfg.output, inputs=(folder,))
     ds = load_data(cfg.data)
     acc = make_accelerator(cfg.threads, cfg.cpu, cfg.data.seed)
