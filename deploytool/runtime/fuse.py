@@ -81,6 +81,8 @@ def fuse_transformer(src: str | os.PathLike, dst: str | os.PathLike, *, num_head
     hidden = int(hidden_size if hidden_size is not None else meta_hidden)
     if heads < 0 or hidden < 0 or (heads and hidden and hidden % heads):
         raise DeployError(f"fuse: hidden_size {hidden} is not a multiple of num_heads {heads}")
+    if heads == 0:  # per-layer head counts (pruned models): ORT detects each layer's own from its shapes
+        hidden = 0
     before = len(proto.graph.node)
     props = [(p.key, p.value) for p in proto.metadata_props]
     ort_logger = logging.getLogger("onnxruntime.transformers")
