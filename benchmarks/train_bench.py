@@ -8,7 +8,9 @@ QAT >= 97%, binary >= 96%; exported + sliced / packed ONNX accuracy within 0.2 p
 
 Schedules (examples = first N of the seeded shuffled training split, 10,246 in all):
 - smoke: a few dozen examples; checks the pipeline runs end to end (accuracy meaningless).
-- demo: fits in about 15 minutes on 2 cores; the numbers in the report are from this one.
+- demo: 2,000 teacher examples, 640 per DynaBERT stage, 1,280 per QAT run, one epoch each; measured
+  1,094 s wall-clock with 1 torch thread on the shared 2-core machine at load average ~10 (2 threads
+  were 5x slower per step under that load); the numbers in the report are from this one.
 - full: for bigger machines (a GPU through accelerate, or many cores): 3 epochs on all data per
   stage, every sub-network every step, as in the DynaBERT / TernaryBERT papers.
 """
