@@ -1,0 +1,40 @@
+"""The curated public API: lazy, complete, and one verb for every pass."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import deploytool as dt
+from deploytool.runtime.infer import run_onnx
+from deploytool.testing.tiny import fixed_inputs
+
+
+def test_import_is_light():
+    code = ("import sys, deploytool, deploytool.passes, deploytool.graph, deploytool.inspect; "
+            "print('torch' in sys.modules, 'onnxruntime' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_every_public_name_resolves():
+    for name in dt.__all__:
+        assert getattr(dt, name) is not None, name
+
+
+def test_transform_dispatches_on_the_config(tiny_onnx, tmp_path):
+    src = tiny_onnx("bert", "torch", layers=2)
+    feeds = fixed_inputs()
+    r = dt.transform(src, tmp_path / "s.onnx", dt.SliceConfig(width=0.5, depth=1.0))
+    info = dt.inspect_model(tmp_path / "s.onnx").to_dict()
+    assert info["heads_per_layer"] == [2, 2] and info["ffn_per_layer"] == [32, 32]
+    assert r.stats
+    dt.transform(src, tmp_path / "r.onnx", dt.ReorderConfig())
+    a = run_onnx(src, feeds)["last_hidden_state"]
+    b = run_onnx(tmp_path / "r.onnx", feeds)["last_hidden_state"]
+    assert np.abs(a - b).max() < 1e-4
+    with pytest.raises(TypeError, match="transform\\(\\) takes one of"):
+        dt.transform(src, tmp_path / "x.onnx", object())
