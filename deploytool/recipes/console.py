@@ -28,6 +28,8 @@ def step_printer(stream: IO[str]):
 
 def print_headline(result, stream: IO[str] | None = None) -> None:
     console = Console(file=stream, highlight=False)
+    if not console.is_terminal:  # a log file or pipe: don't squeeze the table into 80 columns
+        console = Console(file=stream, highlight=False, width=140)
     rows = result.headline
     if rows:
         table = Table(title=f"{result.recipe}: device latency in ms (p90; ~ projected from this host, ok/over the "
