@@ -13,7 +13,7 @@ _SHORT_EP = {"CPUExecutionProvider": "CPU", "QNNExecutionProvider": "QNN", "Xnnp
 def format_bytes(n: int | None) -> str:
     if n is None:
         return "-"
-    for unit, k in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+    for unit, k in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):  # binary units, as inspect prints
         if n >= k:
             return f"{n / k:.1f} {unit}"
     return f"{n} B"
