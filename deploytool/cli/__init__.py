@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
@@ -82,6 +83,12 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # `deploytool inspect m.onnx | head`: the reader left, not our bug
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except OSError:
+                pass
+            sys.exit(141)  # 128 + SIGPIPE, as a shell tool
         except Exception as e:  # a bug in deploytool: still one line, but say it is ours
             cause = _deploy_cause(e)
             if cause is not None and not (ctx.obj and ctx.obj.get("debug")):
