@@ -46,6 +46,10 @@ def format_table(report: BenchReport) -> str:
     out.append(f"batch {cfg.batch}, {cfg.session_spec.intra_op_threads} thread(s), {cfg.warmup} warm-up + {cfg.runs} "
                f"runs{' interleaved' if report.worker.get('interleaved') else ''}; onnxruntime {report.onnxruntime} "
                f"on {host.get('cpu_model')} ({host.get('arch')}); ratio = p50 / p50 of {report.results[0].name}")
+    threads, usable = cfg.session_spec.intra_op_threads, host.get("usable_cores")
+    if isinstance(usable, int) and threads > usable:  # e.g. a 4-thread phone profile on a 2-core host
+        out.append(f"note: {threads} intra-op threads on {usable} usable cores: oversubscribed, latencies are "
+                   f"inflated (--threads {usable} overrides the profile's)")
     seen = set()
     for m in report.models:
         for s in m["session"]["skipped"]:
