@@ -509,7 +509,7 @@ class _Finder:
                 raise StructureError(f"node '{_name(c)}' ({c.op_type}): the {what} result is not added to the "
                                      f"normalised layer input (pre-LayerNorm blocks are not supported)")
             return c.outputs[0]
-        if c.op_type != "Add" or residual not in tuple(c.inputs):
+        if c.op_type not in ("Add", "Sum") or len(c.inputs) != 2 or residual not in tuple(c.inputs):  # Sum: int8
             raise StructureError(f"node '{_name(c)}' ({c.op_type}): the {what} result is not added to the "
                                  f"normalised layer input (pre-LayerNorm blocks, as in GPT-style decoders, are not "
                                  f"supported)")

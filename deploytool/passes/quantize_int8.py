@@ -59,7 +59,8 @@ class Int8Config:
     calib_samples: int = 64
     calib_seq_len: int = 128
     tokenizer: str | None = None  # tokenizer.json or a folder holding it (static); default: metadata source
-    fusion: Fusion = Fusion.NONE  # measured: fused attention kernels are slower at seq 128 (benchmarks/pack_bench.py)
+    fusion: Fusion = Fusion.NONE  # measured: fused attention kernels are slower at seq 128 (benchmarks/int8_bench.py)
+    skip_layernorm: bool = False  # let ORT fuse residual Add + LayerNormalization into SkipLayerNormalization
     num_heads: int = 0  # 0: from metadata / detected by ORT
     hidden_size: int = 0
 
@@ -96,6 +97,8 @@ def _fuse(proto, config: Int8Config, model: ir.Model):
     hidden = config.hidden_size or int(_meta(model, "hidden_size") or 0)
     options = FusionOptions("bert")
     options.use_multi_head_attention = config.fusion is Fusion.MHA
+    options.enable_skip_layer_norm = config.skip_layernorm
+    options.enable_bias_skip_layer_norm = config.skip_layernorm
     ort_logger = logging.getLogger("onnxruntime.transformers")
     level = ort_logger.level
     ort_logger.setLevel(logging.ERROR)
@@ -209,7 +212,10 @@ class Int8QuantizePass(DeployPass):
                 raise DeployError(f"int8: onnxruntime.quantization failed ({type(e).__name__}: {e})") from e
             finally:
                 root.setLevel(root_level)
-            out = ir.serde.deserialize_model(onnx.load(str(dst)))
+            qproto = onnx.load(str(dst))
+        if not cfg.skip_layernorm:
+            stats["residual_add_as_sum"] = residual_adds_to_sum(qproto)
+        out = ir.serde.deserialize_model(qproto)
         counts: dict[str, int] = {}
         for n in out.graph.all_nodes():
             if n.op_type in _QUANT_OPS:
@@ -221,6 +227,34 @@ class Int8QuantizePass(DeployPass):
             skipped.append(Skip("MatMul", f"{left} MatMul/Gemm with constant weights left in fp32 by ORT's quantizer"))
         _swap_in(model, out)
         return DeployPassResult(model, modified=True, stats=stats, skipped=skipped)
+
+
+def residual_adds_to_sum(proto) -> int:
+    """Write each residual ``Add`` (two computed inputs) that feeds a ``LayerNormalization`` as ``Sum``.
+
+    The result is the same (``Sum`` of two tensors is ``Add``, with the same broadcasting), but ORT's
+    ``SkipLayerNormFusion`` only matches ``Add``, so the pair stays ``Add`` + ``LayerNormalization``
+    instead of becoming ``com.microsoft.SkipLayerNormalization``, whose CPU kernel (ORT 1.32) was
+    measured ~5x slower than the pair: 250 vs 47 us at [1, 128, 384], 1 thread (AVX512-VNNI host,
+    benchmarks/int8_bench.py). Returns how many were rewritten (``proto`` changed in place).
+    """
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 8:  # Sum broadcasts like Add from opset 8 on
+        return 0
+    produced = {o: n for n in proto.graph.node for o in n.output}
+    constant = {i.name for i in proto.graph.initializer}
+    constant |= {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
+    count = 0
+    for node in proto.graph.node:
+        if node.op_type != "LayerNormalization" or node.domain not in ("", "ai.onnx") or not node.input:
+            continue
+        add = produced.get(node.input[0])
+        if (add is None or add.op_type != "Add" or add.domain not in ("", "ai.onnx") or len(add.input) != 2
+                or any(i in constant for i in add.input)):
+            continue
+        add.op_type = "Sum"
+        count += 1
+    return count
 
 
 def _swap_in(model: ir.Model, new: ir.Model) -> None:
