@@ -79,15 +79,39 @@ def test_report_json_rows(report_dir, bench_json):
     pi = next(r for r in rows if r["device"] == "raspberry-pi-4" and r["model"] == "w1_d1_fp32" and r["seq_len"] == 16)
     assert pi["projected_ms"] > full["projected_ms"]
     assert data["cost_model_host_errors"] and data["schema"] == "deploytool.report/1"
+    # fields added for the grouped report (the old ones above are unchanged)
+    assert half["variant"] == "w0.5-d1" and half["width"] == 0.5 and half["depth"] == 1.0
+    assert all(isinstance(r["budget_failed"], list) for r in rows)
+    assert all((r["budget_failed"] == []) == (r["budget_pass"] is True) for r in rows)
+    summary = {s["device"]: s for s in data["summary"]}
+    assert set(summary) == set(PROFILES)
+    for s in summary.values():  # all six variants fit these budgets: the most accurate one wins
+        assert s["fits"] and s["model"] == "w1_d1_fp32" and s["accuracy"] == 90.0 and s["fitting"] == 6
+    assert summary["kirin990"]["latency"] == "projected" and summary["x86-host"]["latency"] == "measured"
+    assert data["runs"][0]["onnxruntime"] and data["runs"][0]["created_utc"]
+    assert data["devices"]["kirin990"]["ep_preference"][0] == "XNNPACK"
 
 
 def test_report_markdown_and_html(report_dir):
     md = (report_dir / "report.md").read_text()
-    assert "| device | SoC | core | EP ran |" in md and "kirin990" in md and "projected" in md
+    # summary first, then plots, then one section + table per device, then notes
+    order = [md.index(h) for h in ("## Summary", "## Plots", "## x86-host:", "## kirin990: HiSilicon Kirin 990",
+                                   "## raspberry-pi-4:", "## Notes")]
+    assert order == sorted(order)
+    assert "| device | best fit | precision | accuracy % | device p90 ms |" in md
+    assert "| x86-host | **w1_d1_fp32** | fp32 | 90.0 |" in md and "(projected)" in md
+    assert "onnxruntime" in md and "Device latency is PROJECTED" in md
+    kirin = md[md.index("## kirin990:"):md.index("## raspberry-pi-4:")]
+    assert "- **Execution provider**: asked for XNNPACK, ran CPU (fell back)" in kirin
+    assert "| model | precision | width / depth |" in kirin and "device p90 ms (PROJECTED) @16" in kirin
+    assert kirin.count("| w") == 6 and "| w0.5_d1_int8 | int8 | 0.5 / 1 |" in kirin
+    # the per-row repetition is gone: SoC and EP are in the header, not on the rows
+    assert not any("HiSilicon" in ln or "XNNPACK" in ln for ln in kirin.splitlines() if ln.startswith("| w"))
     assert "![latency_accuracy](latency_accuracy.png)" in md
     assert (report_dir / "latency_accuracy.png").read_bytes()[:4] == b"\x89PNG"
     html = (report_dir / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 2 and 'id="device-table"' in html
+    assert html.count("data:image/png;base64,") == 2 and html.count("<table class='device-table'") == 3
+    assert "id='summary-table'" in html
     assert "src=\"http" not in html and "<link" not in html  # self-contained
 
 
@@ -108,10 +132,24 @@ def test_report_html_renders_in_headless_chromium(report_dir):
                           capture_output=True, text=True, timeout=120)
     dom = proc.stdout
     assert proc.returncode == 0, proc.stderr[-500:]
-    assert dom.count("<tr>") == 1 + 6 * 2 * len(PROFILES)  # header + rows
-    assert 'data-plots="2"' in dom
+    assert 'data-plots="2"' in dom and 'data-device-tables="3"' in dom  # counted by the page's own script
     assert dom.count('data-rendered="yes"') == 2  # both PNG plots decoded with a real size
-    assert "PASS" in dom or "FAIL" in dom
+    # reading order: summary, plots, one section per device, notes
+    order = [dom.index(x) for x in ('id="summary"', 'id="plots"', 'id="device-x86-host"', 'id="device-kirin990"',
+                                    'id="device-raspberry-pi-4"', 'id="notes"')]
+    assert order == sorted(order)
+    summary = dom[order[0]:order[1]]
+    assert summary.count('<tr class="fits"') == len(PROFILES) and "<b>w1_d1_fp32</b>" in summary
+    assert "Device latency is PROJECTED" in dom[:order[0]] and "onnxruntime" in dom[:order[0]]
+    for i, dev in enumerate(PROFILES):
+        sec = dom[order[2 + i]:order[3 + i]]
+        assert sec.count('<table class="device-table"') == 1 and f'data-device="{dev}"' in sec
+        assert sec.count('<tr class="row') == 6  # one row per variant, both lengths side by side
+        assert "seq 8" in sec and "seq 16" in sec and sec.count('class="row best"') == 1
+        assert ("PROJECTED" in sec) == (dev != "x86-host")
+    kirin = dom[order[3]:order[4]]
+    assert kirin.count("XnnpackExecutionProvider") == 1  # the EP fallback is stated once, in the header
+    assert "PASS" in dom
 
 
 def _err_line(r) -> str:

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import platform
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,11 @@ class ReportRow:
     budget_pass: bool | None
     budget_why: str
     cost_model_error: float | None = None  # (projected - measured)/measured where the device is the host
+    # added for the grouped report (JSON rows only gain fields):
+    variant: str = ""  # DynaBERT sub-network, e.g. "w0.5-d1" (from the file name, else from arch)
+    width: float | None = None  # kept fraction of heads/FFN
+    depth: float | None = None  # kept fraction of layers
+    budget_failed: list[str] = dataclasses.field(default_factory=list)  # "latency" | "memory" | "size"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -297,11 +303,65 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     biggest = max((r.params for r in rows if r.params), default=None)
     for r in rows:
         r.param_fraction = r.params / biggest if (r.params and biggest) else None
+        r.budget_failed = _failed(r)
+    _variants(rows)
     fp16_notes = _fp16_statements(rows, profiles)
+    devices = {p.name: _device_facts(p, is_host=any(_is_host(p, rep.get("host", {})) for rep in reports))
+               for p in profiles}
+    runs = [{"cpu_model": str(rep.get("host", {}).get("cpu_model", "?")), "arch": rep.get("host", {}).get("arch"),
+             "usable_cores": rep.get("host", {}).get("usable_cores"),
+             "onnxruntime": rep.get("onnxruntime") or rep.get("host", {}).get("onnxruntime"),
+             "created_utc": rep.get("created_utc"), "threads": rep["config"].get("threads"),
+             "runs": rep["config"].get("runs")} for rep in reports]
     info = {"hosts": hosts, "fp16": fp16_notes, "calibration": calibration if config.calibrate else {},
             "host_calibration_factors": calibration, "cost_model_host_errors": host_errors,
-            "profiles": [p.name for p in profiles]}
+            "profiles": [p.name for p in profiles], "runs": runs, "devices": devices}
     return rows, info
+
+
+def _device_facts(prof: Profile, *, is_host: bool) -> dict[str, Any]:
+    """What the report's device header shows once instead of on every row."""
+    cores = " + ".join(f"{c.count}x {c.core} @ {c.max_ghz:g} GHz" for c in prof.cpu)
+    return {"soc": prof.soc, "core": prof.core, "arch": prof.arch.value, "cores": cores, "threads": prof.threads,
+            "memory_gb": prof.memory_gb, "is_host": is_host,
+            "ep_preference": [ep.name for ep in prof.execution_providers],
+            "budgets": {"p90_latency_ms": {int(k): v for k, v in prof.budgets.p90_latency_ms.items()},
+                        "peak_memory_mb": prof.budgets.peak_memory_mb,
+                        "model_size_mb": prof.budgets.model_size_mb},
+            "description": prof.description}
+
+
+def _failed(r: ReportRow) -> list[str]:
+    """Which budgets a row breaks (the same comparisons as :func:`_budget`)."""
+    out = []
+    if r.budget_ms is not None and r.device_latency_ms is not None and r.device_latency_ms > r.budget_ms:
+        out.append("latency")
+    if r.budget_memory_mb is not None and (r.peak_memory_mb or 0) > r.budget_memory_mb:
+        out.append("memory")
+    if r.budget_size_mb is not None and (r.size_mb or 0) > r.budget_size_mb:
+        out.append("size")
+    return out
+
+
+_WD = re.compile(r"(?:^|[-_.])w(\d*\.?\d+)[-_]d(\d*\.?\d+)(?=$|[-_.])")
+_ARCH = re.compile(r"^L(\d+) H(\d+)")
+
+
+def _variants(rows: Sequence[ReportRow]) -> None:
+    """Width/depth of each row: from the name (``...-w0.5-d1-int8``), else from its layers and heads
+    relative to the largest model in the report."""
+    archs = {id(r): _ARCH.match(r.arch) for r in rows}
+    top_l = max((int(m.group(1)) for m in archs.values() if m), default=0)
+    top_h = max((int(m.group(2)) for m in archs.values() if m), default=0)
+    for r in rows:
+        m = _WD.search(Path(r.model_path).stem) or _WD.search(r.model)
+        if m:
+            r.width, r.depth = float(m.group(1)), float(m.group(2))
+        elif archs[id(r)] and top_l and top_h:
+            a = archs[id(r)]
+            r.width, r.depth = round(int(a.group(2)) / top_h, 3), round(int(a.group(1)) / top_l, 3)
+        if r.width is not None and r.depth is not None:
+            r.variant = f"w{r.width:g}-d{r.depth:g}"
 
 
 DEVICE_ROWS_KIND = "deploytool.device_rows"  # rows from other measurements (e.g. ``deploytool qnn``)

@@ -1,0 +1,128 @@
+"""The report's structure: rows grouped per device and per model variant, and the per-device verdict.
+
+A variant (one model file) FITS a device when each of its rows on that device that has a budget is
+within it (p90 latency at that sequence length, peak memory, model size): a model shipped to a phone
+meets short and long inputs alike. Among the variants that fit, the best has the largest accuracy,
+then the lowest device latency at the longest measured length (the rule of ``deploytool fit``).
+Without any accuracy figure the ranking uses the same PROXY as ``fit`` (kept-parameter fraction,
+then precision) and says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from deploytool.report.rows import ReportRow
+
+__all__ = ["DeviceSummary", "Variant", "PRECISION_ORDER", "group_variants", "summarize"]
+
+PRECISION_ORDER = ("fp32", "fp16", "int8", "ternary", "binary")
+_PRECISION_RANK = {"fp32": 4, "fp16": 4, "int8": 3, "ternary": 2, "binary": 1}
+_FAILED_WORD = {"latency": "p90 latency", "memory": "peak memory", "size": "model size"}
+
+
+@dataclasses.dataclass
+class Variant:
+    """One model on one device: its rows by sequence length."""
+
+    device: str
+    model: str
+    model_path: str
+    by_seq: dict[int, ReportRow]
+
+    @property
+    def first(self) -> ReportRow:
+        return self.by_seq[min(self.by_seq)]
+
+    @property
+    def longest(self) -> ReportRow:
+        return self.by_seq[max(self.by_seq)]
+
+    @property
+    def budgeted(self) -> list[ReportRow]:
+        return [r for r in self.by_seq.values() if r.budget_pass is not None]
+
+    @property
+    def fits(self) -> bool | None:
+        """True/False over the budgeted rows; None where no row has a budget."""
+        b = self.budgeted
+        return all(r.budget_pass for r in b) if b else None
+
+    def failures(self) -> list[tuple[int, str]]:
+        """(seq_len, budget kind) of each broken budget."""
+        return [(s, k) for s, r in sorted(self.by_seq.items()) if r.budget_pass is False
+                for k in (r.budget_failed or ["budget"])]
+
+    def sort_key(self) -> tuple:
+        r = self.first
+        prec = PRECISION_ORDER.index(r.precision) if r.precision in PRECISION_ORDER else len(PRECISION_ORDER)
+        return (prec, -(r.width or 0), -(r.depth or 0), r.model)
+
+
+@dataclasses.dataclass
+class DeviceSummary:
+    device: str
+    variants: list[Variant]  # sorted: precision, then width, then depth (largest first)
+    best: Variant | None
+    proxy: bool  # ranked by the accuracy proxy (no accuracy figures)
+    verdict: str  # one line: the pick, or "none fits" and why
+    seq_lens: list[int]
+
+    @property
+    def fitting(self) -> list[Variant]:
+        return [v for v in self.variants if v.fits]
+
+
+def group_variants(rows: Sequence[ReportRow]) -> dict[str, list[Variant]]:
+    """device -> its variants (one per model file and EP), in report order (precision, width, depth)."""
+    out: dict[str, dict[tuple[str, str], Variant]] = {}
+    for r in rows:
+        dev = out.setdefault(r.device, {})
+        # the same file run by another EP (e.g. QNN rows beside the CPU ones) is another deployment
+        v = dev.setdefault((r.model_path, r.ep_ran), Variant(r.device, r.model, r.model_path, {}))
+        v.by_seq.setdefault(r.seq_len, r)
+    return {d: sorted(vs.values(), key=Variant.sort_key) for d, vs in out.items()}
+
+
+def _rank(v: Variant, proxy: bool) -> tuple:
+    r = v.longest
+    lat = r.device_latency_ms if r.device_latency_ms is not None else float("inf")
+    if proxy:
+        return (-(r.param_fraction or 0), -_PRECISION_RANK.get(r.precision, 0), lat)
+    return (-(r.accuracy if r.accuracy is not None else float("-inf")), lat)
+
+
+def _why_none(variants: Sequence[Variant]) -> str:
+    budgeted = [v for v in variants if v.fits is not None]
+    if not budgeted:
+        return "no budget for the measured sequence lengths"
+    kinds: dict[tuple[int, str], int] = {}
+    for v in budgeted:
+        # the size of a file does not depend on the sequence length: count it once
+        for key in dict.fromkeys((0 if k == "size" else s, k) for s, k in v.failures()):
+            kinds[key] = kinds.get(key, 0) + 1
+    parts = [f"{n} of {len(budgeted)} over the {_FAILED_WORD.get(k, k)} budget" + (f" at seq {s}" if s else "")
+             for (s, k), n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))]
+    # the closest miss: the variant with the fewest broken budgets, then the lowest latency
+    near = min(budgeted, key=lambda v: (len(v.failures()), v.longest.device_latency_ms or float("inf")))
+    miss = "; ".join(f"seq {s}: {c}" for s, r in sorted(near.by_seq.items()) if r.budget_pass is False
+                     for c in r.budget_why.split("; ") if " > " in c)
+    return f"none fits: {', '.join(parts[:3])} (closest: {near.model}: {miss})"
+
+
+def summarize(rows: Sequence[ReportRow]) -> list[DeviceSummary]:
+    """One summary per device, in the order the devices first appear in ``rows``."""
+    out = []
+    for dev, variants in group_variants(rows).items():
+        proxy = not any(r.accuracy is not None for v in variants for r in v.by_seq.values())
+        fitting = [v for v in variants if v.fits]
+        best = min(fitting, key=lambda v: _rank(v, proxy)) if fitting else None
+        seqs = sorted({s for v in variants for s in v.by_seq})
+        if best is None:
+            verdict = _why_none(variants)
+        else:
+            verdict = (f"{best.model}: {len(fitting)} of {len(variants)} variants fit; best by "
+                       + ("accuracy PROXY (kept parameters, then precision)" if proxy else "accuracy, then latency"))
+        out.append(DeviceSummary(dev, variants, best, proxy, verdict, seqs))
+    return out

@@ -1,0 +1,99 @@
+"""The report's per-device verdict (deploytool.report.summary) and its rendering, on hand-made rows:
+which variant is picked, that a variant must fit at every length, and what "none fits" says."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from deploytool.report.render import _summary_records, render_html, render_markdown
+from deploytool.report.rows import ReportRow, _failed, _variants
+from deploytool.report.summary import group_variants, summarize
+
+
+def row(model: str, seq: int, lat: float, *, acc: float | None = 80.0, device: str = "kirin990", size: float = 10.0,
+        budget: float = 50.0, size_budget: float = 60.0, precision: str = "int8", arch: str = "L6 H12 F1536",
+        params: int = 100) -> ReportRow:
+    r = ReportRow(
+        device=device, soc="SoC", core="cortex-a76", model=model, model_path=f"/m/{model}.onnx", precision=precision,
+        arch=arch, params=params, param_fraction=params / 100, seq_len=seq, threads=1, ep_requested="XNNPACK",
+        ep_ran="CPU", ep_note="XnnpackExecutionProvider: not in this build", measured_on="host", p50_ms=lat / 3,
+        p90_ms=lat / 2, peak_memory_mb=100.0, size_mb=size, accuracy=acc, projected_ms=lat, projected_label="projected",
+        device_latency_ms=lat, device_latency_source="projected", budget_ms=budget, budget_memory_mb=300.0,
+        budget_size_mb=size_budget, budget_pass=None, budget_why="")
+    r.budget_failed = _failed(r)
+    r.budget_pass = not r.budget_failed
+    r.budget_why = "; ".join([f"projected {lat:.2f} ms {'>' if lat > budget else '<='} {budget:g} ms",
+                              f"size {size:.1f} MB {'>' if size > size_budget else '<='} {size_budget:g} MB"])
+    return r
+
+
+def test_best_is_most_accurate_then_fastest_and_must_fit_every_length():
+    rows = [
+        row("q-w1-d1-fp32", 8, 5, acc=81, size=87), row("q-w1-d1-fp32", 128, 40, acc=81, size=87),  # too big
+        row("q-w1-d1-int8", 8, 60, acc=80), row("q-w1-d1-int8", 128, 45, acc=80),  # over at seq 8 only
+        row("q-w0.75-d1-int8", 8, 4, acc=79), row("q-w0.75-d1-int8", 128, 30, acc=79),
+        row("q-w0.5-d1-int8", 8, 3, acc=79), row("q-w0.5-d1-int8", 128, 20, acc=79),  # same accuracy, faster
+        row("q-w0.5-d0.5-int8", 8, 2, acc=60), row("q-w0.5-d0.5-int8", 128, 10, acc=60),
+    ]
+    _variants(rows)
+    (s,) = summarize(rows)
+    assert s.best is not None and s.best.model == "q-w0.5-d1-int8"
+    assert [v.model for v in s.fitting] == ["q-w0.75-d1-int8", "q-w0.5-d1-int8", "q-w0.5-d0.5-int8"]
+    assert not s.proxy and "3 of 5 variants fit" in s.verdict
+    by = {v.model: v for v in s.variants}
+    assert by["q-w1-d1-int8"].fits is False and by["q-w1-d1-int8"].failures() == [(8, "latency")]
+    assert by["q-w1-d1-fp32"].failures() == [(8, "size"), (128, "size")]
+
+
+def test_none_fits_names_the_budgets_and_the_closest_miss():
+    rows = [row(f"q-w{w}-d1-int8", s, lat * w, acc=80 - 10 * (1 - w), budget=5.0)
+            for w in (1, 0.5) for s, lat in ((8, 8.0), (128, 30.0))]
+    rows += [row("q-w1-d1-fp32", s, 50.0, size=90.0, budget=5.0) for s in (8, 128)]
+    (s,) = summarize(rows)
+    assert s.best is None and s.verdict.startswith("none fits: ")
+    assert "3 of 3 over the p90 latency budget at seq 128, 2 of 3 over the p90 latency budget at seq 8" in s.verdict
+    assert "1 of 3 over the model size budget" in s.verdict and "size budget at seq" not in s.verdict
+    assert "closest: q-w0.5-d1-int8: seq 8: projected 4.00 ms" not in s.verdict  # 4 ms fits the 5 ms budget
+    assert "closest: q-w0.5-d1-int8: seq 128: projected 15.00 ms > 5 ms" in s.verdict
+    info = {"summary": _summary_records([s], {}, rows), "hosts": ["host"], "profiles": ["kirin990"]}
+    md = render_markdown(rows, info, "t", ["latency_accuracy.png"], [s])
+    assert "| kirin990 | none fits: " in md and "0 of 3 |" in md
+    html = render_html(rows, info, "t", {}, [s])
+    assert "class='nofit' data-device='kirin990'" in html and "none fits: " in html
+    assert "FAIL latency+size" in html  # the fp32 row breaks both, named in its budget cell
+
+
+def test_without_accuracy_the_proxy_ranks_and_says_so():
+    rows = [row("a-w1-d1-int8", 8, 5, acc=None, params=100), row("a-w0.5-d1-int8", 8, 3, acc=None, params=60),
+            row("a-w1-d1-ternary", 8, 2, acc=None, params=100, precision="ternary")]
+    (s,) = summarize(rows)
+    assert s.proxy and s.best.model == "a-w1-d1-int8" and "PROXY" in s.verdict
+
+
+def test_variants_sorted_by_precision_width_depth_and_named_from_file_or_arch():
+    rows = [row("x_w0.5_d1_int8", 8, 1), row("x_w1_d0.5_fp32", 8, 1, precision="fp32"),
+            row("x_w1_d1_int8", 8, 1), row("plain", 8, 1, arch="L3 H6 F768", precision="ternary")]
+    _variants(rows)
+    by = {r.model: r for r in rows}
+    half = by["x_w0.5_d1_int8"]
+    assert (half.width, half.depth, half.variant) == (0.5, 1.0, "w0.5-d1")
+    assert by["plain"].variant == "w0.5-d0.5"  # L3 H6 against the largest L6 H12 in the report
+    order = [v.model for v in group_variants(rows)["kirin990"]]
+    assert order == ["x_w1_d0.5_fp32", "x_w1_d1_int8", "x_w0.5_d1_int8", "plain"]
+
+
+def test_same_file_by_another_ep_is_its_own_variant():
+    cpu = row("m", 16, 5)
+    npu = dataclasses.replace(cpu, ep_ran="QNN (HTP v75, EMULATED)", device_latency_ms=None, budget_failed=[])
+    (s,) = summarize([cpu, npu])
+    assert len(s.variants) == 2
+
+
+@pytest.mark.parametrize("name, expected", [("quickstart-w0.75-d0.5-int8", (0.75, 0.5)), ("w1_d1_fp32", (1.0, 1.0)),
+                                            ("draw1-d2", None)])
+def test_width_depth_from_the_file_name(name, expected):
+    r = row(name, 8, 1, arch="-")
+    _variants([r])
+    assert ((r.width, r.depth) if r.width is not None else None) == expected
