@@ -671,13 +671,12 @@ def render_html(rows: Sequence[ReportRow], info: dict[str, Any], title: str, ima
         for n, b in images.items())
     notes = "".join(f"<li>{e(n)}</li>" for n in _notes(rows, info))
     devices = "\n".join(_device_html(d, info, rows) for d in summaries)
-    generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
 <style>{_CSS}</style></head>
 <body>
 <h1>{e(title)}</h1>
-<p class="meta">{e(_run_facts(info))} Report generated {generated}.</p>
+<p class="meta">{e(_run_facts(info))}</p>
 <p class="callout" id="projection-note">{e(_projection_note(summaries, info, rows))}</p>
 <section id="summary"><h2>Summary</h2>
 <p>Best variant per device that fits ALL its budgets (p90 latency at every measured sequence length, peak memory,
