@@ -16,10 +16,20 @@ quantizes the export as it is. Fused graphs need ``DefaultTensorType=FLOAT`` (FA
 ``quant_pre_process`` is not used (it fails on these exports and leaves temp files behind).
 onnxruntime is imported lazily inside the functions.
 
-Measured (benchmarks/pack_bench.py, MiniLM, 1 thread, AVX512-VNNI host without AMX, interleaved
-with optimum's ORTQuantizer avx512_vnni output): ``none`` is on par with optimum at seq 128 and
-faster at seq 8; ``attention``/``mha`` are faster at seq 8 but ~1.2x slower at seq 128 (ORT's fused
-attention kernels), hence the default ``none``. Sentence-embedding cosine to fp32 ~0.989.
+Residual ``Add`` -> ``LayerNormalization`` pairs are written as ``Sum`` -> ``LayerNormalization``
+(``skip_layernorm=False``, the default; fused graphs are built without SkipLayerNormalization too):
+ORT would otherwise fuse them into ``SkipLayerNormalization``, whose CPU kernel (ORT 1.32) costs
+250 us at [1, 128, 384] against 43 us for Sum + LayerNormalization (same result within 4e-6).
+optimum's file and our previous default both ran 6 of them at seq 128; without them ours is the
+faster file there (with them it was on par or slower).
+
+Measured (benchmarks/int8_bench.py, MiniLM, batch 1, 1 thread, AMD EPYC AVX512-VNNI without AMX,
+shared host at load ~6, interleaved with optimum's ORTQuantizer avx512_vnni output, paired ratio,
+two rounds): default 0.85 / 0.82 at seq 8 and 0.89 / 0.94 at seq 128 (0.98 / 1.04 with
+``skip_layernorm=True``); ``attention`` fusion 0.79 / 0.78 and 0.91 / 0.96; sentence-embedding
+cosine to fp32 0.989 (optimum 0.986). The weight GEMMs (~60% at seq 128) run the same MLAS kernel
+in both files; optimum's int8 attention-score MatMuls buy nothing measurable (its file with only the
+Sum rewrite runs at our speed) and cost accuracy, so ours keep them in fp32 (``MatMulConstBOnly``).
 """
 
 from __future__ import annotations
