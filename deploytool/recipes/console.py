@@ -39,6 +39,10 @@ def print_headline(result, stream: IO[str] | None = None) -> None:
         for row in rows:
             table.add_row(*("" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v)) for v in row.values()))
         console.print(table)
+    if result.picks:
+        console.print("[bold]best variant per device[/bold] (fits every budget; largest accuracy, then lowest latency):")
+        for line in result.picks:
+            console.print(f"  {line}")
     if result.report_dir:
         console.print(f"report: {result.report_dir / 'report.html'}")
     cached = sum(s.cached for s in result.steps)

@@ -61,6 +61,7 @@ class RunResult:
     report_dir: Path | None
     headline: list[dict[str, Any]]
     seconds: float
+    picks: list[str] = dataclasses.field(default_factory=list)  # best variant per device
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +73,7 @@ class RunResult:
                           "path": str(v.path)} for v in self.variants],
             "report_dir": str(self.report_dir) if self.report_dir else None,
             "headline": self.headline,
+            "picks": self.picks,
         }
 
 
@@ -199,8 +201,9 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
 
     # 9. report (always rewritten: cheap, and it reflects this run)
     report_dir = out / "report"
-    headline = S.report_step(rec, variants, bench_file, accuracy_file, report_dir)
-    result = RunResult(rec.name, out, r.records, variants, report_dir, headline, time.perf_counter() - t_start)
+    headline, picks = S.report_step(rec, variants, bench_file, accuracy_file, report_dir)
+    result = RunResult(rec.name, out, r.records, variants, report_dir, headline, time.perf_counter() - t_start,
+                       picks)
     from deploytool.onnx_io import atomic_write
 
     with atomic_write(out / "run.json") as f:

@@ -253,8 +253,10 @@ def bench_step(variants, bench: BenchSpec, tmp: Path) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------- report
 
 
-def report_step(recipe, variants, bench_file: Path, accuracy_file: Path | None, out_dir: Path) -> list[dict]:
-    """Write the device report; return the headline rows (largest sequence length, one per device x variant)."""
+def report_step(recipe, variants, bench_file: Path, accuracy_file: Path | None,
+                out_dir: Path) -> tuple[list[dict], list[str]]:
+    """Write the device report; return the headline rows (one per variant, a column per device, at the
+    largest sequence length) and one line per device naming the best variant that fits its budgets."""
     from deploytool.report import ReportConfig, build_report
 
     cfg = ReportConfig(results=(bench_file,), out_dir=out_dir,
@@ -274,4 +276,5 @@ def report_step(recipe, variants, bench_file: Path, accuracy_file: Path | None, 
         mark = "" if r.budget_pass is None else (" ok" if r.budget_pass else " over")
         kind = "" if r.device_latency_source.startswith("measured") else "~"
         row[r.device] = f"{kind}{r.device_latency_ms:.2f}{mark}" if r.device_latency_ms is not None else "n/a"
-    return list(table.values())
+    picks = [f"{d['device']}: {d['verdict_short']}" for d in result.info.get("summary", [])]
+    return list(table.values()), picks
