@@ -74,9 +74,29 @@ def test_load_recipe_errors(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_recipes_validate(path):
+    from deploytool.recipes.runner import check_recipe
+
     r = load_recipe(path)
     assert r.name
     assert yaml.safe_load(path.read_text())["schema_version"] == 1
+    plan = check_recipe(r)  # every training/pass/precision config builds with the recipe's options
+    assert plan[0].startswith("model ") and any(line.startswith("sweep: ") for line in plan)
+
+
+@pytest.mark.parametrize("changes, needle", [
+    ({"train": [{"finetune": {"epochz": 1}}]}, "train[0] finetune: got an unexpected keyword argument 'epochz'"),
+    ({"train": [{"dynabert": {"widths": [0.5, 1.5]}}]}, "train[0] dynabert: widths"),
+    ({"passes": [{"slice": {"width": 1.5}}]}, "passes[0] slice: width"),
+    ({"passes": [{"quantize": {"precision": "int4"}}]}, "passes[0] quantize: precision"),
+    ({"sweep": {"precision": ["ternary"], "options": {"ternary": {"runtime": "warp"}}}}, "sweep.options.ternary"),
+    ({"devices": ["kirin99"]}, "kirin99"),
+])
+def test_check_names_the_step_with_a_bad_option(changes, needle):
+    from deploytool.recipes.runner import check_recipe
+
+    with pytest.raises(ConfigError) as e:
+        check_recipe(parse_recipe(_bad(**changes), "r.yaml"))
+    assert needle in str(e.value)
 
 
 def test_step_key_changes_with_config_and_inputs():

@@ -114,6 +114,37 @@ class _Runner:
         return key, folder, outputs
 
 
+def check_recipe(recipe: Recipe) -> list[str]:
+    """Build every step's typed config without running anything; return the plan, one line a step.
+
+    A bad option anywhere (an unknown key, a width of 1.5, a typo'd profile) fails here, naming the
+    step, before any training or export starts.
+    """
+    import tempfile
+
+    S.load_profiles(recipe.devices)
+    plan = [f"model {recipe.model.ref}"]
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for i, t in enumerate(recipe.train):
+            S.train_config(t, tmp, tmp, f"train[{i}] {t.kind.value}")
+            plan.append(f"train[{i}] {t.kind.value}")
+    plan.append(f"export ({recipe.export.exporter})")
+    for i, p in enumerate(recipe.passes):
+        S.pass_config(p, f"passes[{i}] {p.kind.value}")
+        plan.append(f"passes[{i}] {p.kind.value}")
+    for prec in recipe.sweep.precision:
+        if prec is not Precision.FP32:
+            S.precision_config(prec, recipe.sweep.options.get(prec, {}), f"sweep.options.{prec.value}")
+    grid = recipe.sweep.grid()
+    plan.append(f"sweep: {len(grid)} variants ({len(recipe.sweep.width)} widths x {len(recipe.sweep.depth)} "
+                f"depths x {len(recipe.sweep.precision)} precisions)")
+    if recipe.eval is not None:
+        plan.append(f"eval on {recipe.eval.data} {recipe.eval.split}")
+    plan.append(f"bench at seq {', '.join(map(str, recipe.bench.seq_lens))}; report for {', '.join(recipe.devices)}")
+    return plan
+
+
 def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | None = None) -> RunResult:
     """Run every step of ``recipe`` into ``out_dir`` (cached) and write the report."""
     t_start = time.perf_counter()
@@ -122,8 +153,8 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
     r = _Runner(recipe, out, progress)
     rec = recipe
 
-    # 0. devices first: a typo'd profile fails before minutes of work
-    profiles = S.load_profiles(rec.devices)
+    # 0. everything that can be checked before minutes of work: profiles and every step's config
+    check_recipe(rec)
 
     # 1. the model folder
     model_dir, model_digest = S.resolve_model(rec.model)
@@ -131,15 +162,11 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
     folder = model_dir
 
     # 2. training steps, each from the previous folder
-    teacher_dir = model_dir
     for i, t in enumerate(rec.train):
-        prev_key, prev_dir, teacher = key, folder, teacher_dir
-        key, sdir, outs = r.step(f"train[{i}] {t.kind.value}", f"train-{t.kind.value}", t.params, [prev_key],
-                                 lambda tmp, t=t, prev_dir=prev_dir, teacher=teacher:
-                                 S.train_step(t, prev_dir, teacher, tmp, rec.task))
+        prev_key, prev_dir, name = key, folder, f"train[{i}] {t.kind.value}"
+        key, sdir, outs = r.step(name, f"train-{t.kind.value}", t.params, [prev_key],
+                                 lambda tmp, t=t, prev_dir=prev_dir, name=name: S.train_step(t, prev_dir, tmp, name))
         folder = sdir / outs["model"]
-        if t.kind.value == "finetune":
-            teacher_dir = folder
 
     # 3. export
     key, sdir, outs = r.step("export", "export", {"export": rec.export, "task": rec.task}, [key],
@@ -152,7 +179,8 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
     for i, p in enumerate(rec.passes):
         src = base_path
         base_key, sdir, outs = r.step(f"passes[{i}] {p.kind.value}", f"pass-{p.kind.value}", p.params, [base_key],
-                                      lambda tmp, p=p, src=src: S.pass_step(p, src, tmp))
+                                      lambda tmp, p=p, src=src, i=i: S.pass_step(p, src, tmp,
+                                                                                 f"passes[{i}] {p.kind.value}"))
         base_path = sdir / outs["model"]
 
     # 5. the sweep: slice once per (width, depth), then each precision

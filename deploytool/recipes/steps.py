@@ -69,41 +69,46 @@ def _build(cls, where: str, **kwargs):
     except TypeError as e:  # an unknown option
         msg = str(e).split("__init__() ")[-1]
         raise ConfigError(f"{where}: {msg}") from None
+    except ConfigError as e:  # a value out of range, named by the config itself
+        raise ConfigError(f"{where}: {e}") from None
 
 
-def train_step(step: TrainStep, src: Path, teacher: Path, tmp: Path, task: str) -> dict[str, str]:
-    from deploytool.train import config as C
+# kind -> (config class, "module:function", the field that takes the previous model folder)
+_TRAIN = {
+    TrainKind.FINETUNE: ("deploytool.train.config:TrainConfig", "deploytool.train.finetune:finetune", "model"),
+    TrainKind.IMPORTANCE: ("deploytool.train.config:ImportanceConfig",
+                           "deploytool.train.importance:compute_importance", "model"),
+    TrainKind.DISTILL: ("deploytool.train.distill:DistillConfig", "deploytool.train.distill:distill", "teacher"),
+    TrainKind.DYNABERT: ("deploytool.train.config:DynaBertConfig", "deploytool.train.dynabert:train_dynabert",
+                         "teacher"),
+    TrainKind.TERNARY: ("deploytool.train.config:QATConfig", "deploytool.train.qat:train_qat", "teacher"),
+    TrainKind.BINARY: ("deploytool.train.config:QATConfig", "deploytool.train.qat:train_qat", "teacher"),
+}
 
-    where = f"train step '{step.kind.value}'"
+
+def _load(target: str):
+    import importlib
+
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def train_config(step: TrainStep, src: Path, tmp: Path, where: str):
+    """The typed config of one training step (validated) and the library function that runs it."""
+    cls_name, fn_name, src_field = _TRAIN[step.kind]
     data, rest = _split_params(step.params, where)
-    out = tmp / "model"
-    if step.kind is TrainKind.FINETUNE:
-        cfg = _build(C.TrainConfig, where, model=str(src), output=out, data=data, **rest)
-        from deploytool.train.finetune import finetune
+    kwargs: dict[str, Any] = {src_field: src if src_field == "teacher" else str(src), "output": tmp / "model",
+                              "data": data, **rest}
+    if step.kind is TrainKind.IMPORTANCE:
+        kwargs.update(model=src, output=tmp / "importance.json", reorder_output=tmp / "model")
+    if step.kind in (TrainKind.TERNARY, TrainKind.BINARY):
+        kwargs["mode"] = step.kind.value
+    return _build(_load(cls_name), where, **kwargs), _load(fn_name)
 
-        result = finetune(cfg)
-    elif step.kind is TrainKind.IMPORTANCE:
-        cfg = _build(C.ImportanceConfig, where, model=src, output=tmp / "importance.json", reorder_output=out,
-                     data=data, **rest)
-        from deploytool.train.importance import compute_importance
 
-        result = compute_importance(cfg)
-    elif step.kind is TrainKind.DISTILL:
-        from deploytool.train.distill import DistillConfig, distill
-
-        cfg = _build(DistillConfig, where, teacher=src, output=out, data=data, **rest)
-        result = distill(cfg)
-    elif step.kind is TrainKind.DYNABERT:
-        cfg = _build(C.DynaBertConfig, where, teacher=src, output=out, data=data, **rest)
-        from deploytool.train.dynabert import train_dynabert
-
-        result = train_dynabert(cfg)
-    else:
-        mode = C.QuantMode.TERNARY if step.kind is TrainKind.TERNARY else C.QuantMode.BINARY
-        cfg = _build(C.QATConfig, where, teacher=src, output=out, data=data, mode=mode, **rest)
-        from deploytool.train.qat import train_qat
-
-        result = train_qat(cfg)
+def train_step(step: TrainStep, src: Path, tmp: Path, where: str) -> dict[str, str]:
+    cfg, fn = train_config(step, src, tmp, where)
+    result = fn(cfg)
     (tmp / "result.json").write_text(json.dumps(result, indent=1, default=str))
     return {"model": "model", "result": "result.json"}
 
@@ -134,8 +139,7 @@ def export_step(folder: Path, spec: ExportSpec, task: str, tmp: Path, source: st
 # ---------------------------------------------------------------------------------------- passes
 
 
-def _pass_config(step: PassStep):
-    where = f"pass '{step.kind.value}'"
+def pass_config(step: PassStep, where: str):
     p = dict(step.params)
     if step.kind is PassKind.REORDER:
         from deploytool.passes.reorder import ReorderConfig, reorder_file
@@ -156,7 +160,9 @@ def _pass_config(step: PassStep):
         return _build(FFNPruneConfig, where, **p), prune_ffn_file
     if step.kind is PassKind.QUANTIZE:
         prec = p.pop("precision", "int8")
-        return _precision_config(Precision(prec), p, where)
+        if prec not in [x.value for x in Precision if x is not Precision.FP32]:
+            raise ConfigError(f"{where}: precision: expected int8, fp16, ternary or binary, got {prec!r}")
+        return precision_config(Precision(prec), p, where)
     if step.kind is PassKind.PACK:
         from deploytool.passes.pack_weights import PackConfig, pack_file
 
@@ -164,7 +170,7 @@ def _pass_config(step: PassStep):
     raise ConfigError(f"{where}: unknown pass")
 
 
-def _precision_config(prec: Precision, params: dict[str, Any], where: str):
+def precision_config(prec: Precision, params: dict[str, Any], where: str):
     if prec is Precision.INT8:
         from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
 
@@ -187,8 +193,8 @@ def _run_pass(cfg, fn, src: Path, tmp: Path) -> dict[str, str]:
     return {"model": "model.onnx", "result": "result.json"}
 
 
-def pass_step(step: PassStep, src: Path, tmp: Path) -> dict[str, str]:
-    cfg, fn = _pass_config(step)
+def pass_step(step: PassStep, src: Path, tmp: Path, where: str) -> dict[str, str]:
+    cfg, fn = pass_config(step, where)
     return _run_pass(cfg, fn, src, tmp)
 
 
@@ -199,7 +205,7 @@ def slice_step(src: Path, width: float, depth: float, tmp: Path) -> dict[str, st
 
 
 def precision_step(prec: Precision, options: dict[str, Any], src: Path, tmp: Path) -> dict[str, str]:
-    cfg, fn = _precision_config(prec, dict(options), f"sweep.options.{prec.value}")
+    cfg, fn = precision_config(prec, dict(options), f"sweep.options.{prec.value}")
     return _run_pass(cfg, fn, src, tmp)
 
 
