@@ -78,6 +78,10 @@ class LazyGroup(click.Group):
                 raise
             click.echo(f"error: {_one_line(e)}", err=True)
             sys.exit(e.exit_code)
+        except click.UsageError as e:  # wrong flag/value: one line like a DeployError, not click's 4-line usage
+            where = e.ctx.command_path if e.ctx else "deploytool"
+            click.echo(f"error: {_one_line(e.format_message())} (see '{where} --help')", err=True)
+            sys.exit(e.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt:
