@@ -113,3 +113,25 @@ def test_cli_bad_recipes_exit_2_with_one_line(workspace, tmp_path, changes, need
     assert lines[-1].startswith("error:") and needle in lines[-1]
     assert "Traceback" not in r.output
     assert not list(out.glob("models/*.onnx"))
+
+
+def test_every_training_step_kind_runs_in_a_recipe(workspace):
+    data = {"data": "toy.csv", "max_train": 64, "max_length": 24}
+    p = _write(workspace, "alltrain",
+               train=[{"finetune": {**data, "epochs": 1, "batch_size": 16, "threads": 1}},
+                      {"importance": {**data, "max_examples": 32}},
+                      {"dynabert": {**data, "widths": [0.5, 1.0], "depths": [0.5, 1.0], "width_epochs": 0.5,
+                                    "depth_epochs": 0.5, "batch_size": 16, "threads": 1}},
+                      {"distill": {**data, "layers": 1, "hidden": 16, "heads": 2, "ffn": 32, "epochs": 0.5,
+                                   "batch_size": 16, "threads": 1, "importance_examples": 0}},
+                      {"ternary": {**data, "epochs": 0.5, "batch_size": 16, "threads": 1}}],
+               passes=[], sweep={"precision": ["fp32", "ternary"]}, devices=["x86-host"])
+    res = run_recipe(load_recipe(p), workspace / "alltrain")
+    kinds = [s.kind for s in res.steps if s.kind.startswith("train-")]
+    assert kinds == ["train-finetune", "train-importance", "train-dynabert", "train-distill", "train-ternary"]
+    from deploytool.inspect import inspect_model
+
+    info = inspect_model(res.variants[0].path).to_dict()
+    assert info["num_layers"] == 1 and info["hidden_size"] == 16  # the distilled student was exported
+    report = json.loads((res.report_dir / "report.json").read_text())
+    assert len(report["rows"]) == 2
