@@ -37,6 +37,13 @@ def _echo(result, output: str, title: str) -> None:
             click.echo(f"note: {s[key]}")
 
 
+def _given(*params: str) -> list[str]:
+    """The options among ``params`` that the user typed (not left at their default)."""
+    ctx = click.get_current_context()
+    names = {p.name: "/".join(p.opts[:1] + p.secondary_opts[:1]) for p in ctx.command.params}
+    return [names[p] for p in params if ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
+
+
 @click.command("quantize")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--int8", "int8", is_flag=True, help="int8 weights (onnxruntime.quantization).")
@@ -55,6 +62,9 @@ def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool
     if int8 == fp16:
         raise ConfigError("precision: give exactly one of --int8 or --fp16")
     if fp16:
+        given = _given("per_channel", "static", "calib", "calib_samples", "tokenizer", "fusion")
+        if given:
+            raise ConfigError(f"{', '.join(given)}: int8 option(s), not used by --fp16")
         from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
 
         _echo(convert_fp16_file(model, output, Fp16Config()), output, "fp16")
@@ -79,6 +89,8 @@ def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool
 def pack(model: str, weights: str, embeddings: str | None, runtime: str, granularity: str, accuracy_level: int,
          output: str) -> None:
     """Ternary/binary weights with real bit packing, runnable in stock ONNX Runtime."""
+    if runtime != "memory" and _given("accuracy_level"):
+        raise ConfigError(f"accuracy_level: only used by --runtime memory (MatMulNBits), not --runtime {runtime}")
     from deploytool.passes.pack_weights import PackConfig, pack_file
 
     config = PackConfig(weights=weights, embeddings=embeddings, runtime=runtime, granularity=granularity,
