@@ -42,3 +42,15 @@ def test_depth_subnetwork_losses_compare_same_layers():
     assert parts["hidden"] == pytest.approx(float(want_h), rel=1e-6)
     assert parts["attention"] == pytest.approx(float(want_a), rel=1e-6)
 
+
+def test_attention_mse_ignores_padded_positions():
+    """Scores at padded keys or queries (where a mask would put -inf/-10000) do not enter the loss."""
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(2, 3, 5, 5, generator=g), torch.randn(2, 4, 5, 5, generator=g)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    base = attention_mse(s, t, mask)
+    t2 = t.clone()
+    t2[0, :, :, 3:] = -10000.0  # padded keys of example 0
+    t2[0, :, 3:, :] = float("-inf")  # padded queries of example 0
+    assert torch.isfinite(attention_mse(s, t2, mask))
+    assert attention_mse(s, t2, mask) == base

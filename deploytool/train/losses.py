@@ -42,7 +42,9 @@ def attention_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tens
     t = teacher[:, :k]
     m = mask.to(student.dtype)
     mm = (m[:, None, :, None] * m[:, None, None, :]).expand_as(student)
-    return ((student - t) ** 2 * mm).sum() / mm.sum().clamp_min(1)
+    # where, not a product: a -inf score at a padded position (a mask already added) would give inf * 0 = nan
+    sq = torch.where(mm > 0, (student - t) ** 2, torch.zeros((), dtype=student.dtype, device=student.device))
+    return sq.sum() / mm.sum().clamp_min(1)
 
 
 def teacher_layer_map(n_student: int, n_teacher: int) -> list[int]:
