@@ -81,7 +81,7 @@ def file_size(path: str | os.PathLike) -> int:
 
 
 def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathLike, *,
-                  check: bool = True) -> DeployPassResult:
+                  check: bool = True, finalize=None) -> DeployPassResult:
     """Load ``src``, apply ``pass_``, run ``onnx.checker`` and save to ``dst`` atomically.
 
     The input file is never modified; ``dst`` appears only if everything succeeded. Adds
@@ -95,6 +95,8 @@ def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathL
     model = onnx_io.load_model(src)
     result = pass_(model)
     proto = ir.serde.serialize_model(result.model)
+    if finalize is not None:  # a last proto-level rewrite, e.g. quantize_int8.residual_adds_to_sum
+        finalize(proto)
     if check:
         try:
             onnx.checker.check_model(proto, full_check=False)

@@ -635,9 +635,14 @@ def pack_file(src: str | os.PathLike, dst: str | os.PathLike, config: PackConfig
     """Pack ``src`` into ``dst`` (atomic; the input is never modified). See the module docstring."""
     from deploytool import onnx_io
 
+    from deploytool.passes.quantize_int8 import residual_adds_to_sum
+
     pass_ = PackWeightsPass(config)
+    # int8-activation runtimes race our int8 model: keep Add+LayerNorm out of ORT's slow
+    # SkipLayerNormalization CPU kernel the same way (see quantize_int8.residual_adds_to_sum)
+    finalize = residual_adds_to_sum if config.runtime is not Runtime.MEMORY or config.accuracy_level == 4 else None
     if not config.needs_int2 or not config.upgrade_opset:
-        return run_pass_file(pass_, src, dst)
+        return run_pass_file(pass_, src, dst, finalize=finalize)
     onnx_io.check_output_path(dst, inputs=(src,))
     model = onnx_io.load_model(src)
     why = _already_packed(model)
@@ -651,6 +656,8 @@ def pack_file(src: str | os.PathLike, dst: str | os.PathLike, config: PackConfig
     from deploytool.passes.base import file_size
 
     proto = ir.serde.serialize_model(result.model)
+    if finalize is not None:
+        finalize(proto)
     try:
         onnx.checker.check_model(proto, full_check=False)
     except onnx.checker.ValidationError as e:
