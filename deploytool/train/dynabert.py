@@ -7,8 +7,9 @@
    rewired teacher: soft cross-entropy on logits + MSE on embedding/layer outputs + MSE on attention
    scores of the kept heads (TinyBERT-style). Gradients of all widths are summed before each step.
 3. Width-and-depth stage: the stage-1 model (frozen) at width ``w``, full depth, teaches the student
-   at ``(w, d)`` for every depth ``d``, layers ``floor(i/d)`` kept; hidden and attention losses match
-   each kept layer with the same layer of the teacher.
+   at ``(w, d)`` for every depth ``d``, layers ``floor(i/d)`` kept; each kept layer's attention
+   scores match the teacher's at the same layer, its output the teacher's input to the next kept
+   layer (the last one: the teacher's final output), as in DynaBERT's code (``losses.layer_maps``).
 
 ``subnets_per_step = k > 0`` trains only the largest, the smallest and ``k - 2`` random sub-networks
 per step (the "sandwich rule"), a cheaper schedule for small machines; 0 trains all (the paper).
