@@ -61,10 +61,10 @@ def reorder(model: str, importance: str | None, output: str) -> None:
     """Sort heads and FFN neurons by importance (most important first); outputs unchanged."""
     from deploytool.passes.reorder import ReorderConfig, reorder_file
 
-    echo_result(reorder_file(model, output, ReorderConfig(importance=importance)), output)
+    echo_result(reorder_file(model, output, ReorderConfig(importance=importance)), output, shrinks=False)
 
 
-def echo_result(result, output: str) -> None:
+def echo_result(result, output: str, *, shrinks: bool = True) -> None:
     s = result.stats
     click.echo(f"wrote {output}")
     click.echo(f"  layers  {s['layers_before']} -> {s['layers_after']}")
@@ -80,3 +80,6 @@ def echo_result(result, output: str) -> None:
         click.echo(f"  importance: {s['importance']}")
     for skip in result.skipped:
         click.echo(f"  skipped {skip.node}: {skip.reason}")
+    if shrinks and s["params_after"] == s["params_before"]:
+        click.echo("note: nothing was removed (the requested fraction rounds to zero heads, neurons and layers "
+                   "for this model); the output computes the same as the input")
