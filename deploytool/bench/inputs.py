@@ -124,7 +124,9 @@ def _vocab_from_graph(graph) -> tuple[int, str] | None:
             found = table_rows(n.input[0])
             if found:
                 return found
-        if n.op_type == "EmbedLayerNormalization" and len(n.input) >= 3 and n.input[0] in id_names:
+        # ORT's fused embedding, float or int8 (QEmbedLayerNormalization, `quantize --int8 --fusion`): table at input 2
+        if n.op_type in ("EmbedLayerNormalization", "QEmbedLayerNormalization") and len(n.input) >= 3 \
+                and n.input[0] in id_names:
             found = table_rows(n.input[2])
             if found:
                 return found
