@@ -44,14 +44,19 @@ def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRA
     tr.logging.set_verbosity_error()
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            model = auto.from_pretrained(str(folder), local_files_only=True, attn_implementation="eager",
-                                         use_safetensors=use_safetensors, weights_only=True,
-                                         torch_dtype=torch.float32)
+            model, info = auto.from_pretrained(str(folder), local_files_only=True, attn_implementation="eager",
+                                               use_safetensors=use_safetensors, weights_only=True,
+                                               torch_dtype=torch.float32, output_loading_info=True)
     except Exception as e:
         msg = " ".join(str(e).split())[:240]
         raise DeployError(f"cannot load model from {folder} ({type(e).__name__}: {msg})") from e
     finally:
         tr.logging.set_verbosity(tr_level)
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:  # we silenced transformers' own warning above: say it once, plainly
+        logger.warning("%s has no weights for %s: initialised at random (seed %d); its outputs mean nothing "
+                       "until fine-tuned (deploytool train)", folder, ", ".join(missing[:4])
+                       + (f" and {len(missing) - 4} more" if len(missing) > 4 else ""), seed)
     return model.eval()
 
 
