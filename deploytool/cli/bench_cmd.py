@@ -21,7 +21,7 @@ def _int(text: str | None, option: str) -> int | None:
 @click.argument("models", nargs=-1, required=True)
 @click.option("--seq-len", "seq_len", default="8,128", show_default=True, help="Comma-separated sequence lengths.")
 @click.option("--batch", default="1", show_default=True, help="Batch size.")
-@click.option("--threads", default=None, help="Intra-op threads [default: 1].")
+@click.option("--threads", default=None, help="Intra-op threads [default: 1, or --profile's; given, it overrides the profile's].")
 @click.option("--warmup", default="10", show_default=True, help="Warm-up runs per model and sequence length.")
 @click.option("--runs", default="100", show_default=True, help="Timed runs per model and sequence length.")
 @click.option("--seed", default="0", show_default=True, help="Seed of the synthetic inputs.")
