@@ -43,7 +43,7 @@ def make_session(model: str | os.PathLike | bytes, *, providers: list | None = N
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = 1
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # ORT's own error log would repeat the DeployError we raise, as a second stderr line
     for key, value in (session_config or {}).items():
         so.add_session_config_entry(str(key), str(value))
     if isinstance(model, (bytes, bytearray)):
