@@ -162,7 +162,8 @@ class FitResult:
         lines = [f"picked {c.name} for {self.profile} at seq {self.seq_len}: {acc}, {c.latency_source} "
                  f"{c.device_p90_ms:.2f} ms <= {self.budget_ms:g} ms, {c.size_mb:.1f} MB; "
                  f"{len(fitting)} of {len(self.candidates)} candidates fit; the largest "
-                 f"{'accuracy' if self.ranking == 'accuracy' else 'proxy'} wins, then the lowest latency"]
+                 f"{'accuracy' if self.ranking == 'accuracy' else 'proxy, then precision (fp32 = fp16 > int8 > ternary > binary),'}"
+                 f" wins, then the lowest latency"]
         for x in self.candidates:
             if x is c:
                 continue
