@@ -106,20 +106,26 @@ def _fuse(proto, config: Int8Config, model: ir.Model):
 
     heads = config.num_heads or int(_meta(model, "num_heads") or 0)
     hidden = config.hidden_size or int(_meta(model, "hidden_size") or 0)
+    if heads == 0:  # per-layer head counts (pruned models): ORT detects each layer's own from its shapes
+        hidden = 0
     options = FusionOptions("bert")
     options.use_multi_head_attention = config.fusion is Fusion.MHA
     options.enable_skip_layer_norm = config.skip_layernorm
     options.enable_bias_skip_layer_norm = config.skip_layernorm
-    ort_logger = logging.getLogger("onnxruntime.transformers")
-    level = ort_logger.level
-    ort_logger.setLevel(logging.ERROR)
+    # ORT's fusion modules log under their own names (fusion_attention, ...), not under one parent
+    loggers = [logging.getLogger(n) for n in ("onnxruntime.transformers", "fusion_attention", "fusion_base",
+                                                 "fusion_utils", "onnx_model", "onnx_model_bert", "fusion_options")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
         opt = optimize_model(proto, model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0,
                              optimization_options=options, use_gpu=False)
     except Exception as e:
         raise DeployError(f"int8: ORT transformer optimizer failed ({type(e).__name__}: {e})") from e
     finally:
-        ort_logger.setLevel(level)
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
     out = opt.model
     if not any(o.domain == "com.microsoft" for o in out.opset_import):
         out.opset_import.add(domain="com.microsoft", version=1)
@@ -132,6 +138,13 @@ def _tokenizer_file(config: Int8Config, model: ir.Model) -> Path:
         raise ConfigError("tokenizer: static int8 needs the model's tokenizer (tokenizer.json or its folder); "
                           "pass --tokenizer")
     p = Path(cand)
+    if not p.exists() and not config.tokenizer:  # an embedded model name such as "minilm"
+        from deploytool.models import resolve_model
+
+        try:
+            p = resolve_model(cand)
+        except DeployError:
+            pass
     if p.is_dir():
         p = p / "tokenizer.json"
     if not p.is_file():
@@ -170,6 +183,10 @@ class Int8QuantizePass(DeployPass):
             raise PassRefusedError("model is already packed (metadata 'deploytool.packing'); quantize the fp32 model")
         if not any(n.op_type in ("MatMul", "Gemm") for n in model.graph.all_nodes()):
             raise PassRefusedError("no MatMul/Gemm in the model: nothing to quantize")
+        for v in model.graph.initializers.values():
+            if v.dtype == ir.DataType.FLOAT16:
+                raise PassRefusedError(f"model has fp16 weights (e.g. {v.name!r}); int8-quantize the fp32 model "
+                                       "instead")
 
     def call(self, model: ir.Model) -> DeployPassResult:
         import onnx
