@@ -39,6 +39,7 @@ from typing import Any
 
 from deploytool.errors import ConfigError, DeployError, InputFileError
 from deploytool.profiles import Profile
+from deploytool.units import MB
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +239,7 @@ def fit(config: FitConfig) -> FitResult:
                     c = Candidate(_name(w, d, p), w, d, p, "")
                     try:
                         c.path = str(_build(config.model, work, w, d, p, sliced))
-                        c.size_mb = os.path.getsize(c.path) / 2**20
+                        c.size_mb = os.path.getsize(c.path) / MB
                     except DeployError as e:
                         c.error = f"cannot build: {e}"
                         c.reasons.append(c.error)
@@ -255,7 +256,7 @@ def fit(config: FitConfig) -> FitResult:
         for i, c in enumerate(built):
             r = report.result(i, config.seq_len)
             c.host_p50_ms, c.host_p90_ms = r.latency.p50_ms, r.latency.p90_ms
-            c.peak_memory_mb = r.peak_rss_bytes / 2**20
+            c.peak_memory_mb = r.peak_rss_bytes / MB
             if is_host:
                 c.device_p90_ms, c.latency_source = c.host_p90_ms, "measured p90"
             else:

@@ -443,11 +443,9 @@ def _human(n: float, unit: str = "") -> str:
 
 
 def _size(b: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if b < 1024 or unit == "GiB":
-            return f"{b:.0f} {unit}" if unit == "B" else f"{b:.2f} {unit}"
-        b /= 1024.0
-    return str(b)
+    from deploytool.units import fmt_bytes
+
+    return fmt_bytes(b)
 
 
 def _render_text(r: InspectReport) -> str:

@@ -10,13 +10,7 @@ _SHORT_EP = {"CPUExecutionProvider": "CPU", "QNNExecutionProvider": "QNN", "Xnnp
              "ACLExecutionProvider": "ACL", "NnapiExecutionProvider": "NNAPI", "CoreMLExecutionProvider": "CoreML"}
 
 
-def format_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit, k in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):  # binary units, as inspect prints
-        if n >= k:
-            return f"{n / k:.1f} {unit}"
-    return f"{n} B"
+from deploytool.units import fmt_bytes as format_bytes  # noqa: E402  (one size unit everywhere)
 
 
 def _ep(providers: tuple[str, ...]) -> str:

@@ -13,8 +13,7 @@ import click
 from deploytool.errors import ConfigError
 
 
-def _fmt_bytes(n: int) -> str:
-    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+from deploytool.units import fmt_bytes as _fmt_bytes  # noqa: E402
 
 
 def _echo(result, output: str, title: str) -> None:

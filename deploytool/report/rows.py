@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ReportConfig", "ReportRow", "collect_rows", "load_accuracy"]
 
-MB = 1024 * 1024
+from deploytool.units import MB  # noqa: E402  (decimal MB, as the budgets)
 
 
 @dataclasses.dataclass(frozen=True)

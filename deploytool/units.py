@@ -1,0 +1,18 @@
+"""One size unit everywhere: decimal megabytes (1 MB = 10^6 bytes), as device budgets are written."""
+
+from __future__ import annotations
+
+MB = 1_000_000
+
+
+def fmt_bytes(n: int | float | None) -> str:
+    """``90355827`` -> ``"90.36 MB"``; ``1234`` -> ``"1.2 kB"``; ``None`` -> ``"-"``."""
+    if n is None:
+        return "-"
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} GB"
+    if n >= 1e5:
+        return f"{n / 1e6:.2f} MB"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f} kB"
+    return f"{int(n)} B"
