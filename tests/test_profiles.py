@@ -21,7 +21,7 @@ from deploytool.profiles import (
 )
 from deploytool.runtime.session import ExecutionProvider, SessionSpec
 
-REQUIRED = {"kirin990", "raspberry-pi-4", "raspberry-pi-5", "graviton2", "graviton3", "snapdragon-8-gen-3",
+REQUIRED = {"kirin990", "raspberry-pi-4", "raspberry-pi-5", "graviton2", "graviton3", "snapdragon-sm8650",
             "a64fx", "x86-host"}
 
 
@@ -59,7 +59,7 @@ def test_profile_facts_match_the_hardware():
     assert load_profile("graviton3").has(IsaFeature.I8MM)
     host = load_profile("x86-host")
     assert host.qemu_cpu is None and not host.fp16_arithmetic and host.has("vnni")
-    snap = load_profile("snapdragon-8-gen-3")
+    snap = load_profile("snapdragon-sm8650")
     assert snap.npu is not None and snap.npu.soc_model == 57 and snap.npu.htp_arch == "v75"
     # derivation of a peak is checkable: 4 A76 cores, 9.9 core-GHz x 16 fp32 FLOP/cycle
     k = load_profile("kirin990")
@@ -68,7 +68,7 @@ def test_profile_facts_match_the_hardware():
 
 
 def test_session_spec_keeps_the_ep_order_options_and_threads(tmp_path):
-    data = yaml.safe_load((BUILTIN_PROFILE_DIR / "snapdragon-8-gen-3.yaml").read_text())
+    data = yaml.safe_load((BUILTIN_PROFILE_DIR / "snapdragon-sm8650.yaml").read_text())
     data["execution_providers"].insert(0, "QNN")  # QNN options come from the npu section
     spec = load_profile(_write(tmp_path, data)).session_spec()
     assert isinstance(spec, SessionSpec)

@@ -245,8 +245,11 @@ def test_fp32_model_strict_without_fp16_is_refused(fp32, tmp_path):
 def test_unknown_soc_model_is_refused(qnn_qdq, tmp_path):
     src = Path(__file__).resolve().parents[1] / "device_profiles" / f"{PROFILE}.yaml"
     bad = tmp_path / "snapdragon-bad.yaml"
-    bad.write_text(src.read_text().replace("name: snapdragon-sm8650", "name: snapdragon-bad")
-                   .replace("soc_model: 57, htp_arch: v75", "soc_model: 12345, htp_arch: v75"))
+    import yaml
+
+    doc = yaml.safe_load(src.read_text())
+    doc["name"], doc["npu"]["soc_model"] = "snapdragon-bad", 12345
+    bad.write_text(yaml.safe_dump(doc))
     r = _run_cli("qnn", "check", qnn_qdq, "--profile", bad, "--seq-len", SEQ)
     _one_line_error(r, "soc_model", "12345")
     r = _run_cli("qnn", "compile", qnn_qdq, "--profile", bad, "--seq-len", SEQ, "-o", tmp_path / "ctx")

@@ -193,14 +193,14 @@ def test_report_takes_device_rows_beside_bench_results(bench_json, tmp_path):
     bench, _, models = bench_json
     qnn = tmp_path / "qnn_rows.json"
     qnn.write_text(json.dumps({"kind": "deploytool.device_rows", "version": 1, "rows": [{
-        "device": "snapdragon-8-gen-3", "soc": "SM8650", "model": models[0].name, "model_path": str(models[0]),
+        "device": "snapdragon-sm8650", "soc": "SM8650", "model": models[0].name, "model_path": str(models[0]),
         "precision": "u16/u8", "seq_len": 16, "ep_requested": "QNNExecutionProvider",
         "ep_ran": "QNNExecutionProvider (HTP v75, EMULATED)", "p50_ms": None, "p90_ms": None, "size_mb": 0.3,
         "device_latency_ms": None, "device_latency_source": "n/a: EMULATED", "qnn_coverage": "120/120"}]}))
-    res = build_report(ReportConfig(results=(bench, qnn), out_dir=tmp_path / "r", profiles=("snapdragon-8-gen-3",),
+    res = build_report(ReportConfig(results=(bench, qnn), out_dir=tmp_path / "r", profiles=("snapdragon-sm8650",),
                                     project=False))
     npu = [r for r in res.rows if r.ep_ran.startswith("QNN")]
-    assert len(npu) == 1 and npu[0].p50_ms is None and npu[0].device == "snapdragon-8-gen-3"
+    assert len(npu) == 1 and npu[0].p50_ms is None and npu[0].device == "snapdragon-sm8650"
     assert npu[0].budget_pass is True and "size 0.3 MB <= 50 MB" in npu[0].budget_why
     assert "QNN (HTP v75, EMULATED)" in (tmp_path / "r" / "report.html").read_text()
     assert len(res.rows) == 1 + 6 * 2
