@@ -57,11 +57,12 @@ class LazyGroup(click.Group):
             return getattr(mod, attr)
         except (ImportError, AttributeError) as e:
             help_ = COMMANDS[name][1]
+            reason = f"{type(e).__name__}: {e}"  # `e` itself is unbound once the except block ends
 
             @click.command(name, help=help_, context_settings={"ignore_unknown_options": True})
             @click.argument("args", nargs=-1, type=click.UNPROCESSED)
             def unavailable(args: tuple[str, ...]) -> None:
-                raise DeployError(f"command '{name}' is not available in this install ({e})")
+                raise DeployError(f"command '{name}' is not available in this install ({reason})")
 
             return unavailable
 

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import click
 
-from deploytool.errors import ConfigError
+from deploytool.cli._parse import number
+
 
 
 def _int(text: str | None, option: str) -> int | None:
-    # parsed here (not by click) so a bad value is a one-line error, not click's usage block
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(f"{option} {text!r} is not an integer") from None
+    return number(text, option, int)
 
 
 @click.command("bench")

@@ -124,23 +124,15 @@ def report(results: tuple[Path, ...], out_dir: Path, profile_names: tuple[str, .
 
 # ---------------------------------------------------------------------------------- fit
 def _floats(text: str, option: str) -> tuple[float, ...]:
-    from deploytool.errors import ConfigError
+    from deploytool.cli._parse import numbers
 
-    try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise ConfigError(f"{option}: expected comma-separated numbers like 1,0.75,0.5, got {text!r}") from None
+    return numbers(text, option, float)
 
 
 def _float(text: str | None, option: str) -> float | None:
-    from deploytool.errors import ConfigError
+    from deploytool.cli._parse import number
 
-    if text is None:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(f"{option}: expected a number, got {text!r}") from None
+    return number(text, option, float)
 
 
 @click.command("fit")

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import click
 
-from deploytool.errors import ConfigError
+from deploytool.cli._parse import number
 from deploytool.export.config import ExportConfig, Exporter, Task
-
-
-def _number(text: str | None, option: str, kind: type):
-    # parsed here (not by click) so a bad value is a one-line error, not click's usage block
-    if text is None:
-        return None
-    try:
-        return kind(text)
-    except ValueError:
-        raise ConfigError(f"{option} {text!r} is not {'an integer' if kind is int else 'a number'}") from None
 
 
 @click.command("export")
@@ -36,7 +26,7 @@ def export(model: str, task: str, output: str, opset: str | None, exporter: str,
     from deploytool.export import export as run_export
 
     config = ExportConfig(model=model, task=Task(task), exporter=Exporter(exporter),
-                          opset=_number(opset, "--opset", int), validate=validate, atol=_number(atol, "--atol", float))
+                          opset=number(opset, "--opset", int), validate=validate, atol=number(atol, "--atol", float))
     result = run_export(config, output)
     for name, diff in result.max_abs_diff.items():
         click.echo(f"validation {name}: max abs diff {diff:.3g} (atol {result.atol:g})")

@@ -11,16 +11,12 @@ import json
 
 import click
 
+from deploytool.cli._parse import number
 from deploytool.errors import ConfigError
 
 
 def _int(text: str | None, option: str) -> int | None:
-    if text is None:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(f"{option} {text!r} is not an integer") from None
+    return number(text, option, int)
 
 
 def _target(profile: str, fp16: bool, act: str | None, weights: str | None):
@@ -30,10 +26,7 @@ def _target(profile: str, fp16: bool, act: str | None, weights: str | None):
 
 
 def _float(text: str, option: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(f"{option} {text!r} is not a number") from None
+    return number(text, option, float)
 
 
 def _quant(target, quantize: bool, seq: int, mask: str, mask_value: str, embedding: str | None, calib_data: str,
