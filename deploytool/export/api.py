@@ -92,7 +92,7 @@ def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig) -> E
         del proto.graph.output[:]
         proto.graph.output.extend(keep)
     meta = dict(architecture(model))
-    meta.update(exporter=config.exporter.value, task=task.value, opset=opset, source=config.model)
+    meta.update(exporter=config.exporter.value, task=task.value, opset=opset, source=config.source or config.model)
     _set_metadata(proto, meta)
     diffs: dict[str, float] = {}
     if config.validate:

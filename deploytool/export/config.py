@@ -59,7 +59,9 @@ class ExportConfig:
     exporter: default TorchScript of the eager-attention model, whose graph ORT's BERT optimizer
       fuses (Attention, EmbedLayerNormalization); the dynamo export does not fuse attention.
     opset: None = the exporter's default. validate: compare against PyTorch on fixed inputs and fail
-      when the max abs difference exceeds ``atol``.
+      when the max abs difference exceeds ``atol``. source: what the ``deploytool.source`` metadata
+      records (default: ``model``; a recipe gives a name that does not depend on its folder, so two
+      runs write byte-identical files).
     """
 
     model: str
@@ -68,6 +70,7 @@ class ExportConfig:
     opset: int | None = None
     validate: bool = True
     atol: float = 1e-4
+    source: str | None = None
 
     def __post_init__(self) -> None:
         if not str(self.model).strip():

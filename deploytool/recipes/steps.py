@@ -117,96 +117,80 @@ def train_step(step: TrainStep, src: Path, tmp: Path, where: str) -> dict[str, s
 
 
 def export_step(folder: Path, spec: ExportSpec, task: str, tmp: Path, source: str) -> dict[str, str]:
-    from deploytool import onnx_io
     from deploytool.export import ExportConfig, export
 
-    cfg = ExportConfig(model=str(folder), task=task, exporter=spec.exporter, opset=spec.opset)
+    # the step folder's absolute path would make the file differ between runs: record the source as
+    # the recipe names it (the model and the key of the step that made it)
+    cfg = ExportConfig(model=str(folder), task=task, exporter=spec.exporter, opset=spec.opset, source=source)
     result = export(cfg, tmp / "model.onnx")
-    # the step folder's absolute path would make the file differ between runs: name the source by
-    # what the recipe says instead (the model and the keys of the steps that made it)
-    proto = onnx_io.load_proto(tmp / "model.onnx")
-    for prop in proto.metadata_props:
-        if prop.key == "deploytool.source":
-            prop.value = source
-    onnx_io.save_proto(proto, tmp / "model.onnx")
     (tmp / "result.json").write_text(json.dumps({"max_abs_diff": result.max_abs_diff, "opset": result.opset,
                                                  "exporter": result.exporter.value, "bytes": result.file_size},
                                                 indent=1))
-    # the tokenizer travels with the model so that eval can find it beside any variant
     return {"model": "model.onnx", "result": "result.json"}
 
 
 # ---------------------------------------------------------------------------------------- passes
 
 
+# pass kind / precision -> its typed config class; deploytool.passes.transform runs any of them
+_PASS_CONFIGS = {
+    PassKind.REORDER: "deploytool.passes.reorder:ReorderConfig",
+    PassKind.SLICE: "deploytool.passes.slice_subnetwork:SliceConfig",
+    PassKind.PRUNE_HEADS: "deploytool.passes.prune_heads:HeadPruneConfig",
+    PassKind.PRUNE_FFN: "deploytool.passes.prune_ffn:FFNPruneConfig",
+    PassKind.PACK: "deploytool.passes.pack_weights:PackConfig",
+}
+_PRECISION_CONFIGS = {
+    Precision.INT8: "deploytool.passes.quantize_int8:Int8Config",
+    Precision.FP16: "deploytool.passes.fp16:Fp16Config",
+    Precision.TERNARY: "deploytool.passes.pack_weights:PackConfig",
+    Precision.BINARY: "deploytool.passes.pack_weights:PackConfig",
+}
+
+
 def pass_config(step: PassStep, where: str):
+    """The typed, validated config of one recipe pass."""
     p = dict(step.params)
-    if step.kind is PassKind.REORDER:
-        from deploytool.passes.reorder import ReorderConfig, reorder_file
-
-        imp = p.pop("importance", None)
-        return _build(ReorderConfig, where, importance=None if imp in (None, "magnitude") else imp, **p), reorder_file
-    if step.kind is PassKind.SLICE:
-        from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
-
-        return _build(SliceConfig, where, **p), slice_file
-    if step.kind is PassKind.PRUNE_HEADS:
-        from deploytool.passes.prune_heads import HeadPruneConfig, prune_heads_file
-
-        return _build(HeadPruneConfig, where, **p), prune_heads_file
-    if step.kind is PassKind.PRUNE_FFN:
-        from deploytool.passes.prune_ffn import FFNPruneConfig, prune_ffn_file
-
-        return _build(FFNPruneConfig, where, **p), prune_ffn_file
     if step.kind is PassKind.QUANTIZE:
         prec = p.pop("precision", "int8")
-        if prec not in [x.value for x in Precision if x is not Precision.FP32]:
+        if prec not in [x.value for x in _PRECISION_CONFIGS]:
             raise ConfigError(f"{where}: precision: expected int8, fp16, ternary or binary, got {prec!r}")
         return precision_config(Precision(prec), p, where)
-    if step.kind is PassKind.PACK:
-        from deploytool.passes.pack_weights import PackConfig, pack_file
-
-        return _build(PackConfig, where, **p), pack_file
-    raise ConfigError(f"{where}: unknown pass")
+    if step.kind is PassKind.REORDER and p.get("importance") == "magnitude":
+        p["importance"] = None  # the data-free fallback
+    return _build(_load(_PASS_CONFIGS[step.kind]), where, **p)
 
 
 def precision_config(prec: Precision, params: dict[str, Any], where: str):
-    if prec is Precision.INT8:
-        from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
-
-        return _build(Int8Config, where, **params), quantize_int8_file
-    if prec is Precision.FP16:
-        from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
-
-        return _build(Fp16Config, where, **params), convert_fp16_file
+    """The typed config of the pass that makes ``prec`` (fp32 needs none)."""
+    if prec not in _PRECISION_CONFIGS:
+        raise ConfigError(f"{where}: precision {prec.value} needs no pass")
     if prec in (Precision.TERNARY, Precision.BINARY):
-        from deploytool.passes.pack_weights import PackConfig, pack_file
-
-        return _build(PackConfig, where, weights=prec.value, **params), pack_file
-    raise ConfigError(f"{where}: precision {prec.value} needs no pass")
+        params = {"weights": prec.value, **params}
+    return _build(_load(_PRECISION_CONFIGS[prec]), where, **params)
 
 
-def _run_pass(cfg, fn, src: Path, tmp: Path) -> dict[str, str]:
-    result = fn(src, tmp / "model.onnx", cfg)
+def _run_pass(cfg, src: Path, tmp: Path) -> dict[str, str]:
+    from deploytool.passes import transform
+
+    result = transform(src, tmp / "model.onnx", cfg)
     info = {"stats": result.stats, "skipped": [{"node": s.node, "reason": s.reason} for s in result.skipped]}
     (tmp / "result.json").write_text(json.dumps(info, indent=1, default=str))
     return {"model": "model.onnx", "result": "result.json"}
 
 
 def pass_step(step: PassStep, src: Path, tmp: Path, where: str) -> dict[str, str]:
-    cfg, fn = pass_config(step, where)
-    return _run_pass(cfg, fn, src, tmp)
+    return _run_pass(pass_config(step, where), src, tmp)
 
 
 def slice_step(src: Path, width: float, depth: float, tmp: Path) -> dict[str, str]:
-    from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
+    from deploytool.passes.slice_subnetwork import SliceConfig
 
-    return _run_pass(SliceConfig(width=width, depth=depth), slice_file, src, tmp)
+    return _run_pass(SliceConfig(width=width, depth=depth), src, tmp)
 
 
 def precision_step(prec: Precision, options: dict[str, Any], src: Path, tmp: Path) -> dict[str, str]:
-    cfg, fn = precision_config(prec, dict(options), f"sweep.options.{prec.value}")
-    return _run_pass(cfg, fn, src, tmp)
+    return _run_pass(precision_config(prec, dict(options), f"sweep.options.{prec.value}"), src, tmp)
 
 
 # ------------------------------------------------------------------------------------------ eval
