@@ -24,7 +24,6 @@ layers).
 from __future__ import annotations
 
 import logging
-import os
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -481,94 +480,3 @@ def _update_metadata(model: ir.Model, counts: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- file in, file out
-
-def _ir_file_size(path, model: ir.Model) -> int:
-    """Bytes of an ONNX file plus the external-data files its initializers point to (no re-parse)."""
-    from pathlib import Path
-
-    p = Path(path)
-    total = p.stat().st_size
-    seen: set[str] = set()
-    for v in model.graph.initializers.values():
-        t = v.const_value
-        if isinstance(t, ir.ExternalTensor) and t.location not in seen:
-            seen.add(t.location)
-            f = p.parent / t.location
-            if f.exists():
-                total += f.stat().st_size
-    return total
-
-
-def _release_free_memory() -> None:
-    """Hand freed heap pages back to the OS (glibc), so the next big allocation does not add to RSS."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        name = ctypes.util.find_library("c")
-        if name:
-            ctypes.CDLL(name).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
-
-
-def run_structured_file(pass_, src, dst):
-    """``run_pass_file`` for the structured passes, lean on memory for BERT-base-sized files.
-
-    Same guarantees (input untouched, ``dst`` written atomically only after ``onnx.checker``
-    passes, ``bytes_before``/``bytes_after`` in the stats), but the input's IR and protobuf are
-    released as soon as the output protobuf exists, and sizes are not found by parsing the files
-    again. Peak memory is about twice the input file instead of four times. The returned result's
-    ``model`` is the output model (lazily backed by the output protobuf).
-    """
-    import gc
-
-    import onnx
-
-    from deploytool import onnx_io
-    from deploytool.passes.base import DeployPassResult, file_size
-
-    onnx_io.check_output_path(dst, inputs=(src,))
-    model = onnx_io.load_model(src)
-    bytes_before = _ir_file_size(src, model)
-    result = pass_(model)
-    if not result.modified and bytes_before == os.path.getsize(src):
-        # nothing changed (e.g. width = depth = 1): the output is a byte copy of the input
-        import shutil
-
-        with onnx_io.atomic_path(dst) as tmp:
-            shutil.copyfile(src, tmp)
-        result.stats["bytes_before"] = result.stats["bytes_after"] = bytes_before
-        return result
-    proto = ir.serde.serialize_model(result.model)
-    stats, skipped, modified = result.stats, result.skipped, result.modified
-    del model, result
-    gc.collect()
-    _release_free_memory()
-
-    def check(model) -> None:
-        try:
-            onnx.checker.check_model(model, full_check=False)
-        except onnx.checker.ValidationError as e:  # a bug in the pass, not bad input
-            raise RuntimeError(f"{type(pass_).__name__} produced an invalid model: {e}") from e
-
-    # sum of weight bytes: proto.ByteSize() walks the whole message and is slow on big models
-    weight_bytes = sum(len(t.raw_data) for t in proto.graph.initializer)
-    if weight_bytes > 1_800_000_000:  # external data: let save_proto lay it out, then check by path
-        onnx_io.save_proto(proto, dst)
-        try:
-            check(str(dst))
-        except BaseException:
-            os.unlink(dst)
-            raise
-        bytes_after = file_size(dst)
-    else:
-        data = proto.SerializeToString()
-        check(data)  # the serialized bytes are needed for the file anyway
-        with onnx_io.atomic_path(dst) as tmp:
-            tmp.write_bytes(data)
-        bytes_after = len(data)
-        del data
-    stats["bytes_before"] = bytes_before
-    stats["bytes_after"] = bytes_after
-    return DeployPassResult(model=ir.serde.deserialize_model(proto), modified=modified, stats=stats, skipped=skipped)

@@ -25,7 +25,7 @@ import onnx_ir as ir
 from deploytool.errors import ConfigError, InputFileError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes.base import DeployPass, DeployPassResult
+from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
 
 __all__ = ["FFNPruneConfig", "PruneFFNPass", "prune_ffn_file", "load_neurons_file"]
 
@@ -124,4 +124,4 @@ class PruneFFNPass(S.StructuredPass, DeployPass):
 
 def prune_ffn_file(src: str | os.PathLike, dst: str | os.PathLike, config: FFNPruneConfig) -> DeployPassResult:
     """Load ``src``, remove FFN neurons as ``config`` says, check and save ``dst`` atomically."""
-    return S.run_structured_file(PruneFFNPass(config), src, dst)
+    return run_pass_file(PruneFFNPass(config), src, dst)

@@ -26,7 +26,7 @@ import onnx_ir as ir
 from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes.base import DeployPass, DeployPassResult
+from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
 
 __all__ = ["HeadPruneConfig", "PruneHeadsPass", "prune_heads_file", "parse_heads_spec"]
 
@@ -140,4 +140,4 @@ def _importance(path, structure):
 
 def prune_heads_file(src: str | os.PathLike, dst: str | os.PathLike, config: HeadPruneConfig) -> DeployPassResult:
     """Load ``src``, remove heads as ``config`` says, check and save ``dst`` atomically."""
-    return S.run_structured_file(PruneHeadsPass(config), src, dst)
+    return run_pass_file(PruneHeadsPass(config), src, dst)

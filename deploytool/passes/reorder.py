@@ -20,7 +20,7 @@ import onnx_ir as ir
 
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes.base import DeployPass, DeployPassResult
+from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
 
 __all__ = ["ReorderConfig", "ReorderPass", "reorder_file"]
 
@@ -66,4 +66,4 @@ class ReorderPass(S.StructuredPass, DeployPass):
 
 def reorder_file(src: str | os.PathLike, dst: str | os.PathLike, config: ReorderConfig) -> DeployPassResult:
     """Load ``src``, reorder heads/neurons by importance, check and save ``dst`` atomically."""
-    return S.run_structured_file(ReorderPass(config), src, dst)
+    return run_pass_file(ReorderPass(config), src, dst)

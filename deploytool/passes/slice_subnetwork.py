@@ -25,7 +25,7 @@ import onnx_ir as ir
 from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes.base import DeployPass, DeployPassResult
+from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
 
 __all__ = ["SliceConfig", "SlicePass", "slice_file", "depth_keep", "width_keep"]
 
@@ -102,4 +102,4 @@ class SlicePass(S.StructuredPass, DeployPass):
 
 def slice_file(src: str | os.PathLike, dst: str | os.PathLike, config: SliceConfig) -> DeployPassResult:
     """Load ``src``, slice it to ``config``'s width/depth, check and save ``dst`` atomically."""
-    return S.run_structured_file(SlicePass(config), src, dst)
+    return run_pass_file(SlicePass(config), src, dst)
