@@ -110,3 +110,28 @@ class ConstCone:
 
     def is_const(self, v: ir.Value | None) -> bool:
         return self.root(v) is not None
+
+
+def shape_derived(v: ir.Value | None, memo: dict[int, bool] | None = None, depth: int = 0) -> bool:
+    """True when ``v`` is computed from constants and tensor *shapes* only (``Shape``/``Size`` of
+    activations), never from activation data: e.g. SDPA's run-time ``1/sqrt(head_size)`` scale, which
+    transformers computes from ``query.shape[-1]`` and exporters keep as ``Sqrt(Cast(Shape(q)[-1:]))``."""
+    if v is None:
+        return False
+    memo = {} if memo is None else memo
+    key = id(v)
+    if key in memo:
+        return memo[key]
+    memo[key] = False  # cycle guard
+    if const_tensor(v) is not None:
+        result = True
+    else:
+        p = v.producer()
+        if p is None or v.is_graph_input() or depth > 24:
+            result = False
+        elif p.op_type in ("Shape", "Size"):
+            result = True
+        else:
+            result = bool(p.inputs) and all(i is None or shape_derived(i, memo, depth + 1) for i in p.inputs)
+    memo[key] = result
+    return result

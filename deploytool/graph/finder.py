@@ -45,6 +45,7 @@ from deploytool.graph._util import (
     const_tensor,
     consumers,
     data_consumers,
+    shape_derived,
     single_consumer,
     small_const,
 )
@@ -82,6 +83,8 @@ class _Finder:
         self.model = model
         self.graph = model.graph
         self.cone = ConstCone()
+        self._shape_memo: dict[int, bool] = {}
+        self._input_memo: dict[int, bool] = {}
         self.position = {id(n): i for i, n in enumerate(self.graph)}
         self.meta = dict(model.metadata_props)
         try:
@@ -265,10 +268,12 @@ class _Finder:
                 if mmi is not None and self.tail(mmi) is v:
                     return self.linear(mmi), plumbing
             if p.op_type in _SCALE and len(p.inputs) == 2:
+                # a scalar scale: a constant (eager attention) or computed from shapes only (SDPA
+                # exports scale Q and K each by Sqrt(1/sqrt(head_size)) taken from Shape at run time)
                 a, b = p.inputs
-                if small_const(b) is not None and small_const(b).size == 1:
+                if self._is_scale(b):
                     v = a
-                elif small_const(a) is not None and small_const(a).size == 1:
+                elif self._is_scale(a) and p.op_type == "Mul":
                     v = b
                 else:
                     return None, plumbing
@@ -280,6 +285,12 @@ class _Finder:
                 continue
             return None, plumbing
         return None, plumbing
+
+    def _is_scale(self, v: ir.Value | None) -> bool:
+        c = small_const(v)
+        if c is not None:
+            return c.size == 1
+        return v is not None and shape_derived(v, self._shape_memo)
 
     @staticmethod
     def _integer_matmul(v: ir.Value | None) -> ir.Node | None:
@@ -441,8 +452,65 @@ class _Finder:
         split = [n for n in q_pl + k_pl + v_pl if n.op_type == "Reshape"]
         merge = [n for n in ctx_pl if n.op_type == "Reshape"]
         sites = self.head_sites(split, merge, heads, all_head)
-        block = AttentionBlock(num_heads=heads, head_size=head_size, q=q, k=k, v=v, o=o, head_sites=sites)
+        block = AttentionBlock(num_heads=heads, head_size=head_size, q=q, k=k, v=v, o=o, head_sites=sites,
+                               score_bias=self.score_bias(score, softmax))
         return block, x
+
+    def score_bias(self, score: ir.Node, softmax: ir.Node) -> list[tuple[ir.Node, int]]:
+        """Additive terms between the score MatMul and the Softmax that are neither a scale nor derived
+        from a graph input's data (the padding mask is): a per-head position bias (MPNet)."""
+        out: list[tuple[ir.Node, int]] = []
+        v = score.outputs[0]
+        for _ in range(12):
+            readers = data_consumers(v)
+            if len(readers) != 1 or readers[0] is softmax:
+                break
+            n = readers[0]
+            if n.op_type not in _MASK_OPS:
+                break
+            if n.op_type in ("Add", "Sub") and len(n.inputs) == 2:
+                i = 1 if n.inputs[0] is v else 0
+                other = n.inputs[i]
+                if other is not None and small_const(other) is None and self._has_table(other) \
+                        and not self._reads_input_data(other):
+                    out.append((n, i))
+            v = n.outputs[0]
+        return out
+
+    @staticmethod
+    def _has_table(v: ir.Value) -> bool:
+        """True when a constant matrix (a bias table such as [buckets, heads]) feeds ``v``."""
+        stack, seen = [v], set()
+        while stack and len(seen) < 200:
+            x = stack.pop()
+            if x is None or id(x) in seen:
+                continue
+            seen.add(id(x))
+            t = const_tensor(x)
+            if t is not None:
+                if len(t.shape) >= 2 and t.size > 1:
+                    return True
+                continue
+            p = x.producer()
+            if p is not None:
+                stack.extend(p.inputs)
+        return False
+
+    def _reads_input_data(self, v: ir.Value, depth: int = 0) -> bool:
+        """True when ``v`` depends on a graph input's values (not only on its shape)."""
+        key = id(v)
+        memo = self._input_memo
+        if key in memo:
+            return memo[key]
+        memo[key] = False
+        if v.is_graph_input():
+            result = True
+        else:
+            p = v.producer()
+            result = p is not None and p.op_type not in ("Shape", "Size") and depth < 64 and any(
+                i is not None and self._reads_input_data(i, depth + 1) for i in p.inputs)
+        memo[key] = result
+        return result
 
     def fused_attention(self, node: ir.Node) -> tuple[AttentionBlock, ir.Value]:
         attrs = node.attributes

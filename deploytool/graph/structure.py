@@ -29,6 +29,8 @@ Conventions
   (their ``Linear.bias`` is None). Quantized projections (``MatMulInteger`` + Cast + scale Mul,
   ``DynamicQuantizeMatMul``, ``MatMulNBits``) are Linears too; ``weight`` is then the stored
   (int8 / INT2 / packed uint8) tensor, and ``layout``/features describe the logical matrix.
+- ``AttentionBlock.score_bias``: additive terms on the attention scores that do not come from a
+  graph input (the padding mask does): a relative-position bias with one slice per head.
 - A bias or weight may be an ``Identity`` alias of a shared initializer (the TorchScript exporter
   deduplicates equal tensors): copy before editing in place.
 
@@ -79,6 +81,10 @@ class AttentionBlock:
     o: Linear
     head_sites: list[HeadSite] = dataclasses.field(default_factory=list)
     fused: ir.Node | None = None  # com.microsoft Attention / MultiHeadAttention
+    # additive per-head score terms that are not the padding mask (MPNet's relative-position bias
+    # [B, H, S, S], computed once and added in every layer): (the Add node, the input index). A pass
+    # that keeps heads must give this layer its own selection of the bias's head axis (-3).
+    score_bias: list[tuple[ir.Node, int]] = dataclasses.field(default_factory=list)
     qkv: Linear | None = None  # packed QKV weight of a fused Attention
 
     @property

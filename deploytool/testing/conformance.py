@@ -1,0 +1,622 @@
+"""The conformance matrix: deploytool's passes on ONNX files made by other tools (tests and benchmarks).
+
+Every cell is one (model, exporter, ORT optimizer level, pass). The model is a random tiny
+transformers encoder of a family (BERT, RoBERTa, XLM-R, DistilBERT, ELECTRA, ALBERT, MPNet,
+MobileBERT, DeBERTa-v2, ModernBERT) and task; the exporter is what users run (optimum's exporter
+with the model's default SDPA attention or eager attention, plain ``torch.onnx.export`` with every
+model output kept at opsets 14 and 17, the dynamo exporter at opset 18); ONNX Runtime's transformer
+optimizer may run over it at opt_level 1, 2 or 99. The pass runs through the public file API
+(``deploytool.passes.transform``), as a user's command would, and its output is compared, on a
+padded batch, with an independent PyTorch reference:
+
+- head removal: transformers' own ``prune_heads`` (MPNet: plus the shared relative-position bias
+  restricted to each layer's kept heads, which transformers 4.57 forgets);
+- FFN neurons: ``nn.Linear`` surgery; layers: a ``ModuleList`` subset (ALBERT, whose layers share
+  one set of weights: fewer iterations);
+- DynaBERT's slicing rule, restated below from DynaBERT's public code
+  (``DynaBERT/transformers/modeling_bert.py``), not imported from the pass;
+- reorder: the unchanged model; ternary packing ("memory" runtime, fp32 activations): the model whose
+  encoder linear weights are replaced by their TWN ternary values, restated below in torch;
+- int8: the fp32 model, within int8 tolerance (cosine >= 0.99 and max error <= 10% of the range).
+
+A cell is ``equal`` (max |diff| <= 1e-4 on every output; ``close`` for int8), ``refused: reason``
+(the pass refused in one line: correct behaviour for a family it cannot edit), ``n/a: reason`` (the
+exporter or ORT's optimizer itself failed on the model: nothing for deploytool to do), or
+``FAILED: reason`` (a wrong or unrunnable output, or a traceback instead of a one-line refusal).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+TOL = 1e-4
+HIDDEN, HEADS, FFN, LAYERS, VOCAB, MAX_POS = 24, 6, 40, 4, 100, 64
+
+EXPORTERS = ("optimum", "optimum-eager", "torchscript-14", "torchscript-17", "dynamo")
+OPT_LEVELS = (0, 1, 2, 99)  # 0: no ORT optimizer
+PASSES = ("slice-0.5-0.75", "slice-0.75-0.5", "slice-0.25-1", "slice-1-0.5", "prune-heads", "prune-ffn",
+          "reorder", "int8", "pack")
+
+
+# ----------------------------------------------------------------------------------------- models
+
+def _configs() -> dict[str, Callable]:
+    import transformers as tr
+
+    common = dict(vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS, intermediate_size=FFN,
+                  num_hidden_layers=LAYERS, max_position_embeddings=MAX_POS)
+    return {
+        "bert": lambda: tr.BertConfig(**common),
+        "roberta": lambda: tr.RobertaConfig(**common, pad_token_id=1),
+        "xlm-roberta": lambda: tr.XLMRobertaConfig(**common, pad_token_id=1),
+        "distilbert": lambda: tr.DistilBertConfig(vocab_size=VOCAB, dim=HIDDEN, n_heads=HEADS, hidden_dim=FFN,
+                                                  n_layers=LAYERS, max_position_embeddings=MAX_POS),
+        "electra": lambda: tr.ElectraConfig(**common, embedding_size=12),
+        "albert": lambda: tr.AlbertConfig(**common, embedding_size=12),
+        "mpnet": lambda: tr.MPNetConfig(**common, pad_token_id=1),
+        "mobilebert": lambda: tr.MobileBertConfig(vocab_size=VOCAB, hidden_size=32, embedding_size=16,
+                                                  intra_bottleneck_size=HIDDEN, true_hidden_size=HIDDEN,
+                                                  num_attention_heads=HEADS, intermediate_size=FFN,
+                                                  num_hidden_layers=LAYERS, num_feedforward_networks=2,
+                                                  max_position_embeddings=MAX_POS),
+        "deberta-v2": lambda: tr.DebertaV2Config(**common),
+        "modernbert": lambda: tr.ModernBertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS,
+                                                  intermediate_size=FFN, num_hidden_layers=LAYERS,
+                                                  max_position_embeddings=MAX_POS, global_attn_every_n_layers=2,
+                                                  local_attention=8, pad_token_id=0, bos_token_id=1,
+                                                  eos_token_id=2, cls_token_id=1, sep_token_id=2),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCase:
+    """One tiny model of the matrix: a family and a task (head)."""
+
+    name: str
+    family: str
+    task: str = "feature-extraction"  # | sequence-classification | token-classification
+    pooler: bool = True
+
+    @property
+    def token_types(self) -> bool:
+        return self.family in ("bert", "electra", "albert", "mobilebert", "deberta-v2")
+
+
+MODELS = (
+    ModelCase("bert", "bert"),  # BertModel: last_hidden_state and pooler_output
+    ModelCase("bert-nopooler", "bert", pooler=False),
+    ModelCase("bert-seqcls", "bert", "sequence-classification"),
+    ModelCase("bert-tokcls", "bert", "token-classification"),
+    ModelCase("roberta", "roberta"),
+    ModelCase("xlm-roberta", "xlm-roberta"),
+    ModelCase("distilbert", "distilbert"),
+    ModelCase("electra", "electra"),
+    ModelCase("albert", "albert"),
+    ModelCase("mpnet", "mpnet"),
+    ModelCase("mobilebert", "mobilebert"),
+    ModelCase("deberta-v2", "deberta-v2"),
+    ModelCase("modernbert", "modernbert"),
+    ModelCase("modernbert-seqcls", "modernbert", "sequence-classification"),
+)
+MODEL_BY_NAME = {m.name: m for m in MODELS}
+
+
+def build_model(case: ModelCase, *, attn: str | None = None, seed: int = 0):
+    """The random tiny PyTorch model of ``case`` (eval mode); ``attn`` None = the library default (SDPA)."""
+    import torch
+    import transformers as tr
+
+    cfg = _configs()[case.family]()
+    torch.manual_seed(seed)
+    kw = {} if attn is None else {"attn_implementation": attn}
+    if case.task == "feature-extraction":
+        if case.family == "bert" and not case.pooler:
+            if attn is not None:
+                cfg._attn_implementation = attn
+            model = tr.BertModel(cfg, add_pooling_layer=False)
+        else:
+            model = tr.AutoModel.from_config(cfg, **kw)
+    elif case.task == "sequence-classification":
+        model = tr.AutoModelForSequenceClassification.from_config(cfg, **kw)
+    else:
+        model = tr.AutoModelForTokenClassification.from_config(cfg, **kw)
+    # random LayerNorm and bias values, so that a wrong row, column or head shows up numerically
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(seed + 1)
+        for _, p in model.named_parameters():
+            if p.dim() == 1:
+                p.add_(torch.randn(p.shape, generator=g) * 0.1)
+    return model.eval()
+
+
+def feeds(case: ModelCase, lengths=(8, 5, 3), seed: int = 0) -> dict[str, np.ndarray]:
+    """A padded batch: one row per length, padded to the longest with id 0 and mask 0."""
+    rng = np.random.default_rng(seed)
+    seq = max(lengths)
+    ids = rng.integers(3, VOCAB, size=(len(lengths), seq), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+        ids[i, n:] = 0
+    out = {"input_ids": ids, "attention_mask": mask}
+    if case.token_types:
+        out["token_type_ids"] = np.zeros_like(ids)
+    return out
+
+
+def torch_outputs(model, f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        out = model(**{k: torch.as_tensor(v) for k, v in f.items()}, return_dict=True)
+    return {k: v.detach().numpy() for k, v in out.items() if isinstance(v, torch.Tensor)}
+
+
+# ----------------------------------------------------------------------------------------- exporters
+
+def export(case: ModelCase, exporter: str, folder: Path) -> Path:
+    """Export ``case``'s model as a user would with ``exporter``; returns the .onnx path."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    attn = "eager" if exporter == "optimum-eager" else None
+    model = build_model(case, attn=attn)
+    f = feeds(case, lengths=(8, 6))
+    names = list(f)
+    args = tuple(torch.as_tensor(f[n]) for n in names)
+    out_names = list(torch_outputs(model, f))
+    path = folder / f"{case.name}-{exporter}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter.startswith("optimum"):
+            from optimum.exporters.onnx import onnx_export_from_model
+
+            out = folder / f"{case.name}-{exporter}"
+            onnx_export_from_model(model, out, task=case.task, do_validation=False)
+            os.replace(out / "model.onnx", path)
+        elif exporter.startswith("torchscript"):
+            dyn = {n: {0: "batch", 1: "sequence"} for n in names}
+            for o in out_names:
+                dyn[o] = {0: "batch"} if o in ("pooler_output", "logits") and case.task != "token-classification" \
+                    else {0: "batch", 1: "sequence"}
+            torch.onnx.export(model, args, str(path), input_names=names, output_names=out_names, dynamic_axes=dyn,
+                              opset_version=int(exporter.rsplit("-", 1)[1]), dynamo=False)
+        elif exporter == "dynamo":
+            b = torch.export.Dim("batch", min=1, max=64)
+            s = torch.export.Dim("sequence", min=2, max=MAX_POS - 4)
+            prog = torch.onnx.export(model, args, input_names=names, output_names=out_names,
+                                     dynamic_shapes={n: {0: b, 1: s} for n in names}, opset_version=18,
+                                     dynamo=True, report=False, verbose=False)
+            prog.save(str(path))
+        else:
+            raise ValueError(f"unknown exporter {exporter!r}")
+    return path
+
+
+def optimize(src: Path, level: int, dst: Path) -> Path:
+    """ONNX Runtime's transformer optimizer (model_type bert) at ``opt_level`` ``level``."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = optimize_model(str(src), model_type="bert", num_heads=0, hidden_size=0, opt_level=level,
+                           use_gpu=False)
+        m.save_model_to_file(str(dst))
+    return dst
+
+
+# ----------------------------------------------------------------------------------------- references
+
+def dynabert_heads(h: int, w: float) -> int:
+    """DynaBERT's code: ``round(num_heads * width_mult)`` (Python round, ties to even)."""
+    return round(h * w)
+
+
+def dynabert_neurons(f: int, w: float, h: int, min_value: int = 1) -> int:
+    """DynaBERT's ``round_to_nearest(input_size, width_mult, num_heads)``, literally."""
+    new_width_mult = round(h * w) * 1.0 / h
+    input_size = int(new_width_mult * f)
+    return max(min_value, input_size)
+
+
+def dynabert_layers(n_layers: int, d: float) -> list[int]:
+    """DynaBERT's ``BertEncoder.forward``: ``floor(i / depth_mult)`` for ``i < round(depth_mult * L)``."""
+    return [math.floor(i / d) for i in range(round(d * n_layers))]
+
+
+def _base(model):
+    return getattr(model, model.base_model_prefix, model)
+
+
+def _layers(model):
+    base = _base(model)
+    if hasattr(base, "encoder") and hasattr(base.encoder, "layer"):
+        return base.encoder.layer
+    if hasattr(base, "transformer"):
+        return base.transformer.layer
+    raise NotImplementedError(f"no independent layer reference for {type(model).__name__}")
+
+
+def _set_layers(model, keep: list[int]) -> None:
+    import torch
+
+    base = _base(model)
+    if model.config.model_type == "albert":
+        # one shared layer applied num_hidden_layers times: keeping n layers is n iterations
+        model.config.num_hidden_layers = len(keep)
+        base.config.num_hidden_layers = len(keep)
+        return
+    layers = _layers(model)
+    kept = torch.nn.ModuleList([layers[i] for i in keep])
+    if hasattr(base, "encoder") and hasattr(base.encoder, "layer"):
+        base.encoder.layer = kept
+    else:
+        base.transformer.layer = kept
+
+
+def _ffn_pairs(model) -> list[tuple[object, str, str]]:
+    """(module, in-attr path, out-attr path) per layer for FFN surgery."""
+    mt = model.config.model_type
+    if mt == "albert":
+        shared = _base(model).encoder.albert_layer_groups[0].albert_layers[0]
+        return [(shared, "ffn", "ffn_output")] * model.config.num_hidden_layers
+    if mt == "distilbert":
+        return [(la.ffn, "lin1", "lin2") for la in _layers(model)]
+    if mt in ("bert", "roberta", "xlm-roberta", "electra", "mpnet"):
+        return [(la, "intermediate.dense", "output.dense") for la in _layers(model)]
+    raise NotImplementedError(f"no independent FFN reference for {mt}")
+
+
+def _get(obj, path):
+    for p in path.split("."):
+        obj = getattr(obj, p)
+    return obj
+
+
+def _set(obj, path, value):
+    parts = path.split(".")
+    for p in parts[:-1]:
+        obj = getattr(obj, p)
+    setattr(obj, parts[-1], value)
+
+
+def _slice_linear(lin, idx, dim: int):
+    import torch
+
+    w = lin.weight.detach().index_select(dim, idx).clone()
+    b = lin.bias.detach().clone() if lin.bias is not None else None
+    if dim == 0 and b is not None:
+        b = b[idx].clone()
+    new = torch.nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
+    with torch.no_grad():
+        new.weight.copy_(w)
+        if b is not None:
+            new.bias.copy_(b)
+    return new
+
+
+def _keep_ffn(model, keep: dict[int, list[int]]) -> None:
+    import torch
+
+    pairs = _ffn_pairs(model)
+    done: set[int] = set()
+    for i, idx in keep.items():
+        mod, a, b = pairs[i]
+        if id(mod) in done:  # ALBERT: the one shared layer
+            continue
+        done.add(id(mod))
+        t = torch.as_tensor(list(idx), dtype=torch.long)
+        _set(mod, a, _slice_linear(_get(mod, a), t, 0))
+        _set(mod, b, _slice_linear(_get(mod, b), t, 1))
+
+
+def _prune_heads(model, removed: dict[int, list[int]]) -> None:
+    """transformers' own ``prune_heads``; MPNet also gets its position bias sliced per layer."""
+    import torch
+
+    removed = {int(k): sorted(int(h) for h in v) for k, v in removed.items() if len(v)}
+    mt = model.config.model_type
+    if mt not in ("bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet", "albert"):
+        raise NotImplementedError(f"no independent head-pruning reference for {mt}")
+    if mt == "albert":
+        if len({tuple(v) for v in removed.values()}) > 1 or (removed and len(removed) != model.config.num_hidden_layers):
+            raise NotImplementedError("albert shares its layer: only the same heads in every layer have a reference")
+        if removed:
+            _base(model).encoder.albert_layer_groups[0].albert_layers[0].attention.prune_heads(next(iter(removed.values())))
+        return
+    if mt == "mpnet":
+        layers = _layers(model)
+        for i, layer in enumerate(layers):
+            heads = removed.get(i, [])
+            h = layer.attention.attn.num_attention_heads
+            keep = [j for j in range(h) if j not in heads]
+            if heads:
+                layer.attention.prune_heads(heads)
+            original = layer.forward
+            idx = torch.as_tensor(keep, dtype=torch.long)
+
+            def fwd(hidden_states, attention_mask=None, head_mask=None, position_bias=None, *a,
+                    _orig=original, _idx=idx, **kw):
+                if position_bias is not None:
+                    position_bias = position_bias.index_select(1, _idx)
+                return _orig(hidden_states, attention_mask, head_mask, position_bias, *a, **kw)
+
+            layer.forward = fwd
+        return
+    if removed:
+        model.prune_heads(removed)
+
+
+def _ternary_(model) -> None:
+    """TWN (TernaryBERT) per matrix on every encoder Q/K/V/O/FFN weight, restated in torch:
+    delta = 0.7 mean|W|; t = sign(W) where |W| > delta; alpha = mean |W| over those entries."""
+    import torch
+
+    mt = model.config.model_type
+    if mt == "albert":
+        shared = _base(model).encoder.albert_layer_groups[0].albert_layers[0]
+        linears = [shared.attention.query, shared.attention.key, shared.attention.value, shared.attention.dense,
+                   shared.ffn, shared.ffn_output]
+    elif mt == "distilbert":
+        linears = [m for la in _layers(model) for m in (la.attention.q_lin, la.attention.k_lin, la.attention.v_lin,
+                                                          la.attention.out_lin, la.ffn.lin1, la.ffn.lin2)]
+    elif mt == "mpnet":
+        linears = [m for la in _layers(model) for m in (la.attention.attn.q, la.attention.attn.k, la.attention.attn.v,
+                                                          la.attention.attn.o, la.intermediate.dense,
+                                                          la.output.dense)]
+    elif mt in ("bert", "roberta", "xlm-roberta", "electra"):
+        linears = [m for la in _layers(model) for m in (la.attention.self.query, la.attention.self.key,
+                                                          la.attention.self.value, la.attention.output.dense,
+                                                          la.intermediate.dense, la.output.dense)]
+    else:
+        raise NotImplementedError(f"no independent ternary reference for {mt}")
+    with torch.no_grad():
+        for lin in linears:
+            w = lin.weight.double()
+            a = w.abs()
+            delta = 0.7 * a.mean()
+            mask = a > delta
+            alpha = (a * mask).sum() / mask.sum().clamp(min=1)
+            lin.weight.copy_((torch.sign(w) * mask * alpha).float())
+
+
+def prune_heads_spec(n_layers: int = LAYERS, h: int = HEADS) -> dict[int, list[int]]:
+    """The heads the prune-heads cell removes: different heads and counts per layer."""
+    return {i: sorted({i % h, (i + 2) % h, (3 * i + 1) % h})[: 1 + i % 3] for i in range(n_layers)}
+
+
+def prune_ffn_spec(n_layers: int = LAYERS, f: int = FFN) -> dict[int, list[int]]:
+    """FFN neurons the prune-ffn cell removes per layer (a different set per layer)."""
+    rng = np.random.default_rng(7)
+    return {i: sorted(rng.choice(f, size=f // 3 + i, replace=False).tolist()) for i in range(n_layers)}
+
+
+def reference(case: ModelCase, pass_name: str, base_model):
+    """(reference model, kind of reference) for ``pass_name`` on ``case``; raises NotImplementedError
+    where no independent reference exists for the family."""
+    m = copy.deepcopy(base_model).eval()
+    if pass_name.startswith("slice-"):
+        _, w, d = pass_name.split("-")
+        w, d = float(w), float(d)
+        layers = _layers(m) if m.config.model_type != "albert" else None
+        n = m.config.num_hidden_layers
+        h = m.config.num_attention_heads if hasattr(m.config, "num_attention_heads") else m.config.n_heads
+        f = m.config.intermediate_size if hasattr(m.config, "intermediate_size") else m.config.hidden_dim
+        kh, kf = dynabert_heads(h, w), dynabert_neurons(f, w, h)
+        if kh < h:
+            _prune_heads(m, {i: list(range(kh, h)) for i in range(n)})
+        if kf < f:
+            _keep_ffn(m, {i: list(range(kf)) for i in range(n)})
+        keep = dynabert_layers(n, d)
+        if keep != list(range(n)):
+            _set_layers(m, keep)
+        del layers
+        return m, "dynabert-slice"
+    if pass_name == "prune-heads":
+        _prune_heads(m, prune_heads_spec())
+        return m, "prune_heads"
+    if pass_name == "prune-ffn":
+        rem = prune_ffn_spec()
+        _keep_ffn(m, {i: [j for j in range(FFN) if j not in set(v)] for i, v in rem.items()})
+        return m, "module-surgery"
+    if pass_name in ("reorder", "int8"):
+        return m, "unchanged"
+    if pass_name == "pack":
+        _ternary_(m)
+        return m, "twn-ternary"
+    raise ValueError(pass_name)
+
+
+def pass_config(case: ModelCase, pass_name: str, work: Path):
+    from deploytool.passes.pack_weights import PackConfig
+    from deploytool.passes.prune_ffn import FFNPruneConfig
+    from deploytool.passes.prune_heads import HeadPruneConfig
+    from deploytool.passes.quantize_int8 import Int8Config
+    from deploytool.passes.reorder import ReorderConfig
+    from deploytool.passes.slice_subnetwork import SliceConfig
+
+    if pass_name.startswith("slice-"):
+        _, w, d = pass_name.split("-")
+        return SliceConfig(width=float(w), depth=float(d))
+    if pass_name == "prune-heads":
+        return HeadPruneConfig(heads=prune_heads_spec())
+    if pass_name == "prune-ffn":
+        return FFNPruneConfig(neurons=prune_ffn_spec())
+    if pass_name == "reorder":
+        return ReorderConfig()  # weight magnitude: a real permutation of heads and neurons
+    if pass_name == "int8":
+        return Int8Config()
+    if pass_name == "pack":
+        return PackConfig(weights="ternary", embeddings="fp32", runtime="memory", accuracy_level=0)
+    raise ValueError(pass_name)
+
+
+# ----------------------------------------------------------------------------------------- cells
+
+@dataclasses.dataclass
+class Cell:
+    model: str
+    exporter: str
+    opt_level: int
+    pass_name: str
+    status: str  # equal | close | refused | n/a | FAILED
+    detail: str = ""
+    max_diff: float | None = None
+    reference: str | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:240]
+
+
+def compare(got: dict[str, np.ndarray], want: dict[str, np.ndarray], pass_name: str) -> tuple[str, float, str]:
+    """(status, max diff, detail) of the ONNX outputs against the reference outputs (by name)."""
+    common = [k for k in got if k in want]
+    if not common:
+        # exporters name a single output freely (optimum: last_hidden_state; dynamo may not)
+        if len(got) == 1 and len(want) >= 1:
+            k = next(iter(want))
+            common, got = [k], {k: next(iter(got.values()))}
+        else:
+            return "FAILED", float("inf"), f"no common outputs: onnx {sorted(got)} vs reference {sorted(want)}"
+    worst, detail = 0.0, ""
+    for k in common:
+        a, b = got[k].astype(np.float64), want[k].astype(np.float64)
+        if a.shape != b.shape:
+            return "FAILED", float("inf"), f"output {k}: shape {list(a.shape)} vs reference {list(b.shape)}"
+        if not np.all(np.isfinite(a)):
+            return "FAILED", float("inf"), f"output {k}: not finite"
+        d = float(np.max(np.abs(a - b))) if a.size else 0.0
+        if pass_name == "int8":
+            cos = float(np.dot(a.ravel(), b.ravel()) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
+            rng = float(b.max() - b.min()) or 1.0
+            if cos < 0.99 or d > 0.1 * rng:
+                return "FAILED", d, f"output {k}: int8 cosine {cos:.4f}, max diff {d:.3g} (range {rng:.3g})"
+        elif d > TOL:
+            detail = f"output {k}: max diff {d:.3g} > {TOL}"
+        worst = max(worst, d)
+    if detail:
+        return "FAILED", worst, detail
+    return ("close" if pass_name == "int8" else "equal"), worst, ""
+
+
+def run_cell(case: ModelCase, exporter: str, level: int, pass_name: str, src: Path, base_model,
+             work: Path) -> Cell:
+    from deploytool.errors import DeployError
+    from deploytool.passes import transform
+    from deploytool.runtime.infer import run_onnx
+
+    t0 = time.perf_counter()
+    cell = Cell(case.name, exporter, level, pass_name, "FAILED")
+    dst = work / f"{src.stem}.{pass_name}.onnx"
+    before = src.read_bytes()
+    if dst.exists():
+        dst.unlink()
+    try:
+        transform(src, dst, pass_config(case, pass_name, work))
+    except DeployError as e:  # a one-line refusal (StructureError, PassRefusedError, ...)
+        cell.status, cell.detail = "refused", _one_line(e)
+        if dst.exists():
+            cell.status, cell.detail = "FAILED", f"refused but wrote {dst.name}: {cell.detail}"
+        cell.seconds = time.perf_counter() - t0
+        return cell
+    except Exception as e:  # noqa: BLE001 - a traceback where a refusal was due is a failure
+        cell.detail = f"{type(e).__name__}: {_one_line(e)}"
+        cell.seconds = time.perf_counter() - t0
+        return cell
+    if src.read_bytes() != before:
+        cell.detail = "the input file was modified"
+        return cell
+    f = feeds(case)
+    try:
+        got = run_onnx(dst, f)
+    except Exception as e:  # noqa: BLE001
+        cell.detail = f"the written model does not run: {_one_line(e)}"
+        cell.seconds = time.perf_counter() - t0
+        return cell
+    try:
+        ref_model, cell.reference = reference(case, pass_name, base_model)
+    except NotImplementedError as e:
+        cell.detail = f"the pass wrote a model, but there is no independent reference: {e}"
+        cell.seconds = time.perf_counter() - t0
+        return cell
+    want = torch_outputs(ref_model, f)
+    cell.status, cell.max_diff, cell.detail = compare(got, want, pass_name)
+    cell.seconds = time.perf_counter() - t0
+    try:
+        dst.unlink()
+    except OSError:
+        pass
+    return cell
+
+
+def run_matrix(models=MODELS, exporters=EXPORTERS, levels=OPT_LEVELS, passes=PASSES, *, work: Path,
+               progress: Callable[[Cell], None] | None = None) -> list[Cell]:
+    """Every cell of the matrix (exports and optimizer runs done once per graph)."""
+    import torch
+
+    torch.set_num_threads(1)
+    cells: list[Cell] = []
+    work.mkdir(parents=True, exist_ok=True)
+    for case in models:
+        base = build_model(case)
+        eager = None
+        for exporter in exporters:
+            ref_model = base
+            if exporter == "optimum-eager":
+                eager = eager or build_model(case, attn="eager")
+                ref_model = eager
+            try:
+                src0 = export(case, exporter, work / "exports")
+            except Exception as e:  # noqa: BLE001 - the exporter's failure, not ours
+                for level in levels:
+                    for p in passes:
+                        c = Cell(case.name, exporter, level, p, "n/a", f"exporter failed: {type(e).__name__}: "
+                                                                        f"{_one_line(e)[:160]}")
+                        cells.append(c)
+                        if progress:
+                            progress(c)
+                continue
+            for level in levels:
+                src = src0
+                if level:
+                    try:
+                        src = optimize(src0, level, src0.with_name(f"{src0.stem}.O{level}.onnx"))
+                    except Exception as e:  # noqa: BLE001
+                        for p in passes:
+                            c = Cell(case.name, exporter, level, p, "n/a",
+                                     f"ORT optimizer failed: {type(e).__name__}: {_one_line(e)[:160]}")
+                            cells.append(c)
+                            if progress:
+                                progress(c)
+                        continue
+                for p in passes:
+                    c = run_cell(case, exporter, level, p, src, ref_model, work)
+                    cells.append(c)
+                    if progress:
+                        progress(c)
+    return cells
+
+
+def summarize(cells: list[Cell]) -> dict:
+    counts: dict[str, int] = {}
+    for c in cells:
+        counts[c.status] = counts.get(c.status, 0) + 1
+    applicable = [c for c in cells if c.status != "n/a"]
+    ok = sum(1 for c in applicable if c.status in ("equal", "close"))
+    return {"cells": len(cells), "counts": counts, "applicable": len(applicable),
+            "equal_share": round(ok / len(applicable), 4) if applicable else None,
+            "failed": counts.get("FAILED", 0)}
