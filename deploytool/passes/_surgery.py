@@ -301,6 +301,24 @@ def _relax_head_expands(graph: ir.Graph, layer: EncoderLayer, old_heads: int) ->
                     set_array(new, arr)
 
 
+def _select_score_bias(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int]) -> None:
+    """This layer's Add of a per-head score bias ([B, H, S, S] or [H, S, S], shared by all layers)
+    now reads ``Gather(bias, heads, axis=-3)``: its own heads, in the kept order."""
+    for node, i in layer.attention.score_bias:
+        bias = node.inputs[i]
+        idx = ir.Value(name=_unique_name(graph, f"heads_L{layer.index}"), shape=ir.Shape([len(heads)]),
+                       type=ir.TensorType(ir.DataType.INT64))
+        idx.const_value = ir.Tensor(np.asarray(list(heads), dtype=np.int64), name=idx.name)
+        graph.register_initializer(idx)
+        gather = ir.node("Gather", inputs=[bias, idx], attributes={"axis": -3},
+                         name=f"{node.name or 'score_bias'}__heads_L{layer.index}")
+        gather.outputs[0].type = bias.type
+        gather.outputs[0].name = f"{bias.name or 'score_bias'}__heads_L{layer.index}"
+        graph.insert_before(node, gather)
+        node.replace_input_with(i, gather.outputs[0])
+        layer.nodes.append(gather)
+
+
 def keep_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int]) -> None:
     """Keep ``heads`` of ``layer`` in the given order (a permutation reorders, a subset prunes)."""
     att = layer.attention
@@ -330,6 +348,7 @@ def keep_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int]) -> No
     else:
         raise StructureError(f"layer {layer.index}: attention has no Q/K/V weights to slice")
     keep_in(graph, att.o, idx, tag)
+    _select_score_bias(graph, layer, heads)
     if len(heads) != att.num_heads:
         if not att.head_sites:
             raise StructureError(f"layer {layer.index}: no place in the graph encodes the head count; "
@@ -385,6 +404,8 @@ def drop_layers(model: ir.Model, structure: EncoderStructure, keep: Sequence[int
     from onnx_ir.passes.common import RemoveUnusedNodesPass
 
     RemoveUnusedNodesPass()(model)
+    # a rewired reader (a pooler reading the last hidden state) may now precede its new producer
+    graph.sort()
     structure.layers = [la for la in structure.layers if la.index in keep_set]
 
 
