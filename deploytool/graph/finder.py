@@ -789,7 +789,7 @@ class _Finder:
         return emb
 
     def family(self, emb: dict[str, ir.Value], other: list[Linear]) -> str:
-        hint = self.meta.get("deploytool.family")
+        hint = family_hint(self.model)
         if hint:
             return hint
         names = " ".join(v.name or "" for v in emb.values()).lower()
@@ -819,6 +819,41 @@ class _Finder:
         if names and sum(nm.startswith("/") for nm in names) > len(names) // 2:
             return "optimum"
         return "unknown"
+
+
+# families recognised from module paths that exporters keep in node or initializer names (only to
+# name the family and say what is missing; roles are always found by structure)
+_FAMILY_SIGNATURES = (
+    ("modernbert", ("wqkv", "mlp.wi", "mlp/wi", "attn_norm", "mlp_norm", "tok_embeddings", "final_norm")),
+    ("deberta-v2", ("rel_embeddings", "pos_key_proj", "pos_query_proj", "pos_proj", "rel_attn")),
+    ("mobilebert", ("bottleneck",)),
+    ("albert", ("albert_layer_groups", "albert_layers")),
+    ("mpnet", ("relative_attention_bias", "attention/attn/", "attention.attn.")),
+    ("distilbert", ("q_lin", "transformer/layer", "transformer.layer")),
+    ("electra", ("embeddings_project",)),
+)
+# what the structured passes lack for a family they refuse
+_UNSUPPORTED = {
+    "modernbert": "its packed Wqkv projection with rotary position embeddings, GeGLU FFN and local/global "
+                  "attention are not supported by the structured passes",
+    "deberta-v2": "its disentangled attention (content-to-position and position-to-content terms from shared "
+                  "relative-position projections) is not supported by the structured passes",
+    "mobilebert": "its bottleneck layers (Q and K read a shared bottleneck, V the layer input; stacked FFNs) "
+                  "are not supported by the structured passes",
+}
+
+
+def family_hint(model: ir.Model) -> str | None:
+    """The family named by the export's module paths (or deploytool's metadata), if any."""
+    meta = dict(model.metadata_props).get("deploytool.family")
+    if meta:
+        return meta
+    names = [(n.name or "").lower() for n in model.graph]
+    names += [(k or "").lower() for k in model.graph.initializers]
+    for fam, keys in _FAMILY_SIGNATURES:
+        if any(k in nm for nm in names for k in keys):
+            return fam
+    return None
 
 
 def _layer_linears(layer: EncoderLayer) -> list[Linear]:
@@ -866,4 +901,13 @@ def _no_attention_reason(graph: ir.Graph) -> str:
 
 
 def find_structure(model: ir.Model) -> EncoderStructure:
+    hint = family_hint(model)
+    if hint in _UNSUPPORTED:
+        # refuse in one line naming the family and the missing piece, rather than guess
+        try:
+            node = next(n for n in model.graph if n.op_type == "Softmax")
+            where = f" (first attention at node '{_name(node)}')"
+        except StopIteration:
+            where = ""
+        raise StructureError(f"{hint}: {_UNSUPPORTED[hint]}{where}")
     return _Finder(model).find()

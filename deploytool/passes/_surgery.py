@@ -151,22 +151,70 @@ def _privatize_linear(graph: ir.Graph, lin: Linear, tag: str) -> None:
         lin.bias = private_value(graph, lin.bias, _lin_owners(lin), tag)
 
 
+# Layers that share one set of weights (ALBERT) and get the same edit keep sharing the edited copy:
+# graph.meta[_SHARED_EDITS] maps (stored tensor, edit) to the value the first such edit produced.
+_SHARED_EDITS = "deploytool.surgery.shared_edits"
+
+
+def _stored(value: ir.Value) -> ir.Value:
+    """The initializer or Constant output behind ``value`` (through Identity aliases)."""
+    for _ in range(8):
+        prod = value.producer()
+        if prod is None or prod.op_type != "Identity" or not prod.inputs or prod.inputs[0] is None:
+            return value
+        value = prod.inputs[0]
+    return value
+
+
+def _edit_key(value: ir.Value, kind: str, idx: np.ndarray) -> tuple:
+    return id(_stored(value)), kind, np.asarray(idx, dtype=np.int64).tobytes()
+
+
+def _reuse(node: ir.Node | None, old: ir.Value, new: ir.Value) -> None:
+    if node is None:
+        return
+    for i, v in enumerate(node.inputs):
+        if v is old:
+            node.replace_input_with(i, new)
+
+
+def _edit_linear(graph: ir.Graph, lin: Linear, idx: np.ndarray, tag: str, out: bool) -> None:
+    memo = graph.meta.setdefault(_SHARED_EDITS, {})
+    wkey = _edit_key(lin.weight, f"{'out' if out else 'in'}:{lin.layout}", idx)
+    bkey = _edit_key(lin.bias, "bias", idx) if (out and lin.bias is not None) else None
+    if wkey in memo and (bkey is None or bkey in memo):
+        _check_sliceable(lin, tag)
+        _reuse(lin.node, lin.weight, memo[wkey])
+        lin.weight = memo[wkey]
+        if bkey is not None:
+            _reuse(lin.bias_node or lin.node, lin.bias, memo[bkey])
+            lin.bias = memo[bkey]
+    else:
+        _privatize_linear(graph, lin, tag)
+        w = get_array(lin.weight)
+        if out:
+            set_array(lin.weight, w[:, idx] if lin.layout == "in_out" else w[idx, :])
+            if lin.bias is not None:
+                set_array(lin.bias, get_array(lin.bias)[idx])
+        else:
+            set_array(lin.weight, w[idx, :] if lin.layout == "in_out" else w[:, idx])
+        memo[wkey] = lin.weight
+        if bkey is not None:
+            memo[bkey] = lin.bias
+    if out:
+        lin.out_features = len(idx)
+    else:
+        lin.in_features = len(idx)
+
+
 def keep_out(graph: ir.Graph, lin: Linear, idx: np.ndarray, tag: str) -> None:
     """Keep output features ``idx`` (in that order) of ``lin``: weight and bias."""
-    _privatize_linear(graph, lin, tag)
-    w = get_array(lin.weight)
-    set_array(lin.weight, w[:, idx] if lin.layout == "in_out" else w[idx, :])
-    if lin.bias is not None:
-        set_array(lin.bias, get_array(lin.bias)[idx])
-    lin.out_features = len(idx)
+    _edit_linear(graph, lin, idx, tag, out=True)
 
 
 def keep_in(graph: ir.Graph, lin: Linear, idx: np.ndarray, tag: str) -> None:
     """Keep input features ``idx`` (in that order) of ``lin``; its bias is untouched."""
-    _privatize_linear(graph, lin, tag)
-    w = get_array(lin.weight)
-    set_array(lin.weight, w[idx, :] if lin.layout == "in_out" else w[:, idx])
-    lin.in_features = len(idx)
+    _edit_linear(graph, lin, idx, tag, out=False)
 
 
 def _as_out_in(lin: Linear) -> np.ndarray:
@@ -461,11 +509,18 @@ class StructuredPass:
                     _check_sliceable(lin, f"layer {layer.index}")
         before = layer_counts(structure)
         params_before = count_params(model.graph)
-        extra = self.edit(model, structure) or {}
+        try:
+            extra = self.edit(model, structure) or {}
+        finally:
+            model.graph.meta.pop(_SHARED_EDITS, None)
         after = layer_counts(structure)
         forced = bool(extra.pop("_modified", False))
         changed = before != after or forced
         if changed:
+            # tensors every user now reads an edited copy of (weights shared by layers, as in ALBERT)
+            from onnx_ir.passes.common import RemoveUnusedNodesPass
+
+            RemoveUnusedNodesPass()(model)
             clear_intermediate_shapes(model.graph)
             _update_metadata(model, after)
         # ORT's transformer optimizer writes com.microsoft nodes without importing the domain

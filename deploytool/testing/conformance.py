@@ -68,7 +68,10 @@ def _configs() -> dict[str, Callable]:
                                                   num_attention_heads=HEADS, intermediate_size=FFN,
                                                   num_hidden_layers=LAYERS, num_feedforward_networks=2,
                                                   max_position_embeddings=MAX_POS),
-        "deberta-v2": lambda: tr.DebertaV2Config(**common),
+        # DeBERTa-v3's shape: relative attention with content-to-position and position-to-content terms
+        "deberta-v2": lambda: tr.DebertaV2Config(**common, relative_attention=True, pos_att_type=["p2c", "c2p"],
+                                                 position_buckets=16, max_relative_positions=-1,
+                                                 norm_rel_ebd="layer_norm", share_att_key=True),
         "modernbert": lambda: tr.ModernBertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS,
                                                   intermediate_size=FFN, num_hidden_layers=LAYERS,
                                                   max_position_embeddings=MAX_POS, global_attn_every_n_layers=2,
@@ -250,10 +253,11 @@ def _set_layers(model, keep: list[int]) -> None:
     import torch
 
     base = _base(model)
-    if model.config.model_type == "albert":
-        # one shared layer applied num_hidden_layers times: keeping n layers is n iterations
-        model.config.num_hidden_layers = len(keep)
-        base.config.num_hidden_layers = len(keep)
+    if model.config.model_type == "albert":  # unrolled (see _unroll_albert): one group per layer
+        enc = base.encoder
+        enc.albert_layer_groups = torch.nn.ModuleList([enc.albert_layer_groups[i] for i in keep])
+        for c in {id(model.config): model.config, id(enc.config): enc.config}.values():
+            c.num_hidden_layers = c.num_hidden_groups = len(keep)
         return
     layers = _layers(model)
     kept = torch.nn.ModuleList([layers[i] for i in keep])
@@ -266,9 +270,8 @@ def _set_layers(model, keep: list[int]) -> None:
 def _ffn_pairs(model) -> list[tuple[object, str, str]]:
     """(module, in-attr path, out-attr path) per layer for FFN surgery."""
     mt = model.config.model_type
-    if mt == "albert":
-        shared = _base(model).encoder.albert_layer_groups[0].albert_layers[0]
-        return [(shared, "ffn", "ffn_output")] * model.config.num_hidden_layers
+    if mt == "albert":  # unrolled: one group per layer
+        return [(g.albert_layers[0], "ffn", "ffn_output") for g in _base(model).encoder.albert_layer_groups]
     if mt == "distilbert":
         return [(la.ffn, "lin1", "lin2") for la in _layers(model)]
     if mt in ("bert", "roberta", "xlm-roberta", "electra", "mpnet"):
@@ -327,12 +330,6 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
     mt = model.config.model_type
     if mt not in ("bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet", "albert"):
         raise NotImplementedError(f"no independent head-pruning reference for {mt}")
-    if mt == "albert":
-        if len({tuple(v) for v in removed.values()}) > 1 or (removed and len(removed) != model.config.num_hidden_layers):
-            raise NotImplementedError("albert shares its layer: only the same heads in every layer have a reference")
-        if removed:
-            _base(model).encoder.albert_layer_groups[0].albert_layers[0].attention.prune_heads(next(iter(removed.values())))
-        return
     if mt == "mpnet":
         layers = _layers(model)
         for i, layer in enumerate(layers):
@@ -363,9 +360,9 @@ def _ternary_(model) -> None:
 
     mt = model.config.model_type
     if mt == "albert":
-        shared = _base(model).encoder.albert_layer_groups[0].albert_layers[0]
-        linears = [shared.attention.query, shared.attention.key, shared.attention.value, shared.attention.dense,
-                   shared.ffn, shared.ffn_output]
+        linears = [m for g in _base(model).encoder.albert_layer_groups for la in g.albert_layers
+                   for m in (la.attention.query, la.attention.key, la.attention.value, la.attention.dense, la.ffn,
+                             la.ffn_output)]
     elif mt == "distilbert":
         linears = [m for la in _layers(model) for m in (la.attention.q_lin, la.attention.k_lin, la.attention.v_lin,
                                                           la.attention.out_lin, la.ffn.lin1, la.ffn.lin2)]
@@ -378,7 +375,9 @@ def _ternary_(model) -> None:
                                                           la.attention.self.value, la.attention.output.dense,
                                                           la.intermediate.dense, la.output.dense)]
     else:
-        raise NotImplementedError(f"no independent ternary reference for {mt}")
+        # families the structure finder refuses: pack falls back to every MatMul/Gemm weight, i.e. every
+        # nn.Linear of the model (pooler and classifier included)
+        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     with torch.no_grad():
         for lin in linears:
             w = lin.weight.double()
@@ -400,14 +399,29 @@ def prune_ffn_spec(n_layers: int = LAYERS, f: int = FFN) -> dict[int, list[int]]
     return {i: sorted(rng.choice(f, size=f // 3 + i, replace=False).tolist()) for i in range(n_layers)}
 
 
+def _unroll_albert(model) -> None:
+    """ALBERT applies one shared layer L times; give each iteration its own copy (same function), so
+    that per-layer edits have a reference."""
+    enc = _base(model).encoder
+    n = model.config.num_hidden_layers
+    if model.config.num_hidden_groups != 1 or model.config.inner_group_num != 1:
+        raise NotImplementedError("albert reference: only one group of one layer")
+    import torch
+
+    enc.albert_layer_groups = torch.nn.ModuleList([copy.deepcopy(enc.albert_layer_groups[0]) for _ in range(n)])
+    for c in {id(model.config): model.config, id(enc.config): enc.config}.values():
+        c.num_hidden_groups = n
+
+
 def reference(case: ModelCase, pass_name: str, base_model):
     """(reference model, kind of reference) for ``pass_name`` on ``case``; raises NotImplementedError
     where no independent reference exists for the family."""
     m = copy.deepcopy(base_model).eval()
+    if m.config.model_type == "albert":
+        _unroll_albert(m)
     if pass_name.startswith("slice-"):
         _, w, d = pass_name.split("-")
         w, d = float(w), float(d)
-        layers = _layers(m) if m.config.model_type != "albert" else None
         n = m.config.num_hidden_layers
         h = m.config.num_attention_heads if hasattr(m.config, "num_attention_heads") else m.config.n_heads
         f = m.config.intermediate_size if hasattr(m.config, "intermediate_size") else m.config.hidden_dim
@@ -419,7 +433,6 @@ def reference(case: ModelCase, pass_name: str, base_model):
         keep = dynabert_layers(n, d)
         if keep != list(range(n)):
             _set_layers(m, keep)
-        del layers
         return m, "dynabert-slice"
     if pass_name == "prune-heads":
         _prune_heads(m, prune_heads_spec())
