@@ -36,3 +36,16 @@ class PassRefusedError(DeployError):
 
 class UnavailableError(DeployError):
     """An optional component (onnxruntime-qnn, the ARM64 emulator, a dataset) is not available."""
+
+
+class VerificationError(DeployError):
+    """A model that fails the verification gate (``deploytool.runtime.verify``): ONNX Runtime cannot
+    load or run it, an output is not finite, or an output the pass must preserve changed.
+
+    ``node``/``op``: the node ONNX Runtime named, when it named one.
+    """
+
+    def __init__(self, message: str, *, node: str | None = None, op: str | None = None) -> None:
+        super().__init__(message)
+        self.node = node
+        self.op = op

@@ -28,6 +28,7 @@ __all__ = [
     "load_proto",
     "save_model",
     "save_proto",
+    "staged_proto",
 ]
 
 
@@ -118,17 +119,35 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
 
 def save_proto(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
     """Save a ModelProto atomically. Models over 2 GB go to one external-data file beside it."""
+    with staged_proto(model, path):
+        pass
+    return Path(path)
+
+
+@contextlib.contextmanager
+def staged_proto(model: onnx.ModelProto, path: str | os.PathLike) -> Iterator[Path]:
+    """:func:`save_proto` in two steps: save to a temporary path beside ``path`` and yield it (a
+    complete model file that tools can load and check); it becomes ``path`` only if the block succeeds.
+
+    Models over 2 GB write one external-data file ``<name>.data`` beside it under its final name (the
+    temporary model refers to it, so it loads as is); it is removed if the block fails.
+    """
     p = Path(path)
     too_big = model.ByteSize() > 1_900_000_000 if _is_serializable_size(model) else True
     with atomic_path(p) as tmp:
         if too_big:
-            data_name = p.name + ".data"
-            onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data_name)
-            # the data file was written beside tmp under its final name
+            data_file = p.parent / (p.name + ".data")
+            try:
+                onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                                location=data_file.name)
+                yield tmp
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    data_file.unlink()
+                raise
         else:
             onnx.save_model(model, str(tmp))
-    return p
+            yield tmp
 
 
 def save_model(model: ir.Model, path: str | os.PathLike) -> Path:

@@ -26,7 +26,7 @@ import numpy as np
 
 from deploytool.errors import ConfigError, InputFileError
 
-__all__ = ["InputPlan", "InputSpec", "DEFAULT_VOCAB", "plan_inputs", "make_feeds"]
+__all__ = ["InputPlan", "InputSpec", "DEFAULT_VOCAB", "plan_inputs", "plan_inputs_proto", "make_feeds"]
 
 DEFAULT_VOCAB = 1000
 REQUIRED_INPUT = "input_ids"
@@ -135,16 +135,23 @@ def _vocab_from_graph(graph) -> tuple[int, str] | None:
 
 def plan_inputs(model_path: str | os.PathLike) -> InputPlan:
     """Read ``model_path``'s declared inputs and decide how to synthesise each (see module doc)."""
-    from onnx import helper
-
     from deploytool.onnx_io import load_proto
 
-    model = load_proto(model_path, load_external_data=False)
+    return plan_inputs_proto(load_proto(model_path, load_external_data=False), model_path)
+
+
+def plan_inputs_proto(model, model_path: str | os.PathLike, *, require_ids: bool = True) -> InputPlan:
+    """:func:`plan_inputs` of a ModelProto already in memory (``model_path`` only names it in errors).
+
+    ``require_ids=False`` plans any model's inputs (no ``input_ids`` is then not an error).
+    """
+    from onnx import helper
+
     graph = model.graph
     init_names = {t.name for t in graph.initializer}
     declared = [i for i in graph.input if i.name not in init_names]
     names = [i.name for i in declared]
-    if REQUIRED_INPUT not in names:
+    if require_ids and REQUIRED_INPUT not in names:
         raise InputFileError(f"{model_path}: model has no '{REQUIRED_INPUT}' input (its inputs: "
                              f"{', '.join(names) or 'none'}); bench expects a Transformer encoder")
     found = _vocab_from_graph(graph)

@@ -10,6 +10,7 @@ import json
 
 import click
 
+from deploytool.cli._verify import GATE_KEYS, echo_gate, no_verify_option
 from deploytool.errors import ConfigError
 
 
@@ -22,7 +23,7 @@ def _echo(result, output: str, title: str) -> None:
     size = f" {_fmt_bytes(before)} -> {_fmt_bytes(after)} ({before / after:.2f}x smaller)" if before and after else ""
     click.echo(f"{title}: wrote {output}{size}")
     for key, value in s.items():
-        if key in ("bytes_before", "bytes_after", "note", "host_note", "arm_note", "by_role"):
+        if key in ("bytes_before", "bytes_after", "note", "host_note", "arm_note", "by_role", *GATE_KEYS):
             continue
         click.echo(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
     for role, r in s.get("by_role", {}).items():
@@ -31,6 +32,7 @@ def _echo(result, output: str, title: str) -> None:
                    f"{_fmt_bytes(r['bytes_after'])} ({ratio:.1f}x)")
     for skip in result.skipped:
         click.echo(f"  skipped {skip.node}: {skip.reason}")
+    echo_gate(s)
     for key in ("host_note", "arm_note", "note"):
         if key in s:
             click.echo(f"note: {s[key]}")
@@ -55,8 +57,9 @@ def _given(*params: str) -> list[str]:
 @click.option("--fusion", default="none", show_default=True,
               help="ORT fusion before int8: none | attention (faster at short sequences) | mha.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
+@no_verify_option
 def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool, calib: str | None,
-             calib_samples: int, tokenizer: str | None, fusion: str, output: str) -> None:
+             calib_samples: int, tokenizer: str | None, fusion: str, output: str, no_verify: bool) -> None:
     """int8 (dynamic or static) or fp16 quantization of an ONNX encoder."""
     if int8 == fp16:
         raise ConfigError("precision: give exactly one of --int8 or --fp16")
@@ -66,13 +69,13 @@ def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool
             raise ConfigError(f"{', '.join(given)}: int8 option(s), not used by --fp16")
         from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
 
-        _echo(convert_fp16_file(model, output, Fp16Config()), output, "fp16")
+        _echo(convert_fp16_file(model, output, Fp16Config(), verify=not no_verify), output, "fp16")
         return
     from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
 
     config = Int8Config(per_channel=per_channel, static=static, calib=calib, calib_samples=calib_samples,
                         tokenizer=tokenizer, fusion=fusion)
-    _echo(quantize_int8_file(model, output, config), output, "int8")
+    _echo(quantize_int8_file(model, output, config, verify=not no_verify), output, "int8")
 
 
 @click.command("pack")
@@ -85,8 +88,9 @@ def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool
 @click.option("--accuracy-level", type=int, default=4, show_default=True,
               help="MatMulNBits (runtime memory): 4 = int8 activations (fast), 0 = fp32 (exact).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
+@no_verify_option
 def pack(model: str, weights: str, embeddings: str | None, runtime: str, granularity: str, accuracy_level: int,
-         output: str) -> None:
+         output: str, no_verify: bool) -> None:
     """Ternary/binary weights with real bit packing, runnable in stock ONNX Runtime."""
     if runtime != "memory" and _given("accuracy_level"):
         raise ConfigError(f"accuracy_level: only used by --runtime memory (MatMulNBits), not --runtime {runtime}")
@@ -94,4 +98,4 @@ def pack(model: str, weights: str, embeddings: str | None, runtime: str, granula
 
     config = PackConfig(weights=weights, embeddings=embeddings, runtime=runtime, granularity=granularity,
                         accuracy_level=accuracy_level)
-    _echo(pack_file(model, output, config), output, "pack")
+    _echo(pack_file(model, output, config, verify=not no_verify), output, "pack")

@@ -22,17 +22,19 @@ _FILE_FUNCTIONS = {
 }
 
 
-def transform(src: str | os.PathLike, dst: str | os.PathLike, config):
+def transform(src: str | os.PathLike, dst: str | os.PathLike, config, *, verify: bool = True):
     """Apply the pass that ``config`` configures to the model in ``src`` and write ``dst`` atomically.
 
     Returns the pass's :class:`~deploytool.passes.base.DeployPassResult` (stats, sizes, skips).
+    ``verify`` (default True): run the output once in ONNX Runtime before it is written (the gate of
+    ``base.run_pass_file``); False skips it and the stats say ``verified: False``.
     """
     entry = _FILE_FUNCTIONS.get(type(config).__name__)
     if entry is None or type(config).__module__ != entry[0]:
         known = ", ".join(sorted(_FILE_FUNCTIONS))
         raise TypeError(f"transform() takes one of {known}; got {type(config).__name__}")
     module, fn = entry
-    return getattr(importlib.import_module(module), fn)(src, dst, config)
+    return getattr(importlib.import_module(module), fn)(src, dst, config, verify=verify)
 
 
 __all__ = ["transform"]

@@ -8,6 +8,14 @@ before/after) and the list of things it skipped with the reason for each. A pipe
 Preconditions (``requires``) raise :class:`deploytool.errors.DeployError` subclasses; onnx_ir wraps
 them in ``PreconditionError`` and :meth:`DeployPass.__call__` unwraps them again so callers (and the
 CLI) see the one-line error that names the problem.
+
+The verification gate: :func:`run_pass_file` (every pass's file runner) runs the output once in ONNX
+Runtime on a small padded batch (:mod:`deploytool.runtime.verify`) before the file is renamed into
+place; a model ORT cannot load or run, or one with a non-finite output, raises
+:class:`deploytool.errors.VerificationError` naming the pass and the node ORT named, and nothing is
+written. A pass whose :meth:`DeployPass.preserves_outputs` is True (reorder) must also give the input
+model's outputs on the same batch (``max|diff| <= 1e-4 * max(1, max|ref|)``). ``verify=False`` skips
+the gate; the stats then say ``verified: False``.
 """
 
 from __future__ import annotations
@@ -20,9 +28,14 @@ from typing import Any
 
 import onnx_ir as ir
 
-from deploytool.errors import DeployError
+from deploytool.errors import DeployError, VerificationError
 
 logger = logging.getLogger(__name__)
+
+# weights above this go to an external-data file (protobuf's 2 GB limit); the output is then checked by path
+EXTERNAL_DATA_BYTES = 1_800_000_000
+# outputs of a pass that preserves outputs may differ from the input's by this, relative to max(1, max|ref|)
+PRESERVE_RTOL = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +69,11 @@ class DeployPass(ir.passes.InPlacePass):
             if isinstance(cause, DeployError):
                 raise cause from None
             raise
+
+    def preserves_outputs(self) -> bool:
+        """True when the output must compute what the input computes (the file runner's gate then
+        compares the two on the same inputs). False unless a pass says otherwise."""
+        return False
 
 
 def file_size(path: str | os.PathLike) -> int:
@@ -111,19 +129,18 @@ def _release_free_memory() -> None:
 
 
 def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathLike, *,
-                  finalize=None) -> DeployPassResult:
-    """Load ``src``, apply ``pass_``, run ``onnx.checker`` and save to ``dst`` atomically.
+                  finalize=None, verify: bool = True) -> DeployPassResult:
+    """Load ``src``, apply ``pass_``, run ``onnx.checker`` and the ORT gate, save to ``dst`` atomically.
 
     The input file is never modified; ``dst`` appears only if everything succeeded. Adds
-    ``bytes_before``/``bytes_after`` to the result's stats. Lean on memory for BERT-base-sized
-    files: the input's IR is released as soon as the output protobuf exists and sizes are not found
-    by parsing the files again (peak about twice the input file, not four times). ``finalize`` is an
-    optional last proto-level rewrite (e.g. ``quantize_int8.residual_adds_to_sum``). The returned
-    result's ``model`` is the output model.
+    ``bytes_before``/``bytes_after``, ``verified`` and ``verify_s`` to the result's stats. Lean on
+    memory for BERT-base-sized files: the input's IR is released as soon as the output protobuf exists
+    and sizes are not found by parsing the files again (peak about twice the input file, not four
+    times, plus the ORT session of the gate). ``finalize`` is an optional last proto-level rewrite
+    (e.g. ``quantize_int8.residual_adds_to_sum``). ``verify=False`` skips the gate (see the module
+    doc). The returned result's ``model`` is the output model.
     """
     import gc
-
-    import onnx
 
     from deploytool import onnx_io
 
@@ -132,13 +149,19 @@ def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathL
     bytes_before = _ir_file_size(src, model)
     result = pass_(model)
     if not result.modified and finalize is None and bytes_before == os.path.getsize(src):
-        # nothing changed (e.g. width = depth = 1): the output is a byte copy of the input
+        # nothing changed (e.g. width = depth = 1): the output is a byte copy of the input, which
+        # computes what the input computes; the gate has nothing of the pass's to run
         import shutil
 
         with onnx_io.atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
         result.stats["bytes_before"] = result.stats["bytes_after"] = bytes_before
+        result.stats.update(verified=verify, verify_s=0.0)
+        if verify:
+            result.stats["verify_note"] = "the output is a byte copy of the input"
         return result
+    # passes insert nodes next to where they are needed; the file must list producers first
+    result.model.graph.sort()
     proto = ir.serde.serialize_model(result.model)
     if finalize is not None:
         finalize(proto)
@@ -146,30 +169,89 @@ def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathL
     del model, result
     gc.collect()
     _release_free_memory()
+    bytes_after, gate = write_checked(pass_, proto, src, dst, verify=verify)
+    stats["bytes_before"] = bytes_before
+    stats["bytes_after"] = bytes_after
+    stats.update(gate)
+    return DeployPassResult(model=ir.serde.deserialize_model(proto), modified=modified, stats=stats, skipped=skipped)
+
+
+def write_checked(pass_: DeployPass, proto, src: str | os.PathLike, dst: str | os.PathLike, *,
+                  verify: bool = True) -> tuple[int, dict[str, Any]]:
+    """Check ``proto`` (``onnx.checker``), write it to a temporary file beside ``dst``, run the gate on
+    that file (unless ``verify`` is False) and only then rename it to ``dst``.
+
+    Returns (bytes written, ``{"verified": bool, "verify_s": seconds}``). On any failure nothing is
+    left at ``dst`` (no temporary file, no external-data file). Models whose weights exceed
+    :data:`EXTERNAL_DATA_BYTES` are saved with their external-data file first and checked by path.
+    """
+    import onnx
+
+    from deploytool import onnx_io
 
     def check(model) -> None:
         try:
             onnx.checker.check_model(model, full_check=False)
-        except onnx.checker.ValidationError as e:  # a bug in the pass, not bad input
-            raise RuntimeError(f"{type(pass_).__name__} produced an invalid model: {e}") from e
+        except onnx.checker.ValidationError as e:  # a bug in the pass, not bad input: still one line
+            first = " ".join(str(e).split())[:240]
+            raise VerificationError(f"{type(pass_).__name__} produced a model onnx.checker rejects ({first}); "
+                                    f"nothing written") from e
+
+    gate: dict[str, Any] = {"verified": False, "verify_s": 0.0}
+
+    def run_gate(path: Path) -> None:
+        if verify:
+            gate["verify_s"] = round(_gate(pass_, proto, src, path), 3)
+            gate["verified"] = True
 
     # sum of weight bytes: proto.ByteSize() walks the whole message and is slow on big models
     weight_bytes = sum(len(t.raw_data) for t in proto.graph.initializer)
-    if weight_bytes > 1_800_000_000:  # external data: let save_proto lay it out, then check by path
-        onnx_io.save_proto(proto, dst)
-        try:
-            check(str(dst))
-        except BaseException:
-            os.unlink(dst)
-            raise
+    if weight_bytes > EXTERNAL_DATA_BYTES:  # external data: let staged_proto lay it out, then check by path
+        with onnx_io.staged_proto(proto, dst) as tmp:
+            check(str(tmp))
+            run_gate(tmp)
         bytes_after = file_size(dst)
     else:
         data = proto.SerializeToString()
         check(data)  # the serialized bytes are needed for the file anyway
         with onnx_io.atomic_path(dst) as tmp:
             tmp.write_bytes(data)
-        bytes_after = len(data)
-        del data
-    stats["bytes_before"] = bytes_before
-    stats["bytes_after"] = bytes_after
-    return DeployPassResult(model=ir.serde.deserialize_model(proto), modified=modified, stats=stats, skipped=skipped)
+            bytes_after = len(data)
+            del data
+            run_gate(tmp)
+    return bytes_after, gate
+
+
+def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path) -> float:
+    """Run the model saved at ``path`` (``proto``, the output of ``pass_`` on ``src``) in ONNX Runtime;
+    VerificationError naming the pass if it fails. Returns the seconds it took."""
+    import time
+
+    from deploytool.bench.inputs import plan_inputs_proto
+    from deploytool.runtime.verify import gate_feeds, verify_model
+
+    start = time.perf_counter()
+    name = type(pass_).__name__
+    try:
+        plan = plan_inputs_proto(proto, path, require_ids=False)
+    except DeployError as e:  # an input the gate cannot make data for: it cannot say the model runs
+        raise VerificationError(f"{name} wrote a model the verification gate cannot make inputs for "
+                                f"({_strip_path(e, path)}); skip the gate (verify=False, --no-verify) to write it "
+                                "unchecked; nothing written") from e
+    if plan.vocab_source == "default":  # no embedding table found: ids every vocabulary has
+        plan = dataclasses.replace(plan, inputs=tuple(dataclasses.replace(i, high=min(i.high, 2)) for i in plan.inputs))
+    reference = src if pass_.preserves_outputs() else None
+    try:
+        verify_model(path, gate_feeds(plan), reference=reference, rtol=PRESERVE_RTOL)
+    except VerificationError as e:
+        raise VerificationError(f"{name} wrote a model {e}; nothing written", node=e.node, op=e.op) from e
+    seconds = time.perf_counter() - start
+    logger.info("%s: output verified in ONNX Runtime in %.2f s", name, seconds)
+    return seconds
+
+
+def _strip_path(e: BaseException, path: Path) -> str:
+    """The error's message without the temporary file's path it starts with."""
+    text = str(e)
+    prefix = f"{path}: "
+    return text[len(prefix):] if text.startswith(prefix) else text

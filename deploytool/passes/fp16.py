@@ -88,9 +88,10 @@ class Fp16ConvertPass(DeployPass):
         return DeployPassResult(model, modified=True, stats=stats)
 
 
-def convert_fp16_file(src: str | os.PathLike, dst: str | os.PathLike, config: Fp16Config) -> DeployPassResult:
+def convert_fp16_file(src: str | os.PathLike, dst: str | os.PathLike, config: Fp16Config, *,
+                      verify: bool = True) -> DeployPassResult:
     """Convert ``src`` to fp16 into ``dst`` (atomic) and, with ``check_host``, say what this CPU runs."""
-    result = run_pass_file(Fp16ConvertPass(config), src, dst)
+    result = run_pass_file(Fp16ConvertPass(config), src, dst, verify=verify)
     result.stats["arm_note"] = ARM_NOTE
     if config.check_host:
         from deploytool.runtime.session import inserted_precision_casts

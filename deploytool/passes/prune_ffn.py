@@ -122,6 +122,7 @@ class PruneFFNPass(S.StructuredPass, DeployPass):
         return stats
 
 
-def prune_ffn_file(src: str | os.PathLike, dst: str | os.PathLike, config: FFNPruneConfig) -> DeployPassResult:
+def prune_ffn_file(src: str | os.PathLike, dst: str | os.PathLike, config: FFNPruneConfig, *,
+                   verify: bool = True) -> DeployPassResult:
     """Load ``src``, remove FFN neurons as ``config`` says, check and save ``dst`` atomically."""
-    return run_pass_file(PruneFFNPass(config), src, dst)
+    return run_pass_file(PruneFFNPass(config), src, dst, verify=verify)

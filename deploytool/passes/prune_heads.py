@@ -138,6 +138,7 @@ def _importance(path, structure):
     return load_importance(path, structure)
 
 
-def prune_heads_file(src: str | os.PathLike, dst: str | os.PathLike, config: HeadPruneConfig) -> DeployPassResult:
+def prune_heads_file(src: str | os.PathLike, dst: str | os.PathLike, config: HeadPruneConfig, *,
+                     verify: bool = True) -> DeployPassResult:
     """Load ``src``, remove heads as ``config`` says, check and save ``dst`` atomically."""
-    return run_pass_file(PruneHeadsPass(config), src, dst)
+    return run_pass_file(PruneHeadsPass(config), src, dst, verify=verify)

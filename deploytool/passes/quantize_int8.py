@@ -297,10 +297,11 @@ def _swap_in(model: ir.Model, new: ir.Model) -> None:
     model.metadata_props.update(new.metadata_props)
 
 
-def quantize_int8_file(src: str | os.PathLike, dst: str | os.PathLike, config: Int8Config) -> DeployPassResult:
+def quantize_int8_file(src: str | os.PathLike, dst: str | os.PathLike, config: Int8Config, *,
+                       verify: bool = True) -> DeployPassResult:
     """Quantize ``src`` to int8 into ``dst`` (atomic; ``src`` untouched)."""
     try:
         import onnxruntime.quantization  # noqa: F401
     except ImportError as e:
         raise UnavailableError(f"int8 quantization needs onnxruntime ({e})") from e
-    return run_pass_file(Int8QuantizePass(config), src, dst)
+    return run_pass_file(Int8QuantizePass(config), src, dst, verify=verify)

@@ -45,6 +45,9 @@ class ReorderPass(S.StructuredPass, DeployPass):
         super().__init__()
         self.config = config
 
+    def preserves_outputs(self) -> bool:
+        return True  # a permutation of whole heads / neurons: the file runner's gate compares outputs
+
     def edit(self, model: ir.Model, structure: EncoderStructure) -> dict:
         from deploytool.importance import load_importance, magnitude_importance
 
@@ -64,6 +67,11 @@ class ReorderPass(S.StructuredPass, DeployPass):
                 "_modified": moved > 0}
 
 
-def reorder_file(src: str | os.PathLike, dst: str | os.PathLike, config: ReorderConfig) -> DeployPassResult:
-    """Load ``src``, reorder heads/neurons by importance, check and save ``dst`` atomically."""
-    return run_pass_file(ReorderPass(config), src, dst)
+def reorder_file(src: str | os.PathLike, dst: str | os.PathLike, config: ReorderConfig, *,
+                 verify: bool = True) -> DeployPassResult:
+    """Load ``src``, reorder heads/neurons by importance, check and save ``dst`` atomically.
+
+    ``verify``: run the output in ONNX Runtime and compare it with the input before writing it
+    (see ``base.run_pass_file``).
+    """
+    return run_pass_file(ReorderPass(config), src, dst, verify=verify)

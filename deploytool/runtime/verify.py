@@ -1,0 +1,217 @@
+"""The verification gate: run a pass's output once in ONNX Runtime before it is written.
+
+:func:`gate_feeds` builds one small padded batch from a model's declared inputs (the same rules as
+the benchmark's synthetic inputs, :mod:`deploytool.bench.inputs`: ids in ``[0, vocab)``,
+``attention_mask`` ones, ``token_type_ids`` and other integer inputs zeros), batch 2, sequence 8, the
+second row padded after 5 tokens (mask 0, id 0). :func:`verify_model` loads a model (a path or
+serialized bytes) in ONNX Runtime with its default session options (what users run, including the
+casts it inserts for fp16 and the constant folding packed models rely on), runs it on those feeds
+and checks that every float output is finite; with ``reference`` it also runs that model on the same
+feeds and requires every output to match within ``max|diff| <= rtol * max(1, max|ref|)``.
+
+A failure raises :class:`deploytool.errors.VerificationError` whose message is a predicate on the
+model, e.g. ``ONNX Runtime cannot run: node '/encoder/layer.0/attention/Add' (Add): Attempting to
+broadcast an axis by a dimension other than 1. 4 by 2``, so callers can prefix what wrote it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from deploytool.errors import DeployError, VerificationError
+
+__all__ = ["VerifyReport", "gate_feeds", "verify_file", "verify_model", "GATE_BATCH", "GATE_SEQ", "GATE_PADDED_LEN"]
+
+GATE_BATCH = 2
+GATE_SEQ = 8
+GATE_PADDED_LEN = 5  # real tokens of the second row; the rest is padding
+_SEED = 0
+
+# "... while running Reshape node. Name:'/m/Reshape' Status Message: <file>:<line> <signature> <reason>"
+_RUN_RE = re.compile(r"running (?P<op>[\w.]+) node\. Name:'(?P<node>[^']*)' Status Message: (?P<reason>.*)", re.S)
+# "[ONNXRuntimeError] : 1 : FAIL : Node (/m/query/Add) Op (Add) [ShapeInferenceError] Incompatible dimensions"
+_LOAD_RE = re.compile(r"Node \((?P<node>[^)]*)\) Op \((?P<op>[^)]*)\) (?P<reason>.*)", re.S)
+_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+_SOURCE_LOC = re.compile(r"^\S+\.(?:h|hpp|cc|cpp|cu):\d+ ")
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyReport:
+    """What the gate ran: feed shapes, output names, the largest difference to the reference (None
+    without one) and the seconds it took (session creation included)."""
+
+    feeds: dict[str, tuple[int, ...]]
+    outputs: tuple[str, ...]
+    max_diff: float | None
+    seconds: float
+
+
+def _short_reason(status: str, limit: int = 200) -> str:
+    """ORT's status message without its source location and C++ signature (one line)."""
+    s = " ".join(status.split())
+    m = _SOURCE_LOC.match(s)
+    if m:
+        s = s[m.end():]
+        head = s.split("(", 1)[0]
+        if "::" in head:  # "onnxruntime::ReshapeHelper::ReshapeHelper(const ...&, bool) <reason>"
+            depth = 0
+            for i, ch in enumerate(s):
+                if ch == "(":
+                    depth += 1
+                elif ch == ")":
+                    depth -= 1
+                    if depth == 0:
+                        s = s[i + 1:].strip()
+                        if s.startswith("const "):
+                            s = s[len("const "):]
+                        break
+    if " was false. " in s:  # "<condition> was false. <the sentence meant for people>"
+        s = s.split(" was false. ", 1)[1]
+    s = s.strip() or " ".join(status.split())
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def _ort_failure(verb: str, e: BaseException) -> VerificationError:
+    raw = " ".join(str(e).split())
+    m = _RUN_RE.search(raw) or _LOAD_RE.search(raw)
+    if m:
+        return VerificationError(f"ONNX Runtime cannot {verb}: node '{m['node']}' ({m['op']}): "
+                                 f"{_short_reason(m['reason'])}", node=m["node"], op=m["op"])
+    return VerificationError(f"ONNX Runtime cannot {verb}: {_short_reason(_ORT_PREFIX.sub('', raw), 300)}")
+
+
+def _session(model: str | os.PathLike | bytes):
+    from deploytool.runtime.infer import make_session
+
+    try:
+        return make_session(model)
+    except DeployError as e:  # make_session's own message hides the node name in its cause
+        if e.__cause__ is None:
+            raise
+        raise _ort_failure("load", e.__cause__) from e.__cause__
+
+
+def gate_feeds(plan, *, batch: int = GATE_BATCH, seq: int = GATE_SEQ, padded_len: int = GATE_PADDED_LEN
+               ) -> dict[str, np.ndarray]:
+    """One padded batch for ``plan`` (a :class:`deploytool.bench.inputs.InputPlan`).
+
+    A fixed dimension 0 or 1 wins over ``batch``/``seq``; symbolic dimensions beyond the second are 1.
+    Rows after the first are padded after ``padded_len`` tokens (mask 0, id 0) when there is a mask.
+    """
+    from deploytool.bench.inputs import InputPlan, make_feeds
+
+    for spec in plan.inputs:  # a model exported with a fixed batch or sequence length gets it
+        if len(spec.shape) > 0 and isinstance(spec.shape[0], int) and spec.shape[0] > 0:
+            batch = spec.shape[0]
+        if len(spec.shape) > 1 and isinstance(spec.shape[1], int) and spec.shape[1] > 0:
+            seq = spec.shape[1]
+    fixed = []
+    for spec in plan.inputs:
+        shape = tuple(d if isinstance(d, int) and d > 0 else batch if i == 0 else seq if i == 1 else 1
+                      for i, d in enumerate(spec.shape))
+        fixed.append(dataclasses.replace(spec, shape=shape))
+    feeds = make_feeds(InputPlan(inputs=tuple(fixed), vocab=plan.vocab, vocab_source=plan.vocab_source),
+                       batch, seq, _SEED)
+    mask = feeds.get("attention_mask")
+    if mask is not None and mask.ndim == 2 and batch > 1 and 0 < padded_len < seq:
+        mask[1:, padded_len:] = 0
+        ids = feeds.get("input_ids")
+        if ids is not None and ids.shape == mask.shape:
+            ids[1:, padded_len:] = 0
+    return feeds
+
+
+def _run(sess, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    from deploytool.runtime.infer import input_specs
+
+    specs = input_specs(sess)
+    missing = [n for n in specs if n not in feeds]
+    if missing:
+        raise VerificationError(f"ONNX Runtime cannot run: it declares input(s) {', '.join(missing)} the gate "
+                                f"has no data for (given: {', '.join(feeds)})")
+    cast = {n: np.ascontiguousarray(feeds[n].astype(specs[n][0], copy=False)) for n in specs}
+    names = [o.name for o in sess.get_outputs()]
+    try:
+        outs = sess.run(names, cast)
+    except Exception as e:
+        raise _ort_failure("run", e) from e
+    return dict(zip(names, outs))
+
+
+def _is_float(a: np.ndarray) -> bool:
+    return isinstance(a, np.ndarray) and a.dtype.kind in "fc"
+
+
+def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], *,
+                 reference: str | os.PathLike | bytes | None = None, rtol: float = 1e-4) -> VerifyReport:
+    """Run ``model`` once on ``feeds``: it must load, run and give finite outputs (see module doc).
+
+    With ``reference``, that model must give the same outputs on the same feeds (same names, same
+    shapes, ``max|diff| <= rtol * max(1, max|ref|)`` for each). Raises VerificationError.
+    """
+    start = time.perf_counter()
+    sess = _session(model)
+    outs = _run(sess, feeds)
+    del sess
+    for name, a in outs.items():
+        if _is_float(a) and not np.all(np.isfinite(a)):
+            n_nan = int(np.isnan(a).sum())
+            n_inf = int(np.isinf(a).sum())
+            raise VerificationError(f"whose output '{name}' is not finite ({n_nan} NaN, {n_inf} inf of {a.size} "
+                                    f"values on a padded batch {_shape_text(feeds)})")
+    worst: float | None = None
+    if reference is not None:
+        try:  # the reference itself failing is not the output's fault, but nothing can be compared
+            ref_sess = _session(reference)
+            ref = _run(ref_sess, {k: v for k, v in feeds.items() if k in {i.name for i in ref_sess.get_inputs()}})
+        except VerificationError as e:
+            raise VerificationError(f"that cannot be compared with its input (for the input, {e})") from e
+        del ref_sess
+        if set(ref) != set(outs):
+            raise VerificationError(f"whose outputs ({', '.join(outs)}) are not the input model's "
+                                    f"({', '.join(ref)}), though the pass must preserve them")
+        worst = 0.0
+        for name, r in ref.items():
+            a = outs[name]
+            if a.shape != r.shape:
+                raise VerificationError(f"whose output '{name}' has shape {list(a.shape)}, the input model's "
+                                        f"{list(r.shape)}, though the pass must preserve it")
+            if not (_is_float(a) or _is_float(r)):
+                if not np.array_equal(a, r):
+                    raise VerificationError(f"whose output '{name}' differs from the input model's, though the "
+                                            "pass must preserve it")
+                continue
+            r64, a64 = r.astype(np.float64), a.astype(np.float64)
+            diff = float(np.max(np.abs(a64 - r64))) if a.size else 0.0
+            allowed = rtol * max(1.0, float(np.max(np.abs(r64))) if r.size else 0.0)
+            worst = max(worst, diff)
+            if not diff <= allowed:
+                raise VerificationError(f"whose output '{name}' differs from the input model's by {diff:.3g} "
+                                        f"(allowed {allowed:.3g}), though the pass must preserve outputs")
+    return VerifyReport(feeds={k: tuple(v.shape) for k, v in feeds.items()}, outputs=tuple(outs), max_diff=worst,
+                        seconds=time.perf_counter() - start)
+
+
+def _shape_text(feeds: dict[str, np.ndarray]) -> str:
+    ids = feeds.get("input_ids", next(iter(feeds.values()), None))
+    return "x".join(str(d) for d in ids.shape) if ids is not None else "?"
+
+
+def verify_file(path: str | os.PathLike, *, reference: str | os.PathLike | None = None,
+                rtol: float = 1e-4) -> VerifyReport:
+    """:func:`verify_model` of an ONNX file with :func:`gate_feeds` built from its declared inputs."""
+    from deploytool.bench.inputs import plan_inputs_proto
+    from deploytool.onnx_io import load_proto
+
+    p = Path(path)
+    plan = plan_inputs_proto(load_proto(p, load_external_data=False), p, require_ids=False)
+    try:
+        return verify_model(p, gate_feeds(plan), reference=reference, rtol=rtol)
+    except VerificationError as e:
+        raise VerificationError(f"{p}: a model {e}", node=e.node, op=e.op) from e

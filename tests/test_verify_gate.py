@@ -1,0 +1,334 @@
+"""The verification gate of ``base.run_pass_file``: no pass writes a model ONNX Runtime cannot run.
+
+Broken passes here write models that ``onnx.checker`` accepts (checked), so only the ORT gate can
+catch them: refused with one line naming the pass and the node, nothing at the destination, no
+temporary or external-data file left. ``verify=False`` / ``--no-verify`` writes them and says so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from click.testing import CliRunner
+
+from deploytool import onnx_io
+from deploytool.cli import main
+from deploytool.cli._verify import NO_VERIFY_NOTE
+from deploytool.errors import DeployError, VerificationError
+from deploytool.passes import base, transform
+from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
+from deploytool.passes.prune_heads import HeadPruneConfig, prune_heads_file
+from deploytool.passes.reorder import ReorderConfig, ReorderPass, reorder_file
+from deploytool.runtime.infer import run_onnx
+from deploytool.testing.tiny import fixed_inputs
+
+SHAPE = dict(layers=2, hidden=32, heads=4, ffn=48, seed=8)  # shared with other tests' exports
+
+
+@pytest.fixture(scope="module")
+def src(tiny_onnx):
+    return tiny_onnx("bert", exporter="torch", **SHAPE)
+
+
+# ------------------------------------------------------------------------------ broken passes
+
+
+def _first(model: ir.Model, op: str) -> ir.Node:
+    return next(n for n in model.graph if n.op_type == op)
+
+
+class BadReshapePass(DeployPass):
+    """Layer 0's first head-split Reshape gets head size 7 instead of 8: the shape [B, -1, 4, 7] does
+    not divide [B, S, 32], which only shows at run time (the batch and sequence are symbolic)."""
+
+    node_name = ""
+
+    def call(self, model: ir.Model) -> DeployPassResult:
+        reshape = _first(model, "Reshape")
+        concat = reshape.inputs[1].producer()
+        const = concat.inputs[3].producer()  # the torch export's Constant [8]
+        assert const.op_type == "Constant" and const.attributes["value"].as_tensor().numpy().tolist() == [8]
+        const.attributes["value"] = ir.AttrTensor("value", ir.tensor(np.array([7], dtype=np.int64)))
+        type(self).node_name = reshape.name
+        return DeployPassResult(model, modified=True)
+
+
+class BadWeightPass(DeployPass):
+    """The first MatMul weight loses 8 of its 32 output columns: its bias Add cannot broadcast (ORT
+    finds it when it loads the model and infers shapes)."""
+
+    def call(self, model: ir.Model) -> DeployPassResult:
+        mm = next(n for n in model.graph if n.op_type == "MatMul" and n.inputs[1].const_value is not None)
+        w = mm.inputs[1]
+        w.const_value = ir.tensor(w.const_value.numpy()[:, :24].copy(), name=w.name)
+        w.shape = ir.Shape(w.const_value.shape)
+        return DeployPassResult(model, modified=True)
+
+
+class NanBiasPass(DeployPass):
+    """One bias becomes NaN: the model runs, its output is not finite."""
+
+    def call(self, model: ir.Model) -> DeployPassResult:
+        add = next(n for n in model.graph if n.op_type == "Add" and any(
+            v.const_value is not None and v.const_value.numpy().ndim == 1 for v in n.inputs))
+        b = next(v for v in add.inputs if v.const_value is not None)
+        b.const_value = ir.tensor(np.full(b.const_value.shape.numpy(), np.nan, np.float32), name=b.name)
+        return DeployPassResult(model, modified=True)
+
+
+def _v_only_permutation(model: ir.Model, structure) -> None:
+    """Reverse the head order of layer 0's V projection only (Q, K and O keep theirs): still a valid,
+    runnable model, but no longer the same function. (Q alone would do too, but the tiny random
+    model's attention scores are ~0, so its softmax barely notices.)"""
+    q = structure.layers[0].attention.v
+    d = structure.layers[0].attention.head_size
+    h = structure.layers[0].attention.num_heads
+    idx = np.concatenate([np.arange(k * d, (k + 1) * d) for k in reversed(range(h))])
+    w = q.weight.const_value.numpy()
+    q.weight.const_value = ir.tensor((w[:, idx] if q.layout == "in_out" else w[idx, :]).copy(), name=q.weight.name)
+    if q.bias is not None:
+        q.bias.const_value = ir.tensor(q.bias.const_value.numpy()[idx].copy(), name=q.bias.name)
+
+
+def _bad_reorder_edit(self, model, structure):
+    stats = ReorderPass_edit(self, model, structure)
+    _v_only_permutation(model, structure)
+    stats["_modified"] = True
+    return stats
+
+
+ReorderPass_edit = ReorderPass.edit
+
+
+class BadReorderPass(ReorderPass):
+    edit = _bad_reorder_edit
+
+
+def _checker_accepts(src, pass_) -> None:
+    """The broken model passes onnx.checker (what run_pass_file ran before the gate existed)."""
+    model = onnx_io.load_model(src)
+    onnx.checker.check_model(ir.serde.serialize_model(pass_(model).model), full_check=False)
+
+
+def _assert_nothing_written(dst) -> None:
+    assert not dst.exists()
+    assert not (dst.parent / (dst.name + ".data")).exists()
+    assert not list(dst.parent.glob(f".{dst.name}*")), list(dst.parent.iterdir())  # no temp file
+
+
+# ------------------------------------------------------------------------------ (a) refused
+
+
+def test_run_time_failure_is_refused_naming_pass_and_node(src, tmp_path):
+    _checker_accepts(src, BadReshapePass())
+    dst = tmp_path / "bad.onnx"
+    with pytest.raises(VerificationError) as e:
+        run_pass_file(BadReshapePass(), src, dst)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("BadReshapePass wrote a model ONNX Runtime cannot run: node "
+                          f"'{BadReshapePass.node_name}' (Reshape): ")
+    assert "cannot be reshaped" in msg and msg.endswith("; nothing written")
+    assert "/onnxruntime_src" not in msg and "::" not in msg  # ORT's source location and C++ signature cut
+    assert e.value.node == BadReshapePass.node_name and e.value.op == "Reshape"
+    assert isinstance(e.value, DeployError)
+    _assert_nothing_written(dst)
+
+
+def test_load_time_failure_is_refused_naming_the_node(src, tmp_path):
+    _checker_accepts(src, BadWeightPass())
+    dst = tmp_path / "bad.onnx"
+    with pytest.raises(VerificationError, match=r"^BadWeightPass wrote a model ONNX Runtime cannot load: node '[^']+"
+                                                r"/query/Add' \(Add\): .*Incompatible dimensions; nothing written$"):
+        run_pass_file(BadWeightPass(), src, dst)
+    _assert_nothing_written(dst)
+
+
+def test_non_finite_output_is_refused(src, tmp_path):
+    dst = tmp_path / "nan.onnx"
+    with pytest.raises(VerificationError, match=r"NanBiasPass wrote a model whose output '\w+' is not finite "
+                                                r"\(\d+ NaN, 0 inf of \d+ values on a padded batch 2x8\)"):
+        run_pass_file(NanBiasPass(), src, dst)
+    _assert_nothing_written(dst)
+
+
+def test_refusal_leaves_an_existing_output_alone(src, tmp_path):
+    dst = tmp_path / "out.onnx"
+    dst.write_bytes(b"previous")
+    with pytest.raises(VerificationError):
+        run_pass_file(BadReshapePass(), src, dst)
+    assert dst.read_bytes() == b"previous"
+    assert not list(tmp_path.glob(".out.onnx*"))
+
+
+# ------------------------------------------------------------------------------ (b) identities
+
+
+def test_preserves_outputs_is_declared():
+    assert NanBiasPass().preserves_outputs() is False  # the default of DeployPass
+    assert ReorderPass(ReorderConfig()).preserves_outputs() is True
+
+
+def test_reorder_that_changes_outputs_is_refused(src, tmp_path):
+    dst = tmp_path / "r.onnx"
+    expected = (r"^BadReorderPass wrote a model whose output '\w+' differs from the input model's by [\d.e+-]+ "
+                r"\(allowed [\d.e+-]+\), though the pass must preserve outputs; nothing written$")
+    with pytest.raises(VerificationError, match=expected):
+        run_pass_file(BadReorderPass(ReorderConfig()), src, dst)
+    _assert_nothing_written(dst)
+    # the same model without the gate runs fine: only the comparison with the input catches it
+    res = run_pass_file(BadReorderPass(ReorderConfig()), src, dst, verify=False)
+    feeds = fixed_inputs()
+    a, b = run_onnx(dst, feeds), run_onnx(src, feeds)
+    assert all(np.isfinite(v).all() for v in a.values())
+    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) > 1e-3
+    assert res.stats["verified"] is False
+
+
+def test_real_reorder_passes_the_comparison(src, tmp_path):
+    res = reorder_file(src, tmp_path / "r.onnx", ReorderConfig())
+    assert res.modified and res.stats["verified"] is True and res.stats["verify_s"] > 0
+    # reordering an already sorted model changes nothing: a byte copy, nothing of the pass's to run
+    again = reorder_file(tmp_path / "r.onnx", tmp_path / "r2.onnx", ReorderConfig())
+    assert not again.modified and (tmp_path / "r2.onnx").read_bytes() == (tmp_path / "r.onnx").read_bytes()
+    assert again.stats["verified"] is True and again.stats["verify_note"] == "the output is a byte copy of the input"
+
+
+def test_other_passes_record_the_gate(src, tmp_path):
+    res = prune_heads_file(src, tmp_path / "h.onnx", HeadPruneConfig(heads={0: [1]}))
+    assert res.stats["verified"] is True and isinstance(res.stats["verify_s"], float)
+    res = prune_heads_file(src, tmp_path / "h2.onnx", HeadPruneConfig(heads={0: [1]}), verify=False)
+    assert res.stats["verified"] is False and res.stats["verify_s"] == 0.0
+
+
+# ------------------------------------------------------------------------------ (c) verify=False
+
+
+def test_verify_false_writes_the_broken_model(src, tmp_path):
+    dst = tmp_path / "bad.onnx"
+    res = run_pass_file(BadReshapePass(), src, dst, verify=False)
+    assert dst.exists() and res.stats["verified"] is False and res.stats["verify_s"] == 0.0
+    with pytest.raises(DeployError, match="Reshape"):
+        run_onnx(dst, fixed_inputs())
+
+
+def test_transform_forwards_verify(src, tmp_path):
+    from deploytool.passes.slice_subnetwork import SliceConfig
+
+    res = transform(src, tmp_path / "t.onnx", ReorderConfig(), verify=False)
+    assert res.stats["verified"] is False
+    res = transform(src, tmp_path / "t2.onnx", ReorderConfig())
+    assert res.stats["verified"] is True
+    res = transform(src, tmp_path / "s.onnx", SliceConfig(width=0.5), verify=False)
+    assert res.stats["verified"] is False
+
+
+# ------------------------------------------------------------------------------ external data
+
+
+def test_external_data_output_is_verified_before_it_is_done(src, tmp_path, monkeypatch):
+    # force the big-model branch: weights "over" the limit and saved with an external-data file
+    monkeypatch.setattr(base, "EXTERNAL_DATA_BYTES", 0)
+    monkeypatch.setattr(onnx_io, "_is_serializable_size", lambda model: False)
+    dst = tmp_path / "big.onnx"
+    with pytest.raises(VerificationError, match="BadReshapePass wrote a model ONNX Runtime cannot run"):
+        run_pass_file(BadReshapePass(), src, dst)
+    _assert_nothing_written(dst)
+    res = reorder_file(src, dst, ReorderConfig())
+    assert res.stats["verified"] is True
+    assert (tmp_path / "big.onnx.data").exists() and not list(tmp_path.glob(".big.onnx*"))
+    assert res.stats["bytes_after"] > dst.stat().st_size  # the data file is counted
+    run_onnx(dst, fixed_inputs())
+
+
+# ------------------------------------------------------------------------------ ORT's messages
+
+
+def test_short_reason_cuts_source_location_and_signature():
+    from deploytool.runtime.verify import _ort_failure
+
+    run = RuntimeError(
+        "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Non-zero status code returned while running Add node. "
+        "Name:'/encoder/layer.0/attention/attn/Add' Status Message: /onnxruntime_src/onnxruntime/core/providers/cpu/"
+        "math/element_wise_ops.h:560 void onnxruntime::BroadcastIterator::Append(ptrdiff_t, ptrdiff_t) axis == 1 "
+        "|| axis == largest was false. Attempting to broadcast an axis by a dimension other than 1. 4 by 2\n")
+    e = _ort_failure("run", run)
+    assert str(e) == ("ONNX Runtime cannot run: node '/encoder/layer.0/attention/attn/Add' (Add): Attempting to "
+                      "broadcast an axis by a dimension other than 1. 4 by 2")
+    assert (e.node, e.op) == ("/encoder/layer.0/attention/attn/Add", "Add")
+    load = RuntimeError("[ONNXRuntimeError] : 1 : FAIL : Node (/m/query/Add) Op (Add) [ShapeInferenceError] "
+                        "Incompatible dimensions")
+    assert str(_ort_failure("load", load)) == ("ONNX Runtime cannot load: node '/m/query/Add' (Add): "
+                                               "[ShapeInferenceError] Incompatible dimensions")
+    other = RuntimeError("[ONNXRuntimeError] : 10 : INVALID_GRAPH : This is an invalid model. In Node, something")
+    assert str(_ort_failure("load", other)) == "ONNX Runtime cannot load: This is an invalid model. In Node, something"
+    helper = RuntimeError("/onnxruntime_src/onnxruntime/core/providers/cpu/math/matmul_helper.h:142 onnxruntime::"
+                          "common::Status onnxruntime::MatMulComputeHelper::Compute(const onnxruntime::TensorShape&, "
+                          "bool) left operand cannot broadcast on dim 0")
+    assert str(_ort_failure("run", helper)) == "ONNX Runtime cannot run: left operand cannot broadcast on dim 0"
+
+
+def test_gate_feeds_pad_the_second_row():
+    from deploytool.bench.inputs import InputPlan, InputSpec
+    from deploytool.runtime.verify import gate_feeds
+
+    plan = InputPlan(inputs=(InputSpec("input_ids", "int64", ("batch", "seq"), "ids", high=50),
+                             InputSpec("attention_mask", "int64", ("batch", "seq"), "ones"),
+                             InputSpec("token_type_ids", "int64", ("batch", "seq"), "zeros")),
+                     vocab=50, vocab_source="w")
+    f = gate_feeds(plan)
+    assert f["input_ids"].shape == (2, 8) and f["input_ids"].max() < 50
+    assert f["attention_mask"].tolist() == [[1] * 8, [1] * 5 + [0] * 3]
+    assert f["input_ids"][1, 5:].tolist() == [0, 0, 0] and not f["token_type_ids"].any()
+    fixed = InputPlan(inputs=(InputSpec("input_ids", "int64", (1, 16), "ids", high=50),), vocab=50, vocab_source="w")
+    assert gate_feeds(fixed)["input_ids"].shape == (1, 16)  # a fixed batch/sequence wins
+
+
+# ------------------------------------------------------------------------------ (d) the CLI
+
+
+def test_cli_no_verify_prints_the_note(src, tmp_path):
+    r = CliRunner().invoke(main, ["reorder", str(src), "-o", str(tmp_path / "r.onnx"), "--no-verify"])
+    assert r.exit_code == 0, r.output
+    assert NO_VERIFY_NOTE in r.output.splitlines()
+    r = CliRunner().invoke(main, ["reorder", str(src), "-o", str(tmp_path / "r2.onnx")])
+    assert r.exit_code == 0, r.output
+    assert NO_VERIFY_NOTE not in r.output and "verified: ran in ONNX Runtime" in r.output
+    for args in (["slice", "--width", "0.5"], ["prune-heads", "--heads", "0:1"], ["quantize", "--int8"],
+                 ["pack", "--weights", "ternary"]):
+        out = tmp_path / f"{args[0]}.onnx"
+        r = CliRunner().invoke(main, [args[0], str(src), *args[1:], "-o", str(out), "--no-verify"])
+        assert r.exit_code == 0 and out.exists(), (args, r.output)
+        assert NO_VERIFY_NOTE in r.output.splitlines(), args
+
+
+def test_cli_help_says_what_no_verify_skips():
+    for cmd in ("reorder", "prune-heads", "prune-ffn", "slice", "quantize", "pack"):
+        r = CliRunner().invoke(main, [cmd, "--help"])
+        assert "--no-verify" in r.output and "not run in ONNX" in " ".join(r.output.split()), cmd
+
+
+def test_cli_failing_gate_is_exit_2_one_error_line(src, tmp_path, monkeypatch):
+    monkeypatch.setattr(ReorderPass, "edit", _bad_reorder_edit)
+    out = tmp_path / "r.onnx"
+    r = CliRunner().invoke(main, ["reorder", str(src), "-o", str(out)])
+    assert r.exit_code == 2, (r.output, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ReorderPass wrote a model whose output"), r.stderr
+    assert lines[0].endswith("; nothing written") and "Traceback" not in r.output
+    _assert_nothing_written(out)
+    # --no-verify writes it, and says it was not run
+    r = CliRunner().invoke(main, ["reorder", str(src), "-o", str(out), "--no-verify"])
+    assert r.exit_code == 0 and out.exists() and NO_VERIFY_NOTE in r.output
+
+
+def test_verify_file_runs_and_compares(src, tmp_path):
+    from deploytool.runtime.verify import verify_file
+
+    rep = verify_file(src, reference=src)
+    assert rep.max_diff == 0.0 and rep.feeds["input_ids"] == (2, 8) and rep.seconds > 0
+    run_pass_file(BadReshapePass(), src, tmp_path / "bad.onnx", verify=False)
+    with pytest.raises(VerificationError, match=r"bad\.onnx: a model ONNX Runtime cannot run: node '[^']+' \(Reshape\)"):
+        verify_file(tmp_path / "bad.onnx")
