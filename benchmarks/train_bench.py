@@ -172,7 +172,8 @@ def main(argv=None) -> int:
     if any(r["depth"] == 0.5 and r["accuracy"] < 60 for r in dr["dev"]):
         notes.append("depth-0.5 sub-networks (layers 0, 2, 4 of 6: the last one dropped) stay near the majority "
                      "class after this schedule's depth stage: their [CLS] state hardly varies across inputs "
-                     "(all-MiniLM-L6-v2 was pretrained with mean pooling; depth 0.75 keeps the last layer and works); "
+                     "(all-MiniLM-L6-v2 was pretrained with mean pooling; with DynaBERT's rounding depth 0.75 "
+                     "keeps layers 0, 1, 2, 4 and drops the last one too); "
                      "they need a longer depth stage (SCHEDULES['full'])")
     if args.schedule != "full":
         notes.append(f"'{args.schedule}' schedule: subsets of the training split and single epochs so it fits a "

@@ -42,6 +42,7 @@ def test_depth_rule_matches_dynabert():
     assert depth_keep(1.0, 6) == list(range(6))
     assert depth_keep(0.25, 12) == [0, 4, 8]
     assert depth_keep(0.04, 12) == []
+    assert depth_keep(0.75, 6) == [0, 1, 2, 4]  # round(4.5) = 4: Python's round, as DynaBERT's code
     for L in range(1, 25):
         for d in np.linspace(0.05, 1, 20):
             keep = depth_keep(float(d), L)
@@ -50,7 +51,9 @@ def test_depth_rule_matches_dynabert():
 
 def test_width_rounds_to_heads():
     assert [width_keep(w, 12) for w in (0.25, 0.5, 0.75, 1.0)] == [3, 6, 9, 12]
-    assert width_keep(0.3, 4) == 1 and width_keep(0.375, 4) == 2  # half up, a multiple of 1/heads
+    # Python's round (ties to even), as DynaBERT's code: round(1.2) = 1, round(1.5) = 2, round(2.5) = 2
+    assert width_keep(0.3, 4) == 1 and width_keep(0.375, 4) == 2 and width_keep(0.625, 4) == 2
+    assert width_keep(0.625, 4, "half-up") == 3
 
 
 @pytest.mark.parametrize("exporter", ["torch", "dynamo"])
@@ -72,6 +75,10 @@ def test_slice_file_matches_reference(tiny_onnx, tiny_torch_model, tmp_path, exp
     h = shape["heads"]
     assert s["heads_per_layer"] == [width_keep(w, h)] * s["layers_after"]
     assert s["width_effective"] == pytest.approx(width_keep(w, h) / h, abs=1e-6) and "DynaBERT" in s["width_note"]
+    assert s["rounding"] == "dynabert" and s["layers_kept"] == ref.dynabert_kept_layers(d, 3)
+    kh, kf = ref.slice_counts(w, h, shape["ffn"])  # the reference's copy of DynaBERT's rule
+    n = len(s["layers_kept"])
+    assert s["heads_per_layer"] == [kh] * n and s["neurons_per_layer"] == [kf] * n
     removed = ref.num_params(model) - ref.num_params(sliced)
     assert s["params_before"] - s["params_after"] == removed
     # the file shrinks by the removed fp32 parameters plus the removed nodes' own protobuf bytes
@@ -154,6 +161,8 @@ def test_inspect_reports_sliced_counts(tiny_onnx, tmp_path):
     prune_heads_file(src, tmp_path / "h.onnx", HeadPruneConfig(heads={1: [0, 1]}))
     slice_file(tmp_path / "h.onnx", tmp_path / "s.onnx", SliceConfig(width=0.75, depth=0.75))
     rep = inspect_model(tmp_path / "s.onnx").to_dict()
-    # 3 heads of 4 -> round(0.75*4)=3 in layer 0, 2 -> the first round(0.75*2)=2 in layer 1; layer 2 dropped
+    # layer 0: 4 heads -> round(0.75*4) = 3; layer 1 (2 heads left) -> round(1.5) = 2 (ties to even);
+    # layer 2 dropped (round(0.75*3) = 2 layers). FFN follows each layer's applied head width, as
+    # DynaBERT's round_to_nearest(F, w, H): int(3/4*48) = 36 in layer 0, int(2/2*48) = 48 in layer 1
     assert rep["heads_per_layer"] == [3, 2]
-    assert rep["ffn_per_layer"] == [36, 36]
+    assert rep["ffn_per_layer"] == [36, 48]

@@ -16,6 +16,8 @@ def test_layer_maps_depth_subnetwork_follows_dynabert():
     # and 4 and its final output (DynaBERT's kept_layers_index + [L]); attention learns the same layers
     assert layer_maps([0, 2, 4], list(range(6))) == ([2, 4, 6], [0, 2, 4])
     assert layer_maps([0, 1, 2, 4, 5], list(range(6))) == ([1, 2, 4, 5, 6], [0, 1, 2, 4, 5])
+    # depth 0.75 of 6 under DynaBERT's rounding (round(4.5) = 4): layers 0, 1, 2, 4; the last learns the final output
+    assert layer_maps([0, 1, 2, 4], list(range(6))) == ([1, 2, 4, 6], [0, 1, 2, 4])
     assert layer_maps(list(range(4)), list(range(4))) == ([1, 2, 3, 4], [0, 1, 2, 3])  # full depth: identity
     # a student whose layers are not among the teacher's: TinyBERT's uniform rule, last -> last
     assert layer_maps([0, 1], [10, 11, 12, 13]) == ([2, 4], [1, 3])

@@ -4,20 +4,40 @@ from __future__ import annotations
 
 import click
 
+from deploytool.cli._verify import echo_gate, no_verify_option
 
 
 @click.command("slice")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--width", type=float, default=1.0, show_default=True,
-              help="Fraction of heads and FFN neurons each layer keeps (0 < w <= 1; heads rounded to 1/heads).")
+              help="Fraction of heads and FFN neurons each layer keeps (0 < w <= 1): round(w*H) heads and "
+                   "int(round(w*H)/H*F) neurons (H heads, F neurons of the layer).")
 @click.option("--depth", type=float, default=1.0, show_default=True,
-              help="Fraction of layers kept (0 < d <= 1; keeps layers floor(i/d)).")
+              help="Fraction of layers kept (0 < d <= 1): layers floor(i/d) for i < round(d*L).")
+@click.option("--rounding", default="dynabert", show_default=True, metavar="dynabert|half-up",
+              help="dynabert: Python's round (ties to even) as in DynaBERT's code, e.g. 6 layers at d=0.75 keep "
+                   "[0,1,2,4]; half-up: the earlier rule floor(x+0.5) for heads, neurons (w*F) and layers "
+                   "(6 layers at d=0.75 keep 5).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
-def slice_(model: str, width: float, depth: float, output: str) -> None:
-    """DynaBERT width/depth slicing: keep the first heads/neurons of each layer and every 1/d-th layer."""
+@no_verify_option
+def slice_(model: str, width: float, depth: float, rounding: str, output: str, no_verify: bool) -> None:
+    """DynaBERT width/depth slicing: keep the first heads/neurons of each layer and every 1/d-th layer.
+
+    \b
+    Counts as in DynaBERT's public code (modeling_bert.py), Python's round
+    (ties to even), per layer of H heads and F FFN neurons, L layers:
+      heads    round(w*H)
+      neurons  int(round(w*H)/H*F)   (its round_to_nearest)
+      layers   floor(i/d) for i < round(d*L)
+    e.g. 6 layers at d=0.75 keep [0,1,2,4]; 6 heads at w=0.75 keep 4.
+
+    A width or depth that keeps 0 heads or 0 layers is refused. Reorder by importance first so that
+    "first" means "most important". --rounding half-up selects the earlier rule.
+    """
     from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
 
-    echo_result(slice_file(model, output, SliceConfig(width=width, depth=depth)), output)
+    echo_result(slice_file(model, output, SliceConfig(width=width, depth=depth, rounding=rounding),
+                           verify=not no_verify), output)
 
 
 @click.command("prune-heads")
@@ -27,13 +47,15 @@ def slice_(model: str, width: float, depth: float, output: str) -> None:
 @click.option("--importance", type=click.Path(dir_okay=False), default=None,
               help="Importance JSON (deploytool-importance/1); default: weight-magnitude (data-free).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
-def prune_heads(model: str, heads_spec: str | None, ratio: float | None, importance: str | None, output: str) -> None:
+@no_verify_option
+def prune_heads(model: str, heads_spec: str | None, ratio: float | None, importance: str | None, output: str,
+                no_verify: bool) -> None:
     """Physically remove attention heads (explicit ids or a ratio by importance)."""
     from deploytool.passes.prune_heads import HeadPruneConfig, parse_heads_spec, prune_heads_file
 
     heads = parse_heads_spec(heads_spec) if heads_spec is not None else None
-    echo_result(prune_heads_file(model, output, HeadPruneConfig(heads=heads, ratio=ratio, importance=importance)),
-                output)
+    echo_result(prune_heads_file(model, output, HeadPruneConfig(heads=heads, ratio=ratio, importance=importance),
+                                 verify=not no_verify), output)
 
 
 @click.command("prune-ffn")
@@ -44,12 +66,15 @@ def prune_heads(model: str, heads_spec: str | None, ratio: float | None, importa
 @click.option("--importance", type=click.Path(dir_okay=False), default=None,
               help="Importance JSON (deploytool-importance/1); default: weight-magnitude (data-free).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
-def prune_ffn(model: str, keep: float | None, neurons: str | None, importance: str | None, output: str) -> None:
+@no_verify_option
+def prune_ffn(model: str, keep: float | None, neurons: str | None, importance: str | None, output: str,
+              no_verify: bool) -> None:
     """Physically remove FFN neurons (a kept fraction by importance, or explicit ids)."""
     from deploytool.passes.prune_ffn import FFNPruneConfig, load_neurons_file, prune_ffn_file
 
     ids = load_neurons_file(neurons) if neurons is not None else None
-    echo_result(prune_ffn_file(model, output, FFNPruneConfig(keep=keep, neurons=ids, importance=importance)), output)
+    echo_result(prune_ffn_file(model, output, FFNPruneConfig(keep=keep, neurons=ids, importance=importance),
+                               verify=not no_verify), output)
 
 
 @click.command("reorder")
@@ -57,11 +82,17 @@ def prune_ffn(model: str, keep: float | None, neurons: str | None, importance: s
 @click.option("--importance", type=click.Path(dir_okay=False), default=None,
               help="Importance JSON (deploytool-importance/1); default: weight-magnitude (data-free).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
-def reorder(model: str, importance: str | None, output: str) -> None:
-    """Sort heads and FFN neurons by importance (most important first); outputs unchanged."""
+@no_verify_option
+def reorder(model: str, importance: str | None, output: str, no_verify: bool) -> None:
+    """Sort heads and FFN neurons by importance (most important first); outputs unchanged.
+
+    Unless --no-verify, the output is run in ONNX Runtime and must give the input's outputs (within
+    1e-4 of their scale) before it is written.
+    """
     from deploytool.passes.reorder import ReorderConfig, reorder_file
 
-    echo_result(reorder_file(model, output, ReorderConfig(importance=importance)), output, shrinks=False)
+    echo_result(reorder_file(model, output, ReorderConfig(importance=importance), verify=not no_verify), output,
+                shrinks=False)
 
 
 def echo_result(result, output: str, *, shrinks: bool = True) -> None:
@@ -76,10 +107,13 @@ def echo_result(result, output: str, *, shrinks: bool = True) -> None:
     if "width_effective" in s:
         click.echo(f"  width {s['width']} applied as {s['width_effective']} ({s['width_note']}); "
                    f"layers kept {s['layers_kept']}")
+    if "rule" in s:
+        click.echo(f"  rounding {s['rounding']}: {s['rule']}")
     if "importance" in s:
         click.echo(f"  importance: {s['importance']}")
     for skip in result.skipped:
         click.echo(f"  skipped {skip.node}: {skip.reason}")
+    echo_gate(s)
     if shrinks and s["params_after"] == s["params_before"]:
         click.echo("note: nothing was removed (the requested fraction rounds to zero heads, neurons and layers "
                    "for this model); the output computes the same as the input")

@@ -1,17 +1,37 @@
 """DynaBERT width/depth slicing of an ONNX encoder (Hou et al. 2020, "DynaBERT").
 
-Width ``w`` (0 < w <= 1): every layer keeps its first ``round(w * H)`` attention heads and its first
-``round(w * F)`` FFN neurons, in the model's current order (reorder by importance first, see
-``reorder.py``, so that "first" means "most important"). The head count is rounded, so the width
-that is really applied is a multiple of ``1/H`` as in DynaBERT; the result reports it as
-``width_effective``. Q, K, V keep their first ``k*d`` output rows (whole heads of size ``d``), O keeps
-the matching ``k*d`` input columns; the FFN intermediate keeps its first ``m`` output rows and bias
-entries, the FFN output its first ``m`` input columns. Hidden size, embeddings, LayerNorms and the
-heads on top are untouched.
+The counts follow DynaBERT's public code (``DynaBERT/transformers/modeling_bert.py`` in
+huawei-noah/Pretrained-Language-Model) exactly, with Python's built-in ``round`` (ties to even):
 
-Depth ``d`` (0 < d <= 1): keep ``n = round(d * L)`` layers, indices ``floor(i / d)`` for
-``i = 0 .. n-1`` (DynaBERT's "every other layer" rule: d=0.5 of 12 keeps 0,2,4,6,8,10; d=0.75 keeps
-0,1,2,4,5,6,8,9,10). A dropped layer's successor reads the previous kept layer's output.
+- heads: each layer keeps its first ``k = round(H * w)`` attention heads (``H`` = that layer's head
+  count; the code's ``round(self.orig_num_attention_heads * self.width_mult)``);
+- FFN neurons: each layer keeps its first ``round_to_nearest(F, w, H)`` neurons, i.e.
+  ``max(1, int(round(H * w) * 1.0 / H * F))`` computed with exactly those float operations (the
+  code's ``round_to_nearest(input_size, width_mult, num_heads)``): the FFN follows the width really
+  applied to the heads, ``k / H``;
+- layers: ``n = round(d * L)`` layers are kept, indices ``math.floor(i / d)`` for ``i in range(n)``
+  (the code's ``kept_layers_index``). Since ``i < d * L``, every index is ``< L``; no clamp is needed.
+
+Examples: 6 layers at d=0.75 keep ``round(4.5) = 4`` layers ``[0, 1, 2, 4]``; 12 layers at d=0.5 keep
+``[0, 2, 4, 6, 8, 10]``; 6 heads at w=0.75 keep ``round(4.5) = 4`` heads and ``int(4/6 * F)`` neurons;
+4 heads at w=0.625 keep ``round(2.5) = 2``.
+
+``SliceConfig(rounding="half-up")`` selects this project's earlier rule instead: heads
+``floor(w * H + 0.5)``, neurons ``floor(w * F + 0.5)`` (at least 1), layers ``floor(d * L + 0.5)`` with
+indices ``floor(i / d)``. It differs from DynaBERT's on ties (6 layers at d=0.75 keep 5, 6 heads at
+w=0.75 keep 5) and in the FFN count, so a model trained with DynaBERT's code should be sliced with the
+default.
+
+Heads and neurons are kept in the model's current order (reorder by importance first, see
+``reorder.py``, so that "first" means "most important"). The width really applied to the heads is a
+multiple of ``1/H``; the result reports it as ``width_effective``. Q, K, V keep their first ``k*d``
+output rows (whole heads of size ``d``), O keeps the matching ``k*d`` input columns; the FFN
+intermediate keeps its first ``m`` output rows and bias entries, the FFN output its first ``m`` input
+columns. Hidden size, embeddings, LayerNorms and the heads on top are untouched. A dropped layer's
+successor reads the previous kept layer's output.
+
+A width that keeps 0 heads of some layer (``round(H * w) == 0``) or a depth that keeps 0 layers is
+refused (``PassRefusedError``).
 """
 
 from __future__ import annotations
@@ -27,7 +47,17 @@ from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
 from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
 
-__all__ = ["SliceConfig", "SlicePass", "slice_file", "depth_keep", "width_keep"]
+__all__ = ["SliceConfig", "SlicePass", "slice_file", "depth_keep", "width_keep", "ffn_keep", "ROUNDINGS",
+           "RULES"]
+
+ROUNDINGS = ("dynabert", "half-up")
+# one-line statement of each rule (reported in the pass's stats and by the CLI)
+RULES = {
+    "dynabert": "heads round(w*H), neurons int(round(w*H)/H*F), layers floor(i/d) for i < round(d*L) "
+                "(Python round, ties to even, as DynaBERT's code)",
+    "half-up": "heads floor(w*H+0.5), neurons floor(w*F+0.5), layers floor(i/d) for i < floor(d*L+0.5) "
+               "(round half up)",
+}
 
 
 def _check_fraction(name: str, v) -> None:
@@ -37,29 +67,61 @@ def _check_fraction(name: str, v) -> None:
         raise ConfigError(f"{name}: {v!r} out of range; expected 0 < {name} <= 1")
 
 
+def _check_rounding(v) -> None:
+    if not isinstance(v, str) or v not in ROUNDINGS:
+        raise ConfigError(f"rounding: {v!r} is not one of {', '.join(ROUNDINGS)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class SliceConfig:
-    """DynaBERT sub-network: keep ``width`` of each layer's heads and neurons and ``depth`` of the layers."""
+    """DynaBERT sub-network: keep ``width`` of each layer's heads and neurons and ``depth`` of the layers.
+
+    ``rounding``: ``"dynabert"`` (default; DynaBERT's public code, see the module docstring) or
+    ``"half-up"`` (this project's earlier rule).
+    """
 
     width: float = 1.0
     depth: float = 1.0
+    rounding: str = "dynabert"
 
     def __post_init__(self):
         _check_fraction("width", self.width)
         _check_fraction("depth", self.depth)
+        _check_rounding(self.rounding)
 
 
-def _round(x: float) -> int:
-    return int(math.floor(x + 0.5 + 1e-9))  # half up (not banker's rounding)
+def _half_up(x: float) -> int:
+    return int(math.floor(x + 0.5 + 1e-9))  # the earlier rule: half up (not banker's rounding)
 
 
-def width_keep(width: float, n: int) -> int:
-    return _round(width * n)
+def width_keep(width: float, n: int, rounding: str = "dynabert") -> int:
+    """Heads kept of ``n`` at ``width``: ``round(n * width)`` (ties to even, DynaBERT); 0 is possible."""
+    _check_rounding(rounding)
+    if rounding == "dynabert":
+        return round(n * width)
+    return _half_up(width * n)
 
 
-def depth_keep(depth: float, num_layers: int) -> list[int]:
-    """Layer indices kept at depth ``depth``: floor(i / depth) for i < round(depth * L)."""
-    n = _round(depth * num_layers)
+def ffn_keep(width: float, heads: int, ffn: int, rounding: str = "dynabert") -> int:
+    """FFN neurons kept of ``ffn`` at ``width`` in a layer of ``heads`` heads.
+
+    dynabert: DynaBERT's ``round_to_nearest(ffn, width, heads)`` = ``max(1, int(round(heads * width)
+    * 1.0 / heads * ffn))``, with the same float operations. half-up: ``max(1, floor(width * ffn + 0.5))``.
+    """
+    _check_rounding(rounding)
+    if rounding == "dynabert":
+        new_width_mult = round(heads * width) * 1.0 / heads
+        return max(1, int(new_width_mult * ffn))
+    return max(1, _half_up(width * ffn))
+
+
+def depth_keep(depth: float, num_layers: int, rounding: str = "dynabert") -> list[int]:
+    """Layer indices kept at ``depth``: ``floor(i / depth)`` for ``i < round(depth * L)`` (may be empty)."""
+    _check_rounding(rounding)
+    if rounding == "dynabert":
+        n = round(depth * num_layers)
+        return [math.floor(i / depth) for i in range(n)]
+    n = _half_up(depth * num_layers)
     return [min(int(math.floor(i / depth + 1e-9)), num_layers - 1) for i in range(n)]
 
 
@@ -69,20 +131,23 @@ class SlicePass(S.StructuredPass, DeployPass):
         self.config = config
 
     def edit(self, model: ir.Model, structure: EncoderStructure) -> dict:
-        w, d = self.config.width, self.config.depth
+        w, d, rule = self.config.width, self.config.depth, self.config.rounding
+        how = "round" if rule == "dynabert" else "round-half-up"
         num_layers = structure.num_layers
-        keep_layers = depth_keep(d, num_layers)
+        keep_layers = depth_keep(d, num_layers, rule)
         if not keep_layers:
-            raise PassRefusedError(f"depth {d} keeps round({d} * {num_layers}) = 0 of {num_layers} layers; "
-                                   f"use depth >= {0.5 / num_layers:.4g}")
+            least = f"> {0.5 / num_layers:.4g}" if rule == "dynabert" else f">= {0.5 / num_layers:.4g}"
+            raise PassRefusedError(f"depth {d} keeps {how}({d} * {num_layers}) = 0 of {num_layers} layers "
+                                   f"(rounding {rule}); use depth {least}")
         plans = []
         for layer in structure.layers:
             h, f = layer.attention.num_heads, layer.ffn.width
-            kh, kf = width_keep(w, h), width_keep(w, f)
+            kh, kf = width_keep(w, h, rule), ffn_keep(w, h, f, rule)
             if kh == 0:
-                raise PassRefusedError(f"width {w} keeps round({w} * {h}) = 0 heads of layer {layer.index}; "
-                                       f"use width >= {0.5 / h:.4g}")
-            plans.append((layer, h, kh, max(kf, 1)))
+                least = f"> {0.5 / h:.4g}" if rule == "dynabert" else f">= {0.5 / h:.4g}"
+                raise PassRefusedError(f"width {w} keeps {how}({w} * {h}) = 0 heads of layer {layer.index} "
+                                       f"(rounding {rule}); use width {least}")
+            plans.append((layer, h, kh, kf))
         kept = set(keep_layers)
         for layer, _, kh, kf in plans:
             if layer.index in kept:  # dropped layers are removed whole below
@@ -91,15 +156,23 @@ class SlicePass(S.StructuredPass, DeployPass):
         S.drop_layers(model, structure, keep_layers)
         # the width really applied to heads, kh / H: a multiple of 1/H, as DynaBERT rounds it
         eff = sorted({round(kh / h, 6) for _, h, kh, _ in plans})
+        by_index = {layer.index: (kh, kf) for layer, _, kh, kf in plans}
         return {
             "width": w, "depth": d,
+            "rounding": rule, "rule": RULES[rule],
             "width_effective": eff[0] if len(eff) == 1 else eff,
             "width_note": "head count rounded to a multiple of 1/heads per layer, as DynaBERT does",
             "layers_kept": keep_layers,
+            # per kept layer, in order: heads and FFN neurons kept
+            "heads_kept": [by_index[i][0] for i in keep_layers],
+            "neurons_kept": [by_index[i][1] for i in keep_layers],
             "_modified": (w, d) != (1, 1),
         }
 
 
-def slice_file(src: str | os.PathLike, dst: str | os.PathLike, config: SliceConfig) -> DeployPassResult:
-    """Load ``src``, slice it to ``config``'s width/depth, check and save ``dst`` atomically."""
-    return run_pass_file(SlicePass(config), src, dst)
+def slice_file(src: str | os.PathLike, dst: str | os.PathLike, config: SliceConfig, *,
+               verify: bool = True) -> DeployPassResult:
+    """Load ``src``, slice it to ``config``'s width/depth, check and save ``dst`` atomically.
+
+    ``verify=False`` skips ``run_pass_file``'s ORT gate (as the other passes' ``*_file`` functions)."""
+    return run_pass_file(SlicePass(config), src, dst, verify=verify)

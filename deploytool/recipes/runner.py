@@ -20,7 +20,7 @@ from typing import Any, Callable
 from deploytool.errors import DeployError
 from deploytool.recipes import steps as S
 from deploytool.recipes.cache import StepCache, step_key
-from deploytool.recipes.schema import Precision, Recipe
+from deploytool.recipes.schema import PassKind, Precision, Recipe
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,9 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
     base_key, base_path = key, exported
     for i, p in enumerate(rec.passes):
         src = base_path
-        base_key, sdir, outs = r.step(f"passes[{i}] {p.kind.value}", f"pass-{p.kind.value}", p.params, [base_key],
+        # a slice's key names its rounding rule: slices cached under the earlier half-up default are not reused
+        params = {"rounding": "dynabert", **p.params} if p.kind is PassKind.SLICE else p.params
+        base_key, sdir, outs = r.step(f"passes[{i}] {p.kind.value}", f"pass-{p.kind.value}", params, [base_key],
                                       lambda tmp, p=p, src=src, i=i: S.pass_step(p, src, tmp,
                                                                                  f"passes[{i}] {p.kind.value}"))
         base_path = sdir / outs["model"]
@@ -190,8 +192,9 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
             if (w, d) == (1.0, 1.0):
                 skey, spath = base_key, base_path
             else:
-                skey, sdir, outs = r.step(f"slice w={w:g} d={d:g}", "slice", {"width": w, "depth": d}, [base_key],
-                                          lambda tmp, w=w, d=d: S.slice_step(base_path, w, d, tmp))
+                skey, sdir, outs = r.step(f"slice w={w:g} d={d:g}", "slice",
+                                          {"width": w, "depth": d, "rounding": "dynabert"}, [base_key],
+                                          lambda tmp, w=w, d=d: S.slice_step(base_path, w, d, tmp, "dynabert"))
                 spath = sdir / outs["model"]
             for prec in rec.sweep.precision:
                 if prec is Precision.FP32:

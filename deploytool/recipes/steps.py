@@ -183,10 +183,10 @@ def pass_step(step: PassStep, src: Path, tmp: Path, where: str) -> dict[str, str
     return _run_pass(pass_config(step, where), src, tmp)
 
 
-def slice_step(src: Path, width: float, depth: float, tmp: Path) -> dict[str, str]:
+def slice_step(src: Path, width: float, depth: float, tmp: Path, rounding: str = "dynabert") -> dict[str, str]:
     from deploytool.passes.slice_subnetwork import SliceConfig
 
-    return _run_pass(SliceConfig(width=width, depth=depth), src, tmp)
+    return _run_pass(SliceConfig(width=width, depth=depth, rounding=rounding), src, tmp)
 
 
 def precision_step(prec: Precision, options: dict[str, Any], src: Path, tmp: Path) -> dict[str, str]:

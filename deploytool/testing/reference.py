@@ -2,8 +2,11 @@
 
 - :func:`prune_heads_reference`: ``transformers``' own ``PreTrainedModel.prune_heads`` (4.57 has it).
 - :func:`slice_reference`: a DynaBERT sub-network built on the PyTorch model: heads through
-  ``prune_heads`` (keep the first ``round(w*H)``), FFN neurons by slicing the ``nn.Linear`` weights
-  (keep the first ``round(w*F)``), layers by keeping ``floor(i/d)`` in the ``nn.ModuleList``.
+  ``prune_heads`` (keep the first ``round(H*w)``), FFN neurons by slicing the ``nn.Linear`` weights
+  (keep the first ``round_to_nearest(F, w, H)``), layers by keeping DynaBERT's ``kept_layers_index``
+  in the ``nn.ModuleList``. :func:`round_to_nearest` and :func:`dynabert_kept_layers` are copied
+  from DynaBERT's public code (``DynaBERT/transformers/modeling_bert.py`` and its training loop);
+  ``rounding="half-up"`` restates this project's earlier rule instead.
 - :func:`ffn_reference`: FFN neuron removal on the PyTorch model.
 - :func:`reorder_reference`` is not needed: reordering must leave the original model's outputs as is.
 
@@ -85,25 +88,82 @@ def ffn_reference(model, keep: Mapping[int, Sequence[int]]):
     return m
 
 
+# --- DynaBERT's public code (huawei-noah/Pretrained-Language-Model, DynaBERT/transformers/modeling_bert.py)
+
+
+def round_to_nearest(input_size, width_mult, num_heads, min_value=1):
+    new_width_mult = round(num_heads * width_mult)*1.0/num_heads
+    input_size = int(new_width_mult * input_size)
+    new_input_size = max(min_value, input_size)
+    return new_input_size
+
+
+def dynabert_num_heads(orig_num_attention_heads, width_mult):
+    # BertSelfAttention.forward:
+    #     self.num_attention_heads = round(self.orig_num_attention_heads * self.query.width_mult)
+    return round(orig_num_attention_heads * width_mult)
+
+
+def dynabert_kept_layers(depth_mult, num_layers):
+    # BertEncoder.forward ("uniformly remove layers")
+    depth = round(depth_mult * num_layers)
+    kept_layers_index = []
+    for i in range(depth):
+        kept_layers_index.append(math.floor(i / depth_mult))
+    return kept_layers_index
+
+
+# --- this project's earlier rule (SliceConfig(rounding="half-up"))
+
+
 def _half_up(x: float) -> int:
     return int(math.floor(x + 0.5 + 1e-9))
 
 
-def slice_reference(model, width: float, depth: float):
-    """A copy of ``model`` sliced the DynaBERT way (first heads/neurons, every 1/d-th layer)."""
+def half_up_counts(width: float, heads: int, ffn: int) -> tuple[int, int]:
+    return _half_up(width * heads), max(1, _half_up(width * ffn))
+
+
+def half_up_kept_layers(depth: float, num_layers: int) -> list[int]:
+    n = _half_up(depth * num_layers)
+    return [min(int(math.floor(i / depth + 1e-9)), num_layers - 1) for i in range(n)]
+
+
+def slice_counts(width: float, heads: int, ffn: int, rounding: str = "dynabert") -> tuple[int, int]:
+    """(heads kept, FFN neurons kept) of a layer with ``heads`` heads and ``ffn`` neurons."""
+    if rounding == "dynabert":
+        return dynabert_num_heads(heads, width), round_to_nearest(ffn, width, heads)
+    if rounding == "half-up":
+        return half_up_counts(width, heads, ffn)
+    raise ValueError(rounding)
+
+
+def slice_layers(depth: float, num_layers: int, rounding: str = "dynabert") -> list[int]:
+    """Original indices of the layers kept at ``depth``."""
+    if rounding == "dynabert":
+        return dynabert_kept_layers(depth, num_layers)
+    if rounding == "half-up":
+        return half_up_kept_layers(depth, num_layers)
+    raise ValueError(rounding)
+
+
+def slice_reference(model, width: float, depth: float, rounding: str = "dynabert"):
+    """A copy of ``model`` sliced the DynaBERT way (first heads/neurons, every 1/d-th layer).
+
+    ``rounding``: ``"dynabert"`` (DynaBERT's public code, above) or ``"half-up"`` (the earlier rule).
+    """
     m = copy.deepcopy(model).eval()
     layers = layers_of(m)
     n_layers = len(layers)
     heads = {}
     for i, layer in enumerate(layers):
         h = _num_heads(layer)
-        kh = _half_up(width * h)
-        heads[i] = list(range(kh, h))
         f = _ffn_linears(layer)[0].out_features
-        _set_ffn(layer, list(range(max(1, _half_up(width * f)))))
+        kh, kf = slice_counts(width, h, f, rounding)
+        heads[i] = list(range(kh, h))
+        _set_ffn(layer, list(range(kf)))
     m.prune_heads({k: v for k, v in heads.items() if v})
-    n = _half_up(depth * n_layers)
-    keep = [min(int(math.floor(i / depth + 1e-9)), n_layers - 1) for i in range(n)]
+    keep = slice_layers(depth, n_layers, rounding)
     kept = torch.nn.ModuleList([layers[i] for i in keep])
     base = _base(m)
     if hasattr(base, "encoder"):

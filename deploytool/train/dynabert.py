@@ -3,7 +3,8 @@
 1. Rewire: compute head/neuron importance of the fine-tuned teacher (or read it) and reorder the
    teacher so the most important heads and neurons come first (outputs unchanged).
 2. Width-adaptive stage: every step, each width ``w`` in ``widths`` (sub-network = the first
-   ``round(w*H)`` heads and ``round(w*F)`` neurons of every layer) is distilled from the full
+   ``round(w*H)`` heads and ``int(round(w*H)/H*F)`` neurons of every layer, Python's ``round`` as in
+   DynaBERT's code; see ``train/subnet.py``) is distilled from the full
    rewired teacher: soft cross-entropy on logits + MSE on embedding/layer outputs + MSE on attention
    scores of the kept heads (TinyBERT-style). Gradients of all widths are summed before each step.
 3. Width-and-depth stage: the stage-1 model (frozen) at width ``w``, full depth, teaches the student

@@ -3,13 +3,16 @@
 ``subnet_forward`` re-implements the forward pass of ``BertForSequenceClassification`` (and the
 RoBERTa/ELECTRA classifiers, which share the layer modules) on the model's own parameters, so that
 
-- width ``w`` keeps, in every layer, the first ``round(w * heads)`` heads (rows ``[0, k*head_dim)`` of
-  Q, K and V and the same columns of the attention output projection) and the first
-  ``round(w * ffn)`` FFN neurons (rows of the intermediate projection, columns of the output one);
-- depth ``d`` keeps layers ``floor(i / d)`` for ``i < round(d * L)`` (DynaBERT's rule);
+- width ``w`` keeps, in every layer, the first ``k = round(w * heads)`` heads (rows ``[0, k*head_dim)``
+  of Q, K and V and the same columns of the attention output projection) and the first
+  ``int(k / heads * ffn)`` FFN neurons (rows of the intermediate projection, columns of the output
+  one): DynaBERT's ``round_to_nearest(ffn, w, heads)``;
+- depth ``d`` keeps layers ``floor(i / d)`` for ``i < round(d * L)``;
+- ``round`` is Python's (ties to even), as in DynaBERT's public code (``modeling_bert.py``);
 - ``weight_fn(module_name, linear)`` may replace each encoder Linear weight (QAT's quantized weight).
 
-These are the same rules as the ONNX slice pass, so an exported model sliced to ``(w, d)`` computes
+These are the ONNX slice pass's rules (its default ``rounding="dynabert"``; the counts come from
+``deploytool.passes.slice_subnetwork``), so an exported model sliced to ``(w, d)`` computes
 what this function computes. Only the kept slices are multiplied: a narrow sub-network is cheap. At
 width 1, depth 1 and no ``weight_fn`` the result equals the transformers forward (tested).
 """
@@ -23,17 +26,26 @@ import torch
 import torch.nn.functional as F
 
 from deploytool.errors import DeployError
-from deploytool.passes.slice_subnetwork import depth_keep, width_keep
+from deploytool.passes.slice_subnetwork import depth_keep, ffn_keep, width_keep
 
-__all__ = ["SubnetOutput", "subnet_forward", "kept_count", "kept_layers", "encoder_of", "encoder_linears",
-           "check_supported"]
+__all__ = ["SubnetOutput", "subnet_forward", "kept_heads", "kept_neurons", "kept_layers", "encoder_of",
+           "encoder_linears", "check_supported"]
 
 SUPPORTED = ("bert", "roberta", "electra")
 
 
-def kept_count(total: int, width: float) -> int:
-    """Heads or neurons kept at ``width``: the ONNX slice pass's rule (round half up), at least one."""
-    return max(1, min(total, width_keep(width, total)))
+def kept_heads(heads: int, width: float) -> int:
+    """Heads kept at ``width``: ``round(heads * width)`` (DynaBERT, the slice pass's rule), at least one.
+
+    (The slice pass refuses a width that keeps 0 heads; training keeps one head there instead.)
+    """
+    return max(1, min(heads, width_keep(width, heads)))
+
+
+def kept_neurons(ffn: int, heads: int, width: float) -> int:
+    """FFN neurons kept at ``width``: DynaBERT's ``round_to_nearest(ffn, width, heads)``, i.e.
+    ``int(round(heads * width) / heads * ffn)`` (the slice pass's rule), at least one."""
+    return max(1, min(ffn, ffn_keep(width, heads, ffn)))
 
 
 def kept_layers(num_layers: int, depth: float) -> list[int]:
@@ -87,9 +99,9 @@ def subnet_forward(model, input_ids, attention_mask, token_type_ids=None, *, wid
     p_attn = cfg.attention_probs_dropout_prob if training else 0.0
     heads = cfg.num_attention_heads
     hd = cfg.hidden_size // heads
-    k_heads = kept_count(heads, width)
+    k_heads = kept_heads(heads, width)
     k = k_heads * hd
-    m = kept_count(cfg.intermediate_size, width)
+    m = kept_neurons(cfg.intermediate_size, heads, width)
     if token_type_ids is None:
         token_type_ids = torch.zeros_like(input_ids)
     h = base.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
