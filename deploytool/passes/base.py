@@ -167,13 +167,30 @@ def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathL
         finalize(proto)
     stats, skipped, modified = result.stats, result.skipped, result.modified
     del model, result
-    gc.collect()
-    _release_free_memory()
+    if bytes_before > 50_000_000:  # big models only: a full collection costs ~0.3 s with torch loaded
+        gc.collect()
+        _release_free_memory()
     bytes_after, gate = write_checked(pass_, proto, src, dst, verify=verify)
     stats["bytes_before"] = bytes_before
     stats["bytes_after"] = bytes_after
     stats.update(gate)
     return DeployPassResult(model=ir.serde.deserialize_model(proto), modified=modified, stats=stats, skipped=skipped)
+
+
+def _input_rejected_alike(src: str | os.PathLike, error: Exception) -> bool:
+    """True when ``onnx.checker`` rejects the input file with the same first line as ``error``."""
+    import onnx
+
+    def first(e: Exception) -> str:
+        return (str(e).strip().splitlines() or [""])[0]
+
+    try:
+        onnx.checker.check_model(str(src), full_check=False)
+    except onnx.checker.ValidationError as e:
+        return first(e).split(" with domain_version")[0] == first(error).split(" with domain_version")[0]
+    except Exception:  # noqa: BLE001 - unreadable here: do not excuse the output
+        return False
+    return False
 
 
 def write_checked(pass_: DeployPass, proto, src: str | os.PathLike, dst: str | os.PathLike, *,
@@ -193,6 +210,11 @@ def write_checked(pass_: DeployPass, proto, src: str | os.PathLike, dst: str | o
         try:
             onnx.checker.check_model(model, full_check=False)
         except onnx.checker.ValidationError as e:  # a bug in the pass, not bad input: still one line
+            if _input_rejected_alike(src, e):
+                # e.g. ORT's optimizer writes LayerNormalization into an opset-14 graph: the input
+                # breaks the same rule, ORT runs both, and the gate below runs the output
+                logger.info("onnx.checker rejects the input the same way (%s); relying on the ORT gate", e)
+                return
             first = " ".join(str(e).split())[:240]
             raise VerificationError(f"{type(pass_).__name__} produced a model onnx.checker rejects ({first}); "
                                     f"nothing written") from e
