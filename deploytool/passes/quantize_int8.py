@@ -206,6 +206,13 @@ class Int8QuantizePass(DeployPass):
             if not fused["Attention"] and not fused["MultiHeadAttention"]:
                 skipped.append(Skip("attention", "ORT did not fuse attention (SDPA or dynamo export?); "
                                     "MatMuls are still quantized"))
+        # ORT's QEmbedLayerNormalization has no position_ids input: an EmbedLayerNormalization that
+        # takes one (RoBERTa's positions from the mask, as ORT's optimizer fuses them) stays fp32
+        keep_fp32 = [n.name for n in proto.graph.node if n.op_type == "EmbedLayerNormalization"
+                     and len(n.input) > 8 and n.input[8]]
+        if keep_fp32:
+            skipped += [Skip(nm, "EmbedLayerNormalization with position_ids: ORT's QEmbedLayerNormalization "
+                             "cannot take them; stays fp32") for nm in keep_fp32]
         input_names = [i.name for i in proto.graph.input]
         feeds = _calibration_feeds(cfg, model, input_names) if cfg.static else []
         with tempfile.TemporaryDirectory(prefix="deploytool-int8-") as tmp:
@@ -229,11 +236,12 @@ class Int8QuantizePass(DeployPass):
 
                     quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
                                     per_channel=cfg.per_channel, activation_type=QuantType.QUInt8,
-                                    weight_type=QuantType.QInt8, extra_options=extra)
+                                    weight_type=QuantType.QInt8, extra_options=extra,
+                                    nodes_to_exclude=keep_fp32)
                     stats["calibration_samples"] = len(feeds)
                 else:
                     quantize_dynamic(str(src), str(dst), per_channel=cfg.per_channel, weight_type=QuantType.QInt8,
-                                     extra_options=extra)
+                                     extra_options=extra, nodes_to_exclude=keep_fp32)
             except DeployError:
                 raise
             except Exception as e:
