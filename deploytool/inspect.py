@@ -6,7 +6,8 @@ finder's reason in ``structure_error`` (nothing is guessed).
 
 Parameters. A *parameter* is a constant tensor (initializer or Constant node) that the model reads
 as a weight: floating tensors of more than one element, every projection weight and bias, low-bit
-integer weights (int8/uint8/int4/int2) feeding a projection or an embedding lookup, and tensors
+integer weights (int8/uint8/int4/int2) feeding a projection or an embedding lookup, any tensor of more
+than one element that a ``DequantizeLinear`` turns back into a weight (QDQ graphs: int32 biases), and tensors
 listed in ``metadata_props["deploytool.packing"]`` (counted with their logical shape and real bits).
 Index/shape tensors (int64/int32), scalars and quantization scales/zero points are not parameters;
 scales and zero points still count in the bytes of their role. The role of a tensor is the role of
@@ -329,7 +330,9 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
                 continue
             dname = t.dtype.name
             if id(v) in structural or (t.dtype.is_floating_point() and size > 1) or (
-                    dname in _LOW_BIT and size > 1 and n.op_type not in ("Reshape", "Slice", "Expand", "Tile")):
+                    dname in _LOW_BIT and size > 1 and n.op_type not in ("Reshape", "Slice", "Expand", "Tile")) or (
+                    n.op_type == "DequantizeLinear" and idx == 0 and size > 1):  # a weight stored quantized
+                # (QDQ: int8 weights, int32 biases of LayerNorm / Gemm scaled by their input's scale)
                 params[role] += size
                 nbytes[role] += stored
                 add(_DTYPE_NAMES.get(dname, dname.lower()), size, stored)

@@ -21,6 +21,10 @@ How roles are recognised (names are never used for roles):
 - Head counts come from the Reshape that splits Q/K/V into [B, S, heads, head_size] (a constant shape
   or a Concat of shape pieces; positions are counted from the end, so leading dynamic dims are fine)
   and the Reshape that merges the context back to [B, S, heads*head_size].
+- QDQ graphs (ORT's ``quantize_static`` with ``QuantFormat.QDQ``): a weight, bias or embedding table
+  read through ``DequantizeLinear`` is the stored int8 / uint8 / int32 tensor behind it, and the
+  ``QuantizeLinear`` -> ``DequantizeLinear`` pair after each activation is looked through (a residual is
+  recognised by the float value it quantizes).
 - Embeddings: the Gathers on 2-D constant tables upstream of the first layer. word = the largest
   table indexed directly by a graph input; token_type = a table of at most 16 rows; position = the
   rest. A fused ``EmbedLayerNormalization`` names its inputs.
@@ -137,8 +141,21 @@ class _Finder:
         return out
 
     @staticmethod
-    def tail(node: ir.Node) -> ir.Value:
-        """The float product of a projection: after MatMulInteger's Cast and scale Mul."""
+    def past_qdq(v: ir.Value) -> ir.Value:
+        """``v`` after its activation fake-quantization (``QuantizeLinear`` -> ``DequantizeLinear``, as
+        ORT's QDQ format puts after every quantized op's output), or ``v`` itself when there is none."""
+        for _ in range(4):
+            q = single_consumer(v)
+            if q is None or q.op_type != "QuantizeLinear":
+                return v
+            dq = single_consumer(q.outputs[0])
+            if dq is None or dq.op_type != "DequantizeLinear":
+                return v
+            v = dq.outputs[0]
+        return v
+
+    def tail(self, node: ir.Node) -> ir.Value:
+        """The float product of a projection: after MatMulInteger's Cast and scale Mul (or a QDQ pair)."""
         y = node.outputs[0]
         if node.op_type == "MatMulInteger":
             c = single_consumer(y)
@@ -147,7 +164,7 @@ class _Finder:
                 c = single_consumer(y)
             if c is not None and c.op_type == "Mul":
                 y = c.outputs[0]
-        return y
+        return self.past_qdq(y)
 
     # ------------------------------------------------------------------ projections
     def linear(self, node: ir.Node | None) -> Linear | None:
@@ -202,6 +219,16 @@ class _Finder:
             return "out_in", dims[1], dims[0]
         return "in_out", dims[0], dims[1]
 
+    def _stored_const(self, v: ir.Value | None) -> ir.Value | None:
+        """The stored tensor behind a constant operand: itself, or the tensor it is cast or dequantized from
+        (same shape); None when ``v`` is not a constant."""
+        if v is None or not self.cone.is_const(v):
+            return None
+        if const_tensor(v) is not None:
+            return v
+        root = self._weight_root(v)
+        return root if root is not None and self._shape_preserving(v, root) else None
+
     @staticmethod
     def _shape_preserving(w: ir.Value, root: ir.Value) -> bool:
         v = w
@@ -224,9 +251,10 @@ class _Finder:
             return None, None
         if c.op_type == "Add" and c.domain in ("", "ai.onnx") and len(c.inputs) == 2:
             other = c.inputs[1] if c.inputs[0] is y else c.inputs[0]
-            t = const_tensor(other)
+            stored = self._stored_const(other)  # the bias itself, or the int32 tensor a QDQ bias dequantizes
+            t = const_tensor(stored) if stored is not None else None
             if t is not None and t.size == out_f and max(t.shape, default=1) == out_f:
-                return other, c
+                return stored, c
         if c.op_type in ("BiasGelu", "FastGelu") and len(c.inputs) > 1 and c.inputs[0] is y:
             b = c.inputs[1]
             if b is not None and const_tensor(b) is not None:
@@ -568,22 +596,26 @@ class _Finder:
     # ------------------------------------------------------------------ residual + norm
     def residual_norm(self, y: ir.Value, residual: ir.Value, at: ir.Node, what: str) -> ir.Value:
         """``LayerNorm(y + residual)``'s output value; y is a projection's output."""
+        y = self.past_qdq(y)
         c = single_consumer(y)
         if c is None:
             raise StructureError(f"node '{_name(at)}' ({at.op_type}): the {what} result has "
                                  f"{len(data_consumers(y))} readers, expected one residual Add")
+        # the residual may be read through its activation quantization (QDQ graphs)
         if c.op_type in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization"):
-            if residual not in (c.inputs[0], c.inputs[1]):
+            if residual not in (self.source(c.inputs[0]), self.source(c.inputs[1])):
                 raise StructureError(f"node '{_name(c)}' ({c.op_type}): the {what} result is not added to the "
                                      f"normalised layer input (pre-LayerNorm blocks are not supported)")
             return c.outputs[0]
-        if c.op_type not in ("Add", "Sum") or len(c.inputs) != 2 or residual not in tuple(c.inputs):  # Sum: int8
+        if c.op_type not in ("Add", "Sum") or len(c.inputs) != 2 or \
+                residual not in tuple(self.source(i) for i in c.inputs):  # Sum: int8
             raise StructureError(f"node '{_name(c)}' ({c.op_type}): the {what} result is not added to the "
                                  f"normalised layer input (pre-LayerNorm blocks, as in GPT-style decoders, are not "
                                  f"supported)")
         return self.layer_norm_after(c.outputs[0], c)
 
     def layer_norm_after(self, v: ir.Value, at: ir.Node) -> ir.Value:
+        v = self.past_qdq(v)
         cs = consumers(v)
         if len(cs) == 1 and cs[0].op_type in LAYER_NORM_OPS:
             return cs[0].outputs[0]
@@ -759,16 +791,17 @@ class _Finder:
             if n.op_type != "Gather" or not n.inputs or n.inputs[0] is None:
                 continue
             axis = n.attributes["axis"].value if "axis" in n.attributes else 0
-            t = const_tensor(n.inputs[0])
+            table = self._stored_const(n.inputs[0])  # QDQ: the int8/uint8 table a DequantizeLinear reads
+            t = const_tensor(table) if table is not None else None
             if axis != 0 or t is None or len(t.shape) != 2:
                 continue
-            if not t.dtype.is_floating_point() and self.packing_info(n.inputs[0]) is None and \
+            if not t.dtype.is_floating_point() and self.packing_info(table) is None and \
                     t.dtype.name not in ("INT8", "UINT8"):
                 continue
             idx = n.inputs[1]
             while idx is not None and idx.producer() is not None and idx.producer().op_type in ("Cast", "Identity"):
                 idx = idx.producer().inputs[0]
-            tables.append((n.inputs[0], idx is not None and idx.is_graph_input(), int(t.shape[0])))
+            tables.append((table, idx is not None and idx.is_graph_input(), int(t.shape[0])))
         direct = [t for t in tables if t[1]]
         if direct:
             word = max(direct, key=lambda t: t[2])
@@ -825,7 +858,8 @@ class _Finder:
 # name the family and say what is missing; roles are always found by structure)
 _FAMILY_SIGNATURES = (
     ("modernbert", ("wqkv", "mlp.wi", "mlp/wi", "attn_norm", "mlp_norm", "tok_embeddings", "final_norm")),
-    ("deberta-v2", ("rel_embeddings", "pos_key_proj", "pos_query_proj", "pos_proj", "rel_attn")),
+    ("deberta-v2", ("rel_embeddings", "pos_key_proj", "pos_query_proj", "pos_proj", "rel_attn", "query_proj",
+                    "key_proj", "value_proj")),
     ("mobilebert", ("bottleneck",)),
     ("albert", ("albert_layer_groups", "albert_layers")),
     ("mpnet", ("relative_attention_bias", "attention/attn/", "attention.attn.")),

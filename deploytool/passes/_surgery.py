@@ -137,11 +137,16 @@ def _check_sliceable(lin: Linear, tag: str) -> None:
     if (node.domain or "", node.op_type) not in _SLICEABLE_OPS and (
             node.domain not in ("ai.onnx",) or node.op_type not in ("MatMul", "Gemm")):
         raise PassRefusedError(f"{tag}: projection '{node.name}' is a {node.op_type} (quantized or packed); "
-                               "prune or slice the float model before quantizing it")
-    dtype = lin.weight.dtype
-    if dtype is not None and not dtype.is_floating_point():
-        raise PassRefusedError(f"{tag}: weight of '{node.name}' is {dtype.name}, not floating point; "
-                               "prune or slice the float model before quantizing it")
+                               "prune or slice the float model before quantizing or packing it")
+    for what, value in (("weight", lin.weight), ("bias", lin.bias)):
+        dtype = value.dtype if value is not None else None
+        if dtype is not None and not dtype.is_floating_point():
+            # QDQ graphs: an int8 weight / int32 bias read through DequantizeLinear with per-channel
+            # scales; packed graphs: INT2 / uint8 codes unpacked by a subgraph
+            qdq = any(u.node.op_type == "DequantizeLinear" for u in value.uses())
+            how = "QDQ-quantized: DequantizeLinear" if qdq else "quantized or packed"
+            raise PassRefusedError(f"{tag}: {what} of '{node.name}' is stored as {dtype.name} ({how}); "
+                                   "prune or slice the float model before quantizing or packing it")
 
 
 def _privatize_linear(graph: ir.Graph, lin: Linear, tag: str) -> None:
