@@ -56,6 +56,9 @@ def _configs() -> dict[str, Callable]:
                   num_hidden_layers=LAYERS, max_position_embeddings=MAX_POS)
     return {
         "bert": lambda: tr.BertConfig(**common),
+        # odd shapes: head size 7, 5 heads (round(0.75 * 5) = 4 keeps 4/5 of 37 neurons = 29), 3 layers
+        "bert-odd": lambda: tr.BertConfig(vocab_size=VOCAB, hidden_size=35, num_attention_heads=5,
+                                          intermediate_size=37, num_hidden_layers=3, max_position_embeddings=MAX_POS),
         "roberta": lambda: tr.RobertaConfig(**common, pad_token_id=1),
         "xlm-roberta": lambda: tr.XLMRobertaConfig(**common, pad_token_id=1),
         "distilbert": lambda: tr.DistilBertConfig(vocab_size=VOCAB, dim=HIDDEN, n_heads=HEADS, hidden_dim=FFN,
@@ -88,10 +91,11 @@ class ModelCase:
     family: str
     task: str = "feature-extraction"  # | sequence-classification | token-classification
     pooler: bool = True
+    ids_only: bool = False  # exported with input_ids alone: no attention mask in the graph
 
     @property
     def token_types(self) -> bool:
-        return self.family in ("bert", "electra", "albert", "mobilebert", "deberta-v2")
+        return self.family in ("bert", "bert-odd", "electra", "albert", "mobilebert", "deberta-v2")
 
 
 MODELS = (
@@ -99,6 +103,8 @@ MODELS = (
     ModelCase("bert-nopooler", "bert", pooler=False),
     ModelCase("bert-seqcls", "bert", "sequence-classification"),
     ModelCase("bert-tokcls", "bert", "token-classification"),
+    ModelCase("bert-idsonly", "bert", ids_only=True),  # no mask input: no mask term on the scores
+    ModelCase("bert-odd", "bert-odd"),  # head size 7, 5 heads, FFN 37, 3 layers
     ModelCase("roberta", "roberta"),
     ModelCase("xlm-roberta", "xlm-roberta"),
     ModelCase("distilbert", "distilbert"),
@@ -150,6 +156,8 @@ def feeds(case: ModelCase, lengths=(8, 5, 3), seed: int = 0) -> dict[str, np.nda
     for i, n in enumerate(lengths):
         mask[i, :n] = 1
         ids[i, n:] = 0
+    if case.ids_only:  # full-length rows: without a mask, padding would be attended to
+        return {"input_ids": rng.integers(3, VOCAB, size=(len(lengths), seq), dtype=np.int64)}
     out = {"input_ids": ids, "attention_mask": mask}
     if case.token_types:
         out["token_type_ids"] = np.zeros_like(ids)
@@ -182,6 +190,9 @@ def export(case: ModelCase, exporter: str, folder: Path) -> Path:
         warnings.simplefilter("ignore")
         if exporter.startswith("optimum"):
             from optimum.exporters.onnx import onnx_export_from_model
+
+            if case.ids_only:
+                raise ValueError("optimum always exports the attention mask (no input_ids-only export)")
 
             out = folder / f"{case.name}-{exporter}"
             onnx_export_from_model(model, out, task=case.task, do_validation=False)
@@ -388,6 +399,15 @@ def _ternary_(model) -> None:
             lin.weight.copy_((torch.sign(w) * mask * alpha).float())
 
 
+def case_shape(case: ModelCase) -> tuple[int, int, int]:
+    """(layers, heads, FFN width) of ``case``'s configuration."""
+    cfg = _configs()[case.family]()
+    layers = getattr(cfg, "num_hidden_layers", None) or cfg.n_layers
+    heads = getattr(cfg, "num_attention_heads", None) or cfg.n_heads
+    ffn = getattr(cfg, "intermediate_size", None) or cfg.hidden_dim
+    return int(layers), int(heads), int(ffn)
+
+
 def prune_heads_spec(n_layers: int = LAYERS, h: int = HEADS) -> dict[int, list[int]]:
     """The heads the prune-heads cell removes: different heads and counts per layer."""
     return {i: sorted({i % h, (i + 2) % h, (3 * i + 1) % h})[: 1 + i % 3] for i in range(n_layers)}
@@ -434,12 +454,13 @@ def reference(case: ModelCase, pass_name: str, base_model):
         if keep != list(range(n)):
             _set_layers(m, keep)
         return m, "dynabert-slice"
+    n_layers, n_heads, ffn = case_shape(case)
     if pass_name == "prune-heads":
-        _prune_heads(m, prune_heads_spec())
+        _prune_heads(m, prune_heads_spec(n_layers, n_heads))
         return m, "prune_heads"
     if pass_name == "prune-ffn":
-        rem = prune_ffn_spec()
-        _keep_ffn(m, {i: [j for j in range(FFN) if j not in set(v)] for i, v in rem.items()})
+        rem = prune_ffn_spec(n_layers, ffn)
+        _keep_ffn(m, {i: [j for j in range(ffn) if j not in set(v)] for i, v in rem.items()})
         return m, "module-surgery"
     if pass_name in ("reorder", "int8"):
         return m, "unchanged"
@@ -460,10 +481,11 @@ def pass_config(case: ModelCase, pass_name: str, work: Path):
     if pass_name.startswith("slice-"):
         _, w, d = pass_name.split("-")
         return SliceConfig(width=float(w), depth=float(d))
+    n_layers, n_heads, ffn = case_shape(case)
     if pass_name == "prune-heads":
-        return HeadPruneConfig(heads=prune_heads_spec())
+        return HeadPruneConfig(heads=prune_heads_spec(n_layers, n_heads))
     if pass_name == "prune-ffn":
-        return FFNPruneConfig(neurons=prune_ffn_spec())
+        return FFNPruneConfig(neurons=prune_ffn_spec(n_layers, ffn))
     if pass_name == "reorder":
         return ReorderConfig()  # weight magnitude: a real permutation of heads and neurons
     if pass_name == "int8":
