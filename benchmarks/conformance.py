@@ -72,6 +72,31 @@ def _table(cells: list[dict], passes: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def compact_table(cells: list[dict], exporters) -> str:
+    """One row per model, one column per exporter: cells equal (or int8-close) / applicable, summed over
+    the optimizer levels and passes; 'R' counts refusals, 'n/a' where the exporter itself failed."""
+    agg: dict[tuple, dict[str, int]] = {}
+    for c in cells:
+        d = agg.setdefault((c["model"], c["exporter"]), {})
+        d[c["status"]] = d.get(c["status"], 0) + 1
+    models = list(dict.fromkeys(c["model"] for c in cells))
+    lines = ["| model | " + " | ".join(exporters) + " |", "|---|" + "---|" * len(exporters)]
+    for m in models:
+        row = []
+        for e in exporters:
+            d = agg.get((m, e), {})
+            ok = d.get("equal", 0) + d.get("close", 0)
+            appl = sum(v for k, v in d.items() if k != "n/a")
+            txt = f"{ok}/{appl}" if appl else "n/a"
+            if d.get("refused"):
+                txt += f" ({d['refused']} R)"
+            if d.get("FAILED"):
+                txt += f" **{d['FAILED']} F**"
+            row.append(txt)
+        lines.append(f"| {m} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="the CI subset")
@@ -131,7 +156,9 @@ def main() -> None:
     md.write_text(f"# Conformance matrix ({report['date']}, {report['machine']['cpu']}, "
                   f"{report['wall_s']} s)\n\n`=` equal to the reference (max diff <= 1e-4), `~` int8 within "
                   f"tolerance, `R` refused with a reason, `-` exporter/optimizer failed, **F** FAILED.\n\n"
-                  f"Summary: {json.dumps(summary)}\n\n{_table(cells, C.PASSES)}\n")
+                  f"Summary: {json.dumps(summary)}\n\nPer model and exporter (equal or close / applicable cells, "
+                  f"over {len(levels)} optimizer settings x {len(C.PASSES)} passes):\n\n"
+                  f"{compact_table(cells, exporters)}\n\nEvery cell:\n\n{_table(cells, C.PASSES)}\n")
     print(json.dumps(summary), f"{report['wall_s']} s ->", out)
 
 
