@@ -14,7 +14,7 @@ first layer whose shape differs.
 
 The data-free fallback :func:`magnitude_importance` scores head h of a layer by the L2 norm of the
 Q/K/V output rows and O input columns it owns, and FFN neuron j by the L2 norm of its intermediate
-row (weight and bias) and output column. It is named ``"weight-magnitude (data-free)"`` wherever it is
+row (weight and bias; a gated FFN: rows j and F + j) and output column. It is named ``"weight-magnitude (data-free)"`` wherever it is
 used, because it is a much weaker signal than gradient-based importance.
 """
 
@@ -176,7 +176,11 @@ def magnitude_importance(structure: EncoderStructure, model: str = "") -> Import
         w1 = _weight_matrix(layer.ffn.intermediate)  # [ffn, hidden]
         b1 = get_array(layer.ffn.intermediate.bias).astype(np.float64) if layer.ffn.intermediate.bias is not None else 0
         w2 = _weight_matrix(layer.ffn.output)  # [hidden, ffn]
-        nsq = (w1 ** 2).sum(axis=1) + b1 ** 2 + (w2 ** 2).sum(axis=0)
+        rows = (w1 ** 2).sum(axis=1) + b1 ** 2
+        if layer.ffn.gated:  # GLU: neuron j owns the activation-input row j and the gate row F + j
+            f = layer.ffn.width
+            rows = rows[:f] + rows[f:]
+        nsq = rows + (w2 ** 2).sum(axis=0)
         neurons.append([float(v) for v in np.sqrt(nsq)])
     return Importance(heads=tuple(map(tuple, heads)), neurons=tuple(map(tuple, neurons)),
                       source=MAGNITUDE_SOURCE, model=model)

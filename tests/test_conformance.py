@@ -30,9 +30,13 @@ SUPPORTED = [
     ("electra", "dynamo", 0),  # embedding_size != hidden_size
     ("distilbert", "optimum", 2),
     ("bert-seqcls", "optimum-eager", 0),
+    # pre-LayerNorm, packed Wqkv unbound into Q/K/V, rotary Q/K, GeGLU FFN, local/global attention layers
+    ("modernbert", "optimum", 99),  # ORT: SkipLayerNorm carrying the next layer's norm, RMSNorm-of-centred
+    ("modernbert-seqcls", "dynamo", 0),  # shared [.., 3, heads, head_size] view shape, Split(num_outputs=2)
+    ("modernbert", "torchscript-14", 0),  # decomposed LayerNorm without bias
 ]
 # families the structured passes refuse by name; int8 and packing still work on them
-REFUSED = [("deberta-v2", "optimum"), ("modernbert", "optimum"), ("mobilebert", "torchscript-17")]
+REFUSED = [("deberta-v2", "optimum"), ("mobilebert", "torchscript-17")]
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,31 @@ How roles are recognised (names are never used for roles):
   context goes through Transpose/Reshape into O. Q, K and V must read the same hidden state.
 - Fused attention: a com.microsoft ``Attention`` node (packed QKV weight [hidden, 3*hidden],
   ``num_heads`` attribute), its output feeding O.
+- Packed QKV (ModernBERT's ``Wqkv``): Q, K and V each trace back to the same projection through a
+  ``Split`` into 3 / ``Slice [i:i+1]`` / ``Gather i`` (part i = 0 Q, 1 K, 2 V) whose axis, followed back
+  through Transposes, is the ``3`` of a ``[.., 3, heads, head_size]`` Reshape (the view). Rotary
+  position embeddings ``x * cos + rotate_half(x) * sin`` (cos/sin not derived from any input's data;
+  rotate_half = Slice/Neg/Concat of x) are looked through on the way back from Q and K.
 - Post-LayerNorm residual: O's output is added to the layer input and normalised
   (``LayerNormalization``, ``SkipLayerNormalization`` or the decomposed ReduceMean/Sub/Pow/... form);
   that value feeds exactly one projection (FFN intermediate), whose output goes through an
   activation into a second projection (FFN output), added back to the same value and normalised: the
   layer's output.
+- Pre-LayerNorm residual (ModernBERT): O's output is added to the un-normalised stream x whose
+  LayerNorm the attention read (or to x itself where the layer has no norm there, ModernBERT's first
+  layer); that sum h1 is read by a LayerNorm (``LayerNormalization``, the decomposed form with or
+  without bias, ORT's ``SimplifiedLayerNormalization`` of ``h1 - mean(h1)``) feeding the FFN
+  intermediate, AND by the FFN residual, whose sum is the layer's output. ORT's
+  ``SkipLayerNormalization`` with its output 3 (the sum) used is the Add and the next LayerNorm in
+  one node. A sum that is only normalised (mixed pre/post) is refused at that Add.
+- Gated FFN (GLU): the intermediate's output is read only by a ``Split`` in two along the last axis, or
+  two ``Slice``s of its halves; the halves (one through the activation, multiplied together) reach
+  the output projection, which reads half the intermediate's width. Constant split sizes / slice
+  bounds equal to F or 2F are recorded as sites; bounds computed from the shape need no edit.
 - Head counts come from the Reshape that splits Q/K/V into [B, S, heads, head_size] (a constant shape
-  or a Concat of shape pieces; positions are counted from the end, so leading dynamic dims are fine)
-  and the Reshape that merges the context back to [B, S, heads*head_size].
+  or a Concat of shape pieces; positions are counted from the end, so leading dynamic dims are fine;
+  packed: the [B, S, 3, heads, head_size] view) and the Reshape that merges the context back to
+  [B, S, heads*head_size].
 - QDQ graphs (ORT's ``quantize_static`` with ``QuantFormat.QDQ``): a weight, bias or embedding table
   read through ``DequantizeLinear`` is the stored int8 / uint8 / int32 tensor behind it, and the
   ``QuantizeLinear`` -> ``DequantizeLinear`` pair after each activation is looked through (a residual is
@@ -58,6 +75,7 @@ from deploytool.graph.structure import (
     EncoderLayer,
     EncoderStructure,
     FFNBlock,
+    FFNSite,
     HeadSite,
     Linear,
 )
@@ -71,6 +89,8 @@ _QUANT_IN = {"DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear"}
 _FUSION_OPS = {"Attention", "MultiHeadAttention", "QAttention", "SkipLayerNormalization", "EmbedLayerNormalization",
                "QEmbedLayerNormalization", "BiasGelu", "FastGelu", "SkipSimplifiedLayerNormalization"}
 _SCALE = {"Div", "Mul"}
+# the unbind of a packed QKV view into Q, K and V (torch's ``unbind``, ``chunk`` or indexing)
+_UNBIND = {"Split", "Slice", "Gather"}
 _MASK_OPS = {"Add", "Sub", "Mul", "Div", "Where", "Cast", "Identity", "Max", "Min", "Clip", "Dropout",
              "QuantizeLinear", "DequantizeLinear"}
 _ACT_OPS = {"Gelu", "FastGelu", "BiasGelu", "Relu", "Erf", "Tanh", "Sigmoid", "Div", "Mul", "Add", "Pow",
@@ -273,15 +293,25 @@ class _Finder:
 
     def trace_back(self, v: ir.Value | None) -> tuple[Linear | None, list[ir.Node]]:
         """From an attention operand back to its projection, through head plumbing and scaling."""
+        lin, plumbing, _ = self.trace(v)
+        return lin, plumbing
+
+    def trace(self, v: ir.Value | None) -> tuple[Linear | None, list[ir.Node], dict | None]:
+        """``trace_back`` that also looks through rotary position embeddings and the unbind of a packed
+        QKV projection. The third element describes the unbind when there is one: ``{"index": part
+        (0 Q, 1 K, 2 V), "node": the Split/Slice/Gather, "axis": the unbound axis counted from the end
+        of the view (-3 for [.., 3, heads, head_size]) or None when unknown, "view": the Reshape}``."""
         plumbing: list[ir.Node] = []
-        for _ in range(16):
+        part: dict | None = None
+        axis: int | None = None  # the unbound axis, followed back through Transposes to the view
+        for _ in range(32):
             if v is None:
-                return None, plumbing
+                return None, plumbing, part
             p = v.producer()
             if p is None:
-                return None, plumbing
+                return None, plumbing, part
             if p.op_type in LINEAR_OPS:
-                return self.linear(p), plumbing
+                return self.linear(p), plumbing, part
             if p.op_type == "Add" and len(p.inputs) == 2:
                 a, b = p.inputs
                 if self.cone.is_const(b) and not self.cone.is_const(a):
@@ -289,12 +319,15 @@ class _Finder:
                 elif self.cone.is_const(a) and not self.cone.is_const(b):
                     v = b
                 else:
-                    return None, plumbing
+                    x = self._rotary_source(p) if part is None else None
+                    if x is None:
+                        return None, plumbing, part
+                    v = x  # q * cos + rotate_half(q) * sin: per head_size, broadcast over heads
                 continue
             if p.op_type == "Mul" and len(p.inputs) == 2:  # MatMulInteger's dequantizing scale
                 mmi = next((self._integer_matmul(i) for i in p.inputs if self._integer_matmul(i) is not None), None)
                 if mmi is not None and self.tail(mmi) is v:
-                    return self.linear(mmi), plumbing
+                    return self.linear(mmi), plumbing, part
             if p.op_type in _SCALE and len(p.inputs) == 2:
                 # a scalar scale: a constant (eager attention) or computed from shapes only (SDPA
                 # exports scale Q and K each by Sqrt(1/sqrt(head_size)) taken from Shape at run time)
@@ -304,15 +337,186 @@ class _Finder:
                 elif self._is_scale(a) and p.op_type == "Mul":
                     v = b
                 else:
-                    return None, plumbing
+                    return None, plumbing, part
                 plumbing.append(p)
                 continue
-            if p.op_type in _PLUMBING:
+            if p.op_type in _UNBIND and part is None:
+                u = self._unbind(p, v)
+                if u is None:
+                    return None, plumbing, part
+                part = {"index": u[0], "node": p, "axis": None, "view": None}
+                axis = u[1]
                 plumbing.append(p)
                 v = p.inputs[0]
                 continue
-            return None, plumbing
-        return None, plumbing
+            if p.op_type in _PLUMBING:
+                if part is not None and part["view"] is None and axis is not None:
+                    if p.op_type == "Transpose" and "perm" in p.attributes:
+                        perm = list(p.attributes["perm"].value)
+                        a = axis + len(perm) if axis < 0 else axis
+                        axis = perm[a] if 0 <= a < len(perm) else None
+                    elif p.op_type == "Reshape":
+                        rank = self._reshape_rank(p)
+                        if axis >= 0:
+                            axis = axis - rank if rank is not None else None
+                        part["axis"], part["view"] = axis, p
+                    elif p.op_type in ("Squeeze", "Unsqueeze"):
+                        axis = None  # the rank changes before the view: not a packed QKV unbind
+                plumbing.append(p)
+                v = p.inputs[0]
+                continue
+            return None, plumbing, part
+        return None, plumbing, part
+
+    # ------------------------------------------------------------------ packed QKV, rotary embeddings
+    def _positional(self, v: ir.Value | None) -> bool:
+        """True for a value that does not depend on any graph input's data (rotary cos/sin: computed
+        from constants and sequence positions taken from shapes)."""
+        return v is not None and not self._reads_input_data(v)
+
+    def _non_positional(self, mul: ir.Node) -> ir.Value | None:
+        """The data operand of ``x * cos`` (the other operand positional), or None."""
+        if len(mul.inputs) != 2:
+            return None
+        a, b = mul.inputs
+        pa, pb = self._positional(a), self._positional(b)
+        if pa and not pb:
+            return b
+        if pb and not pa:
+            return a
+        return None
+
+    @staticmethod
+    def _rotate_half_source(r: ir.Value | None) -> ir.Value | None:
+        """x for ``rotate_half(x) = Concat(-x[..., d/2:], x[..., :d/2])`` (Slice / Neg / Concat), else None."""
+        p = r.producer() if r is not None else None
+        if p is None or p.op_type != "Concat" or len(p.inputs) != 2:
+            return None
+        neg = p.inputs[0].producer() if p.inputs[0] is not None else None
+        if neg is None or neg.op_type != "Neg":
+            return None
+        s2 = neg.inputs[0].producer() if neg.inputs[0] is not None else None
+        s1 = p.inputs[1].producer() if p.inputs[1] is not None else None
+        if s1 is None or s2 is None or s1.op_type != "Slice" or s2.op_type != "Slice":
+            return None
+        if s1.inputs[0] is None or s1.inputs[0] is not s2.inputs[0]:
+            return None
+        return s1.inputs[0]
+
+    def _rotary_source(self, add: ir.Node) -> ir.Value | None:
+        """x for ``x * cos + rotate_half(x) * sin`` (rotary position embedding), else None."""
+        a, b = add.inputs
+        for m1v, m2v in ((a, b), (b, a)):
+            m1 = m1v.producer() if m1v is not None else None
+            m2 = m2v.producer() if m2v is not None else None
+            if m1 is None or m2 is None or m1.op_type != "Mul" or m2.op_type != "Mul":
+                continue
+            x, r = self._non_positional(m1), self._non_positional(m2)
+            if x is not None and r is not None and self._rotate_half_source(r) is x:
+                return x
+        return None
+
+    @staticmethod
+    def _unbind(p: ir.Node, v: ir.Value) -> tuple[int, int] | None:
+        """(part, axis) when ``v`` is one of three equal parts of its input along one axis (the unbind of
+        a packed [.., 3, heads, head_size] QKV view): a Split into 3, a Slice [i:i+1] or a Gather of index i."""
+        attrs = p.attributes
+        axis = int(attrs["axis"].value) if "axis" in attrs else 0
+        if p.op_type == "Split":
+            outs = list(p.outputs)
+            idx = next((i for i, o in enumerate(outs) if o is v), None)
+            if idx is None or len(outs) != 3:
+                return None
+            sizes = small_const(p.inputs[1]) if len(p.inputs) > 1 and p.inputs[1] is not None else None
+            if sizes is None and "split" in attrs:
+                sizes = list(attrs["split"].value)
+            if sizes is not None:
+                vals = sizes.reshape(-1).tolist() if hasattr(sizes, "reshape") else list(sizes)
+                if [int(x) for x in vals] != [1, 1, 1]:
+                    return None
+            return idx, axis
+        if p.op_type == "Gather":
+            ind = small_const(p.inputs[1]) if len(p.inputs) > 1 else None
+            if ind is None or ind.ndim != 0 or not 0 <= int(ind) < 3:
+                return None
+            return int(ind), axis
+        if p.op_type == "Slice":
+            if len(p.inputs) < 4:
+                return None
+            starts, ends, axes = (small_const(p.inputs[i]) for i in (1, 2, 3))
+            steps = small_const(p.inputs[4]) if len(p.inputs) > 4 and p.inputs[4] is not None else None
+            if starts is None or ends is None or axes is None or starts.size != 1 or ends.size != 1 or axes.size != 1:
+                return None
+            if steps is not None and (steps.size != 1 or int(steps.reshape(-1)[0]) != 1):
+                return None
+            s0, e0 = int(starts.reshape(-1)[0]), int(ends.reshape(-1)[0])
+            if not 0 <= s0 < 3 or not (e0 == s0 + 1 or (s0 == 2 and e0 >= 3)):
+                return None
+            return s0, int(axes.reshape(-1)[0])
+        return None
+
+    def _reshape_rank(self, reshape: ir.Node) -> int | None:
+        """Rank of a Reshape's output: the length of its target shape (constant, or a Concat of pieces)."""
+        out = reshape.outputs[0].shape
+        if out is not None:
+            return len(out)
+        s = reshape.inputs[1] if len(reshape.inputs) > 1 else None
+        arr = small_const(s)
+        if arr is not None:
+            return int(arr.size)
+        p = s.producer() if s is not None else None
+        if p is None or p.op_type != "Concat":
+            return None
+        total = 0
+        for piece in p.inputs:
+            n = self._piece_len(piece)
+            if n is None:
+                return None
+            total += n
+        return total
+
+    @staticmethod
+    def _piece_len(piece: ir.Value | None) -> int | None:
+        if piece is None:
+            return None
+        c = small_const(piece)
+        if c is not None:
+            return int(c.size)
+        if piece.shape is not None and len(piece.shape) == 1 and isinstance(piece.shape[0], int):
+            return int(piece.shape[0])
+        p = piece.producer()
+        if p is None:
+            return None
+        if p.op_type == "Shape" and "end" in p.attributes:
+            start = int(p.attributes["start"].value) if "start" in p.attributes else 0
+            end = int(p.attributes["end"].value)
+            if 0 <= start <= end:
+                return end - start
+        if p.op_type == "Unsqueeze" and p.inputs and p.inputs[0] is not None:
+            src = p.inputs[0]
+            if src.shape is not None and len(src.shape) == 0:
+                return 1
+            g = src.producer()
+            if g is not None and g.op_type == "Gather" and len(g.inputs) > 1:
+                ind = small_const(g.inputs[1])
+                if ind is not None and ind.ndim == 0:
+                    return 1
+        return None
+
+    def packed_head_counts(self, qkv: Linear, view: ir.Node, at: ir.Node) -> tuple[int, int]:
+        """(heads, head_size) from the [.., 3, heads, head_size] view of a packed QKV projection."""
+        pieces = self.shape_pieces(view)
+        a3 = qkv.out_features
+        if len(pieces) >= 3 and pieces[-3][0] == 3 and a3 % 3 == 0:
+            h, d, a = pieces[-2][0], pieces[-1][0], a3 // 3
+            if h is not None and h > 0 and d is not None and d > 0 and h * d == a:
+                return h, d
+            if h is not None and h > 0 and d in (-1, 0, None) and a % h == 0:
+                return h, a // h
+            if d is not None and d > 0 and h in (-1, None) and a % d == 0:
+                return a // d, d
+        raise StructureError(f"node '{_name(at)}' ({at.op_type}): cannot read the head count from the packed QKV "
+                             f"view '{_name(view)}' (no constant [.., 3, heads, head_size] shape)")
 
     def _is_scale(self, v: ir.Value | None) -> bool:
         c = small_const(v)
@@ -442,15 +646,35 @@ class _Finder:
         if ctx is None:
             raise StructureError(f"node '{_name(softmax)}' (Softmax): attention scores found but no MatMul "
                                  f"applies the probabilities to V")
-        q, q_pl = self.trace_back(score.inputs[0])
-        k, k_pl = self.trace_back(score.inputs[1])
-        v, v_pl = self.trace_back(ctx.inputs[1])
+        q, q_pl, q_part = self.trace(score.inputs[0])
+        k, k_pl, k_part = self.trace(score.inputs[1])
+        v, v_pl, v_part = self.trace(ctx.inputs[1])
         for name, lin, at in (("Q", q, score), ("K", k, score), ("V", v, ctx)):
             if lin is None:
                 raise StructureError(f"node '{_name(at)}' (MatMul): cannot trace the {name} operand back to a "
                                      f"projection with constant weights")
-        x = self.source(q.node.inputs[0])
-        if self.source(k.node.inputs[0]) is not x or self.source(v.node.inputs[0]) is not x:
+        qkv: Linear | None = None
+        view: ir.Node | None = None
+        if q.node is k.node and k.node is v.node:
+            # one packed projection viewed as [.., 3, heads, head_size] and unbound into Q, K, V
+            parts = (q_part, k_part, v_part)
+            if any(pt is None for pt in parts) or [pt["index"] for pt in parts] != [0, 1, 2]:
+                raise StructureError(f"node '{_name(score)}' (MatMul): Q, K and V come from one projection "
+                                     f"'{_name(q.node)}' but are not its parts 0, 1, 2 of a [.., 3, heads, "
+                                     f"head_size] view (packed QKV layout not recognised)")
+            views = {id(pt["view"]) for pt in parts}
+            if any(pt["view"] is None or pt["axis"] != -3 for pt in parts) or len(views) != 1:
+                raise StructureError(f"node '{_name(q_part['node'])}' ({q_part['node'].op_type}): the packed QKV "
+                                     f"projection '{_name(q.node)}' is not unbound along the '3' axis of one "
+                                     f"[.., 3, heads, head_size] view")
+            qkv, view = q, q_part["view"]
+            q = k = v = None
+        elif q.node is k.node or k.node is v.node or q.node is v.node or any(
+                pt is not None for pt in (q_part, k_part, v_part)):
+            raise StructureError(f"node '{_name(score)}' (MatMul): Q, K and V share a projection in a way that is "
+                                 f"not a packed [.., 3, heads, head_size] QKV view")
+        x = self.source((qkv or q).node.inputs[0])
+        if qkv is None and (self.source(k.node.inputs[0]) is not x or self.source(v.node.inputs[0]) is not x):
             raise StructureError(f"node '{_name(score)}' (MatMul): Q, K and V do not read the same hidden state "
                                  f"(cross-attention or a decoder is not supported)")
         # context -> Transpose/Reshape -> O
@@ -471,17 +695,24 @@ class _Finder:
         if o is None:
             raise StructureError(f"node '{_name(ctx)}' (MatMul): the attention context does not reach an output "
                                  f"projection through Transpose/Reshape")
-        heads, head_size = self.head_counts(q, q_pl, score)
-        all_head = heads * head_size
-        if k.out_features != all_head or v.out_features != all_head or o.in_features != all_head:
-            raise StructureError(f"node '{_name(score)}' (MatMul): Q/K/V/O widths {q.out_features}/"
-                                 f"{k.out_features}/{v.out_features}/{o.in_features} disagree with "
-                                 f"{heads} heads x {head_size}")
+        if qkv is not None:
+            heads, head_size = self.packed_head_counts(qkv, view, score)
+            all_head = heads * head_size
+            if qkv.out_features != 3 * all_head or o.in_features != all_head:
+                raise StructureError(f"node '{_name(score)}' (MatMul): packed QKV/O widths {qkv.out_features}/"
+                                     f"{o.in_features} disagree with 3 x {heads} heads x {head_size}")
+        else:
+            heads, head_size = self.head_counts(q, q_pl, score)
+            all_head = heads * head_size
+            if k.out_features != all_head or v.out_features != all_head or o.in_features != all_head:
+                raise StructureError(f"node '{_name(score)}' (MatMul): Q/K/V/O widths {q.out_features}/"
+                                     f"{k.out_features}/{v.out_features}/{o.in_features} disagree with "
+                                     f"{heads} heads x {head_size}")
         split = [n for n in q_pl + k_pl + v_pl if n.op_type == "Reshape"]
         merge = [n for n in ctx_pl if n.op_type == "Reshape"]
         sites = self.head_sites(split, merge, heads, all_head)
         block = AttentionBlock(num_heads=heads, head_size=head_size, q=q, k=k, v=v, o=o, head_sites=sites,
-                               score_bias=self.score_bias(score, softmax))
+                               score_bias=self.score_bias(score, softmax), qkv=qkv)
         return block, x
 
     def score_bias(self, score: ir.Node, softmax: ir.Node) -> list[tuple[ir.Node, int]]:
@@ -629,22 +860,254 @@ class _Finder:
                 return add.outputs[0]
         raise StructureError(f"node '{_name(at)}' ({at.op_type}): residual sum is not followed by a LayerNorm")
 
+    # ------------------------------------------------------------------ pre-LayerNorm residuals
+    @staticmethod
+    def _sum_output(skip: ir.Node) -> ir.Value | None:
+        """A SkipLayerNormalization's output 3 (input + skip [+ bias], before the norm) when it is used."""
+        if len(skip.outputs) > 3:
+            s = skip.outputs[3]
+            if s is not None and (list(s.uses()) or s.is_graph_output()):
+                return s
+        return None
+
+    def _stream_continues(self, s: ir.Value) -> bool:
+        """True when a residual sum is read by something besides its own LayerNorm (pre-LN: the next
+        residual Add adds it back)."""
+        return any(n.op_type not in LAYER_NORM_OPS and n.op_type not in ("ReduceMean", "Sub")
+                   for n in self.readers(s))
+
+    def _normalizes(self, a: ir.Value, r: ir.Value) -> bool:
+        """True when ``a`` is ``LayerNorm(r)`` (a LayerNormalization, the normalised output 0 of a
+        SkipLayerNormalization whose output 3 is ``r``, or the decomposed ReduceMean/Sub/.../Mul [+ Add])."""
+        p = a.producer()
+        if p is None:
+            return False
+        if p.op_type in ("LayerNormalization", "SimplifiedLayerNormalization"):
+            if not p.inputs or p.inputs[0] is None:
+                return False
+            if self.source(p.inputs[0]) is r:
+                return True
+            # ORT: a LayerNorm without bias as RMSNorm of the centred input, Sub(r, ReduceMean(r))
+            sub = p.inputs[0].producer()
+            return (p.op_type == "SimplifiedLayerNormalization" and sub is not None and sub.op_type == "Sub"
+                    and self._centres(sub, r))
+        if p.op_type in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization"):
+            return p.outputs[0] is a and self._sum_output(p) is r
+        # decomposed: [Add(beta)] <- Mul(gamma) <- Div(Sub(r, ReduceMean(r)), Sqrt(...))
+        if p.op_type == "Add" and len(p.inputs) == 2 and any(self.cone.is_const(i) for i in p.inputs):
+            nxt = next((i for i in p.inputs if not self.cone.is_const(i)), None)
+            p = nxt.producer() if nxt is not None else None
+        if p is None or p.op_type != "Mul" or len(p.inputs) != 2:
+            return False
+        nxt = next((i for i in p.inputs if i is not None and not self.cone.is_const(i)), None)
+        div = nxt.producer() if nxt is not None else None
+        if div is None or div.op_type != "Div":
+            return False
+        sub = div.inputs[0].producer() if div.inputs[0] is not None else None
+        if sub is None or sub.op_type != "Sub" or len(sub.inputs) != 2:
+            return False
+        return self._centres(sub, r)
+
+    def _centres(self, sub: ir.Node, r: ir.Value) -> bool:
+        """True for ``Sub(r, ReduceMean(r))``."""
+        if len(sub.inputs) != 2 or sub.inputs[1] is None:
+            return False
+        mean = sub.inputs[1].producer()
+        return (self.source(sub.inputs[0]) is r and mean is not None and mean.op_type == "ReduceMean"
+                and self.source(mean.inputs[0]) is r)
+
+    def norm_after(self, s: ir.Value, at: ir.Node) -> ir.Value:
+        """The output of the one LayerNorm that reads the residual sum ``s`` (pre-LN: the FFN's norm)."""
+        rs = self.readers(s)
+        lns = [n for n in rs if n.op_type in ("LayerNormalization", "SimplifiedLayerNormalization")]
+        if len(lns) == 1:
+            return lns[0].outputs[0]
+        sub = next((n for n in rs if n.op_type == "Sub"), None)
+        if not lns and sub is not None and any(n.op_type == "ReduceMean" for n in rs):
+            rms = [c for c in consumers(sub.outputs[0]) if c.op_type == "SimplifiedLayerNormalization"]
+            if len(rms) == 1:  # ORT: LayerNorm without bias = RMSNorm(s - mean(s))
+                return rms[0].outputs[0]
+            div = next((c for c in consumers(sub.outputs[0]) if c.op_type == "Div"), None)
+            mul = single_consumer(div.outputs[0]) if div is not None else None
+            if mul is not None and mul.op_type == "Mul":
+                add = single_consumer(mul.outputs[0])
+                if add is not None and add.op_type == "Add" and any(self.cone.is_const(i) for i in add.inputs):
+                    return add.outputs[0]
+                return mul.outputs[0]
+        raise StructureError(f"node '{_name(at)}' ({at.op_type}): the residual sum of a pre-LayerNorm layer is "
+                             f"not read by one LayerNorm (readers: {sorted(n.op_type for n in rs)})")
+
+    def attention_residual(self, y: ir.Value, a: ir.Value, at: ir.Node) -> tuple[bool, ir.Value, ir.Value, ir.Value]:
+        """(pre_norm, layer input, residual stream after attention, value the FFN reads) for the
+        attention output projection's result ``y``; ``a`` is what Q/K/V read.
+
+        Post-LN: ``h1 = LN(a + y)``, the FFN reads h1. Pre-LN: ``h1 = x + y`` where ``a`` is ``LN(x)``
+        (or x itself: ModernBERT's first layer has no norm there), the FFN reads ``LN(h1)``."""
+        y = self.past_qdq(y)
+        c = single_consumer(y)
+        what = "attention output projection"
+        if c is None:
+            raise StructureError(f"node '{_name(at)}' ({at.op_type}): the {what} result has "
+                                 f"{len(data_consumers(y))} readers, expected one residual Add")
+        if c.op_type in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization") and len(c.inputs) >= 2:
+            i0, i1 = self.source(c.inputs[0]), self.source(c.inputs[1])
+            r = i1 if i0 is y else i0
+            s = self._sum_output(c)
+            if s is None:
+                if r is not a:
+                    raise StructureError(f"node '{_name(c)}' ({c.op_type}): the {what} result is not added to the "
+                                         f"normalised layer input (nor to the un-normalised one of a pre-LayerNorm "
+                                         f"block)")
+                return False, a, c.outputs[0], c.outputs[0]
+            if r is not a and not self._normalizes(a, r):
+                raise StructureError(f"node '{_name(c)}' ({c.op_type}): the {what} result is added to a value that "
+                                     f"is neither the attention input nor the stream it normalises")
+            return True, r, s, c.outputs[0]
+        if c.op_type in ("Add", "Sum") and len(c.inputs) == 2:
+            srcs = tuple(self.source(i) for i in c.inputs)
+            r = srcs[1] if srcs[0] is y or c.inputs[0] is y else srcs[0]
+            s = c.outputs[0]
+            if r is a and not self._stream_continues(self.past_qdq(s)):
+                h1 = self.residual_norm(y, a, at, what)  # post-LN
+                return False, a, h1, h1
+            if r is a or self._normalizes(a, r):
+                s = self.past_qdq(s)
+                if not self._stream_continues(s):
+                    raise StructureError(f"node '{_name(c)}' ({c.op_type}): the {what} result is added to the "
+                                         f"un-normalised layer input (pre-LayerNorm) but the sum is only "
+                                         f"normalised, not carried on to the FFN residual (mixed pre/post-LayerNorm "
+                                         f"blocks are not supported)")
+                return True, r, s, self.norm_after(s, c)
+        # the post-LN finder's own message for anything else
+        h1 = self.residual_norm(y, a, at, what)
+        return False, a, h1, h1
+
+    def pre_norm_residual(self, y: ir.Value, h1: ir.Value, at: ir.Node) -> tuple[ir.Value, ir.Node | None]:
+        """(layer output, fused norm ending the layer) for a pre-LN FFN output ``y`` added to ``h1``."""
+        y = self.past_qdq(y)
+        c = single_consumer(y)
+        if c is None:
+            raise StructureError(f"node '{_name(at)}' ({at.op_type}): the FFN output projection result has "
+                                 f"{len(data_consumers(y))} readers, expected one residual Add")
+        if c.op_type in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization") and len(c.inputs) >= 2:
+            if h1 not in (self.source(c.inputs[0]), self.source(c.inputs[1])):
+                raise StructureError(f"node '{_name(c)}' ({c.op_type}): the FFN output is not added to the "
+                                     f"layer's residual stream")
+            s = self._sum_output(c)
+            return (s if s is not None else c.outputs[0]), c
+        if c.op_type in ("Add", "Sum") and len(c.inputs) == 2 and h1 in tuple(self.source(i) for i in c.inputs):
+            return self.past_qdq(c.outputs[0]), None
+        raise StructureError(f"node '{_name(c)}' ({c.op_type}): the FFN output is not added to the layer's "
+                             f"residual stream (pre-LayerNorm block)")
+
     # ------------------------------------------------------------------ FFN
-    def ffn(self, h1: ir.Value, at: ir.Node) -> tuple[FFNBlock, ir.Value]:
-        inters = [lin for lin in (self.linear(c) for c in self.readers(h1))
-                  if lin is not None and self.source(lin.node.inputs[0]) is h1]
+    def _glu_chunks(self, y: ir.Value, inter: Linear) -> tuple[list[ir.Value], list[FFNSite]] | None:
+        """The two halves of a gated FFN's intermediate output ``y`` ([activation input | gate], split
+        along the last axis by a Split or two Slices) and the constants that hold F, or None when the
+        intermediate is not chunked."""
+        rs = self.readers(y)
+        if not rs or any(n.op_type not in ("Split", "Slice") for n in rs):
+            return None
+        f2 = inter.out_features
+        if f2 % 2:
+            raise StructureError(f"node '{_name(rs[0])}' ({rs[0].op_type}): the FFN intermediate "
+                                 f"'{_name(inter.node)}' is chunked but has an odd width {f2}")
+        f = f2 // 2
+        rank = len(y.shape) if y.shape is not None else (2 if inter.node.op_type in ("Gemm", "FusedGemm") else 3)
+
+        def last_axis(ax: int) -> bool:
+            return ax == -1 or ax == rank - 1
+
+        def bad(n: ir.Node, why: str) -> StructureError:
+            return StructureError(f"node '{_name(n)}' ({n.op_type}): the gated FFN's chunk of "
+                                  f"'{_name(inter.node)}' {why}")
+
+        sites: list[FFNSite] = []
+        if len(rs) == 1 and rs[0].op_type == "Split":
+            sp = rs[0]
+            ax = int(sp.attributes["axis"].value) if "axis" in sp.attributes else 0
+            if len(sp.outputs) != 2 or not last_axis(ax):
+                raise bad(sp, "is not a split in two halves along the last axis")
+            sizes_v = sp.inputs[1] if len(sp.inputs) > 1 else None
+            if sizes_v is not None:
+                sizes = small_const(sizes_v)
+                if sizes is None:
+                    if not shape_derived(sizes_v, self._shape_memo):
+                        raise bad(sp, "has split sizes computed from data")
+                elif [int(x) for x in sizes.reshape(-1)] != [f, f]:
+                    raise bad(sp, f"has sizes {sizes.reshape(-1).tolist()}, not two halves of {f2}")
+                else:
+                    sites += [FFNSite(node=sp, kind=const_kind(sizes_v), value=sizes_v, attribute=None, index=i,
+                                      factor=1) for i in range(2)]
+            elif "split" in sp.attributes:
+                if [int(x) for x in sp.attributes["split"].value] != [f, f]:
+                    raise bad(sp, "has unequal split sizes")
+                sites += [FFNSite(node=sp, kind="attribute", value=None, attribute="split", index=i, factor=1)
+                          for i in range(2)]
+            return list(sp.outputs), sites
+        if len(rs) != 2:
+            raise bad(rs[0], f"has {len(rs)} Slice readers, expected two halves")
+        halves: list[tuple[int, ir.Value]] = []
+        for sl in rs:
+            if sl.inputs[0] is not y or len(sl.inputs) < 3:
+                raise bad(sl, "does not slice the intermediate's output")
+            axes = small_const(sl.inputs[3]) if len(sl.inputs) > 3 and sl.inputs[3] is not None else None
+            steps = small_const(sl.inputs[4]) if len(sl.inputs) > 4 and sl.inputs[4] is not None else None
+            if axes is None or axes.size != 1 or not last_axis(int(axes.reshape(-1)[0])):
+                raise bad(sl, "is not a slice along the last axis")
+            if steps is not None and (steps.size != 1 or int(steps.reshape(-1)[0]) != 1):
+                raise bad(sl, "has a step")
+            bounds = []
+            for j in (1, 2):
+                bv = sl.inputs[j]
+                c = small_const(bv)
+                if c is None:
+                    if not shape_derived(bv, self._shape_memo):
+                        raise bad(sl, "has bounds computed from data")
+                    bounds.append(None)  # computed from the intermediate's shape at run time
+                    continue
+                if c.size != 1:
+                    raise bad(sl, "has more than one bound")
+                val = int(c.reshape(-1)[0])
+                if val in (f, f2):
+                    sites.append(FFNSite(node=sl, kind=const_kind(bv), value=bv, attribute=None, index=0,
+                                         factor=1 if val == f else 2))
+                elif val != 0 and val < 2 ** 31 - 1:
+                    raise bad(sl, f"has a bound {val} that is neither 0, {f} nor {f2}")
+                bounds.append(val)
+            start = bounds[0]
+            halves.append((0 if start == 0 else 1, sl.outputs[0]))
+        if sorted(h for h, _ in halves) != [0, 1]:
+            raise bad(rs[0], "does not take the two halves (first slice must start at 0)")
+        halves.sort(key=lambda t: t[0])
+        return [v for _, v in halves], sites
+
+    def ffn(self, ffn_in: ir.Value, h1: ir.Value, at: ir.Node, pre_norm: bool = False
+            ) -> tuple[FFNBlock, ir.Value, ir.Node | None]:
+        inters = [lin for lin in (self.linear(c) for c in self.readers(ffn_in))
+                  if lin is not None and self.source(lin.node.inputs[0]) is ffn_in]
         if len(inters) != 1:
             raise StructureError(f"node '{_name(at)}' ({at.op_type}): attention output feeds {len(inters)} "
                                  f"projections, expected one FFN intermediate")
         inter = inters[0]
-        start = [inter.node.outputs[0]]
+        chunk = self._glu_chunks(self.linear_output(inter), inter)
+        gated = chunk is not None
         ops: list[ir.Node] = []
         found: list[Linear] = []
-        seen: set[int] = {id(inter.node)}
-        queue = deque(start)
+        if gated:
+            halves, sites = chunk
+            seen: set[int] = {id(inter.node)} | {id(h.producer()) for h in halves}
+            queue = deque(halves)
+            # the chunk's shape arithmetic reads the intermediate through Shape only: not on the data path
+            next_readers = data_consumers
+        else:
+            sites = []
+            seen = {id(inter.node)}
+            queue = deque([inter.node.outputs[0]])
+            next_readers = consumers
         while queue:
             val = queue.popleft()
-            for c in consumers(val):
+            for c in next_readers(val):
                 if id(c) in seen:
                     continue
                 seen.add(id(c))
@@ -666,12 +1129,22 @@ class _Finder:
         if act is None:
             raise StructureError(f"node '{_name(inter.node)}' ({inter.node.op_type}): no recognised activation "
                                  f"between the FFN projections (ops: {sorted({n.op_type for n in ops})})")
-        y = self.residual_norm(self.linear_output(out), h1, out.node, "FFN output projection")
-        return FFNBlock(intermediate=inter, output=out, activation=act), y
+        if gated and out.in_features * 2 != inter.out_features:
+            raise StructureError(f"node '{_name(out.node)}' ({out.node.op_type}): gated FFN output reads "
+                                 f"{out.in_features} features, expected half of the intermediate's "
+                                 f"{inter.out_features}")
+        if pre_norm:
+            y, out_norm = self.pre_norm_residual(self.linear_output(out), h1, out.node)
+        else:
+            y, out_norm = self.residual_norm(self.linear_output(out), h1, out.node, "FFN output projection"), None
+        block = FFNBlock(intermediate=inter, output=out, activation=act, gated=gated, sites=sites)
+        return block, y, out_norm
 
     # ------------------------------------------------------------------ whole graph
-    def layer_nodes(self, x: ir.Value, y: ir.Value) -> list[ir.Node]:
-        """Nodes on a path from the layer input x to its output y, plus constants only they use."""
+    def layer_nodes(self, x: ir.Value, y: ir.Value, extra: tuple[ir.Value, ...] = ()) -> list[ir.Node]:
+        """Nodes on a path from the layer input x (or a value in ``extra``: a fused pre-LN layer's
+        normalised input, produced next to x) to its output y, plus constants only they use."""
+        starts = (x, *extra)
         back: set[int] = set()
         stack = [y.producer()]
         const_candidates: list[ir.Node] = []
@@ -683,10 +1156,10 @@ class _Finder:
             if all(i is None or self.cone.is_const(i) for i in n.inputs):
                 const_candidates.append(n)
             for i in n.inputs:
-                if i is not None and i is not x and not i.is_graph_input():
+                if i is not None and not any(i is s for s in starts) and not i.is_graph_input():
                     stack.append(i.producer())
         fwd: set[int] = set()
-        stack = consumers(x)
+        stack = [c for s in starts for c in consumers(s)]
         while stack:
             n = stack.pop()
             if id(n) in fwd or id(n) not in back:
@@ -724,13 +1197,21 @@ class _Finder:
             raise StructureError(_no_attention_reason(self.graph))
         found.sort(key=lambda t: t[0])
         layers: list[EncoderLayer] = []
-        for i, (_, att, x) in enumerate(found):
+        for i, (_, att, a) in enumerate(found):
             anchor = att.fused or att.o.node
-            h1 = self.residual_norm(self.linear_output(att.o), x, att.o.node, "attention output projection")
-            ffn, y = self.ffn(h1, anchor)
-            layer = EncoderLayer(index=i, attention=att, ffn=ffn, input=x, output=y)
-            layer.attention_output = h1
-            layer.nodes = self.layer_nodes(x, y)
+            pre, x, h1, ffn_in = self.attention_residual(self.linear_output(att.o), a, att.o.node)
+            if layers and layers[-1].pre_norm != pre:
+                raise StructureError(f"node '{_name(anchor)}' ({anchor.op_type}): layer {i} is "
+                                     f"{'pre' if pre else 'post'}-LayerNorm, layer {i - 1} is not")
+            if pre and layers and layers[-1].output is not x:
+                raise StructureError(f"node '{_name(anchor)}' ({anchor.op_type}): pre-LayerNorm layer {i} does not "
+                                     f"read the residual stream layer {i - 1} writes")
+            ffn, y, out_norm = self.ffn(ffn_in, h1, anchor, pre)
+            layer = EncoderLayer(index=i, attention=att, ffn=ffn, input=x, output=y, attention_output=h1,
+                                 pre_norm=pre, attention_input=a, output_norm=out_norm)
+            # a fused pre-LN layer reads LN(x) from the SkipLayerNormalization that also outputs x
+            extra = (a,) if pre and a is not x and a.producer() is not None and a.producer() is x.producer() else ()
+            layer.nodes = self.layer_nodes(x, y, extra)
             layers.append(layer)
         self._mark_shared(layers)
         in_layer = {id(n) for layer in layers for n in layer.nodes}
@@ -868,12 +1349,16 @@ _FAMILY_SIGNATURES = (
 )
 # what the structured passes lack for a family they refuse
 _UNSUPPORTED = {
-    "modernbert": "its packed Wqkv projection with rotary position embeddings, GeGLU FFN and local/global "
-                  "attention are not supported by the structured passes",
     "deberta-v2": "its disentangled attention (content-to-position and position-to-content terms from shared "
                   "relative-position projections) is not supported by the structured passes",
     "mobilebert": "its bottleneck layers (Q and K read a shared bottleneck, V the layer input; stacked FFNs) "
                   "are not supported by the structured passes",
+}
+
+# families the finder reads by structure (pre-LN residuals, packed QKV, rotary embeddings, GLU FFN) whose
+# refusals name the family: what a graph of that family may still lack
+_NAMED_WHEN_REFUSED = {
+    "modernbert": "this graph's pre-LayerNorm / packed Wqkv + rotary / GeGLU wiring is",
 }
 
 
@@ -944,4 +1429,13 @@ def find_structure(model: ir.Model) -> EncoderStructure:
         except StopIteration:
             where = ""
         raise StructureError(f"{hint}: {_UNSUPPORTED[hint]}{where}")
-    return _Finder(model).find()
+    try:
+        return _Finder(model).find()
+    except StructureError as e:
+        if hint in _NAMED_WHEN_REFUSED:
+            # a graph of a family read by structure only in the forms seen so far: name the family and the
+            # piece this graph lacks, in one line
+            msg = " ".join(str(e).split())
+            raise StructureError(f"{hint}: {msg} ({_NAMED_WHEN_REFUSED[hint]} not supported by the structured "
+                                 f"passes in this form)") from e
+        raise

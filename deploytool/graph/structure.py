@@ -20,6 +20,25 @@ Conventions
   give the layer its own copy before changing it.
 - Fused graphs (ORT transformer optimizer): ``AttentionBlock.fused`` is the com.microsoft
   ``Attention``/``MultiHeadAttention`` node; its packed QKV weight appears as ``qkv``.
+- Packed QKV without a fused op (ModernBERT's ``Wqkv``: one projection viewed as
+  ``[.., 3, heads, head_size]`` and unbound into Q, K, V): ``qkv`` is that projection and ``q``/``k``/``v``
+  are None. Its output features are ``part * all_head_size + h * head_size + d`` (part 0 = Q, 1 = K,
+  2 = V), so head h owns features ``[h*d, (h+1)*d)`` of each part. Rotary position embeddings on Q and
+  K (``x * cos + rotate_half(x) * sin``, cos/sin per head_size and broadcast over heads) are looked
+  through; they hold no head count.
+- Gated FFN (GLU: ModernBERT's GeGLU ``Wo(act(x @ Wi[:F]) * (x @ Wi[F:]))``): ``FFNBlock.gated`` is
+  True and the intermediate projection has ``2 * F`` output features: neuron j owns features j (the
+  activation's input) and ``F + j`` (the gate). ``FFNBlock.width`` is F. Constant split sizes of the
+  chunk (a ``Split``'s sizes, a ``Slice``'s starts/ends) are ``FFNBlock.sites``; sizes computed from
+  the tensor's shape at run time need no edit.
+- Pre-LayerNorm layers (``h1 = x + attn(LN(x))``, ``y = h1 + ffn(LN(h1))``; ModernBERT):
+  ``EncoderLayer.pre_norm`` is True, ``input``/``attention_output``/``output`` are the un-normalised
+  residual stream and ``attention_input`` is the value the Q/K/V projections read (LN(input), or the
+  input itself when the layer has no norm there). In ORT-fused graphs the residual Add and the next
+  LayerNorm are one ``SkipLayerNormalization``: its output 3 is the sum (the residual stream) and its
+  output 0 the next block's normalised input. The one that ends a layer (its norm belongs to the next
+  layer, or is the final norm) is ``EncoderLayer.output_norm``; when it does not expose the sum (the
+  last layer), ``output`` is its output 0.
 - When the graph is not an encoder the finder recognises, it raises
   :class:`deploytool.errors.StructureError` naming the node and why.
 - ``Linear.bias_node`` is normally the ``Add`` after the product; in ORT-fused graphs the bias can
@@ -85,7 +104,7 @@ class AttentionBlock:
     # [B, H, S, S], computed once and added in every layer): (the Add node, the input index). A pass
     # that keeps heads must give this layer its own selection of the bias's head axis (-3).
     score_bias: list[tuple[ir.Node, int]] = dataclasses.field(default_factory=list)
-    qkv: Linear | None = None  # packed QKV weight of a fused Attention
+    qkv: Linear | None = None  # packed QKV weight (fused Attention, or an unfused packed projection)
 
     @property
     def all_head_size(self) -> int:
@@ -93,14 +112,30 @@ class AttentionBlock:
 
 
 @dataclasses.dataclass
+class FFNSite:
+    """A constant that encodes a gated FFN's width F (or 2F): a chunk's split size or slice bound."""
+
+    node: ir.Node  # the Split / Slice that reads it
+    kind: Literal["initializer", "constant_node", "attribute"]
+    value: ir.Value | None  # the tensor holding it (None for an attribute)
+    attribute: str | None  # attribute name when kind == "attribute" (Split's ``split`` before opset 13)
+    index: int  # element index inside the tensor / attribute list
+    factor: int  # the element is factor * F (1 or 2)
+
+
+@dataclasses.dataclass
 class FFNBlock:
     intermediate: Linear
     output: Linear
     activation: str  # "gelu", "relu", ... as recognised
+    # GLU: the intermediate's 2F outputs are [activation input | gate]; neuron j = features j and F + j
+    gated: bool = False
+    sites: list[FFNSite] = dataclasses.field(default_factory=list)  # constants holding F (gated only)
 
     @property
     def width(self) -> int:
-        return self.intermediate.out_features
+        out = self.intermediate.out_features
+        return out // 2 if self.gated else out
 
 
 @dataclasses.dataclass
@@ -109,11 +144,16 @@ class EncoderLayer:
     attention: AttentionBlock
     ffn: FFNBlock
     input: ir.Value  # hidden state entering the layer
-    output: ir.Value  # hidden state leaving the layer (after its last LayerNorm)
+    output: ir.Value  # hidden state leaving the layer (post-LN: after its last LayerNorm; pre-LN: the residual sum)
     nodes: list[ir.Node] = dataclasses.field(default_factory=list)  # every node of the layer
     # (contract extension) hidden state between attention and FFN, after the attention residual's
-    # LayerNorm: the FFN intermediate reads it and the FFN residual adds it back
+    # LayerNorm: the FFN intermediate reads it and the FFN residual adds it back (pre-LN: the residual
+    # sum before the FFN's LayerNorm)
     attention_output: ir.Value | None = None
+    # pre-LayerNorm layer (see the module docstring): input/output are the un-normalised residual stream
+    pre_norm: bool = False
+    attention_input: ir.Value | None = None  # what Q/K/V read (pre-LN: LN(input); else input)
+    output_norm: ir.Node | None = None  # fused SkipLayerNormalization ending a pre-LN layer (ORT)
 
 
 @dataclasses.dataclass

@@ -8,13 +8,19 @@ Everything here works through :mod:`deploytool.graph.structure` references (neve
   such a linear is untouched: it belongs to the output features.
 - ``keep_heads(layer, heads)``: head h owns features ``[h*d, (h+1)*d)`` of Q, K and V (``d`` = head
   size); Q/K/V keep those output rows in the given head order, O keeps the matching input columns,
-  and every :class:`HeadSite` of the layer is rewritten to the new head count. A fused packed QKV
-  weight ``[hidden, 3*H*d]`` is sliced per Q, K, V part and the ``num_heads`` attribute updated.
+  and every :class:`HeadSite` of the layer is rewritten to the new head count. A packed QKV weight
+  ``[hidden, 3*H*d]`` (a fused Attention's, or an unfused one such as ModernBERT's ``Wqkv``) keeps
+  features ``idx``, ``A + idx`` and ``2A + idx`` (``A = H*d``) and a fused op's ``num_heads`` attribute
+  is updated; rotary cos/sin (per head size, broadcast over heads) need no edit.
   Given a permutation of all heads, it reorders without changing the function.
 - ``keep_neurons(layer, idx)``: the FFN intermediate keeps output rows ``idx`` (and bias), the FFN
-  output keeps input columns ``idx``.
+  output keeps input columns ``idx``. A gated FFN (GLU) keeps intermediate features ``idx`` and
+  ``F + idx`` and its constant chunk sizes (:class:`FFNSite`) are rewritten.
 - ``drop_layers(model, structure, keep)``: each dropped layer's output is rewired to its input (so
-  the next kept layer reads the previous kept layer's output), then dead nodes and initializers go.
+  the next kept layer reads the previous kept layer's output; pre-LN: the residual stream passes
+  through), then dead nodes and initializers go. A pre-LN layer ending in ORT's fused
+  ``SkipLayerNormalization`` (which also applies the next block's LayerNorm) is replaced by a plain
+  ``LayerNormalization`` of its input with that node's gamma/beta/epsilon.
 
 Any tensor that another layer (or another node) also uses gets a private copy first, so an edit of
 one layer never leaks into another (the dynamo exporter shares one head-count constant across all
@@ -425,8 +431,37 @@ def keep_neurons(graph: ir.Graph, layer: EncoderLayer, idx: Sequence[int]) -> No
     if np.array_equal(idx, np.arange(ffn.width)):
         return
     tag = f"L{layer.index}"
+    if ffn.gated:  # GLU: neuron j is the activation input j and the gate F + j
+        width = ffn.width
+        keep_out(graph, ffn.intermediate, np.concatenate([idx, width + idx]), tag)
+        keep_in(graph, ffn.output, idx, tag)
+        _rewrite_ffn_sites(graph, layer, int(idx.size))
+        return
     keep_out(graph, ffn.intermediate, idx, tag)
     keep_in(graph, ffn.output, idx, tag)
+
+
+def _rewrite_ffn_sites(graph: ir.Graph, layer: EncoderLayer, width: int) -> None:
+    """Every constant that holds a gated FFN's width F (or 2F) now holds the kept width."""
+    done: dict[int, ir.Value] = {}
+    owners: dict[int, list[ir.Node]] = {}  # a constant read by both halves' Slices: one copy for both
+    for site in layer.ffn.sites:
+        if site.value is not None:
+            owners.setdefault(id(site.value), []).append(site.node)
+    for site in layer.ffn.sites:
+        new_val = site.factor * width
+        if site.kind == "attribute":
+            vals = list(site.node.attributes[site.attribute].value)
+            vals[site.index] = new_val
+            site.node.attributes[site.attribute] = ir.AttrInt64s(site.attribute, vals)
+            continue
+        key = id(site.value)
+        if key not in done:
+            done[key] = private_value(graph, site.value, owners[key], f"L{layer.index}")
+        site.value = done[key]
+        arr = get_array(site.value).copy()
+        arr.reshape(-1)[site.index] = new_val
+        set_array(site.value, arr)
 
 
 # ----------------------------------------------------------------------------- layers
@@ -443,6 +478,9 @@ def drop_layers(model: ir.Model, structure: EncoderStructure, keep: Sequence[int
     # descending order: the input of layer i is the output of layer i-1, still valid when i-1 is dropped later
     for layer in sorted(dropped, key=lambda la: la.index, reverse=True):
         out, inp = layer.output, layer.input
+        if layer.output_norm is not None:
+            _bypass_fused_norm(graph, layer)
+            continue
         if out.is_graph_output():
             ident = ir.node("Identity", inputs=[inp])
             graph.append(ident)
@@ -460,6 +498,48 @@ def drop_layers(model: ir.Model, structure: EncoderStructure, keep: Sequence[int
     # a rewired reader (a pooler reading the last hidden state) may now precede its new producer
     graph.sort()
     structure.layers = [la for la in structure.layers if la.index in keep_set]
+
+
+def _replace_value(graph: ir.Graph, old: ir.Value, new: ir.Value) -> None:
+    """Every reader of ``old`` reads ``new``; a graph output keeps its name (through an Identity)."""
+    if old.is_graph_output():
+        ident = ir.node("Identity", inputs=[new])
+        graph.append(ident)
+        rep = ident.outputs[0]
+        rep.type, rep.shape = old.type, old.shape
+        ir.convenience.replace_all_uses_with(old, rep, replace_graph_outputs=True)
+        name = old.name
+        old.name = f"{name}__dropped"
+        rep.name = name
+    else:
+        ir.convenience.replace_all_uses_with(old, new)
+
+
+def _bypass_fused_norm(graph: ir.Graph, layer: EncoderLayer) -> None:
+    """Drop a pre-LN layer that ends in ORT's fused ``SkipLayerNormalization(h1, ffn_out)``: that node
+    also applies the next block's LayerNorm (output 0), so the next block now reads ``LN(input)`` with
+    the same gamma/beta/epsilon, and whoever read the sum (output 3) reads the layer input."""
+    skip = layer.output_norm
+    inp = layer.input
+    attrs = {"axis": -1}
+    if "epsilon" in skip.attributes:
+        attrs["epsilon"] = float(skip.attributes["epsilon"].value)
+    simplified = skip.op_type == "SkipSimplifiedLayerNormalization"
+    ins = [inp, skip.inputs[2]]
+    if not simplified and len(skip.inputs) > 3 and skip.inputs[3] is not None:
+        ins.append(skip.inputs[3])
+    op, domain = ("SimplifiedLayerNormalization", "") if simplified else ("LayerNormalization", "")
+    ln = ir.node(op, inputs=ins, attributes=attrs, domain=domain,
+                 name=f"{skip.name or 'skip_norm'}__dropped_layer{layer.index}")
+    normed = skip.outputs[0]
+    ln.outputs[0].type, ln.outputs[0].shape = normed.type, normed.shape
+    ln.outputs[0].name = f"{normed.name or 'normed'}__dropped_layer{layer.index}"
+    graph.insert_after(skip, ln)
+    _replace_value(graph, normed, ln.outputs[0])
+    if len(skip.outputs) > 3 and skip.outputs[3] is not None:
+        s = skip.outputs[3]
+        if list(s.uses()) or s.is_graph_output():
+            _replace_value(graph, s, inp)
 
 
 # ----------------------------------------------------------------------------- bookkeeping
