@@ -332,3 +332,39 @@ def test_verify_file_runs_and_compares(src, tmp_path):
     run_pass_file(BadReshapePass(), src, tmp_path / "bad.onnx", verify=False)
     with pytest.raises(VerificationError, match=r"bad\.onnx: a model ONNX Runtime cannot run: node '[^']+' \(Reshape\)"):
         verify_file(tmp_path / "bad.onnx")
+
+
+# ------------------------------------------------------------------------------ lossy passes
+
+
+class _ScaleLastNorm(DeployPass):
+    """Multiplies the last LayerNorm's scale (and bias) by ``factor``: a lossy pass that promises its
+    outputs stay within int8-like distance of the input's (``min_output_cosine``)."""
+
+    factor = -1.0
+
+    def min_output_cosine(self) -> float | None:
+        return 0.9
+
+    def call(self, model: ir.Model) -> DeployPassResult:
+        ln = [n for n in model.graph if n.op_type == "LayerNormalization"][-1]
+        for v in ln.inputs[1:]:
+            v.const_value = ir.tensor((v.const_value.numpy() * self.factor).astype(np.float32), name=v.name)
+        return DeployPassResult(model, modified=True)
+
+
+def test_lossy_pass_that_breaks_outputs_is_refused(src, tmp_path):
+    # e.g. ORT's QEmbedLayerNormalization silently dropping position_ids gave MPNet cosine 0.64
+    dst = tmp_path / "neg.onnx"
+    with pytest.raises(VerificationError, match=r"_ScaleLastNorm wrote a model whose output .* cosine -1"):
+        run_pass_file(_ScaleLastNorm(), src, dst)
+    assert not dst.exists()
+
+
+def test_lossy_pass_within_its_bound_is_written(src, tmp_path):
+    class Slight(_ScaleLastNorm):
+        factor = 1.01
+
+    dst = tmp_path / "ok.onnx"
+    r = run_pass_file(Slight(), src, dst)
+    assert dst.exists() and r.stats["verified"] is True

@@ -95,11 +95,20 @@ def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig) -> E
     meta.update(exporter=config.exporter.value, task=task.value, opset=opset, source=config.source or config.model)
     _set_metadata(proto, meta)
     diffs: dict[str, float] = {}
-    if config.validate:
-        diffs = _validate.compare(model, proto.SerializeToString(), task.output_name, config.atol)
-    onnx_io.save_proto(proto, out)
+    size = 0
+    if onnx_io.weight_bytes(proto) > onnx_io.EXTERNAL_DATA_BYTES:
+        # over protobuf's 2 GB limit there are no serialized bytes to validate: save with external data
+        # under a temporary name, validate that file, and only then give it its name
+        with onnx_io.staged_proto(proto, out, external=True) as tmp:
+            if config.validate:
+                diffs = _validate.compare(model, str(tmp), task.output_name, config.atol)
+        size = (out.parent / onnx_io.data_file_name(out)).stat().st_size
+    else:
+        if config.validate:
+            diffs = _validate.compare(model, proto.SerializeToString(), task.output_name, config.atol)
+        onnx_io.save_proto(proto, out, external=False)
     return ExportResult(path=out, exporter=config.exporter, task=task, opset=int(opset), max_abs_diff=diffs,
-                        atol=config.atol, validated=config.validate, file_size=out.stat().st_size,
+                        atol=config.atol, validated=config.validate, file_size=out.stat().st_size + size,
                         seconds=time.perf_counter() - start, metadata={k: str(v) for k, v in meta.items()})
 
 

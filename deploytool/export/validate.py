@@ -9,6 +9,7 @@ positions included (they must match too: later passes compare graphs on the same
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 
@@ -60,8 +61,9 @@ def torch_reference(model, feeds: dict[str, np.ndarray], output_name: str) -> np
     return getattr(out, output_name).float().numpy()
 
 
-def compare(model, onnx_bytes: bytes, output_name: str, atol: float) -> dict[str, float]:
-    """Max abs difference per validation input; raises ValidationError (naming the worst) above atol."""
+def compare(model, onnx_bytes: bytes | str | os.PathLike, output_name: str, atol: float) -> dict[str, float]:
+    """Max abs difference per validation input; raises ValidationError (naming the worst) above atol.
+    ``onnx_bytes``: the serialized model, or its path (a model with external data has no bytes)."""
     from deploytool.runtime.infer import run_onnx
 
     diffs: dict[str, float] = {}

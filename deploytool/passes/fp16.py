@@ -52,6 +52,9 @@ class Fp16ConvertPass(DeployPass):
         super().__init__()
         self.config = config
 
+    def min_output_cosine(self) -> float | None:
+        return 0.99  # the gate refuses an output this far from the input's (a broken model, not rounding)
+
     def requires(self, model: ir.Model) -> None:
         if "deploytool.packing" in model.metadata_props:
             raise PassRefusedError("model is packed (metadata 'deploytool.packing'); convert the fp32 model to fp16")

@@ -425,6 +425,15 @@ def _replace(graph: ir.Graph, old: ir.Node, new_nodes: list[ir.Node], new_out: i
     ir.convenience.replace_nodes_and_values(graph, old, [old], [new_nodes[-1]], [old.outputs[0]], [new_out])
 
 
+def _first_in_graph(graph: ir.Graph, nodes: list[ir.Node]) -> ir.Node:
+    """The node of ``nodes`` that comes first in ``graph`` (``graph.index`` walks the node list from the
+    start on every call: with one call per weight that was ~14 s for a 24-layer model)."""
+    if len(nodes) == 1:
+        return nodes[0]
+    wanted = set(map(id, nodes))
+    return next(n for n in graph if id(n) in wanted)
+
+
 def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -> dict[str, Any]:
     graph = model.graph
     codes, alpha = _codes_and_alpha(t, config)  # [N, K]
@@ -432,7 +441,7 @@ def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -
     base = t.weight.name or "weight"
     tag = b.tag()
     scheme = config.linear_scheme
-    first = min(t.nodes, key=graph.index)
+    first = _first_in_graph(graph, t.nodes)
     if scheme == "nbits2":
         bs = min(config.block_size, max(16, 1 << (k_in - 1).bit_length()))
         nb = -(-k_in // bs)
@@ -725,18 +734,53 @@ class FakeQuantWeightsPass(DeployPass):
 
 
 def upgrade_opset(src_model: ir.Model, target: int = INT2_MIN_OPSET) -> ir.Model:
-    """A copy of ``src_model`` converted to opset ``target`` with onnx.version_converter (PassRefusedError if it fails)."""
+    """``src_model`` converted to opset ``target`` with onnx.version_converter (PassRefusedError if it fails).
+
+    The converter takes a serialized model, and protobuf cannot serialize more than 2 GB, so it gets
+    the graph without the weights: every initializer over 1 KiB is handed over as an external-data
+    placeholder (name, type and shape; the converter keeps such references as they are) and the
+    converted model gets the very same tensor objects back (no copy of the weights is made; the input
+    model is left as it was). ``src_model`` and the result share those tensors.
+    """
     import onnx
 
-    proto = ir.serde.serialize_model(src_model)
-    old = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    from deploytool.errors import PassRefusedError as _Refused
+
+    old = src_model.opset_imports.get("", 0)
+    held: dict[str, ir.TensorProtocol] = {}
+    placeholders: dict[str, str] = {}
+    for name, v in src_model.graph.initializers.items():
+        t = v.const_value
+        if t is None or t.nbytes <= 1024:
+            continue
+        held[name] = t
+        placeholders[name] = f"deploytool-placeholder-{len(placeholders)}"
+        v.const_value = ir.ExternalTensor(placeholders[name], 0, t.nbytes, t.dtype, shape=t.shape, name=name)
+    try:
+        proto = ir.serde.serialize_model(src_model)
+    finally:
+        for name, t in held.items():
+            src_model.graph.initializers[name].const_value = t
+    size = proto.ByteSize()
+    if size > 2_000_000_000:
+        raise _Refused(f"cannot upgrade opset {old} to {target} for INT2 weights: the graph without its "
+                       f"weights is still {size / 1e9:.2f} GB, over protobuf's 2 GB limit; use --runtime densest "
+                       "or memory")
     try:
         converted = onnx.version_converter.convert_version(proto, target)
     except Exception as e:
-        raise PassRefusedError(f"cannot upgrade opset {old} to {target} for INT2 weights ({str(e).splitlines()[0][:120]}); "
-                               "use --runtime densest or memory") from e
+        raise _Refused(f"cannot upgrade opset {old} to {target} for INT2 weights ({str(e).splitlines()[0][:120]}); "
+                       "use --runtime densest or memory") from e
+    del proto
     converted.ir_version = max(converted.ir_version, 11)
-    return ir.serde.deserialize_model(converted)
+    out = ir.serde.deserialize_model(converted)
+    for name, t in held.items():
+        v = out.graph.initializers.get(name)
+        if v is None:
+            raise _Refused(f"cannot upgrade opset {old} to {target} for INT2 weights (the converter dropped "
+                           f"initializer {name!r}); use --runtime densest or memory")
+        v.const_value = t
+    return out
 
 
 def pack_file(src: str | os.PathLike, dst: str | os.PathLike, config: PackConfig, *,
@@ -756,22 +800,28 @@ def pack_file(src: str | os.PathLike, dst: str | os.PathLike, config: PackConfig
     if not config.needs_int2 or not config.upgrade_opset:
         return run_pass_file(pass_, src, dst, finalize=finalize, verify=verify)
     onnx_io.check_output_path(dst, inputs=(src,))
-    model = onnx_io.load_model(src)
+    data_files: list = []
+    model = onnx_io.load_model(src, data_files=data_files)
     why = _already_packed(model)
     if why:  # refuse before spending time on the upgrade
         raise PassRefusedError(f"model is already packed or quantized ({why}); pack the fp32 model instead")
     opset = model.opset_imports.get("", 0)
-    upgraded = upgrade_opset(model) if opset < INT2_MIN_OPSET else model
-    result = pass_(upgraded)
-    from deploytool.passes.base import file_size, write_checked
+    if opset < INT2_MIN_OPSET:
+        model = upgrade_opset(model)  # the weights are shared, not copied; the old graph is dropped here
+    result = pass_(model)
+    del model
+    from deploytool.passes.base import input_bytes, output_model, write_checked
 
     result.model.graph.sort()
     proto = ir.serde.serialize_model(result.model)
     if finalize is not None:
         finalize(proto)
-    bytes_after, gate = write_checked(pass_, proto, src, dst, verify=verify)  # checker, ORT gate, atomic save
-    result.stats["opset"] = f"{opset} -> {INT2_MIN_OPSET}" if opset < INT2_MIN_OPSET else opset
-    result.stats["bytes_before"] = file_size(src)
-    result.stats["bytes_after"] = bytes_after
-    result.stats.update(gate)
-    return result
+    stats, skipped = result.stats, result.skipped
+    del result
+    bytes_after, gate = write_checked(pass_, proto, src, dst, verify=verify,  # checker, ORT gate, atomic save
+                                      data_files=data_files)
+    stats["opset"] = f"{opset} -> {INT2_MIN_OPSET}" if opset < INT2_MIN_OPSET else opset
+    stats["bytes_before"] = input_bytes(src, data_files)
+    stats["bytes_after"] = bytes_after
+    stats.update(gate)
+    return DeployPassResult(model=output_model(proto, dst), modified=True, stats=stats, skipped=skipped)

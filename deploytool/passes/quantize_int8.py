@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from deploytool import onnx_io
 from deploytool.errors import ConfigError, DeployError, PassRefusedError, UnavailableError
 from deploytool.passes.base import DeployPass, DeployPassResult, Skip, run_pass_file
 
@@ -175,6 +176,9 @@ class Int8QuantizePass(DeployPass):
         super().__init__()
         self.config = config
 
+    def min_output_cosine(self) -> float | None:
+        return 0.9  # the gate refuses an output this far from the input's (a broken model, not rounding)
+
     def requires(self, model: ir.Model) -> None:
         for node in model.graph.all_nodes():
             if node.op_type in _QUANT_OPS:
@@ -217,7 +221,10 @@ class Int8QuantizePass(DeployPass):
         feeds = _calibration_feeds(cfg, model, input_names) if cfg.static else []
         with tempfile.TemporaryDirectory(prefix="deploytool-int8-") as tmp:
             src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
-            onnx.save_model(proto, str(src))
+            # over protobuf's 2 GB limit the quantizer's input and output need external data
+            big = onnx_io.weight_bytes(proto) > onnx_io.EXTERNAL_DATA_BYTES
+            onnx_io.save_proto(proto, src, external=big)
+            del proto
             extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
             root = logging.getLogger()
             root_level = root.level
@@ -237,11 +244,12 @@ class Int8QuantizePass(DeployPass):
                     quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
                                     per_channel=cfg.per_channel, activation_type=QuantType.QUInt8,
                                     weight_type=QuantType.QInt8, extra_options=extra,
-                                    nodes_to_exclude=keep_fp32)
+                                    nodes_to_exclude=keep_fp32, use_external_data_format=big)
                     stats["calibration_samples"] = len(feeds)
                 else:
                     quantize_dynamic(str(src), str(dst), per_channel=cfg.per_channel, weight_type=QuantType.QInt8,
-                                     extra_options=extra, nodes_to_exclude=keep_fp32)
+                                     extra_options=extra, nodes_to_exclude=keep_fp32,
+                                     use_external_data_format=big)
             except DeployError:
                 raise
             except Exception as e:

@@ -149,11 +149,14 @@ def _is_float(a: np.ndarray) -> bool:
 
 
 def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], *,
-                 reference: str | os.PathLike | bytes | None = None, rtol: float = 1e-4) -> VerifyReport:
+                 reference: str | os.PathLike | bytes | None = None, rtol: float = 1e-4,
+                 min_cosine: float | None = None) -> VerifyReport:
     """Run ``model`` once on ``feeds``: it must load, run and give finite outputs (see module doc).
 
     With ``reference``, that model must give the same outputs on the same feeds (same names, same
-    shapes, ``max|diff| <= rtol * max(1, max|ref|)`` for each). Raises VerificationError.
+    shapes, ``max|diff| <= rtol * max(1, max|ref|)`` for each), or, with ``min_cosine`` (a lossy
+    pass: int8, fp16), float outputs whose cosine similarity to the reference's is at least that.
+    Raises VerificationError.
     """
     start = time.perf_counter()
     sess = _session(model)
@@ -188,6 +191,18 @@ def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray],
                                             "pass must preserve it")
                 continue
             r64, a64 = r.astype(np.float64), a.astype(np.float64)
+            if min_cosine is not None:
+                cos = float(np.dot(a64.ravel(), r64.ravel()) /
+                            (np.linalg.norm(a64) * np.linalg.norm(r64) + 1e-30)) if a.size else 1.0
+                worst = max(worst, 1.0 - cos)
+                diff = float(np.max(np.abs(a64 - r64))) if a.size else 0.0
+                scale = max(1.0, float(np.max(np.abs(r64))) if r.size else 0.0)
+                # both must fail: near-zero outputs (an untrained classifier's logits) have a noisy cosine
+                if not cos >= min_cosine and not diff <= 0.1 * scale:
+                    raise VerificationError(f"whose output '{name}' has cosine {cos:.4f} to the input model's "
+                                            f"(at least {min_cosine} expected of this precision) and differs by "
+                                            f"{diff:.3g} ({diff / scale:.0%} of its scale)")
+                continue
             diff = float(np.max(np.abs(a64 - r64))) if a.size else 0.0
             allowed = rtol * max(1.0, float(np.max(np.abs(r64))) if r.size else 0.0)
             worst = max(worst, diff)
