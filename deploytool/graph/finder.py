@@ -1355,6 +1355,11 @@ _UNSUPPORTED = {
                   "are not supported by the structured passes",
 }
 
+# unsupported families whose MatMul constants are not all projection weights (DeBERTa's relative-position
+# projections share the Q/K weights and ORT's optimizer folds them into constants): packing them without
+# the structure would quantize one use of a weight and not the other
+PACK_NEEDS_STRUCTURE = frozenset({"deberta-v2"})
+
 # families the finder reads by structure (pre-LN residuals, packed QKV, rotary embeddings, GLU FFN) whose
 # refusals name the family: what a graph of that family may still lack
 _NAMED_WHEN_REFUSED = {

@@ -481,17 +481,7 @@ def drop_layers(model: ir.Model, structure: EncoderStructure, keep: Sequence[int
         if layer.output_norm is not None:
             _bypass_fused_norm(graph, layer)
             continue
-        if out.is_graph_output():
-            ident = ir.node("Identity", inputs=[inp])
-            graph.append(ident)
-            new = ident.outputs[0]
-            new.type, new.shape = out.type, out.shape
-            ir.convenience.replace_all_uses_with(out, new, replace_graph_outputs=True)
-            name = out.name
-            out.name = f"{name}__dropped_layer{layer.index}"
-            new.name = name
-        else:
-            ir.convenience.replace_all_uses_with(out, inp)
+        _replace_value(graph, out, inp)
     from onnx_ir.passes.common import RemoveUnusedNodesPass
 
     RemoveUnusedNodesPass()(model)

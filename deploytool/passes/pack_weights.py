@@ -190,6 +190,13 @@ def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], ir.Value | N
 
         st = find_structure(model)
     except (NotImplementedError, StructureError, ImportError) as e:
+        from deploytool.graph.finder import PACK_NEEDS_STRUCTURE, family_hint
+
+        if family_hint(model) in PACK_NEEDS_STRUCTURE:
+            # a family known to hold more than projections in its MatMul constants (DeBERTa's relative-
+            # position projections, which ORT's optimizer folds into constants): do not guess
+            raise PassRefusedError(f"{e}; packing needs that structure to tell projection weights from other "
+                                   "MatMul constants") from e
         return {}, None, f"structure finder unavailable ({type(e).__name__}: {e}); packing every MatMul/Gemm weight"
     roles: dict[int, str] = {}
     for layer in st.layers:
