@@ -34,15 +34,15 @@ CASES = 36
 MIN_COMPARED = 200
 # (family, exporter, shape): small enough that a case costs a few tens of milliseconds
 BASES = [
-    ("bert", "torch", dict(layers=3, hidden=32, heads=4, ffn=48, seed=1)),
-    ("bert", "dynamo", dict(layers=3, hidden=24, heads=3, ffn=40, seed=2)),
-    ("distilbert", "torch", dict(layers=3, hidden=24, heads=6, ffn=36, seed=3)),
-    ("roberta", "torch", dict(layers=2, hidden=32, heads=8, ffn=40, seed=4)),
-    ("electra", "torch", dict(layers=2, hidden=16, heads=2, ffn=24, seed=5)),
-    ("distilbert", "dynamo", dict(layers=2, hidden=32, heads=4, ffn=32, seed=6)),
-    ("bert", "optimum", dict(layers=2, hidden=32, heads=4, ffn=40, seed=7)),
+    ("bert", "torch", dict(layers=3, hidden=32, heads=4, ffn=48, seed=1, weight_scale=10.0)),
+    ("bert", "dynamo", dict(layers=3, hidden=24, heads=3, ffn=40, seed=2, weight_scale=10.0)),
+    ("distilbert", "torch", dict(layers=3, hidden=24, heads=6, ffn=36, seed=3, weight_scale=10.0)),
+    ("roberta", "torch", dict(layers=2, hidden=32, heads=8, ffn=40, seed=4, weight_scale=10.0)),
+    ("electra", "torch", dict(layers=2, hidden=16, heads=2, ffn=24, seed=5, weight_scale=10.0)),
+    ("distilbert", "dynamo", dict(layers=2, hidden=32, heads=4, ffn=32, seed=6, weight_scale=10.0)),
+    ("bert", "optimum", dict(layers=2, hidden=32, heads=4, ffn=40, seed=7, weight_scale=10.0)),
     # the TorchScript export after ORT's transformer optimizer: fused Attention with packed QKV
-    ("bert", "torch+fused", dict(layers=2, hidden=32, heads=4, ffn=48, seed=8)),
+    ("bert", "torch+fused", dict(layers=2, hidden=32, heads=4, ffn=48, seed=8, weight_scale=10.0)),
 ]
 # kind of reference a case was checked against
 REFERENCES = {

@@ -24,8 +24,13 @@ def tiny_config(family: str = "bert", *, layers: int = 2, hidden: int = 32, head
     return cls(**kw)
 
 
-def tiny_model(family: str = "bert", *, task: str = "feature-extraction", seed: int = 0, **kw):
-    """A random tiny model in eval mode. task: feature-extraction | sequence-classification."""
+def tiny_model(family: str = "bert", *, task: str = "feature-extraction", seed: int = 0, weight_scale: float = 1.0,
+               **kw):
+    """A random tiny model in eval mode. task: feature-extraction | sequence-classification.
+
+    ``weight_scale`` multiplies every ``nn.Linear`` weight: at the initializer's std 0.02 attention is
+    nearly uniform, so a head mix-up between Q and K moves outputs by less than a 1e-4 tolerance; 10
+    makes it show."""
     import torch
     import transformers as tr
 
@@ -39,6 +44,10 @@ def tiny_model(family: str = "bert", *, task: str = "feature-extraction", seed: 
         for name, p in model.named_parameters():
             if p.dim() == 1:
                 p.add_(torch.randn(p.shape, generator=g) * 0.1)
+        if weight_scale != 1.0:
+            for m in model.modules():
+                if isinstance(m, torch.nn.Linear):
+                    m.weight.mul_(weight_scale)
     return model.eval()
 
 
