@@ -27,7 +27,6 @@ Writes ``benchmarks/results/int8_bench.json``.
 from __future__ import annotations
 
 import argparse
-import collections
 import datetime
 import json
 import os

@@ -93,10 +93,10 @@ def _v_only_permutation(model: ir.Model, structure) -> None:
 
 
 def _bad_reorder_edit(self, model, structure):
-    stats = ReorderPass_edit(self, model, structure)
+    done = ReorderPass_edit(self, model, structure)
     _v_only_permutation(model, structure)
-    stats["_modified"] = True
-    return stats
+    done.changed = True
+    return done
 
 
 ReorderPass_edit = ReorderPass.edit

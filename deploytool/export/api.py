@@ -12,7 +12,7 @@ import onnx
 
 from deploytool import onnx_io
 from deploytool.errors import DeployError, OutputPathError
-from deploytool.export.config import ExportConfig, Exporter, ExportResult, Task
+from deploytool.export.config import ExportConfig, Exporter, ExportResult
 from deploytool.export.hf import architecture, load_hf_model
 from deploytool.models import resolve_model
 

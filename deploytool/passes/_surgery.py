@@ -561,60 +561,6 @@ def layer_counts(structure: EncoderStructure) -> dict:
     }
 
 
-# ----------------------------------------------------------------------------- the shared pass shape
-
-class StructuredPass:
-    """Mixin for the structured passes: find the structure, edit it, report before/after counts.
-
-    Subclasses implement ``edit(model, structure) -> dict`` (extra stats) on top of DeployPass.
-    """
-
-    def edit(self, model: ir.Model, structure: EncoderStructure) -> dict:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def call(self, model: ir.Model):
-        from deploytool.graph.structure import find_structure
-        from deploytool.passes.base import DeployPassResult
-
-        structure = find_structure(model)
-        for layer in structure.layers:  # refuse before touching anything
-            att = layer.attention
-            for lin in (att.q, att.k, att.v, att.qkv, att.o, layer.ffn.intermediate, layer.ffn.output):
-                if lin is not None:
-                    _check_sliceable(lin, f"layer {layer.index}")
-        before = layer_counts(structure)
-        params_before = count_params(model.graph)
-        try:
-            extra = self.edit(model, structure) or {}
-        finally:
-            model.graph.meta.pop(_SHARED_EDITS, None)
-        after = layer_counts(structure)
-        forced = bool(extra.pop("_modified", False))
-        changed = before != after or forced
-        if changed:
-            # tensors every user now reads an edited copy of (weights shared by layers, as in ALBERT)
-            from onnx_ir.passes.common import RemoveUnusedNodesPass
-
-            RemoveUnusedNodesPass()(model)
-            clear_intermediate_shapes(model.graph)
-            _update_metadata(model, after)
-        # ORT's transformer optimizer writes com.microsoft nodes without importing the domain
-        for node in ir.traversal.RecursiveGraphIterator(model.graph):
-            if node.domain and node.domain not in model.opset_imports:
-                model.opset_imports[node.domain] = 1
-        stats = {
-            "family": structure.family,
-            "exporter": structure.exporter,
-            "layers_before": before["layers"], "layers_after": after["layers"],
-            "heads_before": sum(before["heads"]), "heads_after": sum(after["heads"]),
-            "neurons_before": sum(before["neurons"]), "neurons_after": sum(after["neurons"]),
-            "params_before": params_before, "params_after": count_params(model.graph),
-            "heads_per_layer": after["heads"], "neurons_per_layer": after["neurons"],
-        }
-        stats.update(extra)
-        return DeployPassResult(model=model, modified=changed, stats=stats)
-
-
 def _update_metadata(model: ir.Model, counts: dict) -> None:
     """Keep the exporter's ``deploytool.*`` architecture metadata true after a structural edit.
 

@@ -25,7 +25,8 @@ import onnx_ir as ir
 from deploytool.errors import ConfigError, InputFileError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
+from deploytool.passes.structured import Edit, StructuredPass
+from deploytool.passes.base import DeployPassResult, run_pass_file
 
 __all__ = ["FFNPruneConfig", "PruneFFNPass", "prune_ffn_file", "load_neurons_file"]
 
@@ -84,12 +85,12 @@ class FFNPruneConfig:
                 raise ConfigError("importance: only used with keep (explicit neurons need no scores)")
 
 
-class PruneFFNPass(S.StructuredPass, DeployPass):
+class PruneFFNPass(StructuredPass):
     def __init__(self, config: FFNPruneConfig):
         super().__init__()
         self.config = config
 
-    def edit(self, model: ir.Model, structure: EncoderStructure) -> dict:
+    def edit(self, model: ir.Model, structure: EncoderStructure) -> Edit:
         cfg = self.config
         n = structure.num_layers
         stats = {}
@@ -119,7 +120,7 @@ class PruneFFNPass(S.StructuredPass, DeployPass):
                 keep[i] = sorted(imp.neuron_order(i)[:k])
         for i, idx in keep.items():
             S.keep_neurons(model.graph, structure.layers[i], idx)
-        return stats
+        return Edit(stats)
 
 
 def prune_ffn_file(src: str | os.PathLike, dst: str | os.PathLike, config: FFNPruneConfig, *,

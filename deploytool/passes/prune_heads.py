@@ -26,7 +26,8 @@ import onnx_ir as ir
 from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
+from deploytool.passes.structured import Edit, StructuredPass
+from deploytool.passes.base import DeployPassResult, run_pass_file
 
 __all__ = ["HeadPruneConfig", "PruneHeadsPass", "prune_heads_file", "parse_heads_spec"]
 
@@ -89,7 +90,7 @@ class HeadPruneConfig:
                 raise ConfigError(f"ratio: {r!r} out of range; expected a fraction 0 <= ratio < 1 of each layer's heads")
 
 
-class PruneHeadsPass(S.StructuredPass, DeployPass):
+class PruneHeadsPass(StructuredPass):
     def __init__(self, config: HeadPruneConfig):
         super().__init__()
         self.config = config
@@ -118,7 +119,7 @@ class PruneHeadsPass(S.StructuredPass, DeployPass):
             out[i] = tuple(sorted(order[h - k:])) if k else ()
         return out, imp.source
 
-    def edit(self, model: ir.Model, structure: EncoderStructure) -> dict:
+    def edit(self, model: ir.Model, structure: EncoderStructure) -> Edit:
         removal, source = self._removal(structure)
         for i, layer in enumerate(structure.layers):
             drop = set(removal.get(i, ()))
@@ -127,7 +128,7 @@ class PruneHeadsPass(S.StructuredPass, DeployPass):
         stats = {"heads_removed": {str(k): list(v) for k, v in removal.items() if v}}
         if source is not None:
             stats["importance"] = source
-        return stats
+        return Edit(stats)
 
 
 def _importance(path, structure):

@@ -20,7 +20,8 @@ import onnx_ir as ir
 
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
+from deploytool.passes.structured import Edit, StructuredPass
+from deploytool.passes.base import DeployPassResult, run_pass_file
 
 __all__ = ["ReorderConfig", "ReorderPass", "reorder_file"]
 
@@ -40,7 +41,7 @@ class ReorderConfig:
             raise ConfigError("heads/neurons: at least one of them must be reordered")
 
 
-class ReorderPass(S.StructuredPass, DeployPass):
+class ReorderPass(StructuredPass):
     def __init__(self, config: ReorderConfig):
         super().__init__()
         self.config = config
@@ -48,7 +49,7 @@ class ReorderPass(S.StructuredPass, DeployPass):
     def preserves_outputs(self) -> bool:
         return True  # a permutation of whole heads / neurons: the file runner's gate compares outputs
 
-    def edit(self, model: ir.Model, structure: EncoderStructure) -> dict:
+    def edit(self, model: ir.Model, structure: EncoderStructure) -> Edit:
         from deploytool.importance import load_importance, magnitude_importance
 
         cfg = self.config
@@ -63,8 +64,8 @@ class ReorderPass(S.StructuredPass, DeployPass):
                 order = imp.neuron_order(i)
                 moved += order != sorted(order)
                 S.keep_neurons(model.graph, layer, order)
-        return {"importance": imp.source, "head_order": [imp.head_order(i) for i in range(structure.num_layers)],
-                "_modified": moved > 0}
+        return Edit({"importance": imp.source, "head_order": [imp.head_order(i) for i in range(structure.num_layers)]},
+                    changed=moved > 0)
 
 
 def reorder_file(src: str | os.PathLike, dst: str | os.PathLike, config: ReorderConfig, *,

@@ -45,7 +45,8 @@ import onnx_ir as ir
 from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
+from deploytool.passes.structured import Edit, StructuredPass
+from deploytool.passes.base import DeployPassResult, run_pass_file
 
 __all__ = ["SliceConfig", "SlicePass", "slice_file", "depth_keep", "width_keep", "ffn_keep", "ROUNDINGS",
            "RULES"]
@@ -125,12 +126,12 @@ def depth_keep(depth: float, num_layers: int, rounding: str = "dynabert") -> lis
     return [min(int(math.floor(i / depth + 1e-9)), num_layers - 1) for i in range(n)]
 
 
-class SlicePass(S.StructuredPass, DeployPass):
+class SlicePass(StructuredPass):
     def __init__(self, config: SliceConfig):
         super().__init__()
         self.config = config
 
-    def edit(self, model: ir.Model, structure: EncoderStructure) -> dict:
+    def edit(self, model: ir.Model, structure: EncoderStructure) -> Edit:
         w, d, rule = self.config.width, self.config.depth, self.config.rounding
         how = "round" if rule == "dynabert" else "round-half-up"
         num_layers = structure.num_layers
@@ -157,7 +158,7 @@ class SlicePass(S.StructuredPass, DeployPass):
         # the width really applied to heads, kh / H: a multiple of 1/H, as DynaBERT rounds it
         eff = sorted({round(kh / h, 6) for _, h, kh, _ in plans})
         by_index = {layer.index: (kh, kf) for layer, _, kh, kf in plans}
-        return {
+        return Edit({
             "width": w, "depth": d,
             "rounding": rule, "rule": RULES[rule],
             "width_effective": eff[0] if len(eff) == 1 else eff,
@@ -166,8 +167,7 @@ class SlicePass(S.StructuredPass, DeployPass):
             # per kept layer, in order: heads and FFN neurons kept
             "heads_kept": [by_index[i][0] for i in keep_layers],
             "neurons_kept": [by_index[i][1] for i in keep_layers],
-            "_modified": (w, d) != (1, 1),
-        }
+        }, changed=(w, d) != (1, 1))
 
 
 def slice_file(src: str | os.PathLike, dst: str | os.PathLike, config: SliceConfig, *,
