@@ -368,3 +368,31 @@ def test_lossy_pass_within_its_bound_is_written(src, tmp_path):
     dst = tmp_path / "ok.onnx"
     r = run_pass_file(Slight(), src, dst)
     assert dst.exists() and r.stats["verified"] is True
+
+
+# ------------------------------------------------------------------------------ pack vs fake-quantized weights
+
+
+@pytest.mark.parametrize("runtime,accuracy_level", [("memory", 0), ("memory", 4), ("speed", 4)])
+def test_pack_is_compared_with_the_fake_quantized_model(src, tmp_path, runtime, accuracy_level):
+    from deploytool.passes.pack_weights import PackConfig
+
+    cfg = PackConfig(weights="ternary", runtime=runtime, accuracy_level=accuracy_level)
+    r = transform(src, tmp_path / "t.onnx", cfg)
+    assert r.stats["verified"] is True
+
+
+def test_pack_with_wrong_codes_is_refused(src, tmp_path, monkeypatch):
+    # a packer bug (codes negated) still runs, and only the comparison with the fake-quantized fp32
+    # model (exact with fp32 activations) can see it
+    from deploytool.passes import pack_weights
+    from deploytool.passes.pack_weights import PackConfig
+    from deploytool.quant import packing
+
+    real = packing.pack_2bit
+    monkeypatch.setattr(pack_weights.packing, "pack_2bit", lambda t: real(-np.asarray(t)))
+    dst = tmp_path / "bad.onnx"
+    with pytest.raises(VerificationError, match=r"PackWeightsPass wrote a model whose output .* differs from the "
+                                                r"fake-quantized fp32 model's by"):
+        transform(src, dst, PackConfig(weights="ternary", runtime="memory", accuracy_level=0))
+    _assert_nothing_written(dst)

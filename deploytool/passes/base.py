@@ -76,6 +76,18 @@ class DeployPass(ir.passes.InPlacePass):
         the input model's on the gate's batch, a bound that only a broken model misses; None: no check."""
         return None
 
+    def gate_reference(self, src: str | os.PathLike) -> tuple[str | os.PathLike | bytes, float | None] | None:
+        """What the gate compares the output with: (a model path or bytes, the least cosine for a lossy
+        pass, or None for equality within the preserve tolerance); None compares nothing. By default
+        the input itself, when the pass preserves outputs or names a least cosine."""
+        if self.preserves_outputs():
+            return src, None
+        cosine = self.min_output_cosine()
+        return (src, cosine) if cosine is not None else None
+
+    #: how the gate's messages name what :meth:`gate_reference` returns
+    reference_label = "the input model's"
+
     def preserves_outputs(self) -> bool:
         """True when the output must compute what the input computes (the file runner's gate then
         compares the two on the same inputs). False unless a pass says otherwise."""
@@ -273,16 +285,17 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path) -> float
                                 "unchecked; nothing written") from e
     if plan.vocab_source == "default":  # no embedding table found: ids every vocabulary has
         plan = dataclasses.replace(plan, inputs=tuple(dataclasses.replace(i, high=min(i.high, 2)) for i in plan.inputs))
-    cosine = None if pass_.preserves_outputs() else pass_.min_output_cosine()
+    ref = pass_.gate_reference(src)
+    reference, cosine = ref if ref is not None else (None, None)
     # an fp16 model computes in fp16 (or casts back and forth): a permutation changes summation order
     # and rounding, ~1e-3 of the scale; fp32 models keep the tight bound
     import onnx
 
     fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
     rtol = PRESERVE_RTOL_FP16 if fp16 else PRESERVE_RTOL
-    reference = src if pass_.preserves_outputs() or cosine is not None else None
     try:
-        verify_model(path, gate_feeds(plan), reference=reference, rtol=rtol, min_cosine=cosine)
+        verify_model(path, gate_feeds(plan), reference=reference, rtol=rtol, min_cosine=cosine,
+                     reference_label=pass_.reference_label)
     except VerificationError as e:
         raise VerificationError(f"{name} wrote a model {e}; nothing written", node=e.node, op=e.op) from e
     seconds = time.perf_counter() - start

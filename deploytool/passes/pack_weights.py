@@ -631,9 +631,31 @@ def _drop_unused(graph: ir.Graph, values: list[ir.Value]) -> None:
 class PackWeightsPass(DeployPass):
     """Quantize encoder linear weights and word embeddings to ternary/binary and pack them (see module doc)."""
 
+    reference_label = "the fake-quantized fp32 model's"  # the input with the quantizer's weights
+    # the gate builds the fake-quantized fp32 reference in memory only below this input size
+    GATE_REFERENCE_MAX_BYTES = 1_000_000_000
+
     def __init__(self, config: PackConfig) -> None:
         super().__init__()
         self.config = config
+
+    def gate_reference(self, src):
+        """The input with its weights replaced by the quantizer's fp32 values (:class:`FakeQuantWeightsPass`):
+        with fp32 activations (``memory``, accuracy level 0) the packed model must equal it; with int8
+        activations it must keep cosine >= 0.9 to it (a wrong code or scale does not)."""
+        from deploytool import onnx_io
+        from deploytool.passes.base import file_size
+
+        try:
+            if file_size(src) > self.GATE_REFERENCE_MAX_BYTES:  # external data included
+                return None  # the output still has to load and run; the file is too big to copy in memory
+        except OSError:
+            return None
+        model = onnx_io.load_model(src)
+        FakeQuantWeightsPass(self.config)(model)
+        ref = ir.serde.serialize_model(model).SerializeToString()
+        exact = self.config.runtime is Runtime.MEMORY and self.config.accuracy_level == 0
+        return ref, (None if exact else 0.9)
 
     def requires(self, model: ir.Model) -> None:
         why = _already_packed(model)

@@ -150,7 +150,7 @@ def _is_float(a: np.ndarray) -> bool:
 
 def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], *,
                  reference: str | os.PathLike | bytes | None = None, rtol: float = 1e-4,
-                 min_cosine: float | None = None) -> VerifyReport:
+                 min_cosine: float | None = None, reference_label: str = "the input model's") -> VerifyReport:
     """Run ``model`` once on ``feeds``: it must load, run and give finite outputs (see module doc).
 
     With ``reference``, that model must give the same outputs on the same feeds (same names, same
@@ -177,17 +177,17 @@ def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray],
             raise VerificationError(f"that cannot be compared with its input (for the input, {e})") from e
         del ref_sess
         if set(ref) != set(outs):
-            raise VerificationError(f"whose outputs ({', '.join(outs)}) are not the input model's "
+            raise VerificationError(f"whose outputs ({', '.join(outs)}) are not {reference_label} "
                                     f"({', '.join(ref)}), though the pass must preserve them")
         worst = 0.0
         for name, r in ref.items():
             a = outs[name]
             if a.shape != r.shape:
-                raise VerificationError(f"whose output '{name}' has shape {list(a.shape)}, the input model's "
+                raise VerificationError(f"whose output '{name}' has shape {list(a.shape)}, {reference_label} "
                                         f"{list(r.shape)}, though the pass must preserve it")
             if not (_is_float(a) or _is_float(r)):
                 if not np.array_equal(a, r):
-                    raise VerificationError(f"whose output '{name}' differs from the input model's, though the "
+                    raise VerificationError(f"whose output '{name}' differs from {reference_label}, though the "
                                             "pass must preserve it")
                 continue
             r64, a64 = r.astype(np.float64), a.astype(np.float64)
@@ -199,7 +199,7 @@ def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray],
                 scale = max(1.0, float(np.max(np.abs(r64))) if r.size else 0.0)
                 # both must fail: near-zero outputs (an untrained classifier's logits) have a noisy cosine
                 if not cos >= min_cosine and not diff <= 0.1 * scale:
-                    raise VerificationError(f"whose output '{name}' has cosine {cos:.4f} to the input model's "
+                    raise VerificationError(f"whose output '{name}' has cosine {cos:.4f} to {reference_label} "
                                             f"(at least {min_cosine} expected of this precision) and differs by "
                                             f"{diff:.3g} ({diff / scale:.0%} of its scale)")
                 continue
@@ -207,7 +207,7 @@ def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray],
             allowed = rtol * max(1.0, float(np.max(np.abs(r64))) if r.size else 0.0)
             worst = max(worst, diff)
             if not diff <= allowed:
-                raise VerificationError(f"whose output '{name}' differs from the input model's by {diff:.3g} "
+                raise VerificationError(f"whose output '{name}' differs from {reference_label} by {diff:.3g} "
                                         f"(allowed {allowed:.3g}), though the pass must preserve outputs")
     return VerifyReport(feeds={k: tuple(v.shape) for k, v in feeds.items()}, outputs=tuple(outs), max_diff=worst,
                         seconds=time.perf_counter() - start)
