@@ -2,7 +2,7 @@
 
 The big-model path is forced on a tiny export: the input is saved with external data (one data file,
 or one file per tensor as ``torch.onnx.export`` writes above 2 GB) and/or the output threshold
-``base.EXTERNAL_DATA_BYTES`` is lowered. What must hold (benchmarks/big_models.py measures the real
+``onnx_io.EXTERNAL_DATA_BYTES`` is lowered. What must hold (benchmarks/big_models.py measures the real
 sizes): the output runs and equals an independent PyTorch reference; an output under the threshold
 is one self-contained file, one over it has one external-data file; the input's files are never
 modified (not even when the output's data file would take the input's data file name); the INT2
@@ -77,7 +77,6 @@ def _reference(pass_name: str, torch_model):
 
 def _force_external(monkeypatch) -> None:
     """Every output "over" the limit (the tiny model's weights are a few hundred KB)."""
-    monkeypatch.setattr(base, "EXTERNAL_DATA_BYTES", 0)
     monkeypatch.setattr(onnx_io, "EXTERNAL_DATA_BYTES", 0)
     monkeypatch.setattr(onnx_io, "_is_serializable_size", lambda model: False)
 

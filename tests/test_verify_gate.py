@@ -17,7 +17,7 @@ from deploytool import onnx_io
 from deploytool.cli import main
 from deploytool.cli._verify import NO_VERIFY_NOTE
 from deploytool.errors import DeployError, VerificationError
-from deploytool.passes import base, transform
+from deploytool.passes import transform
 from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
 from deploytool.passes.prune_heads import HeadPruneConfig, prune_heads_file
 from deploytool.passes.reorder import ReorderConfig, ReorderPass, reorder_file
@@ -230,7 +230,7 @@ def test_transform_forwards_verify(src, tmp_path):
 
 def test_external_data_output_is_verified_before_it_is_done(src, tmp_path, monkeypatch):
     # force the big-model branch: weights "over" the limit and saved with an external-data file
-    monkeypatch.setattr(base, "EXTERNAL_DATA_BYTES", 0)
+    monkeypatch.setattr(onnx_io, "EXTERNAL_DATA_BYTES", 0)
     monkeypatch.setattr(onnx_io, "_is_serializable_size", lambda model: False)
     dst = tmp_path / "big.onnx"
     with pytest.raises(VerificationError, match="BadReshapePass wrote a model ONNX Runtime cannot run"):

@@ -32,8 +32,6 @@ from deploytool.errors import DeployError, VerificationError
 
 logger = logging.getLogger(__name__)
 
-# weights above this go to an external-data file (protobuf's 2 GB limit); the output is then checked by path
-EXTERNAL_DATA_BYTES = 1_800_000_000
 # outputs of a pass that preserves outputs may differ from the input's by this, relative to max(1, max|ref|)
 PRESERVE_RTOL = 1e-4
 PRESERVE_RTOL_FP16 = 1e-2  # the same for a model with fp16 weights
@@ -96,24 +94,13 @@ class DeployPass(ir.passes.InPlacePass):
 
 def file_size(path: str | os.PathLike) -> int:
     """Size of an ONNX file including its external data files."""
-    p = Path(path)
-    total = p.stat().st_size
-    try:
-        import onnx
+    from deploytool import onnx_io
 
-        m = onnx.load(str(p), load_external_data=False)
-        locations = set()
-        for t in m.graph.initializer:
-            for entry in t.external_data:
-                if entry.key == "location":
-                    locations.add(entry.value)
-        for loc in locations:
-            q = p.parent / loc
-            if q.exists():
-                total += q.stat().st_size
-    except Exception:  # size of the main file is still right
-        pass
-    return total
+    try:
+        data_files = onnx_io.external_data_files(path)
+    except DeployError:  # unreadable here: the size of the main file is still right
+        data_files = []
+    return input_bytes(path, data_files)
 
 
 def _release_free_memory() -> None:
@@ -219,7 +206,7 @@ def write_checked(pass_: DeployPass, proto, src: str | os.PathLike, dst: str | o
 
     Returns (bytes written, ``{"verified": bool, "verify_s": seconds}``). On any failure nothing is
     left at ``dst`` (no temporary file, no external-data file). Models whose weights exceed
-    :data:`EXTERNAL_DATA_BYTES` are saved with one external-data file (``<dst name>.data``, another name
+    ``onnx_io.EXTERNAL_DATA_BYTES`` are saved with one external-data file (``<dst name>.data``, another name
     if that is one of ``src``'s files: the input's data is never written to) first and checked by path;
     smaller ones are one self-contained file, whatever the input was. ``data_files``: ``src``'s
     external-data files when the caller knows them (None: found by parsing ``src`` without its data).
@@ -248,9 +235,8 @@ def write_checked(pass_: DeployPass, proto, src: str | os.PathLike, dst: str | o
             gate["verify_s"] = round(_gate(pass_, proto, src, path), 3)
             gate["verified"] = True
 
-    # sum of weight bytes: proto.ByteSize() walks the whole message and is slow on big models
-    weight_bytes = sum(len(t.raw_data) for t in proto.graph.initializer)
-    if weight_bytes > EXTERNAL_DATA_BYTES:  # external data: let staged_proto lay it out, then check by path
+    # external data (onnx_io's threshold): let staged_proto lay it out, then check by path
+    if onnx_io.weight_bytes(proto) > onnx_io.EXTERNAL_DATA_BYTES:
         with onnx_io.staged_proto(proto, dst, external=True, inputs=(src,),
                                   data_files=None if data_files is None else tuple(data_files)) as tmp:
             check(str(tmp))
@@ -272,6 +258,8 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path) -> float
     VerificationError naming the pass if it fails. Returns the seconds it took."""
     import time
 
+    import onnx
+
     from deploytool.bench.inputs import plan_inputs_proto
     from deploytool.runtime.verify import gate_feeds, verify_model
 
@@ -289,8 +277,6 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path) -> float
     reference, cosine = ref if ref is not None else (None, None)
     # an fp16 model computes in fp16 (or casts back and forth): a permutation changes summation order
     # and rounding, ~1e-3 of the scale; fp32 models keep the tight bound
-    import onnx
-
     fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
     rtol = PRESERVE_RTOL_FP16 if fp16 else PRESERVE_RTOL
     try:
