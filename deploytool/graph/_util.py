@@ -42,6 +42,17 @@ def const_tensor(v: ir.Value | None) -> ir.TensorProtocol | None:
     return None
 
 
+def alias_root(v: ir.Value | None) -> ir.Value | None:
+    """``v`` itself, or the value it is an ``Identity`` alias of (the TorchScript exporter dedups equal
+    tensors, ALBERT's shared weights, this way)."""
+    for _ in range(8):
+        p = v.producer() if v is not None else None
+        if p is None or p.op_type != "Identity" or p.domain not in ("", "ai.onnx") or not p.inputs:
+            return v
+        v = p.inputs[0]
+    return v
+
+
 def small_const(v: ir.Value | None, max_size: int = 64) -> np.ndarray | None:
     """numpy value of a small constant (shape pieces, scalars); None for big or non-constant values."""
     t = const_tensor(v)

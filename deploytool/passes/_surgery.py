@@ -36,7 +36,14 @@ import numpy as np
 import onnx_ir as ir
 
 from deploytool.errors import PassRefusedError, StructureError
-from deploytool.graph.structure import AttentionBlock, EncoderLayer, EncoderStructure, HeadSite, Linear
+from deploytool.graph._util import alias_root
+from deploytool.graph.structure import (
+    AttentionBlock,
+    EncoderLayer,
+    EncoderStructure,
+    HeadSite,
+    Linear,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -167,18 +174,8 @@ def _privatize_linear(graph: ir.Graph, lin: Linear, tag: str) -> None:
 _SHARED_EDITS = "deploytool.surgery.shared_edits"
 
 
-def _stored(value: ir.Value) -> ir.Value:
-    """The initializer or Constant output behind ``value`` (through Identity aliases)."""
-    for _ in range(8):
-        prod = value.producer()
-        if prod is None or prod.op_type != "Identity" or not prod.inputs or prod.inputs[0] is None:
-            return value
-        value = prod.inputs[0]
-    return value
-
-
 def _edit_key(value: ir.Value, kind: str, idx: np.ndarray) -> tuple:
-    return id(_stored(value)), kind, np.asarray(idx, dtype=np.int64).tobytes()
+    return id(alias_root(value)), kind, np.asarray(idx, dtype=np.int64).tobytes()
 
 
 def _reuse(node: ir.Node | None, old: ir.Value, new: ir.Value) -> None:

@@ -49,9 +49,16 @@ import numpy as np
 import onnx_ir as ir
 
 from deploytool.errors import ConfigError, PassRefusedError, StructureError
+from deploytool.graph._util import alias_root
 from deploytool.passes.base import DeployPass, DeployPassResult, Skip, run_pass_file
 from deploytool.quant import packing
-from deploytool.quant.quantizers import Granularity, binarize, dequantize, quantize_int8_rows, ternarize
+from deploytool.quant.quantizers import (
+    Granularity,
+    binarize,
+    dequantize,
+    quantize_int8_rows,
+    ternarize,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -229,16 +236,6 @@ def _word_embedding_gather(graph: ir.Graph, word: ir.Value | None) -> tuple[ir.V
     return (word, gathers) if gathers else None
 
 
-def _alias_root(v: ir.Value | None) -> ir.Value | None:
-    """The value itself, or the initializer it is an ``Identity`` alias of."""
-    for _ in range(8):
-        p = v.producer() if v is not None else None
-        if p is None or p.op_type != "Identity" or p.domain not in ("", "ai.onnx") or not p.inputs:
-            return v
-        v = p.inputs[0]
-    return v
-
-
 def _alias_uses(v: ir.Value) -> list[tuple[ir.Node, int]]:
     """Uses of ``v`` and of its ``Identity`` aliases (the aliases themselves not counted)."""
     out: list[tuple[ir.Node, int]] = []
@@ -269,7 +266,7 @@ def _find_targets(model: ir.Model) -> tuple[list[_Target], list[Skip], tuple[ir.
         if node.domain != "" or node.op_type not in ("MatMul", "Gemm") or len(node.inputs) < 2:
             continue
         alias = node.inputs[1]
-        w = _alias_root(alias)  # layers sharing weights (ALBERT) read one initializer through Identity
+        w = alias_root(alias)  # layers sharing weights (ALBERT) read one initializer through Identity
         if w is None or w is emb_value or _initializer_array(w) is None:
             continue
         layout = "in_out" if node.op_type == "MatMul" else _gemm_layout(node)
@@ -563,7 +560,7 @@ def _fused_qkv_nodes(graph: ir.Graph) -> tuple[list[ir.Node], list[Skip]]:
     for node in graph:
         if node.domain != "com.microsoft" or node.op_type != "Attention" or len(node.inputs) < 2:
             continue
-        w = _alias_root(node.inputs[1])
+        w = alias_root(node.inputs[1])
         arr = _initializer_array(w)
         sizes = node.attributes.get_ints("qkv_hidden_sizes", None)
         if arr is None or arr.shape[1] % 3 or (sizes and len(set(sizes)) != 1):
@@ -594,7 +591,7 @@ def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackCon
     Attention node, which only takes a float weight: ORT folds the unpacking at session creation, so
     the file shrinks and the computation is the fake-quantized fp32 weight's, exactly."""
     graph = model.graph
-    w = _alias_root(node.inputs[1])
+    w = alias_root(node.inputs[1])
     arr = w.const_value.numpy().astype(np.float32)
     k_in, n3 = arr.shape
     codes, alpha = _qkv_codes(arr, config)
@@ -696,7 +693,7 @@ class PackWeightsPass(DeployPass):
             record[t.weight.name] = {**info, "role": t.role}
             old.append(t.weight)
         for node in fused:
-            w = _alias_root(node.inputs[1])
+            w = alias_root(node.inputs[1])
             info = _pack_fused_qkv(b, model, node, cfg)
             account("attention", w.const_value.nbytes, info.pop("bytes"))
             record[w.name] = {**info, "role": "attention"}
@@ -752,7 +749,7 @@ class FakeQuantWeightsPass(DeployPass):
             t.weight.const_value = ir.tensor(fake_quantized_weight(w, t.layout, cfg), name=t.weight.name)
         fused, _ = _fused_qkv_nodes(model.graph)
         for node in fused:
-            w = _alias_root(node.inputs[1])
+            w = alias_root(node.inputs[1])
             codes, alpha = _qkv_codes(w.const_value.numpy().astype(np.float32), cfg)
             w.const_value = ir.tensor(dequantize(codes, alpha).T.copy(), name=w.name)
         if emb is not None and cfg.embedding_scheme is not None:
@@ -819,7 +816,6 @@ def pack_file(src: str | os.PathLike, dst: str | os.PathLike, config: PackConfig
     ``verify``: run the output once in ONNX Runtime before writing it (see ``base.run_pass_file``).
     """
     from deploytool import onnx_io
-
     from deploytool.passes.quantize_int8 import residual_adds_to_sum
 
     pass_ = PackWeightsPass(config)
