@@ -111,7 +111,7 @@ def check_shape(imp: Importance, structure: EncoderStructure, where: str = "impo
         raise ConfigError(f"{where}: scores for {imp.num_layers} layers, the model has {n} layers "
                           f"(expected 'heads' shape [{n}][heads] and 'neurons' shape [{n}][ffn])")
     for i, layer in enumerate(structure.layers):
-        h, f = layer.attention.num_heads, layer.ffn.width
+        h, f = layer.attention.num_heads, layer.ffn_width
         if len(imp.heads[i]) != h:
             raise ConfigError(f"{where}: layer {i} has {len(imp.heads[i])} head scores, expected {h} "
                               f"(the model's layer {i} has {h} heads)")
@@ -173,14 +173,17 @@ def magnitude_importance(structure: EncoderStructure, model: str = "") -> Import
         wo = _weight_matrix(att.o)  # [hidden, all_head]
         sq += (wo ** 2).sum(axis=0).reshape(nh, hs).sum(axis=1)
         heads.append([float(v) for v in np.sqrt(sq)])
-        w1 = _weight_matrix(layer.ffn.intermediate)  # [ffn, hidden]
-        b1 = get_array(layer.ffn.intermediate.bias).astype(np.float64) if layer.ffn.intermediate.bias is not None else 0
-        w2 = _weight_matrix(layer.ffn.output)  # [hidden, ffn]
-        rows = (w1 ** 2).sum(axis=1) + b1 ** 2
-        if layer.ffn.gated:  # GLU: neuron j owns the activation-input row j and the gate row F + j
-            f = layer.ffn.width
-            rows = rows[:f] + rows[f:]
-        nsq = rows + (w2 ** 2).sum(axis=0)
-        neurons.append([float(v) for v in np.sqrt(nsq)])
+        scores: list[float] = []
+        for ffn in layer.ffns:  # neurons numbered across the layer's FFNs, in order
+            w1 = _weight_matrix(ffn.intermediate)  # [ffn, hidden]
+            b1 = get_array(ffn.intermediate.bias).astype(np.float64) if ffn.intermediate.bias is not None else 0
+            w2 = _weight_matrix(ffn.output)  # [hidden, ffn]
+            rows = (w1 ** 2).sum(axis=1) + b1 ** 2
+            if ffn.gated:  # GLU: neuron j owns the activation-input row j and the gate row F + j
+                f = ffn.width
+                rows = rows[:f] + rows[f:]
+            nsq = rows + (w2 ** 2).sum(axis=0)
+            scores += [float(v) for v in np.sqrt(nsq)]
+        neurons.append(scores)
     return Importance(heads=tuple(map(tuple, heads)), neurons=tuple(map(tuple, neurons)),
                       source=MAGNITUDE_SOURCE, model=model)

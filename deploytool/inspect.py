@@ -154,7 +154,7 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
     if structure is not None:
         for layer in structure.layers:
             a = layer.attention
-            layers.append(LayerInfo(layer.index, a.num_heads, a.head_size, layer.ffn.width, layer.ffn.activation,
+            layers.append(LayerInfo(layer.index, a.num_heads, a.head_size, layer.ffn_width, layer.ffn.activation,
                                     a.fused is not None))
     return InspectReport(
         path=str(path) if path is not None else "",
@@ -221,10 +221,11 @@ def _node_roles(graph: ir.Graph, s: EncoderStructure | None) -> dict[int, str]:
             for n in layer.nodes:
                 roles[id(n)] = "attention" if id(n) in attn else "ffn"
             a = layer.attention
-            for lin, role in ((a.q, "attention"), (a.k, "attention"), (a.v, "attention"), (a.o, "attention"),
-                              (a.qkv, "attention"), (layer.ffn.intermediate, "ffn"), (layer.ffn.output, "ffn")):
+            for lin in (a.q, a.k, a.v, a.o, a.qkv, *layer.bottlenecks[:-1]):
                 if lin is not None:
-                    roles[id(lin.node)] = role
+                    roles[id(lin.node)] = "attention"
+            for lin in [x for f in layer.ffns for x in (f.intermediate, f.output)] + layer.bottlenecks[-1:]:
+                roles[id(lin.node)] = "ffn"
     cone = ConstCone()
     for n in reversed(list(graph)):
         if id(n) in roles and not _const_only(n, cone):
@@ -295,7 +296,7 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
         linears: list[Linear] = list(s.other_linears)
         for layer in s.layers:
             a = layer.attention
-            linears += [x for x in (a.q, a.k, a.v, a.o, a.qkv, layer.ffn.intermediate, layer.ffn.output) if x]
+            linears += layer.linears()
         for lin in linears:
             structural.add(id(lin.weight))
             if lin.bias is not None:
@@ -397,7 +398,9 @@ def _flops(s: EncoderStructure, seq: int) -> tuple[int, dict[str, int]]:
             if lin is not None:
                 parts["attention_projections"] += 2 * seq * lin.in_features * lin.out_features
         parts["attention_scores_context"] += 2 * (2 * seq * seq * a.num_heads * a.head_size)
-        for lin in (layer.ffn.intermediate, layer.ffn.output):
+        for lin in layer.bottlenecks[:-1]:
+            parts["attention_projections"] += 2 * seq * lin.in_features * lin.out_features
+        for lin in [x for f in layer.ffns for x in (f.intermediate, f.output)] + layer.bottlenecks[-1:]:
             parts["ffn"] += 2 * seq * lin.in_features * lin.out_features
     last = s.layers[-1].output
     for lin in s.other_linears:

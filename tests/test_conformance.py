@@ -34,9 +34,14 @@ SUPPORTED = [
     ("modernbert", "optimum", 99),  # ORT: SkipLayerNorm carrying the next layer's norm, RMSNorm-of-centred
     ("modernbert-seqcls", "dynamo", 0),  # shared [.., 3, heads, head_size] view shape, Split(num_outputs=2)
     ("modernbert", "torchscript-14", 0),  # decomposed LayerNorm without bias
+    # bottleneck layers: input bottleneck as the attention residual, Q/K on a shared bottleneck, V on the wide
+    # input, NoNorm (x * gamma + beta), 2 FFNs in a row, output bottleneck back to the wide stream
+    ("mobilebert", "torchscript-17", 0),
+    # LayerNorm variant, Q/K/V on the input bottleneck, 3 FFNs; ORT fuses Attention and SkipLayerNorm
+    ("mobilebert-ln", "optimum", 2),
 ]
 # families the structured passes refuse by name (DeBERTa: pack too); int8 still works on them
-REFUSED = [("deberta-v2", "optimum"), ("mobilebert", "torchscript-17")]
+REFUSED = [("deberta-v2", "optimum")]
 
 
 @pytest.fixture(scope="module")

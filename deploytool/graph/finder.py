@@ -23,6 +23,12 @@ How roles are recognised (names are never used for roles):
   that value feeds exactly one projection (FFN intermediate), whose output goes through an
   activation into a second projection (FFN output), added back to the same value and normalised: the
   layer's output.
+- Bottleneck layers (MobileBERT): O's output is added to ``r = norm(P_in(x))``, a projection of the layer
+  input x (Q and K read r, x, or a second bottleneck ``norm(P_qk(x))``; V reads x or r); the norm may be
+  ``x * gamma + beta`` (NoNorm) or ORT's SkipLayerNormalization. After that come one or more FFNs, each
+  added back to its own input and normalised, and then an output bottleneck ``norm(P_out(h) + x)``: the
+  layer's output. Where Q, K and V read r itself, the layer is a bottleneck layer only if that output
+  bottleneck is found. Every layer must read what the layer before it writes.
 - Pre-LayerNorm residual (ModernBERT): O's output is added to the un-normalised stream x whose
   LayerNorm the attention read (or to x itself where the layer has no norm there, ModernBERT's first
   layer); that sum h1 is read by a LayerNorm (``LayerNormalization``, the decomposed form with or
@@ -674,7 +680,9 @@ class _Finder:
             raise StructureError(f"node '{_name(score)}' (MatMul): Q, K and V share a projection in a way that is "
                                  f"not a packed [.., 3, heads, head_size] QKV view")
         x = self.source((qkv or q).node.inputs[0])
-        if qkv is None and (self.source(k.node.inputs[0]) is not x or self.source(v.node.inputs[0]) is not x):
+        # V may read another value than Q and K only in a bottleneck layer (MobileBERT: Q and K read a
+        # shared bottleneck of the layer input, V the layer input); ``find`` checks that
+        if qkv is None and self.source(k.node.inputs[0]) is not x:
             raise StructureError(f"node '{_name(score)}' (MatMul): Q, K and V do not read the same hidden state "
                                  f"(cross-attention or a decoder is not supported)")
         # context -> Transpose/Reshape -> O
@@ -858,7 +866,88 @@ class _Finder:
             add = single_consumer(mul.outputs[0]) if mul is not None and mul.op_type == "Mul" else None
             if add is not None and add.op_type == "Add":
                 return add.outputs[0]
+        nonorm = self._no_norm_after(v)
+        if nonorm is not None:
+            return nonorm
         raise StructureError(f"node '{_name(at)}' ({at.op_type}): residual sum is not followed by a LayerNorm")
+
+    def _no_norm_after(self, v: ir.Value) -> ir.Value | None:
+        """``v * gamma + beta`` (MobileBERT's NoNorm: constant per-feature vectors) after ``v``, else None."""
+        mul = single_consumer(v)
+        if mul is None or mul.op_type != "Mul" or len(mul.inputs) != 2 or not self._feature_const(
+                mul.inputs[1] if mul.inputs[0] is v else mul.inputs[0]):
+            return None
+        add = single_consumer(mul.outputs[0])
+        if add is None or add.op_type != "Add" or len(add.inputs) != 2:
+            return None
+        other = add.inputs[1] if add.inputs[0] is mul.outputs[0] else add.inputs[0]
+        return add.outputs[0] if self._feature_const(other) else None
+
+    def _feature_const(self, v: ir.Value | None) -> bool:
+        """A constant vector (or a [1, .., D] tensor) of per-feature values."""
+        stored = self._stored_const(v)
+        t = const_tensor(stored) if stored is not None else None
+        return t is not None and t.size > 1 and max(t.shape, default=1) == t.size
+
+    def _norm_input(self, r: ir.Value) -> ir.Value | None:
+        """v when ``r`` is a norm of v: LayerNormalization, the decomposed form, or NoNorm (v * gamma + beta)."""
+        p = r.producer()
+        if p is None:
+            return None
+        if p.op_type in ("LayerNormalization", "SimplifiedLayerNormalization") and p.inputs and \
+                p.inputs[0] is not None:
+            return self.source(p.inputs[0])
+        if p.op_type != "Add" or len(p.inputs) != 2:
+            return None
+        a, b = p.inputs
+        data = a if self._feature_const(b) else b if self._feature_const(a) else None
+        m = data.producer() if data is not None else None
+        if m is None or m.op_type != "Mul" or len(m.inputs) != 2:
+            return None
+        x = m.inputs[0] if self._feature_const(m.inputs[1]) else m.inputs[1] if self._feature_const(
+            m.inputs[0]) else None
+        if x is None:
+            return None
+        d = x.producer()
+        if d is not None and d.op_type == "Div" and d.inputs[0] is not None:  # decomposed LayerNorm
+            sub = d.inputs[0].producer()
+            if sub is not None and sub.op_type == "Sub" and self._normalizes(r, self.source(sub.inputs[0])):
+                return self.source(sub.inputs[0])
+        return self.source(x)  # NoNorm
+
+    def bottleneck(self, r: ir.Value) -> tuple[Linear, ir.Value] | None:
+        """(projection, its input) when ``r`` is ``norm(projection(input))``: a bottleneck (MobileBERT)."""
+        v = self._norm_input(r)
+        p = v.producer() if v is not None else None
+        if p is None:
+            return None
+        if p.op_type == "Add" and len(p.inputs) == 2 and p.op_type not in LINEAR_OPS:
+            a, b = p.inputs
+            q = a if self.cone.is_const(b) else b if self.cone.is_const(a) else None
+            p = q.producer() if q is not None else None
+        lin = self.linear(p)
+        if lin is None or self.linear_output(lin) is not v:
+            return None
+        return lin, self.source(lin.node.inputs[0])
+
+    def output_bottleneck(self, h: ir.Value, x: ir.Value) -> tuple[Linear, ir.Value] | None:
+        """(projection, layer output) when ``h`` is read by one projection P only and ``norm(P(h) + x)``
+        follows (MobileBERT's output bottleneck back to the layer input's width), else None."""
+        rs = self.readers(h)
+        if len(rs) != 1:
+            return None
+        lin = self.linear(rs[0])
+        if lin is None:
+            return None
+        y = self.past_qdq(self.linear_output(lin))
+        c = single_consumer(y)
+        if c is None or c.op_type not in ("Add", "Sum", "SkipLayerNormalization") or len(c.inputs) < 2:
+            return None
+        if x not in tuple(self.source(i) for i in c.inputs[:2]):
+            return None
+        if c.op_type == "SkipLayerNormalization":
+            return lin, c.outputs[0]
+        return lin, self.layer_norm_after(c.outputs[0], c)
 
     # ------------------------------------------------------------------ pre-LayerNorm residuals
     @staticmethod
@@ -1199,13 +1288,30 @@ class _Finder:
         layers: list[EncoderLayer] = []
         for i, (_, att, a) in enumerate(found):
             anchor = att.fused or att.o.node
+            bn_layer = self.bottleneck_layer(i, att, a)
+            if bn_layer is not None:
+                if layers and layers[-1].pre_norm:
+                    raise StructureError(f"node '{_name(anchor)}' ({anchor.op_type}): layer {i} is a post-LayerNorm "
+                                         f"bottleneck layer, layer {i - 1} is pre-LayerNorm")
+                if layers and layers[-1].output is not bn_layer.input:
+                    raise StructureError(f"node '{_name(anchor)}' ({anchor.op_type}): layer {i} does not read the "
+                                         f"hidden state layer {i - 1} writes (a layer structure not recognised)")
+                bn_layer.nodes = self.layer_nodes(bn_layer.input, bn_layer.output)
+                layers.append(bn_layer)
+                continue
+            if att.v is not None and self.source(att.v.node.inputs[0]) is not a:
+                raise StructureError(f"node '{_name(att.v.node)}' ({att.v.node.op_type}): V does not read the "
+                                     f"hidden state Q and K read, and the layer is not a bottleneck layer "
+                                     f"(cross-attention or a decoder is not supported)")
             pre, x, h1, ffn_in = self.attention_residual(self.linear_output(att.o), a, att.o.node)
             if layers and layers[-1].pre_norm != pre:
                 raise StructureError(f"node '{_name(anchor)}' ({anchor.op_type}): layer {i} is "
                                      f"{'pre' if pre else 'post'}-LayerNorm, layer {i - 1} is not")
-            if pre and layers and layers[-1].output is not x:
-                raise StructureError(f"node '{_name(anchor)}' ({anchor.op_type}): pre-LayerNorm layer {i} does not "
-                                     f"read the residual stream layer {i - 1} writes")
+            if layers and layers[-1].output is not x:
+                kind = "pre-LayerNorm " if pre else ""
+                raise StructureError(f"node '{_name(anchor)}' ({anchor.op_type}): {kind}layer {i} does not "
+                                     f"read the hidden state layer {i - 1} writes (a layer structure not "
+                                     f"recognised)")
             ffn, y, out_norm = self.ffn(ffn_in, h1, anchor, pre)
             layer = EncoderLayer(index=i, attention=att, ffn=ffn, input=x, output=y, attention_output=h1,
                                  pre_norm=pre, attention_input=a, output_norm=out_norm)
@@ -1216,14 +1322,75 @@ class _Finder:
         self._mark_shared(layers)
         in_layer = {id(n) for layer in layers for n in layer.nodes}
         for layer in layers:  # projections must be inside their layer (guards against odd wiring)
-            for lin in _layer_linears(layer):
+            for lin in layer.linears():
                 in_layer.add(id(lin.node))
         other = [lin for lin in (self.linear(n) for n in self.graph if id(n) not in in_layer) if lin is not None]
         embeddings = self.embeddings(layers[0].input)
-        hidden = layers[0].attention.o.out_features
-        return EncoderStructure(family=self.family(embeddings, other), hidden_size=hidden, layers=layers,
+        bottlenecked = any(la.bottlenecks for la in layers)
+        # the width of the stream between layers (a bottleneck layer's attention works at a narrower one)
+        hidden = layers[0].bottlenecks[-1].out_features if bottlenecked else layers[0].attention.o.out_features
+        family = self.family(embeddings, other)
+        if bottlenecked and family_hint(self.model) is None:
+            family = "mobilebert"
+        return EncoderStructure(family=family, hidden_size=hidden, layers=layers,
                                 embeddings=embeddings, fused=fused_any, exporter=self.exporter(fused_any),
                                 other_linears=other)
+
+    def bottleneck_layer(self, i: int, att: AttentionBlock, a: ir.Value) -> EncoderLayer | None:
+        """Layer ``i`` as a bottleneck layer (MobileBERT, see the structure contract), or None when the
+        attention's residual is not a bottleneck of the layer input."""
+        y = self.past_qdq(self.linear_output(att.o))
+        c = single_consumer(y)
+        if c is None or c.op_type not in ("Add", "Sum", "SkipLayerNormalization") or len(c.inputs) < 2:
+            return None
+        srcs = tuple(self.source(v) for v in c.inputs[:2])
+        r = srcs[1] if srcs[0] is y or c.inputs[0] is y else srcs[0]
+        bn = self.bottleneck(r)
+        if bn is None:
+            return None
+        if r is a:
+            # Q, K and V read the attention residual itself; a bottleneck layer only if the FFNs end in an
+            # output bottleneck (an ordinary layer whose input happens to be norm(projection) does not)
+            try:
+                return self._bottleneck_layer(i, att, a, c, r, bn)
+            except StructureError:
+                return None
+        return self._bottleneck_layer(i, att, a, c, r, bn)
+
+    def _bottleneck_layer(self, i: int, att: AttentionBlock, a: ir.Value, c: ir.Node, r: ir.Value,
+                          bn: tuple[Linear, ir.Value]) -> EncoderLayer:
+        r_lin, x = bn
+        anchor = att.o.node
+        bottlenecks = [r_lin]
+        if a is not r and a is not x:  # Q and K share a bottleneck of their own
+            qk = self.bottleneck(a)
+            if qk is None or qk[1] is not x:
+                raise StructureError(f"node '{_name(att.q.node)}' ({att.q.node.op_type}): in a bottleneck layer Q "
+                                     f"and K read neither the layer input, its input bottleneck, nor a bottleneck "
+                                     f"of it")
+            bottlenecks.append(qk[0])
+        vx = self.source(att.v.node.inputs[0]) if att.v is not None else a  # fused / packed QKV: one input
+        if vx is not x and vx is not r and vx is not a:
+            raise StructureError(f"node '{_name(att.v.node)}' ({att.v.node.op_type}): in a bottleneck layer V reads "
+                                 f"neither the layer input nor one of its bottlenecks")
+        # ORT's SkipLayerNormalization is the residual Add and its LayerNorm in one node
+        h1 = c.outputs[0] if c.op_type == "SkipLayerNormalization" else self.layer_norm_after(c.outputs[0], c)
+        ffns: list[FFNBlock] = []
+        h = h1
+        for _ in range(16):
+            if ffns:
+                ob = self.output_bottleneck(h, x)
+                if ob is not None:
+                    bottlenecks.append(ob[0])
+                    out = ob[1]
+                    break
+            block, h, _ = self.ffn(h, h, anchor if not ffns else ffns[-1].output.node, False)
+            ffns.append(block)
+        else:
+            raise StructureError(f"node '{_name(anchor)}' ({anchor.op_type}): bottleneck layer {i}: no output "
+                                 f"bottleneck back to the layer input's width after 16 FFNs")
+        return EncoderLayer(index=i, attention=att, ffn=ffns[-1], ffns=ffns, bottlenecks=bottlenecks, input=x,
+                            output=out, attention_output=h1, pre_norm=False, attention_input=a)
 
     def _mark_shared(self, layers: list[EncoderLayer]) -> None:
         owner: dict[int, set[int]] = {}
@@ -1351,8 +1518,6 @@ _FAMILY_SIGNATURES = (
 _UNSUPPORTED = {
     "deberta-v2": "its disentangled attention (content-to-position and position-to-content terms from shared "
                   "relative-position projections) is not supported by the structured passes",
-    "mobilebert": "its bottleneck layers (Q and K read a shared bottleneck, V the layer input; stacked FFNs) "
-                  "are not supported by the structured passes",
 }
 
 # unsupported families whose MatMul constants are not all projection weights (DeBERTa's relative-position
@@ -1378,11 +1543,6 @@ def family_hint(model: ir.Model) -> str | None:
         if any(k in nm for nm in names for k in keys):
             return fam
     return None
-
-
-def _layer_linears(layer: EncoderLayer) -> list[Linear]:
-    a = layer.attention
-    return [lin for lin in (a.q, a.k, a.v, a.o, a.qkv, layer.ffn.intermediate, layer.ffn.output) if lin is not None]
 
 
 def _activation_name(ops: list[ir.Node]) -> str | None:

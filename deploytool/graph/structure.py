@@ -39,6 +39,12 @@ Conventions
   output 0 the next block's normalised input. The one that ends a layer (its norm belongs to the next
   layer, or is the final norm) is ``EncoderLayer.output_norm``; when it does not expose the sum (the
   last layer), ``output`` is its output 0.
+- Bottleneck layers (MobileBERT): the layer input x (the wide stream) feeds an input bottleneck
+  projection + norm r (the attention residual: ``h1 = norm(O + r)``), optionally a second bottleneck
+  that Q and K share (V then reads x), several FFNs in a row (``EncoderLayer.ffns``, each
+  ``h = norm(h + ffn(h))``) and an output bottleneck ``y = norm(P(h) + x)`` back to x's width. The
+  norms may be MobileBERT's ``NoNorm`` (``h * gamma + beta``). ``EncoderLayer.bottlenecks`` lists the
+  bottleneck projections.
 - When the graph is not an encoder the finder recognises, it raises
   :class:`deploytool.errors.StructureError` naming the node and why.
 - ``Linear.bias_node`` is normally the ``Add`` after the product; in ORT-fused graphs the bias can
@@ -154,6 +160,39 @@ class EncoderLayer:
     pre_norm: bool = False
     attention_input: ir.Value | None = None  # what Q/K/V read (pre-LN: LN(input); else input)
     output_norm: ir.Node | None = None  # fused SkipLayerNormalization ending a pre-LN layer (ORT)
+    # every FFN of the layer in data-flow order (``ffn`` is the last one; MobileBERT stacks several, each
+    # with its own residual and norm). The layer's FFN neurons are numbered across them: FFN b owns
+    # neurons [sum of the widths before it, + its width).
+    ffns: list[FFNBlock] = dataclasses.field(default_factory=list)
+    # bottleneck projections (MobileBERT): the input bottleneck feeding the attention residual, the shared
+    # Q/K bottleneck and the output bottleneck back to the layer's width. They hold no heads or neurons.
+    bottlenecks: list[Linear] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.ffns:
+            self.ffns = [self.ffn]
+
+    @property
+    def ffn_width(self) -> int:
+        """FFN neurons of the layer (all its FFNs)."""
+        return sum(f.width for f in self.ffns)
+
+    def ffn_offsets(self) -> list[tuple[int, FFNBlock]]:
+        """(first layer-neuron index, block) of each FFN."""
+        out, start = [], 0
+        for f in self.ffns:
+            out.append((start, f))
+            start += f.width
+        return out
+
+    def linears(self) -> list[Linear]:
+        """Every projection of the layer (attention, FFNs, bottlenecks), each once."""
+        a = self.attention
+        lins = [a.q, a.k, a.v, a.o, a.qkv]
+        for f in self.ffns:
+            lins += [f.intermediate, f.output]
+        lins += self.bottlenecks
+        return [x for x in lins if x is not None]
 
 
 @dataclasses.dataclass

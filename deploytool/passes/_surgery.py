@@ -41,6 +41,7 @@ from deploytool.graph.structure import (
     AttentionBlock,
     EncoderLayer,
     EncoderStructure,
+    FFNBlock,
     HeadSite,
     Linear,
 )
@@ -415,16 +416,33 @@ def keep_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int]) -> No
 
 
 def keep_neurons(graph: ir.Graph, layer: EncoderLayer, idx: Sequence[int]) -> None:
-    """Keep FFN neurons ``idx`` of ``layer`` in the given order."""
-    ffn = layer.ffn
+    """Keep FFN neurons ``idx`` of ``layer`` in the given order.
+
+    Neurons are numbered across the layer's FFNs (``EncoderLayer.ffns``: FFN b owns the ids after those
+    of the FFNs before it); each FFN keeps its own ids, in the order they appear in ``idx``, and must keep
+    at least one."""
+    width = layer.ffn_width
     idx = np.asarray([int(i) for i in idx], dtype=np.int64)
     if idx.size == 0:
-        raise PassRefusedError(f"layer {layer.index}: removing all {ffn.width} FFN neurons; keep at least one")
-    if idx.min() < 0 or idx.max() >= ffn.width:
-        bad = int(idx[(idx < 0) | (idx >= ffn.width)][0])
-        raise PassRefusedError(f"layer {layer.index}: FFN neuron id {bad} out of range 0..{ffn.width - 1}")
+        raise PassRefusedError(f"layer {layer.index}: removing all {width} FFN neurons; keep at least one")
+    if idx.min() < 0 or idx.max() >= width:
+        bad = int(idx[(idx < 0) | (idx >= width)][0])
+        raise PassRefusedError(f"layer {layer.index}: FFN neuron id {bad} out of range 0..{width - 1}")
     if len(np.unique(idx)) != idx.size:
         raise PassRefusedError(f"layer {layer.index}: FFN neuron ids repeat")
+    if np.array_equal(idx, np.arange(width)):
+        return
+    parts = layer.ffn_offsets()
+    for b, (start, ffn) in enumerate(parts):
+        local = idx[(idx >= start) & (idx < start + ffn.width)] - start
+        if local.size == 0:
+            which = f"FFN {b} (neurons {start}..{start + ffn.width - 1}) of " if len(parts) > 1 else ""
+            raise PassRefusedError(f"layer {layer.index}: removing all {ffn.width} neurons of {which}the layer's "
+                                   f"FFN; keep at least one")
+        _keep_block_neurons(graph, layer, ffn, local)
+
+
+def _keep_block_neurons(graph: ir.Graph, layer: EncoderLayer, ffn: FFNBlock, idx: np.ndarray) -> None:
     if np.array_equal(idx, np.arange(ffn.width)):
         return
     tag = f"L{layer.index}"
@@ -432,20 +450,20 @@ def keep_neurons(graph: ir.Graph, layer: EncoderLayer, idx: Sequence[int]) -> No
         width = ffn.width
         keep_out(graph, ffn.intermediate, np.concatenate([idx, width + idx]), tag)
         keep_in(graph, ffn.output, idx, tag)
-        _rewrite_ffn_sites(graph, layer, int(idx.size))
+        _rewrite_ffn_sites(graph, layer, ffn, int(idx.size))
         return
     keep_out(graph, ffn.intermediate, idx, tag)
     keep_in(graph, ffn.output, idx, tag)
 
 
-def _rewrite_ffn_sites(graph: ir.Graph, layer: EncoderLayer, width: int) -> None:
+def _rewrite_ffn_sites(graph: ir.Graph, layer: EncoderLayer, ffn: FFNBlock, width: int) -> None:
     """Every constant that holds a gated FFN's width F (or 2F) now holds the kept width."""
     done: dict[int, ir.Value] = {}
     owners: dict[int, list[ir.Node]] = {}  # a constant read by both halves' Slices: one copy for both
-    for site in layer.ffn.sites:
+    for site in ffn.sites:
         if site.value is not None:
             owners.setdefault(id(site.value), []).append(site.node)
-    for site in layer.ffn.sites:
+    for site in ffn.sites:
         new_val = site.factor * width
         if site.kind == "attribute":
             vals = list(site.node.attributes[site.attribute].value)
@@ -554,7 +572,7 @@ def layer_counts(structure: EncoderStructure) -> dict:
     return {
         "layers": structure.num_layers,
         "heads": [la.attention.num_heads for la in structure.layers],
-        "neurons": [la.ffn.width for la in structure.layers],
+        "neurons": [la.ffn_width for la in structure.layers],
     }
 
 

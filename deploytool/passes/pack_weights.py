@@ -211,8 +211,11 @@ def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], ir.Value | N
         for lin in (att.q, att.k, att.v, att.o, att.qkv):
             if lin is not None:
                 roles[id(lin.weight)] = "attention"
-        for lin in (layer.ffn.intermediate, layer.ffn.output):
-            roles[id(lin.weight)] = "ffn"
+        for f in layer.ffns:
+            for lin in (f.intermediate, f.output):
+                roles[id(lin.weight)] = "ffn"
+        for j, lin in enumerate(layer.bottlenecks):  # MobileBERT: the last one leads back out of the FFNs
+            roles[id(lin.weight)] = "ffn" if j == len(layer.bottlenecks) - 1 else "attention"
     for lin in st.other_linears:
         roles.setdefault(id(lin.weight), "other")
     return roles, st.embeddings.get("word"), None

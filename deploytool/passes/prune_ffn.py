@@ -99,7 +99,7 @@ class PruneFFNPass(StructuredPass):
             for layer, ids in cfg.neurons.items():
                 if layer >= n:
                     raise PassRefusedError(f"neurons: layer {layer} out of range 0..{n - 1}")
-                w = structure.layers[layer].ffn.width
+                w = structure.layers[layer].ffn_width
                 bad = [i for i in ids if i >= w]
                 if bad:
                     raise PassRefusedError(f"neurons: layer {layer} neuron id {bad[0]} out of range 0..{w - 1}")
@@ -115,9 +115,12 @@ class PruneFFNPass(StructuredPass):
             stats["importance"] = imp.source
             keep = {}
             for i, layer in enumerate(structure.layers):
-                w = layer.ffn.width
-                k = max(1, int(math.floor(cfg.keep * w + 0.5)))
-                keep[i] = sorted(imp.neuron_order(i)[:k])
+                scores = imp.neurons[i]
+                keep[i] = []
+                for start, f in layer.ffn_offsets():  # each FFN of the layer keeps its share
+                    k = max(1, int(math.floor(cfg.keep * f.width + 0.5)))
+                    order = sorted(range(start, start + f.width), key=lambda j: -scores[j])  # stable on ties
+                    keep[i] += sorted(order[:k])
         for i, idx in keep.items():
             S.keep_neurons(model.graph, structure.layers[i], idx)
         return Edit(stats)

@@ -142,8 +142,10 @@ class SlicePass(StructuredPass):
                                    f"(rounding {rule}); use depth {least}")
         plans = []
         for layer in structure.layers:
-            h, f = layer.attention.num_heads, layer.ffn.width
-            kh, kf = width_keep(w, h, rule), ffn_keep(w, h, f, rule)
+            h = layer.attention.num_heads
+            kh = width_keep(w, h, rule)
+            # each FFN of the layer (MobileBERT stacks several) keeps its own first neurons by the rule
+            kf = [start + j for start, f in layer.ffn_offsets() for j in range(ffn_keep(w, h, f.width, rule))]
             if kh == 0:
                 least = f"> {0.5 / h:.4g}" if rule == "dynabert" else f">= {0.5 / h:.4g}"
                 raise PassRefusedError(f"width {w} keeps {how}({w} * {h}) = 0 heads of layer {layer.index} "
@@ -153,7 +155,7 @@ class SlicePass(StructuredPass):
         for layer, _, kh, kf in plans:
             if layer.index in kept:  # dropped layers are removed whole below
                 S.keep_heads(model.graph, layer, list(range(kh)))
-                S.keep_neurons(model.graph, layer, list(range(kf)))
+                S.keep_neurons(model.graph, layer, kf)
         S.drop_layers(model, structure, keep_layers)
         # the width really applied to heads, kh / H: a multiple of 1/H, as DynaBERT rounds it
         eff = sorted({round(kh / h, 6) for _, h, kh, _ in plans})
@@ -166,7 +168,7 @@ class SlicePass(StructuredPass):
             "layers_kept": keep_layers,
             # per kept layer, in order: heads and FFN neurons kept
             "heads_kept": [by_index[i][0] for i in keep_layers],
-            "neurons_kept": [by_index[i][1] for i in keep_layers],
+            "neurons_kept": [len(by_index[i][1]) for i in keep_layers],
         }, changed=(w, d) != (1, 1))
 
 

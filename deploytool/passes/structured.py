@@ -48,9 +48,8 @@ class StructuredPass(DeployPass):
         structure = find_structure(model)
         for layer in structure.layers:  # refuse before touching anything
             att = layer.attention
-            for lin in (att.q, att.k, att.v, att.qkv, att.o, layer.ffn.intermediate, layer.ffn.output):
-                if lin is not None:
-                    _check_sliceable(lin, f"layer {layer.index}")
+            for lin in layer.linears():
+                _check_sliceable(lin, f"layer {layer.index}")
         before = layer_counts(structure)
         params_before = count_params(model.graph)
         try:

@@ -75,6 +75,15 @@ def _configs() -> dict[str, Callable]:
                                                   num_attention_heads=HEADS, intermediate_size=FFN,
                                                   num_hidden_layers=LAYERS, num_feedforward_networks=2,
                                                   max_position_embeddings=MAX_POS),
+        # MobileBERT's other wiring: LayerNorm instead of NoNorm, Q/K/V all reading the input bottleneck (the
+        # attention residual), three FFNs in a row (its key_query_shared_bottleneck=False runs only when
+        # hidden_size == true_hidden_size in transformers 4.57: Q reads the wide input through a narrow Linear)
+        "mobilebert-ln": lambda: tr.MobileBertConfig(vocab_size=VOCAB, hidden_size=32, embedding_size=16,
+                                                     intra_bottleneck_size=HIDDEN, true_hidden_size=HIDDEN,
+                                                     num_attention_heads=HEADS, intermediate_size=FFN,
+                                                     num_hidden_layers=LAYERS, num_feedforward_networks=3,
+                                                     normalization_type="layer_norm", use_bottleneck_attention=True,
+                                                     max_position_embeddings=MAX_POS),
         # DeBERTa-v3's shape: relative attention with content-to-position and position-to-content terms
         "deberta-v2": lambda: tr.DebertaV2Config(**common, relative_attention=True, pos_att_type=["p2c", "c2p"],
                                                  position_buckets=16, max_relative_positions=-1,
@@ -99,7 +108,7 @@ class ModelCase:
 
     @property
     def token_types(self) -> bool:
-        return self.family in ("bert", "bert-odd", "electra", "albert", "mobilebert", "deberta-v2")
+        return self.family in ("bert", "bert-odd", "electra", "albert", "mobilebert", "mobilebert-ln", "deberta-v2")
 
 
 MODELS = (
@@ -115,7 +124,8 @@ MODELS = (
     ModelCase("electra", "electra"),
     ModelCase("albert", "albert"),
     ModelCase("mpnet", "mpnet"),
-    ModelCase("mobilebert", "mobilebert"),
+    ModelCase("mobilebert", "mobilebert"),  # NoNorm, shared Q/K bottleneck, 2 FFNs per layer
+    ModelCase("mobilebert-ln", "mobilebert-ln"),  # LayerNorm, Q/K/V on the input bottleneck, 3 FFNs
     ModelCase("deberta-v2", "deberta-v2"),
     ModelCase("modernbert", "modernbert"),
     ModelCase("modernbert-seqcls", "modernbert", "sequence-classification"),
@@ -295,7 +305,7 @@ def _set_layers(model, keep: list[int]) -> None:
 
 
 def _ffn_pairs(model) -> list[tuple[object, str, str]]:
-    """(module, in-attr path, out-attr path) per layer for FFN surgery."""
+    """(module, in-attr path, out-attr path) per layer for FFN surgery (MobileBERT: see _ffn_blocks)."""
     mt = model.config.model_type
     if mt == "albert":  # unrolled: one group per layer
         return [(g.albert_layers[0], "ffn", "ffn_output") for g in _base(model).encoder.albert_layer_groups]
@@ -304,6 +314,21 @@ def _ffn_pairs(model) -> list[tuple[object, str, str]]:
     if mt in ("bert", "roberta", "xlm-roberta", "electra", "mpnet"):
         return [(la, "intermediate.dense", "output.dense") for la in _layers(model)]
     raise NotImplementedError(f"no independent FFN reference for {mt}")
+
+
+def _ffn_blocks(model) -> list[list[tuple[object, str, str]]]:
+    """Per layer, every FFN as (module, in-attr path, out-attr path), in data-flow order. MobileBERT runs
+    ``layer.ffn[0..n-2]`` (each FFNLayer: intermediate.dense, output.dense) and then its own
+    ``intermediate.dense`` -> ``output.dense``; a layer's neurons are numbered across them in that order."""
+    if model.config.model_type == "mobilebert":
+        return [[(f, "intermediate.dense", "output.dense") for f in la.ffn] + [(la, "intermediate.dense",
+                                                                               "output.dense")]
+                for la in _layers(model)]
+    return [[pair] for pair in _ffn_pairs(model)]
+
+
+def _ffn_widths(model) -> list[list[int]]:
+    return [[_get(mod, a).out_features for mod, a, _ in blocks] for blocks in _ffn_blocks(model)]
 
 
 def _get(obj, path):
@@ -339,16 +364,20 @@ def _keep_ffn(model, keep: dict[int, list[int]]) -> None:
             mlp.Wi = _slice_linear(mlp.Wi, torch.cat([t, t + f]), 0)
             mlp.Wo = _slice_linear(mlp.Wo, t, 1)
         return
-    pairs = _ffn_pairs(model)
+    layers = _ffn_blocks(model)
     done: set[int] = set()
     for i, idx in keep.items():
-        mod, a, b = pairs[i]
-        if id(mod) in done:  # ALBERT: the one shared layer
-            continue
-        done.add(id(mod))
-        t = torch.as_tensor(list(idx), dtype=torch.long)
-        _set(mod, a, _slice_linear(_get(mod, a), t, 0))
-        _set(mod, b, _slice_linear(_get(mod, b), t, 1))
+        start = 0
+        for mod, a, b in layers[i]:
+            width = _get(mod, a).out_features
+            local = [j - start for j in idx if start <= j < start + width]
+            start += width
+            if id(mod) in done:  # ALBERT: the one shared layer
+                continue
+            done.add(id(mod))
+            t = torch.as_tensor(local, dtype=torch.long)
+            _set(mod, a, _slice_linear(_get(mod, a), t, 0))
+            _set(mod, b, _slice_linear(_get(mod, b), t, 1))
 
 
 def _prune_heads(model, removed: dict[int, list[int]]) -> None:
@@ -375,7 +404,7 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
             att.num_heads = len(keep)
             att.all_head_size = len(keep) * d
         return
-    if mt not in ("bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet", "albert"):
+    if mt not in ("bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet", "albert", "mobilebert"):
         raise NotImplementedError(f"no independent head-pruning reference for {mt}")
     if mt == "mpnet":
         layers = _layers(model)
@@ -423,6 +452,8 @@ def _ternary_(model) -> None:
                                                           la.intermediate.dense, la.output.dense)]
     elif mt == "modernbert":
         linears = [m for la in _layers(model) for m in (la.attn.Wqkv, la.attn.Wo, la.mlp.Wi, la.mlp.Wo)]
+    elif mt == "mobilebert":  # every projection of a layer: Q/K/V/O, the stacked FFNs and the bottlenecks
+        linears = [m for la in _layers(model) for m in la.modules() if isinstance(m, torch.nn.Linear)]
     else:
         # families the structure finder refuses: pack falls back to every MatMul/Gemm weight, i.e. every
         # nn.Linear of the model (pooler and classifier included)
@@ -443,6 +474,8 @@ def case_shape(case: ModelCase) -> tuple[int, int, int]:
     layers = getattr(cfg, "num_hidden_layers", None) or cfg.n_layers
     heads = getattr(cfg, "num_attention_heads", None) or cfg.n_heads
     ffn = getattr(cfg, "intermediate_size", None) or cfg.hidden_dim
+    if case.family.startswith("mobilebert"):  # a layer's neurons are numbered across its stacked FFNs
+        ffn *= cfg.num_feedforward_networks
     return int(layers), int(heads), int(ffn)
 
 
@@ -482,12 +515,20 @@ def reference(case: ModelCase, pass_name: str, base_model):
         w, d = float(w), float(d)
         n = m.config.num_hidden_layers
         h = m.config.num_attention_heads if hasattr(m.config, "num_attention_heads") else m.config.n_heads
-        f = m.config.intermediate_size if hasattr(m.config, "intermediate_size") else m.config.hidden_dim
-        kh, kf = dynabert_heads(h, w), dynabert_neurons(f, w, h)
+        kh = dynabert_heads(h, w)
         if kh < h:
             _prune_heads(m, {i: list(range(kh, h)) for i in range(n)})
-        if kf < f:
-            _keep_ffn(m, {i: list(range(kf)) for i in range(n)})
+        # every FFN of a layer (MobileBERT stacks several) keeps its first round_to_nearest neurons
+        widths = _ffn_widths(m)
+        keep_f = {}
+        for i in range(n):
+            ids, start = [], 0
+            for f in widths[i]:
+                ids += [start + j for j in range(dynabert_neurons(f, w, h))]
+                start += f
+            keep_f[i] = ids
+        if any(len(keep_f[i]) < sum(widths[i]) for i in range(n)):
+            _keep_ffn(m, keep_f)
         keep = dynabert_layers(n, d)
         if keep != list(range(n)):
             _set_layers(m, keep)
