@@ -328,6 +328,9 @@ def _ffn_blocks(model) -> list[list[tuple[object, str, str]]]:
 
 
 def _ffn_widths(model) -> list[list[int]]:
+    """Per layer, the neuron count of each FFN (ModernBERT's GeGLU: ``Wo``'s input width)."""
+    if model.config.model_type == "modernbert":
+        return [[la.mlp.Wo.in_features] for la in _layers(model)]
     return [[_get(mod, a).out_features for mod, a, _ in blocks] for blocks in _ffn_blocks(model)]
 
 
