@@ -19,7 +19,8 @@ the p90 budget as it is, and labelled ``projected``). A candidate fits when
 
 Among the fitting candidates the one with the largest accuracy wins, then the lowest latency.
 Accuracy comes from ``accuracies`` (candidate name -> accuracy, e.g. from ``deploytool eval`` of
-each candidate; names look like ``w0.75_d1_int8``). Without it, fit ranks by an accuracy PROXY and
+each candidate; names are the variant labels every tool uses, ``w0.75-d1-int8``, and a file made
+by deploytool's passes carries its own in its metadata, see :mod:`deploytool.variant`). Without it, fit ranks by an accuracy PROXY and
 says so: the kept-parameter fraction, then precision (fp32 = fp16 > int8 > ternary > binary), which
 orders sub-networks the way DynaBERT's accuracy curves do but is not an accuracy.
 """
@@ -165,6 +166,9 @@ class FitResult:
                  f"{len(fitting)} of {len(self.candidates)} candidates fit; the largest "
                  f"{'accuracy' if self.ranking == 'accuracy' else 'proxy, then precision (fp32 = fp16 > int8 > ternary > binary),'}"
                  f" wins, then the lowest latency"]
+        if (c.width, c.depth, c.precision) == (1.0, 1.0, "fp32"):
+            lines.append("  note: the pick is the input model itself (width 1, depth 1, fp32): the output is a "
+                         "plain copy of it; nothing smaller fits better")
         for x in self.candidates:
             if x is c:
                 continue
@@ -182,44 +186,27 @@ class FitResult:
 
 
 def _name(w: float, d: float, p: str) -> str:
-    return f"w{w:g}_d{d:g}_{p}"
+    from deploytool.variant import variant_label
+
+    return variant_label(w, d, p)
+
+
+# fp16 candidates are built on any host: fit measures them here and projects them to the device
+_OPTIONS = {"fp16": {"check_host": False}}
 
 
 def _build(src: Path, work: Path, w: float, d: float, precision: str, sliced: dict) -> Path:
-    from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
+    """The candidate's file, made as recipe sweeps make variants (``passes.variants.build_variant``)."""
+    from deploytool.passes.variants import build_variant
 
-    key = (w, d)
-    if key not in sliced:
-        if (w, d) == (1.0, 1.0):
-            sliced[key] = src
-        else:
-            dst = work / f"w{w:g}_d{d:g}.onnx"
-            slice_file(src, dst, SliceConfig(width=w, depth=d))
-            sliced[key] = dst
-    base = sliced[key]
-    out = work / f"{_name(w, d, precision)}.onnx"
-    if precision == "fp32":
-        if base == src:
-            shutil.copyfile(src, out)
-        else:
-            out = base
-    elif precision == "fp16":
-        from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
-
-        convert_fp16_file(base, out, Fp16Config(check_host=False))
-    elif precision == "int8":
-        from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
-
-        quantize_int8_file(base, out, Int8Config())
-    else:
-        from deploytool.passes.pack_weights import PackConfig, pack_file
-
-        pack_file(base, out, PackConfig(weights=precision))
-    return out
+    return build_variant(src, work, w, d, precision, options=_OPTIONS.get(precision), sliced=sliced)
 
 
-def fit(config: FitConfig) -> FitResult:
-    """Build, measure and project every candidate; write the best one to ``config.output``."""
+def fit(config: FitConfig, progress=None) -> FitResult:
+    """Build, measure and project every candidate; write the best one to ``config.output``.
+
+    ``progress``: an optional callable taking one line of text, called as each stage starts."""
+    say = progress or (lambda _line: None)
     from deploytool.bench import BenchConfig, run_benchmark
     from deploytool.bench.cost_model import op_costs, project_latency
     from deploytool.onnx_io import atomic_path, atomic_write, check_output_path
@@ -233,10 +220,12 @@ def fit(config: FitConfig) -> FitResult:
         work.mkdir(parents=True, exist_ok=True)
         sliced: dict = {}
         cands: list[Candidate] = []
+        n_cands = len(config.widths) * len(config.depths) * len(config.precisions)
         for w in config.widths:
             for d in config.depths:
                 for p in config.precisions:
                     c = Candidate(_name(w, d, p), w, d, p, "")
+                    say(f"fit: building {c.name} ({len(cands) + 1} of {n_cands})")
                     try:
                         c.path = str(_build(config.model, work, w, d, p, sliced))
                         c.size_mb = os.path.getsize(c.path) / MB
@@ -250,6 +239,7 @@ def fit(config: FitConfig) -> FitResult:
         _params(built, config.model)
         host_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         threads = config.threads or max(1, min(prof.threads, host_cores))
+        say(f"fit: measuring {len(built)} candidates on this host ({threads} threads)")
         report = run_benchmark(BenchConfig(models=tuple(c.path for c in built), seq_lens=(config.seq_len,),
                                            threads=threads, runs=config.runs, warmup=config.warmup,
                                            spec=prof.session_spec(threads=threads)))

@@ -458,6 +458,11 @@ def _render_text(r: InspectReport) -> str:
     opsets = ", ".join(f"{k or 'ai.onnx'} {v}" for k, v in r.opset.items())
     lines = [f"model       {r.path}  ({_size(r.file_bytes)}, {r.num_nodes} nodes, "
              f"{r.num_initializers} initializers, opset {opsets})"]
+    from deploytool.variant import read_variant
+
+    v = read_variant(r.metadata)
+    if v is not None:  # what deploytool's passes made of the source model
+        lines.append(f"variant     {v.label} of {v.source or '?'}" + (f"  ({' -> '.join(v.chain)})" if v.chain else ""))
     if r.structure_error:
         lines.append(f"structure   not recognised: {r.structure_error}")
     else:

@@ -85,3 +85,17 @@ def test_inspect_counts_bottlenecks_as_layer_parameters(exported):
     layer_params = sum(p.numel() for p in model.encoder.parameters())
     assert roles.get("attention", 0) + roles.get("ffn", 0) == layer_params, roles
     assert [la.ffn_width for la in rep.layers] == [2 * model.config.intermediate_size] * model.config.num_hidden_layers
+
+
+def test_int8_mobilebert_is_inspected_with_its_structure(exported, tmp_path):
+    from deploytool.inspect import inspect_model
+    from deploytool.passes import transform
+    from deploytool.passes.quantize_int8 import Int8Config
+
+    path, model = exported["mobilebert"]
+    q = tmp_path / "q.onnx"
+    transform(path, q, Int8Config())
+    rep = inspect_model(q)
+    assert rep.structure_error is None and rep.family == "mobilebert"
+    assert [la.num_heads for la in rep.layers] == [model.config.num_attention_heads] * model.config.num_hidden_layers
+    assert [la.ffn_width for la in rep.layers] == [2 * model.config.intermediate_size] * model.config.num_hidden_layers

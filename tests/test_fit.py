@@ -33,19 +33,27 @@ def proxy_fit(model, tmp_path_factory):
     return out, json.loads((d / "best.onnx.fit.json").read_text()), r.output
 
 
-def test_fit_without_accuracy_ranks_by_the_stated_proxy(proxy_fit):
+def test_fit_without_accuracy_ranks_by_the_stated_proxy(proxy_fit, model):
     out, why, text = proxy_fit
     assert out.is_file()
     assert len(why["candidates"]) == 4 and why["profile"] == "kirin990" and why["seq_len"] == 16
     assert why["ranking"].startswith("proxy: kept-parameter fraction")
     # a tiny model fits Kirin 990's 20 ms budget at every candidate: full width, and fp32 before int8
-    assert why["chosen"] == "w1_d1_fp32"
+    assert why["chosen"] == "w1-d1-fp32"  # the variant labels of reports and recipes
     assert "accuracy PROXY" in text and "kept-parameter fraction" in text
-    full = next(c for c in why["candidates"] if c["name"] == "w1_d1_fp32")
-    half = next(c for c in why["candidates"] if c["name"] == "w0.5_d1_fp32")
+    full = next(c for c in why["candidates"] if c["name"] == "w1-d1-fp32")
+    half = next(c for c in why["candidates"] if c["name"] == "w0.5-d1-fp32")
     assert full["latency_source"] == "projected" and full["projected_ms"] > 0
     assert half["param_fraction"] < full["param_fraction"] == pytest.approx(1.0)
-    assert out.read_bytes() == (out.parent / "cands" / "w1_d1_fp32.onnx").read_bytes()
+    # the pick is the input itself: a plain copy, and fit says so
+    assert out.read_bytes() == model.read_bytes()
+    assert "the pick is the input model itself" in text and "plain copy" in text
+    # every built candidate names itself in its metadata, the way the report reads it
+    from deploytool.variant import file_variant
+
+    v = file_variant(out.parent / "cands" / "w0.5-d1-int8.onnx")
+    assert (v.width, v.depth, v.precision, v.label) == (0.5, 1.0, "int8", "w0.5-d1-int8")
+    assert v.chain == ("slice(w=0.5,d=1)", "int8")
 
 
 def test_fit_with_accuracies_and_a_tight_budget(model, proxy_fit, tmp_path):

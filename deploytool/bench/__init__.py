@@ -40,7 +40,8 @@ JSON schema ``deploytool.bench/1`` (what ``--json`` writes; ``load_report`` chec
                     "notes": [str]},
         "memory": {"baseline_rss_bytes": int|null (RSS before the session), "peak_rss_bytes": int,
                    "source": "VmHWM"|"ru_maxrss"},
-        "memory_measured_alone": true
+        "memory_measured_alone": true,
+        "variant": {"source", "width", "depth", "precision", "chain", "label"}|null  # deploytool.variant
       }],
       "results": [{                              # one per (seq_len, model), seq_lens outer
         "model": str, "name": str, "model_index": int, "seq_len": int, "batch": int,

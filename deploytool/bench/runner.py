@@ -270,6 +270,7 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
             "session": sess,
             "memory": mem["memory"],
             "memory_measured_alone": True,
+            "variant": _variant_record(path),
         })
     results = []
     for seq in config.seq_lens:
@@ -305,3 +306,11 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         worker=worker, models=tuple(models_info), results=tuple(results),
     )
+
+
+def _variant_record(path) -> dict[str, Any] | None:
+    """What the model is (source, width, depth, precision, pass chain), as its passes recorded it."""
+    from deploytool.variant import file_variant
+
+    v = file_variant(path)
+    return v.to_dict() if v is not None else None

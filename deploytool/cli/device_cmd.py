@@ -6,6 +6,7 @@ Each command parses options, builds one typed config, calls one library function
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -173,6 +174,8 @@ def fit(model: Path, profile_name: str, output: Path, budget_ms: str | None, acc
                        precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
                        accuracies=load_accuracy([accuracy]) if accuracy else None, runs=runs,
                        workdir=keep_candidates)
-    result = run(config)
+    # progress on a terminal only: piped or captured stderr keeps the one-line error contract
+    tty = sys.stderr.isatty()
+    result = run(config, progress=(lambda line: click.echo(line, err=True)) if tty else None)
     click.echo(result.why())
     click.echo(f"wrote {result.output} and {result.why_path}")

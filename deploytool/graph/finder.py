@@ -918,15 +918,11 @@ class _Finder:
     def bottleneck(self, r: ir.Value) -> tuple[Linear, ir.Value] | None:
         """(projection, its input) when ``r`` is ``norm(projection(input))``: a bottleneck (MobileBERT)."""
         v = self._norm_input(r)
-        p = v.producer() if v is not None else None
-        if p is None:
+        if v is None or v.producer() is None:
             return None
-        if p.op_type == "Add" and len(p.inputs) == 2 and p.op_type not in LINEAR_OPS:
-            a, b = p.inputs
-            q = a if self.cone.is_const(b) else b if self.cone.is_const(a) else None
-            p = q.producer() if q is not None else None
-        lin = self.linear(p)
-        if lin is None or self.linear_output(lin) is not v:
+        # back through the bias Add (and an int8 projection's dequantizing Mul) to the projection
+        lin, _, part = self.trace(v)
+        if lin is None or part is not None or self.linear_output(lin) is not v:
             return None
         return lin, self.source(lin.node.inputs[0])
 

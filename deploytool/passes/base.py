@@ -62,12 +62,26 @@ class DeployPass(ir.passes.InPlacePass):
 
     def __call__(self, model_or_result: ir.Model | ir.passes.PassResult, /) -> DeployPassResult:
         try:
-            return super().__call__(model_or_result)  # type: ignore[return-value]
+            result = super().__call__(model_or_result)
         except (ir.passes.PreconditionError, ir.passes.PostconditionError) as e:
             cause = e.__cause__
             if isinstance(cause, DeployError):
                 raise cause from None
             raise
+        if result.modified:  # the model now is another variant: say which, in the file itself
+            step = self.variant_step(result.stats)
+            if step is not None:
+                from deploytool.variant import record_step
+
+                props = result.model.metadata_props
+                v = record_step(props, **step, fallback_source=_seed_source(result.model))
+                result.stats["variant"] = v.label
+        return result  # type: ignore[return-value]
+
+    def variant_step(self, stats: dict[str, Any]) -> dict[str, Any] | None:
+        """How this pass changes the model's variant record (:mod:`deploytool.variant`): ``{"step":
+        name, "width_factor": .., "depth_factor": .., "precision": ..}``; None records nothing."""
+        return None
 
     def min_output_cosine(self) -> float | None:
         """For a lossy pass (int8, fp16): the least cosine similarity each float output must keep to
@@ -90,6 +104,38 @@ class DeployPass(ir.passes.InPlacePass):
         """True when the output must compute what the input computes (the file runner's gate then
         compares the two on the same inputs). False unless a pass says otherwise."""
         return False
+
+
+def _seed_source(model: ir.Model) -> str:
+    return model.graph.name or "model"
+
+
+def _seed_variant(model: ir.Model, src: str | os.PathLike) -> None:
+    """Give a model no deploytool pass has touched its variant record, named after its source (the
+    export's ``deploytool.source``, else the input file's name) and with its stored precision."""
+    from deploytool.variant import KEY, seed_variant
+
+    props = model.metadata_props
+    if KEY in props:
+        return
+    v = seed_variant(props, Path(src).stem)
+    packing = props.get("deploytool.packing")
+    precision = v.precision
+    if packing:
+        import json
+
+        try:
+            schemes = {str(e.get("scheme")) for e in json.loads(packing).values() if isinstance(e, dict)}
+        except (ValueError, AttributeError):
+            schemes = set()
+        precision = "binary" if schemes == {"binary"} else "ternary"
+    elif any(t.const_value is not None and t.const_value.dtype == ir.DataType.FLOAT16
+             for t in model.graph.initializers.values()):
+        precision = "fp16"
+    elif any(t.const_value is not None and t.const_value.dtype in (ir.DataType.INT8, ir.DataType.UINT8)
+             and len(t.const_value.shape) == 2 for t in model.graph.initializers.values()):
+        precision = "int8"
+    props[KEY] = dataclasses.replace(v, precision=precision).to_json()
 
 
 def file_size(path: str | os.PathLike) -> int:
@@ -136,6 +182,7 @@ def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathL
     data_files: list[Path] = []
     model = onnx_io.load_model(src, data_files=data_files)
     bytes_before = input_bytes(src, data_files)
+    _seed_variant(model, src)
     result = pass_(model)
     if not result.modified and finalize is None and not data_files:
         # nothing changed (e.g. width = depth = 1): the output is a byte copy of the input, which

@@ -52,6 +52,9 @@ class Fp16ConvertPass(DeployPass):
         super().__init__()
         self.config = config
 
+    def variant_step(self, stats: dict) -> dict:
+        return {"step": "fp16", "precision": "fp16"}
+
     def min_output_cosine(self) -> float | None:
         return 0.99  # the gate refuses an output this far from the input's (a broken model, not rounding)
 

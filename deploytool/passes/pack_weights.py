@@ -639,6 +639,12 @@ class PackWeightsPass(DeployPass):
         super().__init__()
         self.config = config
 
+    def variant_step(self, stats: dict) -> dict:
+        c = self.config
+        w = c.weights.value if isinstance(c.weights, WeightScheme) else str(c.weights)
+        r = c.runtime.value if isinstance(c.runtime, Runtime) else str(c.runtime)
+        return {"step": f"pack({w},{r})", "precision": w}
+
     def gate_reference(self, src):
         """The input with its weights replaced by the quantizer's fp32 values (:class:`FakeQuantWeightsPass`):
         with fp32 activations (``memory``, accuracy level 0) the packed model must equal it; with int8

@@ -176,6 +176,9 @@ class Int8QuantizePass(DeployPass):
         super().__init__()
         self.config = config
 
+    def variant_step(self, stats: dict) -> dict:
+        return {"step": "int8", "precision": "int8"}
+
     def min_output_cosine(self) -> float | None:
         return 0.9  # the gate refuses an output this far from the input's (a broken model, not rounding)
 

@@ -49,7 +49,9 @@ class Variant:
 
     @property
     def label(self) -> str:
-        return f"w{self.width:g}-d{self.depth:g}-{self.precision.value}"
+        from deploytool.variant import variant_label
+
+        return variant_label(self.width, self.depth, self.precision.value)
 
 
 @dataclasses.dataclass

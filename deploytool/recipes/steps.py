@@ -162,12 +162,16 @@ def pass_config(step: PassStep, where: str):
 
 
 def precision_config(prec: Precision, params: dict[str, Any], where: str):
-    """The typed config of the pass that makes ``prec`` (fp32 needs none)."""
+    """The typed config of the pass that makes ``prec`` (fp32 needs none): the one that ``fit`` uses too
+    (``passes.variants.precision_pass_config``), with the recipe's file:key in its messages."""
+    from deploytool.passes.variants import precision_pass_config
+
     if prec not in _PRECISION_CONFIGS:
         raise ConfigError(f"{where}: precision {prec.value} needs no pass")
-    if prec in (Precision.TERNARY, Precision.BINARY):
-        params = {"weights": prec.value, **params}
-    return _build(_load(_PRECISION_CONFIGS[prec]), where, **params)
+    try:
+        return precision_pass_config(prec.value, params)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def _run_pass(cfg, src: Path, tmp: Path) -> dict[str, str]:
@@ -185,8 +189,11 @@ def pass_step(step: PassStep, src: Path, tmp: Path, where: str) -> dict[str, str
 
 def slice_step(src: Path, width: float, depth: float, tmp: Path, rounding: str = "dynabert") -> dict[str, str]:
     from deploytool.passes.slice_subnetwork import SliceConfig
+    from deploytool.passes.variants import slice_config
 
-    return _run_pass(SliceConfig(width=width, depth=depth, rounding=rounding), src, tmp)
+    # fit's slice (passes.variants); width = depth = 1 still runs the pass so the step has its file
+    cfg = slice_config(width, depth, rounding) or SliceConfig(width=width, depth=depth, rounding=rounding)
+    return _run_pass(cfg, src, tmp)
 
 
 def precision_step(prec: Precision, options: dict[str, Any], src: Path, tmp: Path) -> dict[str, str]:

@@ -106,9 +106,11 @@ class ReportRow:
     budget_why: str
     cost_model_error: float | None = None  # (projected - measured)/measured where the device is the host
     # added for the grouped report (JSON rows only gain fields):
-    variant: str = ""  # DynaBERT sub-network, e.g. "w0.5-d1" (from the file name, else from arch)
+    variant: str = ""  # DynaBERT sub-network, e.g. "w0.5-d1" (recorded by the passes, else from arch)
     width: float | None = None  # kept fraction of heads/FFN
     depth: float | None = None  # kept fraction of layers
+    # what the passes recorded in the file (deploytool.variant): source, width, depth, precision, chain
+    variant_record: dict[str, Any] | None = None
     budget_failed: list[str] = dataclasses.field(default_factory=list)  # "latency" | "memory" | "size"
 
     def to_dict(self) -> dict[str, Any]:
@@ -254,9 +256,16 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     for rep in reports:
         host = rep.get("host", {})
         threads_measured = int(rep["config"].get("threads") or 1)
+        recorded = {m.get("index"): m.get("variant") for m in rep.get("models", []) if isinstance(m, dict)}
         for res in rep["results"]:
             path = res["model"]
             prec, arch, params = facts.setdefault(path, _model_facts(path))
+            record = recorded.get(res.get("model_index"))
+            if record is None:  # a bench JSON from before the record existed: read the file if it is here
+                from deploytool.variant import file_variant
+
+                v = file_variant(path) if Path(path).is_file() else None
+                record = v.to_dict() if v is not None else None
             lat = res["latency_ms"]
             p50, p90 = float(lat["p50_ms"]), float(lat["p90_ms"])
             for prof in profiles:
@@ -297,7 +306,8 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     device_latency_ms=dev_lat, device_latency_source=source, budget_ms=budget_ms,
                     budget_memory_mb=prof.budgets.peak_memory_mb, budget_size_mb=prof.budgets.model_size_mb,
                     budget_pass=ok, budget_why=why,
-                    cost_model_error=((proj.latency_ms - p50) / p50 if (is_host and proj and p50 > 0) else None)))
+                    cost_model_error=((proj.latency_ms - p50) / p50 if (is_host and proj and p50 > 0) else None),
+                    variant_record=record))
     for p in device_rows:
         rows.extend(_device_rows(p, config))
     biggest = max((r.params for r in rows if r.params), default=None)
@@ -343,20 +353,20 @@ def _failed(r: ReportRow) -> list[str]:
     return out
 
 
-_WD = re.compile(r"(?:^|[-_.])w(\d*\.?\d+)[-_]d(\d*\.?\d+)(?=$|[-_.])")
 _ARCH = re.compile(r"^L(\d+) H(\d+)")
 
 
 def _variants(rows: Sequence[ReportRow]) -> None:
-    """Width/depth of each row: from the name (``...-w0.5-d1-int8``), else from its layers and heads
-    relative to the largest model in the report."""
+    """Width/depth of each row: as the passes recorded them in the model (``deploytool.variant``, carried
+    by the bench JSON), else from its layers and heads relative to the largest model in the report.
+    File names are never read."""
     archs = {id(r): _ARCH.match(r.arch) for r in rows}
     top_l = max((int(m.group(1)) for m in archs.values() if m), default=0)
     top_h = max((int(m.group(2)) for m in archs.values() if m), default=0)
     for r in rows:
-        m = _WD.search(Path(r.model_path).stem) or _WD.search(r.model)
-        if m:
-            r.width, r.depth = float(m.group(1)), float(m.group(2))
+        rec = r.variant_record
+        if rec:
+            r.width, r.depth = float(rec["width"]), float(rec["depth"])
         elif archs[id(r)] and top_l and top_h:
             a = archs[id(r)]
             r.width, r.depth = round(int(a.group(2)) / top_h, 3), round(int(a.group(1)) / top_l, 3)

@@ -1,0 +1,86 @@
+"""The one way to make a (width, depth, precision) variant of a model: used by ``fit`` and recipe sweeps.
+
+A variant is a DynaBERT slice (none at width = depth = 1) followed by the pass that stores the
+weights at the precision asked for (none for fp32): ``fp16`` -> :class:`Fp16Config`, ``int8`` ->
+:class:`Int8Config`, ``ternary``/``binary`` -> :class:`PackConfig`. Each pass records what it did in
+the file (:mod:`deploytool.variant`), so the result names itself ``w0.5-d0.75-int8`` wherever it goes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from deploytool.errors import ConfigError
+from deploytool.variant import PRECISIONS, variant_label
+
+__all__ = ["slice_config", "precision_pass_config", "variant_configs", "build_variant", "variant_label"]
+
+
+def slice_config(width: float, depth: float, rounding: str = "dynabert"):
+    """The slice of a variant, or None at width = depth = 1 (the model itself)."""
+    from deploytool.passes.slice_subnetwork import SliceConfig
+
+    if (float(width), float(depth)) == (1.0, 1.0):
+        return None
+    return SliceConfig(width=width, depth=depth, rounding=rounding)
+
+
+def precision_pass_config(precision: str, options: Mapping[str, Any] | None = None):
+    """The typed config of the pass that stores weights at ``precision`` (None for fp32); ``options``
+    are that config's own fields (e.g. ``{"per_channel": False}`` for int8)."""
+    opts = dict(options or {})
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        if opts:
+            raise ConfigError(f"precision fp32 takes no options (got {', '.join(sorted(opts))})")
+        return None
+    if precision == "fp16":
+        from deploytool.passes.fp16 import Fp16Config as cls
+    elif precision == "int8":
+        from deploytool.passes.quantize_int8 import Int8Config as cls
+    else:
+        from deploytool.passes.pack_weights import PackConfig as cls
+
+        opts = {"weights": precision, **opts}
+    try:
+        return cls(**opts)
+    except TypeError as e:  # an unknown field: "got an unexpected keyword argument 'x'"
+        raise ConfigError(str(e).split("__init__() ")[-1]) from None
+
+
+def variant_configs(width: float, depth: float, precision: str, options: Mapping[str, Any] | None = None,
+                    rounding: str = "dynabert") -> list:
+    """The pass configs that make the variant, in order (an empty list: the model itself)."""
+    return [c for c in (slice_config(width, depth, rounding), precision_pass_config(precision, options))
+            if c is not None]
+
+
+def build_variant(src: str | os.PathLike, work: str | os.PathLike, width: float, depth: float, precision: str, *,
+                  options: Mapping[str, Any] | None = None, sliced: dict | None = None,
+                  rounding: str = "dynabert") -> Path:
+    """Write variant (width, depth, precision) of ``src`` into the folder ``work`` and return its path
+    (``src`` itself for the full fp32 model). ``sliced`` caches slices between calls (one slice feeds
+    every precision of the same width and depth)."""
+    from deploytool.passes import transform
+
+    work = Path(work)
+    sliced = {} if sliced is None else sliced
+    key = (float(width), float(depth), rounding)
+    cut = slice_config(width, depth, rounding)
+    if key not in sliced:
+        if cut is None:
+            sliced[key] = Path(src)
+        else:
+            dst = work / f"{variant_label(width, depth, 'fp32')}.onnx"
+            transform(src, dst, cut)
+            sliced[key] = dst
+    base = sliced[key]
+    conv = precision_pass_config(precision, options)
+    if conv is None:
+        return base
+    out = work / f"{variant_label(width, depth, precision)}.onnx"
+    transform(base, out, conv)
+    return out

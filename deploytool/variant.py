@@ -1,0 +1,119 @@
+"""What a model file is, as data: its source model, width, depth, precision and the passes that made it.
+
+Every pass records it in the model's ``metadata_props["deploytool.variant"]`` (JSON, below), so that
+the bench JSON, the report and ``fit`` read a variant's width, depth and precision from the file
+itself, never from its name. ``width`` and ``depth`` are relative to the source model (the model
+before the first deploytool pass, or deploytool's export): after ``slice`` they are its multipliers
+as DynaBERT names them (``(0.5, 0.75)``, although 6 layers at depth 0.75 keep 4), after a pruning
+pass the share of attention heads per layer and of layers it kept; chained passes multiply.
+``precision`` is how the weights are stored (fp32, fp16, int8, ternary, binary).
+
+Format (version 1)::
+
+    {"version": 1, "source": "all-MiniLM-L6-v2", "width": 0.5, "depth": 0.6667,
+     "precision": "int8", "chain": ["slice(w=0.5,d=0.75)", "int8"]}
+
+The label of a variant is ``w<width>-d<depth>-<precision>`` (``w0.5-d0.667-int8``), the same in the
+report, ``fit`` and recipes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Mapping
+
+KEY = "deploytool.variant"
+VERSION = 1
+PRECISIONS = ("fp32", "fp16", "int8", "ternary", "binary")
+
+__all__ = ["KEY", "Variant", "variant_label", "read_variant", "seed_variant", "record_step"]
+
+
+def _fmt(x: float) -> str:
+    return f"{round(float(x), 3):g}"
+
+
+def variant_label(width: float, depth: float, precision: str) -> str:
+    """``w0.5-d0.75-int8``: the one spelling of a variant's name."""
+    return f"w{_fmt(width)}-d{_fmt(depth)}-{precision}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    source: str
+    width: float = 1.0
+    depth: float = 1.0
+    precision: str = "fp32"
+    chain: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return variant_label(self.width, self.depth, self.precision)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": VERSION, "source": self.source, "width": round(self.width, 4),
+                "depth": round(self.depth, 4), "precision": self.precision, "chain": list(self.chain),
+                "label": self.label}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> Variant | None:
+        """The record, or None when it is not a version-1 variant record (never raises)."""
+        if not isinstance(obj, dict) or obj.get("version") != VERSION:
+            return None
+        try:
+            width, depth = float(obj["width"]), float(obj["depth"])
+            precision = str(obj["precision"])
+            chain = tuple(str(s) for s in obj.get("chain", ()))
+            source = str(obj.get("source", ""))
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not (0 < width <= 1 and 0 < depth <= 1) or precision not in PRECISIONS:
+            return None
+        return cls(source=source, width=width, depth=depth, precision=precision, chain=chain)
+
+
+def read_variant(metadata: Mapping[str, str]) -> Variant | None:
+    """The variant recorded in a model's metadata props (a mapping key -> value), or None."""
+    raw = metadata.get(KEY)
+    if not raw:
+        return None
+    try:
+        return Variant.from_dict(json.loads(raw))
+    except ValueError:
+        return None
+
+
+def file_variant(path) -> Variant | None:
+    """The variant recorded in an ONNX file (read without its weights), or None."""
+    from deploytool.onnx_io import load_proto
+
+    try:
+        proto = load_proto(path, load_external_data=False)
+    except Exception:  # noqa: BLE001 - unreadable here: the caller's own loading names the problem
+        return None
+    return read_variant({p.key: p.value for p in proto.metadata_props})
+
+
+def seed_variant(metadata: Mapping[str, str], fallback_source: str) -> Variant:
+    """The model's record, or a fresh one for a model no deploytool pass has touched: the full
+    model at its stored precision, named by the export's ``deploytool.source`` or ``fallback_source``."""
+    v = read_variant(metadata)
+    if v is not None:
+        return v
+    source = metadata.get("deploytool.source") or fallback_source
+    return Variant(source=str(source))
+
+
+def record_step(metadata: dict[str, str] | Any, step: str, *, width_factor: float = 1.0,
+                depth_factor: float = 1.0, precision: str | None = None, fallback_source: str = "model") -> Variant:
+    """Update the record in ``metadata`` (a model's ``metadata_props``) after a pass: width and depth
+    scale by the pass's factors, precision is replaced when given, ``step`` joins the chain."""
+    v = seed_variant(metadata, fallback_source)
+    new = dataclasses.replace(v, width=min(1.0, v.width * width_factor), depth=min(1.0, v.depth * depth_factor),
+                              precision=precision or v.precision, chain=v.chain + (step,))
+    metadata[KEY] = new.to_json()
+    return new
