@@ -91,7 +91,7 @@ class AccuracyRecord:
                              "ci95": None if self.low is None else [round(self.low, 3), round(self.high, 3)],
                              "examples": self.examples}
         if with_scores and self.scores is not None:
-            if self.binary:
+            if self.metric == "accuracy" and self.binary:
                 d["correct"] = "".join("1" if v else "0" for v in self.scores)
             else:
                 d["scores"] = [round(float(v), 4) for v in self.scores]
@@ -126,7 +126,7 @@ def compare(a: AccuracyRecord, b: AccuracyRecord) -> Comparison:
         return Comparison(None, 0, 0, 0, "evaluated on different examples")
     p, better, worse = sign_test(a.scores, b.scores)
     return Comparison(p, better, worse, int(a.scores.size),
-                      "McNemar (exact)" if a.binary and b.binary else "sign test (exact)")
+                      "McNemar (exact)" if a.metric == "accuracy" and a.binary and b.binary else "sign test (exact)")
 
 
 @dataclasses.dataclass
@@ -244,7 +244,7 @@ def _record(p: Path, name: str, item: dict, scale: float) -> AccuracyRecord:
     if isinstance(ci, list) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci):
         low, high = float(ci[0]) * scale, float(ci[1]) * scale
     elif scores is not None and scores.size:
-        r = (AccuracyRecord.from_correct(scores.astype(bool)) if np.all((scores == 0) | (scores == 1))
+        r = (AccuracyRecord.from_correct(scores.astype(bool)) if metric == "accuracy"
              else AccuracyRecord.from_scores(scores, metric=metric, examples=None))
         low, high = r.low, r.high
     elif n is not None and metric == "accuracy":

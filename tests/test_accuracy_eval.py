@@ -138,7 +138,7 @@ def test_split_all_and_test_file_cover_every_row(trained, tmp_path):
     out = tmp_path / "p.json"
     _ok(["eval", str(trained["model"]), "--test-file", str(one), "-o", str(out), "--threads", "1"])
     r = json.loads(out.read_text())
-    assert r["n"] == 15 and r["correct"] == sum(1 for p in r["predictions"]["pred"] if p == 1)
+    assert r["n"] == 15 and r["n_correct"] == sum(1 for p in r["predictions"]["pred"] if p == 1)
     lo, hi = r["ci95"]
     assert lo <= r["accuracy"] <= hi
 

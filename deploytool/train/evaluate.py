@@ -44,7 +44,7 @@ def metrics(pred: np.ndarray, labels: np.ndarray, num_labels: int, ids=None) -> 
         fp = int(((pred == c) & (labels != c)).sum())
         fn = int(((pred != c) & (labels == c)).sum())
         f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
-    out = {"accuracy": round(100 * k / n, 3) if n else float("nan"), "correct": k, "n": n,
+    out = {"accuracy": round(100 * k / n, 3) if n else float("nan"), "n_correct": k, "n": n,
            "ci95": [round(100 * lo, 3), round(100 * hi, 3)],
            "f1_macro": round(100 * float(np.mean(f1s)), 3)}
     if ids is not None:
