@@ -60,3 +60,28 @@ def test_headline_and_report_show_the_reference_and_shares(run):
     rows = json.loads((run.report_dir / "report.json").read_text())["rows"]
     assert all(r["accuracy_n"] == 24 and r["accuracy_low"] <= r["accuracy"] <= r["accuracy_high"] for r in rows)
     assert run.picks and all("x86-host" in p for p in run.picks)
+
+
+def test_embedding_recipe_uses_recall_at_10_as_its_accuracy(tmp_path):
+    from deploytool.testing.tiny import tiny_model
+    from deploytool.testing.toy_text import toy_tokenizer
+
+    tiny_model("bert", task="feature-extraction", layers=2, hidden=32, heads=4, ffn=64, weight_scale=5.0
+               ).save_pretrained(tmp_path / "enc", safe_serialization=True)
+    toy_tokenizer(tmp_path / "enc")
+    toy_csv(tmp_path / "toy.csv", n=120)
+    doc = {"schema_version": 1, "name": "emb", "model": {"path": "enc"}, "task": "feature-extraction",
+           "export": {"exporter": "torch"}, "passes": [],
+           "sweep": {"width": [1.0, 0.5], "depth": [1.0], "precision": ["fp32", "int8"]},
+           "devices": ["x86-host"], "bench": {"seq_lens": [8], "runs": 2, "warmup": 0},
+           "eval": {"data": "toy.csv", "max_examples": 100, "max_length": 32}}
+    p = tmp_path / "emb.yaml"
+    p.write_text(yaml.safe_dump(doc, sort_keys=False))
+    res = run_recipe(load_recipe(p), tmp_path / "out")
+    recs = {r["label"]: r for r in json.loads((res.out_dir / "accuracy.json").read_text())}
+    assert all(r["metric"] == "recall@10" and r["n"] == 100 and len(r["scores"]) == 100 for r in recs.values())
+    assert recs["w1-d1-fp32"]["accuracy"] == pytest.approx(100.0)  # the exported model is the reference
+    assert recs["w0.5-d1-fp32"]["accuracy"] < 100.0 and recs["w0.5-d1-fp32"]["cosine_mean"] < 1.0
+    rows = json.loads((res.report_dir / "report.json").read_text())["rows"]
+    assert {r["accuracy_metric"] for r in rows} == {"recall@10"}
+    assert "recall@10" in (res.report_dir / "report.md").read_text()

@@ -176,7 +176,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
     key, sdir, outs = r.step("export", "export", {"export": rec.export, "task": rec.task}, [key],
                              lambda tmp: S.export_step(folder, rec.export, rec.task, tmp,
                                                        source=f"recipe {rec.name}: {rec.model.ref} -> {key[:12]}"))
-    exported = sdir / outs["model"]
+    exported, export_key = sdir / outs["model"], key
 
     # 4. passes applied before the sweep (reorder, prune-heads, ...)
     base_key, base_path = key, exported
@@ -222,9 +222,11 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
         records = []
         for v in variants:
             # the key names the record's kind: evals cached before per-example predictions were kept rerun
+            emb = rec.task == "feature-extraction"  # judged against the exported fp32 model's neighbours
             _, edir, outs = r.step(f"eval {v.label}", "eval", {"eval": rec.eval, "record": "per-example"},
-                                   [v.key, f"tok:{model_digest}"],
-                                   lambda tmp, v=v: S.eval_step(v.path, folder, rec.eval, tmp))
+                                   [v.key, f"tok:{model_digest}"] + ([f"ref:{export_key}"] if emb else []),
+                                   lambda tmp, v=v, emb=emb: S.eval_step(v.path, folder, rec.eval, tmp,
+                                                                         reference=exported if emb else None))
             metrics = json.loads((edir / outs["metrics"]).read_text())
             records.append({"model": str(v.path), "label": v.label, **S.accuracy_entry(metrics)})
         if teacher is not None and rec.task == "sequence-classification":

@@ -196,13 +196,22 @@ def precision_step(prec: Precision, options: dict[str, Any], src: Path, tmp: Pat
 # ------------------------------------------------------------------------------------------ eval
 
 
-def eval_step(model: Path, tokenizer_dir: Path, spec: EvalSpec, tmp: Path) -> dict[str, str]:
+def eval_step(model: Path, tokenizer_dir: Path, spec: EvalSpec, tmp: Path, *,
+              reference: Path | None = None) -> dict[str, str]:
+    """Accuracy of a classifier on the spec's split; for an embedding model (``reference`` given: the
+    exported fp32 model), recall@10 of the reference's neighbours over the first ``max_examples``
+    texts of ``spec.data`` (1,000 by default)."""
     from deploytool.train.evaluate import evaluate
     from deploytool.train.config import DataConfig, EvalConfig
 
-    cfg = EvalConfig(model=model, tokenizer=tokenizer_dir, split=spec.split,
-                     data=DataConfig(data=spec.data, max_length=spec.max_length, max_eval=spec.max_examples),
-                     output=tmp / "metrics.json")
+    if reference is not None:
+        cfg = EvalConfig(model=model, tokenizer=tokenizer_dir, reference=reference, corpus=spec.data,
+                         max_queries=spec.max_examples or 1000, data=DataConfig(data=None, max_length=spec.max_length),
+                         output=tmp / "metrics.json")
+    else:
+        cfg = EvalConfig(model=model, tokenizer=tokenizer_dir, split=spec.split,
+                         data=DataConfig(data=spec.data, max_length=spec.max_length, max_eval=spec.max_examples),
+                         output=tmp / "metrics.json")
     evaluate(cfg)
     return {"metrics": "metrics.json"}
 
