@@ -146,6 +146,7 @@ class Candidate:
     accuracy: float | None = None
     accuracy_n: int | None = None
     accuracy_ci95: list[float] | None = None
+    accuracy_metric: str = "accuracy"  # "recall@10" for embedding models (deploytool eval of such a model)
     host_p50_ms: float | None = None
     host_p90_ms: float | None = None
     peak_memory_mb: float | None = None
@@ -175,7 +176,7 @@ class FitResult:
 
     def why(self) -> str:
         c = self.chosen
-        acc = (f"accuracy {_acc_text(c)}" if self.ranking == "accuracy"
+        acc = (f"{c.accuracy_metric} {_acc_text(c)}" if self.ranking == "accuracy"
                else f"accuracy PROXY {c.param_fraction:.3f} (kept-parameter fraction; no accuracy given)")
         fitting = [x for x in self.candidates if x.fits]
         lines = [f"picked {c.name} for {self.profile} at seq {self.seq_len}: {acc}, {c.latency_source} "
@@ -190,7 +191,7 @@ class FitResult:
         for x in self.candidates:
             if x is c:
                 continue
-            score = (f"accuracy {_acc_text(x)}" if x.accuracy is not None else
+            score = (f"{x.accuracy_metric} {_acc_text(x)}" if x.accuracy is not None else
                      f"proxy {x.param_fraction:.3f}" if x.param_fraction is not None else "")
             lat = f"{x.device_p90_ms:.2f} ms" if x.device_p90_ms is not None else "not measured"
             state = "fits, ranked lower" if x.fits else "rejected: " + "; ".join(x.reasons or [x.error or "?"])
@@ -297,6 +298,7 @@ def fit(config: FitConfig) -> FitResult:
         for c in built:
             rec = accs.get(c.name)
             c.accuracy = rec.value if rec is not None else None
+            c.accuracy_metric = rec.metric if rec is not None else "accuracy"
             if rec is not None and rec.n is not None and rec.low is not None:
                 c.accuracy_n, c.accuracy_ci95 = rec.n, [round(rec.low, 3), round(rec.high, 3)]
             if c.device_p90_ms > budget:

@@ -116,3 +116,31 @@ def test_embedding_eval_bad_input_is_one_line(encoder, tmp_path):
     tiny.write_text("one\ntwo\n")
     r = CliRunner().invoke(main, ["eval", str(folder / "q.onnx"), "--corpus", str(tiny)])
     assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "need more than 11" in r.stderr
+
+
+def test_fit_ranks_embedding_variants_by_recall(encoder, tmp_path):
+    """fit with the candidates' embedding evals: recall@10 is the accuracy column, with n and interval."""
+    folder, corpus = encoder
+    grid = ["--widths", "1,0.5", "--depths", "1", "--precisions", "fp32,int8", "--runs", "2", "--seq-len", "16"]
+    keep = tmp_path / "cands"
+    r = CliRunner().invoke(main, ["fit", str(folder / "m.onnx"), "--profile", "kirin990", "-o", str(tmp_path / "p.onnx"),
+                                  "--budget-ms", "1000", "--keep-candidates", str(keep), *grid])
+    assert r.exit_code == 0, r.output
+    records = []
+    # fit keeps a sliced fp32 candidate under the slice's name (w0.5_d1.onnx): name the records by candidate
+    files = {"w1_d1_fp32": "w1_d1_fp32", "w1_d1_int8": "w1_d1_int8", "w0.5_d1_fp32": "w0.5_d1", "w0.5_d1_int8": "w0.5_d1_int8"}
+    for name, stem in files.items():
+        out = tmp_path / f"{name}.json"
+        _eval(keep / f"{stem}.onnx", "--corpus", corpus, "--reference", folder / "m.onnx", "--tokenizer", folder,
+              "-o", out)
+        records.append({**json.loads(out.read_text()), "model": name})
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps(records))
+    r = CliRunner().invoke(main, ["fit", str(folder / "m.onnx"), "--profile", "kirin990", "-o", str(tmp_path / "b.onnx"),
+                                  "--budget-ms", "1000", "--accuracy", str(acc), *grid])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "b.onnx.fit.json").read_text())
+    by = {c["name"]: c for c in res["candidates"]}
+    assert by["w1_d1_fp32"]["accuracy"] == pytest.approx(100.0) and by["w1_d1_fp32"]["accuracy_metric"] == "recall@10"
+    assert by["w0.5_d1_fp32"]["accuracy"] < by["w1_d1_int8"]["accuracy"]  # a half-width slice loses neighbours
+    assert "recall@10" in r.output and "n=150" in r.output
