@@ -66,7 +66,11 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--out", type=Path, default=RESULTS / "embedding_quality.json")
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the existing JSON")
     args = ap.parse_args()
+    if args.markdown_only:
+        args.out.with_suffix(".md").write_text(markdown(json.loads(args.out.read_text())))
+        return 0
 
     import numpy as np
     import torch
@@ -152,16 +156,21 @@ def main() -> int:
 def markdown(res: dict) -> str:
     m = res["machine"]
     lines = [f"# Embedding quality of MiniLM-L6 variants ({res['date_utc'][:10]})", "",
-             f"Machine: {m['cpu']['model']} (CPU family {m['cpu']['family']}, {m['cpu']['cores_usable']} usable cores), "
+             f"Machine: {m['cpu']['model']} (CPU family {m['cpu']['family']}"
+             f"{', AVX-512 VNNI' if m['cpu'].get('avx512_vnni') else ''}{', AMX' if m['cpu'].get('amx') else ''}, "
+             f"{m['cpu']['cores_usable']} usable cores), "
              f"load average {m['load_average_start'][0]} at the start, {m['load_average_end'][0]} at the end; "
              f"{res['threads']} threads; {res['total_seconds']:.0f} s.",
              f"Reference: {res['reference']}. Corpus: the first {res['corpus']['texts']} distinct reviews of "
              f"{res['corpus']['source']}, up to {res['corpus']['max_length']} tokens. Passes: {res['passes']}.", "",
-             "| variant | MB | cosine mean | cosine worst | recall@10 % [95% CI] | sign test vs full size (p) |",
-             "|---|---|---|---|---|---|"]
+             f"recall@10 by chance: {100 * 10 / (res['corpus']['texts'] - 1):.1f}%. p: exact sign test of the "
+             "per-query recall@10 against the full-size variant of the same precision, and against fp32 of the "
+             "same slice (worse/better queries in the JSON).", "",
+             "| variant | MB | cosine mean | cosine worst | recall@10 % [95% CI] | p vs full size | p vs fp32 |",
+             "|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
-        t = r.get("sign_test_vs_full_size")
-        p = "-" if not t else f"{t['p']:.2g}"
+        t, f = r.get("sign_test_vs_full_size"), r.get("sign_test_vs_fp32")
+        p = ("-" if not t else f"{t['p']:.2g}") + " | " + ("-" if not f else f"{f['p']:.2g}")
         lines.append(f"| {r['variant']} | {r['size_mb']:.1f} | {r['cosine_mean']:.4f} | {r['cosine_min']:.4f} | "
                      f"{r['recall_at_10']:.1f} [{r['recall_ci95'][0]:.1f}-{r['recall_ci95'][1]:.1f}] | "
                      f"{p} |")

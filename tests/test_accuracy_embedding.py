@@ -144,3 +144,10 @@ def test_fit_ranks_embedding_variants_by_recall(encoder, tmp_path):
     assert by["w1_d1_fp32"]["accuracy"] == pytest.approx(100.0) and by["w1_d1_fp32"]["accuracy_metric"] == "recall@10"
     assert by["w0.5_d1_fp32"]["accuracy"] < by["w1_d1_int8"]["accuracy"]  # a half-width slice loses neighbours
     assert "recall@10" in r.output and "n=150" in r.output
+
+
+def test_eval_of_a_headless_folder_says_what_to_do(encoder):
+    folder, _ = encoder
+    r = CliRunner().invoke(main, ["eval", str(folder)])
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+    assert "no classification head" in r.stderr and "export it and eval the .onnx" in r.stderr

@@ -145,3 +145,15 @@ def test_records_roundtrip_through_files(tmp_path):
     assert got.value == 80.0 and got.n == 100 and np.array_equal(got.scores, r.scores)
     assert compare(got, r).p == 1.0
     assert s.reference.value == 81.0 and s.reference.low < 81 < s.reference.high
+
+
+def test_printed_labels_carry_n_and_the_interval():
+    from deploytool.train.evaluate import acc_label
+
+    # a record with n only (DynaBERT's grid): the interval comes from the count right, 12 of 24
+    lab = acc_label({"accuracy": 50.0, "n": 24})
+    lo, hi = _score_bound(12, 24, upper=False), _score_bound(12, 24, upper=True)
+    assert lab == f"50.00% [95% CI {100 * lo:.2f}-{100 * hi:.2f}] n=24"
+    assert acc_label({"accuracy": 50.0}) == "50.00%"  # no n: no interval invented
+    r = _rec([1] * 7 + [0] * 3)
+    assert r.label() == f"70.0% [{100 * _score_bound(7, 10, False):.1f}-{100 * _score_bound(7, 10, True):.1f}] n=10"

@@ -114,6 +114,15 @@ class _Runner:
         return key, folder, outputs
 
 
+def _is_classifier(folder: Path) -> bool:
+    """A Hugging Face folder with a sequence-classification head (a teacher worth a reference row)."""
+    try:
+        archs = json.loads((Path(folder) / "config.json").read_text()).get("architectures") or []
+    except (OSError, ValueError, AttributeError):
+        return False
+    return any("SequenceClassification" in a for a in archs)
+
+
 def check_recipe(recipe: Recipe) -> list[str]:
     """Build every step's typed config without running anything; return the plan, one line a step.
 
@@ -163,7 +172,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
 
     # 2. training steps, each from the previous folder; the teacher (the reference row of the report) is
     # the last fine-tuned full model the later steps start from (the model itself where none fine-tunes)
-    teacher, teacher_key = (model_dir, key) if rec.train else (None, None)
+    teacher, teacher_key = (model_dir, key) if rec.train and _is_classifier(model_dir) else (None, None)
     for i, t in enumerate(rec.train):
         prev_key, prev_dir, name = key, folder, f"train[{i}] {t.kind.value}"
         key, sdir, outs = r.step(name, f"train-{t.kind.value}", t.params, [prev_key],

@@ -58,9 +58,12 @@ def metrics(pred: np.ndarray, labels: np.ndarray, num_labels: int, ids=None) -> 
 
 def acc_label(r: dict, nd: int = 2) -> str:
     """'79.80% [76.07-83.10] n=500' from a metrics record."""
-    ci = r.get("ci95")
-    if not ci or r.get("n") is None:
+    ci, n = r.get("ci95"), r.get("n")
+    if not n:
         return f"{r['accuracy']:.{nd}f}%"
+    if not ci:  # a record with n only (e.g. DynaBERT's grid): the interval from the count right
+        k = min(n, max(0, int(round(r["accuracy"] * n / 100))))
+        ci = [100 * x for x in wilson_interval(k, n)]
     return f"{r['accuracy']:.{nd}f}% [95% CI {ci[0]:.{nd}f}-{ci[1]:.{nd}f}] n={r['n']}"
 
 
@@ -142,6 +145,13 @@ def evaluate_onnx(path: Path, tok, ds: Dataset, split: str, data: DataConfig, *,
 
 # --------------------------------------------------------------------------- the user's labels
 _GENERIC = re.compile(r"^LABEL_\d+$")
+
+
+def _architectures(folder: Path) -> list[str]:
+    try:
+        return list(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("architectures") or [])
+    except (OSError, ValueError, AttributeError):
+        return []
 
 
 def model_labels(folder: Path | None) -> dict[int, str] | None:
@@ -278,6 +288,12 @@ def evaluate(cfg: EvalConfig) -> dict:
     else:
         folder = resolve_folder(p)
         meta_folder = folder
+        archs = _architectures(folder)
+        if archs and not any("SequenceClassification" in a for a in archs):
+            # a random head would give a meaningless accuracy: say what to do instead
+            raise InputFileError(f"{p}: {', '.join(archs)} has no classification head (a feature-extraction "
+                                 "model); fine-tune it (`deploytool train`), or export it and eval the .onnx "
+                                 "file for its embedding agreement with the original")
     id2label = model_labels(meta_folder)
     dc, whole, origin = resolve_data(cfg, meta_folder)
     ds = load_data(dc, whole=whole)
