@@ -1,5 +1,14 @@
 """Accuracy and F1 of a PyTorch folder (optionally a DynaBERT sub-network) or an ONNX model.
 
+Every accuracy comes with n, the number right and its 95% Wilson interval
+(:mod:`deploytool.stats`), and with the per-example predictions sorted by example id plus a hash of
+the ids, so that two models evaluated on the same examples can be compared pairwise (exact
+McNemar, :mod:`deploytool.accuracy`).
+
+The data's labels are matched to the model's ``id2label`` BY NAME (:func:`match_labels`); without
+``--data`` the dataset recorded in the model folder's ``deploytool.json`` at training time is used
+(:func:`resolve_data`); ``split="all"`` or a test file evaluates every example of a file.
+
 F1 is macro-averaged over labels; it is the headline number beside accuracy when the dataset is
 imbalanced (rarest label well under its uniform share), e.g. sms-spam.
 """
