@@ -101,9 +101,25 @@ class SplitInfo:
     sizes: dict[str, int]
     ids_sha256: dict[str, str]
     source: str
+    # how the file was read and cut (recorded with a trained model, so eval can rebuild the same splits)
+    text_col: str = "text"
+    label_col: str = "label"
+    dev_frac: float = 0.1
+    test_frac: float = 0.1
+    whole: bool = False  # the whole file is one split ("all"), not cut into train/dev/test
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        """How the examples were split, in words (printed by train and eval)."""
+        if self.whole:
+            return f"{self.dataset}: the whole file, {self.sizes.get('all', 0):,} examples (no split)"
+        s = self.sizes
+        total = sum(s.values())
+        return (f"{self.dataset}: {total:,} examples split {1 - self.dev_frac - self.test_frac:.0%}/"
+                f"{self.dev_frac:.0%}/{self.test_frac:.0%} train/dev/test = {s['train']:,}/{s['dev']:,}/"
+                f"{s['test']:,} (seed {self.seed})")
 
 
 @dataclass(frozen=True)
@@ -120,8 +136,13 @@ class Dataset:
         return len(self.label_names)
 
     def split(self, name: str) -> Split:
+        """One split by name; ``all`` is every example (test, dev, then train)."""
+        if name == "all":
+            parts = (self.test, self.dev, self.train)
+            return Split(sum((p.texts for p in parts), ()), sum((p.labels for p in parts), ()),
+                         sum((p.ids for p in parts), ()))
         if name not in ("train", "dev", "test"):
-            raise ConfigError(f"split: must be one of train, dev, test (got {name!r})")
+            raise ConfigError(f"split: must be one of train, dev, test, all (got {name!r})")
         return getattr(self, name)
 
     @property
@@ -278,8 +299,11 @@ def _label_order(values: set[str]) -> list[str]:
 
 
 def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "label", seed: int = 0,
-                 dev_frac: float = 0.1, test_frac: float = 0.1) -> Dataset:
+                 dev_frac: float = 0.1, test_frac: float = 0.1, whole: bool = False) -> Dataset:
     """Load a built-in dataset by name or a user CSV/JSONL file and split it (fixed for a seed).
+
+    ``whole=True``: no split; every example is in the test split (and ``split("all")``), and a file
+    with a single label is accepted (a test file may hold one class only).
 
     Raises InputFileError for an empty dataset, a missing column or a single label, UnavailableError
     when the package holding a built-in dataset is not installed.
@@ -295,7 +319,7 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
     else:
         src = Path(key)
         texts, labels, ids = _read_user_file(src, text_col, label_col)
-        source = str(src)
+        source = str(src.resolve())
     keep = [i for i, t in enumerate(texts) if t.strip()]
     texts = [texts[i].strip() for i in keep]
     labels = [labels[i] for i in keep]
@@ -303,6 +327,15 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
     if not texts:
         raise InputFileError(f"{key}: dataset is empty (no rows with text and label)")
     names = _label_order(set(labels))
+    if whole:
+        index = {n: i for i, n in enumerate(names)}
+        everything = Split(tuple(texts), tuple(index[v] for v in labels), tuple(ids))
+        empty = Split((), (), ())
+        info = SplitInfo(dataset=Path(key).name if key not in BUILTIN else key, seed=seed,
+                         sizes={"all": len(everything)}, ids_sha256={"all": everything.ids_hash()}, source=source,
+                         text_col=text_col, label_col=label_col, dev_frac=dev_frac, test_frac=test_frac, whole=True)
+        return Dataset(name=info.dataset, label_names=tuple(names), train=empty, dev=empty, test=everything,
+                       info=info)
     if len(names) < 2:
         raise InputFileError(f"{key}: dataset has only one label ('{names[0]}'); need at least two classes")
     index = {n: i for i, n in enumerate(names)}
@@ -324,7 +357,7 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
     info = SplitInfo(dataset=Path(key).name if key not in BUILTIN else key, seed=seed,
                      sizes={"train": len(train), "dev": len(dev), "test": len(test)},
                      ids_sha256={"train": train.ids_hash(), "dev": dev.ids_hash(), "test": test.ids_hash()},
-                     source=source)
+                     source=source, text_col=text_col, label_col=label_col, dev_frac=dev_frac, test_frac=test_frac)
     logger.info("dataset %s: %d examples, labels %s, sizes %s", key, n, names, info.sizes)
     return Dataset(name=info.dataset, label_names=tuple(names), train=train, dev=dev, test=test, info=info)
 

@@ -17,10 +17,15 @@ the p90 budget as it is, and labelled ``projected``). A candidate fits when
   ``budgets.peak_memory_mb``, where the profile sets them,
 - its accuracy >= ``accuracy_floor`` (only with measured accuracies).
 
-Among the fitting candidates the one with the largest accuracy wins, then the lowest latency.
-Accuracy comes from ``accuracies`` (candidate name -> accuracy, e.g. from ``deploytool eval`` of
-each candidate; names are the variant labels every tool uses, ``w0.75-d1-int8``, and a file made
-by deploytool's passes carries its own in its metadata, see :mod:`deploytool.variant`). Without it, fit ranks by an accuracy PROXY and
+Among the fitting candidates the one with the largest accuracy wins, then the lowest latency --
+except that a difference that is not significant is a tie: where the accuracies carry per-example
+predictions (``deploytool eval -o`` records), candidates are compared with the top one by the exact
+McNemar test, every one with p >= 0.05 ties with it, and of the tied ones the fastest (then the
+smallest) is picked; ``why`` says which tied and the test (:func:`deploytool.accuracy.pick`).
+Accuracy comes from ``accuracies`` (candidate name -> accuracy in percent or an
+:class:`~deploytool.accuracy.AccuracyRecord`, e.g. from ``deploytool eval`` of each candidate; names
+are the variant labels every tool uses, ``w0.75-d1-int8``, and a file made by deploytool's passes
+carries its own in its metadata, see :mod:`deploytool.variant`). Without it, fit ranks by an accuracy PROXY and
 says so: the kept-parameter fraction, then precision (fp32 = fp16 > int8 > ternary > binary), which
 orders sub-networks the way DynaBERT's accuracy curves do but is not an accuracy.
 """
@@ -38,6 +43,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from deploytool.accuracy import AccuracyRecord, pick
 from deploytool.errors import ConfigError, DeployError, InputFileError
 from deploytool.profiles import Profile
 from deploytool.units import MB
@@ -71,7 +77,7 @@ class FitConfig:
     widths: tuple[float, ...] = (1.0, 0.75, 0.5)
     depths: tuple[float, ...] = (1.0, 0.5)
     precisions: tuple[str, ...] = ("fp32", "int8")
-    accuracies: Mapping[str, float] | None = None  # candidate name -> accuracy (percent)
+    accuracies: Mapping[str, float | AccuracyRecord] | None = None  # candidate name -> accuracy (percent)
     runs: int = 20
     warmup: int = 3
     threads: int | None = None  # host threads for the measurement (default: min(profile, host cores))
@@ -93,6 +99,15 @@ class FitConfig:
             if not self.accuracies:
                 raise ConfigError("accuracy_floor needs measured accuracies of the candidates (--accuracy FILE); "
                                   "without them fit ranks by the kept-parameter proxy, which is not an accuracy")
+        if self.accuracies:
+            recs = {}
+            for k, v in self.accuracies.items():
+                if not isinstance(v, AccuracyRecord):
+                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                        raise ConfigError(f"accuracies: {k!r} must be a non-negative number (percent), got {v!r}")
+                    v = AccuracyRecord(float(v))
+                recs[str(k)] = v
+            object.__setattr__(self, "accuracies", recs)
         object.__setattr__(self, "widths", _fractions("widths", self.widths))
         object.__setattr__(self, "depths", _fractions("depths", self.depths))
         precs = tuple(dict.fromkeys(str(p).lower() for p in self.precisions))
@@ -130,6 +145,9 @@ class Candidate:
     params: int | None = None
     param_fraction: float | None = None
     accuracy: float | None = None
+    accuracy_n: int | None = None
+    accuracy_ci95: list[float] | None = None
+    accuracy_metric: str = "accuracy"  # "recall@10" for embedding models (deploytool eval of such a model)
     host_p50_ms: float | None = None
     host_p90_ms: float | None = None
     peak_memory_mb: float | None = None
@@ -155,24 +173,29 @@ class FitResult:
     ranking: str  # "accuracy" or the proxy's description
     output: Path
     why_path: Path
+    accuracy_note: str = ""  # the tie rule's reason for the pick
 
     def why(self) -> str:
         c = self.chosen
-        acc = (f"accuracy {c.accuracy:.2f}%" if self.ranking == "accuracy"
+        acc = (f"{c.accuracy_metric} {_acc_text(c)}" if self.ranking == "accuracy"
                else f"accuracy PROXY {c.param_fraction:.3f} (kept-parameter fraction; no accuracy given)")
         fitting = [x for x in self.candidates if x.fits]
         lines = [f"picked {c.name} for {self.profile} at seq {self.seq_len}: {acc}, {c.latency_source} "
                  f"{c.device_p90_ms:.2f} ms <= {self.budget_ms:g} ms, {c.size_mb:.1f} MB; "
                  f"{len(fitting)} of {len(self.candidates)} candidates fit; the largest "
                  f"{'accuracy' if self.ranking == 'accuracy' else 'proxy, then precision (fp32 = fp16 > int8 > ternary > binary),'}"
-                 f" wins, then the lowest latency"]
+                 f" wins, then the lowest latency"
+                 + (" (a difference the exact McNemar test does not find significant is a tie: the faster, then "
+                    "smaller, of the tied wins)" if self.ranking == "accuracy" else "")]
+        if self.accuracy_note:
+            lines.append(f"  {self.accuracy_note}")
         if (c.width, c.depth, c.precision) == (1.0, 1.0, "fp32"):
             lines.append("  note: the pick is the input model itself (width 1, depth 1, fp32): the output is a "
                          "plain copy of it; nothing smaller fits better")
         for x in self.candidates:
             if x is c:
                 continue
-            score = (f"accuracy {x.accuracy:.2f}%" if x.accuracy is not None else
+            score = (f"{x.accuracy_metric} {_acc_text(x)}" if x.accuracy is not None else
                      f"proxy {x.param_fraction:.3f}" if x.param_fraction is not None else "")
             lat = f"{x.device_p90_ms:.2f} ms" if x.device_p90_ms is not None else "not measured"
             state = "fits, ranked lower" if x.fits else "rejected: " + "; ".join(x.reasons or [x.error or "?"])
@@ -182,7 +205,14 @@ class FitResult:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "deploytool.fit/1", "profile": self.profile, "seq_len": self.seq_len,
                 "budget_ms": self.budget_ms, "ranking": self.ranking, "chosen": self.chosen.name,
+                "accuracy_note": self.accuracy_note,
                 "output": str(self.output), "why": self.why(), "candidates": [c.to_dict() for c in self.candidates]}
+
+
+def _acc_text(c: Candidate) -> str:
+    if c.accuracy_ci95 is None or c.accuracy_n is None:
+        return f"{c.accuracy:.2f}%"
+    return f"{c.accuracy:.2f}% [95% CI {c.accuracy_ci95[0]:.2f}-{c.accuracy_ci95[1]:.2f}] n={c.accuracy_n}"
 
 
 def _name(w: float, d: float, p: str) -> str:
@@ -256,7 +286,11 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         accs = dict(config.accuracies or {})
         ranking = "accuracy" if accs else "proxy: kept-parameter fraction, then precision"
         for c in built:
-            c.accuracy = accs.get(c.name)
+            rec = accs.get(c.name)
+            c.accuracy = rec.value if rec is not None else None
+            c.accuracy_metric = rec.metric if rec is not None else "accuracy"
+            if rec is not None and rec.n is not None and rec.low is not None:
+                c.accuracy_n, c.accuracy_ci95 = rec.n, [round(rec.low, 3), round(rec.high, 3)]
             if c.device_p90_ms > budget:
                 c.reasons.append(f"{c.latency_source} {c.device_p90_ms:.2f} ms > {budget:g} ms")
             if prof.budgets.model_size_mb is not None and c.size_mb > prof.budgets.model_size_mb:
@@ -273,15 +307,18 @@ def fit(config: FitConfig, progress=None) -> FitResult:
             best = min(built, key=lambda c: c.device_p90_ms)
             raise DeployError(f"fit: none of {len(cands)} candidates meets {prof.name}'s budget at seq {config.seq_len} "
                               f"(fastest: {best.name}, {'; '.join(best.reasons)})")
+        note = ""
         if accs:
-            chosen = max(fitting, key=lambda c: (c.accuracy, -c.device_p90_ms))
+            pk = pick(fitting, record=lambda c: accs.get(c.name), cost=lambda c: (c.device_p90_ms, c.size_mb),
+                      name=lambda c: c.name)
+            chosen, note = pk.chosen, pk.note
         else:
             chosen = max(fitting, key=lambda c: (round(c.param_fraction or 0, 6), _PRECISION_RANK[c.precision],
                                                  -c.device_p90_ms))
         with atomic_path(config.output) as tmp:
             shutil.copyfile(chosen.path, tmp)
         why_path = config.output.with_name(config.output.name + ".fit.json")
-        result = FitResult(chosen, cands, prof.name, config.seq_len, budget, ranking, config.output, why_path)
+        result = FitResult(chosen, cands, prof.name, config.seq_len, budget, ranking, config.output, why_path, note)
         with atomic_write(why_path) as f:
             json.dump(result.to_dict(), f, indent=2)
         return result

@@ -67,7 +67,9 @@ def test_run_builds_every_variant_and_the_report(first_run):
     sizes = {v.label: v.path.stat().st_size for v in res.variants}
     assert sizes["w0.5-d0.5-fp32"] < sizes["w1-d1-fp32"]
     assert sizes["w1-d1-ternary"] < sizes["w1-d1-int8"] < sizes["w1-d1-fp32"]
-    assert len(res.headline) == 12 and {"x86-host", "kirin990"} <= set(res.headline[0])
+    # 12 variants and the teacher they came from, the reference row
+    assert len(res.headline) == 12 + 1 and res.headline[0]["variant"] == "teacher (PyTorch fp32)"
+    assert {"x86-host", "kirin990"} <= set(res.headline[0])
 
 
 def test_rerun_is_cached_and_byte_identical(workspace, first_run):

@@ -98,7 +98,7 @@ def test_report_markdown_and_html(report_dir):
                                    "## raspberry-pi-4:", "## Notes")]
     assert order == sorted(order)
     assert "| device | best fit | precision | accuracy % | device p90 ms |" in md
-    assert "| x86-host | **w1_d1_fp32** | fp32 | 90.0 |" in md and "(projected)" in md
+    assert "| x86-host | **w1_d1_fp32** | fp32 | 90.0% |" in md and "(projected)" in md
     assert "onnxruntime" in md and "Device latency is PROJECTED" in md
     kirin = md[md.index("## kirin990:"):md.index("## raspberry-pi-4:")]
     assert "- **Execution provider**: asked for XNNPACK, ran CPU (fell back)" in kirin

@@ -160,7 +160,7 @@ def fit(model: Path, profile_name: str, output: Path, budget_ms: str | None, acc
     from deploytool.errors import ConfigError
     from deploytool.fit import FitConfig, fit as run
     from deploytool.profiles import load_profile
-    from deploytool.report import load_accuracy
+    from deploytool.accuracy import load_accuracy_records
 
     seq = None
     if seq_len is not None:
@@ -172,7 +172,7 @@ def fit(model: Path, profile_name: str, output: Path, budget_ms: str | None, acc
                        budget_ms=_float(budget_ms, "--budget-ms"), accuracy_floor=_float(accuracy_floor, "--accuracy-floor"),
                        seq_len=seq, widths=_floats(widths, "--widths"), depths=_floats(depths, "--depths"),
                        precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
-                       accuracies=load_accuracy([accuracy]) if accuracy else None, runs=runs,
+                       accuracies=load_accuracy_records([accuracy]).records if accuracy else None, runs=runs,
                        workdir=keep_candidates)
     # progress on a terminal only: piped or captured stderr keeps the one-line error contract
     tty = sys.stderr.isatty()

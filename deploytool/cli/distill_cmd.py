@@ -42,12 +42,14 @@ def distill(teacher, output, layers, hidden, heads, ffn, init, importance_exampl
                         w_hidden=w_hidden, w_attention=w_attention, w_labels=w_labels, epochs=epochs, lr=lr,
                         batch_size=batch_size, threads=threads, cpu=cpu)
     r = run(cfg)
+    from deploytool.train.evaluate import acc_label
+
     s, p = r["student_shape"], r["parameters"]
     lines = [f"distilled {r['teacher_shape']['layers']}x{r['teacher_shape']['hidden']} -> "
              f"{s['layers']}x{s['hidden']} ({s['heads']} heads, FFN {s['ffn']}; layer map {r['layer_map']}) "
              f"in {r['seconds']:.1f} s on {r['train_examples']} examples{_trunc(r['truncated_train'])}",
              f"parameters {p['student']:,} ({100 * p['ratio']:.1f}% of the teacher's {p['teacher']:,})",
-             f"dev accuracy {r['dev']['accuracy']:.2f}% (teacher {r['teacher_dev']['accuracy']:.2f}%)"]
+             f"dev accuracy {acc_label(r['dev'])} (teacher {acc_label(r['teacher_dev'])})"]
     lines += [f"note: {n}" for n in r["notes"]]
     lines.append(f"saved {output}")
     _echo(r, as_json, lines)

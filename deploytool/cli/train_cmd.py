@@ -12,9 +12,11 @@ from deploytool.train.config import (DataConfig, DynaBertConfig, EvalConfig, Imp
                                      TrainConfig, parse_float_list)
 
 
-def _data_options(f):
-    @click.option("--data", "data", default="rotten-tomatoes", show_default=True,
-                  help="Built-in dataset (rotten-tomatoes, movie-snippets, sms-spam, trec) or a CSV/JSONL file.")
+def _data_options(f, *, default_data: str | None = "rotten-tomatoes"):
+    @click.option("--data", "data", default=default_data, show_default=default_data is not None,
+                  help="Built-in dataset (rotten-tomatoes, movie-snippets, sms-spam, trec) or a CSV/JSONL file."
+                  + ("" if default_data else " Default: the dataset recorded with the model at training time "
+                     "(rotten-tomatoes if none)."))
     @click.option("--text-col", default="text", show_default=True, help="Text column of a user file.")
     @click.option("--label-col", default="label", show_default=True, help="Label column of a user file.")
     @click.option("--seed", default=0, show_default=True, type=int, help="Split and shuffle seed.")
@@ -57,6 +59,24 @@ def _trunc(n: int) -> str:
     return f" ({n} texts truncated)" if n else ""
 
 
+def _acc(r: dict) -> str:
+    from deploytool.train.evaluate import acc_label
+
+    return acc_label(r)
+
+
+def _split_line(r: dict) -> list[str]:
+    from deploytool.data import SplitInfo
+
+    d = r.get("dataset")
+    if not isinstance(d, dict):
+        return []
+    try:
+        return [f"data {SplitInfo(**d).describe()}"]
+    except TypeError:
+        return []
+
+
 @click.command("train")
 @click.option("--model", default="minilm", show_default=True, help="Model name (minilm) or a HF folder.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output HF folder.")
@@ -70,10 +90,11 @@ def train(model, output, data_cfg, epochs, lr, batch_size, threads, cpu, as_json
     cfg = TrainConfig(model=model, output=output, data=data_cfg, epochs=epochs, lr=lr, batch_size=batch_size,
                       threads=threads, cpu=cpu)
     r = finetune(cfg)
-    _echo(r, as_json, [f"trained {r['training']['steps']} steps in {r['seconds']:.1f} s on "
-                       f"{r['train_examples']} examples{_trunc(r['truncated_train'])}",
-                       f"dev accuracy {r['dev']['accuracy']:.2f}%  F1 {r['dev']['f1_macro']:.2f}",
-                       f"saved {output}"])
+    _echo(r, as_json, _split_line(r) + [
+        f"trained {r['training']['steps']} steps in {r['seconds']:.1f} s on "
+        f"{r['train_examples']} examples{_trunc(r['truncated_train'])}",
+        f"dev accuracy {_acc(r['dev'])}  F1 {r['dev']['f1_macro']:.2f}",
+        f"saved {output}"])
 
 
 @click.command("importance")
@@ -124,10 +145,10 @@ def dynabert(teacher, output, widths, depths, width_epochs, depth_epochs, subnet
                          depth_epochs=depth_epochs, subnets_per_step=subnets_per_step, importance=importance_file,
                          lr=lr, batch_size=batch_size, threads=threads, cpu=cpu)
     r = train_dynabert(cfg)
-    lines = [f"DynaBERT trained in {r['seconds']:.1f} s on {r['train_examples']} examples"
-             f"{_trunc(r['truncated_train'])}; dev accuracy (width, depth):"]
+    lines = _split_line(r) + [f"DynaBERT trained in {r['seconds']:.1f} s on {r['train_examples']} examples"
+                              f"{_trunc(r['truncated_train'])}; dev accuracy (width, depth):"]
     for row in r["dev"]:
-        lines.append(f"  w={row['width']:<5g} d={row['depth']:<5g} {row['accuracy']:.2f}%")
+        lines.append(f"  w={row['width']:<5g} d={row['depth']:<5g} {_acc(row)}")
     lines.append(f"saved {output}")
     _echo(r, as_json, lines)
 
@@ -154,32 +175,58 @@ def qat(teacher, output, mode, granularity, clip, quantize_embeddings, data_cfg,
                     quantize_embeddings=quantize_embeddings, epochs=epochs, lr=lr, batch_size=batch_size,
                     threads=threads, cpu=cpu)
     r = train_qat(cfg)
-    _echo(r, as_json, [f"{mode} QAT: {r['training']['steps']} steps in {r['seconds']:.1f} s"
-                       f"{_trunc(r['truncated_train'])}",
-                       f"dev accuracy {r['dev']['accuracy']:.2f}% (teacher {r['teacher_dev']['accuracy']:.2f}%)",
-                       f"saved {output}"])
+    _echo(r, as_json, _split_line(r) + [f"{mode} QAT: {r['training']['steps']} steps in {r['seconds']:.1f} s"
+                                        f"{_trunc(r['truncated_train'])}",
+                                        f"dev accuracy {_acc(r['dev'])} (teacher {_acc(r['teacher_dev'])})",
+                                        f"saved {output}"])
 
 
 @click.command("eval")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--split", type=click.Choice(["train", "dev", "test"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(["train", "dev", "test", "all"]), default="test", show_default=True,
+              help="Which split of the data; 'all': every example of it (no split).")
+@click.option("--test-file", type=click.Path(path_type=Path), default=None,
+              help="Evaluate every example of this CSV/JSONL file (no split; one label is enough).")
 @click.option("--tokenizer", type=click.Path(path_type=Path), default=None,
               help="Tokenizer folder for an ONNX model (default: the folder holding it).")
 @click.option("--width", default=1.0, show_default=True, type=float, help="PyTorch DynaBERT sub-network width.")
 @click.option("--depth", default=1.0, show_default=True, type=float, help="PyTorch DynaBERT sub-network depth.")
+@click.option("--reference", type=click.Path(path_type=Path), default=None,
+              help="Embedding models: the reference (ONNX file or HF folder; default: the fp32 original "
+                   "recorded in the file).")
+@click.option("--corpus", default=None,
+              help="Embedding models: corpus (dataset name, .txt one text a line, or CSV/JSONL --text-col; "
+                   "default: the review data).")
+@click.option("--max-queries", default=1000, show_default=True, type=int,
+              help="Embedding models: corpus texts used (each is a query against the others).")
 @click.option("--batch-size", default=64, show_default=True, type=int)
 @click.option("--threads", default=2, show_default=True, type=int)
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Write the result as JSON.")
-@_data_options
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write the result (with per-example predictions) as JSON.")
+@functools.partial(_data_options, default_data=None)
 @click.option("--json", "as_json", is_flag=True)
-def eval_(model, split, tokenizer, width, depth, batch_size, threads, output, data_cfg, as_json):
-    """Accuracy (and macro F1) of a HF folder or an ONNX model on a dataset split."""
+def eval_(model, split, test_file, tokenizer, width, depth, reference, corpus, max_queries, batch_size, threads,
+          output, data_cfg, as_json):
+    """Accuracy (95% interval, n, macro F1) of a classifier, or neighbour agreement of an embedding model."""
     from deploytool.train.evaluate import evaluate
 
-    cfg = EvalConfig(model=model, data=data_cfg, split=split, tokenizer=tokenizer, width=width, depth=depth,
+    cfg = EvalConfig(model=model, data=data_cfg, split=split, test_file=test_file, tokenizer=tokenizer, width=width,
+                     depth=depth, reference=reference, corpus=corpus, max_queries=max_queries,
                      batch_size=batch_size, threads=threads, output=output)
     r = evaluate(cfg)
+    if r.get("metric", "accuracy") != "accuracy":
+        from deploytool.accuracy import fmt_accuracy
+
+        ci = r.get("ci95") or [None, None]
+        cos = ("" if r.get("cosine_mean") is None else
+               f"; cosine to the reference mean {r['cosine_mean']:.4f}, worst {r['cosine_min']:.4f}")
+        _echo(r, as_json, [f"{r['kind']} {model} vs {r['reference']} ({r['reference_kind']}) on {r['corpus']}: "
+                           f"{r['metric']} {fmt_accuracy(r['accuracy'], r['n'], ci[0], ci[1], 2)}{cos}"])
+        return
     f1 = f"  F1 {r['f1_macro']:.2f}" + (" (imbalanced labels: read F1)" if r["imbalanced"] else "")
     trunc = f", {r['truncated']} truncated" if r["truncated"] else ""
-    _echo(r, as_json, [f"{r['kind']} {model} on {r['dataset']['dataset']}/{split} (n={r['n']}{trunc}): "
-                       f"accuracy {r['accuracy']:.2f}%{f1}"])
+    lines = [f"{r['kind']} {model} on {r['dataset']['dataset']}/{r['split']}{trunc}: accuracy {_acc(r)}{f1}",
+             f"data ({r['data_origin']}) {r['split_description']}"]
+    if r.get("label_note"):
+        lines.append(f"note: {r['label_note']}")
+    _echo(r, as_json, lines)

@@ -40,7 +40,9 @@ def print_headline(result, stream: IO[str] | None = None) -> None:
             table.add_row(*("" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v)) for v in row.values()))
         console.print(table)
     if result.picks:
-        console.print("[bold]best variant per device[/bold] (fits every budget; largest accuracy, then lowest latency):")
+        console.print("[bold]best variant per device[/bold] (fits every budget; largest accuracy, where a "
+                      "difference the exact McNemar test does not find significant is a tie won by the faster, "
+                      "then smaller variant):")
         for line in result.picks:
             console.print(f"  {line}")
     if result.report_dir:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from deploytool.errors import DeployError
 from deploytool.recipes import steps as S
 from deploytool.recipes.cache import StepCache, step_key
-from deploytool.recipes.schema import PassKind, Precision, Recipe
+from deploytool.recipes.schema import PassKind, Precision, Recipe, TrainKind
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,15 @@ class _Runner:
         return key, folder, outputs
 
 
+def _is_classifier(folder: Path) -> bool:
+    """A Hugging Face folder with a sequence-classification head (a teacher worth a reference row)."""
+    try:
+        archs = json.loads((Path(folder) / "config.json").read_text()).get("architectures") or []
+    except (OSError, ValueError, AttributeError):
+        return False
+    return any("SequenceClassification" in a for a in archs)
+
+
 def check_recipe(recipe: Recipe) -> list[str]:
     """Build every step's typed config without running anything; return the plan, one line a step.
 
@@ -163,18 +172,22 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
     key = f"model:{model_digest}"
     folder = model_dir
 
-    # 2. training steps, each from the previous folder
+    # 2. training steps, each from the previous folder; the teacher (the reference row of the report) is
+    # the last fine-tuned full model the later steps start from (the model itself where none fine-tunes)
+    teacher, teacher_key = (model_dir, key) if rec.train and _is_classifier(model_dir) else (None, None)
     for i, t in enumerate(rec.train):
         prev_key, prev_dir, name = key, folder, f"train[{i}] {t.kind.value}"
         key, sdir, outs = r.step(name, f"train-{t.kind.value}", t.params, [prev_key],
                                  lambda tmp, t=t, prev_dir=prev_dir, name=name: S.train_step(t, prev_dir, tmp, name))
         folder = sdir / outs["model"]
+        if t.kind is TrainKind.FINETUNE:
+            teacher, teacher_key = folder, key
 
     # 3. export
     key, sdir, outs = r.step("export", "export", {"export": rec.export, "task": rec.task}, [key],
                              lambda tmp: S.export_step(folder, rec.export, rec.task, tmp,
                                                        source=f"recipe {rec.name}: {rec.model.ref} -> {key[:12]}"))
-    exported = sdir / outs["model"]
+    exported, export_key = sdir / outs["model"], key
 
     # 4. passes applied before the sweep (reorder, prune-heads, ...)
     base_key, base_path = key, exported
@@ -219,11 +232,20 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
     if rec.eval is not None:
         records = []
         for v in variants:
-            _, edir, outs = r.step(f"eval {v.label}", "eval", rec.eval, [v.key, f"tok:{model_digest}"],
-                                   lambda tmp, v=v: S.eval_step(v.path, folder, rec.eval, tmp))
+            # the key names the record's kind: evals cached before per-example predictions were kept rerun
+            emb = rec.task == "feature-extraction"  # judged against the exported fp32 model's neighbours
+            _, edir, outs = r.step(f"eval {v.label}", "eval", {"eval": rec.eval, "record": "per-example"},
+                                   [v.key, f"tok:{model_digest}"] + ([f"ref:{export_key}"] if emb else []),
+                                   lambda tmp, v=v, emb=emb: S.eval_step(v.path, folder, rec.eval, tmp,
+                                                                         reference=exported if emb else None))
             metrics = json.loads((edir / outs["metrics"]).read_text())
-            records.append({"model": str(v.path), "accuracy": metrics["accuracy"], "label": v.label,
-                            **{k: metrics[k] for k in ("f1", "n", "examples") if k in metrics}})
+            records.append({"model": str(v.path), "label": v.label, **S.accuracy_entry(metrics)})
+        if teacher is not None and rec.task == "sequence-classification":
+            _, edir, outs = r.step("eval teacher", "eval-teacher", rec.eval, [teacher_key],
+                                   lambda tmp: S.eval_step(teacher, teacher, rec.eval, tmp))
+            metrics = json.loads((edir / outs["metrics"]).read_text())
+            records.append({"model": str(teacher), "label": "teacher (PyTorch fp32)", "role": "reference",
+                            **S.accuracy_entry(metrics)})
         accuracy_file = out / "accuracy.json"
         S.write_json(accuracy_file, records)
 

@@ -322,8 +322,9 @@ def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = No
         ev = EvalSpec(data=_rel(v.string("eval.data", e["data"]), base_dir), split=split,
                       max_examples=v.integer("eval.max_examples", e["max_examples"], 1) if e.get("max_examples") else None,
                       max_length=v.integer("eval.max_length", e.get("max_length", 128), 8, 4096))
-        if task != "sequence-classification":
-            raise v.fail("eval", "accuracy needs task: sequence-classification")
+        if task == "feature-extraction" and e.get("max_examples") is not None and ev.max_examples < 20:
+            # an embedding model's eval is recall@10 over a corpus of max_examples texts (deploytool.train.embedding)
+            raise v.fail("eval.max_examples", f"an embedding corpus needs at least 20 texts, got {ev.max_examples}")
 
     r = v.mapping("report", d.get("report") or {}, {"title"})
     report = ReportSpec(title=v.string("report.title", r["title"]) if r.get("title") else None)

@@ -203,15 +203,35 @@ def precision_step(prec: Precision, options: dict[str, Any], src: Path, tmp: Pat
 # ------------------------------------------------------------------------------------------ eval
 
 
-def eval_step(model: Path, tokenizer_dir: Path, spec: EvalSpec, tmp: Path) -> dict[str, str]:
+def eval_step(model: Path, tokenizer_dir: Path, spec: EvalSpec, tmp: Path, *,
+              reference: Path | None = None) -> dict[str, str]:
+    """Accuracy of a classifier on the spec's split; for an embedding model (``reference`` given: the
+    exported fp32 model), recall@10 of the reference's neighbours over the first ``max_examples``
+    texts of ``spec.data`` (1,000 by default)."""
     from deploytool.train.evaluate import evaluate
     from deploytool.train.config import DataConfig, EvalConfig
 
-    cfg = EvalConfig(model=model, tokenizer=tokenizer_dir, split=spec.split,
-                     data=DataConfig(data=spec.data, max_length=spec.max_length, max_eval=spec.max_examples),
-                     output=tmp / "metrics.json")
+    if reference is not None:
+        cfg = EvalConfig(model=model, tokenizer=tokenizer_dir, reference=reference, corpus=spec.data,
+                         max_queries=spec.max_examples or 1000, data=DataConfig(data=None, max_length=spec.max_length),
+                         output=tmp / "metrics.json")
+    else:
+        cfg = EvalConfig(model=model, tokenizer=tokenizer_dir, split=spec.split,
+                         data=DataConfig(data=spec.data, max_length=spec.max_length, max_eval=spec.max_examples),
+                         output=tmp / "metrics.json")
     evaluate(cfg)
     return {"metrics": "metrics.json"}
+
+
+def accuracy_entry(metrics: dict) -> dict[str, Any]:
+    """What accuracy.json keeps of an eval record: the figure, n, its interval, the examples' identity
+    and each example's correctness (sorted by id; what the report's paired test reads)."""
+    out = {k: metrics[k] for k in ("accuracy", "metric", "n", "ci95", "examples", "f1_macro", "cosine_mean",
+                                   "cosine_min", "scores", "correct") if k in metrics}
+    pr = metrics.get("predictions")
+    if isinstance(pr, dict) and "correct" not in out:
+        out["correct"] = "".join("1" if a == b else "0" for a, b in zip(pr["pred"], pr["label"]))
+    return out
 
 
 # ----------------------------------------------------------------------------------------- bench
@@ -263,15 +283,27 @@ def report_step(recipe, variants, bench_file: Path, accuracy_file: Path | None,
     by_path = {str(v.path.resolve()): v for v in variants}
     seq = max(recipe.bench.seq_lens)
     table: dict[str, dict[str, Any]] = {}
+    ref = result.info.get("accuracy_reference")
+    if ref:  # the teacher the variants came from: the reference row (no file, no latency)
+        table["teacher"] = {"variant": ref["name"], "MB": None, "acc % [95% CI] n": ref["label"],
+                            f"host p50 ms @{seq}": None}
     for r in result.rows:
         if r.seq_len != seq:
             continue
         v = by_path.get(str(Path(r.model_path).resolve()))
         name = v.label if v else r.model
-        row = table.setdefault(name, {"variant": name, "MB": r.size_mb, "acc %": r.accuracy,
+        row = table.setdefault(name, {"variant": name, "MB": r.size_mb, "acc % [95% CI] n": r.accuracy_label(),
                                       f"host p50 ms @{seq}": r.p50_ms})
         mark = "" if r.budget_pass is None else (" ok" if r.budget_pass else " over")
         kind = "" if r.device_latency_source.startswith("measured") else "~"
         row[r.device] = f"{kind}{r.device_latency_ms:.2f}{mark}" if r.device_latency_ms is not None else "n/a"
-    picks = [f"{d['device']}: {d['verdict_short']}" for d in result.info.get("summary", [])]
+    if "teacher" in table and len(table) > 1:
+        cols = list(next(v for k, v in table.items() if k != "teacher"))
+        table["teacher"] = {c: table["teacher"].get(c, "-") for c in cols}
+    picks = []
+    for d in result.info.get("summary", []):
+        line = f"{d['device']}: {d['verdict_short']}"
+        if len(d.get("tied_with_best") or []) > 1:
+            line += f"; {d['accuracy_note']}"
+        picks.append(line)
     return list(table.values()), picks

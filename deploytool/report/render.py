@@ -185,9 +185,10 @@ def _summary_records(summaries: Sequence[DeviceSummary], info: dict[str, Any],
         if d.best is not None:
             b = d.best
             lat = ", ".join(f"{_num(r.device_latency_ms)} ms @ seq {s}" for s, r in sorted(b.by_seq.items()))
-            acc = ("-" if b.first.accuracy is None else f"{b.first.accuracy:.1f} %")
+            acc = b.longest.accuracy_label()
             rec.update({"model": b.model, "model_path": b.model_path, "precision": b.first.precision,
                         "variant": b.first.variant, "accuracy": b.first.accuracy, "size_mb": b.first.size_mb,
+                        "accuracy_label": acc, "accuracy_note": d.accuracy_note, "tied_with_best": d.tied,
                         "device_latency_ms": {s: r.device_latency_ms for s, r in sorted(b.by_seq.items())}})
             rec["verdict_short"] = f"{b.model} ({acc}, {lat} {kind}, {b.first.size_mb:.1f} MB)"
         else:
@@ -436,7 +437,29 @@ def _notes(rows: Sequence[ReportRow], info: dict[str, Any]) -> list[str]:
     notes += [f"fp16: {x}" for x in info.get("fp16", [])]
     if not any(r.accuracy is not None for r in rows):
         notes.append("No accuracy given: plots and the summary use the kept-parameter fraction as an accuracy PROXY.")
+    else:
+        notes += _accuracy_notes(rows, info)
     return notes
+
+
+def _accuracy_notes(rows: Sequence[ReportRow], info: dict[str, Any]) -> list[str]:
+    out = []
+    ref = info.get("accuracy_reference")
+    if ref:
+        out.append(f"Reference: {ref['name']}, {ref['label']} on the same examples; 'of ref' is each variant's "
+                   "accuracy as a share of it.")
+    metrics = sorted({r.accuracy_metric for r in rows if r.accuracy is not None})
+    if any(m.startswith("recall@") for m in metrics):
+        out.append("Embedding models: the accuracy column is recall@10, the share of the reference model's 10 "
+                   "nearest neighbours (cosine of mean-pooled embeddings) that the variant also finds, over a "
+                   "corpus, with a 95% interval over the queries.")
+    if any(r.accuracy_n is not None for r in rows if r.accuracy is not None):
+        out.append("Accuracies carry n and a 95% Wilson interval. Variants on the same examples are compared with "
+                   "the exact McNemar test on their per-example predictions: a difference with p >= 0.05 is a tie, "
+                   "and among tied variants the faster, then smaller, one is picked (the verdict says which tied).")
+    else:
+        out.append("Accuracies were given without n: no interval, and differences between variants are not tested.")
+    return out
 
 
 def _seq_headers(host: bool, projected: bool = True) -> list[str]:
@@ -467,8 +490,10 @@ def _seq_cells(r: ReportRow | None, host: bool) -> list[str]:
 
 
 _STATIC = [("model", "model"), ("precision", "precision"), ("wd", "width / depth"), ("arch", "arch"),
-           ("size", "size MB"), ("mem", "peak MB"), ("acc", "accuracy %")]
-_STATIC_TIPS = {"wd": "DynaBERT width (kept heads and FFN) / depth (kept layers)", "arch": "layers, heads, FFN size",
+           ("size", "size MB"), ("mem", "peak MB"), ("acc", "accuracy % [95% CI] n")]
+_STATIC_TIPS = {"acc": "accuracy on the evaluation examples with its 95% Wilson interval and n (recall@10 of the "
+                       "reference's neighbours for embedding models); 'of ref': share of the reference (teacher)",
+                "wd": "DynaBERT width (kept heads and FFN) / depth (kept layers)", "arch": "layers, heads, FFN size",
                 "mem": "peak resident memory of the ONNX Runtime process, measured on the host (max over lengths)",
                 "size": "model file size"}
 
@@ -478,7 +503,7 @@ def _static_cells(v: Variant, best: bool) -> list[str]:
     mem = max((x.peak_memory_mb for x in v.by_seq.values() if x.peak_memory_mb is not None), default=None)
     wd = "-" if r.width is None and r.depth is None else f"{_frac(r.width)} / {_frac(r.depth)}"
     return [("★ " if best else "") + v.model, r.precision, wd, r.arch,
-            _fmt(r.size_mb, "size_mb"), _fmt(mem, "peak_memory_mb"), _fmt(r.accuracy, "accuracy")]
+            _fmt(r.size_mb, "size_mb"), _fmt(mem, "peak_memory_mb"), v.longest.accuracy_label()]
 
 
 def _ep_column(d: DeviceSummary) -> bool:
@@ -491,7 +516,8 @@ def _summary_md(recs: Sequence[dict[str, Any]], info: dict[str, Any]) -> list[st
     for s in recs:
         if s["fits"]:
             lat = ", ".join(f"{_num(v)} @ seq {k}" for k, v in s["device_latency_ms"].items())
-            lines.append(f"| {s['device']} | **{s['model']}** | {s['precision']} | {_fmt(s['accuracy'], 'accuracy')} | "
+            lines.append(f"| {s['device']} | **{s['model']}** | {s['precision']} | "
+                         f"{s.get('accuracy_label') or _fmt(s['accuracy'], 'accuracy')} | "
                          f"{lat} ({s['latency']}) | {_fmt(s['size_mb'], 'size_mb')} | "
                          f"{s['fitting']} of {s['variants']} |")
         else:
@@ -509,6 +535,9 @@ def render_markdown(rows: Sequence[ReportRow], info: dict[str, Any], title: str,
              "Best variant per device that fits ALL its budgets (p90 latency at every measured sequence length, "
              "peak memory, model size): largest accuracy, then lowest latency.", ""]
     lines += _summary_md(recs, info)
+    ref = info.get("accuracy_reference")
+    if ref:
+        lines += ["", f"Reference (the model the variants were made from): **{ref['name']}**, {ref['label']}."]
     lines += ["", "## Plots", ""] + [f"![{Path(i).stem}]({i})" for i in images] + [""]
     for d in summaries:
         drows = [r for v in d.variants for r in v.by_seq.values()]
@@ -584,7 +613,8 @@ def _summary_html(recs: Sequence[dict[str, Any]], summaries: Sequence[DeviceSumm
             kind = s["latency"]
             cls = " class='proj'" if kind == "projected" else ""
             body.append(f"<tr class='fits' data-device='{e(d.device)}'>{dev}<td class='txt'><b>{e(s['model'])}</b>"
-                        f"</td><td>{e(s['precision'])}</td><td>{_fmt(s['accuracy'], 'accuracy')}</td>"
+                        f"</td><td>{e(s['precision'])}</td>"
+                        f"<td>{e(s.get('accuracy_label') or _fmt(s['accuracy'], 'accuracy'))}</td>"
                         f"<td{cls}>{lat}<br><small>{e(kind)}</small></td><td>{_fmt(s['size_mb'], 'size_mb')}</td>"
                         f"<td>{s['fitting']} of {s['variants']}</td></tr>")
         else:

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from deploytool.accuracy import load_accuracy_records
 from deploytool.errors import ConfigError, InputFileError
 from deploytool.profiles import Profile, load_profile
 
@@ -112,9 +113,31 @@ class ReportRow:
     # what the passes recorded in the file (deploytool.variant): source, width, depth, precision, chain
     variant_record: dict[str, Any] | None = None
     budget_failed: list[str] = dataclasses.field(default_factory=list)  # "latency" | "memory" | "size"
+    # accuracy with its uncertainty (deploytool.accuracy): n, the 95% interval (percent), what it measures
+    # ("accuracy", or "recall@10" for embedding models) and the share of the reference (teacher) model's
+    accuracy_n: int | None = None
+    accuracy_low: float | None = None
+    accuracy_high: float | None = None
+    accuracy_metric: str = "accuracy"
+    accuracy_share: float | None = None  # accuracy / the reference's accuracy
+    accuracy_record: Any = dataclasses.field(default=None, repr=False, compare=False)  # not in JSON
+
+    def accuracy_label(self, nd: int = 1) -> str:
+        """'79.8% [76.1-83.1] n=500' (with the share of the reference where there is one)."""
+        if self.accuracy is None:
+            return "-"
+        from deploytool.accuracy import fmt_accuracy
+
+        txt = fmt_accuracy(self.accuracy, self.accuracy_n, self.accuracy_low, self.accuracy_high, nd)
+        return txt + (f", {100 * self.accuracy_share:.0f}% of ref" if self.accuracy_share is not None else "")
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        rec, self.accuracy_record = self.accuracy_record, None
+        try:
+            d = dataclasses.asdict(self)
+        finally:
+            self.accuracy_record = rec
+        d.pop("accuracy_record", None)
         for k, v in d.items():
             if isinstance(v, float):
                 d[k] = round(v, 4) if math.isfinite(v) else None
@@ -123,43 +146,9 @@ class ReportRow:
 
 # ------------------------------------------------------------------------------------- accuracy
 def load_accuracy(paths: Sequence[Path]) -> dict[str, float]:
-    """key (resolved path, file name and stem) -> accuracy in percent."""
-    out: dict[str, float] = {}
-    for p in paths:
-        try:
-            data = json.loads(Path(p).read_text())
-        except (OSError, ValueError) as e:
-            raise InputFileError(f"{p}: not a readable accuracy JSON file ({type(e).__name__})") from None
-        pairs: list[tuple[str, float]] = []
-        if isinstance(data, dict) and "model" in data and any(k in data for k in ("accuracy", "value")):
-            pairs.append((str(data["model"]), data.get("accuracy", data.get("value"))))
-        elif isinstance(data, dict) and isinstance(data.get("models"), dict):
-            pairs.extend((str(k), v) for k, v in data["models"].items())
-        elif isinstance(data, list):
-            for i, item in enumerate(data):
-                if not isinstance(item, dict) or "model" not in item:
-                    raise InputFileError(f"{p}: entry {i}: expected {{'model': ..., 'accuracy': ...}}")
-                pairs.append((str(item["model"]), item.get("accuracy", item.get("value"))))
-        else:
-            raise InputFileError(f"{p}: expected a deploytool eval record, {{'models': {{name: accuracy}}}} "
-                                 "or a list of {'model', 'accuracy'}")
-        vals = []
-        for name, v in pairs:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise InputFileError(f"{p}: accuracy of {name!r} must be a non-negative number, got {v!r}")
-            vals.append(float(v))
-        fraction = all(v <= 1 for v in vals)
-        for (name, _), v in zip(pairs, vals):
-            v = v * 100 if fraction else v
-            for key in _keys(name, Path(p).parent):
-                out.setdefault(key, v)
-    return out
-
-
-def _keys(name: str, base: Path) -> list[str]:
-    p = Path(name)
-    keys = [str((base / p).resolve()) if not p.is_absolute() else str(p.resolve()), p.name, p.stem]
-    return keys
+    """key (resolved path, file name and stem) -> accuracy in percent (values only; the records with n,
+    interval and per-example predictions: :func:`deploytool.accuracy.load_accuracy_records`)."""
+    return load_accuracy_records(paths).values()
 
 
 def _lookup(acc: dict[str, float], model_path: str, name: str) -> float | None:
@@ -209,7 +198,8 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     from deploytool.bench.cost_model import op_costs, project_latency
 
     profiles = [load_profile(n, config.profiles_dirs) for n in config.profiles]
-    acc = load_accuracy(config.accuracy)
+    acc_set = load_accuracy_records(config.accuracy)
+    acc = acc_set.values()
     reports, device_rows = [], []
     for p in config.results:
         kind = _kind(p)
@@ -314,6 +304,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     for r in rows:
         r.param_fraction = r.params / biggest if (r.params and biggest) else None
         r.budget_failed = _failed(r)
+    _attach_accuracy(rows, acc_set)
     _variants(rows)
     fp16_notes = _fp16_statements(rows, profiles)
     devices = {p.name: _device_facts(p, is_host=any(_is_host(p, rep.get("host", {})) for rep in reports))
@@ -326,7 +317,25 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     info = {"hosts": hosts, "fp16": fp16_notes, "calibration": calibration if config.calibrate else {},
             "host_calibration_factors": calibration, "cost_model_host_errors": host_errors,
             "profiles": [p.name for p in profiles], "runs": runs, "devices": devices}
+    if acc_set.reference is not None:
+        ref = acc_set.reference
+        info["accuracy_reference"] = {"name": acc_set.reference_name, "accuracy": ref.value, "n": ref.n,
+                                      "ci95": None if ref.low is None else [ref.low, ref.high],
+                                      "metric": ref.metric, "label": ref.label()}
     return rows, info
+
+
+def _attach_accuracy(rows: list[ReportRow], acc_set) -> None:
+    """Each row's accuracy record: n, interval, metric, per-example scores, share of the reference."""
+    ref = acc_set.reference
+    for r in rows:
+        rec = acc_set.lookup(r.model_path, r.model) if r.accuracy is not None else None
+        if rec is None:
+            continue
+        r.accuracy_record = rec
+        r.accuracy_n, r.accuracy_low, r.accuracy_high, r.accuracy_metric = rec.n, rec.low, rec.high, rec.metric
+        if ref is not None and ref.value > 0 and ref.metric == rec.metric:
+            r.accuracy_share = rec.value / ref.value
 
 
 def _device_facts(prof: Profile, *, is_host: bool) -> dict[str, Any]:

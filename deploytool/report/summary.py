@@ -3,7 +3,10 @@
 A variant (one model file) FITS a device when each of its rows on that device that has a budget is
 within it (p90 latency at that sequence length, peak memory, model size): a model shipped to a phone
 meets short and long inputs alike. Among the variants that fit, the best has the largest accuracy,
-then the lowest device latency at the longest measured length (the rule of ``deploytool fit``).
+then the lowest device latency at the longest measured length (the rule of ``deploytool fit``) --
+except that a difference the paired test does not find significant (exact McNemar on the kept
+per-example predictions, p >= 0.05) is a tie, and of tied variants the faster, then smaller, one is
+the best (:func:`deploytool.accuracy.pick`); the verdict says so.
 Without any accuracy figure the ranking uses the same PROXY as ``fit`` (kept-parameter fraction,
 then precision) and says so.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from deploytool.accuracy import AccuracyRecord, pick
 from deploytool.report.rows import ReportRow
 
 __all__ = ["DeviceSummary", "Variant", "PRECISION_ORDER", "group_variants", "summarize"]
@@ -68,6 +72,8 @@ class DeviceSummary:
     proxy: bool  # ranked by the accuracy proxy (no accuracy figures)
     verdict: str  # one line: the pick, or "none fits" and why
     seq_lens: list[int]
+    accuracy_note: str = ""  # why the pick among the fitting ones (ties by the paired test)
+    tied: list[str] = dataclasses.field(default_factory=list)  # variants tied with the highest accuracy
 
     @property
     def fitting(self) -> list[Variant]:
@@ -117,12 +123,30 @@ def summarize(rows: Sequence[ReportRow]) -> list[DeviceSummary]:
     for dev, variants in group_variants(rows).items():
         proxy = not any(r.accuracy is not None for v in variants for r in v.by_seq.values())
         fitting = [v for v in variants if v.fits]
-        best = min(fitting, key=lambda v: _rank(v, proxy)) if fitting else None
+        note, tied = "", []
+        if fitting and not proxy:
+            pk = pick(fitting, record=_record, cost=_cost, name=lambda v: v.model)
+            best, note, tied = pk.chosen, pk.note, [v.model for v in pk.tied]
+        else:
+            best = min(fitting, key=lambda v: _rank(v, proxy)) if fitting else None
         seqs = sorted({s for v in variants for s in v.by_seq})
         if best is None:
             verdict = _why_none(variants)
         else:
             verdict = (f"{best.model}: {len(fitting)} of {len(variants)} variants fit; best by "
-                       + ("accuracy PROXY (kept parameters, then precision)" if proxy else "accuracy, then latency"))
-        out.append(DeviceSummary(dev, variants, best, proxy, verdict, seqs))
+                       + ("accuracy PROXY (kept parameters, then precision)" if proxy else
+                          f"accuracy (ties by exact McNemar, p >= 0.05: the faster, then smaller): {note}"))
+        out.append(DeviceSummary(dev, variants, best, proxy, verdict, seqs, note, tied))
     return out
+
+
+def _record(v: Variant):
+    r = v.longest
+    if r.accuracy is None:
+        return None
+    return r.accuracy_record if r.accuracy_record is not None else AccuracyRecord(r.accuracy)
+
+
+def _cost(v: Variant) -> tuple:
+    r = v.longest
+    return (r.device_latency_ms if r.device_latency_ms is not None else float("inf"), r.size_mb or 0.0)

@@ -38,8 +38,10 @@ def sorted_by_length(enc: Encoded) -> Encoded:
                    labels=enc.labels[order], truncated=enc.truncated)
 
 
-def load_data(cfg: DataConfig) -> Dataset:
-    return load_dataset(cfg.data, text_col=cfg.text_col, label_col=cfg.label_col, seed=cfg.seed)
+def load_data(cfg: DataConfig, *, whole: bool = False) -> Dataset:
+    if cfg.data is None:
+        raise ConfigError("data: a dataset name or file is required")
+    return load_dataset(cfg.data, text_col=cfg.text_col, label_col=cfg.label_col, seed=cfg.seed, whole=whole)
 
 
 def encode(tokenizer, split: Split, max_length: int, *, limit: int | None = None, what: str = "") -> Encoded:

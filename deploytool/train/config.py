@@ -39,7 +39,7 @@ def _check_fractions(vals, field_name: str) -> tuple[float, ...]:
 class DataConfig:
     """Which dataset and how it is split, tokenized and subsampled."""
 
-    data: str = "rotten-tomatoes"
+    data: str | None = "rotten-tomatoes"  # None (eval only): the dataset recorded with the model at training
     text_col: str = "text"
     label_col: str = "label"
     seed: int = 0
@@ -48,7 +48,7 @@ class DataConfig:
     max_eval: int | None = None
 
     def __post_init__(self):
-        _check(bool(str(self.data)), "data: a dataset name or file is required")
+        _check(self.data is None or bool(str(self.data)), "data: a dataset name or file is required")
         _check(2 <= self.max_length <= 8192, f"max_length: must be in [2, 8192] (got {self.max_length})")
         for name in ("max_train", "max_eval"):
             v = getattr(self, name)
@@ -169,11 +169,20 @@ class QATConfig(_Optim):
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Accuracy (and F1) of a HF folder or an .onnx model on one split."""
+    """Accuracy (and F1) of a HF folder or an .onnx model on one split, or of a whole file.
+
+    ``data.data`` None: the dataset recorded with the model at training time (rotten-tomatoes where
+    none is recorded). ``test_file``: evaluate every example of that file (no split). An embedding
+    (feature-extraction) model is compared with ``reference`` over ``corpus`` instead.
+    """
 
     model: Path
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig(data=None))
     split: str = "test"
+    test_file: Path | None = None
+    reference: Path | None = None  # embedding models: the reference model (default: the fp32 original)
+    corpus: str | None = None  # embedding models: a text file / dataset (default: the review data)
+    max_queries: int = 1000  # embedding models: corpus texts used (first N)
     tokenizer: Path | None = None  # for an .onnx model; default: the folder holding it
     width: float = 1.0  # PyTorch sub-network (DynaBERT) to evaluate
     depth: float = 1.0
@@ -182,7 +191,11 @@ class EvalConfig:
     output: Path | None = None  # JSON
 
     def __post_init__(self):
-        _check(self.split in ("train", "dev", "test"), f"split: must be train, dev or test (got {self.split!r})")
+        _check(self.split in ("train", "dev", "test", "all"),
+               f"split: must be train, dev, test or all (got {self.split!r})")
+        _check(self.test_file is None or self.data.data is None,
+               "test_file: give --data (a dataset and a split) or --test-file (a whole file), not both")
+        _check(self.max_queries >= 20, f"max_queries: must be >= 20 (got {self.max_queries})")
         _check_fractions([self.width], "width")
         _check_fractions([self.depth], "depth")
         _check(self.batch_size >= 1, f"batch_size: must be >= 1 (got {self.batch_size})")

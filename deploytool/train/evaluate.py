@@ -1,36 +1,90 @@
 """Accuracy and F1 of a PyTorch folder (optionally a DynaBERT sub-network) or an ONNX model.
 
+Every accuracy comes with n, the number right and its 95% Wilson interval
+(:mod:`deploytool.stats`), and with the per-example predictions sorted by example id plus a hash of
+the ids, so that two models evaluated on the same examples can be compared pairwise (exact
+McNemar, :mod:`deploytool.accuracy`).
+
+The data's labels are matched to the model's ``id2label`` BY NAME (:func:`match_labels`); without
+``--data`` the dataset recorded in the model folder's ``deploytool.json`` at training time is used
+(:func:`resolve_data`); ``split="all"`` or a test file evaluates every example of a file.
+
 F1 is macro-averaged over labels; it is the headline number beside accuracy when the dataset is
 imbalanced (rarest label well under its uniform share), e.g. sms-spam.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 
+from deploytool.accuracy import examples_key
 from deploytool.data import Dataset
 from deploytool.errors import InputFileError
+from deploytool.stats import wilson_interval
 from deploytool.train.batching import batches, encode, load_data, model_inputs, sorted_by_length
 from deploytool.train.config import DataConfig, EvalConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["evaluate", "evaluate_torch", "evaluate_onnx", "metrics"]
+__all__ = ["evaluate", "evaluate_torch", "evaluate_onnx", "metrics", "acc_label", "match_labels", "model_labels",
+           "recorded_dataset", "resolve_data"]
 
 
-def metrics(pred: np.ndarray, labels: np.ndarray, num_labels: int) -> dict:
-    acc = float((pred == labels).mean()) if len(labels) else float("nan")
+def metrics(pred: np.ndarray, labels: np.ndarray, num_labels: int, ids=None) -> dict:
+    """Accuracy (percent) with n, the number right and its 95% Wilson interval; macro F1.
+
+    ``ids`` (the examples' source ids, parallel to ``pred``): the per-example predictions are kept,
+    sorted by id, so that two models evaluated on the same examples can be compared pairwise.
+    """
+    pred, labels = np.asarray(pred), np.asarray(labels)
+    n = int(len(labels))
+    k = int((pred == labels).sum())
+    lo, hi = wilson_interval(k, n) if n else (float("nan"), float("nan"))
     f1s = []
     for c in range(num_labels):
         tp = int(((pred == c) & (labels == c)).sum())
         fp = int(((pred == c) & (labels != c)).sum())
         fn = int(((pred != c) & (labels == c)).sum())
         f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
-    return {"accuracy": round(100 * acc, 3), "f1_macro": round(100 * float(np.mean(f1s)), 3), "n": int(len(labels))}
+    out = {"accuracy": round(100 * k / n, 3) if n else float("nan"), "n_correct": k, "n": n,
+           "ci95": [round(100 * lo, 3), round(100 * hi, 3)],
+           "f1_macro": round(100 * float(np.mean(f1s)), 3)}
+    if ids is not None:
+        ids = np.asarray(ids, dtype=np.int64)
+        order = np.argsort(ids, kind="stable")
+        out["examples"] = examples_key(ids)
+        out["predictions"] = {"ids": ids[order].tolist(), "pred": pred[order].astype(int).tolist(),
+                              "label": labels[order].astype(int).tolist()}
+    return out
+
+
+def acc_label(r: dict, nd: int = 2) -> str:
+    """'79.80% [76.07-83.10] n=500' from a metrics record."""
+    ci, n = r.get("ci95"), r.get("n")
+    if not n:
+        return f"{r['accuracy']:.{nd}f}%"
+    if not ci:  # a record with n only (e.g. DynaBERT's grid): the interval from the count right
+        k = min(n, max(0, int(round(r["accuracy"] * n / 100))))
+        ci = [100 * x for x in wilson_interval(k, n)]
+    return f"{r['accuracy']:.{nd}f}% [95% CI {ci[0]:.{nd}f}-{ci[1]:.{nd}f}] n={r['n']}"
+
+
+def _length_order(enc) -> list[int]:
+    # the order sorted_by_length uses (stable by length), to put predictions back in split order
+    return sorted(range(len(enc)), key=lambda i: len(enc.ids[i]))
+
+
+def _unsort(pred_sorted: np.ndarray, order: list[int]) -> np.ndarray:
+    pred = np.empty_like(pred_sorted)
+    pred[np.asarray(order, dtype=np.int64)] = pred_sorted
+    return pred
 
 
 def _predict_torch(model, tok, enc, batch_size, device, width=1.0, depth=1.0):
@@ -51,20 +105,33 @@ def _predict_torch(model, tok, enc, batch_size, device, width=1.0, depth=1.0):
     return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
 
 
+def _encoded(tok, ds: Dataset, split: str, data: DataConfig, label_map: np.ndarray | None):
+    """(encoded examples sorted by length, their order, their ids, labels in the model's ids)."""
+    sp = ds.split(split).head(data.max_eval)
+    enc = encode(tok, sp, data.max_length, what=split)
+    labels = enc.labels if label_map is None else label_map[enc.labels]
+    enc.labels = labels
+    order = _length_order(enc)
+    return sorted_by_length(enc), order, np.asarray(sp.ids, dtype=np.int64), labels
+
+
 def evaluate_torch(model, tok, ds: Dataset, split: str, data: DataConfig, *, device=None, width=1.0, depth=1.0,
-                   batch_size: int = 64) -> dict:
-    enc = sorted_by_length(encode(tok, ds.split(split), data.max_length, limit=data.max_eval, what=split))
-    pred = _predict_torch(model, tok, enc, batch_size, device, width, depth)
-    out = metrics(pred, enc.labels, ds.num_labels)
+                   batch_size: int = 64, label_map: np.ndarray | None = None) -> dict:
+    """``label_map``: dataset label index -> the model's label id (default: the same index)."""
+    enc, order, ids, labels = _encoded(tok, ds, split, data, label_map)
+    pred = _unsort(_predict_torch(model, tok, enc, batch_size, device, width, depth), order)
+    num = max(ds.num_labels, int(getattr(getattr(model, "config", None), "num_labels", 0) or 0))
+    out = metrics(pred, labels, num, ids)
     out.update(split=split, truncated=enc.truncated, imbalanced=ds.imbalanced)
     return out
 
 
 def evaluate_onnx(path: Path, tok, ds: Dataset, split: str, data: DataConfig, *, batch_size: int = 64,
-                  threads: int = 2) -> dict:
+                  threads: int = 2, label_map: np.ndarray | None = None, num_labels: int | None = None) -> dict:
     from deploytool.runtime.infer import input_specs, make_session
 
-    enc = sorted_by_length(encode(tok, ds.split(split), data.max_length, limit=data.max_eval, what=split))
+    enc, order, ids, labels = _encoded(tok, ds, split, data, label_map)
+    n_out = num_labels or ds.num_labels
     sess = make_session(path, threads=threads)
     specs = input_specs(sess)
     out_name = sess.get_outputs()[0].name
@@ -75,56 +142,198 @@ def evaluate_onnx(path: Path, tok, ds: Dataset, split: str, data: DataConfig, *,
         if missing:
             raise InputFileError(f"{path}: model input(s) {', '.join(missing)} are not token inputs")
         logits = sess.run([out_name], feeds)[0]
-        if logits.ndim != 2 or logits.shape[1] != ds.num_labels:
+        if logits.ndim != 2 or logits.shape[1] != n_out:
             raise InputFileError(f"{path}: output '{out_name}' has shape {list(logits.shape)}, expected "
-                                 f"[batch, {ds.num_labels}] logits (export a classifier model)")
+                                 f"[batch, {n_out}] logits (export a classifier model)")
         preds.append(logits.argmax(-1))
-    pred = np.concatenate(preds)
-    out = metrics(pred, enc.labels, ds.num_labels)
+    pred = _unsort(np.concatenate(preds), order)
+    out = metrics(pred, labels, n_out, ids)
     out.update(split=split, truncated=enc.truncated, imbalanced=ds.imbalanced)
     return out
 
 
+# --------------------------------------------------------------------------- the user's labels
+_GENERIC = re.compile(r"^LABEL_\d+$")
+
+
+def _architectures(folder: Path) -> list[str]:
+    try:
+        return list(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("architectures") or [])
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def model_labels(folder: Path | None) -> dict[int, str] | None:
+    """id -> label name from a HF folder's config.json (None: no folder, no config, or no id2label)."""
+    if folder is None:
+        return None
+    cfg = Path(folder) / "config.json"
+    if not cfg.is_file():
+        return None
+    try:
+        raw = json.loads(cfg.read_text(encoding="utf-8")).get("id2label")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(raw, dict) or not raw:
+        return None
+    try:
+        return {int(k): str(v) for k, v in raw.items()}
+    except ValueError:
+        return None
+
+
+def match_labels(data_labels: tuple[str, ...], id2label: dict[int, str] | None, where: str) -> tuple[np.ndarray, str]:
+    """Dataset label index -> the model's label id, matched BY NAME with the model's ``id2label``.
+
+    A model without label names (none, or transformers' LABEL_0, LABEL_1, ...) is matched by sorted
+    name, and the note says so. A data label the model does not know is an error listing both sets.
+    """
+    if not id2label or all(_GENERIC.match(v) for v in id2label.values()):
+        n_model = len(id2label) if id2label else None
+        if n_model is not None and len(data_labels) > n_model:
+            raise InputFileError(f"{where}: {len(data_labels)} labels ({', '.join(data_labels)}) but the model "
+                                 f"classifies {n_model} and has no label names")
+        note = ("the model has no label names (id2label); labels matched by sorted name: "
+                + ", ".join(f"{n}->{i}" for i, n in enumerate(data_labels)))
+        return np.arange(len(data_labels), dtype=np.int64), note
+    by_name = {v: k for k, v in id2label.items()}
+    by_fold = {v.strip().casefold(): k for k, v in id2label.items()}
+    out, unknown = [], []
+    for name in data_labels:
+        k = by_name.get(name, by_fold.get(name.strip().casefold()))
+        if k is None:
+            unknown.append(name)
+        out.append(-1 if k is None else k)
+    if unknown:
+        model_set = [id2label[k] for k in sorted(id2label)]
+        raise InputFileError(f"{where}: label(s) {', '.join(map(repr, unknown))} unknown to the model; "
+                             f"model labels (id2label): {', '.join(map(repr, model_set))}; "
+                             f"data labels: {', '.join(map(repr, data_labels))}")
+    return np.asarray(out, dtype=np.int64), ""
+
+
+# ------------------------------------------------------------------ the dataset recorded at training
+def recorded_dataset(meta) -> dict | None:
+    """The SplitInfo record a training command left in ``deploytool.json`` (searched depth-first)."""
+    if isinstance(meta, dict):
+        d = meta.get("dataset")
+        if isinstance(d, dict) and "source" in d and "seed" in d:
+            return d
+        for v in meta.values():
+            r = recorded_dataset(v)
+            if r is not None:
+                return r
+    return None
+
+
+def resolve_data(cfg: EvalConfig, meta_folder: Path | None) -> tuple[DataConfig, bool, str]:
+    """(data config, whole file?, where the data came from) for an eval."""
+    from deploytool.data import BUILTIN
+    from deploytool.train.checkpoint import read_meta
+
+    if cfg.test_file is not None:
+        return dataclasses.replace(cfg.data, data=str(cfg.test_file)), True, "the whole test file"
+    whole = cfg.split == "all"
+    if cfg.data.data is not None:
+        return cfg.data, whole, "--data"
+    rec = recorded_dataset(read_meta(meta_folder)) if meta_folder is not None else None
+    if rec is None:
+        return dataclasses.replace(cfg.data, data="rotten-tomatoes"), whole, \
+            "default (no dataset recorded with the model)"
+    name = str(rec.get("dataset"))
+    data = name if name in BUILTIN else str(rec["source"])
+    if name not in BUILTIN and not Path(data).is_file():
+        raise InputFileError(f"{data}: the dataset recorded when the model was trained is gone; give --data")
+    dc = dataclasses.replace(cfg.data, data=data, text_col=rec.get("text_col", cfg.data.text_col),
+                             label_col=rec.get("label_col", cfg.data.label_col), seed=int(rec.get("seed", 0)))
+    return dc, whole, "recorded at training time"
+
+
+def _is_embedding_onnx(path: Path) -> bool:
+    """True for a feature-extraction model: its first output is [batch, seq, hidden], not logits."""
+    from deploytool.onnx_io import load_proto
+
+    proto = load_proto(path, load_external_data=False)
+    meta = {m.key: m.value for m in proto.metadata_props}
+    if meta.get("deploytool.task"):
+        return meta["deploytool.task"] == "feature-extraction"
+    out = proto.graph.output[0]
+    return len(out.type.tensor_type.shape.dim) == 3
+
+
 def evaluate(cfg: EvalConfig) -> dict:
-    """Evaluate ``cfg.model`` (HF folder or .onnx file) on ``cfg.split``; optionally write JSON."""
+    """Evaluate ``cfg.model`` (HF folder or .onnx file); optionally write JSON.
+
+    A classifier: accuracy on ``cfg.split`` of the data (or the whole ``cfg.test_file``), labels matched
+    to the model's ``id2label`` by name, per-example predictions kept. A feature-extraction ONNX model:
+    embedding agreement with a reference model (:func:`deploytool.train.embedding.evaluate_embedding`).
+    """
     import torch
 
     from deploytool.train.checkpoint import load_classifier, load_tokenizer, resolve_folder
 
     t0 = time.perf_counter()
     torch.set_num_threads(cfg.threads)
-    ds = load_data(cfg.data)
     p = Path(cfg.model)
     if cfg.output is not None:
         from deploytool.onnx_io import check_output_path
         check_output_path(cfg.output)
-    if p.suffix == ".onnx" or p.is_file():
+    is_onnx = p.suffix == ".onnx" or p.is_file()
+    if is_onnx:
         if not p.is_file():
             raise InputFileError(f"{p}: no such file")
-        tok_dir = Path(cfg.tokenizer) if cfg.tokenizer else p.parent
-        tok = load_tokenizer(tok_dir)
         if cfg.width < 1 or cfg.depth < 1:
             raise InputFileError("width/depth select a PyTorch sub-network; slice the ONNX model with "
                                  "`deploytool slice` instead")
-        res = evaluate_onnx(p, tok, ds, cfg.split, cfg.data, batch_size=cfg.batch_size, threads=cfg.threads)
-        kind = "onnx"
+        if _is_embedding_onnx(p):
+            from deploytool.train.embedding import evaluate_embedding
+
+            res = evaluate_embedding(cfg)
+            res["seconds"] = round(time.perf_counter() - t0, 2)
+            _write(cfg, res)
+            return res
+        meta_folder = Path(cfg.tokenizer) if cfg.tokenizer else p.parent
+        folder = None
     else:
         folder = resolve_folder(p)
+        meta_folder = folder
+        archs = _architectures(folder)
+        if archs and not any("SequenceClassification" in a for a in archs):
+            # a random head would give a meaningless accuracy: say what to do instead
+            raise InputFileError(f"{p}: {', '.join(archs)} has no classification head (a feature-extraction "
+                                 "model); fine-tune it (`deploytool train`), or export it and eval the .onnx "
+                                 "file for its embedding agreement with the original")
+    id2label = model_labels(meta_folder)
+    dc, whole, origin = resolve_data(cfg, meta_folder)
+    ds = load_data(dc, whole=whole)
+    split = "all" if whole else cfg.split
+    label_map, label_note = match_labels(ds.label_names, id2label, str(dc.data))
+    n_model = len(id2label) if id2label else ds.num_labels
+    if is_onnx:
+        tok = load_tokenizer(meta_folder)
+        res = evaluate_onnx(p, tok, ds, split, dc, batch_size=cfg.batch_size, threads=cfg.threads,
+                            label_map=label_map, num_labels=n_model)
+        kind = "onnx"
+    else:
         tok = load_tokenizer(cfg.tokenizer or folder)
-        model = load_classifier(folder, num_labels=ds.num_labels)
+        model = load_classifier(folder, num_labels=n_model)
         if cfg.width < 1 or cfg.depth < 1:
             from deploytool.train.subnet import check_supported
             check_supported(model)
-        res = evaluate_torch(model, tok, ds, cfg.split, cfg.data, width=cfg.width, depth=cfg.depth,
-                             batch_size=cfg.batch_size)
+        res = evaluate_torch(model, tok, ds, split, dc, width=cfg.width, depth=cfg.depth,
+                             batch_size=cfg.batch_size, label_map=label_map)
         kind = "pytorch"
-    res.update(command="eval", model=str(p), kind=kind, width=cfg.width, depth=cfg.depth,
-               dataset=ds.info.to_dict(), label_names=list(ds.label_names),
+    names = ([id2label[k] for k in sorted(id2label)] if id2label and not label_note else list(ds.label_names))
+    res.update(command="eval", model=str(p), kind=kind, metric="accuracy", width=cfg.width, depth=cfg.depth,
+               dataset=ds.info.to_dict(), data_origin=origin, split_description=ds.info.describe(),
+               label_names=names, data_labels=list(ds.label_names), label_note=label_note,
                seconds=round(time.perf_counter() - t0, 2))
-    if cfg.output is not None:
-        import json
+    _write(cfg, res)
+    return res
 
+
+def _write(cfg: EvalConfig, res: dict) -> None:
+    if cfg.output is not None:
         from deploytool.onnx_io import atomic_write
         with atomic_write(cfg.output) as f:
             json.dump(res, f, indent=2)
-    return res

@@ -15,21 +15,33 @@ def _fmt(v, nd=2):
     return "-" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
 
 
+def _ci(acc: float | None, n: int | None) -> str:
+    """' [lo-hi]': the 95% Wilson interval of acc% of n examples (every row is on the same test split)."""
+    if acc is None or not n:
+        return ""
+    from deploytool.stats import wilson_interval
+
+    lo, hi = wilson_interval(min(n, max(0, int(round(acc * n / 100)))), n)
+    return f" [{100 * lo:.1f}-{100 * hi:.1f}]"
+
+
 def markdown(res: dict) -> str:
     t = res["teacher"]["test"]["accuracy"]
+    n = res["teacher"]["test"].get("n") or res["dataset"]["sizes"].get("test")
     lines = [f"# Training benchmark: {res['dataset']['dataset']} ({res['schedule']} schedule)", "",
              f"Machine: {res.get('machine', '?')}; torch threads {res.get('threads')}; "
              f"total wall-clock {res['total_seconds']:.0f} s.",
              f"Split seed {res['dataset']['seed']}, sizes {res['dataset']['sizes']}, "
              f"test ids sha256 {res['dataset']['ids_sha256']['test']}.", "",
-             "| model | test accuracy % | of teacher | target | met | train s | notes |",
+             f"Test accuracies carry their 95% Wilson interval at n = {n} (every row on the same test examples).", "",
+             "| model | test accuracy % [95% CI] | of teacher | target | met | train s | notes |",
              "|---|---|---|---|---|---|---|"]
     for row in res["rows"]:
         acc = row["accuracy"]
         rel = None if acc is None else 100 * acc / t
         target = row.get("target")
         met = "-" if target is None or rel is None else ("yes" if rel >= target else "NO")
-        lines.append(f"| {row['name']} | {_fmt(acc)} | {_fmt(rel, 1)}% | {_fmt(target, 0) + '%' if target else '-'} "
+        lines.append(f"| {row['name']} | {_fmt(acc)}{_ci(acc, n)} | {_fmt(rel, 1)}% | {_fmt(target, 0) + '%' if target else '-'} "
                      f"| {met} | {_fmt(row.get('seconds'), 0)} | {row.get('notes', '')} |")
     if res.get("onnx"):
         lines += ["", "| ONNX model | test accuracy % | PyTorch % | difference (points) | within 0.2 |",

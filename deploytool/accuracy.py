@@ -1,0 +1,290 @@
+"""Accuracy records that carry their own uncertainty, and the rule that ranks variants by them.
+
+An :class:`AccuracyRecord` is one figure (percent) with n, its 95% interval and, where the
+measurement kept them, the per-example scores in a canonical order (sorted by example id) plus the
+identity of the examples (a hash of the ids). Two records on the same examples can be compared with
+a paired test (:func:`compare`: exact McNemar on 0/1 correctness, the exact sign test on per-query
+recall@10); records of different examples, or without per-example scores, cannot.
+
+:func:`pick` is the ranking used by ``fit`` and the report's per-device verdict: the candidate with
+the highest accuracy is the top; every candidate whose difference from the top is not significant
+(p >= 0.05) ties with it; among the tied ones the cheapest (lowest latency, then size, as the
+caller's ``cost`` says) is picked, and the note says so.
+
+Files read by :func:`load_accuracy_records` (any of): a ``deploytool eval --output`` record,
+``{"models": {name: accuracy}}``, or a list of ``{"model": ..., "accuracy": ...}`` records (what
+``deploytool run`` writes as ``accuracy.json``; an entry with ``"role": "reference"`` is the teacher
+the variants came from, shown as the reference row).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from deploytool.errors import InputFileError
+from deploytool.stats import ALPHA, mean_interval, sign_test, wilson_interval
+
+__all__ = ["AccuracyRecord", "AccuracySet", "Comparison", "Pick", "compare", "examples_key", "fmt_accuracy",
+           "load_accuracy_records", "pick"]
+
+T = TypeVar("T")
+
+
+def examples_key(ids: Sequence[int] | np.ndarray) -> str:
+    """The identity of a set of examples: SHA-256 (16 hex) of the sorted ids."""
+    s = ",".join(str(int(i)) for i in sorted(int(x) for x in ids))
+    return hashlib.sha256(s.encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class AccuracyRecord:
+    """One accuracy-like figure in percent, with n and its 95% interval (percent)."""
+
+    value: float
+    n: int | None = None
+    low: float | None = None
+    high: float | None = None
+    metric: str = "accuracy"  # or "recall@10" (embedding models: agreement with the reference's neighbours)
+    examples: str | None = None  # examples_key of the evaluated examples
+    scores: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_correct(cls, correct, ids=None, *, examples: str | None = None) -> AccuracyRecord:
+        """From 0/1 correctness per example (ids: their example ids, used to order and identify them)."""
+        c = np.asarray(correct, dtype=bool)
+        if ids is not None:
+            order = np.argsort(np.asarray(ids, dtype=np.int64), kind="stable")
+            c = c[order]
+            examples = examples_key(ids)
+        k, n = int(c.sum()), int(c.size)
+        lo, hi = wilson_interval(k, n)
+        return cls(100.0 * k / n if n else float("nan"), n, 100 * lo, 100 * hi, "accuracy", examples,
+                   c.astype(np.float64))
+
+    @classmethod
+    def from_scores(cls, scores, *, metric: str, examples: str | None) -> AccuracyRecord:
+        """From per-example scores in [0, 1] (e.g. per-query recall@10), mean with its interval."""
+        s = np.asarray(scores, dtype=np.float64)
+        m, lo, hi = mean_interval(s)
+        return cls(100 * m, int(s.size), 100 * lo, 100 * hi, metric, examples, s)
+
+    @property
+    def binary(self) -> bool:
+        return self.scores is not None and bool(np.all((self.scores == 0) | (self.scores == 1)))
+
+    def label(self, nd: int = 1) -> str:
+        """'79.8% [76.1-83.1] n=500' (or just '79.8%' without n)."""
+        if self.n is None or self.low is None or self.high is None:
+            return f"{self.value:.{nd}f}%"
+        return f"{self.value:.{nd}f}% [{self.low:.{nd}f}-{self.high:.{nd}f}] n={self.n}"
+
+    def to_dict(self, *, with_scores: bool = False) -> dict[str, Any]:
+        d: dict[str, Any] = {"accuracy": round(self.value, 3), "metric": self.metric, "n": self.n,
+                             "ci95": None if self.low is None else [round(self.low, 3), round(self.high, 3)],
+                             "examples": self.examples}
+        if with_scores and self.scores is not None:
+            if self.metric == "accuracy" and self.binary:
+                d["correct"] = "".join("1" if v else "0" for v in self.scores)
+            else:
+                d["scores"] = [round(float(v), 4) for v in self.scores]
+        return d
+
+
+def fmt_accuracy(value: float | None, n: int | None = None, low: float | None = None, high: float | None = None,
+                 nd: int = 1) -> str:
+    if value is None:
+        return "-"
+    return AccuracyRecord(value, n, low, high).label(nd)
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    p: float | None  # None: no paired test possible (different examples, or no per-example scores)
+    a_better: int  # examples where A scored higher
+    b_better: int
+    n: int
+    test: str  # "McNemar (exact)" | "sign test (exact)" | why none
+
+    @property
+    def significant(self) -> bool | None:
+        return None if self.p is None else self.p < ALPHA
+
+
+def compare(a: AccuracyRecord, b: AccuracyRecord) -> Comparison:
+    """The paired test of two records on the same examples."""
+    if a.scores is None or b.scores is None:
+        return Comparison(None, 0, 0, 0, "no per-example predictions")
+    if a.examples is None or a.examples != b.examples or a.scores.shape != b.scores.shape:
+        return Comparison(None, 0, 0, 0, "evaluated on different examples")
+    p, better, worse = sign_test(a.scores, b.scores)
+    return Comparison(p, better, worse, int(a.scores.size),
+                      "McNemar (exact)" if a.metric == "accuracy" and a.binary and b.binary else "sign test (exact)")
+
+
+@dataclasses.dataclass
+class Pick(Generic[T]):
+    chosen: T
+    top: T  # the highest accuracy
+    tied: list[T]  # candidates not significantly worse than the top (the top included)
+    note: str  # one sentence: why the chosen one
+
+
+def pick(cands: Sequence[T], record: Callable[[T], AccuracyRecord | None], cost: Callable[[T], tuple],
+         name: Callable[[T], str]) -> Pick[T]:
+    """The highest accuracy, except that a cheaper candidate whose difference is not significant wins.
+
+    Candidates without a record rank last. ``cost``: smaller is better (latency, then size).
+    """
+    if not cands:
+        raise ValueError("pick: no candidates")
+
+    def acc(c):
+        r = record(c)
+        return r.value if r is not None else float("-inf")
+
+    top = min(cands, key=lambda c: (-acc(c), cost(c)))
+    rt = record(top)
+    if rt is None:
+        return Pick(top, top, [top], "no accuracy figure")
+    tied, tests = [top], {}
+    for c in cands:
+        if c is top or record(c) is None:
+            continue
+        cmp = compare(rt, record(c))
+        if cmp.p is not None and cmp.p >= ALPHA:
+            tied.append(c)
+            tests[id(c)] = cmp
+    chosen = min(tied, key=cost)
+    if chosen is top:
+        if len(tied) == 1:
+            untested = any(compare(rt, record(c)).p is None for c in cands if c is not top and record(c))
+            note = (f"{name(top)} has the highest {rt.metric} ({rt.label()})"
+                    + ("; differences not tested (no per-example predictions)" if untested else
+                       "; every other candidate is significantly worse (exact paired test, p < 0.05)"
+                       if len(cands) > 1 else ""))
+        else:
+            note = (f"{name(top)} has the highest {rt.metric} ({rt.label()}) and is also the cheapest of the "
+                    f"{len(tied)} that tie with it (paired test p >= {ALPHA:g})")
+        return Pick(top, top, tied, note)
+    rc, cmp = record(chosen), tests[id(chosen)]
+    diff = abs(cmp.a_better - cmp.b_better)
+    note = (f"{name(chosen)} ({rc.label()}) ties with the highest, {name(top)} ({rt.label()}): they differ on "
+            f"{cmp.a_better + cmp.b_better} of {cmp.n} examples, {cmp.a_better} vs {cmp.b_better} (net {diff}), "
+            f"{cmp.test} p = {cmp.p:.2f} >= {ALPHA:g}, not significant; of the {len(tied)} tied, the "
+            f"cheapest (faster, then smaller) is picked")
+    return Pick(chosen, top, tied, note)
+
+
+# ------------------------------------------------------------------------------------------ files
+@dataclasses.dataclass
+class AccuracySet:
+    """key (resolved path, file name, stem) -> record; plus the reference (teacher) record, if any."""
+
+    records: dict[str, AccuracyRecord]
+    reference: AccuracyRecord | None = None
+    reference_name: str | None = None
+
+    def lookup(self, model_path: str, name: str) -> AccuracyRecord | None:
+        p = Path(model_path)
+        for key in (str(p.resolve()), p.name, p.stem, name):
+            if key in self.records:
+                return self.records[key]
+        return None
+
+    def values(self) -> dict[str, float]:
+        return {k: r.value for k, r in self.records.items()}
+
+
+def _keys(name: str, base: Path) -> list[str]:
+    p = Path(name)
+    return [str((base / p).resolve()) if not p.is_absolute() else str(p.resolve()), p.name, p.stem]
+
+
+def _num(p: Path, name: str, v: Any, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise InputFileError(f"{p}: {what} of {name!r} must be a non-negative number, got {v!r}")
+    return float(v)
+
+
+def _record(p: Path, name: str, item: dict, scale: float) -> AccuracyRecord:
+    v = _num(p, name, item.get("accuracy", item.get("value")), "accuracy") * scale
+    metric = str(item.get("metric") or "accuracy")
+    examples = item.get("examples")
+    scores = None
+    if isinstance(item.get("correct"), str):
+        bits = item["correct"]
+        if set(bits) - {"0", "1"}:
+            raise InputFileError(f"{p}: 'correct' of {name!r} must be a string of 0 and 1")
+        scores = np.frombuffer(bits.encode(), dtype=np.uint8).astype(np.float64) - ord("0")
+    elif isinstance(item.get("predictions"), dict):
+        pr = item["predictions"]
+        try:
+            ids = np.asarray(pr["ids"], dtype=np.int64)
+            ok = np.asarray(pr["pred"]) == np.asarray(pr["label"])
+        except (KeyError, ValueError, TypeError):
+            raise InputFileError(f"{p}: 'predictions' of {name!r} needs equal-length ids, pred and label") from None
+        if ok.shape != ids.shape:
+            raise InputFileError(f"{p}: 'predictions' of {name!r} needs equal-length ids, pred and label")
+        scores = ok[np.argsort(ids, kind="stable")].astype(np.float64)
+        examples = examples_key(ids)
+    elif isinstance(item.get("scores"), list):
+        scores = np.asarray([_num(p, name, s, "score") for s in item["scores"]], dtype=np.float64)
+    n = item.get("n")
+    n = int(n) if isinstance(n, int) and not isinstance(n, bool) and n > 0 else (
+        int(scores.size) if scores is not None else None)
+    ci = item.get("ci95")
+    if isinstance(ci, list) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci):
+        low, high = float(ci[0]) * scale, float(ci[1]) * scale
+    elif scores is not None and scores.size:
+        r = (AccuracyRecord.from_correct(scores.astype(bool)) if metric == "accuracy"
+             else AccuracyRecord.from_scores(scores, metric=metric, examples=None))
+        low, high = r.low, r.high
+    elif n is not None and metric == "accuracy":
+        k = int(round(v / 100 * n))
+        lo, hi = wilson_interval(min(max(k, 0), n), n)
+        low, high = 100 * lo, 100 * hi
+    else:
+        low = high = None
+    return AccuracyRecord(v, n, low, high, metric, str(examples) if examples else None, scores)
+
+
+def load_accuracy_records(paths: Sequence[Path]) -> AccuracySet:
+    out = AccuracySet({})
+    for p in paths:
+        p = Path(p)
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, ValueError) as e:
+            raise InputFileError(f"{p}: not a readable accuracy JSON file ({type(e).__name__})") from None
+        items: list[tuple[str, dict]] = []
+        if isinstance(data, dict) and "model" in data and any(k in data for k in ("accuracy", "value")):
+            items.append((str(data["model"]), data))
+        elif isinstance(data, dict) and isinstance(data.get("models"), dict):
+            items.extend((str(k), {"accuracy": v}) for k, v in data["models"].items())
+        elif isinstance(data, list):
+            for i, item in enumerate(data):
+                if not isinstance(item, dict) or "model" not in item:
+                    raise InputFileError(f"{p}: entry {i}: expected {{'model': ..., 'accuracy': ...}}")
+                items.append((str(item["model"]), item))
+        else:
+            raise InputFileError(f"{p}: expected a deploytool eval record, {{'models': {{name: accuracy}}}} "
+                                 "or a list of {'model', 'accuracy'}")
+        vals = [_num(p, name, it.get("accuracy", it.get("value")), "accuracy") for name, it in items]
+        scale = 100.0 if all(v <= 1 for v in vals) else 1.0  # fractions -> percent
+        for name, it in items:
+            rec = _record(p, name, it, scale)
+            if it.get("role") == "reference":
+                if out.reference is None:
+                    out.reference, out.reference_name = rec, str(it.get("label") or name)
+                continue
+            for key in _keys(name, p.parent) + ([str(it["label"])] if it.get("label") else []):
+                out.records.setdefault(key, rec)
+    return out

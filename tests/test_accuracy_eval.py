@@ -1,0 +1,163 @@
+"""`eval`/`train` on the user's data: labels by name, the recorded dataset, whole files, n and intervals.
+
+The issue's bad case first: a model trained on neg/pos evaluated on a file labelled
+1_positive/2_negative printed `accuracy 16.67%`; it must be a one-line error listing both label sets.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from deploytool.cli import main
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from deploytool.testing.toy_text import tiny_classifier_folder, toy_csv
+
+    root = tmp_path_factory.mktemp("acc")
+    tiny_classifier_folder(root / "tiny", layers=2)
+    toy_csv(root / "toy.csv", n=120)
+    res = CliRunner().invoke(main, ["train", "--model", str(root / "tiny"), "--data", str(root / "toy.csv"),
+                                    "-o", str(root / "tnp"), "--threads", "1", "--max-length", "32"])
+    assert res.exit_code == 0, res.output + res.stderr
+    root_out = res.output
+    rows = list(csv.DictReader(open(root / "toy.csv")))
+    return {"root": root, "model": root / "tnp", "train_out": root_out, "rows": rows}
+
+
+def _write(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+    return path
+
+
+def _ok(args):
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, (res.output, res.stderr)
+    return res.output
+
+
+def _fails(args, *words):
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2, (res.exit_code, res.output, res.stderr)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert "Traceback" not in res.output + res.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+def test_train_prints_n_interval_and_split(trained):
+    out = trained["train_out"]
+    assert re.search(r"dev accuracy \d+\.\d+% \[95% CI \d+\.\d+-\d+\.\d+\] n=12\b", out), out
+    assert "120 examples split 80%/10%/10% train/dev/test = 96/12/12 (seed 0)" in out, out
+
+
+def test_unknown_labels_are_one_line_listing_both_sets(trained, tmp_path):
+    bad = _write(tmp_path / "bad.csv", [(r["text"], "1_positive" if r["label"] == "pos" else "2_negative")
+                                        for r in trained["rows"]])
+    before = bad.read_bytes()
+    out = tmp_path / "e.json"
+    line = _fails(["eval", str(trained["model"]), "--data", str(bad), "-o", str(out)],
+                  "'1_positive'", "'2_negative'", "'neg'", "'pos'", "unknown to the model")
+    assert "model labels" in line and "data labels" in line
+    assert not out.exists() and bad.read_bytes() == before
+
+
+def _reference_accuracy(model_dir, texts, labels):
+    """Accuracy from transformers directly: argmax -> config.id2label name == the file's label."""
+    import torch
+    import transformers as tr
+
+    tok = tr.AutoTokenizer.from_pretrained(str(model_dir))
+    m = tr.AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    with torch.no_grad():
+        enc = tok(texts, truncation=True, max_length=64, padding=True, return_tensors="pt")
+        pred = m(**enc).logits.argmax(-1).numpy()
+    names = [m.config.id2label[int(i)] for i in pred]
+    return 100 * float(np.mean([a == b for a, b in zip(names, labels)])), names
+
+
+def test_labels_matched_by_name_not_sorted_order(trained, tmp_path):
+    """A model whose id2label is not in sorted order: eval must follow the names."""
+    import shutil
+
+    m = tmp_path / "rev"
+    shutil.copytree(trained["model"], m)
+    cfg = json.loads((m / "config.json").read_text())
+    assert cfg["id2label"] == {"0": "neg", "1": "pos"}
+    cfg["id2label"], cfg["label2id"] = {"0": "pos", "1": "neg"}, {"pos": 0, "neg": 1}
+    (m / "config.json").write_text(json.dumps(cfg))
+    rows = trained["rows"][:40]
+    f = _write(tmp_path / "t.csv", [(r["text"], r["label"]) for r in rows])
+    out = tmp_path / "e.json"
+    _ok(["eval", str(m), "--test-file", str(f), "-o", str(out), "--threads", "1"])
+    r = json.loads(out.read_text())
+    ref, names = _reference_accuracy(m, [x["text"] for x in rows], [x["label"] for x in rows])
+    assert r["accuracy"] == pytest.approx(ref)
+    assert r["n"] == 40 and r["label_names"] == ["pos", "neg"]
+    # the kept predictions are the model's own, by example id (row number)
+    assert r["predictions"]["ids"] == list(range(40))
+    assert [r["label_names"][i] for i in r["predictions"]["pred"]] == names
+
+
+def test_eval_without_data_uses_the_recorded_dataset(trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the recorded path still resolves from elsewhere
+    out = tmp_path / "e.json"
+    text = _ok(["eval", str(trained["model"]), "-o", str(out), "--threads", "1"])
+    r = json.loads(out.read_text())
+    assert r["dataset"]["dataset"] == "toy.csv" and r["data_origin"] == "recorded at training time"
+    assert r["n"] == 12 and "recorded at training time" in text
+    # the same as giving the file explicitly
+    out2 = tmp_path / "e2.json"
+    _ok(["eval", str(trained["model"]), "--data", str(trained["root"] / "toy.csv"), "-o", str(out2),
+         "--threads", "1"])
+    assert json.loads(out2.read_text())["predictions"] == r["predictions"]
+    assert re.search(r"accuracy \d+\.\d+% \[95% CI \d+\.\d+-\d+\.\d+\] n=12", text), text
+
+
+def test_split_all_and_test_file_cover_every_row(trained, tmp_path):
+    out = tmp_path / "a.json"
+    text = _ok(["eval", str(trained["model"]), "--split", "all", "-o", str(out), "--threads", "1"])
+    r = json.loads(out.read_text())
+    assert r["n"] == 120 and sorted(r["predictions"]["ids"]) == list(range(120))
+    assert "the whole file, 120 examples" in text
+    one = _write(tmp_path / "pos.csv", [(x["text"], "pos") for x in trained["rows"] if x["label"] == "pos"][:15])
+    out = tmp_path / "p.json"
+    _ok(["eval", str(trained["model"]), "--test-file", str(one), "-o", str(out), "--threads", "1"])
+    r = json.loads(out.read_text())
+    assert r["n"] == 15 and r["n_correct"] == sum(1 for p in r["predictions"]["pred"] if p == 1)
+    lo, hi = r["ci95"]
+    assert lo <= r["accuracy"] <= hi
+
+
+def test_test_file_with_data_is_refused(trained):
+    _fails(["eval", str(trained["model"]), "--data", "x.csv", "--test-file", "y.csv"], "--test-file")
+
+
+def test_onnx_eval_uses_the_tokenizer_folders_labels(trained, tmp_path):
+    import shutil
+
+    from deploytool.export import ExportConfig, export
+
+    m = tmp_path / "m"
+    shutil.copytree(trained["model"], m)
+    export(ExportConfig(model=str(m), task="sequence-classification"), m / "model.onnx")
+    out_t, out_o = tmp_path / "t.json", tmp_path / "o.json"
+    _ok(["eval", str(m), "-o", str(out_t), "--threads", "1"])
+    _ok(["eval", str(m / "model.onnx"), "-o", str(out_o), "--threads", "1"])
+    a, b = json.loads(out_t.read_text()), json.loads(out_o.read_text())
+    assert a["examples"] == b["examples"] and a["n"] == b["n"] == 12
+    assert a["accuracy"] == b["accuracy"]

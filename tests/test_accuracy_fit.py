@@ -1,0 +1,112 @@
+"""fit and the report treat a difference the exact McNemar test does not find significant as a tie,
+pick the faster (then smaller) of the tied variants, and say so; a significant difference still wins."""
+
+from __future__ import annotations
+
+import json
+import re
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from deploytool.cli import main
+
+GRID = ["--widths", "1,0.5", "--depths", "1", "--precisions", "fp32,int8", "--runs", "3", "--seq-len", "16"]
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_onnx, tmp_path_factory):
+    model = tiny_onnx("bert", layers=2, hidden=64, heads=4, ffn=256)
+    d = tmp_path_factory.mktemp("fitacc")
+    r = CliRunner().invoke(main, ["fit", str(model), "--profile", "kirin990", "-o", str(d / "p.onnx"), *GRID])
+    assert r.exit_code == 0, r.output
+    why = json.loads((d / "p.onnx.fit.json").read_text())
+    lat = {c["name"]: c["device_p90_ms"] for c in why["candidates"]}  # projections: deterministic
+    return model, d, sorted(lat, key=lat.get)
+
+
+def _records(order, slow_extra_right: int, n: int = 500):
+    """Per-example predictions: the slowest candidate gets `slow_extra_right` more examples right than
+    the others (which all share one correctness vector)."""
+    rng = np.random.default_rng(0)
+    base = (rng.uniform(size=n) < 0.79).astype(int)
+    slow = base.copy()
+    slow[np.flatnonzero(base == 0)[:slow_extra_right]] = 1
+    ids = list(range(n))
+    items = []
+    for name in order:
+        c = slow if name == order[-1] else base
+        items.append({"model": name, "accuracy": 100 * c.mean(), "n": n,
+                      "predictions": {"ids": ids, "pred": c.tolist(), "label": [1] * n}})
+    return items, int(slow.sum()), int(base.sum())
+
+
+def _p_exact(b, c):
+    n = b + c
+    return float(min(1, 2 * sum(Fraction(math.comb(n, i), 2 ** n) for i in range(min(b, c) + 1))))
+
+
+def test_fit_a_non_significant_lead_is_a_tie_and_the_fastest_wins(fitted, tmp_path):
+    model, _, order = fitted
+    items, k_slow, k_base = _records(order, slow_extra_right=2)  # the issue's case: 2 reviews of 500
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps(items))
+    out = tmp_path / "a.onnx"
+    r = CliRunner().invoke(main, ["fit", str(model), "--profile", "kirin990", "-o", str(out), "--budget-ms", "1000",
+                                  "--accuracy", str(acc), *GRID])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "a.onnx.fit.json").read_text())
+    assert res["chosen"] == order[0]  # the fastest, although the slowest is 2 examples better
+    assert f"p = {_p_exact(2, 0):.2f}" in res["accuracy_note"] and "not significant" in res["accuracy_note"]
+    assert "ties with the highest" in r.output and order[-1] in r.output
+    chosen = next(c for c in res["candidates"] if c["name"] == order[0])
+    assert chosen["accuracy_n"] == 500 and chosen["accuracy_ci95"][0] < chosen["accuracy"] < chosen["accuracy_ci95"][1]
+
+
+def test_fit_a_significant_lead_wins(fitted, tmp_path):
+    model, _, order = fitted
+    items, _, _ = _records(order, slow_extra_right=30)
+    assert _p_exact(30, 0) < 0.05
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps(items))
+    out = tmp_path / "a.onnx"
+    r = CliRunner().invoke(main, ["fit", str(model), "--profile", "kirin990", "-o", str(out), "--budget-ms", "1000",
+                                  "--accuracy", str(acc), *GRID])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "a.onnx.fit.json").read_text())
+    assert res["chosen"] == order[-1] and "significantly worse" in res["accuracy_note"]
+
+
+def test_report_ties_and_reference_row():
+    """The report's verdict applies the same rule on hand-made rows, and shows each variant's share of
+    the reference (teacher)."""
+    from test_report_summary import row
+
+    from deploytool.accuracy import AccuracyRecord, AccuracySet
+    from deploytool.report.render import render_markdown
+    from deploytool.report.rows import _attach_accuracy, _variants
+    from deploytool.report.summary import summarize
+
+    n = 500
+    base = np.r_[np.ones(397), np.zeros(103)]
+    best = base.copy()
+    best[397:399] = 1  # 2 more right: 399 vs 397
+    recs = {"/m/q-w1-d1-fp32.onnx": AccuracyRecord.from_correct(best, np.arange(n)),
+            "/m/q-w0.5-d1-int8.onnx": AccuracyRecord.from_correct(base, np.arange(n))}
+    ref = AccuracyRecord.from_correct(np.r_[np.ones(400), np.zeros(100)], np.arange(n))
+    rows = [row("q-w1-d1-fp32", 128, 40, acc=recs["/m/q-w1-d1-fp32.onnx"].value, size=87, size_budget=100),
+            row("q-w0.5-d1-int8", 128, 20, acc=recs["/m/q-w0.5-d1-int8.onnx"].value, size=20, size_budget=100)]
+    _variants(rows)
+    _attach_accuracy(rows, AccuracySet(dict(recs), ref, "teacher (PyTorch fp32)"))
+    (s,) = summarize(rows)
+    assert s.best.model == "q-w0.5-d1-int8" and set(s.tied) == {"q-w1-d1-fp32", "q-w0.5-d1-int8"}
+    assert "ties with the highest, q-w1-d1-fp32" in s.verdict and "2 vs 0" in s.verdict
+    assert rows[1].accuracy_share == pytest.approx(397 / 400)
+    info = {"accuracy_reference": {"name": "teacher (PyTorch fp32)", "label": ref.label()}}
+    md = render_markdown(rows, info, "t", [], [s])
+    assert re.search(r"79\.4% \[7\d\.\d-8\d\.\d\] n=500, 99% of ref", md), md
+    assert "Reference (the model the variants were made from): **teacher (PyTorch fp32)**, 80.0%" in md
+    assert "exact McNemar" in md

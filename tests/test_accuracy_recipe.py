@@ -1,0 +1,87 @@
+"""Recipe reports with accuracy: the teacher as the reference row, every variant's n, interval and share of it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from deploytool.recipes import load_recipe
+from deploytool.recipes.runner import run_recipe
+from deploytool.testing.toy_text import tiny_classifier_folder, toy_csv
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("accrecipe")
+    tiny_classifier_folder(root / "model", layers=2, hidden=32, heads=4, ffn=64)
+    toy_csv(root / "toy.csv", n=240)
+    doc = {"schema_version": 1, "name": "acc", "model": {"path": "model"}, "task": "sequence-classification",
+           "train": [{"finetune": {"data": "toy.csv", "max_train": 160, "max_length": 32, "epochs": 1,
+                                   "batch_size": 16, "lr": 1e-3, "threads": 1}}],
+           "export": {"exporter": "torch"}, "passes": [],
+           "sweep": {"width": [1.0, 0.5], "depth": [1.0], "precision": ["fp32", "int8"]},
+           "devices": ["x86-host"], "bench": {"seq_lens": [8], "runs": 2, "warmup": 0},
+           "eval": {"data": "toy.csv", "split": "test", "max_length": 32}}
+    p = root / "acc.yaml"
+    p.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return run_recipe(load_recipe(p), root / "out")
+
+
+def test_accuracy_file_has_the_teacher_and_per_example_records(run):
+    recs = json.loads((run.out_dir / "accuracy.json").read_text())
+    ref = [r for r in recs if r.get("role") == "reference"]
+    variants = [r for r in recs if r.get("role") != "reference"]
+    assert len(ref) == 1 and len(variants) == 4
+    assert ref[0]["label"] == "teacher (PyTorch fp32)"
+    for r in recs:
+        assert r["n"] == 24 and len(r["correct"]) == 24  # 10% of 240
+        assert r["correct"].count("1") == round(r["accuracy"] * r["n"] / 100)
+        assert r["ci95"][0] <= r["accuracy"] <= r["ci95"][1]
+        assert r["examples"] == ref[0]["examples"]  # the same examples: paired tests are possible
+
+
+def test_headline_and_report_show_the_reference_and_shares(run):
+    recs = {r.get("label"): r for r in json.loads((run.out_dir / "accuracy.json").read_text())}
+    head = run.headline
+    assert head[0]["variant"] == "teacher (PyTorch fp32)" and "n=24" in head[0]["acc % [95% CI] n"]
+    assert set(head[0]) == set(head[1])  # the reference row has every column (the console table needs them)
+    teacher = recs["teacher (PyTorch fp32)"]["accuracy"]
+    for row in head[1:]:
+        acc = recs[row["variant"]]["accuracy"]
+        assert "n=24" in row["acc % [95% CI] n"]
+        if teacher > 0:
+            assert f"{100 * acc / teacher:.0f}% of ref" in row["acc % [95% CI] n"]
+    md = (run.report_dir / "report.md").read_text()
+    assert "Reference (the model the variants were made from): **teacher (PyTorch fp32)**" in md
+    rows = json.loads((run.report_dir / "report.json").read_text())["rows"]
+    assert all(r["accuracy_n"] == 24 and r["accuracy_low"] <= r["accuracy"] <= r["accuracy_high"] for r in rows)
+    assert run.picks and all("x86-host" in p for p in run.picks)
+
+
+def test_embedding_recipe_uses_recall_at_10_as_its_accuracy(tmp_path):
+    from deploytool.testing.tiny import tiny_model
+    from deploytool.testing.toy_text import toy_tokenizer
+
+    tiny_model("bert", task="feature-extraction", layers=2, hidden=32, heads=4, ffn=64, weight_scale=5.0
+               ).save_pretrained(tmp_path / "enc", safe_serialization=True)
+    toy_tokenizer(tmp_path / "enc")
+    toy_csv(tmp_path / "toy.csv", n=120)
+    doc = {"schema_version": 1, "name": "emb", "model": {"path": "enc"}, "task": "feature-extraction",
+           "export": {"exporter": "torch"}, "passes": [],
+           "sweep": {"width": [1.0, 0.5], "depth": [1.0], "precision": ["fp32", "int8"]},
+           "devices": ["x86-host"], "bench": {"seq_lens": [8], "runs": 2, "warmup": 0},
+           "eval": {"data": "toy.csv", "max_examples": 100, "max_length": 32}}
+    p = tmp_path / "emb.yaml"
+    p.write_text(yaml.safe_dump(doc, sort_keys=False))
+    res = run_recipe(load_recipe(p), tmp_path / "out")
+    recs = {r["label"]: r for r in json.loads((res.out_dir / "accuracy.json").read_text())}
+    assert all(r["metric"] == "recall@10" and r["n"] == 100 and len(r["scores"]) == 100 for r in recs.values())
+    assert recs["w1-d1-fp32"]["accuracy"] == pytest.approx(100.0)  # the exported model is the reference
+    assert recs["w0.5-d1-fp32"]["accuracy"] < 100.0 and recs["w0.5-d1-fp32"]["cosine_mean"] < 1.0
+    rows = json.loads((res.report_dir / "report.json").read_text())["rows"]
+    assert {r["accuracy_metric"] for r in rows} == {"recall@10"}
+    assert "recall@10" in (res.report_dir / "report.md").read_text()

@@ -1,0 +1,159 @@
+"""Wilson interval, exact McNemar / sign test and the tie rule, against references computed another way.
+
+References: the Wilson interval as the set of p whose score test does not reject (found by bisection
+on the score statistic itself, not the closed form); McNemar's p-value as a brute-force sum of exact
+binomial probabilities in rational arithmetic (fractions.Fraction, math.comb).
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from deploytool.accuracy import AccuracyRecord, compare, load_accuracy_records, pick
+from deploytool.stats import mcnemar_exact, mean_interval, sign_test, wilson_interval
+
+Z = 1.959963984540054
+
+
+def _score_bound(k: int, n: int, upper: bool) -> float:
+    """Wilson bound by inverting the score test: |k/n - p| = z sqrt(p(1-p)/n), solved by bisection."""
+    ph = k / n
+    lo, hi = (ph, 1.0) if upper else (0.0, ph)
+    if (upper and k == n) or (not upper and k == 0):
+        return ph
+
+    def inside(p):
+        return abs(ph - p) <= Z * math.sqrt(p * (1 - p) / n)
+
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if inside(mid) == upper:  # upper bound: move up while still inside
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+@pytest.mark.parametrize("k,n", [(0, 10), (1, 10), (5, 10), (10, 10), (399, 500), (397, 500), (1, 1281), (1022, 1281)])
+def test_wilson_matches_score_test_inversion(k, n):
+    lo, hi = wilson_interval(k, n)
+    assert lo == pytest.approx(_score_bound(k, n, upper=False), abs=1e-9)
+    assert hi == pytest.approx(_score_bound(k, n, upper=True), abs=1e-9)
+    assert 0 <= lo <= k / n <= hi <= 1
+
+
+def test_wilson_half_width_at_the_issues_n():
+    # the issue: "about +-2.3 points at n = 1,281" (near 75%)
+    lo, hi = wilson_interval(961, 1281)
+    assert 0.022 < (hi - lo) / 2 < 0.025
+
+
+def _mcnemar_reference(b: int, c: int) -> float:
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(Fraction(math.comb(n, i), 2 ** n) for i in range(min(b, c) + 1))
+    return float(min(Fraction(1), 2 * tail))
+
+
+@pytest.mark.parametrize("b,c", [(0, 0), (0, 1), (1, 1), (2, 0), (0, 6), (3, 5), (10, 2), (40, 62), (7, 7),
+                                 (150, 120), (1, 20)])
+def test_mcnemar_matches_exact_binomial_sum(b, c):
+    assert mcnemar_exact(b, c) == pytest.approx(_mcnemar_reference(b, c), rel=1e-9, abs=1e-15)
+    assert mcnemar_exact(b, c) == mcnemar_exact(c, b)
+
+
+def test_sign_test_counts_discordant_pairs_only():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 2, 500)
+    b = a.copy()
+    flip = rng.choice(500, 30, replace=False)
+    b[flip] = 1 - b[flip]
+    p, better, worse = sign_test(a, b)
+    assert better + worse == 30
+    assert better == int(((a == 1) & (b == 0)).sum())
+    assert p == pytest.approx(_mcnemar_reference(better, worse))
+
+
+def test_mean_interval_covers_and_clips():
+    m, lo, hi = mean_interval([1.0] * 50)
+    assert (m, lo, hi) == (1.0, 1.0, 1.0)
+    x = np.random.default_rng(1).uniform(0, 1, 400)
+    m, lo, hi = mean_interval(x)
+    se = x.std(ddof=1) / math.sqrt(400)
+    assert lo == pytest.approx(m - Z * se) and hi == pytest.approx(m + Z * se)
+
+
+def _rec(correct, ids=None):
+    return AccuracyRecord.from_correct(np.asarray(correct), ids if ids is not None else np.arange(len(correct)))
+
+
+def test_pick_prefers_the_cheaper_of_a_tie_and_says_so():
+    # the issue's case: 79.8% vs 79.4% on the same 500 reviews, 2 reviews apart
+    rng = np.random.default_rng(2)
+    full = (rng.uniform(size=500) < 0.794).astype(int)
+    while full.sum() != 397:
+        full = (rng.uniform(size=500) < 0.794).astype(int)
+    small = full.copy()
+    wrong = np.flatnonzero(full == 0)[:6]
+    right = np.flatnonzero(full == 1)[:4]
+    small[wrong] = 1
+    small[right] = 0  # 399 right: +6 -4
+    cands = [("full", 10.0, _rec(full)), ("small-int8", 3.0, _rec(small))]
+    pk = pick(cands, record=lambda c: c[2], cost=lambda c: (c[1],), name=lambda c: c[0])
+    assert pk.top[0] == "small-int8"  # highest accuracy
+    assert pk.chosen[0] == "small-int8"  # also the cheapest
+    # now make the full model the slightly better one: the cheaper small one still wins the tie
+    cands = [("full", 10.0, _rec(small)), ("small-int8", 3.0, _rec(full))]
+    pk = pick(cands, record=lambda c: c[2], cost=lambda c: (c[1],), name=lambda c: c[0])
+    assert pk.top[0] == "full" and pk.chosen[0] == "small-int8"
+    assert "not significant" in pk.note and "6 vs 4" in pk.note
+    p_ref = _mcnemar_reference(6, 4)
+    assert f"p = {p_ref:.2f}" in pk.note
+
+
+def test_pick_keeps_a_significant_winner():
+    full = np.ones(500, dtype=int)
+    small = full.copy()
+    small[:60] = 0
+    cands = [("full", 10.0, _rec(full)), ("small", 1.0, _rec(small))]
+    pk = pick(cands, record=lambda c: c[2], cost=lambda c: (c[1],), name=lambda c: c[0])
+    assert pk.chosen[0] == "full" and "significantly worse" in pk.note
+
+
+def test_no_pairing_across_different_examples():
+    a = _rec(np.ones(100), np.arange(100))
+    b = _rec(np.ones(100), np.arange(100) + 1000)
+    assert compare(a, b).p is None
+
+
+def test_records_roundtrip_through_files(tmp_path):
+    import json
+
+    full = np.r_[np.ones(80), np.zeros(20)].astype(int)
+    r = _rec(full)
+    items = [{"model": "a.onnx", **r.to_dict(with_scores=True)},
+             {"model": "teacher", "role": "reference", "accuracy": 81.0, "n": 100}]
+    f = tmp_path / "acc.json"
+    f.write_text(json.dumps(items))
+    s = load_accuracy_records([f])
+    got = s.lookup(str(tmp_path / "a.onnx"), "a")
+    assert got.value == 80.0 and got.n == 100 and np.array_equal(got.scores, r.scores)
+    assert compare(got, r).p == 1.0
+    assert s.reference.value == 81.0 and s.reference.low < 81 < s.reference.high
+
+
+def test_printed_labels_carry_n_and_the_interval():
+    from deploytool.train.evaluate import acc_label
+
+    # a record with n only (DynaBERT's grid): the interval comes from the count right, 12 of 24
+    lab = acc_label({"accuracy": 50.0, "n": 24})
+    lo, hi = _score_bound(12, 24, upper=False), _score_bound(12, 24, upper=True)
+    assert lab == f"50.00% [95% CI {100 * lo:.2f}-{100 * hi:.2f}] n=24"
+    assert acc_label({"accuracy": 50.0}) == "50.00%"  # no n: no interval invented
+    r = _rec([1] * 7 + [0] * 3)
+    assert r.label() == f"70.0% [{100 * _score_bound(7, 10, False):.1f}-{100 * _score_bound(7, 10, True):.1f}] n=10"
