@@ -15,6 +15,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_step_store(tmp_path_factory):
+    """``deploytool run`` shares finished steps in ~/.cache/deploytool/steps by default: tests get a
+    store of their own, never the user's."""
+    old = os.environ.get("DEPLOYTOOL_CACHE_DIR")
+    os.environ["DEPLOYTOOL_CACHE_DIR"] = str(tmp_path_factory.mktemp("step_store"))
+    yield
+    if old is None:
+        os.environ.pop("DEPLOYTOOL_CACHE_DIR", None)
+    else:
+        os.environ["DEPLOYTOOL_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory):
     """Factory: ``tiny_onnx(family="bert", exporter="torch", task="feature-extraction", **shape) -> Path``.

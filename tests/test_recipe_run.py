@@ -137,3 +137,44 @@ def test_every_training_step_kind_runs_in_a_recipe(workspace):
     assert info["num_layers"] == 1 and info["hidden_size"] == 16  # the distilled student was exported
     report = json.loads((res.report_dir / "report.json").read_text())
     assert len(report["rows"]) == 2
+
+
+def test_shared_store_reuses_steps_across_recipes_and_folders(workspace, tmp_path):
+    """Two recipes that fine-tune the same teacher: the second reuses it from the shared store, in
+    another output folder; a changed data file (same path) trains again; the cap evicts old entries."""
+    store = tmp_path / "store"
+    sweep = {"width": [1.0], "depth": [1.0], "precision": ["fp32"]}
+    a = run_recipe(load_recipe(_write(workspace, "share-a", sweep=sweep, eval=None)), tmp_path / "a", store=store)
+    b = run_recipe(load_recipe(_write(workspace, "share-b", sweep={**sweep, "precision": ["int8"]}, eval=None)),
+                   tmp_path / "b", store=store)
+    cached = {s.kind: s.cached for s in b.steps}
+    assert cached["train-finetune"] and cached["export"] and not cached["precision-int8"]
+    assert not any(s.cached for s in a.steps)
+    # the run folder links the store's entry; the published model is a file of its own (hard link)
+    link = next((tmp_path / "b" / "steps").glob("train-finetune-*"))
+    assert link.is_symlink() and link.resolve().parent == store.resolve()
+    # the same data path with other content is another step
+    data = workspace / "toy2.csv"
+    toy_csv(data, n=240)
+    first = run_recipe(load_recipe(_write(workspace, "share-c", sweep=sweep, eval=None,
+                                          train=[{"finetune": {"data": "toy2.csv", "max_train": 40, "max_length": 16,
+                                                               "epochs": 1, "batch_size": 16, "threads": 1}}])),
+                       tmp_path / "c", store=store)
+    assert not next(s for s in first.steps if s.kind == "train-finetune").cached
+    toy_csv(data, n=200)  # other rows, same path
+    again = run_recipe(load_recipe(workspace / "share-c.yaml"), tmp_path / "c2", store=store)
+    assert not next(s for s in again.steps if s.kind == "train-finetune").cached
+    # ls and clear through the CLI; a cap far below the store's size keeps only the last run's steps
+    r = CliRunner().invoke(main, ["cache", "ls", "--cache-dir", str(store), "--json"])
+    assert r.exit_code == 0, r.output
+    listed = json.loads(r.output)
+    assert len(listed["entries"]) >= 8 and {e["recipe"] for e in listed["entries"]} >= {"share-a", "share-b"}
+    before = {e["name"] for e in listed["entries"]}
+    capped = run_recipe(load_recipe(workspace / "share-a.yaml"), tmp_path / "a2", store=store, max_store_bytes=1)
+    from deploytool.recipes.cache import store_entries
+
+    left = {e.name for e in store_entries(store)}
+    assert left == {f"{s.kind}-{s.key[:16]}" for s in capped.steps} and left < before
+    r = CliRunner().invoke(main, ["cache", "clear", "--cache-dir", str(store)])
+    assert r.exit_code == 0 and f"removed {len(left)} steps" in r.output
+    assert store_entries(store) == []

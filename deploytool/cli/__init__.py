@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("deploytool.cli.device_cmd:fit", "Pick the best variant that meets a device's budget."),
     "qnn": ("deploytool.cli.qnn_cmd:qnn", "Snapdragon NPU: QNN coverage check and offline compile."),
     "run": ("deploytool.cli.run_cmd:run", "Run a recipe: export, passes, benchmarks, report."),
+    "cache": ("deploytool.cli.run_cmd:cache", "List or clear the store of finished recipe steps."),
 }
 
 

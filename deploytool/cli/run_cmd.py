@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
+
+
+def default_store() -> Path:
+    """The shared step store: ``$XDG_CACHE_HOME/deploytool/steps`` (``~/.cache/deploytool/steps``), or
+    ``$DEPLOYTOOL_CACHE_DIR`` (read here, in the CLI layer only)."""
+    explicit = os.environ.get("DEPLOYTOOL_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "deploytool" / "steps"
+
+
+_GB = 1_000_000_000
 
 
 @click.command("run")
@@ -14,7 +28,14 @@ import click
               help="Output folder (default: runs/<recipe name>). Steps already there are reused.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 @click.option("--check", is_flag=True, help="Validate the recipe and every step's options, print the plan, run nothing.")
-def run(recipe: Path, out_dir: Path | None, quiet: bool, check: bool) -> None:
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Store of finished steps shared by every recipe and output folder "
+                   "[default: ~/.cache/deploytool/steps, or $DEPLOYTOOL_CACHE_DIR].")
+@click.option("--no-shared-cache", is_flag=True, help="Keep steps under the output folder only (as before 0.2).")
+@click.option("--cache-max-gb", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+              help="Size cap of the shared store in GB; least recently used steps of other runs go first.")
+def run(recipe: Path, out_dir: Path | None, quiet: bool, check: bool, cache_dir: Path | None,
+        no_shared_cache: bool, cache_max_gb: float) -> None:
     """Run RECIPE (a recipes/*.yaml file): export, passes, sweep, benchmarks, report."""
     from deploytool.recipes import load_recipe
     from deploytool.recipes.console import print_headline, step_printer
@@ -27,5 +48,57 @@ def run(recipe: Path, out_dir: Path | None, quiet: bool, check: bool) -> None:
         click.echo(f"{recipe}: ok")
         return
     out = out_dir or Path("runs") / rec.name
-    result = run_recipe(rec, out, progress=None if quiet else step_printer(sys.stderr))
+    store = None if no_shared_cache else (cache_dir or default_store())
+    result = run_recipe(rec, out, progress=None if quiet else step_printer(sys.stderr), store=store,
+                        max_store_bytes=int(cache_max_gb * _GB) if store is not None else None)
     print_headline(result)
+
+
+@click.group("cache")
+def cache() -> None:
+    """The shared store of finished recipe steps: list or clear it."""
+
+
+_dir = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                    help="The store [default: ~/.cache/deploytool/steps, or $DEPLOYTOOL_CACHE_DIR].")
+
+
+@cache.command("ls")
+@_dir
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout.")
+def cache_ls(cache_dir: Path | None, as_json: bool) -> None:
+    """List finished steps, most recently used first, with their size and what made them."""
+    import json
+    import time
+
+    from deploytool.recipes.cache import store_entries
+
+    store = cache_dir or default_store()
+    entries = store_entries(store)
+    if as_json:
+        click.echo(json.dumps({"store": str(store), "bytes": sum(e.bytes for e in entries),
+                               "entries": [{"name": e.name, "kind": e.kind, "bytes": e.bytes,
+                                            "last_used": e.last_used, **e.about} for e in entries]}, indent=1))
+        return
+    total = sum(e.bytes for e in entries)
+    click.echo(f"{store}: {len(entries)} steps, {total / 1e6:.1f} MB")
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))
+        made = f"{e.about.get('recipe', '?')}: {e.about.get('step', '?')}" if e.about else ""
+        click.echo(f"  {e.name:<40} {e.bytes / 1e6:>9.1f} MB  {when}  {made}")
+
+
+@cache.command("clear")
+@_dir
+@click.option("--older-than-days", type=click.FloatRange(min=0), default=None,
+              help="Only steps not used for this many days.")
+@click.option("--kind", default=None, help="Only steps of this kind (e.g. train-finetune, export, slice).")
+def cache_clear(cache_dir: Path | None, older_than_days: float | None, kind: str | None) -> None:
+    """Remove finished steps from the store (all of them unless filtered). Outputs already published
+    into run folders are hard links and stay."""
+    from deploytool.recipes.cache import clear_store
+
+    store = cache_dir or default_store()
+    removed = clear_store(store, older_than_s=None if older_than_days is None else older_than_days * 86400,
+                          kind=kind)
+    click.echo(f"{store}: removed {len(removed)} steps")

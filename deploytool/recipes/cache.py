@@ -1,10 +1,18 @@
 """Content-addressed step cache for recipe runs.
 
-Each step's key is the SHA-256 of its kind, its config (canonical JSON) and the keys of its inputs,
-so changing one pass reruns that step and everything downstream, and a rerun skips what is done.
-A step's outputs live in ``<out>/steps/<kind>-<key[:12]>/``; the folder is written under a
-temporary name and renamed when the step succeeded, so a failed step leaves nothing half-made and
-the outputs of completed steps survive.
+Each step's key is the SHA-256 of its kind, its config (canonical JSON) and the keys of its inputs
+(the model folder's digest, the digest of every data file a step names), so changing one pass reruns
+that step and everything downstream, and a rerun skips what is done.
+
+Where the outputs live: with a shared ``store`` (the CLI's default: ``~/.cache/deploytool/steps``, or
+``$XDG_CACHE_HOME/deploytool/steps``), in ``<store>/<kind>-<key[:16]>/``, shared by every recipe and
+output folder: ``run recipes/binarybert.yaml`` reuses the teacher that ``recipes/ternarybert.yaml``
+fine-tuned; ``<out>/steps/<kind>-<key[:12]>`` is then a link to it. Without a store, in
+``<out>/steps/<kind>-<key[:12]>/`` as before (and such a folder from an earlier run is still reused).
+A step folder is written under a temporary name and renamed when the step succeeded, so a failed step
+leaves nothing half-made. A store may have a size cap: after a step is added, the least recently used
+entries (not those of the run in progress) are removed until the store fits. ``deploytool cache ls``
+lists it and ``deploytool cache clear`` empties it (:func:`store_entries`, :func:`clear_store`).
 """
 
 from __future__ import annotations
@@ -54,22 +62,53 @@ def file_digest(path: str | os.PathLike) -> str:
 
 @dataclasses.dataclass
 class StepCache:
-    root: Path
+    root: Path  # the run's output folder
+    store: Path | None = None  # shared store of finished steps (None: steps live under root)
+    max_bytes: int | None = None  # the store's size cap (None: no cap)
+    used: set[str] = dataclasses.field(default_factory=set)  # entries of this run: never evicted by it
 
-    def dir_for(self, kind: str, key: str) -> Path:
+    def _local(self, kind: str, key: str) -> Path:
         return self.root / "steps" / f"{kind}-{key[:12]}"
 
+    def dir_for(self, kind: str, key: str) -> Path:
+        local = self._local(kind, key)
+        if self.store is None or ((local / ".done").is_file() and not local.is_symlink()):
+            return local  # no store, or a step folder an earlier run left in the output folder
+        return self.store / f"{kind}-{key[:16]}"
+
     def done(self, kind: str, key: str) -> bool:
-        return (self.dir_for(kind, key) / ".done").is_file()
+        folder = self.dir_for(kind, key)
+        if not (folder / ".done").is_file():
+            return False
+        self._use(folder)
+        return True
+
+    def _use(self, folder: Path) -> None:
+        """Mark a store entry as used now (eviction goes by last use) and link it from the run's folder."""
+        if self.store is None or folder.parent != self.store:
+            return
+        self.used.add(folder.name)
+        with contextlib.suppress(OSError):
+            os.utime(folder / ".done")
+        link = self.root / "steps" / folder.name[: folder.name.rfind("-") + 13]
+        with contextlib.suppress(OSError):
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or not link.exists():
+                if link.is_symlink():
+                    link.unlink()
+                link.symlink_to(folder, target_is_directory=True)
 
     @contextlib.contextmanager
-    def building(self, kind: str, key: str) -> Iterator[Path]:
-        """Yield a temporary folder; it becomes the step's folder only if the block succeeds."""
+    def building(self, kind: str, key: str, about: dict[str, Any] | None = None) -> Iterator[Path]:
+        """Yield a temporary folder; it becomes the step's folder only if the block succeeds. ``about``
+        (what made it: step name, recipe) is kept beside it for ``deploytool cache ls``."""
         final = self.dir_for(kind, key)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         try:
             yield tmp
+            if about is not None:
+                (tmp / ".about.json").write_text(json.dumps(about, sort_keys=True))
             (tmp / ".done").write_text(key + "\n")
             if final.exists():
                 shutil.rmtree(final)
@@ -77,3 +116,85 @@ class StepCache:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        self._use(final)
+        self.evict()
+
+    def evict(self) -> list[str]:
+        """Remove the least recently used store entries not used by this run until the store fits its
+        cap; returns the names removed."""
+        if self.store is None or self.max_bytes is None:
+            return []
+        entries = store_entries(self.store)
+        total = sum(e.bytes for e in entries)
+        removed = []
+        for e in sorted(entries, key=lambda e: e.last_used):
+            if total <= self.max_bytes:
+                break
+            if e.name in self.used:
+                continue
+            shutil.rmtree(e.path, ignore_errors=True)
+            total -= e.bytes
+            removed.append(e.name)
+        return removed
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreEntry:
+    name: str  # <kind>-<key[:16]>
+    kind: str
+    path: Path
+    bytes: int
+    last_used: float  # epoch seconds (the .done file's mtime)
+    about: dict[str, Any]
+
+
+def _tree_bytes(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+    return total
+
+
+def store_entries(store: str | os.PathLike) -> list[StoreEntry]:
+    """The finished steps in a store, most recently used first."""
+    root = Path(store)
+    out = []
+    if not root.is_dir():
+        return out
+    for d in root.iterdir():
+        done = d / ".done"
+        if d.name.startswith(".") or not done.is_file():
+            continue
+        try:
+            about = json.loads((d / ".about.json").read_text())
+        except (OSError, ValueError):
+            about = {}
+        out.append(StoreEntry(d.name, d.name.rsplit("-", 1)[0], d, _tree_bytes(d), done.stat().st_mtime,
+                              about if isinstance(about, dict) else {}))
+    return sorted(out, key=lambda e: -e.last_used)
+
+
+def clear_store(store: str | os.PathLike, *, older_than_s: float | None = None, kind: str | None = None) -> list[str]:
+    """Remove finished steps (all, or those unused for ``older_than_s`` seconds, or of one ``kind``) and
+    leftovers of interrupted ones; returns the names removed."""
+    import time
+
+    root = Path(store)
+    removed = []
+    if not root.is_dir():
+        return removed
+    now = time.time()
+    for e in store_entries(root):
+        if older_than_s is not None and now - e.last_used < older_than_s:
+            continue
+        if kind is not None and e.kind != kind:
+            continue
+        shutil.rmtree(e.path, ignore_errors=True)
+        removed.append(e.name)
+    if older_than_s is None and kind is None:  # temporary folders of steps that never finished
+        for d in root.iterdir():
+            if d.name.startswith(".") and d.is_dir():
+                shutil.rmtree(d, ignore_errors=True)
+    return removed

@@ -82,18 +82,42 @@ class RunResult:
 ProgressFn = Callable[[str, str], None]  # (step name, status: "start" | "cached" | "done")
 
 
+def _file_inputs(params: Any) -> list[str]:
+    """``file:<sha256>`` of every existing file a step's options name (a user's CSV, an importance
+    file): the step's key changes when the file's content does, not only when its path does."""
+    from deploytool.recipes.cache import file_digest
+
+    out: list[str] = []
+    stack = [params]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, (list, tuple)):
+            stack.extend(x)
+        elif isinstance(x, (str, Path)) and str(x) and len(str(x)) < 4096:
+            p = Path(x)
+            try:
+                if p.is_file():
+                    out.append(f"file:{file_digest(p)}")
+            except OSError:
+                pass
+    return sorted(out)
+
+
 class _Runner:
-    def __init__(self, recipe: Recipe, out_dir: Path, progress: ProgressFn | None):
+    def __init__(self, recipe: Recipe, out_dir: Path, progress: ProgressFn | None, store: Path | None = None,
+                 max_bytes: int | None = None):
         self.recipe = recipe
         self.out = out_dir
-        self.cache = StepCache(out_dir)
+        self.cache = StepCache(out_dir, store=store, max_bytes=max_bytes)
         self.progress = progress or (lambda name, status: None)
         self.records: list[StepRecord] = []
 
     def step(self, name: str, kind: str, config: Any, inputs: list[str],
              fn: Callable[[Path], dict[str, str]]) -> tuple[str, Path, dict[str, str]]:
         """Run (or reuse) one cached step. ``fn(tmpdir)`` writes into tmpdir and returns {role: filename}."""
-        key = step_key(kind, config, inputs)
+        key = step_key(kind, config, list(inputs) + _file_inputs(config))
         folder = self.cache.dir_for(kind, key)
         t0 = time.perf_counter()
         if self.cache.done(kind, key):
@@ -103,9 +127,11 @@ class _Runner:
             return key, folder, outputs
         self.progress(name, "start")
         try:
-            with self.cache.building(kind, key) as tmp:
+            about = {"step": name, "recipe": self.recipe.name, "out": str(self.out)}
+            with self.cache.building(kind, key, about) as tmp:
                 outputs = fn(tmp)
                 (tmp / "outputs.json").write_text(json.dumps(outputs, indent=1, sort_keys=True))
+            folder = self.cache.dir_for(kind, key)
         except DeployError as e:
             raise RecipeStepError(f"step '{name}' failed: {e}") from e
         except Exception as e:  # a library bug still names the step
@@ -156,12 +182,17 @@ def check_recipe(recipe: Recipe) -> list[str]:
     return plan
 
 
-def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | None = None) -> RunResult:
-    """Run every step of ``recipe`` into ``out_dir`` (cached) and write the report."""
+def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | None = None,
+               store: str | Path | None = None, max_store_bytes: int | None = None) -> RunResult:
+    """Run every step of ``recipe`` into ``out_dir`` (cached) and write the report.
+
+    ``store``: a folder of finished steps shared by every recipe and output folder (see
+    :mod:`deploytool.recipes.cache`; None keeps the steps under ``out_dir``); ``max_store_bytes`` caps
+    its size (least recently used entries of other runs go first)."""
     t_start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    r = _Runner(recipe, out, progress)
+    r = _Runner(recipe, out, progress, Path(store) if store is not None else None, max_store_bytes)
     rec = recipe
 
     # 0. everything that can be checked before minutes of work: profiles and every step's config
@@ -263,4 +294,5 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
 
     with atomic_write(out / "run.json") as f:
         json.dump(result.to_dict(), f, indent=1)
+    r.cache.evict()  # the store's cap, now that this run's steps are known (they stay)
     return result
