@@ -10,6 +10,7 @@ unsupported node (provider option ``enable_framework_op_trace``, a JSON written 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -81,7 +82,42 @@ def qnn_session(model_path: str | Path, target: QnnTarget, *, strict: bool = Fal
     # caller turns into one line (strict-mode refusals, unsupported nodes)
     spec = SessionSpec(providers=(ProviderSpec("qnn", opts),), config_entries=tuple(entries.items()),
                        strict=True, intra_op_threads=1, log_severity_level=4)
-    return build_session(model_path, spec)
+    with native_stdout_to_log():
+        return build_session(model_path, spec)
+
+
+@contextlib.contextmanager
+def native_stdout_to_log():
+    """Whatever native code writes to the process's standard output meanwhile goes to the log instead.
+
+    The QNN HTP libraries print a line of their own when they load (``# LIBNATIVE: No alternate
+    configuration present ...``) straight to file descriptor 1, where it would mix with ``--json``
+    output; it is captured at the descriptor and logged at INFO."""
+    import os
+    import sys
+    import tempfile
+
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no real descriptor 1 (an embedded interpreter): nothing to capture
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 1)
+        try:
+            yield
+        finally:
+            try:
+                sys.stdout.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 1)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", errors="replace").strip()
+            if text:
+                logger.info("QNN libraries wrote to stdout: %s", " | ".join(text.splitlines()))
 
 
 @dataclasses.dataclass(frozen=True)

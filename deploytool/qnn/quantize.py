@@ -124,6 +124,10 @@ def static_shapes(model: onnx.ModelProto, seq_len: int) -> tuple[onnx.ModelProto
     """
     from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
 
+    limit = _position_rows(model)
+    if limit is not None and seq_len > limit:
+        raise PassRefusedError(f"--seq-len {seq_len} is longer than the model's position table ({limit} positions); "
+                               f"use a sequence length <= {limit}")
     m = onnx.ModelProto()
     m.CopyFrom(model)
     used = seq_len
@@ -152,6 +156,26 @@ def static_shapes(model: onnx.ModelProto, seq_len: int) -> tuple[onnx.ModelProto
     m = onnx.shape_inference.infer_shapes(m)
     fix_output_shapes(m)
     return m, used
+
+
+def _position_rows(model: onnx.ModelProto) -> int | None:
+    """Rows of the model's absolute position-embedding table (the longest sequence it takes), when the
+    structure finder finds one; None otherwise (rotary or relative positions, or no structure)."""
+    import onnx_ir as ir
+
+    from deploytool.errors import DeployError
+    from deploytool.graph.structure import find_structure
+
+    try:
+        table = find_structure(ir.serde.deserialize_model(model)).embeddings.get("position")
+    except (DeployError, ValueError, TypeError):
+        return None
+    if table is None or table.const_value is None or len(table.const_value.shape) != 2:
+        return None
+    rows = int(table.const_value.shape[0])
+    # RoBERTa-style tables start at padding_idx + 1: the family's offset is not known here, so the bound
+    # is the table itself (a too-long sequence is refused; one near the limit may still fail in ORT)
+    return rows
 
 
 def find_tokenizer(model_path: str | Path | None, tokenizer: str | None) -> Path | None:
@@ -328,7 +352,11 @@ def quantize_for_qnn(model: onnx.ModelProto, cfg: QnnQuantConfig, *,
     with tempfile.TemporaryDirectory(prefix="deploytool-qnn-") as tmp, _quiet_quantizer():
         src, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "qdq.onnx")
         onnx.save(prepared, str(src))
-        fused = qnn_preprocess_model(str(src), str(pre), fuse_layernorm=True)
+        try:
+            fused = qnn_preprocess_model(str(src), str(pre), fuse_layernorm=True)
+        except Exception as e:  # noqa: BLE001 - ORT's preprocessing refusing this graph: one line, not a traceback
+            first = " ".join(str(e).split())[:200]
+            raise PassRefusedError(f"ONNX Runtime's QNN preprocessing failed on this model at seq {seq} ({first})") from e
         qin = pre if fused else src
         overrides = None
         emb = _word_embedding(prepared)
