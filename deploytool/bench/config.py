@@ -62,6 +62,9 @@ class BenchConfig:
     spec: the session to build (execution providers, options, ...); ``None`` = CPU defaults.
       A device profile maps onto this one field: ``BenchConfig(models, spec=profile_spec)``.
     timeout_s: kill a worker that takes longer (None: no limit).
+    worker_python: the command that starts the worker's Python (default: this interpreter). Under QEMU
+      user-mode without binfmt_misc an aarch64 Python cannot exec another one: give
+      ``("qemu-aarch64", "-L", ROOTFS, PYTHON)``; the bench JSON then says the timings are emulated.
     """
 
     models: tuple[Path, ...]
@@ -73,6 +76,7 @@ class BenchConfig:
     seed: int = 0
     spec: SessionSpec | None = None
     timeout_s: float | None = None
+    worker_python: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         models = self.models
@@ -97,6 +101,10 @@ class BenchConfig:
         if self.timeout_s is not None and (isinstance(self.timeout_s, bool)
                                            or not isinstance(self.timeout_s, (int, float)) or self.timeout_s <= 0):
             raise ConfigError(f"timeout_s: must be a positive number of seconds or None, got {self.timeout_s!r}")
+        wp = self.worker_python
+        if isinstance(wp, (str, os.PathLike)) or not all(isinstance(x, (str, os.PathLike)) for x in wp):
+            raise ConfigError(f"worker_python: expected a command as a list of strings, got {wp!r}")
+        object.__setattr__(self, "worker_python", tuple(str(x) for x in wp))
 
     @property
     def session_spec(self) -> SessionSpec:

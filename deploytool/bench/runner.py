@@ -153,11 +153,22 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
+def _emulated(command: tuple[str, ...]) -> bool:
+    """True when the worker's Python runs under a QEMU user-mode emulator."""
+    return bool(command) and Path(command[0]).name.startswith("qemu-")
+
+
 def _run_worker(request: dict[str, Any], *, on_progress: Callable[[int, str, int], None],
-                timeout_s: float | None) -> dict[str, Any]:
+                timeout_s: float | None, python: tuple[str, ...] = ()) -> dict[str, Any]:
     with tempfile.TemporaryFile(mode="w+") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "deploytool.bench.worker"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=err, text=True, env=_worker_env())
+        try:
+            proc = subprocess.Popen([*(python or (sys.executable,)), "-m", "deploytool.bench.worker"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+                                    env=_worker_env())
+        except OSError as e:  # e.g. an emulated aarch64 Python that cannot exec another one (ENOEXEC)
+            raise DeployError(f"cannot start the benchmark worker ({e.strerror}: {e.filename}); under QEMU "
+                              "user-mode give the emulator command (BenchConfig.worker_python, "
+                              "DEPLOYTOOL_BENCH_PYTHON for the CLI)") from None
         timer = threading.Timer(timeout_s, proc.kill) if timeout_s else None
         if timer:
             timer.start()
@@ -244,12 +255,13 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
     if interleaved:
         for i, entry in enumerate(entries):
             req = dict(base, models=[entry], warmup=mem_warmup, runs=0)
-            res = _run_worker(req, on_progress=make_cb(f"memory {labels[i]}"), timeout_s=config.timeout_s)
+            res = _run_worker(req, on_progress=make_cb(f"memory {labels[i]}"), timeout_s=config.timeout_s,
+                              python=config.worker_python)
             memory.append(res)
             offset += n_seq * mem_warmup
     req = dict(base, models=entries, warmup=config.warmup, runs=config.runs)
     timing = _run_worker(req, on_progress=make_cb("timing" if interleaved else labels[0]),
-                         timeout_s=config.timeout_s)
+                         timeout_s=config.timeout_s, python=config.worker_python)
     if progress is not None:
         progress(ProgressEvent(total, total, "done", "done"))
     if not interleaved:
@@ -301,8 +313,11 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
         "processes": len(memory) + (1 if interleaved else 0),
         "memory_source": timing["memory"]["source"],
     }
+    host = dict(host_info())
+    # timings of an emulated CPU are not device figures: the report and readers must be able to tell
+    host["emulated"] = _emulated(config.worker_python)
     return BenchReport(
-        config=config, host=host_info(), onnxruntime=timing["onnxruntime"],
+        config=config, host=host, onnxruntime=timing["onnxruntime"],
         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         worker=worker, models=tuple(models_info), results=tuple(results),
     )

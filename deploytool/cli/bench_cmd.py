@@ -39,9 +39,14 @@ def bench(models: tuple[str, ...], seq_len: str, batch: str, threads: str | None
         from deploytool.profiles import load_profile
 
         spec = load_profile(profile).session_spec()
+    import os
+    import shlex
+
+    # under QEMU user-mode (deploytool on an emulated aarch64): how to start the worker's Python
+    worker = tuple(shlex.split(os.environ.get("DEPLOYTOOL_BENCH_PYTHON", "")))
     config = BenchConfig(models=models, seq_lens=seq_len, batch=_int(batch, "--batch"),
                          threads=_int(threads, "--threads"), warmup=_int(warmup, "--warmup"),
-                         runs=_int(runs, "--runs"), seed=_int(seed, "--seed"), spec=spec)
+                         runs=_int(runs, "--runs"), seed=_int(seed, "--seed"), spec=spec, worker_python=worker)
     if json_path:
         check_output_path(json_path, inputs=config.models)
     with progress_bar(enabled=None if not quiet else False) as progress:

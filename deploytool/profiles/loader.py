@@ -22,8 +22,19 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["BUILTIN_PROFILE_DIR", "list_profiles", "load_profile", "load_profile_file", "profile_names"]
 
-#: the profiles shipped with deploytool (repository root / device_profiles)
-BUILTIN_PROFILE_DIR = Path(__file__).resolve().parents[2] / "device_profiles"
+def _builtin_dir() -> Path:
+    """The profiles shipped with deploytool: the repository's ``device_profiles/`` (a source checkout or
+    an editable install), else ``<prefix>/share/deploytool/device_profiles`` where a wheel installs them."""
+    import sys
+
+    repo = Path(__file__).resolve().parents[2] / "device_profiles"
+    if repo.is_dir():
+        return repo
+    return Path(sys.prefix) / "share" / "deploytool" / "device_profiles"
+
+
+#: the profiles shipped with deploytool
+BUILTIN_PROFILE_DIR = _builtin_dir()
 
 
 def _dirs(dirs: Sequence[str | os.PathLike] | None) -> list[Path]:
