@@ -121,14 +121,16 @@ TEMPLATE = {"schema_version": 1, "name": "host", "from_host": True, "description
             "execution_providers": ["CPU"], "threads": "auto", "budgets": {"p90_latency_ms": {128: 40}}}
 
 
-def test_host_profile_from_measurement_uses_measured_peaks():
+def test_host_profile_nominal_peaks_and_measured_rates():
     facts = _facts(4)
     m = _measurement(facts)
     p = build_host_profile(TEMPLATE, "host.yaml", facts=facts, measurement=m)
     assert p.name == "host" and p.threads == 4 and p.from_host and p.core == "sapphire-rapids"
-    best = max(r["gops"] for r in m.rates["4"]["gemm"]["int8"])
-    assert p.compute.peak("int8") == pytest.approx(best)
-    assert p.compute.memory_bandwidth_gbs == 12.5 and "MEASURED" in p.compute.derivation
+    # Sapphire Rapids: two 512-bit FMA pipes = 64 fp32 FLOP/cycle, 2.7 GHz from cpuinfo, 4 cores
+    assert p.compute.peak("fp32") == pytest.approx(64 * 2.699998 * 4, rel=1e-3)
+    assert p.compute.peak("int8") == pytest.approx(4 * p.compute.peak("fp32"), rel=1e-3)
+    assert p.compute.memory_bandwidth_gbs == 12.5 and "bandwidth MEASURED" in p.compute.derivation
+    assert p.measured_rates["4"]["gemm"]["int8"] == m.rates["4"]["gemm"]["int8"]
     assert {f.value for f in p.features} == {"avx2", "avx512", "vnni", "amx"}
     d = p.to_dict()
     assert d["host"]["measured"] and d["host"]["facts"]["model"] == 143 and "4_threads" in d["host"]["rates"]

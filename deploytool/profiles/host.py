@@ -6,11 +6,11 @@ budgets). Everything else is filled in here, every time it is loaded:
 
 - soc, arch, cpu (usable cores, micro-architecture, clock), ISA features, memory: detected
   (:func:`deploytool.runtime.host.detect_host`);
-- ``compute.peak_gops`` and ``memory_bandwidth_gbs``: what ONNX Runtime *achieved* in the host
-  microbenchmark (:func:`deploytool.runtime.host.host_measurement`, cached once per machine): the
-  best GEMM rate at encoder shapes per precision and the Add bandwidth over 32 MiB tensors, at the
-  profile's thread count. Without a measurement (``HostOptions(measure=False)`` and nothing cached)
-  the peaks are the ISA's nominal ones (FLOP per cycle x clock x cores) and the derivation says so.
+- ``compute.peak_gops``: the ISA's nominal peaks (FLOP per cycle x clock x cores), like every other
+  profile's vendor figures; ``memory_bandwidth_gbs``: measured (an Add over 32 MiB tensors);
+- ``host``: the detected facts and the ONNX Runtime microbenchmark
+  (:func:`deploytool.runtime.host.host_measurement`, cached once per machine): what ORT achieves
+  per op class and size, i.e. the cost model's efficiencies against those nominal peaks.
 
 Template schema (version 1)::
 
@@ -105,29 +105,35 @@ def build_host_profile(data: Mapping[str, Any], source: str, options: HostOption
     cited = [f"detected at run time: /proc/cpuinfo ({facts.vendor}, family {facts.family}, model {facts.model}, "
              f"stepping {facts.stepping}: {facts.model_name}), sched_getaffinity + cgroup quota "
              f"({facts.usable_cores} usable of {facts.logical_cores} logical cores), clock from {facts.ghz_source}"]
+    # peaks are the ISA's nominal ones (as every other profile's are vendor figures); what ONNX Runtime
+    # achieves of them, per op class and size, is the measurement (the cost model's efficiencies)
+    per_cycle, why = _nominal_fp32_per_cycle(facts)
+    fp32 = per_cycle * (ghz or 1.0) * threads
+    int8_mult = 4.0 if ("vnni" in features or "dotprod" in features or "amx" in features) else 2.0
+    peaks = {"fp32": round(fp32, 3), "int8": round(fp32 * int8_mult, 3)}
+    if "fp16" in features:
+        peaks["fp16"] = round(fp32 * 2, 3)
+    nominal = (f"nominal peaks: {why} x {ghz or 'unknown (1.0 assumed)'} GHz ({facts.ghz_source}) x {threads} "
+               f"core(s) = {fp32:.1f} GFLOP/s fp32; int8 {int8_mult:g}x fp32 (VNNI/SDOT rate; AMX, where present, "
+               "shows up as int8 efficiency above 1); fp16 "
+               + ("2x fp32 (fp16 arithmetic)." if "fp16" in features else "at the fp32 rate (ORT casts to fp32 here)."))
     if measurement is not None:
         r = measurement.at(threads)
-        peaks = {p: max(x["gops"] for x in rows) for p, rows in r["gemm"].items() if rows}
         bw = float(r["bandwidth_gbs"])
-        derivation = (f"MEASURED on this machine by deploytool's ONNX Runtime microbenchmark (v{measurement.version}, "
-                      f"onnxruntime {measurement.onnxruntime}, {measurement.created_utc}, {threads} thread(s)): best "
-                      "GEMM rate at encoder shapes (K x N 384x1536, 1536x384, 384x384; M 8-512) per precision, "
-                      "fp32 MatMul, int8 DynamicQuantizeMatMul, fp16 MatMul; bandwidth = Add over two 32 MiB "
-                      f"tensors. Run-to-run spread {r.get('spread', 0):.0%}; load average before "
-                      f"{(measurement.load.get('before') or {}).get('loadavg')}. These are achieved rates, not "
-                      "vendor peaks.")
+        best = {p: max(x["gops"] for x in rows) for p, rows in r["gemm"].items() if rows}
+        busy = (measurement.load or {}).get("busy")
+        derivation = (f"{nominal} Memory bandwidth MEASURED: Add over two 32 MiB tensors. ONNX Runtime "
+                      f"microbenchmark v{measurement.version} (onnxruntime {measurement.onnxruntime}, "
+                      f"{measurement.created_utc}, {threads} thread(s)) achieved best GEMM "
+                      + ", ".join(f"{p} {v:.0f}" for p, v in best.items())
+                      + f" G(FL)OP/s at encoder shapes; run-to-run spread {r.get('spread', 0):.0%}"
+                      + ("; the machine was BUSY while measuring (deploytool profiles show host --remeasure)"
+                         if busy else "") + ".")
         cited.append(f"deploytool host microbenchmark v{measurement.version} ({measurement.created_utc})")
     else:
-        per_cycle, why = _nominal_fp32_per_cycle(facts)
-        fp32 = per_cycle * (ghz or 1.0) * threads
-        int8_mult = 4.0 if ("vnni" in features or "dotprod" in features) else 2.0
-        peaks = {"fp32": round(fp32, 3), "int8": round(fp32 * int8_mult, 3)}
-        if "fp16" in features:
-            peaks["fp16"] = round(fp32 * 2, 3)
         bw = 10.0 * threads
-        derivation = (f"NOT MEASURED (no cached host measurement; `deploytool profiles show host` measures it): "
-                      f"nominal {why} x {ghz or 'unknown (1.0 assumed)'} GHz x {threads} core(s); int8 "
-                      f"{int8_mult:g}x fp32; memory bandwidth a placeholder of 10 GB/s per core.")
+        derivation = (f"{nominal} NOT MEASURED (no cached host measurement; `deploytool profiles show host` "
+                      "measures it): memory bandwidth a placeholder of 10 GB/s per core.")
     profile_data = {
         "schema_version": data["schema_version"], "name": data["name"], "description": data["description"],
         "soc": f"{facts.model_name} ({facts.microarchitecture}), {facts.usable_cores} usable core(s)",
