@@ -314,11 +314,19 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
     from deploytool.onnx_io import load_proto
     from deploytool.runtime.session import SessionSpec, build_session, optimize_model
 
+    model = None
     if optimized:
+        from deploytool.runtime.session import CAST_PREFIX
+
         with tempfile.TemporaryDirectory(prefix="deploytool-opt-") as tmp:
             opt = optimize_model(model_path, Path(tmp) / "optimized.onnx")
             model = load_proto(opt)
-    else:
+        if any(n.name.startswith(CAST_PREFIX) for n in model.graph.node):
+            # this host computes some fp16 ops in fp32 behind inserted casts; a device with fp16
+            # arithmetic would not: count the graph as written (the fp16 rates already include casts)
+            logger.info("%s: host-specific fp16 casts in the optimized graph; costing the unoptimized one", model_path)
+            model = None
+    if model is None:
         model = load_proto(model_path)
     graph = model.graph
     folded = _constant_nodes(graph)
