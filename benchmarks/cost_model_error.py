@@ -15,8 +15,9 @@
    microbenchmark, nothing fitted to these models) and ``roofline`` (the profile's peaks with the
    default efficiencies: deploytool before #14, for comparison).
 
-Writes per row measured p50, both projections and their errors ``(projected - measured) /
-measured``; the median and worst |error| against the goal (median <= 25%, worst <= 50%); the error
+Writes per row measured p50 (and p10, min), both projections and their errors ``(projected -
+measured) / measured``; the microbenchmark's figures are 10th percentiles (robust to other processes
+on a shared machine), so on a busy machine the error against the measured p10 is the comparable one; the median and worst |error| against the goal (median <= 25%, worst <= 50%); the error
 band derived from it; the machine's load before/during each measurement and the run-to-run spread.
 On a shared machine measured latencies move with the load: compare errors within one run.
 """
@@ -106,20 +107,23 @@ def main() -> int:
                         roof = project_latency(costs, host, seq_len=seq, threads=threads, use_host_rates=False)
                         err = (cal.latency_ms - measured) / measured
                         err_min = (cal.latency_ms - lat.min_ms) / lat.min_ms
+                        p10 = statistics.quantiles(rep.result(i, seq).samples_ms, n=10)[0]
+                        err_p10 = (cal.latency_ms - p10) / p10
                         err_roof = (roof.latency_ms - measured) / measured
                         rows.append({"width": w, "depth": d, "precision": prec, "seq_len": seq, "threads": threads,
                                      "measured_p50_ms": round(measured, 4), "measured_p90_ms": round(lat.p90_ms, 4),
                                      "spread_p90_over_p50": round((lat.p90_ms - lat.p50_ms) / lat.p50_ms, 4),
                                      "projected_ms": round(cal.latency_ms, 4), "method": cal.method,
                                      "error": round(err, 4), "measured_min_ms": round(lat.min_ms, 4),
-                                     "error_vs_min": round(err_min, 4),
+                                     "error_vs_min": round(err_min, 4), "measured_p10_ms": round(p10, 4),
+                                     "error_vs_p10": round(err_p10, 4),
                                      "roofline_projected_ms": round(roof.latency_ms, 4),
                                      "roofline_error": round(err_roof, 4),
                                      "compute_ms": round(cal.compute_ms, 4), "memory_ms": round(cal.memory_ms, 4),
                                      "overhead_ms": round(cal.overhead_ms, 4)})
                         print(f"w{w:g} d{d:g} {prec:7s} seq {seq:3d} t{threads}: measured p50 {measured:8.3f} ms, "
                               f"host-rates {cal.latency_ms:8.3f} ({err:+.0%}), roofline {roof.latency_ms:8.3f} "
-                              f"({err_roof:+.0%}); vs min {lat.min_ms:8.3f}: {err_min:+.0%}", flush=True)
+                              f"({err_roof:+.0%}); vs p10 {p10:8.3f}: {err_p10:+.0%}", flush=True)
     errs = [abs(r["error"]) for r in rows]
     roof_errs = [abs(r["roofline_error"]) for r in rows]
     band = ErrorBand.from_errors([r["error"] for r in rows], "benchmarks/cost_model_error.py")
@@ -133,6 +137,8 @@ def main() -> int:
         "goal": {"median_abs_error": 0.25, "worst_abs_error": 0.50},
         "median_abs_error": round(statistics.median(errs), 4), "worst_abs_error": round(max(errs), 4),
         "goal_met": statistics.median(errs) <= 0.25 and max(errs) <= 0.50,
+        "median_abs_error_vs_p10": round(statistics.median(abs(r["error_vs_p10"]) for r in rows), 4),
+        "worst_abs_error_vs_p10": round(max(abs(r["error_vs_p10"]) for r in rows), 4),
         "median_abs_error_vs_min": round(statistics.median(abs(r["error_vs_min"]) for r in rows), 4),
         "worst_abs_error_vs_min": round(max(abs(r["error_vs_min"]) for r in rows), 4),
         "busy_runs": sum(1 for m in machine if m.get("busy")), "runs_total": len(machine),
@@ -147,6 +153,8 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(args.out) as f:
         json.dump(result, f, indent=2)
+    print(f"host-rates vs p10: median |error| {result['median_abs_error_vs_p10']:.0%}, worst "
+          f"{result['worst_abs_error_vs_p10']:.0%}")
     print(f"host-rates: median |error| {result['median_abs_error']:.0%}, worst {result['worst_abs_error']:.0%} "
           f"(goal 25% / 50%: {'met' if result['goal_met'] else 'NOT met'}); roofline: median "
           f"{result['roofline_median_abs_error']:.0%}, worst {result['roofline_worst_abs_error']:.0%}; wrote {args.out}")

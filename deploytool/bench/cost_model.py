@@ -208,11 +208,13 @@ def _loglog(points: Sequence[tuple[float, float]], x: float) -> float:
     return points[-1][1] * x / points[-1][0]
 
 
-def _curve(pairs: Sequence[tuple[float, float]], run_overhead_ms: float) -> tuple[tuple[float, float], ...]:
-    """Sorted (x, net ms) with equal x merged (median); net = measured single-op run minus the run overhead."""
+def _curve(pairs: Sequence[tuple[float, float] | tuple[float, float, bool]],
+           run_overhead_ms: float) -> tuple[tuple[float, float], ...]:
+    """Sorted (x, net ms) with equal x merged (median); net = measured single-op run minus the run
+    overhead (points marked net, timed in chains, are already)."""
     by_x: dict[float, list[float]] = defaultdict(list)
-    for x, ms in pairs:
-        by_x[float(x)].append(max(ms - run_overhead_ms, 0.05 * ms))
+    for x, ms, *net in pairs:
+        by_x[float(x)].append(ms if (net and net[0]) else max(ms - run_overhead_ms, 0.05 * ms))
     return tuple((x, float(np.median(v))) for x, v in sorted(by_x.items()))
 
 
@@ -253,7 +255,8 @@ class HostRates:
         key = below[-1] if below else have[0]
         r = rates[str(key)]
         run_ms = float(r.get("run_overhead_us", 0.0)) / 1e3
-        gemm = {p: _curve([(x["flops"], x["ms"]) for x in rows], run_ms) for p, rows in r["gemm"].items() if rows}
+        gemm = {p: _curve([(x["flops"], x["ms"], bool(x.get("net"))) for x in rows], run_ms)
+                for p, rows in r["gemm"].items() if rows}
         att = _curve([(x["flops"], x["ms"]) for x in r["attention"]], run_ms)
         ew = {op: _curve([(x["bytes"], x["ms"]) for x in rows], run_ms) for op, rows in r["elementwise"].items()}
         m = (profile.host or {}).get("measurement") or {}
