@@ -19,7 +19,7 @@ usable core count:
 - attention's batched MatMuls ``[12,S,32] x [12,32,S]`` at S = 8, 32, 128;
 - element-wise (Add, Erf, Softmax, LayerNormalization) at encoder activation sizes;
 - memory bandwidth: an Add over two 32 MiB tensors (read 2, write 1);
-- per-op overhead: a chain of 64 Adds on 16 floats, time per op.
+- per-op overhead: a chain of 64 Adds on 16 floats, time per op (shape-only ops pay it).
 
 Each figure is the 10th percentile of at least 20 runs (robust to other processes on a shared
 machine), with the median spread recorded. Results are cached as JSON in a
@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["DEFAULT_CACHE_DIR", "MICROBENCH_VERSION", "HostFacts", "HostMeasurement", "detect_host",
            "host_measurement", "measure_host", "parse_cpuinfo"]
 
-MICROBENCH_VERSION = 3  # 2: 10th percentile per point; 3: GEMMs in chains of distinct weights
+MICROBENCH_VERSION = 4  # 2: p10 per point; 3: GEMMs in chains of distinct weights; 4: every op class in chains
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "deploytool" / "host"
 
 # (vendor, family, model) -> micro-architecture; models from the vendors' documentation
@@ -435,40 +435,57 @@ def _worker(threads: list[int]) -> dict[str, Any]:
                     flops = 2.0 * m * k * n
                     gemm[prec].append({"m": m, "k": k, "n": n, "flops": flops, "ms": round(per_op, 6), "net": True,
                                        "chain": len(dims), "gops": round(flops / per_op / 1e6, 3)})
+        # attention's batched MatMuls and the element-wise ops, each timed as a chain of `chain` ops on
+        # the same activation shape: (chain - one run) / chain is the op's time inside a graph, executor
+        # overhead included, with the run's own overhead cancelled
         att = []
-        sess = _session(model([h.make_node("MatMul", ["q", "k"], ["s"]), h.make_node("MatMul", ["s", "v"], ["y"])],
-                              [vi("q", T.FLOAT, [12, "s", 32]), vi("k", T.FLOAT, [12, 32, "s"]),
-                               vi("v", T.FLOAT, [12, "s", 32])], [vi("y", T.FLOAT, None)]), t)
-        for s in (8, 32, 128):
-            feeds = {"q": rng.standard_normal((12, s, 32)).astype(np.float32),
-                     "k": rng.standard_normal((12, 32, s)).astype(np.float32),
-                     "v": rng.standard_normal((12, s, 32)).astype(np.float32)}
-            p50, sp = _timeit(sess, feeds)
+        a_nodes, prev = [], "q"
+        for i in range(chain // 2):
+            out = "y" if i == chain // 2 - 1 else f"a{i}"
+            a_nodes += [h.make_node("MatMul", [prev, "k"], [f"s{i}"]), h.make_node("MatMul", [f"s{i}", "v"], [out])]
+            prev = out
+        sess = _session(model(a_nodes, [vi("q", T.FLOAT, [12, "s", 32]), vi("k", T.FLOAT, [12, 32, "s"]),
+                                        vi("v", T.FLOAT, [12, "s", 32])], [vi("y", T.FLOAT, None)]), t)
+        for s_len in (8, 32, 128):
+            feeds = {"q": rng.standard_normal((12, s_len, 32)).astype(np.float32) * 0.1,
+                     "k": rng.standard_normal((12, 32, s_len)).astype(np.float32) * 0.1,
+                     "v": rng.standard_normal((12, s_len, 32)).astype(np.float32) * 0.1}
+            total, sp = _timeit(sess, feeds)
             spreads.append(sp)
-            flops = 2 * 2.0 * 12 * s * s * 32
-            att.append({"s": s, "flops": flops, "ms": round(p50, 5), "gops": round(flops / p50 / 1e6, 3)})
+            per_op = max(total - run_ms, 0.05 * total) / chain
+            flops = 2.0 * 12 * s_len * s_len * 32
+            att.append({"s": s_len, "flops": flops, "ms": round(per_op, 6), "net": True,
+                        "gops": round(flops / per_op / 1e6, 3)})
         ew: dict[str, list[dict[str, Any]]] = {}
         sizes = [(1, 8, 384), (1, 128, 384), (1, 128, 1536), (12, 128, 128)]
+
+        def ew_node(op: str, x: str, y: str):
+            if op == "Add":
+                return h.make_node("Add", [x, "c"], [y])
+            if op == "LayerNormalization":
+                return h.make_node("LayerNormalization", [x, "g", "b"], [y], axis=-1)
+            if op == "Softmax":
+                return h.make_node("Softmax", [x], [y], axis=-1)
+            return h.make_node(op, [x], [y])
+
         for op in ("Add", "Erf", "Softmax", "LayerNormalization"):
             rows = []
             for shp in sizes:
-                if op == "Add":
-                    node = h.make_node("Add", ["x", "x"], ["y"])
-                elif op == "LayerNormalization":
-                    node = h.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=-1)
-                elif op == "Softmax":
-                    node = h.make_node("Softmax", ["x"], ["y"], axis=-1)
-                else:
-                    node = h.make_node(op, ["x"], ["y"])
-                inits = ([nh.from_array(np.ones(shp[-1], np.float32), "g"), nh.from_array(np.zeros(shp[-1], np.float32), "b")]
-                         if op == "LayerNormalization" else [])
-                sess = _session(model([node], [vi("x", T.FLOAT, list(shp))], [vi("y", T.FLOAT, None)], inits), t)
-                x = rng.standard_normal(shp).astype(np.float32)
-                p50, sp = _timeit(sess, {"x": x})
+                inits = [nh.from_array(np.ones(shp[-1], np.float32), "g"), nh.from_array(np.zeros(shp[-1], np.float32), "b"),
+                         nh.from_array(np.full(shp[-1], 1e-3, np.float32), "c")]
+                nodes = [ew_node(op, "x" if i == 0 else f"t{i - 1}", "y" if i == chain - 1 else f"t{i}")
+                         for i in range(chain)]
+                used = {x for n in nodes for x in n.input}
+                sess = _session(model(nodes, [vi("x", T.FLOAT, ["b"] + list(shp[1:]))], [vi("y", T.FLOAT, None)],
+                                      [i for i in inits if i.name in used]), t)
+                x = (rng.standard_normal(shp) * 0.5).astype(np.float32)
+                total, sp = _timeit(sess, {"x": x})
                 spreads.append(sp)
                 el = int(np.prod(shp))
-                # bytes as deploytool.bench.cost_model counts them: every input and output once (Add(x, x) reads x twice)
-                rows.append({"elements": el, "bytes": el * 4 * (3 if op == "Add" else 2), "ms": round(p50, 5)})
+                per_op = max(total - run_ms, 0.05 * total) / chain
+                # bytes as deploytool.bench.cost_model counts them: every input and output once
+                nbytes = el * 4 * 2 + (shp[-1] * 4 * (2 if op == "LayerNormalization" else 1 if op == "Add" else 0))
+                rows.append({"elements": el, "bytes": nbytes, "ms": round(per_op, 6), "net": True})
             ew[op] = rows
         big = 8 * 1024 * 1024  # 32 MiB of fp32 per operand
         sess = _session(model([h.make_node("Add", ["a", "b"], ["y"])], [vi("a", T.FLOAT, [big]), vi("b", T.FLOAT, [big])],
