@@ -17,7 +17,17 @@ from deploytool.profiles import load_profile
 from deploytool.profiles.host import build_host_profile
 from deploytool.runtime.host import HostFacts, HostMeasurement, detect_host
 
-from tests.test_host_profile import SPR, TEMPLATE
+SPR = """processor\t: 0
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 143
+model name\t: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz
+stepping\t: 8
+cpu MHz\t\t: 2699.998
+flags\t\t: fpu avx avx2 fma f16c avx512f avx512bw avx512vl avx512_vnni avx512_bf16 amx_tile amx_int8
+"""
+TEMPLATE = {"schema_version": 1, "name": "host", "from_host": True, "description": "this machine",
+            "execution_providers": ["CPU"], "threads": "auto", "budgets": {"p90_latency_ms": {128: 40}}}
 
 RUN_US = 9.0
 
