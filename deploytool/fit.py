@@ -244,7 +244,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
     check_output_path(config.output, inputs=(config.model,))
     prof = config.profile
     budget = float(config.budget)
-    is_host = prof.name == "x86-host"
+    is_host = prof.from_host or prof.name == "x86-host"  # built from this machine: measured, not projected
     with tempfile.TemporaryDirectory(prefix="deploytool-fit-") as tmp_s:
         work = Path(config.workdir) if config.workdir is not None else Path(tmp_s)
         work.mkdir(parents=True, exist_ok=True)

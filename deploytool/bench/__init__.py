@@ -8,7 +8,8 @@ Python API::
 
 Each measurement runs in ``python -m deploytool.bench.worker`` (torch is never imported there; the
 worker checks and the report records ``worker.torch_loaded: false``). Several models are timed
-interleaved run by run in one worker and compared with the first one; each model's session
+interleaved run by run (or in blocks) in one worker, on one shared ONNX Runtime thread pool, and
+compared with the first one; each model's session
 creation time and peak memory come from a fresh worker of its own. A device profile plugs in as
 ``BenchConfig(..., spec=<SessionSpec>)``.
 
@@ -25,10 +26,17 @@ JSON schema ``deploytool.bench/1`` (what ``--json`` writes; ``load_report`` chec
       },
       "config": {
         "models": [path], "seq_lens": [int], "batch": int, "threads": int (effective intra-op),
-        "warmup": int, "runs": int, "seed": int,
+        "warmup": int, "runs": int, "seed": int, "schedule": "interleaved"|"blocks", "block_runs": int|null,
+        "thread_pool": "shared"|"session", "busy": "warn"|"refuse", "profile": {...}|null,
         "session": SessionSpec.to_dict()         # providers [{name, options}], intra_op_threads,
       },                                         # inter_op_threads, graph_optimization, execution_mode,
                                                  # config_entries, strict, log_severity_level
+      "profile": {"name", "path", "soc", "threads"} | null,   # the device profile the run was for
+      "machine": {                              # deploytool.bench.machine: was the machine busy?
+        "before": LoadSample, "during": LoadSample,   # loadavg, other_runnable_mean/max, usable/free cores
+        "spread_p90_over_p50": {"name@seq": float}, "warnings": [str], "busy": bool,
+        "waited_for_free_cores_s": float
+      },
       "worker": {"protocol": 1, "python": str, "torch_loaded": false, "interleaved": bool,
                  "processes": int, "memory_source": "VmHWM"|"ru_maxrss"},
       "models": [{                               # one per model, in the order given

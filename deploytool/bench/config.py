@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -11,7 +12,37 @@ from typing import Any
 from deploytool.errors import ConfigError
 from deploytool.runtime.session import SessionSpec
 
-__all__ = ["BenchConfig", "parse_seq_lens"]
+__all__ = ["BenchConfig", "BusyPolicy", "Schedule", "ThreadPool", "parse_seq_lens"]
+
+
+class Schedule(str, enum.Enum):
+    """How several models' timed runs are ordered in the one timing worker."""
+
+    INTERLEAVED = "interleaved"  # A, B, A, B, ... run by run
+    BLOCKS = "blocks"  # A x n, B x n, A x n, ...
+
+
+class ThreadPool(str, enum.Enum):
+    """Whose intra-op threads a session runs on."""
+
+    SESSION = "session"  # each session its own pool (ONNX Runtime's default)
+    SHARED = "shared"  # one process-wide pool for every session of the worker
+
+
+class BusyPolicy(str, enum.Enum):
+    """What to do when ``threads`` exceeds the cores that other processes leave free."""
+
+    WARN = "warn"  # measure, and say so in the report's warnings
+    REFUSE = "refuse"  # raise BusyMachineError before measuring
+
+
+def _enum_field(cls: type[enum.Enum], name: str, value: Any) -> Any:
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls(str(value).strip().lower())
+    except ValueError:
+        raise ConfigError(f"{name}: expected one of {', '.join(m.value for m in cls)}, got {value!r}") from None
 
 _MAX_SEQ = 1 << 16
 _MAX_BATCH = 4096
@@ -62,6 +93,15 @@ class BenchConfig:
     spec: the session to build (execution providers, options, ...); ``None`` = CPU defaults.
       A device profile maps onto this one field: ``BenchConfig(models, spec=profile_spec)``.
     timeout_s: kill a worker that takes longer (None: no limit).
+    schedule / block_runs / thread_pool: how several models share the timing worker. The defaults
+      (shared pool, interleaved) are the combination that kept each model within a few percent of
+      its figure alone at 2 threads (benchmarks/bench_hygiene.py; per-session pools interleaved
+      were up to 2x slow because idle sessions' threads spin).
+    profile: the device profile the run is for (recorded in the report); its session spec is used
+      when ``spec`` is None.
+    busy: refuse or only warn when ``threads`` exceeds the free cores (other runnable tasks
+      sampled before the run); ``spread_warn`` is the (p90-p50)/p50 above which a row counts as noisy.
+    wait_quiet_s: before measuring, wait up to this long for ``threads`` free cores (0: do not wait).
     worker_python: the command that starts the worker's Python (default: this interpreter). Under QEMU
       user-mode without binfmt_misc an aarch64 Python cannot exec another one: give
       ``("qemu-aarch64", "-L", ROOTFS, PYTHON)``; the bench JSON then says the timings are emulated.
@@ -76,6 +116,13 @@ class BenchConfig:
     seed: int = 0
     spec: SessionSpec | None = None
     timeout_s: float | None = None
+    schedule: Schedule = Schedule.INTERLEAVED
+    block_runs: int = 10
+    thread_pool: ThreadPool = ThreadPool.SHARED
+    profile: Any = None  # deploytool.profiles.Profile | None
+    busy: BusyPolicy = BusyPolicy.WARN
+    spread_warn: float = 0.15
+    wait_quiet_s: float = 0.0
     worker_python: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -98,6 +145,21 @@ class BenchConfig:
         _int_field("seed", self.seed, 0, 2**32 - 1)
         if self.spec is not None and not isinstance(self.spec, SessionSpec):
             raise ConfigError(f"spec: expected a SessionSpec, got {type(self.spec).__name__}")
+        if self.profile is not None:
+            from deploytool.profiles.schema import Profile
+
+            if not isinstance(self.profile, Profile):
+                raise ConfigError(f"profile: expected a device Profile, got {type(self.profile).__name__}")
+        object.__setattr__(self, "schedule", _enum_field(Schedule, "schedule", self.schedule))
+        object.__setattr__(self, "thread_pool", _enum_field(ThreadPool, "thread_pool", self.thread_pool))
+        object.__setattr__(self, "busy", _enum_field(BusyPolicy, "busy", self.busy))
+        _int_field("block_runs", self.block_runs, 1, _MAX_RUNS)
+        wq = self.wait_quiet_s
+        if isinstance(wq, bool) or not isinstance(wq, (int, float)) or not 0 <= wq <= 86400:
+            raise ConfigError(f"wait_quiet_s: must be a number of seconds in [0, 86400], got {wq!r}")
+        sw = self.spread_warn
+        if isinstance(sw, bool) or not isinstance(sw, (int, float)) or not 0 < sw < 10:
+            raise ConfigError(f"spread_warn: must be a number in (0, 10), got {sw!r}")
         if self.timeout_s is not None and (isinstance(self.timeout_s, bool)
                                            or not isinstance(self.timeout_s, (int, float)) or self.timeout_s <= 0):
             raise ConfigError(f"timeout_s: must be a positive number of seconds or None, got {self.timeout_s!r}")
@@ -109,8 +171,12 @@ class BenchConfig:
     @property
     def session_spec(self) -> SessionSpec:
         """The spec the worker builds sessions from (``threads`` applied)."""
-        spec = self.spec if self.spec is not None else SessionSpec()
-        return spec.with_threads(self.threads) if self.threads is not None else spec
+        spec = self.spec
+        if spec is None:
+            spec = self.profile.session_spec() if self.profile is not None else SessionSpec()
+        spec = spec.with_threads(self.threads) if self.threads is not None else spec
+        shared = self.thread_pool is ThreadPool.SHARED and len(self.models) > 1
+        return dataclasses.replace(spec, shared_thread_pool=shared) if shared != spec.shared_thread_pool else spec
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,4 +188,11 @@ class BenchConfig:
             "runs": self.runs,
             "seed": self.seed,
             "session": self.session_spec.to_dict(),
+            "schedule": self.schedule.value,
+            "block_runs": self.block_runs if self.schedule is Schedule.BLOCKS else None,
+            "thread_pool": self.thread_pool.value,
+            "busy": self.busy.value,
+            "profile": None if self.profile is None else {
+                "name": self.profile.name, "path": self.profile.path, "soc": self.profile.soc,
+                "threads": self.profile.threads},
         }

@@ -56,7 +56,8 @@ from deploytool.profiles.schema import Precision, Profile
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CostModel", "OpCost", "Projection", "model_error", "op_costs", "project_latency"]
+__all__ = ["CostModel", "ErrorBand", "HostRates", "OpCost", "Projection", "model_error", "op_costs",
+           "project_latency"]
 
 _MATMUL = {"MatMul", "Gemm", "FusedMatMul"}
 _INT8_MATMUL = {"DynamicQuantizeMatMul", "MatMulInteger", "MatMulIntegerToFloat", "QLinearMatMul", "QGemm"}
@@ -77,6 +78,7 @@ class OpCost:
     flops: float
     bytes: float
     free: bool = False  # shape-only: no run-time cost
+    kind: str = ""  # gemm (activation x weight) | attention (activation x activation) | "" (element-wise, moves)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -118,12 +120,168 @@ class Projection:
     calibration: float | None = None  # measured/projected factor applied (host-calibrated), if any
     label: str = "projected"
     assumptions: str = ""
+    method: str = "roofline"  # roofline | host-rates (op-class times measured on this host)
+    band_low_ms: float | None = None  # where the measured latency is expected, from the model's measured error
+    band_high_ms: float | None = None
+    band_source: str = ""
+
+    def with_band(self, band: ErrorBand | None) -> Projection:
+        """A copy carrying ``band`` applied to its latency (None: no band)."""
+        if band is None:
+            return dataclasses.replace(self, band_low_ms=None, band_high_ms=None, band_source="")
+        lo, hi = band.apply(self.latency_ms)
+        return dataclasses.replace(self, band_low_ms=lo, band_high_ms=hi, band_source=band.source)
+
+    def text(self) -> str:
+        """``~15.0 ms (10.2-22.1)``, or ``~15.0 ms`` without a band."""
+        if self.band_low_ms is None or self.band_high_ms is None:
+            return f"~{self.latency_ms:.3g} ms"
+        return f"~{self.latency_ms:.3g} ms ({self.band_low_ms:.3g}-{self.band_high_ms:.3g})"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for k in ("latency_ms", "compute_ms", "memory_ms", "overhead_ms"):
-            d[k] = round(d[k], 4)
+        for k in ("latency_ms", "compute_ms", "memory_ms", "overhead_ms", "band_low_ms", "band_high_ms"):
+            if d[k] is not None:
+                d[k] = round(d[k], 4)
         return d
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorBand:
+    """The cost model's error where it could be measured: ``(projected - measured) / measured`` lay in
+    ``[low, high]``. Applied to a projection p, the measured latency is expected in
+    ``[p / (1 + high), p / (1 + low)]``."""
+
+    low: float
+    high: float
+    source: str
+
+    def __post_init__(self) -> None:
+        for f in ("low", "high"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not -1 < v < 100:
+                raise ConfigError(f"error band {f}: must be a relative error in (-1, 100), got {v!r}")
+        if self.low > self.high:
+            raise ConfigError(f"error band: low {self.low} > high {self.high}")
+
+    @classmethod
+    def from_errors(cls, errors: Sequence[float], source: str) -> ErrorBand:
+        """The band spanning ``errors`` (and 0: a projection is never outside its own band)."""
+        errs = [e for e in errors if math.isfinite(e)]
+        if not errs:
+            raise ConfigError("error band: no finite errors to derive it from")
+        return cls(low=min(0.0, min(errs)), high=max(0.0, max(errs)), source=source)
+
+    def widened(self, factor: float, why: str) -> ErrorBand:
+        """The band ``factor`` times as wide in log space (an explicit, stated assumption)."""
+        lo = math.expm1(math.log1p(self.low) * factor)
+        hi = math.expm1(math.log1p(self.high) * factor)
+        return ErrorBand(low=max(lo, -0.99), high=min(hi, 99.0), source=f"{self.source}; {why}")
+
+    def apply(self, ms: float) -> tuple[float, float]:
+        return ms / (1 + self.high), ms / (1 + self.low)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"low": round(self.low, 4), "high": round(self.high, 4), "source": self.source}
+
+
+# element-wise classes of the host microbenchmark and the ops timed like each
+_EW_CLASS = {"LayerNormalization": "LayerNormalization", "SkipLayerNormalization": "LayerNormalization",
+             "SimplifiedLayerNormalization": "LayerNormalization", "SkipSimplifiedLayerNormalization": "LayerNormalization",
+             "Softmax": "Softmax", "Erf": "Erf", "Gelu": "Erf", "BiasGelu": "Erf", "FastGelu": "Erf", "Tanh": "Erf"}
+
+
+def _loglog(points: Sequence[tuple[float, float]], x: float) -> float:
+    """Piecewise-linear interpolation of y(x) in log-log; beyond the ends y scales with x (constant rate)."""
+    if x <= 0:
+        return 0.0
+    if x <= points[0][0]:
+        return points[0][1] * x / points[0][0]
+    if x >= points[-1][0]:
+        return points[-1][1] * x / points[-1][0]
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x0 <= x <= x1:
+            if x1 == x0:
+                return y0
+            t = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
+            return math.exp(math.log(y0) + t * (math.log(y1) - math.log(y0)))
+    return points[-1][1] * x / points[-1][0]
+
+
+def _curve(pairs: Sequence[tuple[float, float] | tuple[float, float, bool]],
+           run_overhead_ms: float) -> tuple[tuple[float, float], ...]:
+    """Sorted (x, net ms) with equal x merged (median); net = measured single-op run minus the run
+    overhead (points marked net, timed in chains, are already)."""
+    by_x: dict[float, list[float]] = defaultdict(list)
+    for x, ms, *net in pairs:
+        by_x[float(x)].append(ms if (net and net[0]) else max(ms - run_overhead_ms, 0.05 * ms))
+    return tuple((x, float(np.median(v))) for x, v in sorted(by_x.items()))
+
+
+@dataclasses.dataclass(frozen=True)
+class HostRates:
+    """Op-class time curves fitted on a host from its ONNX Runtime microbenchmark at ``threads``.
+
+    GEMM time per precision and attention time as functions of FLOPs, element-wise time per class
+    (Add-like, Erf/GELU-like, Softmax, LayerNorm) as functions of bytes moved, each interpolated in
+    log-log between the measured points; plus the per-op overhead inside a graph and the per-run
+    overhead of ``InferenceSession.run``. Nothing here is fitted to the models it projects.
+
+    Against the host's nominal peaks (``peak_gops``, ``bandwidth_gbs``) the same curves are
+    efficiencies: on another device an op is assumed to reach the same fraction of that device's
+    peak (:meth:`scale_to`), an assumption the projection states and its band widens for.
+    """
+
+    host: str
+    threads: int
+    gemm: Mapping[str, tuple[tuple[float, float], ...]]
+    attention: tuple[tuple[float, float], ...]
+    elementwise: Mapping[str, tuple[tuple[float, float], ...]]
+    op_overhead_ms: float
+    run_overhead_ms: float
+    peak_gops: Mapping[str, float]  # the host's nominal peaks at ``threads``
+    bandwidth_gbs: float
+    source: str = ""
+
+    @classmethod
+    def from_profile(cls, profile: Profile, threads: int | None = None) -> HostRates | None:
+        """The rates of a measured host profile at ``threads`` (the nearest measured count at or below)."""
+        rates = profile.measured_rates
+        if not rates:
+            return None
+        t = profile.threads if threads is None else threads
+        have = sorted(int(k) for k in rates)
+        below = [k for k in have if k <= t]
+        key = below[-1] if below else have[0]
+        r = rates[str(key)]
+        run_ms = float(r.get("run_overhead_us", 0.0)) / 1e3
+        gemm = {p: _curve([(x["flops"], x["ms"], bool(x.get("net"))) for x in rows], run_ms)
+                for p, rows in r["gemm"].items() if rows}
+        att = _curve([(x["flops"], x["ms"], bool(x.get("net"))) for x in r["attention"]], run_ms)
+        ew = {op: _curve([(x["bytes"], x["ms"], bool(x.get("net"))) for x in rows], run_ms)
+              for op, rows in r["elementwise"].items()}
+        m = (profile.host or {}).get("measurement") or {}
+        scale = key / profile.threads
+        peaks = {p.value: v * scale for p, v in profile.compute.peak_gops.items()}
+        return cls(host=profile.name, threads=key, gemm=gemm, attention=att, elementwise=ew,
+                    op_overhead_ms=float(r["op_overhead_us"]) / 1e3, run_overhead_ms=run_ms, peak_gops=peaks,
+                    bandwidth_gbs=float(r["bandwidth_gbs"]),
+                    source=f"{profile.name} microbenchmark {m.get('created_utc', '?')}, {key} thread(s)")
+        return rates
+
+    def op_ms(self, c: OpCost) -> tuple[float, str]:
+        """(net ms on the host, class) of one op."""
+        if c.flops > 0 and (c.kind in ("gemm", "attention") or c.op_type in _MATMUL | _INT8_MATMUL):
+            if c.kind == "attention" and self.attention:
+                return _loglog(self.attention, c.flops), "attention"
+            prec = c.precision if c.precision in self.gemm else "fp32"
+            return _loglog(self.gemm[prec], c.flops), f"gemm-{prec}"
+        cls_ = _EW_CLASS.get(c.op_type, "Add")
+        curve = self.elementwise.get(cls_) or self.elementwise["Add"]
+        return _loglog(curve, c.bytes), cls_
+
+    def host_peak(self, precision: str) -> float:
+        return self.peak_gops.get(precision, self.peak_gops["fp32"])
 
 
 def _precision_of(dtypes: Sequence[np.dtype]) -> str:
@@ -148,15 +306,33 @@ def _constant_nodes(graph) -> set[int]:
     return out
 
 
-def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, seed: int = 0) -> list[OpCost]:
-    """FLOPs and bytes of every op of ``model_path`` at ``batch`` x ``seq_len`` (see the module doc)."""
+def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, seed: int = 0,
+             optimized: bool = False) -> list[OpCost]:
+    """FLOPs and bytes of every op of ``model_path`` at ``batch`` x ``seq_len`` (see the module doc).
+
+    ``optimized``: count the graph ONNX Runtime really runs (its fusions applied first: BiasGelu,
+    FusedMatMul, SkipLayerNormalization, ...), which is what the host-calibrated model times.
+    """
     from onnx import helper, numpy_helper
 
     from deploytool.bench.inputs import make_feeds, plan_inputs
     from deploytool.onnx_io import load_proto
-    from deploytool.runtime.session import SessionSpec, build_session
+    from deploytool.runtime.session import SessionSpec, build_session, optimize_model
 
-    model = load_proto(model_path)
+    model = None
+    if optimized:
+        from deploytool.runtime.session import CAST_PREFIX
+
+        with tempfile.TemporaryDirectory(prefix="deploytool-opt-") as tmp:
+            opt = optimize_model(model_path, Path(tmp) / "optimized.onnx")
+            model = load_proto(opt)
+        if any(n.name.startswith(CAST_PREFIX) for n in model.graph.node):
+            # this host computes some fp16 ops in fp32 behind inserted casts; a device with fp16
+            # arithmetic would not: count the graph as written (the fp16 rates already include casts)
+            logger.info("%s: host-specific fp16 casts in the optimized graph; costing the unoptimized one", model_path)
+            model = None
+    if model is None:
+        model = load_proto(model_path)
     graph = model.graph
     folded = _constant_nodes(graph)
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer
@@ -172,6 +348,7 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
         for o in graph.node[i].output:
             if o and o not in have:
                 graph.output.append(helper.make_empty_tensor_value_info(o))
+    consts = set(inits) | set(low_bit) | {o for i in folded for o in graph.node[i].output if o}
     feeds = make_feeds(plan_inputs(model_path), batch, seq_len, seed)
     values: dict[str, np.ndarray] = dict(feeds)
     with tempfile.TemporaryDirectory(prefix="deploytool-cost-") as tmp:
@@ -203,10 +380,13 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
         ins = [x for x in n.input if x]
         in_dtypes = [np.asarray(values[x]).dtype for x in ins if x in values]
         b = sum(nbytes(x) for x in ins) + sum(nbytes(o) for o in outs)
+        if n.op_type == "Gather" and len(ins) >= 2:  # reads the gathered rows, not the whole table
+            b = nbytes(ins[1]) + 2 * sum(nbytes(o) for o in outs)
         out_elems = sum(float(np.prod(shape(o))) for o in outs)
         free = n.op_type in _FREE or all(
             o in values and np.asarray(values[o]).dtype.kind in "iub" and np.asarray(values[o]).size < 16 for o in outs)
         flops = 0.0
+        kind = ""
         precision = _precision_of(in_dtypes[:1] or [np.float32])
         if n.op_type in _MATMUL | _INT8_MATMUL and len(ins) >= 2:
             a, w = shape(ins[0]), shape(ins[1])
@@ -215,38 +395,54 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
                 k, nn = (w[1], w[0]) if trans_b else (w[0], w[1]) if len(w) == 2 else (0, 0)
                 m = a[0] if a else 0
             else:
-                k = a[-1] if a else 0
-                nn = w[-1] if w else 0
+                attrs = {x.name: x.i for x in n.attribute}
+                k = (a[-2] if attrs.get("transA") else a[-1]) if a else 0
+                nn = (w[-2] if attrs.get("transB") and len(w) >= 2 else w[-1]) if w else 0
                 m = float(np.prod(a[:-1])) if a else 0
                 if len(w) > 2:  # batched (attention): batch dims come from the output
                     out = shape(outs[0])
                     m = float(np.prod(out[:-1])) if out else m
             flops = 2.0 * m * k * nn
             precision = "int8" if n.op_type in _INT8_MATMUL else _precision_of(in_dtypes)
+            kind = "gemm" if ins[1] in consts else "attention"
         elif n.op_type == "MatMulNBits":
             attrs = {x.name: x.i for x in n.attribute}
             a = shape(ins[0])
             flops = 2.0 * float(np.prod(a[:-1])) * attrs.get("K", 0) * attrs.get("N", 0)
             precision = "int8" if attrs.get("accuracy_level", 0) == 4 else "fp32"
+            kind = "gemm"
         elif n.op_type in _MOVE or free:
             flops = 0.0
         else:
             flops = _FLOPS_PER_ELEMENT.get(n.op_type, 1) * out_elems
-        costs.append(OpCost(n.name or f"{n.op_type}_{i}", n.op_type, precision, flops, b, free))
+        costs.append(OpCost(n.name or f"{n.op_type}_{i}", n.op_type, precision, flops, b, free, kind))
     return costs
 
 
 def project_latency(costs: Sequence[OpCost], profile: Profile, *, seq_len: int, threads: int | None = None,
-                    model: CostModel | None = None, calibration: Mapping[str, float] | None = None) -> Projection:
+                    model: CostModel | None = None, calibration: Mapping[str, float] | None = None,
+                    band: ErrorBand | None = None, use_host_rates: bool = True,
+                    host_rates: HostRates | None = None) -> Projection:
     """The projected latency (ms) of ``costs`` on ``profile`` (see the module doc).
 
+    A measured host profile (``deploytool profiles show host``) is projected from its own op-class
+    times (:class:`HostRates`, ``method="host-rates"``); another profile, given ``host_rates``, from
+    the host's op-class efficiencies applied to its own peaks (``method="host-efficiencies"``);
+    otherwise (or ``use_host_rates=False``) by the roofline with ``model``'s round efficiencies.
     ``threads`` (default the profile's) scales the profile's peak linearly; ``calibration``
-    (precision -> measured/projected on the host) multiplies the result, labelled ``host-calibrated``.
+    (precision -> measured/projected on the host) multiplies the result, labelled ``host-calibrated``;
+    ``band`` (the model's measured error) gives the projection its range.
     """
     cm = model or CostModel()
     t = profile.threads if threads is None else threads
     if isinstance(t, bool) or not isinstance(t, int) or t < 1:
         raise ConfigError(f"threads: must be a positive integer, got {t!r}")
+    if use_host_rates:
+        own = HostRates.from_profile(profile, t)
+        if own is not None:  # the host itself: its own measured times
+            return _project_rates(costs, profile, own, seq_len=seq_len, threads=t).with_band(band)
+        if host_rates is not None:  # another device: the host's efficiencies on this device's peaks
+            return _project_rates(costs, profile, host_rates, seq_len=seq_len, threads=t).with_band(band)
     scale = min(t, profile.total_cores) / profile.threads
     bw = profile.compute.memory_bandwidth_gbs * 1e9 * cm.memory_efficiency
     compute_s = memory_s = overhead_s = total_s = 0.0
@@ -285,13 +481,70 @@ def project_latency(costs: Sequence[OpCost], profile: Profile, *, seq_len: int, 
             factor = None
     return Projection(
         device=profile.name, seq_len=seq_len, threads=t, latency_ms=total_s * 1e3, compute_ms=compute_s * 1e3,
+        band_low_ms=None, band_high_ms=None,
         memory_ms=memory_s * 1e3, overhead_ms=overhead_s * 1e3, flops=dict(flops), bytes=moved_total, ops=ops,
         memory_bound_ops=mem_bound, calibration=factor,
         label="projected (host-calibrated)" if factor else "projected",
         assumptions=(f"roofline: peak {dict((p.value, v) for p, v in profile.compute.peak_gops.items())} G(FL)OP/s "
                      f"for {profile.threads} threads, {profile.compute.memory_bandwidth_gbs:g} GB/s; efficiency "
                      f"compute {cm.compute_efficiency:g}, memory {cm.memory_efficiency:g}; {cm.op_overhead_us:g} us/op"),
-    )
+    ).with_band(band)
+
+
+def _project_rates(costs: Sequence[OpCost], profile: Profile, rates: HostRates, *, seq_len: int,
+                   threads: int) -> Projection:
+    """Sum of the host's measured op-class times (+ per-op and per-run overhead), scaled by the ratio of
+    the host's nominal peak (bandwidth) to ``profile``'s where ``profile`` is another device."""
+    same = profile.from_host and profile.name == rates.host
+    scale = min(threads, profile.total_cores) / profile.threads
+    emulated_fp16 = not profile.fp16_arithmetic
+    compute_ms = memory_ms = 0.0
+    flops: dict[str, float] = defaultdict(float)
+    moved = 0.0
+    ops = mem_ops = 0
+    free_ops = 0
+    for c in costs:
+        if c.free:  # shape arithmetic still runs in ORT: it pays the per-op overhead
+            free_ops += 1
+            continue
+        ms, cls_ = rates.op_ms(c)
+        compute = cls_.startswith("gemm") or cls_ == "attention"
+        if not same:
+            if compute:
+                prec = "fp32" if cls_ == "attention" else cls_[5:]
+                if prec == "fp16" and emulated_fp16:
+                    prec = "fp32"
+                dev = profile.compute.peak(Precision(prec)) * scale
+                ms *= rates.host_peak(prec) / dev
+            else:
+                ms *= rates.bandwidth_gbs / profile.compute.memory_bandwidth_gbs
+        if compute:
+            compute_ms += ms
+        else:
+            memory_ms += ms
+            mem_ops += 1
+        flops[c.precision] += c.flops
+        moved += c.bytes
+        ops += 1
+    overhead_ms = rates.run_overhead_ms + free_ops * rates.op_overhead_ms
+    if same:
+        label, method = "projected (host rates)", "host-rates"
+        assumptions = (f"op-class times measured on this host by ONNX Runtime ({rates.source}): GEMM per precision "
+                       "and attention by FLOPs, element-wise by bytes, each timed in chains (executor overhead "
+                       f"included), interpolated log-log; {rates.op_overhead_ms * 1e3:.2g} us per shape-only op, "
+                       f"{rates.run_overhead_ms * 1e3:.3g} us per run")
+    else:
+        label, method = "projected (host efficiencies)", "host-efficiencies"
+        assumptions = (f"ASSUMPTION: {profile.name} reaches the same fraction of its peaks "
+                       f"({dict((p.value, v) for p, v in profile.compute.peak_gops.items())} G(FL)OP/s for "
+                       f"{profile.threads} threads, {profile.compute.memory_bandwidth_gbs:g} GB/s) per op class and "
+                       f"size as ONNX Runtime reached of {rates.host}'s nominal peaks ({rates.source}); per-op and "
+                       "per-run overhead as on the host")
+    return Projection(
+        device=profile.name, seq_len=seq_len, threads=threads,
+        latency_ms=compute_ms + memory_ms + overhead_ms, compute_ms=compute_ms, memory_ms=memory_ms,
+        overhead_ms=overhead_ms, flops=dict(flops), bytes=moved, ops=ops, memory_bound_ops=mem_ops,
+        label=label, method=method, assumptions=assumptions)
 
 
 def model_error(projected_ms: float, measured_ms: float) -> float:

@@ -98,6 +98,11 @@ class BenchReport:
     worker: dict[str, Any]
     models: tuple[dict[str, Any], ...]
     results: tuple[BenchResult, ...]
+    machine: dict[str, Any] = dataclasses.field(default_factory=dict)  # load before/during, warnings
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.machine.get("warnings", []))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,6 +111,8 @@ class BenchReport:
             "onnxruntime": self.onnxruntime,
             "host": self.host,
             "config": self.config.to_dict(),
+            "profile": self.config.to_dict()["profile"],
+            "machine": self.machine,
             "worker": self.worker,
             "models": list(self.models),
             "results": [r.to_dict() for r in self.results],
@@ -159,7 +166,8 @@ def _emulated(command: tuple[str, ...]) -> bool:
 
 
 def _run_worker(request: dict[str, Any], *, on_progress: Callable[[int, str, int], None],
-                timeout_s: float | None, python: tuple[str, ...] = ()) -> dict[str, Any]:
+                timeout_s: float | None, pids: list[int] | None = None,
+                python: tuple[str, ...] = ()) -> dict[str, Any]:
     with tempfile.TemporaryFile(mode="w+") as err:
         try:
             proc = subprocess.Popen([*(python or (sys.executable,)), "-m", "deploytool.bench.worker"],
@@ -169,6 +177,8 @@ def _run_worker(request: dict[str, Any], *, on_progress: Callable[[int, str, int
             raise DeployError(f"cannot start the benchmark worker ({e.strerror}: {e.filename}); under QEMU "
                               "user-mode give the emulator command (BenchConfig.worker_python, "
                               "DEPLOYTOOL_BENCH_PYTHON for the CLI)") from None
+        if pids is not None:
+            pids.append(proc.pid)
         timer = threading.Timer(timeout_s, proc.kill) if timeout_s else None
         if timer:
             timer.start()
@@ -220,6 +230,10 @@ def _label(paths: tuple[Path, ...]) -> list[str]:
 
 def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None) -> BenchReport:
     """Benchmark ``config.models`` with ONNX Runtime in clean worker processes (see module doc)."""
+    from deploytool.bench.config import BusyPolicy
+    from deploytool.bench.machine import (BusyThresholds, LoadMonitor, busy_warnings, sample_load,
+                                          wait_for_free_cores)
+    from deploytool.errors import ConfigError
     from deploytool.passes.base import file_size
     from deploytool.runtime.session import host_info
 
@@ -232,6 +246,21 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
         plans.append(plan)
     sizes = [file_size(p) for p in config.models]
     spec = config.session_spec
+    threads = spec.intra_op_threads or 1
+    waited = 0.0
+    if config.wait_quiet_s > 0:
+        before, waited = wait_for_free_cores(threads, timeout_s=config.wait_quiet_s)
+    else:
+        before = sample_load()
+    if config.busy is BusyPolicy.REFUSE and threads > before.usable_cores:
+        raise ConfigError(f"threads: {threads} intra-op threads but this process may use {before.usable_cores} core(s) "
+                          "(affinity/cgroup quota); the measurement would time contention, not the model (use "
+                          f"--threads {before.usable_cores}, or force the run: bench --force)")
+    if config.busy is BusyPolicy.REFUSE and before.free_cores is not None and threads > max(1, before.free_cores):
+        la = f", load average {before.loadavg[0]:.2f}" if before.loadavg else ""
+        raise ConfigError(f"threads: {threads} thread(s) but only {before.free_cores} of {before.usable_cores} core(s) "
+                          f"are free ({before.other_runnable_mean:.1f} other runnable task(s){la}); wait for a quiet "
+                          "machine, use fewer threads, or force the run (bench --force)")
     base = {"seq_lens": list(config.seq_lens), "batch": config.batch, "seed": config.seed,
             "spec": spec.to_dict(), "progress_interval_s": 0.1}
     entries = [{"path": str(p.resolve()), "plan": plan.to_dict()} for p, plan in zip(config.models, plans)]
@@ -259,9 +288,14 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
                               python=config.worker_python)
             memory.append(res)
             offset += n_seq * mem_warmup
-    req = dict(base, models=entries, warmup=config.warmup, runs=config.runs)
-    timing = _run_worker(req, on_progress=make_cb("timing" if interleaved else labels[0]),
-                         timeout_s=config.timeout_s, python=config.worker_python)
+    req = dict(base, models=entries, warmup=config.warmup, runs=config.runs, schedule=config.schedule.value,
+               block_runs=config.block_runs)
+    worker_pids: list[int] = []
+    with LoadMonitor(exclude_pids=lambda: tuple(worker_pids)) as monitor:
+        timing = _run_worker(req, on_progress=make_cb("timing" if interleaved else labels[0]),
+                             timeout_s=config.timeout_s, pids=worker_pids,
+                             python=config.worker_python)
+    during = monitor.result()
     if progress is not None:
         progress(ProgressEvent(total, total, "done", "done"))
     if not interleaved:
@@ -313,13 +347,21 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
         "processes": len(memory) + (1 if interleaved else 0),
         "memory_source": timing["memory"]["source"],
     }
+    spreads = [(r.name, r.seq_len, (r.latency.p90_ms - r.latency.p50_ms) / r.latency.p50_ms)
+               for r in results if r.latency.p50_ms > 0]
+    warnings = busy_warnings(threads, before, during, spreads, BusyThresholds(spread=config.spread_warn))
+    for w in warnings:
+        logger.warning("%s", w)
+    machine = {"before": before.to_dict(), "during": during.to_dict(),
+               "spread_p90_over_p50": {f"{n}@{q}": round(v, 4) for n, q, v in spreads},
+               "warnings": warnings, "busy": bool(warnings), "waited_for_free_cores_s": round(waited, 1)}
     host = dict(host_info())
     # timings of an emulated CPU are not device figures: the report and readers must be able to tell
     host["emulated"] = _emulated(config.worker_python)
     return BenchReport(
         config=config, host=host, onnxruntime=timing["onnxruntime"],
         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        worker=worker, models=tuple(models_info), results=tuple(results),
+        worker=worker, models=tuple(models_info), results=tuple(results), machine=machine,
     )
 
 

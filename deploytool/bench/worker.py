@@ -4,10 +4,14 @@ Protocol: one JSON request on stdin; JSON lines on stdout: ``{"event": "progress
 it runs, then exactly one ``{"event": "result", ...}`` or ``{"event": "error", ...}``. Native
 libraries that print are redirected to stderr so they cannot corrupt the protocol.
 
-Request: ``{"models": [{"path", "plan"}], "seq_lens", "batch", "warmup", "runs", "seed", "spec"}``.
-For each sequence length: ``warmup`` rounds, then ``runs`` timed rounds; in each round every model
-runs once, in the order given (A, B, A, B, ...), so a slow phase of the machine hits all models
-alike. Memory is the process's peak RSS (VmHWM, else ru_maxrss) at the end, with the RSS before
+Request: ``{"models": [{"path", "plan"}], "seq_lens", "batch", "warmup", "runs", "seed", "spec",
+"schedule", "block_runs"}``. For each sequence length: ``warmup`` rounds, then ``runs`` timed runs
+per model. Schedule ``interleaved``: in each round every model runs once, in the order given (A, B,
+A, B, ...), so a slow phase of the machine hits all models alike. Schedule ``blocks``: each model
+runs ``block_runs`` times in a row, then the next (A x n, B x n, A x n, ...): an idle session's
+threads have gone to sleep before the other session runs. With ``spec.shared_thread_pool`` the
+worker first creates ONNX Runtime's process-wide pool of ``spec.intra_op_threads`` threads and
+every session runs on it. Memory is the process's peak RSS (VmHWM, else ru_maxrss) at the end, with the RSS before
 the first session as baseline: run one model per worker for a clean per-model peak.
 """
 
@@ -74,11 +78,15 @@ def run(request: dict[str, Any], out: _Out) -> dict[str, Any]:
 
     from deploytool.bench.inputs import InputPlan, make_feeds
     from deploytool.errors import DeployError
-    from deploytool.runtime.session import SessionSpec, build_session
+    from deploytool.runtime.session import SessionSpec, build_session, init_shared_thread_pool
 
     import onnxruntime as ort
 
     spec = SessionSpec.from_dict(request["spec"])
+    schedule = request.get("schedule", "interleaved")
+    block = max(1, int(request.get("block_runs", 1))) if schedule == "blocks" else 1
+    if spec.shared_thread_pool:
+        init_shared_thread_pool(max(1, spec.intra_op_threads), max(1, spec.inter_op_threads))
     seq_lens = [int(s) for s in request["seq_lens"]]
     batch, warmup, runs, seed = (int(request[k]) for k in ("batch", "warmup", "runs", "seed"))
     models = request["models"]
@@ -117,13 +125,17 @@ def run(request: dict[str, Any], out: _Out) -> dict[str, Any]:
                     sess.run(outputs[i], feeds[i])
                 done += len(sessions)
                 out.progress(done, total, "warmup", seq)
-            for _ in range(runs):
+            left = runs
+            while left > 0:
+                n = min(block, left)
                 for i, sess in enumerate(sessions):
-                    t0 = perf()
-                    sess.run(outputs[i], feeds[i])
-                    samples[i].append((perf() - t0) / 1e6)
-                    starts[i].append((t0 - origin) / 1e6)
-                done += len(sessions)
+                    for _ in range(n):
+                        t0 = perf()
+                        sess.run(outputs[i], feeds[i])
+                        samples[i].append((perf() - t0) / 1e6)
+                        starts[i].append((t0 - origin) / 1e6)
+                left -= n
+                done += n * len(sessions)
                 out.progress(done, total, "runs", seq)
         finally:
             gc.enable()

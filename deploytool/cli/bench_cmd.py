@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from deploytool.cli._parse import number
-
+from deploytool.cli.device_cmd import profiles_dir_option
 
 
 def _int(text: str | None, option: str) -> int | None:
@@ -26,19 +26,30 @@ def _int(text: str | None, option: str) -> int | None:
 @click.option("--profile", "profile", default=None,
               help="Device profile: its EP preference list, EP options and threads (EPs missing from this "
                    "onnxruntime build fall back in order; the results record which ran and why).")
+@profiles_dir_option
+@click.option("--force", is_flag=True,
+              help="Measure even when --threads exceeds the cores other processes leave free (the JSON says so).")
+@click.option("--schedule", type=click.Choice(["interleaved", "blocks"]), default="interleaved", show_default=True,
+              help="Several models: alternate run by run, or in blocks of --block-runs runs.")
+@click.option("--block-runs", default="10", show_default=True, help="Runs per block with --schedule blocks.")
+@click.option("--thread-pool", type=click.Choice(["shared", "session"]), default="shared", show_default=True,
+              help="Several models: one process-wide ORT thread pool (no spinning idle pools), or one per session.")
+@click.option("--wait-quiet", "wait_quiet", default="0", show_default=True,
+              help="Seconds to wait for --threads free cores before measuring (other processes on the machine).")
 def bench(models: tuple[str, ...], seq_len: str, batch: str, threads: str | None, warmup: str, runs: str, seed: str,
-          json_path: str | None, quiet: bool, profile: str | None) -> None:
+          json_path: str | None, quiet: bool, profile: str | None, profiles_dirs: tuple, force: bool, schedule: str,
+          block_runs: str, thread_pool: str, wait_quiet: str) -> None:
     """Benchmark ONNX models with ONNX Runtime in a clean process (several models: interleaved, ratio to the first)."""
     from deploytool.bench import BenchConfig, run_benchmark, write_json
     from deploytool.bench.progress import progress_bar
     from deploytool.bench.table import format_table
     from deploytool.onnx_io import check_output_path
 
-    spec = None
+    prof = None
     if profile is not None:
         from deploytool.profiles import load_profile
 
-        spec = load_profile(profile).session_spec()
+        prof = load_profile(profile, profiles_dirs)
     import os
     import shlex
 
@@ -46,7 +57,10 @@ def bench(models: tuple[str, ...], seq_len: str, batch: str, threads: str | None
     worker = tuple(shlex.split(os.environ.get("DEPLOYTOOL_BENCH_PYTHON", "")))
     config = BenchConfig(models=models, seq_lens=seq_len, batch=_int(batch, "--batch"),
                          threads=_int(threads, "--threads"), warmup=_int(warmup, "--warmup"),
-                         runs=_int(runs, "--runs"), seed=_int(seed, "--seed"), spec=spec, worker_python=worker)
+                         runs=_int(runs, "--runs"), seed=_int(seed, "--seed"), profile=prof,
+                         busy="warn" if force else "refuse", schedule=schedule,
+                         block_runs=_int(block_runs, "--block-runs"), thread_pool=thread_pool,
+                         wait_quiet_s=number(wait_quiet, "--wait-quiet", float), worker_python=worker)
     if json_path:
         check_output_path(json_path, inputs=config.models)
     with progress_bar(enabled=None if not quiet else False) as progress:
@@ -54,5 +68,7 @@ def bench(models: tuple[str, ...], seq_len: str, batch: str, threads: str | None
     if json_path:
         write_json(report, json_path)
     click.echo(format_table(report))
+    for w in report.warnings:
+        click.echo(f"warning: {w}", err=True)
     if json_path:
         click.echo(f"wrote {json_path}")

@@ -11,8 +11,15 @@ from pathlib import Path
 
 import click
 
+#: the one place the profile search path comes from, the same for every command that takes --profile:
+#: --profiles-dir (repeatable), else the DEPLOYTOOL_PROFILES_DIR environment variable (folders joined by
+#: ':'), read here in the CLI layer only; the library takes the folders as arguments.
+PROFILES_DIR_ENV = "DEPLOYTOOL_PROFILES_DIR"
 _dir_option = click.option("--profiles-dir", "profiles_dirs", multiple=True, type=click.Path(path_type=Path),
-                           help="Extra folder of device profile YAML files (searched before the built-in ones).")
+                           envvar=PROFILES_DIR_ENV,
+                           help="Extra folder of device profile YAML files, searched before the built-in ones "
+                                f"(repeatable) [env {PROFILES_DIR_ENV}, ':'-separated].")
+profiles_dir_option = _dir_option
 
 
 # ----------------------------------------------------------------------------- profiles
@@ -36,18 +43,29 @@ def profiles(ctx: click.Context, profiles_dirs: tuple[Path, ...], as_json: bool)
         click.echo(profiles_table(profs))
 
 
+host_cache_option = click.option(
+    "--host-cache", "host_cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Folder of the cached host measurement [default: ~/.cache/deploytool/host].")
+
+
 @profiles.command("show")
 @click.argument("name")
 @_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+@host_cache_option
+@click.option("--remeasure", is_flag=True, help="Host profiles: run the microbenchmark again (about 20 s).")
 @click.pass_context
-def profiles_show(ctx: click.Context, name: str, profiles_dirs: tuple[Path, ...], as_json: bool) -> None:
-    """Print one device profile (NAME or a path to a .yaml file), validated."""
-    from deploytool.profiles import load_profile
+def profiles_show(ctx: click.Context, name: str, profiles_dirs: tuple[Path, ...], as_json: bool,
+                  host_cache: Path | None, remeasure: bool) -> None:
+    """Print one device profile (NAME or a path to a .yaml file), validated.
+
+    ``host`` is this machine: detected, and measured once by an ONNX Runtime microbenchmark (cached).
+    """
+    from deploytool.profiles import HostOptions, load_profile
     from deploytool.profiles.render import profile_text
 
     dirs = tuple(profiles_dirs) + tuple((ctx.obj or {}).get("profiles_dirs", ()))
-    prof = load_profile(name, dirs)
+    prof = load_profile(name, dirs, host=HostOptions(cache_dir=host_cache, refresh=remeasure))
     click.echo(json.dumps(prof.to_dict(), indent=2) if as_json else profile_text(prof))
 
 

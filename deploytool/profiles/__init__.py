@@ -4,6 +4,7 @@ See :mod:`deploytool.profiles.schema` for the YAML schema (version 1) and
 :mod:`deploytool.profiles.loader` for where profiles are found.
 """
 
+from deploytool.profiles.host import HostOptions
 from deploytool.profiles.loader import (
     BUILTIN_PROFILE_DIR,
     list_profiles,
@@ -37,6 +38,7 @@ __all__ = [
     "CpuCluster",
     "EPChoice",
     "ExecutionProvider",
+    "HostOptions",
     "IsaFeature",
     "NpuSpec",
     "Precision",

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from deploytool.errors import ConfigError
+from deploytool.profiles.host import HostOptions, build_host_profile, is_host_template
 from deploytool.profiles.schema import Profile, parse_profile
 
 logger = logging.getLogger(__name__)
@@ -54,8 +55,12 @@ def _files(dirs: Iterable[Path]) -> dict[str, Path]:
     return found
 
 
-def load_profile_file(path: str | os.PathLike) -> Profile:
-    """Load and validate one profile file; the profile's ``name`` must equal the file's stem."""
+def load_profile_file(path: str | os.PathLike, *, host: HostOptions | None = None) -> Profile:
+    """Load and validate one profile file; the profile's ``name`` must equal the file's stem.
+
+    A host template (``from_host: true``) is built from this machine (:mod:`deploytool.profiles.host`):
+    ``host`` says where its measurement is cached and whether loading may measure it.
+    """
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: no such device profile file")
@@ -67,6 +72,8 @@ def load_profile_file(path: str | os.PathLike) -> Profile:
         raise ConfigError(f"{p}: not valid YAML{where} ({getattr(e, 'problem', None) or type(e).__name__})") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: cannot read device profile ({e})") from None
+    if is_host_template(data):
+        return build_host_profile(data, str(p), host)
     return parse_profile(data, str(p), expect_name=p.stem)
 
 
@@ -76,21 +83,30 @@ def profile_names(dirs: Sequence[str | os.PathLike] | None = None) -> list[str]:
 
 
 def load_profile(name_or_path: str | os.PathLike | Profile,
-                 dirs: Sequence[str | os.PathLike] | None = None) -> Profile:
-    """A profile by name (``kirin990``) or by path (``my/board.yaml``), validated."""
+                 dirs: Sequence[str | os.PathLike] | None = None, *, host: HostOptions | None = None) -> Profile:
+    """A profile by name (``kirin990``, ``host``) or by path (``my/board.yaml``), validated.
+
+    ``host``: options for profiles built from this machine (cache folder, may measure); default:
+    ``~/.cache/deploytool/host``, measuring once when nothing is cached.
+    """
     if isinstance(name_or_path, Profile):
         return name_or_path
     text = str(name_or_path)
     if text.endswith((".yaml", ".yml")) or os.sep in text:
-        return load_profile_file(text)
+        return load_profile_file(text, host=host)
     files = _files(_dirs(dirs))
     if text not in files:
         close = difflib.get_close_matches(text, list(files), n=1, cutoff=0.5)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"unknown device profile '{text}'{hint}; known: {', '.join(sorted(files)) or 'none'}")
-    return load_profile_file(files[text])
+    return load_profile_file(files[text], host=host)
 
 
-def list_profiles(dirs: Sequence[str | os.PathLike] | None = None) -> list[Profile]:
-    """All profiles in the search folders, validated (the first invalid one raises)."""
-    return [load_profile_file(p) for _, p in sorted(_files(_dirs(dirs)).items())]
+def list_profiles(dirs: Sequence[str | os.PathLike] | None = None, *, host: HostOptions | None = None) -> list[Profile]:
+    """All profiles in the search folders, validated (the first invalid one raises).
+
+    Host profiles use a cached measurement if there is one and do not measure (``host`` default
+    ``HostOptions(measure=False)``): listing stays instant.
+    """
+    host = host if host is not None else HostOptions(measure=False)
+    return [load_profile_file(p, host=host) for _, p in sorted(_files(_dirs(dirs)).items())]

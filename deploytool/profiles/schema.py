@@ -86,6 +86,7 @@ class IsaFeature(str, enum.Enum):
     AVX512 = "avx512"
     VNNI = "vnni"  # AVX512-VNNI / AVX-VNNI
     AMX = "amx"
+    AVX10 = "avx10"
 
 
 class Precision(str, enum.Enum):
@@ -190,6 +191,18 @@ class Profile:
     npu: NpuSpec | None = None
     schema_version: int = SCHEMA_VERSION
     path: str | None = None  # the file it was loaded from
+    host: Mapping[str, Any] | None = None  # built at run time from this machine: detected facts, measurement
+
+    @property
+    def from_host(self) -> bool:
+        """True for a profile built from the running machine (its latency is measured, not projected)."""
+        return self.host is not None
+
+    @property
+    def measured_rates(self) -> Mapping[str, Any] | None:
+        """The host microbenchmark's rates per thread count (None unless a measured host profile)."""
+        m = (self.host or {}).get("measurement")
+        return m["rates"] if m else None
 
     # ---------------------------------------------------------------- derived facts
     @property
@@ -262,7 +275,30 @@ class Profile:
         }
         if self.npu is not None:
             d["npu"] = dataclasses.asdict(self.npu)
+        if self.host is not None:
+            d["host"] = _host_summary(self.host)
         return d
+
+
+def _host_summary(host: Mapping[str, Any]) -> dict[str, Any]:
+    """Detected facts and, per thread count, the measured rates in brief (the cache file has every point)."""
+    m = host.get("measurement")
+    out: dict[str, Any] = {"facts": dict(host.get("facts") or {}), "measured": bool(m)}
+    if m:
+        out["measured_utc"] = m.get("created_utc")
+        out["onnxruntime"] = m.get("onnxruntime")
+        out["load"] = m.get("load")
+        out["rates"] = {}
+        for t, r in m["rates"].items():
+            gemm = {p: {"best_gops": max(x["gops"] for x in rows),
+                        "at_m8_gops": round(sum(x["gops"] for x in rows if x["m"] == 8)
+                                            / max(1, sum(1 for x in rows if x["m"] == 8)), 3)}
+                    for p, rows in r["gemm"].items() if rows}
+            out["rates"][f"{t}_threads"] = {"gemm": gemm,
+                                            "attention_gops": {f"s{x['s']}": x["gops"] for x in r["attention"]},
+                                            "bandwidth_gbs": r["bandwidth_gbs"], "op_overhead_us": r["op_overhead_us"],
+                                            "run_overhead_us": r.get("run_overhead_us"), "spread": r.get("spread")}
+    return out
 
 
 # ======================================================================= validation
@@ -468,7 +504,7 @@ def parse_profile(data: Any, source: str = "<profile>", *, expect_name: str | No
     features = frozenset(_enum(IsaFeature, f, wf / i) for i, f in enumerate(data["features"]))
     arm_only = {IsaFeature.NEON, IsaFeature.FP16, IsaFeature.DOTPROD, IsaFeature.I8MM, IsaFeature.SVE,
                 IsaFeature.SVE2, IsaFeature.SME, IsaFeature.SME2}
-    x86_only = {IsaFeature.AVX2, IsaFeature.AVX512, IsaFeature.VNNI, IsaFeature.AMX}
+    x86_only = {IsaFeature.AVX2, IsaFeature.AVX512, IsaFeature.VNNI, IsaFeature.AMX, IsaFeature.AVX10}
     wrong = sorted(f.value for f in features & (x86_only if arch is Arch.AARCH64 else arm_only))
     if wrong:
         raise wf.fail(f"features of an {arch.value} CPU (not {', '.join(wrong)})")

@@ -97,6 +97,8 @@ def _budget_cell(r: ReportRow | None) -> tuple[str, str, str]:
         return "", "", ""
     if r.budget_pass is None:
         return "-", "", r.budget_why
+    if getattr(r, "budget_uncertain", False):  # the projection's band straddles the budget
+        return "uncertain", "uncertain", r.budget_why
     if r.budget_pass:
         return "PASS", "pass", r.budget_why
     return "FAIL " + "+".join(r.budget_failed or ["budget"]), "fail", r.budget_why
@@ -118,7 +120,12 @@ def _latency_kind(device: str, info: dict[str, Any], rows: Sequence[ReportRow]) 
 
 
 def _device_lat(r: ReportRow | None) -> str:
-    return "-" if r is None else _num(r.device_latency_ms)
+    if r is None:
+        return "-"
+    lo, hi = getattr(r, "projected_low_ms", None), getattr(r, "projected_high_ms", None)
+    if r.device_latency_source == "projected" and r.device_latency_ms is not None and lo is not None and hi is not None:
+        return f"~{_num(r.device_latency_ms)} ({_num(lo)}-{_num(hi)})"  # the band from the model's measured error
+    return _num(r.device_latency_ms)
 
 
 def _budgets_text(facts: dict[str, Any] | None, seqs: Sequence[int]) -> str:
@@ -261,6 +268,10 @@ def plots(rows: Sequence[ReportRow], summaries: Sequence[DeviceSummary] | None =
             for x, y, r in pts:
                 ax.scatter([x], [y], color=colour, marker=marker.get(r.depth, "o"), s=36, zorder=3,
                            alpha=0.9 if r.budget_pass is not False else 0.45, edgecolors="black", linewidths=0.4)
+                lo, hi = getattr(r, "projected_low_ms", None), getattr(r, "projected_high_ms", None)
+                if r.device_latency_source == "projected" and lo is not None and hi is not None:
+                    ax.errorbar([x], [y], xerr=[[max(x - lo, 0)], [max(hi - x, 0)]], color=colour, alpha=0.35,
+                                linewidth=1, capsize=2, zorder=1)  # the projection's band
             front = _frontier(pts)
             ax.plot([p[0] for p in front], [p[1] for p in front], color=colour, linewidth=1.4, zorder=2)
             for x, y, r in front:
@@ -421,6 +432,11 @@ def _notes(rows: Sequence[ReportRow], info: dict[str, Any]) -> list[str]:
         "compute and memory bandwidth (deploytool/bench/cost_model.py), not a measurement. Budgets are checked "
         "against the measured p90 on the host and the projection elsewhere (a projection has no run-to-run spread).",
     ]
+    for key, who in (("projection_band", "the host"), ("device_projection_band", "other devices")):
+        b = info.get(key)
+        if b:
+            notes.append(f"Projection band for {who}: the measured latency is expected within projected/(1{b['high']:+.0%}) "
+                         f"to projected/(1{b['low']:+.0%}) ({b['source']}); a budget inside the band reads 'uncertain'.")
     errs = info.get("cost_model_host_errors") or []
     if errs:
         by_seq: dict[int, list[float]] = {}
@@ -579,7 +595,7 @@ table.device-table thead th { white-space: normal; max-width: 7.5em; vertical-al
 table.device-table thead th.seq { max-width: none; }
 th { background: #f2f4f7; } thead th { position: sticky; top: 0; }
 td.txt, th.txt { text-align: left; }
-td.pass { background: #dcf2dc; } td.fail { background: #f8dada; cursor: help; }
+td.pass { background: #dcf2dc; } td.fail { background: #f8dada; cursor: help; } td.uncertain { background: #fff0c8; cursor: help; }
 td.proj { background: #eef3fb; font-style: italic; } th.proj { background: #dfe8f7; }
 th.seq { background: #e6e9ef; border-bottom: 2px solid #999; }
 td.seqstart, th.seqstart { border-left: 2px solid #999; }

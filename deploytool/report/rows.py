@@ -106,6 +106,9 @@ class ReportRow:
     budget_pass: bool | None
     budget_why: str
     cost_model_error: float | None = None  # (projected - measured)/measured where the device is the host
+    projected_low_ms: float | None = None  # the projection's band, from the cost model's measured error
+    projected_high_ms: float | None = None
+    budget_uncertain: bool = False  # the band straddles the latency budget: PASS/FAIL cannot be told
     # added for the grouped report (JSON rows only gain fields):
     variant: str = ""  # DynaBERT sub-network, e.g. "w0.5-d1" (recorded by the passes, else from arch)
     width: float | None = None  # kept fraction of heads/FFN
@@ -162,6 +165,11 @@ def _lookup(acc: dict[str, float], model_path: str, name: str) -> float | None:
 # ----------------------------------------------------------------------------------------- rows
 def _is_host(profile: Profile, host: dict[str, Any]) -> bool:
     arch = str(host.get("arch") or platform.machine())
+    if host.get("emulated"):  # timings under QEMU are never a device's measurement
+        return False
+    if profile.from_host:  # built from this machine: the bench ran here when the CPU is the same
+        facts = (profile.host or {}).get("facts") or {}
+        return str(host.get("cpu_model")) == facts.get("model_name") and arch == facts.get("arch")
     return profile.name == "x86-host" and arch in ("x86_64", "AMD64")
 
 
@@ -195,7 +203,7 @@ def _model_facts(path: str) -> tuple[str, str, int | None]:
 def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]:
     """All rows of the report, and facts about the inputs (hosts, calibration) for the header."""
     from deploytool.bench import load_report
-    from deploytool.bench.cost_model import op_costs, project_latency
+    from deploytool.bench.cost_model import ErrorBand, HostRates, op_costs, project_latency
 
     profiles = [load_profile(n, config.profiles_dirs) for n in config.profiles]
     acc_set = load_accuracy_records(config.accuracy)
@@ -215,7 +223,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     def costs(path: str, seq: int):
         key = (path, seq)
         if key not in cost_cache:
-            cost_cache[key] = op_costs(path, seq) if Path(path).is_file() else None
+            cost_cache[key] = op_costs(path, seq, optimized=True) if Path(path).is_file() else None
         return cost_cache[key]
 
     # host calibration: measured p50 / projected on the host profile, per precision (median)
@@ -242,6 +250,19 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
             rs = sorted(rs)
             calibration[prec] = rs[len(rs) // 2]
 
+    # the projection's band: the cost model's error on this report's host rows; wider for other devices,
+    # which are projected with the host's efficiencies (an assumption)
+    band = (ErrorBand.from_errors([e["error"] for e in host_errors],
+                                  f"cost model error on this report's {len(host_errors)} host row(s)")
+            if host_errors else None)
+    device_band = band.widened(2.0, "other devices: host efficiencies assumed, band doubled (log scale)") if band else None
+    rates_cache: dict[int, Any] = {}
+
+    def rates_for(threads: int):
+        if threads not in rates_cache:
+            rates_cache[threads] = HostRates.from_profile(host_profile, min(threads, host_profile.threads))
+        return rates_cache[threads]
+
     rows: list[ReportRow] = []
     for rep in reports:
         host = rep.get("host", {})
@@ -265,7 +286,9 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                 if c is not None:
                     proj = project_latency(c, prof, seq_len=res["seq_len"],
                                            threads=threads_measured if is_host else None,
-                                           calibration=calibration if config.calibrate and not is_host else None)
+                                           calibration=calibration if config.calibrate and not is_host else None,
+                                           band=band if is_host else device_band,
+                                           host_rates=None if is_host else rates_for(prof.threads))
                 if is_host:
                     dev_lat, source = p90, "measured p90"
                 elif proj is not None:
@@ -276,6 +299,11 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                 mem_mb = (res.get("peak_rss_bytes") or 0) / MB
                 size_mb = (res.get("model_bytes") or 0) / MB
                 ok, why = _budget(prof, budget_ms, dev_lat, source, mem_mb, size_mb)
+                uncertain = bool(source == "projected" and budget_ms is not None and proj is not None
+                                 and proj.band_low_ms is not None and proj.band_low_ms <= budget_ms < proj.band_high_ms)
+                if uncertain:
+                    why += (f"; uncertain: the projection's band {proj.band_low_ms:.2f}-{proj.band_high_ms:.2f} ms "
+                            f"straddles the {budget_ms:g} ms budget")
                 skipped = res.get("providers_skipped") or []
                 ran = (res.get("providers") or ["?"])[0]
                 note = "; ".join(f"{s['provider']}: {s['reason']}" for s in skipped)
@@ -297,6 +325,8 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     budget_memory_mb=prof.budgets.peak_memory_mb, budget_size_mb=prof.budgets.model_size_mb,
                     budget_pass=ok, budget_why=why,
                     cost_model_error=((proj.latency_ms - p50) / p50 if (is_host and proj and p50 > 0) else None),
+                    projected_low_ms=proj.band_low_ms if proj else None,
+                    projected_high_ms=proj.band_high_ms if proj else None, budget_uncertain=uncertain,
                     variant_record=record))
     for p in device_rows:
         rows.extend(_device_rows(p, config))
@@ -314,7 +344,8 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
              "onnxruntime": rep.get("onnxruntime") or rep.get("host", {}).get("onnxruntime"),
              "created_utc": rep.get("created_utc"), "threads": rep["config"].get("threads"),
              "runs": rep["config"].get("runs")} for rep in reports]
-    info = {"hosts": hosts, "fp16": fp16_notes, "calibration": calibration if config.calibrate else {},
+    info = {"hosts": hosts, "fp16": fp16_notes, "projection_band": band.to_dict() if band else None,
+            "device_projection_band": device_band.to_dict() if device_band else None, "calibration": calibration if config.calibrate else {},
             "host_calibration_factors": calibration, "cost_model_host_errors": host_errors,
             "profiles": [p.name for p in profiles], "runs": runs, "devices": devices}
     if acc_set.reference is not None:

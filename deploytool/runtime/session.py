@@ -47,6 +47,8 @@ __all__ = [
     "SessionSpec",
     "build_session",
     "host_info",
+    "init_shared_thread_pool",
+    "optimize_model",
     "inserted_precision_casts",
 ]
 
@@ -222,6 +224,7 @@ class SessionSpec:
     config_entries: tuple[tuple[str, str], ...] = ()
     strict: bool = False
     log_severity_level: int = 3
+    shared_thread_pool: bool = False
 
     def __post_init__(self) -> None:
         provs = self.providers
@@ -249,6 +252,8 @@ class SessionSpec:
         object.__setattr__(self, "config_entries", _pairs(self.config_entries, "config_entries"))
         if not isinstance(self.strict, bool):
             raise ConfigError(f"strict: must be true or false, got {self.strict!r}")
+        if not isinstance(self.shared_thread_pool, bool):
+            raise ConfigError(f"shared_thread_pool: must be true or false, got {self.shared_thread_pool!r}")
         lv = self.log_severity_level
         if isinstance(lv, bool) or not isinstance(lv, int) or not 0 <= lv <= 4:
             raise ConfigError(f"log_severity_level: must be an integer in [0, 4], got {lv!r}")
@@ -264,6 +269,7 @@ class SessionSpec:
             "config_entries": dict(self.config_entries),
             "strict": self.strict,
             "log_severity_level": self.log_severity_level,
+            "shared_thread_pool": self.shared_thread_pool,
         }
 
     @classmethod
@@ -359,6 +365,8 @@ def _session_options(ort, spec: SessionSpec, optimized_path: str | None = None):
     so.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if spec.execution_mode is ExecutionMode.PARALLEL
                          else ort.ExecutionMode.ORT_SEQUENTIAL)
     so.log_severity_level = spec.log_severity_level
+    if spec.shared_thread_pool:  # the process-wide pool of init_shared_thread_pool(); thread counts are its
+        so.use_per_session_threads = False
     for k, v in spec.config_entries:
         so.add_session_config_entry(k, v)
     if optimized_path:
@@ -476,6 +484,37 @@ def build_session(model_path: str | os.PathLike, spec: SessionSpec | None = None
         raise ConfigError(f"spec: expected a SessionSpec, got {type(spec).__name__}")
     p = _check_model_path(model_path)
     return _create(_ort(), p, spec)
+
+
+def init_shared_thread_pool(intra_op_threads: int, inter_op_threads: int = 1) -> None:
+    """Create ONNX Runtime's process-wide thread pool, used by sessions with ``shared_thread_pool``.
+
+    Call once per process, before the first session is created (ORT's environment is process
+    global; a second call raises). Several sessions on one pool cannot slow each other down with
+    spinning idle threads, which per-session pools do when runs alternate (see benchmarks/bench_hygiene.py).
+    """
+    for name, v in (("intra_op_threads", intra_op_threads), ("inter_op_threads", inter_op_threads)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= _MAX_THREADS:
+            raise ConfigError(f"{name}: must be an integer in [1, {_MAX_THREADS}], got {v!r}")
+    ort = _ort()
+    try:
+        ort.capi._pybind_state.set_global_thread_pool_sizes(intra_op_threads, inter_op_threads)
+    except Exception as e:
+        raise UnavailableError(f"cannot create ONNX Runtime's shared thread pool ({_one_line(e)}); it must be made "
+                               "before any session in this process") from e
+
+
+def optimize_model(model_path: str | os.PathLike, out_path: str | os.PathLike,
+                   spec: SessionSpec | None = None) -> Path:
+    """Write the graph ONNX Runtime runs for ``model_path`` (its fusions at ``spec``'s optimization level,
+    default ``extended``: every fusion but hardware-specific layouts) to ``out_path``."""
+    spec = spec if spec is not None else SessionSpec(graph_optimization=GraphOptimization.EXTENDED)
+    p = _check_model_path(model_path)
+    sess, _ = _create(_ort(), p, spec, optimized_path=str(out_path))
+    del sess
+    if not Path(out_path).exists():
+        raise UnavailableError(f"{p}: ONNX Runtime wrote no optimized model")
+    return Path(out_path)
 
 
 CAST_PREFIX = "InsertedPrecisionFreeCast_"

@@ -1,0 +1,150 @@
+"""Measurement hygiene: schedules, the shared thread pool, busy-machine detection, the recorded profile,
+--profiles-dir / DEPLOYTOOL_PROFILES_DIR on bench. Timing *targets* live in benchmarks/bench_hygiene.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from deploytool.bench import BenchConfig, run_benchmark
+from deploytool.bench.config import BusyPolicy, Schedule, ThreadPool
+from deploytool.bench.machine import LoadSample, busy_warnings, sample_load, usable_cores
+from deploytool.bench.runner import _run_worker
+from deploytool.bench.inputs import plan_inputs
+from deploytool.cli import main
+from deploytool.errors import ConfigError
+from deploytool.profiles import BUILTIN_PROFILE_DIR, load_profile
+from deploytool.testing.bench_models import encoder_like
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hyg")
+    return (encoder_like(d / "a.onnx", vocab=50, hidden=32, layers=2),
+            encoder_like(d / "b.onnx", vocab=50, hidden=16, layers=1))
+
+
+def _worker(models, **kw):
+    from deploytool.runtime.session import SessionSpec
+
+    req = {"models": [{"path": str(m), "plan": plan_inputs(m).to_dict()} for m in models], "seq_lens": [8],
+           "batch": 1, "seed": 0, "warmup": 1, "runs": 6, "spec": SessionSpec(**kw.pop("spec", {})).to_dict(), **kw}
+    return _run_worker(req, on_progress=lambda *a: None, timeout_s=120)
+
+
+def _order(res):
+    """Model index of every timed run, in the order the runs started."""
+    starts = res["started_ms"]["8"]
+    return [i for _, i in sorted((t, i) for i, ts in enumerate(starts) for t in ts)]
+
+
+def test_interleaved_alternates_and_blocks_group(pair):
+    assert _order(_worker(pair, schedule="interleaved")) == [0, 1] * 6
+    assert _order(_worker(pair, schedule="blocks", block_runs=3)) == [0, 0, 0, 1, 1, 1] * 2
+    assert _order(_worker(pair, schedule="blocks", block_runs=4)) == [0] * 4 + [1] * 4 + [0, 0, 1, 1]
+
+
+def test_shared_pool_runs_every_session_on_it(pair):
+    res = _worker(pair, spec={"intra_op_threads": 1, "shared_thread_pool": True})
+    assert all(s["spec"]["shared_thread_pool"] for s in res["sessions"])
+    assert all(len(x) == 6 for x in res["latencies_ms"]["8"])
+
+
+def test_config_defaults_and_validation(pair):
+    cfg = BenchConfig(models=pair)
+    assert (cfg.schedule, cfg.thread_pool, cfg.busy) == (Schedule.INTERLEAVED, ThreadPool.SHARED, BusyPolicy.WARN)
+    assert cfg.session_spec.shared_thread_pool  # several models share one pool
+    assert not BenchConfig(models=pair[:1]).session_spec.shared_thread_pool  # one model: as deployed
+    assert not BenchConfig(models=pair, thread_pool="session").session_spec.shared_thread_pool
+    for kw, match in [(dict(schedule="zigzag"), "schedule: expected one of interleaved, blocks"),
+                      (dict(thread_pool="global"), "thread_pool: expected one of session, shared"),
+                      (dict(busy="ignore"), "busy: expected one of warn, refuse"),
+                      (dict(block_runs=0), "block_runs: must be"), (dict(wait_quiet_s=-1), "wait_quiet_s"),
+                      (dict(profile="kirin990"), "profile: expected a device Profile")]:
+        with pytest.raises(ConfigError, match=match):
+            BenchConfig(models=pair, **kw)
+
+
+def test_report_records_profile_machine_and_schedule(pair):
+    prof = load_profile("kirin990")
+    rep = run_benchmark(BenchConfig(models=pair, seq_lens=(8,), threads=1, warmup=1, runs=4, profile=prof,
+                                    schedule="blocks", block_runs=2))
+    d = rep.to_dict()
+    assert d["profile"]["name"] == "kirin990" and d["profile"]["path"].endswith("kirin990.yaml")
+    assert d["config"]["schedule"] == "blocks" and d["config"]["block_runs"] == 2
+    assert d["config"]["session"]["providers"][0]["name"] == "xnnpack"  # the profile's spec was used
+    m = d["machine"]
+    assert m["before"]["usable_cores"] == usable_cores() and m["before"]["samples"] >= 1
+    assert set(m["spread_p90_over_p50"]) == {"a@8", "b@8"} and isinstance(m["warnings"], list)
+    assert m["busy"] == bool(m["warnings"])
+
+
+def _sample(others: float, usable: int = 2) -> LoadSample:
+    return LoadSample(time_utc="t", loadavg=(others, others, others), other_runnable_mean=others,
+                      other_runnable_max=int(others + 0.99), usable_cores=usable, samples=10)
+
+
+def test_busy_warnings():
+    assert busy_warnings(2, _sample(0.0), _sample(0.1), [("m", 8, 0.05)]) == []
+    w = busy_warnings(2, _sample(1.0), _sample(0.0), [("m", 8, 0.05)])
+    assert len(w) == 1 and w[0].startswith("busy machine before the benchmark: 1.0 other runnable")
+    w = busy_warnings(1, _sample(0.0), None, [("m", 8, 0.05), ("n", 128, 0.6)])
+    assert len(w) == 1 and "spread" in w[0] and "n seq 128: 60%" in w[0] and "1 of 2" in w[0]
+
+
+def test_sample_load_sees_a_busy_process():
+    import subprocess
+    import sys
+
+    quiet = sample_load(samples=5, window_s=0.2)
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy = sample_load(samples=10, window_s=0.5)
+        assert busy.other_runnable_max >= 1  # the spinning child is someone else's runnable task
+        mine = sample_load(samples=10, window_s=0.5, exclude_pids=(spin.pid,))
+        assert mine.other_runnable_mean <= busy.other_runnable_mean
+    finally:
+        spin.kill()
+        spin.wait()
+    assert quiet.usable_cores == busy.usable_cores
+
+
+def test_refuses_threads_above_usable_cores_unless_forced(pair):
+    too_many = usable_cores() + 1
+    with pytest.raises(ConfigError, match=rf"threads: {too_many} intra-op threads but this process may use"):
+        run_benchmark(BenchConfig(models=pair[:1], seq_lens=(8,), threads=too_many, runs=2, busy="refuse"))
+    res = CliRunner().invoke(main, ["bench", str(pair[0]), "--seq-len", "8", "--runs", "2", "--threads", str(too_many),
+                                    "-q"])
+    assert res.exit_code == 2 and "error: threads:" in res.output and "bench --force" in res.output
+    res = CliRunner().invoke(main, ["bench", str(pair[0]), "--seq-len", "8", "--runs", "2", "--warmup", "1",
+                                    "--threads", str(too_many), "-q", "--force"])
+    assert res.exit_code == 0, res.output
+    assert "warning: busy machine" in res.output or "oversubscribed" in res.output
+
+
+def test_bench_profiles_dir_and_env_var(pair, tmp_path):
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    text = (BUILTIN_PROFILE_DIR / "raspberry-pi-4.yaml").read_text().replace("name: raspberry-pi-4", "name: myboard")
+    (boards / "myboard.yaml").write_text(text)
+    out = tmp_path / "b.json"
+    args = ["bench", str(pair[1]), "--seq-len", "8", "--runs", "2", "--warmup", "1", "--threads", "1", "-q", "--force",
+            "--profile", "myboard", "--json", str(out)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2 and "unknown device profile 'myboard'" in res.output
+    res = CliRunner().invoke(main, args + ["--profiles-dir", str(boards)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["profile"]["name"] == "myboard"
+    out.unlink()
+    env = {"DEPLOYTOOL_PROFILES_DIR": os.pathsep.join([str(tmp_path / "none"), str(boards)])}
+    res = CliRunner(env=env).invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["profile"]["path"] == str(boards / "myboard.yaml")
+    for cmd in (["profiles", "show", "myboard"], ["profiles"]):
+        res = CliRunner(env=env).invoke(main, cmd)
+        assert res.exit_code == 0 and "myboard" in res.output, res.output
+    shutil.rmtree(boards)

@@ -1,0 +1,163 @@
+"""The host-calibrated cost model: op-class rates from the host microbenchmark, their transfer to other
+devices, the error band, and the report's band and 'uncertain' verdict. The model's accuracy on real
+models is benchmarks/cost_model_error.py's job (timings never live in unit tests)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from deploytool.bench.cost_model import ErrorBand, HostRates, OpCost, op_costs, project_latency
+from deploytool.cli import main
+from deploytool.errors import ConfigError
+from deploytool.profiles import load_profile
+from deploytool.profiles.host import build_host_profile
+from deploytool.runtime.host import HostFacts, HostMeasurement, detect_host
+
+SPR = """processor\t: 0
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 143
+model name\t: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz
+stepping\t: 8
+cpu MHz\t\t: 2699.998
+flags\t\t: fpu avx avx2 fma f16c avx512f avx512bw avx512vl avx512_vnni avx512_bf16 amx_tile amx_int8
+"""
+TEMPLATE = {"schema_version": 1, "name": "host", "from_host": True, "description": "this machine",
+            "execution_providers": ["CPU"], "threads": "auto", "budgets": {"p90_latency_ms": {128: 40}}}
+
+RUN_US = 9.0
+
+
+def _host(threads: int = 2):
+    f = detect_host(SPR, "x86_64")
+    facts = HostFacts(**{**f.to_dict(), "features": f.features, "flags": f.flags, "usable_cores": threads})
+
+    def gemm(gops_at):
+        return [{"m": m, "k": 384, "n": 1536, "flops": 2.0 * m * 384 * 1536,
+                 "ms": 2.0 * m * 384 * 1536 / (gops_at[m] * 1e6) + RUN_US / 1e3, "gops": gops_at[m]}
+                for m in (8, 32, 128, 512)]
+    rate = {"gemm": {"fp32": gemm({8: 40, 32: 80, 128: 100, 512: 110}),
+                     "int8": gemm({8: 100, 32: 300, 128: 400, 512: 450}),
+                     "fp16": gemm({8: 30, 32: 60, 128: 90, 512: 100})},
+            "attention": [{"s": s, "flops": 2 * 2.0 * 12 * s * s * 32, "ms": 2 * 2.0 * 12 * s * s * 32 / 20e6 + RUN_US / 1e3,
+                           "gops": 20.0} for s in (8, 32, 128)],
+            "elementwise": {op: [{"elements": e, "bytes": e * 8, "ms": e * 8 / 5e6 + RUN_US / 1e3} for e in (3072, 49152, 196608)]
+                            for op in ("Add", "Erf", "Softmax", "LayerNormalization")},
+            "bandwidth_gbs": 10.0, "op_overhead_us": 0.5, "run_overhead_us": RUN_US, "spread": 0.01}
+    m = HostMeasurement(facts=facts, onnxruntime="1.32.0", created_utc="2026-12-01T00:00:00+00:00",
+                        rates={"1": rate, str(threads): rate}, load={}, wall_s=1.0)
+    return build_host_profile(TEMPLATE, "host.yaml", facts=facts, measurement=m)
+
+
+def _gemm(m: int, prec: str = "fp32") -> OpCost:
+    return OpCost("mm", "MatMul", prec, 2.0 * m * 384 * 1536, 4.0 * (m * 384 + 384 * 1536 + m * 1536), kind="gemm")
+
+
+def test_rates_reproduce_the_measured_points_and_interpolate():
+    r = HostRates.from_profile(_host())
+    for m, gops in ((8, 40), (128, 100), (512, 110)):
+        ms, cls_ = r.op_ms(_gemm(m))
+        assert cls_ == "gemm-fp32" and ms == pytest.approx(2.0 * m * 384 * 1536 / (gops * 1e6), rel=1e-6)
+    t32, t64, t128 = (r.op_ms(_gemm(m))[0] for m in (32, 64, 128))
+    assert t32 < t64 < t128  # between measured points, monotone
+    assert r.op_ms(_gemm(128, "int8"))[0] == pytest.approx(2.0 * 128 * 384 * 1536 / 400e6, rel=1e-6)
+    att = OpCost("qk", "MatMul", "fp32", 2.0 * 12 * 128 * 128 * 32, 1.0, kind="attention")
+    assert r.op_ms(att) == (pytest.approx(att.flops / 20e6, rel=1e-6), "attention")
+    ln = OpCost("ln", "LayerNormalization", "fp32", 8 * 49152.0, 49152 * 8.0)
+    assert r.op_ms(ln) == (pytest.approx(49152 * 8 / 5e6, rel=1e-6), "LayerNormalization")
+    assert r.op_ms(OpCost("g", "BiasGelu", "fp32", 1.0, 49152 * 8.0))[1] == "Erf"
+
+
+def test_host_projection_is_the_sum_of_measured_times_plus_overheads():
+    host = _host()
+    ops = [_gemm(128), _gemm(128, "int8"), OpCost("s", "Shape", "fp32", 0, 0, free=True)]
+    p = project_latency(ops, host, seq_len=128)
+    # the class times already hold the executor's per-op cost (timed in chains); shape-only ops pay the overhead
+    expect = (2.0 * 128 * 384 * 1536 / 100e6 + 2.0 * 128 * 384 * 1536 / 400e6) + RUN_US / 1e3 + 1 * 0.5e-3
+    assert p.method == "host-rates" and p.ops == 2 and p.latency_ms == pytest.approx(expect, rel=1e-6)
+    roof = project_latency(ops, host, seq_len=128, use_host_rates=False)
+    assert roof.method == "roofline" and roof.latency_ms != pytest.approx(p.latency_ms)
+
+
+def test_other_devices_get_the_host_efficiencies_on_their_peaks():
+    host = _host()
+    kirin = load_profile("kirin990")
+    rates = HostRates.from_profile(host, kirin.threads)
+    op = _gemm(128)
+    p = project_latency([op], kirin, seq_len=128, host_rates=rates)
+    host_ms = rates.op_ms(op)[0]
+    # same fraction of peak: time scales by host nominal peak / device peak
+    expect = host_ms * rates.host_peak("fp32") / kirin.compute.peak("fp32") + RUN_US / 1e3
+    assert p.method == "host-efficiencies" and p.latency_ms == pytest.approx(expect, rel=1e-6)
+    assert "ASSUMPTION" in p.assumptions
+    # without host rates the other device falls back to the roofline
+    assert project_latency([op], kirin, seq_len=128).method == "roofline"
+
+
+def test_error_band():
+    b = ErrorBand.from_errors([0.2, -0.1, 0.05], "test")
+    assert (b.low, b.high) == (-0.1, 0.2)
+    lo, hi = b.apply(12.0)
+    assert lo == pytest.approx(10.0) and hi == pytest.approx(12.0 / 0.9)
+    w = b.widened(2.0, "why")
+    assert w.high == pytest.approx(1.2 ** 2 - 1) and w.low == pytest.approx(0.9 ** 2 - 1) and "why" in w.source
+    assert ErrorBand.from_errors([0.3, 0.4], "all over").low == 0.0  # the projection itself stays inside
+    with pytest.raises(ConfigError, match="no finite errors"):
+        ErrorBand.from_errors([math.nan], "x")
+    p = project_latency([_gemm(128)], _host(), seq_len=128, band=b)
+    assert p.band_low_ms < p.latency_ms < p.band_high_ms
+    assert p.text() == f"~{p.latency_ms:.3g} ms ({p.band_low_ms:.3g}-{p.band_high_ms:.3g})"
+    assert json.loads(json.dumps(p.to_dict()))["band_source"] == "test"
+
+
+def test_op_costs_of_the_optimized_graph_knows_gemm_from_attention(tiny_onnx):
+    path = tiny_onnx("bert", layers=2, hidden=32, heads=4, ffn=64)
+    raw, opt = op_costs(path, 16), op_costs(path, 16, optimized=True)
+    kinds = {c.kind for c in opt if c.flops > 0 and c.kind}
+    assert kinds == {"gemm", "attention"}
+    # ORT's fusions leave fewer ops to pay overhead for, the same GEMM work
+    assert sum(not c.free for c in opt) < sum(not c.free for c in raw)
+    gemm = lambda cs: sum(c.flops for c in cs if c.kind == "gemm")  # noqa: E731
+    assert gemm(opt) == pytest.approx(gemm(raw))
+    # Gather reads the rows it gathers, not the whole embedding table
+    g = next(c for c in opt if c.op_type == "Gather" and c.bytes > 0)
+    assert g.bytes < 100 * 32 * 4
+
+
+def test_report_band_and_uncertain_verdict(tiny_onnx, tmp_path):
+    """A budget inside the projection's band reads 'uncertain'; outside, PASS/FAIL as before."""
+    from deploytool.bench import BenchConfig, run_benchmark, write_json
+    from deploytool.profiles import BUILTIN_PROFILE_DIR
+
+    src = tiny_onnx("bert", layers=2, hidden=32, heads=4, ffn=64)
+    bench = tmp_path / "bench.json"
+    write_json(run_benchmark(BenchConfig(models=(src,), seq_lens=(8,), runs=5, warmup=1)), bench)
+    base = (BUILTIN_PROFILE_DIR / "kirin990.yaml").read_text()
+    boards = tmp_path / "boards"
+    boards.mkdir()
+
+    def report(budget_ms: float) -> dict:
+        (boards / "board.yaml").write_text(base.replace("name: kirin990", "name: board").replace(
+            "p90_latency_ms: {8: 10, 32: 20, 128: 60}", f"p90_latency_ms: {{8: {budget_ms}}}"))
+        out = tmp_path / f"r{budget_ms}"
+        res = CliRunner().invoke(main, ["report", str(bench), "-o", str(out), "--profile", "host", "--profile", "board",
+                                        "--profiles-dir", str(boards)])
+        assert res.exit_code == 0, res.output
+        return json.loads((out / "report.json").read_text())
+
+    first = report(1000.0)
+    row = next(r for r in first["rows"] if r["device"] == "board")
+    host_row = next(r for r in first["rows"] if r["device"] == "host")
+    assert host_row["device_latency_source"] == "measured p90"  # the host profile is this machine: measured
+    lo, mid, hi = row["projected_low_ms"], row["projected_ms"], row["projected_high_ms"]
+    assert lo <= mid <= hi and lo < hi and row["budget_pass"] and not row["budget_uncertain"]
+    inside = report(round((mid + hi) / 2, 6))
+    row = next(r for r in inside["rows"] if r["device"] == "board")
+    assert row["budget_uncertain"] and "uncertain" in row["budget_why"]
+    md = (tmp_path / f"r{round((mid + hi) / 2, 6)}" / "report.md").read_text()
+    assert "uncertain" in md and f"~{mid:.2f} ({lo:.2f}-{hi:.2f})" in md
+    assert not next(r for r in report(round(lo / 2, 6))["rows"] if r["device"] == "board")["budget_uncertain"]
