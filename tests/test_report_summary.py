@@ -22,6 +22,13 @@ def row(model: str, seq: int, lat: float, *, acc: float | None = 80.0, device: s
         p90_ms=lat / 2, peak_memory_mb=100.0, size_mb=size, accuracy=acc, projected_ms=lat, projected_label="projected",
         device_latency_ms=lat, device_latency_source="projected", budget_ms=budget, budget_memory_mb=300.0,
         budget_size_mb=size_budget, budget_pass=None, budget_why="")
+    # what the passes would have recorded in the file (the report reads that, never the name)
+    import re
+
+    m = re.search(r"w([\d.]+)[-_]d([\d.]+)", model)
+    if m:
+        r.variant_record = {"version": 1, "source": "m", "width": float(m.group(1)), "depth": float(m.group(2)),
+                            "precision": precision, "chain": [], "label": model}
     r.budget_failed = _failed(r)
     r.budget_pass = not r.budget_failed
     r.budget_why = "; ".join([f"projected {lat:.2f} ms {'>' if lat > budget else '<='} {budget:g} ms",
@@ -72,7 +79,7 @@ def test_without_accuracy_the_proxy_ranks_and_says_so():
     assert s.proxy and s.best.model == "a-w1-d1-int8" and "PROXY" in s.verdict
 
 
-def test_variants_sorted_by_precision_width_depth_and_named_from_file_or_arch():
+def test_variants_sorted_by_precision_width_depth_and_named_from_record_or_arch():
     rows = [row("x_w0.5_d1_int8", 8, 1), row("x_w1_d0.5_fp32", 8, 1, precision="fp32"),
             row("x_w1_d1_int8", 8, 1), row("plain", 8, 1, arch="L3 H6 F768", precision="ternary")]
     _variants(rows)
@@ -91,9 +98,13 @@ def test_same_file_by_another_ep_is_its_own_variant():
     assert len(s.variants) == 2
 
 
-@pytest.mark.parametrize("name, expected", [("quickstart-w0.75-d0.5-int8", (0.75, 0.5)), ("w1_d1_fp32", (1.0, 1.0)),
-                                            ("draw1-d2", None)])
-def test_width_depth_from_the_file_name(name, expected):
+@pytest.mark.parametrize("name", ["quickstart-w0.75-d0.5-int8", "w1_d1_fp32", "draw1-d2"])
+def test_width_depth_come_from_the_record_never_the_file_name(name):
     r = row(name, 8, 1, arch="-")
+    r.variant_record = None  # a file no deploytool pass wrote, whatever its name says
     _variants([r])
-    assert ((r.width, r.depth) if r.width is not None else None) == expected
+    assert (r.width, r.depth, r.variant) == (None, None, "")
+    r.variant_record = {"version": 1, "source": "m", "width": 0.5, "depth": 1.0, "precision": "int8", "chain": [],
+                        "label": "w0.5-d1-int8"}
+    _variants([r])
+    assert (r.width, r.depth, r.variant) == (0.5, 1.0, "w0.5-d1")
