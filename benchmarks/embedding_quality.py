@@ -72,7 +72,6 @@ def main() -> int:
         args.out.with_suffix(".md").write_text(markdown(json.loads(args.out.read_text())))
         return 0
 
-    import numpy as np
     import torch
 
     from deploytool.accuracy import AccuracyRecord, compare

@@ -220,11 +220,9 @@ def _node_roles(graph: ir.Graph, s: EncoderStructure | None) -> dict[int, str]:
             attn = _closure_back([h1.producer()], ids) if h1 is not None else set()
             for n in layer.nodes:
                 roles[id(n)] = "attention" if id(n) in attn else "ffn"
-            a = layer.attention
-            for lin in (a.q, a.k, a.v, a.o, a.qkv, *layer.bottlenecks[:-1]):
-                if lin is not None:
-                    roles[id(lin.node)] = "attention"
-            for lin in [x for f in layer.ffns for x in (f.intermediate, f.output)] + layer.bottlenecks[-1:]:
+            for lin in layer.attention_linears():
+                roles[id(lin.node)] = "attention"
+            for lin in layer.ffn_linears():
                 roles[id(lin.node)] = "ffn"
     cone = ConstCone()
     for n in reversed(list(graph)):
@@ -295,7 +293,6 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
     if s is not None:
         linears: list[Linear] = list(s.other_linears)
         for layer in s.layers:
-            a = layer.attention
             linears += layer.linears()
         for lin in linears:
             structural.add(id(lin.weight))
@@ -394,13 +391,10 @@ def _flops(s: EncoderStructure, seq: int) -> tuple[int, dict[str, int]]:
     parts = {"attention_projections": 0, "attention_scores_context": 0, "ffn": 0, "other": 0}
     for layer in s.layers:
         a = layer.attention
-        for lin in (a.q, a.k, a.v, a.o, a.qkv):
-            if lin is not None:
-                parts["attention_projections"] += 2 * seq * lin.in_features * lin.out_features
-        parts["attention_scores_context"] += 2 * (2 * seq * seq * a.num_heads * a.head_size)
-        for lin in layer.bottlenecks[:-1]:
+        for lin in layer.attention_linears():
             parts["attention_projections"] += 2 * seq * lin.in_features * lin.out_features
-        for lin in [x for f in layer.ffns for x in (f.intermediate, f.output)] + layer.bottlenecks[-1:]:
+        parts["attention_scores_context"] += 2 * (2 * seq * seq * a.num_heads * a.head_size)
+        for lin in layer.ffn_linears():
             parts["ffn"] += 2 * seq * lin.in_features * lin.out_features
     last = s.layers[-1].output
     for lin in s.other_linears:

@@ -21,13 +21,32 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 KEY = "deploytool.variant"
 VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8", "ternary", "binary")
 
-__all__ = ["KEY", "Variant", "variant_label", "read_variant", "seed_variant", "record_step"]
+__all__ = ["KEY", "Variant", "variant_label", "read_variant", "seed_variant", "record_step", "stored_precision"]
+
+# ops that only an int8 (dynamic, QOperator or QDQ) model has
+INT8_OPS = frozenset({"DynamicQuantizeMatMul", "MatMulInteger", "MatMulIntegerToFloat", "QLinearMatMul", "QGemm",
+                      "QAttention", "DynamicQuantizeLinear", "QuantizeLinear", "ConvInteger", "QLinearConv"})
+
+
+def stored_precision(packing: str | None, op_types: Iterable[str], has_fp16: bool) -> str:
+    """How a model stores its weights, from its ``deploytool.packing`` record, its op types and whether
+    it holds fp16 tensors: binary or ternary (packed), int8, fp16 or fp32."""
+    if packing:
+        try:
+            schemes = {str(v.get("scheme", "")) for v in json.loads(packing).values() if isinstance(v, dict)}
+        except (ValueError, AttributeError):
+            schemes = set()
+        return "binary" if any("binary" in s for s in schemes) else "ternary"
+    ops = set(op_types)
+    if ops & INT8_OPS or "MatMulNBits" in ops:
+        return "int8"
+    return "fp16" if has_fp16 else "fp32"
 
 
 def _fmt(x: float) -> str:

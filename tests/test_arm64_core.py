@@ -9,7 +9,6 @@ the machine was aarch64 and the timings emulated.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -54,9 +53,9 @@ print("RESULT " + json.dumps(out))
 
 def _run_all(emu, venv, jobs, tmp_cwd, timeout=1200) -> dict:
     """Run several deploytool commands in ONE emulated Python (each start-up costs ~30 s under QEMU)."""
-    from deploytool.arm64.core import guest_python
+    from deploytool.arm64.core import guest_env, guest_python
 
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LD_", "VIRTUAL_ENV"))}
+    e = guest_env()
     jobs = [(n, [str(a) for a in args], env or {}) for n, args, env in jobs]
     r = subprocess.run([*guest_python(emu, venv), "-c", _GUEST_SCRIPT, json.dumps(jobs)], capture_output=True,
                        text=True, env=e, timeout=timeout, cwd=tmp_cwd)

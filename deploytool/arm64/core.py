@@ -22,7 +22,7 @@ from deploytool.errors import UnavailableError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AARCH64_PLATFORMS", "download_wheels", "install_core", "guest_python", "bench_python"]
+__all__ = ["AARCH64_PLATFORMS", "download_wheels", "install_core", "guest_python", "guest_env", "bench_python"]
 
 AARCH64_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
 
@@ -66,7 +66,8 @@ def bench_python(emu: Emulator, venv: str | os.PathLike, cpu: str = "max") -> st
     return shlex.join(guest_python(emu, venv, cpu))
 
 
-def _guest_env() -> dict[str, str]:
+def guest_env() -> dict[str, str]:
+    """This process's environment without what would point the venv's Python at the host's packages."""
     return {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LD_", "VIRTUAL_ENV"))}
 
 
@@ -89,7 +90,7 @@ def install_core(emu: Emulator, venv: str | os.PathLike | None, wheels: str | os
     if venv is None:
         venv = emu.home / f"core-venv-{hashlib.sha256(' '.join(deps).encode()).hexdigest()[:12]}"
     venv = Path(venv)
-    env = _guest_env()
+    env = guest_env()
     pip = [*guest_python(emu, venv), str(pip_wheel / "pip"), "install", "-q", "--disable-pip-version-check",
            "--no-index", "--find-links", str(wheels)]
     if (venv / "INSTALLED").is_file():  # dependencies in place: this deploytool only

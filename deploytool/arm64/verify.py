@@ -50,6 +50,7 @@ import numpy as np
 from deploytool.arm64.emulator import Emulator, ensure_emulator
 from deploytool.errors import ConfigError, InputFileError, UnavailableError
 from deploytool.profiles.schema import QEMU_CPUS, Profile
+from deploytool.variant import stored_precision
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +63,6 @@ FP16_SQRT_K_FACTOR = 4.0
 INT8_RTOL = 0.1
 INT8_MIN_COSINE = 0.98
 
-_INT8_OPS = {"DynamicQuantizeMatMul", "MatMulInteger", "MatMulIntegerToFloat", "QLinearMatMul", "QGemm",
-             "QAttention", "DynamicQuantizeLinear", "QuantizeLinear", "ConvInteger", "QLinearConv"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,18 +100,13 @@ def model_precision(model_path: str | os.PathLike) -> tuple[str, int]:
             entries = [v for v in json.loads(packing).values() if isinstance(v, dict)]
         except (ValueError, AttributeError):
             entries = []
-        schemes = {str(v.get("scheme", "")) for v in entries}
         for v in entries:  # packed linear weights keep their [K, N] shape in the record
             shape = v.get("shape")
             if v.get("role") != "embedding" and isinstance(shape, list) and len(shape) == 2:
                 k_max = max(k_max, int(shape[0]))
-        return ("binary" if any("binary" in s for s in schemes) else "ternary"), k_max
-    ops = {n.op_type for n in g.node}
-    if ops & _INT8_OPS or "MatMulNBits" in ops:
-        return "int8", k_max
     fp16 = any(t.data_type == 10 for t in g.initializer) or any(
         i.type.tensor_type.elem_type == 10 for i in list(g.input) + list(g.output))
-    return ("fp16" if fp16 else "fp32"), k_max
+    return stored_precision(packing, (n.op_type for n in g.node), fp16), k_max
 
 
 def tolerance_for(precision: str, k: int) -> Tolerance:

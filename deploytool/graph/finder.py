@@ -1284,22 +1284,15 @@ class _Finder:
         layers: list[EncoderLayer] = []
         for i, (_, att, a) in enumerate(found):
             anchor = att.fused or att.o.node
-            bn_layer = self.bottleneck_layer(i, att, a)
-            if bn_layer is not None:
-                if layers and layers[-1].pre_norm:
-                    raise StructureError(f"node '{_name(anchor)}' ({anchor.op_type}): layer {i} is a post-LayerNorm "
-                                         f"bottleneck layer, layer {i - 1} is pre-LayerNorm")
-                if layers and layers[-1].output is not bn_layer.input:
-                    raise StructureError(f"node '{_name(anchor)}' ({anchor.op_type}): layer {i} does not read the "
-                                         f"hidden state layer {i - 1} writes (a layer structure not recognised)")
-                bn_layer.nodes = self.layer_nodes(bn_layer.input, bn_layer.output)
-                layers.append(bn_layer)
-                continue
-            if att.v is not None and self.source(att.v.node.inputs[0]) is not a:
-                raise StructureError(f"node '{_name(att.v.node)}' ({att.v.node.op_type}): V does not read the "
-                                     f"hidden state Q and K read, and the layer is not a bottleneck layer "
-                                     f"(cross-attention or a decoder is not supported)")
-            pre, x, h1, ffn_in = self.attention_residual(self.linear_output(att.o), a, att.o.node)
+            layer = self.bottleneck_layer(i, att, a)
+            if layer is None:
+                if att.v is not None and self.source(att.v.node.inputs[0]) is not a:
+                    raise StructureError(f"node '{_name(att.v.node)}' ({att.v.node.op_type}): V does not read the "
+                                         f"hidden state Q and K read, and the layer is not a bottleneck layer "
+                                         f"(cross-attention or a decoder is not supported)")
+                pre, x, h1, ffn_in = self.attention_residual(self.linear_output(att.o), a, att.o.node)
+            else:
+                pre, x = False, layer.input
             if layers and layers[-1].pre_norm != pre:
                 raise StructureError(f"node '{_name(anchor)}' ({anchor.op_type}): layer {i} is "
                                      f"{'pre' if pre else 'post'}-LayerNorm, layer {i - 1} is not")
@@ -1308,12 +1301,15 @@ class _Finder:
                 raise StructureError(f"node '{_name(anchor)}' ({anchor.op_type}): {kind}layer {i} does not "
                                      f"read the hidden state layer {i - 1} writes (a layer structure not "
                                      f"recognised)")
-            ffn, y, out_norm = self.ffn(ffn_in, h1, anchor, pre)
-            layer = EncoderLayer(index=i, attention=att, ffn=ffn, input=x, output=y, attention_output=h1,
-                                 pre_norm=pre, attention_input=a, output_norm=out_norm)
-            # a fused pre-LN layer reads LN(x) from the SkipLayerNormalization that also outputs x
-            extra = (a,) if pre and a is not x and a.producer() is not None and a.producer() is x.producer() else ()
-            layer.nodes = self.layer_nodes(x, y, extra)
+            extra: tuple[ir.Value, ...] = ()
+            if layer is None:
+                ffn, y, out_norm = self.ffn(ffn_in, h1, anchor, pre)
+                layer = EncoderLayer(index=i, attention=att, ffn=ffn, input=x, output=y, attention_output=h1,
+                                     pre_norm=pre, attention_input=a, output_norm=out_norm)
+                # a fused pre-LN layer reads LN(x) from the SkipLayerNormalization that also outputs x
+                if pre and a is not x and a.producer() is not None and a.producer() is x.producer():
+                    extra = (a,)
+            layer.nodes = self.layer_nodes(x, layer.output, extra)
             layers.append(layer)
         self._mark_shared(layers)
         in_layer = {id(n) for layer in layers for n in layer.nodes}
@@ -1344,14 +1340,14 @@ class _Finder:
         bn = self.bottleneck(r)
         if bn is None:
             return None
-        if r is a:
-            # Q, K and V read the attention residual itself; a bottleneck layer only if the FFNs end in an
-            # output bottleneck (an ordinary layer whose input happens to be norm(projection) does not)
-            try:
-                return self._bottleneck_layer(i, att, a, c, r, bn)
-            except StructureError:
+        try:
+            return self._bottleneck_layer(i, att, a, c, r, bn)
+        except StructureError:
+            if r is a:
+                # Q, K and V read the attention residual itself: a bottleneck layer only if the FFNs end in an
+                # output bottleneck (an ordinary layer whose input happens to be norm(projection) does not)
                 return None
-        return self._bottleneck_layer(i, att, a, c, r, bn)
+            raise
 
     def _bottleneck_layer(self, i: int, att: AttentionBlock, a: ir.Value, c: ir.Node, r: ir.Value,
                           bn: tuple[Linear, ir.Value]) -> EncoderLayer:

@@ -185,14 +185,19 @@ class EncoderLayer:
             start += f.width
         return out
 
+    def attention_linears(self) -> list[Linear]:
+        """The projections on the attention side: Q/K/V/O (or packed QKV) and the bottlenecks that feed
+        the attention (all but the output bottleneck)."""
+        a = self.attention
+        return [x for x in (a.q, a.k, a.v, a.o, a.qkv, *self.bottlenecks[:-1]) if x is not None]
+
+    def ffn_linears(self) -> list[Linear]:
+        """The projections on the FFN side: every FFN's two and the output bottleneck."""
+        return [x for f in self.ffns for x in (f.intermediate, f.output)] + self.bottlenecks[-1:]
+
     def linears(self) -> list[Linear]:
         """Every projection of the layer (attention, FFNs, bottlenecks), each once."""
-        a = self.attention
-        lins = [a.q, a.k, a.v, a.o, a.qkv]
-        for f in self.ffns:
-            lins += [f.intermediate, f.output]
-        lins += self.bottlenecks
-        return [x for x in lins if x is not None]
+        return self.attention_linears() + self.ffn_linears()
 
 
 @dataclasses.dataclass

@@ -433,12 +433,15 @@ def keep_neurons(graph: ir.Graph, layer: EncoderLayer, idx: Sequence[int]) -> No
     if np.array_equal(idx, np.arange(width)):
         return
     parts = layer.ffn_offsets()
+    plan = []  # every FFN checked before any is edited
     for b, (start, ffn) in enumerate(parts):
         local = idx[(idx >= start) & (idx < start + ffn.width)] - start
         if local.size == 0:
             which = f"FFN {b} (neurons {start}..{start + ffn.width - 1}) of " if len(parts) > 1 else ""
             raise PassRefusedError(f"layer {layer.index}: removing all {ffn.width} neurons of {which}the layer's "
                                    f"FFN; keep at least one")
+        plan.append((ffn, local))
+    for ffn, local in plan:
         _keep_block_neurons(graph, layer, ffn, local)
 
 

@@ -113,28 +113,15 @@ def _seed_source(model: ir.Model) -> str:
 def _seed_variant(model: ir.Model, src: str | os.PathLike) -> None:
     """Give a model no deploytool pass has touched its variant record, named after its source (the
     export's ``deploytool.source``, else the input file's name) and with its stored precision."""
-    from deploytool.variant import KEY, seed_variant
+    from deploytool.variant import KEY, seed_variant, stored_precision
 
     props = model.metadata_props
     if KEY in props:
         return
     v = seed_variant(props, Path(src).stem)
-    packing = props.get("deploytool.packing")
-    precision = v.precision
-    if packing:
-        import json
-
-        try:
-            schemes = {str(e.get("scheme")) for e in json.loads(packing).values() if isinstance(e, dict)}
-        except (ValueError, AttributeError):
-            schemes = set()
-        precision = "binary" if schemes == {"binary"} else "ternary"
-    elif any(t.const_value is not None and t.const_value.dtype == ir.DataType.FLOAT16
-             for t in model.graph.initializers.values()):
-        precision = "fp16"
-    elif any(t.const_value is not None and t.const_value.dtype in (ir.DataType.INT8, ir.DataType.UINT8)
-             and len(t.const_value.shape) == 2 for t in model.graph.initializers.values()):
-        precision = "int8"
+    fp16 = any(t.const_value is not None and t.const_value.dtype == ir.DataType.FLOAT16
+               for t in model.graph.initializers.values())
+    precision = stored_precision(props.get("deploytool.packing"), (n.op_type for n in model.graph), fp16)
     props[KEY] = dataclasses.replace(v, precision=precision).to_json()
 
 

@@ -207,15 +207,10 @@ def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], ir.Value | N
         return {}, None, f"structure finder unavailable ({type(e).__name__}: {e}); packing every MatMul/Gemm weight"
     roles: dict[int, str] = {}
     for layer in st.layers:
-        att = layer.attention
-        for lin in (att.q, att.k, att.v, att.o, att.qkv):
-            if lin is not None:
-                roles[id(lin.weight)] = "attention"
-        for f in layer.ffns:
-            for lin in (f.intermediate, f.output):
-                roles[id(lin.weight)] = "ffn"
-        for j, lin in enumerate(layer.bottlenecks):  # MobileBERT: the last one leads back out of the FFNs
-            roles[id(lin.weight)] = "ffn" if j == len(layer.bottlenecks) - 1 else "attention"
+        for lin in layer.attention_linears():
+            roles[id(lin.weight)] = "attention"
+        for lin in layer.ffn_linears():
+            roles[id(lin.weight)] = "ffn"
     for lin in st.other_linears:
         roles.setdefault(id(lin.weight), "other")
     return roles, st.embeddings.get("word"), None

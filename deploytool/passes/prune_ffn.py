@@ -87,6 +87,7 @@ class FFNPruneConfig:
 
 class PruneFFNPass(StructuredPass):
     step_name = "prune-ffn"
+
     def __init__(self, config: FFNPruneConfig):
         super().__init__()
         self.config = config

@@ -92,6 +92,7 @@ class HeadPruneConfig:
 
 class PruneHeadsPass(StructuredPass):
     step_name = "prune-heads"
+
     def __init__(self, config: HeadPruneConfig):
         super().__init__()
         self.config = config

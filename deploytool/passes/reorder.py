@@ -43,6 +43,7 @@ class ReorderConfig:
 
 class ReorderPass(StructuredPass):
     step_name = "reorder"
+
     def __init__(self, config: ReorderConfig):
         super().__init__()
         self.config = config

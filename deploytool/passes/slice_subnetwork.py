@@ -127,17 +127,14 @@ def depth_keep(depth: float, num_layers: int, rounding: str = "dynabert") -> lis
 
 
 class SlicePass(StructuredPass):
-    step_name = "slice"
-
-    def describe(self, stats: dict) -> str:
-        return f"slice(w={self.config.width:g},d={self.config.depth:g})"
-
-    def variant_step(self, stats: dict) -> dict:
-        # DynaBERT's names: (0.5, 0.75) stays "w0.5-d0.75" although 6 layers at 0.75 keep 4
-        return {"step": self.describe(stats), "width_factor": self.config.width, "depth_factor": self.config.depth}
     def __init__(self, config: SliceConfig):
         super().__init__()
         self.config = config
+
+    def variant_step(self, stats: dict) -> dict:
+        # DynaBERT's names: (0.5, 0.75) stays "w0.5-d0.75" although 6 layers at 0.75 keep 4
+        w, d = self.config.width, self.config.depth
+        return {"step": f"slice(w={w:g},d={d:g})", "width_factor": w, "depth_factor": d}
 
     def edit(self, model: ir.Model, structure: EncoderStructure) -> Edit:
         w, d, rule = self.config.width, self.config.depth, self.config.rounding

@@ -47,20 +47,16 @@ class StructuredPass(DeployPass):
     #: the pass's name in a variant's chain (:mod:`deploytool.variant`)
     step_name = "structured"
 
-    def describe(self, stats: dict) -> str:
-        return self.step_name
-
     def variant_step(self, stats: dict) -> dict:
         """Width scales by the heads per layer kept, depth by the layers kept."""
         lb, la = stats.get("layers_before") or 0, stats.get("layers_after") or 0
         hb, ha = stats.get("heads_before") or 0, stats.get("heads_after") or 0
         width = (ha / la) / (hb / lb) if la and lb and hb else 1.0
-        return {"step": self.describe(stats), "width_factor": width, "depth_factor": la / lb if lb else 1.0}
+        return {"step": self.step_name, "width_factor": width, "depth_factor": la / lb if lb else 1.0}
 
     def call(self, model: ir.Model) -> DeployPassResult:
         structure = find_structure(model)
         for layer in structure.layers:  # refuse before touching anything
-            att = layer.attention
             for lin in layer.linears():
                 _check_sliceable(lin, f"layer {layer.index}")
         before = layer_counts(structure)

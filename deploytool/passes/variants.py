@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from deploytool.errors import ConfigError
 from deploytool.variant import PRECISIONS, variant_label
 
-__all__ = ["slice_config", "precision_pass_config", "variant_configs", "build_variant", "variant_label"]
+__all__ = ["slice_config", "precision_pass_config", "build_variant", "variant_label"]
 
 
 def slice_config(width: float, depth: float, rounding: str = "dynabert"):
@@ -49,13 +49,6 @@ def precision_pass_config(precision: str, options: Mapping[str, Any] | None = No
         return cls(**opts)
     except TypeError as e:  # an unknown field: "got an unexpected keyword argument 'x'"
         raise ConfigError(str(e).split("__init__() ")[-1]) from None
-
-
-def variant_configs(width: float, depth: float, precision: str, options: Mapping[str, Any] | None = None,
-                    rounding: str = "dynabert") -> list:
-    """The pass configs that make the variant, in order (an empty list: the model itself)."""
-    return [c for c in (slice_config(width, depth, rounding), precision_pass_config(precision, options))
-            if c is not None]
 
 
 def build_variant(src: str | os.PathLike, work: str | os.PathLike, width: float, depth: float, precision: str, *,

@@ -10,8 +10,8 @@ output folder: ``run recipes/binarybert.yaml`` reuses the teacher that ``recipes
 fine-tuned; ``<out>/steps/<kind>-<key[:12]>`` is then a link to it. Without a store, in
 ``<out>/steps/<kind>-<key[:12]>/`` as before (and such a folder from an earlier run is still reused).
 A step folder is written under a temporary name and renamed when the step succeeded, so a failed step
-leaves nothing half-made. A store may have a size cap: after a step is added, the least recently used
-entries (not those of the run in progress) are removed until the store fits. ``deploytool cache ls``
+leaves nothing half-made. A store may have a size cap: at the end of a run the least recently used
+entries (not those of that run) are removed until the store fits. ``deploytool cache ls``
 lists it and ``deploytool cache clear`` empties it (:func:`store_entries`, :func:`clear_store`).
 """
 
@@ -117,11 +117,11 @@ class StepCache:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         self._use(final)
-        self.evict()
 
     def evict(self) -> list[str]:
         """Remove the least recently used store entries not used by this run until the store fits its
-        cap; returns the names removed."""
+        cap; returns the names removed. The runner calls it once, at the end of a run (it walks the
+        whole store)."""
         if self.store is None or self.max_bytes is None:
             return []
         entries = store_entries(self.store)

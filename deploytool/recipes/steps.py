@@ -140,12 +140,6 @@ _PASS_CONFIGS = {
     PassKind.PRUNE_FFN: "deploytool.passes.prune_ffn:FFNPruneConfig",
     PassKind.PACK: "deploytool.passes.pack_weights:PackConfig",
 }
-_PRECISION_CONFIGS = {
-    Precision.INT8: "deploytool.passes.quantize_int8:Int8Config",
-    Precision.FP16: "deploytool.passes.fp16:Fp16Config",
-    Precision.TERNARY: "deploytool.passes.pack_weights:PackConfig",
-    Precision.BINARY: "deploytool.passes.pack_weights:PackConfig",
-}
 
 
 def pass_config(step: PassStep, where: str):
@@ -153,7 +147,7 @@ def pass_config(step: PassStep, where: str):
     p = dict(step.params)
     if step.kind is PassKind.QUANTIZE:
         prec = p.pop("precision", "int8")
-        if prec not in [x.value for x in _PRECISION_CONFIGS]:
+        if prec not in [x.value for x in Precision if x is not Precision.FP32]:
             raise ConfigError(f"{where}: precision: expected int8, fp16, ternary or binary, got {prec!r}")
         return precision_config(Precision(prec), p, where)
     if step.kind is PassKind.REORDER and p.get("importance") == "magnitude":
@@ -166,7 +160,7 @@ def precision_config(prec: Precision, params: dict[str, Any], where: str):
     (``passes.variants.precision_pass_config``), with the recipe's file:key in its messages."""
     from deploytool.passes.variants import precision_pass_config
 
-    if prec not in _PRECISION_CONFIGS:
+    if prec is Precision.FP32:
         raise ConfigError(f"{where}: precision {prec.value} needs no pass")
     try:
         return precision_pass_config(prec.value, params)
@@ -189,11 +183,9 @@ def pass_step(step: PassStep, src: Path, tmp: Path, where: str) -> dict[str, str
 
 def slice_step(src: Path, width: float, depth: float, tmp: Path, rounding: str = "dynabert") -> dict[str, str]:
     from deploytool.passes.slice_subnetwork import SliceConfig
-    from deploytool.passes.variants import slice_config
 
-    # fit's slice (passes.variants); width = depth = 1 still runs the pass so the step has its file
-    cfg = slice_config(width, depth, rounding) or SliceConfig(width=width, depth=depth, rounding=rounding)
-    return _run_pass(cfg, src, tmp)
+    # width = depth = 1 still runs the pass (a byte copy) so that the step has its file
+    return _run_pass(SliceConfig(width=width, depth=depth, rounding=rounding), src, tmp)
 
 
 def precision_step(prec: Precision, options: dict[str, Any], src: Path, tmp: Path) -> dict[str, str]:

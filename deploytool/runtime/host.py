@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import platform
-import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -377,7 +376,6 @@ def _session(model, threads: int):
 
 def _worker(threads: list[int]) -> dict[str, Any]:
     import numpy as np
-    import onnx
     from onnx import TensorProto as T
     from onnx import helper as h
     from onnx import numpy_helper as nh
