@@ -178,3 +178,16 @@ def test_shared_store_reuses_steps_across_recipes_and_folders(workspace, tmp_pat
     r = CliRunner().invoke(main, ["cache", "clear", "--cache-dir", str(store)])
     assert r.exit_code == 0 and f"removed {len(left)} steps" in r.output
     assert store_entries(store) == []
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["cache", "clear", "--older-than-days", "-1"], "--older-than-days"),
+    (["cache", "ls", "--cache-dir", "{file}"], "is a file"),
+    (["run", "{file}", "--cache-max-gb", "0"], "--cache-max-gb"),
+])
+def test_cache_options_bad_input_is_one_line(args, expected, tmp_path):
+    f = tmp_path / "f.yaml"
+    f.write_text("x: 1\n")
+    r = CliRunner().invoke(main, [a.replace("{file}", str(f)) for a in args])
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], r.stderr
