@@ -16,6 +16,14 @@ Schedules (examples = first N of the seeded shuffled training split, 10,246 in a
   vs 57.7% layer-wise; QAT lr 2e-4 (ternary 74.0 vs 72.3 at 5e-5, 70.3 at 1e-5). Run with 1 torch
   thread on the shared 2-core machine (2 threads were 5x slower per step at load ~10); the numbers
   in results/train_bench_demo.* are from this schedule.
+- standard (issue 12; at most 60 minutes on 2 quiet cores): the teacher on the whole training split
+  for 3 epochs (dev accuracy after each, to show the plateau), DynaBERT width then depth stage on the
+  whole split (one epoch each, 3 sub-networks per step: the width stage's sandwich, the depth stage
+  every depth at rotating widths), the whole grid w in {0.25, 0.5, 0.75, 1} x d in {0.5, 0.75, 1} on
+  the whole 1,281-review test split, ternary and binary QAT on the whole split (int8 activations,
+  TernaryBERT's 2-2-8).
+  Targets (share of the teacher's test accuracy): (1, 0.5) >= 95%, (0.5, 0.5) >= 93%,
+  (0.5, 0.75) >= 97%, ternary >= 98%, binary >= 97%.
 - full: for bigger machines (a GPU through accelerate, or many cores): 3 epochs on all data per
   stage, every sub-network every step, as in the DynaBERT / TernaryBERT papers.
 """
@@ -42,11 +50,20 @@ SCHEDULES = {
                  dyn_examples=640, width_epochs=1, depth_epochs=1, subnets_per_step=3, dyn_lr=1e-4,
                  dyn_w_attention=0.0, qat_examples=3840, qat_epochs=1, qat_lr=2e-4, qat_granularity="row",
                  qat_w_attention=0.0, dev_examples=300, test_examples=None, batch_size=32),
+    "standard": dict(teacher_examples=None, teacher_epochs=3, teacher_lr=5e-5, importance_examples=1024,
+                     dyn_examples=None, width_epochs=1, depth_epochs=1, subnets_per_step=3, dyn_lr=1e-4,
+                     dyn_w_attention=0.0, qat_examples=None, qat_epochs=1, qat_lr=2e-4, qat_granularity="row",
+                     qat_w_attention=0.0, dev_examples=500, test_examples=None,
+                     batch_size=32),
     "full": dict(teacher_examples=None, teacher_epochs=3, teacher_lr=5e-5, importance_examples=2048,
                  dyn_examples=None, width_epochs=3, depth_epochs=3, subnets_per_step=0, dyn_lr=2e-5,
                  qat_examples=None, qat_epochs=3, qat_lr=5e-5, dev_examples=None, test_examples=None,
                  batch_size=32),
 }
+
+
+STANDARD_TARGETS = {(1.0, 0.5): 95, (0.5, 0.5): 93, (0.5, 0.75): 97}
+QAT_TARGETS = {"demo": {"ternary": 97, "binary": 96}, "standard": {"ternary": 98, "binary": 97}}
 
 
 def main(argv=None) -> int:
@@ -56,17 +73,21 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default="rotten-tomatoes")
     ap.add_argument("--model", default="minilm")
     ap.add_argument("--max-length", type=int, default=64)
-    ap.add_argument("--workdir", type=Path, default=None, help="Checkpoints (default: a temp folder).")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="Checkpoints (default: a temp folder). A stage whose checkpoint and record are already "
+                         "in the folder is not trained again (its recorded time is reused).")
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     ap.add_argument("--no-onnx", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     log = logging.getLogger("train_bench")
 
+    import json
+
     import torch
 
     from deploytool.train.batching import load_data
-    from deploytool.train.checkpoint import load_classifier, load_tokenizer
+    from deploytool.train.checkpoint import load_classifier, load_tokenizer, read_meta
     from deploytool.train.config import DataConfig, DynaBertConfig, QATConfig, TrainConfig
     from deploytool.train.dynabert import train_dynabert
     from deploytool.train.evaluate import evaluate_onnx, evaluate_torch
@@ -76,9 +97,23 @@ def main(argv=None) -> int:
 
     s = SCHEDULES[args.schedule]
     work = args.workdir or Path(tempfile.mkdtemp(prefix="train_bench_"))
+    work.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
+    load_start = os.getloadavg()
     torch.set_num_threads(args.threads)
     bs = s["batch_size"]
+    reused = []
+
+    def stage(name, fn):
+        """Run a training stage, or reuse its checkpoint + record from an earlier run in the same workdir."""
+        rec = work / f"{name}.result.json"
+        if rec.exists() and (work / name).is_dir():
+            reused.append(name)
+            log.info("%s: reusing %s", name, work / name)
+            return json.loads(rec.read_text())
+        r = fn()
+        rec.write_text(json.dumps(r, default=str))
+        return r
 
     def data(n_train):
         return DataConfig(data=args.data, max_length=args.max_length, max_train=n_train, max_eval=s["dev_examples"])
@@ -89,47 +124,66 @@ def main(argv=None) -> int:
 
     def test_acc(folder, width=1.0, depth=1.0):
         m = load_classifier(folder)
-        return evaluate_torch(m, load_tokenizer(folder), ds, "test", test_cfg, width=width, depth=depth)
+        act_bits = int((read_meta(folder).get("qat") or {}).get("act_bits") or 0)
+        return evaluate_torch(m, load_tokenizer(folder), ds, "test", test_cfg, width=width, depth=depth,
+                              act_bits=act_bits)
 
     log.info("teacher")
-    tr = finetune(TrainConfig(model=args.model, output=work / "teacher", data=data(s["teacher_examples"]),
-                              epochs=s["teacher_epochs"], lr=s["teacher_lr"], batch_size=bs, threads=args.threads))
+    tr = stage("teacher", lambda: finetune(TrainConfig(
+        model=args.model, output=work / "teacher", data=data(s["teacher_examples"]), epochs=s["teacher_epochs"],
+        lr=s["teacher_lr"], batch_size=bs, threads=args.threads, dev_each_epoch=args.schedule == "standard")))
     teacher_test = test_acc(work / "teacher")
+    per_epoch = tr["training"].get("per_epoch") or []
     rows.append({"name": "teacher (MiniLM-L6 fine-tuned)", "accuracy": teacher_test["accuracy"],
                  "f1_macro": teacher_test["f1_macro"], "seconds": tr["training"]["seconds"],
-                 "notes": f"{tr['train_examples']} examples x {s['teacher_epochs']} epoch(s)"})
+                 "notes": f"{tr['train_examples']} examples x {s['teacher_epochs']} epoch(s)"
+                          + (("; dev after each epoch: " + ", ".join(f"{e['dev_accuracy']:.1f}" for e in per_epoch))
+                             if per_epoch else "")})
 
     log.info("dynabert")
-    dr = train_dynabert(DynaBertConfig(teacher=work / "teacher", output=work / "dynabert",
-                                       data=data(s["dyn_examples"]), width_epochs=s["width_epochs"],
-                                       depth_epochs=s["depth_epochs"], subnets_per_step=s["subnets_per_step"],
-                                       importance_examples=s["importance_examples"], lr=s["dyn_lr"], batch_size=bs,
-                                       w_attention=s.get("dyn_w_attention", 1.0),
-                                       threads=args.threads))
+    dr = stage("dynabert", lambda: train_dynabert(DynaBertConfig(
+        teacher=work / "teacher", output=work / "dynabert", data=data(s["dyn_examples"]),
+        width_epochs=s["width_epochs"], depth_epochs=s["depth_epochs"], subnets_per_step=s["subnets_per_step"],
+        importance_examples=s["importance_examples"], lr=s["dyn_lr"], batch_size=bs,
+        w_attention=s.get("dyn_w_attention", 0.0), threads=args.threads)))
     dyn_seconds = sum(st["seconds"] for st in dr["stages"].values())
-    for w, d, target in [(0.5, 0.75, 98), (1.0, 1.0, None), (0.25, 0.5, None)]:
+    grid_test = []
+    if args.schedule == "standard":
+        cells = [(w, d) for w in (0.25, 0.5, 0.75, 1.0) for d in (0.5, 0.75, 1.0)]
+        targets = STANDARD_TARGETS
+    else:
+        cells = [(0.5, 0.75), (1.0, 1.0), (0.25, 0.5)]
+        targets = {(0.5, 0.75): 98}
+    dyn_acc = {}
+    for w, d in cells:
         r = test_acc(work / "dynabert", w, d)
-        rows.append({"name": f"DynaBERT width {w:g} depth {d:g}", "accuracy": r["accuracy"], "target": target,
-                     "seconds": dyn_seconds, "notes": f"{dr['train_examples']} examples; seconds = both stages"})
-    dyn_05_075 = rows[1]["accuracy"]
+        dyn_acc[(w, d)] = r["accuracy"]
+        grid_test.append({"width": w, "depth": d, "accuracy": r["accuracy"], "n": r["n"]})
+        if (w, d) in targets or args.schedule != "standard":
+            rows.append({"name": f"DynaBERT width {w:g} depth {d:g}", "accuracy": r["accuracy"],
+                         "target": targets.get((w, d)), "seconds": dyn_seconds,
+                         "notes": f"{dr['train_examples']} examples; seconds = both stages"})
 
     qat = {}
     qat_granularity = s.get("qat_granularity", "layer")  # one scale per matrix or per output row; pack uses the same
-    for mode, target in [("ternary", 97), ("binary", 96)]:
+    qtargets = QAT_TARGETS.get(args.schedule, QAT_TARGETS["demo"])
+
+    def qat_cfg(mode, output, teacher=None, epochs=None, **kw):
+        return QATConfig(teacher=teacher or work / "teacher", output=output, data=data(s["qat_examples"]), mode=mode,
+                         epochs=epochs or s["qat_epochs"], batch_size=bs,
+                         lr=s["qat_lr"][mode] if isinstance(s["qat_lr"], dict) else s["qat_lr"],
+                         granularity=qat_granularity, w_attention=s.get("qat_w_attention", 1.0),
+                         threads=args.threads, **kw)
+
+    for mode in ("ternary", "binary"):
         log.info("qat %s", mode)
-        qr = train_qat(QATConfig(teacher=work / "teacher", output=work / mode, data=data(s["qat_examples"]),
-                                 mode=mode, epochs=s["qat_epochs"], batch_size=bs,
-                                 lr=s["qat_lr"][mode] if isinstance(s["qat_lr"], dict) else s["qat_lr"],
-                                 granularity=qat_granularity, w_attention=s.get("qat_w_attention", 1.0),
-                                 threads=args.threads))
+        qr = stage(mode, lambda: train_qat(qat_cfg(mode, work / mode)))
         r = test_acc(work / mode)
         qat[mode] = r["accuracy"]
-        rows.append({"name": f"{mode} QAT (weights {qat_granularity}-wise + word embeddings)", "accuracy": r["accuracy"],
-                     "target": target,
-                     "seconds": qr["training"]["seconds"],
-                     "notes": f"{qr['train_examples']} examples; dev before QAT (post-training {mode}) "
-                              f"{qr['post_training_quantized_dev']['accuracy']:.1f}%"})
-
+        rows.append({"name": f"{mode} QAT (weights {qat_granularity}-wise + word embeddings, int8 activations)",
+                     "accuracy": r["accuracy"], "target": qtargets[mode], "seconds": qr["training"]["seconds"],
+                     "notes": f"{qr['train_examples']} examples x {qr['epochs']:g} epoch(s); dev before QAT "
+                              f"(post-training {mode}) {qr['post_training_quantized_dev']['accuracy']:.1f}%"})
     if not args.no_onnx:
         from deploytool.export import ExportConfig, export
 
@@ -137,51 +191,75 @@ def main(argv=None) -> int:
 
         def onnx_eval(name, path, ref):
             r = evaluate_onnx(path, tok, ds, "test", test_cfg, threads=args.threads)
-            onnx_rows.append({"name": name, "accuracy": r["accuracy"], "pytorch": ref, "file": str(path),
+            onnx_rows.append({"name": name, "accuracy": r["accuracy"], "pytorch": ref, "file": path.name,
                               "bytes": path.stat().st_size})
 
         try:
             export(ExportConfig(model=str(work / "dynabert"), task="sequence-classification"), work / "dyn.onnx")
             from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
 
-            slice_file(work / "dyn.onnx", work / "dyn_w0.5_d0.75.onnx", SliceConfig(width=0.5, depth=0.75))
-            onnx_eval("DynaBERT exported, sliced w0.5 d0.75", work / "dyn_w0.5_d0.75.onnx", dyn_05_075)
+            for w, d in [(0.5, 0.75), (1.0, 0.5), (0.5, 0.5)]:
+                if (w, d) not in dyn_acc:
+                    continue
+                dst = work / f"dyn_w{w:g}_d{d:g}.onnx"
+                slice_file(work / "dyn.onnx", dst, SliceConfig(width=w, depth=d))
+                onnx_eval(f"DynaBERT exported, sliced w{w:g} d{d:g}", dst, dyn_acc[(w, d)])
         except Exception as e:  # report, keep going: the PyTorch numbers stand on their own
             onnx_rows.append({"name": "DynaBERT sliced", "error": f"{type(e).__name__}: {e}"[:200]})
-        for mode in ("ternary", "binary"):
+        for mode in [m for m in ("ternary", "binary") if m in qat]:
             try:
                 from deploytool.passes.pack_weights import PackConfig, pack_file
 
                 export(ExportConfig(model=str(work / mode), task="sequence-classification"), work / f"{mode}.onnx")
-                for runtime in ("speed", "memory"):
-                    dst = work / f"{mode}_{runtime}.onnx"
-                    cfg = PackConfig(weights=mode, runtime=runtime, granularity=qat_granularity,
-                                     accuracy_level=0 if runtime == "memory" else 4)
-                    pack_file(work / f"{mode}.onnx", dst, cfg)
-                    label = "int8 activations" if runtime == "speed" else "MatMulNBits acc 0, fp32 activations"
-                    onnx_eval(f"{mode} exported + packed ({runtime}: {label})", dst, qat[mode])
+                pw = mode
+                dst = work / f"{mode}_speed.onnx"
+                pack_file(work / f"{mode}.onnx", dst, PackConfig(weights=pw, runtime="speed", granularity=qat_granularity))
+                onnx_eval(f"{mode} exported + packed (speed: int8 activations, as trained)", dst, qat[mode])
+                # memory runtime at accuracy level 0 keeps fp32 activations: compare with PyTorch without them
+                ref = evaluate_torch(load_classifier(work / mode), load_tokenizer(work / mode), ds, "test",
+                                     test_cfg)["accuracy"]
+                dst = work / f"{mode}_memory.onnx"
+                pack_file(work / f"{mode}.onnx", dst, PackConfig(weights=pw, runtime="memory",
+                                                                 granularity=qat_granularity, accuracy_level=0))
+                onnx_eval(f"{mode} exported + packed (memory: MatMulNBits acc 0, fp32 activations; "
+                          f"PyTorch with fp32 activations)", dst, ref)
             except Exception as e:
                 onnx_rows.append({"name": f"{mode} packed", "error": f"{type(e).__name__}: {e}"[:200]})
 
     res = {"schedule": args.schedule, "schedule_settings": s, "threads": args.threads,
-           "machine": f"{platform.machine()} {os.cpu_count()} logical CPUs, load avg {os.getloadavg()[0]:.1f} at end",
+           "machine": f"{_cpu_name()}, {platform.machine()}, {os.cpu_count()} logical CPUs, load avg "
+                      f"{load_start[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end",
+           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "dataset": ds.info.to_dict(), "max_length": args.max_length, "rows": rows, "onnx": onnx_rows,
            "teacher": {"test": teacher_test, "dev": tr["dev"], "train": tr["training"]},
-           "dynabert_dev": dr["dev"], "dynabert_importance": dr["importance"],
+           "dynabert_dev": dr["dev"], "dynabert_test": grid_test, "dynabert_importance": dr["importance"],
+           "dynabert_stages": dr["stages"], "reused_stages": reused,
+           "train_seconds": round(sum(x for x in [tr["training"]["seconds"], dyn_seconds] if x), 1),
            "total_seconds": round(time.perf_counter() - t_all, 1), "workdir": str(work), "notes": notes}
-    if any(r["depth"] == 0.5 and r["accuracy"] < 60 for r in dr["dev"]):
-        notes.append("depth-0.5 sub-networks (layers 0, 2, 4 of 6: the last one dropped) stay near the majority "
-                     "class after this schedule's depth stage: their [CLS] state hardly varies across inputs "
-                     "(all-MiniLM-L6-v2 was pretrained with mean pooling; with DynaBERT's rounding depth 0.75 "
-                     "keeps layers 0, 1, 2, 4 and drops the last one too); "
-                     "they need a longer depth stage (SCHEDULES['full'])")
-    if args.schedule != "full":
+    if reused:
+        notes.append(f"stages {', '.join(reused)} were trained by an earlier run in the same workdir and reused; "
+                     "total_seconds counts only this run, the rows' train seconds are each stage's own")
+    if any(r["depth"] < 1 and r["accuracy"] < 60 for r in grid_test):
+        notes.append("some depth-reduced sub-networks are still near the majority class: their [CLS] state "
+                     "hardly varies across inputs (all-MiniLM-L6-v2 was pretrained with mean pooling and "
+                     "DynaBERT's rule drops its last layer at every depth below 1); the depth stage was too short")
+    if args.schedule not in ("full", "standard"):
         notes.append(f"'{args.schedule}' schedule: subsets of the training split and single epochs so it fits a "
-                     "2-core machine; see SCHEDULES['full'] for the paper-sized schedule")
+                     "2-core machine; see SCHEDULES['standard']")
     out = args.out
     j, m = write_train_report(res, out / f"train_bench_{args.schedule}.json", out / f"train_bench_{args.schedule}.md")
     print(m.read_text())
     return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
 
 
 if __name__ == "__main__":

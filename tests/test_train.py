@@ -227,3 +227,83 @@ def test_finetune_distilbert_without_token_types(tmp_path):
     r = finetune(TrainConfig(model=str(tmp_path / "tiny"), output=tmp_path / "t", epochs=1, lr=1e-3, batch_size=16,
                              threads=1, data=DataConfig(data=str(data), max_length=16)))
     assert r["training"]["steps"] == 5 and r["dev"]["n"] == 10
+
+
+def test_depth_stage_sample_covers_every_depth_each_step_and_pairs_evenly():
+    """Every step trains every depth; over len(widths) steps every (width, depth) pair exactly once."""
+    import random
+
+    from deploytool.train.dynabert import pick_subnets_by_depth
+
+    widths, depths = (0.25, 0.5, 0.75, 1.0), (0.5, 0.75, 1.0)
+    rng = random.Random(0)
+    seen = []
+    for step in range(8):
+        chosen = pick_subnets_by_depth(widths, depths, 3, step, rng)
+        assert sorted(d for _, d in chosen) == sorted(depths), chosen
+        assert all(w in widths for w, _ in chosen)
+        seen += chosen
+    counts = {(w, d): seen.count((w, d)) for w in widths for d in depths}
+    assert set(counts.values()) == {2}, counts  # 8 steps = twice round the 4 widths
+    # k above the number of depths adds distinct extra pairs; 0 (or the grid's size) is the whole grid
+    five = pick_subnets_by_depth(widths, depths, 5, 0, rng)
+    assert len(five) == len(set(five)) == 5
+    assert sorted(pick_subnets_by_depth(widths, depths, 0, 3, rng)) == sorted(counts)
+
+
+def test_fake_quant_act_equals_onnxruntime_dynamic_quantize_linear():
+    """The QAT activation rule restates ONNX DynamicQuantizeLinear; ORT's own kernel is the reference."""
+    from onnx import TensorProto, helper
+
+    from deploytool.runtime.infer import run_onnx
+    from deploytool.train.qat import fake_quant_act
+
+    g = helper.make_graph(
+        [helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "s", "z"]),
+         helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])],
+        "dql", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    rng = np.random.default_rng(0)
+    cases = [rng.normal(size=(2, 7, 32)) * 3, rng.uniform(0.5, 4, size=(3, 16)),  # all positive: min clamps to 0
+             -rng.uniform(0.1, 2, size=(5, 5)), rng.normal(size=(4, 9)) + 10, np.zeros((2, 3))]
+    for x in cases:
+        x = x.astype(np.float32)
+        ref = run_onnx(model.SerializeToString(), {"x": x})["y"]
+        got = fake_quant_act(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6 * max(1.0, float(np.abs(x).max())))
+    # the gradient goes straight through
+    x = torch.randn(3, 4, requires_grad=True)
+    fake_quant_act(x).sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))
+
+
+def test_qat_int8_activations_match_the_packed_speed_runtime(toy, tmp_path):
+    """A QAT model trained with int8 activations: PyTorch (with them) and the packed 'speed' ONNX model agree
+    more closely than PyTorch without them does; `eval` of the folder applies them."""
+    from deploytool.export import ExportConfig, export
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+    from deploytool.runtime.infer import run_onnx
+    from deploytool.train.checkpoint import load_classifier, read_meta
+    from deploytool.train.config import EvalConfig
+    from deploytool.train.evaluate import evaluate
+    from deploytool.train.qat import fake_quant_act, train_qat
+    from deploytool.train.subnet import subnet_forward
+
+    r = train_qat(QATConfig(teacher=toy["teacher"], output=tmp_path / "q", data=toy["data"], mode="ternary",
+                            epochs=1, lr=1e-3, batch_size=16, threads=1))
+    assert r["act_bits"] == 8 and read_meta(tmp_path / "q")["qat"]["act_bits"] == 8
+    export(ExportConfig(model=str(tmp_path / "q"), task="sequence-classification"), tmp_path / "q.onnx")
+    pack_file(tmp_path / "q.onnx", tmp_path / "qs.onnx", PackConfig(weights="ternary", runtime="speed"))
+    m = load_classifier(tmp_path / "q")
+    x = fixed_inputs()
+    got = run_onnx(tmp_path / "qs.onnx", x)["logits"]
+    args = [torch.from_numpy(x[k]) for k in ("input_ids", "attention_mask", "token_type_ids")]
+    with torch.no_grad():
+        with_q = subnet_forward(m, *args, act_fn=fake_quant_act).logits.numpy()
+        without = subnet_forward(m, *args).logits.numpy()
+    err_q, err_fp = np.abs(got - with_q).max(), np.abs(got - without).max()
+    assert err_q < 1e-3, err_q
+    assert err_q < err_fp / 5, (err_q, err_fp)
+    e = evaluate(EvalConfig(model=tmp_path / "q", data=toy["data"], split="dev", threads=1))
+    assert e["act_bits"] == 8 and e["accuracy"] == r["dev"]["accuracy"]

@@ -94,7 +94,8 @@ def train(model, output, data_cfg, epochs, lr, batch_size, threads, cpu, as_json
         f"trained {r['training']['steps']} steps in {r['seconds']:.1f} s on "
         f"{r['train_examples']} examples{_trunc(r['truncated_train'])}",
         f"dev accuracy {_acc(r['dev'])}  F1 {r['dev']['f1_macro']:.2f}",
-        f"saved {output}"])
+        f"saved {output}"] + ([f"process {r['process_index'] + 1}/{r['processes']}: weights sha256 "
+                              f"{r['weights_sha256']}"] if r.get("processes", 1) > 1 else []))
 
 
 @click.command("importance")
@@ -163,17 +164,20 @@ def dynabert(teacher, output, widths, depths, width_epochs, depth_epochs, subnet
               help="STE passes gradients where |w| <= clip * alpha (0: everywhere).")
 @click.option("--embeddings/--no-embeddings", "quantize_embeddings", default=True, show_default=True,
               help="Also quantize the word embeddings (row-wise), as `pack` does by default.")
+@click.option("--act-bits", type=click.Choice(["8", "0"]), default="8", show_default=True,
+              help="8: train with the Linear inputs quantized to int8 as the packed 'speed' runtime runs them "
+                   "(TernaryBERT's 2-2-8); 0: fp32 activations.")
 @_data_options
 @_optim_options(5e-5, 1.0)
 @click.option("--json", "as_json", is_flag=True)
-def qat(teacher, output, mode, granularity, clip, quantize_embeddings, data_cfg, epochs, lr, batch_size, threads,
-        cpu, as_json):
+def qat(teacher, output, mode, granularity, clip, quantize_embeddings, act_bits, data_cfg, epochs, lr, batch_size,
+        threads, cpu, as_json):
     """TernaryBERT/BinaryBERT quantization-aware distillation; saves the quantized weights."""
     from deploytool.train.qat import train_qat
 
     cfg = QATConfig(teacher=teacher, output=output, data=data_cfg, mode=mode, granularity=granularity, clip=clip,
-                    quantize_embeddings=quantize_embeddings, epochs=epochs, lr=lr, batch_size=batch_size,
-                    threads=threads, cpu=cpu)
+                    quantize_embeddings=quantize_embeddings, act_bits=int(act_bits), epochs=epochs, lr=lr,
+                    batch_size=batch_size, threads=threads, cpu=cpu)
     r = train_qat(cfg)
     _echo(r, as_json, _split_line(r) + [f"{mode} QAT: {r['training']['steps']} steps in {r['seconds']:.1f} s"
                                         f"{_trunc(r['truncated_train'])}",

@@ -145,3 +145,18 @@ def save_folder(model, tokenizer, path: str | os.PathLike, meta: dict | None = N
         shutil.rmtree(old, ignore_errors=True)
     logger.info("saved %s", p)
     return p
+
+
+def weights_digest(model) -> str:
+    """sha256 over every parameter and buffer (name, dtype, shape, bytes) in name order: equal digests mean
+    bit-identical weights (data-parallel processes must end with the same ones)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

@@ -80,6 +80,7 @@ class TrainConfig(_Optim):
     model: str = "minilm"
     output: Path = Path("teacher")
     data: DataConfig = field(default_factory=DataConfig)
+    dev_each_epoch: bool = False  # dev accuracy after every epoch (shows where training plateaus)
 
     def __post_init__(self):
         self._check_optim()
@@ -118,7 +119,9 @@ class DynaBertConfig(_Optim):
     temperature: float = 1.0
     w_logits: float = 1.0
     w_hidden: float = 1.0
-    w_attention: float = 1.0
+    # DynaBERT's code distils logits and hidden states only; an attention-score term (TinyBERT) drowned
+    # the logits in short schedules (MSE 2.3-2.7 vs 0.4-0.6; see benchmarks/train_bench.py)
+    w_attention: float = 0.0
     lr: float = 2e-5
 
     def __post_init__(self):
@@ -150,6 +153,7 @@ class QATConfig(_Optim):
     granularity: str = "layer"  # one alpha per matrix ("layer") or per output feature ("row"), as `pack`
     quantize_embeddings: bool = True  # word embeddings, row-wise, same scheme (what `pack` does by default)
     clip: float = 3.0  # STE passes gradients only where |w| <= clip * alpha (0: everywhere)
+    act_bits: int = 8  # 8: Linear inputs fake-quantized as the packed "speed" runtime does (2-2-8); 0: fp32
     temperature: float = 1.0
     w_logits: float = 1.0
     w_hidden: float = 1.0
@@ -164,6 +168,7 @@ class QATConfig(_Optim):
             raise ConfigError(f"mode: must be one of ternary, binary (got {self.mode!r})") from None
         _check(self.granularity in ("layer", "row"), f"granularity: must be layer or row (got {self.granularity!r})")
         _check(self.clip >= 0, f"clip: must be >= 0 (got {self.clip})")
+        _check(self.act_bits in (0, 8), f"act_bits: must be 8 (int8 activations) or 0 (fp32) (got {self.act_bits})")
         _check(self.temperature > 0, f"temperature: must be > 0 (got {self.temperature})")
 
 

@@ -87,18 +87,23 @@ def _unsort(pred_sorted: np.ndarray, order: list[int]) -> np.ndarray:
     return pred
 
 
-def _predict_torch(model, tok, enc, batch_size, device, width=1.0, depth=1.0):
+def _predict_torch(model, tok, enc, batch_size, device, width=1.0, depth=1.0, act_bits=0):
     import torch
 
     from deploytool.train.subnet import subnet_forward
 
+    act_fn = None
+    if act_bits:
+        from deploytool.train.qat import act_fn_for
+
+        act_fn = act_fn_for(act_bits)
     model.eval()
     preds = []
     with torch.no_grad():
         for b in batches(enc, batch_size, pad_id=tok.pad_token_id or 0, device=device):
-            if width < 1.0 or depth < 1.0:
+            if width < 1.0 or depth < 1.0 or act_fn is not None:
                 logits = subnet_forward(model, b["input_ids"], b["attention_mask"], b["token_type_ids"],
-                                        width=width, depth=depth).logits
+                                        width=width, depth=depth, act_fn=act_fn).logits
             else:
                 logits = model(**model_inputs(model, b)).logits
             preds.append(logits.argmax(-1).cpu().numpy())
@@ -116,10 +121,11 @@ def _encoded(tok, ds: Dataset, split: str, data: DataConfig, label_map: np.ndarr
 
 
 def evaluate_torch(model, tok, ds: Dataset, split: str, data: DataConfig, *, device=None, width=1.0, depth=1.0,
-                   batch_size: int = 64, label_map: np.ndarray | None = None) -> dict:
-    """``label_map``: dataset label index -> the model's label id (default: the same index)."""
+                   batch_size: int = 64, label_map: np.ndarray | None = None, act_bits: int = 0) -> dict:
+    """``label_map``: dataset label index -> the model's label id (default: the same index).
+    ``act_bits`` 8: Linear inputs quantized as QAT trained them (``deploytool.train.qat.fake_quant_act``)."""
     enc, order, ids, labels = _encoded(tok, ds, split, data, label_map)
-    pred = _unsort(_predict_torch(model, tok, enc, batch_size, device, width, depth), order)
+    pred = _unsort(_predict_torch(model, tok, enc, batch_size, device, width, depth, act_bits), order)
     num = max(ds.num_labels, int(getattr(getattr(model, "config", None), "num_labels", 0) or 0))
     out = metrics(pred, labels, num, ids)
     out.update(split=split, truncated=enc.truncated, imbalanced=ds.imbalanced)
@@ -317,11 +323,16 @@ def evaluate(cfg: EvalConfig) -> dict:
     else:
         tok = load_tokenizer(cfg.tokenizer or folder)
         model = load_classifier(folder, num_labels=n_model)
-        if cfg.width < 1 or cfg.depth < 1:
+        from deploytool.train.checkpoint import read_meta
+
+        # a QAT folder is evaluated with the activations it was trained with (int8 for the speed runtime)
+        act_bits = int((read_meta(folder).get("qat") or {}).get("act_bits") or 0)
+        if cfg.width < 1 or cfg.depth < 1 or act_bits:
             from deploytool.train.subnet import check_supported
             check_supported(model)
         res = evaluate_torch(model, tok, ds, split, dc, width=cfg.width, depth=cfg.depth,
-                             batch_size=cfg.batch_size, label_map=label_map)
+                             batch_size=cfg.batch_size, label_map=label_map, act_bits=act_bits)
+        res["act_bits"] = act_bits
         kind = "pytorch"
     names = ([id2label[k] for k in sorted(id2label)] if id2label and not label_note else list(ds.label_names))
     res.update(command="eval", model=str(p), kind=kind, metric="accuracy", width=cfg.width, depth=cfg.depth,

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from deploytool.train.batching import encode, load_data, make_accelerator, model_inputs
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, resolve_folder, \
-    save_folder
+    save_folder, weights_digest
 from deploytool.train.config import TrainConfig
 from deploytool.train.evaluate import evaluate_torch
 from deploytool.train.loop import run_loop
@@ -34,14 +34,23 @@ def finetune(cfg: TrainConfig) -> dict:
         logits = m(**model_inputs(m, b)).logits
         return F.cross_entropy(logits, b["labels"]), {}
 
+    on_epoch = None
+    if cfg.dev_each_epoch:
+        def on_epoch(epoch, step):
+            r = evaluate_torch(model, tok, ds, "dev", cfg.data, device=acc.device)
+            logger.info("epoch %d (step %d): dev accuracy %.2f%% (n=%d)", epoch + 1, step, r["accuracy"], r["n"])
+            return {"epoch": epoch + 1, "step": step, "dev_accuracy": r["accuracy"], "n": r["n"]}
+
     hist = run_loop(acc, model, enc, step, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
                     weight_decay=cfg.weight_decay, warmup_frac=cfg.warmup_frac, seed=cfg.data.seed,
-                    pad_id=tok.pad_token_id or 0, what="train")
+                    pad_id=tok.pad_token_id or 0, what="train", on_epoch=on_epoch)
     dev = evaluate_torch(model, tok, ds, "dev", cfg.data, device=acc.device)
     result = {"command": "train", "model": str(cfg.model), "source": str(src), "output": str(cfg.output),
               "dataset": ds.info.to_dict(), "train_examples": len(enc), "truncated_train": enc.truncated,
               "max_length": cfg.data.max_length, "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
-              "training": hist, "dev": dev, "seconds": None}
+              "training": hist, "dev": dev, "seconds": None,
+              "processes": acc.num_processes, "process_index": acc.process_index,
+              "weights_sha256": weights_digest(model)}
     result["seconds"] = round(time.perf_counter() - t0, 2)
     if acc.is_main_process:
         save_folder(model, tok, cfg.output, meta=result)

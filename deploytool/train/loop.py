@@ -17,10 +17,12 @@ __all__ = ["run_loop"]
 
 def run_loop(acc, model, enc: Encoded, step_fn, *, epochs: float, lr: float, batch_size: int,
              weight_decay: float = 0.01, warmup_frac: float = 0.1, seed: int = 0, pad_id: int = 0,
-             params=None, log_every: int | None = None, what: str = "train") -> dict:
+             params=None, log_every: int | None = None, what: str = "train", on_epoch=None) -> dict:
     """Train ``model`` with ``step_fn(model, batch) -> (loss, parts)`` for ``epochs`` passes over ``enc``.
 
-    Returns {"steps", "seconds", "losses" (one mean per log window), "first_loss", "last_loss"}.
+    ``on_epoch(epoch_index, step)``, if given, runs after each full pass (the model in eval mode; its
+    return value is kept in ``"per_epoch"``). Returns {"steps", "seconds", "losses" (one mean per log
+    window), "first_loss", "last_loss"} (+ "per_epoch").
     """
     world = acc.num_processes
     per_epoch = math.ceil(len(enc) / (batch_size * world))
@@ -38,7 +40,7 @@ def run_loop(acc, model, enc: Encoded, step_fn, *, epochs: float, lr: float, bat
     # are averaged across processes by hand after backward (a no-op on one process)
     model.to(acc.device)
     model.train()
-    step, window, history = 0, [], []
+    step, window, history, per_epoch_out = 0, [], [], []
     t0 = time.perf_counter()
     epoch = 0
     while step < total:
@@ -63,6 +65,13 @@ def run_loop(acc, model, enc: Encoded, step_fn, *, epochs: float, lr: float, bat
             if step >= total:
                 break
         epoch += 1
+        if on_epoch is not None and step % per_epoch == 0:
+            model.eval()
+            per_epoch_out.append(on_epoch(epoch - 1, step))
+            model.train()
     model.eval()
-    return {"steps": step, "seconds": round(time.perf_counter() - t0, 2), "losses": [round(x, 5) for x in history],
-            "first_loss": history[0] if history else None, "last_loss": history[-1] if history else None}
+    out = {"steps": step, "seconds": round(time.perf_counter() - t0, 2), "losses": [round(x, 5) for x in history],
+           "first_loss": history[0] if history else None, "last_loss": history[-1] if history else None}
+    if on_epoch is not None:
+        out["per_epoch"] = per_epoch_out
+    return out

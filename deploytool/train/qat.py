@@ -15,7 +15,20 @@ Backward is a straight-through estimator with clipping: ``dL/dW = dL/dW_q * 1{|W
 full-precision teacher: soft cross-entropy on logits + hidden-state MSE + attention-score MSE
 (TernaryBERT). At the end the latent weights are replaced by their quantized values, so the saved
 folder holds exactly ``alpha * t`` per matrix and ``deploytool pack`` reproduces it losslessly.
-Activations stay fp32 here (the packed ``speed`` runtime quantizes them to int8 dynamically).
+Activations (``act_bits = 8``, the default: TernaryBERT's 2-2-8 setting): the input of every quantized
+Linear is fake-quantized in the forward pass exactly as the packed ``speed`` runtime quantizes it at
+run time, ONNX's ``DynamicQuantizeLinear`` (what ``DynamicQuantizeMatMul`` does to its A input), one
+scale per tensor::
+
+    scale = (max(0, max x) - min(0, min x)) / 255
+    zp    = clip(round(-min(0, min x) / scale), 0, 255)        # round half to even
+    x_q   = (clip(round(x / scale) + zp, 0, 255) - zp) * scale
+
+with a straight-through gradient. TernaryBERT quantizes activations symmetrically (``max|x| / 127``);
+we restate the runtime's asymmetric rule instead, so that PyTorch and the packed model compute the
+same numbers. ``act_bits = 0`` keeps activations fp32 (what the ``memory`` runtime at accuracy level 0
+computes). The choice is recorded in the folder's ``deploytool.json`` (``qat.act_bits``), and
+``evaluate_torch`` / ``deploytool eval`` apply it when they evaluate the folder.
 """
 
 from __future__ import annotations
@@ -40,8 +53,25 @@ from deploytool.train.subnet import check_supported, encoder_linears, encoder_of
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["quantize_weight", "WeightQuantizer", "attach_quantizers", "freeze_quantized", "train_qat",
+__all__ = ["fake_quant_act", "act_fn_for", "quantize_weight", "WeightQuantizer", "attach_quantizers", "freeze_quantized", "train_qat",
            "quantized_modules"]
+
+
+def fake_quant_act(x: torch.Tensor) -> torch.Tensor:
+    """``DynamicQuantizeLinear`` (uint8, one scale per tensor) then dequantized; straight-through gradient."""
+    with torch.no_grad():
+        lo = torch.clamp(x.min(), max=0.0)
+        hi = torch.clamp(x.max(), min=0.0)
+        scale = (hi - lo) / 255.0
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        zp = torch.clamp(torch.round(-lo / scale), 0, 255)
+        q = (torch.clamp(torch.round(x / scale) + zp, 0, 255) - zp) * scale
+    return x + (q - x).detach()
+
+
+def act_fn_for(act_bits: int | None):
+    """The ``subnet_forward`` activation hook for ``act_bits`` (8: runtime int8; 0/None: fp32)."""
+    return fake_quant_act if act_bits == 8 else None
 
 
 def quantize_weight(w: torch.Tensor, mode: QuantMode | str, granularity: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,7 +145,8 @@ def train_qat(cfg: QATConfig) -> dict:
     teacher_dev = evaluate_torch(teacher, tok, ds, "dev", cfg.data, device=acc.device)
     student = copy.deepcopy(teacher).requires_grad_(True)
     attach_quantizers(student, cfg.mode, cfg.granularity, cfg.clip, cfg.quantize_embeddings)
-    post_training = evaluate_torch(student, tok, ds, "dev", cfg.data, device=acc.device)
+    act = act_fn_for(cfg.act_bits)
+    post_training = evaluate_torch(student, tok, ds, "dev", cfg.data, device=acc.device, act_bits=cfg.act_bits)
     want = cfg.w_attention > 0
     dkw = dict(temperature=cfg.temperature, w_logits=cfg.w_logits, w_hidden=cfg.w_hidden, w_attention=cfg.w_attention)
 
@@ -123,15 +154,16 @@ def train_qat(cfg: QATConfig) -> dict:
         x = (b["input_ids"], b["attention_mask"], b["token_type_ids"])
         with torch.no_grad():
             t = subnet_forward(teacher, *x, want_scores=want)
-        s = subnet_forward(m, *x, want_scores=want)
+        s = subnet_forward(m, *x, act_fn=act, want_scores=want)
         return distill_loss(s, t, b["attention_mask"], **dkw)
 
     hist = run_loop(acc, student, enc, step, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
                     weight_decay=0.0, warmup_frac=cfg.warmup_frac, seed=cfg.data.seed, pad_id=pad,
                     what=f"qat-{cfg.mode.value}")
     freeze_quantized(student)
-    dev = evaluate_torch(student, tok, ds, "dev", cfg.data, device=acc.device)
+    dev = evaluate_torch(student, tok, ds, "dev", cfg.data, device=acc.device, act_bits=cfg.act_bits)
     result = {"command": "qat", "mode": cfg.mode.value, "granularity": cfg.granularity, "clip": cfg.clip,
+              "act_bits": cfg.act_bits,
               "quantize_embeddings": cfg.quantize_embeddings, "teacher": str(folder), "output": str(cfg.output),
               "dataset": ds.info.to_dict(), "train_examples": len(enc), "truncated_train": enc.truncated,
               "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size, "max_length": cfg.data.max_length,

@@ -53,6 +53,21 @@ def markdown(res: dict) -> str:
             d = row["accuracy"] - row["pytorch"]
             lines.append(f"| {row['name']} | {row['accuracy']:.2f} | {row['pytorch']:.2f} | {d:+.2f} | "
                          f"{'yes' if abs(d) <= 0.2 + 1e-9 else 'NO'} |")
+    if res.get("dynabert_test"):
+        lines += ["", "DynaBERT sub-networks, test accuracy % [95% CI] and share of the teacher "
+                      "(rows: width, columns: depth):", ""]
+        depths = sorted({r["depth"] for r in res["dynabert_test"]})
+        widths = sorted({r["width"] for r in res["dynabert_test"]})
+        cell = {(r["width"], r["depth"]): r for r in res["dynabert_test"]}
+        lines.append("| width \\ depth | " + " | ".join(f"{d:g}" for d in depths) + " |")
+        lines.append("|---" * (len(depths) + 1) + "|")
+        for w in widths:
+            vals = []
+            for d in depths:
+                r = cell.get((w, d))
+                vals.append("-" if r is None else
+                            f"{r['accuracy']:.2f}{_ci(r['accuracy'], r.get('n') or n)} ({100 * r['accuracy'] / t:.1f}%)")
+            lines.append(f"| {w:g} | " + " | ".join(vals) + " |")
     if res.get("dynabert_dev"):
         lines += ["", "DynaBERT sub-networks, dev accuracy % (rows: width, columns: depth):", ""]
         depths = sorted({r["depth"] for r in res["dynabert_dev"]})

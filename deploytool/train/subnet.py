@@ -9,7 +9,9 @@ RoBERTa/ELECTRA classifiers, which share the layer modules) on the model's own p
   one): DynaBERT's ``round_to_nearest(ffn, w, heads)``;
 - depth ``d`` keeps layers ``floor(i / d)`` for ``i < round(d * L)``;
 - ``round`` is Python's (ties to even), as in DynaBERT's public code (``modeling_bert.py``);
-- ``weight_fn(module_name, linear)`` may replace each encoder Linear weight (QAT's quantized weight).
+- ``weight_fn(module_name, linear)`` may replace each encoder Linear weight (QAT's quantized weight);
+- ``act_fn(x)`` may replace the input of each encoder Linear (QAT's 8-bit activations: Q, K and V read
+  one quantized copy of the layer input, as the packed model's three MatMuls quantize the same tensor).
 
 These are the ONNX slice pass's rules (its default ``rounding="dynabert"``; the counts come from
 ``deploytool.passes.slice_subnetwork``), so an exported model sliced to ``(w, d)`` computes
@@ -91,7 +93,7 @@ def _w(weight_fn, name, lin):
 
 
 def subnet_forward(model, input_ids, attention_mask, token_type_ids=None, *, width: float = 1.0,
-                   depth: float = 1.0, weight_fn=None, want_scores: bool = False) -> SubnetOutput:
+                   depth: float = 1.0, weight_fn=None, act_fn=None, want_scores: bool = False) -> SubnetOutput:
     cfg = model.config
     base = encoder_of(model)
     training = model.training
@@ -116,8 +118,10 @@ def subnet_forward(model, input_ids, attention_mask, token_type_ids=None, *, wid
         sa, ao = layer.attention.self, layer.attention.output
         pre = f"layer.{li}."
 
+        hq = h if act_fn is None else act_fn(h)
+
         def proj(lin, name):
-            return F.linear(h, _w(weight_fn, pre + name, lin)[:k], lin.bias[:k]).view(B, S, k_heads, hd).transpose(1, 2)
+            return F.linear(hq, _w(weight_fn, pre + name, lin)[:k], lin.bias[:k]).view(B, S, k_heads, hd).transpose(1, 2)
 
         q, kk, v = proj(sa.query, "query"), proj(sa.key, "key"), proj(sa.value, "value")
         sc = q @ kk.transpose(-1, -2) / math.sqrt(hd)
@@ -125,11 +129,15 @@ def subnet_forward(model, input_ids, attention_mask, token_type_ids=None, *, wid
             scores.append(sc)
         probs = F.dropout(torch.softmax(sc + ext, dim=-1), p_attn, training)
         ctx = (probs @ v).transpose(1, 2).reshape(B, S, k)
+        if act_fn is not None:
+            ctx = act_fn(ctx)
         a = F.linear(ctx, _w(weight_fn, pre + "attn_out", ao.dense)[:, :k], ao.dense.bias)
         h1 = ao.LayerNorm(F.dropout(a, p_hidden, training) + h)
         inter = layer.intermediate
-        z = inter.intermediate_act_fn(F.linear(h1, _w(weight_fn, pre + "ffn_in", inter.dense)[:m],
-                                               inter.dense.bias[:m]))
+        z = inter.intermediate_act_fn(F.linear(h1 if act_fn is None else act_fn(h1),
+                                               _w(weight_fn, pre + "ffn_in", inter.dense)[:m], inter.dense.bias[:m]))
+        if act_fn is not None:
+            z = act_fn(z)
         o = F.linear(z, _w(weight_fn, pre + "ffn_out", layer.output.dense)[:, :m], layer.output.dense.bias)
         h = layer.output.LayerNorm(F.dropout(o, p_hidden, training) + h1)
         hidden.append(h)
