@@ -338,3 +338,21 @@ def test_stdout_has_only_deploytools_output_and_too_long_sequences_are_refused(f
     too_long = _run_cli("qnn", "check", fp32, "--profile", PROFILE, "--seq-len", 4096, "--quantize",
                         "--calib-data", "none")
     _one_line_error(too_long, "--seq-len 4096", "position table")
+
+
+def test_qnn_reads_profiles_from_profiles_dir(tmp_path):
+    """`qnn` finds a user's profile in --profiles-dir like every other command, and not without it."""
+    from deploytool.qnn import load_target
+
+    src = Path(__file__).resolve().parents[1] / "device_profiles" / "snapdragon-sm8650.yaml"
+    text = src.read_text().replace("name: snapdragon-sm8650", "name: my-phone", 1)
+    assert "name: my-phone" in text
+    (tmp_path / "my-phone.yaml").write_text(text)
+    t = load_target("my-phone", (tmp_path,))
+    assert t.profile == "my-phone" and t.soc_model == load_target("snapdragon-sm8650").soc_model
+    missing = tmp_path / "missing.onnx"
+    r = _run_cli("qnn", "quantize", missing, "-o", tmp_path / "q.onnx", "--profile", "my-phone", "--profiles-dir", tmp_path)
+    assert r.exit_code == 2 and "missing.onnx: no such file" in r.output and "unknown device" not in r.output, r.output
+    r = _run_cli("qnn", "quantize", missing, "-o", tmp_path / "q.onnx", "--profile", "my-phone")
+    assert r.exit_code == 2 and "unknown device profile 'my-phone'" in r.output, r.output
+    assert not (tmp_path / "q.onnx").exists()

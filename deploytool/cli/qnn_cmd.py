@@ -12,6 +12,7 @@ import json
 import click
 
 from deploytool.cli._parse import number
+from deploytool.cli.device_cmd import profiles_dir_option
 from deploytool.errors import ConfigError
 
 
@@ -19,10 +20,11 @@ def _int(text: str | None, option: str) -> int | None:
     return number(text, option, int)
 
 
-def _target(profile: str, fp16: bool, act: str | None, weights: str | None):
+def _target(profile: str, fp16: bool, act: str | None, weights: str | None, profiles_dirs=()):
     from deploytool.qnn import load_target
 
-    return load_target(profile, precision="fp16" if fp16 else None, activation_dtype=act, weight_dtype=weights)
+    return load_target(profile, profiles_dirs, precision="fp16" if fp16 else None, activation_dtype=act,
+                       weight_dtype=weights)
 
 
 def _float(text: str, option: str) -> float:
@@ -65,7 +67,7 @@ def _quant_options(f):
     ]
     for o in reversed(opts):
         f = o(f)
-    return f
+    return profiles_dir_option(f)
 
 
 @click.group("qnn")
@@ -92,7 +94,7 @@ def qnn() -> None:
 @click.option("--rows", "rows_path", default=None, type=click.Path(dir_okay=False),
               help="Write a device-report row (deploytool.device_rows/1).")
 def check(model, profile, seq_len, act, weights, mask, mask_value, embedding, calib_data, calib_size, tokenizer, seed,
-          quantize, fp16,
+          profiles_dirs, quantize, fp16,
           reference, data, eval_size, strict, json_path, rows_path) -> None:
     """Op coverage on the HTP, strict-mode pass/fail and accuracy vs fp32 for one Snapdragon SoC."""
     from deploytool.onnx_io import atomic_write, check_output_path
@@ -102,7 +104,7 @@ def check(model, profile, seq_len, act, weights, mask, mask_value, embedding, ca
     if quantize and fp16:
         raise ConfigError("--quantize and --fp16 exclude each other")
     seq = _int(seq_len, "--seq-len")
-    target = _target(profile, fp16, act, weights)
+    target = _target(profile, fp16, act, weights, profiles_dirs)
     quant = _quant(target, quantize, seq, mask, mask_value, embedding, calib_data, calib_size, tokenizer, seed)
     cfg = QnnCheckConfig(target=target, quant=quant,
                          seq_len=seq, reference=reference, eval_data=data, eval_size=_int(eval_size, "--eval-size"),
@@ -129,11 +131,11 @@ def check(model, profile, seq_len, act, weights, mask, mask_value, embedding, ca
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The QDQ model to write.")
 @_quant_options
 def quantize_(model, output, profile, seq_len, act, weights, mask, mask_value, embedding, calib_data, calib_size,
-              tokenizer, seed) -> None:
+              tokenizer, seed, profiles_dirs) -> None:
     """Quantize a float encoder the way QNN wants it (QDQ, static shapes, bounded mask)."""
     from deploytool.qnn.quantize import quantize_file
 
-    target = _target(profile, False, act, weights)
+    target = _target(profile, False, act, weights, profiles_dirs)
     cfg = _quant(target, True, _int(seq_len, "--seq-len"), mask, mask_value, embedding, calib_data, calib_size,
                  tokenizer, seed)
     stats = quantize_file(model, output, cfg)
@@ -153,7 +155,7 @@ def quantize_(model, output, profile, seq_len, act, weights, mask, mask_value, e
 @click.option("--rows", "rows_path", default=None, type=click.Path(dir_okay=False),
               help="Write a device-report row (deploytool.device_rows/1).")
 def compile_(model, output, profile, seq_len, act, weights, mask, mask_value, embedding, calib_data, calib_size,
-             tokenizer, seed, quantize,
+             tokenizer, seed, profiles_dirs, quantize,
              fp16, embed, rows_path) -> None:
     """Offline QNN context binary for one Snapdragon SoC (EPContext model + .bin + JSON report)."""
     from deploytool.onnx_io import check_output_path
@@ -163,7 +165,7 @@ def compile_(model, output, profile, seq_len, act, weights, mask, mask_value, em
     if quantize and fp16:
         raise ConfigError("--quantize and --fp16 exclude each other")
     seq = _int(seq_len, "--seq-len")
-    target = _target(profile, fp16, act, weights)
+    target = _target(profile, fp16, act, weights, profiles_dirs)
     quant = _quant(target, quantize, seq, mask, mask_value, embedding, calib_data, calib_size, tokenizer, seed)
     cfg = QnnCompileConfig(target=target, quant=quant,
                            seq_len=seq, embed=embed, tokenizer=tokenizer)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from pathlib import Path
 
 from deploytool.errors import ConfigError
 
-__all__ = ["KNOWN_SOCS", "NpuPrecision", "QuantDtype", "QnnTarget", "load_target", "profile_dir"]
+__all__ = ["KNOWN_SOCS", "NpuPrecision", "QuantDtype", "QnnTarget", "load_target"]
 
 # soc_model id (QNN SDK) -> (SoC name, Hexagon HTP architecture). Each id was checked to set up an
 # HTP device with onnxruntime-qnn 2.7.0 (QNN SDK 2.51); an unknown id fails QNN's device creation.
@@ -126,39 +125,17 @@ class QnnTarget:
                 "precision": self.precision.value, "profile": self.profile}
 
 
-def profile_dir() -> Path:
-    """``device_profiles/`` at the repository root (beside the ``deploytool`` package)."""
-    return Path(__file__).resolve().parents[2] / "device_profiles"
+def _load_profile(name: str, dirs=()):
+    """The device profile ``name`` (or a path to a YAML file), searched in ``dirs`` first."""
+    from deploytool.profiles import load_profile
+
+    return load_profile(name, tuple(dirs) or None)
 
 
-def _load_profile(name: str):
-    """The device profile ``name`` (or a path to a YAML file) via the profiles package."""
-    try:  # the profiles package's own loader, once it exists
-        from deploytool.profiles import load_profile  # type: ignore[attr-defined]
-    except ImportError:
-        load_profile = None
-    if load_profile is not None:
-        return load_profile(name)
-    import yaml
-
-    from deploytool.profiles.schema import parse_profile
-
-    p = Path(name)
-    if p.suffix not in (".yaml", ".yml"):
-        p = profile_dir() / f"{name}.yaml"
-    if not p.is_file():
-        known = sorted(q.stem for q in profile_dir().glob("*.yaml"))
-        raise ConfigError(f"profile '{name}': no such device profile; known: {', '.join(known) or 'none'}")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({' '.join(str(e).split())[:200]})") from e
-    return parse_profile(data, str(p), expect_name=p.stem)
-
-
-def load_target(profile: str, **overrides) -> QnnTarget:
-    """The :class:`QnnTarget` of a device profile's ``npu:`` section; ``overrides`` replace fields."""
-    prof = _load_profile(profile)
+def load_target(profile: str, profiles_dirs=(), **overrides) -> QnnTarget:
+    """The :class:`QnnTarget` of a device profile's ``npu:`` section (``profiles_dirs`` searched before the
+    shipped profiles, as everywhere else); ``overrides`` replace fields."""
+    prof = _load_profile(profile, profiles_dirs)
     npu = getattr(prof, "npu", None)
     if npu is None:
         raise ConfigError(f"profile '{prof.name}': has no npu section (not a Snapdragon NPU profile); "
