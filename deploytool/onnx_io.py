@@ -93,13 +93,18 @@ def load_proto(path: str | os.PathLike, *, load_external_data: bool = True,
     return model
 
 
-def load_model(path: str | os.PathLike, *, data_files: list[Path] | None = None, lazy: bool = True) -> ir.Model:
+def load_model(path: str | os.PathLike, *, data_files: list[Path] | None = None, lazy: bool = True,
+               rewrite=None) -> ir.Model:
     """Load an ONNX file as an ``onnx_ir`` model (what every pass works on). ``lazy`` (default): no weight
     is read, each big initializer is a :class:`MappedTensor` over the file or its external data (see the
-    module doc); False: everything is read into memory. ``data_files`` as in :func:`load_proto`."""
+    module doc); False: everything is read into memory. ``data_files`` as in :func:`load_proto`.
+    ``rewrite``: a function applied to the parsed ModelProto (without its big weights) before it
+    becomes the IR model."""
     if lazy:
-        return load_model_mapped(path, data_files=data_files)
+        return load_model_mapped(path, data_files=data_files, rewrite=rewrite)
     proto = load_proto(path, data_files=data_files)
+    if rewrite is not None:
+        rewrite(proto)
     try:
         return ir.serde.deserialize_model(proto)
     except Exception as e:
@@ -558,7 +563,32 @@ def _mapped(m: MappedFile, offset: int, length: int, dtype: ir.DataType, shape: 
         return ir.Tensor(_unpack_sub_byte(bytes(m.view(offset, length)), dtype, shape), dtype=dtype, name=name)
 
 
-def load_model_mapped(path: str | os.PathLike, *, data_files: list[Path] | None = None) -> ir.Model:
+def _load_attribute_data(proto: onnx.ModelProto, p: Path) -> None:
+    """Read into memory the external data of tensors in node attributes (Constant nodes: small; the IR
+    keeps no map for them)."""
+    from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
+
+    def graphs(g):
+        yield g
+        for node in g.node:
+            for a in node.attribute:
+                if a.HasField("g"):
+                    yield from graphs(a.g)
+                for sub in a.graphs:
+                    yield from graphs(sub)
+
+    for g in graphs(proto.graph):
+        for node in g.node:
+            for a in node.attribute:
+                for t in ([a.t] if a.HasField("t") else []) + list(a.tensors):
+                    if uses_external_data(t):
+                        load_external_data_for_tensor(t, str(p.parent))
+                        t.data_location = onnx.TensorProto.DEFAULT
+                        del t.external_data[:]
+
+
+def load_model_mapped(path: str | os.PathLike, *, data_files: list[Path] | None = None,
+                      rewrite=None) -> ir.Model:
     """:func:`load_model` without reading the weights: every big initializer is a :class:`MappedTensor`
     over the file itself (self-contained model) or over its external-data file (see the module doc)."""
     p = _check_input(path)
@@ -579,6 +609,9 @@ def load_model_mapped(path: str | os.PathLike, *, data_files: list[Path] | None 
         raise InputFileError(f"{p}: not a readable ONNX model ({type(e).__name__}: {_first_line(e)})") from e
     if not proto.graph.node and not proto.graph.input:
         raise InputFileError(f"{p}: not an ONNX model (no graph inside)")
+    _load_attribute_data(proto, p)
+    if rewrite is not None:
+        rewrite(proto)
     try:
         model = ir.serde.deserialize_model(proto)
     except Exception as e:
