@@ -56,6 +56,8 @@ __all__ = [
     "skeleton_proto",
     "staged_model",
     "Staged",
+    "drop_pages",
+    "row_chunks",
 ]
 
 
@@ -316,7 +318,7 @@ def _first_line(e: BaseException) -> str:
 # initializers up to this size stay inside the parsed graph skeleton (shapes, small constants)
 INLINE_BYTES = 1024
 # a mapped file drops the pages it handed out once more than this was handed out since the last drop
-MAP_BUDGET_BYTES = 128 * 1024 * 1024
+MAP_BUDGET_BYTES = 32 * 1024 * 1024
 # external-data tensors start at multiples of this (ORT maps page-aligned external data)
 DATA_ALIGN = 4096
 
@@ -364,6 +366,39 @@ class MappedFile:
             with contextlib.suppress(OSError, ValueError):
                 self.map.madvise(mmap.MADV_DONTNEED)
         self._handed = 0
+
+
+def drop_pages(arr) -> None:
+    """Take the pages of ``arr`` out of this process's resident set when it is a view of a read-only file
+    map (:class:`MappedFile`; the page cache keeps them, reading faults them back in); anything else is
+    left alone (never anonymous memory: that would lose data)."""
+    import mmap
+
+    import numpy as np
+
+    base = arr
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    if not (isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)) or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    m = base.obj
+    start = np.frombuffer(m, dtype=np.uint8, count=1).ctypes.data if len(m) else 0
+    lo = arr.ctypes.data - start
+    hi = lo + arr.nbytes
+    page = mmap.PAGESIZE
+    lo, hi = lo - lo % page, min(len(m), hi)
+    if 0 <= lo < hi:
+        with contextlib.suppress(OSError, ValueError):
+            m.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
+def row_chunks(arr, rows: int):
+    """(first row, rows ``[i, i + rows)`` of ``arr``) in turn; a chunk read from a file map is dropped from
+    memory once the caller moves on (:func:`drop_pages`)."""
+    for i in range(0, arr.shape[0], rows):
+        part = arr[i:i + rows]
+        yield i, part
+        drop_pages(part)
 
 
 class MappedTensor(ir.Tensor):

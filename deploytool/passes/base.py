@@ -240,7 +240,11 @@ def write_model_checked(pass_: DeployPass, model: ir.Model, src: str | os.PathLi
             gate.update(verified=True, verify_s=round(seconds, 3))
             if isolate_gate:
                 gate.update(gate_process="separate", gate_peak_rss_bytes=rss)
-        bytes_after = staged.nbytes
+        external = staged.external
+    bytes_after = Path(dst).stat().st_size
+    if external:  # the model file names its final data file now
+        locs = {e.value for t in staged.proto.graph.initializer for e in t.external_data if e.key == "location"}
+        bytes_after += sum((Path(dst).parent / name).stat().st_size for name in locs)
     return bytes_after, gate
 
 

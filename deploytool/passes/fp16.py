@@ -159,8 +159,7 @@ def to_float16(a: np.ndarray, min_positive_val: float, max_finite_val: float) ->
     flat = a.reshape(-1)
     result = np.empty(flat.shape, dtype=np.float16)
     step = 1 << 20  # elementwise, so chunks give the same values with a few MB of temporaries
-    for i in range(0, flat.size, step):
-        x = flat[i:i + step]
+    for i, x in onnx_io.row_chunks(flat, step):
         mag = np.abs(x)
         x = np.where((mag > 0) & (mag < min_positive_val), np.copysign(min_positive_val, x), x)
         x = np.where((mag > max_finite_val) & (mag < float("inf")), np.copysign(max_finite_val, x), x)

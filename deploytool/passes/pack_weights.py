@@ -425,8 +425,9 @@ _EMBEDDING_CHUNK_ROWS = 4096
 
 def _embedding_codes(table: np.ndarray, scheme: str) -> tuple[np.ndarray, np.ndarray]:
     if table.shape[0] > _EMBEDDING_CHUNK_ROWS:
-        parts = [_embedding_codes(table[i:i + _EMBEDDING_CHUNK_ROWS], scheme)
-                 for i in range(0, table.shape[0], _EMBEDDING_CHUNK_ROWS)]
+        from deploytool.onnx_io import row_chunks
+
+        parts = [_embedding_codes(part, scheme) for _, part in row_chunks(table, _EMBEDDING_CHUNK_ROWS)]
         return np.concatenate([c for c, _ in parts]), np.concatenate([a for _, a in parts])
     table = np.asarray(table, dtype=np.float32)
     if scheme == "int8":
@@ -784,8 +785,19 @@ class FakeQuantWeightsPass(DeployPass):
         for node in fused:
             _replace_lazily(alias_root(node.inputs[1]), lambda w: dequantize(*_qkv_codes(w.astype(np.float32), cfg)).T.copy())
         if emb is not None and cfg.embedding_scheme is not None:
-            _replace_lazily(emb[0], lambda w: dequantize(*_embedding_codes(w, cfg.embedding_scheme)))
+            _replace_lazily(emb[0], lambda w: _dequantized_embedding(w, cfg.embedding_scheme))
         return DeployPassResult(model, modified=True, stats={"weights_replaced": len(targets)}, skipped=skipped)
+
+
+def _dequantized_embedding(table: np.ndarray, scheme: str) -> np.ndarray:
+    """``dequantize(*_embedding_codes(table, scheme))`` row chunk by row chunk (each row has its own
+    scale: the same values, with temporaries of a few MB instead of three copies of the table)."""
+    from deploytool.onnx_io import row_chunks
+
+    out = np.empty(table.shape, dtype=np.float32)
+    for i, part in row_chunks(table, _EMBEDDING_CHUNK_ROWS):
+        out[i:i + len(part)] = dequantize(*_embedding_codes(part, scheme))
+    return out
 
 
 def _replace_lazily(v: ir.Value, fn) -> None:
