@@ -57,6 +57,7 @@ __all__ = [
     "staged_model",
     "Staged",
     "drop_pages",
+    "MapBudget",
     "row_chunks",
 ]
 
@@ -323,21 +324,39 @@ MAP_BUDGET_BYTES = 32 * 1024 * 1024
 DATA_ALIGN = 4096
 
 
+class MapBudget:
+    """The bytes the maps of one model may hand out before all of them drop their pages (one budget for
+    a model's file and all its external-data files: a model stored as one file per tensor must not keep
+    a budget's worth of pages per file)."""
+
+    def __init__(self, limit: int = MAP_BUDGET_BYTES) -> None:
+        self.limit = limit
+        self.handed = 0
+        self.files: list[MappedFile] = []
+
+    def add(self, length: int) -> None:
+        self.handed += length
+        if self.handed > self.limit:
+            for f in self.files:
+                f.drop()
+            self.handed = length
+
+
 class MappedFile:
     """One read-only memory map of a file, shared by the tensors stored in it.
 
     The input is never written: the map is ``ACCESS_READ``. :meth:`drop` takes the pages read so far
     out of this process's resident set (the page cache keeps them; arrays over the map stay valid and
     fault pages back in when read again); it happens by itself once more than ``budget`` bytes were
-    handed out since the last drop.
+    handed out since the last drop by the maps sharing its :class:`MapBudget`.
     """
 
-    def __init__(self, path: Path, budget: int = MAP_BUDGET_BYTES) -> None:
+    def __init__(self, path: Path, budget: MapBudget | None = None) -> None:
         import mmap
 
         self.path = Path(path)
-        self.budget = budget
-        self._handed = 0
+        self.budget = budget if budget is not None else MapBudget()
+        self.budget.files.append(self)
         with open(self.path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
@@ -354,10 +373,7 @@ class MappedFile:
 
     def handed(self, length: int) -> None:
         """``length`` more bytes are about to be read: drop what was read before once over budget."""
-        self._handed += length
-        if self._handed > self.budget:
-            self.drop()
-            self._handed = length
+        self.budget.add(length)
 
     def drop(self) -> None:
         import mmap
@@ -365,7 +381,6 @@ class MappedFile:
         if self.map is not None and hasattr(mmap, "MADV_DONTNEED"):
             with contextlib.suppress(OSError, ValueError):
                 self.map.madvise(mmap.MADV_DONTNEED)
-        self._handed = 0
 
 
 def drop_pages(arr) -> None:
@@ -580,7 +595,7 @@ def _map_initializers(model: ir.Model, p: Path, spans: dict[str, tuple[int, int]
             if not f.is_file():
                 raise InputFileError(f"{p}: external data file {t.location!r} not found beside the model")
             if f not in maps:
-                maps[f] = MappedFile(f)
+                maps[f] = MappedFile(f, mapped.budget)
             m, offset = maps[f], t.offset or 0
             length = t.length if t.length is not None else t.nbytes
         else:
@@ -628,8 +643,9 @@ def load_model_mapped(path: str | os.PathLike, *, data_files: list[Path] | None 
     over the file itself (self-contained model) or over its external-data file (see the module doc)."""
     p = _check_input(path)
     maps: dict[Path, MappedFile] = {}
+    budget = MapBudget()
     try:
-        mapped = MappedFile(p)
+        mapped = MappedFile(p, budget)
         try:
             proto, spans = _scan_skeleton(p, mapped)
         except _NotStreamable:
@@ -755,9 +771,38 @@ def _write_self_contained(f, proto: onnx.ModelProto, tensors: dict[str, object],
     return offsets
 
 
+def _copy_mapped(f, t: MappedTensor) -> bool:
+    """Copy a mapped tensor's bytes file to file in the kernel (``os.copy_file_range``: no page of it
+    enters this process); False where that is not possible (then it is written from the map)."""
+    if not hasattr(os, "copy_file_range"):
+        return False
+    out = f.fileno()
+    start = os.lseek(out, 0, os.SEEK_CUR)
+    try:
+        with open(t.mapped.path, "rb") as src:
+            done = 0
+            while done < t.length:
+                n = os.copy_file_range(src.fileno(), out, t.length - done, t.offset + done)
+                if n <= 0:
+                    raise OSError("copy_file_range copied nothing")
+                done += n
+        return True
+    except OSError:
+        os.lseek(out, start, os.SEEK_SET)
+        os.ftruncate(out, start)
+        return False
+
+
 def _write_data(f, t, name: str) -> None:
-    buf = _tensor_buffer(t)
-    written = f.write(buf)
+    if isinstance(t, MappedTensor) and _copy_mapped(f, t):
+        return
+    buf = memoryview(_tensor_buffer(t)).cast("B")
+    written = 0
+    while written < len(buf):  # an unbuffered file may take a big buffer in several writes
+        n = f.write(buf[written:])
+        if not n:
+            raise OSError(f"tensor {name!r}: the write stopped after {written} bytes")
+        written += n
     want = t.nbytes
     if written != want:
         raise ValueError(f"tensor {name!r}: {written} bytes of data for a shape that needs {want}")
@@ -875,7 +920,7 @@ def staged_model(model: ir.Model, path: str | os.PathLike, *, external: bool | N
 
     with atomic_path(p) as tmp:
         if not external:
-            with open(tmp, "wb") as f:
+            with open(tmp, "wb", buffering=0) as f:  # unbuffered: kernel copies move the same position
                 offsets = _write_self_contained(f, proto, tensors, after_each)
             for t in proto.graph.initializer:  # the placeholders' lengths, for Staged.check
                 if t.name in offsets:
@@ -890,7 +935,7 @@ def staged_model(model: ir.Model, path: str | os.PathLike, *, external: bool | N
             os.close(fd)
             tmp_data = Path(tmp_data_s)
             try:
-                with open(tmp_data, "wb") as f:
+                with open(tmp_data, "wb", buffering=0) as f:
                     offsets = _write_data_file(f, proto, tensors, tmp_data.name, after_each)
                 tmp.write_bytes(proto.SerializeToString())
                 yield Staged(tmp, proto, True, offsets, tmp.stat().st_size + tmp_data.stat().st_size)
