@@ -526,13 +526,46 @@ def _len_field(number: int, payload_len: int) -> bytes:
 _MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_RAW_DATA = 7, 5, 9
 
 
+class _FileBytes:
+    """Byte access to a file by ``pread`` of small blocks: the scan reads a few bytes per tensor, and through
+    the map each of those reads would map a whole page-cache folio (up to MBs) into this process."""
+
+    BLOCK = 1 << 16
+
+    def __init__(self, path: Path, size: int) -> None:
+        self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self.size = size
+        self._blocks: dict[int, bytes] = {}
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            start, stop = key.start or 0, min(key.stop, self.size)
+            return os.pread(self._f.fileno(), max(0, stop - start), start)
+        b = key // self.BLOCK
+        block = self._blocks.get(b)
+        if block is None:
+            if len(self._blocks) > 64:
+                self._blocks.clear()
+            block = self._blocks[b] = os.pread(self._f.fileno(), self.BLOCK, b * self.BLOCK)
+        return block[key - b * self.BLOCK]
+
+
 def _scan_skeleton(p: Path, mapped: MappedFile) -> tuple[onnx.ModelProto, dict[str, tuple[int, int]]]:
     """Parse the file at ``p`` without its big ``raw_data``: the ModelProto (each big initializer with no
     data) and, per such initializer name, (offset, length) of its raw bytes in the file."""
-    buf = mapped.map
-    if buf is None:
+    if mapped.size == 0:
         raise ValueError("empty file")
-    size = mapped.size
+    buf = _FileBytes(p, mapped.size)
+    try:
+        return _scan(buf, mapped.size)
+    finally:
+        buf.close()
+
+
+def _scan(buf, size: int) -> tuple[onnx.ModelProto, dict[str, tuple[int, int]]]:
     model_parts: list[bytes] = []
     graph_span = None
     for number, wire, fstart, vs, ve in _fields(buf, 0, size):
