@@ -12,11 +12,14 @@ the tensor), then goes through the public file API ``deploytool.passes.transform
 ORT verification gate included: SliceConfig(width=0.5, depth=0.75), HeadPruneConfig(heads={0: [0, 1],
 5: [3], 23: [15]}), FFNPruneConfig(keep=0.5), PackConfig(ternary, runtime memory), PackConfig(ternary)
 (runtime speed: INT2 needs opset 25, so the opset is upgraded), PackConfig(ternary, embeddings fp32,
-runtime memory, accuracy_level 0: exactly the TWN-ternary model, which has a reference) and Int8Config().
+runtime memory, accuracy_level 0: exactly the TWN-ternary model, which has a reference), Int8Config(),
+ReorderConfig() (outputs unchanged: compared with the unchanged model) and Fp16Config().
 ``--exporter deploytool`` exports with ``deploytool.export.export_loaded`` instead.
 
 Every export and pass runs in a fresh subprocess; what it reports: wall time, its own peak RSS
-(VmHWM: the whole process, imports and the gate's ORT session included), peak RSS
+(VmHWM: the whole process, imports included; the passes stream weights, and an input over 50 MB runs
+the verification gate's ONNX Runtime sessions in a process of its own, whose peak is reported beside
+it as ``gate_peak_rss_bytes`` / ``gate_rss_over_input``), peak RSS
 over the input's bytes (flagged above 3x), output bytes, whether the output has external data and
 the data file names, whether the gate verified it. The outputs are then run in ONNX Runtime (another
 subprocess) on a padded batch (batch 2, seq 16, second row 9 tokens) and compared, in a torch
@@ -63,7 +66,7 @@ SMOKE = {
     "smoke-xlmr": dict(SHAPES["xlmr-large"], vocab=5000, hidden=64, ffn=128, max_pos=66),
 }
 HEADS = {0: [0, 1], 5: [3], 23: [15]}
-PASSES = ("slice", "prune-heads", "prune-ffn", "pack-memory", "pack-speed", "pack-exact", "int8")
+PASSES = ("slice", "prune-heads", "prune-ffn", "reorder", "pack-memory", "pack-speed", "pack-exact", "int8", "fp16")
 TOL = 1e-3
 BATCH_LENGTHS = (16, 9)  # batch 2, seq 16, second row padded after 9 tokens
 MEMORY_FLAG = 3.0  # peak RSS over input bytes above this is reported
@@ -74,8 +77,10 @@ def _shape(name: str) -> dict:
 
 
 def _config(name: str):
+    from deploytool.passes.fp16 import Fp16Config
     from deploytool.passes.pack_weights import PackConfig
     from deploytool.passes.prune_ffn import FFNPruneConfig
+    from deploytool.passes.reorder import ReorderConfig
     from deploytool.passes.prune_heads import HeadPruneConfig
     from deploytool.passes.quantize_int8 import Int8Config
     from deploytool.passes.slice_subnetwork import SliceConfig
@@ -84,11 +89,13 @@ def _config(name: str):
         "slice": lambda: SliceConfig(width=0.5, depth=0.75),
         "prune-heads": lambda: HeadPruneConfig(heads=HEADS),
         "prune-ffn": lambda: FFNPruneConfig(keep=0.5),
+        "reorder": lambda: ReorderConfig(),
         "pack-memory": lambda: PackConfig(weights="ternary", runtime="memory"),
         "pack-speed": lambda: PackConfig(weights="ternary"),
         # fp32 activations and embeddings: exactly the TWN-ternary model, so it has a reference
         "pack-exact": lambda: PackConfig(weights="ternary", embeddings="fp32", runtime="memory", accuracy_level=0),
         "int8": lambda: Int8Config(),
+        "fp16": lambda: Fp16Config(check_host=False),
     }[name]()
 
 
@@ -97,10 +104,12 @@ def _config_text(name: str) -> str:
         "slice": "SliceConfig(width=0.5, depth=0.75)",
         "prune-heads": f"HeadPruneConfig(heads={HEADS})",
         "prune-ffn": "FFNPruneConfig(keep=0.5)",
+        "reorder": "ReorderConfig()  # weight magnitude; outputs unchanged",
         "pack-memory": "PackConfig(weights='ternary', runtime='memory')",
         "pack-speed": "PackConfig(weights='ternary')  # runtime speed: INT2, opset 25",
         "pack-exact": "PackConfig(weights='ternary', embeddings='fp32', runtime='memory', accuracy_level=0)",
         "int8": "Int8Config()",
+        "fp16": "Fp16Config(check_host=False)",
     }[name]
 
 
@@ -217,8 +226,6 @@ def worker_export(spec: dict) -> dict:
 
 
 def worker_pass(spec: dict) -> dict:
-    import onnx_ir as ir
-
     from deploytool.passes import transform
 
     src, dst = Path(spec["src"]), Path(spec["dst"])
@@ -231,11 +238,12 @@ def worker_pass(spec: dict) -> dict:
                 "dst_exists": dst.exists()}
     seconds = time.perf_counter() - t0
     peak = _peak_rss()
-    locs = sorted({v.const_value.location for v in res.model.graph.initializers.values()
-                   if isinstance(v.const_value, ir.ExternalTensor)})
+    from deploytool.onnx_io import external_data_files
+
+    locs = sorted(p.name for p in external_data_files(dst))  # read from the file (structure only)
     main = dst.stat().st_size
     data = sum((dst.parent / n).stat().st_size for n in locs)
-    keep = ("bytes_before", "bytes_after", "verified", "verify_s", "opset", "layers_kept", "heads_removed",
+    keep = ("bytes_before", "bytes_after", "verified", "verify_s", "gate_process", "gate_peak_rss_bytes", "opset", "layers_kept", "heads_removed",
             "width_effective", "weights_packed", "bits_per_weight", "runtime", "quantized_ops", "importance")
     stats = {k: v for k, v in res.stats.items() if k in keep}
     if "heads_kept" in res.stats:
@@ -289,6 +297,7 @@ def worker_check(spec: dict) -> dict:
         "prune-heads": (lambda: big.head_prune_reference(model, HEADS), "transformers prune_heads"),
         "prune-ffn": (lambda: big.ffn_keep_reference(model, 0.5),
                       "weight-magnitude FFN rule restated in torch, nn.Linear surgery"),
+        "reorder": (lambda: model, "the unchanged PyTorch model (a reorder preserves outputs)"),
         "pack-exact": (lambda: C.reference(big.case_for(model), "pack", model)[0],
                        "TWN ternary weights restated in torch (conformance.reference 'pack')"),
     }
@@ -379,6 +388,8 @@ def run_shape(name: str, passes: list[str], work: Path, keep: bool, log, exporte
         r["config"] = _config_text(p)
         if r.get("ok") and dst.exists():
             r["peak_rss_over_input_bytes"] = round(r["peak_rss_bytes"] / in_bytes, 2)
+            g = (r.get("stats") or {}).get("gate_peak_rss_bytes")
+            r["gate_peak_rss_over_input_bytes"] = round(g / in_bytes, 2) if g else None
             r["memory_over_3x_input"] = r["peak_rss_over_input_bytes"] > MEMORY_FLAG
             r["ort_run"] = _spawn("run", {"shape": name, "model": str(dst), "npz": str(folder / f"{p}.npz")}, log)
             if (folder / f"{p}.npz").exists():
@@ -413,6 +424,7 @@ def _table(results: dict) -> list[dict]:
                          "pass_s": x.get("seconds"),
                          "peak_rss_gb": round(x.get("peak_rss_bytes", 0) / 1e9, 2),
                          "rss_over_input": x.get("peak_rss_over_input_bytes"),
+                         "gate_rss_over_input": x.get("gate_peak_rss_over_input_bytes"),
                          "output_mb": round((x.get("output") or {}).get("bytes", 0) / 1e6, 1),
                          "external_data": x.get("external_data"), "verified": x.get("verified"),
                          "max_diff": c.get("max_abs_diff", c.get("max_abs_diff_vs_fp32")),

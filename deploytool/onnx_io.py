@@ -2,11 +2,24 @@
 
 Loads check that the file exists and parses; saves are atomic (write a temporary file in the target
 folder, then rename), so a failure never leaves a half-written output and the input is never touched.
+
+Streaming (what every pass runs on): :func:`load_model` reads no weight into memory. A self-contained
+file is scanned at the protobuf wire level: every initializer's ``raw_data`` over
+:data:`INLINE_BYTES` becomes a :class:`MappedTensor`, a read-only memory map of that byte range of the
+file itself; a model with external data gets the same for each of its data files. Pages a pass reads
+are dropped from the process again (``madvise(MADV_DONTNEED)``: the page cache keeps them) once more
+than :data:`MAP_BUDGET_BYTES` were handed out, and after each tensor is written, so a pass's resident
+memory does not grow with the file. :func:`staged_model` writes a model tensor by tensor: a graph
+skeleton (every big tensor a placeholder) is serialized, then each tensor is computed (passes leave
+their edits as ``ir.LazyTensor``), written and dropped before the next; a self-contained output is
+written as protobuf wire format directly (the same bytes protobuf would parse), one with external data
+as one data file, tensors aligned to 4 KiB so ONNX Runtime can map them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import tempfile
@@ -35,6 +48,17 @@ __all__ = [
     "save_model",
     "save_proto",
     "staged_proto",
+    "MappedFile",
+    "MappedTensor",
+    "load_model_mapped",
+    "mapped_files",
+    "save_streamed",
+    "skeleton_proto",
+    "staged_model",
+    "Staged",
+    "drop_pages",
+    "MapBudget",
+    "row_chunks",
 ]
 
 
@@ -72,10 +96,18 @@ def load_proto(path: str | os.PathLike, *, load_external_data: bool = True,
     return model
 
 
-def load_model(path: str | os.PathLike, *, data_files: list[Path] | None = None) -> ir.Model:
-    """Load an ONNX file as an ``onnx_ir`` model (what every pass works on); its external data (if any) is
-    read into memory. ``data_files`` as in :func:`load_proto`."""
+def load_model(path: str | os.PathLike, *, data_files: list[Path] | None = None, lazy: bool = True,
+               rewrite=None) -> ir.Model:
+    """Load an ONNX file as an ``onnx_ir`` model (what every pass works on). ``lazy`` (default): no weight
+    is read, each big initializer is a :class:`MappedTensor` over the file or its external data (see the
+    module doc); False: everything is read into memory. ``data_files`` as in :func:`load_proto`.
+    ``rewrite``: a function applied to the parsed ModelProto (without its big weights) before it
+    becomes the IR model."""
+    if lazy:
+        return load_model_mapped(path, data_files=data_files, rewrite=rewrite)
     proto = load_proto(path, data_files=data_files)
+    if rewrite is not None:
+        rewrite(proto)
     try:
         return ir.serde.deserialize_model(proto)
     except Exception as e:
@@ -96,11 +128,20 @@ def _locations(model: onnx.ModelProto, base: Path) -> list[Path]:
 
 
 def external_data_files(path: str | os.PathLike) -> list[Path]:
-    """The external-data files (resolved paths) the ONNX file at ``path`` refers to; [] if none. Parses
-    the file without its data (cheap for a model with external data; a full parse otherwise)."""
-    files: list[Path] = []
-    load_proto(path, load_external_data=False, data_files=files)
-    return files
+    """The external-data files (resolved paths) the ONNX file at ``path`` refers to; [] if none. Reads
+    the file's structure without its weights (a memory map and a wire-level scan, see the module doc)."""
+    p = _check_input(path)
+    try:
+        mapped = MappedFile(p)
+        try:
+            proto, _ = _scan_skeleton(p, mapped)
+        except _NotStreamable:
+            proto = onnx.load(str(p), load_external_data=False)
+    except InputFileError:
+        raise
+    except Exception as e:
+        raise InputFileError(f"{p}: not a readable ONNX model ({type(e).__name__}: {_first_line(e)})") from e
+    return _locations(proto, p.parent)
 
 
 def check_output_path(path: str | os.PathLike, *, inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
@@ -256,8 +297,8 @@ def _relocate(model: onnx.ModelProto, old: str, new: str) -> None:
 
 
 def save_model(model: ir.Model, path: str | os.PathLike) -> Path:
-    """Save an ``onnx_ir`` model atomically."""
-    return save_proto(ir.serde.serialize_model(model), path)
+    """Save an ``onnx_ir`` model atomically, tensor by tensor (:func:`staged_model`)."""
+    return save_streamed(model, path)
 
 
 def _is_serializable_size(model: onnx.ModelProto) -> bool:
@@ -271,3 +312,688 @@ def _is_serializable_size(model: onnx.ModelProto) -> bool:
 def _first_line(e: BaseException) -> str:
     s = str(e).strip().splitlines()
     return s[0][:200] if s else type(e).__name__
+
+
+# ----------------------------------------------------------------------------------------- streaming
+
+# initializers up to this size stay inside the parsed graph skeleton (shapes, small constants)
+INLINE_BYTES = 1024
+# a mapped file drops the pages it handed out once more than this was handed out since the last drop
+MAP_BUDGET_BYTES = 32 * 1024 * 1024
+# external-data tensors start at multiples of this (ORT maps page-aligned external data)
+DATA_ALIGN = 4096
+
+
+class MapBudget:
+    """The bytes the maps of one model may hand out before all of them drop their pages (one budget for
+    a model's file and all its external-data files: a model stored as one file per tensor must not keep
+    a budget's worth of pages per file)."""
+
+    def __init__(self, limit: int = MAP_BUDGET_BYTES) -> None:
+        self.limit = limit
+        self.handed = 0
+        self.files: list[MappedFile] = []
+
+    def add(self, length: int) -> None:
+        self.handed += length
+        if self.handed > self.limit:
+            for f in self.files:
+                f.drop()
+            self.handed = length
+
+
+class MappedFile:
+    """One read-only memory map of a file, shared by the tensors stored in it.
+
+    The input is never written: the map is ``ACCESS_READ``. :meth:`drop` takes the pages read so far
+    out of this process's resident set (the page cache keeps them; arrays over the map stay valid and
+    fault pages back in when read again); it happens by itself once more than ``budget`` bytes were
+    handed out since the last drop by the maps sharing its :class:`MapBudget`.
+    """
+
+    def __init__(self, path: Path, budget: MapBudget | None = None) -> None:
+        import mmap
+
+        self.path = Path(path)
+        self.budget = budget if budget is not None else MapBudget()
+        self.budget.files.append(self)
+        with open(self.path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        self.size = size
+
+    def view(self, offset: int, length: int, *, count: bool = True):
+        """A zero-copy memoryview of ``length`` bytes at ``offset`` (``count``: it is about to be read)."""
+        if offset < 0 or offset + length > self.size:
+            raise InputFileError(f"{self.path}: tensor data at {offset}+{length} lies beyond the end of the file "
+                                 f"({self.size} bytes); the file is truncated")
+        if count:
+            self.handed(length)
+        return memoryview(self.map)[offset:offset + length] if length else memoryview(b"")
+
+    def handed(self, length: int) -> None:
+        """``length`` more bytes are about to be read: drop what was read before once over budget."""
+        self.budget.add(length)
+
+    def drop(self) -> None:
+        import mmap
+
+        if self.map is not None and hasattr(mmap, "MADV_DONTNEED"):
+            with contextlib.suppress(OSError, ValueError):
+                self.map.madvise(mmap.MADV_DONTNEED)
+
+
+def drop_pages(arr) -> None:
+    """Take the pages of ``arr`` out of this process's resident set when it is a view of a read-only file
+    map (:class:`MappedFile`; the page cache keeps them, reading faults them back in); anything else is
+    left alone (never anonymous memory: that would lose data)."""
+    import mmap
+
+    import numpy as np
+
+    base = arr
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    if not (isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)) or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    m = base.obj
+    start = np.frombuffer(m, dtype=np.uint8, count=1).ctypes.data if len(m) else 0
+    lo = arr.ctypes.data - start
+    hi = lo + arr.nbytes
+    page = mmap.PAGESIZE
+    lo, hi = lo - lo % page, min(len(m), hi)
+    if 0 <= lo < hi:
+        with contextlib.suppress(OSError, ValueError):
+            m.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
+def row_chunks(arr, rows: int):
+    """(first row, rows ``[i, i + rows)`` of ``arr``) in turn; a chunk read from a file map is dropped from
+    memory once the caller moves on (:func:`drop_pages`)."""
+    for i in range(0, arr.shape[0], rows):
+        part = arr[i:i + rows]
+        yield i, part
+        drop_pages(part)
+
+
+class MappedTensor(ir.Tensor):
+    """An ``onnx_ir`` tensor whose array is a read-only view of a :class:`MappedFile` (no copy; pages are
+    read when used). To everything else it is an ordinary in-memory tensor (``ir.serde`` serializes its
+    bytes); :func:`staged_model` writes it straight from the map."""
+
+    __slots__ = ("mapped", "offset", "length")
+
+    def __init__(self, mapped: MappedFile, offset: int, length: int, dtype: ir.DataType, shape: ir.Shape,
+                 name: str | None = None) -> None:
+        import numpy as np
+
+        dims = tuple(int(d) for d in shape)
+        count = int(np.prod(dims)) if dims else 1
+        if dtype.bitwidth < 8 or dtype == ir.DataType.STRING:
+            raise _NotMappable
+        want = count * dtype.itemsize
+        if length != want:
+            raise InputFileError(f"{mapped.path}: tensor {name!r} has {length} bytes of data, its shape "
+                                 f"{list(dims)} and type {dtype.name} need {want}")
+        buf = mapped.view(offset, length, count=False)
+        arr = np.frombuffer(buf, dtype=np.dtype(dtype.numpy()).newbyteorder("<"), count=count).reshape(dims)
+        super().__init__(arr, dtype=dtype, name=name)
+        self.mapped = mapped
+        self.offset = offset
+        self.length = length
+
+    def numpy(self):
+        self.mapped.handed(self.length)
+        return super().numpy()
+
+    def tobytes(self) -> bytes:
+        self.mapped.handed(self.length)
+        return super().tobytes()
+
+
+class _NotMappable(Exception):
+    """A tensor type a plain view cannot hold (sub-byte packed, strings): it is read into memory."""
+
+
+def _unpack_sub_byte(data: bytes, dtype: ir.DataType, shape: ir.Shape):
+    import numpy as np
+
+    from onnx_ir import _type_casting
+
+    raw = np.frombuffer(data, dtype=np.uint8)
+    dims = shape.numpy()
+    if dtype.bitwidth == 4:
+        return _type_casting.unpack_4bitx2(raw, dims).view(dtype.numpy())
+    return _type_casting.unpack_2bitx4(raw, dims).view(dtype.numpy())
+
+
+def _varint(buf, pos: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= end:
+            raise ValueError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _fields(buf, start: int, end: int):
+    """(field number, wire type, field start, value start, value end) of each field in buf[start:end]."""
+    pos = start
+    while pos < end:
+        fstart = pos
+        key, pos = _varint(buf, pos, end)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, vend = _varint(buf, pos, end)
+        elif wire == 1:
+            vend = pos + 8
+        elif wire == 2:
+            n, pos = _varint(buf, pos, end)
+            vend = pos + n
+        elif wire == 5:
+            vend = pos + 4
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        if vend > end or number == 0:
+            raise ValueError("truncated or corrupt message")
+        yield number, wire, fstart, pos, vend
+        pos = vend
+
+
+def _encode_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _len_field(number: int, payload_len: int) -> bytes:
+    return _encode_varint((number << 3) | 2) + _encode_varint(payload_len)
+
+
+# ModelProto.graph, GraphProto.initializer, TensorProto.raw_data (onnx.proto field numbers)
+_MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_RAW_DATA = 7, 5, 9
+
+
+class _FileBytes:
+    """Byte access to a file by ``pread`` of small blocks: the scan reads a few bytes per tensor, and through
+    the map each of those reads would map a whole page-cache folio (up to MBs) into this process."""
+
+    BLOCK = 1 << 16
+
+    def __init__(self, path: Path, size: int) -> None:
+        self._f = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self.size = size
+        self._blocks: dict[int, bytes] = {}
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            start, stop = key.start or 0, min(key.stop, self.size)
+            return os.pread(self._f.fileno(), max(0, stop - start), start)
+        b = key // self.BLOCK
+        block = self._blocks.get(b)
+        if block is None:
+            if len(self._blocks) > 64:
+                self._blocks.clear()
+            block = self._blocks[b] = os.pread(self._f.fileno(), self.BLOCK, b * self.BLOCK)
+        return block[key - b * self.BLOCK]
+
+
+def _scan_skeleton(p: Path, mapped: MappedFile) -> tuple[onnx.ModelProto, dict[str, tuple[int, int]]]:
+    """Parse the file at ``p`` without its big ``raw_data``: the ModelProto (each big initializer with no
+    data) and, per such initializer name, (offset, length) of its raw bytes in the file."""
+    if mapped.size == 0:
+        raise ValueError("empty file")
+    buf = _FileBytes(p, mapped.size)
+    try:
+        return _scan(buf, mapped.size)
+    finally:
+        buf.close()
+
+
+def _scan(buf, size: int) -> tuple[onnx.ModelProto, dict[str, tuple[int, int]]]:
+    model_parts: list[bytes] = []
+    graph_span = None
+    for number, wire, fstart, vs, ve in _fields(buf, 0, size):
+        if number == _MODEL_GRAPH and wire == 2:
+            if graph_span is not None:  # a repeated graph field would merge; rare enough to parse fully
+                raise _NotStreamable
+            graph_span = (vs, ve)
+        else:
+            model_parts.append(buf[fstart:ve])
+    spans: dict[str, tuple[int, int]] = {}
+    graph_parts: list[bytes] = []
+    if graph_span is not None:
+        for number, wire, fstart, vs, ve in _fields(buf, *graph_span):
+            if number != _GRAPH_INITIALIZER or wire != 2 or ve - vs <= INLINE_BYTES:
+                graph_parts.append(buf[fstart:ve])
+                continue
+            raw = None
+            tensor_parts = []
+            for tn, tw, tfs, tvs, tve in _fields(buf, vs, ve):
+                if tn == _TENSOR_RAW_DATA and tw == 2:
+                    if raw is not None:
+                        raise _NotStreamable
+                    raw = (tvs, tve)
+                else:
+                    tensor_parts.append(buf[tfs:tve])
+            if raw is None or raw[1] - raw[0] <= INLINE_BYTES:
+                graph_parts.append(buf[fstart:ve])
+                continue
+            header = b"".join(tensor_parts)
+            t = onnx.TensorProto.FromString(header)
+            if t.name in spans or t.external_data:
+                raise _NotStreamable
+            spans[t.name] = (raw[0], raw[1] - raw[0])
+            graph_parts.append(_len_field(_GRAPH_INITIALIZER, len(header)) + header)
+    graph = b"".join(graph_parts)
+    model_parts.append(_len_field(_MODEL_GRAPH, len(graph)) + graph)
+    return onnx.ModelProto.FromString(b"".join(model_parts)), spans
+
+
+class _NotStreamable(Exception):
+    """A valid but unusual layout (a repeated message field that protobuf would merge): parse normally."""
+
+
+def _map_initializers(model: ir.Model, p: Path, spans: dict[str, tuple[int, int]], mapped: MappedFile,
+                      maps: dict[Path, MappedFile]) -> None:
+    """Give every initializer its tensor over a memory map: ``spans`` (raw bytes inside ``p`` itself) and
+    every external-data reference (a map per data file, in ``maps``). Types a view cannot hold
+    (sub-byte, strings) are read into memory."""
+    base = p.parent
+    for name, v in model.graph.initializers.items():
+        t = v.const_value
+        if name in spans:
+            offset, length = spans[name]
+            m = mapped
+        elif isinstance(t, ir.ExternalTensor):
+            loc = Path(t.location)
+            if loc.is_absolute() or ".." in loc.parts:
+                raise InputFileError(f"{p}: external data location {t.location!r} lies outside the model's folder")
+            f = (base / loc).resolve()
+            if not f.is_file():
+                raise InputFileError(f"{p}: external data file {t.location!r} not found beside the model")
+            if f not in maps:
+                maps[f] = MappedFile(f, mapped.budget)
+            m, offset = maps[f], t.offset or 0
+            length = t.length if t.length is not None else t.nbytes
+        else:
+            continue
+        v.const_value = _mapped(m, offset, length, t.dtype, t.shape, name)
+
+
+def _mapped(m: MappedFile, offset: int, length: int, dtype: ir.DataType, shape: ir.Shape, name: str):
+    """A :class:`MappedTensor`, or for a type a view cannot hold its data read into memory."""
+    try:
+        return MappedTensor(m, offset, length, dtype, shape, name=name)
+    except _NotMappable:
+        if dtype == ir.DataType.STRING:
+            raise InputFileError(f"{m.path}: string tensor {name!r} with raw data is not supported") from None
+        return ir.Tensor(_unpack_sub_byte(bytes(m.view(offset, length)), dtype, shape), dtype=dtype, name=name)
+
+
+def _load_attribute_data(proto: onnx.ModelProto, p: Path) -> None:
+    """Read into memory the external data of tensors in node attributes (Constant nodes: small; the IR
+    keeps no map for them)."""
+    from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
+
+    def graphs(g):
+        yield g
+        for node in g.node:
+            for a in node.attribute:
+                if a.HasField("g"):
+                    yield from graphs(a.g)
+                for sub in a.graphs:
+                    yield from graphs(sub)
+
+    for g in graphs(proto.graph):
+        for node in g.node:
+            for a in node.attribute:
+                for t in ([a.t] if a.HasField("t") else []) + list(a.tensors):
+                    if uses_external_data(t):
+                        load_external_data_for_tensor(t, str(p.parent))
+                        t.data_location = onnx.TensorProto.DEFAULT
+                        del t.external_data[:]
+
+
+def load_model_mapped(path: str | os.PathLike, *, data_files: list[Path] | None = None,
+                      rewrite=None) -> ir.Model:
+    """:func:`load_model` without reading the weights: every big initializer is a :class:`MappedTensor`
+    over the file itself (self-contained model) or over its external-data file (see the module doc)."""
+    p = _check_input(path)
+    maps: dict[Path, MappedFile] = {}
+    budget = MapBudget()
+    try:
+        mapped = MappedFile(p, budget)
+        try:
+            proto, spans = _scan_skeleton(p, mapped)
+        except _NotStreamable:
+            proto = onnx.load(str(p), load_external_data=False)
+            spans = {}
+        files = _locations(proto, p.parent)
+        if data_files is not None:
+            data_files.extend(files)
+    except InputFileError:
+        raise
+    except Exception as e:  # truncated or corrupt protobuf
+        raise InputFileError(f"{p}: not a readable ONNX model ({type(e).__name__}: {_first_line(e)})") from e
+    if not proto.graph.node and not proto.graph.input:
+        raise InputFileError(f"{p}: not an ONNX model (no graph inside)")
+    _load_attribute_data(proto, p)
+    if rewrite is not None:
+        rewrite(proto)
+    try:
+        model = ir.serde.deserialize_model(proto)
+    except Exception as e:
+        raise InputFileError(f"{path}: ONNX model cannot be read into the IR ({_first_line(e)})") from e
+    del proto
+    _map_initializers(model, p, spans, mapped, maps)
+    return model
+
+
+def mapped_files(model: ir.Model) -> list[MappedFile]:
+    """The memory maps ``model``'s initializers read from (each once)."""
+    out: dict[int, MappedFile] = {}
+    for v in model.graph.initializers.values():
+        t = v.const_value
+        if isinstance(t, MappedTensor):
+            out.setdefault(id(t.mapped), t.mapped)
+    return list(out.values())
+
+
+def _tensor_buffer(t):
+    """The little-endian bytes of tensor ``t`` as a buffer (computing a lazy tensor once, copying a
+    numpy-backed one only when it is not contiguous)."""
+    import numpy as np
+
+    if isinstance(t, MappedTensor):
+        return t.mapped.view(t.offset, t.length)
+    if t.dtype.bitwidth < 8 or t.dtype == ir.DataType.STRING:
+        return t.tobytes()
+    arr = t.numpy()
+    if not isinstance(arr, np.ndarray):
+        return t.tobytes()
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    arr = np.ascontiguousarray(arr)
+    return arr.reshape(-1).view(np.uint8)
+
+
+def _placeholders(model: ir.Model) -> dict[str, tuple[ir.Value, object]]:
+    """Swap every initializer over :data:`INLINE_BYTES` for an external placeholder (shape and type,
+    no data); returns name -> (value, tensor) to write and put back."""
+    held: dict[str, tuple[ir.Value, object]] = {}
+    for name, v in model.graph.initializers.items():
+        t = v.const_value
+        if t is None or isinstance(t, ir.StringTensor) or t.nbytes <= INLINE_BYTES:
+            continue
+        held[name] = (v, t)
+        v.const_value = ir.ExternalTensor(f"deploytool-placeholder-{len(held)}", 0, t.nbytes, t.dtype,
+                                          shape=t.shape, name=name)
+    return held
+
+
+def skeleton_proto(model: ir.Model) -> tuple[onnx.ModelProto, dict[str, object]]:
+    """``model`` serialized without its big tensors' data (each an external placeholder) and name ->
+    tensor for those. ``model`` is left as it was (the tensors are put back)."""
+    held = _placeholders(model)
+    try:
+        proto = ir.serde.serialize_model(model)
+    finally:
+        for v, t in held.values():
+            v.const_value = t
+    return proto, {name: t for name, (_, t) in held.items()}
+
+
+def _strip_external(t: onnx.TensorProto) -> onnx.TensorProto:
+    h = onnx.TensorProto()
+    h.CopyFrom(t)
+    h.ClearField("external_data")
+    h.ClearField("data_location")
+    return h
+
+
+def _write_self_contained(f, proto: onnx.ModelProto, tensors: dict[str, object], after_each) -> dict[str, int]:
+    """Write ``proto`` with each placeholder's data (``tensors``) as raw_data, as protobuf wire format,
+    one tensor at a time. Returns name -> offset of its raw bytes in the file."""
+    head = onnx.ModelProto()
+    head.CopyFrom(proto)
+    head.ClearField("graph")
+    graph = onnx.GraphProto()
+    graph.CopyFrom(proto.graph)
+    del graph.initializer[:]
+    graph_bytes = graph.SerializeToString()
+    entries = []  # (header bytes, name or None, payload length)
+    for t in proto.graph.initializer:
+        if t.name in tensors:
+            hb = _strip_external(t).SerializeToString()
+            n = tensors[t.name].nbytes
+            entries.append((hb, t.name, len(hb) + len(_len_field(_TENSOR_RAW_DATA, n)) + n))
+        else:
+            hb = t.SerializeToString()
+            entries.append((hb, None, len(hb)))
+    graph_len = len(graph_bytes) + sum(len(_len_field(_GRAPH_INITIALIZER, n)) + n for _, _, n in entries)
+    f.write(head.SerializeToString())
+    f.write(_len_field(_MODEL_GRAPH, graph_len))
+    f.write(graph_bytes)
+    offsets: dict[str, int] = {}
+    for hb, name, n in entries:
+        f.write(_len_field(_GRAPH_INITIALIZER, n))
+        f.write(hb)
+        if name is None:
+            continue
+        t = tensors[name]
+        f.write(_len_field(_TENSOR_RAW_DATA, t.nbytes))
+        offsets[name] = f.tell()
+        _write_data(f, t, name)
+        after_each(name)
+    return offsets
+
+
+def _copy_mapped(f, t: MappedTensor) -> bool:
+    """Copy a mapped tensor's bytes file to file in the kernel (``os.copy_file_range``: no page of it
+    enters this process); False where that is not possible (then it is written from the map)."""
+    if not hasattr(os, "copy_file_range"):
+        return False
+    out = f.fileno()
+    start = os.lseek(out, 0, os.SEEK_CUR)
+    try:
+        with open(t.mapped.path, "rb") as src:
+            done = 0
+            while done < t.length:
+                n = os.copy_file_range(src.fileno(), out, t.length - done, t.offset + done)
+                if n <= 0:
+                    raise OSError("copy_file_range copied nothing")
+                done += n
+        return True
+    except OSError:
+        os.lseek(out, start, os.SEEK_SET)
+        os.ftruncate(out, start)
+        return False
+
+
+def _write_data(f, t, name: str) -> None:
+    if isinstance(t, MappedTensor) and _copy_mapped(f, t):
+        return
+    buf = memoryview(_tensor_buffer(t)).cast("B")
+    written = 0
+    while written < len(buf):  # an unbuffered file may take a big buffer in several writes
+        n = f.write(buf[written:])
+        if not n:
+            raise OSError(f"tensor {name!r}: the write stopped after {written} bytes")
+        written += n
+    want = t.nbytes
+    if written != want:
+        raise ValueError(f"tensor {name!r}: {written} bytes of data for a shape that needs {want}")
+
+
+def _write_data_file(f, proto: onnx.ModelProto, tensors: dict[str, object], location: str, after_each) -> dict[str, int]:
+    """Write each placeholder's data into one data file (4 KiB-aligned) and point ``proto`` at it."""
+    offsets: dict[str, int] = {}
+    for t in proto.graph.initializer:
+        if t.name not in tensors:
+            continue
+        pos = f.tell()
+        pad = (-pos) % DATA_ALIGN
+        if pad:
+            f.write(b"\0" * pad)
+            pos += pad
+        tensor = tensors[t.name]
+        _write_data(f, tensor, t.name)
+        after_each(t.name)
+        offsets[t.name] = pos
+        del t.external_data[:]
+        t.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", location), ("offset", str(pos)), ("length", str(tensor.nbytes))):
+            e = t.external_data.add()
+            e.key, e.value = key, value
+    return offsets
+
+
+def _relocate_proto(proto: onnx.ModelProto, new: str) -> None:
+    for t in proto.graph.initializer:
+        for entry in t.external_data:
+            if entry.key == "location":
+                entry.value = new
+
+
+@dataclasses.dataclass
+class Staged:
+    """What :func:`staged_model` yields: the temporary model file, the model's skeleton proto (big tensors
+    as external references: to the data file, or for a self-contained file to the byte ranges inside
+    ``path`` itself, see :meth:`check`), whether the weights went to a data file, and the bytes written."""
+
+    path: Path
+    proto: onnx.ModelProto
+    external: bool
+    offsets: dict[str, int]
+    nbytes: int = 0
+
+    def check(self, full_check: bool = False) -> None:
+        """``onnx.checker`` on the staged model without reading its weights into memory: a data-file
+        model is checked by path; a self-contained one through a small skeleton file beside it whose
+        tensors refer to their bytes inside the staged file (protobuf's own layout, so checked alike)."""
+        if self.external:
+            onnx.checker.check_model(str(self.path), full_check=full_check)
+            return
+        proto = onnx.ModelProto()
+        proto.CopyFrom(self.proto)
+        for t in proto.graph.initializer:
+            if t.name in self.offsets:
+                del t.external_data[:]
+                for key, value in (("location", self.path.name), ("offset", str(self.offsets[t.name])),
+                                   ("length", str(_nbytes(t)))):
+                    e = t.external_data.add()
+                    e.key, e.value = key, value
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".check.onnx", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(proto.SerializeToString())
+            onnx.checker.check_model(name, full_check=full_check)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+
+
+def _nbytes(t: onnx.TensorProto) -> int:
+    for e in t.external_data:
+        if e.key == "length":
+            return int(e.value)
+    return 0
+
+
+@contextlib.contextmanager
+def staged_model(model: ir.Model, path: str | os.PathLike, *, external: bool | None = None,
+                 inputs: tuple[str | os.PathLike, ...] = (), data_files: tuple[str | os.PathLike, ...] | None = None,
+                 finalize=None, remap: bool = False) -> Iterator[Staged]:
+    """Write ``model`` tensor by tensor to a temporary path beside ``path`` and yield a :class:`Staged`
+    (that path and the model's skeleton proto); it becomes ``path``
+    only if the block succeeds (:func:`staged_proto`'s rules for ``external``, ``inputs`` and
+    ``data_files``, and for the data file's name; on failure neither file is left behind).
+
+    Each tensor is computed (a lazy one once), written and dropped before the next one, and the input
+    maps drop the pages it read. ``finalize``: a rewrite of the skeleton proto's nodes before writing.
+    ``remap``: once written, each big initializer of ``model`` reads from the output file instead
+    (its in-memory data is freed as soon as it is written; used by the pass runner, whose model is
+    its own).
+    """
+    p = Path(path)
+    proto, tensors = skeleton_proto(model)
+    if finalize is not None:
+        finalize(proto)
+    total = sum(t.nbytes for t in tensors.values())
+    if external is None:
+        external = total > EXTERNAL_DATA_BYTES or proto.ByteSize() + total > 1_900_000_000
+    maps = mapped_files(model)
+    values = {name: v for name, v in model.graph.initializers.items() if name in tensors}
+    final_data: Path | None = None
+
+    def after_each(name: str) -> None:
+        for m in maps:
+            m.drop()
+        if remap and not isinstance(tensors[name], MappedTensor):
+            # free the computed array now; the value reads it back from the output once that exists
+            t = tensors[name]
+            values[name].const_value = ir.ExternalTensor("", 0, t.nbytes, t.dtype, shape=t.shape, name=name)
+            tensors[name] = values[name].const_value
+
+    with atomic_path(p) as tmp:
+        if not external:
+            with open(tmp, "wb", buffering=0) as f:  # unbuffered: kernel copies move the same position
+                offsets = _write_self_contained(f, proto, tensors, after_each)
+            for t in proto.graph.initializer:  # the placeholders' lengths, for Staged.check
+                if t.name in offsets:
+                    for e in t.external_data:
+                        if e.key == "length":
+                            e.value = str(tensors[t.name].nbytes)
+            yield Staged(tmp, proto, False, offsets, tmp.stat().st_size)
+            target = p
+        else:
+            name = data_file_name(p, tuple(inputs), data_files)
+            fd, tmp_data_s = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=p.parent)
+            os.close(fd)
+            tmp_data = Path(tmp_data_s)
+            try:
+                with open(tmp_data, "wb", buffering=0) as f:
+                    offsets = _write_data_file(f, proto, tensors, tmp_data.name, after_each)
+                tmp.write_bytes(proto.SerializeToString())
+                yield Staged(tmp, proto, True, offsets, tmp.stat().st_size + tmp_data.stat().st_size)
+                _relocate_proto(proto, name)  # the model file names the final data file
+                tmp.write_bytes(proto.SerializeToString())  # small: the weights are in the data file
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(tmp_data, 0o666 & ~umask)
+                os.replace(tmp_data, p.parent / name)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    tmp_data.unlink()
+                raise
+            final_data = p.parent / name
+            target = final_data
+    if remap:
+        out_map = MappedFile(target.resolve())
+        for name, offset in offsets.items():
+            t = tensors[name]
+            values[name].const_value = _mapped(out_map, offset, t.nbytes, t.dtype, t.shape, name)
+
+
+def save_streamed(model: ir.Model, path: str | os.PathLike, *, external: bool | None = None,
+                  inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
+    """Save ``model`` atomically, tensor by tensor (:func:`staged_model`)."""
+    with staged_model(model, path, external=external, inputs=inputs):
+        pass
+    return Path(path)

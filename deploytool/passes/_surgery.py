@@ -91,6 +91,49 @@ def get_array(value: ir.Value) -> np.ndarray:
     return t.numpy()
 
 
+def _const_tensor(value: ir.Value) -> ir.TensorProtocol | None:
+    """The stored tensor of an initializer ``value`` (through Identity nodes), None for anything else."""
+    seen = 0
+    while value.const_value is None and seen < 8:
+        prod = value.producer()
+        if prod is None or prod.op_type != "Identity" or prod.domain not in ("", "ai.onnx"):
+            return None
+        value = prod.inputs[0]
+        seen += 1
+    return value.const_value if value.producer() is None else None
+
+
+# tensors above this many bytes are edited lazily: the edit runs when the file is written (one tensor at
+# a time, onnx_io.staged_model), not when the pass runs
+LAZY_BYTES = 1024
+
+
+def set_taken(value: ir.Value, source: ir.Value, take, shape: Sequence[int]) -> None:
+    """``value`` becomes ``take(array of source)`` (shape ``shape``): computed lazily, when the file is
+    written, for an initializer over :data:`LAZY_BYTES` (the source stays a memory map until then);
+    at once otherwise."""
+    base = _const_tensor(source)
+    prod = value.producer()
+    if base is None or prod is not None or base.nbytes <= LAZY_BYTES:
+        set_array(value, take(get_array(source)))
+        return
+    name = value.name
+
+    def compute() -> ir.Tensor:
+        return ir.Tensor(np.ascontiguousarray(take(base.numpy())), name=name)
+
+    value.const_value = ir.LazyTensor(compute, dtype=base.dtype, shape=ir.Shape(list(shape)), name=name)
+    value.shape = ir.Shape(list(shape))
+
+
+def get_shape(value: ir.Value) -> tuple[int, ...]:
+    """The shape of an initializer or Constant output without reading its data when it is stored."""
+    t = _const_tensor(value)
+    if t is not None:
+        return tuple(int(d) for d in t.shape)
+    return tuple(get_array(value).shape)
+
+
 def set_array(value: ir.Value, arr: np.ndarray) -> None:
     """Replace the data of an initializer or Constant output (its consumers see the new tensor)."""
     arr = np.ascontiguousarray(arr)
@@ -120,10 +163,17 @@ def private_value(graph: ir.Graph, value: ir.Value, owners: Iterable[ir.Node], t
     uses = list(value.uses())
     if all(id(u.node) in owner_ids for u in uses) and not value.is_graph_output() and _is_own_constant(value):
         return value
-    arr = get_array(value).copy()
-    new = ir.Value(name=_unique_name(graph, f"{value.name or 'const'}__{tag}"), shape=ir.Shape(arr.shape),
-                   type=ir.TensorType(ir.DataType.from_numpy(arr.dtype)))
-    new.const_value = ir.Tensor(arr, name=new.name)
+    base = _const_tensor(value)
+    if base is not None and base.nbytes > LAZY_BYTES:  # a big weight: shared read-only, edited lazily later
+        new = ir.Value(name=_unique_name(graph, f"{value.name or 'const'}__{tag}"), shape=ir.Shape(base.shape),
+                       type=ir.TensorType(base.dtype))
+        new.const_value = ir.LazyTensor(lambda: ir.Tensor(base.numpy(), name=new.name), dtype=base.dtype,
+                                        shape=ir.Shape(base.shape), name=new.name)
+    else:
+        arr = get_array(value).copy()
+        new = ir.Value(name=_unique_name(graph, f"{value.name or 'const'}__{tag}"), shape=ir.Shape(arr.shape),
+                       type=ir.TensorType(ir.DataType.from_numpy(arr.dtype)))
+        new.const_value = ir.Tensor(arr, name=new.name)
     graph.register_initializer(new)
     for u in uses:
         if id(u.node) in owner_ids:
@@ -200,13 +250,18 @@ def _edit_linear(graph: ir.Graph, lin: Linear, idx: np.ndarray, tag: str, out: b
             lin.bias = memo[bkey]
     else:
         _privatize_linear(graph, lin, tag)
-        w = get_array(lin.weight)
-        if out:
-            set_array(lin.weight, w[:, idx] if lin.layout == "in_out" else w[idx, :])
-            if lin.bias is not None:
-                set_array(lin.bias, get_array(lin.bias)[idx])
+        shape = list(get_shape(lin.weight))
+        n = len(idx)
+        idx = np.asarray(idx, dtype=np.int64)
+        cols = (lin.layout == "in_out") == out  # the kept features are the weight's columns
+        if cols:
+            shape[1] = n
+            set_taken(lin.weight, lin.weight, lambda w: w[:, idx], shape)
         else:
-            set_array(lin.weight, w[idx, :] if lin.layout == "in_out" else w[:, idx])
+            shape[0] = n
+            set_taken(lin.weight, lin.weight, lambda w: w[idx, :], shape)
+        if out and lin.bias is not None:
+            set_taken(lin.bias, lin.bias, lambda b: b[idx], [n])
         memo[wkey] = lin.weight
         if bkey is not None:
             memo[bkey] = lin.bias

@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import onnx
 import onnx_ir as ir
 
 from deploytool.errors import DeployError, VerificationError
@@ -97,6 +98,9 @@ class DeployPass(ir.passes.InPlacePass):
         cosine = self.min_output_cosine()
         return (src, cosine) if cosine is not None else None
 
+    def gate_done(self) -> None:
+        """Called once the gate has run (passed or not): remove what :meth:`gate_reference` made."""
+
     #: how the gate's messages name what :meth:`gate_reference` returns
     reference_label = "the input model's"
 
@@ -149,17 +153,28 @@ def _release_free_memory() -> None:
         pass
 
 
+# inputs above this run the gate in a process of its own (its ONNX Runtime sessions stay out of the
+# pass's memory) and get a full garbage collection before writing; small ones stay in process
+BIG_MODEL_BYTES = 50_000_000
+
+
 def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathLike, *,
-                  finalize=None, verify: bool = True) -> DeployPassResult:
+                  finalize=None, verify: bool = True, prepare=None) -> DeployPassResult:
     """Load ``src``, apply ``pass_``, run ``onnx.checker`` and the ORT gate, save to ``dst`` atomically.
 
     The input file is never modified; ``dst`` appears only if everything succeeded. Adds
-    ``bytes_before``/``bytes_after``, ``verified`` and ``verify_s`` to the result's stats. Lean on
-    memory for BERT-base-sized files: the input's IR is released as soon as the output protobuf exists
-    and sizes are not found by parsing the files again (peak about twice the input file, not four
-    times, plus the ORT session of the gate). ``finalize`` is an optional last proto-level rewrite
-    (e.g. ``quantize_int8.residual_adds_to_sum``). ``verify=False`` skips the gate (see the module
-    doc). The returned result's ``model`` is the output model.
+    ``bytes_before``/``bytes_after``, ``verified``, ``verify_s`` (and for big inputs ``gate_process``
+    and ``gate_peak_rss_bytes``) to the result's stats.
+
+    Streaming: the input's weights are memory maps (``onnx_io.load_model``), the pass leaves its edits
+    as lazy tensors, and :func:`write_model_checked` computes, writes and drops one tensor at a time,
+    so the pass's memory stays near the largest tensor plus the graph, not a multiple of the file.
+    Inputs over :data:`BIG_MODEL_BYTES` run the gate in a fresh process (its ONNX Runtime session,
+    about the size of the output, is reported apart as ``gate_peak_rss_bytes``). ``finalize`` is an
+    optional last proto-level rewrite of the nodes (e.g. ``quantize_int8.residual_adds_to_sum``);
+    ``prepare`` an optional ``model -> model`` step before the pass (pack's opset upgrade).
+    ``verify=False`` skips the gate (see the module doc). The returned result's ``model`` is the output
+    model, its big tensors read from ``dst``.
     """
     import gc
 
@@ -170,8 +185,10 @@ def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathL
     model = onnx_io.load_model(src, data_files=data_files)
     bytes_before = input_bytes(src, data_files)
     _seed_variant(model, src)
+    if prepare is not None:
+        model = prepare(model)
     result = pass_(model)
-    if not result.modified and finalize is None and not data_files:
+    if not result.modified and finalize is None and not data_files and prepare is None:
         # nothing changed (e.g. width = depth = 1): the output is a byte copy of the input, which
         # computes what the input computes; the gate has nothing of the pass's to run (an input with
         # external data is written out like any output instead: a copy would share its data file)
@@ -186,19 +203,49 @@ def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathL
         return result
     # passes insert nodes next to where they are needed; the file must list producers first
     result.model.graph.sort()
-    proto = ir.serde.serialize_model(result.model)
-    if finalize is not None:
-        finalize(proto)
-    stats, skipped, modified = result.stats, result.skipped, result.modified
+    stats, skipped, modified, out = result.stats, result.skipped, result.modified, result.model
     del model, result
-    if bytes_before > 50_000_000:  # big models only: a full collection costs ~0.3 s with torch loaded
+    big = bytes_before > BIG_MODEL_BYTES
+    if big:  # big models only: a full collection costs ~0.3 s with torch loaded
         gc.collect()
         _release_free_memory()
-    bytes_after, gate = write_checked(pass_, proto, src, dst, verify=verify, data_files=data_files)
+    bytes_after, gate = write_model_checked(pass_, out, src, dst, verify=verify, data_files=data_files,
+                                            finalize=finalize, isolate_gate=big)
     stats["bytes_before"] = bytes_before
     stats["bytes_after"] = bytes_after
     stats.update(gate)
-    return DeployPassResult(model=output_model(proto, dst), modified=modified, stats=stats, skipped=skipped)
+    return DeployPassResult(model=out, modified=modified, stats=stats, skipped=skipped)
+
+
+def write_model_checked(pass_: DeployPass, model: ir.Model, src: str | os.PathLike, dst: str | os.PathLike, *,
+                        verify: bool = True, data_files: list[Path] | None = None, finalize=None,
+                        isolate_gate: bool = False) -> tuple[int, dict[str, Any]]:
+    """:func:`write_checked` for an IR model, streamed (``onnx_io.staged_model``): each tensor is
+    computed, written and dropped in turn, then ``onnx.checker`` and the gate run on the temporary file,
+    and only then is it renamed to ``dst``. ``model``'s big tensors read from ``dst`` afterwards.
+    ``isolate_gate``: run the gate in a process of its own (see :func:`run_pass_file`).
+    Returns (bytes written, gate stats)."""
+    from deploytool import onnx_io
+
+    gate: dict[str, Any] = {"verified": False, "verify_s": 0.0}
+    with onnx_io.staged_model(model, dst, inputs=(src,), finalize=finalize, remap=True,
+                              data_files=None if data_files is None else tuple(data_files)) as staged:
+        try:
+            staged.check()
+        except onnx.checker.ValidationError as e:
+            _checker_failed(pass_, src, e)
+        _release_free_memory()
+        if verify:
+            seconds, rss = _gate(pass_, staged.proto, src, staged.path, isolate=isolate_gate)
+            gate.update(verified=True, verify_s=round(seconds, 3))
+            if isolate_gate:
+                gate.update(gate_process="separate", gate_peak_rss_bytes=rss)
+        external = staged.external
+    bytes_after = Path(dst).stat().st_size
+    if external:  # the model file names its final data file now
+        locs = {e.value for t in staged.proto.graph.initializer for e in t.external_data if e.key == "location"}
+        bytes_after += sum((Path(dst).parent / name).stat().st_size for name in locs)
+    return bytes_after, gate
 
 
 def input_bytes(src: str | os.PathLike, data_files: list[Path]) -> int:
@@ -252,21 +299,14 @@ def write_checked(pass_: DeployPass, proto, src: str | os.PathLike, dst: str | o
     def check(model) -> None:
         try:
             onnx.checker.check_model(model, full_check=False)
-        except onnx.checker.ValidationError as e:  # a bug in the pass, not bad input: still one line
-            if _input_rejected_alike(src, e):
-                # e.g. ORT's optimizer writes LayerNormalization into an opset-14 graph: the input
-                # breaks the same rule, ORT runs both, and the gate below runs the output
-                logger.info("onnx.checker rejects the input the same way (%s); relying on the ORT gate", e)
-                return
-            first = " ".join(str(e).split())[:240]
-            raise VerificationError(f"{type(pass_).__name__} produced a model onnx.checker rejects ({first}); "
-                                    f"nothing written") from e
+        except onnx.checker.ValidationError as e:
+            _checker_failed(pass_, src, e)
 
     gate: dict[str, Any] = {"verified": False, "verify_s": 0.0}
 
     def run_gate(path: Path) -> None:
         if verify:
-            gate["verify_s"] = round(_gate(pass_, proto, src, path), 3)
+            gate["verify_s"] = round(_gate(pass_, proto, src, path)[0], 3)
             gate["verified"] = True
 
     # external data (onnx_io's threshold): let staged_proto lay it out, then check by path
@@ -287,15 +327,30 @@ def write_checked(pass_: DeployPass, proto, src: str | os.PathLike, dst: str | o
     return bytes_after, gate
 
 
-def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path) -> float:
-    """Run the model saved at ``path`` (``proto``, the output of ``pass_`` on ``src``) in ONNX Runtime;
-    VerificationError naming the pass if it fails. Returns the seconds it took."""
+def _checker_failed(pass_: DeployPass, src: str | os.PathLike, e: Exception) -> None:
+    """``onnx.checker`` rejected a pass's output: a bug in the pass, not bad input (still one line), unless
+    the input breaks the same rule (then the ORT gate decides)."""
+    if _input_rejected_alike(src, e):
+        # e.g. ORT's optimizer writes LayerNormalization into an opset-14 graph: the input
+        # breaks the same rule, ORT runs both, and the gate below runs the output
+        logger.info("onnx.checker rejects the input the same way (%s); relying on the ORT gate", e)
+        return
+    first = " ".join(str(e).split())[:240]
+    raise VerificationError(f"{type(pass_).__name__} produced a model onnx.checker rejects ({first}); "
+                            f"nothing written") from e
+
+
+def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
+          isolate: bool = False) -> tuple[float, int | None]:
+    """Run the model saved at ``path`` (``proto``, the output of ``pass_`` on ``src``; its weights need not
+    be in it) in ONNX Runtime; VerificationError naming the pass if it fails. ``isolate``: in a process of
+    its own. Returns the seconds it took and, isolated, that process's peak resident set."""
     import time
 
     import onnx
 
     from deploytool.bench.inputs import plan_inputs_proto
-    from deploytool.runtime.verify import gate_feeds, verify_model
+    from deploytool.runtime.verify import gate_feeds, verify_model, verify_model_isolated
 
     start = time.perf_counter()
     name = type(pass_).__name__
@@ -313,14 +368,17 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path) -> float
     # and rounding, ~1e-3 of the scale; fp32 models keep the tight bound
     fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
     rtol = PRESERVE_RTOL_FP16 if fp16 else PRESERVE_RTOL
+    run = verify_model_isolated if isolate else verify_model
     try:
-        verify_model(path, gate_feeds(plan), reference=reference, rtol=rtol, min_cosine=cosine,
+        report = run(path, gate_feeds(plan), reference=reference, rtol=rtol, min_cosine=cosine,
                      reference_label=pass_.reference_label)
     except VerificationError as e:
         raise VerificationError(f"{name} wrote a model {e}; nothing written", node=e.node, op=e.op) from e
+    finally:
+        pass_.gate_done()
     seconds = time.perf_counter() - start
     logger.info("%s: output verified in ONNX Runtime in %.2f s", name, seconds)
-    return seconds
+    return seconds, report.peak_rss_bytes
 
 
 def _strip_path(e: BaseException, path: Path) -> str:

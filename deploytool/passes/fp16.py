@@ -15,13 +15,17 @@ inserted casts on this host and says so in the result.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 from typing import Any
 
+import numpy as np
+import onnx
 import onnx_ir as ir
 
+from deploytool import onnx_io
 from deploytool.errors import ConfigError, DeployError, PassRefusedError
 from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
 from deploytool.passes.quantize_int8 import _QUANT_OPS, _swap_in
@@ -70,9 +74,21 @@ class Fp16ConvertPass(DeployPass):
                 raise PassRefusedError(f"model already has fp16 weights ({v.name!r})")
 
     def call(self, model: ir.Model) -> DeployPassResult:
-        from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+        import inspect
 
-        proto = ir.serde.serialize_model(model)
+        from onnxruntime.transformers.float16 import (
+            DEFAULT_OP_BLOCK_LIST,
+            convert_float_to_float16,
+        )
+
+        # streaming: ORT's converter gets the graph without the big weights (no data: it only retypes them)
+        # and each weight it retyped becomes a lazy fp16 copy, made as the file is written with ORT's
+        # rounding and clamping (to_float16) and the converter's own bounds
+        proto, held = onnx_io.skeleton_proto(model)
+        for t in proto.graph.initializer:  # no data at all: shape inference reads types and dims only
+            if t.name in held:
+                del t.external_data[:]
+                t.ClearField("data_location")
         n_float = sum(v.const_value is not None and v.const_value.dtype is ir.DataType.FLOAT
                       for v in model.graph.initializers.values())
         block = list(DEFAULT_OP_BLOCK_LIST) + list(self.config.op_block_list)
@@ -80,18 +96,83 @@ class Fp16ConvertPass(DeployPass):
         level = ort_logger.level
         ort_logger.setLevel(logging.ERROR)
         try:
-            out = convert_float_to_float16(proto, keep_io_types=self.config.keep_io_types, op_block_list=block)
+            with _shapes_from_dims():
+                out = convert_float_to_float16(proto, keep_io_types=self.config.keep_io_types, op_block_list=block)
         except Exception as e:
             raise DeployError(f"fp16: conversion failed ({type(e).__name__}: {e})") from e
         finally:
             ort_logger.setLevel(level)
+        params = inspect.signature(convert_float_to_float16).parameters
+        bounds = (params["min_positive_val"].default, params["max_finite_val"].default)
+        for t in out.graph.initializer:
+            if t.name in held:  # back to a placeholder the IR reads as "data elsewhere"
+                t.data_location = onnx.TensorProto.EXTERNAL
+                e = t.external_data.add()
+                e.key, e.value = "location", "deploytool-placeholder"
         new = ir.serde.deserialize_model(out)
+        for name, v in new.graph.initializers.items():
+            if name not in held:
+                continue
+            src = held[name]
+            if v.const_value.dtype is src.dtype:
+                v.const_value = src
+            elif v.const_value.dtype is ir.DataType.FLOAT16 and src.dtype is ir.DataType.FLOAT:
+                v.const_value = _lazy_fp16(src, name, to_float16, bounds)
+            else:
+                raise DeployError(f"fp16: the converter retyped {name!r} from {src.dtype.name} to "
+                                  f"{v.const_value.dtype.name}; not supported")
         n_half = sum(v.const_value is not None and v.const_value.dtype is ir.DataType.FLOAT16
                      for v in new.graph.initializers.values())
         _swap_in(model, new)
         stats: dict[str, Any] = {"float_initializers": n_float, "fp16_initializers": n_half,
                                  "keep_io_types": self.config.keep_io_types}
         return DeployPassResult(model, modified=True, stats=stats)
+
+
+@contextlib.contextmanager
+def _shapes_from_dims():
+    """While converting: ORT's converter takes a converted initializer's shape from its data
+    (``make_value_info_from_tensor``: ``numpy_helper.to_array(t).shape``); our initializers carry no data
+    (it is converted as the file is written), so read the same shape from ``dims``. Scoped to the call
+    and put back after it (the one patch of a third-party function in deploytool: the alternative is a
+    full copy of the weights in memory)."""
+    import onnxruntime.transformers.float16 as f16
+    from onnx import helper
+
+    original = f16.make_value_info_from_tensor
+
+    def from_dims(tensor):
+        return helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
+
+    f16.make_value_info_from_tensor = from_dims
+    try:
+        yield
+    finally:
+        f16.make_value_info_from_tensor = original
+
+
+def to_float16(a: np.ndarray, min_positive_val: float, max_finite_val: float) -> np.ndarray:
+    """ORT's ``convert_np_to_float16`` (same values, ``tests/test_stream.py`` checks it) without its
+    debug-only scans: magnitudes in (0, min) become +-min, in (max, inf) +-max; 0, NaN, +-inf stay;
+    then float16. About 10x faster on BERT-base's weights (23 s -> 2 s)."""
+    a = np.asarray(a)
+    flat = a.reshape(-1)
+    result = np.empty(flat.shape, dtype=np.float16)
+    step = 1 << 20  # elementwise, so chunks give the same values with a few MB of temporaries
+    for i, x in onnx_io.row_chunks(flat, step):
+        mag = np.abs(x)
+        x = np.where((mag > 0) & (mag < min_positive_val), np.copysign(min_positive_val, x), x)
+        x = np.where((mag > max_finite_val) & (mag < float("inf")), np.copysign(max_finite_val, x), x)
+        result[i:i + step] = np.float16(x)
+    return result.reshape(a.shape)
+
+
+def _lazy_fp16(src: ir.TensorProtocol, name: str, convert, bounds: tuple[float, float]) -> ir.LazyTensor:
+    def compute() -> ir.Tensor:
+        arr = convert(src.numpy(), *bounds)
+        return ir.Tensor(np.ascontiguousarray(arr, dtype=np.float16), name=name)
+
+    return ir.LazyTensor(compute, dtype=ir.DataType.FLOAT16, shape=ir.Shape(list(src.shape)), name=name)
 
 
 def convert_fp16_file(src: str | os.PathLike, dst: str | os.PathLike, config: Fp16Config, *,

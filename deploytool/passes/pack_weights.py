@@ -376,11 +376,16 @@ _BITS = {"ternary2": 2.0, "trit5": 8 / 5, "binary1": 1.0, "int8": 8.0}
 
 
 def _pack_codes(codes: np.ndarray, scheme: str) -> np.ndarray:
-    if scheme == "ternary2":
-        return packing.pack_2bit(codes)
-    if scheme == "trit5":
-        return packing.pack_trit5(codes)
-    return packing.pack_bits(codes)
+    """Pack along the last axis in chunks (rows, or runs of whole bytes of a flat array): the same bytes
+    as one call, with the packers' int32 temporaries a few MB instead of several times the codes."""
+    fn = {"ternary2": packing.pack_2bit, "trit5": packing.pack_trit5}.get(scheme, packing.pack_bits)
+    if codes.ndim >= 2 and codes.shape[0] > _EMBEDDING_CHUNK_ROWS:
+        return np.concatenate([fn(codes[i:i + _EMBEDDING_CHUNK_ROWS])
+                               for i in range(0, codes.shape[0], _EMBEDDING_CHUNK_ROWS)])
+    step = packing.PER_BYTE[scheme] * (1 << 20)
+    if codes.ndim == 1 and codes.size > step:
+        return np.concatenate([fn(codes[i:i + step]) for i in range(0, codes.size, step)])
+    return fn(codes)
 
 
 def _unpack_ops(b: _Builder, packed: ir.Value, scheme: str, tag: str) -> ir.Value:
@@ -413,7 +418,18 @@ def fake_quantized_weight(target_weight: np.ndarray, layout: str, config: PackCo
     return deq if layout == "out_in" else deq.T.copy()
 
 
+# rows of an embedding table quantized at once (each row has its own scale, so chunks give the same
+# codes): bounds the float temporaries to a few MB instead of several copies of the table
+_EMBEDDING_CHUNK_ROWS = 4096
+
+
 def _embedding_codes(table: np.ndarray, scheme: str) -> tuple[np.ndarray, np.ndarray]:
+    if table.shape[0] > _EMBEDDING_CHUNK_ROWS:
+        from deploytool.onnx_io import row_chunks
+
+        parts = [_embedding_codes(part, scheme) for _, part in row_chunks(table, _EMBEDDING_CHUNK_ROWS)]
+        return np.concatenate([c for c, _ in parts]), np.concatenate([a for _, a in parts])
+    table = np.asarray(table, dtype=np.float32)
     if scheme == "int8":
         return quantize_int8_rows(table)
     if scheme == "binary1":
@@ -515,7 +531,7 @@ def _bias_add(node: ir.Node, n_out: int) -> ir.Node | None:
 def _pack_embedding(b: _Builder, model: ir.Model, table_v: ir.Value, gathers: list[ir.Node],
                     scheme: str) -> dict[str, Any]:
     graph = model.graph
-    table = table_v.const_value.numpy().astype(np.float32)
+    table = table_v.const_value.numpy()  # float32 row chunks are made inside _embedding_codes
     vocab, hidden = table.shape
     codes, alpha = _embedding_codes(table, scheme)
     base = table_v.name or "word_embeddings"
@@ -627,12 +643,14 @@ class PackWeightsPass(DeployPass):
     """Quantize encoder linear weights and word embeddings to ternary/binary and pack them (see module doc)."""
 
     reference_label = "the fake-quantized fp32 model's"  # the input with the quantizer's weights
-    # the gate builds the fake-quantized fp32 reference in memory only below this input size
+    # the gate builds the fake-quantized fp32 reference (a temporary file, written tensor by tensor) only
+    # below this input size: above it the output must still load and run
     GATE_REFERENCE_MAX_BYTES = 1_000_000_000
 
     def __init__(self, config: PackConfig) -> None:
         super().__init__()
         self.config = config
+        self._reference_dir: str | None = None
 
     def variant_step(self, stats: dict) -> dict:
         c = self.config
@@ -649,14 +667,25 @@ class PackWeightsPass(DeployPass):
 
         try:
             if file_size(src) > self.GATE_REFERENCE_MAX_BYTES:  # external data included
-                return None  # the output still has to load and run; the file is too big to copy in memory
+                return None  # the output still has to load and run; the reference would be another full copy
         except OSError:
             return None
-        model = onnx_io.load_model(src)
+        import tempfile
+
+        model = onnx_io.load_model(src)  # memory maps; the fake-quantized weights are computed as written
         FakeQuantWeightsPass(self.config)(model)
-        ref = ir.serde.serialize_model(model).SerializeToString()
+        self.gate_done()
+        self._reference_dir = tempfile.mkdtemp(prefix="deploytool-pack-ref-")
+        ref = onnx_io.save_streamed(model, os.path.join(self._reference_dir, "reference.onnx"))
         exact = self.config.runtime is Runtime.MEMORY and self.config.accuracy_level == 0
         return ref, (None if exact else 0.9)
+
+    def gate_done(self) -> None:
+        if self._reference_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._reference_dir, ignore_errors=True)
+            self._reference_dir = None
 
     def requires(self, model: ir.Model) -> None:
         why = _already_packed(model)
@@ -748,19 +777,38 @@ class FakeQuantWeightsPass(DeployPass):
     def call(self, model: ir.Model) -> DeployPassResult:
         cfg = self.config
         targets, skipped, emb, _ = _find_targets(model)
+        # lazily: each weight is quantized when the model is written (one at a time), not all at once
         for t in targets:
-            w = t.weight.const_value.numpy().astype(np.float32)
-            t.weight.const_value = ir.tensor(fake_quantized_weight(w, t.layout, cfg), name=t.weight.name)
+            _replace_lazily(t.weight, lambda w, layout=t.layout: fake_quantized_weight(
+                w.astype(np.float32), layout, cfg))
         fused, _ = _fused_qkv_nodes(model.graph)
         for node in fused:
-            w = alias_root(node.inputs[1])
-            codes, alpha = _qkv_codes(w.const_value.numpy().astype(np.float32), cfg)
-            w.const_value = ir.tensor(dequantize(codes, alpha).T.copy(), name=w.name)
+            _replace_lazily(alias_root(node.inputs[1]), lambda w: dequantize(*_qkv_codes(w.astype(np.float32), cfg)).T.copy())
         if emb is not None and cfg.embedding_scheme is not None:
-            table_v = emb[0]
-            codes, alpha = _embedding_codes(table_v.const_value.numpy().astype(np.float32), cfg.embedding_scheme)
-            table_v.const_value = ir.tensor(dequantize(codes, alpha), name=table_v.name)
+            _replace_lazily(emb[0], lambda w: _dequantized_embedding(w, cfg.embedding_scheme))
         return DeployPassResult(model, modified=True, stats={"weights_replaced": len(targets)}, skipped=skipped)
+
+
+def _dequantized_embedding(table: np.ndarray, scheme: str) -> np.ndarray:
+    """``dequantize(*_embedding_codes(table, scheme))`` row chunk by row chunk (each row has its own
+    scale: the same values, with temporaries of a few MB instead of three copies of the table)."""
+    from deploytool.onnx_io import row_chunks
+
+    out = np.empty(table.shape, dtype=np.float32)
+    for i, part in row_chunks(table, _EMBEDDING_CHUNK_ROWS):
+        out[i:i + len(part)] = dequantize(*_embedding_codes(part, scheme))
+    return out
+
+
+def _replace_lazily(v: ir.Value, fn) -> None:
+    """``v``'s tensor becomes ``fn(its array)`` (float32, same shape), computed when it is read."""
+    src = v.const_value
+    name = v.name
+
+    def compute() -> ir.Tensor:
+        return ir.Tensor(np.ascontiguousarray(fn(src.numpy()), dtype=np.float32), name=name)
+
+    v.const_value = ir.LazyTensor(compute, dtype=ir.DataType.FLOAT, shape=ir.Shape(list(src.shape)), name=name)
 
 
 def upgrade_opset(src_model: ir.Model, target: int = INT2_MIN_OPSET) -> ir.Model:
@@ -828,29 +876,18 @@ def pack_file(src: str | os.PathLike, dst: str | os.PathLike, config: PackConfig
     finalize = residual_adds_to_sum if config.runtime is not Runtime.MEMORY or config.accuracy_level == 4 else None
     if not config.needs_int2 or not config.upgrade_opset:
         return run_pass_file(pass_, src, dst, finalize=finalize, verify=verify)
-    onnx_io.check_output_path(dst, inputs=(src,))
-    data_files: list = []
-    model = onnx_io.load_model(src, data_files=data_files)
-    why = _already_packed(model)
-    if why:  # refuse before spending time on the upgrade
-        raise PassRefusedError(f"model is already packed or quantized ({why}); pack the fp32 model instead")
-    opset = model.opset_imports.get("", 0)
-    if opset < INT2_MIN_OPSET:
-        model = upgrade_opset(model)  # the weights are shared, not copied; the old graph is dropped here
-    result = pass_(model)
-    del model
-    from deploytool.passes.base import input_bytes, output_model, write_checked
+    opsets: list[int] = []
 
-    result.model.graph.sort()
-    proto = ir.serde.serialize_model(result.model)
-    if finalize is not None:
-        finalize(proto)
-    stats, skipped = result.stats, result.skipped
-    del result
-    bytes_after, gate = write_checked(pass_, proto, src, dst, verify=verify,  # checker, ORT gate, atomic save
-                                      data_files=data_files)
-    stats["opset"] = f"{opset} -> {INT2_MIN_OPSET}" if opset < INT2_MIN_OPSET else opset
-    stats["bytes_before"] = input_bytes(src, data_files)
-    stats["bytes_after"] = bytes_after
-    stats.update(gate)
-    return DeployPassResult(model=output_model(proto, dst), modified=True, stats=stats, skipped=skipped)
+    def prepare(model: ir.Model) -> ir.Model:
+        why = _already_packed(model)
+        if why:  # refuse before spending time on the upgrade
+            raise PassRefusedError(f"model is already packed or quantized ({why}); pack the fp32 model instead")
+        opset = model.opset_imports.get("", 0)
+        opsets.append(opset)
+        # the weights are shared, not copied; the old graph is dropped by the runner
+        return upgrade_opset(model) if opset < INT2_MIN_OPSET else model
+
+    result = run_pass_file(pass_, src, dst, finalize=finalize, verify=verify, prepare=prepare)
+    opset = opsets[0]
+    result.stats["opset"] = f"{opset} -> {INT2_MIN_OPSET}" if opset < INT2_MIN_OPSET else opset
+    return result

@@ -200,7 +200,9 @@ class Int8QuantizePass(DeployPass):
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
         cfg = self.config
-        proto = ir.serde.serialize_model(model)
+        # streaming: without fusion the quantizer's input is written from the model's memory maps tensor by
+        # tensor and only the graph (its skeleton) is read here; ORT's optimizer needs the whole proto
+        proto = ir.serde.serialize_model(model) if cfg.fusion is not Fusion.NONE else onnx_io.skeleton_proto(model)[0]
         skipped: list[Skip] = []
         stats: dict[str, Any] = {"mode": "static" if cfg.static else "dynamic", "per_channel": cfg.per_channel,
                                  "fusion": cfg.fusion.value}
@@ -224,9 +226,14 @@ class Int8QuantizePass(DeployPass):
         feeds = _calibration_feeds(cfg, model, input_names) if cfg.static else []
         with tempfile.TemporaryDirectory(prefix="deploytool-int8-") as tmp:
             src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
-            # over protobuf's 2 GB limit the quantizer's input and output need external data
-            big = onnx_io.weight_bytes(proto) > onnx_io.EXTERNAL_DATA_BYTES
-            onnx_io.save_proto(proto, src, external=big)
+            # over protobuf's 2 GB limit the quantizer's input and output need external data; streamed, they
+            # always have it (ORT's shape inference then reads the graph only, and the output is mapped)
+            if cfg.fusion is not Fusion.NONE:
+                big = onnx_io.weight_bytes(proto) > onnx_io.EXTERNAL_DATA_BYTES
+                onnx_io.save_proto(proto, src, external=big)
+            else:
+                big = True
+                onnx_io.save_streamed(model, src, external=True)
             del proto
             extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
             root = logging.getLogger()
@@ -259,10 +266,13 @@ class Int8QuantizePass(DeployPass):
                 raise DeployError(f"int8: onnxruntime.quantization failed ({type(e).__name__}: {e})") from e
             finally:
                 root.setLevel(root_level)
-            qproto = onnx.load(str(dst))
+            # the output's weights stay memory maps (valid after the folder is removed); the graph rewrite
+            # runs on its skeleton
+            rewrites: list[int] = []
+            out = onnx_io.load_model(dst, rewrite=None if cfg.skip_layernorm else
+                                     lambda q: rewrites.append(residual_adds_to_sum(q)))
         if not cfg.skip_layernorm:
-            stats["residual_add_as_sum"] = residual_adds_to_sum(qproto)
-        out = ir.serde.deserialize_model(qproto)
+            stats["residual_add_as_sum"] = rewrites[0]
         counts: dict[str, int] = {}
         for n in out.graph.all_nodes():
             if n.op_type in _QUANT_OPS:

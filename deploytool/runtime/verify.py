@@ -26,7 +26,7 @@ import numpy as np
 
 from deploytool.errors import DeployError, VerificationError
 
-__all__ = ["VerifyReport", "gate_feeds", "verify_file", "verify_model", "GATE_BATCH", "GATE_SEQ", "GATE_PADDED_LEN"]
+__all__ = ["VerifyReport", "gate_feeds", "verify_file", "verify_model", "verify_model_isolated", "GATE_BATCH", "GATE_SEQ", "GATE_PADDED_LEN"]
 
 GATE_BATCH = 2
 GATE_SEQ = 8
@@ -50,6 +50,7 @@ class VerifyReport:
     outputs: tuple[str, ...]
     max_diff: float | None
     seconds: float
+    peak_rss_bytes: int | None = None  # the gate's own process (verify_model_isolated only)
 
 
 def _short_reason(status: str, limit: int = 200) -> str:
@@ -211,6 +212,46 @@ def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray],
                                         f"(allowed {allowed:.3g}), though the pass must preserve outputs")
     return VerifyReport(feeds={k: tuple(v.shape) for k, v in feeds.items()}, outputs=tuple(outs), max_diff=worst,
                         seconds=time.perf_counter() - start)
+
+
+def verify_model_isolated(model: str | os.PathLike, feeds: dict[str, np.ndarray], *,
+                          reference: str | os.PathLike | bytes | None = None, rtol: float = 1e-4,
+                          min_cosine: float | None = None, reference_label: str = "the input model's",
+                          timeout: float | None = None) -> VerifyReport:
+    """:func:`verify_model` in a fresh Python process (``deploytool.runtime._gate_worker``): the same
+    checks and errors, while the ONNX Runtime sessions' memory stays out of this process. The report
+    carries the gate process's peak resident set (``peak_rss_bytes``)."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="deploytool-gate-") as d:
+        work = Path(d)
+        np.savez(work / "feeds.npz", **feeds)
+        if isinstance(reference, (bytes, bytearray)):
+            (work / "reference.onnx").write_bytes(reference)
+            reference = work / "reference.onnx"
+        spec = {"model": str(Path(model).resolve()), "feeds": str(work / "feeds.npz"),
+                "reference": None if reference is None else str(Path(reference).resolve()),
+                "rtol": rtol, "min_cosine": min_cosine, "reference_label": reference_label,
+                "result": str(work / "result.json")}
+        (work / "spec.json").write_text(json.dumps(spec))
+        proc = subprocess.run([sys.executable, "-m", "deploytool.runtime._gate_worker", str(work / "spec.json")],
+                              capture_output=True, text=True, timeout=timeout)
+        result_file = work / "result.json"
+        if not result_file.exists():
+            tail = " ".join((proc.stderr or "").split())[-300:]
+            raise VerificationError(f"that the verification gate's process could not check (exit {proc.returncode}"
+                                    f"{': ' + tail if tail else ''})")
+        out = json.loads(result_file.read_text())
+    if not out.get("ok"):
+        raise VerificationError(out.get("error") or "that the verification gate refused", node=out.get("node"),
+                                op=out.get("op"))
+    return VerifyReport(feeds={k: tuple(v.shape) for k, v in feeds.items()}, outputs=tuple(out.get("outputs", ())),
+                        max_diff=out.get("max_diff"), seconds=time.perf_counter() - start,
+                        peak_rss_bytes=out.get("peak_rss_bytes"))
 
 
 def _shape_text(feeds: dict[str, np.ndarray]) -> str:

@@ -1,0 +1,323 @@
+"""Passes at file speed: every pass on a BERT-base-shaped file against the time to copy that file.
+
+The model: a random ``BertModel`` of BERT-base's shape (12 layers x 768, 12 heads, FFN 3072, vocab
+30522, pooler; ~437.9 MB fp32), exported once by ``deploytool.export.export_loaded`` (TorchScript
+exporter, validated against PyTorch), a self-contained .onnx file as an export leaves it.
+
+Then, with the file in the page cache (as right after an export; it is read once first): the time to
+copy it with ``cp`` (median of 3, each in its own process, the copy deleted after each), and each pass
+(slice, prune-heads, prune-ffn, reorder, int8, fp16, pack ternary) through the public file API
+``deploytool.passes.transform`` in a fresh Python process: the process's wall time as the driver
+sees it (interpreter start and imports included), the pass's own time inside it, its peak resident
+set (VmHWM: the whole process), and the verification gate: inputs over 50 MB run it in a process of
+its own whose peak is reported beside the pass's (``gate_peak_rss_bytes``), never hidden. Last, a
+chained ``slice`` then ``pack`` (two processes, the second on the first's output) against the sum of
+the two single passes.
+
+Goals (issue #17 item 1): each pass's process wall <= 8x the copy, its peak RSS <= 1.5x the file, the
+chain within the sum of its parts. The JSON says for each whether it holds and by how much.
+
+Usage: ``.venv/bin/python benchmarks/pass_speed.py [--out benchmarks/results/pass_speed.json]
+[--work DIR] [--passes slice,pack,...] [--model PATH]``. ``--model`` skips the export and uses that
+file. The machine is shared: the load average is recorded before and after every step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent
+REPO = ROOT.parent
+RESULTS = ROOT / "results" / "pass_speed.json"
+
+PASSES = ("slice", "prune-heads", "prune-ffn", "reorder", "int8", "fp16", "pack")
+HEADS = {0: [0, 1], 5: [3], 11: [11]}
+TIME_GOAL = 8.0  # process wall over the copy time
+RSS_GOAL = 1.5  # peak RSS over the input file
+
+
+def _config(name: str):
+    from deploytool.passes.fp16 import Fp16Config
+    from deploytool.passes.pack_weights import PackConfig
+    from deploytool.passes.prune_ffn import FFNPruneConfig
+    from deploytool.passes.prune_heads import HeadPruneConfig
+    from deploytool.passes.quantize_int8 import Int8Config
+    from deploytool.passes.reorder import ReorderConfig
+    from deploytool.passes.slice_subnetwork import SliceConfig
+
+    return {
+        "slice": lambda: SliceConfig(width=0.5, depth=1.0),
+        "prune-heads": lambda: HeadPruneConfig(heads=HEADS),
+        "prune-ffn": lambda: FFNPruneConfig(keep=0.5),
+        "reorder": lambda: ReorderConfig(),
+        "int8": lambda: Int8Config(),
+        "fp16": lambda: Fp16Config(check_host=False),
+        "pack": lambda: PackConfig(weights="ternary"),
+    }[name]()
+
+
+CONFIG_TEXT = {
+    "slice": "SliceConfig(width=0.5, depth=1.0)",
+    "prune-heads": f"HeadPruneConfig(heads={HEADS})",
+    "prune-ffn": "FFNPruneConfig(keep=0.5)",
+    "reorder": "ReorderConfig()  # weight magnitude",
+    "int8": "Int8Config()",
+    "fp16": "Fp16Config(check_host=False)",
+    "pack": "PackConfig(weights='ternary')  # runtime speed: INT2, opset 17 -> 25",
+}
+
+
+def _peak_rss() -> int:
+    """This process's VmHWM (not ru_maxrss, which Linux carries over from the parent across exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _rss_now() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- workers
+
+def worker_export(spec: dict) -> dict:
+    import torch
+    import transformers as tr
+
+    from deploytool.export import ExportConfig, export_loaded
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    model = tr.BertModel(tr.BertConfig(attn_implementation="eager")).eval()  # BERT-base shape, pooler
+    with torch.no_grad():  # non-zero biases/LayerNorms like a trained model
+        g = torch.Generator().manual_seed(1)
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    t0 = time.perf_counter()
+    res = export_loaded(model, spec["dst"], ExportConfig(model="random-bert-base", exporter="torch"))
+    return {"export_s": round(time.perf_counter() - t0, 1), "bytes": Path(spec["dst"]).stat().st_size,
+            "max_abs_diff_vs_pytorch": max(res.max_abs_diff.values()),
+            "params": sum(p.numel() for p in model.parameters())}
+
+
+def worker_pass(spec: dict) -> dict:
+    """One pass in this fresh process: its own time, this process's peak RSS, the gate's apart."""
+    t_import = time.perf_counter()
+    from deploytool.passes import transform
+
+    cfg = _config(spec["pass"])
+    rss_imports = _rss_now()
+    t0 = time.perf_counter()
+    try:
+        res = transform(spec["src"], spec["dst"], cfg)
+    except Exception as e:  # noqa: BLE001 - reported, not raised
+        return {"ok": False, "error": f"{type(e).__name__}: {' '.join(str(e).split())[:400]}",
+                "peak_rss_bytes": _peak_rss()}
+    seconds = time.perf_counter() - t0
+    keep = ("bytes_before", "bytes_after", "verified", "verify_s", "gate_process", "gate_peak_rss_bytes",
+            "opset", "weights_packed", "bits_per_weight", "runtime", "heads_after", "neurons_after")
+    return {"ok": True, "pass_s": round(seconds, 2), "imports_s": round(t0 - t_import, 2),
+            "rss_after_imports_bytes": rss_imports, "peak_rss_bytes": _peak_rss(),
+            "stats": {k: v for k, v in res.stats.items() if k in keep}}
+
+
+WORKERS = {"export": worker_export, "pass": worker_pass}
+
+
+# ----------------------------------------------------------------------------------------- driver
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _spawn(kind: str, spec: dict) -> dict:
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--_worker", kind, json.dumps(spec)],
+                       capture_output=True, text=True, cwd=str(REPO))
+    wall = time.perf_counter() - t0
+    line = next((ln for ln in reversed(p.stdout.splitlines()) if ln.startswith("{")), None)
+    if p.returncode != 0 or line is None:
+        tail = " | ".join((p.stderr or p.stdout).strip().splitlines()[-3:])[:600]
+        out = {"ok": False, "error": f"worker {kind} exited {p.returncode}: {tail}"}
+    else:
+        out = json.loads(line)
+    out["process_wall_s"] = round(wall, 2)
+    out["load_average_after"] = _load()
+    return out
+
+
+def _read_through(path: Path) -> None:
+    """Read the whole file once so it sits in the page cache (as right after an export)."""
+    with open(path, "rb") as f:
+        while f.read(16 << 20):
+            pass
+
+
+def _copy_time(src: Path, work: Path, n: int = 3) -> dict:
+    times = []
+    for i in range(n):
+        dst = work / f"copy{i}.onnx"
+        t0 = time.perf_counter()
+        subprocess.run(["cp", str(src), str(dst)], check=True)
+        times.append(time.perf_counter() - t0)
+        dst.unlink()
+    return {"cp_s": [round(t, 3) for t in times], "cp_median_s": round(statistics.median(times), 3)}
+
+
+def _outputs_bytes(dst: Path) -> int:
+    """The output file plus the external-data files it names (parsed without the data)."""
+    from deploytool.passes.base import file_size
+
+    return file_size(dst)
+
+
+def _host() -> dict:
+    cpu = ""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and not cpu:
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    family = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                   if ln.startswith("cpu family")), None)
+    import numpy
+    import onnx
+    import onnx_ir
+    import onnxruntime
+
+    return {"cpu_model": cpu, "cpu_family": family, "arch": platform.machine(), "logical_cores": os.cpu_count(),
+            "avx512_vnni": "avx512_vnni" in flags, "amx_int8": "amx_int8" in flags,
+            "mem_total_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+            "versions": {"onnx": onnx.__version__, "onnx-ir": onnx_ir.__version__,
+                         "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--work", default=None)
+    ap.add_argument("--passes", default=",".join(PASSES))
+    ap.add_argument("--model", default=None, help="an existing BERT-base-shaped .onnx (skips the export)")
+    ap.add_argument("--no-chain", action="store_true")
+    ap.add_argument("--_worker", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._worker:
+        kind, spec = args._worker
+        print(json.dumps(WORKERS[kind](json.loads(spec))), flush=True)
+        return
+    passes = [p for p in args.passes.split(",") if p]
+    unknown = [p for p in passes if p not in PASSES]
+    if unknown:
+        raise SystemExit(f"unknown pass(es) {unknown}; choose from {', '.join(PASSES)}")
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="pass_speed-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    def log(msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    result: dict = {"created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "host": _host(), "load_average_start": _load()}
+    if args.model:
+        src = Path(args.model)
+        result["model"] = {"path": "given", "bytes": src.stat().st_size}
+    else:
+        src = work / "bert-base.onnx"
+        log("export")
+        result["model"] = _spawn("export", {"dst": str(src)})
+    in_bytes = src.stat().st_size
+    result["model"]["bytes"] = in_bytes
+    _read_through(src)
+    log("copy")
+    copy = _copy_time(src, work)
+    result["copy"] = copy
+    cp = copy["cp_median_s"]
+    mtime = src.stat().st_mtime_ns
+    rows = {}
+    for name in passes:
+        dst = work / f"{name}.onnx"
+        _read_through(src)
+        log(f"pass {name}")
+        r = _spawn("pass", {"pass": name, "src": str(src), "dst": str(dst)})
+        r["config"] = CONFIG_TEXT[name]
+        if r.get("ok"):
+            r["output_bytes"] = _outputs_bytes(dst)
+            r["time_over_copy"] = round(r["process_wall_s"] / cp, 1)
+            r["pass_time_over_copy"] = round(r["pass_s"] / cp, 1)
+            # load + transform + write (+ checker), without the gate's ONNX Runtime sessions
+            r["without_gate_s"] = round(r["pass_s"] - r["stats"].get("verify_s", 0.0), 2)
+            r["without_gate_over_copy"] = round(r["without_gate_s"] / cp, 1)
+            r["peak_rss_over_file"] = round(r["peak_rss_bytes"] / in_bytes, 2)
+            g = r["stats"].get("gate_peak_rss_bytes")
+            r["gate_peak_rss_over_file"] = round(g / in_bytes, 2) if g else None
+            r["goal_time_met"] = r["time_over_copy"] <= TIME_GOAL
+            r["goal_rss_met"] = r["peak_rss_over_file"] <= RSS_GOAL
+        log(f"  {name}: {r.get('process_wall_s')} s, peak {r.get('peak_rss_bytes', 0) / 1e9:.2f} GB "
+            f"({r.get('peak_rss_over_file')}x), gate {r.get('gate_peak_rss_over_file')}x "
+            f"{'' if r.get('ok') else 'FAILED ' + r.get('error', '')}")
+        rows[name] = r
+        if name != "slice" or args.no_chain:
+            for f in work.glob(f"{name}.onnx*"):
+                f.unlink()
+    result["passes"] = rows
+    result["input_unchanged"] = src.stat().st_mtime_ns == mtime
+    if not args.no_chain and "slice" in rows and "pack" in rows and rows["slice"].get("ok"):
+        log("chain: pack of the slice")
+        sliced = work / "slice.onnx"
+        _read_through(sliced)
+        r = _spawn("pass", {"pass": "pack", "src": str(sliced), "dst": str(work / "chain.onnx")})
+        total = rows["slice"]["process_wall_s"] + r["process_wall_s"]
+        parts = rows["slice"]["process_wall_s"] + rows["pack"]["process_wall_s"]
+        result["chain"] = {"steps": ["slice", "pack"], "pack_of_slice": r, "chain_wall_s": round(total, 2),
+                           "sum_of_single_passes_s": round(parts, 2), "goal_within_sum_met": total <= parts,
+                           "peak_rss_over_file": round(max(rows["slice"]["peak_rss_bytes"],
+                                                           r.get("peak_rss_bytes", 0)) / in_bytes, 2)}
+        for f in work.glob("chain.onnx*"):
+            f.unlink()
+        for f in work.glob("slice.onnx*"):
+            f.unlink()
+    result["load_average_end"] = _load()
+    result["goals"] = {"time_over_copy_max": TIME_GOAL, "peak_rss_over_file_max": RSS_GOAL,
+                       "time_basis": "process wall (a fresh Python process: interpreter start, imports, load, "
+                                     "pass, write, gate) over the median cp of the same file from the page cache; "
+                                     "imports_s, gate_s and without_gate_s (load + transform + write + checker) "
+                                     "split it",
+                       "rss_basis": "the pass process's VmHWM; the gate of an input over 50 MB runs in its own "
+                                    "process, reported apart as gate_peak_rss_bytes"}
+    result["summary"] = [{"pass": n, "wall_s": r.get("process_wall_s"), "imports_s": r.get("imports_s"),
+                          "pass_s": r.get("pass_s"), "gate_s": (r.get("stats") or {}).get("verify_s"),
+                          "without_gate_s": r.get("without_gate_s"), "x_copy": r.get("time_over_copy"),
+                          "without_gate_x_copy": r.get("without_gate_over_copy"), "peak_rss_mb": round(r.get("peak_rss_bytes", 0) / 1e6),
+                          "rss_x_file": r.get("peak_rss_over_file"),
+                          "gate_rss_x_file": r.get("gate_peak_rss_over_file"), "ok": r.get("ok")}
+                         for n, r in rows.items()]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
