@@ -71,8 +71,12 @@ class Int8Config:
     calib_samples: int = 64
     calib_seq_len: int = 128
     tokenizer: str | None = None  # tokenizer.json or a folder holding it (static); default: metadata source
-    fusion: Fusion = Fusion.NONE  # measured: fused attention kernels are slower at seq 128 (benchmarks/int8_bench.py)
+    # measured fastest on MiniLM at seq 8 and 128 with bias_gelu off (benchmarks/int8_bench.py); falls back
+    # to the unfused graph when ORT's optimizer fails on a model
+    fusion: Fusion = Fusion.ATTENTION
+    bias_gelu: bool = False  # let ORT fuse the FFN bias Add + Gelu into BiasGelu (measured slower; see doc)
     skip_layernorm: bool = False  # let ORT fuse residual Add + LayerNormalization into SkipLayerNormalization
+    static_reshape: bool = False  # constant Reshape shapes (0 / -1 keep batch and sequence dynamic)
     num_heads: int = 0  # 0: from metadata / detected by ORT
     hidden_size: int = 0
 
@@ -89,6 +93,9 @@ class Int8Config:
             raise ConfigError(f"calib_samples: expected 1..10000, got {self.calib_samples}")
         if not 2 <= self.calib_seq_len <= 4096:
             raise ConfigError(f"calib_seq_len: expected 2..4096, got {self.calib_seq_len}")
+        for name in ("per_channel", "static", "bias_gelu", "skip_layernorm", "static_reshape"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}: expected true or false, got {getattr(self, name)!r}")
         if self.num_heads < 0 or self.hidden_size < 0:
             raise ConfigError("num_heads/hidden_size: expected >= 0 (0 = detect)")
 
@@ -113,6 +120,7 @@ def _fuse(proto, config: Int8Config, model: ir.Model):
     options.use_multi_head_attention = config.fusion is Fusion.MHA
     options.enable_skip_layer_norm = config.skip_layernorm
     options.enable_bias_skip_layer_norm = config.skip_layernorm
+    options.enable_bias_gelu = config.bias_gelu
     # ORT's fusion modules log under their own names (fusion_attention, ...), not under one parent
     loggers = [logging.getLogger(n) for n in ("onnxruntime.transformers", "fusion_attention", "fusion_base",
                                                  "fusion_utils", "onnx_model", "onnx_model_bert", "fusion_options")]
@@ -204,8 +212,15 @@ class Int8QuantizePass(DeployPass):
         skipped: list[Skip] = []
         stats: dict[str, Any] = {"mode": "static" if cfg.static else "dynamic", "per_channel": cfg.per_channel,
                                  "fusion": cfg.fusion.value}
-        if cfg.fusion is not Fusion.NONE:
-            proto = _fuse(proto, cfg, model)
+        fusion = cfg.fusion
+        if fusion is not Fusion.NONE:
+            try:
+                proto = _fuse(proto, cfg, model)
+            except DeployError as e:  # a graph ORT's optimizer cannot read: int8 still works without it
+                skipped.append(Skip("fusion", f"{e}; quantized the unfused graph"))
+                fusion = Fusion.NONE
+                stats["fusion"] = "none"
+        if fusion is not Fusion.NONE:
             fused = {op: sum(n.op_type == op for n in proto.graph.node)
                      for op in ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "BiasGelu",
                                 "EmbedLayerNormalization")}
@@ -262,6 +277,10 @@ class Int8QuantizePass(DeployPass):
             qproto = onnx.load(str(dst))
         if not cfg.skip_layernorm:
             stats["residual_add_as_sum"] = residual_adds_to_sum(qproto)
+        if cfg.static_reshape:
+            from deploytool.passes.static_reshape import constant_reshape_shapes
+
+            stats["static_reshape"] = constant_reshape_shapes(qproto)
         out = ir.serde.deserialize_model(qproto)
         counts: dict[str, int] = {}
         for n in out.graph.all_nodes():
