@@ -294,7 +294,7 @@ def main() -> None:
         for k in ("classifier", "accuracy_rotten_tomatoes_test", "accuracy_packed_part_only"):
             if k not in report and k in old:
                 report[k] = old[k]
-                report[k + "_created_utc"] = old.get("created_utc")
+                report[k + "_created_utc"] = old.get(k + "_created_utc", old.get("created_utc"))
     out.parent.mkdir(parents=True, exist_ok=True)
     from deploytool import onnx_io
 

@@ -89,6 +89,12 @@ def size_rows() -> list[str]:
         out += ["", "Post-training packing of the fine-tuned MiniLM classifier, Rotten Tomatoes test accuracy % "
                 "(QAT recovers most of the loss; `benchmarks/results/pack_bench.json`): "
                 + ", ".join(f"{k} {v['accuracy']}" for k, v in acc.items() if "accuracy" in v)]
+    iso = d.get("accuracy_packed_part_only")
+    if iso:
+        out += ["", "Only that part packed, the encoder left fp32 (same classifier; fp32 "
+                f"{acc['fp32']['accuracy'] if acc else '?'}): "
+                + ", ".join(f"{k.replace('fp32_encoder_', '')} {v['accuracy']}" for k, v in iso.items() if "accuracy" in v)
+                + " (`benchmarks/results/pack_bench.json`)"]
     return out
 
 
