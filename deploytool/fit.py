@@ -5,6 +5,9 @@ Candidates are every (width, depth, precision) of the grid: the model is sliced 
 first heads are the most important) and then converted: fp32 (as is), fp16
 (:mod:`deploytool.passes.fp16`), int8 (dynamic, per channel, :mod:`deploytool.passes.quantize_int8`)
 or ternary/binary (:mod:`deploytool.passes.pack_weights`, post-training: loses accuracy without QAT).
+Ternary/binary candidates are packed for the runtime measured fastest for the device and sequence
+length (:func:`pack_runtime`): int8 kernels (``speed``) everywhere but one token on x86, where 2-bit
+``MatMulNBits`` (``memory``) won; each candidate records the runtime and why.
 
 Each candidate is MEASURED on the host (``deploytool.bench``: clean worker process, interleaved runs,
 peak memory) and, unless the profile is the host, PROJECTED to the device with the cost model
@@ -50,7 +53,7 @@ from deploytool.units import MB
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Candidate", "FitConfig", "FitResult", "PRECISIONS", "fit"]
+__all__ = ["Candidate", "FitConfig", "FitResult", "PRECISIONS", "fit", "pack_runtime"]
 
 PRECISIONS = ("fp32", "fp16", "int8", "ternary", "binary")
 _PRECISION_RANK = {"fp32": 4, "fp16": 4, "int8": 3, "ternary": 2, "binary": 1}
@@ -154,6 +157,8 @@ class Candidate:
     projected_ms: float | None = None
     device_p90_ms: float | None = None
     latency_source: str = ""
+    pack_runtime: str | None = None  # ternary/binary: the pack runtime used, and why
+    pack_runtime_why: str | None = None
     fits: bool = False
     reasons: list[str] = dataclasses.field(default_factory=list)
     error: str | None = None
@@ -224,12 +229,31 @@ def _name(w: float, d: float, p: str) -> str:
 # fp16 candidates are built on any host: fit measures them here and projects them to the device
 _OPTIONS = {"fp16": {"check_host": False}}
 
+# MatMulNBits 2-bit (pack --runtime memory) against int8 DynamicQuantizeMatMul on the same ternary
+# weight [384 x 1536], 1 thread, x86 with AVX-512 VNNI + AMX (benchmarks/results/nbits_kernels.json;
+# whole models in pack_bench.json): 2-bit faster at 1 row, int8 faster at 8 and 128 rows
+NBITS_MAX_SEQ = 1
 
-def _build(src: Path, work: Path, w: float, d: float, precision: str, sliced: dict) -> Path:
+
+def pack_runtime(profile: Profile, seq_len: int) -> tuple[str, str]:
+    """The pack runtime for ternary/binary candidates on ``profile`` at ``seq_len``, and why."""
+    from deploytool.profiles.schema import Arch
+
+    if profile.arch is Arch.AARCH64:
+        return "speed", ("aarch64: MatMulNBits 2-bit is checked for correctness under QEMU only (no device timing); "
+                         "int8 kernels (runtime speed) kept")
+    if seq_len <= NBITS_MAX_SEQ:
+        return "memory", f"x86: MatMulNBits 2-bit measured faster than int8 kernels at {seq_len} token(s)"
+    return "speed", f"x86: int8 kernels measured faster than MatMulNBits 2-bit above {NBITS_MAX_SEQ} token(s)"
+
+
+def _build(src: Path, work: Path, w: float, d: float, precision: str, sliced: dict,
+           options: dict | None = None) -> Path:
     """The candidate's file, made as recipe sweeps make variants (``passes.variants.build_variant``)."""
     from deploytool.passes.variants import build_variant
 
-    return build_variant(src, work, w, d, precision, options=_OPTIONS.get(precision), sliced=sliced)
+    opts = {**_OPTIONS.get(precision, {}), **(options or {})} or None
+    return build_variant(src, work, w, d, precision, options=opts, sliced=sliced)
 
 
 def fit(config: FitConfig, progress=None) -> FitResult:
@@ -256,8 +280,12 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                 for p in config.precisions:
                     c = Candidate(_name(w, d, p), w, d, p, "")
                     say(f"fit: building {c.name} ({len(cands) + 1} of {n_cands})")
+                    opts = None
+                    if p in ("ternary", "binary"):
+                        c.pack_runtime, c.pack_runtime_why = pack_runtime(prof, config.seq_len)
+                        opts = {"runtime": c.pack_runtime}
                     try:
-                        c.path = str(_build(config.model, work, w, d, p, sliced))
+                        c.path = str(_build(config.model, work, w, d, p, sliced, opts))
                         c.size_mb = os.path.getsize(c.path) / MB
                     except DeployError as e:
                         c.error = f"cannot build: {e}"

@@ -66,7 +66,10 @@ def test_run_builds_every_variant_and_the_report(first_run):
     assert "<table" in html and "data:image/png;base64" in html
     sizes = {v.label: v.path.stat().st_size for v in res.variants}
     assert sizes["w0.5-d0.5-fp32"] < sizes["w1-d1-fp32"]
-    assert sizes["w1-d1-ternary"] < sizes["w1-d1-int8"] < sizes["w1-d1-fp32"]
+    # at hidden 32 the graph outweighs the weights: the fused int8 graph (~60 nodes, int8 embeddings) can
+    # be smaller than the ternary one with its unpacking subgraphs; ternary < int8 at real sizes is
+    # asserted in test_pack.py (test_linear_weights_shrink_by_target) and measured in pack_bench.py
+    assert sizes["w1-d1-ternary"] < sizes["w1-d1-fp32"] and sizes["w1-d1-int8"] < sizes["w1-d1-fp32"]
     # 12 variants and the teacher they came from, the reference row
     assert len(res.headline) == 12 + 1 and res.headline[0]["variant"] == "teacher (PyTorch fp32)"
     assert {"x86-host", "kirin990"} <= set(res.headline[0])

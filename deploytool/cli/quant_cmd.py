@@ -54,8 +54,8 @@ def _given(*params: str) -> list[str]:
 @click.option("--calib", default=None, help="Calibration data for --static: a dataset name or CSV/JSONL file.")
 @click.option("--calib-samples", type=int, default=64, show_default=True, help="Calibration texts used.")
 @click.option("--tokenizer", default=None, help="tokenizer.json (or folder) for --static; default: export metadata.")
-@click.option("--fusion", default="none", show_default=True,
-              help="ORT fusion before int8: none | attention (faster at short sequences) | mha.")
+@click.option("--fusion", default="attention", show_default=True,
+              help="ORT fusion before int8: attention (fastest measured, QAttention) | mha | none.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
 @no_verify_option
 def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool, calib: str | None,
@@ -87,15 +87,19 @@ def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool
 @click.option("--granularity", default="layer", show_default=True, help="Scales per matrix (layer) or per row (row).")
 @click.option("--accuracy-level", type=int, default=4, show_default=True,
               help="MatMulNBits (runtime memory): 4 = int8 activations (fast), 0 = fp32 (exact).")
+@click.option("--pack-head", is_flag=True,
+              help="Pack the pooler/classifier weights too (default: they stay fp32, as in TernaryBERT).")
+@click.option("--position-embeddings", default="fp32", show_default=True,
+              help="Position and token-type tables: fp32 | int8 | ternary | binary.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
 @no_verify_option
 def pack(model: str, weights: str, embeddings: str | None, runtime: str, granularity: str, accuracy_level: int,
-         output: str, no_verify: bool) -> None:
+         pack_head: bool, position_embeddings: str, output: str, no_verify: bool) -> None:
     """Ternary/binary weights with real bit packing, runnable in stock ONNX Runtime."""
     if runtime != "memory" and _given("accuracy_level"):
         raise ConfigError(f"accuracy_level: only used by --runtime memory (MatMulNBits), not --runtime {runtime}")
     from deploytool.passes.pack_weights import PackConfig, pack_file
 
     config = PackConfig(weights=weights, embeddings=embeddings, runtime=runtime, granularity=granularity,
-                        accuracy_level=accuracy_level)
+                        accuracy_level=accuracy_level, pack_head=pack_head, position_embeddings=position_embeddings)
     _echo(pack_file(model, output, config, verify=not no_verify), output, "pack")

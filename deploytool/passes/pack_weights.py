@@ -2,8 +2,12 @@
 
 Which weights: every encoder linear weight (Q/K/V/O and both FFN matrices; found with
 ``deploytool.graph.find_structure``, or, where the finder cannot read the graph, every MatMul/Gemm
-whose B input is a 2-D float initializer) and the word embeddings (row-wise, always). Position and
-token-type embeddings, LayerNorm parameters and biases stay fp32, as in the papers.
+whose B input is a 2-D float initializer) and the word embeddings (row-wise, always). By default the
+pooler and classifier weights, position and token-type embeddings, LayerNorm parameters and biases
+stay fp32, as in the papers. For the smallest files, ``pack_head=True`` packs the pooler/classifier
+weights (every linear the finder does not place in a layer) with the encoder's scheme, and
+``position_embeddings`` (``int8`` | ``ternary`` | ``binary``) packs the position and token-type tables
+row-wise like the word embeddings (measured for accuracy in ``benchmarks/pack_bench.py``).
 
 The maths (:mod:`deploytool.quant.quantizers`): TWN ternary ``W ~ alpha * t``, t in {-1,0,1},
 ``delta = 0.7 mean|W|``, ``alpha = mean(|W| : |W| > delta)``; BWN binary ``W ~ alpha * s``, s in
@@ -116,8 +120,15 @@ class PackConfig:
     accuracy_level: int = 4  # MatMulNBits (runtime memory): 4 = int8 activations (fast), 0 = fp32 (exact)
     block_size: int = 128  # MatMulNBits block along K (power of two, 16..256)
     upgrade_opset: bool = True  # pack_file: upgrade models below opset 25 when INT2 is needed
+    pack_head: bool = False  # pooler/classifier weights too (with the encoder's scheme), not fp32
+    position_embeddings: WeightScheme = WeightScheme.FP32  # position + token-type tables: fp32|int8|ternary|binary
 
     def __post_init__(self) -> None:
+        for name in ("upgrade_opset", "pack_head"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}: expected true or false, got {getattr(self, name)!r}")
+        object.__setattr__(self, "position_embeddings",
+                           _enum(WeightScheme, self.position_embeddings, "position_embeddings"))
         w = self.weights.value if isinstance(self.weights, WeightScheme) else self.weights
         if w not in (WeightScheme.TERNARY.value, WeightScheme.BINARY.value):
             raise ConfigError(f"weights: expected 'ternary' or 'binary', got {w!r}")
@@ -144,7 +155,14 @@ class PackConfig:
 
     @property
     def embedding_scheme(self) -> str | None:
-        e = self.embeddings
+        return self._table_scheme(self.embeddings)
+
+    @property
+    def position_scheme(self) -> str | None:
+        """The storage scheme of the position and token-type tables (None: fp32)."""
+        return self._table_scheme(self.position_embeddings)
+
+    def _table_scheme(self, e: WeightScheme) -> str | None:
         if e is WeightScheme.FP32:
             return None
         if e is WeightScheme.INT8:
@@ -190,7 +208,7 @@ def _gemm_layout(node: ir.Node) -> str | None:
     return "out_in" if a.get_int("transB", 0) else "in_out"
 
 
-def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], ir.Value | None, str | None]:
+def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], dict[str, ir.Value], str | None]:
     """Roles of linear weights (by id of the weight value) from the structure finder, if it works."""
     try:
         from deploytool.graph.structure import find_structure
@@ -204,7 +222,7 @@ def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], ir.Value | N
             # position projections, which ORT's optimizer folds into constants): do not guess
             raise PassRefusedError(f"{e}; packing needs that structure to tell projection weights from other "
                                    "MatMul constants") from e
-        return {}, None, f"structure finder unavailable ({type(e).__name__}: {e}); packing every MatMul/Gemm weight"
+        return {}, {}, f"structure finder unavailable ({type(e).__name__}: {e}); packing every MatMul/Gemm weight"
     roles: dict[int, str] = {}
     for layer in st.layers:
         for lin in layer.attention_linears():
@@ -213,7 +231,7 @@ def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], ir.Value | N
             roles[id(lin.weight)] = "ffn"
     for lin in st.other_linears:
         roles.setdefault(id(lin.weight), "other")
-    return roles, st.embeddings.get("word"), None
+    return roles, dict(st.embeddings), None
 
 
 def _word_embedding_gather(graph: ir.Graph, word: ir.Value | None) -> tuple[ir.Value, list[ir.Node]] | None:
@@ -252,11 +270,13 @@ def _drop_dead_aliases(graph: ir.Graph, values: list[ir.Value]) -> None:
                 graph.remove(n, safe=True)
 
 
-def _find_targets(model: ir.Model) -> tuple[list[_Target], list[Skip], tuple[ir.Value, list[ir.Node]] | None, list[str]]:
+def _find_targets(model: ir.Model, pack_head: bool = False
+                  ) -> tuple[list[_Target], list[Skip], tuple[ir.Value, list[ir.Node]] | None, list[str],
+                             dict[str, ir.Value]]:
     graph = model.graph
-    roles, word, note = _roles_from_structure(model)
+    roles, tables, note = _roles_from_structure(model)
     notes = [note] if note else []
-    emb = _word_embedding_gather(graph, word)
+    emb = _word_embedding_gather(graph, tables.get("word"))
     emb_value = emb[0] if emb else None
     targets: dict[int, _Target] = {}
     skipped: list[Skip] = []
@@ -277,9 +297,11 @@ def _find_targets(model: ir.Model) -> tuple[list[_Target], list[Skip], tuple[ir.
             skipped.append(Skip(node.name or node.op_type, f"weight {w.name} is not an encoder linear; stays fp32"))
             continue
         role = roles.get(id(w), "other")
-        if role == "other" and roles:
+        if role == "other" and roles and pack_head:
+            role = "head"
+        elif role == "other" and roles:
             skipped.append(Skip(node.name or node.op_type, f"{w.name} is a pooler/classifier weight; stays fp32 "
-                                "as in TernaryBERT"))
+                                "as in TernaryBERT (pack_head / --pack-head packs it)"))
             continue
         t = targets.get(id(w))
         if t is None:
@@ -295,7 +317,28 @@ def _find_targets(model: ir.Model) -> tuple[list[_Target], list[Skip], tuple[ir.
             skipped.append(Skip(t.nodes[0].name or "MatMul", f"{t.weight.name} also feeds {others[0].op_type}; left fp32"))
             continue
         result.append(t)
-    return result, skipped, emb, notes
+    return result, skipped, emb, notes, tables
+
+
+def _other_tables(tables: dict[str, ir.Value], emb) -> tuple[list[tuple[str, ir.Value, list[ir.Node]]], list[Skip]]:
+    """Position and token-type tables read only by plain Gathers (axis 0), with their Gathers."""
+    out, skipped = [], []
+    for key in ("position", "token_type"):
+        v = tables.get(key)
+        if v is None or (emb is not None and v is emb[0]):
+            continue
+        if _initializer_array(v) is None:
+            skipped.append(Skip(f"{key}_embeddings", f"{v.name} is not a 2-D float initializer; stays fp32"))
+            continue
+        uses = _alias_uses(v)
+        gathers = [n for n, idx in uses if n.op_type == "Gather" and n.domain == "" and idx == 0
+                   and n.attributes.get_int("axis", 0) == 0]
+        if not gathers or len(gathers) != len(uses):
+            other = next((n.op_type for n, _ in uses if n not in gathers), "nothing")
+            skipped.append(Skip(f"{key}_embeddings", f"{v.name} is read by {other}, not only by Gather; stays fp32"))
+            continue
+        out.append((key, v, gathers))
+    return out, skipped
 
 
 def _already_packed(model: ir.Model) -> str | None:
@@ -696,12 +739,12 @@ class PackWeightsPass(DeployPass):
             raise PassRefusedError(
                 f"opset {opset} is too old for INT2 weights (runtime speed needs opset >= {INT2_MIN_OPSET}); "
                 "let pack_file upgrade it (upgrade_opset=True) or use --runtime densest or memory")
-        if opset < 15 and self.config.embedding_scheme not in (None, "int8"):
+        if opset < 15 and {self.config.embedding_scheme, self.config.position_scheme} - {None, "int8"}:
             raise PassRefusedError(f"opset {opset} is too old for packed embeddings (needs >= 15)")
 
     def call(self, model: ir.Model) -> DeployPassResult:
         cfg = self.config
-        targets, skipped, emb, notes = _find_targets(model)
+        targets, skipped, emb, notes, tables = _find_targets(model, cfg.pack_head)
         fused, fused_skips = _fused_qkv_nodes(model.graph)
         skipped += fused_skips
         if not targets and not fused:
@@ -741,6 +784,15 @@ class PackWeightsPass(DeployPass):
             skipped.append(Skip("word_embeddings", "no word-embedding Gather found; embeddings stay fp32"))
         else:
             skipped.append(Skip(emb[0].name, "--embeddings fp32: word embeddings stay fp32"))
+        if cfg.position_scheme is not None:
+            others, why = _other_tables(tables, emb)
+            skipped += why
+            for key, table_v, gathers in others:
+                before = table_v.const_value.nbytes
+                info = _pack_embedding(b, model, table_v, gathers, cfg.position_scheme)
+                account(key, before, info.pop("bytes"))
+                record[table_v.name] = {**info, "role": key}
+                old.append(table_v)
         _drop_dead_aliases(graph, old)
         _drop_unused(graph, old)
         if any(n.domain == "com.microsoft" for n in graph):
@@ -754,6 +806,8 @@ class PackWeightsPass(DeployPass):
             "bits_per_weight": round(bits, 3),
             "weights": cfg.weights.value,
             "embeddings": cfg.embeddings.value,
+            "position_embeddings": cfg.position_embeddings.value,
+            "pack_head": cfg.pack_head,
             "runtime": cfg.runtime.value,
             "granularity": cfg.granularity.value,
             "by_role": per_role,
@@ -776,7 +830,7 @@ class FakeQuantWeightsPass(DeployPass):
 
     def call(self, model: ir.Model) -> DeployPassResult:
         cfg = self.config
-        targets, skipped, emb, _ = _find_targets(model)
+        targets, skipped, emb, _, tables = _find_targets(model, cfg.pack_head)
         # lazily: each weight is quantized when the model is written (one at a time), not all at once
         for t in targets:
             _replace_lazily(t.weight, lambda w, layout=t.layout: fake_quantized_weight(
@@ -786,6 +840,9 @@ class FakeQuantWeightsPass(DeployPass):
             _replace_lazily(alias_root(node.inputs[1]), lambda w: dequantize(*_qkv_codes(w.astype(np.float32), cfg)).T.copy())
         if emb is not None and cfg.embedding_scheme is not None:
             _replace_lazily(emb[0], lambda w: _dequantized_embedding(w, cfg.embedding_scheme))
+        if cfg.position_scheme is not None:
+            for _, table_v, _ in _other_tables(tables, emb)[0]:
+                _replace_lazily(table_v, lambda w: _dequantized_embedding(w, cfg.position_scheme))
         return DeployPassResult(model, modified=True, stats={"weights_replaced": len(targets)}, skipped=skipped)
 
 
@@ -867,7 +924,6 @@ def pack_file(src: str | os.PathLike, dst: str | os.PathLike, config: PackConfig
 
     ``verify``: run the output once in ONNX Runtime before writing it (see ``base.run_pass_file``).
     """
-    from deploytool import onnx_io
     from deploytool.passes.quantize_int8 import residual_adds_to_sum
 
     pass_ = PackWeightsPass(config)
