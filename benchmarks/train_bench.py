@@ -78,6 +78,7 @@ def main(argv=None) -> int:
                          "in the folder is not trained again (its recorded time is reused).")
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     ap.add_argument("--no-onnx", action="store_true")
+    ap.add_argument("--note", action="append", default=[], help="A line added to the report's notes.")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     log = logging.getLogger("train_bench")
@@ -236,6 +237,7 @@ def main(argv=None) -> int:
            "dynabert_stages": dr["stages"], "reused_stages": reused,
            "train_seconds": round(sum(x for x in [tr["training"]["seconds"], dyn_seconds] if x), 1),
            "total_seconds": round(time.perf_counter() - t_all, 1), "workdir": str(work), "notes": notes}
+    notes += args.note
     if reused:
         notes.append(f"stages {', '.join(reused)} were trained by an earlier run in the same workdir and reused; "
                      "total_seconds counts only this run, the rows' train seconds are each stage's own")
