@@ -254,15 +254,12 @@ def main(argv=None) -> int:
     return 0
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
+def _cpu_name() -> str:
+    from deploytool.runtime.host import detect_host
+
+    h = detect_host()
+    return f"{h.model_name} (family {h.family}, model {h.model}, {h.microarchitecture})"
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -396,3 +396,17 @@ def test_pack_with_wrong_codes_is_refused(src, tmp_path, monkeypatch):
                                                 r"fake-quantized fp32 model's by"):
         transform(src, dst, PackConfig(weights="ternary", runtime="memory", accuracy_level=0))
     _assert_nothing_written(dst)
+
+
+def test_lossy_gate_judges_classifier_logits_by_their_probabilities():
+    """Small-logit classifier outputs a lossy pass moved a little pass (probabilities within 0.15); a flipped
+    or wild output fails; a wide hidden-state output gets no such leeway."""
+    from deploytool.runtime.verify import _probs_close
+
+    ref = np.array([[0.176, -0.204], [0.178, -0.213]])
+    moved = np.array([[0.372, -0.449], [0.130, -0.155]])  # cosine 0.89, |diff| 0.25: what int8 did
+    assert _probs_close(moved, ref)
+    assert not _probs_close(-ref * 5, ref)  # the opposite class, confidently
+    assert not _probs_close(ref + np.array([[2.0, -2.0], [0.0, 0.0]]), ref)
+    hidden = np.zeros((2, 4, 384))
+    assert not _probs_close(hidden + 0.01, hidden)  # not logits: 384 "classes"

@@ -115,12 +115,40 @@ def _meta(model: ir.Model, key: str) -> str | None:
     return model.metadata_props.get("deploytool." + key)
 
 
+def _graph_heads(model: ir.Model, heads: int, hidden: int) -> tuple[int, int]:
+    """(num_heads, hidden_size) for ORT's fusion from the encoder's structure: the one head count and
+    the hidden size when every layer has the same heads; (0, 0) (ORT reads each layer's from its
+    shapes) when they differ; the given values when the graph cannot be read. Raises DeployError (the
+    caller quantizes the unfused graph) when a layer's attention is narrower than the hidden state."""
+    from deploytool.graph import find_structure
+
+    try:
+        st = find_structure(model)
+    except DeployError:
+        return heads, hidden
+    shapes = {(layer.attention.num_heads, layer.attention.head_size) for layer in st.layers}
+    narrow = sorted({nh * hs for nh, hs in shapes if nh * hs != st.hidden_size})
+    if narrow:
+        # ORT's Attention fusion assumes Q/K/V as wide as the hidden state: with num_heads 0 it still
+        # fused a width-0.75 MiniLM (9 x 32 = 288 of 384) into wrong attention (cosine 0.76)
+        raise DeployError(f"attention {narrow[0]} wide in a {st.hidden_size}-wide model (sliced or pruned "
+                          "heads): ORT's attention fusion cannot take it")
+    if len(shapes) == 1:
+        return shapes.pop()[0], st.hidden_size
+    return 0, 0
+
+
 def _fuse(proto, config: Int8Config, model: ir.Model):
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
     heads = config.num_heads or int(_meta(model, "num_heads") or 0)
     hidden = config.hidden_size or int(_meta(model, "hidden_size") or 0)
+    if not config.num_heads:
+        # the export's metadata names the source's heads: a sliced or pruned model has fewer (and an
+        # attention narrower than its hidden state), and fusing with the source's count computes wrong
+        # attention (a width-0.75 MiniLM: cosine 0.89 to the fp32 model). Read the graph instead.
+        heads, hidden = _graph_heads(model, heads, hidden)
     if heads == 0:  # per-layer head counts (pruned models): ORT detects each layer's own from its shapes
         hidden = 0
     options = FusionOptions("bert")
