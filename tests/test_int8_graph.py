@@ -68,3 +68,21 @@ def test_static_reshape_option_in_the_pass(src, tmp_path):
     res = quantize_int8_file(src, tmp_path / "s.onnx", Int8Config(fusion="none", static_reshape=True))
     assert res.stats["static_reshape"]["reshapes"] == 4 * SHAPE["layers"]
     assert _ops(tmp_path / "s.onnx")["Concat"] < _ops(src)["Concat"]
+
+
+@pytest.mark.parametrize("width", [0.5, 0.75])
+def test_sliced_heads_are_quantized_unfused_and_stay_close(src, tmp_path, width):
+    """A slice keeps fewer heads than the export's metadata names and an attention narrower than the hidden
+    state: ORT's fusion would compute wrong attention, so the pass quantizes the unfused graph and says why."""
+    from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
+
+    sliced = tmp_path / "s.onnx"
+    slice_file(src, sliced, SliceConfig(width=width, depth=1.0))
+    res = quantize_int8_file(sliced, tmp_path / "q.onnx", Int8Config())
+    assert res.stats["fusion"] == "none"
+    assert any(s.node == "fusion" and "narrower" not in s.reason and "wide in a 32-wide model" in s.reason
+               for s in res.skipped), res.skipped
+    assert _ops(tmp_path / "q.onnx")["QAttention"] == 0
+    feeds = fixed_inputs(vocab=100, lengths=(8, 5))
+    a, ref = (next(iter(run_onnx(p, feeds).values())) for p in (tmp_path / "q.onnx", sliced))
+    assert np.abs(a - ref).max() < 0.2
