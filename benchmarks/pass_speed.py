@@ -80,20 +80,15 @@ CONFIG_TEXT = {
 
 
 def _peak_rss() -> int:
-    """This process's VmHWM (not ru_maxrss, which Linux carries over from the parent across exec)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    from deploytool.runtime.procstat import peak_rss_bytes
+
+    return peak_rss_bytes()
 
 
 def _rss_now() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    from deploytool.runtime.procstat import rss_bytes
+
+    return rss_bytes()
 
 
 # ----------------------------------------------------------------------------------------- workers

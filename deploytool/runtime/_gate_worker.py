@@ -11,13 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
-
-def _peak_rss() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
+from deploytool.runtime.procstat import peak_rss_bytes as _peak_rss
 
 
 def main(spec_path: str) -> int:
