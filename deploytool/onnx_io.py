@@ -276,14 +276,19 @@ def staged_proto(model: onnx.ModelProto, path: str | os.PathLike, *, external: b
             yield tmp
             _relocate(model, tmp_data.name, name)  # the model file names the final data file
             onnx.save_model(model, str(tmp))  # small: the weights are in the data file
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp_data, 0o666 & ~umask)
-            os.replace(tmp_data, p.parent / name)
+            _publish_data_file(tmp_data, p.parent / name)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp_data.unlink()
             raise
+
+
+def _publish_data_file(tmp_data: Path, final: Path) -> None:
+    """Give a finished temporary external-data file the permissions of a new file and its final name."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_data, 0o666 & ~umask)
+    os.replace(tmp_data, final)
 
 
 def _relocate(model: onnx.ModelProto, old: str, new: str) -> None:
@@ -974,10 +979,7 @@ def staged_model(model: ir.Model, path: str | os.PathLike, *, external: bool | N
                 yield Staged(tmp, proto, True, offsets, tmp.stat().st_size + tmp_data.stat().st_size)
                 _relocate_proto(proto, name)  # the model file names the final data file
                 tmp.write_bytes(proto.SerializeToString())  # small: the weights are in the data file
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(tmp_data, 0o666 & ~umask)
-                os.replace(tmp_data, p.parent / name)
+                _publish_data_file(tmp_data, p.parent / name)
             except BaseException:
                 with contextlib.suppress(OSError):
                     tmp_data.unlink()

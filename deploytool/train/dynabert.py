@@ -21,6 +21,7 @@ The result is a normal HF folder: export it once, then ``deploytool slice --widt
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import random
 import time
@@ -140,7 +141,7 @@ def train_dynabert(cfg: DynaBertConfig) -> dict:
     # 3. width- and depth-adaptive, taught by the width-adaptive model
     if cfg.depth_epochs > 0:
         teacher2 = copy.deepcopy(model).eval().requires_grad_(False)
-        counter = iter(range(1 << 62))
+        counter = itertools.count()
 
         def step_wd(m, b):
             chosen = pick_subnets_by_depth(cfg.widths, cfg.depths, cfg.subnets_per_step, next(counter), rng)
