@@ -157,6 +157,7 @@ def test_qat_tws_trains_splits_equivalently_and_packs(tmp_path):
     from deploytool.train.finetune import finetune
     from deploytool.train.qat import fake_quant_act, train_qat
     from deploytool.train.subnet import encoder_linears, subnet_forward
+    from deploytool.variant import read_variant
 
     data = DataConfig(data=str(toy_csv(tmp_path / "toy.csv", n=400)), max_length=32)
     tiny_classifier_folder(tmp_path / "tiny", layers=4, hidden=32, heads=4, ffn=64)
@@ -192,6 +193,8 @@ def test_qat_tws_trains_splits_equivalently_and_packs(tmp_path):
         got = sess.run(["logits"], feed)[0]
         assert np.abs(got - ref).max() < tol, (runtime, np.abs(got - ref).max())
         assert "Gather" in {n.op_type for n in onnx.load(str(dst)).graph.node}
+        v = read_variant({p.key: p.value for p in onnx.load(str(dst)).metadata_props})
+        assert v is not None and v.precision == "binary" and v.chain[-1] == f"pack(split-binary,{runtime})"
 
 
 def test_tws_config_refusals():

@@ -778,7 +778,8 @@ class PackWeightsPass(DeployPass):
         c = self.config
         w = c.weights.value if isinstance(c.weights, WeightScheme) else str(c.weights)
         r = c.runtime.value if isinstance(c.runtime, Runtime) else str(c.runtime)
-        return {"step": f"pack({w},{r})", "precision": w}
+        # two binary planes are a binary model (2 bits per weight): the variant's precision is "binary"
+        return {"step": f"pack({w},{r})", "precision": "binary" if c.weights is WeightScheme.SPLIT_BINARY else w}
 
     def gate_reference(self, src):
         """The input with its weights replaced by the quantizer's fp32 values (:class:`FakeQuantWeightsPass`):
