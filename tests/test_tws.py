@@ -143,6 +143,7 @@ def test_pack_split_binary_computes_the_two_planes(tmp_path, runtime, gemm):
     assert "MatMul" not in ops and "Gemm" not in ops
 
 
+@pytest.mark.slow
 def test_qat_tws_trains_splits_equivalently_and_packs(tmp_path):
     """`qat --mode binary --tws`: the split keeps the ternary model's predictions, the saved weights are
     exact two-plane sums at half width, and the packed split-binary ONNX model computes what PyTorch does."""
