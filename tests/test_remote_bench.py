@@ -24,7 +24,6 @@ from click.testing import CliRunner
 from deploytool.cli import main
 
 SSHD = Path("/usr/sbin/sshd")
-REMOTE_ROOT = Path.home() / ".cache" / "deploytool" / "remote"
 
 pytestmark = pytest.mark.skipif(
     not (SSHD.exists() and shutil.which("ssh") and shutil.which("scp") and shutil.which("ssh-keygen")),
@@ -46,10 +45,13 @@ def sshd(tmp_path_factory):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True, timeout=30)
     shutil.copy(d / "user_key.pub", d / "authorized_keys")
     port = _free_port()
+    home = d / "device_home"  # the device user's home (SetEnv HOME): its ~/.cache/deploytool stays in here
+    home.mkdir()
     (d / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
         f"AuthorizedKeysFile {d / 'authorized_keys'}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nSubsystem sftp internal-sftp\n")
+        f"PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nSetEnv HOME={home}\n"
+        "Subsystem sftp internal-sftp\n")
     host_pub = (d / "host_key.pub").read_text().split()
     (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
     (d / "empty_known_hosts").write_text("")
@@ -72,7 +74,7 @@ def sshd(tmp_path_factory):
     opts = ["--ssh-option", f"Port={port}", "--ssh-option", f"UserKnownHostsFile={d / 'known_hosts'}",
             "--ssh-option", f"IdentityFile={d / 'user_key'}", "--ssh-option", "IdentitiesOnly=yes",
             "--ssh-option", "GlobalKnownHostsFile=/dev/null", "--connect-timeout", "5"]
-    yield {"dir": d, "port": port, "opts": opts}
+    yield {"dir": d, "port": port, "opts": opts, "root": home / ".cache" / "deploytool" / "remote"}
     proc.terminate()
     try:
         proc.wait(timeout=10)
@@ -88,8 +90,9 @@ def model(tiny_onnx, tmp_path_factory):
     return m
 
 
-def _remote_dirs() -> set[str]:
-    return {p.name for p in REMOTE_ROOT.iterdir()} if REMOTE_ROOT.is_dir() else set()
+def _remote_dirs(sshd) -> set[str]:
+    root = sshd["root"]
+    return {p.name for p in root.iterdir()} if root.is_dir() else set()
 
 
 def _bench(model: Path, out: Path, sshd, *extra: str, force: bool = True):
@@ -112,7 +115,7 @@ def _err(r) -> str:
 def test_bench_over_ssh_end_to_end(sshd, model, tmp_path):
     from deploytool.runtime.hardware import machine_identity
 
-    before = _remote_dirs()
+    before = _remote_dirs(sshd)
     out = tmp_path / "device.json"
     r, took = _bench(model, out, sshd, "--profile", "host", "--remote", "root@127.0.0.1",
                      "--remote-python", sys.executable)
@@ -120,14 +123,14 @@ def test_bench_over_ssh_end_to_end(sshd, model, tmp_path):
     assert took < 120
     data = json.loads(out.read_text())
     assert data["schema"] == "deploytool.bench/1"
-    assert data["remote"]["host"] == "root@127.0.0.1" and data["remote"]["work_dir"].startswith(str(REMOTE_ROOT))
+    assert data["remote"]["host"] == "root@127.0.0.1" and data["remote"]["work_dir"].startswith(str(sshd["root"]))
     # the device is this machine: its record is this machine's, the models map back to the local file
     assert data["host"]["cpu"]["core_types"] == machine_identity()["core_types"] and data["host"]["emulated"] is False
     assert {x["model"] for x in data["results"]} == {str(model)}
     assert sorted(x["seq_len"] for x in data["results"]) == [8, 16]
     assert all(x["latency_ms"]["p50_ms"] > 0 and len(x["samples_ms"]) == 5 for x in data["results"])
     assert data["profile"]["name"] == "host"
-    assert _remote_dirs() == before  # the work folder is gone from the device
+    assert _remote_dirs(sshd) == before  # the work folder is gone from the device
     # the report: MEASURED on the host profile (this machine), PROJECTED on a phone
     rep = tmp_path / "rep"
     rr = CliRunner().invoke(main, ["report", str(out), "-o", str(rep), "--profile", "host",
@@ -175,13 +178,13 @@ def test_device_without_python_39(sshd, model, tmp_path):
     old.write_text("#!/bin/sh\necho 3.8.10\n")
     old.chmod(0o755)
     out = tmp_path / "x.json"
-    before = _remote_dirs()
+    before = _remote_dirs(sshd)
     r, _ = _bench(model, out, sshd, "--remote", "root@127.0.0.1", "--remote-python", str(old))
     line = _err(r)
     assert "Python 3.8.10" in line and "3.9+" in line
     r, _ = _bench(model, out, sshd, "--remote", "root@127.0.0.1", "--remote-python", str(tmp_path / "nothing"))
     assert "no usable Python" in _err(r)
-    assert not out.exists() and _remote_dirs() == before
+    assert not out.exists() and _remote_dirs(sshd) == before
 
 
 def test_profile_arch_must_match_the_device(sshd, model, tmp_path):
@@ -190,20 +193,38 @@ def test_profile_arch_must_match_the_device(sshd, model, tmp_path):
     if platform.machine() != "x86_64":
         pytest.skip("the mismatch case uses an aarch64 profile against an x86_64 device")
     out = tmp_path / "x.json"
-    before = _remote_dirs()
+    before = _remote_dirs(sshd)
     r, _ = _bench(model, out, sshd, "--profile", "raspberry-pi-5", "--remote", "root@127.0.0.1",
                   "--remote-python", sys.executable)
     assert "the device is x86_64 but profile 'raspberry-pi-5' is aarch64" in _err(r)
-    assert not out.exists() and _remote_dirs() == before
+    assert not out.exists() and _remote_dirs(sshd) == before
 
 
 def test_failure_on_the_device_leaves_nothing(sshd, model, tmp_path):
     out = tmp_path / "x.json"
-    before = _remote_dirs()
+    before = _remote_dirs(sshd)
     # more threads than the device's usable cores: its bench refuses after the models were copied
     r, _ = _bench(model, out, sshd, "--threads", "1000", "--remote", "root@127.0.0.1",
                   "--remote-python", sys.executable, force=False)
     line = _err(r)
     assert "root@127.0.0.1: the benchmark failed: threads: 1000" in line
-    assert not out.exists() and _remote_dirs() == before
+    assert not out.exists() and _remote_dirs(sshd) == before
     assert not list(tmp_path.glob(".x.json*"))
+
+
+@pytest.mark.slow
+def test_remote_setup_installs_deploytool_in_its_own_venv(sshd, model, tmp_path):
+    """--remote-setup: this checkout's wheel is built, copied and installed by the device's pip into
+    ~/.cache/deploytool/remote/venv (dependencies from the machine's pip index/cache), then used."""
+    if not shutil.which("python3"):
+        pytest.skip("the device needs a python3 on PATH for its venv")
+    venv = sshd["root"] / "venv"
+    shutil.rmtree(venv, ignore_errors=True)
+    out = tmp_path / "setup.json"
+    r, took = _bench(model, out, sshd, "--remote", "root@127.0.0.1", "--remote-setup")
+    assert r.exit_code == 0, r.output
+    assert took < 240  # about 70 s on a busy 2-core machine, mostly pip unpacking onnxruntime/matplotlib
+    data = json.loads(out.read_text())
+    assert data["remote"]["python"].endswith("venv/bin/python")
+    assert (venv / "bin" / "python").exists()
+    assert _remote_dirs(sshd) == {"venv"}  # the work folder is gone, the install stays
