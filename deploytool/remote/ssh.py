@@ -173,7 +173,7 @@ class _Ssh:
             lines = [ln for ln in (r.stderr or "").strip().splitlines() if ln.strip()]
             errs = [ln for ln in lines if ln.startswith("error:")]
             last = (errs or lines or [f"exit code {r.returncode}"])[-1].strip()
-            if r.returncode == 255 and cmd[0].endswith("ssh") or (cmd[0].endswith("scp") and _unreachable(last)):
+            if (r.returncode == 255 and cmd[0].endswith("ssh")) or (cmd[0].endswith("scp") and _unreachable(last)):
                 raise RemoteError(f"cannot reach {self.host}: {last}")
             raise RemoteError(f"{self.host}: {what} failed: {last.removeprefix('error: ')}")
         return r.stdout
@@ -197,6 +197,7 @@ def _tool(name: str) -> str:
 _PROBE = r"""
 uname -m
 PY={py}
+echo "$PY" | tr -d ' '
 if command -v "$PY" >/dev/null 2>&1; then
   "$PY" -c 'import sys; print("%d.%d.%d" % tuple(sys.version_info[:3]))' 2>/dev/null || echo broken
 else
@@ -226,9 +227,9 @@ def _probe(ssh: _Ssh, config: RemoteConfig, profile) -> _Probe:
     else:  # the private venv when it holds deploytool, else the system python3 (for setup)
         py = f"$( [ -x {venv} ] && echo {venv} || echo python3 )"
     out = ssh.run(_PROBE.format(py=py), what="probe").split()
-    if len(out) < 3:
+    if len(out) < 4:
         raise RemoteError(f"{ssh.host}: unexpected answer to the probe: {' '.join(out)!r}")
-    arch, ver, dt = out[0], out[1], out[2]
+    arch, resolved, ver, dt = out[0], out[1], out[2], out[3]
     shown = config.remote_python or "python3"
     if ver in ("none", "broken"):
         raise RemoteError(f"{ssh.host}: no usable Python at '{shown}' on the device (deploytool needs Python "
@@ -250,7 +251,9 @@ def _probe(ssh: _Ssh, config: RemoteConfig, profile) -> _Probe:
     if not has and not config.setup:
         raise RemoteError(f"{ssh.host}: deploytool is not installed in ~/{REMOTE_ROOT}/venv; pass --remote-setup "
                           "to install it there, or --remote-python for a Python that has it")
-    return _Probe(arch, shlex.quote(config.remote_python) if config.remote_python else venv, version, has, not has)
+    # the venv's python as the device resolved it (its home), or the one given
+    python = shlex.quote(config.remote_python) if config.remote_python else (shlex.quote(resolved) if has else venv)
+    return _Probe(arch, python, version, has, not has)
 
 
 # ------------------------------------------------------------------------------------------ run

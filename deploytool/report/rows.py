@@ -238,7 +238,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
             for res in rep["results"]:
                 path = res["model"]
                 c = costs(path, res["seq_len"])
-                if c is None or rep.get("host", {}).get("arch") not in ("x86_64", "AMD64"):
+                if c is None or not _is_host(host_profile, rep.get("host", {})):  # ran on this machine only
                     continue
                 threads = int(rep["config"].get("threads") or 1)
                 proj = project_latency(c, host_profile, seq_len=res["seq_len"], threads=threads)
