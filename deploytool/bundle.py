@@ -53,13 +53,18 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 class BundleConfig:
     """profile: a :class:`~deploytool.profiles.Profile` with a mobile EP. seq_len: length of the fixed
     input whose outputs the manifest records. tokenizer: folder with the tokenizer files (default: the
-    model's folder). qnn: try the QNN context binary where the profile has an NPU."""
+    model's folder). qnn: try the QNN context binary where the profile has an NPU, compiled for the
+    fixed length ``qnn_seq_len`` (the HTP runs static shapes) and calibrated on ``qnn_calibration``
+    (a deploytool dataset name or file; None: seeded token ids, ``qnn_calibration_size`` of them)."""
 
     profile: Any
     seq_len: int = 16
     seed: int = 0
     tokenizer: Path | None = None
     qnn: bool = True
+    qnn_seq_len: int = 128
+    qnn_calibration: str | None = None
+    qnn_calibration_size: int = 8
 
     def __post_init__(self) -> None:
         from deploytool.profiles.schema import Profile
@@ -72,6 +77,10 @@ class BundleConfig:
                               f"{', '.join(eps)}); a phone bundle needs one of {', '.join(MOBILE_EPS)}")
         if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or not 1 <= self.seq_len <= 4096:
             raise ConfigError(f"seq_len: must be an integer in [1, 4096], got {self.seq_len!r}")
+        for f in ("qnn_seq_len", "qnn_calibration_size"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 4096:
+                raise ConfigError(f"{f}: must be an integer in [1, 4096], got {v!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed: must be a non-negative integer, got {self.seed!r}")
         if self.tokenizer is not None:
@@ -153,15 +162,23 @@ def _qnn(model: Path, cfg: BundleConfig, stage: Path) -> dict[str, Any]:
         quant = None
         if target.precision.value == "quantized":
             quant = QnnQuantConfig(activation_dtype=target.activation_dtype, weight_dtype=target.weight_dtype,
-                                   seq_len=cfg.seq_len, calibration_data=None, calibration_size=8, seed=cfg.seed)
-        res = compile_model(model, stage / "qnn", QnnCompileConfig(target=target, quant=quant, seq_len=cfg.seq_len,
-                                                                    model_name="model"))
+                                   seq_len=cfg.qnn_seq_len, calibration_data=cfg.qnn_calibration,
+                                   calibration_size=cfg.qnn_calibration_size,
+                                   tokenizer=str(cfg.tokenizer) if cfg.tokenizer else None, seed=cfg.seed)
+        res = compile_model(model, stage / "qnn", QnnCompileConfig(target=target, quant=quant,
+                                                                    seq_len=cfg.qnn_seq_len, model_name="model"))
     except (DeployError, ImportError) as e:
         return {"produced": False, "why": " ".join(str(e).split())[:300]}
     r = res.report
     return {"produced": True, "dir": "qnn", "context_model": f"qnn/{r['context_model']}",
             "binaries": [f"qnn/{b}" for b in r["binaries"]], "target": r["target"], "seq_len": r["seq_len"],
-            "label": r["label"], "note": "compiled for a fixed sequence length (static shapes on the HTP)"}
+            "label": r["label"], "precision": r["precision"],
+            "calibration": (f"{cfg.qnn_calibration_size} texts of {cfg.qnn_calibration}" if cfg.qnn_calibration else
+                            f"{cfg.qnn_calibration_size} seeded token-id inputs (no dataset): quantization ranges "
+                            "from random tokens, accuracy not evaluated (deploytool qnn check)")
+            if quant is not None else "none (fp16)",
+            "note": f"compiled for sequence length {r['seq_len']} exactly (static shapes on the HTP): pad or "
+                    "truncate the app's input to it"}
 
 
 def _array(a: np.ndarray) -> dict[str, Any]:

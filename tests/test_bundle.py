@@ -42,7 +42,7 @@ def test_bundle_for_a_snapdragon(model_dir, tmp_path):
     src, tok = model_dir
     out = tmp_path / "bundle"
     r = _bundle([str(src / "tiny.onnx"), "--profile", "snapdragon-sm8650", "-o", str(out), "--tokenizer", str(tok),
-                 "--seq-len", "12"])
+                 "--seq-len", "12", "--qnn-seq-len", "24"])
     assert r.exit_code == 0, r.output
     m = json.loads((out / "manifest.json").read_text())
     assert m["kind"] == "deploytool.bundle" and m["profile"]["name"] == "snapdragon-sm8650"
@@ -85,7 +85,10 @@ def test_bundle_for_a_snapdragon(model_dir, tmp_path):
     q = m["qnn"]
     if importlib.util.find_spec("onnxruntime_qnn") is not None:
         assert q["produced"], q
-        assert q["target"]["soc_model"] == prof["npu"]["soc_model"]
+        assert q["target"]["soc_model"] == prof["npu"]["soc_model"] and q["seq_len"] == 24
+        assert "seeded token-id" in q["calibration"]
+        ctx = onnx.load(str(out / q["context_model"]), load_external_data=False)
+        assert [d.dim_value for d in ctx.graph.input[0].type.tensor_type.shape.dim] == [1, 24]
         assert all((out / b).stat().st_size > 0 for b in q["binaries"]) and (out / q["context_model"]).is_file()
     else:
         assert not q["produced"] and q["why"]
