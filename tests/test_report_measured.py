@@ -69,17 +69,21 @@ def test_match_profile_by_hardware_not_by_name(tmp_path):
 
 @pytest.fixture(scope="module")
 def two_runs(tiny_onnx, tmp_path_factory):
-    """host.json: a real run here; pi.json: the same with a Pi 5's host record and latencies x3."""
+    """host.json: a real run here of two models; pi.json: the first model's results with a Pi 5's host
+    record and latencies x3 (the second model is only measured here: projected for the Pi)."""
     from deploytool.bench import BenchConfig, run_benchmark, write_json
 
     d = tmp_path_factory.mktemp("measured")
     model = d / "tiny.onnx"
     shutil.copy(tiny_onnx("bert", layers=2, hidden=64, heads=4, ffn=256), model)
-    rep = run_benchmark(BenchConfig(models=(model,), seq_lens=(8, 16), runs=5, warmup=1))
+    shutil.copy(tiny_onnx("bert", layers=1, hidden=64, heads=4, ffn=256), d / "other.onnx")
+    rep = run_benchmark(BenchConfig(models=(model, d / "other.onnx"), seq_lens=(8, 16), runs=5, warmup=1))
     write_json(rep, d / "host.json")
     data = json.loads((d / "host.json").read_text())
     pi = copy.deepcopy(data)
     pi["host"] = _host(PI5_CPUINFO)
+    pi["results"] = [r for r in pi["results"] if r["name"] == "tiny"]
+    pi["models"] = [m for m in pi["models"] if m["name"] == "tiny"]
     for r in pi["results"]:
         r["latency_ms"] = {k: (v * 3 if k.endswith("_ms") else v) for k, v in r["latency_ms"].items()}
     (d / "pi.json").write_text(json.dumps(pi))
@@ -100,9 +104,12 @@ def test_report_measured_and_projected(two_runs, tmp_path):
     d, host, pi = two_runs
     rep = _report(d, ["pi.json", "host.json"], ["raspberry-pi-5", "kirin990", "host"], tmp_path / "r")
     rows = rep["rows"]
-    pi_rows = [r for r in rows if r["device"] == "raspberry-pi-5"]
+    pi_rows = [r for r in rows if r["device"] == "raspberry-pi-5" and r["model"] == "tiny"]
     # one row per model and length: the measurement stands, the other machine's projection is dropped
     assert sorted(r["seq_len"] for r in pi_rows) == [8, 16]
+    other = [r for r in rows if r["device"] == "raspberry-pi-5" and r["model"] == "other"]
+    assert len(other) == 2 and all(r["status"] == "PROJECTED" and r["device_latency_source"] == "projected"
+                                   for r in other)
     for r in pi_rows:
         want = next(x for x in pi["results"] if x["seq_len"] == r["seq_len"])["latency_ms"]
         assert r["status"] == "MEASURED" and r["measured_on"] == "Raspberry Pi 5 stand-in"
@@ -110,10 +117,10 @@ def test_report_measured_and_projected(two_runs, tmp_path):
         assert r["projected_ms"] > 0  # both shown
         assert r["projection_error"] == pytest.approx((r["projected_ms"] - want["p50_ms"]) / want["p50_ms"], abs=2e-3)
     kirin = [r for r in rows if r["device"] == "kirin990"]
-    assert len(kirin) == 4 and all(r["status"] == "PROJECTED" for r in kirin)
+    assert len(kirin) == 6 and all(r["status"] == "PROJECTED" for r in kirin)  # 2 (pi) + 4 (host) rows
     assert all(r["device_latency_source"] == "projected" for r in kirin)
     here = [r for r in rows if r["device"] == "host"]
-    assert len(here) == 2 and all(r["status"] == "MEASURED" for r in here)
+    assert len(here) == 4 and all(r["status"] == "MEASURED" for r in here)
     dev = rep["devices"]
     assert dev["raspberry-pi-5"]["measured"] and dev["raspberry-pi-5"]["measured_on"] == ["Raspberry Pi 5 stand-in"]
     errs = sorted(r["projection_error"] for r in pi_rows)
@@ -123,7 +130,9 @@ def test_report_measured_and_projected(two_runs, tmp_path):
     html = (tmp_path / "r" / "report.html").read_text()
     for text in (md, html):
         assert "MEASURED on Raspberry Pi 5 stand-in" in text and "median projection error" in text
-        assert "PROJECTED" in text
+    pi_md = md.split("## raspberry-pi-5")[1].split("\n## ")[0]
+    other_line = next(ln for ln in pi_md.splitlines() if ln.startswith("| other"))
+    assert "PROJECTED" in other_line  # the model measured elsewhere is marked in the measured device's table
 
 
 def test_emulated_run_is_projected(two_runs, tmp_path):
