@@ -268,7 +268,6 @@ def fit(config: FitConfig, progress=None) -> FitResult:
     check_output_path(config.output, inputs=(config.model,))
     prof = config.profile
     budget = float(config.budget)
-    is_host = prof.from_host or prof.name == "x86-host"  # built from this machine: measured, not projected
     with tempfile.TemporaryDirectory(prefix="deploytool-fit-") as tmp_s:
         work = Path(config.workdir) if config.workdir is not None else Path(tmp_s)
         work.mkdir(parents=True, exist_ok=True)
@@ -301,6 +300,9 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         report = run_benchmark(BenchConfig(models=tuple(c.path for c in built), seq_lens=(config.seq_len,),
                                            threads=threads, runs=config.runs, warmup=config.warmup,
                                            spec=prof.session_spec(threads=threads)))
+        from deploytool.profiles.match import match_profile
+
+        is_host = match_profile(prof, report.host).matched  # measured on the profile's hardware, else projected
         for i, c in enumerate(built):
             r = report.result(i, config.seq_len)
             c.host_p50_ms, c.host_p90_ms = r.latency.p50_ms, r.latency.p90_ms

@@ -22,8 +22,12 @@ JSON schema ``deploytool.bench/1`` (what ``--json`` writes; ``load_report`` chec
       "host": {                                 # deploytool.runtime.session.host_info()
         "cpu_model": str, "arch": "x86_64"|"aarch64"|..., "isa": {flag: bool, ...},
         "logical_cores": int, "usable_cores": int, "mem_total_bytes": int|null,
-        "os": str, "python": str, "onnxruntime": str, "available_providers": [str]
+        "os": str, "python": str, "onnxruntime": str, "available_providers": [str],
+        "cpu": {"arch", "vendor", "family", "model", "model_name",   # runtime.hardware.machine_identity():
+                "core_types": [str]},            # every processor's core (Arm "CPU part"), for profile matching
+        "emulated": bool                         # the worker ran under QEMU: never a device measurement
       },
+      "remote": {"host", "work_dir", "python", "fetched_utc"},   # only from bench --remote (deploytool.remote)
       "config": {
         "models": [path], "seq_lens": [int], "batch": int, "threads": int (effective intra-op),
         "warmup": int, "runs": int, "seed": int, "schedule": "interleaved"|"blocks", "block_runs": int|null,

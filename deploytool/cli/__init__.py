@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("deploytool.cli.device_cmd:report", "Write JSON/Markdown/HTML device benchmark reports."),
     "fit": ("deploytool.cli.device_cmd:fit", "Pick the best variant that meets a device's budget."),
     "qnn": ("deploytool.cli.qnn_cmd:qnn", "Snapdragon NPU: QNN coverage check and offline compile."),
+    "bundle": ("deploytool.cli.bundle_cmd:bundle", "Phone bundle: .ort model, operator config, EP settings, manifest."),
     "run": ("deploytool.cli.run_cmd:run", "Run a recipe: export, passes, benchmarks, report."),
     "cache": ("deploytool.cli.run_cmd:cache", "List or clear the store of finished recipe steps."),
 }

@@ -6,6 +6,7 @@ import click
 
 from deploytool.cli._parse import number
 from deploytool.cli.device_cmd import profiles_dir_option
+from deploytool.cli.remote_opts import REMOTE_KEYS, bench_on_remote, remote_options
 
 
 def _int(text: str | None, option: str) -> int | None:
@@ -36,9 +37,10 @@ def _int(text: str | None, option: str) -> int | None:
               help="Several models: one process-wide ORT thread pool (no spinning idle pools), or one per session.")
 @click.option("--wait-quiet", "wait_quiet", default="0", show_default=True,
               help="Seconds to wait for --threads free cores before measuring (other processes on the machine).")
+@remote_options
 def bench(models: tuple[str, ...], seq_len: str, batch: str, threads: str | None, warmup: str, runs: str, seed: str,
           json_path: str | None, quiet: bool, profile: str | None, profiles_dirs: tuple, force: bool, schedule: str,
-          block_runs: str, thread_pool: str, wait_quiet: str) -> None:
+          block_runs: str, thread_pool: str, wait_quiet: str, **remote) -> None:
     """Benchmark ONNX models with ONNX Runtime in a clean process (several models: interleaved, ratio to the first)."""
     from deploytool.bench import BenchConfig, run_benchmark, write_json
     from deploytool.bench.progress import progress_bar
@@ -61,6 +63,8 @@ def bench(models: tuple[str, ...], seq_len: str, batch: str, threads: str | None
                          busy="warn" if force else "refuse", schedule=schedule,
                          block_runs=_int(block_runs, "--block-runs"), thread_pool=thread_pool,
                          wait_quiet_s=number(wait_quiet, "--wait-quiet", float), worker_python=worker)
+    if remote["remote"]:  # on the devices over SSH (deploytool.remote), not here
+        return bench_on_remote(config, {k: remote[k] for k in REMOTE_KEYS}, json_path)
     if json_path:
         check_output_path(json_path, inputs=config.models)
     with progress_bar(enabled=None if not quiet else False) as progress:

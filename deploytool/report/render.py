@@ -174,7 +174,8 @@ def _projection_note(summaries: Sequence[DeviceSummary], info: dict[str, Any], r
            "not measured on the device")
     txt += f": {', '.join(projected)}" if projected else " (no device here is projected)"
     if host:
-        txt += f". Only on {', '.join(host)}, the machine that ran the benchmark, is it the MEASURED p90"
+        txt += (f". On {', '.join(host)} it is the MEASURED p90: a benchmark ran on hardware matching the profile "
+                "(arch and core types)")
     if neither:
         txt += f". No device latency (neither measured nor projected) for {', '.join(neither)}"
     return txt + ". Host p50/p90 columns are measurements on the benchmark host."
@@ -415,8 +416,12 @@ def _device_facts(d: DeviceSummary, info: dict[str, Any], rows: Sequence[ReportR
         out.append(("Device latency", f"PROJECTED{label} by the cost model for {pt} thread(s) on this device, "
                                       "not measured"))
     elif kind == "measured":
-        out.append(("Device latency", "MEASURED: this device is the benchmark host (p90); the cost-model column "
-                                      "shows the projection and its error against the measured p50"))
+        on = ", ".join((facts or {}).get("measured_on") or []) or "this device"
+        err = (facts or {}).get("projection_error_median")
+        med = f", median projection error {err:+.0%}" if err is not None else ""
+        out.append(("Device latency", f"MEASURED on {on} (the bench machine's arch and cores match this profile), "
+                                      "p90; the cost-model column shows the projection and its error against the "
+                                      f"measured p50{med}"))
     else:
         out.append(("Device latency", "not measured or projected here (see the rows' source)"))
     out += [("Execution provider", t) for t in _ep_lines(drows)]
@@ -484,7 +489,8 @@ def _seq_headers(host: bool, projected: bool = True) -> list[str]:
     return ["host p50 ms", "host p90 ms", "device p90 ms (PROJECTED)" if projected else "device p90 ms", "budget"]
 
 
-_SEQ_TIPS = {"p50 ms": "measured on this host", "p90 ms (device)": "measured on this host: the device latency",
+_SEQ_TIPS = {"p50 ms": "MEASURED on this device's hardware",
+             "p90 ms (device)": "MEASURED on this device's hardware: the device latency",
              "cost model ms (err)": "the cost model's projection for this host, (projected - p50) / measured p50",
              "host p50 ms": "measured on the benchmark host, not on this device",
              "host p90 ms": "measured on the benchmark host, not on this device",
@@ -500,6 +506,8 @@ def _seq_cells(r: ReportRow | None, host: bool) -> list[str]:
         proj = _num(r.projected_ms)
         if r.projected_ms is not None and r.cost_model_error is not None:
             proj += f" ({r.cost_model_error:+.0%})"
+        if getattr(r, "status", "") == "PROJECTED":  # this model was only measured on another machine
+            return ["-", f"{_device_lat(r)} PROJECTED", proj, _budget_cell(r)[0]]
         return [_num(r.p50_ms), _num(r.p90_ms), proj, _budget_cell(r)[0]]
     dev = _device_lat(r) if r.device_latency_source != "measured p90" else _num(r.device_latency_ms)
     return [_num(r.p50_ms), _num(r.p90_ms), dev, _budget_cell(r)[0]]

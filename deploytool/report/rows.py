@@ -12,10 +12,12 @@ Inputs
   by resolved path, then by file name, then by file stem.
 - device profiles (``--profile``, default ``x86-host``).
 
-One row per (device, model, sequence length). Latency for the budget check: the measured p90 where
-the device is the host (the profile's arch is the host's and the profile is ``x86-host``), else the
-PROJECTED device latency (:mod:`deploytool.bench.cost_model`), compared with the p90 budget as it is
-(a projection has no run-to-run spread). Memory and size are host measurements (same model, same ORT).
+One row per (device, model, sequence length). Latency for the budget check: the MEASURED p90 where
+the bench ran on the device's hardware (the recorded arch and core types match the profile's, not
+emulated: :mod:`deploytool.profiles.match`; never decided by the profile's name), else the PROJECTED
+device latency (:mod:`deploytool.bench.cost_model`), compared with the p90 budget as it is (a
+projection has no run-to-run spread). A MEASURED row also carries the projection and its error
+(``projection_error``); projected rows of the same device and model from other machines are dropped. Memory and size are host measurements (same model, same ORT).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import json
 import logging
 import math
 import os
-import platform
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -116,6 +117,11 @@ class ReportRow:
     # what the passes recorded in the file (deploytool.variant): source, width, depth, precision, chain
     variant_record: dict[str, Any] | None = None
     budget_failed: list[str] = dataclasses.field(default_factory=list)  # "latency" | "memory" | "size"
+    # MEASURED: the bench ran on this device's hardware (arch and core types, deploytool.profiles.match);
+    # PROJECTED: the device latency is the cost model's; match_why says which and why
+    status: str = ""
+    match_why: str = ""
+    projection_error: float | None = None  # (projected - measured p50) / measured p50 on a MEASURED row
     # accuracy with its uncertainty (deploytool.accuracy): n, the 95% interval (percent), what it measures
     # ("accuracy", or "recall@10" for embedding models) and the share of the reference (teacher) model's
     accuracy_n: int | None = None
@@ -164,13 +170,10 @@ def _lookup(acc: dict[str, float], model_path: str, name: str) -> float | None:
 
 # ----------------------------------------------------------------------------------------- rows
 def _is_host(profile: Profile, host: dict[str, Any]) -> bool:
-    arch = str(host.get("arch") or platform.machine())
-    if host.get("emulated"):  # timings under QEMU are never a device's measurement
-        return False
-    if profile.from_host:  # built from this machine: the bench ran here when the CPU is the same
-        facts = (profile.host or {}).get("facts") or {}
-        return str(host.get("cpu_model")) == facts.get("model_name") and arch == facts.get("arch")
-    return profile.name == "x86-host" and arch in ("x86_64", "AMD64")
+    """The bench ran on the profile's hardware (arch and core types; :mod:`deploytool.profiles.match`)."""
+    from deploytool.profiles.match import match_profile
+
+    return match_profile(profile, host).matched
 
 
 def _model_facts(path: str) -> tuple[str, str, int | None]:
@@ -235,7 +238,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
             for res in rep["results"]:
                 path = res["model"]
                 c = costs(path, res["seq_len"])
-                if c is None or rep.get("host", {}).get("arch") not in ("x86_64", "AMD64"):
+                if c is None or not _is_host(host_profile, rep.get("host", {})):  # ran on this machine only
                     continue
                 threads = int(rep["config"].get("threads") or 1)
                 proj = project_latency(c, host_profile, seq_len=res["seq_len"], threads=threads)
@@ -280,15 +283,19 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
             lat = res["latency_ms"]
             p50, p90 = float(lat["p50_ms"]), float(lat["p90_ms"])
             for prof in profiles:
-                is_host = _is_host(prof, host)
+                from deploytool.profiles.match import match_profile
+
+                match = match_profile(prof, host)
+                is_host = match.matched  # MEASURED on this profile's hardware
+                on_this_machine = is_host and prof.from_host  # the projection uses the machine's own rates
                 proj = None
                 c = costs(path, res["seq_len"]) if config.project else None
                 if c is not None:
                     proj = project_latency(c, prof, seq_len=res["seq_len"],
                                            threads=threads_measured if is_host else None,
                                            calibration=calibration if config.calibrate and not is_host else None,
-                                           band=band if is_host else device_band,
-                                           host_rates=None if is_host else rates_for(prof.threads))
+                                           band=band if on_this_machine else device_band,
+                                           host_rates=None if on_this_machine else rates_for(prof.threads))
                 if is_host:
                     dev_lat, source = p90, "measured p90"
                 elif proj is not None:
@@ -327,7 +334,10 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     cost_model_error=((proj.latency_ms - p50) / p50 if (is_host and proj and p50 > 0) else None),
                     projected_low_ms=proj.band_low_ms if proj else None,
                     projected_high_ms=proj.band_high_ms if proj else None, budget_uncertain=uncertain,
-                    variant_record=record))
+                    variant_record=record, status="MEASURED" if is_host else ("PROJECTED" if proj else ""),
+                    match_why=match.why,
+                    projection_error=((proj.latency_ms - p50) / p50 if (is_host and proj and p50 > 0) else None)))
+    rows = _measured_first(rows)
     for p in device_rows:
         rows.extend(_device_rows(p, config))
     biggest = max((r.params for r in rows if r.params), default=None)
@@ -339,6 +349,8 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     fp16_notes = _fp16_statements(rows, profiles)
     devices = {p.name: _device_facts(p, is_host=any(_is_host(p, rep.get("host", {})) for rep in reports))
                for p in profiles}
+    for p in profiles:
+        devices[p.name].update(_measurement_facts(p, reports, rows))
     runs = [{"cpu_model": str(rep.get("host", {}).get("cpu_model", "?")), "arch": rep.get("host", {}).get("arch"),
              "usable_cores": rep.get("host", {}).get("usable_cores"),
              "onnxruntime": rep.get("onnxruntime") or rep.get("host", {}).get("onnxruntime"),
@@ -354,6 +366,31 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                                       "ci95": None if ref.low is None else [ref.low, ref.high],
                                       "metric": ref.metric, "label": ref.label()}
     return rows, info
+
+
+def _measured_first(rows: list[ReportRow]) -> list[ReportRow]:
+    """Where a (device, model, sequence length) was MEASURED on the device's hardware, that row stands for
+    it (it carries the projection too, and the projection's error); PROJECTED rows of the same key from
+    benchmarks on other machines are dropped. Rows keep their order otherwise."""
+    measured = {(r.device, r.model, r.seq_len) for r in rows if r.status == "MEASURED"}
+    return [r for r in rows if r.status == "MEASURED" or (r.device, r.model, r.seq_len) not in measured]
+
+
+def _measurement_facts(prof: Profile, reports: Sequence[dict[str, Any]], rows: Sequence[ReportRow]) -> dict[str, Any]:
+    """Per device: was it MEASURED (by which bench hosts, and why they match), and the projection's error
+    where both a measurement and a projection exist (median and per row)."""
+    from deploytool.profiles.match import match_profile
+
+    matches = [(rep.get("host", {}), match_profile(prof, rep.get("host", {}))) for rep in reports]
+    errs = [{"model": r.model, "seq_len": r.seq_len, "measured_p50_ms": r.p50_ms, "projected_ms": r.projected_ms,
+             "error": round(r.projection_error, 4)}
+            for r in rows if r.device == prof.name and r.status == "MEASURED" and r.projection_error is not None]
+    med = sorted(e["error"] for e in errs)[len(errs) // 2] if errs else None
+    return {"measured": any(m.matched for _, m in matches),
+            "measured_on": sorted({str(h.get("cpu_model", "?")) for h, m in matches if m.matched}),
+            "match": [{"cpu_model": str(h.get("cpu_model", "?")), "arch": h.get("arch"), "matched": m.matched,
+                       "why": m.why} for h, m in matches],
+            "projection_error_median": med, "projection_errors": errs}
 
 
 def _attach_accuracy(rows: list[ReportRow], acc_set) -> None:

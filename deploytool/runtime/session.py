@@ -596,6 +596,9 @@ def host_info() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
     }
+    from deploytool.runtime.hardware import machine_identity
+
+    info["cpu"] = machine_identity()  # vendor, family/model (Arm: implementer/part) and core types, for profile matching
     try:
         ort = _ort()
         info["onnxruntime"] = ort.__version__

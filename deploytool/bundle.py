@@ -1,0 +1,253 @@
+"""``deploytool bundle M.onnx --profile snapdragon-sm8650 -o bundle/``: what an Android or iOS app needs.
+
+The folder (written complete or not at all: built in a temporary folder beside it, renamed at the end):
+
+- ``model.ort``: the model in ONNX Runtime's mobile (ORT) format (:mod:`deploytool.runtime.mobile`),
+  optimization style ``runtime`` when the profile prefers a mobile EP (XNNPACK, NNAPI, CoreML, QNN: the
+  nodes stay plain for the EP to claim), ``fixed`` when it runs on the CPU EP;
+- ``required_operators.config``: the operators a reduced ONNX Runtime Mobile build must keep
+  (``build.py --include_ops_by_config``);
+- ``tokenizer/``: the tokenizer files found beside the model (or in ``tokenizer``), else the manifest
+  says none were found;
+- ``qnn/``: the QNN context binary (``deploytool qnn compile``: EPContext model + ``.bin``) where the
+  profile has an NPU and onnxruntime-qnn is installed; otherwise the manifest says why not;
+- ``manifest.json`` (``kind: deploytool.bundle``, version 1): files and sizes, the input/output
+  signature, the session settings the profile asks for (EPs in order with their options, intra-op
+  threads, session config entries), and a fixed input (seeded token ids at ``seq_len``) with the
+  outputs ONNX Runtime computed on this host *from the .ort file*, and their difference to the
+  source .onnx run on the same input.
+
+A profile without a mobile EP (an x86 server, a Graviton with ACL) is refused in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploytool.errors import ConfigError, DeployError, InputFileError, OutputPathError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BundleConfig", "BundleResult", "MOBILE_EPS", "TOKENIZER_FILES", "make_bundle"]
+
+KIND = "deploytool.bundle"
+MANIFEST = "manifest.json"
+#: the execution providers of ONNX Runtime's Android/iOS packages (besides the CPU EP)
+MOBILE_EPS = ("XNNPACK", "NNAPI", "COREML", "QNN")
+#: files a Hugging Face tokenizer folder may hold (the app's tokenizer reads them)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model")
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleConfig:
+    """profile: a :class:`~deploytool.profiles.Profile` with a mobile EP. seq_len: length of the fixed
+    input whose outputs the manifest records. tokenizer: folder with the tokenizer files (default: the
+    model's folder). qnn: try the QNN context binary where the profile has an NPU, compiled for the
+    fixed length ``qnn_seq_len`` (the HTP runs static shapes) and calibrated on ``qnn_calibration``
+    (a deploytool dataset name or file; None: seeded token ids, ``qnn_calibration_size`` of them)."""
+
+    profile: Any
+    seq_len: int = 16
+    seed: int = 0
+    tokenizer: Path | None = None
+    qnn: bool = True
+    qnn_seq_len: int = 128
+    qnn_calibration: str | None = None
+    qnn_calibration_size: int = 8
+
+    def __post_init__(self) -> None:
+        from deploytool.profiles.schema import Profile
+
+        if not isinstance(self.profile, Profile):
+            raise ConfigError(f"profile: expected a device Profile, got {type(self.profile).__name__}")
+        eps = [ep.name for ep in self.profile.execution_providers]
+        if not any(e in MOBILE_EPS for e in eps) and self.profile.npu is None:
+            raise ConfigError(f"profile '{self.profile.name}' has no mobile execution provider (its EPs: "
+                              f"{', '.join(eps)}); a phone bundle needs one of {', '.join(MOBILE_EPS)}")
+        if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or not 1 <= self.seq_len <= 4096:
+            raise ConfigError(f"seq_len: must be an integer in [1, 4096], got {self.seq_len!r}")
+        for f in ("qnn_seq_len", "qnn_calibration_size"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 4096:
+                raise ConfigError(f"{f}: must be an integer in [1, 4096], got {v!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed: must be a non-negative integer, got {self.seed!r}")
+        if self.tokenizer is not None:
+            t = Path(self.tokenizer)
+            if not t.is_dir():
+                raise ConfigError(f"tokenizer {t}: no such folder")
+            object.__setattr__(self, "tokenizer", t)
+
+    @property
+    def style(self) -> str:
+        """``runtime`` when the profile's first EP is a mobile one, else ``fixed``."""
+        return "runtime" if self.profile.execution_providers[0].name in MOBILE_EPS else "fixed"
+
+
+@dataclasses.dataclass
+class BundleResult:
+    out_dir: Path
+    manifest: dict[str, Any]
+
+    def lines(self) -> list[str]:
+        m = self.manifest
+        out = [f"{m['source']['model']} -> {self.out_dir}/ for {m['profile']['name']} "
+               f"({m['ort']['optimization_style']} optimizations)"]
+        out += [f"  {f['name']}: {f['bytes'] / 1e6:.3f} MB" for f in m["files"]]
+        v = m["verification"]
+        out.append(f"  host check: .ort vs .onnx on the fixed input (seq {v['seq_len']}): max abs {v['max_abs_vs_onnx']:.3g}")
+        out.append(f"  tokenizer: {m['tokenizer']['files'] or m['tokenizer']['note']}")
+        q = m["qnn"]
+        out.append(f"  QNN context binary: {'yes, ' + q['dir'] if q['produced'] else 'no (' + q['why'] + ')'}")
+        return out
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"{out}: exists and is not a directory (-o takes a folder)")
+    if out.is_dir() and any(out.iterdir()):
+        raise OutputPathError(f"{out}: directory exists and is not empty; choose a new output folder")
+    parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise OutputPathError(f"{out}: directory {parent} is not writable")
+
+
+def _session(cfg: BundleConfig) -> dict[str, Any]:
+    prof = cfg.profile
+    eps = [{"name": ep.name, "ort_name": ep.provider.value, "options": prof.provider_options(ep)}
+           for ep in prof.execution_providers]
+    from deploytool.runtime.mobile import RUNTIME_OPT_CONFIG
+
+    return {"execution_providers": eps, "intra_op_num_threads": prof.threads,
+            "config_entries": dict(RUNTIME_OPT_CONFIG) if cfg.style == "runtime" else {}}
+
+
+def _tokenizer(model: Path, cfg: BundleConfig, stage: Path) -> dict[str, Any]:
+    src = cfg.tokenizer or model.parent
+    found = [src / n for n in TOKENIZER_FILES if (src / n).is_file()]
+    if not found:
+        where = f"the tokenizer folder {src}" if cfg.tokenizer else f"the model's folder {src}"
+        return {"files": [], "source": str(src),
+                "note": f"no tokenizer files in {where} (looked for {', '.join(TOKENIZER_FILES[:5])}, ...); "
+                        "pass the tokenizer folder (bundle --tokenizer) to include them"}
+    (stage / "tokenizer").mkdir()
+    for f in found:
+        shutil.copy(f, stage / "tokenizer" / f.name)
+    return {"files": [f"tokenizer/{f.name}" for f in found], "source": str(src), "note": ""}
+
+
+def _qnn(model: Path, cfg: BundleConfig, stage: Path) -> dict[str, Any]:
+    prof = cfg.profile
+    if prof.npu is None:
+        return {"produced": False, "why": f"profile '{prof.name}' has no NPU (no npu section)"}
+    if not cfg.qnn:
+        return {"produced": False, "why": "not asked for (bundle --no-qnn)"}
+    try:
+        from deploytool.qnn import QnnCompileConfig, compile_model
+        from deploytool.qnn.quantize import QnnQuantConfig
+        from deploytool.qnn.target import load_target
+
+        target = load_target(prof.path or prof.name)
+        quant = None
+        if target.precision.value == "quantized":
+            quant = QnnQuantConfig(activation_dtype=target.activation_dtype, weight_dtype=target.weight_dtype,
+                                   seq_len=cfg.qnn_seq_len, calibration_data=cfg.qnn_calibration,
+                                   calibration_size=cfg.qnn_calibration_size,
+                                   tokenizer=str(cfg.tokenizer) if cfg.tokenizer else None, seed=cfg.seed)
+        res = compile_model(model, stage / "qnn", QnnCompileConfig(target=target, quant=quant,
+                                                                    seq_len=cfg.qnn_seq_len, model_name="model"))
+    except (DeployError, ImportError) as e:
+        return {"produced": False, "why": " ".join(str(e).split())[:300]}
+    r = res.report
+    return {"produced": True, "dir": "qnn", "context_model": f"qnn/{r['context_model']}",
+            "binaries": [f"qnn/{b}" for b in r["binaries"]], "target": r["target"], "seq_len": r["seq_len"],
+            "label": r["label"], "precision": r["precision"],
+            "calibration": (f"{cfg.qnn_calibration_size} texts of {cfg.qnn_calibration}" if cfg.qnn_calibration else
+                            f"{cfg.qnn_calibration_size} seeded token-id inputs (no dataset): quantization ranges "
+                            "from random tokens, accuracy not evaluated (deploytool qnn check)")
+            if quant is not None else "none (fp16)",
+            "note": f"compiled for sequence length {r['seq_len']} exactly (static shapes on the HTP): pad or "
+                    "truncate the app's input to it"}
+
+
+def _array(a: np.ndarray) -> dict[str, Any]:
+    return {"dtype": str(a.dtype), "shape": list(a.shape), "values": a.reshape(-1).tolist()}
+
+
+def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: BundleConfig) -> BundleResult:
+    """Write the bundle for ``cfg.profile`` into ``out_dir`` (new or empty); see the module doc."""
+    from deploytool.bench.inputs import make_feeds, plan_inputs
+    from deploytool.onnx_io import external_data_files
+    from deploytool.runtime.mobile import convert_to_ort, run_ort, signature
+    from deploytool.runtime.session import host_info
+
+    if not isinstance(cfg, BundleConfig):
+        raise TypeError(f"make_bundle needs a BundleConfig, got {type(cfg).__name__}")
+    model, out = Path(model_path), Path(out_dir)
+    if not model.is_file():
+        raise InputFileError(f"{model}: no such model file")
+    _check_out_dir(out)
+    plan = plan_inputs(model)  # not ONNX / no input ids -> one line
+    plan.check(1, (cfg.seq_len,), str(model))
+    data = external_data_files(model)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(stage, 0o777 & ~umask)
+    except OSError as e:
+        raise OutputPathError(f"{out}: cannot create a folder in {out.parent} ({e.strerror})") from e
+    try:
+        ort_path, ops_path = convert_to_ort(model, data, stage, style=cfg.style)
+        session = _session(cfg)
+        feeds = make_feeds(plan, 1, cfg.seq_len, cfg.seed)
+        y_ort = run_ort(ort_path, feeds, config_entries=session["config_entries"])
+        y_onnx = run_ort(model, feeds)
+        diff = max(float(np.max(np.abs(y_ort[k].astype(np.float64) - y_onnx[k].astype(np.float64))))
+                   if y_ort[k].size else 0.0 for k in y_ort)
+        tok = _tokenizer(model, cfg, stage)
+        qnn = _qnn(model, cfg, stage)
+        host = host_info()
+        files = [{"name": str(p.relative_to(stage)), "bytes": p.stat().st_size}
+                 for p in sorted(stage.rglob("*")) if p.is_file()]
+        manifest = {
+            "kind": KIND, "version": 1,
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "source": {"model": str(model), "bytes": model.stat().st_size + sum(d.stat().st_size for d in data)},
+            "profile": {"name": cfg.profile.name, "soc": cfg.profile.soc, "arch": cfg.profile.arch.value},
+            "ort": {"model": ort_path.name, "required_operators": ops_path.name, "optimization_style": cfg.style,
+                    "target_platform": "arm", "onnxruntime": host.get("onnxruntime")},
+            "session": session,
+            "signature": signature(ort_path),
+            "tokenizer": tok,
+            "qnn": qnn,
+            "fixed_input": {"seq_len": cfg.seq_len, "seed": cfg.seed, "batch": 1,
+                            "inputs": {k: _array(v) for k, v in feeds.items()}},
+            "expected_outputs": {k: _array(v) for k, v in y_ort.items()},
+            "verification": {"seq_len": cfg.seq_len, "computed_from": ort_path.name,
+                             "max_abs_vs_onnx": diff, "host": {k: host.get(k) for k in ("cpu_model", "arch")},
+                             "note": "outputs computed on this host by ONNX Runtime (CPU EP) from the .ort file; "
+                                     "a device's EP may differ within its precision"},
+            "files": files,
+        }
+        (stage / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        manifest["files"].append({"name": MANIFEST, "bytes": (stage / MANIFEST).stat().st_size})
+        if out.is_dir():
+            out.rmdir()  # empty (checked above)
+        os.replace(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return BundleResult(out, manifest)

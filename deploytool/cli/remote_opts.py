@@ -1,0 +1,57 @@
+"""``deploytool bench --remote``: the options (a decorator, so ``bench_cmd`` stays as it is) and the call
+into :func:`deploytool.remote.bench_remote`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from deploytool.cli._parse import number
+from deploytool.errors import ConfigError
+
+REMOTE_KEYS = ("remote", "ssh_options", "ssh_config", "remote_python", "remote_setup", "remote_parallel",
+               "connect_timeout")
+
+
+def remote_options(f):
+    opts = [
+        click.option("--remote", "remote", multiple=True, metavar="[USER@]HOST",
+                     help="Run the benchmark on this device over SSH (repeatable: one after another, or "
+                          "--remote-parallel); the JSON comes back to the output path (several hosts: "
+                          "<stem>-<host>.json)."),
+        click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE",
+                     help="Passed to ssh and scp as -o KEY=VALUE (e.g. Port=2222, UserKnownHostsFile=FILE)."),
+        click.option("--ssh-config", "ssh_config", default=None, type=click.Path(dir_okay=False),
+                     help="ssh config file (ssh -F) [default: yours]."),
+        click.option("--remote-python", "remote_python", default=None,
+                     help="The device's Python that has deploytool [default: ~/.cache/deploytool/remote/venv]."),
+        click.option("--remote-setup", "remote_setup", is_flag=True,
+                     help="On first use, install deploytool (this checkout's wheel) in a private venv on the device."),
+        click.option("--remote-parallel", "remote_parallel", is_flag=True, help="Several --remote hosts at once."),
+        click.option("--connect-timeout", "connect_timeout", default="10", show_default=True,
+                     help="Seconds to wait for a device to answer (ssh ConnectTimeout)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def bench_on_remote(config, options: dict[str, Any], output: str | None) -> None:
+    """Parse the remote options into a RemoteConfig, run, print where each JSON went."""
+    from deploytool.remote import RemoteConfig, bench_remote
+
+    if not output:
+        raise ConfigError("--remote needs an output path for the device's bench JSON")
+    remote = RemoteConfig(hosts=tuple(options["remote"]), ssh_options=tuple(options["ssh_options"]),
+                          ssh_config=options["ssh_config"], remote_python=options["remote_python"],
+                          setup=bool(options["remote_setup"]), parallel=bool(options["remote_parallel"]),
+                          connect_timeout_s=number(options["connect_timeout"], "--connect-timeout", int))
+    for run in bench_remote(config, remote, output):
+        host = run.report.get("host", {})
+        click.echo(f"{run.host}: {host.get('cpu_model', '?')} ({host.get('arch', '?')}, "
+                   f"{'+'.join((host.get('cpu') or {}).get('core_types') or ['?'])})")
+        for r in run.report.get("results", []):
+            lat = r["latency_ms"]
+            click.echo(f"  {r['name']} seq {r['seq_len']}: p50 {lat['p50_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms")
+        click.echo(f"wrote {run.output}")

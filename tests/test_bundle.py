@@ -1,0 +1,137 @@
+"""``deploytool bundle``: the .ort model loads in ONNX Runtime and reproduces the manifest's outputs for its
+fixed input (and the source .onnx's); operator config, EP settings, tokenizer and QNN binary as the
+profile asks; bad input is one line, exit 2, and no folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from deploytool.cli import main
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_onnx, tmp_path_factory):
+    d = tmp_path_factory.mktemp("bundle_src")
+    shutil.copy(tiny_onnx("bert", layers=2, hidden=32, heads=4, ffn=64), d / "tiny.onnx")
+    tok = tmp_path_factory.mktemp("tok")
+    (tok / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"w{i}" for i in range(96)]))
+    (tok / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
+    return d, tok
+
+
+def _bundle(args):
+    return CliRunner().invoke(main, ["bundle", *args])
+
+
+def _feeds(manifest):
+    return {k: np.asarray(v["values"], dtype=v["dtype"]).reshape(v["shape"])
+            for k, v in manifest["fixed_input"]["inputs"].items()}
+
+
+def test_bundle_for_a_snapdragon(model_dir, tmp_path):
+    import onnxruntime as ort
+
+    src, tok = model_dir
+    out = tmp_path / "bundle"
+    r = _bundle([str(src / "tiny.onnx"), "--profile", "snapdragon-sm8650", "-o", str(out), "--tokenizer", str(tok),
+                 "--seq-len", "12", "--qnn-seq-len", "24"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["kind"] == "deploytool.bundle" and m["profile"]["name"] == "snapdragon-sm8650"
+    # sizes are the files' sizes
+    for f in m["files"]:
+        assert (out / f["name"]).stat().st_size == f["bytes"]
+    assert {"model.ort", "required_operators.config", "tokenizer/vocab.txt", "tokenizer/tokenizer_config.json"} <= \
+        {f["name"] for f in m["files"]}
+    # the .ort file, loaded by ONNX Runtime here, gives the manifest's outputs and the source model's
+    so = ort.SessionOptions()
+    for k, v in m["session"]["config_entries"].items():
+        so.add_session_config_entry(k, v)
+    sess = ort.InferenceSession(str(out / "model.ort"), sess_options=so, providers=["CPUExecutionProvider"])
+    feeds = _feeds(m)
+    assert feeds["input_ids"].shape == (1, 12)
+    got = sess.run(None, feeds)
+    ref = ort.InferenceSession(str(src / "tiny.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds)
+    for o, g, want in zip(sess.get_outputs(), got, ref):
+        exp = m["expected_outputs"][o.name]
+        np.testing.assert_allclose(g, np.asarray(exp["values"], dtype=exp["dtype"]).reshape(exp["shape"]), atol=1e-5)
+        np.testing.assert_allclose(g, want, atol=1e-4)
+    # the input signature is the model's
+    graph_inputs = [i.name for i in onnx.load(str(src / "tiny.onnx")).graph.input]
+    assert [i["name"] for i in m["signature"]["inputs"]] == graph_inputs
+    # the reduced-build operator list: only the model's own operators, as domain;opset;ops lines
+    src_ops = {n.op_type for n in onnx.load(str(src / "tiny.onnx")).graph.node}
+    lines = [ln for ln in (out / "required_operators.config").read_text().splitlines() if ln and not ln.startswith("#")]
+    ops = {op for ln in lines for op in ln.split(";")[2].split(",")}
+    assert all(ln.split(";")[0] == "ai.onnx" for ln in lines)
+    assert {"MatMul", "Softmax"} <= ops <= src_ops
+    # the profile's EPs, options and threads, as its YAML says
+    from deploytool.profiles import load_profile
+
+    prof = yaml.safe_load(open(load_profile("snapdragon-sm8650").path))
+    want_eps = [e["name"] if isinstance(e, dict) else e for e in prof["execution_providers"]]
+    assert [e["name"] for e in m["session"]["execution_providers"]] == want_eps
+    assert m["session"]["intra_op_num_threads"] == prof["threads"]
+    assert m["ort"]["optimization_style"] == "runtime"  # XNNPACK first: nodes stay for the EP
+    # the NPU: a QNN context binary where onnxruntime-qnn is here, else the reason
+    q = m["qnn"]
+    if importlib.util.find_spec("onnxruntime_qnn") is not None:
+        assert q["produced"], q
+        assert q["target"]["soc_model"] == prof["npu"]["soc_model"] and q["seq_len"] == 24
+        assert "seeded token-id" in q["calibration"]
+        ctx = onnx.load(str(out / q["context_model"]), load_external_data=False)
+        assert [d.dim_value for d in ctx.graph.input[0].type.tensor_type.shape.dim] == [1, 24]
+        assert all((out / b).stat().st_size > 0 for b in q["binaries"]) and (out / q["context_model"]).is_file()
+    else:
+        assert not q["produced"] and q["why"]
+
+
+def test_bundle_without_npu_or_tokenizer(model_dir, tmp_path):
+    src, _ = model_dir
+    out = tmp_path / "b"
+    r = _bundle([str(src / "tiny.onnx"), "--profile", "kirin990", "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.output)
+    assert m == json.loads((out / "manifest.json").read_text()) | {"files": m["files"]}
+    assert not m["qnn"]["produced"] and "no NPU" in m["qnn"]["why"]
+    assert m["tokenizer"]["files"] == [] and "no tokenizer files" in m["tokenizer"]["note"]
+    assert not (out / "tokenizer").exists() and not (out / "qnn").exists()
+
+
+def _one_line(r) -> str:
+    lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", ["no_mobile_ep", "not_empty", "missing_model", "not_onnx"])
+def test_bundle_bad_input(model_dir, tmp_path, case):
+    src, _ = model_dir
+    model, out, profile = src / "tiny.onnx", tmp_path / "out", "snapdragon-sm8650"
+    if case == "no_mobile_ep":
+        profile = "graviton2"
+    elif case == "not_empty":
+        out.mkdir()
+        (out / "keep.txt").write_text("x")
+    elif case == "missing_model":
+        model = tmp_path / "nope.onnx"
+    else:
+        model = tmp_path / "bad.onnx"
+        model.write_text("not a model")
+    line = _one_line(_bundle([str(model), "--profile", profile, "-o", str(out), "--no-qnn"]))
+    expect = {"no_mobile_ep": "no mobile execution provider", "not_empty": "not empty",
+              "missing_model": "nope.onnx", "not_onnx": "bad.onnx"}[case]
+    assert expect in line
+    if case == "not_empty":
+        assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    else:
+        assert not out.exists()
+    assert not list(tmp_path.glob(".out.*"))  # no half-written staging folder
