@@ -140,7 +140,7 @@ def test_minilm_optimum_export_sliced_pruned_packed_benchmarked(minilm_optimum, 
     assert packed.stat().st_size < sliced.stat().st_size / 4
     bench = tmp_path / "b.json"
     r = run(main, ["bench", str(onnx_path), str(sliced), str(packed), "--seq-len", "8", "--runs", "3",
-                   "--json", str(bench)])
+                   "-o", str(bench)])
     assert r.exit_code == 0, r.output
     assert len(json.loads(bench.read_text())["results"]) >= 3
     assert onnx_path.read_bytes() == before  # the input is never modified
