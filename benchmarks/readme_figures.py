@@ -1,0 +1,276 @@
+"""Render the figures of the README's measured sections from ``benchmarks/results/*.json``.
+
+Each rendered block sits in README.md between ``<!-- figures:NAME -->`` and ``<!-- /figures:NAME -->``;
+everything between the markers is this script's output, so a figure cannot drift from its file.
+``tests/test_readme_figures.py`` re-renders and fails when the README differs.
+
+Usage::
+
+    .venv/bin/python benchmarks/readme_figures.py           # rewrite the blocks in README.md
+    .venv/bin/python benchmarks/readme_figures.py --check   # exit 1 naming the blocks that differ
+
+The Performance tables come from ``perf_table.py`` (this script only places them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+README = ROOT / "README.md"
+sys.path.insert(0, str(HERE))
+
+import perf_table  # noqa: E402  (beside this file)
+
+SRC = "benchmarks/results"
+
+
+def _load(results: Path, name: str) -> dict:
+    return json.loads((results / name).read_text())
+
+
+def _span(xs, fmt: str = "{:.2f}", sep: str = "-") -> str:
+    xs = sorted(xs)
+    lo, hi = fmt.format(xs[0]), fmt.format(xs[-1])
+    return lo if lo == hi else f"{lo}{sep}{hi}"
+
+
+def _wrap(paragraph: str) -> str:
+    """One README paragraph or bullet, wrapped at 110 columns as the README is."""
+    indent = "  " if paragraph.startswith("- ") else ""
+    return textwrap.fill(paragraph, width=110, subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False)
+
+
+def _date(stamp: str | None) -> str:
+    return stamp[:10] if stamp else "date not recorded"
+
+
+def _load_span(*values) -> str:
+    flat = [x for v in values for x in (v if isinstance(v, (list, tuple)) else [v])]
+    vals = [v for v in flat if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return f"load average {_span(vals, '{:.1f}')}" if vals else "load not recorded"
+
+
+def _ratios(rounds, variant: str, seq: int) -> list[float]:
+    return [r["paired_ratio_to_optimum"] for rnd in rounds for r in rnd if r["variant"] == variant and r["seq_len"] == seq]
+
+
+def _int8_facts(results: Path) -> dict:
+    d = _load(results, "int8_bench.json")
+    rounds = d["latency_rounds"]
+    loads = [x for rnd in rounds for r in rnd for x in (r["load_average_1m_at_start"], r["load_average_1m_at_end"])]
+    acc = d["accuracy_rotten_tomatoes_test"]
+    goal = d["goal"]["max_paired_ratio"]
+    ours8, ours128 = _ratios(rounds, "ours", 8), _ratios(rounds, "ours", 128)
+    best128 = min((v for v in d["verdict"] if v != "ours"), key=lambda v: max(_ratios(rounds, v, 128) or [9]))
+    met = [s for s, xs in ((8, ours8), (128, ours128)) if max(xs) <= goal]
+    # static QDQ fails the gate: its cosine is only in the recorded error
+    m = re.search(r"cosine (\d+\.\d+)", (d["configs"].get("ours_static") or {}).get("error", ""))
+    return {"date": _date(d["created_utc"]), "cpu": d.get("cpuinfo_model_name", "?"), "load": _load_span(*loads),
+            "rounds": len(rounds), "r8": _span(ours8), "r128": _span(ours128), "goal": f"{goal:.2f}",
+            "met": ("met at " + " and ".join(map(str, met)) + (" only" if len(met) == 1 else "")) if met else "not met",
+            "acc": acc["ours"]["accuracy"], "acc_opt": acc["optimum"]["accuracy"], "n": acc["ours"]["n"],
+            "cos": d["cosine_to_fp32"]["ours"]["mean"], "cos_opt": d["cosine_to_fp32"]["optimum"]["mean"],
+            "best128": best128, "best128_r": _span(_ratios(rounds, best128, 128)),
+            "static_cos": float(m.group(1)) if m else None}
+
+
+def render_measured(results: Path) -> str:
+    ex = _load(results, "export_bench.json")
+    sl = _load(results, "slice_bench.json")
+    pk = _load(results, "pack_bench.json")
+    di = _load(results, "distill_bench.json")
+    ar = _load(results, "arm64_verify.json")
+    qn = _load(results, "qnn_bench.json")
+    i8 = _int8_facts(results)
+
+    sp = ex["speedup_vs_eager_p50"]["ort_fp32"]
+    export = (f"- **Export** (`export_bench.py`, {_date(ex.get('time_utc'))}, {ex['host']['machine']} "
+              f"{ex['host']['cpus']} cores, {_load_span(ex.get('load_average_1m'))}): MiniLM ONNX matches PyTorch to "
+              f"{max(ex['export']['max_abs_diff'].values()):.1e}; ORT fp32 is {sp['8']:.1f}x faster than PyTorch eager "
+              f"at sequence 8 and {sp['128']:.1f}x at 128.")
+
+    def at(r, w, d):
+        return next(v for v in r["variants"] if v["width"] == w and v["depth"] == d)
+
+    mini, base = (next(r for r in sl["results"] if r["model"] == m) for m in ("minilm", "bert-base"))
+    vm, vb = at(mini, 0.5, 0.75), at(base, 0.5, 0.75)
+    nl = lambda r: len(at(r, 1.0, 1.0)["layers_kept"])  # noqa: E731
+    slicing = (f"- **Slicing** (`slice_bench.py`, {_date(sl.get('created_utc'))}, {mini['host']['cpu_model']}, "
+               f"{mini['host']['logical_cores']} cores, load not recorded; DynaBERT's rounding): at width 0.5, depth "
+               f"0.75 (MiniLM: {len(vm['layers_kept'])} of {nl(mini)} layers; BERT-base shape: "
+               f"{len(vb['layers_kept'])} of {nl(base)}) the FLOPs ratio is {vm['flops_ratio']:.3f} (MiniLM) and "
+               f"{vb['flops_ratio']:.3f} (BERT-base shape) and the measured latency ratio at sequence "
+               f"{mini['seq_len']} is {vm['latency_ratio']:.3f} and {vb['latency_ratio']:.3f} (latency/FLOPs "
+               f"{vm['latency_over_flops_ratio']:.2f} and {vb['latency_over_flops_ratio']:.2f}; target within "
+               f"{base['checks']['latency_within_1.15x_flops_at_w0.5_d0.75']['limit']}). MiniLM file "
+               f"{mini['file_bytes'] / 1e6:.1f} -> {vm['file_bytes'] / 1e6:.1f} MB, BERT-base "
+               f"{base['file_bytes'] / 1e6:.1f} -> {vb['file_bytes'] / 1e6:.1f} MB. Slicing BERT-base took at most "
+               f"{base['checks']['slice_seconds_max']['value']:.1f} s wall with peak memory at most "
+               f"{base['checks']['slice_peak_rss_over_file_size_max']['value']:.1f}x the file (the verification "
+               "gate's ONNX Runtime session included).")
+
+    v = pk["models"]["bert-base"]["variants"]
+    t = pk["targets"]
+    r = lambda k: v[k]["ratio_to_fp32"]  # noqa: E731
+    packing = (f"- **Packing** (`pack_bench.py`, {_date(pk.get('created_utc'))}, {pk.get('cpuinfo_model_name', '?')}, "
+               f"{_load_span(*pk['load_average_at_start'], *pk['load_average_at_end'])}), BERT-base shape WITH its "
+               f"pooler and a 2-label classifier ({v['fp32']['bytes'] / 1e6:.1f} MB fp32): int8 {r('int8'):.2f}x, "
+               f"ternary 2-bit {r('ternary2'):.1f}x, 5 trits per byte {r('trit5'):.1f}x, binary {r('binary1'):.1f}x "
+               "with the pooler/classifier and position tables in fp32 (the default, as in the papers); "
+               f"`--pack-head --position-embeddings` packs those too: 5 trits {r('trit5_all'):.1f}x, binary "
+               f"{r('binary1_all'):.1f}x (targets {t['trit5_all']:g}x and {t['binary1_all']:g}x). See "
+               "[Performance](#performance).")
+
+    int8 = (f"- **int8** (`int8_bench.py`, MiniLM, {i8['date']}, {i8['cpu']}, {i8['load']}, {i8['rounds']} rounds): "
+            "the default (ORT's fused attention, bias kept in the GEMM, no SkipLayerNormalization) runs at "
+            f"{i8['r8']} of optimum's latency at sequence 8 and {i8['r128']} at 128 (goal {i8['goal']}: {i8['met']}), "
+            f"with Rotten Tomatoes test accuracy {i8['acc']:.1f}% (optimum {i8['acc_opt']:.1f}%, n={i8['n']}) and "
+            f"embedding cosine {i8['cos']:.4f} ({i8['cos_opt']:.4f}). See [Performance](#performance).")
+
+    proof = ("- **Structured pruning proof** (a test, not a results file): the seeded sweep "
+             "(`tests/test_slice_sweep.py`, BERT, RoBERTa, DistilBERT, ELECTRA bases; TorchScript, dynamo, optimum "
+             "and ORT-fused graphs) compares every case with transformers' own `prune_heads`, a PyTorch DynaBERT "
+             "slice restated from DynaBERT's code, or `nn.Linear` surgery within 1e-4, and fails below its minimum "
+             "of compared cases; reorder (outputs unchanged) and refusal cases are counted apart. The conformance "
+             "matrix adds optimum/SDPA, MPNet, ALBERT, XLM-R, task heads and ORT's optimizer levels.")
+
+    ts, ss = di["teacher_shape"], di["student_shape"]
+    training = ("- **Training**: see [Training that holds at every depth](#training-that-holds-at-every-depth) "
+                "(`train_bench_standard.*`; the older `demo` schedule, `train_bench_demo.*`, predates the "
+                f"depth-stage fix). Distilled TinyBERT-{ss['layers']}x{ss['hidden']} student (`distill_bench.py`, "
+                f"{di.get('machine', 'machine not recorded')}, date not recorded): {di['test']['student']['accuracy']:.1f}% "
+                f"vs its teacher's ({ts['layers']}x{ts['hidden']}) {di['test']['teacher']['accuracy']:.1f}% on "
+                f"{di['test']['student']['n']} test reviews with {100 * di['parameters']['ratio']:.0f}% of the parameters.")
+
+    embedding = ("- **Embedding quality** (`embedding_quality.py`): the quickstart's kinds of variants of MiniLM as a "
+                 "sentence encoder, recall@10 of the original's neighbours and cosine; see "
+                 "[Accuracy you can trust](#accuracy-you-can-trust).")
+
+    precisions = sorted({c["precision"] for c in ar["checks"]})
+    ok = sum(c["ok"] for c in ar["checks"])
+    arm = (f"- **ARM64** (`arm64_verify.py`, date and load not recorded, {ar['wall_s']:.0f} s): MiniLM "
+           f"{'/'.join(precisions)} at sequence {ar['seq_len']} under QEMU on {', '.join(ar['cpus'])}: {ok} of "
+           f"{len(ar['checks'])} checks agree with the host within the per-precision tolerances.")
+
+    def qrow(model, prec):
+        return next(x for x in qn["rows"] if x["model"] == model and x["precision"] == prec)
+
+    full, sliced, u8 = qrow("minilm.onnx", "u16/u8"), qrow("minilm_w0.5_d0.75.onnx", "u16/u8"), qrow("minilm.onnx", "u8/u8")
+    on, total = full["qnn_coverage"].split("/")
+    qnn = (f"- **Snapdragon HTP, emulated** (`qnn_bench.py`, date and load not recorded, {qn['wall_s'] / 60:.0f} min): "
+           f"MiniLM u16/u8 QDQ puts {on} of {total} nodes on the HTP, strict mode "
+           f"{'passes' if full['qnn_strict'] else 'fails'}, cosine to fp32 {full['qnn_min_cosine_vs_fp32']:.3f} "
+           f"(the w0.5/d0.75 slice: {sliced['qnn_min_cosine_vs_fp32']:.3f}, sliced before DynaBERT's rounding became "
+           f"the default); u8/u8 is not usable ({u8['qnn_min_cosine_vs_fp32']:.2f}).")
+
+    head = ("Each figure below is rendered by `benchmarks/readme_figures.py` from the JSON its script wrote in "
+            f"`{SRC}/`, with the machine, load and date that file records (or says it does not). 1 thread, "
+            "batch 1; ratios were measured interleaved in one run.")
+    return "\n".join(map(_wrap, [head, "", export, slicing, packing, int8, proof, training, embedding, arm, qnn]))
+
+
+def render_performance(results: Path) -> str:
+    i8 = _int8_facts(results)
+    pk = _load(results, "pack_bench.json")
+    nb = _load(results, "nbits_kernels.json")
+    head = (f"Rendered by `benchmarks/perf_table.py` (placed by `readme_figures.py`) from the results files named in "
+            f"each row: int8 {i8['date']} ({i8['load']}), packing {_date(pk.get('created_utc'))} "
+            f"({_load_span(*pk['load_average_at_start'], *pk['load_average_at_end'])}), 2-bit kernels "
+            f"{_date(nb.get('created_utc'))} ({_load_span(nb.get('load_average_at_start'))}), on "
+            f"{pk.get('cpuinfo_model_name', '?')} with 2 vCPUs shared with other jobs, so absolute milliseconds are "
+            "inflated; every ratio was measured interleaved, run by run, in one clean process.")
+    tables = perf_table.int8_rows(results) + perf_table.nbits_rows(results) + perf_table.size_rows(results)
+    return "\n".join([_wrap(head), "", *tables])
+
+
+def render_reading(results: Path) -> str:
+    i8 = _int8_facts(results)
+    pk = _load(results, "pack_bench.json")
+    nbr = {(m, int(s)): row for m, md in pk["models"].items() for s, row in md.get("nbits_vs_int8", {}).items()}
+    ratios = {s: [row[k]["paired_ratio_to_int8"] for (m, ss), row in nbr.items() if ss == s
+                  for k in ("nbits2_ternary", "nbits2_binary") if "paired_ratio_to_int8" in row.get(k, {})]
+              for s in {s for _, s in nbr}}
+    short, mid, long_ = sorted(ratios)
+    v = pk["models"]["bert-base"]["variants"]
+    acc = pk["accuracy_rotten_tomatoes_test"]
+    iso = pk["accuracy_packed_part_only"]
+    fp32 = acc["fp32"]["accuracy"]
+    head_acc = [x["accuracy"] for k, x in iso.items() if "head" in k]
+    pos_acc = [x["accuracy"] for k, x in iso.items() if "position" in k]
+    t = pk["targets"]
+    lines = [
+        f"- **int8 vs optimum** (goal: paired ratio <= {i8['goal']} at 8 and 128 tokens): {i8['met']} "
+        f"({i8['r8']} at 8, {i8['r128']} at 128; the best variant at 128, {i8['best128']}, {i8['best128_r']}). "
+        "Accuracy and cosine are no worse than optimum's. What is left at 128 tokens is time both files spend in "
+        "the same ORT kernels (int8 GEMMs, the attention core, Gelu, LayerNorm)."
+        + (f" Static per-tensor activation scales fail the gate (cosine {i8['static_cos']:.2f})."
+           if i8["static_cos"] else " Static per-tensor activation scales fail the gate."),
+        f"- **2-bit `MatMulNBits` vs int8**: 2-bit wins at {short} token ({_span(ratios[short])}x int8's latency on "
+        "whole models; with `mlas.use_lut_gemm` the single GEMM is faster still), int8 kernels win at "
+        f"{mid} tokens ({_span(ratios[mid], '{:.1f}')}x) and {long_} ({_span(ratios[long_], '{:.1f}')}x). `fit` "
+        "packs ternary/binary candidates accordingly (see "
+        "[`fit`](#devices-profiles-arm64-verification-reports-fit)). On ARM64, only correctness is known.",
+        f"- **Smallest files**: `pack --runtime densest --pack-head --position-embeddings <same>` gives "
+        f"{v['trit5_all']['ratio_to_fp32']:.1f}x (ternary, target {t['trit5_all']:g}x) and "
+        f"{v['binary1_all']['ratio_to_fp32']:.1f}x (binary, target {t['binary1_all']:g}x) on BERT-base with its "
+        "pooler. Post-training ternary/binary classifiers are near chance on their own (QAT recovers them, see "
+        "Training), so the cost of the extra parts was measured alone, on the fp32 classifier: packing the pooler "
+        f"and classifier costs {_span([fp32 - a for a in head_acc], '{:.1f}')} points ({_span(head_acc, '{:.1f}')}% "
+        f"vs {fp32:.1f}%), the position/token-type tables {_span([fp32 - a for a in pos_acc], '{:.1f}')} points "
+        f"({_span(pos_acc, '{:.1f}')}%), on {acc['fp32'].get('n', 'the')} test reviews. Not measured: the same "
+        "after QAT.",
+    ]
+    return "\n".join(map(_wrap, lines))
+
+
+BLOCKS = {"measured": render_measured, "performance": render_performance, "performance-reading": render_reading}
+_BLOCK = re.compile(r"<!-- figures:(?P<name>[a-z-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
+
+
+def render_readme(text: str, results: Path = RESULTS) -> str:
+    """``text`` with every block re-rendered; a block named here but missing from the text is an error."""
+    found = set()
+
+    def sub(m: re.Match) -> str:
+        name = m.group("name")
+        if name not in BLOCKS:
+            raise SystemExit(f"README block '{name}' has no renderer in readme_figures.py")
+        found.add(name)
+        return f"<!-- figures:{name} -->\n{BLOCKS[name](results)}\n<!-- /figures:{name} -->"
+
+    out = _BLOCK.sub(sub, text)
+    missing = set(BLOCKS) - found
+    if missing:
+        raise SystemExit(f"README.md lacks the figure block(s) {sorted(missing)} (<!-- figures:NAME --> markers)")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true", help="Exit 1 when README.md differs from the rendering.")
+    ap.add_argument("--readme", type=Path, default=README)
+    args = ap.parse_args()
+    text = args.readme.read_text()
+    new = render_readme(text)
+    if args.check:
+        if new != text:
+            print("README.md figures differ from benchmarks/results: run benchmarks/readme_figures.py", file=sys.stderr)
+            return 1
+        return 0
+    if new != text:
+        args.readme.write_text(new)
+        print(f"updated {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
