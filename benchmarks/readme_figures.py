@@ -232,7 +232,51 @@ def render_reading(results: Path) -> str:
     return "\n".join(map(_wrap, lines))
 
 
-BLOCKS = {"measured": render_measured, "performance": render_performance, "performance-reading": render_reading}
+def _acc(cell: str) -> tuple[str, float, int | None, int]:
+    """'79.2% [75.4-82.5] n=500, 98% of ref' -> ('79.2% [75.4-82.5]', 79.2, 98, 500)."""
+    m = re.match(r"(?P<acc>[\d.]+)% (?P<ci>\[[^\]]+\]) n=(?P<n>\d+)(?:, (?P<ref>\d+)% of ref)?", cell)
+    if not m:
+        raise ValueError(f"quickstart headline cell {cell!r} is not 'ACC% [LO-HI] n=N'")
+    return (f"{m['acc']}% {m['ci']}", float(m["acc"]), int(m["ref"]) if m["ref"] else None, int(m["n"]))
+
+
+def render_quickstart(results: Path) -> str:
+    meta = _load(results, "quickstart/meta.json")
+    run = _load(results, "quickstart/run.json")
+    rows = {h["variant"]: h for h in run["headline"]}
+    teacher = next(h for h in run["headline"] if h["variant"].startswith("teacher"))
+    t_cell, _, _, n = _acc(teacher["acc % [95% CI] n"])
+    a = {k: _acc(h["acc % [95% CI] n"]) for k, h in rows.items() if h is not teacher}
+    fp, i8 = rows["w1-d1-fp32"], rows["w1-d1-int8"]
+    half = [a["w1-d0.5-fp32"], a["w1-d0.5-int8"]]
+    tern = [v for k, v in a.items() if k.endswith("-ternary")]
+    picks = {}
+    pvals = []
+    for line in run["picks"]:
+        device, rest = line.split(": ", 1)
+        name = rest.split(" (", 1)[0].removeprefix(f"{run['recipe']}-")
+        picks.setdefault(name, []).append(device)
+        pvals += [float(x) for x in re.findall(r"p = ([\d.]+)", rest)]
+    label = {"x86-host": "this host", "kirin990": "the Kirin 990", "raspberry-pi-4": "the Raspberry Pi 4"}
+    chosen = "; ".join(f"{k} ({rows[k]['MB']:.1f} MB) for {' and '.join(label.get(d, d) for d in ds)}"
+                       for k, ds in picks.items())
+    load = _load_span(meta["load_average_at_start"][0], meta["load_average_at_end"][0])
+    text = (f"Measured {_date(meta['date'])} (`{SRC}/quickstart/`, {meta['machine']['cpu']}, {meta['machine']['cores']} "
+            f"cores: {meta['run_seconds']} s for all {meta['steps']} steps from an empty store, {load}), every "
+            f"accuracy on the same {n} test reviews with its 95% Wilson interval: the fine-tuned teacher (PyTorch "
+            f"fp32, the reference row) {t_cell}; the DynaBERT-trained model exported at full size "
+            f"{a['w1-d1-fp32'][0]} ({a['w1-d1-fp32'][2]}% of the teacher), int8 {a['w1-d1-int8'][1]}% in "
+            f"{i8['MB']:.1f} MB instead of {fp['MB']:.1f}. Every depth now works: half the layers keep "
+            f"{half[0][1]}% fp32 and {half[1][1]}% int8 at full width ({_span([h[2] for h in half], '{:.0f}')}% of the "
+            f"teacher), {a['w0.5-d0.5-fp32'][1]}% at width 0.5 as well ({a['w0.5-d0.5-fp32'][2]}%). The report "
+            f"picks {chosen}, and says why: each ties with the most accurate variant (exact McNemar p = "
+            f"{_span(pvals)} on the examples where they differ) and is the cheapest of the tied ones. Post-training "
+            f"ternary keeps {_span([t[2] for t in tern], '{:.0f}')}% of the teacher (the QAT recipes recover it: see "
+            "[Training](#training-that-holds-at-every-depth)).")
+    return _wrap(text)
+
+
+BLOCKS = {"quickstart": render_quickstart, "measured": render_measured, "performance": render_performance, "performance-reading": render_reading}
 _BLOCK = re.compile(r"<!-- figures:(?P<name>[a-z-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
 
 
