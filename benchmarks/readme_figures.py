@@ -276,7 +276,57 @@ def render_quickstart(results: Path) -> str:
     return _wrap(text)
 
 
-BLOCKS = {"quickstart": render_quickstart, "measured": render_measured, "performance": render_performance, "performance-reading": render_reading}
+def render_embedding_table(results: Path) -> str:
+    d = _load(results, "embedding_quality.json")
+    cells: dict[tuple[float, float], dict[str, str]] = {}
+    for r in d["rows"]:
+        lo, hi = r["recall_ci95"]
+        cells.setdefault((r["width"], r["depth"]), {})[r["precision"]] = (
+            f"{r['recall_at_10']:.1f} [{lo:.1f}-{hi:.1f}] / {r['cosine_mean']:.3f}")
+    precisions = list(dict.fromkeys(r["precision"] for r in d["rows"]))
+    out = ["| width / depth | " + " | ".join(precisions) + " |", "|---" * (len(precisions) + 1) + "|"]
+    for (w, dep), row in cells.items():
+        out.append(f"| {w:g} / {dep:g} | " + " | ".join(row.get(p, "-") for p in precisions) + " |")
+    return "\n".join(out)
+
+
+def render_training_table(results: Path) -> str:
+    sys.path.insert(0, str(ROOT))
+    from deploytool.stats import wilson_interval
+
+    t = _load(results, "train_bench_standard.json")
+    n = t["dynabert_test"][0]["n"]
+    teacher = next(r for r in t["rows"] if r["name"].startswith("teacher"))
+
+    def acc(a: float) -> str:
+        lo, hi = wilson_interval(round(a * n / 100), n)
+        return f"{a:.2f} [{100 * lo:.1f}-{100 * hi:.1f}]"
+
+    def share(a: float) -> str:
+        return f"{100 * a / teacher['accuracy']:.1f}%"
+
+    out = ["| model | test accuracy % [95% CI] | of the teacher | target |", "|---|---|---|---|",
+           f"| teacher | {acc(teacher['accuracy'])} | 100% | - |"]
+    grid = {(g["width"], g["depth"]): g["accuracy"] for g in t["dynabert_test"]}
+    for r in t["rows"]:
+        m = re.match(r"DynaBERT width ([\d.]+) depth ([\d.]+)", r["name"])
+        if m:
+            w, dep = float(m[1]), float(m[2])
+            out.append(f"| DynaBERT ({w:g}, {dep:g}) | {acc(r['accuracy'])} | {share(r['accuracy'])} | {r['target']}% |")
+    smallest = min(grid, key=lambda k: (k[0] * k[1], k))
+    out.append(f"| DynaBERT ({smallest[0]:g}, {smallest[1]:g}), the smallest | {acc(grid[smallest])} | "
+               f"{share(grid[smallest])} | - |")
+    for r in t["rows"]:
+        if "QAT" in r["name"]:
+            kind = r["name"].split(" QAT")[0]
+            missed = "" if 100 * r["accuracy"] / teacher["accuracy"] >= r["target"] else " (missed)"
+            out.append(f"| {kind} QAT (int8 activations) | {acc(r['accuracy'])} | {share(r['accuracy'])} | "
+                       f"{r['target']}%{missed} |")
+    return "\n".join(out)
+
+
+BLOCKS = {"quickstart": render_quickstart, "embedding-table": render_embedding_table,
+          "training-table": render_training_table, "measured": render_measured, "performance": render_performance, "performance-reading": render_reading}
 _BLOCK = re.compile(r"<!-- figures:(?P<name>[a-z-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
 
 
@@ -289,7 +339,8 @@ def render_readme(text: str, results: Path = RESULTS) -> str:
         if name not in BLOCKS:
             raise SystemExit(f"README block '{name}' has no renderer in readme_figures.py")
         found.add(name)
-        return f"<!-- figures:{name} -->\n{BLOCKS[name](results)}\n<!-- /figures:{name} -->"
+        # blank lines around the body: a table or list never runs into the marker comments
+        return f"<!-- figures:{name} -->\n\n{BLOCKS[name](results)}\n\n<!-- /figures:{name} -->"
 
     out = _BLOCK.sub(sub, text)
     missing = set(BLOCKS) - found
