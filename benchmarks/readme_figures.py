@@ -325,7 +325,44 @@ def render_training_table(results: Path) -> str:
     return "\n".join(out)
 
 
-BLOCKS = {"quickstart": render_quickstart, "embedding-table": render_embedding_table,
+def render_conformance(results: Path) -> str:
+    d = _load(results, "conformance.json")
+    sm, c = d["summary"], d["summary"]["counts"]
+    refs = d["references_used"]
+    names = {"dynabert-slice": "DynaBERT slice", "prune_heads": "`prune_heads`", "module-surgery": "module surgery",
+             "unchanged": "unchanged model", "twn-ternary": "TWN ternary"}
+    by_family: dict[str, list[int]] = {}
+    for cell in d["cells"]:
+        ok_app = by_family.setdefault(cell["model"], [0, 0])
+        if cell["status"] in ("equal", "close", "refused", "FAILED", "failed"):
+            ok_app[1] += 1
+            ok_app[0] += cell["status"] in ("equal", "close")
+    full = [m for m, (ok, app) in by_family.items() if app and ok == app]
+    partial = [m for m in by_family if m not in full]
+    refused = sorted({cell["model"] for cell in d["cells"] if cell["status"] == "refused"})
+    text = (f"Measured {_date(d['date'])} ({d['machine']['cpu']}, {d['machine']['cores']} cores, {d['wall_s']:,.0f} s "
+            f"with {d['jobs']} processes, {_load_span(d['load_average_at_start'][0], d['load_average_at_end'][0])}): "
+            f"{sm['cells']:,} cells, **{sm['failed']} FAILED**; {c['equal']:,} equal and {c['close']:,} int8-close, "
+            f"**{100 * sm['equal_share']:.1f}%** of the {sm['applicable']:,} applicable cells (goal 90%); "
+            f"{len(full)} of {len(by_family)} models at 100% (not: {', '.join(partial) or 'none'}). "
+            f"{c.get('refused', 0):,} cells are refused by name ({', '.join(refused)}: its disentangled attention; "
+            f"int8 works). {c.get('n/a', 0):,} cells are n/a: optimum always exports the mask (the input_ids-only "
+            "case) and ORT's optimizer fails on ModernBERT's dynamo export. References used: "
+            + ", ".join(f"{names.get(k, k)} {v:,}" for k, v in refs.items())
+            + ". Per model and exporter (equal or close / applicable cells over "
+            f"{len(d['opt_levels'])} optimizer settings x {len(d['passes'])} passes; R: refused), from "
+            f"`{SRC}/conformance.md`:")
+    md = (results / "conformance.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(md) if line.startswith("| model | optimum"))
+    table = []
+    for line in md[start:]:
+        if not line.startswith("|"):
+            break
+        table.append(line)
+    return "\n".join([_wrap(text), "", *table])
+
+
+BLOCKS = {"quickstart": render_quickstart, "conformance": render_conformance, "embedding-table": render_embedding_table,
           "training-table": render_training_table, "measured": render_measured, "performance": render_performance, "performance-reading": render_reading}
 _BLOCK = re.compile(r"<!-- figures:(?P<name>[a-z-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
 
