@@ -78,6 +78,8 @@ def main(argv=None) -> int:
                          "in the folder is not trained again (its recorded time is reused).")
     ap.add_argument("-o", "--output", "--out", dest="out", type=Path, default=ROOT / "results")
     ap.add_argument("--no-onnx", action="store_true")
+    ap.add_argument("--no-tws", action="store_true",
+                    help="Skip BinaryBERT's ternary weight splitting (binary from a half-width ternary model).")
     ap.add_argument("--note", action="append", default=[], help="A line added to the report's notes.")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -185,6 +187,28 @@ def main(argv=None) -> int:
                      "accuracy": r["accuracy"], "target": qtargets[mode], "seconds": qr["training"]["seconds"],
                      "notes": f"{qr['train_examples']} examples x {qr['epochs']:g} epoch(s); dev before QAT "
                               f"(post-training {mode}) {qr['post_training_quantized_dev']['accuracy']:.1f}%"})
+    tws = None
+    if not args.no_tws:
+        # BinaryBERT's ternary weight splitting on the same budget as plain binary QAT (the same number of
+        # epochs, i.e. steps: half ternary, half binary), from DynaBERT's width-0.5 sub-network
+        log.info("qat binary with ternary weight splitting")
+        qr = stage("binary_tws", lambda: train_qat(qat_cfg("binary", work / "binary_tws", tws=True,
+                                                              init=work / "dynabert")))
+        r = test_acc(work / "binary_tws")
+        qat["binary_tws"] = r["accuracy"]
+        t = qr["tws"]
+        tws = {"test": r, "ternary_dev": t["ternary_dev"], "split_dev": t["split_dev"],
+               "split_max_abs_diff": t["split_max_abs_diff"], "width": t["width"],
+               "heads_per_layer": t["heads_per_layer"], "ffn_size": t["ffn_size"], "steps": qr["training"]["steps"],
+               "seconds": qr["training"]["seconds"], "stages": {k: {"steps": v["steps"], "seconds": v["seconds"]}
+                                                               for k, v in qr["training"]["stages"].items()}}
+        rows.append({"name": "binary QAT with ternary weight splitting (BinaryBERT TWS: DynaBERT w0.5 ternary, "
+                             "split into two binary planes, int8 activations)",
+                     "accuracy": r["accuracy"], "target": qtargets["binary"], "seconds": qr["training"]["seconds"],
+                     "notes": f"{qr['train_examples']} examples x {qr['epochs']:g} epoch(s) (the plain binary row's "
+                              f"budget), {t['ternary_epochs']:g} ternary + {t['binary_epochs']:g} binary; dev "
+                              f"ternary {t['ternary_dev']['accuracy']:.1f}%, right after the split "
+                              f"{t['split_dev']['accuracy']:.1f}%"})
     if not args.no_onnx:
         from deploytool.export import ExportConfig, export
 
@@ -207,12 +231,12 @@ def main(argv=None) -> int:
                 onnx_eval(f"DynaBERT exported, sliced w{w:g} d{d:g}", dst, dyn_acc[(w, d)])
         except Exception as e:  # report, keep going: the PyTorch numbers stand on their own
             onnx_rows.append({"name": "DynaBERT sliced", "error": f"{type(e).__name__}: {e}"[:200]})
-        for mode in [m for m in ("ternary", "binary") if m in qat]:
+        for mode in [m for m in ("ternary", "binary", "binary_tws") if m in qat]:
             try:
                 from deploytool.passes.pack_weights import PackConfig, pack_file
 
                 export(ExportConfig(model=str(work / mode), task="sequence-classification"), work / f"{mode}.onnx")
-                pw = mode
+                pw = "split-binary" if mode == "binary_tws" else mode
                 dst = work / f"{mode}_speed.onnx"
                 pack_file(work / f"{mode}.onnx", dst, PackConfig(weights=pw, runtime="speed", granularity=qat_granularity))
                 onnx_eval(f"{mode} exported + packed (speed: int8 activations, as trained)", dst, qat[mode])
@@ -234,7 +258,7 @@ def main(argv=None) -> int:
            "dataset": ds.info.to_dict(), "max_length": args.max_length, "rows": rows, "onnx": onnx_rows,
            "teacher": {"test": teacher_test, "dev": tr["dev"], "train": tr["training"]},
            "dynabert_dev": dr["dev"], "dynabert_test": grid_test, "dynabert_importance": dr["importance"],
-           "dynabert_stages": dr["stages"], "reused_stages": reused,
+           "dynabert_stages": dr["stages"], "reused_stages": reused, "tws": tws,
            "train_seconds": round(sum(x for x in [tr["training"]["seconds"], dyn_seconds] if x), 1),
            "total_seconds": round(time.perf_counter() - t_all, 1), "workdir": str(work), "notes": notes}
     notes += args.note

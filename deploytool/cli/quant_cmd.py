@@ -84,7 +84,9 @@ def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool
 
 @click.command("pack", cls=GrammarCommand)
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--weights", required=True, help="Linear weights: ternary | binary.")
+@click.option("--weights", required=True,
+              help="Linear weights: ternary | binary | split-binary (two binary planes: BinaryBERT's TWS, "
+                   "`qat --mode binary --tws`).")
 @click.option("--embeddings", default=None, help="Word embeddings: ternary | binary | int8 | fp32 (default: as --weights).")
 @click.option("--runtime", "runtime", default="speed", show_default=True,
               help="speed (INT2 -> int8 kernels) | memory (MatMulNBits 2-bit) | densest (5 trits/byte).")

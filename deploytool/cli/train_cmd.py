@@ -174,22 +174,40 @@ def dynabert(teacher, output, widths, depths, width_epochs, depth_epochs, subnet
 @click.option("--act-bits", type=click.Choice(["8", "0"]), default="8", show_default=True,
               help="8: train with the Linear inputs quantized to int8 as the packed 'speed' runtime runs them "
                    "(TernaryBERT's 2-2-8); 0: fp32 activations.")
+@click.option("--tws", is_flag=True,
+              help="BinaryBERT's ternary weight splitting (--mode binary): train a half-width ternary model, split "
+                   "it into an equivalent two-plane binary one, train that; pack with --weights split-binary.")
+@click.option("--tws-width", type=float, default=0.5, show_default=True, metavar="FLOAT",
+              help="Width of the ternary model that is split (DynaBERT's rule).")
+@click.option("--tws-ternary-share", type=float, default=0.5, show_default=True, metavar="FLOAT",
+              help="Share of --epochs trained ternary before the split; the rest trains binary.")
+@click.option("--init", type=click.Path(path_type=Path), default=None,
+              help="With --tws: the model the student is cut from (default: the teacher; a DynaBERT folder is "
+                   "importance-ordered, so its first heads and neurons are the ones worth keeping).")
 @_data_options
 @_optim_options(5e-5, 1.0)
 @json_flag("Print the result record as JSON to stdout.")
-def qat(teacher, output, mode, granularity, clip, quantize_embeddings, act_bits, data_cfg, epochs, lr, batch_size,
-        threads, cpu, as_json):
+def qat(teacher, output, mode, granularity, clip, quantize_embeddings, act_bits, tws, tws_width, tws_ternary_share,
+        init, data_cfg, epochs, lr, batch_size, threads, cpu, as_json):
     """TernaryBERT/BinaryBERT quantization-aware distillation; saves the quantized weights."""
     from deploytool.train.qat import train_qat
 
     cfg = QATConfig(teacher=teacher, output=output, data=data_cfg, mode=mode, granularity=granularity, clip=clip,
-                    quantize_embeddings=quantize_embeddings, act_bits=int(act_bits), epochs=epochs, lr=lr,
+                    quantize_embeddings=quantize_embeddings, act_bits=int(act_bits), tws=tws, tws_width=tws_width,
+                    tws_ternary_share=tws_ternary_share, init=init, epochs=epochs, lr=lr,
                     batch_size=batch_size, threads=threads, cpu=cpu)
     r = train_qat(cfg)
-    _echo(r, as_json, _split_line(r) + [f"{mode} QAT: {r['training']['steps']} steps in {r['seconds']:.1f} s"
-                                        f"{_trunc(r['truncated_train'])}",
-                                        f"dev accuracy {_acc(r['dev'])} (teacher {_acc(r['teacher_dev'])})",
-                                        f"saved {output}"])
+    lines = _split_line(r) + [f"{mode} QAT: {r['training']['steps']} steps in {r['seconds']:.1f} s"
+                              f"{_trunc(r['truncated_train'])}"]
+    if r.get("tws"):
+        t = r["tws"]
+        lines.append(f"ternary weight splitting: width {t['width']:g} ({t['heads_per_layer'][0]} heads, FFN "
+                     f"{t['ffn_size']}); dev ternary {_acc(t['ternary_dev'])}, right after the split "
+                     f"{_acc(t['split_dev'])}")
+    lines += [f"dev accuracy {_acc(r['dev'])} (teacher {_acc(r['teacher_dev'])})", f"saved {output}"]
+    if r.get("tws"):
+        lines.append(f"deploy: deploytool export --model {output} ... then deploytool pack --weights split-binary")
+    _echo(r, as_json, lines)
 
 
 @click.command("eval", cls=GrammarCommand)

@@ -29,6 +29,14 @@ How each runtime stores and runs a linear weight ``[K, N]`` (y = x @ W):
   Cast to INT8) that ORT constant-folds at session creation, then DynamicQuantizeMatMul as above.
 - binary (``speed`` or ``densest``): 1 bit per weight in a uint8 initializer plus the same kind of
   unpacking subgraph (Div by 2^i, Mod 2, *2 - 1), then DynamicQuantizeMatMul.
+- split-binary (BinaryBERT's ternary weight splitting, ``qat --mode binary --tws``): each weight is
+  two binary planes, ``W = alpha1 s1 + alpha2 s2`` (recovered exactly from a TWS-trained model,
+  greedily from any other, :func:`~deploytool.quant.quantizers.binarize_planes`). The planes are
+  stored side by side as one binary ``[K, 2N]`` weight (1 bit each, 2 bits per weight) with scales
+  ``[alpha1, alpha2]`` per column; one kernel (DynamicQuantizeMatMul, or MatMulNBits for ``memory``)
+  computes both, and ``Slice + Add`` sums the halves. Tables (``--embeddings split-binary``, the
+  default with these weights) keep each row's two planes side by side, 2 bits per value, and sum
+  them after the Gather.
 
 Embeddings (``Gather``): the table is stored packed row-wise (2-bit codes, 5 trits, 1 bit, or int8
 with a per-row scale); the rows are gathered from the packed table and unpacked at run time
@@ -59,6 +67,7 @@ from deploytool.quant import packing
 from deploytool.quant.quantizers import (
     Granularity,
     binarize,
+    binarize_planes,
     dequantize,
     quantize_int8_rows,
     ternarize,
@@ -90,6 +99,7 @@ _LOW_BIT_TYPES = {ir.DataType.INT2, ir.DataType.UINT2, ir.DataType.INT4, ir.Data
 class WeightScheme(str, enum.Enum):
     TERNARY = "ternary"
     BINARY = "binary"
+    SPLIT_BINARY = "split-binary"  # two binary planes per weight (BinaryBERT's TWS); tables: one plane
     INT8 = "int8"  # embeddings only
     FP32 = "fp32"  # embeddings only: leave them as they are
 
@@ -130,8 +140,9 @@ class PackConfig:
         object.__setattr__(self, "position_embeddings",
                            _enum(WeightScheme, self.position_embeddings, "position_embeddings"))
         w = self.weights.value if isinstance(self.weights, WeightScheme) else self.weights
-        if w not in (WeightScheme.TERNARY.value, WeightScheme.BINARY.value):
-            raise ConfigError(f"weights: expected 'ternary' or 'binary', got {w!r}")
+        linear = (WeightScheme.TERNARY.value, WeightScheme.BINARY.value, WeightScheme.SPLIT_BINARY.value)
+        if w not in linear:
+            raise ConfigError(f"weights: expected one of {list(linear)}, got {w!r}")
         w = WeightScheme(w)
         object.__setattr__(self, "weights", w)
         e = w if self.embeddings is None else _enum(WeightScheme, self.embeddings, "embeddings")
@@ -149,7 +160,7 @@ class PackConfig:
         """The storage scheme of linear weights: ternary2 | trit5 | binary1 | nbits2."""
         if self.runtime is Runtime.MEMORY:
             return "nbits2"
-        if self.weights is WeightScheme.BINARY:
+        if self.weights in (WeightScheme.BINARY, WeightScheme.SPLIT_BINARY):
             return "binary1"
         return "trit5" if self.runtime is Runtime.DENSEST else "ternary2"
 
@@ -169,6 +180,8 @@ class PackConfig:
             return "int8"
         if e is WeightScheme.BINARY:
             return "binary1"
+        if e is WeightScheme.SPLIT_BINARY:
+            return "binary1x2"  # two binary planes per row, side by side
         return "trit5" if self.runtime is Runtime.DENSEST else "ternary2"
 
     @property
@@ -443,22 +456,47 @@ def _unpack_ops(b: _Builder, packed: ir.Value, scheme: str, tag: str) -> ir.Valu
     return b.op("Sub", [x, b.const(np.array(off, np.int32))], tag)
 
 
-def _codes_and_alpha(target: _Target, config: PackConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Codes in the PyTorch layout [N, K] and alpha (scalar or [N])."""
+def _quantize(w_out_in: np.ndarray, config: PackConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """Codes [P*N, K], alpha (scalar, or [P*N]) and the number of planes P of a [N, K] weight.
+
+    split-binary stacks its two planes along N (rows of plane 1, then of plane 2), each row with its
+    own scale; ternary and binary are one plane."""
+    if config.weights is WeightScheme.SPLIT_BINARY:
+        s1, s2, a1, a2, _ = binarize_planes(w_out_in, config.granularity)
+        n = w_out_in.shape[0]
+        alpha = np.concatenate([np.broadcast_to(a1, (n,)), np.broadcast_to(a2, (n,))]).astype(np.float32)
+        return np.concatenate([s1, s2], 0), alpha, 2
+    fn = binarize if config.weights is WeightScheme.BINARY else ternarize
+    codes, alpha = fn(w_out_in, config.granularity)
+    return codes, alpha, 1
+
+
+def _codes_and_alpha(target: _Target, config: PackConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """Codes in the PyTorch layout [P*N, K], alpha (scalar or [P*N]) and the planes P."""
     w = target.weight.const_value.numpy().astype(np.float32)
-    w_out_in = w if target.layout == "out_in" else w.T
-    if config.weights is WeightScheme.BINARY:
-        return binarize(w_out_in, config.granularity)
-    return ternarize(w_out_in, config.granularity)
+    return _quantize(w if target.layout == "out_in" else w.T, config)
+
+
+def _planes_sum(deq: np.ndarray, planes: int) -> np.ndarray:
+    """[P*N, K] dequantized planes -> [N, K], their sum."""
+    return deq if planes == 1 else deq.reshape(planes, -1, deq.shape[1]).sum(axis=0, dtype=np.float32)
 
 
 def fake_quantized_weight(target_weight: np.ndarray, layout: str, config: PackConfig) -> np.ndarray:
     """The fp32 weight the packed model computes with (same layout as the input weight)."""
     w_out_in = target_weight if layout == "out_in" else target_weight.T
-    fn = binarize if config.weights is WeightScheme.BINARY else ternarize
-    codes, alpha = fn(w_out_in, config.granularity)
-    deq = dequantize(codes, alpha)
+    codes, alpha, planes = _quantize(w_out_in, config)
+    deq = _planes_sum(dequantize(codes, alpha), planes)
     return deq if layout == "out_in" else deq.T.copy()
+
+
+def _sum_planes(b: "_Builder", y: ir.Value, n: int, tag: str) -> ir.Value:
+    """[..., 2N] -> [..., N]: the two planes' outputs added."""
+    def half(lo: int, hi: int) -> ir.Value:
+        return b.op("Slice", [y, b.const(np.array([lo], np.int64)), b.const(np.array([hi], np.int64)),
+                              b.const(np.array([-1], np.int64))], tag)
+
+    return b.op("Add", [half(0, n), half(n, 2 * n)], tag)
 
 
 # rows of an embedding table quantized at once (each row has its own scale, so chunks give the same
@@ -477,6 +515,9 @@ def _embedding_codes(table: np.ndarray, scheme: str) -> tuple[np.ndarray, np.nda
         return quantize_int8_rows(table)
     if scheme == "binary1":
         return binarize(table, Granularity.ROW)
+    if scheme == "binary1x2":  # codes [rows, 2H] = [s1 | s2], alpha [rows, 2]
+        s1, s2, a1, a2, _ = binarize_planes(table, Granularity.ROW)
+        return np.concatenate([s1, s2], 1), np.stack([a1, a2], 1).astype(np.float32)
     return ternarize(table, Granularity.ROW)
 
 
@@ -497,8 +538,10 @@ def _first_in_graph(graph: ir.Graph, nodes: list[ir.Node]) -> ir.Node:
 
 def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -> dict[str, Any]:
     graph = model.graph
-    codes, alpha = _codes_and_alpha(t, config)  # [N, K]
+    codes, alpha, planes = _codes_and_alpha(t, config)  # [P*N, K]
     n_out, k_in = codes.shape
+    n_real = n_out // planes  # the layer's output features (P*N columns are computed, P planes summed)
+    n_weights = n_real * k_in
     base = t.weight.name or "weight"
     tag = b.tag()
     scheme = config.linear_scheme
@@ -515,12 +558,18 @@ def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -
         packed_bytes = blob.nbytes + n_out * nb * 4
         for node in t.nodes:
             bias = node.inputs[2] if node.op_type == "Gemm" and len(node.inputs) > 2 else None
-            inputs = [node.inputs[0], b_val, s_val] + ([None, None, bias] if bias is not None else [])
+            fold = bias if planes == 1 else None
+            inputs = [node.inputs[0], b_val, s_val] + ([None, None, fold] if fold is not None else [])
             out = b.op("MatMulNBits", inputs, tag, domain="com.microsoft", K=k_in, N=n_out, bits=2,
                        block_size=bs, accuracy_level=config.accuracy_level)
+            if planes > 1:
+                out = _sum_planes(b, out, n_real, tag)
+                if bias is not None:
+                    out = b.op("Add", [out, bias], tag)
             _replace(graph, node, b.take(), out)
-        return {"scheme": "ternary2" if config.weights is WeightScheme.TERNARY else "binary2",
-                "bits": packed_bytes * 8 / codes.size, "shape": [k_in, n_out], "bytes": packed_bytes}
+        scheme = {WeightScheme.TERNARY: "ternary2", WeightScheme.BINARY: "binary2"}.get(config.weights, "binary2x2")
+        return {"scheme": scheme, "bits": packed_bytes * 8 / n_weights, "shape": [k_in, n_real],
+                "bytes": packed_bytes}
     codes_kn = np.ascontiguousarray(codes.T)  # DynamicQuantizeMatMul wants B as [K, N]
     if scheme == "ternary2":
         b_val = b.init(f"{base}_int2", codes_kn, dtype=ir.DataType.INT2)
@@ -541,18 +590,25 @@ def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -
     graph.insert_before(first, prep)
     for node in t.nodes:
         bias = node.inputs[2] if node.op_type == "Gemm" and len(node.inputs) > 2 else None
-        add = _bias_add(node, n_out) if bias is None else None
+        add = _bias_add(node, n_out) if bias is None and planes == 1 else None
         if add is not None:  # fold the bias Add into the kernel (one elementwise pass less)
             bias = next(v for v in add.inputs if v is not node.outputs[0])
-        inputs = [node.inputs[0], wq, s_val] + ([None, bias] if bias is not None else [])
+        fold = bias if planes == 1 else None
+        inputs = [node.inputs[0], wq, s_val] + ([None, fold] if fold is not None else [])
         out = b.op("DynamicQuantizeMatMul", inputs, tag, domain="com.microsoft")
+        if planes > 1:
+            out = _sum_planes(b, out, n_real, tag)
+            if bias is not None:
+                out = b.op("Add", [out, bias], tag)
         if add is not None:
             graph.insert_before(node, b.take())
             ir.convenience.replace_nodes_and_values(graph, node, [node, add], [], [add.outputs[0]], [out])
         else:
             _replace(graph, node, b.take(), out)
     packed_bytes += alpha.size * 4
-    return {"scheme": scheme, "bits": packed_bytes * 8 / codes.size, "shape": [k_in, n_out], "bytes": packed_bytes}
+    if planes > 1:
+        scheme = f"{scheme}x{planes}"
+    return {"scheme": scheme, "bits": packed_bytes * 8 / n_weights, "shape": [k_in, n_real], "bytes": packed_bytes}
 
 
 def _bias_add(node: ir.Node, n_out: int) -> ir.Node | None:
@@ -579,11 +635,14 @@ def _pack_embedding(b: _Builder, model: ir.Model, table_v: ir.Value, gathers: li
     codes, alpha = _embedding_codes(table, scheme)
     base = table_v.name or "word_embeddings"
     tag = b.tag()
+    planes = 2 if scheme == "binary1x2" else 1
+    bit_scheme = "binary1" if planes > 1 else scheme
+    width = codes.shape[1]  # hidden, or 2 * hidden for two planes
     if scheme == "int8":
         t_val = b.init(f"{base}_int8", codes)
         nbytes = codes.nbytes
     else:
-        packed = _pack_codes(codes, scheme)
+        packed = _pack_codes(codes, bit_scheme)
         t_val = b.init(f"{base}_{scheme}", packed)
         nbytes = packed.nbytes
     a_val = b.init(f"{base}_alpha", alpha.astype(np.float32))
@@ -593,17 +652,23 @@ def _pack_embedding(b: _Builder, model: ir.Model, table_v: ir.Value, gathers: li
         if scheme == "int8":
             x = rows
         else:
-            x = _unpack_ops(b, rows, scheme, tag)
+            x = _unpack_ops(b, rows, bit_scheme, tag)
             lead = b.op("Shape", [rows], tag, end=-1)
             shape = b.op("Concat", [lead, b.const(np.array([-1], np.int64))], tag, axis=0)
             x = b.op("Reshape", [x, shape], tag)
-            if hidden % _UNPACK[scheme][0]:
-                x = b.op("Slice", [x, b.const(np.array([0], np.int64)), b.const(np.array([hidden], np.int64)),
+            if width % _UNPACK[bit_scheme][0]:
+                x = b.op("Slice", [x, b.const(np.array([0], np.int64)), b.const(np.array([width], np.int64)),
                                    b.const(np.array([-1], np.int64))], tag)
         x = b.op("Cast", [x], tag, to=ir.DataType.FLOAT)
         a = b.op("Gather", [a_val, ids], tag, axis=0)
         a = b.op("Unsqueeze", [a, b.const(np.array([-1], np.int64))], tag)
-        out = b.op("Mul", [x, a], tag)
+        if planes > 1:  # [..., 2H] -> [..., 2, H], times [..., 2, 1], planes summed -> [..., H]
+            lead = b.op("Shape", [ids], tag)
+            shape = b.op("Concat", [lead, b.const(np.array([planes, hidden], np.int64))], tag, axis=0)
+            x = b.op("Reshape", [x, shape], tag)
+            out = b.op("ReduceSum", [b.op("Mul", [x, a], tag), b.const(np.array([-2], np.int64))], tag, keepdims=0)
+        else:
+            out = b.op("Mul", [x, a], tag)
         _replace(graph, g, b.take(), out)
     nbytes += alpha.nbytes
     return {"scheme": scheme, "bits": nbytes * 8 / table.size, "shape": [vocab, hidden], "bytes": nbytes}
@@ -634,13 +699,21 @@ def _fused_qkv_nodes(graph: ir.Graph) -> tuple[list[ir.Node], list[Skip]]:
 def _qkv_codes(arr: np.ndarray, config: PackConfig) -> tuple[np.ndarray, np.ndarray]:
     """Codes [3A, K] and per-column alpha [3A]: Q, K and V quantized as three matrices (as unfused)."""
     a = arr.shape[1] // 3
-    fn = binarize if config.weights is WeightScheme.BINARY else ternarize
     codes, alphas = [], []
     for i in range(3):
-        c, al = fn(np.ascontiguousarray(arr[:, i * a:(i + 1) * a].T), config.granularity)
+        c, al, _ = _quantize(np.ascontiguousarray(arr[:, i * a:(i + 1) * a].T), config)
         codes.append(c)
-        alphas.append(np.broadcast_to(al, (a,)) if al.ndim == 0 else al)
+        alphas.append(np.broadcast_to(al, (c.shape[0],)) if al.ndim == 0 else al)
     return np.concatenate(codes, 0), np.concatenate(alphas).astype(np.float32)
+
+
+def _qkv_fake_quantized(arr: np.ndarray, config: PackConfig) -> np.ndarray:
+    """The fp32 [K, 3A] QKV weight the packed Attention computes with."""
+    deq = dequantize(*_qkv_codes(arr, config))  # [3 * P * A, K]
+    planes = 2 if config.weights is WeightScheme.SPLIT_BINARY else 1
+    if planes > 1:
+        deq = deq.reshape(3, planes, -1, deq.shape[1]).sum(axis=1, dtype=np.float32).reshape(-1, deq.shape[1])
+    return deq.T.copy()
 
 
 def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackConfig) -> dict[str, Any]:
@@ -651,9 +724,10 @@ def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackCon
     w = alias_root(node.inputs[1])
     arr = w.const_value.numpy().astype(np.float32)
     k_in, n3 = arr.shape
-    codes, alpha = _qkv_codes(arr, config)
+    codes, alpha = _qkv_codes(arr, config)  # [3 * P * A, K]: Q's planes, K's, V's
+    planes = 2 if config.weights is WeightScheme.SPLIT_BINARY else 1
     codes_kn = np.ascontiguousarray(codes.T)
-    scheme = "binary1" if config.weights is WeightScheme.BINARY else "trit5"
+    scheme = "trit5" if config.weights is WeightScheme.TERNARY else "binary1"
     tag = b.tag()
     flat = _pack_codes(codes_kn.reshape(-1), scheme)
     b_val = b.init(f"{w.name or 'qkv'}_{scheme}", flat)
@@ -661,14 +735,19 @@ def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackCon
     x = b.op("Reshape", [x, b.const(np.array([-1], np.int64))], tag)
     if codes.size % _UNPACK[scheme][0]:
         x = b.op("Slice", [x, b.const(np.array([0], np.int64)), b.const(np.array([codes.size], np.int64))], tag)
-    x = b.op("Reshape", [x, b.const(np.array([k_in, n3], np.int64))], tag)
+    x = b.op("Reshape", [x, b.const(np.array([k_in, n3 * planes], np.int64))], tag)
     x = b.op("Cast", [x], tag, to=ir.DataType.FLOAT)
     a_val = b.init(f"{w.name or 'qkv'}_alpha", alpha)
     x = b.op("Mul", [x, a_val], tag)
+    if planes > 1:  # [K, 3 * 2A] (Q1 Q2 K1 K2 V1 V2) -> [K, 3, 2, A] -> sum the planes -> [K, 3A]
+        x = b.op("Reshape", [x, b.const(np.array([k_in, 3, planes, n3 // 3], np.int64))], tag)
+        x = b.op("ReduceSum", [x, b.const(np.array([2], np.int64))], tag, keepdims=0)
+        x = b.op("Reshape", [x, b.const(np.array([k_in, n3], np.int64))], tag)
     graph.insert_before(node, b.take())
     node.replace_input_with(1, x)
     packed_bytes = flat.nbytes + alpha.nbytes
-    return {"scheme": scheme, "bits": packed_bytes * 8 / codes.size, "shape": [k_in, n3], "bytes": packed_bytes,
+    return {"scheme": scheme if planes == 1 else f"{scheme}x{planes}", "bits": packed_bytes * 8 / (k_in * n3),
+            "shape": [k_in, n3], "bytes": packed_bytes,
             "note": "fused Attention QKV: packed in the file, unpacked to fp32 when the session is created"}
 
 
@@ -699,7 +778,8 @@ class PackWeightsPass(DeployPass):
         c = self.config
         w = c.weights.value if isinstance(c.weights, WeightScheme) else str(c.weights)
         r = c.runtime.value if isinstance(c.runtime, Runtime) else str(c.runtime)
-        return {"step": f"pack({w},{r})", "precision": w}
+        # two binary planes are a binary model (2 bits per weight): the variant's precision is "binary"
+        return {"step": f"pack({w},{r})", "precision": "binary" if c.weights is WeightScheme.SPLIT_BINARY else w}
 
     def gate_reference(self, src):
         """The input with its weights replaced by the quantizer's fp32 values (:class:`FakeQuantWeightsPass`):
@@ -837,7 +917,7 @@ class FakeQuantWeightsPass(DeployPass):
                 w.astype(np.float32), layout, cfg))
         fused, _ = _fused_qkv_nodes(model.graph)
         for node in fused:
-            _replace_lazily(alias_root(node.inputs[1]), lambda w: dequantize(*_qkv_codes(w.astype(np.float32), cfg)).T.copy())
+            _replace_lazily(alias_root(node.inputs[1]), lambda w: _qkv_fake_quantized(w.astype(np.float32), cfg))
         if emb is not None and cfg.embedding_scheme is not None:
             _replace_lazily(emb[0], lambda w: _dequantized_embedding(w, cfg.embedding_scheme))
         if cfg.position_scheme is not None:
@@ -853,7 +933,12 @@ def _dequantized_embedding(table: np.ndarray, scheme: str) -> np.ndarray:
 
     out = np.empty(table.shape, dtype=np.float32)
     for i, part in row_chunks(table, _EMBEDDING_CHUNK_ROWS):
-        out[i:i + len(part)] = dequantize(*_embedding_codes(part, scheme))
+        codes, alpha = _embedding_codes(part, scheme)
+        if scheme == "binary1x2":
+            h = part.shape[1]
+            out[i:i + len(part)] = codes[:, :h] * alpha[:, :1] + codes[:, h:] * alpha[:, 1:]
+        else:
+            out[i:i + len(part)] = dequantize(codes, alpha)
     return out
 
 

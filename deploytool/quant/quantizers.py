@@ -19,6 +19,13 @@ Binary (Rastegari et al. 2016, BWN; Bai et al. 2021, BinaryBERT)::
 int8 rows (embeddings ``--embeddings int8``): symmetric, ``scale = max|row| / 127``,
 ``q = round(W / scale)`` clipped to [-127, 127].
 
+Two binary planes (Bai et al. 2021, BinaryBERT's ternary weight splitting, TWS): a weight stored as
+``W = alpha1 * s1 + alpha2 * s2`` with ``s1, s2`` in {-1, 1}. :func:`split_ternary` splits the latent
+weights of a ternary model into two latent matrices whose binarizations sum to its ternarization
+(the TWS operator); :func:`binarize_planes` recovers ``(s1, s2, alpha1, alpha2)`` from a matrix, exactly
+when it already has the two-plane form (what a TWS-trained model holds), else by greedy residual
+binarization (``s1 = sign(W)``, ``s2 = sign(W - alpha1 s1)``).
+
 All functions return the integer codes (int8) and float32 scales; ``alpha`` has shape ``()`` for
 "layer" and ``[rows]`` for "row". :func:`dequantize` gives ``alpha * codes`` (broadcast per row).
 """
@@ -97,3 +104,80 @@ def dequantize(codes: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     alpha = np.asarray(alpha, dtype=np.float32)
     c = np.asarray(codes).astype(np.float32)
     return (c * (alpha if alpha.ndim == 0 else alpha[:, None])).astype(np.float32)
+
+
+def _units(w: np.ndarray, g: Granularity) -> np.ndarray:
+    """The quantization units as rows of a 2-D array: the whole matrix ("layer") or each row ("row")."""
+    return w.reshape(1, -1) if g is Granularity.LAYER else w
+
+
+def split_ternary(w: np.ndarray, granularity: Granularity | str = "layer") -> tuple[np.ndarray, np.ndarray]:
+    """BinaryBERT's ternary weight splitting: latent ``w`` -> latent ``(w1, w2)``, ``w1 + w2 = w``.
+
+    With ``t, alpha = ternarize(w)`` (computed in float64 here), per unit (matrix or row) of ``n``
+    entries of which ``x`` are ternarized to 0::
+
+        c  = (alpha * n - sum|w|) / (2 x)
+        where t != 0:  w1 = m w,                       w2 = (1 - m) w
+        where t == 0:  w1 = w + c if w > 0 else c,     w2 = w - c if w < 0 else -c
+        m  = (sum|a11| + sum|a22| - sum|a12|) / (2 sum|a11|)
+
+    (``a11`` = ``w`` where ``t != 0``; ``a12``/``a22`` = the ``t == 0`` parts of ``w1``/``w2``), so that
+    ``binarize(w1) + binarize(w2) == ternarize(w)``: both planes get ``alpha / 2`` and agree in sign
+    where ``t != 0``, disagree where ``t == 0``.
+    """
+    g = _granularity(granularity)
+    w = _as_matrix(w)
+    u = _units(w, g).astype(np.float64)
+    a = np.abs(u)
+    n = u.shape[1]
+    delta = 0.7 * a.mean(axis=1, keepdims=True)
+    nz = a > delta
+    cnt = nz.sum(axis=1, keepdims=True)
+    alpha = np.where(cnt > 0, (a * nz).sum(axis=1, keepdims=True) / np.maximum(cnt, 1), 0.0)
+    x = (~nz).sum(axis=1, keepdims=True)
+    c = np.where(x > 0, (alpha * n - a.sum(axis=1, keepdims=True)) / (2.0 * np.maximum(x, 1)), 0.0)
+    z1 = np.where(u > 0, u + c, c)
+    z2 = np.where(u < 0, u - c, -c)
+    s11 = np.where(nz, a, 0.0).sum(axis=1, keepdims=True)
+    s12 = np.where(nz, 0.0, np.abs(z1)).sum(axis=1, keepdims=True)
+    s22 = np.where(nz, 0.0, np.abs(z2)).sum(axis=1, keepdims=True)
+    m = np.where(s11 > 0, (s11 + s22 - s12) / (2.0 * np.where(s11 > 0, s11, 1.0)), 0.5)
+    w1 = np.where(nz, m * u, z1)
+    w2 = np.where(nz, (1.0 - m) * u, z2)
+    return w1.reshape(w.shape).astype(np.float32), w2.reshape(w.shape).astype(np.float32)
+
+
+def binarize_planes(w: np.ndarray, granularity: Granularity | str = "layer"
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """``W ~ alpha1 * s1 + alpha2 * s2``: returns ``(s1, s2, alpha1, alpha2, exact)``.
+
+    A unit (matrix or row) whose entries take at most two absolute values ``hi >= lo`` already has the
+    two-plane form: ``alpha1 = (hi + lo) / 2``, ``alpha2 = (hi - lo) / 2``, ``s1 = sign(W)``,
+    ``s2 = s1`` where ``|W| = hi`` and ``-s1`` where ``|W| = lo``: exact. Any other unit is binarized
+    greedily (``s1 = sign(W)``, ``alpha1 = mean|W|``, then the residual the same way). ``exact`` is
+    true when every unit was exact. Signs of 0 are +1, as in :func:`binarize`.
+    """
+    g = _granularity(granularity)
+    w = _as_matrix(w)
+    u = _units(w, g)
+    a = np.abs(u)
+    hi = a.max(axis=1, keepdims=True) if u.size else np.zeros((u.shape[0], 1), np.float32)
+    lo = a.min(axis=1, keepdims=True) if u.size else hi
+    two = ((a == hi) | (a == lo)).all(axis=1, keepdims=True)
+    s1 = np.where(u >= 0, 1, -1).astype(np.int8)
+    # exact units
+    a1_exact = (hi.astype(np.float64) + lo) / 2.0
+    a2_exact = (hi.astype(np.float64) - lo) / 2.0
+    s2_exact = np.where(a == hi, s1, -s1).astype(np.int8)
+    # greedy residual units
+    a1_greedy = a.mean(axis=1, keepdims=True, dtype=np.float64)
+    r = u - (a1_greedy * s1).astype(np.float32)
+    s2_greedy = np.where(r >= 0, 1, -1).astype(np.int8)
+    a2_greedy = np.abs(r).mean(axis=1, keepdims=True, dtype=np.float64)
+    s2 = np.where(two, s2_exact, s2_greedy).reshape(w.shape).astype(np.int8)
+    a1 = np.where(two, a1_exact, a1_greedy).astype(np.float32).reshape(-1)
+    a2 = np.where(two, a2_exact, a2_greedy).astype(np.float32).reshape(-1)
+    if g is Granularity.LAYER:
+        a1, a2 = np.asarray(a1[0], np.float32), np.asarray(a2[0], np.float32)
+    return s1.reshape(w.shape), s2, a1, a2, bool(two.all())

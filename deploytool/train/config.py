@@ -159,6 +159,14 @@ class QATConfig(_Optim):
     w_hidden: float = 1.0
     w_attention: float = 1.0
     lr: float = 5e-5
+    # BinaryBERT's ternary weight splitting (mode binary only): the student starts as the width
+    # ``tws_width`` sub-network of ``init`` (default: the teacher; a DynaBERT folder is importance-ordered),
+    # trains ternary for ``tws_ternary_share`` of the epochs, is split into two binary planes per weight
+    # (an equivalent binary model) and trains binary for the rest. Pack it with ``--weights split-binary``.
+    tws: bool = False
+    tws_width: float = 0.5
+    tws_ternary_share: float = 0.5
+    init: Path | None = None
 
     def __post_init__(self):
         self._check_optim()
@@ -166,6 +174,11 @@ class QATConfig(_Optim):
             object.__setattr__(self, "mode", QuantMode(self.mode))
         except ValueError:
             raise ConfigError(f"mode: must be one of ternary, binary (got {self.mode!r})") from None
+        _check(not self.tws or self.mode is QuantMode.BINARY,
+               "tws: ternary weight splitting makes a binary model: use it with mode binary")
+        _check(0 < self.tws_width <= 1, f"tws_width: must be in (0, 1] (got {self.tws_width})")
+        _check(0 < self.tws_ternary_share < 1, f"tws_ternary_share: must be in (0, 1) (got {self.tws_ternary_share})")
+        _check(self.init is None or self.tws, "init: a separate starting model is only used with tws")
         _check(self.granularity in ("layer", "row"), f"granularity: must be layer or row (got {self.granularity!r})")
         _check(self.clip >= 0, f"clip: must be >= 0 (got {self.clip})")
         _check(self.act_bits in (0, 8), f"act_bits: must be 8 (int8 activations) or 0 (fp32) (got {self.act_bits})")

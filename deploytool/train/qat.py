@@ -29,6 +29,18 @@ we restate the runtime's asymmetric rule instead, so that PyTorch and the packed
 same numbers. ``act_bits = 0`` keeps activations fp32 (what the ``memory`` runtime at accuracy level 0
 computes). The choice is recorded in the folder's ``deploytool.json`` (``qat.act_bits``), and
 ``evaluate_torch`` / ``deploytool eval`` apply it when they evaluate the folder.
+
+BinaryBERT's ternary weight splitting (``tws=True``, mode binary; Bai et al. 2021 and its public code,
+``binary_model_init.py``): the student starts as the width-``tws_width`` sub-network of ``init`` (a
+DynaBERT folder: importance-ordered, trained to work at that width), cut out for real
+(:func:`~deploytool.train.subnet.prune_to_width`); it trains as a ternary model for a share of the
+epochs, then every quantized Linear's latent weight ``w`` is split into ``(w1, w2)``
+(:func:`~deploytool.quant.quantizers.split_ternary`) so that ``binarize(w1) + binarize(w2)`` equals
+``ternarize(w)``: an equivalent binary model with two planes per weight (same accuracy at the split,
+checked and recorded), which trains for the rest of the epochs with each plane binarized (BWN, its
+own scale, straight-through). The word embeddings are split the same way, row by row. The saved
+weights are ``alpha1 s1 + alpha2 s2``; ``deploytool pack --weights split-binary`` recovers both planes
+exactly.
 """
 
 from __future__ import annotations
@@ -41,7 +53,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
-from deploytool.quant.quantizers import binarize, dequantize, ternarize
+from deploytool.quant.quantizers import binarize, dequantize, split_ternary, ternarize
 from deploytool.train.batching import encode, load_data, make_accelerator
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
     resolve_folder, save_folder
@@ -49,12 +61,12 @@ from deploytool.train.config import QATConfig, QuantMode
 from deploytool.train.evaluate import evaluate_torch
 from deploytool.train.losses import distill_loss
 from deploytool.train.loop import run_loop
-from deploytool.train.subnet import check_supported, encoder_linears, encoder_of, subnet_forward
+from deploytool.train.subnet import check_supported, encoder_linears, encoder_of, prune_to_width, subnet_forward
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["fake_quant_act", "act_fn_for", "quantize_weight", "WeightQuantizer", "attach_quantizers", "freeze_quantized", "train_qat",
-           "quantized_modules"]
+__all__ = ["fake_quant_act", "act_fn_for", "quantize_weight", "WeightQuantizer", "TwoPlaneQuantizer",
+           "attach_quantizers", "split_to_planes", "freeze_quantized", "train_qat", "quantized_modules"]
 
 
 def fake_quant_act(x: torch.Tensor) -> torch.Tensor:
@@ -108,6 +120,20 @@ class WeightQuantizer(torch.nn.Module):
         return _STE.apply(w, q, keep)
 
 
+class TwoPlaneQuantizer(torch.nn.Module):
+    """A parametrization: ``weight`` reads as ``binarize(w1) + binarize(w2)`` (BinaryBERT after the
+    split); ``w1`` is the parametrized latent weight, ``w2`` a parameter of this module. Each plane has
+    its own BWN scale and straight-through gradient."""
+
+    def __init__(self, w2: torch.Tensor, granularity: str, clip: float):
+        super().__init__()
+        self.w2 = torch.nn.Parameter(w2)
+        self.plane = WeightQuantizer(QuantMode.BINARY, granularity, clip)
+
+    def forward(self, w1):
+        return self.plane(w1) + self.plane(self.w2)
+
+
 def quantized_modules(model, quantize_embeddings: bool = True) -> dict[str, tuple[torch.nn.Module, str]]:
     """name -> (module, granularity override or '') of every weight QAT quantizes."""
     mods = {n: (m, "") for n, m in encoder_linears(model).items()}
@@ -120,6 +146,27 @@ def attach_quantizers(model, mode, granularity: str = "layer", clip: float = 3.0
     for _, (mod, g) in quantized_modules(model, quantize_embeddings).items():
         parametrize.register_parametrization(mod, "weight", WeightQuantizer(mode, g or granularity, clip))
     return model
+
+
+def split_to_planes(model, granularity: str = "layer", clip: float = 3.0, quantize_embeddings: bool = True) -> dict:
+    """Ternary QAT model -> the equivalent two-plane binary one, in place (the TWS operator on every
+    quantized Linear's latent weight and, row by row, the word embeddings'). Returns the
+    largest |ternary - (plane1 + plane2)| per module kind (0 up to float rounding)."""
+    worst = {"linear": 0.0}
+    for name, (mod, g) in quantized_modules(model, quantize_embeddings).items():
+        if not parametrize.is_parametrized(mod, "weight"):
+            continue
+        before = mod.weight.detach().clone()
+        parametrize.remove_parametrizations(mod, "weight", leave_parametrized=False)  # back to the latent
+        latent = mod.weight.detach().to("cpu", torch.float32).numpy()
+        w1, w2 = split_ternary(latent, g or granularity)
+        with torch.no_grad():
+            mod.weight.copy_(torch.from_numpy(w1))
+        plane2 = torch.from_numpy(w2).to(device=mod.weight.device, dtype=mod.weight.dtype)
+        parametrize.register_parametrization(mod, "weight", TwoPlaneQuantizer(plane2, g or granularity, clip))
+        kind = "embedding" if name == "word_embeddings" else "linear"
+        worst[kind] = max(worst.get(kind, 0.0), float((mod.weight.detach() - before).abs().max()))
+    return worst
 
 
 def freeze_quantized(model):
@@ -143,8 +190,16 @@ def train_qat(cfg: QATConfig) -> dict:
     pad = tok.pad_token_id or 0
     enc = encode(tok, ds.train, cfg.data.max_length, limit=cfg.data.max_train, what="train")
     teacher_dev = evaluate_torch(teacher, tok, ds, "dev", cfg.data, device=acc.device)
-    student = copy.deepcopy(teacher).requires_grad_(True)
-    attach_quantizers(student, cfg.mode, cfg.granularity, cfg.clip, cfg.quantize_embeddings)
+    if cfg.tws:
+        init_folder = resolve_folder(cfg.init) if cfg.init is not None else folder
+        init = teacher if cfg.init is None else load_classifier(init_folder, num_labels=ds.num_labels)
+        check_supported(init)
+        student = prune_to_width(copy.deepcopy(init).to(acc.device), cfg.tws_width).requires_grad_(True)
+        first_mode = QuantMode.TERNARY
+    else:
+        student = copy.deepcopy(teacher).requires_grad_(True)
+        first_mode = cfg.mode
+    attach_quantizers(student, first_mode, cfg.granularity, cfg.clip, cfg.quantize_embeddings)
     act = act_fn_for(cfg.act_bits)
     post_training = evaluate_torch(student, tok, ds, "dev", cfg.data, device=acc.device, act_bits=cfg.act_bits)
     want = cfg.w_attention > 0
@@ -155,11 +210,33 @@ def train_qat(cfg: QATConfig) -> dict:
         with torch.no_grad():
             t = subnet_forward(teacher, *x, want_scores=want)
         s = subnet_forward(m, *x, act_fn=act, want_scores=want)
+        if want and cfg.tws:  # the student keeps the teacher's first heads of each layer
+            t.scores = [ts[:, :ss.shape[1]] for ts, ss in zip(t.scores, s.scores)]
         return distill_loss(s, t, b["attention_mask"], **dkw)
 
-    hist = run_loop(acc, student, enc, step, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
-                    weight_decay=0.0, warmup_frac=cfg.warmup_frac, seed=cfg.data.seed, pad_id=pad,
-                    what=f"qat-{cfg.mode.value}")
+    loop = dict(lr=cfg.lr, batch_size=cfg.batch_size, weight_decay=0.0, warmup_frac=cfg.warmup_frac,
+                seed=cfg.data.seed, pad_id=pad)
+    tws = None
+    if cfg.tws:
+        e1 = cfg.epochs * cfg.tws_ternary_share
+        h1 = run_loop(acc, student, enc, step, epochs=e1, what="qat-tws-ternary", **loop)
+        ternary_dev = evaluate_torch(student, tok, ds, "dev", cfg.data, device=acc.device, act_bits=cfg.act_bits)
+        worst = split_to_planes(student, cfg.granularity, cfg.clip, cfg.quantize_embeddings)
+        split_dev = evaluate_torch(student, tok, ds, "dev", cfg.data, device=acc.device, act_bits=cfg.act_bits)
+        h2 = run_loop(acc, student, enc, step, epochs=cfg.epochs - e1, what="qat-tws-binary", **loop)
+        hist = {"steps": h1["steps"] + h2["steps"], "seconds": round(h1["seconds"] + h2["seconds"], 2),
+                "losses": h1["losses"] + h2["losses"], "first_loss": h1["first_loss"], "last_loss": h2["last_loss"],
+                "stages": {"ternary": h1, "binary": h2}}
+        tws = {"width": cfg.tws_width, "ternary_share": cfg.tws_ternary_share, "ternary_epochs": e1,
+               "binary_epochs": cfg.epochs - e1, "init": str(init_folder), "ternary_dev": ternary_dev,
+               "split_dev": split_dev, "split_max_abs_diff": worst,
+               "heads_per_layer": [lyr.attention.self.num_attention_heads
+                                   for lyr in encoder_of(student).encoder.layer],
+               "ffn_size": int(student.config.intermediate_size),
+               "embeddings": "two binary planes, row-wise (as BinaryBERT)" if cfg.quantize_embeddings else "fp32",
+               "pack": "deploytool pack --weights split-binary"}
+    else:
+        hist = run_loop(acc, student, enc, step, epochs=cfg.epochs, what=f"qat-{cfg.mode.value}", **loop)
     freeze_quantized(student)
     dev = evaluate_torch(student, tok, ds, "dev", cfg.data, device=acc.device, act_bits=cfg.act_bits)
     result = {"command": "qat", "mode": cfg.mode.value, "granularity": cfg.granularity, "clip": cfg.clip,
@@ -169,6 +246,8 @@ def train_qat(cfg: QATConfig) -> dict:
               "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size, "max_length": cfg.data.max_length,
               "training": hist, "teacher_dev": teacher_dev, "post_training_quantized_dev": post_training,
               "dev": dev, "quantized": sorted(quantized_modules(student, cfg.quantize_embeddings))}
+    if tws is not None:
+        result["tws"] = tws
     result["seconds"] = round(time.perf_counter() - t0, 2)
     if acc.is_main_process:
         save_folder(student, tok, cfg.output, meta={"qat": result, "teacher_meta": read_meta(folder)})

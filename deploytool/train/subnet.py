@@ -17,6 +17,10 @@ These are the ONNX slice pass's rules (its default ``rounding="dynabert"``; the 
 ``deploytool.passes.slice_subnetwork``), so an exported model sliced to ``(w, d)`` computes
 what this function computes. Only the kept slices are multiplied: a narrow sub-network is cheap. At
 width 1, depth 1 and no ``weight_fn`` the result equals the transformers forward (tested).
+
+Heads and FFN neurons are read per layer from the modules, so a model already cut to a width by
+:func:`prune_to_width` (transformers' own ``prune_heads`` plus FFN Linear surgery; what BinaryBERT's
+half-sized ternary model is) runs here at its own width 1.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from deploytool.errors import DeployError
 from deploytool.passes.slice_subnetwork import depth_keep, ffn_keep, width_keep
 
 __all__ = ["SubnetOutput", "subnet_forward", "kept_heads", "kept_neurons", "kept_layers", "encoder_of",
-           "encoder_linears", "check_supported"]
+           "encoder_linears", "check_supported", "prune_to_width"]
 
 SUPPORTED = ("bert", "roberta", "electra")
 
@@ -99,11 +103,6 @@ def subnet_forward(model, input_ids, attention_mask, token_type_ids=None, *, wid
     training = model.training
     p_hidden = cfg.hidden_dropout_prob if training else 0.0
     p_attn = cfg.attention_probs_dropout_prob if training else 0.0
-    heads = cfg.num_attention_heads
-    hd = cfg.hidden_size // heads
-    k_heads = kept_heads(heads, width)
-    k = k_heads * hd
-    m = kept_neurons(cfg.intermediate_size, heads, width)
     if token_type_ids is None:
         token_type_ids = torch.zeros_like(input_ids)
     h = base.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
@@ -117,6 +116,10 @@ def subnet_forward(model, input_ids, attention_mask, token_type_ids=None, *, wid
         layer = base.encoder.layer[li]
         sa, ao = layer.attention.self, layer.attention.output
         pre = f"layer.{li}."
+        heads, hd = sa.num_attention_heads, sa.attention_head_size
+        k_heads = kept_heads(heads, width)
+        k = k_heads * hd
+        m = kept_neurons(layer.intermediate.dense.out_features, heads, width)
 
         hq = h if act_fn is None else act_fn(h)
 
@@ -148,3 +151,39 @@ def subnet_forward(model, input_ids, attention_mask, token_type_ids=None, *, wid
     else:  # roberta / electra heads take the sequence output
         logits = model.classifier(h)
     return SubnetOutput(logits=logits, hidden=hidden, scores=scores, layers=layers)
+
+
+def prune_to_width(model, width: float):
+    """Cut ``model`` in place to the DynaBERT sub-network of ``width`` (depth 1): in every layer the
+    first ``kept_heads`` heads (transformers' ``prune_heads``, recorded in ``config.pruned_heads`` so
+    the saved folder loads again) and the first ``kept_neurons`` FFN neurons (rows of the
+    intermediate projection, columns of the output one; ``config.intermediate_size``). The model must
+    be importance-ordered (a DynaBERT folder is) for "the first" to be the ones worth keeping."""
+    check_supported(model)
+    layers = encoder_of(model).encoder.layer
+    sizes = set()
+    for li, layer in enumerate(layers):
+        heads = layer.attention.self.num_attention_heads
+        k = kept_heads(heads, width)
+        ffn = layer.intermediate.dense.out_features
+        m = kept_neurons(ffn, heads, width)
+        if k < heads:
+            model.prune_heads({li: list(range(k, heads))})
+        if m < ffn:
+            inter, out = layer.intermediate.dense, layer.output.dense
+            new_in = torch.nn.Linear(inter.in_features, m, bias=inter.bias is not None).to(inter.weight)
+            new_out = torch.nn.Linear(m, out.out_features, bias=out.bias is not None).to(out.weight)
+            with torch.no_grad():
+                new_in.weight.copy_(inter.weight[:m])
+                if inter.bias is not None:
+                    new_in.bias.copy_(inter.bias[:m])
+                new_out.weight.copy_(out.weight[:, :m])
+                if out.bias is not None:
+                    new_out.bias.copy_(out.bias)
+            layer.intermediate.dense, layer.output.dense = new_in, new_out
+        sizes.add(layer.intermediate.dense.out_features)
+    if len(sizes) == 1:
+        model.config.intermediate_size = sizes.pop()
+    else:  # a config holds one FFN size: a folder with mixed sizes would not load again
+        raise DeployError(f"prune_to_width: layers ended with different FFN sizes {sorted(sizes)}")
+    return model
