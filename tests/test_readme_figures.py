@@ -30,7 +30,7 @@ def test_readme_figures_match_the_results_files():
 
 def test_blocks_are_marked_in_the_readme():
     text = README.read_text()
-    for name in ("quickstart", "conformance", "embedding-table", "training-table", "measured", "performance", "performance-reading"):
+    for name in ("quickstart", "conformance", "embedding", "training-table", "measured", "performance", "performance-reading"):
         assert text.count(f"<!-- figures:{name} -->") == 1 and text.count(f"<!-- /figures:{name} -->") == 1, name
 
 
