@@ -1,7 +1,7 @@
 """all-MiniLM-L6-v2 in fp32, fp16, int8 and ternary, verified under QEMU aarch64 on four CPU models.
 
     .venv/bin/python benchmarks/arm64_verify.py [--model MODEL.onnx] [--seq-len 16]
-        [--out benchmarks/results/arm64_verify.json]
+        [-o benchmarks/results/arm64_verify.json]
 
 Exports MiniLM (unless --model is given), converts it with deploytool's passes (fp16, dynamic int8
 per channel, post-training ternary packed as INT2 + DynamicQuantizeMatMul) and runs
@@ -27,7 +27,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--seq-len", type=int, default=16)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/arm64_verify.json")
+    ap.add_argument("-o", "--output", "--out", dest="out", type=Path, default=ROOT / "benchmarks/results/arm64_verify.json")
     args = ap.parse_args()
 
     from deploytool.arm64 import VerifyConfig, verify_arm64

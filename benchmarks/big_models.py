@@ -31,7 +31,7 @@ the tiny matrix's 1e-4, so the bound is 1e-3. Lossy passes (pack, int8) are comp
 model (max diff and cosine, for information).
 
 Usage: ``.venv/bin/python benchmarks/big_models.py [--only bert-large|xlmr-large]
-[--out benchmarks/results/big_models.json] [--work DIR] [--keep] [--passes slice,prune-heads,...]``.
+[-o benchmarks/results/big_models.json] [--work DIR] [--keep] [--passes slice,prune-heads,...]``.
 The scratch folder (default a temporary folder under /tmp) is deleted at the end unless ``--keep``.
 """
 
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", choices=sorted(SHAPES) + sorted(SMOKE), help="one shape only (smoke-*: tiny widths, "
                     "to check the script)")
-    ap.add_argument("--out", default=str(RESULTS), help="JSON to write (default %(default)s)")
+    ap.add_argument("-o", "--output", "--out", dest="out", default=str(RESULTS), help="JSON to write (default %(default)s)")
     ap.add_argument("--work", help="scratch folder (default: a temporary folder under /tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder and every output")
     ap.add_argument("--passes", default=",".join(PASSES), help="comma-separated subset of " + ",".join(PASSES))

@@ -1,6 +1,6 @@
 """The conformance matrix: every pass on ONNX files from other exporters, optimizers and families.
 
-    .venv/bin/python benchmarks/conformance.py [--quick] [--jobs 2] [--out benchmarks/results/conformance.json]
+    .venv/bin/python benchmarks/conformance.py [--quick] [--jobs 2] [-o benchmarks/results/conformance.json]
 
 Family x exporter x ORT optimizer level x pass on random tiny models (4 layers, 6 heads, hidden 24,
 FFN 40; see ``deploytool.testing.conformance`` for the exporters, the passes and the independent
@@ -103,7 +103,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--models", default=None, help="comma-separated model cases (default: all)")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/conformance.json"))
+    ap.add_argument("-o", "--output", "--out", dest="out", default=str(ROOT / "benchmarks/results/conformance.json"))
     args = ap.parse_args()
     import tempfile
 

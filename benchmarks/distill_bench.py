@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     ap.add_argument("--importance-examples", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=None, help="Where the student goes (default: a temp folder).")
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "distill_bench.json")
+    ap.add_argument("-o", "--output", "--out", dest="out", type=Path, default=ROOT / "results" / "distill_bench.json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 

@@ -65,7 +65,7 @@ def main() -> int:
     ap.add_argument("--texts", type=int, default=1000, help="distinct reviews in the corpus (each a query)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-length", type=int, default=128)
-    ap.add_argument("--out", type=Path, default=RESULTS / "embedding_quality.json")
+    ap.add_argument("-o", "--output", "--out", dest="out", type=Path, default=RESULTS / "embedding_quality.json")
     ap.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the existing JSON")
     args = ap.parse_args()
     if args.markdown_only:

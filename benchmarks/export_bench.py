@@ -1,6 +1,6 @@
 """Export all-MiniLM-L6-v2 and time it: ONNX Runtime fp32 (clean subprocess, no torch) vs PyTorch eager.
 
-    .venv/bin/python benchmarks/export_bench.py [--runs 100] [--warmup 10] [--out benchmarks/results/export_bench.json]
+    .venv/bin/python benchmarks/export_bench.py [--runs 100] [--warmup 10] [-o benchmarks/results/export_bench.json]
 
 Batch 1, sequence lengths 8 and 128, 1 thread everywhere. The ONNX models (the default TorchScript
 export, and the same graph fused by ORT's BERT optimizer) are timed in a child process that never
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=5, help="untimed calls before each block")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved blocks per contender and length")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "export_bench.json"))
+    ap.add_argument("-o", "--output", "--out", dest="out", default=str(ROOT / "benchmarks" / "results" / "export_bench.json"))
     ap.add_argument("--keep", default=None, help="folder to keep the exported .onnx files in")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--vocab", type=int, default=30522, help=argparse.SUPPRESS)

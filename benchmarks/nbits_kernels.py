@@ -149,7 +149,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cpus", default="neoverse-n1,cortex-a72,max")
     ap.add_argument("--runs", type=int, default=200)
-    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("-o", "--output", "--out", dest="out", default=str(RESULTS))
     args = ap.parse_args()
     from deploytool import onnx_io
 

@@ -237,7 +237,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--classifier", default=None,
                     help="MiniLM classifier fine-tuned on rotten-tomatoes (transformers folder, read only)")
-    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("-o", "--output", "--out", dest="out", default=str(RESULTS))
     ap.add_argument("--isolated-only", action="store_true",
                     help="only the packed-head / packed-position accuracy on an fp32 encoder (with --merge)")
     ap.add_argument("--merge", action="store_true",

@@ -17,7 +17,7 @@ the two single passes.
 Goals (issue #17 item 1): each pass's process wall <= 8x the copy, its peak RSS <= 1.5x the file, the
 chain within the sum of its parts. The JSON says for each whether it holds and by how much.
 
-Usage: ``.venv/bin/python benchmarks/pass_speed.py [--out benchmarks/results/pass_speed.json]
+Usage: ``.venv/bin/python benchmarks/pass_speed.py [-o benchmarks/results/pass_speed.json]
 [--work DIR] [--passes slice,pack,...] [--model PATH]``. ``--model`` skips the export and uses that
 file. The machine is shared: the load average is recorded before and after every step.
 """
@@ -213,7 +213,7 @@ def _host() -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("-o", "--output", "--out", dest="out", default=str(RESULTS))
     ap.add_argument("--work", default=None)
     ap.add_argument("--passes", default=",".join(PASSES))
     ap.add_argument("--model", default=None, help="an existing BERT-base-shaped .onnx (skips the export)")

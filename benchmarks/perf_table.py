@@ -1,6 +1,7 @@
 """Render the README's performance table from the results files (each row cites its file).
 
-Usage: ``.venv/bin/python benchmarks/perf_table.py`` prints Markdown; paste it under "Performance".
+Usage: ``.venv/bin/python benchmarks/perf_table.py`` prints Markdown; ``benchmarks/readme_figures.py`` places it
+in README.md under "Performance" (between its figure markers).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _load(name: str) -> dict:
-    return json.loads((RESULTS / name).read_text())
+def _load(name: str, results: Path = RESULTS) -> dict:
+    return json.loads((results / name).read_text())
 
 
 def _ratios(rounds: list[list[dict]], variant: str, seq: int) -> list[float]:
@@ -25,8 +26,8 @@ def _span(xs: list[float]) -> str:
     return f"{min(xs):.2f}-{max(xs):.2f}" if len(xs) > 1 else f"{xs[0]:.2f}"
 
 
-def int8_rows() -> list[str]:
-    d = _load("int8_bench.json")
+def int8_rows(results: Path = RESULTS) -> list[str]:
+    d = _load("int8_bench.json", results)
     rounds = d["latency_rounds"]
     acc = d.get("accuracy_rotten_tomatoes_test", {})
     cos = d["cosine_to_fp32"]
@@ -50,9 +51,9 @@ def int8_rows() -> list[str]:
     return out
 
 
-def nbits_rows() -> list[str]:
+def nbits_rows(results: Path = RESULTS) -> list[str]:
     out = []
-    d = _load("pack_bench.json")
+    d = _load("pack_bench.json", results)
     out += ["", "Ternary 2-bit `MatMulNBits` (`pack --runtime memory`) against int8, whole models, 1 thread, "
             "interleaved; paired latency ratio to int8 (below 1: 2-bit faster):", "",
             "| model | seq | ternary nbits / int8 | binary nbits / int8 | int8 p50 ms | source |", "|---|---|---|---|---|---|"]
@@ -62,7 +63,7 @@ def nbits_rows() -> list[str]:
             i8 = t.get("int8_p50_ms", b.get("int8_p50_ms"))
             out.append(f"| {tag} | {s} | {t.get('paired_ratio_to_int8', '-')} | {b.get('paired_ratio_to_int8', '-')} | "
                        f"{i8} | `benchmarks/results/pack_bench.json` |")
-    k = _load("nbits_kernels.json")
+    k = _load("nbits_kernels.json", results)
     hv = k.get("host_verdict", {})
     out += ["", "One ternary [384 x 1536] weight, median us, 1 thread (LUT: session option `mlas.use_lut_gemm=1`):", "",
             "| rows | int8 | 2-bit acc 4 | 2-bit acc 4 + LUT | faster | source |", "|---|---|---|---|---|---|"]
@@ -73,8 +74,8 @@ def nbits_rows() -> list[str]:
     return out
 
 
-def size_rows() -> list[str]:
-    d = _load("pack_bench.json")
+def size_rows(results: Path = RESULTS) -> list[str]:
+    d = _load("pack_bench.json", results)
     out = ["", "File sizes (ratio to the fp32 file); `*_all`: `--pack-head --position-embeddings` as `--weights`:", "",
            "| model | fp32 MB | int8 | ternary 2-bit | 5 trits | binary | 5 trits all | binary all | source |",
            "|---|---|---|---|---|---|---|---|---|"]

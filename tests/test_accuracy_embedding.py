@@ -72,6 +72,7 @@ def _eval(*args):
     return r.output
 
 
+@pytest.mark.slow  # 20 s with the `encoder` fixture
 def test_eval_embedding_model_vs_its_pytorch_original(encoder, tmp_path):
     folder, corpus = encoder
     out = tmp_path / "fp32.json"
@@ -118,6 +119,7 @@ def test_embedding_eval_bad_input_is_one_line(encoder, tmp_path):
     assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "need more than 11" in r.stderr
 
 
+@pytest.mark.slow  # 39 s in a full run
 def test_fit_ranks_embedding_variants_by_recall(encoder, tmp_path):
     """fit with the candidates' embedding evals: recall@10 is the accuracy column, with n and interval."""
     folder, corpus = encoder

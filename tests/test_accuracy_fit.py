@@ -49,6 +49,7 @@ def _p_exact(b, c):
     return float(min(1, 2 * sum(Fraction(math.comb(n, i), 2 ** n) for i in range(min(b, c) + 1))))
 
 
+@pytest.mark.slow  # with the `fitted` fixture (17 s) each of the two fit tests is over 20 s
 def test_fit_a_non_significant_lead_is_a_tie_and_the_fastest_wins(fitted, tmp_path):
     model, _, order = fitted
     items, k_slow, k_base = _records(order, slow_extra_right=2)  # the case: 2 reviews of 500
@@ -66,6 +67,7 @@ def test_fit_a_non_significant_lead_is_a_tie_and_the_fastest_wins(fitted, tmp_pa
     assert chosen["accuracy_n"] == 500 and chosen["accuracy_ci95"][0] < chosen["accuracy"] < chosen["accuracy_ci95"][1]
 
 
+@pytest.mark.slow
 def test_fit_a_significant_lead_wins(fitted, tmp_path):
     model, _, order = fitted
     items, _, _ = _records(order, slow_extra_right=30)

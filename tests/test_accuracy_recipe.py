@@ -31,6 +31,7 @@ def run(tmp_path_factory):
     return run_recipe(load_recipe(p), root / "out")
 
 
+@pytest.mark.slow  # the module's recipe run (27 s) falls on whichever of its two tests runs first
 def test_accuracy_file_has_the_teacher_and_per_example_records(run):
     recs = json.loads((run.out_dir / "accuracy.json").read_text())
     ref = [r for r in recs if r.get("role") == "reference"]
@@ -44,6 +45,7 @@ def test_accuracy_file_has_the_teacher_and_per_example_records(run):
         assert r["examples"] == ref[0]["examples"]  # the same examples: paired tests are possible
 
 
+@pytest.mark.slow
 def test_headline_and_report_show_the_reference_and_shares(run):
     recs = {r.get("label"): r for r in json.loads((run.out_dir / "accuracy.json").read_text())}
     head = run.headline
@@ -62,6 +64,7 @@ def test_headline_and_report_show_the_reference_and_shares(run):
     assert run.picks and all("x86-host" in p for p in run.picks)
 
 
+@pytest.mark.slow  # 20 s in a full run
 def test_embedding_recipe_uses_recall_at_10_as_its_accuracy(tmp_path):
     from deploytool.testing.tiny import tiny_model
     from deploytool.testing.toy_text import toy_tokenizer

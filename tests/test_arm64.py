@@ -89,7 +89,7 @@ def test_verify_arm64_all_precisions_on_four_cpus(emulator, variants, tmp_path):
     out = tmp_path / "verify.json"
     models = [str(variants[k]) for k in ("fp32", "fp16", "int8", "ternary", "binary")]
     args = ["verify-arm64", *models, "--profile", "raspberry-pi-4", *sum((["--cpu", c] for c in CPUS[1:]), []),
-            "--emulator-dir", str(emulator.home), "--no-setup", "--json", str(out)]
+            "--emulator-dir", str(emulator.home), "--no-setup", "-o", str(out)]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     res = json.loads(out.read_text())
@@ -125,7 +125,7 @@ def test_verify_arm64_cannot_start_is_one_line_exit_2(variants, tmp_path):
     out = tmp_path / "v.json"
     # not set up, and told not to set it up
     r = CliRunner().invoke(main, ["verify-arm64", str(variants["fp32"]), "--profile", "graviton2",
-                                  "--emulator-dir", str(tmp_path / "none"), "--no-setup", "--json", str(out)])
+                                  "--emulator-dir", str(tmp_path / "none"), "--no-setup", "-o", str(out)])
     assert r.exit_code == 2 and "ARM64 emulator is not set up" in _err_line(r)
     # set up, but QEMU cannot start
     home = tmp_path / "broken"
@@ -137,7 +137,7 @@ def test_verify_arm64_cannot_start_is_one_line_exit_2(variants, tmp_path):
     qemu.write_text("#!/bin/sh\necho 'qemu: could not open ELF interpreter' >&2\nexit 1\n")
     os.chmod(qemu, 0o755)
     r = CliRunner().invoke(main, ["verify-arm64", str(variants["fp32"]), "--cpu", "neoverse-n1",
-                                  "--emulator-dir", str(home), "--no-setup", "--json", str(out)])
+                                  "--emulator-dir", str(home), "--no-setup", "-o", str(out)])
     assert r.exit_code == 2 and "ARM64 emulator cannot start on -cpu neoverse-n1" in _err_line(r)
     assert not out.exists()
 

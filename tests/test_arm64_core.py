@@ -84,8 +84,8 @@ def test_core_commands_on_aarch64_match_the_host(guest, tiny_onnx, tmp_path):
         ("int8", ["quantize", arm / "s.onnx", "--int8", "-o", arm / "q.onnx"], None),
         ("pack", ["pack", arm / "s.onnx", "--weights", "ternary", "-o", arm / "t.onnx"], None),
         # the worker runs through QEMU too (an emulated Python cannot exec another one by itself)
-        ("bench", [*bench, "--json", arm / "pi.json"], {"DEPLOYTOOL_BENCH_PYTHON": bench_python(emu, venv)}),
-        ("bench-no-worker", [*bench, "--json", arm / "no.json"], None),
+        ("bench", [*bench, "-o", arm / "pi.json"], {"DEPLOYTOOL_BENCH_PYTHON": bench_python(emu, venv)}),
+        ("bench-no-worker", [*bench, "-o", arm / "no.json"], None),
     ])
     for name in ("inspect", "slice", "int8", "pack", "bench"):
         assert res[name]["code"] == 0, (name, res[name]["stderr"])

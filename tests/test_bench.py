@@ -183,7 +183,7 @@ def _cli(*args):
 
 def test_cli_table_and_json(models, tmp_path):
     out = tmp_path / "o.json"
-    res = _cli(models["big"], models["small"], "--seq-len", "8", "--runs", RUNS, "--warmup", 1, "--json", out)
+    res = _cli(models["big"], models["small"], "--seq-len", "8", "--runs", RUNS, "--warmup", 1, "-o", out)
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
     assert lines[0].split()[:5] == ["model", "seq", "p50", "ms", "p90"]
@@ -204,10 +204,10 @@ def _bad_inputs(d, models):
         "truncated": ([d / "trunc.onnx"], "trunc.onnx: not a readable ONNX model"),
         "no input_ids": ([models["noids"]], "model has no 'input_ids' input"),
         "seq-len 0": ([good, "--seq-len", "0"], "seq_lens: must be an integer in [1, 65536], got 0"),
-        "seq-len abc": ([good, "--seq-len", "abc"], "seq_lens: 'abc' is not an integer"),
+        "seq-len abc": ([good, "--seq-len", "abc"], "--seq-len': 'abc' is not an integer"),
         "runs 0": ([good, "--runs", "0"], "runs: must be an integer in [1,"),
-        "runs x": ([good, "--runs", "x"], "--runs 'x' is not an integer"),
-        "json over input": ([good, "--json", good], "output would overwrite the input"),
+        "runs x": ([good, "--runs", "x"], "--runs': 'x' is not a valid integer"),
+        "json over input": ([good, "-o", good], "output would overwrite the input"),
     }
 
 
@@ -217,7 +217,7 @@ def test_cli_bad_input(models, tmp_path, case):
     args, message = _bad_inputs(tmp_path, models)[case]
     out = tmp_path / "out.json"
     before = models["small"].read_bytes()
-    res = _cli(*args, *(["--json", out] if "--json" not in args else []))
+    res = _cli(*args, *(["-o", out] if "-o" not in args else []))
     assert res.exit_code == 2, res.output
     err = res.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], res.stderr

@@ -133,7 +133,7 @@ def test_bench_profiles_dir_and_env_var(pair, tmp_path):
     (boards / "myboard.yaml").write_text(text)
     out = tmp_path / "b.json"
     args = ["bench", str(pair[1]), "--seq-len", "8", "--runs", "2", "--warmup", "1", "--threads", "1", "-q", "--force",
-            "--profile", "myboard", "--json", str(out)]
+            "--profile", "myboard", "-o", str(out)]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 2 and "unknown device profile 'myboard'" in res.output
     res = CliRunner().invoke(main, args + ["--profiles-dir", str(boards)])

@@ -23,7 +23,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("family,exporter", CASES)
+# slow: over 20 s each (the dynamo exports) in a full run on the 2-vCPU machine (2026-12-01, load 4-10)
+SLOW = {("bert", "dynamo"), ("distilbert", "dynamo")}
+
+
+@pytest.mark.parametrize("family,exporter", [pytest.param(*c, marks=pytest.mark.slow) if c in SLOW else c for c in CASES])
 def test_export_matches_pytorch_and_records_metadata(tiny_onnx, family, exporter):
     path = tiny_onnx(family, exporter)
     proto = onnx.load(str(path))

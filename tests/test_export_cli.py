@@ -95,10 +95,10 @@ def test_cli_bad_input(case, tmp_path, tiny_hf_folder):
         needles = ("opset=99", "[14, 20]")
     elif case == "opset-text":
         args += ["--opset", "seventeen"]
-        needles = ("--opset", "not an integer")
+        needles = ("--opset", "not a valid integer")
     else:
         args += ["--atol", "tight"]
-        needles = ("--atol", "not a number")
+        needles = ("--atol", "not a valid float")
     result = _run(*args)
     _assert_one_line_error(result, *needles)
     assert not out.exists()

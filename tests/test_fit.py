@@ -56,6 +56,7 @@ def test_fit_without_accuracy_ranks_by_the_stated_proxy(proxy_fit, model):
     assert v.chain == ("slice(w=0.5,d=1)", "int8")
 
 
+@pytest.mark.slow  # 32 s in a full run
 def test_fit_with_accuracies_and_a_tight_budget(model, proxy_fit, tmp_path):
     _, why, _ = proxy_fit
     lat = {c["name"]: c["device_p90_ms"] for c in why["candidates"]}  # projections: deterministic

@@ -159,6 +159,7 @@ def test_no_shipped_profile_hard_codes_the_build_machine(tmp_path):
     assert not list(tmp_path.iterdir())  # listing never measures
 
 
+@pytest.mark.slow  # the host microbenchmark: 33 s in a full run
 def test_measurement_is_cached_once_per_machine(tmp_path):
     m1 = host_measurement(tmp_path, measure=True, facts=detect_host(), threads=(1,), quiet_wait_s=0)
     files = list(tmp_path.glob("host-*.json"))

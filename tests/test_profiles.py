@@ -182,7 +182,7 @@ def test_cli_bad_profiles_exit_2_one_line(tmp_path, name, expected):
 def test_bench_with_a_profile_records_the_fallback(tiny_onnx, tmp_path):
     out = tmp_path / "b.json"
     r = _cli("bench", str(tiny_onnx()), "--profile", "kirin990", "--threads", "1", "--seq-len", "8", "--runs", "2",
-             "--warmup", "0", "-q", "--json", str(out))
+             "--warmup", "0", "-q", "-o", str(out))
     assert r.exit_code == 0, r.output
     import json
 
@@ -191,5 +191,5 @@ def test_bench_with_a_profile_records_the_fallback(tiny_onnx, tmp_path):
     res = data["results"][0]
     assert res["providers"] == ["CPUExecutionProvider"]
     assert res["providers_skipped"][0]["provider"] == "XnnpackExecutionProvider"
-    r = _cli("bench", str(tiny_onnx()), "--profile", "kirin99", "--json", str(tmp_path / "c.json"))
+    r = _cli("bench", str(tiny_onnx()), "--profile", "kirin99", "-o", str(tmp_path / "c.json"))
     assert r.exit_code == 2 and not (tmp_path / "c.json").exists()

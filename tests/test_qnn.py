@@ -165,7 +165,7 @@ def test_plain_quantize_static_leaves_erf_on_cpu(plain_qdq, target):
 
 def test_cli_strict_fails_naming_erf(plain_qdq, tmp_path):
     out = tmp_path / "report.json"
-    r = _run_cli("qnn", "check", plain_qdq, "--profile", PROFILE, "--seq-len", SEQ, "--strict", "--json", out)
+    r = _run_cli("qnn", "check", plain_qdq, "--profile", PROFILE, "--seq-len", SEQ, "--strict", "-o", out)
     _one_line_error(r, "strict mode", "Erf")
     assert not out.exists()
     r = _run_cli("qnn", "compile", plain_qdq, "--profile", PROFILE, "--seq-len", SEQ, "-o", tmp_path / "ctx")
@@ -176,7 +176,7 @@ def test_cli_strict_fails_naming_erf(plain_qdq, tmp_path):
 def test_cli_check_quantizes_and_writes_json_and_rows(fp32, tmp_path):
     js, rows = tmp_path / "c.json", tmp_path / "rows.json"
     r = _run_cli("qnn", "check", fp32, "--profile", "snapdragon-sm8750", "--seq-len", SEQ, "--quantize",
-                 "--act", "uint8", "--calib-data", "none", "--calib-size", 64, "--json", js, "--rows", rows)
+                 "--act", "uint8", "--calib-data", "none", "--calib-size", 64, "-o", js, "--rows", rows)
     assert r.exit_code == 0, r.output
     assert "EMULATED" in r.output and "strict (no CPU fallback): PASS" in r.output
     d = json.loads(js.read_text())
@@ -240,7 +240,7 @@ def test_context_binary_for_two_socs_reloads(qnn_qdq, tmp_path):
 # ---------------------------------------------------------------- bad input
 def test_fp32_model_strict_without_fp16_is_refused(fp32, tmp_path):
     out = tmp_path / "c.json"
-    r = _run_cli("qnn", "check", fp32, "--profile", PROFILE, "--seq-len", SEQ, "--strict", "--json", out)
+    r = _run_cli("qnn", "check", fp32, "--profile", PROFILE, "--seq-len", SEQ, "--strict", "-o", out)
     _one_line_error(r, "fp32", "without fp16 mode", fp32.name)
     r = _run_cli("qnn", "compile", fp32, "--profile", PROFILE, "--seq-len", SEQ, "-o", tmp_path / "ctx")
     _one_line_error(r, "fp32")
@@ -264,7 +264,7 @@ def test_unknown_soc_model_is_refused(qnn_qdq, tmp_path):
 
 def test_missing_onnxruntime_qnn(qnn_qdq, fp32, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime_qnn", None)  # import now raises ImportError
-    for args in (("check", qnn_qdq, "--json", tmp_path / "c.json"),
+    for args in (("check", qnn_qdq, "-o", tmp_path / "c.json"),
                  ("compile", qnn_qdq, "-o", tmp_path / "ctx"),
                  ("quantize", fp32, "-o", tmp_path / "q.onnx")):
         r = _run_cli("qnn", *args, "--profile", PROFILE, "--seq-len", SEQ)
@@ -280,7 +280,7 @@ def test_strict_failure_is_one_line_on_the_real_stderr(plain_qdq, tmp_path):
     import subprocess
 
     r = subprocess.run([sys.executable, "-m", "deploytool", "qnn", "check", str(plain_qdq), "--profile", PROFILE,
-                        "--seq-len", str(SEQ), "--strict", "--json", str(tmp_path / "c.json")],
+                        "--seq-len", str(SEQ), "--strict", "-o", str(tmp_path / "c.json")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
@@ -300,7 +300,7 @@ def test_task_accuracy_on_real_text(tiny_onnx, tmp_path):
     (tmp_path / "vocab.txt").write_text("\n".join(words[:100]) + "\n")
     model = tiny_onnx("bert", task="sequence-classification", layers=1)
     r = _run_cli("qnn", "check", model, "--profile", PROFILE, "--seq-len", 16, "--quantize", "--calib-size", 32,
-                 "--tokenizer", tmp_path, "--data", "rotten-tomatoes", "--eval-size", 40, "--json", tmp_path / "c.json")
+                 "--tokenizer", tmp_path, "--data", "rotten-tomatoes", "--max-eval", 40, "-o", tmp_path / "c.json")
     assert r.exit_code == 0, r.output
     d = json.loads((tmp_path / "c.json").read_text())
     assert "rotten-tomatoes train texts tokenised" in d["prepare"]["calibration"]

@@ -112,7 +112,7 @@ def test_failing_step_is_named_and_earlier_outputs_survive(workspace, first_run)
 def test_cli_bad_recipes_exit_2_with_one_line(workspace, tmp_path, changes, needle):
     p = _write(workspace, "bad", **changes)
     out = tmp_path / "out"
-    r = CliRunner().invoke(main, ["run", str(p), "--out", str(out), "--quiet"])
+    r = CliRunner().invoke(main, ["run", str(p), "-o", str(out), "--quiet"])
     assert r.exit_code == 2, r.output
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert lines[-1].startswith("error:") and needle in lines[-1]

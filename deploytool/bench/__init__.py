@@ -13,7 +13,7 @@ compared with the first one; each model's session
 creation time and peak memory come from a fresh worker of its own. A device profile plugs in as
 ``BenchConfig(..., spec=<SessionSpec>)``.
 
-JSON schema ``deploytool.bench/1`` (what ``--json`` writes; ``load_report`` checks the version)::
+JSON schema ``deploytool.bench/1`` (what ``-o/--output`` writes and ``--json`` prints; ``load_report`` checks the version)::
 
     {
       "schema": "deploytool.bench/1",

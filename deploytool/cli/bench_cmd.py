@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import click
 
-from deploytool.cli._parse import number
+from deploytool.cli._grammar import GrammarCommand, json_flag, seq_len_option
 from deploytool.cli.device_cmd import profiles_dir_option
 from deploytool.cli.remote_opts import REMOTE_KEYS, bench_on_remote, remote_options
 
 
-def _int(text: str | None, option: str) -> int | None:
-    return number(text, option, int)
-
-
-@click.command("bench")
+@click.command("bench", cls=GrammarCommand, json_file=True, renamed={"--batch": "--batch-size"})
 @click.argument("models", nargs=-1, required=True)
-@click.option("--seq-len", "seq_len", default="8,128", show_default=True, help="Comma-separated sequence lengths.")
-@click.option("--batch", default="1", show_default=True, help="Batch size.")
-@click.option("--threads", default=None, help="Intra-op threads [default: 1, or --profile's; given, it overrides the profile's].")
-@click.option("--warmup", default="10", show_default=True, help="Warm-up runs per model and sequence length.")
-@click.option("--runs", default="100", show_default=True, help="Timed runs per model and sequence length.")
-@click.option("--seed", default="0", show_default=True, help="Seed of the synthetic inputs.")
-@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
-              help="Also write the results as JSON (schema deploytool.bench/1, written atomically).")
+@seq_len_option(default=(8, 128), help="Sequence lengths to measure.")
+@click.option("--batch-size", "batch", type=int, default=1, show_default=True, metavar="INT",
+              help="Batch size of the synthetic inputs.")
+@click.option("--threads", type=int, default=None, metavar="INT",
+              help="Intra-op threads [default: 1, or --profile's; given, it overrides the profile's].")
+@click.option("--warmup", type=int, default=10, show_default=True, metavar="INT",
+              help="Warm-up runs per model and sequence length.")
+@click.option("--runs", type=int, default=100, show_default=True, metavar="INT",
+              help="Timed runs per model and sequence length.")
+@click.option("--seed", type=int, default=0, show_default=True, metavar="INT", help="Seed of the synthetic inputs.")
+@click.option("-o", "--output", "json_path", default=None, type=click.Path(dir_okay=False),
+              help="Write the results as JSON (schema deploytool.bench/1, written atomically).")
+@json_flag("Print the results as JSON (schema deploytool.bench/1) to stdout instead of the table.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--profile", "profile", default=None,
               help="Device profile: its EP preference list, EP options and threads (EPs missing from this "
@@ -32,16 +33,19 @@ def _int(text: str | None, option: str) -> int | None:
               help="Measure even when --threads exceeds the cores other processes leave free (the JSON says so).")
 @click.option("--schedule", type=click.Choice(["interleaved", "blocks"]), default="interleaved", show_default=True,
               help="Several models: alternate run by run, or in blocks of --block-runs runs.")
-@click.option("--block-runs", default="10", show_default=True, help="Runs per block with --schedule blocks.")
+@click.option("--block-runs", type=int, default=10, show_default=True, metavar="INT",
+              help="Runs per block with --schedule blocks.")
 @click.option("--thread-pool", type=click.Choice(["shared", "session"]), default="shared", show_default=True,
               help="Several models: one process-wide ORT thread pool (no spinning idle pools), or one per session.")
-@click.option("--wait-quiet", "wait_quiet", default="0", show_default=True,
+@click.option("--wait-quiet", "wait_quiet", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="Seconds to wait for --threads free cores before measuring (other processes on the machine).")
 @remote_options
-def bench(models: tuple[str, ...], seq_len: str, batch: str, threads: str | None, warmup: str, runs: str, seed: str,
-          json_path: str | None, quiet: bool, profile: str | None, profiles_dirs: tuple, force: bool, schedule: str,
-          block_runs: str, thread_pool: str, wait_quiet: str, **remote) -> None:
+def bench(models: tuple[str, ...], seq_len: tuple[int, ...], batch: int, threads: int | None, warmup: int, runs: int,
+          seed: int, json_path: str | None, as_json: bool, quiet: bool, profile: str | None, profiles_dirs: tuple,
+          force: bool, schedule: str, block_runs: int, thread_pool: str, wait_quiet: float, **remote) -> None:
     """Benchmark ONNX models with ONNX Runtime in a clean process (several models: interleaved, ratio to the first)."""
+    import json
+
     from deploytool.bench import BenchConfig, run_benchmark, write_json
     from deploytool.bench.progress import progress_bar
     from deploytool.bench.table import format_table
@@ -57,22 +61,20 @@ def bench(models: tuple[str, ...], seq_len: str, batch: str, threads: str | None
 
     # under QEMU user-mode (deploytool on an emulated aarch64): how to start the worker's Python
     worker = tuple(shlex.split(os.environ.get("DEPLOYTOOL_BENCH_PYTHON", "")))
-    config = BenchConfig(models=models, seq_lens=seq_len, batch=_int(batch, "--batch"),
-                         threads=_int(threads, "--threads"), warmup=_int(warmup, "--warmup"),
-                         runs=_int(runs, "--runs"), seed=_int(seed, "--seed"), profile=prof,
-                         busy="warn" if force else "refuse", schedule=schedule,
-                         block_runs=_int(block_runs, "--block-runs"), thread_pool=thread_pool,
-                         wait_quiet_s=number(wait_quiet, "--wait-quiet", float), worker_python=worker)
+    config = BenchConfig(models=models, seq_lens=seq_len, batch=batch, threads=threads, warmup=warmup, runs=runs,
+                         seed=seed, profile=prof, busy="warn" if force else "refuse", schedule=schedule,
+                         block_runs=block_runs, thread_pool=thread_pool, wait_quiet_s=wait_quiet,
+                         worker_python=worker)
     if remote["remote"]:  # on the devices over SSH (deploytool.remote), not here
         return bench_on_remote(config, {k: remote[k] for k in REMOTE_KEYS}, json_path)
     if json_path:
         check_output_path(json_path, inputs=config.models)
-    with progress_bar(enabled=None if not quiet else False) as progress:
+    with progress_bar(enabled=None if not (quiet or as_json) else False) as progress:
         report = run_benchmark(config, progress=progress)
     if json_path:
         write_json(report, json_path)
-    click.echo(format_table(report))
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_table(report))
     for w in report.warnings:
         click.echo(f"warning: {w}", err=True)
     if json_path:
-        click.echo(f"wrote {json_path}")
+        click.echo(f"wrote {json_path}", err=as_json)

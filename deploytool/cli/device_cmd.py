@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from deploytool.cli._grammar import GrammarCommand, json_flag, seq_len_option
+
 #: the one place the profile search path comes from, the same for every command that takes --profile:
 #: --profiles-dir (repeatable), else the DEPLOYTOOL_PROFILES_DIR environment variable (folders joined by
 #: ':'), read here in the CLI layer only; the library takes the folders as arguments.
@@ -25,7 +27,7 @@ profiles_dir_option = _dir_option
 # ----------------------------------------------------------------------------- profiles
 @click.group("profiles", invoke_without_command=True)
 @_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_flag("Print the profiles as JSON to stdout instead of a table.")
 @click.pass_context
 def profiles(ctx: click.Context, profiles_dirs: tuple[Path, ...], as_json: bool) -> None:
     """List the device profiles (``profiles show NAME`` prints one)."""
@@ -48,10 +50,10 @@ host_cache_option = click.option(
     help="Folder of the cached host measurement [default: ~/.cache/deploytool/host].")
 
 
-@profiles.command("show")
+@profiles.command("show", cls=GrammarCommand)
 @click.argument("name")
 @_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+@json_flag("Print the profile as JSON to stdout instead of YAML.")
 @host_cache_option
 @click.option("--remeasure", is_flag=True, help="Host profiles: run the microbenchmark again (about 20 s).")
 @click.pass_context
@@ -70,20 +72,22 @@ def profiles_show(ctx: click.Context, name: str, profiles_dirs: tuple[Path, ...]
 
 
 # ------------------------------------------------------------------------- verify-arm64
-@click.command("verify-arm64")
+@click.command("verify-arm64", cls=GrammarCommand, json_file=True)
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--profile", "profile_name", default=None, help="Device profile whose qemu_cpu (and EP list) to use.")
 @click.option("--cpu", "cpus", multiple=True, help="QEMU aarch64 CPU model(s) instead of / besides the profile's "
               "(cortex-a72, neoverse-n1, a64fx, max, ...). Repeatable.")
-@click.option("--seq-len", default=16, show_default=True, type=int, help="Sequence length of the synthetic inputs.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@seq_len_option(default=16, single=True, help="Sequence length of the synthetic inputs.")
+@click.option("--seed", default=0, show_default=True, type=int, metavar="INT", help="Seed of the synthetic inputs.")
 @click.option("--emulator-dir", type=click.Path(path_type=Path), default=None, envvar="DEPLOYTOOL_ARM64_HOME",
               help="Emulator folder [default: ~/.cache/deploytool/arm64; env DEPLOYTOOL_ARM64_HOME].")
 @click.option("--no-setup", is_flag=True, help="Fail instead of running scripts/setup_arm64.sh when it is missing.")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Write the result as JSON.")
+@click.option("-o", "--output", "json_out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the result as JSON (atomically).")
+@json_flag("Print the result as JSON to stdout instead of the table.")
 @_dir_option
 def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple[str, ...], seq_len: int, seed: int,
-                 emulator_dir: Path | None, no_setup: bool, json_out: Path | None,
+                 emulator_dir: Path | None, no_setup: bool, json_out: Path | None, as_json: bool,
                  profiles_dirs: tuple[Path, ...]) -> None:
     """Run MODELS with ONNX Runtime's aarch64 wheel under QEMU and compare the outputs with the host's."""
     from deploytool.arm64 import VerifyConfig, verify_arm64 as run
@@ -106,7 +110,7 @@ def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple
         except UnavailableError:
             click.echo("setting up the ARM64 emulator (scripts/setup_arm64.sh, one time, about a minute)", err=True)
     result = run(config)
-    click.echo(result.table())
+    click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.table())
     if json_out is not None:
         with atomic_write(json_out) as f:
             json.dump(result.to_dict(), f, indent=2)
@@ -115,11 +119,11 @@ def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple
         click.echo(f"verify-arm64: {len(bad)} of {len(result.checks)} checks FAILED", err=True)
         raise SystemExit(1)
     click.echo(f"verify-arm64: all {len(result.checks)} checks OK on {', '.join(result.cpus)} "
-               f"(onnxruntime {result.onnxruntime} aarch64, {result.wall_s:.0f} s)")
+               f"(onnxruntime {result.onnxruntime} aarch64, {result.wall_s:.0f} s)", err=as_json)
 
 
 # ------------------------------------------------------------------------------- report
-@click.command("report")
+@click.command("report", cls=GrammarCommand)
 @click.argument("results", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Folder for report.json, report.md, report.html and the plots.")
@@ -129,7 +133,7 @@ def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple
               help="Accuracy JSON (deploytool eval output, {models: {name: acc}} or a list). Repeatable.")
 @click.option("--no-projection", is_flag=True, help="Do not project device latency with the cost model.")
 @click.option("--calibrate", is_flag=True, help="Scale projections by measured/projected on the host (labelled).")
-@click.option("--title", default="deploytool device report", show_default=True)
+@click.option("--title", default="deploytool device report", show_default=True, help="Title of the report pages.")
 @_dir_option
 def report(results: tuple[Path, ...], out_dir: Path, profile_names: tuple[str, ...], accuracy: tuple[Path, ...],
            no_projection: bool, calibrate: bool, title: str, profiles_dirs: tuple[Path, ...]) -> None:
@@ -148,47 +152,39 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
     return numbers(text, option, float)
 
 
-def _float(text: str | None, option: str) -> float | None:
-    from deploytool.cli._parse import number
-
-    return number(text, option, float)
-
-
-@click.command("fit")
+@click.command("fit", cls=GrammarCommand)
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--profile", "profile_name", required=True, help="Device profile whose budget to meet.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Where to write the chosen model.")
-@click.option("--budget-ms", default=None, help="p90 latency budget (ms) [default: the profile's at --seq-len].")
-@click.option("--accuracy-floor", default=None, help="Minimum accuracy (percent); needs --accuracy.")
+@click.option("--budget-ms", type=float, default=None, metavar="MS",
+              help="p90 latency budget in milliseconds [default: the profile's at --seq-len].")
+@click.option("--accuracy-floor", type=float, default=None, metavar="PERCENT",
+              help="Minimum accuracy in percent; needs --accuracy.")
 @click.option("--accuracy", "accuracy", default=None, type=click.Path(path_type=Path),
               help="Accuracy JSON of the candidates, keyed by candidate name (e.g. w0.75_d1_int8).")
-@click.option("--seq-len", default=None, help="Sequence length to fit [default: 128, or the profile's longest].")
-@click.option("--widths", default="1,0.75,0.5", show_default=True, help="DynaBERT widths to try.")
-@click.option("--depths", default="1,0.5", show_default=True, help="DynaBERT depths to try.")
-@click.option("--precisions", default="fp32,int8", show_default=True,
+@seq_len_option(default=None, single=True, help="Sequence length to fit [default: 128, or the profile's longest].")
+@click.option("--widths", default="1,0.75,0.5", show_default=True, metavar="F[,F...]",
+              help="DynaBERT widths to try (fractions in (0, 1]).")
+@click.option("--depths", default="1,0.5", show_default=True, metavar="F[,F...]",
+              help="DynaBERT depths to try (fractions in (0, 1]).")
+@click.option("--precisions", default="fp32,int8", show_default=True, metavar="P[,P...]",
               help="Precisions to try: fp32, fp16, int8, ternary, binary.")
-@click.option("--runs", default=20, show_default=True, type=int, help="Timed runs per candidate on the host.")
+@click.option("--runs", default=20, show_default=True, type=int, metavar="INT",
+              help="Timed runs per candidate on the host.")
 @click.option("--keep-candidates", type=click.Path(path_type=Path), default=None,
               help="Keep every candidate model in this folder.")
 @_dir_option
-def fit(model: Path, profile_name: str, output: Path, budget_ms: str | None, accuracy_floor: str | None,
-        accuracy: Path | None, seq_len: str | None, widths: str, depths: str, precisions: str, runs: int,
+def fit(model: Path, profile_name: str, output: Path, budget_ms: float | None, accuracy_floor: float | None,
+        accuracy: Path | None, seq_len: int | None, widths: str, depths: str, precisions: str, runs: int,
         keep_candidates: Path | None, profiles_dirs: tuple[Path, ...]) -> None:
     """Pick the ONE best width/depth/precision of MODEL that meets a device profile's budget."""
-    from deploytool.errors import ConfigError
     from deploytool.fit import FitConfig, fit as run
     from deploytool.profiles import load_profile
     from deploytool.accuracy import load_accuracy_records
 
-    seq = None
-    if seq_len is not None:
-        try:
-            seq = int(seq_len)
-        except ValueError:
-            raise ConfigError(f"--seq-len: expected an integer, got {seq_len!r}") from None
     config = FitConfig(model=model, profile=load_profile(profile_name, profiles_dirs), output=output,
-                       budget_ms=_float(budget_ms, "--budget-ms"), accuracy_floor=_float(accuracy_floor, "--accuracy-floor"),
-                       seq_len=seq, widths=_floats(widths, "--widths"), depths=_floats(depths, "--depths"),
+                       budget_ms=budget_ms, accuracy_floor=accuracy_floor, seq_len=seq_len,
+                       widths=_floats(widths, "--widths"), depths=_floats(depths, "--depths"),
                        precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
                        accuracies=load_accuracy_records([accuracy]).records if accuracy else None, runs=runs,
                        workdir=keep_candidates)

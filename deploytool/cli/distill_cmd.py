@@ -6,31 +6,33 @@ from pathlib import Path
 
 import click
 
+from deploytool.cli._grammar import GrammarCommand, json_flag
 from deploytool.cli.train_cmd import _data_options, _echo, _optim_options, _trunc
 from deploytool.train.distill import DistillConfig, DistillInit
 
 
-@click.command("distill")
+@click.command("distill", cls=GrammarCommand)
 @click.option("--teacher", required=True, type=click.Path(path_type=Path), help="Fine-tuned teacher folder.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Student HF folder.")
-@click.option("--layers", default=4, show_default=True, type=int, help="Student layers (<= the teacher's).")
-@click.option("--hidden", default=312, show_default=True, type=int, help="Student hidden size.")
-@click.option("--heads", default=12, show_default=True, type=int, help="Student attention heads (divide hidden).")
-@click.option("--ffn", default=1200, show_default=True, type=int, help="Student FFN (intermediate) size.")
+@click.option("--layers", default=4, show_default=True, type=int, metavar="INT", help="Student layers (<= the teacher's).")
+@click.option("--hidden", default=312, show_default=True, type=int, metavar="INT", help="Student hidden size.")
+@click.option("--heads", default=12, show_default=True, type=int, metavar="INT", help="Student attention heads (divide hidden).")
+@click.option("--ffn", default=1200, show_default=True, type=int, metavar="INT", help="Student FFN (intermediate) size.")
 @click.option("--init", type=click.Choice([i.value for i in DistillInit]), default="teacher-slice",
               show_default=True, help="Truncated teacher layers (uniform layer map) or a random student.")
-@click.option("--importance-examples", default=256, show_default=True, type=int,
+@click.option("--importance-examples", default=256, show_default=True, type=int, metavar="INT",
               help="teacher-slice: reorder heads/neurons by importance on N examples first (0: don't).")
-@click.option("--intermediate-epochs", default=0.0, show_default=True, type=float,
+@click.option("--intermediate-epochs", default=0.0, show_default=True, type=float, metavar="FLOAT",
               help="TinyBERT step 1: epochs on hidden + attention losses only, before --epochs on all.")
-@click.option("--temperature", default=1.0, show_default=True, type=float)
-@click.option("--w-logits", default=1.0, show_default=True, type=float, help="Soft cross-entropy weight.")
-@click.option("--w-hidden", default=1.0, show_default=True, type=float, help="Hidden-state MSE weight (via W_h).")
-@click.option("--w-attention", default=1.0, show_default=True, type=float, help="Attention-score MSE weight.")
-@click.option("--w-labels", default=0.0, show_default=True, type=float, help="Hard-label cross-entropy weight.")
+@click.option("--temperature", default=1.0, show_default=True, type=float, metavar="FLOAT",
+              help="Softmax temperature of the soft cross-entropy.")
+@click.option("--w-logits", default=1.0, show_default=True, type=float, metavar="FLOAT", help="Soft cross-entropy weight.")
+@click.option("--w-hidden", default=1.0, show_default=True, type=float, metavar="FLOAT", help="Hidden-state MSE weight (via W_h).")
+@click.option("--w-attention", default=1.0, show_default=True, type=float, metavar="FLOAT", help="Attention-score MSE weight.")
+@click.option("--w-labels", default=0.0, show_default=True, type=float, metavar="FLOAT", help="Hard-label cross-entropy weight.")
 @_data_options
 @_optim_options(1e-4, 1.0)
-@click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
+@json_flag("Print the result record as JSON to stdout.")
 def distill(teacher, output, layers, hidden, heads, ffn, init, importance_examples, intermediate_epochs, temperature,
             w_logits, w_hidden, w_attention, w_labels, data_cfg, epochs, lr, batch_size, threads, cpu, as_json):
     """TinyBERT-style task distillation of a teacher into a smaller student shape."""

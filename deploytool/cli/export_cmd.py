@@ -4,29 +4,29 @@ from __future__ import annotations
 
 import click
 
-from deploytool.cli._parse import number
+from deploytool.cli._grammar import GrammarCommand
 from deploytool.export.config import ExportConfig, Exporter, Task
 
 
-@click.command("export")
+@click.command("export", cls=GrammarCommand)
 @click.option("--model", "model", required=True, help="minilm, or a local Hugging Face folder (config.json + weights).")
 @click.option("--task", type=click.Choice([t.value for t in Task]), default=Task.FEATURE_EXTRACTION.value,
               show_default=True, help="feature-extraction outputs last_hidden_state; sequence-classification logits.")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
               help="Output .onnx file (written atomically).")
-@click.option("--opset", default=None, metavar="N",
+@click.option("--opset", type=int, default=None, metavar="INT",
               help="ONNX opset (default: torch 17, dynamo 20, optimum the architecture's default).")
 @click.option("--exporter", type=click.Choice([e.value for e in Exporter]), default=Exporter.TORCH.value,
               show_default=True, help="torch (TorchScript) and optimum exports fuse in ORT's BERT optimizer; dynamo does not.")
 @click.option("--validate/--no-validate", default=True, show_default=True,
               help="Compare with PyTorch on fixed inputs (lengths 8, 128 and a padded batch).")
-@click.option("--atol", default="1e-4", show_default=True, metavar="X", help="Max abs difference allowed in validation.")
-def export(model: str, task: str, output: str, opset: str | None, exporter: str, validate: bool, atol: str) -> None:
+@click.option("--atol", type=float, default=1e-4, show_default=True, metavar="FLOAT", help="Max abs difference allowed in validation.")
+def export(model: str, task: str, output: str, opset: int | None, exporter: str, validate: bool, atol: float) -> None:
     """Export a PyTorch/Hugging Face encoder to ONNX, validated against PyTorch."""
     from deploytool.export import export as run_export
 
     config = ExportConfig(model=model, task=Task(task), exporter=Exporter(exporter),
-                          opset=number(opset, "--opset", int), validate=validate, atol=number(atol, "--atol", float))
+                          opset=opset, validate=validate, atol=atol)
     result = run_export(config, output)
     for name, diff in result.max_abs_diff.items():
         click.echo(f"validation {name}: max abs diff {diff:.3g} (atol {result.atol:g})")

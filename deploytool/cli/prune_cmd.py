@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import click
 
+from deploytool.cli._grammar import GrammarCommand
 from deploytool.cli._verify import echo_gate, no_verify_option
 
 
-@click.command("slice")
+@click.command("slice", cls=GrammarCommand)
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--width", type=float, default=1.0, show_default=True,
+@click.option("--width", type=float, default=1.0, show_default=True, metavar="FLOAT",
               help="Fraction of heads and FFN neurons each layer keeps (0 < w <= 1): round(w*H) heads and "
                    "int(round(w*H)/H*F) neurons (H heads, F neurons of the layer).")
-@click.option("--depth", type=float, default=1.0, show_default=True,
+@click.option("--depth", type=float, default=1.0, show_default=True, metavar="FLOAT",
               help="Fraction of layers kept (0 < d <= 1): layers floor(i/d) for i < round(d*L).")
 @click.option("--rounding", default="dynabert", show_default=True, metavar="dynabert|half-up",
               help="dynabert: Python's round (ties to even) as in DynaBERT's code, e.g. 6 layers at d=0.75 keep "
@@ -40,10 +41,10 @@ def slice_(model: str, width: float, depth: float, rounding: str, output: str, n
                            verify=not no_verify), output)
 
 
-@click.command("prune-heads")
+@click.command("prune-heads", cls=GrammarCommand)
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--heads", "heads_spec", default=None, help="Heads to remove, 'LAYER:H,H;LAYER:H' (e.g. '0:1,3;2:0').")
-@click.option("--ratio", type=float, default=None, help="Remove this fraction of each layer's least important heads.")
+@click.option("--ratio", type=float, default=None, metavar="FLOAT", help="Remove this fraction of each layer's least important heads.")
 @click.option("--importance", type=click.Path(dir_okay=False), default=None,
               help="Importance JSON (deploytool-importance/1); default: weight-magnitude (data-free).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
@@ -58,9 +59,9 @@ def prune_heads(model: str, heads_spec: str | None, ratio: float | None, importa
                                  verify=not no_verify), output)
 
 
-@click.command("prune-ffn")
+@click.command("prune-ffn", cls=GrammarCommand)
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--keep", type=float, default=None, help="Fraction of each layer's FFN neurons kept (most important).")
+@click.option("--keep", type=float, default=None, metavar="FLOAT", help="Fraction of each layer's FFN neurons kept (most important).")
 @click.option("--neurons", type=click.Path(dir_okay=False), default=None,
               help='JSON file {"LAYER": [neuron ids to remove]}.')
 @click.option("--importance", type=click.Path(dir_okay=False), default=None,
@@ -77,7 +78,7 @@ def prune_ffn(model: str, keep: float | None, neurons: str | None, importance: s
                                verify=not no_verify), output)
 
 
-@click.command("reorder")
+@click.command("reorder", cls=GrammarCommand)
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--importance", type=click.Path(dir_okay=False), default=None,
               help="Importance JSON (deploytool-importance/1); default: weight-magnitude (data-free).")

@@ -11,13 +11,9 @@ import json
 
 import click
 
-from deploytool.cli._parse import number
+from deploytool.cli._grammar import GrammarCommand, json_flag, seq_len_option
 from deploytool.cli.device_cmd import profiles_dir_option
 from deploytool.errors import ConfigError
-
-
-def _int(text: str | None, option: str) -> int | None:
-    return number(text, option, int)
 
 
 def _target(profile: str, fp16: bool, act: str | None, weights: str | None, profiles_dirs=()):
@@ -27,43 +23,40 @@ def _target(profile: str, fp16: bool, act: str | None, weights: str | None, prof
                        weight_dtype=weights)
 
 
-def _float(text: str, option: str) -> float:
-    return number(text, option, float)
-
-
-def _quant(target, quantize: bool, seq: int, mask: str, mask_value: str, embedding: str | None, calib_data: str,
-           calib_size: str, tokenizer: str | None, seed: str):
+def _quant(target, quantize: bool, seq: int, mask: str, mask_value: float, embedding: str | None, calib_data: str,
+           calib_size: int, tokenizer: str | None, seed: int):
     from deploytool.qnn import QnnQuantConfig
 
     if not quantize:
         return None
     return QnnQuantConfig(activation_dtype=target.activation_dtype, weight_dtype=target.weight_dtype, seq_len=seq,
-                          mask=mask, mask_value=_float(mask_value, "--mask-value"), embedding_dtype=embedding,
+                          mask=mask, mask_value=mask_value, embedding_dtype=embedding,
                           calibration_data=None if calib_data == "none" else calib_data,
-                          calibration_size=_int(calib_size, "--calib-size"), tokenizer=tokenizer,
-                          seed=_int(seed, "--seed"))
+                          calibration_size=calib_size, tokenizer=tokenizer, seed=seed)
 
 
 def _quant_options(f):
     opts = [
         click.option("--profile", required=True, help="Device profile with an npu section (snapdragon-sm8650, ...)."),
-        click.option("--seq-len", "seq_len", default="128", show_default=True,
-                     help="Fixed sequence length to compile (batch is 1)."),
+        seq_len_option(default=128, single=True, help="Fixed sequence length to compile (batch is 1)."),
         # plain strings, validated by the configs: a bad value is a one-line error, not click's usage block
         click.option("--act", default=None, help="Activation type: uint16 | uint8 [default: the profile's]."),
         click.option("--weights", default=None, help="Weight type: uint8 | int8 [default: the profile's]."),
         click.option("--mask", default="bound", show_default=True,
                      help="bound: set the attention mask's -3.4e38/-10000 constant to --mask-value before "
                           "quantizing; keep: leave it."),
-        click.option("--mask-value", default="-30", show_default=True, help="The bounded mask bias."),
+        click.option("--mask-value", type=float, default=-30.0, show_default=True, metavar="FLOAT",
+                     help="The bounded mask bias."),
         click.option("--embedding", default=None,
                      help="Word-embedding table type: uint8 | uint16 [default: the activation type]."),
         click.option("--calib-data", default="rotten-tomatoes", show_default=True,
                      help="Dataset whose train texts calibrate the quantization ('none': seeded token ids)."),
-        click.option("--calib-size", default="128", show_default=True, help="Calibration texts."),
+        click.option("--calib-size", type=int, default=128, show_default=True, metavar="INT",
+                     help="Calibration texts."),
         click.option("--tokenizer", default=None, type=click.Path(file_okay=False),
                      help="Tokenizer folder [default: the model's folder when it has tokenizer.json]."),
-        click.option("--seed", default="0", show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True, metavar="INT",
+                     help="Seed of the calibration sample and the synthetic inputs."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -79,7 +72,7 @@ def qnn() -> None:
     """
 
 
-@qnn.command("check")
+@qnn.command("check", cls=GrammarCommand, json_file=True, renamed={"--eval-size": "--max-eval"})
 @click.argument("model", type=click.Path(dir_okay=False))
 @_quant_options
 @click.option("--quantize", is_flag=True, help="Quantize a float model for QNN first (QDQ, the profile's types).")
@@ -87,15 +80,17 @@ def qnn() -> None:
 @click.option("--reference", default=None, type=click.Path(dir_okay=False),
               help="The float model a QDQ MODEL came from (accuracy vs fp32).")
 @click.option("--data", default=None, help="Dataset for task accuracy (test split; needs a classifier).")
-@click.option("--eval-size", default="100", show_default=True, help="Test examples for task accuracy.")
+@click.option("--max-eval", "eval_size", type=int, default=100, show_default=True, metavar="INT",
+              help="Test examples for task accuracy.")
 @click.option("--strict", is_flag=True, help="Fail (exit 2) unless every node runs on the HTP.")
-@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
+@click.option("-o", "--output", "json_path", default=None, type=click.Path(dir_okay=False),
               help="Write the report as JSON (deploytool.qnn.check/1, atomically).")
+@json_flag("Print the report as JSON (deploytool.qnn.check/1) to stdout instead of the text lines.")
 @click.option("--rows", "rows_path", default=None, type=click.Path(dir_okay=False),
               help="Write a device-report row (deploytool.device_rows/1).")
 def check(model, profile, seq_len, act, weights, mask, mask_value, embedding, calib_data, calib_size, tokenizer, seed,
           profiles_dirs, quantize, fp16,
-          reference, data, eval_size, strict, json_path, rows_path) -> None:
+          reference, data, eval_size, strict, json_path, as_json, rows_path) -> None:
     """Op coverage on the HTP, strict-mode pass/fail and accuracy vs fp32 for one Snapdragon SoC."""
     from deploytool.onnx_io import atomic_write, check_output_path
     from deploytool.qnn import QnnCheckConfig, check_model
@@ -103,12 +98,12 @@ def check(model, profile, seq_len, act, weights, mask, mask_value, embedding, ca
 
     if quantize and fp16:
         raise ConfigError("--quantize and --fp16 exclude each other")
-    seq = _int(seq_len, "--seq-len")
+    seq = seq_len
     target = _target(profile, fp16, act, weights, profiles_dirs)
     quant = _quant(target, quantize, seq, mask, mask_value, embedding, calib_data, calib_size, tokenizer, seed)
     cfg = QnnCheckConfig(target=target, quant=quant,
-                         seq_len=seq, reference=reference, eval_data=data, eval_size=_int(eval_size, "--eval-size"),
-                         tokenizer=tokenizer, strict=strict, seed=_int(seed, "--seed"))
+                         seq_len=seq, reference=reference, eval_data=data, eval_size=eval_size,
+                         tokenizer=tokenizer, strict=strict, seed=seed)
     for p in (json_path, rows_path):
         if p:
             check_output_path(p, inputs=(model,))
@@ -120,13 +115,13 @@ def check(model, profile, seq_len, act, weights, mask, mask_value, embedding, ca
             f.write("\n")
     if rows_path:
         write_rows(rows_path, [check_row(d)])
-    click.echo("\n".join(report.lines()))
+    click.echo(json.dumps(d, indent=2) if as_json else "\n".join(report.lines()))
     for p in (json_path, rows_path):
         if p:
-            click.echo(f"wrote {p}")
+            click.echo(f"wrote {p}", err=as_json)
 
 
-@qnn.command("quantize")
+@qnn.command("quantize", cls=GrammarCommand)
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The QDQ model to write.")
 @_quant_options
@@ -136,7 +131,7 @@ def quantize_(model, output, profile, seq_len, act, weights, mask, mask_value, e
     from deploytool.qnn.quantize import quantize_file
 
     target = _target(profile, False, act, weights, profiles_dirs)
-    cfg = _quant(target, True, _int(seq_len, "--seq-len"), mask, mask_value, embedding, calib_data, calib_size,
+    cfg = _quant(target, True, seq_len, mask, mask_value, embedding, calib_data, calib_size,
                  tokenizer, seed)
     stats = quantize_file(model, output, cfg)
     click.echo(f"{model} -> {output}: QDQ {cfg.dtypes} for {target.label}, seq {stats['seq_len']}, "
@@ -144,7 +139,7 @@ def quantize_(model, output, profile, seq_len, act, weights, mask, mask_value, e
     click.echo(f"  calibration: {stats['calibration']}")
 
 
-@qnn.command("compile")
+@qnn.command("compile", cls=GrammarCommand)
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Output folder (new or empty): EPContext model, .bin, qnn_compile.json.")
@@ -164,7 +159,7 @@ def compile_(model, output, profile, seq_len, act, weights, mask, mask_value, em
 
     if quantize and fp16:
         raise ConfigError("--quantize and --fp16 exclude each other")
-    seq = _int(seq_len, "--seq-len")
+    seq = seq_len
     target = _target(profile, fp16, act, weights, profiles_dirs)
     quant = _quant(target, quantize, seq, mask, mask_value, embedding, calib_data, calib_size, tokenizer, seed)
     cfg = QnnCompileConfig(target=target, quant=quant,

@@ -10,6 +10,7 @@ import json
 
 import click
 
+from deploytool.cli._grammar import GrammarCommand
 from deploytool.cli._verify import GATE_KEYS, echo_gate, no_verify_option
 from deploytool.errors import ConfigError
 
@@ -45,14 +46,17 @@ def _given(*params: str) -> list[str]:
     return [names[p] for p in params if ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
 
 
-@click.command("quantize")
+@click.command("quantize", cls=GrammarCommand,
+               renamed={"--calib": "--calib-data", "--calib-samples": "--calib-size"})
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--int8", "int8", is_flag=True, help="int8 weights (onnxruntime.quantization).")
 @click.option("--fp16", "fp16", is_flag=True, help="fp16 weights and activations (inputs/outputs stay as they are).")
 @click.option("--per-channel/--per-tensor", default=True, show_default=True, help="int8 weight scales per column.")
 @click.option("--static", is_flag=True, help="Static int8: activation ranges from calibration data.")
-@click.option("--calib", default=None, help="Calibration data for --static: a dataset name or CSV/JSONL file.")
-@click.option("--calib-samples", type=int, default=64, show_default=True, help="Calibration texts used.")
+@click.option("--calib-data", "calib", default=None,
+              help="Calibration data for --static: a dataset name or CSV/JSONL file.")
+@click.option("--calib-size", "calib_samples", type=int, default=64, show_default=True, metavar="INT",
+              help="Calibration texts used.")
 @click.option("--tokenizer", default=None, help="tokenizer.json (or folder) for --static; default: export metadata.")
 @click.option("--fusion", default="attention", show_default=True,
               help="ORT fusion before int8: attention (fastest measured, QAttention) | mha | none.")
@@ -78,7 +82,7 @@ def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool
     _echo(quantize_int8_file(model, output, config, verify=not no_verify), output, "int8")
 
 
-@click.command("pack")
+@click.command("pack", cls=GrammarCommand)
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--weights", required=True,
               help="Linear weights: ternary | binary | split-binary (two binary planes: BinaryBERT's TWS, "
@@ -87,7 +91,7 @@ def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool
 @click.option("--runtime", "runtime", default="speed", show_default=True,
               help="speed (INT2 -> int8 kernels) | memory (MatMulNBits 2-bit) | densest (5 trits/byte).")
 @click.option("--granularity", default="layer", show_default=True, help="Scales per matrix (layer) or per row (row).")
-@click.option("--accuracy-level", type=int, default=4, show_default=True,
+@click.option("--accuracy-level", type=int, default=4, show_default=True, metavar="INT",
               help="MatMulNBits (runtime memory): 4 = int8 activations (fast), 0 = fp32 (exact).")
 @click.option("--pack-head", is_flag=True,
               help="Pack the pooler/classifier weights too (default: they stay fp32, as in TernaryBERT).")

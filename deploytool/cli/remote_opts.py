@@ -7,7 +7,6 @@ from typing import Any
 
 import click
 
-from deploytool.cli._parse import number
 from deploytool.errors import ConfigError
 
 REMOTE_KEYS = ("remote", "ssh_options", "ssh_config", "remote_python", "remote_setup", "remote_parallel",
@@ -29,7 +28,8 @@ def remote_options(f):
         click.option("--remote-setup", "remote_setup", is_flag=True,
                      help="On first use, install deploytool (this checkout's wheel) in a private venv on the device."),
         click.option("--remote-parallel", "remote_parallel", is_flag=True, help="Several --remote hosts at once."),
-        click.option("--connect-timeout", "connect_timeout", default="10", show_default=True,
+        click.option("--connect-timeout", "connect_timeout", type=click.IntRange(min=1), default=10,
+                     show_default=True, metavar="SECONDS",
                      help="Seconds to wait for a device to answer (ssh ConnectTimeout)."),
     ]
     for o in reversed(opts):
@@ -42,11 +42,11 @@ def bench_on_remote(config, options: dict[str, Any], output: str | None) -> None
     from deploytool.remote import RemoteConfig, bench_remote
 
     if not output:
-        raise ConfigError("--remote needs an output path for the device's bench JSON")
+        raise ConfigError("--remote needs -o/--output: the path for the device's bench JSON")
     remote = RemoteConfig(hosts=tuple(options["remote"]), ssh_options=tuple(options["ssh_options"]),
                           ssh_config=options["ssh_config"], remote_python=options["remote_python"],
                           setup=bool(options["remote_setup"]), parallel=bool(options["remote_parallel"]),
-                          connect_timeout_s=number(options["connect_timeout"], "--connect-timeout", int))
+                          connect_timeout_s=int(options["connect_timeout"]))
     for run in bench_remote(config, remote, output):
         host = run.report.get("host", {})
         click.echo(f"{run.host}: {host.get('cpu_model', '?')} ({host.get('arch', '?')}, "

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from deploytool.cli._grammar import GrammarCommand, json_flag
+
 
 def default_store() -> Path:
     """The shared step store: ``$XDG_CACHE_HOME/deploytool/steps`` (``~/.cache/deploytool/steps``), or
@@ -22,17 +24,18 @@ def default_store() -> Path:
 _GB = 1_000_000_000
 
 
-@click.command("run")
+@click.command("run", cls=GrammarCommand, renamed={"--out": "--output"})
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder (default: runs/<recipe name>). Steps already there are reused.")
-@click.option("--quiet", is_flag=True, help="No progress display.")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder [default: runs/<recipe name>]. Steps already there are reused.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 @click.option("--check", is_flag=True, help="Validate the recipe and every step's options, print the plan, run nothing.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Store of finished steps shared by every recipe and output folder "
                    "[default: ~/.cache/deploytool/steps, or $DEPLOYTOOL_CACHE_DIR].")
 @click.option("--no-shared-cache", is_flag=True, help="Keep steps under the output folder only (as before 0.2).")
 @click.option("--cache-max-gb", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+              metavar="GB",
               help="Size cap of the shared store in GB; least recently used steps of other runs go first.")
 def run(recipe: Path, out_dir: Path | None, quiet: bool, check: bool, cache_dir: Path | None,
         no_shared_cache: bool, cache_max_gb: float) -> None:
@@ -63,9 +66,9 @@ _dir = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Pa
                     help="The store [default: ~/.cache/deploytool/steps, or $DEPLOYTOOL_CACHE_DIR].")
 
 
-@cache.command("ls")
+@cache.command("ls", cls=GrammarCommand)
 @_dir
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout.")
+@json_flag("Print the store's entries as JSON to stdout.")
 def cache_ls(cache_dir: Path | None, as_json: bool) -> None:
     """List finished steps, most recently used first, with their size and what made them."""
     import json
@@ -88,9 +91,9 @@ def cache_ls(cache_dir: Path | None, as_json: bool) -> None:
         click.echo(f"  {e.name:<40} {e.bytes / 1e6:>9.1f} MB  {when}  {made}")
 
 
-@cache.command("clear")
+@cache.command("clear", cls=GrammarCommand)
 @_dir
-@click.option("--older-than-days", type=click.FloatRange(min=0), default=None,
+@click.option("--older-than-days", type=click.FloatRange(min=0), default=None, metavar="DAYS",
               help="Only steps not used for this many days.")
 @click.option("--kind", default=None, help="Only steps of this kind (e.g. train-finetune, export, slice).")
 def cache_clear(cache_dir: Path | None, older_than_days: float | None, kind: str | None) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from deploytool.cli._grammar import GrammarCommand, json_flag
+
 from deploytool.train.config import (DataConfig, DynaBertConfig, EvalConfig, ImportanceConfig, QATConfig,
                                      TrainConfig, parse_float_list)
 
@@ -19,10 +21,10 @@ def _data_options(f, *, default_data: str | None = "rotten-tomatoes"):
                      "(rotten-tomatoes if none)."))
     @click.option("--text-col", default="text", show_default=True, help="Text column of a user file.")
     @click.option("--label-col", default="label", show_default=True, help="Label column of a user file.")
-    @click.option("--seed", default=0, show_default=True, type=int, help="Split and shuffle seed.")
-    @click.option("--max-length", default=64, show_default=True, type=int, help="Tokens per text (longer: truncated).")
-    @click.option("--max-train", default=None, type=int, help="Use only the first N (shuffled) training examples.")
-    @click.option("--max-eval", default=None, type=int, help="Evaluate on only the first N examples of the split.")
+    @click.option("--seed", default=0, show_default=True, type=int, metavar="INT", help="Split and shuffle seed.")
+    @click.option("--max-length", default=64, show_default=True, type=int, metavar="INT", help="Tokens per text (longer: truncated).")
+    @click.option("--max-train", default=None, type=int, metavar="INT", help="Use only the first N (shuffled) training examples.")
+    @click.option("--max-eval", default=None, type=int, metavar="INT", help="Evaluate on only the first N examples of the split.")
     @functools.wraps(f)
     def wrapper(*a, data, text_col, label_col, seed, max_length, max_train, max_eval, **kw):
         kw["data_cfg"] = DataConfig(data=data, text_col=text_col, label_col=label_col, seed=seed,
@@ -34,11 +36,14 @@ def _data_options(f, *, default_data: str | None = "rotten-tomatoes"):
 def _optim_options(lr_default: float, epochs_default: float | None = 1.0):
     def deco(f):
         if epochs_default is not None:
-            f = click.option("--epochs", default=epochs_default, show_default=True, type=float)(f)
+            f = click.option("--epochs", default=epochs_default, show_default=True, type=float, metavar="FLOAT",
+                             help="Training epochs (fractions allowed).")(f)
 
-        @click.option("--lr", default=lr_default, show_default=True, type=float)
-        @click.option("--batch-size", default=32, show_default=True, type=int)
-        @click.option("--threads", default=2, show_default=True, type=int, help="torch CPU threads.")
+        @click.option("--lr", default=lr_default, show_default=True, type=float, metavar="FLOAT",
+                      help="Peak learning rate (AdamW).")
+        @click.option("--batch-size", default=32, show_default=True, type=int, metavar="INT",
+                      help="Training batch size.")
+        @click.option("--threads", default=2, show_default=True, type=int, metavar="INT", help="torch CPU threads.")
         @click.option("--cpu", is_flag=True, help="Stay on the CPU even when a GPU is visible.")
         @functools.wraps(f)
         def wrapper(*a, **kw):
@@ -77,12 +82,12 @@ def _split_line(r: dict) -> list[str]:
         return []
 
 
-@click.command("train")
+@click.command("train", cls=GrammarCommand)
 @click.option("--model", default="minilm", show_default=True, help="Model name (minilm) or a HF folder.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output HF folder.")
 @_data_options
 @_optim_options(5e-5, 1.0)
-@click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON.")
+@json_flag("Print the result record as JSON to stdout.")
 def train(model, output, data_cfg, epochs, lr, batch_size, threads, cpu, as_json):
     """Fine-tune a teacher classifier and save a HF folder (safetensors, config, tokenizer)."""
     from deploytool.train.finetune import finetune
@@ -98,16 +103,17 @@ def train(model, output, data_cfg, epochs, lr, batch_size, threads, cpu, as_json
                               f"{r['weights_sha256']}"] if r.get("processes", 1) > 1 else []))
 
 
-@click.command("importance")
+@click.command("importance", cls=GrammarCommand)
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Importance JSON file.")
 @click.option("--reorder", "reorder_output", type=click.Path(path_type=Path), default=None,
               help="Also write the model with heads and neurons reordered by importance to this folder.")
-@click.option("--max-examples", default=512, show_default=True, type=int)
-@click.option("--batch-size", default=32, show_default=True, type=int)
-@click.option("--threads", default=2, show_default=True, type=int)
+@click.option("--max-examples", default=512, show_default=True, type=int, metavar="INT",
+              help="Training examples the importance is computed on.")
+@click.option("--batch-size", default=32, show_default=True, type=int, metavar="INT", help="Batch size.")
+@click.option("--threads", default=2, show_default=True, type=int, metavar="INT", help="torch CPU threads.")
 @_data_options
-@click.option("--json", "as_json", is_flag=True)
+@json_flag("Print the result record as JSON to stdout.")
 def importance(model, output, reorder_output, max_examples, batch_size, threads, data_cfg, as_json):
     """Head importance (|dL/d head_mask|, Michel et al.) and FFN neuron importance (DynaBERT)."""
     from deploytool.train.importance import compute_importance
@@ -122,20 +128,20 @@ def importance(model, output, reorder_output, max_examples, batch_size, threads,
     _echo(r, as_json, lines)
 
 
-@click.command("dynabert")
+@click.command("dynabert", cls=GrammarCommand)
 @click.option("--teacher", required=True, type=click.Path(path_type=Path), help="Fine-tuned teacher folder.")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
-@click.option("--widths", default="0.25,0.5,0.75,1.0", show_default=True, help="Width multipliers in (0, 1].")
-@click.option("--depths", default="0.5,0.75,1.0", show_default=True, help="Depth multipliers in (0, 1].")
-@click.option("--width-epochs", default=1.0, show_default=True, type=float, help="Stage 1 (width-adaptive).")
-@click.option("--depth-epochs", default=1.0, show_default=True, type=float, help="Stage 2 (width+depth).")
-@click.option("--subnets-per-step", default=0, show_default=True, type=int,
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output HF folder.")
+@click.option("--widths", default="0.25,0.5,0.75,1.0", show_default=True, metavar="F[,F...]", help="Width multipliers in (0, 1].")
+@click.option("--depths", default="0.5,0.75,1.0", show_default=True, metavar="F[,F...]", help="Depth multipliers in (0, 1].")
+@click.option("--width-epochs", default=1.0, show_default=True, type=float, metavar="FLOAT", help="Stage 1 (width-adaptive).")
+@click.option("--depth-epochs", default=1.0, show_default=True, type=float, metavar="FLOAT", help="Stage 2 (width+depth).")
+@click.option("--subnets-per-step", default=0, show_default=True, type=int, metavar="INT",
               help="0: every sub-network each step; k: largest, smallest and k-2 random ones.")
 @click.option("--importance", "importance_file", type=click.Path(path_type=Path), default=None,
               help="Teacher importance file (default: computed first).")
 @_data_options
 @_optim_options(2e-5, None)
-@click.option("--json", "as_json", is_flag=True)
+@json_flag("Print the result record as JSON to stdout.")
 def dynabert(teacher, output, widths, depths, width_epochs, depth_epochs, subnets_per_step, importance_file,
              data_cfg, lr, batch_size, threads, cpu, as_json):
     """DynaBERT: rewire by importance, width-adaptive then width+depth-adaptive distillation."""
@@ -154,13 +160,14 @@ def dynabert(teacher, output, widths, depths, width_epochs, depth_epochs, subnet
     _echo(r, as_json, lines)
 
 
-@click.command("qat")
+@click.command("qat", cls=GrammarCommand)
 @click.option("--teacher", required=True, type=click.Path(path_type=Path), help="Full-precision teacher folder.")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
-@click.option("--mode", type=click.Choice(["ternary", "binary"]), default="ternary", show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output HF folder.")
+@click.option("--mode", type=click.Choice(["ternary", "binary"]), default="ternary", show_default=True,
+              help="Weight quantization: ternary (TernaryBERT) or binary (BinaryBERT).")
 @click.option("--granularity", type=click.Choice(["layer", "row"]), default="layer", show_default=True,
               help="One scale per matrix or per output feature (use the same with `deploytool pack`).")
-@click.option("--clip", default=3.0, show_default=True, type=float,
+@click.option("--clip", default=3.0, show_default=True, type=float, metavar="FLOAT",
               help="STE passes gradients where |w| <= clip * alpha (0: everywhere).")
 @click.option("--embeddings/--no-embeddings", "quantize_embeddings", default=True, show_default=True,
               help="Also quantize the word embeddings (row-wise), as `pack` does by default.")
@@ -179,7 +186,7 @@ def dynabert(teacher, output, widths, depths, width_epochs, depth_epochs, subnet
                    "importance-ordered, so its first heads and neurons are the ones worth keeping).")
 @_data_options
 @_optim_options(5e-5, 1.0)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_flag("Print the result record as JSON to stdout.")
 def qat(teacher, output, mode, granularity, clip, quantize_embeddings, act_bits, tws, tws_width, tws_ternary_share,
         init, data_cfg, epochs, lr, batch_size, threads, cpu, as_json):
     """TernaryBERT/BinaryBERT quantization-aware distillation; saves the quantized weights."""
@@ -203,7 +210,7 @@ def qat(teacher, output, mode, granularity, clip, quantize_embeddings, act_bits,
     _echo(r, as_json, lines)
 
 
-@click.command("eval")
+@click.command("eval", cls=GrammarCommand)
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--split", type=click.Choice(["train", "dev", "test", "all"]), default="test", show_default=True,
               help="Which split of the data; 'all': every example of it (no split).")
@@ -211,22 +218,22 @@ def qat(teacher, output, mode, granularity, clip, quantize_embeddings, act_bits,
               help="Evaluate every example of this CSV/JSONL file (no split; one label is enough).")
 @click.option("--tokenizer", type=click.Path(path_type=Path), default=None,
               help="Tokenizer folder for an ONNX model (default: the folder holding it).")
-@click.option("--width", default=1.0, show_default=True, type=float, help="PyTorch DynaBERT sub-network width.")
-@click.option("--depth", default=1.0, show_default=True, type=float, help="PyTorch DynaBERT sub-network depth.")
+@click.option("--width", default=1.0, show_default=True, type=float, metavar="FLOAT", help="PyTorch DynaBERT sub-network width.")
+@click.option("--depth", default=1.0, show_default=True, type=float, metavar="FLOAT", help="PyTorch DynaBERT sub-network depth.")
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
               help="Embedding models: the reference (ONNX file or HF folder; default: the fp32 original "
                    "recorded in the file).")
 @click.option("--corpus", default=None,
               help="Embedding models: corpus (dataset name, .txt one text a line, or CSV/JSONL --text-col; "
                    "default: the review data).")
-@click.option("--max-queries", default=1000, show_default=True, type=int,
+@click.option("--max-queries", default=1000, show_default=True, type=int, metavar="INT",
               help="Embedding models: corpus texts used (each is a query against the others).")
-@click.option("--batch-size", default=64, show_default=True, type=int)
-@click.option("--threads", default=2, show_default=True, type=int)
+@click.option("--batch-size", default=64, show_default=True, type=int, metavar="INT", help="Evaluation batch size.")
+@click.option("--threads", default=2, show_default=True, type=int, metavar="INT", help="torch / ONNX Runtime CPU threads.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write the result (with per-example predictions) as JSON.")
 @functools.partial(_data_options, default_data=None)
-@click.option("--json", "as_json", is_flag=True)
+@json_flag("Print the result record as JSON to stdout.")
 def eval_(model, split, test_file, tokenizer, width, depth, reference, corpus, max_queries, batch_size, threads,
           output, data_cfg, as_json):
     """Accuracy (95% interval, n, macro F1) of a classifier, or neighbour agreement of an embedding model."""

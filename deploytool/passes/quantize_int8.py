@@ -93,7 +93,7 @@ class Int8Config:
         except ValueError:
             raise ConfigError(f"fusion: expected one of {[f.value for f in Fusion]}, got {self.fusion!r}") from None
         if self.static and not self.calib:
-            raise ConfigError("calib: static int8 needs calibration data (--calib DATASET or file)")
+            raise ConfigError("calib: static int8 needs calibration data (--calib-data DATASET or file)")
         if not self.static and self.calib:
             raise ConfigError("calib: calibration data is only used with static quantization (--static)")
         if not 1 <= self.calib_samples <= 10_000:

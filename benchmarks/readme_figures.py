@@ -1,0 +1,436 @@
+"""Render the figures of the README's measured sections from ``benchmarks/results/*.json``.
+
+Each rendered block sits in README.md between ``<!-- figures:NAME -->`` and ``<!-- /figures:NAME -->``;
+everything between the markers is this script's output, so a figure cannot drift from its file.
+``tests/test_readme_figures.py`` re-renders and fails when the README differs.
+
+Usage::
+
+    .venv/bin/python benchmarks/readme_figures.py           # rewrite the blocks in README.md
+    .venv/bin/python benchmarks/readme_figures.py --check   # exit 1 naming the blocks that differ
+
+The Performance tables come from ``perf_table.py`` (this script only places them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+README = ROOT / "README.md"
+sys.path.insert(0, str(HERE))
+
+import perf_table  # noqa: E402  (beside this file)
+
+SRC = "benchmarks/results"
+
+
+def _load(results: Path, name: str) -> dict:
+    return json.loads((results / name).read_text())
+
+
+def _span(xs, fmt: str = "{:.2f}", sep: str = "-") -> str:
+    xs = sorted(xs)
+    lo, hi = fmt.format(xs[0]), fmt.format(xs[-1])
+    return lo if lo == hi else f"{lo}{sep}{hi}"
+
+
+def _wrap(paragraph: str) -> str:
+    """One README paragraph or bullet, wrapped at 110 columns as the README is."""
+    indent = "  " if paragraph.startswith("- ") else ""
+    return textwrap.fill(paragraph, width=110, subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False)
+
+
+def _date(stamp: str | None) -> str:
+    return stamp[:10] if stamp else "date not recorded"
+
+
+def _load_span(*values) -> str:
+    flat = [x for v in values for x in (v if isinstance(v, (list, tuple)) else [v])]
+    vals = [v for v in flat if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return f"load average {_span(vals, '{:.1f}')}" if vals else "load not recorded"
+
+
+def _ratios(rounds, variant: str, seq: int) -> list[float]:
+    return [r["paired_ratio_to_optimum"] for rnd in rounds for r in rnd if r["variant"] == variant and r["seq_len"] == seq]
+
+
+def _int8_facts(results: Path) -> dict:
+    d = _load(results, "int8_bench.json")
+    rounds = d["latency_rounds"]
+    loads = [x for rnd in rounds for r in rnd for x in (r["load_average_1m_at_start"], r["load_average_1m_at_end"])]
+    acc = d["accuracy_rotten_tomatoes_test"]
+    goal = d["goal"]["max_paired_ratio"]
+    ours8, ours128 = _ratios(rounds, "ours", 8), _ratios(rounds, "ours", 128)
+    best128 = min((v for v in d["verdict"] if v != "ours"), key=lambda v: max(_ratios(rounds, v, 128) or [9]))
+    met = [s for s, xs in ((8, ours8), (128, ours128)) if max(xs) <= goal]
+    # static QDQ fails the gate: its cosine is only in the recorded error
+    m = re.search(r"cosine (\d+\.\d+)", (d["configs"].get("ours_static") or {}).get("error", ""))
+    return {"date": _date(d["created_utc"]), "cpu": d.get("cpuinfo_model_name", "?"), "load": _load_span(*loads),
+            "rounds": len(rounds), "r8": _span(ours8), "r128": _span(ours128), "goal": f"{goal:.2f}",
+            "met": ("met at " + " and ".join(map(str, met)) + (" only" if len(met) == 1 else "")) if met else "not met",
+            "acc": acc["ours"]["accuracy"], "acc_opt": acc["optimum"]["accuracy"], "n": acc["ours"]["n"],
+            "cos": d["cosine_to_fp32"]["ours"]["mean"], "cos_opt": d["cosine_to_fp32"]["optimum"]["mean"],
+            "best128": best128, "best128_r": _span(_ratios(rounds, best128, 128)),
+            "static_cos": float(m.group(1)) if m else None}
+
+
+def render_measured(results: Path) -> str:
+    ex = _load(results, "export_bench.json")
+    sl = _load(results, "slice_bench.json")
+    pk = _load(results, "pack_bench.json")
+    di = _load(results, "distill_bench.json")
+    ar = _load(results, "arm64_verify.json")
+    qn = _load(results, "qnn_bench.json")
+    i8 = _int8_facts(results)
+
+    sp = ex["speedup_vs_eager_p50"]["ort_fp32"]
+    export = (f"- **Export** (`export_bench.py`, {_date(ex.get('time_utc'))}, {ex['host']['machine']} "
+              f"{ex['host']['cpus']} cores, {_load_span(ex.get('load_average_1m'))}): MiniLM ONNX matches PyTorch to "
+              f"{max(ex['export']['max_abs_diff'].values()):.1e}; ORT fp32 is {sp['8']:.1f}x faster than PyTorch eager "
+              f"at sequence 8 and {sp['128']:.1f}x at 128.")
+
+    def at(r, w, d):
+        return next(v for v in r["variants"] if v["width"] == w and v["depth"] == d)
+
+    mini, base = (next(r for r in sl["results"] if r["model"] == m) for m in ("minilm", "bert-base"))
+    vm, vb = at(mini, 0.5, 0.75), at(base, 0.5, 0.75)
+    nl = lambda r: len(at(r, 1.0, 1.0)["layers_kept"])  # noqa: E731
+    slicing = (f"- **Slicing** (`slice_bench.py`, {_date(sl.get('created_utc'))}, {mini['host']['cpu_model']}, "
+               f"{mini['host']['logical_cores']} cores, load not recorded; DynaBERT's rounding): at width 0.5, depth "
+               f"0.75 (MiniLM: {len(vm['layers_kept'])} of {nl(mini)} layers; BERT-base shape: "
+               f"{len(vb['layers_kept'])} of {nl(base)}) the FLOPs ratio is {vm['flops_ratio']:.3f} (MiniLM) and "
+               f"{vb['flops_ratio']:.3f} (BERT-base shape) and the measured latency ratio at sequence "
+               f"{mini['seq_len']} is {vm['latency_ratio']:.3f} and {vb['latency_ratio']:.3f} (latency/FLOPs "
+               f"{vm['latency_over_flops_ratio']:.2f} and {vb['latency_over_flops_ratio']:.2f}; target within "
+               f"{base['checks']['latency_within_1.15x_flops_at_w0.5_d0.75']['limit']}). MiniLM file "
+               f"{mini['file_bytes'] / 1e6:.1f} -> {vm['file_bytes'] / 1e6:.1f} MB, BERT-base "
+               f"{base['file_bytes'] / 1e6:.1f} -> {vb['file_bytes'] / 1e6:.1f} MB. Slicing BERT-base took at most "
+               f"{base['checks']['slice_seconds_max']['value']:.1f} s wall with peak memory at most "
+               f"{base['checks']['slice_peak_rss_over_file_size_max']['value']:.1f}x the file (the verification "
+               "gate's ONNX Runtime session included).")
+
+    v = pk["models"]["bert-base"]["variants"]
+    t = pk["targets"]
+    r = lambda k: v[k]["ratio_to_fp32"]  # noqa: E731
+    packing = (f"- **Packing** (`pack_bench.py`, {_date(pk.get('created_utc'))}, {pk.get('cpuinfo_model_name', '?')}, "
+               f"{_load_span(*pk['load_average_at_start'], *pk['load_average_at_end'])}), BERT-base shape WITH its "
+               f"pooler and a 2-label classifier ({v['fp32']['bytes'] / 1e6:.1f} MB fp32): int8 {r('int8'):.2f}x, "
+               f"ternary 2-bit {r('ternary2'):.1f}x, 5 trits per byte {r('trit5'):.1f}x, binary {r('binary1'):.1f}x "
+               "with the pooler/classifier and position tables in fp32 (the default, as in the papers); "
+               f"`--pack-head --position-embeddings` packs those too: 5 trits {r('trit5_all'):.1f}x, binary "
+               f"{r('binary1_all'):.1f}x (targets {t['trit5_all']:g}x and {t['binary1_all']:g}x). See "
+               "[Performance](#performance).")
+
+    int8 = (f"- **int8** (`int8_bench.py`, MiniLM, {i8['date']}, {i8['cpu']}, {i8['load']}, {i8['rounds']} rounds): "
+            "the default (ORT's fused attention, bias kept in the GEMM, no SkipLayerNormalization) runs at "
+            f"{i8['r8']} of optimum's latency at sequence 8 and {i8['r128']} at 128 (goal {i8['goal']}: {i8['met']}), "
+            f"with Rotten Tomatoes test accuracy {i8['acc']:.1f}% (optimum {i8['acc_opt']:.1f}%, n={i8['n']}) and "
+            f"embedding cosine {i8['cos']:.4f} ({i8['cos_opt']:.4f}). See [Performance](#performance).")
+
+    proof = ("- **Structured pruning proof** (a test, not a results file): the seeded sweep "
+             "(`tests/test_slice_sweep.py`, BERT, RoBERTa, DistilBERT, ELECTRA bases; TorchScript, dynamo, optimum "
+             "and ORT-fused graphs) compares every case with transformers' own `prune_heads`, a PyTorch DynaBERT "
+             "slice restated from DynaBERT's code, or `nn.Linear` surgery within 1e-4, and fails below its minimum "
+             "of compared cases; reorder (outputs unchanged) and refusal cases are counted apart. The conformance "
+             "matrix adds optimum/SDPA, MPNet, ALBERT, XLM-R, task heads and ORT's optimizer levels.")
+
+    ts, ss = di["teacher_shape"], di["student_shape"]
+    training = ("- **Training**: see [Training that holds at every depth](#training-that-holds-at-every-depth) "
+                "(`train_bench_standard.*`; the older `demo` schedule, `train_bench_demo.*`, predates the "
+                f"depth-stage fix). Distilled TinyBERT-{ss['layers']}x{ss['hidden']} student (`distill_bench.py`, "
+                f"{di.get('machine', 'machine not recorded')}, date not recorded): {di['test']['student']['accuracy']:.1f}% "
+                f"vs its teacher's ({ts['layers']}x{ts['hidden']}) {di['test']['teacher']['accuracy']:.1f}% on "
+                f"{di['test']['student']['n']} test reviews with {100 * di['parameters']['ratio']:.0f}% of the parameters.")
+
+    embedding = ("- **Embedding quality** (`embedding_quality.py`): the quickstart's kinds of variants of MiniLM as a "
+                 "sentence encoder, recall@10 of the original's neighbours and cosine; see "
+                 "[Accuracy you can trust](#accuracy-you-can-trust).")
+
+    precisions = sorted({c["precision"] for c in ar["checks"]})
+    ok = sum(c["ok"] for c in ar["checks"])
+    arm = (f"- **ARM64** (`arm64_verify.py`, date and load not recorded, {ar['wall_s']:.0f} s): MiniLM "
+           f"{'/'.join(precisions)} at sequence {ar['seq_len']} under QEMU on {', '.join(ar['cpus'])}: {ok} of "
+           f"{len(ar['checks'])} checks agree with the host within the per-precision tolerances.")
+
+    def qrow(model, prec):
+        return next(x for x in qn["rows"] if x["model"] == model and x["precision"] == prec)
+
+    full, sliced, u8 = qrow("minilm.onnx", "u16/u8"), qrow("minilm_w0.5_d0.75.onnx", "u16/u8"), qrow("minilm.onnx", "u8/u8")
+    on, total = full["qnn_coverage"].split("/")
+    qnn = (f"- **Snapdragon HTP, emulated** (`qnn_bench.py`, date and load not recorded, {qn['wall_s'] / 60:.0f} min): "
+           f"MiniLM u16/u8 QDQ puts {on} of {total} nodes on the HTP, strict mode "
+           f"{'passes' if full['qnn_strict'] else 'fails'}, cosine to fp32 {full['qnn_min_cosine_vs_fp32']:.3f} "
+           f"(the w0.5/d0.75 slice: {sliced['qnn_min_cosine_vs_fp32']:.3f}, sliced before DynaBERT's rounding became "
+           f"the default); u8/u8 is not usable ({u8['qnn_min_cosine_vs_fp32']:.2f}).")
+
+    head = ("Each figure below is rendered by `benchmarks/readme_figures.py` from the JSON its script wrote in "
+            f"`{SRC}/`, with the machine, load and date that file records (or says it does not). 1 thread, "
+            "batch 1; ratios were measured interleaved in one run.")
+    return "\n".join(map(_wrap, [head, "", export, slicing, packing, int8, proof, training, embedding, arm, qnn]))
+
+
+def render_performance(results: Path) -> str:
+    i8 = _int8_facts(results)
+    pk = _load(results, "pack_bench.json")
+    nb = _load(results, "nbits_kernels.json")
+    head = (f"Rendered by `benchmarks/perf_table.py` (placed by `readme_figures.py`) from the results files named in "
+            f"each row: int8 {i8['date']} ({i8['load']}), packing {_date(pk.get('created_utc'))} "
+            f"({_load_span(*pk['load_average_at_start'], *pk['load_average_at_end'])}), 2-bit kernels "
+            f"{_date(nb.get('created_utc'))} ({_load_span(nb.get('load_average_at_start'))}), on "
+            f"{pk.get('cpuinfo_model_name', '?')} with 2 vCPUs shared with other jobs, so absolute milliseconds are "
+            "inflated; every ratio was measured interleaved, run by run, in one clean process.")
+    tables = perf_table.int8_rows(results) + perf_table.nbits_rows(results) + perf_table.size_rows(results)
+    return "\n".join([_wrap(head), "", *tables])
+
+
+def render_reading(results: Path) -> str:
+    i8 = _int8_facts(results)
+    pk = _load(results, "pack_bench.json")
+    nbr = {(m, int(s)): row for m, md in pk["models"].items() for s, row in md.get("nbits_vs_int8", {}).items()}
+    ratios = {s: [row[k]["paired_ratio_to_int8"] for (m, ss), row in nbr.items() if ss == s
+                  for k in ("nbits2_ternary", "nbits2_binary") if "paired_ratio_to_int8" in row.get(k, {})]
+              for s in {s for _, s in nbr}}
+    short, mid, long_ = sorted(ratios)
+    v = pk["models"]["bert-base"]["variants"]
+    acc = pk["accuracy_rotten_tomatoes_test"]
+    iso = pk["accuracy_packed_part_only"]
+    fp32 = acc["fp32"]["accuracy"]
+    head_acc = [x["accuracy"] for k, x in iso.items() if "head" in k]
+    pos_acc = [x["accuracy"] for k, x in iso.items() if "position" in k]
+    t = pk["targets"]
+    lines = [
+        f"- **int8 vs optimum** (goal: paired ratio <= {i8['goal']} at 8 and 128 tokens): {i8['met']} "
+        f"({i8['r8']} at 8, {i8['r128']} at 128; the best variant at 128, {i8['best128']}, {i8['best128_r']}). "
+        "Accuracy and cosine are no worse than optimum's. What is left at 128 tokens is time both files spend in "
+        "the same ORT kernels (int8 GEMMs, the attention core, Gelu, LayerNorm)."
+        + (f" Static per-tensor activation scales fail the gate (cosine {i8['static_cos']:.2f})."
+           if i8["static_cos"] else " Static per-tensor activation scales fail the gate."),
+        f"- **2-bit `MatMulNBits` vs int8**: 2-bit wins at {short} token ({_span(ratios[short])}x int8's latency on "
+        "whole models; with `mlas.use_lut_gemm` the single GEMM is faster still), int8 kernels win at "
+        f"{mid} tokens ({_span(ratios[mid], '{:.1f}')}x) and {long_} ({_span(ratios[long_], '{:.1f}')}x). `fit` "
+        "packs ternary/binary candidates accordingly (see "
+        "[`fit`](#devices-profiles-arm64-verification-reports-fit)). On ARM64, only correctness is known.",
+        f"- **Smallest files**: `pack --runtime densest --pack-head --position-embeddings <same>` gives "
+        f"{v['trit5_all']['ratio_to_fp32']:.1f}x (ternary, target {t['trit5_all']:g}x) and "
+        f"{v['binary1_all']['ratio_to_fp32']:.1f}x (binary, target {t['binary1_all']:g}x) on BERT-base with its "
+        "pooler. Post-training ternary/binary classifiers are near chance on their own (QAT recovers them, see "
+        "Training), so the cost of the extra parts was measured alone, on the fp32 classifier: packing the pooler "
+        f"and classifier costs {_span([fp32 - a for a in head_acc], '{:.1f}')} points ({_span(head_acc, '{:.1f}')}% "
+        f"vs {fp32:.1f}%), the position/token-type tables {_span([fp32 - a for a in pos_acc], '{:.1f}')} points "
+        f"({_span(pos_acc, '{:.1f}')}%), on {acc['fp32'].get('n', 'the')} test reviews. Not measured: the same "
+        "after QAT.",
+    ]
+    return "\n".join(map(_wrap, lines))
+
+
+def _acc(cell: str) -> tuple[str, float, int | None, int]:
+    """'79.2% [75.4-82.5] n=500, 98% of ref' -> ('79.2% [75.4-82.5]', 79.2, 98, 500)."""
+    m = re.match(r"(?P<acc>[\d.]+)% (?P<ci>\[[^\]]+\]) n=(?P<n>\d+)(?:, (?P<ref>\d+)% of ref)?", cell)
+    if not m:
+        raise ValueError(f"quickstart headline cell {cell!r} is not 'ACC% [LO-HI] n=N'")
+    return (f"{m['acc']}% {m['ci']}", float(m["acc"]), int(m["ref"]) if m["ref"] else None, int(m["n"]))
+
+
+def render_quickstart(results: Path) -> str:
+    meta = _load(results, "quickstart/meta.json")
+    run = _load(results, "quickstart/run.json")
+    rows = {h["variant"]: h for h in run["headline"]}
+    teacher = next(h for h in run["headline"] if h["variant"].startswith("teacher"))
+    t_cell, _, _, n = _acc(teacher["acc % [95% CI] n"])
+    a = {k: _acc(h["acc % [95% CI] n"]) for k, h in rows.items() if h is not teacher}
+    fp, i8 = rows["w1-d1-fp32"], rows["w1-d1-int8"]
+    half = [a["w1-d0.5-fp32"], a["w1-d0.5-int8"]]
+    tern = [v for k, v in a.items() if k.endswith("-ternary")]
+    picks = {}
+    pvals = []
+    for line in run["picks"]:
+        device, rest = line.split(": ", 1)
+        name = rest.split(" (", 1)[0].removeprefix(f"{run['recipe']}-")
+        picks.setdefault(name, []).append(device)
+        pvals += [float(x) for x in re.findall(r"p = ([\d.]+)", rest)]
+    label = {"x86-host": "this host", "kirin990": "the Kirin 990", "raspberry-pi-4": "the Raspberry Pi 4"}
+    chosen = "; ".join(f"{k} ({rows[k]['MB']:.1f} MB) for {' and '.join(label.get(d, d) for d in ds)}"
+                       for k, ds in picks.items())
+    load = _load_span(meta["load_average_at_start"][0], meta["load_average_at_end"][0])
+    text = (f"Measured {_date(meta['date'])} (`{SRC}/quickstart/`, {meta['machine']['cpu']}, {meta['machine']['cores']} "
+            f"cores: {meta['run_seconds']} s for all {meta['steps']} steps from an empty store, {load}), every "
+            f"accuracy on the same {n} test reviews with its 95% Wilson interval: the fine-tuned teacher (PyTorch "
+            f"fp32, the reference row) {t_cell}; the DynaBERT-trained model exported at full size "
+            f"{a['w1-d1-fp32'][0]} ({a['w1-d1-fp32'][2]}% of the teacher), int8 {a['w1-d1-int8'][1]}% in "
+            f"{i8['MB']:.1f} MB instead of {fp['MB']:.1f}. Every depth now works: half the layers keep "
+            f"{half[0][1]}% fp32 and {half[1][1]}% int8 at full width ({_span([h[2] for h in half], '{:.0f}')}% of the "
+            f"teacher), {a['w0.5-d0.5-fp32'][1]}% at width 0.5 as well ({a['w0.5-d0.5-fp32'][2]}%). The report "
+            f"picks {chosen}, and says why: each ties with the most accurate variant (exact McNemar p = "
+            f"{_span(pvals)} on the examples where they differ) and is the cheapest of the tied ones. Post-training "
+            f"ternary keeps {_span([t[2] for t in tern], '{:.0f}')}% of the teacher (the QAT recipes recover it: see "
+            "[Training](#training-that-holds-at-every-depth)).")
+    return _wrap(text)
+
+
+def render_embedding_table(results: Path) -> str:
+    d = _load(results, "embedding_quality.json")
+    cells: dict[tuple[float, float], dict[str, str]] = {}
+    for r in d["rows"]:
+        lo, hi = r["recall_ci95"]
+        cells.setdefault((r["width"], r["depth"]), {})[r["precision"]] = (
+            f"{r['recall_at_10']:.1f} [{lo:.1f}-{hi:.1f}] / {r['cosine_mean']:.3f}")
+    precisions = list(dict.fromkeys(r["precision"] for r in d["rows"]))
+    out = ["| width / depth | " + " | ".join(precisions) + " |", "|---" * (len(precisions) + 1) + "|"]
+    for (w, dep), row in cells.items():
+        out.append(f"| {w:g} / {dep:g} | " + " | ".join(row.get(p, "-") for p in precisions) + " |")
+    return "\n".join(out)
+
+
+def render_embedding(results: Path) -> str:
+    d = _load(results, "embedding_quality.json")
+    m = d["machine"]
+    cpu = m["cpu"]
+    isa = " and ".join(x for x, k in (("AVX-512 VNNI", "avx512_vnni"), ("AMX", "amx")) if cpu.get(k))
+    rows = {r["variant"]: r for r in d["rows"]}
+    texts = d["corpus"]["texts"]
+    head = (f"**Measured** (`benchmarks/embedding_quality.py`, {_date(d['date_utc'])}, {cpu['model']}"
+            f"{' with ' + isa if isa else ''}, {cpu['cores_usable']} cores shared with other jobs, load average "
+            f"{m['load_average_start'][0]:.2f} at the start and {m['load_average_end'][0]:.2f} at the end, "
+            f"{d['total_seconds']:.0f} s; `{SRC}/embedding_quality.{{json,md}}`): the embedded MiniLM as a "
+            "feature-extraction model, reordered by weight magnitude and sliced without any training (what "
+            "`deploytool slice` gives an off-the-shelf encoder), against the fp32 original in PyTorch over the "
+            f"first {texts:,} distinct reviews, all in one run. recall@10 % [95% CI] / mean cosine (by chance "
+            f"recall@10 would be {100 * 10 / (texts - 1):.1f}%):")
+    i8, w75, d75, tern = rows["w1-d1-int8"], rows["w0.75-d1-fp32"], rows["w1-d0.75-fp32"], rows["w1-d1-ternary"]
+    same = [rows[v] for v in ("w0.75-d1-int8", "w0.5-d1-int8")]
+    tail = (f"int8 keeps the embeddings close (cosine {i8['cosine_mean']:.3f}, worst {i8['cosine_min']:.3f}) yet only "
+            f"{i8['recall_at_10']:.1f}% of the original's 10 nearest reviews — a loss the cosine alone does not show. "
+            f"Without training, every slice loses most of the neighbourhood (width 0.75: {w75['recall_at_10']:.1f}%, "
+            f"depth 0.75: {d75['recall_at_10']:.1f}%) and post-training ternary keeps {tern['recall_at_10']:.1f}%: "
+            "the case for distilling a sentence encoder (on an embedding loss) before slicing or packing it, which "
+            "deploytool's training steps do not do yet (they distil classifiers). int8 of a slice does not differ "
+            "significantly from the slice's fp32 at widths 0.75 and 0.5, full depth (sign test p = "
+            + " and ".join(f"{r['sign_test_vs_fp32']['p']:.2f}" for r in same) + ").")
+    return "\n".join([_wrap(head), "", render_embedding_table(results), "", _wrap(tail)])
+
+
+def render_training_table(results: Path) -> str:
+    sys.path.insert(0, str(ROOT))
+    from deploytool.stats import wilson_interval
+
+    t = _load(results, "train_bench_standard.json")
+    n = t["dynabert_test"][0]["n"]
+    teacher = next(r for r in t["rows"] if r["name"].startswith("teacher"))
+
+    def acc(a: float) -> str:
+        lo, hi = wilson_interval(round(a * n / 100), n)
+        return f"{a:.2f} [{100 * lo:.1f}-{100 * hi:.1f}]"
+
+    def share(a: float) -> str:
+        return f"{100 * a / teacher['accuracy']:.1f}%"
+
+    out = ["| model | test accuracy % [95% CI] | of the teacher | target |", "|---|---|---|---|",
+           f"| teacher | {acc(teacher['accuracy'])} | 100% | - |"]
+    grid = {(g["width"], g["depth"]): g["accuracy"] for g in t["dynabert_test"]}
+    for r in t["rows"]:
+        m = re.match(r"DynaBERT width ([\d.]+) depth ([\d.]+)", r["name"])
+        if m:
+            w, dep = float(m[1]), float(m[2])
+            out.append(f"| DynaBERT ({w:g}, {dep:g}) | {acc(r['accuracy'])} | {share(r['accuracy'])} | {r['target']}% |")
+    smallest = min(grid, key=lambda k: (k[0] * k[1], k))
+    out.append(f"| DynaBERT ({smallest[0]:g}, {smallest[1]:g}), the smallest | {acc(grid[smallest])} | "
+               f"{share(grid[smallest])} | - |")
+    for r in t["rows"]:
+        if "QAT" in r["name"]:
+            kind = r["name"].split(" QAT")[0]
+            missed = "" if 100 * r["accuracy"] / teacher["accuracy"] >= r["target"] else " (missed)"
+            out.append(f"| {kind} QAT (int8 activations) | {acc(r['accuracy'])} | {share(r['accuracy'])} | "
+                       f"{r['target']}%{missed} |")
+    return "\n".join(out)
+
+
+def render_conformance(results: Path) -> str:
+    d = _load(results, "conformance.json")
+    sm, c = d["summary"], d["summary"]["counts"]
+    refs = d["references_used"]
+    names = {"dynabert-slice": "DynaBERT slice", "prune_heads": "`prune_heads`", "module-surgery": "module surgery",
+             "unchanged": "unchanged model", "twn-ternary": "TWN ternary"}
+    by_family: dict[str, list[int]] = {}
+    for cell in d["cells"]:
+        ok_app = by_family.setdefault(cell["model"], [0, 0])
+        if cell["status"] in ("equal", "close", "refused", "FAILED", "failed"):
+            ok_app[1] += 1
+            ok_app[0] += cell["status"] in ("equal", "close")
+    full = [m for m, (ok, app) in by_family.items() if app and ok == app]
+    partial = [m for m in by_family if m not in full]
+    refused = sorted({cell["model"] for cell in d["cells"] if cell["status"] == "refused"})
+    text = (f"Measured {_date(d['date'])} ({d['machine']['cpu']}, {d['machine']['cores']} cores, {d['wall_s']:,.0f} s "
+            f"with {d['jobs']} processes, {_load_span(d['load_average_at_start'][0], d['load_average_at_end'][0])}): "
+            f"{sm['cells']:,} cells, **{sm['failed']} FAILED**; {c['equal']:,} equal and {c['close']:,} int8-close, "
+            f"**{100 * sm['equal_share']:.1f}%** of the {sm['applicable']:,} applicable cells (goal 90%); "
+            f"{len(full)} of {len(by_family)} models at 100% (not: {', '.join(partial) or 'none'}). "
+            f"{c.get('refused', 0):,} cells are refused by name ({', '.join(refused)}: its disentangled attention; "
+            f"int8 works). {c.get('n/a', 0):,} cells are n/a: optimum always exports the mask (the input_ids-only "
+            "case) and ORT's optimizer fails on ModernBERT's dynamo export. References used: "
+            + ", ".join(f"{names.get(k, k)} {v:,}" for k, v in refs.items())
+            + ". Per model and exporter (equal or close / applicable cells over "
+            f"{len(d['opt_levels'])} optimizer settings x {len(d['passes'])} passes; R: refused), from "
+            f"`{SRC}/conformance.md`:")
+    md = (results / "conformance.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(md) if line.startswith("| model | optimum"))
+    table = []
+    for line in md[start:]:
+        if not line.startswith("|"):
+            break
+        table.append(line)
+    return "\n".join([_wrap(text), "", *table])
+
+
+BLOCKS = {"quickstart": render_quickstart, "conformance": render_conformance, "embedding": render_embedding,
+          "training-table": render_training_table, "measured": render_measured, "performance": render_performance, "performance-reading": render_reading}
+_BLOCK = re.compile(r"<!-- figures:(?P<name>[a-z-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
+
+
+def render_readme(text: str, results: Path = RESULTS) -> str:
+    """``text`` with every block re-rendered; a block named here but missing from the text is an error."""
+    found = set()
+
+    def sub(m: re.Match) -> str:
+        name = m.group("name")
+        if name not in BLOCKS:
+            raise SystemExit(f"README block '{name}' has no renderer in readme_figures.py")
+        found.add(name)
+        # blank lines around the body: a table or list never runs into the marker comments
+        return f"<!-- figures:{name} -->\n\n{BLOCKS[name](results)}\n\n<!-- /figures:{name} -->"
+
+    out = _BLOCK.sub(sub, text)
+    missing = set(BLOCKS) - found
+    if missing:
+        raise SystemExit(f"README.md lacks the figure block(s) {sorted(missing)} (<!-- figures:NAME --> markers)")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true", help="Exit 1 when README.md differs from the rendering.")
+    ap.add_argument("--readme", type=Path, default=README)
+    args = ap.parse_args()
+    text = args.readme.read_text()
+    new = render_readme(text)
+    if args.check:
+        if new != text:
+            print("README.md figures differ from benchmarks/results: run benchmarks/readme_figures.py", file=sys.stderr)
+            return 1
+        return 0
+    if new != text:
+        args.readme.write_text(new)
+        print(f"updated {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The one command-line grammar every ``deploytool`` command follows (README: "CLI grammar").
+
+- ``-o/--output PATH`` names the file or folder a command writes; a second artefact has its own
+  named option (``--rows``, ``--reorder``, ``--keep-candidates``).
+- ``--json`` is always a flag: print machine-readable JSON to stdout (and nothing else there).
+- ``--seq-len`` always takes a list: ``--seq-len 8,128`` and ``--seq-len 8 --seq-len 128`` both give
+  (8, 128); a command that uses one length refuses several in one line.
+- numeric options are typed (``INT``, ``FLOAT``, units such as ``MS``, ``GB``) and every option has help.
+- old spellings keep working for one release: :class:`GrammarCommand` rewrites them before parsing
+  and prints ONE ``deprecated:`` line on stderr per old spelling used.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import click
+
+SEQ_LEN_METAVAR = "N[,N...]"
+
+
+def warn_deprecated(old: str, new: str) -> None:
+    """The one deprecation line (stderr), shared by every command."""
+    click.echo(f"deprecated: {old} is now {new}; the old spelling goes in the next release", err=True)
+
+
+def _looks_like_json_file(token: str) -> bool:
+    return not token.startswith("-") and token.lower().endswith(".json")
+
+
+def rewrite_old_spellings(args: Sequence[str], renamed: dict[str, str], json_file: bool) -> list[str]:
+    """``args`` with every old spelling replaced by the new one (a deprecation line for each kind used).
+
+    ``renamed``: old long option -> new long option (``--out`` -> ``--output``).
+    ``json_file``: the command used to take ``--json FILE``; ``--json X.json`` or ``--json=X`` now
+    means ``--output X`` (``--json`` followed by anything else is the new flag).
+    """
+    out: list[str] = []
+    warned: set[str] = set()
+
+    def warn(old: str, new: str) -> None:
+        if old not in warned:
+            warned.add(old)
+            warn_deprecated(old, new)
+
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            out.extend(args[i:])
+            break
+        name, eq, value = a.partition("=") if a.startswith("--") else (a, "", "")
+        if name in renamed:
+            warn(name, renamed[name])
+            out.append(renamed[name] + eq + value)
+        elif json_file and name == "--json" and eq:
+            warn("--json FILE", "-o/--output FILE (--json prints JSON to stdout)")
+            out += ["--output", value]
+        elif json_file and a == "--json" and i + 1 < len(args) and _looks_like_json_file(args[i + 1]):
+            warn("--json FILE", "-o/--output FILE (--json prints JSON to stdout)")
+            out += ["--output", args[i + 1]]
+            i += 1
+        else:
+            out.append(a)
+        i += 1
+    return out
+
+
+class GrammarCommand(click.Command):
+    """A click command that accepts its old option spellings for one release (see the module doc)."""
+
+    def __init__(self, *args: Any, renamed: dict[str, str] | None = None, json_file: bool = False,
+                 **kwargs: Any) -> None:
+        self.renamed = dict(renamed or {})
+        self.json_file = json_file
+        old = [f"{o} (now {n})" for o, n in self.renamed.items()]
+        if json_file:
+            old.append("--json FILE (now -o/--output FILE)")
+        if old and not kwargs.get("epilog"):
+            kwargs["epilog"] = "Deprecated spellings, accepted until the next release: " + ", ".join(old) + "."
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, rewrite_old_spellings(args, self.renamed, self.json_file))
+
+
+class SeqLens(click.ParamType):
+    """One ``--seq-len`` value: ``8`` or ``8,128`` -> a tuple of ints (range checks stay in the configs)."""
+
+    name = "seq_lens"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return SEQ_LEN_METAVAR
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, int):
+            return (value,)
+        if isinstance(value, (tuple, list)):
+            return tuple(v for item in value for v in self.convert(item, param, ctx))
+        parts = [p.strip() for p in str(value).split(",")]
+        if not parts or any(not p for p in parts):
+            self.fail(f"expected comma-separated integers like 8,128, got {value!r}", param, ctx)
+        out = []
+        for p in parts:
+            try:
+                out.append(int(p))
+            except ValueError:
+                self.fail(f"{p!r} is not an integer (expected e.g. 8,128)", param, ctx)
+        return tuple(out)
+
+
+def _flatten(values: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    out: list[int] = []
+    for group in values:
+        for v in group:
+            if v not in out:
+                out.append(v)
+    return tuple(out)
+
+
+def seq_len_option(*, default: Sequence[int] | int | None, help: str, single: bool = False,
+                   show_default: bool = True) -> Callable:
+    """``--seq-len`` as every command takes it: repeatable, each value a comma-separated list.
+
+    The command receives a tuple of ints (duplicates dropped, order kept), or with ``single=True``
+    one int (or None when nothing was given and the default is None); several lengths are then refused.
+    """
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Sequence[tuple[int, ...]]):
+        lens = _flatten(value or ())
+        if not single:
+            return lens or None
+        if len(lens) > 1:
+            raise click.BadParameter(
+                f"this command uses one sequence length, got {','.join(map(str, lens))}", ctx=ctx, param=param)
+        return lens[0] if lens else None
+
+    if default is None:
+        dflt: Any = ()
+    elif isinstance(default, int):
+        dflt = (default,)
+    else:
+        dflt = (tuple(default),)
+    shown: Any = False
+    if show_default and default is not None:
+        shown = str(default) if isinstance(default, int) else ",".join(map(str, default))
+    return click.option("--seq-len", "seq_len", type=SeqLens(), multiple=True, default=dflt, show_default=shown,
+                        metavar=SEQ_LEN_METAVAR, callback=callback,
+                        help=help + (" One length." if single else
+                                     " A list: 8,128 or --seq-len 8 --seq-len 128 (they add up)."))
+
+
+def json_flag(help: str = "Print machine-readable JSON to stdout instead of the text output.") -> Callable:
+    """``--json``: always a flag, always JSON on stdout."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
