@@ -97,7 +97,7 @@ def _remote_dirs(sshd) -> set[str]:
 
 def _bench(model: Path, out: Path, sshd, *extra: str, force: bool = True):
     # --force: the shared test machine is often busy; the bench JSON then records the warning
-    args = ["bench", str(model), "--seq-len", "8,16", "--runs", "5", "--warmup", "1", "-q", "--json", str(out),
+    args = ["bench", str(model), "--seq-len", "8,16", "--runs", "5", "--warmup", "1", "-q", "-o", str(out),
             *sshd["opts"], *extra] + (["--force", "--threads", "1"] if force else [])
     t0 = time.monotonic()
     r = CliRunner().invoke(main, args)
