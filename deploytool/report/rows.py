@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["ReportConfig", "ReportRow", "collect_rows", "load_accuracy"]
 
 from deploytool.units import MB  # noqa: E402  (decimal MB, as the budgets)
+from deploytool.variant import model_precision  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +179,6 @@ def _is_host(profile: Profile, host: dict[str, Any]) -> bool:
 
 def _model_facts(path: str) -> tuple[str, str, int | None]:
     """(precision, architecture label, params) of a model file; unknowns where it is gone."""
-    from deploytool.arm64.verify import model_precision
     from deploytool.onnx_io import load_proto
 
     p = Path(path)
