@@ -78,7 +78,8 @@ def run(request: dict[str, Any], out: _Out) -> dict[str, Any]:
 
     from deploytool.bench.inputs import InputPlan, make_feeds
     from deploytool.errors import DeployError
-    from deploytool.runtime.session import SessionSpec, build_session, init_shared_thread_pool
+    from deploytool.runtime.session import build_session, init_shared_thread_pool
+    from deploytool.runtime.spec import SessionSpec
 
     import onnxruntime as ort
 
