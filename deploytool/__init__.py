@@ -24,7 +24,7 @@ _WHERE = {
     # export and inspection
     "ExportConfig": "deploytool.export",
     "export": "deploytool.export",
-    "inspect_model": "deploytool.inspect",
+    "inspect_model": "deploytool.inspection",
     "find_structure": "deploytool.graph",
     # passes: configs and the one verb
     "transform": "deploytool.passes",

@@ -14,7 +14,7 @@ from deploytool.errors import ConfigError
               help="Sequence length for the FLOPs count (batch 1).")
 def inspect(model: str, as_json: bool, seq_len: str) -> None:
     """Show an ONNX encoder's structure, parameters by role, storage, ops and FLOPs."""
-    from deploytool.inspect import InspectConfig, inspect_model
+    from deploytool.inspection import InspectConfig, inspect_model
 
     try:
         n = int(seq_len)

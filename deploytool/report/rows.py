@@ -195,7 +195,7 @@ def _model_facts(path: str) -> tuple[str, str, int | None]:
         arch = f"L{meta['deploytool.num_layers']} H{heads} F{ffn}"
     params = None
     try:
-        from deploytool.inspect import inspect_model
+        from deploytool.inspection import inspect_model
 
         params = inspect_model(p, seq_len=8).total_params
     except Exception as e:  # a model the structure finder cannot read still gets a row
