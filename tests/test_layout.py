@@ -45,8 +45,6 @@ KNOWN_AGAINST_THE_FLOW = {
                                   "owner: move those machine facts below runtime",
     ("runtime/verify.py", "bench"): "the gate's feeds come from bench.inputs, which passes/base.py also "
                                     "imports; moves with it",
-    ("importance.py", "passes"): "reads weights with passes._surgery.get_array/qkv_parts; passes owner: "
-                                 "move those readers into graph/",
 }
 
 
