@@ -2,7 +2,7 @@
 
 For each CPU model (the profile's ``qemu_cpu``, or ``--cpu``), the model runs with ONNX Runtime's
 Linux aarch64 wheel under QEMU user-mode (:mod:`deploytool.arm64.emulator`) on seeded synthetic
-inputs (:mod:`deploytool.bench.inputs`), and every output is compared with the host's ONNX Runtime
+inputs (:mod:`deploytool.runtime.inputs`), and every output is compared with the host's ONNX Runtime
 output on the same inputs:
 
     pass  <=>  max |arm - host| <= atol + rtol * max |host|  and  cosine(arm, host) >= min_cosine
@@ -267,7 +267,7 @@ def _run_cpu(emu: Emulator, cpu: str, job_path: Path, timeout_s: float) -> dict[
 
 def verify_arm64(config: VerifyConfig) -> VerifyResult:
     """Run ``config.models`` under the emulator on every CPU model and compare with the host."""
-    from deploytool.bench.inputs import make_feeds, plan_inputs
+    from deploytool.runtime.inputs import make_feeds, plan_inputs
 
     t0 = time.perf_counter()
     emu = ensure_emulator(config.emulator_home, setup=config.setup)
