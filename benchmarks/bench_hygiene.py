@@ -73,7 +73,7 @@ def main() -> int:
     from deploytool.bench import BenchConfig, run_benchmark as _run
     from deploytool.bench.machine import wait_for_free_cores
     from deploytool.onnx_io import atomic_write
-    from deploytool.runtime.session import SessionSpec
+    from deploytool.runtime.spec import SessionSpec
 
     waits = []
 
@@ -130,7 +130,7 @@ def main() -> int:
                          "median_paired_ratio_error": round(statistics.median(perr), 4),
                          "within_10pct_p50": statistics.median(worst) <= 0.10}
     from deploytool.bench.machine import usable_cores
-    from deploytool.runtime.session import host_info
+    from deploytool.runtime.host_facts import host_info
 
     result = {"benchmark": "bench_hygiene", "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
               "host": host_info(), "usable_cores": usable_cores(), "load_average_end": os.getloadavg(),

@@ -445,7 +445,7 @@ def _versions() -> dict:
 
 
 def _host() -> dict:
-    from deploytool.runtime.session import host_info
+    from deploytool.runtime.host_facts import host_info
 
     h = host_info()
     h["load_average"] = list(os.getloadavg())

@@ -240,7 +240,7 @@ def main() -> None:
 
     from deploytool import onnx_io
     from deploytool.passes.quantize_int8 import residual_adds_to_sum
-    from deploytool.runtime.session import host_info
+    from deploytool.runtime.host_facts import host_info
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), "?")

@@ -244,7 +244,7 @@ def main() -> None:
                     help="keep the other models' (and the accuracy) entries of an existing --out file")
     args = ap.parse_args()
     from deploytool.passes.base import file_size
-    from deploytool.runtime.session import host_info
+    from deploytool.runtime.host_facts import host_info
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), "?")

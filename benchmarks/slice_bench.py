@@ -13,7 +13,7 @@ On a shared, oversubscribed machine the wall time is inflated; the CPU time show
 Latency: all 12 variants of a model are timed interleaved (A, B, C, ..., A, B, C, ...) in one
 clean ONNX Runtime worker without torch (``deploytool.bench.run_benchmark``), batch 1, 1 thread,
 at ``--seq``; the latency ratio is the median of run-by-run ratios to the (1, 1) variant. FLOPs are
-``deploytool.inspect``'s count (matmuls of projections, scores and context, FFN) at the same length.
+``deploytool.inspection``'s count (matmuls of projections, scores and context, FFN) at the same length.
 
 Targets (issue 3): at (w=0.5, d=0.75) latency ratio <= 1.15 x FLOPs ratio at seq 128; slicing the
 BERT-base-shaped model takes <= 10 s and its peak RSS <= 3x its file size.
@@ -90,7 +90,7 @@ def _slice(src: Path, dst: Path, w: float, d: float) -> dict:
 def bench_model(name: str, folder: Path, seq: int, runs: int, warmup: int) -> dict:
     from deploytool.bench.config import BenchConfig
     from deploytool.bench.runner import run_benchmark
-    from deploytool.inspect import inspect_model
+    from deploytool.inspection import inspect_model
 
     src = folder / f"{name}.onnx"
     info = _export(name, src)

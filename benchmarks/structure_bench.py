@@ -35,7 +35,7 @@ def _time(fn, repeat: int) -> tuple[float, object]:
 def _measure(path: Path, repeat: int) -> dict:
     from deploytool import onnx_io
     from deploytool.graph import find_structure
-    from deploytool.inspect import inspect_loaded
+    from deploytool.inspection import inspect_loaded
 
     load_s, model = _time(lambda: onnx_io.load_model(path), 1)
     find_s, s = _time(lambda: find_structure(model), repeat)

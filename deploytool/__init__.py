@@ -4,7 +4,7 @@ The public API (imported lazily: ``import deploytool`` loads neither torch nor o
 
     import deploytool as dt
 
-    dt.export(dt.ExportConfig(model="minilm"), "m.onnx")                  # validated against PyTorch
+    dt.export_model(dt.ExportConfig(model="minilm"), "m.onnx")            # validated against PyTorch
     print(dt.inspect_model("m.onnx").to_text())
     dt.transform("m.onnx", "s.onnx", dt.SliceConfig(width=0.5, depth=0.75))
     dt.transform("s.onnx", "t.onnx", dt.PackConfig(weights="ternary"))    # one verb, dispatch on the config
@@ -17,14 +17,16 @@ import importlib
 
 __version__ = "0.1.0"
 
+# public name -> module holding it. A public name is never also a subpackage's name (``deploytool.export``
+# was the function or the package depending on import order): the export verb is ``export_model``.
 _WHERE = {
     # errors
     "DeployError": "deploytool.errors",
     "ConfigError": "deploytool.errors",
     # export and inspection
     "ExportConfig": "deploytool.export",
-    "export": "deploytool.export",
-    "inspect_model": "deploytool.inspect",
+    "export_model": ("deploytool.export", "export"),
+    "inspect_model": "deploytool.inspection",
     "find_structure": "deploytool.graph",
     # passes: configs and the one verb
     "transform": "deploytool.passes",
@@ -51,7 +53,8 @@ __all__ = sorted(_WHERE)
 
 def __getattr__(name: str):
     if name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name]), name)
+        module, attr = _WHERE[name] if isinstance(_WHERE[name], tuple) else (_WHERE[name], name)
+        value = getattr(importlib.import_module(module), attr)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'deploytool' has no attribute {name!r}")

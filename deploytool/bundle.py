@@ -187,10 +187,10 @@ def _array(a: np.ndarray) -> dict[str, Any]:
 
 def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: BundleConfig) -> BundleResult:
     """Write the bundle for ``cfg.profile`` into ``out_dir`` (new or empty); see the module doc."""
-    from deploytool.bench.inputs import make_feeds, plan_inputs
+    from deploytool.runtime.inputs import make_feeds, plan_inputs
     from deploytool.onnx_io import external_data_files
     from deploytool.runtime.mobile import convert_to_ort, run_ort, signature
-    from deploytool.runtime.session import host_info
+    from deploytool.runtime.host_facts import host_info
 
     if not isinstance(cfg, BundleConfig):
         raise TypeError(f"make_bundle needs a BundleConfig, got {type(cfg).__name__}")

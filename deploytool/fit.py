@@ -356,7 +356,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
 
 def _params(cands: list[Candidate], source: Path) -> None:
     """Parameters of each candidate and their fraction of the source model's (the accuracy proxy)."""
-    from deploytool.inspect import inspect_model
+    from deploytool.inspection import inspect_model
 
     try:
         top = inspect_model(source, seq_len=8).total_params

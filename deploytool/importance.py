@@ -25,14 +25,13 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from deploytool.errors import ConfigError, InputFileError
-
-if TYPE_CHECKING:
-    from deploytool.graph.structure import EncoderStructure, Linear
+from deploytool.graph.roles import EncoderStructure
+from deploytool.graph.weights import qkv_parts, weight_array, weight_out_in
 
 FORMAT = "deploytool-importance/1"
 MAGNITUDE_SOURCE = "weight-magnitude (data-free)"
@@ -149,18 +148,8 @@ def save_importance(path: str | os.PathLike, heads: Sequence[Sequence[float]], n
     return Path(path)
 
 
-def _weight_matrix(lin: Linear) -> np.ndarray:
-    """The weight as [out, in] (PyTorch layout), whatever the storage layout."""
-    from deploytool.passes._surgery import get_array
-
-    w = get_array(lin.weight).astype(np.float64)
-    return w.T if lin.layout == "in_out" else w
-
-
 def magnitude_importance(structure: EncoderStructure, model: str = "") -> Importance:
     """Data-free fallback: L2 norms of the weights each head / neuron owns (see the module docstring)."""
-    from deploytool.passes._surgery import get_array, qkv_parts
-
     heads, neurons = [], []
     for layer in structure.layers:
         att = layer.attention
@@ -170,14 +159,14 @@ def magnitude_importance(structure: EncoderStructure, model: str = "") -> Import
         for w, b in parts:
             rows = (w ** 2).sum(axis=1) + (0 if b is None else b ** 2)
             sq += rows.reshape(nh, hs).sum(axis=1)
-        wo = _weight_matrix(att.o)  # [hidden, all_head]
+        wo = weight_out_in(att.o)  # [hidden, all_head]
         sq += (wo ** 2).sum(axis=0).reshape(nh, hs).sum(axis=1)
         heads.append([float(v) for v in np.sqrt(sq)])
         scores: list[float] = []
         for ffn in layer.ffns:  # neurons numbered across the layer's FFNs, in order
-            w1 = _weight_matrix(ffn.intermediate)  # [ffn, hidden]
-            b1 = get_array(ffn.intermediate.bias).astype(np.float64) if ffn.intermediate.bias is not None else 0
-            w2 = _weight_matrix(ffn.output)  # [hidden, ffn]
+            w1 = weight_out_in(ffn.intermediate)  # [ffn, hidden]
+            b1 = weight_array(ffn.intermediate.bias).astype(np.float64) if ffn.intermediate.bias is not None else 0
+            w2 = weight_out_in(ffn.output)  # [hidden, ffn]
             rows = (w1 ** 2).sum(axis=1) + b1 ** 2
             if ffn.gated:  # GLU: neuron j owns the activation-input row j and the gate row F + j
                 f = ffn.width

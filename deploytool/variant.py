@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Any, Iterable, Mapping
 
 KEY = "deploytool.variant"
 VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8", "ternary", "binary")
 
-__all__ = ["KEY", "Variant", "variant_label", "read_variant", "seed_variant", "record_step", "stored_precision"]
+__all__ = ["KEY", "Variant", "variant_label", "read_variant", "seed_variant", "record_step", "stored_precision",
+           "model_precision"]
 
 # ops that only an int8 (dynamic, QOperator or QDQ) model has
 INT8_OPS = frozenset({"DynamicQuantizeMatMul", "MatMulInteger", "MatMulIntegerToFloat", "QLinearMatMul", "QGemm",
@@ -115,6 +117,39 @@ def file_variant(path) -> Variant | None:
     except Exception:  # noqa: BLE001 - unreadable here: the caller's own loading names the problem
         return None
     return read_variant({p.key: p.value for p in proto.metadata_props})
+
+
+def model_precision(model_path: str | os.PathLike) -> tuple[str, int]:
+    """(precision, K) of a model: ``fp32 | fp16 | int8 | ternary | binary`` and its longest MatMul
+    reduction dimension K (largest inner dimension of a MatMul/Gemm weight initializer)."""
+    from deploytool.onnx_io import load_proto
+
+    m = load_proto(model_path, load_external_data=False)
+    g = m.graph
+    inits = {t.name: t for t in g.initializer}
+    k_max = 0
+    for n in g.node:
+        if n.op_type in ("MatMul", "Gemm", "DynamicQuantizeMatMul", "MatMulInteger") and len(n.input) > 1:
+            t = inits.get(n.input[1])
+            if t is not None and len(t.dims) == 2:
+                trans_b = any(a.name == "transB" and a.i for a in n.attribute)
+                k_max = max(k_max, int(t.dims[1] if trans_b else t.dims[0]))
+        if n.op_type == "MatMulNBits":
+            k_max = max(k_max, *(a.i for a in n.attribute if a.name == "K"), 0)
+    meta = {p.key: p.value for p in m.metadata_props}
+    packing = meta.get("deploytool.packing")
+    if packing:
+        try:
+            entries = [v for v in json.loads(packing).values() if isinstance(v, dict)]
+        except (ValueError, AttributeError):
+            entries = []
+        for v in entries:  # packed linear weights keep their [K, N] shape in the record
+            shape = v.get("shape")
+            if v.get("role") != "embedding" and isinstance(shape, list) and len(shape) == 2:
+                k_max = max(k_max, int(shape[0]))
+    fp16 = any(t.data_type == 10 for t in g.initializer) or any(
+        i.type.tensor_type.elem_type == 10 for i in list(g.input) + list(g.output))
+    return stored_precision(packing, (n.op_type for n in g.node), fp16), k_max
 
 
 def seed_variant(metadata: Mapping[str, str], fallback_source: str) -> Variant:

@@ -88,7 +88,7 @@ def test_report_ties_and_reference_row():
     from test_report_summary import row
 
     from deploytool.accuracy import AccuracyRecord, AccuracySet
-    from deploytool.report.render import render_markdown
+    from deploytool.report.markdown_report import render_markdown
     from deploytool.report.rows import _attach_accuracy, _variants
     from deploytool.report.summary import summarize
 

@@ -76,7 +76,7 @@ def test_stacked_ffn_neurons_are_numbered_across_the_layer(exported, tmp_path):
 
 
 def test_inspect_counts_bottlenecks_as_layer_parameters(exported):
-    from deploytool.inspect import inspect_model
+    from deploytool.inspection import inspect_model
 
     path, model = exported["mobilebert"]
     rep = inspect_model(path)
@@ -88,7 +88,7 @@ def test_inspect_counts_bottlenecks_as_layer_parameters(exported):
 
 
 def test_int8_mobilebert_is_inspected_with_its_structure(exported, tmp_path):
-    from deploytool.inspect import inspect_model
+    from deploytool.inspection import inspect_model
     from deploytool.passes import transform
     from deploytool.passes.quantize_int8 import Int8Config
 

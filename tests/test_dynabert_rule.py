@@ -153,7 +153,7 @@ def test_cli_half_up_keeps_five_of_six_layers(tiny_onnx, tiny_torch_model, tmp_p
         assert f"rounding {rounding}:" in res.output
         want = ref.torch_outputs(ref.slice_reference(model, 0.75, 0.75, rounding=rounding), feeds)
         assert max_diff(run_bytes(out[rounding].read_bytes(), feeds), want) <= TOL, rounding
-    from deploytool.inspect import inspect_model
+    from deploytool.inspection import inspect_model
 
     half = inspect_model(out["half-up"]).to_dict()
     assert half["num_layers"] == 5 and half["heads_per_layer"] == [5] * 5 and half["ffn_per_layer"] == [27] * 5

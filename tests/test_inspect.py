@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from deploytool.cli import main
-from deploytool.inspect import InspectConfig, inspect_model
+from deploytool.inspection import InspectConfig, inspect_model
 from deploytool.testing.graphs import cnn_model
 
 TASK = "sequence-classification"

@@ -130,7 +130,7 @@ def bases(work):
 
 @pytest.fixture(scope="module")
 def fp32_reports(bases):
-    from deploytool.inspect import inspect_model
+    from deploytool.inspection import inspect_model
 
     return {b: inspect_model(p) for b, p in bases.items()}
 

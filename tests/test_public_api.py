@@ -14,7 +14,7 @@ from deploytool.testing.tiny import fixed_inputs
 
 
 def test_import_is_light():
-    code = ("import sys, deploytool, deploytool.passes, deploytool.graph, deploytool.inspect; "
+    code = ("import sys, deploytool, deploytool.passes, deploytool.graph, deploytool.inspection; "
             "print('torch' in sys.modules, 'onnxruntime' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

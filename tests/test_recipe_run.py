@@ -134,7 +134,7 @@ def test_every_training_step_kind_runs_in_a_recipe(workspace):
     res = run_recipe(load_recipe(p), workspace / "alltrain")
     kinds = [s.kind for s in res.steps if s.kind.startswith("train-")]
     assert kinds == ["train-finetune", "train-importance", "train-dynabert", "train-distill", "train-ternary"]
-    from deploytool.inspect import inspect_model
+    from deploytool.inspection import inspect_model
 
     info = inspect_model(res.variants[0].path).to_dict()
     assert info["num_layers"] == 1 and info["hidden_size"] == 16  # the distilled student was exported

@@ -7,7 +7,9 @@ import dataclasses
 
 import pytest
 
-from deploytool.report.render import _summary_records, render_html, render_markdown
+from deploytool.report.cells import _summary_records
+from deploytool.report.html_report import render_html
+from deploytool.report.markdown_report import render_markdown
 from deploytool.report.rows import ReportRow, _failed, _variants
 from deploytool.report.summary import group_variants, summarize
 

@@ -153,7 +153,7 @@ def test_slice_with_deduplicated_zero_biases(tmp_path, tiny_torch_model):
 
 
 def test_inspect_reports_sliced_counts(tiny_onnx, tmp_path):
-    from deploytool.inspect import inspect_model
+    from deploytool.inspection import inspect_model
 
     src = tiny_onnx("bert", exporter="torch", **SHAPE)
     from deploytool.passes.prune_heads import HeadPruneConfig, prune_heads_file

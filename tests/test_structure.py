@@ -188,7 +188,7 @@ def test_finder_and_inspect_import_neither_torch_nor_onnxruntime():
     import subprocess
     import sys
 
-    code = ("import sys, deploytool.graph, deploytool.inspect, deploytool.cli.inspect_cmd; "
+    code = ("import sys, deploytool.graph, deploytool.inspection, deploytool.cli.inspect_cmd; "
             "bad = [m for m in ('torch', 'onnxruntime') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -2,7 +2,7 @@
 
 For each CPU model (the profile's ``qemu_cpu``, or ``--cpu``), the model runs with ONNX Runtime's
 Linux aarch64 wheel under QEMU user-mode (:mod:`deploytool.arm64.emulator`) on seeded synthetic
-inputs (:mod:`deploytool.bench.inputs`), and every output is compared with the host's ONNX Runtime
+inputs (:mod:`deploytool.runtime.inputs`), and every output is compared with the host's ONNX Runtime
 output on the same inputs:
 
     pass  <=>  max |arm - host| <= atol + rtol * max |host|  and  cosine(arm, host) >= min_cosine
@@ -50,7 +50,7 @@ import numpy as np
 from deploytool.arm64.emulator import Emulator, ensure_emulator
 from deploytool.errors import ConfigError, InputFileError, UnavailableError
 from deploytool.profiles.schema import QEMU_CPUS, Profile
-from deploytool.variant import stored_precision
+from deploytool.variant import model_precision
 
 logger = logging.getLogger(__name__)
 
@@ -74,39 +74,6 @@ class Tolerance:
 
     def limit(self, scale: float) -> float:
         return self.atol + self.rtol * scale
-
-
-def model_precision(model_path: str | os.PathLike) -> tuple[str, int]:
-    """(precision, K) of a model: ``fp32 | fp16 | int8 | ternary | binary`` and its longest MatMul
-    reduction dimension K (largest inner dimension of a MatMul/Gemm weight initializer)."""
-    from deploytool.onnx_io import load_proto
-
-    m = load_proto(model_path, load_external_data=False)
-    g = m.graph
-    inits = {t.name: t for t in g.initializer}
-    k_max = 0
-    for n in g.node:
-        if n.op_type in ("MatMul", "Gemm", "DynamicQuantizeMatMul", "MatMulInteger") and len(n.input) > 1:
-            t = inits.get(n.input[1])
-            if t is not None and len(t.dims) == 2:
-                trans_b = any(a.name == "transB" and a.i for a in n.attribute)
-                k_max = max(k_max, int(t.dims[1] if trans_b else t.dims[0]))
-        if n.op_type == "MatMulNBits":
-            k_max = max(k_max, *(a.i for a in n.attribute if a.name == "K"), 0)
-    meta = {p.key: p.value for p in m.metadata_props}
-    packing = meta.get("deploytool.packing")
-    if packing:
-        try:
-            entries = [v for v in json.loads(packing).values() if isinstance(v, dict)]
-        except (ValueError, AttributeError):
-            entries = []
-        for v in entries:  # packed linear weights keep their [K, N] shape in the record
-            shape = v.get("shape")
-            if v.get("role") != "embedding" and isinstance(shape, list) and len(shape) == 2:
-                k_max = max(k_max, int(shape[0]))
-    fp16 = any(t.data_type == 10 for t in g.initializer) or any(
-        i.type.tensor_type.elem_type == 10 for i in list(g.input) + list(g.output))
-    return stored_precision(packing, (n.op_type for n in g.node), fp16), k_max
 
 
 def tolerance_for(precision: str, k: int) -> Tolerance:
@@ -300,7 +267,7 @@ def _run_cpu(emu: Emulator, cpu: str, job_path: Path, timeout_s: float) -> dict[
 
 def verify_arm64(config: VerifyConfig) -> VerifyResult:
     """Run ``config.models`` under the emulator on every CPU model and compare with the host."""
-    from deploytool.bench.inputs import make_feeds, plan_inputs
+    from deploytool.runtime.inputs import make_feeds, plan_inputs
 
     t0 = time.perf_counter()
     emu = ensure_emulator(config.emulator_home, setup=config.setup)

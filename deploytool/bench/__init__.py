@@ -19,7 +19,7 @@ JSON schema ``deploytool.bench/1`` (what ``-o/--output`` writes and ``--json`` p
       "schema": "deploytool.bench/1",
       "created_utc": "2026-11-25T17:30:00+00:00",
       "onnxruntime": "1.32.0",                  # version the worker ran
-      "host": {                                 # deploytool.runtime.session.host_info()
+      "host": {                                 # deploytool.runtime.host_facts.host_info()
         "cpu_model": str, "arch": "x86_64"|"aarch64"|..., "isa": {flag: bool, ...},
         "logical_cores": int, "usable_cores": int, "mem_total_bytes": int|null,
         "os": str, "python": str, "onnxruntime": str, "available_providers": [str],

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.errors import ConfigError
-from deploytool.runtime.session import SessionSpec
+from deploytool.runtime.spec import SessionSpec
 
 __all__ = ["BenchConfig", "BusyPolicy", "Schedule", "ThreadPool", "parse_seq_lens"]
 

@@ -76,9 +76,10 @@ def run(request: dict[str, Any], out: _Out) -> dict[str, Any]:
     if torch_at_start:  # the point of the clean process; never measure with torch loaded
         raise RuntimeError("torch is loaded in the benchmark worker; timings would not be clean")
 
-    from deploytool.bench.inputs import InputPlan, make_feeds
+    from deploytool.runtime.inputs import InputPlan, make_feeds
     from deploytool.errors import DeployError
-    from deploytool.runtime.session import SessionSpec, build_session, init_shared_thread_pool
+    from deploytool.runtime.session import build_session, init_shared_thread_pool
+    from deploytool.runtime.spec import SessionSpec
 
     import onnxruntime as ort
 

@@ -13,7 +13,7 @@ from deploytool.cli._grammar import GrammarCommand, json_flag, seq_len_option
 @seq_len_option(default=128, single=True, help="Sequence length for the FLOPs count (batch 1).")
 def inspect(model: str, as_json: bool, seq_len: int) -> None:
     """Show an ONNX encoder's structure, parameters by role, storage, ops and FLOPs."""
-    from deploytool.inspect import InspectConfig, inspect_model
+    from deploytool.inspection import InspectConfig, inspect_model
 
     config = InspectConfig(seq_len=seq_len)
     report = inspect_model(model, seq_len=config.seq_len)

@@ -76,7 +76,7 @@ from deploytool.graph._util import (
     single_consumer,
     small_const,
 )
-from deploytool.graph.structure import (
+from deploytool.graph.roles import (
     AttentionBlock,
     EncoderLayer,
     EncoderStructure,
@@ -1577,6 +1577,7 @@ def _no_attention_reason(graph: ir.Graph) -> str:
 
 
 def find_structure(model: ir.Model) -> EncoderStructure:
+    """Locate every encoder layer's attention and FFN. Raises StructureError when it cannot."""
     hint = family_hint(model)
     if hint in _UNSUPPORTED:
         # refuse in one line naming the family and the missing piece, rather than guess

@@ -1,222 +1,30 @@
 """Find an encoder's layers and their Q/K/V/O and FFN weights in an ONNX graph, by structure.
 
-CONTRACT (shared by inspect, the structured passes and the precision passes). The finder works on an
-``onnx_ir.Model`` and returns references to the IR's own nodes and values, so a pass can edit the
-graph in place through them. It never relies on initializer names (exporters rename linear weights
-to ``onnx::MatMul_518`` or ``val_58``); it may use the ``deploytool.*`` metadata that
-``deploytool export`` writes as a hint, but must work without it.
-
-Conventions
-- ``Linear.weight`` is the initializer (or Constant output) holding the weight. ``layout`` says how
-  it is stored: ``"in_out"`` (MatMul B, shape [in, out], a transposed copy of the PyTorch weight)
-  or ``"out_in"`` (Gemm with transB=1, the PyTorch layout). ``bias`` is the initializer added to the
-  product (Add's other input, or Gemm's C), if any.
-- Output features of Q/K/V and of the FFN intermediate are ordered head-major: head h owns output
-  features [h*head_size, (h+1)*head_size).
-- ``HeadSite`` is one place in the graph that encodes a layer's head count (a Reshape shape
-  initializer or Constant, a Concat'ed shape piece, a fused op's ``num_heads`` attribute, ...);
-  a pass that removes heads rewrites every site of that layer. Sites shared between layers (the
-  dynamo exporter shares one constant across all layers) are flagged ``shared=True``: a pass must
-  give the layer its own copy before changing it.
-- Fused graphs (ORT transformer optimizer): ``AttentionBlock.fused`` is the com.microsoft
-  ``Attention``/``MultiHeadAttention`` node; its packed QKV weight appears as ``qkv``.
-- Packed QKV without a fused op (ModernBERT's ``Wqkv``: one projection viewed as
-  ``[.., 3, heads, head_size]`` and unbound into Q, K, V): ``qkv`` is that projection and ``q``/``k``/``v``
-  are None. Its output features are ``part * all_head_size + h * head_size + d`` (part 0 = Q, 1 = K,
-  2 = V), so head h owns features ``[h*d, (h+1)*d)`` of each part. Rotary position embeddings on Q and
-  K (``x * cos + rotate_half(x) * sin``, cos/sin per head_size and broadcast over heads) are looked
-  through; they hold no head count.
-- Gated FFN (GLU: ModernBERT's GeGLU ``Wo(act(x @ Wi[:F]) * (x @ Wi[F:]))``): ``FFNBlock.gated`` is
-  True and the intermediate projection has ``2 * F`` output features: neuron j owns features j (the
-  activation's input) and ``F + j`` (the gate). ``FFNBlock.width`` is F. Constant split sizes of the
-  chunk (a ``Split``'s sizes, a ``Slice``'s starts/ends) are ``FFNBlock.sites``; sizes computed from
-  the tensor's shape at run time need no edit.
-- Pre-LayerNorm layers (``h1 = x + attn(LN(x))``, ``y = h1 + ffn(LN(h1))``; ModernBERT):
-  ``EncoderLayer.pre_norm`` is True, ``input``/``attention_output``/``output`` are the un-normalised
-  residual stream and ``attention_input`` is the value the Q/K/V projections read (LN(input), or the
-  input itself when the layer has no norm there). In ORT-fused graphs the residual Add and the next
-  LayerNorm are one ``SkipLayerNormalization``: its output 3 is the sum (the residual stream) and its
-  output 0 the next block's normalised input. The one that ends a layer (its norm belongs to the next
-  layer, or is the final norm) is ``EncoderLayer.output_norm``; when it does not expose the sum (the
-  last layer), ``output`` is its output 0.
-- Bottleneck layers (MobileBERT): the layer input x (the wide stream) feeds an input bottleneck
-  projection + norm r (the attention residual: ``h1 = norm(O + r)``), optionally a second bottleneck
-  that Q and K share (V then reads x), several FFNs in a row (``EncoderLayer.ffns``, each
-  ``h = norm(h + ffn(h))``) and an output bottleneck ``y = norm(P(h) + x)`` back to x's width. The
-  norms may be MobileBERT's ``NoNorm`` (``h * gamma + beta``). ``EncoderLayer.bottlenecks`` lists the
-  bottleneck projections.
-- When the graph is not an encoder the finder recognises, it raises
-  :class:`deploytool.errors.StructureError` naming the node and why.
-- ``Linear.bias_node`` is normally the ``Add`` after the product; in ORT-fused graphs the bias can
-  sit on the fused consumer instead (``BiasGelu``/``FastGelu`` input 1, ``SkipLayerNormalization``
-  input 4), and then ``bias_node`` is that node. Fused ``Attention`` carries its QKV bias as input 2
-  (``qkv.bias``, ``bias_node=None``); ``MultiHeadAttention`` keeps Q/K/V biases packed in its input 3
-  (their ``Linear.bias`` is None). Quantized projections (``MatMulInteger`` + Cast + scale Mul,
-  ``DynamicQuantizeMatMul``, ``MatMulNBits``) are Linears too; ``weight`` is then the stored
-  (int8 / INT2 / packed uint8) tensor, and ``layout``/features describe the logical matrix.
-- ``AttentionBlock.score_bias``: additive terms on the attention scores that do not come from a
-  graph input (the padding mask does): a relative-position bias with one slice per head.
-- A bias or weight may be an ``Identity`` alias of a shared initializer (the TorchScript exporter
-  deduplicates equal tensors): copy before editing in place.
-
-Implementation: :mod:`deploytool.graph.finder` (how each role is recognised).
+The public face of :mod:`deploytool.graph`: the contract's dataclasses live in
+:mod:`deploytool.graph.roles` (its docstring is the contract), the recognition in
+:mod:`deploytool.graph.finder`. Imports go one way only: roles <- finder <- structure.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Literal
+from deploytool.graph.finder import find_structure
+from deploytool.graph.roles import (
+    AttentionBlock,
+    EncoderLayer,
+    EncoderStructure,
+    FFNBlock,
+    FFNSite,
+    HeadSite,
+    Linear,
+)
 
-import onnx_ir as ir
-
-
-@dataclasses.dataclass
-class Linear:
-    """One linear projection: y = x @ W (+ b)."""
-
-    node: ir.Node  # the MatMul or Gemm
-    weight: ir.Value  # initializer or Constant output
-    layout: Literal["in_out", "out_in"]
-    in_features: int
-    out_features: int
-    bias: ir.Value | None = None  # initializer added after the product (or Gemm's C)
-    bias_node: ir.Node | None = None  # the Add node (None for Gemm)
-
-
-@dataclasses.dataclass
-class HeadSite:
-    """A graph location encoding a layer's attention head count (or heads*head_size)."""
-
-    node: ir.Node  # the node that consumes / carries it (Reshape, Concat, Attention, ...)
-    kind: Literal["initializer", "constant_node", "attribute"]
-    value: ir.Value | None  # the tensor holding it (None for an attribute)
-    attribute: str | None  # attribute name when kind == "attribute" (e.g. "num_heads")
-    index: int | None  # element index inside the tensor (None for a scalar / attribute)
-    meaning: Literal["num_heads", "all_head_size"]
-    shared: bool = False  # also used by another layer (must be copied before an edit)
-
-
-@dataclasses.dataclass
-class AttentionBlock:
-    num_heads: int
-    head_size: int
-    q: Linear | None
-    k: Linear | None
-    v: Linear | None
-    o: Linear
-    head_sites: list[HeadSite] = dataclasses.field(default_factory=list)
-    fused: ir.Node | None = None  # com.microsoft Attention / MultiHeadAttention
-    # additive per-head score terms that are not the padding mask (MPNet's relative-position bias
-    # [B, H, S, S], computed once and added in every layer): (the Add node, the input index). A pass
-    # that keeps heads must give this layer its own selection of the bias's head axis (-3).
-    score_bias: list[tuple[ir.Node, int]] = dataclasses.field(default_factory=list)
-    qkv: Linear | None = None  # packed QKV weight (fused Attention, or an unfused packed projection)
-
-    @property
-    def all_head_size(self) -> int:
-        return self.num_heads * self.head_size
-
-
-@dataclasses.dataclass
-class FFNSite:
-    """A constant that encodes a gated FFN's width F (or 2F): a chunk's split size or slice bound."""
-
-    node: ir.Node  # the Split / Slice that reads it
-    kind: Literal["initializer", "constant_node", "attribute"]
-    value: ir.Value | None  # the tensor holding it (None for an attribute)
-    attribute: str | None  # attribute name when kind == "attribute" (Split's ``split`` before opset 13)
-    index: int  # element index inside the tensor / attribute list
-    factor: int  # the element is factor * F (1 or 2)
-
-
-@dataclasses.dataclass
-class FFNBlock:
-    intermediate: Linear
-    output: Linear
-    activation: str  # "gelu", "relu", ... as recognised
-    # GLU: the intermediate's 2F outputs are [activation input | gate]; neuron j = features j and F + j
-    gated: bool = False
-    sites: list[FFNSite] = dataclasses.field(default_factory=list)  # constants holding F (gated only)
-
-    @property
-    def width(self) -> int:
-        out = self.intermediate.out_features
-        return out // 2 if self.gated else out
-
-
-@dataclasses.dataclass
-class EncoderLayer:
-    index: int
-    attention: AttentionBlock
-    ffn: FFNBlock
-    input: ir.Value  # hidden state entering the layer
-    output: ir.Value  # hidden state leaving the layer (post-LN: after its last LayerNorm; pre-LN: the residual sum)
-    nodes: list[ir.Node] = dataclasses.field(default_factory=list)  # every node of the layer
-    # (contract extension) hidden state between attention and FFN, after the attention residual's
-    # LayerNorm: the FFN intermediate reads it and the FFN residual adds it back (pre-LN: the residual
-    # sum before the FFN's LayerNorm)
-    attention_output: ir.Value | None = None
-    # pre-LayerNorm layer (see the module docstring): input/output are the un-normalised residual stream
-    pre_norm: bool = False
-    attention_input: ir.Value | None = None  # what Q/K/V read (pre-LN: LN(input); else input)
-    output_norm: ir.Node | None = None  # fused SkipLayerNormalization ending a pre-LN layer (ORT)
-    # every FFN of the layer in data-flow order (``ffn`` is the last one; MobileBERT stacks several, each
-    # with its own residual and norm). The layer's FFN neurons are numbered across them: FFN b owns
-    # neurons [sum of the widths before it, + its width).
-    ffns: list[FFNBlock] = dataclasses.field(default_factory=list)
-    # bottleneck projections (MobileBERT): the input bottleneck feeding the attention residual, the shared
-    # Q/K bottleneck and the output bottleneck back to the layer's width. They hold no heads or neurons.
-    bottlenecks: list[Linear] = dataclasses.field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if not self.ffns:
-            self.ffns = [self.ffn]
-
-    @property
-    def ffn_width(self) -> int:
-        """FFN neurons of the layer (all its FFNs)."""
-        return sum(f.width for f in self.ffns)
-
-    def ffn_offsets(self) -> list[tuple[int, FFNBlock]]:
-        """(first layer-neuron index, block) of each FFN."""
-        out, start = [], 0
-        for f in self.ffns:
-            out.append((start, f))
-            start += f.width
-        return out
-
-    def attention_linears(self) -> list[Linear]:
-        """The projections on the attention side: Q/K/V/O (or packed QKV) and the bottlenecks that feed
-        the attention (all but the output bottleneck)."""
-        a = self.attention
-        return [x for x in (a.q, a.k, a.v, a.o, a.qkv, *self.bottlenecks[:-1]) if x is not None]
-
-    def ffn_linears(self) -> list[Linear]:
-        """The projections on the FFN side: every FFN's two and the output bottleneck."""
-        return [x for f in self.ffns for x in (f.intermediate, f.output)] + self.bottlenecks[-1:]
-
-    def linears(self) -> list[Linear]:
-        """Every projection of the layer (attention, FFNs, bottlenecks), each once."""
-        return self.attention_linears() + self.ffn_linears()
-
-
-@dataclasses.dataclass
-class EncoderStructure:
-    family: str  # "bert", "roberta", "distilbert", "electra", ... or "unknown-encoder"
-    hidden_size: int
-    layers: list[EncoderLayer]
-    embeddings: dict[str, ir.Value]  # "word", "position", "token_type" -> initializers (when found)
-    fused: bool  # ORT transformer optimizer fused attention present
-    exporter: str  # "torch", "dynamo", "optimum", "ort-fused" or "unknown" (a best guess)
-    other_linears: list[Linear] = dataclasses.field(default_factory=list)  # pooler, classifier, ...
-
-    @property
-    def num_layers(self) -> int:
-        return len(self.layers)
-
-
-def find_structure(model: ir.Model) -> EncoderStructure:
-    """Locate every encoder layer's attention and FFN. Raises StructureError when it cannot."""
-    from deploytool.graph.finder import find_structure as _find
-
-    return _find(model)
+__all__ = [
+    "AttentionBlock",
+    "EncoderLayer",
+    "EncoderStructure",
+    "FFNBlock",
+    "FFNSite",
+    "HeadSite",
+    "Linear",
+    "find_structure",
+]

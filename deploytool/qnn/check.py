@@ -137,7 +137,8 @@ def _run(session, feeds: list[dict]) -> np.ndarray:
 
 
 def _cpu_session(path: Path):
-    from deploytool.runtime.session import SessionSpec, build_session
+    from deploytool.runtime.session import build_session
+    from deploytool.runtime.spec import SessionSpec
 
     return build_session(path, SessionSpec(providers=("cpu",), intra_op_threads=1))[0]
 

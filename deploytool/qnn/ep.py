@@ -68,7 +68,8 @@ def qnn_session(model_path: str | Path, target: QnnTarget, *, strict: bool = Fal
     DeployError (strict mode failing is one of them).
     """
     require_qnn()
-    from deploytool.runtime.session import ProviderSpec, SessionSpec, build_session
+    from deploytool.runtime.session import build_session
+    from deploytool.runtime.spec import ProviderSpec, SessionSpec
 
     opts = target.provider_options()
     if trace_dir is not None:

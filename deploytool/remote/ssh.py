@@ -396,7 +396,7 @@ def bench_remote(bench, config: RemoteConfig, output: str | os.PathLike) -> list
     outs = output_paths(output, config.hosts)
     for o in outs:
         check_output_path(o, inputs=bench.models)
-    from deploytool.bench.inputs import plan_inputs
+    from deploytool.runtime.inputs import plan_inputs
 
     for m in bench.models:  # a bad model fails here, before any device is touched
         plan_inputs(m).check(bench.batch, bench.seq_lens, str(m))

@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["ReportConfig", "ReportRow", "collect_rows", "load_accuracy"]
 
 from deploytool.units import MB  # noqa: E402  (decimal MB, as the budgets)
+from deploytool.variant import model_precision  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +179,6 @@ def _is_host(profile: Profile, host: dict[str, Any]) -> bool:
 
 def _model_facts(path: str) -> tuple[str, str, int | None]:
     """(precision, architecture label, params) of a model file; unknowns where it is gone."""
-    from deploytool.arm64.verify import model_precision
     from deploytool.onnx_io import load_proto
 
     p = Path(path)
@@ -195,7 +195,7 @@ def _model_facts(path: str) -> tuple[str, str, int | None]:
         arch = f"L{meta['deploytool.num_layers']} H{heads} F{ffn}"
     params = None
     try:
-        from deploytool.inspect import inspect_model
+        from deploytool.inspection import inspect_model
 
         params = inspect_model(p, seq_len=8).total_params
     except Exception as e:  # a model the structure finder cannot read still gets a row

@@ -1,5 +1,7 @@
 """The runtime layer: the only place that imports onnxruntime.
 
 ``infer.run_onnx`` is the minimal call that runs a model once (validation, tests); ``fuse`` wraps
-ORT's transformer optimizer; ``session`` builds sessions from device profiles for benchmarks.
+ORT's transformer optimizer; ``spec`` says how to run a model (providers, threads: data, no
+onnxruntime), ``session`` builds sessions from it; ``host_facts`` and ``hardware`` describe the machine,
+``host`` profiles it.
 """

@@ -1,8 +1,7 @@
-"""ONNX Runtime sessions built from a typed, validated :class:`SessionSpec`.
+"""ONNX Runtime sessions built from a typed, validated :class:`~deploytool.runtime.spec.SessionSpec`.
 
-A spec holds what a device profile says about running a model: an ordered preference list of
-execution providers (each with its options), thread counts, the graph optimization level, the
-execution mode and session config entries. :func:`build_session` turns it into an
+The spec (providers, threads, optimization level, ...) lives in :mod:`deploytool.runtime.spec`; host
+facts in :mod:`deploytool.runtime.host_facts`. :func:`build_session` turns a spec into an
 ``onnxruntime.InferenceSession`` and a :class:`SessionInfo` that records which providers were
 asked for, which really ran (``InferenceSession.get_providers()``) and, for each one skipped, why
 (e.g. ``not in this onnxruntime build: available are [...]``). Providers fall back in the order
@@ -17,24 +16,32 @@ silently runs on the CPU). ``onnxruntime_qnn`` is imported only when a spec asks
 plugin provider is used, every provider of the session is added through its EP devices, because
 ORT ignores the devices once a ``providers=`` list is also passed.
 
-This module imports onnxruntime lazily (inside functions): the dataclasses can be built, validated
-and serialised without it.
+This module imports onnxruntime lazily (inside functions).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import logging
 import os
-import platform
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from deploytool.errors import ConfigError, InputFileError, UnavailableError
+# re-exported: the spec and host facts are still imported from here by profiles/schema.py,
+# bench/cost_model.py, bench/runner.py, passes/fp16.py and tests (their owners move them to
+# deploytool.runtime.spec / .host_facts)
+from deploytool.runtime.host_facts import host_info
+from deploytool.runtime.spec import (
+    MAX_THREADS,
+    ExecutionMode,
+    ExecutionProvider,
+    GraphOptimization,
+    ProviderSpec,
+    SessionSpec,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,245 +58,6 @@ __all__ = [
     "optimize_model",
     "inserted_precision_casts",
 ]
-
-
-class ExecutionProvider(enum.Enum):
-    """Execution providers by ONNX Runtime's own names. ``ExecutionProvider.parse`` takes either form."""
-
-    CPU = "CPUExecutionProvider"
-    XNNPACK = "XnnpackExecutionProvider"
-    ACL = "ACLExecutionProvider"
-    ARMNN = "ArmNNExecutionProvider"
-    QNN = "QNNExecutionProvider"
-    COREML = "CoreMLExecutionProvider"
-    NNAPI = "NnapiExecutionProvider"
-    CUDA = "CUDAExecutionProvider"
-    TENSORRT = "TensorrtExecutionProvider"
-    ROCM = "ROCMExecutionProvider"
-    MIGRAPHX = "MIGraphXExecutionProvider"
-    OPENVINO = "OpenVINOExecutionProvider"
-    DNNL = "DnnlExecutionProvider"
-    DML = "DmlExecutionProvider"
-    WEBGPU = "WebGpuExecutionProvider"
-    VITISAI = "VitisAIExecutionProvider"
-    AZURE = "AzureExecutionProvider"
-
-    @classmethod
-    def parse(cls, value: str | ExecutionProvider) -> ExecutionProvider:
-        """``"xnnpack"``, ``"XNNPACK"`` or ``"XnnpackExecutionProvider"`` -> ``XNNPACK``."""
-        if isinstance(value, cls):
-            return value
-        if not isinstance(value, str):
-            raise ConfigError(f"execution provider must be a name, got {type(value).__name__} {value!r}")
-        key = value.strip()
-        for ep in cls:
-            if key.upper() == ep.name or key.lower() == ep.value.lower():
-                return ep
-        allowed = ", ".join(ep.name.lower() for ep in cls)
-        raise ConfigError(f"unknown execution provider {value!r}: expected one of {allowed}")
-
-    @property
-    def is_plugin(self) -> bool:
-        """Shipped as a separate plugin library (registered at run time), not built into the wheel."""
-        return self is ExecutionProvider.QNN
-
-
-class GraphOptimization(enum.Enum):
-    DISABLE = "disable"
-    BASIC = "basic"
-    EXTENDED = "extended"
-    LAYOUT = "layout"
-    ALL = "all"
-
-    @classmethod
-    def parse(cls, value: str | GraphOptimization) -> GraphOptimization:
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            raise ConfigError(f"graph_optimization: unknown level {value!r}: expected one of "
-                              f"{', '.join(m.value for m in cls)}") from None
-
-    def to_ort(self):
-        import onnxruntime as ort
-
-        return {
-            GraphOptimization.DISABLE: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            GraphOptimization.BASIC: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            GraphOptimization.EXTENDED: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            GraphOptimization.LAYOUT: ort.GraphOptimizationLevel.ORT_ENABLE_LAYOUT,
-            GraphOptimization.ALL: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[self]
-
-
-class ExecutionMode(enum.Enum):
-    SEQUENTIAL = "sequential"
-    PARALLEL = "parallel"
-
-    @classmethod
-    def parse(cls, value: str | ExecutionMode) -> ExecutionMode:
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            raise ConfigError(f"execution_mode: unknown mode {value!r}: expected sequential or parallel") from None
-
-
-def _pairs(value: Mapping[str, Any] | Iterable[tuple[str, Any]] | None, field: str) -> tuple[tuple[str, str], ...]:
-    """A mapping (or pairs) of options -> sorted tuple of (str, str), the form ORT takes them in."""
-    if value is None:
-        return ()
-    items = value.items() if isinstance(value, Mapping) else value
-    out: dict[str, str] = {}
-    try:
-        for k, v in items:
-            if not isinstance(k, str) or not k:
-                raise ConfigError(f"{field}: keys must be non-empty strings, got {k!r}")
-            if isinstance(v, bool):
-                v = "1" if v else "0"
-            elif not isinstance(v, (str, int, float)):
-                raise ConfigError(f"{field}[{k}]: values must be strings or numbers, got {type(v).__name__}")
-            out[k] = str(v)
-    except (TypeError, ValueError) as e:
-        if isinstance(e, ConfigError):
-            raise
-        raise ConfigError(f"{field}: expected a mapping of option names to values, got {value!r}") from None
-    return tuple(sorted(out.items()))
-
-
-@dataclasses.dataclass(frozen=True)
-class ProviderSpec:
-    """One execution provider with its options (``ProviderSpec("xnnpack", {"intra_op_num_threads": 2})``)."""
-
-    provider: ExecutionProvider
-    options: tuple[tuple[str, str], ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "provider", ExecutionProvider.parse(self.provider))
-        object.__setattr__(self, "options", _pairs(self.options, f"{self.provider.name.lower()} options"))
-
-    @classmethod
-    def coerce(cls, value: Any) -> ProviderSpec:
-        """Accept a ProviderSpec, an enum, a name, a (name, options) pair or {"name":..., "options":...}."""
-        if isinstance(value, ProviderSpec):
-            return value
-        if isinstance(value, (str, ExecutionProvider)):
-            return cls(value)  # type: ignore[arg-type]
-        if isinstance(value, Mapping):
-            unknown = set(value) - {"name", "provider", "options"}
-            if unknown:
-                raise ConfigError(f"execution provider entry: unknown key(s) {sorted(unknown)}: "
-                                  "expected name and options")
-            name = value.get("name", value.get("provider"))
-            if name is None:
-                raise ConfigError(f"execution provider entry {dict(value)!r} has no name")
-            return cls(name, value.get("options") or ())
-        if isinstance(value, (tuple, list)) and len(value) == 2:
-            return cls(value[0], value[1] or ())
-        raise ConfigError(f"execution provider entry {value!r}: expected a name or (name, options)")
-
-    @property
-    def name(self) -> str:
-        """ONNX Runtime's name of the provider (``XnnpackExecutionProvider``)."""
-        return self.provider.value
-
-    def options_dict(self) -> dict[str, str]:
-        return dict(self.options)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.provider.name.lower(), "options": self.options_dict()}
-
-
-_MAX_THREADS = 1024
-
-
-@dataclasses.dataclass(frozen=True)
-class SessionSpec:
-    """How to build an ONNX Runtime session; frozen and validated on construction.
-
-    providers: ordered preference list; entries are coerced by :meth:`ProviderSpec.coerce`, so
-      ``SessionSpec(providers=["xnnpack", ("cpu", {})])`` works. Providers not in this build are
-      skipped in order (``strict=True`` makes a skip an :class:`UnavailableError` instead).
-    intra_op_threads / inter_op_threads: 0 lets ONNX Runtime choose; 1..1024 otherwise.
-    config_entries: ``SessionOptions.add_session_config_entry`` pairs.
-    """
-
-    providers: tuple[ProviderSpec, ...] = (ProviderSpec(ExecutionProvider.CPU),)
-    intra_op_threads: int = 1
-    inter_op_threads: int = 1
-    graph_optimization: GraphOptimization = GraphOptimization.ALL
-    execution_mode: ExecutionMode = ExecutionMode.SEQUENTIAL
-    config_entries: tuple[tuple[str, str], ...] = ()
-    strict: bool = False
-    log_severity_level: int = 3
-    shared_thread_pool: bool = False
-
-    def __post_init__(self) -> None:
-        provs = self.providers
-        if isinstance(provs, (str, ExecutionProvider, ProviderSpec, Mapping)):
-            provs = (provs,)
-        try:
-            provs = tuple(ProviderSpec.coerce(p) for p in provs)
-        except TypeError:
-            raise ConfigError(f"providers: expected a list of execution providers, got {self.providers!r}") from None
-        if not provs:
-            raise ConfigError("providers: the list is empty; give at least one execution provider (e.g. cpu)")
-        seen = set()
-        for p in provs:
-            if p.provider in seen:
-                raise ConfigError(f"providers: {p.provider.name.lower()} is listed twice")
-            seen.add(p.provider)
-        object.__setattr__(self, "providers", provs)
-        for field in ("intra_op_threads", "inter_op_threads"):
-            v = getattr(self, field)
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= _MAX_THREADS:
-                raise ConfigError(f"{field}: must be an integer in [0, {_MAX_THREADS}] (0 = ONNX Runtime decides), "
-                                  f"got {v!r}")
-        object.__setattr__(self, "graph_optimization", GraphOptimization.parse(self.graph_optimization))
-        object.__setattr__(self, "execution_mode", ExecutionMode.parse(self.execution_mode))
-        object.__setattr__(self, "config_entries", _pairs(self.config_entries, "config_entries"))
-        if not isinstance(self.strict, bool):
-            raise ConfigError(f"strict: must be true or false, got {self.strict!r}")
-        if not isinstance(self.shared_thread_pool, bool):
-            raise ConfigError(f"shared_thread_pool: must be true or false, got {self.shared_thread_pool!r}")
-        lv = self.log_severity_level
-        if isinstance(lv, bool) or not isinstance(lv, int) or not 0 <= lv <= 4:
-            raise ConfigError(f"log_severity_level: must be an integer in [0, 4], got {lv!r}")
-
-    # -- (de)serialisation: benchmark worker protocol, JSON reports, device profiles ------------
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "providers": [p.to_dict() for p in self.providers],
-            "intra_op_threads": self.intra_op_threads,
-            "inter_op_threads": self.inter_op_threads,
-            "graph_optimization": self.graph_optimization.value,
-            "execution_mode": self.execution_mode.value,
-            "config_entries": dict(self.config_entries),
-            "strict": self.strict,
-            "log_severity_level": self.log_severity_level,
-            "shared_thread_pool": self.shared_thread_pool,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SessionSpec:
-        """Inverse of :meth:`to_dict`; unknown keys are a ConfigError naming them."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"session spec: expected a mapping, got {type(data).__name__}")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - fields
-        if unknown:
-            raise ConfigError(f"session spec: unknown key(s) {sorted(unknown)}: expected some of {sorted(fields)}")
-        return cls(**dict(data))
-
-    def with_threads(self, threads: int) -> SessionSpec:
-        """The same spec with ``intra_op_threads`` replaced (the ``--threads`` option)."""
-        return dataclasses.replace(self, intra_op_threads=threads)
-
-    @property
-    def provider_names(self) -> list[str]:
-        return [p.name for p in self.providers]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -494,8 +262,8 @@ def init_shared_thread_pool(intra_op_threads: int, inter_op_threads: int = 1) ->
     spinning idle threads, which per-session pools do when runs alternate (see benchmarks/bench_hygiene.py).
     """
     for name, v in (("intra_op_threads", intra_op_threads), ("inter_op_threads", inter_op_threads)):
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= _MAX_THREADS:
-            raise ConfigError(f"{name}: must be an integer in [1, {_MAX_THREADS}], got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_THREADS:
+            raise ConfigError(f"{name}: must be an integer in [1, {MAX_THREADS}], got {v!r}")
     ort = _ort()
     try:
         ort.capi._pybind_state.set_global_thread_pool_sizes(intra_op_threads, inter_op_threads)
@@ -541,72 +309,6 @@ def inserted_precision_casts(model_path: str | os.PathLike, spec: SessionSpec | 
     for f in model.functions:
         names.extend(n.name for n in f.node if n.name.startswith(CAST_PREFIX))
     return names
-
-
-# ISA features worth knowing for deployment (x86 and Arm names as /proc/cpuinfo spells them)
-_X86_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-              "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16")
-_ARM_FLAGS = ("asimd", "asimdhp", "fphp", "asimddp", "i8mm", "bf16", "sve", "sve2", "sme", "sme2")
-
-
-def _cpuinfo() -> dict[str, str]:
-    info: dict[str, str] = {}
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return info
-    for line in text.splitlines():
-        if not line.strip():
-            if info.get("flags") or info.get("Features"):
-                break  # the first processor block is enough
-            continue
-        key, _, value = line.partition(":")
-        info.setdefault(key.strip(), value.strip())
-    return info
-
-
-def _mem_total_bytes() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def host_info() -> dict[str, Any]:
-    """The host a measurement ran on: CPU, ISA features, cores, memory, ONNX Runtime and its providers."""
-    cpu = _cpuinfo()
-    flags = set((cpu.get("flags") or cpu.get("Features") or "").split())
-    arch = platform.machine()
-    wanted = _ARM_FLAGS if arch in ("aarch64", "arm64") else _X86_FLAGS
-    model = cpu.get("model name") or cpu.get("Hardware") or cpu.get("CPU part") or platform.processor() or "unknown"
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = os.cpu_count()
-    info: dict[str, Any] = {
-        "cpu_model": model,
-        "arch": arch,
-        "isa": {f: f in flags for f in wanted},
-        "logical_cores": os.cpu_count(),
-        "usable_cores": usable,
-        "mem_total_bytes": _mem_total_bytes(),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-    }
-    from deploytool.runtime.hardware import machine_identity
-
-    info["cpu"] = machine_identity()  # vendor, family/model (Arm: implementer/part) and core types, for profile matching
-    try:
-        ort = _ort()
-        info["onnxruntime"] = ort.__version__
-        info["available_providers"] = list(ort.get_available_providers())
-    except UnavailableError:
-        info["onnxruntime"] = None
-        info["available_providers"] = []
-    return info
 
 
 def _one_line(e: BaseException) -> str:

@@ -1,7 +1,7 @@
 """The verification gate: run a pass's output once in ONNX Runtime before it is written.
 
 :func:`gate_feeds` builds one small padded batch from a model's declared inputs (the same rules as
-the benchmark's synthetic inputs, :mod:`deploytool.bench.inputs`: ids in ``[0, vocab)``,
+the benchmark's synthetic inputs, :mod:`deploytool.runtime.inputs`: ids in ``[0, vocab)``,
 ``attention_mask`` ones, ``token_type_ids`` and other integer inputs zeros), batch 2, sequence 8, the
 second row padded after 5 tokens (mask 0, id 0). :func:`verify_model` loads a model (a path or
 serialized bytes) in ONNX Runtime with its default session options (what users run, including the
@@ -112,12 +112,12 @@ def _probs_close(a: np.ndarray, r: np.ndarray, tol: float = 0.15, max_classes: i
 
 def gate_feeds(plan, *, batch: int = GATE_BATCH, seq: int = GATE_SEQ, padded_len: int = GATE_PADDED_LEN
                ) -> dict[str, np.ndarray]:
-    """One padded batch for ``plan`` (a :class:`deploytool.bench.inputs.InputPlan`).
+    """One padded batch for ``plan`` (a :class:`deploytool.runtime.inputs.InputPlan`).
 
     A fixed dimension 0 or 1 wins over ``batch``/``seq``; symbolic dimensions beyond the second are 1.
     Rows after the first are padded after ``padded_len`` tokens (mask 0, id 0) when there is a mask.
     """
-    from deploytool.bench.inputs import InputPlan, make_feeds
+    from deploytool.runtime.inputs import InputPlan, make_feeds
 
     for spec in plan.inputs:  # a model exported with a fixed batch or sequence length gets it
         if len(spec.shape) > 0 and isinstance(spec.shape[0], int) and spec.shape[0] > 0:
@@ -277,7 +277,7 @@ def _shape_text(feeds: dict[str, np.ndarray]) -> str:
 def verify_file(path: str | os.PathLike, *, reference: str | os.PathLike | None = None,
                 rtol: float = 1e-4) -> VerifyReport:
     """:func:`verify_model` of an ONNX file with :func:`gate_feeds` built from its declared inputs."""
-    from deploytool.bench.inputs import plan_inputs_proto
+    from deploytool.runtime.inputs import plan_inputs_proto
     from deploytool.onnx_io import load_proto
 
     p = Path(path)

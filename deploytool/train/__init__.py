@@ -25,19 +25,31 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["finetune", "compute_importance", "train_dynabert", "train_qat", "evaluate", "distill"]
+# The verbs, one per module. A verb never shares its name with a module of this package: with
+# ``finetune`` both a function here and the module ``deploytool.train.finetune``, the attribute was the
+# function or the module depending on whether the module had been imported yet. So
+# ``deploytool.train.finetune`` / ``.evaluate`` / ``.distill`` are always the modules (import the
+# function from there: ``from deploytool.train.finetune import finetune``) and this package offers the
+# verbs under names of their own.
+__all__ = ["finetune_model", "compute_importance", "train_dynabert", "train_qat", "evaluate_model", "distill_model"]
 
-_WHERE = {
-    "finetune": "deploytool.train.finetune",
-    "compute_importance": "deploytool.train.importance",
-    "train_dynabert": "deploytool.train.dynabert",
-    "train_qat": "deploytool.train.qat",
-    "evaluate": "deploytool.train.evaluate",
-    "distill": "deploytool.train.distill",
+_WHERE = {  # public name -> (module, function)
+    "finetune_model": ("deploytool.train.finetune", "finetune"),
+    "compute_importance": ("deploytool.train.importance", "compute_importance"),
+    "train_dynabert": ("deploytool.train.dynabert", "train_dynabert"),
+    "train_qat": ("deploytool.train.qat", "train_qat"),
+    "evaluate_model": ("deploytool.train.evaluate", "evaluate"),
+    "distill_model": ("deploytool.train.distill", "distill"),
 }
 
 
 def __getattr__(name: str):
     if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(name)
+        module, attr = _WHERE[name]
+        return getattr(importlib.import_module(module), attr)
+    try:  # a submodule not imported yet is still the submodule, whatever was imported before
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

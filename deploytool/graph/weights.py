@@ -1,0 +1,44 @@
+"""Reading a found layer's weights as numpy arrays, in the PyTorch layout ``[out, in]``.
+
+The roles (:mod:`deploytool.graph.roles`) point at the graph's own values; these readers turn them into
+float64 arrays for scoring (weight-magnitude importance) without editing anything. Packed QKV is cut
+into Q, K and V by the roles contract: part p owns output features ``[p*A, (p+1)*A)``, A = all heads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from deploytool.errors import StructureError
+from deploytool.graph._util import const_tensor
+from deploytool.graph.roles import AttentionBlock, Linear
+
+__all__ = ["qkv_parts", "weight_array", "weight_out_in"]
+
+
+def weight_array(value: ir.Value) -> np.ndarray:
+    """The numpy array of an initializer or a Constant output (also through Identity aliases)."""
+    t = const_tensor(value)
+    if t is None:
+        raise StructureError(f"tensor '{value.name}' is computed in the graph, not a constant; cannot read it")
+    return t.numpy()
+
+
+def weight_out_in(lin: Linear) -> np.ndarray:
+    """A projection's weight as float64 ``[out, in]`` (PyTorch layout), whatever its storage layout."""
+    w = weight_array(lin.weight).astype(np.float64)
+    return w.T if lin.layout == "in_out" else w
+
+
+def qkv_parts(att: AttentionBlock) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """[(weight [out, in] float64, bias or None)] for Q, K, V, from separate or packed weights."""
+    if att.q is not None and att.k is not None and att.v is not None:
+        return [(weight_out_in(lin), None if lin.bias is None else weight_array(lin.bias).astype(np.float64))
+                for lin in (att.q, att.k, att.v)]
+    if att.qkv is not None:
+        w = weight_out_in(att.qkv)  # [3*A, hidden]
+        a = att.all_head_size
+        b = None if att.qkv.bias is None else weight_array(att.qkv.bias).astype(np.float64)
+        return [(w[i * a:(i + 1) * a], None if b is None else b[i * a:(i + 1) * a]) for i in range(3)]
+    raise StructureError(f"attention of output node '{att.o.node.name}' has neither Q/K/V nor a packed QKV weight")

@@ -1,0 +1,82 @@
+"""``report.md``: the summary, the plots as image links, one table per device and the notes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from deploytool.report.cells import (
+    _STATIC,
+    _device_facts,
+    _ep_column,
+    _fmt,
+    _is_host,
+    _latency_kind,
+    _notes,
+    _num,
+    _projection_note,
+    _run_facts,
+    _seq_cells,
+    _seq_headers,
+    _static_cells,
+    _summary_records,
+)
+from deploytool.report.rows import ReportRow
+from deploytool.report.summary import DeviceSummary, summarize
+
+__all__ = ["render_markdown"]
+
+
+def _summary_md(recs: Sequence[dict[str, Any]], info: dict[str, Any]) -> list[str]:
+    lines = ["| device | best fit | precision | accuracy % | device p90 ms | size MB | fitting variants |",
+             "|---|---|---|---|---|---|---|"]
+    for s in recs:
+        if s["fits"]:
+            lat = ", ".join(f"{_num(v)} @ seq {k}" for k, v in s["device_latency_ms"].items())
+            lines.append(f"| {s['device']} | **{s['model']}** | {s['precision']} | "
+                         f"{s.get('accuracy_label') or _fmt(s['accuracy'], 'accuracy')} | "
+                         f"{lat} ({s['latency']}) | {_fmt(s['size_mb'], 'size_mb')} | "
+                         f"{s['fitting']} of {s['variants']} |")
+        else:
+            lines.append(f"| {s['device']} | {s['verdict'].replace('|', '/')} | - | - | - | - | "
+                         f"0 of {s['variants']} |")
+    return lines
+
+
+def render_markdown(rows: Sequence[ReportRow], info: dict[str, Any], title: str, images: Sequence[str],
+                    summaries: Sequence[DeviceSummary] | None = None) -> str:
+    summaries = list(summaries) if summaries is not None else summarize(rows)
+    recs = info.get("summary") or _summary_records(summaries, info, rows)
+    lines = [f"# {title}", "", _run_facts(info), "", f"> {_projection_note(summaries, info, rows)}", "",
+             "## Summary", "",
+             "Best variant per device that fits ALL its budgets (p90 latency at every measured sequence length, "
+             "peak memory, model size): largest accuracy, then lowest latency.", ""]
+    lines += _summary_md(recs, info)
+    ref = info.get("accuracy_reference")
+    if ref:
+        lines += ["", f"Reference (the model the variants were made from): **{ref['name']}**, {ref['label']}."]
+    lines += ["", "## Plots", ""] + [f"![{Path(i).stem}]({i})" for i in images] + [""]
+    for d in summaries:
+        drows = [r for v in d.variants for r in v.by_seq.values()]
+        host = _is_host(d.device, info, drows)
+        projected = _latency_kind(d.device, info, drows) == "projected"
+        facts = info.get("devices", {}).get(d.device)
+        soc = facts["soc"] if facts else d.variants[0].first.soc
+        lines += [f"## {d.device}: {soc}", ""] + [f"- **{k}**: {v}" for k, v in _device_facts(d, info, rows)]
+        lines += [f"- **Verdict**: {d.verdict}", ""]
+        ep = _ep_column(d)
+        head = [h for _, h in _STATIC] + (["EP ran"] if ep else [])
+        for s in d.seq_lens:
+            head += [f"{h} @{s}" for h in _seq_headers(host, projected)]
+        lines += ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+        for v in d.variants:
+            cells = _static_cells(v, v is d.best) + ([v.first.ep_ran] if ep else [])
+            if v is d.best:
+                cells[0] = f"**{cells[0]}**"
+            for s in d.seq_lens:
+                cells += _seq_cells(v.by_seq.get(s), host)
+            lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+        lines.append("")
+    lines += ["## Notes", ""] + [f"- {n}" for n in _notes(rows, info)] + [""]
+    return "\n".join(lines)

@@ -1,0 +1,253 @@
+"""The package's layout follows the data flow: a part of deploytool imports only the parts below it.
+
+The flow is written down here (and drawn in the README's "Layout" section): FLOW lists the parts of
+the package, a top-level module (``variant``) or a subpackage (``passes``), from the bottom up. Every
+``import deploytool.X`` of a module in part P, at module level or inside a function (a lazy import
+still couples the two), must name a part listed before P. The few imports against the flow that are
+left sit in files owned by work in progress; they are listed in KNOWN_AGAINST_THE_FLOW with the fix,
+and a listed import that is gone fails too, so the list only shrinks. Within a part, no two modules
+import each other, directly or round a loop (KNOWN_MODULE_CYCLES, the same way).
+
+The imports are read from the source with ``ast`` (independent of the package's own import
+machinery); a fresh interpreter then imports every module, which a module-level cycle would break.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parent.parent / "deploytool"
+
+# bottom -> top: the life of a model read as dependencies. Foundations (errors, units, file I/O, what
+# a model file is, data, accuracy records), the structure finder and the low-bit maths, what reads the
+# structure (importance, inspection), running a model (runtime: the only onnxruntime import), the
+# transforms (passes, whose verification gate runs the model), export, device profiles, measuring
+# (bench), the test builders, devices (arm64, qnn, remote, bundle), reporting and picking (report,
+# fit), training (train), recipes that chain all of it, and the CLI on top.
+FLOW = [
+    "errors", "units", "stats", "onnx_io", "models", "variant", "data", "accuracy",
+    "graph", "quant", "importance", "inspection",
+    "runtime", "passes", "export", "profiles", "bench", "testing",
+    "arm64", "qnn", "remote", "bundle", "report", "fit", "train", "recipes",
+    "cli", "__main__",
+]
+
+# (importing file, imported part): why it is still there and what removes it
+KNOWN_AGAINST_THE_FLOW = {
+    ("passes/base.py", "bench"): "the verification gate imports bench.inputs, now a re-export of "
+                                 "runtime.inputs; passes owner: import deploytool.runtime.inputs",
+    ("runtime/host.py", "bench"): "host profiling uses bench.machine (cgroup quota, load); runtime/host.py "
+                                  "owner: move those machine facts below runtime",
+}
+
+
+def _part(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "deploytool" or len(parts) < 2:
+        return None
+    return parts[1]
+
+
+def _imports(path: Path) -> set[str]:
+    """Every deploytool module named by an import statement of the file (any nesting level)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module)
+            if node.module == "deploytool":  # from deploytool import passes
+                out.update(f"deploytool.{a.name}" for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:
+            raise AssertionError(f"{path}: relative import (the flow check reads absolute imports only)")
+    return {m for m in out if m == "deploytool" or m.startswith("deploytool.")}
+
+
+def _source_part(path: Path) -> str:
+    rel = path.relative_to(PKG)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _edges() -> dict[tuple[str, str], str]:
+    """(file relative to the package, imported part) -> the importing file's part, across parts only."""
+    out = {}
+    for path in sorted(PKG.rglob("*.py")):
+        if path.name == "__init__.py" and path.parent == PKG:
+            continue  # the top-level public API names modules in strings, imported lazily
+        src = _source_part(path)
+        for mod in _imports(path):
+            dst = _part(mod)
+            if dst is not None and dst != src:
+                out[(path.relative_to(PKG).as_posix(), dst)] = src
+    return out
+
+
+def test_every_part_is_placed_in_the_flow():
+    parts = {_source_part(p) for p in PKG.rglob("*.py") if p != PKG / "__init__.py"}
+    assert parts - set(FLOW) == set(), "add new parts of the package to FLOW (and the README's drawing)"
+    assert set(FLOW) - parts == set(), "FLOW names a part that no longer exists"
+    assert len(FLOW) == len(set(FLOW))
+
+
+def _against(src: str, dst: str) -> bool:
+    """Part ``src`` importing part ``dst`` goes against the flow."""
+    return FLOW.index(dst) > FLOW.index(src)
+
+
+def test_imports_follow_the_flow():
+    against = sorted(f"{f} ({src}) imports {dst}" for (f, dst), src in _edges().items()
+                     if _against(src, dst) and (f, dst) not in KNOWN_AGAINST_THE_FLOW)
+    assert against == [], "imports against the flow (FLOW in tests/test_layout.py):\n" + "\n".join(against)
+
+
+def test_known_exceptions_are_still_needed():
+    edges = _edges()
+    stale = [k for k in KNOWN_AGAINST_THE_FLOW if k not in edges or not _against(edges[k], k[1])]
+    assert stale == [], f"no longer against the flow: remove {stale} from KNOWN_AGAINST_THE_FLOW"
+
+
+def test_the_flow_check_sees_lazy_imports(tmp_path):
+    """The reader finds an import inside a function, and the rule would flag a lower part importing a
+    higher one (the check is not vacuous)."""
+    f = tmp_path / "m.py"
+    f.write_text("def g():\n    from deploytool.report.build import build_report\n    import deploytool.cli\n")
+    assert _imports(f) == {"deploytool.report.build", "deploytool.cli"}
+    assert _against("graph", "report") and _against("passes", "cli")
+    assert not _against("report", "graph") and not _against("cli", "passes")
+
+
+# module-level cycles (lazy imports included) still there: the modules, and what removes the cycle
+KNOWN_MODULE_CYCLES = {
+    frozenset({"deploytool.train.evaluate", "deploytool.train.qat"}):
+        "evaluate imports qat.act_fn_for lazily; train/qat.py owner: move fake_quant_act/act_fn_for below both",
+}
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """deploytool module -> the deploytool modules it imports (any nesting level). A package's own
+    ``__init__`` re-exporting its submodules is not counted against them."""
+    files = {}
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG.parent).with_suffix("").parts
+        files[".".join(rel[:-1] if rel[-1] == "__init__" else rel)] = path
+    graph = {}
+    for mod, path in files.items():
+        out = set()
+        for name in _imports(path):
+            while name and name not in files:  # ``from deploytool.x import y``: y a name, not a module
+                name = name.rpartition(".")[0]
+            if name and name != mod and not mod.startswith(name + "."):
+                out.add(name)
+        graph[mod] = out
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = set()
+            while True:
+                w = stack.pop()
+                comp.add(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(frozenset(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [frozenset("abc")]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_between_modules():
+    cycles = _cycles(_module_graph())
+    assert [sorted(c) for c in cycles if c not in KNOWN_MODULE_CYCLES] == []
+    assert [sorted(c) for c in KNOWN_MODULE_CYCLES if c not in cycles] == [], "cycle gone: remove it from the list"
+
+
+def test_graph_structure_and_finder_import_one_way():
+    g = PKG / "graph"
+    assert "deploytool.graph.structure" not in _imports(g / "finder.py")
+    assert "deploytool.graph.finder" not in _imports(g / "roles.py")
+    assert "deploytool.graph.structure" not in _imports(g / "roles.py")
+
+
+def test_every_module_imports_in_a_fresh_process():
+    mods = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG.parent).with_suffix("")
+        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        if name != "deploytool.__main__":  # runs the CLI
+            mods.append(name)
+    code = ("import importlib, json, sys\nbad = {}\n"
+            f"for m in {mods!r}:\n"
+            "    try:\n        importlib.import_module(m)\n"
+            "    except Exception as e:\n        bad[m] = f'{type(e).__name__}: {e}'\n"
+            "print(json.dumps(bad))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                         cwd=PKG.parent)
+    assert res.returncode == 0, res.stderr[-2000:]
+    bad = json.loads(res.stdout.strip().splitlines()[-1])
+    assert bad == {}, bad
+    assert len(mods) > 100  # the walk found the package
+
+
+def test_no_module_shadows_a_standard_library_module():
+    clash = sorted(p.relative_to(PKG).as_posix() for p in PKG.rglob("*.py")
+                   if p.stem in sys.stdlib_module_names)
+    assert clash == []
+
+
+@pytest.mark.parametrize("package", ["deploytool", "deploytool.train", "deploytool.report", "deploytool.graph",
+                                     "deploytool.runtime", "deploytool.passes", "deploytool.bench"])
+def test_a_public_name_is_never_also_a_submodule(package):
+    """``deploytool.train.finetune`` was the function or the module depending on import order: a
+    package's public names and its submodules' names must not meet. Asked in a fresh process, before any
+    submodule is imported."""
+    code = ("import importlib, json, pkgutil, types\n"
+            f"p = importlib.import_module({package!r})\n"
+            "names = list(getattr(p, '__all__', []))\n"
+            "subs = {m.name for m in pkgutil.iter_modules(p.__path__)}\n"
+            "print(json.dumps(sorted(n for n in names if n in subs)))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=PKG.parent)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == []
+
+
+def test_train_finetune_is_the_module_whatever_was_imported_first():
+    code = ("import json, types, deploytool.train as t\n"
+            "before = isinstance(t.finetune, types.ModuleType)\n"
+            "import deploytool.train.finetune\n"
+            "after = isinstance(t.finetune, types.ModuleType)\n"
+            "print(json.dumps([before, after, t.finetune_model is t.finetune.finetune]))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=PKG.parent)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == [True, True, True]
