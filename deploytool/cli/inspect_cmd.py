@@ -1,4 +1,4 @@
-"""``deploytool inspect``: parse options -> InspectConfig -> deploytool.inspect.inspect_model -> print."""
+"""``deploytool inspect``: parse options -> InspectConfig -> deploytool.inspection.inspect_model -> print."""
 
 from __future__ import annotations
 
