@@ -25,7 +25,7 @@ import onnx_ir as ir
 from deploytool.errors import ConfigError, InputFileError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes.structured import Edit, StructuredPass
+from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
 
 __all__ = ["FFNPruneConfig", "PruneFFNPass", "prune_ffn_file", "load_neurons_file"]
@@ -92,21 +92,26 @@ class PruneFFNPass(StructuredPass):
         super().__init__()
         self.config = config
 
+    def check(self, structure: EncoderStructure) -> None:
+        """Refuse explicit ids out of range, or a layer that would lose all its neurons."""
+        n = structure.num_layers
+        for layer, ids in (self.config.neurons or {}).items():
+            if layer >= n:
+                raise PassRefusedError(f"neurons: layer {layer} out of range 0..{n - 1}")
+            w = structure.layers[layer].ffn_width
+            bad = [i for i in ids if i >= w]
+            if bad:
+                raise PassRefusedError(f"neurons: layer {layer} neuron id {bad[0]} out of range 0..{w - 1}")
+            if len(ids) >= w:
+                raise PassRefusedError(f"neurons: layer {layer} would lose all {w} FFN neurons; keep at least one")
+
     def edit(self, model: ir.Model, structure: EncoderStructure) -> Edit:
         cfg = self.config
-        n = structure.num_layers
         stats = {}
         if cfg.neurons is not None:
             keep = {}
             for layer, ids in cfg.neurons.items():
-                if layer >= n:
-                    raise PassRefusedError(f"neurons: layer {layer} out of range 0..{n - 1}")
                 w = structure.layers[layer].ffn_width
-                bad = [i for i in ids if i >= w]
-                if bad:
-                    raise PassRefusedError(f"neurons: layer {layer} neuron id {bad[0]} out of range 0..{w - 1}")
-                if len(ids) >= w:
-                    raise PassRefusedError(f"neurons: layer {layer} would lose all {w} FFN neurons; keep at least one")
                 drop = set(ids)
                 keep[layer] = [j for j in range(w) if j not in drop]
         else:

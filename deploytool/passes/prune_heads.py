@@ -26,7 +26,7 @@ import onnx_ir as ir
 from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes.structured import Edit, StructuredPass
+from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
 
 __all__ = ["HeadPruneConfig", "PruneHeadsPass", "prune_heads_file", "parse_heads_spec"]
@@ -97,20 +97,23 @@ class PruneHeadsPass(StructuredPass):
         super().__init__()
         self.config = config
 
+    def check(self, structure: EncoderStructure) -> None:
+        """Refuse explicit ids out of range, or a layer that would lose all its heads."""
+        n = structure.num_layers
+        for layer, ids in (self.config.heads or {}).items():
+            if layer >= n:
+                raise PassRefusedError(f"heads: layer {layer} out of range 0..{n - 1}")
+            h = structure.layers[layer].attention.num_heads
+            for i in ids:
+                if i >= h:
+                    raise PassRefusedError(f"heads: layer {layer} head id {i} out of range 0..{h - 1}")
+            if len(set(ids)) >= h:
+                raise PassRefusedError(f"heads: layer {layer} would lose all {h} heads; keep at least one "
+                                       "(removing the whole attention block is not supported)")
+
     def _removal(self, structure: EncoderStructure) -> tuple[dict[int, tuple[int, ...]], str | None]:
         cfg = self.config
-        n = structure.num_layers
         if cfg.heads is not None:
-            for layer, ids in cfg.heads.items():
-                if layer >= n:
-                    raise PassRefusedError(f"heads: layer {layer} out of range 0..{n - 1}")
-                h = structure.layers[layer].attention.num_heads
-                for i in ids:
-                    if i >= h:
-                        raise PassRefusedError(f"heads: layer {layer} head id {i} out of range 0..{h - 1}")
-                if len(set(ids)) >= h:
-                    raise PassRefusedError(f"heads: layer {layer} would lose all {h} heads; keep at least one "
-                                           "(removing the whole attention block is not supported)")
             return dict(cfg.heads), None
         imp = _importance(cfg.importance, structure)
         out = {}

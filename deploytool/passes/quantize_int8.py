@@ -54,8 +54,9 @@ import numpy as np
 import onnx_ir as ir
 
 from deploytool import onnx_io
-from deploytool.errors import ConfigError, DeployError, PassRefusedError, UnavailableError
-from deploytool.passes.base import DeployPass, DeployPassResult, Skip, run_pass_file
+from deploytool.choices import parse_enum
+from deploytool.errors import ConfigError, DeployError, PassRefusedError, UnavailableError, VerificationError
+from deploytool.passes.base import DeployPass, DeployPassResult, Skip
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +89,7 @@ class Int8Config:
     hidden_size: int = 0
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "fusion", Fusion(self.fusion))
-        except ValueError:
-            raise ConfigError(f"fusion: expected one of {[f.value for f in Fusion]}, got {self.fusion!r}") from None
+        object.__setattr__(self, "fusion", parse_enum(Fusion, self.fusion, "fusion"))
         if self.static and not self.calib:
             raise ConfigError("calib: static int8 needs calibration data (--calib DATASET or file)")
         if not self.static and self.calib:
@@ -219,13 +217,17 @@ class Int8QuantizePass(DeployPass):
         super().__init__()
         self.config = config
 
-    def variant_step(self, stats: dict) -> dict:
+    def variant_step(self, result) -> dict:
         return {"step": "int8", "precision": "int8"}
 
     def min_output_cosine(self) -> float | None:
         return 0.9  # the gate refuses an output this far from the input's (a broken model, not rounding)
 
     def requires(self, model: ir.Model) -> None:
+        try:
+            import onnxruntime.quantization  # noqa: F401
+        except ImportError as e:
+            raise UnavailableError(f"int8 quantization needs onnxruntime ({e})") from e
         for node in model.graph.all_nodes():
             if node.op_type in _QUANT_OPS:
                 raise PassRefusedError(f"model is already quantized (it contains {node.op_type} node {node.name!r})")
@@ -237,6 +239,10 @@ class Int8QuantizePass(DeployPass):
             if v.dtype == ir.DataType.FLOAT16:
                 raise PassRefusedError(f"model has fp16 weights (e.g. {v.name!r}); int8-quantize the fp32 model "
                                        "instead")
+
+    def ensures(self, model: ir.Model) -> None:
+        if not any(n.op_type in _QUANT_OPS for n in model.graph.all_nodes()):
+            raise VerificationError("Int8QuantizePass: onnxruntime.quantization wrote no int8 op; nothing written")
 
     def call(self, model: ir.Model) -> DeployPassResult:
         import onnx
@@ -316,24 +322,17 @@ class Int8QuantizePass(DeployPass):
                 raise DeployError(f"int8: onnxruntime.quantization failed ({type(e).__name__}: {e})") from e
             finally:
                 root.setLevel(root_level)
-            # the output's weights stay memory maps (valid after the folder is removed); the graph rewrite
-            # runs on its skeleton
-            rewrites: list[int] = []
+            # the output's weights stay memory maps (valid after the folder is removed)
             if cfg.static_reshape:
                 # probing the Reshape shapes runs the model: this option reads the output whole
                 qproto = onnx_io.load_proto(dst)
-                if not cfg.skip_layernorm:
-                    rewrites.append(residual_adds_to_sum(qproto))
                 from deploytool.passes.static_reshape import constant_reshape_shapes
 
                 stats["static_reshape"] = constant_reshape_shapes(qproto)
                 out = ir.serde.deserialize_model(qproto)
                 del qproto
             else:
-                out = onnx_io.load_model(dst, rewrite=None if cfg.skip_layernorm else
-                                         lambda q: rewrites.append(residual_adds_to_sum(q)))
-        if not cfg.skip_layernorm:
-            stats["residual_add_as_sum"] = rewrites[0]
+                out = onnx_io.load_model(dst)
         counts: dict[str, int] = {}
         for n in out.graph.all_nodes():
             if n.op_type in _QUANT_OPS:
@@ -345,34 +344,6 @@ class Int8QuantizePass(DeployPass):
             skipped.append(Skip("MatMul", f"{left} MatMul/Gemm with constant weights left in fp32 by ORT's quantizer"))
         _swap_in(model, out)
         return DeployPassResult(model, modified=True, stats=stats, skipped=skipped)
-
-
-def residual_adds_to_sum(proto) -> int:
-    """Write each residual ``Add`` (two computed inputs) that feeds a ``LayerNormalization`` as ``Sum``.
-
-    The result is the same (``Sum`` of two tensors is ``Add``, with the same broadcasting), but ORT's
-    ``SkipLayerNormFusion`` only matches ``Add``, so the pair stays ``Add`` + ``LayerNormalization``
-    instead of becoming ``com.microsoft.SkipLayerNormalization``, whose CPU kernel (ORT 1.32) was
-    measured ~5x slower than the pair: 250 vs 47 us at [1, 128, 384], 1 thread (AVX512-VNNI host,
-    benchmarks/int8_bench.py). Returns how many were rewritten (``proto`` changed in place).
-    """
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < 8:  # Sum broadcasts like Add from opset 8 on
-        return 0
-    produced = {o: n for n in proto.graph.node for o in n.output}
-    constant = {i.name for i in proto.graph.initializer}
-    constant |= {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
-    count = 0
-    for node in proto.graph.node:
-        if node.op_type != "LayerNormalization" or node.domain not in ("", "ai.onnx") or not node.input:
-            continue
-        add = produced.get(node.input[0])
-        if (add is None or add.op_type != "Add" or add.domain not in ("", "ai.onnx") or len(add.input) != 2
-                or any(i in constant for i in add.input)):
-            continue
-        add.op_type = "Sum"
-        count += 1
-    return count
 
 
 def _swap_in(model: ir.Model, new: ir.Model) -> None:
@@ -387,11 +358,19 @@ def _swap_in(model: ir.Model, new: ir.Model) -> None:
     model.metadata_props.update(new.metadata_props)
 
 
+def int8_pipeline(config: Int8Config) -> DeployPass:
+    """The int8 pass, then (unless ``skip_layernorm``) the residual Add->Sum rewrite (see the module doc)."""
+    if config.skip_layernorm:
+        return Int8QuantizePass(config)
+    from deploytool.passes.base import PassSequence
+    from deploytool.passes.residual_sum import ResidualAddsToSumPass
+
+    return PassSequence([Int8QuantizePass(config), ResidualAddsToSumPass()])
+
+
 def quantize_int8_file(src: str | os.PathLike, dst: str | os.PathLike, config: Int8Config, *,
                        verify: bool = True) -> DeployPassResult:
-    """Quantize ``src`` to int8 into ``dst`` (atomic; ``src`` untouched)."""
-    try:
-        import onnxruntime.quantization  # noqa: F401
-    except ImportError as e:
-        raise UnavailableError(f"int8 quantization needs onnxruntime ({e})") from e
-    return run_pass_file(Int8QuantizePass(config), src, dst, verify=verify)
+    """Quantize ``src`` to int8 into ``dst`` (atomic; ``src`` untouched): :func:`deploytool.passes.transform`."""
+    from deploytool.passes import transform
+
+    return transform(src, dst, config, verify=verify)

@@ -20,7 +20,7 @@ import onnx_ir as ir
 
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes.structured import Edit, StructuredPass
+from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
 
 __all__ = ["ReorderConfig", "ReorderPass", "reorder_file"]

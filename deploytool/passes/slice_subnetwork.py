@@ -45,7 +45,7 @@ import onnx_ir as ir
 from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes.structured import Edit, StructuredPass
+from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
 
 __all__ = ["SliceConfig", "SlicePass", "slice_file", "depth_keep", "width_keep", "ffn_keep", "ROUNDINGS",
@@ -131,30 +131,36 @@ class SlicePass(StructuredPass):
         super().__init__()
         self.config = config
 
-    def variant_step(self, stats: dict) -> dict:
+    def variant_step(self, result) -> dict:
         # DynaBERT's names: (0.5, 0.75) stays "w0.5-d0.75" although 6 layers at 0.75 keep 4
         w, d = self.config.width, self.config.depth
         return {"step": f"slice(w={w:g},d={d:g})", "width_factor": w, "depth_factor": d}
 
-    def edit(self, model: ir.Model, structure: EncoderStructure) -> Edit:
+    def check(self, structure: EncoderStructure) -> None:
+        """Refuse a width or depth that keeps no layer, or no head of some layer."""
         w, d, rule = self.config.width, self.config.depth, self.config.rounding
         how = "round" if rule == "dynabert" else "round-half-up"
         num_layers = structure.num_layers
-        keep_layers = depth_keep(d, num_layers, rule)
-        if not keep_layers:
+        if not depth_keep(d, num_layers, rule):
             least = f"> {0.5 / num_layers:.4g}" if rule == "dynabert" else f">= {0.5 / num_layers:.4g}"
             raise PassRefusedError(f"depth {d} keeps {how}({d} * {num_layers}) = 0 of {num_layers} layers "
                                    f"(rounding {rule}); use depth {least}")
+        for layer in structure.layers:
+            h = layer.attention.num_heads
+            if width_keep(w, h, rule) == 0:
+                least = f"> {0.5 / h:.4g}" if rule == "dynabert" else f">= {0.5 / h:.4g}"
+                raise PassRefusedError(f"width {w} keeps {how}({w} * {h}) = 0 heads of layer {layer.index} "
+                                       f"(rounding {rule}); use width {least}")
+
+    def edit(self, model: ir.Model, structure: EncoderStructure) -> Edit:
+        w, d, rule = self.config.width, self.config.depth, self.config.rounding
+        keep_layers = depth_keep(d, structure.num_layers, rule)
         plans = []
         for layer in structure.layers:
             h = layer.attention.num_heads
             kh = width_keep(w, h, rule)
             # each FFN of the layer (MobileBERT stacks several) keeps its own first neurons by the rule
             kf = [start + j for start, f in layer.ffn_offsets() for j in range(ffn_keep(w, h, f.width, rule))]
-            if kh == 0:
-                least = f"> {0.5 / h:.4g}" if rule == "dynabert" else f">= {0.5 / h:.4g}"
-                raise PassRefusedError(f"width {w} keeps {how}({w} * {h}) = 0 heads of layer {layer.index} "
-                                       f"(rounding {rule}); use width {least}")
             plans.append((layer, h, kh, kf))
         kept = set(keep_layers)
         for layer, _, kh, kf in plans:

@@ -39,11 +39,12 @@ import dataclasses
 import difflib
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from deploytool.errors import ConfigError
 from deploytool.runtime.session import ExecutionProvider  # imports onnxruntime lazily
+from deploytool.variant import COMPUTE_PRECISIONS, Precision
 
 SCHEMA_VERSION = 1
 
@@ -87,13 +88,6 @@ class IsaFeature(str, enum.Enum):
     VNNI = "vnni"  # AVX512-VNNI / AVX-VNNI
     AMX = "amx"
     AVX10 = "avx10"
-
-
-class Precision(str, enum.Enum):
-    FP32 = "fp32"
-    FP16 = "fp16"
-    BF16 = "bf16"
-    INT8 = "int8"
 
 
 def parse_ep_name(text: Any, where: str = "execution provider") -> ExecutionProvider:
@@ -365,11 +359,11 @@ def _int(v: Any, w: _Where, what: str, *, minimum: int = 1) -> int:
     return v
 
 
-def _enum(cls: type[enum.Enum], v: Any, w: _Where) -> Any:
-    values = [e.value for e in cls]
+def _enum(cls: type[enum.Enum], v: Any, w: _Where, values: Sequence[str] | None = None) -> Any:
+    values = [e.value for e in cls] if values is None else list(values)
     if isinstance(v, str):
         for e in cls:
-            if v.strip().lower() == e.value:
+            if v.strip().lower() == e.value and e.value in values:
                 return e
     hint = _did_you_mean(str(v).lower(), values) if isinstance(v, str) else ""
     raise w.fail(f"one of {', '.join(values)}{hint}", v)
@@ -443,7 +437,7 @@ def _parse_compute(v: Any, w: _Where) -> Compute:
     peaks: dict[Precision, float] = {}
     wp = w / "peak_gops"
     for k, x in _mapping(d["peak_gops"], wp).items():
-        peaks[_enum(Precision, k, wp / k)] = _num(x, wp / k, "GFLOP/s or GOP/s")
+        peaks[_enum(Precision, k, wp / k, COMPUTE_PRECISIONS)] = _num(x, wp / k, "GFLOP/s or GOP/s")
     if Precision.FP32 not in peaks:
         raise (wp / "fp32").fail("the fp32 peak (GFLOP/s); other precisions are optional")
     return Compute(peak_gops=peaks,

@@ -35,21 +35,14 @@ import difflib
 import enum
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
 from deploytool.errors import ConfigError, InputFileError
+from deploytool.variant import PRECISIONS, Precision
 
 SCHEMA_VERSION = 1
-
-
-class Precision(str, enum.Enum):
-    FP32 = "fp32"
-    FP16 = "fp16"
-    INT8 = "int8"
-    TERNARY = "ternary"
-    BINARY = "binary"
 
 
 class TrainKind(str, enum.Enum):
@@ -192,8 +185,8 @@ class _V:
             raise self.fail(key, f"expected a number in (0, 1], got {value}")
         return float(value)
 
-    def enum(self, key: str, value: Any, cls: type[enum.Enum]):
-        allowed = [e.value for e in cls]
+    def enum(self, key: str, value: Any, cls: type[enum.Enum], allowed: Sequence[str] | None = None):
+        allowed = [e.value for e in cls] if allowed is None else list(allowed)
         if value not in allowed:
             near = difflib.get_close_matches(str(value), allowed, n=1)
             hint = f" (did you mean '{near[0]}'?)" if near else ""
@@ -292,13 +285,13 @@ def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = No
         passes.append(PassStep(v.enum(f"passes[{i}]", kind, PassKind), params))
 
     sw = v.mapping("sweep", d.get("sweep") or {}, {"width", "depth", "precision", "options"})
-    opts = v.mapping("sweep.options", sw.get("options") or {}, {p.value for p in Precision} - {"fp32"})
+    opts = v.mapping("sweep.options", sw.get("options") or {}, set(PRECISIONS) - {"fp32"})
     for k, o in opts.items():
         v.mapping(f"sweep.options.{k}", o, set(o) if isinstance(o, dict) else set())
     sweep = SweepSpec(
         width=tuple(v.fraction(f"sweep.width[{i}]", x) for i, x in enumerate(v.seq("sweep.width", sw.get("width", [1.0])))),
         depth=tuple(v.fraction(f"sweep.depth[{i}]", x) for i, x in enumerate(v.seq("sweep.depth", sw.get("depth", [1.0])))),
-        precision=tuple(v.enum(f"sweep.precision[{i}]", x, Precision)
+        precision=tuple(v.enum(f"sweep.precision[{i}]", x, Precision, PRECISIONS)
                         for i, x in enumerate(v.seq("sweep.precision", sw.get("precision", ["fp32"])))),
         options={Precision(k): dict(o) for k, o in opts.items()},
     )

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.report.rows import ReportConfig, ReportRow, collect_rows
-from deploytool.report.summary import PRECISION_ORDER, DeviceSummary, Variant, summarize
+from deploytool.report.summary import PRECISION_ORDER, DeviceSummary, ModelOnDevice, summarize
 
 __all__ = ["ReportResult", "build_report", "render_html", "render_markdown", "plots"]
 
@@ -514,7 +514,7 @@ _STATIC_TIPS = {"acc": "accuracy on the evaluation examples with its 95% Wilson 
                 "size": "model file size"}
 
 
-def _static_cells(v: Variant, best: bool) -> list[str]:
+def _static_cells(v: ModelOnDevice, best: bool) -> list[str]:
     r = v.first
     mem = max((x.peak_memory_mb for x in v.by_seq.values() if x.peak_memory_mb is not None), default=None)
     wd = "-" if r.width is None and r.depth is None else f"{_frac(r.width)} / {_frac(r.depth)}"
