@@ -72,7 +72,8 @@ def _is_number(v: Any) -> bool:
 
 def Integer(lo: int | None = None, hi: int | None = None, what: str = "") -> Any:  # noqa: N802 - a type
     """An int (not a bool, not a string) in ``[lo, hi]``."""
-    rng = f" in [{lo}, {hi if hi is not None else 'inf'}]" if lo is not None or hi is not None else ""
+    rng = (f" in [{lo}, {hi}]" if lo is not None and hi is not None else f" >= {lo}" if lo is not None
+           else f" <= {hi}" if hi is not None else "")
     label = f"an integer{rng}{f' ({what})' if what else ''}"
 
     def check(v: Any) -> int:
@@ -208,7 +209,9 @@ _BOUND = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "le
 
 def format_error(e: ValidationError, source: str, root: Any = None) -> str:
     """The first error of ``e`` as deploytool's one line: ``source: key.path: problem``."""
-    err = e.errors(include_url=False)[0]
+    errors = e.errors(include_url=False)
+    # an unknown key first (a typo'd key also makes its right spelling "missing"), as a reader fixes it first
+    err = next((x for x in errors if x["type"] in ("unexpected_keyword_argument", "extra_forbidden")), errors[0])
     loc, typ, ctx, got = list(err["loc"]), err["type"], err.get("ctx") or {}, err.get("input")
     # a PlainValidator's type, a function validator's name: pydantic adds them to the path; we do not
     loc = [x for x in loc if not (isinstance(x, str) and ("[" in x or x.startswith("function-")))]
