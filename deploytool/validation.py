@@ -20,7 +20,9 @@ The field types below (:func:`Integer`, :data:`Fraction`, :func:`Number`, :data:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import os
 import re
 import typing
 from typing import Annotated, Any, Callable, Mapping, Sequence
@@ -32,7 +34,7 @@ from pydantic_core import PydanticCustomError
 from deploytool.choices import did_you_mean
 from deploytool.errors import ConfigError
 
-__all__ = ["Choice", "Fraction", "Integer", "Number", "OneOf", "Text", "format_error", "invalid", "kind_of",
+__all__ = ["Choice", "FilePath", "Flag", "Fraction", "Integer", "Number", "OneOf", "Text", "format_error", "invalid", "kind_of",
            "schema", "validate"]
 
 # unknown keys are errors; types are checked by the field types below (lax elsewhere: a YAML list fills
@@ -41,9 +43,24 @@ CONFIG = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
 
 def schema(cls=None, /, **kwargs):
-    """``@schema``: a frozen pydantic dataclass validated on construction (see the module doc)."""
+    """``@schema``: a frozen pydantic dataclass validated on construction (see the module doc).
+
+    Constructing one in Python (``SliceConfig(width=1.5)``, ``dataclasses.replace``) raises
+    :class:`~deploytool.errors.ConfigError` ``key.path: problem`` (never pydantic's multi-line error);
+    a ``__post_init__`` may check what spans fields and raise ConfigError itself."""
     def wrap(c):
-        return _pydantic_dataclass(c, frozen=kwargs.get("frozen", True), config=CONFIG)
+        out = _pydantic_dataclass(c, frozen=kwargs.get("frozen", True), config=CONFIG)
+        init = out.__init__
+
+        @functools.wraps(init)
+        def __init__(self, *args, **kw):  # noqa: N807
+            try:
+                init(self, *args, **kw)
+            except ValidationError as e:
+                raise ConfigError(format_error(e, "", out)) from None
+
+        out.__init__ = __init__
+        return out
 
     return wrap if cls is None else wrap(cls)
 
@@ -110,6 +127,26 @@ def Number(unit: str = "", *, positive: bool = True, allow_zero: bool = False) -
         return float(v)
 
     return Annotated[float, PlainValidator(check)]
+
+
+def _flag(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise invalid(f"expected true or false, got {kind_of(v)}")
+    return v
+
+
+#: true or false (not 1, not "yes")
+Flag = Annotated[bool, PlainValidator(_flag)]
+
+
+def _file_path(v: Any) -> Any:
+    if isinstance(v, os.PathLike) or (isinstance(v, str) and v.strip()):
+        return v
+    raise invalid(f"expected a file path, got {kind_of(v)}")
+
+
+#: a file name (a string or an ``os.PathLike``), kept as given
+FilePath = Annotated[Any, PlainValidator(_file_path)]
 
 
 def _text(v: Any) -> str:
@@ -219,7 +256,7 @@ def format_error(e: ValidationError, source: str, root: Any = None) -> str:
     path = _path(loc) + (str(ctx.get("at", "")) if typ == "deploytool" else "")
     if typ in ("unexpected_keyword_argument", "extra_forbidden"):
         path = _path(loc)
-    return f"{source}: {path}: {problem}" if path else f"{source}: {problem}"
+    return ": ".join(x for x in (source, path, problem) if x)
 
 
 def _problem(typ: str, ctx: Mapping[str, Any], got: Any, msg: str, root: Any, loc: list) -> str:

@@ -16,18 +16,19 @@ inserted casts on this host and says so in the result.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import onnx
 import onnx_ir as ir
+from pydantic import PlainValidator
 
 from deploytool import onnx_io
-from deploytool.errors import ConfigError, DeployError, PassRefusedError, VerificationError
+from deploytool.errors import DeployError, PassRefusedError, VerificationError
 from deploytool.passes.base import DeployPass, DeployPassResult
+from deploytool.validation import Flag, invalid, schema
 from deploytool.passes.quantize_int8 import _QUANT_OPS, _swap_in
 
 logger = logging.getLogger(__name__)
@@ -38,17 +39,17 @@ ARM_NOTE = ("fp16 pays on ARM64 cores with fp16 arithmetic (Armv8.2-A FP16, e.g.
             "where ONNX Runtime's MLAS runs fp16 GEMMs natively")
 
 
-@dataclasses.dataclass(frozen=True)
-class Fp16Config:
-    keep_io_types: bool = True  # inputs/outputs stay int64/fp32; Casts inside the graph
-    op_block_list: tuple[str, ...] = ()  # op types kept in fp32 (besides ORT's default list)
-    check_host: bool = True  # build a session here and count ORT-inserted precision casts
+def _op_types(v: Any) -> tuple[str, ...]:
+    if isinstance(v, str) or not isinstance(v, (list, tuple)) or not all(isinstance(o, str) and o for o in v):
+        raise invalid(f"expected a list of op type names, got {v!r}")
+    return tuple(v)
 
-    def __post_init__(self) -> None:
-        ops = self.op_block_list
-        if isinstance(ops, str) or not all(isinstance(o, str) and o for o in ops):
-            raise ConfigError(f"op_block_list: expected a list of op type names, got {ops!r}")
-        object.__setattr__(self, "op_block_list", tuple(ops))
+
+@schema
+class Fp16Config:
+    keep_io_types: Flag = True  # inputs/outputs stay int64/fp32; Casts inside the graph
+    op_block_list: Annotated[tuple[str, ...], PlainValidator(_op_types)] = ()  # op types kept in fp32 too
+    check_host: Flag = True  # build a session here and count ORT-inserted precision casts
 
 
 class Fp16ConvertPass(DeployPass):

@@ -13,12 +13,11 @@ weight-magnitude fallback, named as such). A layer keeps at least one neuron.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Optional
 
 import onnx_ir as ir
 
@@ -27,6 +26,7 @@ from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
 from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
+from deploytool.validation import FilePath, schema
 
 __all__ = ["FFNPruneConfig", "PruneFFNPass", "prune_ffn_file", "load_neurons_file"]
 
@@ -54,13 +54,14 @@ def load_neurons_file(path: str | os.PathLike) -> dict[int, tuple[int, ...]]:
     return out
 
 
-@dataclasses.dataclass(frozen=True)
+@schema
 class FFNPruneConfig:
     """Remove ``neurons`` ({layer: [ids]}) or keep the ``keep`` fraction of most important neurons."""
 
-    keep: float | None = None
-    neurons: Mapping[int, Sequence[int]] | None = None
-    importance: str | os.PathLike | None = None
+    # the range of keep and the mapping's layer and neuron ids are checked below (messages name the layer)
+    keep: Optional[Any] = None
+    neurons: Optional[Any] = None  # {layer: [neuron ids]}
+    importance: Optional[FilePath] = None
 
     def __post_init__(self):
         if (self.keep is None) == (self.neurons is None):

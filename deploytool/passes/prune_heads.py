@@ -16,10 +16,9 @@ refused with an error naming the layer.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Optional
 
 import onnx_ir as ir
 
@@ -28,6 +27,7 @@ from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
 from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
+from deploytool.validation import FilePath, schema
 
 __all__ = ["HeadPruneConfig", "PruneHeadsPass", "prune_heads_file", "parse_heads_spec"]
 
@@ -56,13 +56,14 @@ def parse_heads_spec(spec: str) -> dict[int, tuple[int, ...]]:
     return out
 
 
-@dataclasses.dataclass(frozen=True)
+@schema
 class HeadPruneConfig:
     """Remove ``heads`` ({layer: [head ids]}) or, per layer, the ``ratio`` least important heads."""
 
-    heads: Mapping[int, Sequence[int]] | None = None
-    ratio: float | None = None
-    importance: str | os.PathLike | None = None  # importance file; None -> weight-magnitude fallback
+    # the mapping's layer and head ids and the ratio's range are checked below (messages name the layer)
+    heads: Optional[Any] = None  # {layer: [head ids]}
+    ratio: Optional[Any] = None
+    importance: Optional[FilePath] = None  # importance file; None -> weight-magnitude fallback
 
     def __post_init__(self):
         if (self.heads is None) == (self.ratio is None):

@@ -42,21 +42,20 @@ its int8 attention-score MatMuls and its extra nodes. Results file: benchmarks/r
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import onnx_ir as ir
 
 from deploytool import onnx_io
-from deploytool.choices import parse_enum
 from deploytool.errors import ConfigError, DeployError, PassRefusedError, UnavailableError, VerificationError
 from deploytool.passes.base import DeployPass, DeployPassResult, Skip
+from deploytool.validation import Flag, Integer, OneOf, Text, schema
 
 logger = logging.getLogger(__name__)
 
@@ -69,40 +68,30 @@ class Fusion(str, enum.Enum):
     NONE = "none"
 
 
-@dataclasses.dataclass(frozen=True)
+@schema
 class Int8Config:
     """int8 quantization. ``calib``: a dataset name or CSV/JSONL path (static only)."""
 
-    per_channel: bool = True
-    static: bool = False
-    calib: str | None = None
-    calib_samples: int = 64
-    calib_seq_len: int = 128
-    tokenizer: str | None = None  # tokenizer.json or a folder holding it (static); default: metadata source
+    per_channel: Flag = True
+    static: Flag = False
+    calib: Optional[Text] = None
+    calib_samples: Integer(1, 10_000) = 64
+    calib_seq_len: Integer(2, 4096) = 128
+    tokenizer: Optional[Text] = None  # tokenizer.json (or its folder) for static; default: metadata source
     # measured fastest on MiniLM at seq 8 and 128 with bias_gelu off (benchmarks/int8_bench.py); falls back
     # to the unfused graph when ORT's optimizer fails on a model
-    fusion: Fusion = Fusion.ATTENTION
-    bias_gelu: bool = False  # let ORT fuse the FFN bias Add + Gelu into BiasGelu (measured slower; see doc)
-    skip_layernorm: bool = False  # let ORT fuse residual Add + LayerNormalization into SkipLayerNormalization
-    static_reshape: bool = False  # constant Reshape shapes (0 / -1 keep batch and sequence dynamic)
-    num_heads: int = 0  # 0: from metadata / detected by ORT
-    hidden_size: int = 0
+    fusion: OneOf(Fusion) = Fusion.ATTENTION
+    bias_gelu: Flag = False  # let ORT fuse the FFN bias Add + Gelu into BiasGelu (measured slower; see doc)
+    skip_layernorm: Flag = False  # let ORT fuse residual Add + LayerNormalization into SkipLayerNormalization
+    static_reshape: Flag = False  # constant Reshape shapes (0 / -1 keep batch and sequence dynamic)
+    num_heads: Integer(0, what="0 = detect") = 0  # 0: from metadata / detected by ORT
+    hidden_size: Integer(0, what="0 = detect") = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "fusion", parse_enum(Fusion, self.fusion, "fusion"))
         if self.static and not self.calib:
             raise ConfigError("calib: static int8 needs calibration data (--calib DATASET or file)")
         if not self.static and self.calib:
             raise ConfigError("calib: calibration data is only used with static quantization (--static)")
-        if not 1 <= self.calib_samples <= 10_000:
-            raise ConfigError(f"calib_samples: expected 1..10000, got {self.calib_samples}")
-        if not 2 <= self.calib_seq_len <= 4096:
-            raise ConfigError(f"calib_seq_len: expected 2..4096, got {self.calib_seq_len}")
-        for name in ("per_channel", "static", "bias_gelu", "skip_layernorm", "static_reshape"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name}: expected true or false, got {getattr(self, name)!r}")
-        if self.num_heads < 0 or self.hidden_size < 0:
-            raise ConfigError("num_heads/hidden_size: expected >= 0 (0 = detect)")
 
 
 _QUANT_OPS = {"MatMulInteger", "DynamicQuantizeMatMul", "QAttention", "QLinearMatMul", "DynamicQuantizeLinear",

@@ -36,7 +36,6 @@ refused (``PassRefusedError``).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 
@@ -47,6 +46,7 @@ from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
 from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
+from deploytool.validation import Choice, Fraction, schema
 
 __all__ = ["SliceConfig", "SlicePass", "slice_file", "depth_keep", "width_keep", "ffn_keep", "ROUNDINGS",
            "RULES"]
@@ -61,34 +61,25 @@ RULES = {
 }
 
 
-def _check_fraction(name: str, v) -> None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ConfigError(f"{name}: {v!r} is not a number; expected 0 < {name} <= 1")
-    if not math.isfinite(v) or not 0 < v <= 1:
-        raise ConfigError(f"{name}: {v!r} out of range; expected 0 < {name} <= 1")
-
-
-def _check_rounding(v) -> None:
-    if not isinstance(v, str) or v not in ROUNDINGS:
-        raise ConfigError(f"rounding: {v!r} is not one of {', '.join(ROUNDINGS)}")
-
-
-@dataclasses.dataclass(frozen=True)
+@schema
 class SliceConfig:
-    """DynaBERT sub-network: keep ``width`` of each layer's heads and neurons and ``depth`` of the layers.
+    """DynaBERT sub-network: keep ``width`` of each layer's heads and neurons and ``depth`` of the layers
+    (each in (0, 1]).
 
     ``rounding``: ``"dynabert"`` (default; DynaBERT's public code, see the module docstring) or
     ``"half-up"`` (this project's earlier rule).
     """
 
-    width: float = 1.0
-    depth: float = 1.0
-    rounding: str = "dynabert"
+    width: Fraction = 1.0
+    depth: Fraction = 1.0
+    rounding: Choice(*ROUNDINGS) = "dynabert"
 
-    def __post_init__(self):
-        _check_fraction("width", self.width)
-        _check_fraction("depth", self.depth)
-        _check_rounding(self.rounding)
+
+def _check_rounding(v) -> None:
+    """The rule functions below take the rule by name from Python too: the one Choice validator refuses
+    anything else (``rounding: expected one of dynabert, half-up, got 'x'``)."""
+    if v not in ROUNDINGS:
+        raise ConfigError(f"rounding: expected one of {', '.join(ROUNDINGS)}, got {v!r}")
 
 
 def _half_up(x: float) -> int:

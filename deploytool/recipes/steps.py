@@ -64,6 +64,10 @@ def _split_params(params: dict[str, Any], where: str):
 
 
 def _build(cls, where: str, **kwargs):
+    if hasattr(cls, "__pydantic_fields__"):  # a schema (deploytool.validation): its own key-path messages
+        from deploytool.validation import validate
+
+        return validate(cls, kwargs, where)
     try:
         return cls(**kwargs)
     except TypeError as e:  # an unknown option
