@@ -473,9 +473,9 @@ def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathL
 def write_model_checked(pass_: DeployPass, model: ir.Model, src: str | os.PathLike, dst: str | os.PathLike, *,
                         verify: bool = True, data_files: list[Path] | None = None,
                         isolate_gate: bool = False) -> tuple[int, GateStats]:
-    """:func:`write_checked` for an IR model, streamed (``onnx_io.staged_model``): each tensor is
-    computed, written and dropped in turn, then ``onnx.checker`` and the gate run on the temporary file,
-    and only then is it renamed to ``dst``. ``model``'s big tensors read from ``dst`` afterwards.
+    """Write an IR model to ``dst`` streamed (``onnx_io.staged_model``): each tensor is computed, written
+    and dropped in turn, then ``onnx.checker`` and the gate run on the temporary file, and only then is
+    it renamed to ``dst`` (nothing is left there on failure). ``model``'s big tensors read from ``dst`` afterwards.
     ``isolate_gate``: run the gate in a process of its own (see :func:`run_pass_file`).
     Returns (bytes written, gate stats)."""
     from deploytool import onnx_io
@@ -531,53 +531,6 @@ def _input_rejected_alike(src: str | os.PathLike, error: Exception) -> bool:
     except Exception:  # noqa: BLE001 - unreadable here: do not excuse the output
         return False
     return False
-
-
-def write_checked(pass_: DeployPass, proto, src: str | os.PathLike, dst: str | os.PathLike, *,
-                  verify: bool = True, data_files: list[Path] | None = None) -> tuple[int, GateStats]:
-    """Check ``proto`` (``onnx.checker``), write it to a temporary file beside ``dst``, run the gate on
-    that file (unless ``verify`` is False) and only then rename it to ``dst``.
-
-    Returns (bytes written, :class:`GateStats`). On any failure nothing is
-    left at ``dst`` (no temporary file, no external-data file). Models whose weights exceed
-    ``onnx_io.EXTERNAL_DATA_BYTES`` are saved with one external-data file (``<dst name>.data``, another name
-    if that is one of ``src``'s files: the input's data is never written to) first and checked by path;
-    smaller ones are one self-contained file, whatever the input was. ``data_files``: ``src``'s
-    external-data files when the caller knows them (None: found by parsing ``src`` without its data).
-    """
-    import onnx
-
-    from deploytool import onnx_io
-
-    def check(model) -> None:
-        try:
-            onnx.checker.check_model(model, full_check=False)
-        except onnx.checker.ValidationError as e:
-            _checker_failed(pass_, src, e)
-
-    gate = GateStats()
-
-    def run_gate(path: Path) -> None:
-        if verify:
-            gate.seconds = round(_gate(pass_, proto, src, path)[0], 3)
-            gate.verified = True
-
-    # external data (onnx_io's threshold): let staged_proto lay it out, then check by path
-    if onnx_io.weight_bytes(proto) > onnx_io.EXTERNAL_DATA_BYTES:
-        with onnx_io.staged_proto(proto, dst, external=True, inputs=(src,),
-                                  data_files=None if data_files is None else tuple(data_files)) as tmp:
-            check(str(tmp))
-            run_gate(tmp)
-        bytes_after = file_size(dst)
-    else:
-        data = proto.SerializeToString()
-        check(data)  # the serialized bytes are needed for the file anyway
-        with onnx_io.atomic_path(dst) as tmp:
-            tmp.write_bytes(data)
-            bytes_after = len(data)
-            del data
-            run_gate(tmp)
-    return bytes_after, gate
 
 
 def _checker_failed(pass_: DeployPass, src: str | os.PathLike, e: Exception) -> None:
