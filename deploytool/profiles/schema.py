@@ -182,9 +182,9 @@ class EPChoice:
             if "name" not in v:
                 raise invalid("required key is missing", ".name")
             return {"provider": _provider(v["name"], ".name"), "options": v.get("options") or {}}
-        if not isinstance(v, (Mapping, EPChoice)):
+        if isinstance(v, (list, tuple, int, float)) or v is None:
             raise invalid(f"expected an execution provider name or {{name, options}}, got {kind_of(v)}")
-        return v
+        return v  # an EPChoice, or EPChoice(...)'s own arguments
 
     @property
     def name(self) -> str:

@@ -98,6 +98,8 @@ def _steps(kinds: type[enum.Enum], rel_keys: tuple[str, ...]):
     def convert(value: Any, info: ValidationInfo) -> Any:
         if value is None:
             return ()
+        if info.context is None:  # built in Python: the steps themselves
+            return value
         out = []
         for i, item in enumerate(_as_list(value)):
             if isinstance(item, str):
@@ -229,6 +231,8 @@ class Recipe:
     @model_validator(mode="before")
     @classmethod
     def _document(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.context is None:  # built in Python (Recipe(...), dataclasses.replace): fields as given
+            return value
         if not isinstance(value, dict):
             raise invalid(f"expected a mapping, got {kind_of(value)}")
         if "source" in value:
