@@ -96,7 +96,7 @@ def _steps(kinds: type[enum.Enum], rel_keys: tuple[str, ...]):
     allowed = [k.value for k in kinds]
 
     def convert(value: Any, info: ValidationInfo) -> Any:
-        if value is None:
+        if value is None or (isinstance(value, list) and not value):  # no steps
             return ()
         if info.context is None:  # built in Python: the steps themselves
             return value
