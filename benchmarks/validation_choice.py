@@ -193,10 +193,28 @@ def _errors_msgspec(ns: dict, which: str, data: dict) -> dict:
     return {"message": None}
 
 
+def _importtime(python: str, module: str, runs: int) -> dict:
+    """Median cumulative import time (ms) of ``module`` and of the packages it pulls in, from
+    ``python -X importtime`` in fresh processes (the worktree's deploytool: what the choice costs in place)."""
+    root = Path(__file__).resolve().parents[1]
+    keys = (module, "deploytool.validation", "pydantic", "pydantic_core", "onnx_ir", "onnx", "numpy")
+    seen: dict[str, list[float]] = {k: [] for k in keys}
+    for _ in range(runs):
+        err = subprocess.run([python, "-X", "importtime", "-c", f"import {module}"], cwd=root, check=True,
+                             capture_output=True, text=True).stderr
+        for line in err.splitlines():
+            parts = [x.strip() for x in line.split("|")]
+            if len(parts) == 3 and parts[2] in seen:
+                seen[parts[2]].append(int(parts[1]) / 1000)
+    return {k: round(statistics.median(v), 1) for k, v in seen.items() if v}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--deploytool-python", default=None,
+                    help="a Python with this worktree's deploytool installed: also time importing a pass module")
     args = ap.parse_args()
     import msgspec
     import pydantic
@@ -226,6 +244,11 @@ def main() -> None:
         messages.append({"document": which, "case": what, "wrong_key": key,
                          "pydantic": _errors_pydantic(ns_p, which, data),
                          "msgspec": _errors_msgspec(ns_m, which, data)})
+    in_place = None
+    if args.deploytool_python:
+        in_place = {"module": "deploytool.passes.slice_subnetwork", "runs": args.runs,
+                    "cumulative_import_ms_median": _importtime(args.deploytool_python,
+                                                               "deploytool.passes.slice_subnetwork", args.runs)}
     load_after = os.getloadavg()
     report = {
         "what": "pydantic v2 vs msgspec for deploytool's YAML validation (issue #16 item 2)",
@@ -237,6 +260,7 @@ def main() -> None:
         "runs": args.runs,
         "import_time": imports,
         "messages": messages,
+        "deploytool_import": in_place,
         "choice": "pydantic",
         "why": ("pydantic's errors are data (loc, type, input, ctx), so one formatter writes deploytool's "
                 "'file.yaml: key.path: problem' with the bad value and a did-you-mean for any schema; msgspec's "
