@@ -25,7 +25,7 @@ import math
 import os
 import re
 import typing
-from typing import Annotated, Any, Callable, Mapping, Sequence
+from typing import Annotated, Any, Mapping, Sequence
 
 from pydantic import ConfigDict, PlainValidator, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
@@ -283,12 +283,3 @@ def _problem(typ: str, ctx: Mapping[str, Any], got: Any, msg: str, root: Any, lo
         if typ in (f"{prefix}_type", f"{prefix}_parsing", f"{prefix}_from_float"):
             return f"expected {what}, got {kind_of(got)}"
     return f"{msg[:1].lower()}{msg[1:]}, got {kind_of(got)}"
-
-
-def construct(cls: type, where: str, build: Callable[[], Any]):
-    """``build()`` (constructing a schema from keyword options), its ValidationError as one line
-    naming ``where`` (a recipe's ``file: passes[0]``, a CLI option) instead of a traceback."""
-    try:
-        return build()
-    except ValidationError as e:
-        raise ConfigError(format_error(e, where, cls)) from None
