@@ -1,9 +1,10 @@
 """Device profile schema, version 1: what a target device is and what it must meet.
 
 A profile is data (``device_profiles/<name>.yaml``), loaded with ``yaml.safe_load`` and validated
-here into frozen dataclasses. Every failure is a :class:`deploytool.errors.ConfigError` whose one-line
-message names the file, the key (dotted path) and what was expected; unknown keys are rejected with
-a did-you-mean. The schema (``schema_version: 1``)::
+here into frozen dataclasses by deploytool's one validation mechanism (:mod:`deploytool.validation`).
+Every failure is a :class:`deploytool.errors.ConfigError` whose one-line message names the file, the
+key path and what was expected (``kirin990.yaml: budgets.p90_latency_ms.128: expected a positive number
+(milliseconds), got -5``); unknown keys are rejected with a did-you-mean. The schema (``schema_version: 1``)::
 
     schema_version: 1
     name: kirin990                       # must equal the file's stem
