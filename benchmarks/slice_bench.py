@@ -42,7 +42,7 @@ from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
 t1 = time.perf_counter()
 res = slice_file(sys.argv[1], sys.argv[2], SliceConfig(float(sys.argv[3]), float(sys.argv[4])))
 t2 = time.perf_counter()
-s = res.stats
+s = res.to_dict()
 # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so it would report the parent's peak
 hwm = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 ru = resource.getrusage(resource.RUSAGE_SELF)

@@ -50,13 +50,12 @@ from deploytool.accuracy import AccuracyRecord, pick
 from deploytool.errors import ConfigError, DeployError, InputFileError
 from deploytool.profiles import Profile
 from deploytool.units import MB
+from deploytool.variant import PRECISION_RANK, PRECISIONS
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Candidate", "FitConfig", "FitResult", "PRECISIONS", "fit", "pack_runtime"]
 
-PRECISIONS = ("fp32", "fp16", "int8", "ternary", "binary")
-_PRECISION_RANK = {"fp32": 4, "fp16": 4, "int8": 3, "ternary": 2, "binary": 1}
 
 
 def _fractions(name: str, values: Any) -> tuple[float, ...]:
@@ -343,7 +342,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                       name=lambda c: c.name)
             chosen, note = pk.chosen, pk.note
         else:
-            chosen = max(fitting, key=lambda c: (round(c.param_fraction or 0, 6), _PRECISION_RANK[c.precision],
+            chosen = max(fitting, key=lambda c: (round(c.param_fraction or 0, 6), PRECISION_RANK[c.precision],
                                                  -c.device_p90_ms))
         with atomic_path(config.output) as tmp:
             shutil.copyfile(chosen.path, tmp)

@@ -20,16 +20,36 @@ report, ``fit`` and recipes.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import os
 from typing import Any, Iterable, Mapping
 
 KEY = "deploytool.variant"
 VERSION = 1
-PRECISIONS = ("fp32", "fp16", "int8", "ternary", "binary")
 
-__all__ = ["KEY", "Variant", "variant_label", "read_variant", "seed_variant", "record_step", "stored_precision",
-           "model_precision"]
+
+class Precision(str, enum.Enum):
+    """Every precision deploytool names. A variant stores its weights at one of :data:`PRECISIONS`; a
+    device profile rates its peak throughput at the compute precisions :data:`COMPUTE_PRECISIONS`."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    INT8 = "int8"
+    TERNARY = "ternary"
+    BINARY = "binary"
+
+
+#: how a variant stores its weights (a pass makes each but fp32)
+PRECISIONS = ("fp32", "fp16", "int8", "ternary", "binary")
+#: what a device computes in (profiles' ``peak_gops`` keys)
+COMPUTE_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+#: how much of the model's precision a variant keeps (fit and the report prefer the higher on ties)
+PRECISION_RANK = {"fp32": 4, "fp16": 4, "int8": 3, "ternary": 2, "binary": 1}
+
+__all__ = ["KEY", "COMPUTE_PRECISIONS", "PRECISIONS", "PRECISION_RANK", "Precision", "Variant", "variant_label",
+           "read_variant", "seed_variant", "record_step", "stored_precision", "model_precision"]
 
 # ops that only an int8 (dynamic, QOperator or QDQ) model has
 INT8_OPS = frozenset({"DynamicQuantizeMatMul", "MatMulInteger", "MatMulIntegerToFloat", "QLinearMatMul", "QGemm",

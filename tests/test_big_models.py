@@ -96,8 +96,8 @@ def test_external_input_structured_pass_equals_reference(plain, torch_model, tmp
     dst = tmp_path / "out" / f"{pass_name}.onnx"
     res = transform(src, dst, CONFIGS[pass_name])
     assert _digests(src.parent) == before  # the input's files are untouched
-    assert res.stats["verified"] is True
-    assert res.stats["bytes_before"] == sum((src.parent / n).stat().st_size for n in before)
+    assert res.gate.verified is True
+    assert res.bytes_before == sum((src.parent / n).stat().st_size for n in before)
     # the output is small: one self-contained file, whatever the input was
     assert _data_files(dst) == [] and sorted(p.name for p in dst.parent.iterdir()) == [dst.name]
     got = run_onnx(dst, FEEDS)["last_hidden_state"]
@@ -113,7 +113,7 @@ def test_external_input_pack_equals_single_file_input(plain, tmp_path, runtime):
     a = transform(src, tmp_path / "a" / "packed.onnx", cfg)
     transform(plain, tmp_path / "b" / "packed.onnx", cfg)
     assert _digests(src.parent) == before
-    assert a.stats["verified"] is True
+    assert a.gate.verified is True
     if runtime == "speed":
         assert a.stats["opset"] == "17 -> 25"
     assert _data_files(tmp_path / "a" / "packed.onnx") == []
@@ -142,7 +142,7 @@ def test_big_output_gets_one_data_file_and_a_fresh_one(plain, torch_model, tmp_p
     proto = onnx.load(str(dst), load_external_data=False)
     ends = [int(e.value) for t in proto.graph.initializer for e in t.external_data if e.key in ("offset", "length")]
     assert max(ends[i] + ends[i + 1] for i in range(0, len(ends), 2)) <= (out / "m.onnx.data").stat().st_size
-    assert res.stats["bytes_after"] == dst.stat().st_size + (out / "m.onnx.data").stat().st_size
+    assert res.bytes_after == dst.stat().st_size + (out / "m.onnx.data").stat().st_size
     # the returned model reads its external tensors from beside dst, whatever the current directory
     w = next(v for v in res.model.graph.initializers.values() if v.const_value is not None and v.const_value.size > 256)
     assert w.const_value.numpy().size == w.const_value.size
@@ -236,7 +236,7 @@ def test_int8_over_the_limit_goes_through_external_data(plain, tmp_path, monkeyp
     src = _external_copy(plain, tmp_path / "in")
     res = transform(src, tmp_path / "big.onnx", Int8Config())
     assert seen == {"external": True, "input_data": ["in.onnx.data"]}
-    assert res.stats["verified"] is True
+    assert res.gate.verified is True
     np.testing.assert_array_equal(run_onnx(tmp_path / "big.onnx", FEEDS)["last_hidden_state"],
                                   run_onnx(tmp_path / "small.onnx", FEEDS)["last_hidden_state"])
 

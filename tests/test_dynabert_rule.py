@@ -116,7 +116,7 @@ def test_slice_follows_dynabert_on_export(tiny_onnx, tiny_torch_model, tmp_path,
     src = tiny_onnx("bert", exporter="torch", **shape)
     dst = tmp_path / "s.onnx"
     res = slice_file(src, dst, SliceConfig(w, d))
-    s = res.stats
+    s = res.to_dict()  # the flat JSON form: typed counts, sizes and gate with the details
     assert s["rounding"] == "dynabert" and "ties to even" in s["rule"]
     assert s["layers_kept"] == layers and s["layers_after"] == len(layers)
     assert s["heads_per_layer"] == [kh] * len(layers) and s["heads_kept"] == [kh] * len(layers)
@@ -192,7 +192,7 @@ def test_tie_to_zero_heads_is_refused(tiny_onnx, tmp_path):
     assert "\n" not in msg and "0 heads" in msg and "width 0.25" in msg and "dynabert" in msg
     assert not (tmp_path / "o.onnx").exists()
     res = slice_file(src, tmp_path / "h.onnx", SliceConfig(0.25, 1.0, rounding="half-up"))
-    assert res.stats["heads_per_layer"] == [1, 1] and res.stats["rounding"] == "half-up"
+    assert res.counts.heads_per_layer == [1, 1] and res.stats["rounding"] == "half-up"
     # 2 layers at d=0.25: round(0.5) = 0 layers -> refused
     with pytest.raises(PassRefusedError, match="0 of 2 layers"):
         slice_file(src, tmp_path / "o.onnx", SliceConfig(1.0, 0.25))

@@ -142,9 +142,9 @@ def test_host_profile_without_measurement_says_so():
 
 
 @pytest.mark.parametrize("change, match", [
-    ({"threads": 64}, r"host.yaml: key 'threads': expected at most the 4 usable core"),
-    ({"threads": "many"}, r"key 'threads': expected 'auto'"),
-    ({"budget": {}}, r"host.yaml: unknown key 'budget' \(did you mean 'budgets'\?\)"),
+    ({"threads": 64}, r"host.yaml: threads: expected at most the 4 usable core"),
+    ({"threads": "many"}, r"host.yaml: threads: expected 'auto'"),
+    ({"budget": {}}, r"host.yaml: budget: unknown key \(did you mean 'budgets'\?\)"),
 ])
 def test_host_template_errors_name_file_and_key(change, match):
     with pytest.raises(ConfigError, match=match):

@@ -76,7 +76,7 @@ def test_packed_equals_fake_quantized(src, tmp_path, weights, runtime, granulari
     assert np.abs(ref - y32).max() > 10 * tol
     # 2 layers x (Q, K, V, O, FFN in, FFN out) + the word embeddings unless they stay fp32
     assert res.stats["weights_packed"] == (12 if embeddings == "fp32" else 13)
-    assert res.stats["bytes_after"] < res.stats["bytes_before"]
+    assert res.bytes_after < res.bytes_before
 
 
 def _decode_trit5(data: np.ndarray, n: int) -> np.ndarray:

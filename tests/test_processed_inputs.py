@@ -286,7 +286,7 @@ def test_structured_passes_work_or_refuse(variant, torch_model, work, base, name
         return
     result = transform(src, dst, _config(pass_name))
     assert _sha(src) == before
-    assert result.stats["verified"] is True
+    assert result.gate.verified is True
     f = C.feeds(CASE)
     got = run_onnx(dst, f)
     assert next(iter(got.values())).dtype == np.float32  # keep_io_types: fp32 outputs
@@ -301,4 +301,4 @@ def test_structured_passes_work_or_refuse(variant, torch_model, work, base, name
     assert worst <= FP16_TOL and mean <= FP16_MEAN_TOL, (worst, mean)
     heads = {"slice": [3] * 3, "prune-heads": [C.HEADS - 1] + [C.HEADS] * (C.LAYERS - 1),
              "prune-ffn": [C.HEADS] * C.LAYERS}[pass_name]
-    assert result.stats["heads_per_layer"] == heads
+    assert result.counts.heads_per_layer == heads

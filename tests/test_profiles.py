@@ -90,25 +90,25 @@ def test_session_spec_falls_back_to_cpu_and_says_why(tiny_onnx):
 @pytest.mark.parametrize(
     "mutate, expected",
     [
-        (lambda d: d.update(thraeds=d.pop("threads")), r"unknown key 'thraeds' \(did you mean 'threads'\?\)"),
+        (lambda d: d.update(thraeds=d.pop("threads")), r"thraeds: unknown key \(did you mean 'threads'\?\)"),
         (lambda d: d["budgets"].update(p90_latncy_ms=d["budgets"].pop("p90_latency_ms")),
-         r"unknown key 'budgets.p90_latncy_ms' \(did you mean 'p90_latency_ms'\?\)"),
+         r"budgets.p90_latncy_ms: unknown key \(did you mean 'p90_latency_ms'\?\)"),
         (lambda d: d["budgets"]["p90_latency_ms"].update({128: -5}),
-         r"key 'budgets.p90_latency_ms.128': expected a positive number \(milliseconds\), got -5"),
-        (lambda d: d["budgets"].update(peak_memory_mb=-1), r"key 'budgets.peak_memory_mb': expected a positive number"),
+         r"budgets.p90_latency_ms.128: expected a positive number \(milliseconds\), got -5"),
+        (lambda d: d["budgets"].update(peak_memory_mb=-1), r"budgets.peak_memory_mb: expected a positive number"),
         (lambda d: d.update(execution_providers=["XNNPAK", "CPU"]),
          r"unknown execution provider 'XNNPAK' \(did you mean 'XNNPACK'\?\)"),
-        (lambda d: d.update(schema_version=2), r"key 'schema_version': expected 1"),
-        (lambda d: d.pop("schema_version"), r"missing required key 'schema_version'"),
-        (lambda d: d.update(features=["neon", "fp61"]), r"key 'features.1': expected one of .*\(did you mean 'fp16'\?\)"),
-        (lambda d: d.update(features=["neon", "avx2"]), r"key 'features': expected features of an aarch64 CPU"),
-        (lambda d: d.update(qemu_cpu="cortex-a99"), r"key 'qemu_cpu': expected one of"),
-        (lambda d: d.update(threads=99), r"key 'threads': expected at most the 8 cores"),
-        (lambda d: d["compute"]["peak_gops"].pop("fp32"), r"key 'compute.peak_gops.fp32': expected the fp32 peak"),
-        (lambda d: d.update(execution_providers=["QNN", "CPU"]), r"key 'npu': expected an npu section"),
+        (lambda d: d.update(schema_version=2), r"schema_version: expected 1"),
+        (lambda d: d.pop("schema_version"), r"schema_version: required key is missing"),
+        (lambda d: d.update(features=["neon", "fp61"]), r"features\[1\]: expected one of .*\(did you mean 'fp16'\?\)"),
+        (lambda d: d.update(features=["neon", "avx2"]), r"features: expected features of an aarch64 CPU"),
+        (lambda d: d.update(qemu_cpu="cortex-a99"), r"qemu_cpu: expected one of"),
+        (lambda d: d.update(threads=99), r"threads: expected at most the 8 cores"),
+        (lambda d: d["compute"]["peak_gops"].pop("fp32"), r"compute.peak_gops.fp32: expected the fp32 peak"),
+        (lambda d: d.update(execution_providers=["QNN", "CPU"]), r"npu: expected an npu section"),
         (lambda d: d.update(npu={"backend": "qnn", "soc_model": 57, "htp_arch": "75x", "soc_name": "SM8650"}),
-         r"key 'npu.htp_arch': expected a Hexagon HTP architecture"),
-        (lambda d: d.pop("sources"), r"missing required key 'sources'"),
+         r"npu.htp_arch: expected a Hexagon HTP architecture"),
+        (lambda d: d.pop("sources"), r"sources: required key is missing"),
     ],
 )
 def test_bad_profiles_name_file_key_and_expectation(tmp_path, mutate, expected):
@@ -124,7 +124,7 @@ def test_bad_profiles_name_file_key_and_expectation(tmp_path, mutate, expected):
 def test_name_must_match_file_and_yaml_errors_are_one_line(tmp_path):
     p = tmp_path / "other.yaml"
     p.write_text(yaml.safe_dump(dict(_base(), name="kirin990")))
-    with pytest.raises(ConfigError, match=r"key 'name': expected 'other' \(the file's name\)"):
+    with pytest.raises(ConfigError, match=r"name: expected 'other' \(the file's name\)"):
         load_profile(p)
     bad = tmp_path / "broken.yaml"
     bad.write_text("schema_version: 1\nname: [unclosed\n")
@@ -157,7 +157,7 @@ def test_cli_profiles_list_and_show():
     "name, expected",
     [
         ("kirin99", "unknown device profile 'kirin99' (did you mean 'kirin990'?)"),
-        ("TYPO", "unknown key 'thraeds' (did you mean 'threads'?)"),
+        ("TYPO", "thraeds: unknown key (did you mean 'threads'?)"),
         ("NEG", "expected a positive number (milliseconds), got -5"),
         ("EP", "unknown execution provider 'XNNPAK' (did you mean 'XNNPACK'?)"),
     ],

@@ -46,7 +46,7 @@ def test_prune_heads_matches_transformers(tiny_onnx, tiny_torch_model, tmp_path,
     dst = tmp_path / "h.onnx"
     res = prune_heads_file(src, dst, HeadPruneConfig(heads=heads))
     onnx.checker.check_model(onnx.load(str(dst)), full_check=True)
-    assert res.stats["heads_per_layer"] == [1, 3]
+    assert res.counts.heads_per_layer == [1, 3]
     want = ref.prune_heads_reference(tiny_torch_model(family, **SHAPE), heads)
     for lengths in [(8, 5, 3), (12, 2)]:
         feeds = fixed_inputs(lengths=lengths)
@@ -70,7 +70,7 @@ def test_ratio_without_file_names_the_fallback(tiny_onnx, tmp_path):
     src = tiny_onnx("bert", exporter="torch", **SHAPE)
     res = prune_heads_file(src, tmp_path / "m.onnx", HeadPruneConfig(ratio=0.25))
     assert res.stats["importance"] == "weight-magnitude (data-free)"
-    assert res.stats["heads_per_layer"] == [3, 3]
+    assert res.counts.heads_per_layer == [3, 3]
 
 
 @pytest.mark.parametrize("family", ["bert", "distilbert"])
@@ -80,17 +80,17 @@ def test_prune_ffn_matches_reference(tiny_onnx, tiny_torch_model, tmp_path, fami
     drop = {0: sorted(rng.choice(48, 30, replace=False).tolist()), 1: [0, 47]}
     dst = tmp_path / "f.onnx"
     res = prune_ffn_file(src, dst, FFNPruneConfig(neurons=drop))
-    assert res.stats["neurons_per_layer"] == [18, 46]
+    assert res.counts.neurons_per_layer == [18, 46]
     keep = {i: [j for j in range(48) if j not in set(v)] for i, v in drop.items()}
     model = tiny_torch_model(family, **SHAPE)
     want = ref.ffn_reference(model, keep)
     feeds = fixed_inputs(lengths=(8, 5, 3))
     assert max_diff(run_bytes(dst.read_bytes(), feeds), ref.torch_outputs(want, feeds)) <= 1e-4
-    assert res.stats["params_before"] - res.stats["params_after"] == ref.num_params(model) - ref.num_params(want)
+    assert res.counts.params_before - res.counts.params_after == ref.num_params(model) - ref.num_params(want)
 
 
 def test_prune_ffn_keep_fraction(tiny_onnx, tmp_path):
     src = tiny_onnx("bert", exporter="torch", **SHAPE)
     res = prune_ffn_file(src, tmp_path / "k.onnx", FFNPruneConfig(keep=0.25))
-    assert res.stats["neurons_per_layer"] == [12, 12]
+    assert res.counts.neurons_per_layer == [12, 12]
     assert res.stats["importance"] == "weight-magnitude (data-free)"

@@ -44,7 +44,7 @@ def test_dynamic_int8(src, tmp_path, fusion, per_channel):
     if fusion == "attention":
         assert "QAttention" in ops
     # fused graphs quantize the word embeddings too (QEmbedLayerNormalization)
-    assert res.stats["bytes_after"] < (0.8 if fusion == "none" else 0.6) * res.stats["bytes_before"]
+    assert res.bytes_after < (0.8 if fusion == "none" else 0.6) * res.bytes_before
     y, y32 = _out(out), _out(src)
     assert _cos(y, y32).min() > 0.99
     assert 1e-5 < np.abs(y - y32).max() < 0.2  # really quantized, still close
@@ -86,7 +86,7 @@ def test_fp16_says_what_this_host_runs(src, tmp_path):
     m = onnx.load(str(out))
     assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64  # io types kept
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in m.graph.initializer)
-    assert res.stats["bytes_after"] < 0.8 * res.stats["bytes_before"]
+    assert res.bytes_after < 0.8 * res.bytes_before
     y, y32 = _out(out), _out(src)
     assert y.dtype == np.float32 and np.abs(y - y32).max() < 2e-2
     n = res.stats["inserted_precision_casts"]

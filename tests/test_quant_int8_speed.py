@@ -7,7 +7,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file, residual_adds_to_sum
+from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
+from deploytool.passes.residual_sum import residual_adds_to_sum
 from deploytool.runtime.infer import run_onnx
 from deploytool.testing.tiny import fixed_inputs
 

@@ -119,3 +119,10 @@ def test_cache_commits_only_successful_steps(tmp_path):
         (tmp / "m.onnx").write_text("ok")
     assert c.done("x", "abc")
     assert (c.dir_for("x", "abc") / "m.onnx").read_text() == "ok"
+
+
+def test_empty_step_lists_mean_no_steps_but_empty_grids_are_refused():
+    r = parse_recipe(dict(GOOD, passes=[], train=None), "r.yaml")
+    assert r.passes == () and r.train == ()
+    with pytest.raises(ConfigError, match=r"^r.yaml: sweep.width: expected a non-empty list, got list$"):
+        parse_recipe(dict(GOOD, sweep={"width": []}), "r.yaml")

@@ -91,7 +91,7 @@ def test_external_in_external_out_leaves_the_input_data_untouched(src, tmp_path,
     monkeypatch.setattr(onnx_io, "EXTERNAL_DATA_BYTES", 0)  # every output "over" the limit
     dst = tmp_path / "in" / "sliced.onnx"
     result = slice_file(inp, dst, SliceConfig(width=0.5, depth=0.5))
-    assert result.stats["verified"]
+    assert result.gate.verified
     assert [p.name for p in onnx_io.external_data_files(dst)] == ["sliced.onnx.data"]
     assert {p.name: _digest(p) for p in inp.parent.iterdir() if p.name in digests} == digests
     # the output data file is 4 KiB-aligned per tensor, and computes what the self-contained slice does
@@ -169,8 +169,8 @@ cfg = {"slice": SliceConfig(width=0.5, depth=1.0), "pack": PackConfig(weights="t
        "fp16": Fp16Config(check_host=False)}[sys.argv[1]]
 base = rss("VmRSS")
 res = transform(sys.argv[2], sys.argv[3], cfg)
-print(json.dumps({"imports": base, "peak": rss("VmHWM"), "gate": res.stats.get("gate_peak_rss_bytes"),
-                  "verified": res.stats["verified"]}))
+print(json.dumps({"imports": base, "peak": rss("VmHWM"), "gate": res.gate.peak_rss_bytes,
+                  "verified": res.gate.verified}))
 """
 
 

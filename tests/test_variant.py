@@ -95,8 +95,7 @@ def test_report_reads_the_record_not_the_file_name(model, tmp_path):
 
 def test_fit_and_recipes_label_alike():
     from deploytool.fit import _name
-    from deploytool.recipes.runner import Variant as RecipeVariant
-    from deploytool.recipes.schema import Precision
+    from deploytool.recipes.runner import SweepVariant
 
-    rv = RecipeVariant(0.75, 0.5, Precision("int8"), path=None, key="")
+    rv = SweepVariant(Variant("m", 0.75, 0.5, "int8"), path=None, key="")
     assert _name(0.75, 0.5, "int8") == rv.label == "w0.75-d0.5-int8"

@@ -184,23 +184,23 @@ def test_reorder_that_changes_outputs_is_refused(src, tmp_path):
     a, b = run_onnx(dst, feeds), run_onnx(src, feeds)
     assert all(np.isfinite(v).all() for v in a.values())
     assert max(float(np.abs(a[k] - b[k]).max()) for k in a) > 1e-3
-    assert res.stats["verified"] is False
+    assert res.gate.verified is False
 
 
 def test_real_reorder_passes_the_comparison(src, tmp_path):
     res = reorder_file(src, tmp_path / "r.onnx", ReorderConfig())
-    assert res.modified and res.stats["verified"] is True and res.stats["verify_s"] > 0
+    assert res.modified and res.gate.verified is True and res.gate.seconds > 0
     # reordering an already sorted model changes nothing: a byte copy, nothing of the pass's to run
     again = reorder_file(tmp_path / "r.onnx", tmp_path / "r2.onnx", ReorderConfig())
     assert not again.modified and (tmp_path / "r2.onnx").read_bytes() == (tmp_path / "r.onnx").read_bytes()
-    assert again.stats["verified"] is True and again.stats["verify_note"] == "the output is a byte copy of the input"
+    assert again.gate.verified is True and again.gate.note == "the output is a byte copy of the input"
 
 
 def test_other_passes_record_the_gate(src, tmp_path):
     res = prune_heads_file(src, tmp_path / "h.onnx", HeadPruneConfig(heads={0: [1]}))
-    assert res.stats["verified"] is True and isinstance(res.stats["verify_s"], float)
+    assert res.gate.verified is True and isinstance(res.gate.seconds, float)
     res = prune_heads_file(src, tmp_path / "h2.onnx", HeadPruneConfig(heads={0: [1]}), verify=False)
-    assert res.stats["verified"] is False and res.stats["verify_s"] == 0.0
+    assert res.gate.verified is False and res.gate.seconds == 0.0
 
 
 # ------------------------------------------------------------------------------ (c) verify=False
@@ -209,7 +209,7 @@ def test_other_passes_record_the_gate(src, tmp_path):
 def test_verify_false_writes_the_broken_model(src, tmp_path):
     dst = tmp_path / "bad.onnx"
     res = run_pass_file(BadReshapePass(), src, dst, verify=False)
-    assert dst.exists() and res.stats["verified"] is False and res.stats["verify_s"] == 0.0
+    assert dst.exists() and res.gate.verified is False and res.gate.seconds == 0.0
     with pytest.raises(DeployError, match="Reshape"):
         run_onnx(dst, fixed_inputs())
 
@@ -218,11 +218,11 @@ def test_transform_forwards_verify(src, tmp_path):
     from deploytool.passes.slice_subnetwork import SliceConfig
 
     res = transform(src, tmp_path / "t.onnx", ReorderConfig(), verify=False)
-    assert res.stats["verified"] is False
+    assert res.gate.verified is False
     res = transform(src, tmp_path / "t2.onnx", ReorderConfig())
-    assert res.stats["verified"] is True
+    assert res.gate.verified is True
     res = transform(src, tmp_path / "s.onnx", SliceConfig(width=0.5), verify=False)
-    assert res.stats["verified"] is False
+    assert res.gate.verified is False
 
 
 # ------------------------------------------------------------------------------ external data
@@ -237,9 +237,9 @@ def test_external_data_output_is_verified_before_it_is_done(src, tmp_path, monke
         run_pass_file(BadReshapePass(), src, dst)
     _assert_nothing_written(dst)
     res = reorder_file(src, dst, ReorderConfig())
-    assert res.stats["verified"] is True
+    assert res.gate.verified is True
     assert (tmp_path / "big.onnx.data").exists() and not list(tmp_path.glob(".big.onnx*"))
-    assert res.stats["bytes_after"] > dst.stat().st_size  # the data file is counted
+    assert res.bytes_after > dst.stat().st_size  # the data file is counted
     run_onnx(dst, fixed_inputs())
 
 
@@ -367,7 +367,7 @@ def test_lossy_pass_within_its_bound_is_written(src, tmp_path):
 
     dst = tmp_path / "ok.onnx"
     r = run_pass_file(Slight(), src, dst)
-    assert dst.exists() and r.stats["verified"] is True
+    assert dst.exists() and r.gate.verified is True
 
 
 # ------------------------------------------------------------------------------ pack vs fake-quantized weights
@@ -379,7 +379,7 @@ def test_pack_is_compared_with_the_fake_quantized_model(src, tmp_path, runtime, 
 
     cfg = PackConfig(weights="ternary", runtime=runtime, accuracy_level=accuracy_level)
     r = transform(src, tmp_path / "t.onnx", cfg)
-    assert r.stats["verified"] is True
+    assert r.gate.verified is True
 
 
 def test_pack_with_wrong_codes_is_refused(src, tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from deploytool.choices import parse_enum
 from deploytool.errors import ConfigError
 from deploytool.runtime.spec import SessionSpec
 
@@ -35,14 +36,6 @@ class BusyPolicy(str, enum.Enum):
     WARN = "warn"  # measure, and say so in the report's warnings
     REFUSE = "refuse"  # raise BusyMachineError before measuring
 
-
-def _enum_field(cls: type[enum.Enum], name: str, value: Any) -> Any:
-    if isinstance(value, cls):
-        return value
-    try:
-        return cls(str(value).strip().lower())
-    except ValueError:
-        raise ConfigError(f"{name}: expected one of {', '.join(m.value for m in cls)}, got {value!r}") from None
 
 _MAX_SEQ = 1 << 16
 _MAX_BATCH = 4096
@@ -150,9 +143,9 @@ class BenchConfig:
 
             if not isinstance(self.profile, Profile):
                 raise ConfigError(f"profile: expected a device Profile, got {type(self.profile).__name__}")
-        object.__setattr__(self, "schedule", _enum_field(Schedule, "schedule", self.schedule))
-        object.__setattr__(self, "thread_pool", _enum_field(ThreadPool, "thread_pool", self.thread_pool))
-        object.__setattr__(self, "busy", _enum_field(BusyPolicy, "busy", self.busy))
+        object.__setattr__(self, "schedule", parse_enum(Schedule, self.schedule, "schedule"))
+        object.__setattr__(self, "thread_pool", parse_enum(ThreadPool, self.thread_pool, "thread_pool"))
+        object.__setattr__(self, "busy", parse_enum(BusyPolicy, self.busy, "busy"))
         _int_field("block_runs", self.block_runs, 1, _MAX_RUNS)
         wq = self.wait_quiet_s
         if isinstance(wq, bool) or not isinstance(wq, (int, float)) or not 0 <= wq <= 86400:

@@ -97,14 +97,14 @@ def reorder(model: str, importance: str | None, output: str, no_verify: bool) ->
 
 
 def echo_result(result, output: str, *, shrinks: bool = True) -> None:
-    s = result.stats
+    c, s = result.counts, result.stats
     click.echo(f"wrote {output}")
-    click.echo(f"  layers  {s['layers_before']} -> {s['layers_after']}")
-    click.echo(f"  heads   {s['heads_before']} -> {s['heads_after']}  per layer {s['heads_per_layer']}")
-    click.echo(f"  neurons {s['neurons_before']} -> {s['neurons_after']}  per layer {s['neurons_per_layer']}")
-    click.echo(f"  params  {s['params_before']:,} -> {s['params_after']:,}")
-    if "bytes_after" in s:
-        click.echo(f"  bytes   {s['bytes_before']:,} -> {s['bytes_after']:,}")
+    click.echo(f"  layers  {c.layers_before} -> {c.layers_after}")
+    click.echo(f"  heads   {c.heads_before} -> {c.heads_after}  per layer {c.heads_per_layer}")
+    click.echo(f"  neurons {c.neurons_before} -> {c.neurons_after}  per layer {c.neurons_per_layer}")
+    click.echo(f"  params  {c.params_before:,} -> {c.params_after:,}")
+    if result.bytes_after is not None:
+        click.echo(f"  bytes   {result.bytes_before:,} -> {result.bytes_after:,}")
     if "width_effective" in s:
         click.echo(f"  width {s['width']} applied as {s['width_effective']} ({s['width_note']}); "
                    f"layers kept {s['layers_kept']}")
@@ -114,7 +114,7 @@ def echo_result(result, output: str, *, shrinks: bool = True) -> None:
         click.echo(f"  importance: {s['importance']}")
     for skip in result.skipped:
         click.echo(f"  skipped {skip.node}: {skip.reason}")
-    echo_gate(s)
-    if shrinks and s["params_after"] == s["params_before"]:
+    echo_gate(result.gate)
+    if shrinks and c.params_after == c.params_before:
         click.echo("note: nothing was removed (the requested fraction rounds to zero heads, neurons and layers "
                    "for this model); the output computes the same as the input")

@@ -11,7 +11,7 @@ import json
 import click
 
 from deploytool.cli._grammar import GrammarCommand
-from deploytool.cli._verify import GATE_KEYS, echo_gate, no_verify_option
+from deploytool.cli._verify import echo_gate, no_verify_option
 from deploytool.errors import ConfigError
 
 
@@ -20,11 +20,13 @@ from deploytool.units import fmt_bytes as _fmt_bytes  # noqa: E402
 
 def _echo(result, output: str, title: str) -> None:
     s = result.stats
-    before, after = s.get("bytes_before"), s.get("bytes_after")
+    before, after = result.bytes_before, result.bytes_after
     size = f" {_fmt_bytes(before)} -> {_fmt_bytes(after)} ({before / after:.2f}x smaller)" if before and after else ""
     click.echo(f"{title}: wrote {output}{size}")
+    if result.variant is not None:
+        click.echo(f"  variant: {result.variant}")
     for key, value in s.items():
-        if key in ("bytes_before", "bytes_after", "note", "host_note", "arm_note", "by_role", *GATE_KEYS):
+        if key in ("note", "host_note", "arm_note", "by_role"):
             continue
         click.echo(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
     for role, r in s.get("by_role", {}).items():
@@ -33,7 +35,7 @@ def _echo(result, output: str, title: str) -> None:
                    f"{_fmt_bytes(r['bytes_after'])} ({ratio:.1f}x)")
     for skip in result.skipped:
         click.echo(f"  skipped {skip.node}: {skip.reason}")
-    echo_gate(s)
+    echo_gate(result.gate)
     for key in ("host_note", "arm_note", "note"):
         if key in s:
             click.echo(f"note: {s[key]}")

@@ -7,6 +7,7 @@ import enum
 import math
 from pathlib import Path
 
+from deploytool.choices import parse_enum
 from deploytool.errors import ConfigError
 
 __all__ = ["Exporter", "Task", "ExportConfig", "ExportResult", "OPSET_RANGE", "DEFAULT_OPSET"]
@@ -41,16 +42,6 @@ DEFAULT_OPSET: dict[Exporter, int | None] = {
 }
 
 
-def _enum(cls, value, field: str):
-    if isinstance(value, cls):
-        return value
-    try:
-        return cls(str(value))
-    except ValueError:
-        allowed = ", ".join(m.value for m in cls)
-        raise ConfigError(f"{field}={value!r} is not one of: {allowed}") from None
-
-
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
     """What to export and how.
@@ -76,8 +67,8 @@ class ExportConfig:
         if not str(self.model).strip():
             raise ConfigError("model must be a model name (minilm) or a Hugging Face folder, got ''")
         object.__setattr__(self, "model", str(self.model))
-        object.__setattr__(self, "task", _enum(Task, self.task, "task"))
-        object.__setattr__(self, "exporter", _enum(Exporter, self.exporter, "exporter"))
+        object.__setattr__(self, "task", parse_enum(Task, self.task, "task"))
+        object.__setattr__(self, "exporter", parse_enum(Exporter, self.exporter, "exporter"))
         if self.opset is not None:
             lo, hi = OPSET_RANGE[self.exporter]
             if isinstance(self.opset, bool) or not isinstance(self.opset, int) or not lo <= self.opset <= hi:

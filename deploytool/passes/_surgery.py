@@ -36,7 +36,7 @@ import numpy as np
 import onnx_ir as ir
 
 from deploytool.errors import PassRefusedError, StructureError
-from deploytool.graph._util import alias_root
+from deploytool.graph._util import alias_root, const_tensor
 from deploytool.graph.structure import (
     AttentionBlock,
     EncoderLayer,
@@ -51,19 +51,6 @@ logger = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------- tensors
 
-def _constant_tensor(node: ir.Node) -> ir.TensorProtocol | None:
-    for key in ("value", "value_ints", "value_int", "value_floats", "value_float"):
-        attr = node.attributes.get(key)
-        if attr is None:
-            continue
-        if key == "value":
-            return attr.as_tensor()
-        val = attr.value
-        dtype = np.int64 if "int" in key else np.float32
-        return ir.tensor(np.asarray(val, dtype=dtype))
-    return None
-
-
 def _is_own_constant(value: ir.Value) -> bool:
     """An initializer or a Constant node's output (editable in place), not an Identity of one."""
     prod = value.producer()
@@ -73,34 +60,19 @@ def _is_own_constant(value: ir.Value) -> bool:
 
 
 def get_array(value: ir.Value) -> np.ndarray:
-    """The numpy array of an initializer or Constant output (through Identity nodes)."""
-    seen = 0
-    while value.const_value is None and seen < 8:
-        prod = value.producer()
-        if prod is None or prod.op_type != "Identity" or prod.domain not in ("", "ai.onnx"):
-            break
-        value = prod.inputs[0]  # the TorchScript exporter dedups equal weights (e.g. zero biases) this way
-        seen += 1
-    t = value.const_value
-    if t is None:
-        prod = value.producer()
-        if prod is not None and prod.op_type == "Constant" and prod.domain in ("", "ai.onnx"):
-            t = _constant_tensor(prod)
+    """The numpy array of an initializer or Constant output (through Identity nodes: the TorchScript
+    exporter dedups equal weights, e.g. zero biases, this way)."""
+    t = const_tensor(value)
     if t is None:
         raise StructureError(f"tensor '{value.name}' is computed in the graph, not a constant; cannot slice it")
     return t.numpy()
 
 
 def _const_tensor(value: ir.Value) -> ir.TensorProtocol | None:
-    """The stored tensor of an initializer ``value`` (through Identity nodes), None for anything else."""
-    seen = 0
-    while value.const_value is None and seen < 8:
-        prod = value.producer()
-        if prod is None or prod.op_type != "Identity" or prod.domain not in ("", "ai.onnx"):
-            return None
-        value = prod.inputs[0]
-        seen += 1
-    return value.const_value if value.producer() is None else None
+    """The stored tensor of an initializer ``value`` (through Identity nodes), None for anything else
+    (a Constant node's output included)."""
+    root = alias_root(value)
+    return root.const_value if root is not None and root.producer() is None else None
 
 
 # tensors above this many bytes are edited lazily: the edit runs when the file is written (one tensor at
@@ -190,7 +162,7 @@ def _lin_owners(lin: Linear) -> list[ir.Node]:
 _SLICEABLE_OPS = {("", "MatMul"), ("", "Gemm"), ("com.microsoft", "Attention")}
 
 
-def _check_sliceable(lin: Linear, tag: str) -> None:
+def check_sliceable(lin: Linear, tag: str) -> None:
     """Only float weights of plain MatMul/Gemm (or a fused Attention's packed QKV) are sliced.
 
     A quantized or packed projection (MatMulInteger, DynamicQuantizeMatMul, MatMulNBits, ...) carries
@@ -214,15 +186,15 @@ def _check_sliceable(lin: Linear, tag: str) -> None:
 
 
 def _privatize_linear(graph: ir.Graph, lin: Linear, tag: str) -> None:
-    _check_sliceable(lin, tag.replace("L", "layer ", 1) if tag.startswith("L") else tag)
+    check_sliceable(lin, tag.replace("L", "layer ", 1) if tag.startswith("L") else tag)
     lin.weight = private_value(graph, lin.weight, _lin_owners(lin), tag)
     if lin.bias is not None:
         lin.bias = private_value(graph, lin.bias, _lin_owners(lin), tag)
 
 
 # Layers that share one set of weights (ALBERT) and get the same edit keep sharing the edited copy:
-# graph.meta[_SHARED_EDITS] maps (stored tensor, edit) to the value the first such edit produced.
-_SHARED_EDITS = "deploytool.surgery.shared_edits"
+# graph.meta[SHARED_EDITS] maps (stored tensor, edit) to the value the first such edit produced.
+SHARED_EDITS = "deploytool.surgery.shared_edits"
 
 
 def _edit_key(value: ir.Value, kind: str, idx: np.ndarray) -> tuple:
@@ -238,11 +210,11 @@ def _reuse(node: ir.Node | None, old: ir.Value, new: ir.Value) -> None:
 
 
 def _edit_linear(graph: ir.Graph, lin: Linear, idx: np.ndarray, tag: str, out: bool) -> None:
-    memo = graph.meta.setdefault(_SHARED_EDITS, {})
+    memo = graph.meta.setdefault(SHARED_EDITS, {})
     wkey = _edit_key(lin.weight, f"{'out' if out else 'in'}:{lin.layout}", idx)
     bkey = _edit_key(lin.bias, "bias", idx) if (out and lin.bias is not None) else None
     if wkey in memo and (bkey is None or bkey in memo):
-        _check_sliceable(lin, tag)
+        check_sliceable(lin, tag)
         _reuse(lin.node, lin.weight, memo[wkey])
         lin.weight = memo[wkey]
         if bkey is not None:
@@ -634,7 +606,7 @@ def layer_counts(structure: EncoderStructure) -> dict:
     }
 
 
-def _update_metadata(model: ir.Model, counts: dict) -> None:
+def update_metadata(model: ir.Model, counts: dict) -> None:
     """Keep the exporter's ``deploytool.*`` architecture metadata true after a structural edit.
 
     A count that now differs between layers is written as 0 ("per layer, see heads_per_layer"), so

@@ -1,13 +1,23 @@
 """The one pass contract every graph transform follows.
 
-A pass is an ``onnx_ir`` in-place pass built from one typed, already-validated config. ``call``
-returns a :class:`DeployPassResult`: the model, whether it changed, statistics (what changed, sizes
-before/after) and the list of things it skipped with the reason for each. A pipeline of passes is an
-``onnx_ir.passes.Sequential`` and is itself a pass.
+A pass is an ``onnx_ir`` in-place pass built from one typed, already-validated config. The runner
+(:meth:`DeployPass.__call__`, onnx_ir's ``PassBase.__call__``) calls, in this order:
 
-Preconditions (``requires``) raise :class:`deploytool.errors.DeployError` subclasses; onnx_ir wraps
-them in ``PreconditionError`` and :meth:`DeployPass.__call__` unwraps them again so callers (and the
-CLI) see the one-line error that names the problem.
+- ``requires(model)``: the preconditions. A refusal raises a :class:`deploytool.errors.DeployError`
+  subclass (``PassRefusedError``, ``UnavailableError``) before anything is touched; onnx_ir wraps it
+  in ``PreconditionError`` and :meth:`DeployPass.__call__` unwraps it again, so callers (and the CLI,
+  exit 2) see the one-line error that names the problem.
+- ``call(model)``: the edit. It returns a :class:`DeployPassResult`: the model, whether it changed
+  (``modified``), the pass's own details (``stats``) and what it skipped with the reason for each.
+  ``call`` checks no preconditions of its own.
+- ``ensures(model)``: the output checks (a ``DeployError`` there is a pass bug, or an input the pass
+  could not see was wrong; unwrapped the same way).
+
+A pipeline is a :class:`PassSequence` and is itself a pass: the opset upgrade, the packing and the
+residual Add->Sum rewrite of ``pack`` are three passes run in order by the one file runner
+(:func:`run_pass_file`). The result's typed fields (:class:`StructureCounts` of a structured pass, the
+file sizes, the :class:`GateStats`, the variant label) are what callers read;
+:meth:`DeployPassResult.to_dict` is the flat JSON form (recipes' ``result.json``, benchmarks).
 
 The verification gate: :func:`run_pass_file` (every pass's file runner) runs the output once in ONNX
 Runtime on a small padded batch (:mod:`deploytool.runtime.verify`) before the file is renamed into
@@ -47,19 +57,94 @@ class Skip:
 
 
 @dataclasses.dataclass
+class StructureCounts:
+    """A structured pass's encoder counts before and after (:class:`StructuredPass`)."""
+
+    family: str
+    exporter: str
+    layers_before: int
+    layers_after: int
+    heads_before: int
+    heads_after: int
+    neurons_before: int
+    neurons_after: int
+    params_before: int
+    params_after: int
+    heads_per_layer: list[int]
+    neurons_per_layer: list[int]
+
+
+@dataclasses.dataclass
+class GateStats:
+    """What the file runner's verification gate did: ``verified`` False when it was skipped
+    (``verify=False``); ``process`` "separate" and its ``peak_rss_bytes`` for big inputs; ``note`` when
+    there was nothing of the pass's to run (a byte copy)."""
+
+    verified: bool = False
+    seconds: float = 0.0
+    note: str | None = None
+    process: str | None = None
+    peak_rss_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"verified": self.verified, "verify_s": self.seconds}
+        if self.note is not None:
+            out["verify_note"] = self.note
+        if self.process is not None:
+            out.update(gate_process=self.process, gate_peak_rss_bytes=self.peak_rss_bytes)
+        return out
+
+
+@dataclasses.dataclass
 class DeployPassResult(ir.passes.PassResult):
+    """A pass's result. ``stats``: the pass's own details (JSON-ready: what it changed, its options);
+    the typed fields are filled by the contract: ``counts`` by :class:`StructuredPass`, ``variant`` by
+    :meth:`DeployPass.__call__`, ``bytes_before``/``bytes_after``/``gate`` by :func:`run_pass_file`."""
+
     stats: dict[str, Any] = dataclasses.field(default_factory=dict)
     skipped: list[Skip] = dataclasses.field(default_factory=list)
+    counts: StructureCounts | None = None
+    variant: str | None = None
+    bytes_before: int | None = None
+    bytes_after: int | None = None
+    gate: GateStats | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything as one flat JSON-ready mapping (the keys ``result.json`` files have always had)."""
+        out: dict[str, Any] = dataclasses.asdict(self.counts) if self.counts is not None else {}
+        out.update(self.stats)
+        if self.variant is not None:
+            out["variant"] = self.variant
+        if self.bytes_before is not None:
+            out.update(bytes_before=self.bytes_before, bytes_after=self.bytes_after)
+        if self.gate is not None:
+            out.update(self.gate.to_dict())
+        return out
 
     def summary(self) -> str:
-        parts = [f"{k}={v}" for k, v in self.stats.items() if not isinstance(v, (dict, list))]
+        parts = [f"{k}={v}" for k, v in self.to_dict().items() if not isinstance(v, (dict, list))]
         if self.skipped:
             parts.append(f"skipped={len(self.skipped)}")
         return ", ".join(parts)
 
+    def merge(self, other: DeployPassResult) -> None:
+        """Take in the result of a later pass of the same pipeline (see :class:`PassSequence`)."""
+        self.model = other.model
+        self.modified = self.modified or other.modified
+        self.stats.update(other.stats)
+        self.skipped.extend(other.skipped)
+        if other.counts is not None:
+            self.counts = other.counts
+        if other.variant is not None:
+            self.variant = other.variant
+
 
 class DeployPass(ir.passes.InPlacePass):
-    """Base class of deploytool's passes: in place, config-driven, unwrapping DeployErrors."""
+    """Base class of deploytool's passes: in place, config-driven, unwrapping DeployErrors.
+
+    Subclasses implement ``call`` and state their preconditions in ``requires`` and their output
+    checks in ``ensures`` (see the module doc); the hooks below tell the file runner how to gate,
+    name and record the output."""
 
     def __call__(self, model_or_result: ir.Model | ir.passes.PassResult, /) -> DeployPassResult:
         try:
@@ -70,16 +155,30 @@ class DeployPass(ir.passes.InPlacePass):
                 raise cause from None
             raise
         if result.modified:  # the model now is another variant: say which, in the file itself
-            step = self.variant_step(result.stats)
+            step = self.variant_step(result)
             if step is not None:
                 from deploytool.variant import record_step
 
                 props = result.model.metadata_props
                 v = record_step(props, **step, fallback_source=_seed_source(result.model))
-                result.stats["variant"] = v.label
+                result.variant = v.label
         return result  # type: ignore[return-value]
 
-    def variant_step(self, stats: dict[str, Any]) -> dict[str, Any] | None:
+    @property
+    def name(self) -> str:
+        """How messages name the pass (a pipeline: its main pass)."""
+        return type(self).__name__
+
+    def requires_input(self, model: ir.Model) -> None:
+        """Preconditions that already hold of a pipeline's input, before any preparatory pass runs
+        (:class:`PassSequence` checks its main pass's here first, so e.g. ``pack`` refuses a quantized
+        model before spending time on an opset upgrade). Default: none."""
+
+    def after_write(self, dst: str | os.PathLike, result: DeployPassResult) -> None:
+        """A last contract step once ``dst`` is in place (e.g. fp16 asks this host's ONNX Runtime what it
+        runs); it may add details to ``result.stats``. Default: nothing."""
+
+    def variant_step(self, result: DeployPassResult) -> dict[str, Any] | None:
         """How this pass changes the model's variant record (:mod:`deploytool.variant`): ``{"step":
         name, "width_factor": .., "depth_factor": .., "precision": ..}``; None records nothing."""
         return None
@@ -108,6 +207,163 @@ class DeployPass(ir.passes.InPlacePass):
         """True when the output must compute what the input computes (the file runner's gate then
         compares the two on the same inputs). False unless a pass says otherwise."""
         return False
+
+
+class PassSequence(DeployPass):
+    """Passes run one after another on the same model, as one pass (onnx_ir's "a pipeline of passes is
+    itself a pass"). Each sub-pass runs its own ``requires``/``call``/``ensures``; the sequence first
+    checks its main pass's :meth:`~DeployPass.requires_input` on the input. The result merges the
+    sub-results in order (details, skips; modified if any changed the model). The verification gate
+    and messages follow the main pass (``main``: its index, default the first)."""
+
+    def __init__(self, passes, main: int = 0) -> None:
+        super().__init__()
+        self.passes: list[DeployPass] = list(passes)
+        if not self.passes:
+            raise ValueError("PassSequence needs at least one pass")
+        self.main = self.passes[main]
+
+    @property
+    def name(self) -> str:
+        return self.main.name
+
+    def requires(self, model: ir.Model) -> None:
+        self.main.requires_input(model)
+
+    def call(self, model: ir.Model) -> DeployPassResult:
+        result = DeployPassResult(model, modified=False)
+        for p in self.passes:
+            result.merge(p(result.model))
+        return result
+
+    # the gate follows the main pass
+    def preserves_outputs(self) -> bool:
+        return self.main.preserves_outputs()
+
+    def min_output_cosine(self) -> float | None:
+        return self.main.min_output_cosine()
+
+    def gate_reference(self, src):
+        return self.main.gate_reference(src)
+
+    def gate_done(self) -> None:
+        self.main.gate_done()
+
+    @property
+    def reference_label(self) -> str:  # type: ignore[override]
+        return self.main.reference_label
+
+    def after_write(self, dst, result) -> None:
+        for p in self.passes:
+            p.after_write(dst, result)
+
+
+@dataclasses.dataclass
+class Edit:
+    """What :meth:`StructuredPass.edit` did: its details, and ``changed`` for a change that the
+    per-layer head and neuron counts do not show (a permutation; a slice that rounds to the full model)."""
+
+    stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+    changed: bool = False
+
+
+class StructuredPass(DeployPass):
+    """The contract of the structured passes (slice, prune-heads, prune-ffn, reorder).
+
+    ``requires`` finds the encoder's structure (:func:`deploytool.graph.find_structure`), refuses a
+    model whose projections are quantized or packed and runs the pass's own :meth:`check` on the
+    structure, all before anything is touched. ``call`` lets :meth:`edit` change the graph through
+    :mod:`deploytool.passes._surgery` and reports the counts before and after (``result.counts``,
+    :class:`StructureCounts`) with the edit's details. ``ensures`` checks that every layer kept at least
+    one head and one neuron (the per-layer counts it wrote into the metadata).
+    """
+
+    #: the pass's name in a variant's chain (:mod:`deploytool.variant`)
+    step_name = "structured"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._found: tuple[ir.Model, Any] | None = None  # (model, structure) that requires() found
+
+    def edit(self, model: ir.Model, structure) -> Edit:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def check(self, structure) -> None:
+        """The pass's own refusals given the structure (layer or head ids out of range, ...). Default none."""
+
+    def requires(self, model: ir.Model) -> None:
+        from deploytool.graph.structure import find_structure
+        from deploytool.passes._surgery import check_sliceable
+
+        structure = find_structure(model)
+        for layer in structure.layers:
+            for lin in layer.linears():
+                check_sliceable(lin, f"layer {layer.index}")
+        self.check(structure)
+        self._found = (model, structure)
+
+    def _structure(self, model: ir.Model):
+        from deploytool.graph.structure import find_structure
+
+        found, self._found = self._found, None
+        if found is not None and found[0] is model:
+            return found[1]
+        return find_structure(model)  # call() without requires(): onnx_ir's runner always calls both
+
+    def variant_step(self, result: DeployPassResult) -> dict:
+        """Width scales by the heads per layer kept, depth by the layers kept."""
+        c = result.counts
+        lb, la, hb, ha = c.layers_before, c.layers_after, c.heads_before, c.heads_after
+        width = (ha / la) / (hb / lb) if la and lb and hb else 1.0
+        return {"step": self.step_name, "width_factor": width, "depth_factor": la / lb if lb else 1.0}
+
+    def call(self, model: ir.Model) -> DeployPassResult:
+        from deploytool.passes._surgery import (
+            SHARED_EDITS,
+            clear_intermediate_shapes,
+            count_params,
+            layer_counts,
+            update_metadata,
+        )
+
+        structure = self._structure(model)
+        before = layer_counts(structure)
+        params_before = count_params(model.graph)
+        try:
+            done = self.edit(model, structure)
+        finally:
+            model.graph.meta.pop(SHARED_EDITS, None)
+        if not isinstance(done, Edit):
+            raise TypeError(f"{type(self).__name__}.edit must return an Edit, not {type(done).__name__}")
+        after = layer_counts(structure)
+        changed = before != after or done.changed
+        if changed:
+            # tensors every user now reads an edited copy of (weights shared by layers, as in ALBERT)
+            from onnx_ir.passes.common import RemoveUnusedNodesPass
+
+            RemoveUnusedNodesPass()(model)
+            clear_intermediate_shapes(model.graph)
+            update_metadata(model, after)
+        # ORT's transformer optimizer writes com.microsoft nodes without importing the domain
+        for node in ir.traversal.RecursiveGraphIterator(model.graph):
+            if node.domain and node.domain not in model.opset_imports:
+                model.opset_imports[node.domain] = 1
+        counts = StructureCounts(
+            family=structure.family, exporter=structure.exporter,
+            layers_before=before["layers"], layers_after=after["layers"],
+            heads_before=sum(before["heads"]), heads_after=sum(after["heads"]),
+            neurons_before=sum(before["neurons"]), neurons_after=sum(after["neurons"]),
+            params_before=params_before, params_after=count_params(model.graph),
+            heads_per_layer=after["heads"], neurons_per_layer=after["neurons"])
+        return DeployPassResult(model=model, modified=changed, stats=dict(done.stats), counts=counts)
+
+    def ensures(self, model: ir.Model) -> None:
+        props = model.metadata_props
+        heads = props.get("deploytool.heads_per_layer")
+        neurons = props.get("deploytool.ffn_per_layer")
+        for what, text in (("head", heads), ("FFN neuron", neurons)):
+            if text and any(int(x) < 1 for x in text.split(",")):
+                raise VerificationError(f"{self.name} left a layer without a {what} ({text}); nothing written")
 
 
 def _seed_source(model: ir.Model) -> str:
@@ -159,22 +415,21 @@ BIG_MODEL_BYTES = 50_000_000
 
 
 def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathLike, *,
-                  finalize=None, verify: bool = True, prepare=None) -> DeployPassResult:
-    """Load ``src``, apply ``pass_``, run ``onnx.checker`` and the ORT gate, save to ``dst`` atomically.
+                  verify: bool = True) -> DeployPassResult:
+    """The one file runner: load ``src``, apply ``pass_`` (a pass or a :class:`PassSequence`: its
+    ``requires``, ``call``, ``ensures``), run ``onnx.checker`` and the ORT gate, save to ``dst``
+    atomically, then the pass's :meth:`~DeployPass.after_write`.
 
-    The input file is never modified; ``dst`` appears only if everything succeeded. Adds
-    ``bytes_before``/``bytes_after``, ``verified``, ``verify_s`` (and for big inputs ``gate_process``
-    and ``gate_peak_rss_bytes``) to the result's stats.
+    The input file is never modified; ``dst`` appears only if everything succeeded. Fills the result's
+    ``bytes_before``/``bytes_after`` and ``gate`` (:class:`GateStats`; for big inputs the gate's process
+    and its peak RSS).
 
     Streaming: the input's weights are memory maps (``onnx_io.load_model``), the pass leaves its edits
     as lazy tensors, and :func:`write_model_checked` computes, writes and drops one tensor at a time,
     so the pass's memory stays near the largest tensor plus the graph, not a multiple of the file.
-    Inputs over :data:`BIG_MODEL_BYTES` run the gate in a fresh process (its ONNX Runtime session,
-    about the size of the output, is reported apart as ``gate_peak_rss_bytes``). ``finalize`` is an
-    optional last proto-level rewrite of the nodes (e.g. ``quantize_int8.residual_adds_to_sum``);
-    ``prepare`` an optional ``model -> model`` step before the pass (pack's opset upgrade).
-    ``verify=False`` skips the gate (see the module doc). The returned result's ``model`` is the output
-    model, its big tensors read from ``dst``.
+    Inputs over :data:`BIG_MODEL_BYTES` run the gate in a fresh process. ``verify=False`` skips the gate
+    (see the module doc). The returned result's ``model`` is the output model, its big tensors read
+    from ``dst``.
     """
     import gc
 
@@ -185,10 +440,8 @@ def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathL
     model = onnx_io.load_model(src, data_files=data_files)
     bytes_before = input_bytes(src, data_files)
     _seed_variant(model, src)
-    if prepare is not None:
-        model = prepare(model)
     result = pass_(model)
-    if not result.modified and finalize is None and not data_files and prepare is None:
+    if not result.modified and not data_files:
         # nothing changed (e.g. width = depth = 1): the output is a byte copy of the input, which
         # computes what the input computes; the gate has nothing of the pass's to run (an input with
         # external data is written out like any output instead: a copy would share its data file)
@@ -196,39 +449,39 @@ def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathL
 
         with onnx_io.atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
-        result.stats["bytes_before"] = result.stats["bytes_after"] = bytes_before
-        result.stats.update(verified=verify, verify_s=0.0)
-        if verify:
-            result.stats["verify_note"] = "the output is a byte copy of the input"
+        result.bytes_before = result.bytes_after = bytes_before
+        result.gate = GateStats(verified=verify, note="the output is a byte copy of the input" if verify else None)
+        pass_.after_write(dst, result)
         return result
     # passes insert nodes next to where they are needed; the file must list producers first
     result.model.graph.sort()
-    stats, skipped, modified, out = result.stats, result.skipped, result.modified, result.model
-    del model, result
+    out = result.model
+    result.model = None  # type: ignore[assignment]
+    del model
     big = bytes_before > BIG_MODEL_BYTES
     if big:  # big models only: a full collection costs ~0.3 s with torch loaded
         gc.collect()
         _release_free_memory()
     bytes_after, gate = write_model_checked(pass_, out, src, dst, verify=verify, data_files=data_files,
-                                            finalize=finalize, isolate_gate=big)
-    stats["bytes_before"] = bytes_before
-    stats["bytes_after"] = bytes_after
-    stats.update(gate)
-    return DeployPassResult(model=out, modified=modified, stats=stats, skipped=skipped)
+                                            isolate_gate=big)
+    result.model = out
+    result.bytes_before, result.bytes_after, result.gate = bytes_before, bytes_after, gate
+    pass_.after_write(dst, result)
+    return result
 
 
 def write_model_checked(pass_: DeployPass, model: ir.Model, src: str | os.PathLike, dst: str | os.PathLike, *,
-                        verify: bool = True, data_files: list[Path] | None = None, finalize=None,
-                        isolate_gate: bool = False) -> tuple[int, dict[str, Any]]:
-    """:func:`write_checked` for an IR model, streamed (``onnx_io.staged_model``): each tensor is
-    computed, written and dropped in turn, then ``onnx.checker`` and the gate run on the temporary file,
-    and only then is it renamed to ``dst``. ``model``'s big tensors read from ``dst`` afterwards.
+                        verify: bool = True, data_files: list[Path] | None = None,
+                        isolate_gate: bool = False) -> tuple[int, GateStats]:
+    """Write an IR model to ``dst`` streamed (``onnx_io.staged_model``): each tensor is computed, written
+    and dropped in turn, then ``onnx.checker`` and the gate run on the temporary file, and only then is
+    it renamed to ``dst`` (nothing is left there on failure). ``model``'s big tensors read from ``dst`` afterwards.
     ``isolate_gate``: run the gate in a process of its own (see :func:`run_pass_file`).
     Returns (bytes written, gate stats)."""
     from deploytool import onnx_io
 
-    gate: dict[str, Any] = {"verified": False, "verify_s": 0.0}
-    with onnx_io.staged_model(model, dst, inputs=(src,), finalize=finalize, remap=True,
+    gate = GateStats()
+    with onnx_io.staged_model(model, dst, inputs=(src,), remap=True,
                               data_files=None if data_files is None else tuple(data_files)) as staged:
         try:
             staged.check()
@@ -237,9 +490,9 @@ def write_model_checked(pass_: DeployPass, model: ir.Model, src: str | os.PathLi
         _release_free_memory()
         if verify:
             seconds, rss = _gate(pass_, staged.proto, src, staged.path, isolate=isolate_gate)
-            gate.update(verified=True, verify_s=round(seconds, 3))
+            gate.verified, gate.seconds = True, round(seconds, 3)
             if isolate_gate:
-                gate.update(gate_process="separate", gate_peak_rss_bytes=rss)
+                gate.process, gate.peak_rss_bytes = "separate", rss
         external = staged.external
     bytes_after = Path(dst).stat().st_size
     if external:  # the model file names its final data file now
@@ -280,53 +533,6 @@ def _input_rejected_alike(src: str | os.PathLike, error: Exception) -> bool:
     return False
 
 
-def write_checked(pass_: DeployPass, proto, src: str | os.PathLike, dst: str | os.PathLike, *,
-                  verify: bool = True, data_files: list[Path] | None = None) -> tuple[int, dict[str, Any]]:
-    """Check ``proto`` (``onnx.checker``), write it to a temporary file beside ``dst``, run the gate on
-    that file (unless ``verify`` is False) and only then rename it to ``dst``.
-
-    Returns (bytes written, ``{"verified": bool, "verify_s": seconds}``). On any failure nothing is
-    left at ``dst`` (no temporary file, no external-data file). Models whose weights exceed
-    ``onnx_io.EXTERNAL_DATA_BYTES`` are saved with one external-data file (``<dst name>.data``, another name
-    if that is one of ``src``'s files: the input's data is never written to) first and checked by path;
-    smaller ones are one self-contained file, whatever the input was. ``data_files``: ``src``'s
-    external-data files when the caller knows them (None: found by parsing ``src`` without its data).
-    """
-    import onnx
-
-    from deploytool import onnx_io
-
-    def check(model) -> None:
-        try:
-            onnx.checker.check_model(model, full_check=False)
-        except onnx.checker.ValidationError as e:
-            _checker_failed(pass_, src, e)
-
-    gate: dict[str, Any] = {"verified": False, "verify_s": 0.0}
-
-    def run_gate(path: Path) -> None:
-        if verify:
-            gate["verify_s"] = round(_gate(pass_, proto, src, path)[0], 3)
-            gate["verified"] = True
-
-    # external data (onnx_io's threshold): let staged_proto lay it out, then check by path
-    if onnx_io.weight_bytes(proto) > onnx_io.EXTERNAL_DATA_BYTES:
-        with onnx_io.staged_proto(proto, dst, external=True, inputs=(src,),
-                                  data_files=None if data_files is None else tuple(data_files)) as tmp:
-            check(str(tmp))
-            run_gate(tmp)
-        bytes_after = file_size(dst)
-    else:
-        data = proto.SerializeToString()
-        check(data)  # the serialized bytes are needed for the file anyway
-        with onnx_io.atomic_path(dst) as tmp:
-            tmp.write_bytes(data)
-            bytes_after = len(data)
-            del data
-            run_gate(tmp)
-    return bytes_after, gate
-
-
 def _checker_failed(pass_: DeployPass, src: str | os.PathLike, e: Exception) -> None:
     """``onnx.checker`` rejected a pass's output: a bug in the pass, not bad input (still one line), unless
     the input breaks the same rule (then the ORT gate decides)."""
@@ -336,7 +542,7 @@ def _checker_failed(pass_: DeployPass, src: str | os.PathLike, e: Exception) -> 
         logger.info("onnx.checker rejects the input the same way (%s); relying on the ORT gate", e)
         return
     first = " ".join(str(e).split())[:240]
-    raise VerificationError(f"{type(pass_).__name__} produced a model onnx.checker rejects ({first}); "
+    raise VerificationError(f"{pass_.name} produced a model onnx.checker rejects ({first}); "
                             f"nothing written") from e
 
 
@@ -353,7 +559,7 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
     from deploytool.runtime.verify import gate_feeds, verify_model, verify_model_isolated
 
     start = time.perf_counter()
-    name = type(pass_).__name__
+    name = pass_.name
     try:
         plan = plan_inputs_proto(proto, path, require_ids=False)
     except DeployError as e:  # an input the gate cannot make data for: it cannot say the model runs

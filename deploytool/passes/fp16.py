@@ -16,18 +16,19 @@ inserted casts on this host and says so in the result.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import onnx
 import onnx_ir as ir
+from pydantic import PlainValidator
 
 from deploytool import onnx_io
-from deploytool.errors import ConfigError, DeployError, PassRefusedError
-from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
+from deploytool.errors import DeployError, PassRefusedError, VerificationError
+from deploytool.passes.base import DeployPass, DeployPassResult
+from deploytool.validation import Flag, invalid, schema
 from deploytool.passes.quantize_int8 import _QUANT_OPS, _swap_in
 
 logger = logging.getLogger(__name__)
@@ -38,17 +39,17 @@ ARM_NOTE = ("fp16 pays on ARM64 cores with fp16 arithmetic (Armv8.2-A FP16, e.g.
             "where ONNX Runtime's MLAS runs fp16 GEMMs natively")
 
 
-@dataclasses.dataclass(frozen=True)
-class Fp16Config:
-    keep_io_types: bool = True  # inputs/outputs stay int64/fp32; Casts inside the graph
-    op_block_list: tuple[str, ...] = ()  # op types kept in fp32 (besides ORT's default list)
-    check_host: bool = True  # build a session here and count ORT-inserted precision casts
+def _op_types(v: Any) -> tuple[str, ...]:
+    if isinstance(v, str) or not isinstance(v, (list, tuple)) or not all(isinstance(o, str) and o for o in v):
+        raise invalid(f"expected a list of op type names, got {v!r}")
+    return tuple(v)
 
-    def __post_init__(self) -> None:
-        ops = self.op_block_list
-        if isinstance(ops, str) or not all(isinstance(o, str) and o for o in ops):
-            raise ConfigError(f"op_block_list: expected a list of op type names, got {ops!r}")
-        object.__setattr__(self, "op_block_list", tuple(ops))
+
+@schema
+class Fp16Config:
+    keep_io_types: Flag = True  # inputs/outputs stay int64/fp32; Casts inside the graph
+    op_block_list: Annotated[tuple[str, ...], PlainValidator(_op_types)] = ()  # op types kept in fp32 too
+    check_host: Flag = True  # build a session here and count ORT-inserted precision casts
 
 
 class Fp16ConvertPass(DeployPass):
@@ -56,7 +57,7 @@ class Fp16ConvertPass(DeployPass):
         super().__init__()
         self.config = config
 
-    def variant_step(self, stats: dict) -> dict:
+    def variant_step(self, result) -> dict:
         return {"step": "fp16", "precision": "fp16"}
 
     def min_output_cosine(self) -> float | None:
@@ -72,6 +73,28 @@ class Fp16ConvertPass(DeployPass):
         for v in model.graph.initializers.values():
             if v.const_value is not None and v.const_value.dtype is ir.DataType.FLOAT16:
                 raise PassRefusedError(f"model already has fp16 weights ({v.name!r})")
+
+    def ensures(self, model: ir.Model) -> None:
+        if not any(v.const_value is not None and v.const_value.dtype is ir.DataType.FLOAT16
+                   for v in model.graph.initializers.values()):
+            raise VerificationError("Fp16ConvertPass: the converter left no fp16 weight; nothing written")
+
+    def after_write(self, dst: str | os.PathLike, result: DeployPassResult) -> None:
+        """With ``check_host``: build a session of ``dst`` here and count the precision casts ORT inserted."""
+        result.stats["arm_note"] = ARM_NOTE
+        if not self.config.check_host:
+            return
+        from deploytool.runtime.session import inserted_precision_casts
+
+        casts = inserted_precision_casts(dst)
+        result.stats["inserted_precision_casts"] = len(casts)
+        if casts:
+            result.stats["host_note"] = (
+                f"this CPU runs the model in fp32: ONNX Runtime inserted {len(casts)} precision casts "
+                "(InsertedPrecisionFreeCast_*) because its kernels here have no fp16 arithmetic; "
+                "the file is half the size, the speed is not better")
+        else:
+            result.stats["host_note"] = "ONNX Runtime inserted no precision casts: this host runs the fp16 kernels"
 
     def call(self, model: ir.Model) -> DeployPassResult:
         import inspect
@@ -177,19 +200,8 @@ def _lazy_fp16(src: ir.TensorProtocol, name: str, convert, bounds: tuple[float, 
 
 def convert_fp16_file(src: str | os.PathLike, dst: str | os.PathLike, config: Fp16Config, *,
                       verify: bool = True) -> DeployPassResult:
-    """Convert ``src`` to fp16 into ``dst`` (atomic) and, with ``check_host``, say what this CPU runs."""
-    result = run_pass_file(Fp16ConvertPass(config), src, dst, verify=verify)
-    result.stats["arm_note"] = ARM_NOTE
-    if config.check_host:
-        from deploytool.runtime.session import inserted_precision_casts
+    """Convert ``src`` to fp16 into ``dst`` (atomic) and, with ``check_host``, say what this CPU runs:
+    :func:`deploytool.passes.transform`."""
+    from deploytool.passes import transform
 
-        casts = inserted_precision_casts(dst)
-        result.stats["inserted_precision_casts"] = len(casts)
-        if casts:
-            result.stats["host_note"] = (
-                f"this CPU runs the model in fp32: ONNX Runtime inserted {len(casts)} precision casts "
-                "(InsertedPrecisionFreeCast_*) because its kernels here have no fp16 arithmetic; "
-                "the file is half the size, the speed is not better")
-        else:
-            result.stats["host_note"] = "ONNX Runtime inserted no precision casts: this host runs the fp16 kernels"
-    return result
+    return transform(src, dst, config, verify=verify)

@@ -60,9 +60,11 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from deploytool.choices import parse_enum
 from deploytool.errors import ConfigError, PassRefusedError, StructureError
 from deploytool.graph._util import alias_root
-from deploytool.passes.base import DeployPass, DeployPassResult, Skip, run_pass_file
+from deploytool.passes.base import DeployPass, DeployPassResult, Skip
+from deploytool.passes.upgrade_opset import INT2_MIN_OPSET, upgrade_opset  # noqa: F401 - re-exported
 from deploytool.quant import packing
 from deploytool.quant.quantizers import (
     Granularity,
@@ -83,12 +85,12 @@ __all__ = [
     "Runtime",
     "WeightScheme",
     "pack_file",
+    "pack_pipeline",
     "PACKING_KEY",
     "QAT_NOTE",
 ]
 
 PACKING_KEY = "deploytool.packing"
-INT2_MIN_OPSET = 25
 QAT_NOTE = ("post-training ternary/binary weights lose accuracy without training; recover it with "
             "quantization-aware distillation (`deploytool qat`, TernaryBERT/BinaryBERT)")
 _PACKED_OPS = {"MatMulNBits", "DynamicQuantizeMatMul", "MatMulInteger", "MatMulIntegerToFloat", "QAttention",
@@ -110,15 +112,6 @@ class Runtime(str, enum.Enum):
     DENSEST = "densest"  # 5 trits per byte on disk (binary: 1 bit), int8 kernels
 
 
-def _enum(cls, value, field: str):
-    if isinstance(value, cls):
-        return value
-    try:
-        return cls(value)
-    except ValueError:
-        raise ConfigError(f"{field}: expected one of {[m.value for m in cls]}, got {value!r}") from None
-
-
 @dataclasses.dataclass(frozen=True)
 class PackConfig:
     """What to pack and how. ``embeddings=None`` means the same scheme as ``weights``."""
@@ -138,17 +131,17 @@ class PackConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}: expected true or false, got {getattr(self, name)!r}")
         object.__setattr__(self, "position_embeddings",
-                           _enum(WeightScheme, self.position_embeddings, "position_embeddings"))
+                           parse_enum(WeightScheme, self.position_embeddings, "position_embeddings"))
         w = self.weights.value if isinstance(self.weights, WeightScheme) else self.weights
         linear = (WeightScheme.TERNARY.value, WeightScheme.BINARY.value, WeightScheme.SPLIT_BINARY.value)
         if w not in linear:
             raise ConfigError(f"weights: expected one of {list(linear)}, got {w!r}")
         w = WeightScheme(w)
         object.__setattr__(self, "weights", w)
-        e = w if self.embeddings is None else _enum(WeightScheme, self.embeddings, "embeddings")
+        e = w if self.embeddings is None else parse_enum(WeightScheme, self.embeddings, "embeddings")
         object.__setattr__(self, "embeddings", e)
-        object.__setattr__(self, "runtime", _enum(Runtime, self.runtime, "runtime"))
-        object.__setattr__(self, "granularity", _enum(Granularity, self.granularity, "granularity"))
+        object.__setattr__(self, "runtime", parse_enum(Runtime, self.runtime, "runtime"))
+        object.__setattr__(self, "granularity", parse_enum(Granularity, self.granularity, "granularity"))
         if self.accuracy_level not in (0, 4):
             raise ConfigError(f"accuracy_level: expected 0 (fp32 activations) or 4 (int8), got {self.accuracy_level!r}")
         bs = self.block_size
@@ -774,7 +767,7 @@ class PackWeightsPass(DeployPass):
         self.config = config
         self._reference_dir: str | None = None
 
-    def variant_step(self, stats: dict) -> dict:
+    def variant_step(self, result) -> dict:
         c = self.config
         w = c.weights.value if isinstance(c.weights, WeightScheme) else str(c.weights)
         r = c.runtime.value if isinstance(c.runtime, Runtime) else str(c.runtime)
@@ -810,17 +803,30 @@ class PackWeightsPass(DeployPass):
             shutil.rmtree(self._reference_dir, ignore_errors=True)
             self._reference_dir = None
 
-    def requires(self, model: ir.Model) -> None:
+    def requires_input(self, model: ir.Model) -> None:
         why = _already_packed(model)
-        if why:
+        if why:  # checked by pack_pipeline before its opset upgrade too
             raise PassRefusedError(f"model is already packed or quantized ({why}); pack the fp32 model instead")
+
+    def requires(self, model: ir.Model) -> None:
+        self.requires_input(model)
         opset = model.opset_imports.get("", 0)
         if self.config.needs_int2 and opset < INT2_MIN_OPSET:
             raise PassRefusedError(
                 f"opset {opset} is too old for INT2 weights (runtime speed needs opset >= {INT2_MIN_OPSET}); "
-                "let pack_file upgrade it (upgrade_opset=True) or use --runtime densest or memory")
+                "let pack upgrade it (upgrade_opset=True) or use --runtime densest or memory")
         if opset < 15 and {self.config.embedding_scheme, self.config.position_scheme} - {None, "int8"}:
             raise PassRefusedError(f"opset {opset} is too old for packed embeddings (needs >= 15)")
+
+    def ensures(self, model: ir.Model) -> None:
+        from deploytool.errors import VerificationError
+
+        try:
+            record = json.loads(model.metadata_props.get(PACKING_KEY, "{}"))
+        except ValueError:
+            record = {}
+        if not record:
+            raise VerificationError(f"PackWeightsPass wrote no '{PACKING_KEY}' record; nothing written")
 
     def call(self, model: ir.Model) -> DeployPassResult:
         cfg = self.config
@@ -953,82 +959,32 @@ def _replace_lazily(v: ir.Value, fn) -> None:
     v.const_value = ir.LazyTensor(compute, dtype=ir.DataType.FLOAT, shape=ir.Shape(list(src.shape)), name=name)
 
 
-def upgrade_opset(src_model: ir.Model, target: int = INT2_MIN_OPSET) -> ir.Model:
-    """``src_model`` converted to opset ``target`` with onnx.version_converter (PassRefusedError if it fails).
+def pack_pipeline(config: PackConfig) -> DeployPass:
+    """The passes ``pack`` runs, in order: the opset upgrade when INT2 weights need it
+    (:class:`~deploytool.passes.upgrade_opset.UpgradeOpsetPass`, ``upgrade_opset=True``), the packing,
+    and for the int8-activation runtimes the residual Add->Sum rewrite, which keeps Add+LayerNorm out of
+    ORT's slow SkipLayerNormalization CPU kernel as int8 does (:mod:`deploytool.passes.residual_sum`)."""
+    from deploytool.passes.base import PassSequence
+    from deploytool.passes.residual_sum import ResidualAddsToSumPass
+    from deploytool.passes.upgrade_opset import UpgradeOpsetPass
 
-    The converter takes a serialized model, and protobuf cannot serialize more than 2 GB, so it gets
-    the graph without the weights: every initializer over 1 KiB is handed over as an external-data
-    placeholder (name, type and shape; the converter keeps such references as they are) and the
-    converted model gets the very same tensor objects back (no copy of the weights is made; the input
-    model is left as it was). ``src_model`` and the result share those tensors.
-    """
-    import onnx
-
-    from deploytool.errors import PassRefusedError as _Refused
-
-    old = src_model.opset_imports.get("", 0)
-    held: dict[str, ir.TensorProtocol] = {}
-    placeholders: dict[str, str] = {}
-    for name, v in src_model.graph.initializers.items():
-        t = v.const_value
-        if t is None or t.nbytes <= 1024:
-            continue
-        held[name] = t
-        placeholders[name] = f"deploytool-placeholder-{len(placeholders)}"
-        v.const_value = ir.ExternalTensor(placeholders[name], 0, t.nbytes, t.dtype, shape=t.shape, name=name)
-    try:
-        proto = ir.serde.serialize_model(src_model)
-    finally:
-        for name, t in held.items():
-            src_model.graph.initializers[name].const_value = t
-    size = proto.ByteSize()
-    if size > 2_000_000_000:
-        raise _Refused(f"cannot upgrade opset {old} to {target} for INT2 weights: the graph without its "
-                       f"weights is still {size / 1e9:.2f} GB, over protobuf's 2 GB limit; use --runtime densest "
-                       "or memory")
-    try:
-        converted = onnx.version_converter.convert_version(proto, target)
-    except Exception as e:
-        raise _Refused(f"cannot upgrade opset {old} to {target} for INT2 weights ({str(e).splitlines()[0][:120]}); "
-                       "use --runtime densest or memory") from e
-    del proto
-    converted.ir_version = max(converted.ir_version, 11)
-    out = ir.serde.deserialize_model(converted)
-    for name, t in held.items():
-        v = out.graph.initializers.get(name)
-        if v is None:
-            raise _Refused(f"cannot upgrade opset {old} to {target} for INT2 weights (the converter dropped "
-                           f"initializer {name!r}); use --runtime densest or memory")
-        v.const_value = t
-    return out
+    passes: list[DeployPass] = []
+    if config.needs_int2 and config.upgrade_opset:
+        passes.append(UpgradeOpsetPass(INT2_MIN_OPSET))
+    main = len(passes)
+    passes.append(PackWeightsPass(config))
+    if config.runtime is not Runtime.MEMORY or config.accuracy_level == 4:
+        passes.append(ResidualAddsToSumPass())
+    return PassSequence(passes, main=main)
 
 
 def pack_file(src: str | os.PathLike, dst: str | os.PathLike, config: PackConfig, *,
               verify: bool = True) -> DeployPassResult:
-    """Pack ``src`` into ``dst`` (atomic; the input is never modified). See the module docstring.
+    """Pack ``src`` into ``dst`` (atomic; the input is never modified): :func:`deploytool.passes.transform`
+    runs :func:`pack_pipeline` through the one file runner. See the module docstring.
 
     ``verify``: run the output once in ONNX Runtime before writing it (see ``base.run_pass_file``).
     """
-    from deploytool.passes.quantize_int8 import residual_adds_to_sum
+    from deploytool.passes import transform
 
-    pass_ = PackWeightsPass(config)
-    # int8-activation runtimes race our int8 model: keep Add+LayerNorm out of ORT's slow
-    # SkipLayerNormalization CPU kernel the same way (see quantize_int8.residual_adds_to_sum)
-    finalize = residual_adds_to_sum if config.runtime is not Runtime.MEMORY or config.accuracy_level == 4 else None
-    if not config.needs_int2 or not config.upgrade_opset:
-        return run_pass_file(pass_, src, dst, finalize=finalize, verify=verify)
-    opsets: list[int] = []
-
-    def prepare(model: ir.Model) -> ir.Model:
-        why = _already_packed(model)
-        if why:  # refuse before spending time on the upgrade
-            raise PassRefusedError(f"model is already packed or quantized ({why}); pack the fp32 model instead")
-        opset = model.opset_imports.get("", 0)
-        opsets.append(opset)
-        # the weights are shared, not copied; the old graph is dropped by the runner
-        return upgrade_opset(model) if opset < INT2_MIN_OPSET else model
-
-    result = run_pass_file(pass_, src, dst, finalize=finalize, verify=verify, prepare=prepare)
-    opset = opsets[0]
-    result.stats["opset"] = f"{opset} -> {INT2_MIN_OPSET}" if opset < INT2_MIN_OPSET else opset
-    return result
+    return transform(src, dst, config, verify=verify)

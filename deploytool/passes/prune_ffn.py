@@ -13,20 +13,20 @@ weight-magnitude fallback, named as such). A layer keeps at least one neuron.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Optional
 
 import onnx_ir as ir
 
 from deploytool.errors import ConfigError, InputFileError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes.structured import Edit, StructuredPass
+from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
+from deploytool.validation import FilePath, schema
 
 __all__ = ["FFNPruneConfig", "PruneFFNPass", "prune_ffn_file", "load_neurons_file"]
 
@@ -54,13 +54,14 @@ def load_neurons_file(path: str | os.PathLike) -> dict[int, tuple[int, ...]]:
     return out
 
 
-@dataclasses.dataclass(frozen=True)
+@schema
 class FFNPruneConfig:
     """Remove ``neurons`` ({layer: [ids]}) or keep the ``keep`` fraction of most important neurons."""
 
-    keep: float | None = None
-    neurons: Mapping[int, Sequence[int]] | None = None
-    importance: str | os.PathLike | None = None
+    # the range of keep and the mapping's layer and neuron ids are checked below (messages name the layer)
+    keep: Optional[Any] = None
+    neurons: Optional[Any] = None  # {layer: [neuron ids]}
+    importance: Optional[FilePath] = None
 
     def __post_init__(self):
         if (self.keep is None) == (self.neurons is None):
@@ -92,21 +93,26 @@ class PruneFFNPass(StructuredPass):
         super().__init__()
         self.config = config
 
+    def check(self, structure: EncoderStructure) -> None:
+        """Refuse explicit ids out of range, or a layer that would lose all its neurons."""
+        n = structure.num_layers
+        for layer, ids in (self.config.neurons or {}).items():
+            if layer >= n:
+                raise PassRefusedError(f"neurons: layer {layer} out of range 0..{n - 1}")
+            w = structure.layers[layer].ffn_width
+            bad = [i for i in ids if i >= w]
+            if bad:
+                raise PassRefusedError(f"neurons: layer {layer} neuron id {bad[0]} out of range 0..{w - 1}")
+            if len(ids) >= w:
+                raise PassRefusedError(f"neurons: layer {layer} would lose all {w} FFN neurons; keep at least one")
+
     def edit(self, model: ir.Model, structure: EncoderStructure) -> Edit:
         cfg = self.config
-        n = structure.num_layers
         stats = {}
         if cfg.neurons is not None:
             keep = {}
             for layer, ids in cfg.neurons.items():
-                if layer >= n:
-                    raise PassRefusedError(f"neurons: layer {layer} out of range 0..{n - 1}")
                 w = structure.layers[layer].ffn_width
-                bad = [i for i in ids if i >= w]
-                if bad:
-                    raise PassRefusedError(f"neurons: layer {layer} neuron id {bad[0]} out of range 0..{w - 1}")
-                if len(ids) >= w:
-                    raise PassRefusedError(f"neurons: layer {layer} would lose all {w} FFN neurons; keep at least one")
                 drop = set(ids)
                 keep[layer] = [j for j in range(w) if j not in drop]
         else:

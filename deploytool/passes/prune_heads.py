@@ -16,18 +16,18 @@ refused with an error naming the layer.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Optional
 
 import onnx_ir as ir
 
 from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes.structured import Edit, StructuredPass
+from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
+from deploytool.validation import FilePath, schema
 
 __all__ = ["HeadPruneConfig", "PruneHeadsPass", "prune_heads_file", "parse_heads_spec"]
 
@@ -56,13 +56,14 @@ def parse_heads_spec(spec: str) -> dict[int, tuple[int, ...]]:
     return out
 
 
-@dataclasses.dataclass(frozen=True)
+@schema
 class HeadPruneConfig:
     """Remove ``heads`` ({layer: [head ids]}) or, per layer, the ``ratio`` least important heads."""
 
-    heads: Mapping[int, Sequence[int]] | None = None
-    ratio: float | None = None
-    importance: str | os.PathLike | None = None  # importance file; None -> weight-magnitude fallback
+    # the mapping's layer and head ids and the ratio's range are checked below (messages name the layer)
+    heads: Optional[Any] = None  # {layer: [head ids]}
+    ratio: Optional[Any] = None
+    importance: Optional[FilePath] = None  # importance file; None -> weight-magnitude fallback
 
     def __post_init__(self):
         if (self.heads is None) == (self.ratio is None):
@@ -97,20 +98,23 @@ class PruneHeadsPass(StructuredPass):
         super().__init__()
         self.config = config
 
+    def check(self, structure: EncoderStructure) -> None:
+        """Refuse explicit ids out of range, or a layer that would lose all its heads."""
+        n = structure.num_layers
+        for layer, ids in (self.config.heads or {}).items():
+            if layer >= n:
+                raise PassRefusedError(f"heads: layer {layer} out of range 0..{n - 1}")
+            h = structure.layers[layer].attention.num_heads
+            for i in ids:
+                if i >= h:
+                    raise PassRefusedError(f"heads: layer {layer} head id {i} out of range 0..{h - 1}")
+            if len(set(ids)) >= h:
+                raise PassRefusedError(f"heads: layer {layer} would lose all {h} heads; keep at least one "
+                                       "(removing the whole attention block is not supported)")
+
     def _removal(self, structure: EncoderStructure) -> tuple[dict[int, tuple[int, ...]], str | None]:
         cfg = self.config
-        n = structure.num_layers
         if cfg.heads is not None:
-            for layer, ids in cfg.heads.items():
-                if layer >= n:
-                    raise PassRefusedError(f"heads: layer {layer} out of range 0..{n - 1}")
-                h = structure.layers[layer].attention.num_heads
-                for i in ids:
-                    if i >= h:
-                        raise PassRefusedError(f"heads: layer {layer} head id {i} out of range 0..{h - 1}")
-                if len(set(ids)) >= h:
-                    raise PassRefusedError(f"heads: layer {layer} would lose all {h} heads; keep at least one "
-                                           "(removing the whole attention block is not supported)")
             return dict(cfg.heads), None
         imp = _importance(cfg.importance, structure)
         out = {}

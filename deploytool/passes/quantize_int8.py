@@ -42,20 +42,20 @@ its int8 attention-score MatMuls and its extra nodes. Results file: benchmarks/r
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import onnx_ir as ir
 
 from deploytool import onnx_io
-from deploytool.errors import ConfigError, DeployError, PassRefusedError, UnavailableError
-from deploytool.passes.base import DeployPass, DeployPassResult, Skip, run_pass_file
+from deploytool.errors import ConfigError, DeployError, PassRefusedError, UnavailableError, VerificationError
+from deploytool.passes.base import DeployPass, DeployPassResult, Skip
+from deploytool.validation import Flag, Integer, OneOf, Text, schema
 
 logger = logging.getLogger(__name__)
 
@@ -68,43 +68,30 @@ class Fusion(str, enum.Enum):
     NONE = "none"
 
 
-@dataclasses.dataclass(frozen=True)
+@schema
 class Int8Config:
     """int8 quantization. ``calib``: a dataset name or CSV/JSONL path (static only)."""
 
-    per_channel: bool = True
-    static: bool = False
-    calib: str | None = None
-    calib_samples: int = 64
-    calib_seq_len: int = 128
-    tokenizer: str | None = None  # tokenizer.json or a folder holding it (static); default: metadata source
+    per_channel: Flag = True
+    static: Flag = False
+    calib: Optional[Text] = None
+    calib_samples: Integer(1, 10_000) = 64
+    calib_seq_len: Integer(2, 4096) = 128
+    tokenizer: Optional[Text] = None  # tokenizer.json (or its folder) for static; default: metadata source
     # measured fastest on MiniLM at seq 8 and 128 with bias_gelu off (benchmarks/int8_bench.py); falls back
     # to the unfused graph when ORT's optimizer fails on a model
-    fusion: Fusion = Fusion.ATTENTION
-    bias_gelu: bool = False  # let ORT fuse the FFN bias Add + Gelu into BiasGelu (measured slower; see doc)
-    skip_layernorm: bool = False  # let ORT fuse residual Add + LayerNormalization into SkipLayerNormalization
-    static_reshape: bool = False  # constant Reshape shapes (0 / -1 keep batch and sequence dynamic)
-    num_heads: int = 0  # 0: from metadata / detected by ORT
-    hidden_size: int = 0
+    fusion: OneOf(Fusion) = Fusion.ATTENTION
+    bias_gelu: Flag = False  # let ORT fuse the FFN bias Add + Gelu into BiasGelu (measured slower; see doc)
+    skip_layernorm: Flag = False  # let ORT fuse residual Add + LayerNormalization into SkipLayerNormalization
+    static_reshape: Flag = False  # constant Reshape shapes (0 / -1 keep batch and sequence dynamic)
+    num_heads: Integer(0, what="0 = detect") = 0  # 0: from metadata / detected by ORT
+    hidden_size: Integer(0, what="0 = detect") = 0
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "fusion", Fusion(self.fusion))
-        except ValueError:
-            raise ConfigError(f"fusion: expected one of {[f.value for f in Fusion]}, got {self.fusion!r}") from None
         if self.static and not self.calib:
             raise ConfigError("calib: static int8 needs calibration data (--calib-data DATASET or file)")
         if not self.static and self.calib:
             raise ConfigError("calib: calibration data is only used with static quantization (--static)")
-        if not 1 <= self.calib_samples <= 10_000:
-            raise ConfigError(f"calib_samples: expected 1..10000, got {self.calib_samples}")
-        if not 2 <= self.calib_seq_len <= 4096:
-            raise ConfigError(f"calib_seq_len: expected 2..4096, got {self.calib_seq_len}")
-        for name in ("per_channel", "static", "bias_gelu", "skip_layernorm", "static_reshape"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name}: expected true or false, got {getattr(self, name)!r}")
-        if self.num_heads < 0 or self.hidden_size < 0:
-            raise ConfigError("num_heads/hidden_size: expected >= 0 (0 = detect)")
 
 
 _QUANT_OPS = {"MatMulInteger", "DynamicQuantizeMatMul", "QAttention", "QLinearMatMul", "DynamicQuantizeLinear",
@@ -219,13 +206,17 @@ class Int8QuantizePass(DeployPass):
         super().__init__()
         self.config = config
 
-    def variant_step(self, stats: dict) -> dict:
+    def variant_step(self, result) -> dict:
         return {"step": "int8", "precision": "int8"}
 
     def min_output_cosine(self) -> float | None:
         return 0.9  # the gate refuses an output this far from the input's (a broken model, not rounding)
 
     def requires(self, model: ir.Model) -> None:
+        try:
+            import onnxruntime.quantization  # noqa: F401
+        except ImportError as e:
+            raise UnavailableError(f"int8 quantization needs onnxruntime ({e})") from e
         for node in model.graph.all_nodes():
             if node.op_type in _QUANT_OPS:
                 raise PassRefusedError(f"model is already quantized (it contains {node.op_type} node {node.name!r})")
@@ -237,6 +228,10 @@ class Int8QuantizePass(DeployPass):
             if v.dtype == ir.DataType.FLOAT16:
                 raise PassRefusedError(f"model has fp16 weights (e.g. {v.name!r}); int8-quantize the fp32 model "
                                        "instead")
+
+    def ensures(self, model: ir.Model) -> None:
+        if not any(n.op_type in _QUANT_OPS for n in model.graph.all_nodes()):
+            raise VerificationError("Int8QuantizePass: onnxruntime.quantization wrote no int8 op; nothing written")
 
     def call(self, model: ir.Model) -> DeployPassResult:
         import onnx
@@ -316,24 +311,17 @@ class Int8QuantizePass(DeployPass):
                 raise DeployError(f"int8: onnxruntime.quantization failed ({type(e).__name__}: {e})") from e
             finally:
                 root.setLevel(root_level)
-            # the output's weights stay memory maps (valid after the folder is removed); the graph rewrite
-            # runs on its skeleton
-            rewrites: list[int] = []
+            # the output's weights stay memory maps (valid after the folder is removed)
             if cfg.static_reshape:
                 # probing the Reshape shapes runs the model: this option reads the output whole
                 qproto = onnx_io.load_proto(dst)
-                if not cfg.skip_layernorm:
-                    rewrites.append(residual_adds_to_sum(qproto))
                 from deploytool.passes.static_reshape import constant_reshape_shapes
 
                 stats["static_reshape"] = constant_reshape_shapes(qproto)
                 out = ir.serde.deserialize_model(qproto)
                 del qproto
             else:
-                out = onnx_io.load_model(dst, rewrite=None if cfg.skip_layernorm else
-                                         lambda q: rewrites.append(residual_adds_to_sum(q)))
-        if not cfg.skip_layernorm:
-            stats["residual_add_as_sum"] = rewrites[0]
+                out = onnx_io.load_model(dst)
         counts: dict[str, int] = {}
         for n in out.graph.all_nodes():
             if n.op_type in _QUANT_OPS:
@@ -345,34 +333,6 @@ class Int8QuantizePass(DeployPass):
             skipped.append(Skip("MatMul", f"{left} MatMul/Gemm with constant weights left in fp32 by ORT's quantizer"))
         _swap_in(model, out)
         return DeployPassResult(model, modified=True, stats=stats, skipped=skipped)
-
-
-def residual_adds_to_sum(proto) -> int:
-    """Write each residual ``Add`` (two computed inputs) that feeds a ``LayerNormalization`` as ``Sum``.
-
-    The result is the same (``Sum`` of two tensors is ``Add``, with the same broadcasting), but ORT's
-    ``SkipLayerNormFusion`` only matches ``Add``, so the pair stays ``Add`` + ``LayerNormalization``
-    instead of becoming ``com.microsoft.SkipLayerNormalization``, whose CPU kernel (ORT 1.32) was
-    measured ~5x slower than the pair: 250 vs 47 us at [1, 128, 384], 1 thread (AVX512-VNNI host,
-    benchmarks/int8_bench.py). Returns how many were rewritten (``proto`` changed in place).
-    """
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < 8:  # Sum broadcasts like Add from opset 8 on
-        return 0
-    produced = {o: n for n in proto.graph.node for o in n.output}
-    constant = {i.name for i in proto.graph.initializer}
-    constant |= {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
-    count = 0
-    for node in proto.graph.node:
-        if node.op_type != "LayerNormalization" or node.domain not in ("", "ai.onnx") or not node.input:
-            continue
-        add = produced.get(node.input[0])
-        if (add is None or add.op_type != "Add" or add.domain not in ("", "ai.onnx") or len(add.input) != 2
-                or any(i in constant for i in add.input)):
-            continue
-        add.op_type = "Sum"
-        count += 1
-    return count
 
 
 def _swap_in(model: ir.Model, new: ir.Model) -> None:
@@ -387,11 +347,19 @@ def _swap_in(model: ir.Model, new: ir.Model) -> None:
     model.metadata_props.update(new.metadata_props)
 
 
+def int8_pipeline(config: Int8Config) -> DeployPass:
+    """The int8 pass, then (unless ``skip_layernorm``) the residual Add->Sum rewrite (see the module doc)."""
+    if config.skip_layernorm:
+        return Int8QuantizePass(config)
+    from deploytool.passes.base import PassSequence
+    from deploytool.passes.residual_sum import ResidualAddsToSumPass
+
+    return PassSequence([Int8QuantizePass(config), ResidualAddsToSumPass()])
+
+
 def quantize_int8_file(src: str | os.PathLike, dst: str | os.PathLike, config: Int8Config, *,
                        verify: bool = True) -> DeployPassResult:
-    """Quantize ``src`` to int8 into ``dst`` (atomic; ``src`` untouched)."""
-    try:
-        import onnxruntime.quantization  # noqa: F401
-    except ImportError as e:
-        raise UnavailableError(f"int8 quantization needs onnxruntime ({e})") from e
-    return run_pass_file(Int8QuantizePass(config), src, dst, verify=verify)
+    """Quantize ``src`` to int8 into ``dst`` (atomic; ``src`` untouched): :func:`deploytool.passes.transform`."""
+    from deploytool.passes import transform
+
+    return transform(src, dst, config, verify=verify)

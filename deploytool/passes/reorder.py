@@ -13,26 +13,27 @@ weight-magnitude fallback, named as such in the result.
 
 from __future__ import annotations
 
-import dataclasses
 import os
+from typing import Optional
 
 import onnx_ir as ir
 
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes.structured import Edit, StructuredPass
+from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
+from deploytool.validation import FilePath, Flag, schema
 
 __all__ = ["ReorderConfig", "ReorderPass", "reorder_file"]
 
 
-@dataclasses.dataclass(frozen=True)
+@schema
 class ReorderConfig:
     """Sort heads and neurons by ``importance`` (a file); None -> weight-magnitude (data-free)."""
 
-    importance: str | os.PathLike | None = None
-    heads: bool = True
-    neurons: bool = True
+    importance: Optional[FilePath] = None
+    heads: Flag = True
+    neurons: Flag = True
 
     def __post_init__(self):
         from deploytool.errors import ConfigError

@@ -36,7 +36,6 @@ refused (``PassRefusedError``).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 
@@ -45,8 +44,9 @@ import onnx_ir as ir
 from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes.structured import Edit, StructuredPass
+from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
+from deploytool.validation import Choice, Fraction, schema
 
 __all__ = ["SliceConfig", "SlicePass", "slice_file", "depth_keep", "width_keep", "ffn_keep", "ROUNDINGS",
            "RULES"]
@@ -61,34 +61,25 @@ RULES = {
 }
 
 
-def _check_fraction(name: str, v) -> None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ConfigError(f"{name}: {v!r} is not a number; expected 0 < {name} <= 1")
-    if not math.isfinite(v) or not 0 < v <= 1:
-        raise ConfigError(f"{name}: {v!r} out of range; expected 0 < {name} <= 1")
-
-
-def _check_rounding(v) -> None:
-    if not isinstance(v, str) or v not in ROUNDINGS:
-        raise ConfigError(f"rounding: {v!r} is not one of {', '.join(ROUNDINGS)}")
-
-
-@dataclasses.dataclass(frozen=True)
+@schema
 class SliceConfig:
-    """DynaBERT sub-network: keep ``width`` of each layer's heads and neurons and ``depth`` of the layers.
+    """DynaBERT sub-network: keep ``width`` of each layer's heads and neurons and ``depth`` of the layers
+    (each in (0, 1]).
 
     ``rounding``: ``"dynabert"`` (default; DynaBERT's public code, see the module docstring) or
     ``"half-up"`` (this project's earlier rule).
     """
 
-    width: float = 1.0
-    depth: float = 1.0
-    rounding: str = "dynabert"
+    width: Fraction = 1.0
+    depth: Fraction = 1.0
+    rounding: Choice(*ROUNDINGS) = "dynabert"
 
-    def __post_init__(self):
-        _check_fraction("width", self.width)
-        _check_fraction("depth", self.depth)
-        _check_rounding(self.rounding)
+
+def _check_rounding(v) -> None:
+    """The rule functions below take the rule by name from Python too: the one Choice validator refuses
+    anything else (``rounding: expected one of dynabert, half-up, got 'x'``)."""
+    if v not in ROUNDINGS:
+        raise ConfigError(f"rounding: expected one of {', '.join(ROUNDINGS)}, got {v!r}")
 
 
 def _half_up(x: float) -> int:
@@ -131,30 +122,36 @@ class SlicePass(StructuredPass):
         super().__init__()
         self.config = config
 
-    def variant_step(self, stats: dict) -> dict:
+    def variant_step(self, result) -> dict:
         # DynaBERT's names: (0.5, 0.75) stays "w0.5-d0.75" although 6 layers at 0.75 keep 4
         w, d = self.config.width, self.config.depth
         return {"step": f"slice(w={w:g},d={d:g})", "width_factor": w, "depth_factor": d}
 
-    def edit(self, model: ir.Model, structure: EncoderStructure) -> Edit:
+    def check(self, structure: EncoderStructure) -> None:
+        """Refuse a width or depth that keeps no layer, or no head of some layer."""
         w, d, rule = self.config.width, self.config.depth, self.config.rounding
         how = "round" if rule == "dynabert" else "round-half-up"
         num_layers = structure.num_layers
-        keep_layers = depth_keep(d, num_layers, rule)
-        if not keep_layers:
+        if not depth_keep(d, num_layers, rule):
             least = f"> {0.5 / num_layers:.4g}" if rule == "dynabert" else f">= {0.5 / num_layers:.4g}"
             raise PassRefusedError(f"depth {d} keeps {how}({d} * {num_layers}) = 0 of {num_layers} layers "
                                    f"(rounding {rule}); use depth {least}")
+        for layer in structure.layers:
+            h = layer.attention.num_heads
+            if width_keep(w, h, rule) == 0:
+                least = f"> {0.5 / h:.4g}" if rule == "dynabert" else f">= {0.5 / h:.4g}"
+                raise PassRefusedError(f"width {w} keeps {how}({w} * {h}) = 0 heads of layer {layer.index} "
+                                       f"(rounding {rule}); use width {least}")
+
+    def edit(self, model: ir.Model, structure: EncoderStructure) -> Edit:
+        w, d, rule = self.config.width, self.config.depth, self.config.rounding
+        keep_layers = depth_keep(d, structure.num_layers, rule)
         plans = []
         for layer in structure.layers:
             h = layer.attention.num_heads
             kh = width_keep(w, h, rule)
             # each FFN of the layer (MobileBERT stacks several) keeps its own first neurons by the rule
             kf = [start + j for start, f in layer.ffn_offsets() for j in range(ffn_keep(w, h, f.width, rule))]
-            if kh == 0:
-                least = f"> {0.5 / h:.4g}" if rule == "dynabert" else f">= {0.5 / h:.4g}"
-                raise PassRefusedError(f"width {w} keeps {how}({w} * {h}) = 0 heads of layer {layer.index} "
-                                       f"(rounding {rule}); use width {least}")
             plans.append((layer, h, kh, kf))
         kept = set(keep_layers)
         for layer, _, kh, kf in plans:

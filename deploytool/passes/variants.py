@@ -37,13 +37,12 @@ def precision_pass_config(precision: str, options: Mapping[str, Any] | None = No
         if opts:
             raise ConfigError(f"precision fp32 takes no options (got {', '.join(sorted(opts))})")
         return None
-    if precision == "fp16":
-        from deploytool.passes.fp16 import Fp16Config as cls
-    elif precision == "int8":
-        from deploytool.passes.quantize_int8 import Int8Config as cls
-    else:
-        from deploytool.passes.pack_weights import PackConfig as cls
+    from deploytool.passes import config_class
 
+    # the precision's pass in the one table (passes.pass_table): ternary/binary are pack's weight schemes
+    kind = {"fp16": "fp16", "int8": "int8"}.get(precision, "pack")
+    cls = config_class(kind)
+    if kind == "pack":
         opts = {"weights": precision, **opts}
     try:
         return cls(**opts)

@@ -29,14 +29,36 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import PlainValidator
 
 from deploytool.errors import ConfigError
+from deploytool.validation import invalid, kind_of, schema, validate
 
 __all__ = ["HostOptions", "build_host_profile", "is_host_template"]
 
-_TEMPLATE_KEYS = ("schema_version", "name", "from_host", "description", "execution_providers", "threads", "budgets")
-_TEMPLATE_OPTIONAL = ("sources",)
+def _threads(v: Any) -> Any:
+    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+        return v
+    raise invalid(f"expected 'auto' (the usable cores) or a positive integer, got {kind_of(v)}")
+
+
+@schema
+class HostTemplate:
+    """A ``from_host: true`` template: the keys it may have (the rest of the profile is detected and
+    measured, then the whole profile is validated by :func:`~deploytool.profiles.schema.parse_profile`)."""
+
+    schema_version: Any
+    name: Any
+    from_host: Any
+    description: Any
+    execution_providers: Any
+    threads: Annotated[Any, PlainValidator(_threads)]
+    budgets: Any
+    sources: Any = None
+
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,20 +104,18 @@ def _nominal_fp32_per_cycle(facts) -> tuple[float, str]:
 def build_host_profile(data: Mapping[str, Any], source: str, options: HostOptions | None = None,
                        *, facts=None, measurement=None):
     """A validated :class:`~deploytool.profiles.schema.Profile` of this machine from a template mapping."""
-    from deploytool.profiles.schema import _Where, _check_keys, parse_profile
+    from deploytool.profiles.schema import parse_profile
     from deploytool.runtime.host import detect_host, host_measurement
 
     options = options or HostOptions()
-    w = _Where(source)
-    _check_keys(data, w, _TEMPLATE_KEYS, _TEMPLATE_OPTIONAL)
+    validate(HostTemplate, dict(data) if isinstance(data, Mapping) else data, source)
     facts = facts or detect_host()
     threads = data["threads"]
     if threads == "auto":
         threads = facts.usable_cores
-    elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise (w / "threads").fail("'auto' (the usable cores) or a positive integer", threads)
     if threads > facts.usable_cores:
-        raise (w / "threads").fail(f"at most the {facts.usable_cores} usable core(s) of this machine", threads)
+        raise ConfigError(f"{source}: threads: expected at most the {facts.usable_cores} usable core(s) of this "
+                          f"machine, got {threads}")
     if measurement is None:
         measurement = host_measurement(options.cache, measure=options.measure, refresh=options.refresh, facts=facts)
     ghz = facts.max_ghz

@@ -1,9 +1,10 @@
 """Device profile schema, version 1: what a target device is and what it must meet.
 
 A profile is data (``device_profiles/<name>.yaml``), loaded with ``yaml.safe_load`` and validated
-here into frozen dataclasses. Every failure is a :class:`deploytool.errors.ConfigError` whose one-line
-message names the file, the key (dotted path) and what was expected; unknown keys are rejected with
-a did-you-mean. The schema (``schema_version: 1``)::
+here into frozen dataclasses by deploytool's one validation mechanism (:mod:`deploytool.validation`).
+Every failure is a :class:`deploytool.errors.ConfigError` whose one-line message names the file, the
+key path and what was expected (``kirin990.yaml: budgets.p90_latency_ms.128: expected a positive number
+(milliseconds), got -5``); unknown keys are rejected with a did-you-mean. The schema (``schema_version: 1``)::
 
     schema_version: 1
     name: kirin990                       # must equal the file's stem
@@ -36,14 +37,18 @@ a did-you-mean. The schema (``schema_version: 1``)::
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Optional
 
+from pydantic import BeforeValidator, Field, PlainValidator, ValidationInfo, model_validator
+
+from deploytool.choices import did_you_mean
 from deploytool.errors import ConfigError
 from deploytool.runtime.session import ExecutionProvider  # imports onnxruntime lazily
+from deploytool.validation import Choice, Integer, Number, OneOf, Text, invalid, kind_of, schema, validate
+from deploytool.variant import COMPUTE_PRECISIONS, Precision
 
 SCHEMA_VERSION = 1
 
@@ -89,13 +94,6 @@ class IsaFeature(str, enum.Enum):
     AVX10 = "avx10"
 
 
-class Precision(str, enum.Enum):
-    FP32 = "fp32"
-    FP16 = "fp16"
-    BF16 = "bf16"
-    INT8 = "int8"
-
-
 def parse_ep_name(text: Any, where: str = "execution provider") -> ExecutionProvider:
     """``XNNPACK``, ``xnnpack`` or ``XnnpackExecutionProvider`` -> the runtime's enum; else a did-you-mean."""
     key = str(text).strip()
@@ -103,7 +101,7 @@ def parse_ep_name(text: Any, where: str = "execution provider") -> ExecutionProv
         if key.lower() in (ep.name.lower(), ep.value.lower()):
             return ep
     names = [ep.name for ep in ExecutionProvider if ep is not ExecutionProvider.AZURE]
-    raise ConfigError(f"{where}: unknown execution provider '{text}'{_did_you_mean(key.upper(), names)}; "
+    raise ConfigError(f"{where}: unknown execution provider '{text}'{did_you_mean(key.upper(), names)}; "
                       f"expected one of {', '.join(names)}")
 
 
@@ -118,29 +116,104 @@ _WEIGHT_DTYPES = ("uint8", "int8", "uint16", "int4", "uint4")
 _NPU_PRECISIONS = ("quantized", "fp16")
 
 
-@dataclasses.dataclass(frozen=True)
+def _list_of(what: str):
+    """A non-empty YAML list (``what`` names it in the message)."""
+    def check(v: Any) -> Any:
+        if not isinstance(v, (list, tuple)) or not v:
+            raise invalid(f"expected a non-empty list of {what}, got {kind_of(v)}")
+        return v
+
+    return BeforeValidator(check)
+
+
+def _mapping_of(what: str):
+    def check(v: Any) -> Any:
+        if not isinstance(v, Mapping) and not dataclasses.is_dataclass(v):
+            raise invalid(f"expected a mapping ({what}), got {kind_of(v)}")
+        return v
+
+    return BeforeValidator(check)
+
+
+@schema
 class CpuCluster:
-    count: int
-    core: str  # micro-architecture, e.g. cortex-a76, neoverse-n1, sapphire-rapids
-    max_ghz: float
-    name: str = ""
+    count: Integer(1, what="cores")
+    core: Annotated[Text, BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v)]
+    max_ghz: Number("GHz")
+    name: str = ""  # micro-architecture above, e.g. cortex-a76, neoverse-n1, sapphire-rapids
 
 
-@dataclasses.dataclass(frozen=True)
+def _scalar_options(v: Any) -> dict[str, str]:
+    if not isinstance(v, Mapping):
+        raise invalid(f"expected a mapping of options, got {kind_of(v)}")
+    out: dict[str, str] = {}
+    for k, x in v.items():
+        if not isinstance(k, str) or isinstance(x, (list, dict)) or x is None:
+            raise invalid(f"expected a scalar option value (string, number or bool), got {kind_of(x)}", f".{k}")
+        out[k] = ("1" if x else "0") if isinstance(x, bool) else str(x)
+    return out
+
+
+def _provider(v: Any, at: str = "") -> ExecutionProvider:
+    if isinstance(v, ExecutionProvider):
+        return v
+    if not isinstance(v, str):
+        raise invalid(f"expected an execution provider name, got {kind_of(v)}", at)
+    try:
+        return parse_ep_name(v, "execution provider")
+    except ConfigError as e:
+        raise invalid(str(e).split(": ", 1)[1], at) from None
+
+
+@schema
 class EPChoice:
-    provider: ExecutionProvider
-    options: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    provider: Annotated[ExecutionProvider, PlainValidator(lambda v: _provider(v))]
+    options: Annotated[Mapping[str, str], PlainValidator(_scalar_options)] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, v: Any) -> Any:
+        """``CPU`` or ``{name: XNNPACK, options: {...}}`` in a profile."""
+        if isinstance(v, str):
+            return {"provider": _provider(v)}
+        if isinstance(v, Mapping) and "provider" not in v:
+            extra = [k for k in v if k not in ("name", "options")]
+            if extra:
+                raise invalid(f"unknown key{did_you_mean(str(extra[0]), ['name', 'options'])}", f".{extra[0]}")
+            if "name" not in v:
+                raise invalid("required key is missing", ".name")
+            return {"provider": _provider(v["name"], ".name"), "options": v.get("options") or {}}
+        if isinstance(v, (list, tuple, int, float)) or v is None:
+            raise invalid(f"expected an execution provider name or {{name, options}}, got {kind_of(v)}")
+        return v  # an EPChoice, or EPChoice(...)'s own arguments
 
     @property
     def name(self) -> str:
         return self.provider.name
 
 
-@dataclasses.dataclass(frozen=True)
+def _peaks(v: Any) -> dict[Precision, float]:
+    if not isinstance(v, Mapping):
+        raise invalid(f"expected a mapping of precision -> GFLOP/s or GOP/s, got {kind_of(v)}")
+    out: dict[Precision, float] = {}
+    for k, x in v.items():
+        key = k.value if isinstance(k, Precision) else k
+        if not isinstance(key, str) or key.strip().lower() not in COMPUTE_PRECISIONS:
+            hint = did_you_mean(str(key).lower(), COMPUTE_PRECISIONS) if isinstance(key, str) else ""
+            raise invalid(f"expected one of {', '.join(COMPUTE_PRECISIONS)}{hint}, got {key!r}", f".{key}")
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x or x <= 0:
+            raise invalid(f"expected a positive number (GFLOP/s or GOP/s), got {kind_of(x)}", f".{key}")
+        out[Precision(key.strip().lower())] = float(x)
+    if Precision.FP32 not in out:
+        raise invalid("expected the fp32 peak (GFLOP/s); other precisions are optional", ".fp32")
+    return out
+
+
+@schema
 class Compute:
-    peak_gops: Mapping[Precision, float]  # GFLOP/s for float precisions, GOP/s for int8
-    memory_bandwidth_gbs: float
-    derivation: str
+    peak_gops: Annotated[Mapping[Precision, float], PlainValidator(_peaks)]  # GFLOP/s for float, GOP/s for int8
+    memory_bandwidth_gbs: Number("GB/s")
+    derivation: Text
 
     def peak(self, precision: Precision | str) -> float:
         """Peak for ``precision``; a precision the profile does not list runs at the fp32 rate."""
@@ -148,11 +221,30 @@ class Compute:
         return self.peak_gops.get(p, self.peak_gops[Precision.FP32])
 
 
-@dataclasses.dataclass(frozen=True)
+def _latency_budgets(v: Any) -> dict[int, float]:
+    if v is None:
+        return {}
+    if not isinstance(v, Mapping):
+        raise invalid(f"expected a mapping of sequence length -> milliseconds, got {kind_of(v)}")
+    lat: dict[int, float] = {}
+    for k, x in v.items():
+        try:
+            seq = int(k)
+        except (TypeError, ValueError):
+            seq = 0
+        if isinstance(k, bool) or seq < 1:
+            raise invalid(f"expected a sequence length (positive integer) as key, got {k!r}", f".{k}")
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x or x <= 0:
+            raise invalid(f"expected a positive number (milliseconds), got {x!r}", f".{k}")
+        lat[seq] = float(x)
+    return dict(sorted(lat.items()))
+
+
+@schema
 class Budgets:
-    p90_latency_ms: Mapping[int, float] = dataclasses.field(default_factory=dict)  # seq len -> ms
-    peak_memory_mb: float | None = None
-    model_size_mb: float | None = None
+    p90_latency_ms: Annotated[Mapping[int, float], PlainValidator(_latency_budgets)] = Field(default_factory=dict)
+    peak_memory_mb: Optional[Number("MB")] = None
+    model_size_mb: Optional[Number("MB")] = None
 
     def latency_ms(self, seq_len: int) -> float | None:
         """The p90 budget for ``seq_len``: its own entry, else the next longer one listed, else None."""
@@ -162,36 +254,93 @@ class Budgets:
         return self.p90_latency_ms[longer[0]] if longer else None
 
 
-@dataclasses.dataclass(frozen=True)
+def _htp_arch(v: Any) -> str:
+    htp = f"v{v}" if isinstance(v, int) and not isinstance(v, bool) else v
+    if not isinstance(htp, str) or not re.fullmatch(r"v\d{2}", htp):
+        raise invalid(f'expected a Hexagon HTP architecture like "v73", "v75", "v79", got {v!r}')
+    return htp
+
+
+@schema
 class NpuSpec:
-    backend: str  # "qnn"
-    soc_model: int
-    htp_arch: str  # "v73", "v75", "v79", ...
-    soc_name: str
-    activation_dtype: str = "uint16"
-    weight_dtype: str = "uint8"
-    precision: str = "quantized"
+    backend: Choice("qnn")  # "qnn"
+    soc_model: Integer(0, what="QNN soc_model id")
+    htp_arch: Annotated[str, PlainValidator(_htp_arch)]  # "v73", "v75", "v79", ...
+    soc_name: Text
+    activation_dtype: Choice(*_ACT_DTYPES) = "uint16"
+    weight_dtype: Choice(*_WEIGHT_DTYPES) = "uint8"
+    precision: Choice(*_NPU_PRECISIONS) = "quantized"
 
 
-@dataclasses.dataclass(frozen=True)
+_ARM_ONLY = {"neon", "fp16", "dotprod", "i8mm", "sve", "sve2", "sme", "sme2"}
+_X86_ONLY = {"avx2", "avx512", "vnni", "amx", "avx10"}
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
+def _name(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise invalid(f"expected a non-empty string, got {kind_of(v)}")
+    v = v.strip()
+    if not _NAME.fullmatch(v):
+        raise invalid(f"expected a lower-case name of letters, digits, '.', '_' or '-', got {v!r}")
+    return v
+
+
+@schema
 class Profile:
-    name: str
-    description: str
-    soc: str
-    arch: Arch
-    cpu: tuple[CpuCluster, ...]
-    features: frozenset[IsaFeature]
-    memory_gb: float
+    name: Annotated[str, PlainValidator(_name)]
+    description: Text
+    soc: Text
+    arch: OneOf(Arch)
+    cpu: Annotated[tuple[CpuCluster, ...], _list_of("clusters {count, core, max_ghz[, name]}")]
+    features: Annotated[frozenset[OneOf(IsaFeature)], BeforeValidator(
+        lambda v: v if isinstance(v, (list, tuple, set, frozenset)) else _not_a_list("ISA features", v))]
+    memory_gb: Number("GB")
     compute: Compute
-    execution_providers: tuple[EPChoice, ...]
-    threads: int
-    budgets: Budgets
-    sources: tuple[str, ...]
-    qemu_cpu: str | None = None
-    npu: NpuSpec | None = None
+    execution_providers: Annotated[tuple[EPChoice, ...], _list_of("execution providers in preference order")]
+    threads: Integer(1, what="intra-op threads")
+    budgets: Annotated[Budgets, _mapping_of("p90_latency_ms, peak_memory_mb, model_size_mb")]
+    sources: Annotated[tuple[Text, ...], _list_of("cited vendor sources")]
+    qemu_cpu: Optional[Choice(*sorted(QEMU_CPUS))] = None
+    npu: Optional[NpuSpec] = None
     schema_version: int = SCHEMA_VERSION
-    path: str | None = None  # the file it was loaded from
-    host: Mapping[str, Any] | None = None  # built at run time from this machine: detected facts, measurement
+    path: Optional[str] = None  # the file it was loaded from
+    host: Optional[Mapping[str, Any]] = None  # built at run time from this machine: detected facts, measurement
+
+    @model_validator(mode="before")
+    @classmethod
+    def _document(cls, data: Any, info: ValidationInfo) -> Any:
+        if info.context is None or not isinstance(data, Mapping):  # built in Python (dataclasses.replace, tests)
+            return data
+        if "schema_version" not in data:
+            raise invalid(f"required key is missing (this deploytool reads schema_version: {SCHEMA_VERSION})",
+                          "schema_version")
+        if data["schema_version"] != SCHEMA_VERSION:
+            raise invalid(f"expected {SCHEMA_VERSION} (the profile schema this deploytool reads), "
+                          f"got {data['schema_version']!r}", "schema_version")
+        for k in ("path", "host"):  # set by deploytool, never by the file
+            if k in data:
+                raise invalid(f"unknown key{did_you_mean(k, list(_DOCUMENT_KEYS))}", k)
+        return {**data, "path": info.context.get("path")}
+
+    @model_validator(mode="after")
+    def _across(self) -> Profile:
+        wrong = sorted(f.value for f in self.features
+                       if f.value in (_X86_ONLY if self.arch is Arch.AARCH64 else _ARM_ONLY))
+        if wrong:
+            raise invalid(f"expected features of an {self.arch.value} CPU (not {', '.join(wrong)})", "features")
+        seen = [e.provider for e in self.execution_providers]
+        if len(set(seen)) != len(seen):
+            raise invalid("expected each execution provider at most once", "execution_providers")
+        total = sum(c.count for c in self.cpu)
+        if self.threads > total:
+            raise invalid(f"expected at most the {total} cores listed under cpu, got {self.threads}", "threads")
+        if self.qemu_cpu is not None and self.arch is not Arch.AARCH64:
+            raise invalid(f"expected no qemu_cpu on a non-aarch64 profile (QEMU here emulates aarch64), "
+                          f"got {self.qemu_cpu!r}", "qemu_cpu")
+        if self.npu is None and ExecutionProvider.QNN in seen:
+            raise invalid("expected an npu section (soc_model, htp_arch, ...) when QNN is listed", "npu")
+        return self
 
     @property
     def from_host(self) -> bool:
@@ -302,256 +451,23 @@ def _host_summary(host: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ======================================================================= validation
-class _Where:
-    """A file name plus the dotted key path, for messages."""
-
-    def __init__(self, source: str, path: str = ""):
-        self.source, self.path = source, path
-
-    def __truediv__(self, key: Any) -> _Where:
-        return _Where(self.source, f"{self.path}.{key}" if self.path else str(key))
-
-    def fail(self, expected: str, got: Any = dataclasses.MISSING) -> ConfigError:
-        got_s = "" if got is dataclasses.MISSING else f", got {_short(got)}"
-        key = f"key '{self.path}'" if self.path else "top level"
-        return ConfigError(f"{self.source}: {key}: expected {expected}{got_s}")
+def _not_a_list(what: str, v: Any):
+    raise invalid(f"expected a list of {what}, got {kind_of(v)}")
 
 
-def _short(v: Any) -> str:
-    s = repr(v)
-    return s if len(s) <= 60 else s[:57] + "..."
-
-
-def _did_you_mean(key: str, allowed: list[str]) -> str:
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _check_keys(d: Mapping, w: _Where, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
-    allowed = list(required) + list(optional)
-    for k in d:
-        if k not in allowed:
-            where = f"key '{(w / k).path}'"
-            raise ConfigError(f"{w.source}: unknown {where}{_did_you_mean(str(k), allowed)}; "
-                              f"allowed here: {', '.join(allowed)}")
-    for k in required:
-        if k not in d:
-            raise ConfigError(f"{w.source}: missing required key '{(w / k).path}'")
-
-
-def _mapping(v: Any, w: _Where) -> Mapping:
-    if not isinstance(v, Mapping):
-        raise w.fail("a mapping", v)
-    return v
-
-
-def _str(v: Any, w: _Where, *, empty_ok: bool = False) -> str:
-    if not isinstance(v, str) or (not empty_ok and not v.strip()):
-        raise w.fail("a non-empty string", v)
-    return v.strip()
-
-
-def _num(v: Any, w: _Where, unit: str, *, positive: bool = True, allow_zero: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
-        raise w.fail(f"a number ({unit})", v)
-    if v < 0 or (v == 0 and not allow_zero):
-        raise w.fail(f"a {'non-negative' if allow_zero else 'positive'} number ({unit})", v)
-    return float(v)
-
-
-def _int(v: Any, w: _Where, what: str, *, minimum: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise w.fail(f"an integer >= {minimum} ({what})", v)
-    return v
-
-
-def _enum(cls: type[enum.Enum], v: Any, w: _Where) -> Any:
-    values = [e.value for e in cls]
-    if isinstance(v, str):
-        for e in cls:
-            if v.strip().lower() == e.value:
-                return e
-    hint = _did_you_mean(str(v).lower(), values) if isinstance(v, str) else ""
-    raise w.fail(f"one of {', '.join(values)}{hint}", v)
-
-
-def _choice(v: Any, w: _Where, choices: tuple[str, ...]) -> str:
-    if not isinstance(v, str) or v not in choices:
-        hint = _did_you_mean(str(v), list(choices)) if isinstance(v, str) else ""
-        raise w.fail(f"one of {', '.join(choices)}{hint}", v)
-    return v
-
-
-def _scalar_options(v: Any, w: _Where) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, x in _mapping(v, w).items():
-        if not isinstance(k, str) or isinstance(x, (list, dict)) or x is None:
-            raise (w / k).fail("a scalar option value (string, number or bool)", x)
-        out[k] = ("1" if x else "0") if isinstance(x, bool) else str(x)
-    return out
-
-
-def _parse_cpu(v: Any, w: _Where) -> tuple[CpuCluster, ...]:
-    if not isinstance(v, list) or not v:
-        raise w.fail("a non-empty list of clusters {count, core, max_ghz[, name]}", v)
-    out = []
-    for i, c in enumerate(v):
-        wi = w / i
-        c = _mapping(c, wi)
-        _check_keys(c, wi, ("count", "core", "max_ghz"), ("name",))
-        out.append(CpuCluster(count=_int(c["count"], wi / "count", "cores"),
-                              core=_str(c["core"], wi / "core").lower(),
-                              max_ghz=_num(c["max_ghz"], wi / "max_ghz", "GHz"),
-                              name=_str(c.get("name", ""), wi / "name", empty_ok=True)))
-    return tuple(out)
-
-
-def _parse_ep(v: Any, w: _Where) -> EPChoice:
-    if isinstance(v, str):
-        return EPChoice(parse_ep_name(v, f"{w.source}: key '{w.path}'"))
-    d = _mapping(v, w)
-    _check_keys(d, w, ("name",), ("options",))
-    if not isinstance(d["name"], str):
-        raise (w / "name").fail("an execution provider name", d["name"])
-    ep = parse_ep_name(d["name"], f"{w.source}: key '{(w / 'name').path}'")
-    return EPChoice(ep, _scalar_options(d.get("options") or {}, w / "options"))
-
-
-def _parse_budgets(v: Any, w: _Where) -> Budgets:
-    d = _mapping(v, w)
-    _check_keys(d, w, (), ("p90_latency_ms", "peak_memory_mb", "model_size_mb"))
-    lat: dict[int, float] = {}
-    wl = w / "p90_latency_ms"
-    for k, x in _mapping(d.get("p90_latency_ms") or {}, wl).items():
-        try:
-            seq = int(k)
-        except (TypeError, ValueError):
-            raise (wl / k).fail("a sequence length (positive integer) as key", k) from None
-        if seq < 1:
-            raise (wl / k).fail("a sequence length (positive integer) as key", k)
-        lat[seq] = _num(x, wl / k, "milliseconds")
-    mem = d.get("peak_memory_mb")
-    size = d.get("model_size_mb")
-    return Budgets(p90_latency_ms=dict(sorted(lat.items())),
-                   peak_memory_mb=None if mem is None else _num(mem, w / "peak_memory_mb", "MB"),
-                   model_size_mb=None if size is None else _num(size, w / "model_size_mb", "MB"))
-
-
-def _parse_compute(v: Any, w: _Where) -> Compute:
-    d = _mapping(v, w)
-    _check_keys(d, w, ("peak_gops", "memory_bandwidth_gbs", "derivation"))
-    peaks: dict[Precision, float] = {}
-    wp = w / "peak_gops"
-    for k, x in _mapping(d["peak_gops"], wp).items():
-        peaks[_enum(Precision, k, wp / k)] = _num(x, wp / k, "GFLOP/s or GOP/s")
-    if Precision.FP32 not in peaks:
-        raise (wp / "fp32").fail("the fp32 peak (GFLOP/s); other precisions are optional")
-    return Compute(peak_gops=peaks,
-                   memory_bandwidth_gbs=_num(d["memory_bandwidth_gbs"], w / "memory_bandwidth_gbs", "GB/s"),
-                   derivation=_str(d["derivation"], w / "derivation"))
-
-
-def _parse_npu(v: Any, w: _Where) -> NpuSpec:
-    d = _mapping(v, w)
-    _check_keys(d, w, ("backend", "soc_model", "htp_arch", "soc_name"),
-                ("activation_dtype", "weight_dtype", "precision"))
-    htp = d["htp_arch"]
-    if isinstance(htp, int):
-        htp = f"v{htp}"
-    if not isinstance(htp, str) or not re.fullmatch(r"v\d{2}", htp):
-        raise (w / "htp_arch").fail('a Hexagon HTP architecture like "v73", "v75", "v79"', d["htp_arch"])
-    return NpuSpec(backend=_choice(d["backend"], w / "backend", ("qnn",)),
-                   soc_model=_int(d["soc_model"], w / "soc_model", "QNN soc_model id", minimum=0),
-                   htp_arch=htp,
-                   soc_name=_str(d["soc_name"], w / "soc_name"),
-                   activation_dtype=_choice(d.get("activation_dtype", "uint16"), w / "activation_dtype", _ACT_DTYPES),
-                   weight_dtype=_choice(d.get("weight_dtype", "uint8"), w / "weight_dtype", _WEIGHT_DTYPES),
-                   precision=_choice(d.get("precision", "quantized"), w / "precision", _NPU_PRECISIONS))
-
-
-_TOP_REQUIRED = ("schema_version", "name", "description", "soc", "arch", "cpu", "features", "memory_gb",
-                 "compute", "execution_providers", "threads", "budgets", "sources")
-_TOP_OPTIONAL = ("qemu_cpu", "npu")
+_DOCUMENT_KEYS = ("schema_version", "name", "description", "soc", "arch", "cpu", "features", "memory_gb",
+                  "compute", "execution_providers", "threads", "budgets", "sources", "qemu_cpu", "npu")
 
 
 def parse_profile(data: Any, source: str = "<profile>", *, expect_name: str | None = None) -> Profile:
-    """Validate a profile mapping (from ``yaml.safe_load``) into a :class:`Profile`.
+    """Validate a profile mapping (from ``yaml.safe_load``) into a :class:`Profile`
+    (:mod:`deploytool.validation`: ``file.yaml: key.path: problem``).
 
     ``source`` names the file in messages; ``expect_name`` (the file's stem) must equal ``name``.
     """
-    w = _Where(source)
     if not isinstance(data, Mapping):
-        raise w.fail("a YAML mapping (a device profile)", data)
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        if "schema_version" not in data:
-            raise ConfigError(f"{source}: missing required key 'schema_version' (this deploytool reads "
-                              f"schema_version: {SCHEMA_VERSION})")
-        raise (w / "schema_version").fail(f"{SCHEMA_VERSION} (the profile schema this deploytool reads)", version)
-    _check_keys(data, w, _TOP_REQUIRED, _TOP_OPTIONAL)
-
-    name = _str(data["name"], w / "name")
-    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name):
-        raise (w / "name").fail("a lower-case name of letters, digits, '.', '_' or '-'", name)
-    if expect_name is not None and name != expect_name:
-        raise (w / "name").fail(f"'{expect_name}' (the file's name)", name)
-    arch = _enum(Arch, data["arch"], w / "arch")
-    cpu = _parse_cpu(data["cpu"], w / "cpu")
-
-    wf = w / "features"
-    if not isinstance(data["features"], list):
-        raise wf.fail("a list of ISA features", data["features"])
-    features = frozenset(_enum(IsaFeature, f, wf / i) for i, f in enumerate(data["features"]))
-    arm_only = {IsaFeature.NEON, IsaFeature.FP16, IsaFeature.DOTPROD, IsaFeature.I8MM, IsaFeature.SVE,
-                IsaFeature.SVE2, IsaFeature.SME, IsaFeature.SME2}
-    x86_only = {IsaFeature.AVX2, IsaFeature.AVX512, IsaFeature.VNNI, IsaFeature.AMX, IsaFeature.AVX10}
-    wrong = sorted(f.value for f in features & (x86_only if arch is Arch.AARCH64 else arm_only))
-    if wrong:
-        raise wf.fail(f"features of an {arch.value} CPU (not {', '.join(wrong)})")
-
-    wep = w / "execution_providers"
-    if not isinstance(data["execution_providers"], list) or not data["execution_providers"]:
-        raise wep.fail("a non-empty list of execution providers in preference order", data["execution_providers"])
-    eps = tuple(_parse_ep(e, wep / i) for i, e in enumerate(data["execution_providers"]))
-    seen = [e.provider for e in eps]
-    if len(set(seen)) != len(seen):
-        raise wep.fail("each execution provider at most once")
-
-    threads = _int(data["threads"], w / "threads", "intra-op threads")
-    total = sum(c.count for c in cpu)
-    if threads > total:
-        raise (w / "threads").fail(f"at most the {total} cores listed under cpu", threads)
-
-    qemu = data.get("qemu_cpu")
-    if qemu is not None:
-        if arch is not Arch.AARCH64:
-            raise (w / "qemu_cpu").fail("no qemu_cpu on a non-aarch64 profile (QEMU here emulates aarch64)", qemu)
-        qemu = _choice(qemu, w / "qemu_cpu", tuple(sorted(QEMU_CPUS)))
-
-    ws = w / "sources"
-    if not isinstance(data["sources"], list) or not data["sources"]:
-        raise ws.fail("a non-empty list of cited vendor sources", data["sources"])
-    sources = tuple(_str(s, ws / i) for i, s in enumerate(data["sources"]))
-
-    npu = None if data.get("npu") is None else _parse_npu(data["npu"], w / "npu")
-    if npu is None and any(e.provider is ExecutionProvider.QNN for e in eps):
-        raise (w / "npu").fail("an npu section (soc_model, htp_arch, ...) when QNN is listed")
-
-    return Profile(
-        name=name,
-        description=_str(data["description"], w / "description"),
-        soc=_str(data["soc"], w / "soc"),
-        arch=arch,
-        cpu=cpu,
-        features=features,
-        memory_gb=_num(data["memory_gb"], w / "memory_gb", "GB"),
-        compute=_parse_compute(data["compute"], w / "compute"),
-        execution_providers=eps,
-        threads=threads,
-        budgets=_parse_budgets(data["budgets"], w / "budgets"),
-        sources=sources,
-        qemu_cpu=qemu,
-        npu=npu,
-        schema_version=SCHEMA_VERSION,
-        path=None if source.startswith("<") else source,
-    )
+        raise ConfigError(f"{source}: expected a YAML mapping (a device profile), got {kind_of(data)}")
+    prof = validate(Profile, dict(data), source, context={"path": None if source.startswith("<") else source})
+    if expect_name is not None and prof.name != expect_name:
+        raise ConfigError(f"{source}: name: expected '{expect_name}' (the file's name), got {prof.name!r}")
+    return prof

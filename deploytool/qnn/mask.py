@@ -35,12 +35,9 @@ _MASK_PATH_OPS = {"Unsqueeze", "Cast", "Sub", "Mul", "Where", "Expand", "Reshape
 
 def _scalar_constant(v: ir.Value | None) -> float | None:
     """The value of a one-element float constant (initializer or Constant node), else None."""
-    if v is None:
-        return None
-    t = v.const_value
-    if t is None and v.producer() is not None and v.producer().op_type == "Constant":
-        attr = v.producer().attributes.get("value")
-        t = attr.value if attr is not None else None
+    from deploytool.graph._util import const_tensor
+
+    t = const_tensor(v)
     if t is None:
         return None
     arr = t.numpy()

@@ -20,7 +20,8 @@ from typing import Any, Callable
 from deploytool.errors import DeployError
 from deploytool.recipes import steps as S
 from deploytool.recipes.cache import StepCache, step_key
-from deploytool.recipes.schema import PassKind, Precision, Recipe, TrainKind
+from deploytool.recipes.schema import PassKind, Recipe, TrainKind
+from deploytool.variant import Precision, Variant
 
 logger = logging.getLogger(__name__)
 
@@ -40,18 +41,29 @@ class StepRecord:
 
 
 @dataclasses.dataclass
-class Variant:
-    width: float
-    depth: float
-    precision: Precision
+class SweepVariant:
+    """One variant a sweep built: what it is (the one :class:`deploytool.variant.Variant` record, relative
+    to the recipe's model) and where its file is (``path``, its cache ``key``)."""
+
+    variant: Variant
     path: Path
     key: str
 
     @property
-    def label(self) -> str:
-        from deploytool.variant import variant_label
+    def width(self) -> float:
+        return self.variant.width
 
-        return variant_label(self.width, self.depth, self.precision.value)
+    @property
+    def depth(self) -> float:
+        return self.variant.depth
+
+    @property
+    def precision(self) -> Precision:
+        return Precision(self.variant.precision)
+
+    @property
+    def label(self) -> str:
+        return self.variant.label
 
 
 @dataclasses.dataclass
@@ -59,7 +71,7 @@ class RunResult:
     recipe: str
     out_dir: Path
     steps: list[StepRecord]
-    variants: list[Variant]
+    variants: list[SweepVariant]
     report_dir: Path | None
     headline: list[dict[str, Any]]
     seconds: float
@@ -232,7 +244,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
         base_path = sdir / outs["model"]
 
     # 5. the sweep: slice once per (width, depth), then each precision
-    variants: list[Variant] = []
+    variants: list[SweepVariant] = []
     for w in rec.sweep.width:
         for d in rec.sweep.depth:
             if (w, d) == (1.0, 1.0):
@@ -244,13 +256,13 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
                 spath = sdir / outs["model"]
             for prec in rec.sweep.precision:
                 if prec is Precision.FP32:
-                    variants.append(Variant(w, d, prec, spath, skey))
+                    variants.append(SweepVariant(Variant(rec.name, w, d, prec.value), spath, skey))
                     continue
                 vkey, vdir, outs = r.step(f"{prec.value} w={w:g} d={d:g}", f"precision-{prec.value}",
                                           {"precision": prec, "options": rec.sweep.options.get(prec, {})}, [skey],
                                           lambda tmp, prec=prec, spath=spath:
                                           S.precision_step(prec, rec.sweep.options.get(prec, {}), spath, tmp))
-                variants.append(Variant(w, d, prec, vdir / outs["model"], vkey))
+                variants.append(SweepVariant(Variant(rec.name, w, d, prec.value), vdir / outs["model"], vkey))
 
     # 6. every variant under a readable name (hard links into the step cache)
     models_dir = out / "models"

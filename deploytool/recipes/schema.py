@@ -30,26 +30,20 @@ Layout (all keys but ``schema_version``, ``name`` and ``model`` are optional)::
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import enum
-import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
+from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
+from typing_extensions import Annotated
 
+from deploytool.choices import did_you_mean
 from deploytool.errors import ConfigError, InputFileError
+from deploytool.validation import Choice, Fraction, Integer, OneOf, Text, invalid, kind_of, schema, validate
+from deploytool.variant import PRECISIONS, Precision
 
 SCHEMA_VERSION = 1
-
-
-class Precision(str, enum.Enum):
-    FP32 = "fp32"
-    FP16 = "fp16"
-    INT8 = "int8"
-    TERNARY = "ternary"
-    BINARY = "binary"
 
 
 class TrainKind(str, enum.Enum):
@@ -70,169 +64,6 @@ class PassKind(str, enum.Enum):
     PACK = "pack"
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    name: str | None = None
-    path: str | None = None
-
-    @property
-    def ref(self) -> str:
-        return self.name if self.name is not None else str(self.path)
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainStep:
-    kind: TrainKind
-    params: dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportSpec:
-    exporter: str = "torch"
-    opset: int | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class PassStep:
-    kind: PassKind
-    params: dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepSpec:
-    width: tuple[float, ...] = (1.0,)
-    depth: tuple[float, ...] = (1.0,)
-    precision: tuple[Precision, ...] = (Precision.FP32,)
-    # options of each precision's pass, e.g. {ternary: {runtime: densest}, int8: {per_channel: true}}
-    options: dict[Precision, dict[str, Any]] = dataclasses.field(default_factory=dict)
-
-    def grid(self) -> list[tuple[float, float, Precision]]:
-        return [(w, d, p) for w in self.width for d in self.depth for p in self.precision]
-
-
-@dataclasses.dataclass(frozen=True)
-class BenchSpec:
-    seq_lens: tuple[int, ...] = (8, 128)
-    batch: int = 1
-    runs: int = 50
-    warmup: int = 5
-    threads: int | None = None  # None: the device profile's threads
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalSpec:
-    data: str
-    split: str = "test"
-    max_examples: int | None = None
-    max_length: int = 128
-
-
-@dataclasses.dataclass(frozen=True)
-class ReportSpec:
-    title: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    name: str
-    model: ModelSpec
-    task: str = "sequence-classification"
-    train: tuple[TrainStep, ...] = ()
-    export: ExportSpec = ExportSpec()
-    passes: tuple[PassStep, ...] = ()
-    sweep: SweepSpec = SweepSpec()
-    devices: tuple[str, ...] = ("x86-host",)
-    bench: BenchSpec = BenchSpec()
-    eval: EvalSpec | None = None
-    report: ReportSpec = ReportSpec()
-    source: str = "<recipe>"
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-class _V:
-    """Validation helpers that know which file they read, so every message names it."""
-
-    def __init__(self, source: str):
-        self.source = source
-
-    def fail(self, key: str, msg: str) -> ConfigError:
-        return ConfigError(f"{self.source}: {key}: {msg}")
-
-    def mapping(self, key: str, value: Any, allowed: set[str], required: set[str] = frozenset()) -> dict:
-        if not isinstance(value, dict):
-            raise self.fail(key, f"expected a mapping, got {_kind(value)}")
-        for k in value:
-            if k not in allowed:
-                near = difflib.get_close_matches(str(k), sorted(allowed), n=1)
-                hint = f" (did you mean '{near[0]}'?)" if near else f" (allowed: {', '.join(sorted(allowed))})"
-                raise self.fail(f"{key}.{k}" if key else str(k), f"unknown key{hint}")
-        for k in sorted(required):
-            if k not in value:
-                raise self.fail(f"{key}.{k}" if key else k, "required key is missing")
-        return value
-
-    def string(self, key: str, value: Any) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(key, f"expected a non-empty string, got {_kind(value)}")
-        return value
-
-    def integer(self, key: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, f"expected an integer, got {_kind(value)}")
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise self.fail(key, f"expected an integer in [{lo}, {hi if hi is not None else 'inf'}], got {value}")
-        return value
-
-    def fraction(self, key: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            raise self.fail(key, f"expected a number in (0, 1], got {_kind(value)}")
-        if not 0 < value <= 1:
-            raise self.fail(key, f"expected a number in (0, 1], got {value}")
-        return float(value)
-
-    def enum(self, key: str, value: Any, cls: type[enum.Enum]):
-        allowed = [e.value for e in cls]
-        if value not in allowed:
-            near = difflib.get_close_matches(str(value), allowed, n=1)
-            hint = f" (did you mean '{near[0]}'?)" if near else ""
-            raise self.fail(key, f"expected one of {', '.join(allowed)}, got {value!r}{hint}")
-        return cls(value)
-
-    def seq(self, key: str, value: Any) -> list:
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            return [value]
-        if not isinstance(value, list) or not value:
-            raise self.fail(key, f"expected a non-empty list, got {_kind(value)}")
-        return value
-
-    def single_key(self, key: str, value: Any) -> tuple[str, dict]:
-        """A list item ``{kind: {params}}`` (or a bare ``kind``)."""
-        if isinstance(value, str):
-            return value, {}
-        if not isinstance(value, dict) or len(value) != 1:
-            raise self.fail(key, f"expected a one-key mapping like '- slice: {{width: 0.5}}', got {_kind(value)}")
-        (kind, params), = value.items()
-        if params is None:
-            params = {}
-        if not isinstance(params, dict):
-            raise self.fail(f"{key}.{kind}", f"expected a mapping of options, got {_kind(params)}")
-        return str(kind), params
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, (dict, list)):
-        return type(value).__name__
-    return f"{type(value).__name__} {value!r}"
-
-
-TOP_KEYS = {"schema_version", "name", "description", "model", "task", "train", "export", "passes", "sweep",
-            "devices", "bench", "eval", "report"}
-
-
 _FILE_SUFFIXES = (".csv", ".jsonl", ".json", ".tsv", ".onnx", ".yaml", ".yml")
 
 
@@ -246,92 +77,187 @@ def _rel(value: Any, base_dir: Path | None) -> Any:
     return str(base_dir / p)
 
 
+def _base_dir(info: ValidationInfo) -> Path | None:
+    return (info.context or {}).get("base_dir")
+
+
+def _as_list(value: Any) -> Any:
+    """A scalar stands for a one-item list; a list must not be empty."""
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        return [value]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise invalid(f"expected a non-empty list, got {kind_of(value)}")
+    return list(value)
+
+
+def _steps(kinds: type[enum.Enum], rel_keys: tuple[str, ...]):
+    """A list of ``{kind: {params}}`` items (or bare ``kind``) -> ``[{"kind", "params"}]``; each kind checked
+    here so the message names the item (``passes[0]: expected one of ...``)."""
+    allowed = [k.value for k in kinds]
+
+    def convert(value: Any, info: ValidationInfo) -> Any:
+        if value is None or (isinstance(value, list) and not value):  # no steps
+            return ()
+        if info.context is None:  # built in Python: the steps themselves
+            return value
+        out = []
+        for i, item in enumerate(_as_list(value)):
+            if isinstance(item, str):
+                kind, params = item, {}
+            elif isinstance(item, dict) and len(item) == 1:
+                (kind, params), = item.items()
+                params = {} if params is None else params
+                if not isinstance(params, dict):
+                    raise invalid(f"expected a mapping of options, got {kind_of(params)}", f"[{i}].{kind}")
+            else:
+                raise invalid(f"expected a one-key mapping like '- slice: {{width: 0.5}}', got {kind_of(item)}",
+                              f"[{i}]")
+            if kind not in allowed:
+                raise invalid(f"expected one of {', '.join(allowed)}, got {kind!r}{did_you_mean(str(kind), allowed)}",
+                              f"[{i}]")
+            base = _base_dir(info)
+            out.append({"kind": kinds(kind),
+                        "params": {k: (_rel(x, base) if k in rel_keys else x) for k, x in params.items()}})
+        return out
+
+    return BeforeValidator(convert)
+
+
+@schema
+class ModelSpec:
+    name: Optional[Text] = None
+    path: Optional[Text] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and ("name" in value) == ("path" in value) and set(value) <= {"name", "path"}:
+            raise invalid("give exactly one of 'name' (an embedded model) or 'path' (a local folder)")
+        if isinstance(value, dict) and isinstance(value.get("path"), str) and value["path"].strip():
+            p = Path(value["path"])
+            base = _base_dir(info)
+            return {**value, "path": str(p if p.is_absolute() or base is None else base / p)}
+        return value
+
+    @property
+    def ref(self) -> str:
+        return self.name if self.name is not None else str(self.path)
+
+
+@schema
+class TrainStep:
+    kind: TrainKind
+    params: dict[str, Any]
+
+
+@schema
+class ExportSpec:
+    exporter: Choice("torch", "dynamo", "optimum") = "torch"
+    opset: Optional[Integer(13, 25)] = None
+
+
+@schema
+class PassStep:
+    kind: PassKind
+    params: dict[str, Any]
+
+
+@schema
+class SweepSpec:
+    width: Annotated[tuple[Fraction, ...], BeforeValidator(_as_list)] = (1.0,)
+    depth: Annotated[tuple[Fraction, ...], BeforeValidator(_as_list)] = (1.0,)
+    precision: Annotated[tuple[OneOf(Precision, PRECISIONS), ...], BeforeValidator(_as_list)] = (Precision.FP32,)
+    # options of each precision's pass, e.g. {ternary: {runtime: densest}, int8: {per_channel: true}}
+    options: Annotated[dict[OneOf(Precision, [p for p in PRECISIONS if p != "fp32"]), dict[str, Any]],
+                       BeforeValidator(lambda v: {} if v is None else v)] = Field(default_factory=dict)
+
+    def grid(self) -> list[tuple[float, float, Precision]]:
+        return [(w, d, p) for w in self.width for d in self.depth for p in self.precision]
+
+
+@schema
+class BenchSpec:
+    seq_lens: Annotated[tuple[Integer(1, 4096), ...], BeforeValidator(_as_list)] = (8, 128)
+    batch: Integer(1, 1024) = 1
+    runs: Integer(1, 100000) = 50
+    warmup: Integer(0, 100000) = 5
+    threads: Optional[Integer(1, 256)] = None  # None: the device profile's threads
+
+
+@schema
+class EvalSpec:
+    data: Text
+    split: Choice("train", "dev", "test") = "test"
+    max_examples: Optional[Integer(1)] = None
+    max_length: Integer(8, 4096) = 128
+
+    @model_validator(mode="before")
+    @classmethod
+    def _paths(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("data"), str):
+            return {**value, "data": _rel(value["data"], _base_dir(info))}
+        return value
+
+
+@schema
+class ReportSpec:
+    title: Optional[Text] = None
+
+
+def _none_is_default(default):
+    """An empty section (``bench:`` with nothing under it) means the defaults."""
+    return BeforeValidator(lambda v: default if v is None else v)
+
+
+@schema
+class Recipe:
+    schema_version: int
+    name: Text
+    model: ModelSpec
+    description: Optional[str] = None
+    task: Choice("sequence-classification", "feature-extraction") = "sequence-classification"
+    train: Annotated[tuple[TrainStep, ...], _steps(TrainKind, ("data", "importance"))] = ()
+    export: Annotated[ExportSpec, _none_is_default({})] = ExportSpec()
+    passes: Annotated[tuple[PassStep, ...], _steps(PassKind, ("importance", "neurons", "calib"))] = ()
+    sweep: Annotated[SweepSpec, _none_is_default({})] = SweepSpec()
+    devices: Annotated[tuple[Text, ...], BeforeValidator(_as_list)] = ("x86-host",)
+    bench: Annotated[BenchSpec, _none_is_default({})] = BenchSpec()
+    eval: Optional[EvalSpec] = None
+    report: Annotated[ReportSpec, _none_is_default({})] = ReportSpec()
+    source: str = "<recipe>"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _document(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.context is None:  # built in Python (Recipe(...), dataclasses.replace): fields as given
+            return value
+        if not isinstance(value, dict):
+            raise invalid(f"expected a mapping, got {kind_of(value)}")
+        if "source" in value:
+            raise invalid(f"unknown key{did_you_mean('source', [f for f in TOP_KEYS])}", "source")
+        if "schema_version" in value and value["schema_version"] != SCHEMA_VERSION:
+            raise invalid(f"expected {SCHEMA_VERSION}, got {value['schema_version']!r}", "schema_version")
+        return {**value, "source": (info.context or {}).get("source", "<recipe>")}
+
+    @model_validator(mode="after")
+    def _across(self) -> "Recipe":
+        if (self.task == "feature-extraction" and self.eval is not None and self.eval.max_examples is not None
+                and self.eval.max_examples < 20):
+            # an embedding model's eval is recall@10 over a corpus of max_examples texts (deploytool.train.embedding)
+            raise invalid(f"an embedding corpus needs at least 20 texts, got {self.eval.max_examples}",
+                          "eval.max_examples")
+        return self
+
+
+TOP_KEYS = {"schema_version", "name", "description", "model", "task", "train", "export", "passes", "sweep",
+            "devices", "bench", "eval", "report"}
+
+
 def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = None) -> Recipe:
     """Validate a recipe document (already parsed YAML) into a :class:`Recipe`."""
-    v = _V(source)
-    d = v.mapping("", data, TOP_KEYS, {"schema_version", "name", "model"})
-    if d["schema_version"] != SCHEMA_VERSION:
-        raise v.fail("schema_version", f"expected {SCHEMA_VERSION}, got {d['schema_version']!r}")
-    name = v.string("name", d["name"])
-
-    m = d["model"]
-    if isinstance(m, str):
-        model = ModelSpec(name=m)
-    else:
-        m = v.mapping("model", m, {"name", "path"})
-        if ("name" in m) == ("path" in m):
-            raise v.fail("model", "give exactly one of 'name' (an embedded model) or 'path' (a local folder)")
-        if "path" in m:
-            p = Path(v.string("model.path", m["path"]))
-            if not p.is_absolute() and base_dir is not None:
-                p = (base_dir / p)
-            model = ModelSpec(path=str(p))
-        else:
-            model = ModelSpec(name=v.string("model.name", m["name"]))
-
-    task = d.get("task", "sequence-classification")
-    if task not in ("sequence-classification", "feature-extraction"):
-        raise v.fail("task", f"expected sequence-classification or feature-extraction, got {task!r}")
-
-    train = []
-    for i, item in enumerate(v.seq("train", d["train"]) if d.get("train") else []):
-        kind, params = v.single_key(f"train[{i}]", item)
-        params = {k: (_rel(x, base_dir) if k in ("data", "importance") else x) for k, x in params.items()}
-        train.append(TrainStep(v.enum(f"train[{i}]", kind, TrainKind), params))
-
-    ex = v.mapping("export", d.get("export") or {}, {"exporter", "opset"})
-    exporter = ex.get("exporter", "torch")
-    if exporter not in ("torch", "dynamo", "optimum"):
-        raise v.fail("export.exporter", f"expected torch, dynamo or optimum, got {exporter!r}")
-    opset = v.integer("export.opset", ex["opset"], 13, 25) if ex.get("opset") is not None else None
-
-    passes = []
-    for i, item in enumerate(v.seq("passes", d["passes"]) if d.get("passes") else []):
-        kind, params = v.single_key(f"passes[{i}]", item)
-        params = {k: (_rel(x, base_dir) if k in ("importance", "neurons", "calib") else x) for k, x in params.items()}
-        passes.append(PassStep(v.enum(f"passes[{i}]", kind, PassKind), params))
-
-    sw = v.mapping("sweep", d.get("sweep") or {}, {"width", "depth", "precision", "options"})
-    opts = v.mapping("sweep.options", sw.get("options") or {}, {p.value for p in Precision} - {"fp32"})
-    for k, o in opts.items():
-        v.mapping(f"sweep.options.{k}", o, set(o) if isinstance(o, dict) else set())
-    sweep = SweepSpec(
-        width=tuple(v.fraction(f"sweep.width[{i}]", x) for i, x in enumerate(v.seq("sweep.width", sw.get("width", [1.0])))),
-        depth=tuple(v.fraction(f"sweep.depth[{i}]", x) for i, x in enumerate(v.seq("sweep.depth", sw.get("depth", [1.0])))),
-        precision=tuple(v.enum(f"sweep.precision[{i}]", x, Precision)
-                        for i, x in enumerate(v.seq("sweep.precision", sw.get("precision", ["fp32"])))),
-        options={Precision(k): dict(o) for k, o in opts.items()},
-    )
-    devices = tuple(v.string(f"devices[{i}]", x) for i, x in enumerate(v.seq("devices", d.get("devices", ["x86-host"]))))
-
-    b = v.mapping("bench", d.get("bench") or {}, {"seq_lens", "batch", "runs", "warmup", "threads"})
-    bench = BenchSpec(
-        seq_lens=tuple(v.integer(f"bench.seq_lens[{i}]", x, 1, 4096) for i, x in enumerate(v.seq("bench.seq_lens", b.get("seq_lens", [8, 128])))),
-        batch=v.integer("bench.batch", b.get("batch", 1), 1, 1024),
-        runs=v.integer("bench.runs", b.get("runs", 50), 1, 100000),
-        warmup=v.integer("bench.warmup", b.get("warmup", 5), 0, 100000),
-        threads=v.integer("bench.threads", b["threads"], 1, 256) if b.get("threads") is not None else None,
-    )
-
-    ev = None
-    if d.get("eval") is not None:
-        e = v.mapping("eval", d["eval"], {"data", "split", "max_examples", "max_length"}, {"data"})
-        split = e.get("split", "test")
-        if split not in ("train", "dev", "test"):
-            raise v.fail("eval.split", f"expected train, dev or test, got {split!r}")
-        ev = EvalSpec(data=_rel(v.string("eval.data", e["data"]), base_dir), split=split,
-                      max_examples=v.integer("eval.max_examples", e["max_examples"], 1) if e.get("max_examples") else None,
-                      max_length=v.integer("eval.max_length", e.get("max_length", 128), 8, 4096))
-        if task == "feature-extraction" and e.get("max_examples") is not None and ev.max_examples < 20:
-            # an embedding model's eval is recall@10 over a corpus of max_examples texts (deploytool.train.embedding)
-            raise v.fail("eval.max_examples", f"an embedding corpus needs at least 20 texts, got {ev.max_examples}")
-
-    r = v.mapping("report", d.get("report") or {}, {"title"})
-    report = ReportSpec(title=v.string("report.title", r["title"]) if r.get("title") else None)
-
-    return Recipe(name=name, model=model, task=task, train=tuple(train), export=ExportSpec(exporter, opset),
-                  passes=tuple(passes), sweep=sweep, devices=devices, bench=bench, eval=ev, report=report,
-                  source=source)
+    return validate(Recipe, data, source, context={"source": source, "base_dir": base_dir})
 
 
 def load_recipe(path: str | Path) -> Recipe:

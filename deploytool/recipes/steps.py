@@ -64,6 +64,10 @@ def _split_params(params: dict[str, Any], where: str):
 
 
 def _build(cls, where: str, **kwargs):
+    if hasattr(cls, "__pydantic_fields__"):  # a schema (deploytool.validation): its own key-path messages
+        from deploytool.validation import validate
+
+        return validate(cls, kwargs, where)
     try:
         return cls(**kwargs)
     except TypeError as e:  # an unknown option
@@ -132,16 +136,6 @@ def export_step(folder: Path, spec: ExportSpec, task: str, tmp: Path, source: st
 # ---------------------------------------------------------------------------------------- passes
 
 
-# pass kind / precision -> its typed config class; deploytool.passes.transform runs any of them
-_PASS_CONFIGS = {
-    PassKind.REORDER: "deploytool.passes.reorder:ReorderConfig",
-    PassKind.SLICE: "deploytool.passes.slice_subnetwork:SliceConfig",
-    PassKind.PRUNE_HEADS: "deploytool.passes.prune_heads:HeadPruneConfig",
-    PassKind.PRUNE_FFN: "deploytool.passes.prune_ffn:FFNPruneConfig",
-    PassKind.PACK: "deploytool.passes.pack_weights:PackConfig",
-}
-
-
 def pass_config(step: PassStep, where: str):
     """The typed, validated config of one recipe pass."""
     p = dict(step.params)
@@ -152,7 +146,9 @@ def pass_config(step: PassStep, where: str):
         return precision_config(Precision(prec), p, where)
     if step.kind is PassKind.REORDER and p.get("importance") == "magnitude":
         p["importance"] = None  # the data-free fallback
-    return _build(_load(_PASS_CONFIGS[step.kind]), where, **p)
+    from deploytool.passes import config_class
+
+    return _build(config_class(step.kind.value), where, **p)
 
 
 def precision_config(prec: Precision, params: dict[str, Any], where: str):
@@ -172,7 +168,7 @@ def _run_pass(cfg, src: Path, tmp: Path) -> dict[str, str]:
     from deploytool.passes import transform
 
     result = transform(src, tmp / "model.onnx", cfg)
-    info = {"stats": result.stats, "skipped": [{"node": s.node, "reason": s.reason} for s in result.skipped]}
+    info = {"stats": result.to_dict(), "skipped": [{"node": s.node, "reason": s.reason} for s in result.skipped]}
     (tmp / "result.json").write_text(json.dumps(info, indent=1, default=str))
     return {"model": "model.onnx", "result": "result.json"}
 

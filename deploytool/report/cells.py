@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from deploytool.report.rows import ReportRow
-from deploytool.report.summary import DeviceSummary, Variant
+from deploytool.report.summary import DeviceSummary, ModelOnDevice
 
 
 def _num(v: float | None, digits: int = 2) -> str:
@@ -289,7 +289,7 @@ _STATIC_TIPS = {"acc": "accuracy on the evaluation examples with its 95% Wilson 
                 "size": "model file size"}
 
 
-def _static_cells(v: Variant, best: bool) -> list[str]:
+def _static_cells(v: ModelOnDevice, best: bool) -> list[str]:
     r = v.first
     mem = max((x.peak_memory_mb for x in v.by_seq.values() if x.peak_memory_mb is not None), default=None)
     wd = "-" if r.width is None and r.depth is None else f"{_frac(r.width)} / {_frac(r.depth)}"

@@ -18,16 +18,16 @@ from collections.abc import Sequence
 
 from deploytool.accuracy import AccuracyRecord, pick
 from deploytool.report.rows import ReportRow
+from deploytool.variant import PRECISION_RANK, PRECISIONS
 
-__all__ = ["DeviceSummary", "Variant", "PRECISION_ORDER", "group_variants", "summarize"]
+__all__ = ["DeviceSummary", "ModelOnDevice", "PRECISION_ORDER", "group_variants", "summarize"]
 
-PRECISION_ORDER = ("fp32", "fp16", "int8", "ternary", "binary")
-_PRECISION_RANK = {"fp32": 4, "fp16": 4, "int8": 3, "ternary": 2, "binary": 1}
+PRECISION_ORDER = PRECISIONS
 _FAILED_WORD = {"latency": "p90 latency", "memory": "peak memory", "size": "model size"}
 
 
 @dataclasses.dataclass
-class Variant:
+class ModelOnDevice:
     """One model on one device: its rows by sequence length."""
 
     device: str
@@ -67,8 +67,8 @@ class Variant:
 @dataclasses.dataclass
 class DeviceSummary:
     device: str
-    variants: list[Variant]  # sorted: precision, then width, then depth (largest first)
-    best: Variant | None
+    variants: list[ModelOnDevice]  # sorted: precision, then width, then depth (largest first)
+    best: ModelOnDevice | None
     proxy: bool  # ranked by the accuracy proxy (no accuracy figures)
     verdict: str  # one line: the pick, or "none fits" and why
     seq_lens: list[int]
@@ -76,30 +76,30 @@ class DeviceSummary:
     tied: list[str] = dataclasses.field(default_factory=list)  # variants tied with the highest accuracy
 
     @property
-    def fitting(self) -> list[Variant]:
+    def fitting(self) -> list[ModelOnDevice]:
         return [v for v in self.variants if v.fits]
 
 
-def group_variants(rows: Sequence[ReportRow]) -> dict[str, list[Variant]]:
+def group_variants(rows: Sequence[ReportRow]) -> dict[str, list[ModelOnDevice]]:
     """device -> its variants (one per model file and EP), in report order (precision, width, depth)."""
-    out: dict[str, dict[tuple[str, str], Variant]] = {}
+    out: dict[str, dict[tuple[str, str], ModelOnDevice]] = {}
     for r in rows:
         dev = out.setdefault(r.device, {})
         # the same file run by another EP (e.g. QNN rows beside the CPU ones) is another deployment
-        v = dev.setdefault((r.model_path, r.ep_ran), Variant(r.device, r.model, r.model_path, {}))
+        v = dev.setdefault((r.model_path, r.ep_ran), ModelOnDevice(r.device, r.model, r.model_path, {}))
         v.by_seq.setdefault(r.seq_len, r)
-    return {d: sorted(vs.values(), key=Variant.sort_key) for d, vs in out.items()}
+    return {d: sorted(vs.values(), key=ModelOnDevice.sort_key) for d, vs in out.items()}
 
 
-def _rank(v: Variant, proxy: bool) -> tuple:
+def _rank(v: ModelOnDevice, proxy: bool) -> tuple:
     r = v.longest
     lat = r.device_latency_ms if r.device_latency_ms is not None else float("inf")
     if proxy:
-        return (-(r.param_fraction or 0), -_PRECISION_RANK.get(r.precision, 0), lat)
+        return (-(r.param_fraction or 0), -PRECISION_RANK.get(r.precision, 0), lat)
     return (-(r.accuracy if r.accuracy is not None else float("-inf")), lat)
 
 
-def _why_none(variants: Sequence[Variant]) -> str:
+def _why_none(variants: Sequence[ModelOnDevice]) -> str:
     budgeted = [v for v in variants if v.fits is not None]
     if not budgeted:
         return "no budget for the measured sequence lengths"
@@ -140,13 +140,13 @@ def summarize(rows: Sequence[ReportRow]) -> list[DeviceSummary]:
     return out
 
 
-def _record(v: Variant):
+def _record(v: ModelOnDevice):
     r = v.longest
     if r.accuracy is None:
         return None
     return r.accuracy_record if r.accuracy_record is not None else AccuracyRecord(r.accuracy)
 
 
-def _cost(v: Variant) -> tuple:
+def _cost(v: ModelOnDevice) -> tuple:
     r = v.longest
     return (r.device_latency_ms if r.device_latency_ms is not None else float("inf"), r.size_mb or 0.0)

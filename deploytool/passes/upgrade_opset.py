@@ -1,0 +1,90 @@
+"""Upgrade a model's default-domain opset with ``onnx.version_converter``, without its weights.
+
+``pack``'s ``speed`` runtime stores ternary weights as ONNX ``INT2`` (opset >= 25); a model exported at
+an older opset is converted first. The converter takes a serialized model, and protobuf cannot
+serialize more than 2 GB, so it gets the graph without the weights (see :func:`upgrade_opset`).
+"""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+
+from deploytool.errors import PassRefusedError
+from deploytool.passes.base import DeployPass, DeployPassResult
+
+__all__ = ["INT2_MIN_OPSET", "UpgradeOpsetPass", "upgrade_opset"]
+
+INT2_MIN_OPSET = 25
+
+
+class UpgradeOpsetPass(DeployPass):
+    """In place: a model below opset ``target`` becomes the converted model (the same tensors, shared, not
+    copied); one at or above it is left as it is. Details: ``opset`` ("17 -> 25", or the opset kept)."""
+
+    def __init__(self, target: int = INT2_MIN_OPSET) -> None:
+        super().__init__()
+        self.target = int(target)
+
+    def call(self, model: ir.Model) -> DeployPassResult:
+        old = model.opset_imports.get("", 0)
+        if old >= self.target:
+            return DeployPassResult(model, modified=False, stats={"opset": old})
+        new = upgrade_opset(model, self.target)
+        model.graph = new.graph
+        model.ir_version = new.ir_version
+        model.functions.clear()
+        model.functions.update(new.functions)
+        return DeployPassResult(model, modified=True, stats={"opset": f"{old} -> {self.target}"})
+
+    def ensures(self, model: ir.Model) -> None:
+        got = model.opset_imports.get("", 0)
+        if got < self.target:
+            raise PassRefusedError(f"opset upgrade left opset {got}, below {self.target}")
+
+
+def upgrade_opset(src_model: ir.Model, target: int = INT2_MIN_OPSET) -> ir.Model:
+    """``src_model`` converted to opset ``target`` with onnx.version_converter (PassRefusedError if it fails).
+
+    The converter takes a serialized model, and protobuf cannot serialize more than 2 GB, so it gets
+    the graph without the weights: every initializer over 1 KiB is handed over as an external-data
+    placeholder (name, type and shape; the converter keeps such references as they are) and the
+    converted model gets the very same tensor objects back (no copy of the weights is made; the input
+    model is left as it was). ``src_model`` and the result share those tensors.
+    """
+    import onnx
+
+    old = src_model.opset_imports.get("", 0)
+    held: dict[str, ir.TensorProtocol] = {}
+    placeholders: dict[str, str] = {}
+    for name, v in src_model.graph.initializers.items():
+        t = v.const_value
+        if t is None or t.nbytes <= 1024:
+            continue
+        held[name] = t
+        placeholders[name] = f"deploytool-placeholder-{len(placeholders)}"
+        v.const_value = ir.ExternalTensor(placeholders[name], 0, t.nbytes, t.dtype, shape=t.shape, name=name)
+    try:
+        proto = ir.serde.serialize_model(src_model)
+    finally:
+        for name, t in held.items():
+            src_model.graph.initializers[name].const_value = t
+    size = proto.ByteSize()
+    if size > 2_000_000_000:
+        raise PassRefusedError(f"cannot upgrade opset {old} to {target} for INT2 weights: the graph without its "
+                               f"weights is still {size / 1e9:.2f} GB, over protobuf's 2 GB limit; use --runtime densest "
+                               "or memory")
+    try:
+        converted = onnx.version_converter.convert_version(proto, target)
+    except Exception as e:
+        raise PassRefusedError(f"cannot upgrade opset {old} to {target} for INT2 weights ({str(e).splitlines()[0][:120]}); "
+                               "use --runtime densest or memory") from e
+    del proto
+    converted.ir_version = max(converted.ir_version, 11)
+    out = ir.serde.deserialize_model(converted)
+    for name, t in held.items():
+        v = out.graph.initializers.get(name)
+        if v is None:
+            raise PassRefusedError(f"cannot upgrade opset {old} to {target} for INT2 weights (the converter dropped "
+                                   f"initializer {name!r}); use --runtime densest or memory")
+        v.const_value = t
+    return out

@@ -1,0 +1,285 @@
+"""The one validation mechanism for recipes, device profiles and pass configs: pydantic v2.
+
+Why pydantic and not msgspec: ``benchmarks/results/validation_choice.json`` (pydantic's errors are
+data: key path, error type, the bad input and the bound, so one formatter writes every message;
+msgspec's are English text, drop the key inside a mapping and the bad value; pydantic costs more
+import time, paid only where a document or config is validated).
+
+A schema is a frozen pydantic dataclass (:func:`schema`): ``dataclasses.fields``/``asdict``/``replace``
+keep working, and constructing one validates it. :func:`validate` turns a parsed YAML document into
+one, and any failure into one :class:`~deploytool.errors.ConfigError` line::
+
+    recipes/quickstart.yaml: sweep.width[2]: expected a number in (0, 1], got 1.5
+    recipes/quickstart.yaml: bench.seq_len: unknown key (did you mean 'seq_lens'?)
+
+The field types below (:func:`Integer`, :data:`Fraction`, :func:`Number`, :data:`Text`, :func:`Choice`,
+:func:`OneOf`) carry deploytool's own wording; a validator that needs a rule of its own raises
+:func:`invalid`. The mechanism's only module-level state is the configuration constant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import re
+import typing
+from typing import Annotated, Any, Mapping, Sequence
+
+from pydantic import ConfigDict, PlainValidator, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass as _pydantic_dataclass
+from pydantic_core import PydanticCustomError
+
+from deploytool.choices import did_you_mean
+from deploytool.errors import ConfigError
+
+__all__ = ["Choice", "FilePath", "Flag", "Fraction", "Integer", "Number", "OneOf", "Text", "format_error", "invalid", "kind_of",
+           "schema", "validate"]
+
+# unknown keys are errors; types are checked by the field types below (lax elsewhere: a YAML list fills
+# a tuple, a mapping fills a nested schema)
+CONFIG = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+def schema(cls=None, /, **kwargs):
+    """``@schema``: a frozen pydantic dataclass validated on construction (see the module doc).
+
+    Constructing one in Python (``SliceConfig(width=1.5)``, ``dataclasses.replace``) raises
+    :class:`~deploytool.errors.ConfigError` ``key.path: problem`` (never pydantic's multi-line error);
+    a ``__post_init__`` may check what spans fields and raise ConfigError itself."""
+    def wrap(c):
+        out = _pydantic_dataclass(c, frozen=kwargs.get("frozen", True), config=CONFIG)
+        init = out.__init__
+
+        @functools.wraps(init)
+        def __init__(self, *args, **kw):  # noqa: N807
+            try:
+                init(self, *args, **kw)
+            except ValidationError as e:
+                raise ConfigError(format_error(e, "", out)) from None
+
+        out.__init__ = __init__
+        return out
+
+    return wrap if cls is None else wrap(cls)
+
+
+def invalid(message: str, at: str = "") -> PydanticCustomError:
+    """An error with deploytool's own ``message``, at the key path of the value being validated plus
+    ``at`` (``"[2]"``, ``".name"``). Raise it from a validator."""
+    return PydanticCustomError("deploytool", "{message}", {"message": message, "at": at})
+
+
+def kind_of(value: Any) -> str:
+    """How a message names a wrong value: ``str 'many'``, ``list``, ``nothing``."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, (dict, list, tuple)):
+        return "mapping" if isinstance(value, dict) else "list"
+    s = repr(value)
+    return f"{type(value).__name__} {s if len(s) <= 60 else s[:57] + '...'}"
+
+
+# ------------------------------------------------------------------------------------ field types
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and not (isinstance(v, float) and math.isnan(v))
+
+
+def Integer(lo: int | None = None, hi: int | None = None, what: str = "") -> Any:  # noqa: N802 - a type
+    """An int (not a bool, not a string) in ``[lo, hi]``."""
+    rng = (f" in [{lo}, {hi}]" if lo is not None and hi is not None else f" >= {lo}" if lo is not None
+           else f" <= {hi}" if hi is not None else "")
+    label = f"an integer{rng}{f' ({what})' if what else ''}"
+
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise invalid(f"expected {label}, got {kind_of(v)}")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise invalid(f"expected {label}, got {v}")
+        return v
+
+    return Annotated[int, PlainValidator(check)]
+
+
+def _fraction(v: Any) -> float:
+    if not _is_number(v):
+        raise invalid(f"expected a number in (0, 1], got {kind_of(v)}")
+    if not 0 < v <= 1:
+        raise invalid(f"expected a number in (0, 1], got {v}")
+    return float(v)
+
+
+#: a number in (0, 1] (a width, a depth)
+Fraction = Annotated[float, PlainValidator(_fraction)]
+
+
+def Number(unit: str = "", *, positive: bool = True, allow_zero: bool = False) -> Any:  # noqa: N802 - a type
+    """A float or int (not a bool, not NaN); ``positive``: > 0, or >= 0 with ``allow_zero``."""
+    u = f" ({unit})" if unit else ""
+
+    def check(v: Any) -> float:
+        if not _is_number(v):
+            raise invalid(f"expected a number{u}, got {kind_of(v)}")
+        if positive and (v < 0 or (v == 0 and not allow_zero)):
+            raise invalid(f"expected a {'non-negative' if allow_zero else 'positive'} number{u}, got {v!r}")
+        return float(v)
+
+    return Annotated[float, PlainValidator(check)]
+
+
+def _flag(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise invalid(f"expected true or false, got {kind_of(v)}")
+    return v
+
+
+#: true or false (not 1, not "yes")
+Flag = Annotated[bool, PlainValidator(_flag)]
+
+
+def _file_path(v: Any) -> Any:
+    if isinstance(v, os.PathLike) or (isinstance(v, str) and v.strip()):
+        return v
+    raise invalid(f"expected a file path, got {kind_of(v)}")
+
+
+#: a file name (a string or an ``os.PathLike``), kept as given
+FilePath = Annotated[Any, PlainValidator(_file_path)]
+
+
+def _text(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise invalid(f"expected a non-empty string, got {kind_of(v)}")
+    return v
+
+
+#: a non-empty string
+Text = Annotated[str, PlainValidator(_text)]
+
+
+def Choice(*values: str) -> Any:  # noqa: N802 - a type
+    """One of ``values`` (exact spelling), with a did-you-mean."""
+    def check(v: Any) -> str:
+        if not isinstance(v, str) or v not in values:
+            hint = did_you_mean(str(v), values) if isinstance(v, str) else ""
+            raise invalid(f"expected one of {', '.join(values)}, got {v!r}{hint}")
+        return v
+
+    return Annotated[str, PlainValidator(check)]
+
+
+def OneOf(cls, values: Sequence[str] | None = None) -> Any:  # noqa: N802 - a type
+    """A member of the enum ``cls`` (its value in any case; only ``values`` when given), with a did-you-mean."""
+    allowed = [str(m.value) for m in cls] if values is None else list(values)
+
+    def check(v: Any):
+        if isinstance(v, cls) and v.value in allowed:
+            return v
+        if isinstance(v, str) and v.strip().lower() in allowed:
+            return cls(v.strip().lower())
+        hint = did_you_mean(str(v).strip().lower(), allowed) if isinstance(v, str) else ""
+        raise invalid(f"expected one of {', '.join(allowed)}, got {v!r}{hint}")
+
+    return Annotated[cls, PlainValidator(check)]
+
+
+# ----------------------------------------------------------------------------------- validation
+
+def validate(cls: type, data: Any, source: str, *, context: Mapping[str, Any] | None = None):
+    """``data`` (a parsed YAML document) as the schema ``cls``; ConfigError ``source: key.path: problem``."""
+    try:
+        return TypeAdapter(cls).validate_python(data, context=dict(context or {}))
+    except ValidationError as e:
+        raise ConfigError(format_error(e, source, cls)) from None
+
+
+def _path(loc: Sequence[Any]) -> str:
+    out = ""
+    for x in loc:
+        if isinstance(x, int):
+            out += f"[{x}]"
+        else:
+            out += f".{x}" if out else str(x)
+    return out
+
+
+def _unwrap(t: Any) -> Any:
+    while True:
+        origin = typing.get_origin(t)
+        if origin is Annotated:
+            t = typing.get_args(t)[0]
+        elif origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            args = [a for a in typing.get_args(t) if a is not type(None)]
+            if len(args) != 1:
+                return t
+            t = args[0]
+        else:
+            return t
+
+
+def _keys_at(root: Any, loc: Sequence[Any]) -> list[str]:
+    """The keys the schema allows at ``loc`` (for a did-you-mean), or [] when that is not a schema."""
+    t = root
+    for step in loc:
+        t = _unwrap(t)
+        if isinstance(t, type) and dataclasses.is_dataclass(t):
+            t = typing.get_type_hints(t, include_extras=True).get(str(step))
+        elif typing.get_origin(t) in (list, tuple, Sequence, frozenset, set):
+            t = typing.get_args(t)[0] if typing.get_args(t) else None
+        elif typing.get_origin(t) in (dict, Mapping):
+            t = typing.get_args(t)[1] if typing.get_args(t) else None
+        else:
+            return []
+        if t is None:
+            return []
+    t = _unwrap(t)
+    return [f.name for f in dataclasses.fields(t)] if isinstance(t, type) and dataclasses.is_dataclass(t) else []
+
+
+_WHAT = {"int": "an integer", "float": "a number", "string": "a string", "bool": "true or false", "list": "a list",
+         "tuple": "a list", "dict": "a mapping", "dataclass": "a mapping", "model": "a mapping", "set": "a list",
+         "frozen_set": "a list"}
+_BOUND = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+
+
+def format_error(e: ValidationError, source: str, root: Any = None) -> str:
+    """The first error of ``e`` as deploytool's one line: ``source: key.path: problem``."""
+    errors = e.errors(include_url=False)
+    # an unknown key first (a typo'd key also makes its right spelling "missing"), as a reader fixes it first
+    err = next((x for x in errors if x["type"] in ("unexpected_keyword_argument", "extra_forbidden")), errors[0])
+    loc, typ, ctx, got = list(err["loc"]), err["type"], err.get("ctx") or {}, err.get("input")
+    # a PlainValidator's type, a function validator's name: pydantic adds them to the path; we do not
+    loc = [x for x in loc if not (isinstance(x, str) and ("[" in x or x.startswith("function-")))]
+    problem = _problem(typ, ctx, got, err["msg"], root, loc)
+    path = _path(loc) + (str(ctx.get("at", "")) if typ == "deploytool" else "")
+    if typ in ("unexpected_keyword_argument", "extra_forbidden"):
+        path = _path(loc)
+    return ": ".join(x for x in (source, path, problem) if x)
+
+
+def _problem(typ: str, ctx: Mapping[str, Any], got: Any, msg: str, root: Any, loc: list) -> str:
+    if typ == "deploytool":
+        return str(ctx["message"])
+    if typ in ("unexpected_keyword_argument", "extra_forbidden"):
+        allowed = _keys_at(root, loc[:-1]) if root is not None else []
+        hint = did_you_mean(str(loc[-1]), allowed) if loc else ""
+        if not hint and allowed:
+            hint = f" (allowed: {', '.join(allowed)})"
+        return f"unknown key{hint}"
+    if typ in ("missing", "missing_argument", "missing_keyword_only_argument", "missing_positional_only_argument"):
+        return "required key is missing"
+    if typ in ("enum", "literal_error"):
+        allowed = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        return f"expected one of {', '.join(allowed)}, got {got!r}{did_you_mean(str(got), allowed)}"
+    if typ in _BOUND:
+        bound = next(iter(ctx.values()), "?")
+        return f"expected a value {_BOUND[typ]} {bound}, got {got!r}"
+    if typ in ("value_error", "assertion_error"):
+        text = str(ctx.get("error", msg))
+        return re.sub(r"^(Value|Assertion) error, ", "", text)
+    for prefix, what in _WHAT.items():
+        if typ in (f"{prefix}_type", f"{prefix}_parsing", f"{prefix}_from_float"):
+            return f"expected {what}, got {kind_of(got)}"
+    return f"{msg[:1].lower()}{msg[1:]}, got {kind_of(got)}"

@@ -1,0 +1,187 @@
+"""The one pass contract (passes/base.py): requires before call, ensures after, pipelines as passes,
+the one config-type table, typed results. Graphs are written here; references are onnx's own
+ReferenceEvaluator and plain counts, never the code under test."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from onnx import TensorProto, helper
+from onnx.reference import ReferenceEvaluator
+
+from deploytool.errors import PassRefusedError, VerificationError
+from deploytool.passes import build_pass, config_class, pass_table, transform
+from deploytool.passes.base import DeployPass, DeployPassResult, PassSequence
+from deploytool.passes.pack_weights import PackConfig, PackWeightsPass
+from deploytool.passes.prune_heads import HeadPruneConfig, PruneHeadsPass
+from deploytool.passes.residual_sum import ResidualAddsToSumPass
+from deploytool.passes.slice_subnetwork import SliceConfig
+from deploytool.passes.upgrade_opset import UpgradeOpsetPass
+
+
+def _residual_graph(opset: int = 17, n: int = 8) -> onnx.ModelProto:
+    """x -> MatMul(W) = h; Add(h, x) -> LayerNorm (a residual: both inputs computed);
+    Add(h, bias) -> LayerNorm (a bias: one input constant, must stay Add)."""
+    rng = np.random.default_rng(0)
+    w = helper.make_tensor("W", TensorProto.FLOAT, [n, n], rng.standard_normal(n * n).astype(np.float32))
+    b = helper.make_tensor("B", TensorProto.FLOAT, [n], rng.standard_normal(n).astype(np.float32))
+    g = helper.make_tensor("G", TensorProto.FLOAT, [n], np.ones(n, np.float32))
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"]),
+             helper.make_node("Add", ["h", "x"], ["r"], name="residual"),
+             helper.make_node("LayerNormalization", ["r", "G"], ["y1"], axis=-1),
+             helper.make_node("Add", ["h", "B"], ["c"], name="bias"),
+             helper.make_node("LayerNormalization", ["c", "G"], ["y2"], axis=-1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, n])],
+                              [helper.make_tensor_value_info("y1", TensorProto.FLOAT, [2, n]),
+                               helper.make_tensor_value_info("y2", TensorProto.FLOAT, [2, n])], [w, b, g])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _run(proto: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
+    return ReferenceEvaluator(proto).run(None, {"x": x})
+
+
+def test_residual_sum_rewrites_only_residual_adds_and_keeps_the_outputs():
+    proto = _residual_graph()
+    x = np.random.default_rng(1).standard_normal((2, 8)).astype(np.float32)
+    before = _run(proto, x)
+    model = ir.serde.deserialize_model(proto)
+    result = ResidualAddsToSumPass()(model)
+    ops = {n.name: n.op_type for n in model.graph}
+    assert ops["residual"] == "Sum" and ops["bias"] == "Add"
+    assert result.modified and result.stats["residual_add_as_sum"] == 1
+    after = _run(ir.serde.serialize_model(model), x)
+    for a, b in zip(before, after):
+        np.testing.assert_allclose(a, b, rtol=0, atol=0)
+    again = ResidualAddsToSumPass()(model)  # nothing left to rewrite
+    assert not again.modified and again.stats["residual_add_as_sum"] == 0
+
+
+def test_upgrade_opset_shares_the_weights_and_leaves_new_models_alone():
+    model = ir.serde.deserialize_model(_residual_graph(17, n=32))  # W over 1 KiB: handed over, not serialized
+    w = model.graph.initializers["W"].const_value
+    result = UpgradeOpsetPass(25)(model)
+    assert result.modified and result.model is model and model.opset_imports[""] == 25
+    assert result.stats["opset"] == "17 -> 25"
+    assert model.graph.initializers["W"].const_value is w  # the same tensor object, not a copy
+    same = UpgradeOpsetPass(25)(model)
+    assert not same.modified and same.stats["opset"] == 25
+
+
+class _Recorder(DeployPass):
+    def __init__(self, log: list, name: str, refuse_input: bool = False, bad_output: bool = False):
+        super().__init__()
+        self.log, self.tag, self.refuse_input, self.bad_output = log, name, refuse_input, bad_output
+
+    def requires_input(self, model):
+        self.log.append(f"{self.tag}.requires_input")
+        if self.refuse_input:
+            raise PassRefusedError(f"{self.tag} refuses this input")
+
+    def requires(self, model):
+        self.log.append(f"{self.tag}.requires")
+
+    def call(self, model):
+        self.log.append(f"{self.tag}.call")
+        model.metadata_props[f"seen.{self.tag}"] = "1"
+        return DeployPassResult(model, modified=True, stats={self.tag: 1})
+
+    def ensures(self, model):
+        self.log.append(f"{self.tag}.ensures")
+        if self.bad_output:
+            raise VerificationError(f"{self.tag} wrote a bad model")
+
+
+def test_sequence_runs_each_pass_contract_in_order_and_merges_results():
+    log: list[str] = []
+    seq = PassSequence([_Recorder(log, "a"), _Recorder(log, "b"), _Recorder(log, "c")], main=1)
+    result = seq(ir.serde.deserialize_model(_residual_graph()))
+    assert log == ["b.requires_input", "a.requires", "a.call", "a.ensures", "b.requires", "b.call", "b.ensures",
+                   "c.requires", "c.call", "c.ensures"]
+    assert result.stats == {"a": 1, "b": 1, "c": 1} and result.modified
+    assert seq.name == "_Recorder"
+
+
+def test_sequence_refuses_on_its_main_pass_input_before_anything_runs():
+    log: list[str] = []
+    model = ir.serde.deserialize_model(_residual_graph())
+    with pytest.raises(PassRefusedError, match="b refuses this input"):
+        PassSequence([_Recorder(log, "a"), _Recorder(log, "b", refuse_input=True)], main=1)(model)
+    assert log == ["b.requires_input"] and "seen.a" not in model.metadata_props
+
+
+def test_ensures_failure_surfaces_as_the_deploy_error():
+    log: list[str] = []
+    with pytest.raises(VerificationError, match="a wrote a bad model"):
+        _Recorder(log, "a", bad_output=True)(ir.serde.deserialize_model(_residual_graph()))
+    assert log == ["a.requires", "a.call", "a.ensures"]
+
+
+def test_pack_refuses_a_quantized_model_before_the_opset_upgrade():
+    proto = _residual_graph(17)
+    proto.graph.node.append(helper.make_node("MatMulInteger", ["x", "W"], ["q"], name="already_int8"))
+    model = ir.serde.deserialize_model(proto)
+    with pytest.raises(PassRefusedError, match="already packed or quantized"):
+        build_pass(PackConfig(weights="ternary", runtime="speed"))(model)
+    assert model.opset_imports[""] == 17  # not upgraded: refused first
+
+
+def test_the_table_is_keyed_by_config_type():
+    table = pass_table()
+    kinds = {e.kind for e in table.values()}
+    # the recipe names of the passes (recipes' PassKind without quantize, plus the two precisions)
+    assert kinds == {"reorder", "slice", "prune-heads", "prune-ffn", "int8", "fp16", "pack"}
+    assert all(isinstance(c, type) and e.config is c for c, e in table.items())
+    assert config_class("slice") is SliceConfig and config_class("prune-heads") is HeadPruneConfig
+    with pytest.raises(KeyError, match="no pass named 'shrink'"):
+        config_class("shrink")
+
+    class SliceConfigLookalike:  # same name, another type: not in the table
+        pass
+
+    SliceConfigLookalike.__name__ = "SliceConfig"
+    with pytest.raises(TypeError, match="transform\\(\\) takes one of"):
+        build_pass(SliceConfigLookalike())
+
+
+def test_pack_pipeline_is_the_passes_the_runtime_needs():
+    def kinds(cfg):
+        p = build_pass(cfg)
+        return [type(x).__name__ for x in (p.passes if isinstance(p, PassSequence) else [p])]
+
+    assert kinds(PackConfig(runtime="speed")) == ["UpgradeOpsetPass", "PackWeightsPass", "ResidualAddsToSumPass"]
+    assert kinds(PackConfig(runtime="speed", upgrade_opset=False)) == ["PackWeightsPass", "ResidualAddsToSumPass"]
+    assert kinds(PackConfig(runtime="densest")) == ["PackWeightsPass", "ResidualAddsToSumPass"]
+    assert kinds(PackConfig(runtime="memory", accuracy_level=0)) == ["PackWeightsPass"]
+    assert isinstance(build_pass(PackConfig()).main, PackWeightsPass)
+
+
+def test_structured_refusal_happens_in_requires_and_touches_nothing(tiny_onnx, tmp_path):
+    src = tiny_onnx("bert", "torch", layers=2)
+    from deploytool import onnx_io
+
+    model = onnx_io.load_model(src)
+    before = [(n.op_type, tuple(v.name for v in n.inputs if v is not None)) for n in model.graph]
+    p = PruneHeadsPass(HeadPruneConfig(heads={5: [0]}))
+    with pytest.raises(PassRefusedError, match="layer 5 out of range 0..1"):
+        p(model)
+    assert [(n.op_type, tuple(v.name for v in n.inputs if v is not None)) for n in model.graph] == before
+    with pytest.raises(PassRefusedError, match="layer 5 out of range"):
+        p.requires(model)  # the refusal is requires()'s, not call()'s
+    dst = tmp_path / "x.onnx"
+    with pytest.raises(PassRefusedError):
+        transform(src, dst, HeadPruneConfig(heads={5: [0]}))
+    assert not dst.exists()
+
+
+def test_typed_result_of_a_structured_pass(tiny_onnx, tmp_path):
+    src = tiny_onnx("bert", "torch", layers=2)
+    res = transform(src, tmp_path / "p.onnx", HeadPruneConfig(heads={0: [1, 3]}))
+    c = res.counts
+    assert (c.heads_before, c.heads_after, c.heads_per_layer) == (8, 6, [2, 4])
+    assert res.gate.verified and res.gate.seconds > 0 and res.bytes_after < res.bytes_before
+    assert res.variant is not None and res.variant.endswith("-fp32")
+    flat = res.to_dict()
+    assert flat["heads_after"] == 6 and flat["verified"] is True and flat["heads_removed"] == {"0": [1, 3]}
