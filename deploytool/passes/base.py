@@ -555,7 +555,7 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
 
     import onnx
 
-    from deploytool.bench.inputs import plan_inputs_proto
+    from deploytool.runtime.inputs import plan_inputs_proto
     from deploytool.runtime.verify import gate_feeds, verify_model, verify_model_isolated
 
     start = time.perf_counter()
