@@ -347,10 +347,41 @@ def render_training_table(results: Path) -> str:
     for r in t["rows"]:
         if "QAT" in r["name"]:
             kind = r["name"].split(" QAT")[0]
+            if "ternary weight splitting" in r["name"]:
+                kind = "binary with ternary weight splitting (BinaryBERT TWS)"
             missed = "" if 100 * r["accuracy"] / teacher["accuracy"] >= r["target"] else " (missed)"
             out.append(f"| {kind} QAT (int8 activations) | {acc(r['accuracy'])} | {share(r['accuracy'])} | "
                        f"{r['target']}%{missed} |")
     return "\n".join(out)
+
+
+def render_tws(results: Path) -> str:
+    """BinaryBERT's ternary weight splitting against plain binary QAT, from train_bench_standard.json."""
+    t = _load(results, "train_bench_standard.json")
+    w = t.get("tws")
+    if not w:
+        return "(no ternary-weight-splitting run in train_bench_standard.json)"
+    teacher = next(r for r in t["rows"] if r["name"].startswith("teacher"))["accuracy"]
+    plain = next(r for r in t["rows"] if r["name"].startswith("binary QAT (")) ["accuracy"]
+    onnx = {r["file"]: r for r in t.get("onnx", []) if "file" in r}
+    parts = [f"Same budget as plain binary QAT (one epoch of the training split, {w['steps']} steps: "
+             f"{w['stages']['ternary']['steps']} ternary at width {w['width']:g}, {w['heads_per_layer'][0]} heads and "
+             f"FFN {w['ffn_size']} per layer, then {w['stages']['binary']['steps']} binary after the split): "
+             f"**{w['test']['accuracy']:.2f}%** on the 1,281 test reviews ({100 * w['test']['accuracy'] / teacher:.1f}% "
+             f"of the teacher; plain binary {plain:.2f}%, {100 * plain / teacher:.1f}%)."]
+    v = w.get("vs_plain_binary")
+    if v:
+        parts.append(f"Paired on the same reviews: {v['points']:+.2f} points, right only with TWS {v['only_tws_right']}, "
+                     f"only plain {v['only_plain_right']}, exact McNemar p = {v['mcnemar_p']:.2g}.")
+    parts.append(f"Right after the split the dev accuracy is {w['split_dev']['accuracy']:.1f}% against the ternary "
+                 f"model's {w['ternary_dev']['accuracy']:.1f}% (largest weight difference "
+                 f"{max(w['split_max_abs_diff'].values()):.1g}): the split model is the ternary one.")
+    sp, bs = onnx.get("binary_tws_speed.onnx"), onnx.get("binary_speed.onnx")
+    if sp and bs:
+        parts.append(f"Packed `--weights split-binary` (speed runtime) it is {sp['bytes'] / 1e6:.1f} MB against plain "
+                     f"binary's {bs['bytes'] / 1e6:.1f} MB (both planes of the word embeddings: 2 bits a value), and "
+                     f"gives {sp['accuracy']:.2f}% against PyTorch's {sp['pytorch']:.2f}%.")
+    return " ".join(parts)
 
 
 def render_conformance(results: Path) -> str:
@@ -391,7 +422,7 @@ def render_conformance(results: Path) -> str:
 
 
 BLOCKS = {"quickstart": render_quickstart, "conformance": render_conformance, "embedding": render_embedding,
-          "training-table": render_training_table, "measured": render_measured, "performance": render_performance, "performance-reading": render_reading}
+          "training-table": render_training_table, "tws": render_tws, "measured": render_measured, "performance": render_performance, "performance-reading": render_reading}
 _BLOCK = re.compile(r"<!-- figures:(?P<name>[a-z-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
 
 
