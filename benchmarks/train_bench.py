@@ -167,7 +167,7 @@ def main(argv=None) -> int:
                          "target": targets.get((w, d)), "seconds": dyn_seconds,
                          "notes": f"{dr['train_examples']} examples; seconds = both stages"})
 
-    qat = {}
+    qat, qat_test = {}, {}
     qat_granularity = s.get("qat_granularity", "layer")  # one scale per matrix or per output row; pack uses the same
     qtargets = QAT_TARGETS.get(args.schedule, QAT_TARGETS["demo"])
 
@@ -183,6 +183,7 @@ def main(argv=None) -> int:
         qr = stage(mode, lambda: train_qat(qat_cfg(mode, work / mode)))
         r = test_acc(work / mode)
         qat[mode] = r["accuracy"]
+        qat_test[mode] = r
         rows.append({"name": f"{mode} QAT (weights {qat_granularity}-wise + word embeddings, int8 activations)",
                      "accuracy": r["accuracy"], "target": qtargets[mode], "seconds": qr["training"]["seconds"],
                      "notes": f"{qr['train_examples']} examples x {qr['epochs']:g} epoch(s); dev before QAT "
@@ -202,6 +203,21 @@ def main(argv=None) -> int:
                "heads_per_layer": t["heads_per_layer"], "ffn_size": t["ffn_size"], "steps": qr["training"]["steps"],
                "seconds": qr["training"]["seconds"], "stages": {k: {"steps": v["steps"], "seconds": v["seconds"]}
                                                                for k, v in qr["training"]["stages"].items()}}
+        if "binary" in qat_test:  # paired on the same test reviews: exact McNemar, TWS vs plain binary
+            from deploytool.stats import mcnemar_exact
+
+            a, b = qat_test["binary"]["predictions"], r["predictions"]
+            if a["ids"] == b["ids"]:
+                ok_a = [p == y for p, y in zip(a["pred"], a["label"])]
+                ok_b = [p == y for p, y in zip(b["pred"], b["label"])]
+                only_plain = sum(x and not y for x, y in zip(ok_a, ok_b))
+                only_tws = sum(y and not x for x, y in zip(ok_a, ok_b))
+                tws["vs_plain_binary"] = {"n": len(ok_a), "only_plain_right": only_plain, "only_tws_right": only_tws,
+                                          "mcnemar_p": mcnemar_exact(only_plain, only_tws),
+                                          "points": round(r["accuracy"] - qat_test["binary"]["accuracy"], 3)}
+                notes.append(f"binary with TWS vs plain binary on the same {len(ok_a)} test reviews: "
+                             f"{tws['vs_plain_binary']['points']:+.2f} points; right only with TWS {only_tws}, only "
+                             f"plain {only_plain}, exact McNemar p = {tws['vs_plain_binary']['mcnemar_p']:.2g}")
         rows.append({"name": "binary QAT with ternary weight splitting (BinaryBERT TWS: DynaBERT w0.5 ternary, "
                              "split into two binary planes, int8 activations)",
                      "accuracy": r["accuracy"], "target": qtargets["binary"], "seconds": qr["training"]["seconds"],
