@@ -373,9 +373,12 @@ def render_tws(results: Path) -> str:
     if v:
         parts.append(f"Paired on the same reviews: {v['points']:+.2f} points, right only with TWS {v['only_tws_right']}, "
                      f"only plain {v['only_plain_right']}, exact McNemar p = {v['mcnemar_p']:.2g}.")
-    parts.append(f"Right after the split the dev accuracy is {w['split_dev']['accuracy']:.1f}% against the ternary "
-                 f"model's {w['ternary_dev']['accuracy']:.1f}% (largest weight difference "
-                 f"{max(w['split_max_abs_diff'].values()):.1g}): the split model is the ternary one.")
+    sd, td = w["split_dev"], w["ternary_dev"]
+    parts.append(f"Right after the split the dev accuracy is {sd['accuracy']:.1f}% against the ternary model's "
+                 f"{td['accuracy']:.1f}% ({sd.get('n_correct', '?')} and {td.get('n_correct', '?')} of {sd.get('n', '?')} "
+                 f"reviews right; the split weights differ from the ternary ones by at most "
+                 f"{max(w['split_max_abs_diff'].values()):.1g}, float rounding, which int8 activation rounding can "
+                 "still turn into a different prediction).")
     sp, bs = onnx.get("binary_tws_speed.onnx"), onnx.get("binary_speed.onnx")
     if sp and bs:
         parts.append(f"Packed `--weights split-binary` (speed runtime) it is {sp['bytes'] / 1e6:.1f} MB against plain "
