@@ -6,7 +6,7 @@ import json
 
 import click
 
-from deploytool.cli._grammar import GrammarCommand, json_flag, seq_len_option
+from deploytool.cli._grammar import json_flag, seq_len_option
 from deploytool.cli.device_cmd import profiles_dir_option
 
 

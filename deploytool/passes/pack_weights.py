@@ -55,12 +55,11 @@ import enum
 import json
 import logging
 import os
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import onnx_ir as ir
 
-from deploytool.choices import parse_enum
 from deploytool.errors import ConfigError, PassRefusedError, StructureError
 from deploytool.graph._util import alias_root
 from deploytool.passes.base import DeployPass, DeployPassResult, Skip
@@ -74,6 +73,7 @@ from deploytool.quant.quantizers import (
     quantize_int8_rows,
     ternarize,
 )
+from deploytool.validation import Flag, Integer, OneOf, schema
 
 logger = logging.getLogger(__name__)
 
@@ -112,41 +112,32 @@ class Runtime(str, enum.Enum):
     DENSEST = "densest"  # 5 trits per byte on disk (binary: 1 bit), int8 kernels
 
 
-@dataclasses.dataclass(frozen=True)
+_LINEAR = ("ternary", "binary", "split-binary")
+_TABLES = ("ternary", "binary", "split-binary", "int8", "fp32")
+
+
+@schema
 class PackConfig:
     """What to pack and how. ``embeddings=None`` means the same scheme as ``weights``."""
 
-    weights: WeightScheme = WeightScheme.TERNARY
-    embeddings: WeightScheme | None = None
-    runtime: Runtime = Runtime.SPEED
-    granularity: Granularity = Granularity.LAYER
-    accuracy_level: int = 4  # MatMulNBits (runtime memory): 4 = int8 activations (fast), 0 = fp32 (exact)
-    block_size: int = 128  # MatMulNBits block along K (power of two, 16..256)
-    upgrade_opset: bool = True  # pack_file: upgrade models below opset 25 when INT2 is needed
-    pack_head: bool = False  # pooler/classifier weights too (with the encoder's scheme), not fp32
-    position_embeddings: WeightScheme = WeightScheme.FP32  # position + token-type tables: fp32|int8|ternary|binary
+    weights: OneOf(WeightScheme, _LINEAR) = WeightScheme.TERNARY
+    embeddings: Optional[OneOf(WeightScheme, _TABLES)] = None
+    runtime: OneOf(Runtime) = Runtime.SPEED
+    granularity: OneOf(Granularity) = Granularity.LAYER
+    # MatMulNBits (runtime memory): 4 = int8 activations (fast), 0 = fp32 (exact)
+    accuracy_level: Integer(0, 4, what="0 = fp32 activations, 4 = int8") = 4
+    block_size: Integer(16, 256, what="a power of two") = 128  # MatMulNBits block along K
+    upgrade_opset: Flag = True  # pack_file: upgrade models below opset 25 when INT2 is needed
+    pack_head: Flag = False  # pooler/classifier weights too (with the encoder's scheme), not fp32
+    position_embeddings: OneOf(WeightScheme, _TABLES) = WeightScheme.FP32  # position + token-type tables
 
     def __post_init__(self) -> None:
-        for name in ("upgrade_opset", "pack_head"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name}: expected true or false, got {getattr(self, name)!r}")
-        object.__setattr__(self, "position_embeddings",
-                           parse_enum(WeightScheme, self.position_embeddings, "position_embeddings"))
-        w = self.weights.value if isinstance(self.weights, WeightScheme) else self.weights
-        linear = (WeightScheme.TERNARY.value, WeightScheme.BINARY.value, WeightScheme.SPLIT_BINARY.value)
-        if w not in linear:
-            raise ConfigError(f"weights: expected one of {list(linear)}, got {w!r}")
-        w = WeightScheme(w)
-        object.__setattr__(self, "weights", w)
-        e = w if self.embeddings is None else parse_enum(WeightScheme, self.embeddings, "embeddings")
-        object.__setattr__(self, "embeddings", e)
-        object.__setattr__(self, "runtime", parse_enum(Runtime, self.runtime, "runtime"))
-        object.__setattr__(self, "granularity", parse_enum(Granularity, self.granularity, "granularity"))
+        if self.embeddings is None:
+            object.__setattr__(self, "embeddings", self.weights)
         if self.accuracy_level not in (0, 4):
             raise ConfigError(f"accuracy_level: expected 0 (fp32 activations) or 4 (int8), got {self.accuracy_level!r}")
-        bs = self.block_size
-        if not isinstance(bs, int) or bs < 16 or bs > 256 or bs & (bs - 1):
-            raise ConfigError(f"block_size: expected a power of two in [16, 256], got {bs!r}")
+        if self.block_size & (self.block_size - 1):
+            raise ConfigError(f"block_size: expected a power of two in [16, 256], got {self.block_size!r}")
 
     @property
     def linear_scheme(self) -> str:
