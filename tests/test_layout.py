@@ -122,8 +122,6 @@ def test_the_flow_check_sees_lazy_imports(tmp_path):
 
 # module-level cycles (lazy imports included) still there: the modules, and what removes the cycle
 KNOWN_MODULE_CYCLES = {
-    frozenset({"deploytool.train.evaluate", "deploytool.train.qat"}):
-        "evaluate imports qat.act_fn_for lazily; train/qat.py owner: move fake_quant_act/act_fn_for below both",
 }
 
 

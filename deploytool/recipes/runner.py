@@ -211,7 +211,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
     check_recipe(rec)
 
     # 1. the model folder
-    model_dir, model_digest = S.resolve_model(rec.model)
+    model_dir, model_digest = S.model_folder_and_digest(rec.model)
     key = f"model:{model_digest}"
     folder = model_dir
 

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------------------- model
 
 
-def resolve_model(spec: ModelSpec) -> tuple[Path, str]:
+def model_folder_and_digest(spec: ModelSpec) -> tuple[Path, str]:
     """The model folder and a digest of what is in it (config + weight file sizes and heads)."""
     from deploytool.models import resolve_model as _resolve, weight_files
 

@@ -94,7 +94,7 @@ def _predict_torch(model, tok, enc, batch_size, device, width=1.0, depth=1.0, ac
 
     act_fn = None
     if act_bits:
-        from deploytool.train.qat import act_fn_for
+        from deploytool.train.actquant import act_fn_for
 
         act_fn = act_fn_for(act_bits)
     model.eval()

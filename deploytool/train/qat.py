@@ -61,29 +61,13 @@ from deploytool.train.config import QATConfig, QuantMode
 from deploytool.train.evaluate import evaluate_torch
 from deploytool.train.losses import distill_loss
 from deploytool.train.loop import run_loop
+from deploytool.train.actquant import act_fn_for, fake_quant_act
 from deploytool.train.subnet import check_supported, encoder_linears, encoder_of, prune_to_width, subnet_forward
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["fake_quant_act", "act_fn_for", "quantize_weight", "WeightQuantizer", "TwoPlaneQuantizer",
            "attach_quantizers", "split_to_planes", "freeze_quantized", "train_qat", "quantized_modules"]
-
-
-def fake_quant_act(x: torch.Tensor) -> torch.Tensor:
-    """``DynamicQuantizeLinear`` (uint8, one scale per tensor) then dequantized; straight-through gradient."""
-    with torch.no_grad():
-        lo = torch.clamp(x.min(), max=0.0)
-        hi = torch.clamp(x.max(), min=0.0)
-        scale = (hi - lo) / 255.0
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        zp = torch.clamp(torch.round(-lo / scale), 0, 255)
-        q = (torch.clamp(torch.round(x / scale) + zp, 0, 255) - zp) * scale
-    return x + (q - x).detach()
-
-
-def act_fn_for(act_bits: int | None):
-    """The ``subnet_forward`` activation hook for ``act_bits`` (8: runtime int8; 0/None: fp32)."""
-    return fake_quant_act if act_bits == 8 else None
 
 
 def quantize_weight(w: torch.Tensor, mode: QuantMode | str, granularity: str) -> tuple[torch.Tensor, torch.Tensor]:
