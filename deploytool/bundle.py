@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from deploytool.errors import ConfigError, DeployError, InputFileError, OutputPathError
+from deploytool.onnx_io import check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -113,16 +114,6 @@ class BundleResult:
         return out
 
 
-def _check_out_dir(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise OutputPathError(f"{out}: exists and is not a directory (-o takes a folder)")
-    if out.is_dir() and any(out.iterdir()):
-        raise OutputPathError(f"{out}: directory exists and is not empty; choose a new output folder")
-    parent = out.parent if str(out.parent) else Path(".")
-    if parent.exists() and not os.access(parent, os.W_OK):
-        raise OutputPathError(f"{out}: directory {parent} is not writable")
-
-
 def _session(cfg: BundleConfig) -> dict[str, Any]:
     prof = cfg.profile
     eps = [{"name": ep.name, "ort_name": ep.provider.value, "options": prof.provider_options(ep)}
@@ -197,7 +188,7 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
     model, out = Path(model_path), Path(out_dir)
     if not model.is_file():
         raise InputFileError(f"{model}: no such model file")
-    _check_out_dir(out)
+    check_output_dir(out)
     plan = plan_inputs(model)  # not ONNX / no input ids -> one line
     plan.check(1, (cfg.seq_len,), str(model))
     data = external_data_files(model)

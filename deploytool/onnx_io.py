@@ -161,6 +161,20 @@ def check_output_path(path: str | os.PathLike, *, inputs: tuple[str | os.PathLik
     return p
 
 
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """Fail early when ``path`` cannot become a new output folder: it must be absent or an empty folder
+    in a writable parent (folders are written complete or not at all, never merged into)."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"{out}: exists and is not a directory (-o takes a folder)")
+    if out.is_dir() and any(out.iterdir()):
+        raise OutputPathError(f"{out}: directory exists and is not empty; choose a new output folder")
+    parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise OutputPathError(f"{out}: directory {parent} is not writable")
+    return out
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""

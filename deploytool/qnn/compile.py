@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 
 from deploytool.errors import ConfigError, DeployError, OutputPathError
-from deploytool.onnx_io import load_proto
+from deploytool.onnx_io import check_output_dir, load_proto
 from deploytool.qnn.check import compare, prepare
 from deploytool.qnn.ep import (EMULATED_LABEL, QnnStrictError, is_emulated, probe_coverage, qnn_session, require_qnn,
                                sdk_info)
@@ -81,21 +81,11 @@ class QnnCompileResult:
         return out
 
 
-def _check_out_dir(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise OutputPathError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        raise OutputPathError(f"{out}: directory exists and is not empty; choose a new output folder")
-    parent = out.parent if str(out.parent) else Path(".")
-    if parent.exists() and not os.access(parent, os.W_OK):
-        raise OutputPathError(f"{out}: directory {parent} is not writable")
-
-
 def compile_model(model_path: str | Path, out_dir: str | Path, cfg: QnnCompileConfig) -> QnnCompileResult:
     """Compile ``model_path`` for ``cfg.target`` into ``out_dir`` (EPContext model + .bin + report)."""
     require_qnn()
     path, out = Path(model_path), Path(out_dir)
-    _check_out_dir(out)
+    check_output_dir(out)
     proto = load_proto(path)
     prep = prepare(proto, cfg.target, quant=cfg.quant, seq_len=cfg.seq_len, model_path=path, tokenizer=cfg.tokenizer)
     try:
