@@ -181,7 +181,7 @@ def test_device_without_python_39(sshd, model, tmp_path):
     before = _remote_dirs(sshd)
     r, _ = _bench(model, out, sshd, "--remote", "root@127.0.0.1", "--remote-python", str(old))
     line = _err(r)
-    assert "Python 3.8.10" in line and "3.9+" in line
+    assert "Python 3.8.10" in line and "3.11+" in line
     r, _ = _bench(model, out, sshd, "--remote", "root@127.0.0.1", "--remote-python", str(tmp_path / "nothing"))
     assert "no usable Python" in _err(r)
     assert not out.exists() and _remote_dirs(sshd) == before

@@ -2,9 +2,9 @@
 
 For each host (one after another, or in parallel):
 
-1. **probe** (one ``ssh``): ``uname -m``, the Python that will run deploytool (its version, 3.9+), and
+1. **probe** (one ``ssh``): ``uname -m``, the Python that will run deploytool (its version, 3.11+: what the package declares), and
    whether the private venv already holds deploytool. A profile whose arch is not the device's, a
-   device without Python 3.9+, or one without deploytool (and no ``setup``) is refused here, before
+   device without Python 3.11+, or one without deploytool (and no ``setup``) is refused here, before
    anything is copied. Every host is probed before any host is touched.
 2. **work folder** ``~/.cache/deploytool/remote/<id>`` on the device; the models (with their
    external-data files), the profile's YAML and a request file are copied there with ``scp``.
@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["REMOTE_ROOT", "RemoteConfig", "RemoteError", "RemoteRun", "bench_remote", "output_paths"]
 
 REMOTE_ROOT = ".cache/deploytool/remote"  # under the device user's home
-MIN_PYTHON = (3, 9)
+MIN_PYTHON = (3, 11)  # pyproject.toml requires-python
 _HOST = re.compile(r"^(?:[A-Za-z0-9._%+-]+@)?(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])$")
 _OPTION = re.compile(r"^[A-Za-z][A-Za-z0-9]*\s*[= ]\s*\S.*$")
 # ssh options a user may not hand to the tool: they would switch host-key checking off
@@ -380,7 +380,7 @@ def bench_remote(bench, config: RemoteConfig, output: str | os.PathLike) -> list
     """Benchmark ``bench`` (a :class:`~deploytool.bench.BenchConfig`) on every host of ``config``; write one
     bench JSON per host (``output``, or ``<stem>-<host>.json`` for several) and return them.
 
-    Every host is probed first (reachable, Python 3.9+, the profile's arch, deploytool or ``setup``);
+    Every host is probed first (reachable, Python 3.11+, the profile's arch, deploytool or ``setup``);
     a failure there touches no device. A host that fails later leaves nothing behind on it, no output
     file for it, and raises :class:`RemoteError` once the others are done.
     """
