@@ -52,6 +52,8 @@ def main() -> int:
     ap.add_argument("--precisions", default="fp32,int8,ternary")
     ap.add_argument("--host-cache", type=Path, default=None)
     ap.add_argument("--remeasure", action="store_true")
+    ap.add_argument("--wait-s", type=float, default=60.0,
+                    help="before each measurement, wait up to this long for free cores (other work on the machine)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cost_model_error.json")
     args = ap.parse_args()
 
@@ -63,6 +65,7 @@ def main() -> int:
     from deploytool.passes.quantize_int8 import Int8Config
     from deploytool.passes.slice_subnetwork import SliceConfig
     from deploytool.profiles import HostOptions, load_profile
+    from deploytool.runtime.host import MICROBENCH_VERSION
 
     host = load_profile("host", host=HostOptions(cache_dir=args.host_cache, refresh=args.remeasure))
     seqs = tuple(int(s) for s in args.seq_lens.split(","))
@@ -96,7 +99,7 @@ def main() -> int:
         for threads in (int(t) for t in args.threads.split(",")):
             for (w, d), models in groups:
                 rep = run_benchmark(BenchConfig(models=tuple(models.values()), seq_lens=seqs, threads=threads,
-                                                runs=args.runs, warmup=5, wait_quiet_s=60))
+                                                runs=args.runs, warmup=5, wait_quiet_s=args.wait_s))
                 machine.append({"variant": f"w{w:g}_d{d:g}", "threads": threads, **rep.machine})
                 for i, (prec, path) in enumerate(models.items()):
                     for seq in seqs:
@@ -119,6 +122,7 @@ def main() -> int:
                                      "error_vs_p10": round(err_p10, 4),
                                      "roofline_projected_ms": round(roof.latency_ms, 4),
                                      "roofline_error": round(err_roof, 4),
+                                     "weight_footprint_mb": round(max((c.footprint for c in costs), default=0) / 1e6, 2),
                                      "compute_ms": round(cal.compute_ms, 4), "memory_ms": round(cal.memory_ms, 4),
                                      "overhead_ms": round(cal.overhead_ms, 4)})
                         print(f"w{w:g} d{d:g} {prec:7s} seq {seq:3d} t{threads}: measured p50 {measured:8.3f} ms, "
@@ -132,7 +136,11 @@ def main() -> int:
         "benchmark": "cost_model_error",
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "profile": host.name, "host": (host.host or {}).get("facts"),
-        "host_measurement": {"created_utc": m.get("created_utc"), "load": m.get("load"), "onnxruntime": m.get("onnxruntime")},
+        "host_measurement": {"created_utc": m.get("created_utc"), "load": m.get("load"), "onnxruntime": m.get("onnxruntime"),
+                             "microbenchmark_version": MICROBENCH_VERSION},
+        "calibration": "host-rates come only from the host microbenchmark (deploytool/runtime/host.py: GEMM chains "
+                       "at 4/16/64 MiB weight footprints, attention, element-wise, overheads), measured before the "
+                       "models; nothing is fitted to these rows (they are the test set)",
         "load_average_end": os.getloadavg(),
         "goal": {"median_abs_error": 0.25, "worst_abs_error": 0.50},
         "median_abs_error": round(statistics.median(errs), 4), "worst_abs_error": round(max(errs), 4),
@@ -142,6 +150,10 @@ def main() -> int:
         "median_abs_error_vs_min": round(statistics.median(abs(r["error_vs_min"]) for r in rows), 4),
         "worst_abs_error_vs_min": round(max(abs(r["error_vs_min"]) for r in rows), 4),
         "busy_runs": sum(1 for m in machine if m.get("busy")), "runs_total": len(machine),
+        "by_seq_len": {str(q): {"median_abs_error": round(statistics.median(abs(r["error"]) for r in rows
+                                                                           if r["seq_len"] == q), 4),
+                                "worst_abs_error": round(max(abs(r["error"]) for r in rows if r["seq_len"] == q), 4)}
+                       for q in seqs},
         "roofline_median_abs_error": round(statistics.median(roof_errs), 4),
         "roofline_worst_abs_error": round(max(roof_errs), 4),
         "band": band.to_dict(),
