@@ -10,7 +10,9 @@
    quickstart's width x depth variants and makes each in fp32, int8 (dynamic, per channel) and
    ternary (2-bit packed, DynamicQuantizeMatMul) with deploytool's passes.
 3. Measures each with ``deploytool.bench`` (clean worker processes, batch 1, seq 8 and 128, one
-   width/depth group of three precisions per worker; waits up to a minute for free cores first).
+   width/depth group of three precisions per worker, each model's runs in one block so that it runs
+   as if alone, which is what is projected; ``--schedule interleaved`` alternates them run by run;
+   waits up to ``--wait-s`` for free cores first).
 4. Projects the same runs two ways: ``host-rates`` (the calibrated model: op-class times from the
    microbenchmark, nothing fitted to these models) and ``roofline`` (the profile's peaks with the
    default efficiencies: deploytool before #14, for comparison).
@@ -52,6 +54,9 @@ def main() -> int:
     ap.add_argument("--precisions", default="fp32,int8,ternary")
     ap.add_argument("--host-cache", type=Path, default=None)
     ap.add_argument("--remeasure", action="store_true")
+    ap.add_argument("--schedule", choices=["blocks", "interleaved"], default="blocks",
+                    help="how the precisions of one variant share their timing worker (blocks: each model's runs in "
+                         "one block, as if alone)")
     ap.add_argument("--wait-s", type=float, default=60.0,
                     help="before each measurement, wait up to this long for free cores (other work on the machine)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cost_model_error.json")
@@ -98,8 +103,12 @@ def main() -> int:
                 groups.append(((w, d), models))
         for threads in (int(t) for t in args.threads.split(",")):
             for (w, d), models in groups:
+                # each model's runs in one block: the projection is of a model running alone, and run-by-run
+                # interleaving with its fp32 sibling (42 MB of weights) would evict an int8 model's weights
+                # from the cache before every one of its runs
                 rep = run_benchmark(BenchConfig(models=tuple(models.values()), seq_lens=seqs, threads=threads,
-                                                runs=args.runs, warmup=5, wait_quiet_s=args.wait_s))
+                                                runs=args.runs, warmup=5, wait_quiet_s=args.wait_s,
+                                                schedule=args.schedule, block_runs=args.runs))
                 machine.append({"variant": f"w{w:g}_d{d:g}", "threads": threads, **rep.machine})
                 for i, (prec, path) in enumerate(models.items()):
                     for seq in seqs:
@@ -138,6 +147,7 @@ def main() -> int:
         "profile": host.name, "host": (host.host or {}).get("facts"),
         "host_measurement": {"created_utc": m.get("created_utc"), "load": m.get("load"), "onnxruntime": m.get("onnxruntime"),
                              "microbenchmark_version": MICROBENCH_VERSION},
+        "schedule": args.schedule,
         "calibration": "host-rates come only from the host microbenchmark (deploytool/runtime/host.py: GEMM chains "
                        "at 4/16/64 MiB weight footprints, attention, element-wise, overheads), measured before the "
                        "models; nothing is fitted to these rows (they are the test set)",
