@@ -228,7 +228,8 @@ def _curve(pairs: Sequence[tuple[float, float] | tuple[float, float, bool]],
 class HostRates:
     """Op-class time curves fitted on a host from its ONNX Runtime microbenchmark at ``threads``.
 
-    GEMM time per precision and attention time as functions of FLOPs, element-wise time per class
+    GEMM time per precision as a function of FLOPs and of the model's weight footprint (chains of
+    4/16/64 MiB of weights: cache-resident to streamed), attention time of FLOPs, element-wise time per class
     (Add-like, Erf/GELU-like, Softmax, LayerNorm) as functions of bytes moved, each interpolated in
     log-log between the measured points; plus the per-op overhead inside a graph and the per-run
     overhead of ``InferenceSession.run``. Nothing here is fitted to the models it projects.
