@@ -10,7 +10,9 @@
    quickstart's width x depth variants and makes each in fp32, int8 (dynamic, per channel) and
    ternary (2-bit packed, DynamicQuantizeMatMul) with deploytool's passes.
 3. Measures each with ``deploytool.bench`` (clean worker processes, batch 1, seq 8 and 128, one
-   width/depth group of three precisions per worker; waits up to a minute for free cores first).
+   width/depth group of three precisions per worker, each model's runs in one block so that it runs
+   as if alone, which is what is projected; ``--schedule interleaved`` alternates them run by run;
+   waits up to ``--wait-s`` for free cores first).
 4. Projects the same runs two ways: ``host-rates`` (the calibrated model: op-class times from the
    microbenchmark, nothing fitted to these models) and ``roofline`` (the profile's peaks with the
    default efficiencies: deploytool before #14, for comparison).
@@ -52,6 +54,11 @@ def main() -> int:
     ap.add_argument("--precisions", default="fp32,int8,ternary")
     ap.add_argument("--host-cache", type=Path, default=None)
     ap.add_argument("--remeasure", action="store_true")
+    ap.add_argument("--schedule", choices=["blocks", "interleaved"], default="blocks",
+                    help="how the precisions of one variant share their timing worker (blocks: each model's runs in "
+                         "one block, as if alone)")
+    ap.add_argument("--wait-s", type=float, default=60.0,
+                    help="before each measurement, wait up to this long for free cores (other work on the machine)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cost_model_error.json")
     args = ap.parse_args()
 
@@ -63,6 +70,7 @@ def main() -> int:
     from deploytool.passes.quantize_int8 import Int8Config
     from deploytool.passes.slice_subnetwork import SliceConfig
     from deploytool.profiles import HostOptions, load_profile
+    from deploytool.runtime.host import MICROBENCH_VERSION
 
     host = load_profile("host", host=HostOptions(cache_dir=args.host_cache, refresh=args.remeasure))
     seqs = tuple(int(s) for s in args.seq_lens.split(","))
@@ -95,8 +103,12 @@ def main() -> int:
                 groups.append(((w, d), models))
         for threads in (int(t) for t in args.threads.split(",")):
             for (w, d), models in groups:
+                # each model's runs in one block: the projection is of a model running alone, and run-by-run
+                # interleaving with its fp32 sibling (42 MB of weights) would evict an int8 model's weights
+                # from the cache before every one of its runs
                 rep = run_benchmark(BenchConfig(models=tuple(models.values()), seq_lens=seqs, threads=threads,
-                                                runs=args.runs, warmup=5, wait_quiet_s=60))
+                                                runs=args.runs, warmup=5, wait_quiet_s=args.wait_s,
+                                                schedule=args.schedule, block_runs=args.runs))
                 machine.append({"variant": f"w{w:g}_d{d:g}", "threads": threads, **rep.machine})
                 for i, (prec, path) in enumerate(models.items()):
                     for seq in seqs:
@@ -119,6 +131,7 @@ def main() -> int:
                                      "error_vs_p10": round(err_p10, 4),
                                      "roofline_projected_ms": round(roof.latency_ms, 4),
                                      "roofline_error": round(err_roof, 4),
+                                     "weight_footprint_mb": round(max((c.footprint for c in costs), default=0) / 1e6, 2),
                                      "compute_ms": round(cal.compute_ms, 4), "memory_ms": round(cal.memory_ms, 4),
                                      "overhead_ms": round(cal.overhead_ms, 4)})
                         print(f"w{w:g} d{d:g} {prec:7s} seq {seq:3d} t{threads}: measured p50 {measured:8.3f} ms, "
@@ -132,7 +145,12 @@ def main() -> int:
         "benchmark": "cost_model_error",
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "profile": host.name, "host": (host.host or {}).get("facts"),
-        "host_measurement": {"created_utc": m.get("created_utc"), "load": m.get("load"), "onnxruntime": m.get("onnxruntime")},
+        "host_measurement": {"created_utc": m.get("created_utc"), "load": m.get("load"), "onnxruntime": m.get("onnxruntime"),
+                             "microbenchmark_version": MICROBENCH_VERSION},
+        "schedule": args.schedule,
+        "calibration": "host-rates come only from the host microbenchmark (deploytool/runtime/host.py: GEMM chains "
+                       "at 4/16/64 MiB weight footprints, attention, element-wise, overheads), measured before the "
+                       "models; nothing is fitted to these rows (they are the test set)",
         "load_average_end": os.getloadavg(),
         "goal": {"median_abs_error": 0.25, "worst_abs_error": 0.50},
         "median_abs_error": round(statistics.median(errs), 4), "worst_abs_error": round(max(errs), 4),
@@ -142,6 +160,10 @@ def main() -> int:
         "median_abs_error_vs_min": round(statistics.median(abs(r["error_vs_min"]) for r in rows), 4),
         "worst_abs_error_vs_min": round(max(abs(r["error_vs_min"]) for r in rows), 4),
         "busy_runs": sum(1 for m in machine if m.get("busy")), "runs_total": len(machine),
+        "by_seq_len": {str(q): {"median_abs_error": round(statistics.median(abs(r["error"]) for r in rows
+                                                                           if r["seq_len"] == q), 4),
+                                "worst_abs_error": round(max(abs(r["error"]) for r in rows if r["seq_len"] == q), 4)}
+                       for q in seqs},
         "roofline_median_abs_error": round(statistics.median(roof_errs), 4),
         "roofline_worst_abs_error": round(max(roof_errs), 4),
         "band": band.to_dict(),

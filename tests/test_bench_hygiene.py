@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from deploytool.bench import BenchConfig, run_benchmark
 from deploytool.bench.config import BusyPolicy, Schedule, ThreadPool
 from deploytool.bench.machine import LoadSample, busy_warnings, sample_load, usable_cores
-from deploytool.bench.runner import _run_worker
+from deploytool.bench.runner import SegmentWorker, _run_worker
 from deploytool.bench.inputs import plan_inputs
 from deploytool.cli import main
 from deploytool.errors import ConfigError
@@ -52,6 +52,36 @@ def test_shared_pool_runs_every_session_on_it(pair):
     res = _worker(pair, spec={"intra_op_threads": 1, "shared_thread_pool": True})
     assert all(s["spec"]["shared_thread_pool"] for s in res["sessions"])
     assert all(len(x) == 6 for x in res["latencies_ms"]["8"])
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime of the whole process (all threads)
+
+
+def test_segment_worker_keeps_its_sessions_and_idles_between_segments(pair):
+    cfg = BenchConfig(models=pair, seq_lens=(8,), threads=2, schedule="blocks", block_runs=3)
+    with SegmentWorker(cfg) as w:
+        assert [s["spec"]["shared_thread_pool"] for s in w.sessions] == [True, True]
+        first = w.segment(8, 6)
+        assert [len(x) for x in first] == [6, 6] and all(t > 0 for x in first for t in x)
+        starts = w.last_segment["started_ms"]
+        order = [i for _, i in sorted((t, i) for i, ts in enumerate(starts) for t in ts)]
+        assert order == [0, 0, 0, 1, 1, 1] * 2  # the config's schedule, segment after segment
+        assert [len(x) for x in w.segment(8, 4, warmup=0)] == [4, 4]
+        assert min(w.last_segment["started_ms"][0]) > max(starts[1])  # the same process, later in time
+        with pytest.raises(ConfigError, match=r"seq_len: 16 is not one of this worker's \[8\]"):
+            w.segment(16, 2)
+        # between segments it waits on its input: no thread keeps spinning on the cores
+        import time
+
+        time.sleep(0.3)
+        t0 = _cpu_ticks(w.pid)
+        time.sleep(1.0)
+        assert _cpu_ticks(w.pid) - t0 <= 5  # at most 5 of the 100+ clock ticks a spinning thread would use
+        pid = w.pid
+    assert w.result is not None and w.result["memory"]["peak_rss_bytes"] > 0
+    assert not os.path.exists(f"/proc/{pid}/stat") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
 
 
 def test_config_defaults_and_validation(pair):

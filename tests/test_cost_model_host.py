@@ -4,6 +4,7 @@ models is benchmarks/cost_model_error.py's job (timings never live in unit tests
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -161,3 +162,30 @@ def test_report_band_and_uncertain_verdict(tiny_onnx, tmp_path):
     md = (tmp_path / f"r{round((mid + hi) / 2, 6)}" / "report.md").read_text()
     assert "uncertain" in md and f"~{mid:.2f} ({lo:.2f}-{hi:.2f})" in md
     assert not next(r for r in report(round(lo / 2, 6))["rows"] if r["device"] == "board")["budget_uncertain"]
+
+
+def test_gemm_time_follows_the_models_weight_footprint():
+    """Chains measured at several weight footprints: a GEMM is timed on the curve of the model's
+    footprint, log-linear between the measured ones, held at the ends."""
+    host = _host()
+    fp_small, fp_big = float(4 << 20), float(64 << 20)
+    rows = []
+    for fp, slow in ((fp_small, 1.0), (fp_big, 4.0)):  # the streamed chain: 4x slower at every M
+        rows += [{"m": m, "k": 384, "n": 1536, "flops": 2.0 * m * 384 * 1536, "net": True, "footprint": fp,
+                  "ms": slow * 2.0 * m * 384 * 1536 / 50e6, "gops": 50 / slow} for m in (8, 128)]
+    for t in host.host["measurement"]["rates"].values():
+        t["gemm"]["fp32"] = rows
+    r = HostRates.from_profile(host)
+    base = 2.0 * 8 * 384 * 1536 / 50e6
+
+    def at(footprint: float) -> float:
+        return r.op_ms(dataclasses.replace(_gemm(8), footprint=footprint))[0]
+
+    assert at(fp_small) == pytest.approx(base, rel=1e-6) and at(fp_big) == pytest.approx(4 * base, rel=1e-6)
+    assert at(16 << 20) == pytest.approx(2 * base, rel=1e-6)  # halfway in log footprint: sqrt(4) x
+    assert at(1 << 20) == at(0) == pytest.approx(base, rel=1e-6)  # below the smallest: held, not extrapolated
+    assert at(1 << 30) == pytest.approx(4 * base, rel=1e-6)
+    # an older measurement without footprints is one curve, whatever the model's footprint
+    old = _host()
+    assert HostRates.from_profile(old).op_ms(dataclasses.replace(_gemm(8), footprint=1 << 30))[0] == pytest.approx(
+        2.0 * 8 * 384 * 1536 / 40e6, rel=1e-6)

@@ -95,3 +95,42 @@ def test_packed_ternary_weights_are_read_as_int8(tiny_onnx, tmp_path):
     dqmm = [c.bytes for c in tern if c.op_type == "DynamicQuantizeMatMul"]
     base = 4 * 8 * 32 + 32 * 32 + 4 + 4 * 8 * 32
     assert min(dqmm) in (base, base + 4 * 32)  # (+ the fp32 bias where the packer folds it into the op)
+
+
+def _fused_model(path, vocab=1000, hidden=32, heads=4, ffn=64):
+    """ORT's fused encoder ops written by hand: EmbedLayerNormalization -> Attention -> MatMul -> MatMul."""
+    rng = np.random.default_rng(0)
+    f = lambda *s: numpy_helper.from_array((rng.standard_normal(s) * 0.1).astype(np.float32))  # noqa: E731
+    inits = [f(vocab, hidden), f(64, hidden), f(2, hidden), f(hidden), f(hidden), f(hidden, 3 * hidden), f(3 * hidden),
+             f(hidden, ffn), f(ffn, hidden)]
+    for t, name in zip(inits, ["word", "pos", "seg", "gamma", "beta", "Wqkv", "bqkv", "W1", "W2"]):
+        t.name = name
+    ms = "com.microsoft"
+    nodes = [helper.make_node("EmbedLayerNormalization", ["input_ids", "token_type_ids", "word", "pos", "seg", "gamma",
+                                                          "beta"], ["emb", ""], domain=ms, epsilon=1e-12),
+             helper.make_node("Attention", ["emb", "Wqkv", "bqkv"], ["att"], domain=ms, num_heads=heads),
+             helper.make_node("MatMul", ["att", "W1"], ["h"]), helper.make_node("MatMul", ["h", "W2"], ["out"])]
+    ids = [helper.make_tensor_value_info(n, TensorProto.INT32, ["b", "s"]) for n in ("input_ids", "token_type_ids")]
+    g = helper.make_graph(nodes, "g", ids, [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(ms, 1)])
+    m.ir_version = 9
+    onnx.save(m, str(path))
+    return path
+
+
+def test_fused_attention_and_embedding_ops_are_costed_by_what_they_do(tmp_path):
+    s, h, ffn, vocab = 16, 32, 64, 1000
+    costs = op_costs(_fused_model(tmp_path / "f.onnx", vocab=vocab, hidden=h, ffn=ffn), seq_len=s)
+    att = [c for c in costs if c.op_type == "Attention"]
+    # the QKV projection is a GEMM of [s, h] x [h, 3h], the attention itself Q K^T and P V over s x s
+    assert sorted(c.kind for c in att) == ["attention", "gemm"]
+    qkv = next(c for c in att if c.kind == "gemm")
+    assert qkv.flops == 2 * s * h * 3 * h and qkv.precision == "fp32"
+    assert next(c for c in att if c.kind == "attention").flops == 2 * 2 * s * s * h
+    # the embedding reads s rows of each table, never the whole vocabulary
+    emb = next(c for c in costs if c.op_type == "EmbedLayerNormalization")
+    assert emb.bytes < 4 * vocab * h / 4 and emb.bytes >= 4 * s * h * 2
+    # every GEMM carries the model's weight footprint: all GEMM weights, each counted once
+    footprint = 4 * (h * 3 * h + h * ffn + ffn * h)
+    assert {c.footprint for c in costs if c.kind == "gemm"} == {footprint}
+    assert all(c.footprint == 0 for c in costs if c.kind != "gemm")

@@ -79,6 +79,7 @@ class OpCost:
     bytes: float
     free: bool = False  # shape-only: no run-time cost
     kind: str = ""  # gemm (activation x weight) | attention (activation x activation) | "" (element-wise, moves)
+    footprint: float = 0.0  # gemm: bytes of all the model's GEMM weights, streamed every run (0: unknown)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -188,7 +189,12 @@ class ErrorBand:
 # element-wise classes of the host microbenchmark and the ops timed like each
 _EW_CLASS = {"LayerNormalization": "LayerNormalization", "SkipLayerNormalization": "LayerNormalization",
              "SimplifiedLayerNormalization": "LayerNormalization", "SkipSimplifiedLayerNormalization": "LayerNormalization",
-             "Softmax": "Softmax", "Erf": "Erf", "Gelu": "Erf", "BiasGelu": "Erf", "FastGelu": "Erf", "Tanh": "Erf"}
+             "Softmax": "Softmax", "Erf": "Erf", "Gelu": "Erf", "BiasGelu": "Erf", "FastGelu": "Erf", "Tanh": "Erf",
+             "EmbedLayerNormalization": "LayerNormalization", "QEmbedLayerNormalization": "LayerNormalization"}
+# ORT's fused attention: the QKV projection (a GEMM against a [H, 3H] weight) and the attention itself
+_FUSED_ATTENTION = {"Attention": "fp32", "QAttention": "int8"}
+# ops that gather rows of a table (embeddings): they read the rows they gather, not the whole table
+_GATHERING = {"Gather", "EmbedLayerNormalization", "QEmbedLayerNormalization"}
 
 
 def _loglog(points: Sequence[tuple[float, float]], x: float) -> float:
@@ -222,7 +228,8 @@ def _curve(pairs: Sequence[tuple[float, float] | tuple[float, float, bool]],
 class HostRates:
     """Op-class time curves fitted on a host from its ONNX Runtime microbenchmark at ``threads``.
 
-    GEMM time per precision and attention time as functions of FLOPs, element-wise time per class
+    GEMM time per precision as a function of FLOPs and of the model's weight footprint (chains of
+    4/16/64 MiB of weights: cache-resident to streamed), attention time of FLOPs, element-wise time per class
     (Add-like, Erf/GELU-like, Softmax, LayerNorm) as functions of bytes moved, each interpolated in
     log-log between the measured points; plus the per-op overhead inside a graph and the per-run
     overhead of ``InferenceSession.run``. Nothing here is fitted to the models it projects.
@@ -234,7 +241,7 @@ class HostRates:
 
     host: str
     threads: int
-    gemm: Mapping[str, tuple[tuple[float, float], ...]]
+    gemm: Mapping[str, tuple[tuple[float, tuple[tuple[float, float], ...]], ...]]  # prec -> ((footprint, curve), ...)
     attention: tuple[tuple[float, float], ...]
     elementwise: Mapping[str, tuple[tuple[float, float], ...]]
     op_overhead_ms: float
@@ -255,8 +262,15 @@ class HostRates:
         key = below[-1] if below else have[0]
         r = rates[str(key)]
         run_ms = float(r.get("run_overhead_us", 0.0)) / 1e3
-        gemm = {p: _curve([(x["flops"], x["ms"], bool(x.get("net"))) for x in rows], run_ms)
-                for p, rows in r["gemm"].items() if rows}
+        gemm = {}
+        for p, rows in r["gemm"].items():
+            if not rows:
+                continue
+            by_fp: dict[float, list[Mapping[str, Any]]] = defaultdict(list)
+            for x in rows:  # one curve per weight footprint of the chains (older measurements: one)
+                by_fp[float(x.get("footprint", 0.0))].append(x)
+            gemm[p] = tuple((fp, _curve([(x["flops"], x["ms"], bool(x.get("net"))) for x in xs], run_ms))
+                            for fp, xs in sorted(by_fp.items()))
         att = _curve([(x["flops"], x["ms"], bool(x.get("net"))) for x in r["attention"]], run_ms)
         ew = {op: _curve([(x["bytes"], x["ms"], bool(x.get("net"))) for x in rows], run_ms)
               for op, rows in r["elementwise"].items()}
@@ -275,10 +289,27 @@ class HostRates:
             if c.kind == "attention" and self.attention:
                 return _loglog(self.attention, c.flops), "attention"
             prec = c.precision if c.precision in self.gemm else "fp32"
-            return _loglog(self.gemm[prec], c.flops), f"gemm-{prec}"
+            return self.gemm_ms(prec, c.flops, c.footprint), f"gemm-{prec}"
         cls_ = _EW_CLASS.get(c.op_type, "Add")
         curve = self.elementwise.get(cls_) or self.elementwise["Add"]
         return _loglog(curve, c.bytes), cls_
+
+    def gemm_ms(self, precision: str, flops: float, footprint: float) -> float:
+        """A GEMM's time: by FLOPs on each footprint's curve, then log-linear in the model's weight
+        footprint between the measured footprints (held at the ends: no extrapolation)."""
+        levels = self.gemm[precision]
+        times = [(fp, _loglog(curve, flops)) for fp, curve in levels]
+        if len(times) == 1 or footprint <= times[0][0]:
+            return times[0][1]
+        if footprint >= times[-1][0]:
+            return times[-1][1]
+        for (f0, t0), (f1, t1) in zip(times, times[1:]):
+            if f0 <= footprint <= f1:
+                if t0 <= 0 or t1 <= 0:
+                    return t0
+                u = (math.log(footprint) - math.log(f0)) / (math.log(f1) - math.log(f0))
+                return math.exp(math.log(t0) + u * (math.log(t1) - math.log(t0)))
+        return times[-1][1]
 
     def host_peak(self, precision: str) -> float:
         return self.peak_gops.get(precision, self.peak_gops["fp32"])
@@ -315,9 +346,10 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
     """
     from onnx import helper, numpy_helper
 
-    from deploytool.bench.inputs import make_feeds, plan_inputs
+    from deploytool.runtime.inputs import make_feeds, plan_inputs
     from deploytool.onnx_io import load_proto
-    from deploytool.runtime.session import SessionSpec, build_session, optimize_model
+    from deploytool.runtime.session import build_session, optimize_model
+    from deploytool.runtime.spec import SessionSpec
 
     model = None
     if optimized:
@@ -373,6 +405,7 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
         return tuple(np.shape(values[name])) if name in values else ()
 
     costs: list[OpCost] = []
+    weights: dict[str, float] = {}
     for i, n in enumerate(graph.node):
         if i in folded:
             continue
@@ -382,6 +415,9 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
         b = sum(nbytes(x) for x in ins) + sum(nbytes(o) for o in outs)
         if n.op_type == "Gather" and len(ins) >= 2:  # reads the gathered rows, not the whole table
             b = nbytes(ins[1]) + 2 * sum(nbytes(o) for o in outs)
+        elif n.op_type in _GATHERING:  # fused embeddings: each table read for as many rows as are written
+            out_b = sum(nbytes(o) for o in outs[:1])
+            b = sum(min(nbytes(x), out_b) if x in consts else nbytes(x) for x in ins) + sum(nbytes(o) for o in outs)
         out_elems = sum(float(np.prod(shape(o))) for o in outs)
         free = n.op_type in _FREE or all(
             o in values and np.asarray(values[o]).dtype.kind in "iub" and np.asarray(values[o]).size < 16 for o in outs)
@@ -411,12 +447,30 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
             flops = 2.0 * float(np.prod(a[:-1])) * attrs.get("K", 0) * attrs.get("N", 0)
             precision = "int8" if attrs.get("accuracy_level", 0) == 4 else "fp32"
             kind = "gemm"
+        elif n.op_type in _FUSED_ATTENTION and len(ins) >= 2 and len(shape(ins[1])) == 2:
+            # the QKV projection [B*S, H] x [H, 3H] (a GEMM in the op's precision) ...
+            a, w = shape(ins[0]), shape(ins[1])
+            m = float(np.prod(a[:-1])) if a else 0.0
+            flops = 2.0 * m * w[0] * w[1]
+            precision, kind = _FUSED_ATTENTION[n.op_type], "gemm"
+            # ... and the attention over it: Q K^T and P V, 2 * 2 * B * S * S * H (fp32), timed as attention
+            s_len = float(a[-2]) if len(a) >= 2 else 0.0
+            att = 4.0 * float(np.prod(a[:-2]) if len(a) > 2 else 1) * s_len * s_len * (w[1] / 3)
+            w_b = nbytes(ins[1])
+            costs.append(OpCost((n.name or f"{n.op_type}_{i}") + ":attention", n.op_type, "fp32", att,
+                                b - w_b, False, "attention"))
+            b = w_b + nbytes(ins[0]) + sum(nbytes(o) for o in outs)
         elif n.op_type in _MOVE or free:
             flops = 0.0
         else:
             flops = _FLOPS_PER_ELEMENT.get(n.op_type, 1) * out_elems
         costs.append(OpCost(n.name or f"{n.op_type}_{i}", n.op_type, precision, flops, b, free, kind))
-    return costs
+        if kind == "gemm":
+            weights.update((x, nbytes(x)) for x in ins[1:] if x in consts and nbytes(x) > 4096)
+    # every GEMM streams the model's whole set of weights each run: the footprint that decides whether
+    # they stay in cache between runs
+    footprint = float(sum(weights.values()))
+    return [dataclasses.replace(c, footprint=footprint) if c.kind == "gemm" else c for c in costs]
 
 
 def project_latency(costs: Sequence[OpCost], profile: Profile, *, seq_len: int, threads: int | None = None,

@@ -22,13 +22,14 @@ from typing import Any
 
 from deploytool import errors
 from deploytool.bench.config import BenchConfig
-from deploytool.bench.inputs import InputPlan, plan_inputs
+from deploytool.runtime.inputs import InputPlan, plan_inputs
 from deploytool.bench.stats import LatencyStats, paired_ratio, summarize
 from deploytool.errors import DeployError, InputFileError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SCHEMA", "BenchReport", "BenchResult", "ProgressEvent", "load_report", "run_benchmark", "write_json"]
+__all__ = ["SCHEMA", "BenchReport", "BenchResult", "ProgressEvent", "SegmentWorker", "load_report", "run_benchmark",
+           "write_json"]
 
 SCHEMA = "deploytool.bench/1"
 _MEMORY_WARMUP = 3  # runs per sequence length in a memory worker: enough to reach the peak arena
@@ -223,6 +224,96 @@ def _run_worker(request: dict[str, Any], *, on_progress: Callable[[int, str, int
     return final
 
 
+class SegmentWorker:
+    """A benchmark worker kept alive between short timed segments (the worker's serve mode).
+
+    ``config`` says what it holds: its models (validated as :func:`run_benchmark` does), session spec,
+    thread pool and schedule. :meth:`segment` times ``runs`` runs per model at one sequence length and
+    returns the samples; between segments the worker blocks on its input and uses no CPU, so several
+    SegmentWorkers can take turns on the same cores: each model alone, then together, then alone
+    again, and every segment can be compared with the ones next to it in time. Use as a context
+    manager (or call :meth:`close`).
+    """
+
+    def __init__(self, config: BenchConfig) -> None:
+        if not isinstance(config, BenchConfig):
+            raise TypeError(f"SegmentWorker needs a BenchConfig, got {type(config).__name__}")
+        plans = []
+        for path in config.models:
+            plan = plan_inputs(path)
+            plan.check(config.batch, config.seq_lens, str(path))
+            plans.append(plan)
+        self.config = config
+        request = {"serve": True, "batch": config.batch, "seed": config.seed,
+                   "spec": config.session_spec.to_dict(), "schedule": config.schedule.value,
+                   "block_runs": config.block_runs, "seq_lens": list(config.seq_lens),
+                   "models": [{"path": str(p.resolve()), "plan": plan.to_dict()}
+                              for p, plan in zip(config.models, plans)]}
+        self._err = tempfile.TemporaryFile(mode="w+")
+        self._proc = subprocess.Popen([*(config.worker_python or (sys.executable,)), "-m", "deploytool.bench.worker"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, text=True,
+                                      env=_worker_env())
+        self.pid = self._proc.pid
+        self.result: dict[str, Any] | None = None
+        self.last_segment: dict[str, Any] = {}
+        self._send(request)
+        self.sessions = self._receive("ready")["sessions"]
+
+    def _send(self, obj: dict[str, Any]) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps(obj) + "\n")
+        self._proc.stdin.flush()
+
+    def _receive(self, event: str) -> dict[str, Any]:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if msg.get("event") == event:
+                return msg
+            if msg.get("event") == "error":
+                self._proc.kill()
+                cls = getattr(errors, msg.get("type", ""), None)
+                if msg.get("deploy_error") and isinstance(cls, type) and issubclass(cls, DeployError):
+                    raise cls(msg["message"])
+                raise RuntimeError(f"benchmark worker failed: {msg.get('type')}: {msg['message']}")
+        self._err.seek(0)
+        tail = " | ".join(self._err.read().strip().splitlines()[-3:])
+        raise RuntimeError(f"benchmark worker exited (code {self._proc.wait()}) without {event!r}: {tail}")
+
+    def segment(self, seq_len: int, runs: int, warmup: int = 2) -> list[list[float]]:
+        """``runs`` timed runs per model at ``seq_len`` after ``warmup`` untimed rounds: ms per model."""
+        if seq_len not in self.config.seq_lens:
+            from deploytool.errors import ConfigError
+
+            raise ConfigError(f"seq_len: {seq_len} is not one of this worker's {list(self.config.seq_lens)}")
+        self._send({"cmd": "segment", "seq_len": int(seq_len), "runs": int(runs), "warmup": int(warmup)})
+        self.last_segment = self._receive("segment")  # with each run's start (started_ms) and the wall time
+        return self.last_segment["latencies_ms"]
+
+    def close(self) -> dict[str, Any] | None:
+        """Stop the worker; its final record (sessions, memory), or None when it had already failed."""
+        if self._proc.poll() is None:
+            try:
+                self._send({"cmd": "stop"})
+                assert self._proc.stdin is not None
+                self._proc.stdin.close()
+                self.result = self._receive("result")
+            except (OSError, RuntimeError, ValueError):
+                self._proc.kill()
+            self._proc.wait()
+        self._err.close()
+        return self.result
+
+    def __enter__(self) -> SegmentWorker:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
 def _label(paths: tuple[Path, ...]) -> list[str]:
     stems = [p.stem for p in paths]
     return [s if stems.count(s) == 1 else str(p) for s, p in zip(stems, paths)]
@@ -235,7 +326,7 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
                                           wait_for_free_cores)
     from deploytool.errors import ConfigError
     from deploytool.passes.base import file_size
-    from deploytool.runtime.session import host_info
+    from deploytool.runtime.host_facts import host_info
 
     if not isinstance(config, BenchConfig):
         raise TypeError(f"run_benchmark needs a BenchConfig, got {type(config).__name__}")

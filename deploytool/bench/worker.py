@@ -13,6 +13,11 @@ threads have gone to sleep before the other session runs. With ``spec.shared_thr
 worker first creates ONNX Runtime's process-wide pool of ``spec.intra_op_threads`` threads and
 every session runs on it. Memory is the process's peak RSS (VmHWM, else ru_maxrss) at the end, with the RSS before
 the first session as baseline: run one model per worker for a clean per-model peak.
+
+Serve mode (``"serve": true`` in the request): the worker builds the sessions, answers
+``{"event": "ready"}`` and then times one segment per command line on stdin (see :func:`serve`),
+so that a benchmark can alternate short segments of several workers in time (each model alone, then
+the models together, then alone again) and compare each segment with its neighbours.
 """
 
 from __future__ import annotations
@@ -71,78 +76,94 @@ class _Out:
             self.send({"event": "progress", "done": done, "total": total, "phase": phase, "seq_len": seq_len})
 
 
-def run(request: dict[str, Any], out: _Out) -> dict[str, Any]:
-    torch_at_start = "torch" in sys.modules
-    if torch_at_start:  # the point of the clean process; never measure with torch loaded
+def _refuse_torch() -> None:
+    if "torch" in sys.modules:  # the point of the clean process; never measure with torch loaded
         raise RuntimeError("torch is loaded in the benchmark worker; timings would not be clean")
 
-    from deploytool.runtime.inputs import InputPlan, make_feeds
-    from deploytool.errors import DeployError
+
+
+def _open(request: dict[str, Any]):
+    """The request's sessions (on the shared pool when the spec says so), their infos, plans and outputs."""
+    _refuse_torch()
+    from deploytool.runtime.inputs import InputPlan
     from deploytool.runtime.session import build_session, init_shared_thread_pool
     from deploytool.runtime.spec import SessionSpec
 
-    import onnxruntime as ort
-
     spec = SessionSpec.from_dict(request["spec"])
-    schedule = request.get("schedule", "interleaved")
-    block = max(1, int(request.get("block_runs", 1))) if schedule == "blocks" else 1
     if spec.shared_thread_pool:
         init_shared_thread_pool(max(1, spec.intra_op_threads), max(1, spec.inter_op_threads))
-    seq_lens = [int(s) for s in request["seq_lens"]]
-    batch, warmup, runs, seed = (int(request[k]) for k in ("batch", "warmup", "runs", "seed"))
-    models = request["models"]
-
-    baseline_rss = _current_rss()
     sessions, infos, plans, outputs = [], [], [], []
-    for m in models:
+    for m in request["models"]:
         sess, info = build_session(m["path"], spec)
         sessions.append(sess)
         infos.append(info)
         plans.append(InputPlan.from_dict(m["plan"]))
         outputs.append([o.name for o in sess.get_outputs()])
+    return sessions, infos, plans, outputs
 
-    total = len(seq_lens) * (warmup + runs) * len(models)
-    done = 0
-    latencies: dict[str, list[list[float]]] = {}
-    started: dict[str, list[list[float]]] = {}  # start of each timed run, ms since the first session ran
-    perf = time.perf_counter_ns
-    origin = perf()
-    for seq in seq_lens:
-        feeds = [make_feeds(p, batch, seq, seed) for p in plans]
-        samples: list[list[float]] = [[] for _ in models]
-        starts: list[list[float]] = [[] for _ in models]
-        for i, sess in enumerate(sessions):  # one checked run each, outside the timed loops
-            try:
-                sess.run(outputs[i], feeds[i])
-            except Exception as e:
-                raise DeployError(f"{models[i]['path']}: ONNX Runtime failed to run the model at batch {batch}, "
-                                  f"sequence length {seq} ({' '.join(str(e).split())[:300]}); is the sequence "
-                                  "longer than the model allows?") from e
+
+class _Timer:
+    """Times the sessions' runs at one sequence length in the request's schedule."""
+
+    def __init__(self, request: dict[str, Any], sessions, plans, outputs) -> None:
+        self.schedule = request.get("schedule", "interleaved")
+        self.block = max(1, int(request.get("block_runs", 1))) if self.schedule == "blocks" else 1
+        self.batch, self.seed = int(request["batch"]), int(request["seed"])
+        self.paths = [m["path"] for m in request["models"]]
+        self.sessions, self.plans, self.outputs = sessions, plans, outputs
+        self.feeds: dict[int, list[dict[str, Any]]] = {}
+        self.origin = time.perf_counter_ns()
+
+    def feeds_at(self, seq: int) -> list[dict[str, Any]]:
+        from deploytool.runtime.inputs import make_feeds
+        from deploytool.errors import DeployError
+
+        if seq not in self.feeds:
+            feeds = [make_feeds(p, self.batch, seq, self.seed) for p in self.plans]
+            for i, sess in enumerate(self.sessions):  # one checked run each, outside the timed loops
+                try:
+                    sess.run(self.outputs[i], feeds[i])
+                except Exception as e:
+                    raise DeployError(f"{self.paths[i]}: ONNX Runtime failed to run the model at batch {self.batch}, "
+                                      f"sequence length {seq} ({' '.join(str(e).split())[:300]}); is the sequence "
+                                      "longer than the model allows?") from e
+            self.feeds[seq] = feeds
+        return self.feeds[seq]
+
+    def time(self, seq: int, warmup: int, runs: int, on_done=None) -> tuple[list[list[float]], list[list[float]]]:
+        """(samples ms per model, start of each run in ms since the worker's origin), after ``warmup`` rounds."""
+        feeds = self.feeds_at(seq)
+        sessions, outputs, perf = self.sessions, self.outputs, time.perf_counter_ns
+        samples: list[list[float]] = [[] for _ in sessions]
+        starts: list[list[float]] = [[] for _ in sessions]
         gc.collect()
         gc.disable()
         try:
             for _ in range(warmup):
                 for i, sess in enumerate(sessions):
                     sess.run(outputs[i], feeds[i])
-                done += len(sessions)
-                out.progress(done, total, "warmup", seq)
+                if on_done:
+                    on_done(len(sessions), "warmup")
             left = runs
             while left > 0:
-                n = min(block, left)
+                n = min(self.block, left)
                 for i, sess in enumerate(sessions):
                     for _ in range(n):
                         t0 = perf()
                         sess.run(outputs[i], feeds[i])
                         samples[i].append((perf() - t0) / 1e6)
-                        starts[i].append((t0 - origin) / 1e6)
+                        starts[i].append((t0 - self.origin) / 1e6)
                 left -= n
-                done += n * len(sessions)
-                out.progress(done, total, "runs", seq)
+                if on_done:
+                    on_done(n * len(sessions), "runs")
         finally:
             gc.enable()
-        latencies[str(seq)] = samples
-        started[str(seq)] = starts
-    out.progress(done, total, "done", seq_lens[-1], force=True)
+        return samples, starts
+
+
+def _final(infos, baseline_rss: int | None) -> dict[str, Any]:
+    import onnxruntime as ort
+
     peak, source = _peak_rss()
     return {
         "event": "result",
@@ -153,19 +174,65 @@ def run(request: dict[str, Any], out: _Out) -> dict[str, Any]:
         "torch_loaded": "torch" in sys.modules,
         "sessions": [i.to_dict() for i in infos],
         "memory": {"baseline_rss_bytes": baseline_rss, "peak_rss_bytes": peak, "source": source},
-        "latencies_ms": latencies,
-        "started_ms": started,
     }
+
+
+def run(request: dict[str, Any], out: _Out) -> dict[str, Any]:
+    _refuse_torch()
+    seq_lens = [int(s) for s in request["seq_lens"]]
+    warmup, runs = int(request["warmup"]), int(request["runs"])
+    baseline_rss = _current_rss()
+    sessions, infos, plans, outputs = _open(request)
+    timer = _Timer(request, sessions, plans, outputs)
+    total = len(seq_lens) * (warmup + runs) * len(sessions)
+    done = 0
+    latencies: dict[str, list[list[float]]] = {}
+    started: dict[str, list[list[float]]] = {}  # start of each timed run, ms since the sessions were built
+    for seq in seq_lens:
+        def on_done(n: int, phase: str, seq: int = seq) -> None:
+            nonlocal done
+            done += n
+            out.progress(done, total, phase, seq)
+
+        latencies[str(seq)], started[str(seq)] = timer.time(seq, warmup, runs, on_done)
+    out.progress(done, total, "done", seq_lens[-1], force=True)
+    return {**_final(infos, baseline_rss), "latencies_ms": latencies, "started_ms": started}
+
+
+def serve(request: dict[str, Any], out: _Out, commands: IO[str]) -> dict[str, Any]:
+    """Keep the sessions and time one segment per command line until ``{"cmd": "stop"}`` or EOF.
+
+    Command ``{"cmd": "segment", "seq_len", "warmup", "runs"}`` answers ``{"event": "segment",
+    "latencies_ms": [[...] per model], "started_ms": [[...]], "wall_ms"}``. Between segments the
+    worker blocks on its input (no CPU), so several workers can take turns on the same cores.
+    """
+    baseline_rss = _current_rss()
+    sessions, infos, plans, outputs = _open(request)
+    timer = _Timer(request, sessions, plans, outputs)
+    out.send({"event": "ready", "pid": os.getpid(), "sessions": [i.to_dict() for i in infos]})
+    for line in commands:
+        if not line.strip():
+            continue
+        cmd = json.loads(line)
+        if cmd.get("cmd") == "stop":
+            break
+        if cmd.get("cmd") != "segment":
+            raise ValueError(f"unknown worker command {cmd.get('cmd')!r}")
+        t0 = time.perf_counter_ns()
+        samples, starts = timer.time(int(cmd["seq_len"]), int(cmd.get("warmup", 0)), int(cmd["runs"]))
+        out.send({"event": "segment", "latencies_ms": samples, "started_ms": starts,
+                  "wall_ms": (time.perf_counter_ns() - t0) / 1e6})
+    return _final(infos, baseline_rss)
 
 
 def main() -> int:
     # keep the protocol on a private copy of stdout; anything native code prints goes to stderr
     proto = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    request = json.loads(sys.stdin.read())
+    request = json.loads(sys.stdin.readline())  # one line; in serve mode commands follow, one per line
     out = _Out(proto, float(request.get("progress_interval_s", 0.1)))
     try:
-        out.send(run(request, out))
+        out.send(serve(request, out, sys.stdin) if request.get("serve") else run(request, out))
         return 0
     except Exception as e:  # reported to the parent, which raises the same DeployError class
         out.send({"event": "error", "type": type(e).__name__,

@@ -46,7 +46,7 @@ from pydantic import BeforeValidator, Field, PlainValidator, ValidationInfo, mod
 
 from deploytool.choices import did_you_mean
 from deploytool.errors import ConfigError
-from deploytool.runtime.session import ExecutionProvider  # imports onnxruntime lazily
+from deploytool.runtime.spec import ExecutionProvider
 from deploytool.validation import Choice, Integer, Number, OneOf, Text, invalid, kind_of, schema, validate
 from deploytool.variant import COMPUTE_PRECISIONS, Precision
 
@@ -380,7 +380,7 @@ class Profile:
         overrides the profile's; other ``overrides`` go to the SessionSpec unchanged (e.g.
         ``graph_optimization="basic"``). ``build_session`` falls back in order and records why.
         """
-        from deploytool.runtime.session import ProviderSpec, SessionSpec
+        from deploytool.runtime.spec import ProviderSpec, SessionSpec
 
         providers = tuple(ProviderSpec(ep.provider, self.provider_options(ep)) for ep in self.execution_providers)
         return SessionSpec(providers=providers, intra_op_threads=self.threads if threads is None else threads,

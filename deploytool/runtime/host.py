@@ -12,8 +12,10 @@ clean ``python -m deploytool.runtime.host`` process (torch never loaded), at 1 t
 usable core count:
 
 - GEMM ``[M,K] x [K,N]`` at encoder shapes (K x N = 384x1536 and 1536x384 alternating, and
-  384x384; M = 8, 32, 128, 512), each timed as a chain of 12 distinct weights so that weights stream
-  from memory as in a model (a lone GEMM keeps them in cache), in fp32 (MatMul), int8 (``com.microsoft.DynamicQuantizeMatMul``, the op deploytool's int8 and
+  384x384; M = 8, 32, 128, 512), each timed as a chain of distinct weights that together take 4, 16
+  or 64 MiB (``GEMM_FOOTPRINTS``; M = 512 at 4 MiB only): a model streams all its weights every run,
+  and whether they stay in cache between runs decides a small-M GEMM's time (a lone GEMM keeps its
+  weights in cache; a 42 MB fp32 MiniLM does not), in fp32 (MatMul), int8 (``com.microsoft.DynamicQuantizeMatMul``, the op deploytool's int8 and
   ternary passes emit) and fp16 (MatMul on fp16 tensors: on a CPU without fp16 arithmetic ONNX
   Runtime casts to fp32 and back, which is what an fp16 model gets);
 - attention's batched MatMuls ``[12,S,32] x [12,32,S]`` at S = 8, 32, 128;
@@ -48,7 +50,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["DEFAULT_CACHE_DIR", "MICROBENCH_VERSION", "HostFacts", "HostMeasurement", "detect_host",
            "host_measurement", "measure_host", "parse_cpuinfo"]
 
-MICROBENCH_VERSION = 4  # 2: p10 per point; 3: GEMMs in chains of distinct weights; 4: every op class in chains
+MICROBENCH_VERSION = 5  # 2: p10 per point; 3: GEMMs in chains of distinct weights; 4: every op class in chains;
+# 5: GEMM chains at several weight footprints
+GEMM_FOOTPRINTS = (4 << 20, 16 << 20, 64 << 20)  # bytes of distinct weights per GEMM chain (cache-resident .. streamed)
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "deploytool" / "host"
 
 # (vendor, family, model) -> micro-architecture; models from the vendors' documentation
@@ -232,7 +236,7 @@ def detect_host(cpuinfo_text: str | None = None, arch: str | None = None) -> Hos
 class HostMeasurement:
     """What ONNX Runtime achieves on this host, per thread count (``rates[str(threads)]``).
 
-    ``rates[t]`` holds: ``gemm`` {precision: [{m, k, n, flops, ms, gops}]}, ``attention``
+    ``rates[t]`` holds: ``gemm`` {precision: [{m, k, n, flops, ms, gops, footprint}]}, ``attention``
     [{s, flops, ms, gops}], ``elementwise`` {op: [{elements, bytes, ms}]}, ``bandwidth_gbs``,
     ``op_overhead_us``; ``spread`` is the median (p90-p50)/p50 of the timed figures.
     """
@@ -393,20 +397,20 @@ def _worker(threads: list[int]) -> dict[str, Any]:
         return h.make_tensor_value_info(name, dtype, shape)
 
     ms = [8, 32, 128, 512]
-    chain = 12  # distinct weights per chain: a 6-layer encoder's worth, so weights stream as in a model
+    chain = 12  # ops per chain of the attention and element-wise classes
     result: dict[str, Any] = {"_onnxruntime": ort.__version__}
 
     def gemm_chain(prec: str, dims: list[tuple[int, int]]):
         nodes, inits, x = [], [], "x"
         for i, (k, n) in enumerate(dims):
             y = "y" if i == len(dims) - 1 else f"y{i}"
-            w = (rng.standard_normal((k, n)) * 0.05).astype(np.float32)
             if prec == "int8":
                 inits += [nh.from_array(rng.integers(-127, 128, (k, n), dtype=np.int8), f"w{i}"),
                           nh.from_array(np.full(n, 0.01, np.float32), f"s{i}")]  # per-channel scales, as our int8
                 nodes.append(h.make_node("DynamicQuantizeMatMul", [x, f"w{i}", f"s{i}", "", ""], [y],
                                          domain="com.microsoft"))
             else:
+                w = (rng.standard_normal((k, n)) * 0.05).astype(np.float32)
                 inits.append(nh.from_array(w.astype(np.float16) if prec == "fp16" else w, f"w{i}"))
                 nodes.append(h.make_node("MatMul", [x, f"w{i}"], [y]))
             x = y
@@ -419,20 +423,28 @@ def _worker(threads: list[int]) -> dict[str, Any]:
                              [vi("y", T.FLOAT, None)], [nh.from_array(np.ones(16, np.float32), "c")]), t)
         run_ms, _ = _timeit(one, {"x": np.ones(16, np.float32)})
         gemm: dict[str, list[dict[str, Any]]] = {"fp32": [], "int8": [], "fp16": []}
-        # GEMMs in chains of `chain` distinct weights (an FFN's 384->1536->384 pairs; attention's 384x384):
-        # a lone GEMM run again and again keeps its weights in cache, a model streams them
-        for dims in ([(384, 1536), (1536, 384)] * (chain // 2), [(384, 384)] * chain):
-            for prec in ("fp32", "int8", "fp16"):
-                sess = _session(gemm_chain(prec, dims), t)
-                for m in ms:
-                    x = rng.standard_normal((m, dims[0][0])).astype(np.float16 if prec == "fp16" else np.float32)
-                    total, sp = _timeit(sess, {"x": x})
-                    spreads.append(sp)
-                    per_op = max(total - run_ms, 0.05 * total) / len(dims)  # net of the run's own overhead
-                    k, n = dims[0]
-                    flops = 2.0 * m * k * n
-                    gemm[prec].append({"m": m, "k": k, "n": n, "flops": flops, "ms": round(per_op, 6), "net": True,
-                                       "chain": len(dims), "gops": round(flops / per_op / 1e6, 3)})
+        # GEMMs in chains of distinct weights (an FFN's 384->1536->384 pairs; attention's 384x384) whose
+        # weights together take GEMM_FOOTPRINTS bytes: a model streams all its weights every run, and
+        # whether they stay in cache between runs (a few MB) or come from memory (tens of MB) decides a
+        # small-M GEMM's time more than its FLOPs do. The cost model interpolates by a model's footprint.
+        for level, footprint in enumerate(GEMM_FOOTPRINTS):
+            for shape in ([(384, 1536), (1536, 384)], [(384, 384)]):
+                for prec in ("fp32", "int8", "fp16"):
+                    per_weight = shape[0][0] * shape[0][1] * (1 if prec == "int8" else 2 if prec == "fp16" else 4)
+                    n_w = max(len(shape), round(footprint / per_weight / len(shape)) * len(shape))
+                    dims = (shape * (n_w // len(shape)))[:n_w]
+                    sess = _session(gemm_chain(prec, dims), t)
+                    for m in (ms if level == 0 else [x for x in ms if x <= 128]):
+                        x = rng.standard_normal((m, dims[0][0])).astype(np.float16 if prec == "fp16" else np.float32)
+                        total, sp = _timeit(sess, {"x": x}, min_runs=10 if level else 20)
+                        spreads.append(sp)
+                        per_op = max(total - run_ms, 0.05 * total) / len(dims)  # net of the run's own overhead
+                        k, n = dims[0]
+                        flops = 2.0 * m * k * n
+                        gemm[prec].append({"m": m, "k": k, "n": n, "flops": flops, "ms": round(per_op, 6), "net": True,
+                                           "chain": len(dims), "footprint": per_weight * len(dims),
+                                           "gops": round(flops / per_op / 1e6, 3)})
+                    del sess
         # attention's batched MatMuls and the element-wise ops, each timed as a chain of `chain` ops on
         # the same activation shape: (chain - one run) / chain is the op's time inside a graph, executor
         # overhead included, with the run's own overhead cancelled
