@@ -387,6 +387,81 @@ def render_tws(results: Path) -> str:
     return " ".join(parts)
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def _cpu_of(d: dict) -> str:
+    h = d.get("host") or {}
+    name = h.get("cpu_model") or h.get("model_name") or "CPU not recorded"
+    if h.get("family") is not None and h.get("microarchitecture"):
+        name += f" (family {h['family']} model {h.get('model')}, {h['microarchitecture']})"
+    return name
+
+
+def render_cost_model(results: Path) -> str:
+    """The cost model's error on the host rows, from cost_model_error.json (and the busy run beside it)."""
+    d = _load(results, "cost_model_error.json")
+    loads = [m[k]["loadavg"][0] for m in d.get("machine", []) for k in ("before", "during") if k in m]
+    g = d["goal"]
+    seq = d["by_seq_len"]
+    text = (f"Measured {_date(d['created_utc'])} ({_cpu_of(d)}, {d.get('schedule', 'interleaved')} schedule, "
+            f"{_load_span(loads or d['load_average_end'][0])}; {d['busy_runs']} of {d['runs_total']} runs flagged busy or "
+            f"noisy; `benchmarks/results/cost_model_error.json`): host-rates median |error| **{_pct(d['median_abs_error'])}**, "
+            f"worst **{_pct(d['worst_abs_error'])}** against the measured p50 ({_pct(d['median_abs_error_vs_p10'])} / "
+            f"{_pct(d['worst_abs_error_vs_p10'])} against the p10); the goal ({_pct(g['median_abs_error'])} / "
+            f"{_pct(g['worst_abs_error'])}) is {'met' if d['goal_met'] else 'NOT met'} on this run. "
+            + "By sequence length: " + "; ".join(f"seq {k}: median {_pct(v['median_abs_error'])}, worst {_pct(v['worst_abs_error'])}"
+                        for k, v in seq.items())
+            + f". The old roofline on the same rows: median {_pct(d['roofline_median_abs_error'])}, worst "
+              f"{_pct(d['roofline_worst_abs_error'])}.")
+    busy = results / "cost_model_error_interleaved.json"
+    if busy.exists():
+        b = json.loads(busy.read_text())
+        bl = [m[k]["loadavg"][0] for m in b.get("machine", []) for k in ("before", "during") if k in m]
+        text += (f" On a busy machine the same code is far off: {_date(b['created_utc'])}, {_load_span(bl)}, the "
+                 f"precisions interleaved run by run gave {_pct(b['median_abs_error'])} / {_pct(b['worst_abs_error'])} "
+                 f"(`cost_model_error_interleaved.json`): measure at a quiet moment (`--wait-s`).")
+    return text
+
+
+def render_hygiene(results: Path) -> str:
+    """Several models at several threads against each alone, from bench_hygiene.json."""
+    d = _load(results, "bench_hygiene.json")
+    sm = d["summary"]
+    names = d["models"]
+    loads = [r[k]["loadavg"][0] for r in d["rounds"] for k in ("before", "after") if k in r]
+
+    def cell(mode: str, spread: bool = True) -> str:
+        parts = []
+        for n in names:
+            v = sm[mode]["models"][n]["p50_over_alone"]
+            parts.append(f"{v['median']:.2f}x" + (f" [{v['p10']:.2f}-{v['p90']:.2f}]" if spread else ""))
+        return " and ".join(parts)
+
+    default = d["default_mode"]
+    labels = {"interleaved/shared": "one shared pool, interleaved", "blocks/shared": "blocks on a shared pool",
+              "blocks/session": "blocks on per-session pools",
+              "interleaved/session/no-spin": "per-session pools without spinning",
+              "interleaved/session": "per-session pools interleaved (the old behaviour)"}
+    others = [m for m in labels if m != default and m in sm]
+    alone = {n: [x for r in d["rounds"] for x in (r.get("alone_p50_ms_range") or {}).get(n, [])] for n in names}
+    text = (f"The latest run ({_date(d['created_utc'])}, {_cpu_of(d)}, {d['usable_cores']} usable cores, "
+            f"{_load_span(loads or d['load_average_end'][0])}, {' and '.join(f'`{n}`' for n in names)} at seq "
+            f"{d['seq_len']}, {d['threads']} threads, {d['rounds_n']} rounds x {d['cycles']} cycles; "
+            f"`benchmarks/results/bench_hygiene.json`), median [p10-p90] of the per-segment p50 ratio to alone: the "
+            f"default, {labels.get(default, default)}, **{cell(default)}**"
+            + (f" (paired-ratio error {sm[default]['paired_ratio_error']['median']:+.1%})"
+               if "paired_ratio_error" in sm[default] else "")
+            + f": {'within' if d['goal_met'] else 'NOT within'} 10% of alone; "
+            + "; ".join(f"{labels[m]} {cell(m, spread=m == 'blocks/shared')}" for m in others)
+            + f". The control (alone against alone): {cell('alone (control)')}")
+    if all(alone.values()):
+        text += ", while the alone p50 itself ranged " + ", ".join(
+            f"{min(v):.1f}-{max(v):.1f} ms ({n})" for n, v in alone.items())
+    return text + "."
+
+
 def render_conformance(results: Path) -> str:
     d = _load(results, "conformance.json")
     sm, c = d["summary"], d["summary"]["counts"]
@@ -425,7 +500,8 @@ def render_conformance(results: Path) -> str:
 
 
 BLOCKS = {"quickstart": render_quickstart, "conformance": render_conformance, "embedding": render_embedding,
-          "training-table": render_training_table, "tws": render_tws, "measured": render_measured, "performance": render_performance, "performance-reading": render_reading}
+          "training-table": render_training_table, "tws": render_tws, "cost-model": render_cost_model,
+          "hygiene": render_hygiene, "measured": render_measured, "performance": render_performance, "performance-reading": render_reading}
 _BLOCK = re.compile(r"<!-- figures:(?P<name>[a-z-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
 
 
