@@ -28,14 +28,13 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from deploytool.errors import ConfigError, DeployError, InputFileError, OutputPathError
-from deploytool.onnx_io import check_output_dir
+from deploytool.errors import ConfigError, DeployError, InputFileError
+from deploytool.onnx_io import check_output_dir, make_staging_dir, publish_staging_dir
 
 logger = logging.getLogger(__name__)
 
@@ -192,14 +191,7 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
     plan = plan_inputs(model)  # not ONNX / no input ids -> one line
     plan.check(1, (cfg.seq_len,), str(model))
     data = external_data_files(model)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(stage, 0o777 & ~umask)
-    except OSError as e:
-        raise OutputPathError(f"{out}: cannot create a folder in {out.parent} ({e.strerror})") from e
+    stage = make_staging_dir(out)
     try:
         ort_path, ops_path = convert_to_ort(model, data, stage, style=cfg.style)
         session = _session(cfg)
@@ -235,9 +227,7 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
         }
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         manifest["files"].append({"name": MANIFEST, "bytes": (stage / MANIFEST).stat().st_size})
-        if out.is_dir():
-            out.rmdir()  # empty (checked above)
-        os.replace(stage, out)
+        publish_staging_dir(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

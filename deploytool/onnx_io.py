@@ -175,6 +175,30 @@ def check_output_dir(path: str | os.PathLike) -> Path:
     return out
 
 
+def make_staging_dir(out: str | os.PathLike) -> Path:
+    """A new hidden folder beside ``out`` to build an output folder in (renamed onto ``out`` when complete),
+    with the permissions a plain ``mkdir`` would give it (``mkdtemp`` makes it 0700)."""
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(stage, 0o777 & ~umask)
+    except OSError as e:
+        raise OutputPathError(f"{out}: cannot create a folder in {out.parent} ({e.strerror})") from e
+    return stage
+
+
+def publish_staging_dir(stage: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Rename a finished staging folder onto ``out`` (an empty folder there is replaced)."""
+    out = Path(out)
+    if out.is_dir():
+        out.rmdir()  # empty: check_output_dir refused anything else
+    os.replace(stage, out)
+    return out
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""

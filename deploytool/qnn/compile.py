@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -28,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from deploytool.errors import ConfigError, DeployError, OutputPathError
-from deploytool.onnx_io import check_output_dir, load_proto
+from deploytool.errors import ConfigError, DeployError
+from deploytool.onnx_io import check_output_dir, load_proto, make_staging_dir, publish_staging_dir
 from deploytool.qnn.check import compare, prepare
 from deploytool.qnn.ep import (EMULATED_LABEL, QnnStrictError, is_emulated, probe_coverage, qnn_session, require_qnn,
                                sdk_info)
@@ -88,14 +87,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: QnnCompileCo
     check_output_dir(out)
     proto = load_proto(path)
     prep = prepare(proto, cfg.target, quant=cfg.quant, seq_len=cfg.seq_len, model_path=path, tokenizer=cfg.tokenizer)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(stage, 0o777 & ~umask)
-    except OSError as e:
-        raise OutputPathError(f"{out}: cannot create a folder in {out.parent} ({e.strerror})") from e
+    stage = make_staging_dir(out)
     try:
         with tempfile.TemporaryDirectory(prefix="deploytool-qnn-compile-") as tmp:
             src = Path(tmp, f"{cfg.model_name}.onnx")
@@ -139,9 +131,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: QnnCompileCo
             "latency_ms": None,
         }
         (stage / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
-        if out.is_dir():
-            out.rmdir()  # empty (checked above)
-        os.replace(stage, out)
+        publish_staging_dir(stage, out)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

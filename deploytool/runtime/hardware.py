@@ -11,7 +11,6 @@ whose cores cannot be named never matches a profile.
 from __future__ import annotations
 
 import platform
-from pathlib import Path
 from typing import Any
 
 __all__ = ["ARM_PARTS", "core_types", "machine_identity"]
@@ -74,14 +73,11 @@ def core_types(cpuinfo: str, arch: str) -> list[str]:
 def machine_identity(cpuinfo: str | None = None, arch: str | None = None) -> dict[str, Any]:
     """``{"arch", "vendor", "family", "model", "model_name", "core_types"}`` of this machine (or of the
     given ``/proc/cpuinfo`` text); family/model are the Arm implementer/part on aarch64."""
-    from deploytool.runtime.host import parse_cpuinfo
+    from deploytool.runtime.host import parse_cpuinfo, read_cpuinfo
 
     arch = arch or platform.machine()
     if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            cpuinfo = ""
+        cpuinfo = read_cpuinfo()
     first = parse_cpuinfo(cpuinfo, arch)
     return {"arch": arch, "vendor": first["vendor"], "family": first["family"], "model": first["model"],
             "model_name": first["model_name"], "core_types": core_types(cpuinfo, arch)}

@@ -206,16 +206,21 @@ def _max_ghz(cpuinfo_mhz: float | None) -> tuple[float | None, str]:
     return None, "unknown"
 
 
+def read_cpuinfo() -> str:
+    """This machine's ``/proc/cpuinfo`` ("" where there is none)."""
+    try:
+        return Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def detect_host(cpuinfo_text: str | None = None, arch: str | None = None) -> HostFacts:
     """The running machine (or, for tests, the given ``/proc/cpuinfo`` text and arch)."""
     from deploytool.bench.machine import cgroup_cpu_quota, usable_cores
 
     arch = arch or platform.machine()
     if cpuinfo_text is None:
-        try:
-            cpuinfo_text = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            cpuinfo_text = ""
+        cpuinfo_text = read_cpuinfo()
     c = parse_cpuinfo(cpuinfo_text, arch)
     ghz, src = _max_ghz(c["mhz"])
     mem = None
