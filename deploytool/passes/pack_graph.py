@@ -1,0 +1,131 @@
+"""The ONNX pieces ``pack`` emits: a node builder, the unpacking subgraphs of standard ops, the
+split-binary plane sum, and the node replacements."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from deploytool.passes.pack_codes import _UNPACK
+
+
+class _Builder:
+    """Creates uniquely named initializers and nodes in one graph."""
+
+    def __init__(self, graph: ir.Graph) -> None:
+        self.graph = graph
+        self.names = {v.name for v in graph.initializers.values()} | {v.name for v in graph.inputs}
+        for node in graph:
+            self.names.update(o.name for o in node.outputs if o.name)
+        self.nodes: list[ir.Node] = []
+        self._consts: dict[tuple, ir.Value] = {}
+        self.count = 0
+
+    def tag(self) -> str:
+        """A short prefix for one packed weight's nodes (names cost bytes in a 1-bit file)."""
+        self.count += 1
+        return f"pk{self.count}"
+
+    def const(self, array: np.ndarray) -> ir.Value:
+        """A small constant initializer, shared by every subgraph that needs the same value."""
+        key = (array.dtype.str, array.shape, array.tobytes())
+        if key not in self._consts:
+            self._consts[key] = self.init(f"pk_c{len(self._consts)}", array)
+        return self._consts[key]
+
+    def name(self, base: str) -> str:
+        base = base.replace("::", "_").replace("/", "_")
+        n, i = base, 0
+        while n in self.names:
+            i += 1
+            n = f"{base}_{i}"
+        self.names.add(n)
+        return n
+
+    def init(self, base: str, array: np.ndarray, dtype: ir.DataType | None = None) -> ir.Value:
+        name = self.name(base)
+        tensor = ir.Tensor(array, dtype=dtype, name=name) if dtype is not None else ir.tensor(array, name=name)
+        v = ir.Value(name=name, const_value=tensor, shape=ir.Shape(array.shape), type=ir.TensorType(tensor.dtype))
+        self.graph.register_initializer(v)
+        return v
+
+    def op(self, op_type: str, inputs: list, base: str, domain: str = "", **attrs: Any) -> ir.Value:
+        node = ir.node(op_type, inputs, attributes=attrs, domain=domain, name=self.name(f"{base}_{op_type}"))
+        node.outputs[0].name = node.name
+        self.nodes.append(node)
+        return node.outputs[0]
+
+    def take(self) -> list[ir.Node]:
+        nodes, self.nodes = self.nodes, []
+        return nodes
+
+
+def _unpack_ops(b: _Builder, packed: ir.Value, scheme: str, tag: str) -> ir.Value:
+    """int32 codes -> values, one new trailing axis of size per-byte: [..., bytes] -> [..., bytes, per]."""
+    per, divs, mod, mult, off = _UNPACK[scheme]
+    x = b.op("Cast", [packed], tag, to=ir.DataType.INT32)
+    x = b.op("Unsqueeze", [x, b.const(np.array([-1], np.int64))], tag)
+    x = b.op("Div", [x, b.const(np.array(divs, np.int32))], tag)
+    x = b.op("Mod", [x, b.const(np.array(mod, np.int32))], tag)
+    if mult != 1:
+        x = b.op("Mul", [x, b.const(np.array(mult, np.int32))], tag)
+    return b.op("Sub", [x, b.const(np.array(off, np.int32))], tag)
+
+
+def _sum_planes(b: "_Builder", y: ir.Value, n: int, tag: str) -> ir.Value:
+    """[..., 2N] -> [..., N]: the two planes' outputs added."""
+    def half(lo: int, hi: int) -> ir.Value:
+        return b.op("Slice", [y, b.const(np.array([lo], np.int64)), b.const(np.array([hi], np.int64)),
+                              b.const(np.array([-1], np.int64))], tag)
+
+    return b.op("Add", [half(0, n), half(n, 2 * n)], tag)
+
+
+def _replace(graph: ir.Graph, old: ir.Node, new_nodes: list[ir.Node], new_out: ir.Value) -> None:
+    if len(new_nodes) > 1:
+        graph.insert_before(old, new_nodes[:-1])
+    ir.convenience.replace_nodes_and_values(graph, old, [old], [new_nodes[-1]], [old.outputs[0]], [new_out])
+
+
+def _first_in_graph(graph: ir.Graph, nodes: list[ir.Node]) -> ir.Node:
+    """The node of ``nodes`` that comes first in ``graph`` (``graph.index`` walks the node list from the
+    start on every call: with one call per weight that was ~14 s for a 24-layer model)."""
+    if len(nodes) == 1:
+        return nodes[0]
+    wanted = set(map(id, nodes))
+    return next(n for n in graph if id(n) in wanted)
+
+
+def _bias_add(node: ir.Node, n_out: int) -> ir.Node | None:
+    """The ``Add(MatMul, bias)`` right after ``node`` when bias is a float [N] initializer and the sole use."""
+    uses = list(node.outputs[0].uses())
+    if len(uses) != 1 or node.outputs[0] in node.graph.outputs:
+        return None
+    add, _ = uses[0]
+    if add.op_type != "Add" or add.domain != "" or len(add.inputs) != 2:
+        return None
+    other = add.inputs[1] if add.inputs[0] is node.outputs[0] else add.inputs[0]
+    if other is None or other is node.outputs[0] or not other.is_initializer() or other.const_value is None:
+        return None
+    if other.const_value.dtype is not ir.DataType.FLOAT or list(other.const_value.shape) != [n_out]:
+        return None
+    return add
+
+
+def _drop_unused(graph: ir.Graph, values: list[ir.Value]) -> None:
+    for v in values:
+        if not v.uses() and v.name in graph.initializers and v not in graph.outputs:
+            del graph.initializers[v.name]
+
+
+def _replace_lazily(v: ir.Value, fn) -> None:
+    """``v``'s tensor becomes ``fn(its array)`` (float32, same shape), computed when it is read."""
+    src = v.const_value
+    name = v.name
+
+    def compute() -> ir.Tensor:
+        return ir.Tensor(np.ascontiguousarray(fn(src.numpy()), dtype=np.float32), name=name)
+
+    v.const_value = ir.LazyTensor(compute, dtype=ir.DataType.FLOAT, shape=ir.Shape(list(src.shape)), name=name)
