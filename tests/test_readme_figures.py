@@ -30,7 +30,8 @@ def test_readme_figures_match_the_results_files():
 
 def test_blocks_are_marked_in_the_readme():
     text = README.read_text()
-    for name in ("quickstart", "conformance", "embedding", "training-table", "measured", "performance", "performance-reading"):
+    for name in ("quickstart", "conformance", "embedding", "training-table", "tws", "measured", "performance",
+                 "performance-reading", "cost-model", "hygiene", "pass-speed"):
         assert text.count(f"<!-- figures:{name} -->") == 1 and text.count(f"<!-- /figures:{name} -->") == 1, name
 
 
@@ -40,7 +41,9 @@ def test_a_changed_results_file_changes_the_readme(tmp_path):
     shutil.copytree(ROOT / "benchmarks" / "results", results)
     p = results / "int8_bench.json"
     d = json.loads(p.read_text())
-    for rnd, value in zip(d["latency_rounds"], (0.5, 0.55, 0.6)):
+    n = len(d["latency_rounds"])
+    assert n >= 2, "the test needs two rounds or more"
+    for rnd, value in zip(d["latency_rounds"], [0.5 + 0.1 * i / (n - 1) for i in range(n)]):
         for row in rnd:
             if row["variant"] == "ours" and row["seq_len"] == 8:
                 row["paired_ratio_to_optimum"] = value
