@@ -362,7 +362,7 @@ def render_tws(results: Path) -> str:
     if not w:
         return "(no ternary-weight-splitting run in train_bench_standard.json)"
     teacher = next(r for r in t["rows"] if r["name"].startswith("teacher"))["accuracy"]
-    plain = next(r for r in t["rows"] if r["name"].startswith("binary QAT (")) ["accuracy"]
+    plain = next(r for r in t["rows"] if r["name"].startswith("binary QAT ("))["accuracy"]
     onnx = {r["file"]: r for r in t.get("onnx", []) if "file" in r}
     parts = [f"Same budget as plain binary QAT (one epoch of the training split, {w['steps']} steps: "
              f"{w['stages']['ternary']['steps']} ternary at width {w['width']:g}, {w['heads_per_layer'][0]} heads and "

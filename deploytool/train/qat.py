@@ -176,9 +176,10 @@ def train_qat(cfg: QATConfig) -> dict:
     teacher_dev = evaluate_torch(teacher, tok, ds, "dev", cfg.data, device=acc.device)
     if cfg.tws:
         init_folder = resolve_folder(cfg.init) if cfg.init is not None else folder
-        init = teacher if cfg.init is None else load_classifier(init_folder, num_labels=ds.num_labels)
+        # a model of its own to cut: the teacher's copy, or the --init folder loaded (nothing else holds it)
+        init = copy.deepcopy(teacher) if cfg.init is None else load_classifier(init_folder, num_labels=ds.num_labels)
         check_supported(init)
-        student = prune_to_width(copy.deepcopy(init).to(acc.device), cfg.tws_width).requires_grad_(True)
+        student = prune_to_width(init.to(acc.device), cfg.tws_width).requires_grad_(True)
         first_mode = QuantMode.TERNARY
     else:
         student = copy.deepcopy(teacher).requires_grad_(True)
