@@ -78,13 +78,16 @@ class StructureCounts:
 class GateStats:
     """What the file runner's verification gate did: ``verified`` False when it was skipped
     (``verify=False``); ``process`` "separate" and its ``peak_rss_bytes`` for big inputs; ``note`` when
-    there was nothing of the pass's to run (a byte copy)."""
+    there was nothing of the pass's to run (a byte copy). ``seconds``: how long the runner waited for the
+    verdict once the output was written (a separate process started with the pass did part of its work
+    before: ``reference_reused`` True when the input's reference outputs computed then were used)."""
 
     verified: bool = False
     seconds: float = 0.0
     note: str | None = None
     process: str | None = None
     peak_rss_bytes: int | None = None
+    reference_reused: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"verified": self.verified, "verify_s": self.seconds}
@@ -92,7 +95,22 @@ class GateStats:
             out["verify_note"] = self.note
         if self.process is not None:
             out.update(gate_process=self.process, gate_peak_rss_bytes=self.peak_rss_bytes)
+        if self.reference_reused is not None:
+            out["gate_reference_reused"] = self.reference_reused
         return out
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyReference:
+    """A gate reference the gate's process can run before the pass has finished (:meth:`DeployPass.early_reference`):
+    ``model``, a file (the input), or ``build``, ``"module:function"`` that the gate's process calls as
+    ``function(src, folder, argument)`` to write the reference into ``folder`` and return its path (``argument``
+    must pickle: a pass's config); ``min_cosine`` as in :meth:`DeployPass.gate_reference`."""
+
+    model: str | os.PathLike | None = None
+    build: str | None = None
+    argument: Any = None
+    min_cosine: float | None = None
 
 
 @dataclasses.dataclass
@@ -197,6 +215,16 @@ class DeployPass(ir.passes.InPlacePass):
         cosine = self.min_output_cosine()
         return (src, cosine) if cosine is not None else None
 
+    def early_reference(self, src: str | os.PathLike) -> EarlyReference | None:
+        """What the gate's process may run as the reference while the pass still runs, in place of
+        :meth:`gate_reference` (asked only when this is None): by default the input file itself, where the
+        default :meth:`gate_reference` compares with it. A pass that makes its reference (pack) can give a
+        builder for the gate's process to call."""
+        if type(self).gate_reference is not DeployPass.gate_reference:
+            return None
+        ref = self.gate_reference(src)
+        return EarlyReference(model=src, min_cosine=ref[1]) if ref is not None and ref[0] == src else None
+
     def gate_done(self) -> None:
         """Called once the gate has run (passed or not): remove what :meth:`gate_reference` made."""
 
@@ -245,6 +273,9 @@ class PassSequence(DeployPass):
 
     def gate_reference(self, src):
         return self.main.gate_reference(src)
+
+    def early_reference(self, src):
+        return self.main.early_reference(src)
 
     def gate_done(self) -> None:
         self.main.gate_done()
@@ -427,18 +458,67 @@ def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathL
     Streaming: the input's weights are memory maps (``onnx_io.load_model``), the pass leaves its edits
     as lazy tensors, and :func:`write_model_checked` computes, writes and drops one tensor at a time,
     so the pass's memory stays near the largest tensor plus the graph, not a multiple of the file.
-    Inputs over :data:`BIG_MODEL_BYTES` run the gate in a fresh process. ``verify=False`` skips the gate
-    (see the module doc). The returned result's ``model`` is the output model, its big tensors read
-    from ``dst``.
+    Inputs over :data:`BIG_MODEL_BYTES` run the gate in a process of its own
+    (:class:`deploytool.runtime.verify.GateProcess`), started as the pass starts: it imports ONNX Runtime
+    and, where the pass compares with its input (:meth:`DeployPass.early_reference`), runs the input on
+    the gate's feeds while the pass runs and writes; once the output is written it only runs the output
+    (and the reference again if the output's feeds differ from the input's). Any error kills it.
+    ``verify=False`` skips the gate (see the module doc). The returned result's ``model`` is the output
+    model, its big tensors read from ``dst``.
     """
+    from deploytool import onnx_io
+
+    onnx_io.check_output_path(dst, inputs=(src,))
+    started: list = []  # the gate's process, once started: closed (killed if still running) whatever happens
+    try:
+        return _run_pass_file(pass_, src, dst, verify=verify, started=started)
+    finally:
+        for process in started:
+            process.close()
+
+
+def _size(path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:  # the loader says what is wrong with it
+        return 0
+
+
+def _run_pass_file(pass_: DeployPass, src, dst, *, verify: bool, started: list) -> DeployPassResult:
     import gc
 
     from deploytool import onnx_io
 
-    onnx_io.check_output_path(dst, inputs=(src,))
+    if verify and _size(src) > BIG_MODEL_BYTES:  # surely big: the process starts before the load
+        from deploytool.runtime.verify import GateProcess
+
+        started.append(GateProcess())
     data_files: list[Path] = []
-    model = onnx_io.load_model(src, data_files=data_files)
+    plans: list = []
+
+    def input_plan(proto) -> None:  # the input's gate plan, read before the pass edits anything
+        if verify:
+            from deploytool.runtime.verify import gate_plan
+
+            try:
+                plans.append(gate_plan(proto, src))
+            except DeployError:  # the output's plan says so later, if it has the same problem
+                pass
+
+    model = onnx_io.load_model(src, data_files=data_files, rewrite=input_plan)
     bytes_before = input_bytes(src, data_files)
+    big = bytes_before > BIG_MODEL_BYTES
+    process = early = None
+    if verify and big:
+        from deploytool.runtime.verify import GateProcess, gate_feeds
+
+        if not started:  # big with its external data only
+            started.append(GateProcess())
+        process = started[0]
+        early = pass_.early_reference(src) if plans else None
+        if early is not None:
+            process.precompute_reference(gate_feeds(plans[0]), model=early.model, build=early.build, src=src,
+                                         argument=early.argument)
     _seed_variant(model, src)
     result = pass_(model)
     if not result.modified and not data_files:
@@ -458,12 +538,12 @@ def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathL
     out = result.model
     result.model = None  # type: ignore[assignment]
     del model
-    big = bytes_before > BIG_MODEL_BYTES
     if big:  # big models only: a full collection costs ~0.3 s with torch loaded
         gc.collect()
         _release_free_memory()
     bytes_after, gate = write_model_checked(pass_, out, src, dst, verify=verify, data_files=data_files,
-                                            isolate_gate=big)
+                                            isolate_gate=big, gate_process=process,
+                                            early=early if process is not None else None)
     result.model = out
     result.bytes_before, result.bytes_after, result.gate = bytes_before, bytes_after, gate
     pass_.after_write(dst, result)
@@ -472,11 +552,14 @@ def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathL
 
 def write_model_checked(pass_: DeployPass, model: ir.Model, src: str | os.PathLike, dst: str | os.PathLike, *,
                         verify: bool = True, data_files: list[Path] | None = None,
-                        isolate_gate: bool = False) -> tuple[int, GateStats]:
+                        isolate_gate: bool = False, gate_process=None,
+                        early: EarlyReference | None = None) -> tuple[int, GateStats]:
     """Write an IR model to ``dst`` streamed (``onnx_io.staged_model``): each tensor is computed, written
     and dropped in turn, then ``onnx.checker`` and the gate run on the temporary file, and only then is
     it renamed to ``dst`` (nothing is left there on failure). ``model``'s big tensors read from ``dst`` afterwards.
-    ``isolate_gate``: run the gate in a process of its own (see :func:`run_pass_file`).
+    ``isolate_gate``: run the gate in a process of its own (see :func:`run_pass_file`); ``gate_process``:
+    a :class:`deploytool.runtime.verify.GateProcess` already started for it (the caller closes it), ``early`` the
+    reference it was given to run early (:meth:`DeployPass.early_reference`).
     Returns (bytes written, gate stats)."""
     from deploytool import onnx_io
 
@@ -489,10 +572,12 @@ def write_model_checked(pass_: DeployPass, model: ir.Model, src: str | os.PathLi
             _checker_failed(pass_, src, e)
         _release_free_memory()
         if verify:
-            seconds, rss = _gate(pass_, staged.proto, src, staged.path, isolate=isolate_gate)
+            seconds, report = _gate(pass_, staged.proto, src, staged.path, isolate=isolate_gate or gate_process is not None,
+                                    process=gate_process, early=early)
             gate.verified, gate.seconds = True, round(seconds, 3)
-            if isolate_gate:
-                gate.process, gate.peak_rss_bytes = "separate", rss
+            if isolate_gate or gate_process is not None:
+                gate.process, gate.peak_rss_bytes = "separate", report.peak_rss_bytes
+                gate.reference_reused = report.reference_reused
         external = staged.external
     bytes_after = Path(dst).stat().st_size
     if external:  # the model file names its final data file now
@@ -547,34 +632,36 @@ def _checker_failed(pass_: DeployPass, src: str | os.PathLike, e: Exception) -> 
 
 
 def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
-          isolate: bool = False) -> tuple[float, int | None]:
+          isolate: bool = False, process=None, early: EarlyReference | None = None):
     """Run the model saved at ``path`` (``proto``, the output of ``pass_`` on ``src``; its weights need not
     be in it) in ONNX Runtime; VerificationError naming the pass if it fails. ``isolate``: in a process of
-    its own. Returns the seconds it took and, isolated, that process's peak resident set."""
+    its own (``process``, when one was started with the pass; ``early``, the reference it was given then, is
+    used in place of :meth:`DeployPass.gate_reference`). Returns the seconds it took and the
+    :class:`~deploytool.runtime.verify.VerifyReport`."""
     import time
 
     import onnx
 
-    from deploytool.runtime.inputs import plan_inputs_proto
-    from deploytool.runtime.verify import gate_feeds, verify_model, verify_model_isolated
+    from deploytool.runtime.verify import gate_feeds, gate_plan, verify_model, verify_model_isolated
 
     start = time.perf_counter()
     name = pass_.name
     try:
-        plan = plan_inputs_proto(proto, path, require_ids=False)
+        plan = gate_plan(proto, path)
     except DeployError as e:  # an input the gate cannot make data for: it cannot say the model runs
         raise VerificationError(f"{name} wrote a model the verification gate cannot make inputs for "
                                 f"({_strip_path(e, path)}); skip the gate (verify=False, --no-verify) to write it "
                                 "unchecked; nothing written") from e
-    if plan.vocab_source == "default":  # no embedding table found: ids every vocabulary has
-        plan = dataclasses.replace(plan, inputs=tuple(dataclasses.replace(i, high=min(i.high, 2)) for i in plan.inputs))
-    ref = pass_.gate_reference(src)
-    reference, cosine = ref if ref is not None else (None, None)
+    if process is not None and early is not None:
+        reference, cosine = process.EARLY, early.min_cosine
+    else:
+        ref = pass_.gate_reference(src)
+        reference, cosine = ref if ref is not None else (None, None)
     # an fp16 model computes in fp16 (or casts back and forth): a permutation changes summation order
     # and rounding, ~1e-3 of the scale; fp32 models keep the tight bound
     fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
     rtol = PRESERVE_RTOL_FP16 if fp16 else PRESERVE_RTOL
-    run = verify_model_isolated if isolate else verify_model
+    run = process.verify if process is not None else verify_model_isolated if isolate else verify_model
     try:
         report = run(path, gate_feeds(plan), reference=reference, rtol=rtol, min_cosine=cosine,
                      reference_label=pass_.reference_label)
@@ -584,7 +671,7 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
         pass_.gate_done()
     seconds = time.perf_counter() - start
     logger.info("%s: output verified in ONNX Runtime in %.2f s", name, seconds)
-    return seconds, report.peak_rss_bytes
+    return seconds, report
 
 
 def _strip_path(e: BaseException, path: Path) -> str:

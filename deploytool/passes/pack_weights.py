@@ -291,27 +291,40 @@ class PackWeightsPass(DeployPass):
         # two binary planes are a binary model (2 bits per weight): the variant's precision is "binary"
         return {"step": f"pack({w},{r})", "precision": "binary" if c.weights is WeightScheme.SPLIT_BINARY else w}
 
-    def gate_reference(self, src):
-        """The input with its weights replaced by the quantizer's fp32 values (:class:`FakeQuantWeightsPass`):
-        with fp32 activations (``memory``, accuracy level 0) the packed model must equal it; with int8
-        activations it must keep cosine >= 0.9 to it (a wrong code or scale does not)."""
-        from deploytool import onnx_io
+    def _reference_cosine(self, src) -> tuple[bool, float | None]:
+        """(whether the gate compares with the fake-quantized model, the least cosine or None for equality)."""
         from deploytool.passes.base import file_size
 
         try:
             if file_size(src) > self.GATE_REFERENCE_MAX_BYTES:  # external data included
-                return None  # the output still has to load and run; the reference would be another full copy
+                return False, None  # the output still has to load and run; the reference would be another full copy
         except OSError:
+            return False, None
+        exact = self.config.runtime is Runtime.MEMORY and self.config.accuracy_level == 0
+        return True, (None if exact else 0.9)
+
+    def gate_reference(self, src):
+        """The input with its weights replaced by the quantizer's fp32 values (:class:`FakeQuantWeightsPass`):
+        with fp32 activations (``memory``, accuracy level 0) the packed model must equal it; with int8
+        activations it must keep cosine >= 0.9 to it (a wrong code or scale does not)."""
+        compare, cosine = self._reference_cosine(src)
+        if not compare:
             return None
         import tempfile
 
-        model = onnx_io.load_model(src)  # memory maps; the fake-quantized weights are computed as written
-        FakeQuantWeightsPass(self.config)(model)
         self.gate_done()
         self._reference_dir = tempfile.mkdtemp(prefix="deploytool-pack-ref-")
-        ref = onnx_io.save_streamed(model, os.path.join(self._reference_dir, "reference.onnx"))
-        exact = self.config.runtime is Runtime.MEMORY and self.config.accuracy_level == 0
-        return ref, (None if exact else 0.9)
+        return build_gate_reference(src, self._reference_dir, self.config), cosine
+
+    def early_reference(self, src):
+        """The same reference, built by the gate's process while this pass runs (:func:`build_gate_reference`)."""
+        from deploytool.passes.base import EarlyReference
+
+        compare, cosine = self._reference_cosine(src)
+        if not compare:
+            return None
+        return EarlyReference(build="deploytool.passes.pack_weights:build_gate_reference", argument=self.config,
+                              min_cosine=cosine)
 
     def gate_done(self) -> None:
         if self._reference_dir is not None:
@@ -447,6 +460,16 @@ class FakeQuantWeightsPass(DeployPass):
             for _, table_v, _ in _other_tables(tables, emb)[0]:
                 _replace_lazily(table_v, lambda w: _dequantized_embedding(w, cfg.position_scheme))
         return DeployPassResult(model, modified=True, stats={"weights_replaced": len(targets)}, skipped=skipped)
+
+
+def build_gate_reference(src: str | os.PathLike, folder: str | os.PathLike, config: PackConfig) -> str:
+    """Write the gate's reference for packing ``src`` with ``config`` into ``folder``: the input with its
+    weights replaced by their fake-quantized fp32 values (:class:`FakeQuantWeightsPass`), streamed."""
+    from deploytool import onnx_io
+
+    model = onnx_io.load_model(src)  # memory maps; the fake-quantized weights are computed as written
+    FakeQuantWeightsPass(config)(model)
+    return str(onnx_io.save_streamed(model, os.path.join(folder, "reference.onnx")))
 
 
 def pack_pipeline(config: PackConfig) -> DeployPass:

@@ -1,43 +1,144 @@
-"""The verification gate in a process of its own: ``python -m deploytool.runtime._gate_worker SPEC.json``.
+"""The verification gate in a process of its own: ``python -m deploytool.runtime._gate_worker PARENT_PID RESULT_FD``.
 
-:func:`deploytool.runtime.verify.verify_model_isolated` writes the spec (model path, feeds file,
-reference, tolerances) and reads back one JSON result: ``ok``, the error's message, node and op, the
-largest difference, the seconds and this process's peak resident set (VmHWM), so the ONNX Runtime
-sessions of a big model's gate never add to the memory of the process that ran the pass.
+:class:`deploytool.runtime.verify.GateProcess` starts it, usually as a pass starts, so that its
+interpreter start, the import of ONNX Runtime and (for a pass that compares with its input) the input
+model's session and reference outputs are done while the pass runs and writes its output. It reads
+JSON lines on stdin and writes one JSON line of result to the file descriptor ``RESULT_FD`` (stdout
+and stderr are free for whatever a library prints):
+
+- ``{"op": "reference", "model": PATH, "feeds": FEEDS}`` (optional, first): run the reference model
+  now on those feeds and keep its outputs (or the error it gave, raised only once the output itself
+  has been checked, as :func:`~deploytool.runtime.verify.verify_model` orders it); or, in place of
+  ``model``, ``"build": "module:function", "src": PATH, "folder": DIR, "argument": B64_PICKLE``: first
+  make the reference with ``function(src, folder, argument)`` (a pass's reference builder, e.g. pack's
+  fake-quantized model), then run it;
+- ``{"op": "verify", "model": PATH, "feeds": FEEDS, "reference": PATH or null, "rtol": .., "min_cosine":
+  .., "reference_label": ..}``: :func:`~deploytool.runtime.verify.verify_model`'s checks, reusing the
+  kept reference outputs when ``reference`` is the model run early (its path, or ``"@early"``) and every
+  input it was fed is in ``FEEDS`` with the same values (so the verdict is the one the reference run now would give); then it
+  answers ``ok``, the error's message, node and op, the largest difference, the seconds, whether the
+  reference was reused, and this process's peak resident set (VmHWM), and exits.
+
+It dies with the process that started it (``PR_SET_PDEATHSIG``, and an end of stdin ends it too).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 
 from deploytool.runtime.procstat import peak_rss_bytes as _peak_rss
 
 
-def main(spec_path: str) -> int:
+def _die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this process when the thread that started it ends (Linux); exit now if it already has."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: an end of stdin still ends this process
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _same_feeds(used: dict, feeds: dict) -> bool:
+    """True when every array the reference ran on is in ``feeds`` with the same dtype, shape and values."""
     import numpy as np
 
-    from deploytool.errors import VerificationError
-    from deploytool.runtime.verify import verify_model
+    return all(k in feeds and feeds[k].dtype == v.dtype and feeds[k].shape == v.shape and np.array_equal(feeds[k], v)
+               for k, v in used.items())
 
-    with open(spec_path) as f:
-        spec = json.load(f)
-    with np.load(spec["feeds"]) as z:
-        feeds = {k: z[k] for k in z.files}
-    out: dict = {"ok": False}
-    try:
-        report = verify_model(spec["model"], feeds, reference=spec.get("reference"), rtol=spec["rtol"],
-                              min_cosine=spec.get("min_cosine"), reference_label=spec["reference_label"])
-        out.update(ok=True, max_diff=report.max_diff, seconds=report.seconds, outputs=list(report.outputs))
-    except VerificationError as e:
-        out.update(error=str(e), node=e.node, op=e.op)
-    except Exception as e:  # noqa: BLE001 - reported to the parent as one line
-        out.update(error=f"the verification gate failed ({type(e).__name__}: {' '.join(str(e).split())[:300]})")
-    out["peak_rss_bytes"] = _peak_rss()
-    with open(spec["result"], "w") as f:
-        json.dump(out, f)
-    return 0
+
+def _build(spec: str, src: str, folder: str, argument: str) -> str:
+    """Call ``module:function`` (a pass's reference builder) as ``function(src, folder, argument)``."""
+    import base64
+    import importlib
+    import pickle
+
+    module, name = spec.split(":")
+    fn = getattr(importlib.import_module(module), name)
+    return str(fn(src, folder, pickle.loads(base64.b64decode(argument))))
+
+
+def serve(lines, answer) -> int:
+    """Handle the messages in ``lines`` (see the module doc); ``answer(dict)`` sends the one result."""
+    from deploytool.errors import VerificationError
+    from deploytool.runtime import verify as V
+
+    # {"name": what a verify message calls it, "path", "used" (feeds it ran on), "outputs" or "error", "seconds"}
+    early: dict | None = None
+    for line in lines:
+        if not line.strip():
+            continue
+        msg = json.loads(line)
+        if msg["op"] == "reference":
+            t0 = time.perf_counter()
+            feeds = V.decode_feeds(msg["feeds"])
+            early = {"name": msg.get("model", V.GateProcess.EARLY), "path": msg.get("model"), "used": feeds}
+            try:
+                if "build" in msg:
+                    early["path"] = _build(msg["build"], msg["src"], msg["folder"], msg["argument"])
+                early["outputs"] = V.reference_outputs(early["path"], feeds)
+            except Exception as e:  # noqa: BLE001 - raised in the verify turn, after the output's own checks
+                early["error"] = e
+            early["seconds"] = time.perf_counter() - t0
+            continue
+        if msg["op"] != "verify":
+            raise ValueError(f"unknown message {msg['op']!r}")
+        out: dict = {"ok": False}
+        try:
+            feeds = V.decode_feeds(msg["feeds"])
+            reference = msg.get("reference")
+            mine = early is not None and reference in (early["name"], V.GateProcess.EARLY)
+            if reference == V.GateProcess.EARLY and not mine:
+                raise ValueError("no early reference was given")
+            cached = early if mine and _same_feeds(early["used"], feeds) else None
+            if cached is not None:
+                out.update(reference_reused=True, reference_s=round(early["seconds"], 3))
+            elif reference is not None:
+                out["reference_reused"] = False
+
+            def ref_outputs():
+                if mine and early["path"] is None:  # its build failed
+                    raise early["error"]
+                if cached is None:
+                    return V.reference_outputs(early["path"] if mine else reference, feeds)
+                if "error" in cached:
+                    raise cached["error"]
+                return cached["outputs"]
+
+            report = V._verify(msg["model"], feeds, None if reference is None else ref_outputs, rtol=msg["rtol"],
+                               min_cosine=msg.get("min_cosine"), reference_label=msg["reference_label"])
+            out.update(ok=True, max_diff=report.max_diff, seconds=report.seconds, outputs=list(report.outputs))
+        except VerificationError as e:
+            out.update(error=str(e), node=e.node, op=e.op)
+        except Exception as e:  # noqa: BLE001 - reported to the parent as one line
+            out.update(error=f"the verification gate failed ({type(e).__name__}: {' '.join(str(e).split())[:300]})")
+        out["peak_rss_bytes"] = _peak_rss()
+        answer(out)
+        return 0
+    return 0  # stdin ended before a verify message: the parent gave up
+
+
+def main(argv: list[str]) -> int:
+    parent_pid, result_fd = int(argv[0]), int(argv[1])
+    _die_with_parent(parent_pid)
+    import numpy  # noqa: F401 - imported now, while the parent still runs its pass
+    import onnxruntime  # noqa: F401
+
+    def answer(out: dict) -> None:
+        with os.fdopen(result_fd, "w") as f:
+            f.write(json.dumps(out) + "\n")
+
+    code = serve(sys.stdin, answer)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # no interpreter teardown: the caller waits for this exit (sessions freed by the kernel)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1:]))

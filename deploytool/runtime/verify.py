@@ -16,6 +16,7 @@ broadcast an axis by a dimension other than 1. 4 by 2``, so callers can prefix w
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -26,7 +27,8 @@ import numpy as np
 
 from deploytool.errors import DeployError, VerificationError
 
-__all__ = ["VerifyReport", "gate_feeds", "verify_file", "verify_model", "verify_model_isolated", "GATE_BATCH", "GATE_SEQ", "GATE_PADDED_LEN"]
+__all__ = ["GateProcess", "VerifyReport", "gate_feeds", "gate_plan", "reference_outputs", "verify_file", "verify_model",
+           "verify_model_isolated", "GATE_BATCH", "GATE_SEQ", "GATE_PADDED_LEN"]
 
 GATE_BATCH = 2
 GATE_SEQ = 8
@@ -50,7 +52,8 @@ class VerifyReport:
     outputs: tuple[str, ...]
     max_diff: float | None
     seconds: float
-    peak_rss_bytes: int | None = None  # the gate's own process (verify_model_isolated only)
+    peak_rss_bytes: int | None = None  # the gate's own process (verify_model_isolated, GateProcess)
+    reference_reused: bool | None = None  # GateProcess: the reference's outputs computed early were used
 
 
 def _short_reason(status: str, limit: int = 200) -> str:
@@ -140,6 +143,19 @@ def gate_feeds(plan, *, batch: int = GATE_BATCH, seq: int = GATE_SEQ, padded_len
     return feeds
 
 
+def gate_plan(proto, path: str | os.PathLike):
+    """The :class:`~deploytool.runtime.inputs.InputPlan` the gate feeds a model (``proto``, its big weights need
+    not be in it; ``path`` names it in errors): its declared inputs, and when no embedding table tells the
+    vocabulary, ids every vocabulary has (0 and 1). Raises the planner's DeployError for inputs it cannot
+    make data for."""
+    from deploytool.runtime.inputs import plan_inputs_proto
+
+    plan = plan_inputs_proto(proto, path, require_ids=False)
+    if plan.vocab_source == "default":  # no embedding table found: ids every vocabulary has
+        plan = dataclasses.replace(plan, inputs=tuple(dataclasses.replace(i, high=min(i.high, 2)) for i in plan.inputs))
+    return plan
+
+
 def _run(sess, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     from deploytool.runtime.infer import input_specs
 
@@ -161,6 +177,17 @@ def _is_float(a: np.ndarray) -> bool:
     return isinstance(a, np.ndarray) and a.dtype.kind in "fc"
 
 
+def reference_outputs(reference: str | os.PathLike | bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The reference model's outputs on ``feeds`` (those of its declared inputs); a failure to load or run it
+    is a VerificationError saying the output cannot be compared (not the output's fault)."""
+    try:
+        ref_sess = _session(reference)
+        declared = {i.name for i in ref_sess.get_inputs()}
+        return _run(ref_sess, {k: v for k, v in feeds.items() if k in declared})
+    except VerificationError as e:
+        raise VerificationError(f"that cannot be compared with its input (for the input, {e})") from e
+
+
 def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], *,
                  reference: str | os.PathLike | bytes | None = None, rtol: float = 1e-4,
                  min_cosine: float | None = None, reference_label: str = "the input model's") -> VerifyReport:
@@ -171,6 +198,15 @@ def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray],
     pass: int8, fp16), float outputs whose cosine similarity to the reference's is at least that.
     Raises VerificationError.
     """
+    get_ref = None if reference is None else (lambda: reference_outputs(reference, feeds))
+    return _verify(model, feeds, get_ref, rtol=rtol, min_cosine=min_cosine, reference_label=reference_label)
+
+
+def _verify(model, feeds: dict[str, np.ndarray], get_reference, *, rtol: float, min_cosine: float | None,
+            reference_label: str) -> VerifyReport:
+    """:func:`verify_model` with the reference's outputs from ``get_reference()`` (None: no reference), asked
+    for only once the output has loaded, run and given finite values (the gate's process may have them
+    already, see :class:`GateProcess`)."""
     start = time.perf_counter()
     sess = _session(model)
     outs = _run(sess, feeds)
@@ -182,13 +218,8 @@ def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray],
             raise VerificationError(f"whose output '{name}' is not finite ({n_nan} NaN, {n_inf} inf of {a.size} "
                                     f"values on a padded batch {_shape_text(feeds)})")
     worst: float | None = None
-    if reference is not None:
-        try:  # the reference itself failing is not the output's fault, but nothing can be compared
-            ref_sess = _session(reference)
-            ref = _run(ref_sess, {k: v for k, v in feeds.items() if k in {i.name for i in ref_sess.get_inputs()}})
-        except VerificationError as e:
-            raise VerificationError(f"that cannot be compared with its input (for the input, {e})") from e
-        del ref_sess
+    if get_reference is not None:
+        ref = get_reference()  # the reference itself failing is not the output's fault, but nothing can be compared
         if set(ref) != set(outs):
             raise VerificationError(f"whose outputs ({', '.join(outs)}) are not {reference_label} "
                                     f"({', '.join(ref)}), though the pass must preserve them")
@@ -229,44 +260,196 @@ def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray],
                         seconds=time.perf_counter() - start)
 
 
+def encode_feeds(feeds: dict[str, np.ndarray]) -> dict[str, dict]:
+    """Feeds as JSON (dtype, shape, base64 of the bytes): the gate's process gets them on its stdin."""
+    import base64
+
+    return {k: {"dtype": v.dtype.str, "shape": list(v.shape),
+                "data": base64.b64encode(np.ascontiguousarray(v).tobytes()).decode("ascii")} for k, v in feeds.items()}
+
+
+def decode_feeds(data: dict[str, dict]) -> dict[str, np.ndarray]:
+    """The arrays :func:`encode_feeds` encoded."""
+    import base64
+
+    return {k: np.frombuffer(base64.b64decode(d["data"]), dtype=np.dtype(d["dtype"])).reshape(d["shape"]).copy()
+            for k, d in data.items()}
+
+
+class GateProcess:
+    """The verification gate's own Python process (``deploytool.runtime._gate_worker``), started before the
+    model it will check exists: its interpreter start and the import of ONNX Runtime, and with
+    :meth:`precompute_reference` the reference model's session and outputs, happen while the caller still
+    runs its pass; :meth:`verify` then only has the output's session to create and run.
+
+    A context manager: leaving it (an error included) kills the process if it still runs and waits for it,
+    so none outlives its caller; the process also dies with its parent (``PR_SET_PDEATHSIG``). Its stdout
+    and stderr go to an anonymous temporary file (nothing named on disk); a reference given as bytes or built
+    by the process is written to a temporary folder removed on close. One :meth:`verify` per process."""
+
+    def __init__(self) -> None:
+        import subprocess
+        import sys
+        import tempfile
+
+        self._tmp: str | None = None
+        self._timed_out: float | None = None
+        self._log = tempfile.TemporaryFile()
+        r, w = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "deploytool.runtime._gate_worker", str(os.getpid()), str(w)],
+                stdin=subprocess.PIPE, stdout=self._log, stderr=self._log, pass_fds=(w,))
+        except BaseException:
+            os.close(r)
+            os.close(w)
+            self._log.close()
+            raise
+        os.close(w)
+        self._result_fd: int | None = r
+
+    def __enter__(self) -> GateProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def _send(self, msg: dict) -> bool:
+        """Write one message; False when the process is gone (its result says why)."""
+        import json
+
+        try:
+            self._proc.stdin.write((json.dumps(msg) + "\n").encode())
+            self._proc.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+    #: ``verify(reference=GateProcess.EARLY)``: the reference given to :meth:`precompute_reference`
+    EARLY = "@early"
+
+    def precompute_reference(self, feeds: dict[str, np.ndarray], *, model: str | os.PathLike | None = None,
+                             build: str | None = None, src: str | os.PathLike | None = None, argument=None) -> None:
+        """Let the process run a reference on ``feeds`` now: the file ``model``, or the one that ``build``
+        (``"module:function"``, called there as ``function(src, folder, argument)``, returning the path of
+        what it wrote into ``folder``, a temporary folder of this object's) makes. :meth:`verify` with
+        ``reference=GateProcess.EARLY`` reuses its outputs when its feeds hold the same arrays (else it runs
+        that reference again on its own feeds)."""
+        import base64
+        import pickle
+        import tempfile
+
+        msg: dict = {"op": "reference", "feeds": encode_feeds(feeds)}
+        if build is not None:
+            self._tmp = self._tmp or tempfile.mkdtemp(prefix="deploytool-gate-")
+            msg.update(build=build, src=str(Path(src).resolve()), folder=self._tmp,
+                       argument=base64.b64encode(pickle.dumps(argument)).decode("ascii"))
+        elif model is not None:
+            msg["model"] = str(Path(model).resolve())
+        else:
+            raise ValueError("precompute_reference needs a model or a build")
+        self._send(msg)
+
+    def verify(self, model: str | os.PathLike, feeds: dict[str, np.ndarray], *,
+               reference: str | os.PathLike | bytes | None = None, rtol: float = 1e-4,
+               min_cosine: float | None = None, reference_label: str = "the input model's",
+               timeout: float | None = None) -> VerifyReport:
+        """:func:`verify_model` in the process: the same checks and errors. The report carries the process's
+        peak resident set and whether an early reference was reused."""
+        import json
+
+        start = time.perf_counter()
+        if isinstance(reference, (bytes, bytearray)):
+            import tempfile
+
+            self._tmp = self._tmp or tempfile.mkdtemp(prefix="deploytool-gate-")
+            path = Path(self._tmp) / "reference.onnx"
+            path.write_bytes(reference)
+            reference = path
+        self._send({"op": "verify", "model": str(Path(model).resolve()), "feeds": encode_feeds(feeds),
+                    "reference": None if reference is None else reference if reference == self.EARLY
+                    else str(Path(reference).resolve()),
+                    "rtol": rtol, "min_cosine": min_cosine, "reference_label": reference_label})
+        line = self._read_result(timeout)
+        if line is None:
+            if self._proc.poll() is None:  # no answer in time
+                self._proc.kill()
+            self._proc.wait()
+            why = self._why()
+            self.close()
+            raise VerificationError(f"that the verification gate's process could not check ({why})")
+        out = json.loads(line)
+        if not out.get("ok"):
+            raise VerificationError(out.get("error") or "that the verification gate refused", node=out.get("node"),
+                                    op=out.get("op"))
+        return VerifyReport(feeds={k: tuple(v.shape) for k, v in feeds.items()}, outputs=tuple(out.get("outputs", ())),
+                            max_diff=out.get("max_diff"), seconds=time.perf_counter() - start,
+                            peak_rss_bytes=out.get("peak_rss_bytes"), reference_reused=out.get("reference_reused"))
+
+    def _read_result(self, timeout: float | None) -> str | None:
+        """The process's one result line, or None if it ended (or ``timeout`` passed) without one."""
+        import select
+
+        with contextlib.suppress(OSError, ValueError):
+            self._proc.stdin.close()  # nothing more to say: an end of input if it waits for more
+        deadline = None if timeout is None else time.monotonic() + timeout
+        buf = b""
+        while not buf.endswith(b"\n"):
+            if deadline is not None:
+                ready, _, _ = select.select([self._result_fd], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    self._timed_out = timeout
+                    return None
+            chunk = os.read(self._result_fd, 1 << 16)
+            if not chunk:
+                return None
+            buf += chunk
+        return buf.decode()
+
+    def _why(self) -> str:
+        if self._timed_out is not None:
+            return f"no answer within {self._timed_out:g} s"
+        code = self._proc.returncode
+        tail = ""
+        with contextlib.suppress(OSError, ValueError):
+            self._log.seek(0)
+            tail = " ".join(self._log.read().decode(errors="replace").split())[-300:]
+        return f"exit {code}" + (f": {tail}" if tail else "")
+
+    def close(self) -> None:
+        """Kill the process if it still runs, wait for it, and remove what it was given."""
+        import shutil
+
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        with contextlib.suppress(OSError, ValueError):
+            self._proc.stdin.close()
+        if self._result_fd is not None:
+            os.close(self._result_fd)
+            self._result_fd = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+        self._log.close()
+
+
 def verify_model_isolated(model: str | os.PathLike, feeds: dict[str, np.ndarray], *,
                           reference: str | os.PathLike | bytes | None = None, rtol: float = 1e-4,
                           min_cosine: float | None = None, reference_label: str = "the input model's",
                           timeout: float | None = None) -> VerifyReport:
-    """:func:`verify_model` in a fresh Python process (``deploytool.runtime._gate_worker``): the same
-    checks and errors, while the ONNX Runtime sessions' memory stays out of this process. The report
-    carries the gate process's peak resident set (``peak_rss_bytes``)."""
-    import json
-    import subprocess
-    import sys
-    import tempfile
-
+    """:func:`verify_model` in a fresh Python process (:class:`GateProcess`): the same checks and errors,
+    while the ONNX Runtime sessions' memory stays out of this process. The report carries the gate
+    process's peak resident set (``peak_rss_bytes``)."""
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="deploytool-gate-") as d:
-        work = Path(d)
-        np.savez(work / "feeds.npz", **feeds)
-        if isinstance(reference, (bytes, bytearray)):
-            (work / "reference.onnx").write_bytes(reference)
-            reference = work / "reference.onnx"
-        spec = {"model": str(Path(model).resolve()), "feeds": str(work / "feeds.npz"),
-                "reference": None if reference is None else str(Path(reference).resolve()),
-                "rtol": rtol, "min_cosine": min_cosine, "reference_label": reference_label,
-                "result": str(work / "result.json")}
-        (work / "spec.json").write_text(json.dumps(spec))
-        proc = subprocess.run([sys.executable, "-m", "deploytool.runtime._gate_worker", str(work / "spec.json")],
-                              capture_output=True, text=True, timeout=timeout)
-        result_file = work / "result.json"
-        if not result_file.exists():
-            tail = " ".join((proc.stderr or "").split())[-300:]
-            raise VerificationError(f"that the verification gate's process could not check (exit {proc.returncode}"
-                                    f"{': ' + tail if tail else ''})")
-        out = json.loads(result_file.read_text())
-    if not out.get("ok"):
-        raise VerificationError(out.get("error") or "that the verification gate refused", node=out.get("node"),
-                                op=out.get("op"))
-    return VerifyReport(feeds={k: tuple(v.shape) for k, v in feeds.items()}, outputs=tuple(out.get("outputs", ())),
-                        max_diff=out.get("max_diff"), seconds=time.perf_counter() - start,
-                        peak_rss_bytes=out.get("peak_rss_bytes"))
+    with GateProcess() as g:
+        report = g.verify(model, feeds, reference=reference, rtol=rtol, min_cosine=min_cosine,
+                          reference_label=reference_label, timeout=timeout)
+    return dataclasses.replace(report, seconds=time.perf_counter() - start)
 
 
 def _shape_text(feeds: dict[str, np.ndarray]) -> str:

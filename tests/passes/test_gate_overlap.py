@@ -1,0 +1,304 @@
+"""The verification gate's process started with the pass (``runtime.verify.GateProcess``, issue #17).
+
+Inputs over ``base.BIG_MODEL_BYTES`` run the gate in a process of its own that starts as the pass
+starts and, for a pass that compares with its input, runs the input while the pass runs. Here the
+limit is set to 0 so the tiny test model takes that path. It must give the verdict the in-process gate
+gives (the same one-line message for a broken output; the same pass for a good one), fall back to
+running the reference again when the output's feeds differ from the input's, and leave no process and
+no temporary file behind, on success, on a refusal and when the pass itself fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+
+from deploytool.errors import VerificationError
+from deploytool.passes import base
+from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
+from deploytool.passes.reorder import ReorderConfig, ReorderPass
+from deploytool.runtime import verify as V
+
+SHAPE = dict(layers=2, hidden=32, heads=4, ffn=48, seed=8)  # the export test_verify_gate.py uses too
+
+
+@pytest.fixture(scope="module")
+def src(tiny_onnx):
+    return tiny_onnx("bert", exporter="torch", **SHAPE)
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (read from /proc, not from the code under test)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _children() -> set[int]:
+    """Live processes whose parent is this one."""
+    me, out = os.getpid(), set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == me and fields[0] != "Z":
+                out.add(int(d.name))
+    return out
+
+
+@pytest.fixture
+def separate(monkeypatch, tmp_path):
+    """Every input takes the separate-process gate; temporary files go to a folder of the test's own;
+    returns the pids of the gate processes started."""
+    monkeypatch.setattr(base, "BIG_MODEL_BYTES", 0)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    pids: list[int] = []
+    real = V.GateProcess
+
+    class Recorded(real):
+        def __init__(self) -> None:
+            super().__init__()
+            pids.append(self.pid)
+
+    monkeypatch.setattr(V, "GateProcess", Recorded)
+    before = _children()
+    yield pids
+    assert pids, "the separate gate was not used"
+    assert not any(_alive(p) for p in pids), "a gate process outlived run_pass_file"
+    assert _children() <= before
+    left = [p.name for p in tmp.iterdir() if p.name.startswith(("deploytool", "tmp"))]
+    assert not left, left  # no temporary file or folder of the gate's (its log file has no name)
+
+
+def _in_process_error(monkeypatch, pass_, src, dst) -> str:
+    """The old path's verdict: the gate in this process (the input under the size limit)."""
+    with monkeypatch.context() as m:
+        m.setattr(base, "BIG_MODEL_BYTES", 1 << 62)
+        with pytest.raises(VerificationError) as e:
+            run_pass_file(pass_, src, dst)
+    return str(e.value)
+
+
+def _nothing_written(dst: Path) -> None:
+    assert not dst.exists()
+    assert not list(dst.parent.glob(f".{dst.name}*")), list(dst.parent.iterdir())
+
+
+# ------------------------------------------------------------------------------ passes that break the model
+
+
+class BadReshapePass(DeployPass):
+    """The first head-split Reshape gets head size 7 (4 heads x 7 does not divide 32): fails at run time."""
+
+    def call(self, model: ir.Model) -> DeployPassResult:
+        reshape = next(n for n in model.graph if n.op_type == "Reshape")
+        const = reshape.inputs[1].producer().inputs[3].producer()  # the torch export's Constant [8]
+        assert const.attributes["value"].as_tensor().numpy().tolist() == [8]
+        const.attributes["value"] = ir.AttrTensor("value", ir.tensor(np.array([7], dtype=np.int64)))
+        return DeployPassResult(model, modified=True)
+
+
+class NanBiasPass(DeployPass):
+    def call(self, model: ir.Model) -> DeployPassResult:
+        add = next(n for n in model.graph if n.op_type == "Add" and any(
+            v.const_value is not None and v.const_value.numpy().ndim == 1 for v in n.inputs))
+        b = next(v for v in add.inputs if v.const_value is not None)
+        b.const_value = ir.tensor(np.full(b.const_value.shape.numpy(), np.nan, np.float32), name=b.name)
+        return DeployPassResult(model, modified=True)
+
+
+class SwapValueHeadsPass(ReorderPass):
+    """A reorder that also swaps two heads of layer 0's V projection only: runs, but computes something else."""
+
+    def edit(self, model, structure):
+        done = super().edit(model, structure)
+        att = structure.layers[0].attention
+        d = att.head_size
+        idx = np.r_[np.arange(d, 2 * d), np.arange(0, d), np.arange(2 * d, att.num_heads * d)]
+        v = att.v
+        w = v.weight.const_value.numpy()
+        v.weight.const_value = ir.tensor((w[:, idx] if v.layout == "in_out" else w[idx, :]).copy(), name=v.weight.name)
+        done.changed = True
+        return done
+
+
+class FailingPass(ReorderPass):
+    """Fails in the middle of the pass, after the gate's process has started on the input's reference."""
+
+    def edit(self, model, structure):
+        time.sleep(0.5)  # the gate's process is busy with the input by now
+        raise RuntimeError("the pass broke")
+
+
+class HalfVocabPass(DeployPass):
+    """Keeps the first half of the word-embedding table: on ids below that it computes what the input does
+    (so it may promise to preserve outputs), but the gate's feeds (ids below the vocabulary) differ from
+    the input's."""
+
+    def preserves_outputs(self) -> bool:
+        return True
+
+    def call(self, model: ir.Model) -> DeployPassResult:
+        gather = next(n for n in model.graph if n.op_type == "Gather" and n.inputs[1].name == "input_ids")
+        table = gather.inputs[0]
+        rows = table.const_value.numpy()
+        table.const_value = ir.tensor(rows[: rows.shape[0] // 2].copy(), name=table.name)
+        table.shape = ir.Shape(table.const_value.shape)
+        return DeployPassResult(model, modified=True)
+
+
+# ------------------------------------------------------------------------------ the verdicts
+
+
+@pytest.mark.parametrize("make", [BadReshapePass, NanBiasPass, lambda: SwapValueHeadsPass(ReorderConfig())],
+                         ids=["run-time failure", "not finite", "differs from the input"])
+def test_broken_output_refused_as_in_process(src, tmp_path, monkeypatch, separate, make):
+    dst = tmp_path / "bad.onnx"
+    expected = _in_process_error(monkeypatch, make(), src, dst)
+    assert expected.endswith("; nothing written") and "\n" not in expected
+    with pytest.raises(VerificationError) as e:
+        run_pass_file(make(), src, dst)
+    assert str(e.value) == expected  # the same one line, numbers included
+    _nothing_written(dst)
+
+
+def test_good_reorder_passes_with_the_reference_computed_early(src, tmp_path, separate):
+    res = run_pass_file(ReorderPass(ReorderConfig()), src, tmp_path / "r.onnx")
+    assert res.modified and (tmp_path / "r.onnx").exists()
+    g = res.gate
+    assert g.verified is True and g.process == "separate" and g.reference_reused is True
+    assert g.peak_rss_bytes > 0
+    assert res.to_dict()["gate_reference_reused"] is True
+
+
+def test_output_feeds_unlike_the_inputs_run_the_reference_again(src, tmp_path, separate):
+    res = run_pass_file(HalfVocabPass(), src, tmp_path / "h.onnx")
+    assert res.gate.verified is True and res.gate.reference_reused is False
+
+
+def test_pass_without_reference_uses_the_started_process(src, tmp_path, separate):
+    from deploytool.passes.prune_heads import HeadPruneConfig, PruneHeadsPass
+
+    res = run_pass_file(PruneHeadsPass(HeadPruneConfig(heads={0: [1]})), src, tmp_path / "p.onnx")
+    assert res.gate.verified is True and res.gate.process == "separate" and res.gate.reference_reused is None
+
+
+def test_failing_pass_kills_the_gate_process(src, tmp_path, separate):
+    dst = tmp_path / "f.onnx"
+    with pytest.raises(RuntimeError, match="the pass broke"):
+        run_pass_file(FailingPass(ReorderConfig()), src, dst)
+    _nothing_written(dst)
+    assert len(separate) == 1  # it had started (the fixture checks it is gone)
+
+
+def test_verify_false_starts_no_process(src, tmp_path, monkeypatch):
+    monkeypatch.setattr(base, "BIG_MODEL_BYTES", 0)
+    monkeypatch.setattr(V, "GateProcess", None)  # would fail if called
+    res = run_pass_file(ReorderPass(ReorderConfig()), src, tmp_path / "r.onnx", verify=False)
+    assert res.gate.verified is False
+
+
+def test_gate_process_dies_with_its_parent(src, tmp_path):
+    """A parent killed outright (no finally runs) takes its gate process with it."""
+    code = textwrap.dedent(f"""
+        import os, signal, sys, time
+        from deploytool.runtime.verify import GateProcess, gate_feeds, gate_plan
+        from deploytool.onnx_io import load_proto
+        p = GateProcess()
+        plan = gate_plan(load_proto({str(src)!r}, load_external_data=False), {str(src)!r})
+        p.precompute_reference(gate_feeds(plan), model={str(src)!r})
+        print(p.pid, flush=True)
+        time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(base.__file__).parents[2]), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    pid = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)
+
+
+def test_worker_reuses_the_reference_only_for_the_same_feeds(src):
+    """The worker's protocol in this process: the verdict and ``reference_reused`` for the same feeds,
+    feeds with other ids, and a reference model other than the one run early."""
+    import json
+
+    from deploytool.onnx_io import load_proto
+    from deploytool.runtime._gate_worker import serve
+
+    plan = V.gate_plan(load_proto(src, load_external_data=False), src)
+    feeds = V.gate_feeds(plan)
+    other = {k: v.copy() for k, v in feeds.items()}
+    other["input_ids"][0, 0] = (other["input_ids"][0, 0] + 1) % plan.vocab
+
+    def ask(verify_feeds, reference):
+        lines = [json.dumps({"op": "reference", "model": str(src), "feeds": V.encode_feeds(feeds)}),
+                 json.dumps({"op": "verify", "model": str(src), "feeds": V.encode_feeds(verify_feeds),
+                             "reference": reference, "rtol": 1e-4, "min_cosine": None,
+                             "reference_label": "the input model's"})]
+        answers = []
+        serve(iter(lines), answers.append)
+        return answers[0]
+
+    same = ask(feeds, str(src))
+    assert same["ok"] and same["reference_reused"] is True and same["max_diff"] == 0.0
+    assert ask(other, str(src))["reference_reused"] is False
+    assert "reference_reused" not in ask(feeds, None)
+
+
+def test_feeds_survive_the_trip():
+    feeds = {"input_ids": np.arange(16, dtype=np.int64).reshape(2, 8), "mask": np.ones((2, 8), np.int32),
+             "x": np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)}
+    back = V.decode_feeds(V.encode_feeds(feeds))
+    assert set(back) == set(feeds)
+    for k, v in feeds.items():
+        assert back[k].dtype == v.dtype and back[k].shape == v.shape and np.array_equal(back[k], v)
+
+
+# ------------------------------------------------------------------------------ pack: a reference the process builds
+
+
+def test_pack_reference_built_by_the_gate_process(src, tmp_path, separate):
+    from deploytool.passes import transform
+    from deploytool.passes.pack_weights import PackConfig
+
+    res = transform(src, tmp_path / "t.onnx", PackConfig(weights="ternary", runtime="memory", accuracy_level=0))
+    assert res.gate.verified is True and res.gate.process == "separate" and res.gate.reference_reused is not None
+
+
+def test_pack_with_wrong_codes_refused_as_in_process(src, tmp_path, monkeypatch, separate):
+    """A packer bug (codes negated) in the pass's process: the reference the gate's process builds (the
+    fake-quantized fp32 model, packer not involved) tells it apart, with the in-process gate's message."""
+    from deploytool.passes import pack_weights
+    from deploytool.passes.pack_weights import PackConfig, pack_pipeline
+
+    real = pack_weights.packing.pack_2bit
+    monkeypatch.setattr(pack_weights.packing, "pack_2bit", lambda t: real(-np.asarray(t)))
+    cfg = PackConfig(weights="ternary", runtime="memory", accuracy_level=0)
+    dst = tmp_path / "bad.onnx"
+    expected = _in_process_error(monkeypatch, pack_pipeline(cfg), src, dst)
+    assert "differs from the fake-quantized fp32 model's by" in expected
+    with pytest.raises(VerificationError) as e:
+        run_pass_file(pack_pipeline(cfg), src, dst)
+    assert str(e.value) == expected
+    _nothing_written(dst)
