@@ -112,7 +112,8 @@ def serve(lines, answer) -> int:
                 return cached["outputs"]
 
             report = V._verify(msg["model"], feeds, None if reference is None else ref_outputs, rtol=msg["rtol"],
-                               min_cosine=msg.get("min_cosine"), reference_label=msg["reference_label"])
+                               min_cosine=msg.get("min_cosine"), reference_label=msg["reference_label"],
+                               session_config=msg.get("session_config"))
             out.update(ok=True, max_diff=report.max_diff, seconds=report.seconds, outputs=list(report.outputs))
         except VerificationError as e:
             out.update(error=str(e), node=e.node, op=e.op)

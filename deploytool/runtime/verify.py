@@ -90,11 +90,11 @@ def _ort_failure(verb: str, e: BaseException) -> VerificationError:
     return VerificationError(f"ONNX Runtime cannot {verb}: {_short_reason(_ORT_PREFIX.sub('', raw), 300)}")
 
 
-def _session(model: str | os.PathLike | bytes):
+def _session(model: str | os.PathLike | bytes, session_config: dict[str, str] | None = None):
     from deploytool.runtime.infer import make_session
 
     try:
-        return make_session(model)
+        return make_session(model, session_config=session_config)
     except DeployError as e:  # make_session's own message hides the node name in its cause
         if e.__cause__ is None:
             raise
@@ -190,25 +190,28 @@ def reference_outputs(reference: str | os.PathLike | bytes, feeds: dict[str, np.
 
 def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], *,
                  reference: str | os.PathLike | bytes | None = None, rtol: float = 1e-4,
-                 min_cosine: float | None = None, reference_label: str = "the input model's") -> VerifyReport:
+                 min_cosine: float | None = None, reference_label: str = "the input model's",
+                 session_config: dict[str, str] | None = None) -> VerifyReport:
     """Run ``model`` once on ``feeds``: it must load, run and give finite outputs (see module doc).
 
     With ``reference``, that model must give the same outputs on the same feeds (same names, same
     shapes, ``max|diff| <= rtol * max(1, max|ref|)`` for each), or, with ``min_cosine`` (a lossy
     pass: int8, fp16), float outputs whose cosine similarity to the reference's is at least that.
+    ``session_config``: session config entries for ``model``'s session (the reference gets the defaults).
     Raises VerificationError.
     """
     get_ref = None if reference is None else (lambda: reference_outputs(reference, feeds))
-    return _verify(model, feeds, get_ref, rtol=rtol, min_cosine=min_cosine, reference_label=reference_label)
+    return _verify(model, feeds, get_ref, rtol=rtol, min_cosine=min_cosine, reference_label=reference_label,
+                   session_config=session_config)
 
 
 def _verify(model, feeds: dict[str, np.ndarray], get_reference, *, rtol: float, min_cosine: float | None,
-            reference_label: str) -> VerifyReport:
+            reference_label: str, session_config: dict[str, str] | None = None) -> VerifyReport:
     """:func:`verify_model` with the reference's outputs from ``get_reference()`` (None: no reference), asked
     for only once the output has loaded, run and given finite values (the gate's process may have them
     already, see :class:`GateProcess`)."""
     start = time.perf_counter()
-    sess = _session(model)
+    sess = _session(model, session_config)
     outs = _run(sess, feeds)
     del sess
     for name, a in outs.items():
@@ -357,7 +360,7 @@ class GateProcess:
     def verify(self, model: str | os.PathLike, feeds: dict[str, np.ndarray], *,
                reference: str | os.PathLike | bytes | None = None, rtol: float = 1e-4,
                min_cosine: float | None = None, reference_label: str = "the input model's",
-               timeout: float | None = None) -> VerifyReport:
+               timeout: float | None = None, session_config: dict[str, str] | None = None) -> VerifyReport:
         """:func:`verify_model` in the process: the same checks and errors. The report carries the process's
         peak resident set and whether an early reference was reused."""
         import json
@@ -373,7 +376,8 @@ class GateProcess:
         self._send({"op": "verify", "model": str(Path(model).resolve()), "feeds": encode_feeds(feeds),
                     "reference": None if reference is None else reference if reference == self.EARLY
                     else str(Path(reference).resolve()),
-                    "rtol": rtol, "min_cosine": min_cosine, "reference_label": reference_label})
+                    "rtol": rtol, "min_cosine": min_cosine, "reference_label": reference_label,
+                    "session_config": session_config})
         line = self._read_result(timeout)
         if line is None:
             if self._proc.poll() is None:  # no answer in time
@@ -441,14 +445,14 @@ class GateProcess:
 def verify_model_isolated(model: str | os.PathLike, feeds: dict[str, np.ndarray], *,
                           reference: str | os.PathLike | bytes | None = None, rtol: float = 1e-4,
                           min_cosine: float | None = None, reference_label: str = "the input model's",
-                          timeout: float | None = None) -> VerifyReport:
+                          timeout: float | None = None, session_config: dict[str, str] | None = None) -> VerifyReport:
     """:func:`verify_model` in a fresh Python process (:class:`GateProcess`): the same checks and errors,
     while the ONNX Runtime sessions' memory stays out of this process. The report carries the gate
     process's peak resident set (``peak_rss_bytes``)."""
     start = time.perf_counter()
     with GateProcess() as g:
         report = g.verify(model, feeds, reference=reference, rtol=rtol, min_cosine=min_cosine,
-                          reference_label=reference_label, timeout=timeout)
+                          reference_label=reference_label, timeout=timeout, session_config=session_config)
     return dataclasses.replace(report, seconds=time.perf_counter() - start)
 
 

@@ -302,3 +302,53 @@ def test_pack_with_wrong_codes_refused_as_in_process(src, tmp_path, monkeypatch,
         run_pass_file(pack_pipeline(cfg), src, dst)
     assert str(e.value) == expected
     _nothing_written(dst)
+
+
+# ------------------------------------------------------------------------------ how the gate loads the output
+
+
+def test_gate_view_maps_the_staged_file_and_checks_its_framing(src, tmp_path):
+    """The gate loads a self-contained output through a skeleton whose weights lie in the staged file: the
+    same outputs as the file itself; a skeleton that misplaces one tensor is refused before ORT runs."""
+    import dataclasses
+
+    import onnx
+
+    from deploytool import onnx_io
+    from deploytool.runtime.infer import run_onnx
+    from deploytool.testing.tiny import fixed_inputs
+
+    model = onnx_io.load_model(src)
+    feeds = fixed_inputs()
+    with onnx_io.staged_model(model, tmp_path / "out.onnx", inputs=(src,)) as staged:
+        assert not staged.external and staged.offsets
+        with base._gate_view(staged) as view:
+            assert view != staged.path and view.parent == staged.path.parent
+            skeleton = onnx.load(str(view), load_external_data=False)
+            # no big weight inside: each lies in the staged file
+            assert all(len(t.raw_data) <= 1024 for t in skeleton.graph.initializer)
+            assert {t.name for t in skeleton.graph.initializer if t.external_data} == set(staged.offsets)
+            got, want = run_onnx(view, feeds), run_onnx(staged.path, feeds)
+            assert set(got) == set(want) and all(np.array_equal(got[k], want[k]) for k in want)
+        assert not view.exists()
+        name = next(iter(staged.offsets))
+        moved = dataclasses.replace(staged, offsets={**staged.offsets, name: staged.offsets[name] + 4})
+        with pytest.raises(VerificationError, match=f"whose file does not hold its tensors where its graph says "
+                                                    f"\\({name}\\)"):
+            with base._gate_view(moved):
+                pass
+    assert not list(tmp_path.glob(".out.onnx*"))
+
+
+def test_gate_session_options_skip_prepacking_for_fp32_weights_only():
+    import onnx
+    from onnx import TensorProto, helper
+
+    def model(dtype):
+        w = helper.make_tensor("w", dtype, [32, 32], bytes(32 * 32 * (4 if dtype == TensorProto.FLOAT else 1)),
+                               raw=True)
+        return helper.make_model(helper.make_graph([], "g", [], [], initializer=[w]))
+
+    assert base._gate_session_config(model(TensorProto.FLOAT)) == {"session.disable_prepacking": "1"}
+    assert base._gate_session_config(model(TensorProto.INT8)) is None  # quantized kernels keep their path
+    assert base._gate_session_config(onnx.ModelProto()) is None
