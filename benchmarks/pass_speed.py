@@ -14,12 +14,20 @@ its own whose peak is reported beside the pass's (``gate_peak_rss_bytes``), neve
 chained ``slice`` then ``pack`` (two processes, the second on the first's output) against the sum of
 the two single passes.
 
+The gate's process starts with the pass (imports ONNX Runtime and, for reorder, int8, fp16 and pack, runs
+the reference while the pass runs); ``gate_s`` is what is left once the output is written, and
+``gate_reference_reused`` says whether the reference computed early was used. Two more sections measure
+what the gate costs: ``gate_sessions``, an ONNX Runtime session of the input as the gate makes it (1
+thread, one run on the gate's batch) under other session options, each 3 times in a fresh process (import,
+creation, run, peak RSS, outputs equal to the default's); and ``imports``, ``python -X importtime`` of
+what a pass process imports (the pass table; ``deploytool slice --help``), by top-level package.
+
 Goals (issue #17 item 1): each pass's process wall <= 8x the copy, its peak RSS <= 1.5x the file, the
 chain within the sum of its parts. The JSON says for each whether it holds and by how much.
 
 Usage: ``.venv/bin/python benchmarks/pass_speed.py [-o benchmarks/results/pass_speed.json]
-[--work DIR] [--passes slice,pack,...] [--model PATH]``. ``--model`` skips the export and uses that
-file. The machine is shared: the load average is recorded before and after every step.
+[--work DIR] [--passes slice,pack,...] [--model PATH] [--no-chain] [--no-sessions] [--no-imports]``.
+``--model`` skips the export and uses that file. The machine is shared: the load average is recorded before and after every step.
 """
 
 from __future__ import annotations
@@ -129,13 +137,58 @@ def worker_pass(spec: dict) -> dict:
                 "peak_rss_bytes": _peak_rss()}
     seconds = time.perf_counter() - t0
     keep = ("bytes_before", "bytes_after", "verified", "verify_s", "gate_process", "gate_peak_rss_bytes",
+            "gate_reference_reused",
             "opset", "weights_packed", "bits_per_weight", "runtime", "heads_after", "neurons_after")
     return {"ok": True, "pass_s": round(seconds, 2), "imports_s": round(t0 - t_import, 2),
             "rss_after_imports_bytes": rss_imports, "peak_rss_bytes": _peak_rss(),
             "stats": {k: v for k, v in res.to_dict().items() if k in keep}}
 
 
-WORKERS = {"export": worker_export, "pass": worker_pass}
+def worker_session(spec: dict) -> dict:
+    """One ONNX Runtime session of ``spec["path"]`` in this fresh process, as the gate makes it (1 thread,
+    then one run on the gate's batch) with the session options of ``spec``: import, creation, run, peak RSS."""
+    t0 = time.perf_counter()
+    import numpy as np
+    import onnxruntime as ort
+
+    t_import = time.perf_counter() - t0
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(spec.get("threads", 1))
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 4
+    for k, v in spec.get("config", {}).items():
+        so.add_session_config_entry(k, v)
+    if spec.get("opt_level"):
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, spec["opt_level"])
+    t1 = time.perf_counter()
+    model = Path(spec["path"]).read_bytes() if spec.get("from_bytes") else spec["path"]
+    sess = ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
+    del model
+    t_create = time.perf_counter() - t1
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for i in sess.get_inputs():
+        if i.name == "input_ids":
+            feeds[i.name] = rng.integers(0, 30522, size=(2, 8)).astype(np.int64)
+        elif i.name == "attention_mask":
+            feeds[i.name] = np.ones((2, 8), np.int64)
+        else:
+            feeds[i.name] = np.zeros((2, 8), np.int64)
+    t2 = time.perf_counter()
+    outs = sess.run(None, feeds)
+    t_run = time.perf_counter() - t2
+    return {"ok": True, "import_s": round(t_import, 3), "create_s": round(t_create, 3), "run_s": round(t_run, 3),
+            "peak_rss_bytes": _peak_rss(), "checksum": float(sum(float(np.abs(o).sum()) for o in outs))}
+
+def worker_external(spec: dict) -> dict:
+    """The model saved again with its weights in one external-data file (4 KiB aligned: ORT can map it)."""
+    from deploytool import onnx_io
+
+    onnx_io.save_streamed(onnx_io.load_model(spec["src"]), spec["dst"], external=True)
+    return {"ok": True}
+
+
+WORKERS = {"export": worker_export, "pass": worker_pass, "session": worker_session, "external": worker_external}
 
 
 # ----------------------------------------------------------------------------------------- driver
@@ -198,6 +251,7 @@ def _host() -> dict:
         pass
     family = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                    if ln.startswith("cpu family")), None)
+    import ml_dtypes
     import numpy
     import onnx
     import onnx_ir
@@ -208,7 +262,89 @@ def _host() -> dict:
             "mem_total_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
             "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
             "versions": {"onnx": onnx.__version__, "onnx-ir": onnx_ir.__version__,
-                         "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__}}
+                         "onnxruntime": onnxruntime.__version__, "numpy": numpy.__version__,
+                         "ml_dtypes": ml_dtypes.__version__}}
+
+
+# the gate's session of the input model under other options (issue #17 item 2): name -> worker spec
+SESSION_CONFIGS = {
+    "default": {},
+    "disable_prepacking": {"config": {"session.disable_prepacking": "1"}},
+    "no_device_allocator_for_initializers": {"config": {"session.use_device_allocator_for_initializers": "0"}},
+    "use_env_allocators": {"config": {"session.use_env_allocators": "1"}},
+    "from_bytes": {"from_bytes": True},
+    "prepack_parallel_2_threads": {"config": {"session.prepack.enable_parallel": "1"}, "threads": 2},
+    "graph_optimization_basic": {"opt_level": "ORT_ENABLE_BASIC"},
+    "external_data": {"external": True},
+    "external_data+disable_prepacking": {"external": True, "config": {"session.disable_prepacking": "1"}},
+}
+
+
+def _sessions(src: Path, work: Path, log, repeats: int = 3) -> dict:
+    """Each of :data:`SESSION_CONFIGS` ``repeats`` times, round robin, each in a fresh process."""
+    ext = work / "external.onnx"
+    r = _spawn("external", {"src": str(src), "dst": str(ext)})
+    if not r.get("ok"):
+        return {"error": r.get("error")}
+    runs: dict[str, list[dict]] = {name: [] for name in SESSION_CONFIGS}
+    for i in range(repeats):
+        for name, spec in SESSION_CONFIGS.items():
+            path = ext if spec.get("external") else src
+            _read_through(path)
+            runs[name].append(_spawn("session", {**spec, "path": str(path)}))
+        log(f"  sessions round {i + 1}/{repeats}")
+    for f in work.glob("external.onnx*"):
+        f.unlink()
+    out = {}
+    for name, rs in runs.items():
+        ok = [x for x in rs if x.get("ok")]
+        if not ok:
+            out[name] = {"error": rs[0].get("error")}
+            continue
+        med = {k: round(statistics.median(x[k] for x in ok), 3) for k in ("import_s", "create_s", "run_s")}
+        out[name] = {**SESSION_CONFIGS[name], **med, "create_s_all": [x["create_s"] for x in ok],
+                     "peak_rss_bytes": int(statistics.median(x["peak_rss_bytes"] for x in ok)),
+                     "peak_rss_over_file": round(statistics.median(x["peak_rss_bytes"] for x in ok)
+                                                 / src.stat().st_size, 2),
+                     "same_outputs_as_default": None}
+    base = out.get("default", {})
+    base_sum = next((x["checksum"] for x in runs["default"] if x.get("ok")), None)
+    for name, rs in runs.items():
+        sums = [x["checksum"] for x in rs if x.get("ok")]
+        if sums and base_sum is not None:
+            out[name]["same_outputs_as_default"] = all(abs(s - base_sum) <= 1e-4 * max(1.0, abs(base_sum)) for s in sums)
+        if "create_s" in out[name] and base.get("create_s"):
+            out[name]["create_over_default"] = round(out[name]["create_s"] / base["create_s"], 2)
+    return out
+
+
+def _import_profile() -> dict:
+    """``python -X importtime`` of what a pass process imports (the pass table, the CLI's ``slice --help``):
+    the total and the ten top-level packages with the most import time of their own."""
+    out = {}
+    for what, args in (("passes", ["-c", "import deploytool.passes as p; p.pass_table()"]),
+                       ("cli_slice_help", ["-m", "deploytool", "slice", "--help"])):
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            p = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True, text=True,
+                               cwd=str(REPO))
+            times.append((time.perf_counter() - t0, p))
+        wall, p = sorted(times, key=lambda t: t[0])[1]  # the median run
+        per: dict[str, int] = {}
+        for line in p.stderr.splitlines():
+            if not line.startswith("import time:") or "self [us]" in line:
+                continue
+            try:
+                self_us, _cum, name = (x.strip() for x in line[len("import time:"):].split("|"))
+                per[name.strip().split(".")[0]] = per.get(name.strip().split(".")[0], 0) + int(self_us)
+            except ValueError:
+                continue
+        top = sorted(per.items(), key=lambda kv: -kv[1])[:10]
+        out[what] = {"process_wall_s": round(wall, 2), "exit": p.returncode,
+                     "imports_s": round(sum(per.values()) / 1e6, 2),
+                     "top_packages_s": {k: round(v / 1e6, 3) for k, v in top}}
+    return out
 
 
 def main() -> None:
@@ -218,6 +354,8 @@ def main() -> None:
     ap.add_argument("--passes", default=",".join(PASSES))
     ap.add_argument("--model", default=None, help="an existing BERT-base-shaped .onnx (skips the export)")
     ap.add_argument("--no-chain", action="store_true")
+    ap.add_argument("--no-sessions", action="store_true", help="skip the gate session options section")
+    ap.add_argument("--no-imports", action="store_true", help="skip the import profile section")
     ap.add_argument("--_worker", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._worker:
@@ -294,6 +432,12 @@ def main() -> None:
             f.unlink()
         for f in work.glob("slice.onnx*"):
             f.unlink()
+    if not args.no_sessions:
+        log("gate sessions under other options")
+        result["gate_sessions"] = _sessions(src, work, log)
+    if not args.no_imports:
+        log("import profile")
+        result["imports"] = _import_profile()
     result["load_average_end"] = _load()
     result["goals"] = {"time_over_copy_max": TIME_GOAL, "peak_rss_over_file_max": RSS_GOAL,
                        "time_basis": "process wall (a fresh Python process: interpreter start, imports, load, "
@@ -303,7 +447,9 @@ def main() -> None:
                        "rss_basis": "the pass process's VmHWM; the gate of an input over 50 MB runs in its own "
                                     "process, reported apart as gate_peak_rss_bytes"}
     result["summary"] = [{"pass": n, "wall_s": r.get("process_wall_s"), "imports_s": r.get("imports_s"),
-                          "pass_s": r.get("pass_s"), "gate_s": (r.get("stats") or {}).get("verify_s"),
+                          "pass_s": r.get("pass_s"), "pass_x_copy": r.get("pass_time_over_copy"),
+                          "gate_s": (r.get("stats") or {}).get("verify_s"),
+                          "gate_reference_reused": (r.get("stats") or {}).get("gate_reference_reused"),
                           "without_gate_s": r.get("without_gate_s"), "x_copy": r.get("time_over_copy"),
                           "without_gate_x_copy": r.get("without_gate_over_copy"), "peak_rss_mb": round(r.get("peak_rss_bytes", 0) / 1e6),
                           "rss_x_file": r.get("peak_rss_over_file"),
