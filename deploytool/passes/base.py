@@ -495,31 +495,31 @@ def _run_pass_file(pass_: DeployPass, src, dst, *, verify: bool, started: list) 
 
         started.append(GateProcess())
     data_files: list[Path] = []
-    plans: list = []
-
-    def input_plan(proto) -> None:  # the input's gate plan, read before the pass edits anything
-        if verify:
-            from deploytool.runtime.verify import gate_plan
-
-            try:
-                plans.append(gate_plan(proto, src))
-            except DeployError:  # the output's plan says so later, if it has the same problem
-                pass
-
-    model = onnx_io.load_model(src, data_files=data_files, rewrite=input_plan)
+    model = onnx_io.load_model(src, data_files=data_files)
     bytes_before = input_bytes(src, data_files)
     big = bytes_before > BIG_MODEL_BYTES
     process = early = None
     if verify and big:
-        from deploytool.runtime.verify import GateProcess, gate_feeds
+        from deploytool.runtime.verify import GateProcess, gate_feeds, gate_plan
 
         if not started:  # big with its external data only
             started.append(GateProcess())
         process = started[0]
-        early = pass_.early_reference(src) if plans else None
+        # the input's graph without its weights, before the pass edits anything: the gate's feeds for it
+        skeleton = onnx_io.skeleton_proto(model)[0]
+        try:
+            plan = gate_plan(skeleton, src)
+        except DeployError:  # the output's plan says so later, if it has the same problem
+            plan = None
+        early = pass_.early_reference(src) if plan is not None else None
         if early is not None:
-            process.precompute_reference(gate_feeds(plans[0]), model=early.model, build=early.build, src=src,
-                                         argument=early.argument)
+            reference, config = early.model, None
+            if early.model == src and not data_files:
+                view = _input_view(skeleton, model, src, process.folder())
+                if view is not None:  # the output's session options rule applies to it too
+                    reference, config = view[0], _gate_session_config(view[1])
+            process.precompute_reference(gate_feeds(plan), model=reference, build=early.build, src=src,
+                                         argument=early.argument, session_config=config)
     _seed_variant(model, src)
     result = pass_(model)
     if not result.modified and not data_files:
@@ -678,6 +678,41 @@ def _gate_view(staged) -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(name)
+
+
+def _input_view(proto, model: ir.Model, src, folder: Path) -> tuple[Path, onnx.ModelProto] | None:
+    """The input as the gate's process loads it while the pass runs (:func:`_gate_view`'s reason: ONNX Runtime
+    maps the weights instead of parsing and copying the file): ``proto``, the input's skeleton as loaded (a
+    copy), in ``folder`` with each big tensor external data at its byte range in ``src`` (through a hard link
+    ``input.onnx`` beside it: the input's bytes are not touched), read from ``model``'s maps before the pass
+    edits anything. None when a big tensor is not mapped from ``src`` (e.g. a sub-byte type read into
+    memory) or the link cannot be made (another file system)."""
+    import math
+
+    from deploytool.onnx_io import MappedTensor
+
+    real = Path(src).resolve()
+    for t in proto.graph.initializer:
+        v = model.graph.initializers.get(t.name)
+        c = v.const_value if v is not None else None
+        if isinstance(c, MappedTensor) and Path(c.mapped.path).resolve() == real:
+            t.ClearField("raw_data")
+            del t.external_data[:]
+            t.data_location = onnx.TensorProto.EXTERNAL
+            for key, value in (("location", "input.onnx"), ("offset", str(c.offset)), ("length", str(c.length))):
+                e = t.external_data.add()
+                e.key, e.value = key, value
+        elif t.data_location == onnx.TensorProto.EXTERNAL or (
+                math.prod(t.dims) and not (t.raw_data or t.float_data or t.int32_data or t.int64_data
+                                           or t.double_data or t.uint64_data or t.string_data)):
+            return None  # its data is neither in the skeleton nor mapped from the file
+    try:  # a hard link: ONNX Runtime refuses external data reached through a symbolic link out of the folder
+        os.link(real, folder / "input.onnx")
+    except OSError:  # another file system, or not allowed: the gate's process loads the input itself
+        return None
+    path = folder / "reference.onnx"
+    path.write_bytes(proto.SerializeToString())
+    return path, proto
 
 
 def _gate_session_config(proto) -> dict[str, str] | None:

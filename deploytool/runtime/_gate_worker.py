@@ -78,11 +78,12 @@ def serve(lines, answer) -> int:
         if msg["op"] == "reference":
             t0 = time.perf_counter()
             feeds = V.decode_feeds(msg["feeds"])
-            early = {"name": msg.get("model", V.GateProcess.EARLY), "path": msg.get("model"), "used": feeds}
+            early = {"name": msg.get("model", V.GateProcess.EARLY), "path": msg.get("model"), "used": feeds,
+                     "config": msg.get("session_config")}
             try:
                 if "build" in msg:
                     early["path"] = _build(msg["build"], msg["src"], msg["folder"], msg["argument"])
-                early["outputs"] = V.reference_outputs(early["path"], feeds)
+                early["outputs"] = V.reference_outputs(early["path"], feeds, early["config"])
             except Exception as e:  # noqa: BLE001 - raised in the verify turn, after the output's own checks
                 early["error"] = e
             early["seconds"] = time.perf_counter() - t0
@@ -106,7 +107,8 @@ def serve(lines, answer) -> int:
                 if mine and early["path"] is None:  # its build failed
                     raise early["error"]
                 if cached is None:
-                    return V.reference_outputs(early["path"] if mine else reference, feeds)
+                    return (V.reference_outputs(early["path"], feeds, early["config"]) if mine
+                            else V.reference_outputs(reference, feeds))
                 if "error" in cached:
                     raise cached["error"]
                 return cached["outputs"]

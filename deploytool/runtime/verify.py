@@ -177,11 +177,12 @@ def _is_float(a: np.ndarray) -> bool:
     return isinstance(a, np.ndarray) and a.dtype.kind in "fc"
 
 
-def reference_outputs(reference: str | os.PathLike | bytes, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def reference_outputs(reference: str | os.PathLike | bytes, feeds: dict[str, np.ndarray],
+                      session_config: dict[str, str] | None = None) -> dict[str, np.ndarray]:
     """The reference model's outputs on ``feeds`` (those of its declared inputs); a failure to load or run it
     is a VerificationError saying the output cannot be compared (not the output's fault)."""
     try:
-        ref_sess = _session(reference)
+        ref_sess = _session(reference, session_config)
         declared = {i.name for i in ref_sess.get_inputs()}
         return _run(ref_sess, {k: v for k, v in feeds.items() if k in declared})
     except VerificationError as e:
@@ -336,26 +337,32 @@ class GateProcess:
     EARLY = "@early"
 
     def precompute_reference(self, feeds: dict[str, np.ndarray], *, model: str | os.PathLike | None = None,
-                             build: str | None = None, src: str | os.PathLike | None = None, argument=None) -> None:
+                             build: str | None = None, src: str | os.PathLike | None = None, argument=None,
+                             session_config: dict[str, str] | None = None) -> None:
         """Let the process run a reference on ``feeds`` now: the file ``model``, or the one that ``build``
         (``"module:function"``, called there as ``function(src, folder, argument)``, returning the path of
         what it wrote into ``folder``, a temporary folder of this object's) makes. :meth:`verify` with
         ``reference=GateProcess.EARLY`` reuses its outputs when its feeds hold the same arrays (else it runs
-        that reference again on its own feeds)."""
+        that reference again on its own feeds). ``session_config``: session config entries for the reference."""
         import base64
         import pickle
-        import tempfile
 
-        msg: dict = {"op": "reference", "feeds": encode_feeds(feeds)}
+        msg: dict = {"op": "reference", "feeds": encode_feeds(feeds), "session_config": session_config}
         if build is not None:
-            self._tmp = self._tmp or tempfile.mkdtemp(prefix="deploytool-gate-")
-            msg.update(build=build, src=str(Path(src).resolve()), folder=self._tmp,
+            msg.update(build=build, src=str(Path(src).resolve()), folder=str(self.folder()),
                        argument=base64.b64encode(pickle.dumps(argument)).decode("ascii"))
         elif model is not None:
             msg["model"] = str(Path(model).resolve())
         else:
             raise ValueError("precompute_reference needs a model or a build")
         self._send(msg)
+
+    def folder(self) -> Path:
+        """A temporary folder of this object's (removed on :meth:`close`), for what its process is to read."""
+        import tempfile
+
+        self._tmp = self._tmp or tempfile.mkdtemp(prefix="deploytool-gate-")
+        return Path(self._tmp)
 
     def verify(self, model: str | os.PathLike, feeds: dict[str, np.ndarray], *,
                reference: str | os.PathLike | bytes | None = None, rtol: float = 1e-4,
@@ -367,10 +374,7 @@ class GateProcess:
 
         start = time.perf_counter()
         if isinstance(reference, (bytes, bytearray)):
-            import tempfile
-
-            self._tmp = self._tmp or tempfile.mkdtemp(prefix="deploytool-gate-")
-            path = Path(self._tmp) / "reference.onnx"
+            path = self.folder() / "reference.onnx"
             path.write_bytes(reference)
             reference = path
         self._send({"op": "verify", "model": str(Path(model).resolve()), "feeds": encode_feeds(feeds),

@@ -352,3 +352,23 @@ def test_gate_session_options_skip_prepacking_for_fp32_weights_only():
     assert base._gate_session_config(model(TensorProto.FLOAT)) == {"session.disable_prepacking": "1"}
     assert base._gate_session_config(model(TensorProto.INT8)) is None  # quantized kernels keep their path
     assert base._gate_session_config(onnx.ModelProto()) is None
+
+
+def test_input_view_runs_like_the_input_and_leaves_it_alone(src, tmp_path):
+    """The early reference loads the input through a skeleton in the gate's folder whose weights are the
+    input's own bytes (a hard link): same outputs as the file; the input's bytes and mtime unchanged."""
+    import hashlib
+
+    from deploytool import onnx_io
+    from deploytool.runtime.infer import run_onnx
+    from deploytool.testing.tiny import fixed_inputs
+
+    before = (hashlib.sha256(Path(src).read_bytes()).hexdigest(), Path(src).stat().st_mtime_ns)
+    model = onnx_io.load_model(src)
+    folder = tmp_path / "gate"
+    folder.mkdir()
+    view = base._input_view(onnx_io.skeleton_proto(model)[0], model, src, folder)
+    assert view is not None and view[0].parent == folder
+    got, want = run_onnx(view[0], fixed_inputs()), run_onnx(src, fixed_inputs())
+    assert all(np.array_equal(got[k], want[k]) for k in want)
+    assert (hashlib.sha256(Path(src).read_bytes()).hexdigest(), Path(src).stat().st_mtime_ns) == before
