@@ -137,7 +137,7 @@ def render_measured(results: Path) -> str:
             f"embedding cosine {i8['cos']:.4f} ({i8['cos_opt']:.4f}). See [Performance](#performance).")
 
     proof = ("- **Structured pruning proof** (a test, not a results file): the seeded sweep "
-             "(`tests/test_slice_sweep.py`, BERT, RoBERTa, DistilBERT, ELECTRA bases; TorchScript, dynamo, optimum "
+             "(`tests/passes/test_slice_sweep.py`, BERT, RoBERTa, DistilBERT, ELECTRA bases; TorchScript, dynamo, optimum "
              "and ORT-fused graphs) compares every case with transformers' own `prune_heads`, a PyTorch DynaBERT "
              "slice restated from DynaBERT's code, or `nn.Linear` surgery within 1e-4, and fails below its minimum "
              "of compared cases; reorder (outputs unchanged) and refusal cases are counted apart. The conformance "
