@@ -413,9 +413,9 @@ def render_training_setup(results: Path) -> str:
     per_epoch = [e["dev_accuracy"] for e in t["teacher"]["train"].get("per_epoch") or []]
     dev = ""
     if per_epoch:
-        trend = ("the last epoch did not improve it" if len(per_epoch) > 1 and per_epoch[-1] <= max(per_epoch[:-1])
-                 else "still improving")
-        dev = f" (dev {', '.join(f'{a:.1f}' for a in per_epoch)}% after each: {trend})"
+        trend = "" if len(per_epoch) < 2 else (": the last epoch did not improve it"
+                                               if per_epoch[-1] <= max(per_epoch[:-1]) else ": still improving")
+        dev = f" (dev {', '.join(f'{a:.1f}' for a in per_epoch)}% after each{trend})"
     teacher_on = (f"all {ds['train']:,} training reviews" if s["teacher_examples"] is None
                   else f"{s['teacher_examples']:,} of the {ds['train']:,} training reviews")
     width, depth = s["width_epochs"], s["depth_epochs"]
@@ -501,7 +501,7 @@ def render_fit_runtime(results: Path) -> str:
     text = ("Ternary/binary candidates are packed for the runtime measured fastest (`fit.pack_runtime`): 2-bit "
             f"`MatMulNBits` (`--runtime memory`) at {short} token{'' if short == 1 else 's'} on x86, where it {won} int8 "
             f"kernels in `pack_bench.json` ({models}, paired ratio {_span(ratios[short])}), int8 kernels (`speed`) at "
-            f"{longer[0]} tokens and more ({_span([1 / x for x in rest], '{:.1f}')}x faster than 2-bit) and on every "
+            f"{longer[0]} tokens and more ({_span(rest, '{:.1f}')}x faster than 2-bit) and on every "
             "aarch64 device (only QEMU correctness is known there); each candidate in `best.onnx.fit.json` says which "
             "and why. The report shows the file `fit` chose; it does not choose runtimes itself.")
     return _wrap(text)
