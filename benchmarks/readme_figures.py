@@ -370,7 +370,7 @@ def render_tws(results: Path) -> str:
     teacher = next(r for r in t["rows"] if r["name"].startswith("teacher"))["accuracy"]
     plain = next(r for r in t["rows"] if r["name"].startswith("binary QAT ("))["accuracy"]
     onnx = {r["file"]: r for r in t.get("onnx", []) if "file" in r}
-    parts = [f"Same budget as plain binary QAT (one epoch of the training split, {w['steps']} steps: "
+    parts = [f"Same budget as plain binary QAT ({_epochs(t['schedule_settings']['qat_epochs'])} of the training split, {w['steps']} steps: "
              f"{w['stages']['ternary']['steps']} ternary at width {w['width']:g}, {w['heads_per_layer'][0]} heads and "
              f"FFN {w['ffn_size']} per layer, then {w['stages']['binary']['steps']} binary after the split): "
              f"**{w['test']['accuracy']:.2f}%** on the {w['test']['n']:,} test reviews ({100 * w['test']['accuracy'] / teacher:.1f}% "
