@@ -94,3 +94,16 @@ def test_the_configs_use_it():
         with pytest.raises(ConfigError) as e:
             make()
         assert str(e.value).startswith(start), str(e.value)
+
+
+def test_a_recipe_quantize_step_names_its_precisions():
+    """bf16 is a compute precision, not one a pass stores weights at: refused with the four that are."""
+    from deploytool.recipes.schema import PassKind, PassStep
+    from deploytool.recipes.steps import pass_config
+
+    assert type(pass_config(PassStep(kind=PassKind.QUANTIZE, params={"precision": "INT8"}), "r.yaml")).__name__ == \
+        "Int8Config"
+    with pytest.raises(ConfigError) as e:
+        pass_config(PassStep(kind=PassKind.QUANTIZE, params={"precision": "bf16"}), "r.yaml: passes[0]")
+    assert str(e.value) == ("r.yaml: passes[0]: precision: expected one of fp16, int8, ternary, binary, got 'bf16' "
+                            "(did you mean 'fp16'?)")
