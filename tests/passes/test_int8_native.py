@@ -1,0 +1,176 @@
+"""The native streaming int8 writer (passes/int8_native.py) against fp32, ORT's path and a restated rule."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+
+from deploytool.errors import ConfigError
+from deploytool.passes.int8_native import int8_weight
+from deploytool.passes.quantize_int8 import Int8Config, Int8QuantizePass, quantize_int8_file
+from deploytool.runtime.infer import run_onnx
+from deploytool.testing.tiny import fixed_inputs
+
+SHAPE = dict(layers=2, hidden=32, heads=4, ffn=64, seed=5)
+NATIVE = Int8Config(engine="native")
+ORT = Int8Config(engine="ort")
+
+
+def _reference_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column: scale = max|W| / 127 (1 for a zero column), codes = round half to even, clipped."""
+    absmax = np.abs(w.astype(np.float64)).max(axis=0)
+    scale = np.where(absmax == 0, 1.0, absmax / 127).astype(np.float32)
+    codes = np.clip(np.round(w.astype(np.float32) / scale), -127, 127).astype(np.int8)
+    return codes, scale
+
+
+def _ops(path) -> collections.Counter:
+    return collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+
+
+def _constant_weight_matmuls(path) -> list[str]:
+    g = onnx.load(str(path)).graph
+    consts = {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in g.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in consts]
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def _out(path, feeds) -> np.ndarray:
+    return next(iter(run_onnx(path, feeds).values()))
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_onnx):
+    return tiny_onnx("bert", exporter="torch", **SHAPE)
+
+
+def test_weight_rule_matches_a_restated_reference():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(300, 9)).astype(np.float32)  # more rows than one block of the writer
+    w[:, 3] = 0.0
+    w[:, 4] = 0.0
+    w[:6, 4] = [127.0, 0.5, 1.5, 2.5, -0.5, -1.5]  # scale exactly 1: ties go to the even code
+    codes, scale = int8_weight([w[:, :4], w[:, 4:]])  # two parts side by side, as Q|K|V are
+    ref_codes, ref_scale = _reference_int8(w)
+    assert np.array_equal(codes, ref_codes)
+    np.testing.assert_allclose(scale, ref_scale, rtol=1e-7)
+    assert codes[:6, 4].tolist() == [127, 0, 2, 2, 0, -2]
+    assert scale[3] == 1.0 and not codes[:, 3].any()
+    # per tensor: one scale over every part
+    codes_t, scale_t = int8_weight([w[:, :4], w[:, 4:]], per_channel=False)
+    assert np.ndim(scale_t) == 0 and np.isclose(float(scale_t), np.abs(w).max() / 127, rtol=1e-7)
+    assert np.array_equal(codes_t, np.clip(np.round(w / np.float32(scale_t)), -127, 127).astype(np.int8))
+
+
+@pytest.mark.parametrize("family,task", [("bert", "feature-extraction"), ("roberta", "feature-extraction"),
+                                         ("distilbert", "feature-extraction"), ("bert", "sequence-classification")])
+def test_native_graph_and_gate(tiny_onnx, tmp_path, family, task):
+    src = tiny_onnx(family, exporter="torch", task=task, **SHAPE)
+    res = quantize_int8_file(src, tmp_path / "n.onnx", NATIVE)
+    assert res.stats["engine"] == "native", res.skipped
+    assert res.gate.verified  # the file runner's ORT gate ran the output
+    assert not res.skipped
+    ops = _ops(tmp_path / "n.onnx")
+    assert ops["QAttention"] == SHAPE["layers"] and ops["DynamicQuantizeLinear"] == SHAPE["layers"]
+    assert ops["Softmax"] == 0 and ops["Attention"] == 0
+    assert _constant_weight_matmuls(tmp_path / "n.onnx") == []
+    # O, FFN in and out per layer, plus the pooler / classifier head
+    assert ops["DynamicQuantizeMatMul"] >= 3 * SHAPE["layers"]
+    feeds = fixed_inputs(vocab=100, lengths=(8, 5, 3))
+    got, ref = run_onnx(tmp_path / "n.onnx", feeds), run_onnx(src, feeds)
+    for k in ref:
+        assert got[k].shape == ref[k].shape
+        assert _cos(got[k], ref[k]) > 0.99, k
+
+
+def test_native_is_as_close_to_fp32_as_ort(bert, tmp_path):
+    quantize_int8_file(bert, tmp_path / "n.onnx", NATIVE)
+    res = quantize_int8_file(bert, tmp_path / "o.onnx", ORT)
+    assert res.stats["engine"] == "ort" and res.stats["quantized_ops"].get("QAttention") == SHAPE["layers"]
+    feeds = fixed_inputs(vocab=100, lengths=(8, 5, 3), seed=2)
+    n, o, ref = (_out(p, feeds) for p in (tmp_path / "n.onnx", tmp_path / "o.onnx", bert))
+    err_n, err_o = np.abs(n - ref).max(), np.abs(o - ref).max()
+    assert _cos(n, o) > 0.995
+    assert err_n <= 2 * err_o + 1e-3, (err_n, err_o)
+
+
+def test_native_weights_are_the_restated_rule(bert, tmp_path):
+    from deploytool.graph import find_structure
+    from deploytool.graph.weights import weight_array
+    from deploytool.onnx_io import load_model
+
+    quantize_int8_file(bert, tmp_path / "n.onnx", NATIVE)
+    out = onnx.load(str(tmp_path / "n.onnx"))
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in out.graph.initializer}
+    st = find_structure(load_model(bert))
+    att = st.layers[0].attention
+    wqkv = np.concatenate([weight_array(lin.weight) for lin in (att.q, att.k, att.v)], axis=1)
+    qatt = next(n for n in out.graph.node if n.op_type == "QAttention")
+    codes, scale = _reference_int8(wqkv)
+    assert inits[qatt.input[1]].dtype == np.int8
+    assert np.array_equal(inits[qatt.input[1]], codes)
+    np.testing.assert_allclose(inits[qatt.input[4]], scale, rtol=1e-7)
+    ffn = st.layers[1].ffn.intermediate
+    w = weight_array(ffn.weight)
+    codes, scale = _reference_int8(w)
+    dq = next(n for n in out.graph.node if n.op_type == "DynamicQuantizeMatMul"
+              and inits.get(n.input[1]) is not None and inits[n.input[1]].shape == w.shape
+              and np.array_equal(inits[n.input[1]], codes))
+    np.testing.assert_allclose(inits[dq.input[2]], scale, rtol=1e-7)
+
+
+def test_padding_mask_reaches_qattention(tiny_onnx, tmp_path):
+    """Scaled-up weights make attention peaked: a padded row must match the fp32 model only on its own
+    tokens if the mask is applied (the unmasked fp32 model is the control that shows it matters)."""
+    src = tiny_onnx("bert", exporter="torch", weight_scale=8.0, **SHAPE)
+    quantize_int8_file(src, tmp_path / "n.onnx", NATIVE)
+    feeds = fixed_inputs(vocab=100, lengths=(8, 3), seed=4)
+    unmasked = dict(feeds, attention_mask=np.ones_like(feeds["attention_mask"]))
+    n, ref, ctl = _out(tmp_path / "n.onnx", feeds), _out(src, feeds), _out(src, unmasked)
+    err_native = np.abs(n[1, :3] - ref[1, :3]).max()
+    err_unmasked = np.abs(ctl[1, :3] - ref[1, :3]).max()
+    assert err_unmasked > 0.3  # the mask changes the padded row's tokens
+    assert err_native < 0.5 * err_unmasked, (err_native, err_unmasked)
+
+
+def test_weights_are_lazy_until_written(bert):
+    from deploytool.onnx_io import load_model
+
+    model = load_model(bert)
+    res = Int8QuantizePass(NATIVE)(model)
+    assert res.stats["engine"] == "native"
+    int8 = [v for v in model.graph.initializers.values() if v.dtype == ir.DataType.INT8]
+    assert int8 and all(isinstance(v.const_value, ir.LazyTensor) for v in int8)
+
+
+def test_sliced_model_falls_back_to_ort_with_a_reason(bert, tmp_path):
+    from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
+
+    sliced = tmp_path / "s.onnx"
+    slice_file(bert, sliced, SliceConfig(width=0.75, depth=1.0))
+    res = quantize_int8_file(sliced, tmp_path / "q.onnx", NATIVE)
+    assert res.stats["engine"] == "ort"
+    why = [s.reason for s in res.skipped if s.node == "engine"]
+    assert len(why) == 1 and "wide in a 32-wide layer" in why[0] and "ORT's quantizer" in why[0], res.skipped
+    feeds = fixed_inputs(vocab=100, lengths=(8, 5))
+    assert _cos(_out(tmp_path / "q.onnx", feeds), _out(sliced, feeds)) > 0.99
+
+
+def test_configs_the_native_writer_does_not_take_fall_back(bert, tmp_path):
+    res = quantize_int8_file(bert, tmp_path / "u.onnx", Int8Config(engine="native", fusion="none"))
+    assert res.stats["engine"] == "ort" and res.stats["fusion"] == "none"
+    assert any(s.node == "engine" and "fusion=none" in s.reason for s in res.skipped), res.skipped
+
+
+def test_engine_is_validated():
+    with pytest.raises(ConfigError, match="engine"):
+        Int8Config(engine="onnx")
+    assert Int8Config(engine="NATIVE").engine.value == "native"
