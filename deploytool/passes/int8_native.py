@@ -14,7 +14,9 @@ What it writes (the default int8 recipe, :class:`~deploytool.passes.quantize_int
 - Every other ``MatMul`` (and ``Gemm`` with ``alpha = 1``, ``transA = 0``) with a constant 2-D fp32 weight
   becomes ``com.microsoft.DynamicQuantizeMatMul`` (fp32 input quantized at run time, int8 weight, its
   scales, the bias ``Add`` that followed folded in as the op's bias).
-- Embeddings, LayerNorms, GELU and residuals stay as exported (fp32).
+- The word embedding table is stored int8 by the same rule (per hidden feature when ``per_channel``), read
+  by ``Gather`` and ``DequantizeLinear`` (when only row Gathers read it, opset >= 13). Position and
+  token-type tables, LayerNorms, GELU and residuals stay as exported (fp32).
 
 Weights (symmetric int8, zero point 0, so none is stored): per output column ``n`` (``per_channel``)
 ``s[n] = max_k |W[k, n]| / 127`` (1.0 for an all-zero column), else one ``s`` over the whole matrix;
@@ -187,6 +189,7 @@ class NativePlan:
 
     attentions: list[_Attention]
     projections: list[_Projection]
+    embedding: tuple[ir.TensorProtocol, list[ir.Node]] | None  # the word table and the Gathers reading it
     left_fp32: list[tuple[str, str]]  # (node, why) for projections with a constant weight left in fp32
 
 
@@ -311,7 +314,16 @@ class _Planner:
             raise NativeUnsupported(f"{where}: the context reaching O '{_name(att.o.node)}' is not "
                                     "MatMul -> Transpose(0, 2, 1, 3) -> Reshape")
         path.append(ctx)
-        self._head_path(ctx.inputs[1], outs[2][0], [0, 2, 1, 3], False, where, "V", path)
+        heads, hs = att.num_heads, att.head_size
+        # every activation of the attention with its shape in symbols of (batch, sequence): a mask may read
+        # their shapes (never their values); the probe feeds zeros of these shapes
+        shapes: dict[int, tuple[ir.Value, tuple]] = {id(x): (x, ("b", "s", hidden))}
+        for out, nodes in outs:
+            for n in nodes:
+                shapes[id(n.outputs[0])] = (n.outputs[0], ("b", "s", width))
+        shapes[id(ctx.outputs[0])] = (ctx.outputs[0], ("b", heads, "s", hs))
+        shapes[id(merged)] = (merged, ("b", "s", width))
+        self._head_path(ctx.inputs[1], outs[2][0], [0, 2, 1, 3], False, where, "V", path, shapes, heads, hs)
         # probabilities: ctx input 0 <- [Cast/Identity/Dropout] <- Softmax
         cur, softmax = ctx.inputs[0], None
         for _ in range(4):
@@ -381,19 +393,17 @@ class _Planner:
             raise NativeUnsupported(f"{where}: no Q.K^T MatMul found before Softmax '{_name(softmax)}'")
         if len(mask_terms) > 1:
             raise NativeUnsupported(f"{where}: {len(mask_terms)} mask terms on the scores")
-        scale *= self._head_path(score.inputs[0], outs[0][0], [0, 2, 1, 3], True, where, "Q", path)
-        scale *= self._head_path(score.inputs[1], outs[1][0], [0, 2, 3, 1], True, where, "K", path)
+        for operand, (out, _), want, what in ((score.inputs[0], outs[0], [0, 2, 1, 3], "Q"),
+                                              (score.inputs[1], outs[1], [0, 2, 3, 1], "K")):
+            scale *= self._head_path(operand, out, want, True, where, what, path, shapes, heads, hs)
+        for val in chain_values + list(softmax.outputs):
+            shapes[id(val)] = (val, ("b", heads, "s", "s"))
         if not scale > 0 or not math.isfinite(scale):
             raise NativeUnsupported(f"{where}: score scale {scale} is not positive")
         mask = None
         if mask_terms:
             kind, term, _ = mask_terms[0]
-            # activations whose shapes (only) a mask may read, as functions of the probe's (batch, sequence)
-            heads = att.num_heads
-            dummies = {id(x): (x, lambda b, s: (b, s, hidden))}
-            for val in chain_values:
-                dummies[id(val)] = (val, lambda b, s: (b, heads, s, s))
-            mask = self.mask_input(term, kind, heads, where, dummies)
+            mask = self.mask_input(term, kind, heads, where, shapes)
         # nothing between x and the merged context may be read from outside the attention
         inside = {id(n) for n in path}
         for n in path:
@@ -451,11 +461,13 @@ class _Planner:
         return False
 
     def _head_path(self, v: ir.Value, target: ir.Value, want: list[int], scaled: bool, where: str, what: str,
-                   path: list[ir.Node]) -> float:
+                   path: list[ir.Node], shapes: dict, heads: int, head_size: int) -> float:
         """Walk from an attention operand back to its projection's output: one Reshape to heads, then
-        Transposes composing to ``want`` (and, for Q and K, constant scalar scales). Returns the scale."""
+        Transposes composing to ``want`` (and, for Q and K, constant scalar scales). Returns the scale;
+        records each value's shape in symbols of (batch, sequence) in ``shapes``."""
         perms: list[list[int]] = []
         reshapes, scale = 0, 1.0
+        walked: list[tuple[ir.Value, ir.Node]] = []
         for _ in range(12):
             if v is target:
                 break
@@ -463,6 +475,7 @@ class _Planner:
             if p is None or p.domain not in _DEFAULT:
                 raise NativeUnsupported(f"{where}: the {what} operand does not lead back to its projection")
             path.append(p)
+            walked.append((v, p))
             if p.op_type == "Transpose":
                 if reshapes:
                     raise NativeUnsupported(f"{where}: {what} transposed before its split into heads ('{_name(p)}')")
@@ -485,6 +498,15 @@ class _Planner:
             raise NativeUnsupported(f"{where}: the {what} operand does not lead back to its projection")
         if reshapes != 1 or _compose(perms) != want:
             raise NativeUnsupported(f"{where}: {what} is not split into heads as Reshape -> Transpose{tuple(want)}")
+        sym: tuple = ("b", "s", heads * head_size)
+        shapes[id(target)] = (target, sym)
+        for val, p in reversed(walked):
+            if p.op_type == "Reshape":
+                sym = ("b", "s", heads, head_size)
+            elif p.op_type == "Transpose":
+                perm = list(_attr(p, "perm", []))
+                sym = tuple(sym[i] for i in perm)
+            shapes[id(val)] = (val, sym)
         return scale
 
     # ------------------------------------------------------------------ mask
@@ -497,7 +519,7 @@ class _Planner:
     def _probe_mask(self, term: ir.Value, kind: str, heads: int, where: str, dummies: dict) -> ir.Value:
         """Run the mask's own subgraph (ONNX's reference evaluator) on padded probe batches: it must be the
         2-D ``attention_mask`` input's padding mask (see the module doc). Returns that input. ``dummies``:
-        id -> (activation, shape function of (batch, sequence)) for activations whose shape only the mask
+        id -> (activation, its shape in symbols "b", "s" and ints) for activations whose shape only the mask
         may read (DistilBERT expands its mask to the scores' shape); they are fed as zeros of that shape."""
         import onnx
         from onnx.reference import ReferenceEvaluator
@@ -573,8 +595,9 @@ class _Planner:
             b, s = keep.shape
             feeds = {nm: np.zeros((b, s), dtype=ir.DataType(val.dtype).numpy()) for nm, val in inputs.items()}
             feeds[mask_name] = keep.astype(ir.DataType(inputs[mask_name].dtype).numpy())
-            for nm, (val, shape_of) in shaped.items():
-                feeds[nm] = np.zeros(shape_of(b, s), dtype=ir.DataType(val.dtype or ir.DataType.FLOAT).numpy())
+            for nm, (val, sym) in shaped.items():
+                dims = tuple(b if d == "b" else s if d == "s" else int(d) for d in sym)
+                feeds[nm] = np.zeros(dims, dtype=ir.DataType(val.dtype or ir.DataType.FLOAT).numpy())
             try:
                 m = np.asarray(ev.run(None, feeds)[0])
             except Exception as e:  # noqa: BLE001
@@ -661,7 +684,24 @@ def plan_native(model: ir.Model, *, per_channel: bool = True) -> NativePlan:
             left.append((_name(node), p))
         elif p is not None:
             projections.append(p)
-    return NativePlan(attentions=attentions, projections=projections, left_fp32=left)
+    return NativePlan(attentions=attentions, projections=projections, embedding=_word_table(model, structure),
+                      left_fp32=left)
+
+
+def _word_table(model: ir.Model, structure) -> tuple[ir.TensorProtocol, list[ir.Node]] | None:
+    """The word embedding table (a constant fp32 [V, H]) when only row Gathers read it; else None (it stays
+    fp32: a tied output projection, say). Needs opset 13 (per-axis DequantizeLinear)."""
+    word = structure.embeddings.get("word")
+    if word is None or model.opset_imports.get("", 0) < 13:
+        return None
+    t = _float_matrix(word)
+    if t is None or word.producer() is not None or word in model.graph.outputs:
+        return None
+    gathers = _uses(word)
+    for g in gathers:
+        if g.op_type != "Gather" or g.domain not in _DEFAULT or g.inputs[0] is not word or _attr(g, "axis", 0) != 0:
+            return None
+    return (t, gathers) if gathers else None
 
 
 # ----------------------------------------------------------------------------------------- the edit
@@ -723,7 +763,7 @@ def _replace(graph: ir.Graph, names: _Names, old: ir.Value, new: ir.Value) -> No
 
 
 def apply_native(model: ir.Model, plan: NativePlan, *, per_channel: bool = True) -> dict:
-    """Write ``plan`` into ``model`` (in place; see the module doc). Returns counts for the pass's stats."""
+    """Write ``plan`` into ``model`` (in place; see the module doc). Returns the pass's stats (op counts)."""
     from onnx_ir.passes.common import RemoveUnusedNodesPass
 
     graph = model.graph
@@ -769,6 +809,18 @@ def apply_native(model: ir.Model, plan: NativePlan, *, per_channel: bool = True)
         dq = _node(names, "DynamicQuantizeMatMul", [p.node.inputs[0], w, s, None, p.bias], base, domain=MS)
         graph.insert_before(p.node, dq)
         _replace(graph, names, p.out, dq.outputs[0])
+    if plan.embedding is not None:
+        table, gathers = plan.embedding
+        w, s = _lazy_pair(graph, names, table.name or "word_embeddings", [(table, False)], per_channel)
+        for g in gathers:
+            g8 = _node(names, "Gather", [w, g.inputs[1]], g.name or "word_embeddings", axis=0)
+            dq_attrs = {"axis": -1} if per_channel else {}
+            dq = _node(names, "DequantizeLinear", [g8.outputs[0], s], g.name or "word_embeddings", **dq_attrs)
+            graph.insert_before(g, [g8, dq])
+            _replace(graph, names, g.outputs[0], dq.outputs[0])
     RemoveUnusedNodesPass()(model)
-    return {"QAttention": len(plan.attentions), "DynamicQuantizeMatMul": len(plan.projections),
-            "DynamicQuantizeLinear": len(plan.attentions)}
+    ops = {"QAttention": len(plan.attentions), "DynamicQuantizeMatMul": len(plan.projections),
+           "DynamicQuantizeLinear": len(plan.attentions)}
+    if plan.embedding is not None:
+        ops["DequantizeLinear"] = len(plan.embedding[1])
+    return {"quantized_ops": ops, "int8_word_embeddings": plan.embedding is not None}

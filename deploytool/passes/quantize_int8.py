@@ -276,9 +276,9 @@ class Int8QuantizePass(DeployPass):
 
         cfg = self.config
         plan = plan_native(model, per_channel=cfg.per_channel)  # raises NativeUnsupported; nothing edited yet
-        counts = apply_native(model, plan, per_channel=cfg.per_channel)
         stats: dict[str, Any] = {"mode": "dynamic", "per_channel": cfg.per_channel, "fusion": Fusion.ATTENTION.value,
-                                 "engine": Engine.NATIVE.value, "quantized_ops": counts}
+                                 "engine": Engine.NATIVE.value}
+        stats.update(apply_native(model, plan, per_channel=cfg.per_channel))
         skipped = [Skip(node, f"left in fp32 by the native int8 writer: {why}") for node, why in plan.left_fp32]
         return DeployPassResult(model, modified=True, stats=stats, skipped=skipped)
 

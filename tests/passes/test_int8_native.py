@@ -125,6 +125,14 @@ def test_native_weights_are_the_restated_rule(bert, tmp_path):
               and inits.get(n.input[1]) is not None and inits[n.input[1]].shape == w.shape
               and np.array_equal(inits[n.input[1]], codes))
     np.testing.assert_allclose(inits[dq.input[2]], scale, rtol=1e-7)
+    # the word embedding table: int8 per hidden feature, read by Gather -> DequantizeLinear
+    table = weight_array(st.embeddings["word"])
+    codes, scale = _reference_int8(table)
+    gather = next(n for n in out.graph.node if n.op_type == "Gather" and inits.get(n.input[0]) is not None
+                  and inits[n.input[0]].shape == table.shape)
+    assert inits[gather.input[0]].dtype == np.int8 and np.array_equal(inits[gather.input[0]], codes)
+    dql = next(n for n in out.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == gather.output[0])
+    np.testing.assert_allclose(inits[dql.input[1]], scale, rtol=1e-7)
 
 
 def test_padding_mask_reaches_qattention(tiny_onnx, tmp_path):
@@ -174,3 +182,58 @@ def test_engine_is_validated():
     with pytest.raises(ConfigError, match="engine"):
         Int8Config(engine="onnx")
     assert Int8Config(engine="NATIVE").engine.value == "native"
+
+
+def _hand_built(tmp_path, mask: str | None):
+    """The hand-built attention layer of deploytool.testing.graphs (constant Reshape shapes, input x),
+    with a mask term added to the scaled scores: ``padding`` = (1 - mask) * -10000 (BERT's), ``inverted`` =
+    mask * -10000 (masks the kept keys), ``positive`` = (1 - mask) * +10000; None: no mask."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from deploytool.testing.graphs import attention_layer_model
+
+    proto = attention_layer_model(hidden=16, heads=4, ffn=32)
+    g = proto.graph
+    if mask is not None:
+        g.input.append(helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]))
+        big = 10000.0 if mask == "positive" else -10000.0
+        g.initializer.extend([numpy_helper.from_array(np.array([1, 2], np.int64), "mask_axes"),
+                              numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+                              numpy_helper.from_array(np.array(big, np.float32), "big")])
+        kept = "mf" if mask == "inverted" else "inv"
+        extra = [helper.make_node("Unsqueeze", ["attention_mask", "mask_axes"], ["m4"], name="mask/Unsqueeze"),
+                 helper.make_node("Cast", ["m4"], ["mf"], name="mask/Cast", to=TensorProto.FLOAT),
+                 helper.make_node("Sub", ["one", "mf"], ["inv"], name="mask/Sub"),
+                 helper.make_node("Mul", [kept, "big"], ["mterm"], name="mask/Mul"),
+                 helper.make_node("Add", ["scaled", "mterm"], ["masked"], name="scores/mask")]
+        nodes = list(g.node)
+        at = next(i for i, n in enumerate(nodes) if n.op_type == "Softmax")
+        nodes[at].input[0] = "masked"
+        del g.node[:]
+        g.node.extend(nodes[:at] + extra + nodes[at:])
+    proto.ir_version = 9  # what ONNX Runtime reads
+    path = tmp_path / f"layer_{mask}.onnx"
+    onnx.save(proto, str(path))
+    return path
+
+
+@pytest.mark.parametrize("mask", [None, "padding"])
+def test_hand_built_layer(tmp_path, mask):
+    src = _hand_built(tmp_path, mask)
+    res = quantize_int8_file(src, tmp_path / "n.onnx", NATIVE)
+    assert res.stats["engine"] == "native", res.skipped
+    q = next(n for n in onnx.load(str(tmp_path / "n.onnx")).graph.node if n.op_type == "QAttention")
+    assert (len(q.input) > 5 and q.input[5] != "") == (mask is not None)  # the mask reaches QAttention
+    rng = np.random.default_rng(1)
+    feeds = {"x": rng.standard_normal((2, 6, 16)).astype(np.float32)}
+    if mask is not None:
+        feeds["attention_mask"] = np.array([[1] * 6, [1, 1, 1, 0, 0, 0]], np.int64)
+    assert _cos(_out(tmp_path / "n.onnx", feeds), _out(src, feeds)) > 0.99
+
+
+@pytest.mark.parametrize("mask", ["inverted", "positive"])
+def test_a_mask_that_is_not_padding_falls_back(tmp_path, mask):
+    src = _hand_built(tmp_path, mask)
+    res = quantize_int8_file(src, tmp_path / "n.onnx", NATIVE, verify=False)
+    assert res.stats["engine"] == "ort"
+    assert any(s.node == "engine" and "not the padding mask" in s.reason for s in res.skipped), res.skipped
