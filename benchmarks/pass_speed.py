@@ -14,6 +14,10 @@ its own whose peak is reported beside the pass's (``gate_peak_rss_bytes``), neve
 chained ``slice`` then ``pack`` (two processes, the second on the first's output) against the sum of
 the two single passes.
 
+``--passes int8-native,int8-ort`` adds rows for the int8 pass with each engine
+(``Int8Config(engine=...)``: deploytool's streaming writer, ORT's optimizer + quantizer); they run only
+when named.
+
 Goals (issue #17 item 1): each pass's process wall <= 8x the copy, its peak RSS <= 1.5x the file, the
 chain within the sum of its parts. The JSON says for each whether it holds and by how much.
 

@@ -100,9 +100,10 @@ class Int8Config:
     num_heads: Integer(0, what="0 = detect") = 0  # 0: from metadata / detected by ORT
     hidden_size: Integer(0, what="0 = detect") = 0
     # native: the streaming writer (dynamic, per-channel or per-tensor, fusion=attention); anything it does not
-    # recognise (static, fusion mha/none, bias_gelu, static_reshape, num_heads/hidden_size given, a graph it
-    # cannot read) falls back to ORT's quantizer with a Skip saying why
-    engine: OneOf(Engine) = Engine.ORT
+    # take (static, fusion mha/none, bias_gelu, skip_layernorm, static_reshape, num_heads/hidden_size given, a
+    # graph it cannot read) falls back to ORT's quantizer with a Skip saying why. Default native: as fast as
+    # the ORT path and as accurate on MiniLM (benchmarks/results/int8_bench_native.json), streamed
+    engine: OneOf(Engine) = Engine.NATIVE
 
     def __post_init__(self) -> None:
         if self.static and not self.calib:
@@ -395,6 +396,8 @@ def _native_refusal(cfg: Int8Config) -> str | None:
         return f"fusion={cfg.fusion.value} is ORT's graph (the native writer fuses attention)"
     if cfg.bias_gelu:
         return "bias_gelu is ORT's BiasGelu fusion"
+    if cfg.skip_layernorm:
+        return "skip_layernorm is ORT's SkipLayerNormalization fusion"
     if cfg.static_reshape:
         return "static_reshape rewrites ORT's unfused graph"
     if cfg.num_heads or cfg.hidden_size:
