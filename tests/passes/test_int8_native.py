@@ -237,3 +237,23 @@ def test_a_mask_that_is_not_padding_falls_back(tmp_path, mask):
     res = quantize_int8_file(src, tmp_path / "n.onnx", NATIVE, verify=False)
     assert res.stats["engine"] == "ort"
     assert any(s.node == "engine" and "not the padding mask" in s.reason for s in res.skipped), res.skipped
+
+
+def test_external_data_in_and_out(bert, tmp_path, monkeypatch):
+    """An input with external data, and an output over the (lowered) size limit: one data file beside the
+    output, the same numbers as from the single-file input."""
+    from deploytool import onnx_io
+
+    quantize_int8_file(bert, tmp_path / "small.onnx", NATIVE)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    onnx.save_model(onnx.load(str(bert)), str(folder / "model.onnx"), save_as_external_data=True,
+                    location="model.onnx.data", size_threshold=1024)
+    monkeypatch.setattr(onnx_io, "EXTERNAL_DATA_BYTES", 0)
+    res = quantize_int8_file(folder / "model.onnx", tmp_path / "big.onnx", NATIVE)
+    assert res.stats["engine"] == "native" and res.gate.verified
+    proto = onnx.load(str(tmp_path / "big.onnx"), load_external_data=False)
+    locations = {e.value for t in proto.graph.initializer for e in t.external_data if e.key == "location"}
+    assert len(locations) == 1 and (tmp_path / locations.pop()).is_file()
+    feeds = fixed_inputs(vocab=100, lengths=(8, 5))
+    np.testing.assert_array_equal(_out(tmp_path / "big.onnx", feeds), _out(tmp_path / "small.onnx", feeds))
