@@ -39,10 +39,12 @@ at 128: the remaining time is in kernels every file shares (the int8 GEMMs run t
 the attention core, Gelu, LayerNorm); what is left to remove is optimum's SkipLayerNormalization,
 its int8 attention-score MatMuls and its extra nodes. Results file: benchmarks/results/int8_bench.json.
 
-Engine (``engine``): ``native`` writes the default recipe (dynamic, fusion=attention) itself, streamed,
-without ORT's optimizer or quantizer (:mod:`deploytool.passes.int8_native`: one QAttention per layer, the
-other projections DynamicQuantizeMatMul, embeddings fp32); a config or graph it does not take goes to
-ORT's path (``ort``) with a Skip saying why.
+Engine (``engine``, default ``native``): ``native`` writes the default recipe (dynamic, fusion=attention)
+itself, streamed, without ORT's optimizer or quantizer (:mod:`deploytool.passes.int8_native`: one
+QAttention per layer, the other projections DynamicQuantizeMatMul, the word embeddings int8); a config or
+graph it does not take goes to ORT's path (``ort``, what the figures above measure) with a Skip saying
+why. Native measured as fast and as accurate as ORT's path on MiniLM and 8x faster to write a BERT-base
+at 0.56x the file's memory (figures in :mod:`deploytool.passes.int8_native`).
 """
 
 from __future__ import annotations

@@ -257,3 +257,30 @@ def test_external_data_in_and_out(bert, tmp_path, monkeypatch):
     assert len(locations) == 1 and (tmp_path / locations.pop()).is_file()
     feeds = fixed_inputs(vocab=100, lengths=(8, 5))
     np.testing.assert_array_equal(_out(tmp_path / "big.onnx", feeds), _out(tmp_path / "small.onnx", feeds))
+
+
+@pytest.mark.parametrize("name", ["bert", "bert-idsonly"])
+def test_sdpa_export_scales_taken_from_shapes(tmp_path, name):
+    """transformers' default attention (SDPA) exported by TorchScript scales Q and K by Sqrt(1/Sqrt(head size))
+    computed from Shape at run time (and, without a mask input, adds a mask of ones made from shapes): the
+    writer evaluates those from the attention's shapes and still writes QAttention."""
+    from deploytool.testing import conformance as C
+
+    case = C.MODEL_BY_NAME[name]
+    src = C.export(case, "torchscript-17", tmp_path / "sdpa")
+    assert _ops(src)["Sqrt"] >= 2 * case_layers(src)  # the run-time scales are there
+    res = quantize_int8_file(src, tmp_path / "n.onnx", NATIVE)
+    assert res.stats["engine"] == "native", res.skipped
+    ops = _ops(tmp_path / "n.onnx")
+    assert ops["QAttention"] == case_layers(src) and ops["Softmax"] == 0
+    q = next(n for n in onnx.load(str(tmp_path / "n.onnx")).graph.node if n.op_type == "QAttention")
+    assert not any(a.name == "scale" for a in q.attribute)  # the product is 1/sqrt(head size), QAttention's own
+    assert (len(q.input) > 5 and q.input[5] != "") == (name == "bert")
+    feeds = C.feeds(case)
+    got, ref = run_onnx(tmp_path / "n.onnx", feeds), run_onnx(src, feeds)
+    for k in ref:
+        assert _cos(got[k], ref[k]) > 0.99, k
+
+
+def case_layers(path) -> int:
+    return sum(n.op_type == "Softmax" for n in onnx.load(str(path)).graph.node)
