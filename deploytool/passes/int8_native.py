@@ -34,10 +34,13 @@ What it recognises (else :class:`NativeUnsupported` says where and why, and the 
 to ORT's quantizer): an unfused encoder (:func:`deploytool.graph.find_structure`) whose every layer
 has separate Q/K/V projections as wide as the hidden state, all reading one value, no per-head score
 bias, Q and K reshaped to ``[B, S, H, d]`` and transposed ``(0, 2, 1, 3)`` / ``(0, 2, 3, 1)``, V
-``(0, 2, 1, 3)``, constant scalar score scales, a padding mask that a probe (ONNX's reference evaluator
-on the mask's own subgraph, two padded batches) shows to be "0 where ``attention_mask`` is 1, at most
--1e4 where it is 0" (an added mask, or a ``Where`` fill), and a context transposed back ``(0, 2, 1, 3)``
-and reshaped. No intermediate of the attention may be read outside it.
+``(0, 2, 1, 3)``, scalar score scales that are constants or computed from shapes only (SDPA exports scale
+Q and K by ``Sqrt(1 / Sqrt(head_size))`` taken from ``Shape``: a probe evaluates them on two input shapes,
+feeding the attention's activations as zeros of their known shapes), a padding mask that such a probe
+(ONNX's reference evaluator on the mask's own subgraph, two padded batches) shows to be "0 where
+``attention_mask`` is 1, at most -1e4 where it is 0" (an added mask, or a ``Where`` fill; a term that reads
+no input and masks nothing is no mask), and a context transposed back ``(0, 2, 1, 3)`` and reshaped.
+No intermediate of the attention may be read outside it.
 
 Measured (Intel Xeon, Emerald Rapids, AVX-512 VNNI and AMX, 2 vCPU shared with other jobs):
 ``benchmarks/results/int8_bench_native.json`` (MiniLM, batch 1, 1 thread, three interleaved rounds at load
@@ -661,7 +664,8 @@ class _Planner:
                 try:
                     m = np.asarray(ev.run(None, self._feeds(inputs, shaped, b, s))[0])
                 except Exception as e:  # noqa: BLE001
-                    raise NativeUnsupported(f"{where}: the mask's subgraph fails on a probe ({type(e).__name__})") from e
+                    raise NativeUnsupported(f"{where}: the mask's subgraph fails on a probe "
+                                            f"({type(e).__name__})") from e
                 empty = not m.any() if kind == "add" else bool(np.all(m.astype(bool) == (kind == "where_keep_true")))
                 if not empty:
                     raise NativeUnsupported(f"{where}: a score term that reads no input masks some keys")
