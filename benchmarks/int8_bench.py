@@ -11,12 +11,13 @@ What is compared (all timed interleaved, run by run, in one clean worker without
 - ``optimum``: the reference above (all 48 MatMuls quantized, no graph fusion first).
 - ``ort_quantize_dynamic``: ORT's own ``quantize_dynamic`` (per channel, int8 weights) on our export,
   nothing else.
-- ``ours``: the default ``Int8Config()``: ORT's transformer fusion first (Attention ->
-  ``QAttention``, EmbedLayerNormalization -> ``QEmbedLayerNormalization``), the FFN bias left in the
-  GEMM instead of ``BiasGelu``, residual Add feeding LayerNorm written as Sum.
+- ``ours``: the default ``Int8Config()``: the native engine since 2026-12-02 (the graph of ``ours_native``);
+  results files written before that measured ORT's path under this name (now ``ours_ort``).
 - ``ours_native``: ``Int8Config(engine="native")``: deploytool's own streaming writer (one QAttention per
-  layer, every other projection DynamicQuantizeMatMul, embeddings fp32; no ORT optimizer or quantizer).
-- ``ours_ort``: ``Int8Config(engine="ort")``: the ORT path, named explicitly.
+  layer, every other projection DynamicQuantizeMatMul, word embeddings int8; no ORT optimizer or quantizer).
+- ``ours_ort``: ``Int8Config(engine="ort")``: ORT's transformer fusion first (Attention -> ``QAttention``,
+  EmbedLayerNormalization -> ``QEmbedLayerNormalization``), the FFN bias left in the GEMM instead of
+  ``BiasGelu``, residual Add feeding LayerNorm written as Sum. The variants below go to ORT's path too.
 - ``ours_bias_gelu``: the same with ``bias_gelu=True`` (the former ``fusion="attention"``).
 - ``ours_unfused``: ``fusion="none"`` (the former default: weight MatMuls only; Q/K/V share one
   DynamicQuantizeLinear, as quantize_dynamic does).
