@@ -284,3 +284,15 @@ def test_sdpa_export_scales_taken_from_shapes(tmp_path, name):
 
 def case_layers(path) -> int:
     return sum(n.op_type == "Softmax" for n in onnx.load(str(path)).graph.node)
+
+
+def test_per_tensor_scales(bert, tmp_path):
+    res = quantize_int8_file(bert, tmp_path / "t.onnx", Int8Config(engine="native", per_channel=False))
+    assert res.stats["engine"] == "native" and res.stats["per_channel"] is False
+    out = onnx.load(str(tmp_path / "t.onnx"))
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in out.graph.initializer}
+    scales = [inits[n.input[4]] for n in out.graph.node if n.op_type == "QAttention"]
+    scales += [inits[n.input[2]] for n in out.graph.node if n.op_type == "DynamicQuantizeMatMul"]
+    assert scales and all(s.size == 1 for s in scales)
+    feeds = fixed_inputs(vocab=100, lengths=(8, 5, 3))
+    assert _cos(_out(tmp_path / "t.onnx", feeds), _out(bert, feeds)) > 0.98
