@@ -48,9 +48,9 @@ average 5.3-5.6): 0.71-0.73 of optimum's ORTQuantizer latency at 8 tokens and 0.
 in the same rounds 0.72-0.80 and 0.78-0.81; a second run at load 7.5-7.8, ``int8_bench_native_run2.json``:
 0.72-0.90 and 0.75-0.83 against 0.75-0.82 and 0.75-0.79, equal within that noise); Rotten Tomatoes test
 accuracy 77.44% (ORT's path 77.21%, optimum 77.13%, fp32 77.52%), embedding cosine to fp32 0.9897 (0.9895).
-``pass_speed_int8_engines.json`` (BERT-base shape, 436 MB, load 1.5-3.9): 4.4 s with the gate, 1.85 s without, peak RSS 0.56x the file;
-ORT's path 34.7 s at 6.67x. ``int8_layout.json``: ORT runs DynamicQuantizeMatMul and quantize_dynamic's
-MatMulInteger layout as the same fused kernel, in the same time.
+``pass_speed_int8_engines.json`` (BERT-base shape, 436 MB, load 1.5-3.9): 4.4 s with the gate, 1.85 s
+without, peak RSS 0.56x the file; ORT's path 34.7 s at 6.67x. ``int8_layout.json``: ORT runs
+DynamicQuantizeMatMul and quantize_dynamic's MatMulInteger layout as the same fused kernel, in the same time.
 """
 
 from __future__ import annotations
