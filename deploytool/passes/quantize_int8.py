@@ -266,12 +266,15 @@ class Int8QuantizePass(DeployPass):
             from deploytool.passes.int8_native import NativeUnsupported
 
             why = _native_refusal(self.config)
-            if why is None:
-                try:
-                    return self._call_native(model)
-                except NativeUnsupported as e:
-                    why = str(e)
-            skipped.append(Skip("engine", f"native int8 writer: {why}; quantized by ORT's quantizer instead"))
+            if why is not None:
+                # an option only ORT's path has was asked for: not a skip, what the user chose
+                result = self._call_ort(model, skipped)
+                result.stats["engine_note"] = f"{why}: written by ORT's path"
+                return result
+            try:
+                return self._call_native(model)
+            except NativeUnsupported as e:
+                skipped.append(Skip("engine", f"native int8 writer: {e}; quantized by ORT's quantizer instead"))
         return self._call_ort(model, skipped)
 
     def _call_native(self, model: ir.Model) -> DeployPassResult:
