@@ -8,7 +8,7 @@ PyTorch references). Each cell is "equal" (max |diff| <= 1e-4 on every output, p
 "close" (int8 within its tolerance of fp32), "refused: reason", "n/a: reason" (the exporter or ORT's
 optimizer itself failed) or "FAILED". Writes the JSON (machine, load, date, every cell) and a
 Markdown table beside it (``conformance.md``) that the README quotes. ``--quick`` is the part CI
-runs (tests/test_conformance.py): BERT and MPNet, optimum and TorchScript, optimizer off and 99.
+runs (tests/e2e/test_conformance.py): BERT and MPNet, optimum and TorchScript, optimizer off and 99.
 Goal: 0 FAILED, at least 90% of the applicable cells equal.
 """
 

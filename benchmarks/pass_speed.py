@@ -22,6 +22,10 @@ thread, one run on the gate's batch) under other session options, each 3 times i
 creation, run, peak RSS, outputs equal to the default's); and ``imports``, ``python -X importtime`` of
 what a pass process imports (the pass table; ``deploytool slice --help``), by top-level package.
 
+``--passes int8-native,int8-ort`` adds rows for the int8 pass with each engine
+(``Int8Config(engine=...)``: deploytool's streaming writer, ORT's optimizer + quantizer); they run only
+when named.
+
 Goals (issue #17 item 1): each pass's process wall <= 8x the copy, its peak RSS <= 1.5x the file, the
 chain within the sum of its parts. The JSON says for each whether it holds and by how much.
 
@@ -51,6 +55,8 @@ REPO = ROOT.parent
 RESULTS = ROOT / "results" / "pass_speed.json"
 
 PASSES = ("slice", "prune-heads", "prune-ffn", "reorder", "int8", "fp16", "pack")
+# rows run only when named in --passes: the int8 pass with each engine (deploytool's streaming writer, ORT's)
+OPTIONAL = ("int8-native", "int8-ort")
 HEADS = {0: [0, 1], 5: [3], 11: [11]}
 TIME_GOAL = 8.0  # process wall over the copy time
 RSS_GOAL = 1.5  # peak RSS over the input file
@@ -71,6 +77,8 @@ def _config(name: str):
         "prune-ffn": lambda: FFNPruneConfig(keep=0.5),
         "reorder": lambda: ReorderConfig(),
         "int8": lambda: Int8Config(),
+        "int8-native": lambda: Int8Config(engine="native"),
+        "int8-ort": lambda: Int8Config(engine="ort"),
         "fp16": lambda: Fp16Config(check_host=False),
         "pack": lambda: PackConfig(weights="ternary"),
     }[name]()
@@ -82,6 +90,8 @@ CONFIG_TEXT = {
     "prune-ffn": "FFNPruneConfig(keep=0.5)",
     "reorder": "ReorderConfig()  # weight magnitude",
     "int8": "Int8Config()",
+    "int8-native": "Int8Config(engine='native')",
+    "int8-ort": "Int8Config(engine='ort')",
     "fp16": "Fp16Config(check_host=False)",
     "pack": "PackConfig(weights='ternary')  # runtime speed: INT2, opset 17 -> 25",
 }
@@ -136,7 +146,7 @@ def worker_pass(spec: dict) -> dict:
         return {"ok": False, "error": f"{type(e).__name__}: {' '.join(str(e).split())[:400]}",
                 "peak_rss_bytes": _peak_rss()}
     seconds = time.perf_counter() - t0
-    keep = ("bytes_before", "bytes_after", "verified", "verify_s", "gate_process", "gate_peak_rss_bytes",
+    keep = ("bytes_before", "bytes_after", "verified", "verify_s", "gate_process", "gate_peak_rss_bytes", "engine",
             "gate_reference_reused",
             "opset", "weights_packed", "bits_per_weight", "runtime", "heads_after", "neurons_after")
     return {"ok": True, "pass_s": round(seconds, 2), "imports_s": round(t0 - t_import, 2),
@@ -363,9 +373,9 @@ def main() -> None:
         print(json.dumps(WORKERS[kind](json.loads(spec))), flush=True)
         return
     passes = [p for p in args.passes.split(",") if p]
-    unknown = [p for p in passes if p not in PASSES]
+    unknown = [p for p in passes if p not in PASSES + OPTIONAL]
     if unknown:
-        raise SystemExit(f"unknown pass(es) {unknown}; choose from {', '.join(PASSES)}")
+        raise SystemExit(f"unknown pass(es) {unknown}; choose from {', '.join(PASSES + OPTIONAL)}")
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="pass_speed-"))
     work.mkdir(parents=True, exist_ok=True)
 

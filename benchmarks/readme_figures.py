@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import textwrap
@@ -137,7 +138,7 @@ def render_measured(results: Path) -> str:
             f"embedding cosine {i8['cos']:.4f} ({i8['cos_opt']:.4f}). See [Performance](#performance).")
 
     proof = ("- **Structured pruning proof** (a test, not a results file): the seeded sweep "
-             "(`tests/test_slice_sweep.py`, BERT, RoBERTa, DistilBERT, ELECTRA bases; TorchScript, dynamo, optimum "
+             "(`tests/passes/test_slice_sweep.py`, BERT, RoBERTa, DistilBERT, ELECTRA bases; TorchScript, dynamo, optimum "
              "and ORT-fused graphs) compares every case with transformers' own `prune_heads`, a PyTorch DynaBERT "
              "slice restated from DynaBERT's code, or `nn.Linear` surgery within 1e-4, and fails below its minimum "
              "of compared cases; reorder (outputs unchanged) and refusal cases are counted apart. The conformance "
@@ -192,13 +193,18 @@ def render_performance(results: Path) -> str:
     return "\n".join([_wrap(head), "", *tables])
 
 
+def _nbits_ratios(pk: dict) -> dict[int, list[float]]:
+    """Sequence length -> paired latency ratios 2-bit MatMulNBits / int8 kernels (ternary and binary, every model)."""
+    nbr = {(m, int(s)): row for m, md in pk["models"].items() for s, row in md.get("nbits_vs_int8", {}).items()}
+    return {s: [row[k]["paired_ratio_to_int8"] for (m, ss), row in nbr.items() if ss == s
+                for k in ("nbits2_ternary", "nbits2_binary") if "paired_ratio_to_int8" in row.get(k, {})]
+            for s in sorted({s for _, s in nbr})}
+
+
 def render_reading(results: Path) -> str:
     i8 = _int8_facts(results)
     pk = _load(results, "pack_bench.json")
-    nbr = {(m, int(s)): row for m, md in pk["models"].items() for s, row in md.get("nbits_vs_int8", {}).items()}
-    ratios = {s: [row[k]["paired_ratio_to_int8"] for (m, ss), row in nbr.items() if ss == s
-                  for k in ("nbits2_ternary", "nbits2_binary") if "paired_ratio_to_int8" in row.get(k, {})]
-              for s in {s for _, s in nbr}}
+    ratios = _nbits_ratios(pk)
     short, mid, long_ = sorted(ratios)
     v = pk["models"]["bert-base"]["variants"]
     acc = pk["accuracy_rotten_tomatoes_test"]
@@ -364,10 +370,10 @@ def render_tws(results: Path) -> str:
     teacher = next(r for r in t["rows"] if r["name"].startswith("teacher"))["accuracy"]
     plain = next(r for r in t["rows"] if r["name"].startswith("binary QAT ("))["accuracy"]
     onnx = {r["file"]: r for r in t.get("onnx", []) if "file" in r}
-    parts = [f"Same budget as plain binary QAT (one epoch of the training split, {w['steps']} steps: "
+    parts = [f"Same budget as plain binary QAT ({_epochs(t['schedule_settings']['qat_epochs'])} of the training split, {w['steps']} steps: "
              f"{w['stages']['ternary']['steps']} ternary at width {w['width']:g}, {w['heads_per_layer'][0]} heads and "
              f"FFN {w['ffn_size']} per layer, then {w['stages']['binary']['steps']} binary after the split): "
-             f"**{w['test']['accuracy']:.2f}%** on the 1,281 test reviews ({100 * w['test']['accuracy'] / teacher:.1f}% "
+             f"**{w['test']['accuracy']:.2f}%** on the {w['test']['n']:,} test reviews ({100 * w['test']['accuracy'] / teacher:.1f}% "
              f"of the teacher; plain binary {plain:.2f}%, {100 * plain / teacher:.1f}%)."]
     v = w.get("vs_plain_binary")
     if v:
@@ -385,6 +391,202 @@ def render_tws(results: Path) -> str:
                      f"binary's {bs['bytes'] / 1e6:.1f} MB (both planes of the word embeddings: 2 bits a value), and "
                      f"gives {sp['accuracy']:.2f}% against PyTorch's {sp['pytorch']:.2f}%.")
     return " ".join(parts)
+
+
+# the standard schedule's time goal (benchmarks/train_bench.py: "at most 60 minutes on 2 quiet cores"): a goal,
+# not a measurement; the time itself comes from the results file
+TRAIN_GOAL_MIN = {"standard": 60}
+
+
+def _epochs(n) -> str:
+    return f"{n:g} epoch{'' if n == 1 else 's'}"
+
+
+def render_training_setup(results: Path) -> str:
+    """The sentence above the training table: what the run trained, on what, where and when."""
+    t = _load(results, "train_bench_standard.json")
+    s, ds = t["schedule_settings"], t["dataset"]["sizes"]
+
+    def on(n_examples, split: str = "train") -> str:
+        return "the whole split" if n_examples is None else f"the first {n_examples:,} of its {ds[split]:,} examples"
+
+    per_epoch = [e["dev_accuracy"] for e in t["teacher"]["train"].get("per_epoch") or []]
+    dev = ""
+    if per_epoch:
+        trend = "" if len(per_epoch) < 2 else (": the last epoch did not improve it"
+                                               if per_epoch[-1] <= max(per_epoch[:-1]) else ": still improving")
+        dev = f" (dev {', '.join(f'{a:.1f}' for a in per_epoch)}% after each{trend})"
+    teacher_on = (f"all {ds['train']:,} training reviews" if s["teacher_examples"] is None
+                  else f"{s['teacher_examples']:,} of the {ds['train']:,} training reviews")
+    width, depth = s["width_epochs"], s["depth_epochs"]
+    stages = f"{_epochs(width)} each" if width == depth else f"{_epochs(width)} and {_epochs(depth)}"
+    test = f"the whole {ds['test']:,}-review test split" if s["test_examples"] is None else \
+        f"the first {s['test_examples']:,} reviews of the test split"
+    text = (f"Measured by `benchmarks/train_bench.py --schedule {t['schedule']}` (results in "
+            f"`{SRC}/train_bench_{t['schedule']}.{{json,md}}`, {_date(t.get('date'))}, {t.get('machine', 'machine not recorded')}): "
+            f"the teacher on {teacher_on} for {_epochs(s['teacher_epochs'])}{dev}, DynaBERT's width then depth stage on "
+            f"{on(s['dyn_examples'])} ({stages}), ternary and binary QAT on {on(s['qat_examples'])} "
+            f"({_epochs(s['qat_epochs'])} each), every accuracy on {test} with its 95% interval:")
+    return _wrap(text)
+
+
+def _stage_seconds(t: dict) -> list[tuple[str, float]]:
+    """(stage, training seconds) from the rows: teacher, DynaBERT (both stages), each QAT."""
+    out = []
+    for r in t["rows"]:
+        name = ("teacher" if r["name"].startswith("teacher") else "DynaBERT" if r["name"].startswith("DynaBERT")
+                else "binary TWS" if "splitting" in r["name"] else r["name"].split(" QAT")[0] + " QAT")
+        if r.get("seconds") is not None and name not in dict(out):
+            out.append((name, r["seconds"]))
+    return out
+
+
+def render_training_notes(results: Path) -> str:
+    """The paragraph under the training table: the whole grid, ONNX against PyTorch, and the time."""
+    t = _load(results, "train_bench_standard.json")
+    teacher = next(r for r in t["rows"] if r["name"].startswith("teacher"))["accuracy"]
+    grid = [100 * g["accuracy"] / teacher for g in t["dynabert_test"]]
+    ok = [r for r in t.get("onnx", []) if "error" not in r]
+    failed = [r["name"] for r in t.get("onnx", []) if "error" in r]
+    sliced = [r["accuracy"] - r["pytorch"] for r in ok if "sliced" in r["name"]]
+    packed = {rt: [(r["file"].rsplit("_", 1)[0], r["accuracy"] - r["pytorch"]) for r in ok
+                   if r.get("file", "").endswith(f"_{rt}.onnx")] for rt in ("speed", "memory")}
+    parts = [f"All {len(grid)} (width, depth) cells are in the results file ({_span(grid, '{:.1f}')}% of the teacher)"]
+    if sliced:
+        same = max(abs(x) for x in sliced)
+        parts.append("the sliced ONNX models give the PyTorch sub-networks' accuracy "
+                     + ("exactly" if same == 0 else f"within {same:.2f} points"))
+    if packed["speed"] or packed["memory"]:
+        worst = max(abs(x) for v in packed.values() for _, x in v)
+        bound = math.ceil(worst * 10 - 1e-9) / 10
+
+        def diffs(v):
+            return ", ".join(f"{x:+.2f} ({m.replace('binary_tws', 'binary TWS')})" for m, x in v)
+
+        parts.append(f"the packed ternary/binary models are within {bound:.1f} points of PyTorch in both runtimes: "
+                     f"`speed` (int8 activations, as QAT trains them) {diffs(packed['speed'])}, `memory` at accuracy "
+                     f"level 0 {diffs(packed['memory'])}")
+    text = "; ".join(parts) + "."
+    if failed:
+        text += f" Not measured (the export or pack failed, as the file records): {', '.join(failed)}."
+    stages = _stage_seconds(t)
+    spent = ", ".join(f"{name} {sec:,.0f} s" for name, sec in stages)
+    goal = TRAIN_GOAL_MIN.get(t["schedule"])
+    m = re.search(r"load avg ([\d.]+) at start, ([\d.]+) at end", t.get("machine", ""))
+    load = f"load average {m[1]} at the start and {m[2]} at the end" if m else "load not recorded"
+    if t.get("reused_stages"):
+        text += (f" Time: this file does not time the schedule as a whole: its stages "
+                 f"({', '.join(t['reused_stages'])}) were trained by earlier runs in the same working folder and "
+                 f"reused, under other load (the file's notes say when); each stage's own training time: {spent}.")
+    else:
+        total = t["total_seconds"]
+        verdict = "" if goal is None else (f": {'within' if total <= 60 * goal else 'over'} the schedule's "
+                                           f"{goal}-minute goal")
+        text += (f" Time: the whole run took {total / 60:.1f} min wall-clock ({total:,.0f} s, {load}){verdict}; "
+                 f"training: {spent}; the rest is evaluation, export and packing.")
+    return _wrap(text)
+
+
+_MODEL_NAMES = {"minilm": "MiniLM", "bert-base": "BERT-base"}
+
+
+def render_fit_runtime(results: Path) -> str:
+    """Which pack runtime ``fit`` gives ternary/binary candidates, with the measurements behind it (pack_bench.json)."""
+    pk = _load(results, "pack_bench.json")
+    ratios = _nbits_ratios(pk)
+    short, longer = min(ratios), sorted(s for s in ratios if s != min(ratios))
+    rest = [x for s in longer for x in ratios[s]]
+    models = " and ".join(_MODEL_NAMES.get(m, m) for m in pk["models"] if pk["models"][m].get("nbits_vs_int8"))
+    won = "beat" if max(ratios[short]) < 1 else "did not always beat"
+    text = ("Ternary/binary candidates are packed for the runtime measured fastest (`fit.pack_runtime`): 2-bit "
+            f"`MatMulNBits` (`--runtime memory`) at {short} token{'' if short == 1 else 's'} on x86, where it {won} int8 "
+            f"kernels in `pack_bench.json` ({models}, paired ratio {_span(ratios[short])}), int8 kernels (`speed`) at "
+            f"{longer[0]} tokens and more ({_span(rest, '{:.1f}')}x faster than 2-bit) and on every "
+            "aarch64 device (only QEMU correctness is known there); each candidate in `best.onnx.fit.json` says which "
+            "and why. The report shows the file `fit` chose; it does not choose runtimes itself.")
+    return _wrap(text)
+
+
+def render_published_devices(results: Path) -> str:
+    """Bolt's published figures against the projections, from published_devices.json."""
+    d = _load(results, "published_devices.json")
+    rows = [r for r in d["rows"] if r.get("implied_over_peak") is not None]
+    socs = " and ".join(dict.fromkeys(r["soc"] for r in rows))
+    cores = " and ".join(dict.fromkeys(r["core"] for r in rows))
+    engine = " and ".join(dict.fromkeys(r["engine"].split()[0] for r in rows))
+    shape = d["model_assumed"]["name"].split(" (")[0]
+    over = [r["implied_over_peak"] for r in rows]
+    gap = [r["host_efficiencies_over_published"] for r in rows]
+    smaller = f", so {engine}'s model must be smaller than that shape" if min(over) > 1 else ""
+    text = (f"`benchmarks/published_devices.py` puts {engine}'s published TinyBERT figures on the {socs} beside the "
+            f"projections (`{SRC}/published_devices.json`, {_date(d.get('created_utc'))}; {engine} is not ONNX Runtime, "
+            f"and the figures imply {_span(over, '{:.1f}')}x the {cores}'s peak at the assumed {shape} shape{smaller}: "
+            f"the {_span(gap, '{:.1f}')}x gap to the host-efficiency projection is not a measure of the cost model).")
+    return _wrap(text)
+
+
+def render_big_models(results: Path) -> str:
+    """Every pass on files over 2 GB, from big_models.json (XLM-R-large from its re-run when that file is there)."""
+    b = _load(results, "big_models.json")
+    rerun = results / "big_models_xlmr_rerun.json"
+    rr = json.loads(rerun.read_text()) if rerun.exists() else None
+
+    def steps(d: dict, model: str) -> dict:
+        return {r["step"]: r for r in d["table"] if r["model"] == model}
+
+    bl, xl = steps(b, "bert-large"), steps(rr or b, "xlmr-large")
+    sb, sx = b["results"]["bert-large"]["shape"], b["results"]["xlmr-large"]["shape"]
+    files = b["results"]["xlmr-large"]["export"].get("data_files")
+
+    def streaming(t: dict) -> list[dict]:
+        return [r for s, r in t.items() if s not in ("export", "int8") and r.get("rss_over_input") is not None]
+
+    equal = [t[s]["max_diff"] for t in (bl, xl) for s in ("slice", "prune-heads", "prune-ffn", "reorder") if s in t]
+    gate = [r["gate_rss_over_input"] for t in (bl, xl) for r in t.values() if r.get("gate_rss_over_input") is not None]
+    loads = [r["load1"] for r in b["table"] if r.get("load1") is not None]
+    ok = all(r.get("ok") and r.get("verified") for t in (bl, xl) for s, r in t.items() if s != "export")
+    text = (f"**Files over 2 GB** (`benchmarks/big_models.py`, `{SRC}/big_models.json`, {_date(b['created_utc'])}, "
+            f"{b['host']['cpu_model']} while other jobs shared it, {_load_span(loads)}): a BERT-large shape "
+            f"({sb['layers']}x{sb['hidden']}, {bl['export']['output_mb'] / 1000:.2f} GB) and an XLM-R-large shape (vocab "
+            f"{sx['vocab']:,}, {xl['export']['output_mb'] / 1000:.2f} GB"
+            + (f", external data in {files} files from `torch.onnx.export`" if files else "")
+            + ") go through every pass: slice, prune-heads, prune-ffn, reorder, pack (memory, exact, and speed with "
+            f"its opset 17 -> 25 upgrade), int8 and fp16, each {'verified by the gate' if ok else 'run through the gate'}; "
+            f"slice, prune and reorder outputs equal the PyTorch references within {_sci(max(equal))}, outputs over 1.8 GB "
+            "of weights are written with their own external-data file. The passes stream their weights (see \"Passes "
+            "at file speed\" below): peak memory of the pass's process is "
+            f"{_span([r['rss_over_input'] for r in streaming(bl)])}x the input file on BERT-large "
+            f"({_span([r['peak_rss_gb'] for r in streaming(bl)])} GB) and "
+            f"{_span([r['rss_over_input'] for r in streaming(xl)])}x on XLM-R-large "
+            f"({_span([r['peak_rss_gb'] for r in streaming(xl)])} GB")
+    if rr:
+        rl = [r["load1"] for r in rr["table"] if r.get("load1") is not None]
+        text += (f"; re-run after the last two memory fixes, `{SRC}/{rerun.name}`, {_date(rr['created_utc'])} "
+                 f"{rr['created_utc'][11:16]} UTC, {_load_span(rl)}")
+    text += ")"
+    i8 = [t["int8"] for t in (bl, xl) if "int8" in t]
+    if i8:
+        text += (", except int8: " + " and ".join(f"{r['rss_over_input']:.1f}x ({r['peak_rss_gb']:.2f} GB)" for r in i8)
+                 + ", ONNX Runtime's quantizer holding the fp32 model in memory")
+    text += f". The gate's own process peaks at {_span(gate)}x the input."
+    # the XLM-R rows come from the re-run when it is there: so do its differences from the references
+    off = ([x for x in b.get("not_equal_to_reference", []) if not rr or x["model"] != "xlmr-large"]
+           + (rr or {}).get("not_equal_to_reference", []))
+    for x in off:
+        c = x["check"]
+        text += (f" {x['model']} {x['step']} differs from its reference by {_sci(c['max_abs_diff'])} (tolerance "
+                 f"{c['tol']:g})")
+        if "codes_differing_from_float64_twn" in c:
+            text += (f": {c['codes_differing_from_float64_twn']} weights sit within float rounding of TWN's "
+                     "threshold, which the packer computes in float32 and the reference in float64; with the "
+                     f"packer's codes in torch the difference is {_sci(c['max_abs_diff_vs_packer_codes_in_torch'])}")
+        text += "."
+    return _wrap(text)
+
+
+def _sci(x: float) -> str:
+    """4.5e-6, not 4.5e-06."""
+    return f"{x:.1e}".replace("e-0", "e-").replace("e+0", "e+")
 
 
 def _pct(x: float) -> str:
@@ -405,7 +607,14 @@ def render_cost_model(results: Path) -> str:
     loads = [m[k]["loadavg"][0] for m in d.get("machine", []) for k in ("before", "during") if k in m]
     g = d["goal"]
     seq = d["by_seq_len"]
-    text = (f"Measured {_date(d['created_utc'])} ({_cpu_of(d)}, {d.get('schedule', 'interleaved')} schedule, "
+    rows = d["rows"]
+    threads = list(dict.fromkeys(r["threads"] for r in rows))
+    setup = ("`benchmarks/cost_model_error.py` measures the error on MiniLM "
+             f"{'/'.join(dict.fromkeys(r['precision'] for r in rows))} x seq "
+             f"{'/'.join(str(s) for s in dict.fromkeys(r['seq_len'] for r in rows))} x the quickstart's width/depth "
+             f"variants ({len(rows)} rows, {'/'.join(map(str, threads))} thread{'' if threads == [1] else 's'}; goal: "
+             f"median |error| <= {_pct(g['median_abs_error'])}, worst <= {_pct(g['worst_abs_error'])}). ")
+    text = setup + (f"Measured {_date(d['created_utc'])} ({_cpu_of(d)}, {d.get('schedule', 'interleaved')} schedule, "
             f"{_load_span(loads or d['load_average_end'][0])}; {d['busy_runs']} of {d['runs_total']} runs flagged busy or "
             f"noisy; `benchmarks/results/cost_model_error.json`): host-rates median |error| **{_pct(d['median_abs_error'])}**, "
             f"worst **{_pct(d['worst_abs_error'])}** against the measured p50 ({_pct(d['median_abs_error_vs_p10'])} / "
@@ -423,6 +632,26 @@ def render_cost_model(results: Path) -> str:
                  f"precisions interleaved run by run gave {_pct(b['median_abs_error'])} / {_pct(b['worst_abs_error'])} "
                  f"(`cost_model_error_interleaved.json`): measure at a quiet moment (`--wait-s`).")
     return text
+
+
+def _hygiene_run2(r: dict) -> str:
+    """The earlier round-by-round run under steady contention (bench_hygiene_run2.json)."""
+    ratios: dict[str, list[float]] = {}
+    for rnd in r["rounds"]:
+        for mode, v in rnd["modes"].items():
+            ratios.setdefault(mode, []).extend(m["p50_over_alone"] for m in v["models"].values())
+    others = [m[k]["other_runnable_mean"] for rnd in r["rounds"] for m in rnd["machine"].values()
+              for k in ("before", "during") if k in m and m[k].get("other_runnable_mean") is not None]
+    names = [("interleaved/session", "per-session pools"), ("interleaved/shared", "shared pool"),
+             ("blocks/shared", "blocks on a shared pool")]
+    text = (f"An earlier run under steady contention with the older round-by-round design ({_date(r['created_utc'])}, "
+            + (f"{_span(others, '{:.0f}')} other runnable task(s); " if others else "")
+            + f"`bench_hygiene_run2.json`, p50 over alone of both models in {len(r['rounds'])} rounds) gave: "
+            + ", ".join(f"{label} {_span(ratios[m])}x alone" for m, label in names if m in ratios))
+    if "interleaved/session/no-spin" in ratios:
+        text += (f"; `allow_spinning=0` {_span(ratios['interleaved/session/no-spin'])}x \"alone\", because spinning "
+                 "pools are what a busy machine punishes most")
+    return text + "."
 
 
 def render_hygiene(results: Path) -> str:
@@ -459,7 +688,11 @@ def render_hygiene(results: Path) -> str:
     if all(alone.values()):
         text += ", while the alone p50 itself ranged " + ", ".join(
             f"{min(v):.1f}-{max(v):.1f} ms ({n})" for n, v in alone.items())
-    return text + "."
+    text += "."
+    run2 = results / "bench_hygiene_run2.json"
+    if run2.exists():
+        text += "\n\n" + _hygiene_run2(json.loads(run2.read_text()))
+    return text
 
 
 def render_pass_speed(results: Path) -> str:
@@ -537,7 +770,11 @@ def render_conformance(results: Path) -> str:
 
 BLOCKS = {"quickstart": render_quickstart, "conformance": render_conformance, "embedding": render_embedding,
           "training-table": render_training_table, "tws": render_tws, "cost-model": render_cost_model,
-          "hygiene": render_hygiene, "pass-speed": render_pass_speed, "measured": render_measured, "performance": render_performance, "performance-reading": render_reading}
+          "hygiene": render_hygiene, "pass-speed": render_pass_speed, "measured": render_measured,
+          "performance": render_performance, "performance-reading": render_reading,
+          "training-setup": render_training_setup, "training-notes": render_training_notes,
+          "fit-runtime": render_fit_runtime, "published-devices": render_published_devices,
+          "big-models": render_big_models}
 _BLOCK = re.compile(r"<!-- figures:(?P<name>[a-z-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
 
 

@@ -1,16 +1,21 @@
-"""The one parser of a closed set (an enum) from user input, for every typed config."""
+"""The one parser of a closed set (an enum) from user input, for every typed config.
+
+Every config field that takes one of a few names goes through :func:`parse_enum` (the pydantic schemas
+through :func:`match_enum` and :func:`not_one_of`), so each says the same thing the same way:
+``field: expected one of a, b, got 'x' (did you mean 'a'?)``.
+"""
 
 from __future__ import annotations
 
 import difflib
 import enum
-from typing import Any, Sequence, TypeVar
+from typing import Any, Iterable, Sequence, TypeVar
 
 from deploytool.errors import ConfigError
 
 E = TypeVar("E", bound=enum.Enum)
 
-__all__ = ["did_you_mean", "parse_enum"]
+__all__ = ["did_you_mean", "enum_choices", "match_enum", "not_one_of", "parse_enum"]
 
 
 def did_you_mean(value: str, allowed: Sequence[str]) -> str:
@@ -19,15 +24,49 @@ def did_you_mean(value: str, allowed: Sequence[str]) -> str:
     return f" (did you mean '{near[0]}'?)" if near else ""
 
 
-def parse_enum(cls: type[E], value: Any, field: str) -> E:
-    """``value`` as a member of ``cls`` (a member, or its value in any case with surrounding spaces);
-    otherwise ConfigError ``field: expected one of a, b, got 'x' (did you mean 'a'?)``."""
+def enum_choices(cls: type[E], *, by_name: bool = False, allowed: Iterable[E] | None = None) -> list[str]:
+    """The spellings a message offers: the members' values, or their names with ``by_name``."""
+    return [m.name if by_name else str(m.value) for m in (cls if allowed is None else allowed)]
+
+
+def match_enum(cls: type[E], value: Any, *, by_name: bool = False, allowed: Iterable[E] | None = None) -> E | None:
+    """The member of ``cls`` that ``value`` is or spells (its value, or with ``by_name`` also its name, in any
+    case and with surrounding spaces), restricted to ``allowed`` when given; ``None`` when none is."""
+    members = list(cls if allowed is None else allowed)
     if isinstance(value, cls):
-        return value
-    allowed = [str(m.value) for m in cls]
-    text = str(value).strip().lower() if isinstance(value, str) else value
-    for m in cls:
-        if m.value == text:
+        return value if value in members else None
+    if isinstance(value, str):
+        key = value.strip().lower()
+        for m in members:
+            if key == str(m.value).lower() or (by_name and key == m.name.lower()):
+                return m
+        return None
+    for m in members:  # a non-string value (a number) only as itself
+        if not isinstance(value, bool) and m.value == value:
             return m
-    hint = did_you_mean(str(text), allowed) if isinstance(value, str) else ""
-    raise ConfigError(f"{field}: expected one of {', '.join(allowed)}, got {value!r}{hint}")
+    return None
+
+
+def not_one_of(choices: Sequence[str], value: Any) -> str:
+    """``expected one of a, b, got 'x' (did you mean 'a'?)``; the hint ignores case and spaces, and a member
+    of an enum is shown by its value."""
+    if isinstance(value, enum.Enum):
+        value = value.value
+    hint = ""
+    if isinstance(value, str):
+        lowered = {c.lower(): c for c in choices}
+        near = difflib.get_close_matches(value.strip().lower(), list(lowered), n=1)
+        hint = f" (did you mean '{lowered[near[0]]}'?)" if near else ""
+    return f"expected one of {', '.join(choices)}, got {value!r}{hint}"
+
+
+def parse_enum(cls: type[E], value: Any, field: str, *, by_name: bool = False,
+               allowed: Iterable[E] | None = None) -> E:
+    """``value`` as a member of ``cls`` (see :func:`match_enum`); otherwise ConfigError
+    ``field: expected one of a, b, got 'x' (did you mean 'a'?)`` listing the values (the names with
+    ``by_name``) of ``allowed`` or of every member."""
+    allowed = None if allowed is None else list(allowed)
+    m = match_enum(cls, value, by_name=by_name, allowed=allowed)
+    if m is None:
+        raise ConfigError(f"{field}: {not_one_of(enum_choices(cls, by_name=by_name, allowed=allowed), value)}")
+    return m

@@ -31,7 +31,7 @@ from pydantic import ConfigDict, PlainValidator, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 from pydantic_core import PydanticCustomError
 
-from deploytool.choices import did_you_mean
+from deploytool.choices import did_you_mean, enum_choices, match_enum, not_one_of
 from deploytool.errors import ConfigError
 
 __all__ = ["Choice", "FilePath", "Flag", "Fraction", "Integer", "Number", "OneOf", "Text", "format_error", "invalid", "kind_of",
@@ -163,24 +163,22 @@ def Choice(*values: str) -> Any:  # noqa: N802 - a type
     """One of ``values`` (exact spelling), with a did-you-mean."""
     def check(v: Any) -> str:
         if not isinstance(v, str) or v not in values:
-            hint = did_you_mean(str(v), values) if isinstance(v, str) else ""
-            raise invalid(f"expected one of {', '.join(values)}, got {v!r}{hint}")
+            raise invalid(not_one_of(values, v))
         return v
 
     return Annotated[str, PlainValidator(check)]
 
 
 def OneOf(cls, values: Sequence[str] | None = None) -> Any:  # noqa: N802 - a type
-    """A member of the enum ``cls`` (its value in any case; only ``values`` when given), with a did-you-mean."""
-    allowed = [str(m.value) for m in cls] if values is None else list(values)
+    """A member of the enum ``cls`` (its value in any case; only ``values`` when given), with a did-you-mean
+    (``deploytool.choices``, the one enum parser)."""
+    members = list(cls) if values is None else [cls(v) for v in values]
 
     def check(v: Any):
-        if isinstance(v, cls) and v.value in allowed:
-            return v
-        if isinstance(v, str) and v.strip().lower() in allowed:
-            return cls(v.strip().lower())
-        hint = did_you_mean(str(v).strip().lower(), allowed) if isinstance(v, str) else ""
-        raise invalid(f"expected one of {', '.join(allowed)}, got {v!r}{hint}")
+        m = match_enum(cls, v, allowed=members) if isinstance(v, (str, cls)) else None
+        if m is None:
+            raise invalid(not_one_of(enum_choices(cls, allowed=members), v))
+        return m
 
     return Annotated[cls, PlainValidator(check)]
 
@@ -272,7 +270,7 @@ def _problem(typ: str, ctx: Mapping[str, Any], got: Any, msg: str, root: Any, lo
         return "required key is missing"
     if typ in ("enum", "literal_error"):
         allowed = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        return f"expected one of {', '.join(allowed)}, got {got!r}{did_you_mean(str(got), allowed)}"
+        return not_one_of(allowed, got)
     if typ in _BOUND:
         bound = next(iter(ctx.values()), "?")
         return f"expected a value {_BOUND[typ]} {bound}, got {got!r}"

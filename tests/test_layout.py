@@ -10,12 +10,18 @@ import each other, directly or round a loop (KNOWN_MODULE_CYCLES, the same way).
 
 The imports are read from the source with ``ast`` (independent of the package's own import
 machinery); a fresh interpreter then imports every module, which a module-level cycle would break.
+
+The tests mirror the package: ``tests/P/`` holds the tests of the subpackage ``deploytool/P/``, the root
+the tests of top-level modules (``test_fit.py`` for ``fit.py``) and of the package as a whole; the rule
+and its few cross-cutting places are written down below (``misplaced_tests``), so the mirror cannot
+drift. Every path that names a test file (README, scripts, benchmarks, docstrings) must exist.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -247,3 +253,105 @@ def test_train_finetune_is_the_module_whatever_was_imported_first():
                          cwd=PKG.parent)
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout.strip().splitlines()[-1]) == [True, True, True]
+
+
+# ------------------------------------------------------------------------- tests/ mirrors the package
+#
+# The rule (README "Layout"): a test of a subpackage ``deploytool/P/`` lives in ``tests/P/`` (any name);
+# a test of a top-level module ``deploytool/M.py`` lives in ``tests/`` itself, named ``test_M.py`` or
+# ``test_M_<what>.py``. A test that drives one part through its command stays with that part; a test of
+# the command line itself (grammar, the group, bad input to a command) is a test of ``cli/``. Beside
+# these: the folders and root files below, each saying what it holds. One folder deep; basenames unique
+# (no ``__init__.py`` in tests/: pytest imports a test file by its basename, its folder put on sys.path).
+TESTS = Path(__file__).resolve().parent
+CROSS_CUTTING_FOLDERS = {
+    "e2e": "a model taken end to end through several parts (export, every pass, the CLI, bench)",
+}
+WHOLE_PACKAGE_TESTS = {
+    "test_layout.py": "the package's layout and this mirror",
+    "test_public_api.py": "deploytool/__init__.py: the curated public API",
+    "test_readme_figures.py": "the README's figures against benchmarks/results",
+}
+
+
+def _subpackages() -> set[str]:
+    return {p for p in FLOW if (PKG / p / "__init__.py").exists()}
+
+
+def _top_modules() -> set[str]:
+    return {p for p in FLOW if (PKG / f"{p}.py").exists() and p != "__main__"}
+
+
+def _named_for(stem: str, names: set[str]) -> str | None:
+    """The longest of ``names`` that ``test_<name>`` or ``test_<name>_...`` names."""
+    stem = stem.removeprefix("test_")
+    hits = [n for n in names if stem == n or stem.startswith(n + "_")]
+    return max(hits, key=len) if hits else None
+
+
+def misplaced_tests(tests: Path, subpackages: set[str], modules: set[str]) -> list[str]:
+    """Every test file (``test_*.py``, ``*_test.py``) under ``tests`` that breaks the mirror, with why."""
+    out = []
+    files = sorted(p for p in tests.rglob("*.py") if p.name.startswith("test_") or p.name.endswith("_test.py"))
+    for path in files:
+        rel = path.relative_to(tests)
+        if not path.name.startswith("test_"):
+            out.append(f"{rel.as_posix()}: name test files test_<what>.py")
+        elif len(rel.parts) > 2:
+            out.append(f"{rel.as_posix()}: one folder deep only (tests/<part>/test_*.py)")
+        elif len(rel.parts) == 2 and rel.parts[0] not in subpackages | set(CROSS_CUTTING_FOLDERS):
+            out.append(f"{rel.as_posix()}: tests/{rel.parts[0]}/ is neither a subpackage of deploytool "
+                       f"({', '.join(sorted(subpackages))}) nor one of {sorted(CROSS_CUTTING_FOLDERS)}")
+        elif len(rel.parts) == 1 and path.name not in WHOLE_PACKAGE_TESTS and not _named_for(path.stem, modules):
+            sub = _named_for(path.stem, subpackages)
+            out.append(f"{rel.as_posix()}: " + (f"move it to tests/{sub}/" if sub else
+                       "at the root, name it test_<module>[_what].py for a top-level module of deploytool "
+                       f"({', '.join(sorted(modules))}), or put it in the folder of the part it tests"))
+    seen: dict[str, str] = {}
+    for path in files:
+        rel = path.relative_to(tests).as_posix()
+        if path.name in seen:
+            out.append(f"{rel}: same basename as {seen[path.name]} (pytest imports test files by basename)")
+        seen.setdefault(path.name, rel)
+    return out
+
+
+def test_every_test_file_sits_in_the_folder_of_the_part_it_tests():
+    bad = misplaced_tests(TESTS, _subpackages(), _top_modules())
+    assert bad == [], "tests/ must mirror deploytool/ (tests/test_layout.py, README 'Layout'):\n" + "\n".join(bad)
+    assert not list(TESTS.rglob("__init__.py")), "tests/ has no packages: basenames stay unique instead"
+    assert len(list(TESTS.rglob("test_*.py"))) > 50  # the walk found the suite
+
+
+def test_the_mirror_check_flags_misplaced_files(tmp_path):
+    """The rule on a tree written here: each kind of misplacement is named, the good places are not."""
+    for rel in ["passes/test_slicing.py", "e2e/test_real.py", "test_fit.py", "test_fit_pack_runtime.py",
+                "test_layout.py", "passes/helpers.py",  # good (a helper module is not a test file)
+                "utils/test_misc.py", "test_slice.py", "test_passes_extra.py", "passes/deep/test_x.py",
+                "runtime/test_fit.py", "report/check_test.py"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("")
+    bad = misplaced_tests(tmp_path, {"passes", "runtime", "report"}, {"fit", "variant"})
+    assert [b.split(":")[0] for b in bad] == [
+        "passes/deep/test_x.py", "report/check_test.py", "test_passes_extra.py", "test_slice.py",
+        "utils/test_misc.py", "test_fit.py"], bad
+    assert "move it to tests/passes/" in bad[2] and "name it test_<module>" in bad[3]
+    assert bad[-1] == "test_fit.py: same basename as runtime/test_fit.py (pytest imports test files by basename)"
+
+
+def test_the_cross_cutting_places_are_few_and_not_parts():
+    parts = _subpackages() | _top_modules()
+    assert not set(CROSS_CUTTING_FOLDERS) & parts
+    assert all((TESTS / name).exists() for name in WHOLE_PACKAGE_TESTS)
+    assert all((TESTS / folder).is_dir() for folder in CROSS_CUTTING_FOLDERS)
+
+
+def test_paths_that_name_test_files_exist():
+    """README, scripts, benchmarks, the package and the tests name test files by path: each must exist."""
+    root = PKG.parent
+    sources = [root / "README.md", *root.glob("scripts/*.sh"), *root.glob(".ci/*"), *root.glob("benchmarks/*.py"),
+               *PKG.rglob("*.py"), *TESTS.rglob("*.py")]
+    stale = sorted({f"{src.relative_to(root).as_posix()}: {m}" for src in sources if src.is_file()
+                    for m in re.findall(r"\btests/[\w/]*test_\w+\.py", src.read_text(errors="replace"))
+                    if not (root / m).exists()})
+    assert stale == []

@@ -31,7 +31,8 @@ def test_readme_figures_match_the_results_files():
 def test_blocks_are_marked_in_the_readme():
     text = README.read_text()
     for name in ("quickstart", "conformance", "embedding", "training-table", "tws", "measured", "performance",
-                 "performance-reading", "cost-model", "hygiene", "pass-speed"):
+                 "performance-reading", "cost-model", "hygiene", "pass-speed", "training-setup", "training-notes",
+                 "fit-runtime", "published-devices", "big-models"):
         assert text.count(f"<!-- figures:{name} -->") == 1 and text.count(f"<!-- /figures:{name} -->") == 1, name
 
 
@@ -63,3 +64,27 @@ def test_cited_results_files_exist():
         if "{" in name:
             continue
         assert (ROOT / "benchmarks" / "results" / name).exists(), name
+
+
+def test_a_fresh_training_run_changes_the_training_prose(tmp_path):
+    """The Training section's prose comes from train_bench_standard.json: a run that trained every stage
+    itself is timed against the schedule's goal, and the teacher's per-epoch dev accuracy is the file's."""
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "benchmarks" / "results", results)
+    p = results / "train_bench_standard.json"
+    d = json.loads(p.read_text())
+    d["reused_stages"] = []
+    d["total_seconds"] = 3456.0
+    d["machine"] = "Some CPU, x86_64, 2 logical CPUs, load avg 0.4 at start, 2.1 at end"
+    for e, acc in zip(d["teacher"]["train"]["per_epoch"], [70.0, 71.5, 72.3]):
+        e["dev_accuracy"] = acc
+    p.write_text(json.dumps(d))
+    text = README.read_text()
+    new = " ".join(_renderer().render_readme(text, results).split())
+    assert "dev 70.0, 71.5, 72.3% after each: still improving" in new
+    assert ("the whole run took 57.6 min wall-clock (3,456 s, load average 0.4 at the start and 2.1 at the end): "
+            "within the schedule's 60-minute goal") in new
+    d["total_seconds"] = 3700.0
+    p.write_text(json.dumps(d))
+    new = " ".join(_renderer().render_readme(text, results).split())
+    assert "took 61.7 min wall-clock (3,700 s, load average 0.4 at the start and 2.1 at the end): over the" in new

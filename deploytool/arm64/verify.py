@@ -16,7 +16,7 @@ The tolerance depends on the model's precision (detected from the graph, :func:`
   A64FX) MLAS's NEON fp16 GEMM *accumulates in fp16* (unit roundoff 2^-11), so its error grows
   like sqrt(K) rounding steps; the host (x86) computes fp16 models in fp32 through inserted casts.
   Measured: 2e-2 at K=384 for one MatMul of outputs up to ~4 (about 0.5 sqrt(K) u relative); on
-  tiny BERTs and MiniLM the whole encoder stays within 2 sqrt(K) u (see tests/test_arm64.py).
+  tiny BERTs and MiniLM the whole encoder stays within 2 sqrt(K) u (see tests/arm64/test_arm64.py).
 - int8 (dynamic/static quantization) and ternary/binary packed weights that run on int8 kernels
   (``DynamicQuantizeMatMul``, ``MatMulNBits`` with accuracy_level 4): ``rtol = 0.1`` and cosine
   >= 0.98. Activations are quantized at run time, and not alike everywhere: on NEON, dot-product

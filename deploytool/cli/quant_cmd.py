@@ -51,7 +51,7 @@ def _given(*params: str) -> list[str]:
 @click.command("quantize", cls=GrammarCommand,
                renamed={"--calib": "--calib-data", "--calib-samples": "--calib-size"})
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--int8", "int8", is_flag=True, help="int8 weights (onnxruntime.quantization).")
+@click.option("--int8", "int8", is_flag=True, help="int8 weights (dynamic by default: activations quantized at run time).")
 @click.option("--fp16", "fp16", is_flag=True, help="fp16 weights and activations (inputs/outputs stay as they are).")
 @click.option("--per-channel/--per-tensor", default=True, show_default=True, help="int8 weight scales per column.")
 @click.option("--static", is_flag=True, help="Static int8: activation ranges from calibration data.")
@@ -62,15 +62,20 @@ def _given(*params: str) -> list[str]:
 @click.option("--tokenizer", default=None, help="tokenizer.json (or folder) for --static; default: export metadata.")
 @click.option("--fusion", default="attention", show_default=True,
               help="ORT fusion before int8: attention (fastest measured, QAttention) | mha | none.")
+@click.option("--engine", default="native", show_default=True,
+              help="Who writes the int8 graph: native (streamed, QAttention + DynamicQuantizeMatMul) | ort "
+                   "(ORT's optimizer and quantize_dynamic). Options only ORT has (--static, --fusion mha|none) "
+                   "use ort.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
 @no_verify_option
 def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool, calib: str | None,
-             calib_samples: int, tokenizer: str | None, fusion: str, output: str, no_verify: bool) -> None:
+             calib_samples: int, tokenizer: str | None, fusion: str, engine: str, output: str,
+             no_verify: bool) -> None:
     """int8 (dynamic or static) or fp16 quantization of an ONNX encoder."""
     if int8 == fp16:
         raise ConfigError("precision: give exactly one of --int8 or --fp16")
     if fp16:
-        given = _given("per_channel", "static", "calib", "calib_samples", "tokenizer", "fusion")
+        given = _given("per_channel", "static", "calib", "calib_samples", "tokenizer", "fusion", "engine")
         if given:
             raise ConfigError(f"{', '.join(given)}: int8 option(s), not used by --fp16")
         from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
@@ -79,8 +84,11 @@ def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool
         return
     from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
 
+    if engine == "native" and _given("engine") and (static or fusion != "attention"):
+        raise ConfigError(f"engine: the native writer does not do {'--static' if static else '--fusion ' + fusion}; "
+                          "use --engine ort (or leave --engine out)")
     config = Int8Config(per_channel=per_channel, static=static, calib=calib, calib_samples=calib_samples,
-                        tokenizer=tokenizer, fusion=fusion)
+                        tokenizer=tokenizer, fusion=fusion, engine=engine)
     _echo(quantize_int8_file(model, output, config, verify=not no_verify), output, "int8")
 
 

@@ -41,6 +41,7 @@ import os
 
 import onnx_ir as ir
 
+from deploytool.choices import not_one_of
 from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
@@ -79,7 +80,7 @@ def _check_rounding(v) -> None:
     """The rule functions below take the rule by name from Python too: the one Choice validator refuses
     anything else (``rounding: expected one of dynabert, half-up, got 'x'``)."""
     if v not in ROUNDINGS:
-        raise ConfigError(f"rounding: expected one of {', '.join(ROUNDINGS)}, got {v!r}")
+        raise ConfigError(f"rounding: {not_one_of(ROUNDINGS, v)}")
 
 
 def _half_up(x: float) -> int:

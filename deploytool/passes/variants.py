@@ -12,8 +12,9 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from deploytool.choices import parse_enum
 from deploytool.errors import ConfigError
-from deploytool.variant import PRECISIONS, variant_label
+from deploytool.variant import PRECISIONS, Precision, variant_label
 
 __all__ = ["slice_config", "precision_pass_config", "build_variant", "variant_label"]
 
@@ -31,8 +32,7 @@ def precision_pass_config(precision: str, options: Mapping[str, Any] | None = No
     """The typed config of the pass that stores weights at ``precision`` (None for fp32); ``options``
     are that config's own fields (e.g. ``{"per_channel": False}`` for int8)."""
     opts = dict(options or {})
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    precision = parse_enum(Precision, precision, "precision", allowed=[Precision(p) for p in PRECISIONS]).value
     if precision == "fp32":
         if opts:
             raise ConfigError(f"precision fp32 takes no options (got {', '.join(sorted(opts))})")

@@ -44,7 +44,7 @@ from typing import Annotated, Any, Optional
 
 from pydantic import BeforeValidator, Field, PlainValidator, ValidationInfo, model_validator
 
-from deploytool.choices import did_you_mean
+from deploytool.choices import did_you_mean, enum_choices, match_enum, not_one_of
 from deploytool.errors import ConfigError
 from deploytool.runtime.spec import ExecutionProvider
 from deploytool.validation import Choice, Integer, Number, OneOf, Text, invalid, kind_of, schema, validate
@@ -95,14 +95,9 @@ class IsaFeature(str, enum.Enum):
 
 
 def parse_ep_name(text: Any, where: str = "execution provider") -> ExecutionProvider:
-    """``XNNPACK``, ``xnnpack`` or ``XnnpackExecutionProvider`` -> the runtime's enum; else a did-you-mean."""
-    key = str(text).strip()
-    for ep in ExecutionProvider:
-        if key.lower() in (ep.name.lower(), ep.value.lower()):
-            return ep
-    names = [ep.name for ep in ExecutionProvider if ep is not ExecutionProvider.AZURE]
-    raise ConfigError(f"{where}: unknown execution provider '{text}'{did_you_mean(key.upper(), names)}; "
-                      f"expected one of {', '.join(names)}")
+    """``XNNPACK``, ``xnnpack`` or ``XnnpackExecutionProvider`` -> the runtime's enum (``ExecutionProvider.parse``,
+    the one parser: ``where: expected one of CPU, XNNPACK, ..., got 'x' (did you mean ...?)``)."""
+    return ExecutionProvider.parse(text, where)
 
 
 # QEMU 10 user-mode aarch64 CPU models (``qemu-aarch64 -cpu help``), the ones a profile may name.
@@ -155,14 +150,12 @@ def _scalar_options(v: Any) -> dict[str, str]:
 
 
 def _provider(v: Any, at: str = "") -> ExecutionProvider:
-    if isinstance(v, ExecutionProvider):
-        return v
-    if not isinstance(v, str):
+    if not isinstance(v, (str, ExecutionProvider)):
         raise invalid(f"expected an execution provider name, got {kind_of(v)}", at)
-    try:
-        return parse_ep_name(v, "execution provider")
-    except ConfigError as e:
-        raise invalid(str(e).split(": ", 1)[1], at) from None
+    ep = match_enum(ExecutionProvider, v, by_name=True)
+    if ep is None:
+        raise invalid(not_one_of(enum_choices(ExecutionProvider, by_name=True), v), at)
+    return ep
 
 
 @schema
@@ -192,18 +185,21 @@ class EPChoice:
         return self.provider.name
 
 
+_COMPUTE = [Precision(p) for p in COMPUTE_PRECISIONS]
+
+
 def _peaks(v: Any) -> dict[Precision, float]:
     if not isinstance(v, Mapping):
         raise invalid(f"expected a mapping of precision -> GFLOP/s or GOP/s, got {kind_of(v)}")
     out: dict[Precision, float] = {}
     for k, x in v.items():
-        key = k.value if isinstance(k, Precision) else k
-        if not isinstance(key, str) or key.strip().lower() not in COMPUTE_PRECISIONS:
-            hint = did_you_mean(str(key).lower(), COMPUTE_PRECISIONS) if isinstance(key, str) else ""
-            raise invalid(f"expected one of {', '.join(COMPUTE_PRECISIONS)}{hint}, got {key!r}", f".{key}")
+        key = k.value if isinstance(k, enum.Enum) else k
+        p = match_enum(Precision, key, allowed=_COMPUTE) if isinstance(key, str) else None
+        if p is None:
+            raise invalid(not_one_of(COMPUTE_PRECISIONS, key), f".{key}")
         if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x or x <= 0:
             raise invalid(f"expected a positive number (GFLOP/s or GOP/s), got {kind_of(x)}", f".{key}")
-        out[Precision(key.strip().lower())] = float(x)
+        out[p] = float(x)
     if Precision.FP32 not in out:
         raise invalid("expected the fp32 peak (GFLOP/s); other precisions are optional", ".fp32")
     return out

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from deploytool.choices import parse_enum
 from deploytool.errors import ConfigError, InputFileError, PassRefusedError
 from deploytool.qnn.target import QuantDtype
 
@@ -67,32 +68,16 @@ class QnnQuantConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for f, allowed in (("activation_dtype", (QuantDtype.UINT8, QuantDtype.UINT16)),
-                           ("weight_dtype", (QuantDtype.UINT8, QuantDtype.INT8))):
-            v = getattr(self, f)
-            try:
-                v = QuantDtype(v.value if isinstance(v, enum.Enum) else v)
-            except ValueError:
-                v = None
-            if v not in allowed:
-                raise ConfigError(f"{f}: expected one of {', '.join(a.value for a in allowed)}, "
-                                  f"got {getattr(self, f)!r}")
-            object.__setattr__(self, f, v)
+        object.__setattr__(self, "activation_dtype", parse_enum(QuantDtype, self.activation_dtype, "activation_dtype",
+                                                                allowed=(QuantDtype.UINT8, QuantDtype.UINT16)))
+        object.__setattr__(self, "weight_dtype", parse_enum(QuantDtype, self.weight_dtype, "weight_dtype",
+                                                            allowed=(QuantDtype.UINT8, QuantDtype.INT8)))
         if self.embedding_dtype is not None:
-            try:
-                e = QuantDtype(self.embedding_dtype.value if isinstance(self.embedding_dtype, enum.Enum)
-                               else self.embedding_dtype)
-            except ValueError:
-                e = None
-            if e not in (QuantDtype.UINT8, QuantDtype.UINT16):
-                raise ConfigError(f"embedding_dtype: expected uint8 or uint16, got {self.embedding_dtype!r}")
-            object.__setattr__(self, "embedding_dtype", e)
+            object.__setattr__(self, "embedding_dtype", parse_enum(QuantDtype, self.embedding_dtype, "embedding_dtype",
+                                                                   allowed=(QuantDtype.UINT8, QuantDtype.UINT16)))
         if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or not 1 <= self.seq_len <= 4096:
             raise ConfigError(f"seq_len: must be an integer in [1, 4096], got {self.seq_len!r}")
-        try:
-            object.__setattr__(self, "mask", MaskHandling(self.mask))
-        except ValueError:
-            raise ConfigError(f"mask: expected bound or keep, got {self.mask!r}") from None
+        object.__setattr__(self, "mask", parse_enum(MaskHandling, self.mask, "mask"))
         if not -1e4 <= self.mask_value <= -5:
             raise ConfigError(f"mask_value: must be in [-10000, -5], got {self.mask_value}")
         if isinstance(self.calibration_size, bool) or not isinstance(self.calibration_size, int) \

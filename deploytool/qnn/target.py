@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+from deploytool.choices import parse_enum
 from deploytool.errors import ConfigError
 
 __all__ = ["KNOWN_SOCS", "NpuPrecision", "QuantDtype", "QnnTarget", "load_target"]
@@ -55,13 +56,7 @@ _WEIGHT_DTYPES = (QuantDtype.UINT8, QuantDtype.INT8)
 
 
 def _dtype(value, field: str, allowed: tuple[QuantDtype, ...]) -> QuantDtype:
-    try:
-        d = QuantDtype(value.value if isinstance(value, enum.Enum) else value)
-    except ValueError:
-        d = None
-    if d not in allowed:
-        raise ConfigError(f"{field}: expected one of {', '.join(a.value for a in allowed)}, got {value!r}")
-    return d
+    return parse_enum(QuantDtype, value, field, allowed=allowed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,10 +87,7 @@ class QnnTarget:
         object.__setattr__(self, "activation_dtype",
                            _dtype(self.activation_dtype, "activation_dtype", _ACTIVATION_DTYPES))
         object.__setattr__(self, "weight_dtype", _dtype(self.weight_dtype, "weight_dtype", _WEIGHT_DTYPES))
-        try:
-            object.__setattr__(self, "precision", NpuPrecision(self.precision))
-        except ValueError:
-            raise ConfigError(f"precision: expected quantized or fp16, got {self.precision!r}") from None
+        object.__setattr__(self, "precision", parse_enum(NpuPrecision, self.precision, "precision"))
 
     @property
     def label(self) -> str:

@@ -36,6 +36,7 @@ import enum
 
 import numpy as np
 
+from deploytool.choices import parse_enum
 from deploytool.errors import ConfigError
 
 
@@ -47,10 +48,7 @@ class Granularity(str, enum.Enum):
 
 
 def _granularity(g: Granularity | str) -> Granularity:
-    try:
-        return Granularity(g)
-    except ValueError:
-        raise ConfigError(f"granularity: expected one of {[x.value for x in Granularity]}, got {g!r}") from None
+    return parse_enum(Granularity, g, "granularity")
 
 
 def _as_matrix(w: np.ndarray) -> np.ndarray:

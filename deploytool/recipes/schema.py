@@ -38,7 +38,7 @@ import yaml
 from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
 from typing_extensions import Annotated
 
-from deploytool.choices import did_you_mean
+from deploytool.choices import did_you_mean, not_one_of
 from deploytool.errors import ConfigError, InputFileError
 from deploytool.validation import Choice, Fraction, Integer, OneOf, Text, invalid, kind_of, schema, validate
 from deploytool.variant import PRECISIONS, Precision
@@ -113,7 +113,7 @@ def _steps(kinds: type[enum.Enum], rel_keys: tuple[str, ...]):
                 raise invalid(f"expected a one-key mapping like '- slice: {{width: 0.5}}', got {kind_of(item)}",
                               f"[{i}]")
             if kind not in allowed:
-                raise invalid(f"expected one of {', '.join(allowed)}, got {kind!r}{did_you_mean(str(kind), allowed)}",
+                raise invalid(not_one_of(allowed, kind),
                               f"[{i}]")
             base = _base_dir(info)
             out.append({"kind": kinds(kind),

@@ -13,9 +13,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from deploytool.choices import parse_enum
 from deploytool.errors import ConfigError
 from deploytool.recipes.schema import BenchSpec, EvalSpec, ExportSpec, ModelSpec, PassKind, PassStep, Precision, \
     TrainKind, TrainStep
+from deploytool.variant import PRECISIONS
 
 logger = logging.getLogger(__name__)
 
@@ -140,10 +142,9 @@ def pass_config(step: PassStep, where: str):
     """The typed, validated config of one recipe pass."""
     p = dict(step.params)
     if step.kind is PassKind.QUANTIZE:
-        prec = p.pop("precision", "int8")
-        if prec not in [x.value for x in Precision if x is not Precision.FP32]:
-            raise ConfigError(f"{where}: precision: expected int8, fp16, ternary or binary, got {prec!r}")
-        return precision_config(Precision(prec), p, where)
+        prec = parse_enum(Precision, p.pop("precision", "int8"), f"{where}: precision",
+                          allowed=[x for x in Precision if x.value in PRECISIONS and x is not Precision.FP32])
+        return precision_config(prec, p, where)
     if step.kind is PassKind.REORDER and p.get("importance") == "magnitude":
         p["importance"] = None  # the data-free fallback
     from deploytool.passes import config_class

@@ -15,6 +15,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from deploytool.choices import parse_enum
 from deploytool.errors import ConfigError
 
 __all__ = ["ExecutionMode", "ExecutionProvider", "GraphOptimization", "ProviderSpec", "SessionSpec"]
@@ -42,18 +43,10 @@ class ExecutionProvider(enum.Enum):
     AZURE = "AzureExecutionProvider"
 
     @classmethod
-    def parse(cls, value: str | ExecutionProvider) -> ExecutionProvider:
-        """``"xnnpack"``, ``"XNNPACK"`` or ``"XnnpackExecutionProvider"`` -> ``XNNPACK``."""
-        if isinstance(value, cls):
-            return value
-        if not isinstance(value, str):
-            raise ConfigError(f"execution provider must be a name, got {type(value).__name__} {value!r}")
-        key = value.strip()
-        for ep in cls:
-            if key.upper() == ep.name or key.lower() == ep.value.lower():
-                return ep
-        allowed = ", ".join(ep.name.lower() for ep in cls)
-        raise ConfigError(f"unknown execution provider {value!r}: expected one of {allowed}")
+    def parse(cls, value: str | ExecutionProvider, field: str = "execution provider") -> ExecutionProvider:
+        """``"xnnpack"``, ``"XNNPACK"`` or ``"XnnpackExecutionProvider"`` -> ``XNNPACK``; else ConfigError
+        ``field: expected one of CPU, XNNPACK, ..., got 'x' (did you mean ...?)``."""
+        return parse_enum(cls, value, field, by_name=True)
 
     @property
     def is_plugin(self) -> bool:
@@ -69,14 +62,8 @@ class GraphOptimization(enum.Enum):
     ALL = "all"
 
     @classmethod
-    def parse(cls, value: str | GraphOptimization) -> GraphOptimization:
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            raise ConfigError(f"graph_optimization: unknown level {value!r}: expected one of "
-                              f"{', '.join(m.value for m in cls)}") from None
+    def parse(cls, value: str | GraphOptimization, field: str = "graph_optimization") -> GraphOptimization:
+        return parse_enum(cls, value, field)
 
     def to_ort(self):
         import onnxruntime as ort
@@ -95,13 +82,8 @@ class ExecutionMode(enum.Enum):
     PARALLEL = "parallel"
 
     @classmethod
-    def parse(cls, value: str | ExecutionMode) -> ExecutionMode:
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            raise ConfigError(f"execution_mode: unknown mode {value!r}: expected sequential or parallel") from None
+    def parse(cls, value: str | ExecutionMode, field: str = "execution_mode") -> ExecutionMode:
+        return parse_enum(cls, value, field)
 
 
 def _pairs(value: Mapping[str, Any] | Iterable[tuple[str, Any]] | None, field: str) -> tuple[tuple[str, str], ...]:

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploytool.choices import parse_enum
 from deploytool.errors import ConfigError
 
 __all__ = ["DataConfig", "TrainConfig", "ImportanceConfig", "DynaBertConfig", "QATConfig", "QuantMode",
@@ -170,10 +171,7 @@ class QATConfig(_Optim):
 
     def __post_init__(self):
         self._check_optim()
-        try:
-            object.__setattr__(self, "mode", QuantMode(self.mode))
-        except ValueError:
-            raise ConfigError(f"mode: must be one of ternary, binary (got {self.mode!r})") from None
+        object.__setattr__(self, "mode", parse_enum(QuantMode, self.mode, "mode"))
         _check(not self.tws or self.mode is QuantMode.BINARY,
                "tws: ternary weight splitting makes a binary model: use it with mode binary")
         _check(0 < self.tws_width <= 1, f"tws_width: must be in (0, 1] (got {self.tws_width})")

@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploytool.choices import parse_enum
 from deploytool.errors import ConfigError, DeployError
 from deploytool.train.config import DataConfig, _Optim
 
@@ -98,10 +99,7 @@ class DistillConfig(_Optim):
         _int(self.ffn, "ffn", 1, 262144)
         _check(self.hidden % self.heads == 0,
                f"hidden: {self.hidden} is not divisible by heads={self.heads} (head size must be an integer)")
-        try:
-            object.__setattr__(self, "init", DistillInit(self.init))
-        except ValueError:
-            raise ConfigError(f"init: must be one of teacher-slice, random (got {self.init!r})") from None
+        object.__setattr__(self, "init", parse_enum(DistillInit, self.init, "init"))
         _int(self.importance_examples, "importance_examples", 0, 10**7)
         _check(0 <= self.intermediate_epochs <= 1000,
                f"intermediate_epochs: must be in [0, 1000] (got {self.intermediate_epochs})")

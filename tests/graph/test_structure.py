@@ -42,7 +42,7 @@ def _as_out_in(lin):
 
 
 # >= 2 families x 3 exporters, plus the other two families; classification models (their heads are
-# other_linears), shared with tests/test_inspect.py through the session cache of ``tiny_onnx``
+# other_linears), shared with tests/test_inspection.py through the session cache of ``tiny_onnx``
 CASES = [("bert", "torch"), ("bert", "dynamo"), ("bert", "optimum"),
          ("distilbert", "torch"), ("distilbert", "dynamo"), ("distilbert", "optimum"),
          ("roberta", "torch"), ("electra", "torch")]

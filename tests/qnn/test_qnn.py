@@ -248,7 +248,7 @@ def test_fp32_model_strict_without_fp16_is_refused(fp32, tmp_path):
 
 
 def test_unknown_soc_model_is_refused(qnn_qdq, tmp_path):
-    src = Path(__file__).resolve().parents[1] / "device_profiles" / f"{PROFILE}.yaml"
+    src = Path(__file__).resolve().parents[2] / "device_profiles" / f"{PROFILE}.yaml"
     bad = tmp_path / "snapdragon-bad.yaml"
     import yaml
 
@@ -344,7 +344,7 @@ def test_qnn_reads_profiles_from_profiles_dir(tmp_path):
     """`qnn` finds a user's profile in --profiles-dir like every other command, and not without it."""
     from deploytool.qnn import load_target
 
-    src = Path(__file__).resolve().parents[1] / "device_profiles" / "snapdragon-sm8650.yaml"
+    src = Path(__file__).resolve().parents[2] / "device_profiles" / "snapdragon-sm8650.yaml"
     text = src.read_text().replace("name: snapdragon-sm8650", "name: my-phone", 1)
     assert "name: my-phone" in text
     (tmp_path / "my-phone.yaml").write_text(text)

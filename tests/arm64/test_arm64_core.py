@@ -18,7 +18,7 @@ import pytest
 from deploytool.errors import UnavailableError
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """MobileBERT's bottleneck layers as the structure finder reads them, and what the passes do with them.
 
 The numbers (every pass equal to transformers' ``prune_heads`` / module surgery / DynaBERT's rule) are
-checked in ``tests/test_conformance.py``; here: the structure itself, the layer-wide numbering of the
+checked in ``tests/e2e/test_conformance.py``; here: the structure itself, the layer-wide numbering of the
 stacked FFNs' neurons, refusals, and inspect's accounting of the bottleneck projections.
 """
 

@@ -11,7 +11,7 @@ from deploytool.errors import ConfigError, InputFileError
 from deploytool.recipes.cache import StepCache, step_key
 from deploytool.recipes.schema import PassKind, Precision, load_recipe, parse_recipe
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 GOOD = {
     "schema_version": 1,

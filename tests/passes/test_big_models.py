@@ -220,7 +220,8 @@ def test_save_proto_threshold_decides_external_data(plain, tmp_path, monkeypatch
 def test_int8_over_the_limit_goes_through_external_data(plain, tmp_path, monkeypatch):
     from deploytool.passes.quantize_int8 import Int8Config
 
-    transform(plain, tmp_path / "small.onnx", Int8Config())
+    # ORT's quantizer's own files (the native writer streams through onnx_io: tests/passes/test_int8_native.py)
+    transform(plain, tmp_path / "small.onnx", Int8Config(engine="ort"))
     seen = {}
     import onnxruntime.quantization as q
 
@@ -234,7 +235,7 @@ def test_int8_over_the_limit_goes_through_external_data(plain, tmp_path, monkeyp
     monkeypatch.setattr(q, "quantize_dynamic", spy)
     monkeypatch.setattr(onnx_io, "EXTERNAL_DATA_BYTES", 0)  # the quantizer's files "over" 2 GB
     src = _external_copy(plain, tmp_path / "in")
-    res = transform(src, tmp_path / "big.onnx", Int8Config())
+    res = transform(src, tmp_path / "big.onnx", Int8Config(engine="ort"))
     assert seen == {"external": True, "input_data": ["in.onnx.data"]}
     assert res.gate.verified is True
     np.testing.assert_array_equal(run_onnx(tmp_path / "big.onnx", FEEDS)["last_hidden_state"],

@@ -176,7 +176,7 @@ def test_old_quantize_calib_names_map_to_the_new_ones(tiny_onnx, tmp_path):
 
 
 def test_old_run_out_still_works(tmp_path):
-    recipe = Path(__file__).resolve().parents[1] / "recipes" / "smoke.yaml"
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "smoke.yaml"
     old = CliRunner().invoke(main, ["run", str(recipe), "--out", str(tmp_path / "o"), "--check"])
     new = CliRunner().invoke(main, ["run", str(recipe), "-o", str(tmp_path / "o"), "--check"])
     assert old.exit_code == new.exit_code

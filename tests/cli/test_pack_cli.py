@@ -101,6 +101,10 @@ def test_quantize_bad_input(model, tmp_path):
     _run_bad(["quantize", str(model), "--int8", "--fp16"], model, tmp_path / "o.onnx", "--int8 or --fp16")
     _run_bad(["quantize", str(model), "--int8", "--static"], model, tmp_path / "o.onnx", "calib")
     _run_bad(["quantize", str(model), "--int8", "--fusion", "all"], model, tmp_path / "o.onnx", "fusion")
+    _run_bad(["quantize", str(model), "--int8", "--engine", "onnx"], model, tmp_path / "o.onnx", "engine")
+    _run_bad(["quantize", str(model), "--int8", "--engine", "native", "--fusion", "none"], model,
+             tmp_path / "o.onnx", "--engine ort")
+    _run_bad(["quantize", str(model), "--fp16", "--engine", "ort"], model, tmp_path / "o.onnx", "--engine")
     packed = tmp_path / "packed.onnx"
     assert CliRunner().invoke(main, ["pack", str(model), "--weights", "binary", "-o", str(packed)]).exit_code == 0
     _run_bad(["quantize", str(packed), "--int8"], packed, tmp_path / "o.onnx", "already")
@@ -111,3 +115,19 @@ def test_pack_refuses_fp16_model(model, tmp_path):
     half = tmp_path / "half.onnx"
     assert CliRunner().invoke(main, ["quantize", str(model), "--fp16", "-o", str(half)]).exit_code == 0
     _run_bad(["pack", str(half), "--weights", "ternary"], half, tmp_path / "o.onnx", "fp16")
+
+
+def test_quantize_engines(model, tmp_path):
+    """The native writer is the default; --engine ort and ORT-only options go through ORT's path, without
+    a skip line (what the user chose is not a skip)."""
+    outs = {}
+    for name, extra in [("native", []), ("ort", ["--engine", "ort"]), ("none", ["--fusion", "none"])]:
+        dst = tmp_path / f"{name}.onnx"
+        r = CliRunner().invoke(main, ["quantize", str(model), "--int8", *extra, "-o", str(dst)])
+        assert r.exit_code == 0, r.output
+        assert "skipped engine" not in r.output
+        ops = {n.op_type for n in onnx.load(str(dst)).graph.node}
+        outs[name] = (r.output, ops)
+    assert "engine: native" in outs["native"][0] and "QAttention" in outs["native"][1]
+    assert "engine: ort" in outs["ort"][0]
+    assert "engine_note: fusion=none" in outs["none"][0] and "QAttention" not in outs["none"][1]

@@ -128,7 +128,7 @@ def test_cli_other_head_count_skips_attention_loss_and_says_so(toy, tmp_path):
     (dict(layers=0), "layers: must be an integer in [1"),
     (dict(ffn=-3), "ffn: must be an integer"),
     (dict(heads=0), "heads: must be an integer"),
-    (dict(init="zeros"), "init: must be one of teacher-slice, random"),
+    (dict(init="zeros"), "init: expected one of teacher-slice, random, got 'zeros'"),
     (dict(temperature=0), "temperature: must be > 0"),
     (dict(w_logits=0, w_hidden=0, w_attention=0), "at least one loss weight"),
     (dict(w_hidden=-1), "w_hidden: must be >= 0"),

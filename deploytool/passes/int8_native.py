@@ -1,0 +1,907 @@
+"""The native streaming int8 writer: dynamic int8 with fused attention, without ONNX Runtime's tools.
+
+What it writes (the default int8 recipe, :class:`~deploytool.passes.quantize_int8.Int8Config`):
+
+- Each encoder layer's self-attention (Q/K/V projections, the scaled scores, the padding mask, the
+  softmax, the context and its merge back to ``[B, S, H*d]``) becomes one ``com.microsoft.QAttention``:
+  the layer's attention input ``x`` is quantized once by ``DynamicQuantizeLinear`` (uint8,
+  ``s_x = (max(x, 0) - min(x, 0)) / 255``, zero point ``round(-min / s_x)``), the weight is
+  ``Wqkv = [Wq | Wk | Wv]`` (``[in, 3A]``, ``A`` = heads x head size, columns head-major within each
+  part) stored int8, the bias ``[bq | bk | bv]`` stays fp32, the mask is the model's own 2-D
+  ``attention_mask`` input cast to int32 (ORT's raw-mask format: 1 keeps a key, 0 masks it with -10000),
+  ``num_heads`` from the graph, and ``scale`` only when the graph's score scale is not ``1/sqrt(d)``.
+  QAttention's output feeds every reader of the merged context (the O projection).
+- Every other ``MatMul`` (and ``Gemm`` with ``alpha = 1``, ``transA = 0``) with a constant 2-D fp32 weight
+  becomes ``com.microsoft.DynamicQuantizeMatMul`` (fp32 input quantized at run time, int8 weight, its
+  scales, the bias ``Add`` that followed folded in as the op's bias).
+- The word embedding table is stored int8 by the same rule (per hidden feature when ``per_channel``), read
+  by ``Gather`` and ``DequantizeLinear`` (when only row Gathers read it, opset >= 13). Position and
+  token-type tables, LayerNorms, GELU and residuals stay as exported (fp32).
+
+Weights (symmetric int8, zero point 0, so none is stored): per output column ``n`` (``per_channel``)
+``s[n] = max_k |W[k, n]| / 127`` (1.0 for an all-zero column), else one ``s`` over the whole matrix;
+``q = clip(round_half_even(W / s), -127, 127)``. This is what ``onnxruntime.quantization`` computes for
+the same weights (``quantize_dynamic``, int8, per channel, symmetric, no reduced range).
+
+Streaming: nothing is quantized while the pass runs. Each int8 weight is an ``ir.LazyTensor`` whose
+function reads the memory-mapped fp32 weight(s) row block by row block, twice (column maxima, then
+the rounded codes) into one int8 array; its scales are computed by the same call and handed to the
+scale tensor when the writer asks for it (whichever of the two is asked first computes both). The
+file writer (:func:`deploytool.onnx_io.staged_model`) computes, writes and drops one tensor at a time,
+so the pass holds at most one int8 weight beyond the input's memory map.
+
+What it recognises (else :class:`NativeUnsupported` says where and why, and the int8 pass falls back
+to ORT's quantizer): an unfused encoder (:func:`deploytool.graph.find_structure`) whose every layer
+has separate Q/K/V projections as wide as the hidden state, all reading one value, no per-head score
+bias, Q and K reshaped to ``[B, S, H, d]`` and transposed ``(0, 2, 1, 3)`` / ``(0, 2, 3, 1)``, V
+``(0, 2, 1, 3)``, scalar score scales that are constants or computed from shapes only (SDPA exports scale
+Q and K by ``Sqrt(1 / Sqrt(head_size))`` taken from ``Shape``: a probe evaluates them on two input shapes,
+feeding the attention's activations as zeros of their known shapes), a padding mask that such a probe
+(ONNX's reference evaluator on the mask's own subgraph, two padded batches) shows to be "0 where
+``attention_mask`` is 1, at most -1e4 where it is 0" (an added mask, or a ``Where`` fill; a term that reads
+no input and masks nothing is no mask), and a context transposed back ``(0, 2, 1, 3)`` and reshaped.
+No intermediate of the attention may be read outside it.
+
+Measured (Intel Xeon, Emerald Rapids, AVX-512 VNNI and AMX, 2 vCPU shared with other jobs):
+``benchmarks/results/int8_bench_native.json`` (MiniLM, batch 1, 1 thread, three interleaved rounds at load
+average 5.3-5.6): 0.71-0.73 of optimum's ORTQuantizer latency at 8 tokens and 0.76-0.78 at 128 (ORT's path
+in the same rounds 0.72-0.80 and 0.78-0.81; a second run at load 7.5-7.8, ``int8_bench_native_run2.json``:
+0.72-0.90 and 0.75-0.83 against 0.75-0.82 and 0.75-0.79, equal within that noise); Rotten Tomatoes test
+accuracy 77.44% (ORT's path 77.21%, optimum 77.13%, fp32 77.52%), embedding cosine to fp32 0.9897 (0.9895).
+``pass_speed_int8_engines.json`` (BERT-base shape, 436 MB, load 1.5-3.9): 4.4 s with the gate, 1.85 s
+without, peak RSS 0.56x the file; ORT's path 34.7 s at 6.67x. ``int8_layout.json``: ORT runs
+DynamicQuantizeMatMul and quantize_dynamic's MatMulInteger layout as the same fused kernel, in the same time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+
+import numpy as np
+import onnx_ir as ir
+
+from deploytool.errors import DeployError
+from deploytool.graph._util import const_tensor, shape_derived
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["NativePlan", "NativeUnsupported", "apply_native", "int8_weight", "plan_native"]
+
+MS = "com.microsoft"
+_DEFAULT = ("", "ai.onnx")
+# rows of a weight processed at once (bounded temporaries; a block of BERT-base's FFN is 3 MB)
+_ROW_BLOCK = 256
+# the mask value a masked key must get at most (QAttention fills -10000; any value this low gives
+# exp() == 0 in fp32 after the max-subtraction of the softmax)
+_MASKED_AT_MOST = -1e4
+_PROBE_NODES = 256
+
+
+class NativeUnsupported(DeployError):
+    """The graph is not one the native writer recognises (the message says which node and why)."""
+
+
+def _name(node: ir.Node) -> str:
+    return node.name or f"<{node.op_type}>"
+
+
+# ----------------------------------------------------------------------------------------- weights
+
+def _column_absmax(w: np.ndarray) -> np.ndarray:
+    out = np.zeros(w.shape[1], dtype=np.float32)
+    for i in range(0, w.shape[0], _ROW_BLOCK):
+        np.maximum(out, np.abs(w[i:i + _ROW_BLOCK]).max(axis=0), out=out)
+    return out
+
+
+def _scales(absmax: np.ndarray) -> np.ndarray:
+    s = absmax.astype(np.float64) / 127.0
+    return np.where(s < np.finfo(np.float32).tiny, 1.0, s).astype(np.float32)
+
+
+def int8_weight(parts: list[np.ndarray], per_channel: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The int8 codes ``[in, sum of widths]`` of the column-concatenated fp32 matrices ``parts`` (each
+    ``[in, n_i]``, the MatMul layout) and their scales (``[sum n_i]`` per channel, else a scalar),
+    computed row block by row block (see the module doc for the rule)."""
+    rows = parts[0].shape[0]
+    maxima = [_column_absmax(p) for p in parts]
+    if per_channel:
+        scale = _scales(np.concatenate(maxima))
+    else:
+        scale = _scales(np.array(max(float(m.max()) if m.size else 0.0 for m in maxima), dtype=np.float32))
+    out = np.empty((rows, sum(p.shape[1] for p in parts)), dtype=np.int8)
+    col = 0
+    for p in parts:
+        n = p.shape[1]
+        s = scale[col:col + n] if per_channel else scale
+        tmp = np.empty((min(_ROW_BLOCK, rows), n), dtype=np.float32)
+        for i in range(0, rows, _ROW_BLOCK):
+            block = p[i:i + _ROW_BLOCK]
+            t = tmp[:block.shape[0]]
+            np.divide(block, s, out=t)
+            np.rint(t, out=t)
+            np.clip(t, -127, 127, out=t)
+            out[i:i + block.shape[0], col:col + n] = t
+        col += n
+    return out, scale
+
+
+class _LazyInt8:
+    """One int8 weight and its scales, computed together by the first of the two tensors the writer
+    asks for; the other is kept until asked for (a scale vector, or one int8 weight), then dropped."""
+
+    def __init__(self, sources: list[tuple[ir.TensorProtocol, bool]], per_channel: bool, name: str,
+                 scale_name: str) -> None:
+        self.sources = sources  # (fp32 tensor, transposed: stored [out, in])
+        self.per_channel = per_channel
+        self.name, self.scale_name = name, scale_name
+        self._weight: np.ndarray | None = None
+        self._scale: np.ndarray | None = None
+
+    @property
+    def rows(self) -> int:
+        t, transposed = self.sources[0]
+        return int(t.shape[1] if transposed else t.shape[0])
+
+    @property
+    def cols(self) -> int:
+        return sum(int(t.shape[0] if tr else t.shape[1]) for t, tr in self.sources)
+
+    def _compute(self) -> None:
+        parts = []
+        for t, transposed in self.sources:
+            a = t.numpy()
+            parts.append(a.T if transposed else a)
+        self._weight, self._scale = int8_weight(parts, self.per_channel)
+
+    def weight(self) -> ir.Tensor:
+        if self._weight is None:
+            self._compute()
+        w, self._weight = self._weight, None
+        return ir.Tensor(w, name=self.name)
+
+    def scale(self) -> ir.Tensor:
+        if self._scale is None:
+            self._compute()
+        s, self._scale = self._scale, None
+        return ir.Tensor(s, name=self.scale_name)
+
+
+# ----------------------------------------------------------------------------------------- the plan
+
+@dataclasses.dataclass
+class _Attention:
+    index: int
+    x: ir.Value  # what Q/K/V read
+    q: ir.Node
+    k: ir.Node
+    v: ir.Node
+    weights: list[tuple[ir.TensorProtocol, bool]]  # Q, K, V weights (tensor, stored transposed)
+    biases: list[np.ndarray]
+    merged: ir.Value  # the context merged back to [B, S, A]: what O reads
+    num_heads: int
+    head_size: int
+    scale: float  # the scores' scale
+    mask: ir.Value | None  # the 2-D graph input the padding mask is built from
+
+
+@dataclasses.dataclass
+class _Projection:
+    node: ir.Node  # MatMul or Gemm
+    weight: ir.TensorProtocol
+    transposed: bool  # stored [out, in] (Gemm transB=1)
+    bias: ir.Value | None  # fp32 [N] constant
+    out: ir.Value  # the value the DynamicQuantizeMatMul replaces (the bias Add's output when folded)
+
+
+@dataclasses.dataclass
+class NativePlan:
+    """What :func:`apply_native` writes (found by :func:`plan_native`, nothing edited yet)."""
+
+    attentions: list[_Attention]
+    projections: list[_Projection]
+    embedding: tuple[ir.TensorProtocol, list[ir.Node]] | None  # the word table and the Gathers reading it
+    left_fp32: list[tuple[str, str]]  # (node, why) for projections with a constant weight left in fp32
+
+
+def _attr(node: ir.Node, name: str, default):
+    a = node.attributes.get(name)
+    return default if a is None else a.value
+
+
+def _scalar(v: ir.Value | None) -> float | None:
+    t = const_tensor(v)
+    if t is None or t.size != 1:
+        return None
+    try:
+        return float(np.asarray(t.numpy()).reshape(()))
+    except (TypeError, ValueError):
+        return None
+
+
+def _uses(v: ir.Value) -> list[ir.Node]:
+    out: list[ir.Node] = []
+    for u in v.uses():
+        if not any(u.node is n for n in out):
+            out.append(u.node)
+    return out
+
+
+def _float_matrix(v: ir.Value | None) -> ir.TensorProtocol | None:
+    t = const_tensor(v)
+    if t is None or t.dtype != ir.DataType.FLOAT or len(t.shape) != 2:
+        return None
+    return t
+
+
+def _compose(perms: list[list[int]]) -> list[int] | None:
+    """The one permutation doing ``perms`` (in data-flow order) in turn."""
+    p = list(range(len(perms[0]))) if perms else []
+    for t in perms:
+        if len(t) != len(p):
+            return None
+        p = [p[j] for j in t]
+    return p
+
+
+class _Planner:
+    def __init__(self, model: ir.Model, per_channel: bool) -> None:
+        self.model = model
+        self.graph = model.graph
+        self.per_channel = per_channel
+        self.position = {id(n): i for i, n in enumerate(self.graph)}
+        self._mask_ok: dict[tuple, ir.Value | None] = {}
+
+    # ------------------------------------------------------------------ attention
+    def attention(self, layer) -> tuple[_Attention, list[ir.Node]]:
+        att = layer.attention
+        where = f"layer {layer.index}"
+        if att.fused is not None:
+            raise NativeUnsupported(f"{where}: attention already fused by ORT ('{_name(att.fused)}')")
+        if att.q is None or att.k is None or att.v is None:
+            raise NativeUnsupported(f"{where}: packed QKV projection (not separate Q, K and V)")
+        if att.score_bias:
+            raise NativeUnsupported(f"{where}: a per-head score bias ('{_name(att.score_bias[0][0])}'); "
+                                    "QAttention has no input for it")
+        width = att.num_heads * att.head_size
+        hidden = att.q.in_features
+        if width != hidden:
+            raise NativeUnsupported(f"{where}: attention {width} wide in a {hidden}-wide layer (sliced or pruned "
+                                    "heads)")
+        q, k, v = att.q, att.k, att.v
+        x = q.node.inputs[0]
+        if k.node.inputs[0] is not x or v.node.inputs[0] is not x:
+            raise NativeUnsupported(f"{where}: Q, K and V do not read one value")
+        weights, biases, outs = [], [], []
+        for name, lin in (("Q", q), ("K", k), ("V", v)):
+            node = lin.node
+            if node.op_type != "MatMul" or node.domain not in _DEFAULT:
+                raise NativeUnsupported(f"{where}: {name} projection '{_name(node)}' is a {node.op_type}")
+            t = _float_matrix(node.inputs[1])
+            if t is None or tuple(t.shape) != (hidden, width):
+                raise NativeUnsupported(f"{where}: {name} weight of '{_name(node)}' is not a constant fp32 "
+                                        f"[{hidden}, {width}] matrix")
+            weights.append((t, False))
+            out = node.outputs[0]
+            if lin.bias is not None:
+                if lin.bias_node is None or lin.bias_node.op_type != "Add" or lin.bias_node.domain not in _DEFAULT:
+                    raise NativeUnsupported(f"{where}: {name} bias is not added by an Add")
+                b = const_tensor(lin.bias)
+                if b is None or b.size != width or b.dtype != ir.DataType.FLOAT:
+                    raise NativeUnsupported(f"{where}: {name} bias is not a constant fp32 [{width}] vector")
+                biases.append(np.asarray(b.numpy(), dtype=np.float32).reshape(width))
+                out = lin.bias_node.outputs[0]
+                path = [node, lin.bias_node]
+            else:
+                biases.append(np.zeros(width, np.float32))
+                path = [node]
+            outs.append((out, path))
+        # context: merged <- Reshape <- Transpose(0, 2, 1, 3) <- MatMul(probs, V')
+        merged = att.o.node.inputs[0]
+        path: list[ir.Node] = [n for _, p in outs for n in p]
+        ctx, perms, reshapes, cur = None, [], 0, merged
+        for _ in range(8):
+            p = cur.producer()
+            if p is None or p.domain not in _DEFAULT:
+                break
+            if p.op_type == "Transpose":
+                if reshapes == 0:
+                    raise NativeUnsupported(f"{where}: context transposed after its merge ('{_name(p)}')")
+                perms.insert(0, list(_attr(p, "perm", [])))
+            elif p.op_type == "Reshape":
+                if perms:
+                    raise NativeUnsupported(f"{where}: context reshaped twice around a transpose ('{_name(p)}')")
+                reshapes += 1
+            elif p.op_type == "Identity":
+                pass
+            elif p.op_type == "MatMul":
+                ctx = p
+                break
+            else:
+                break
+            path.append(p)
+            cur = p.inputs[0]
+        if ctx is None or reshapes != 1 or _compose(perms) != [0, 2, 1, 3]:
+            raise NativeUnsupported(f"{where}: the context reaching O '{_name(att.o.node)}' is not "
+                                    "MatMul -> Transpose(0, 2, 1, 3) -> Reshape")
+        path.append(ctx)
+        heads, hs = att.num_heads, att.head_size
+        # every activation of the attention with its shape in symbols of (batch, sequence): a mask may read
+        # their shapes (never their values); the probe feeds zeros of these shapes
+        shapes: dict[int, tuple[ir.Value, tuple]] = {id(x): (x, ("b", "s", hidden))}
+        for out, nodes in outs:
+            for n in nodes:
+                shapes[id(n.outputs[0])] = (n.outputs[0], ("b", "s", width))
+        shapes[id(ctx.outputs[0])] = (ctx.outputs[0], ("b", heads, "s", hs))
+        shapes[id(merged)] = (merged, ("b", "s", width))
+        self._head_path(ctx.inputs[1], outs[2][0], [0, 2, 1, 3], False, where, "V", path, shapes, heads, hs)
+        # probabilities: ctx input 0 <- [Cast/Identity/Dropout] <- Softmax
+        cur, softmax = ctx.inputs[0], None
+        for _ in range(4):
+            p = cur.producer() if cur is not None else None
+            if p is None or p.domain not in _DEFAULT:
+                break
+            path.append(p)
+            if p.op_type == "Softmax":
+                softmax = p
+                break
+            if p.op_type not in ("Cast", "Identity", "Dropout"):
+                break
+            cur = p.inputs[0]
+        if softmax is None:
+            raise NativeUnsupported(f"{where}: the context MatMul '{_name(ctx)}' does not read a Softmax")
+        axis = _attr(softmax, "axis", -1 if self.model.opset_imports.get("", 13) >= 13 else 1)
+        if axis not in (-1, 3):
+            raise NativeUnsupported(f"{where}: Softmax '{_name(softmax)}' is not over the last axis")
+        # scores: Softmax input <- scale / mask / casts <- MatMul(Q', K')
+        scale, mask_terms, cur, score = 1.0, [], softmax.inputs[0], None
+        pending: list[tuple[ir.Value, int]] = []  # scale factors computed from shapes at run time
+        chain_values: list[ir.Value] = []
+        for _ in range(12):
+            chain_values.append(cur)
+            p = cur.producer()
+            if p is None or p.domain not in _DEFAULT:
+                break
+            path.append(p)
+            if p.op_type == "MatMul":
+                score = p
+                break
+            if p.op_type in ("Cast", "Identity", "Dropout"):
+                cur = p.inputs[0]
+                continue
+            if p.op_type in ("Div", "Mul") and len(p.inputs) == 2:
+                c1 = _scalar(p.inputs[1])
+                c0 = _scalar(p.inputs[0]) if p.op_type == "Mul" else None
+                if c1 is not None:
+                    scale, cur = (scale / c1 if p.op_type == "Div" else scale * c1), p.inputs[0]
+                    continue
+                if c0 is not None:
+                    scale, cur = scale * c0, p.inputs[1]
+                    continue
+                if shape_derived(p.inputs[1]):  # computed from shapes only: evaluated once shapes are known
+                    pending.append((p.inputs[1], -1 if p.op_type == "Div" else 1))
+                    cur = p.inputs[0]
+                    continue
+                if p.op_type == "Mul" and shape_derived(p.inputs[0]):
+                    pending.append((p.inputs[0], 1))
+                    cur = p.inputs[1]
+                    continue
+                raise NativeUnsupported(f"{where}: score scale '{_name(p)}' is not a constant or shape-derived scalar")
+            if p.op_type == "Add" and len(p.inputs) == 2:
+                # the chain is the operand that leads back to the scores (computed from x), the other the mask
+                a, b = p.inputs
+                chain, term = (a, b) if self._from_scores(a) else (b, a)
+                if not self._from_scores(chain) or self._from_scores(term):
+                    raise NativeUnsupported(f"{where}: score Add '{_name(p)}' is not scores + mask")
+                mask_terms.append(("add", term, None))
+                cur = chain
+                continue
+            if p.op_type == "Where" and len(p.inputs) == 3:
+                c, a, b = p.inputs
+                fa, fb = _scalar(a), _scalar(b)
+                if fa is not None and fa <= _MASKED_AT_MOST and self._from_scores(b):
+                    mask_terms.append(("where_fill_true", c, None))
+                    cur = b
+                    continue
+                if fb is not None and fb <= _MASKED_AT_MOST and self._from_scores(a):
+                    mask_terms.append(("where_keep_true", c, None))
+                    cur = a
+                    continue
+                raise NativeUnsupported(f"{where}: score Where '{_name(p)}' is not a masked fill")
+            break
+        if score is None:
+            raise NativeUnsupported(f"{where}: no Q.K^T MatMul found before Softmax '{_name(softmax)}'")
+        if len(mask_terms) > 1:
+            raise NativeUnsupported(f"{where}: {len(mask_terms)} mask terms on the scores")
+        for operand, (out, _), want, what in ((score.inputs[0], outs[0], [0, 2, 1, 3], "Q"),
+                                              (score.inputs[1], outs[1], [0, 2, 3, 1], "K")):
+            scale *= self._head_path(operand, out, want, True, where, what, path, shapes, heads, hs, pending)
+        for val in chain_values + list(softmax.outputs):
+            shapes[id(val)] = (val, ("b", heads, "s", "s"))
+        if pending:
+            scale *= self.scale_values(pending, shapes, where)
+        if not scale > 0 or not math.isfinite(scale):
+            raise NativeUnsupported(f"{where}: score scale {scale} is not positive")
+        mask = None
+        if mask_terms:
+            kind, term, _ = mask_terms[0]
+            mask = self.mask_input(term, kind, heads, where, shapes)
+        # nothing between x and the merged context may be read from outside the attention
+        inside = {id(n) for n in path}
+        for n in path:
+            for o in n.outputs:
+                if o is merged:
+                    continue
+                if o in self.graph.outputs:
+                    raise NativeUnsupported(f"{where}: attention intermediate '{o.name}' is a graph output")
+                for u in _uses(o):
+                    if id(u) not in inside and not self._dies_with(u, inside):
+                        raise NativeUnsupported(f"{where}: attention intermediate '{o.name}' of '{_name(n)}' is "
+                                                f"also read by '{_name(u)}' ({u.op_type})")
+        plan = _Attention(index=layer.index, x=x, q=q.node, k=k.node, v=v.node, weights=weights, biases=biases,
+                          merged=merged, num_heads=att.num_heads, head_size=att.head_size, scale=scale, mask=mask)
+        return plan, path
+
+    def _dies_with(self, node: ir.Node, inside: set[int]) -> bool:
+        """True when ``node`` reads only a shape (Shape/Size) and everything computed from it feeds only
+        nodes in ``inside`` (so it dies with the attention: the shape arithmetic of its Reshapes and masks)."""
+        if node.op_type not in ("Shape", "Size"):
+            return False
+        stack, seen = [node], set()
+        while stack:
+            n = stack.pop()
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            if len(seen) > 64:
+                return False
+            for o in n.outputs:
+                if o in self.graph.outputs:
+                    return False
+                stack.extend(u for u in _uses(o) if id(u) not in inside)
+        return True
+
+    def _from_scores(self, v: ir.Value | None, depth: int = 0) -> bool:
+        """True when ``v`` is computed from a MatMul of two activations (the scores) through the ops a
+        score chain has."""
+        for _ in range(12):
+            p = v.producer() if v is not None else None
+            if p is None:
+                return False
+            if p.op_type == "MatMul":
+                return const_tensor(p.inputs[0]) is None and const_tensor(p.inputs[1]) is None
+            if p.op_type in ("Cast", "Identity", "Dropout"):
+                v = p.inputs[0]
+            elif p.op_type in ("Div", "Mul") and len(p.inputs) == 2:
+                v = p.inputs[0] if _scalar(p.inputs[1]) is not None or shape_derived(p.inputs[1]) else p.inputs[1]
+            elif p.op_type == "Add" and len(p.inputs) == 2 and depth < 2:
+                return self._from_scores(p.inputs[0], depth + 1) or self._from_scores(p.inputs[1], depth + 1)
+            elif p.op_type == "Where" and len(p.inputs) == 3 and depth < 2:
+                return self._from_scores(p.inputs[1], depth + 1) or self._from_scores(p.inputs[2], depth + 1)
+            else:
+                return False
+        return False
+
+    def _head_path(self, v: ir.Value, target: ir.Value, want: list[int], scaled: bool, where: str, what: str,
+                   path: list[ir.Node], shapes: dict, heads: int, head_size: int,
+                   pending: list | None = None) -> float:
+        """Walk from an attention operand back to its projection's output: one Reshape to heads, then
+        Transposes composing to ``want`` (and, for Q and K, constant scalar scales). Returns the scale;
+        records each value's shape in symbols of (batch, sequence) in ``shapes``."""
+        perms: list[list[int]] = []
+        reshapes, scale = 0, 1.0
+        walked: list[tuple[ir.Value, ir.Node]] = []
+        for _ in range(12):
+            if v is target:
+                break
+            p = v.producer() if v is not None else None
+            if p is None or p.domain not in _DEFAULT:
+                raise NativeUnsupported(f"{where}: the {what} operand does not lead back to its projection")
+            path.append(p)
+            walked.append((v, p))
+            if p.op_type == "Transpose":
+                if reshapes:
+                    raise NativeUnsupported(f"{where}: {what} transposed before its split into heads ('{_name(p)}')")
+                perms.insert(0, list(_attr(p, "perm", [])))
+            elif p.op_type == "Reshape":
+                reshapes += 1
+            elif p.op_type == "Identity":
+                pass
+            elif scaled and p.op_type in ("Div", "Mul") and len(p.inputs) == 2 and _scalar(p.inputs[1]) is not None:
+                c = _scalar(p.inputs[1])
+                scale = scale / c if p.op_type == "Div" else scale * c
+            elif scaled and p.op_type == "Mul" and len(p.inputs) == 2 and _scalar(p.inputs[0]) is not None:
+                scale *= _scalar(p.inputs[0])
+                v = p.inputs[1]
+                continue
+            elif scaled and pending is not None and p.op_type in ("Div", "Mul") and len(p.inputs) == 2 \
+                    and shape_derived(p.inputs[1]):
+                pending.append((p.inputs[1], -1 if p.op_type == "Div" else 1))
+            elif scaled and pending is not None and p.op_type == "Mul" and len(p.inputs) == 2 \
+                    and shape_derived(p.inputs[0]):
+                pending.append((p.inputs[0], 1))
+                v = p.inputs[1]
+                continue
+            else:
+                raise NativeUnsupported(f"{where}: {what} path node '{_name(p)}' ({p.op_type}) not recognised")
+            v = p.inputs[0]
+        else:
+            raise NativeUnsupported(f"{where}: the {what} operand does not lead back to its projection")
+        if reshapes != 1 or _compose(perms) != want:
+            raise NativeUnsupported(f"{where}: {what} is not split into heads as Reshape -> Transpose{tuple(want)}")
+        sym: tuple = ("b", "s", heads * head_size)
+        shapes[id(target)] = (target, sym)
+        for val, p in reversed(walked):
+            if p.op_type == "Reshape":
+                sym = ("b", "s", heads, head_size)
+            elif p.op_type == "Transpose":
+                perm = list(_attr(p, "perm", []))
+                sym = tuple(sym[i] for i in perm)
+            shapes[id(val)] = (val, sym)
+        return scale
+
+    def _subgraph(self, targets: list[ir.Value], dummies: dict, where: str, what: str):
+        """ONNX's reference evaluator on the subgraph computing ``targets`` from graph inputs and constants.
+        ``dummies``: id -> (activation, its shape in symbols "b", "s" and ints) for activations whose shape
+        only the subgraph may read (a mask expanded to the scores' shape, a scale from a head size); they
+        are fed as zeros of that shape. Returns (evaluator, graph inputs read, dummies read, inputs whose
+        values are read)."""
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+
+        nodes: dict[int, ir.Node] = {}
+        inits: dict[str, ir.Value] = {}
+        inputs: dict[str, ir.Value] = {}
+        shaped: dict[str, tuple[ir.Value, tuple]] = {}
+        data_read: set[str] = set()
+        stack, seen = list(targets), set()
+        while stack:
+            val = stack.pop()
+            if val is None or id(val) in seen:
+                continue
+            seen.add(id(val))
+            if val.is_graph_input():
+                inputs[val.name] = val
+                continue
+            if id(val) in dummies and not any(val is t for t in targets):
+                shaped[val.name] = dummies[id(val)]
+                continue
+            p = val.producer()
+            if p is None:
+                t = val.const_value
+                if t is None or t.nbytes > 4096:
+                    raise NativeUnsupported(f"{where}: the {what} reads '{val.name}', not a small constant or input")
+                inits[val.name] = val
+                continue
+            if id(p) in nodes:
+                continue
+            if p.domain not in _DEFAULT or p.op_type in ("MatMul", "Gemm", "Softmax", "LayerNormalization") or any(
+                    a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in p.attributes.values()):
+                raise NativeUnsupported(f"{where}: the {what} is computed by '{_name(p)}' ({p.op_type})")
+            nodes[id(p)] = p
+            if len(nodes) > _PROBE_NODES:
+                raise NativeUnsupported(f"{where}: the {what}'s subgraph has over {_PROBE_NODES} nodes")
+            for i in p.inputs:
+                if i is None or p.op_type in ("Shape", "Size"):
+                    stack.append(i)
+                    continue
+                if i.is_graph_input():
+                    data_read.add(i.name)
+                elif id(i) in dummies:
+                    raise NativeUnsupported(f"{where}: the {what} reads the values of activation '{i.name}'")
+                stack.append(i)
+        for nm, val in inputs.items():
+            if val.shape is None or len(val.shape) != 2 or val.dtype is None:
+                raise NativeUnsupported(f"{where}: input '{nm}' of the {what} is not a typed 2-D input")
+        if any(not t.name for t in targets) or any(not nm for nm in shaped):
+            raise NativeUnsupported(f"{where}: a value of the {what}'s subgraph has no name")
+        ordered = sorted(nodes.values(), key=lambda n: self.position.get(id(n), 0))
+        graph = onnx.helper.make_graph(
+            [ir.serde.serialize_node(n) for n in ordered], "probe",
+            [onnx.helper.make_tensor_value_info(nm, int(val.dtype), ["b", "s"]) for nm, val in inputs.items()]
+            + [onnx.helper.make_tensor_value_info(nm, int(val.dtype or ir.DataType.FLOAT), None)
+               for nm, (val, _) in shaped.items()],
+            [onnx.ValueInfoProto(name=t.name) for t in targets],
+            [ir.serde.serialize_tensor(v.const_value) for v in inits.values()])
+        for t, v in zip(graph.initializer, inits.values()):
+            t.name = v.name
+        proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid(d, int(vv)) for d, vv in
+                                                             self.model.opset_imports.items() if d in _DEFAULT])
+        proto.ir_version = min(self.model.ir_version or 8, 10)
+        try:
+            ev = ReferenceEvaluator(proto)
+        except Exception as e:  # noqa: BLE001 - any failure means: not something we can check
+            raise NativeUnsupported(f"{where}: the {what}'s subgraph cannot be evaluated ({type(e).__name__})") from e
+        return ev, inputs, shaped, data_read
+
+    @staticmethod
+    def _feeds(inputs: dict, shaped: dict, b: int, s: int) -> dict[str, np.ndarray]:
+        feeds = {nm: np.zeros((b, s), dtype=ir.DataType(val.dtype).numpy()) for nm, val in inputs.items()}
+        for nm, (val, sym) in shaped.items():
+            dims = tuple(b if d == "b" else s if d == "s" else int(d) for d in sym)
+            feeds[nm] = np.zeros(dims, dtype=ir.DataType(val.dtype or ir.DataType.FLOAT).numpy())
+        return feeds
+
+    def scale_values(self, pending: list[tuple[ir.Value, int]], dummies: dict, where: str) -> float:
+        """The product of scale factors computed at run time from shapes only (SDPA exports scale Q and K
+        each by ``Sqrt(1 / Sqrt(head_size))`` taken from ``Shape``): evaluated on two probe shapes, each must
+        be one number that does not change with batch and sequence. ``pending``: (value, +1 multiply / -1
+        divide)."""
+        ev, inputs, shaped, data_read = self._subgraph([v for v, _ in pending], dummies, where, "score scale")
+        if data_read:
+            raise NativeUnsupported(f"{where}: the score scale reads input values ({', '.join(sorted(data_read))})")
+        seen = []
+        for b, s in ((2, 5), (3, 2)):
+            try:
+                outs = ev.run(None, self._feeds(inputs, shaped, b, s))
+            except Exception as e:  # noqa: BLE001
+                raise NativeUnsupported(f"{where}: the score scale fails on a probe ({type(e).__name__})") from e
+            if any(np.asarray(o).size != 1 for o in outs):
+                raise NativeUnsupported(f"{where}: a score scale is not one number")
+            seen.append([float(np.asarray(o).reshape(())) for o in outs])
+        if not np.allclose(seen[0], seen[1], rtol=1e-6):
+            raise NativeUnsupported(f"{where}: a score scale changes with the input's shape")
+        factor = 1.0
+        for (_, power), value in zip(pending, seen[0]):
+            factor *= value if power > 0 else 1.0 / value
+        return factor
+
+    # ------------------------------------------------------------------ mask
+    def mask_input(self, term: ir.Value, kind: str, heads: int, where: str, dummies: dict) -> ir.Value | None:
+        key = (id(term), kind)
+        if key not in self._mask_ok:
+            self._mask_ok[key] = self._probe_mask(term, kind, heads, where, dummies)
+        return self._mask_ok[key]
+
+    def _probe_mask(self, term: ir.Value, kind: str, heads: int, where: str, dummies: dict) -> ir.Value | None:
+        """Run the mask's own subgraph on padded probe batches (:meth:`_subgraph`): it must be the 2-D
+        ``attention_mask`` input's padding mask (see the module doc). Returns that input; None for a term
+        that reads no input and masks nothing (an all-ones mask made from shapes)."""
+        ev, inputs, shaped, data_read = self._subgraph([term], dummies, where, "mask")
+        if not data_read:  # a mask of ones made from shapes (a model without a mask input): no mask at all
+            for b, s in ((2, 5), (3, 2)):
+                try:
+                    m = np.asarray(ev.run(None, self._feeds(inputs, shaped, b, s))[0])
+                except Exception as e:  # noqa: BLE001
+                    raise NativeUnsupported(f"{where}: the mask's subgraph fails on a probe "
+                                            f"({type(e).__name__})") from e
+                empty = not m.any() if kind == "add" else bool(np.all(m.astype(bool) == (kind == "where_keep_true")))
+                if not empty:
+                    raise NativeUnsupported(f"{where}: a score term that reads no input masks some keys")
+            return None
+        if len(data_read) != 1:
+            raise NativeUnsupported(f"{where}: the mask reads {len(data_read)} graph inputs' values "
+                                    f"({', '.join(sorted(data_read)) or 'none'}), not one attention mask")
+        mask_name = next(iter(data_read))
+        for keep in (np.array([[1, 1, 1, 1, 1], [1, 1, 0, 1, 0]]), np.array([[1, 1], [1, 0], [0, 1]])):
+            b, s = keep.shape
+            feeds = self._feeds(inputs, shaped, b, s)
+            feeds[mask_name] = keep.astype(ir.DataType(inputs[mask_name].dtype).numpy())
+            try:
+                m = np.asarray(ev.run(None, feeds)[0])
+            except Exception as e:  # noqa: BLE001
+                raise NativeUnsupported(f"{where}: the mask's subgraph fails on a probe ({type(e).__name__})") from e
+            ok = (m.ndim == 4 and m.shape[0] == b and m.shape[1] in (1, heads) and m.shape[2] in (1, s)
+                  and m.shape[3] == s)
+            if ok:
+                kept = np.broadcast_to(keep.astype(bool)[:, None, None, :], m.shape)
+                if kind == "add":
+                    m = m.astype(np.float64)
+                    ok = bool(np.all(m[kept] == 0) and np.all(m[~kept] <= _MASKED_AT_MOST))
+                else:
+                    c = m.astype(bool)
+                    ok = bool(np.array_equal(c, ~kept if kind == "where_fill_true" else kept))
+            if not ok:
+                raise NativeUnsupported(f"{where}: the score mask is not the padding mask of input '{mask_name}' "
+                                        f"(probe shape {list(m.shape)})")
+        return inputs[mask_name]
+
+    # ------------------------------------------------------------------ other projections
+    def projection(self, node: ir.Node) -> _Projection | str | None:
+        """A MatMul/Gemm with a constant 2-D fp32 weight as a :class:`_Projection`; a reason string when it
+        has such a weight the writer cannot take; None when it has none."""
+        if node.domain not in _DEFAULT or node.op_type not in ("MatMul", "Gemm") or len(node.inputs) < 2:
+            return None
+        a, w = node.inputs[0], node.inputs[1]
+        if a is None or const_tensor(a) is not None:
+            return None
+        t = const_tensor(w)
+        if t is None:
+            return None
+        if t.dtype != ir.DataType.FLOAT or len(t.shape) != 2:
+            return f"weight is {t.dtype.name} of rank {len(t.shape)}"
+        out = node.outputs[0]
+        bias = None
+        if node.op_type == "Gemm":
+            if _attr(node, "alpha", 1.0) != 1.0 or _attr(node, "transA", 0) != 0:
+                return "Gemm with alpha != 1 or transA"
+            transposed = bool(_attr(node, "transB", 0))
+            n_out = int(t.shape[0] if transposed else t.shape[1])
+            if len(node.inputs) > 2 and node.inputs[2] is not None:
+                c = const_tensor(node.inputs[2])
+                if c is None or c.dtype != ir.DataType.FLOAT or list(c.shape) != [n_out] or \
+                        _attr(node, "beta", 1.0) != 1.0:
+                    return f"Gemm bias is not a constant fp32 [{n_out}] vector"
+                bias = node.inputs[2]
+            return _Projection(node=node, weight=t, transposed=transposed, bias=bias, out=out)
+        n_out = int(t.shape[1])
+        users = _uses(out)
+        if len(users) == 1 and out not in self.graph.outputs:
+            add = users[0]
+            if add.op_type == "Add" and add.domain in _DEFAULT and len(add.inputs) == 2 and \
+                    add.inputs[0] is not add.inputs[1]:
+                other = add.inputs[1] if add.inputs[0] is out else add.inputs[0]
+                c = const_tensor(other)
+                if c is not None and c.dtype == ir.DataType.FLOAT and list(c.shape) == [n_out]:
+                    bias, out = other, add.outputs[0]
+        return _Projection(node=node, weight=t, transposed=False, bias=bias, out=out)
+
+
+def plan_native(model: ir.Model, *, per_channel: bool = True) -> NativePlan:
+    """Find what :func:`apply_native` writes; raises :class:`NativeUnsupported` (nothing is edited) when
+    the graph is not one the writer recognises."""
+    from deploytool.graph import find_structure
+
+    if model.opset_imports.get("", model.opset_imports.get("ai.onnx", 0)) < 11:
+        raise NativeUnsupported("opset below 11 (DynamicQuantizeLinear needs 11)")
+    try:
+        structure = find_structure(model)
+    except DeployError as e:
+        raise NativeUnsupported(f"encoder structure not recognised ({e})") from e
+    planner = _Planner(model, per_channel)
+    attentions, inside = [], set()
+    for layer in structure.layers:
+        a, path = planner.attention(layer)
+        attentions.append(a)
+        inside.update(id(n) for n in path)
+    projections, left = [], []
+    for node in model.graph:
+        if id(node) in inside:
+            continue
+        p = planner.projection(node)
+        if isinstance(p, str):
+            left.append((_name(node), p))
+        elif p is not None:
+            projections.append(p)
+    return NativePlan(attentions=attentions, projections=projections, embedding=_word_table(model, structure),
+                      left_fp32=left)
+
+
+def _word_table(model: ir.Model, structure) -> tuple[ir.TensorProtocol, list[ir.Node]] | None:
+    """The word embedding table (a constant fp32 [V, H]) when only row Gathers read it; else None (it stays
+    fp32: a tied output projection, say). Needs opset 13 (per-axis DequantizeLinear)."""
+    word = structure.embeddings.get("word")
+    if word is None or model.opset_imports.get("", 0) < 13:
+        return None
+    t = _float_matrix(word)
+    if t is None or word.producer() is not None or word in model.graph.outputs:
+        return None
+    gathers = _uses(word)
+    for g in gathers:
+        if g.op_type != "Gather" or g.domain not in _DEFAULT or g.inputs[0] is not word or _attr(g, "axis", 0) != 0:
+            return None
+    return (t, gathers) if gathers else None
+
+
+# ----------------------------------------------------------------------------------------- the edit
+
+class _Names:
+    def __init__(self, graph: ir.Graph) -> None:
+        self.used = set(graph.initializers) | {v.name for v in graph.inputs if v.name}
+        for node in graph:
+            self.used.update(o.name for o in node.outputs if o.name)
+            if node.name:
+                self.used.add(node.name)
+
+    def __call__(self, base: str) -> str:
+        base = base.replace("::", "_").replace("/", "_").strip("_") or "q8"
+        n, i = base, 0
+        while n in self.used:
+            i += 1
+            n = f"{base}_{i}"
+        self.used.add(n)
+        return n
+
+
+def _initializer(graph: ir.Graph, name: str, tensor, dtype: ir.DataType, shape: list[int]) -> ir.Value:
+    v = ir.Value(name=name, const_value=tensor, shape=ir.Shape(shape), type=ir.TensorType(dtype))
+    graph.register_initializer(v)
+    return v
+
+
+def _lazy_pair(graph: ir.Graph, names: _Names, base: str, sources: list[tuple[ir.TensorProtocol, bool]],
+               per_channel: bool) -> tuple[ir.Value, ir.Value]:
+    wname, sname = names(f"{base}_int8"), names(f"{base}_scale")
+    lazy = _LazyInt8(sources, per_channel, wname, sname)
+    rows, cols = lazy.rows, lazy.cols
+    w = _initializer(graph, wname, ir.LazyTensor(lazy.weight, dtype=ir.DataType.INT8, shape=ir.Shape([rows, cols]),
+                                                 name=wname), ir.DataType.INT8, [rows, cols])
+    sshape = [cols] if per_channel else []
+    s = _initializer(graph, sname, ir.LazyTensor(lazy.scale, dtype=ir.DataType.FLOAT, shape=ir.Shape(sshape),
+                                                 name=sname), ir.DataType.FLOAT, sshape)
+    return w, s
+
+
+def _node(names: _Names, op: str, inputs: list, base: str, *, domain: str = "", outputs: int = 1,
+          **attrs) -> ir.Node:
+    node = ir.node(op, inputs, attributes=attrs, domain=domain, name=names(f"{base}_{op}"), num_outputs=outputs)
+    for i, o in enumerate(node.outputs):
+        o.name = names(f"{node.name}_out{i}" if outputs > 1 else node.name)
+    return node
+
+
+def _replace(graph: ir.Graph, names: _Names, old: ir.Value, new: ir.Value) -> None:
+    """Every reader of ``old`` (and the graph outputs) reads ``new``; a graph output keeps its name."""
+    is_output = old in graph.outputs
+    ir.convenience.replace_all_uses_with(old, new, replace_graph_outputs=True)
+    if is_output:
+        name = old.name
+        old.name = names(f"{name}_fp32")
+        new.name = name
+        new.type, new.shape = old.type, old.shape
+
+
+def apply_native(model: ir.Model, plan: NativePlan, *, per_channel: bool = True) -> dict:
+    """Write ``plan`` into ``model`` (in place; see the module doc). Returns the pass's stats (op counts)."""
+    from onnx_ir.passes.common import RemoveUnusedNodesPass
+
+    graph = model.graph
+    names = _Names(graph)
+    model.opset_imports.setdefault(MS, 1)
+    first = next(iter(graph))
+    masks: dict[int, ir.Value] = {}
+    shared: dict[tuple, tuple[ir.Value, ir.Value]] = {}
+    for a in plan.attentions:
+        base = f"layer{a.index}_qkv"
+        tag = f"L{a.index}_attention"
+        key = tuple((id(t), tr) for t, tr in a.weights)
+        if key not in shared:
+            shared[key] = _lazy_pair(graph, names, base, a.weights, per_channel)
+        w, s = shared[key]
+        bias = np.concatenate(a.biases).astype(np.float32)
+        bname = names(f"{base}_bias")
+        b = _initializer(graph, bname, ir.Tensor(bias, name=bname), ir.DataType.FLOAT, [bias.size])
+        mask_i32 = None
+        if a.mask is not None:
+            if id(a.mask) not in masks:
+                if a.mask.dtype == ir.DataType.INT32:
+                    masks[id(a.mask)] = a.mask
+                else:
+                    cast = _node(names, "Cast", [a.mask], "attention_mask_int32", to=ir.DataType.INT32)
+                    graph.insert_before(first, cast)
+                    masks[id(a.mask)] = cast.outputs[0]
+            mask_i32 = masks[id(a.mask)]
+        dql = _node(names, "DynamicQuantizeLinear", [a.x], tag, outputs=3)
+        xq, xs, xzp = dql.outputs
+        attrs = {"num_heads": a.num_heads, "unidirectional": 0}
+        if abs(a.scale * math.sqrt(a.head_size) - 1.0) > 1e-6:
+            attrs["scale"] = float(a.scale)
+        qatt = _node(names, "QAttention", [xq, w, b, xs, s, mask_i32, xzp], tag, domain=MS, **attrs)
+        graph.insert_before(a.q, [dql, qatt])
+        _replace(graph, names, a.merged, qatt.outputs[0])
+    for p in plan.projections:
+        base = (p.node.name or p.weight.name or "matmul")
+        key = ((id(p.weight), p.transposed),)
+        if key not in shared:
+            shared[key] = _lazy_pair(graph, names, base, [(p.weight, p.transposed)], per_channel)
+        w, s = shared[key]
+        dq = _node(names, "DynamicQuantizeMatMul", [p.node.inputs[0], w, s, None, p.bias], base, domain=MS)
+        graph.insert_before(p.node, dq)
+        _replace(graph, names, p.out, dq.outputs[0])
+    if plan.embedding is not None:
+        table, gathers = plan.embedding
+        w, s = _lazy_pair(graph, names, table.name or "word_embeddings", [(table, False)], per_channel)
+        for g in gathers:
+            g8 = _node(names, "Gather", [w, g.inputs[1]], g.name or "word_embeddings", axis=0)
+            dq_attrs = {"axis": -1} if per_channel else {}
+            dq = _node(names, "DequantizeLinear", [g8.outputs[0], s], g.name or "word_embeddings", **dq_attrs)
+            graph.insert_before(g, [g8, dq])
+            _replace(graph, names, g.outputs[0], dq.outputs[0])
+    RemoveUnusedNodesPass()(model)
+    ops = {"QAttention": len(plan.attentions), "DynamicQuantizeMatMul": len(plan.projections),
+           "DynamicQuantizeLinear": len(plan.attentions)}
+    if plan.embedding is not None:
+        ops["DequantizeLinear"] = len(plan.embedding[1])
+    return {"quantized_ops": ops, "int8_word_embeddings": plan.embedding is not None}
