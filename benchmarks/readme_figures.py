@@ -768,13 +768,42 @@ def render_conformance(results: Path) -> str:
     return "\n".join([_wrap(text), "", *table])
 
 
+def render_densest_qat(results: Path) -> str:
+    """What the smallest packings cost after QAT, from train_bench_standard.json's densest ONNX rows."""
+    t = _load(results, "train_bench_standard.json")
+    rows = {r["file"]: r for r in t.get("onnx", []) if "file" in r and "densest" in r["file"]}
+    if not rows:
+        return "(no densest rows in train_bench_standard.json)"
+    labels = [("densest", "encoder + word embeddings (default)"), ("densest_head", "+ pooler and classifier"),
+              ("densest_head_int8pos", "+ pooler, classifier; position tables int8"),
+              ("densest_all", "everything (position tables too)")]
+    out = ["| QAT model (MiniLM) | " + " | ".join(lab for _, lab in labels) + " |",
+           "|---" * (len(labels) + 1) + "|"]
+    for mode, name in [("ternary", "ternary"), ("binary", "binary"), ("binary_tws", "binary (TWS)")]:
+        cells = []
+        for tag, _ in labels:
+            r = rows.get(f"{mode}_{tag}.onnx")
+            cells.append("-" if r is None else f"{r['accuracy']:.2f}% ({r['accuracy'] - r['pytorch']:+.2f}), "
+                                               f"{r['bytes'] / 1e6:.1f} MB, {r['ratio_to_fp32_export']:.1f}x")
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+
+    def span(tag: str) -> str:
+        d = [r["accuracy"] - r["pytorch"] for f, r in rows.items() if f.endswith(f"_{tag}.onnx")]
+        return f"{min(d):+.2f} to {max(d):+.2f}"
+
+    out += ["", f"Against PyTorch: packing the pooler and classifier too {span('densest_head')} points; with int8 "
+                f"position tables as well {span('densest_head_int8pos')}; ternary/binary position tables "
+                f"{span('densest_all')}."]
+    return "\n".join(out)
+
+
 BLOCKS = {"quickstart": render_quickstart, "conformance": render_conformance, "embedding": render_embedding,
           "training-table": render_training_table, "tws": render_tws, "cost-model": render_cost_model,
           "hygiene": render_hygiene, "pass-speed": render_pass_speed, "measured": render_measured,
           "performance": render_performance, "performance-reading": render_reading,
           "training-setup": render_training_setup, "training-notes": render_training_notes,
           "fit-runtime": render_fit_runtime, "published-devices": render_published_devices,
-          "big-models": render_big_models}
+          "big-models": render_big_models, "densest-qat": render_densest_qat}
 _BLOCK = re.compile(r"<!-- figures:(?P<name>[a-z-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
 
 
