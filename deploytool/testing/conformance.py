@@ -19,11 +19,14 @@ padded batch, with an independent PyTorch reference:
 - DynaBERT's slicing rule, restated below from DynaBERT's public code
   (``DynaBERT/transformers/modeling_bert.py``), not imported from the pass;
 - reorder: the unchanged model; ternary packing ("memory" runtime, fp32 activations): the model whose
-  encoder linear weights are replaced by their TWN ternary values, restated below in torch;
+  encoder linear weights are replaced by their TWN ternary values, restated below in torch ("pack": word
+  embeddings fp32; "pack-memory": with the default packed embeddings, each word-embedding row replaced by
+  its TWN values; "pack-binary": BWN binary, weights per matrix and embedding rows); "pack-densest" (5 trits
+  per byte, int8 kernels) against pack-memory's reference, close like int8 (cosine >= 0.999);
 - int8: the fp32 model, within int8 tolerance (cosine >= 0.99 on every output; a saturating tanh
   pooler can be off by a large share of its [-1, 1] range on a few entries, so no max-error bound).
 
-A cell is ``equal`` (max |diff| <= 1e-4 on every output; ``close`` for int8), ``refused: reason``
+A cell is ``equal`` (max |diff| <= 1e-4 on every output; ``close`` for int8 and pack-densest), ``refused: reason``
 (the pass refused in one line: correct behaviour for a family it cannot edit), ``n/a: reason`` (the
 exporter or ORT's optimizer itself failed on the model: nothing for deploytool to do), or
 ``FAILED: reason`` (a wrong or unrunnable output, or a traceback instead of a one-line refusal).
