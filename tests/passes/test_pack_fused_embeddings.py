@@ -129,6 +129,10 @@ def test_memory_runtime_packs_the_fused_tables_exactly(distilbert_o2, tmp_path, 
     assert "EmbedLayerNormalization" in record["embeddings.word_embeddings.weight"]["note"]
     assert ("embeddings.position_embeddings.weight" in record) == positions
     assert record["embeddings.word_embeddings.weight"]["bits"] < 8
+    # bench's synthetic ids still come from the real vocabulary (the fused node's table is no initializer now)
+    from deploytool.runtime.inputs import plan_inputs
+
+    assert plan_inputs(dst).vocab == vocab
 
     got = _run(dst, feeds)
     want = _run(_reference(path, scheme, positions), feeds)
@@ -139,3 +143,25 @@ def test_memory_runtime_packs_the_fused_tables_exactly(distilbert_o2, tmp_path, 
     word.CopyFrom(next(t for t in src.graph.initializer if t.name == "embeddings.word_embeddings.weight"))
     assert np.abs(got - _run(fp32_emb, feeds)).max() > 0.1
     assert vocab == 100 and hidden == 24  # the tiny conformance shape the thresholds above were seen on
+
+
+def test_fused_table_without_gather_opset_14(tmp_path):
+    """BERT through the TorchScript exporter at opset 14, ORT at O99: the fused node is the only reader of
+    the word table (it used to stay fp32 with a skip; packed embeddings also needed opset 15)."""
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+    from deploytool.runtime.inputs import plan_inputs
+    from deploytool.testing import conformance as C
+
+    case = C.MODEL_BY_NAME["bert"]
+    src = C.optimize(C.export(case, "torchscript-14", tmp_path), 99, tmp_path / "bert-O99.onnx")
+    m = onnx.load(str(src))
+    word = next(n for n in m.graph.node if n.op_type == "EmbedLayerNormalization").input[2]
+    assert not any(n.op_type == "Gather" and n.input[0] == word for n in m.graph.node)
+    assert {o.domain: o.version for o in m.opset_import}[""] == 14
+    dst = tmp_path / "packed.onnx"
+    res = pack_file(src, dst, PackConfig(weights="ternary", runtime="memory", accuracy_level=0))
+    assert not [s for s in res.skipped if "embedding" in str(s).lower()], res.skipped
+    feeds = C.feeds(case)
+    got = _run(dst, feeds)
+    assert np.abs(got - _run(_reference(src, "ternary", False), feeds)).max() <= 1e-4
+    assert plan_inputs(dst).vocab == 100  # from the packing record: no initializer feeds the fused node
