@@ -22,11 +22,13 @@ padded batch, with an independent PyTorch reference:
   encoder linear weights are replaced by their TWN ternary values, restated below in torch ("pack": word
   embeddings fp32; "pack-memory": with the default packed embeddings, each word-embedding row replaced by
   its TWN values; "pack-binary": BWN binary, weights per matrix and embedding rows); "pack-densest" (5 trits
-  per byte, int8 kernels) against pack-memory's reference, close like int8 (cosine >= 0.999);
+  per byte) and "pack-speed" (INT2, the opset upgraded to 25), both on int8 kernels, against pack-memory's
+  reference, close like int8 (cosine >= 0.999);
 - int8: the fp32 model, within int8 tolerance (cosine >= 0.99 on every output; a saturating tanh
   pooler can be off by a large share of its [-1, 1] range on a few entries, so no max-error bound).
 
-A cell is ``equal`` (max |diff| <= 1e-4 on every output; ``close`` for int8 and pack-densest), ``refused: reason``
+A cell is ``equal`` (max |diff| <= 1e-4 on every output; ``close`` for int8, pack-densest and pack-speed),
+``refused: reason``
 (the pass refused in one line: correct behaviour for a family it cannot edit), ``n/a: reason`` (the
 exporter or ORT's optimizer itself failed on the model: nothing for deploytool to do), or
 ``FAILED: reason`` (a wrong or unrunnable output, or a traceback instead of a one-line refusal).
@@ -51,12 +53,12 @@ HIDDEN, HEADS, FFN, LAYERS, VOCAB, MAX_POS = 24, 6, 40, 4, 100, 64
 EXPORTERS = ("optimum", "optimum-eager", "torchscript-14", "torchscript-17", "dynamo")
 OPT_LEVELS = (0, 1, 2, 99)  # 0: no ORT optimizer
 PASSES = ("slice-0.5-0.75", "slice-0.75-0.5", "slice-0.25-1", "slice-1-0.5", "prune-heads", "prune-ffn",
-          "reorder", "int8", "pack", "pack-memory", "pack-binary", "pack-densest")
+          "reorder", "int8", "pack", "pack-memory", "pack-binary", "pack-densest", "pack-speed")
 # the runtimes that quantize activations to int8 (DynamicQuantizeMatMul): close to their reference, not equal
-CLOSE_PASSES = ("int8", "pack-densest")
+CLOSE_PASSES = ("int8", "pack-densest", "pack-speed")
 # densest: 0.9999+ measured against its reference on tiny BERT/DistilBERT (2026-12-02); 0.95-0.97 when the
 # word embeddings were left fp32 under a fused EmbedLayerNormalization (the bug this cell was added for)
-MIN_COSINE = {"int8": 0.99, "pack-densest": 0.999}  # per output, against the pass's reference
+MIN_COSINE = {"int8": 0.99, "pack-densest": 0.999, "pack-speed": 0.999}  # per output, against the pass's reference
 
 
 # ----------------------------------------------------------------------------------------- models
@@ -587,7 +589,7 @@ def reference(case: ModelCase, pass_name: str, base_model):
     if pass_name == "pack":
         _ternary_(m)
         return m, "twn-ternary"
-    if pass_name in ("pack-memory", "pack-densest"):
+    if pass_name in ("pack-memory", "pack-densest", "pack-speed"):
         _quantize_(m, "ternary", embeddings=True)
         return m, "twn-ternary+rows"
     if pass_name == "pack-binary":
@@ -625,6 +627,8 @@ def pass_config(case: ModelCase, pass_name: str, work: Path):
         return PackConfig(weights="binary", runtime="memory", accuracy_level=0)
     if pass_name == "pack-densest":  # 5 trits per byte, int8 kernels: int8 activations
         return PackConfig(weights="ternary", runtime="densest")
+    if pass_name == "pack-speed":  # the CLI's default: INT2 weights (opset upgraded to 25), int8 kernels
+        return PackConfig(weights="ternary", runtime="speed")
     raise ValueError(pass_name)
 
 
