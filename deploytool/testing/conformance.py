@@ -23,7 +23,7 @@ padded batch, with an independent PyTorch reference:
   embeddings fp32; "pack-memory": with the default packed embeddings, each word-embedding row replaced by
   its TWN values; "pack-binary": BWN binary, weights per matrix and embedding rows); "pack-densest" (5 trits
   per byte) and "pack-speed" (INT2, the opset upgraded to 25), both on int8 kernels, against pack-memory's
-  reference, close like int8 (cosine >= 0.999);
+  reference, close like int8 (cosine >= 0.998);
 - int8: the fp32 model, within int8 tolerance (cosine >= 0.99 on every output; a saturating tanh
   pooler can be off by a large share of its [-1, 1] range on a few entries, so no max-error bound).
 
@@ -56,9 +56,10 @@ PASSES = ("slice-0.5-0.75", "slice-0.75-0.5", "slice-0.25-1", "slice-1-0.5", "pr
           "reorder", "int8", "pack", "pack-memory", "pack-binary", "pack-densest", "pack-speed")
 # the runtimes that quantize activations to int8 (DynamicQuantizeMatMul): close to their reference, not equal
 CLOSE_PASSES = ("int8", "pack-densest", "pack-speed")
-# densest: 0.9999+ measured against its reference on tiny BERT/DistilBERT (2026-12-02); 0.95-0.97 when the
-# word embeddings were left fp32 under a fused EmbedLayerNormalization (the bug this cell was added for)
-MIN_COSINE = {"int8": 0.99, "pack-densest": 0.999, "pack-speed": 0.999}  # per output, against the pass's reference
+# int8-kernel pack runtimes: min cosine 0.99932 (MobileBERT) to 0.99995 measured against their reference over
+# 15 models x 5 exporters (2026-12-02); 0.95-0.97 when the word embeddings were left fp32 under a fused
+# EmbedLayerNormalization (the bug these cells were added for)
+MIN_COSINE = {"int8": 0.99, "pack-densest": 0.998, "pack-speed": 0.998}  # per output, against the pass's reference
 
 
 # ----------------------------------------------------------------------------------------- models
