@@ -41,7 +41,11 @@ How each runtime stores and runs a linear weight ``[K, N]`` (y = x @ W):
 Embeddings (``Gather``): the table is stored packed row-wise (2-bit codes, 5 trits, 1 bit, or int8
 with a per-row scale); the rows are gathered from the packed table and unpacked at run time
 (``Gather -> Cast -> Div -> Mod -> Sub -> Reshape -> Slice -> Cast -> Mul(alpha[ids])``), so the
-table is never expanded to fp32 and the embedding lookups stay exact in fp32.
+table is never expanded to fp32 and the embedding lookups stay exact in fp32. A table that something
+other than a plain Gather reads (ORT's fused ``EmbedLayerNormalization``, which takes the word, position
+and token-type tables as float inputs) is unpacked whole, ``codes * alpha`` per row, by a subgraph of
+constants in front of those readers: ORT folds it at session creation, so the file holds the packed table
+and the session an fp32 one with the quantized values (the record's ``note`` says so).
 
 Every packed weight is recorded in ``metadata_props["deploytool.packing"]`` as JSON
 ``{name: {"scheme", "bits", "shape", "role"}}``. Post-training ternary/binary weights lose accuracy;
