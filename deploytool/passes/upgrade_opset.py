@@ -16,9 +16,19 @@ __all__ = ["INT2_MIN_OPSET", "UpgradeOpsetPass", "upgrade_opset"]
 
 INT2_MIN_OPSET = 25
 
-# ops some tools write into graphs of an older opset (the opset that defines them): not converted
-_NEWER_THAN_GRAPH = {"LayerNormalization": 17}
 _HIDE_DOMAIN = "deploytool.unconverted"
+
+
+def _unknown_at(op_type: str, opset: int) -> bool:
+    """No ONNX schema for ``op_type`` at ``opset`` or below: an op defined later (LayerNormalization, 17)
+    or ORT's own op in the default domain (SimplifiedLayerNormalization)."""
+    import onnx
+
+    try:
+        onnx.defs.get_schema(op_type, opset, "")
+    except onnx.defs.SchemaError:
+        return True
+    return False
 
 
 class UpgradeOpsetPass(DeployPass):
@@ -77,11 +87,13 @@ def upgrade_opset(src_model: ir.Model, target: int = INT2_MIN_OPSET) -> ir.Model
         raise PassRefusedError(f"cannot upgrade opset {old} to {target} for INT2 weights: the graph without its "
                                f"weights is still {size / 1e9:.2f} GB, over protobuf's 2 GB limit; use --runtime densest "
                                "or memory")
-    # ORT's transformer optimizer writes LayerNormalization (an opset-17 op) into older graphs, and ORT runs
-    # them; the converter has no adapter for it below 17. Hidden in a domain of its own, it passes through
-    # unchanged and comes back as it was (its definition at 17 is still the current one).
-    hidden = [n for n in proto.graph.node if n.op_type in _NEWER_THAN_GRAPH and n.domain in ("", "ai.onnx")
-              and old < _NEWER_THAN_GRAPH[n.op_type] <= target]
+    # ORT's transformer optimizer writes LayerNormalization (an opset-17 op) and its own
+    # SimplifiedLayerNormalization into the default domain of older graphs, and ORT runs them; the converter
+    # has no adapter for them. Hidden in a domain of its own, such a node passes through unchanged and comes
+    # back as it was (LayerNormalization's definition at 17 is still the current one).
+    unknown = {op for op in {n.op_type for n in proto.graph.node if n.domain in ("", "ai.onnx")}
+               if _unknown_at(op, old)}
+    hidden = [n for n in proto.graph.node if n.domain in ("", "ai.onnx") and n.op_type in unknown]
     for n in hidden:
         n.domain = _HIDE_DOMAIN
     if hidden:
