@@ -5,7 +5,8 @@
 Family x exporter x ORT optimizer level x pass on random tiny models (4 layers, 6 heads, hidden 24,
 FFN 40; see ``deploytool.testing.conformance`` for the exporters, the passes and the independent
 PyTorch references). Each cell is "equal" (max |diff| <= 1e-4 on every output, padded batch),
-"close" (int8 within its tolerance of fp32), "refused: reason", "n/a: reason" (the exporter or ORT's
+"close" (int8 activations: int8, pack-densest, pack-speed; cosine to the reference within ``MIN_COSINE``),
+"refused: reason", "n/a: reason" (the exporter or ORT's
 optimizer itself failed) or "FAILED". Writes the JSON (machine, load, date, every cell) and a
 Markdown table beside it (``conformance.md``) that the README quotes. ``--quick`` is the part CI
 runs (tests/e2e/test_conformance.py): BERT and MPNet, optimum and TorchScript, optimizer off and 99.
@@ -154,8 +155,8 @@ def main() -> None:
     out.write_text(json.dumps(report, indent=1))
     md = out.with_suffix(".md")
     md.write_text(f"# Conformance matrix ({report['date']}, {report['machine']['cpu']}, "
-                  f"{report['wall_s']} s)\n\n`=` equal to the reference (max diff <= 1e-4), `~` int8 within "
-                  f"tolerance, `R` refused with a reason, `-` exporter/optimizer failed, **F** FAILED.\n\n"
+                  f"{report['wall_s']} s)\n\n`=` equal to the reference (max diff <= 1e-4), `~` close (int8 "
+                  f"activations: int8, pack-densest, pack-speed; cosine), `R` refused with a reason, `-` exporter/optimizer failed, **F** FAILED.\n\n"
                   f"Summary: {json.dumps(summary)}\n\nPer model and exporter (equal or close / applicable cells, "
                   f"over {len(levels)} optimizer settings x {len(C.PASSES)} passes):\n\n"
                   f"{compact_table(cells, exporters)}\n\nEvery cell:\n\n{_table(cells, C.PASSES)}\n")

@@ -78,7 +78,9 @@ def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], dict[str, ir
 
 
 def _word_embedding_gather(graph: ir.Graph, word: ir.Value | None) -> tuple[ir.Value, list[ir.Node]] | None:
-    """The word-embedding table and its Gather nodes (from the finder, else the Gather fed by input_ids)."""
+    """The word-embedding table and its plain Gather nodes (from the finder, else the Gather fed by
+    input_ids). The Gathers may be none: ORT's fused ``EmbedLayerNormalization`` reads the table itself
+    (BERT at O2/O99); :func:`_table_readers` tells the packer how every reader is served."""
     if word is None:
         ids = {v.name: v for v in graph.inputs}.get("input_ids")
         if ids is None:
@@ -88,11 +90,27 @@ def _word_embedding_gather(graph: ir.Graph, word: ir.Value | None) -> tuple[ir.V
                 if _initializer_array(node.inputs[0]) is not None:
                     word = node.inputs[0]
                     break
-    if word is None:
+    if word is None or _initializer_array(word) is None:
         return None
-    gathers = [n for n, idx in word.uses() if n.op_type == "Gather" and idx == 0 and n.domain == ""
-               and n.attributes.get_int("axis", 0) == 0]
-    return (word, gathers) if gathers else None
+    gathers = [n for n, idx in word.uses() if _is_row_gather(n, idx)]
+    return (word, gathers) if _alias_uses(word) else None
+
+
+def _is_row_gather(node: ir.Node, idx: int) -> bool:
+    """A plain ``Gather`` (axis 0) reading a table as its data input: it can gather packed rows."""
+    return node.op_type == "Gather" and node.domain == "" and idx == 0 and node.attributes.get_int("axis", 0) == 0
+
+
+def _table_readers(v: ir.Value, gathers: list[ir.Node]) -> list[tuple[ir.Node, int]]:
+    """The nodes (and input indices) reading table ``v``, directly or through ``Identity`` aliases, that
+    are not among ``gathers``: ORT's fused ``EmbedLayerNormalization`` (word, position and token-type
+    tables at inputs 2, 3, 4; DistilBERT at O2 also keeps a Gather of the word table for its Shape), or
+    anything else. They need the whole fp32 table, so the packer unpacks it once in front of them (ORT
+    folds that at session creation), which is what the fake-quantized reference computes with: leaving
+    them on the fp32 table, as before, made a DistilBERT O2 file compute with fp32 word embeddings while
+    recording them packed (the gate's exact reference was off by 1.2 to 1.6)."""
+    wanted = set(map(id, gathers))
+    return [(n, idx) for n, idx in _alias_uses(v) if id(n) not in wanted]
 
 
 def _alias_uses(v: ir.Value) -> list[tuple[ir.Node, int]]:
@@ -164,7 +182,9 @@ def _find_targets(model: ir.Model, pack_head: bool = False
 
 
 def _other_tables(tables: dict[str, ir.Value], emb) -> tuple[list[tuple[str, ir.Value, list[ir.Node]]], list[Skip]]:
-    """Position and token-type tables read only by plain Gathers (axis 0), with their Gathers."""
+    """Position and token-type tables (2-D float initializers) with their plain Gathers (axis 0); other
+    readers (ORT's ``EmbedLayerNormalization``) are served by unpacking the whole table
+    (:func:`_table_readers`)."""
     out, skipped = [], []
     for key in ("position", "token_type"):
         v = tables.get(key)
@@ -174,13 +194,10 @@ def _other_tables(tables: dict[str, ir.Value], emb) -> tuple[list[tuple[str, ir.
             skipped.append(Skip(f"{key}_embeddings", f"{v.name} is not a 2-D float initializer; stays fp32"))
             continue
         uses = _alias_uses(v)
-        gathers = [n for n, idx in uses if n.op_type == "Gather" and n.domain == "" and idx == 0
-                   and n.attributes.get_int("axis", 0) == 0]
-        if not gathers or len(gathers) != len(uses):
-            other = next((n.op_type for n, _ in uses if n not in gathers), "nothing")
-            skipped.append(Skip(f"{key}_embeddings", f"{v.name} is read by {other}, not only by Gather; stays fp32"))
+        if not uses:
+            skipped.append(Skip(f"{key}_embeddings", f"{v.name} is read by nothing; stays fp32"))
             continue
-        out.append((key, v, gathers))
+        out.append((key, v, [n for n, idx in uses if _is_row_gather(n, idx)]))
     return out, skipped
 
 

@@ -41,7 +41,11 @@ How each runtime stores and runs a linear weight ``[K, N]`` (y = x @ W):
 Embeddings (``Gather``): the table is stored packed row-wise (2-bit codes, 5 trits, 1 bit, or int8
 with a per-row scale); the rows are gathered from the packed table and unpacked at run time
 (``Gather -> Cast -> Div -> Mod -> Sub -> Reshape -> Slice -> Cast -> Mul(alpha[ids])``), so the
-table is never expanded to fp32 and the embedding lookups stay exact in fp32.
+table is never expanded to fp32 and the embedding lookups stay exact in fp32. A table that something
+other than a plain Gather reads (ORT's fused ``EmbedLayerNormalization``, which takes the word, position
+and token-type tables as float inputs) is unpacked whole, ``codes * alpha`` per row, by a subgraph of
+constants in front of those readers: ORT folds it at session creation, so the file holds the packed table
+and the session an fp32 one with the quantized values (the record's ``note`` says so).
 
 Every packed weight is recorded in ``metadata_props["deploytool.packing"]`` as JSON
 ``{name: {"scheme", "bits", "shape", "role"}}``. Post-training ternary/binary weights lose accuracy;
@@ -100,6 +104,7 @@ from deploytool.passes.pack_targets import (  # noqa: F401 - _find_targets and _
     _find_targets,
     _fused_qkv_nodes,
     _other_tables,
+    _table_readers,
     _Target,
 )
 from deploytool.passes.upgrade_opset import INT2_MIN_OPSET, upgrade_opset  # noqa: F401 - re-exported
@@ -207,7 +212,8 @@ def _pack_embedding(b: _Builder, model: ir.Model, table_v: ir.Value, gathers: li
         packed = _pack_codes(codes, bit_scheme)
         t_val = b.init(f"{base}_{scheme}", packed)
         nbytes = packed.nbytes
-    a_val = b.init(f"{base}_alpha", alpha.astype(np.float32))
+    readers = _table_readers(table_v, gathers)
+    a_val = b.init(f"{base}_alpha", alpha.astype(np.float32)) if gathers else None
     for g in gathers:
         ids = g.inputs[1]
         rows = b.op("Gather", [t_val, ids], tag, axis=0)
@@ -215,8 +221,8 @@ def _pack_embedding(b: _Builder, model: ir.Model, table_v: ir.Value, gathers: li
             x = rows
         else:
             x = _unpack_ops(b, rows, bit_scheme, tag)
-            lead = b.op("Shape", [rows], tag, end=-1)
-            shape = b.op("Concat", [lead, b.const(np.array([-1], np.int64))], tag, axis=0)
+            # rows are ids.shape + [bytes]: Shape(ids), not Shape(rows, end=-1), which needs opset 15
+            shape = b.op("Concat", [b.op("Shape", [ids], tag), b.const(np.array([-1], np.int64))], tag, axis=0)
             x = b.op("Reshape", [x, shape], tag)
             if width % _UNPACK[bit_scheme][0]:
                 x = b.op("Slice", [x, b.const(np.array([0], np.int64)), b.const(np.array([width], np.int64)),
@@ -232,8 +238,44 @@ def _pack_embedding(b: _Builder, model: ir.Model, table_v: ir.Value, gathers: li
         else:
             out = b.op("Mul", [x, a], tag)
         _replace(graph, g, b.take(), out)
-    nbytes += alpha.nbytes
-    return {"scheme": scheme, "bits": nbytes * 8 / table.size, "shape": [vocab, hidden], "bytes": nbytes}
+    note = None
+    if readers:  # fused EmbedLayerNormalization (or any other reader): the whole table, unpacked once
+        full = _unpack_table(b, t_val, alpha, scheme, vocab, hidden, width, tag)
+        graph.insert_before(_first_in_graph(graph, [n for n, _ in readers]), b.take())
+        for n, idx in readers:
+            n.replace_input_with(idx, full)
+        ops = sorted({n.op_type for n, _ in readers})
+        note = (f"read by {', '.join(ops)}: packed in the file, unpacked to fp32 when the session is created"
+                + ("" if not gathers else "; its Gathers read packed rows"))
+    nbytes += alpha.nbytes * ((a_val is not None) + bool(readers))  # row scales: one copy per access path
+    info = {"scheme": scheme, "bits": nbytes * 8 / table.size, "shape": [vocab, hidden], "bytes": nbytes}
+    if note:
+        info["note"] = note
+    return info
+
+
+def _unpack_table(b: _Builder, t_val: ir.Value, alpha: np.ndarray, scheme: str, vocab: int, hidden: int,
+                  width: int, tag: str) -> ir.Value:
+    """The whole fp32 table ``codes * alpha`` (per row; split-binary: both planes summed) from the packed
+    table: the same values as the gathered rows and as the fake-quantized reference, computed from
+    constants only, so ORT folds it when the session is created."""
+    planes = 2 if scheme == "binary1x2" else 1
+    if scheme == "int8":
+        x = t_val
+    else:
+        bit_scheme = "binary1" if planes > 1 else scheme
+        x = _unpack_ops(b, t_val, bit_scheme, tag)  # [V, bytes, per]
+        x = b.op("Reshape", [x, b.const(np.array([vocab, -1], np.int64))], tag)
+        if width % _UNPACK[bit_scheme][0]:
+            x = b.op("Slice", [x, b.const(np.array([0], np.int64)), b.const(np.array([width], np.int64)),
+                               b.const(np.array([-1], np.int64))], tag)
+    x = b.op("Cast", [x], tag, to=ir.DataType.FLOAT)
+    a = b.init(f"{t_val.name}_rowscale", alpha.astype(np.float32).reshape(vocab, planes, 1) if planes > 1
+               else alpha.astype(np.float32).reshape(vocab, 1))
+    if planes > 1:  # [V, 2H] -> [V, 2, H] times [V, 2, 1], planes summed
+        x = b.op("Reshape", [x, b.const(np.array([vocab, planes, hidden], np.int64))], tag)
+        return b.op("ReduceSum", [b.op("Mul", [x, a], tag), b.const(np.array([1], np.int64))], tag, keepdims=0)
+    return b.op("Mul", [x, a], tag)
 
 
 def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackConfig) -> dict[str, Any]:
@@ -345,8 +387,9 @@ class PackWeightsPass(DeployPass):
             raise PassRefusedError(
                 f"opset {opset} is too old for INT2 weights (runtime speed needs opset >= {INT2_MIN_OPSET}); "
                 "let pack upgrade it (upgrade_opset=True) or use --runtime densest or memory")
-        if opset < 15 and {self.config.embedding_scheme, self.config.position_scheme} - {None, "int8"}:
-            raise PassRefusedError(f"opset {opset} is too old for packed embeddings (needs >= 15)")
+        if opset < 13 and {self.config.embedding_scheme, self.config.position_scheme} - {None, "int8"}:
+            # the unpacking subgraphs take Unsqueeze/ReduceSum axes as inputs (opset 13)
+            raise PassRefusedError(f"opset {opset} is too old for packed embeddings (needs >= 13)")
 
     def ensures(self, model: ir.Model) -> None:
         from deploytool.errors import VerificationError

@@ -16,6 +16,20 @@ __all__ = ["INT2_MIN_OPSET", "UpgradeOpsetPass", "upgrade_opset"]
 
 INT2_MIN_OPSET = 25
 
+_HIDE_DOMAIN = "deploytool.unconverted"
+
+
+def _unknown_at(op_type: str, opset: int) -> bool:
+    """No ONNX schema for ``op_type`` at ``opset`` or below: an op defined later (LayerNormalization, 17)
+    or ORT's own op in the default domain (SimplifiedLayerNormalization)."""
+    import onnx
+
+    try:
+        onnx.defs.get_schema(op_type, opset, "")
+    except onnx.defs.SchemaError:
+        return True
+    return False
+
 
 class UpgradeOpsetPass(DeployPass):
     """In place: a model below opset ``target`` becomes the converted model (the same tensors, shared, not
@@ -73,12 +87,30 @@ def upgrade_opset(src_model: ir.Model, target: int = INT2_MIN_OPSET) -> ir.Model
         raise PassRefusedError(f"cannot upgrade opset {old} to {target} for INT2 weights: the graph without its "
                                f"weights is still {size / 1e9:.2f} GB, over protobuf's 2 GB limit; use --runtime densest "
                                "or memory")
+    # ORT's transformer optimizer writes LayerNormalization (an opset-17 op) and its own
+    # SimplifiedLayerNormalization into the default domain of older graphs, and ORT runs them; the converter
+    # has no adapter for them. Hidden in a domain of its own, such a node passes through unchanged and comes
+    # back as it was (LayerNormalization's definition at 17 is still the current one).
+    unknown = {op for op in {n.op_type for n in proto.graph.node if n.domain in ("", "ai.onnx")}
+               if _unknown_at(op, old)}
+    hidden = [n for n in proto.graph.node if n.domain in ("", "ai.onnx") and n.op_type in unknown]
+    for n in hidden:
+        n.domain = _HIDE_DOMAIN
+    if hidden:
+        proto.opset_import.add(domain=_HIDE_DOMAIN, version=1)
     try:
         converted = onnx.version_converter.convert_version(proto, target)
     except Exception as e:
         raise PassRefusedError(f"cannot upgrade opset {old} to {target} for INT2 weights ({str(e).splitlines()[0][:120]}); "
                                "use --runtime densest or memory") from e
     del proto
+    if hidden:
+        for n in converted.graph.node:
+            if n.domain == _HIDE_DOMAIN:
+                n.domain = ""
+        keep = [o for o in converted.opset_import if o.domain != _HIDE_DOMAIN]
+        del converted.opset_import[:]
+        converted.opset_import.extend(keep)
     converted.ir_version = max(converted.ir_version, 11)
     out = ir.serde.deserialize_model(converted)
     for name, t in held.items():

@@ -133,6 +133,28 @@ def _vocab_from_graph(graph) -> tuple[int, str] | None:
     return None
 
 
+def _vocab_from_packing_record(model) -> tuple[int, str] | None:
+    """The packed word table's rows from ``pack``'s metadata record: a table that ORT's fused
+    ``EmbedLayerNormalization`` reads is unpacked by a subgraph in front of it, which the graph walk above
+    does not follow."""
+    import json
+
+    for prop in model.metadata_props:
+        if prop.key != "deploytool.packing":
+            continue
+        try:
+            record = json.loads(prop.value)
+        except ValueError:
+            return None
+        for name, info in record.items():
+            if not isinstance(info, dict) or info.get("role") != "embedding":
+                continue
+            shape = info.get("shape")
+            if isinstance(shape, list) and len(shape) == 2 and isinstance(shape[0], int) and shape[0] > 0:
+                return int(shape[0]), f"{name} (packing record)"
+    return None
+
+
 def plan_inputs(model_path: str | os.PathLike) -> InputPlan:
     """Read ``model_path``'s declared inputs and decide how to synthesise each (see module doc)."""
     from deploytool.onnx_io import load_proto
@@ -154,7 +176,7 @@ def plan_inputs_proto(model, model_path: str | os.PathLike, *, require_ids: bool
     if require_ids and REQUIRED_INPUT not in names:
         raise InputFileError(f"{model_path}: model has no '{REQUIRED_INPUT}' input (its inputs: "
                              f"{', '.join(names) or 'none'}); bench expects a Transformer encoder")
-    found = _vocab_from_graph(graph)
+    found = _vocab_from_graph(graph) or _vocab_from_packing_record(model)
     vocab, source = found if found else (DEFAULT_VOCAB, "default")
     specs = []
     for i in declared:

@@ -195,6 +195,40 @@ def test_speed_upgrades_opset_or_refuses(src, tmp_path):
     assert {o.domain: o.version for o in onnx.load(str(tmp_path / "d.onnx")).opset_import}[""] == 17
 
 
+def test_upgrade_keeps_layernorm_written_into_an_older_opset():
+    """ORT's optimizer writes LayerNormalization (opset 17) and its own SimplifiedLayerNormalization into
+    the default domain of opset-14 graphs (RoBERTa / ModernBERT, TorchScript exporter at 14, O1 and up);
+    onnx's converter has no adapter for them and pack --runtime speed refused those files. Both must come
+    through unchanged."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    import onnx_ir as ir
+
+    from deploytool.passes.upgrade_opset import upgrade_opset
+
+    rng = np.random.default_rng(0)
+    g, b = rng.normal(size=8).astype(np.float32), rng.normal(size=8).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"]),
+         helper.make_node("LayerNormalization", ["r", "g", "b"], ["n"], axis=-1, epsilon=1e-5),
+         helper.make_node("SimplifiedLayerNormalization", ["n", "g"], ["y"], axis=-1, epsilon=1e-5)],
+        "ln", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])],
+        [numpy_helper.from_array(g, "g"), numpy_helper.from_array(b, "b")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=8)
+    conv = ir.serde.serialize_model(upgrade_opset(ir.serde.deserialize_model(proto), 25))
+    assert {o.domain: o.version for o in conv.opset_import} == {"": 25}
+    assert [(n.domain, n.op_type) for n in conv.graph.node] == [("", "Relu"), ("", "LayerNormalization"),
+                                                                 ("", "SimplifiedLayerNormalization")]
+    x = rng.normal(size=(2, 8)).astype(np.float32)
+    y = ort.InferenceSession(conv.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    r = np.maximum(x, 0).astype(np.float64)
+    n = (r - r.mean(-1, keepdims=True)) / np.sqrt(r.var(-1, keepdims=True) + 1e-5) * g + b
+    want = n / np.sqrt((n * n).mean(-1, keepdims=True) + 1e-5) * g
+    assert np.abs(y - want).max() < 1e-5
+
+
 def test_pass_refuses_packed_model(src):
     model = onnx_io.load_model(src)
     PackWeightsPass(PackConfig(runtime="memory"))(model)
