@@ -180,7 +180,27 @@ def _fuse(proto, config: Int8Config, model: ir.Model):
     out = opt.model
     if not any(o.domain == "com.microsoft" for o in out.opset_import):
         out.opset_import.add(domain="com.microsoft", version=1)
+    _lift_opset_for_layernorm(out)
     return out
+
+
+# every default-domain op that changed between opsets 13 and 17 only gained types or optional attributes
+# whose defaults keep the old behaviour (Reshape's allowzero=0, ScatterND's reduction=none, ...), so a
+# graph valid at 13-16 computes the same at 17; below 13 (Squeeze/ReduceSum axes as attributes) it does not
+_LN_SAFE_FROM = 13
+
+
+def _lift_opset_for_layernorm(proto) -> None:
+    """ORT's optimizer writes ``LayerNormalization`` (an opset-17 op) into graphs of any opset; an
+    opset-14 export would then be refused by onnx.checker although ORT runs it. Declare opset 17 where
+    that changes nothing else (13-16: see above)."""
+    opset = next((o for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None or not _LN_SAFE_FROM <= opset.version < 17:
+        return
+    if any(n.op_type == "LayerNormalization" and n.domain in ("", "ai.onnx") for n in proto.graph.node):
+        logger.info("int8: ORT's fusion wrote LayerNormalization into an opset-%d graph; declaring opset 17",
+                    opset.version)
+        opset.version = 17
 
 
 def _tokenizer_file(config: Int8Config, model: ir.Model) -> Path:

@@ -97,3 +97,27 @@ def test_fp16_says_what_this_host_runs(src, tmp_path):
     assert "ARM64" in res.stats["arm_note"]
     with pytest.raises(PassRefusedError, match="fp16"):
         convert_fp16_file(out, tmp_path / "h2.onnx", Fp16Config())
+
+
+def test_ort_engine_on_an_opset14_export_declares_opset_17(tmp_path):
+    """ORT's optimizer writes LayerNormalization (opset 17) into a TorchScript opset-14 DistilBERT; the ORT
+    engine's output used to be refused by onnx.checker. It is written at opset 17 and computes what the
+    fp32 model computes (cosine of the hidden states); the input stays at opset 14."""
+    import onnxruntime as ort
+
+    from deploytool.testing import conformance as C
+
+    case = next(c for c in C.MODELS if c.name == "distilbert")
+    src = C.export(case, "torchscript-14", tmp_path)
+    before = src.read_bytes()
+    dst = tmp_path / "q.onnx"
+    quantize_int8_file(src, dst, Int8Config(engine="ort"))
+    out = onnx.load(str(dst))
+    assert {o.domain: o.version for o in out.opset_import}[""] == 17
+    assert any(n.op_type == "LayerNormalization" for n in out.graph.node)
+    assert src.read_bytes() == before and {o.domain: o.version for o in onnx.load(str(src)).opset_import}[""] == 14
+    feeds = C.feeds(case)
+    ref = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    got = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    cos = float((ref * got).sum() / (np.linalg.norm(ref) * np.linalg.norm(got)))
+    assert cos > 0.99, cos
