@@ -750,7 +750,7 @@ def render_conformance(results: Path) -> str:
     refused = sorted({cell["model"] for cell in d["cells"] if cell["status"] == "refused"})
     text = (f"Measured {_date(d['date'])} ({d['machine']['cpu']}, {d['machine']['cores']} cores, {d['wall_s']:,.0f} s "
             f"with {d['jobs']} processes, {_load_span(d['load_average_at_start'][0], d['load_average_at_end'][0])}): "
-            f"{sm['cells']:,} cells, **{sm['failed']} FAILED**; {c['equal']:,} equal and {c['close']:,} int8-close, "
+            f"{sm['cells']:,} cells, **{sm['failed']} FAILED**; {c['equal']:,} equal and {c['close']:,} close (int8 activations), "
             f"**{100 * sm['equal_share']:.1f}%** of the {sm['applicable']:,} applicable cells (goal 90%); "
             f"{len(full)} of {len(by_family)} models at 100% (not: {', '.join(partial) or 'none'}). "
             f"{c.get('refused', 0):,} cells are refused by name ({', '.join(refused)}: its disentangled attention; "
