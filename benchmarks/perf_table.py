@@ -36,10 +36,12 @@ def int8_rows(results: Path = RESULTS) -> list[str]:
            f"{min(loads):.1f}-{max(loads):.1f} ({d.get('cpuinfo_model_name', '?')}); paired latency ratio to optimum "
            f"(lower is faster), accuracy on the Rotten Tomatoes test split (1,281), embedding cosine to fp32:", "",
            "| variant | seq 8 | seq 128 | accuracy % | cosine | source |", "|---|---|---|---|---|---|"]
-    names = ["optimum", "ort_quantize_dynamic", "ours", "ours_unfused", "ours_unfused_static_reshape", "ours_bias_gelu",
-             "ours_mha", "ours_sln"]
+    names = ["optimum", "ort_quantize_dynamic", "ours", "ours_native", "ours_ort", "ours_unfused",
+             "ours_unfused_static_reshape", "ours_bias_gelu", "ours_mha", "ours_sln"]
+    engine = ((d["configs"].get("ours") or {}).get("config") or {}).get("engine", "ort")
     label = {"optimum": "optimum ORTQuantizer avx512_vnni", "ort_quantize_dynamic": "ORT quantize_dynamic",
-             "ours": "**deploytool int8 (default)**"}
+             "ours": f"**deploytool int8 (default: {engine} engine)**", "ours_native": "ours, native engine",
+             "ours_ort": "ours, ORT engine (ORT's fusion + quantize_dynamic)"}
     for n in names:
         if n not in cos:
             continue
