@@ -36,6 +36,10 @@ def main() -> int:
     from deploytool.passes.pack_weights import PackConfig, pack_file
     from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
 
+    import platform
+    import time
+
+    started, load_start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         src = args.model
@@ -53,6 +57,12 @@ def main() -> int:
     data = res.to_dict()
     data["benchmark"] = "arm64_verify"
     data["seq_len"] = args.seq_len
+    # the host that ran QEMU: its CPU and load decide the wall time, not the emulated cores
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    data["created_utc"] = started
+    data["host"] = {"cpu": cpu, "arch": platform.machine(), "logical_cores": os.cpu_count()}
+    data["load_average_at_start"], data["load_average_at_end"] = list(load_start), list(os.getloadavg())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(args.out) as f:
         json.dump(data, f, indent=2)

@@ -161,7 +161,10 @@ def render_measured(results: Path) -> str:
 
     precisions = sorted({c["precision"] for c in ar["checks"]})
     ok = sum(c["ok"] for c in ar["checks"])
-    arm = (f"- **ARM64** (`arm64_verify.py`, date and load not recorded, {ar['wall_s']:.0f} s): MiniLM "
+    when = (f"{_date(ar['created_utc'])}, {ar['host']['cpu']}, "
+            f"{_load_span(ar['load_average_at_start'][0], ar['load_average_at_end'][0])}"
+            if "created_utc" in ar else "date and load not recorded")
+    arm = (f"- **ARM64** (`arm64_verify.py`, {when}, {ar['wall_s']:.0f} s): MiniLM "
            f"{'/'.join(precisions)} at sequence {ar['seq_len']} under QEMU on {', '.join(ar['cpus'])}: {ok} of "
            f"{len(ar['checks'])} checks agree with the host within the per-precision tolerances.")
 
