@@ -19,16 +19,27 @@ INT2_MIN_OPSET = 25
 _HIDE_DOMAIN = "deploytool.unconverted"
 
 
-def _unknown_at(op_type: str, opset: int) -> bool:
-    """No ONNX schema for ``op_type`` at ``opset`` or below: an op defined later (LayerNormalization, 17)
-    or ORT's own op in the default domain (SimplifiedLayerNormalization)."""
+# ORT's own ops that its transformer optimizer writes into the default domain (and ORT runs there)
+_ORT_DEFAULT_DOMAIN_OPS = frozenset({"SimplifiedLayerNormalization"})
+
+
+def _has_schema(op_type: str, opset: int) -> bool:
     import onnx
 
     try:
         onnx.defs.get_schema(op_type, opset, "")
     except onnx.defs.SchemaError:
-        return True
-    return False
+        return False
+    return True
+
+
+def _unknown_at(op_type: str, opset: int, target: int) -> bool:
+    """An op the converter cannot adapt from ``opset`` but that is valid at ``target``: one defined later
+    (LayerNormalization, 17) or ORT's own op in the default domain (SimplifiedLayerNormalization). An op
+    no opset defines (ImageScaler, removed at 10) is not one: the converter's refusal stands."""
+    if _has_schema(op_type, opset):
+        return False
+    return op_type in _ORT_DEFAULT_DOMAIN_OPS or _has_schema(op_type, target)
 
 
 class UpgradeOpsetPass(DeployPass):
@@ -92,7 +103,7 @@ def upgrade_opset(src_model: ir.Model, target: int = INT2_MIN_OPSET) -> ir.Model
     # has no adapter for them. Hidden in a domain of its own, such a node passes through unchanged and comes
     # back as it was (LayerNormalization's definition at 17 is still the current one).
     unknown = {op for op in {n.op_type for n in proto.graph.node if n.domain in ("", "ai.onnx")}
-               if _unknown_at(op, old)}
+               if _unknown_at(op, old, target)}
     hidden = [n for n in proto.graph.node if n.domain in ("", "ai.onnx") and n.op_type in unknown]
     for n in hidden:
         n.domain = _HIDE_DOMAIN
