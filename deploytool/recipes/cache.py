@@ -1,8 +1,10 @@
 """Content-addressed step cache for recipe runs.
 
-Each step's key is the SHA-256 of its kind, its config (canonical JSON) and the keys of its inputs
-(the model folder's digest, the digest of every data file a step names), so changing one pass reruns
-that step and everything downstream, and a rerun skips what is done.
+Each step's key is the SHA-256 of its kind, its config (canonical JSON), the keys of its inputs
+(the model folder's digest, the digest of every data file a step names) and a fingerprint of
+deploytool's own source (:func:`code_fingerprint`), so changing one pass reruns that step and everything
+downstream, a rerun skips what is done, and a store shared across versions never hands back what older
+code made (an int8 engine or a packing fix changes the output under the same config).
 
 Where the outputs live: with a shared ``store`` (the CLI's default: ``~/.cache/deploytool/steps``, or
 ``$XDG_CACHE_HOME/deploytool/steps``), in ``<store>/<kind>-<key[:16]>/``, shared by every recipe and
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import functools
 import hashlib
 import json
 import os
@@ -46,9 +49,20 @@ def canonical(obj: Any) -> Any:
     return obj
 
 
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """SHA-256 of every ``.py`` file of the installed deploytool package (relative path and bytes)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0")
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def step_key(kind: str, config: Any, inputs: list[str]) -> str:
-    payload = json.dumps({"kind": kind, "config": canonical(config), "inputs": list(inputs), "v": 1},
-                         sort_keys=True, separators=(",", ":"))
+    payload = json.dumps({"kind": kind, "config": canonical(config), "inputs": list(inputs), "v": 2,
+                          "code": code_fingerprint()}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

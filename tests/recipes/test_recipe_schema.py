@@ -107,6 +107,17 @@ def test_step_key_changes_with_config_and_inputs():
     assert a != step_key("prune", {"width": 0.5}, ["k0"])
 
 
+def test_step_key_changes_with_deploytool_code(monkeypatch):
+    """A store shared across versions must not hand back what older code made: the key covers the source."""
+    from deploytool.recipes import cache
+
+    a = step_key("slice", {"width": 0.5}, ["k0"])
+    real = cache.code_fingerprint()
+    assert len(real) == 64 and real == cache.code_fingerprint()  # stable within a process
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: "0" * 64)
+    assert step_key("slice", {"width": 0.5}, ["k0"]) != a
+
+
 def test_cache_commits_only_successful_steps(tmp_path):
     c = StepCache(tmp_path)
     with pytest.raises(RuntimeError):
