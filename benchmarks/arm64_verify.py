@@ -36,7 +36,6 @@ def main() -> int:
     from deploytool.passes.pack_weights import PackConfig, pack_file
     from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
 
-    import platform
     import time
 
     started, load_start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.getloadavg()
@@ -58,10 +57,12 @@ def main() -> int:
     data["benchmark"] = "arm64_verify"
     data["seq_len"] = args.seq_len
     # the host that ran QEMU: its CPU and load decide the wall time, not the emulated cores
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    from deploytool.runtime.host import detect_host
+
+    host = detect_host()
     data["created_utc"] = started
-    data["host"] = {"cpu": cpu, "arch": platform.machine(), "logical_cores": os.cpu_count()}
+    data["host"] = {"cpu": host.model_name, "microarchitecture": host.microarchitecture, "arch": host.arch,
+                    "logical_cores": host.logical_cores}
     data["load_average_at_start"], data["load_average_at_end"] = list(load_start), list(os.getloadavg())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(args.out) as f:

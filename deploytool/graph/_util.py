@@ -146,3 +146,15 @@ def shape_derived(v: ir.Value | None, memo: dict[int, bool] | None = None, depth
             result = bool(p.inputs) and all(i is None or shape_derived(i, memo, depth + 1) for i in p.inputs)
     memo[key] = result
     return result
+
+
+def unique_name(base: str, used: set[str]) -> str:
+    """``base`` (``::`` and ``/`` made ``_``), suffixed ``_1``, ``_2``, ... until no name in ``used`` has it;
+    the name returned is added to ``used``."""
+    base = base.replace("::", "_").replace("/", "_")
+    n, i = base, 0
+    while n in used:
+        i += 1
+        n = f"{base}_{i}"
+    used.add(n)
+    return n

@@ -63,7 +63,7 @@ import numpy as np
 import onnx_ir as ir
 
 from deploytool.errors import DeployError
-from deploytool.graph._util import const_tensor, shape_derived
+from deploytool.graph._util import const_tensor, shape_derived, unique_name
 
 logger = logging.getLogger(__name__)
 
@@ -796,13 +796,7 @@ class _Names:
                 self.used.add(node.name)
 
     def __call__(self, base: str) -> str:
-        base = base.replace("::", "_").replace("/", "_").strip("_") or "q8"
-        n, i = base, 0
-        while n in self.used:
-            i += 1
-            n = f"{base}_{i}"
-        self.used.add(n)
-        return n
+        return unique_name(base.replace("::", "_").replace("/", "_").strip("_") or "q8", self.used)
 
 
 def _initializer(graph: ir.Graph, name: str, tensor, dtype: ir.DataType, shape: list[int]) -> ir.Value:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from deploytool.graph._util import unique_name
 from deploytool.passes.pack_codes import _UNPACK
 
 
@@ -36,13 +37,7 @@ class _Builder:
         return self._consts[key]
 
     def name(self, base: str) -> str:
-        base = base.replace("::", "_").replace("/", "_")
-        n, i = base, 0
-        while n in self.names:
-            i += 1
-            n = f"{base}_{i}"
-        self.names.add(n)
-        return n
+        return unique_name(base, self.names)
 
     def init(self, base: str, array: np.ndarray, dtype: ir.DataType | None = None) -> ir.Value:
         name = self.name(base)
