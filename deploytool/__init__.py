@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 
-from deploytool._lazy_imports import defer_sympy
+from deploytool.deferred import defer_sympy
 
 __version__ = "0.1.0"
 
