@@ -305,3 +305,29 @@ def test_the_plan_and_its_last_wall_times(tmp_path, capsys):
     cfg = sitting.SittingConfig(benches=(b["export_bench"], b["pass_speed"]), results=res)
     text = sitting.plan_text(cfg)
     assert "1.5 min" in text and "not recorded" in text and "RESULTS/export_bench.json" in text
+
+
+def test_a_run_block_fills_what_old_files_did_not_record(tmp_path):
+    """qnn_bench and distill_bench recorded no date; re-run with a run block, the README says when, on what, under
+    what load. A big_models.json newer than its XLM-R side run is quoted alone."""
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "benchmarks" / "results", results)
+    run = {"started_utc": "2031-05-06T07:08:09+00:00", "cpu": {"model_name": "Test CPU 9000"}, "cores": {"usable": 2},
+           "load_average_start": [0.3, 0.5, 0.7], "load_average_end": [0.6, 0.5, 0.7]}
+    for name in ("qnn_bench.json", "distill_bench.json", "slice_bench.json"):
+        d = json.loads((results / name).read_text())
+        d["run"] = run
+        (results / name).write_text(json.dumps(d))
+    p = results / "big_models.json"
+    d = json.loads(p.read_text())
+    d["created_utc"] = "2031-05-06T07:00:00+00:00"
+    p.write_text(json.dumps(d))
+    text = README.read_text()
+    old = " ".join(text.split())
+    new = " ".join(_renderer().render_readme(text, results).split())
+    assert "(`qnn_bench.py`, date and load not recorded" in old
+    assert "(`qnn_bench.py`, 2031-05-06, Test CPU 9000, 2 cores, load average 0.3-0.6," in new
+    assert "(`distill_bench.py`, 2031-05-06, Test CPU 9000, 2 cores, load average 0.3-0.6)" in new
+    assert "cores, load not recorded; DynaBERT's rounding" in old
+    assert "cores, load average 0.3-0.6; DynaBERT's rounding" in new
+    assert "big_models_xlmr_rerun.json" in old and "big_models_xlmr_rerun.json" not in new
