@@ -95,6 +95,8 @@ BENCHMARKS: tuple[Bench, ...] = (
     Bench("qnn_bench", "qnn_bench.py", ("-o", "{results}/qnn_bench.json"), ("qnn_bench.json",)),
     Bench("distill_bench", "distill_bench.py", ("--teacher", "{teacher}", "-o", "{results}/distill_bench.json"),
           ("distill_bench.json",), needs=("teacher",)),
+    Bench("quickstart", "quickstart_bench.py", ("-o", "{results}/quickstart"),
+          ("quickstart/meta.json", "quickstart/run.json", "quickstart/report.json", "quickstart/report.md")),
     Bench("big_models", "big_models.py", ("-o", "{results}/big_models.json"), ("big_models.json",)),
     Bench("train_bench", "train_bench.py", ("--schedule", "standard", "-o", "{results}"),
           ("train_bench_standard.json", "train_bench_standard.md")),

@@ -122,10 +122,8 @@ OLD_KEYS = {
 }
 # rendered files whose machine, date and load another file of the same run records
 CARRIED_BY = {"quickstart/run.json": "quickstart/meta.json"}
-# rendered files no benchmark of the sitting rewrites: earlier side runs the README quotes beside the main
-# one, and the quickstart (a recipe run, not a benchmark script)
-NOT_IN_SITTING = {"big_models_xlmr_rerun.json", "cost_model_error_interleaved.json", "bench_hygiene_run2.json",
-                  "quickstart/meta.json", "quickstart/run.json"}
+# rendered files no benchmark of the sitting rewrites: earlier side runs the README quotes beside the main one
+NOT_IN_SITTING = {"big_models_xlmr_rerun.json", "cost_model_error_interleaved.json", "bench_hygiene_run2.json"}
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -331,3 +329,14 @@ def test_a_run_block_fills_what_old_files_did_not_record(tmp_path):
     assert "cores, load not recorded; DynaBERT's rounding" in old
     assert "cores, load average 0.3-0.6; DynaBERT's rounding" in new
     assert "big_models_xlmr_rerun.json" in old and "big_models_xlmr_rerun.json" not in new
+
+
+def test_quickstart_bench_labels_the_cpu_and_refuses_an_existing_folder(tmp_path, capsys):
+    qs = _bench_module("quickstart_bench")
+    run = {"cpu": {"model_name": "Intel(R) Xeon(R) Processor", "family": 6, "model": 207,
+                   "features": ["avx2", "avx512", "vnni", "amx"]}}
+    assert qs._cpu_label(run) == "Intel(R) Xeon(R) Processor (family 6, model 207, AVX-512 VNNI, AMX)"
+    assert qs._cpu_label({"cpu": {"model_name": "Neoverse-N1", "family": None}}) == "Neoverse-N1"
+    res = tmp_path / "results"
+    assert qs.main(["--out-dir", str(tmp_path), "-o", str(res)]) == 2
+    assert "exists" in capsys.readouterr().err and not res.exists()
