@@ -33,6 +33,7 @@ import dataclasses
 import datetime as _dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -267,6 +268,14 @@ def _stamped(b: Bench, cfg: SittingConfig, sid: str, started: float) -> dict:
     return {"rewritten": out, "run_block_of_this_sitting": run.get("sitting") == sid}
 
 
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 def run_sitting(cfg: SittingConfig) -> int:
     """Run the plan; write ``sitting.json`` into the results folder. 0: every benchmark ran and exited 0;
     1: some failed; 2: refused to start (the machine was busy); 3: stopped between two (busy)."""
@@ -297,12 +306,17 @@ def run_sitting(cfg: SittingConfig) -> int:
         row["started_utc"] = _utc()
         log_path = log_dir / f"{b.name}.log"
         with open(log_path, "w") as log:
+            # its own process group: a timeout or Ctrl-C ends the benchmark's worker processes too
+            proc = subprocess.Popen(row["command"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
             try:
-                p = subprocess.run(row["command"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                   stderr=subprocess.STDOUT, timeout=cfg.timeout_s)
-                row["exit_code"] = p.returncode
+                row["exit_code"] = proc.wait(timeout=cfg.timeout_s)
             except subprocess.TimeoutExpired:
+                _kill_group(proc)
                 row["exit_code"], row["timed_out"] = None, True
+            except KeyboardInterrupt:
+                _kill_group(proc)
+                raise
         row["wall_s"] = round(time.monotonic() - t0, 1)
         row["load_after"] = _load()
         row["log"] = str(log_path)

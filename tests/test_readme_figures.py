@@ -6,6 +6,7 @@ import importlib.util
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -193,8 +194,6 @@ def test_the_sitting_rewrites_every_rendered_file_but_the_listed_side_runs():
 # ------------------------------------------------------------------ benchmarks/_stamp.py and benchmarks/sitting.py
 
 def test_stamp_start_and_end(monkeypatch):
-    import time
-
     monkeypatch.setenv("DEPLOYTOOL_SITTING", "s-42")
     stamp = _bench_module("_stamp").stamp
     start = stamp(argv=["bench.py", "--x", "1"])
@@ -340,3 +339,19 @@ def test_quickstart_bench_labels_the_cpu_and_refuses_an_existing_folder(tmp_path
     res = tmp_path / "results"
     assert qs.main(["--out-dir", str(tmp_path), "-o", str(res)]) == 2
     assert "exists" in capsys.readouterr().err and not res.exists()
+
+
+def test_a_benchmark_over_its_time_limit_is_stopped_with_its_workers(tmp_path):
+    sitting = _bench_module("sitting")
+    (tmp_path / "results").mkdir()
+    marker = tmp_path / "worker-still-ran"
+    worker = f"import time; time.sleep(1.5); open({str(marker)!r}, 'w')"
+    (tmp_path / "slow.py").write_text(f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {worker!r}])\n"
+                                      "time.sleep(30)\n")
+    cfg = sitting.SittingConfig(benches=(sitting.Bench("slow", "slow.py", (), ("slow.json",)),), results=tmp_path / "results",
+                                script_dir=tmp_path, log_dir=tmp_path / "logs", force=True, render=False, timeout_s=0.5)
+    assert sitting.run_sitting(cfg) == 1
+    row = json.loads((tmp_path / "results" / "sitting.json").read_text())["benchmarks"][0]
+    assert row["timed_out"] is True and row["exit_code"] is None and row["wall_s"] < 10
+    time.sleep(2.0)
+    assert not marker.exists()  # the worker went with its parent
