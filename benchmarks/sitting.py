@@ -9,7 +9,8 @@ Each benchmark runs in a fresh process (``--python``, default this interpreter),
 ``--log-dir`` (default ``runs/sitting-<id>/<name>.log``), this runner's own lines on stderr. Before
 each one the runner waits (up to ``--wait-s``) until the 1-minute load average is at most
 ``--max-load``; if the machine never gets that quiet it refuses to start (exit 2) or, between two
-benchmarks, stops and records the rest as not run (exit 3). ``--force`` runs regardless.
+benchmarks, stops and records the rest as not run (exit 3). ``--force`` runs regardless. A benchmark
+runs in its own process group: past ``--timeout-s``, or on Ctrl-C, it is stopped with its workers.
 
 Every benchmark writes its results file where ``readme_figures.py`` reads it
 (``benchmarks/results/``), with the ``run`` block of ``benchmarks/_stamp.py``; the runner passes the
@@ -188,10 +189,8 @@ def last_wall_s(b: Bench, results: Path) -> float | None:
         d = json.loads((results / b.outputs[0]).read_text())
     except (OSError, ValueError):
         d = {}
-    for key in ("wall_s", "total_s", "total_seconds"):
-        v = (d.get("run") or {}).get(key) if key == "wall_s" else None
-        v = v if v is not None else d.get(key)
-        if isinstance(v, (int, float)):
+    for v in ((d.get("run") or {}).get("wall_s"), d.get("wall_s"), d.get("total_s"), d.get("total_seconds")):
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
             return float(v)
     if isinstance(d.get("started_utc"), str) and isinstance(d.get("created_utc"), str):
         try:
