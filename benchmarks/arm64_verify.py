@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -29,6 +31,7 @@ def main() -> int:
     ap.add_argument("--seq-len", type=int, default=16)
     ap.add_argument("-o", "--output", "--out", dest="out", type=Path, default=ROOT / "benchmarks/results/arm64_verify.json")
     args = ap.parse_args()
+    run = stamp()
 
     from deploytool.arm64 import VerifyConfig, verify_arm64
     from deploytool.onnx_io import atomic_write
@@ -64,6 +67,7 @@ def main() -> int:
     data["host"] = {"cpu": host.model_name, "microarchitecture": host.microarchitecture, "arch": host.arch,
                     "logical_cores": host.logical_cores}
     data["load_average_at_start"], data["load_average_at_end"] = list(load_start), list(os.getloadavg())
+    data["run"] = stamp(run)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(args.out) as f:
         json.dump(data, f, indent=2)

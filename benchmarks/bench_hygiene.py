@@ -41,6 +41,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +92,7 @@ def main() -> int:
                     help="before each round, wait up to this long for --threads free cores (other work on the machine)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/bench_hygiene.json")
     args = ap.parse_args()
+    run = stamp()
     if len(args.model) not in (0, 2):
         print("bench_hygiene: give two --model files, or none", file=sys.stderr)
         return 2
@@ -206,7 +209,7 @@ def main() -> int:
                       "worker processes, seconds apart); 'alone (control)' compares alone segments with their "
                       "neighbours the same way: the noise floor of this measure on this machine. Ratios are "
                       "median [p10-p90] over segments.",
-              "summary": summary, "rounds": rounds}
+              "summary": summary, "rounds": rounds, "run": stamp(run)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(args.out) as f:
         json.dump(result, f, indent=2)

@@ -50,6 +50,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent
@@ -467,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     if a._worker:
         print(json.dumps(WORKERS[a._worker[0]](json.loads(a._worker[1]))), flush=True)
         return 0
+    run = stamp()
     passes = [p for p in a.passes.split(",") if p]
     bad = [p for p in passes if p not in PASSES]
     if bad:
@@ -515,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         {"model": m, "step": s, "check": x.get("check")} for m, res in report["results"].items()
         for s, x in [("export", res["export"]), *res["passes"].items()]
         if (x.get("check") or {}).get("equal") is False]
+    report["run"] = stamp(run)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")

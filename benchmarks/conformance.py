@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -106,6 +108,7 @@ def main() -> None:
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("-o", "--output", "--out", dest="out", default=str(ROOT / "benchmarks/results/conformance.json"))
     args = ap.parse_args()
+    run = stamp()
     import tempfile
 
     from deploytool.testing import conformance as C
@@ -150,6 +153,7 @@ def main() -> None:
         "failed": [c for c in cells if c["status"] == "FAILED"],
         "cells": cells,
     }
+    report["run"] = stamp(run)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))

@@ -36,6 +36,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -61,6 +63,7 @@ def main() -> int:
                     help="before each measurement, wait up to this long for free cores (other work on the machine)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cost_model_error.json")
     args = ap.parse_args()
+    run = stamp()
 
     from deploytool.bench import BenchConfig, run_benchmark
     from deploytool.bench.cost_model import ErrorBand, op_costs, project_latency
@@ -170,7 +173,7 @@ def main() -> int:
         "note": "errors are (projected - measured p50) / measured p50, measured and projected in this one run; "
                 "the host's op-class rates were measured before the models, nothing is fitted to them. The "
                 "machine is shared (2 cores): see machine[].before/during and the spreads.",
-        "rows": rows, "machine": machine,
+        "rows": rows, "machine": machine, "run": stamp(run),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(args.out) as f:

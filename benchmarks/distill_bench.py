@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent
 
@@ -43,6 +45,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", type=Path, default=None, help="Where the student goes (default: a temp folder).")
     ap.add_argument("-o", "--output", "--out", dest="out", type=Path, default=ROOT / "results" / "distill_bench.json")
     args = ap.parse_args(argv)
+    run = stamp()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     import torch
@@ -99,6 +102,7 @@ def main(argv=None) -> int:
         "notes": r["notes"] + ["short CPU schedule on a shared 2-core machine; accuracy is not converged"],
         "total_seconds": round(time.perf_counter() - t_all, 2),
     }
+    res["run"] = stamp(run)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(args.out) as f:
         json.dump(res, f, indent=2, default=str)

@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -87,6 +89,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     load0 = os.getloadavg()
+    run = stamp()
     folder = resolve_model("minilm")
     tok = load_tokenizer(folder)
     texts, desc = corpus_texts("rotten-tomatoes", limit=args.texts)
@@ -145,6 +148,7 @@ def main() -> int:
            "passes": "reorder by weight magnitude; DynaBERT slice; int8 Int8Config(); ternary PackConfig()",
            "threads": args.threads, "reference_seconds": round(t_ref, 1),
            "total_seconds": round(time.perf_counter() - t_start, 1), "rows": rows}
+    out["run"] = stamp(run)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
     args.out.with_suffix(".md").write_text(markdown(out))

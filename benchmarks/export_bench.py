@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 ROOT = Path(__file__).resolve().parents[1]
 SEQ_LENS = (8, 128)
 
@@ -149,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.worker:
         worker(a.worker, a.vocab)
         return 0
+    run = stamp()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from deploytool.export import ExportConfig, export_loaded, load_hf_model
@@ -192,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                      "transformers": transformers.__version__, "python": platform.python_version()},
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "processor": platform.processor()},
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "run": stamp(run),
     }
     with atomic_write(a.out) as f:
         json.dump(result, f, indent=2)

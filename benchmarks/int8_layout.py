@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "int8_layout.json"
@@ -92,6 +94,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-o", "--output", "--out", dest="out", default=str(RESULTS))
     args = ap.parse_args()
+    run = stamp()
     import onnxruntime as ort
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
@@ -101,6 +104,7 @@ def main() -> None:
               "load_average_start": [round(x, 2) for x in os.getloadavg()]}
     report["shapes"] = [measure(k, n) for k, n in SHAPES]
     report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    report["run"] = stamp(run)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report["shapes"]))

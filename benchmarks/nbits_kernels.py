@@ -31,6 +31,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "nbits_kernels.json"
 
@@ -151,6 +153,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("-o", "--output", "--out", dest="out", default=str(RESULTS))
     args = ap.parse_args()
+    run = stamp()
     from deploytool import onnx_io
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
@@ -186,6 +189,7 @@ def main() -> None:
                           "best_nbits_us": row[best]["median_us"],
                           "wins": "nbits" if row[best]["median_us"] < row["int8_dqmm"]["median_us"] else "int8"}
     report["host_verdict"] = verdict
+    report["run"] = stamp(run)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with onnx_io.atomic_write(out) as f:

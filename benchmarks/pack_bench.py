@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "pack_bench.json"
@@ -243,6 +245,7 @@ def main() -> None:
     ap.add_argument("--merge", action="store_true",
                     help="keep the other models' (and the accuracy) entries of an existing --out file")
     args = ap.parse_args()
+    run = stamp()
     from deploytool.passes.base import file_size
     from deploytool.runtime.host_facts import host_info
 
@@ -284,6 +287,7 @@ def main() -> None:
         if args.classifier:
             report["accuracy_packed_part_only"] = _isolated_accuracy(Path(args.classifier), work)
     report["load_average_at_end"] = os.getloadavg()
+    report["run"] = stamp(run)
     out = Path(args.out)
     if args.merge and out.exists():  # runs of other models kept, each with its own created_utc
         old = json.loads(out.read_text())

@@ -48,6 +48,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent
@@ -372,6 +374,7 @@ def main() -> None:
         kind, spec = args._worker
         print(json.dumps(WORKERS[kind](json.loads(spec))), flush=True)
         return
+    run = stamp()
     passes = [p for p in args.passes.split(",") if p]
     unknown = [p for p in passes if p not in PASSES + OPTIONAL]
     if unknown:
@@ -465,6 +468,7 @@ def main() -> None:
                           "rss_x_file": r.get("peak_rss_over_file"),
                           "gate_rss_x_file": r.get("gate_peak_rss_over_file"), "ok": r.get("ok")}
                          for n, r in rows.items()]
+    result["run"] = stamp(run)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     log(f"wrote {args.out}")

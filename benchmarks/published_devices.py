@@ -44,6 +44,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SOURCE = ("huawei-noah/bolt docs/BENCHMARK.md @ 331a83312b3a8f9d2eda12577d04626e4570bb20 "
@@ -65,6 +67,7 @@ def main() -> int:
     ap.add_argument("--host-cache", type=Path, default=None)
     ap.add_argument("-o", "--output", "--out", dest="out", type=Path, default=ROOT / "benchmarks/results/published_devices.json")
     args = ap.parse_args()
+    run = stamp()
 
     from deploytool.bench.cost_model import HostRates, op_costs, project_latency
     from deploytool.export import ExportConfig, export_loaded
@@ -127,7 +130,7 @@ def main() -> int:
                                 "engine difference plus model error.",
               "not_found": "absolute ONNX Runtime/KleidiAI BERT latencies for Graviton or Raspberry Pi with a citable "
                            "source; none tabulated",
-              "rows": rows}
+              "rows": rows, "run": stamp(run)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(args.out) as f:
         json.dump(result, f, indent=2)

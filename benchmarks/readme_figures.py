@@ -60,6 +60,16 @@ def _load_span(*values) -> str:
     return f"load average {_span(vals, '{:.1f}')}" if vals else "load not recorded"
 
 
+def _run_when(d: dict) -> str | None:
+    """"DATE, CPU, N cores, load average A-B" from the run block benchmarks/_stamp.py writes (None without one)."""
+    r = d.get("run")
+    if not r:
+        return None
+    return (f"{_date(r.get('started_utc'))}, {(r.get('cpu') or {}).get('model_name', 'CPU not recorded')}, "
+            f"{(r.get('cores') or {}).get('usable', '?')} cores, "
+            f"{_load_span((r.get('load_average_start') or [None])[0], (r.get('load_average_end') or [None])[0])}")
+
+
 def _ratios(rounds, variant: str, seq: int) -> list[float]:
     return [r["paired_ratio_to_optimum"] for rnd in rounds for r in rnd if r["variant"] == variant and r["seq_len"] == seq]
 
@@ -107,7 +117,9 @@ def render_measured(results: Path) -> str:
     vm, vb = at(mini, 0.5, 0.75), at(base, 0.5, 0.75)
     nl = lambda r: len(at(r, 1.0, 1.0)["layers_kept"])  # noqa: E731
     slicing = (f"- **Slicing** (`slice_bench.py`, {_date(sl.get('created_utc'))}, {mini['host']['cpu_model']}, "
-               f"{mini['host']['logical_cores']} cores, load not recorded; DynaBERT's rounding): at width 0.5, depth "
+               f"{mini['host']['logical_cores']} cores, "
+               f"{_load_span(sl['run']['load_average_start'][0], sl['run']['load_average_end'][0]) if 'run' in sl else 'load not recorded'}; "
+               "DynaBERT's rounding): at width 0.5, depth "
                f"0.75 (MiniLM: {len(vm['layers_kept'])} of {nl(mini)} layers; BERT-base shape: "
                f"{len(vb['layers_kept'])} of {nl(base)}) the FLOPs ratio is {vm['flops_ratio']:.3f} (MiniLM) and "
                f"{vb['flops_ratio']:.3f} (BERT-base shape) and the measured latency ratio at sequence "
@@ -151,7 +163,7 @@ def render_measured(results: Path) -> str:
     training = ("- **Training**: see [Training that holds at every depth](#training-that-holds-at-every-depth) "
                 "(`train_bench_standard.*`; the older `demo` schedule, `train_bench_demo.*`, predates the "
                 f"depth-stage fix). Distilled TinyBERT-{ss['layers']}x{ss['hidden']} student (`distill_bench.py`, "
-                f"{di.get('machine', 'machine not recorded')}, date not recorded): {di['test']['student']['accuracy']:.1f}% "
+                f"{_run_when(di) or di.get('machine', 'machine not recorded') + ', date not recorded'}): {di['test']['student']['accuracy']:.1f}% "
                 f"vs its teacher's ({ts['layers']}x{ts['hidden']}) {di['test']['teacher']['accuracy']:.1f}% on "
                 f"{di['test']['student']['n']} test reviews with {100 * di['parameters']['ratio']:.0f}% of the parameters.")
 
@@ -163,7 +175,7 @@ def render_measured(results: Path) -> str:
     ok = sum(c["ok"] for c in ar["checks"])
     when = (f"{_date(ar['created_utc'])}, {ar['host']['cpu']}, "
             f"{_load_span(ar['load_average_at_start'][0], ar['load_average_at_end'][0])}"
-            if "created_utc" in ar else "date and load not recorded")
+            if "created_utc" in ar else _run_when(ar) or "date and load not recorded")
     arm = (f"- **ARM64** (`arm64_verify.py`, {when}, {ar['wall_s']:.0f} s): MiniLM "
            f"{'/'.join(precisions)} at sequence {ar['seq_len']} under QEMU on {', '.join(ar['cpus'])}: {ok} of "
            f"{len(ar['checks'])} checks agree with the host within the per-precision tolerances.")
@@ -173,7 +185,8 @@ def render_measured(results: Path) -> str:
 
     full, sliced, u8 = qrow("minilm.onnx", "u16/u8"), qrow("minilm_w0.5_d0.75.onnx", "u16/u8"), qrow("minilm.onnx", "u8/u8")
     on, total = full["qnn_coverage"].split("/")
-    qnn = (f"- **Snapdragon HTP, emulated** (`qnn_bench.py`, date and load not recorded, {qn['wall_s'] / 60:.0f} min): "
+    qnn = (f"- **Snapdragon HTP, emulated** (`qnn_bench.py`, {_run_when(qn) or 'date and load not recorded'}, "
+           f"{qn['wall_s'] / 60:.0f} min): "
            f"MiniLM u16/u8 QDQ puts {on} of {total} nodes on the HTP, strict mode "
            f"{'passes' if full['qnn_strict'] else 'fails'}, cosine to fp32 {full['qnn_min_cosine_vs_fp32']:.3f} "
            f"(the w0.5/d0.75 slice: {sliced['qnn_min_cosine_vs_fp32']:.3f}, sliced before DynaBERT's rounding became "
@@ -536,6 +549,8 @@ def render_big_models(results: Path) -> str:
     b = _load(results, "big_models.json")
     rerun = results / "big_models_xlmr_rerun.json"
     rr = json.loads(rerun.read_text()) if rerun.exists() else None
+    if rr and rr.get("created_utc", "") < b.get("created_utc", ""):
+        rr = None  # big_models.json was re-run after the side run: its own XLM-R rows are the newer
 
     def steps(d: dict, model: str) -> dict:
         return {r["step"]: r for r in d["table"] if r["model"] == model}

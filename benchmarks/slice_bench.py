@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 ROOT = Path(__file__).resolve().parents[1]
 WIDTHS = (1.0, 0.75, 0.5, 0.25)
 DEPTHS = (1.0, 0.75, 0.5)
@@ -160,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--output", "--out", dest="out", default=str(ROOT / "benchmarks" / "results" / "slice_bench.json"))
     ap.add_argument("--keep", default=None, help="keep the .onnx files in this folder")
     args = ap.parse_args(argv)
+    run = stamp()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     results = []
     with tempfile.TemporaryDirectory(prefix="slice-bench-") as tmp:
@@ -178,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(args.out) as f:
         json.dump({"benchmark": "slice_bench", "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                   "results": results}, f, indent=2)
+                   "results": results, "run": stamp(run)}, f, indent=2)
         f.write("\n")
     print(f"wrote {args.out}")
     return 0

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -52,6 +54,7 @@ def main() -> None:
     ap.add_argument("--bert-base", action="store_true")
     ap.add_argument("-o", "--output", "--out", dest="out", default=str(ROOT / "benchmarks/results/structure_bench.json"))
     args = ap.parse_args()
+    run = stamp()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from deploytool.export import export_model
     from deploytool.export.hf import load_hf_model
@@ -76,7 +79,7 @@ def main() -> None:
                     results[f"{name}/ort-fused"] = _measure(tmp / f"{name}-fused.onnx", args.repeat)
                 print(name, exporter, results[f"{name}/{exporter}"], flush=True)
     out = {"machine": platform.machine(), "cpus": os.cpu_count(),
-           "load_average": os.getloadavg()[0], "results": results}
+           "load_average": os.getloadavg()[0], "results": results, "run": stamp(run)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))

@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent
 
@@ -82,6 +84,7 @@ def main(argv=None) -> int:
                     help="Skip BinaryBERT's ternary weight splitting (binary from a half-width ternary model).")
     ap.add_argument("--note", action="append", default=[], help="A line added to the report's notes.")
     args = ap.parse_args(argv)
+    run = stamp()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     log = logging.getLogger("train_bench")
 
@@ -306,6 +309,7 @@ def main(argv=None) -> int:
     if args.schedule not in ("full", "standard"):
         notes.append(f"'{args.schedule}' schedule: subsets of the training split and single epochs so it fits a "
                      "2-core machine; see SCHEDULES['standard']")
+    res["run"] = stamp(run)
     out = args.out
     j, m = write_train_report(res, out / f"train_bench_{args.schedule}.json", out / f"train_bench_{args.schedule}.md")
     print(m.read_text())

@@ -28,6 +28,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from _stamp import stamp  # beside this script: the results file's "run" block
+
 RESULTS = Path(__file__).resolve().parent / "results" / "validation_choice.json"
 
 # the same two schemas in each library: a recipe's sweep/bench part and a profile's compute part
@@ -216,6 +218,7 @@ def main() -> None:
     ap.add_argument("--deploytool-python", default=None,
                     help="a Python with this worktree's deploytool installed: also time importing a pass module")
     args = ap.parse_args()
+    run = stamp()
     import msgspec
     import pydantic
     import yaml
@@ -268,6 +271,7 @@ def main() -> None:
                 "('peak_gops[...]') and the bad value ('got `str`'). The price is import time (see import_time, "
                 "paid only by commands that read a recipe, a profile or build a pass config)."),
     }
+    report["run"] = stamp(run)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(report, indent=1) + "\n")
