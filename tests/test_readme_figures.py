@@ -103,7 +103,6 @@ OLD_KEYS = {
     "export_bench.json": {"cpu": None, "date": "time_utc", "load": "load_average_1m"},
     "slice_bench.json": {"cpu": "results.0.host.cpu_model", "date": "created_utc", "load": None},
     "pack_bench.json": {"cpu": "cpuinfo_model_name", "date": "created_utc", "load": "load_average_at_start"},
-    "distill_bench.json": {"cpu": None, "date": None, "load": "machine"},  # "... load average 8.6 at end"
     "arm64_verify.json": {"cpu": None, "date": None, "load": None},
     "qnn_bench.json": {"cpu": None, "date": None, "load": None},
     "int8_bench.json": {"cpu": "cpuinfo_model_name", "date": "created_utc", "load": "load_average_at_start"},
