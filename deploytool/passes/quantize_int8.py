@@ -349,15 +349,21 @@ class Int8QuantizePass(DeployPass):
         feeds = _calibration_feeds(cfg, model, input_names) if cfg.static else []
         with tempfile.TemporaryDirectory(prefix="deploytool-int8-") as tmp:
             src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
-            # over protobuf's 2 GB limit the quantizer's input and output need external data; streamed, they
-            # always have it (ORT's shape inference then reads the graph only, and the output is mapped)
+            # the quantizer's input always has external data: onnx writes the fused proto's tensors out one at
+            # a time, clearing each (no serialized copy of the whole model beside the proto), and ORT's shape
+            # inference then reads the graph only. Over protobuf's 2 GB limit its output needs external data too
             if cfg.fusion is not Fusion.NONE:
                 big = onnx_io.weight_bytes(proto) > onnx_io.EXTERNAL_DATA_BYTES
-                onnx_io.save_proto(proto, src, external=big)
+                onnx_io.save_proto(proto, src, external=True)
             else:
                 big = True
                 onnx_io.save_streamed(model, src, external=True)
             del proto
+            # nothing of ours is left for the quantizer to run beside: the proto is gone, and ORT's optimizer
+            # leaves garbage in reference cycles (its symbolic shape inference holds a copy of the model and
+            # refers to itself through its table of bound methods) that only a full collection frees. BERT-base:
+            # 1.6 GB resident here; the collection frees 1.1 GB and malloc_trim returns 0.3 GB more (135 MB left)
+            _release_memory()
             extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
             root = logging.getLogger()
             root_level = root.level
@@ -411,6 +417,16 @@ class Int8QuantizePass(DeployPass):
             skipped.append(Skip("MatMul", f"{left} MatMul/Gemm with constant weights left in fp32 by ORT's quantizer"))
         _swap_in(model, out)
         return DeployPassResult(model, modified=True, stats=stats, skipped=skipped)
+
+
+def _release_memory() -> None:
+    """A full garbage collection, then freed heap pages handed back to the OS."""
+    import gc
+
+    from deploytool.passes.base import _release_free_memory
+
+    gc.collect()
+    _release_free_memory()
 
 
 def _native_refusal(cfg: Int8Config) -> str | None:
