@@ -8,6 +8,12 @@ and binary, accuracy level 4), and the smallest files: ``densest`` with ``pack_h
 position/token-type tables packed too (``*_all``). Targets (issue 17 item 4, BERT-base shape with its
 pooler): ternary ``trit5_all`` >= 18x and binary ``binary1_all`` >= 28x smaller than fp32.
 
+The four packing scopes of the README's densest-qat block (MiniLM after QAT), with the pack options
+``train_bench.py`` gives them (``runtime="densest"``, ``granularity="row"``), for ternary and binary:
+``<scheme>_densest`` (encoder + word embeddings), ``_densest_head`` (+ pooler and classifier),
+``_densest_head_int8pos`` (+ position/token-type tables int8) and ``_densest_all`` (everything packed);
+their sizes beside MiniLM's in that block. Sizes only (not timed).
+
 Latency (issue 17 item 3): every variant but fp32 at sequence 1, 8 and 128, batch 1, 1 thread, all
 interleaved run by run in one clean worker without torch (``deploytool.bench``), paired ratios to int8,
 load average before and after; ``nbits_vs_int8`` states, per model and sequence length, which wins.
@@ -18,7 +24,9 @@ Accuracy: the same recipes applied to a MiniLM classifier fine-tuned on Rotten T
 accuracy; the point here is what packing the head and position tables costs on top.
 
 Usage: ``.venv/bin/python benchmarks/pack_bench.py --classifier DIR [--models minilm,bert-base] [--runs 30]``
-Writes ``benchmarks/results/pack_bench.json``.
+Writes ``benchmarks/results/pack_bench.json``. ``--only-sizes`` writes the files and their sizes only (no
+latency, cosine or accuracy); ``--variants a,b`` only those variants; ``--only-sizes --merge`` puts the sizes
+it measured into an existing full report, each row stamped with its own run (``reduced_run``).
 """
 
 from __future__ import annotations
@@ -78,15 +86,43 @@ def _configs() -> dict:
         "trit5_all": PackConfig(weights="ternary", runtime="densest", pack_head=True, position_embeddings="ternary"),
         "binary1_all": PackConfig(weights="binary", runtime="densest", pack_head=True, position_embeddings="binary"),
         "binary1_head": PackConfig(weights="binary", runtime="densest", pack_head=True),
+        **_densest_scopes(),
     }
 
 
-def _variants(src: Path, work: Path, tag: str) -> dict[str, dict]:
+# the four packing scopes of the README's densest-qat block, with the pack options train_bench.py gives them
+# (runtime densest, granularity as its QAT: "row" in the standard schedule); named like its files
+# (``<scheme>_<tag>.onnx``) so the BERT-base size ratio can stand beside MiniLM's. Sizes only: not timed
+DENSEST_SCOPES = (("densest", {}), ("densest_head", {"pack_head": True}),
+                  ("densest_head_int8pos", {"pack_head": True, "position_embeddings": "int8"}),
+                  ("densest_all", {"pack_head": True, "position_embeddings": "same"}))
+DENSEST_GRANULARITY = "row"
+
+
+def _densest_scopes() -> dict:
+    from deploytool.passes.pack_weights import PackConfig
+
+    out = {}
+    for scheme in ("ternary", "binary"):
+        for tag, extra in DENSEST_SCOPES:
+            opts = {k: scheme if v == "same" else v for k, v in extra.items()}
+            out[f"{scheme}_{tag}"] = PackConfig(weights=scheme, runtime="densest", granularity=DENSEST_GRANULARITY,
+                                                **opts)
+    return out
+
+
+def _size_only(name: str) -> bool:
+    return any(name == f"{s}_{tag}" for s in ("ternary", "binary") for tag, _ in DENSEST_SCOPES)
+
+
+def _variants(src: Path, work: Path, tag: str, only: set[str] | None = None) -> dict[str, dict]:
     from deploytool.passes.pack_weights import PackConfig, pack_file
     from deploytool.passes.quantize_int8 import quantize_int8_file
 
     out = {"fp32": {"path": src, "stats": {}}}
     for name, cfg in _configs().items():
+        if only is not None and name not in only:
+            continue
         path = work / f"{tag}_{name}.onnx"
         t = time.perf_counter()
         try:
@@ -106,7 +142,8 @@ def _accuracy(cls: Path, work: Path) -> dict[str, dict]:
     subprocess.run([sys.executable, "-m", "deploytool", "export", "--model", str(cls), "--task", "sequence-classification",
                     "-o", str(src)], check=True,
                    capture_output=True)
-    variants = _variants(src, work, "cls")
+    # the densest scopes' accuracy after QAT is train_bench's (post-training packing is near chance)
+    variants = _variants(src, work, "cls", {n for n in _configs() if not _size_only(n)})
     out = {}
     for name, v in variants.items():
         if "path" not in v:
@@ -233,6 +270,23 @@ def _nbits_verdict(rows: list[dict]) -> dict:
     return out
 
 
+def _merge_sizes(old: dict, new: dict) -> dict:
+    """``old`` (a full run's report) with the variants of ``new`` (an ``--only-sizes`` run) in place of its own,
+    each stamped with the reduced run's date, CPU and load; everything else (latency, accuracy, the report's
+    own stamps) stays the full run's."""
+    stamp = {"created_utc": new["created_utc"], "cpuinfo_model_name": new.get("cpuinfo_model_name"),
+             "load_average": [new["load_average_at_start"][0], new["load_average_at_end"][0]]}
+    for tag, entry in new["models"].items():
+        if tag not in old.setdefault("models", {}):
+            old["models"][tag] = {**entry, "reduced_run": stamp}
+            continue
+        fp32 = entry["variants"].get("fp32", {}).get("bytes")
+        for name, v in entry["variants"].items():
+            if name != "fp32":
+                old["models"][tag]["variants"][name] = {**v, "reduced_run": {**stamp, "fp32_bytes": fp32}}
+    return old
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="minilm,bert-base")
@@ -244,8 +298,18 @@ def main() -> None:
                     help="only the packed-head / packed-position accuracy on an fp32 encoder (with --merge)")
     ap.add_argument("--merge", action="store_true",
                     help="keep the other models' (and the accuracy) entries of an existing --out file")
+    ap.add_argument("--only-sizes", action="store_true",
+                    help="files and their sizes only: no latency, cosine or accuracy (a reduced run)")
+    ap.add_argument("--variants", default=None,
+                    help="comma-separated variant names to write (default: all); e.g. ternary_densest_head_int8pos")
     args = ap.parse_args()
     run = stamp()
+    only = None
+    if args.variants:
+        only = {v for v in args.variants.split(",") if v}
+        unknown = sorted(only - set(_configs()))
+        if unknown:
+            ap.error(f"--variants: unknown variant(s) {', '.join(unknown)} (known: {', '.join(_configs())})")
     from deploytool.passes.base import file_size
     from deploytool.runtime.host_facts import host_info
 
@@ -260,7 +324,7 @@ def main() -> None:
         for tag in [t for t in args.models.split(",") if t and not args.isolated_only]:
             src = work / f"{tag}_fp32.onnx"
             exp = _export(tag, src)
-            variants = _variants(src, work, tag)
+            variants = _variants(src, work, tag, only)
             fp32_bytes = file_size(src)
             entry: dict = {"export": exp, "variants": {}, "created_utc": report["created_utc"],
                            "load_average_at_start": os.getloadavg()}
@@ -273,7 +337,12 @@ def main() -> None:
                                            "meets_target": (fp32_bytes / b >= TARGETS[name]) if name in TARGETS else None,
                                            "stats": v.get("stats", {}), "config": v.get("config"),
                                            "seconds": v.get("seconds")}
-            timed = [n for n in variants if n != "fp32" and "path" in variants[n]]  # int8 first: ratios to it
+            if args.only_sizes:
+                report["models"][tag] = entry
+                print(json.dumps({tag: {k: v.get("ratio_to_fp32") for k, v in entry["variants"].items()}}), flush=True)
+                continue
+            # int8 first: ratios to it; the densest scopes are sizes only
+            timed = [n for n in variants if n != "fp32" and "path" in variants[n] and not _size_only(n)]
             entry["latency"] = _bench({n: variants[n]["path"] for n in timed}, args.runs)
             entry["nbits_vs_int8"] = _nbits_verdict(entry["latency"])
             if tag == "minilm":
@@ -281,15 +350,17 @@ def main() -> None:
             report["models"][tag] = entry
             print(json.dumps({tag: {k: v.get("ratio_to_fp32") for k, v in entry["variants"].items()},
                               "nbits_vs_int8": entry["nbits_vs_int8"]}), flush=True)
-        if args.classifier and not args.isolated_only:
+        if args.classifier and not args.isolated_only and not args.only_sizes:
             report["classifier"] = args.classifier
             report["accuracy_rotten_tomatoes_test"] = _accuracy(Path(args.classifier), work)
-        if args.classifier:
+        if args.classifier and not args.only_sizes:
             report["accuracy_packed_part_only"] = _isolated_accuracy(Path(args.classifier), work)
     report["load_average_at_end"] = os.getloadavg()
     report["run"] = stamp(run)
     out = Path(args.out)
-    if args.merge and out.exists():  # runs of other models kept, each with its own created_utc
+    if args.merge and args.only_sizes and out.exists():
+        report = _merge_sizes(json.loads(out.read_text()), report)
+    elif args.merge and out.exists():  # runs of other models kept, each with its own created_utc
         old = json.loads(out.read_text())
         for tag, entry in old.get("models", {}).items():
             if tag not in report["models"]:

@@ -811,14 +811,61 @@ def render_densest_qat(results: Path) -> str:
                                                f"{r['bytes'] / 1e6:.1f} MB, {r['ratio_to_fp32_export']:.1f}x")
         out.append(f"| {name} | " + " | ".join(cells) + " |")
 
+    base = _densest_bert_base(results, labels, t)
+    out += base["rows"]
+
     def span(tag: str) -> str:
         d = [r["accuracy"] - r["pytorch"] for f, r in rows.items() if f.endswith(f"_{tag}.onnx")]
         return f"{min(d):+.2f} to {max(d):+.2f}"
 
-    out += ["", f"Against PyTorch: packing the pooler and classifier too {span('densest_head')} points; with int8 "
-                f"position tables as well {span('densest_head_int8pos')}; ternary/binary position tables "
-                f"{span('densest_all')}."]
+    out += ["", _wrap(f"Against PyTorch: packing the pooler and classifier too {span('densest_head')} points; with "
+                      f"int8 position tables as well {span('densest_head_int8pos')}; ternary/binary position tables "
+                      f"{span('densest_all')}. {base['note']}")]
     return "\n".join(out)
+
+
+def _densest_bert_base(results: Path, labels: list[tuple[str, str]], train: dict) -> dict:
+    """The BERT-base-shape rows of the densest-qat table (sizes only, pack_bench.json's ``<scheme>_<tag>``
+    variants: the same scopes and pack options on the BERT-base shape with its pooler) and a sentence on
+    where they come from."""
+    pk = _load(results, "pack_bench.json")
+    m = pk.get("models", {}).get("bert-base", {})
+    v = m.get("variants", {})
+    ts = pk.get("targets", {})
+    target = {"ternary": ts.get("trit5_all"), "binary": ts.get("binary1_all")}
+    rows, stamps, grans, first_met = [], [], set(), []
+    for scheme in ("ternary", "binary"):
+        cells = []
+        met = None
+        for tag, label in labels:
+            r = v.get(f"{scheme}_{tag}")
+            if not r or "bytes" not in r:
+                cells.append("-")
+                continue
+            if met is None and target[scheme] and r["ratio_to_fp32"] >= target[scheme]:
+                met = f"{scheme} from '{label}' ({r['ratio_to_fp32']:.1f}x)"
+            cells.append(f"{r['bytes'] / 1e6:.1f} MB, {r['ratio_to_fp32']:.1f}x")
+            stamps.append(r.get("reduced_run") or {"created_utc": m.get("created_utc", pk.get("created_utc")),
+                                                   "cpuinfo_model_name": pk.get("cpuinfo_model_name")})
+            grans.add((r.get("config") or {}).get("granularity"))
+        rows.append(f"| BERT-base shape, {scheme} (size only) | " + " | ".join(cells) + " |")
+        first_met.append(met or f"{scheme} in none of them")
+    if not stamps:
+        return {"rows": [], "note": "The BERT-base shape's sizes of these scopes are not in pack_bench.json yet."}
+    fp32 = v.get("fp32", {}).get("bytes")
+    trained = (train.get("schedule_settings") or {}).get("qat_granularity")
+    same = grans == {trained} if trained else None
+    loads = [x.get("load_average") for x in stamps if x.get("load_average")]
+    note = (f"BERT-base rows: `pack_bench.py` ({_span([_date(x.get('created_utc')) for x in stamps], '{}', ' to ')}, "
+            f"{stamps[0].get('cpuinfo_model_name') or '?'}, {_load_span(*loads)}), the same scopes on the BERT-base shape with its pooler "
+            f"and a 2-label classifier, ratios to its fp32 export"
+            + (f" ({fp32 / 1e6:.1f} MB)" if fp32 else "")
+            + f"; {', '.join(sorted(str(g) for g in grans))}-wise scales"
+            + ("" if same is None else " as the QAT models' packing" if same else
+               f", NOT the QAT models' {trained}-wise packing")
+            + (f"; targets {target['ternary']:g}x (ternary) and {target['binary']:g}x (binary), reached by "
+               f"{' and '.join(first_met)}." if target["ternary"] and target["binary"] else "."))
+    return {"rows": rows, "note": note}
 
 
 BLOCKS = {"quickstart": render_quickstart, "conformance": render_conformance, "embedding": render_embedding,

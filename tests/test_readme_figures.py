@@ -354,3 +354,32 @@ def test_a_benchmark_over_its_time_limit_is_stopped_with_its_workers(tmp_path):
     assert row["timed_out"] is True and row["exit_code"] is None and row["wall_s"] < 10
     time.sleep(2.0)
     assert not marker.exists()  # the worker went with its parent
+def test_densest_block_shows_the_bert_base_sizes_from_pack_bench(tmp_path):
+    """The densest-qat block's BERT-base rows come from pack_bench.json's ``<scheme>_<scope>`` variants: new
+    sizes there give new cells, each the file's MB and its ratio to the fp32 export as the file states it."""
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "benchmarks" / "results", results)
+    p = results / "pack_bench.json"
+    d = json.loads(p.read_text())
+    variants = d["models"]["bert-base"]["variants"]
+    sizes = {"ternary_densest_head_int8pos": (23_456_789, 18.66), "binary_densest_head_int8pos": (15_111_111, 28.96),
+             "binary_densest_all": (14_000_001, 31.26)}
+    for name, (b, ratio) in sizes.items():
+        variants[name] = {"bytes": b, "ratio_to_fp32": ratio, "config": {"granularity": "row"},
+                          "reduced_run": {"created_utc": "2031-01-02T03:04:05+00:00", "cpuinfo_model_name": "Test CPU"}}
+    for name in [k for k in variants if k.startswith(("ternary_densest", "binary_densest")) and k not in sizes]:
+        del variants[name]
+    p.write_text(json.dumps(d))
+    block = _renderer().render_densest_qat(results)
+    rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]] for ln in block.splitlines()
+            if ln.startswith("| BERT-base")}
+    # columns: default, + pooler/classifier, + int8 position tables, everything
+    assert rows["BERT-base shape, ternary (size only)"] == ["-", "-", "23.5 MB, 18.7x", "-"]
+    assert rows["BERT-base shape, binary (size only)"] == ["-", "-", "15.1 MB, 29.0x", "14.0 MB, 31.3x"]
+    text = " ".join(block.split())
+    assert "2031-01-02" in text and "Test CPU" in text
+    trained = json.loads((results / "train_bench_standard.json").read_text())["schedule_settings"]["qat_granularity"]
+    assert ("NOT the QAT models'" in text) == (trained != "row")
+    # the targets (18x ternary, 28x binary) first reached with int8 position tables in both schemes
+    assert "ternary from '+ pooler, classifier; position tables int8' (18.7x)" in text
+    assert "binary from '+ pooler, classifier; position tables int8' (29.0x)" in text
