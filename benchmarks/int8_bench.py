@@ -36,7 +36,8 @@ What is compared (all timed interleaved, run by run, in one clean worker without
 
 Where the time goes: ``op_time_us`` profiles optimum and the default graph with ORT's profiler
 (``SessionOptions.enable_profiling``, sessions alternated run by run in one clean process), per op type and
-run (median). ``kernel_micro_us`` times the candidates in isolation at [1, S, 384] (interleaved): the
+run (median); the profiler adds a cost per node (optimum's graph has about 4x as many), so read shares from
+it, not ratios to optimum. ``kernel_micro_us`` times the candidates in isolation at [1, S, 384] (interleaved): the
 attention block (``QAttention`` vs ``DynamicQuantizeMatMul`` + ``Split`` + ``MultiHeadAttention``), the
 FFN-1 activation (``Gelu``, ``BiasGelu``, ``FastGelu`` with and without the bias) and the word rows
 (``DequantizeLinear`` per axis vs ``Cast`` + ``Mul``), and the attention core per part (fp32 ``MatMul`` and
