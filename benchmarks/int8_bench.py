@@ -27,6 +27,21 @@ What is compared (all timed interleaved, run by run, in one clean worker without
 - ``ours_sln``: the default with ``skip_layernorm=True``.
 - ``ours_static``: static QDQ int8 with per-tensor activation scales calibrated on 64 training reviews
   (``fusion="none"``).
+- Rewrites of the native graph made here (:func:`_native_variants`, candidates for 128 tokens; the same
+  int8 weights, only the named part changed): ``native_word_rows_dql`` (word rows dequantized by a per-axis
+  ``DequantizeLinear``, the writer's form before 2026-12-02), ``native_bias_gelu`` (the FFN-1 bias moved
+  out of its ``DynamicQuantizeMatMul`` into ``BiasGelu``), ``native_fast_gelu`` (``FastGelu`` with that bias:
+  the tanh approximation), ``native_mha`` (each ``QAttention`` as one ``DynamicQuantizeMatMul`` over Q|K|V,
+  ``Split`` and a fp32 ``MultiHeadAttention`` with the bias and the padding mask).
+
+Where the time goes: ``op_time_us`` profiles optimum and the default graph with ORT's profiler
+(``SessionOptions.enable_profiling``, sessions alternated run by run in one clean process), per op type and
+run (median); the profiler adds a cost per node (optimum's graph has about 4x as many), so read shares from
+it, not ratios to optimum. ``kernel_micro_us`` times the candidates in isolation at [1, S, 384] (interleaved): the
+attention block (``QAttention`` vs ``DynamicQuantizeMatMul`` + ``Split`` + ``MultiHeadAttention``), the
+FFN-1 activation (``Gelu``, ``BiasGelu``, ``FastGelu`` with and without the bias) and the word rows
+(``DequantizeLinear`` per axis vs ``Cast`` + ``Mul``), and the attention core per part (fp32 ``MatMul`` and
+``Softmax`` vs ``DynamicQuantizeLinear`` + ``MatMulIntegerToFloat``, the int8 core optimum's graph has).
 
 Accuracy: each recipe is applied to a MiniLM classifier fine-tuned on Rotten Tomatoes (``--classifier``,
 a transformers folder; optimum exports and quantizes the same folder) and evaluated with
@@ -103,6 +118,251 @@ for s in (8, 128):
                   "max_abs_diff_to_sln": float(np.abs(sess[k].run(None, feeds)[0] - ref).max())} for k, v in t.items()}
 print(json.dumps(out))
 """
+
+
+_PROFILE = """
+import collections, json, os, sys
+import numpy as np, onnxruntime as ort
+runs, out_dir = int(sys.argv[1]), sys.argv[2]
+paths = dict(a.split("=", 1) for a in sys.argv[3:])
+res = {}
+for seq in (8, 128):
+    ids = np.random.RandomState(0).randint(1000, 20000, size=(1, seq)).astype(np.int64)
+    sess = {}
+    for name, p in paths.items():
+        so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.enable_profiling = True
+        so.profile_file_prefix = os.path.join(out_dir, f"prof_{name}_{seq}")
+        s = ort.InferenceSession(p, so, providers=["CPUExecutionProvider"])
+        names = {i.name for i in s.get_inputs()}
+        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        sess[name] = (s, {k: v for k, v in feeds.items() if k in names})
+    for _ in range(runs):
+        for s, f in sess.values():
+            s.run(None, f)
+    for name, (s, _) in sess.items():
+        f = s.end_profiling()
+        with open(f) as fh:
+            ev = json.load(fh)
+        os.remove(f)
+        model_runs = [e["dur"] for e in ev if e.get("name") == "model_run"]
+        per_op = collections.defaultdict(list)
+        for e in ev:
+            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+                per_op[e["args"]["op_name"]].append(e["dur"])
+        n, skip = len(model_runs), 5
+        ops = {}
+        for op, d in per_op.items():
+            k = len(d) // n
+            ops[op] = {"nodes": k, "median_us_per_run": float(np.median(np.array(d[:n * k]).reshape(n, k)[skip:].sum(1)))}
+        total = sum(v["median_us_per_run"] for v in ops.values())
+        res.setdefault(str(seq), {})[name] = {
+            "model_run_median_us": float(np.median(model_runs[skip:])), "runs": n - skip,
+            "ops": {op: dict(v, share=round(v["median_us_per_run"] / total, 3))
+                    for op, v in sorted(ops.items(), key=lambda x: -x[1]["median_us_per_run"])}}
+print(json.dumps(res))
+"""
+
+_KERNELS = """
+import json, sys, time
+import numpy as np, onnxruntime as ort
+from onnx import helper as h, TensorProto as T, numpy_helper as nh
+D, N, F, V = 384, 12, 1536, 30522
+MS = "com.microsoft"
+rs = np.random.RandomState(0)
+def q8(w):
+    s = (np.abs(w).max(0) / 127).astype(np.float32)
+    return np.clip(np.rint(w / s), -127, 127).astype(np.int8), s
+def model(nodes, inits, inputs):
+    g = h.make_graph(nodes, "g", inputs, [h.make_tensor_value_info("y", T.FLOAT, None)], inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17), h.make_opsetid(MS, 1)]); m.ir_version = 9
+    return m.SerializeToString()
+x_in = h.make_tensor_value_info("x", T.FLOAT, [1, "s", D])
+# attention block
+wqkv, sqkv = q8((rs.randn(D, 3 * D) * 0.05).astype(np.float32)); bqkv = (rs.randn(3 * D) * 0.1).astype(np.float32)
+ai = [nh.from_array(wqkv, "w"), nh.from_array(sqkv, "ws"), nh.from_array(bqkv, "b"),
+      nh.from_array(np.array([D, D, D], np.int64), "sp")]
+m_in = h.make_tensor_value_info("m", T.INT32, [1, "s"])
+groups = {"attention": {
+    "QAttention": model([h.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+                         h.make_node("QAttention", ["xq", "w", "b", "xs", "ws", "m", "xz"], ["y"], domain=MS,
+                                     num_heads=N, unidirectional=0)], ai[:3], [x_in, m_in]),
+    "DynamicQuantizeMatMul+Split+MultiHeadAttention": model(
+        [h.make_node("DynamicQuantizeMatMul", ["x", "w", "ws", "", ""], ["qkv"], domain=MS),
+         h.make_node("Split", ["qkv", "sp"], ["q", "k", "v"], axis=-1),
+         h.make_node("MultiHeadAttention", ["q", "k", "v", "b", "m"], ["y"], domain=MS, num_heads=N)], ai, [x_in, m_in]),
+    "DynamicQuantizeMatMul over Q|K|V alone": model(
+        [h.make_node("DynamicQuantizeMatMul", ["x", "w", "ws", "", "b"], ["y"], domain=MS)], ai[:3], [x_in])}}
+# FFN-1 and its activation
+w1, s1 = q8((rs.randn(D, F) * 0.05).astype(np.float32)); b1 = (rs.randn(F) * 0.1).astype(np.float32)
+fi = [nh.from_array(w1, "w"), nh.from_array(s1, "ws"), nh.from_array(b1, "b")]
+def ffn(act, bias_in_gemm):
+    n = [h.make_node("DynamicQuantizeMatMul", ["x", "w", "ws", "", "b" if bias_in_gemm else ""], ["t"], domain=MS)]
+    n.append(h.make_node(act, ["t"] if bias_in_gemm else ["t", "b"], ["y"], domain=MS))
+    return model(n, fi, [x_in])
+groups["ffn1_activation"] = {"DynamicQuantizeMatMul(bias)+Gelu": ffn("Gelu", True),
+                             "DynamicQuantizeMatMul+BiasGelu": ffn("BiasGelu", False),
+                             "DynamicQuantizeMatMul(bias)+FastGelu": ffn("FastGelu", True),
+                             "DynamicQuantizeMatMul+FastGelu(bias)": ffn("FastGelu", False),
+                             "DynamicQuantizeMatMul(bias) alone": model([h.make_node(
+                                 "DynamicQuantizeMatMul", ["x", "w", "ws", "", "b"], ["y"], domain=MS)], fi, [x_in])}
+# word rows
+e8, es = q8((rs.randn(V, D) * 0.05).astype(np.float32))
+ei = [nh.from_array(e8, "e"), nh.from_array(es, "s")]
+ids_in = h.make_tensor_value_info("ids", T.INT64, [1, "s"])
+groups["word_rows"] = {
+    "Gather+DequantizeLinear(axis=-1)": model([h.make_node("Gather", ["e", "ids"], ["g"]),
+                                               h.make_node("DequantizeLinear", ["g", "s"], ["y"], axis=-1)], ei, [ids_in]),
+    "Gather+Cast+Mul": model([h.make_node("Gather", ["e", "ids"], ["g"]), h.make_node("Cast", ["g"], ["c"], to=T.FLOAT),
+                              h.make_node("Mul", ["c", "s"], ["y"])], ei, [ids_in])}
+# the attention core after the projections ([1, 12, S, 32] per head): fp32 MatMul / Softmax vs int8 MatMuls
+vi = lambda n, shape: h.make_tensor_value_info(n, T.FLOAT, shape)
+qh, kt, pp, vh = vi("qh", [1, N, "s", 32]), vi("kt", [1, N, 32, "s"]), vi("p", [1, N, "s", "s"]), vi("vh", [1, N, "s", 32])
+def mmi(a, b):
+    return [h.make_node("DynamicQuantizeLinear", [a], ["a8", "as", "az"]),
+            h.make_node("DynamicQuantizeLinear", [b], ["b8", "bs", "bz"]),
+            h.make_node("MatMulIntegerToFloat", ["a8", "b8", "as", "bs", "az", "bz"], ["y"], domain=MS)]
+groups["attention_core"] = {
+    "QK^T MatMul fp32": model([h.make_node("MatMul", ["qh", "kt"], ["y"])], [], [qh, kt]),
+    "QK^T DynamicQuantizeLinear x2 + MatMulIntegerToFloat": model(mmi("qh", "kt"), [], [qh, kt]),
+    "Softmax": model([h.make_node("Softmax", ["p"], ["y"], axis=-1)], [], [pp]),
+    "PV MatMul fp32": model([h.make_node("MatMul", ["p", "vh"], ["y"])], [], [pp, vh]),
+    "PV DynamicQuantizeLinear x2 + MatMulIntegerToFloat": model(mmi("p", "vh"), [], [pp, vh])}
+so = ort.SessionOptions(); so.intra_op_num_threads = 1
+runs = int(sys.argv[1])
+out = {}
+for gname, models in groups.items():
+    sess = {k: ort.InferenceSession(m, so, providers=["CPUExecutionProvider"]) for k, m in models.items()}
+    for seq in (8, 128):
+        mask = np.ones((1, seq), np.int32); mask[0, -2:] = 0
+        feeds = {"x": rs.randn(1, seq, D).astype(np.float32), "m": mask,
+                 "ids": rs.randint(0, V, (1, seq)).astype(np.int64),
+                 "qh": rs.randn(1, N, seq, 32).astype(np.float32), "kt": rs.randn(1, N, 32, seq).astype(np.float32),
+                 "p": rs.rand(1, N, seq, seq).astype(np.float32), "vh": rs.randn(1, N, seq, 32).astype(np.float32)}
+        fe = {k: {i.name: feeds[i.name] for i in s.get_inputs()} for k, s in sess.items()}
+        ys = {k: s.run(None, fe[k])[0] for k, s in sess.items()}
+        t = {k: [] for k in sess}
+        for _ in range(runs):
+            for k, s in sess.items():
+                a = time.perf_counter(); s.run(None, fe[k]); t[k].append(time.perf_counter() - a)
+        first = next(iter(sess))
+        out.setdefault(gname, {})[str(seq)] = {
+            k: {"p50_us": round(float(np.median(v[10:])) * 1e6, 1),
+                "max_abs_diff_to_first": (float(np.abs(ys[k] - ys[first]).max()) if ys[k].shape == ys[first].shape
+                                          else None)} for k, v in t.items()}
+print(json.dumps(out))
+"""
+
+
+def _native_variants(src: Path, work: Path, tag: str) -> dict[str, Path]:
+    """Rewrites of the native int8 graph ``src`` (see the module doc); each a candidate for 128 tokens."""
+    import numpy as np
+    import onnx
+    from onnx import helper
+
+    def load():
+        return onnx.load(str(src))
+
+    def producers(g):
+        return {o: n for n in g.node for o in n.output}
+
+    def consumers(g, name):
+        return [n for n in g.node if name in n.input]
+
+    def inits(g):
+        return {t.name: t for t in g.initializer}
+
+    def save(m, name):
+        used = {i for n in m.graph.node for i in n.input}
+        for t in [t for t in m.graph.initializer if t.name not in used]:
+            m.graph.initializer.remove(t)
+        dst = work / f"{tag}_{name}.onnx"
+        onnx.save(m, str(dst))
+        return dst
+
+    out: dict[str, Path] = {}
+    # word rows through a per-axis DequantizeLinear (the writer's form before 2026-12-02)
+    m = load()
+    g = m.graph
+    prod = producers(g)
+    for mul in [n for n in g.node if n.op_type == "Mul"]:
+        cast = prod.get(mul.input[0])
+        gather = prod.get(cast.input[0]) if cast is not None and cast.op_type == "Cast" else None
+        if gather is None or gather.op_type != "Gather" or gather.input[0] not in inits(g):
+            continue
+        dq = helper.make_node("DequantizeLinear", [gather.output[0], mul.input[1]], [mul.output[0]],
+                              name=mul.name + "_dql", axis=-1)
+        i = list(g.node).index(mul)
+        g.node.remove(mul)
+        g.node.remove(cast)
+        g.node.insert(i - 1, dq)
+    out["native_word_rows_dql"] = save(m, "native_word_rows_dql")
+    # the FFN-1 activation: Erf GELU (x * 0.5 * (1 + erf(x / sqrt 2))) as BiasGelu / FastGelu(bias)
+    for variant, op in (("native_bias_gelu", "BiasGelu"), ("native_fast_gelu", "FastGelu")):
+        m = load()
+        g = m.graph
+        prod = producers(g)
+        for erf in [n for n in g.node if n.op_type == "Erf"]:
+            div = prod[erf.input[0]]
+            x = div.input[0]
+            gemm = prod[x]
+            add = consumers(g, erf.output[0])[0]
+            mul_x = consumers(g, add.output[0])[0]
+            mul_half = consumers(g, mul_x.output[0])[0]
+            if gemm.op_type != "DynamicQuantizeMatMul" or len(gemm.input) < 5 or not gemm.input[4]:
+                raise RuntimeError(f"{variant}: GELU input is not a DynamicQuantizeMatMul with a bias")
+            bias = gemm.input[4]
+            gemm.input[4] = ""
+            i = list(g.node).index(div)
+            for n in (div, erf, add, mul_x, mul_half):
+                g.node.remove(n)
+            g.node.insert(i, helper.make_node(op, [x, bias], [mul_half.output[0]], name=erf.name + "_" + op,
+                                              domain="com.microsoft"))
+        out[variant] = save(m, variant)
+    # QAttention as DynamicQuantizeMatMul over Q|K|V + Split + fp32 MultiHeadAttention
+    m = load()
+    g = m.graph
+    prod = producers(g)
+    init = inits(g)
+    for qa in [n for n in g.node if n.op_type == "QAttention"]:
+        dql = prod[qa.input[0]]
+        x, w, b, ws, mask = dql.input[0], qa.input[1], qa.input[2], qa.input[4], qa.input[5]
+        width = int(init[w].dims[1]) // 3
+        heads = next(a.i for a in qa.attribute if a.name == "num_heads")
+        sp = qa.name + "_split_sizes"
+        g.initializer.append(onnx.numpy_helper.from_array(np.array([width] * 3, np.int64), sp))
+        qkv, q, k, v = (qa.name + s_ for s_ in ("_qkv", "_q", "_k", "_v"))
+        attrs = {a.name: helper.get_attribute_value(a) for a in qa.attribute if a.name == "scale"}
+        new = [helper.make_node("DynamicQuantizeMatMul", [x, w, ws, "", ""], [qkv], name=qa.name + "_dqmm",
+                                domain="com.microsoft"),
+               helper.make_node("Split", [qkv, sp], [q, k, v], name=qa.name + "_split", axis=-1),
+               helper.make_node("MultiHeadAttention", [q, k, v, b, mask], [qa.output[0]], name=qa.name + "_mha",
+                                domain="com.microsoft", num_heads=heads, **attrs)]
+        i = list(g.node).index(dql)
+        g.node.remove(dql)
+        g.node.remove(qa)
+        for j, n in enumerate(new):
+            g.node.insert(i + j, n)
+    out["native_mha"] = save(m, "native_mha")
+    return out
+
+
+NATIVE_VARIANTS = ("native_word_rows_dql", "native_bias_gelu", "native_fast_gelu", "native_mha")
+
+
+def _native_variants_for(paths: dict[str, Path], work: Path, tag: str, only: set[str] | None,
+                         configs: dict) -> dict[str, Path]:
+    """The selected rewrites of the default (native) graph in ``paths``."""
+    wanted = [v for v in NATIVE_VARIANTS if only is None or v in only]
+    if not wanted:
+        return {}
+    if "ours" not in paths or configs.get("ours", {}).get("stats", {}).get("engine") != "native":
+        for v in wanted:
+            configs[v] = {"error": "needs the default graph ('ours') written by the native engine"}
+        return {}
+    made = _native_variants(paths["ours"], work, tag)
+    for v in wanted:
+        configs[v] = {"rewrite_of": "ours", "see": "_native_variants"}
+    return {v: made[v] for v in wanted}
 
 
 def _run(cmd: list[str]) -> None:
@@ -246,6 +506,8 @@ def main() -> None:
     ap.add_argument("--classifier", required=True,
                     help="a MiniLM classifier fine-tuned on rotten-tomatoes (transformers folder, read only)")
     ap.add_argument("-o", "--output", "--out", dest="out", default=str(RESULTS))
+    ap.add_argument("--profile-runs", type=int, default=60, help="runs per model of the ORT-profiled pass")
+    ap.add_argument("--kernel-runs", type=int, default=300, help="runs per candidate of the kernel micro-benchmarks")
     ap.add_argument("--variants", default=None,
                     help="comma-separated variants to build besides optimum (default: all), e.g. ours,ours_native")
     args = ap.parse_args()
@@ -273,6 +535,7 @@ def main() -> None:
         report["export_and_optimum_s"] = round(time.perf_counter() - t, 1)
         models = {"optimum": work / "emb" / "optimum_q" / "model_quantized.onnx"}
         paths, report["configs"] = _build(fp32, work, minilm, "emb", only)
+        paths.update(_native_variants_for(paths, work, "emb", only, report["configs"]))
         models.update(paths)
         import onnx
 
@@ -285,6 +548,13 @@ def main() -> None:
         report["op_histograms"] = {k: _histograms(p, work) for k, p in models.items()}
         r = subprocess.run([sys.executable, "-c", _MICRO, "300"], check=True, capture_output=True, text=True)
         report["skip_layernorm_kernel_us"] = json.loads(r.stdout)
+        r = subprocess.run([sys.executable, "-c", _KERNELS, str(args.kernel_runs)], check=True, capture_output=True,
+                           text=True)
+        report["kernel_micro_us"] = json.loads(r.stdout)
+        prof = {k: str(models[k]) for k in ("optimum", "ours") if k in models}
+        r = subprocess.run([sys.executable, "-c", _PROFILE, str(args.profile_runs), str(work),
+                            *[f"{k}={p}" for k, p in prof.items()]], check=True, capture_output=True, text=True)
+        report["op_time_us"] = json.loads(r.stdout)
         report["latency_rounds"] = [_latency(models, args.runs) for _ in range(args.rounds)]
         report["cosine_to_fp32"] = _cosines(models, fp32, args.texts)
         # accuracy: the same recipes on a fine-tuned classifier
@@ -296,6 +566,7 @@ def main() -> None:
         _run([sys.executable, "-c", _OPTIMUM, str(cls), str(work / "cls"), "text-classification"])
         cls_models = {"fp32": cls_fp32, "optimum": work / "cls" / "optimum_q" / "model_quantized.onnx"}
         cls_paths, report["classifier_configs"] = _build(cls_fp32, work, cls, "cls", only)
+        cls_paths.update(_native_variants_for(cls_paths, work, "cls", only, report["classifier_configs"]))
         cls_models.update(cls_paths)
         report["classifier"] = str(cls)
         report["accuracy_rotten_tomatoes_test"] = _accuracy(cls_models, cls, work)

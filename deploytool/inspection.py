@@ -266,6 +266,11 @@ def _is_quant_aux(n: ir.Node, idx: int) -> bool:
         p = other.producer() if other is not None else None
         if p is not None and p.op_type == "DynamicQuantizeLinear" and other is not p.outputs[0]:
             return True
+        # the scale of int8 rows gathered from a stored table and cast to float (the native int8 writer's word rows)
+        g = p.inputs[0].producer() if p is not None and p.op_type == "Cast" and p.inputs[0] is not None else None
+        table = const_tensor(g.inputs[0]) if g is not None and g.op_type == "Gather" and g.inputs else None
+        if table is not None and table.dtype.name in _LOW_BIT:
+            return True
     return False
 
 

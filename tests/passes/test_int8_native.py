@@ -125,14 +125,41 @@ def test_native_weights_are_the_restated_rule(bert, tmp_path):
               and inits.get(n.input[1]) is not None and inits[n.input[1]].shape == w.shape
               and np.array_equal(inits[n.input[1]], codes))
     np.testing.assert_allclose(inits[dq.input[2]], scale, rtol=1e-7)
-    # the word embedding table: int8 per hidden feature, read by Gather -> DequantizeLinear
+    # the word embedding table: int8 per hidden feature, read by Gather -> Cast(float) -> Mul(scale)
     table = weight_array(st.embeddings["word"])
     codes, scale = _reference_int8(table)
     gather = next(n for n in out.graph.node if n.op_type == "Gather" and inits.get(n.input[0]) is not None
                   and inits[n.input[0]].shape == table.shape)
     assert inits[gather.input[0]].dtype == np.int8 and np.array_equal(inits[gather.input[0]], codes)
-    dql = next(n for n in out.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == gather.output[0])
-    np.testing.assert_allclose(inits[dql.input[1]], scale, rtol=1e-7)
+    cast = next(n for n in out.graph.node if n.op_type == "Cast" and n.input[0] == gather.output[0])
+    assert onnx.helper.get_attribute_value(cast.attribute[0]) == onnx.TensorProto.FLOAT
+    mul = next(n for n in out.graph.node if n.op_type == "Mul" and cast.output[0] in n.input)
+    np.testing.assert_allclose(inits[next(i for i in mul.input if i != cast.output[0])], scale, rtol=1e-7)
+    assert not [n for n in out.graph.node if n.op_type == "DequantizeLinear"]
+
+
+def test_word_rows_are_the_dequantized_table(bert, tmp_path):
+    """The fp32 rows the int8 graph feeds the embedding sum are codes x scale of the restated rule
+    (the Gather -> Cast -> Mul output, exposed as a graph output and run by ONNX Runtime)."""
+    from deploytool.graph import find_structure
+    from deploytool.graph.weights import weight_array
+    from deploytool.onnx_io import load_model
+
+    quantize_int8_file(bert, tmp_path / "n.onnx", NATIVE)
+    out = onnx.load(str(tmp_path / "n.onnx"))
+    table = weight_array(find_structure(load_model(bert)).embeddings["word"])
+    codes, scale = _reference_int8(table)
+    gather = next(n for n in out.graph.node if n.op_type == "Gather" and n.input[0] in
+                  {t.name for t in out.graph.initializer if tuple(t.dims) == table.shape})
+    cast = next(n for n in out.graph.node if n.op_type == "Cast" and n.input[0] == gather.output[0])
+    mul = next(n for n in out.graph.node if n.op_type == "Mul" and cast.output[0] in n.input)
+    out.graph.output.append(onnx.helper.make_tensor_value_info(mul.output[0], onnx.TensorProto.FLOAT, None))
+    onnx.save(out, str(tmp_path / "rows.onnx"))
+    ids = np.array([[0, 1, 2, 3, table.shape[0] - 1, 5, 6], [7, 8, 9, 10, 11, 12, 13]], np.int64)
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    rows = run_onnx(tmp_path / "rows.onnx", feeds)[mul.output[0]]
+    expected = codes.astype(np.float32)[ids] * scale
+    np.testing.assert_array_equal(rows, expected)
 
 
 def test_padding_mask_reaches_qattention(tiny_onnx, tmp_path):
