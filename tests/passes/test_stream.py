@@ -151,6 +151,27 @@ def test_to_float16_is_ort_convert_np_to_float16():
         np.testing.assert_array_equal(got.reshape(-1).view(np.uint16), want.view(np.uint16))
 
 
+def test_to_float16_fixes_clamped_values_anywhere():
+    """The fast path casts whole tensors and redoes only the values the clamping changes: put such values
+    in chunks far from the first, next to ordinary ones, for bounds at and inside float16's range."""
+    from onnxruntime.transformers.float16 import convert_np_to_float16
+
+    from deploytool.passes.fp16 import to_float16
+
+    rng = np.random.default_rng(1)
+    a = (rng.standard_normal(300_000) * 0.02).astype(np.float32)
+    special = np.array([1e-9, -1e-9, 3e-8, -3e-8, 7e4, -7e4, 65519, 1e6, np.nan, np.inf, -np.inf, 0, -0.0,
+                        5e-7, 2e4, -9e3], np.float32)
+    where = rng.choice(a.size, size=(20, special.size), replace=False)
+    for row in where:
+        a[row] = special
+    a[-1] = 1e-9  # the last, short chunk too
+    for lo, hi in ((5.96e-08, 65504.0), (1e-7, 1e4), (1e-6, 100.0)):
+        want = convert_np_to_float16(a, lo, hi)
+        got = to_float16(a, lo, hi)
+        np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
 # ------------------------------------------------------------------------------------ memory
 
 _WORKER = r"""
