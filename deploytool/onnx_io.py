@@ -996,7 +996,10 @@ def staged_model(model: ir.Model, path: str | os.PathLike, *, external: bool | N
 
     with atomic_path(p) as tmp:
         if not external:
-            with open(tmp, "wb", buffering=0) as f:  # unbuffered: kernel copies move the same position
+            # unbuffered: kernel copies move the same position. "r+b", not "wb": the file is the empty one
+            # mkstemp made, and truncating it makes ext4 write the whole file out to disk on close
+            # (auto_da_alloc: ~0.25 s for BERT-base's 435 MB; "r+b" leaves it to the page cache as cp does)
+            with open(tmp, "r+b", buffering=0) as f:
                 offsets = _write_self_contained(f, proto, tensors, after_each)
             for t in proto.graph.initializer:  # the placeholders' lengths, for Staged.check
                 if t.name in offsets:
@@ -1011,7 +1014,7 @@ def staged_model(model: ir.Model, path: str | os.PathLike, *, external: bool | N
             os.close(fd)
             tmp_data = Path(tmp_data_s)
             try:
-                with open(tmp_data, "wb", buffering=0) as f:
+                with open(tmp_data, "r+b", buffering=0) as f:  # mkstemp's empty file: see above
                     offsets = _write_data_file(f, proto, tensors, tmp_data.name, after_each)
                 tmp.write_bytes(proto.SerializeToString())
                 yield Staged(tmp, proto, True, offsets, tmp.stat().st_size + tmp_data.stat().st_size)

@@ -102,8 +102,8 @@ def quantize_int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def dequantize(codes: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """``alpha * codes`` as float32 (alpha a scalar or one value per row)."""
     alpha = np.asarray(alpha, dtype=np.float32)
-    c = np.asarray(codes).astype(np.float32)
-    return (c * (alpha if alpha.ndim == 0 else alpha[:, None])).astype(np.float32)
+    # one pass: the codes are cast to float32 inside the multiply (the same products as casting them first)
+    return np.multiply(codes, alpha if alpha.ndim == 0 else alpha[:, None], dtype=np.float32)
 
 
 def _units(w: np.ndarray, g: Granularity) -> np.ndarray:
