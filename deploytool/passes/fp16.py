@@ -192,7 +192,9 @@ def to_float16(a: np.ndarray, min_positive_val: float, max_finite_val: float) ->
     if a.dtype != np.float32 or lo < 0 or hi <= lo + 1:
         return _to_float16_exact(a, min_positive_val, max_finite_val)
     flat = a.reshape(-1)
-    result = float32_to_float16(flat)
+    result = np.empty(flat.shape, dtype=np.float16)
+    for i, x in onnx_io.row_chunks(flat, 1 << 22):  # 16 MB of a mapped input at a time, then dropped
+        float32_to_float16(x, out=result[i:i + len(x)])
     bits = result.view(np.uint16)
     step = 1 << 16  # 128 KiB of float16: the scan stays in cache
     scratch = np.empty(min(step, flat.size), dtype=np.uint16)

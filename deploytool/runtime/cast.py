@@ -34,15 +34,21 @@ def _cast_session():
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def float32_to_float16(a: np.ndarray) -> np.ndarray:
-    """``a.astype(np.float16)`` for a float32 array (same shape and bits), through ORT's Cast kernel."""
+def float32_to_float16(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``a.astype(np.float16)`` for a float32 array (same shape and bits), through ORT's Cast kernel;
+    ``out``: a C-contiguous float16 array of ``a``'s size to write into (returned, in ``a``'s shape)."""
     a = np.asarray(a, dtype=np.float32)
     shape = a.shape
     a = np.ascontiguousarray(a).reshape(-1)  # the session takes one axis (and makes 0-d 1-d anyway)
+    if out is None:
+        out = np.empty(a.shape, dtype=np.float16)
+    elif out.dtype != np.float16 or out.size != a.size or not out.flags.c_contiguous:
+        raise ValueError(f"out: expected a C-contiguous float16 array of {a.size} values")
+    out = out.reshape(-1)
     sess = _cast_session() if a.size else None
     if sess is None:
-        return a.astype(np.float16).reshape(shape)
-    out = np.empty(a.shape, dtype=np.float16)
+        out[...] = a
+        return out.reshape(shape)
     binding = sess.io_binding()  # ORT writes straight into ``out`` (no copy of the result)
     binding.bind_cpu_input("x", a)
     binding.bind_output("y", "cpu", 0, np.float16, list(out.shape), out.ctypes.data)

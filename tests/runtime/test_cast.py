@@ -31,3 +31,16 @@ def test_float32_to_float16_takes_strided_views():
     a = np.arange(24, dtype=np.float32).reshape(4, 6) / 7
     got = float32_to_float16(a.T)
     np.testing.assert_array_equal(got, a.T.astype(np.float16))
+
+
+def test_float32_to_float16_writes_into_out_and_checks_it():
+    a = np.linspace(-3, 3, 1000, dtype=np.float32)
+    out = np.zeros(1200, np.float16)
+    got = float32_to_float16(a, out=out[100:1100])
+    assert np.shares_memory(got, out)
+    np.testing.assert_array_equal(out[100:1100], a.astype(np.float16))
+    assert not out[:100].any() and not out[1100:].any()
+    with pytest.raises(ValueError, match="float16 array of 1000"):
+        float32_to_float16(a, out=np.zeros(999, np.float16))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        float32_to_float16(a, out=np.zeros(2000, np.float16)[::2])
