@@ -31,7 +31,7 @@ import numpy as np
 
 from deploytool.errors import ConfigError, InputFileError
 from deploytool.graph.roles import EncoderStructure
-from deploytool.graph.weights import qkv_parts, weight_array, weight_out_in
+from deploytool.graph.weights import qkv_square_sums, square_sums, weight_array
 
 FORMAT = "deploytool-importance/1"
 MAGNITUDE_SOURCE = "weight-magnitude (data-free)"
@@ -155,23 +155,18 @@ def magnitude_importance(structure: EncoderStructure, model: str = "") -> Import
         att = layer.attention
         hs, nh = att.head_size, att.num_heads
         sq = np.zeros(nh)
-        parts = qkv_parts(att)  # [out, in] matrices and biases of Q, K, V
-        for w, b in parts:
-            rows = (w ** 2).sum(axis=1) + (0 if b is None else b ** 2)
+        for rows in qkv_square_sums(att):  # Q, K, V: each output row's squares (weight and bias)
             sq += rows.reshape(nh, hs).sum(axis=1)
-        wo = weight_out_in(att.o)  # [hidden, all_head]
-        sq += (wo ** 2).sum(axis=0).reshape(nh, hs).sum(axis=1)
+        sq += square_sums(att.o, 0).reshape(nh, hs).sum(axis=1)  # O's input columns
         heads.append([float(v) for v in np.sqrt(sq)])
         scores: list[float] = []
         for ffn in layer.ffns:  # neurons numbered across the layer's FFNs, in order
-            w1 = weight_out_in(ffn.intermediate)  # [ffn, hidden]
             b1 = weight_array(ffn.intermediate.bias).astype(np.float64) if ffn.intermediate.bias is not None else 0
-            w2 = weight_out_in(ffn.output)  # [hidden, ffn]
-            rows = (w1 ** 2).sum(axis=1) + b1 ** 2
+            rows = square_sums(ffn.intermediate, 1) + b1 ** 2  # [ffn]
             if ffn.gated:  # GLU: neuron j owns the activation-input row j and the gate row F + j
                 f = ffn.width
                 rows = rows[:f] + rows[f:]
-            nsq = rows + (w2 ** 2).sum(axis=0)
+            nsq = rows + square_sums(ffn.output, 0)  # the output linear's input columns
             scores += [float(v) for v in np.sqrt(nsq)]
         neurons.append(scores)
     return Importance(heads=tuple(map(tuple, heads)), neurons=tuple(map(tuple, neurons)),

@@ -14,7 +14,7 @@ from deploytool.errors import StructureError
 from deploytool.graph._util import const_tensor
 from deploytool.graph.roles import AttentionBlock, Linear
 
-__all__ = ["qkv_parts", "weight_array", "weight_out_in"]
+__all__ = ["qkv_parts", "qkv_square_sums", "square_sums", "weight_array", "weight_out_in"]
 
 
 def weight_array(value: ir.Value) -> np.ndarray:
@@ -41,4 +41,29 @@ def qkv_parts(att: AttentionBlock) -> list[tuple[np.ndarray, np.ndarray | None]]
         a = att.all_head_size
         b = None if att.qkv.bias is None else weight_array(att.qkv.bias).astype(np.float64)
         return [(w[i * a:(i + 1) * a], None if b is None else b[i * a:(i + 1) * a]) for i in range(3)]
+    raise StructureError(f"attention of output node '{att.o.node.name}' has neither Q/K/V nor a packed QKV weight")
+
+
+def square_sums(lin: Linear, axis: int) -> np.ndarray:
+    """Sums of squares of a projection's ``[out, in]`` weight over ``axis`` (1: one per output feature, 0: one
+    per input feature) in float64, read from the stored layout without a float64 copy of the weight
+    (``einsum`` casts as it goes: ~3x faster than squaring ``weight_out_in``, same sums to rounding)."""
+    w = weight_array(lin.weight)
+    if lin.layout == "in_out":
+        axis = 1 - axis
+    return np.einsum("ij,ij->i" if axis == 1 else "ij,ij->j", w, w, dtype=np.float64)
+
+
+def qkv_square_sums(att: AttentionBlock) -> list[np.ndarray]:
+    """Per output feature of Q, K and V: the sum of squares of its weight row plus its bias squared (float64),
+    from separate or packed weights (:func:`qkv_parts`'s contract)."""
+    def bias_sq(lin: Linear) -> np.ndarray | int:
+        return 0 if lin.bias is None else weight_array(lin.bias).astype(np.float64) ** 2
+
+    if att.q is not None and att.k is not None and att.v is not None:
+        return [square_sums(lin, 1) + bias_sq(lin) for lin in (att.q, att.k, att.v)]
+    if att.qkv is not None:
+        rows = square_sums(att.qkv, 1) + bias_sq(att.qkv)  # [3*A]
+        a = att.all_head_size
+        return [rows[i * a:(i + 1) * a] for i in range(3)]
     raise StructureError(f"attention of output node '{att.o.node.name}' has neither Q/K/V nor a packed QKV weight")

@@ -177,7 +177,41 @@ def _shapes_from_dims():
 def to_float16(a: np.ndarray, min_positive_val: float, max_finite_val: float) -> np.ndarray:
     """ORT's ``convert_np_to_float16`` (same values, ``tests/passes/test_stream.py`` checks it) without its
     debug-only scans: magnitudes in (0, min) become +-min, in (max, inf) +-max; 0, NaN, +-inf stay;
-    then float16. About 10x faster on BERT-base's weights (23 s -> 2 s)."""
+    then float16.
+
+    Fast path: one vectorized cast of the whole tensor (:func:`deploytool.runtime.cast.float32_to_float16`,
+    the plain IEEE cast), then a scan of the float16 bits per chunk. Rounding is monotonic, so a value the
+    clamping changes (``|x| < min`` or ``|x| > max``) casts to a magnitude at most float16(min) or at least
+    float16(max) (NaN and inf lie above too): only values with such a magnitude are redone, by
+    :func:`_to_float16_exact` (BERT-base: ~0.2 s instead of ~2 s)."""
+    from deploytool.runtime.cast import float32_to_float16
+
+    a = np.asarray(a)
+    lo = int(np.float16(np.float32(min_positive_val)).view(np.uint16)) & 0x7FFF if min_positive_val > 0 else -1
+    hi = int(np.float16(np.float32(max_finite_val)).view(np.uint16)) & 0x7FFF if max_finite_val > 0 else -1
+    if a.dtype != np.float32 or lo < 0 or hi <= lo + 1:
+        return _to_float16_exact(a, min_positive_val, max_finite_val)
+    flat = a.reshape(-1)
+    result = np.empty(flat.shape, dtype=np.float16)
+    for i, x in onnx_io.row_chunks(flat, 1 << 22):  # 16 MB of a mapped input at a time, then dropped
+        float32_to_float16(x, out=result[i:i + len(x)])
+    bits = result.view(np.uint16)
+    step = 1 << 16  # 128 KiB of float16: the scan stays in cache
+    scratch = np.empty(min(step, flat.size), dtype=np.uint16)
+    for i in range(0, flat.size, step):
+        part = bits[i:i + step]
+        s = scratch[:len(part)]
+        # magnitude bits m: flag m <= lo or m >= hi; (m - lo - 1) wraps round for m <= lo, so one max says it
+        np.bitwise_and(part, 0x7FFF, out=s)
+        np.subtract(s, lo + 1, out=s)
+        if s.max() >= hi - lo - 1:  # redo just those values (the chunk of a random init has a few)
+            idx = np.flatnonzero(s >= hi - lo - 1) + i
+            result[idx] = _to_float16_exact(flat[idx], min_positive_val, max_finite_val)
+    return result.reshape(a.shape)
+
+
+def _to_float16_exact(a: np.ndarray, min_positive_val: float, max_finite_val: float) -> np.ndarray:
+    """:func:`to_float16`'s values computed elementwise as ORT's function does (the slow path)."""
     a = np.asarray(a)
     flat = a.reshape(-1)
     result = np.empty(flat.shape, dtype=np.float16)

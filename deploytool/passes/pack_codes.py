@@ -72,6 +72,10 @@ def fake_quantized_weight(target_weight: np.ndarray, layout: str, config: PackCo
     """The fp32 weight the packed model computes with (same layout as the input weight)."""
     w_out_in = target_weight if layout == "out_in" else target_weight.T
     codes, alpha, planes = _quantize(w_out_in, config)
+    if planes == 1 and layout != "out_in":  # alpha * codes written straight in the [in, out] layout
+        a = np.asarray(alpha, dtype=np.float32)
+        out = np.empty(codes.shape[::-1], dtype=np.float32)
+        return np.multiply(codes.T, a if a.ndim == 0 else a[None, :], out=out, dtype=np.float32)
     deq = _planes_sum(dequantize(codes, alpha), planes)
     return deq if layout == "out_in" else deq.T.copy()
 

@@ -27,11 +27,16 @@ def packed_len(n: int, scheme: str) -> int:
     return -(-n // k)
 
 
-def _check_values(x: np.ndarray, allowed: tuple[int, ...], what: str) -> np.ndarray:
+def _check_values(x: np.ndarray, allowed: tuple[int, ...], what: str, dtype=np.int32) -> np.ndarray:
     x = np.asarray(x)
-    if x.size and not np.isin(x, allowed).all():
-        raise ValueError(f"{what}: values must be in {allowed}")
-    return x.astype(np.int32)
+    if x.size:
+        if x.dtype.kind in "iu" and allowed == tuple(range(allowed[0], allowed[-1] + 1)):
+            ok = allowed[0] <= x.min() and x.max() <= allowed[-1]  # whole numbers in a run: two reductions
+        else:
+            ok = np.isin(x, allowed).all()
+        if not ok:
+            raise ValueError(f"{what}: values must be in {allowed}")
+    return x.astype(dtype)
 
 
 def _pad(codes: np.ndarray, per: int, fill: int) -> np.ndarray:
@@ -45,9 +50,11 @@ def _pad(codes: np.ndarray, per: int, fill: int) -> np.ndarray:
 
 def pack_2bit(t: np.ndarray) -> np.ndarray:
     """Ternary codes {-1,0,1} -> uint8, four per byte as ``t + 2``, low bits first."""
-    c = _pad(_check_values(t, (-1, 0, 1), "ternary") + 2, 4, 2)
-    shifts = np.array([0, 2, 4, 6], dtype=np.int32)
-    return (c << shifts).sum(axis=-1).astype(np.uint8)
+    c = _check_values(t, (-1, 0, 1), "ternary", np.int8).view(np.uint8)  # a copy: -1 reads 255
+    c += 2  # mod 256: -1, 0, 1 -> 1, 2, 3
+    c = _pad(c, 4, 2)
+    # bytes only (no int32 temporaries): the four codes of a byte OR-ed at their shifts
+    return c[..., 0] | (c[..., 1] << 2) | (c[..., 2] << 4) | (c[..., 3] << 6)
 
 
 def unpack_2bit(packed: np.ndarray, n: int) -> np.ndarray:

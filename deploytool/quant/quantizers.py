@@ -63,13 +63,15 @@ def ternarize(w: np.ndarray, granularity: Granularity | str = "layer") -> tuple[
     g = _granularity(granularity)
     w = _as_matrix(w)
     a = np.abs(w)
-    keep = (None, None) if g is Granularity.LAYER else (1, True)
-    axis, keepdims = keep
-    delta = 0.7 * a.mean(axis=axis, keepdims=bool(keepdims))
+    axis, keepdims = (None, False) if g is Granularity.LAYER else (1, True)
+    delta = 0.7 * a.mean(axis=axis, keepdims=keepdims)
     mask = a > delta
-    t = (np.sign(w) * mask).astype(np.int8)
-    count = mask.sum(axis=axis, keepdims=bool(keepdims))
-    total = (a * mask).sum(axis=axis, keepdims=bool(keepdims), dtype=np.float64)
+    count = np.count_nonzero(mask, axis=axis, keepdims=keepdims)
+    np.multiply(a, mask, out=a)  # |W| where kept, else 0: the entries the scale averages
+    total = a.sum(axis=axis, keepdims=keepdims, dtype=np.float64)
+    # t = sign(W) * mask without float temporaries: the mask's bytes are 0/1, minus 2 where W's sign bit is set
+    t = mask.view(np.int8)
+    t = t - 2 * (t & np.signbit(w).view(np.int8))
     alpha = np.where(count > 0, total / np.maximum(count, 1), 0.0).astype(np.float32)
     if g is Granularity.ROW:
         alpha = alpha.reshape(-1)
@@ -100,8 +102,8 @@ def quantize_int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def dequantize(codes: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """``alpha * codes`` as float32 (alpha a scalar or one value per row)."""
     alpha = np.asarray(alpha, dtype=np.float32)
-    c = np.asarray(codes).astype(np.float32)
-    return (c * (alpha if alpha.ndim == 0 else alpha[:, None])).astype(np.float32)
+    # one pass: the codes are cast to float32 inside the multiply (the same products as casting them first)
+    return np.multiply(codes, alpha if alpha.ndim == 0 else alpha[:, None], dtype=np.float32)
 
 
 def _units(w: np.ndarray, g: Granularity) -> np.ndarray:

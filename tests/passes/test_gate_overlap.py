@@ -340,16 +340,18 @@ def test_gate_view_maps_the_staged_file_and_checks_its_framing(src, tmp_path):
     assert not list(tmp_path.glob(".out.onnx*"))
 
 
-def test_gate_session_options_skip_prepacking_for_fp32_weights_only():
+def test_gate_session_options_skip_prepacking_for_float_weights_only():
     import onnx
     from onnx import TensorProto, helper
 
     def model(dtype):
-        w = helper.make_tensor("w", dtype, [32, 32], bytes(32 * 32 * (4 if dtype == TensorProto.FLOAT else 1)),
-                               raw=True)
+        size = {TensorProto.FLOAT: 4, TensorProto.FLOAT16: 2}.get(dtype, 1)
+        w = helper.make_tensor("w", dtype, [32, 32], bytes(32 * 32 * size), raw=True)
         return helper.make_model(helper.make_graph([], "g", [], [], initializer=[w]))
 
     assert base._gate_session_config(model(TensorProto.FLOAT)) == {"session.disable_prepacking": "1"}
+    # fp16 weights: ORT casts them to fp32 at session creation and runs the fp32 kernels
+    assert base._gate_session_config(model(TensorProto.FLOAT16)) == {"session.disable_prepacking": "1"}
     assert base._gate_session_config(model(TensorProto.INT8)) is None  # quantized kernels keep their path
     assert base._gate_session_config(onnx.ModelProto()) is None
 

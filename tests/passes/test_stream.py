@@ -151,6 +151,27 @@ def test_to_float16_is_ort_convert_np_to_float16():
         np.testing.assert_array_equal(got.reshape(-1).view(np.uint16), want.view(np.uint16))
 
 
+def test_to_float16_fixes_clamped_values_anywhere():
+    """The fast path casts whole tensors and redoes only the values the clamping changes: put such values
+    in chunks far from the first, next to ordinary ones, for bounds at and inside float16's range."""
+    from onnxruntime.transformers.float16 import convert_np_to_float16
+
+    from deploytool.passes.fp16 import to_float16
+
+    rng = np.random.default_rng(1)
+    a = (rng.standard_normal(300_000) * 0.02).astype(np.float32)
+    special = np.array([1e-9, -1e-9, 3e-8, -3e-8, 7e4, -7e4, 65519, 1e6, np.nan, np.inf, -np.inf, 0, -0.0,
+                        5e-7, 2e4, -9e3], np.float32)
+    where = rng.choice(a.size, size=(20, special.size), replace=False)
+    for row in where:
+        a[row] = special
+    a[-1] = 1e-9  # the last, short chunk too
+    for lo, hi in ((5.96e-08, 65504.0), (1e-7, 1e4), (1e-6, 100.0)):
+        want = convert_np_to_float16(a, lo, hi)
+        got = to_float16(a, lo, hi)
+        np.testing.assert_array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
 # ------------------------------------------------------------------------------------ memory
 
 _WORKER = r"""
@@ -195,3 +216,40 @@ def test_pass_memory_stays_near_the_file(big_file, tmp_path, pass_name):
     # the pass's own memory above its imports: the non-streaming code needed 1.3-8x the file here
     assert r["peak"] - r["imports"] <= 1.5 * size, (r, size)
     assert _digest(big_file) == before
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 8, 4099])
+def test_int2_bytes_are_onnx_irs(n):
+    """The writer's own 2-bit packer gives ``ir.Tensor.tobytes``'s bytes (onnx_ir's packer is the reference)."""
+    import onnx_ir as ir
+
+    from deploytool.onnx_io import _tensor_buffer
+
+    rng = np.random.default_rng(n)
+    for dtype, lo, hi, np_type in ((ir.DataType.INT2, -2, 2, np.int8), (ir.DataType.UINT2, 0, 4, np.uint8)):
+        t = ir.Tensor(rng.integers(lo, hi, (n,)).astype(np_type), dtype=dtype)
+        assert bytes(memoryview(_tensor_buffer(t)).cast("B")) == t.tobytes()
+        t2 = ir.Tensor(rng.integers(lo, hi, (2, n)).astype(np_type), dtype=dtype)
+        assert bytes(memoryview(_tensor_buffer(t2)).cast("B")) == t2.tobytes()
+
+
+def test_packed_result_reads_int2_weights_lazily_from_the_output(src, tmp_path):
+    """The returned model's INT2 weights are read from the output when asked (not unpacked into memory as it
+    is written), and hold what onnx_ir's own loader reads from the file."""
+    import onnx_ir as ir
+
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+
+    dst = tmp_path / "packed.onnx"
+    result = pack_file(src, dst, PackConfig(weights="ternary"))
+    want = {n: v.const_value for n, v in ir.load(str(dst)).graph.initializers.items()
+            if v.const_value is not None and v.const_value.dtype is ir.DataType.INT2}
+    got = {n: v.const_value for n, v in result.model.graph.initializers.items()
+           if v.const_value is not None and v.const_value.dtype is ir.DataType.INT2}
+    assert want and set(got) == set(want)
+    big = [n for n, t in got.items() if t.nbytes > onnx_io.INLINE_BYTES]  # the rest stay in the graph skeleton
+    assert big
+    for name, t in got.items():
+        assert isinstance(t, ir.LazyTensor) or name not in big
+        np.testing.assert_array_equal(np.asarray(t.numpy()).astype(np.int8), np.asarray(want[name].numpy()).astype(np.int8))
+        assert tuple(t.shape) == tuple(want[name].shape)

@@ -50,6 +50,21 @@ def test_ternarize_matches_reference(seed):
     np.testing.assert_allclose(deq, t * a[:, None], rtol=1e-7)
 
 
+def test_ternarize_transposed_view_and_signed_zeros_match_reference():
+    """The pack pass quantizes ``W.T`` views of [in, out] weights; zeros of either sign stay 0."""
+    w = np.random.default_rng(3).normal(size=(13, 7)).astype(np.float32) * 0.05
+    w[0, :3] = [0.0, -0.0, 0.0]
+    w[4, 2] = -0.0
+    for g in ("layer", "row"):
+        t, a = ternarize(w.T, g)
+        assert t.dtype == np.int8 and t.shape == (7, 13)
+        rows = [w.T] if g == "layer" else list(w.T)
+        for i, r in enumerate(rows):
+            rt, ra = _twn_reference(r)
+            np.testing.assert_array_equal(t if g == "layer" else t[i], rt)
+            assert (a if g == "layer" else a[i]) == pytest.approx(ra, rel=1e-6)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_binarize_matches_reference(seed):
     w = np.random.default_rng(seed).normal(size=(5, 9)).astype(np.float32)
@@ -90,6 +105,12 @@ def test_pack_known_bytes():
     assert pack_trit5(np.zeros((3, 11), np.int8)).shape == (3, 3)
     with pytest.raises(ValueError):
         pack_2bit(np.array([2]))
+    for bad in (np.array([-2, 0], np.int64), np.array([0.5, 1.0]), np.array([1, 2], np.uint8)):
+        with pytest.raises(ValueError, match="values must be in"):
+            pack_2bit(bad)
+    # any numeric dtype holding -1/0/1 packs to the same bytes
+    for dtype in (np.int8, np.int32, np.int64, np.float32):
+        assert pack_2bit(np.array([[-1, 0, 1, 0, 1]], dtype)).tolist() == [[1 + 8 + 48 + 128, 3 + 8 + 32 + 128]]
 
 
 @settings(max_examples=40, deadline=None)
