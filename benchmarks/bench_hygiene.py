@@ -99,7 +99,7 @@ def main() -> int:
 
     from deploytool.bench import BenchConfig
     from deploytool.bench.config import Schedule, ThreadPool
-    from deploytool.bench.machine import sample_load, usable_cores, wait_for_free_cores
+    from deploytool.runtime.machine import sample_load, usable_cores, wait_for_free_cores
     from deploytool.bench.runner import SegmentWorker
     from deploytool.onnx_io import atomic_write
     from deploytool.runtime.host_facts import host_info

@@ -45,10 +45,7 @@ FLOW = [
 ]
 
 # (importing file, imported part): why it is still there and what removes it
-KNOWN_AGAINST_THE_FLOW = {
-    ("runtime/host.py", "bench"): "host profiling uses bench.machine (cgroup quota, load); runtime/host.py "
-                                  "owner: move those machine facts below runtime",
-}
+KNOWN_AGAINST_THE_FLOW: dict[tuple[str, str], str] = {}
 
 
 def _part(module: str) -> str | None:

@@ -36,7 +36,7 @@ JSON schema ``deploytool.bench/1`` (what ``-o/--output`` writes and ``--json`` p
       },                                         # inter_op_threads, graph_optimization, execution_mode,
                                                  # config_entries, strict, log_severity_level
       "profile": {"name", "path", "soc", "threads"} | null,   # the device profile the run was for
-      "machine": {                              # deploytool.bench.machine: was the machine busy?
+      "machine": {                              # deploytool.runtime.machine: was the machine busy?
         "before": LoadSample, "during": LoadSample,   # loadavg, other_runnable_mean/max, usable/free cores
         "spread_p90_over_p50": {"name@seq": float}, "warnings": [str], "busy": bool,
         "waited_for_free_cores_s": float

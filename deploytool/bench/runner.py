@@ -322,7 +322,7 @@ def _label(paths: tuple[Path, ...]) -> list[str]:
 def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None) -> BenchReport:
     """Benchmark ``config.models`` with ONNX Runtime in clean worker processes (see module doc)."""
     from deploytool.bench.config import BusyPolicy
-    from deploytool.bench.machine import (BusyThresholds, LoadMonitor, busy_warnings, sample_load,
+    from deploytool.runtime.machine import (BusyThresholds, LoadMonitor, busy_warnings, sample_load,
                                           wait_for_free_cores)
     from deploytool.errors import ConfigError
     from deploytool.passes.base import file_size

@@ -216,7 +216,7 @@ def read_cpuinfo() -> str:
 
 def detect_host(cpuinfo_text: str | None = None, arch: str | None = None) -> HostFacts:
     """The running machine (or, for tests, the given ``/proc/cpuinfo`` text and arch)."""
-    from deploytool.bench.machine import cgroup_cpu_quota, usable_cores
+    from deploytool.runtime.machine import cgroup_cpu_quota, usable_cores
 
     arch = arch or platform.machine()
     if cpuinfo_text is None:
@@ -288,7 +288,7 @@ def measure_host(facts: HostFacts | None = None, *, threads: tuple[int, ...] | N
     import datetime as _dt
     import time
 
-    from deploytool.bench.machine import sample_load, wait_for_free_cores
+    from deploytool.runtime.machine import sample_load, wait_for_free_cores
 
     facts = facts or detect_host()
     ts = threads or tuple(sorted({1, facts.usable_cores}))

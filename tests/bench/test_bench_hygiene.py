@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from deploytool.bench import BenchConfig, run_benchmark
 from deploytool.bench.config import BusyPolicy, Schedule, ThreadPool
-from deploytool.bench.machine import LoadSample, busy_warnings, sample_load, usable_cores
+from deploytool.runtime.machine import LoadSample, busy_warnings, sample_load, usable_cores
 from deploytool.bench.runner import SegmentWorker, _run_worker
 from deploytool.bench.inputs import plan_inputs
 from deploytool.cli import main

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from deploytool.bench.machine import cgroup_cpu_quota, free_cores
+from deploytool.runtime.machine import cgroup_cpu_quota, free_cores
 from deploytool.cli import main
 from deploytool.errors import ConfigError
 from deploytool.profiles import HostOptions, list_profiles, load_profile
