@@ -100,25 +100,12 @@ def test_a_fresh_training_run_changes_the_training_prose(tmp_path):
 # then (OLD_KEYS: dotted paths; None where that file never recorded the fact). A file that gains a run block
 # must leave OLD_KEYS, so the list only shrinks.
 OLD_KEYS = {
-    "export_bench.json": {"cpu": None, "date": "time_utc", "load": "load_average_1m"},
-    "slice_bench.json": {"cpu": "results.0.host.cpu_model", "date": "created_utc", "load": None},
-    "pack_bench.json": {"cpu": "cpuinfo_model_name", "date": "created_utc", "load": "load_average_at_start"},
     "arm64_verify.json": {"cpu": None, "date": None, "load": None},
     "qnn_bench.json": {"cpu": None, "date": None, "load": None},
-    "int8_bench.json": {"cpu": "cpuinfo_model_name", "date": "created_utc", "load": "load_average_at_start"},
-    "nbits_kernels.json": {"cpu": "cpuinfo_model_name", "date": "created_utc", "load": "load_average_at_start"},
-    "quickstart/meta.json": {"cpu": "machine.cpu", "date": "date", "load": "load_average_at_start"},
-    "embedding_quality.json": {"cpu": "machine.cpu.model", "date": "date_utc", "load": "machine.load_average_start"},
     "train_bench_standard.json": {"cpu": "machine", "date": "date", "load": "machine"},  # one string: CPU and load
-    "published_devices.json": {"cpu": "host_measurement.cpu", "date": "created_utc", "load": None},
-    "big_models.json": {"cpu": "host.cpu_model", "date": "created_utc", "load": "load_average_at_end"},
     "big_models_xlmr_rerun.json": {"cpu": "host.cpu_model", "date": "created_utc", "load": "load_average_at_end"},
-    "cost_model_error.json": {"cpu": "host.model_name", "date": "created_utc", "load": "load_average_end"},
     "cost_model_error_interleaved.json": {"cpu": "host.model_name", "date": "created_utc", "load": "load_average_end"},
-    "bench_hygiene.json": {"cpu": "host.cpu_model", "date": "created_utc", "load": "load_average_end"},
     "bench_hygiene_run2.json": {"cpu": "host.cpu_model", "date": "created_utc", "load": "load_average_end"},
-    "pass_speed.json": {"cpu": "host.cpu_model", "date": "created_utc", "load": "load_average_start"},
-    "conformance.json": {"cpu": "machine.cpu", "date": "date", "load": "load_average_at_start"},
 }
 # rendered files whose machine, date and load another file of the same run records
 CARRIED_BY = {"quickstart/run.json": "quickstart/meta.json"}
@@ -304,23 +291,35 @@ def test_the_plan_and_its_last_wall_times(tmp_path, capsys):
 
 
 def test_a_run_block_fills_what_old_files_did_not_record(tmp_path):
-    """qnn_bench and distill_bench recorded no date; re-run with a run block, the README says when, on what, under
-    what load. A big_models.json newer than its XLM-R side run is quoted alone."""
+    """qnn_bench, distill_bench and slice_bench once recorded no date or load; with a run block, the README says
+    when, on what, under what load. A big_models.json newer than its XLM-R side run is quoted alone, an older one
+    beside it."""
     results = tmp_path / "results"
     shutil.copytree(ROOT / "benchmarks" / "results", results)
+    rerun_date = json.loads((results / "big_models_xlmr_rerun.json").read_text())["created_utc"]
+
+    def state(run: dict | None, big_models_utc: str) -> str:
+        for name in ("qnn_bench.json", "distill_bench.json", "slice_bench.json"):
+            d = json.loads((results / name).read_text())
+            d.pop("run", None)
+            if run:
+                d["run"] = run
+            if name == "distill_bench.json" and not run:
+                d["machine"] = "x86_64 2 cores"  # as the old file: no load in it
+            if name == "slice_bench.json" and not run:
+                d.pop("load_average", None)
+            (results / name).write_text(json.dumps(d))
+        p = results / "big_models.json"
+        d = json.loads(p.read_text())
+        d["created_utc"] = big_models_utc
+        p.write_text(json.dumps(d))
+        return " ".join(_renderer().render_readme(README.read_text(), results).split())
+
+    old = state(None, "2000-01-01T00:00:00+00:00")
     run = {"started_utc": "2031-05-06T07:08:09+00:00", "cpu": {"model_name": "Test CPU 9000"}, "cores": {"usable": 2},
            "load_average_start": [0.3, 0.5, 0.7], "load_average_end": [0.6, 0.5, 0.7]}
-    for name in ("qnn_bench.json", "distill_bench.json", "slice_bench.json"):
-        d = json.loads((results / name).read_text())
-        d["run"] = run
-        (results / name).write_text(json.dumps(d))
-    p = results / "big_models.json"
-    d = json.loads(p.read_text())
-    d["created_utc"] = "2031-05-06T07:00:00+00:00"
-    p.write_text(json.dumps(d))
-    text = README.read_text()
-    old = " ".join(text.split())
-    new = " ".join(_renderer().render_readme(text, results).split())
+    new = state(run, "2031-05-06T07:00:00+00:00")
+    assert rerun_date < "2031"
     assert "(`qnn_bench.py`, date and load not recorded" in old
     assert "(`qnn_bench.py`, 2031-05-06, Test CPU 9000, 2 cores, load average 0.3-0.6," in new
     assert "(`distill_bench.py`, 2031-05-06, Test CPU 9000, 2 cores, load average 0.3-0.6)" in new
