@@ -195,8 +195,9 @@ def render_measured(results: Path) -> str:
            f"{qn['wall_s'] / 60:.0f} min): "
            f"MiniLM u16/u8 QDQ puts {on} of {total} nodes on the HTP, strict mode "
            f"{'passes' if full['qnn_strict'] else 'fails'}, cosine to fp32 {full['qnn_min_cosine_vs_fp32']:.3f} "
-           f"(the w0.5/d0.75 slice: {sliced['qnn_min_cosine_vs_fp32']:.3f}, sliced before DynaBERT's rounding became "
-           f"the default); u8/u8 is not usable ({u8['qnn_min_cosine_vs_fp32']:.2f}).")
+           f"(the w0.5/d0.75 slice: {sliced['qnn_min_cosine_vs_fp32']:.3f}"
+           + ("" if "run" in qn else ", sliced before DynaBERT's rounding became the default")
+           + f"); u8/u8 is not usable ({u8['qnn_min_cosine_vs_fp32']:.2f}).")
 
     head = ("Each figure below is rendered by `benchmarks/readme_figures.py` from the JSON its script wrote in "
             f"`{SRC}/`, with the machine, load and date that file records (or says it does not). 1 thread, "

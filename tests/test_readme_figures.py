@@ -100,8 +100,6 @@ def test_a_fresh_training_run_changes_the_training_prose(tmp_path):
 # then (OLD_KEYS: dotted paths; None where that file never recorded the fact). A file that gains a run block
 # must leave OLD_KEYS, so the list only shrinks.
 OLD_KEYS = {
-    "arm64_verify.json": {"cpu": None, "date": None, "load": None},
-    "qnn_bench.json": {"cpu": None, "date": None, "load": None},
     "train_bench_standard.json": {"cpu": "machine", "date": "date", "load": "machine"},  # one string: CPU and load
     "big_models_xlmr_rerun.json": {"cpu": "host.cpu_model", "date": "created_utc", "load": "load_average_at_end"},
     "cost_model_error_interleaved.json": {"cpu": "host.model_name", "date": "created_utc", "load": "load_average_end"},
