@@ -41,7 +41,7 @@ def qkv_parts(att: AttentionBlock) -> list[tuple[np.ndarray, np.ndarray | None]]
         a = att.all_head_size
         b = None if att.qkv.bias is None else weight_array(att.qkv.bias).astype(np.float64)
         return [(w[i * a:(i + 1) * a], None if b is None else b[i * a:(i + 1) * a]) for i in range(3)]
-    raise StructureError(f"attention of output node '{att.o.node.name}' has neither Q/K/V nor a packed QKV weight")
+    raise _no_qkv(att)
 
 
 def square_sums(lin: Linear, axis: int) -> np.ndarray:
@@ -66,4 +66,8 @@ def qkv_square_sums(att: AttentionBlock) -> list[np.ndarray]:
         rows = square_sums(att.qkv, 1) + bias_sq(att.qkv)  # [3*A]
         a = att.all_head_size
         return [rows[i * a:(i + 1) * a] for i in range(3)]
-    raise StructureError(f"attention of output node '{att.o.node.name}' has neither Q/K/V nor a packed QKV weight")
+    raise _no_qkv(att)
+
+
+def _no_qkv(att: AttentionBlock) -> StructureError:
+    return StructureError(f"attention of output node '{att.o.node.name}' has neither Q/K/V nor a packed QKV weight")

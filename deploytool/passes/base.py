@@ -428,11 +428,16 @@ def file_size(path: str | os.PathLike) -> int:
     return input_bytes(path, data_files)
 
 
-def _release_free_memory() -> None:
-    """Hand freed heap pages back to the OS (glibc), so the next big allocation does not add to RSS."""
+def release_free_memory(*, collect: bool = False) -> None:
+    """Hand freed heap pages back to the OS (glibc), so the next big allocation does not add to RSS;
+    ``collect``: run a full garbage collection first (objects in reference cycles hold their memory until one)."""
     import ctypes
     import ctypes.util
 
+    if collect:
+        import gc
+
+        gc.collect()
     try:
         name = ctypes.util.find_library("c")
         if name:
@@ -543,7 +548,7 @@ def _run_pass_file(pass_: DeployPass, src, dst, *, verify: bool, started: list) 
     del model
     if big:  # big models only: a full collection costs ~0.3 s with torch loaded
         gc.collect()
-        _release_free_memory()
+        release_free_memory()
     bytes_after, gate = write_model_checked(pass_, out, src, dst, verify=verify, data_files=data_files,
                                             isolate_gate=big, gate_process=process,
                                             early=early if process is not None else None)
@@ -573,7 +578,7 @@ def write_model_checked(pass_: DeployPass, model: ir.Model, src: str | os.PathLi
             staged.check()
         except onnx.checker.ValidationError as e:
             _checker_failed(pass_, src, e)
-        _release_free_memory()
+        release_free_memory()
         if verify:
             seconds, report = _gate(pass_, staged.proto, src, staged.path, isolate=isolate_gate or gate_process is not None,
                                     process=gate_process, early=early, staged=staged)

@@ -69,7 +69,7 @@ import onnx_ir as ir
 
 from deploytool import onnx_io
 from deploytool.errors import ConfigError, DeployError, PassRefusedError, UnavailableError, VerificationError
-from deploytool.passes.base import DeployPass, DeployPassResult, Skip
+from deploytool.passes.base import DeployPass, DeployPassResult, Skip, release_free_memory
 from deploytool.validation import Flag, Integer, OneOf, Text, schema
 
 logger = logging.getLogger(__name__)
@@ -371,7 +371,7 @@ class Int8QuantizePass(DeployPass):
             # leaves garbage in reference cycles (its symbolic shape inference holds a copy of the model and
             # refers to itself through its table of bound methods) that only a full collection frees. BERT-base:
             # 1.6 GB resident here; the collection frees 1.1 GB and malloc_trim returns 0.3 GB more (135 MB left)
-            _release_memory()
+            release_free_memory(collect=True)
             extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
             root = logging.getLogger()
             root_level = root.level
@@ -425,16 +425,6 @@ class Int8QuantizePass(DeployPass):
             skipped.append(Skip("MatMul", f"{left} MatMul/Gemm with constant weights left in fp32 by ORT's quantizer"))
         _swap_in(model, out)
         return DeployPassResult(model, modified=True, stats=stats, skipped=skipped)
-
-
-def _release_memory() -> None:
-    """A full garbage collection, then freed heap pages handed back to the OS."""
-    import gc
-
-    from deploytool.passes.base import _release_free_memory
-
-    gc.collect()
-    _release_free_memory()
 
 
 def _native_refusal(cfg: Int8Config) -> str | None:

@@ -14,6 +14,7 @@ import numpy as np
 
 __all__ = ["float32_to_float16"]
 
+
 @functools.lru_cache(maxsize=1)
 def _cast_session():
     """One tiny one-thread session of ``Cast(float -> float16)`` per process (None without ORT)."""
