@@ -633,10 +633,19 @@ def _pct(x: float) -> str:
 
 
 def _cpu_of(d: dict) -> str:
+    """The CPU a results file was measured on: its own host block, else its run block's (benchmarks/_stamp.py),
+    with family and model, so that figures from different machines of the same name tell themselves apart."""
     h = d.get("host") or {}
     name = h.get("cpu_model") or h.get("model_name") or "CPU not recorded"
+    if h.get("family") is None:
+        run_cpu = (d.get("run") or {}).get("cpu") or {}
+        if run_cpu.get("family") is not None:
+            h = {**run_cpu, **{k: v for k, v in h.items() if v is not None}}
+            name = h.get("cpu_model") or h.get("model_name") or name
     if h.get("family") is not None and h.get("microarchitecture"):
-        name += f" (family {h['family']} model {h.get('model')}, {h['microarchitecture']})"
+        arch = h["microarchitecture"]
+        arch = "microarchitecture not known from its model number" if arch == "unknown" else arch
+        name += f" (family {h['family']} model {h.get('model')}, {arch})"
     return name
 
 
@@ -758,13 +767,19 @@ def render_pass_speed(results: Path) -> str:
         text += (f"; over it: {', '.join(over)}" + (" (int8-ort: `--engine ort`, ONNX Runtime's optimizer and "
                  "quantizer holding the fused graph in memory)" if "int8-ort" in rows else ""))
     text += (f". The verification gate runs in a process of its own and peaks at "
-             f"{_span([r['gate_rss_x_file'] for r in rows.values()])}x the input. **The time goal "
-             f"({g['time_over_copy_max']:g}x the copy) is missed** for whole processes: "
-             f"{_span([r['wall_s'] for r in rows.values()], '{:.1f}')} s, "
-             f"{_span([r['x_copy'] for r in rows.values()], '{:.0f}')}x the copy; the imports take "
+             f"{_span([r['gate_rss_x_file'] for r in rows.values()])}x the input. ")
+    goal = g["time_over_copy_max"]
+    met = [f"{n} {r['x_copy']:.1f}x" for n, r in rows.items() if r["x_copy"] <= goal]
+    missed = [f"{n} {r['x_copy']:.1f}x" for n, r in rows.items() if r["x_copy"] > goal]
+    rounds = d.get("rounds")
+    text += ("Whole processes (interpreter start, imports, load, pass, write and gate"
+             + (f"; the median of {rounds} rounds" if rounds else "") + ") took "
+             f"{_span([r['wall_s'] for r in rows.values()], '{:.1f}')} s: **the time goal ({goal:g}x the copy) "
+             + (f"is met by {', '.join(met)}" if met else "is met by none")
+             + (f"; missed by {', '.join(missed)}**" if missed else "**") + ". The imports take "
              f"{_span([r['imports_s'] for r in rows.values()], '{:.1f}')} s and the gate "
              f"{_span([r['gate_s'] for r in rows.values()], '{:.1f}')} s of that. Load, transform and write alone meet "
-             f"{g['time_over_copy_max']:g}x for {', '.join(fast) or 'none'}; not for {', '.join(slow) or 'none'}. "
+             f"{goal:g}x for {', '.join(fast) or 'none'}; not for {', '.join(slow) or 'none'}. "
              f"A chained slice then pack (two processes) took {ch['chain_wall_s']:.1f} s against "
              f"{ch['sum_of_single_passes_s']:.1f} s for the two passes alone"
              f"{', within the sum' if ch['goal_within_sum_met'] else ', NOT within the sum'}.")
