@@ -780,7 +780,17 @@ def render_pass_speed(results: Path) -> str:
              f"{_span([r['imports_s'] for r in rows.values()], '{:.1f}')} s and the gate "
              f"{_span([r['gate_s'] for r in rows.values()], '{:.1f}')} s of that. Load, transform and write alone meet "
              f"{goal:g}x for {', '.join(fast) or 'none'}; not for {', '.join(slow) or 'none'}. "
-             f"A chained slice then pack (two processes) took {ch['chain_wall_s']:.1f} s against "
+             )
+    cli = d.get("cli") or {}
+    if cli:
+        c_met = [f"{n} {c['time_over_copy']:.1f}x" for n, c in cli.items() if c["ok"] and c["goal_time_met"]]
+        c_missed = [f"{n} {c['time_over_copy']:.1f}x" for n, c in cli.items() if c["ok"] and not c["goal_time_met"]]
+        c_failed = [n for n, c in cli.items() if not c["ok"]]
+        text += (f"As commands (`deploytool slice`, `quantize --int8`, `pack --weights ternary`, ... in the same rounds), "
+                 f"{_span([c['process_wall_s'] for c in cli.values()], '{:.1f}')} s: within {goal:g}x the copy "
+                 + (', '.join(c_met) or 'none') + "; over it " + (', '.join(c_missed) or 'none')
+                 + (f"; FAILED {', '.join(c_failed)}" if c_failed else "") + ". ")
+    text += (f"A chained slice then pack (two processes) took {ch['chain_wall_s']:.1f} s against "
              f"{ch['sum_of_single_passes_s']:.1f} s for the two passes alone"
              f"{', within the sum' if ch['goal_within_sum_met'] else ', NOT within the sum'}.")
     return text
