@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 from pathlib import Path
@@ -431,19 +432,26 @@ def file_size(path: str | os.PathLike) -> int:
 def release_free_memory(*, collect: bool = False) -> None:
     """Hand freed heap pages back to the OS (glibc), so the next big allocation does not add to RSS;
     ``collect``: run a full garbage collection first (objects in reference cycles hold their memory until one)."""
-    import ctypes
-    import ctypes.util
-
     if collect:
         import gc
 
         gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, looked up once (``ctypes.util.find_library`` costs a few ms a call); None elsewhere."""
+    import ctypes
+    import ctypes.util
+
     try:
         name = ctypes.util.find_library("c")
-        if name:
-            ctypes.CDLL(name).malloc_trim(0)
+        return ctypes.CDLL(name).malloc_trim if name else None
     except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
+        return None
 
 
 # inputs above this run the gate in a process of its own (its ONNX Runtime sessions stay out of the
