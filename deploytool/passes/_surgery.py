@@ -230,7 +230,7 @@ def _edit_linear(graph: ir.Graph, lin: Linear, idx: np.ndarray, tag: str, out: b
             shape[1] = n
             # np.take, not w[:, idx]: a C-ordered result at once (fancy indexing of columns gives a
             # strided one that must be copied again; BERT-base FFN matrix ~15 ms instead of ~100 ms)
-            set_taken(lin.weight, lin.weight, lambda w: np.take(w, idx, axis=1), shape)
+            set_taken(lin.weight, lin.weight, _column_take(idx), shape)
         else:
             shape[0] = n
             set_taken(lin.weight, lin.weight, lambda w: w[idx, :], shape)
@@ -243,6 +243,39 @@ def _edit_linear(graph: ir.Graph, lin: Linear, idx: np.ndarray, tag: str, out: b
         lin.out_features = len(idx)
     else:
         lin.in_features = len(idx)
+
+
+def _column_blocks(idx: np.ndarray) -> int:
+    """The largest b > 1 such that ``idx`` is whole aligned blocks of b consecutive columns (a head
+    permutation or subset: b a multiple of ``head_size``), else 1."""
+    if idx.size < 2:
+        return 1
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(idx) != 1) + 1])  # where each run of consecutive ids begins
+    lengths = np.diff(np.append(starts, idx.size))
+    b = int(np.gcd.reduce(np.concatenate([lengths, idx[starts]])))
+    if b < 2 or idx.size % b:
+        return 1
+    firsts = idx[::b]
+    ok = not np.any(firsts % b) and np.array_equal(idx.reshape(-1, b), firsts[:, None] + np.arange(b))
+    return b if ok else 1
+
+
+def _column_take(idx: np.ndarray):
+    """``w -> np.take(w, idx, axis=1)`` for a 2-D weight; where ``idx`` is whole aligned blocks
+    (a head permutation or subset), one block copy per block instead of one per column: the same values in
+    the same places (BERT-base Q/K/V: ~2x faster)."""
+    b = _column_blocks(idx)
+    if b == 1:
+        return lambda w: np.take(w, idx, axis=1)
+    blocks = idx[::b] // b
+    n = idx.size
+
+    def take(w: np.ndarray) -> np.ndarray:
+        if w.ndim != 2 or w.shape[1] % b:
+            return np.take(w, idx, axis=1)
+        return np.take(w.reshape(w.shape[0], w.shape[1] // b, b), blocks, axis=1).reshape(w.shape[0], n)
+
+    return take
 
 
 def keep_out(graph: ir.Graph, lin: Linear, idx: np.ndarray, tag: str) -> None:
@@ -457,7 +490,9 @@ def keep_neurons(graph: ir.Graph, layer: EncoderLayer, idx: Sequence[int]) -> No
     if idx.min() < 0 or idx.max() >= width:
         bad = int(idx[(idx < 0) | (idx >= width)][0])
         raise PassRefusedError(f"layer {layer.index}: FFN neuron id {bad} out of range 0..{width - 1}")
-    if len(np.unique(idx)) != idx.size:
+    # ids are in range here: a count per id says whether one repeats (np.unique would import numpy.ma, ~6-25 ms
+    # of a pass process)
+    if np.bincount(idx, minlength=width).max() > 1:
         raise PassRefusedError(f"layer {layer.index}: FFN neuron ids repeat")
     if np.array_equal(idx, np.arange(width)):
         return

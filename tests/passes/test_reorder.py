@@ -70,3 +70,40 @@ def test_reorder_then_slice_keeps_most_important(tiny_onnx, tiny_torch_model, tm
     want = ref.subnetwork_reference(tiny_torch_model("bert", **SHAPE), {0: [0, 2], 1: [1, 3]}, keep_ffn)
     feeds = fixed_inputs(lengths=(8, 5, 3))
     assert max_diff(run_bytes((tmp_path / "s.onnx").read_bytes(), feeds), ref.torch_outputs(want, feeds)) <= 1e-4
+
+
+def test_column_take_by_blocks_moves_the_same_values():
+    """Whole-head column selections are copied a block at a time: the result must be numpy's own fancy
+    indexing of those columns, for permutations, subsets, runs of adjacent heads and non-block selections."""
+    from deploytool.passes._surgery import _column_blocks, _column_take, head_features
+
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((5, 48)).astype(np.float32)  # 6 heads of 8
+    cases = {
+        "permutation": head_features([4, 0, 5, 1, 2, 3], 8),
+        "adjacent heads": head_features([2, 3, 0, 1], 8),  # runs of two heads: blocks of 16 columns
+        "subset": head_features([5, 2], 8),
+        "a run of columns": np.arange(12, 36),  # two aligned blocks of 12
+        "neurons": rng.permutation(48)[:30],  # no blocks: column by column
+    }
+    for name, idx in cases.items():
+        idx = np.asarray(idx, dtype=np.int64)
+        got = _column_take(idx)(w)
+        assert got.flags.c_contiguous, name
+        np.testing.assert_array_equal(got, w[:, idx], err_msg=name)
+    assert _column_blocks(head_features([4, 0, 5, 1, 2, 3], 8)) == 8
+    assert _column_blocks(head_features([2, 3, 0, 1], 8)) == 16
+    assert _column_blocks(np.arange(12, 36)) == 12  # two aligned blocks of 12
+    assert _column_blocks(np.array([0, 2, 1])) == 1
+
+
+def test_repeated_neuron_ids_refused(tiny_onnx, tmp_path):
+    from deploytool.errors import PassRefusedError
+    from deploytool.graph.structure import find_structure
+    from deploytool.onnx_io import load_model
+    from deploytool.passes._surgery import keep_neurons
+
+    model = load_model(tiny_onnx("bert", "torch", **SHAPE))
+    layer = find_structure(model).layers[0]
+    with pytest.raises(PassRefusedError, match="FFN neuron ids repeat"):
+        keep_neurons(model.graph, layer, [0, 1, 1] + list(range(3, SHAPE["ffn"])))
