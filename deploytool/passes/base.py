@@ -744,8 +744,7 @@ def _gate_session_config(proto) -> dict[str, str] | None:
     creation (BERT-base: 440 MB allocated and converted, ~0.2 s of a 0.3 s gate); without it the same Casts stay
     in the graph and run once in the gate's one run. fp16 -> fp32 is exact, so the same fp32 kernels see the same
     values and the outputs are bit-identical (tests/passes/test_gate_overlap.py); ORT still inserts its casts and
-    applies every other optimization. Where ORT has fp16 kernels (ARM64 with fp16 arithmetic) it inserts fewer
-    casts and the option changes less."""
+    applies every other optimization. Where ORT runs fp16 natively (ARM64) the transformer has nothing to do."""
     weights = [t for t in proto.graph.initializer if _nbytes_of(t) > 1024]
     if weights and all(t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16) for t in weights):
         config = {"session.disable_prepacking": "1"}
