@@ -737,20 +737,10 @@ def _gate_session_config(proto) -> dict[str, str] | None:
     fp32 kernels) is not prepacked: the same MatMul kernels run on the weights as mapped, so a one-batch
     check need not copy and repack every weight first (BERT-base: session 0.1 s instead of 0.8-1 s; fp16
     0.45 s instead of 0.8-1.2 s; quantized kernels keep their prepacked path, which can differ from the
-    unpacked one).
-
-    With fp16 weights, ORT's ``FuseFp16InitializerToFp32NodeTransformer`` is also left out: on a CPU without fp16
-    kernels it turns every fp16 weight that feeds an inserted fp16 -> fp32 Cast into an fp32 copy at session
-    creation (BERT-base: 440 MB allocated and converted, ~0.2 s of a 0.3 s gate); without it the same Casts stay
-    in the graph and run once in the gate's one run. fp16 -> fp32 is exact, so the same fp32 kernels see the same
-    values and the outputs are bit-identical (tests/passes/test_gate_overlap.py); ORT still inserts its casts and
-    applies every other optimization. Where ORT runs fp16 natively (ARM64) the transformer has nothing to do."""
+    unpacked one)."""
     weights = [t for t in proto.graph.initializer if _nbytes_of(t) > 1024]
     if weights and all(t.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16) for t in weights):
-        config = {"session.disable_prepacking": "1"}
-        if any(t.data_type == onnx.TensorProto.FLOAT16 for t in weights):
-            config["optimization.disable_specified_optimizers"] = "FuseFp16InitializerToFp32NodeTransformer"
-        return config
+        return {"session.disable_prepacking": "1"}
     return None
 
 
