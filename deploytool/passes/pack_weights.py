@@ -284,7 +284,7 @@ def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackCon
     the file shrinks and the computation is the fake-quantized fp32 weight's, exactly."""
     graph = model.graph
     w = alias_root(node.inputs[1])
-    arr = w.const_value.numpy().astype(np.float32)
+    arr = np.asarray(w.const_value.numpy(), dtype=np.float32)  # read where it lies (nothing writes into it)
     k_in, n3 = arr.shape
     codes, alpha = _qkv_codes(arr, config)  # [3 * P * A, K]: Q's planes, K's, V's
     planes = 2 if config.weights is WeightScheme.SPLIT_BINARY else 1
