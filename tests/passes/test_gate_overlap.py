@@ -380,6 +380,23 @@ def test_pack_of_an_external_data_input_through_the_separate_gate(src, tmp_path,
         np.testing.assert_array_equal(got[k], want[k])
 
 
+def test_pack_of_a_fused_graph_through_the_separate_gate(tmp_path, separate):
+    """ORT's fused BERT graph (EmbedLayerNormalization reads the word table, Attention a fused QKV weight):
+    the in-memory reference runs its contrib ops without graph optimizations, and the exact scheme passes."""
+    pytest.importorskip("optimum.exporters.onnx")
+    pytest.importorskip("onnxruntime.transformers.optimizer")
+    from deploytool.passes import transform
+    from deploytool.passes.pack_weights import PackConfig
+    from deploytool.testing import conformance as C
+
+    case = C.MODEL_BY_NAME["distilbert"]
+    fused = C.optimize(C.export(case, "optimum", tmp_path), 2, tmp_path / "distilbert-O2.onnx")
+    for weights in ("ternary", "split-binary"):
+        res = transform(fused, tmp_path / f"{weights}.onnx", PackConfig(weights=weights, runtime="memory",
+                                                                        accuracy_level=0))
+        assert res.gate.verified is True and res.gate.process == "separate" and res.gate.reference_reused is True
+
+
 def test_worker_builds_the_memory_reference_again_for_other_feeds(src, tmp_path):
     """The worker drops the in-memory reference once it has run; a verify on other feeds builds it again
     (``reference_reused`` False) and gives the verdict of a reference run on those feeds; the same feeds reuse it."""
