@@ -114,9 +114,9 @@ def _only_gathered(value) -> bool:
         u.node.op_type == "Gather" and u.idx == 0 and u.node.domain in ("", "ai.onnx") for u in uses)
 
 
-def memory_reference(model, folder: str | os.PathLike, name: str = "reference") -> MemoryReference:
-    """``model`` (an ``onnx_ir`` model, its big tensors mapped or lazy; a lazy one is computed here, one at a time)
-    as a :class:`MemoryReference` in ``folder``, made without writing a copy of the model:
+def memory_reference(model, folder: str | os.PathLike, name: str = "reference", *, threads: int = 2) -> MemoryReference:
+    """``model`` (an ``onnx_ir`` model, its big tensors mapped or lazy; the lazy ones are computed here) as a
+    :class:`MemoryReference` in ``folder``, made without writing a copy of the model:
 
     - each big tensor is kept as an array; the session (:func:`reference_outputs`) gets the arrays in place
       (``SessionOptions.add_initializer``, no copy) with graph optimizations and prepacking off, so ONNX Runtime
@@ -126,8 +126,13 @@ def memory_reference(model, folder: str | os.PathLike, name: str = "reference") 
       ONNX Runtime maps, so that only the rows a run gathers enter memory (BERT-base: 94 MB of 436 MB that the
       gate's few ids barely touch: the process's peak stays near the file's size);
     - a tensor type ONNX Runtime cannot take from numpy (bfloat16, sub-byte types) goes into the graph file.
+
+    ``threads``: the kept tensors are computed that many at a time, in order (numpy releases the GIL): the
+    gate's process builds this while the pass runs on another core, but the pass may finish first (BERT-base
+    pack on 2 cores: its output is written ~0.9 s after it starts, this build ended 0.2-0.5 s later), and then
+    the cores it leaves are free. The values do not depend on it.
     """
-    import onnx
+    from concurrent.futures import ThreadPoolExecutor
 
     from deploytool import onnx_io
 
@@ -146,27 +151,36 @@ def memory_reference(model, folder: str | os.PathLike, name: str = "reference") 
     placeholder = folder / f"{name}.placeholder"
     placeholder.write_bytes(b"")
     arrays: dict[str, np.ndarray] = {}
-    for t in proto.graph.initializer:
-        tensor = tensors.get(t.name)
-        if tensor is None or t.name in tables:
-            continue
-        a = tensor.numpy()
-        if isinstance(a, np.ndarray) and a.dtype in _ORT_NUMPY and a.dtype.byteorder in "=|<":
-            arrays[t.name] = np.ascontiguousarray(a)
-            del t.external_data[:]
-            t.data_location = onnx.TensorProto.EXTERNAL
-            for key, value in (("location", placeholder.name), ("offset", "0"), ("length", str(a.nbytes))):
-                e = t.external_data.add()
-                e.key, e.value = key, value
-        else:
-            del t.external_data[:]
-            t.data_location = onnx.TensorProto.DEFAULT
-            t.raw_data = tensor.tobytes()
-        del a
-        drop_maps()
+    kept = [t for t in proto.graph.initializer if t.name in tensors and t.name not in tables]
+    pool = ThreadPoolExecutor(max_workers=max(1, threads))
+    try:
+        futures = [pool.submit(tensors[t.name].numpy) for t in kept]
+        for t, future in zip(kept, futures):
+            _keep(t, tensors[t.name], future.result(), placeholder, arrays)
+            drop_maps()
+    finally:
+        pool.shutdown(cancel_futures=True)  # on an error: nothing more is started
     path = folder / f"{name}.onnx"
     path.write_bytes(proto.SerializeToString())
     return MemoryReference(path, placeholder, arrays)
+
+
+def _keep(t, tensor, a, placeholder: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Initializer ``t`` (a TensorProto) of :func:`memory_reference`: its array ``a`` (``tensor``'s) kept in
+    ``arrays`` with ``t`` a reference to the placeholder, or its bytes in ``t`` when ORT cannot take ``a``."""
+    import onnx
+
+    if isinstance(a, np.ndarray) and a.dtype in _ORT_NUMPY and a.dtype.byteorder in "=|<":
+        arrays[t.name] = np.ascontiguousarray(a)
+        del t.external_data[:]
+        t.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", placeholder.name), ("offset", "0"), ("length", str(a.nbytes))):
+            e = t.external_data.add()
+            e.key, e.value = key, value
+    else:
+        del t.external_data[:]
+        t.data_location = onnx.TensorProto.DEFAULT
+        t.raw_data = tensor.tobytes()
 
 
 def _session(model: str | os.PathLike | bytes | MemoryReference, session_config: dict[str, str] | None = None):
