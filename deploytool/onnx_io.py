@@ -935,6 +935,16 @@ def _write_data_file(f, proto: onnx.ModelProto, tensors: dict[str, object], loca
     return offsets
 
 
+def write_external(proto: onnx.ModelProto, tensors: dict[str, object], path: str | os.PathLike, after_each=None) -> None:
+    """Write ``tensors`` (name -> tensor of ``proto``'s initializers of those names, e.g. :func:`skeleton_proto`'s)
+    into the data file ``path`` (4 KiB aligned, so ONNX Runtime maps it), one at a time, and point ``proto``'s
+    initializers at it (``location`` is the file's name: ``proto`` is to be saved beside it). ``after_each(name)``
+    runs once each tensor is written."""
+    p = Path(path)
+    with open(p, "wb", buffering=0) as f:
+        _write_data_file(f, proto, tensors, p.name, after_each or (lambda name: None))
+
+
 def _relocate_proto(proto: onnx.ModelProto, new: str) -> None:
     for t in proto.graph.initializer:
         for entry in t.external_data:

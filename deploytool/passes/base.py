@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import os
 from pathlib import Path
@@ -42,6 +41,7 @@ import onnx
 import onnx_ir as ir
 
 from deploytool.errors import DeployError, VerificationError
+from deploytool.runtime.procstat import release_free_memory  # noqa: F401 - used here and by passes
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +106,9 @@ class GateStats:
 class EarlyReference:
     """A gate reference the gate's process can run before the pass has finished (:meth:`DeployPass.early_reference`):
     ``model``, a file (the input), or ``build``, ``"module:function"`` that the gate's process calls as
-    ``function(src, folder, argument)`` to write the reference into ``folder`` and return its path (``argument``
-    must pickle: a pass's config); ``min_cosine`` as in :meth:`DeployPass.gate_reference`."""
+    ``function(src, folder, argument)`` to make the reference, written into ``folder`` (its path returned) or held
+    in memory (a :class:`deploytool.runtime.verify.MemoryReference`) (``argument`` must pickle: a pass's config);
+    ``min_cosine`` as in :meth:`DeployPass.gate_reference`."""
 
     model: str | os.PathLike | None = None
     build: str | None = None
@@ -427,31 +428,6 @@ def file_size(path: str | os.PathLike) -> int:
     except DeployError:  # unreadable here: the size of the main file is still right
         data_files = []
     return input_bytes(path, data_files)
-
-
-def release_free_memory(*, collect: bool = False) -> None:
-    """Hand freed heap pages back to the OS (glibc), so the next big allocation does not add to RSS;
-    ``collect``: run a full garbage collection first (objects in reference cycles hold their memory until one)."""
-    if collect:
-        import gc
-
-        gc.collect()
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim():
-    """glibc's ``malloc_trim``, looked up once (``ctypes.util.find_library`` costs a few ms a call); None elsewhere."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        name = ctypes.util.find_library("c")
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        return None
 
 
 # inputs above this run the gate in a process of its own (its ONNX Runtime sessions stay out of the

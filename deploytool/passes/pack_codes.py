@@ -59,7 +59,9 @@ def _quantize(w_out_in: np.ndarray, config: PackConfig) -> tuple[np.ndarray, np.
 
 def _codes_and_alpha(target: Any, config: PackConfig) -> tuple[np.ndarray, np.ndarray, int]:
     """Codes in the PyTorch layout [P*N, K], alpha (scalar or [P*N]) and the planes P."""
-    w = target.weight.const_value.numpy().astype(np.float32)
+    # np.asarray: a float32 weight is read where it lies (mapped from the input), not copied first; the
+    # quantizers never write into their input
+    w = np.asarray(target.weight.const_value.numpy(), dtype=np.float32)
     return _quantize(w if target.layout == "out_in" else w.T, config)
 
 
@@ -133,6 +135,7 @@ def _dequantized_embedding(table: np.ndarray, scheme: str) -> np.ndarray:
         if scheme == "binary1x2":
             h = part.shape[1]
             out[i:i + len(part)] = codes[:, :h] * alpha[:, :1] + codes[:, h:] * alpha[:, 1:]
-        else:
-            out[i:i + len(part)] = dequantize(codes, alpha)
+        else:  # dequantize's one multiply, written in place (no temporary chunk to copy)
+            np.multiply(codes, np.asarray(alpha, dtype=np.float32)[:, None], out=out[i:i + len(part)],
+                        dtype=np.float32)
     return out

@@ -284,7 +284,7 @@ def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackCon
     the file shrinks and the computation is the fake-quantized fp32 weight's, exactly."""
     graph = model.graph
     w = alias_root(node.inputs[1])
-    arr = w.const_value.numpy().astype(np.float32)
+    arr = np.asarray(w.const_value.numpy(), dtype=np.float32)  # read where it lies (nothing writes into it)
     k_in, n3 = arr.shape
     codes, alpha = _qkv_codes(arr, config)  # [3 * P * A, K]: Q's planes, K's, V's
     planes = 2 if config.weights is WeightScheme.SPLIT_BINARY else 1
@@ -317,8 +317,9 @@ class PackWeightsPass(DeployPass):
     """Quantize encoder linear weights and word embeddings to ternary/binary and pack them (see module doc)."""
 
     reference_label = "the fake-quantized fp32 model's"  # the input with the quantizer's weights
-    # the gate builds the fake-quantized fp32 reference (a temporary file, written tensor by tensor) only
-    # below this input size: above it the output must still load and run
+    # the gate builds the fake-quantized fp32 reference (in its own process: in memory, about one more copy of
+    # the weights; in this process: a temporary file, written tensor by tensor) only below this input size:
+    # above it the output must still load and run
     GATE_REFERENCE_MAX_BYTES = 1_000_000_000
 
     def __init__(self, config: PackConfig) -> None:
@@ -359,13 +360,14 @@ class PackWeightsPass(DeployPass):
         return build_gate_reference(src, self._reference_dir, self.config), cosine
 
     def early_reference(self, src):
-        """The same reference, built by the gate's process while this pass runs (:func:`build_gate_reference`)."""
+        """The same reference, built in memory by the gate's process while this pass runs
+        (:func:`build_memory_reference`)."""
         from deploytool.passes.base import EarlyReference
 
         compare, cosine = self._reference_cosine(src)
         if not compare:
             return None
-        return EarlyReference(build="deploytool.passes.pack_weights:build_gate_reference", argument=self.config,
+        return EarlyReference(build="deploytool.passes.pack_weights:build_memory_reference", argument=self.config,
                               min_cosine=cosine)
 
     def gate_done(self) -> None:
@@ -491,12 +493,14 @@ class FakeQuantWeightsPass(DeployPass):
         cfg = self.config
         targets, skipped, emb, _, tables = _find_targets(model, cfg.pack_head)
         # lazily: each weight is quantized when the model is written (one at a time), not all at once
+        # np.asarray: a float32 weight is read where it lies (the quantizers never write into their input)
         for t in targets:
             _replace_lazily(t.weight, lambda w, layout=t.layout: fake_quantized_weight(
-                w.astype(np.float32), layout, cfg))
+                np.asarray(w, dtype=np.float32), layout, cfg))
         fused, _ = _fused_qkv_nodes(model.graph)
         for node in fused:
-            _replace_lazily(alias_root(node.inputs[1]), lambda w: _qkv_fake_quantized(w.astype(np.float32), cfg))
+            _replace_lazily(alias_root(node.inputs[1]),
+                            lambda w: _qkv_fake_quantized(np.asarray(w, dtype=np.float32), cfg))
         if emb is not None and cfg.embedding_scheme is not None:
             _replace_lazily(emb[0], lambda w: _dequantized_embedding(w, cfg.embedding_scheme))
         if cfg.position_scheme is not None:
@@ -505,15 +509,34 @@ class FakeQuantWeightsPass(DeployPass):
         return DeployPassResult(model, modified=True, stats={"weights_replaced": len(targets)}, skipped=skipped)
 
 
+def _fake_quantized_model(src: str | os.PathLike, config: PackConfig) -> ir.Model:
+    """``src`` with its weights replaced by their fake-quantized fp32 values (:class:`FakeQuantWeightsPass`):
+    memory maps, each replaced weight a lazy tensor computed when it is read."""
+    from deploytool import onnx_io
+
+    model = onnx_io.load_model(src)
+    FakeQuantWeightsPass(config)(model)
+    return model
+
+
 def build_gate_reference(src: str | os.PathLike, folder: str | os.PathLike, config: PackConfig) -> str:
     """Write the gate's reference for packing ``src`` with ``config`` into ``folder``: the input with its
     weights replaced by their fake-quantized fp32 values (:class:`FakeQuantWeightsPass`), streamed, with its
     weights in a data file (4 KiB aligned: ONNX Runtime maps it instead of parsing and copying them)."""
     from deploytool import onnx_io
 
-    model = onnx_io.load_model(src)  # memory maps; the fake-quantized weights are computed as written
-    FakeQuantWeightsPass(config)(model)
+    model = _fake_quantized_model(src, config)  # the fake-quantized weights are computed as written
     return str(onnx_io.save_streamed(model, os.path.join(folder, "reference.onnx"), external=True))
+
+
+def build_memory_reference(src: str | os.PathLike, folder: str | os.PathLike, config: PackConfig):
+    """The same reference as :func:`build_gate_reference`, held in memory
+    (:class:`~deploytool.runtime.verify.MemoryReference`: a graph file of a few KB in ``folder``, the
+    fake-quantized weights as arrays that ONNX Runtime uses in place): the gate's process builds it while
+    the pass runs, without writing and mapping a copy of the model."""
+    from deploytool.runtime.verify import memory_reference
+
+    return memory_reference(_fake_quantized_model(src, config), folder)
 
 
 def pack_pipeline(config: PackConfig) -> DeployPass:

@@ -11,7 +11,9 @@ and stderr are free for whatever a library prints):
   has been checked, as :func:`~deploytool.runtime.verify.verify_model` orders it); or, in place of
   ``model``, ``"build": "module:function", "src": PATH, "folder": DIR, "argument": B64_PICKLE``: first
   make the reference with ``function(src, folder, argument)`` (a pass's reference builder, e.g. pack's
-  fake-quantized model), then run it;
+  fake-quantized model; it returns a path, or a :class:`~deploytool.runtime.verify.MemoryReference`, whose
+  arrays are dropped once it has run, and which is built again should a verify message need it on other
+  feeds), then run it;
 - ``{"op": "verify", "model": PATH, "feeds": FEEDS, "reference": PATH or null, "rtol": .., "min_cosine":
   .., "reference_label": ..}``: :func:`~deploytool.runtime.verify.verify_model`'s checks, reusing the
   kept reference outputs when ``reference`` is the model run early (its path, or ``"@early"``) and every
@@ -30,6 +32,7 @@ import sys
 import time
 
 from deploytool.runtime.procstat import peak_rss_bytes as _peak_rss
+from deploytool.runtime.procstat import release_free_memory
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -53,15 +56,28 @@ def _same_feeds(used: dict, feeds: dict) -> bool:
                for k, v in used.items())
 
 
-def _build(spec: str, src: str, folder: str, argument: str) -> str:
-    """Call ``module:function`` (a pass's reference builder) as ``function(src, folder, argument)``."""
+def _build(spec: str, src: str, folder: str, argument: str):
+    """Call ``module:function`` (a pass's reference builder) as ``function(src, folder, argument)``: the path
+    of the model it wrote, or a :class:`~deploytool.runtime.verify.MemoryReference`."""
     import base64
     import importlib
     import pickle
 
+    from deploytool.runtime.verify import MemoryReference
+
     module, name = spec.split(":")
     fn = getattr(importlib.import_module(module), name)
-    return str(fn(src, folder, pickle.loads(base64.b64decode(argument))))
+    out = fn(src, folder, pickle.loads(base64.b64decode(argument)))
+    return out if isinstance(out, MemoryReference) else str(out)
+
+
+def _drop_frames(e: BaseException) -> None:
+    """Clear the tracebacks of ``e`` and the errors chained to it (their frames' locals stay alive with them)."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        e.__traceback__ = None
+        e = e.__cause__ or e.__context__
 
 
 def serve(lines, answer) -> int:
@@ -86,6 +102,14 @@ def serve(lines, answer) -> int:
                 early["outputs"] = V.reference_outputs(early["path"], feeds, early["config"])
             except Exception as e:  # noqa: BLE001 - raised in the verify turn, after the output's own checks
                 early["error"] = e
+            if isinstance(early["path"], V.MemoryReference):
+                # its arrays (a model's worth) leave memory before the output's session; should the output's
+                # feeds differ (rare), the reference is built again
+                early["path"] = None
+                early["rebuild"] = lambda m=msg: _build(m["build"], m["src"], m["folder"], m["argument"])
+                if "error" in early:  # its frames would keep the arrays
+                    _drop_frames(early["error"])
+                release_free_memory()
             early["seconds"] = time.perf_counter() - t0
             continue
         if msg["op"] != "verify":
@@ -104,11 +128,13 @@ def serve(lines, answer) -> int:
                 out["reference_reused"] = False
 
             def ref_outputs():
-                if mine and early["path"] is None:  # its build failed
+                if mine and early["path"] is None and "rebuild" not in early:  # its build failed
                     raise early["error"]
                 if cached is None:
-                    return (V.reference_outputs(early["path"], feeds, early["config"]) if mine
-                            else V.reference_outputs(reference, feeds))
+                    if not mine:
+                        return V.reference_outputs(reference, feeds)
+                    return V.reference_outputs(early["rebuild"]() if "rebuild" in early else early["path"], feeds,
+                                               early["config"])
                 if "error" in cached:
                     raise cached["error"]
                 return cached["outputs"]

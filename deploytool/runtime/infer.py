@@ -33,10 +33,14 @@ _ORT_DTYPES = {
 
 
 def make_session(model: str | os.PathLike | bytes, *, providers: list | None = None, threads: int = 1,
-                 session_config: dict[str, str] | None = None):
+                 session_config: dict[str, str] | None = None, initializers: dict[str, np.ndarray] | None = None,
+                 optimize: bool = True):
     """An ``onnxruntime.InferenceSession`` for a path or serialized model bytes.
 
     threads: intra-op threads (inter-op is always 1); session_config: ``add_session_config_entry`` pairs.
+    initializers: name -> array that the session uses in place of the model's initializer of that name, in
+    place (``SessionOptions.add_initializer``: not copied; the session keeps the arrays alive).
+    optimize: False turns ONNX Runtime's graph optimizations off (``ORT_DISABLE_ALL``).
     """
     import onnxruntime as ort
 
@@ -46,6 +50,11 @@ def make_session(model: str | os.PathLike | bytes, *, providers: list | None = N
     so.log_severity_level = 4  # ORT's own error log would repeat the DeployError we raise, as a second stderr line
     for key, value in (session_config or {}).items():
         so.add_session_config_entry(str(key), str(value))
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    values = [(name, ort.OrtValue.ortvalue_from_numpy(a)) for name, a in (initializers or {}).items()]
+    for name, value in values:
+        so.add_initializer(name, value)  # ORT holds a pointer only: the OrtValue must outlive the session
     if isinstance(model, (bytes, bytearray)):
         src = bytes(model)
         name = "<bytes>"
@@ -56,7 +65,10 @@ def make_session(model: str | os.PathLike | bytes, *, providers: list | None = N
         src = str(p)
         name = str(p)
     try:
-        return ort.InferenceSession(src, sess_options=so, providers=providers or ["CPUExecutionProvider"])
+        sess = ort.InferenceSession(src, sess_options=so, providers=providers or ["CPUExecutionProvider"])
+        if values:
+            sess._deploytool_initializers = values  # kept as long as the session (the arrays stay in the values)
+        return sess
     except Exception as e:
         msg = " ".join(str(e).split())[:300]
         raise DeployError(f"{name}: ONNX Runtime cannot load the model ({msg})") from e

@@ -1,12 +1,14 @@
 """This process's resident memory from ``/proc/self/status`` (stdlib only: the gate's worker imports it).
 
 ``peak_rss_bytes`` is VmHWM, not ``ru_maxrss``, which Linux carries over from the parent across exec.
-Both return 0 where ``/proc`` is missing.
+Both return 0 where ``/proc`` is missing. :func:`release_free_memory` hands freed heap pages back.
 """
 
 from __future__ import annotations
 
-__all__ = ["peak_rss_bytes", "rss_bytes"]
+import functools
+
+__all__ = ["peak_rss_bytes", "release_free_memory", "rss_bytes"]
 
 
 def _status_kb(key: str) -> int:
@@ -28,3 +30,28 @@ def peak_rss_bytes() -> int:
 def rss_bytes() -> int:
     """The resident set of this process now (VmRSS)."""
     return _status_kb("VmRSS:")
+
+
+def release_free_memory(*, collect: bool = False) -> None:
+    """Hand freed heap pages back to the OS (glibc), so the next big allocation does not add to RSS;
+    ``collect``: run a full garbage collection first (objects in reference cycles hold their memory until one)."""
+    if collect:
+        import gc
+
+        gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, looked up once (``ctypes.util.find_library`` costs a few ms a call); None elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        name = ctypes.util.find_library("c")
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None

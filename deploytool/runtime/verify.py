@@ -27,8 +27,9 @@ import numpy as np
 
 from deploytool.errors import DeployError, VerificationError
 
-__all__ = ["GateProcess", "VerifyReport", "gate_feeds", "gate_plan", "reference_outputs", "verify_file", "verify_model",
-           "verify_model_isolated", "GATE_BATCH", "GATE_SEQ", "GATE_PADDED_LEN"]
+__all__ = ["GateProcess", "MemoryReference", "VerifyReport", "gate_feeds", "gate_plan", "memory_reference",
+           "reference_outputs", "verify_file", "verify_model", "verify_model_isolated", "GATE_BATCH", "GATE_SEQ",
+           "GATE_PADDED_LEN"]
 
 GATE_BATCH = 2
 GATE_SEQ = 8
@@ -90,10 +91,105 @@ def _ort_failure(verb: str, e: BaseException) -> VerificationError:
     return VerificationError(f"ONNX Runtime cannot {verb}: {_short_reason(_ORT_PREFIX.sub('', raw), 300)}")
 
 
-def _session(model: str | os.PathLike | bytes, session_config: dict[str, str] | None = None):
+@dataclasses.dataclass(frozen=True)
+class MemoryReference:
+    """A reference model held in memory (:func:`memory_reference`): ``path``, its graph, whose big initializers
+    are external data, either in ``placeholder``, an empty file (nothing is ever read from it), with their arrays
+    in ``initializers``, which the session uses in place, or in a data file beside ``path``."""
+
+    path: Path
+    placeholder: Path
+    initializers: dict[str, np.ndarray]
+
+
+# ONNX Runtime takes these array types as they are (OrtValue from numpy, no conversion)
+_ORT_NUMPY = frozenset(np.dtype(t) for t in (np.float32, np.float64, np.float16, np.int8, np.int16, np.int32,
+                                             np.int64, np.uint8, np.uint16, np.uint32, np.uint64, np.bool_))
+
+
+def _only_gathered(value) -> bool:
+    """True when only Gather nodes read ``value`` (an ``onnx_ir`` value), as their data (an embedding table)."""
+    uses = list(value.uses())
+    return bool(uses) and not value.is_graph_output() and all(
+        u.node.op_type == "Gather" and u.idx == 0 and u.node.domain in ("", "ai.onnx") for u in uses)
+
+
+def memory_reference(model, folder: str | os.PathLike, name: str = "reference", *, threads: int = 2) -> MemoryReference:
+    """``model`` (an ``onnx_ir`` model, its big tensors mapped or lazy; the lazy ones are computed here) as a
+    :class:`MemoryReference` in ``folder``, made without writing a copy of the model:
+
+    - each big tensor is kept as an array; the session (:func:`reference_outputs`) gets the arrays in place
+      (``SessionOptions.add_initializer``, no copy) with graph optimizations and prepacking off, so ONNX Runtime
+      neither copies nor repacks them and no optimizer reads a placeholder (were one to, the empty file would
+      make it fail, not read zeros);
+    - except a table that only Gather nodes read (the word embeddings): it is written first to a data file that
+      ONNX Runtime maps, so that only the rows a run gathers enter memory (BERT-base: 94 MB of 436 MB that the
+      gate's few ids barely touch: the process's peak stays near the file's size);
+    - a tensor type ONNX Runtime cannot take from numpy (bfloat16, sub-byte types) goes into the graph file.
+
+    ``threads``: the kept tensors are computed that many at a time, in order (numpy releases the GIL): the
+    gate's process builds this while the pass runs on another core, but the pass may finish first (BERT-base
+    pack on 2 cores: its output is written ~0.9 s after it starts, this build ended 0.2-0.5 s later), and then
+    the cores it leaves are free. The values do not depend on it.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deploytool import onnx_io
+
+    folder = Path(folder)
+    proto, tensors = onnx_io.skeleton_proto(model)
+    maps = onnx_io.mapped_files(model)
+
+    def drop_maps(_name=None) -> None:  # what was read from the input leaves this process's memory
+        for m in maps:
+            m.drop()
+
+    values = model.graph.initializers
+    tables = {n: t for n, t in tensors.items() if n in values and _only_gathered(values[n])}
+    if tables:
+        onnx_io.write_external(proto, tables, folder / f"{name}.data", after_each=drop_maps)
+    placeholder = folder / f"{name}.placeholder"
+    placeholder.write_bytes(b"")
+    arrays: dict[str, np.ndarray] = {}
+    kept = [t for t in proto.graph.initializer if t.name in tensors and t.name not in tables]
+    pool = ThreadPoolExecutor(max_workers=max(1, threads))
+    try:
+        futures = [pool.submit(tensors[t.name].numpy) for t in kept]
+        for t, future in zip(kept, futures):
+            _keep(t, tensors[t.name], future.result(), placeholder, arrays)
+            drop_maps()
+    finally:
+        pool.shutdown(cancel_futures=True)  # on an error: nothing more is started
+    path = folder / f"{name}.onnx"
+    path.write_bytes(proto.SerializeToString())
+    return MemoryReference(path, placeholder, arrays)
+
+
+def _keep(t, tensor, a, placeholder: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Initializer ``t`` (a TensorProto) of :func:`memory_reference`: its array ``a`` (``tensor``'s) kept in
+    ``arrays`` with ``t`` a reference to the placeholder, or its bytes in ``t`` when ORT cannot take ``a``."""
+    import onnx
+
+    if isinstance(a, np.ndarray) and a.dtype in _ORT_NUMPY and a.dtype.byteorder in "=|<":
+        arrays[t.name] = np.ascontiguousarray(a)
+        del t.external_data[:]
+        t.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", placeholder.name), ("offset", "0"), ("length", str(a.nbytes))):
+            e = t.external_data.add()
+            e.key, e.value = key, value
+    else:
+        del t.external_data[:]
+        t.data_location = onnx.TensorProto.DEFAULT
+        t.raw_data = tensor.tobytes()
+
+
+def _session(model: str | os.PathLike | bytes | MemoryReference, session_config: dict[str, str] | None = None):
     from deploytool.runtime.infer import make_session
 
     try:
+        if isinstance(model, MemoryReference):  # see memory_reference: its arrays in place, nothing optimized
+            config = {**(session_config or {}), "session.disable_prepacking": "1"}
+            return make_session(model.path, session_config=config, initializers=model.initializers, optimize=False)
         return make_session(model, session_config=session_config)
     except DeployError as e:  # make_session's own message hides the node name in its cause
         if e.__cause__ is None:
@@ -177,10 +273,11 @@ def _is_float(a: np.ndarray) -> bool:
     return isinstance(a, np.ndarray) and a.dtype.kind in "fc"
 
 
-def reference_outputs(reference: str | os.PathLike | bytes, feeds: dict[str, np.ndarray],
+def reference_outputs(reference: str | os.PathLike | bytes | MemoryReference, feeds: dict[str, np.ndarray],
                       session_config: dict[str, str] | None = None) -> dict[str, np.ndarray]:
     """The reference model's outputs on ``feeds`` (those of its declared inputs); a failure to load or run it
-    is a VerificationError saying the output cannot be compared (not the output's fault)."""
+    is a VerificationError saying the output cannot be compared (not the output's fault). ``reference``: a
+    path, serialized bytes, or a :class:`MemoryReference`."""
     try:
         ref_sess = _session(reference, session_config)
         declared = {i.name for i in ref_sess.get_inputs()}
@@ -341,7 +438,7 @@ class GateProcess:
                              session_config: dict[str, str] | None = None) -> None:
         """Let the process run a reference on ``feeds`` now: the file ``model``, or the one that ``build``
         (``"module:function"``, called there as ``function(src, folder, argument)``, returning the path of
-        what it wrote into ``folder``, a temporary folder of this object's) makes. :meth:`verify` with
+        what it wrote into ``folder``, a temporary folder of this object's, or a :class:`MemoryReference`) makes. :meth:`verify` with
         ``reference=GateProcess.EARLY`` reuses its outputs when its feeds hold the same arrays (else it runs
         that reference again on its own feeds). ``session_config``: session config entries for the reference."""
         import base64

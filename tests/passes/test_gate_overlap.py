@@ -304,6 +304,139 @@ def test_pack_with_wrong_codes_refused_as_in_process(src, tmp_path, monkeypatch,
     _nothing_written(dst)
 
 
+PACK_CASES = {  # exact (fp32 activations: equality within rtol) and int8-activation schemes (cosine)
+    "ternary-memory-exact": dict(weights="ternary", runtime="memory", accuracy_level=0, position_embeddings="ternary"),
+    "ternary-speed": dict(weights="ternary"),
+    "binary-densest": dict(weights="binary", runtime="densest", embeddings="binary"),
+    "split-binary": dict(weights="split-binary", pack_head=True),
+}
+
+
+@pytest.mark.parametrize("case", list(PACK_CASES))
+def test_pack_memory_reference_equals_the_fake_quantized_file(src, tmp_path, case):
+    """The reference the gate's process holds in memory computes what the fake-quantized model written to a
+    file computes (FakeQuantWeightsPass on a fully loaded model, saved by onnx; same kernels in ORT)."""
+    import onnx
+
+    from deploytool import onnx_io
+    from deploytool.passes.pack_weights import FakeQuantWeightsPass, PackConfig, build_memory_reference
+    from deploytool.runtime.infer import make_session
+
+    cfg = PackConfig(**PACK_CASES[case])
+    model = onnx_io.load_model(src, lazy=False)
+    FakeQuantWeightsPass(cfg)(model)
+    onnx.save(ir.serde.serialize_model(model), str(tmp_path / "fq.onnx"))
+    feeds = V.gate_feeds(V.gate_plan(onnx_io.load_proto(src, load_external_data=False), src))
+    (tmp_path / "ref").mkdir()
+    got = V.reference_outputs(build_memory_reference(src, tmp_path / "ref", cfg), feeds)
+    sess = make_session(tmp_path / "fq.onnx", session_config={"session.disable_prepacking": "1"}, optimize=False)
+    names = [o.name for o in sess.get_outputs()]
+    want = dict(zip(names, sess.run(names, {i.name: feeds[i.name] for i in sess.get_inputs()})))
+    plain = V.reference_outputs(src, feeds)
+    assert set(got) == set(want)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+    assert np.abs(got["last_hidden_state"] - plain["last_hidden_state"]).max() > 1e-2  # weights really replaced
+
+
+@pytest.mark.parametrize("case", list(PACK_CASES))
+def test_pack_passes_the_separate_gate_with_its_reference_in_memory(src, tmp_path, separate, case):
+    from deploytool.passes import transform
+    from deploytool.passes.pack_weights import PackConfig
+
+    cfg = PackConfig(**PACK_CASES[case])
+    res = transform(src, tmp_path / "p.onnx", cfg)
+    g = res.gate
+    assert g.verified is True and g.process == "separate" and g.reference_reused is True
+
+
+@pytest.mark.parametrize("one_file", [True, False], ids=["one-data-file", "file-per-tensor"])
+def test_pack_of_an_external_data_input_through_the_separate_gate(src, tmp_path, separate, one_file):
+    """The fake-quantized reference read from an input whose weights lie in data files; the input's files stay
+    as they were, the packed output equals the one packed from the self-contained file."""
+    import hashlib
+
+    import onnx
+
+    from deploytool.passes import transform
+    from deploytool.passes.pack_weights import PackConfig
+    from deploytool.runtime.infer import run_onnx
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    ext = folder / "model.onnx"
+    onnx.save_model(onnx.load(str(src)), str(ext), save_as_external_data=True, all_tensors_to_one_file=one_file,
+                    location="model.onnx.data", size_threshold=1024)
+    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    assert len(digests) > 1
+    cfg = PackConfig(weights="ternary", runtime="memory", accuracy_level=0)
+    res = transform(ext, tmp_path / "a.onnx", cfg)
+    assert res.gate.verified is True and res.gate.reference_reused is True
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()} == digests
+    transform(src, tmp_path / "b.onnx", cfg)
+    feeds = V.gate_feeds(V.gate_plan(onnx.load(str(src), load_external_data=False), src))
+    got, want = run_onnx(tmp_path / "a.onnx", feeds), run_onnx(tmp_path / "b.onnx", feeds)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+
+
+def test_pack_of_a_fused_graph_through_the_separate_gate(tmp_path, separate):
+    """ORT's fused BERT graph (EmbedLayerNormalization reads the word table, Attention a fused QKV weight):
+    the in-memory reference runs its contrib ops without graph optimizations, and the exact scheme passes."""
+    pytest.importorskip("optimum.exporters.onnx")
+    pytest.importorskip("onnxruntime.transformers.optimizer")
+    from deploytool.passes import transform
+    from deploytool.passes.pack_weights import PackConfig
+    from deploytool.testing import conformance as C
+
+    case = C.MODEL_BY_NAME["distilbert"]
+    fused = C.optimize(C.export(case, "optimum", tmp_path), 2, tmp_path / "distilbert-O2.onnx")
+    for weights in ("ternary", "split-binary"):
+        res = transform(fused, tmp_path / f"{weights}.onnx", PackConfig(weights=weights, runtime="memory",
+                                                                        accuracy_level=0))
+        assert res.gate.verified is True and res.gate.process == "separate" and res.gate.reference_reused is True
+
+
+def test_worker_builds_the_memory_reference_again_for_other_feeds(src, tmp_path):
+    """The worker drops the in-memory reference once it has run; a verify on other feeds builds it again
+    (``reference_reused`` False) and gives the verdict of a reference run on those feeds; the same feeds reuse it."""
+    import base64
+    import json
+    import pickle
+
+    from deploytool.onnx_io import load_proto
+    from deploytool.passes.pack_weights import PackConfig
+    from deploytool.runtime._gate_worker import serve
+
+    plan = V.gate_plan(load_proto(src, load_external_data=False), src)
+    feeds = V.gate_feeds(plan)
+    other = {k: v.copy() for k, v in feeds.items()}
+    other["input_ids"][0, 0] = (other["input_ids"][0, 0] + 1) % plan.vocab
+    cfg = PackConfig(weights="ternary", runtime="memory", accuracy_level=0)
+    ref_msg = {"op": "reference", "feeds": V.encode_feeds(feeds), "build": "deploytool.passes.pack_weights:"
+               "build_memory_reference", "src": str(src), "folder": str(tmp_path),
+               "argument": base64.b64encode(pickle.dumps(cfg)).decode("ascii")}
+
+    def ask(verify_feeds, model):
+        lines = [json.dumps(ref_msg),
+                 json.dumps({"op": "verify", "model": str(model), "feeds": V.encode_feeds(verify_feeds),
+                             "reference": V.GateProcess.EARLY, "rtol": 1e-4, "min_cosine": None,
+                             "reference_label": "the fake-quantized fp32 model's"})]
+        answers = []
+        serve(iter(lines), answers.append)
+        return answers[0]
+
+    same = ask(feeds, src)  # the input itself is not the fake-quantized model: refused, from the early outputs
+    assert not same["ok"] and same["reference_reused"] is True and "differs from the fake-quantized" in same["error"]
+    again = ask(other, src)
+    assert not again["ok"] and again["reference_reused"] is False and "differs from the fake-quantized" in again["error"]
+    from deploytool.passes import transform
+
+    transform(src, tmp_path / "p.onnx", cfg, verify=False)
+    ok = ask(other, tmp_path / "p.onnx")
+    assert ok["ok"] and ok["reference_reused"] is False and ok["max_diff"] <= 1e-3
+
+
 # ------------------------------------------------------------------------------ how the gate loads the output
 
 
