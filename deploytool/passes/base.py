@@ -90,6 +90,9 @@ class GateStats:
     process: str | None = None
     peak_rss_bytes: int | None = None
     reference_reused: bool | None = None
+    # asked for by the pass (:meth:`DeployPass.gate_counts_casts`): the precision casts ORT inserted in the
+    # gate's session of the output, counted from that run
+    inserted_casts: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"verified": self.verified, "verify_s": self.seconds}
@@ -228,6 +231,11 @@ class DeployPass(ir.passes.InPlacePass):
         ref = self.gate_reference(src)
         return EarlyReference(model=src, min_cosine=ref[1]) if ref is not None and ref[0] == src else None
 
+    def gate_counts_casts(self) -> bool:
+        """True when the gate is to count the precision casts ORT inserts in its session of the output
+        (``result.gate.inserted_casts``): fp16, whose host check would otherwise build a second session."""
+        return False
+
     def gate_done(self) -> None:
         """Called once the gate has run (passed or not): remove what :meth:`gate_reference` made."""
 
@@ -279,6 +287,9 @@ class PassSequence(DeployPass):
 
     def early_reference(self, src):
         return self.main.early_reference(src)
+
+    def gate_counts_casts(self) -> bool:
+        return self.main.gate_counts_casts()
 
     def gate_done(self) -> None:
         self.main.gate_done()
@@ -567,6 +578,7 @@ def write_model_checked(pass_: DeployPass, model: ir.Model, src: str | os.PathLi
             seconds, report = _gate(pass_, staged.proto, src, staged.path, isolate=isolate_gate or gate_process is not None,
                                     process=gate_process, early=early, staged=staged)
             gate.verified, gate.seconds = True, round(seconds, 3)
+            gate.inserted_casts = report.inserted_casts
             if isolate_gate or gate_process is not None:
                 gate.process, gate.peak_rss_bytes = "separate", report.peak_rss_bytes
                 gate.reference_reused = report.reference_reused
@@ -764,7 +776,8 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
                 path = stack.enter_context(_gate_view(staged))
                 config = _gate_session_config(proto)
             report = run(path, gate_feeds(plan), reference=reference, rtol=rtol, min_cosine=cosine,
-                         reference_label=pass_.reference_label, session_config=config)
+                         reference_label=pass_.reference_label, session_config=config,
+                         count_casts=pass_.gate_counts_casts())
     except VerificationError as e:
         raise VerificationError(f"{name} wrote a model {e}; nothing written", node=e.node, op=e.op) from e
     finally:

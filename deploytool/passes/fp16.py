@@ -60,6 +60,9 @@ class Fp16ConvertPass(DeployPass):
     def variant_step(self, result) -> dict:
         return {"step": "fp16", "precision": "fp16"}
 
+    def gate_counts_casts(self) -> bool:
+        return bool(self.config.check_host)  # the gate's own session of the output counts them: no second one
+
     def min_output_cosine(self) -> float | None:
         return 0.99  # the gate refuses an output this far from the input's (a broken model, not rounding)
 
@@ -80,17 +83,21 @@ class Fp16ConvertPass(DeployPass):
             raise VerificationError("Fp16ConvertPass: the converter left no fp16 weight; nothing written")
 
     def after_write(self, dst: str | os.PathLike, result: DeployPassResult) -> None:
-        """With ``check_host``: build a session of ``dst`` here and count the precision casts ORT inserted."""
+        """With ``check_host``: say whether this CPU runs the fp16 kernels, by the precision casts ORT inserted
+        in the gate's session of the output (counted there from its run); without a gate, a session here."""
         result.stats["arm_note"] = ARM_NOTE
         if not self.config.check_host:
             return
-        from deploytool.runtime.session import inserted_precision_casts
+        counted = result.gate.inserted_casts if result.gate is not None else None
+        if counted is None:  # no gate ran (verify=False): a session of the written file, here
+            from deploytool.runtime.session import inserted_precision_casts
 
-        casts = inserted_precision_casts(dst)
-        result.stats["inserted_precision_casts"] = len(casts)
+            counted = len(inserted_precision_casts(dst))
+        casts = counted
+        result.stats["inserted_precision_casts"] = casts
         if casts:
             result.stats["host_note"] = (
-                f"this CPU runs the model in fp32: ONNX Runtime inserted {len(casts)} precision casts "
+                f"this CPU runs the model in fp32: ONNX Runtime inserted {casts} precision casts "
                 "(InsertedPrecisionFreeCast_*) because its kernels here have no fp16 arithmetic; "
                 "the file is half the size, the speed is not better")
         else:

@@ -34,13 +34,14 @@ _ORT_DTYPES = {
 
 def make_session(model: str | os.PathLike | bytes, *, providers: list | None = None, threads: int = 1,
                  session_config: dict[str, str] | None = None, initializers: dict[str, np.ndarray] | None = None,
-                 optimize: bool = True):
+                 optimize: bool = True, profile_prefix: str | None = None):
     """An ``onnxruntime.InferenceSession`` for a path or serialized model bytes.
 
     threads: intra-op threads (inter-op is always 1); session_config: ``add_session_config_entry`` pairs.
     initializers: name -> array that the session uses in place of the model's initializer of that name, in
     place (``SessionOptions.add_initializer``: not copied; the session keeps the arrays alive).
     optimize: False turns ONNX Runtime's graph optimizations off (``ORT_DISABLE_ALL``).
+    profile_prefix: turn ORT's profiler on, its JSON written under this prefix (``session.end_profiling()``).
     """
     import onnxruntime as ort
 
@@ -50,6 +51,9 @@ def make_session(model: str | os.PathLike | bytes, *, providers: list | None = N
     so.log_severity_level = 4  # ORT's own error log would repeat the DeployError we raise, as a second stderr line
     for key, value in (session_config or {}).items():
         so.add_session_config_entry(str(key), str(value))
+    if profile_prefix is not None:
+        so.enable_profiling = True
+        so.profile_file_prefix = str(profile_prefix)
     if not optimize:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     values = [(name, ort.OrtValue.ortvalue_from_numpy(a)) for name, a in (initializers or {}).items()]

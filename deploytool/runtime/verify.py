@@ -55,6 +55,8 @@ class VerifyReport:
     seconds: float
     peak_rss_bytes: int | None = None  # the gate's own process (verify_model_isolated, GateProcess)
     reference_reused: bool | None = None  # GateProcess: the reference's outputs computed early were used
+    # count_casts=True: the InsertedPrecisionFreeCast_* nodes that ran (ORT ran those nodes in fp32 on this host)
+    inserted_casts: int | None = None
 
 
 def _short_reason(status: str, limit: int = 200) -> str:
@@ -183,14 +185,15 @@ def _keep(t, tensor, a, placeholder: Path, arrays: dict[str, np.ndarray]) -> Non
         t.raw_data = tensor.tobytes()
 
 
-def _session(model: str | os.PathLike | bytes | MemoryReference, session_config: dict[str, str] | None = None):
+def _session(model: str | os.PathLike | bytes | MemoryReference, session_config: dict[str, str] | None = None,
+             profile_prefix: str | None = None):
     from deploytool.runtime.infer import make_session
 
     try:
         if isinstance(model, MemoryReference):  # see memory_reference: its arrays in place, nothing optimized
             config = {**(session_config or {}), "session.disable_prepacking": "1"}
             return make_session(model.path, session_config=config, initializers=model.initializers, optimize=False)
-        return make_session(model, session_config=session_config)
+        return make_session(model, session_config=session_config, profile_prefix=profile_prefix)
     except DeployError as e:  # make_session's own message hides the node name in its cause
         if e.__cause__ is None:
             raise
@@ -289,28 +292,39 @@ def reference_outputs(reference: str | os.PathLike | bytes | MemoryReference, fe
 def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], *,
                  reference: str | os.PathLike | bytes | None = None, rtol: float = 1e-4,
                  min_cosine: float | None = None, reference_label: str = "the input model's",
-                 session_config: dict[str, str] | None = None) -> VerifyReport:
+                 session_config: dict[str, str] | None = None, count_casts: bool = False) -> VerifyReport:
     """Run ``model`` once on ``feeds``: it must load, run and give finite outputs (see module doc).
 
     With ``reference``, that model must give the same outputs on the same feeds (same names, same
     shapes, ``max|diff| <= rtol * max(1, max|ref|)`` for each), or, with ``min_cosine`` (a lossy
     pass: int8, fp16), float outputs whose cosine similarity to the reference's is at least that.
     ``session_config``: session config entries for ``model``'s session (the reference gets the defaults).
-    Raises VerificationError.
+    ``count_casts``: also count the precision casts ORT inserted (the report's ``inserted_casts``, from its
+    profiler's record of that one run: no second session). Raises VerificationError.
     """
     get_ref = None if reference is None else (lambda: reference_outputs(reference, feeds))
     return _verify(model, feeds, get_ref, rtol=rtol, min_cosine=min_cosine, reference_label=reference_label,
-                   session_config=session_config)
+                   session_config=session_config, count_casts=count_casts)
 
 
 def _verify(model, feeds: dict[str, np.ndarray], get_reference, *, rtol: float, min_cosine: float | None,
-            reference_label: str, session_config: dict[str, str] | None = None) -> VerifyReport:
+            reference_label: str, session_config: dict[str, str] | None = None,
+            count_casts: bool = False) -> VerifyReport:
     """:func:`verify_model` with the reference's outputs from ``get_reference()`` (None: no reference), asked
     for only once the output has loaded, run and given finite values (the gate's process may have them
     already, see :class:`GateProcess`)."""
     start = time.perf_counter()
-    sess = _session(model, session_config)
-    outs = _run(sess, feeds)
+    casts = None
+    if count_casts:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="deploytool-gate-profile-") as tmp:
+            sess = _session(model, session_config, profile_prefix=os.path.join(tmp, "gate"))
+            outs = _run(sess, feeds)
+            casts = _inserted_casts_in_profile(sess.end_profiling())
+    else:
+        sess = _session(model, session_config)
+        outs = _run(sess, feeds)
     del sess
     for name, a in outs.items():
         if _is_float(a) and not np.all(np.isfinite(a)):
@@ -358,7 +372,22 @@ def _verify(model, feeds: dict[str, np.ndarray], get_reference, *, rtol: float, 
                 raise VerificationError(f"whose output '{name}' differs from {reference_label} by {diff:.3g} "
                                         f"(allowed {allowed:.3g}), though the pass must preserve outputs")
     return VerifyReport(feeds={k: tuple(v.shape) for k, v in feeds.items()}, outputs=tuple(outs), max_diff=worst,
-                        seconds=time.perf_counter() - start)
+                        seconds=time.perf_counter() - start, inserted_casts=casts)
+
+
+def _inserted_casts_in_profile(path: str) -> int:
+    """The distinct ``InsertedPrecisionFreeCast_*`` nodes ORT's profiler saw run (its JSON at ``path``): the
+    nodes :func:`deploytool.runtime.session.inserted_precision_casts` finds in the optimized model, those
+    that constant folding removed excepted, as there."""
+    import json
+
+    from deploytool.runtime.session import CAST_PREFIX
+
+    with open(path) as f:
+        events = json.load(f)
+    names = {e.get("name", "").removesuffix("_kernel_time") for e in events
+             if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")}
+    return sum(1 for n in names if n.startswith(CAST_PREFIX))
 
 
 def encode_feeds(feeds: dict[str, np.ndarray]) -> dict[str, dict]:
@@ -464,7 +493,8 @@ class GateProcess:
     def verify(self, model: str | os.PathLike, feeds: dict[str, np.ndarray], *,
                reference: str | os.PathLike | bytes | None = None, rtol: float = 1e-4,
                min_cosine: float | None = None, reference_label: str = "the input model's",
-               timeout: float | None = None, session_config: dict[str, str] | None = None) -> VerifyReport:
+               timeout: float | None = None, session_config: dict[str, str] | None = None,
+               count_casts: bool = False) -> VerifyReport:
         """:func:`verify_model` in the process: the same checks and errors. The report carries the process's
         peak resident set and whether an early reference was reused."""
         import json
@@ -478,7 +508,7 @@ class GateProcess:
                     "reference": None if reference is None else reference if reference == self.EARLY
                     else str(Path(reference).resolve()),
                     "rtol": rtol, "min_cosine": min_cosine, "reference_label": reference_label,
-                    "session_config": session_config})
+                    "session_config": session_config, "count_casts": count_casts})
         line = self._read_result(timeout)
         if line is None:
             if self._proc.poll() is None:  # no answer in time
@@ -493,7 +523,8 @@ class GateProcess:
                                     op=out.get("op"))
         return VerifyReport(feeds={k: tuple(v.shape) for k, v in feeds.items()}, outputs=tuple(out.get("outputs", ())),
                             max_diff=out.get("max_diff"), seconds=time.perf_counter() - start,
-                            peak_rss_bytes=out.get("peak_rss_bytes"), reference_reused=out.get("reference_reused"))
+                            peak_rss_bytes=out.get("peak_rss_bytes"), reference_reused=out.get("reference_reused"),
+                            inserted_casts=out.get("inserted_casts"))
 
     def _read_result(self, timeout: float | None) -> str | None:
         """The process's one result line, or None if it ended (or ``timeout`` passed) without one."""
@@ -546,14 +577,16 @@ class GateProcess:
 def verify_model_isolated(model: str | os.PathLike, feeds: dict[str, np.ndarray], *,
                           reference: str | os.PathLike | bytes | None = None, rtol: float = 1e-4,
                           min_cosine: float | None = None, reference_label: str = "the input model's",
-                          timeout: float | None = None, session_config: dict[str, str] | None = None) -> VerifyReport:
+                          timeout: float | None = None, session_config: dict[str, str] | None = None,
+                          count_casts: bool = False) -> VerifyReport:
     """:func:`verify_model` in a fresh Python process (:class:`GateProcess`): the same checks and errors,
     while the ONNX Runtime sessions' memory stays out of this process. The report carries the gate
     process's peak resident set (``peak_rss_bytes``)."""
     start = time.perf_counter()
     with GateProcess() as g:
         report = g.verify(model, feeds, reference=reference, rtol=rtol, min_cosine=min_cosine,
-                          reference_label=reference_label, timeout=timeout, session_config=session_config)
+                          reference_label=reference_label, timeout=timeout, session_config=session_config,
+                          count_casts=count_casts)
     return dataclasses.replace(report, seconds=time.perf_counter() - start)
 
 

@@ -99,6 +99,41 @@ def test_fp16_says_what_this_host_runs(src, tmp_path):
         convert_fp16_file(out, tmp_path / "h2.onnx", Fp16Config())
 
 
+def _casts_in_optimized_model(path, tmp_path) -> int:
+    """The reference: ORT's optimized model of ``path`` written to disk, its InsertedPrecisionFreeCast nodes counted."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    m = onnx.load(str(tmp_path / "optimized.onnx"))
+    return sum(n.name.startswith("InsertedPrecisionFreeCast_") for n in m.graph.node)
+
+
+def test_fp16_host_casts_are_counted_by_the_gate_run(src, tmp_path):
+    """The host check counts the casts in the gate's own session (its profiler's record of the one run), in
+    process and in the gate's process alike, as many as ORT's optimized model holds; without a gate, from a
+    session of the written file."""
+    from deploytool.runtime.verify import gate_feeds, gate_plan, verify_model_isolated
+
+    import platform
+
+    out = tmp_path / "h.onnx"
+    convert_fp16_file(src, out, Fp16Config(check_host=False))
+    expected = _casts_in_optimized_model(out, tmp_path)
+    if platform.machine() in ("x86_64", "AMD64"):  # no fp16 kernels in ORT's x86 CPU provider: something to count
+        assert expected > 0
+    gated = convert_fp16_file(src, tmp_path / "g.onnx", Fp16Config())
+    assert gated.gate.verified and gated.gate.inserted_casts == expected
+    assert gated.stats["inserted_precision_casts"] == expected
+    unverified = convert_fp16_file(src, tmp_path / "u.onnx", Fp16Config(), verify=False)
+    assert unverified.gate.inserted_casts is None and unverified.stats["inserted_precision_casts"] == expected
+    proto = onnx.load(str(out))
+    report = verify_model_isolated(out, gate_feeds(gate_plan(proto, out)), count_casts=True)
+    assert report.inserted_casts == expected
+    assert verify_model_isolated(out, gate_feeds(gate_plan(proto, out))).inserted_casts is None
+
+
 def test_ort_engine_on_an_opset14_export_declares_opset_17(tmp_path):
     """ORT's optimizer writes LayerNormalization (opset 17) into a TorchScript opset-14 DistilBERT; the ORT
     engine's output used to be refused by onnx.checker. It is written at opset 17 and computes what the
