@@ -15,7 +15,7 @@ its own whose peak is reported beside the pass's (``gate_peak_rss_bytes``), neve
 chained ``slice`` then ``pack`` (two processes, the second on the first's output) against the sum of
 the two single passes.
 
-Every pass runs ``--repeats`` times (3 by default) in rounds: each round runs every pass once, in the same
+Every pass runs ``--repeats`` times (5 by default) in rounds: each round runs every pass once, in the same
 order, so a slow spell of the shared machine falls on all of them and on the copy alike (on a 2-core VM the
 same pass in a fresh process was seen to take 0.4-0.9 s from one run to the next). Each row is the run with
 the median process wall; ``repeats`` beside it holds every run's wall, pass, gate and import seconds.
@@ -437,7 +437,7 @@ def main() -> None:
     ap.add_argument("--work", default=None)
     ap.add_argument("--passes", default=",".join(PASSES))
     ap.add_argument("--model", default=None, help="an existing BERT-base-shaped .onnx (skips the export)")
-    ap.add_argument("--repeats", type=int, default=3,
+    ap.add_argument("--repeats", type=int, default=5,
                     help="rounds: each pass runs this many times (each in a fresh process, passes interleaved); "
                          "the row reported is the run with the median process wall, every run's times beside it")
     ap.add_argument("--no-chain", action="store_true")
