@@ -18,7 +18,9 @@ the two single passes.
 Every pass runs ``--repeats`` times (5 by default) in rounds: each round runs every pass once, in the same
 order, so a slow spell of the shared machine falls on all of them and on the copy alike (on a 2-core VM the
 same pass in a fresh process was seen to take 0.4-0.9 s from one run to the next). Each row is the run with
-the median process wall; ``repeats`` beside it holds every run's wall, pass, gate and import seconds.
+the median process wall; ``repeats`` beside it holds every run's wall, pass, gate and import seconds. Before
+every timed step (a copy, a pass, a command) the driver runs ``sync``, untimed, so that no step pays for the
+writeback of the files earlier steps wrote.
 
 ``cli``: each pass as a user runs it, the ``deploytool`` command with the same settings (fp16 with the
 command's default, which also counts the casts ONNX Runtime inserts on this host), timed in the same rounds
@@ -145,6 +147,7 @@ def _cli(name: str, src: Path, dst: Path) -> dict:
     exe = Path(sys.executable).with_name("deploytool")
     argv = [str(exe) if exe.exists() else sys.executable] + ([] if exe.exists() else ["-m", "deploytool"])
     argv += [a.format(src=src, dst=dst) for a in CLI[name]]
+    _quiet_disk()
     t0 = time.perf_counter()
     p = subprocess.run(argv, capture_output=True, text=True, cwd=str(REPO), env=_ENV)
     wall = time.perf_counter() - t0
@@ -264,7 +267,15 @@ def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def _quiet_disk() -> None:
+    """Write back what earlier steps left dirty before the next timed step (not timed): 5 rounds of 14 passes
+    write ~20 GB, and once the kernel's writeback of it started, `cp` of the same file went from 0.11 s to
+    0.59 s and passes slowed alike; one user's one pass starts with none of it pending."""
+    os.sync()
+
+
 def _spawn(kind: str, spec: dict) -> dict:
+    _quiet_disk()
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--_worker", kind, json.dumps(spec)],
                        capture_output=True, text=True, cwd=str(REPO), env=_ENV)
@@ -308,6 +319,7 @@ def _copy_time(src: Path, work: Path, n: int = 3) -> dict:
     times = []
     for i in range(n):
         dst = work / f"copy{i}.onnx"
+        _quiet_disk()
         t0 = time.perf_counter()
         subprocess.run(["cp", str(src), str(dst)], check=True)
         times.append(time.perf_counter() - t0)
