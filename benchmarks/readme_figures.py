@@ -91,7 +91,7 @@ def _int8_facts(results: Path) -> dict:
     met = [s for s, xs in ((8, ours8), (128, ours128)) if max(xs) <= goal]
     # static QDQ fails the gate: its cosine is only in the recorded error
     m = re.search(r"cosine (\d+\.\d+)", (d["configs"].get("ours_static") or {}).get("error", ""))
-    return {"date": _date(d["created_utc"]), "cpu": d.get("cpuinfo_model_name", "?"), "load": _load_span(*loads),
+    return {"date": _date(d["created_utc"]), "cpu": _cpu_of(d), "load": _load_span(*loads),
             "rounds": len(rounds), "r8": _span(ours8), "r128": _span(ours128), "goal": f"{goal:.2f}",
             "met": ("met at " + " and ".join(map(str, met)) + (" only" if len(met) == 1 else "")) if met else "not met",
             "acc": acc["ours"]["accuracy"], "acc_opt": acc["optimum"]["accuracy"], "n": acc["ours"]["n"],
@@ -122,7 +122,7 @@ def render_measured(results: Path) -> str:
     mini, base = (next(r for r in sl["results"] if r["model"] == m) for m in ("minilm", "bert-base"))
     vm, vb = at(mini, 0.5, 0.75), at(base, 0.5, 0.75)
     nl = lambda r: len(at(r, 1.0, 1.0)["layers_kept"])  # noqa: E731
-    slicing = (f"- **Slicing** (`slice_bench.py`, {_date(sl.get('created_utc'))}, {mini['host']['cpu_model']}, "
+    slicing = (f"- **Slicing** (`slice_bench.py`, {_date(sl.get('created_utc'))}, {_cpu_of(sl) if 'run' in sl else mini['host']['cpu_model']}, "
                f"{mini['host']['logical_cores']} cores, "
                f"{_load_span(sl['run']['load_average_start'][0], sl['run']['load_average_end'][0]) if 'run' in sl else 'load not recorded'}; "
                "DynaBERT's rounding): at width 0.5, depth "
@@ -141,7 +141,7 @@ def render_measured(results: Path) -> str:
     v = pk["models"]["bert-base"]["variants"]
     t = pk["targets"]
     r = lambda k: v[k]["ratio_to_fp32"]  # noqa: E731
-    packing = (f"- **Packing** (`pack_bench.py`, {_date(pk.get('created_utc'))}, {pk.get('cpuinfo_model_name', '?')}, "
+    packing = (f"- **Packing** (`pack_bench.py`, {_date(pk.get('created_utc'))}, {_cpu_of(pk)}, "
                f"{_load_span(*pk['load_average_at_start'], *pk['load_average_at_end'])}), BERT-base shape WITH its "
                f"pooler and a 2-label classifier ({v['fp32']['bytes'] / 1e6:.1f} MB fp32): int8 {r('int8'):.2f}x, "
                f"ternary 2-bit {r('ternary2'):.1f}x, 5 trits per byte {r('trit5'):.1f}x, binary {r('binary1'):.1f}x "
@@ -205,6 +205,17 @@ def render_measured(results: Path) -> str:
     return "\n".join(map(_wrap, [head, "", export, slicing, packing, int8, proof, training, embedding, arm, qnn]))
 
 
+def _machines(files: dict[str, dict]) -> str:
+    """Where the results files were measured (``_cpu_of``): "on CPU" when they agree, else "A on CPU1; B and C on
+    CPU2"."""
+    by_cpu: dict[str, list[str]] = {}
+    for name, d in files.items():
+        by_cpu.setdefault(_cpu_of(d), []).append(name)
+    if len(by_cpu) == 1:
+        return f"on {next(iter(by_cpu))}"
+    return "; ".join(f"{' and '.join(names)} on {cpu}" for cpu, names in by_cpu.items())
+
+
 def render_performance(results: Path) -> str:
     i8 = _int8_facts(results)
     pk = _load(results, "pack_bench.json")
@@ -212,8 +223,8 @@ def render_performance(results: Path) -> str:
     head = (f"Rendered by `benchmarks/perf_table.py` (placed by `readme_figures.py`) from the results files named in "
             f"each row: int8 {i8['date']} ({i8['load']}), packing {_date(pk.get('created_utc'))} "
             f"({_load_span(*pk['load_average_at_start'], *pk['load_average_at_end'])}), 2-bit kernels "
-            f"{_date(nb.get('created_utc'))} ({_load_span(nb.get('load_average_at_start'))}), on "
-            f"{pk.get('cpuinfo_model_name', '?')} with 2 vCPUs"
+            f"{_date(nb.get('created_utc'))} ({_load_span(nb.get('load_average_at_start'))}), "
+            f"{_machines({'int8': _load(results, 'int8_bench.json'), 'packing': pk, '2-bit kernels': nb})} with 2 vCPUs"
             + (" shared with other jobs, so absolute milliseconds are inflated"
                if _busy(pk['load_average_at_start'][0], pk['load_average_at_end'][0], nb.get('load_average_at_start'))
                else ", nothing else running")
@@ -581,7 +592,7 @@ def render_big_models(results: Path) -> str:
     loads = [r["load1"] for r in b["table"] if r.get("load1") is not None]
     ok = all(r.get("ok") and r.get("verified") for t in (bl, xl) for s, r in t.items() if s != "export")
     text = (f"**Files over 2 GB** (`benchmarks/big_models.py`, `{SRC}/big_models.json`, {_date(b['created_utc'])}, "
-            f"{b['host']['cpu_model']}{' while other jobs shared it' if max(loads, default=0) > 2 else ', quiet'}, "
+            f"{_cpu_of(b)}{' while other jobs shared it' if max(loads, default=0) > 2 else ', quiet'}, "
             f"{_load_span(loads)}): a BERT-large shape "
             f"({sb['layers']}x{sb['hidden']}, {bl['export']['output_mb'] / 1000:.2f} GB) and an XLM-R-large shape (vocab "
             f"{sx['vocab']:,}, {xl['export']['output_mb'] / 1000:.2f} GB"
@@ -644,8 +655,7 @@ def _cpu_of(d: dict) -> str:
             name = h.get("cpu_model") or h.get("model_name") or name
     if h.get("family") is not None and h.get("microarchitecture"):
         arch = h["microarchitecture"]
-        arch = "microarchitecture not known from its model number" if arch == "unknown" else arch
-        name += f" (family {h['family']} model {h.get('model')}, {arch})"
+        name += f" (family {h['family']} model {h.get('model')}" + ("" if arch == "unknown" else f", {arch}") + ")"
     return name
 
 
@@ -779,7 +789,8 @@ def render_pass_speed(results: Path) -> str:
              + (f"; missed by {', '.join(missed)}**" if missed else "**") + ". The imports take "
              f"{_span([r['imports_s'] for r in rows.values()], '{:.1f}')} s and the gate "
              f"{_span([r['gate_s'] for r in rows.values()], '{:.1f}')} s of that. Load, transform and write alone meet "
-             f"{goal:g}x for {', '.join(fast) or 'none'}; not for {', '.join(slow) or 'none'}. "
+             + (f"{goal:g}x for every pass. " if not slow else
+                f"{goal:g}x for {', '.join(fast) or 'none'}; not for {', '.join(slow)}. ")
              )
     cli = d.get("cli") or {}
     if cli:
@@ -813,7 +824,7 @@ def render_conformance(results: Path) -> str:
     full = [m for m, (ok, app) in by_family.items() if app and ok == app]
     partial = [m for m in by_family if m not in full]
     refused = sorted({cell["model"] for cell in d["cells"] if cell["status"] == "refused"})
-    text = (f"Measured {_date(d['date'])} ({d['machine']['cpu']}, {d['machine']['cores']} cores, {d['wall_s']:,.0f} s "
+    text = (f"Measured {_date(d['date'])} ({_cpu_of(d)}, {d['machine']['cores']} cores, {d['wall_s']:,.0f} s "
             f"with {d['jobs']} processes, {_load_span(d['load_average_at_start'][0], d['load_average_at_end'][0])}): "
             f"{sm['cells']:,} cells, **{sm['failed']} FAILED**; {c['equal']:,} equal and {c['close']:,} close (int8 activations), "
             f"**{100 * sm['equal_share']:.1f}%** of the {sm['applicable']:,} applicable cells (goal 90%); "
