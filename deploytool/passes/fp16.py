@@ -88,12 +88,11 @@ class Fp16ConvertPass(DeployPass):
         result.stats["arm_note"] = ARM_NOTE
         if not self.config.check_host:
             return
-        counted = result.gate.inserted_casts if result.gate is not None else None
-        if counted is None:  # no gate ran (verify=False): a session of the written file, here
+        casts = result.gate.inserted_casts if result.gate is not None else None
+        if casts is None:  # no gate ran (verify=False): a session of the written file, here
             from deploytool.runtime.session import inserted_precision_casts
 
-            counted = len(inserted_precision_casts(dst))
-        casts = counted
+            casts = len(inserted_precision_casts(dst))
         result.stats["inserted_precision_casts"] = casts
         if casts:
             result.stats["host_note"] = (
