@@ -93,6 +93,9 @@ class GateStats:
     # asked for by the pass (:meth:`DeployPass.gate_counts_casts`): the precision casts ORT inserted in the
     # gate's session of the output, counted from that run
     inserted_casts: int | None = None
+    # the separate process's steps, in seconds from the moment the output was handed to it (see
+    # VerifyReport.timeline): where the wait went
+    timeline: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"verified": self.verified, "verify_s": self.seconds}
@@ -102,6 +105,8 @@ class GateStats:
             out.update(gate_process=self.process, gate_peak_rss_bytes=self.peak_rss_bytes)
         if self.reference_reused is not None:
             out["gate_reference_reused"] = self.reference_reused
+        if self.timeline:
+            out["gate_timeline"] = dict(self.timeline)
         return out
 
 
@@ -582,6 +587,7 @@ def write_model_checked(pass_: DeployPass, model: ir.Model, src: str | os.PathLi
             if isolate_gate or gate_process is not None:
                 gate.process, gate.peak_rss_bytes = "separate", report.peak_rss_bytes
                 gate.reference_reused = report.reference_reused
+                gate.timeline = report.timeline
         external = staged.external
     bytes_after = Path(dst).stat().st_size
     if external:  # the model file names its final data file now

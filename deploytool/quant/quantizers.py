@@ -58,24 +58,86 @@ def _as_matrix(w: np.ndarray) -> np.ndarray:
     return w
 
 
+# elements of a weight handled at once by the ternarizer: each step's temporaries (~5 bytes an element) stay in
+# a core's L2 cache instead of streaming whole-matrix temporaries through memory (BERT-base's 74 linear
+# weights: ~0.1 s instead of ~0.18-0.25 s)
+_BLOCK = 1 << 16
+
+
+def _threshold(delta: np.ndarray | float) -> np.ndarray:
+    """The largest float32 at most ``delta`` (float64): for any float32 ``x``, ``x > t`` exactly when
+    ``x > delta``, so the codes are TWN's with its threshold in float64, not moved by rounding it."""
+    d64 = np.asarray(delta, dtype=np.float64)
+    d = d64.astype(np.float32)
+    return np.where(d.astype(np.float64) > d64, np.nextafter(d, np.float32(-np.inf)), d).astype(np.float32)
+
+
+def _ternary_block(x: np.ndarray, delta, codes: np.ndarray, fbuf: np.ndarray) -> tuple[int, float]:
+    """Codes of the 1-D block ``x`` (``|x| > delta`` -> sign, else 0) into ``codes``; returns how many are
+    kept and the sum of their ``|x|`` (``x . codes``, in float32 within the block)."""
+    k = x.size
+    m1 = np.greater(x, delta)
+    m2 = np.less(x, -delta)  # |x| > delta <=> x > delta or x < -delta (NaN and signed zeros: neither)
+    np.subtract(m1.view(np.int8), m2.view(np.int8), out=codes)
+    f = fbuf[:k]
+    np.copyto(f, codes, casting="unsafe")
+    return int(np.count_nonzero(codes)), float(np.dot(x, f))
+
+
+def _ternarize_layer(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One scale for the whole matrix, computed block by block over its memory in storage order (a C- or
+    F-ordered matrix is read where it lies; the codes come back in the same order)."""
+    if w.flags.c_contiguous:
+        flat, shape, order = w.reshape(-1), w.shape, "C"
+    elif w.flags.f_contiguous:  # e.g. the W.T view of an [in, out] weight
+        flat, shape, order = w.T.reshape(-1), w.shape, "F"
+    else:
+        w = np.ascontiguousarray(w)
+        flat, shape, order = w.reshape(-1), w.shape, "C"
+    n = flat.size
+    fbuf = np.empty(max(1, min(_BLOCK, n)), np.float32)
+    total_abs = 0.0
+    for i in range(0, n, _BLOCK):
+        blk = flat[i:i + _BLOCK]
+        a = fbuf[:blk.size]
+        np.abs(blk, out=a)
+        total_abs += float(a.sum(dtype=np.float64))
+    delta = _threshold(0.7 * total_abs / n if n else 0.0)
+    codes = np.empty(n, np.int8)
+    count, total = 0, 0.0
+    for i in range(0, n, _BLOCK):
+        c, t = _ternary_block(flat[i:i + _BLOCK], delta, codes[i:i + _BLOCK], fbuf)
+        count += c
+        total += t
+    alpha = np.float32(total / count if count else 0.0)
+    codes = codes.reshape(shape) if order == "C" else codes.reshape(shape[::-1]).T
+    return codes, np.asarray(alpha, dtype=np.float32)
+
+
+def _ternarize_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One scale per row, a few rows at a time (a row's sums are those of the whole-matrix rule)."""
+    rows, k = w.shape
+    step = max(1, _BLOCK // max(k, 1))
+    codes = np.empty((rows, k), np.int8)
+    alpha = np.empty(rows, np.float32)
+    for r in range(0, rows, step):
+        part = np.ascontiguousarray(w[r:r + step])
+        a = np.abs(part)
+        mask = a > _threshold(0.7 * a.mean(axis=1, keepdims=True, dtype=np.float64))
+        count = np.count_nonzero(mask, axis=1)
+        np.multiply(a, mask, out=a)  # |W| where kept, else 0: the entries the scale averages
+        total = a.sum(axis=1, dtype=np.float64)
+        t = mask.view(np.int8)
+        np.subtract(t, 2 * (t & np.signbit(part).view(np.int8)), out=codes[r:r + step])
+        alpha[r:r + step] = np.where(count > 0, total / np.maximum(count, 1), 0.0)
+    return codes, alpha
+
+
 def ternarize(w: np.ndarray, granularity: Granularity | str = "layer") -> tuple[np.ndarray, np.ndarray]:
     """TWN ternary quantization: returns ``(t in {-1,0,1} as int8, alpha float32)``."""
     g = _granularity(granularity)
     w = _as_matrix(w)
-    a = np.abs(w)
-    axis, keepdims = (None, False) if g is Granularity.LAYER else (1, True)
-    delta = 0.7 * a.mean(axis=axis, keepdims=keepdims)
-    mask = a > delta
-    count = np.count_nonzero(mask, axis=axis, keepdims=keepdims)
-    np.multiply(a, mask, out=a)  # |W| where kept, else 0: the entries the scale averages
-    total = a.sum(axis=axis, keepdims=keepdims, dtype=np.float64)
-    # t = sign(W) * mask without float temporaries: the mask's bytes are 0/1, minus 2 where W's sign bit is set
-    t = mask.view(np.int8)
-    t = t - 2 * (t & np.signbit(w).view(np.int8))
-    alpha = np.where(count > 0, total / np.maximum(count, 1), 0.0).astype(np.float32)
-    if g is Granularity.ROW:
-        alpha = alpha.reshape(-1)
-    return t, np.asarray(alpha, dtype=np.float32)
+    return _ternarize_layer(w) if g is Granularity.LAYER else _ternarize_rows(w)
 
 
 def binarize(w: np.ndarray, granularity: Granularity | str = "layer") -> tuple[np.ndarray, np.ndarray]:

@@ -94,6 +94,7 @@ def serve(lines, answer) -> int:
         msg = json.loads(line)
         if msg["op"] == "reference":
             t0 = time.perf_counter()
+            begun = time.monotonic()
             feeds = V.decode_feeds(msg["feeds"])
             early = {"name": msg.get("model", V.GateProcess.EARLY), "path": msg.get("model"), "used": feeds,
                      "config": msg.get("session_config")}
@@ -112,10 +113,14 @@ def serve(lines, answer) -> int:
                     _drop_frames(early["error"])
                 release_free_memory()
             early["seconds"] = time.perf_counter() - t0
+            early["begun"], early["done"] = begun, time.monotonic()
             continue
         if msg["op"] != "verify":
             raise ValueError(f"unknown message {msg['op']!r}")
         out: dict = {"ok": False}
+        marks: dict[str, float] = {"received": time.monotonic()}
+        if early is not None:
+            marks["reference_begun"], marks["reference_done"] = early["begun"], early["done"]
         try:
             feeds = V.decode_feeds(msg["feeds"])
             reference = msg.get("reference")
@@ -142,14 +147,16 @@ def serve(lines, answer) -> int:
 
             report = V._verify(msg["model"], feeds, None if reference is None else ref_outputs, rtol=msg["rtol"],
                                min_cosine=msg.get("min_cosine"), reference_label=msg["reference_label"],
-                               session_config=msg.get("session_config"), count_casts=bool(msg.get("count_casts")))
+                               session_config=msg.get("session_config"), count_casts=bool(msg.get("count_casts")),
+                               marks=marks)
             out.update(ok=True, max_diff=report.max_diff, seconds=report.seconds, outputs=list(report.outputs),
                        inserted_casts=report.inserted_casts)
         except VerificationError as e:
             out.update(error=str(e), node=e.node, op=e.op)
         except Exception as e:  # noqa: BLE001 - reported to the parent as one line
             out.update(error=f"the verification gate failed ({type(e).__name__}: {' '.join(str(e).split())[:300]})")
-        out["peak_rss_bytes"] = _peak_rss()
+        marks["verdict"] = time.monotonic()
+        out.update(peak_rss_bytes=_peak_rss(), marks=marks)
         answer(out)
         return 0
     return 0  # stdin ended before a verify message: the parent gave up

@@ -57,6 +57,9 @@ class VerifyReport:
     reference_reused: bool | None = None  # GateProcess: the reference's outputs computed early were used
     # count_casts=True: the InsertedPrecisionFreeCast_* nodes that ran (ORT ran those nodes in fp32 on this host)
     inserted_casts: int | None = None
+    # GateProcess: seconds from the verify message to each of the process's steps ("reference_done": when
+    # its early reference had run, negative when before the message; "session", "run", "verdict")
+    timeline: dict[str, float] | None = None
 
 
 def _short_reason(status: str, limit: int = 200) -> str:
@@ -309,22 +312,28 @@ def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray],
 
 def _verify(model, feeds: dict[str, np.ndarray], get_reference, *, rtol: float, min_cosine: float | None,
             reference_label: str, session_config: dict[str, str] | None = None,
-            count_casts: bool = False) -> VerifyReport:
+            count_casts: bool = False, marks: dict[str, float] | None = None) -> VerifyReport:
     """:func:`verify_model` with the reference's outputs from ``get_reference()`` (None: no reference), asked
     for only once the output has loaded, run and given finite values (the gate's process may have them
-    already, see :class:`GateProcess`)."""
+    already, see :class:`GateProcess`). ``marks``: filled with the ``time.monotonic()`` at which the output's
+    session was made ("session") and had run ("run")."""
     start = time.perf_counter()
+    marks = {} if marks is None else marks
     casts = None
     if count_casts:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="deploytool-gate-profile-") as tmp:
             sess = _session(model, session_config, profile_prefix=os.path.join(tmp, "gate"))
+            marks["session"] = time.monotonic()
             outs = _run(sess, feeds)
+            marks["run"] = time.monotonic()
             casts = _inserted_casts_in_profile(sess.end_profiling())
     else:
         sess = _session(model, session_config)
+        marks["session"] = time.monotonic()
         outs = _run(sess, feeds)
+        marks["run"] = time.monotonic()
     del sess
     for name, a in outs.items():
         if _is_float(a) and not np.all(np.isfinite(a)):
@@ -500,6 +509,7 @@ class GateProcess:
         import json
 
         start = time.perf_counter()
+        sent = time.monotonic()
         if isinstance(reference, (bytes, bytearray)):
             path = self.folder() / "reference.onnx"
             path.write_bytes(reference)
@@ -524,7 +534,8 @@ class GateProcess:
         return VerifyReport(feeds={k: tuple(v.shape) for k, v in feeds.items()}, outputs=tuple(out.get("outputs", ())),
                             max_diff=out.get("max_diff"), seconds=time.perf_counter() - start,
                             peak_rss_bytes=out.get("peak_rss_bytes"), reference_reused=out.get("reference_reused"),
-                            inserted_casts=out.get("inserted_casts"))
+                            inserted_casts=out.get("inserted_casts"),
+                            timeline={k: round(v - sent, 3) for k, v in (out.get("marks") or {}).items()} or None)
 
     def _read_result(self, timeout: float | None) -> str | None:
         """The process's one result line, or None if it ended (or ``timeout`` passed) without one."""

@@ -70,10 +70,10 @@ def _encoder_linears(model) -> list:
 
 def ternary_threshold_ties(model):
     """Diagnostic for the pack reference (not independent): ``model`` (a deep copy) with deploytool's own
-    ternary codes (``quant.quantizers.ternarize``: TWN with the threshold ``0.7 mean|W|`` computed in
-    float32 on the ONNX weight ``[in, out]``, as the packer does), and how many codes differ from TWN
-    computed in float64 (conformance's reference). Weights within float32 rounding of the threshold
-    go either way; a big model has a few of them."""
+    ternary codes (``quant.quantizers.ternarize``: TWN with the threshold ``0.7 mean|W|`` summed block by
+    block over the ONNX weight ``[in, out]``, as the packer does), and how many codes differ from TWN
+    computed in float64 by torch (conformance's reference). ternarize compares with the float64 threshold
+    exactly; only a weight within the two sums' float64 rounding of it could go either way."""
     import numpy as np
     import torch
 

@@ -65,6 +65,42 @@ def test_ternarize_transposed_view_and_signed_zeros_match_reference():
             assert (a if g == "layer" else a[i]) == pytest.approx(ra, rel=1e-6)
 
 
+def _at_threshold(w: np.ndarray, i: int, j: int, above: bool) -> None:
+    """Set ``w[i, j]`` to the float32 just above (or at-or-below) TWN's float64 threshold of ``w``, the
+    threshold counting that entry (found by iteration: the entry moves the mean by ~1/size of itself)."""
+    for _ in range(20):
+        delta = 0.7 * np.abs(w.astype(np.float64)).mean()
+        lo = np.float32(delta)
+        if float(lo) > delta:
+            lo = np.nextafter(lo, np.float32(-np.inf))
+        w[i, j] = np.nextafter(lo, np.float32(np.inf)) if above else lo
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("above", [True, False])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_ternarize_threshold_is_twns_in_float64(seed, above, transposed):
+    """An entry one float32 step from the threshold ``0.7 mean|W|`` (float64) is kept exactly when above it,
+    as TWN in float64 keeps it (a threshold rounded to float32 first could go either way), for whole
+    matrices (layout as stored or the W.T view the packer quantizes) and rows."""
+    rng = np.random.default_rng(seed)
+    w = (rng.normal(size=(257, 300)) * 0.05).astype(np.float32)  # > 64K entries: more than one block
+    _at_threshold(w, 3, 5, above)
+    x = np.ascontiguousarray(w.T).T if transposed else w
+    t, a = ternarize(x, "layer")
+    a64 = np.abs(w.astype(np.float64))
+    keep = a64 > 0.7 * a64.mean()
+    assert bool(keep[3, 5]) is above
+    np.testing.assert_array_equal(t, np.sign(w).astype(np.int8) * keep)
+    assert a == pytest.approx(a64[keep].mean(), rel=1e-6)
+    r = w[3:4].copy()
+    _at_threshold(r, 0, 5, above)
+    t, a = ternarize(r, "row")
+    rt, ra = _twn_reference(r[0])
+    np.testing.assert_array_equal(t[0], rt)
+    assert t[0, 5] == (1 if above else 0) and a[0] == pytest.approx(ra, rel=1e-6)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_binarize_matches_reference(seed):
     w = np.random.default_rng(seed).normal(size=(5, 9)).astype(np.float32)
