@@ -54,7 +54,16 @@ class UpgradeOpsetPass(DeployPass):
         old = model.opset_imports.get("", 0)
         if old >= self.target:
             return DeployPassResult(model, modified=False, stats={"opset": old})
-        new = upgrade_opset(model, self.target)
+        proto, converted, held = _convert(model, self.target)
+        if not model.functions and _same_nodes(proto, converted):
+            # the usual case (BERT-family exports at 14-17 need no adapter): nothing but the opset changes, so
+            # the model is upgraded where it is instead of rebuilt from the converted graph (BERT-base: ~0.05
+            # s less); it gets the converter's inferred shapes as the rebuilt one would
+            del proto
+            _adopt_opset(model, converted, self.target)
+            return DeployPassResult(model, modified=True, stats={"opset": f"{old} -> {self.target}"})
+        del proto
+        new = _rebuild(converted, held, old, self.target)
         model.graph = new.graph
         model.ir_version = new.ir_version
         model.functions.clear()
@@ -76,6 +85,37 @@ def upgrade_opset(src_model: ir.Model, target: int = INT2_MIN_OPSET) -> ir.Model
     converted model gets the very same tensor objects back (no copy of the weights is made; the input
     model is left as it was). ``src_model`` and the result share those tensors.
     """
+    _, converted, held = _convert(src_model, target)
+    return _rebuild(converted, held, src_model.opset_imports.get("", 0), target)
+
+
+def _same_nodes(before, after) -> bool:
+    """True when the converter changed no node, graph input, output or initializer (it only adds shapes)."""
+    g, h = before.graph, after.graph
+    fields = ("node", "input", "output", "initializer", "sparse_initializer")
+    return all(len(getattr(g, f)) == len(getattr(h, f)) and
+               all(a.SerializeToString() == b.SerializeToString() for a, b in zip(getattr(g, f), getattr(h, f)))
+               for f in fields)
+
+
+def _adopt_opset(model: ir.Model, converted, target: int) -> None:
+    """``model`` at opset ``target``, with the shapes and types the converter inferred for values that had none."""
+    model.opset_imports[""] = target
+    model.ir_version = max(model.ir_version or 0, converted.ir_version, 11)
+    values = {v.name: v for node in model.graph for v in node.outputs if v.name}
+    for vi in converted.graph.value_info:
+        v = values.get(vi.name)
+        if v is None or not vi.type.HasField("tensor_type"):
+            continue
+        if v.type is None:
+            v.type = ir.serde.deserialize_type_proto_for_type(vi.type)
+        if v.shape is None and vi.type.tensor_type.HasField("shape"):
+            v.shape = ir.serde.deserialize_type_proto_for_shape(vi.type)
+
+
+def _convert(src_model: ir.Model, target: int):
+    """(the graph handed to the converter, the converted graph, the big tensors held back by name), both
+    graphs with their big tensors as placeholders and the hiding of unknown ops undone in the result."""
     import onnx
 
     old = src_model.opset_imports.get("", 0)
@@ -114,15 +154,20 @@ def upgrade_opset(src_model: ir.Model, target: int = INT2_MIN_OPSET) -> ir.Model
     except Exception as e:
         raise PassRefusedError(f"cannot upgrade opset {old} to {target} for INT2 weights ({str(e).splitlines()[0][:120]}); "
                                "use --runtime densest or memory") from e
-    del proto
     if hidden:
-        for n in converted.graph.node:
-            if n.domain == _HIDE_DOMAIN:
-                n.domain = ""
+        for graph in (proto, converted):
+            for n in graph.graph.node:
+                if n.domain == _HIDE_DOMAIN:
+                    n.domain = ""
         keep = [o for o in converted.opset_import if o.domain != _HIDE_DOMAIN]
         del converted.opset_import[:]
         converted.opset_import.extend(keep)
     converted.ir_version = max(converted.ir_version, 11)
+    return proto, converted, held
+
+
+def _rebuild(converted, held: dict[str, ir.TensorProtocol], old: int, target: int) -> ir.Model:
+    """The IR model of the converted graph, with the held tensors put back (the same objects)."""
     out = ir.serde.deserialize_model(converted)
     for name, t in held.items():
         v = out.graph.initializers.get(name)

@@ -209,3 +209,51 @@ def test_typed_result_of_a_structured_pass(tiny_onnx, tmp_path):
     assert res.variant is not None and res.variant.endswith("-fp32")
     flat = res.to_dict()
     assert flat["heads_after"] == 6 and flat["verified"] is True and flat["heads_removed"] == {"0": [1, 3]}
+
+
+def _skeleton(model) -> bytes:
+    from deploytool import onnx_io
+
+    proto, _ = onnx_io.skeleton_proto(model)
+    return proto.SerializeToString()
+
+
+def _reduce_mean_graph() -> onnx.ModelProto:
+    """ReduceMean with an ``axes`` attribute (opset 17): at 18 the converter moves it to an input."""
+    w = helper.make_tensor("W", TensorProto.FLOAT, [8, 40], np.ones(320, np.float32))  # over 1 KiB: held back
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"]),
+             helper.make_node("ReduceMean", ["h"], ["y"], axes=[-1], keepdims=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1])], [w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("source", ["bert/torch", "roberta/dynamo", "distilbert/optimum", "reduce_mean"])
+def test_upgrade_opset_in_place_is_the_rebuilt_graph(source, tiny_onnx):
+    """UpgradeOpsetPass bumps the opset in place when the converter changed no node (a real export: the
+    usual case) and rebuilds from the converted graph when it did (ReduceMean's axes at 18): either way the
+    model it leaves serializes exactly as upgrade_opset's rebuilt one (nodes, inferred shapes, opset), and
+    the big tensors stay the same objects."""
+    from deploytool import onnx_io
+    from deploytool.passes.upgrade_opset import upgrade_opset
+
+    def load():
+        if source == "reduce_mean":
+            return ir.serde.deserialize_model(_reduce_mean_graph())
+        family, exporter = source.split("/")
+        return onnx_io.load_model(tiny_onnx(family, exporter))
+
+    model = load()
+    if model.opset_imports.get("", 0) >= 25:
+        pytest.skip("the export is already at opset 25")
+    big = {n: v.const_value for n, v in model.graph.initializers.items() if v.const_value.nbytes > 1024}
+    result = UpgradeOpsetPass(25)(model)
+    rebuilt = upgrade_opset(load(), 25)
+    assert result.modified and model.opset_imports[""] == 25
+    assert _skeleton(model) == _skeleton(rebuilt)
+    assert big and all(model.graph.initializers[n].const_value is t for n, t in big.items())
+    ops = [n.op_type for n in model.graph]
+    if source == "reduce_mean":
+        node = next(n for n in model.graph if n.op_type == "ReduceMean")
+        assert len(node.inputs) == 2 and "axes" not in node.attributes  # converted, not just relabelled
+    assert ops
