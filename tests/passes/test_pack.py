@@ -234,3 +234,38 @@ def test_pass_refuses_packed_model(src):
     PackWeightsPass(PackConfig(runtime="memory"))(model)
     with pytest.raises(PassRefusedError, match="already packed"):
         PackWeightsPass(PackConfig(runtime="memory"))(model)
+
+
+@pytest.mark.parametrize("family, exporter", [("bert", "torch"), ("roberta", "dynamo"), ("distilbert", "optimum")])
+@pytest.mark.parametrize("weights, embeddings, positions", [
+    ("ternary", "ternary", "fp32"), ("binary", "binary", "int8"), ("ternary", "int8", "ternary"),
+    ("split-binary", "binary", "binary"),
+])
+def test_gate_memory_reference_equals_the_fp32_fake_quantized_file(tiny_onnx, tmp_path, family, exporter, weights,
+                                                                   embeddings, positions):
+    """The gate's in-memory reference (tables kept as row codes, gathered rows dequantized in the graph)
+    computes bit for bit what the fake-quantized fp32 file computes (every table multiplied out), both run
+    the same way (no graph optimization, no prepacking), for exports of three tools and each table scheme."""
+    from deploytool.passes.pack_weights import build_gate_reference, build_memory_reference
+    from deploytool.runtime import verify as V
+    from deploytool.runtime.infer import make_session
+
+    src = tiny_onnx(family, exporter, **SHAPE)
+    cfg = PackConfig(weights=weights, embeddings=embeddings, position_embeddings=positions, runtime="memory")
+    feeds = V.gate_feeds(V.gate_plan(onnx_io.load_proto(src, load_external_data=False), src))
+    (tmp_path / "m").mkdir()
+    (tmp_path / "f").mkdir()
+    mem = build_memory_reference(src, tmp_path / "m", cfg)
+    graph = onnx.load(str(mem.path), load_external_data=False).graph
+    scales = [n for n in graph.node if n.op_type == "Gather" and n.input[0].endswith("_row_scale")]
+    tables = 1 + (positions != "fp32") * (1 if family == "distilbert" else 2)  # word; position (and token type)
+    assert len(scales) >= tables  # the rows are gathered as codes here, not read from a multiplied-out table
+    got = V.reference_outputs(mem, feeds)
+    sess = make_session(build_gate_reference(src, tmp_path / "f", cfg),
+                        session_config={"session.disable_prepacking": "1"}, optimize=False)
+    names = [o.name for o in sess.get_outputs()]
+    declared = {i.name for i in sess.get_inputs()}
+    want = dict(zip(names, sess.run(names, {k: v for k, v in feeds.items() if k in declared})))
+    assert set(got) == set(want)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
