@@ -266,6 +266,42 @@ def test_worker_reuses_the_reference_only_for_the_same_feeds(src):
     assert "reference_reused" not in ask(feeds, None)
 
 
+@pytest.mark.parametrize("fails", [False, True])
+def test_worker_makes_the_outputs_session_while_its_reference_is_built(src, tmp_path, monkeypatch, fails):
+    """A reference still being built when the output arrives (pack's, on two cores) does not hold the output
+    back: the output's session is made and run meanwhile, then the comparison waits for the reference; a
+    reference whose build fails is still reported, once the output itself has passed its checks."""
+    import json
+
+    from deploytool.onnx_io import load_proto
+    from deploytool.runtime import _gate_worker as W
+
+    feeds = V.gate_feeds(V.gate_plan(load_proto(src, load_external_data=False), src))
+
+    def slow_build(spec, source, folder, argument):
+        time.sleep(1.0)
+        if fails:
+            raise RuntimeError("the builder broke")
+        return str(src)
+
+    monkeypatch.setattr(W, "_build", slow_build)
+    lines = [json.dumps({"op": "reference", "build": "any:builder", "src": str(src), "folder": str(tmp_path),
+                         "argument": "", "feeds": V.encode_feeds(feeds)}),
+             json.dumps({"op": "verify", "model": str(src), "feeds": V.encode_feeds(feeds),
+                         "reference": V.GateProcess.EARLY, "rtol": 1e-4, "min_cosine": None,
+                         "reference_label": "the input model's"})]
+    answers = []
+    W.serve(iter(lines), answers.append)
+    out, marks = answers[0], answers[0]["marks"]
+    assert marks["run"] < marks["reference_waited"]  # the output ran before the reference was there
+    assert marks["received"] - marks["reference_begun"] < 0.5  # the message was read while it was built
+    if fails:
+        assert not out["ok"] and "the builder broke" in out["error"]
+    else:
+        assert out["ok"] and out["reference_reused"] is True and out["max_diff"] == 0.0
+        assert marks["reference_done"] - marks["reference_begun"] >= 1.0
+
+
 def test_feeds_survive_the_trip():
     feeds = {"input_ids": np.arange(16, dtype=np.int64).reshape(2, 8), "mask": np.ones((2, 8), np.int32),
              "x": np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)}
