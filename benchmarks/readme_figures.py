@@ -782,11 +782,17 @@ def render_pass_speed(results: Path) -> str:
     met = [f"{n} {r['x_copy']:.1f}x" for n, r in rows.items() if r["x_copy"] <= goal]
     missed = [f"{n} {r['x_copy']:.1f}x" for n, r in rows.items() if r["x_copy"] > goal]
     rounds = d.get("rounds")
+    paired = d["copy"].get("paired_cp_s") is not None
     text += ("Whole processes (interpreter start, imports, load, pass, write and gate"
-             + (f"; the median of {rounds} rounds" if rounds else "") + ") took "
+             + (f"; the median of {rounds} rounds" if rounds else "")
+             + (", each run over the cp timed right before it" if paired else "") + ") took "
              f"{_span([r['wall_s'] for r in rows.values()], '{:.1f}')} s: **the time goal ({goal:g}x the copy) "
              + (f"is met by {', '.join(met)}" if met else "is met by none")
-             + (f"; missed by {', '.join(missed)}**" if missed else "**") + ". The imports take "
+             + (f"; missed by {', '.join(missed)}**" if missed else "**") + ". "
+             + (("In the sitting's quietest moments (each pass's fastest run over the fastest cp): "
+                 + ", ".join(f"{n} {r['x_copy_best']:.1f}x" for n, r in rows.items()) + ". ")
+                if all(r.get("x_copy_best") is not None for r in rows.values()) else "")
+             + "The imports take "
              f"{_span([r['imports_s'] for r in rows.values()], '{:.1f}')} s and the gate "
              f"{_span([r['gate_s'] for r in rows.values()], '{:.1f}')} s of that. Load, transform and write alone meet "
              + (f"{goal:g}x for every pass. " if not slow else
