@@ -74,9 +74,10 @@ def _threshold(delta: np.ndarray | float) -> np.ndarray:
 
 def _ternary_block(x: np.ndarray, delta, codes: np.ndarray, fbuf: np.ndarray) -> tuple[int, float]:
     """Codes of the 1-D block ``x`` (``|x| > delta`` -> sign, else 0) into ``codes``; returns how many are
-    kept and the sum of their ``|x|``, which is ``x * codes`` summed (numpy's own pairwise sum, float32 within
-    the block; not a BLAS dot, whose order of summation differs between x86 and aarch64 builds: the packed
-    bytes must not depend on the machine)."""
+    kept and the sum of their ``|x|``, which is ``x * codes`` summed: by numpy's own pairwise sum in float64,
+    not a BLAS dot, whose order of summation differs between x86 and aarch64 builds (the packed bytes must
+    not depend on the machine), and not in float32, which loses the exact sum of an already ternary weight's
+    equal magnitudes (its scale must come back bit for bit: packing a QAT model is lossless)."""
     k = x.size
     m1 = np.greater(x, delta)
     m2 = np.less(x, -delta)  # |x| > delta <=> x > delta or x < -delta (NaN and signed zeros: neither)
@@ -84,7 +85,7 @@ def _ternary_block(x: np.ndarray, delta, codes: np.ndarray, fbuf: np.ndarray) ->
     a = fbuf[:k]
     np.copyto(a, codes, casting="unsafe")
     np.multiply(a, x, out=a)  # |x| where kept, else 0
-    return int(np.count_nonzero(codes)), float(a.sum())
+    return int(np.count_nonzero(codes)), float(a.sum(dtype=np.float64))
 
 
 def _ternarize_layer(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

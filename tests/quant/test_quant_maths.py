@@ -101,6 +101,22 @@ def test_ternarize_threshold_is_twns_in_float64(seed, above, transposed):
     assert t[0, 5] == (1 if above else 0) and a[0] == pytest.approx(ra, rel=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(32, 32), (768, 3072), (3, 70000)])
+def test_ternarize_of_a_ternary_weight_is_itself(shape):
+    """A weight that is already ``alpha * t`` (what QAT saves) comes back bit for bit, scale included, also
+    over many blocks: the kept magnitudes are summed exactly (a float32 sum is off by a rounding)."""
+    rng = np.random.default_rng(5)
+    t0 = rng.integers(-1, 2, size=shape).astype(np.int8)
+    for g, alphas in (("layer", rng.uniform(0.01, 0.1, 12).astype(np.float32)),
+                      ("row", [rng.uniform(0.01, 0.1, shape[0]).astype(np.float32)])):
+        for alpha in alphas:
+            w = dequantize(t0, alpha)
+            for x in (w, np.ascontiguousarray(w.T).T):
+                t, a = ternarize(x, g)
+                np.testing.assert_array_equal(a, alpha)
+                np.testing.assert_array_equal(dequantize(t, a), w)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_binarize_matches_reference(seed):
     w = np.random.default_rng(seed).normal(size=(5, 9)).astype(np.float32)
