@@ -324,9 +324,10 @@ def worker_check(spec: dict) -> dict:
                 del same
                 row["codes_differing_from_float64_twn"] = differ
                 row["max_abs_diff_vs_packer_codes_in_torch"] = float(np.abs(got - ws).max())
-                row["note"] = ("TWN's threshold 0.7*mean|W| in float32 (packer) vs float64 (reference): weights "
-                               "within rounding of it are coded differently; the second diff uses the packer's "
-                               "codes in torch and shows the packing and MatMulNBits are exact")
+                row["note"] = ("TWN's threshold 0.7*mean|W|: the packer compares each weight with it exactly in "
+                               "float64 (its sum taken block by block), the reference with torch's float64 mean; "
+                               "a weight within those sums' rounding of it can be coded differently; the second "
+                               "diff uses the packer's codes in torch and shows the packing and the kernel are exact")
         else:  # lossy: against the fp32 model, for information
             a, b = got[mask].ravel(), base[mask].ravel()
             cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))

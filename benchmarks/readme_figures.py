@@ -628,7 +628,7 @@ def render_big_models(results: Path) -> str:
                  f"{c['tol']:g})")
         if "codes_differing_from_float64_twn" in c:
             text += (f": {c['codes_differing_from_float64_twn']} weights sit within float rounding of TWN's "
-                     "threshold, which the packer computes in float32 and the reference in float64; with the "
+                     "threshold, which the packer and the reference compute with different roundings; with the "
                      f"packer's codes in torch the difference is {_sci(c['max_abs_diff_vs_packer_codes_in_torch'])}")
         text += "."
     return _wrap(text)
