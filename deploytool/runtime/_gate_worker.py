@@ -7,9 +7,10 @@ JSON lines on stdin and writes one JSON line of result to the file descriptor ``
 and stderr are free for whatever a library prints):
 
 - ``{"op": "reference", "model": PATH, "feeds": FEEDS}`` (optional, first): run the reference model
-  now, in a thread of its own (a verify message read meanwhile has the output's session made and run while
-  it finishes; the comparison waits for it), on those feeds and keep its outputs (or the error it gave, raised only once the output itself
-  has been checked, as :func:`~deploytool.runtime.verify.verify_model` orders it); or, in place of
+  now on those feeds, in a thread of its own (a verify message read meanwhile has the output's session made
+  and run while it finishes; the comparison waits for it), and keep its outputs (or the error it gave, raised
+  only once the output itself has been checked, as :func:`~deploytool.runtime.verify.verify_model` orders
+  it); or, in place of
   ``model``, ``"build": "module:function", "src": PATH, "folder": DIR, "argument": B64_PICKLE``: first
   make the reference with ``function(src, folder, argument)`` (a pass's reference builder, e.g. pack's
   fake-quantized model; it returns a path, or a :class:`~deploytool.runtime.verify.MemoryReference`, whose
