@@ -269,3 +269,41 @@ def test_gate_memory_reference_equals_the_fp32_fake_quantized_file(tiny_onnx, tm
     assert set(got) == set(want)
     for k in want:
         np.testing.assert_array_equal(got[k], want[k])
+
+
+def test_gate_memory_reference_keeps_a_gathered_graph_output(tmp_path):
+    """A table whose Gather output is also a graph output (a model that returns its embeddings): the rows
+    dequantized in the reference's graph take that output's place and name, with the values the fp32
+    fake-quantized file gives."""
+    from onnx import TensorProto, helper
+
+    from deploytool.passes.pack_weights import build_gate_reference, build_memory_reference
+    from deploytool.runtime import verify as V
+    from deploytool.runtime.infer import make_session
+
+    rng = np.random.default_rng(0)
+    table = (rng.normal(size=(200, 16)) * 0.05).astype(np.float32)
+    w = (rng.normal(size=(16, 16)) * 0.05).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "input_ids"], ["emb"]), helper.make_node("MatMul", ["emb", "w"], ["y"])],
+        "g", [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"])],
+        [helper.make_tensor_value_info("emb", TensorProto.FLOAT, ["b", "s", 16]),
+         helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "s", 16])],
+        [numpy_helper.from_array(table, "table"), numpy_helper.from_array(w, "w")])
+    src = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    cfg = PackConfig(weights="ternary", embeddings="ternary", runtime="memory")
+    feeds = {"input_ids": rng.integers(0, 200, (2, 5)).astype(np.int64)}
+    (tmp_path / "m").mkdir()
+    (tmp_path / "f").mkdir()
+    mem = build_memory_reference(src, tmp_path / "m", cfg)
+    ref_graph = onnx.load(str(mem.path), load_external_data=False).graph
+    assert [o.name for o in ref_graph.output] == ["emb", "y"]
+    assert any(n.op_type == "Gather" and n.input[0].endswith("_row_scale") for n in ref_graph.node)
+    got = V.reference_outputs(mem, feeds)
+    sess = make_session(build_gate_reference(src, tmp_path / "f", cfg),
+                        session_config={"session.disable_prepacking": "1"}, optimize=False)
+    want = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    assert set(got) == set(want)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
