@@ -324,14 +324,19 @@ def _read_through(path: Path) -> None:
             pass
 
 
+def _timed_cp(src: Path, dst: Path) -> float:
+    """Seconds of one ``cp src dst`` in its own process, ``sync`` first (untimed)."""
+    _quiet_disk()
+    t0 = time.perf_counter()
+    subprocess.run(["cp", str(src), str(dst)], check=True)
+    return time.perf_counter() - t0
+
+
 def _copy_time(src: Path, work: Path, n: int = 3) -> dict:
     times = []
     for i in range(n):
         dst = work / f"copy{i}.onnx"
-        _quiet_disk()
-        t0 = time.perf_counter()
-        subprocess.run(["cp", str(src), str(dst)], check=True)
-        times.append(time.perf_counter() - t0)
+        times.append(_timed_cp(src, dst))
         dst.unlink()
     return {"cp_s": [round(t, 3) for t in times], "cp_median_s": round(statistics.median(times), 3)}
 
@@ -340,11 +345,7 @@ def _paired_copy(src: Path, work: Path) -> float:
     """One cp of ``src`` timed right before a pass or command (``sync`` first, untimed), its copy left in place
     until that step has run (deleting it first would hand the step the pages it just freed): the pass's
     wall over this cp is a ratio of two times measured in the same state of the machine."""
-    dst = work / "paired-copy.onnx"
-    _quiet_disk()
-    t0 = time.perf_counter()
-    subprocess.run(["cp", str(src), str(dst)], check=True)
-    return round(time.perf_counter() - t0, 3)
+    return round(_timed_cp(src, work / "paired-copy.onnx"), 3)
 
 
 def _paired_ratio(runs: list[dict]) -> tuple[float | None, list[float | None]]:

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import os
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -320,20 +321,15 @@ def _verify(model, feeds: dict[str, np.ndarray], get_reference, *, rtol: float, 
     start = time.perf_counter()
     marks = {} if marks is None else marks
     casts = None
-    if count_casts:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="deploytool-gate-profile-") as tmp:
-            sess = _session(model, session_config, profile_prefix=os.path.join(tmp, "gate"))
-            marks["session"] = time.monotonic()
-            outs = _run(sess, feeds)
-            marks["run"] = time.monotonic()
-            casts = _inserted_casts_in_profile(sess.end_profiling())
-    else:
-        sess = _session(model, session_config)
+    # count_casts: the profiler's record of this one run goes to a temporary folder
+    with (tempfile.TemporaryDirectory(prefix="deploytool-gate-profile-") if count_casts
+          else contextlib.nullcontext()) as tmp:
+        sess = _session(model, session_config, profile_prefix=os.path.join(tmp, "gate") if tmp else None)
         marks["session"] = time.monotonic()
         outs = _run(sess, feeds)
         marks["run"] = time.monotonic()
+        if count_casts:
+            casts = _inserted_casts_in_profile(sess.end_profiling())
     del sess
     for name, a in outs.items():
         if _is_float(a) and not np.all(np.isfinite(a)):
@@ -429,7 +425,6 @@ class GateProcess:
     def __init__(self) -> None:
         import subprocess
         import sys
-        import tempfile
 
         self._tmp: str | None = None
         self._timed_out: float | None = None
@@ -494,8 +489,6 @@ class GateProcess:
 
     def folder(self) -> Path:
         """A temporary folder of this object's (removed on :meth:`close`), for what its process is to read."""
-        import tempfile
-
         self._tmp = self._tmp or tempfile.mkdtemp(prefix="deploytool-gate-")
         return Path(self._tmp)
 
