@@ -17,7 +17,7 @@ and stderr are free for whatever a library prints):
   arrays are dropped once it has run, and which is built again should a verify message need it on other
   feeds), then run it;
 - ``{"op": "verify", "model": PATH, "feeds": FEEDS, "reference": PATH or null, "rtol": .., "min_cosine":
-  .., "reference_label": .., "count_casts": bool}``: :func:`~deploytool.runtime.verify.verify_model`'s checks, reusing the
+  .., "reference_label": .., "count_casts": bool, "threads": N}``: :func:`~deploytool.runtime.verify.verify_model`'s checks, reusing the
   kept reference outputs when ``reference`` is the model run early (its path, or ``"@early"``) and every
   input it was fed is in ``FEEDS`` with the same values (so the verdict is the one the reference run now would give); then it
   answers ``ok``, the error's message, node and op, the largest difference, the seconds, whether the
@@ -167,7 +167,7 @@ def serve(lines, answer) -> int:
             report = V._verify(msg["model"], feeds, None if reference is None else ref_outputs, rtol=msg["rtol"],
                                min_cosine=msg.get("min_cosine"), reference_label=msg["reference_label"],
                                session_config=msg.get("session_config"), count_casts=bool(msg.get("count_casts")),
-                               marks=marks)
+                               marks=marks, threads=max(1, int(msg.get("threads") or 1)))
             out.update(ok=True, max_diff=report.max_diff, seconds=report.seconds, outputs=list(report.outputs),
                        inserted_casts=report.inserted_casts)
         except VerificationError as e:

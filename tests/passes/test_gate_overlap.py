@@ -302,6 +302,43 @@ def test_worker_makes_the_outputs_session_while_its_reference_is_built(src, tmp_
         assert marks["reference_done"] - marks["reference_begun"] >= 1.0
 
 
+@pytest.mark.parametrize("threads", [None, 1, 2])
+def test_worker_gives_the_outputs_session_the_threads_it_is_sent(src, monkeypatch, threads):
+    """The output's session in the gate's process runs with the intra-op threads the verify message names
+    (the pass's process only waits by then); a message without them (an older caller) gets one; the
+    reference's session keeps one."""
+    import json
+
+    from deploytool.onnx_io import load_proto
+    from deploytool.runtime import _gate_worker as W
+
+    feeds = V.gate_feeds(V.gate_plan(load_proto(src, load_external_data=False), src))
+    made = []
+    real = V._session
+
+    def recording(*args, **kwargs):
+        sess = real(*args, **kwargs)
+        made.append(sess.get_session_options().intra_op_num_threads)
+        return sess
+
+    monkeypatch.setattr(V, "_session", recording)
+    msg = {"op": "verify", "model": str(src), "feeds": V.encode_feeds(feeds), "reference": str(src),
+           "rtol": 1e-4, "min_cosine": None, "reference_label": "the input model's"}
+    if threads is not None:
+        msg["threads"] = threads
+    answers = []
+    W.serve(iter([json.dumps(msg)]), answers.append)
+    assert answers[0]["ok"] and answers[0]["max_diff"] == 0.0
+    assert made == [threads or 1, 1]  # the output's session, then the reference's
+
+
+def test_gate_threads_are_the_cores_this_process_may_use(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
+    assert V.gate_threads() == 3 and V.gate_threads(limit=2) == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert V.gate_threads() == 4
+
+
 def test_feeds_survive_the_trip():
     feeds = {"input_ids": np.arange(16, dtype=np.int64).reshape(2, 8), "mask": np.ones((2, 8), np.int32),
              "x": np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)}
