@@ -96,6 +96,8 @@ class GateStats:
     # the separate process's steps, in seconds from the moment the output was handed to it (see
     # VerifyReport.timeline): where the wait went
     timeline: dict[str, float] | None = None
+    # the memory that process touched for the output's session while it waited (DeployPass.gate_session_bytes)
+    warmed_bytes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"verified": self.verified, "verify_s": self.seconds}
@@ -107,6 +109,8 @@ class GateStats:
             out["gate_reference_reused"] = self.reference_reused
         if self.timeline:
             out["gate_timeline"] = dict(self.timeline)
+        if self.warmed_bytes is not None:
+            out["gate_warmed_bytes"] = self.warmed_bytes
         return out
 
 
@@ -244,6 +248,13 @@ class DeployPass(ir.passes.InPlacePass):
     def gate_done(self) -> None:
         """Called once the gate has run (passed or not): remove what :meth:`gate_reference` made."""
 
+    def gate_session_bytes(self, model: ir.Model) -> int:
+        """About the memory ONNX Runtime will newly allocate for the weights of this pass's output when the gate
+        loads it (``model``: the input, before the pass runs), for the gate's process to touch while it waits
+        (:meth:`deploytool.runtime.verify.GateProcess.warm`); 0 (the default) when it loads them where they
+        lie. Only a hint: too little leaves the rest to fault in the session, too much raises the gate's peak."""
+        return 0
+
     #: how the gate's messages name what :meth:`gate_reference` returns
     reference_label = "the input model's"
 
@@ -298,6 +309,9 @@ class PassSequence(DeployPass):
 
     def gate_done(self) -> None:
         self.main.gate_done()
+
+    def gate_session_bytes(self, model: ir.Model) -> int:
+        return self.main.gate_session_bytes(model)
 
     @property
     def reference_label(self) -> str:  # type: ignore[override]
@@ -517,6 +531,9 @@ def _run_pass_file(pass_: DeployPass, src, dst, *, verify: bool, started: list) 
         except DeployError:  # the output's plan says so later, if it has the same problem
             plan = None
         early = pass_.early_reference(src) if plan is not None else None
+        warm = pass_.gate_session_bytes(model)
+        if warm > 0:  # first: the process sets its heap up for it before its reference's thread starts
+            process.warm(warm, after_reference=early is not None)
         if early is not None:
             reference, config = early.model, None
             if early.build is not None:  # pack's builder keeps the input's weight types (fake-quantized fp32)
@@ -588,6 +605,7 @@ def write_model_checked(pass_: DeployPass, model: ir.Model, src: str | os.PathLi
                 gate.process, gate.peak_rss_bytes = "separate", report.peak_rss_bytes
                 gate.reference_reused = report.reference_reused
                 gate.timeline = report.timeline
+                gate.warmed_bytes = report.warmed_bytes
         external = staged.external
     bytes_after = Path(dst).stat().st_size
     if external:  # the model file names its final data file now

@@ -16,6 +16,12 @@ and stderr are free for whatever a library prints):
   fake-quantized model; it returns a path, or a :class:`~deploytool.runtime.verify.MemoryReference`, whose
   arrays are dropped once it has run, and which is built again should a verify message need it on other
   feeds), then run it;
+- ``{"op": "warm", "bytes": N, "after_reference": bool}`` (optional, before any other): once the early
+  reference has run (with ``after_reference``: the one the next message asks for; else at once), touch about
+  N bytes of fresh memory, 4 MiB at a time, until they are touched or a verify message comes, and free them:
+  they stay in the heap (see :func:`_keep_freed_memory`, set for this process now, before any thread
+  starts), where the output's session allocates the weights ONNX Runtime converts or prepacks without faulting
+  them in then;
 - ``{"op": "verify", "model": PATH, "feeds": FEEDS, "reference": PATH or null, "rtol": .., "min_cosine":
   .., "reference_label": .., "count_casts": bool, "threads": N}``: :func:`~deploytool.runtime.verify.verify_model`'s checks, reusing the
   kept reference outputs when ``reference`` is the model run early (its path, or ``"@early"``) and every
@@ -37,6 +43,74 @@ import time
 
 from deploytool.runtime.procstat import peak_rss_bytes as _peak_rss
 from deploytool.runtime.procstat import release_free_memory
+
+
+#: glibc ``mallopt`` parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+_MMAP_THRESHOLD = 32 << 20  # glibc's largest: smaller blocks come from the heap (a weight: 2-10 MB)
+_TRIM_THRESHOLD = 64 << 20  # what glibc's own sliding thresholds reach at most
+
+
+def _mallopt():
+    """glibc's ``mallopt``, or None (another C library)."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return None
+
+
+def _keep_freed_memory() -> None:
+    """Before any thread starts: one malloc arena for every thread, blocks under 32 MiB from the heap, and
+    freed heap memory kept up to 64 MiB (glibc's sliding maxima, fixed from the start). Memory that
+    :func:`_warm` touches in its thread and frees is then what the main thread's ONNX Runtime session gets
+    (with an arena per thread it would not be). Only when warming: threads that allocate at the same time
+    then wait on one arena (pack's reference, built in two threads while the output's session is made, ended
+    0.1-0.25 s later with it)."""
+    mallopt = _mallopt()
+    if mallopt is not None:
+        mallopt(_M_ARENA_MAX, 1)
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+
+
+def _available_bytes() -> int:
+    """MemAvailable of /proc/meminfo (0 where there is none)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _warm(nbytes: int, early: dict | None, arrived: threading.Event, warmed: dict) -> None:
+    """Touch up to ``nbytes`` (at most half the memory available) of fresh heap once ``early`` (the early
+    reference, if any) is ready, stopping when ``arrived`` is set; free it, keeping it in the heap. Records
+    the bytes touched and the time it stopped in ``warmed``."""
+    import numpy as np
+
+    if early is not None:
+        early["ready"].wait()
+    nbytes = min(int(nbytes), _available_bytes() // 2)
+    mallopt = _mallopt()
+    if mallopt is not None and nbytes > 0:  # none of it is handed back when it is freed
+        mallopt(_M_TRIM_THRESHOLD, max(_TRIM_THRESHOLD, nbytes + _TRIM_THRESHOLD))
+    step = 4 << 20  # a few ms per block: the output's arrival stops it soon
+    chunks = []
+    done = 0
+    try:
+        while done < nbytes and not arrived.is_set():
+            block = np.empty(min(step, nbytes - done), dtype=np.uint8)
+            block[::4096] = 1  # one byte per page faults it in
+            chunks.append(block)
+            done += block.size
+    finally:
+        del chunks
+        warmed.update(bytes=done, done=time.monotonic())
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -119,6 +193,15 @@ def serve(lines, answer) -> int:
 
     # {"name": what a verify message calls it, "path", "used" (feeds it ran on), "outputs" or "error", "seconds"}
     early: dict | None = None
+    arrived = threading.Event()  # the verify message came: warming stops
+    warmed: dict = {}  # _warm's thread and record
+    warm_bytes = 0
+
+    def start_warm(after: dict | None) -> None:
+        warmed["thread"] = threading.Thread(target=_warm, args=(warm_bytes, after, arrived, warmed), daemon=True,
+                                            name="deploytool-gate-warm")
+        warmed["thread"].start()
+
     for line in lines:
         if not line.strip():
             continue
@@ -132,9 +215,18 @@ def serve(lines, answer) -> int:
             # comparison waits for it (BERT-base pack: ~0.2 s of the output's session no longer after it)
             threading.Thread(target=_run_reference, args=(early, msg, V), daemon=True,
                              name="deploytool-gate-reference").start()
+            if warm_bytes and not warmed:
+                start_warm(early)
+            continue
+        if msg["op"] == "warm":
+            _keep_freed_memory()
+            warm_bytes = int(msg["bytes"])
+            if not msg.get("after_reference"):
+                start_warm(None)
             continue
         if msg["op"] != "verify":
             raise ValueError(f"unknown message {msg['op']!r}")
+        arrived.set()
         out: dict = {"ok": False}
         marks: dict[str, float] = {"received": time.monotonic()}
         try:
@@ -181,6 +273,11 @@ def serve(lines, answer) -> int:
                     marks[f"reference_{key}"] = early[key]
             if "seconds" in early:
                 out["reference_s"] = round(early["seconds"], 3)
+        if "thread" in warmed:  # it stopped at its next block after the message (or waits for a reference)
+            warmed["thread"].join(timeout=1.0)
+        if "done" in warmed:
+            marks["warm_done"] = warmed["done"]
+            out["warmed_bytes"] = warmed["bytes"]
         out.update(peak_rss_bytes=_peak_rss(), marks=marks)
         answer(out)
         return 0

@@ -339,6 +339,114 @@ def test_gate_threads_are_the_cores_this_process_may_use(monkeypatch):
     assert V.gate_threads() == 4
 
 
+def _serve_slowly(W, messages, *, wait_before_verify: float):
+    """The worker's answer to ``messages`` (dicts), the verify message (the last) read ``wait_before_verify``
+    seconds after the others."""
+    import json
+
+    def lines():
+        for m in messages:
+            if m["op"] == "verify":
+                time.sleep(wait_before_verify)
+            yield json.dumps(m)
+
+    answers = []
+    W.serve(lines(), answers.append)
+    return answers[0]
+
+
+@pytest.fixture
+def worker(monkeypatch):
+    """The gate worker's module, its heap settings recorded instead of made (they would hold for this whole
+    test process)."""
+    from deploytool.runtime import _gate_worker as W
+
+    calls = []
+    monkeypatch.setattr(W, "_keep_freed_memory", lambda: calls.append(True))
+    monkeypatch.setattr(W, "_mallopt", lambda: None)
+    W.keep_calls = calls
+    return W
+
+
+def test_worker_warms_after_its_reference_and_reports_it(src, worker):
+    """A warm message before the reference: the heap is set up then, the memory touched once the reference has
+    run, all of it when the output comes later, and the answer says how much and when."""
+    from deploytool.onnx_io import load_proto
+
+    feeds = V.gate_feeds(V.gate_plan(load_proto(src, load_external_data=False), src))
+    nbytes = 10 * (1 << 20) + 4096  # more than two blocks, not a whole number of them
+    out = _serve_slowly(worker, [
+        {"op": "warm", "bytes": nbytes, "after_reference": True},
+        {"op": "reference", "model": str(src), "feeds": V.encode_feeds(feeds)},
+        {"op": "verify", "model": str(src), "feeds": V.encode_feeds(feeds), "reference": str(src), "rtol": 1e-4,
+         "min_cosine": None, "reference_label": "the input model's"}], wait_before_verify=1.5)
+    assert out["ok"] and out["reference_reused"] is True
+    assert worker.keep_calls == [True]
+    assert out["warmed_bytes"] == nbytes
+    marks = out["marks"]
+    assert marks["reference_done"] <= marks["warm_done"] < marks["received"]
+
+
+def test_worker_stops_warming_when_the_output_comes(src, worker, monkeypatch):
+    """Far more than it can touch before the output comes: it stops then (within a block), and never asks for
+    more than half of what the machine has available."""
+    from deploytool.onnx_io import load_proto
+
+    feeds = V.gate_feeds(V.gate_plan(load_proto(src, load_external_data=False), src))
+    monkeypatch.setattr(worker, "_available_bytes", lambda: 2 * (1 << 30))  # at most 1 GiB is touched
+    out = _serve_slowly(worker, [
+        {"op": "warm", "bytes": 1 << 40, "after_reference": False},
+        {"op": "verify", "model": str(src), "feeds": V.encode_feeds(feeds), "reference": None, "rtol": 1e-4,
+         "min_cosine": None, "reference_label": "the input model's"}], wait_before_verify=0.05)
+    assert out["ok"]
+    assert 0 < out["warmed_bytes"] < 1 << 30  # 1 GiB of page faults takes far longer than the wait
+    assert out["warmed_bytes"] % 4096 == 0
+    assert out["marks"]["received"] <= out["marks"]["warm_done"]
+
+
+def _fp32_weight_bytes(path, *, matmul_rhs_only: bool) -> int:
+    """From the ONNX proto, independently of the passes: bytes of float32 initializers over 1 KiB, or the
+    element count of 2-D float32 initializers that are a MatMul's or Gemm's second input."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    rhs = {n.input[1] for n in m.graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1}
+    total = 0
+    for t in m.graph.initializer:
+        if t.data_type != onnx.TensorProto.FLOAT:
+            continue
+        a = numpy_helper.to_array(t)
+        if matmul_rhs_only:
+            total += a.size if a.ndim == 2 and t.name in rhs else 0
+        elif a.nbytes > 1024:
+            total += a.nbytes
+    return total
+
+
+def test_fp16_and_int8_ask_the_gate_to_warm_what_ort_will_allocate(src):
+    from deploytool import onnx_io
+    from deploytool.passes.fp16 import Fp16Config, Fp16ConvertPass
+    from deploytool.passes.quantize_int8 import Int8Config, Int8QuantizePass
+
+    model = onnx_io.load_model(src)
+    fp16 = Fp16ConvertPass(Fp16Config(check_host=False)).gate_session_bytes(model)
+    int8 = Int8QuantizePass(Int8Config()).gate_session_bytes(model)
+    assert fp16 == _fp32_weight_bytes(src, matmul_rhs_only=False) > 0
+    assert int8 == _fp32_weight_bytes(src, matmul_rhs_only=True) > 0
+    assert ReorderPass(ReorderConfig()).gate_session_bytes(model) == 0  # fp32 weights, loaded where they lie
+
+
+def test_fp16_through_the_separate_gate_warms_its_session(src, tmp_path, separate):
+    from deploytool.passes.fp16 import Fp16Config, Fp16ConvertPass
+
+    res = run_pass_file(Fp16ConvertPass(Fp16Config(check_host=False)), src, tmp_path / "h.onnx")
+    assert res.gate.verified is True and res.gate.reference_reused is True
+    assert res.gate.warmed_bytes is not None and 0 <= res.gate.warmed_bytes <= _fp32_weight_bytes(
+        src, matmul_rhs_only=False)
+    assert res.to_dict()["gate_warmed_bytes"] == res.gate.warmed_bytes
+
+
 def test_feeds_survive_the_trip():
     feeds = {"input_ids": np.arange(16, dtype=np.int64).reshape(2, 8), "mask": np.ones((2, 8), np.int32),
              "x": np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)}
