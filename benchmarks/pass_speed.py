@@ -37,7 +37,10 @@ right after the library row (``--no-cli`` skips them).
 
 The gate's process starts with the pass (imports ONNX Runtime and, for reorder, int8, fp16 and pack, runs
 the reference while the pass runs); ``gate_s`` is what is left once the output is written, and
-``gate_reference_reused`` says whether the reference computed early was used. Two more sections measure
+``gate_reference_reused`` says whether the reference computed early was used. The output's session there runs
+on every core (the pass's process only waits by then), and for fp16 and int8 the process has first touched the
+memory ONNX Runtime allocates for the output's weights while it waited (``gate_warmed_bytes``); each run's
+``stats.gate_timeline`` holds the steps of that process, in seconds from the moment the output was written. Two more sections measure
 what the gate costs: ``gate_sessions``, an ONNX Runtime session of the input as the gate makes it (1
 thread, one run on the gate's batch) under other session options, each 3 times in a fresh process (import,
 creation, run, peak RSS, outputs equal to the default's); and ``imports``, ``python -X importtime`` of
@@ -216,7 +219,7 @@ def worker_pass(spec: dict) -> dict:
                 "peak_rss_bytes": _peak_rss()}
     seconds = time.perf_counter() - t0
     keep = ("bytes_before", "bytes_after", "verified", "verify_s", "gate_process", "gate_peak_rss_bytes", "engine",
-            "gate_reference_reused",
+            "gate_reference_reused", "gate_timeline", "gate_warmed_bytes",
             "opset", "weights_packed", "bits_per_weight", "runtime", "heads_after", "neurons_after")
     return {"ok": True, "pass_s": round(seconds, 2), "imports_s": round(t0 - t_import, 2),
             "rss_after_imports_bytes": rss_imports, "peak_rss_bytes": _peak_rss(),
