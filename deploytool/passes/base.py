@@ -252,7 +252,8 @@ class DeployPass(ir.passes.InPlacePass):
         """About the memory ONNX Runtime will newly allocate for the weights of this pass's output when the gate
         loads it (``model``: the input, before the pass runs), for the gate's process to touch while it waits
         (:meth:`deploytool.runtime.verify.GateProcess.warm`); 0 (the default) when it loads them where they
-        lie. Only a hint: too little leaves the rest to fault in the session, too much raises the gate's peak."""
+        lie. Only tensors under ``runtime.verify.WARM_TENSOR_LIMIT`` count (bigger ones get fresh memory of their
+        own). Only a hint: too little leaves the rest to fault in the session, too much raises the gate's peak."""
         return 0
 
     #: how the gate's messages name what :meth:`gate_reference` returns

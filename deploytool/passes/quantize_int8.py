@@ -259,12 +259,15 @@ class Int8QuantizePass(DeployPass):
 
     def gate_session_bytes(self, model: ir.Model) -> int:
         """ONNX Runtime prepacks each int8 MatMul weight of the output into a buffer of its own as it loads it:
-        about a byte per weight of the input's float MatMul/Gemm weights (BERT-base: 85 MB)."""
+        about a byte per weight of the input's float MatMul/Gemm weights (BERT-base: 85 MB), for those under
+        the gate's limit."""
+        from deploytool.runtime.verify import WARM_TENSOR_LIMIT
+
         total = 0
         for v in model.graph.initializers.values():
             c = v.const_value
-            if c is not None and c.dtype is ir.DataType.FLOAT and len(c.shape) == 2 and any(
-                    u.node.op_type in ("MatMul", "Gemm") and u.idx == 1 for u in v.uses()):
+            if c is not None and c.dtype is ir.DataType.FLOAT and len(c.shape) == 2 and c.size < WARM_TENSOR_LIMIT \
+                    and any(u.node.op_type in ("MatMul", "Gemm") and u.idx == 1 for u in v.uses()):
                 total += c.size
         return total
 

@@ -47,7 +47,8 @@ from deploytool.runtime.procstat import release_free_memory
 
 #: glibc ``mallopt`` parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
-_MMAP_THRESHOLD = 32 << 20  # glibc's largest: smaller blocks come from the heap (a weight: 2-10 MB)
+_MMAP_THRESHOLD = 32 << 20  # glibc's largest: smaller blocks come from the heap (a weight: 2-10 MB); see
+# runtime.verify.WARM_TENSOR_LIMIT, the same bound for what a pass counts as warmable
 _TRIM_THRESHOLD = 64 << 20  # what glibc's own sliding thresholds reach at most
 
 

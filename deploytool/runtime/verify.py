@@ -414,6 +414,11 @@ def decode_feeds(data: dict[str, dict]) -> dict[str, np.ndarray]:
             for k, d in data.items()}
 
 
+#: :meth:`GateProcess.warm`: tensors ONNX Runtime allocates at this size or above come from fresh mappings
+#: of their own, not from the heap the process warmed (glibc's largest mmap threshold, which the worker sets)
+WARM_TENSOR_LIMIT = 32 << 20
+
+
 def gate_threads(limit: int = 4) -> int:
     """The threads the gate's process gives the output's session once the pass has written it: the cores this
     process may run on, at most ``limit`` (more add thread start-up to a one-batch run)."""
@@ -505,7 +510,8 @@ class GateProcess:
         while it waits, after its early reference has run, and stop as soon as the output comes. Freed again,
         the pages stay in the process's heap, where the output's session takes them: ONNX Runtime allocates the
         weights it converts or prepacks (an fp16 model's fp32 copies: BERT-base 437 MB, 107k page faults at
-        0.1-0.9 s on this project's VMs) into memory that no longer faults in the session's own time.
+        0.1-0.9 s on this project's VMs) into memory that no longer faults in the session's own time. Only
+        tensors under :data:`WARM_TENSOR_LIMIT` take it: a pass counts those alone.
         Without it the session faults those pages in itself; nothing else differs.
 
         Called before anything else is sent; ``after_reference``: wait for the reference that

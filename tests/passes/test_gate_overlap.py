@@ -404,9 +404,10 @@ def test_worker_stops_warming_when_the_output_comes(src, worker, monkeypatch):
     assert out["marks"]["received"] <= out["marks"]["warm_done"]
 
 
-def _fp32_weight_bytes(path, *, matmul_rhs_only: bool) -> int:
+def _fp32_weight_bytes(path, *, matmul_rhs_only: bool, limit: int = 32 << 20) -> int:
     """From the ONNX proto, independently of the passes: bytes of float32 initializers over 1 KiB, or the
-    element count of 2-D float32 initializers that are a MatMul's or Gemm's second input."""
+    element count of 2-D float32 initializers that are a MatMul's or Gemm's second input; either under
+    ``limit`` bytes (of int8 for the second)."""
     import onnx
     from onnx import numpy_helper
 
@@ -418,13 +419,13 @@ def _fp32_weight_bytes(path, *, matmul_rhs_only: bool) -> int:
             continue
         a = numpy_helper.to_array(t)
         if matmul_rhs_only:
-            total += a.size if a.ndim == 2 and t.name in rhs else 0
-        elif a.nbytes > 1024:
+            total += a.size if a.ndim == 2 and t.name in rhs and a.size < limit else 0
+        elif 1024 < a.nbytes < limit:
             total += a.nbytes
     return total
 
 
-def test_fp16_and_int8_ask_the_gate_to_warm_what_ort_will_allocate(src):
+def test_fp16_and_int8_ask_the_gate_to_warm_what_ort_will_allocate(src, monkeypatch):
     from deploytool import onnx_io
     from deploytool.passes.fp16 import Fp16Config, Fp16ConvertPass
     from deploytool.passes.quantize_int8 import Int8Config, Int8QuantizePass
@@ -435,6 +436,13 @@ def test_fp16_and_int8_ask_the_gate_to_warm_what_ort_will_allocate(src):
     assert fp16 == _fp32_weight_bytes(src, matmul_rhs_only=False) > 0
     assert int8 == _fp32_weight_bytes(src, matmul_rhs_only=True) > 0
     assert ReorderPass(ReorderConfig()).gate_session_bytes(model) == 0  # fp32 weights, loaded where they lie
+    # tensors at the limit or over it get fresh memory of their own: not counted (a limit below the largest)
+    monkeypatch.setattr(V, "WARM_TENSOR_LIMIT", 4096)
+    small = _fp32_weight_bytes(src, matmul_rhs_only=False, limit=4096)
+    assert Fp16ConvertPass(Fp16Config(check_host=False)).gate_session_bytes(model) == small < fp16
+    monkeypatch.setattr(V, "WARM_TENSOR_LIMIT", 1536)  # the FFN's 32 x 48 weights are at it
+    assert Int8QuantizePass(Int8Config()).gate_session_bytes(model) == _fp32_weight_bytes(
+        src, matmul_rhs_only=True, limit=1536) < int8
 
 
 def test_fp16_through_the_separate_gate_warms_its_session(src, tmp_path, separate):
