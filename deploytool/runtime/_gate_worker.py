@@ -23,7 +23,8 @@ and stderr are free for whatever a library prints):
   starts), where the output's session allocates the weights ONNX Runtime converts or prepacks without faulting
   them in then;
 - ``{"op": "verify", "model": PATH, "feeds": FEEDS, "reference": PATH or null, "rtol": .., "min_cosine":
-  .., "reference_label": .., "count_casts": bool, "threads": N}``: :func:`~deploytool.runtime.verify.verify_model`'s checks, reusing the
+  .., "reference_label": .., "count_casts": bool, "threads": N}`` (N: the output session's threads, one while the
+  early reference still runs): :func:`~deploytool.runtime.verify.verify_model`'s checks, reusing the
   kept reference outputs when ``reference`` is the model run early (its path, or ``"@early"``) and every
   input it was fed is in ``FEEDS`` with the same values (so the verdict is the one the reference run now would give); then it
   answers ``ok``, the error's message, node and op, the largest difference, the seconds, whether the
@@ -257,10 +258,17 @@ def serve(lines, answer) -> int:
                     raise cached["error"]
                 return cached["outputs"]
 
+            threads = max(1, int(msg.get("threads") or 1))
+            if early is not None and not early["ready"].is_set():
+                # the reference still runs: more threads would take its core (pack's, still being built:
+                # 0.1-0.2 s later; an XLM-R-large input's session, still running, 0.5 s later with its
+                # weights and the output's mapped at once, the peak 1.3 -> 2.1 GB)
+                threads = 1
+            out["session_threads"] = threads
             report = V._verify(msg["model"], feeds, None if reference is None else ref_outputs, rtol=msg["rtol"],
                                min_cosine=msg.get("min_cosine"), reference_label=msg["reference_label"],
                                session_config=msg.get("session_config"), count_casts=bool(msg.get("count_casts")),
-                               marks=marks, threads=max(1, int(msg.get("threads") or 1)))
+                               marks=marks, threads=threads)
             out.update(ok=True, max_diff=report.max_diff, seconds=report.seconds, outputs=list(report.outputs),
                        inserted_casts=report.inserted_casts)
         except VerificationError as e:

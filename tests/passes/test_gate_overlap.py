@@ -289,12 +289,13 @@ def test_worker_makes_the_outputs_session_while_its_reference_is_built(src, tmp_
                          "argument": "", "feeds": V.encode_feeds(feeds)}),
              json.dumps({"op": "verify", "model": str(src), "feeds": V.encode_feeds(feeds),
                          "reference": V.GateProcess.EARLY, "rtol": 1e-4, "min_cosine": None,
-                         "reference_label": "the input model's"})]
+                         "reference_label": "the input model's", "threads": 2})]
     answers = []
     W.serve(iter(lines), answers.append)
     out, marks = answers[0], answers[0]["marks"]
     assert marks["run"] < marks["reference_waited"]  # the output ran before the reference was there
     assert marks["received"] - marks["reference_begun"] < 0.5  # the message was read while it was built
+    assert out["session_threads"] == 1  # not the two it was sent: the reference still had the other core
     if fails:
         assert not out["ok"] and "the builder broke" in out["error"]
     else:
@@ -330,6 +331,7 @@ def test_worker_gives_the_outputs_session_the_threads_it_is_sent(src, monkeypatc
     W.serve(iter([json.dumps(msg)]), answers.append)
     assert answers[0]["ok"] and answers[0]["max_diff"] == 0.0
     assert made == [threads or 1, 1]  # the output's session, then the reference's
+    assert answers[0]["session_threads"] == (threads or 1)
 
 
 def test_gate_threads_are_the_cores_this_process_may_use(monkeypatch):
