@@ -64,6 +64,26 @@ def _mem_available() -> int | None:
     return None
 
 
+PAGE_REPORTING = Path("/sys/module/page_reporting/parameters")
+
+
+def _page_reporting(folder: Path | None = None) -> dict | None:
+    """The guest kernel's free page reporting (a VM handing freed memory back to its host, which faults it in
+    again, slowly, when the guest next touches it): its parameters as the kernel shows them (numbers as
+    ints, Y/N as booleans), ``reported_kib`` the total handed back since boot; None where there is none."""
+    folder = PAGE_REPORTING if folder is None else folder
+    if not folder.is_dir():
+        return None
+    out: dict = {}
+    for f in sorted(folder.iterdir()):
+        try:
+            text = f.read_text().strip()
+        except OSError:
+            continue
+        out[f.name] = True if text == "Y" else False if text == "N" else int(text) if text.lstrip("-").isdigit() else text
+    return out
+
+
 def _machine() -> dict:
     try:
         from deploytool.runtime.host import detect_host
@@ -118,7 +138,7 @@ def stamp(started: dict | None = None, *, argv: list[str] | None = None) -> dict
     """
     if started is None:
         return {"stamp_version": STAMP_VERSION, "started_utc": _utc(), "_t0": time.monotonic(),
-                "load_average_start": _load(), **_machine(), "code": _code(),
+                "load_average_start": _load(), **_machine(), "page_reporting": _page_reporting(), "code": _code(),
                 "command": [Path(sys.executable).name, *(sys.argv if argv is None else argv)],
                 "sitting": os.environ.get(SITTING_ENV) or None}
     if "_t0" not in started:
@@ -127,6 +147,11 @@ def stamp(started: dict | None = None, *, argv: list[str] | None = None) -> dict
     out["finished_utc"] = _utc()
     out["wall_s"] = round(time.monotonic() - started["_t0"], 1)
     out["load_average_end"] = _load()
+    reporting = _page_reporting()
+    if reporting is not None and isinstance((started.get("page_reporting") or {}).get("reported_kib"), int) \
+            and isinstance(reporting.get("reported_kib"), int):
+        # memory this VM handed back to its host while the benchmark ran: touched again, it faults in slowly
+        out["page_reporting_kib_during_run"] = reporting["reported_kib"] - started["page_reporting"]["reported_kib"]
     out["versions"] = _versions()
     out["versions"]["imported"] = sorted(m for m in ("numpy", "onnx", "onnxruntime", "torch", "transformers", "onnx_ir")
                                          if m in sys.modules)

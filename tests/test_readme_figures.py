@@ -195,6 +195,24 @@ def test_stamp_start_and_end(monkeypatch):
         stamp({"started_utc": "x"})
 
 
+def test_stamp_reads_free_page_reporting(tmp_path, monkeypatch):
+    """The guest's free page reporting parameters as the kernel lists them, and how much memory was handed
+    back to the host during the run; nothing where the kernel has none."""
+    mod = _bench_module("_stamp")
+    folder = tmp_path / "parameters"
+    folder.mkdir()
+    for name, text in {"page_reporting_order": "9\n", "min_free_ms": "0\n", "free_bitmap_enable": "Y\n",
+                       "reported_kib": "1000\n"}.items():
+        (folder / name).write_text(text)
+    monkeypatch.setattr(mod, "PAGE_REPORTING", folder)
+    start = mod.stamp(argv=["b.py"])
+    assert start["page_reporting"] == {"free_bitmap_enable": True, "min_free_ms": 0, "page_reporting_order": 9,
+                                       "reported_kib": 1000}
+    (folder / "reported_kib").write_text("5096\n")
+    assert mod.stamp(start)["page_reporting_kib_during_run"] == 4096
+    assert mod._page_reporting(tmp_path / "none") is None
+
+
 _FAKE = """import json, sys, time
 sys.path.insert(0, {bench!r})
 from _stamp import stamp
