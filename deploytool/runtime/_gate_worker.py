@@ -95,8 +95,9 @@ def _warm(nbytes: int, early: dict | None, arrived: threading.Event, warmed: dic
     the bytes touched and the time it stopped in ``warmed``."""
     import numpy as np
 
-    if early is not None:
-        early["ready"].wait()
+    if early is not None:  # the output may come first (and be refused before the reference is waited for)
+        while not early["ready"].wait(0.005) and not arrived.is_set():
+            pass
     nbytes = min(int(nbytes), _available_bytes() // 2)
     mallopt = _mallopt()
     if mallopt is not None and nbytes > 0:  # none of it is handed back when it is freed

@@ -389,6 +389,27 @@ def test_worker_warms_after_its_reference_and_reports_it(src, worker):
     assert marks["reference_done"] <= marks["warm_done"] < marks["received"]
 
 
+def test_worker_waiting_to_warm_does_not_hold_back_a_refusal(src, worker, monkeypatch, tmp_path):
+    """Warming waits for a reference still being built; an output refused before that reference is asked for
+    (it does not load) is answered at once, not after the warming thread's wait."""
+    from deploytool.onnx_io import load_proto
+
+    feeds = V.gate_feeds(V.gate_plan(load_proto(src, load_external_data=False), src))
+    monkeypatch.setattr(worker, "_build", lambda *a: (time.sleep(3.0), str(src))[1])
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    start = time.monotonic()
+    out = _serve_slowly(worker, [
+        {"op": "warm", "bytes": 1 << 20, "after_reference": True},
+        {"op": "reference", "build": "any:builder", "src": str(src), "folder": str(tmp_path), "argument": "",
+         "feeds": V.encode_feeds(feeds)},
+        {"op": "verify", "model": str(broken), "feeds": V.encode_feeds(feeds), "reference": V.GateProcess.EARLY,
+         "rtol": 1e-4, "min_cosine": None, "reference_label": "the input model's"}], wait_before_verify=0.0)
+    assert not out["ok"] and "cannot load" in out["error"]
+    assert time.monotonic() - start < 0.8  # the warming thread stopped waiting when the output came
+    assert out["warmed_bytes"] == 0
+
+
 def test_worker_stops_warming_when_the_output_comes(src, worker, monkeypatch):
     """Far more than it can touch before the output comes: it stops then (within a block), and never asks for
     more than half of what the machine has available."""
