@@ -579,9 +579,9 @@ def _gather_rows_of_codes(model: ir.Model, table_v: ir.Value, scheme: str) -> bo
         for user, index in users:
             user.replace_input_with(index, rows_v)
         if out in graph.outputs:  # a graph output: the dequantized rows take its place and name
-            name = out.name
-            out.name = b.name(f"{name}_codes")
-            rows_v.name = name
+            out_name = out.name
+            out.name = b.name(f"{out_name}_codes")
+            rows_v.name = out_name
             graph.outputs[graph.outputs.index(out)] = rows_v
     return True
 

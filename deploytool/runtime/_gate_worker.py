@@ -48,8 +48,6 @@ from deploytool.runtime.procstat import release_free_memory
 
 #: glibc ``mallopt`` parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
-_MMAP_THRESHOLD = 32 << 20  # glibc's largest: smaller blocks come from the heap (a weight: 2-10 MB); see
-# runtime.verify.WARM_TENSOR_LIMIT, the same bound for what a pass counts as warmable
 _TRIM_THRESHOLD = 64 << 20  # what glibc's own sliding thresholds reach at most
 
 
@@ -70,10 +68,12 @@ def _keep_freed_memory() -> None:
     (with an arena per thread it would not be). Only when warming: threads that allocate at the same time
     then wait on one arena (pack's reference, built in two threads while the output's session is made, ended
     0.1-0.25 s later with it)."""
+    from deploytool.runtime.verify import WARM_TENSOR_LIMIT  # glibc's largest mmap threshold
+
     mallopt = _mallopt()
     if mallopt is not None:
         mallopt(_M_ARENA_MAX, 1)
-        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+        mallopt(_M_MMAP_THRESHOLD, WARM_TENSOR_LIMIT)  # smaller blocks come from the heap (a weight: 2-10 MB)
         mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
 
 
