@@ -79,6 +79,7 @@ from deploytool.passes.pack_codes import (  # noqa: F401 - fake_quantized_weight
     _pack_codes,
     _qkv_codes,
     _qkv_fake_quantized,
+    _quantize,
     fake_quantized_weight,
 )
 from deploytool.passes.pack_config import (
@@ -491,10 +492,11 @@ class FakeQuantWeightsPass(DeployPass):
     gate's process computed and wrote before anything else, ~0.27 s). Two-plane rows stay fp32 values.
     """
 
-    def __init__(self, config: PackConfig, *, gather_tables: bool = False) -> None:
+    def __init__(self, config: PackConfig, *, gather_tables: bool = False, codes_in_graph: bool = False) -> None:
         super().__init__()
         self.config = config
         self.gather_tables = gather_tables
+        self.codes_in_graph = codes_in_graph
 
     def call(self, model: ir.Model) -> DeployPassResult:
         cfg = self.config
@@ -502,6 +504,8 @@ class FakeQuantWeightsPass(DeployPass):
         # lazily: each weight is quantized when the model is written (one at a time), not all at once
         # np.asarray: a float32 weight is read where it lies (the quantizers never write into their input)
         for t in targets:
+            if self.codes_in_graph and _codes_times_scale(model, t, cfg):
+                continue
             _replace_lazily(t.weight, lambda w, layout=t.layout: fake_quantized_weight(
                 np.asarray(w, dtype=np.float32), layout, cfg))
         fused, _ = _fused_qkv_nodes(model.graph)
@@ -517,6 +521,69 @@ class FakeQuantWeightsPass(DeployPass):
             if not (self.gather_tables and _gather_rows_of_codes(model, table_v, scheme)):
                 _replace_lazily(table_v, lambda w, s=scheme: _dequantized_embedding(w, s))
         return DeployPassResult(model, modified=True, stats={"weights_replaced": len(targets)}, skipped=skipped)
+
+
+class _WeightCodes:
+    """One linear weight's codes, in the weight's own layout, and scale, computed once when the first of the
+    two is read (either of :func:`~deploytool.runtime.verify.memory_reference`'s threads)."""
+
+    def __init__(self, weight: ir.TensorProtocol, layout: str, config: PackConfig) -> None:
+        import threading
+
+        self.weight, self.layout, self.config = weight, layout, config
+        self.lock = threading.Lock()
+        self.result: tuple[np.ndarray, np.ndarray] | None = None
+
+    def get(self) -> tuple[np.ndarray, np.ndarray]:
+        with self.lock:
+            if self.result is None:
+                w = np.asarray(self.weight.numpy(), dtype=np.float32)  # read where it lies
+                codes, alpha, _ = _quantize(w if self.layout == "out_in" else w.T, self.config)
+                alpha = np.asarray(alpha, dtype=np.float32)
+                if self.layout == "out_in":  # [N, K]: one scale per row N
+                    self.result = (np.ascontiguousarray(codes), alpha.reshape(-1, 1) if alpha.ndim else alpha)
+                else:  # [K, N] (the codes of w.T come back in its memory order: .T is contiguous)
+                    self.result = (np.ascontiguousarray(codes.T), alpha)
+            return self.result
+
+
+def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig) -> bool:
+    """:class:`FakeQuantWeightsPass`'s ``codes_in_graph``: the weight becomes its int8 codes and scale, and
+    ``Mul(Cast(codes), scale)`` before its first reader computes the fake-quantized weight when the model runs:
+    the very float32 values (a code is -1, 0 or 1, so ``code * scale`` is exact), made one weight at a time
+    in the session's reused buffers instead of all of them held as float32 arrays (BERT-base: 340 MB, whose
+    fresh pages cost the gate's process 0.3-0.6 s). False, with nothing changed, for two-plane weights, a
+    weight that is a graph output or one without a tensor."""
+    w = target.weight
+    if config.weights is WeightScheme.SPLIT_BINARY or w.const_value is None or w.is_graph_output():
+        return False
+    users = [node for node, _ in w.uses()]
+    if not users:
+        return False
+    graph = model.graph
+    first = _first_in_graph(graph, users)
+    holder = _WeightCodes(w.const_value, target.layout, config)
+    b = _Builder(graph)
+    name, shape = w.name, w.const_value.shape
+    rows = int(shape[0] if target.layout == "out_in" else shape[1])
+    alpha_shape = [] if config.granularity is Granularity.LAYER else ([rows, 1] if target.layout == "out_in" else [rows])
+    codes_name, scale_name = b.name(f"{name}_codes"), b.name(f"{name}_scale")
+    codes_v = ir.Value(name=codes_name, shape=ir.Shape(list(shape)), type=ir.TensorType(ir.DataType.INT8),
+                       const_value=ir.LazyTensor(lambda: ir.Tensor(holder.get()[0], name=codes_name),
+                                                 dtype=ir.DataType.INT8, shape=ir.Shape(list(shape)), name=codes_name))
+    scale_v = ir.Value(name=scale_name, shape=ir.Shape(alpha_shape), type=ir.TensorType(ir.DataType.FLOAT),
+                       const_value=ir.LazyTensor(lambda: ir.Tensor(holder.get()[1], name=scale_name),
+                                                 dtype=ir.DataType.FLOAT, shape=ir.Shape(alpha_shape),
+                                                 name=scale_name))
+    graph.register_initializer(codes_v)
+    graph.register_initializer(scale_v)
+    tag = b.tag()
+    values = b.op("Cast", [codes_v], tag, to=ir.DataType.FLOAT)
+    weight = b.op("Mul", [values, scale_v], tag)
+    graph.insert_before(first, b.take())
+    w.replace_all_uses_with(weight)
+    graph.initializers.pop(name)
+    return True
 
 
 class _TableCodes:
@@ -586,13 +653,14 @@ def _gather_rows_of_codes(model: ir.Model, table_v: ir.Value, scheme: str) -> bo
     return True
 
 
-def _fake_quantized_model(src: str | os.PathLike, config: PackConfig, *, gather_tables: bool = False) -> ir.Model:
+def _fake_quantized_model(src: str | os.PathLike, config: PackConfig, *, gather_tables: bool = False,
+                          codes_in_graph: bool = False) -> ir.Model:
     """``src`` with its weights replaced by their fake-quantized fp32 values (:class:`FakeQuantWeightsPass`):
     memory maps, each replaced weight a lazy tensor computed when it is read."""
     from deploytool import onnx_io
 
     model = onnx_io.load_model(src)
-    FakeQuantWeightsPass(config, gather_tables=gather_tables)(model)
+    FakeQuantWeightsPass(config, gather_tables=gather_tables, codes_in_graph=codes_in_graph)(model)
     return model
 
 
@@ -613,7 +681,7 @@ def build_memory_reference(src: str | os.PathLike, folder: str | os.PathLike, co
     the pass runs, without writing and mapping a copy of the model."""
     from deploytool.runtime.verify import memory_reference
 
-    return memory_reference(_fake_quantized_model(src, config, gather_tables=True), folder)
+    return memory_reference(_fake_quantized_model(src, config, gather_tables=True, codes_in_graph=True), folder)
 
 
 def pack_pipeline(config: PackConfig) -> DeployPass:

@@ -34,7 +34,7 @@ _ORT_DTYPES = {
 
 def make_session(model: str | os.PathLike | bytes, *, providers: list | None = None, threads: int = 1,
                  session_config: dict[str, str] | None = None, initializers: dict[str, np.ndarray] | None = None,
-                 optimize: bool = True, profile_prefix: str | None = None):
+                 optimize: bool = True, profile_prefix: str | None = None, priority_order: bool = False):
     """An ``onnxruntime.InferenceSession`` for a path or serialized model bytes.
 
     threads: intra-op threads (inter-op is always 1); session_config: ``add_session_config_entry`` pairs.
@@ -42,6 +42,10 @@ def make_session(model: str | os.PathLike | bytes, *, providers: list | None = N
     place (``SessionOptions.add_initializer``: not copied; the session keeps the arrays alive).
     optimize: False turns ONNX Runtime's graph optimizations off (``ORT_DISABLE_ALL``).
     profile_prefix: turn ORT's profiler on, its JSON written under this prefix (``session.end_profiling()``).
+    priority_order: ``ExecutionOrder.PRIORITY_BASED`` instead of ORT's default order, which runs a node that
+    reads only initializers (pack's gate reference: ``Mul(Cast(codes), scale)`` for each weight) long before its
+    reader, so every weight it makes is alive at once; this order runs it right before (BERT-base's reference:
+    peak 516 -> 256 MB, run 0.19 -> 0.11 s).
     """
     import onnxruntime as ort
 
@@ -56,6 +60,8 @@ def make_session(model: str | os.PathLike | bytes, *, providers: list | None = N
         so.profile_file_prefix = str(profile_prefix)
     if not optimize:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if priority_order:
+        so.execution_order = ort.ExecutionOrder.PRIORITY_BASED
     values = [(name, ort.OrtValue.ortvalue_from_numpy(a)) for name, a in (initializers or {}).items()]
     for name, value in values:
         so.add_initializer(name, value)  # ORT holds a pointer only: the OrtValue must outlive the session

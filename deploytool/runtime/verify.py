@@ -198,7 +198,8 @@ def _session(model: str | os.PathLike | bytes | MemoryReference, session_config:
     try:
         if isinstance(model, MemoryReference):  # see memory_reference: its arrays in place, nothing optimized
             config = {**(session_config or {}), "session.disable_prepacking": "1"}
-            return make_session(model.path, session_config=config, initializers=model.initializers, optimize=False)
+            return make_session(model.path, session_config=config, initializers=model.initializers, optimize=False,
+                                priority_order=True)
         return make_session(model, session_config=session_config, profile_prefix=profile_prefix, threads=threads)
     except DeployError as e:  # make_session's own message hides the node name in its cause
         if e.__cause__ is None:

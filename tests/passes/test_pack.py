@@ -271,6 +271,65 @@ def test_gate_memory_reference_equals_the_fp32_fake_quantized_file(tiny_onnx, tm
         np.testing.assert_array_equal(got[k], want[k])
 
 
+@pytest.mark.parametrize("weights", ["ternary", "binary"])
+@pytest.mark.parametrize("granularity", ["layer", "row"])
+def test_gate_memory_reference_makes_each_weight_from_its_codes_in_the_graph(tmp_path, weights, granularity):
+    """The gate's in-memory reference holds each one-plane weight as int8 codes and a scale that
+    ``Mul(Cast(codes), scale)`` multiplies out as it runs, in either layout (MatMul's [in, out]; Gemm transB=1's
+    [out, in], its row scales a column) and for a weight two MatMuls share: the outputs equal, bit for bit, those
+    of the fake-quantized fp32 file, and the codes are TWN/BWN's of the weight restated here."""
+    from onnx import TensorProto, helper
+
+    from deploytool.passes.pack_weights import build_gate_reference, build_memory_reference
+    from deploytool.runtime import verify as V
+    from deploytool.runtime.infer import make_session
+
+    rng = np.random.default_rng(3)
+    w_in_out = (rng.normal(size=(16, 24)) * 0.05).astype(np.float32)
+    w_out_in = (rng.normal(size=(12, 24)) * 0.05).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]),
+             helper.make_node("Gemm", ["h", "w2"], ["y"], transB=1),
+             helper.make_node("MatMul", ["x", "w1"], ["z"])]  # w1 read twice
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 12]),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, [3, 24])],
+        [numpy_helper.from_array(w_in_out, "w1"), numpy_helper.from_array(w_out_in, "w2")])
+    src = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    cfg = PackConfig(weights=weights, granularity=granularity, runtime="memory", embeddings="fp32")
+    feeds = {"x": rng.normal(size=(3, 16)).astype(np.float32)}
+    (tmp_path / "m").mkdir()
+    (tmp_path / "f").mkdir()
+    mem = build_memory_reference(src, tmp_path / "m", cfg)
+    ref_graph = onnx.load(str(mem.path), load_external_data=False).graph
+    casts = [n for n in ref_graph.node if n.op_type == "Cast"]
+    in_graph = {t.name: numpy_helper.to_array(t) for t in ref_graph.initializer if t.data_location != 1}
+    held = {**in_graph, **mem.initializers}  # small tensors stay in the graph file, big ones are arrays
+    assert len(casts) == 2 and not {"w1", "w2"} & set(held)  # no float32 weight held
+    codes = {n.input[0]: held[n.input[0]] for n in casts}
+    assert all(c.dtype == np.int8 for c in codes.values())
+
+    def restated(w_out_in_layout: np.ndarray) -> np.ndarray:  # TWN / BWN codes, [out, in]
+        a = np.abs(w_out_in_layout.astype(np.float64))
+        if weights == "binary":
+            return np.where(w_out_in_layout >= 0, 1, -1)
+        delta = 0.7 * (a.mean() if granularity == "layer" else a.mean(axis=1, keepdims=True))
+        return np.sign(w_out_in_layout) * (a > delta)
+
+    by_shape = {c.shape: c for c in codes.values()}
+    np.testing.assert_array_equal(by_shape[(16, 24)], restated(w_in_out.T).T)  # kept in the [in, out] layout
+    np.testing.assert_array_equal(by_shape[(12, 24)], restated(w_out_in))
+    got = V.reference_outputs(mem, feeds)
+    sess = make_session(build_gate_reference(src, tmp_path / "f", cfg),
+                        session_config={"session.disable_prepacking": "1"}, optimize=False)
+    want = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    assert set(got) == set(want) == {"y", "z"}
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+    assert np.abs(got["z"] - feeds["x"] @ w_in_out).max() > 1e-3  # the weights really were quantized
+
+
 def test_gate_memory_reference_keeps_a_gathered_graph_output(tmp_path):
     """A table whose Gather output is also a graph output (a model that returns its embeddings): the rows
     dequantized in the reference's graph take that output's place and name, with the values the fp32
