@@ -245,7 +245,7 @@ def worker_pass(spec: dict) -> dict:
     locs = sorted(p.name for p in external_data_files(dst))  # read from the file (structure only)
     main = dst.stat().st_size
     data = sum((dst.parent / n).stat().st_size for n in locs)
-    keep = ("bytes_before", "bytes_after", "verified", "verify_s", "gate_process", "gate_peak_rss_bytes", "opset", "layers_kept", "heads_removed",
+    keep = ("bytes_before", "bytes_after", "verified", "verify_s", "gate_process", "gate_peak_rss_bytes", "gate_reference_reused", "opset", "layers_kept", "heads_removed",
             "width_effective", "weights_packed", "bits_per_weight", "runtime", "quantized_ops", "importance")
     stats = {k: v for k, v in res.to_dict().items() if k in keep}
     if "heads_kept" in res.to_dict():

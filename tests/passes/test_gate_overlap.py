@@ -562,6 +562,25 @@ def test_pack_passes_the_separate_gate_with_its_reference_in_memory(src, tmp_pat
     assert g.verified is True and g.process == "separate" and g.reference_reused is True
 
 
+@pytest.mark.parametrize("limits, reused", [((0, 10**12), True), ((10**12, 0), False), ((0, 0), None)],
+                         ids=["under-the-memory-limit", "under-the-file-limit-only", "over-both"])
+def test_pack_compares_in_the_gates_process_up_to_the_memory_reference_limit(src, tmp_path, separate, monkeypatch,
+                                                                             limits, reused):
+    """With the gate in its own process, pack compares with the reference built there in memory up to
+    GATE_MEMORY_REFERENCE_MAX_BYTES, whatever the file reference's limit (True: the early reference reused);
+    above it, with a reference file written after the pass up to GATE_REFERENCE_MAX_BYTES (False: compared, not
+    reused); above both the output only has to load and run (None: nothing compared)."""
+    from deploytool.passes import transform
+    from deploytool.passes.pack_weights import PackConfig, PackWeightsPass
+
+    monkeypatch.setattr(PackWeightsPass, "GATE_REFERENCE_MAX_BYTES", limits[0])
+    monkeypatch.setattr(PackWeightsPass, "GATE_MEMORY_REFERENCE_MAX_BYTES", limits[1])
+    res = transform(src, tmp_path / "p.onnx", PackConfig(weights="ternary"))
+    g = res.gate
+    assert g.verified is True and g.process == "separate"
+    assert g.reference_reused is reused
+
+
 @pytest.mark.parametrize("one_file", [True, False], ids=["one-data-file", "file-per-tensor"])
 def test_pack_of_an_external_data_input_through_the_separate_gate(src, tmp_path, separate, one_file):
     """The fake-quantized reference read from an input whose weights lie in data files; the input's files stay
