@@ -556,14 +556,14 @@ def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig) -> 
     the very float32 values (a code is -1, 0 or 1, so ``code * scale`` is exact), made one weight at a time
     in the session's reused buffers instead of all of them held as float32 arrays (BERT-base: 340 MB, whose
     fresh pages cost the gate's process 0.3-0.6 s). False, with nothing changed, for two-plane weights, a
-    weight that is a graph output or one without a tensor."""
+    weight that is a graph output, one without a tensor or readers, or one read inside a subgraph."""
     w = target.weight
     if config.weights is WeightScheme.SPLIT_BINARY or w.const_value is None or w.is_graph_output():
         return False
-    users = [node for node, _ in w.uses()]
-    if not users:
-        return False
     graph = model.graph
+    users = [node for node, _ in w.uses()]
+    if not users or any(node.graph is not graph for node in users):  # none, or one in a subgraph
+        return False
     first = _first_in_graph(graph, users)
     holder = _WeightCodes(w.const_value, target.layout, config)
     b = _Builder(graph)

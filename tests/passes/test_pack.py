@@ -330,6 +330,44 @@ def test_gate_memory_reference_makes_each_weight_from_its_codes_in_the_graph(tmp
     assert np.abs(got["z"] - feeds["x"] @ w_in_out).max() > 1e-3  # the weights really were quantized
 
 
+def test_gate_memory_reference_of_a_weight_also_read_inside_a_subgraph(tmp_path):
+    """A weight an If branch reads too (from the outer scope): pack leaves it fp32, and the in-memory
+    reference builds, keeps it a float32 tensor (no Cast of codes) and computes what the fp32 file computes."""
+    from onnx import TensorProto, helper
+
+    from deploytool.passes.pack_weights import build_gate_reference, build_memory_reference
+    from deploytool.runtime import verify as V
+    from deploytool.runtime.infer import make_session
+
+    rng = np.random.default_rng(5)
+    w = (rng.normal(size=(16, 16)) * 0.05).astype(np.float32)
+    branch = lambda name, op: helper.make_graph(  # noqa: E731
+        [helper.make_node(op, ["h", "w"], [f"{name}_out"])], name, [],
+        [helper.make_tensor_value_info(f"{name}_out", TensorProto.FLOAT, None)])
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]),
+             helper.make_node("ReduceSum", ["h"], ["s"], keepdims=0),
+             helper.make_node("Greater", ["s", "zero"], ["c"]),
+             helper.make_node("If", ["c"], ["y"], then_branch=branch("t", "MatMul"), else_branch=branch("e", "Add"))]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(-1e9, np.float32), "zero")])
+    src = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    cfg = PackConfig(weights="ternary", runtime="memory", embeddings="fp32")
+    feeds = {"x": rng.normal(size=(16, 16)).astype(np.float32)}
+    (tmp_path / "m").mkdir()
+    (tmp_path / "f").mkdir()
+    mem = build_memory_reference(src, tmp_path / "m", cfg)
+    assert not [n for n in onnx.load(str(mem.path), load_external_data=False).graph.node if n.op_type == "Cast"]
+    got = V.reference_outputs(mem, feeds)
+    sess = make_session(build_gate_reference(src, tmp_path / "f", cfg),
+                        session_config={"session.disable_prepacking": "1"}, optimize=False)
+    want = sess.run(None, feeds)[0]
+    np.testing.assert_array_equal(got["y"], want)
+    np.testing.assert_allclose(want, (feeds["x"] @ w) @ w, atol=1e-6)  # the branch ran, on the fp32 weight
+
+
 def test_gate_memory_reference_keeps_a_gathered_graph_output(tmp_path):
     """A table whose Gather output is also a graph output (a model that returns its embeddings): the rows
     dequantized in the reference's graph take that output's place and name, with the values the fp32
