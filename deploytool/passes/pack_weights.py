@@ -526,28 +526,40 @@ class FakeQuantWeightsPass(DeployPass):
         return DeployPassResult(model, modified=True, stats={"weights_replaced": len(targets)}, skipped=skipped)
 
 
-class _WeightCodes:
-    """One linear weight's codes, in the weight's own layout, and scale, computed once when the first of the
-    two is read (either of :func:`~deploytool.runtime.verify.memory_reference`'s threads)."""
+class _ComputedOnce:
+    """Two arrays (codes and scales) that ``compute()`` gives, computed once when the first of them is read
+    (by either of :func:`~deploytool.runtime.verify.memory_reference`'s threads)."""
 
-    def __init__(self, weight: ir.TensorProtocol, layout: str, config: PackConfig) -> None:
+    def __init__(self, compute) -> None:
         import threading
 
-        self.weight, self.layout, self.config = weight, layout, config
+        self.compute = compute
         self.lock = threading.Lock()
         self.result: tuple[np.ndarray, np.ndarray] | None = None
 
     def get(self) -> tuple[np.ndarray, np.ndarray]:
         with self.lock:
             if self.result is None:
-                w = np.asarray(self.weight.numpy(), dtype=np.float32)  # read where it lies
-                codes, alpha, _ = _quantize(w if self.layout == "out_in" else w.T, self.config)
-                alpha = np.asarray(alpha, dtype=np.float32)
-                if self.layout == "out_in":  # [N, K]: one scale per row N
-                    self.result = (np.ascontiguousarray(codes), alpha.reshape(-1, 1) if alpha.ndim else alpha)
-                else:  # [K, N] (the codes of w.T come back in its memory order: .T is contiguous)
-                    self.result = (np.ascontiguousarray(codes.T), alpha)
+                self.result = self.compute()
             return self.result
+
+    def initializer(self, graph: ir.Graph, index: int, name: str, dtype: ir.DataType, shape: list[int]) -> ir.Value:
+        """A new initializer ``name`` of ``graph`` whose tensor is ``get()[index]``, computed when read."""
+        v = ir.Value(name=name, shape=ir.Shape(shape), type=ir.TensorType(dtype),
+                     const_value=ir.LazyTensor(lambda: ir.Tensor(self.get()[index], name=name), dtype=dtype,
+                                               shape=ir.Shape(shape), name=name))
+        graph.register_initializer(v)
+        return v
+
+
+def _weight_codes(weight: ir.TensorProtocol, layout: str, config: PackConfig) -> tuple[np.ndarray, np.ndarray]:
+    """A linear weight's int8 codes in the weight's own layout, and its scale shaped to broadcast over them."""
+    w = np.asarray(weight.numpy(), dtype=np.float32)  # read where it lies
+    codes, alpha, _ = _quantize(w if layout == "out_in" else w.T, config)
+    alpha = np.asarray(alpha, dtype=np.float32)
+    if layout == "out_in":  # [N, K]: one scale per row N
+        return np.ascontiguousarray(codes), (alpha.reshape(-1, 1) if alpha.ndim else alpha)
+    return np.ascontiguousarray(codes.T), alpha  # [K, N] (the codes of w.T come in its memory order: .T is contiguous)
 
 
 def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig) -> bool:
@@ -565,21 +577,14 @@ def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig) -> 
     if not users or any(node.graph is not graph for node in users):  # none, or one in a subgraph
         return False
     first = _first_in_graph(graph, users)
-    holder = _WeightCodes(w.const_value, target.layout, config)
+    weight_v, layout = w.const_value, target.layout
+    holder = _ComputedOnce(lambda: _weight_codes(weight_v, layout, config))
     b = _Builder(graph)
-    name, shape = w.name, w.const_value.shape
-    rows = int(shape[0] if target.layout == "out_in" else shape[1])
-    alpha_shape = [] if config.granularity is Granularity.LAYER else ([rows, 1] if target.layout == "out_in" else [rows])
-    codes_name, scale_name = b.name(f"{name}_codes"), b.name(f"{name}_scale")
-    codes_v = ir.Value(name=codes_name, shape=ir.Shape(list(shape)), type=ir.TensorType(ir.DataType.INT8),
-                       const_value=ir.LazyTensor(lambda: ir.Tensor(holder.get()[0], name=codes_name),
-                                                 dtype=ir.DataType.INT8, shape=ir.Shape(list(shape)), name=codes_name))
-    scale_v = ir.Value(name=scale_name, shape=ir.Shape(alpha_shape), type=ir.TensorType(ir.DataType.FLOAT),
-                       const_value=ir.LazyTensor(lambda: ir.Tensor(holder.get()[1], name=scale_name),
-                                                 dtype=ir.DataType.FLOAT, shape=ir.Shape(alpha_shape),
-                                                 name=scale_name))
-    graph.register_initializer(codes_v)
-    graph.register_initializer(scale_v)
+    name, shape = w.name, [int(d) for d in w.const_value.shape]
+    rows = shape[0] if layout == "out_in" else shape[1]
+    alpha_shape = [] if config.granularity is Granularity.LAYER else ([rows, 1] if layout == "out_in" else [rows])
+    codes_v = holder.initializer(graph, 0, b.name(f"{name}_codes"), ir.DataType.INT8, shape)
+    scale_v = holder.initializer(graph, 1, b.name(f"{name}_scale"), ir.DataType.FLOAT, alpha_shape)
     tag = b.tag()
     values = b.op("Cast", [codes_v], tag, to=ir.DataType.FLOAT)
     weight = b.op("Mul", [values, scale_v], tag)
@@ -589,23 +594,11 @@ def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig) -> 
     return True
 
 
-class _TableCodes:
-    """A table's row codes and scales, computed once when the first of the two is read (either thread)."""
-
-    def __init__(self, table: ir.TensorProtocol, scheme: str) -> None:
-        import threading
-
-        self.table, self.scheme = table, scheme
-        self.lock = threading.Lock()
-        self.result: tuple[np.ndarray, np.ndarray] | None = None
-
-    def get(self) -> tuple[np.ndarray, np.ndarray]:
-        with self.lock:
-            if self.result is None:
-                codes, alpha = _embedding_codes(self.table.numpy(), self.scheme)
-                self.result = (np.ascontiguousarray(codes, dtype=np.int8),
-                               np.ascontiguousarray(np.asarray(alpha, dtype=np.float32).reshape(-1)))
-            return self.result
+def _table_codes(table: ir.TensorProtocol, scheme: str) -> tuple[np.ndarray, np.ndarray]:
+    """An embedding table's int8 row codes and its per-row scales."""
+    codes, alpha = _embedding_codes(table.numpy(), scheme)
+    return (np.ascontiguousarray(codes, dtype=np.int8),
+            np.ascontiguousarray(np.asarray(alpha, dtype=np.float32).reshape(-1)))
 
 
 def _gather_rows_of_codes(model: ir.Model, table_v: ir.Value, scheme: str) -> bool:
@@ -620,18 +613,15 @@ def _gather_rows_of_codes(model: ir.Model, table_v: ir.Value, scheme: str) -> bo
     if table_v.const_value is None or len(table_v.const_value.shape) != 2:
         return False
     rows = int(table_v.const_value.shape[0])
-    codes = _TableCodes(table_v.const_value, scheme)
+    table = table_v.const_value
+    codes = _ComputedOnce(lambda: _table_codes(table, scheme))
     graph = model.graph
     b = _Builder(graph)
     name = table_v.name
     table_v.const_value = ir.LazyTensor(lambda: ir.Tensor(codes.get()[0], name=name), dtype=ir.DataType.INT8,
-                                        shape=table_v.const_value.shape, name=name)
+                                        shape=table.shape, name=name)
     table_v.dtype = ir.DataType.INT8
-    scale_name = b.name(f"{name}_row_scale")
-    scale_v = ir.Value(name=scale_name, shape=ir.Shape([rows]), type=ir.TensorType(ir.DataType.FLOAT),
-                       const_value=ir.LazyTensor(lambda: ir.Tensor(codes.get()[1], name=scale_name),
-                                                 dtype=ir.DataType.FLOAT, shape=ir.Shape([rows]), name=scale_name))
-    graph.register_initializer(scale_v)
+    scale_v = codes.initializer(graph, 1, b.name(f"{name}_row_scale"), ir.DataType.FLOAT, [rows])
     new_axes = model.opset_imports.get("", 0) >= 13
     for node, _ in uses:
         out = node.outputs[0]

@@ -42,23 +42,13 @@ import sys
 import threading
 import time
 
+from deploytool.runtime.procstat import available_memory_bytes, mallopt, release_free_memory
 from deploytool.runtime.procstat import peak_rss_bytes as _peak_rss
-from deploytool.runtime.procstat import release_free_memory
 
 
 #: glibc ``mallopt`` parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 _TRIM_THRESHOLD = 64 << 20  # what glibc's own sliding thresholds reach at most
-
-
-def _mallopt():
-    """glibc's ``mallopt``, or None (another C library)."""
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return None
 
 
 def _keep_freed_memory() -> None:
@@ -70,23 +60,11 @@ def _keep_freed_memory() -> None:
     0.1-0.25 s later with it)."""
     from deploytool.runtime.verify import WARM_TENSOR_LIMIT  # glibc's largest mmap threshold
 
-    mallopt = _mallopt()
-    if mallopt is not None:
-        mallopt(_M_ARENA_MAX, 1)
-        mallopt(_M_MMAP_THRESHOLD, WARM_TENSOR_LIMIT)  # smaller blocks come from the heap (a weight: 2-10 MB)
-        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
-
-
-def _available_bytes() -> int:
-    """MemAvailable of /proc/meminfo (0 where there is none)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    set_ = mallopt()
+    if set_ is not None:
+        set_(_M_ARENA_MAX, 1)
+        set_(_M_MMAP_THRESHOLD, WARM_TENSOR_LIMIT)  # smaller blocks come from the heap (a weight: 2-10 MB)
+        set_(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
 
 
 def _warm(nbytes: int, early: dict | None, arrived: threading.Event, warmed: dict) -> None:
@@ -98,10 +76,10 @@ def _warm(nbytes: int, early: dict | None, arrived: threading.Event, warmed: dic
     if early is not None:  # the output may come first (and be refused before the reference is waited for)
         while not early["ready"].wait(0.005) and not arrived.is_set():
             pass
-    nbytes = min(int(nbytes), _available_bytes() // 2)
-    mallopt = _mallopt()
-    if mallopt is not None and nbytes > 0:  # none of it is handed back when it is freed
-        mallopt(_M_TRIM_THRESHOLD, max(_TRIM_THRESHOLD, nbytes + _TRIM_THRESHOLD))
+    nbytes = min(int(nbytes), available_memory_bytes() // 2)
+    set_ = mallopt()
+    if set_ is not None and nbytes > 0:  # none of it is handed back when it is freed
+        set_(_M_TRIM_THRESHOLD, max(_TRIM_THRESHOLD, nbytes + _TRIM_THRESHOLD))
     step = 4 << 20  # a few ms per block: the output's arrival stops it soon
     chunks = []
     done = 0

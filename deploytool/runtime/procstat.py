@@ -1,14 +1,15 @@
 """This process's resident memory from ``/proc/self/status`` (stdlib only: the gate's worker imports it).
 
 ``peak_rss_bytes`` is VmHWM, not ``ru_maxrss``, which Linux carries over from the parent across exec.
-Both return 0 where ``/proc`` is missing. :func:`release_free_memory` hands freed heap pages back.
+Both return 0 where ``/proc`` is missing, as does :func:`available_memory_bytes` (MemAvailable).
+:func:`release_free_memory` hands freed heap pages back; :func:`mallopt` is glibc's, for the gate's heap settings.
 """
 
 from __future__ import annotations
 
 import functools
 
-__all__ = ["peak_rss_bytes", "release_free_memory", "rss_bytes"]
+__all__ = ["available_memory_bytes", "mallopt", "peak_rss_bytes", "release_free_memory", "rss_bytes"]
 
 
 def _status_kb(key: str) -> int:
@@ -30,6 +31,18 @@ def peak_rss_bytes() -> int:
 def rss_bytes() -> int:
     """The resident set of this process now (VmRSS)."""
     return _status_kb("VmRSS:")
+
+
+def available_memory_bytes() -> int:
+    """MemAvailable of ``/proc/meminfo``: what the machine can hand out without swapping (0 where unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def release_free_memory(*, collect: bool = False) -> None:
@@ -54,4 +67,15 @@ def _malloc_trim():
         name = ctypes.util.find_library("c")
         return ctypes.CDLL(name).malloc_trim if name else None
     except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+@functools.cache
+def mallopt():
+    """glibc's ``mallopt(param, value)``, looked up once; None elsewhere (another C library)."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
         return None

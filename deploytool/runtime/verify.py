@@ -422,12 +422,11 @@ WARM_TENSOR_LIMIT = 32 << 20
 
 def gate_threads(limit: int = 4) -> int:
     """The threads the gate's process gives the output's session once the pass has written it: the cores this
-    process may run on, at most ``limit`` (more add thread start-up to a one-batch run)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(int(limit), cores))
+    process may run on (:func:`~deploytool.runtime.machine.usable_cores`), at most ``limit`` (more add thread
+    start-up to a one-batch run)."""
+    from deploytool.runtime.machine import usable_cores
+
+    return max(1, min(int(limit), usable_cores()))
 
 
 class GateProcess:

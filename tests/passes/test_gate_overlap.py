@@ -335,10 +335,15 @@ def test_worker_gives_the_outputs_session_the_threads_it_is_sent(src, monkeypatc
 
 
 def test_gate_threads_are_the_cores_this_process_may_use(monkeypatch):
+    from deploytool.runtime import machine
+
+    monkeypatch.setattr(machine, "cgroup_cpu_quota", lambda: None)  # this test's own machine's quota aside
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
     assert V.gate_threads() == 3 and V.gate_threads(limit=2) == 2
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
     assert V.gate_threads() == 4
+    monkeypatch.setattr(machine, "cgroup_cpu_quota", lambda: 1.5)  # a container's CPU quota caps them too
+    assert V.gate_threads() == 1
 
 
 def _serve_slowly(W, messages, *, wait_before_verify: float):
@@ -365,7 +370,7 @@ def worker(monkeypatch):
 
     calls = []
     monkeypatch.setattr(W, "_keep_freed_memory", lambda: calls.append(True))
-    monkeypatch.setattr(W, "_mallopt", lambda: None)
+    monkeypatch.setattr(W, "mallopt", lambda: None)
     W.keep_calls = calls
     return W
 
@@ -416,7 +421,7 @@ def test_worker_stops_warming_when_the_output_comes(src, worker, monkeypatch):
     from deploytool.onnx_io import load_proto
 
     feeds = V.gate_feeds(V.gate_plan(load_proto(src, load_external_data=False), src))
-    monkeypatch.setattr(worker, "_available_bytes", lambda: 2 * (1 << 30))  # at most 1 GiB is touched
+    monkeypatch.setattr(worker, "available_memory_bytes", lambda: 2 * (1 << 30))  # at most 1 GiB is touched
     out = _serve_slowly(worker, [
         {"op": "warm", "bytes": 1 << 40, "after_reference": False},
         {"op": "verify", "model": str(src), "feeds": V.encode_feeds(feeds), "reference": None, "rtol": 1e-4,
