@@ -57,16 +57,22 @@ class _Builder:
         return nodes
 
 
-def _unpack_ops(b: _Builder, packed: ir.Value, scheme: str, tag: str) -> ir.Value:
-    """int32 codes -> values, one new trailing axis of size per-byte: [..., bytes] -> [..., bytes, per]."""
+def unpack_table(scheme: str) -> np.ndarray:
+    """[256, per] int8: row ``b`` holds the values packed in a byte ``b`` of ``scheme`` (every byte value has a
+    row, so a byte the packer never writes, e.g. 243-255 for 5 trits, still indexes the table)."""
     per, divs, mod, mult, off = _UNPACK[scheme]
+    byte = np.arange(256, dtype=np.int32)[:, None]
+    return ((byte // np.asarray(divs, np.int32)) % mod * mult - off).astype(np.int8)
+
+
+def _unpack_ops(b: _Builder, packed: ir.Value, scheme: str, tag: str) -> ir.Value:
+    """uint8 bytes -> int8 values, one new trailing axis of size per-byte: [..., bytes] -> [..., bytes, per].
+
+    A lookup: ``Gather(table[256, per], Cast(bytes, int32))``, one copy of ``per`` bytes per packed byte. The
+    arithmetic it replaces (int32 ``Div`` by the digit weights, ``Mod``, ``Sub``) made four int32 arrays of
+    the unpacked size while ORT folded it: BERT-base binary, 1.8 s and ~2 GB to create the session."""
     x = b.op("Cast", [packed], tag, to=ir.DataType.INT32)
-    x = b.op("Unsqueeze", [x, b.const(np.array([-1], np.int64))], tag)
-    x = b.op("Div", [x, b.const(np.array(divs, np.int32))], tag)
-    x = b.op("Mod", [x, b.const(np.array(mod, np.int32))], tag)
-    if mult != 1:
-        x = b.op("Mul", [x, b.const(np.array(mult, np.int32))], tag)
-    return b.op("Sub", [x, b.const(np.array(off, np.int32))], tag)
+    return b.op("Gather", [b.const(unpack_table(scheme)), x], tag, axis=0)
 
 
 def _sum_planes(b: "_Builder", y: ir.Value, n: int, tag: str) -> ir.Value:

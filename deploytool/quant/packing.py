@@ -32,11 +32,13 @@ def _check_values(x: np.ndarray, allowed: tuple[int, ...], what: str, dtype=np.i
     if x.size:
         if x.dtype.kind in "iu" and allowed == tuple(range(allowed[0], allowed[-1] + 1)):
             ok = allowed[0] <= x.min() and x.max() <= allowed[-1]  # whole numbers in a run: two reductions
+        elif x.dtype.kind in "iu" and allowed == (-1, 1):  # signs: in [-1, 1] and no 0
+            ok = -1 <= x.min() and x.max() <= 1 and np.count_nonzero(x) == x.size
         else:
             ok = np.isin(x, allowed).all()
         if not ok:
             raise ValueError(f"{what}: values must be in {allowed}")
-    return x.astype(dtype)
+    return x.astype(dtype)  # a copy (the packers write into it)
 
 
 def _pad(codes: np.ndarray, per: int, fill: int) -> np.ndarray:
@@ -65,8 +67,15 @@ def unpack_2bit(packed: np.ndarray, n: int) -> np.ndarray:
 
 def pack_trit5(t: np.ndarray) -> np.ndarray:
     """Ternary codes {-1,0,1} -> uint8, five trits per byte (base 3, first trit least significant)."""
-    c = _pad(_check_values(t, (-1, 0, 1), "ternary") + 1, 5, 1)
-    return (c * TRIT_POWERS).sum(axis=-1).astype(np.uint8)
+    c = _check_values(t, (-1, 0, 1), "ternary", np.int8).view(np.uint8)  # a copy: -1 reads 255
+    c += 1  # mod 256: -1, 0, 1 -> 0, 1, 2
+    c = _pad(c, 5, 1)
+    # bytes only (at most 2 + 6 + 18 + 54 + 162 = 242: no overflow, no int32 temporaries)
+    out = c[..., 4] * np.uint8(81)
+    for i, w in ((3, 27), (2, 9), (1, 3)):
+        out += c[..., i] * np.uint8(w)
+    out += c[..., 0]
+    return out
 
 
 def unpack_trit5(packed: np.ndarray, n: int) -> np.ndarray:
@@ -77,8 +86,8 @@ def unpack_trit5(packed: np.ndarray, n: int) -> np.ndarray:
 
 def pack_bits(s: np.ndarray) -> np.ndarray:
     """Binary codes {-1,1} -> uint8, eight per byte, first weight in the lowest bit."""
-    b = _pad((_check_values(s, (-1, 1), "binary") > 0).astype(np.int32), 8, 0)
-    return (b << np.arange(8, dtype=np.int32)).sum(axis=-1).astype(np.uint8)
+    b = _check_values(s, (-1, 1), "binary", np.int8) > 0
+    return np.packbits(b, axis=-1, bitorder="little")  # the last byte's missing bits are 0
 
 
 def unpack_bits(packed: np.ndarray, n: int) -> np.ndarray:

@@ -174,12 +174,40 @@ def test_ort_folds_the_unpacking_subgraph(src, tmp_path):
 
     out = tmp_path / "p.onnx"
     pack_file(src, out, PackConfig(weights="ternary", runtime="densest", embeddings="fp32"))
-    assert any(n.op_type == "Mod" for n in onnx.load(str(out)).graph.node)
+    packed = onnx.load(str(out))
+    tables = {t.name for t in packed.graph.initializer if list(t.dims) == [256, 5]}
+    lookups = [n for n in packed.graph.node if n.op_type == "Gather" and n.input[0] in tables]
+    assert len(lookups) == 12  # one byte -> 5 trits lookup per packed linear weight
     so = ort.SessionOptions()
     so.optimized_model_filepath = str(tmp_path / "opt.onnx")
     ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"])
-    ops = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
-    assert "Mod" not in ops and "Div" not in ops and ops.count("DynamicQuantizeMatMul") == 12
+    opt = onnx.load(str(tmp_path / "opt.onnx"))
+    ops = [n.op_type for n in opt.graph.node]
+    assert ops.count("DynamicQuantizeMatMul") == 12
+    assert not any(n.op_type == "Gather" and n.input[0] in tables for n in opt.graph.node)  # all folded
+
+
+@pytest.mark.parametrize("scheme,decode", [
+    ("ternary2", lambda b: [((b >> (2 * i)) & 3) - 2 for i in range(4)]),  # packing.py: code t + 2, low bits first
+    ("trit5", lambda b: [(b // 3 ** i) % 3 - 1 for i in range(5)]),  # base 3, first trit least significant
+    ("binary1", lambda b: [1 if (b >> i) & 1 else -1 for i in range(8)]),  # bit (s > 0), first weight in bit 0
+])
+def test_unpack_table_decodes_every_byte(scheme, decode):
+    """The lookup table the packed graph unpacks with, against each format restated from packing.py's doc;
+    and it inverts the packer on every code combination a byte can hold."""
+    import itertools
+
+    from deploytool.passes.pack_graph import unpack_table
+    from deploytool.quant import packing
+
+    table = unpack_table(scheme)
+    assert table.dtype == np.int8 and table.shape == (256, packing.PER_BYTE[scheme])
+    valid = 243 if scheme == "trit5" else 256
+    assert table[:valid].tolist() == [decode(b) for b in range(valid)]
+    values = (-1, 1) if scheme == "binary1" else (-1, 0, 1)
+    combos = np.array(list(itertools.product(values, repeat=packing.PER_BYTE[scheme])), np.int8)
+    pack = {"ternary2": packing.pack_2bit, "trit5": packing.pack_trit5, "binary1": packing.pack_bits}[scheme]
+    np.testing.assert_array_equal(table[pack(combos)[:, 0]], combos)
 
 
 def test_speed_upgrades_opset_or_refuses(src, tmp_path):
