@@ -235,24 +235,44 @@ def binarize_planes(w: np.ndarray, granularity: Granularity | str = "layer"
     """
     g = _granularity(granularity)
     w = _as_matrix(w)
+    if g is Granularity.LAYER and w.flags.f_contiguous and not w.flags.c_contiguous:
+        # e.g. the W.T view of an [in, out] weight: one unit, read where it lies (as binarize's mean reads
+        # it) instead of copied into C order first; the codes come back in the same order
+        s1, s2, a1, a2, exact = binarize_planes(w.T, g)
+        return s1.T, s2.T, a1, a2, exact
     u = _units(w, g)
     a = np.abs(u)
     hi = a.max(axis=1, keepdims=True) if u.size else np.zeros((u.shape[0], 1), np.float32)
     lo = a.min(axis=1, keepdims=True) if u.size else hi
-    two = ((a == hi) | (a == lo)).all(axis=1, keepdims=True)
-    s1 = np.where(u >= 0, 1, -1).astype(np.int8)
-    # exact units
-    a1_exact = (hi.astype(np.float64) + lo) / 2.0
-    a2_exact = (hi.astype(np.float64) - lo) / 2.0
-    s2_exact = np.where(a == hi, s1, -s1).astype(np.int8)
-    # greedy residual units
-    a1_greedy = a.mean(axis=1, keepdims=True, dtype=np.float64)
-    r = u - (a1_greedy * s1).astype(np.float32)
-    s2_greedy = np.where(r >= 0, 1, -1).astype(np.int8)
-    a2_greedy = np.abs(r).mean(axis=1, keepdims=True, dtype=np.float64)
-    s2 = np.where(two, s2_exact, s2_greedy).reshape(w.shape).astype(np.int8)
-    a1 = np.where(two, a1_exact, a1_greedy).astype(np.float32).reshape(-1)
-    a2 = np.where(two, a2_exact, a2_greedy).astype(np.float32).reshape(-1)
+    eq_hi = a == hi
+    two = (eq_hi | (a == lo)).all(axis=1)
+    s1 = _signs(u)
+    s2 = np.empty_like(s1)
+    a1 = np.empty((u.shape[0], 1), np.float64)
+    a2 = np.empty((u.shape[0], 1), np.float64)
+    # each unit is computed only the way it is resolved (the arrays of the other way are never made), in
+    # int8 and float32 rather than int64/float64 temporaries of the matrix's size; the same numbers
+    for rows, exact in ((two, True), (~two, False)):
+        if not rows.any():
+            continue
+        sel = slice(None) if rows.all() else rows
+        if exact:  # two magnitudes hi >= lo: alpha1 = (hi + lo) / 2, alpha2 = (hi - lo) / 2, s2 = s1 where |W| = hi
+            a1[sel] = (hi[sel].astype(np.float64) + lo[sel]) / 2.0
+            a2[sel] = (hi[sel].astype(np.float64) - lo[sel]) / 2.0
+            flip = eq_hi[sel].view(np.int8) * np.int8(2)  # 2 where |W| = hi, else 0
+            np.subtract(flip, 1, out=flip)
+            s2[sel] = np.multiply(s1[sel], flip, out=flip)
+        else:  # greedy: alpha1 = mean|W|, then the residual W - alpha1 s1 binarized the same way
+            mean = a[sel].mean(axis=1, keepdims=True, dtype=np.float64)
+            a1[sel] = mean
+            # (alpha1 * s1) in float32 is +-float32(alpha1) exactly: the residual is one float32 subtraction
+            r = np.multiply(s1[sel], mean.astype(np.float32), dtype=np.float32)
+            np.subtract(u[sel], r, out=r)
+            s2[sel] = _signs(r)
+            np.abs(r, out=r)
+            a2[sel] = r.mean(axis=1, keepdims=True, dtype=np.float64)
+    a1 = a1.astype(np.float32).reshape(-1)
+    a2 = a2.astype(np.float32).reshape(-1)
     if g is Granularity.LAYER:
         a1, a2 = np.asarray(a1[0], np.float32), np.asarray(a2[0], np.float32)
-    return s1.reshape(w.shape), s2, a1, a2, bool(two.all())
+    return s1.reshape(w.shape), s2.reshape(w.shape), a1, a2, bool(two.all())
