@@ -47,8 +47,9 @@ creation, run, peak RSS, outputs equal to the default's); and ``imports``, ``pyt
 what a pass process imports (the pass table; ``deploytool slice --help``), by top-level package.
 
 ``--passes int8-native,int8-ort`` adds rows for the int8 pass with each engine
-(``Int8Config(engine=...)``: deploytool's streaming writer, ORT's optimizer + quantizer); they run only
-when named.
+(``Int8Config(engine=...)``: deploytool's streaming writer, ORT's optimizer + quantizer), and
+``pack-densest,pack-binary,pack-split-binary`` rows for pack's other formats (5 trits per byte, 1 bit, two
+1-bit planes); they run only when named.
 
 Goals (issue #17 item 1): each pass's process wall <= 8x the copy, its peak RSS <= 1.5x the file, the
 chain within the sum of its parts. The JSON says for each whether it holds and by how much.
@@ -82,7 +83,7 @@ RESULTS = ROOT / "results" / "pass_speed.json"
 
 PASSES = ("slice", "prune-heads", "prune-ffn", "reorder", "int8", "fp16", "pack")
 # rows run only when named in --passes: the int8 pass with each engine (deploytool's streaming writer, ORT's)
-OPTIONAL = ("int8-native", "int8-ort")
+OPTIONAL = ("int8-native", "int8-ort", "pack-densest", "pack-binary", "pack-split-binary")
 HEADS = {0: [0, 1], 5: [3], 11: [11]}
 TIME_GOAL = 8.0  # process wall over the copy time
 RSS_GOAL = 1.5  # peak RSS over the input file
@@ -107,6 +108,9 @@ def _config(name: str):
         "int8-ort": lambda: Int8Config(engine="ort"),
         "fp16": lambda: Fp16Config(check_host=False),
         "pack": lambda: PackConfig(weights="ternary"),
+        "pack-densest": lambda: PackConfig(weights="ternary", runtime="densest"),
+        "pack-binary": lambda: PackConfig(weights="binary"),
+        "pack-split-binary": lambda: PackConfig(weights="split-binary"),
     }[name]()
 
 
@@ -120,6 +124,9 @@ CONFIG_TEXT = {
     "int8-ort": "Int8Config(engine='ort')",
     "fp16": "Fp16Config(check_host=False)",
     "pack": "PackConfig(weights='ternary')  # runtime speed: INT2, opset 17 -> 25",
+    "pack-densest": "PackConfig(weights='ternary', runtime='densest')  # 5 trits per byte, lookup unpack",
+    "pack-binary": "PackConfig(weights='binary')  # 1 bit per weight, lookup unpack",
+    "pack-split-binary": "PackConfig(weights='split-binary')  # two 1-bit planes (BinaryBERT TWS)",
 }
 
 
@@ -134,6 +141,9 @@ CLI = {
     "int8": ["quantize", "{src}", "--int8", "-o", "{dst}"],
     "fp16": ["quantize", "{src}", "--fp16", "-o", "{dst}"],
     "pack": ["pack", "{src}", "--weights", "ternary", "-o", "{dst}"],
+    "pack-densest": ["pack", "{src}", "--weights", "ternary", "--runtime", "densest", "-o", "{dst}"],
+    "pack-binary": ["pack", "{src}", "--weights", "binary", "-o", "{dst}"],
+    "pack-split-binary": ["pack", "{src}", "--weights", "split-binary", "-o", "{dst}"],
 }
 
 
