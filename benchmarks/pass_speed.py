@@ -7,7 +7,7 @@ exporter, validated against PyTorch), a self-contained .onnx file as an export l
 Then, with the file in the page cache (as right after an export; it is read once first): the time to
 copy it with ``cp`` (each in its own process, the copy deleted after each: 3 times, then once more at the start
 of every further round), and each pass
-(slice, prune-heads, prune-ffn, reorder, int8, fp16, pack ternary) through the public file API
+(slice, prune-heads, prune-ffn, reorder, int8, fp16, pack ternary; pack densest, binary and split-binary) through the public file API
 ``deploytool.passes.transform`` in a fresh Python process: the process's wall time as the driver
 sees it (interpreter start and imports included), the pass's own time inside it, its peak resident
 set (VmHWM: the whole process), and the verification gate: inputs over 50 MB run it in a process of
@@ -47,9 +47,8 @@ creation, run, peak RSS, outputs equal to the default's); and ``imports``, ``pyt
 what a pass process imports (the pass table; ``deploytool slice --help``), by top-level package.
 
 ``--passes int8-native,int8-ort`` adds rows for the int8 pass with each engine
-(``Int8Config(engine=...)``: deploytool's streaming writer, ORT's optimizer + quantizer), and
-``pack-densest,pack-binary,pack-split-binary`` rows for pack's other formats (5 trits per byte, 1 bit, two
-1-bit planes); they run only when named.
+(``Int8Config(engine=...)``: deploytool's streaming writer, ORT's optimizer + quantizer); they run only
+when named.
 
 Goals (issue #17 item 1): each pass's process wall <= 8x the copy, its peak RSS <= 1.5x the file, the
 chain within the sum of its parts. The JSON says for each whether it holds and by how much.
@@ -81,9 +80,10 @@ ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent
 RESULTS = ROOT / "results" / "pass_speed.json"
 
-PASSES = ("slice", "prune-heads", "prune-ffn", "reorder", "int8", "fp16", "pack")
+PASSES = ("slice", "prune-heads", "prune-ffn", "reorder", "int8", "fp16", "pack", "pack-densest", "pack-binary",
+          "pack-split-binary")
 # rows run only when named in --passes: the int8 pass with each engine (deploytool's streaming writer, ORT's)
-OPTIONAL = ("int8-native", "int8-ort", "pack-densest", "pack-binary", "pack-split-binary")
+OPTIONAL = ("int8-native", "int8-ort")
 HEADS = {0: [0, 1], 5: [3], 11: [11]}
 TIME_GOAL = 8.0  # process wall over the copy time
 RSS_GOAL = 1.5  # peak RSS over the input file

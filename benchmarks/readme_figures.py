@@ -930,13 +930,41 @@ def _densest_bert_base(results: Path, labels: list[tuple[str, str]], train: dict
     return {"rows": rows, "note": note}
 
 
+def render_pack_load(results: Path) -> str:
+    """A user's session creation for each pack format against the pre-2026-12-02 Div/Mod unpack, from pack_load.json."""
+    d = _load(results, "pack_load.json")
+    rows = d["formats"]
+    mb = d["model"]["bytes"] / 1e6
+    when = _run_when(d) or "date not recorded"
+    folded, plain = [], []
+    for name, r in rows.items():
+        load = r.get("load") or {}
+        if not load.get("ok"):
+            plain.append(f"{name} FAILED")
+            continue
+        peer = r.get("peer_arithmetic") or {}
+        gb = load["creation_rss_bytes"] / 1e9
+        if peer.get("ok") and r.get("lookups", 0) > 1:  # weights unpacked when the session is made
+            folded.append(f"{name} {load['create_s']:.2f} s and {gb:.2f} GB (with the arithmetic: {peer['create_s']:.2f} s, "
+                          f"{peer['creation_rss_bytes'] / 1e9:.2f} GB; {r['peer_create_over_lookup']:.1f}x the time"
+                          + ("" if r.get("same_outputs_as_peer") else "; OUTPUTS DIFFER") + ")")
+        else:
+            plain.append(f"{name} {load['create_s']:.2f} s and {gb:.2f} GB")
+    return _wrap(
+        f"**Loading a packed file** (`benchmarks/pack_load.py`; {when}; `{SRC}/pack_load.json`): ONNX Runtime's default "
+        f"session for each `pack` format of the BERT-base shape ({mb:.1f} MB fp32), each in a fresh process, the median "
+        f"of {d['repeats']} interleaved rounds, with the memory the creation took. The formats whose weights are unpacked "
+        f"when the session is made, by a lookup since 2026-12-02, against the same file with the int32 `Div`/`Mod` "
+        f"arithmetic it replaced: " + "; ".join(folded) + ". The others: " + "; ".join(plain) + ".")
+
+
 BLOCKS = {"quickstart": render_quickstart, "conformance": render_conformance, "embedding": render_embedding,
           "training-table": render_training_table, "tws": render_tws, "cost-model": render_cost_model,
           "hygiene": render_hygiene, "pass-speed": render_pass_speed, "measured": render_measured,
           "performance": render_performance, "performance-reading": render_reading,
           "training-setup": render_training_setup, "training-notes": render_training_notes,
           "fit-runtime": render_fit_runtime, "published-devices": render_published_devices,
-          "big-models": render_big_models, "densest-qat": render_densest_qat}
+          "big-models": render_big_models, "densest-qat": render_densest_qat, "pack-load": render_pack_load}
 _BLOCK = re.compile(r"<!-- figures:(?P<name>[a-z-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
 
 

@@ -33,7 +33,7 @@ def test_readme_figures_match_the_results_files():
 
 def test_blocks_are_marked_in_the_readme():
     text = README.read_text()
-    for name in ("quickstart", "conformance", "embedding", "training-table", "tws", "measured", "performance",
+    for name in ("quickstart", "conformance", "embedding", "training-table", "tws", "measured", "performance", "pack-load",
                  "performance-reading", "cost-model", "hygiene", "pass-speed", "training-setup", "training-notes",
                  "fit-runtime", "published-devices", "big-models"):
         assert text.count(f"<!-- figures:{name} -->") == 1 and text.count(f"<!-- /figures:{name} -->") == 1, name

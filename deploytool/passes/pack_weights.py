@@ -508,8 +508,9 @@ class FakeQuantWeightsPass(DeployPass):
         targets, skipped, emb, _, tables = _find_targets(model, cfg.pack_head)
         # lazily: each weight is quantized when the model is written (one at a time), not all at once
         # np.asarray: a float32 weight is read where it lies (the quantizers never write into their input)
+        b = _Builder(model.graph) if self.codes_in_graph else None  # one for all: it reads every name once
         for t in targets:
-            if self.codes_in_graph and _codes_times_scale(model, t, cfg):
+            if b is not None and _codes_times_scale(model, t, cfg, b):
                 continue
             _replace_lazily(t.weight, lambda w, layout=t.layout: fake_quantized_weight(
                 np.asarray(w, dtype=np.float32), layout, cfg))
@@ -564,7 +565,7 @@ def _weight_codes(weight: ir.TensorProtocol, layout: str, config: PackConfig) ->
     return np.ascontiguousarray(codes.T), alpha  # [K, N] (the codes of w.T come in its memory order: .T is contiguous)
 
 
-def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig) -> bool:
+def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig, b: _Builder) -> bool:
     """:class:`FakeQuantWeightsPass`'s ``codes_in_graph``: the weight becomes its int8 codes and scale, and
     ``Mul(Cast(codes), scale)`` before its first reader computes the fake-quantized weight when the model runs:
     the very float32 values (a code is -1, 0 or 1, so ``code * scale`` is exact), made one weight at a time
@@ -581,7 +582,6 @@ def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig) -> 
     first = _first_in_graph(graph, users)
     weight_v, layout = w.const_value, target.layout
     holder = _ComputedOnce(lambda: _weight_codes(weight_v, layout, config))
-    b = _Builder(graph)
     name, shape = w.name, [int(d) for d in w.const_value.shape]
     rows = shape[0] if layout == "out_in" else shape[1]
     alpha_shape = [] if config.granularity is Granularity.LAYER else ([rows, 1] if layout == "out_in" else [rows])
