@@ -37,7 +37,7 @@ import onnx_ir as ir
 
 from deploytool import onnx_io
 from deploytool.errors import ConfigError, StructureError
-from deploytool.graph._util import ConstCone, const_tensor
+from deploytool.graph._util import ConstCone, const_tensor, is_unpack_lookup
 from deploytool.graph.structure import EncoderStructure, Linear, find_structure
 
 logger = logging.getLogger(__name__)
@@ -254,8 +254,8 @@ _ROLE_FROM_PACKING = {"embedding": "embeddings", "embeddings": "embeddings", "at
 
 
 def _is_quant_aux(n: ir.Node, idx: int) -> bool:
-    """A scale or zero point of a quantized op (not a weight)."""
-    if (n.op_type, idx) in _QUANT_AUX:
+    """A scale or zero point of a quantized op, or a packed format's unpack table (not a weight)."""
+    if (n.op_type, idx) in _QUANT_AUX or (idx == 0 and is_unpack_lookup(n)):
         return True
     if n.op_type == "QAttention" and idx in (3, 4, 6, 7):
         return True

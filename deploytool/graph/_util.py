@@ -94,6 +94,26 @@ def single_consumer(v: ir.Value | None) -> ir.Node | None:
     return c[0] if len(c) == 1 else None
 
 
+# values per byte of the lookup tables ``deploytool pack`` unpacks 2-bit, 5-trit and 1-bit codes with
+UNPACK_TABLE_WIDTHS = (4, 5, 8)
+
+
+def is_unpack_lookup(node: ir.Node) -> bool:
+    """A ``Gather`` that unpacks packed bytes (``deploytool pack``): its data a constant int8 [256, 4|5|8] table
+    of each byte's values, its indices the bytes cast to int32. Its stored tensor is the bytes (the indices),
+    not the table: the table is format, not a parameter."""
+    if node.op_type != "Gather" or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2:
+        return False
+    table, idx = node.inputs
+    t = const_tensor(table)
+    if t is None or t.dtype is not ir.DataType.INT8 or len(t.shape) != 2 or t.shape[0] != 256 \
+            or t.shape[1] not in UNPACK_TABLE_WIDTHS:
+        return False
+    cast = idx.producer() if idx is not None else None
+    return cast is not None and cast.op_type == "Cast" and cast.attributes.get("to") is not None \
+        and cast.attributes["to"].value == ir.DataType.INT32
+
+
 class ConstCone:
     """Memoised 'is this value computed from constants only' (weights unpacked by a subgraph)."""
 
@@ -115,7 +135,8 @@ class ConstCone:
             if p is not None and p.inputs and not v.is_graph_input():
                 roots = [self.root(i, depth + 1) for i in p.inputs if i is not None]
                 if roots and all(r is not None for r in roots):
-                    result = max(roots, key=lambda r: const_tensor(r).size)
+                    # an unpack lookup's stored tensor is its bytes, however small next to the table
+                    result = roots[1] if is_unpack_lookup(p) else max(roots, key=lambda r: const_tensor(r).size)
         self._memo[key] = result
         return result
 

@@ -70,7 +70,7 @@ def _unpack_ops(b: _Builder, packed: ir.Value, scheme: str, tag: str) -> ir.Valu
 
     A lookup: ``Gather(table[256, per], Cast(bytes, int32))``, one copy of ``per`` bytes per packed byte. The
     arithmetic it replaces (int32 ``Div`` by the digit weights, ``Mod``, ``Sub``) made four int32 arrays of
-    the unpacked size while ORT folded it: BERT-base binary, 1.8 s and ~2 GB to create the session."""
+    the unpacked size while ORT folded it (``benchmarks/pack_load.py`` loads both forms of each format)."""
     x = b.op("Cast", [packed], tag, to=ir.DataType.INT32)
     return b.op("Gather", [b.const(unpack_table(scheme)), x], tag, axis=0)
 

@@ -28,8 +28,8 @@ How each runtime stores and runs a linear weight ``[K, N]`` (y = x @ W):
   unpacking subgraph of standard ops that ORT constant-folds at session creation: ``Cast`` of the bytes
   to int32, ``Gather`` of each byte's row of a [256, 5] int8 lookup table (the byte's five values),
   ``Reshape`` (and ``Slice`` off the padding); then DynamicQuantizeMatMul as above. (Until 2026-12-02
-  this was int32 ``Div`` by 3^i, ``Mod`` 3, ``Sub`` 1: BERT-base's session took 2.0 s and ~2.5 GB to
-  create, 0.4 s and 0.65 GB with the lookup.)
+  this was int32 ``Div`` by 3^i, ``Mod`` 3, ``Sub`` 1, several times slower to load and several times the
+  memory: ``benchmarks/pack_load.py`` measures both against each other.)
 - binary (``speed`` or ``densest``): 1 bit per weight in a uint8 initializer plus the same lookup
   ([256, 8]: bit i -> +-1), then DynamicQuantizeMatMul.
 - split-binary (BinaryBERT's ternary weight splitting, ``qat --mode binary --tws``): each weight is
