@@ -266,7 +266,8 @@ def binarize_planes(w: np.ndarray, granularity: Granularity | str = "layer"
             mean = a[sel].mean(axis=1, keepdims=True, dtype=np.float64)
             a1[sel] = mean
             # (alpha1 * s1) in float32 is +-float32(alpha1) exactly: the residual is one float32 subtraction
-            r = np.multiply(s1[sel], mean.astype(np.float32), dtype=np.float32)
+            r = s1[sel].astype(np.float32)  # +-1 (a plain cast: int8 times float32 in one call is a slow mixed loop)
+            np.multiply(r, mean.astype(np.float32), out=r)
             np.subtract(u[sel], r, out=r)
             s2[sel] = _signs(r)
             np.abs(r, out=r)
