@@ -236,6 +236,20 @@ def worker_pass(spec: dict) -> dict:
             "stats": {k: v for k, v in res.to_dict().items() if k in keep}}
 
 
+def bert_feeds(sess, shape: tuple[int, int]) -> dict:
+    """A fixed batch for a BERT-shaped session: random ids below BERT's vocabulary, mask 1, other inputs 0."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for i in sess.get_inputs():
+        if i.name == "input_ids":
+            feeds[i.name] = rng.integers(0, 30522, size=shape).astype(np.int64)
+        else:
+            feeds[i.name] = (np.ones if i.name == "attention_mask" else np.zeros)(shape, np.int64)
+    return feeds
+
+
 def worker_session(spec: dict) -> dict:
     """One ONNX Runtime session of ``spec["path"]`` in this fresh process, as the gate makes it (1 thread,
     then one run on the gate's batch) with the session options of ``spec``: import, creation, run, peak RSS."""
@@ -257,15 +271,7 @@ def worker_session(spec: dict) -> dict:
     sess = ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
     del model
     t_create = time.perf_counter() - t1
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for i in sess.get_inputs():
-        if i.name == "input_ids":
-            feeds[i.name] = rng.integers(0, 30522, size=(2, 8)).astype(np.int64)
-        elif i.name == "attention_mask":
-            feeds[i.name] = np.ones((2, 8), np.int64)
-        else:
-            feeds[i.name] = np.zeros((2, 8), np.int64)
+    feeds = bert_feeds(sess, (2, 8))
     t2 = time.perf_counter()
     outs = sess.run(None, feeds)
     t_run = time.perf_counter() - t2
