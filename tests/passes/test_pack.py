@@ -10,6 +10,7 @@ checked bit-exactly against the quantizer instead.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -432,3 +433,41 @@ def test_gate_memory_reference_keeps_a_gathered_graph_output(tmp_path):
     assert set(got) == set(want)
     for k in want:
         np.testing.assert_array_equal(got[k], want[k])
+
+
+@pytest.mark.parametrize("weights, runtime", [("ternary", "densest"), ("binary", "speed"), ("split-binary", "speed"),
+                                              ("ternary", "speed")])
+def test_lookup_unpack_computes_what_the_arithmetic_unpack_did(src, tmp_path, weights, runtime):
+    """The packed file against the same file with every lookup rewritten into the int32 Div/Mod/Sub arithmetic
+    deploytool wrote before (benchmarks/pack_load.py's peer, restated from the older pack_graph.py): no lookup is
+    left in the peer, and ONNX Runtime gives the same bytes for both (weights folded at load, and the embedding
+    rows unpacked at run time)."""
+    import importlib.util
+    import sys
+
+    import onnxruntime as ort
+
+    bench = Path(__file__).resolve().parents[2] / "benchmarks"
+    sys.path.insert(0, str(bench))  # pack_load imports its neighbours
+    try:
+        spec = importlib.util.spec_from_file_location("pack_load", bench / "pack_load.py")
+        pack_load = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(pack_load)
+    finally:
+        sys.path.remove(str(bench))
+    out, peer = tmp_path / "p.onnx", tmp_path / "arith.onnx"
+    pack_file(src, out, PackConfig(weights=weights, runtime=runtime))
+    rewritten = pack_load.arithmetic_peer(out, peer)
+    lookups = sum(n.op_type == "Gather" and n.input[0].startswith("pk_c") for n in onnx.load(str(out)).graph.node)
+    assert rewritten >= 1 and rewritten == lookups  # (ternary speed: the word embedding's rows only)
+    assert not any(n.op_type == "Gather" and n.input[0].startswith("pk_c") for n in onnx.load(str(peer)).graph.node)
+    rng = np.random.default_rng(0)
+    results = []
+    for path in (out, peer):
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        feeds = {i.name: (rng.integers(0, 100, size=(2, 7)) if i.name == "input_ids" else np.ones((2, 7))).astype(np.int64)
+                 for i in sess.get_inputs()}
+        rng = np.random.default_rng(0)  # the same ids for both
+        results.append(sess.run(None, feeds))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_array_equal(a, b)
