@@ -140,11 +140,11 @@ def _spawn_session(path: Path) -> dict:
 
 def _pack(src: Path, dst: Path, weights: str, runtime: str) -> dict:
     exe = Path(sys.executable).with_name("deploytool")
-    argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "deploytool"]
-    argv += ["pack", str(src), "--weights", weights, "--runtime", runtime, "-o", str(dst)]
+    args = ["pack", str(src), "--weights", weights, "--runtime", runtime, "-o", str(dst)]
+    argv = ([str(exe)] if exe.exists() else [sys.executable, "-m", "deploytool"]) + args
     t0 = time.perf_counter()
     p = subprocess.run(argv, capture_output=True, text=True, cwd=str(REPO))
-    out = {"argv": ["deploytool"] + argv[-8:], "ok": p.returncode == 0, "process_wall_s": round(time.perf_counter() - t0, 2)}
+    out = {"argv": ["deploytool"] + args, "ok": p.returncode == 0, "process_wall_s": round(time.perf_counter() - t0, 2)}
     if p.returncode:
         out["error"] = " | ".join((p.stderr or p.stdout).strip().splitlines()[-2:])[:400]
     return out
@@ -169,6 +169,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    if args.model is not None and not args.model.is_file():
+        ap.error(f"--model {args.model}: no such file")  # one line, exit 2
     run = stamp()
     work = args.work or Path(tempfile.mkdtemp(prefix="pack_load_"))
     work.mkdir(parents=True, exist_ok=True)
