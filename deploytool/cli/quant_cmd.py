@@ -66,16 +66,20 @@ def _given(*params: str) -> list[str]:
               help="Who writes the int8 graph: native (streamed, QAttention + DynamicQuantizeMatMul) | ort "
                    "(ORT's optimizer and quantize_dynamic). Options only ORT has (--static, --fusion mha|none) "
                    "use ort.")
+@click.option("--weights", "weights", default="int8", show_default=True,
+              help="int8 GEMM weight codes: int8 (exact on VNNI x86 and ARM64) | int7 (7-bit, ORT's reduce_range) | "
+                   "uint8 (the int8 codes +128, zero point 128). x86 without VNNI (AVX2 only) saturates int8 "
+                   "pairs: use int7 or uint8 for it.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
 @no_verify_option
 def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool, calib: str | None,
-             calib_samples: int, tokenizer: str | None, fusion: str, engine: str, output: str,
+             calib_samples: int, tokenizer: str | None, fusion: str, engine: str, weights: str, output: str,
              no_verify: bool) -> None:
     """int8 (dynamic or static) or fp16 quantization of an ONNX encoder."""
     if int8 == fp16:
         raise ConfigError("precision: give exactly one of --int8 or --fp16")
     if fp16:
-        given = _given("per_channel", "static", "calib", "calib_samples", "tokenizer", "fusion", "engine")
+        given = _given("per_channel", "static", "calib", "calib_samples", "tokenizer", "fusion", "engine", "weights")
         if given:
             raise ConfigError(f"{', '.join(given)}: int8 option(s), not used by --fp16")
         from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
@@ -88,7 +92,7 @@ def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool
         raise ConfigError(f"engine: the native writer does not do {'--static' if static else '--fusion ' + fusion}; "
                           "use --engine ort (or leave --engine out)")
     config = Int8Config(per_channel=per_channel, static=static, calib=calib, calib_samples=calib_samples,
-                        tokenizer=tokenizer, fusion=fusion, engine=engine)
+                        tokenizer=tokenizer, fusion=fusion, engine=engine, weights=weights)
     _echo(quantize_int8_file(model, output, config, verify=not no_verify), output, "int8")
 
 

@@ -98,21 +98,21 @@ def _column_absmax(w: np.ndarray) -> np.ndarray:
     return out
 
 
-def _scales(absmax: np.ndarray) -> np.ndarray:
-    s = absmax.astype(np.float64) / 127.0
+def _scales(absmax: np.ndarray, qmax: int = 127) -> np.ndarray:
+    s = absmax.astype(np.float64) / float(qmax)
     return np.where(s < np.finfo(np.float32).tiny, 1.0, s).astype(np.float32)
 
 
-def int8_weight(parts: list[np.ndarray], per_channel: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def int8_weight(parts: list[np.ndarray], per_channel: bool = True, qmax: int = 127) -> tuple[np.ndarray, np.ndarray]:
     """The int8 codes ``[in, sum of widths]`` of the column-concatenated fp32 matrices ``parts`` (each
     ``[in, n_i]``, the MatMul layout) and their scales (``[sum n_i]`` per channel, else a scalar),
-    computed row block by row block (see the module doc for the rule)."""
+    computed row block by row block (see the module doc for the rule; ``qmax`` 63 for 7-bit codes)."""
     rows = parts[0].shape[0]
     maxima = [_column_absmax(p) for p in parts]
     if per_channel:
-        scale = _scales(np.concatenate(maxima))
+        scale = _scales(np.concatenate(maxima), qmax)
     else:
-        scale = _scales(np.array(max(float(m.max()) if m.size else 0.0 for m in maxima), dtype=np.float32))
+        scale = _scales(np.array(max(float(m.max()) if m.size else 0.0 for m in maxima), dtype=np.float32), qmax)
     out = np.empty((rows, sum(p.shape[1] for p in parts)), dtype=np.int8)
     col = 0
     for p in parts:
@@ -124,7 +124,7 @@ def int8_weight(parts: list[np.ndarray], per_channel: bool = True) -> tuple[np.n
             t = tmp[:block.shape[0]]
             np.divide(block, s, out=t)
             np.rint(t, out=t)
-            np.clip(t, -127, 127, out=t)
+            np.clip(t, -qmax, qmax, out=t)
             out[i:i + block.shape[0], col:col + n] = t
         col += n
     return out, scale
@@ -135,9 +135,10 @@ class _LazyInt8:
     asks for; the other is kept until asked for (a scale vector, or one int8 weight), then dropped."""
 
     def __init__(self, sources: list[tuple[ir.TensorProtocol, bool]], per_channel: bool, name: str,
-                 scale_name: str) -> None:
+                 scale_name: str, codes: str = "int8") -> None:
         self.sources = sources  # (fp32 tensor, transposed: stored [out, in])
         self.per_channel = per_channel
+        self.codes = codes  # int8, int7 (|q| <= 63) or uint8 (the int8 codes + 128, zero point 128)
         self.name, self.scale_name = name, scale_name
         self._weight: np.ndarray | None = None
         self._scale: np.ndarray | None = None
@@ -156,12 +157,15 @@ class _LazyInt8:
         for t, transposed in self.sources:
             a = t.numpy()
             parts.append(a.T if transposed else a)
-        self._weight, self._scale = int8_weight(parts, self.per_channel)
+        self._weight, self._scale = int8_weight(parts, self.per_channel, 63 if self.codes == "int7" else 127)
 
     def weight(self) -> ir.Tensor:
         if self._weight is None:
             self._compute()
         w, self._weight = self._weight, None
+        if self.codes == "uint8":  # q + 128 for q in [-127, 127]: the two's-complement bytes with the top bit flipped
+            w = w.view(np.uint8)
+            np.bitwise_xor(w, 0x80, out=w)
         return ir.Tensor(w, name=self.name)
 
     def scale(self) -> ir.Tensor:
@@ -808,16 +812,24 @@ def _initializer(graph: ir.Graph, name: str, tensor, dtype: ir.DataType, shape: 
 
 
 def _lazy_pair(graph: ir.Graph, names: _Names, base: str, sources: list[tuple[ir.TensorProtocol, bool]],
-               per_channel: bool) -> tuple[ir.Value, ir.Value]:
-    wname, sname = names(f"{base}_int8"), names(f"{base}_scale")
-    lazy = _LazyInt8(sources, per_channel, wname, sname)
+               per_channel: bool, codes: str = "int8") -> tuple[ir.Value, ir.Value, ir.Value | None]:
+    """The weight, its scales and (``codes`` uint8) its zero points (128, shaped as the scales)."""
+    wname = names(f"{base}_{'uint8' if codes == 'uint8' else 'int8'}")
+    sname = names(f"{base}_scale")
+    lazy = _LazyInt8(sources, per_channel, wname, sname, codes)
     rows, cols = lazy.rows, lazy.cols
-    w = _initializer(graph, wname, ir.LazyTensor(lazy.weight, dtype=ir.DataType.INT8, shape=ir.Shape([rows, cols]),
-                                                 name=wname), ir.DataType.INT8, [rows, cols])
+    dtype = ir.DataType.UINT8 if codes == "uint8" else ir.DataType.INT8
+    w = _initializer(graph, wname, ir.LazyTensor(lazy.weight, dtype=dtype, shape=ir.Shape([rows, cols]),
+                                                 name=wname), dtype, [rows, cols])
     sshape = [cols] if per_channel else []
     s = _initializer(graph, sname, ir.LazyTensor(lazy.scale, dtype=ir.DataType.FLOAT, shape=ir.Shape(sshape),
                                                  name=sname), ir.DataType.FLOAT, sshape)
-    return w, s
+    z = None
+    if codes == "uint8":
+        zname = names(f"{base}_zero_point")
+        z = _initializer(graph, zname, ir.Tensor(np.full(sshape, 128, np.uint8), name=zname), ir.DataType.UINT8,
+                         sshape)
+    return w, s, z
 
 
 def _node(names: _Names, op: str, inputs: list, base: str, *, domain: str = "", outputs: int = 1,
@@ -839,7 +851,7 @@ def _replace(graph: ir.Graph, names: _Names, old: ir.Value, new: ir.Value) -> No
         new.type, new.shape = old.type, old.shape
 
 
-def apply_native(model: ir.Model, plan: NativePlan, *, per_channel: bool = True) -> dict:
+def apply_native(model: ir.Model, plan: NativePlan, *, per_channel: bool = True, codes: str = "int8") -> dict:
     """Write ``plan`` into ``model`` (in place; see the module doc). Returns the pass's stats (op counts)."""
     from onnx_ir.passes.common import RemoveUnusedNodesPass
 
@@ -854,8 +866,8 @@ def apply_native(model: ir.Model, plan: NativePlan, *, per_channel: bool = True)
         tag = f"L{a.index}_attention"
         key = tuple((id(t), tr) for t, tr in a.weights)
         if key not in shared:
-            shared[key] = _lazy_pair(graph, names, base, a.weights, per_channel)
-        w, s = shared[key]
+            shared[key] = _lazy_pair(graph, names, base, a.weights, per_channel, codes)
+        w, s, z = shared[key]
         bias = np.concatenate(a.biases).astype(np.float32)
         bname = names(f"{base}_bias")
         b = _initializer(graph, bname, ir.Tensor(bias, name=bname), ir.DataType.FLOAT, [bias.size])
@@ -874,21 +886,23 @@ def apply_native(model: ir.Model, plan: NativePlan, *, per_channel: bool = True)
         attrs = {"num_heads": a.num_heads, "unidirectional": 0}
         if abs(a.scale * math.sqrt(a.head_size) - 1.0) > 1e-6:
             attrs["scale"] = float(a.scale)
-        qatt = _node(names, "QAttention", [xq, w, b, xs, s, mask_i32, xzp], tag, domain=MS, **attrs)
+        qatt = _node(names, "QAttention", [xq, w, b, xs, s, mask_i32, xzp, z] if z is not None else
+                     [xq, w, b, xs, s, mask_i32, xzp], tag, domain=MS, **attrs)
         graph.insert_before(a.q, [dql, qatt])
         _replace(graph, names, a.merged, qatt.outputs[0])
     for p in plan.projections:
         base = (p.node.name or p.weight.name or "matmul")
         key = ((id(p.weight), p.transposed),)
         if key not in shared:
-            shared[key] = _lazy_pair(graph, names, base, [(p.weight, p.transposed)], per_channel)
-        w, s = shared[key]
-        dq = _node(names, "DynamicQuantizeMatMul", [p.node.inputs[0], w, s, None, p.bias], base, domain=MS)
+            shared[key] = _lazy_pair(graph, names, base, [(p.weight, p.transposed)], per_channel, codes)
+        w, s, z = shared[key]
+        dq = _node(names, "DynamicQuantizeMatMul", [p.node.inputs[0], w, s, z, p.bias], base, domain=MS)
         graph.insert_before(p.node, dq)
         _replace(graph, names, p.out, dq.outputs[0])
     if plan.embedding is not None:
         table, gathers = plan.embedding
-        w, s = _lazy_pair(graph, names, table.name or "word_embeddings", [(table, False)], per_channel)
+        # rows are read by Gather, not by an integer GEMM: always int8 codes in [-127, 127]
+        w, s, _ = _lazy_pair(graph, names, table.name or "word_embeddings", [(table, False)], per_channel)
         for g in gathers:
             # rows back to fp32 by Cast + Mul (the scale broadcasts over the last axis): the same numbers as
             # a per-axis DequantizeLinear (zero point 0), faster in ORT 1.32 (see the module doc)
@@ -903,4 +917,4 @@ def apply_native(model: ir.Model, plan: NativePlan, *, per_channel: bool = True)
            "DynamicQuantizeLinear": len(plan.attentions)}
     if plan.embedding is not None:
         ops["Cast+Mul (int8 word rows)"] = len(plan.embedding[1])
-    return {"quantized_ops": ops, "int8_word_embeddings": plan.embedding is not None}
+    return {"quantized_ops": ops, "int8_word_embeddings": plan.embedding is not None, "weight_codes": codes}

@@ -74,13 +74,28 @@ from deploytool.validation import Flag, Integer, OneOf, Text, schema
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Engine", "Fusion", "Int8Config", "Int8QuantizePass", "quantize_int8_file"]
+__all__ = ["Engine", "Fusion", "WeightCodes", "Int8Config", "Int8QuantizePass", "quantize_int8_file"]
 
 
 class Fusion(str, enum.Enum):
     MHA = "mha"
     ATTENTION = "attention"
     NONE = "none"
+
+
+class WeightCodes(str, enum.Enum):
+    """How the int8 GEMM weights are stored, which picks ONNX Runtime's integer kernel on x86.
+
+    ``int8``: symmetric codes in [-127, 127] (uint8 activations x int8 weights, MLAS's U8S8 kernel). Exact on
+    x86 with AVX-512 VNNI or AVX-VNNI and on ARM64; on x86 without VNNI (AVX2 only: Haswell to Skylake client,
+    AMD Zen 1-3) MLAS multiplies with ``vpmaddubsw``, which adds two u8 x s8 products in a saturating int16,
+    so a pair over 32767 is clipped. ``int7``: codes in [-63, 63] (ORT's ``reduce_range``): no pair can
+    saturate (2 x 255 x 63 < 32767), half the resolution, the same kernel. ``uint8``: the ``int8`` codes plus
+    128, stored uint8 with zero point 128: the same integers through MLAS's U8U8 kernel, exact everywhere."""
+
+    INT8 = "int8"
+    INT7 = "int7"
+    UINT8 = "uint8"
 
 
 class Engine(str, enum.Enum):
@@ -114,6 +129,8 @@ class Int8Config:
     # graph it cannot read) falls back to ORT's quantizer with a Skip saying why. Default native: as fast as
     # the ORT path and as accurate on MiniLM (benchmarks/results/int8_bench_native.json), streamed
     engine: OneOf(Engine) = Engine.NATIVE
+    # int8 (default; exact on VNNI x86 and ARM64), int7 or uint8 for x86 CPUs without VNNI (WeightCodes)
+    weights: OneOf(WeightCodes) = WeightCodes.INT8
 
     def __post_init__(self) -> None:
         if self.static and not self.calib:
@@ -255,7 +272,8 @@ class Int8QuantizePass(DeployPass):
         self.config = config
 
     def variant_step(self, result) -> dict:
-        return {"step": "int8", "precision": "int8"}
+        codes = self.config.weights
+        return {"step": "int8" if codes is WeightCodes.INT8 else f"int8({codes.value})", "precision": "int8"}
 
     def gate_session_bytes(self, model: ir.Model) -> int:
         """ONNX Runtime prepacks each int8 MatMul weight of the output into a buffer of its own as it loads it:
@@ -303,6 +321,16 @@ class Int8QuantizePass(DeployPass):
             raise VerificationError("Int8QuantizePass wrote no int8 op; nothing written")
 
     def call(self, model: ir.Model) -> DeployPassResult:
+        result = self._call(model)
+        if self.config.weights is WeightCodes.INT8:
+            from deploytool.runtime.int8_kernel import saturation_note
+
+            note = saturation_note("the gate's int8 outputs")
+            if note:
+                result.stats["host_note"] = note
+        return result
+
+    def _call(self, model: ir.Model) -> DeployPassResult:
         skipped: list[Skip] = []
         if self.config.engine is Engine.NATIVE:
             from deploytool.passes.int8_native import NativeUnsupported
@@ -326,7 +354,7 @@ class Int8QuantizePass(DeployPass):
         plan = plan_native(model, per_channel=cfg.per_channel)  # raises NativeUnsupported; nothing edited yet
         stats: dict[str, Any] = {"mode": "dynamic", "per_channel": cfg.per_channel, "fusion": Fusion.ATTENTION.value,
                                  "engine": Engine.NATIVE.value}
-        stats.update(apply_native(model, plan, per_channel=cfg.per_channel))
+        stats.update(apply_native(model, plan, per_channel=cfg.per_channel, codes=cfg.weights.value))
         skipped = [Skip(node, f"left in fp32 by the native int8 writer: {why}") for node, why in plan.left_fp32]
         return DeployPassResult(model, modified=True, stats=stats, skipped=skipped)
 
@@ -343,7 +371,12 @@ class Int8QuantizePass(DeployPass):
         # tensor and only the graph (its skeleton) is read here; ORT's optimizer needs the whole proto
         proto = ir.serde.serialize_model(model) if cfg.fusion is not Fusion.NONE else onnx_io.skeleton_proto(model)[0]
         stats: dict[str, Any] = {"mode": "static" if cfg.static else "dynamic", "per_channel": cfg.per_channel,
-                                 "fusion": cfg.fusion.value, "engine": Engine.ORT.value}
+                                 "fusion": cfg.fusion.value, "engine": Engine.ORT.value,
+                                 "weight_codes": cfg.weights.value}
+        # ORT's own rules: reduce_range gives 7-bit codes; QUInt8 weights are asymmetric uint8 (its zero
+        # points per column), not the int8 codes shifted as the native writer stores them
+        weight_type = QuantType.QUInt8 if cfg.weights is WeightCodes.UINT8 else QuantType.QInt8
+        reduce_range = cfg.weights is WeightCodes.INT7
         fusion = cfg.fusion
         if fusion is not Fusion.NONE:
             try:
@@ -404,12 +437,12 @@ class Int8QuantizePass(DeployPass):
 
                     quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
                                     per_channel=cfg.per_channel, activation_type=QuantType.QUInt8,
-                                    weight_type=QuantType.QInt8, extra_options=extra,
+                                    weight_type=weight_type, reduce_range=reduce_range, extra_options=extra,
                                     nodes_to_exclude=keep_fp32, use_external_data_format=big)
                     stats["calibration_samples"] = len(feeds)
                 else:
-                    quantize_dynamic(str(src), str(dst), per_channel=cfg.per_channel, weight_type=QuantType.QInt8,
-                                     extra_options=extra, nodes_to_exclude=keep_fp32,
+                    quantize_dynamic(str(src), str(dst), per_channel=cfg.per_channel, weight_type=weight_type,
+                                     reduce_range=reduce_range, extra_options=extra, nodes_to_exclude=keep_fp32,
                                      use_external_data_format=big)
             except DeployError:
                 raise

@@ -65,3 +65,14 @@ def fixed_inputs(vocab: int = 100, lengths: tuple[int, ...] = (8, 5), seed: int 
     if token_type_ids:
         out["token_type_ids"] = np.zeros_like(ids)
     return out
+
+
+def exact_int8_codes() -> str:
+    """The int8 weight codes (``Int8Config.weights``) this machine's ONNX Runtime multiplies exactly: the
+    default ``int8`` where its u8 x s8 kernel does not saturate (VNNI x86, ARM64), else ``uint8`` (the same
+    integers through the U8U8 kernel). Tests that check an int8 graph's wiring against fp32 with a tight
+    bound use it, so that on x86 without VNNI they measure the graph, not the kernel's int16 clipping
+    (:mod:`deploytool.runtime.int8_kernel`)."""
+    from deploytool.runtime.int8_kernel import u8s8_exact
+
+    return "int8" if u8s8_exact() is not False else "uint8"

@@ -1,0 +1,76 @@
+"""Does this machine's ONNX Runtime compute uint8 x int8 GEMMs exactly? (measured, not looked up)
+
+deploytool's int8 files (and ORT's ``quantize_dynamic`` with its default ``QInt8`` weights, and optimum's
+``ORTQuantizer``) multiply uint8 activations by int8 weights. On x86 without VNNI (AVX2 only: Intel
+Haswell to Skylake client, AMD Zen 1-3), MLAS's U8S8 kernel uses ``vpmaddubsw``, which adds two u8 x s8
+products into a *saturating* int16: a pair over 32767 is clipped, and the model's outputs move. With
+AVX-512 VNNI / AVX-VNNI (``vpdpbusd``, int32 accumulation) and on ARM64 (``sdot``/``udot``) the product is
+exact. ONNX Runtime's documentation recommends ``reduce_range`` (7-bit weights) or U8U8 on such CPUs.
+
+:func:`u8s8_exact` runs one ``MatMulInteger`` whose exact result is known (activations 255, weights 127:
+every pair is 64,770, twice the int16 limit) on this machine's ONNX Runtime CPU provider and compares. The
+answer is cached per process; ``None`` means ONNX Runtime is not installed.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+__all__ = ["saturation_note", "u8s8_exact"]
+
+_K, _N = 64, 16
+
+
+def _probe_model(weight_dtype) -> bytes:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.full((_K, _N), 127, dtype=np.int8)
+    zp = np.array(0, np.int8)
+    if weight_dtype == np.uint8:  # the same integers as U8U8: 255 stored with zero point 128
+        w, zp = np.full((_K, _N), 255, dtype=np.uint8), np.array(128, np.uint8)
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "w", "az", "wz"], ["y"])], "u8s8_probe",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [None, _K])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [None, _N])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(0, np.uint8), "az"),
+         numpy_helper.from_array(zp, "wz")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                             ir_version=min(onnx.IR_VERSION, 8)).SerializeToString()
+
+
+def _run(weight_dtype) -> bool:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(_probe_model(weight_dtype), opts, providers=["CPUExecutionProvider"])
+    a = np.full((4, _K), 255, dtype=np.uint8)
+    y = sess.run(None, {"a": a})[0]
+    return bool(np.array_equal(y, np.full((4, _N), 255 * 127 * _K, dtype=np.int64)))
+
+
+@functools.lru_cache(maxsize=None)
+def u8s8_exact() -> bool | None:
+    """True when ONNX Runtime's CPU provider here multiplies uint8 x int8 exactly (VNNI x86, ARM64),
+    False when it saturates (x86 without VNNI), None without onnxruntime."""
+    try:
+        return _run(np.int8)
+    except ImportError:
+        return None
+
+
+def saturation_note(what: str = "int8 weights") -> str | None:
+    """One sentence for a user whose numbers come from a saturating host, else None."""
+    if u8s8_exact() is not False:
+        return None
+    from deploytool.runtime.host import detect_host
+
+    h = detect_host()
+    cpu = f"{h.model_name} ({h.microarchitecture}, {', '.join(h.features) or 'no SIMD features named'})"
+    return (f"this CPU, {cpu}, has no VNNI: ONNX Runtime adds u8 x s8 products in pairs in a saturating int16 "
+            f"(measured by a probe GEMM), so {what} compute less exactly here than on a VNNI x86 or ARM64 "
+            "device; for x86 targets without VNNI quantize with --weights int7 or uint8")

@@ -1,0 +1,221 @@
+"""int8 weight codes (``Int8Config.weights``): int8, int7 (reduced range) and uint8 (int8 + 128).
+
+The references are restated here: the 7-bit rule (ORT's ``reduce_range``: scale = max|W| / 63), the
+uint8 storage (the int8 codes plus 128, zero point 128), and the integer GEMM that ``DynamicQuantizeMatMul``
+computes (``DynamicQuantizeLinear``'s rule, then an exact int64 product) in numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from deploytool.errors import ConfigError
+from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
+from deploytool.runtime.infer import run_onnx
+from deploytool.testing.tiny import fixed_inputs
+from deploytool.variant import read_variant as _read
+
+
+def read_variant(path):
+    return _read({p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props})
+
+SHAPE = dict(layers=2, hidden=32, heads=4, ffn=64, seed=5)
+# the ops whose weight feeds an integer GEMM, and where their weight zero point goes
+GEMM_WEIGHT = {"QAttention": (1, 4, 7), "DynamicQuantizeMatMul": (1, 2, 3)}
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_onnx):
+    return tiny_onnx("bert", exporter="torch", **SHAPE)
+
+
+def _inits(path) -> dict[str, np.ndarray]:
+    return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+
+
+def _gemm_nodes(path) -> list[onnx.NodeProto]:
+    return [n for n in onnx.load(str(path)).graph.node if n.op_type in GEMM_WEIGHT]
+
+
+def _out(path, feeds) -> dict[str, np.ndarray]:
+    return run_onnx(path, feeds)
+
+
+def test_int7_codes_are_the_reduced_range_rule(bert, tmp_path):
+    from deploytool.graph import find_structure
+    from deploytool.graph.weights import weight_array
+    from deploytool.onnx_io import load_model
+
+    res = quantize_int8_file(bert, tmp_path / "q7.onnx", Int8Config(weights="int7"))
+    assert res.stats["weight_codes"] == "int7" and res.gate.verified
+    v = read_variant(tmp_path / "q7.onnx")
+    assert v.chain[-1] == "int8(int7)" and v.precision == "int8"
+    inits = _inits(tmp_path / "q7.onnx")
+    st = find_structure(load_model(bert))
+    w = weight_array(st.layers[1].ffn.intermediate.weight).astype(np.float64)
+    scale = np.abs(w).max(axis=0) / 63  # ORT's reduce_range: 7-bit symmetric codes
+    codes = np.clip(np.round(w / scale), -63, 63)
+    found = [n for n in _gemm_nodes(tmp_path / "q7.onnx") if inits[n.input[1]].shape == w.shape
+             and np.array_equal(inits[n.input[1]], codes)]
+    assert found, "no GEMM holds the restated 7-bit codes of layer 1's FFN weight"
+    np.testing.assert_allclose(inits[found[0].input[2]], scale, rtol=1e-6)
+    for n in _gemm_nodes(tmp_path / "q7.onnx"):
+        q = inits[n.input[1]]
+        assert q.dtype == np.int8 and np.abs(q.astype(np.int16)).max() == 63, n.name  # each reaches, none passes
+    # the word rows are read by Gather, not by an integer GEMM: they keep the full 8-bit range
+    table = next(v for v in inits.values() if v.dtype == np.int8 and v.shape[0] == 100)
+    assert np.abs(table.astype(np.int16)).max() == 127
+
+
+def test_uint8_stores_the_int8_codes_plus_128(bert, tmp_path):
+    quantize_int8_file(bert, tmp_path / "q8.onnx", Int8Config())
+    ru = quantize_int8_file(bert, tmp_path / "qu.onnx", Int8Config(weights="uint8"))
+    assert ru.stats["weight_codes"] == "uint8" and ru.gate.verified
+    assert read_variant(tmp_path / "q8.onnx").chain[-1] == "int8"
+    assert read_variant(tmp_path / "qu.onnx").chain[-1] == "int8(uint8)"
+    i8, iu = _inits(tmp_path / "q8.onnx"), _inits(tmp_path / "qu.onnx")
+    n8, nu = _gemm_nodes(tmp_path / "q8.onnx"), _gemm_nodes(tmp_path / "qu.onnx")
+    assert [n.op_type for n in n8] == [n.op_type for n in nu] and len(nu) >= 3 * SHAPE["layers"]
+    for a, b in zip(n8, nu):
+        wi, si, zi = GEMM_WEIGHT[b.op_type]
+        q8, qu = i8[a.input[wi]], iu[b.input[wi]]
+        assert qu.dtype == np.uint8
+        assert np.array_equal(qu.astype(np.int16), q8.astype(np.int16) + 128), b.name
+        assert np.array_equal(iu[b.input[si]], i8[a.input[si]])
+        assert len(a.input) <= zi or not a.input[zi]  # int8: no zero point (0)
+        z = iu[b.input[zi]]
+        assert z.dtype == np.uint8 and z.shape == iu[b.input[si]].shape and (z == 128).all(), b.name
+
+
+def _rewrite_to_uint8(src, dst) -> None:
+    """The test's own rewrite of an int8 file into uint8 weights with zero point 128."""
+    m = onnx.load(str(src))
+    inits = {t.name: t for t in m.graph.initializer}
+    for node in m.graph.node:
+        if node.op_type not in GEMM_WEIGHT:
+            continue
+        wi, si, zi = GEMM_WEIGHT[node.op_type]
+        t = inits[node.input[wi]]
+        if t.data_type == TensorProto.INT8:
+            q = numpy_helper.to_array(t).astype(np.int16) + 128
+            t.CopyFrom(numpy_helper.from_array(q.astype(np.uint8), t.name))
+        shape = numpy_helper.to_array(inits[node.input[si]]).shape
+        z = numpy_helper.from_array(np.full(shape, 128, np.uint8), node.input[wi] + "_z")
+        if z.name not in inits:
+            m.graph.initializer.append(z)
+            inits[z.name] = z
+        ins = list(node.input) + [""] * (zi + 1 - len(node.input))
+        ins[zi] = z.name
+        del node.input[:]
+        node.input.extend(ins)
+    onnx.save(m, str(dst))
+
+
+def test_uint8_file_runs_the_same_integers_as_the_int8_file(bert, tmp_path):
+    quantize_int8_file(bert, tmp_path / "q8.onnx", Int8Config())
+    quantize_int8_file(bert, tmp_path / "qu.onnx", Int8Config(weights="uint8"))
+    _rewrite_to_uint8(tmp_path / "q8.onnx", tmp_path / "peer.onnx")
+    feeds = fixed_inputs(vocab=100, lengths=(8, 5, 3), seed=4)
+    got, peer = _out(tmp_path / "qu.onnx", feeds), _out(tmp_path / "peer.onnx", feeds)
+    for k in peer:
+        assert np.array_equal(got[k], peer[k]), k
+
+
+def _dqmm_model(w_codes: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None) -> bytes:
+    k, n = w_codes.shape
+    inits = [numpy_helper.from_array(w_codes, "w"), numpy_helper.from_array(scale, "s")]
+    ins = ["x", "w", "s"]
+    if zero_point is not None:
+        inits.append(numpy_helper.from_array(zero_point, "z"))
+        ins.append("z")
+    g = helper.make_graph([helper.make_node("DynamicQuantizeMatMul", ins, ["y"], domain="com.microsoft")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, k])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, n])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+                             ir_version=8).SerializeToString()
+
+
+def _exact_dqmm(x: np.ndarray, w_codes: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """DynamicQuantizeLinear's rule (uint8, range including 0, round half to even), then the exact product."""
+    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    s = np.float32((hi - lo) / 255)
+    z = np.clip(np.round(np.float32(-lo) / s), 0, 255)
+    q = np.clip(np.round(x / s) + z, 0, 255).astype(np.int64)
+    return ((q - int(z)) @ w_codes.astype(np.int64)).astype(np.float64) * float(s) * scale.astype(np.float64)
+
+
+def test_uint8_is_exact_where_int8_saturates():
+    """A weight column of equal magnitudes (all codes 127) and activations spanning the uint8 range: pairs of
+    products reach 2 x 255 x 127, twice int16. uint8 codes (U8U8) give the exact product on every CPU; int8
+    codes (U8S8) do exactly where this host's probe says the kernel does not saturate."""
+    import onnxruntime as ort
+
+    from deploytool.passes.int8_native import int8_weight
+    from deploytool.runtime.int8_kernel import u8s8_exact
+
+    rng = np.random.default_rng(1)
+    k, n = 256, 8
+    w = rng.normal(size=(k, n)).astype(np.float32)
+    w[:, 0] = 0.05
+    w[::2, 1] = -0.05
+    w[1::2, 1] = 0.05
+    x = np.concatenate([np.full((1, k), 4.0, np.float32), rng.uniform(-1, 4, size=(3, k)).astype(np.float32)])
+    x[:, 0] = -0.01  # the range includes 0 and the zero point is 0: activations 0..255
+    codes, scale = int8_weight([w])
+    assert (codes[:, 0] == 127).all()
+    exact = _exact_dqmm(x, codes, scale)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+
+    def run(model: bytes) -> np.ndarray:
+        return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    u8 = run(_dqmm_model((codes.astype(np.int16) + 128).astype(np.uint8), scale, np.full(n, 128, np.uint8)))
+    np.testing.assert_allclose(u8, exact, rtol=1e-5, atol=1e-4)
+    s8 = run(_dqmm_model(codes, scale, None))
+    err = float(np.abs(s8[:, 0] - exact[:, 0]).max())
+    if u8s8_exact():
+        np.testing.assert_allclose(s8, exact, rtol=1e-5, atol=1e-4)
+    else:  # the saturating kernel loses about half of column 0 (every pair clipped to 32767)
+        assert err > 0.25 * float(np.abs(exact[:, 0]).max()), err
+
+
+def test_probe_agrees_with_the_cpu_features():
+    import platform
+
+    from deploytool.runtime.host import detect_host
+    from deploytool.runtime.int8_kernel import saturation_note, u8s8_exact
+
+    h = detect_host()
+    exact = u8s8_exact()
+    if platform.machine() in ("aarch64", "arm64") or "vnni" in h.features:
+        assert exact is True and saturation_note() is None
+    elif h.arch == "x86_64" and "avx2" in h.features and "avx512" not in h.features:
+        # MLAS's AVX2 U8S8 kernel (vpmaddubsw): the case the option exists for
+        assert exact is False
+        note = saturation_note()
+        assert note and "no VNNI" in note and "--weights" in note
+    else:
+        pytest.skip(f"no expectation for this CPU's features: {h.features}")
+
+
+def test_weights_option_is_validated():
+    with pytest.raises(ConfigError, match="weights"):
+        Int8Config(weights="int4")
+
+
+def test_quantize_cli_weights(bert, tmp_path):
+    from click.testing import CliRunner
+
+    from deploytool.cli import main
+
+    r = CliRunner().invoke(main, ["quantize", str(bert), "--int8", "--weights", "uint8", "-o", str(tmp_path / "u.onnx")])
+    assert r.exit_code == 0, r.output
+    assert "weight_codes: uint8" in r.output and "note: this CPU" not in r.output
+    r = CliRunner().invoke(main, ["quantize", str(bert), "--fp16", "--weights", "uint8", "-o", str(tmp_path / "h.onnx")])
+    assert r.exit_code == 2 and "--weights" in r.output and not (tmp_path / "h.onnx").exists()
+    r = CliRunner().invoke(main, ["quantize", str(bert), "--int8", "--weights", "int4", "-o", str(tmp_path / "x.onnx")])
+    assert r.exit_code == 2 and "weights" in r.output and not (tmp_path / "x.onnx").exists()
