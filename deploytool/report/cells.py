@@ -223,6 +223,7 @@ def _notes(rows: Sequence[ReportRow], info: dict[str, Any]) -> list[str]:
                      + ", ".join(f"{k} {v:.2f}" for k, v in info["calibration"].items())
                      + "), assuming each device reaches the same fraction of its roofline as the host.")
     notes += [f"fp16: {x}" for x in info.get("fp16", [])]
+    notes += [f"int8: {x}" for x in info.get("int8", [])]
     if not any(r.accuracy is not None for r in rows):
         notes.append("No accuracy given: plots and the summary use the kept-parameter fraction as an accuracy PROXY.")
     else:

@@ -347,6 +347,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     _attach_accuracy(rows, acc_set)
     _variants(rows)
     fp16_notes = _fp16_statements(rows, profiles)
+    int8_notes = _int8_statements(rows, reports)
     devices = {p.name: _device_facts(p, is_host=any(_is_host(p, rep.get("host", {})) for rep in reports))
                for p in profiles}
     for p in profiles:
@@ -356,7 +357,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
              "onnxruntime": rep.get("onnxruntime") or rep.get("host", {}).get("onnxruntime"),
              "created_utc": rep.get("created_utc"), "threads": rep["config"].get("threads"),
              "runs": rep["config"].get("runs")} for rep in reports]
-    info = {"hosts": hosts, "fp16": fp16_notes, "projection_band": band.to_dict() if band else None,
+    info = {"hosts": hosts, "fp16": fp16_notes, "int8": int8_notes, "projection_band": band.to_dict() if band else None,
             "device_projection_band": device_band.to_dict() if device_band else None, "calibration": calibration if config.calibrate else {},
             "host_calibration_factors": calibration, "cost_model_host_errors": host_errors,
             "profiles": [p.name for p in profiles], "runs": runs, "devices": devices}
@@ -516,6 +517,33 @@ def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: s
     if not checks:
         return None, "no budget for this sequence length"
     return all(c[0] for c in checks), "; ".join(c[1] for c in checks)
+
+
+def _int8_statements(rows: Sequence[ReportRow], reports: Sequence[dict[str, Any]]) -> list[str]:
+    """For int8 models with int8 GEMM weight codes benchmarked on a host whose uint8 x int8 kernel saturates
+    (x86 without VNNI; the bench JSON's ``host.int8_u8s8_exact``): they compute less exactly there than on
+    a VNNI x86 or an ARM64 device (:mod:`deploytool.runtime.int8_kernel`)."""
+    from deploytool.runtime.int8_kernel import gemm_weight_codes
+
+    hosts = sorted({str(rep.get("host", {}).get("cpu_model", "?")) for rep in reports
+                    if rep.get("host", {}).get("int8_u8s8_exact") is False})
+    if not hosts:
+        return []
+    names = []
+    for path in dict.fromkeys(r.model_path for r in rows if r.precision == "int8"):
+        try:
+            if Path(path).is_file() and "int8" in gemm_weight_codes(path):
+                names.append(Path(path).name)
+        except Exception as e:  # noqa: BLE001 - a statement, never a failure of the report
+            logger.info("int8 weight codes of %s: %s", path, e)
+    if not names:
+        return []
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return [f"{shown}: int8 weight codes, benchmarked on {', '.join(hosts)}, whose ONNX Runtime adds uint8 x int8 "
+            "products in pairs in a saturating int16 (no VNNI; measured by a probe GEMM). Latency there is real; "
+            "outputs (and an accuracy evaluated there) are less exact than on VNNI x86 or ARM64 devices, which "
+            "compute the same file exactly. For x86 targets without VNNI quantize with --weights uint8 (the same "
+            "codes through the exact U8U8 kernel)."]
 
 
 def _fp16_statements(rows: Sequence[ReportRow], profiles: Sequence[Profile]) -> list[str]:

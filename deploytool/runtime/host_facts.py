@@ -79,6 +79,10 @@ def host_info() -> dict[str, Any]:
     if ort is not None:
         info["onnxruntime"] = ort.__version__
         info["available_providers"] = list(ort.get_available_providers())
+        from deploytool.runtime.int8_kernel import u8s8_exact
+
+        # whether its uint8 x int8 GEMM kernel is exact (False on x86 without VNNI: saturating int16 pairs)
+        info["int8_u8s8_exact"] = u8s8_exact()
     else:
         info["onnxruntime"] = None
         info["available_providers"] = []

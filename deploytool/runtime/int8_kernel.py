@@ -74,3 +74,24 @@ def saturation_note(what: str = "int8 weights") -> str | None:
     return (f"this CPU, {cpu}, has no VNNI: ONNX Runtime adds u8 x s8 products in pairs in a saturating int16 "
             f"(measured by a probe GEMM), so {what} compute less exactly here than on a VNNI x86 or ARM64 "
             "device; for x86 targets without VNNI quantize with --weights int7 or uint8")
+
+
+# integer GEMM ops and the input index of their weight
+_GEMM_WEIGHT = {"QAttention": 1, "DynamicQuantizeMatMul": 1, "MatMulInteger": 1, "MatMulIntegerToFloat": 1,
+                "QLinearMatMul": 3}
+
+
+def gemm_weight_codes(path) -> set[str]:
+    """The element types (``int8`` / ``uint8``) of the constant weights of a model's integer GEMMs, read from
+    the graph only (external data is not loaded); empty for a model without integer GEMMs."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    types = {t.name: t.data_type for t in m.graph.initializer}
+    names = {onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT8: "uint8"}
+    out = set()
+    for n in m.graph.node:
+        i = _GEMM_WEIGHT.get(n.op_type)
+        if i is not None and len(n.input) > i and types.get(n.input[i]) in names:
+            out.add(names[types[n.input[i]]])
+    return out

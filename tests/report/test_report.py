@@ -203,3 +203,24 @@ def test_report_takes_device_rows_beside_bench_results(bench_json, tmp_path):
     assert npu[0].budget_pass is True and "size 0.3 MB <= 50 MB" in npu[0].budget_why
     assert "QNN (HTP v75, EMULATED)" in (tmp_path / "r" / "report.html").read_text()
     assert len(res.rows) == 1 + 6 * 2
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_int8_note_follows_the_benchmark_hosts_kernel(bench_json, tmp_path, exact):
+    """The bench JSON records whether its host's u8 x s8 kernel is exact (host.int8_u8s8_exact, probed);
+    int8 files with int8 weight codes benchmarked on a saturating host get a note naming them, else none."""
+    bench, acc, _ = bench_json
+    data = json.loads(bench.read_text())
+    assert isinstance(data["host"]["int8_u8s8_exact"], bool)  # the probe ran on the benchmark host
+    data["host"]["int8_u8s8_exact"] = exact
+    (tmp_path / "b.json").write_text(json.dumps(data))
+    r = CliRunner().invoke(main, ["report", str(tmp_path / "b.json"), "-o", str(tmp_path / "r"), "--accuracy", str(acc),
+                                  "--profile", "kirin990"])
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "r" / "report.md").read_text()
+    notes = [ln for ln in md.splitlines() if ln.startswith("- int8:")]
+    if exact:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and "saturating int16" in notes[0] and "--weights uint8" in notes[0]
+        assert "w1_d1_int8.onnx" in notes[0] and "fp32.onnx" not in notes[0]
