@@ -111,6 +111,10 @@ def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple
             click.echo("setting up the ARM64 emulator (scripts/setup_arm64.sh, one time, about a minute)", err=True)
     result = run(config)
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.table())
+    twins = sorted({Path(c.model).name for c in result.checks if c.host_reference != "model"})
+    if twins and not as_json:
+        click.echo(f"note: this host's ONNX Runtime saturates uint8 x int8 GEMM pairs (x86 without VNNI): the host "
+                   f"reference of {', '.join(twins)} is its uint8 twin (the same integers, exact U8U8 kernel)")
     if json_out is not None:
         with atomic_write(json_out) as f:
             json.dump(result.to_dict(), f, indent=2)

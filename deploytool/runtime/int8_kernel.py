@@ -95,3 +95,64 @@ def gemm_weight_codes(path) -> set[str]:
         if i is not None and len(n.input) > i and types.get(n.input[i]) in names:
             out.add(names[types[n.input[i]]])
     return out
+
+
+# ops whose constant int8 weight can be stored as uint8 + 128 with its zero point + 128: (weight, zero point) indices
+_TWIN_SLOTS = {"QAttention": (1, 7, 4), "DynamicQuantizeMatMul": (1, 3, 2), "MatMulInteger": (1, 3, None),
+               "MatMulIntegerToFloat": (1, 5, 3), "QLinearMatMul": (3, 5, 4), "DequantizeLinear": (0, 2, 1)}
+
+
+def exact_twin(path):
+    """The model at ``path`` with every constant int8 integer-GEMM weight stored as uint8 (``q + 128``, its
+    zero point ``+ 128``), as an ``onnx.ModelProto``: the same integers, which ONNX Runtime multiplies with
+    its exact U8U8 kernel on every CPU. None when the model has no such weight. (A ``DequantizeLinear`` of a
+    constant int8 weight, static int8's QDQ form, is rewritten the same way: ORT fuses it into an integer
+    GEMM of the stored type.) The file is not modified."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    g = m.graph
+    inits = {t.name: t for t in g.initializer}
+    done: dict[str, str] = {}
+    changed = 0
+    for node in g.node:
+        slots = _TWIN_SLOTS.get(node.op_type)
+        if slots is None:
+            continue
+        wi, zi, si = slots
+        if len(node.input) <= wi or inits.get(node.input[wi]) is None:
+            continue
+        t = inits[node.input[wi]]
+        if t.data_type == onnx.TensorProto.UINT8 and t.name in done.values():
+            pass  # shared weight rewritten already for another reader
+        elif t.data_type != onnx.TensorProto.INT8:
+            continue
+        zname = node.input[zi] if len(node.input) > zi and node.input[zi] else ""
+        if t.name not in done.values():
+            q = numpy_helper.to_array(t).astype(np.int16) + 128
+            t.CopyFrom(numpy_helper.from_array(q.astype(np.uint8), t.name))
+            done[t.name + "#w"] = t.name
+        if zname and zname in inits and inits[zname].data_type == onnx.TensorProto.INT8:
+            z = numpy_helper.to_array(inits[zname]).astype(np.int16) + 128
+            new_z = f"{zname}_u8_twin"
+            if new_z not in inits:
+                zt = numpy_helper.from_array(z.astype(np.uint8), new_z)
+                g.initializer.append(zt)
+                inits[new_z] = zt
+        elif zname:
+            continue  # a zero point that is not a constant int8 tensor: leave the node alone
+        else:
+            shape = () if si is None or len(node.input) <= si or node.input[si] not in inits else \
+                tuple(inits[node.input[si]].dims)
+            new_z = f"{t.name}_u8_twin_zero_point"
+            if new_z not in inits:
+                zt = numpy_helper.from_array(np.full(shape, 128, np.uint8), new_z)
+                g.initializer.append(zt)
+                inits[new_z] = zt
+        ins = list(node.input) + [""] * (zi + 1 - len(node.input))
+        ins[zi] = new_z
+        del node.input[:]
+        node.input.extend(ins)
+        changed += 1
+    return m if changed else None

@@ -111,6 +111,15 @@ def test_verify_arm64_all_precisions_on_four_cpus(emulator, variants, tmp_path):
     assert a72["inserted_casts"] == a72["host_inserted_casts"] > 0 and a72["fp16_native"] is False
     assert n1["inserted_casts"] < n1["host_inserted_casts"] and n1["fp16_native"] is True
     assert by[("fp32", "neoverse-n1")]["outputs"][0]["max_abs"] < 1e-4
+    # int8: where this host's u8 x s8 kernel saturates (x86 without VNNI) its reference is the uint8 twin (the
+    # same integers, exact kernel), which a NEON/dot-product core reproduces; else the model itself
+    from deploytool.runtime.int8_kernel import u8s8_exact
+
+    for cpu in CPUS:
+        c = by[("int8", cpu)]
+        assert c["host_reference"] == ("model" if u8s8_exact() else "uint8 twin"), cpu
+        if cpu != "max":  # SME (-cpu max): KleidiAI quantizes activations per row (module doc of arm64/verify.py)
+            assert c["outputs"][0]["max_abs"] < 1e-4, (cpu, c["outputs"][0])
     assert 0 < n1["outputs"][0]["max_abs"] <= n1["outputs"][0]["limit"]
 
 

@@ -219,3 +219,66 @@ def test_quantize_cli_weights(bert, tmp_path):
     assert r.exit_code == 2 and "--weights" in r.output and not (tmp_path / "h.onnx").exists()
     r = CliRunner().invoke(main, ["quantize", str(bert), "--int8", "--weights", "int4", "-o", str(tmp_path / "x.onnx")])
     assert r.exit_code == 2 and "weights" in r.output and not (tmp_path / "x.onnx").exists()
+
+
+def _dequantized_weights(model: onnx.ModelProto) -> list[np.ndarray]:
+    """(q - zero point) of every integer GEMM weight in node order, restated from the ops' input layouts."""
+    slots = {"QAttention": (1, 7), "DynamicQuantizeMatMul": (1, 3), "MatMulInteger": (1, 3),
+             "MatMulIntegerToFloat": (1, 5)}
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    out = []
+    for n in model.graph.node:
+        if n.op_type in slots:
+            wi, zi = slots[n.op_type]
+            q = inits[n.input[wi]].astype(np.int32)
+            z = inits[n.input[zi]].astype(np.int32) if len(n.input) > zi and n.input[zi] else 0
+            out.append(q - z)
+    return out
+
+
+@pytest.mark.parametrize("engine", ["native", "ort"])
+def test_exact_twin_keeps_the_integers(bert, tmp_path, engine):
+    """runtime.int8_kernel.exact_twin (verify-arm64's host reference on a saturating host) stores every integer
+    GEMM weight as uint8 with the same (q - zero point); its outputs are the uint8-coded file's (native), and
+    the model's own where this host's u8 x s8 kernel is exact."""
+    from deploytool.runtime.int8_kernel import exact_twin, gemm_weight_codes, u8s8_exact
+
+    q8 = tmp_path / "q8.onnx"
+    quantize_int8_file(bert, q8, Int8Config(engine=engine))
+    before = q8.read_bytes()
+    twin = exact_twin(q8)
+    assert q8.read_bytes() == before  # the file is not modified
+    onnx.save(twin, str(tmp_path / "twin.onnx"))
+    assert gemm_weight_codes(q8) == {"int8"} and gemm_weight_codes(tmp_path / "twin.onnx") == {"uint8"}
+    a, b = _dequantized_weights(onnx.load(str(q8))), _dequantized_weights(twin)
+    assert len(a) == len(b) >= 3 * SHAPE["layers"]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    feeds = fixed_inputs(vocab=100, lengths=(8, 5, 3), seed=6)
+    got = _out(tmp_path / "twin.onnx", feeds)
+    if engine == "native":
+        quantize_int8_file(bert, tmp_path / "qu.onnx", Int8Config(weights="uint8"))
+        ref = _out(tmp_path / "qu.onnx", feeds)
+        assert all(np.array_equal(got[k], ref[k]) for k in ref)
+    if u8s8_exact():
+        ref = _out(q8, feeds)
+        assert all(np.allclose(got[k], ref[k], rtol=1e-5, atol=1e-5) for k in ref)
+    assert exact_twin(tmp_path / "qu.onnx" if engine == "native" else bert) is None  # nothing int8 to rewrite
+
+
+def test_exact_twin_shifts_a_given_zero_point(tmp_path):
+    w = np.array([[-128, 5], [127, -3]], np.int8)
+    g = helper.make_graph([helper.make_node("MatMulInteger", ["a", "w", "az", "wz"], ["y"])], "g",
+                          [helper.make_tensor_value_info("a", TensorProto.UINT8, [None, 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT32, [None, 2])],
+                          [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(0, np.uint8), "az"),
+                           numpy_helper.from_array(np.array(-2, np.int8), "wz")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(tmp_path / "m.onnx"))
+    from deploytool.runtime.int8_kernel import exact_twin
+
+    twin = exact_twin(tmp_path / "m.onnx")
+    inits = {t.name: numpy_helper.to_array(t) for t in twin.graph.initializer}
+    node = twin.graph.node[0]
+    assert inits[node.input[1]].tolist() == [[0, 133], [255, 125]] and int(inits[node.input[3]]) == 126
+    a = np.array([[255, 7]], np.uint8)
+    y = run_onnx(twin.SerializeToString(), {"a": a})["y"]
+    assert y.tolist() == (a.astype(np.int64) @ (w.astype(np.int64) + 2)).tolist()
