@@ -449,6 +449,8 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
     host = dict(host_info())
     # timings of an emulated CPU are not device figures: the report and readers must be able to tell
     host["emulated"] = _emulated(config.worker_python)
+    if host["emulated"]:  # the int8 kernel probe ran on this machine, not under the emulator
+        host["int8_u8s8_exact"] = None
     return BenchReport(
         config=config, host=host, onnxruntime=timing["onnxruntime"],
         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
