@@ -1,15 +1,16 @@
-"""int8 weight codes on this CPU: int8 (default), int7 (reduced range) and uint8, beside optimum's presets.
+"""int8 weight codes on this CPU: int8 (default), pairsafe, uint8 and int7, beside optimum's presets.
 
 Why: on x86 without VNNI (AVX2 only) ONNX Runtime's uint8 x int8 GEMM kernel adds pairs of products in a
 saturating int16 (``vpmaddubsw``), so a default int8 file computes less exactly there than on a VNNI x86 or an
-ARM64 device. ``Int8Config.weights`` (``quantize --int8 --weights``) offers two ways out: ``int7`` (ORT's
-``reduce_range``: 7-bit codes, no pair can saturate, half the resolution) and ``uint8`` (the same int8 codes
-+128 with zero point 128: the exact U8U8 kernel). This measures, on the machine it runs on, which is worth it.
+ARM64 device. ``Int8Config.weights`` (``quantize --int8 --weights``) offers three ways out: ``pairsafe`` (int8
+codes scaled per column so that no two neighbouring codes can saturate: the same kernel), ``uint8`` (the same
+int8 codes +128 with zero point 128: the exact U8U8 kernel) and ``int7`` (ORT's ``reduce_range``: 7-bit codes,
+half the resolution). This measures, on the machine it runs on, which is worth it.
 
 What is compared:
 - ``probe``: whether this host's u8 x s8 kernel is exact (``deploytool.runtime.int8_kernel``, one GEMM whose
   exact result is known), with the CPU's features.
-- Files: our export of all-MiniLM-L6-v2 at fp32, quantized by ``Int8Config(weights=int8|int7|uint8)`` (the
+- Files: our export of all-MiniLM-L6-v2 at fp32, quantized by ``Int8Config(weights=...)`` for each code (the
   native writer), and optimum's ``ORTQuantizer`` output of optimum's own export with its ``avx512_vnni``
   preset (dynamic, per channel: the peer in README's int8 table) and its ``avx2`` preset with
   ``reduce_range=True`` (what ORT's documentation advises for CPUs without VNNI).
@@ -39,7 +40,7 @@ from _stamp import stamp  # beside this script: the results file's "run" block
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "int8_codes.json"
-CODES = ("int8", "int7", "uint8")
+CODES = ("int8", "pairsafe", "uint8", "int7")
 
 _OPTIMUM = """
 import os, sys
@@ -115,12 +116,14 @@ def _latency(named: dict[str, Path], runs: int) -> list[dict]:
     from deploytool.bench.runner import run_benchmark
 
     order = ["int8"] + [k for k in named if k != "int8"]  # ratios to the first: the default int8 file
-    by_stem = {named[k].stem if named[k].stem != "model_quantized" else named[k].parent.name: k for k in order}
+    # the bench names a model by its file stem, or by its path where stems collide (optimum's two files)
+    by_name = {named[k].stem: k for k in order}
+    by_name.update({str(named[k]): k for k in order})
     rep = run_benchmark(BenchConfig(models=tuple(named[k] for k in order), seq_lens=(8, 128), threads=1, warmup=10,
                                     runs=runs))
     rows = []
     for r in rep.results:
-        name = by_stem.get(r.name, r.name)
+        name = by_name.get(r.name, by_name.get(str(r.model), r.name))
         rows.append({"variant": name, "seq_len": r.seq_len, "p50_ms": round(r.latency.p50_ms, 3),
                      "min_ms": round(r.latency.min_ms, 3), "paired_ratio_to_int8": round(r.paired_ratio_to_first, 3)})
     return rows

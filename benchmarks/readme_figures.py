@@ -958,14 +958,87 @@ def render_pack_load(results: Path) -> str:
         f"arithmetic it replaced: " + "; ".join(folded) + ". The others: " + "; ".join(plain) + ".")
 
 
-BLOCKS = {"quickstart": render_quickstart, "conformance": render_conformance, "embedding": render_embedding,
+def _int8_codes_accuracy(d: dict) -> str:
+    acc = d.get("accuracy_rotten_tomatoes_test") or {}
+    ps = {k: (a.get("vs_fp32") or {}).get("p") for k, a in acc.items() if k != "fp32"}
+    ps = {k: p for k, p in ps.items() if p is not None}
+    if not ps:
+        return ""
+    worse = [f"{k} (p = {p:.2g})" for k, p in ps.items() if p < 0.05]
+    same = [k for k, p in ps.items() if p >= 0.05]
+    out = " Classifier accuracy against fp32 (exact McNemar): "
+    out += (f"{', '.join(worse)} differ{'s' if len(worse) == 1 else ''} significantly; " if worse else "")
+    return out + (f"{', '.join(same)} do{'es' if len(same) == 1 else ''} not." if same else "")
+
+
+def render_int8_codes(results: Path) -> str:
+    """int8 / int7 / uint8 weight codes beside optimum's presets on one CPU, from int8_codes.json."""
+    d = _load(results, "int8_codes.json")
+    pr = d["probe"]
+    when = _run_when(d) or "date not recorded"
+    exact = "exact" if pr["u8s8_exact"] else "saturating (no VNNI)"
+    names = {"int8": "`--weights int8` (default)", "pairsafe": "`--weights pairsafe`", "uint8": "`--weights uint8`",
+             "int7": "`--weights int7`",
+             "optimum_vnni": "optimum avx512_vnni preset", "optimum_avx2_reduce_range": "optimum avx2 preset, reduce_range"}
+    acc = d.get("accuracy_rotten_tomatoes_test") or {}
+    head = "| weights | cosine to fp32 (mean / worst) | seq 8 / int8 | seq 128 / int8 |"
+    sep = "|---|---|---|---|"
+    if acc:
+        head += " accuracy % [95% CI] | McNemar p vs uint8 | same label as fp32 |"
+        sep += "---|---|---|"
+    lines = [head, sep]
+    for k, label in names.items():
+        c = d["cosine_to_fp32"].get(k)
+        if c is None:
+            continue
+        r8 = [r["paired_ratio_to_int8"] for rnd in d["latency_rounds"] for r in rnd if r["variant"] == k and r["seq_len"] == 8]
+        r128 = [r["paired_ratio_to_int8"] for rnd in d["latency_rounds"] for r in rnd
+                if r["variant"] == k and r["seq_len"] == 128]
+        row = f"| {label} | {c['mean']:.4f} / {c['min']:.4f} | {_span(r8)} | {_span(r128)} |"
+        if acc:
+            a = acc.get(k) or {}
+            vs = (a.get("vs_uint8") or {}).get("p")
+            ci = a.get("ci95") or [float("nan")] * 2
+            row += (f" {a.get('accuracy', float('nan')):.1f} [{ci[0]:.1f}-{ci[1]:.1f}] | "
+                    f"{'-' if vs is None else f'{vs:.2g}'} | {a.get('label_agreement_with_fp32', float('nan')):.1%} |")
+        lines.append(row)
+    fp = acc.get("fp32")
+    tail = (f" The fp32 classifier: {fp['accuracy']:.1f}% [{fp['ci95'][0]:.1f}-{fp['ci95'][1]:.1f}] of {fp['n']} test "
+            "reviews." if fp else "")
+    intro = _wrap(
+        f"**int8 weight codes on this CPU** (`benchmarks/int8_codes.py`; {when}; `{SRC}/int8_codes.json`): the probe "
+        f"found this CPU's ({pr['microarchitecture']}, {', '.join(pr['features']) or 'no SIMD features named'}) uint8 x "
+        f"int8 GEMM {exact}. all-MiniLM-L6-v2: embedding cosine to fp32 over "
+        f"{next(iter(d['cosine_to_fp32'].values()))['texts']} Rotten Tomatoes test reviews; latency batch 1, 1 thread, "
+        f"{len(d['latency_rounds'])} interleaved rounds, paired ratio to the default int8 file (lower is faster)."
+        + (" Accuracy: a fine-tuned MiniLM classifier, the same recipes, the whole test split." if acc else "") + tail)
+    reading = ""
+    cos = d["cosine_to_fp32"]
+    if not pr["u8s8_exact"] and all(k in cos for k in ("int8", "int7", "uint8", "pairsafe")):
+        def ratios(k: str, q: int) -> str:
+            return _span([r["paired_ratio_to_int8"] for rnd in d["latency_rounds"] for r in rnd
+                          if r["variant"] == k and r["seq_len"] == q])
+
+        reading = _wrap(
+            f"Reading it: on this CPU the default int8 file loses to the clipping (cosine {cos['int8']['mean']:.4f}, "
+            f"worst text {cos['int8']['min']:.4f}). `--weights pairsafe` cannot clip and keeps int8's kernel: cosine "
+            f"{cos['pairsafe']['mean']:.4f} (worst {cos['pairsafe']['min']:.4f}) at {ratios('pairsafe', 8)}x the "
+            f"default's latency at 8 tokens and {ratios('pairsafe', 128)}x at 128. `--weights uint8` computes the "
+            f"default's own integers exactly ({cos['uint8']['mean']:.4f}, worst {cos['uint8']['min']:.4f}) at "
+            f"{ratios('uint8', 8)}x and {ratios('uint8', 128)}x. `--weights int7`, ORT's advice for such CPUs, "
+            f"loses more than the clipping does ({cos['int7']['mean']:.4f}, worst {cos['int7']['min']:.4f}), as does "
+            "optimum's avx2 preset with reduce_range." + _int8_codes_accuracy(d))
+    return intro + "\n\n" + "\n".join(lines) + ("\n\n" + reading if reading else "")
+
+
+BLOCKS = {"int8-codes": render_int8_codes, "quickstart": render_quickstart, "conformance": render_conformance, "embedding": render_embedding,
           "training-table": render_training_table, "tws": render_tws, "cost-model": render_cost_model,
           "hygiene": render_hygiene, "pass-speed": render_pass_speed, "measured": render_measured,
           "performance": render_performance, "performance-reading": render_reading,
           "training-setup": render_training_setup, "training-notes": render_training_notes,
           "fit-runtime": render_fit_runtime, "published-devices": render_published_devices,
           "big-models": render_big_models, "densest-qat": render_densest_qat, "pack-load": render_pack_load}
-_BLOCK = re.compile(r"<!-- figures:(?P<name>[a-z-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
+_BLOCK = re.compile(r"<!-- figures:(?P<name>[a-z0-9-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
 
 
 def render_readme(text: str, results: Path = RESULTS) -> str:

@@ -67,9 +67,10 @@ def _given(*params: str) -> list[str]:
                    "(ORT's optimizer and quantize_dynamic). Options only ORT has (--static, --fusion mha|none) "
                    "use ort.")
 @click.option("--weights", "weights", default="int8", show_default=True,
-              help="int8 GEMM weight codes: int8 (exact on VNNI x86 and ARM64) | int7 (7-bit, ORT's reduce_range) | "
-                   "uint8 (the int8 codes +128, zero point 128). x86 without VNNI (AVX2 only) saturates int8 "
-                   "pairs: use int7 or uint8 for it.")
+              help="int8 GEMM weight codes: int8 (exact on VNNI x86 and ARM64) | pairsafe (scaled so that no "
+                   "neighbouring pair of codes can saturate: exact everywhere, int8's speed) | uint8 (the int8 codes "
+                   "+128, zero point 128: exact everywhere, slower on x86 without VNNI) | int7 (ORT's reduce_range). "
+                   "x86 without VNNI (AVX2 only) saturates int8 pairs (README: int8 on x86 without VNNI).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
 @no_verify_option
 def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool, calib: str | None,

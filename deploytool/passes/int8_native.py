@@ -79,6 +79,9 @@ _ROW_BLOCK = 256
 # exp() == 0 in fp32 after the max-subtraction of the softmax)
 _MASKED_AT_MOST = -1e4
 _PROBE_NODES = 256
+# the largest same-signed sum of two neighbouring codes whose product with uint8 activations fits an int16
+# (255 x 128 = 32,640 <= 32,767): x86 without VNNI adds products in such pairs, rows 2i and 2i+1 of the weight
+PAIR_LIMIT = 128
 
 
 class NativeUnsupported(DeployError):
@@ -98,17 +101,46 @@ def _column_absmax(w: np.ndarray) -> np.ndarray:
     return out
 
 
+def _column_pair_max(w: np.ndarray) -> np.ndarray:
+    """Per column, the largest sum of the same-signed parts of two neighbouring rows ``2i, 2i+1``:
+    ``max_i max(w[2i]+ + w[2i+1]+, w[2i]- + w[2i+1]-)`` (``x+ = max(x, 0)``, ``x- = max(-x, 0)``)."""
+    out = np.zeros(w.shape[1], dtype=np.float32)
+    for i in range(0, w.shape[0], _ROW_BLOCK):  # _ROW_BLOCK is even: pairs never straddle two blocks
+        b = w[i:i + _ROW_BLOCK]
+        if b.shape[0] % 2:
+            b = np.concatenate([b, np.zeros((1, b.shape[1]), b.dtype)])
+        even, odd = b[0::2], b[1::2]
+        np.maximum(out, (np.maximum(even, 0) + np.maximum(odd, 0)).max(axis=0), out=out)
+        np.maximum(out, (np.maximum(-even, 0) + np.maximum(-odd, 0)).max(axis=0), out=out)
+    return out
+
+
+def _pairs_fit(q: np.ndarray) -> bool:
+    """Whether no two neighbouring rows' same-signed codes add past 128 (``q`` whole rows from an even row)."""
+    if q.shape[0] % 2:
+        q = np.concatenate([q, np.zeros((1, q.shape[1]), q.dtype)])
+    a, b = q[0::2].astype(np.int16), q[1::2].astype(np.int16)
+    return bool((np.maximum(a, 0) + np.maximum(b, 0)).max(initial=0) <= PAIR_LIMIT
+                and (np.maximum(-a, 0) + np.maximum(-b, 0)).max(initial=0) <= PAIR_LIMIT)
+
+
 def _scales(absmax: np.ndarray, qmax: int = 127) -> np.ndarray:
     s = absmax.astype(np.float64) / float(qmax)
     return np.where(s < np.finfo(np.float32).tiny, 1.0, s).astype(np.float32)
 
 
-def int8_weight(parts: list[np.ndarray], per_channel: bool = True, qmax: int = 127) -> tuple[np.ndarray, np.ndarray]:
+def int8_weight(parts: list[np.ndarray], per_channel: bool = True, qmax: int = 127,
+                pair_safe: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The int8 codes ``[in, sum of widths]`` of the column-concatenated fp32 matrices ``parts`` (each
     ``[in, n_i]``, the MatMul layout) and their scales (``[sum n_i]`` per channel, else a scalar),
-    computed row block by row block (see the module doc for the rule; ``qmax`` 63 for 7-bit codes)."""
+    computed row block by row block (see the module doc for the rule; ``qmax`` 63 for 7-bit codes).
+
+    ``pair_safe``: the scale is ``P / 127`` with ``P`` the column's largest same-signed sum of two neighbouring
+    rows (:func:`_column_pair_max`, ``P >= max |W|``), so that ``q[2i] + q[2i+1] <= 128`` for the positive
+    parts and for the negative parts (each code rounds up by at most 1/2): a uint8 activation pair then adds to
+    at most 255 x 128 = 32,640 in magnitude, within the int16 that x86 without VNNI accumulates pairs in."""
     rows = parts[0].shape[0]
-    maxima = [_column_absmax(p) for p in parts]
+    maxima = [(_column_pair_max if pair_safe else _column_absmax)(p) for p in parts]
     if per_channel:
         scale = _scales(np.concatenate(maxima), qmax)
     else:
@@ -126,6 +158,8 @@ def int8_weight(parts: list[np.ndarray], per_channel: bool = True, qmax: int = 1
             np.rint(t, out=t)
             np.clip(t, -qmax, qmax, out=t)
             out[i:i + block.shape[0], col:col + n] = t
+            if pair_safe and not _pairs_fit(out[i:i + block.shape[0], col:col + n]):  # the rule's promise
+                raise AssertionError("pair-safe int8 codes add past 128 in a pair of rows")
         col += n
     return out, scale
 
@@ -138,7 +172,9 @@ class _LazyInt8:
                  scale_name: str, codes: str = "int8") -> None:
         self.sources = sources  # (fp32 tensor, transposed: stored [out, in])
         self.per_channel = per_channel
-        self.codes = codes  # int8, int7 (|q| <= 63) or uint8 (the int8 codes + 128, zero point 128)
+        # int8, int7 (|q| <= 63), uint8 (the int8 codes + 128, zero point 128) or pairsafe (no neighbouring
+        # pair of codes adds past 128: int8_weight's pair_safe)
+        self.codes = codes
         self.name, self.scale_name = name, scale_name
         self._weight: np.ndarray | None = None
         self._scale: np.ndarray | None = None
@@ -157,7 +193,8 @@ class _LazyInt8:
         for t, transposed in self.sources:
             a = t.numpy()
             parts.append(a.T if transposed else a)
-        self._weight, self._scale = int8_weight(parts, self.per_channel, 63 if self.codes == "int7" else 127)
+        self._weight, self._scale = int8_weight(parts, self.per_channel, 63 if self.codes == "int7" else 127,
+                                                pair_safe=self.codes == "pairsafe")
 
     def weight(self) -> ir.Tensor:
         if self._weight is None:

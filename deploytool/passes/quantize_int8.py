@@ -91,11 +91,16 @@ class WeightCodes(str, enum.Enum):
     AMD Zen 1-3) MLAS multiplies with ``vpmaddubsw``, which adds two u8 x s8 products in a saturating int16,
     so a pair over 32767 is clipped. ``int7``: codes in [-63, 63] (ORT's ``reduce_range``): no pair can
     saturate (2 x 255 x 63 < 32767), half the resolution, the same kernel. ``uint8``: the ``int8`` codes plus
-    128, stored uint8 with zero point 128: the same integers through MLAS's U8U8 kernel, exact everywhere."""
+    128, stored uint8 with zero point 128: the same integers through MLAS's U8U8 kernel, exact everywhere.
+    ``pairsafe``: int8 codes with each column's scale chosen so that no two neighbouring codes along the input
+    dimension (rows ``2i, 2i+1``: the pairs ``vpmaddubsw`` adds) add past 128 in magnitude, so nothing can
+    saturate: the U8S8 kernel and speed of ``int8``, exact everywhere, a coarser step per column
+    (``benchmarks/results/int8_codes.json``). Native engine only (ORT's quantizer has no such rule)."""
 
     INT8 = "int8"
     INT7 = "int7"
     UINT8 = "uint8"
+    PAIRSAFE = "pairsafe"
 
 
 class Engine(str, enum.Enum):
@@ -137,6 +142,11 @@ class Int8Config:
             raise ConfigError("calib: static int8 needs calibration data (--calib-data DATASET or file)")
         if not self.static and self.calib:
             raise ConfigError("calib: calibration data is only used with static quantization (--static)")
+        if self.weights is WeightCodes.PAIRSAFE:
+            why = "engine=ort" if self.engine is Engine.ORT else _native_refusal(self)
+            if why:
+                raise ConfigError(f"weights: pairsafe is written by the native engine only, not with {why}; "
+                                  "use --weights uint8 (exact on every CPU) there")
 
 
 _QUANT_OPS = {"MatMulInteger", "DynamicQuantizeMatMul", "QAttention", "QLinearMatMul", "DynamicQuantizeLinear",
@@ -344,6 +354,9 @@ class Int8QuantizePass(DeployPass):
             try:
                 return self._call_native(model)
             except NativeUnsupported as e:
+                if self.config.weights is WeightCodes.PAIRSAFE:
+                    raise PassRefusedError(f"weights=pairsafe needs the native int8 writer, which cannot take this "
+                                           f"graph ({e}); use --weights uint8 (exact on every CPU)") from e
                 skipped.append(Skip("engine", f"native int8 writer: {e}; quantized by ORT's quantizer instead"))
         return self._call_ort(model, skipped)
 
@@ -488,6 +501,13 @@ def _native_refusal(cfg: Int8Config) -> str | None:
         return "static_reshape rewrites ORT's unfused graph"
     if cfg.num_heads or cfg.hidden_size:
         return "num_heads/hidden_size steer ORT's fusion (the native writer reads them from the graph)"
+    return None
+
+
+def _ort_refusal(cfg: Int8Config) -> str | None:
+    """Why ORT's path cannot write this config (None: it can)."""
+    if cfg.weights is WeightCodes.PAIRSAFE:
+        return "weights=pairsafe is the native writer's rule (ORT's quantizer has no pair-safe scales)"
     return None
 
 

@@ -73,7 +73,7 @@ def saturation_note(what: str = "int8 weights") -> str | None:
     cpu = f"{h.model_name} ({h.microarchitecture}, {', '.join(h.features) or 'no SIMD features named'})"
     return (f"this CPU, {cpu}, has no VNNI: ONNX Runtime adds u8 x s8 products in pairs in a saturating int16 "
             f"(measured by a probe GEMM), so {what} compute less exactly here than on a VNNI x86 or ARM64 "
-            "device; for x86 targets without VNNI quantize with --weights int7 or uint8")
+            "device; for x86 targets without VNNI quantize with --weights pairsafe (int8's speed) or uint8")
 
 
 # integer GEMM ops and the input index of their weight

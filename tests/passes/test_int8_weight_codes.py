@@ -175,6 +175,11 @@ def test_uint8_is_exact_where_int8_saturates():
 
     u8 = run(_dqmm_model((codes.astype(np.int16) + 128).astype(np.uint8), scale, np.full(n, 128, np.uint8)))
     np.testing.assert_allclose(u8, exact, rtol=1e-5, atol=1e-4)
+    # pair-safe codes: the same U8S8 kernel, exact on every CPU (column 0: codes 64, pairs add to 128)
+    psafe, pscale = int8_weight([w], pair_safe=True)
+    assert (psafe[:, 0] == 64).all() and np.abs(psafe.astype(np.int16)).max() <= 127
+    np.testing.assert_allclose(run(_dqmm_model(psafe, pscale, None)), _exact_dqmm(x, psafe, pscale), rtol=1e-5,
+                               atol=1e-4)
     s8 = run(_dqmm_model(codes, scale, None))
     err = float(np.abs(s8[:, 0] - exact[:, 0]).max())
     if u8s8_exact():
@@ -282,3 +287,57 @@ def test_exact_twin_shifts_a_given_zero_point(tmp_path):
     a = np.array([[255, 7]], np.uint8)
     y = run_onnx(twin.SerializeToString(), {"a": a})["y"]
     assert y.tolist() == (a.astype(np.int64) @ (w.astype(np.int64) + 2)).tolist()
+
+
+def _pair_sums(q: np.ndarray) -> tuple[int, int]:
+    """Restated: the largest sum of positive parts, and of negative parts, of rows 2i and 2i+1 per column."""
+    q = q.astype(np.int32)
+    if q.shape[0] % 2:
+        q = np.vstack([q, np.zeros((1, q.shape[1]), np.int32)])
+    pos, neg = np.clip(q, 0, None), np.clip(-q, 0, None)
+    return int((pos[0::2] + pos[1::2]).max()), int((neg[0::2] + neg[1::2]).max())
+
+
+def test_pairsafe_codes_fit_every_pair_and_follow_the_rule(bert, tmp_path):
+    from deploytool.graph import find_structure
+    from deploytool.graph.weights import weight_array
+    from deploytool.onnx_io import load_model
+
+    res = quantize_int8_file(bert, tmp_path / "ps.onnx", Int8Config(weights="pairsafe"))
+    assert res.stats["weight_codes"] == "pairsafe" and res.gate.verified and "host_note" not in res.stats
+    assert read_variant(tmp_path / "ps.onnx").chain[-1] == "int8(pairsafe)"
+    inits = _inits(tmp_path / "ps.onnx")
+    for n in _gemm_nodes(tmp_path / "ps.onnx"):
+        q = inits[n.input[1]]
+        assert q.dtype == np.int8 and max(_pair_sums(q)) <= 128, n.name
+    # the rule restated: scale = the largest same-signed sum of a neighbouring pair / 127, per column
+    st = find_structure(load_model(bert))
+    w = weight_array(st.layers[0].ffn.output.weight).astype(np.float64)
+    wp = np.vstack([w, np.zeros((w.shape[0] % 2, w.shape[1]))])
+    pos, neg = np.clip(wp, 0, None), np.clip(-wp, 0, None)
+    scale = np.maximum((pos[0::2] + pos[1::2]).max(0), (neg[0::2] + neg[1::2]).max(0)) / 127
+    codes = np.clip(np.round(w / scale), -127, 127)
+    found = [n for n in _gemm_nodes(tmp_path / "ps.onnx") if inits[n.input[1]].shape == w.shape
+             and np.array_equal(inits[n.input[1]], codes)]
+    assert found, "no GEMM holds the restated pair-safe codes of layer 0's FFN output weight"
+    np.testing.assert_allclose(inits[found[0].input[2]], scale, rtol=1e-6)
+
+
+def test_pairsafe_file_computes_what_its_exact_twin_does(tiny_onnx, tmp_path):
+    """Scaled-up weights, where the default int8 codes saturate on x86 without VNNI: the pair-safe file's
+    outputs equal its uint8 twin's (the same integers through the exact kernel) on every CPU."""
+    from deploytool.runtime.int8_kernel import exact_twin
+
+    src = tiny_onnx("bert", exporter="torch", weight_scale=8.0, **SHAPE)
+    quantize_int8_file(src, tmp_path / "ps.onnx", Int8Config(weights="pairsafe"))
+    onnx.save(exact_twin(tmp_path / "ps.onnx"), str(tmp_path / "twin.onnx"))
+    feeds = fixed_inputs(vocab=100, lengths=(8, 3), seed=4)
+    got, ref = _out(tmp_path / "ps.onnx", feeds), _out(tmp_path / "twin.onnx", feeds)
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-5)
+
+
+def test_pairsafe_needs_the_native_writer(bert, tmp_path):
+    for kw in ({"engine": "ort"}, {"static": True, "calib": "rotten-tomatoes"}, {"fusion": "none"}):
+        with pytest.raises(ConfigError, match="pairsafe"):
+            Int8Config(weights="pairsafe", **kw)
