@@ -25,6 +25,13 @@ Weights (symmetric int8, zero point 0, so none is stored): per output column ``n
 ``q = clip(round_half_even(W / s), -127, 127)``. This is what ``onnxruntime.quantization`` computes for
 the same weights (``quantize_dynamic``, int8, per channel, symmetric, no reduced range).
 
+Weight codes (``Int8Config.weights``, for x86 CPUs without VNNI, whose u8 x s8 kernel adds pairs of products
+in a saturating int16: :mod:`deploytool.runtime.int8_kernel`): ``int7`` clips at 63 with ``s = max / 63``;
+``uint8`` stores the int8 codes + 128 (their bytes with the top bit flipped) with zero points 128 (QAttention's
+input 7, DynamicQuantizeMatMul's input 3); ``pairsafe`` takes ``s[n] = P[n] / 127`` with ``P[n]`` the largest
+same-signed sum of rows ``2i`` and ``2i+1`` of column ``n``, so no such pair of codes adds past 128. The word
+embedding rows (read by Gather, not by a GEMM) keep the int8 rule whatever the codes.
+
 Streaming: nothing is quantized while the pass runs. Each int8 weight is an ``ir.LazyTensor`` whose
 function reads the memory-mapped fp32 weight(s) row block by row block, twice (column maxima, then
 the rounded codes) into one int8 array; its scales are computed by the same call and handed to the
@@ -159,7 +166,8 @@ def int8_weight(parts: list[np.ndarray], per_channel: bool = True, qmax: int = 1
             np.clip(t, -qmax, qmax, out=t)
             out[i:i + block.shape[0], col:col + n] = t
             if pair_safe and not _pairs_fit(out[i:i + block.shape[0], col:col + n]):  # the rule's promise
-                raise AssertionError("pair-safe int8 codes add past 128 in a pair of rows")
+                raise DeployError(f"int8: pair-safe codes of rows {i}-{i + block.shape[0] - 1} add past "
+                                  f"{PAIR_LIMIT} in a pair of rows (a bug: please report it); nothing written")
         col += n
     return out, scale
 

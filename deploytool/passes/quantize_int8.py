@@ -134,7 +134,7 @@ class Int8Config:
     # graph it cannot read) falls back to ORT's quantizer with a Skip saying why. Default native: as fast as
     # the ORT path and as accurate on MiniLM (benchmarks/results/int8_bench_native.json), streamed
     engine: OneOf(Engine) = Engine.NATIVE
-    # int8 (default; exact on VNNI x86 and ARM64), int7 or uint8 for x86 CPUs without VNNI (WeightCodes)
+    # int8 (default; exact on VNNI x86 and ARM64); pairsafe, uint8 or int7 for x86 CPUs without VNNI (WeightCodes)
     weights: OneOf(WeightCodes) = WeightCodes.INT8
 
     def __post_init__(self) -> None:
@@ -501,13 +501,6 @@ def _native_refusal(cfg: Int8Config) -> str | None:
         return "static_reshape rewrites ORT's unfused graph"
     if cfg.num_heads or cfg.hidden_size:
         return "num_heads/hidden_size steer ORT's fusion (the native writer reads them from the graph)"
-    return None
-
-
-def _ort_refusal(cfg: Int8Config) -> str | None:
-    """Why ORT's path cannot write this config (None: it can)."""
-    if cfg.weights is WeightCodes.PAIRSAFE:
-        return "weights=pairsafe is the native writer's rule (ORT's quantizer has no pair-safe scales)"
     return None
 
 

@@ -341,3 +341,21 @@ def test_pairsafe_needs_the_native_writer(bert, tmp_path):
     for kw in ({"engine": "ort"}, {"static": True, "calib": "rotten-tomatoes"}, {"fusion": "none"}):
         with pytest.raises(ConfigError, match="pairsafe"):
             Int8Config(weights="pairsafe", **kw)
+
+
+def test_pairsafe_check_refuses_codes_that_break_the_promise(bert, tmp_path, monkeypatch):
+    """The writer checks every block it writes: a rule that let a pair pass 128 (here: scales from half the pair
+    maxima) is one error line, exit 2, and no file."""
+    from click.testing import CliRunner
+
+    import deploytool.passes.int8_native as native
+    from deploytool.cli import main
+
+    real = native._column_pair_max
+    monkeypatch.setattr(native, "_column_pair_max", lambda w: real(w) / 2)
+    out = tmp_path / "bad.onnx"
+    r = CliRunner().invoke(main, ["quantize", str(bert), "--int8", "--weights", "pairsafe", "-o", str(out)])
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert lines[-1].startswith("error: ") and "pair-safe codes" in lines[-1] and "Traceback" not in r.output
+    assert not out.exists() and not list(tmp_path.iterdir())
