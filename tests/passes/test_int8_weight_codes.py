@@ -359,3 +359,31 @@ def test_pairsafe_check_refuses_codes_that_break_the_promise(bert, tmp_path, mon
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert lines[-1].startswith("error: ") and "pair-safe codes" in lines[-1] and "Traceback" not in r.output
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("family, exporter", [("bert", "torch"), ("roberta", "dynamo"), ("distilbert", "optimum"),
+                                              ("electra", "torch")])
+def test_pairsafe_across_exporters_and_families(tiny_onnx, tmp_path, family, exporter):
+    """Scaled-up weights (where default codes clip on x86 without VNNI), exports from three tools: the pair-safe
+    file is written by the native writer, computes what its exact twin does on this CPU, and is as close to fp32
+    as the default codes computed exactly (their uint8 twin)."""
+    from deploytool.runtime.int8_kernel import exact_twin
+
+    src = tiny_onnx(family, exporter, weight_scale=4.0, **SHAPE)
+    res = quantize_int8_file(src, tmp_path / "ps.onnx", Int8Config(weights="pairsafe"))
+    assert res.stats["engine"] == "native" and res.stats["weight_codes"] == "pairsafe"
+    quantize_int8_file(src, tmp_path / "q8.onnx", Int8Config())
+    onnx.save(exact_twin(tmp_path / "ps.onnx"), str(tmp_path / "ps_twin.onnx"))
+    onnx.save(exact_twin(tmp_path / "q8.onnx"), str(tmp_path / "q8_twin.onnx"))
+    feeds = fixed_inputs(vocab=100, lengths=(8, 5, 3), seed=7)
+    ref = _out(src, feeds)
+    ps, ps_twin, q8_exact = (_out(tmp_path / n, feeds) for n in ("ps.onnx", "ps_twin.onnx", "q8_twin.onnx"))
+    for k in ref:
+        np.testing.assert_allclose(ps[k], ps_twin[k], rtol=1e-5, atol=1e-5)
+        c_ps, c_q8 = _cosine(ps[k], ref[k]), _cosine(q8_exact[k], ref[k])
+        assert c_ps > 0.99 and 1 - c_ps <= 2 * (1 - c_q8) + 1e-4, (k, c_ps, c_q8)
