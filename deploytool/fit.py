@@ -7,7 +7,10 @@ first heads are the most important) and then converted: fp32 (as is), fp16
 or ternary/binary (:mod:`deploytool.passes.pack_weights`, post-training: loses accuracy without QAT).
 Ternary/binary candidates are packed for the runtime measured fastest for the device and sequence
 length (:func:`pack_runtime`): int8 kernels (``speed``) everywhere but one token on x86, where 2-bit
-``MatMulNBits`` (``memory``) won; each candidate records the runtime and why.
+``MatMulNBits`` (``memory``) won; each candidate records the runtime and why. int8 candidates for an x86
+device without VNNI (the host's ONNX Runtime probed, another profile's features read) get pair-safe weight
+codes (:func:`int8_codes`): the default codes' pairs of products clip in int16 there, pair-safe ones cannot,
+at the same speed (``benchmarks/results/int8_codes.json``).
 
 Each candidate is MEASURED on the host (``deploytool.bench``: clean worker process, interleaved runs,
 peak memory) and, unless the profile is the host, PROJECTED to the device with the cost model
@@ -47,14 +50,14 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.accuracy import AccuracyRecord, pick
-from deploytool.errors import ConfigError, DeployError, InputFileError
+from deploytool.errors import ConfigError, DeployError, InputFileError, PassRefusedError
 from deploytool.profiles import Profile
 from deploytool.units import MB
 from deploytool.variant import PRECISION_RANK, PRECISIONS
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Candidate", "FitConfig", "FitResult", "PRECISIONS", "fit", "pack_runtime"]
+__all__ = ["Candidate", "FitConfig", "FitResult", "PRECISIONS", "fit", "int8_codes", "pack_runtime"]
 
 
 
@@ -158,6 +161,8 @@ class Candidate:
     latency_source: str = ""
     pack_runtime: str | None = None  # ternary/binary: the pack runtime used, and why
     pack_runtime_why: str | None = None
+    int8_codes: str | None = None  # int8: the weight codes used (Int8Config.weights), and why
+    int8_codes_why: str | None = None
     fits: bool = False
     reasons: list[str] = dataclasses.field(default_factory=list)
     error: str | None = None
@@ -246,6 +251,26 @@ def pack_runtime(profile: Profile, seq_len: int) -> tuple[str, str]:
     return "speed", f"x86: int8 kernels measured faster than MatMulNBits 2-bit above {NBITS_MAX_SEQ} token(s)"
 
 
+def int8_codes(profile: Profile) -> tuple[str, str]:
+    """The int8 weight codes (``Int8Config.weights``) for int8 candidates on ``profile``, and why."""
+    from deploytool.profiles.schema import Arch
+
+    if profile.arch is Arch.AARCH64:
+        return "int8", "aarch64: ONNX Runtime's u8 x s8 kernels are exact (default codes)"
+    if profile.from_host:
+        from deploytool.runtime.int8_kernel import u8s8_exact
+
+        exact = u8s8_exact() is not False
+        how = "this host's ONNX Runtime, probed"
+    else:
+        exact = profile.has("vnni")
+        how = "the profile's ISA features"
+    if exact:
+        return "int8", f"x86 with VNNI ({how}): u8 x s8 products are exact (default codes)"
+    return "pairsafe", (f"x86 without VNNI ({how}): u8 x s8 pairs clip in int16; pair-safe codes cannot, at the "
+                        "default's speed (benchmarks/results/int8_codes.json)")
+
+
 def _build(src: Path, work: Path, w: float, d: float, precision: str, sliced: dict,
            options: dict | None = None) -> Path:
     """The candidate's file, made as recipe sweeps make variants (``passes.variants.build_variant``)."""
@@ -282,8 +307,20 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                     if p in ("ternary", "binary"):
                         c.pack_runtime, c.pack_runtime_why = pack_runtime(prof, config.seq_len)
                         opts = {"runtime": c.pack_runtime}
+                    elif p == "int8":
+                        c.int8_codes, c.int8_codes_why = int8_codes(prof)
+                        opts = {"weights": c.int8_codes} if c.int8_codes != "int8" else None
                     try:
-                        c.path = str(_build(config.model, work, w, d, p, sliced, opts))
+                        try:
+                            c.path = str(_build(config.model, work, w, d, p, sliced, opts))
+                        except PassRefusedError as e:
+                            if c.int8_codes != "pairsafe":
+                                raise
+                            # pair-safe codes need the native int8 writer (a sliced attention goes to ORT's
+                            # path): uint8 codes are exact there too, slower at long sequences
+                            c.int8_codes = "uint8"
+                            c.int8_codes_why += f"; uint8 instead: {e}"
+                            c.path = str(_build(config.model, work, w, d, p, sliced, {"weights": "uint8"}))
                         c.size_mb = os.path.getsize(c.path) / MB
                     except DeployError as e:
                         c.error = f"cannot build: {e}"

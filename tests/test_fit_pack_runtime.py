@@ -21,3 +21,45 @@ def test_arm64_keeps_int8_kernels_without_device_timing(name):
         runtime, why = pack_runtime(load_profile(name), seq)
         assert runtime == "speed" and "QEMU" in why
 
+
+
+def test_int8_codes_follow_the_devices_kernel(monkeypatch):
+    import deploytool.runtime.int8_kernel as kernel
+    from deploytool.fit import int8_codes
+
+    for name in ("raspberry-pi-4", "kirin990", "graviton3"):
+        codes, why = int8_codes(load_profile(name))
+        assert codes == "int8" and "aarch64" in why
+    host = load_profile("x86-host")
+    for exact, want in ((True, "int8"), (False, "pairsafe")):
+        monkeypatch.setattr(kernel, "u8s8_exact", lambda e=exact: e)
+        codes, why = int8_codes(host)
+        assert codes == want and "probed" in why
+
+
+def test_fit_on_the_host_builds_int8_its_cpu_computes_exactly(tiny_onnx, tmp_path):
+    """On x86 without VNNI the host's int8 candidates are pair-safe (full width, the native writer) or uint8
+    (a sliced attention goes to ORT's path, which has no pair-safe rule); elsewhere the default codes."""
+    import json
+
+    from click.testing import CliRunner
+
+    from deploytool.cli import main
+    from deploytool.runtime.int8_kernel import u8s8_exact
+    from deploytool.variant import file_variant
+
+    src = tiny_onnx("bert", layers=2, hidden=64, heads=4, ffn=256)
+    out = tmp_path / "best.onnx"
+    r = CliRunner().invoke(main, ["fit", str(src), "--profile", "x86-host", "-o", str(out), "--widths", "1,0.5",
+                                  "--depths", "1", "--precisions", "int8", "--runs", "3", "--seq-len", "16",
+                                  "--keep-candidates", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    cands = {c["name"]: c for c in json.loads((tmp_path / "best.onnx.fit.json").read_text())["candidates"]}
+    full, half = cands["w1-d1-int8"], cands["w0.5-d1-int8"]
+    if u8s8_exact():
+        assert full["int8_codes"] == half["int8_codes"] == "int8"
+    else:
+        assert full["int8_codes"] == "pairsafe" and half["int8_codes"] in ("pairsafe", "uint8")
+        assert "without VNNI" in full["int8_codes_why"]
+        chain = file_variant(tmp_path / "c" / "w1-d1-int8.onnx").chain
+        assert chain[-1] == "int8(pairsafe)", chain
