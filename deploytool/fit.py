@@ -316,8 +316,8 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                         except PassRefusedError as e:
                             if c.int8_codes != "pairsafe":
                                 raise
-                            # pair-safe codes need the native int8 writer (a sliced attention goes to ORT's
-                            # path): uint8 codes are exact there too, slower at long sequences
+                            # a file whose int8 weights cannot be re-coded pair-safe: uint8 codes are exact
+                            # too, slower at long sequences
                             c.int8_codes = "uint8"
                             c.int8_codes_why += f"; uint8 instead: {e}"
                             c.path = str(_build(config.model, work, w, d, p, sliced, {"weights": "uint8"}))

@@ -95,7 +95,8 @@ class WeightCodes(str, enum.Enum):
     ``pairsafe``: int8 codes with each column's scale chosen so that no two neighbouring codes along the input
     dimension (rows ``2i, 2i+1``: the pairs ``vpmaddubsw`` adds) add past 128 in magnitude, so nothing can
     saturate: the U8S8 kernel and speed of ``int8``, exact everywhere, a coarser step per column
-    (``benchmarks/results/int8_codes.json``). Native engine only (ORT's quantizer has no such rule)."""
+    (``benchmarks/results/int8_codes.json``). On ORT's path (engine ort, static, a graph the native writer does
+    not take) the int8 weights ORT's quantizer wrote are re-coded by the same rule from their fp32 originals."""
 
     INT8 = "int8"
     INT7 = "int7"
@@ -142,11 +143,6 @@ class Int8Config:
             raise ConfigError("calib: static int8 needs calibration data (--calib-data DATASET or file)")
         if not self.static and self.calib:
             raise ConfigError("calib: calibration data is only used with static quantization (--static)")
-        if self.weights is WeightCodes.PAIRSAFE:
-            why = "engine=ort" if self.engine is Engine.ORT else _native_refusal(self)
-            if why:
-                raise ConfigError(f"weights: pairsafe is written by the native engine only, not with {why}; "
-                                  "use --weights uint8 (exact on every CPU) there")
 
 
 _QUANT_OPS = {"MatMulInteger", "DynamicQuantizeMatMul", "QAttention", "QLinearMatMul", "DynamicQuantizeLinear",
@@ -354,9 +350,6 @@ class Int8QuantizePass(DeployPass):
             try:
                 return self._call_native(model)
             except NativeUnsupported as e:
-                if self.config.weights is WeightCodes.PAIRSAFE:
-                    raise PassRefusedError(f"weights=pairsafe needs the native int8 writer, which cannot take this "
-                                           f"graph ({e}); use --weights uint8 (exact on every CPU)") from e
                 skipped.append(Skip("engine", f"native int8 writer: {e}; quantized by ORT's quantizer instead"))
         return self._call_ort(model, skipped)
 
@@ -474,6 +467,8 @@ class Int8QuantizePass(DeployPass):
                 del qproto
             else:
                 out = onnx_io.load_model(dst)
+            if cfg.weights is WeightCodes.PAIRSAFE:  # while the quantizer's fp32 input is still there
+                stats["pairsafe_weights"] = _pairsafe_ort_weights(out, onnx_io.load_model(src), cfg.per_channel)
         counts: dict[str, int] = {}
         for n in out.graph.all_nodes():
             if n.op_type in _QUANT_OPS:
@@ -502,6 +497,62 @@ def _native_refusal(cfg: Int8Config) -> str | None:
     if cfg.num_heads or cfg.hidden_size:
         return "num_heads/hidden_size steer ORT's fusion (the native writer reads them from the graph)"
     return None
+
+
+# integer GEMM ops ORT's quantizer writes: (weight, scale, zero point) input indices (None: found by name)
+_ORT_WEIGHT_SLOTS = {"DynamicQuantizeMatMul": (1, 2, 3), "QAttention": (1, 4, 7), "MatMulIntegerToFloat": (1, 3, 5),
+                     "MatMulInteger": (1, None, 3), "DequantizeLinear": (0, 1, 2)}
+_ORT_SUFFIX = "_quantized"
+
+
+def _pairsafe_ort_weights(out: ir.Model, src: ir.Model, per_channel: bool) -> int:
+    """Re-code, in place, every int8 GEMM weight ORT's quantizer wrote into ``out`` by the pair-safe rule
+    (:func:`deploytool.passes.int8_native.int8_weight`), from its fp32 original in the quantizer's input
+    ``src`` (ORT names the codes ``<original>_quantized`` and the scales ``<original>_scale``; its int8 zero
+    points are 0, as the rule's are). Returns how many weights were re-coded; a weight it cannot map to its
+    original is a PassRefusedError naming it."""
+    from deploytool.passes.int8_native import int8_weight
+
+    inits = out.graph.initializers
+    originals = src.graph.initializers
+    done: set[str] = set()
+    for node in out.graph.all_nodes():
+        slots = _ORT_WEIGHT_SLOTS.get(node.op_type)
+        if slots is None:
+            continue
+        wi, si, zi = slots
+        w = node.inputs[wi] if len(node.inputs) > wi else None
+        if w is None or w.const_value is None or w.dtype is not ir.DataType.INT8 or w.name in done:
+            continue
+        if node.op_type == "DequantizeLinear" and not any(u.node.op_type in ("MatMul", "Gemm") and u.idx == 1
+                                                          for u in node.outputs[0].uses()):
+            continue  # not a GEMM weight (an embedding table read by Gather): no pairs to keep
+        where = f"weights=pairsafe: {node.op_type} {node.name!r}"
+        base = w.name[:-len(_ORT_SUFFIX)] if w.name.endswith(_ORT_SUFFIX) else None
+        orig = originals.get(base) if base else None
+        scale = (node.inputs[si] if si is not None and len(node.inputs) > si else inits.get(f"{base}_scale"))
+        zero = node.inputs[zi] if zi is not None and len(node.inputs) > zi else None
+        if orig is None or orig.const_value is None or scale is None or scale.const_value is None:
+            raise PassRefusedError(f"{where}: its weight {w.name!r} does not name an fp32 original in the "
+                                   "quantizer's input; use --weights uint8 (exact on every CPU)")
+        fp32 = orig.const_value.numpy()
+        cols = int(fp32.shape[-1]) if fp32.ndim == 2 else -1
+        s_size = int(np.prod(scale.const_value.shape.numpy())) if scale.const_value.shape.rank() else 1
+        if fp32.ndim != 2 or tuple(fp32.shape) != tuple(w.shape.numpy()) or s_size not in (1, cols) \
+                or (s_size == cols) != per_channel \
+                or (node.op_type == "DequantizeLinear" and s_size > 1 and node.attributes.get_int("axis", 1) not in (1, -1)) \
+                or (zero is not None and zero.const_value is not None and np.any(zero.const_value.numpy())):
+            raise PassRefusedError(f"{where}: its weight {w.name!r} is not a [K, N] matrix with per-column (or one) "
+                                   "scale and zero points 0; use --weights uint8 (exact on every CPU)")
+        codes, scales = int8_weight([fp32], per_channel=per_channel, pair_safe=True)
+        w.const_value = ir.Tensor(codes, name=w.name)
+        scale.const_value = ir.Tensor(np.asarray(scales, np.float32).reshape(scale.const_value.shape.numpy()),
+                                      name=scale.name)
+        done.add(w.name)
+    if not done:
+        raise PassRefusedError("weights=pairsafe: ORT's quantizer wrote no int8 GEMM weight to re-code; use "
+                               "--weights uint8")
+    return len(done)
 
 
 def _swap_in(model: ir.Model, new: ir.Model) -> None:

@@ -337,10 +337,41 @@ def test_pairsafe_file_computes_what_its_exact_twin_does(tiny_onnx, tmp_path):
         np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-5)
 
 
-def test_pairsafe_needs_the_native_writer(bert, tmp_path):
-    for kw in ({"engine": "ort"}, {"static": True, "calib": "rotten-tomatoes"}, {"fusion": "none"}):
-        with pytest.raises(ConfigError, match="pairsafe"):
-            Int8Config(weights="pairsafe", **kw)
+@pytest.mark.parametrize("case", ["ort-fused", "ort-unfused", "static", "sliced"])
+def test_pairsafe_on_ort_path(tiny_onnx, tmp_path, case):
+    """Where ORT's quantizer writes the file (engine ort, static QDQ, a sliced attention the native writer does not
+    take), its int8 GEMM weights are re-coded by the pair-safe rule from their fp32 originals: every pair fits,
+    and the file computes what its exact twin does (the default codes differ from theirs on x86 without VNNI)."""
+    from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
+    from deploytool.runtime.int8_kernel import exact_twin
+    from deploytool.testing.toy_text import toy_csv, toy_tokenizer
+
+    src = tiny_onnx("bert", exporter="torch", weight_scale=4.0, **SHAPE)
+    kw: dict = {"engine": "ort"} if case.startswith("ort") else {}
+    if case == "ort-unfused":
+        kw["fusion"] = "none"
+    if case == "static":
+        toy_tokenizer(tmp_path / "tok")
+        kw = {"static": True, "calib": str(toy_csv(tmp_path / "calib.csv", n=40)), "tokenizer": str(tmp_path / "tok"),
+              "calib_samples": 16, "fusion": "none"}
+    if case == "sliced":
+        slice_file(src, tmp_path / "s.onnx", SliceConfig(width=0.5, depth=1))
+        src = tmp_path / "s.onnx"
+    res = quantize_int8_file(src, tmp_path / "ps.onnx", Int8Config(weights="pairsafe", **kw))
+    assert res.stats["engine"] == "ort" and res.stats["pairsafe_weights"] >= 2 * SHAPE["layers"], res.stats
+    model = onnx.load(str(tmp_path / "ps.onnx"))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    gemm_ins = {n.input[i] for n in model.graph.node for i in (0, 1) if len(n.input) > i
+                and n.op_type in ("DynamicQuantizeMatMul", "QAttention", "MatMulInteger", "DequantizeLinear")}
+    for name in gemm_ins:
+        q = inits.get(name)
+        if q is not None and q.dtype == np.int8 and q.ndim == 2 and q.shape[0] != 100:  # not the word table
+            assert max(_pair_sums(q)) <= 128, name
+    onnx.save(exact_twin(tmp_path / "ps.onnx"), str(tmp_path / "twin.onnx"))
+    feeds = fixed_inputs(vocab=100, lengths=(8, 5, 3), seed=7)
+    got, ref = _out(tmp_path / "ps.onnx", feeds), _out(tmp_path / "twin.onnx", feeds)
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-5)
 
 
 def test_pairsafe_check_refuses_codes_that_break_the_promise(bert, tmp_path, monkeypatch):
