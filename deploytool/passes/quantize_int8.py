@@ -499,9 +499,6 @@ def _native_refusal(cfg: Int8Config) -> str | None:
     return None
 
 
-# integer GEMM ops ORT's quantizer writes: (weight, scale, zero point) input indices (None: found by name)
-_ORT_WEIGHT_SLOTS = {"DynamicQuantizeMatMul": (1, 2, 3), "QAttention": (1, 4, 7), "MatMulIntegerToFloat": (1, 3, 5),
-                     "MatMulInteger": (1, None, 3), "DequantizeLinear": (0, 1, 2)}
 _ORT_SUFFIX = "_quantized"
 
 
@@ -512,12 +509,13 @@ def _pairsafe_ort_weights(out: ir.Model, src: ir.Model, per_channel: bool) -> in
     points are 0, as the rule's are). Returns how many weights were re-coded; a weight it cannot map to its
     original is a PassRefusedError naming it."""
     from deploytool.passes.int8_native import int8_weight
+    from deploytool.runtime.int8_kernel import GEMM_WEIGHT_SLOTS
 
     inits = out.graph.initializers
     originals = src.graph.initializers
     done: set[str] = set()
     for node in out.graph.all_nodes():
-        slots = _ORT_WEIGHT_SLOTS.get(node.op_type)
+        slots = GEMM_WEIGHT_SLOTS.get(node.op_type)  # (weight, scale or None: found by name, zero point)
         if slots is None:
             continue
         wi, si, zi = slots

@@ -18,7 +18,7 @@ import functools
 
 import numpy as np
 
-__all__ = ["saturation_note", "u8s8_exact"]
+__all__ = ["GEMM_WEIGHT_SLOTS", "exact_twin", "gemm_weight_codes", "saturation_note", "u8s8_exact"]
 
 _K, _N = 64, 16
 
@@ -76,9 +76,10 @@ def saturation_note(what: str = "int8 weights") -> str | None:
             "device; for x86 targets without VNNI quantize with --weights pairsafe (int8's speed) or uint8")
 
 
-# integer GEMM ops and the input index of their weight
-_GEMM_WEIGHT = {"QAttention": 1, "DynamicQuantizeMatMul": 1, "MatMulInteger": 1, "MatMulIntegerToFloat": 1,
-                "QLinearMatMul": 3}
+# the integer GEMM ops (and the DequantizeLinear of a weight, static int8's QDQ form) by input index:
+# (weight, weight scale or None, weight zero point)
+GEMM_WEIGHT_SLOTS = {"QAttention": (1, 4, 7), "DynamicQuantizeMatMul": (1, 2, 3), "MatMulIntegerToFloat": (1, 3, 5),
+                     "MatMulInteger": (1, None, 3), "QLinearMatMul": (3, 4, 5), "DequantizeLinear": (0, 1, 2)}
 
 
 def gemm_weight_codes(path) -> set[str]:
@@ -91,15 +92,12 @@ def gemm_weight_codes(path) -> set[str]:
     names = {onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT8: "uint8"}
     out = set()
     for n in m.graph.node:
-        i = _GEMM_WEIGHT.get(n.op_type)
-        if i is not None and len(n.input) > i and types.get(n.input[i]) in names:
+        if n.op_type == "DequantizeLinear" or n.op_type not in GEMM_WEIGHT_SLOTS:
+            continue
+        i = GEMM_WEIGHT_SLOTS[n.op_type][0]
+        if len(n.input) > i and types.get(n.input[i]) in names:
             out.add(names[types[n.input[i]]])
     return out
-
-
-# ops whose constant int8 weight can be stored as uint8 + 128 with its zero point + 128: (weight, zero point) indices
-_TWIN_SLOTS = {"QAttention": (1, 7, 4), "DynamicQuantizeMatMul": (1, 3, 2), "MatMulInteger": (1, 3, None),
-               "MatMulIntegerToFloat": (1, 5, 3), "QLinearMatMul": (3, 5, 4), "DequantizeLinear": (0, 2, 1)}
 
 
 def exact_twin(path):
@@ -107,49 +105,45 @@ def exact_twin(path):
     zero point ``+ 128``), as an ``onnx.ModelProto``: the same integers, which ONNX Runtime multiplies with
     its exact U8U8 kernel on every CPU. None when the model has no such weight. (A ``DequantizeLinear`` of a
     constant int8 weight, static int8's QDQ form, is rewritten the same way: ORT fuses it into an integer
-    GEMM of the stored type.) The file is not modified."""
+    GEMM of the stored type.) A node whose zero point is not a constant int8 tensor is left as it is. The file
+    is not modified."""
     import onnx
     from onnx import numpy_helper
 
     m = onnx.load(str(path))
     g = m.graph
     inits = {t.name: t for t in g.initializer}
-    done: dict[str, str] = {}
+
+    def add(name: str, array: np.ndarray) -> None:
+        if name not in inits:
+            inits[name] = numpy_helper.from_array(array, name)
+            g.initializer.append(inits[name])
+
+    rewritten: set[str] = set()  # weights already stored as uint8 (a weight several nodes read)
     changed = 0
     for node in g.node:
-        slots = _TWIN_SLOTS.get(node.op_type)
-        if slots is None:
+        slots = GEMM_WEIGHT_SLOTS.get(node.op_type)
+        if slots is None or len(node.input) <= slots[0] or node.input[slots[0]] not in inits:
             continue
-        wi, zi, si = slots
-        if len(node.input) <= wi or inits.get(node.input[wi]) is None:
-            continue
+        wi, si, zi = slots
         t = inits[node.input[wi]]
-        if t.data_type == onnx.TensorProto.UINT8 and t.name in done.values():
-            pass  # shared weight rewritten already for another reader
-        elif t.data_type != onnx.TensorProto.INT8:
+        if t.data_type != onnx.TensorProto.INT8 and t.name not in rewritten:
             continue
-        zname = node.input[zi] if len(node.input) > zi and node.input[zi] else ""
-        if t.name not in done.values():
+        zname = node.input[zi] if len(node.input) > zi else ""
+        if zname:
+            z = inits.get(zname)
+            if z is None or z.data_type != onnx.TensorProto.INT8:
+                continue  # checked before anything of this node changes
+            new_z = f"{zname}_u8_twin"
+            add(new_z, (numpy_helper.to_array(z).astype(np.int16) + 128).astype(np.uint8))
+        else:
+            scale = inits.get(node.input[si]) if si is not None and len(node.input) > si else None
+            new_z = f"{t.name}_u8_twin_zero_point"
+            add(new_z, np.full(tuple(scale.dims) if scale is not None else (), 128, np.uint8))
+        if t.name not in rewritten:
             q = numpy_helper.to_array(t).astype(np.int16) + 128
             t.CopyFrom(numpy_helper.from_array(q.astype(np.uint8), t.name))
-            done[t.name + "#w"] = t.name
-        if zname and zname in inits and inits[zname].data_type == onnx.TensorProto.INT8:
-            z = numpy_helper.to_array(inits[zname]).astype(np.int16) + 128
-            new_z = f"{zname}_u8_twin"
-            if new_z not in inits:
-                zt = numpy_helper.from_array(z.astype(np.uint8), new_z)
-                g.initializer.append(zt)
-                inits[new_z] = zt
-        elif zname:
-            continue  # a zero point that is not a constant int8 tensor: leave the node alone
-        else:
-            shape = () if si is None or len(node.input) <= si or node.input[si] not in inits else \
-                tuple(inits[node.input[si]].dims)
-            new_z = f"{t.name}_u8_twin_zero_point"
-            if new_z not in inits:
-                zt = numpy_helper.from_array(np.full(shape, 128, np.uint8), new_z)
-                g.initializer.append(zt)
-                inits[new_z] = zt
+            rewritten.add(t.name)
         ins = list(node.input) + [""] * (zi + 1 - len(node.input))
         ins[zi] = new_z
         del node.input[:]

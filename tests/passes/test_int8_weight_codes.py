@@ -418,3 +418,47 @@ def test_pairsafe_across_exporters_and_families(tiny_onnx, tmp_path, family, exp
         np.testing.assert_allclose(ps[k], ps_twin[k], rtol=1e-5, atol=1e-5)
         c_ps, c_q8 = _cosine(ps[k], ref[k]), _cosine(q8_exact[k], ref[k])
         assert c_ps > 0.99 and 1 - c_ps <= 2 * (1 - c_q8) + 1e-4, (k, c_ps, c_q8)
+
+
+def test_exact_twin_leaves_a_node_whose_zero_point_is_not_a_constant(tmp_path):
+    """A weight zero point fed at run time cannot be shifted: that node and its weight stay as they are, while
+    another node of the same model is rewritten, and the twin still computes the model's integers."""
+    from deploytool.runtime.int8_kernel import exact_twin
+
+    w1, w2 = np.array([[3, -5], [7, 1]], np.int8), np.array([[-2, 4], [6, -8]], np.int8)
+    g = helper.make_graph([helper.make_node("MatMulInteger", ["a", "w1", "az", "wz"], ["y1"]),
+                           helper.make_node("MatMulInteger", ["a", "w2", "az"], ["y2"])], "g",
+                          [helper.make_tensor_value_info("a", TensorProto.UINT8, [None, 2]),
+                           helper.make_tensor_value_info("wz", TensorProto.INT8, [])],
+                          [helper.make_tensor_value_info("y1", TensorProto.INT32, [None, 2]),
+                           helper.make_tensor_value_info("y2", TensorProto.INT32, [None, 2])],
+                          [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2"),
+                           numpy_helper.from_array(np.array(0, np.uint8), "az")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(tmp_path / "m.onnx"))
+    twin = exact_twin(tmp_path / "m.onnx")
+    inits = {t.name: numpy_helper.to_array(t) for t in twin.graph.initializer}
+    assert inits["w1"].dtype == np.int8 and np.array_equal(inits["w1"], w1)
+    assert inits["w2"].dtype == np.uint8 and list(twin.graph.node[0].input) == ["a", "w1", "az", "wz"]
+    a = np.array([[255, 9]], np.uint8)
+    y = run_onnx(twin.SerializeToString(), {"a": a, "wz": np.array(1, np.int8)})
+    assert y["y1"].tolist() == (a.astype(np.int64) @ (w1.astype(np.int64) - 1)).tolist()
+    assert y["y2"].tolist() == (a.astype(np.int64) @ w2.astype(np.int64)).tolist()
+
+
+def test_pairsafe_on_ort_path_refuses_a_weight_it_cannot_map(bert, tmp_path, monkeypatch):
+    """ORT's quantizer output whose int8 weights do not name their fp32 originals (here: the name suffix the
+    mapping expects is changed) is one error line naming the weight, exit 2, and no file."""
+    from click.testing import CliRunner
+
+    import deploytool.passes.quantize_int8 as q
+    from deploytool.cli import main
+
+    monkeypatch.setattr(q, "_ORT_SUFFIX", "_not_what_ort_writes")
+    out = tmp_path / "o" / "ps.onnx"
+    out.parent.mkdir()
+    r = CliRunner().invoke(main, ["quantize", str(bert), "--int8", "--engine", "ort", "--weights", "pairsafe",
+                                  "-o", str(out)])
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert lines[-1].startswith("error: ") and "weights=pairsafe" in lines[-1] and "_quantized" in lines[-1]
+    assert "Traceback" not in r.output and not list(out.parent.iterdir())
