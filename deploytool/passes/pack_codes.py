@@ -51,6 +51,10 @@ def _quantize(w_out_in: np.ndarray, config: PackConfig) -> tuple[np.ndarray, np.
         s1, s2, a1, a2, _ = binarize_planes(w_out_in, config.granularity)
         n = w_out_in.shape[0]
         alpha = np.concatenate([np.broadcast_to(a1, (n,)), np.broadcast_to(a2, (n,))]).astype(np.float32)
+        if s1.flags.f_contiguous and not s1.flags.c_contiguous:
+            # the W.T view of an [in, out] weight: its planes side by side in W's own layout, [K, 2N], one copy
+            # of whole rows, seen as [2N, K] (the [K, N] kernels' B is then a plain view, not a transposing copy)
+            return np.concatenate([s1.T, s2.T], 1).T, alpha, 2
         return np.concatenate([s1, s2], 0), alpha, 2
     fn = binarize if config.weights is WeightScheme.BINARY else ternarize
     codes, alpha = fn(w_out_in, config.granularity)

@@ -530,17 +530,17 @@ class FakeQuantWeightsPass(DeployPass):
 
 
 class _ComputedOnce:
-    """Two arrays (codes and scales) that ``compute()`` gives, computed once when the first of them is read
-    (by either of :func:`~deploytool.runtime.verify.memory_reference`'s threads)."""
+    """The arrays (codes and scales, of one or two planes) that ``compute()`` gives, computed once when the
+    first of them is read (by either of :func:`~deploytool.runtime.verify.memory_reference`'s threads)."""
 
     def __init__(self, compute) -> None:
         import threading
 
         self.compute = compute
         self.lock = threading.Lock()
-        self.result: tuple[np.ndarray, np.ndarray] | None = None
+        self.result: tuple[np.ndarray, ...] | None = None
 
-    def get(self) -> tuple[np.ndarray, np.ndarray]:
+    def get(self) -> tuple[np.ndarray, ...]:
         with self.lock:
             if self.result is None:
                 self.result = self.compute()
@@ -555,14 +555,22 @@ class _ComputedOnce:
         return v
 
 
-def _weight_codes(weight: ir.TensorProtocol, layout: str, config: PackConfig) -> tuple[np.ndarray, np.ndarray]:
-    """A linear weight's int8 codes in the weight's own layout, and its scale shaped to broadcast over them."""
+def _weight_codes(weight: ir.TensorProtocol, layout: str, config: PackConfig) -> tuple[np.ndarray, ...]:
+    """A linear weight's int8 codes in the weight's own layout, and its scale shaped to broadcast over them;
+    two planes (split-binary): ``(codes1, scale1, codes2, scale2)``, each plane's one scale per output row."""
     w = np.asarray(weight.numpy(), dtype=np.float32)  # read where it lies
-    codes, alpha, _ = _quantize(w if layout == "out_in" else w.T, config)
+    codes, alpha, planes = _quantize(w if layout == "out_in" else w.T, config)
     alpha = np.asarray(alpha, dtype=np.float32)
-    if layout == "out_in":  # [N, K]: one scale per row N
-        return np.ascontiguousarray(codes), (alpha.reshape(-1, 1) if alpha.ndim else alpha)
-    return np.ascontiguousarray(codes.T), alpha  # [K, N] (the codes of w.T come in its memory order: .T is contiguous)
+    out: list[np.ndarray] = []
+    n = codes.shape[0] // planes
+    for p in range(planes):
+        c = codes[p * n:(p + 1) * n] if planes > 1 else codes
+        a = alpha[p * n:(p + 1) * n] if planes > 1 else alpha
+        if layout == "out_in":  # [N, K]: one scale per row N
+            out += [np.ascontiguousarray(c), (a.reshape(-1, 1) if a.ndim else a)]
+        else:  # [K, N] (the codes of w.T come in its memory order: .T is contiguous)
+            out += [np.ascontiguousarray(c.T), a]
+    return tuple(out)
 
 
 def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig, b: _Builder) -> bool:
@@ -571,9 +579,11 @@ def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig, b: 
     the very float32 values (a code is -1, 0 or 1, so ``code * scale`` is exact), made one weight at a time
     in the session's reused buffers instead of all of them held as float32 arrays (BERT-base: 340 MB, whose
     fresh pages cost the gate's process 0.3-0.6 s). False, with nothing changed, for two-plane weights, a
-    weight that is a graph output, one without a tensor or readers, or one read inside a subgraph."""
+    weight that is a graph output, one without a tensor or readers, or one read inside a subgraph. Two planes
+    (split-binary): ``Mul(Cast(codes1), scale1) + Mul(Cast(codes2), scale2)``, the sum of the planes' exact
+    products rounded once, as :func:`~deploytool.passes.pack_codes.fake_quantized_weight` sums them."""
     w = target.weight
-    if config.weights is WeightScheme.SPLIT_BINARY or w.const_value is None or w.is_graph_output():
+    if w.const_value is None or w.is_graph_output():
         return False
     graph = model.graph
     users = [node for node, _ in w.uses()]
@@ -584,12 +594,19 @@ def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig, b: 
     holder = _ComputedOnce(lambda: _weight_codes(weight_v, layout, config))
     name, shape = w.name, [int(d) for d in w.const_value.shape]
     rows = shape[0] if layout == "out_in" else shape[1]
-    alpha_shape = [] if config.granularity is Granularity.LAYER else ([rows, 1] if layout == "out_in" else [rows])
-    codes_v = holder.initializer(graph, 0, b.name(f"{name}_codes"), ir.DataType.INT8, shape)
-    scale_v = holder.initializer(graph, 1, b.name(f"{name}_scale"), ir.DataType.FLOAT, alpha_shape)
+    planes = 2 if config.weights is WeightScheme.SPLIT_BINARY else 1
+    # two planes: one scale per row and plane (_quantize broadcasts a matrix's two scales over its rows)
+    alpha_shape = [] if config.granularity is Granularity.LAYER and planes == 1 else (
+        [rows, 1] if layout == "out_in" else [rows])
     tag = b.tag()
-    values = b.op("Cast", [codes_v], tag, to=ir.DataType.FLOAT)
-    weight = b.op("Mul", [values, scale_v], tag)
+    weight = None
+    for p in range(planes):
+        suffix = "" if planes == 1 else str(p + 1)
+        codes_v = holder.initializer(graph, 2 * p, b.name(f"{name}_codes{suffix}"), ir.DataType.INT8, shape)
+        scale_v = holder.initializer(graph, 2 * p + 1, b.name(f"{name}_scale{suffix}"), ir.DataType.FLOAT,
+                                     alpha_shape)
+        values = b.op("Mul", [b.op("Cast", [codes_v], tag, to=ir.DataType.FLOAT), scale_v], tag)
+        weight = values if weight is None else b.op("Add", [weight, values], tag)
     graph.insert_before(first, b.take())
     w.replace_all_uses_with(weight)
     graph.initializers.pop(name)

@@ -27,7 +27,10 @@ def packed_len(n: int, scheme: str) -> int:
     return -(-n // k)
 
 
-def _check_values(x: np.ndarray, allowed: tuple[int, ...], what: str, dtype=np.int32) -> np.ndarray:
+def _check_values(x: np.ndarray, allowed: tuple[int, ...], what: str, dtype=np.int32, *,
+                  copy: bool = True) -> np.ndarray:
+    """``x`` as ``dtype`` once every value is in ``allowed`` (else ValueError): a copy the packers write into,
+    or with ``copy=False`` ``x`` itself when it has that type already (for packers that only read it)."""
     x = np.asarray(x)
     if x.size:
         if x.dtype.kind in "iu" and allowed == tuple(range(allowed[0], allowed[-1] + 1)):
@@ -38,7 +41,7 @@ def _check_values(x: np.ndarray, allowed: tuple[int, ...], what: str, dtype=np.i
             ok = np.isin(x, allowed).all()
         if not ok:
             raise ValueError(f"{what}: values must be in {allowed}")
-    return x.astype(dtype)  # a copy (the packers write into it)
+    return x.astype(dtype, copy=copy)
 
 
 def _pad(codes: np.ndarray, per: int, fill: int) -> np.ndarray:
@@ -86,7 +89,7 @@ def unpack_trit5(packed: np.ndarray, n: int) -> np.ndarray:
 
 def pack_bits(s: np.ndarray) -> np.ndarray:
     """Binary codes {-1,1} -> uint8, eight per byte, first weight in the lowest bit."""
-    b = _check_values(s, (-1, 1), "binary", np.int8) > 0
+    b = _check_values(s, (-1, 1), "binary", np.int8, copy=False) > 0  # read only: no copy of int8 codes
     return np.packbits(b, axis=-1, bitorder="little")  # the last byte's missing bits are 0
 
 

@@ -289,6 +289,13 @@ def test_gate_memory_reference_equals_the_fp32_fake_quantized_file(tiny_onnx, tm
     scales = [n for n in graph.node if n.op_type == "Gather" and n.input[0].endswith("_row_scale")]
     tables = 1 + (positions != "fp32") * (1 if family == "distilbert" else 2)  # word; position (and token type)
     assert len(scales) >= tables  # the rows are gathered as codes here, not read from a multiplied-out table
+    # every linear weight is its codes (two planes for split-binary) times its scales in the graph, not fp32 arrays
+    planes = 2 if weights == "split-binary" else 1
+    casts = [n for n in graph.node if n.op_type == "Cast" and "_codes" in n.input[0]]
+    n_linear = sum(1 for t in graph.initializer if t.name.endswith("_codes" if planes == 1 else "_codes1"))
+    assert n_linear >= 4 * 2 and len(casts) == planes * n_linear, (n_linear, len(casts))
+    if planes == 2:
+        assert sum(1 for t in graph.initializer if t.name.endswith("_codes2")) == n_linear
     got = V.reference_outputs(mem, feeds)
     sess = make_session(build_gate_reference(src, tmp_path / "f", cfg),
                         session_config={"session.disable_prepacking": "1"}, optimize=False)
