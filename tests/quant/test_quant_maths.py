@@ -196,3 +196,54 @@ def test_configs_validate_on_construction():
     assert c.weights is WeightScheme.BINARY and c.runtime is Runtime.DENSEST and c.embeddings is WeightScheme.BINARY
     assert c.linear_scheme == "binary1" and PackConfig().linear_scheme == "ternary2"
     assert PackConfig(runtime="densest").linear_scheme == "trit5"
+
+
+@pytest.mark.parametrize("shape", [(257, 300), (3, 70001), (1, 5)])
+@pytest.mark.parametrize("granularity", ["layer", "row"])
+def test_greedy_planes_equal_the_rule_over_the_whole_matrix(shape, granularity):
+    """binarize_planes' greedy planes, computed a block at a time, are the rule computed over the whole matrix
+    at once (restated here: s1 = sign(W), alpha1 = mean|W| in float64, the residual W - float32(alpha1) s1 the
+    same way), bit for bit, over many blocks and with a length that is no multiple of numpy's buffer; and a
+    matrix with one two-plane row among greedy ones takes the row-exact rule for that row only."""
+    from deploytool.quant.quantizers import binarize_planes
+
+    rng = np.random.default_rng(11)
+    w = (rng.standard_normal(shape) * 0.05).astype(np.float32)
+    w[0, 0] = 0.0  # sign(0) = +1
+    axis = None if granularity == "layer" else 1
+    s1 = np.where(w >= 0, 1, -1).astype(np.int8)
+    a1 = np.abs(w).mean(axis=axis, dtype=np.float64, keepdims=True)
+    r = w - s1.astype(np.float32) * a1.astype(np.float32)
+    s2 = np.where(r >= 0, 1, -1).astype(np.int8)
+    a2 = np.abs(r).mean(axis=axis, dtype=np.float64, keepdims=True)
+    for x in (w, np.ascontiguousarray(w.T).T):  # as stored, and the W.T view of an [in, out] weight
+        p1, p2, b1, b2, exact = binarize_planes(x, granularity)
+        assert not exact
+        np.testing.assert_array_equal(p1, s1)
+        np.testing.assert_array_equal(p2, s2)
+        np.testing.assert_array_equal(np.reshape(b1, -1), a1.astype(np.float32).reshape(-1))
+        np.testing.assert_array_equal(np.reshape(b2, -1), a2.astype(np.float32).reshape(-1))
+    if granularity == "row" and shape[0] > 1:
+        m = w.copy()
+        m[1] = np.where(rng.random(shape[1]) < 0.5, 0.03, -0.01).astype(np.float32)  # |W| in {0.03, 0.01}
+        p1, p2, b1, b2, exact = binarize_planes(m, "row")
+        assert not exact
+        assert b1[1] == np.float32(0.02) and b2[1] == np.float32(0.01)
+        np.testing.assert_array_equal(p1[2:], s1[2:])
+
+
+@pytest.mark.parametrize("n", [1, 8191, 8192, 65536 * 3 + 12345, 1_000_003])
+def test_blockwise_float64_sums_are_numpys_own(n):
+    """Summed a block of 2^16 at a time (what the block-by-block quantizers do), a float32 array's float64 sum is
+    the very number numpy's one call gives (``sum(dtype=np.float64)``, which ``mean`` uses), not one ulp off."""
+    from deploytool.quant.quantizers import _BLOCK, _add64
+
+    x = np.abs(np.random.default_rng(n).standard_normal(n).astype(np.float32)) * np.float32(0.05)
+    total = 0.0
+    for i in range(0, n, _BLOCK):
+        total = _add64(total, x[i:i + _BLOCK])
+    assert total == x.sum(dtype=np.float64)
+    assert total / n == x.reshape(1, -1).mean(axis=1, dtype=np.float64)[0]
+    naive = sum(float(x[i:i + _BLOCK].sum(dtype=np.float64)) for i in range(0, n, _BLOCK))
+    if n > 2 * _BLOCK:  # the point of restating numpy's order: a plain sum of block sums differs on these
+        assert naive != total
