@@ -820,7 +820,8 @@ def render_conformance(results: Path) -> str:
     names = {"dynabert-slice": "DynaBERT slice", "prune_heads": "`prune_heads`", "module-surgery": "module surgery",
              "unchanged": "unchanged model", "twn-ternary": "TWN ternary",
              "twn-ternary+rows": "TWN ternary with ternary word-embedding rows",
-             "bwn-binary+rows": "BWN binary with binary word-embedding rows"}
+             "bwn-binary+rows": "BWN binary with binary word-embedding rows",
+             "two-plane-binary+rows": "two binary planes (split-binary) with two-plane word-embedding rows"}
     by_family: dict[str, list[int]] = {}
     for cell in d["cells"]:
         ok_app = by_family.setdefault(cell["model"], [0, 0])

@@ -21,7 +21,9 @@ padded batch, with an independent PyTorch reference:
 - reorder: the unchanged model; ternary packing ("memory" runtime, fp32 activations): the model whose
   encoder linear weights are replaced by their TWN ternary values, restated below in torch ("pack": word
   embeddings fp32; "pack-memory": with the default packed embeddings, each word-embedding row replaced by
-  its TWN values; "pack-binary": BWN binary, weights per matrix and embedding rows); "pack-densest" (5 trits
+  its TWN values; "pack-binary": BWN binary, weights per matrix and embedding rows; "pack-split-binary": two
+  binary planes, BinaryBERT's ``W = alpha1 s1 + alpha2 s2`` by the greedy residual rule ``binarize_planes``
+  documents, weights per matrix and embedding rows); "pack-densest" (5 trits
   per byte) and "pack-speed" (INT2, the opset upgraded to 25), both on int8 kernels, against pack-memory's
   reference, close like int8 (cosine >= 0.998);
 - int8: the fp32 model, within int8 tolerance (cosine >= 0.99 on every output; a saturating tanh
@@ -55,7 +57,7 @@ HIDDEN, HEADS, FFN, LAYERS, VOCAB, MAX_POS = 24, 6, 40, 4, 100, 64
 EXPORTERS = ("optimum", "optimum-eager", "torchscript-14", "torchscript-17", "dynamo")
 OPT_LEVELS = (0, 1, 2, 99)  # 0: no ORT optimizer
 PASSES = ("slice-0.5-0.75", "slice-0.75-0.5", "slice-0.25-1", "slice-1-0.5", "prune-heads", "prune-ffn",
-          "reorder", "int8", "pack", "pack-memory", "pack-binary", "pack-densest", "pack-speed")
+          "reorder", "int8", "pack", "pack-memory", "pack-binary", "pack-densest", "pack-speed", "pack-split-binary")
 # the runtimes that quantize activations to int8 (DynamicQuantizeMatMul): close to their reference, not equal
 CLOSE_PASSES = ("int8", "pack-densest", "pack-speed")
 # int8-kernel pack runtimes: min cosine 0.99932 (MobileBERT) to 0.99995 measured against their reference over
@@ -495,12 +497,29 @@ def _bwn(w, dim=None):
     return torch.where(w >= 0, 1.0, -1.0).double() * w.abs().mean(**kw)
 
 
-def _quantize_(model, scheme: str, embeddings: bool = False) -> None:
-    """Every encoder linear weight replaced by its ternary (TWN) or binary (BWN) value per matrix, and with
-    ``embeddings`` the word-embedding table by its values per row, as ``pack`` documents it."""
+def _two_planes(w, dim=None):
+    """Two binary planes (BinaryBERT's ``W = alpha1 s1 + alpha2 s2``) of a weight with more than two magnitudes,
+    as ``pack --weights split-binary`` documents its greedy rule: s1 = +1 where W >= 0, else -1, alpha1 =
+    mean|W| (float64); the residual W - alpha1 s1 in float32 (alpha1 rounded to float32 first); s2 and alpha2
+    the same of the residual; per matrix or per row."""
     import torch
 
-    fn = _twn if scheme == "ternary" else _bwn
+    kw = {} if dim is None else {"dim": dim, "keepdim": True}
+    w32 = w.float()
+    s1 = torch.where(w32 >= 0, 1.0, -1.0)
+    a1 = w32.double().abs().mean(**kw)
+    r = w32 - s1 * a1.float()
+    s2 = torch.where(r >= 0, 1.0, -1.0)
+    a2 = r.double().abs().mean(**kw)
+    return (a1.float() * s1 + a2.float() * s2).double()
+
+
+def _quantize_(model, scheme: str, embeddings: bool = False) -> None:
+    """Every encoder linear weight replaced by its ternary (TWN), binary (BWN) or two-plane binary value per
+    matrix, and with ``embeddings`` the word-embedding table by its values per row, as ``pack`` documents it."""
+    import torch
+
+    fn = {"ternary": _twn, "binary": _bwn, "split-binary": _two_planes}[scheme]
     with torch.no_grad():
         for lin in _encoder_linears(model):
             lin.weight.copy_(fn(lin.weight.double()).float())
@@ -598,6 +617,9 @@ def reference(case: ModelCase, pass_name: str, base_model):
     if pass_name == "pack-binary":
         _quantize_(m, "binary", embeddings=True)
         return m, "bwn-binary+rows"
+    if pass_name == "pack-split-binary":
+        _quantize_(m, "split-binary", embeddings=True)
+        return m, "two-plane-binary+rows"
     raise ValueError(pass_name)
 
 
@@ -636,6 +658,8 @@ def pass_config(case: ModelCase, pass_name: str, work: Path):
         return PackConfig(weights="ternary", runtime="densest")
     if pass_name == "pack-speed":  # the CLI's default: INT2 weights (opset upgraded to 25), int8 kernels
         return PackConfig(weights="ternary", runtime="speed")
+    if pass_name == "pack-split-binary":  # two binary planes, weights and word-embedding rows; fp32 activations
+        return PackConfig(weights="split-binary", runtime="memory", accuracy_level=0)
     raise ValueError(pass_name)
 
 
