@@ -485,3 +485,86 @@ def test_lookup_unpack_computes_what_the_arithmetic_unpack_did(src, tmp_path, we
         results.append(sess.run(None, feeds))
     for a, b in zip(*results, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("weights", ["ternary", "split-binary"])
+def test_gate_builder_takes_the_pass_codes_and_computes_those_that_never_came(src, tmp_path, monkeypatch, weights):
+    """pack hands each weight's codes to the gate's builder (pack_share): the builder takes them instead of
+    quantizing again (here quantizing anything would fail), and builds the same reference as without them; with
+    nothing handed over (the pass done, or a part of it), it computes what is missing itself."""
+    from deploytool.passes import pack_weights as PW
+    from deploytool.passes.pack_share import SharedCodes
+    from deploytool.runtime import verify as V
+
+    cfg = PackConfig(weights=weights, runtime="memory", accuracy_level=0, position_embeddings=weights
+                     if weights == "ternary" else "fp32")
+    feeds = V.gate_feeds(V.gate_plan(onnx_io.load_proto(src, load_external_data=False), src))
+
+    def build(name: str, share=None):
+        folder = tmp_path / name
+        (folder / "shared").mkdir(parents=True)
+        if share is not None:
+            share(folder / "shared")
+        return V.reference_outputs(PW.build_memory_reference(src, folder, cfg), feeds), folder / "shared"
+
+    (tmp_path / "plain").mkdir()
+    want = V.reference_outputs(PW.build_memory_reference(src, tmp_path / "plain", cfg), feeds)
+
+    def by_the_pass(folder):
+        p = PackWeightsPass(cfg)
+        p.gate_share(folder)
+        p(onnx_io.load_model(src))
+
+    def refuse(*a, **k):
+        raise AssertionError("the builder quantized a weight the pass had handed over")
+
+    folder = tmp_path / "handed"
+    folder.mkdir()
+    by_the_pass(folder)
+    handed = sorted(folder.glob("*.n"))
+    tables = 1 + (weights == "ternary") * 2  # word table; position and token-type tables
+    assert (folder / "DONE").exists() and len(handed) == 2 * 6 + tables  # 6 linear weights a layer, 2 layers
+    monkeypatch.setattr(PW, "_quantize", refuse)
+    monkeypatch.setattr(PW, "_embedding_codes", refuse)
+    got, _ = build("taken", lambda f: [__import__("shutil").copy(x, f) for x in folder.iterdir()])
+    with pytest.raises(Exception) as e:  # nothing handed over: it would quantize here
+        build("refused", lambda f: SharedCodes(f).done())
+    chain = [e.value]
+    while chain[-1].__cause__ is not None:
+        chain.append(chain[-1].__cause__)
+    assert any("handed over" in str(x) for x in chain), chain
+    monkeypatch.undo()
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+    # done with nothing handed over, and half of it handed over: what is missing is computed here
+    got, _ = build("none", lambda f: SharedCodes(f).done())
+    partial = {p.name.split(".")[0] for p in handed[: len(handed) // 2]}
+    got2, _ = build("half", lambda f: [__import__("shutil").copy(x, f) for x in folder.iterdir()
+                                       if x.name.split(".")[0] in partial or x.name == "DONE"])
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+        np.testing.assert_array_equal(got2[k], want[k])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_codes_ahead_hands_over_each_result_and_says_done_whatever_happens(tmp_path, threads):
+    from deploytool.passes.pack_share import CodesAhead, SharedCodes
+
+    shared = SharedCodes(tmp_path)
+    jobs = [("a", lambda: (np.arange(6, dtype=np.int8).reshape(2, 3), np.float32(0.5))),
+            ("b", lambda: (np.asfortranarray(np.ones((3, 4), np.int8)), np.ones(3, np.float32))),
+            ("c", lambda: 1 / 0)]
+    with pytest.raises(ZeroDivisionError):
+        with CodesAhead(jobs, threads=threads, shared=shared) as ahead:
+            a = ahead.get("a")
+            b = ahead.get("b")
+            ahead.get("c")
+    assert (tmp_path / "DONE").exists()
+    for key, want in (("a", a), ("b", b)):
+        got = SharedCodes(tmp_path).get(key)
+        assert len(got) == 2 and all(np.array_equal(x, y) and x.shape == np.shape(y) for x, y in zip(got, want))
+    assert SharedCodes(tmp_path).get("c") is None  # done without it: the reader computes it
+    gone = SharedCodes(tmp_path / "removed")  # a folder that is gone: the writer stops, never raises
+    gone.put("a", a)
+    gone.done()
+    assert not gone.ok
