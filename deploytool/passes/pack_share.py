@@ -60,9 +60,7 @@ class SharedCodes:
                 tmp = self.folder / f".{k}.{i}.npy"
                 np.save(tmp, np.asarray(a), allow_pickle=False)
                 os.replace(tmp, self.folder / f"{k}.{i}.npy")
-            tmp = self.folder / f".{k}.n"
-            tmp.write_text(str(len(arrays)))
-            os.replace(tmp, self.folder / f"{k}.n")  # last, whole at once: the arrays are all there
+            (self.folder / f"{k}.n").write_text(str(len(arrays)))  # last: the arrays are all there
         except OSError as e:  # e.g. the folder is gone (the gate's process was closed): the reader computes
             logger.debug("pack: sharing codes stopped (%s)", e)
             self.ok = False
@@ -78,11 +76,8 @@ class SharedCodes:
         count = self.folder / f"{k}.n"
         while True:
             finished = (self.folder / self.DONE).exists()  # read before the key: a put before done is seen
-            try:
-                n = int(count.read_text())  # the writer renames it in whole; anything else is not there yet
-            except (OSError, ValueError):
-                n = None
-            if n is not None:
+            if count.exists():
+                n = int(count.read_text())
                 return tuple(np.load(self.folder / f"{k}.{i}.npy", mmap_mode="c", allow_pickle=False)
                              for i in range(n))
             if finished:
