@@ -120,16 +120,12 @@ class EarlyReference:
     ``model``, a file (the input), or ``build``, ``"module:function"`` that the gate's process calls as
     ``function(src, folder, argument)`` to make the reference, written into ``folder`` (its path returned) or held
     in memory (a :class:`deploytool.runtime.verify.MemoryReference`) (``argument`` must pickle: a pass's config);
-    ``min_cosine`` as in :meth:`DeployPass.gate_reference`. ``share``: the pass hands the builder numbers it computes
-    anyway (pack: each weight's codes and scales) through the folder :meth:`DeployPass.gate_share` names, which the
-    builder finds as ``folder / "shared"``; the builder computes itself whatever is not there once the pass says
-    it is done."""
+    ``min_cosine`` as in :meth:`DeployPass.gate_reference`."""
 
     model: str | os.PathLike | None = None
     build: str | None = None
     argument: Any = None
     min_cosine: float | None = None
-    share: bool = False
 
 
 @dataclasses.dataclass
@@ -252,11 +248,6 @@ class DeployPass(ir.passes.InPlacePass):
     def gate_done(self) -> None:
         """Called once the gate has run (passed or not): remove what :meth:`gate_reference` made."""
 
-    def gate_share(self, folder: Path | None) -> None:
-        """The folder (inside the gate process's own, removed with it) where this pass is to put what its early
-        reference's builder reads (:attr:`EarlyReference.share`), given before the pass runs; None once the gate
-        has run. By default nothing is shared."""
-
     def gate_session_bytes(self, model: ir.Model) -> int:
         """About the memory ONNX Runtime will newly allocate for the weights of this pass's output when the gate
         loads it (``model``: the input, before the pass runs), for the gate's process to touch while it waits
@@ -319,9 +310,6 @@ class PassSequence(DeployPass):
 
     def gate_done(self) -> None:
         self.main.gate_done()
-
-    def gate_share(self, folder: Path | None) -> None:
-        self.main.gate_share(folder)
 
     def gate_session_bytes(self, model: ir.Model) -> int:
         return self.main.gate_session_bytes(model)
@@ -544,10 +532,6 @@ def _run_pass_file(pass_: DeployPass, src, dst, *, verify: bool, started: list) 
         except DeployError:  # the output's plan says so later, if it has the same problem
             plan = None
         early = pass_.early_reference(src) if plan is not None else None
-        if early is not None and early.share:
-            shared = process.folder() / "shared"
-            shared.mkdir()
-            pass_.gate_share(shared)
         warm = pass_.gate_session_bytes(model)
         if warm > 0:  # first: the process sets its heap up for it before its reference's thread starts
             process.warm(warm, after_reference=early is not None)

@@ -64,7 +64,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -124,27 +123,9 @@ __all__ = ["FakeQuantWeightsPass", "Granularity", "PackConfig", "PackWeightsPass
            "pack_pipeline", "PACKING_KEY", "QAT_NOTE"]
 
 
-def _linear_job(t: _Target, config: PackConfig):
-    """The quantization of a linear weight as a :class:`~deploytool.passes.pack_share.CodesAhead` job: its codes
-    [P*N, K] and scales (pack_codes._quantize's), arrays only."""
-    def job() -> tuple[np.ndarray, np.ndarray]:
-        codes, alpha, _ = _codes_and_alpha(t, config)
-        return codes, np.asarray(alpha, dtype=np.float32)
-
-    return job
-
-
-def _table_key(name: str, scheme: str) -> str:
-    return f"table:{scheme}:{name}"
-
-
-def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig,
-                 computed: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -> dict[str, Any]:
     graph = model.graph
-    if computed is None:
-        codes, alpha, planes = _codes_and_alpha(t, config)  # [P*N, K]
-    else:
-        (codes, alpha), planes = computed, 2 if config.weights is WeightScheme.SPLIT_BINARY else 1
+    codes, alpha, planes = _codes_and_alpha(t, config)  # [P*N, K]
     n_out, k_in = codes.shape
     n_real = n_out // planes  # the layer's output features (P*N columns are computed, P planes summed)
     n_weights = n_real * k_in
@@ -217,11 +198,11 @@ def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig,
 
 
 def _pack_embedding(b: _Builder, model: ir.Model, table_v: ir.Value, gathers: list[ir.Node],
-                    scheme: str, computed: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+                    scheme: str) -> dict[str, Any]:
     graph = model.graph
     table = table_v.const_value.numpy()  # float32 row chunks are made inside _embedding_codes
     vocab, hidden = table.shape
-    codes, alpha = _embedding_codes(table, scheme) if computed is None else computed
+    codes, alpha = _embedding_codes(table, scheme)
     base = table_v.name or "word_embeddings"
     tag = b.tag()
     planes = 2 if scheme == "binary1x2" else 1
@@ -350,7 +331,6 @@ class PackWeightsPass(DeployPass):
         super().__init__()
         self.config = config
         self._reference_dir: str | None = None
-        self._share: Path | None = None
 
     def variant_step(self, result) -> dict:
         c = self.config
@@ -394,14 +374,9 @@ class PackWeightsPass(DeployPass):
         if not compare:
             return None
         return EarlyReference(build="deploytool.passes.pack_weights:build_memory_reference", argument=self.config,
-                              min_cosine=cosine, share=True)
-
-    def gate_share(self, folder: Path | None) -> None:
-        """Where this pass hands each weight's codes to the gate's builder (:mod:`~deploytool.passes.pack_share`)."""
-        self._share = folder
+                              min_cosine=cosine)
 
     def gate_done(self) -> None:
-        self._share = None
         if self._reference_dir is not None:
             import shutil
 
@@ -453,54 +428,35 @@ class PackWeightsPass(DeployPass):
             r["bytes_after"] += after
             r["weights"] += 1
 
-        others: list = []
+        old = []
+        for t in targets:
+            info = _pack_linear(b, model, t, cfg)
+            before = t.weight.const_value.nbytes
+            account(t.role, before, info.pop("bytes"))
+            record[t.weight.name] = {**info, "role": t.role}
+            old.append(t.weight)
+        for node in fused:
+            w = alias_root(node.inputs[1])
+            info = _pack_fused_qkv(b, model, node, cfg)
+            account("attention", w.const_value.nbytes, info.pop("bytes"))
+            record[w.name] = {**info, "role": "attention"}
+            old.append(w)
+        if emb is not None and cfg.embedding_scheme is not None:
+            table_v, gathers = emb
+            info = _pack_embedding(b, model, table_v, gathers, cfg.embedding_scheme)
+            account("embedding", table_v.const_value.nbytes, info.pop("bytes"))
+            record[table_v.name] = {**info, "role": "embedding"}
+            old.append(table_v)
+        elif emb is None:
+            skipped.append(Skip("word_embeddings", "no word-embedding Gather found; embeddings stay fp32"))
+        else:
+            skipped.append(Skip(emb[0].name, "--embeddings fp32: word embeddings stay fp32"))
         if cfg.position_scheme is not None:
             others, why = _other_tables(tables, emb)
             skipped += why
-        # every weight's codes, computed once (two at a time for big models) and handed to the gate's builder
-        jobs: list = []
-        if emb is not None and cfg.embedding_scheme is not None:  # the biggest first
-            table = emb[0].const_value
-            jobs.append((_table_key(emb[0].name, cfg.embedding_scheme),
-                         lambda t=table, s=cfg.embedding_scheme: _embedding_codes(t.numpy(), s)))
-        jobs += [(t.weight.name, _linear_job(t, cfg)) for t in targets]
-        jobs += [(_table_key(tv.name, cfg.position_scheme), lambda t=tv.const_value, s=cfg.position_scheme:
-                  _embedding_codes(t.numpy(), s)) for _, tv, _ in others]
-        size = sum(t.weight.const_value.nbytes for t in targets) + (emb[0].const_value.nbytes if emb else 0)
-        from deploytool.passes.pack_share import AHEAD_MIN_BYTES, CodesAhead, SharedCodes
-        from deploytool.runtime.machine import usable_cores
-
-        threads = 2 if size >= AHEAD_MIN_BYTES and usable_cores() >= 2 else 1
-        shared = SharedCodes(self._share) if self._share is not None else None
-        old = []
-        with CodesAhead(jobs, threads=threads, shared=shared) as ahead:
-            for t in targets:
-                info = _pack_linear(b, model, t, cfg, ahead.get(t.weight.name))
-                before = t.weight.const_value.nbytes
-                account(t.role, before, info.pop("bytes"))
-                record[t.weight.name] = {**info, "role": t.role}
-                old.append(t.weight)
-            for node in fused:
-                w = alias_root(node.inputs[1])
-                info = _pack_fused_qkv(b, model, node, cfg)
-                account("attention", w.const_value.nbytes, info.pop("bytes"))
-                record[w.name] = {**info, "role": "attention"}
-                old.append(w)
-            if emb is not None and cfg.embedding_scheme is not None:
-                table_v, gathers = emb
-                info = _pack_embedding(b, model, table_v, gathers, cfg.embedding_scheme,
-                                       ahead.get(_table_key(table_v.name, cfg.embedding_scheme)))
-                account("embedding", table_v.const_value.nbytes, info.pop("bytes"))
-                record[table_v.name] = {**info, "role": "embedding"}
-                old.append(table_v)
-            elif emb is None:
-                skipped.append(Skip("word_embeddings", "no word-embedding Gather found; embeddings stay fp32"))
-            else:
-                skipped.append(Skip(emb[0].name, "--embeddings fp32: word embeddings stay fp32"))
             for key, table_v, gathers in others:
                 before = table_v.const_value.nbytes
-                info = _pack_embedding(b, model, table_v, gathers, cfg.position_scheme,
-                                       ahead.get(_table_key(table_v.name, cfg.position_scheme)))
+                info = _pack_embedding(b, model, table_v, gathers, cfg.position_scheme)
                 account(key, before, info.pop("bytes"))
                 record[table_v.name] = {**info, "role": key}
                 old.append(table_v)
@@ -541,13 +497,11 @@ class FakeQuantWeightsPass(DeployPass):
     gate's process computed and wrote before anything else, ~0.27 s). Two-plane rows stay fp32 values.
     """
 
-    def __init__(self, config: PackConfig, *, gather_tables: bool = False, codes_in_graph: bool = False,
-                 shared=None) -> None:
+    def __init__(self, config: PackConfig, *, gather_tables: bool = False, codes_in_graph: bool = False) -> None:
         super().__init__()
         self.config = config
         self.gather_tables = gather_tables
         self.codes_in_graph = codes_in_graph
-        self.shared = shared  # a pack_share.SharedCodes: the pass's codes, taken when they come (with codes_in_graph)
 
     def call(self, model: ir.Model) -> DeployPassResult:
         cfg = self.config
@@ -556,7 +510,7 @@ class FakeQuantWeightsPass(DeployPass):
         # np.asarray: a float32 weight is read where it lies (the quantizers never write into their input)
         b = _Builder(model.graph) if self.codes_in_graph else None  # one for all: it reads every name once
         for t in targets:
-            if b is not None and _codes_times_scale(model, t, cfg, b, self.shared):
+            if b is not None and _codes_times_scale(model, t, cfg, b):
                 continue
             _replace_lazily(t.weight, lambda w, layout=t.layout: fake_quantized_weight(
                 np.asarray(w, dtype=np.float32), layout, cfg))
@@ -570,7 +524,7 @@ class FakeQuantWeightsPass(DeployPass):
         if cfg.position_scheme is not None:
             schemes += [(table_v, cfg.position_scheme) for _, table_v, _ in _other_tables(tables, emb)[0]]
         for table_v, scheme in schemes:
-            if not (self.gather_tables and _gather_rows_of_codes(model, table_v, scheme, self.shared)):
+            if not (self.gather_tables and _gather_rows_of_codes(model, table_v, scheme)):
                 _replace_lazily(table_v, lambda w, s=scheme: _dequantized_embedding(w, s))
         return DeployPassResult(model, modified=True, stats={"weights_replaced": len(targets)}, skipped=skipped)
 
@@ -601,17 +555,11 @@ class _ComputedOnce:
         return v
 
 
-def _weight_codes(weight: ir.TensorProtocol, layout: str, config: PackConfig, shared=None,
-                  name: str = "") -> tuple[np.ndarray, ...]:
+def _weight_codes(weight: ir.TensorProtocol, layout: str, config: PackConfig) -> tuple[np.ndarray, ...]:
     """A linear weight's int8 codes in the weight's own layout, and its scale shaped to broadcast over them;
-    two planes (split-binary): ``(codes1, scale1, codes2, scale2)``, each plane's one scale per output row.
-    ``shared``: the pass's own codes and scales of ``name`` when it hands them over (else computed here)."""
-    got = shared.get(name) if shared is not None else None
-    if got is None:
-        w = np.asarray(weight.numpy(), dtype=np.float32)  # read where it lies
-        codes, alpha, planes = _quantize(w if layout == "out_in" else w.T, config)
-    else:
-        (codes, alpha), planes = got, 2 if config.weights is WeightScheme.SPLIT_BINARY else 1
+    two planes (split-binary): ``(codes1, scale1, codes2, scale2)``, each plane's one scale per output row."""
+    w = np.asarray(weight.numpy(), dtype=np.float32)  # read where it lies
+    codes, alpha, planes = _quantize(w if layout == "out_in" else w.T, config)
     alpha = np.asarray(alpha, dtype=np.float32)
     out: list[np.ndarray] = []
     n = codes.shape[0] // planes
@@ -625,7 +573,7 @@ def _weight_codes(weight: ir.TensorProtocol, layout: str, config: PackConfig, sh
     return tuple(out)
 
 
-def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig, b: _Builder, shared=None) -> bool:
+def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig, b: _Builder) -> bool:
     """:class:`FakeQuantWeightsPass`'s ``codes_in_graph``: the weight becomes its int8 codes and scale, and
     ``Mul(Cast(codes), scale)`` before its first reader computes the fake-quantized weight when the model runs:
     the very float32 values (a code is -1, 0 or 1, so ``code * scale`` is exact), made one weight at a time
@@ -643,8 +591,8 @@ def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig, b: 
         return False
     first = _first_in_graph(graph, users)
     weight_v, layout = w.const_value, target.layout
+    holder = _ComputedOnce(lambda: _weight_codes(weight_v, layout, config))
     name, shape = w.name, [int(d) for d in w.const_value.shape]
-    holder = _ComputedOnce(lambda: _weight_codes(weight_v, layout, config, shared, name))
     rows = shape[0] if layout == "out_in" else shape[1]
     planes = 2 if config.weights is WeightScheme.SPLIT_BINARY else 1
     # two planes: one scale per row and plane (_quantize broadcasts a matrix's two scales over its rows)
@@ -665,15 +613,14 @@ def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig, b: 
     return True
 
 
-def _table_codes(table: ir.TensorProtocol, scheme: str, shared=None, name: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """An embedding table's int8 row codes and its per-row scales (``shared``: the pass's, when it hands them over)."""
-    got = shared.get(_table_key(name, scheme)) if shared is not None else None
-    codes, alpha = _embedding_codes(table.numpy(), scheme) if got is None else got
+def _table_codes(table: ir.TensorProtocol, scheme: str) -> tuple[np.ndarray, np.ndarray]:
+    """An embedding table's int8 row codes and its per-row scales."""
+    codes, alpha = _embedding_codes(table.numpy(), scheme)
     return (np.ascontiguousarray(codes, dtype=np.int8),
             np.ascontiguousarray(np.asarray(alpha, dtype=np.float32).reshape(-1)))
 
 
-def _gather_rows_of_codes(model: ir.Model, table_v: ir.Value, scheme: str, shared=None) -> bool:
+def _gather_rows_of_codes(model: ir.Model, table_v: ir.Value, scheme: str) -> bool:
     """``table_v`` becomes its int8 row codes and each of its Gathers dequantizes the rows it gathers
     (:class:`FakeQuantWeightsPass`'s ``gather_tables``); False, with nothing changed, for a two-plane scheme
     or a table that anything but a plain Gather reads."""
@@ -686,7 +633,7 @@ def _gather_rows_of_codes(model: ir.Model, table_v: ir.Value, scheme: str, share
         return False
     rows = int(table_v.const_value.shape[0])
     table = table_v.const_value
-    codes = _ComputedOnce(lambda: _table_codes(table, scheme, shared, table_v.name))
+    codes = _ComputedOnce(lambda: _table_codes(table, scheme))
     graph = model.graph
     b = _Builder(graph)
     name = table_v.name
@@ -719,13 +666,13 @@ def _gather_rows_of_codes(model: ir.Model, table_v: ir.Value, scheme: str, share
 
 
 def _fake_quantized_model(src: str | os.PathLike, config: PackConfig, *, gather_tables: bool = False,
-                          codes_in_graph: bool = False, shared=None) -> ir.Model:
+                          codes_in_graph: bool = False) -> ir.Model:
     """``src`` with its weights replaced by their fake-quantized fp32 values (:class:`FakeQuantWeightsPass`):
     memory maps, each replaced weight a lazy tensor computed when it is read."""
     from deploytool import onnx_io
 
     model = onnx_io.load_model(src)
-    FakeQuantWeightsPass(config, gather_tables=gather_tables, codes_in_graph=codes_in_graph, shared=shared)(model)
+    FakeQuantWeightsPass(config, gather_tables=gather_tables, codes_in_graph=codes_in_graph)(model)
     return model
 
 
@@ -743,15 +690,10 @@ def build_memory_reference(src: str | os.PathLike, folder: str | os.PathLike, co
     """The same reference as :func:`build_gate_reference`, held in memory
     (:class:`~deploytool.runtime.verify.MemoryReference`: a graph file of a few KB in ``folder``, the
     fake-quantized weights as arrays that ONNX Runtime uses in place): the gate's process builds it while
-    the pass runs, without writing and mapping a copy of the model. Where the pass hands over its codes
-    (``folder / "shared"``, :mod:`~deploytool.passes.pack_share`), it takes them from there as they come."""
-    from deploytool.passes.pack_share import SharedCodes
+    the pass runs, without writing and mapping a copy of the model."""
     from deploytool.runtime.verify import memory_reference
 
-    shared = Path(folder) / "shared"
-    model = _fake_quantized_model(src, config, gather_tables=True, codes_in_graph=True,
-                                  shared=SharedCodes(shared) if shared.is_dir() else None)
-    return memory_reference(model, folder)
+    return memory_reference(_fake_quantized_model(src, config, gather_tables=True, codes_in_graph=True), folder)
 
 
 def pack_pipeline(config: PackConfig) -> DeployPass:
