@@ -813,6 +813,29 @@ def render_pass_speed(results: Path) -> str:
     return text
 
 
+def render_pass_speed_ab(results: Path) -> str:
+    """A change's effect on pass speed, before and after in one run, from pass_speed_ab.json."""
+    d = _load(results, "pass_speed_ab.json")
+    r = d.get("run") or {}
+    mb = d["model"]["bytes"] / 1e6
+    rows = []
+    for row in d["summary"]:
+        b, t = row["base"], row["this"]
+        if not (b.get("median_wall_s") and t.get("median_wall_s")):
+            rows.append(f"{row['pass']} FAILED")
+            continue
+        ratios = row["ratio_this_over_base"]
+        rows.append(f"{row['pass']} {b['median_wall_s']:.2f} -> {t['median_wall_s']:.2f} s ({b['median_x_copy']:.1f}x -> "
+                    f"{t['median_x_copy']:.1f}x the copy; this / base {row['median_ratio']:.2f}, rounds "
+                    f"{_span(ratios, '{:.2f}')})" + ("" if b["ok"] and t["ok"] else " (a run FAILED)"))
+    return _wrap(
+        f"**Before and after, in one run** (`benchmarks/pass_speed_ab.py`; {_run_when(d) or 'date not recorded'}; "
+        f"`{SRC}/pass_speed_ab.json`): the same passes on the BERT-base shape ({mb:.1f} MB) from "
+        f"`{d['base']['commit'][:7]}` and from the code of this README, each in a fresh process, "
+        f"{d['rounds']} rounds interleaved with the order swapped every round, each run over a cp timed right "
+        f"before it; medians: " + "; ".join(rows) + ". Passes whose code did not change are the control.")
+
+
 def render_conformance(results: Path) -> str:
     d = _load(results, "conformance.json")
     sm, c = d["summary"], d["summary"]["counts"]
@@ -1034,7 +1057,7 @@ def render_int8_codes(results: Path) -> str:
 
 BLOCKS = {"int8-codes": render_int8_codes, "quickstart": render_quickstart, "conformance": render_conformance, "embedding": render_embedding,
           "training-table": render_training_table, "tws": render_tws, "cost-model": render_cost_model,
-          "hygiene": render_hygiene, "pass-speed": render_pass_speed, "measured": render_measured,
+          "hygiene": render_hygiene, "pass-speed": render_pass_speed, "pass-speed-ab": render_pass_speed_ab, "measured": render_measured,
           "performance": render_performance, "performance-reading": render_reading,
           "training-setup": render_training_setup, "training-notes": render_training_notes,
           "fit-runtime": render_fit_runtime, "published-devices": render_published_devices,
