@@ -816,7 +816,6 @@ def render_pass_speed(results: Path) -> str:
 def render_pass_speed_ab(results: Path) -> str:
     """A change's effect on pass speed, before and after in one run, from pass_speed_ab.json."""
     d = _load(results, "pass_speed_ab.json")
-    r = d.get("run") or {}
     mb = d["model"]["bytes"] / 1e6
     rows = []
     for row in d["summary"]:
