@@ -68,7 +68,8 @@ SMOKE = {
     "smoke-xlmr": dict(SHAPES["xlmr-large"], vocab=5000, hidden=64, ffn=128, max_pos=66),
 }
 HEADS = {0: [0, 1], 5: [3], 23: [15]}
-PASSES = ("slice", "prune-heads", "prune-ffn", "reorder", "pack-memory", "pack-speed", "pack-exact", "int8", "fp16")
+PASSES = ("slice", "prune-heads", "prune-ffn", "reorder", "pack-memory", "pack-speed", "pack-exact", "pack-densest",
+          "pack-binary", "pack-split-binary", "int8", "fp16")
 TOL = 1e-3
 BATCH_LENGTHS = (16, 9)  # batch 2, seq 16, second row padded after 9 tokens
 MEMORY_FLAG = 3.0  # peak RSS over input bytes above this is reported
@@ -96,6 +97,9 @@ def _config(name: str):
         "pack-speed": lambda: PackConfig(weights="ternary"),
         # fp32 activations and embeddings: exactly the TWN-ternary model, so it has a reference
         "pack-exact": lambda: PackConfig(weights="ternary", embeddings="fp32", runtime="memory", accuracy_level=0),
+        "pack-densest": lambda: PackConfig(weights="ternary", runtime="densest"),
+        "pack-binary": lambda: PackConfig(weights="binary"),
+        "pack-split-binary": lambda: PackConfig(weights="split-binary"),
         "int8": lambda: Int8Config(),
         "fp16": lambda: Fp16Config(check_host=False),
     }[name]()
@@ -110,6 +114,9 @@ def _config_text(name: str) -> str:
         "pack-memory": "PackConfig(weights='ternary', runtime='memory')",
         "pack-speed": "PackConfig(weights='ternary')  # runtime speed: INT2, opset 25",
         "pack-exact": "PackConfig(weights='ternary', embeddings='fp32', runtime='memory', accuracy_level=0)",
+        "pack-densest": "PackConfig(weights='ternary', runtime='densest')  # 5 trits per byte, lookup unpack",
+        "pack-binary": "PackConfig(weights='binary')  # 1 bit per weight, lookup unpack",
+        "pack-split-binary": "PackConfig(weights='split-binary')  # two 1-bit planes (BinaryBERT TWS)",
         "int8": "Int8Config()",
         "fp16": "Fp16Config(check_host=False)",
     }[name]
