@@ -794,7 +794,7 @@ def render_pass_speed(results: Path) -> str:
              f"{_span([r['wall_s'] for r in rows.values()], '{:.1f}')} s: **the time goal ({goal:g}x the copy) "
              + (f"is met by {', '.join(met)}" if met else "is met by none")
              + (f"; missed by {', '.join(missed)}**" if missed else "**") + ". "
-             + (("In the sitting's quietest moments (each pass's fastest run over the fastest cp): "
+             + (("In the run's quietest moments (each pass's fastest run over the fastest cp): "
                  + ", ".join(f"{n} {r['x_copy_best']:.1f}x" for n, r in rows.items()) + ". ")
                 if all(r.get("x_copy_best") is not None for r in rows.values()) else "")
              + "The imports take "
