@@ -578,7 +578,7 @@ def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig, b: 
     ``Mul(Cast(codes), scale)`` before its first reader computes the fake-quantized weight when the model runs:
     the very float32 values (a code is -1, 0 or 1, so ``code * scale`` is exact), made one weight at a time
     in the session's reused buffers instead of all of them held as float32 arrays (BERT-base: 340 MB, whose
-    fresh pages cost the gate's process 0.3-0.6 s). False, with nothing changed, for two-plane weights, a
+    fresh pages cost the gate's process 0.3-0.6 s). False, with nothing changed, for a
     weight that is a graph output, one without a tensor or readers, or one read inside a subgraph. Two planes
     (split-binary): ``Mul(Cast(codes1), scale1) + Mul(Cast(codes2), scale2)``, the sum of the planes' exact
     products rounded once, as :func:`~deploytool.passes.pack_codes.fake_quantized_weight` sums them."""
