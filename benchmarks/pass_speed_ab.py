@@ -79,8 +79,13 @@ def main() -> None:
     run = stamp()
     passes = [p for p in args.passes.split(",") if p]
     src = args.model.resolve()
-    base_rev = subprocess.run(["git", "rev-parse", args.base], capture_output=True, text=True, cwd=REPO,
-                              check=True).stdout.strip()
+    if not src.is_file():
+        ap.error(f"--model {args.model}: no such file")
+    rev = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"], capture_output=True,
+                         text=True, cwd=REPO)
+    if rev.returncode:
+        ap.error(f"--base {args.base}: not a commit of this repository")
+    base_rev = rev.stdout.strip()
     import compileall
 
     with tempfile.TemporaryDirectory(prefix="pass-speed-ab-") as tmp:
