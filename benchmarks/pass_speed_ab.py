@@ -28,19 +28,13 @@ import time
 from pathlib import Path
 
 from _stamp import stamp  # beside this script: the results file's "run" block
+# pass_speed.py's own: the environment without PYTHONDONTWRITEBYTECODE (bytecode cached in both trees, compiled
+# first), a cp timed after a sync, a file read into the page cache
+from pass_speed import _ENV, _read_through, _timed_cp
 
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent
 DEFAULT_PASSES = ("fp16", "pack", "pack-densest", "pack-binary", "pack-split-binary", "reorder", "slice")
-# as pass_speed.py: bytecode cached in both trees (compiled first), PYTHONDONTWRITEBYTECODE not inherited
-_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-
-def _timed_cp(src: Path, dst: Path) -> float:
-    os.sync()
-    t0 = time.perf_counter()
-    subprocess.run(["cp", str(src), str(dst)], check=True)
-    return time.perf_counter() - t0
 
 
 def _run_pass(tree: Path, name: str, src: Path, dst: Path) -> dict:
@@ -98,9 +92,7 @@ def main() -> None:
                 where = _which_deploytool(tree)
                 if not where.startswith(str(tree)):
                     raise SystemExit(f"{tree}: deploytool imports from {where}, not from the tree")
-            with open(src, "rb") as f:  # in the page cache, as after an export
-                while f.read(16 << 20):
-                    pass
+            _read_through(src)  # in the page cache, as after an export
             trees = {"base": base, "this": REPO}
             runs: dict[str, dict[str, list[dict]]] = {p: {"base": [], "this": []} for p in passes}
             for r in range(args.rounds):

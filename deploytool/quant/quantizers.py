@@ -147,9 +147,8 @@ def ternarize(w: np.ndarray, granularity: Granularity | str = "layer") -> tuple[
 def _signs(w: np.ndarray) -> np.ndarray:
     """int8 ``1 where w >= 0 else -1`` (NaN and -0.0: -1 and 1, as ``np.where(w >= 0, 1, -1)``), made in
     int8 directly: no int64 array eight times the codes' size on the way (BERT-base: ~0.5 s less)."""
-    s = np.greater_equal(w, 0).view(np.int8)  # 1 / 0
-    np.multiply(s, 2, out=s)
-    np.subtract(s, 1, out=s)
+    s = np.empty(np.shape(w), np.int8)
+    _signs_into(w, s)
     return s
 
 
@@ -304,7 +303,7 @@ def _add64(total: float, x: np.ndarray) -> float:
 
 
 def _signs_into(x: np.ndarray, out: np.ndarray) -> None:
-    """:func:`_signs` of ``x`` written into the int8 array ``out`` (no temporary)."""
+    """:func:`_signs` of ``x`` written into the int8 array ``out`` (no temporary): 1 / 0 as bools, then 2b - 1."""
     np.greater_equal(x, 0, out=out.view(np.bool_))
     np.multiply(out, 2, out=out)
     np.subtract(out, 1, out=out)
