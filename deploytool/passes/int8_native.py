@@ -297,6 +297,51 @@ def _compose(perms: list[list[int]]) -> list[int] | None:
     return p
 
 
+class _ProbeEvaluator:
+    """Runs a probe subgraph (:meth:`_Planner._subgraph`) as ``run(None, feeds) -> [outputs]``: in ONNX
+    Runtime with its graph optimizations off (imported anyway by the int8 pass, and ~0.1 s less to import
+    than ONNX's reference evaluator, which the int8 pass otherwise loads for these few probes alone); in
+    the reference evaluator where ONNX Runtime refuses the subgraph or fails on a probe (the reference is
+    more lenient about untyped values): a subgraph ORT cannot run is judged as before. Both compute the same
+    exact integer and float arithmetic on the probes' small masks and shapes."""
+
+    def __init__(self, proto) -> None:
+        self.proto = proto
+        self._reference = None
+        self._session = self._ort_session(proto)
+        if self._session is None:  # the reference evaluator's own refusal is the caller's NativeUnsupported
+            self._reference_evaluator()
+
+    @staticmethod
+    def _ort_session(proto):
+        """A one-thread ONNX Runtime session of ``proto``, nothing optimized; None where ORT refuses it."""
+        try:
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            so.intra_op_num_threads = so.inter_op_num_threads = 1
+            so.log_severity_level = 4
+            return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        except Exception:  # noqa: BLE001 - ORT missing or refusing it: the reference evaluator decides
+            return None
+
+    def _reference_evaluator(self):
+        if self._reference is None:
+            from onnx.reference import ReferenceEvaluator
+
+            self._reference = ReferenceEvaluator(self.proto)
+        return self._reference
+
+    def run(self, names, feeds: dict[str, np.ndarray]) -> list:
+        if self._session is not None:
+            try:
+                return self._session.run(names, feeds)
+            except Exception:  # noqa: BLE001 - e.g. a kernel ORT lacks for a type: the reference's turn
+                pass
+        return self._reference_evaluator().run(names, feeds)
+
+
 class _Planner:
     def __init__(self, model: ir.Model, per_channel: bool) -> None:
         self.model = model
@@ -594,13 +639,12 @@ class _Planner:
         return scale
 
     def _subgraph(self, targets: list[ir.Value], dummies: dict, where: str, what: str):
-        """ONNX's reference evaluator on the subgraph computing ``targets`` from graph inputs and constants.
+        """A :class:`_ProbeEvaluator` of the subgraph computing ``targets`` from graph inputs and constants.
         ``dummies``: id -> (activation, its shape in symbols "b", "s" and ints) for activations whose shape
         only the subgraph may read (a mask expanded to the scores' shape, a scale from a head size); they
         are fed as zeros of that shape. Returns (evaluator, graph inputs read, dummies read, inputs whose
         values are read)."""
         import onnx
-        from onnx.reference import ReferenceEvaluator
 
         nodes: dict[int, ir.Node] = {}
         inits: dict[str, ir.Value] = {}
@@ -662,7 +706,7 @@ class _Planner:
                                                              self.model.opset_imports.items() if d in _DEFAULT])
         proto.ir_version = min(self.model.ir_version or 8, 10)
         try:
-            ev = ReferenceEvaluator(proto)
+            ev = _ProbeEvaluator(proto)
         except Exception as e:  # noqa: BLE001 - any failure means: not something we can check
             raise NativeUnsupported(f"{where}: the {what}'s subgraph cannot be evaluated ({type(e).__name__})") from e
         return ev, inputs, shaped, data_read

@@ -335,3 +335,39 @@ def test_per_tensor_scales(bert, tmp_path):
     assert scales and all(s.size == 1 for s in scales)
     feeds = fixed_inputs(vocab=100, lengths=(8, 5, 3))
     assert _cos(_out(tmp_path / "t.onnx", feeds), _out(bert, feeds)) > 0.98
+
+
+@pytest.mark.parametrize("mask", [None, "padding", "inverted", "positive"])
+def test_mask_probes_reach_the_same_verdict_in_the_reference_evaluator(tmp_path, monkeypatch, mask):
+    """The planner's probes run in ONNX Runtime; with ORT refusing every probe subgraph (the fallback), ONNX's
+    reference evaluator must reach the same engine and the same reasons."""
+    from deploytool.passes import int8_native
+
+    src = _hand_built(tmp_path, mask)
+    seen = []
+    real = int8_native._ProbeEvaluator._ort_session
+
+    def counted(proto):
+        seen.append(proto)
+        return real(proto)
+
+    monkeypatch.setattr(int8_native._ProbeEvaluator, "_ort_session", staticmethod(counted))
+    first = quantize_int8_file(src, tmp_path / "ort.onnx", NATIVE, verify=False)
+    assert seen or mask is None  # a mask term is probed
+    monkeypatch.setattr(int8_native._ProbeEvaluator, "_ort_session", staticmethod(lambda proto: None))
+    second = quantize_int8_file(src, tmp_path / "ref.onnx", NATIVE, verify=False)
+    assert first.stats["engine"] == second.stats["engine"] == ("native" if mask in (None, "padding") else "ort")
+    assert [(s.node, s.reason) for s in first.skipped] == [(s.node, s.reason) for s in second.skipped]
+
+
+def test_int8_pass_does_not_load_the_reference_evaluator(bert, tmp_path):
+    """The probes run in ONNX Runtime, which the pass imports anyway: ONNX's reference evaluator (~0.1 s to
+    import) stays out of the process (a fresh one: other tests may have imported it here)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file; "
+            f"r = quantize_int8_file({str(bert)!r}, {str(tmp_path / 'q.onnx')!r}, Int8Config(engine='native')); "
+            "print(r.stats['engine'], 'onnx.reference' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["native", "False"]
