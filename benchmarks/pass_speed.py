@@ -8,7 +8,8 @@ Then, with the file in the page cache (as right after an export; it is read once
 copy it with ``cp`` (each in its own process, the copy deleted after each: 3 times, then once more at the start
 of every further round), and each pass
 (slice, prune-heads, prune-ffn, reorder, int8, fp16, pack ternary; pack densest, binary and split-binary) through the public file API
-``deploytool.passes.transform`` in a fresh Python process: the process's wall time as the driver
+``deploytool.passes.transform`` in a fresh Python process (``_pass_worker.py``: it imports what a user's script for
+that one pass imports, not this harness): the process's wall time as the driver
 sees it (interpreter start and imports included), the pass's own time inside it, its peak resident
 set (VmHWM: the whole process), and the verification gate: inputs over 50 MB run it in a process of
 its own whose peak is reported beside the pass's (``gate_peak_rss_bytes``), never hidden. Last, a
@@ -72,6 +73,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _pass_worker import HEADS  # beside this script: the one-pass process the rows time
 from _stamp import stamp  # beside this script: the results file's "run" block
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -84,34 +86,8 @@ PASSES = ("slice", "prune-heads", "prune-ffn", "reorder", "int8", "fp16", "pack"
           "pack-split-binary")
 # rows run only when named in --passes: the int8 pass with each engine (deploytool's streaming writer, ORT's)
 OPTIONAL = ("int8-native", "int8-ort")
-HEADS = {0: [0, 1], 5: [3], 11: [11]}
 TIME_GOAL = 8.0  # process wall over the copy time
 RSS_GOAL = 1.5  # peak RSS over the input file
-
-
-def _config(name: str):
-    from deploytool.passes.fp16 import Fp16Config
-    from deploytool.passes.pack_weights import PackConfig
-    from deploytool.passes.prune_ffn import FFNPruneConfig
-    from deploytool.passes.prune_heads import HeadPruneConfig
-    from deploytool.passes.quantize_int8 import Int8Config
-    from deploytool.passes.reorder import ReorderConfig
-    from deploytool.passes.slice_subnetwork import SliceConfig
-
-    return {
-        "slice": lambda: SliceConfig(width=0.5, depth=1.0),
-        "prune-heads": lambda: HeadPruneConfig(heads=HEADS),
-        "prune-ffn": lambda: FFNPruneConfig(keep=0.5),
-        "reorder": lambda: ReorderConfig(),
-        "int8": lambda: Int8Config(),
-        "int8-native": lambda: Int8Config(engine="native"),
-        "int8-ort": lambda: Int8Config(engine="ort"),
-        "fp16": lambda: Fp16Config(check_host=False),
-        "pack": lambda: PackConfig(weights="ternary"),
-        "pack-densest": lambda: PackConfig(weights="ternary", runtime="densest"),
-        "pack-binary": lambda: PackConfig(weights="binary"),
-        "pack-split-binary": lambda: PackConfig(weights="split-binary"),
-    }[name]()
 
 
 CONFIG_TEXT = {
@@ -185,12 +161,6 @@ def _peak_rss() -> int:
     return peak_rss_bytes()
 
 
-def _rss_now() -> int:
-    from deploytool.runtime.procstat import rss_bytes
-
-    return rss_bytes()
-
-
 # ----------------------------------------------------------------------------------------- workers
 
 def worker_export(spec: dict) -> dict:
@@ -212,28 +182,6 @@ def worker_export(spec: dict) -> dict:
     return {"export_s": round(time.perf_counter() - t0, 1), "bytes": Path(spec["dst"]).stat().st_size,
             "max_abs_diff_vs_pytorch": max(res.max_abs_diff.values()),
             "params": sum(p.numel() for p in model.parameters())}
-
-
-def worker_pass(spec: dict) -> dict:
-    """One pass in this fresh process: its own time, this process's peak RSS, the gate's apart."""
-    t_import = time.perf_counter()
-    from deploytool.passes import transform
-
-    cfg = _config(spec["pass"])
-    rss_imports = _rss_now()
-    t0 = time.perf_counter()
-    try:
-        res = transform(spec["src"], spec["dst"], cfg)
-    except Exception as e:  # noqa: BLE001 - reported, not raised
-        return {"ok": False, "error": f"{type(e).__name__}: {' '.join(str(e).split())[:400]}",
-                "peak_rss_bytes": _peak_rss()}
-    seconds = time.perf_counter() - t0
-    keep = ("bytes_before", "bytes_after", "verified", "verify_s", "gate_process", "gate_peak_rss_bytes", "engine",
-            "gate_reference_reused", "gate_timeline", "gate_warmed_bytes",
-            "opset", "weights_packed", "bits_per_weight", "runtime", "heads_after", "neurons_after")
-    return {"ok": True, "pass_s": round(seconds, 2), "imports_s": round(t0 - t_import, 2),
-            "rss_after_imports_bytes": rss_imports, "peak_rss_bytes": _peak_rss(),
-            "stats": {k: v for k, v in res.to_dict().items() if k in keep}}
 
 
 def bert_feeds(sess, shape: tuple[int, int]) -> dict:
@@ -286,7 +234,7 @@ def worker_external(spec: dict) -> dict:
     return {"ok": True}
 
 
-WORKERS = {"export": worker_export, "pass": worker_pass, "session": worker_session, "external": worker_external}
+WORKERS = {"export": worker_export, "session": worker_session, "external": worker_external}
 
 
 # ----------------------------------------------------------------------------------------- driver
@@ -305,8 +253,10 @@ def _quiet_disk() -> None:
 def _spawn(kind: str, spec: dict) -> dict:
     _quiet_disk()
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--_worker", kind, json.dumps(spec)],
-                       capture_output=True, text=True, cwd=str(REPO), env=_ENV)
+    # a pass runs in _pass_worker.py, which imports what a user's one-pass script does; other workers here
+    argv = ([str(ROOT / "_pass_worker.py"), json.dumps(spec)] if kind == "pass"
+            else [str(Path(__file__).resolve()), "--_worker", kind, json.dumps(spec)])
+    p = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=str(REPO), env=_ENV)
     wall = time.perf_counter() - t0
     line = next((ln for ln in reversed(p.stdout.splitlines()) if ln.startswith("{")), None)
     if p.returncode != 0 or line is None:

@@ -5,8 +5,9 @@ this working tree, interleaved, each in a fresh process.
 this project's shared VMs the same pass has moved by 20-40% within an hour), so a change's effect cannot be read
 off two results files. This script runs, per round and per pass, ``cp`` of the file, the pass from the base
 revision (checked out into a temporary ``git worktree``, imported from there), ``cp`` again and the pass from
-this tree, swapping which tree goes first every round; each pass runs through ``pass_speed.py``'s own worker
-(``--_worker pass``, that tree's copy of it), so both sides time the same thing. Reported per pass: both sides'
+this tree, swapping which tree goes first every round; both sides run this tree's ``_pass_worker.py`` (the
+one-pass process ``pass_speed.py`` times) with that tree's ``deploytool`` first on the path, so both sides time the
+same harness. Reported per pass: both sides'
 median process wall, each over the cp timed right before it, and the median over rounds of the paired
 ratio this tree / base.
 
@@ -38,13 +39,13 @@ DEFAULT_PASSES = ("fp16", "pack", "pack-densest", "pack-binary", "pack-split-bin
 
 
 def _run_pass(tree: Path, name: str, src: Path, dst: Path) -> dict:
-    """``name`` through ``tree``'s pass_speed worker, importing deploytool from ``tree``."""
+    """``name`` through this tree's one-pass worker, importing deploytool from ``tree``."""
     if dst.exists():
         dst.unlink()
     os.sync()
     env = dict(_ENV, PYTHONPATH=str(tree))
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, str(tree / "benchmarks" / "pass_speed.py"), "--_worker", "pass",
+    p = subprocess.run([sys.executable, str(ROOT / "_pass_worker.py"),
                         json.dumps({"pass": name, "src": str(src), "dst": str(dst)})],
                        capture_output=True, text=True, cwd=str(tree), env=env)
     wall = time.perf_counter() - t0
@@ -132,7 +133,7 @@ def main() -> None:
               f"this/base {row['median_ratio']}")
     report = {"benchmark": "pass_speed_ab", "model": {"path": str(src), "bytes": src.stat().st_size},
               "base": {"rev": args.base, "commit": base_rev}, "rounds": args.rounds, "passes": passes,
-              "basis": "process wall of pass_speed.py's pass worker from each tree (fresh process: interpreter, imports, "
+              "basis": "process wall of this tree's _pass_worker.py with each tree's deploytool (fresh process: interpreter, imports, "
                        "load, pass, write, gate), interleaved per round with the tree order swapped every round; "
                        "x_copy over a cp of the file timed right before each run; ratio: this tree's wall over the "
                        "base's in the same round",
