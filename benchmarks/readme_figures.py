@@ -818,26 +818,39 @@ def render_pass_speed(results: Path) -> str:
     return text
 
 
+# pass_speed_ab.py's results the README quotes, newest change first: (file, what changed between its two trees)
+PASS_SPEED_AB = (("pass_speed_ab_int8_probes.json", "the int8 planner's probes in ONNX Runtime instead of ONNX's "
+                  "reference evaluator"),
+                 ("pass_speed_ab.json", "split-binary packing block by block"))
+
+
 def render_pass_speed_ab(results: Path) -> str:
-    """A change's effect on pass speed, before and after in one run, from pass_speed_ab.json."""
-    d = _load(results, "pass_speed_ab.json")
-    mb = d["model"]["bytes"] / 1e6
-    rows = []
-    for row in d["summary"]:
-        b, t = row["base"], row["this"]
-        if not (b.get("median_wall_s") and t.get("median_wall_s")):
-            rows.append(f"{row['pass']} FAILED")
-            continue
-        ratios = row["ratio_this_over_base"]
-        rows.append(f"{row['pass']} {b['median_wall_s']:.2f} -> {t['median_wall_s']:.2f} s ({b['median_x_copy']:.1f}x -> "
-                    f"{t['median_x_copy']:.1f}x the copy; this / base {row['median_ratio']:.2f}, rounds "
-                    f"{_span(ratios, '{:.2f}')})" + ("" if b["ok"] and t["ok"] else " (a run FAILED)"))
+    """Changes' effects on pass speed, each before and after in one run, from pass_speed_ab.py's results files."""
+    parts = []
+    for name, change in PASS_SPEED_AB:
+        d = _load(results, name)
+        mb = d["model"]["bytes"] / 1e6
+        rows = []
+        for row in d["summary"]:
+            b, t = row["base"], row["this"]
+            if not (b.get("median_wall_s") and t.get("median_wall_s")):
+                rows.append(f"{row['pass']} FAILED")
+                continue
+            ratios = row["ratio_this_over_base"]
+            rows.append(f"{row['pass']} {b['median_wall_s']:.2f} -> {t['median_wall_s']:.2f} s ({b['median_x_copy']:.1f}x -> "
+                        f"{t['median_x_copy']:.1f}x the copy; this / base {row['median_ratio']:.2f}, rounds "
+                        f"{_span(ratios, '{:.2f}')})" + ("" if b["ok"] and t["ok"] else " (a run FAILED)"))
+        code = (d.get("run") or {}).get("code") or {}
+        this = f"`{code['commit'][:7]}`" + (" with uncommitted changes" if code.get("dirty") else "") \
+            if code.get("commit") else "the tree it ran in"
+        parts.append(
+            f"{change[:1].upper() + change[1:]} ({_run_when(d) or 'date not recorded'}; `{SRC}/{name}`): the same passes on the BERT-base shape "
+            f"({mb:.1f} MB) from `{d['base']['commit'][:7]}` and from {this}, {d['rounds']} rounds; medians: "
+            + "; ".join(rows) + ".")
     return _wrap(
-        f"**Before and after, in one run** (`benchmarks/pass_speed_ab.py`; {_run_when(d) or 'date not recorded'}; "
-        f"`{SRC}/pass_speed_ab.json`): the same passes on the BERT-base shape ({mb:.1f} MB) from "
-        f"`{d['base']['commit'][:7]}` and from the code of this README, each in a fresh process, "
-        f"{d['rounds']} rounds interleaved with the order swapped every round, each run over a cp timed right "
-        f"before it; medians: " + "; ".join(rows) + ". Passes whose code did not change are the control.")
+        "**Before and after, in one run** (`benchmarks/pass_speed_ab.py`: each pass in a fresh process, the two trees "
+        "interleaved with the order swapped every round, each run over a cp timed right before it; passes whose code "
+        "did not change are the control). " + " ".join(parts))
 
 
 def render_conformance(results: Path) -> str:
