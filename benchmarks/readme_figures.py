@@ -841,8 +841,9 @@ def render_pass_speed_ab(results: Path) -> str:
                         f"{t['median_x_copy']:.1f}x the copy; this / base {row['median_ratio']:.2f}, rounds "
                         f"{_span(ratios, '{:.2f}')})" + ("" if b["ok"] and t["ok"] else " (a run FAILED)"))
         code = (d.get("run") or {}).get("code") or {}
-        this = f"`{code['commit'][:7]}`" + (" with uncommitted changes" if code.get("dirty") else "") \
-            if code.get("commit") else "the tree it ran in"
+        commit = code.get("commit")
+        this = (f"`{commit[:7]}`" + (" with uncommitted changes" if code.get("dirty") else "")) if commit \
+            else "the tree it ran in"
         parts.append(
             f"{change[:1].upper() + change[1:]} ({_run_when(d) or 'date not recorded'}; `{SRC}/{name}`): the same passes on the BERT-base shape "
             f"({mb:.1f} MB) from `{d['base']['commit'][:7]}` and from {this}, {d['rounds']} rounds; medians: "

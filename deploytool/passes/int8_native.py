@@ -314,15 +314,12 @@ class _ProbeEvaluator:
 
     @staticmethod
     def _ort_session(proto):
-        """A one-thread ONNX Runtime session of ``proto``, nothing optimized; None where ORT refuses it."""
+        """A one-thread ONNX Runtime session of ``proto`` (the runtime layer's ``make_session``), nothing
+        optimized; None where ORT refuses it."""
         try:
-            import onnxruntime as ort
+            from deploytool.runtime.infer import make_session
 
-            so = ort.SessionOptions()
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            so.intra_op_num_threads = so.inter_op_num_threads = 1
-            so.log_severity_level = 4
-            return ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+            return make_session(proto.SerializeToString(), optimize=False)
         except Exception:  # noqa: BLE001 - ORT missing or refusing it: the reference evaluator decides
             return None
 
