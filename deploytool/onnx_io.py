@@ -376,17 +376,24 @@ WRITE_CHUNK = 64 * 1024
 class MapBudget:
     """The bytes the maps of one model may hand out before all of them drop their pages (one budget for
     a model's file and all its external-data files: a model stored as one file per tensor must not keep
-    a budget's worth of pages per file)."""
+    a budget's worth of pages per file).
+
+    It holds its maps weakly: a map is unmapped as soon as nothing else uses it. (A strong list made each
+    map and its budget a reference cycle, so every map, e.g. :func:`external_data_files`' one, stayed
+    until a garbage collection, and with it the pages of the file, even deleted: a benchmark's parent
+    process pinned every output it had sized, and the passes it ran next slowed round by round.)"""
 
     def __init__(self, limit: int = MAP_BUDGET_BYTES) -> None:
+        import weakref
+
         self.limit = limit
         self.handed = 0
-        self.files: list[MappedFile] = []
+        self.files: weakref.WeakSet[MappedFile] = weakref.WeakSet()
 
     def add(self, length: int) -> None:
         self.handed += length
         if self.handed > self.limit:
-            for f in self.files:
+            for f in list(self.files):
                 f.drop()
             self.handed = length
 
@@ -405,7 +412,7 @@ class MappedFile:
 
         self.path = Path(path)
         self.budget = budget if budget is not None else MapBudget()
-        self.budget.files.append(self)
+        self.budget.files.add(self)
         with open(self.path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
