@@ -1,3 +1,3 @@
-from deploytool.cli import main
+from deploytool.cli import entry
 
-main()
+entry()

@@ -14,3 +14,48 @@ def test_unloadable_command_is_one_line_exit_2(monkeypatch):
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: command 'ghost' is not available")
     assert "ModuleNotFoundError" in lines[0]
+
+
+_PROBE = """
+import atexit, gc, os, sys, tempfile, weakref
+from deploytool.cli import entry
+seen = {}
+# registered first, so it runs last of the atexit handlers: after every exit step but the interpreter's own
+atexit.register(lambda: print(f"frozen={gc.get_freeze_count() > 0} tmp_left={os.path.exists(seen['tmp'])}"))
+holder = tempfile.TemporaryDirectory()  # removed at exit by its weakref.finalize, frozen or not
+seen["tmp"] = holder.name
+sys.argv = ["deploytool", *sys.argv[1:]]
+entry()
+"""
+
+
+def _probe(*argv: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", _PROBE, *argv], capture_output=True, text=True, timeout=120)
+
+
+def test_the_program_exits_with_the_collector_frozen_and_its_exit_steps_run(tmp_path):
+    """``entry`` (the console script) freezes the collector as the command ends, on success and on a one-line
+    error alike; the exit code stays the command's and atexit handlers and finalizers still run."""
+    ok = _probe("profiles")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip().splitlines()[-1] == "frozen=True tmp_left=False"
+    bad = _probe("slice", str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "out.onnx"), "--width", "0.5")
+    assert bad.returncode == 2
+    assert [ln for ln in bad.stderr.splitlines() if ln.strip()][0].startswith("error: ")
+    assert len([ln for ln in bad.stderr.splitlines() if ln.strip()]) == 1
+    assert bad.stdout.strip().splitlines()[-1] == "frozen=True tmp_left=False"
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_main_itself_leaves_the_collector_alone():
+    """Tests and scripts call ``main`` in a process that goes on: it never freezes the collector."""
+    import gc
+
+    from click.testing import CliRunner
+
+    before = gc.get_freeze_count()
+    r = CliRunner().invoke(cli.main, ["profiles"])
+    assert r.exit_code == 0 and gc.get_freeze_count() == before
