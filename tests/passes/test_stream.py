@@ -285,3 +285,21 @@ def test_packed_result_reads_int2_weights_lazily_from_the_output(src, tmp_path):
         assert isinstance(t, ir.LazyTensor) or name not in big
         np.testing.assert_array_equal(np.asarray(t.numpy()).astype(np.int8), np.asarray(want[name].numpy()).astype(np.int8))
         assert tuple(t.shape) == tuple(want[name].shape)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_runner_leaves_the_collector_as_it_found_it(src, tmp_path, enabled):
+    """The file runner pauses the garbage collector's automatic runs while a pass runs and restores the
+    caller's setting afterwards, after a success and after a refusal alike."""
+    import gc
+
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        slice_file(src, tmp_path / "ok.onnx", SliceConfig(width=0.5))
+        assert gc.isenabled() is enabled
+        with pytest.raises(InputFileError):
+            slice_file(tmp_path / "missing.onnx", tmp_path / "bad.onnx", SliceConfig(width=0.5))
+        assert gc.isenabled() is enabled and not (tmp_path / "bad.onnx").exists()
+    finally:
+        (gc.enable if was else gc.disable)()
