@@ -110,7 +110,8 @@ CARRIED_BY = {"quickstart/run.json": "quickstart/meta.json"}
 # rendered files no benchmark of the sitting rewrites: earlier side runs the README quotes beside the main one
 NOT_IN_SITTING = {"big_models_xlmr_rerun.json", "cost_model_error_interleaved.json", "bench_hygiene_run2.json",
                   # pass_speed_ab: a change against its base revision, not a sitting's figure
-                  "pass_speed_ab.json", "pass_speed_ab_int8_probes.json"}
+                  "pass_speed_ab.json", "pass_speed_ab_int8_probes.json",
+                  "pass_speed_ab_gc_pause.json"}
 RESULTS = ROOT / "benchmarks" / "results"
 
 
