@@ -113,6 +113,40 @@ def test_known_exceptions_are_still_needed():
     assert stale == [], f"no longer against the flow: remove {stale} from KNOWN_AGAINST_THE_FLOW"
 
 
+# files outside runtime/ that import onnxruntime (STYLE.md: "onnxruntime only in the runtime layer"), and why
+KNOWN_ONNXRUNTIME_IMPORTS: dict[str, str] = {
+    "arm64/guest.py": "runs alone inside the QEMU guest, where deploytool's runtime layer is not installed",
+    "bench/worker.py": "the clean benchmark process: imports only what timing needs, no deploytool layer",
+    "qnn/ep.py": "the QNN execution provider's plugin and build info (onnxruntime-qnn)",
+    "qnn/quantize.py": "ORT's QNN QDQ quantizer and its fixed-shape tools",
+    "qnn/target.py": "ORT's QuantType names for the QNN targets",
+    "testing/conformance.py": "ORT's optimizer levels are one axis of the conformance matrix's inputs",
+}
+
+
+def _ort_importers() -> set[str]:
+    out = set()
+    for path in sorted(PKG.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "onnxruntime" or n.startswith("onnxruntime.") for n in names):
+                out.add(path.relative_to(PKG).as_posix())
+    return out
+
+
+def test_onnxruntime_is_imported_in_the_runtime_layer_only():
+    """The passes (and every part below runtime) reach ONNX Runtime through ``deploytool.runtime``; any other
+    importer is listed above with its reason, and the list holds no file that no longer imports it."""
+    found = _ort_importers()
+    assert found, "the reader finds onnxruntime imports (runtime/ has them)"
+    outside = sorted(f for f in found if not f.startswith("runtime/") and f not in KNOWN_ONNXRUNTIME_IMPORTS)
+    assert outside == [], f"onnxruntime imported outside deploytool/runtime: {outside}"
+    assert not [f for f in found if f.startswith("passes/")]
+    stale = sorted(set(KNOWN_ONNXRUNTIME_IMPORTS) - found)
+    assert stale == [], f"no longer import onnxruntime: remove {stale} from KNOWN_ONNXRUNTIME_IMPORTS"
+
+
 def test_the_flow_check_sees_lazy_imports(tmp_path):
     """The reader finds an import inside a function, and the rule would flag a lower part importing a
     higher one (the check is not vacuous)."""

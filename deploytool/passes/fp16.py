@@ -1,7 +1,7 @@
 """fp16 weights and activations, with an honest statement of what the host actually runs.
 
-``onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True)`` turns every float
-initializer and float computation into fp16 (values beyond +-65504 clamp; |x| < 5.96e-8 flush to
+ONNX Runtime's ``convert_float_to_float16(keep_io_types=True)`` (:mod:`deploytool.runtime.float16`) turns every
+float initializer and float computation into fp16 (values beyond +-65504 clamp; |x| < 5.96e-8 flush to
 the smallest subnormal) and puts Casts at the graph inputs/outputs, so callers still feed int64 ids
 and read fp32 outputs. The file halves.
 
@@ -15,7 +15,6 @@ inserted casts on this host and says so in the result.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from typing import Annotated, Any
@@ -113,12 +112,7 @@ class Fp16ConvertPass(DeployPass):
             result.stats["host_note"] = "ONNX Runtime inserted no precision casts: this host runs the fp16 kernels"
 
     def call(self, model: ir.Model) -> DeployPassResult:
-        import inspect
-
-        from onnxruntime.transformers.float16 import (
-            DEFAULT_OP_BLOCK_LIST,
-            convert_float_to_float16,
-        )
+        from deploytool.runtime.float16 import convert_graph_to_float16
 
         # streaming: ORT's converter gets the graph without the big weights (no data: it only retypes them)
         # and each weight it retyped becomes a lazy fp16 copy, made as the file is written with ORT's
@@ -130,19 +124,8 @@ class Fp16ConvertPass(DeployPass):
                 t.ClearField("data_location")
         n_float = sum(v.const_value is not None and v.const_value.dtype is ir.DataType.FLOAT
                       for v in model.graph.initializers.values())
-        block = list(DEFAULT_OP_BLOCK_LIST) + list(self.config.op_block_list)
-        ort_logger = logging.getLogger("onnxruntime.transformers.float16")
-        level = ort_logger.level
-        ort_logger.setLevel(logging.ERROR)
-        try:
-            with _shapes_from_dims():
-                out = convert_float_to_float16(proto, keep_io_types=self.config.keep_io_types, op_block_list=block)
-        except Exception as e:
-            raise DeployError(f"fp16: conversion failed ({type(e).__name__}: {e})") from e
-        finally:
-            ort_logger.setLevel(level)
-        params = inspect.signature(convert_float_to_float16).parameters
-        bounds = (params["min_positive_val"].default, params["max_finite_val"].default)
+        out, bounds = convert_graph_to_float16(proto, keep_io_types=self.config.keep_io_types,
+                                               op_block_list=self.config.op_block_list)
         for t in out.graph.initializer:
             if t.name in held:  # back to a placeholder the IR reads as "data elsewhere"
                 t.data_location = onnx.TensorProto.EXTERNAL
@@ -166,28 +149,6 @@ class Fp16ConvertPass(DeployPass):
         stats: dict[str, Any] = {"float_initializers": n_float, "fp16_initializers": n_half,
                                  "keep_io_types": self.config.keep_io_types}
         return DeployPassResult(model, modified=True, stats=stats)
-
-
-@contextlib.contextmanager
-def _shapes_from_dims():
-    """While converting: ORT's converter takes a converted initializer's shape from its data
-    (``make_value_info_from_tensor``: ``numpy_helper.to_array(t).shape``); our initializers carry no data
-    (it is converted as the file is written), so read the same shape from ``dims``. Scoped to the call
-    and put back after it (the one patch of a third-party function in deploytool: the alternative is a
-    full copy of the weights in memory)."""
-    import onnxruntime.transformers.float16 as f16
-    from onnx import helper
-
-    original = f16.make_value_info_from_tensor
-
-    def from_dims(tensor):
-        return helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
-
-    f16.make_value_info_from_tensor = from_dims
-    try:
-        yield
-    finally:
-        f16.make_value_info_from_tensor = original
 
 
 def to_float16(a: np.ndarray, min_positive_val: float, max_finite_val: float) -> np.ndarray:

@@ -17,7 +17,8 @@ GEMM for Q/K/V on one quantized input) and the embeddings into ``EmbedLayerNorma
 ``DynamicQuantizeLinear``, as ``quantize_dynamic`` arranges it). When ORT's optimizer fails on a
 graph, the pass quantizes the unfused graph and records a Skip. Fused graphs need
 ``DefaultTensorType=FLOAT`` (FACTS.md). ``quant_pre_process`` is not used (it fails on these exports
-and leaves temp files behind). onnxruntime is imported lazily inside the functions.
+and leaves temp files behind). ORT's optimizer and quantizer are called through the runtime layer
+(:func:`deploytool.runtime.fuse.optimize_bert_proto`, :mod:`deploytool.runtime.ort_quant`).
 
 The FFN bias stays in the int8 GEMM (``bias_gelu=False``): ORT's ``BiasGelu`` kernel cost ~2x a
 plain ``Gelu`` at [1, 128, 1536] on the Xeon below (2.9 vs 1.5 ms for six layers), and
@@ -177,8 +178,7 @@ def _graph_heads(model: ir.Model, heads: int, hidden: int) -> tuple[int, int]:
 
 
 def _fuse(proto, config: Int8Config, model: ir.Model):
-    from onnxruntime.transformers.fusion_options import FusionOptions
-    from onnxruntime.transformers.optimizer import optimize_model
+    from deploytool.runtime.fuse import optimize_bert_proto
 
     heads = config.num_heads or int(_meta(model, "num_heads") or 0)
     hidden = config.hidden_size or int(_meta(model, "hidden_size") or 0)
@@ -189,26 +189,9 @@ def _fuse(proto, config: Int8Config, model: ir.Model):
         heads, hidden = _graph_heads(model, heads, hidden)
     if heads == 0:  # per-layer head counts (pruned models): ORT detects each layer's own from its shapes
         hidden = 0
-    options = FusionOptions("bert")
-    options.use_multi_head_attention = config.fusion is Fusion.MHA
-    options.enable_skip_layer_norm = config.skip_layernorm
-    options.enable_bias_skip_layer_norm = config.skip_layernorm
-    options.enable_bias_gelu = config.bias_gelu
-    # ORT's fusion modules log under their own names (fusion_attention, ...), not under one parent
-    loggers = [logging.getLogger(n) for n in ("onnxruntime.transformers", "fusion_attention", "fusion_base",
-                                                 "fusion_utils", "onnx_model", "onnx_model_bert", "fusion_options")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        opt = optimize_model(proto, model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0,
-                             optimization_options=options, use_gpu=False)
-    except Exception as e:
-        raise DeployError(f"int8: ORT transformer optimizer failed ({type(e).__name__}: {e})") from e
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-    out = opt.model
+    out = optimize_bert_proto(proto, num_heads=heads, hidden_size=hidden,
+                              multi_head_attention=config.fusion is Fusion.MHA,
+                              skip_layernorm=config.skip_layernorm, bias_gelu=config.bias_gelu, what="int8")
     if not any(o.domain == "com.microsoft" for o in out.opset_import):
         out.opset_import.add(domain="com.microsoft", version=1)
     _lift_opset_for_layernorm(out)
@@ -299,17 +282,16 @@ class Int8QuantizePass(DeployPass):
         return 0.9  # the gate refuses an output this far from the input's (a broken model, not rounding)
 
     def requires(self, model: ir.Model) -> None:
-        if self.config.engine is Engine.NATIVE:
-            import importlib.util
+        from deploytool.runtime.ort_quant import onnxruntime_missing, quantization_missing
 
+        if self.config.engine is Engine.NATIVE:
             # the native writer needs no ORT to write (the gate runs it, a fallback imports its quantizer)
-            if importlib.util.find_spec("onnxruntime") is None:
+            if onnxruntime_missing():
                 raise UnavailableError("int8 quantization needs onnxruntime (not installed)")
         else:
-            try:
-                import onnxruntime.quantization  # noqa: F401
-            except ImportError as e:
-                raise UnavailableError(f"int8 quantization needs onnxruntime ({e})") from e
+            why = quantization_missing()
+            if why is not None:
+                raise UnavailableError(f"int8 quantization needs onnxruntime ({why})")
         for node in model.graph.all_nodes():
             if node.op_type in _QUANT_OPS:
                 raise PassRefusedError(f"model is already quantized (it contains {node.op_type} node {node.name!r})")
@@ -365,12 +347,7 @@ class Int8QuantizePass(DeployPass):
         return DeployPassResult(model, modified=True, stats=stats, skipped=skipped)
 
     def _call_ort(self, model: ir.Model, skipped: list[Skip]) -> DeployPassResult:
-        import onnx
-
-        try:
-            from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
-        except ImportError as e:
-            raise UnavailableError(f"int8 quantization needs onnxruntime ({e})") from e
+        from deploytool.runtime.ort_quant import quantize_file
 
         cfg = self.config
         # streaming: without fusion the quantizer's input is written from the model's memory maps tensor by
@@ -379,10 +356,10 @@ class Int8QuantizePass(DeployPass):
         stats: dict[str, Any] = {"mode": "static" if cfg.static else "dynamic", "per_channel": cfg.per_channel,
                                  "fusion": cfg.fusion.value, "engine": Engine.ORT.value,
                                  "weight_codes": cfg.weights.value}
-        # ORT's own rules: reduce_range gives 7-bit codes; QUInt8 weights are asymmetric uint8 (its zero
-        # points per column), not the int8 codes shifted as the native writer stores them
-        weight_type = QuantType.QUInt8 if cfg.weights is WeightCodes.UINT8 else QuantType.QInt8
-        reduce_range = cfg.weights is WeightCodes.INT7
+        # ORT's own rules: int7 is its reduce_range (7-bit codes); uint8 its QUInt8 weights, asymmetric uint8 (its
+        # zero points per column), not the int8 codes shifted as the native writer stores them; pairsafe starts
+        # from ORT's int8 codes and re-codes them below
+        ort_codes = cfg.weights.value if cfg.weights in (WeightCodes.UINT8, WeightCodes.INT7) else "int8"
         fusion = cfg.fusion
         if fusion is not Fusion.NONE:
             try:
@@ -425,37 +402,10 @@ class Int8QuantizePass(DeployPass):
             # refers to itself through its table of bound methods) that only a full collection frees. BERT-base:
             # 1.6 GB resident here; the collection frees 1.1 GB and malloc_trim returns 0.3 GB more (135 MB left)
             release_free_memory(collect=True)
-            extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
-            root = logging.getLogger()
-            root_level = root.level
-            root.setLevel(logging.ERROR)  # ORT logs "consider pre-processing" on the root logger
-            try:
-                if cfg.static:
-                    from onnxruntime.quantization import CalibrationDataReader
-
-
-                    class _Reader(CalibrationDataReader):
-                        def __init__(self) -> None:
-                            self.it = iter(feeds)
-
-                        def get_next(self):
-                            return next(self.it, None)
-
-                    quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ,
-                                    per_channel=cfg.per_channel, activation_type=QuantType.QUInt8,
-                                    weight_type=weight_type, reduce_range=reduce_range, extra_options=extra,
-                                    nodes_to_exclude=keep_fp32, use_external_data_format=big)
-                    stats["calibration_samples"] = len(feeds)
-                else:
-                    quantize_dynamic(str(src), str(dst), per_channel=cfg.per_channel, weight_type=weight_type,
-                                     reduce_range=reduce_range, extra_options=extra, nodes_to_exclude=keep_fp32,
-                                     use_external_data_format=big)
-            except DeployError:
-                raise
-            except Exception as e:
-                raise DeployError(f"int8: onnxruntime.quantization failed ({type(e).__name__}: {e})") from e
-            finally:
-                root.setLevel(root_level)
+            quantize_file(src, dst, per_channel=cfg.per_channel, weight_codes=ort_codes, nodes_to_exclude=keep_fp32,
+                          external=big, feeds=feeds if cfg.static else None)
+            if cfg.static:
+                stats["calibration_samples"] = len(feeds)
             # the output's weights stay memory maps (valid after the folder is removed)
             if cfg.static_reshape:
                 # probing the Reshape shapes runs the model: this option reads the output whole

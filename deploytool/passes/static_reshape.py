@@ -45,16 +45,15 @@ def _feeds(proto, batch: int, seq: int) -> dict[str, np.ndarray]:
 
 def _probe(proto, names: list[str], feeds_list) -> list[dict[str, np.ndarray]]:
     import onnx
-    import onnxruntime as ort
+
+    from deploytool.runtime.infer import make_session
 
     p = onnx.ModelProto()
     p.CopyFrom(proto)
     for n in names:
         p.graph.output.append(onnx.helper.make_empty_tensor_value_info(n))
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(p.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    # one thread on the CPU provider, ORT's graph optimizations off: the shapes of the graph as written
+    sess = make_session(p.SerializeToString(), threads=1, optimize=False)
     outs = [o.name for o in sess.get_outputs()]
     return [dict(zip(outs, sess.run(None, f))) for f in feeds_list]
 

@@ -114,3 +114,37 @@ def fuse_transformer(src: str | os.PathLike, dst: str | os.PathLike, *, num_head
     logger.info("fused %s: %s", src, {k: v for k, v in counts.items() if v})
     return FuseResult(path=Path(dst), num_heads=heads, hidden_size=hidden, fused_ops=counts, nodes_before=before,
                       nodes_after=len(out.graph.node), seconds=time.perf_counter() - start)
+
+
+# ORT's fusion modules log under their own names (fusion_attention, ...), not under one parent
+_FUSION_LOGGERS = ("onnxruntime.transformers", "fusion_attention", "fusion_base", "fusion_utils", "onnx_model",
+                   "onnx_model_bert", "fusion_options")
+
+
+def optimize_bert_proto(proto, *, num_heads: int, hidden_size: int, multi_head_attention: bool = False,
+                        skip_layernorm: bool = False, bias_gelu: bool = False, what: str = "fuse"):
+    """ORT's BERT optimizer (``opt_level=0``: python fusions only) on an in-memory ``proto``, with the fusion
+    options the int8 pass exposes: MultiHeadAttention instead of Attention, SkipLayerNormalization (and its
+    bias form), BiasGelu. Returns the optimized proto; ORT's fusion logs stay quiet; a failure is one
+    :class:`DeployError` line starting with ``what``."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions("bert")
+    options.use_multi_head_attention = multi_head_attention
+    options.enable_skip_layer_norm = skip_layernorm
+    options.enable_bias_skip_layer_norm = skip_layernorm
+    options.enable_bias_gelu = bias_gelu
+    loggers = [logging.getLogger(n) for n in _FUSION_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        opt = optimize_model(proto, model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0,
+                             optimization_options=options, use_gpu=False)
+    except Exception as e:
+        raise DeployError(f"{what}: ORT transformer optimizer failed ({type(e).__name__}: {e})") from e
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+    return opt.model

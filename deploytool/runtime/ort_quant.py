@@ -1,0 +1,85 @@
+"""ONNX Runtime's quantizer (``onnxruntime.quantization``) for the int8 pass's ORT engine
+(:mod:`deploytool.passes.quantize_int8`): file in, file out, with the pass's weight codes named as
+deploytool names them.
+
+Weight codes: ``int8`` (ORT's QInt8), ``uint8`` (QUInt8: asymmetric uint8 with a zero point per column) and
+``int7`` (QInt8 with ``reduce_range``: 7-bit codes). Dynamic quantization writes DynamicQuantizeLinear +
+MatMulInteger (or the fused contrib ops); static writes QDQ with uint8 activations calibrated on ``feeds``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from deploytool.errors import DeployError, UnavailableError
+
+__all__ = ["quantization_missing", "onnxruntime_missing", "quantize_file", "WEIGHT_CODES"]
+
+WEIGHT_CODES = ("int8", "uint8", "int7")
+
+
+def onnxruntime_missing() -> bool:
+    """True when onnxruntime is not installed (looked up, not imported)."""
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is None
+
+
+def quantization_missing() -> str | None:
+    """Why ``onnxruntime.quantization`` cannot be used here (its import error), or None when it can."""
+    try:
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError as e:
+        return str(e)
+    return None
+
+
+def quantize_file(src: str | os.PathLike, dst: str | os.PathLike, *, per_channel: bool, weight_codes: str,
+                  nodes_to_exclude: Iterable[str] = (), external: bool = True,
+                  feeds: list[Mapping[str, np.ndarray]] | None = None) -> None:
+    """Quantize the model file ``src`` into ``dst``: dynamically, or statically (QDQ, uint8 activations)
+    calibrated on ``feeds`` when given. ``external``: ``dst`` keeps its weights in a data file (needed over
+    protobuf's 2 GB). ORT's root-logger advice stays quiet; its failure is one :class:`DeployError` line, a
+    missing quantizer an :class:`UnavailableError`."""
+    try:
+        import onnx
+        from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+    except ImportError as e:
+        raise UnavailableError(f"int8 quantization needs onnxruntime ({e})") from e
+    if weight_codes not in WEIGHT_CODES:
+        raise DeployError(f"int8: ORT's quantizer writes weight codes {', '.join(WEIGHT_CODES)}; got {weight_codes!r}")
+    weight_type = QuantType.QUInt8 if weight_codes == "uint8" else QuantType.QInt8
+    reduce_range = weight_codes == "int7"
+    extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+    exclude = list(nodes_to_exclude)
+    root = logging.getLogger()
+    root_level = root.level
+    root.setLevel(logging.ERROR)  # ORT logs "consider pre-processing" on the root logger
+    try:
+        if feeds is not None:
+            from onnxruntime.quantization import CalibrationDataReader
+
+            class _Reader(CalibrationDataReader):
+                def __init__(self) -> None:
+                    self.it = iter(feeds)
+
+                def get_next(self):
+                    return next(self.it, None)
+
+            quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                            activation_type=QuantType.QUInt8, weight_type=weight_type, reduce_range=reduce_range,
+                            extra_options=extra, nodes_to_exclude=exclude, use_external_data_format=external)
+        else:
+            quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=weight_type,
+                             reduce_range=reduce_range, extra_options=extra, nodes_to_exclude=exclude,
+                             use_external_data_format=external)
+    except DeployError:
+        raise
+    except Exception as e:
+        raise DeployError(f"int8: onnxruntime.quantization failed ({type(e).__name__}: {e})") from e
+    finally:
+        root.setLevel(root_level)
