@@ -450,6 +450,24 @@ def _seed_variant(model: ir.Model, src: str | os.PathLike) -> None:
     props[KEY] = dataclasses.replace(v, precision=precision).to_json()
 
 
+# op types of a quantized model (int8 and packed): passes that take fp32 models refuse a model holding one
+QUANTIZED_OPS = frozenset({"MatMulInteger", "DynamicQuantizeMatMul", "QAttention", "QLinearMatMul",
+                           "DynamicQuantizeLinear", "MatMulNBits", "QuantizeLinear", "MatMulIntegerToFloat"})
+
+
+def swap_in(model: ir.Model, new: ir.Model) -> None:
+    """Make ``model`` (in place) the model ``new`` describes, keeping deploytool metadata (a pass whose tool
+    returns a whole new model: ORT's quantizer, its fp16 converter)."""
+    meta = dict(model.metadata_props)
+    model.graph = new.graph
+    model.ir_version = new.ir_version
+    model.functions.clear()
+    model.functions.update(new.functions)
+    model.metadata_props.clear()
+    model.metadata_props.update(meta)
+    model.metadata_props.update(new.metadata_props)
+
+
 def file_size(path: str | os.PathLike) -> int:
     """Size of an ONNX file including its external data files."""
     from deploytool import onnx_io

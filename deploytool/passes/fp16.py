@@ -26,9 +26,8 @@ from pydantic import PlainValidator
 
 from deploytool import onnx_io
 from deploytool.errors import DeployError, PassRefusedError, VerificationError
-from deploytool.passes.base import DeployPass, DeployPassResult
+from deploytool.passes.base import QUANTIZED_OPS, DeployPass, DeployPassResult, swap_in
 from deploytool.validation import Flag, invalid, schema
-from deploytool.passes.quantize_int8 import _QUANT_OPS, _swap_in
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ class Fp16ConvertPass(DeployPass):
         if "deploytool.packing" in model.metadata_props:
             raise PassRefusedError("model is packed (metadata 'deploytool.packing'); convert the fp32 model to fp16")
         for node in model.graph.all_nodes():
-            if node.op_type in _QUANT_OPS:
+            if node.op_type in QUANTIZED_OPS:
                 raise PassRefusedError(f"model is quantized (it contains {node.op_type} node {node.name!r}); "
                                        "convert the fp32 model to fp16")
         for v in model.graph.initializers.values():
@@ -145,7 +144,7 @@ class Fp16ConvertPass(DeployPass):
                                   f"{v.const_value.dtype.name}; not supported")
         n_half = sum(v.const_value is not None and v.const_value.dtype is ir.DataType.FLOAT16
                      for v in new.graph.initializers.values())
-        _swap_in(model, new)
+        swap_in(model, new)
         stats: dict[str, Any] = {"float_initializers": n_float, "fp16_initializers": n_half,
                                  "keep_io_types": self.config.keep_io_types}
         return DeployPassResult(model, modified=True, stats=stats)

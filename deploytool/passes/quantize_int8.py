@@ -70,7 +70,7 @@ import onnx_ir as ir
 
 from deploytool import onnx_io
 from deploytool.errors import ConfigError, DeployError, PassRefusedError, UnavailableError, VerificationError
-from deploytool.passes.base import DeployPass, DeployPassResult, Skip, release_free_memory
+from deploytool.passes.base import QUANTIZED_OPS, DeployPass, DeployPassResult, Skip, release_free_memory, swap_in
 from deploytool.validation import Flag, Integer, OneOf, Text, schema
 
 logger = logging.getLogger(__name__)
@@ -144,10 +144,6 @@ class Int8Config:
             raise ConfigError("calib: static int8 needs calibration data (--calib-data DATASET or file)")
         if not self.static and self.calib:
             raise ConfigError("calib: calibration data is only used with static quantization (--static)")
-
-
-_QUANT_OPS = {"MatMulInteger", "DynamicQuantizeMatMul", "QAttention", "QLinearMatMul", "DynamicQuantizeLinear",
-              "MatMulNBits", "QuantizeLinear", "MatMulIntegerToFloat"}
 
 
 def _meta(model: ir.Model, key: str) -> str | None:
@@ -293,7 +289,7 @@ class Int8QuantizePass(DeployPass):
             if why is not None:
                 raise UnavailableError(f"int8 quantization needs onnxruntime ({why})")
         for node in model.graph.all_nodes():
-            if node.op_type in _QUANT_OPS:
+            if node.op_type in QUANTIZED_OPS:
                 raise PassRefusedError(f"model is already quantized (it contains {node.op_type} node {node.name!r})")
         if "deploytool.packing" in model.metadata_props:
             raise PassRefusedError("model is already packed (metadata 'deploytool.packing'); quantize the fp32 model")
@@ -305,7 +301,7 @@ class Int8QuantizePass(DeployPass):
                                        "instead")
 
     def ensures(self, model: ir.Model) -> None:
-        if not any(n.op_type in _QUANT_OPS for n in model.graph.all_nodes()):
+        if not any(n.op_type in QUANTIZED_OPS for n in model.graph.all_nodes()):
             raise VerificationError("Int8QuantizePass wrote no int8 op; nothing written")
 
     def call(self, model: ir.Model) -> DeployPassResult:
@@ -421,14 +417,14 @@ class Int8QuantizePass(DeployPass):
                 stats["pairsafe_weights"] = _pairsafe_ort_weights(out, onnx_io.load_model(src), cfg.per_channel)
         counts: dict[str, int] = {}
         for n in out.graph.all_nodes():
-            if n.op_type in _QUANT_OPS:
+            if n.op_type in QUANTIZED_OPS:
                 counts[n.op_type] = counts.get(n.op_type, 0) + 1
         stats["quantized_ops"] = counts
         left = sum(n.op_type in ("MatMul", "Gemm") and len(n.inputs) > 1 and n.inputs[1] is not None
                    and n.inputs[1].is_initializer() for n in out.graph.all_nodes())
         if left:
             skipped.append(Skip("MatMul", f"{left} MatMul/Gemm with constant weights left in fp32 by ORT's quantizer"))
-        _swap_in(model, out)
+        swap_in(model, out)
         return DeployPassResult(model, modified=True, stats=stats, skipped=skipped)
 
 
@@ -501,18 +497,6 @@ def _pairsafe_ort_weights(out: ir.Model, src: ir.Model, per_channel: bool) -> in
         raise PassRefusedError("weights=pairsafe: ORT's quantizer wrote no int8 GEMM weight to re-code; use "
                                "--weights uint8")
     return len(done)
-
-
-def _swap_in(model: ir.Model, new: ir.Model) -> None:
-    """Make ``model`` (in place) the model ``new`` describes, keeping deploytool metadata."""
-    meta = dict(model.metadata_props)
-    model.graph = new.graph
-    model.ir_version = new.ir_version
-    model.functions.clear()
-    model.functions.update(new.functions)
-    model.metadata_props.clear()
-    model.metadata_props.update(meta)
-    model.metadata_props.update(new.metadata_props)
 
 
 def int8_pipeline(config: Int8Config) -> DeployPass:
