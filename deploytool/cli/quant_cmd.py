@@ -69,7 +69,8 @@ def _given(*params: str) -> list[str]:
 @click.option("--weights", "weights", default="int8", show_default=True,
               help="int8 GEMM weight codes: int8 (exact on VNNI x86 and ARM64) | pairsafe (scaled so that no "
                    "neighbouring pair of codes can saturate: exact everywhere, int8's speed) | uint8 (the int8 codes "
-                   "+128, zero point 128: exact everywhere, slower on x86 without VNNI) | int7 (ORT's reduce_range). "
+                   "+128, zero point 128: exact everywhere, slower on x86 without VNNI) | int7 (7-bit codes in [-63, 63]: cannot "
+                   "saturate, half the resolution). "
                    "x86 without VNNI (AVX2 only) saturates int8 pairs (README: int8 on x86 without VNNI).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
 @no_verify_option

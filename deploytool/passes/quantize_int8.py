@@ -90,14 +90,16 @@ class WeightCodes(str, enum.Enum):
     ``int8``: symmetric codes in [-127, 127] (uint8 activations x int8 weights, MLAS's U8S8 kernel). Exact on
     x86 with AVX-512 VNNI or AVX-VNNI and on ARM64; on x86 without VNNI (AVX2 only: Haswell to Skylake client,
     AMD Zen 1-3) MLAS multiplies with ``vpmaddubsw``, which adds two u8 x s8 products in a saturating int16,
-    so a pair over 32767 is clipped. ``int7``: codes in [-63, 63] (ORT's ``reduce_range``): no pair can
-    saturate (2 x 255 x 63 < 32767), half the resolution, the same kernel. ``uint8``: the ``int8`` codes plus
+    so a pair over 32767 is clipped. ``int7``: codes in [-63, 63] (``s = max / 63``, 7-bit signed codes; ORT's
+    ``reduce_range`` is a different rule, [-64, 64]): no pair can saturate (2 x 255 x 63 < 32767), half the
+    resolution, the same kernel. ``uint8``: the ``int8`` codes plus
     128, stored uint8 with zero point 128: the same integers through MLAS's U8U8 kernel, exact everywhere.
     ``pairsafe``: int8 codes with each column's scale chosen so that no two neighbouring codes along the input
     dimension (rows ``2i, 2i+1``: the pairs ``vpmaddubsw`` adds) add past 128 in magnitude, so nothing can
     saturate: the U8S8 kernel and speed of ``int8``, exact everywhere, a coarser step per column
     (``benchmarks/results/int8_codes.json``). On ORT's path (engine ort, static, a graph the native writer does
-    not take) the int8 weights ORT's quantizer wrote are re-coded by the same rule from their fp32 originals."""
+    not take) the int8 weights ORT's quantizer wrote are re-coded by the ``int7`` or ``pairsafe`` rule from their
+    fp32 originals, so each name means the same codes whichever engine wrote the file."""
 
     INT8 = "int8"
     INT7 = "int7"
@@ -352,10 +354,10 @@ class Int8QuantizePass(DeployPass):
         stats: dict[str, Any] = {"mode": "static" if cfg.static else "dynamic", "per_channel": cfg.per_channel,
                                  "fusion": cfg.fusion.value, "engine": Engine.ORT.value,
                                  "weight_codes": cfg.weights.value}
-        # ORT's own rules: int7 is its reduce_range (7-bit codes); uint8 its QUInt8 weights, asymmetric uint8 (its
-        # zero points per column), not the int8 codes shifted as the native writer stores them; pairsafe starts
-        # from ORT's int8 codes and re-codes them below
-        ort_codes = cfg.weights.value if cfg.weights in (WeightCodes.UINT8, WeightCodes.INT7) else "int8"
+        # ORT's own rules: uint8 is its QUInt8 weights, asymmetric uint8 (its zero points per column), not the int8
+        # codes shifted as the native writer stores them; int7 and pairsafe start from ORT's int8 codes and are
+        # re-coded below by deploytool's rules (ORT's reduce_range would give [-64, 64], not int7's [-63, 63])
+        ort_codes = "uint8" if cfg.weights is WeightCodes.UINT8 else "int8"
         fusion = cfg.fusion
         if fusion is not Fusion.NONE:
             try:
@@ -413,8 +415,9 @@ class Int8QuantizePass(DeployPass):
                 del qproto
             else:
                 out = onnx_io.load_model(dst)
-            if cfg.weights is WeightCodes.PAIRSAFE:  # while the quantizer's fp32 input is still there
-                stats["pairsafe_weights"] = _pairsafe_ort_weights(out, onnx_io.load_model(src), cfg.per_channel)
+            if cfg.weights in (WeightCodes.PAIRSAFE, WeightCodes.INT7):  # while the quantizer's fp32 input is there
+                stats[f"{cfg.weights.value}_weights"] = _recode_ort_weights(out, onnx_io.load_model(src), cfg.per_channel,
+                                                                            cfg.weights)
         counts: dict[str, int] = {}
         for n in out.graph.all_nodes():
             if n.op_type in QUANTIZED_OPS:
@@ -448,9 +451,9 @@ def _native_refusal(cfg: Int8Config) -> str | None:
 _ORT_SUFFIX = "_quantized"
 
 
-def _pairsafe_ort_weights(out: ir.Model, src: ir.Model, per_channel: bool) -> int:
-    """Re-code, in place, every int8 GEMM weight ORT's quantizer wrote into ``out`` by the pair-safe rule
-    (:func:`deploytool.passes.int8_native.int8_weight`), from its fp32 original in the quantizer's input
+def _recode_ort_weights(out: ir.Model, src: ir.Model, per_channel: bool, codes: WeightCodes) -> int:
+    """Re-code, in place, every int8 GEMM weight ORT's quantizer wrote into ``out`` by the pair-safe or the
+    7-bit rule (``codes``: :func:`deploytool.passes.int8_native.int8_weight`), from its fp32 original in the quantizer's input
     ``src`` (ORT names the codes ``<original>_quantized`` and the scales ``<original>_scale``; its int8 zero
     points are 0, as the rule's are). Returns how many weights were re-coded; a weight it cannot map to its
     original is a PassRefusedError naming it."""
@@ -471,7 +474,7 @@ def _pairsafe_ort_weights(out: ir.Model, src: ir.Model, per_channel: bool) -> in
         if node.op_type == "DequantizeLinear" and not any(u.node.op_type in ("MatMul", "Gemm") and u.idx == 1
                                                           for u in node.outputs[0].uses()):
             continue  # not a GEMM weight (an embedding table read by Gather): no pairs to keep
-        where = f"weights=pairsafe: {node.op_type} {node.name!r}"
+        where = f"weights={codes.value}: {node.op_type} {node.name!r}"
         base = w.name[:-len(_ORT_SUFFIX)] if w.name.endswith(_ORT_SUFFIX) else None
         orig = originals.get(base) if base else None
         scale = (node.inputs[si] if si is not None and len(node.inputs) > si else inits.get(f"{base}_scale"))
@@ -488,13 +491,14 @@ def _pairsafe_ort_weights(out: ir.Model, src: ir.Model, per_channel: bool) -> in
                 or (zero is not None and zero.const_value is not None and np.any(zero.const_value.numpy())):
             raise PassRefusedError(f"{where}: its weight {w.name!r} is not a [K, N] matrix with per-column (or one) "
                                    "scale and zero points 0; use --weights uint8 (exact on every CPU)")
-        codes, scales = int8_weight([fp32], per_channel=per_channel, pair_safe=True)
-        w.const_value = ir.Tensor(codes, name=w.name)
+        q, scales = int8_weight([fp32], per_channel=per_channel, qmax=63 if codes is WeightCodes.INT7 else 127,
+                                pair_safe=codes is WeightCodes.PAIRSAFE)
+        w.const_value = ir.Tensor(q, name=w.name)
         scale.const_value = ir.Tensor(np.asarray(scales, np.float32).reshape(scale.const_value.shape.numpy()),
                                       name=scale.name)
         done.add(w.name)
     if not done:
-        raise PassRefusedError("weights=pairsafe: ORT's quantizer wrote no int8 GEMM weight to re-code; use "
+        raise PassRefusedError(f"weights={codes.value}: ORT's quantizer wrote no int8 GEMM weight to re-code; use "
                                "--weights uint8")
     return len(done)
 

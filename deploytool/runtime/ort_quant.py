@@ -2,8 +2,8 @@
 (:mod:`deploytool.passes.quantize_int8`): file in, file out, with the pass's weight codes named as
 deploytool names them.
 
-Weight codes: ``int8`` (ORT's QInt8), ``uint8`` (QUInt8: asymmetric uint8 with a zero point per column) and
-``int7`` (QInt8 with ``reduce_range``: 7-bit codes). Dynamic quantization writes DynamicQuantizeLinear +
+Weight codes: ``int8`` (ORT's QInt8: symmetric, [-127, 127]) and ``uint8`` (QUInt8: asymmetric uint8 with a zero
+point per column). The pass re-codes ORT's int8 weights for its ``int7`` and ``pairsafe`` codes itself. Dynamic quantization writes DynamicQuantizeLinear +
 MatMulInteger (or the fused contrib ops); static writes QDQ with uint8 activations calibrated on ``feeds``.
 """
 
@@ -19,7 +19,7 @@ from deploytool.errors import DeployError, UnavailableError
 
 __all__ = ["quantization_missing", "onnxruntime_missing", "quantize_file", "WEIGHT_CODES"]
 
-WEIGHT_CODES = ("int8", "uint8", "int7")
+WEIGHT_CODES = ("int8", "uint8")
 
 
 def onnxruntime_missing() -> bool:
@@ -53,7 +53,6 @@ def quantize_file(src: str | os.PathLike, dst: str | os.PathLike, *, per_channel
     if weight_codes not in WEIGHT_CODES:
         raise DeployError(f"int8: ORT's quantizer writes weight codes {', '.join(WEIGHT_CODES)}; got {weight_codes!r}")
     weight_type = QuantType.QUInt8 if weight_codes == "uint8" else QuantType.QInt8
-    reduce_range = weight_codes == "int7"
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
     exclude = list(nodes_to_exclude)
     root = logging.getLogger()
@@ -71,11 +70,11 @@ def quantize_file(src: str | os.PathLike, dst: str | os.PathLike, *, per_channel
                     return next(self.it, None)
 
             quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                            activation_type=QuantType.QUInt8, weight_type=weight_type, reduce_range=reduce_range,
+                            activation_type=QuantType.QUInt8, weight_type=weight_type, reduce_range=False,
                             extra_options=extra, nodes_to_exclude=exclude, use_external_data_format=external)
         else:
             quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=weight_type,
-                             reduce_range=reduce_range, extra_options=extra, nodes_to_exclude=exclude,
+                             reduce_range=False, extra_options=extra, nodes_to_exclude=exclude,
                              use_external_data_format=external)
     except DeployError:
         raise

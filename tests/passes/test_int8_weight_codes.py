@@ -462,3 +462,42 @@ def test_pairsafe_on_ort_path_refuses_a_weight_it_cannot_map(bert, tmp_path, mon
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert lines[-1].startswith("error: ") and "weights=pairsafe" in lines[-1] and "_quantized" in lines[-1]
     assert "Traceback" not in r.output and not list(out.parent.iterdir())
+
+
+@pytest.mark.parametrize("weights", ["int7", "uint8", "pairsafe"])
+def test_ort_engine_writes_each_weight_code(bert, tmp_path, weights):
+    """ORT's engine (ORT's optimizer and quantizer, reached through deploytool.runtime) maps each code to its
+    own rule, restated on the fp32 weight of layer 1's FFN: int7 is 7-bit symmetric codes (max|W| / 63 per
+    column), uint8 is uint8 weights with their zero points, pairsafe is int8 codes no pair of rows of which
+    sums past 128 in one sign."""
+    from deploytool.graph import find_structure
+    from deploytool.graph.weights import weight_array
+    from deploytool.onnx_io import load_model
+
+    res = quantize_int8_file(bert, tmp_path / "q.onnx", Int8Config(engine="ort", weights=weights))
+    assert res.stats["engine"] == "ort" and res.stats["weight_codes"] == weights and res.gate.verified
+    inits = _inits(tmp_path / "q.onnx")
+    # ORT's engine writes the FFN as MatMulInteger (input 1 the weight) beside the fused QAttention
+    gemm_weights = [inits[n.input[1]] for n in onnx.load(str(tmp_path / "q.onnx")).graph.node
+                    if n.op_type in (*GEMM_WEIGHT, "MatMulInteger") and n.input[1] in inits]
+    assert gemm_weights
+    w = weight_array(find_structure(load_model(bert)).layers[1].ffn.intermediate.weight).astype(np.float64)
+    if weights == "uint8":
+        assert all(q.dtype == np.uint8 for q in gemm_weights)
+        return
+    assert all(q.dtype == np.int8 for q in gemm_weights)
+    if weights == "int7":
+        # the same 7-bit rule as the native writer's (not ORT's reduce_range, which reaches 64); the FFN weight is
+        # fused into no other matrix, so its codes appear whole
+        assert res.stats["int7_weights"] >= 2 * SHAPE["layers"], res.stats
+        scale = np.abs(w).max(axis=0) / 63
+        codes = np.clip(np.round(w / scale), -63, 63)
+        assert any(q.shape == w.shape and np.array_equal(q, codes) for q in gemm_weights)
+        assert all(np.abs(q.astype(np.int16)).max() == 63 for q in gemm_weights)
+    else:
+        for q in gemm_weights:
+            q2 = q.astype(np.int32).reshape(q.shape[0], -1)
+            even = q2[: q2.shape[0] // 2 * 2]
+            pairs = even[0::2] + even[1::2]
+            same_sign = (np.sign(even[0::2]) == np.sign(even[1::2]))
+            assert np.abs(np.where(same_sign, pairs, 0)).max() <= 128
