@@ -819,7 +819,9 @@ def render_pass_speed(results: Path) -> str:
 
 
 # pass_speed_ab.py's results the README quotes, newest change first: (file, what changed between its two trees)
-PASS_SPEED_AB = (("pass_speed_ab_gc_pause.json", "the pass runner pausing the garbage collector's automatic runs "
+PASS_SPEED_AB = (("pass_speed_ab_binary_signs.json", "binary packing's signs in the weight's own memory order (a "
+                  "regression of b9a2e8c mended)"),
+                 ("pass_speed_ab_gc_pause.json", "the pass runner pausing the garbage collector's automatic runs "
                   "(one young-generation collection before a big model's write)"),
                  ("pass_speed_ab_int8_probes.json", "the int8 planner's probes in ONNX Runtime instead of ONNX's "
                   "reference evaluator"),

@@ -111,7 +111,7 @@ CARRIED_BY = {"quickstart/run.json": "quickstart/meta.json"}
 NOT_IN_SITTING = {"big_models_xlmr_rerun.json", "cost_model_error_interleaved.json", "bench_hygiene_run2.json",
                   # pass_speed_ab: a change against its base revision, not a sitting's figure
                   "pass_speed_ab.json", "pass_speed_ab_int8_probes.json",
-                  "pass_speed_ab_gc_pause.json"}
+                  "pass_speed_ab_gc_pause.json", "pass_speed_ab_binary_signs.json"}
 RESULTS = ROOT / "benchmarks" / "results"
 
 
