@@ -512,8 +512,8 @@ def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathL
     onnx_io.check_output_path(dst, inputs=(src,))
     started: list = []  # the gate's process, once started: closed (killed if still running) whatever happens
     # the collector's automatic runs are paused while the pass runs: each full one walks every object of the
-    # process (BERT-base: a 21-23 ms run mid-pass that found 10 objects to free); big models get their one
-    # full collection before writing, where the pass's garbage is (see _run_pass_file)
+    # process (BERT-base: a 21-23 ms run mid-pass that found 10 objects to free); big models get one
+    # collection of the youngest generation before writing, where the pass's garbage is (see _run_pass_file)
     paused = gc.isenabled()
     gc.disable()
     try:

@@ -18,7 +18,7 @@ GEMM for Q/K/V on one quantized input) and the embeddings into ``EmbedLayerNorma
 graph, the pass quantizes the unfused graph and records a Skip. Fused graphs need
 ``DefaultTensorType=FLOAT`` (FACTS.md). ``quant_pre_process`` is not used (it fails on these exports
 and leaves temp files behind). ORT's optimizer and quantizer are called through the runtime layer
-(:func:`deploytool.runtime.fuse.optimize_bert_proto`, :mod:`deploytool.runtime.ort_quant`).
+(:func:`deploytool.runtime.fuse.optimize_proto`, :mod:`deploytool.runtime.ort_quant`).
 
 The FFN bias stays in the int8 GEMM (``bias_gelu=False``): ORT's ``BiasGelu`` kernel cost ~2x a
 plain ``Gelu`` at [1, 128, 1536] on the Xeon below (2.9 vs 1.5 ms for six layers), and
@@ -176,7 +176,7 @@ def _graph_heads(model: ir.Model, heads: int, hidden: int) -> tuple[int, int]:
 
 
 def _fuse(proto, config: Int8Config, model: ir.Model):
-    from deploytool.runtime.fuse import optimize_bert_proto
+    from deploytool.runtime.fuse import optimize_proto
 
     heads = config.num_heads or int(_meta(model, "num_heads") or 0)
     hidden = config.hidden_size or int(_meta(model, "hidden_size") or 0)
@@ -187,9 +187,11 @@ def _fuse(proto, config: Int8Config, model: ir.Model):
         heads, hidden = _graph_heads(model, heads, hidden)
     if heads == 0:  # per-layer head counts (pruned models): ORT detects each layer's own from its shapes
         hidden = 0
-    out = optimize_bert_proto(proto, num_heads=heads, hidden_size=hidden,
-                              multi_head_attention=config.fusion is Fusion.MHA,
-                              skip_layernorm=config.skip_layernorm, bias_gelu=config.bias_gelu, what="int8")
+    out = optimize_proto(proto, num_heads=heads, hidden_size=hidden, what="int8",
+                         fusions={"use_multi_head_attention": config.fusion is Fusion.MHA,
+                                  "enable_skip_layer_norm": config.skip_layernorm,
+                                  "enable_bias_skip_layer_norm": config.skip_layernorm,
+                                  "enable_bias_gelu": config.bias_gelu})
     if not any(o.domain == "com.microsoft" for o in out.opset_import):
         out.opset_import.add(domain="com.microsoft", version=1)
     _lift_opset_for_layernorm(out)

@@ -71,8 +71,6 @@ def fuse_transformer(src: str | os.PathLike, dst: str | os.PathLike, *, num_head
     num_heads/hidden_size default to the ``deploytool.*`` metadata, then the structure finder.
     Metadata is carried over, with ``deploytool.fused`` set to ``ort-<model_type>``.
     """
-    from onnxruntime.transformers.optimizer import optimize_model
-
     start = time.perf_counter()
     dst = onnx_io.check_output_path(dst, inputs=(src,))
     proto = onnx_io.load_proto(src)
@@ -85,17 +83,9 @@ def fuse_transformer(src: str | os.PathLike, dst: str | os.PathLike, *, num_head
         hidden = 0
     before = len(proto.graph.node)
     props = [(p.key, p.value) for p in proto.metadata_props]
-    ort_logger = logging.getLogger("onnxruntime.transformers")
-    level = ort_logger.level
-    ort_logger.setLevel(logging.ERROR)  # e.g. "word_embedding_table size <= position table" on tiny models
-    try:
-        opt = optimize_model(proto, model_type=model_type, num_heads=heads, hidden_size=hidden, opt_level=0,
-                             use_gpu=False)
-    except Exception as e:
-        raise DeployError(f"fuse: ORT transformer optimizer failed on {src} ({type(e).__name__}: {e})") from e
-    finally:
-        ort_logger.setLevel(level)
-    out = opt.model
+    # ORT's default fusions for the model type; its logs kept quiet (e.g. "word_embedding_table size <= position
+    # table" on tiny models)
+    out = optimize_proto(proto, num_heads=heads, hidden_size=hidden, model_type=model_type, what=f"fuse: {src}")
     counts = {op: 0 for op in REPORTED_OPS}
     for node in out.graph.node:
         if node.op_type in counts:
@@ -121,27 +111,28 @@ _FUSION_LOGGERS = ("onnxruntime.transformers", "fusion_attention", "fusion_base"
                    "onnx_model_bert", "fusion_options")
 
 
-def optimize_bert_proto(proto, *, num_heads: int, hidden_size: int, multi_head_attention: bool = False,
-                        skip_layernorm: bool = False, bias_gelu: bool = False, what: str = "fuse"):
-    """ORT's BERT optimizer (``opt_level=0``: python fusions only) on an in-memory ``proto``, with the fusion
-    options the int8 pass exposes: MultiHeadAttention instead of Attention, SkipLayerNormalization (and its
-    bias form), BiasGelu. Returns the optimized proto; ORT's fusion logs stay quiet; a failure is one
-    :class:`DeployError` line starting with ``what``."""
+def optimize_proto(proto, *, num_heads: int, hidden_size: int, model_type: str = "bert",
+                   fusions: dict[str, bool] | None = None, what: str = "fuse"):
+    """ORT's transformer optimizer (``opt_level=0``: python fusions only) on an in-memory ``proto``: its
+    default fusions for ``model_type``, with ``fusions`` (``FusionOptions`` attribute -> value, e.g.
+    ``use_multi_head_attention``, ``enable_skip_layer_norm``, ``enable_bias_gelu``) set over them. Returns
+    the optimized proto; ORT's fusion logs stay quiet; a failure is one :class:`DeployError` line starting
+    with ``what``."""
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
-    options = FusionOptions("bert")
-    options.use_multi_head_attention = multi_head_attention
-    options.enable_skip_layer_norm = skip_layernorm
-    options.enable_bias_skip_layer_norm = skip_layernorm
-    options.enable_bias_gelu = bias_gelu
+    options = FusionOptions(model_type)
+    for name, value in (fusions or {}).items():
+        if not hasattr(options, name):
+            raise DeployError(f"{what}: ORT's FusionOptions has no {name!r}")
+        setattr(options, name, value)
     loggers = [logging.getLogger(n) for n in _FUSION_LOGGERS]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        opt = optimize_model(proto, model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0,
-                             optimization_options=options, use_gpu=False)
+        opt = optimize_model(proto, model_type=model_type, num_heads=num_heads, hidden_size=hidden_size,
+                             opt_level=0, optimization_options=options, use_gpu=False)
     except Exception as e:
         raise DeployError(f"{what}: ORT transformer optimizer failed ({type(e).__name__}: {e})") from e
     finally:

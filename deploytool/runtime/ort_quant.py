@@ -45,8 +45,9 @@ def quantize_file(src: str | os.PathLike, dst: str | os.PathLike, *, per_channel
     calibrated on ``feeds`` when given. ``external``: ``dst`` keeps its weights in a data file (needed over
     protobuf's 2 GB). ORT's root-logger advice stays quiet; its failure is one :class:`DeployError` line, a
     missing quantizer an :class:`UnavailableError`."""
+    import onnx
+
     try:
-        import onnx
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     except ImportError as e:
         raise UnavailableError(f"int8 quantization needs onnxruntime ({e})") from e
