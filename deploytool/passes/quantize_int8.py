@@ -451,6 +451,8 @@ def _native_refusal(cfg: Int8Config) -> str | None:
 
 
 _ORT_SUFFIX = "_quantized"
+# a Gemm with transB: ORT's quantizer stores the transposed weight, named <original>_Transposed
+_ORT_TRANSPOSED = "_Transposed"
 
 
 def _recode_ort_weights(out: ir.Model, src: ir.Model, per_channel: bool, codes: WeightCodes) -> int:
@@ -479,12 +481,17 @@ def _recode_ort_weights(out: ir.Model, src: ir.Model, per_channel: bool, codes: 
         where = f"weights={codes.value}: {node.op_type} {node.name!r}"
         base = w.name[:-len(_ORT_SUFFIX)] if w.name.endswith(_ORT_SUFFIX) else None
         orig = originals.get(base) if base else None
+        transposed = orig is None and base is not None and base.endswith(_ORT_TRANSPOSED)
+        if transposed:
+            orig = originals.get(base[:-len(_ORT_TRANSPOSED)])
         scale = (node.inputs[si] if si is not None and len(node.inputs) > si else inits.get(f"{base}_scale"))
         zero = node.inputs[zi] if zi is not None and len(node.inputs) > zi else None
         if orig is None or orig.const_value is None or scale is None or scale.const_value is None:
             raise PassRefusedError(f"{where}: its weight {w.name!r} does not name an fp32 original in the "
                                    "quantizer's input; use --weights uint8 (exact on every CPU)")
         fp32 = orig.const_value.numpy()
+        if transposed:  # ORT's [K, N] copy of the Gemm's [N, K] weight
+            fp32 = np.ascontiguousarray(fp32.T) if fp32.ndim == 2 else fp32
         cols = int(fp32.shape[-1]) if fp32.ndim == 2 else -1
         s_size = int(np.prod(scale.const_value.shape.numpy())) if scale.const_value.shape.rank() else 1
         if fp32.ndim != 2 or tuple(fp32.shape) != tuple(w.shape.numpy()) or s_size not in (1, cols) \

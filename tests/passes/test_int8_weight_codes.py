@@ -464,6 +464,29 @@ def test_pairsafe_on_ort_path_refuses_a_weight_it_cannot_map(bert, tmp_path, mon
     assert "Traceback" not in r.output and not list(out.parent.iterdir())
 
 
+@pytest.mark.parametrize("weights", ["int7", "pairsafe"])
+def test_ort_engine_recodes_a_transposed_gemm_weight(tiny_onnx, tmp_path, weights):
+    """A classifier head exported as Gemm (transB): ORT's quantizer stores its weight transposed
+    (``<name>_Transposed_quantized``); the re-coding finds the fp32 original and writes the rule's codes of
+    its transpose, restated here (int7: max|W| / 63 per column; pairsafe: no same-signed pair past 128)."""
+    src = tiny_onnx("electra", exporter="torch", task="sequence-classification")
+    res = quantize_int8_file(src, tmp_path / "q.onnx", Int8Config(engine="ort", weights=weights))
+    assert res.gate.verified and res.stats[f"{weights}_weights"] >= 1
+    inits = _inits(tmp_path / "q.onnx")
+    name = "m.classifier.dense.weight_Transposed_quantized"
+    assert name in inits, sorted(inits)
+    q = inits[name]
+    w = numpy_helper.to_array(next(t for t in onnx.load(str(src)).graph.initializer
+                                   if t.name == "m.classifier.dense.weight")).astype(np.float64).T
+    assert q.shape == w.shape
+    if weights == "int7":
+        np.testing.assert_array_equal(q, np.clip(np.round(w / (np.abs(w).max(axis=0) / 63)), -63, 63))
+    else:
+        even = q.astype(np.int32)[: q.shape[0] // 2 * 2]
+        a, b = even[0::2], even[1::2]
+        assert np.abs(np.where(np.sign(a) == np.sign(b), a + b, 0)).max() <= 128
+
+
 @pytest.mark.parametrize("weights", ["int7", "uint8", "pairsafe"])
 def test_ort_engine_writes_each_weight_code(bert, tmp_path, weights):
     """ORT's engine (ORT's optimizer and quantizer, reached through deploytool.runtime) maps each code to its
