@@ -54,8 +54,13 @@ when named.
 Goals (issue #17 item 1): each pass's process wall <= 8x the copy, its peak RSS <= 1.5x the file, the
 chain within the sum of its parts. The JSON says for each whether it holds and by how much.
 
+Each run is also compared with the last committed results file (``speed_check.py``; ``--check-against REV``,
+``none`` to skip): a pass whose ratio to the copy rose by more than 15% with every round above the base's
+median, whose peak RSS rose, or that fails now is listed under ``regression_check.regressed`` and printed.
+
 Usage: ``.venv/bin/python benchmarks/pass_speed.py [-o benchmarks/results/pass_speed.json]
-[--work DIR] [--passes slice,pack,...] [--model PATH] [--no-chain] [--no-sessions] [--no-imports]``.
+[--work DIR] [--passes slice,pack,...] [--model PATH] [--no-chain] [--no-sessions] [--no-imports]
+[--check-against REV]``.
 ``--model`` skips the export and uses that file. The machine is shared: the load average is recorded before and after every step.
 """
 
@@ -75,6 +80,7 @@ from pathlib import Path
 
 from _pass_worker import HEADS  # beside this script: the one-pass process the rows time
 from _stamp import stamp  # beside this script: the results file's "run" block
+import speed_check  # beside this script: each run against the last committed one
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -454,6 +460,9 @@ def main() -> None:
     ap.add_argument("--no-cli", action="store_true", help="skip the `deploytool` command rows")
     ap.add_argument("--no-sessions", action="store_true", help="skip the gate session options section")
     ap.add_argument("--no-imports", action="store_true", help="skip the import profile section")
+    ap.add_argument("--check-against", default="HEAD", metavar="REV",
+                    help="compare each pass with this git revision's results file (speed_check.py; 'none': "
+                         "skip) [default: HEAD, the last committed run]")
     ap.add_argument("--_worker", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._worker:
@@ -463,6 +472,8 @@ def main() -> None:
     if args.repeats < 1:
         raise SystemExit(f"--repeats must be 1 or more; got {args.repeats}")
     run = stamp()
+    # read before this run can overwrite it
+    baseline = None if args.check_against == "none" else speed_check.committed(args.check_against)
     passes = [p for p in args.passes.split(",") if p]
     unknown = [p for p in passes if p not in PASSES + OPTIONAL]
     if unknown:
@@ -621,6 +632,10 @@ def main() -> None:
                           "goal_time_met": r.get("goal_time_met"), "goal_rss_met": r.get("goal_rss_met")}
                          for n, r in rows.items()]
     result["run"] = stamp(run)
+    if baseline is not None:
+        result["regression_check"] = speed_check.check(result, baseline)
+        for line in speed_check.summary_lines(result["regression_check"]):
+            log(line)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     log(f"wrote {args.out}")

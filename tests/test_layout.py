@@ -298,6 +298,7 @@ WHOLE_PACKAGE_TESTS = {
     "test_layout.py": "the package's layout and this mirror",
     "test_public_api.py": "deploytool/__init__.py: the curated public API",
     "test_readme_figures.py": "the README's figures against benchmarks/results",
+    "test_speed_check.py": "benchmarks/speed_check.py: a pass_speed run against the last committed one",
 }
 
 
