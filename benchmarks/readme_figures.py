@@ -545,7 +545,22 @@ def render_fit_runtime(results: Path) -> str:
             f"{longer[0]} tokens and more ({_span(rest, '{:.1f}')}x faster than 2-bit) and on every "
             "aarch64 device (only QEMU correctness is known there); each candidate in `best.onnx.fit.json` says which "
             "and why. The report shows the file `fit` chose; it does not choose runtimes itself.")
+    for name in PACK_NBITS_SIDE_RUNS:  # the same comparison on other kinds of x86 CPU
+        side = _load(results, name)
+        r = _nbits_ratios(side)
+        s_short, s_rest = min(r), sorted(s for s in r if s != min(r))
+        same = max(r[s_short]) < 1 and all(min(r[s]) > 1 for s in s_rest)
+        models = " and ".join(_MODEL_NAMES.get(m, m) for m in side["models"] if side["models"][m].get("nbits_vs_int8"))
+        text += (f" On {_cpu_of(side)}, {models} ({_date(side.get('created_utc'))}, `{SRC}/{name}`): 2-bit over int8 "
+                 f"{_span(r[s_short])} at {s_short} token{'' if s_short == 1 else 's'}, "
+                 + ", ".join(f"{_span(r[s], '{:.2f}')} at {s}" for s in s_rest)
+                 + (": the same rule." if same else ": a different crossover, which `fit` does not yet follow."))
     return _wrap(text)
+
+
+# pack_bench.py runs reduced to the 2-bit against int8 latency (``--models minilm --variants
+# int8,ternary2,binary1,nbits2_ternary,nbits2_binary``) on kinds of CPU the main file was not measured on
+PACK_NBITS_SIDE_RUNS = ("pack_bench_nbits_zen3.json",)
 
 
 def render_published_devices(results: Path) -> str:

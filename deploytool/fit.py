@@ -233,9 +233,12 @@ def _name(w: float, d: float, p: str) -> str:
 # fp16 candidates are built on any host: fit measures them here and projects them to the device
 _OPTIONS = {"fp16": {"check_host": False}}
 
-# MatMulNBits 2-bit (pack --runtime memory) against int8 DynamicQuantizeMatMul on the same ternary
-# weight [384 x 1536], 1 thread, x86 with AVX-512 VNNI + AMX (benchmarks/results/nbits_kernels.json;
-# whole models in pack_bench.json): 2-bit faster at 1 row, int8 faster at 8 and 128 rows
+# MatMulNBits 2-bit (pack --runtime memory) against int8 kernels (pack --runtime speed), whole models at
+# ONNX Runtime's default session options, 1 thread: 2-bit faster at 1 token, int8 faster at 8 and 128, on x86
+# with AVX-512 VNNI + AMX (benchmarks/results/pack_bench.json: MiniLM and BERT-base, 0.54-0.67x at 1 token) and
+# on AVX2 without VNNI (pack_bench_nbits_zen3.json: MiniLM, 0.74-0.77x). A single [384 x 1536] GEMM alone
+# (nbits_kernels.json) has 2-bit ahead at 1 row only with the session option mlas.use_lut_gemm, which
+# deploytool does not set: the whole-model runs are what this rule follows
 NBITS_MAX_SEQ = 1
 
 
