@@ -27,6 +27,10 @@ What is compared (all timed interleaved, run by run, in one clean worker without
 - ``ours_sln``: the default with ``skip_layernorm=True``.
 - ``ours_static``: static QDQ int8 with per-tensor activation scales calibrated on 64 training reviews
   (``fusion="none"``).
+- ``ours_pairsafe``: the default with ``weights="pairsafe"`` (each column scaled so that no pair of int8 codes
+  can clip in the int16 sums of an x86 CPU without VNNI: exact on every CPU, the same kernels);
+  ``ours_uint8``: the default's own codes stored as uint8 (zero point 128), which every CPU computes exactly:
+  on a CPU without VNNI, what the default file computes on one with it.
 - Rewrites of the native graph made here (:func:`_native_variants`, candidates for 128 tokens; the same
   int8 weights, only the named part changed): ``native_word_rows_dql`` (word rows dequantized by a per-axis
   ``DequantizeLinear``, the writer's form before 2026-12-02), ``native_bias_gelu`` (the FFN-1 bias moved
@@ -441,7 +445,8 @@ def _recipes() -> dict:
             "ours_unfused": Int8Config(fusion="none"),
             "ours_unfused_static_reshape": Int8Config(fusion="none", static_reshape=True),
             "ours_mha": Int8Config(fusion="mha"), "ours_sln": Int8Config(skip_layernorm=True),
-            "ours_static": Int8Config(fusion="none", static=True, calib="rotten-tomatoes")}
+            "ours_static": Int8Config(fusion="none", static=True, calib="rotten-tomatoes"),
+            "ours_pairsafe": Int8Config(weights="pairsafe"), "ours_uint8": Int8Config(weights="uint8")}
 
 
 def _build(fp32: Path, work: Path, tokenizer: Path, tag: str, only: set[str] | None = None
