@@ -61,7 +61,9 @@ median, whose peak RSS rose, or that fails now is listed under ``regression_chec
 Usage: ``.venv/bin/python benchmarks/pass_speed.py [-o benchmarks/results/pass_speed.json]
 [--work DIR] [--passes slice,pack,...] [--model PATH] [--no-chain] [--no-sessions] [--no-imports]
 [--check-against REV]``.
-``--model`` skips the export and uses that file. The machine is shared: the load average is recorded before and after every step.
+``--model`` skips the export and uses that file. Each round ends with the passes' peers (``--no-peers``: skip
+them): the same file loaded whole and saved again by ``onnx.load`` + ``onnx.save`` and by onnx_ir's ``load`` +
+``save`` in a fresh process, each over a cp timed right before it (``peers``: wall, ratio, peak RSS). The machine is shared: the load average is recorded before and after every step.
 """
 
 from __future__ import annotations
@@ -240,7 +242,25 @@ def worker_external(spec: dict) -> dict:
     return {"ok": True}
 
 
-WORKERS = {"export": worker_export, "session": worker_session, "external": worker_external}
+def worker_peer(spec: dict) -> dict:
+    """A peer of the passes in this fresh process: the model loaded whole and saved again, as a script without
+    deploytool would (``onnx.load`` + ``onnx.save``, or onnx_ir's ``load`` + ``save``); the seconds from before
+    the import, and the peak RSS."""
+    t0 = time.perf_counter()
+    if spec["peer"] == "onnx":
+        import onnx
+
+        onnx.save(onnx.load(spec["src"]), spec["dst"])
+    else:
+        import onnx_ir as ir
+
+        ir.save(ir.load(spec["src"]), spec["dst"])
+    return {"ok": True, "seconds": round(time.perf_counter() - t0, 2), "peak_rss_bytes": _peak_rss()}
+
+
+WORKERS = {"export": worker_export, "session": worker_session, "external": worker_external, "peer": worker_peer}
+# what a user without deploytool would run on the same file (issue #17 item 5: each pass beside its peer)
+PEERS = {"onnx.load+onnx.save": "onnx", "onnx_ir.load+onnx_ir.save": "onnx_ir"}
 
 
 # ----------------------------------------------------------------------------------------- driver
@@ -460,6 +480,8 @@ def main() -> None:
     ap.add_argument("--no-cli", action="store_true", help="skip the `deploytool` command rows")
     ap.add_argument("--no-sessions", action="store_true", help="skip the gate session options section")
     ap.add_argument("--no-imports", action="store_true", help="skip the import profile section")
+    ap.add_argument("--no-peers", action="store_true",
+                    help="skip the peer rows (onnx.load + onnx.save, onnx_ir.load + onnx_ir.save, once a round)")
     ap.add_argument("--check-against", default="HEAD", metavar="REV",
                     help="compare each pass with this git revision's results file (speed_check.py; 'none': "
                          "skip) [default: HEAD, the last committed run]")
@@ -506,6 +528,7 @@ def main() -> None:
     rows = {}
     runs: dict[str, list[dict]] = {name: [] for name in passes}
     cli_runs: dict[str, list[dict]] = {name: [] for name in passes if name in CLI}
+    peer_runs: dict[str, list[dict]] = {} if args.no_peers else {name: [] for name in PEERS}
     cp_times = list(copy["cp_s"])
     # rounds: every pass once per round, in the same order, each round starting with one more cp of the
     # file, so that a slow spell of this shared VM falls on every pass and on the copy alike
@@ -540,6 +563,17 @@ def main() -> None:
                 log(f"  deploytool {CLI[name][0]}: {c['process_wall_s']} s{'' if c['ok'] else ' FAILED ' + c['error']}")
                 for f in work.glob(f"cli-{name}.onnx*"):
                     f.unlink()
+        for name in peer_runs:  # after the round's passes, with a cp timed right before each, as they are
+            _read_through(src)
+            paired = _paired_copy(src, work)
+            r = _spawn("peer", {"peer": PEERS[name], "src": str(src), "dst": str(work / "peer.onnx")})
+            r["cp_paired_s"] = paired
+            (work / "paired-copy.onnx").unlink()
+            peer_runs[name].append(r)
+            log(f"  peer {name}: {r.get('process_wall_s')} s, peak {r.get('peak_rss_bytes', 0) / 1e9:.2f} GB"
+                f"{'' if r.get('ok') else ' FAILED ' + r.get('error', '')}")
+            for f in work.glob("peer.onnx*"):
+                f.unlink()
     cp = round(statistics.median(cp_times), 3)
     paired_cps = [r["cp_paired_s"] for rs in list(runs.values()) + list(cli_runs.values()) for r in rs]
     copy.update(cp_s=cp_times, cp_median_s=cp, repeats=len(cp_times), paired_cp_s=paired_cps,
@@ -580,6 +614,18 @@ def main() -> None:
                          "over_paired_copy": ratios,
                          "errors": [c["error"] for c in cr if not c["ok"]]}
         result["cli"] = cli
+    if peer_runs:
+        peers = {}
+        for name, pr in peer_runs.items():
+            mid = _median_run(pr)
+            x, ratios = _paired_ratio(pr)
+            peers[name] = {"ok": all(r.get("ok") for r in pr), "process_wall_s": mid["process_wall_s"],
+                           "time_over_copy": x, "over_paired_copy": ratios,
+                           "runs_s": [r.get("process_wall_s") for r in pr],
+                           "peak_rss_bytes": mid.get("peak_rss_bytes"),
+                           "peak_rss_over_file": round(mid.get("peak_rss_bytes", 0) / in_bytes, 2),
+                           "errors": [r["error"] for r in pr if not r.get("ok")]}
+        result["peers"] = peers
     result["input_unchanged"] = src.stat().st_mtime_ns == mtime
     if not args.no_chain and "slice" in rows and "pack" in rows and rows["slice"].get("ok"):
         log("chain: pack of the slice")

@@ -868,6 +868,11 @@ def render_pass_speed(results: Path) -> str:
     text += (f"A chained slice then pack (two processes) took {ch['chain_wall_s']:.1f} s against "
              f"{ch['sum_of_single_passes_s']:.1f} s for the two passes alone"
              f"{', within the sum' if ch['goal_within_sum_met'] else ', NOT within the sum'}.")
+    peers = [(n, p) for n, p in (d.get("peers") or {}).items() if p.get("ok")]
+    if peers:  # what the same file costs without deploytool, in the same rounds
+        text += (" Beside them, in the same rounds, the file loaded whole and saved again in a fresh process: "
+                 + "; ".join(f"`{n.replace('+', ' + ')}` {p['process_wall_s']:.1f} s ({p['time_over_copy']:.1f}x the "
+                             f"copy), peak memory {p['peak_rss_over_file']:.1f}x the file" for n, p in peers) + ".")
     return text
 
 
