@@ -682,6 +682,8 @@ def main() -> None:
         result["regression_check"] = speed_check.check(result, baseline)
         for line in speed_check.summary_lines(result["regression_check"]):
             log(line)
+    elif args.check_against != "none":
+        log(f"speed check: no {speed_check.RESULTS_PATH} committed at {args.check_against}; nothing compared")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     log(f"wrote {args.out}")
