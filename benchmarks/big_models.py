@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 
 from _stamp import stamp  # beside this script: the results file's "run" block
+import speed_check  # beside this script: each run's memory against the last committed one
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -472,12 +473,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--passes", default=",".join(PASSES), help="comma-separated subset of " + ",".join(PASSES))
     ap.add_argument("--exporter", choices=("torch", "deploytool"), default="torch",
                     help="torch: plain torch.onnx.export (default); deploytool: deploytool.export.export_loaded")
+    ap.add_argument("--check-against", default="HEAD", metavar="REV",
+                    help="compare each pass's memory with this git revision's results file (speed_check.py; "
+                         "'none': skip) [default: HEAD, the last committed run]")
     ap.add_argument("--_worker", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a._worker:
         print(json.dumps(WORKERS[a._worker[0]](json.loads(a._worker[1]))), flush=True)
         return 0
     run = stamp()
+    # read before this run can overwrite it
+    baseline = None if a.check_against == "none" else speed_check.committed(a.check_against,
+                                                                            speed_check.BIG_MODELS_PATH)
     passes = [p for p in a.passes.split(",") if p]
     bad = [p for p in passes if p not in PASSES]
     if bad:
@@ -527,6 +534,10 @@ def main(argv: list[str] | None = None) -> int:
         for s, x in [("export", res["export"]), *res["passes"].items()]
         if (x.get("check") or {}).get("equal") is False]
     report["run"] = stamp(run)
+    if baseline is not None:
+        report["regression_check"] = speed_check.check_big_models(report, baseline)
+        for line in speed_check.summary_lines(report["regression_check"]):
+            log(line)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")

@@ -20,6 +20,10 @@ Runs on different kinds of CPU (vendor, family and model from each file's ``run`
 different sizes are not compared: their ratios to ``cp`` differ by more than the tolerance for reasons no
 code change made (the check says so and exits 2).
 
+A ``big_models.py`` results file (BERT-large, XLM-R-large) is checked on memory, its goal: each pass's
+peak RSS over the input and the gate's (the gate's only between runs on one kind of CPU), and failures
+(:func:`check_big_models`); ``big_models.py`` runs that check after each run too.
+
 Usage::
 
     python benchmarks/speed_check.py NEW.json [--base FILE | --base-rev REV] [--tolerance 0.15] [-o CHECK.json]
@@ -42,6 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent
 RESULTS_PATH = "benchmarks/results/pass_speed.json"
+BIG_MODELS_PATH = "benchmarks/results/big_models.json"
 TOLERANCE = 0.15
 RSS_TOLERANCE = 0.25
 RSS_MIN_STEP = 0.05  # of the file: below this a rise is allocator noise, whatever its ratio
@@ -154,6 +159,46 @@ def check(new: dict, base: dict, *, tolerance: float = TOLERANCE, rss_tolerance:
     return result
 
 
+def _big_rows(result: dict) -> dict[tuple[str, str], dict]:
+    return {(r.get("model"), r.get("step")): r for r in result.get("table") or [] if r.get("step") != "export"}
+
+
+def check_big_models(new: dict, base: dict, *, rss_tolerance: float = RSS_TOLERANCE) -> dict:
+    """Compare two ``big_models.py`` results (parsed JSON) on memory, the goal there (timings are for
+    information): each (model, pass)'s peak RSS over the input, bigger when it rose by more than
+    ``rss_tolerance`` and by at least 0.05x the input; the gate process's peak alike, but only between runs
+    on the same kind of CPU (ONNX Runtime's prepacked weights differ between CPUs); and a pass that
+    ran in the base and fails now. Returns the same shape as :func:`check` (``rows`` per "model pass")."""
+    same_cpu = _cpu(new) is not None and _cpu(new) == _cpu(base)
+    result: dict = {"comparable": True, "why_not": None, "rss_tolerance": rss_tolerance, "same_cpu": same_cpu,
+                    "new": {"created_utc": new.get("created_utc"),
+                            "commit": ((new.get("run") or {}).get("code") or {}).get("commit")},
+                    "base": {"created_utc": base.get("created_utc"),
+                             "commit": ((base.get("run") or {}).get("code") or {}).get("commit")},
+                    "regressed": [], "improved": [], "rows": {}}
+    nr, br = _big_rows(new), _big_rows(base)
+    for key in sorted(set(nr) & set(br), key=str):
+        n, b = nr[key], br[key]
+        label = f"{key[0]} {key[1]}"
+        row: dict = {}
+        if b.get("ok") and n.get("ok") is False:
+            row["verdict"] = "fails now"
+            result["regressed"].append(f"{label}: fails now ({n.get('error')})")
+        for field, what in (("rss_over_input", "peak RSS"), ("gate_rss_over_input", "gate peak RSS")):
+            if field == "gate_rss_over_input" and not same_cpu:
+                continue
+            v = _rss_verdict(n.get(field), b.get(field), rss_tolerance)
+            if v is None:
+                continue
+            row[field] = v
+            if v["verdict"] == "bigger":
+                result["regressed"].append(f"{label}: {what} {v['base_rss_x_file']}x -> {v['new_rss_x_file']}x "
+                                           "the input")
+        result["rows"][label] = row
+    result["not_compared"] = [f"{m} {s}" for m, s in sorted(set(nr) ^ set(br), key=str)]
+    return result
+
+
 def committed(rev: str = "HEAD", path: str = RESULTS_PATH) -> dict | None:
     """``path`` as committed at ``rev`` (None when git or the file is not there)."""
     try:
@@ -170,6 +215,11 @@ def summary_lines(result: dict) -> list[str]:
     head = f"against the run of {base.get('created_utc')} (commit {(base.get('commit') or '?')[:7]})"
     if not result["comparable"]:
         return [f"speed check {head}: not compared ({result['why_not']})"]
+    if "tolerance" not in result:  # big_models: memory only
+        lines = [f"memory check {head}, tolerance {result['rss_tolerance']:.0%}"
+                 + ("" if result["same_cpu"] else " (another kind of CPU: the gate's peaks not compared)") + ": "
+                 + ("REGRESSED" if result["regressed"] else "nothing bigger or failing")]
+        return lines + [f"  bigger/failing: {r}" for r in result["regressed"]]
     lines = [f"speed check {head}, tolerance {result['tolerance']:.0%}: "
              + ("REGRESSED" if result["regressed"] else "nothing slower, bigger or failing")]
     lines += [f"  slower/bigger/failing: {r}" for r in result["regressed"]]
@@ -182,21 +232,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("new", help="a pass_speed.py results file")
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--base", default=None, help="the earlier results file [default: the committed one]")
-    g.add_argument("--base-rev", default="HEAD", help=f"the git revision whose {RESULTS_PATH} is the base")
+    g.add_argument("--base-rev", default="HEAD",
+                   help="the git revision whose committed file of the same kind (benchmarks/results/pass_speed.json "
+                        "or big_models.json) is the base")
     ap.add_argument("--tolerance", type=float, default=TOLERANCE)
     ap.add_argument("--rss-tolerance", type=float, default=RSS_TOLERANCE)
     ap.add_argument("-o", "--output", default=None, help="write the check as JSON here")
     args = ap.parse_args(argv)
     try:
         new = json.loads(Path(args.new).read_text())
-        base = json.loads(Path(args.base).read_text()) if args.base else committed(args.base_rev)
+        big = "table" in new and "passes" not in new
+        path = BIG_MODELS_PATH if big else RESULTS_PATH
+        base = json.loads(Path(args.base).read_text()) if args.base else committed(args.base_rev, path)
     except (OSError, ValueError) as e:
         print(f"speed_check: cannot read {e}", file=sys.stderr)
         return 2
     if base is None:
-        print(f"speed_check: no {RESULTS_PATH} at {args.base_rev}", file=sys.stderr)
+        print(f"speed_check: no {path} at {args.base_rev}", file=sys.stderr)
         return 2
-    result = check(new, base, tolerance=args.tolerance, rss_tolerance=args.rss_tolerance)
+    result = (check_big_models(new, base, rss_tolerance=args.rss_tolerance) if big else
+              check(new, base, tolerance=args.tolerance, rss_tolerance=args.rss_tolerance))
     print("\n".join(summary_lines(result)))
     if args.output:
         Path(args.output).write_text(json.dumps(result, indent=1) + "\n")

@@ -123,3 +123,54 @@ def test_the_binary_packing_regression_of_session_11_is_caught(sc):
     res = sc.check(after, before)
     assert any(r.startswith("pack-binary:") for r in res["regressed"])
     assert not any(r.startswith(("slice:", "prune-heads:", "int8:")) for r in res["regressed"])
+
+
+# ------------------------------------------------------------------ big_models.json: memory
+
+
+def _big(rows: dict[tuple[str, str], tuple[float, float, bool]], cpu=CPU) -> dict:
+    """A big_models result: (model, step) -> (rss over input, gate rss over input, ok)."""
+    return {"created_utc": "2026-12-03T00:00:00+00:00", "run": {"cpu": dict(cpu), "code": {"commit": "0" * 40}},
+            "results": {}, "table": [{"model": "bert-large", "step": "export", "peak_rss_gb": 5.9}] + [
+                {"model": m, "step": s, "rss_over_input": r, "gate_rss_over_input": g, "ok": ok,
+                 "error": None if ok else "VerificationError: boom"} for (m, s), (r, g, ok) in rows.items()]}
+
+
+BIG = {("bert-large", "slice"): (0.09, 0.39, True), ("bert-large", "pack"): (0.30, 0.80, True),
+       ("xlmr-large", "fp16"): (0.06, 1.50, True)}
+
+
+def test_big_models_memory_regressions(sc):
+    new = dict(BIG)
+    new[("bert-large", "pack")] = (0.45, 0.80, True)   # +50%, +0.15x the input: bigger
+    new[("bert-large", "slice")] = (0.12, 0.39, True)  # +33% but only +0.03x the input: noise
+    new[("xlmr-large", "fp16")] = (0.06, 2.10, False)  # fails now, and its gate grew
+    res = sc.check_big_models(_big(new), _big(BIG))
+    assert sorted(res["regressed"]) == ["bert-large pack: peak RSS 0.3x -> 0.45x the input",
+                                        "xlmr-large fp16: fails now (VerificationError: boom)",
+                                        "xlmr-large fp16: gate peak RSS 1.5x -> 2.1x the input"]
+    assert res["rows"]["bert-large slice"]["rss_over_input"]["verdict"] == "same"
+    assert "bert-large export" not in res["rows"]  # the export is not a pass
+
+
+def test_big_models_gate_memory_only_on_the_same_cpu(sc):
+    new = dict(BIG)
+    new[("xlmr-large", "fp16")] = (0.06, 2.10, True)
+    other = dict(CPU, vendor="GenuineIntel", family=6, model=207)
+    res = sc.check_big_models(_big(new, cpu=other), _big(BIG))
+    assert res["regressed"] == [] and not res["same_cpu"]
+    assert "gate_rss_over_input" not in res["rows"]["xlmr-large fp16"]
+
+
+def test_big_models_cli_and_the_committed_file(sc, tmp_path):
+    real = json.loads((ROOT / "benchmarks" / "results" / "big_models.json").read_text())
+    res = sc.check_big_models(real, copy.deepcopy(real))
+    assert res["regressed"] == [] and len(res["rows"]) >= 10
+    new, base = tmp_path / "new.json", tmp_path / "base.json"
+    base.write_text(json.dumps(_big(BIG)))
+    grown = dict(BIG)
+    grown[("bert-large", "pack")] = (0.6, 0.8, True)
+    new.write_text(json.dumps(_big(grown)))
+    assert sc.main([str(new), "--base", str(base)]) == 1
+    new.write_text(json.dumps(_big(BIG)))
+    assert sc.main([str(new), "--base", str(base)]) == 0
