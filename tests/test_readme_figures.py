@@ -405,3 +405,18 @@ def test_densest_block_shows_the_bert_base_sizes_from_pack_bench(tmp_path):
     # the targets (18x ternary, 28x binary) first reached with int8 position tables in both schemes
     assert "ternary from '+ pooler, classifier; position tables int8' (18.7x)" in text
     assert "binary from '+ pooler, classifier; position tables int8' (29.0x)" in text
+
+
+def test_the_int8_goal_prose_follows_the_verdict(tmp_path):
+    """"Accuracy and cosine are no worse than optimum's" is the int8_bench verdict's, not typed in."""
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "benchmarks" / "results", results)
+    p = results / "int8_bench.json"
+    d = json.loads(p.read_text())
+    text = README.read_text()
+    assert "Accuracy and cosine are no worse than optimum's." in " ".join(
+        _renderer().render_readme(text, results).split())
+    d["verdict"]["ours"]["cosine_not_worse"] = False
+    p.write_text(json.dumps(d))
+    new = " ".join(_renderer().render_readme(text, results).split())
+    assert "Cosine below optimum's." in new and "Accuracy and cosine are no worse" not in new
