@@ -242,23 +242,24 @@ def worker_external(spec: dict) -> dict:
     return {"ok": True}
 
 
-def worker_peer(spec: dict) -> dict:
-    """A peer of the passes in this fresh process: the model loaded whole and saved again, as a script without
-    deploytool would (``onnx.load`` + ``onnx.save``, or onnx_ir's ``load`` + ``save``); the seconds from before
-    the import, and the peak RSS."""
-    t0 = time.perf_counter()
-    if spec["peer"] == "onnx":
-        import onnx
+# A peer of the passes, in a lean fresh process (``python -c``: nothing of this harness imported, as the passes'
+# own worker): the model loaded whole and saved again, as a script without deploytool would; prints the seconds
+# from before the import and the peak RSS (VmHWM)
+_PEER = """
+import json, sys, time
+spec = json.loads(sys.argv[1])
+t0 = time.perf_counter()
+if spec["peer"] == "onnx":
+    import onnx
+    onnx.save(onnx.load(spec["src"]), spec["dst"])
+else:
+    import onnx_ir as ir
+    ir.save(ir.load(spec["src"]), spec["dst"])
+hwm = next(int(ln.split()[1]) * 1024 for ln in open("/proc/self/status") if ln.startswith("VmHWM:"))
+print(json.dumps({"ok": True, "seconds": round(time.perf_counter() - t0, 2), "peak_rss_bytes": hwm}), flush=True)
+"""
 
-        onnx.save(onnx.load(spec["src"]), spec["dst"])
-    else:
-        import onnx_ir as ir
-
-        ir.save(ir.load(spec["src"]), spec["dst"])
-    return {"ok": True, "seconds": round(time.perf_counter() - t0, 2), "peak_rss_bytes": _peak_rss()}
-
-
-WORKERS = {"export": worker_export, "session": worker_session, "external": worker_external, "peer": worker_peer}
+WORKERS = {"export": worker_export, "session": worker_session, "external": worker_external}
 # what a user without deploytool would run on the same file (issue #17 item 5: each pass beside its peer)
 PEERS = {"onnx.load+onnx.save": "onnx", "onnx_ir.load+onnx_ir.save": "onnx_ir"}
 
@@ -281,6 +282,7 @@ def _spawn(kind: str, spec: dict) -> dict:
     t0 = time.perf_counter()
     # a pass runs in _pass_worker.py, which imports what a user's one-pass script does; other workers here
     argv = ([str(ROOT / "_pass_worker.py"), json.dumps(spec)] if kind == "pass"
+            else ["-c", _PEER, json.dumps(spec)] if kind == "peer"
             else [str(Path(__file__).resolve()), "--_worker", kind, json.dumps(spec)])
     p = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=str(REPO), env=_ENV)
     wall = time.perf_counter() - t0
