@@ -17,8 +17,9 @@ Every benchmark writes its results file where ``readme_figures.py`` reads it
 sitting id through ``DEPLOYTOOL_SITTING`` so each block names its sitting. After the last one it runs
 ``readme_figures.py`` (the README re-rendered) and writes ``benchmarks/results/sitting.json``: the
 id, the code, which benchmarks ran with their command, exit code, wall time, the load before and
-after each (and how long it waited), and whether each results file was rewritten with this sitting's
-block. ``sitting.json`` is rewritten after every benchmark, so an interrupted sitting leaves a record.
+after each (and how long it waited), whether each results file was rewritten with this sitting's
+block, and for a benchmark that checks itself against the last committed run (``pass_speed``,
+``big_models``: ``speed_check.py``) what that check found slower, bigger or failing (also logged). ``sitting.json`` is rewritten after every benchmark, so an interrupted sitting leaves a record.
 
 ``--classifier`` is the MiniLM classifier fine-tuned on Rotten Tomatoes that ``int8_bench`` and
 ``pack_bench`` evaluate (the README's figures used the quickstart's
@@ -264,10 +265,15 @@ def _stamped(b: Bench, cfg: SittingConfig, sid: str, started: float) -> dict:
         p = cfg.results / name
         out[name] = p.exists() and p.stat().st_mtime >= started - 1
     try:
-        run = json.loads((cfg.results / b.outputs[0]).read_text()).get("run") or {}
+        first = json.loads((cfg.results / b.outputs[0]).read_text())
     except (OSError, ValueError):
-        run = {}
-    return {"rewritten": out, "run_block_of_this_sitting": run.get("sitting") == sid}
+        first = {}
+    run = first.get("run") or {}
+    row = {"rewritten": out, "run_block_of_this_sitting": run.get("sitting") == sid}
+    check = first.get("regression_check") if out.get(b.outputs[0]) else None
+    if check:  # speed_check.py's verdict against the last committed run (pass_speed, big_models)
+        row["regression_check"] = {k: check.get(k) for k in ("comparable", "why_not", "regressed", "improved")}
+    return row
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -327,7 +333,8 @@ def run_sitting(cfg: SittingConfig) -> int:
             rc = 1
         _log(f"{i + 1}/{len(cfg.benches)} {b.name}: exit {row['exit_code']} in {row['wall_s']:.0f} s "
              f"(load {row['load_after'][0]:.2f}); results {'stamped' if row['run_block_of_this_sitting'] else 'NOT stamped'}"
-             + ("" if row["exit_code"] == 0 else f"; see {log_path}"))
+             + ("" if row["exit_code"] == 0 else f"; see {log_path}")
+             + "".join(f"; REGRESSED {r}" for r in (row.get("regression_check") or {}).get("regressed") or []))
         record["benchmarks"].append(row)
         _write(out_path, record)
     if cfg.render and cfg.results.resolve() == RESULTS.resolve() and rc in (0, 1):

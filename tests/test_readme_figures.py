@@ -228,7 +228,8 @@ out, code = sys.argv[sys.argv.index("-o") + 1], int(sys.argv[sys.argv.index("--e
 print("fake benchmark working", flush=True)
 time.sleep(0.2)
 if code == 0:
-    open(out, "w").write(json.dumps({{"figure": 1.5, "run": stamp(run)}}))
+    check = {{"comparable": True, "why_not": None, "regressed": ["pack: 10.1x -> 12.4x the copy"], "improved": []}}
+    open(out, "w").write(json.dumps({{"figure": 1.5, "run": stamp(run), "regression_check": check}}))
 sys.exit(code)
 """
 
@@ -252,6 +253,8 @@ def test_a_sitting_runs_each_benchmark_in_its_own_process_and_records_it(tmp_pat
     assert (fast["name"], fast["exit_code"], broken["exit_code"]) == ("fast", 0, 3)
     assert fast["wall_s"] >= 0.2 and len(fast["load_before"]) == 3 and len(fast["load_after"]) == 3
     assert fast["rewritten"] == {"fast.json": True} and fast["run_block_of_this_sitting"] is True
+    assert fast["regression_check"]["regressed"] == ["pack: 10.1x -> 12.4x the copy"]  # the run's own check
+    assert "regression_check" not in broken
     assert broken["rewritten"] == {"broken.json": False} and broken["run_block_of_this_sitting"] is False
     result = json.loads((tmp_path / "results" / "fast.json").read_text())
     assert result["figure"] == 1.5 and result["run"]["sitting"] == "test-sitting"
