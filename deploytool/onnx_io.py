@@ -763,9 +763,33 @@ def load_model_mapped(path: str | os.PathLike, *, data_files: list[Path] | None 
         model = ir.serde.deserialize_model(proto)
     except Exception as e:
         raise InputFileError(f"{path}: ONNX model cannot be read into the IR ({_first_line(e)})") from e
+    if spans and not files:
+        model.meta[INPUT_SKELETON] = _as_skeleton(proto, spans)
     del proto
     _map_initializers(model, p, spans, mapped, maps)
     return model
+
+
+#: ``model.meta`` key of :func:`load_model_mapped`'s models read from one self-contained file: the file's own
+#: graph as scanned, in :func:`skeleton_proto`'s form (each big initializer an external placeholder with its
+#: length). It is the input as it was read, whatever a pass does to the model later: the pass runner takes it
+#: instead of serializing the model once more before the pass (BERT-base: ~0.03 s of every pass)
+INPUT_SKELETON = "deploytool.input_skeleton"
+
+
+def _as_skeleton(proto: onnx.ModelProto, spans: dict[str, tuple[int, int]]) -> onnx.ModelProto:
+    """A copy of the scanned ``proto`` (the IR shares its small tensors; they are left alone) whose
+    initializers in ``spans`` (raw bytes left in the file) are placeholders of their length, as
+    :func:`skeleton_proto` writes them."""
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    for i, t in enumerate(t for t in out.graph.initializer if t.name in spans):
+        t.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", f"deploytool-placeholder-{i + 1}"), ("offset", "0"),
+                           ("length", str(spans[t.name][1]))):
+            e = t.external_data.add()
+            e.key, e.value = key, value
+    return out
 
 
 def mapped_files(model: ir.Model) -> list[MappedFile]:

@@ -553,7 +553,8 @@ def _run_pass_file(pass_: DeployPass, src, dst, *, verify: bool, started: list) 
             started.append(GateProcess())
         process = started[0]
         # the input's graph without its weights, before the pass edits anything: the gate's feeds for it
-        skeleton = onnx_io.skeleton_proto(model)[0]
+        # (the loader's own, as scanned from a self-contained file, else the model serialized once more)
+        skeleton = model.meta.pop(onnx_io.INPUT_SKELETON, None) or onnx_io.skeleton_proto(model)[0]
         try:
             plan = gate_plan(skeleton, src)
         except DeployError:  # the output's plan says so later, if it has the same problem

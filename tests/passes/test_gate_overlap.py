@@ -188,6 +188,43 @@ def test_good_reorder_passes_with_the_reference_computed_early(src, tmp_path, se
     assert res.to_dict()["gate_reference_reused"] is True
 
 
+def test_the_input_skeleton_is_the_loaders_own(src, tmp_path, separate, monkeypatch):
+    """The runner takes the input's skeleton as the loader scanned it from the file (``onnx_io.INPUT_SKELETON``)
+    instead of serializing the model once more: the same graph, inputs, initializer types, shapes and lengths,
+    the same gate plan and feeds; the model is serialized once, for the output (twice on the old code)."""
+    import onnx
+
+    from deploytool import onnx_io
+
+    model = onnx_io.load_model(src)
+    loaded = model.meta[onnx_io.INPUT_SKELETON]
+    made = onnx_io.skeleton_proto(model)[0]
+
+    def facts(p):
+        return ([(n.op_type, list(n.input), list(n.output)) for n in p.graph.node], [i.name for i in p.graph.input],
+                {t.name: (t.data_type, list(t.dims), t.data_location,
+                          {e.key: e.value for e in t.external_data if e.key == "length"}, t.raw_data)
+                 for t in p.graph.initializer})
+
+    assert facts(loaded) == facts(made)
+    assert sum(t.data_location == onnx.TensorProto.EXTERNAL for t in loaded.graph.initializer) >= 4
+    fa, fb = V.gate_feeds(V.gate_plan(loaded, src)), V.gate_feeds(V.gate_plan(made, src))
+    assert fa.keys() == fb.keys() and all(np.array_equal(fa[k], fb[k]) for k in fa)
+    assert base._gate_session_config(loaded) == base._gate_session_config(made)
+    # a model with external data files has none (its lengths may be missing): the runner serializes it
+    ext = tmp_path / "ext" / "m.onnx"
+    ext.parent.mkdir()
+    onnx.save(onnx.load(str(src)), str(ext), save_as_external_data=True, location="m.data", size_threshold=1024)
+    assert onnx_io.INPUT_SKELETON not in onnx_io.load_model(ext).meta
+
+    calls = []
+    real = onnx_io.skeleton_proto
+    monkeypatch.setattr(onnx_io, "skeleton_proto", lambda m: calls.append(1) or real(m))
+    res = run_pass_file(ReorderPass(ReorderConfig()), src, tmp_path / "r.onnx")
+    assert res.gate.verified and res.gate.reference_reused
+    assert len(calls) == 1
+
+
 def test_output_feeds_unlike_the_inputs_run_the_reference_again(src, tmp_path, separate):
     res = run_pass_file(HalfVocabPass(), src, tmp_path / "h.onnx")
     assert res.gate.verified is True and res.gate.reference_reused is False
