@@ -885,7 +885,10 @@ def render_pass_speed(results: Path) -> str:
 
 
 # pass_speed_ab.py's results the README quotes, newest change first: (file, what changed between its two trees)
-PASS_SPEED_AB = (("pass_speed_ab_binary_signs.json", "binary packing's signs in the weight's own memory order (a "
+PASS_SPEED_AB = (("pass_speed_ab_input_skeleton.json", "the gate's input skeleton taken as the loader scanned it "
+                  "instead of serialized again (it touches every pass's gate: no control; the check of that day's "
+                  "pass_speed run had flagged fp16 in a slow spell of the VM)"),
+                 ("pass_speed_ab_binary_signs.json", "binary packing's signs in the weight's own memory order (a "
                   "regression of b9a2e8c mended)"),
                  ("pass_speed_ab_gc_pause.json", "the pass runner pausing the garbage collector's automatic runs "
                   "(one young-generation collection before a big model's write)"),
