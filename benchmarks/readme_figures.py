@@ -80,6 +80,12 @@ def _ratios(rounds, variant: str, seq: int) -> list[float]:
     return [r["paired_ratio_to_optimum"] for rnd in rounds for r in rnd if r["variant"] == variant and r["seq_len"] == seq]
 
 
+def _met_text(r8: list[float], r128: list[float], goal: float) -> str:
+    """"met at 8 and 128", "met at 8 only", ... or "not met": where every round's paired ratio is within ``goal``."""
+    met = [s for s, xs in ((8, r8), (128, r128)) if xs and max(xs) <= goal]
+    return ("met at " + " and ".join(map(str, met)) + (" only" if len(met) == 1 else "")) if met else "not met"
+
+
 def _int8_facts(results: Path) -> dict:
     d = _load(results, "int8_bench.json")
     rounds = d["latency_rounds"]
@@ -88,12 +94,11 @@ def _int8_facts(results: Path) -> dict:
     goal = d["goal"]["max_paired_ratio"]
     ours8, ours128 = _ratios(rounds, "ours", 8), _ratios(rounds, "ours", 128)
     best128 = min((v for v in d["verdict"] if v != "ours"), key=lambda v: max(_ratios(rounds, v, 128) or [9]))
-    met = [s for s, xs in ((8, ours8), (128, ours128)) if max(xs) <= goal]
     # static QDQ fails the gate: its cosine is only in the recorded error
     m = re.search(r"cosine (\d+\.\d+)", (d["configs"].get("ours_static") or {}).get("error", ""))
     return {"date": _date(d["created_utc"]), "cpu": _cpu_of(d), "load": _load_span(*loads),
             "rounds": len(rounds), "r8": _span(ours8), "r128": _span(ours128), "goal": f"{goal:.2f}",
-            "met": ("met at " + " and ".join(map(str, met)) + (" only" if len(met) == 1 else "")) if met else "not met",
+            "met": _met_text(ours8, ours128, goal),
             "acc": acc["ours"]["accuracy"], "acc_opt": acc["optimum"]["accuracy"], "n": acc["ours"]["n"],
             "cos": d["cosine_to_fp32"]["ours"]["mean"], "cos_opt": d["cosine_to_fp32"]["optimum"]["mean"],
             "best128": best128, "best128_r": _span(_ratios(rounds, best128, 128)),
@@ -301,12 +306,9 @@ def _int8_side_run(results: Path, name: str) -> str:
 
     def variant(v: str, label: str) -> str:
         r8, r128 = _ratios(rounds, v, 8), _ratios(rounds, v, 128)
-        met = [s for s, xs in ((8, r8), (128, r128)) if xs and max(xs) <= goal]
         worse = [w for w, ok in (("cosine", cos[v]["mean"] >= cos["optimum"]["mean"]),
                                  ("accuracy", acc[v]["accuracy"] >= acc["optimum"]["accuracy"])) if not ok]
-        return (f"{label} {_span(r8)} at 8 and {_span(r128)} at 128 ("
-                + ("met at " + " and ".join(map(str, met)) if met else "not met")
-                + f"), cosine {cos[v]['mean']:.4f}, accuracy {acc[v]['accuracy']:.1f}%"
+        return (f"{label} {_span(r8)} at 8 and {_span(r128)} at 128 ({_met_text(r8, r128, goal)}), cosine {cos[v]['mean']:.4f}, accuracy {acc[v]['accuracy']:.1f}%"
                 + (f" ({' and '.join(worse)} below optimum's)" if worse else ""))
 
     parts = [variant("ours", "the default")]

@@ -69,6 +69,12 @@ def _cpu_text(result: dict) -> str:
             f"{cpu.get('microarchitecture') or '?'})")
 
 
+def _runs(new: dict, base: dict) -> dict:
+    """When each of the two results was made and from which commit (the head of a check's result)."""
+    return {k: {"created_utc": d.get("created_utc"), "commit": ((d.get("run") or {}).get("code") or {}).get("commit")}
+            for k, d in (("new", new), ("base", base))}
+
+
 def comparable(new: dict, base: dict) -> str | None:
     """None when ``new`` and ``base`` (pass_speed results) can be compared, else why not (one line)."""
     a, b = _cpu(new), _cpu(base)
@@ -137,11 +143,8 @@ def check(new: dict, base: dict, *, tolerance: float = TOLERANCE, rss_tolerance:
     "regressed", "improved", ...}``; ``regressed`` lists ``"name: what"`` for every pass or command that is
     slower, bigger or failing."""
     why_not = comparable(new, base)
-    result: dict = {"comparable": why_not is None, "why_not": why_not, "tolerance": tolerance,
-                    "rss_tolerance": rss_tolerance,
-                    "new": {"created_utc": new.get("created_utc"), "commit": ((new.get("run") or {}).get("code") or {}).get("commit")},
-                    "base": {"created_utc": base.get("created_utc"), "commit": ((base.get("run") or {}).get("code") or {}).get("commit")},
-                    "regressed": [], "improved": []}
+    result: dict = {"kind": "pass_speed", "comparable": why_not is None, "why_not": why_not, "tolerance": tolerance,
+                    "rss_tolerance": rss_tolerance, **_runs(new, base), "regressed": [], "improved": []}
     if why_not is not None:
         return result
     result["passes"] = _compare_rows(new.get("passes") or {}, base.get("passes") or {}, tolerance, rss_tolerance)
@@ -175,12 +178,8 @@ def check_big_models(new: dict, base: dict, *, rss_tolerance: float = RSS_TOLERA
     on the same kind of CPU (ONNX Runtime's prepacked weights differ between CPUs); and a pass that
     ran in the base and fails now. Returns the same shape as :func:`check` (``rows`` per "model pass")."""
     same_cpu = _cpu(new) is not None and _cpu(new) == _cpu(base)
-    result: dict = {"comparable": True, "why_not": None, "rss_tolerance": rss_tolerance, "same_cpu": same_cpu,
-                    "new": {"created_utc": new.get("created_utc"),
-                            "commit": ((new.get("run") or {}).get("code") or {}).get("commit")},
-                    "base": {"created_utc": base.get("created_utc"),
-                             "commit": ((base.get("run") or {}).get("code") or {}).get("commit")},
-                    "regressed": [], "improved": [], "rows": {}}
+    result: dict = {"kind": "big_models", "comparable": True, "why_not": None, "rss_tolerance": rss_tolerance,
+                    "same_cpu": same_cpu, **_runs(new, base), "regressed": [], "improved": [], "rows": {}}
     nr, br = _big_rows(new), _big_rows(base)
     for key in sorted(set(nr) & set(br), key=str):
         n, b = nr[key], br[key]
@@ -220,7 +219,7 @@ def summary_lines(result: dict) -> list[str]:
     head = f"against the run of {base.get('created_utc')} (commit {(base.get('commit') or '?')[:7]})"
     if not result["comparable"]:
         return [f"speed check {head}: not compared ({result['why_not']})"]
-    if "tolerance" not in result:  # big_models: memory only
+    if result.get("kind") == "big_models" or "tolerance" not in result:  # memory only
         lines = [f"memory check {head}, tolerance {result['rss_tolerance']:.0%}"
                  + ("" if result["same_cpu"] else " (another kind of CPU: the gate's peaks not compared)") + ": "
                  + ("REGRESSED" if result["regressed"] else "nothing bigger or failing")]

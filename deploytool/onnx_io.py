@@ -784,11 +784,7 @@ def _as_skeleton(proto: onnx.ModelProto, spans: dict[str, tuple[int, int]]) -> o
     out = onnx.ModelProto()
     out.CopyFrom(proto)
     for i, t in enumerate(t for t in out.graph.initializer if t.name in spans):
-        t.data_location = onnx.TensorProto.EXTERNAL
-        for key, value in (("location", f"deploytool-placeholder-{i + 1}"), ("offset", "0"),
-                           ("length", str(spans[t.name][1]))):
-            e = t.external_data.add()
-            e.key, e.value = key, value
+        refer_to_data(t, f"deploytool-placeholder-{i + 1}", 0, spans[t.name][1])
     return out
 
 
@@ -865,6 +861,16 @@ def skeleton_proto(model: ir.Model) -> tuple[onnx.ModelProto, dict[str, object]]
         for v, t in held.values():
             v.const_value = t
     return proto, {name: t for name, (_, t) in held.items()}
+
+
+def refer_to_data(t: onnx.TensorProto, location: str, offset: int, length: int) -> None:
+    """Point initializer ``t`` at ``length`` bytes at ``offset`` of the external-data file ``location`` (its
+    previous external-data entries replaced; its inline data, if any, is the caller's to clear)."""
+    del t.external_data[:]
+    t.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        e = t.external_data.add()
+        e.key, e.value = key, value
 
 
 def _strip_external(t: onnx.TensorProto) -> onnx.TensorProto:
@@ -964,11 +970,7 @@ def _write_data_file(f, proto: onnx.ModelProto, tensors: dict[str, object], loca
         _write_data(f, tensor, t.name)
         after_each(t.name)
         offsets[t.name] = pos
-        del t.external_data[:]
-        t.data_location = onnx.TensorProto.EXTERNAL
-        for key, value in (("location", location), ("offset", str(pos)), ("length", str(tensor.nbytes))):
-            e = t.external_data.add()
-            e.key, e.value = key, value
+        refer_to_data(t, location, pos, tensor.nbytes)
     return offsets
 
 
@@ -1012,11 +1014,7 @@ class Staged:
         proto.CopyFrom(self.proto)
         for t in proto.graph.initializer:
             if t.name in self.offsets:
-                del t.external_data[:]
-                for key, value in (("location", self.path.name), ("offset", str(self.offsets[t.name])),
-                                   ("length", str(_nbytes(t)))):
-                    e = t.external_data.add()
-                    e.key, e.value = key, value
+                refer_to_data(t, self.path.name, self.offsets[t.name], _nbytes(t))
         fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".check.onnx", dir=self.path.parent)
         try:
             with os.fdopen(fd, "wb") as f:

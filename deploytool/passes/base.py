@@ -716,11 +716,7 @@ def _gate_view(staged) -> Iterator[Path]:
         if t.name in staged.offsets:
             length = next((int(e.value) for e in t.external_data if e.key == "length"), None)
             lengths[t.name] = length
-            del t.external_data[:]
-            for key, value in (("location", staged.path.name), ("offset", str(staged.offsets[t.name])),
-                               ("length", str(length))):
-                e = t.external_data.add()
-                e.key, e.value = key, value
+            onnx_io.refer_to_data(t, staged.path.name, staged.offsets[t.name], length)
     try:  # the loader's own wire-level scan of the written file (reads no weight)
         _, spans = onnx_io._scan_skeleton(staged.path, onnx_io.MappedFile(staged.path))
     except Exception as e:  # noqa: BLE001 - any parse failure is the writer's
@@ -748,6 +744,7 @@ def _input_view(proto, model: ir.Model, src, folder: Path) -> tuple[Path, onnx.M
     memory) or the link cannot be made (another file system)."""
     import math
 
+    from deploytool import onnx_io
     from deploytool.onnx_io import MappedTensor
 
     real = Path(src).resolve()
@@ -756,11 +753,7 @@ def _input_view(proto, model: ir.Model, src, folder: Path) -> tuple[Path, onnx.M
         c = v.const_value if v is not None else None
         if isinstance(c, MappedTensor) and Path(c.mapped.path).resolve() == real:
             t.ClearField("raw_data")
-            del t.external_data[:]
-            t.data_location = onnx.TensorProto.EXTERNAL
-            for key, value in (("location", "input.onnx"), ("offset", str(c.offset)), ("length", str(c.length))):
-                e = t.external_data.add()
-                e.key, e.value = key, value
+            onnx_io.refer_to_data(t, "input.onnx", c.offset, c.length)
         elif t.data_location == onnx.TensorProto.EXTERNAL or (
                 math.prod(t.dims) and not (t.raw_data or t.float_data or t.int32_data or t.int64_data
                                            or t.double_data or t.uint64_data or t.string_data)):

@@ -178,13 +178,11 @@ def _keep(t, tensor, a, placeholder: Path, arrays: dict[str, np.ndarray]) -> Non
     ``arrays`` with ``t`` a reference to the placeholder, or its bytes in ``t`` when ORT cannot take ``a``."""
     import onnx
 
+    from deploytool.onnx_io import refer_to_data
+
     if isinstance(a, np.ndarray) and a.dtype in _ORT_NUMPY and a.dtype.byteorder in "=|<":
         arrays[t.name] = np.ascontiguousarray(a)
-        del t.external_data[:]
-        t.data_location = onnx.TensorProto.EXTERNAL
-        for key, value in (("location", placeholder.name), ("offset", "0"), ("length", str(a.nbytes))):
-            e = t.external_data.add()
-            e.key, e.value = key, value
+        refer_to_data(t, placeholder.name, 0, a.nbytes)
     else:
         del t.external_data[:]
         t.data_location = onnx.TensorProto.DEFAULT
