@@ -837,13 +837,16 @@ def pack_2bit_bytes(arr):
     return p.astype(np.uint8)
 
 
-def _placeholders(model: ir.Model) -> dict[str, tuple[ir.Value, object]]:
-    """Swap every initializer over :data:`INLINE_BYTES` for an external placeholder (shape and type,
-    no data); returns name -> (value, tensor) to write and put back."""
+def _placeholders(model: ir.Model, lazy: bool = False) -> dict[str, tuple[ir.Value, object]]:
+    """Swap every initializer over :data:`INLINE_BYTES` (``lazy``: and every lazy tensor, whatever its size)
+    for an external placeholder (shape and type, no data); returns name -> (value, tensor) to write and put
+    back."""
     held: dict[str, tuple[ir.Value, object]] = {}
     for name, v in model.graph.initializers.items():
         t = v.const_value
-        if t is None or isinstance(t, ir.StringTensor) or t.nbytes <= INLINE_BYTES:
+        if t is None or isinstance(t, ir.StringTensor):
+            continue
+        if t.nbytes <= INLINE_BYTES and not (lazy and isinstance(t, ir.LazyTensor)):
             continue
         held[name] = (v, t)
         v.const_value = ir.ExternalTensor(f"deploytool-placeholder-{len(held)}", 0, t.nbytes, t.dtype,
@@ -851,10 +854,12 @@ def _placeholders(model: ir.Model) -> dict[str, tuple[ir.Value, object]]:
     return held
 
 
-def skeleton_proto(model: ir.Model) -> tuple[onnx.ModelProto, dict[str, object]]:
+def skeleton_proto(model: ir.Model, *, lazy: bool = False) -> tuple[onnx.ModelProto, dict[str, object]]:
     """``model`` serialized without its big tensors' data (each an external placeholder) and name ->
-    tensor for those. ``model`` is left as it was (the tensors are put back)."""
-    held = _placeholders(model)
+    tensor for those. ``model`` is left as it was (the tensors are put back). ``lazy``: a lazy tensor is
+    held out too, whatever its size (serializing a small one inline would compute it, and whatever it
+    shares its computation with, here and now)."""
+    held = _placeholders(model, lazy)
     try:
         proto = ir.serde.serialize_model(model)
     finally:

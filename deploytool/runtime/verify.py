@@ -145,7 +145,7 @@ def memory_reference(model, folder: str | os.PathLike, name: str = "reference", 
     from deploytool import onnx_io
 
     folder = Path(folder)
-    proto, tensors = onnx_io.skeleton_proto(model)
+    proto, tensors = onnx_io.skeleton_proto(model, lazy=True)  # nothing computed yet: the pool below does it
     maps = onnx_io.mapped_files(model)
 
     def drop_maps(_name=None) -> None:  # what was read from the input leaves this process's memory
@@ -154,15 +154,18 @@ def memory_reference(model, folder: str | os.PathLike, name: str = "reference", 
 
     values = model.graph.initializers
     tables = {n: t for n, t in tensors.items() if n in values and _only_gathered(values[n])}
-    if tables:
-        onnx_io.write_external(proto, tables, folder / f"{name}.data", after_each=drop_maps)
     placeholder = folder / f"{name}.placeholder"
     placeholder.write_bytes(b"")
     arrays: dict[str, np.ndarray] = {}
     kept = [t for t in proto.graph.initializer if t.name in tensors and t.name not in tables]
+    # the small (lazy) ones last: a weight's codes and scale are computed together (pack's _ComputedOnce),
+    # and a scale submitted right after its codes would hold a thread waiting for them
+    kept.sort(key=lambda t: tensors[t.name].nbytes <= onnx_io.INLINE_BYTES)
     pool = ThreadPoolExecutor(max_workers=max(1, threads))
     try:
         futures = [pool.submit(tensors[t.name].numpy) for t in kept]
+        if tables:  # meanwhile, in this thread (the pool computes the others)
+            onnx_io.write_external(proto, tables, folder / f"{name}.data", after_each=drop_maps)
         for t, future in zip(kept, futures):
             _keep(t, tensors[t.name], future.result(), placeholder, arrays)
             drop_maps()
