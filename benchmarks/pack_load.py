@@ -72,6 +72,60 @@ def worker_session(path: str) -> dict:
             "rss_after_import_bytes": rss_import, "peak_rss_bytes": peak_rss_bytes(), "outputs_sha256": digest}
 
 
+def byte_lookup_peer(src: Path, dst: Path) -> int:
+    """``src`` with every two-byte lookup (``Gather`` of the [65536, 2 * per] pair table by ``Cast(uint16 pairs,
+    int32)``, since 2026-12-03) rewritten into the one-byte lookup deploytool wrote from 2026-12-02: the same
+    bytes read as a uint8 initializer [2n], gathered from the [256, per] table the pair table is made from
+    ([2n, per] instead of [n, 2 * per]: the same values in the same order, so the Reshape after it is kept).
+    The pair table's nodes are removed. Returns how many were rewritten."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    made = {o: n for n in g.node for o in n.output}
+
+    def byte_table(v: str) -> str | None:  # Reshape(Concat(Expand(Unsqueeze(table)), ...)) -> table
+        chain = [("Reshape", 0), ("Concat", 0), ("Expand", 0), ("Unsqueeze", 0)]
+        for op, i in chain:
+            n = made.get(v)
+            if n is None or n.op_type != op:
+                return None
+            v = n.input[i]
+        t = inits.get(v)
+        return v if t is not None and t.data_type == onnx.TensorProto.INT8 and list(t.dims)[:1] == [256] else None
+
+    count, tables = 0, set()
+    for n in g.node:
+        cast = made.get(n.input[1]) if n.op_type == "Gather" and len(n.input) == 2 else None
+        pairs = inits.get(cast.input[0]) if cast is not None and cast.op_type == "Cast" else None
+        table = byte_table(n.input[0]) if pairs is not None and pairs.data_type == onnx.TensorProto.UINT16 else None
+        if table is None:
+            continue
+        tables.add(n.input[0])
+        data = numpy_helper.to_array(pairs).astype("<u2").view(np.uint8)
+        pairs.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(data), pairs.name))
+        n.input[0] = table
+        count += 1
+    # the pair tables' nodes, now unread: each Reshape and what only it reads
+    dead = set()
+    for name in tables:
+        stack = [name]
+        while stack:
+            node = made.get(stack.pop())
+            if node is None or id(node) in dead:
+                continue
+            dead.add(id(node))
+            stack.extend(i for i in node.input if i in made)
+    keep = [n for n in g.node if id(n) not in dead]
+    del g.node[:]
+    g.node.extend(keep)
+    onnx.save(model, str(dst))
+    return count
+
+
 def arithmetic_peer(src: Path, dst: Path) -> int:
     """``src`` with every lookup unpack (``Gather`` of a [256, per] int8 initializer by ``Cast(bytes, int32)``)
     rewritten into the int32 arithmetic deploytool wrote before, ending in a Cast to int8 (the lookup's type).
@@ -187,7 +241,7 @@ def main() -> None:
     model_info.update({"path": str(src), "bytes": src.stat().st_size})
 
     rows: dict[str, dict] = {}
-    files: list[tuple[str, str, Path]] = []  # (format, "lookup" | "peer", path)
+    files: list[tuple[str, str, Path]] = []  # (format, "lookup" | "bytes" | "peer", path)
     for weights, runtime in FORMATS:
         name = f"{weights}-{runtime}"
         out = work / f"{name}.onnx"
@@ -199,8 +253,12 @@ def main() -> None:
             continue
         row["file_bytes"] = out.stat().st_size
         files.append((name, "lookup", out))
+        bytewise = work / f"{name}.bytes.onnx"
+        row["pair_lookups"] = byte_lookup_peer(out, bytewise)
+        if row["pair_lookups"]:
+            files.append((name, "bytes", bytewise))
         peer = work / f"{name}.arith.onnx"
-        n = arithmetic_peer(out, peer)
+        n = arithmetic_peer(bytewise, peer)
         row["lookups"] = n
         if n:
             files.append((name, "peer", peer))
@@ -219,6 +277,15 @@ def main() -> None:
         if (name, "lookup") not in runs:
             continue
         row["load"] = _summary(runs[(name, "lookup")])
+        if (name, "bytes") in runs:
+            row["peer_byte_lookup"] = peer = _summary(runs[(name, "bytes")])
+            if row["load"]["ok"] and peer["ok"]:
+                pairs = [p["create_s"] / l["create_s"] for l, p in zip(runs[(name, "lookup")], runs[(name, "bytes")])]
+                row["byte_lookup_create_over_pairs"] = round(statistics.median(pairs), 2)
+                row["byte_lookup_creation_rss_over_pairs"] = round(
+                    peer["creation_rss_bytes"] / max(1, row["load"]["creation_rss_bytes"]), 2)
+                row["same_outputs_as_byte_lookup"] = row["load"]["outputs_sha256"] == peer["outputs_sha256"] \
+                    and len(peer["outputs_sha256"]) == 1
         if (name, "peer") in runs:
             row["peer_arithmetic"] = peer = _summary(runs[(name, "peer")])
             if row["load"]["ok"] and peer["ok"]:
@@ -231,6 +298,8 @@ def main() -> None:
     report = {"benchmark": "pack_load", "model": model_info, "repeats": args.repeats,
               "session_options": "ONNX Runtime defaults (CPUExecutionProvider), one run on a [2, 16] batch",
               "peer": "the same file with each lookup unpack rewritten into the int32 Div/Mod arithmetic of commit 1a6e9e4",
+              "peer_byte_lookup": "the same file with each two-byte lookup rewritten into the one-byte lookup of "
+                                  "2026-12-02 (commit 5ff359c); the arithmetic peer is made from that one",
               "formats": rows}
     report["run"] = stamp(run)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -1048,7 +1048,8 @@ def _densest_bert_base(results: Path, labels: list[tuple[str, str]], train: dict
 
 
 def render_pack_load(results: Path) -> str:
-    """A user's session creation for each pack format against the pre-2026-12-02 Div/Mod unpack, from pack_load.json."""
+    """A user's session creation for each pack format against the one-byte lookup (2026-12-02) and the Div/Mod
+    unpack before it, from pack_load.json."""
     d = _load(results, "pack_load.json")
     rows = d["formats"]
     mb = d["model"]["bytes"] / 1e6
@@ -1060,10 +1061,17 @@ def render_pack_load(results: Path) -> str:
             plain.append(f"{name} FAILED")
             continue
         peer = r.get("peer_arithmetic") or {}
+        bytewise = r.get("peer_byte_lookup") or {}
         gb = load["creation_rss_bytes"] / 1e9
         if peer.get("ok") and r.get("lookups", 0) > 1:  # weights unpacked when the session is made
-            folded.append(f"{name} {load['create_s']:.2f} s and {gb:.2f} GB (with the arithmetic: {peer['create_s']:.2f} s, "
-                          f"{peer['creation_rss_bytes'] / 1e9:.2f} GB; {r['peer_create_over_lookup']:.1f}x the time"
+            one = ""
+            if bytewise.get("ok"):
+                one = (f"one byte at a time: {bytewise['create_s']:.2f} s, {bytewise['creation_rss_bytes'] / 1e9:.2f} GB, "
+                       f"{r['byte_lookup_create_over_pairs']:.2f}x the time"
+                       + ("" if r.get("same_outputs_as_byte_lookup") else ", OUTPUTS DIFFER") + "; ")
+            folded.append(f"{name} {load['create_s']:.2f} s and {gb:.2f} GB ({one}with the arithmetic: "
+                          f"{peer['create_s']:.2f} s, {peer['creation_rss_bytes'] / 1e9:.2f} GB; "
+                          f"{r['peer_create_over_lookup']:.1f}x the time"
                           + ("" if r.get("same_outputs_as_peer") else "; OUTPUTS DIFFER") + ")")
         else:
             plain.append(f"{name} {load['create_s']:.2f} s and {gb:.2f} GB")
@@ -1071,8 +1079,11 @@ def render_pack_load(results: Path) -> str:
         f"**Loading a packed file** (`benchmarks/pack_load.py`; {when}; `{SRC}/pack_load.json`): ONNX Runtime's default "
         f"session for each `pack` format of the BERT-base shape ({mb:.1f} MB fp32), each in a fresh process, the median "
         f"of {d['repeats']} interleaved rounds, with the memory the creation took. The formats whose weights are unpacked "
-        f"when the session is made, by a lookup since 2026-12-02, against the same file with the int32 `Div`/`Mod` "
-        f"arithmetic it replaced: " + "; ".join(folded) + ". The others: " + "; ".join(plain) + ".")
+        f"when the session is made, by a lookup since 2026-12-02 ("
+        + ("two bytes at a time since 2026-12-03), against the same file looking up one byte at a time, and "
+           "with the int32 `Div`/`Mod` " if any("peer_byte_lookup" in r for r in rows.values())
+           else "one byte at a time), against the same file with the int32 `Div`/`Mod` ")
+        + "arithmetic it replaced: " + "; ".join(folded) + ". The others: " + "; ".join(plain) + ".")
 
 
 def _int8_codes_accuracy(d: dict) -> str:

@@ -37,7 +37,7 @@ import onnx_ir as ir
 
 from deploytool import onnx_io
 from deploytool.errors import ConfigError, StructureError
-from deploytool.graph._util import ConstCone, const_tensor, is_unpack_lookup
+from deploytool.graph._util import ConstCone, const_tensor, is_byte_table, is_unpack_lookup
 from deploytool.graph.structure import EncoderStructure, Linear, find_structure
 
 logger = logging.getLogger(__name__)
@@ -257,6 +257,8 @@ def _is_quant_aux(n: ir.Node, idx: int) -> bool:
     """A scale or zero point of a quantized op, or a packed format's unpack table (not a weight)."""
     if (n.op_type, idx) in _QUANT_AUX or (idx == 0 and is_unpack_lookup(n)):
         return True
+    if n.op_type == "Unsqueeze" and idx == 0 and is_byte_table(const_tensor(n.inputs[0])):
+        return True  # the byte table the two-byte lookup of packed weights is made from
     if n.op_type == "QAttention" and idx in (3, 4, 6, 7):
         return True
     if n.op_type == "QEmbedLayerNormalization" and idx >= 8:

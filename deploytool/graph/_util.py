@@ -99,19 +99,48 @@ UNPACK_TABLE_WIDTHS = (4, 5, 8)
 
 
 def is_unpack_lookup(node: ir.Node) -> bool:
-    """A ``Gather`` that unpacks packed bytes (``deploytool pack``): its data a constant int8 [256, 4|5|8] table
-    of each byte's values, its indices the bytes cast to int32. Its stored tensor is the bytes (the indices),
-    not the table: the table is format, not a parameter."""
+    """A ``Gather`` that unpacks packed bytes (``deploytool pack``), its indices the bytes cast to int32:
+    either its data a constant int8 [256, 4|5|8] table of each byte's values, or (a whole weight, since
+    2026-12-03) its indices uint16 pairs of bytes and its data the [65536, 2 * per] pair table that
+    ``Reshape(Concat(Expand(Unsqueeze(table))...))`` makes from such a byte table. Its stored tensor is the
+    bytes (the indices), not the table: the table is format, not a parameter."""
     if node.op_type != "Gather" or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2:
         return False
     table, idx = node.inputs
-    t = const_tensor(table)
-    if t is None or t.dtype is not ir.DataType.INT8 or len(t.shape) != 2 or t.shape[0] != 256 \
-            or t.shape[1] not in UNPACK_TABLE_WIDTHS:
-        return False
     cast = idx.producer() if idx is not None else None
-    return cast is not None and cast.op_type == "Cast" and cast.attributes.get("to") is not None \
-        and cast.attributes["to"].value == ir.DataType.INT32
+    if cast is None or cast.op_type != "Cast" or cast.attributes.get("to") is None \
+            or cast.attributes["to"].value != ir.DataType.INT32:
+        return False
+    t = const_tensor(table)
+    if t is not None:
+        return is_byte_table(t)
+    stored = const_tensor(cast.inputs[0]) if cast.inputs else None
+    return stored is not None and stored.dtype is ir.DataType.UINT16 and _made_from_byte_table(table)
+
+
+def is_byte_table(t) -> bool:
+    """``t`` (a tensor, or None) is an unpack lookup's byte table: int8 [256, 4|5|8]."""
+    return t is not None and t.dtype is ir.DataType.INT8 and len(t.shape) == 2 and t.shape[0] == 256 \
+        and t.shape[1] in UNPACK_TABLE_WIDTHS
+
+
+def _made_from_byte_table(v: ir.Value | None) -> bool:
+    """``v`` is the pair table: a Reshape of a Concat whose every input expands an unsqueezed byte table."""
+    p = v.producer() if v is not None else None
+    if p is None or p.op_type != "Reshape" or not p.inputs or p.inputs[0] is None:
+        return False
+    cat = p.inputs[0].producer()
+    if cat is None or cat.op_type != "Concat" or len(cat.inputs) != 2:
+        return False
+    for half in cat.inputs:
+        e = half.producer() if half is not None else None
+        u = e.inputs[0].producer() if e is not None and e.op_type == "Expand" and e.inputs[0] is not None else None
+        if u is None or u.op_type != "Unsqueeze" or not u.inputs:
+            return False
+        t = const_tensor(u.inputs[0])
+        if not is_byte_table(t):
+            return False
+    return True
 
 
 class ConstCone:

@@ -24,14 +24,17 @@ How each runtime stores and runs a linear weight ``[K, N]`` (y = x @ W):
   ``t + 2``, 4 per byte, low bits first, default zero point 2, blocks along K with scale alpha), so
   the weight stays 2 bits in memory too. ``accuracy_level`` 4 quantizes activations to int8 (fast);
   0 keeps them fp32 (exact, slow).
-- ``densest`` (ternary): 5 trits per byte in a uint8 initializer (1.6 bits per weight) and an
-  unpacking subgraph of standard ops that ORT constant-folds at session creation: ``Cast`` of the bytes
-  to int32, ``Gather`` of each byte's row of a [256, 5] int8 lookup table (the byte's five values),
+- ``densest`` (ternary): 5 trits per byte (1.6 bits per weight), the bytes stored in pairs as a uint16
+  initializer (little-endian: the file's byte order; one zero byte pads an odd count), and an unpacking
+  subgraph of standard ops that ORT constant-folds at session creation: ``Cast`` of the pairs to int32,
+  ``Gather`` of each pair's row of a [65536, 10] int8 lookup table (its two bytes' values; the table is
+  not stored but made from a [256, 5] one by ``Unsqueeze``/``Expand``/``Concat``/``Reshape``, folded once),
   ``Reshape`` (and ``Slice`` off the padding); then DynamicQuantizeMatMul as above. (Until 2026-12-02
   this was int32 ``Div`` by 3^i, ``Mod`` 3, ``Sub`` 1, several times slower to load and several times the
-  memory: ``benchmarks/pack_load.py`` measures both against each other.)
-- binary (``speed`` or ``densest``): 1 bit per weight in a uint8 initializer plus the same lookup
-  ([256, 8]: bit i -> +-1), then DynamicQuantizeMatMul.
+  memory; until 2026-12-03 a lookup of one byte at a time, whose Gather copies twice as many rows:
+  ``benchmarks/pack_load.py`` measures the forms against each other.)
+- binary (``speed`` or ``densest``): 1 bit per weight, in pairs of bytes, plus the same lookup
+  ([65536, 16] made from [256, 8]: bit i -> +-1), then DynamicQuantizeMatMul.
 - split-binary (BinaryBERT's ternary weight splitting, ``qat --mode binary --tws``): each weight is
   two binary planes, ``W = alpha1 s1 + alpha2 s2`` (recovered exactly from a TWS-trained model,
   greedily from any other, :func:`~deploytool.quant.quantizers.binarize_planes`). The planes are
@@ -101,6 +104,8 @@ from deploytool.passes.pack_graph import (
     _replace_lazily,
     _sum_planes,
     _unpack_ops,
+    _unpack_pairs,
+    pair_values,
 )
 from deploytool.passes.pack_targets import (  # noqa: F401 - _find_targets and _other_tables are re-exported
     _already_packed,
@@ -163,14 +168,14 @@ def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -
         wq = b.op("Cast", [b_val], tag, to=ir.DataType.INT8)
         packed_bytes = -(-codes.size // 4)
     else:
-        flat = _pack_codes(codes_kn.reshape(-1), scheme)
-        b_val = b.init(f"{base}_{scheme}", flat)
-        x = _unpack_ops(b, b_val, scheme, tag)
-        if codes.size % _UNPACK[scheme][0]:  # padding at the end: flatten and cut it off
+        pairs = pair_values(_pack_codes(codes_kn.reshape(-1), scheme))
+        b_val = b.init(f"{base}_{scheme}", pairs)
+        x = _unpack_pairs(b, b_val, scheme, tag)
+        if codes.size != pairs.size * 2 * _UNPACK[scheme][0]:  # padding at the end: flatten and cut it off
             x = b.op("Reshape", [x, b.const(np.array([-1], np.int64))], tag)
             x = b.op("Slice", [x, b.const(np.array([0], np.int64)), b.const(np.array([codes.size], np.int64))], tag)
         wq = b.op("Reshape", [x, b.const(np.array([k_in, n_out], np.int64))], tag)  # int8 already
-        packed_bytes = flat.nbytes
+        packed_bytes = pairs.nbytes
     s_val = b.init(f"{base}_alpha", np.asarray(alpha, np.float32).reshape(-1))
     prep = b.take()
     graph.insert_before(first, prep)
@@ -294,11 +299,11 @@ def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackCon
     codes_kn = np.ascontiguousarray(codes.T)
     scheme = "trit5" if config.weights is WeightScheme.TERNARY else "binary1"
     tag = b.tag()
-    flat = _pack_codes(codes_kn.reshape(-1), scheme)
+    flat = pair_values(_pack_codes(codes_kn.reshape(-1), scheme))
     b_val = b.init(f"{w.name or 'qkv'}_{scheme}", flat)
-    x = _unpack_ops(b, b_val, scheme, tag)
+    x = _unpack_pairs(b, b_val, scheme, tag)
     x = b.op("Reshape", [x, b.const(np.array([-1], np.int64))], tag)
-    if codes.size % _UNPACK[scheme][0]:
+    if codes.size != flat.size * 2 * _UNPACK[scheme][0]:
         x = b.op("Slice", [x, b.const(np.array([0], np.int64)), b.const(np.array([codes.size], np.int64))], tag)
     x = b.op("Reshape", [x, b.const(np.array([k_in, n3 * planes], np.int64))], tag)
     x = b.op("Cast", [x], tag, to=ir.DataType.FLOAT)
@@ -494,7 +499,8 @@ class FakeQuantWeightsPass(DeployPass):
     one scale per row, and each Gather becomes ``Cast(Gather(codes, ids)) * Unsqueeze(Gather(scales, ids))``:
     the gathered rows are the very float32 products of the fp32 table (``code * scale``; a test checks the
     outputs are equal), without multiplying out the whole table (BERT-base's word embeddings: 94 MB that the
-    gate's process computed and wrote before anything else, ~0.27 s). Two-plane rows stay fp32 values.
+    gate's process computed and wrote before anything else, ~0.27 s). Two-plane rows (``binary1x2``) too:
+    each plane's half of the gathered codes times its scale, the two products added.
     """
 
     def __init__(self, config: PackConfig, *, gather_tables: bool = False, codes_in_graph: bool = False) -> None:
@@ -613,47 +619,63 @@ def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig, b: 
     return True
 
 
-def _table_codes(table: ir.TensorProtocol, scheme: str) -> tuple[np.ndarray, np.ndarray]:
-    """An embedding table's int8 row codes and its per-row scales."""
+def _table_codes(table: ir.TensorProtocol, scheme: str) -> tuple[np.ndarray, ...]:
+    """An embedding table's int8 row codes and its per-row scales (two planes, ``binary1x2``: codes
+    [rows, 2H] = [plane 1 | plane 2] and each plane's scales)."""
     codes, alpha = _embedding_codes(table.numpy(), scheme)
-    return (np.ascontiguousarray(codes, dtype=np.int8),
-            np.ascontiguousarray(np.asarray(alpha, dtype=np.float32).reshape(-1)))
+    codes = np.ascontiguousarray(codes, dtype=np.int8)
+    alpha = np.asarray(alpha, dtype=np.float32)
+    if scheme == "binary1x2":
+        return codes, np.ascontiguousarray(alpha[:, 0]), np.ascontiguousarray(alpha[:, 1])
+    return codes, np.ascontiguousarray(alpha.reshape(-1))
 
 
 def _gather_rows_of_codes(model: ir.Model, table_v: ir.Value, scheme: str) -> bool:
     """``table_v`` becomes its int8 row codes and each of its Gathers dequantizes the rows it gathers
-    (:class:`FakeQuantWeightsPass`'s ``gather_tables``); False, with nothing changed, for a two-plane scheme
-    or a table that anything but a plain Gather reads."""
+    (:class:`FakeQuantWeightsPass`'s ``gather_tables``); two planes (``binary1x2``): each half of the gathered
+    codes times its plane's row scale, the two added (``_dequantized_embedding``'s sum, rounded once). False,
+    with nothing changed, for a table that anything but a plain Gather reads."""
     from deploytool.passes.pack_targets import _is_row_gather
 
     uses = list(table_v.uses())
-    if scheme == "binary1x2" or not uses or not all(_is_row_gather(n, i) for n, i in uses):
+    if not uses or not all(_is_row_gather(n, i) for n, i in uses):
         return False
     if table_v.const_value is None or len(table_v.const_value.shape) != 2:
         return False
-    rows = int(table_v.const_value.shape[0])
+    rows, hidden = (int(d) for d in table_v.const_value.shape)
+    planes = 2 if scheme == "binary1x2" else 1
     table = table_v.const_value
     codes = _ComputedOnce(lambda: _table_codes(table, scheme))
     graph = model.graph
     b = _Builder(graph)
     name = table_v.name
     table_v.const_value = ir.LazyTensor(lambda: ir.Tensor(codes.get()[0], name=name), dtype=ir.DataType.INT8,
-                                        shape=table.shape, name=name)
+                                        shape=ir.Shape([rows, planes * hidden]), name=name)
     table_v.dtype = ir.DataType.INT8
-    scale_v = codes.initializer(graph, 1, b.name(f"{name}_row_scale"), ir.DataType.FLOAT, [rows])
+    table_v.shape = ir.Shape([rows, planes * hidden])
+    scale_vs = [codes.initializer(graph, 1 + p, b.name(f"{name}_row_scale{'' if planes == 1 else p + 1}"),
+                                  ir.DataType.FLOAT, [rows]) for p in range(planes)]
     new_axes = model.opset_imports.get("", 0) >= 13
     for node, _ in uses:
         out = node.outputs[0]
         users = list(out.uses())
         out.dtype = ir.DataType.INT8
+        if out.shape is not None and planes > 1:
+            out.shape = None  # [..., 2H] now
         tag = b.tag()
         values = b.op("Cast", [out], tag, to=ir.DataType.FLOAT)
-        scales = b.op("Gather", [scale_v, node.inputs[1]], tag, axis=0)
-        if new_axes:
-            scales = b.op("Unsqueeze", [scales, b.const(np.array([-1], np.int64))], tag)
-        else:
-            scales = b.op("Unsqueeze", [scales], tag, axes=[-1])
-        rows_v = b.op("Mul", [values, scales], tag)
+        rows_v = None
+        for p, scale_v in enumerate(scale_vs):
+            part = values if planes == 1 else b.op(
+                "Slice", [values, b.const(np.array([p * hidden], np.int64)),
+                          b.const(np.array([(p + 1) * hidden], np.int64)), b.const(np.array([-1], np.int64))], tag)
+            scales = b.op("Gather", [scale_v, node.inputs[1]], tag, axis=0)
+            if new_axes:
+                scales = b.op("Unsqueeze", [scales, b.const(np.array([-1], np.int64))], tag)
+            else:
+                scales = b.op("Unsqueeze", [scales], tag, axes=[-1])
+            product = b.op("Mul", [part, scales], tag)
+            rows_v = product if rows_v is None else b.op("Add", [rows_v, product], tag)
         graph.insert_after(node, b.take())
         for user, index in users:
             user.replace_input_with(index, rows_v)

@@ -96,6 +96,14 @@ def _decode_2bit(data: np.ndarray, n: int) -> np.ndarray:
     return np.array(vals[:n], np.int8)
 
 
+def _pair_bytes(t: onnx.TensorProto, n: int) -> np.ndarray:
+    """A weight's packed bytes, stored in pairs as little-endian uint16 (one zero byte padding an odd count)."""
+    assert t.data_type == onnx.TensorProto.UINT16 and list(t.dims) == [-(-n // 2)]
+    raw = np.frombuffer(t.raw_data, np.uint8)
+    assert raw.size == 2 * -(-n // 2) and not raw[n:].any()
+    return raw[:n]
+
+
 @pytest.mark.parametrize("weights,runtime,granularity", [("ternary", "speed", "row"), ("ternary", "densest", "layer"),
                                                          ("binary", "speed", "layer"), ("ternary", "memory", "row")])
 def test_stored_codes_are_the_quantizer_codes(src, tmp_path, weights, runtime, granularity):
@@ -127,11 +135,11 @@ def test_stored_codes_are_the_quantizer_codes(src, tmp_path, weights, runtime, g
             np.testing.assert_array_equal(numpy_helper.to_array(t).astype(np.int8), codes.T)
         elif info["scheme"] == "trit5":
             t = inits[stem + "_trit5"]
-            assert len(t.raw_data) == -(-w.size // 5)
-            np.testing.assert_array_equal(_decode_trit5(numpy_helper.to_array(t), w.size).reshape(w.shape), codes.T)
+            raw = _pair_bytes(t, -(-w.size // 5))
+            np.testing.assert_array_equal(_decode_trit5(raw, w.size).reshape(w.shape), codes.T)
         else:
             t = inits[stem + "_binary1"]
-            bits = np.unpackbits(numpy_helper.to_array(t), bitorder="little")[: w.size].reshape(w.shape)
+            bits = np.unpackbits(_pair_bytes(t, -(-w.size // 8)), bitorder="little")[: w.size].reshape(w.shape)
             np.testing.assert_array_equal(bits.astype(np.int8) * 2 - 1, codes.T)
         assert name not in inits  # the fp32 weight is gone
         checked += 1
@@ -177,8 +185,12 @@ def test_ort_folds_the_unpacking_subgraph(src, tmp_path):
     pack_file(src, out, PackConfig(weights="ternary", runtime="densest", embeddings="fp32"))
     packed = onnx.load(str(out))
     tables = {t.name for t in packed.graph.initializer if list(t.dims) == [256, 5]}
-    lookups = [n for n in packed.graph.node if n.op_type == "Gather" and n.input[0] in tables]
-    assert len(lookups) == 12  # one byte -> 5 trits lookup per packed linear weight
+    pairs = {t.name for t in packed.graph.initializer if t.data_type == onnx.TensorProto.UINT16}
+    made = {o: n for n in packed.graph.node for o in n.output}
+    lookups = [n for n in packed.graph.node if n.op_type == "Gather" and n.input[1] in made
+               and made[n.input[1]].op_type == "Cast" and made[n.input[1]].input[0] in pairs]
+    assert len(lookups) == 12  # one two-byte -> 10 trits lookup per packed linear weight
+    assert len({n.input[0] for n in lookups}) == 1 and len(tables) == 1  # one pair table, made from one byte table
     so = ort.SessionOptions()
     so.optimized_model_filepath = str(tmp_path / "opt.onnx")
     ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"])
@@ -186,6 +198,7 @@ def test_ort_folds_the_unpacking_subgraph(src, tmp_path):
     ops = [n.op_type for n in opt.graph.node]
     assert ops.count("DynamicQuantizeMatMul") == 12
     assert not any(n.op_type == "Gather" and n.input[0] in tables for n in opt.graph.node)  # all folded
+    assert not any(set(n.input) & pairs for n in opt.graph.node)
 
 
 @pytest.mark.parametrize("scheme,decode", [
@@ -209,6 +222,35 @@ def test_unpack_table_decodes_every_byte(scheme, decode):
     combos = np.array(list(itertools.product(values, repeat=packing.PER_BYTE[scheme])), np.int8)
     pack = {"ternary2": packing.pack_2bit, "trit5": packing.pack_trit5, "binary1": packing.pack_bits}[scheme]
     np.testing.assert_array_equal(table[pack(combos)[:, 0]], combos)
+
+
+@pytest.mark.parametrize("scheme,decode", [
+    ("trit5", lambda b: [(b // 3 ** i) % 3 - 1 for i in range(5)]),
+    ("binary1", lambda b: [1 if (b >> i) & 1 else -1 for i in range(8)]),
+])
+def test_pair_lookup_decodes_every_two_bytes(tmp_path, scheme, decode):
+    """The two-byte lookup a packed weight unpacks with, as ONNX Runtime folds it from the byte table: every
+    uint16 value gives its first byte's values (the low byte, first in the file), then its second's."""
+    import onnx_ir as ir
+    import onnxruntime as ort
+
+    from deploytool.passes.pack_graph import _Builder, _unpack_pairs, pair_values
+
+    x = ir.Value(name="x", type=ir.TensorType(ir.DataType.UINT16), shape=ir.Shape([65536]))
+    graph = ir.Graph([x], [], nodes=[], name="g", opset_imports={"": 17})
+    b = _Builder(graph)
+    y = _unpack_pairs(b, x, scheme, "t")
+    graph.extend(b.take())
+    graph.outputs.append(y)
+    path = tmp_path / "pairs.onnx"
+    ir.save(ir.Model(graph, ir_version=10), path)
+    every = np.arange(65536, dtype=np.uint16)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": every})[0]
+    valid = 243 if scheme == "trit5" else 256
+    for v in list(range(0, 65536, 97)) + [valid - 1 + 256 * (valid - 1)]:
+        assert got[v].tolist() == decode(v & 255) + decode(v >> 8), v
+    # the file's bytes read as pairs: a weight's bytes in order, an odd count padded with one zero byte
+    np.testing.assert_array_equal(pair_values(np.array([1, 2, 3], np.uint8)), np.array([513, 3], np.uint16))
 
 
 def test_speed_upgrades_opset_or_refuses(src, tmp_path):
@@ -268,7 +310,7 @@ def test_pass_refuses_packed_model(src):
 @pytest.mark.parametrize("family, exporter", [("bert", "torch"), ("roberta", "dynamo"), ("distilbert", "optimum")])
 @pytest.mark.parametrize("weights, embeddings, positions", [
     ("ternary", "ternary", "fp32"), ("binary", "binary", "int8"), ("ternary", "int8", "ternary"),
-    ("split-binary", "binary", "binary"),
+    ("split-binary", "binary", "binary"), ("split-binary", "split-binary", "split-binary"),
 ])
 def test_gate_memory_reference_equals_the_fp32_fake_quantized_file(tiny_onnx, tmp_path, family, exporter, weights,
                                                                    embeddings, positions):
@@ -286,9 +328,12 @@ def test_gate_memory_reference_equals_the_fp32_fake_quantized_file(tiny_onnx, tm
     (tmp_path / "f").mkdir()
     mem = build_memory_reference(src, tmp_path / "m", cfg)
     graph = onnx.load(str(mem.path), load_external_data=False).graph
-    scales = [n for n in graph.node if n.op_type == "Gather" and n.input[0].endswith("_row_scale")]
+    scales = [n for n in graph.node if n.op_type == "Gather" and "_row_scale" in n.input[0]]
     tables = 1 + (positions != "fp32") * (1 if family == "distilbert" else 2)  # word; position (and token type)
-    assert len(scales) >= tables  # the rows are gathered as codes here, not read from a multiplied-out table
+    assert len(scales) >= tables * (2 if embeddings == "split-binary" else 1)  # one per plane
+    read = {n.input[0] for n in graph.node if n.op_type == "Gather"}
+    word, = (t for t in graph.initializer if t.name in read and "word_embeddings" in t.name and len(t.dims) == 2)
+    assert word.data_type == onnx.TensorProto.INT8  # the word rows are gathered as codes, not multiplied out
     # every linear weight is its codes (two planes for split-binary) times its scales in the graph, not fp32 arrays
     planes = 2 if weights == "split-binary" else 1
     casts = [n for n in graph.node if n.op_type == "Cast" and "_codes" in n.input[0]]
@@ -445,10 +490,11 @@ def test_gate_memory_reference_keeps_a_gathered_graph_output(tmp_path):
 @pytest.mark.parametrize("weights, runtime", [("ternary", "densest"), ("binary", "speed"), ("split-binary", "speed"),
                                               ("ternary", "speed")])
 def test_lookup_unpack_computes_what_the_arithmetic_unpack_did(src, tmp_path, weights, runtime):
-    """The packed file against the same file with every lookup rewritten into the int32 Div/Mod/Sub arithmetic
-    deploytool wrote before (benchmarks/pack_load.py's peer, restated from the older pack_graph.py): no lookup is
-    left in the peer, and ONNX Runtime gives the same bytes for both (weights folded at load, and the embedding
-    rows unpacked at run time)."""
+    """The packed file against the same file with its two-byte lookups rewritten into one-byte lookups, and that
+    one with every lookup rewritten into the int32 Div/Mod/Sub arithmetic deploytool wrote before
+    (benchmarks/pack_load.py's peers, restated from the older pack_graph.py): no pair is left in the first, no
+    lookup in the second, and ONNX Runtime gives the same bytes for all three (weights folded at load, and the
+    embedding rows unpacked at run time)."""
     import importlib.util
     import sys
 
@@ -462,9 +508,10 @@ def test_lookup_unpack_computes_what_the_arithmetic_unpack_did(src, tmp_path, we
         spec.loader.exec_module(pack_load)
     finally:
         sys.path.remove(str(bench))
-    out, peer = tmp_path / "p.onnx", tmp_path / "arith.onnx"
+    out, bytewise, peer = tmp_path / "p.onnx", tmp_path / "bytes.onnx", tmp_path / "arith.onnx"
     pack_file(src, out, PackConfig(weights=weights, runtime=runtime))
-    rewritten = pack_load.arithmetic_peer(out, peer)
+    pairs = pack_load.byte_lookup_peer(out, bytewise)  # the two-byte lookups back to one byte at a time
+    rewritten = pack_load.arithmetic_peer(bytewise, peer)
     def lookups(path) -> int:
         """Gathers from an int8 [256, k] table (one row per byte value): the unpack lookup, by its shape, not
         by the names the writer gives its tables (which renaming tools change)."""
@@ -473,15 +520,19 @@ def test_lookup_unpack_computes_what_the_arithmetic_unpack_did(src, tmp_path, we
                   if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 2 and t.dims[0] == 256}
         return sum(n.op_type == "Gather" and n.input[0] in tables for n in m.graph.node)
 
-    assert rewritten >= 1 and rewritten == lookups(out)  # (ternary speed: the word embedding's rows only)
+    assert rewritten >= 1 and rewritten == lookups(bytewise)  # (ternary speed: the word embedding's rows only)
     assert lookups(peer) == 0
+    uint16 = lambda path: sum(t.data_type == onnx.TensorProto.UINT16 for t in onnx.load(str(path)).graph.initializer)  # noqa: E731
+    assert pairs == uint16(out) == lookups(bytewise) - lookups(out) and uint16(bytewise) == 0
+    assert (pairs == 0) == (runtime == "speed" and weights == "ternary")  # INT2 weights: no lookup
     rng = np.random.default_rng(0)
     results = []
-    for path in (out, peer):
+    for path in (out, bytewise, peer):
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         feeds = {i.name: (rng.integers(0, 100, size=(2, 7)) if i.name == "input_ids" else np.ones((2, 7))).astype(np.int64)
                  for i in sess.get_inputs()}
         rng = np.random.default_rng(0)  # the same ids for both
         results.append(sess.run(None, feeds))
-    for a, b in zip(*results, strict=True):
-        np.testing.assert_array_equal(a, b)
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
