@@ -174,7 +174,8 @@ def serve(lines, answer) -> int:
 
     # {"name": what a verify message calls it, "path", "used" (feeds it ran on), "outputs" or "error", "seconds"}
     early: dict | None = None
-    arrived = threading.Event()  # the verify message came: warming stops
+    arrived = threading.Event()  # the verify message came: warming stops, a reference in memory widens
+    V.output_arrived = arrived
     warmed: dict = {}  # _warm's thread and record
     warm_bytes = 0
 

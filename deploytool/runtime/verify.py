@@ -122,6 +122,37 @@ def _only_gathered(value) -> bool:
         u.node.op_type == "Gather" and u.idx == 0 and u.node.domain in ("", "ai.onnx") for u in uses)
 
 
+class _Slots:
+    """At most ``n`` holders at once, and only one until ``widen`` (an event, or None: at once) is set."""
+
+    def __init__(self, n: int, widen) -> None:
+        import threading
+
+        self.n, self.widen, self.held = max(1, n), widen, 0
+        self.cond = threading.Condition()
+
+    def limit(self) -> int:
+        return self.n if self.widen is None or self.widen.is_set() else 1
+
+    def __enter__(self) -> None:
+        with self.cond:
+            while self.held >= self.limit():
+                self.cond.wait(0.005)  # the event does not notify: look again soon
+            self.held += 1
+
+    def __exit__(self, *exc) -> None:
+        with self.cond:
+            self.held -= 1
+            self.cond.notify_all()
+
+
+#: Set in the gate's process (``_gate_worker``): the event of the pass's output arriving. Until then a
+#: :func:`memory_reference` built there computes one tensor at a time: the pass runs on the other core (BERT-base
+#: pack on 2 cores: with two threads from the start the pass wrote its output 0.1-0.2 s later, and the gate's
+#: verdict, 0.1 s sooner, did not make up for it).
+output_arrived = None
+
+
 def memory_reference(model, folder: str | os.PathLike, name: str = "reference", *, threads: int = 2) -> MemoryReference:
     """``model`` (an ``onnx_ir`` model, its big tensors mapped or lazy; the lazy ones are computed here) as a
     :class:`MemoryReference` in ``folder``, made without writing a copy of the model:
@@ -135,10 +166,12 @@ def memory_reference(model, folder: str | os.PathLike, name: str = "reference", 
       gate's few ids barely touch: the process's peak stays near the file's size);
     - a tensor type ONNX Runtime cannot take from numpy (bfloat16, sub-byte types) goes into the graph file.
 
-    ``threads``: the kept tensors are computed that many at a time, in order (numpy releases the GIL): the
-    gate's process builds this while the pass runs on another core, but the pass may finish first (BERT-base
-    pack on 2 cores: its output is written ~0.9 s after it starts, this build ended 0.2-0.5 s later), and then
-    the cores it leaves are free. The values do not depend on it.
+    ``threads``: the kept tensors (and the gathered tables, written by this thread meanwhile) are computed that
+    many at a time, in order (numpy releases the GIL); in the gate's process one at a time until the pass's
+    output arrives (:data:`output_arrived`): the gate's process builds this while the pass runs on another
+    core, but the pass may finish first (BERT-base pack on 2 cores: its output is written ~0.9 s after it
+    starts, this build ended 0.2-0.5 s later), and then the cores it leaves are free. The values do not depend
+    on it.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -161,11 +194,18 @@ def memory_reference(model, folder: str | os.PathLike, name: str = "reference", 
     # the small (lazy) ones last: a weight's codes and scale are computed together (pack's _ComputedOnce),
     # and a scale submitted right after its codes would hold a thread waiting for them
     kept.sort(key=lambda t: tensors[t.name].nbytes <= onnx_io.INLINE_BYTES)
+    slots = _Slots(threads, output_arrived)
+
+    def compute(tensor):
+        with slots:
+            return tensor.numpy()
+
     pool = ThreadPoolExecutor(max_workers=max(1, threads))
     try:
-        futures = [pool.submit(tensors[t.name].numpy) for t in kept]
+        futures = [pool.submit(compute, tensors[t.name]) for t in kept]
         if tables:  # meanwhile, in this thread (the pool computes the others)
-            onnx_io.write_external(proto, tables, folder / f"{name}.data", after_each=drop_maps)
+            with slots:
+                onnx_io.write_external(proto, tables, folder / f"{name}.data", after_each=drop_maps)
         for t, future in zip(kept, futures):
             _keep(t, tensors[t.name], future.result(), placeholder, arrays)
             drop_maps()
