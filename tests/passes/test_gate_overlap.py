@@ -780,3 +780,60 @@ def test_input_view_runs_like_the_input_and_leaves_it_alone(src, tmp_path):
     got, want = run_onnx(view[0], fixed_inputs()), run_onnx(src, fixed_inputs())
     assert all(np.array_equal(got[k], want[k]) for k in want)
     assert (hashlib.sha256(Path(src).read_bytes()).hexdigest(), Path(src).stat().st_mtime_ns) == before
+
+
+@pytest.mark.parametrize("arrived", [None, "unset", "set"])
+def test_memory_reference_computes_one_tensor_at_a_time_until_the_output_arrives(tmp_path, monkeypatch, arrived):
+    """In the gate's process (``verify.output_arrived``, an event) the in-memory reference computes its lazy
+    tensors one at a time until the pass's output arrives, then on its pool's threads; elsewhere (None) on
+    them at once. Small lazy tensors are held out of the graph file too: none is computed while the graph is
+    serialized (each would be, in this thread, before the pool starts)."""
+    import threading
+
+    state = {"now": 0, "most": 0, "serialized": False}
+    lock = threading.Lock()
+
+    def slow(i: int, n: int):
+        def compute() -> ir.Tensor:
+            with lock:
+                assert state["serialized"], "computed while the graph was serialized"
+                state["now"] += 1
+                state["most"] = max(state["most"], state["now"])
+            time.sleep(0.05)
+            with lock:
+                state["now"] -= 1
+            return ir.tensor(np.full(n, i, np.float32), name=f"w{i}")
+        return ir.LazyTensor(compute, dtype=ir.DataType.FLOAT, shape=ir.Shape([n]), name=f"w{i}")
+
+    x = ir.Value(name="x", type=ir.TensorType(ir.DataType.FLOAT), shape=ir.Shape([1]))
+    graph = ir.Graph([x], [], nodes=[], name="g", opset_imports={"": 17})
+    ys = [x, x]
+    for i in range(6):  # three big tensors, three small ones (under INLINE_BYTES), each in a chain of Adds
+        n = 1024 if i < 3 else 4
+        w = ir.Value(name=f"w{i}", const_value=slow(i, n), type=ir.TensorType(ir.DataType.FLOAT), shape=ir.Shape([n]))
+        graph.register_initializer(w)
+        node = ir.node("Add", [ys[i >= 3], w])
+        graph.append(node)
+        ys[i >= 3] = node.outputs[0]
+    graph.outputs.extend(ys)
+    model = ir.Model(graph, ir_version=10)
+    event = None if arrived is None else threading.Event()
+    if arrived == "set":
+        event.set()
+    monkeypatch.setattr(V, "output_arrived", event)
+    from deploytool import onnx_io
+
+    real = onnx_io.skeleton_proto
+
+    def skeleton(m, **kw):
+        out = real(m, **kw)
+        state["serialized"] = True
+        return out
+
+    monkeypatch.setattr(onnx_io, "skeleton_proto", skeleton)
+    ref = V.memory_reference(model, tmp_path, threads=2)
+    assert sorted(ref.initializers) == [f"w{i}" for i in range(6)]
+    assert state["most"] == (1 if arrived == "unset" else 2), state
+    big, small = V.reference_outputs(ref, {"x": np.zeros(1, np.float32)}).values()
+    np.testing.assert_array_equal(big, np.full(1024, 0 + 1 + 2, np.float32))
+    np.testing.assert_array_equal(small, np.full(4, 3 + 4 + 5, np.float32))
