@@ -887,7 +887,13 @@ def render_pass_speed(results: Path) -> str:
 
 
 # pass_speed_ab.py's results the README quotes, newest change first: (file, what changed between its two trees)
-PASS_SPEED_AB = (("pass_speed_ab_input_skeleton.json", "the gate's input skeleton taken as the loader scanned it "
+PASS_SPEED_AB = (("pass_speed_ab_pair_lookup.json", "pack's whole weights unpacked two bytes at a time, and the gate's "
+                  "reference in memory computed in two threads once the output arrives (one before: the pass runs on "
+                  "the other core), nothing of it computed while its graph is serialized, split-binary table rows "
+                  "gathered as codes"),
+                 ("pass_speed_ab_reference_unpaced.json", "the same with the reference on two threads from the start "
+                  "(not kept: it took the pass's core)"),
+                 ("pass_speed_ab_input_skeleton.json", "the gate's input skeleton taken as the loader scanned it "
                   "instead of serialized again (it touches every pass's gate: no control; the check of that day's "
                   "pass_speed run had flagged fp16 in a slow spell of the VM)"),
                  ("pass_speed_ab_binary_signs.json", "binary packing's signs in the weight's own memory order (a "
