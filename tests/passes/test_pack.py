@@ -536,3 +536,54 @@ def test_lookup_unpack_computes_what_the_arithmetic_unpack_did(src, tmp_path, we
     for other in results[1:]:
         for a, b in zip(results[0], other, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("family, exporter", [("bert", "torch"), ("roberta", "dynamo")])
+@pytest.mark.parametrize("weights, runtime", [("binary", "speed"), ("ternary", "densest"), ("split-binary", "speed")])
+def test_odd_shapes_unpack_through_the_padded_pair(tiny_onnx, tmp_path, family, exporter, weights, runtime):
+    """Weights whose packed bytes do not fill whole pairs (hidden 36, FFN 37: 36 x 37 = 1332 values; 1-bit: 166.5
+    bytes, 5 trits: 267 bytes): the zero byte that pads the last pair is cut off again, the stored pairs decode
+    (restated here) to the quantizer's codes, and ONNX Runtime computes what the fake-quantized model computes."""
+    src = tiny_onnx(family, exporter, layers=1, hidden=36, heads=3, ffn=37, seed=7)
+    cfg = PackConfig(weights=weights, runtime=runtime, embeddings="fp32")
+    out = tmp_path / "p.onnx"
+    res = pack_file(src, out, cfg)
+    assert res.gate.verified is True
+    packed = onnx.load(str(out))
+    inits = {t.name: t for t in packed.graph.initializer}
+    orig = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(src)).graph.initializer}
+    record = json.loads({p.key: p.value for p in packed.metadata_props}[PACKING_KEY])
+    per = 5 if runtime == "densest" else 8
+    padded = 0
+    for name, info in record.items():
+        w = orig[name].astype(np.float32)
+        layout_kn = w if info["shape"] == list(w.shape) else w.T  # MatMul B [K, N] (a Gemm's transB: [N, K])
+        stem = name.replace("::", "_").replace("/", "_")
+        t = next(t for k, t in inits.items() if k.startswith(stem + "_") and t.data_type == onnx.TensorProto.UINT16)
+        planes = 2 if weights == "split-binary" else 1
+        n = layout_kn.size * planes
+        raw = _pair_bytes(t, -(-n // per))
+        padded += raw.size % 2
+        if per == 5:
+            got = _decode_trit5(raw, n)
+            want = ternarize(layout_kn.T, "layer")[0].T
+        else:
+            got = np.unpackbits(raw, bitorder="little")[:n].astype(np.int8) * 2 - 1
+            if planes == 1:
+                want = binarize(layout_kn.T, "layer")[0].T
+            else:  # planes side by side: [K, 2N], plane 1's columns first
+                from deploytool.quant.quantizers import binarize_planes
+                s1, s2, *_ = binarize_planes(layout_kn.T, "layer")
+                want = np.concatenate([s1.T, s2.T], 1)
+        np.testing.assert_array_equal(got.reshape(want.shape), want)
+    assert padded >= 1  # an odd byte count was padded (36 x 37 x planes values)
+    y, ref = run_onnx(out, FEEDS), run_onnx(_bytes(_fake_quantized(src, cfg)), FEEDS)
+    for k in ref:
+        cos = float((y[k] * ref[k]).sum() / np.linalg.norm(y[k]) / np.linalg.norm(ref[k]))
+        assert cos > 0.99, (k, cos)
+
+
+def _fake_quantized(src, config):
+    model = onnx_io.load_model(src)
+    FakeQuantWeightsPass(config)(model)
+    return model
