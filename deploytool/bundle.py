@@ -105,6 +105,8 @@ class BundleResult:
         out = [f"{m['source']['model']} -> {self.out_dir}/ for {m['profile']['name']} "
                f"({m['ort']['optimization_style']} optimizations)"]
         out += [f"  {f['name']}: {f['bytes'] / 1e6:.3f} MB" for f in m["files"]]
+        if m["ort"].get("note"):
+            out.append(f"  note: {m['ort']['note']}")
         v = m["verification"]
         out.append(f"  host check: .ort vs .onnx on the fixed input (seq {v['seq_len']}): max abs {v['max_abs_vs_onnx']:.3g}")
         out.append(f"  tokenizer: {m['tokenizer']['files'] or m['tokenizer']['note']}")
@@ -171,6 +173,34 @@ def _qnn(model: Path, cfg: BundleConfig, stage: Path) -> dict[str, Any]:
                     "truncate the app's input to it"}
 
 
+#: pack schemes whose weights a constant subgraph unpacks (folded when a session, or the ORT converter, runs it)
+_FOLDED_SCHEMES = ("ternary2", "trit5", "binary1")
+
+
+def _unpacked_note(model: Path, source_bytes: int, ort_bytes: int) -> str | None:
+    """Why ``model.ort`` is bigger than a packed source, or None: ONNX Runtime's converter constant-folds the
+    subgraphs that unpack ``pack``'s 2-bit / 5-trit / 1-bit weights (as every session does at load), so the
+    .ort stores them as int8. MatMulNBits (``pack --runtime memory``) is a kernel, not a subgraph: its weights
+    stay 2 bits in the .ort. Gathered embedding rows are unpacked at run time and stay packed too."""
+    import onnx
+
+    from deploytool.passes.pack_config import PACKING_KEY
+
+    try:
+        meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+        record = json.loads(meta.get(PACKING_KEY, "{}"))
+    except Exception:  # noqa: BLE001 - the converter read the file; a note is not worth an error
+        return None
+    folded = sorted({str(v.get("scheme")) for v in record.values() if isinstance(v, dict)
+                     and str(v.get("scheme", "")).split("x")[0] in _FOLDED_SCHEMES and v.get("role") != "embedding"})
+    if not folded or ort_bytes <= 1.2 * source_bytes:
+        return None
+    return (f"model.ort holds pack's {', '.join(folded)} weights unpacked to int8 ({ort_bytes / 1e6:.1f} MB against "
+            f"the packed file's {source_bytes / 1e6:.1f} MB): ONNX Runtime's converter folds their unpacking, as a "
+            f"session does at load; for a small file on the device, pack with --runtime memory (MatMulNBits keeps "
+            f"2 bits per weight in the .ort)")
+
+
 def _array(a: np.ndarray) -> dict[str, Any]:
     return {"dtype": str(a.dtype), "shape": list(a.shape), "values": a.reshape(-1).tolist()}
 
@@ -205,13 +235,16 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
         host = host_info()
         files = [{"name": str(p.relative_to(stage)), "bytes": p.stat().st_size}
                  for p in sorted(stage.rglob("*")) if p.is_file()]
+        source_bytes = model.stat().st_size + sum(d.stat().st_size for d in data)
+        unpacked = _unpacked_note(model, source_bytes, ort_path.stat().st_size)
         manifest = {
             "kind": KIND, "version": 1,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "source": {"model": str(model), "bytes": model.stat().st_size + sum(d.stat().st_size for d in data)},
+            "source": {"model": str(model), "bytes": source_bytes},
             "profile": {"name": cfg.profile.name, "soc": cfg.profile.soc, "arch": cfg.profile.arch.value},
             "ort": {"model": ort_path.name, "required_operators": ops_path.name, "optimization_style": cfg.style,
-                    "target_platform": "arm", "onnxruntime": host.get("onnxruntime")},
+                    "target_platform": "arm", "onnxruntime": host.get("onnxruntime"),
+                    **({"note": unpacked} if unpacked else {})},
             "session": session,
             "signature": signature(ort_path),
             "tokenizer": tok,

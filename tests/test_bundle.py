@@ -135,3 +135,27 @@ def test_bundle_bad_input(model_dir, tmp_path, case):
     else:
         assert not out.exists()
     assert not list(tmp_path.glob(".out.*"))  # no half-written staging folder
+
+
+@pytest.mark.parametrize("runtime", ["speed", "memory"])
+def test_bundle_says_when_the_ort_holds_packed_weights_unpacked(tiny_onnx, tmp_path, runtime):
+    """A binary-packed model: ONNX Runtime's converter folds the unpacking of its weights, so the .ort holds
+    them as int8 and is several times the packed file: the manifest and the command say so and name the way
+    out (MatMulNBits, --runtime memory), whose .ort stays near the packed size and gets no such note."""
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+
+    src = tiny_onnx("bert", layers=1, hidden=128, heads=4, ffn=512, vocab=100)
+    packed = tmp_path / "packed.onnx"
+    pack_file(src, packed, PackConfig(weights="binary", runtime=runtime))
+    out = tmp_path / "b"
+    r = _bundle([str(packed), "--profile", "snapdragon-sm8650", "-o", str(out), "--no-qnn", "--json"])
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.output)
+    ort_bytes = (out / "model.ort").stat().st_size
+    if runtime == "speed":
+        assert ort_bytes > 1.5 * packed.stat().st_size  # really unpacked in the .ort
+        assert "unpacked to int8" in m["ort"]["note"] and "--runtime memory" in m["ort"]["note"]
+        text = _bundle([str(packed), "--profile", "snapdragon-sm8650", "-o", str(tmp_path / "b2"), "--no-qnn"])
+        assert text.exit_code == 0 and "note: model.ort holds pack's binary1 weights unpacked" in text.output
+    else:
+        assert ort_bytes < 1.2 * packed.stat().st_size and "note" not in m["ort"]
