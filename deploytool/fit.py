@@ -19,8 +19,10 @@ the p90 budget as it is, and labelled ``projected``). A candidate fits when
 
 - its device p90 latency at ``seq_len`` <= the budget (``--budget-ms``, else the profile's
   ``budgets.p90_latency_ms`` for that length),
-- its file size <= ``budgets.model_size_mb`` and its peak memory (measured on the host) <=
-  ``budgets.peak_memory_mb``, where the profile sets them,
+- its size <= ``budgets.model_size_mb`` (the file; on a profile with a mobile EP, the ``model.ort`` that
+  ``deploytool bundle`` ships, converted here: ONNX Runtime's converter folds a packed file's speed/densest
+  weights into int8) and its peak memory (measured on the host) <= ``budgets.peak_memory_mb``, where the
+  profile sets them,
 - its accuracy >= ``accuracy_floor`` (only with measured accuracies).
 
 Among the fitting candidates the one with the largest accuracy wins, then the lowest latency --
@@ -146,7 +148,9 @@ class Candidate:
     depth: float
     precision: str
     path: str
-    size_mb: float = 0.0
+    size_mb: float = 0.0  # what the size budget is compared with: the file, or on a phone the bundle's model.ort
+    size_of: str = "file"  # "file" (the .onnx and its data) | "model.ort" (deploytool bundle's, for a phone)
+    file_mb: float = 0.0
     params: int | None = None
     param_fraction: float | None = None
     accuracy: float | None = None
@@ -190,7 +194,8 @@ class FitResult:
                else f"accuracy PROXY {c.param_fraction:.3f} (kept-parameter fraction; no accuracy given)")
         fitting = [x for x in self.candidates if x.fits]
         lines = [f"picked {c.name} for {self.profile} at seq {self.seq_len}: {acc}, {c.latency_source} "
-                 f"{c.device_p90_ms:.2f} ms <= {self.budget_ms:g} ms, {c.size_mb:.1f} MB; "
+                 f"{c.device_p90_ms:.2f} ms <= {self.budget_ms:g} ms, {c.size_mb:.1f} MB"
+                 f"{' (its bundle model.ort)' if c.size_of == 'model.ort' else ''}; "
                  f"{len(fitting)} of {len(self.candidates)} candidates fit; the largest "
                  f"{'accuracy' if self.ranking == 'accuracy' else 'proxy, then precision (fp32 = fp16 > int8 > ternary > binary),'}"
                  f" wins, then the lowest latency"
@@ -274,6 +279,31 @@ def int8_codes(profile: Profile) -> tuple[str, str]:
                         "default's speed (benchmarks/results/int8_codes.json)")
 
 
+def phone_bundle_style(profile: Profile) -> str | None:
+    """The ORT-format optimization style ``deploytool bundle`` converts with for ``profile``, or None for a
+    profile that is not bundled (no mobile EP: its model ships as the .onnx file)."""
+    from deploytool.bundle import MOBILE_EPS
+
+    eps = [ep.name for ep in profile.execution_providers]
+    if not any(name in MOBILE_EPS for name in eps):
+        return None
+    return "runtime" if eps[0] in MOBILE_EPS else "fixed"
+
+
+def _ort_size_mb(path: Path, work: Path, style: str) -> float:
+    """The size of the ``model.ort`` that ``deploytool bundle`` makes of ``path`` (converted, then removed): a
+    packed file's speed/densest weights are folded into int8 there (MatMulNBits' 2-bit ones are not)."""
+    from deploytool.onnx_io import external_data_files
+    from deploytool.runtime.mobile import convert_to_ort
+
+    out = Path(tempfile.mkdtemp(prefix=f"{path.stem}.ort-", dir=work))
+    try:
+        ort_path, _ = convert_to_ort(path, external_data_files(path), out, style=style)
+        return ort_path.stat().st_size / MB
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def _build(src: Path, work: Path, w: float, d: float, precision: str, sliced: dict,
            options: dict | None = None) -> Path:
     """The candidate's file, made as recipe sweeps make variants (``passes.variants.build_variant``)."""
@@ -324,7 +354,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                             c.int8_codes = "uint8"
                             c.int8_codes_why += f"; uint8 instead: {e}"
                             c.path = str(_build(config.model, work, w, d, p, sliced, {"weights": "uint8"}))
-                        c.size_mb = os.path.getsize(c.path) / MB
+                        c.size_mb = c.file_mb = os.path.getsize(c.path) / MB
                     except DeployError as e:
                         c.error = f"cannot build: {e}"
                         c.reasons.append(c.error)
@@ -333,6 +363,11 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         if not built:
             raise DeployError(f"fit: no candidate could be built ({cands[0].error})")
         _params(built, config.model)
+        style = phone_bundle_style(prof)
+        if style is not None:  # what ships to a phone is the bundle's .ort (packed weights folded into int8)
+            say(f"fit: converting {len(built)} candidates to the ORT format of {prof.name}'s bundle")
+            for c in built:
+                c.size_mb, c.size_of = _ort_size_mb(Path(c.path), work, style), "model.ort"
         host_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         threads = config.threads or max(1, min(prof.threads, host_cores))
         say(f"fit: measuring {len(built)} candidates on this host ({threads} threads)")
@@ -363,7 +398,8 @@ def fit(config: FitConfig, progress=None) -> FitResult:
             if c.device_p90_ms > budget:
                 c.reasons.append(f"{c.latency_source} {c.device_p90_ms:.2f} ms > {budget:g} ms")
             if prof.budgets.model_size_mb is not None and c.size_mb > prof.budgets.model_size_mb:
-                c.reasons.append(f"size {c.size_mb:.1f} MB > {prof.budgets.model_size_mb:g} MB")
+                c.reasons.append(f"size {c.size_mb:.1f} MB{' (model.ort)' if c.size_of == 'model.ort' else ''} > "
+                                 f"{prof.budgets.model_size_mb:g} MB")
             if prof.budgets.peak_memory_mb is not None and c.peak_memory_mb > prof.budgets.peak_memory_mb:
                 c.reasons.append(f"peak memory {c.peak_memory_mb:.0f} MB > {prof.budgets.peak_memory_mb:g} MB")
             if accs and c.accuracy is None:

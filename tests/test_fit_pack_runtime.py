@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from deploytool.fit import pack_runtime
@@ -63,3 +65,49 @@ def test_fit_on_the_host_builds_int8_its_cpu_computes_exactly(tiny_onnx, tmp_pat
         assert "without VNNI" in full["int8_codes_why"]
         chain = file_variant(tmp_path / "c" / "w1-d1-int8.onnx").chain
         assert chain[-1] == "int8(pairsafe)", chain
+
+
+def test_fit_for_a_phone_weighs_the_bundles_model_ort(tiny_onnx, tmp_path, monkeypatch):
+    """On a profile with a mobile EP the size budget is compared with the ``model.ort`` that ``deploytool bundle``
+    ships, converted by fit: a binary candidate (runtime speed on aarch64) whose packed file is within the budget
+    but whose .ort holds its weights as int8 is rejected for its size, and fit says it is the .ort's; on a
+    profile without one (no bundle: the .onnx file ships) the file's size counts."""
+    import json
+
+    from click.testing import CliRunner
+
+    import deploytool.profiles as profiles
+    from deploytool.cli import main
+
+    src = tiny_onnx("bert", layers=1, hidden=128, heads=4, ffn=512, vocab=100)
+    real = profiles.load_profile
+
+    def run(name: str, budget_mb: float) -> dict:
+        def patched(n, *a, **k):
+            p = real(n, *a, **k)
+            if n == name:
+                import dataclasses
+                p = dataclasses.replace(p, budgets=dataclasses.replace(p.budgets, model_size_mb=budget_mb))
+            return p
+        monkeypatch.setattr(profiles, "load_profile", patched)
+        import deploytool.cli as cli_pkg
+        for mod in list(vars(cli_pkg).values()):
+            if getattr(mod, "load_profile", None) is real:
+                monkeypatch.setattr(mod, "load_profile", patched)
+        out = tmp_path / f"{name}.onnx"
+        r = CliRunner().invoke(main, ["fit", str(src), "--profile", name, "-o", str(out), "--widths", "1",
+                                      "--depths", "1", "--precisions", "fp32,binary", "--runs", "3", "--seq-len",
+                                      "8", "--budget-ms", "10000"])
+        if r.exit_code:  # nothing fits: one line naming the fastest candidate's reasons
+            assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+            return {"error": r.output.strip()}
+        return {c["name"]: c for c in json.loads(Path(f"{out}.fit.json").read_text())["candidates"]}
+
+    b = run("snapdragon-sm8650", 1000.0)["w1-d1-binary"]
+    assert b["size_of"] == "model.ort" and b["size_mb"] > 1.2 * b["file_mb"], b  # the weights unpacked in the .ort
+    budget = (b["file_mb"] + b["size_mb"]) / 2  # the packed file fits it, its .ort does not
+    refused = run("snapdragon-sm8650", budget)  # fp32's .ort is bigger still: nothing fits
+    assert "w1-d1-binary" in refused["error"] and "(model.ort) >" in refused["error"], refused
+    b = run("graviton3", budget)["w1-d1-binary"]
+    assert b["size_of"] == "file" and b["size_mb"] == b["file_mb"] < budget, b
+    assert not any("size" in r for r in b["reasons"]), b["reasons"]
