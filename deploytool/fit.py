@@ -290,7 +290,7 @@ def phone_bundle_style(profile: Profile) -> str | None:
     return "runtime" if eps[0] in MOBILE_EPS else "fixed"
 
 
-def _ort_size_mb(path: Path, work: Path, style: str) -> float:
+def ort_size_mb(path: Path, style: str, work: Path | None = None) -> float:
     """The size of the ``model.ort`` that ``deploytool bundle`` makes of ``path`` (converted, then removed): a
     packed file's speed/densest weights are folded into int8 there (MatMulNBits' 2-bit ones are not)."""
     from deploytool.onnx_io import external_data_files
@@ -367,7 +367,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         if style is not None:  # what ships to a phone is the bundle's .ort (packed weights folded into int8)
             say(f"fit: converting {len(built)} candidates to the ORT format of {prof.name}'s bundle")
             for c in built:
-                c.size_mb, c.size_of = _ort_size_mb(Path(c.path), work, style), "model.ort"
+                c.size_mb, c.size_of = ort_size_mb(Path(c.path), style, work), "model.ort"
         host_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         threads = config.threads or max(1, min(prof.threads, host_cores))
         say(f"fit: measuring {len(built)} candidates on this host ({threads} threads)")

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.accuracy import load_accuracy_records
-from deploytool.errors import ConfigError, InputFileError
+from deploytool.errors import ConfigError, DeployError, InputFileError
 from deploytool.profiles import Profile, load_profile
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class ReportRow:
     p50_ms: float | None  # None on rows that were not timed (emulated devices)
     p90_ms: float | None
     peak_memory_mb: float | None
-    size_mb: float
+    size_mb: float  # what the size budget weighs: the file, or on a phone the bundle's model.ort (size_of)
     accuracy: float | None
     projected_ms: float | None
     projected_label: str
@@ -118,6 +118,7 @@ class ReportRow:
     # what the passes recorded in the file (deploytool.variant): source, width, depth, precision, chain
     variant_record: dict[str, Any] | None = None
     budget_failed: list[str] = dataclasses.field(default_factory=list)  # "latency" | "memory" | "size"
+    size_of: str = "file"  # "file" | "model.ort" (a phone profile: deploytool bundle's file), or why not
     # MEASURED: the bench ran on this device's hardware (arch and core types, deploytool.profiles.match);
     # PROJECTED: the device latency is the cost model's; match_why says which and why
     status: str = ""
@@ -223,6 +224,28 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     cost_cache: dict[tuple[str, int], Any] = {}
     hosts = sorted({str(r.get("host", {}).get("cpu_model", "?")) for r in reports})
 
+    ort_cache: dict[tuple[str, str], tuple[float | None, str]] = {}
+
+    def phone_size(path: str, prof: Profile, file_mb: float) -> tuple[float, str]:
+        """The size the profile's budget weighs and of what: on a phone (a mobile EP), the ``model.ort`` that
+        ``deploytool bundle`` would ship (fit's rule: a packed file's folded weights are int8 there)."""
+        from deploytool.fit import ort_size_mb, phone_bundle_style
+
+        style = phone_bundle_style(prof)
+        if style is None:
+            return file_mb, "file"
+        key = (path, style)
+        if key not in ort_cache:
+            if not Path(path).is_file():
+                ort_cache[key] = (None, "file (model.ort not made: model file not found)")
+            else:
+                try:
+                    ort_cache[key] = (ort_size_mb(Path(path), style), "model.ort")
+                except DeployError as e:
+                    ort_cache[key] = (None, f"file (model.ort not made: {e})")
+        mb, of = ort_cache[key]
+        return (file_mb if mb is None else mb), of
+
     def costs(path: str, seq: int):
         key = (path, seq)
         if key not in cost_cache:
@@ -304,8 +327,8 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     dev_lat, source = None, "n/a (model file not found: no projection)"
                 budget_ms = prof.budgets.latency_ms(res["seq_len"])
                 mem_mb = (res.get("peak_rss_bytes") or 0) / MB
-                size_mb = (res.get("model_bytes") or 0) / MB
-                ok, why = _budget(prof, budget_ms, dev_lat, source, mem_mb, size_mb)
+                size_mb, size_of = phone_size(path, prof, (res.get("model_bytes") or 0) / MB)
+                ok, why = _budget(prof, budget_ms, dev_lat, source, mem_mb, size_mb, size_of)
                 uncertain = bool(source == "projected" and budget_ms is not None and proj is not None
                                  and proj.band_low_ms is not None and proj.band_low_ms <= budget_ms < proj.band_high_ms)
                 if uncertain:
@@ -326,7 +349,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     threads=threads_measured, ep_requested=prof.execution_providers[0].name,
                     ep_ran=ran.replace("ExecutionProvider", ""), ep_note=note,
                     measured_on=str(host.get("cpu_model", "?")), p50_ms=p50, p90_ms=p90, peak_memory_mb=mem_mb,
-                    size_mb=size_mb, accuracy=_lookup(acc, path, res["name"]),
+                    size_mb=size_mb, size_of=size_of, accuracy=_lookup(acc, path, res["name"]),
                     projected_ms=proj.latency_ms if proj else None, projected_label=proj.label if proj else "",
                     device_latency_ms=dev_lat, device_latency_source=source, budget_ms=budget_ms,
                     budget_memory_mb=prof.budgets.peak_memory_mb, budget_size_mb=prof.budgets.model_size_mb,
@@ -503,7 +526,7 @@ def _device_rows(path: Path, config: ReportConfig) -> list[ReportRow]:
 
 
 def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: str, mem_mb: float,
-            size_mb: float) -> tuple[bool | None, str]:
+            size_mb: float, size_of: str = "file") -> tuple[bool | None, str]:
     checks: list[tuple[bool, str]] = []
     if budget_ms is not None and lat is not None:
         checks.append((lat <= budget_ms, f"{source} {lat:.2f} ms {'<=' if lat <= budget_ms else '>'} {budget_ms:g} ms"))
@@ -512,8 +535,9 @@ def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: s
         checks.append((mem_mb <= b.peak_memory_mb,
                        f"peak memory {mem_mb:.0f} MB {'<=' if mem_mb <= b.peak_memory_mb else '>'} {b.peak_memory_mb:g} MB"))
     if b.model_size_mb is not None and size_mb > 0:
+        of = "" if size_of == "file" else f" ({size_of})"
         checks.append((size_mb <= b.model_size_mb,
-                       f"size {size_mb:.1f} MB {'<=' if size_mb <= b.model_size_mb else '>'} {b.model_size_mb:g} MB"))
+                       f"size {size_mb:.1f} MB{of} {'<=' if size_mb <= b.model_size_mb else '>'} {b.model_size_mb:g} MB"))
     if not checks:
         return None, "no budget for this sequence length"
     return all(c[0] for c in checks), "; ".join(c[1] for c in checks)

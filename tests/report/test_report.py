@@ -224,3 +224,30 @@ def test_int8_note_follows_the_benchmark_hosts_kernel(bench_json, tmp_path, exac
     else:
         assert len(notes) == 1 and "saturating int16" in notes[0] and "--weights uint8" in notes[0]
         assert "w1_d1_int8.onnx" in notes[0] and "fp32.onnx" not in notes[0]
+
+
+def test_report_weighs_a_phones_model_ort(tiny_onnx, tmp_path):
+    """On a profile with a mobile EP (what deploytool bundle targets: a phone) each row's size is that of the
+    model.ort the bundle would ship, converted by the report: a binary-packed file's .ort holds its weights as
+    int8, several times the file; a fp32 file's is about its own size; on the other profiles the file counts."""
+    from deploytool.bench import BenchConfig, run_benchmark, write_json
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+
+    src = tiny_onnx("bert", layers=1, hidden=128, heads=4, ffn=512, vocab=100)
+    packed = tmp_path / "binary.onnx"
+    pack_file(src, packed, PackConfig(weights="binary"))
+    fp32 = tmp_path / "fp32.onnx"
+    shutil.copy(src, fp32)
+    write_json(run_benchmark(BenchConfig(models=(fp32, packed), seq_lens=(8,), runs=3, warmup=1)), tmp_path / "b.json")
+    out = tmp_path / "r"
+    r = CliRunner().invoke(main, ["report", str(tmp_path / "b.json"), "-o", str(out), "--profile", "kirin990",
+                                  "--profile", "graviton3"])
+    assert r.exit_code == 0, r.output
+    rows = {(x["device"], x["model"]): x for x in json.loads((out / "report.json").read_text())["rows"]}
+    phone, server = rows[("kirin990", "binary")], rows[("graviton3", "binary")]  # graviton3: no mobile EP
+    file_mb = packed.stat().st_size / 1e6
+    assert server["size_of"] == "file" and abs(server["size_mb"] - file_mb) < 1e-3  # (rows round to 3 places)
+    assert phone["size_of"] == "model.ort" and phone["size_mb"] > 1.5 * file_mb, (phone["size_mb"], file_mb)
+    assert "(model.ort)" in phone["budget_why"]
+    plain = rows[("kirin990", "fp32")]
+    assert plain["size_of"] == "model.ort" and 0.8 < plain["size_mb"] / (fp32.stat().st_size / 1e6) < 1.2
