@@ -113,8 +113,8 @@ def _pair_table(b: _Builder, scheme: str) -> ir.Value:
 def _unpack_pairs(b: _Builder, pairs: ir.Value, scheme: str, tag: str) -> ir.Value:
     """uint16 pairs of packed bytes (:func:`pair_values`) -> int8 values, [n] -> [n, 2 * per]: the lookup of
     :func:`_unpack_ops` two bytes at a time, for a whole weight that ONNX Runtime unpacks once when the
-    session is created. Its Gather copies per index, so half the indices fold in less time (BERT-base,
-    binary: session creation 0.34 -> 0.30 s; densest ternary 0.54 -> 0.46 s; ``benchmarks/pack_load.py``)."""
+    session is created. Its Gather copies per index, so half the indices fold in less time (BERT-base, a
+    user's session: binary 0.38 -> 0.34 s, densest ternary 0.57 -> 0.50 s; ``benchmarks/results/pack_load.json``)."""
     x = b.op("Cast", [pairs], tag, to=ir.DataType.INT32)
     return b.op("Gather", [_pair_table(b, scheme), x], tag, axis=0)
 

@@ -169,6 +169,15 @@ def _run_reference(early: dict, msg: dict, V) -> None:
 
 def serve(lines, answer) -> int:
     """Handle the messages in ``lines`` (see the module doc); ``answer(dict)`` sends the one result."""
+    from deploytool.runtime import verify as V
+
+    try:
+        return _serve(lines, answer)
+    finally:
+        V.output_arrived = None  # this process's (set by _serve); a test calling serve gets its own each time
+
+
+def _serve(lines, answer) -> int:
     from deploytool.errors import VerificationError
     from deploytool.runtime import verify as V
 
