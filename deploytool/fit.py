@@ -149,7 +149,7 @@ class Candidate:
     precision: str
     path: str
     size_mb: float = 0.0  # what the size budget is compared with: the file, or on a phone the bundle's model.ort
-    size_of: str = "file"  # "file" (the .onnx and its data) | "model.ort" (deploytool bundle's, for a phone)
+    size_of: str = "file"  # "file" (the .onnx and its data) | "model.ort" (deploytool bundle's, for a phone), or why not
     file_mb: float = 0.0
     params: int | None = None
     param_fraction: float | None = None
@@ -367,7 +367,10 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         if style is not None:  # what ships to a phone is the bundle's .ort (packed weights folded into int8)
             say(f"fit: converting {len(built)} candidates to the ORT format of {prof.name}'s bundle")
             for c in built:
-                c.size_mb, c.size_of = ort_size_mb(Path(c.path), style, work), "model.ort"
+                try:
+                    c.size_mb, c.size_of = ort_size_mb(Path(c.path), style, work), "model.ort"
+                except DeployError as e:  # weighed as the file, and said so
+                    c.size_of = f"file (model.ort not made: {e})"
         host_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         threads = config.threads or max(1, min(prof.threads, host_cores))
         say(f"fit: measuring {len(built)} candidates on this host ({threads} threads)")

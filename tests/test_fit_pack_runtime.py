@@ -111,3 +111,27 @@ def test_fit_for_a_phone_weighs_the_bundles_model_ort(tiny_onnx, tmp_path, monke
     b = run("graviton3", budget)["w1-d1-binary"]
     assert b["size_of"] == "file" and b["size_mb"] == b["file_mb"] < budget, b
     assert not any("size" in r for r in b["reasons"]), b["reasons"]
+
+
+def test_fit_weighs_the_file_when_the_ort_conversion_fails(tiny_onnx, tmp_path, monkeypatch):
+    """A candidate ONNX Runtime cannot convert to the ORT format is weighed as its file, and fit says why."""
+    import json
+
+    from click.testing import CliRunner
+
+    import deploytool.fit as fit_module
+    from deploytool.cli import main
+    from deploytool.errors import DeployError
+
+    def refuse(path, style, work=None):
+        raise DeployError(f"{path}: ONNX Runtime cannot convert it to the ORT format (a test)")
+
+    monkeypatch.setattr(fit_module, "ort_size_mb", refuse)
+    src = tiny_onnx("bert", layers=1, hidden=64, heads=4, ffn=128)
+    out = tmp_path / "best.onnx"
+    r = CliRunner().invoke(main, ["fit", str(src), "--profile", "snapdragon-sm8650", "-o", str(out), "--widths", "1",
+                                  "--depths", "1", "--precisions", "fp32", "--runs", "3", "--seq-len", "8",
+                                  "--budget-ms", "10000"])
+    assert r.exit_code == 0, r.output
+    c = json.loads(Path(f"{out}.fit.json").read_text())["candidates"][0]
+    assert c["size_of"].startswith("file (model.ort not made: ") and c["size_mb"] == c["file_mb"] > 0, c
