@@ -108,6 +108,7 @@ def test_fit_for_a_phone_weighs_the_bundles_model_ort(tiny_onnx, tmp_path, monke
     budget = (b["file_mb"] + b["size_mb"]) / 2  # the packed file fits it, its .ort does not
     refused = run("snapdragon-sm8650", budget)  # fp32's .ort is bigger still: nothing fits
     assert "w1-d1-binary" in refused["error"] and "(model.ort) >" in refused["error"], refused
+    assert "pack --runtime memory keeps them 2 bits" in refused["error"], refused
     b = run("graviton3", budget)["w1-d1-binary"]
     assert b["size_of"] == "file" and b["size_mb"] == b["file_mb"] < budget, b
     assert not any("size" in r for r in b["reasons"]), b["reasons"]
