@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,12 @@ import numpy as np
 
 from deploytool.errors import ConfigError, DeployError, InputFileError
 from deploytool.onnx_io import check_output_dir, make_staging_dir, publish_staging_dir
+from deploytool.units import MB
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BundleConfig", "BundleResult", "MOBILE_EPS", "TOKENIZER_FILES", "make_bundle"]
+__all__ = ["BundleConfig", "BundleResult", "MOBILE_EPS", "TOKENIZER_FILES", "make_bundle", "ort_size_mb",
+           "phone_bundle_style"]
 
 KIND = "deploytool.bundle"
 MANIFEST = "manifest.json"
@@ -171,6 +174,29 @@ def _qnn(model: Path, cfg: BundleConfig, stage: Path) -> dict[str, Any]:
             if quant is not None else "none (fp16)",
             "note": f"compiled for sequence length {r['seq_len']} exactly (static shapes on the HTP): pad or "
                     "truncate the app's input to it"}
+
+
+def phone_bundle_style(profile) -> str | None:
+    """The ORT-format optimization style ``deploytool bundle`` converts with for ``profile``, or None for a
+    profile that is not bundled (no mobile EP: its model ships as the .onnx file)."""
+    eps = [ep.name for ep in profile.execution_providers]
+    if not any(name in MOBILE_EPS for name in eps):
+        return None
+    return "runtime" if eps[0] in MOBILE_EPS else "fixed"
+
+
+def ort_size_mb(path: Path, style: str, work: Path | None = None) -> float:
+    """The size of the ``model.ort`` that ``deploytool bundle`` makes of ``path`` (converted, then removed): a
+    packed file's speed/densest weights are folded into int8 there (MatMulNBits' 2-bit ones are not)."""
+    from deploytool.onnx_io import external_data_files
+    from deploytool.runtime.mobile import convert_to_ort
+
+    out = Path(tempfile.mkdtemp(prefix=f"{path.stem}.ort-", dir=work))
+    try:
+        ort_path, _ = convert_to_ort(path, external_data_files(path), out, style=style)
+        return ort_path.stat().st_size / MB
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 #: pack schemes whose weights a constant subgraph unpacks (folded when a session, or the ORT converter, runs it)

@@ -279,31 +279,6 @@ def int8_codes(profile: Profile) -> tuple[str, str]:
                         "default's speed (benchmarks/results/int8_codes.json)")
 
 
-def phone_bundle_style(profile: Profile) -> str | None:
-    """The ORT-format optimization style ``deploytool bundle`` converts with for ``profile``, or None for a
-    profile that is not bundled (no mobile EP: its model ships as the .onnx file)."""
-    from deploytool.bundle import MOBILE_EPS
-
-    eps = [ep.name for ep in profile.execution_providers]
-    if not any(name in MOBILE_EPS for name in eps):
-        return None
-    return "runtime" if eps[0] in MOBILE_EPS else "fixed"
-
-
-def ort_size_mb(path: Path, style: str, work: Path | None = None) -> float:
-    """The size of the ``model.ort`` that ``deploytool bundle`` makes of ``path`` (converted, then removed): a
-    packed file's speed/densest weights are folded into int8 there (MatMulNBits' 2-bit ones are not)."""
-    from deploytool.onnx_io import external_data_files
-    from deploytool.runtime.mobile import convert_to_ort
-
-    out = Path(tempfile.mkdtemp(prefix=f"{path.stem}.ort-", dir=work))
-    try:
-        ort_path, _ = convert_to_ort(path, external_data_files(path), out, style=style)
-        return ort_path.stat().st_size / MB
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
-
-
 def _build(src: Path, work: Path, w: float, d: float, precision: str, sliced: dict,
            options: dict | None = None) -> Path:
     """The candidate's file, made as recipe sweeps make variants (``passes.variants.build_variant``)."""
@@ -363,12 +338,14 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         if not built:
             raise DeployError(f"fit: no candidate could be built ({cands[0].error})")
         _params(built, config.model)
-        style = phone_bundle_style(prof)
+        from deploytool import bundle
+
+        style = bundle.phone_bundle_style(prof)
         if style is not None:  # what ships to a phone is the bundle's .ort (packed weights folded into int8)
             say(f"fit: converting {len(built)} candidates to the ORT format of {prof.name}'s bundle")
             for c in built:
                 try:
-                    c.size_mb, c.size_of = ort_size_mb(Path(c.path), style, work), "model.ort"
+                    c.size_mb, c.size_of = bundle.ort_size_mb(Path(c.path), style, work), "model.ort"
                 except DeployError as e:  # weighed as the file, and said so
                     c.size_of = f"file (model.ort not made: {e})"
         host_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -120,14 +120,14 @@ def test_fit_weighs_the_file_when_the_ort_conversion_fails(tiny_onnx, tmp_path, 
 
     from click.testing import CliRunner
 
-    import deploytool.fit as fit_module
+    import deploytool.bundle as bundle_module
     from deploytool.cli import main
     from deploytool.errors import DeployError
 
     def refuse(path, style, work=None):
         raise DeployError(f"{path}: ONNX Runtime cannot convert it to the ORT format (a test)")
 
-    monkeypatch.setattr(fit_module, "ort_size_mb", refuse)
+    monkeypatch.setattr(bundle_module, "ort_size_mb", refuse)
     src = tiny_onnx("bert", layers=1, hidden=64, heads=4, ffn=128)
     out = tmp_path / "best.onnx"
     r = CliRunner().invoke(main, ["fit", str(src), "--profile", "snapdragon-sm8650", "-o", str(out), "--widths", "1",

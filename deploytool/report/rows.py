@@ -229,7 +229,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     def phone_size(path: str, prof: Profile, file_mb: float) -> tuple[float, str]:
         """The size the profile's budget weighs and of what: on a phone (a mobile EP), the ``model.ort`` that
         ``deploytool bundle`` would ship (fit's rule: a packed file's folded weights are int8 there)."""
-        from deploytool.fit import ort_size_mb, phone_bundle_style
+        from deploytool.bundle import ort_size_mb, phone_bundle_style
 
         style = phone_bundle_style(prof)
         if style is None:
