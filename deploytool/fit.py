@@ -21,8 +21,9 @@ the p90 budget as it is, and labelled ``projected``). A candidate fits when
   ``budgets.p90_latency_ms`` for that length),
 - its size <= ``budgets.model_size_mb`` (the file; on a profile with a mobile EP, the ``model.ort`` that
   ``deploytool bundle`` ships, converted here: ONNX Runtime's converter folds a packed file's speed/densest
-  weights into int8) and its peak memory (measured on the host) <= ``budgets.peak_memory_mb``, where the
-  profile sets them,
+  weights into int8, so a packed candidate whose .ort is over the budget is rebuilt with ``--runtime memory``,
+  whose MatMulNBits weights stay 2 bits there) and its peak memory (measured on the host) <=
+  ``budgets.peak_memory_mb``, where the profile sets them,
 - its accuracy >= ``accuracy_floor`` (only with measured accuracies).
 
 Among the fitting candidates the one with the largest accuracy wins, then the lowest latency --
@@ -279,6 +280,31 @@ def int8_codes(profile: Profile) -> tuple[str, str]:
                         "default's speed (benchmarks/results/int8_codes.json)")
 
 
+def _repack_for_the_ort(c: Candidate, src: Path, work: Path, sliced: dict, style: str, say) -> None:
+    """``c`` (a packed candidate whose bundle .ort is over the size budget: its weights unpacked to int8 there)
+    rebuilt with ``pack --runtime memory``, whose MatMulNBits weights stay 2 bits in the .ort; kept when its .ort
+    is smaller, with the reason in ``pack_runtime_why`` (its latency is then projected with MatMulNBits' int8
+    operations; on aarch64 the 2-bit kernel's speed is unmeasured). Anything that fails leaves ``c`` as it was."""
+    from deploytool import bundle
+
+    say(f"fit: {c.name}: its .ort ({c.size_mb:.1f} MB) is over the size budget; trying pack --runtime memory")
+    try:
+        (work / "memory").mkdir(exist_ok=True)
+        path = _build(src, work / "memory", c.width, c.depth, c.precision, sliced, {"runtime": "memory"})
+        ort_mb = bundle.ort_size_mb(path, style, work)
+    except DeployError as e:
+        c.pack_runtime_why = f"{c.pack_runtime_why}; pack --runtime memory for the .ort's size failed: {e}"
+        return
+    if ort_mb >= c.size_mb:
+        return
+    before = c.size_mb
+    c.path, c.file_mb, c.size_mb = str(path), os.path.getsize(path) / MB, ort_mb
+    c.pack_runtime = "memory"
+    c.pack_runtime_why = (f"the speed runtime's bundle .ort was {before:.1f} MB, over the size budget (its weights "
+                          f"unpacked to int8); MatMulNBits 2-bit keeps them 2 bits: {ort_mb:.1f} MB (latency "
+                          "projected with its int8 operations; its aarch64 kernel's speed is not measured)")
+
+
 def _build(src: Path, work: Path, w: float, d: float, precision: str, sliced: dict,
            options: dict | None = None) -> Path:
     """The candidate's file, made as recipe sweeps make variants (``passes.variants.build_variant``)."""
@@ -348,6 +374,11 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                     c.size_mb, c.size_of = bundle.ort_size_mb(Path(c.path), style, work), "model.ort"
                 except DeployError as e:  # weighed as the file, and said so
                     c.size_of = f"file (model.ort not made: {e})"
+            limit = prof.budgets.model_size_mb
+            for c in built:  # a packed .ort over the size budget: MatMulNBits keeps its weights 2 bits there
+                if limit is not None and c.size_of == "model.ort" and c.size_mb > limit \
+                        and c.pack_runtime in ("speed", "densest"):
+                    _repack_for_the_ort(c, config.model, work, sliced, style, say)
         host_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         threads = config.threads or max(1, min(prof.threads, host_cores))
         say(f"fit: measuring {len(built)} candidates on this host ({threads} threads)")

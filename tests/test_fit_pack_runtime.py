@@ -69,9 +69,10 @@ def test_fit_on_the_host_builds_int8_its_cpu_computes_exactly(tiny_onnx, tmp_pat
 
 def test_fit_for_a_phone_weighs_the_bundles_model_ort(tiny_onnx, tmp_path, monkeypatch):
     """On a profile with a mobile EP the size budget is compared with the ``model.ort`` that ``deploytool bundle``
-    ships, converted by fit: a binary candidate (runtime speed on aarch64) whose packed file is within the budget
-    but whose .ort holds its weights as int8 is rejected for its size, and fit says it is the .ort's; on a
-    profile without one (no bundle: the .onnx file ships) the file's size counts."""
+    ships, converted by fit. A binary candidate (runtime speed on aarch64) whose .ort holds its weights as int8
+    and is over the budget is rebuilt with ``--runtime memory`` (MatMulNBits keeps 2 bits in the .ort) and fits,
+    saying why; under a budget nothing meets, the refusal names the .ort; on a profile without a mobile EP (no
+    bundle: the .onnx file ships) the speed file's own size counts."""
     import json
 
     from click.testing import CliRunner
@@ -94,7 +95,7 @@ def test_fit_for_a_phone_weighs_the_bundles_model_ort(tiny_onnx, tmp_path, monke
         for mod in list(vars(cli_pkg).values()):
             if getattr(mod, "load_profile", None) is real:
                 monkeypatch.setattr(mod, "load_profile", patched)
-        out = tmp_path / f"{name}.onnx"
+        out = tmp_path / f"{name}-{budget_mb:g}.onnx"
         r = CliRunner().invoke(main, ["fit", str(src), "--profile", name, "-o", str(out), "--widths", "1",
                                       "--depths", "1", "--precisions", "fp32,binary", "--runs", "3", "--seq-len",
                                       "8", "--budget-ms", "10000"])
@@ -105,12 +106,16 @@ def test_fit_for_a_phone_weighs_the_bundles_model_ort(tiny_onnx, tmp_path, monke
 
     b = run("snapdragon-sm8650", 1000.0)["w1-d1-binary"]
     assert b["size_of"] == "model.ort" and b["size_mb"] > 1.2 * b["file_mb"], b  # the weights unpacked in the .ort
-    budget = (b["file_mb"] + b["size_mb"]) / 2  # the packed file fits it, its .ort does not
-    refused = run("snapdragon-sm8650", budget)  # fp32's .ort is bigger still: nothing fits
+    assert b["pack_runtime"] == "speed"  # within the budget: the runtime measured fastest stays
+    budget = (b["file_mb"] + b["size_mb"]) / 2  # the speed file fits it, its .ort does not
+    cands = run("snapdragon-sm8650", budget)
+    m = cands["w1-d1-binary"]
+    assert m["pack_runtime"] == "memory" and "over the size budget" in m["pack_runtime_why"], m
+    assert m["size_of"] == "model.ort" and m["size_mb"] < budget and m["fits"], m
+    refused = run("snapdragon-sm8650", 0.01)
     assert "w1-d1-binary" in refused["error"] and "(model.ort) >" in refused["error"], refused
-    assert "pack --runtime memory keeps them 2 bits" in refused["error"], refused
     b = run("graviton3", budget)["w1-d1-binary"]
-    assert b["size_of"] == "file" and b["size_mb"] == b["file_mb"] < budget, b
+    assert b["size_of"] == "file" and b["size_mb"] == b["file_mb"] < budget and b["pack_runtime"] == "speed", b
     assert not any("size" in r for r in b["reasons"]), b["reasons"]
 
 
