@@ -41,7 +41,7 @@ from deploytool.units import MB
 logger = logging.getLogger(__name__)
 
 __all__ = ["BundleConfig", "BundleResult", "MOBILE_EPS", "TOKENIZER_FILES", "make_bundle", "ort_size_mb",
-           "phone_bundle_style"]
+           "phone_bundle_style", "shipped_size"]
 
 KIND = "deploytool.bundle"
 MANIFEST = "manifest.json"
@@ -75,7 +75,7 @@ class BundleConfig:
         if not isinstance(self.profile, Profile):
             raise ConfigError(f"profile: expected a device Profile, got {type(self.profile).__name__}")
         eps = [ep.name for ep in self.profile.execution_providers]
-        if not any(e in MOBILE_EPS for e in eps) and self.profile.npu is None:
+        if phone_bundle_style(self.profile) is None:
             raise ConfigError(f"profile '{self.profile.name}' has no mobile execution provider (its EPs: "
                               f"{', '.join(eps)}); a phone bundle needs one of {', '.join(MOBILE_EPS)}")
         if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or not 1 <= self.seq_len <= 4096:
@@ -94,8 +94,8 @@ class BundleConfig:
 
     @property
     def style(self) -> str:
-        """``runtime`` when the profile's first EP is a mobile one, else ``fixed``."""
-        return "runtime" if self.profile.execution_providers[0].name in MOBILE_EPS else "fixed"
+        """:func:`phone_bundle_style` of the profile (never None here: ``__post_init__`` refused that)."""
+        return phone_bundle_style(self.profile)
 
 
 @dataclasses.dataclass
@@ -177,10 +177,11 @@ def _qnn(model: Path, cfg: BundleConfig, stage: Path) -> dict[str, Any]:
 
 
 def phone_bundle_style(profile) -> str | None:
-    """The ORT-format optimization style ``deploytool bundle`` converts with for ``profile``, or None for a
-    profile that is not bundled (no mobile EP: its model ships as the .onnx file)."""
+    """The ORT-format optimization style ``deploytool bundle`` converts with for ``profile`` (``runtime`` when
+    its first EP is a mobile one, so the nodes stay plain for it; else ``fixed``), or None for a profile the
+    bundle refuses (no mobile EP and no NPU: its model ships as the .onnx file)."""
     eps = [ep.name for ep in profile.execution_providers]
-    if not any(name in MOBILE_EPS for name in eps):
+    if not any(name in MOBILE_EPS for name in eps) and profile.npu is None:
         return None
     return "runtime" if eps[0] in MOBILE_EPS else "fixed"
 
@@ -199,6 +200,21 @@ def ort_size_mb(path: Path, style: str, work: Path | None = None) -> float:
         shutil.rmtree(out, ignore_errors=True)
 
 
+def shipped_size(path: str | os.PathLike, profile, file_mb: float, work: Path | None = None) -> tuple[float, str]:
+    """What a size budget of ``profile`` weighs for the model at ``path`` (``file_mb``: its file and data), and
+    of what: ``(file_mb, "file")`` for a profile that is not bundled; on one that is, the bundle's ``model.ort``
+    (:func:`ort_size_mb`), ``"model.ort"``; or the file again, saying why no .ort was made."""
+    style = phone_bundle_style(profile)
+    if style is None:
+        return file_mb, "file"
+    if not Path(path).is_file():
+        return file_mb, "file (model.ort not made: model file not found)"
+    try:
+        return ort_size_mb(Path(path), style, work), "model.ort"
+    except DeployError as e:
+        return file_mb, f"file (model.ort not made: {e})"
+
+
 #: pack schemes whose weights a constant subgraph unpacks (folded when a session, or the ORT converter, runs it)
 _FOLDED_SCHEMES = ("ternary2", "trit5", "binary1")
 
@@ -210,19 +226,20 @@ def _unpacked_note(model: Path, source_bytes: int, ort_bytes: int) -> str | None
     stay 2 bits in the .ort. Gathered embedding rows are unpacked at run time and stay packed too."""
     import onnx
 
-    from deploytool.passes.pack_config import PACKING_KEY
+    from deploytool.inspection import packing_record
 
+    if ort_bytes <= 1.2 * source_bytes:
+        return None
     try:
         meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
-        record = json.loads(meta.get(PACKING_KEY, "{}"))
     except Exception:  # noqa: BLE001 - the converter read the file; a note is not worth an error
         return None
-    folded = sorted({str(v.get("scheme")) for v in record.values() if isinstance(v, dict)
-                     and str(v.get("scheme", "")).split("x")[0] in _FOLDED_SCHEMES and v.get("role") != "embedding"})
-    if not folded or ort_bytes <= 1.2 * source_bytes:
+    folded = sorted({str(v.get("scheme")) for v in packing_record(meta).values()
+                     if str(v.get("scheme", "")).split("x")[0] in _FOLDED_SCHEMES and v.get("role") != "embedding"})
+    if not folded:
         return None
-    return (f"model.ort holds pack's {', '.join(folded)} weights unpacked to int8 ({ort_bytes / 1e6:.1f} MB against "
-            f"the packed file's {source_bytes / 1e6:.1f} MB): ONNX Runtime's converter folds their unpacking, as a "
+    return (f"model.ort holds pack's {', '.join(folded)} weights unpacked to int8 ({ort_bytes / MB:.1f} MB against "
+            f"the packed file's {source_bytes / MB:.1f} MB): ONNX Runtime's converter folds their unpacking, as a "
             f"session does at load; for a small file on the device, pack with --runtime memory (MatMulNBits keeps "
             f"2 bits per weight in the .ort)")
 

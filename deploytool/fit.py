@@ -370,10 +370,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         if style is not None:  # what ships to a phone is the bundle's .ort (packed weights folded into int8)
             say(f"fit: converting {len(built)} candidates to the ORT format of {prof.name}'s bundle")
             for c in built:
-                try:
-                    c.size_mb, c.size_of = bundle.ort_size_mb(Path(c.path), style, work), "model.ort"
-                except DeployError as e:  # weighed as the file, and said so
-                    c.size_of = f"file (model.ort not made: {e})"
+                c.size_mb, c.size_of = bundle.shipped_size(c.path, prof, c.file_mb, work)
             limit = prof.budgets.model_size_mb
             for c in built:  # a packed .ort over the size budget: MatMulNBits keeps its weights 2 bits there
                 if limit is not None and c.size_of == "model.ort" and c.size_mb > limit \

@@ -145,7 +145,7 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
         logger.debug("structure finder failed", exc_info=True)
         error = f"structure finder failed on this graph ({type(e).__name__}: {e}); please report it"
     meta = dict(model.metadata_props)
-    packing = _packing(meta)
+    packing = packing_record(meta)
     roles = _node_roles(graph, structure)
     params, nbytes, by_dtype = _parameters(graph, roles, packing, structure)
     flops, parts = (_flops(structure, seq_len) if structure is not None else (None, {}))
@@ -182,7 +182,9 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
 
 
 # ---------------------------------------------------------------------------------------------- parts
-def _packing(meta: dict[str, str]) -> dict[str, dict]:
+def packing_record(meta: dict[str, str]) -> dict[str, dict]:
+    """``deploytool pack``'s record in a model's metadata (``deploytool.packing``): weight name -> its entry
+    (scheme, bits, shape, role); empty when there is none or it is not a JSON object."""
     raw = meta.get("deploytool.packing")
     if not raw:
         return {}

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.accuracy import load_accuracy_records
-from deploytool.errors import ConfigError, DeployError, InputFileError
+from deploytool.errors import ConfigError, InputFileError
 from deploytool.profiles import Profile, load_profile
 
 logger = logging.getLogger(__name__)
@@ -224,27 +224,16 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     cost_cache: dict[tuple[str, int], Any] = {}
     hosts = sorted({str(r.get("host", {}).get("cpu_model", "?")) for r in reports})
 
-    ort_cache: dict[tuple[str, str], tuple[float | None, str]] = {}
+    size_cache: dict[tuple[str, str], tuple[float, str]] = {}
 
-    def phone_size(path: str, prof: Profile, file_mb: float) -> tuple[float, str]:
-        """The size the profile's budget weighs and of what: on a phone (a mobile EP), the ``model.ort`` that
-        ``deploytool bundle`` would ship (fit's rule: a packed file's folded weights are int8 there)."""
-        from deploytool.bundle import ort_size_mb, phone_bundle_style
+    def shipped_size(path: str, prof: Profile, file_mb: float) -> tuple[float, str]:
+        """:func:`deploytool.bundle.shipped_size`, converted once per model and bundle style."""
+        from deploytool import bundle
 
-        style = phone_bundle_style(prof)
-        if style is None:
-            return file_mb, "file"
-        key = (path, style)
-        if key not in ort_cache:
-            if not Path(path).is_file():
-                ort_cache[key] = (None, "file (model.ort not made: model file not found)")
-            else:
-                try:
-                    ort_cache[key] = (ort_size_mb(Path(path), style), "model.ort")
-                except DeployError as e:
-                    ort_cache[key] = (None, f"file (model.ort not made: {e})")
-        mb, of = ort_cache[key]
-        return (file_mb if mb is None else mb), of
+        key = (path, str(bundle.phone_bundle_style(prof)))
+        if key not in size_cache:
+            size_cache[key] = bundle.shipped_size(path, prof, file_mb)
+        return size_cache[key]
 
     def costs(path: str, seq: int):
         key = (path, seq)
@@ -327,7 +316,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     dev_lat, source = None, "n/a (model file not found: no projection)"
                 budget_ms = prof.budgets.latency_ms(res["seq_len"])
                 mem_mb = (res.get("peak_rss_bytes") or 0) / MB
-                size_mb, size_of = phone_size(path, prof, (res.get("model_bytes") or 0) / MB)
+                size_mb, size_of = shipped_size(path, prof, (res.get("model_bytes") or 0) / MB)
                 ok, why = _budget(prof, budget_ms, dev_lat, source, mem_mb, size_mb, size_of)
                 uncertain = bool(source == "projected" and budget_ms is not None and proj is not None
                                  and proj.band_low_ms is not None and proj.band_low_ms <= budget_ms < proj.band_high_ms)
