@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reorder": ("deploytool.cli.prune_cmd:reorder", "Permute heads and neurons by importance (outputs unchanged)."),
     "quantize": ("deploytool.cli.quant_cmd:quantize", "int8 (dynamic/static) or fp16 quantization."),
     "pack": ("deploytool.cli.quant_cmd:pack", "Ternary/binary weight quantization with real bit packing."),
+    "repack": ("deploytool.cli.quant_cmd:repack", "Move a packed file to another runtime (same codes, no fp32)."),
     "train": ("deploytool.cli.train_cmd:train", "Fine-tune a teacher model on a dataset."),
     "importance": ("deploytool.cli.train_cmd:importance", "Head and FFN-neuron importance (and reorder) of a model."),
     "dynabert": ("deploytool.cli.train_cmd:dynabert", "DynaBERT width/depth-adaptive distillation."),

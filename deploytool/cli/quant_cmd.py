@@ -1,4 +1,4 @@
-"""``deploytool quantize | pack``: parse options, build one config, call one library function, print.
+"""``deploytool quantize | pack | repack``: parse options, build one config, call one library function, print.
 
 Choices are plain strings validated by the typed configs, so a bad value is a one-line ``error:``
 naming the field (exit 2), like every other bad input.
@@ -125,3 +125,22 @@ def pack(model: str, weights: str, embeddings: str | None, runtime: str, granula
     config = PackConfig(weights=weights, embeddings=embeddings, runtime=runtime, granularity=granularity,
                         accuracy_level=accuracy_level, pack_head=pack_head, position_embeddings=position_embeddings)
     _echo(pack_file(model, output, config, verify=not no_verify), output, "pack")
+
+
+@click.command("repack", cls=GrammarCommand)
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--runtime", "runtime", required=True,
+              help="speed (INT2 -> int8 kernels) | memory (MatMulNBits 2-bit: stays 2 bits in a bundle's .ort) | "
+                   "densest (5 trits/byte).")
+@click.option("--accuracy-level", type=int, default=4, show_default=True, metavar="INT",
+              help="MatMulNBits (runtime memory): 4 = int8 activations (fast), 0 = fp32 (exact).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
+@no_verify_option
+def repack(model: str, runtime: str, accuracy_level: int, output: str, no_verify: bool) -> None:
+    """A file `pack` wrote, moved to another runtime with the same codes and scales (no fp32 model needed)."""
+    if runtime != "memory" and _given("accuracy_level"):
+        raise ConfigError(f"accuracy_level: only used by --runtime memory (MatMulNBits), not --runtime {runtime}")
+    from deploytool.passes.repack import RepackConfig, repack_file
+
+    config = RepackConfig(runtime=runtime, accuracy_level=accuracy_level)
+    _echo(repack_file(model, output, config, verify=not no_verify), output, "repack")

@@ -27,7 +27,7 @@ class PassEntry:
 
 
 # the one table, by name: (kind, module, config class, pass class or pipeline builder). Kept as names so that a
-# pass process imports only the module of the pass it runs (the seven modules together: ~30 ms of imports)
+# pass process imports only the module of the pass it runs (the eight modules together: ~30 ms of imports)
 _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
     ("reorder", "deploytool.passes.reorder", "ReorderConfig", "ReorderPass"),
     ("slice", "deploytool.passes.slice_subnetwork", "SliceConfig", "SlicePass"),
@@ -36,6 +36,7 @@ _ENTRIES: tuple[tuple[str, str, str, str], ...] = (
     ("int8", "deploytool.passes.quantize_int8", "Int8Config", "int8_pipeline"),
     ("fp16", "deploytool.passes.fp16", "Fp16Config", "Fp16ConvertPass"),
     ("pack", "deploytool.passes.pack_weights", "PackConfig", "pack_pipeline"),
+    ("repack", "deploytool.passes.repack", "RepackConfig", "repack_pipeline"),
 )
 
 

@@ -128,6 +128,39 @@ __all__ = ["FakeQuantWeightsPass", "Granularity", "PackConfig", "PackWeightsPass
            "pack_pipeline", "PACKING_KEY", "QAT_NOTE"]
 
 
+def nbits2_arrays(codes: np.ndarray, alpha: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """``MatMulNBits`` bits=2 inputs of codes [N, K] (values in {-1, 0, 1}) and alpha (one scale, or one per
+    row): B [N, blocks, bs / 4] uint8 (code + 2, the kernel's default zero point; K padded with zeros), the
+    scales [N * blocks] (each row's alpha in every block of it) and the block size ``bs`` used (``block_size``,
+    or the power of two at least 16 that covers a short K)."""
+    n_out, k_in = codes.shape
+    bs = min(block_size, max(16, 1 << (k_in - 1).bit_length()))
+    nb = -(-k_in // bs)
+    padded = np.zeros((n_out, nb * bs), np.int8)
+    padded[:, :k_in] = codes
+    blob = packing.pack_2bit(padded).reshape(n_out, nb, bs // 4)
+    a = np.asarray(alpha, np.float32).reshape(-1)
+    a_col = np.broadcast_to(a, (n_out,)) if a.size == 1 else a
+    return blob, np.repeat(a_col, nb).astype(np.float32), bs
+
+
+def dqmm_weight(b: _Builder, codes_kn: np.ndarray, scheme: str, base: str, tag: str) -> tuple[ir.Value, int]:
+    """The int8 B [K, N] of a ``DynamicQuantizeMatMul`` from codes stored as ``scheme`` (ternary2: an INT2
+    initializer and a Cast; trit5 / binary1: uint16 pairs of packed bytes and the pair lookup), its nodes left
+    in ``b`` for the caller to place; returns (B, the stored bytes)."""
+    k_in, n_out = codes_kn.shape
+    if scheme == "ternary2":
+        b_val = b.init(f"{base}_int2", codes_kn, dtype=ir.DataType.INT2)
+        return b.op("Cast", [b_val], tag, to=ir.DataType.INT8), -(-codes_kn.size // 4)
+    pairs = pair_values(_pack_codes(codes_kn.reshape(-1), scheme))
+    b_val = b.init(f"{base}_{scheme}", pairs)
+    x = _unpack_pairs(b, b_val, scheme, tag)
+    if codes_kn.size != pairs.size * 2 * _UNPACK[scheme][0]:  # padding at the end: flatten and cut it off
+        x = b.op("Reshape", [x, b.const(np.array([-1], np.int64))], tag)
+        x = b.op("Slice", [x, b.const(np.array([0], np.int64)), b.const(np.array([codes_kn.size], np.int64))], tag)
+    return b.op("Reshape", [x, b.const(np.array([k_in, n_out], np.int64))], tag), pairs.nbytes  # int8 already
+
+
 def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -> dict[str, Any]:
     graph = model.graph
     codes, alpha, planes = _codes_and_alpha(t, config)  # [P*N, K]
@@ -139,15 +172,10 @@ def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -
     scheme = config.linear_scheme
     first = _first_in_graph(graph, t.nodes)
     if scheme == "nbits2":
-        bs = min(config.block_size, max(16, 1 << (k_in - 1).bit_length()))
-        nb = -(-k_in // bs)
-        padded = np.zeros((n_out, nb * bs), np.int8)
-        padded[:, :k_in] = codes
-        blob = packing.pack_2bit(padded).reshape(n_out, nb, bs // 4)
+        blob, scales, bs = nbits2_arrays(codes, alpha, config.block_size)
         b_val = b.init(f"{base}_nbits2", blob)
-        a_col = np.broadcast_to(alpha, (n_out,)) if alpha.ndim == 0 else alpha
-        s_val = b.init(f"{base}_scales", np.repeat(a_col, nb).astype(np.float32))
-        packed_bytes = blob.nbytes + n_out * nb * 4
+        s_val = b.init(f"{base}_scales", scales)
+        packed_bytes = blob.nbytes + scales.nbytes
         for node in t.nodes:
             bias = node.inputs[2] if node.op_type == "Gemm" and len(node.inputs) > 2 else None
             fold = bias if planes == 1 else None
@@ -163,19 +191,7 @@ def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -
         return {"scheme": scheme, "bits": packed_bytes * 8 / n_weights, "shape": [k_in, n_real],
                 "bytes": packed_bytes}
     codes_kn = np.ascontiguousarray(codes.T)  # DynamicQuantizeMatMul wants B as [K, N]
-    if scheme == "ternary2":
-        b_val = b.init(f"{base}_int2", codes_kn, dtype=ir.DataType.INT2)
-        wq = b.op("Cast", [b_val], tag, to=ir.DataType.INT8)
-        packed_bytes = -(-codes.size // 4)
-    else:
-        pairs = pair_values(_pack_codes(codes_kn.reshape(-1), scheme))
-        b_val = b.init(f"{base}_{scheme}", pairs)
-        x = _unpack_pairs(b, b_val, scheme, tag)
-        if codes.size != pairs.size * 2 * _UNPACK[scheme][0]:  # padding at the end: flatten and cut it off
-            x = b.op("Reshape", [x, b.const(np.array([-1], np.int64))], tag)
-            x = b.op("Slice", [x, b.const(np.array([0], np.int64)), b.const(np.array([codes.size], np.int64))], tag)
-        wq = b.op("Reshape", [x, b.const(np.array([k_in, n_out], np.int64))], tag)  # int8 already
-        packed_bytes = pairs.nbytes
+    wq, packed_bytes = dqmm_weight(b, codes_kn, scheme, base, tag)
     s_val = b.init(f"{base}_alpha", np.asarray(alpha, np.float32).reshape(-1))
     prep = b.take()
     graph.insert_before(first, prep)
@@ -391,7 +407,9 @@ class PackWeightsPass(DeployPass):
     def requires_input(self, model: ir.Model) -> None:
         why = _already_packed(model)
         if why:  # checked by pack_pipeline before its opset upgrade too
-            raise PassRefusedError(f"model is already packed or quantized ({why}); pack the fp32 model instead")
+            again = (f"; to move a packed file to another runtime with the same codes: deploytool repack --runtime "
+                     f"{self.config.runtime.value}") if PACKING_KEY in model.metadata_props else ""
+            raise PassRefusedError(f"model is already packed or quantized ({why}); pack the fp32 model instead{again}")
 
     def requires(self, model: ir.Model) -> None:
         self.requires_input(model)

@@ -62,6 +62,7 @@ class PassKind(str, enum.Enum):
     PRUNE_FFN = "prune-ffn"
     QUANTIZE = "quantize"
     PACK = "pack"
+    REPACK = "repack"
 
 
 _FILE_SUFFIXES = (".csv", ".jsonl", ".json", ".tsv", ".onnx", ".yaml", ".yml")

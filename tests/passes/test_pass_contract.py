@@ -132,7 +132,7 @@ def test_the_table_is_keyed_by_config_type():
     table = pass_table()
     kinds = {e.kind for e in table.values()}
     # the recipe names of the passes (recipes' PassKind without quantize, plus the two precisions)
-    assert kinds == {"reorder", "slice", "prune-heads", "prune-ffn", "int8", "fp16", "pack"}
+    assert kinds == {"reorder", "slice", "prune-heads", "prune-ffn", "int8", "fp16", "pack", "repack"}
     assert all(isinstance(c, type) and e.config is c for c, e in table.items())
     assert config_class("slice") is SliceConfig and config_class("prune-heads") is HeadPruneConfig
     with pytest.raises(KeyError, match="no pass named 'shrink'"):
@@ -165,7 +165,7 @@ def test_a_pass_process_imports_only_its_own_pass(tiny_onnx, tmp_path):
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["modified"] and out["verified"]
     others = {"deploytool.passes." + m for m in ("slice_subnetwork", "prune_heads", "prune_ffn", "quantize_int8",
-                                                 "fp16", "pack_weights")}
+                                                 "fp16", "pack_weights", "repack")}
     assert others.isdisjoint(out["modules"]), sorted(others & set(out["modules"]))
     assert "numpy.ma" not in out["modules"]
 

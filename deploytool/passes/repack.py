@@ -1,0 +1,554 @@
+"""``repack``: a file ``deploytool pack`` wrote, moved to another runtime with the same codes and scales.
+
+``pack`` quantizes an fp32 model; ``repack`` only changes how its packed linear weights are stored and which
+kernel reads them, so a QAT model's packed file keeps its accuracy and no fp32 model is needed:
+
+- ``speed``: ``DynamicQuantizeMatMul`` on int8 weights unpacked at session creation (ternary stored as INT2,
+  binary as 1 bit);
+- ``densest``: the same kernel, ternary stored 5 trits a byte (binary: 1 bit, as ``speed``);
+- ``memory``: ``MatMulNBits`` bits=2, whose weights stay 2 bits in memory and in a phone bundle's ``.ort``
+  (ONNX Runtime's converter folds the other two runtimes' unpacking into int8 weights, as a session does).
+
+How: each packed weight's int8 codes are read back by ONNX Runtime itself, running the file's own unpacking
+nodes (the constant subgraph in front of each ``DynamicQuantizeMatMul``), or from a ``MatMulNBits``' 2-bit
+blocks; the scales are the file's. They are written again in the target's form with ``pack``'s own writers
+(:func:`~deploytool.passes.pack_weights.dqmm_weight`, :func:`~deploytool.passes.pack_weights.nbits2_arrays`),
+so the output is what ``pack --runtime <target>`` writes for the same codes. Embedding tables and a fused
+Attention's QKV keep their storage (their rows are unpacked where they are read, in every runtime); the
+result's skips say so where the target's ``pack`` would have stored them otherwise.
+
+The gate compares the output with the input: equal where both read the weights with the same kernel
+(``speed`` <-> ``densest``), else a cosine of at least 0.9 (int8 activations per tensor in one kernel, per
+block or fp32 in the other; a wrong code or scale does not keep it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from deploytool.errors import PassRefusedError
+from deploytool.passes.base import DeployPass, DeployPassResult, Skip
+from deploytool.passes.pack_config import PACKING_KEY, Runtime
+from deploytool.validation import Flag, Integer, OneOf, schema
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RepackConfig", "RepackPass", "repack_file", "repack_pipeline"]
+
+_MS = "com.microsoft"
+# the codes read back per ONNX Runtime session: the int8 weights of a few layers at a time, not the whole model
+_DECODE_BATCH_BYTES = 256 << 20
+
+
+@schema
+class RepackConfig:
+    """The runtime to move a packed file to (see :mod:`deploytool.passes.repack`)."""
+
+    runtime: OneOf(Runtime) = Runtime.MEMORY
+    # MatMulNBits (runtime memory): 4 = int8 activations (fast), 0 = fp32 (exact)
+    accuracy_level: Integer(0, 4, what="0 = fp32 activations, 4 = int8") = 4
+    block_size: Integer(16, 256, what="a power of two") = 128  # MatMulNBits block along K
+    upgrade_opset: Flag = True  # runtime speed: upgrade models below opset 25 (INT2 weights)
+
+    def __post_init__(self) -> None:
+        from deploytool.errors import ConfigError
+
+        if self.accuracy_level not in (0, 4):
+            raise ConfigError(f"accuracy_level: expected 0 (fp32 activations) or 4 (int8), got {self.accuracy_level!r}")
+        if self.block_size & (self.block_size - 1):
+            raise ConfigError(f"block_size: expected a power of two in [16, 256], got {self.block_size!r}")
+
+
+@dataclasses.dataclass
+class _Linear:
+    """One packed linear weight as the file holds it."""
+
+    node: ir.Node  # DynamicQuantizeMatMul or MatMulNBits
+    form: str  # its storage: ternary2 (INT2) | pairs (trit5 / binary1 lookup) | nbits2
+    k: int
+    n: int  # columns the kernel computes (both planes of a split-binary weight)
+    bias: ir.Value | None
+    key: str | None  # its entry in the packing record
+    stored_bytes: int = 0  # the bytes the file stores it in (a bound on its codes: at most 8 per byte)
+    codes_kn: np.ndarray | None = None  # [K, N] int8, once read back
+    alpha: np.ndarray | None = None  # [1] or [N] float32
+
+
+def _record(model: ir.Model) -> dict[str, dict]:
+    try:
+        data = json.loads(model.metadata_props.get(PACKING_KEY, "{}") or "{}")
+    except ValueError:
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+
+
+def _record_key(record: dict[str, dict], names: list[str]) -> str | None:
+    """The record entry a packed initializer belongs to: ``pack`` names it ``<weight>_<form>``."""
+    for name in names:
+        hits = [key for key in record if name.startswith(key.replace("::", "_").replace("/", "_") + "_")]
+        if hits:
+            return max(hits, key=len)
+    return None
+
+
+def _const(v: ir.Value | None) -> np.ndarray | None:
+    if v is None or v.producer() is not None or not v.is_initializer() or v.const_value is None:
+        return None
+    return v.const_value.numpy()
+
+
+def _input(node: ir.Node, i: int) -> ir.Value | None:
+    return node.inputs[i] if len(node.inputs) > i else None
+
+
+def _cone(v: ir.Value) -> tuple[list[ir.Node], list[ir.Value]] | None:
+    """The nodes that compute ``v`` from initializers alone and the initializers they read, or None when
+    ``v`` depends on a graph input (not a stored weight)."""
+    nodes: dict[int, ir.Node] = {}
+    inits: dict[str, ir.Value] = {}
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        if x is None:
+            continue
+        p = x.producer()
+        if p is None:
+            if x.is_graph_input() or not x.is_initializer() or x.const_value is None:
+                return None
+            inits[x.name] = x
+            continue
+        if id(p) in nodes:
+            continue
+        nodes[id(p)] = p
+        stack.extend(p.inputs)
+    return list(nodes.values()), list(inits.values())
+
+
+def _find(model: ir.Model) -> tuple[list[_Linear], list[str]]:
+    """The packed linear weights of ``model`` and, for the refusal, what kept others from counting."""
+    record = _record(model)
+    found: list[_Linear] = []
+    why: list[str] = []
+    for node in model.graph:
+        if node.domain != _MS or node.op_type not in ("DynamicQuantizeMatMul", "MatMulNBits"):
+            continue
+        b = _input(node, 1)
+        if node.op_type == "MatMulNBits":
+            a = node.attributes
+            bits = a["bits"].as_int() if "bits" in a else 4
+            blob = _const(b)
+            if bits != 2 or blob is None or any(_input(node, i) is not None for i in (3, 4)):
+                why.append(f"{node.name}: MatMulNBits with {bits} bits" if bits != 2 else
+                           f"{node.name}: MatMulNBits with zero points, g_idx or a computed B (not pack's)")
+                continue
+            k, n = a["K"].as_int(), a["N"].as_int()
+            key = _record_key(record, [b.name or ""])
+            found.append(_Linear(node, "nbits2", k, n, _input(node, 5), key, blob.nbytes))
+            continue
+        if b is None or b.producer() is None:
+            why.append(f"{node.name}: int8 weights stored as they are (an int8 model, not a packed one)")
+            continue
+        cone = _cone(b)
+        if cone is None or _const(_input(node, 2)) is None or _input(node, 3) is not None:
+            why.append(f"{node.name}: its weight is not computed from stored bytes alone")
+            continue
+        stored = [v for v in cone[1] if v.const_value is not None and v.const_value.dtype in
+                  (ir.DataType.INT2, ir.DataType.UINT16)]
+        if len(stored) != 1:
+            why.append(f"{node.name}: not pack's INT2 or byte-pair storage")
+            continue
+        shape = b.shape
+        dims = [d if isinstance(d, int) else None for d in shape] if shape is not None else []
+        form = "ternary2" if stored[0].const_value.dtype == ir.DataType.INT2 else "pairs"
+        key = _record_key(record, [stored[0].name or ""])
+        k = n = 0
+        if len(dims) == 2 and None not in dims:
+            k, n = dims
+        found.append(_Linear(node, form, k, n, _input(node, 4), key, stored[0].const_value.nbytes))
+    return found, why
+
+
+def _read_codes(model: ir.Model, linears: list[_Linear]) -> None:
+    """The int8 codes of each weight not read yet: a DynamicQuantizeMatMul's computed by ONNX Runtime from the
+    file's own unpacking nodes (a graph of those nodes alone, one run for all of ``linears``), a MatMulNBits'
+    from its 2-bit blocks. Fills ``codes_kn`` and ``alpha``; refuses values that are not ternary or binary codes."""
+    import onnx
+
+    todo = [t for t in linears if t.codes_kn is None]
+    for t in todo:
+        if t.node.op_type == "MatMulNBits":
+            _read_nbits(t)
+    dq = [t for t in todo if t.node.op_type == "DynamicQuantizeMatMul"]
+    if dq:
+        _run_cones(model, dq, onnx)
+    for t in dq:
+        alpha = np.asarray(_const(t.node.inputs[2]), np.float32).reshape(-1)
+        if alpha.size not in (1, t.n):
+            raise PassRefusedError(f"{t.node.name}: {alpha.size} scales for {t.n} columns (not a file pack wrote)")
+        t.alpha = alpha
+
+
+def _batches(items: list, size) -> list[list]:
+    """``items`` in runs whose codes (``size(item)`` bytes each) stay under :data:`_DECODE_BATCH_BYTES`."""
+    out: list[list] = [[]]
+    total = 0
+    for item in items:
+        if out[-1] and total + size(item) > _DECODE_BATCH_BYTES:
+            out.append([])
+            total = 0
+        out[-1].append(item)
+        total += size(item)
+    return [b for b in out if b]
+
+
+def _run_cones(model: ir.Model, batch: list[_Linear], onnx) -> None:
+    from deploytool.runtime.infer import make_session
+
+    position = {id(n): i for i, n in enumerate(model.graph)}
+    nodes: dict[int, ir.Node] = {}
+    inits: dict[str, ir.Value] = {}
+    for t in batch:
+        cone = _cone(t.node.inputs[1])
+        assert cone is not None  # _find checked it
+        nodes.update((id(n), n) for n in cone[0])
+        inits.update((v.name, v) for v in cone[1])
+    graph = onnx.GraphProto(name="unpack")
+    graph.node.extend(ir.serde.serialize_node(n) for n in sorted(nodes.values(), key=lambda n: position[id(n)]))
+    graph.initializer.extend(ir.serde.serialize_tensor(v.const_value) for v in inits.values())
+    for v, t in zip(graph.initializer, inits):
+        v.name = t
+    names = [t.node.inputs[1].name for t in batch]
+    graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT8, None) for name in names)
+    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid(d, v)
+                                                         for d, v in model.opset_imports.items()])
+    proto.ir_version = model.ir_version
+    try:
+        sess = make_session(proto.SerializeToString(), providers=["CPUExecutionProvider"], optimize=False)
+        outs = sess.run(names, {})
+    except Exception as e:  # noqa: BLE001 - ORT's own error, in one line
+        first = " ".join(str(e).split())[:200]
+        raise PassRefusedError(f"ONNX Runtime could not unpack the packed weights ({first})") from e
+    for t, codes in zip(batch, outs):
+        codes = np.asarray(codes)
+        if codes.dtype != np.int8 or codes.ndim != 2:
+            raise PassRefusedError(f"{t.node.name}: its weight unpacks to {codes.dtype} {list(codes.shape)}, "
+                                   "not an int8 matrix")
+        _check_codes(t, codes)
+        t.k, t.n = codes.shape
+        t.codes_kn = codes
+
+
+def _read_nbits(t: _Linear) -> None:
+    a = t.node.attributes
+    bs = a["block_size"].as_int()
+    blob = np.asarray(_const(t.node.inputs[1]), np.uint8)
+    scales = np.asarray(_const(t.node.inputs[2]), np.float32).reshape(-1)
+    nb = -(-t.k // bs)
+    if blob.size != t.n * nb * (bs // 4) or scales.size != t.n * nb:
+        raise PassRefusedError(f"{t.node.name}: MatMulNBits blocks do not match K={t.k}, N={t.n}, "
+                               f"block_size={bs}")
+    # four 2-bit codes a byte, low bits first; the kernel's default zero point for 2 bits is 2
+    q = (blob.reshape(t.n, nb * (bs // 4))[..., None] >> np.array([0, 2, 4, 6], np.uint8)) & 3
+    codes = q.reshape(t.n, nb * bs)[:, :t.k].astype(np.int8) - 2
+    per_block = scales.reshape(t.n, nb)
+    if not (per_block == per_block[:, :1]).all():
+        raise PassRefusedError(f"{t.node.name}: MatMulNBits with a scale per block (pack writes one per row); "
+                               "not a file pack wrote")
+    _check_codes(t, codes)
+    t.codes_kn = np.ascontiguousarray(codes.T)
+    alpha = per_block[:, 0]
+    t.alpha = alpha[:1].copy() if (alpha == alpha[0]).all() else alpha.copy()
+
+
+def _check_codes(t: _Linear, codes: np.ndarray) -> None:
+    lo, hi = (int(codes.min()), int(codes.max())) if codes.size else (0, 0)
+    if lo < -1 or hi > 1:
+        raise PassRefusedError(f"{t.node.name}: its weight holds values in [{lo}, {hi}], not ternary or binary "
+                               "codes (a file pack wrote holds -1, 0, 1)")
+
+
+def _binary_by_record(t: _Linear, record: dict[str, dict]) -> bool | None:
+    """Whether the weight's codes are binary, as its record entry says (None: it has none)."""
+    scheme = str(record.get(t.key or "", {}).get("scheme", ""))
+    return scheme.startswith("binary") if scheme else None
+
+
+def _binary(t: _Linear, record: dict[str, dict]) -> bool:
+    """Whether the weight's (read) codes are binary: as its record entry says, which they must agree with
+    (no entry: a weight without a zero is binary)."""
+    said = _binary_by_record(t, record)
+    no_zero = bool(np.count_nonzero(t.codes_kn) == t.codes_kn.size)
+    if said and not no_zero:
+        raise PassRefusedError(f"{t.node.name}: its record entry says binary but its codes hold zeros "
+                               "(not a file pack wrote)")
+    return no_zero if said is None else said
+
+
+def _target_form(binary: bool, runtime: Runtime) -> str:
+    if runtime is Runtime.MEMORY:
+        return "nbits2"
+    if binary:
+        return "binary1"
+    return "trit5" if runtime is Runtime.DENSEST else "ternary2"
+
+
+def _current_form(t: _Linear, binary: bool) -> str:
+    if t.form != "pairs":
+        return t.form
+    return "binary1" if binary else "trit5"
+
+
+def _planes(t: _Linear, record: dict[str, dict]) -> int:
+    shape = record.get(t.key or "", {}).get("shape") or []
+    return max(1, t.n // int(shape[1])) if len(shape) == 2 and shape[1] else 1
+
+
+def _reuse_constants(b, graph: ir.Graph, linears: list[_Linear], record: dict[str, dict]) -> None:
+    """Let ``b`` use the file's own small constants (the [256, per] byte tables) and pair tables instead of
+    adding copies of them."""
+    for v in graph.initializers.values():
+        c = v.const_value
+        if c is None or v.producer() is not None or isinstance(c, ir.LazyTensor) or c.nbytes > 4096:
+            continue
+        a = c.numpy()
+        b._consts.setdefault((a.dtype.str, a.shape, a.tobytes()), v)
+    for t in linears:
+        if t.form != "pairs":
+            continue
+        wq = t.node.inputs[1]
+        binary = _binary_by_record(t, record)
+        if binary is None:
+            continue
+        for node in _cone(wq)[0]:
+            if node.op_type == "Gather" and node.inputs[0] is not None and node.inputs[0].producer() is not None:
+                b._consts.setdefault(("pair_table", "binary1" if binary else "trit5"), node.inputs[0])
+
+
+class RepackPass(DeployPass):
+    """Move a packed file's linear weights to another runtime (see the module doc)."""
+
+    reference_label = "the input model's"
+
+    def __init__(self, config: RepackConfig) -> None:
+        super().__init__()
+        self.config = config
+        self._same_kernel: bool | None = None  # decided by requires: the input's kernels and the target's
+
+    def variant_step(self, result) -> dict:
+        r = self.config.runtime
+        return {"step": f"repack({r.value if isinstance(r, Runtime) else r})"}
+
+    def requires_input(self, model: ir.Model) -> None:
+        if not _record(model):
+            raise PassRefusedError(f"no '{PACKING_KEY}' record: repack converts files `deploytool pack` wrote "
+                                   "(pack an fp32 model with --runtime instead)")
+        linears, why = _find(model)
+        if not linears:
+            raise PassRefusedError("no packed linear weights (DynamicQuantizeMatMul on unpacked bytes, or 2-bit "
+                                   f"MatMulNBits){': ' + why[0] if why else ''}")
+        if why:
+            raise PassRefusedError(f"{len(why)} of the file's quantized matmuls are not pack's ({why[0]}); "
+                                   "repack converts files `deploytool pack` wrote")
+        memory_in = any(t.form == "nbits2" for t in linears)
+        memory_out = self.config.runtime is Runtime.MEMORY
+        self._same_kernel = not memory_in and not memory_out
+
+    def requires(self, model: ir.Model) -> None:
+        self.requires_input(model)
+        from deploytool.passes.upgrade_opset import INT2_MIN_OPSET
+
+        opset = model.opset_imports.get("", 0)
+        if not self.config.upgrade_opset and opset < INT2_MIN_OPSET and self._needs_int2(model):
+            raise PassRefusedError(
+                f"opset {opset} is too old for INT2 weights (runtime speed needs opset >= {INT2_MIN_OPSET}); "
+                "let repack upgrade it (upgrade_opset=True) or use --runtime densest or memory")
+
+    def _needs_int2(self, model: ir.Model) -> bool:
+        """Whether the target stores a ternary weight as INT2 (runtime speed; binary weights stay 1 bit)."""
+        if self.config.runtime is not Runtime.SPEED:
+            return False
+        record = _record(model)
+        for t in _find(model)[0]:
+            scheme = str(record.get(t.key or "", {}).get("scheme", ""))
+            if not scheme.startswith("binary") and t.form != "ternary2":
+                return True
+        return False
+
+    # the gate: the input is the reference
+    def preserves_outputs(self) -> bool:
+        return bool(self._same_kernel)
+
+    def min_output_cosine(self) -> float | None:
+        return None if self._same_kernel else 0.9
+
+    def gate_reference(self, src):
+        if self._same_kernel is None:  # the runner asks before the pass ran: decide from the file
+            from deploytool import onnx_io
+
+            self.requires_input(onnx_io.load_model(src))
+        return super().gate_reference(src)
+
+    def early_reference(self, src):
+        from deploytool.passes.base import EarlyReference
+
+        self.gate_reference(src)
+        return EarlyReference(model=src, min_cosine=self.min_output_cosine())
+
+    def call(self, model: ir.Model) -> DeployPassResult:
+        from deploytool.passes.pack_graph import _Builder
+        from deploytool.passes.upgrade_opset import INT2_MIN_OPSET
+
+        cfg = self.config
+        stats: dict[str, Any] = {"runtime": cfg.runtime.value}
+        if self._needs_int2(model) and model.opset_imports.get("", 0) < INT2_MIN_OPSET:
+            from deploytool.passes.upgrade_opset import UpgradeOpsetPass
+
+            stats.update(UpgradeOpsetPass(INT2_MIN_OPSET)(model).stats)  # may rebuild the graph: find after it
+        record = _record(model)
+        linears, _ = _find(model)
+        graph = model.graph
+        b = _Builder(graph)
+        _reuse_constants(b, graph, linears, record)
+        converted: dict[str, int] = {}
+        kept = 0
+        skipped: list[Skip] = []
+        todo: list[_Linear] = []
+        for t in linears:
+            binary = _binary_by_record(t, record)
+            if binary is None:  # no record entry: its codes say
+                _read_codes(model, [t])
+                binary = _binary(t, record)
+            target = _target_form(binary, cfg.runtime)
+            if target == _current_form(t, binary) and (target != "nbits2" or self._nbits_as_asked(t)):
+                kept += 1
+                t.codes_kn = None
+            else:
+                todo.append(t)
+        # read back a few layers' codes at a time (one ONNX Runtime run each), write them, let them go
+        for batch in _batches(todo, lambda t: 8 * t.stored_bytes):
+            _read_codes(model, batch)
+            for t in batch:
+                binary = _binary(t, record)
+                target = _target_form(binary, cfg.runtime)
+                self._write(b, graph, t, target, binary, record)
+                converted[target] = converted.get(target, 0) + 1
+                t.codes_kn = None
+        if converted:
+            from onnx_ir.passes.common import RemoveUnusedNodesPass
+
+            RemoveUnusedNodesPass()(model)
+            model.opset_imports.setdefault(_MS, 1)
+            model.metadata_props[PACKING_KEY] = json.dumps(record, sort_keys=True)
+        skipped += _kept_tables(record, {t.key for t in linears if t.key}, cfg.runtime)
+        stats.update(weights_converted=sum(converted.values()), weights_already_in_runtime=kept, by_form=converted)
+        if cfg.runtime is Runtime.MEMORY:
+            stats["accuracy_level"] = cfg.accuracy_level
+        return DeployPassResult(model, modified=bool(converted), stats=stats, skipped=skipped)
+
+    def _write(self, b, graph: ir.Graph, t: _Linear, target: str, binary: bool, record: dict[str, dict]) -> None:
+        """Replace ``t``'s kernel (and a bias Add after it) with the ``target`` form of the same codes and scales,
+        and update its record entry."""
+        from deploytool.passes.pack_graph import _bias_add, _replace
+        from deploytool.passes.pack_weights import dqmm_weight, nbits2_arrays
+
+        cfg = self.config
+        base = t.key or (t.node.inputs[1].name or "weight")
+        tag = b.tag()
+        x = t.node.inputs[0]
+        add = _bias_add(t.node, t.n) if t.bias is None and _planes(t, record) == 1 else None
+        if add is not None:  # a bias Add after the kernel goes into it, as pack's speed runtime does
+            t.bias = next(v for v in add.inputs if v is not t.node.outputs[0])
+        if target == "nbits2":
+            blob, scales, bs = nbits2_arrays(np.ascontiguousarray(t.codes_kn.T), t.alpha, cfg.block_size)
+            b_val = b.init(f"{base}_nbits2", blob)
+            s_val = b.init(f"{base}_scales", scales)
+            extra = [None, None, t.bias] if t.bias is not None else []
+            out = b.op("MatMulNBits", [x, b_val, s_val, *extra], tag, domain=_MS, K=t.k, N=t.n, bits=2,
+                       block_size=bs, accuracy_level=cfg.accuracy_level)
+            stored = blob.nbytes + scales.nbytes
+        else:
+            wq, stored = dqmm_weight(b, t.codes_kn, target, base, tag)
+            s_val = b.init(f"{base}_alpha", t.alpha.astype(np.float32))
+            extra = [None, t.bias] if t.bias is not None else []
+            out = b.op("DynamicQuantizeMatMul", [x, wq, s_val, *extra], tag, domain=_MS)
+            stored += t.alpha.size * 4
+        if add is not None:
+            graph.insert_before(t.node, b.take())
+            ir.convenience.replace_nodes_and_values(graph, t.node, [t.node, add], [], [add.outputs[0]], [out])
+        else:
+            _replace(graph, t.node, b.take(), out)
+        if t.key in record:
+            record[t.key] = _entry(record[t.key], target, binary, stored, t)
+
+    def _nbits_as_asked(self, t: _Linear) -> bool:
+        a = t.node.attributes
+        want_bs = min(self.config.block_size, max(16, 1 << (t.k - 1).bit_length()))
+        level = a["accuracy_level"].as_int() if "accuracy_level" in a else 0
+        return a["block_size"].as_int() == want_bs and level == self.config.accuracy_level
+
+    def ensures(self, model: ir.Model) -> None:
+        from deploytool.errors import VerificationError
+
+        if not _record(model):
+            raise VerificationError(f"RepackPass lost the '{PACKING_KEY}' record; nothing written")
+
+
+def _entry(old: dict, form: str, binary: bool, stored: int, t: _Linear) -> dict:
+    """The record entry ``pack`` writes for a weight stored as ``form``."""
+    shape = old.get("shape") or [t.k, t.n]
+    planes = max(1, t.n // int(shape[1])) if shape and shape[1] else 1
+    if form == "nbits2":
+        scheme = "binary2" if binary else "ternary2"
+    else:
+        scheme = form
+    if planes > 1:
+        scheme = f"{scheme}x{planes}"
+    n_weights = int(shape[0]) * int(shape[1]) if len(shape) == 2 else t.k * t.n
+    return {**old, "scheme": scheme, "bits": stored * 8 / max(n_weights, 1)}
+
+
+def _kept_tables(record: dict[str, dict], linear_keys: set[str], runtime: Runtime) -> list[Skip]:
+    """What repack leaves as stored, where it matters: a fused Attention's QKV (unpacked to fp32 when a session
+    or the ORT-format converter loads it, in every runtime) and ternary tables whose storage ``pack --runtime
+    <runtime>`` would have chosen otherwise (5 trits a byte for densest, 2 bits for the others)."""
+    want = "trit5" if runtime is Runtime.DENSEST else "ternary2"
+    out = []
+    for key, entry in record.items():
+        if key in linear_keys:
+            continue
+        scheme = str(entry.get("scheme", ""))
+        if str(entry.get("note", "")).startswith("fused Attention QKV"):
+            out.append(Skip(key, f"fused Attention QKV kept as stored ({scheme}): unpacked to fp32 at load in "
+                                 "every runtime, and in a bundle's .ort"))
+        elif scheme in ("trit5", "ternary2") and scheme != want:
+            out.append(Skip(key, f"table kept as stored ({scheme}; pack --runtime {runtime.value} stores {want}): "
+                                 "its rows are unpacked where they are read, in every runtime"))
+    return out
+
+
+def repack_pipeline(config: RepackConfig) -> DeployPass:
+    """The passes ``repack`` runs: the repacking (which upgrades the opset first when it writes INT2 weights
+    below opset 25, ``upgrade_opset=True``), then for the int8-activation runtimes the residual Add->Sum
+    rewrite, as :func:`~deploytool.passes.pack_weights.pack_pipeline` (nothing to do where pack made it)."""
+    from deploytool.passes.base import PassSequence
+    from deploytool.passes.residual_sum import ResidualAddsToSumPass
+
+    passes: list[DeployPass] = [RepackPass(config)]
+    if config.runtime is not Runtime.MEMORY or config.accuracy_level == 4:
+        passes.append(ResidualAddsToSumPass())
+    return PassSequence(passes, main=0)
+
+
+def repack_file(src: str | os.PathLike, dst: str | os.PathLike, config: RepackConfig, *,
+                verify: bool = True) -> DeployPassResult:
+    """Repack ``src`` into ``dst`` (atomic; the input is never modified) through the one file runner."""
+    from deploytool.passes import transform
+
+    return transform(src, dst, config, verify=verify)

@@ -1,0 +1,243 @@
+"""repack: a packed file moved to another runtime keeps its codes and scales.
+
+The reference is ``pack`` run directly with the target runtime on the fp32 model (it quantizes the fp32
+weights again; repack never sees them): the repacked file must store the very same packed bytes and scales
+for every linear weight, record the same entries and compute the same outputs. Plus: a file already in the
+target runtime is copied byte for byte, a phone bundle's .ort keeps MatMulNBits weights small, and bad
+input is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import numpy_helper
+
+from deploytool import onnx_io
+from deploytool.cli import main
+from deploytool.errors import PassRefusedError
+from deploytool.passes.pack_weights import PACKING_KEY, FakeQuantWeightsPass, PackConfig, pack_file
+from deploytool.passes.repack import RepackConfig, repack_file
+from deploytool.runtime.infer import run_onnx
+from deploytool.testing.tiny import fixed_inputs
+
+SHAPE = dict(layers=2, hidden=32, heads=4, ffn=64, seed=3)
+FEEDS = fixed_inputs(vocab=100, lengths=(8, 5))
+RUNTIMES = ("speed", "densest", "memory")
+_PACKED_SUFFIXES = ("_int2", "_trit5", "_binary1", "_nbits2", "_scales", "_alpha")
+
+
+@pytest.fixture(scope="module")
+def src(tiny_onnx):
+    return tiny_onnx("bert", exporter="torch", **SHAPE)
+
+
+@pytest.fixture(scope="module")
+def packed(src, tmp_path_factory):
+    """(weights, runtime) -> the file ``pack`` writes from the fp32 model, made once."""
+    root = tmp_path_factory.mktemp("packed")
+    cache: dict[tuple[str, str], object] = {}
+
+    def make(weights: str, runtime: str, source=src, **extra):
+        key = (weights, runtime, str(source), tuple(sorted(extra.items())))
+        if key not in cache:
+            out = root / f"{weights}_{runtime}_{len(cache)}.onnx"
+            pack_file(source, out, PackConfig(weights=weights, runtime=runtime, **extra))
+            cache[key] = out
+        return cache[key]
+
+    return make
+
+
+def _linear_arrays(path, record: dict) -> dict[tuple[str, str], np.ndarray]:
+    """Each packed linear weight's stored arrays, by (record key, what): the packed bytes and the scales,
+    found by pack's naming (``<weight>_<form>``), whatever suffix a name clash added."""
+    m = onnx.load(str(path))
+    out = {}
+    linear = {k for k, v in record.items() if v.get("role") not in ("embedding",) and "note" not in v
+              and not k.startswith("m.embeddings")}
+    for t in m.graph.initializer:
+        stem = t.name
+        for key in linear:
+            base = key.replace("::", "_").replace("/", "_") + "_"
+            if stem.startswith(base):
+                what = stem[len(base):].split("_")[0]
+                out[(key, what)] = numpy_helper.to_array(t) if t.data_type != onnx.TensorProto.INT2 else \
+                    np.frombuffer(t.raw_data, np.uint8)
+    return out
+
+
+def _record(path) -> dict:
+    m = onnx.load(str(path), load_external_data=False)
+    return json.loads({p.key: p.value for p in m.metadata_props}[PACKING_KEY])
+
+
+@pytest.mark.parametrize("weights", ["ternary", "binary", "split-binary"])
+@pytest.mark.parametrize("source, target", [(s, t) for s in RUNTIMES for t in RUNTIMES if s != t])
+def test_repack_stores_what_pack_stores_for_the_target(packed, tmp_path, weights, source, target):
+    out = tmp_path / "r.onnx"
+    res = repack_file(packed(weights, source), out, RepackConfig(runtime=target))
+    assert res.gate.verified is True
+    direct = packed(weights, target)
+    rec_out, rec_direct = _record(out), _record(direct)
+    lin = {k for k, v in rec_direct.items() if not k.startswith("m.embeddings")}
+    assert {k: rec_out[k] for k in lin} == {k: rec_direct[k] for k in lin}
+    got, want = _linear_arrays(out, rec_out), _linear_arrays(direct, rec_direct)
+    assert got.keys() == want.keys() and got
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=str(key))
+    y, ref = run_onnx(out, FEEDS), run_onnx(direct, FEEDS)
+    for k in ref:  # the same kernels on the same weights; memory from a DQMM file folds the bias Add into it
+        np.testing.assert_allclose(y[k], ref[k], rtol=0, atol=1e-5 if target == "memory" else 0)
+    assert res.stats["weights_converted"] + res.stats["weights_already_in_runtime"] == len(lin)
+    if res.stats["weights_converted"]:
+        meta = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
+        assert json.loads(meta["deploytool.variant"])["chain"][-1] == f"repack({target})"
+    else:  # binary in speed and densest: one form, the file copied as it is
+        assert out.read_bytes() == packed(weights, source).read_bytes()
+
+
+@pytest.mark.parametrize("family, exporter", [("bert", "torch"), ("roberta", "dynamo")])
+@pytest.mark.parametrize("weights, source, target", [("ternary", "speed", "memory"), ("binary", "memory", "densest"),
+                                                     ("split-binary", "densest", "memory"),
+                                                     ("ternary", "memory", "speed")])
+def test_odd_shapes_and_other_exports(tiny_onnx, packed, tmp_path, family, exporter, weights, source, target):
+    """Hidden 36, FFN 37 (padded bytes and blocks), row scales, a RoBERTa from the dynamo exporter: the
+    repacked weights are still pack's own for the target."""
+    fp32 = tiny_onnx(family, exporter, layers=1, hidden=36, heads=3, ffn=37, seed=7)
+    out = tmp_path / "r.onnx"
+    repack_file(packed(weights, source, fp32, granularity="row"), out, RepackConfig(runtime=target))
+    direct = packed(weights, target, fp32, granularity="row")
+    got, want = _linear_arrays(out, _record(out)), _linear_arrays(direct, _record(direct))
+    assert got.keys() == want.keys() and got
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=str(key))
+    y, ref = run_onnx(out, FEEDS), run_onnx(direct, FEEDS)
+    for k in ref:
+        np.testing.assert_allclose(y[k], ref[k], rtol=0, atol=1e-5)
+
+
+def test_memory_with_fp32_activations_computes_the_fake_quantized_model(src, packed, tmp_path):
+    """accuracy level 0 (fp32 activations): the repacked speed file equals the fp32 model with the quantizer's
+    weights (made here by FakeQuantWeightsPass from the fp32 model) to 1e-5."""
+    import onnx_ir as ir
+
+    out = tmp_path / "r.onnx"
+    repack_file(packed("ternary", "speed"), out, RepackConfig(runtime="memory", accuracy_level=0))
+    model = onnx_io.load_model(src)
+    FakeQuantWeightsPass(PackConfig(weights="ternary"))(model)
+    y, ref = run_onnx(out, FEEDS), run_onnx(ir.serde.serialize_model(model).SerializeToString(), FEEDS)
+    for k in ref:
+        np.testing.assert_allclose(y[k], ref[k], rtol=0, atol=1e-5)
+    nbits = [n for n in onnx.load(str(out)).graph.node if n.op_type == "MatMulNBits"]
+    assert nbits and all(a.i == 0 for n in nbits for a in n.attribute if a.name == "accuracy_level")
+
+
+def test_the_same_runtime_is_a_byte_copy(packed, tmp_path):
+    src = packed("ternary", "densest")
+    out = tmp_path / "same.onnx"
+    res = repack_file(src, out, RepackConfig(runtime="densest"))
+    assert not res.modified and res.stats["weights_converted"] == 0
+    assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(src.read_bytes()).digest()
+
+
+def test_binary_speed_and_densest_are_one_form(packed, tmp_path):
+    """Binary weights are 1 bit in both int8-kernel runtimes: nothing to convert, and no opset upgrade."""
+    out = tmp_path / "b.onnx"
+    res = repack_file(packed("binary", "densest"), out, RepackConfig(runtime="speed"))
+    assert res.stats["weights_converted"] == 0 and "opset" not in res.stats
+
+
+def test_speed_upgrades_the_opset_only_for_ternary(packed, tmp_path):
+    src = packed("ternary", "memory")
+    assert onnx.load(str(src)).opset_import[0].version < 25
+    out = tmp_path / "t.onnx"
+    res = repack_file(src, out, RepackConfig(runtime="speed"))
+    assert res.stats["opset"].endswith("-> 25")
+    assert {o.domain: o.version for o in onnx.load(str(out)).opset_import}[""] == 25
+    with pytest.raises(PassRefusedError, match="too old for INT2"):
+        repack_file(src, tmp_path / "no.onnx", RepackConfig(runtime="speed", upgrade_opset=False))
+    assert not (tmp_path / "no.onnx").exists()
+
+
+def test_the_bundle_ort_keeps_memory_weights_packed(tiny_onnx, packed, tmp_path):
+    """What repack is for: ONNX Runtime's ORT-format converter folds the speed runtime's unpacking into int8
+    weights; the repacked memory file's MatMulNBits weights stay 2 bits in the .ort."""
+    from deploytool import bundle
+
+    speed = packed("ternary", "speed", tiny_onnx("bert", "torch", layers=2, hidden=64, heads=4, ffn=256, seed=5))
+    mem = tmp_path / "m.onnx"
+    repack_file(speed, mem, RepackConfig(runtime="memory"))
+    ort_speed = bundle.ort_size_mb(speed, "runtime", tmp_path)
+    ort_mem = bundle.ort_size_mb(mem, "runtime", tmp_path)
+    linear_int8 = sum(int(np.prod(v["shape"])) for k, v in _record(speed).items() if not k.startswith("m.embeddings"))
+    # the speed .ort holds every linear weight as int8 (1 byte each), the memory one 2 bits (a quarter byte)
+    assert (ort_speed - ort_mem) * 1e6 > 0.5 * linear_int8, (ort_speed, ort_mem, linear_int8)
+
+
+def test_fused_attention_and_tables_are_said_to_stay(packed, tmp_path):
+    out = tmp_path / "d.onnx"
+    res = repack_file(packed("ternary", "speed"), out, RepackConfig(runtime="densest"))
+    reasons = {s.node: s.reason for s in res.skipped}
+    assert any("table kept as stored (ternary2" in r for r in reasons.values()), reasons
+
+
+def _sha(p) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_bad_inputs_are_refused_in_one_line(src, packed, tmp_path):
+    from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
+
+    int8 = tmp_path / "int8.onnx"
+    quantize_int8_file(src, int8, Int8Config())
+    mem = packed("ternary", "memory")
+    # a MatMulNBits whose blocks have scales of their own (another tool's 2-bit file, not pack's): 16-wide
+    # blocks first (the tiny model's K fits one block of pack's default), then one block's scale doubled
+    blocks = tmp_path / "blocks.onnx"
+    repack_file(packed("ternary", "speed"), blocks, RepackConfig(runtime="memory", block_size=16))
+    m = onnx.load(str(blocks))
+    t = next(t for t in m.graph.initializer if t.name.endswith("_scales"))
+    a = numpy_helper.to_array(t).copy()
+    a[1] *= 2
+    t.CopyFrom(numpy_helper.from_array(a, t.name))
+    per_block = tmp_path / "per_block.onnx"
+    onnx.save(m, str(per_block))
+    cases = [
+        (src, "memory", "no 'deploytool.packing' record"),
+        (int8, "memory", "no 'deploytool.packing' record"),
+        (per_block, "speed", "scale per block"),
+        (mem, "fast", "runtime: expected one of"),
+    ]
+    for path, runtime, needle in cases:
+        before = _sha(path)
+        out = tmp_path / "o.onnx"
+        res = CliRunner().invoke(main, ["repack", str(path), "--runtime", runtime, "-o", str(out)])
+        assert res.exit_code == 2, (path, res.output)
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
+        assert "Traceback" not in res.output and not out.exists()
+        assert not list(tmp_path.glob(".o.onnx*"))
+        assert _sha(path) == before
+    res = CliRunner().invoke(main, ["repack", str(mem), "--runtime", "speed", "--accuracy-level", "0",
+                                    "-o", str(tmp_path / "o.onnx")])
+    assert res.exit_code == 2 and "only used by --runtime memory" in res.stderr
+
+
+def test_pack_on_a_packed_file_points_to_repack(packed, tmp_path):
+    with pytest.raises(PassRefusedError, match="deploytool repack --runtime memory"):
+        pack_file(packed("binary", "speed"), tmp_path / "x.onnx", PackConfig(weights="binary", runtime="memory"))
+
+
+def test_repack_cli_writes_and_reports(packed, tmp_path):
+    out = tmp_path / "m.onnx"
+    res = CliRunner().invoke(main, ["repack", str(packed("binary", "speed")), "--runtime", "memory", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "repack: wrote" in res.output and "weights_converted: 12" in res.output
+    assert "verified: ran in ONNX Runtime" in res.output
+    assert any(n.op_type == "MatMulNBits" for n in onnx.load(str(out)).graph.node)
