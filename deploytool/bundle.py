@@ -68,6 +68,9 @@ class BundleConfig:
     qnn_seq_len: int = 128
     qnn_calibration: str | None = None
     qnn_calibration_size: int = 8
+    # a packed model's linear weights moved to MatMulNBits 2-bit first (passes.repack, runtime memory), so the
+    # .ort keeps them 2 bits (the speed/densest unpacking is folded into int8 weights by the converter)
+    repack_memory: bool = False
 
     def __post_init__(self) -> None:
         from deploytool.profiles.schema import Profile
@@ -108,6 +111,10 @@ class BundleResult:
         out = [f"{m['source']['model']} -> {self.out_dir}/ for {m['profile']['name']} "
                f"({m['ort']['optimization_style']} optimizations)"]
         out += [f"  {f['name']}: {f['bytes'] / 1e6:.3f} MB" for f in m["files"]]
+        if m["source"].get("repacked"):
+            r = m["source"]["repacked"]
+            out.append(f"  repacked for the .ort: {r['weights_converted']} weights as MatMulNBits 2-bit "
+                       f"({r['bytes'] / 1e6:.3f} MB .onnx)")
         if m["ort"].get("note"):
             out.append(f"  note: {m['ort']['note']}")
         v = m["verification"]
@@ -215,6 +222,9 @@ def shipped_size(path: str | os.PathLike, profile, file_mb: float, work: Path | 
         return file_mb, f"file (model.ort not made: {e})"
 
 
+#: a ``model.ort`` over this many times its packed source holds pack's weights unpacked (bundle's note, fit's hint)
+ORT_UNPACKED_RATIO = 1.2
+
 #: pack schemes whose weights a constant subgraph unpacks (folded when a session, or the ORT converter, runs it)
 _FOLDED_SCHEMES = ("ternary2", "trit5", "binary1")
 
@@ -228,7 +238,7 @@ def _unpacked_note(model: Path, source_bytes: int, ort_bytes: int) -> str | None
 
     from deploytool.inspection import packing_record
 
-    if ort_bytes <= 1.2 * source_bytes:
+    if ort_bytes <= ORT_UNPACKED_RATIO * source_bytes:
         return None
     try:
         meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
@@ -240,8 +250,8 @@ def _unpacked_note(model: Path, source_bytes: int, ort_bytes: int) -> str | None
         return None
     return (f"model.ort holds pack's {', '.join(folded)} weights unpacked to int8 ({ort_bytes / MB:.1f} MB against "
             f"the packed file's {source_bytes / MB:.1f} MB): ONNX Runtime's converter folds their unpacking, as a "
-            f"session does at load; for a small file on the device, pack with --runtime memory (MatMulNBits keeps "
-            f"2 bits per weight in the .ort)")
+            f"session does at load; for a small file on the device, `deploytool repack {model.name} --runtime memory` "
+            f"(the same codes, no fp32 model needed; MatMulNBits keeps 2 bits per weight in the .ort)")
 
 
 def _array(a: np.ndarray) -> dict[str, Any]:
@@ -263,9 +273,21 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
     check_output_dir(out)
     plan = plan_inputs(model)  # not ONNX / no input ids -> one line
     plan.check(1, (cfg.seq_len,), str(model))
-    data = external_data_files(model)
     stage = make_staging_dir(out)
+    source, repacked, scratch = model, None, None
     try:
+        if cfg.repack_memory:  # the .ort is made from the repacked file (written outside the bundle)
+            import tempfile
+
+            from deploytool.passes.repack import RepackConfig, repack_file
+
+            scratch = Path(tempfile.mkdtemp(prefix="deploytool-bundle-"))
+            model = scratch / "repacked.onnx"
+            r = repack_file(source, model, RepackConfig(runtime="memory"))
+            repacked = {"runtime": "memory", "weights_converted": r.stats.get("weights_converted", 0),
+                        "bytes": r.bytes_after, "note": "the .ort is made from this repack of the source "
+                        "(deploytool repack --runtime memory: the same codes and scales, MatMulNBits 2-bit)"}
+        data = external_data_files(model)
         ort_path, ops_path = convert_to_ort(model, data, stage, style=cfg.style)
         session = _session(cfg)
         feeds = make_feeds(plan, 1, cfg.seq_len, cfg.seed)
@@ -273,17 +295,20 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
         y_onnx = run_ort(model, feeds)
         diff = max(float(np.max(np.abs(y_ort[k].astype(np.float64) - y_onnx[k].astype(np.float64))))
                    if y_ort[k].size else 0.0 for k in y_ort)
-        tok = _tokenizer(model, cfg, stage)
-        qnn = _qnn(model, cfg, stage)
+        tok = _tokenizer(source, cfg, stage)
+        qnn = _qnn(source, cfg, stage)
         host = host_info()
         files = [{"name": str(p.relative_to(stage)), "bytes": p.stat().st_size}
                  for p in sorted(stage.rglob("*")) if p.is_file()]
-        source_bytes = model.stat().st_size + sum(d.stat().st_size for d in data)
-        unpacked = _unpacked_note(model, source_bytes, ort_path.stat().st_size)
+        model_bytes = model.stat().st_size + sum(d.stat().st_size for d in data)
+        source_bytes = model_bytes if source is model else \
+            source.stat().st_size + sum(d.stat().st_size for d in external_data_files(source))
+        unpacked = _unpacked_note(model, model_bytes, ort_path.stat().st_size)
         manifest = {
             "kind": KIND, "version": 1,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "source": {"model": str(model), "bytes": source_bytes},
+            "source": {"model": str(source), "bytes": source_bytes,
+                       **({"repacked": repacked} if repacked is not None else {})},
             "profile": {"name": cfg.profile.name, "soc": cfg.profile.soc, "arch": cfg.profile.arch.value},
             "ort": {"model": ort_path.name, "required_operators": ops_path.name, "optimization_style": cfg.style,
                     "target_platform": "arm", "onnxruntime": host.get("onnxruntime"),
@@ -307,4 +332,7 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return BundleResult(out, manifest)

@@ -407,9 +407,10 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                 c.reasons.append(f"{c.latency_source} {c.device_p90_ms:.2f} ms > {budget:g} ms")
             if prof.budgets.model_size_mb is not None and c.size_mb > prof.budgets.model_size_mb:
                 hint = ""
-                if c.size_of == "model.ort" and c.pack_runtime in ("speed", "densest") and c.size_mb > 1.2 * c.file_mb:
+                if c.size_of == "model.ort" and c.pack_runtime in ("speed", "densest") \
+                        and c.size_mb > bundle.ORT_UNPACKED_RATIO * c.file_mb:
                     hint = (f" (the file is {c.file_mb:.1f} MB: the converter unpacks its weights to int8; "
-                            "pack --runtime memory keeps them 2 bits in the .ort)")
+                            "pack --runtime memory, or repack --runtime memory, keeps them 2 bits in the .ort)")
                 c.reasons.append(f"size {c.size_mb:.1f} MB{' (model.ort)' if c.size_of == 'model.ort' else ''} > "
                                  f"{prof.budgets.model_size_mb:g} MB{hint}")
             if prof.budgets.peak_memory_mb is not None and c.peak_memory_mb > prof.budgets.peak_memory_mb:

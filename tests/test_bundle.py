@@ -159,3 +159,36 @@ def test_bundle_says_when_the_ort_holds_packed_weights_unpacked(tiny_onnx, tmp_p
         assert text.exit_code == 0 and "note: model.ort holds pack's binary1 weights unpacked" in text.output
     else:
         assert ort_bytes < 1.2 * packed.stat().st_size and "note" not in m["ort"]
+
+
+def test_bundle_repack_memory_keeps_the_ort_small(tiny_onnx, tmp_path):
+    """--repack-memory: the binary speed file's linear weights go into the .ort as MatMulNBits 2-bit (the same
+    codes: its outputs equal those of the file pack writes with --runtime memory), no unpacked note; the input
+    file is untouched and nothing but the bundle is left behind. An fp32 model is refused in one line."""
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+
+    src = tiny_onnx("bert", layers=1, hidden=128, heads=4, ffn=512, vocab=100)
+    packed, memory = tmp_path / "packed.onnx", tmp_path / "memory.onnx"
+    pack_file(src, packed, PackConfig(weights="binary", runtime="speed"))
+    pack_file(src, memory, PackConfig(weights="binary", runtime="memory"))
+    before = packed.read_bytes()
+    plain, small = tmp_path / "plain", tmp_path / "small"
+    assert _bundle([str(packed), "--profile", "snapdragon-sm8650", "-o", str(plain), "--no-qnn"]).exit_code == 0
+    r = _bundle([str(packed), "--profile", "snapdragon-sm8650", "-o", str(small), "--no-qnn", "--repack-memory"])
+    assert r.exit_code == 0, r.output
+    assert "repacked for the .ort: 6 weights as MatMulNBits 2-bit" in r.output and "note:" not in r.output
+    m = json.loads((small / "manifest.json").read_text())
+    assert m["source"]["model"] == str(packed) and m["source"]["bytes"] == len(before)
+    assert m["source"]["repacked"]["weights_converted"] == 6 and "note" not in m["ort"]
+    assert (small / "model.ort").stat().st_size < 0.6 * (plain / "model.ort").stat().st_size
+    from deploytool.runtime.mobile import run_ort
+
+    feeds = {k: np.asarray(v["values"], dtype=v["dtype"]).reshape(v["shape"])
+             for k, v in m["fixed_input"]["inputs"].items()}
+    want = run_ort(memory, feeds)
+    for k, v in m["expected_outputs"].items():
+        np.testing.assert_allclose(np.asarray(v["values"], np.float32).reshape(v["shape"]), want[k], atol=1e-5)
+    assert packed.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == \
+        ["memory.onnx", "packed.onnx", "plain", "small"]
+    bad = _bundle([str(src), "--profile", "snapdragon-sm8650", "-o", str(tmp_path / "x"), "--no-qnn", "--repack-memory"])
+    assert bad.exit_code == 2 and "no 'deploytool.packing' record" in bad.stderr and not (tmp_path / "x").exists()

@@ -26,10 +26,14 @@ from deploytool.cli.device_cmd import profiles_dir_option
               help="Dataset whose texts calibrate the QNN quantization [default: seeded token ids, said in the manifest].")
 @click.option("--qnn-calib-size", "qnn_calib_size", type=click.IntRange(min=1), default=8, show_default=True,
               metavar="INT", help="Calibration inputs.")
+@click.option("--repack-memory", "repack_memory", is_flag=True,
+              help="A packed model: move its linear weights to MatMulNBits 2-bit first (deploytool repack --runtime "
+                   "memory; same codes), so model.ort keeps them 2 bits instead of int8.")
 @json_flag("Print the manifest as JSON on stdout.")
 @profiles_dir_option
 def bundle(model: str, profile: str, output: str, seq_len: int, seed: int, tokenizer: str | None, no_qnn: bool,
-           qnn_seq_len: int, qnn_calib: str | None, qnn_calib_size: int, as_json: bool, profiles_dirs: tuple) -> None:
+           qnn_seq_len: int, qnn_calib: str | None, qnn_calib_size: int, repack_memory: bool, as_json: bool,
+           profiles_dirs: tuple) -> None:
     """What an Android/iOS app needs: .ort model, required_operators.config, EP settings, tokenizer, manifest."""
     from deploytool.bundle import BundleConfig, make_bundle
     from deploytool.profiles import load_profile
@@ -37,7 +41,7 @@ def bundle(model: str, profile: str, output: str, seq_len: int, seed: int, token
     cfg = BundleConfig(profile=load_profile(profile, profiles_dirs), seq_len=seq_len,
                        seed=seed, tokenizer=tokenizer, qnn=not no_qnn,
                        qnn_seq_len=qnn_seq_len, qnn_calibration=qnn_calib,
-                       qnn_calibration_size=qnn_calib_size)
+                       qnn_calibration_size=qnn_calib_size, repack_memory=repack_memory)
     result = make_bundle(model, output, cfg)
     if as_json:
         click.echo(json.dumps(result.manifest, indent=1))
