@@ -43,8 +43,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["RepackConfig", "RepackPass", "repack_file", "repack_pipeline"]
 
 _MS = "com.microsoft"
-# the codes read back per ONNX Runtime session: the int8 weights of a few layers at a time, not the whole model
-_DECODE_BATCH_BYTES = 256 << 20
+# the codes read back per ONNX Runtime run: the int8 weights of a few layers at a time, not the whole model
+_DECODE_BATCH_BYTES = 64 << 20
 
 
 @schema
@@ -230,7 +230,8 @@ def _run_cones(model: ir.Model, batch: list[_Linear], onnx) -> None:
                                                          for d, v in model.opset_imports.items()])
     proto.ir_version = model.ir_version
     try:
-        sess = make_session(proto.SerializeToString(), providers=["CPUExecutionProvider"], optimize=False)
+        sess = make_session(proto.SerializeToString(), providers=["CPUExecutionProvider"], optimize=False,
+                            arena=False)
         outs = sess.run(names, {})
     except Exception as e:  # noqa: BLE001 - ORT's own error, in one line
         first = " ".join(str(e).split())[:200]
