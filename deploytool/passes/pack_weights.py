@@ -178,6 +178,9 @@ def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -
         packed_bytes = blob.nbytes + scales.nbytes
         for node in t.nodes:
             bias = node.inputs[2] if node.op_type == "Gemm" and len(node.inputs) > 2 else None
+            add = _bias_add(node, n_out) if bias is None and planes == 1 else None
+            if add is not None:  # the bias Add goes into the kernel, as in the int8-kernel runtimes
+                bias = next(v for v in add.inputs if v is not node.outputs[0])
             fold = bias if planes == 1 else None
             inputs = [node.inputs[0], b_val, s_val] + ([None, None, fold] if fold is not None else [])
             out = b.op("MatMulNBits", inputs, tag, domain="com.microsoft", K=k_in, N=n_out, bits=2,
@@ -186,7 +189,11 @@ def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -
                 out = _sum_planes(b, out, n_real, tag)
                 if bias is not None:
                     out = b.op("Add", [out, bias], tag)
-            _replace(graph, node, b.take(), out)
+            if add is not None:
+                graph.insert_before(node, b.take())
+                ir.convenience.replace_nodes_and_values(graph, node, [node, add], [], [add.outputs[0]], [out])
+            else:
+                _replace(graph, node, b.take(), out)
         scheme = {WeightScheme.TERNARY: "ternary2", WeightScheme.BINARY: "binary2"}.get(config.weights, "binary2x2")
         return {"scheme": scheme, "bits": packed_bytes * 8 / n_weights, "shape": [k_in, n_real],
                 "bytes": packed_bytes}

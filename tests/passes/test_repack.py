@@ -92,8 +92,8 @@ def test_repack_stores_what_pack_stores_for_the_target(packed, tmp_path, weights
     for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=str(key))
     y, ref = run_onnx(out, FEEDS), run_onnx(direct, FEEDS)
-    for k in ref:  # the same kernels on the same weights; memory from a DQMM file folds the bias Add into it
-        np.testing.assert_allclose(y[k], ref[k], rtol=0, atol=1e-5 if target == "memory" else 0)
+    for k in ref:  # the same kernels on the same weights, the bias inside them in both
+        np.testing.assert_array_equal(y[k], ref[k])
     assert res.stats["weights_converted"] + res.stats["weights_already_in_runtime"] == len(lin)
     if res.stats["weights_converted"]:
         meta = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
@@ -119,7 +119,7 @@ def test_odd_shapes_and_other_exports(tiny_onnx, packed, tmp_path, family, expor
         np.testing.assert_array_equal(got[key], want[key], err_msg=str(key))
     y, ref = run_onnx(out, FEEDS), run_onnx(direct, FEEDS)
     for k in ref:
-        np.testing.assert_allclose(y[k], ref[k], rtol=0, atol=1e-5)
+        np.testing.assert_array_equal(y[k], ref[k])
 
 
 def test_memory_with_fp32_activations_computes_the_fake_quantized_model(src, packed, tmp_path):
