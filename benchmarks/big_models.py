@@ -70,7 +70,11 @@ SMOKE = {
 }
 HEADS = {0: [0, 1], 5: [3], 23: [15]}
 PASSES = ("slice", "prune-heads", "prune-ffn", "reorder", "pack-memory", "pack-speed", "pack-exact", "pack-densest",
-          "pack-binary", "pack-split-binary", "int8", "fp16")
+          "pack-binary", "pack-split-binary", "int8", "fp16", "repack-memory")
+# passes whose input is another pass's output (kept until they ran), not the exported model
+FROM_OUTPUT = {"repack-memory": "pack-speed"}
+# passes whose outputs must equal another pass's (the same codes written the same way)
+SAME_AS = {"repack-memory": "pack-memory"}
 TOL = 1e-3
 BATCH_LENGTHS = (16, 9)  # batch 2, seq 16, second row padded after 9 tokens
 MEMORY_FLAG = 3.0  # peak RSS over input bytes above this is reported
@@ -87,6 +91,7 @@ def _config(name: str):
     from deploytool.passes.reorder import ReorderConfig
     from deploytool.passes.prune_heads import HeadPruneConfig
     from deploytool.passes.quantize_int8 import Int8Config
+    from deploytool.passes.repack import RepackConfig
     from deploytool.passes.slice_subnetwork import SliceConfig
 
     return {
@@ -103,6 +108,7 @@ def _config(name: str):
         "pack-split-binary": lambda: PackConfig(weights="split-binary"),
         "int8": lambda: Int8Config(),
         "fp16": lambda: Fp16Config(check_host=False),
+        "repack-memory": lambda: RepackConfig(runtime="memory"),
     }[name]()
 
 
@@ -120,6 +126,7 @@ def _config_text(name: str) -> str:
         "pack-split-binary": "PackConfig(weights='split-binary')  # two 1-bit planes (BinaryBERT TWS)",
         "int8": "Int8Config()",
         "fp16": "Fp16Config(check_host=False)",
+        "repack-memory": "RepackConfig(runtime='memory')  # of pack-speed's output: must compute what pack-memory does",
     }[name]
 
 
@@ -391,14 +398,25 @@ def run_shape(name: str, passes: list[str], work: Path, keep: bool, log, exporte
     run = _spawn("run", {"shape": name, "model": str(src), "npz": str(folder / "export.npz")}, log)
     exp["ort_run"] = run
     outputs["export"] = str(folder / "export.npz")
+    needed = {FROM_OUTPUT[p] for p in passes if p in FROM_OUTPUT}
+    kept: dict[str, dict] = {}
     for p in passes:
         log(f"{name}: {p}")
         dst = folder / "out" / f"{p}.onnx"
         dst.parent.mkdir(parents=True, exist_ok=True)
-        r = _spawn("pass", {"shape": name, "pass": p, "src": str(src), "dst": str(dst)}, log)
+        p_src, p_in = src, in_bytes
+        if p in FROM_OUTPUT:
+            base = result["passes"].get(FROM_OUTPUT[p]) or {}
+            if not base.get("ok"):
+                result["passes"][p] = {"ok": False, "error": f"needs {FROM_OUTPUT[p]}'s output, which failed or did not run"}
+                continue
+            p_src, p_in = folder / "out" / f"{FROM_OUTPUT[p]}.onnx", base["output"]["bytes"]
+        r = _spawn("pass", {"shape": name, "pass": p, "src": str(p_src), "dst": str(dst)}, log)
         r["config"] = _config_text(p)
+        if p in FROM_OUTPUT:
+            r["input"] = {"pass": FROM_OUTPUT[p], "bytes": p_in}
         if r.get("ok") and dst.exists():
-            r["peak_rss_over_input_bytes"] = round(r["peak_rss_bytes"] / in_bytes, 2)
+            r["peak_rss_over_input_bytes"] = round(r["peak_rss_bytes"] / p_in, 2)
             g = (r.get("stats") or {}).get("gate_peak_rss_bytes")
             r["gate_peak_rss_over_input_bytes"] = round(g / in_bytes, 2) if g else None
             r["memory_over_3x_input"] = r["peak_rss_over_input_bytes"] > MEMORY_FLAG
@@ -406,11 +424,24 @@ def run_shape(name: str, passes: list[str], work: Path, keep: bool, log, exporte
             if (folder / f"{p}.npz").exists():
                 outputs[p] = str(folder / f"{p}.npz")
         r["input_unchanged"] = _digest_folder(src.parent) == before
+        if p in SAME_AS and SAME_AS[p] in outputs and p in outputs:
+            import numpy as np
+
+            a_, b_ = np.load(outputs[p]), np.load(outputs[SAME_AS[p]])
+            r["max_abs_diff_to_" + SAME_AS[p]] = max(float(np.abs(a_[k].astype(np.float64) - b_[k]).max())
+                                                     for k in b_.files)
         result["passes"][p] = r
-        if not keep:
+        if p in needed:
+            kept[p] = r
+        elif not keep:
             for n in r.get("data_file_names", []):
                 (dst.parent / n).unlink(missing_ok=True)
             dst.unlink(missing_ok=True)
+    if not keep:  # the outputs other passes read
+        for p, r in kept.items():
+            for n in r.get("data_file_names", []):
+                (folder / "out" / n).unlink(missing_ok=True)
+            (folder / "out" / f"{p}.onnx").unlink(missing_ok=True)
     log(f"{name}: checks against PyTorch references")
     chk = _spawn("check", {"shape": name, "outputs": outputs}, log)
     result["check_process"] = {k: v for k, v in chk.items() if k != "checks"}

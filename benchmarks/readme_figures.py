@@ -1092,6 +1092,35 @@ def render_pack_load(results: Path) -> str:
         + "arithmetic it replaced: " + "; ".join(folded) + ". The others: " + "; ".join(plain) + ".")
 
 
+def render_repack(results: Path) -> str:
+    """repack from a packed file against pack from fp32 to the same runtime, and the bundle .ort it buys
+    (repack_bench.json)."""
+    d = _load(results, "repack_bench.json")
+    mb = d["model"]["bytes"] / 1e6
+    when = _run_when(d) or "date not recorded"
+    parts, orts = [], []
+    for name, r in d["cases"].items():
+        label = f"{r['weights']} {r['source']} -> {r['target']}"
+        if not r.get("ok"):
+            parts.append(f"{label} FAILED")
+            continue
+        same = ("the same outputs" if r["max_abs_diff_to_pack"] == 0
+                else f"outputs within {_sci(r['max_abs_diff_to_pack'])} of pack's")
+        parts.append(f"{label} {r['repack_wall_s']:.2f} s against {r['pack_wall_s']:.2f} s ({r['repack_over_pack']:.2f}x; "
+                     f"peak {r['repack_peak_rss_bytes'] / 1e6:.0f} against {r['pack_peak_rss_bytes'] / 1e6:.0f} MB; "
+                     f"{same})")
+        if "ort_mb_repacked" in r:
+            orts.append(f"{r['weights']} {r['source']} {r['ort_mb_source']:.1f} MB -> {r['ort_mb_repacked']:.1f} MB")
+    text = (f"**Repacking** (`benchmarks/repack_bench.py`; {when}; `{SRC}/repack_bench.json`): `deploytool repack` "
+            f"from the packed BERT-base shape ({mb:.1f} MB fp32) against `deploytool pack` from the fp32 file to the "
+            f"same runtime, each in a fresh process with the gate on, the median of {d['repeats']} interleaved rounds: "
+            + "; ".join(parts) + ".")
+    if orts:
+        text += (" The phone bundle's `model.ort` (runtime optimizations) of the source and of its `--runtime memory` "
+                 "repack: " + "; ".join(orts) + ".")
+    return _wrap(text)
+
+
 def _int8_codes_accuracy(d: dict) -> str:
     acc = d.get("accuracy_rotten_tomatoes_test") or {}
     ps = {k: (a.get("vs_fp32") or {}).get("p") for k, a in acc.items() if k != "fp32"}
@@ -1171,7 +1200,8 @@ BLOCKS = {"int8-codes": render_int8_codes, "quickstart": render_quickstart, "con
           "performance": render_performance, "performance-reading": render_reading,
           "training-setup": render_training_setup, "training-notes": render_training_notes,
           "fit-runtime": render_fit_runtime, "published-devices": render_published_devices,
-          "big-models": render_big_models, "densest-qat": render_densest_qat, "pack-load": render_pack_load}
+          "big-models": render_big_models, "densest-qat": render_densest_qat, "pack-load": render_pack_load,
+          "repack": render_repack}
 _BLOCK = re.compile(r"<!-- figures:(?P<name>[a-z0-9-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
 
 

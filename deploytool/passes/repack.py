@@ -306,6 +306,26 @@ def _current_form(t: _Linear, binary: bool) -> str:
     return "binary1" if binary else "trit5"
 
 
+def _has_nbits(src) -> bool:
+    """Whether the file at ``src`` has a MatMulNBits node, read from its graph alone (no tensor is loaded:
+    the wire-level scan the loader makes); True when it cannot be read (the gate then only asks for a cosine)."""
+    from pathlib import Path
+
+    from deploytool import onnx_io
+
+    try:
+        p = Path(src)
+        mapped = onnx_io.MappedFile(p)
+        try:
+            proto, _ = onnx_io._scan_skeleton(p, mapped)
+        finally:
+            if mapped.map is not None:
+                mapped.map.close()
+    except Exception:  # noqa: BLE001 - unreadable here: the pass's requires says why
+        return True
+    return any(n.op_type == "MatMulNBits" for n in proto.graph.node)
+
+
 def _planes(t: _Linear, record: dict[str, dict]) -> int:
     shape = record.get(t.key or "", {}).get("shape") or []
     return max(1, t.n // int(shape[1])) if len(shape) == 2 and shape[1] else 1
@@ -390,10 +410,8 @@ class RepackPass(DeployPass):
         return None if self._same_kernel else 0.9
 
     def gate_reference(self, src):
-        if self._same_kernel is None:  # the runner asks before the pass ran: decide from the file
-            from deploytool import onnx_io
-
-            self.requires_input(onnx_io.load_model(src))
+        if self._same_kernel is None:  # the runner asks before the pass ran: the file's nodes say
+            self._same_kernel = self.config.runtime is not Runtime.MEMORY and not _has_nbits(src)
         return super().gate_reference(src)
 
     def early_reference(self, src):

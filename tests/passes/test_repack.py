@@ -241,3 +241,16 @@ def test_repack_cli_writes_and_reports(packed, tmp_path):
     assert "repack: wrote" in res.output and "weights_converted: 12" in res.output
     assert "verified: ran in ONNX Runtime" in res.output
     assert any(n.op_type == "MatMulNBits" for n in onnx.load(str(out)).graph.node)
+
+
+@pytest.mark.parametrize("target", ["densest", "memory"])
+def test_the_gate_in_its_own_process_compares_with_the_input(packed, tmp_path, monkeypatch, target):
+    """An input over the size where the gate runs in a process of its own (lowered to 0 here): the gate's process
+    runs the packed input while repack works and compares the output with it (equal for speed -> densest, the
+    same kernels; a cosine for memory), and the verdict is the same as in process."""
+    from deploytool.passes import base
+
+    monkeypatch.setattr(base, "BIG_MODEL_BYTES", 0)
+    out = tmp_path / "g.onnx"
+    res = repack_file(packed("ternary", "speed"), out, RepackConfig(runtime=target))
+    assert res.gate.verified is True and res.gate.process == "separate" and res.gate.reference_reused is True
