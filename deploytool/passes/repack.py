@@ -13,9 +13,10 @@ How: each packed weight's int8 codes are read back by ONNX Runtime itself, runni
 nodes (the constant subgraph in front of each ``DynamicQuantizeMatMul``), or from a ``MatMulNBits``' 2-bit
 blocks; the scales are the file's. They are written again in the target's form with ``pack``'s own writers
 (:func:`~deploytool.passes.pack_weights.dqmm_weight`, :func:`~deploytool.passes.pack_weights.nbits2_arrays`),
-so the output is what ``pack --runtime <target>`` writes for the same codes. Embedding tables and a fused
-Attention's QKV keep their storage (their rows are unpacked where they are read, in every runtime); the
-result's skips say so where the target's ``pack`` would have stored them otherwise.
+so the output is what ``pack --runtime <target>`` writes for the same codes. Ternary embedding tables move too
+(5 trits a byte for ``densest``, 2 bits for the others: their codes read back through the file's own byte table).
+A fused Attention's QKV keeps its storage (unpacked to fp32 at load in every runtime, and in a bundle's
+``.ort``); the result's skips say so.
 
 The gate compares the output with the input: equal where both read the weights with the same kernel
 (``speed`` <-> ``densest``), else a cosine of at least 0.9 (int8 activations per tensor in one kernel, per
@@ -459,6 +460,10 @@ class RepackPass(DeployPass):
                 self._write(b, graph, t, target, binary, record)
                 converted[target] = converted.get(target, 0) + 1
                 t.codes_kn = None
+        tables, why = _convert_tables(b, graph, record, {t.key for t in linears if t.key}, cfg.runtime)
+        skipped += why
+        if tables:
+            converted["tables"] = tables
         if converted:
             from onnx_ir.passes.common import RemoveUnusedNodesPass
 
@@ -466,10 +471,13 @@ class RepackPass(DeployPass):
             model.opset_imports.setdefault(_MS, 1)
             model.metadata_props[PACKING_KEY] = json.dumps(record, sort_keys=True)
         skipped += _kept_tables(record, {t.key for t in linears if t.key}, cfg.runtime)
-        stats.update(weights_converted=sum(converted.values()), weights_already_in_runtime=kept, by_form=converted)
+        modified = bool(converted)
+        tables = converted.pop("tables", 0)
+        stats.update(weights_converted=sum(converted.values()), weights_already_in_runtime=kept,
+                     tables_converted=tables, by_form=converted)
         if cfg.runtime is Runtime.MEMORY:
             stats["accuracy_level"] = cfg.accuracy_level
-        return DeployPassResult(model, modified=bool(converted), stats=stats, skipped=skipped)
+        return DeployPassResult(model, modified=modified, stats=stats, skipped=skipped)
 
     def _write(self, b, graph: ir.Graph, t: _Linear, target: str, binary: bool, record: dict[str, dict]) -> None:
         """Replace ``t``'s kernel (and a bias Add after it) with the ``target`` form of the same codes and scales,
@@ -533,11 +541,100 @@ def _entry(old: dict, form: str, binary: bool, stored: int, t: _Linear) -> dict:
     return {**old, "scheme": scheme, "bits": stored * 8 / max(n_weights, 1)}
 
 
+def _table_paths(t_val: ir.Value) -> list[tuple[ir.Node, ir.Node, ir.Node | None]] | None:
+    """How ``pack`` unpacks the packed table ``t_val`` wherever it is read: per path the byte lookup
+    ``Gather(byte table, Cast(bytes))``, the Reshape after it and the Slice that cuts a padded row (or None);
+    None when a reader is not one of pack's two forms (gathered rows, or the whole table unpacked)."""
+    paths = []
+    for node, idx in list(t_val.uses()):
+        if idx != 0:
+            return None
+        start = node
+        if node.op_type == "Gather":  # rows gathered by ids, then Cast
+            users = [u for u, _ in node.outputs[0].uses()]
+            if len(users) != 1 or users[0].op_type != "Cast":
+                return None
+            start = users[0]
+        if start.op_type != "Cast":
+            return None
+        users = [(u, i) for u, i in start.outputs[0].uses()]
+        if len(users) != 1 or users[0][0].op_type != "Gather" or users[0][1] != 1:
+            return None
+        lookup = users[0][0]
+        if lookup.inputs[0] is None or lookup.inputs[0].const_value is None:
+            return None
+        users = [u for u, _ in lookup.outputs[0].uses()]
+        if len(users) != 1 or users[0].op_type != "Reshape":
+            return None
+        reshape = users[0]
+        after = [u for u, _ in reshape.outputs[0].uses()]
+        cut = after[0] if len(after) == 1 and after[0].op_type == "Slice" else None
+        paths.append((lookup, reshape, cut))
+    return paths or None
+
+
+def _convert_tables(b, graph: ir.Graph, record: dict[str, dict], linear_keys: set[str],
+                    runtime: Runtime) -> tuple[int, list[Skip]]:
+    """Ternary tables stored as ``pack --runtime <runtime>`` stores them (5 trits a byte for densest, 2 bits
+    for the others): the codes read back through the file's own byte table, packed again, and the lookups
+    pointed at the new scheme's table (a Slice added where the new packing pads a row). Returns how many moved
+    and what stayed (with why)."""
+    from deploytool.passes.pack_codes import _UNPACK, _pack_codes
+    from deploytool.passes.pack_graph import unpack_table
+
+    want = "trit5" if runtime is Runtime.DENSEST else "ternary2"
+    moved, skipped = 0, []
+    for key, entry in record.items():
+        scheme = str(entry.get("scheme", ""))
+        if key in linear_keys or scheme not in ("trit5", "ternary2") or scheme == want:
+            continue
+        if str(entry.get("note", "")).startswith("fused Attention QKV"):
+            continue  # its pairs are unpacked to fp32 at load in every runtime (_kept_tables says so)
+        stem = key.replace("::", "_").replace("/", "_") + "_" + scheme
+        found = [v for v in graph.initializers.values() if v.name.startswith(stem) and v.const_value is not None
+                 and v.const_value.dtype == ir.DataType.UINT8 and len(v.const_value.shape) == 2]
+        paths = _table_paths(found[0]) if len(found) == 1 else None
+        shape = entry.get("shape") or []
+        if paths is None or len(shape) != 2:
+            skipped.append(Skip(key, f"table kept as stored ({scheme}): its readers are not pack's lookups"))
+            continue
+        t_val = found[0]
+        vocab, width = int(shape[0]), int(shape[1])
+        old = t_val.const_value.numpy()
+        table = paths[0][0].inputs[0].const_value.numpy()
+        codes = np.empty((vocab, width), np.int8)
+        step = 4096
+        for r in range(0, vocab, step):  # the file's own byte table, a few thousand rows at a time
+            codes[r:r + step] = table[old[r:r + step].astype(np.intp)].reshape(min(step, vocab - r), -1)[:, :width]
+        if codes.min(initial=0) < -1 or codes.max(initial=0) > 1:
+            skipped.append(Skip(key, f"table kept as stored ({scheme}): its codes are not ternary"))
+            continue
+        new = _pack_codes(codes, want)
+        v_new = b.init(f"{key}_{want}", new)
+        lut = b.const(unpack_table(want))
+        per = _UNPACK[want][0]
+        for lookup, reshape, cut in paths:
+            lookup.replace_input_with(0, lut)
+            if cut is None and width % per:  # the new packing pads each row: cut it off again
+                x = reshape.outputs[0]
+                users = list(x.uses())
+                sl = b.op("Slice", [x, b.const(np.array([0], np.int64)), b.const(np.array([width], np.int64)),
+                                    b.const(np.array([-1], np.int64))], b.tag())
+                graph.insert_after(reshape, b.take())
+                for u, i in users:
+                    u.replace_input_with(i, sl)
+        for node, idx in list(t_val.uses()):
+            node.replace_input_with(idx, v_new)
+        n = max(vocab * width, 1)
+        stored = round(float(entry.get("bits", 0)) * n / 8) - old.nbytes + new.nbytes  # pack's bytes, scales included
+        record[key] = {**entry, "scheme": want, "bits": stored * 8 / n}
+        moved += 1
+    return moved, skipped
+
+
 def _kept_tables(record: dict[str, dict], linear_keys: set[str], runtime: Runtime) -> list[Skip]:
     """What repack leaves as stored, where it matters: a fused Attention's QKV (unpacked to fp32 when a session
-    or the ORT-format converter loads it, in every runtime) and ternary tables whose storage ``pack --runtime
-    <runtime>`` would have chosen otherwise (5 trits a byte for densest, 2 bits for the others)."""
-    want = "trit5" if runtime is Runtime.DENSEST else "ternary2"
+    or the ORT-format converter loads it, in every runtime)."""
     out = []
     for key, entry in record.items():
         if key in linear_keys:
@@ -546,9 +643,6 @@ def _kept_tables(record: dict[str, dict], linear_keys: set[str], runtime: Runtim
         if str(entry.get("note", "")).startswith("fused Attention QKV"):
             out.append(Skip(key, f"fused Attention QKV kept as stored ({scheme}): unpacked to fp32 at load in "
                                  "every runtime, and in a bundle's .ort"))
-        elif scheme in ("trit5", "ternary2") and scheme != want:
-            out.append(Skip(key, f"table kept as stored ({scheme}; pack --runtime {runtime.value} stores {want}): "
-                                 "its rows are unpacked where they are read, in every runtime"))
     return out
 
 

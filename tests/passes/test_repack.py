@@ -59,8 +59,7 @@ def _linear_arrays(path, record: dict) -> dict[tuple[str, str], np.ndarray]:
     found by pack's naming (``<weight>_<form>``), whatever suffix a name clash added."""
     m = onnx.load(str(path))
     out = {}
-    linear = {k for k, v in record.items() if v.get("role") not in ("embedding",) and "note" not in v
-              and not k.startswith("m.embeddings")}
+    linear = {k for k, v in record.items() if "note" not in v}  # tables too
     for t in m.graph.initializer:
         stem = t.name
         for key in linear:
@@ -85,8 +84,8 @@ def test_repack_stores_what_pack_stores_for_the_target(packed, tmp_path, weights
     assert res.gate.verified is True
     direct = packed(weights, target)
     rec_out, rec_direct = _record(out), _record(direct)
+    assert rec_out == rec_direct  # linear weights and tables alike
     lin = {k for k, v in rec_direct.items() if not k.startswith("m.embeddings")}
-    assert {k: rec_out[k] for k in lin} == {k: rec_direct[k] for k in lin}
     got, want = _linear_arrays(out, rec_out), _linear_arrays(direct, rec_direct)
     assert got.keys() == want.keys() and got
     for key in want:
@@ -105,7 +104,8 @@ def test_repack_stores_what_pack_stores_for_the_target(packed, tmp_path, weights
 @pytest.mark.parametrize("family, exporter", [("bert", "torch"), ("roberta", "dynamo")])
 @pytest.mark.parametrize("weights, source, target", [("ternary", "speed", "memory"), ("binary", "memory", "densest"),
                                                      ("split-binary", "densest", "memory"),
-                                                     ("ternary", "memory", "speed")])
+                                                     ("ternary", "memory", "speed"), ("ternary", "speed", "densest"),
+                                                     ("ternary", "densest", "memory")])
 def test_odd_shapes_and_other_exports(tiny_onnx, packed, tmp_path, family, exporter, weights, source, target):
     """Hidden 36, FFN 37 (padded bytes and blocks), row scales, a RoBERTa from the dynamo exporter: the
     repacked weights are still pack's own for the target."""
@@ -117,6 +117,7 @@ def test_odd_shapes_and_other_exports(tiny_onnx, packed, tmp_path, family, expor
     assert got.keys() == want.keys() and got
     for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=str(key))
+    assert _record(out) == _record(direct)
     y, ref = run_onnx(out, FEEDS), run_onnx(direct, FEEDS)
     for k in ref:
         np.testing.assert_array_equal(y[k], ref[k])
@@ -180,11 +181,27 @@ def test_the_bundle_ort_keeps_memory_weights_packed(tiny_onnx, packed, tmp_path)
     assert (ort_speed - ort_mem) * 1e6 > 0.5 * linear_int8, (ort_speed, ort_mem, linear_int8)
 
 
-def test_fused_attention_and_tables_are_said_to_stay(packed, tmp_path):
-    out = tmp_path / "d.onnx"
-    res = repack_file(packed("ternary", "speed"), out, RepackConfig(runtime="densest"))
-    reasons = {s.node: s.reason for s in res.skipped}
-    assert any("table kept as stored (ternary2" in r for r in reasons.values()), reasons
+def test_ternary_tables_move_with_the_runtime(packed, tmp_path):
+    """speed -> densest: the word table goes from 2 bits to 5 trits a byte, its codes unchanged (decoded here
+    with the packers' own inverse, ``packing.unpack_2bit`` / ``unpack_trit5``), and back for memory."""
+    from deploytool.quant import packing
+
+    src = packed("ternary", "speed")
+    out, back = tmp_path / "d.onnx", tmp_path / "m.onnx"
+    res = repack_file(src, out, RepackConfig(runtime="densest"))
+    assert res.stats["tables_converted"] == 1 and not res.skipped
+    repack_file(out, back, RepackConfig(runtime="memory"))
+    key = "m.embeddings.word_embeddings.weight"
+    arrays = [_linear_arrays(p, _record(p)) for p in (src, out, back)]
+    forms = [next(w for (k, w) in a if k == key and w != "alpha") for a in arrays]
+    assert forms == ["ternary2", "trit5", "ternary2"]
+    width = _record(src)[key]["shape"][1]
+    codes = [packing.unpack_2bit(arrays[0][(key, "ternary2")], width),
+             packing.unpack_trit5(arrays[1][(key, "trit5")], width),
+             packing.unpack_2bit(arrays[2][(key, "ternary2")], width)]
+    np.testing.assert_array_equal(codes[0], codes[1])
+    np.testing.assert_array_equal(codes[0], codes[2])
+    assert arrays[2][(key, "ternary2")].tobytes() == arrays[0][(key, "ternary2")].tobytes()
 
 
 def _sha(p) -> str:
@@ -254,3 +271,27 @@ def test_the_gate_in_its_own_process_compares_with_the_input(packed, tmp_path, m
     out = tmp_path / "g.onnx"
     res = repack_file(packed("ternary", "speed"), out, RepackConfig(runtime=target))
     assert res.gate.verified is True and res.gate.process == "separate" and res.gate.reference_reused is True
+
+
+def test_fused_embed_layernorm_and_fused_qkv_file(tmp_path):
+    """A DistilBERT exported by optimum and optimized by ONNX Runtime at O2: its fused EmbedLayerNormalization
+    reads the whole word table (unpacked once at load) and its fused Attention a QKV weight stored as pairs.
+    repack to densest moves the table to 5 trits a byte on both of its paths, says the fused QKV stays as it
+    is, and computes what pack --runtime densest computes from the fp32 file."""
+    pytest.importorskip("optimum.exporters.onnx")
+    pytest.importorskip("onnxruntime.transformers.optimizer")
+    from deploytool.testing import conformance as C
+
+    case = C.MODEL_BY_NAME["distilbert"]
+    o2 = C.optimize(C.export(case, "optimum", tmp_path), 2, tmp_path / "distilbert-O2.onnx")
+    speed, direct, out = tmp_path / "s.onnx", tmp_path / "d.onnx", tmp_path / "r.onnx"
+    pack_file(o2, speed, PackConfig(weights="ternary", runtime="speed"))
+    pack_file(o2, direct, PackConfig(weights="ternary", runtime="densest"))
+    res = repack_file(speed, out, RepackConfig(runtime="densest"))
+    assert res.stats["tables_converted"] >= 1
+    assert any("fused Attention QKV" in s.reason for s in res.skipped), res.skipped
+    assert _record(out) == _record(direct)
+    feeds = C.feeds(case)
+    y, ref = run_onnx(out, feeds), run_onnx(direct, feeds)
+    for k in ref:
+        np.testing.assert_array_equal(y[k], ref[k])
