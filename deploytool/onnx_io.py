@@ -706,7 +706,7 @@ def _mapped(m: MappedFile, offset: int, length: int, dtype: ir.DataType, shape: 
         if dtype.bitwidth in (2, 4):
             import numpy as np
 
-            packed = np.frombuffer(m.view(offset, length), dtype=np.uint8)
+            packed = np.frombuffer(m.view(offset, length, count=False), dtype=np.uint8)  # not read yet
             try:
                 return ir.PackedTensor(packed, dtype, shape=shape, name=name)
             except (TypeError, ValueError):  # a length that does not match the shape: read as before (it says)
