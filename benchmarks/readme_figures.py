@@ -651,8 +651,9 @@ def render_big_models(results: Path) -> str:
     def held(r: dict) -> bool:  # an int8 row over the streaming goal: ORT's quantizer held the model (older runs)
         return r["step"] == "int8" and (r.get("rss_over_input") or 0) > 1.5
 
-    def streaming(t: dict) -> list[dict]:
-        return [r for s, r in t.items() if s != "export" and not held(r) and r.get("rss_over_input") is not None]
+    def streaming(t: dict) -> list[dict]:  # passes over the exported file (repack's input is pack's output)
+        return [r for s, r in t.items() if s != "export" and not s.startswith("repack") and not held(r)
+                and r.get("rss_over_input") is not None]
 
     equal = [t[s]["max_diff"] for t in (bl, xl) for s in ("slice", "prune-heads", "prune-ffn", "reorder") if s in t]
     gate = [r["gate_rss_over_input"] for t in (bl, xl) for r in t.values() if r.get("gate_rss_over_input") is not None]
@@ -687,6 +688,15 @@ def render_big_models(results: Path) -> str:
         text += (", except int8: " + " and ".join(f"{r['rss_over_input']:.1f}x ({r['peak_rss_gb']:.2f} GB)" for r in i8)
                  + ", ONNX Runtime's quantizer holding the fp32 model in memory")
     text += f". The gate's own process peaks at {_span(gate)}x the input."
+    rp = [(m, t["repack-memory"], b["results"][m]["passes"].get("repack-memory", {})) for m, t in
+          (("bert-large", bl), ("xlmr-large", xl)) if "repack-memory" in t]
+    if rp:
+        text += (" `repack --runtime memory` of pack-speed's output: " + "; ".join(
+            f"{m} {r['wall_s']:.1f} s, peak {r['peak_rss_gb']:.2f} GB ({r['rss_over_input']:.1f}x its "
+            f"{full.get('input', {}).get('bytes', 0) / 1e6:.0f} MB packed input), outputs "
+            + ("equal to pack-memory's" if full.get("max_abs_diff_to_pack-memory") == 0
+               else f"{_sci(full.get('max_abs_diff_to_pack-memory', float('nan')))} from pack-memory's")
+            for m, r, full in rp) + ".")
     # the XLM-R rows come from the re-run when it is there: so do its differences from the references
     off = ([x for x in b.get("not_equal_to_reference", []) if not rr or x["model"] != "xlmr-large"]
            + (rr or {}).get("not_equal_to_reference", []))
@@ -887,7 +897,10 @@ def render_pass_speed(results: Path) -> str:
 
 
 # pass_speed_ab.py's results the README quotes, newest change first: (file, what changed between its two trees)
-PASS_SPEED_AB = (("pass_speed_ab_pair_lookup.json", "pack's whole weights unpacked two bytes at a time, and the gate's "
+PASS_SPEED_AB = (("pass_speed_ab_packed_loader.json", "the loader keeping INT2 weights packed over the file "
+                  "(pack's own output, read back as its result, included), pack's memory runtime folding the bias "
+                  "Add into MatMulNBits and repack added"),
+                 ("pass_speed_ab_pair_lookup.json", "pack's whole weights unpacked two bytes at a time, and the gate's "
                   "reference in memory computed in two threads once the output arrives (one before: the pass runs on "
                   "the other core), nothing of it computed while its graph is serialized, split-binary table rows "
                   "gathered as codes"),
@@ -1107,14 +1120,15 @@ def render_repack(results: Path) -> str:
         same = ("the same outputs" if r["max_abs_diff_to_pack"] == 0
                 else f"outputs within {_sci(r['max_abs_diff_to_pack'])} of pack's")
         parts.append(f"{label} {r['repack_wall_s']:.2f} s against {r['pack_wall_s']:.2f} s ({r['repack_over_pack']:.2f}x; "
-                     f"peak {r['repack_peak_rss_bytes'] / 1e6:.0f} against {r['pack_peak_rss_bytes'] / 1e6:.0f} MB; "
+                     f"process peak {r['repack_peak_rss_bytes'] / 1e6:.0f} against {r['pack_peak_rss_bytes'] / 1e6:.0f} MB; "
                      f"{same})")
         if "ort_mb_repacked" in r:
             orts.append(f"{r['weights']} {r['source']} {r['ort_mb_source']:.1f} MB -> {r['ort_mb_repacked']:.1f} MB")
     text = (f"**Repacking** (`benchmarks/repack_bench.py`; {when}; `{SRC}/repack_bench.json`): `deploytool repack` "
             f"from the packed BERT-base shape ({mb:.1f} MB fp32) against `deploytool pack` from the fp32 file to the "
-            f"same runtime, each in a fresh process with the gate on, the median of {d['repeats']} interleaved rounds: "
-            + "; ".join(parts) + ".")
+            f"same runtime, each in a fresh process with the gate on, the median of {d['repeats']} interleaved rounds "
+            "(the process peak leaves out pack's gate, which runs in a process of its own for the fp32 input; "
+            "repack's gate sessions run in its process): " + "; ".join(parts) + ".")
     if orts:
         text += (" The phone bundle's `model.ort` (runtime optimizations) of the source and of its `--runtime memory` "
                  "repack: " + "; ".join(orts) + ".")

@@ -5,9 +5,9 @@ Model: a random BERT-base-shaped encoder with its pooler (``pass_speed.py``'s ex
 ``--model``. Each case packs the fp32 file once for its source runtime (``deploytool pack``), then, ``--repeats``
 rounds, interleaved with the order swapped every round, each in a fresh process: ``deploytool repack SOURCE
 --runtime TARGET`` and its peer ``deploytool pack FP32 --runtime TARGET`` (the same weights and target): process
-wall and peak RSS (``ru_maxrss`` from ``wait4``: the largest of the process and the processes it waited for,
-such as pack's gate, which runs in a process of its own for an input over 50 MB; repack's runs in the pass's
-process for a packed file under that), both with the verification gate on, as users run them. ``repack_over_pack`` is the median of the rounds' paired wall ratios.
+wall and the ``deploytool`` process's peak RSS (``ru_maxrss`` from ``wait4``; pack's gate runs in a process of its
+own for an input over 50 MB, which that figure does not show, while repack's gate runs in the pass's process for
+a packed file under 50 MB, so its sessions are in it), both with the verification gate on, as users run them. ``repack_over_pack`` is the median of the rounds' paired wall ratios.
 
 Then, once: whether the repacked file computes what the peer computes (ONNX Runtime, default session, a fixed
 [2, 16] batch: max abs difference of every output), the file sizes, and for the ``memory`` targets the size of the
@@ -158,7 +158,7 @@ def main() -> None:
               f"({row['repack_over_pack']}x), outputs max abs diff {row['max_abs_diff_to_pack']:.3g}", flush=True)
 
     report = {"benchmark": "repack_bench", "model": model_info, "repeats": args.repeats,
-              "basis": "process wall and peak RSS (wait4 ru_maxrss: the process or one it waited for) of `deploytool repack` from the packed file and "
+              "basis": "process wall and the deploytool process's peak RSS (wait4 ru_maxrss; pack's gate process for an input over 50 MB is not in it, repack's in-process gate is) of `deploytool repack` from the packed file and "
                        "of `deploytool pack` from the fp32 file to the same target, fresh processes, interleaved with "
                        "the order swapped every round, the gate on; repack_over_pack: median of the paired ratios",
               "sources": prep, "cases": rows}
