@@ -158,3 +158,13 @@ def stamp(started: dict | None = None, *, argv: list[str] | None = None) -> dict
     order = ["stamp_version", "sitting", "started_utc", "finished_utc", "wall_s", "load_average_start",
              "load_average_end", "cpu", "cores", "memory_bytes", "versions", "code", "command"]
     return {k: out[k] for k in order if k in out} | {k: v for k, v in out.items() if k not in order}
+
+
+def write_results(path: Path, report: dict, started: dict) -> None:
+    """``report`` with its ``run`` block (:func:`stamp` of ``started``) written as JSON to ``path``, and said."""
+    import json
+
+    report["run"] = stamp(started)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {path}")

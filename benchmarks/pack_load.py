@@ -23,14 +23,12 @@ benchmarks/results/pack_load.json]``.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -217,28 +215,9 @@ def _summary(runs: list[dict]) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-o", "--output", type=Path, default=RESULTS)
-    ap.add_argument("--model", type=Path, help="a BERT-base-shaped .onnx (default: export one, as pass_speed.py does)")
-    ap.add_argument("--work", type=Path)
-    ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
-    if args.model is not None and not args.model.is_file():
-        ap.error(f"--model {args.model}: no such file")  # one line, exit 2
-    run = stamp()
-    work = args.work or Path(tempfile.mkdtemp(prefix="pack_load_"))
-    work.mkdir(parents=True, exist_ok=True)
-    model_info: dict = {}
-    src = args.model
-    if src is None:
-        import pass_speed  # beside this script: its export worker makes the same BERT-base-shaped file
+    import pass_speed  # beside this script: its command line and export make the same BERT-base-shaped file
 
-        src = work / "bert-base.onnx"
-        if not src.exists():
-            model_info = pass_speed._spawn("export", {"dst": str(src)})
-            if not model_info.get("ok", True) or not src.exists():
-                raise SystemExit(f"export failed: {model_info.get('error')}")
-    model_info.update({"path": str(src), "bytes": src.stat().st_size})
+    args, run, work, src, model_info = pass_speed.bert_base_run(__doc__, RESULTS, "pack_load_")
 
     rows: dict[str, dict] = {}
     files: list[tuple[str, str, Path]] = []  # (format, "lookup" | "bytes" | "peer", path)

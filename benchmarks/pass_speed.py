@@ -277,6 +277,44 @@ def _quiet_disk() -> None:
     os.sync()
 
 
+def bert_base_run(doc: str, results: Path, prefix: str):
+    """The command line of a benchmark measured on the BERT-base file (``-o``, ``--model``, ``--work``,
+    ``--repeats``), parsed, the run's start stamped, the scratch folder made and the model found or exported:
+    returns ``(args, started, work, src, model_info)``. A missing ``--model`` is a one-line error (exit 2)."""
+    import argparse
+
+    from _stamp import stamp
+
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("-o", "--output", type=Path, default=results)
+    ap.add_argument("--model", type=Path, help="a BERT-base-shaped .onnx (default: export one, as pass_speed.py does)")
+    ap.add_argument("--work", type=Path)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    if args.model is not None and not args.model.is_file():
+        ap.error(f"--model {args.model}: no such file")
+    started = stamp()
+    work = args.work or Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    src, info = bert_base_file(args.model, work)
+    return args, started, work, src, info
+
+
+def bert_base_file(model: Path | None, work: Path) -> tuple[Path, dict]:
+    """``model``, or this benchmark's BERT-base-shaped export made in ``work`` (once: kept there), and what is
+    known of it (the export's report, path and bytes): the model of the benchmarks that measure the same file."""
+    info: dict = {}
+    src = model
+    if src is None:
+        src = work / "bert-base.onnx"
+        if not src.exists():
+            info = _spawn("export", {"dst": str(src)})
+            if not info.get("ok", True) or not src.exists():
+                raise SystemExit(f"export failed: {info.get('error')}")
+    info.update({"path": str(src), "bytes": src.stat().st_size})
+    return src, info
+
+
 def _spawn(kind: str, spec: dict) -> dict:
     _quiet_disk()
     t0 = time.perf_counter()

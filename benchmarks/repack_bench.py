@@ -20,8 +20,6 @@ benchmarks/results/repack_bench.json]``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -30,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _stamp import stamp  # beside this script: the results file's "run" block
+from _stamp import write_results  # beside this script: the results file's "run" block
 
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent
@@ -71,28 +69,9 @@ def _outputs_diff(a: Path, b: Path) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("-o", "--output", type=Path, default=RESULTS)
-    ap.add_argument("--model", type=Path, help="a BERT-base-shaped .onnx (default: export one, as pass_speed.py does)")
-    ap.add_argument("--work", type=Path)
-    ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
-    if args.model is not None and not args.model.is_file():
-        ap.error(f"--model {args.model}: no such file")  # one line, exit 2
-    run = stamp()
-    work = args.work or Path(tempfile.mkdtemp(prefix="repack_bench_"))
-    work.mkdir(parents=True, exist_ok=True)
-    model_info: dict = {}
-    src = args.model
-    if src is None:
-        import pass_speed  # beside this script: its export worker makes the same BERT-base-shaped file
+    import pass_speed  # beside this script: its command line and export make the same BERT-base-shaped file
 
-        src = work / "bert-base.onnx"
-        if not src.exists():
-            model_info = pass_speed._spawn("export", {"dst": str(src)})
-            if not model_info.get("ok", True) or not src.exists():
-                raise SystemExit(f"export failed: {model_info.get('error')}")
-    model_info.update({"path": str(src), "bytes": src.stat().st_size})
+    args, run, work, src, model_info = pass_speed.bert_base_run(__doc__, RESULTS, "repack_bench_")
 
     sources: dict[tuple[str, str], Path] = {}
     prep: dict[str, dict] = {}
@@ -157,15 +136,12 @@ def main() -> None:
         print(f"{name}: repack {row['repack_wall_s']} s vs pack {row['pack_wall_s']} s "
               f"({row['repack_over_pack']}x), outputs max abs diff {row['max_abs_diff_to_pack']:.3g}", flush=True)
 
-    report = {"benchmark": "repack_bench", "model": model_info, "repeats": args.repeats,
-              "basis": "process wall and the deploytool process's peak RSS (wait4 ru_maxrss; pack's gate process for an input over 50 MB is not in it, repack's in-process gate is) of `deploytool repack` from the packed file and "
-                       "of `deploytool pack` from the fp32 file to the same target, fresh processes, interleaved with "
-                       "the order swapped every round, the gate on; repack_over_pack: median of the paired ratios",
-              "sources": prep, "cases": rows}
-    report["run"] = stamp(run)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {args.output}")
+    basis = ("process wall and the deploytool process's peak RSS (wait4 ru_maxrss; pack's gate process for an input "
+             "over 50 MB is not in it, repack's in-process gate is) of `deploytool repack` from the packed file and of "
+             "`deploytool pack` from the fp32 file to the same target, fresh processes, interleaved with the order "
+             "swapped every round, the gate on; repack_over_pack: median of the paired ratios")
+    write_results(args.output, {"benchmark": "repack_bench", "model": model_info, "repeats": args.repeats,
+                                "basis": basis, "sources": prep, "cases": rows}, run)
 
 
 if __name__ == "__main__":
