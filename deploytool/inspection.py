@@ -185,15 +185,12 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
 def packing_record(meta: dict[str, str]) -> dict[str, dict]:
     """``deploytool pack``'s record in a model's metadata (``deploytool.packing``): weight name -> its entry
     (scheme, bits, shape, role); empty when there is none or it is not a JSON object."""
-    raw = meta.get("deploytool.packing")
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        logger.warning("metadata 'deploytool.packing' is not JSON; packed weights reported by storage dtype")
-        return {}
-    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+    from deploytool.variant import packing_record as read
+
+    record = read(meta)
+    if not record and meta.get("deploytool.packing"):
+        logger.warning("metadata 'deploytool.packing' is not a JSON object; packed weights reported by storage dtype")
+    return record
 
 
 def _closure_back(start: list[ir.Node | None], allowed: set[int] | None = None) -> set[int]:

@@ -56,14 +56,29 @@ INT8_OPS = frozenset({"DynamicQuantizeMatMul", "MatMulInteger", "MatMulIntegerTo
                       "QAttention", "DynamicQuantizeLinear", "QuantizeLinear", "ConvInteger", "QLinearConv"})
 
 
+#: the metadata key of ``deploytool pack``'s record (weight name -> scheme, bits, shape, role)
+PACKING_KEY = "deploytool.packing"
+
+
+def packing_record(meta: Mapping[str, str] | str | None) -> dict[str, dict]:
+    """``deploytool pack``'s record: weight name -> its entry (scheme, bits, shape, role), read from a model's
+    metadata (a mapping) or the record's own JSON text; empty when there is none or it is not a JSON object.
+    The one reader of the record (the finder, inspection, repack, bundle, the input planner and this module)."""
+    raw = meta.get(PACKING_KEY) if isinstance(meta, Mapping) else meta
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+
+
 def stored_precision(packing: str | None, op_types: Iterable[str], has_fp16: bool) -> str:
     """How a model stores its weights, from its ``deploytool.packing`` record, its op types and whether
     it holds fp16 tensors: binary or ternary (packed), int8, fp16 or fp32."""
     if packing:
-        try:
-            schemes = {str(v.get("scheme", "")) for v in json.loads(packing).values() if isinstance(v, dict)}
-        except (ValueError, AttributeError):
-            schemes = set()
+        schemes = {str(v.get("scheme", "")) for v in packing_record(packing).values()}
         return "binary" if any("binary" in s for s in schemes) else "ternary"
     ops = set(op_types)
     if ops & INT8_OPS or "MatMulNBits" in ops:
@@ -157,19 +172,13 @@ def model_precision(model_path: str | os.PathLike) -> tuple[str, int]:
         if n.op_type == "MatMulNBits":
             k_max = max(k_max, *(a.i for a in n.attribute if a.name == "K"), 0)
     meta = {p.key: p.value for p in m.metadata_props}
-    packing = meta.get("deploytool.packing")
-    if packing:
-        try:
-            entries = [v for v in json.loads(packing).values() if isinstance(v, dict)]
-        except (ValueError, AttributeError):
-            entries = []
-        for v in entries:  # packed linear weights keep their [K, N] shape in the record
-            shape = v.get("shape")
-            if v.get("role") != "embedding" and isinstance(shape, list) and len(shape) == 2:
-                k_max = max(k_max, int(shape[0]))
+    for v in packing_record(meta).values():  # packed linear weights keep their [K, N] shape in the record
+        shape = v.get("shape")
+        if v.get("role") != "embedding" and isinstance(shape, list) and len(shape) == 2:
+            k_max = max(k_max, int(shape[0]))
     fp16 = any(t.data_type == 10 for t in g.initializer) or any(
         i.type.tensor_type.elem_type == 10 for i in list(g.input) + list(g.output))
-    return stored_precision(packing, (n.op_type for n in g.node), fp16), k_max
+    return stored_precision(meta.get(PACKING_KEY), (n.op_type for n in g.node), fp16), k_max
 
 
 def seed_variant(metadata: Mapping[str, str], fallback_source: str) -> Variant:

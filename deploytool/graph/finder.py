@@ -57,7 +57,6 @@ The finder never imports torch or onnxruntime and walks each node a bounded numb
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import deque
 
@@ -117,12 +116,9 @@ class _Finder:
         self._input_memo: dict[int, bool] = {}
         self.position = {id(n): i for i, n in enumerate(self.graph)}
         self.meta = dict(model.metadata_props)
-        try:
-            self.packing = json.loads(self.meta.get("deploytool.packing", "{}")) or {}
-        except ValueError:
-            self.packing = {}
-        if not isinstance(self.packing, dict):
-            self.packing = {}
+        from deploytool.variant import packing_record
+
+        self.packing = packing_record(self.meta)
         # packed initializers are named after the original weight (``<name>_trit5``, ``<name>_int2``)
         self._packed_prefix = {k.replace("::", "_").replace("/", "_") + "_": v for k, v in self.packing.items()
                                if isinstance(v, dict)}

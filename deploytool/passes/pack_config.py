@@ -14,7 +14,7 @@ from deploytool.validation import Flag, Integer, OneOf, schema
 __all__ = ["PACKING_KEY", "QAT_NOTE", "PackConfig", "Runtime", "WeightScheme"]
 
 
-PACKING_KEY = "deploytool.packing"
+from deploytool.variant import PACKING_KEY  # noqa: E402 - the one definition, re-exported here
 
 
 QAT_NOTE = ("post-training ternary/binary weights lose accuracy without training; recover it with "

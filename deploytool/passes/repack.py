@@ -83,11 +83,9 @@ class _Linear:
 
 
 def _record(model: ir.Model) -> dict[str, dict]:
-    try:
-        data = json.loads(model.metadata_props.get(PACKING_KEY, "{}") or "{}")
-    except ValueError:
-        return {}
-    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+    from deploytool.variant import packing_record
+
+    return packing_record(model.metadata_props)
 
 
 def _record_key(record: dict[str, dict], names: list[str]) -> str | None:

@@ -137,21 +137,14 @@ def _vocab_from_packing_record(model) -> tuple[int, str] | None:
     """The packed word table's rows from ``pack``'s metadata record: a table that ORT's fused
     ``EmbedLayerNormalization`` reads is unpacked by a subgraph in front of it, which the graph walk above
     does not follow."""
-    import json
+    from deploytool.variant import packing_record
 
-    for prop in model.metadata_props:
-        if prop.key != "deploytool.packing":
-            continue
-        try:
-            record = json.loads(prop.value)
-        except ValueError:
-            return None
-        for name, info in record.items():
-            if not isinstance(info, dict) or info.get("role") != "embedding":
-                continue
-            shape = info.get("shape")
-            if isinstance(shape, list) and len(shape) == 2 and isinstance(shape[0], int) and shape[0] > 0:
-                return int(shape[0]), f"{name} (packing record)"
+    record = packing_record({p.key: p.value for p in model.metadata_props})
+    for name, info in record.items():
+        shape = info.get("shape")
+        if info.get("role") == "embedding" and isinstance(shape, list) and len(shape) == 2 \
+                and isinstance(shape[0], int) and shape[0] > 0:
+            return int(shape[0]), f"{name} (packing record)"
     return None
 
 
