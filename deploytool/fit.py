@@ -280,20 +280,24 @@ def int8_codes(profile: Profile) -> tuple[str, str]:
                         "default's speed (benchmarks/results/int8_codes.json)")
 
 
-def _repack_for_the_ort(c: Candidate, src: Path, work: Path, sliced: dict, style: str, say) -> None:
+def _repack_for_the_ort(c: Candidate, work: Path, style: str, say) -> None:
     """``c`` (a packed candidate whose bundle .ort is over the size budget: its weights unpacked to int8 there)
-    rebuilt with ``pack --runtime memory``, whose MatMulNBits weights stay 2 bits in the .ort; kept when its .ort
-    is smaller, with the reason in ``pack_runtime_why`` (its latency is then projected with MatMulNBits' int8
-    operations; on aarch64 the 2-bit kernel's speed is unmeasured). Anything that fails leaves ``c`` as it was."""
+    repacked for ``--runtime memory`` (:mod:`deploytool.passes.repack`: the same codes, no second quantization),
+    whose MatMulNBits weights stay 2 bits in the .ort; kept when its .ort is smaller, with the reason in
+    ``pack_runtime_why`` (its latency is then projected with MatMulNBits' int8 operations; on aarch64 the 2-bit
+    kernel's speed is unmeasured). Anything that fails leaves ``c`` as it was."""
     from deploytool import bundle
+    from deploytool.passes.repack import RepackConfig, repack_file
 
-    say(f"fit: {c.name}: its .ort ({c.size_mb:.1f} MB) is over the size budget; trying pack --runtime memory")
+    say(f"fit: {c.name}: its .ort ({c.size_mb:.1f} MB) is over the size budget; trying repack --runtime memory")
     try:
         (work / "memory").mkdir(exist_ok=True)
-        path = _build(src, work / "memory", c.width, c.depth, c.precision, sliced, {"runtime": "memory"})
+        path = work / "memory" / Path(c.path).name
+        path.unlink(missing_ok=True)
+        repack_file(c.path, path, RepackConfig(runtime="memory"))
         ort_mb = bundle.ort_size_mb(path, style, work)
     except DeployError as e:
-        c.pack_runtime_why = f"{c.pack_runtime_why}; pack --runtime memory for the .ort's size failed: {e}"
+        c.pack_runtime_why = f"{c.pack_runtime_why}; repack --runtime memory for the .ort's size failed: {e}"
         return
     if ort_mb >= c.size_mb:
         return
@@ -301,7 +305,8 @@ def _repack_for_the_ort(c: Candidate, src: Path, work: Path, sliced: dict, style
     c.path, c.file_mb, c.size_mb = str(path), os.path.getsize(path) / MB, ort_mb
     c.pack_runtime = "memory"
     c.pack_runtime_why = (f"the speed runtime's bundle .ort was {before:.1f} MB, over the size budget (its weights "
-                          f"unpacked to int8); MatMulNBits 2-bit keeps them 2 bits: {ort_mb:.1f} MB (latency "
+                          f"unpacked to int8); repacked with the same codes as MatMulNBits 2-bit, which keeps them "
+                          f"2 bits: {ort_mb:.1f} MB (latency "
                           "projected with its int8 operations; its aarch64 kernel's speed is not measured)")
 
 
@@ -375,7 +380,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
             for c in built:  # a packed .ort over the size budget: MatMulNBits keeps its weights 2 bits there
                 if limit is not None and c.size_of == "model.ort" and c.size_mb > limit \
                         and c.pack_runtime in ("speed", "densest"):
-                    _repack_for_the_ort(c, config.model, work, sliced, style, say)
+                    _repack_for_the_ort(c, work, style, say)
         host_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         threads = config.threads or max(1, min(prof.threads, host_cores))
         say(f"fit: measuring {len(built)} candidates on this host ({threads} threads)")

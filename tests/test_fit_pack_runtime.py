@@ -70,8 +70,8 @@ def test_fit_on_the_host_builds_int8_its_cpu_computes_exactly(tiny_onnx, tmp_pat
 def test_fit_for_a_phone_weighs_the_bundles_model_ort(tiny_onnx, tmp_path, monkeypatch):
     """On a profile with a mobile EP the size budget is compared with the ``model.ort`` that ``deploytool bundle``
     ships, converted by fit. A binary candidate (runtime speed on aarch64) whose .ort holds its weights as int8
-    and is over the budget is rebuilt with ``--runtime memory`` (MatMulNBits keeps 2 bits in the .ort) and fits,
-    saying why; under a budget nothing meets, the refusal names the .ort; on a profile without a mobile EP (no
+    and is over the budget is repacked for ``--runtime memory`` (the same codes; MatMulNBits keeps 2 bits in the
+    .ort) and fits, saying why; under a budget nothing meets, the refusal names the .ort; on a profile without a mobile EP (no
     bundle: the .onnx file ships) the speed file's own size counts."""
     import json
 
@@ -111,6 +111,7 @@ def test_fit_for_a_phone_weighs_the_bundles_model_ort(tiny_onnx, tmp_path, monke
     cands = run("snapdragon-sm8650", budget)
     m = cands["w1-d1-binary"]
     assert m["pack_runtime"] == "memory" and "over the size budget" in m["pack_runtime_why"], m
+    assert "repacked with the same codes" in m["pack_runtime_why"], m
     assert m["size_of"] == "model.ort" and m["size_mb"] < budget and m["fits"], m
     refused = run("snapdragon-sm8650", 0.01)
     assert "w1-d1-binary" in refused["error"] and "(model.ort) >" in refused["error"], refused
