@@ -90,6 +90,7 @@ def test_shipped_recipes_validate(path):
     ({"passes": [{"quantize": {"precision": "int4"}}]}, "passes[0] quantize: precision"),
     ({"sweep": {"precision": ["ternary"], "options": {"ternary": {"runtime": "warp"}}}}, "sweep.options.ternary"),
     ({"devices": ["kirin99"]}, "kirin99"),
+    ({"passes": [{"pack": {"weights": "ternary"}}, {"repack": {"runtime": "fastest"}}]}, "passes[1] repack: runtime"),
 ])
 def test_check_names_the_step_with_a_bad_option(changes, needle):
     from deploytool.recipes.runner import check_recipe
@@ -137,3 +138,16 @@ def test_empty_step_lists_mean_no_steps_but_empty_grids_are_refused():
     assert r.passes == () and r.train == ()
     with pytest.raises(ConfigError, match=r"^r.yaml: sweep.width: expected a non-empty list, got list$"):
         parse_recipe(dict(GOOD, sweep={"width": []}), "r.yaml")
+
+
+def test_a_recipe_can_repack_what_it_packed():
+    """``repack`` is a recipe pass like the others: its typed config comes from the one pass table."""
+    from deploytool.passes.repack import RepackConfig
+    from deploytool.recipes.runner import check_recipe
+    from deploytool.recipes.steps import pass_config
+
+    r = parse_recipe(_bad(passes=[{"pack": {"weights": "ternary"}}, {"repack": {"runtime": "memory"}}]), "r.yaml")
+    check_recipe(r)
+    assert r.passes[1].kind is PassKind.REPACK
+    cfg = pass_config(r.passes[1], "r.yaml: passes[1]")
+    assert isinstance(cfg, RepackConfig) and cfg.runtime.value == "memory"
