@@ -188,7 +188,7 @@ def packing_record(meta: dict[str, str]) -> dict[str, dict]:
     from deploytool.variant import packing_record as read
 
     record = read(meta)
-    if not record and meta.get("deploytool.packing"):
+    if not record and (meta.get("deploytool.packing") or "{}").strip() != "{}":
         logger.warning("metadata 'deploytool.packing' is not a JSON object; packed weights reported by storage dtype")
     return record
 

@@ -198,10 +198,16 @@ def shape_derived(v: ir.Value | None, memo: dict[int, bool] | None = None, depth
     return result
 
 
+def safe_name(base: str) -> str:
+    """``base`` with ``::`` and ``/`` made ``_``: how a pass names what it adds after an existing value
+    (pack's ``<weight>_<form>``, which the finder and repack map back to the weight)."""
+    return base.replace("::", "_").replace("/", "_")
+
+
 def unique_name(base: str, used: set[str]) -> str:
-    """``base`` (``::`` and ``/`` made ``_``), suffixed ``_1``, ``_2``, ... until no name in ``used`` has it;
+    """:func:`safe_name` of ``base``, suffixed ``_1``, ``_2``, ... until no name in ``used`` has it;
     the name returned is added to ``used``."""
-    base = base.replace("::", "_").replace("/", "_")
+    base = safe_name(base)
     n, i = base, 0
     while n in used:
         i += 1

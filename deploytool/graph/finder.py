@@ -71,6 +71,7 @@ from deploytool.graph._util import (
     const_tensor,
     consumers,
     data_consumers,
+    safe_name,
     shape_derived,
     single_consumer,
     small_const,
@@ -120,7 +121,7 @@ class _Finder:
 
         self.packing = packing_record(self.meta)
         # packed initializers are named after the original weight (``<name>_trit5``, ``<name>_int2``)
-        self._packed_prefix = {k.replace("::", "_").replace("/", "_") + "_": v for k, v in self.packing.items()
+        self._packed_prefix = {safe_name(k) + "_": v for k, v in self.packing.items()
                                if isinstance(v, dict)}
 
     def packing_info(self, v: ir.Value | None) -> dict | None:

@@ -41,6 +41,14 @@ _LINEAR = ("ternary", "binary", "split-binary")
 _TABLES = ("ternary", "binary", "split-binary", "int8", "fp32")
 
 
+def check_nbits_options(accuracy_level: int, block_size: int) -> None:
+    """The MatMulNBits options a config takes (pack's and repack's): ConfigError naming the field."""
+    if accuracy_level not in (0, 4):
+        raise ConfigError(f"accuracy_level: expected 0 (fp32 activations) or 4 (int8), got {accuracy_level!r}")
+    if block_size & (block_size - 1):
+        raise ConfigError(f"block_size: expected a power of two in [16, 256], got {block_size!r}")
+
+
 @schema
 class PackConfig:
     """What to pack and how. ``embeddings=None`` means the same scheme as ``weights``."""
@@ -59,10 +67,7 @@ class PackConfig:
     def __post_init__(self) -> None:
         if self.embeddings is None:
             object.__setattr__(self, "embeddings", self.weights)
-        if self.accuracy_level not in (0, 4):
-            raise ConfigError(f"accuracy_level: expected 0 (fp32 activations) or 4 (int8), got {self.accuracy_level!r}")
-        if self.block_size & (self.block_size - 1):
-            raise ConfigError(f"block_size: expected a power of two in [16, 256], got {self.block_size!r}")
+        check_nbits_options(self.accuracy_level, self.block_size)
 
     @property
     def linear_scheme(self) -> str:

@@ -159,6 +159,23 @@ def _bias_add(node: ir.Node, n_out: int) -> ir.Node | None:
     return add
 
 
+def _folded_bias(node: ir.Node, n_out: int) -> tuple[ir.Node | None, ir.Value | None]:
+    """The bias ``Add`` after ``node`` that its replacement kernel takes in (:func:`_bias_add`) and that bias,
+    or (None, None): fewer elementwise passes, in every runtime."""
+    add = _bias_add(node, n_out)
+    return (add, next(v for v in add.inputs if v is not node.outputs[0])) if add is not None else (None, None)
+
+
+def _replace_kernel(graph: ir.Graph, node: ir.Node, add: ir.Node | None, new_nodes: list[ir.Node],
+                    out: ir.Value) -> None:
+    """``node`` (with the bias ``add`` its replacement took in, if any) replaced by ``new_nodes``, ending in ``out``."""
+    if add is None:
+        _replace(graph, node, new_nodes, out)
+        return
+    graph.insert_before(node, new_nodes)
+    ir.convenience.replace_nodes_and_values(graph, node, [node, add], [], [add.outputs[0]], [out])
+
+
 def _drop_unused(graph: ir.Graph, values: list[ir.Value]) -> None:
     for v in values:
         if not v.uses() and v.name in graph.initializers and v not in graph.outputs:

@@ -96,11 +96,12 @@ from deploytool.passes.pack_config import (
     WeightScheme,
 )
 from deploytool.passes.pack_graph import (
-    _bias_add,
     _Builder,
     _drop_unused,
     _first_in_graph,
+    _folded_bias,
     _replace,
+    _replace_kernel,
     _replace_lazily,
     _sum_planes,
     _unpack_ops,
@@ -161,66 +162,63 @@ def dqmm_weight(b: _Builder, codes_kn: np.ndarray, scheme: str, base: str, tag: 
     return b.op("Reshape", [x, b.const(np.array([k_in, n_out], np.int64))], tag), pairs.nbytes  # int8 already
 
 
+def packed_kernel(b: _Builder, codes: np.ndarray, alpha: np.ndarray, scheme: str, base: str, tag: str, *,
+                  block_size: int, accuracy_level: int):
+    """The kernel that reads codes [N, K] (and their scale: one, or one per row) stored as ``scheme``
+    (nbits2: ``MatMulNBits`` bits=2; ternary2 / trit5 / binary1: ``DynamicQuantizeMatMul`` on the unpacked int8
+    weight, whose unpacking nodes are left in ``b``). Returns ``(make, stored bytes)``: ``make(x, bias)`` adds one
+    kernel reading ``x`` (the bias taken in when given) and returns its output."""
+    n_out, k_in = codes.shape
+    if scheme == "nbits2":
+        blob, scales, bs = nbits2_arrays(codes, alpha, block_size)
+        b_val = b.init(f"{base}_nbits2", blob)
+        s_val = b.init(f"{base}_scales", scales)
+
+        def make(x: ir.Value, bias: ir.Value | None) -> ir.Value:
+            return b.op("MatMulNBits", [x, b_val, s_val] + ([None, None, bias] if bias is not None else []), tag,
+                        domain="com.microsoft", K=k_in, N=n_out, bits=2, block_size=bs, accuracy_level=accuracy_level)
+
+        return make, blob.nbytes + scales.nbytes
+    # DynamicQuantizeMatMul wants B as [K, N]
+    wq, stored = dqmm_weight(b, np.ascontiguousarray(codes.T), scheme, base, tag)
+    a = np.asarray(alpha, np.float32).reshape(-1)
+    s_val = b.init(f"{base}_alpha", a)
+
+    def make(x: ir.Value, bias: ir.Value | None) -> ir.Value:
+        return b.op("DynamicQuantizeMatMul", [x, wq, s_val] + ([None, bias] if bias is not None else []), tag,
+                    domain="com.microsoft")
+
+    return make, stored + a.nbytes
+
+
 def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -> dict[str, Any]:
     graph = model.graph
     codes, alpha, planes = _codes_and_alpha(t, config)  # [P*N, K]
     n_out, k_in = codes.shape
     n_real = n_out // planes  # the layer's output features (P*N columns are computed, P planes summed)
     n_weights = n_real * k_in
-    base = t.weight.name or "weight"
-    tag = b.tag()
     scheme = config.linear_scheme
     first = _first_in_graph(graph, t.nodes)
-    if scheme == "nbits2":
-        blob, scales, bs = nbits2_arrays(codes, alpha, config.block_size)
-        b_val = b.init(f"{base}_nbits2", blob)
-        s_val = b.init(f"{base}_scales", scales)
-        packed_bytes = blob.nbytes + scales.nbytes
-        for node in t.nodes:
-            bias = node.inputs[2] if node.op_type == "Gemm" and len(node.inputs) > 2 else None
-            add = _bias_add(node, n_out) if bias is None and planes == 1 else None
-            if add is not None:  # the bias Add goes into the kernel, as in the int8-kernel runtimes
-                bias = next(v for v in add.inputs if v is not node.outputs[0])
-            fold = bias if planes == 1 else None
-            inputs = [node.inputs[0], b_val, s_val] + ([None, None, fold] if fold is not None else [])
-            out = b.op("MatMulNBits", inputs, tag, domain="com.microsoft", K=k_in, N=n_out, bits=2,
-                       block_size=bs, accuracy_level=config.accuracy_level)
-            if planes > 1:
-                out = _sum_planes(b, out, n_real, tag)
-                if bias is not None:
-                    out = b.op("Add", [out, bias], tag)
-            if add is not None:
-                graph.insert_before(node, b.take())
-                ir.convenience.replace_nodes_and_values(graph, node, [node, add], [], [add.outputs[0]], [out])
-            else:
-                _replace(graph, node, b.take(), out)
-        scheme = {WeightScheme.TERNARY: "ternary2", WeightScheme.BINARY: "binary2"}.get(config.weights, "binary2x2")
-        return {"scheme": scheme, "bits": packed_bytes * 8 / n_weights, "shape": [k_in, n_real],
-                "bytes": packed_bytes}
-    codes_kn = np.ascontiguousarray(codes.T)  # DynamicQuantizeMatMul wants B as [K, N]
-    wq, packed_bytes = dqmm_weight(b, codes_kn, scheme, base, tag)
-    s_val = b.init(f"{base}_alpha", np.asarray(alpha, np.float32).reshape(-1))
-    prep = b.take()
-    graph.insert_before(first, prep)
+    tag = b.tag()
+    make, packed_bytes = packed_kernel(b, codes, alpha, scheme, t.weight.name or "weight", tag,
+                                       block_size=config.block_size, accuracy_level=config.accuracy_level)
+    prep = b.take()  # the weight's unpacking, once, before its first reader
+    if prep:
+        graph.insert_before(first, prep)
     for node in t.nodes:
         bias = node.inputs[2] if node.op_type == "Gemm" and len(node.inputs) > 2 else None
-        add = _bias_add(node, n_out) if bias is None and planes == 1 else None
-        if add is not None:  # fold the bias Add into the kernel (one elementwise pass less)
-            bias = next(v for v in add.inputs if v is not node.outputs[0])
-        fold = bias if planes == 1 else None
-        inputs = [node.inputs[0], wq, s_val] + ([None, fold] if fold is not None else [])
-        out = b.op("DynamicQuantizeMatMul", inputs, tag, domain="com.microsoft")
+        add = None
+        if bias is None and planes == 1:  # the bias Add goes into the kernel (one elementwise pass less)
+            add, bias = _folded_bias(node, n_out)
+        out = make(node.inputs[0], bias if planes == 1 else None)
         if planes > 1:
             out = _sum_planes(b, out, n_real, tag)
             if bias is not None:
                 out = b.op("Add", [out, bias], tag)
-        if add is not None:
-            graph.insert_before(node, b.take())
-            ir.convenience.replace_nodes_and_values(graph, node, [node, add], [], [add.outputs[0]], [out])
-        else:
-            _replace(graph, node, b.take(), out)
-    packed_bytes += alpha.size * 4
-    if planes > 1:
+        _replace_kernel(graph, node, add, b.take(), out)
+    if scheme == "nbits2":
+        scheme = {WeightScheme.TERNARY: "ternary2", WeightScheme.BINARY: "binary2"}.get(config.weights, "binary2x2")
+    elif planes > 1:
         scheme = f"{scheme}x{planes}"
     return {"scheme": scheme, "bits": packed_bytes * 8 / n_weights, "shape": [k_in, n_real], "bytes": packed_bytes}
 

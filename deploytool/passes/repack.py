@@ -36,7 +36,8 @@ import onnx_ir as ir
 
 from deploytool.errors import PassRefusedError
 from deploytool.passes.base import DeployPass, DeployPassResult, Skip
-from deploytool.passes.pack_config import PACKING_KEY, Runtime
+from deploytool.passes.pack_config import PACKING_KEY, Runtime, check_nbits_options
+from deploytool.quant import packing
 from deploytool.validation import Flag, Integer, OneOf, schema
 
 logger = logging.getLogger(__name__)
@@ -59,12 +60,7 @@ class RepackConfig:
     upgrade_opset: Flag = True  # runtime speed: upgrade models below opset 25 (INT2 weights)
 
     def __post_init__(self) -> None:
-        from deploytool.errors import ConfigError
-
-        if self.accuracy_level not in (0, 4):
-            raise ConfigError(f"accuracy_level: expected 0 (fp32 activations) or 4 (int8), got {self.accuracy_level!r}")
-        if self.block_size & (self.block_size - 1):
-            raise ConfigError(f"block_size: expected a power of two in [16, 256], got {self.block_size!r}")
+        check_nbits_options(self.accuracy_level, self.block_size)
 
 
 @dataclasses.dataclass
@@ -88,13 +84,12 @@ def _record(model: ir.Model) -> dict[str, dict]:
     return packing_record(model.metadata_props)
 
 
-def _record_key(record: dict[str, dict], names: list[str]) -> str | None:
+def _record_key(record: dict[str, dict], name: str) -> str | None:
     """The record entry a packed initializer belongs to: ``pack`` names it ``<weight>_<form>``."""
-    for name in names:
-        hits = [key for key in record if name.startswith(key.replace("::", "_").replace("/", "_") + "_")]
-        if hits:
-            return max(hits, key=len)
-    return None
+    from deploytool.graph._util import safe_name
+
+    hits = [key for key in record if name.startswith(safe_name(key) + "_")]
+    return max(hits, key=len) if hits else None
 
 
 def _const(v: ir.Value | None) -> np.ndarray | None:
@@ -148,7 +143,7 @@ def _find(model: ir.Model) -> tuple[list[_Linear], list[str]]:
                            f"{node.name}: MatMulNBits with zero points, g_idx or a computed B (not pack's)")
                 continue
             k, n = a["K"].as_int(), a["N"].as_int()
-            key = _record_key(record, [b.name or ""])
+            key = _record_key(record, b.name or "")
             found.append(_Linear(node, "nbits2", k, n, _input(node, 5), key, blob.nbytes))
             continue
         if b is None or b.producer() is None:
@@ -166,7 +161,7 @@ def _find(model: ir.Model) -> tuple[list[_Linear], list[str]]:
         shape = b.shape
         dims = [d if isinstance(d, int) else None for d in shape] if shape is not None else []
         form = "ternary2" if stored[0].const_value.dtype == ir.DataType.INT2 else "pairs"
-        key = _record_key(record, [stored[0].name or ""])
+        key = _record_key(record, stored[0].name or "")
         k = n = 0
         if len(dims) == 2 and None not in dims:
             k, n = dims
@@ -178,15 +173,13 @@ def _read_codes(model: ir.Model, linears: list[_Linear]) -> None:
     """The int8 codes of each weight not read yet: a DynamicQuantizeMatMul's computed by ONNX Runtime from the
     file's own unpacking nodes (a graph of those nodes alone, one run for all of ``linears``), a MatMulNBits'
     from its 2-bit blocks. Fills ``codes_kn`` and ``alpha``; refuses values that are not ternary or binary codes."""
-    import onnx
-
     todo = [t for t in linears if t.codes_kn is None]
     for t in todo:
         if t.node.op_type == "MatMulNBits":
             _read_nbits(t)
     dq = [t for t in todo if t.node.op_type == "DynamicQuantizeMatMul"]
     if dq:
-        _run_cones(model, dq, onnx)
+        _run_cones(model, dq)
     for t in dq:
         alpha = np.asarray(_const(t.node.inputs[2]), np.float32).reshape(-1)
         if alpha.size not in (1, t.n):
@@ -207,7 +200,9 @@ def _batches(items: list, size) -> list[list]:
     return [b for b in out if b]
 
 
-def _run_cones(model: ir.Model, batch: list[_Linear], onnx) -> None:
+def _run_cones(model: ir.Model, batch: list[_Linear]) -> None:
+    import onnx
+
     from deploytool.runtime.infer import make_session
 
     position = {id(n): i for i, n in enumerate(model.graph)}
@@ -254,9 +249,8 @@ def _read_nbits(t: _Linear) -> None:
     if blob.size != t.n * nb * (bs // 4) or scales.size != t.n * nb:
         raise PassRefusedError(f"{t.node.name}: MatMulNBits blocks do not match K={t.k}, N={t.n}, "
                                f"block_size={bs}")
-    # four 2-bit codes a byte, low bits first; the kernel's default zero point for 2 bits is 2
-    q = (blob.reshape(t.n, nb * (bs // 4))[..., None] >> np.array([0, 2, 4, 6], np.uint8)) & 3
-    codes = q.reshape(t.n, nb * bs)[:, :t.k].astype(np.int8) - 2
+    # four 2-bit codes a byte, low bits first, less the kernel's default zero point for 2 bits (2)
+    codes = packing.unpack_2bit(blob.reshape(t.n, nb * (bs // 4)), t.k)
     per_block = scales.reshape(t.n, nb)
     if not (per_block == per_block[:, :1]).all():
         raise PassRefusedError(f"{t.node.name}: MatMulNBits with a scale per block (pack writes one per row); "
@@ -303,26 +297,6 @@ def _current_form(t: _Linear, binary: bool) -> str:
     if t.form != "pairs":
         return t.form
     return "binary1" if binary else "trit5"
-
-
-def _has_nbits(src) -> bool:
-    """Whether the file at ``src`` has a MatMulNBits node, read from its graph alone (no tensor is loaded:
-    the wire-level scan the loader makes); True when it cannot be read (the gate then only asks for a cosine)."""
-    from pathlib import Path
-
-    from deploytool import onnx_io
-
-    try:
-        p = Path(src)
-        mapped = onnx_io.MappedFile(p)
-        try:
-            proto, _ = onnx_io._scan_skeleton(p, mapped)
-        finally:
-            if mapped.map is not None:
-                mapped.map.close()
-    except Exception:  # noqa: BLE001 - unreadable here: the pass's requires says why
-        return True
-    return any(n.op_type == "MatMulNBits" for n in proto.graph.node)
 
 
 def _planes(t: _Linear, record: dict[str, dict]) -> int:
@@ -385,21 +359,18 @@ class RepackPass(DeployPass):
         from deploytool.passes.upgrade_opset import INT2_MIN_OPSET
 
         opset = model.opset_imports.get("", 0)
-        if not self.config.upgrade_opset and opset < INT2_MIN_OPSET and self._needs_int2(model):
+        if not self.config.upgrade_opset and opset < INT2_MIN_OPSET and self._needs_int2(model, _find(model)[0]):
             raise PassRefusedError(
                 f"opset {opset} is too old for INT2 weights (runtime speed needs opset >= {INT2_MIN_OPSET}); "
                 "let repack upgrade it (upgrade_opset=True) or use --runtime densest or memory")
 
-    def _needs_int2(self, model: ir.Model) -> bool:
-        """Whether the target stores a ternary weight as INT2 (runtime speed; binary weights stay 1 bit)."""
+    def _needs_int2(self, model: ir.Model, linears: list[_Linear]) -> bool:
+        """Whether the target stores one of ``linears`` (ternary) as INT2 that is not yet: runtime speed (binary
+        weights stay 1 bit; a weight without a record entry counts as ternary)."""
         if self.config.runtime is not Runtime.SPEED:
             return False
         record = _record(model)
-        for t in _find(model)[0]:
-            scheme = str(record.get(t.key or "", {}).get("scheme", ""))
-            if not scheme.startswith("binary") and t.form != "ternary2":
-                return True
-        return False
+        return any(not _binary_by_record(t, record) and t.form != "ternary2" for t in linears)
 
     # the gate: the input is the reference
     def preserves_outputs(self) -> bool:
@@ -409,8 +380,10 @@ class RepackPass(DeployPass):
         return None if self._same_kernel else 0.9
 
     def gate_reference(self, src):
-        if self._same_kernel is None:  # the runner asks before the pass ran: the file's nodes say
-            self._same_kernel = self.config.runtime is not Runtime.MEMORY and not _has_nbits(src)
+        if self._same_kernel is None:  # the runner asks before the pass ran (a big input): the file says
+            from deploytool import onnx_io
+
+            self.requires_input(onnx_io.load_model(src))  # mapped, its packed weights left packed
         return super().gate_reference(src)
 
     def early_reference(self, src):
@@ -425,12 +398,14 @@ class RepackPass(DeployPass):
 
         cfg = self.config
         stats: dict[str, Any] = {"runtime": cfg.runtime.value}
-        if self._needs_int2(model) and model.opset_imports.get("", 0) < INT2_MIN_OPSET:
+        linears, _ = _find(model)
+        if model.opset_imports.get("", 0) < INT2_MIN_OPSET and self._needs_int2(model, linears):
             from deploytool.passes.upgrade_opset import UpgradeOpsetPass
 
-            stats.update(UpgradeOpsetPass(INT2_MIN_OPSET)(model).stats)  # may rebuild the graph: find after it
+            stats.update(UpgradeOpsetPass(INT2_MIN_OPSET)(model).stats)
+            linears, _ = _find(model)  # the upgrade may rebuild the graph
         record = _record(model)
-        linears, _ = _find(model)
+        linear_keys = {t.key for t in linears if t.key}
         graph = model.graph
         b = _Builder(graph)
         _reuse_constants(b, graph, linears, record)
@@ -458,7 +433,7 @@ class RepackPass(DeployPass):
                 self._write(b, graph, t, target, binary, record)
                 converted[target] = converted.get(target, 0) + 1
                 t.codes_kn = None
-        tables, why = _convert_tables(b, graph, record, {t.key for t in linears if t.key}, cfg.runtime)
+        tables, why = _convert_tables(b, graph, record, linear_keys, cfg.runtime)
         skipped += why
         if tables:
             converted["tables"] = tables
@@ -468,7 +443,7 @@ class RepackPass(DeployPass):
             RemoveUnusedNodesPass()(model)
             model.opset_imports.setdefault(_MS, 1)
             model.metadata_props[PACKING_KEY] = json.dumps(record, sort_keys=True)
-        skipped += _kept_tables(record, {t.key for t in linears if t.key}, cfg.runtime)
+        skipped += _kept_tables(record, linear_keys)
         modified = bool(converted)
         tables = converted.pop("tables", 0)
         stats.update(weights_converted=sum(converted.values()), weights_already_in_runtime=kept,
@@ -478,39 +453,21 @@ class RepackPass(DeployPass):
         return DeployPassResult(model, modified=modified, stats=stats, skipped=skipped)
 
     def _write(self, b, graph: ir.Graph, t: _Linear, target: str, binary: bool, record: dict[str, dict]) -> None:
-        """Replace ``t``'s kernel (and a bias Add after it) with the ``target`` form of the same codes and scales,
-        and update its record entry."""
-        from deploytool.passes.pack_graph import _bias_add, _replace
-        from deploytool.passes.pack_weights import dqmm_weight, nbits2_arrays
+        """Replace ``t``'s kernel (and a bias Add after it) with the ``target`` form of the same codes and scales
+        (pack's own kernel writer), and update its record entry."""
+        from deploytool.passes.pack_graph import _folded_bias, _replace_kernel
+        from deploytool.passes.pack_weights import packed_kernel
 
-        cfg = self.config
-        base = t.key or (t.node.inputs[1].name or "weight")
-        tag = b.tag()
-        x = t.node.inputs[0]
-        add = _bias_add(t.node, t.n) if t.bias is None and _planes(t, record) == 1 else None
-        if add is not None:  # a bias Add after the kernel goes into it, as pack's speed runtime does
-            t.bias = next(v for v in add.inputs if v is not t.node.outputs[0])
-        if target == "nbits2":
-            blob, scales, bs = nbits2_arrays(np.ascontiguousarray(t.codes_kn.T), t.alpha, cfg.block_size)
-            b_val = b.init(f"{base}_nbits2", blob)
-            s_val = b.init(f"{base}_scales", scales)
-            extra = [None, None, t.bias] if t.bias is not None else []
-            out = b.op("MatMulNBits", [x, b_val, s_val, *extra], tag, domain=_MS, K=t.k, N=t.n, bits=2,
-                       block_size=bs, accuracy_level=cfg.accuracy_level)
-            stored = blob.nbytes + scales.nbytes
-        else:
-            wq, stored = dqmm_weight(b, t.codes_kn, target, base, tag)
-            s_val = b.init(f"{base}_alpha", t.alpha.astype(np.float32))
-            extra = [None, t.bias] if t.bias is not None else []
-            out = b.op("DynamicQuantizeMatMul", [x, wq, s_val, *extra], tag, domain=_MS)
-            stored += t.alpha.size * 4
-        if add is not None:
-            graph.insert_before(t.node, b.take())
-            ir.convenience.replace_nodes_and_values(graph, t.node, [t.node, add], [], [add.outputs[0]], [out])
-        else:
-            _replace(graph, t.node, b.take(), out)
+        add = None
+        if t.bias is None and _planes(t, record) == 1:  # a bias Add goes into the kernel, as pack does
+            add, t.bias = _folded_bias(t.node, t.n)
+        make, stored = packed_kernel(b, t.codes_kn.T, t.alpha, target, t.key or (t.node.inputs[1].name or "weight"),
+                                     b.tag(), block_size=self.config.block_size,
+                                     accuracy_level=self.config.accuracy_level)
+        out = make(t.node.inputs[0], t.bias)
+        _replace_kernel(graph, t.node, add, b.take(), out)
         if t.key in record:
-            record[t.key] = _entry(record[t.key], target, binary, stored, t)
+            record[t.key] = _entry(record[t.key], target, binary, stored, t, _planes(t, record))
 
     def _nbits_as_asked(self, t: _Linear) -> bool:
         a = t.node.attributes
@@ -525,10 +482,9 @@ class RepackPass(DeployPass):
             raise VerificationError(f"RepackPass lost the '{PACKING_KEY}' record; nothing written")
 
 
-def _entry(old: dict, form: str, binary: bool, stored: int, t: _Linear) -> dict:
+def _entry(old: dict, form: str, binary: bool, stored: int, t: _Linear, planes: int) -> dict:
     """The record entry ``pack`` writes for a weight stored as ``form``."""
     shape = old.get("shape") or [t.k, t.n]
-    planes = max(1, t.n // int(shape[1])) if shape and shape[1] else 1
     if form == "nbits2":
         scheme = "binary2" if binary else "ternary2"
     else:
@@ -577,6 +533,7 @@ def _convert_tables(b, graph: ir.Graph, record: dict[str, dict], linear_keys: se
     for the others): the codes read back through the file's own byte table, packed again, and the lookups
     pointed at the new scheme's table (a Slice added where the new packing pads a row). Returns how many moved
     and what stayed (with why)."""
+    from deploytool.graph._util import safe_name
     from deploytool.passes.pack_codes import _UNPACK, _pack_codes
     from deploytool.passes.pack_graph import unpack_table
 
@@ -588,7 +545,7 @@ def _convert_tables(b, graph: ir.Graph, record: dict[str, dict], linear_keys: se
             continue
         if str(entry.get("note", "")).startswith("fused Attention QKV"):
             continue  # its pairs are unpacked to fp32 at load in every runtime (_kept_tables says so)
-        stem = key.replace("::", "_").replace("/", "_") + "_" + scheme
+        stem = safe_name(key) + "_" + scheme
         found = [v for v in graph.initializers.values() if v.name.startswith(stem) and v.const_value is not None
                  and v.const_value.dtype == ir.DataType.UINT8 and len(v.const_value.shape) == 2]
         paths = _table_paths(found[0]) if len(found) == 1 else None
@@ -630,7 +587,7 @@ def _convert_tables(b, graph: ir.Graph, record: dict[str, dict], linear_keys: se
     return moved, skipped
 
 
-def _kept_tables(record: dict[str, dict], linear_keys: set[str], runtime: Runtime) -> list[Skip]:
+def _kept_tables(record: dict[str, dict], linear_keys: set[str]) -> list[Skip]:
     """What repack leaves as stored, where it matters: a fused Attention's QKV (unpacked to fp32 when a session
     or the ORT-format converter loads it, in every runtime)."""
     out = []
