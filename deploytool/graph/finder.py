@@ -799,6 +799,13 @@ class _Finder:
             qkv = Linear(node=node, weight=weight, layout="in_out", in_features=in_f, out_features=out3,
                          bias=bias, bias_node=None)
             q = k = v = None
+        elif node.op_type == "MultiHeadAttention" and self._split_qkv(node) is not None:
+            # one projection [.., 3A] split in three equal parts along its last axis, read as Q, K and V
+            # (pack --runtime memory's form of a fused Attention: MatMulNBits, Split, MultiHeadAttention)
+            qkv = self._split_qkv(node)
+            x = self.source(qkv.node.inputs[0])
+            all_head = qkv.out_features // 3
+            q = k = v = None
         elif node.op_type == "MultiHeadAttention":
             lins = [self.trace_back(node.inputs[i])[0] if len(node.inputs) > i else None for i in range(3)]
             if any(lin is None for lin in lins):
@@ -828,6 +835,21 @@ class _Finder:
         block = AttentionBlock(num_heads=heads, head_size=all_head // heads, q=q, k=k, v=v, o=o,
                                head_sites=sites, fused=node, qkv=qkv)
         return block, x
+
+    def _split_qkv(self, node: ir.Node) -> Linear | None:
+        """The projection whose output a ``Split`` into three equal parts along the last axis hands to the
+        MultiHeadAttention ``node`` as its query, key and value, in that order; None otherwise."""
+        ins = [node.inputs[i] if len(node.inputs) > i else None for i in range(3)]
+        split = ins[0].producer() if ins[0] is not None else None
+        if split is None or split.op_type != "Split" or list(split.outputs) != ins:
+            return None
+        axis = int(split.attributes["axis"].value) if "axis" in split.attributes else 0
+        sizes = small_const(split.inputs[1]) if len(split.inputs) > 1 and split.inputs[1] is not None else None
+        if axis != -1 or sizes is None or len(set(int(s) for s in sizes.reshape(-1))) != 1:
+            return None
+        p = split.inputs[0].producer() if split.inputs[0] is not None else None
+        lin = self.linear(p) if p is not None and p.op_type in LINEAR_OPS else None
+        return lin if lin is not None and lin.out_features == 3 * int(sizes.reshape(-1)[0]) else None
 
     # ------------------------------------------------------------------ residual + norm
     def residual_norm(self, y: ir.Value, residual: ir.Value, at: ir.Node, what: str) -> ir.Value:

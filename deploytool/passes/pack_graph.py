@@ -52,6 +52,16 @@ class _Builder:
         self.nodes.append(node)
         return node.outputs[0]
 
+    def ops(self, op_type: str, inputs: list, base: str, outputs: int, domain: str = "", **attrs: Any
+            ) -> tuple[ir.Value, ...]:
+        """:meth:`op` for a node with several outputs: all of them, named after the node."""
+        node = ir.node(op_type, inputs, attributes=attrs, domain=domain, name=self.name(f"{base}_{op_type}"),
+                       num_outputs=outputs)
+        for i, v in enumerate(node.outputs):
+            v.name = self.name(f"{node.name}_{i}")
+        self.nodes.append(node)
+        return tuple(node.outputs)
+
     def take(self) -> list[ir.Node]:
         nodes, self.nodes = self.nodes, []
         return nodes

@@ -53,6 +53,15 @@ and token-type tables as float inputs) is unpacked whole, ``codes * alpha`` per 
 constants in front of those readers: ORT folds it at session creation, so the file holds the packed table
 and the session an fp32 one with the quantized values (the record's ``note`` says so).
 
+Fused attention (ONNX Runtime's transformer optimizer: ``com.microsoft.Attention`` with a float QKV weight
+``[K, 3A]``): Q, K and V are quantized as three matrices, as unfused, and the node becomes a kernel that reads
+the packed codes with the same mask (both of the optimizer's forms: token counts or the raw 2-D mask), heads,
+scale and mask value: ``DynamicQuantizeLinear`` + ``QAttention`` on the int8 codes (speed, densest: stored as
+the other linear weights, unpacked to int8 at load) or ``MatMulNBits`` + ``Split`` + ``MultiHeadAttention``
+(memory: 2 bits in memory). Until 2026-12-03 the QKV was unpacked to fp32 at load in every runtime (a quarter
+of the linear weights in fp32 in the session and a bundle's ``.ort``, on an fp32 GEMM); that form remains where
+no kernel fits (two binary planes, a past state, an attention bias, rotary embeddings), and its record note says why.
+
 Every packed weight is recorded in ``metadata_props["deploytool.packing"]`` as JSON
 ``{name: {"scheme", "bits", "shape", "role"}}``. Post-training ternary/binary weights lose accuracy;
 quantization-aware training (``deploytool qat``) recovers it.
@@ -307,28 +316,107 @@ def _unpack_table(b: _Builder, t_val: ir.Value, alpha: np.ndarray, scheme: str, 
     return b.op("Mul", [x, a], tag)
 
 
+# the attributes a fused Attention may carry and keep on QAttention / MultiHeadAttention (same meaning there)
+_ATTENTION_KEPT = ("num_heads", "scale", "mask_filter_value", "unidirectional")
+
+
+def _fused_kernel_blocker(node: ir.Node, config: PackConfig) -> str | None:
+    """Why the fused ``Attention`` ``node`` keeps an fp32 QKV (unpacked at load) instead of reading the packed
+    codes with a kernel (``QAttention`` on int8 codes; ``MatMulNBits`` then ``MultiHeadAttention``), or None."""
+    if config.weights is WeightScheme.SPLIT_BINARY:
+        return "two binary planes per weight (no single int8 or 2-bit kernel sums them)"
+    extra = [i for i in range(4, len(node.inputs)) if node.inputs[i] is not None]
+    if extra:
+        return "it reads a past state or an attention bias"
+    if any(o.uses() or o.is_graph_output() for o in node.outputs[1:]):
+        return "its present state is read"
+    a = node.attributes
+    for name in ("do_rotary", "past_present_share_buffer", "rotary_embedding_dim"):
+        if name in a and a[name].value:
+            return f"{name} is set"
+    other = sorted(set(a) - set(_ATTENTION_KEPT) - {"qkv_hidden_sizes", "do_rotary", "past_present_share_buffer",
+                                                      "rotary_embedding_dim"})
+    if other:
+        return f"attribute {other[0]} is not known here"
+    if config.linear_scheme == "nbits2" and a.get("unidirectional") is not None and a["unidirectional"].value:
+        return "it is unidirectional"
+    return None
+
+
+def attention_attrs(node: ir.Node) -> dict[str, Any]:
+    """The attributes of a fused attention node (Attention, QAttention, MultiHeadAttention) that the others
+    take with the same meaning."""
+    return {k: node.attributes[k].value for k in _ATTENTION_KEPT if k in node.attributes}
+
+
+def attention_kernel(b: _Builder, x: ir.Value, bias: ir.Value | None, mask: ir.Value | None, attrs: dict[str, Any],
+                     codes: np.ndarray, alpha: np.ndarray, scheme: str, base: str, *, block_size: int,
+                     accuracy_level: int) -> tuple[ir.Value, int, str]:
+    """A fused self-attention over ``x`` whose QKV weight is the packed codes [3A, K] (per-column scales
+    ``alpha`` [3A], Q | K | V), stored as ``scheme``: ``DynamicQuantizeLinear`` and ``QAttention`` on the int8
+    codes (ternary2 / trit5 / binary1, unpacked to int8 at load: the attention ``quantize --int8`` writes), or
+    ``MatMulNBits`` (nbits2: 2 bits in memory), ``Split`` and ``MultiHeadAttention``; with ``bias`` [3A], the
+    ``mask`` (ORT's mask_index forms, as the fused Attention read it) and ``attrs`` (heads, scale, mask value).
+    The nodes are left in ``b``; returns (the output, the stored bytes, a note for the record)."""
+    n3 = codes.shape[0]
+    a = n3 // 3
+    tag = b.tag()
+    if scheme == "nbits2":
+        make, stored = packed_kernel(b, codes, alpha, scheme, base, tag, block_size=block_size,
+                                     accuracy_level=accuracy_level)
+        q, k, v = b.ops("Split", [make(x, bias), b.const(np.array([a, a, a], np.int64))], tag, 3, axis=-1)
+        out = b.op("MultiHeadAttention", [q, k, v, None, mask], tag, domain="com.microsoft", **attrs)
+        return out, stored, "fused Attention: MatMulNBits (2 bits in memory), Split and MultiHeadAttention"
+    wq, stored = dqmm_weight(b, np.ascontiguousarray(codes.T), scheme, base, tag)
+    s_val = b.init(f"{base}_alpha", np.asarray(alpha, np.float32).reshape(-1))  # one, or one per column
+    stored += s_val.const_value.nbytes
+    if bias is None:  # QAttention's bias is not optional
+        bias = b.init(f"{base}_bias", np.zeros(n3, np.float32))
+    xq, xs, xzp = b.ops("DynamicQuantizeLinear", [x], tag, 3)
+    out = b.op("QAttention", [xq, wq, bias, xs, s_val, mask, xzp], tag, domain="com.microsoft", **attrs)
+    return out, stored, "fused Attention: QAttention on int8 codes (unpacked to int8 at load)"
+
+
 def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackConfig) -> dict[str, Any]:
-    """Store the QKV weight packed (5 trits or 8 bits per byte) and unpack it to fp32 in front of the
-    Attention node, which only takes a float weight: ORT folds the unpacking at session creation, so
-    the file shrinks and the computation is the fake-quantized fp32 weight's, exactly."""
+    """Pack the QKV weight of ORT's fused ``Attention`` ``node`` (Q, K and V quantized as three matrices).
+
+    Where a kernel can read the codes (:func:`_fused_kernel_blocker`), the node becomes one
+    (:func:`_fused_qkv_kernel`): int8 weights in the session (speed, densest) or 2-bit ones (memory), as every
+    other linear weight. Otherwise the weight is stored packed (5 trits or 8 bits per byte) and unpacked to fp32
+    in front of the Attention node, which only takes a float weight: ORT folds the unpacking at session
+    creation, so the file shrinks and the computation is the fake-quantized fp32 weight's, exactly."""
     graph = model.graph
     w = alias_root(node.inputs[1])
     arr = np.asarray(w.const_value.numpy(), dtype=np.float32)  # read where it lies (nothing writes into it)
     k_in, n3 = arr.shape
     codes, alpha = _qkv_codes(arr, config)  # [3 * P * A, K]: Q's planes, K's, V's
+    base = w.name or "qkv"
+    why = _fused_kernel_blocker(node, config)
+    if why is None:
+        scheme = config.linear_scheme
+        bias = node.inputs[2] if len(node.inputs) > 2 else None
+        mask = node.inputs[3] if len(node.inputs) > 3 else None
+        out, stored, note = attention_kernel(b, node.inputs[0], bias, mask, attention_attrs(node), codes, alpha,
+                                             scheme, base, block_size=config.block_size,
+                                             accuracy_level=config.accuracy_level)
+        _replace(graph, node, b.take(), out)
+        if scheme == "nbits2":
+            scheme = "binary2" if config.weights is WeightScheme.BINARY else "ternary2"
+        return {"scheme": scheme, "bits": stored * 8 / (k_in * n3), "shape": [k_in, n3], "bytes": stored,
+                "note": note}
     planes = 2 if config.weights is WeightScheme.SPLIT_BINARY else 1
     codes_kn = np.ascontiguousarray(codes.T)
     scheme = "trit5" if config.weights is WeightScheme.TERNARY else "binary1"
     tag = b.tag()
     flat = pair_values(_pack_codes(codes_kn.reshape(-1), scheme))
-    b_val = b.init(f"{w.name or 'qkv'}_{scheme}", flat)
+    b_val = b.init(f"{base}_{scheme}", flat)
     x = _unpack_pairs(b, b_val, scheme, tag)
     x = b.op("Reshape", [x, b.const(np.array([-1], np.int64))], tag)
     if codes.size != flat.size * 2 * _UNPACK[scheme][0]:
         x = b.op("Slice", [x, b.const(np.array([0], np.int64)), b.const(np.array([codes.size], np.int64))], tag)
     x = b.op("Reshape", [x, b.const(np.array([k_in, n3 * planes], np.int64))], tag)
     x = b.op("Cast", [x], tag, to=ir.DataType.FLOAT)
-    a_val = b.init(f"{w.name or 'qkv'}_alpha", alpha)
+    a_val = b.init(f"{base}_alpha", alpha)
     x = b.op("Mul", [x, a_val], tag)
     if planes > 1:  # [K, 3 * 2A] (Q1 Q2 K1 K2 V1 V2) -> [K, 3, 2, A] -> sum the planes -> [K, 3A]
         x = b.op("Reshape", [x, b.const(np.array([k_in, 3, planes, n3 // 3], np.int64))], tag)
@@ -339,7 +427,7 @@ def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackCon
     packed_bytes = flat.nbytes + alpha.nbytes
     return {"scheme": scheme if planes == 1 else f"{scheme}x{planes}", "bits": packed_bytes * 8 / (k_in * n3),
             "shape": [k_in, n3], "bytes": packed_bytes,
-            "note": "fused Attention QKV: packed in the file, unpacked to fp32 when the session is created"}
+            "note": f"fused Attention QKV: packed in the file, unpacked to fp32 when the session is created ({why})"}
 
 
 class PackWeightsPass(DeployPass):

@@ -15,8 +15,10 @@ blocks; the scales are the file's. They are written again in the target's form w
 (:func:`~deploytool.passes.pack_weights.dqmm_weight`, :func:`~deploytool.passes.pack_weights.nbits2_arrays`),
 so the output is what ``pack --runtime <target>`` writes for the same codes. Ternary embedding tables move too
 (5 trits a byte for ``densest``, 2 bits for the others: their codes read back through the file's own byte table).
-A fused Attention's QKV keeps its storage (unpacked to fp32 at load in every runtime, and in a bundle's
-``.ort``); the result's skips say so.
+A fused attention's QKV moves with its kernel, as ``pack`` writes it: ``QAttention`` on the int8 codes (speed,
+densest) or ``MatMulNBits``, ``Split`` and ``MultiHeadAttention`` (memory). A fused Attention that ``pack`` left
+reading an fp32 QKV (two binary planes) keeps its storage (unpacked to fp32 at load in every runtime, and in a
+bundle's ``.ort``); the result's skips say so.
 
 The gate compares the output with the input: equal where both read the weights with the same kernel
 (``speed`` <-> ``densest``), else a cosine of at least 0.9 (int8 activations per tensor in one kernel, per
@@ -76,6 +78,13 @@ class _Linear:
     stored_bytes: int = 0  # the bytes the file stores it in (a bound on its codes: at most 8 per byte)
     codes_kn: np.ndarray | None = None  # [K, N] int8, once read back
     alpha: np.ndarray | None = None  # [1] or [N] float32
+    # the fused attention the weight is the QKV of (pack's forms: the QAttention itself, or the
+    # MultiHeadAttention after MatMulNBits and Split), None for a plain linear weight
+    attention: ir.Node | None = None
+
+    @property
+    def scale_index(self) -> int:
+        return 4 if self.node.op_type == "QAttention" else 2
 
 
 def _record(model: ir.Model) -> dict[str, dict]:
@@ -131,9 +140,17 @@ def _find(model: ir.Model) -> tuple[list[_Linear], list[str]]:
     found: list[_Linear] = []
     why: list[str] = []
     for node in model.graph:
-        if node.domain != _MS or node.op_type not in ("DynamicQuantizeMatMul", "MatMulNBits"):
+        if node.domain != _MS or node.op_type not in ("DynamicQuantizeMatMul", "MatMulNBits", "QAttention"):
             continue
         b = _input(node, 1)
+        if node.op_type == "QAttention":
+            dql = node.inputs[0].producer() if node.inputs[0] is not None else None
+            if dql is None or dql.op_type != "DynamicQuantizeLinear" or any(
+                    _input(node, i) is not None for i in (7, 8)) or _input(node, 6) is not dql.outputs[2] or \
+                    _input(node, 3) is not dql.outputs[1]:
+                why.append(f"{node.name}: QAttention not on its own DynamicQuantizeLinear, or with weight zero "
+                           "points or a past state (not pack's)")
+                continue
         if node.op_type == "MatMulNBits":
             a = node.attributes
             bits = a["bits"].as_int() if "bits" in a else 4
@@ -144,13 +161,16 @@ def _find(model: ir.Model) -> tuple[list[_Linear], list[str]]:
                 continue
             k, n = a["K"].as_int(), a["N"].as_int()
             key = _record_key(record, b.name or "")
-            found.append(_Linear(node, "nbits2", k, n, _input(node, 5), key, blob.nbytes))
+            found.append(_Linear(node, "nbits2", k, n, _input(node, 5), key, blob.nbytes,
+                                 attention=_attention_after(node, n)))
             continue
         if b is None or b.producer() is None:
             why.append(f"{node.name}: int8 weights stored as they are (an int8 model, not a packed one)")
             continue
         cone = _cone(b)
-        if cone is None or _const(_input(node, 2)) is None or _input(node, 3) is not None:
+        qatt = node.op_type == "QAttention"
+        scale, zero_point = (_input(node, 4), None) if qatt else (_input(node, 2), _input(node, 3))
+        if cone is None or _const(scale) is None or zero_point is not None:
             why.append(f"{node.name}: its weight is not computed from stored bytes alone")
             continue
         stored = [v for v in cone[1] if v.const_value is not None and v.const_value.dtype in
@@ -165,8 +185,36 @@ def _find(model: ir.Model) -> tuple[list[_Linear], list[str]]:
         k = n = 0
         if len(dims) == 2 and None not in dims:
             k, n = dims
-        found.append(_Linear(node, form, k, n, _input(node, 4), key, stored[0].const_value.nbytes))
+        bias = _input(node, 2) if qatt else _input(node, 4)
+        found.append(_Linear(node, form, k, n, bias, key, stored[0].const_value.nbytes,
+                             attention=node if qatt else None))
     return found, why
+
+
+def _attention_after(node: ir.Node, n: int) -> ir.Node | None:
+    """The ``MultiHeadAttention`` that ``pack --runtime memory`` puts after a fused Attention's QKV
+    ``MatMulNBits`` ``node`` (through one ``Split`` into three equal parts, read as its query, key and value in
+    that order), or None."""
+    uses = list(node.outputs[0].uses())
+    if len(uses) != 1 or node.outputs[0].is_graph_output() or n % 3:
+        return None
+    split = uses[0][0]
+    if split.op_type != "Split" or split.domain != "" or len(split.outputs) != 3:
+        return None
+    sizes = _const(_input(split, 1))
+    axis = split.attributes["axis"].as_int() if "axis" in split.attributes else 0
+    if sizes is None or [int(v) for v in np.asarray(sizes).reshape(-1)] != [n // 3] * 3 or axis != -1:
+        return None
+    readers = [list(o.uses()) for o in split.outputs]
+    if any(len(r) != 1 or o.is_graph_output() for r, o in zip(readers, split.outputs)):
+        return None
+    mha = readers[0][0][0]
+    if mha.op_type != "MultiHeadAttention" or mha.domain != _MS or any(
+            r[0][0] is not mha or r[0][1] != i for i, r in enumerate(readers)):
+        return None
+    if any(_input(mha, i) is not None for i in (3, *range(5, len(mha.inputs)))):
+        return None
+    return mha
 
 
 def _read_codes(model: ir.Model, linears: list[_Linear]) -> None:
@@ -177,11 +225,11 @@ def _read_codes(model: ir.Model, linears: list[_Linear]) -> None:
     for t in todo:
         if t.node.op_type == "MatMulNBits":
             _read_nbits(t)
-    dq = [t for t in todo if t.node.op_type == "DynamicQuantizeMatMul"]
+    dq = [t for t in todo if t.node.op_type in ("DynamicQuantizeMatMul", "QAttention")]
     if dq:
         _run_cones(model, dq)
     for t in dq:
-        alpha = np.asarray(_const(t.node.inputs[2]), np.float32).reshape(-1)
+        alpha = np.asarray(_const(t.node.inputs[t.scale_index]), np.float32).reshape(-1)
         if alpha.size not in (1, t.n):
             raise PassRefusedError(f"{t.node.name}: {alpha.size} scales for {t.n} columns (not a file pack wrote)")
         t.alpha = alpha
@@ -455,14 +503,28 @@ class RepackPass(DeployPass):
     def _write(self, b, graph: ir.Graph, t: _Linear, target: str, binary: bool, record: dict[str, dict]) -> None:
         """Replace ``t``'s kernel (and a bias Add after it) with the ``target`` form of the same codes and scales
         (pack's own kernel writer), and update its record entry."""
-        from deploytool.passes.pack_graph import _folded_bias, _replace_kernel
-        from deploytool.passes.pack_weights import packed_kernel
+        from deploytool.passes.pack_graph import _folded_bias, _replace, _replace_kernel
+        from deploytool.passes.pack_weights import attention_attrs, attention_kernel, packed_kernel
 
+        base = t.key or (t.node.inputs[1].name or "weight")
+        if t.attention is not None:  # a fused attention's QKV: the target's attention kernel, as pack writes it
+            att = t.attention
+            if att.op_type == "QAttention":
+                x, mask = att.inputs[0].producer().inputs[0], _input(att, 5)
+            else:
+                x, mask = t.node.inputs[0], _input(att, 4)
+            alpha = np.broadcast_to(np.asarray(t.alpha, np.float32).reshape(-1), (t.n,))  # pack's: per column
+            out, stored, note = attention_kernel(b, x, t.bias, mask, attention_attrs(att), t.codes_kn.T, alpha,
+                                                 target, base, block_size=self.config.block_size,
+                                                 accuracy_level=self.config.accuracy_level)
+            _replace(graph, att, b.take(), out)
+            if t.key in record:
+                record[t.key] = {**_entry(record[t.key], target, binary, stored, t, 1), "note": note}
+            return
         add = None
         if t.bias is None and _planes(t, record) == 1:  # a bias Add goes into the kernel, as pack does
             add, t.bias = _folded_bias(t.node, t.n)
-        make, stored = packed_kernel(b, t.codes_kn.T, t.alpha, target, t.key or (t.node.inputs[1].name or "weight"),
-                                     b.tag(), block_size=self.config.block_size,
+        make, stored = packed_kernel(b, t.codes_kn.T, t.alpha, target, base, b.tag(), block_size=self.config.block_size,
                                      accuracy_level=self.config.accuracy_level)
         out = make(t.node.inputs[0], t.bias)
         _replace_kernel(graph, t.node, add, b.take(), out)

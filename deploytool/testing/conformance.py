@@ -250,14 +250,22 @@ def export(case: ModelCase, exporter: str, folder: Path) -> Path:
     return path
 
 
-def optimize(src: Path, level: int, dst: Path) -> Path:
-    """ONNX Runtime's transformer optimizer (model_type bert) at ``opt_level`` ``level``."""
+def optimize(src: Path, level: int, dst: Path, *, raw_mask: bool = False) -> Path:
+    """ONNX Runtime's transformer optimizer (model_type bert) at ``opt_level`` ``level``. ``raw_mask``: its
+    other attention-mask setting, the 2-D ``attention_mask`` itself (as int32) for every fused Attention
+    (``use_raw_attention_mask``, embeddings left unfused), instead of the per-row token counts that its fused
+    EmbedLayerNormalization computes."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    options = FusionOptions("bert")
+    if raw_mask:
+        options.enable_embed_layer_norm = False
+        options.use_raw_attention_mask(True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m = optimize_model(str(src), model_type="bert", num_heads=0, hidden_size=0, opt_level=level,
-                           use_gpu=False)
+                           use_gpu=False, optimization_options=options)
         m.save_model_to_file(str(dst))
     return dst
 

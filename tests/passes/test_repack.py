@@ -273,25 +273,44 @@ def test_the_gate_in_its_own_process_compares_with_the_input(packed, tmp_path, m
     assert res.gate.verified is True and res.gate.process == "separate" and res.gate.reference_reused is True
 
 
-def test_fused_embed_layernorm_and_fused_qkv_file(tmp_path):
-    """A DistilBERT exported by optimum and optimized by ONNX Runtime at O2: its fused EmbedLayerNormalization
-    reads the whole word table (unpacked once at load) and its fused Attention a QKV weight stored as pairs.
-    repack to densest moves the table to 5 trits a byte on both of its paths, says the fused QKV stays as it
-    is, and computes what pack --runtime densest computes from the fp32 file."""
+@pytest.fixture(scope="module")
+def distilbert_o2(tmp_path_factory):
+    """A DistilBERT exported by optimum and optimized by ONNX Runtime at O2: a fused EmbedLayerNormalization
+    reads the whole word table, a fused Attention each layer's QKV weight."""
     pytest.importorskip("optimum.exporters.onnx")
     pytest.importorskip("onnxruntime.transformers.optimizer")
     from deploytool.testing import conformance as C
 
     case = C.MODEL_BY_NAME["distilbert"]
-    o2 = C.optimize(C.export(case, "optimum", tmp_path), 2, tmp_path / "distilbert-O2.onnx")
-    speed, direct, out = tmp_path / "s.onnx", tmp_path / "d.onnx", tmp_path / "r.onnx"
-    pack_file(o2, speed, PackConfig(weights="ternary", runtime="speed"))
-    pack_file(o2, direct, PackConfig(weights="ternary", runtime="densest"))
-    res = repack_file(speed, out, RepackConfig(runtime="densest"))
-    assert res.stats["tables_converted"] >= 1
-    assert any("fused Attention QKV" in s.reason for s in res.skipped), res.skipped
+    work = tmp_path_factory.mktemp("repack_o2")
+    return C.optimize(C.export(case, "optimum", work), 2, work / "distilbert-O2.onnx"), C.feeds(case)
+
+
+@pytest.mark.parametrize("weights,frm,to", [("ternary", "speed", "densest"), ("ternary", "speed", "memory"),
+                                            ("ternary", "memory", "speed"), ("binary", "memory", "densest"),
+                                            ("split-binary", "speed", "memory")])
+def test_fused_embed_layernorm_and_fused_attention_file(distilbert_o2, tmp_path, weights, frm, to):
+    """The fused table moves to the target's packing on both of its paths (5 trits a byte for densest); a
+    fused Attention's QKV moves between QAttention (speed, densest) and MatMulNBits + MultiHeadAttention
+    (memory) with the same codes; the file computes what ``pack --runtime <to>`` computes from the fp32 file.
+    Two binary planes have no such kernel: that QKV stays unpacked to fp32 at load, and the skips say so."""
+    o2, feeds = distilbert_o2
+    packed, direct, out = tmp_path / "p.onnx", tmp_path / "d.onnx", tmp_path / "r.onnx"
+    pack_file(o2, packed, PackConfig(weights=weights, runtime=frm))
+    pack_file(o2, direct, PackConfig(weights=weights, runtime=to))
+    res = repack_file(packed, out, RepackConfig(runtime=to))
+    if to == "densest" and weights == "ternary":
+        assert res.stats["tables_converted"] >= 1
+    ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+    layers = sum(1 for n in onnx.load(str(o2)).graph.node if n.op_type == "Attention")
+    if weights == "split-binary":
+        assert ops.count("Attention") == layers
+        assert any("fused Attention QKV" in s.reason for s in res.skipped), res.skipped
+    else:
+        assert "Attention" not in ops and not res.skipped, res.skipped
+        kernel = "MultiHeadAttention" if to == "memory" else "QAttention"
+        assert ops.count(kernel) == layers
     assert _record(out) == _record(direct)
-    feeds = C.feeds(case)
     y, ref = run_onnx(out, feeds), run_onnx(direct, feeds)
     for k in ref:
         np.testing.assert_array_equal(y[k], ref[k])
