@@ -233,25 +233,46 @@ def _unpacked_note(model: Path, source_bytes: int, ort_bytes: int) -> str | None
     """Why ``model.ort`` is bigger than a packed source, or None: ONNX Runtime's converter constant-folds the
     subgraphs that unpack ``pack``'s 2-bit / 5-trit / 1-bit weights (as every session does at load), so the
     .ort stores them as int8. MatMulNBits (``pack --runtime memory``) is a kernel, not a subgraph: its weights
-    stay 2 bits in the .ort. Gathered embedding rows are unpacked at run time and stay packed too."""
+    stay 2 bits in the .ort. Gathered embedding rows are unpacked at run time and stay packed too. What a fused
+    node reads whole (ORT's fused EmbedLayerNormalization's tables, an Attention QKV in two binary planes) is
+    unpacked to fp32 there, whatever the runtime: the record's note says so for those entries."""
     import onnx
 
+    from deploytool.graph._util import safe_name
     from deploytool.inspection import packing_record
 
     if ort_bytes <= ORT_UNPACKED_RATIO * source_bytes:
         return None
     try:
-        meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+        proto = onnx.load(str(model), load_external_data=False)
     except Exception:  # noqa: BLE001 - the converter read the file; a note is not worth an error
         return None
-    folded = sorted({str(v.get("scheme")) for v in packing_record(meta).values()
-                     if str(v.get("scheme", "")).split("x")[0] in _FOLDED_SCHEMES and v.get("role") != "embedding"})
-    if not folded:
-        return None
-    return (f"model.ort holds pack's {', '.join(folded)} weights unpacked to int8 ({ort_bytes / MB:.1f} MB against "
-            f"the packed file's {source_bytes / MB:.1f} MB): ONNX Runtime's converter folds their unpacking, as a "
-            f"session does at load; for a small file on the device, `deploytool repack {model.name} --runtime memory` "
-            f"(the same codes, no fp32 model needed; MatMulNBits keeps 2 bits per weight in the .ort)")
+    record = packing_record({p.key: p.value for p in proto.metadata_props})
+    # the storage of each entry's packed initializers (pack names them <weight>_<form>): INT2, or uint16 pairs of
+    # bytes, are unpacked by constant subgraphs; MatMulNBits' uint8 blocks are read by the kernel
+    folding = (onnx.TensorProto.INT2, onnx.TensorProto.UINT16)
+    stored: dict[str, set[int]] = {}
+    for t in proto.graph.initializer:
+        hits = [k for k in record if t.name.startswith(safe_name(k) + "_")]
+        if hits:
+            stored.setdefault(max(hits, key=len), set()).add(t.data_type)
+    fp32 = sorted(k for k, v in record.items() if "unpacked to fp32" in str(v.get("note", "")))
+    folded = sorted({str(v.get("scheme")) for k, v in record.items() if k not in fp32 and v.get("role") != "embedding"
+                     and stored.get(k, set()) & set(folding)})
+    sizes = f"{ort_bytes / MB:.1f} MB against the packed file's {source_bytes / MB:.1f} MB"
+    notes = []
+    if folded:
+        notes.append(f"model.ort holds pack's {', '.join(folded)} weights unpacked to int8 ({sizes}): ONNX Runtime's "
+                     f"converter folds their unpacking, as a session does at load; for a small file on the device, "
+                     f"`deploytool repack {model.name} --runtime memory` (the same codes, no fp32 model needed; "
+                     f"MatMulNBits keeps 2 bits per weight in the .ort)")
+    if fp32:
+        shown = ", ".join(fp32[:3]) + (f" and {len(fp32) - 3} more" if len(fp32) > 3 else "")
+        notes.append(f"model.ort holds {shown} unpacked to fp32{'' if folded else f' ({sizes})'}: a fused node of "
+                     f"ONNX Runtime's optimizer reads {'it' if len(fp32) == 1 else 'them'} whole, in every runtime; "
+                     f"pack the model as exported, before ORT's transformer optimizer, to keep {'it' if len(fp32) == 1 else 'them'} "
+                     "packed")
+    return "; ".join(notes) or None
 
 
 def _array(a: np.ndarray) -> dict[str, Any]:

@@ -161,6 +161,28 @@ def test_bundle_says_when_the_ort_holds_packed_weights_unpacked(tiny_onnx, tmp_p
         assert ort_bytes < 1.2 * packed.stat().st_size and "note" not in m["ort"]
 
 
+def test_bundle_names_tables_a_fused_node_reads_whole(tiny_fused_onnx, tmp_path):
+    """A memory-packed BERT that ONNX Runtime's optimizer fused first: its linear weights (the fused Attention's QKV
+    included) stay 2 bits in the .ort, but the fused EmbedLayerNormalization reads the word table whole, unpacked
+    to fp32 at load and in the .ort. The note names that table and that cause, and does not send the user to
+    repack (the file is already in the memory runtime)."""
+    import onnx
+
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+
+    src = tiny_fused_onnx("bert", layers=1, hidden=128, heads=4, ffn=512, vocab=2000)
+    assert "EmbedLayerNormalization" in {n.op_type for n in onnx.load(str(src)).graph.node}
+    packed = tmp_path / "packed.onnx"
+    pack_file(src, packed, PackConfig(weights="ternary", runtime="memory"))
+    out = tmp_path / "b"
+    r = _bundle([str(packed), "--profile", "snapdragon-sm8650", "-o", str(out), "--no-qnn", "--json"])
+    assert r.exit_code == 0, r.output
+    note = json.loads(r.output)["ort"]["note"]
+    assert (out / "model.ort").stat().st_size > 1.2 * packed.stat().st_size
+    assert "word_embeddings" in note and "unpacked to fp32" in note and "fused node" in note
+    assert "repack" not in note and "unpacked to int8" not in note
+
+
 def test_bundle_repack_memory_keeps_the_ort_small(tiny_onnx, tmp_path):
     """--repack-memory: the binary speed file's linear weights go into the .ort as MatMulNBits 2-bit (the same
     codes: its outputs equal those of the file pack writes with --runtime memory), no unpacked note; the input
