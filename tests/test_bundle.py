@@ -161,26 +161,32 @@ def test_bundle_says_when_the_ort_holds_packed_weights_unpacked(tiny_onnx, tmp_p
         assert ort_bytes < 1.2 * packed.stat().st_size and "note" not in m["ort"]
 
 
-def test_bundle_names_tables_a_fused_node_reads_whole(tiny_fused_onnx, tmp_path):
-    """A memory-packed BERT that ONNX Runtime's optimizer fused first: its linear weights (the fused Attention's QKV
-    included) stay 2 bits in the .ort, but the fused EmbedLayerNormalization reads the word table whole, unpacked
-    to fp32 at load and in the .ort. The note names that table and that cause, and does not send the user to
-    repack (the file is already in the memory runtime)."""
+@pytest.mark.parametrize("weights", ["ternary", "split-binary"])
+def test_bundle_of_a_model_ort_fused_first(tiny_fused_onnx, tmp_path, weights):
+    """A memory-packed BERT that ONNX Runtime's optimizer fused first (EmbedLayerNormalization, Attention): with
+    ternary weights every packed weight stays packed in the .ort (the word table gathered by rows, the QKV on
+    MatMulNBits), no note. Split-binary QKV weights have no such kernel: the fused Attention reads them unpacked
+    to fp32, in the .ort too; the note names them and that cause, and does not send the user to repack (the
+    file is already in the memory runtime)."""
     import onnx
 
     from deploytool.passes.pack_weights import PackConfig, pack_file
 
     src = tiny_fused_onnx("bert", layers=1, hidden=128, heads=4, ffn=512, vocab=2000)
-    assert "EmbedLayerNormalization" in {n.op_type for n in onnx.load(str(src)).graph.node}
+    assert {"EmbedLayerNormalization", "Attention"} <= {n.op_type for n in onnx.load(str(src)).graph.node}
     packed = tmp_path / "packed.onnx"
-    pack_file(src, packed, PackConfig(weights="ternary", runtime="memory"))
+    pack_file(src, packed, PackConfig(weights=weights, runtime="memory"))
     out = tmp_path / "b"
     r = _bundle([str(packed), "--profile", "snapdragon-sm8650", "-o", str(out), "--no-qnn", "--json"])
     assert r.exit_code == 0, r.output
-    note = json.loads(r.output)["ort"]["note"]
-    assert (out / "model.ort").stat().st_size > 1.2 * packed.stat().st_size
-    assert "word_embeddings" in note and "unpacked to fp32" in note and "fused node" in note
-    assert "repack" not in note and "unpacked to int8" not in note
+    ort = json.loads(r.output)["ort"]
+    ratio = (out / "model.ort").stat().st_size / packed.stat().st_size
+    if weights == "ternary":
+        assert ratio < 1.2 and "note" not in ort, (ratio, ort)
+    else:
+        assert ratio > 1.2
+        assert "qkv_weight" in ort["note"] and "unpacked to fp32" in ort["note"] and "fused node" in ort["note"]
+        assert "repack" not in ort["note"] and "unpacked to int8" not in ort["note"]
 
 
 def test_bundle_repack_memory_keeps_the_ort_small(tiny_onnx, tmp_path):

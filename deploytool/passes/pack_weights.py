@@ -44,12 +44,13 @@ How each runtime stores and runs a linear weight ``[K, N]`` (y = x @ W):
   default with these weights) keep each row's two planes side by side, 2 bits per value, and sum
   them after the Gather.
 
-Embeddings (``Gather``): the table is stored packed row-wise (2-bit codes, 5 trits, 1 bit, or int8
+Embeddings (``Gather``; ORT's fused ``EmbedLayerNormalization`` is first replaced by the row Gathers and the
+``SkipLayerNormalization`` it computes, see :func:`_unfuse_embed_layernorm`): the table is stored packed row-wise (2-bit codes, 5 trits, 1 bit, or int8
 with a per-row scale); the rows are gathered from the packed table and unpacked at run time
 (``Gather -> Cast -> Gather(lookup table) -> Reshape -> Slice -> Cast -> Mul(alpha[ids])``), so the
 table is never expanded to fp32 and the embedding lookups stay exact in fp32. A table that something
-other than a plain Gather reads (ORT's fused ``EmbedLayerNormalization``, which takes the word, position
-and token-type tables as float inputs) is unpacked whole, ``codes * alpha`` per row, by a subgraph of
+other than a plain Gather reads (an ``EmbedLayerNormalization`` left fused, e.g. with ``--embeddings fp32``
+reading a packed position table) is unpacked whole, ``codes * alpha`` per row, by a subgraph of
 constants in front of those readers: ORT folds it at session creation, so the file holds the packed table
 and the session an fp32 one with the quantized values (the record's ``note`` says so).
 
@@ -121,7 +122,9 @@ from deploytool.passes.pack_targets import (  # noqa: F401 - _find_targets and _
     _already_packed,
     _drop_dead_aliases,
     _find_targets,
+    _alias_uses,
     _fused_qkv_nodes,
+    _is_row_gather,
     _other_tables,
     _table_readers,
     _Target,
@@ -314,6 +317,61 @@ def _unpack_table(b: _Builder, t_val: ir.Value, alpha: np.ndarray, scheme: str, 
         x = b.op("Reshape", [x, b.const(np.array([vocab, planes, hidden], np.int64))], tag)
         return b.op("ReduceSum", [b.op("Mul", [x, a], tag), b.const(np.array([1], np.int64))], tag, keepdims=0)
     return b.op("Mul", [x, a], tag)
+
+
+def _unfuse_embed_layernorm(b: _Builder, model: ir.Model, node: ir.Node) -> None:
+    """Replace ORT's fused ``EmbedLayerNormalization`` ``node`` by what it computes, in ops that read table rows:
+    ``Gather`` of the word, position (``position_ids``, else ``0 .. S-1``) and segment rows, summed in the node's
+    order (word + position, + segment) by ``SkipLayerNormalization`` with the node's gamma, beta and epsilon; its
+    ``mask_index`` (the count of ones in each mask row, zeros without a mask) and ``embedding_sum`` where read.
+    The word table is then read by a plain Gather, which gathers packed rows as in an unfused export, instead of
+    being unpacked whole to fp32 at load (94 MB for BERT-base's, in the session and a bundle's ``.ort``)."""
+    graph = model.graph
+    ins = list(node.inputs) + [None] * (9 - len(node.inputs))
+    ids, seg, word, pos, seg_table, gamma, beta, mask, pos_ids = ins[:9]
+    eps = node.attributes["epsilon"].value if "epsilon" in node.attributes else 1e-12  # the op's default
+    tag = b.tag()
+    rows = b.op("Gather", [word, ids], tag, axis=0)
+    if pos_ids is None:  # the node's positions: 0 .. S-1 for every row
+        length = b.op("Gather", [b.op("Shape", [ids], tag), b.const(np.array(1, np.int64))], tag, axis=0)
+        pos_ids = b.op("Range", [b.const(np.array(0, np.int64)), length, b.const(np.array(1, np.int64))], tag)
+    positions = b.op("Gather", [pos, pos_ids], tag, axis=0)
+    if seg is not None and seg_table is not None:
+        x, skip = b.op("Add", [rows, positions], tag), b.op("Gather", [seg_table, seg], tag, axis=0)
+    else:
+        x, skip = rows, positions
+    outs = node.outputs
+    want_sum = len(outs) > 2 and (outs[2].uses() or outs[2].is_graph_output())
+    sln = b.ops("SkipLayerNormalization", [x, skip, gamma, beta], tag, 4 if want_sum else 1, domain="com.microsoft",
+                epsilon=float(eps))
+    new = {0: sln[0]}
+    if want_sum:
+        new[2] = sln[3]
+    if len(outs) > 1 and (outs[1].uses() or outs[1].is_graph_output()):
+        if mask is not None:
+            ones = b.op("Cast", [b.op("Equal", [mask, b.const(np.array(1, np.int32))], tag)], tag, to=ir.DataType.INT32)
+            if model.opset_imports.get("", 0) >= 13:
+                new[1] = b.op("ReduceSum", [ones, b.const(np.array([1], np.int64))], tag, keepdims=0)
+            else:
+                new[1] = b.op("ReduceSum", [ones], tag, axes=[1], keepdims=0)
+        else:
+            batch = b.op("Gather", [b.op("Shape", [ids], tag), b.const(np.array([0], np.int64))], tag, axis=0)
+            new[1] = b.op("ConstantOfShape", [batch], tag, value=ir.tensor(np.array([0], np.int32)))
+    nodes = b.take()
+    graph.insert_before(node, nodes)
+    for i, v in new.items():
+        old = outs[i]
+        v.shape, v.type = old.shape, old.type
+        old.replace_all_uses_with(v)
+        if old.is_graph_output():
+            graph.outputs[list(graph.outputs).index(old)] = v
+    graph.remove(node, safe=True)
+
+
+def _eln_readers(table_v: ir.Value) -> list[ir.Node]:
+    """ORT's fused ``EmbedLayerNormalization`` nodes that read ``table_v`` as their word table."""
+    return [n for n, idx in _alias_uses(table_v)
+            if n.op_type == "EmbedLayerNormalization" and n.domain == "com.microsoft" and idx == 2]
 
 
 # the attributes a fused Attention may carry and keep on QAttention / MultiHeadAttention (same meaning there)
@@ -559,6 +617,11 @@ class PackWeightsPass(DeployPass):
             old.append(w)
         if emb is not None and cfg.embedding_scheme is not None:
             table_v, gathers = emb
+            fused_tables = _eln_readers(table_v)
+            for node in fused_tables:  # read by row Gathers instead, which gather packed rows
+                _unfuse_embed_layernorm(b, model, node)
+            if fused_tables:
+                gathers = [n for n, idx in _alias_uses(table_v) if _is_row_gather(n, idx)]
             info = _pack_embedding(b, model, table_v, gathers, cfg.embedding_scheme)
             account("embedding", table_v.const_value.nbytes, info.pop("bytes"))
             record[table_v.name] = {**info, "role": "embedding"}
