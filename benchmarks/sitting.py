@@ -88,6 +88,8 @@ BENCHMARKS: tuple[Bench, ...] = (
     Bench("pass_speed", "pass_speed.py", ("-o", "{results}/pass_speed.json"), ("pass_speed.json",)),
     Bench("pack_load", "pack_load.py", ("-o", "{results}/pack_load.json"), ("pack_load.json",)),
     Bench("repack_bench", "repack_bench.py", ("-o", "{results}/repack_bench.json"), ("repack_bench.json",)),
+    Bench("fused_attention_bench", "fused_attention_bench.py", ("-o", "{results}/fused_attention_bench.json"),
+          ("fused_attention_bench.json",)),
     Bench("int8_codes", "int8_codes.py", ("--classifier", "{classifier}", "-o", "{results}/int8_codes.json"),
           ("int8_codes.json",), needs=("classifier",)),
     Bench("embedding_quality", "embedding_quality.py", ("-o", "{results}/embedding_quality.json"),
