@@ -460,6 +460,11 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
             costs.append(OpCost((n.name or f"{n.op_type}_{i}") + ":attention", n.op_type, "fp32", att,
                                 b - w_b, False, "attention"))
             b = w_b + nbytes(ins[0]) + sum(nbytes(o) for o in outs)
+        elif n.op_type == "MultiHeadAttention" and ins and len(shape(ins[0])) == 3:
+            # the attention alone (its projections are GEMMs of their own): Q K^T and P V over query [B, S, A]
+            a = shape(ins[0])
+            flops = 4.0 * float(a[0]) * float(a[1]) * float(a[1]) * float(a[2])
+            precision, kind = "fp32", "attention"
         elif n.op_type in _MOVE or free:
             flops = 0.0
         else:

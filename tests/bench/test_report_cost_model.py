@@ -107,7 +107,7 @@ def _fused_model(path, vocab=1000, hidden=32, heads=4, ffn=64):
         t.name = name
     ms = "com.microsoft"
     nodes = [helper.make_node("EmbedLayerNormalization", ["input_ids", "token_type_ids", "word", "pos", "seg", "gamma",
-                                                          "beta"], ["emb", ""], domain=ms, epsilon=1e-12),
+                                                          "beta"], ["emb", "emb_mask_index"], domain=ms, epsilon=1e-12),
              helper.make_node("Attention", ["emb", "Wqkv", "bqkv"], ["att"], domain=ms, num_heads=heads),
              helper.make_node("MatMul", ["att", "W1"], ["h"]), helper.make_node("MatMul", ["h", "W2"], ["out"])]
     ids = [helper.make_tensor_value_info(n, TensorProto.INT32, ["b", "s"]) for n in ("input_ids", "token_type_ids")]
@@ -134,3 +134,22 @@ def test_fused_attention_and_embedding_ops_are_costed_by_what_they_do(tmp_path):
     footprint = 4 * (h * 3 * h + h * ffn + ffn * h)
     assert {c.footprint for c in costs if c.kind == "gemm"} == {footprint}
     assert all(c.footprint == 0 for c in costs if c.kind != "gemm")
+
+
+@pytest.mark.parametrize("runtime", ["speed", "memory"])
+def test_packed_fused_attention_is_costed_as_the_fused_one(tmp_path, runtime):
+    """pack turns a fused Attention into QAttention on int8 codes (speed) or MatMulNBits + Split +
+    MultiHeadAttention (memory): the same QKV GEMM and the same attention over s x s, costed as such."""
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+
+    s, h = 16, 32
+    src = _fused_model(tmp_path / "f.onnx", hidden=h)
+    dst = tmp_path / "p.onnx"
+    pack_file(src, dst, PackConfig(weights="ternary", runtime=runtime), verify=False)
+    costs = op_costs(dst, seq_len=s)
+    ops = {c.op_type for c in costs}
+    assert ("QAttention" in ops) == (runtime == "speed") and ("MultiHeadAttention" in ops) == (runtime == "memory")
+    qkv = [c for c in costs if c.kind == "gemm" and c.flops == 2 * s * h * 3 * h]
+    assert len(qkv) == 1 and qkv[0].precision == "int8"  # int8 activations in both (accuracy_level 4)
+    att = [c for c in costs if c.kind == "attention"]
+    assert [c.flops for c in att] == [2 * 2 * s * s * h]
