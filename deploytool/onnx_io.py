@@ -874,7 +874,21 @@ def skeleton_proto(model: ir.Model, *, lazy: bool = False) -> tuple[onnx.ModelPr
     finally:
         for v, t in held.values():
             v.const_value = t
+    _restore_required_outputs(proto.graph)
     return proto, {name: t for name, (_, t) in held.items()}
+
+
+#: (domain, op) -> outputs ONNX Runtime's shape inference indexes whether or not they are named: the serializer
+#: drops trailing unnamed outputs (optional in ONNX), and ORT then refuses the node ("output index 1 is out of
+#: range; node has 1 outputs" for an EmbedLayerNormalization written ["emb", ""])
+_ORT_OUTPUT_COUNT = {("com.microsoft", "EmbedLayerNormalization"): 2}
+
+
+def _restore_required_outputs(graph: onnx.GraphProto) -> None:
+    for node in graph.node:
+        want = _ORT_OUTPUT_COUNT.get((node.domain, node.op_type))
+        if want is not None and len(node.output) < want:
+            node.output.extend([""] * (want - len(node.output)))
 
 
 def refer_to_data(t: onnx.TensorProto, location: str, offset: int, length: int) -> None:

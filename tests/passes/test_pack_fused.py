@@ -295,3 +295,36 @@ def test_a_fused_attention_with_a_past_state_keeps_fp32():
     assert "do_rotary" in _fused_kernel_blocker(node, PackConfig(weights="ternary"))
     node = ir.node("Attention", [x, w, b, m], attributes={"num_heads": 2}, domain="com.microsoft")
     assert _fused_kernel_blocker(node, PackConfig(weights="ternary")) is None
+
+
+def test_an_unnamed_optional_output_of_a_fused_node_survives_the_writer(tmp_path):
+    """ORT's fused EmbedLayerNormalization written with its mask index unnamed (``["emb", ""]``, optional in
+    ONNX): the writer used to drop the empty name, and ONNX Runtime's shape inference then refused the node
+    ("output index 1 is out of range"), so every pass failed its gate on a valid input."""
+    from onnx import TensorProto, helper
+
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+
+    rng = np.random.default_rng(0)
+    h, vocab = 16, 50
+
+    def init(name, *shape):
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.1).astype(np.float32), name)
+
+    inits = [init("word", vocab, h), init("pos", 32, h), init("seg", 2, h), init("gamma", h), init("beta", h),
+             init("W1", h, 4 * h), init("W2", 4 * h, h)]
+    ms = "com.microsoft"
+    nodes = [helper.make_node("EmbedLayerNormalization", ["ids", "types", "word", "pos", "seg", "gamma", "beta"],
+                              ["emb", ""], domain=ms, epsilon=1e-12),
+             helper.make_node("MatMul", ["emb", "W1"], ["x"]), helper.make_node("MatMul", ["x", "W2"], ["out"])]
+    ins = [helper.make_tensor_value_info(n, TensorProto.INT32, ["b", "s"]) for n in ("ids", "types")]
+    g = helper.make_graph(nodes, "g", ins, [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(ms, 1)])
+    m.ir_version = 9
+    src, dst = tmp_path / "f.onnx", tmp_path / "p.onnx"
+    onnx.save(m, str(src))
+    pack_file(src, dst, PackConfig(weights="ternary", runtime="speed"))  # the gate runs it
+    eln = [n for n in onnx.load(str(dst)).graph.node if n.op_type == "EmbedLayerNormalization"]
+    assert [list(n.output) for n in eln] == [["emb", ""]]
+    feeds = {"ids": rng.integers(0, vocab, (2, 5)).astype(np.int32), "types": np.zeros((2, 5), np.int32)}
+    assert np.isfinite(_run(dst, feeds)).all()
