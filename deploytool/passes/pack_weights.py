@@ -49,8 +49,8 @@ Embeddings (``Gather``; ORT's fused ``EmbedLayerNormalization`` is first replace
 with a per-row scale); the rows are gathered from the packed table and unpacked at run time
 (``Gather -> Cast -> Gather(lookup table) -> Reshape -> Slice -> Cast -> Mul(alpha[ids])``), so the
 table is never expanded to fp32 and the embedding lookups stay exact in fp32. A table that something
-other than a plain Gather reads (an ``EmbedLayerNormalization`` left fused, e.g. with ``--embeddings fp32``
-reading a packed position table) is unpacked whole, ``codes * alpha`` per row, by a subgraph of
+other than a plain Gather reads (any other op than the ``EmbedLayerNormalization`` unfused first) is
+unpacked whole, ``codes * alpha`` per row, by a subgraph of
 constants in front of those readers: ORT folds it at session creation, so the file holds the packed table
 and the session an fp32 one with the quantized values (the record's ``note`` says so).
 
@@ -368,10 +368,33 @@ def _unfuse_embed_layernorm(b: _Builder, model: ir.Model, node: ir.Node) -> None
     graph.remove(node, safe=True)
 
 
-def _eln_readers(table_v: ir.Value) -> list[ir.Node]:
-    """ORT's fused ``EmbedLayerNormalization`` nodes that read ``table_v`` as their word table."""
+#: the inputs of ORT's fused ``EmbedLayerNormalization`` that are tables: word, position, segment (token type)
+_ELN_TABLES = {2: "word", 3: "position", 4: "token_type"}
+
+
+def _eln_readers(table_v: ir.Value, key: str) -> list[ir.Node]:
+    """ORT's fused ``EmbedLayerNormalization`` nodes that read ``table_v`` as their ``key`` table."""
     return [n for n, idx in _alias_uses(table_v)
-            if n.op_type == "EmbedLayerNormalization" and n.domain == "com.microsoft" and idx == 2]
+            if n.op_type == "EmbedLayerNormalization" and n.domain == "com.microsoft" and _ELN_TABLES.get(idx) == key]
+
+
+def _unfuse_packed_tables(b: _Builder, model: ir.Model, emb, tables: dict[str, ir.Value], config: PackConfig):
+    """Every fused ``EmbedLayerNormalization`` that reads a table this pack packs (the word table, or with
+    ``position_embeddings`` the position and token-type tables) unfused (:func:`_unfuse_embed_layernorm`), so
+    that row Gathers read them packed; returns ``emb`` with the word table's row Gathers as they are now."""
+    packed = []
+    if emb is not None and config.embedding_scheme is not None:
+        packed.append((emb[0], "word"))
+    if config.position_scheme is not None:
+        packed += [(tables[k], k) for k in ("position", "token_type") if tables.get(k) is not None]
+    nodes: dict[int, ir.Node] = {}
+    for v, key in packed:
+        nodes.update((id(n), n) for n in _eln_readers(v, key))
+    for node in nodes.values():
+        _unfuse_embed_layernorm(b, model, node)
+    if nodes and emb is not None:
+        emb = (emb[0], [n for n, idx in _alias_uses(emb[0]) if _is_row_gather(n, idx)])
+    return emb
 
 
 # the attributes a fused Attention may carry and keep on QAttention / MultiHeadAttention (same meaning there)
@@ -615,13 +638,9 @@ class PackWeightsPass(DeployPass):
             account("attention", w.const_value.nbytes, info.pop("bytes"))
             record[w.name] = {**info, "role": "attention"}
             old.append(w)
+        emb = _unfuse_packed_tables(b, model, emb, tables, cfg)  # row Gathers of the packed tables
         if emb is not None and cfg.embedding_scheme is not None:
             table_v, gathers = emb
-            fused_tables = _eln_readers(table_v)
-            for node in fused_tables:  # read by row Gathers instead, which gather packed rows
-                _unfuse_embed_layernorm(b, model, node)
-            if fused_tables:
-                gathers = [n for n, idx in _alias_uses(table_v) if _is_row_gather(n, idx)]
             info = _pack_embedding(b, model, table_v, gathers, cfg.embedding_scheme)
             account("embedding", table_v.const_value.nbytes, info.pop("bytes"))
             record[table_v.name] = {**info, "role": "embedding"}

@@ -158,6 +158,26 @@ def test_memory_runtime_packs_the_fused_tables_exactly(distilbert_o2, tmp_path, 
     assert vocab == 100 and hidden == 24  # the tiny conformance shape the thresholds above were seen on
 
 
+def test_only_the_position_table_packed_under_the_fused_node(distilbert_o2, tmp_path):
+    """--embeddings fp32 --position-embeddings ternary: the fused node is unfused for its position table alone
+    (read by row Gathers, packed), the word table stays an fp32 initializer, and the numbers are the reference's
+    with only the position table (and the linear weights) quantized."""
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+
+    path, feeds = distilbert_o2
+    dst = tmp_path / "packed.onnx"
+    pack_file(path, dst, PackConfig(weights="ternary", runtime="memory", accuracy_level=0, embeddings="fp32",
+                                    position_embeddings="ternary"))
+    out = onnx.load(str(dst))
+    names = {t.name for t in out.graph.initializer}
+    assert "embeddings.word_embeddings.weight" in names and "embeddings.position_embeddings.weight" not in names
+    assert "EmbedLayerNormalization" not in {n.op_type for n in out.graph.node}
+    want = _reference(path, "ternary", True)
+    word = next(t for t in want.graph.initializer if t.name == "embeddings.word_embeddings.weight")
+    word.CopyFrom(next(t for t in onnx.load(str(path)).graph.initializer if t.name == word.name))
+    assert np.abs(_run(dst, feeds) - _run(want, feeds)).max() <= 1e-4
+
+
 def test_fused_table_without_gather_opset_14(tmp_path):
     """BERT through the TorchScript exporter at opset 14, ORT at O99: the fused node is the only reader of
     the word table (it used to stay fp32 with a skip; packed embeddings also needed opset 15)."""
