@@ -43,11 +43,9 @@ _ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
+    from deploytool.runtime.procstat import rss_bytes
+
+    return round(rss_bytes() / 2**20, 1)
 
 
 def _latency_worker(path: str, runs: int, out_npy: str) -> dict:

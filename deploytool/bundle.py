@@ -225,10 +225,6 @@ def shipped_size(path: str | os.PathLike, profile, file_mb: float, work: Path | 
 #: a ``model.ort`` over this many times its packed source holds pack's weights unpacked (bundle's note, fit's hint)
 ORT_UNPACKED_RATIO = 1.2
 
-#: pack schemes whose weights a constant subgraph unpacks (folded when a session, or the ORT converter, runs it)
-_FOLDED_SCHEMES = ("ternary2", "trit5", "binary1")
-
-
 def _unpacked_note(model: Path, source_bytes: int, ort_bytes: int) -> str | None:
     """Why ``model.ort`` is bigger than a packed source, or None: ONNX Runtime's converter constant-folds the
     subgraphs that unpack ``pack``'s 2-bit / 5-trit / 1-bit weights (as every session does at load), so the
@@ -238,9 +234,9 @@ def _unpacked_note(model: Path, source_bytes: int, ort_bytes: int) -> str | None
     unpacked to fp32 there, whatever the runtime: the record's note says so for those entries."""
     import onnx
 
-    from deploytool.graph._util import safe_name
     from deploytool.inspection import packing_record
-
+    from deploytool.passes.pack_config import packing_record_key
+    
     if ort_bytes <= ORT_UNPACKED_RATIO * source_bytes:
         return None
     try:
@@ -253,9 +249,9 @@ def _unpacked_note(model: Path, source_bytes: int, ort_bytes: int) -> str | None
     folding = (onnx.TensorProto.INT2, onnx.TensorProto.UINT16)
     stored: dict[str, set[int]] = {}
     for t in proto.graph.initializer:
-        hits = [k for k in record if t.name.startswith(safe_name(k) + "_")]
-        if hits:
-            stored.setdefault(max(hits, key=len), set()).add(t.data_type)
+        key = packing_record_key(record, t.name)
+        if key is not None:
+            stored.setdefault(key, set()).add(t.data_type)
     fp32 = sorted(k for k, v in record.items() if "unpacked to fp32" in str(v.get("note", "")))
     folded = sorted({str(v.get("scheme")) for k, v in record.items() if k not in fp32 and v.get("role") != "embedding"
                      and stored.get(k, set()) & set(folding)})

@@ -198,6 +198,23 @@ def shape_derived(v: ir.Value | None, memo: dict[int, bool] | None = None, depth
     return result
 
 
+def qkv_split(mha: ir.Node) -> tuple[ir.Node, int] | None:
+    """``(split, A)`` when a ``Split`` into three equal parts ``A`` along the last axis hands its outputs to
+    ``mha`` (a MultiHeadAttention) as query, key and value, in that order, and to nothing else: one packed
+    QKV projection read as three (``pack --runtime memory``'s form of ORT's fused Attention); else None."""
+    ins = [mha.inputs[i] if len(mha.inputs) > i else None for i in range(3)]
+    split = ins[0].producer() if ins[0] is not None else None
+    if split is None or split.op_type != "Split" or split.domain not in ("", "ai.onnx") or list(split.outputs) != ins:
+        return None
+    if any(len(o.uses()) != 1 or o.is_graph_output() for o in split.outputs):
+        return None
+    axis = int(split.attributes["axis"].value) if "axis" in split.attributes else 0
+    sizes = small_const(split.inputs[1]) if len(split.inputs) > 1 and split.inputs[1] is not None else None
+    if axis != -1 or sizes is None or sizes.size != 3 or len(set(int(v) for v in sizes.reshape(-1))) != 1:
+        return None
+    return split, int(sizes.reshape(-1)[0])
+
+
 def safe_name(base: str) -> str:
     """``base`` with ``::`` and ``/`` made ``_``: how a pass names what it adds after an existing value
     (pack's ``<weight>_<form>``, which the finder and repack map back to the weight)."""

@@ -71,6 +71,7 @@ from deploytool.graph._util import (
     const_tensor,
     consumers,
     data_consumers,
+    qkv_split,
     safe_name,
     shape_derived,
     single_consumer,
@@ -837,19 +838,15 @@ class _Finder:
         return block, x
 
     def _split_qkv(self, node: ir.Node) -> Linear | None:
-        """The projection whose output a ``Split`` into three equal parts along the last axis hands to the
-        MultiHeadAttention ``node`` as its query, key and value, in that order; None otherwise."""
-        ins = [node.inputs[i] if len(node.inputs) > i else None for i in range(3)]
-        split = ins[0].producer() if ins[0] is not None else None
-        if split is None or split.op_type != "Split" or list(split.outputs) != ins:
+        """The projection whose output one ``Split`` hands to the MultiHeadAttention ``node`` as its query, key
+        and value (:func:`~deploytool.graph._util.qkv_split`); None otherwise."""
+        found = qkv_split(node)
+        if found is None:
             return None
-        axis = int(split.attributes["axis"].value) if "axis" in split.attributes else 0
-        sizes = small_const(split.inputs[1]) if len(split.inputs) > 1 and split.inputs[1] is not None else None
-        if axis != -1 or sizes is None or len(set(int(s) for s in sizes.reshape(-1))) != 1:
-            return None
+        split, part = found
         p = split.inputs[0].producer() if split.inputs[0] is not None else None
         lin = self.linear(p) if p is not None and p.op_type in LINEAR_OPS else None
-        return lin if lin is not None and lin.out_features == 3 * int(sizes.reshape(-1)[0]) else None
+        return lin if lin is not None and lin.out_features == 3 * part else None
 
     # ------------------------------------------------------------------ residual + norm
     def residual_norm(self, y: ir.Value, residual: ir.Value, at: ir.Node, what: str) -> ir.Value:

@@ -101,3 +101,12 @@ class PackConfig:
     @property
     def needs_int2(self) -> bool:
         return self.linear_scheme == "ternary2"
+
+
+def packing_record_key(record: dict[str, dict], name: str) -> str | None:
+    """The entry of ``pack``'s record that the stored initializer ``name`` belongs to: ``pack`` names a weight's
+    stored forms ``<weight>_<form>`` (the weight's name made safe); the longest such weight, or None."""
+    from deploytool.graph._util import safe_name
+
+    hits = [key for key in record if name.startswith(safe_name(key) + "_")]
+    return max(hits, key=len) if hits else None

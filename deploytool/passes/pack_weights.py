@@ -119,10 +119,10 @@ from deploytool.passes.pack_graph import (
     pair_values,
 )
 from deploytool.passes.pack_targets import (  # noqa: F401 - _find_targets and _other_tables are re-exported
+    _alias_uses,
     _already_packed,
     _drop_dead_aliases,
     _find_targets,
-    _alias_uses,
     _fused_qkv_nodes,
     _is_row_gather,
     _other_tables,
@@ -203,6 +203,11 @@ def packed_kernel(b: _Builder, codes: np.ndarray, alpha: np.ndarray, scheme: str
     return make, stored + a.nbytes
 
 
+def _nbits2_record_scheme(config: PackConfig) -> str:
+    """The record's scheme of a weight on 2-bit MatMulNBits: what its codes are (two planes: binary2x2)."""
+    return {WeightScheme.TERNARY: "ternary2", WeightScheme.BINARY: "binary2"}.get(config.weights, "binary2x2")
+
+
 def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -> dict[str, Any]:
     graph = model.graph
     codes, alpha, planes = _codes_and_alpha(t, config)  # [P*N, K]
@@ -229,7 +234,7 @@ def _pack_linear(b: _Builder, model: ir.Model, t: _Target, config: PackConfig) -
                 out = b.op("Add", [out, bias], tag)
         _replace_kernel(graph, node, add, b.take(), out)
     if scheme == "nbits2":
-        scheme = {WeightScheme.TERNARY: "ternary2", WeightScheme.BINARY: "binary2"}.get(config.weights, "binary2x2")
+        scheme = _nbits2_record_scheme(config)
     elif planes > 1:
         scheme = f"{scheme}x{planes}"
     return {"scheme": scheme, "bits": packed_bytes * 8 / n_weights, "shape": [k_in, n_real], "bytes": packed_bytes}
@@ -397,8 +402,11 @@ def _unfuse_packed_tables(b: _Builder, model: ir.Model, emb, tables: dict[str, i
     return emb
 
 
-# the attributes a fused Attention may carry and keep on QAttention / MultiHeadAttention (same meaning there)
+# the attributes a fused Attention may carry and keep on QAttention / MultiHeadAttention (same meaning there);
+# those these kernels have no form of (set: the fp32 form stays); and one whose equal sizes the finder checked
 _ATTENTION_KEPT = ("num_heads", "scale", "mask_filter_value", "unidirectional")
+_ATTENTION_UNSUPPORTED = ("do_rotary", "past_present_share_buffer", "rotary_embedding_dim")
+_ATTENTION_CHECKED = ("qkv_hidden_sizes",)
 
 
 def _fused_kernel_blocker(node: ir.Node, config: PackConfig) -> str | None:
@@ -412,11 +420,10 @@ def _fused_kernel_blocker(node: ir.Node, config: PackConfig) -> str | None:
     if any(o.uses() or o.is_graph_output() for o in node.outputs[1:]):
         return "its present state is read"
     a = node.attributes
-    for name in ("do_rotary", "past_present_share_buffer", "rotary_embedding_dim"):
+    for name in _ATTENTION_UNSUPPORTED:
         if name in a and a[name].value:
             return f"{name} is set"
-    other = sorted(set(a) - set(_ATTENTION_KEPT) - {"qkv_hidden_sizes", "do_rotary", "past_present_share_buffer",
-                                                      "rotary_embedding_dim"})
+    other = sorted(set(a).difference(_ATTENTION_KEPT, _ATTENTION_UNSUPPORTED, _ATTENTION_CHECKED))
     if other:
         return f"attribute {other[0]} is not known here"
     if config.linear_scheme == "nbits2" and a.get("unidirectional") is not None and a["unidirectional"].value:
@@ -482,7 +489,7 @@ def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackCon
                                              accuracy_level=config.accuracy_level)
         _replace(graph, node, b.take(), out)
         if scheme == "nbits2":
-            scheme = "binary2" if config.weights is WeightScheme.BINARY else "ternary2"
+            scheme = _nbits2_record_scheme(config)
         return {"scheme": scheme, "bits": stored * 8 / (k_in * n3), "shape": [k_in, n3], "bytes": stored,
                 "note": note}
     planes = 2 if config.weights is WeightScheme.SPLIT_BINARY else 1

@@ -38,7 +38,12 @@ import onnx_ir as ir
 
 from deploytool.errors import PassRefusedError
 from deploytool.passes.base import DeployPass, DeployPassResult, Skip
-from deploytool.passes.pack_config import PACKING_KEY, Runtime, check_nbits_options
+from deploytool.passes.pack_config import (
+    PACKING_KEY,
+    Runtime,
+    check_nbits_options,
+    packing_record_key,
+)
 from deploytool.quant import packing
 from deploytool.validation import Flag, Integer, OneOf, schema
 
@@ -91,14 +96,6 @@ def _record(model: ir.Model) -> dict[str, dict]:
     from deploytool.variant import packing_record
 
     return packing_record(model.metadata_props)
-
-
-def _record_key(record: dict[str, dict], name: str) -> str | None:
-    """The record entry a packed initializer belongs to: ``pack`` names it ``<weight>_<form>``."""
-    from deploytool.graph._util import safe_name
-
-    hits = [key for key in record if name.startswith(safe_name(key) + "_")]
-    return max(hits, key=len) if hits else None
 
 
 def _const(v: ir.Value | None) -> np.ndarray | None:
@@ -160,7 +157,7 @@ def _find(model: ir.Model) -> tuple[list[_Linear], list[str]]:
                            f"{node.name}: MatMulNBits with zero points, g_idx or a computed B (not pack's)")
                 continue
             k, n = a["K"].as_int(), a["N"].as_int()
-            key = _record_key(record, b.name or "")
+            key = packing_record_key(record, b.name or "")
             found.append(_Linear(node, "nbits2", k, n, _input(node, 5), key, blob.nbytes,
                                  attention=_attention_after(node, n)))
             continue
@@ -181,7 +178,7 @@ def _find(model: ir.Model) -> tuple[list[_Linear], list[str]]:
         shape = b.shape
         dims = [d if isinstance(d, int) else None for d in shape] if shape is not None else []
         form = "ternary2" if stored[0].const_value.dtype == ir.DataType.INT2 else "pairs"
-        key = _record_key(record, stored[0].name or "")
+        key = packing_record_key(record, stored[0].name or "")
         k = n = 0
         if len(dims) == 2 and None not in dims:
             k, n = dims
@@ -193,24 +190,19 @@ def _find(model: ir.Model) -> tuple[list[_Linear], list[str]]:
 
 def _attention_after(node: ir.Node, n: int) -> ir.Node | None:
     """The ``MultiHeadAttention`` that ``pack --runtime memory`` puts after a fused Attention's QKV
-    ``MatMulNBits`` ``node`` (through one ``Split`` into three equal parts, read as its query, key and value in
-    that order), or None."""
+    ``MatMulNBits`` ``node`` (through one ``Split`` into its three thirds, :func:`~deploytool.graph._util.qkv_split`),
+    with no bias, attention bias or past state of its own; or None."""
+    from deploytool.graph._util import qkv_split
+
     uses = list(node.outputs[0].uses())
-    if len(uses) != 1 or node.outputs[0].is_graph_output() or n % 3:
+    if len(uses) != 1 or node.outputs[0].is_graph_output() or uses[0][0].op_type != "Split":
         return None
-    split = uses[0][0]
-    if split.op_type != "Split" or split.domain != "" or len(split.outputs) != 3:
+    readers = list(uses[0][0].outputs[0].uses())
+    mha = readers[0][0] if len(readers) == 1 else None
+    if mha is None or mha.op_type != "MultiHeadAttention" or mha.domain != _MS:
         return None
-    sizes = _const(_input(split, 1))
-    axis = split.attributes["axis"].as_int() if "axis" in split.attributes else 0
-    if sizes is None or [int(v) for v in np.asarray(sizes).reshape(-1)] != [n // 3] * 3 or axis != -1:
-        return None
-    readers = [list(o.uses()) for o in split.outputs]
-    if any(len(r) != 1 or o.is_graph_output() for r, o in zip(readers, split.outputs)):
-        return None
-    mha = readers[0][0][0]
-    if mha.op_type != "MultiHeadAttention" or mha.domain != _MS or any(
-            r[0][0] is not mha or r[0][1] != i for i, r in enumerate(readers)):
+    found = qkv_split(mha)
+    if found is None or found[0] is not uses[0][0] or 3 * found[1] != n:
         return None
     if any(_input(mha, i) is not None for i in (3, *range(5, len(mha.inputs)))):
         return None
@@ -504,7 +496,11 @@ class RepackPass(DeployPass):
         """Replace ``t``'s kernel (and a bias Add after it) with the ``target`` form of the same codes and scales
         (pack's own kernel writer), and update its record entry."""
         from deploytool.passes.pack_graph import _folded_bias, _replace, _replace_kernel
-        from deploytool.passes.pack_weights import attention_attrs, attention_kernel, packed_kernel
+        from deploytool.passes.pack_weights import (
+            attention_attrs,
+            attention_kernel,
+            packed_kernel,
+        )
 
         base = t.key or (t.node.inputs[1].name or "weight")
         if t.attention is not None:  # a fused attention's QKV: the target's attention kernel, as pack writes it
