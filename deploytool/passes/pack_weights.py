@@ -59,9 +59,12 @@ Fused attention (ONNX Runtime's transformer optimizer: ``com.microsoft.Attention
 the packed codes with the same mask (both of the optimizer's forms: token counts or the raw 2-D mask), heads,
 scale and mask value: ``DynamicQuantizeLinear`` + ``QAttention`` on the int8 codes (speed, densest: stored as
 the other linear weights, unpacked to int8 at load) or ``MatMulNBits`` + ``Split`` + ``MultiHeadAttention``
-(memory: 2 bits in memory). Until 2026-12-03 the QKV was unpacked to fp32 at load in every runtime (a quarter
+(memory: 2 bits in memory). Two binary planes (split-binary), which no attention kernel sums, are computed by
+the runtime's linear kernel over both planes (as a split-binary linear weight), their halves added, then ``Split``
+and ``MultiHeadAttention``. Until 2026-12-03 the QKV was unpacked to fp32 at load in every runtime (a quarter
 of the linear weights in fp32 in the session and a bundle's ``.ort``, on an fp32 GEMM); that form remains where
-no kernel fits (two binary planes, a past state, an attention bias, rotary embeddings), and its record note says why.
+no kernel fits (a past state, an attention bias, rotary embeddings; unidirectional for the MultiHeadAttention
+forms), and its record note says why.
 
 Every packed weight is recorded in ``metadata_props["deploytool.packing"]`` as JSON
 ``{name: {"scheme", "bits", "shape", "role"}}``. Post-training ternary/binary weights lose accuracy;
@@ -412,8 +415,6 @@ _ATTENTION_CHECKED = ("qkv_hidden_sizes",)
 def _fused_kernel_blocker(node: ir.Node, config: PackConfig) -> str | None:
     """Why the fused ``Attention`` ``node`` keeps an fp32 QKV (unpacked at load) instead of reading the packed
     codes with a kernel (``QAttention`` on int8 codes; ``MatMulNBits`` then ``MultiHeadAttention``), or None."""
-    if config.weights is WeightScheme.SPLIT_BINARY:
-        return "two binary planes per weight (no single int8 or 2-bit kernel sums them)"
     extra = [i for i in range(4, len(node.inputs)) if node.inputs[i] is not None]
     if extra:
         return "it reads a past state or an attention bias"
@@ -426,7 +427,8 @@ def _fused_kernel_blocker(node: ir.Node, config: PackConfig) -> str | None:
     other = sorted(set(a).difference(_ATTENTION_KEPT, _ATTENTION_UNSUPPORTED, _ATTENTION_CHECKED))
     if other:
         return f"attribute {other[0]} is not known here"
-    if config.linear_scheme == "nbits2" and a.get("unidirectional") is not None and a["unidirectional"].value:
+    mha = config.linear_scheme == "nbits2" or config.weights is WeightScheme.SPLIT_BINARY  # the MultiHeadAttention forms
+    if mha and a.get("unidirectional") is not None and a["unidirectional"].value:
         return "it is unidirectional"
     return None
 
@@ -439,13 +441,22 @@ def attention_attrs(node: ir.Node) -> dict[str, Any]:
 
 def attention_kernel(b: _Builder, x: ir.Value, bias: ir.Value | None, mask: ir.Value | None, attrs: dict[str, Any],
                      codes: np.ndarray, alpha: np.ndarray, scheme: str, base: str, *, block_size: int,
-                     accuracy_level: int) -> tuple[ir.Value, int, str]:
+                     accuracy_level: int, planes: int = 1) -> tuple[ir.Value, int, str]:
     """A fused self-attention over ``x`` whose QKV weight is the packed codes [3A, K] (per-column scales
     ``alpha`` [3A], Q | K | V), stored as ``scheme``: ``DynamicQuantizeLinear`` and ``QAttention`` on the int8
     codes (ternary2 / trit5 / binary1, unpacked to int8 at load: the attention ``quantize --int8`` writes), or
     ``MatMulNBits`` (nbits2: 2 bits in memory), ``Split`` and ``MultiHeadAttention``; with ``bias`` [3A], the
     ``mask`` (ORT's mask_index forms, as the fused Attention read it) and ``attrs`` (heads, scale, mask value).
-    The nodes are left in ``b``; returns (the output, the stored bytes, a note for the record)."""
+    The nodes are left in ``b``; returns (the output, the stored bytes, a note for the record).
+
+    ``planes`` 2 (split-binary): ``codes`` [3 * 2A, K] hold each third's two binary planes (Q1 Q2 K1 K2 V1 V2,
+    as :func:`~deploytool.passes.pack_codes._qkv_codes` makes them), which no attention kernel sums; they are
+    computed by one linear kernel in the planes' order [Q1 K1 V1 | Q2 K2 V2] (``DynamicQuantizeMatMul`` on the
+    1-bit codes, or ``MatMulNBits``), the halves added as for a plain split-binary linear weight, then the bias,
+    ``Split`` and ``MultiHeadAttention``."""
+    if planes > 1:
+        return _planes_attention(b, x, bias, mask, attrs, codes, alpha, scheme, base, block_size=block_size,
+                                 accuracy_level=accuracy_level, planes=planes)
     n3 = codes.shape[0]
     a = n3 // 3
     tag = b.tag()
@@ -463,6 +474,35 @@ def attention_kernel(b: _Builder, x: ir.Value, bias: ir.Value | None, mask: ir.V
     xq, xs, xzp = b.ops("DynamicQuantizeLinear", [x], tag, 3)
     out = b.op("QAttention", [xq, wq, bias, xs, s_val, mask, xzp], tag, domain="com.microsoft", **attrs)
     return out, stored, "fused Attention: QAttention on int8 codes (unpacked to int8 at load)"
+
+
+def _planes_attention(b: _Builder, x: ir.Value, bias: ir.Value | None, mask: ir.Value | None, attrs: dict[str, Any],
+                      codes: np.ndarray, alpha: np.ndarray, scheme: str, base: str, *, block_size: int,
+                      accuracy_level: int, planes: int) -> tuple[ir.Value, int, str]:
+    """:func:`attention_kernel` for a QKV of two binary planes per third (see there)."""
+    if planes != 2:
+        raise ValueError(f"{planes} planes: the plane sum here adds two")
+    a = codes.shape[0] // (3 * planes)
+    # [Q1 Q2 K1 K2 V1 V2] -> [Q1 K1 V1 Q2 K2 V2]: each plane's Q | K | V side by side, the planes one after the other
+    order = lambda v: np.ascontiguousarray(v.reshape(3, planes, a, *v.shape[1:]).swapaxes(0, 1)  # noqa: E731
+                                           .reshape(3 * planes * a, *v.shape[1:]))
+    codes = order(codes)
+    alpha = order(np.broadcast_to(np.asarray(alpha, np.float32).reshape(-1), (codes.shape[0],)))
+    tag = b.tag()
+    make, stored = packed_kernel(b, codes, alpha, scheme, base, tag, block_size=block_size,
+                                 accuracy_level=accuracy_level)
+    y = _sum_planes(b, make(x, None), 3 * a, tag)  # [.., 2 * 3A] -> [.., 3A]: plane 1 + plane 2
+    if bias is not None:
+        y = b.op("Add", [y, bias], tag)
+    q, k, v = b.ops("Split", [y, b.const(np.array([a, a, a], np.int64))], tag, 3, axis=-1)
+    out = b.op("MultiHeadAttention", [q, k, v, None, mask], tag, domain="com.microsoft", **attrs)
+    return out, stored, planes_attention_note(scheme)
+
+
+def planes_attention_note(scheme: str) -> str:
+    """The record note of a two-plane fused attention QKV whose kernel stores its codes as ``scheme``."""
+    kernel = "MatMulNBits (2 bits in memory)" if scheme == "nbits2" else "DynamicQuantizeMatMul on int8 codes"
+    return f"fused Attention: {kernel} over both binary planes, their sum, Split and MultiHeadAttention"
 
 
 def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackConfig) -> dict[str, Any]:
@@ -484,12 +524,15 @@ def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackCon
         scheme = config.linear_scheme
         bias = node.inputs[2] if len(node.inputs) > 2 else None
         mask = node.inputs[3] if len(node.inputs) > 3 else None
+        planes = 2 if config.weights is WeightScheme.SPLIT_BINARY else 1
         out, stored, note = attention_kernel(b, node.inputs[0], bias, mask, attention_attrs(node), codes, alpha,
                                              scheme, base, block_size=config.block_size,
-                                             accuracy_level=config.accuracy_level)
+                                             accuracy_level=config.accuracy_level, planes=planes)
         _replace(graph, node, b.take(), out)
         if scheme == "nbits2":
             scheme = _nbits2_record_scheme(config)
+        elif planes > 1:
+            scheme = f"{scheme}x{planes}"
         return {"scheme": scheme, "bits": stored * 8 / (k_in * n3), "shape": [k_in, n3], "bytes": stored,
                 "note": note}
     planes = 2 if config.weights is WeightScheme.SPLIT_BINARY else 1

@@ -16,9 +16,10 @@ blocks; the scales are the file's. They are written again in the target's form w
 so the output is what ``pack --runtime <target>`` writes for the same codes. Ternary embedding tables move too
 (5 trits a byte for ``densest``, 2 bits for the others: their codes read back through the file's own byte table).
 A fused attention's QKV moves with its kernel, as ``pack`` writes it: ``QAttention`` on the int8 codes (speed,
-densest) or ``MatMulNBits``, ``Split`` and ``MultiHeadAttention`` (memory). A fused Attention that ``pack`` left
-reading an fp32 QKV (two binary planes) keeps its storage (unpacked to fp32 at load in every runtime, and in a
-bundle's ``.ort``); the result's skips say so.
+densest) or ``MatMulNBits``, ``Split`` and ``MultiHeadAttention`` (memory); a two-plane (split-binary) QKV's linear
+kernel moves like any linear weight's. A fused Attention that ``pack`` left reading an fp32 QKV (a past state, an
+attention bias; files of split-binary weights packed before 2026-12-03) keeps its storage (unpacked to fp32 at load
+in every runtime, and in a bundle's ``.ort``); the result's skips say so.
 
 The gate compares the output with the input: equal where both read the weights with the same kernel
 (``speed`` <-> ``densest``), else a cosine of at least 0.9 (int8 activations per tensor in one kernel, per
@@ -500,6 +501,7 @@ class RepackPass(DeployPass):
             attention_attrs,
             attention_kernel,
             packed_kernel,
+            planes_attention_note,
         )
 
         base = t.key or (t.node.inputs[1].name or "weight")
@@ -525,7 +527,11 @@ class RepackPass(DeployPass):
         out = make(t.node.inputs[0], t.bias)
         _replace_kernel(graph, t.node, add, b.take(), out)
         if t.key in record:
-            record[t.key] = _entry(record[t.key], target, binary, stored, t, _planes(t, record))
+            old = record[t.key]
+            record[t.key] = _entry(old, target, binary, stored, t, _planes(t, record))
+            if str(old.get("note", "")).startswith("fused Attention: ") and _planes(t, record) > 1:
+                # a two-plane fused attention's QKV: its kernel (read as a plain linear one here) is named
+                record[t.key]["note"] = planes_attention_note(target)
 
     def _nbits_as_asked(self, t: _Linear) -> bool:
         a = t.node.attributes

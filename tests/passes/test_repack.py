@@ -286,14 +286,43 @@ def distilbert_o2(tmp_path_factory):
     return C.optimize(C.export(case, "optimum", work), 2, work / "distilbert-O2.onnx"), C.feeds(case)
 
 
+def test_fused_attention_left_on_fp32_keeps_its_storage(distilbert_o2, tmp_path):
+    """A fused Attention no MultiHeadAttention form takes (made unidirectional here): ``pack --runtime memory``
+    leaves it reading its QKV unpacked to fp32 at load. repack to speed keeps that storage (it does not invent a
+    QAttention for it), moves every other weight, says so in its skips, and computes what the input computes
+    up to the other weights' int8 activations."""
+    o2, feeds = distilbert_o2
+    m = onnx.load(str(o2))
+    for n in m.graph.node:
+        if n.op_type == "Attention":
+            n.attribute.append(onnx.helper.make_attribute("unidirectional", 1))
+    causal, packed, out = tmp_path / "causal.onnx", tmp_path / "p.onnx", tmp_path / "r.onnx"
+    onnx.save(m, str(causal))
+    pack_file(causal, packed, PackConfig(weights="ternary", runtime="memory"))
+    layers = sum(1 for n in m.graph.node if n.op_type == "Attention")
+    res = repack_file(packed, out, RepackConfig(runtime="speed"))
+    ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+    assert ops.count("Attention") == layers and "QAttention" not in ops and "MatMulNBits" not in ops
+    assert ops.count("DynamicQuantizeMatMul") == 3 * layers  # output and both FFN weights moved
+    kept = [s for s in res.skipped if "fused Attention QKV kept as stored" in s.reason]
+    assert len(kept) == layers, res.skipped
+    record = _record(out)
+    assert all("unidirectional" in record[k.node]["note"] for k in kept)
+    y, ref = run_onnx(out, feeds), run_onnx(packed, feeds)
+    for k in ref:
+        a, b = y[k].ravel().astype(np.float64), ref[k].ravel().astype(np.float64)
+        assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) >= 0.999
+
+
 @pytest.mark.parametrize("weights,frm,to", [("ternary", "speed", "densest"), ("ternary", "speed", "memory"),
                                             ("ternary", "memory", "speed"), ("binary", "memory", "densest"),
-                                            ("split-binary", "speed", "memory")])
+                                            ("split-binary", "speed", "memory"), ("split-binary", "memory", "densest")])
 def test_fused_embed_layernorm_and_fused_attention_file(distilbert_o2, tmp_path, weights, frm, to):
     """The fused table moves to the target's packing on both of its paths (5 trits a byte for densest); a
     fused Attention's QKV moves between QAttention (speed, densest) and MatMulNBits + MultiHeadAttention
     (memory) with the same codes; the file computes what ``pack --runtime <to>`` computes from the fp32 file.
-    Two binary planes have no such kernel: that QKV stays unpacked to fp32 at load, and the skips say so."""
+    Two binary planes: their QKV kernel (DynamicQuantizeMatMul or MatMulNBits over both planes, then Split and
+    MultiHeadAttention) moves like a plain linear weight's."""
     o2, feeds = distilbert_o2
     packed, direct, out = tmp_path / "p.onnx", tmp_path / "d.onnx", tmp_path / "r.onnx"
     pack_file(o2, packed, PackConfig(weights=weights, runtime=frm))
@@ -303,13 +332,12 @@ def test_fused_embed_layernorm_and_fused_attention_file(distilbert_o2, tmp_path,
         assert res.stats["tables_converted"] >= 1
     ops = [n.op_type for n in onnx.load(str(out)).graph.node]
     layers = sum(1 for n in onnx.load(str(o2)).graph.node if n.op_type == "Attention")
-    if weights == "split-binary":
-        assert ops.count("Attention") == layers
-        assert any("fused Attention QKV" in s.reason for s in res.skipped), res.skipped
-    else:
-        assert "Attention" not in ops and not res.skipped, res.skipped
-        kernel = "MultiHeadAttention" if to == "memory" else "QAttention"
-        assert ops.count(kernel) == layers
+    assert "Attention" not in ops and not res.skipped, res.skipped
+    kernel = "MultiHeadAttention" if to == "memory" or weights == "split-binary" else "QAttention"
+    assert ops.count(kernel) == layers
+    if weights == "split-binary":  # the QKV's kernel moved too: the target's kernel only, none of the input's left
+        want, gone = ("MatMulNBits", "DynamicQuantizeMatMul") if to == "memory" else ("DynamicQuantizeMatMul", "MatMulNBits")
+        assert ops.count(want) == 4 * layers and gone not in ops, ops
     assert _record(out) == _record(direct)
     y, ref = run_onnx(out, feeds), run_onnx(direct, feeds)
     for k in ref:
