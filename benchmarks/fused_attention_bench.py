@@ -15,8 +15,12 @@ after 3 warm-ups). Then once: the file size, the phone bundle's ``model.ort`` si
 (``deploytool.bundle.ort_size_mb``, runtime optimizations), and the cosine of each file's output with the base
 file's of the same runtime on a fixed padded batch ([2, 16], the second row 9 tokens).
 
-Usage: ``.venv/bin/python benchmarks/fused_attention_bench.py [--model PATH] [--base REV] [--rounds 3]
-[-o benchmarks/results/fused_attention_bench.json]``.
+``--weights split-binary`` (two binary planes per weight, BinaryBERT's TWS form) packs with those instead of
+ternary; its form before is the commit before 2026-12-03's two-plane kernel (``--base`` default ``ac32b98``), its
+results ``fused_attention_bench_split_binary.json``.
+
+Usage: ``.venv/bin/python benchmarks/fused_attention_bench.py [--model PATH] [--weights ternary|split-binary]
+[--base REV] [--rounds 3] [-o benchmarks/results/fused_attention_bench.json]``.
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ from _stamp import write_results  # beside this script: the results file's "run"
 
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent
-RESULTS = ROOT / "results" / "fused_attention_bench.json"
-BASE = "3e1723f"  # the last commit before pack ran a fused Attention's QKV on the packed codes
+# per --weights: the last commit before pack ran a fused Attention's QKV on the packed codes, and its results file
+BASES = {"ternary": "3e1723f", "split-binary": "ac32b98"}
+OUTPUTS = {"ternary": ROOT / "results" / "fused_attention_bench.json",
+           "split-binary": ROOT / "results" / "fused_attention_bench_split_binary.json"}
 RUNTIMES = ("speed", "memory")
 SEQS = (1, 8, 128)
 _ENV = dict(os.environ, OMP_NUM_THREADS="1")
@@ -87,10 +93,10 @@ def _latency_worker(path: str, runs: int, out_npy: str) -> dict:
     return row
 
 
-def _pack(tree: Path, src: Path, dst: Path, runtime: str) -> dict:
+def _pack(tree: Path, src: Path, dst: Path, runtime: str, weights: str) -> dict:
     env = dict(_ENV, PYTHONPATH=str(tree))
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "deploytool", "pack", str(src), "--weights", "ternary", "--runtime",
+    p = subprocess.run([sys.executable, "-m", "deploytool", "pack", str(src), "--weights", weights, "--runtime",
                         runtime, "-o", str(dst)], capture_output=True, text=True, cwd=str(tree), env=env)
     if p.returncode:
         raise SystemExit(f"pack {runtime} in {tree}: {(p.stderr or p.stdout).strip().splitlines()[-1:]}")
@@ -100,11 +106,12 @@ def _pack(tree: Path, src: Path, dst: Path, runtime: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=None, help="a BERT-base-shaped fp32 .onnx (default: made)")
-    ap.add_argument("--base", default=BASE, help=f"the revision of the form before (default {BASE})")
+    ap.add_argument("--weights", choices=sorted(BASES), default="ternary")
+    ap.add_argument("--base", default=None, help=f"the revision of the form before (default per --weights: {BASES})")
     ap.add_argument("--work", type=Path, default=None, help="folder for the files (default: a temporary one)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("-o", "--output", type=Path, default=RESULTS)
+    ap.add_argument("-o", "--output", type=Path, default=None, help=f"default per --weights: {OUTPUTS}")
     ap.add_argument("--_worker", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._worker:
@@ -115,6 +122,8 @@ def main() -> None:
     from pass_speed import bert_base_file
 
     run = stamp()
+    args.base = args.base or BASES[args.weights]
+    args.output = args.output or OUTPUTS[args.weights]
     rev = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{args.base}^{{commit}}"], capture_output=True,
                          text=True, cwd=REPO)
     if rev.returncode:
@@ -139,7 +148,7 @@ def main() -> None:
                 for side, tree, model in (("base", base, fused), ("this", REPO, fused), ("unfused", REPO, src)):
                     name = f"{rt}/{side}"
                     files[name] = work / f"{rt}-{side}.onnx"
-                    packs[name] = _pack(tree, model, files[name], rt)
+                    packs[name] = _pack(tree, model, files[name], rt, args.weights)
                     print(f"packed {name}: {packs[name]}", flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=REPO, check=False)
@@ -177,7 +186,8 @@ def main() -> None:
                           for seq in SEQS}
             ratios[rt]["rss_after_run"] = [round(y["rss_after_run_mb"] / x["rss_after_run_mb"], 3) for x, y in zip(b, t)]
             ratios[rt]["ort_size"] = round(summary[f"{rt}/this"]["ort_mb"] / summary[f"{rt}/base"]["ort_mb"], 3)
-    doc = {"benchmark": "fused_attention_bench", "model": info, "base": args.base, "threads": 1, "rounds": args.rounds,
+    doc = {"benchmark": "fused_attention_bench", "model": info, "weights": args.weights, "base": args.base,
+           "threads": 1, "rounds": args.rounds,
            "runs": args.runs, "packs": packs, "rounds_raw": rows, "summary": summary,
            "this_over_base": ratios}
     write_results(args.output, doc, run)

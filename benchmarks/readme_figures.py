@@ -1165,6 +1165,40 @@ def render_fused_attention(results: Path) -> str:
             f"of {d['rounds']} interleaved rounds, each file in a fresh process:")
     after = (f"Now against before, per round: {reading}. Outputs agree with before's to a cosine of at least "
              f"{cos:.5f} (int8 activations in the QKV now).")
+    text = _wrap(intro) + "\n\n" + "\n".join(rows) + "\n\n" + _wrap(after)
+    if (results / "fused_attention_bench_split_binary.json").exists():
+        text += "\n\n" + _fused_split_binary(results, label)
+    return text
+
+
+def _fused_split_binary(results: Path, label: dict[str, str]) -> str:
+    """The same with two binary planes per weight (fused_attention_bench_split_binary.json)."""
+    d = _load(results, "fused_attention_bench_split_binary.json")
+    sm, ratios = d["summary"], d["this_over_base"]
+    label = {**label, "base": f"fused, before (`{d['base']}`)"}
+    rows = ["| runtime | file | p50 1 / 8 / 128 tokens (ms) | RSS after a run | file | model.ort |",
+            "|---|---|---|---|---|---|"]
+    for name, r in sm.items():
+        rt, side = name.split("/")
+        rows.append(f"| {rt} | {label[side]} | {r['p50_ms_1']:.1f} / {r['p50_ms_8']:.1f} / {r['p50_ms_128']:.0f} | "
+                    f"{r['rss_after_run_mb']:.0f} MB | {r['file_mb']:.1f} MB | {r['ort_mb']:.1f} MB |")
+
+    def span(xs: list[float]) -> str:
+        lo, hi = min(xs), max(xs)
+        return f"{lo:.2f}x" if lo == hi else f"{lo:.2f}-{hi:.2f}x"
+
+    reading = "; ".join(
+        f"{rt}: {span(ratios[rt]['p50_ms_1'])} the latency at 1 token, {span(ratios[rt]['p50_ms_8'])} at 8, "
+        f"{span(ratios[rt]['p50_ms_128'])} at 128, {span(ratios[rt]['rss_after_run'])} the memory, "
+        f"{ratios[rt]['ort_size']:.2f}x the .ort" for rt in ratios)
+    intro = (f"With **two binary planes per weight** (`--weights split-binary`, BinaryBERT's form; "
+             f"{_run_when(d) or 'date not recorded'}; `{SRC}/fused_attention_bench_split_binary.json`) no attention "
+             "kernel sums the planes, so the QKV was unpacked to fp32 at load until this form: the runtime's linear "
+             "kernel over both planes, their sum, Split and MultiHeadAttention, as an unfused export runs them. "
+             f"Same protocol, {d['rounds']} rounds:")
+    grow = sm["memory/this"]["file_mb"] / sm["memory/base"]["file_mb"]
+    after = (f"Now against before, per round: {reading}. The memory file is {grow:.2f}x before's: MatMulNBits keeps "
+             "each plane's sign in a 2-bit code where the fp32 form stored 1 bit, the price of 2 bits in memory.")
     return _wrap(intro) + "\n\n" + "\n".join(rows) + "\n\n" + _wrap(after)
 
 
