@@ -874,21 +874,28 @@ def skeleton_proto(model: ir.Model, *, lazy: bool = False) -> tuple[onnx.ModelPr
     finally:
         for v, t in held.values():
             v.const_value = t
-    _restore_required_outputs(proto.graph)
+    _restore_unnamed_outputs(model.graph, proto.graph)
     return proto, {name: t for name, (_, t) in held.items()}
 
 
-#: (domain, op) -> outputs ONNX Runtime's shape inference indexes whether or not they are named: the serializer
-#: drops trailing unnamed outputs (optional in ONNX), and ORT then refuses the node ("output index 1 is out of
-#: range; node has 1 outputs" for an EmbedLayerNormalization written ["emb", ""])
-_ORT_OUTPUT_COUNT = {("com.microsoft", "EmbedLayerNormalization"): 2}
+def serialize_model(model: ir.Model) -> onnx.ModelProto:
+    """``ir.serde.serialize_model`` with each node's unnamed trailing outputs kept (see
+    :func:`_restore_unnamed_outputs`): what every in-memory serialization of a pass's model goes through."""
+    proto = ir.serde.serialize_model(model)
+    _restore_unnamed_outputs(model.graph, proto.graph)
+    return proto
 
 
-def _restore_required_outputs(graph: onnx.GraphProto) -> None:
-    for node in graph.node:
-        want = _ORT_OUTPUT_COUNT.get((node.domain, node.op_type))
-        if want is not None and len(node.output) < want:
-            node.output.extend([""] * (want - len(node.output)))
+def _restore_unnamed_outputs(graph: ir.Graph, proto: onnx.GraphProto) -> None:
+    """Give each node of ``proto`` (``graph`` serialized, nodes in the same order) the outputs ``graph``'s node
+    has: the serializer drops trailing unnamed outputs (optional in ONNX), and ONNX Runtime's shape inference of
+    some contrib ops indexes them whether or not they are named ("output index 1 is out of range; node has 1
+    outputs" for an EmbedLayerNormalization written ``["emb", ""]``). A node keeps the outputs it was read with."""
+    if len(proto.node) != len(graph):
+        return  # not this graph's serialization (nothing to match node by node)
+    for node, np_ in zip(graph, proto.node):
+        if len(np_.output) < len(node.outputs) and all(not o.name for o in node.outputs[len(np_.output):]):
+            np_.output.extend([""] * (len(node.outputs) - len(np_.output)))
 
 
 def refer_to_data(t: onnx.TensorProto, location: str, offset: int, length: int) -> None:

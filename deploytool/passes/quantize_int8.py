@@ -352,7 +352,7 @@ class Int8QuantizePass(DeployPass):
         cfg = self.config
         # streaming: without fusion the quantizer's input is written from the model's memory maps tensor by
         # tensor and only the graph (its skeleton) is read here; ORT's optimizer needs the whole proto
-        proto = ir.serde.serialize_model(model) if cfg.fusion is not Fusion.NONE else onnx_io.skeleton_proto(model)[0]
+        proto = onnx_io.serialize_model(model) if cfg.fusion is not Fusion.NONE else onnx_io.skeleton_proto(model)[0]
         stats: dict[str, Any] = {"mode": "static" if cfg.static else "dynamic", "per_channel": cfg.per_channel,
                                  "fusion": cfg.fusion.value, "engine": Engine.ORT.value,
                                  "weight_codes": cfg.weights.value}

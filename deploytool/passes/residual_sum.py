@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
+from deploytool import onnx_io
 from deploytool.passes.base import DeployPass, DeployPassResult
 
 __all__ = ["ResidualAddsToSumPass", "residual_adds_to_sum"]
@@ -67,5 +68,5 @@ def residual_adds_to_sum(proto) -> int:
     model = ir.serde.deserialize_model(proto)
     result = ResidualAddsToSumPass()(model)
     if result.modified:
-        proto.CopyFrom(ir.serde.serialize_model(model))
+        proto.CopyFrom(onnx_io.serialize_model(model))
     return result.stats["residual_add_as_sum"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
+from deploytool import onnx_io
 from deploytool.errors import PassRefusedError
 from deploytool.passes.base import DeployPass, DeployPassResult
 
@@ -129,7 +130,7 @@ def _convert(src_model: ir.Model, target: int):
         placeholders[name] = f"deploytool-placeholder-{len(placeholders)}"
         v.const_value = ir.ExternalTensor(placeholders[name], 0, t.nbytes, t.dtype, shape=t.shape, name=name)
     try:
-        proto = ir.serde.serialize_model(src_model)
+        proto = onnx_io.serialize_model(src_model)
     finally:
         for name, t in held.items():
             src_model.graph.initializers[name].const_value = t

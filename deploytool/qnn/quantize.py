@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from deploytool import onnx_io
 from deploytool.choices import parse_enum
 from deploytool.errors import ConfigError, InputFileError, PassRefusedError
 from deploytool.qnn.target import QuantDtype
@@ -325,7 +326,7 @@ def quantize_for_qnn(model: onnx.ModelProto, cfg: QnnQuantConfig, *,
         stats["mask_bounded"] = r.stats["masks_bounded"]
         stats["mask_value"] = cfg.mask_value
         stats["mask_skipped"] = [s.reason for s in r.skipped]
-    prepared = ir.serde.serialize_model(work)
+    prepared = onnx_io.serialize_model(work)
     # qnn_preprocess_model (ORT 1.32) crashes on a model with metadata_props (dict.update on protobuf
     # entries): take them off and put them back on the QDQ model
     metadata = [(p.key, p.value) for p in prepared.metadata_props]

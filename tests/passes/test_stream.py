@@ -168,6 +168,32 @@ def test_a_map_no_longer_used_is_unmapped_without_a_collection(src, tmp_path):
         gc.enable()
 
 
+def test_unnamed_trailing_outputs_are_written_as_read(tmp_path):
+    """The writer keeps each node's outputs as the file had them, unnamed trailing ones included (onnx_ir's
+    serializer drops those; ORT's shape inference of EmbedLayerNormalization then refuses ``["emb"]``), for any op,
+    not a table of them: a LayerNormalization ``["y", "", ""]`` and an EmbedLayerNormalization ``["emb", ""]``
+    come back as they were; a node with every output named is untouched."""
+    from onnx import TensorProto, helper
+
+    ms = "com.microsoft"
+    f = TensorProto.FLOAT
+    inits = [numpy_helper.from_array(np.full(s, 0.1, np.float32), n) for n, s in
+             (("word", (10, 4)), ("pos", (8, 4)), ("seg", (2, 4)), ("g", (4,)), ("b", (4,)))]
+    nodes = [helper.make_node("EmbedLayerNormalization", ["ids", "types", "word", "pos", "seg", "g", "b"],
+                              ["emb", ""], domain=ms),
+             helper.make_node("LayerNormalization", ["emb", "g", "b"], ["y", "", ""], axis=-1),
+             helper.make_node("Split", ["y"], ["s0", "s1"], axis=-1, num_outputs=2),
+             helper.make_node("Add", ["s0", "s1"], ["out"])]
+    ins = [helper.make_tensor_value_info(n, TensorProto.INT32, [1, 3]) for n in ("ids", "types")]
+    g = helper.make_graph(nodes, "g", ins, [helper.make_tensor_value_info("out", f, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(ms, 1)])
+    proto, _ = onnx_io.skeleton_proto(ir.serde.deserialize_model(m))
+    assert [list(n.output) for n in proto.graph.node] == [["emb", ""], ["y", "", ""], ["s0", "s1"], ["out"]]
+    # and the plain serializer does drop them (else this test tests nothing)
+    plain = ir.serde.serialize_model(ir.serde.deserialize_model(m))
+    assert [list(n.output) for n in plain.graph.node][:2] == [["emb"], ["y"]]
+
+
 def test_to_float16_is_ort_convert_np_to_float16():
     from onnxruntime.transformers.float16 import convert_np_to_float16
 
