@@ -161,26 +161,22 @@ def test_bundle_says_when_the_ort_holds_packed_weights_unpacked(tiny_onnx, tmp_p
         assert ort_bytes < 1.2 * packed.stat().st_size and "note" not in m["ort"]
 
 
-@pytest.mark.parametrize("weights,causal", [("ternary", False), ("split-binary", False), ("ternary", True)])
-def test_bundle_of_a_model_ort_fused_first(tiny_fused_onnx, tmp_path, weights, causal):
+@pytest.mark.parametrize("weights,fp32_qkv", [("ternary", False), ("split-binary", False), ("ternary", True)])
+def test_bundle_of_a_model_ort_fused_first(tiny_fused_onnx, tmp_path, monkeypatch, weights, fp32_qkv):
     """A memory-packed BERT that ONNX Runtime's optimizer fused first (EmbedLayerNormalization, Attention): every
     packed weight stays packed in the .ort (the word table gathered by rows, the QKV on MatMulNBits, two binary
-    planes included), no note. A fused Attention no 2-bit kernel reads (here made unidirectional, which
-    MultiHeadAttention does not take) reads its QKV unpacked to fp32, in the .ort too; the note names those
-    weights and that cause, and does not send the user to repack (the file is already in the memory runtime)."""
+    planes included), no note. A fused Attention no 2-bit kernel reads (a past state: pack's choice forced here, an
+    encoder export has none) reads its QKV unpacked to fp32, in the .ort too; the note names those weights and that
+    cause, and does not send the user to repack (the file is already in the memory runtime)."""
     import onnx
 
+    from deploytool.passes import pack_weights
     from deploytool.passes.pack_weights import PackConfig, pack_file
 
     src = tiny_fused_onnx("bert", layers=1, hidden=128, heads=4, ffn=512, vocab=2000)
     assert {"EmbedLayerNormalization", "Attention"} <= {n.op_type for n in onnx.load(str(src)).graph.node}
-    if causal:
-        m = onnx.load(str(src))
-        for n in m.graph.node:
-            if n.op_type == "Attention":
-                n.attribute.append(onnx.helper.make_attribute("unidirectional", 1))
-        src = tmp_path / "causal.onnx"
-        onnx.save(m, str(src))
+    if fp32_qkv:
+        monkeypatch.setattr(pack_weights, "_fused_kernel_blocker", lambda node, config: "it reads a past state")
     packed = tmp_path / "packed.onnx"
     pack_file(src, packed, PackConfig(weights=weights, runtime="memory"))
     out = tmp_path / "b"
@@ -188,7 +184,7 @@ def test_bundle_of_a_model_ort_fused_first(tiny_fused_onnx, tmp_path, weights, c
     assert r.exit_code == 0, r.output
     ort = json.loads(r.output)["ort"]
     ratio = (out / "model.ort").stat().st_size / packed.stat().st_size
-    if not causal:
+    if not fp32_qkv:
         assert ratio < 1.2 and "note" not in ort, (ratio, ort)
     else:
         assert ratio > 1.2

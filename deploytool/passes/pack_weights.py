@@ -63,8 +63,9 @@ the other linear weights, unpacked to int8 at load) or ``MatMulNBits`` + ``Split
 the runtime's linear kernel over both planes (as a split-binary linear weight), their halves added, then ``Split``
 and ``MultiHeadAttention``. Until 2026-12-03 the QKV was unpacked to fp32 at load in every runtime (a quarter
 of the linear weights in fp32 in the session and a bundle's ``.ort``, on an fp32 GEMM); that form remains where
-no kernel fits (a past state, an attention bias, rotary embeddings; unidirectional for the MultiHeadAttention
-forms), and its record note says why.
+no kernel fits (a past state, rotary embeddings), and its record note says why. A causal (``unidirectional``)
+Attention stays causal in either kernel; one with an attention bias (a relative position bias) runs on the
+MultiHeadAttention form in every runtime (QAttention takes none).
 
 Every packed weight is recorded in ``metadata_props["deploytool.packing"]`` as JSON
 ``{name: {"scheme", "bits", "shape", "role"}}``. Post-training ternary/binary weights lose accuracy;
@@ -410,14 +411,15 @@ def _unfuse_packed_tables(b: _Builder, model: ir.Model, emb, tables: dict[str, i
 _ATTENTION_KEPT = ("num_heads", "scale", "mask_filter_value", "unidirectional")
 _ATTENTION_UNSUPPORTED = ("do_rotary", "past_present_share_buffer", "rotary_embedding_dim")
 _ATTENTION_CHECKED = ("qkv_hidden_sizes",)
+_ATTENTION_BIAS = 5  # Attention's input added to the scores (MultiHeadAttention's too)
 
 
 def _fused_kernel_blocker(node: ir.Node, config: PackConfig) -> str | None:
     """Why the fused ``Attention`` ``node`` keeps an fp32 QKV (unpacked at load) instead of reading the packed
     codes with a kernel (``QAttention`` on int8 codes; ``MatMulNBits`` then ``MultiHeadAttention``), or None."""
-    extra = [i for i in range(4, len(node.inputs)) if node.inputs[i] is not None]
+    extra = [i for i in range(4, len(node.inputs)) if node.inputs[i] is not None and i != _ATTENTION_BIAS]
     if extra:
-        return "it reads a past state or an attention bias"
+        return "it reads a past state"
     if any(o.uses() or o.is_graph_output() for o in node.outputs[1:]):
         return "its present state is read"
     a = node.attributes
@@ -427,9 +429,6 @@ def _fused_kernel_blocker(node: ir.Node, config: PackConfig) -> str | None:
     other = sorted(set(a).difference(_ATTENTION_KEPT, _ATTENTION_UNSUPPORTED, _ATTENTION_CHECKED))
     if other:
         return f"attribute {other[0]} is not known here"
-    mha = config.linear_scheme == "nbits2" or config.weights is WeightScheme.SPLIT_BINARY  # the MultiHeadAttention forms
-    if mha and a.get("unidirectional") is not None and a["unidirectional"].value:
-        return "it is unidirectional"
     return None
 
 
@@ -441,12 +440,15 @@ def attention_attrs(node: ir.Node) -> dict[str, Any]:
 
 def attention_kernel(b: _Builder, x: ir.Value, bias: ir.Value | None, mask: ir.Value | None, attrs: dict[str, Any],
                      codes: np.ndarray, alpha: np.ndarray, scheme: str, base: str, *, block_size: int,
-                     accuracy_level: int, planes: int = 1) -> tuple[ir.Value, int, str]:
+                     accuracy_level: int, planes: int = 1,
+                     attention_bias: ir.Value | None = None) -> tuple[ir.Value, int, str]:
     """A fused self-attention over ``x`` whose QKV weight is the packed codes [3A, K] (per-column scales
     ``alpha`` [3A], Q | K | V), stored as ``scheme``: ``DynamicQuantizeLinear`` and ``QAttention`` on the int8
     codes (ternary2 / trit5 / binary1, unpacked to int8 at load: the attention ``quantize --int8`` writes), or
     ``MatMulNBits`` (nbits2: 2 bits in memory), ``Split`` and ``MultiHeadAttention``; with ``bias`` [3A], the
-    ``mask`` (ORT's mask_index forms, as the fused Attention read it) and ``attrs`` (heads, scale, mask value).
+    ``mask`` (ORT's mask_index forms, as the fused Attention read it), ``attrs`` (heads, scale, mask value,
+    unidirectional) and an ``attention_bias`` added to the scores (MultiHeadAttention takes it, QAttention does
+    not: with one, the int8 codes run on ``DynamicQuantizeMatMul``, then ``Split`` and MultiHeadAttention).
     The nodes are left in ``b``; returns (the output, the stored bytes, a note for the record).
 
     ``planes`` 2 (split-binary): ``codes`` [3 * 2A, K] hold each third's two binary planes (Q1 Q2 K1 K2 V1 V2,
@@ -454,18 +456,11 @@ def attention_kernel(b: _Builder, x: ir.Value, bias: ir.Value | None, mask: ir.V
     computed by one linear kernel in the planes' order [Q1 K1 V1 | Q2 K2 V2] (``DynamicQuantizeMatMul`` on the
     1-bit codes, or ``MatMulNBits``), the halves added as for a plain split-binary linear weight, then the bias,
     ``Split`` and ``MultiHeadAttention``."""
-    if planes > 1:
-        return _planes_attention(b, x, bias, mask, attrs, codes, alpha, scheme, base, block_size=block_size,
-                                 accuracy_level=accuracy_level, planes=planes)
+    if planes > 1 or scheme == "nbits2" or attention_bias is not None:
+        return _split_attention(b, x, bias, mask, attrs, codes, alpha, scheme, base, block_size=block_size,
+                                accuracy_level=accuracy_level, planes=planes, attention_bias=attention_bias)
     n3 = codes.shape[0]
-    a = n3 // 3
     tag = b.tag()
-    if scheme == "nbits2":
-        make, stored = packed_kernel(b, codes, alpha, scheme, base, tag, block_size=block_size,
-                                     accuracy_level=accuracy_level)
-        q, k, v = b.ops("Split", [make(x, bias), b.const(np.array([a, a, a], np.int64))], tag, 3, axis=-1)
-        out = b.op("MultiHeadAttention", [q, k, v, None, mask], tag, domain="com.microsoft", **attrs)
-        return out, stored, "fused Attention: MatMulNBits (2 bits in memory), Split and MultiHeadAttention"
     wq, stored = dqmm_weight(b, np.ascontiguousarray(codes.T), scheme, base, tag)
     s_val = b.init(f"{base}_alpha", np.asarray(alpha, np.float32).reshape(-1))  # one, or one per column
     stored += s_val.const_value.nbytes
@@ -476,33 +471,42 @@ def attention_kernel(b: _Builder, x: ir.Value, bias: ir.Value | None, mask: ir.V
     return out, stored, "fused Attention: QAttention on int8 codes (unpacked to int8 at load)"
 
 
-def _planes_attention(b: _Builder, x: ir.Value, bias: ir.Value | None, mask: ir.Value | None, attrs: dict[str, Any],
-                      codes: np.ndarray, alpha: np.ndarray, scheme: str, base: str, *, block_size: int,
-                      accuracy_level: int, planes: int) -> tuple[ir.Value, int, str]:
-    """:func:`attention_kernel` for a QKV of two binary planes per third (see there)."""
-    if planes != 2:
-        raise ValueError(f"{planes} planes: the plane sum here adds two")
+def _split_attention(b: _Builder, x: ir.Value, bias: ir.Value | None, mask: ir.Value | None, attrs: dict[str, Any],
+                     codes: np.ndarray, alpha: np.ndarray, scheme: str, base: str, *, block_size: int,
+                     accuracy_level: int, planes: int, attention_bias: ir.Value | None) -> tuple[ir.Value, int, str]:
+    """:func:`attention_kernel`'s MultiHeadAttention form: the QKV on the runtime's linear kernel (both planes
+    summed where there are two), ``Split`` into Q, K and V, then MultiHeadAttention (see there)."""
+    if planes not in (1, 2):
+        raise ValueError(f"{planes} planes: one, or two summed")
     a = codes.shape[0] // (3 * planes)
-    # [Q1 Q2 K1 K2 V1 V2] -> [Q1 K1 V1 Q2 K2 V2]: each plane's Q | K | V side by side, the planes one after the other
-    order = lambda v: np.ascontiguousarray(v.reshape(3, planes, a, *v.shape[1:]).swapaxes(0, 1)  # noqa: E731
-                                           .reshape(3 * planes * a, *v.shape[1:]))
-    codes = order(codes)
-    alpha = order(np.broadcast_to(np.asarray(alpha, np.float32).reshape(-1), (codes.shape[0],)))
+    if planes > 1:
+        # [Q1 Q2 K1 K2 V1 V2] -> [Q1 K1 V1 Q2 K2 V2]: each plane's Q | K | V side by side, one plane after the other
+        order = lambda v: np.ascontiguousarray(v.reshape(3, planes, a, *v.shape[1:]).swapaxes(0, 1)  # noqa: E731
+                                               .reshape(3 * planes * a, *v.shape[1:]))
+        codes = order(codes)
+        alpha = order(np.broadcast_to(np.asarray(alpha, np.float32).reshape(-1), (codes.shape[0],)))
     tag = b.tag()
     make, stored = packed_kernel(b, codes, alpha, scheme, base, tag, block_size=block_size,
                                  accuracy_level=accuracy_level)
-    y = _sum_planes(b, make(x, None), 3 * a, tag)  # [.., 2 * 3A] -> [.., 3A]: plane 1 + plane 2
-    if bias is not None:
-        y = b.op("Add", [y, bias], tag)
+    if planes == 1:
+        y = make(x, bias)  # the bias in the kernel
+    else:
+        y = _sum_planes(b, make(x, None), 3 * a, tag)  # [.., 2 * 3A] -> [.., 3A]: plane 1 + plane 2
+        if bias is not None:
+            y = b.op("Add", [y, bias], tag)
     q, k, v = b.ops("Split", [y, b.const(np.array([a, a, a], np.int64))], tag, 3, axis=-1)
-    out = b.op("MultiHeadAttention", [q, k, v, None, mask], tag, domain="com.microsoft", **attrs)
-    return out, stored, planes_attention_note(scheme)
+    ins = [q, k, v, None, mask] + ([attention_bias] if attention_bias is not None else [])
+    out = b.op("MultiHeadAttention", ins, tag, domain="com.microsoft", **attrs)
+    return out, stored, split_attention_note(scheme, planes)
 
 
-def planes_attention_note(scheme: str) -> str:
-    """The record note of a two-plane fused attention QKV whose kernel stores its codes as ``scheme``."""
+def split_attention_note(scheme: str, planes: int) -> str:
+    """The record note of a fused attention QKV run on a linear kernel storing its codes as ``scheme`` (``planes``
+    of them summed), then Split and MultiHeadAttention."""
     kernel = "MatMulNBits (2 bits in memory)" if scheme == "nbits2" else "DynamicQuantizeMatMul on int8 codes"
-    return f"fused Attention: {kernel} over both binary planes, their sum, Split and MultiHeadAttention"
+    if planes > 1:
+        return f"fused Attention: {kernel} over both binary planes, their sum, Split and MultiHeadAttention"
+    return f"fused Attention: {kernel}, Split and MultiHeadAttention"
 
 
 def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackConfig) -> dict[str, Any]:
@@ -525,9 +529,11 @@ def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackCon
         bias = node.inputs[2] if len(node.inputs) > 2 else None
         mask = node.inputs[3] if len(node.inputs) > 3 else None
         planes = 2 if config.weights is WeightScheme.SPLIT_BINARY else 1
+        att_bias = node.inputs[_ATTENTION_BIAS] if len(node.inputs) > _ATTENTION_BIAS else None
         out, stored, note = attention_kernel(b, node.inputs[0], bias, mask, attention_attrs(node), codes, alpha,
                                              scheme, base, block_size=config.block_size,
-                                             accuracy_level=config.accuracy_level, planes=planes)
+                                             accuracy_level=config.accuracy_level, planes=planes,
+                                             attention_bias=att_bias)
         _replace(graph, node, b.take(), out)
         if scheme == "nbits2":
             scheme = _nbits2_record_scheme(config)

@@ -501,7 +501,7 @@ class RepackPass(DeployPass):
             attention_attrs,
             attention_kernel,
             packed_kernel,
-            planes_attention_note,
+            split_attention_note,
         )
 
         base = t.key or (t.node.inputs[1].name or "weight")
@@ -529,9 +529,10 @@ class RepackPass(DeployPass):
         if t.key in record:
             old = record[t.key]
             record[t.key] = _entry(old, target, binary, stored, t, _planes(t, record))
-            if str(old.get("note", "")).startswith("fused Attention: ") and _planes(t, record) > 1:
-                # a two-plane fused attention's QKV: its kernel (read as a plain linear one here) is named
-                record[t.key]["note"] = planes_attention_note(target)
+            if str(old.get("note", "")).startswith("fused Attention: "):
+                # a fused attention's QKV read as a plain linear weight here (two planes, or an attention bias:
+                # its Split and MultiHeadAttention stay as they are): the note names its new kernel
+                record[t.key]["note"] = split_attention_note(target, _planes(t, record))
 
     def _nbits_as_asked(self, t: _Linear) -> bool:
         a = t.node.attributes

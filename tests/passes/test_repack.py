@@ -286,20 +286,19 @@ def distilbert_o2(tmp_path_factory):
     return C.optimize(C.export(case, "optimum", work), 2, work / "distilbert-O2.onnx"), C.feeds(case)
 
 
-def test_fused_attention_left_on_fp32_keeps_its_storage(distilbert_o2, tmp_path):
-    """A fused Attention no MultiHeadAttention form takes (made unidirectional here): ``pack --runtime memory``
-    leaves it reading its QKV unpacked to fp32 at load. repack to speed keeps that storage (it does not invent a
-    QAttention for it), moves every other weight, says so in its skips, and computes what the input computes
-    up to the other weights' int8 activations."""
+def test_fused_attention_left_on_fp32_keeps_its_storage(distilbert_o2, tmp_path, monkeypatch):
+    """A fused Attention that ``pack`` left reading its QKV unpacked to fp32 at load (a past state: pack's choice
+    forced here, an encoder export has none; files of split-binary weights packed before 2026-12-03): repack to
+    speed keeps that storage (it does not invent a kernel for it), moves every other weight, says so in its skips,
+    and computes what the input computes up to the other weights' int8 activations."""
+    from deploytool.passes import pack_weights
+
     o2, feeds = distilbert_o2
-    m = onnx.load(str(o2))
-    for n in m.graph.node:
-        if n.op_type == "Attention":
-            n.attribute.append(onnx.helper.make_attribute("unidirectional", 1))
-    causal, packed, out = tmp_path / "causal.onnx", tmp_path / "p.onnx", tmp_path / "r.onnx"
-    onnx.save(m, str(causal))
-    pack_file(causal, packed, PackConfig(weights="ternary", runtime="memory"))
-    layers = sum(1 for n in m.graph.node if n.op_type == "Attention")
+    packed, out = tmp_path / "p.onnx", tmp_path / "r.onnx"
+    with monkeypatch.context() as mp:
+        mp.setattr(pack_weights, "_fused_kernel_blocker", lambda node, config: "it reads a past state")
+        pack_file(o2, packed, PackConfig(weights="ternary", runtime="memory"))
+    layers = sum(1 for n in onnx.load(str(o2)).graph.node if n.op_type == "Attention")
     res = repack_file(packed, out, RepackConfig(runtime="speed"))
     ops = [n.op_type for n in onnx.load(str(out)).graph.node]
     assert ops.count("Attention") == layers and "QAttention" not in ops and "MatMulNBits" not in ops
@@ -307,11 +306,34 @@ def test_fused_attention_left_on_fp32_keeps_its_storage(distilbert_o2, tmp_path)
     kept = [s for s in res.skipped if "fused Attention QKV kept as stored" in s.reason]
     assert len(kept) == layers, res.skipped
     record = _record(out)
-    assert all("unidirectional" in record[k.node]["note"] for k in kept)
+    assert all("past state" in record[k.node]["note"] for k in kept)
     y, ref = run_onnx(out, feeds), run_onnx(packed, feeds)
     for k in ref:
         a, b = y[k].ravel().astype(np.float64), ref[k].ravel().astype(np.float64)
         assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) >= 0.999
+
+
+@pytest.mark.parametrize("frm,to", [("speed", "memory"), ("memory", "speed"), ("memory", "densest")])
+def test_fused_attention_with_an_attention_bias(distilbert_o2, tmp_path, frm, to):
+    """A fused Attention with an attention bias runs as the QKV's linear kernel, Split and MultiHeadAttention in
+    every runtime; repack moves that kernel (read as a plain linear weight: the Split and the MultiHeadAttention
+    with its bias stay) and the file is what ``pack --runtime <to>`` writes: same record, same outputs."""
+    from deploytool.testing.fused import add_attention_bias
+
+    o2, feeds = distilbert_o2
+    src = add_attention_bias(o2, tmp_path / "bias.onnx")
+    packed, direct, out = tmp_path / "p.onnx", tmp_path / "d.onnx", tmp_path / "r.onnx"
+    pack_file(src, packed, PackConfig(weights="ternary", runtime=frm))
+    pack_file(src, direct, PackConfig(weights="ternary", runtime=to))
+    res = repack_file(packed, out, RepackConfig(runtime=to))
+    assert not res.skipped, res.skipped
+    ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+    layers = sum(1 for n in onnx.load(str(src)).graph.node if n.op_type == "Attention")
+    assert ops.count("MultiHeadAttention") == layers and "Attention" not in ops and "QAttention" not in ops
+    assert _record(out) == _record(direct)
+    y, ref = run_onnx(out, feeds), run_onnx(direct, feeds)
+    for k in ref:
+        np.testing.assert_array_equal(y[k], ref[k])
 
 
 @pytest.mark.parametrize("weights,frm,to", [("ternary", "speed", "densest"), ("ternary", "speed", "memory"),
