@@ -383,6 +383,16 @@ class Int8QuantizePass(DeployPass):
         if keep_fp32:
             skipped += [Skip(nm, "EmbedLayerNormalization with position_ids: ORT's QEmbedLayerNormalization "
                              "cannot take them; stays fp32") for nm in keep_fp32]
+        # ORT's quantizer makes a fused Attention a QAttention whatever it reads: a past state or an attention bias
+        # (a relative position bias, input 5), for which QAttention has no input, would be dropped silently
+        for i, n in enumerate(proto.graph.node):
+            extra = [k for k in range(4, len(n.input)) if n.input[k]]
+            if n.op_type == "Attention" and n.domain == "com.microsoft" and extra:
+                n.name = n.name or f"deploytool_attention_{i}"
+                keep_fp32.append(n.name)
+                what = "an attention bias" if extra == [5] else "a past state"
+                skipped.append(Skip(n.name, f"fused Attention with {what}: ORT's QAttention has no input for it "
+                                    "(its quantizer would drop it); stays fp32"))
         input_names = [i.name for i in proto.graph.input]
         feeds = _calibration_feeds(cfg, model, input_names) if cfg.static else []
         with tempfile.TemporaryDirectory(prefix="deploytool-int8-") as tmp:
