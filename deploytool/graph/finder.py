@@ -833,8 +833,13 @@ class _Finder:
         if "qkv_hidden_sizes" in attrs:
             sites.append(HeadSite(node=node, kind="attribute", value=None, attribute="qkv_hidden_sizes", index=None,
                                   meaning="all_head_size"))
+        # an attention bias added to the scores (Attention's and MultiHeadAttention's input 5), a per-head table
+        # such as a relative position bias: head surgery selects its heads (axis -3) as for an unfused graph's
+        bias_in = node.inputs[5] if node.op_type != "QAttention" and len(node.inputs) > 5 else None
+        score_bias = [(node, 5)] if bias_in is not None and small_const(bias_in) is None and \
+            self._has_table(bias_in) and not self._reads_input_data(bias_in) else []
         block = AttentionBlock(num_heads=heads, head_size=all_head // heads, q=q, k=k, v=v, o=o,
-                               head_sites=sites, fused=node, qkv=qkv)
+                               head_sites=sites, fused=node, qkv=qkv, score_bias=score_bias)
         return block, x
 
     def _split_qkv(self, node: ir.Node) -> Linear | None:

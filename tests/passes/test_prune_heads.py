@@ -94,3 +94,71 @@ def test_prune_ffn_keep_fraction(tiny_onnx, tmp_path):
     res = prune_ffn_file(src, tmp_path / "k.onnx", FFNPruneConfig(keep=0.25))
     assert res.counts.neurons_per_layer == [12, 12]
     assert res.stats["importance"] == "weight-magnitude (data-free)"
+
+
+def _heads_of_fused_reference(path, layer: int, drop: list[int]) -> onnx.ModelProto:
+    """The fused graph with ``drop`` heads of the ``layer``-th fused Attention removed by hand, restated in numpy:
+    each third of the QKV weight and bias keeps the other heads' columns, the output projection their rows,
+    num_heads shrinks, and the layer's attention bias reads its own copy of the table with those heads only."""
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    inits = {t.name: t for t in m.graph.initializer}
+    att = [n for n in m.graph.node if n.op_type == "Attention"][layer]
+    heads = next(a.i for a in att.attribute if a.name == "num_heads")
+    w = numpy_helper.to_array(inits[att.input[1]])
+    a = w.shape[1] // 3
+    d = a // heads
+    keep = [h for h in range(heads) if h not in drop]
+    within = np.concatenate([np.arange(h * d, (h + 1) * d) for h in keep])
+    cols = np.concatenate([t * a + within for t in range(3)])
+
+    def put(name, arr):
+        new = numpy_helper.from_array(np.ascontiguousarray(arr), name + f"__ref_L{layer}")
+        m.graph.initializer.append(new)
+        return new.name
+
+    att.input[1] = put(att.input[1], w[:, cols])
+    att.input[2] = put(att.input[2], numpy_helper.to_array(inits[att.input[2]])[cols])
+    for x in att.attribute:
+        if x.name == "num_heads":
+            x.i = len(keep)
+    o = next(n for n in m.graph.node if n.op_type == "MatMul" and n.input[0] == att.output[0])
+    o.input[1] = put(o.input[1], numpy_helper.to_array(inits[o.input[1]])[within, :])
+    sl = next(n for n in m.graph.node if n.output[0] == att.input[5])  # Slice(table, ...)
+    sl.input[0] = put(sl.input[0], numpy_helper.to_array(inits[sl.input[0]])[:, keep])
+    return m
+
+
+@pytest.mark.parametrize("drop", [[0], [1, 3]])
+def test_prune_heads_of_a_fused_attention_with_an_attention_bias(tmp_path, drop):
+    """ORT's fused Attention reading a per-head attention bias (a relative position bias table, as
+    ``deploytool.testing.fused`` adds): the heads go from the bias too (it used to keep all of them, and ONNX
+    Runtime refused the pruned file at the gate: nothing was written). Equal to the numpy restatement; reorder
+    (every head kept, permuted) keeps the outputs."""
+    pytest.importorskip("onnxruntime.transformers.optimizer")
+    from deploytool.passes.reorder import ReorderConfig, reorder_file
+    from deploytool.testing import conformance as C
+    from deploytool.testing.fused import add_attention_bias
+
+    case = C.MODEL_BY_NAME["bert"]
+    o2 = C.optimize(C.export(case, "torchscript-17", tmp_path / "e"), 2, tmp_path / "o2.onnx", raw_mask=True)
+    src = add_attention_bias(o2, tmp_path / "bias.onnx")
+    dst = tmp_path / "pruned.onnx"
+    prune_heads_file(src, dst, HeadPruneConfig(heads={1: drop}))
+    feeds = C.feeds(case)
+    got = run_bytes(dst.read_bytes(), feeds)
+    want = run_bytes(_heads_of_fused_reference(src, 1, drop).SerializeToString(), feeds)
+    assert max_diff(got, want) <= 1e-4
+    # the heads' bias matters: the same pruning with the table's first heads instead is far off
+    wrong = _heads_of_fused_reference(src, 1, drop)
+    sl = next(n for n in wrong.graph.node if n.input[0].endswith("__ref_L1"))
+    t = next(t for t in wrong.graph.initializer if t.name == sl.input[0])
+    from onnx import numpy_helper
+
+    table = numpy_helper.to_array(next(x for x in onnx.load(str(src)).graph.initializer if x.name == "attn_bias_table"))
+    t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(table[:, :table.shape[1] - len(drop)]), t.name))
+    assert max_diff(got, run_bytes(wrong.SerializeToString(), feeds)) > 1e-2
+    out = tmp_path / "reordered.onnx"
+    reorder_file(src, out, ReorderConfig())
+    assert max_diff(run_bytes(out.read_bytes(), feeds), run_bytes(src.read_bytes(), feeds)) <= 1e-4
