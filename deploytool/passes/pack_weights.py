@@ -416,7 +416,7 @@ _ATTENTION_BIAS = 5  # Attention's input added to the scores (MultiHeadAttention
 
 def _fused_kernel_blocker(node: ir.Node, config: PackConfig) -> str | None:
     """Why the fused ``Attention`` ``node`` keeps an fp32 QKV (unpacked at load) instead of reading the packed
-    codes with a kernel (``QAttention`` on int8 codes; ``MatMulNBits`` then ``MultiHeadAttention``), or None."""
+    codes with a kernel (:func:`attention_kernel`'s forms), or None."""
     extra = [i for i in range(4, len(node.inputs)) if node.inputs[i] is not None and i != _ATTENTION_BIAS]
     if extra:
         return "it reads a past state"
@@ -513,7 +513,7 @@ def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackCon
     """Pack the QKV weight of ORT's fused ``Attention`` ``node`` (Q, K and V quantized as three matrices).
 
     Where a kernel can read the codes (:func:`_fused_kernel_blocker`), the node becomes one
-    (:func:`_fused_qkv_kernel`): int8 weights in the session (speed, densest) or 2-bit ones (memory), as every
+    (:func:`attention_kernel`): int8 weights in the session (speed, densest) or 2-bit ones (memory), as every
     other linear weight. Otherwise the weight is stored packed (5 trits or 8 bits per byte) and unpacked to fp32
     in front of the Attention node, which only takes a float weight: ORT folds the unpacking at session
     creation, so the file shrinks and the computation is the fake-quantized fp32 weight's, exactly."""

@@ -17,9 +17,10 @@ so the output is what ``pack --runtime <target>`` writes for the same codes. Ter
 (5 trits a byte for ``densest``, 2 bits for the others: their codes read back through the file's own byte table).
 A fused attention's QKV moves with its kernel, as ``pack`` writes it: ``QAttention`` on the int8 codes (speed,
 densest) or ``MatMulNBits``, ``Split`` and ``MultiHeadAttention`` (memory); a two-plane (split-binary) QKV's linear
-kernel moves like any linear weight's. A fused Attention that ``pack`` left reading an fp32 QKV (a past state, an
-attention bias; files of split-binary weights packed before 2026-12-03) keeps its storage (unpacked to fp32 at load
-in every runtime, and in a bundle's ``.ort``); the result's skips say so.
+kernel moves like any linear weight's, as does one with an attention bias (its Split and MultiHeadAttention stay).
+A fused Attention that ``pack`` left reading an fp32 QKV (a past state; files packed before 2026-12-03 with
+split-binary weights or an attention bias) keeps its storage (unpacked to fp32 at load in every runtime, and in a
+bundle's ``.ort``); the result's skips say so.
 
 The gate compares the output with the input: equal where both read the weights with the same kernel
 (``speed`` <-> ``densest``), else a cosine of at least 0.9 (int8 activations per tensor in one kernel, per
