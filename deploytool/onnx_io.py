@@ -940,17 +940,16 @@ def _write_self_contained(f, proto: onnx.ModelProto, tensors: dict[str, object],
     f.write(_len_field(_MODEL_GRAPH, graph_len))
     f.write(graph_bytes)
     offsets: dict[str, int] = {}
-    with _Ahead([name for _, name, _ in entries if name is not None], tensors) as ahead:
-        for hb, name, n in entries:
-            f.write(_len_field(_GRAPH_INITIALIZER, n))
-            f.write(hb)
-            if name is None:
-                continue
-            t = tensors[name]
-            f.write(_len_field(_TENSOR_RAW_DATA, t.nbytes))
-            offsets[name] = f.tell()
-            _write_data(f, t, name, ahead)
-            after_each(name)
+    for hb, name, n in entries:
+        f.write(_len_field(_GRAPH_INITIALIZER, n))
+        f.write(hb)
+        if name is None:
+            continue
+        t = tensors[name]
+        f.write(_len_field(_TENSOR_RAW_DATA, t.nbytes))
+        offsets[name] = f.tell()
+        _write_data(f, t, name)
+        after_each(name)
     return offsets
 
 
@@ -976,60 +975,10 @@ def _copy_mapped(f, t: MappedTensor) -> bool:
         return False
 
 
-class _Ahead:
-    """Computes the next computed tensor's bytes (:func:`_tensor_buffer`) on one worker thread while this
-    thread writes the current one: the computing (numpy's take, ORT's Cast) and the write system calls both
-    run without the GIL, so on two cores they overlap. At most one tensor is computed ahead, so memory grows
-    by at most the largest computed tensor. Every computation runs on that one thread, in the file's order,
-    one at a time (as before, only no longer on the writing thread). Mapped tensors are not computed (the
-    kernel copies them). On one core it computes on the writing thread, as before."""
-
-    def __init__(self, names: list[str], tensors: dict[str, object]) -> None:
-        self.order = [n for n in names if not isinstance(tensors[n], MappedTensor)]
-        self.tensors = tensors
-        self.pool = None
-        self.pending: dict[str, object] = {}
-        self.next = 0
-        if len(self.order) > 1 and (os.cpu_count() or 1) > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.pool = ThreadPoolExecutor(1, thread_name_prefix="deploytool-write-ahead")
-
-    def _submit_next(self) -> None:
-        while self.next < len(self.order) and self.order[self.next] in self.pending:
-            self.next += 1
-        if self.pool is not None and self.next < len(self.order):
-            name = self.order[self.next]
-            self.pending[name] = self.pool.submit(_tensor_buffer, self.tensors[name])
-            self.next += 1
-
-    def buffer(self, name: str):
-        """``name``'s bytes (computed ahead, or now), the next one's computing started."""
-        future = self.pending.pop(name, None)
-        if future is None and self.pool is not None and name in self.order:
-            future = self.pool.submit(_tensor_buffer, self.tensors[name])
-            self.next = max(self.next, self.order.index(name) + 1)
-        self._submit_next()
-        return future.result() if future is not None else _tensor_buffer(self.tensors[name])
-
-    def close(self) -> None:
-        if self.pool is not None:
-            for future in self.pending.values():
-                future.cancel()
-            self.pool.shutdown(wait=True)  # a tensor being computed finishes before the caller goes on
-            self.pending.clear()
-
-    def __enter__(self) -> "_Ahead":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _write_data(f, t, name: str, ahead: _Ahead | None = None) -> None:
+def _write_data(f, t, name: str) -> None:
     if isinstance(t, MappedTensor) and _copy_mapped(f, t):
         return
-    buf = memoryview(ahead.buffer(name) if ahead is not None else _tensor_buffer(t)).cast("B")
+    buf = memoryview(_tensor_buffer(t)).cast("B")
     written = 0
     while written < len(buf):  # a slice at a time (WRITE_CHUNK); a write may also take less than asked
         n = f.write(buf[written:written + WRITE_CHUNK])
@@ -1044,20 +993,19 @@ def _write_data(f, t, name: str, ahead: _Ahead | None = None) -> None:
 def _write_data_file(f, proto: onnx.ModelProto, tensors: dict[str, object], location: str, after_each) -> dict[str, int]:
     """Write each placeholder's data into one data file (4 KiB-aligned) and point ``proto`` at it."""
     offsets: dict[str, int] = {}
-    with _Ahead([t.name for t in proto.graph.initializer if t.name in tensors], tensors) as ahead:
-        for t in proto.graph.initializer:
-            if t.name not in tensors:
-                continue
-            pos = f.tell()
-            pad = (-pos) % DATA_ALIGN
-            if pad:
-                f.write(b"\0" * pad)
-                pos += pad
-            tensor = tensors[t.name]
-            _write_data(f, tensor, t.name, ahead)
-            after_each(t.name)
-            offsets[t.name] = pos
-            refer_to_data(t, location, pos, tensor.nbytes)
+    for t in proto.graph.initializer:
+        if t.name not in tensors:
+            continue
+        pos = f.tell()
+        pad = (-pos) % DATA_ALIGN
+        if pad:
+            f.write(b"\0" * pad)
+            pos += pad
+        tensor = tensors[t.name]
+        _write_data(f, tensor, t.name)
+        after_each(t.name)
+        offsets[t.name] = pos
+        refer_to_data(t, location, pos, tensor.nbytes)
     return offsets
 
 
