@@ -178,8 +178,53 @@ class _Finder:
             v = dq.outputs[0]
         return v
 
+    @staticmethod
+    def plane_sum(node: ir.Node | None) -> ir.Node | None:
+        """pack's split-binary form of a projection: one kernel over both binary planes (``[.., 2N]``), its
+        two halves (``Slice`` of ``[0, N)`` and ``[N, 2N)`` along the last axis) added. Returns that ``Add``
+        for the kernel ``node``, None for any other node."""
+        if node is None or node.op_type not in LINEAR_OPS or not node.outputs:
+            return None
+        halves = consumers(node.outputs[0])
+        if len(halves) != 2 or node.outputs[0].is_graph_output():
+            return None
+        ranges = []
+        for sl in halves:
+            if sl.op_type != "Slice" or sl.domain not in ("", "ai.onnx") or len(sl.inputs) < 4 or \
+                    sl.inputs[0] is not node.outputs[0]:
+                return None
+            starts, ends, axes = (small_const(sl.inputs[i]) for i in (1, 2, 3))
+            steps = small_const(sl.inputs[4]) if len(sl.inputs) > 4 and sl.inputs[4] is not None else None
+            if starts is None or ends is None or axes is None or starts.size != 1 or ends.size != 1 or \
+                    axes.size != 1 or int(axes.reshape(-1)[0]) != -1 or \
+                    (steps is not None and (steps.size != 1 or int(steps.reshape(-1)[0]) != 1)):
+                return None
+            ranges.append((int(starts.reshape(-1)[0]), int(ends.reshape(-1)[0])))
+        ranges.sort()
+        (a0, a1), (b0, b1) = ranges
+        if not (a0 == 0 and a1 == b0 and b1 == 2 * a1 and a1 > 0):
+            return None
+        add = single_consumer(halves[0].outputs[0])
+        if add is None or add is not single_consumer(halves[1].outputs[0]) or add.op_type != "Add" or \
+                add.domain not in ("", "ai.onnx") or len(add.inputs) != 2 or \
+                {id(v) for v in add.inputs} != {id(halves[0].outputs[0]), id(halves[1].outputs[0])}:
+            return None
+        return add
+
+    def _plane_kernel(self, add: ir.Node) -> ir.Node | None:
+        """The kernel whose :meth:`plane_sum` ``add`` is, None when ``add`` is not one."""
+        a = add.inputs[0] if add.op_type == "Add" and len(add.inputs) == 2 else None
+        sl = a.producer() if a is not None else None
+        kernel = sl.inputs[0].producer() if sl is not None and sl.op_type == "Slice" and sl.inputs[0] is not None \
+            else None
+        return kernel if kernel is not None and self.plane_sum(kernel) is add else None
+
     def tail(self, node: ir.Node) -> ir.Value:
-        """The float product of a projection: after MatMulInteger's Cast and scale Mul (or a QDQ pair)."""
+        """The float product of a projection: after MatMulInteger's Cast and scale Mul (or a QDQ pair), or
+        after the two planes' sum of pack's split-binary form (:meth:`plane_sum`)."""
+        ps = self.plane_sum(node)
+        if ps is not None:
+            return self.past_qdq(ps.outputs[0])
         y = node.outputs[0]
         if node.op_type == "MatMulInteger":
             c = single_consumer(y)
@@ -200,6 +245,15 @@ class _Finder:
             return None
         weight = self._weight_root(w)
         layout, in_f, out_f = self._weight_geometry(node, w, weight)
+        ps = self.plane_sum(node)
+        if ps is not None:
+            # both planes' outputs side by side: the projection has half the kernel's width (a kernel whose
+            # geometry comes from pack's record already has the projection's)
+            half = min(int(small_const(i.producer().inputs[2]).reshape(-1)[0]) for i in ps.inputs)
+            if out_f == 2 * half:
+                out_f = half
+            elif out_f != half:
+                return None
         lin = Linear(node=node, weight=weight, layout=layout, in_features=in_f, out_features=out_f)
         lin.bias, lin.bias_node = self._bias(node, out_f)
         return lin
@@ -316,6 +370,8 @@ class _Finder:
                 return None, plumbing, part
             if p.op_type in LINEAR_OPS:
                 return self.linear(p), plumbing, part
+            if p.op_type == "Add" and len(p.inputs) == 2 and self._plane_kernel(p) is not None:
+                return self.linear(self._plane_kernel(p)), plumbing, part
             if p.op_type == "Add" and len(p.inputs) == 2:
                 a, b = p.inputs
                 if self.cone.is_const(b) and not self.cone.is_const(a):
@@ -849,9 +905,19 @@ class _Finder:
         if found is None:
             return None
         split, part = found
-        p = split.inputs[0].producer() if split.inputs[0] is not None else None
+        v = split.inputs[0]
+        p = v.producer() if v is not None else None
+        if p is not None and p.op_type == "Add" and self._plane_kernel(p) is None and len(p.inputs) == 2:
+            # pack's split-binary form: the bias Add after the planes' sum (read back through the linear's own
+            # bias rule below: linear_output must be the Split's input)
+            other = [i for i in p.inputs if i is not None and not self.cone.is_const(i)]
+            p = other[0].producer() if len(other) == 1 else None
+        if p is not None and p.op_type == "Add":
+            p = self._plane_kernel(p)
         lin = self.linear(p) if p is not None and p.op_type in LINEAR_OPS else None
-        return lin if lin is not None and lin.out_features == 3 * part else None
+        if lin is None or self.linear_output(lin) is not v:
+            return None
+        return lin if lin.out_features == 3 * part else None
 
     # ------------------------------------------------------------------ residual + norm
     def residual_norm(self, y: ir.Value, residual: ir.Value, at: ir.Node, what: str) -> ir.Value:
@@ -1210,6 +1276,10 @@ class _Finder:
             sites = []
             seen = {id(inter.node)}
             queue = deque([inter.node.outputs[0]])
+            ps = self.plane_sum(inter.node)
+            if ps is not None:  # pack's split-binary planes: their sum is the intermediate's output
+                seen |= {id(ps)} | {id(i.producer()) for i in ps.inputs}
+                queue = deque([ps.outputs[0]])
             next_readers = consumers
         while queue:
             val = queue.popleft()

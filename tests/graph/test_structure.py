@@ -192,3 +192,64 @@ def test_finder_and_inspect_import_neither_torch_nor_onnxruntime():
             "bad = [m for m in ('torch', 'onnxruntime') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("family,exporter,fuse", [("bert", "torch", False), ("distilbert", "optimum", False),
+                                                  ("bert", "torch", True)])
+@pytest.mark.parametrize("runtime", ["speed", "memory", "densest"])
+def test_split_binary_packed_graph_keeps_roles(tiny_onnx, tiny_torch_model, tmp_path, family, exporter, fuse,
+                                               runtime):
+    """pack's split-binary form (one kernel over both binary planes, its two halves sliced and added, then the
+    bias): each projection is read with the PyTorch module's width (not the kernel's doubled one) and its bias,
+    so ``inspect`` shows the structure of such a file (before 2026-12-03: "not recognised")."""
+    import onnx
+
+    from deploytool.passes.pack_weights import PACKING_KEY, PackConfig, pack_file
+
+    def load(path):  # the packing record stays (it is the packed weights' format), the export's hints go
+        model = onnx_io.load_model(path)
+        for key in [k for k in model.metadata_props if k != PACKING_KEY]:
+            del model.metadata_props[key]
+        return model
+
+    src = tiny_onnx(family, exporter, task=TASK)
+    if fuse:
+        from deploytool.runtime.fuse import fuse_transformer
+
+        fuse_transformer(src, tmp_path / "fused.onnx")
+        src = tmp_path / "fused.onnx"
+    dst = tmp_path / "sb.onnx"
+    pack_file(src, dst, PackConfig(weights="split-binary", runtime=runtime, embeddings="fp32"))
+    kernel = "MatMulNBits" if runtime == "memory" else "DynamicQuantizeMatMul"
+    s = find_structure(load(dst))
+    ref = _torch_weights(tiny_torch_model(family, task=TASK), family)
+    assert s.num_layers == 2 and s.hidden_size == 32
+    for layer, r in zip(s.layers, ref):
+        a = layer.attention
+        assert (a.num_heads, a.head_size, layer.ffn.width) == (4, 8, 64)
+        if fuse:
+            assert a.fused is not None and a.fused.op_type == "MultiHeadAttention"
+            pairs = [(a.qkv, (96, 32), np.concatenate([r[k][1] for k in "qkv"]))]
+        else:
+            pairs = [(getattr(a, k), r[k][0].shape, r[k][1]) for k in "qkvo"]
+        pairs += [(a.o, r["o"][0].shape, r["o"][1])] if fuse else []
+        pairs += [(layer.ffn.intermediate, r["inter"][0].shape, r["inter"][1]),
+                  (layer.ffn.output, r["out"][0].shape, r["out"][1])]
+        for lin, (out_f, in_f), bias in pairs:
+            assert lin.node.op_type == kernel, lin.node.op_type
+            assert (lin.out_features, lin.in_features) == (out_f, in_f)
+            np.testing.assert_allclose(const_tensor(lin.bias).numpy(), bias, atol=1e-6)
+    names = {id(n) for lyr in s.layers for n in lyr.nodes}
+    assert len(names) == sum(len(lyr.nodes) for lyr in s.layers)  # layers do not overlap
+
+    # the planes' sum is what makes the projection: with their halves subtracted it is no projection of the model
+    m = onnx.load(str(dst))
+    halves = {o: n for n in m.graph.node if n.op_type == "Slice" for o in n.output}
+    sums = [n for n in m.graph.node if n.op_type == "Add" and len(n.input) == 2 and all(i in halves for i in n.input)]
+    assert len(sums) == 2 * (4 if fuse else 6)  # every projection of the two layers (QKV packed in one if fused)
+    for n in sums:
+        n.op_type = "Sub"
+    bad = tmp_path / "sub.onnx"
+    onnx.save(m, str(bad))
+    with pytest.raises(StructureError):
+        find_structure(load(bad))
