@@ -204,6 +204,62 @@ def _fuse(proto, config: Int8Config, model: ir.Model):
 _LN_SAFE_FROM = 13
 
 
+_MHA_ATTRS = ("num_heads", "scale", "mask_filter_value", "unidirectional")
+
+
+def _attention_bias_as_mha(proto) -> int:
+    """Rewrite, in ``proto``, each fused ``Attention`` that reads an attention bias (input 5) and nothing else
+    QAttention lacks (no past state, no present read, no rotary) as ``MatMul`` (x by the QKV weight), ``Add`` (its
+    bias), ``Split`` into Q, K and V and ``MultiHeadAttention`` with the node's mask (ORT's mask_index forms, as
+    it read them), attention bias, heads, scale, mask value and causality. ORT's quantizer then quantizes that
+    MatMul as every other, where it would make the Attention a QAttention without the bias. Returns how many."""
+    from onnx import helper, numpy_helper
+
+    inits = {t.name: t for t in proto.graph.initializer}
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
+    nodes = list(proto.graph.node)
+    read = {i for n in nodes for i in n.input} | {o.name for o in proto.graph.output}
+    out, done = [], 0
+    for i, n in enumerate(nodes):
+        inputs = list(n.input) + [""] * (6 - len(n.input))
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        if n.op_type != "Attention" or n.domain != "com.microsoft" or len(n.input) < 6 or not inputs[5] or \
+                inputs[4] or len(n.input) > 6 or any(o in read for o in n.output[1:] if o) or \
+                set(attrs) - set(_MHA_ATTRS) - {"qkv_hidden_sizes"}:
+            out.append(n)
+            continue
+        sizes = [int(v) for v in attrs.get("qkv_hidden_sizes", [])]
+        w = inits.get(inputs[1])
+        if not sizes and w is not None and len(w.dims) == 2 and w.dims[1] % 3 == 0:
+            sizes = [int(w.dims[1]) // 3] * 3
+        if len(sizes) != 3 or len(set(sizes)) != 1:  # MultiHeadAttention's Q, K and V are one width
+            out.append(n)
+            continue
+        p = f"deploytool_mha{i}_"
+        made = [helper.make_node("MatMul", [inputs[0], inputs[1]], [p + "qkv"], name=p + "MatMul")]
+        qkv = p + "qkv"
+        if inputs[2]:
+            made.append(helper.make_node("Add", [qkv, inputs[2]], [p + "qkv_bias"], name=p + "Add"))
+            qkv = p + "qkv_bias"
+        if opset >= 13:
+            proto.graph.initializer.append(numpy_helper.from_array(np.array(sizes, np.int64), p + "split"))
+            made.append(helper.make_node("Split", [qkv, p + "split"], [p + "q", p + "k", p + "v"], name=p + "Split",
+                                         axis=-1))
+        else:
+            made.append(helper.make_node("Split", [qkv], [p + "q", p + "k", p + "v"], name=p + "Split", axis=-1,
+                                         split=sizes))
+        kept = {k: v for k, v in attrs.items() if k in _MHA_ATTRS}
+        made.append(helper.make_node("MultiHeadAttention", [p + "q", p + "k", p + "v", "", inputs[3], inputs[5]],
+                                     [n.output[0]], name=n.name or p + "MultiHeadAttention", domain="com.microsoft",
+                                     **kept))
+        out.extend(made)
+        done += 1
+    if done:
+        del proto.graph.node[:]
+        proto.graph.node.extend(out)
+    return done
+
+
 def _lift_opset_for_layernorm(proto) -> None:
     """ORT's optimizer writes ``LayerNormalization`` (an opset-17 op) into graphs of any opset; an
     opset-14 export would then be refused by onnx.checker although ORT runs it. Declare opset 17 where
@@ -384,7 +440,13 @@ class Int8QuantizePass(DeployPass):
             skipped += [Skip(nm, "EmbedLayerNormalization with position_ids: ORT's QEmbedLayerNormalization "
                              "cannot take them; stays fp32") for nm in keep_fp32]
         # ORT's quantizer makes a fused Attention a QAttention whatever it reads: a past state or an attention bias
-        # (a relative position bias, input 5), for which QAttention has no input, would be dropped silently
+        # (a relative position bias, input 5), for which QAttention has no input, would be dropped silently. One
+        # with an attention bias becomes MatMul, Split and MultiHeadAttention (which takes the bias): the MatMul is
+        # quantized like any other; one with a past state stays fp32 (as do all with fusion "none", whose quantizer
+        # input is written from the model, not from this proto)
+        as_mha = _attention_bias_as_mha(proto) if cfg.fusion is not Fusion.NONE else 0
+        if as_mha:
+            stats["attention_bias_as_mha"] = as_mha
         for i, n in enumerate(proto.graph.node):
             extra = [k for k in range(4, len(n.input)) if n.input[k]]
             if n.op_type == "Attention" and n.domain == "com.microsoft" and extra:

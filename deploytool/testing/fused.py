@@ -10,17 +10,19 @@ import onnx
 from onnx import helper, numpy_helper
 
 
-def add_attention_bias(src: str | Path, dst: str | Path, *, max_len: int = 64, seed: int = 0) -> Path:
+def add_attention_bias(src: str | Path, dst: str | Path, *, max_len: int = 64, seed: int = 0,
+                       scale: float = 0.5) -> Path:
     """``src`` with each fused ``Attention`` reading an attention bias (input 5, as a relative position bias
-    does): rows and columns ``[:S, :S]`` of one random ``[1, heads, max_len, max_len]`` table, S the node's
-    input length (so any sequence up to ``max_len`` runs). Written to ``dst``; returns it."""
+    does): rows and columns ``[:S, :S]`` of one random ``[1, heads, max_len, max_len]`` table (normal, standard
+    deviation ``scale``), S the node's input length (so any sequence up to ``max_len`` runs). Written to
+    ``dst``; returns it."""
     m = onnx.load(str(src))
     att = [n for n in m.graph.node if n.op_type == "Attention"]
     if not att:
         raise ValueError(f"{src}: no fused Attention node")
     heads = next(a.i for a in att[0].attribute if a.name == "num_heads")
     rng = np.random.default_rng(seed)
-    table = (rng.standard_normal((1, heads, max_len, max_len)) * 0.5).astype(np.float32)
+    table = (rng.standard_normal((1, heads, max_len, max_len)) * scale).astype(np.float32)
     g = m.graph
     g.initializer.extend([numpy_helper.from_array(table, "attn_bias_table"),
                           numpy_helper.from_array(np.array([1], np.int64), "attn_bias_one"),
