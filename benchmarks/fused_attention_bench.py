@@ -19,7 +19,13 @@ file's of the same runtime on a fixed padded batch ([2, 16], the second row 9 to
 ternary; its form before is the commit before 2026-12-03's two-plane kernel (``--base`` default ``ac32b98``), its
 results ``fused_attention_bench_split_binary.json``.
 
-Usage: ``.venv/bin/python benchmarks/fused_attention_bench.py [--model PATH] [--weights ternary|split-binary]
+``--weights int8`` measures ``quantize --int8`` instead, on the fused graph with an attention bias (input 5 of every
+Attention: a random ``[1, heads, 128, 128]`` relative-position table, ``deploytool.testing.fused.add_attention_bias``):
+the form before (``--base`` default ``96404fe``) keeps each such Attention in fp32, this one runs MatMul (int8),
+Split and MultiHeadAttention; no unfused row (the export has no attention bias); results
+``fused_attention_bench_int8_bias.json``.
+
+Usage: ``.venv/bin/python benchmarks/fused_attention_bench.py [--model PATH] [--weights ternary|split-binary|int8]
 [--base REV] [--rounds 3] [-o benchmarks/results/fused_attention_bench.json]``.
 """
 
@@ -40,9 +46,10 @@ from _stamp import write_results  # beside this script: the results file's "run"
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent
 # per --weights: the last commit before pack ran a fused Attention's QKV on the packed codes, and its results file
-BASES = {"ternary": "3e1723f", "split-binary": "ac32b98"}
+BASES = {"ternary": "3e1723f", "split-binary": "ac32b98", "int8": "96404fe"}
 OUTPUTS = {"ternary": ROOT / "results" / "fused_attention_bench.json",
-           "split-binary": ROOT / "results" / "fused_attention_bench_split_binary.json"}
+           "split-binary": ROOT / "results" / "fused_attention_bench_split_binary.json",
+           "int8": ROOT / "results" / "fused_attention_bench_int8_bias.json"}
 RUNTIMES = ("speed", "memory")
 SEQS = (1, 8, 128)
 _ENV = dict(os.environ, OMP_NUM_THREADS="1")
@@ -96,8 +103,10 @@ def _latency_worker(path: str, runs: int, out_npy: str) -> dict:
 def _pack(tree: Path, src: Path, dst: Path, runtime: str, weights: str) -> dict:
     env = dict(_ENV, PYTHONPATH=str(tree))
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "deploytool", "pack", str(src), "--weights", weights, "--runtime",
-                        runtime, "-o", str(dst)], capture_output=True, text=True, cwd=str(tree), env=env)
+    cmd = (["quantize", str(src), "--int8"] if weights == "int8" else
+           ["pack", str(src), "--weights", weights, "--runtime", runtime])
+    p = subprocess.run([sys.executable, "-m", "deploytool", *cmd, "-o", str(dst)], capture_output=True, text=True,
+                       cwd=str(tree), env=env)
     if p.returncode:
         raise SystemExit(f"pack {runtime} in {tree}: {(p.stderr or p.stdout).strip().splitlines()[-1:]}")
     return {"seconds": round(time.perf_counter() - t0, 2), "bytes": dst.stat().st_size}
@@ -138,14 +147,23 @@ def main() -> None:
 
             fr = fuse_transformer(src, fused)
             info["fused_ops"] = fr.fused_ops
+        runtimes = RUNTIMES
+        if args.weights == "int8":
+            from deploytool.testing.fused import add_attention_bias
+
+            biased = work / "bert-base.fused.bias.onnx"
+            add_attention_bias(fused, biased, max_len=max(SEQS))
+            fused, runtimes = biased, ("int8",)
+            info["attention_bias"] = "every Attention: a random [1, heads, 128, 128] table (std 0.5), seed 0"
         base = Path(tmp) / "base"
         subprocess.run(["git", "worktree", "add", "--detach", "-q", str(base), rev.stdout.strip()], cwd=REPO,
                        check=True)
         files: dict[str, Path] = {}
         packs: dict[str, dict] = {}
         try:
-            for rt in RUNTIMES:
-                for side, tree, model in (("base", base, fused), ("this", REPO, fused), ("unfused", REPO, src)):
+            for rt in runtimes:
+                sides = (("base", base, fused), ("this", REPO, fused), ("unfused", REPO, src))
+                for side, tree, model in sides[:2] if args.weights == "int8" else sides:
                     name = f"{rt}/{side}"
                     files[name] = work / f"{rt}-{side}.onnx"
                     packs[name] = _pack(tree, model, files[name], rt, args.weights)
@@ -180,7 +198,7 @@ def main() -> None:
             s["cosine_to_base_output"] = round(float(y @ ref / np.linalg.norm(y) / np.linalg.norm(ref)), 6)
             summary[name] = s
         ratios = {}
-        for rt in RUNTIMES:
+        for rt in runtimes:
             b, t = rows[f"{rt}/base"], rows[f"{rt}/this"]
             ratios[rt] = {f"p50_ms_{seq}": [round(y[f"p50_ms_{seq}"] / x[f"p50_ms_{seq}"], 3) for x, y in zip(b, t)]
                           for seq in SEQS}
