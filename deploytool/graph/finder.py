@@ -906,18 +906,27 @@ class _Finder:
             return None
         split, part = found
         v = split.inputs[0]
-        p = v.producer() if v is not None else None
-        if p is not None and p.op_type == "Add" and self._plane_kernel(p) is None and len(p.inputs) == 2:
-            # pack's split-binary form: the bias Add after the planes' sum (read back through the linear's own
-            # bias rule below: linear_output must be the Split's input)
-            other = [i for i in p.inputs if i is not None and not self.cone.is_const(i)]
-            p = other[0].producer() if len(other) == 1 else None
-        if p is not None and p.op_type == "Add":
-            p = self._plane_kernel(p)
-        lin = self.linear(p) if p is not None and p.op_type in LINEAR_OPS else None
-        if lin is None or self.linear_output(lin) is not v:
-            return None
-        return lin if lin.out_features == 3 * part else None
+        lin = self._linear_ending_at(v)
+        return lin if lin is not None and lin.out_features == 3 * part else None
+
+    def _linear_ending_at(self, v: ir.Value | None) -> Linear | None:
+        """The projection whose output (:meth:`linear_output`: after its dequantizing Cast and Mul, the planes'
+        sum, its bias Add) is ``v``, looking back a few nodes along non-constant inputs; None if there is none."""
+        frontier = [v]
+        for _ in range(5):
+            nxt = []
+            for u in frontier:
+                p = u.producer() if u is not None else None
+                if p is None:
+                    continue
+                kernel = p if p.op_type in LINEAR_OPS else self._plane_kernel(p) if p.op_type == "Add" else None
+                if kernel is not None:
+                    lin = self.linear(kernel)
+                    return lin if lin is not None and self.linear_output(lin) is v else None
+                if p.op_type in ("Add", "Mul", "Cast"):
+                    nxt += [i for i in p.inputs if i is not None and not self.cone.is_const(i)]
+            frontier = nxt
+        return None
 
     # ------------------------------------------------------------------ residual + norm
     def residual_norm(self, y: ir.Value, residual: ir.Value, at: ir.Node, what: str) -> ir.Value:

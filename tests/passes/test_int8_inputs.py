@@ -68,6 +68,22 @@ def test_int8_of_an_ort_fused_attention_with_a_bias_or_causal(tmp_path, edit):
         # every projection is int8, the QKV ones too: one integer GEMM per layer's QKV, O and two FFN, and the pooler
         assert ops.count("MatMulInteger") + ops.count("DynamicQuantizeMatMul") == 4 * layers + 1, ops
         assert res.stats["attention_bias_as_mha"] == layers
+        # the finder reads the int8 QKV (MatMulInteger, its scale, the bias Add) before the Split as the layer's
+        # packed QKV projection, with the fused node's bias
+        from onnx import numpy_helper
+
+        from deploytool import onnx_io
+        from deploytool.graph import find_structure
+        from deploytool.graph._util import const_tensor
+
+        s = find_structure(onnx_io.load_model(dst))
+        inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(src)).graph.initializer}
+        assert s.num_layers == layers
+        for layer, n in zip(s.layers, fused):
+            a = layer.attention
+            assert a.fused.op_type == "MultiHeadAttention" and a.qkv.node.op_type == "MatMulInteger"
+            assert a.qkv.out_features == 3 * a.num_heads * a.head_size
+            np.testing.assert_array_equal(const_tensor(a.qkv.bias).numpy(), inits[n.input[2]])
         assert not [s for s in res.skipped if "attention bias" in s.reason], res.skipped
     else:
         qatt = [n for n in out.graph.node if n.op_type == "QAttention"]
