@@ -1168,7 +1168,36 @@ def render_fused_attention(results: Path) -> str:
     text = _wrap(intro) + "\n\n" + "\n".join(rows) + "\n\n" + _wrap(after)
     if (results / "fused_attention_bench_split_binary.json").exists():
         text += "\n\n" + _fused_split_binary(results, label)
+    if (results / "fused_attention_bench_int8_bias.json").exists():
+        text += "\n\n" + _fused_int8_bias(results)
     return text
+
+
+def _fused_int8_bias(results: Path) -> str:
+    """int8 of a fused graph whose Attention reads an attention bias (fused_attention_bench_int8_bias.json)."""
+    d = _load(results, "fused_attention_bench_int8_bias.json")
+    sm, ratios = d["summary"], d["this_over_base"]["int8"]
+    label = {"base": f"before (`{d['base']}`): fp32 Attention", "this": "now: int8 MatMul, Split, MultiHeadAttention"}
+    rows = ["| file | p50 1 / 8 / 128 tokens (ms) | RSS after a run | file | model.ort |", "|---|---|---|---|---|"]
+    for name, r in sm.items():
+        rows.append(f"| {label[name.split('/')[1]]} | {r['p50_ms_1']:.1f} / {r['p50_ms_8']:.1f} / "
+                    f"{r['p50_ms_128']:.0f} | {r['rss_after_run_mb']:.0f} MB | {r['file_mb']:.1f} MB | "
+                    f"{r['ort_mb']:.1f} MB |")
+
+    def span(xs: list[float]) -> str:
+        lo, hi = min(xs), max(xs)
+        return f"{lo:.2f}x" if lo == hi else f"{lo:.2f}-{hi:.2f}x"
+
+    intro = ("**int8 of a fused Attention with an attention bias** (a relative position bias on every layer; "
+             f"`fused_attention_bench.py --weights int8`, {_run_when(d) or 'date not recorded'}; `{SRC}/fused_attention_bench_int8_bias.json`): "
+             "QAttention has no input for the bias, so such a node stayed an fp32 Attention; now its QKV is an int8 "
+             "MatMul, then Split and MultiHeadAttention, which takes the bias. Same protocol, "
+             f"{d['rounds']} rounds:")
+    cos = sm["int8/this"]["cosine_to_base_output"]
+    after = (f"Per round: {span(ratios['p50_ms_1'])} the latency at 1 token, {span(ratios['p50_ms_8'])} at 8, "
+             f"{span(ratios['p50_ms_128'])} at 128, {span(ratios['rss_after_run'])} the memory, "
+             f"{ratios['ort_size']:.2f}x the .ort; the output's cosine to before's is {cos:.5f}.")
+    return _wrap(intro) + "\n\n" + "\n".join(rows) + "\n\n" + _wrap(after)
 
 
 def _fused_split_binary(results: Path, label: dict[str, str]) -> str:
