@@ -143,31 +143,54 @@ def _made_from_byte_table(v: ir.Value | None) -> bool:
     return True
 
 
+# how far back :class:`ConstCone` follows producers (an unpacking subgraph is ~6 deep; activations go back to the
+# graph inputs, which the walk need not reach to know they are not constant)
+CONE_DEPTH = 24
+
+
 class ConstCone:
-    """Memoised 'is this value computed from constants only' (weights unpacked by a subgraph)."""
+    """Memoised 'is this value computed from constants only' (weights unpacked by a subgraph).
+
+    The walk stops :data:`CONE_DEPTH` producers back. A "not constant" found only because a walk stopped there
+    is remembered with the depth it had left, and a later query with more left looks again: before
+    2026-12-03 it was remembered as final, so once a walk from far downstream had reached a packed weight's
+    unpacking nodes near its limit, the weight read as computed from data for the rest of the search (a
+    packed MobileBERT's FFN intermediate, DynamicQuantizeMatMul, was then no projection at all)."""
 
     def __init__(self) -> None:
-        self._memo: dict[int, ir.Value | None] = {}
+        # id -> (root, None when final, else the depth that was left when a stopped walk found no root)
+        self._memo: dict[int, tuple[ir.Value | None, int | None]] = {}
 
     def root(self, v: ir.Value | None, depth: int = 0) -> ir.Value | None:
         """The largest constant tensor this value is computed from, or None if it depends on inputs."""
+        return self._root(v, depth)[0]
+
+    def _root(self, v: ir.Value | None, depth: int) -> tuple[ir.Value | None, bool]:
         if v is None:
-            return None
+            return None, True
         key = id(v)
-        if key in self._memo:
-            return self._memo[key]
+        left = CONE_DEPTH - depth
+        hit = self._memo.get(key)
+        if hit is not None and (hit[1] is None or hit[1] >= left):
+            return hit[0], hit[1] is None
         result: ir.Value | None = None
+        final = True
         if const_tensor(v) is not None:
             result = v
-        elif depth < 24:
+        elif left <= 0:
+            final = False  # not looked at: unknown, not "not constant"
+        else:
             p = v.producer()
             if p is not None and p.inputs and not v.is_graph_input():
-                roots = [self.root(i, depth + 1) for i in p.inputs if i is not None]
+                got = [self._root(i, depth + 1) for i in p.inputs if i is not None]
+                roots = [r for r, _ in got]
                 if roots and all(r is not None for r in roots):
                     # an unpack lookup's stored tensor is its bytes, however small next to the table
                     result = roots[1] if is_unpack_lookup(p) else max(roots, key=lambda r: const_tensor(r).size)
-        self._memo[key] = result
-        return result
+                else:  # not constant for sure when some input surely is not
+                    final = not roots or any(r is None and f for r, f in got)
+        self._memo[key] = (result, None if final else left)
+        return result, final
 
     def is_const(self, v: ir.Value | None) -> bool:
         return self.root(v) is not None

@@ -99,3 +99,24 @@ def test_int8_mobilebert_is_inspected_with_its_structure(exported, tmp_path):
     assert rep.structure_error is None and rep.family == "mobilebert"
     assert [la.num_heads for la in rep.layers] == [model.config.num_attention_heads] * model.config.num_hidden_layers
     assert [la.ffn_width for la in rep.layers] == [2 * model.config.intermediate_size] * model.config.num_hidden_layers
+
+
+@pytest.mark.parametrize("name", ["mobilebert", "mobilebert-ln"])
+@pytest.mark.parametrize("runtime", ["speed", "densest", "memory"])
+def test_packed_mobilebert_is_inspected_with_its_structure(exported, tmp_path, name, runtime):
+    """Packed MobileBERTs keep their structure for ``inspect``: before 2026-12-03 the int8-kernel runtimes (speed,
+    densest) lost it, because the search for constants remembered a packed weight's unpacking nodes as computed
+    from data once a walk from far downstream had reached them at its depth limit."""
+    from deploytool.inspection import inspect_model
+    from deploytool.passes import transform
+    from deploytool.passes.pack_weights import PackConfig
+
+    path, model = exported[name]
+    cfg = model.config
+    dst = tmp_path / "t.onnx"
+    transform(path, dst, PackConfig(weights="ternary", runtime=runtime))
+    rep = inspect_model(dst)
+    assert rep.structure_error is None and rep.family == "mobilebert"
+    assert [la.num_heads for la in rep.layers] == [cfg.num_attention_heads] * cfg.num_hidden_layers
+    assert [la.ffn_width for la in rep.layers] == \
+        [cfg.num_feedforward_networks * cfg.intermediate_size] * cfg.num_hidden_layers
