@@ -7,7 +7,8 @@ FFN 40; see ``deploytool.testing.conformance`` for the exporters, the passes and
 PyTorch references). Each cell is "equal" (max |diff| <= 1e-4 on every output, padded batch),
 "close" (int8 activations: int8, pack-densest, pack-speed; cosine to the reference within ``MIN_COSINE``),
 "refused: reason", "n/a: reason" (the exporter or ORT's
-optimizer itself failed) or "FAILED". Writes the JSON (machine, load, date, every cell) and a
+optimizer itself failed) or "FAILED" (also: an equal or close output whose structure ``inspect`` no longer
+reads where it reads the input's). Writes the JSON (machine, load, date, every cell) and a
 Markdown table beside it (``conformance.md``) that the README quotes. ``--quick`` is the part CI
 runs (tests/e2e/test_conformance.py): BERT and MPNet, optimum and TorchScript, optimizer off and 99.
 Goal: 0 FAILED, at least 90% of the applicable cells equal.

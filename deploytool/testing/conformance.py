@@ -35,7 +35,8 @@ A cell is ``equal`` (max |diff| <= 1e-4 on every output; ``close`` for int8, pac
 ``refused: reason``
 (the pass refused in one line: correct behaviour for a family it cannot edit), ``n/a: reason`` (the
 exporter or ORT's optimizer itself failed on the model: nothing for deploytool to do), or
-``FAILED: reason`` (a wrong or unrunnable output, or a traceback instead of a one-line refusal).
+``FAILED: reason`` (a wrong or unrunnable output, a traceback instead of a one-line refusal, or an output whose
+structure the finder, and so ``deploytool inspect``, no longer reads where it reads the input's).
 """
 
 from __future__ import annotations
@@ -728,6 +729,19 @@ def compare(got: dict[str, np.ndarray], want: dict[str, np.ndarray], pass_name: 
     return "equal", worst, ""
 
 
+def _structure_error(path: Path) -> str | None:
+    """Why the structure finder (``deploytool inspect``) cannot read the model at ``path``; None when it can."""
+    from deploytool import onnx_io
+    from deploytool.errors import DeployError
+    from deploytool.graph import find_structure
+
+    try:
+        find_structure(onnx_io.load_model(path))
+    except DeployError as e:
+        return _one_line(e)
+    return None
+
+
 def run_cell(case: ModelCase, exporter: str, level: int, pass_name: str, src: Path, base_model,
              work: Path) -> Cell:
     from deploytool.errors import DeployError
@@ -770,6 +784,11 @@ def run_cell(case: ModelCase, exporter: str, level: int, pass_name: str, src: Pa
         return cell
     want = torch_outputs(ref_model, f)
     cell.status, cell.max_diff, cell.detail = compare(got, want, pass_name)
+    if cell.status in ("equal", "close") and _structure_error(src) is None:
+        # what `deploytool inspect` reads of the input it reads of the output (layers, heads, FFN widths)
+        why = _structure_error(dst)
+        if why is not None:
+            cell.status, cell.detail = "FAILED", f"inspect reads the input's structure, not the output's: {why}"
     cell.seconds = time.perf_counter() - t0
     try:
         dst.unlink()
