@@ -128,6 +128,27 @@ def _unique_name(graph: ir.Graph, base: str) -> str:
     return name
 
 
+def _free_name(taken: set[str], base: str) -> str:
+    name, k = base, 0
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    return name
+
+
+def _new_node_name(graph: ir.Graph, base: str) -> str:
+    """``base``, or ``base_1``, ... : a name no node of ``graph`` has (a pass run on another pass's output meets
+    the names the first one made: ONNX Runtime refuses two nodes of one name)."""
+    return _free_name({n.name for n in graph.all_nodes() if n.name}, base)
+
+
+def _new_value_name(graph: ir.Graph, base: str) -> str:
+    """``base``, or ``base_1``, ... : a name no value of ``graph`` has (inputs, initializers, node outputs)."""
+    taken = {v.name for v in graph.inputs if v.name} | set(graph.initializers)
+    taken |= {o.name for n in graph.all_nodes() for o in n.outputs if o.name}
+    return _free_name(taken, base)
+
+
 def private_value(graph: ir.Graph, value: ir.Value, owners: Iterable[ir.Node], tag: str) -> ir.Value:
     """Return ``value`` if only ``owners`` use it; otherwise a copy that ``owners`` now use instead."""
     owners = list(owners)
@@ -334,10 +355,11 @@ def _private_node(graph: ir.Graph, node: ir.Node, layer: EncoderLayer) -> ir.Nod
         raise StructureError(f"layer {layer.index}: head-count node '{node.name}' is shared with other layers "
                              "and the layer's nodes are unknown; cannot change its head count alone")
     clone = ir.Node(node.domain, node.op_type, inputs=list(node.inputs), attributes=list(node.attributes.values()),
-                    num_outputs=len(node.outputs), name=f"{node.name}__L{layer.index}", version=node.version)
+                    num_outputs=len(node.outputs), name=_new_node_name(graph, f"{node.name}__L{layer.index}"),
+                    version=node.version)
     for old, new in zip(node.outputs, clone.outputs):
         new.type, new.shape = old.type, old.shape
-        new.name = f"{old.name}__L{layer.index}" if old.name else None
+        new.name = _new_value_name(graph, f"{old.name}__L{layer.index}") if old.name else None
     graph.insert_after(node, clone)
     for i, out in enumerate(node.outputs):
         for u in list(out.uses()):
@@ -430,9 +452,9 @@ def _select_score_bias(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int
         idx.const_value = ir.Tensor(np.asarray(list(heads), dtype=np.int64), name=idx.name)
         graph.register_initializer(idx)
         gather = ir.node("Gather", inputs=[bias, idx], attributes={"axis": -3},
-                         name=f"{node.name or 'score_bias'}__heads_L{layer.index}")
+                         name=_new_node_name(graph, f"{node.name or 'score_bias'}__heads_L{layer.index}"))
         gather.outputs[0].type = bias.type
-        gather.outputs[0].name = f"{bias.name or 'score_bias'}__heads_L{layer.index}"
+        gather.outputs[0].name = _new_value_name(graph, f"{bias.name or 'score_bias'}__heads_L{layer.index}")
         graph.insert_before(node, gather)
         node.replace_input_with(i, gather.outputs[0])
         layer.nodes.append(gather)
@@ -602,10 +624,10 @@ def _bypass_fused_norm(graph: ir.Graph, layer: EncoderLayer) -> None:
         ins.append(skip.inputs[3])
     op, domain = ("SimplifiedLayerNormalization", "") if simplified else ("LayerNormalization", "")
     ln = ir.node(op, inputs=ins, attributes=attrs, domain=domain,
-                 name=f"{skip.name or 'skip_norm'}__dropped_layer{layer.index}")
+                 name=_new_node_name(graph, f"{skip.name or 'skip_norm'}__dropped_layer{layer.index}"))
     normed = skip.outputs[0]
     ln.outputs[0].type, ln.outputs[0].shape = normed.type, normed.shape
-    ln.outputs[0].name = f"{normed.name or 'normed'}__dropped_layer{layer.index}"
+    ln.outputs[0].name = _new_value_name(graph, f"{normed.name or 'normed'}__dropped_layer{layer.index}")
     graph.insert_after(skip, ln)
     _replace_value(graph, normed, ln.outputs[0])
     if len(skip.outputs) > 3 and skip.outputs[3] is not None:

@@ -162,3 +162,46 @@ def test_prune_heads_of_a_fused_attention_with_an_attention_bias(tmp_path, drop)
     out = tmp_path / "reordered.onnx"
     reorder_file(src, out, ReorderConfig())
     assert max_diff(run_bytes(out.read_bytes(), feeds), run_bytes(src.read_bytes(), feeds)) <= 1e-4
+
+
+def test_a_second_head_pass_on_mpnet_equals_one_combined_prune(tmp_path):
+    """A pass on a pass's output: MPNet's shared relative position bias gets a per-layer Gather of the kept heads
+    from the first pass, and a second pass adds its own. Before 2026-12-03 both Gathers had one node name, so ONNX
+    Runtime refused the second output at the gate ("two nodes with same node name"): prune-heads, slice or reorder
+    could not be run again on an MPNet they had edited. Reference: transformers' ``prune_heads`` once, with both
+    prunes' heads in the original numbering (pruning keeps the order of what is left)."""
+    import copy
+
+    from deploytool.passes import transform
+    from deploytool.passes.reorder import ReorderConfig
+    from deploytool.passes.slice_subnetwork import SliceConfig
+    from deploytool.runtime.infer import run_onnx
+    from deploytool.testing import conformance as C
+
+    case = C.MODEL_BY_NAME["mpnet"]
+    base = C.build_model(case)
+    src = C.export(case, "optimum", tmp_path / "e")
+    first = C.prune_heads_spec()
+    second = {0: [0], 2: [1, 2], 3: [0]}  # numbered among the heads the first prune left
+    mid, dst = tmp_path / "mid.onnx", tmp_path / "dst.onnx"
+    prune_heads_file(src, mid, HeadPruneConfig(heads=first))
+    prune_heads_file(mid, dst, HeadPruneConfig(heads=second))
+    combined = {}
+    for i in range(C.LAYERS):
+        left = [h for h in range(C.HEADS) if h not in first.get(i, [])]
+        combined[i] = sorted(set(first.get(i, [])) | {left[b] for b in second.get(i, [])})
+    want_model = copy.deepcopy(base)
+    C._prune_heads(want_model, combined)
+    feeds = C.feeds(case)
+    want = C.torch_outputs(want_model, feeds)
+    got = run_onnx(dst, feeds)
+    name = next(k for k in got if k in want)
+    assert np.abs(got[name] - want[name]).max() <= 1e-4
+    # the wrong composition (the second prune's heads taken in the original numbering) is far off
+    wrong = copy.deepcopy(base)
+    C._prune_heads(wrong, {i: sorted(set(first.get(i, [])) | set(second.get(i, []))) for i in range(C.LAYERS)})
+    assert np.abs(got[name] - C.torch_outputs(wrong, feeds)[name]).max() > 1e-2
+    # and slice / reorder on an edited MPNet are written too (they were refused at the gate)
+    transform(mid, tmp_path / "s.onnx", SliceConfig(width=0.75, depth=0.5))
+    transform(mid, tmp_path / "r.onnx", ReorderConfig())
+    np.testing.assert_allclose(run_onnx(tmp_path / "r.onnx", feeds)[name], run_onnx(mid, feeds)[name], atol=1e-4)
