@@ -221,6 +221,10 @@ def shape_derived(v: ir.Value | None, memo: dict[int, bool] | None = None, depth
     return result
 
 
+#: the attributes ORT's fused attention ops (Attention, QAttention, MultiHeadAttention) share with one meaning
+ATTENTION_SHARED_ATTRS = ("num_heads", "scale", "mask_filter_value", "unidirectional")
+
+
 def qkv_split(mha: ir.Node) -> tuple[ir.Node, int] | None:
     """``(split, A)`` when a ``Split`` into three equal parts ``A`` along the last axis hands its outputs to
     ``mha`` (a MultiHeadAttention) as query, key and value, in that order, and to nothing else: one packed

@@ -370,8 +370,8 @@ class _Finder:
                 return None, plumbing, part
             if p.op_type in LINEAR_OPS:
                 return self.linear(p), plumbing, part
-            if p.op_type == "Add" and len(p.inputs) == 2 and self._plane_kernel(p) is not None:
-                return self.linear(self._plane_kernel(p)), plumbing, part
+            if p.op_type == "Add" and (kernel := self._plane_kernel(p)) is not None:
+                return self.linear(kernel), plumbing, part
             if p.op_type == "Add" and len(p.inputs) == 2:
                 a, b = p.inputs
                 if self.cone.is_const(b) and not self.cone.is_const(a):

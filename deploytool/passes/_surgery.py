@@ -120,15 +120,10 @@ def set_array(value: ir.Value, arr: np.ndarray) -> None:
 
 
 def _unique_name(graph: ir.Graph, base: str) -> str:
-    taken = graph.initializers
-    name, k = base, 0
-    while name in taken:
-        k += 1
-        name = f"{base}_{k}"
-    return name
+    return _free_name(graph.initializers, base)
 
 
-def _free_name(taken: set[str], base: str) -> str:
+def _free_name(taken, base: str) -> str:
     name, k = base, 0
     while name in taken:
         k += 1

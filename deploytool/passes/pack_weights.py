@@ -87,7 +87,7 @@ import numpy as np
 import onnx_ir as ir
 
 from deploytool.errors import PassRefusedError
-from deploytool.graph._util import alias_root
+from deploytool.graph._util import ATTENTION_SHARED_ATTRS, alias_root
 from deploytool.passes.base import DeployPass, DeployPassResult, Skip
 from deploytool.passes.pack_codes import (  # noqa: F401 - fake_quantized_weight is re-exported
     _BITS,
@@ -408,7 +408,7 @@ def _unfuse_packed_tables(b: _Builder, model: ir.Model, emb, tables: dict[str, i
 
 # the attributes a fused Attention may carry and keep on QAttention / MultiHeadAttention (same meaning there);
 # those these kernels have no form of (set: the fp32 form stays); and one whose equal sizes the finder checked
-_ATTENTION_KEPT = ("num_heads", "scale", "mask_filter_value", "unidirectional")
+_ATTENTION_KEPT = ATTENTION_SHARED_ATTRS
 _ATTENTION_UNSUPPORTED = ("do_rotary", "past_present_share_buffer", "rotary_embedding_dim")
 _ATTENTION_CHECKED = ("qkv_hidden_sizes",)
 _ATTENTION_BIAS = 5  # Attention's input added to the scores (MultiHeadAttention's too)

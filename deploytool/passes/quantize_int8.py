@@ -204,9 +204,6 @@ def _fuse(proto, config: Int8Config, model: ir.Model):
 _LN_SAFE_FROM = 13
 
 
-_MHA_ATTRS = ("num_heads", "scale", "mask_filter_value", "unidirectional")
-
-
 def _attention_bias_as_mha(proto) -> int:
     """Rewrite, in ``proto``, each fused ``Attention`` that reads an attention bias (input 5) and nothing else
     QAttention lacks (no past state, no present read, no rotary) as ``MatMul`` (x by the QKV weight), ``Add`` (its
@@ -214,6 +211,8 @@ def _attention_bias_as_mha(proto) -> int:
     it read them), attention bias, heads, scale, mask value and causality. ORT's quantizer then quantizes that
     MatMul as every other, where it would make the Attention a QAttention without the bias. Returns how many."""
     from onnx import helper, numpy_helper
+
+    from deploytool.graph._util import ATTENTION_SHARED_ATTRS as kept_attrs
 
     inits = {t.name: t for t in proto.graph.initializer}
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
@@ -225,7 +224,7 @@ def _attention_bias_as_mha(proto) -> int:
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
         if n.op_type != "Attention" or n.domain != "com.microsoft" or len(n.input) < 6 or not inputs[5] or \
                 inputs[4] or len(n.input) > 6 or any(o in read for o in n.output[1:] if o) or \
-                set(attrs) - set(_MHA_ATTRS) - {"qkv_hidden_sizes"}:
+                set(attrs) - set(kept_attrs) - {"qkv_hidden_sizes"}:
             out.append(n)
             continue
         sizes = [int(v) for v in attrs.get("qkv_hidden_sizes", [])]
@@ -248,7 +247,7 @@ def _attention_bias_as_mha(proto) -> int:
         else:
             made.append(helper.make_node("Split", [qkv], [p + "q", p + "k", p + "v"], name=p + "Split", axis=-1,
                                          split=sizes))
-        kept = {k: v for k, v in attrs.items() if k in _MHA_ATTRS}
+        kept = {k: v for k, v in attrs.items() if k in kept_attrs}
         made.append(helper.make_node("MultiHeadAttention", [p + "q", p + "k", p + "v", "", inputs[3], inputs[5]],
                                      [n.output[0]], name=n.name or p + "MultiHeadAttention", domain="com.microsoft",
                                      **kept))

@@ -742,8 +742,13 @@ def _structure_error(path: Path) -> str | None:
     return None
 
 
+_UNREAD = object()
+
+
 def run_cell(case: ModelCase, exporter: str, level: int, pass_name: str, src: Path, base_model,
-             work: Path) -> Cell:
+             work: Path, src_structure_error: str | None | object = _UNREAD) -> Cell:
+    """One cell (see the module doc). ``src_structure_error``: :func:`_structure_error` of ``src`` when the caller
+    has it (once per graph, not per pass)."""
     from deploytool.errors import DeployError
     from deploytool.passes import transform
     from deploytool.runtime.infer import run_onnx
@@ -784,7 +789,9 @@ def run_cell(case: ModelCase, exporter: str, level: int, pass_name: str, src: Pa
         return cell
     want = torch_outputs(ref_model, f)
     cell.status, cell.max_diff, cell.detail = compare(got, want, pass_name)
-    if cell.status in ("equal", "close") and _structure_error(src) is None:
+    if src_structure_error is _UNREAD:
+        src_structure_error = _structure_error(src)
+    if cell.status in ("equal", "close") and src_structure_error is None:
         # what `deploytool inspect` reads of the input it reads of the output (layers, heads, FFN widths)
         why = _structure_error(dst)
         if why is not None:
@@ -837,8 +844,9 @@ def run_matrix(models=MODELS, exporters=EXPORTERS, levels=OPT_LEVELS, passes=PAS
                             if progress:
                                 progress(c)
                         continue
+                src_error = _structure_error(src)
                 for p in passes:
-                    c = run_cell(case, exporter, level, p, src, ref_model, work)
+                    c = run_cell(case, exporter, level, p, src, ref_model, work, src_error)
                     cells.append(c)
                     if progress:
                         progress(c)
