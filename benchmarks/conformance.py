@@ -1,6 +1,6 @@
 """The conformance matrix: every pass on ONNX files from other exporters, optimizers and families.
 
-    .venv/bin/python benchmarks/conformance.py [--quick] [--jobs 2] [-o benchmarks/results/conformance.json]
+    .venv/bin/python benchmarks/conformance.py [--quick] [--chains] [--jobs 2] [-o benchmarks/results/conformance.json]
 
 Family x exporter x ORT optimizer level x pass on random tiny models (4 layers, 6 heads, hidden 24,
 FFN 40; see ``deploytool.testing.conformance`` for the exporters, the passes and the independent
@@ -12,6 +12,11 @@ reads where it reads the input's). Writes the JSON (machine, load, date, every c
 Markdown table beside it (``conformance.md``) that the README quotes. ``--quick`` is the part CI
 runs (tests/e2e/test_conformance.py): BERT and MPNet, optimum and TorchScript, optimizer off and 99.
 Goal: 0 FAILED, at least 90% of the applicable cells equal.
+
+``--chains``: the same graphs through two passes in a row (``CHAINS``: slice then pack-speed, int8 or
+reorder; reorder then pack; a second prune-heads on a pruned file, numbered as that file; slice of a file
+whose layers have different head counts; prune-ffn then slice or pack-speed; slice of an int8 file), each
+against one composed PyTorch reference; written to ``conformance_chains.{json,md}``.
 """
 
 from __future__ import annotations
@@ -104,11 +109,16 @@ def compact_table(cells: list[dict], exporters) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="the CI subset")
+    ap.add_argument("--chains", action="store_true",
+                    help="two passes in a row (deploytool.testing.conformance.CHAINS) instead of single passes; "
+                         "default output benchmarks/results/conformance_chains.json")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--models", default=None, help="comma-separated model cases (default: all)")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
-    ap.add_argument("-o", "--output", "--out", dest="out", default=str(ROOT / "benchmarks/results/conformance.json"))
+    ap.add_argument("-o", "--output", "--out", dest="out", default=None)
     args = ap.parse_args()
+    args.out = args.out or str(ROOT / "benchmarks/results" / ("conformance_chains.json" if args.chains
+                                                               else "conformance.json"))
     run = stamp()
     import tempfile
 
@@ -126,7 +136,8 @@ def main() -> None:
     # models are independent: spread them over the worker processes, largest first
     jobs = max(1, min(args.jobs, len(names)))
     buckets = [names[i::jobs] for i in range(jobs)]
-    tasks = [(b, exporters, levels, C.PASSES, str(work / f"w{i}")) for i, b in enumerate(buckets)]
+    passes = C.CHAINS if args.chains else C.PASSES
+    tasks = [(b, exporters, levels, passes, str(work / f"w{i}")) for i, b in enumerate(buckets)]
     if jobs == 1:
         results = [_worker(tasks[0])]
     else:
@@ -135,7 +146,7 @@ def main() -> None:
     cells = [c for r in results for c in r]
     order = {n: i for i, n in enumerate(names)}
     cells.sort(key=lambda c: (order[c["model"]], C.EXPORTERS.index(c["exporter"]), c["opt_level"],
-                              C.PASSES.index(c["pass_name"])))
+                              passes.index(c["pass_name"])))
     summary = C.summarize([C.Cell(**c) for c in cells])
     refs: dict[str, int] = {}
     for c in cells:
@@ -148,7 +159,8 @@ def main() -> None:
         "load_average_at_start": load0, "load_average_at_end": os.getloadavg(),
         "wall_s": round(time.time() - t0, 1), "jobs": jobs, "quick": args.quick,
         "shape": {"layers": C.LAYERS, "heads": C.HEADS, "hidden": C.HIDDEN, "ffn": C.FFN},
-        "models": names, "exporters": list(exporters), "opt_levels": list(levels), "passes": list(C.PASSES),
+        "models": names, "exporters": list(exporters), "opt_levels": list(levels), "passes": list(passes),
+        "chains": args.chains,
         "summary": summary, "references_used": refs,
         "refusals": sorted({f"{c['model']}: {c['detail'][:160]}" for c in cells if c["status"] == "refused"}),
         "failed": [c for c in cells if c["status"] == "FAILED"],
@@ -159,12 +171,14 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     md = out.with_suffix(".md")
-    md.write_text(f"# Conformance matrix ({report['date']}, {report['machine']['cpu']}, "
+    title = "Conformance matrix, two passes in a row" if args.chains else "Conformance matrix"
+    what = "chains" if args.chains else "passes"
+    md.write_text(f"# {title} ({report['date']}, {report['machine']['cpu']}, "
                   f"{report['wall_s']} s)\n\n`=` equal to the reference (max diff <= 1e-4), `~` close (int8 "
                   f"activations: int8, pack-densest, pack-speed; cosine), `R` refused with a reason, `-` exporter/optimizer failed, **F** FAILED.\n\n"
                   f"Summary: {json.dumps(summary)}\n\nPer model and exporter (equal or close / applicable cells, "
-                  f"over {len(levels)} optimizer settings x {len(C.PASSES)} passes):\n\n"
-                  f"{compact_table(cells, exporters)}\n\nEvery cell:\n\n{_table(cells, C.PASSES)}\n")
+                  f"over {len(levels)} optimizer settings x {len(passes)} {what}):\n\n"
+                  f"{compact_table(cells, exporters)}\n\nEvery cell:\n\n{_table(cells, passes)}\n")
     print(json.dumps(summary), f"{report['wall_s']} s ->", out)
 
 

@@ -96,6 +96,55 @@ def test_unsupported_families_refused_by_name(model, exporter, work):
         assert by["pack"].status == "equal", by["pack"].detail
 
 
+# two passes in a row (the CI part of `benchmarks/conformance.py --chains`): every chain equals (or, with an int8
+# step, is close to) its composed reference; a structured pass on the int8 file is refused by name
+CHAIN_GRAPHS = [("bert", "optimum", 0), ("mpnet", "torchscript-17", 0), ("bert", "torchscript-14", 99),
+                ("modernbert", "optimum", 0)]
+
+
+@pytest.mark.parametrize("model,exporter,level", CHAIN_GRAPHS, ids=[f"{m}-{e}-O{lv}" for m, e, lv in CHAIN_GRAPHS])
+def test_chains_equal_composed_reference(model, exporter, level, work):
+    cells = _cells(model, exporter, level, work, passes=C.CHAINS)
+    by = {c.pass_name: c for c in cells}
+    assert set(by) == set(C.CHAINS)
+    refused = by.pop("int8>slice-0.5-0.75")
+    assert refused.status == "refused" and refused.detail.startswith("step 2 (slice-0.5-0.75) "), refused.detail
+    assert "quantized or packed" in refused.detail
+    bad = [f"{p}: {c.status} {c.detail}" for p, c in by.items() if c.status not in ("equal", "close")]
+    assert not bad, "\n".join(bad)
+    close = {p for p in by if any(s in C.CLOSE_PASSES for s in p.split(">"))}
+    assert {p for p, c in by.items() if c.status == "close"} == close
+    assert all(c.max_diff <= C.TOL for p, c in by.items() if p not in close)
+
+
+def test_second_slice_follows_each_layers_own_head_count(work):
+    """prune-heads then slice: DynaBERT's rule on each layer's heads as pruned (6 - 1..3 heads at width 0.5 keep
+    round(2.5) = round(2) = round(1.5) = 2), not on the heads the model was built with (round(3) = 3): the pass's
+    output equals the first reference and is far from the second."""
+    from deploytool.passes import transform
+    from deploytool.runtime.infer import run_onnx
+
+    case = C.MODEL_BY_NAME["bert"]
+    base = C.build_model(case)
+    src = C.export(case, "optimum", work / "second-slice")
+    mid, dst = work / "second-slice" / "p.onnx", work / "second-slice" / "ps.onnx"
+    transform(src, mid, C.step_config(case, "prune-heads>slice-0.5-1", 0, work))
+    transform(mid, dst, C.step_config(case, "prune-heads>slice-0.5-1", 1, work))
+    f = C.feeds(case)
+    got = run_onnx(dst, f)["last_hidden_state"]
+    want, _ = C.reference(case, "prune-heads>slice-0.5-1", base)
+    assert np.abs(got - C.torch_outputs(want, f)["last_hidden_state"]).max() <= C.TOL
+    n, h, ffn = C.case_shape(case)
+    spec = C.prune_heads_spec(n, h)
+    assert sorted({h - len(v) for v in spec.values()}) == [3, 4, 5]  # the layers really differ
+    uniform = C.copy.deepcopy(base).eval()
+    remaining = [[j for j in range(h) if j not in spec.get(i, [])] for i in range(n)]
+    k = C.dynabert_heads(h, 0.5)
+    C._prune_heads(uniform, {i: spec.get(i, []) + remaining[i][k:] for i in range(n)})
+    C._keep_ffn(uniform, {i: list(range(C.dynabert_neurons(ffn, 0.5, h))) for i in range(n)})
+    assert np.abs(got - C.torch_outputs(uniform, f)["last_hidden_state"]).max() > 1e-2
+
+
 def test_dynabert_rule_restated_from_the_public_code():
     # DynaBERT's modeling_bert.py: 6 layers at depth 0.75 keep 4 ([0, 1, 2, 4]), 6 heads at width 0.75
     # keep round(4.5) = 4 heads and int(4/6 * F) neurons
