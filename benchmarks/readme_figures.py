@@ -966,13 +966,17 @@ def render_conformance(results: Path) -> str:
     full = [m for m, (ok, app) in by_family.items() if app and ok == app]
     partial = [m for m in by_family if m not in full]
     refused = sorted({cell["model"] for cell in d["cells"] if cell["status"] == "refused"})
+    # the passes that work on every graph of the refused families
+    working = [p for p in d["passes"] if all(cell["status"] in ("equal", "close") for cell in d["cells"]
+                                             if cell["model"] in refused and cell["pass_name"] == p)
+               and any(cell["model"] in refused and cell["pass_name"] == p for cell in d["cells"])]
     text = (f"Measured {_date(d['date'])} ({_cpu_of(d)}, {d['machine']['cores']} cores, {d['wall_s']:,.0f} s "
             f"with {d['jobs']} processes, {_load_span(d['load_average_at_start'][0], d['load_average_at_end'][0])}): "
-            f"{sm['cells']:,} cells, **{sm['failed']} FAILED**; {c['equal']:,} equal and {c['close']:,} close (int8 activations), "
+            f"{sm['cells']:,} cells, **{sm['failed']} FAILED**; {c['equal']:,} equal and {c['close']:,} close (int8 activations, fp16), "
             f"**{100 * sm['equal_share']:.1f}%** of the {sm['applicable']:,} applicable cells (goal 90%); "
             f"{len(full)} of {len(by_family)} models at 100% (not: {', '.join(partial) or 'none'}). "
             f"{c.get('refused', 0):,} cells are refused by name ({', '.join(refused)}: its disentangled attention; "
-            f"int8 works). {c.get('n/a', 0):,} cells are n/a: optimum always exports the mask (the input_ids-only "
+            f"{' and '.join(working) or 'no pass'} {'works' if len(working) == 1 else 'work'}). {c.get('n/a', 0):,} cells are n/a: optimum always exports the mask (the input_ids-only "
             "case) and ORT's optimizer fails on ModernBERT's dynamo export. References used: "
             + ", ".join(f"{names.get(k, k)} {v:,}" for k, v in refs.items())
             + ". Per model and exporter (equal or close / applicable cells over "
@@ -986,6 +990,51 @@ def render_conformance(results: Path) -> str:
             break
         table.append(line)
     return "\n".join([_wrap(text), "", *table])
+
+
+def render_conformance_chains(results: Path) -> str:
+    """Two passes in a row over the conformance graphs, from conformance_chains.json."""
+    d = _load(results, "conformance_chains.json")
+    sm, c = d["summary"], d["summary"]["counts"]
+    per: dict[str, dict[str, int]] = {}
+    for cell in d["cells"]:
+        row = per.setdefault(cell["pass_name"], {})
+        row[cell["status"]] = row.get(cell["status"], 0) + 1
+    graphs = len({(x["model"], x["exporter"], x["opt_level"]) for x in d["cells"]})
+    text = (f"**Two passes in a row** (`benchmarks/conformance.py --chains`, `{SRC}/conformance_chains.{{json,md}}`, "
+            f"measured {_date(d['date'])}, {_cpu_of(d)}, {d['wall_s']:,.0f} s with {d['jobs']} processes, "
+            f"{_load_span(d['load_average_at_start'][0], d['load_average_at_end'][0])}): the same "
+            f"{len(d['models'])} models x {len(d['exporters'])} exporters x {len(d['opt_levels'])} optimizer settings "
+            f"({graphs} graphs) through {len(d['passes'])} chains, the second pass reading the first's output and "
+            "numbering heads as that file does, each chain against one composed PyTorch reference (a second "
+            "`prune_heads` carried back to the original head numbers; DynaBERT's rule on each layer's own head "
+            "count after pruning; TWN of a reordered matrix, which a permutation leaves as it was): "
+            f"{sm['cells']:,} cells, **{sm['failed']} FAILED**, {c.get('equal', 0):,} equal, {c.get('close', 0):,} "
+            f"close, {c.get('refused', 0):,} refused, {c.get('n/a', 0):,} n/a.")
+    marks = [("equal", "equal"), ("close", "close"), ("refused", "refused"), ("n/a", "n/a"), ("FAILED", "FAILED")]
+    lines = ["| chain | " + " | ".join(label for _, label in marks) + " |", "|---|" + "---|" * len(marks)]
+    for name in d["passes"]:
+        row = per.get(name, {})
+        lines.append(f"| `{name.replace('>', ' > ')}` | " + " | ".join(f"{row.get(k, 0):,}" for k, _ in marks) + " |")
+    # a refusal names its step ("step 2 (slice-0.5-0.75) ...") and then either the family ("deberta-v2: ...")
+    # or what it found (a quantized projection)
+    by_family: dict[str, int] = {}
+    by_chain: dict[str, int] = {}
+    for x in d["cells"]:
+        if x["status"] != "refused":
+            continue
+        reason = x["detail"].split(") ", 1)[-1]
+        family = reason.split(":", 1)[0]
+        if " " not in family and family in {y["model"] for y in d["cells"]}:
+            by_family[family] = by_family.get(family, 0) + 1
+        else:
+            by_chain[x["pass_name"]] = by_chain.get(x["pass_name"], 0) + 1
+    parts = [f"`{k.replace('>', ' > ')}` in {v:,} cells (the structured pass names the quantized projection it found)"
+             for k, v in by_chain.items()]
+    parts += [f"every chain on {k} ({v:,} cells, at the first structured step, as in the single-pass matrix)"
+              for k, v in by_family.items()]
+    tail = ("Refused in one line with nothing written: " + "; ".join(parts) + ".") if parts else ""
+    return "\n".join([_wrap(text), "", *lines] + (["", _wrap(tail)] if tail else []))
 
 
 def render_densest_qat(results: Path) -> str:
@@ -1304,7 +1353,7 @@ def render_int8_codes(results: Path) -> str:
     return intro + "\n\n" + "\n".join(lines) + ("\n\n" + reading if reading else "")
 
 
-BLOCKS = {"int8-codes": render_int8_codes, "quickstart": render_quickstart, "conformance": render_conformance, "embedding": render_embedding,
+BLOCKS = {"int8-codes": render_int8_codes, "quickstart": render_quickstart, "conformance": render_conformance, "conformance-chains": render_conformance_chains, "embedding": render_embedding,
           "training-table": render_training_table, "tws": render_tws, "cost-model": render_cost_model,
           "hygiene": render_hygiene, "pass-speed": render_pass_speed, "pass-speed-ab": render_pass_speed_ab, "measured": render_measured,
           "performance": render_performance, "performance-reading": render_reading,

@@ -106,6 +106,8 @@ BENCHMARKS: tuple[Bench, ...] = (
     Bench("published_devices", "published_devices.py", ("-o", "{results}/published_devices.json"),
           ("published_devices.json",)),
     Bench("conformance", "conformance.py", ("-o", "{results}/conformance.json"), ("conformance.json", "conformance.md")),
+    Bench("conformance_chains", "conformance.py", ("--chains", "-o", "{results}/conformance_chains.json"),
+          ("conformance_chains.json", "conformance_chains.md")),
     Bench("arm64_verify", "arm64_verify.py", ("-o", "{results}/arm64_verify.json"), ("arm64_verify.json",)),
     Bench("qnn_bench", "qnn_bench.py", ("-o", "{results}/qnn_bench.json"), ("qnn_bench.json",)),
     Bench("distill_bench", "distill_bench.py", ("--teacher", "{teacher}", "-o", "{results}/distill_bench.json"),
