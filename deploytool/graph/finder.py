@@ -448,20 +448,39 @@ class _Finder:
 
     @staticmethod
     def _rotate_half_source(r: ir.Value | None) -> ir.Value | None:
-        """x for ``rotate_half(x) = Concat(-x[..., d/2:], x[..., :d/2])`` (Slice / Neg / Concat), else None."""
+        """x for ``rotate_half(x) = Concat(-x[..., d/2:], x[..., :d/2])`` (two Slices, or one Split in two as
+        ORT's optimizer fuses them on a static-shape export, then Neg and Concat), else None."""
         p = r.producer() if r is not None else None
         if p is None or p.op_type != "Concat" or len(p.inputs) != 2:
             return None
         neg = p.inputs[0].producer() if p.inputs[0] is not None else None
         if neg is None or neg.op_type != "Neg":
             return None
-        s2 = neg.inputs[0].producer() if neg.inputs[0] is not None else None
-        s1 = p.inputs[1].producer() if p.inputs[1] is not None else None
-        if s1 is None or s2 is None or s1.op_type != "Slice" or s2.op_type != "Slice":
+        second, first = neg.inputs[0], p.inputs[1]
+        s2 = second.producer() if second is not None else None
+        s1 = first.producer() if first is not None else None
+        if s1 is None or s1 is not s2 or s1.op_type != "Split":  # two Slices of one x
+            if s1 is None or s2 is None or s1.op_type != "Slice" or s2.op_type != "Slice":
+                return None
+            if s1.inputs[0] is None or s1.inputs[0] is not s2.inputs[0]:
+                return None
+            return s1.inputs[0]
+        # one Split of x in two equal halves along its last axis (where x's rank is known: ORT's optimizer
+        # leaves no shapes): the first half Concat's second input, the second half negated
+        outs = list(s1.outputs)
+        if len(outs) != 2 or outs[0] is not first or outs[1] is not second:
             return None
-        if s1.inputs[0] is None or s1.inputs[0] is not s2.inputs[0]:
+        axis = int(s1.attributes["axis"].value) if "axis" in s1.attributes else 0
+        x = s1.inputs[0]
+        rank = len(x.shape) if x is not None and x.shape is not None else None
+        if axis != -1 and rank is not None and axis != rank - 1:
             return None
-        return s1.inputs[0]
+        sizes = small_const(s1.inputs[1]) if len(s1.inputs) > 1 and s1.inputs[1] is not None else None
+        halves = (sizes.reshape(-1).tolist() if sizes is not None
+                  else list(s1.attributes["split"].value) if "split" in s1.attributes else None)
+        if halves is not None and (len(halves) != 2 or int(halves[0]) != int(halves[1])):
+            return None
+        return x
 
     def _rotary_source(self, add: ir.Node) -> ir.Value | None:
         """x for ``x * cos + rotate_half(x) * sin`` (rotary position embedding), else None."""

@@ -34,6 +34,9 @@ SUPPORTED = [
     ("modernbert", "optimum", 99),  # ORT: SkipLayerNorm carrying the next layer's norm, RMSNorm-of-centred
     ("modernbert-seqcls", "dynamo", 0),  # shared [.., 3, heads, head_size] view shape, Split(num_outputs=2)
     ("modernbert", "torchscript-14", 0),  # decomposed LayerNorm without bias
+    # static shapes (no dynamic axes): ORT folds the rotary tables and fuses rotate_half's two Slices into one Split
+    ("modernbert", "torchscript-static", 99),
+    ("bert", "torchscript-static", 0),  # every Reshape target a constant
     # bottleneck layers: input bottleneck as the attention residual, Q/K on a shared bottleneck, V on the wide
     # input, NoNorm (x * gamma + beta), 2 FFNs in a row, output bottleneck back to the wide stream
     ("mobilebert", "torchscript-17", 0),
