@@ -676,11 +676,29 @@ class _Finder:
             pieces = self.shape_pieces(r)
             if len(pieces) >= 2 and pieces[-2][0] == num_heads and pieces[-2][1] is not None:
                 add(pieces[-2][1], "num_heads")
+            elif self._unflattens_heads(r, pieces, num_heads):
+                add(pieces[-3][1], "num_heads")
         for r in merge_reshapes:
             pieces = self.shape_pieces(r)
             if pieces and pieces[-1][0] == all_head and pieces[-1][1] is not None:
                 add(pieces[-1][1], "all_head_size")
+            elif self._unflattens_heads(r, pieces, num_heads):
+                add(pieces[-3][1], "num_heads")
         return sites
+
+    def _unflattens_heads(self, r: ir.Node, pieces: list, num_heads: int) -> bool:
+        """True for a Reshape of a [batch * heads, a, b] operand back to [batch, heads, a, b] with a whole
+        constant target (the dynamo exporter's SDPA decomposition flattens K to transpose it and, on a
+        static-shape export, unflattens it to a constant [batch, heads, head_size, seq])."""
+        if len(pieces) != 4 or pieces[-3][0] != num_heads or pieces[-3][1] is None:
+            return False
+        src = r.inputs[0]
+        if src is not None and src.shape is not None:
+            return len(src.shape) == 3
+        p = src.producer() if src is not None else None
+        if p is not None and p.op_type == "Transpose" and "perm" in p.attributes:
+            return len(p.attributes["perm"].value) == 3
+        return p is not None and p.op_type == "Reshape" and self._reshape_rank(p) == 3
 
     # ------------------------------------------------------------------ attention
     def score_matmul(self, softmax: ir.Node) -> ir.Node | None:

@@ -5,7 +5,7 @@ transformers encoder of a family (BERT, RoBERTa, XLM-R, DistilBERT, ELECTRA, ALB
 MobileBERT, DeBERTa-v2, ModernBERT) and task; the exporter is what users run (optimum's exporter
 with the model's default SDPA attention or eager attention, plain ``torch.onnx.export`` with every
 model output kept at opsets 14 and 17, and at opset 17 without dynamic axes (static shapes), the dynamo
-exporter at opset 18); ONNX Runtime's transformer
+exporter at opset 18, with and without dynamic shapes); ONNX Runtime's transformer
 optimizer may run over it at opt_level 1, 2 or 99. The pass runs through the public file API
 (``deploytool.passes.transform``), as a user's command would, and its output is compared, on a
 padded batch, with an independent PyTorch reference:
@@ -61,9 +61,10 @@ import numpy as np
 TOL = 1e-4
 HIDDEN, HEADS, FFN, LAYERS, VOCAB, MAX_POS = 24, 6, 40, 4, 100, 64
 
-# torchscript-static: plain torch.onnx.export without dynamic axes, at the shape the cells run (every Reshape's
+# torchscript-static / dynamo-static: without dynamic axes / shapes, at the shape the cells run (every Reshape's
 # target and the rotary tables constant, which ORT's optimizer then folds further)
-EXPORTERS = ("optimum", "optimum-eager", "torchscript-14", "torchscript-17", "torchscript-static", "dynamo")
+EXPORTERS = ("optimum", "optimum-eager", "torchscript-14", "torchscript-17", "torchscript-static", "dynamo",
+             "dynamo-static")
 OPT_LEVELS = (0, 1, 2, 99)  # 0: no ORT optimizer
 PASSES = ("slice-0.5-0.75", "slice-0.75-0.5", "slice-0.25-1", "slice-1-0.5", "prune-heads", "prune-ffn",
           "reorder", "int8", "fp16", "pack", "pack-memory", "pack-binary", "pack-densest", "pack-speed",
@@ -237,7 +238,7 @@ def export(case: ModelCase, exporter: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     attn = "eager" if exporter == "optimum-eager" else None
     model = build_model(case, attn=attn)
-    f = feeds(case) if exporter == "torchscript-static" else feeds(case, lengths=(8, 6))
+    f = feeds(case) if exporter.endswith("-static") else feeds(case, lengths=(8, 6))
     names = list(f)
     args = tuple(torch.as_tensor(f[n]) for n in names)
     out_names = list(torch_outputs(model, f))
@@ -263,6 +264,10 @@ def export(case: ModelCase, exporter: str, folder: Path) -> Path:
                     else {0: "batch", 1: "sequence"}
             torch.onnx.export(model, args, str(path), input_names=names, output_names=out_names, dynamic_axes=dyn,
                               opset_version=int(exporter.rsplit("-", 1)[1]), dynamo=False)
+        elif exporter == "dynamo-static":  # the shape of feeds(case), which the cells run
+            prog = torch.onnx.export(model, args, input_names=names, output_names=out_names, opset_version=18,
+                                     dynamo=True, report=False, verbose=False)
+            prog.save(str(path))
         elif exporter == "dynamo":
             b = torch.export.Dim("batch", min=1, max=64)
             s = torch.export.Dim("sequence", min=2, max=MAX_POS - 4)

@@ -37,6 +37,7 @@ SUPPORTED = [
     # static shapes (no dynamic axes): ORT folds the rotary tables and fuses rotate_half's two Slices into one Split
     ("modernbert", "torchscript-static", 99),
     ("bert", "torchscript-static", 0),  # every Reshape target a constant
+    ("bert", "dynamo-static", 0),  # SDPA's K flattened to [batch * heads, ..] and back to a constant [3, 6, 4, 8]
     # bottleneck layers: input bottleneck as the attention residual, Q/K on a shared bottleneck, V on the wide
     # input, NoNorm (x * gamma + beta), 2 FFNs in a row, output bottleneck back to the wide stream
     ("mobilebert", "torchscript-17", 0),
