@@ -131,11 +131,21 @@ def _drop_dead_aliases(graph: ir.Graph, values: list[ir.Value]) -> None:
                 graph.remove(n, safe=True)
 
 
+_ATTENTION_OPS = frozenset({"Softmax", "Attention", "MultiHeadAttention", "QAttention", "GroupQueryAttention"})
+
+
 def _find_targets(model: ir.Model, pack_head: bool = False
                   ) -> tuple[list[_Target], list[Skip], tuple[ir.Value, list[ir.Node]] | None, list[str],
                              dict[str, ir.Value]]:
     graph = model.graph
     roles, tables, note = _roles_from_structure(model)
+    if note and not pack_head and any(n.op_type in _ATTENTION_OPS for n in graph):
+        # an attention model the finder cannot read: every MatMul/Gemm weight would be packed, the pooler's and
+        # classifier's too, which the default keeps fp32; refuse rather than pack what was not asked (a graph
+        # without attention has no such head: every weight is packed, as the note says)
+        raise PassRefusedError(f"{note.split('; packing every')[0]}: without it pack cannot tell the pooler and "
+                               "classifier (fp32 by default) from the encoder's projections; --pack-head packs "
+                               "every MatMul/Gemm weight")
     notes = [note] if note else []
     emb = _word_embedding_gather(graph, tables.get("word"))
     emb_value = emb[0] if emb else None

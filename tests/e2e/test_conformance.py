@@ -149,6 +149,38 @@ def test_second_slice_follows_each_layers_own_head_count(work):
     assert np.abs(got - C.torch_outputs(uniform, f)["last_hidden_state"]).max() > 1e-2
 
 
+def test_pack_refuses_an_attention_graph_it_cannot_read_unless_told_to_pack_every_weight(work):
+    """ORT's optimizer at level 1 on a static-shape export turns the FFN's MatMul + Add into Reshape -> Gemm ->
+    Reshape, which the structure finder does not read (every structured pass refuses it). pack used to pack
+    every MatMul/Gemm weight there, the pooler's too, though pooler and classifier stay fp32 by default: now it
+    refuses in one line and writes nothing; with --pack-head it packs every weight and equals the reference of
+    every nn.Linear ternarized."""
+    import dataclasses
+
+    import torch
+
+    from deploytool.errors import PassRefusedError
+    from deploytool.passes import transform
+    from deploytool.runtime.infer import run_onnx
+
+    case = C.MODEL_BY_NAME["bert"]
+    src = C.optimize(C.export(case, "torchscript-static", work / "o1"), 1, work / "o1" / "bert-static.O1.onnx")
+    dst = work / "o1" / "packed.onnx"
+    cfg = C.pass_config(case, "pack", work)
+    with pytest.raises(PassRefusedError, match="--pack-head packs every MatMul/Gemm weight"):
+        transform(src, dst, cfg)
+    assert not dst.exists()
+    transform(src, dst, dataclasses.replace(cfg, pack_head=True))
+    base = C.build_model(case)
+    want = C.copy.deepcopy(base)
+    with torch.no_grad():  # TWN per matrix, restated in the harness, on every nn.Linear (pooler included)
+        for lin in (m for m in want.modules() if isinstance(m, torch.nn.Linear)):
+            lin.weight.copy_(C._twn(lin.weight.double()).float())
+    f = C.feeds(case)
+    got, ref = run_onnx(dst, f), C.torch_outputs(want, f)
+    assert all(np.abs(got[k] - ref[k]).max() <= C.TOL for k in ref)
+
+
 def test_dynabert_rule_restated_from_the_public_code():
     # DynaBERT's modeling_bert.py: 6 layers at depth 0.75 keep 4 ([0, 1, 2, 4]), 6 heads at width 0.75
     # keep round(4.5) = 4 heads and int(4/6 * F) neurons
