@@ -2,7 +2,9 @@
 
 Which weights: every encoder linear weight (Q/K/V/O and both FFN matrices; found with
 ``deploytool.graph.find_structure``, or, where the finder cannot read the graph, every MatMul/Gemm
-whose B input is a 2-D float initializer) and the word embeddings (row-wise, always). By default the
+whose B input is a 2-D float initializer: with ``pack_head=True`` or in a graph without attention; an attention
+graph the finder cannot read is refused otherwise, since its pooler and classifier could not be kept fp32) and
+the word embeddings (row-wise, always). By default the
 pooler and classifier weights, position and token-type embeddings, LayerNorm parameters and biases
 stay fp32, as in the papers. For the smallest files, ``pack_head=True`` packs the pooler/classifier
 weights (every linear the finder does not place in a layer) with the encoder's scheme, and
