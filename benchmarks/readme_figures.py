@@ -965,7 +965,16 @@ def render_conformance(results: Path) -> str:
             ok_app[0] += cell["status"] in ("equal", "close")
     full = [m for m, (ok, app) in by_family.items() if app and ok == app]
     partial = [m for m in by_family if m not in full]
-    refused = sorted({cell["model"] for cell in d["cells"] if cell["status"] == "refused"})
+    # refused by name: a family the structured passes do not edit ("deberta-v2: its disentangled attention ...")
+    named = [cell for cell in d["cells"] if cell["status"] == "refused" and cell["detail"].startswith(cell["model"] + ":")]
+    refused = sorted({cell["model"] for cell in named})
+    other_refused = c.get("refused", 0) - len(named)
+    by_level: dict[tuple, int] = {}
+    for cell in d["cells"]:
+        if cell["status"] == "refused" and cell not in named:
+            key = (cell["exporter"], cell["opt_level"])
+            by_level[key] = by_level.get(key, 0) + 1
+    level1 = sum(v for (e, lv), v in by_level.items() if lv == 1)
     # the passes that work on every graph of the refused families
     working = [p for p in d["passes"] if all(cell["status"] in ("equal", "close") for cell in d["cells"]
                                              if cell["model"] in refused and cell["pass_name"] == p)
@@ -975,9 +984,15 @@ def render_conformance(results: Path) -> str:
             f"{sm['cells']:,} cells, **{sm['failed']} FAILED**; {c['equal']:,} equal and {c['close']:,} close (int8 activations, fp16), "
             f"**{100 * sm['equal_share']:.1f}%** of the {sm['applicable']:,} applicable cells (goal 90%); "
             f"{len(full)} of {len(by_family)} models at 100% (not: {', '.join(partial) or 'none'}). "
-            f"{c.get('refused', 0):,} cells are refused by name ({', '.join(refused)}: its disentangled attention; "
-            f"{' and '.join(working) or 'no pass'} {'works' if len(working) == 1 else 'work'}). {c.get('n/a', 0):,} cells are n/a: optimum always exports the mask (the input_ids-only "
-            "case) and ORT's optimizer fails on ModernBERT's dynamo export. References used: "
+            f"{len(named):,} cells are refused by name ({', '.join(refused)}: its disentangled attention; "
+            f"{' and '.join(working) or 'no pass'} {'works' if len(working) == 1 else 'work'}). "
+            + (f"{other_refused:,} more are refused in one line with nothing written, all on the static-shape exports: "
+               f"{level1:,} at ORT's optimizer level 1, which turns each FFN into Reshape -> Gemm -> Reshape that the "
+               "structure finder does not read (the structured passes and pack refuse it; a few fp16 and int8 outputs "
+               f"fail their gate there), and {other_refused - level1:,} where the gate refused a head edit of the "
+               "input_ids-only export (its constant mask term has one head). " if other_refused else "")
+            + f"{c.get('n/a', 0):,} cells are n/a: optimum always exports the mask (the input_ids-only "
+            "case) and ORT's optimizer fails on ModernBERT's dynamo exports. References used: "
             + ", ".join(f"{names.get(k, k)} {v:,}" for k, v in refs.items())
             + ". Per model and exporter (equal or close / applicable cells over "
             f"{len(d['opt_levels'])} optimizer settings x {len(d['passes'])} passes; R: refused), from "
@@ -1001,11 +1016,12 @@ def render_conformance_chains(results: Path) -> str:
         row = per.setdefault(cell["pass_name"], {})
         row[cell["status"]] = row.get(cell["status"], 0) + 1
     graphs = len({(x["model"], x["exporter"], x["opt_level"]) for x in d["cells"]})
+    commit = ((d.get("run") or {}).get("code") or {}).get("commit") or "unknown"
     text = (f"**Two passes in a row** (`benchmarks/conformance.py --chains`, `{SRC}/conformance_chains.{{json,md}}`, "
             f"measured {_date(d['date'])}, {_cpu_of(d)}, {d['wall_s']:,.0f} s with {d['jobs']} processes, "
-            f"{_load_span(d['load_average_at_start'][0], d['load_average_at_end'][0])}): the same "
-            f"{len(d['models'])} models x {len(d['exporters'])} exporters x {len(d['opt_levels'])} optimizer settings "
-            f"({graphs} graphs) through {len(d['passes'])} chains, the second pass reading the first's output and "
+            f"{_load_span(d['load_average_at_start'][0], d['load_average_at_end'][0])}, commit `{commit[:7]}`): "
+            f"{len(d['models'])} models x {len(d['exporters'])} exporters ({', '.join(d['exporters'])}) x "
+            f"{len(d['opt_levels'])} optimizer settings ({graphs} graphs) through {len(d['passes'])} chains, the second pass reading the first's output and "
             "numbering heads as that file does, each chain against one composed PyTorch reference (a second "
             "`prune_heads` carried back to the original head numbers; DynaBERT's rule on each layer's own head "
             "count after pruning; TWN of a reordered matrix, which a permutation leaves as it was): "
