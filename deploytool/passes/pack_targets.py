@@ -52,7 +52,8 @@ def _gemm_layout(node: ir.Node) -> str | None:
 
 
 def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], dict[str, ir.Value], str | None]:
-    """Roles of linear weights (by id of the weight value) from the structure finder, if it works."""
+    """Roles of linear weights (by id of the weight value) from the structure finder, if it works; else no
+    roles and why not."""
     try:
         from deploytool.graph.structure import find_structure
 
@@ -65,7 +66,7 @@ def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], dict[str, ir
             # position projections, which ORT's optimizer folds into constants): do not guess
             raise PassRefusedError(f"{e}; packing needs that structure to tell projection weights from other "
                                    "MatMul constants") from e
-        return {}, {}, f"structure finder unavailable ({type(e).__name__}: {e}); packing every MatMul/Gemm weight"
+        return {}, {}, f"structure finder unavailable ({type(e).__name__}: {e})"
     roles: dict[int, str] = {}
     for layer in st.layers:
         for lin in layer.attention_linears():
@@ -138,15 +139,14 @@ def _find_targets(model: ir.Model, pack_head: bool = False
                   ) -> tuple[list[_Target], list[Skip], tuple[ir.Value, list[ir.Node]] | None, list[str],
                              dict[str, ir.Value]]:
     graph = model.graph
-    roles, tables, note = _roles_from_structure(model)
-    if note and not pack_head and any(n.op_type in _ATTENTION_OPS for n in graph):
+    roles, tables, unread = _roles_from_structure(model)
+    if unread and not pack_head and any(n.op_type in _ATTENTION_OPS for n in graph):
         # an attention model the finder cannot read: every MatMul/Gemm weight would be packed, the pooler's and
         # classifier's too, which the default keeps fp32; refuse rather than pack what was not asked (a graph
         # without attention has no such head: every weight is packed, as the note says)
-        raise PassRefusedError(f"{note.split('; packing every')[0]}: without it pack cannot tell the pooler and "
-                               "classifier (fp32 by default) from the encoder's projections; --pack-head packs "
-                               "every MatMul/Gemm weight")
-    notes = [note] if note else []
+        raise PassRefusedError(f"{unread}: without it pack cannot tell the pooler and classifier (fp32 by "
+                               "default) from the encoder's projections; --pack-head packs every MatMul/Gemm weight")
+    notes = [f"{unread}; packing every MatMul/Gemm weight"] if unread else []
     emb = _word_embedding_gather(graph, tables.get("word"))
     emb_value = emb[0] if emb else None
     targets: dict[int, _Target] = {}

@@ -796,7 +796,7 @@ def chain_reference(case: ModelCase, chain: str, base_model):
 
 
 def min_cosine(pass_name: str) -> float | None:
-    """The cosine a pass or chain must keep (its int8-activation steps'), None where it must be equal."""
+    """The cosine a pass or chain must keep (the lowest of its CLOSE_PASSES steps'), None where it must be equal."""
     vals = [MIN_COSINE[s] for s in pass_name.split(">") if s in CLOSE_PASSES]
     return min(vals) if vals else None
 
@@ -909,10 +909,12 @@ def run_cell(case: ModelCase, exporter: str, level: int, pass_name: str, src: Pa
             cell.seconds = time.perf_counter() - t0
             _unlink(written)
             return cell
+        written.append(dst)
         if step_src.read_bytes() != before:
             cell.detail = f"{where}the input file was modified"
+            cell.seconds = time.perf_counter() - t0
+            _unlink(written)
             return cell
-        written.append(dst)
         step_src = dst
     f = feeds(case)
     try:
@@ -920,12 +922,14 @@ def run_cell(case: ModelCase, exporter: str, level: int, pass_name: str, src: Pa
     except Exception as e:  # noqa: BLE001
         cell.detail = f"the written model does not run: {_one_line(e)}"
         cell.seconds = time.perf_counter() - t0
+        _unlink(written)
         return cell
     try:
         ref_model, cell.reference = reference(case, pass_name, base_model)
     except NotImplementedError as e:
         cell.detail = f"the pass wrote a model, but there is no independent reference: {e}"
         cell.seconds = time.perf_counter() - t0
+        _unlink(written)
         return cell
     want = torch_outputs(ref_model, f)
     cell.status, cell.max_diff, cell.detail = compare(got, want, pass_name)
