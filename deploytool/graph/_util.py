@@ -221,6 +221,149 @@ def shape_derived(v: ir.Value | None, memo: dict[int, bool] | None = None, depth
     return result
 
 
+_SHAPE_UNARY = {"Cast", "Neg", "Not", "Identity", "Sqrt", "Exp", "Log", "Abs", "Relu", "Sigmoid", "Tanh", "Erf",
+                "Dropout", "Softmax", "Clip", "CastLike"}
+_SHAPE_BROADCAST = {"Add", "Sub", "Mul", "Div", "Pow", "Where", "Equal", "Less", "Greater", "LessOrEqual",
+                    "GreaterOrEqual", "And", "Or", "Xor", "Max", "Min", "Mod"}
+
+
+def _broadcast(shapes: list[tuple[int, ...]]) -> tuple[int, ...] | None:
+    rank = max(len(s) for s in shapes)
+    out = []
+    for k in range(rank):
+        dims = {s[len(s) - rank + k] for s in shapes if len(s) - rank + k >= 0} - {1}
+        if len(dims) > 1:
+            return None
+        out.append(dims.pop() if dims else 1)
+    return tuple(out)
+
+
+_SMALL_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Equal": np.equal, "Less": np.less,
+                 "Greater": np.greater, "Max": np.maximum, "Min": np.minimum, "And": np.logical_and,
+                 "Or": np.logical_or}
+
+
+def small_value(v: ir.Value | None, depth: int = 0, max_size: int = 64) -> np.ndarray | None:
+    """The value of a small tensor the graph computes from constants and fixed shapes (shape arithmetic: the
+    target of an ``Expand`` that an exporter writes as ``Where(Equal(dims, -1), ones, dims)``), computed with
+    numpy; None when it depends on data or is not small."""
+    c = small_const(v, max_size)
+    if c is not None or v is None or depth > 32:
+        return c
+    p = v.producer()
+    if p is None or p.domain not in ("", "ai.onnx") or not p.inputs:
+        return None
+    op = p.op_type
+    args = [small_value(i, depth + 1, max_size) if i is not None else None for i in p.inputs]
+    try:
+        if op == "Shape":
+            shape = static_shape(p.inputs[0], depth + 1)
+            if shape is None:
+                return None
+            start = int(p.attributes["start"].value) if "start" in p.attributes else 0
+            end = int(p.attributes["end"].value) if "end" in p.attributes else len(shape)
+            return np.asarray(shape[start:end], np.int64)
+        if any(a is None for a in args[:1]):
+            return None
+        a = args[0]
+        if op == "Identity":
+            return a
+        if op == "Cast":
+            to = ir.DataType(int(p.attributes["to"].value))
+            return a.astype(to.numpy()) if to.numpy() is not None else None
+        if op in _SMALL_BINARY and len(args) == 2 and args[1] is not None:
+            return _SMALL_BINARY[op](a, args[1])
+        if op == "Where" and len(args) == 3 and all(x is not None for x in args):
+            return np.where(a, args[1], args[2])
+        if op == "ConstantOfShape":
+            fill = p.attributes["value"].value.numpy() if "value" in p.attributes else np.zeros(1, np.float32)
+            dims = [int(x) for x in a.reshape(-1)]
+            return np.full(dims, fill.reshape(-1)[0], fill.dtype) if int(np.prod(dims)) <= max_size else None
+        if op == "Concat" and all(x is not None for x in args):
+            return np.concatenate(args, axis=int(p.attributes["axis"].value))
+        if op == "Unsqueeze" and len(args) == 2 and args[1] is not None:
+            return np.expand_dims(a, tuple(int(x) for x in args[1].reshape(-1)))
+        if op == "Gather" and len(args) == 2 and args[1] is not None:
+            axis = int(p.attributes["axis"].value) if "axis" in p.attributes else 0
+            return np.take(a, args[1], axis=axis)
+    except Exception:  # noqa: BLE001 - a form this reader does not know: not a fixed value
+        return None
+    return None
+
+
+def static_shape(v: ir.Value | None, depth: int = 0) -> tuple[int, ...] | None:
+    """``v``'s shape when the graph fixes it: from its declared shape, a constant, or the shapes and constant
+    operands of the few ops that build a mask or bias term (elementwise ops, Expand, Unsqueeze, Reshape,
+    Transpose, Gather, ConstantOfShape); None when any dimension is not known without running the graph."""
+    if v is None or depth > 32:
+        return None
+    if v.shape is not None and all(isinstance(d, int) for d in v.shape):
+        return tuple(int(d) for d in v.shape)
+    t = const_tensor(v)
+    if t is not None:
+        return tuple(int(d) for d in t.shape)
+    p = v.producer()
+    if p is None or p.domain not in ("", "ai.onnx") or not p.inputs:
+        return None
+    op = p.op_type
+
+    def arg(i: int) -> tuple[int, ...] | None:
+        return static_shape(p.inputs[i], depth + 1) if i < len(p.inputs) and p.inputs[i] is not None else None
+
+    def ints(i: int) -> list[int] | None:
+        c = small_value(p.inputs[i], depth + 1) if i < len(p.inputs) else None
+        return None if c is None else [int(x) for x in np.asarray(c).reshape(-1)]
+
+    if op in _SHAPE_UNARY:
+        return arg(0)
+    if op in _SHAPE_BROADCAST:
+        shapes = [arg(i) for i in range(len(p.inputs))]
+        return None if any(s is None for s in shapes) else _broadcast(shapes)
+    if op == "Expand":
+        a, dims = arg(0), ints(1)
+        return None if a is None or dims is None else _broadcast([a, tuple(dims)])
+    if op == "ConstantOfShape":
+        dims = ints(0)
+        return None if dims is None else tuple(dims)
+    if op in ("Unsqueeze", "Squeeze"):
+        a = arg(0)
+        axes = ints(1) if len(p.inputs) > 1 else (list(p.attributes["axes"].value) if "axes" in p.attributes
+                                                     else None)
+        if a is None or axes is None:
+            return None
+        if op == "Squeeze":
+            axes = [x % len(a) for x in axes]
+            return tuple(d for k, d in enumerate(a) if k not in axes)
+        rank = len(a) + len(axes)
+        axes = sorted(x % rank for x in axes)
+        out, it = [], iter(a)
+        for k in range(rank):
+            out.append(1 if k in axes else next(it))
+        return tuple(out)
+    if op == "Transpose":
+        a = arg(0)
+        if a is None:
+            return None
+        perm = list(p.attributes["perm"].value) if "perm" in p.attributes else list(range(len(a)))[::-1]
+        return tuple(a[k] for k in perm)
+    if op == "Reshape":
+        a, dims = arg(0), ints(1)
+        if a is None or dims is None:
+            return None
+        dims = [a[k] if d == 0 and k < len(a) else d for k, d in enumerate(dims)]
+        if dims.count(-1) == 1:
+            known = int(np.prod([d for d in dims if d != -1]))
+            dims[dims.index(-1)] = int(np.prod(a)) // known if known else 0
+        return tuple(dims)
+    if op == "Gather":
+        a, idx = arg(0), arg(1)
+        if a is None or idx is None:
+            return None
+        axis = int(p.attributes["axis"].value) % len(a) if "axis" in p.attributes else 0
+        return a[:axis] + idx + a[axis + 1:]
+    return None
+
+
 #: the attributes ORT's fused attention ops (Attention, QAttention, MultiHeadAttention) share with one meaning
 ATTENTION_SHARED_ATTRS = ("num_heads", "scale", "mask_filter_value", "unidirectional")
 

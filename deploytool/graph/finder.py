@@ -76,6 +76,7 @@ from deploytool.graph._util import (
     shape_derived,
     single_consumer,
     small_const,
+    static_shape,
 )
 from deploytool.graph.roles import (
     AttentionBlock,
@@ -816,7 +817,9 @@ class _Finder:
 
     def score_bias(self, score: ir.Node, softmax: ir.Node) -> list[tuple[ir.Node, int]]:
         """Additive terms between the score MatMul and the Softmax that are neither a scale nor derived
-        from a graph input's data (the padding mask is): a per-head position bias (MPNet)."""
+        from a graph input's data (the padding mask is): a per-head position bias (MPNet). A term whose
+        shape the graph fixes with one head (a mask an export without a mask input folded to a constant,
+        [batch, 1, S, S]) is the same for every head: not one."""
         out: list[tuple[ir.Node, int]] = []
         v = score.outputs[0]
         for _ in range(12):
@@ -830,7 +833,7 @@ class _Finder:
                 i = 1 if n.inputs[0] is v else 0
                 other = n.inputs[i]
                 if other is not None and small_const(other) is None and self._has_table(other) \
-                        and not self._reads_input_data(other):
+                        and not self._reads_input_data(other) and not _same_for_all_heads(other):
                     out.append((n, i))
             v = n.outputs[0]
         return out
@@ -1672,6 +1675,13 @@ def family_hint(model: ir.Model) -> str | None:
         if any(k in nm for nm in names for k in keys):
             return fam
     return None
+
+
+def _same_for_all_heads(v: ir.Value) -> bool:
+    """True when ``v``, a term added to [..., heads, S, S] scores, has a fixed shape that broadcasts over the
+    head axis (rank below 3, or 1 at axis -3)."""
+    shape = static_shape(v)
+    return shape is not None and (len(shape) < 3 or shape[-3] == 1)
 
 
 def _activation_name(ops: list[ir.Node]) -> str | None:

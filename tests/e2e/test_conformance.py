@@ -38,6 +38,9 @@ SUPPORTED = [
     ("modernbert", "torchscript-static", 99),
     ("bert", "torchscript-static", 0),  # every Reshape target a constant
     ("bert", "dynamo-static", 0),  # SDPA's K flattened to [batch * heads, ..] and back to a constant [3, 6, 4, 8]
+    # no mask input: the mask term folds to a constant [batch, 1, S, S] built by Expand(Where(Equal(..)));
+    # one head broadcast to all, not a per-head score bias to Gather
+    ("bert-idsonly", "torchscript-static", 0),
     # bottleneck layers: input bottleneck as the attention residual, Q/K on a shared bottleneck, V on the wide
     # input, NoNorm (x * gamma + beta), 2 FFNs in a row, output bottleneck back to the wide stream
     ("mobilebert", "torchscript-17", 0),
