@@ -438,6 +438,17 @@ class Int8QuantizePass(DeployPass):
         if keep_fp32:
             skipped += [Skip(nm, "EmbedLayerNormalization with position_ids: ORT's QEmbedLayerNormalization "
                              "cannot take them; stays fp32") for nm in keep_fp32]
+        # a MatMul whose constant B is not a matrix (DeBERTa's relative-position keys, [heads, head_size, 2 * span],
+        # which ORT's optimizer folds to a constant on a static-shape export) is a batched product, not a
+        # projection: ORT's quantizer gives it per-column zero points that MatMulIntegerToFloat rejects at load
+        ranks = {t.name: len(t.dims) for t in proto.graph.initializer}
+        for i, n in enumerate(proto.graph.node):
+            if n.op_type == "MatMul" and n.domain in ("", "ai.onnx") and len(n.input) > 1 \
+                    and ranks.get(n.input[1], 2) != 2:
+                n.name = n.name or f"deploytool_matmul_{i}"
+                keep_fp32.append(n.name)
+                skipped.append(Skip(n.name, f"MatMul with a rank-{ranks[n.input[1]]} constant B (a batched product, "
+                                    "not a projection): stays fp32"))
         # ORT's quantizer makes a fused Attention a QAttention whatever it reads: a past state or an attention bias
         # (a relative position bias, input 5), for which QAttention has no input, would be dropped silently. One
         # with an attention bias becomes MatMul, Split and MultiHeadAttention (which takes the bias): the MatMul is

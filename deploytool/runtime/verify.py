@@ -324,6 +324,26 @@ def _is_float(a: np.ndarray) -> bool:
     return isinstance(a, np.ndarray) and a.dtype.kind in "fc"
 
 
+def _dropped_inputs(sess, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Data for the integer and bool inputs the reference declares and the output does not (``feeds`` are made
+    for the output's inputs): an input nothing reads, such as a dynamo export's token_type_ids of a model with no
+    token types, which ONNX Runtime's quantizer leaves out. Each gets what the gate gives such an input of any
+    model (:func:`deploytool.runtime.inputs.plan_inputs_proto`): zeros, ones for bool. The batch and sequence
+    length of a symbolic dimension come from the feeds."""
+    from deploytool.runtime.infer import input_specs
+
+    shapes = [a.shape for a in feeds.values() if getattr(a, "ndim", 0) >= 2]
+    batch, seq = shapes[0][:2] if shapes else (1, 1)
+    out = {}
+    for name, (dtype, shape) in input_specs(sess).items():
+        if name in feeds or dtype.kind not in "iub":
+            continue
+        dims = tuple(d if isinstance(d, int) and d > 0 else batch if k == 0 else seq if k == 1 else 1
+                     for k, d in enumerate(shape))
+        out[name] = np.ones(dims, dtype) if dtype.kind == "b" else np.zeros(dims, dtype)
+    return out
+
+
 def reference_outputs(reference: str | os.PathLike | bytes | MemoryReference, feeds: dict[str, np.ndarray],
                       session_config: dict[str, str] | None = None) -> dict[str, np.ndarray]:
     """The reference model's outputs on ``feeds`` (those of its declared inputs); a failure to load or run it
@@ -332,7 +352,7 @@ def reference_outputs(reference: str | os.PathLike | bytes | MemoryReference, fe
     try:
         ref_sess = _session(reference, session_config)
         declared = {i.name for i in ref_sess.get_inputs()}
-        return _run(ref_sess, {k: v for k, v in feeds.items() if k in declared})
+        return _run(ref_sess, {**_dropped_inputs(ref_sess, feeds), **{k: v for k, v in feeds.items() if k in declared}})
     except VerificationError as e:
         raise VerificationError(f"that cannot be compared with its input (for the input, {e})") from e
 
