@@ -317,7 +317,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                 budget_ms = prof.budgets.latency_ms(res["seq_len"])
                 mem_mb = (res.get("peak_rss_bytes") or 0) / MB
                 size_mb, size_of = shipped_size(path, prof, (res.get("model_bytes") or 0) / MB)
-                ok, why = _budget(prof, budget_ms, dev_lat, source, mem_mb, size_mb, size_of)
+                ok, why, failed = _budget(prof, budget_ms, dev_lat, source, mem_mb, size_mb, size_of)
                 uncertain = bool(source == "projected" and budget_ms is not None and proj is not None
                                  and proj.band_low_ms is not None and proj.band_low_ms <= budget_ms < proj.band_high_ms)
                 if uncertain:
@@ -342,7 +342,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     projected_ms=proj.latency_ms if proj else None, projected_label=proj.label if proj else "",
                     device_latency_ms=dev_lat, device_latency_source=source, budget_ms=budget_ms,
                     budget_memory_mb=prof.budgets.peak_memory_mb, budget_size_mb=prof.budgets.model_size_mb,
-                    budget_pass=ok, budget_why=why,
+                    budget_pass=ok, budget_why=why, budget_failed=failed,
                     cost_model_error=((proj.latency_ms - p50) / p50 if (is_host and proj and p50 > 0) else None),
                     projected_low_ms=proj.band_low_ms if proj else None,
                     projected_high_ms=proj.band_high_ms if proj else None, budget_uncertain=uncertain,
@@ -355,7 +355,6 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     biggest = max((r.params for r in rows if r.params), default=None)
     for r in rows:
         r.param_fraction = r.params / biggest if (r.params and biggest) else None
-        r.budget_failed = _failed(r)
     _attach_accuracy(rows, acc_set)
     _variants(rows)
     fp16_notes = _fp16_statements(rows, profiles)
@@ -431,18 +430,6 @@ def _device_facts(prof: Profile, *, is_host: bool) -> dict[str, Any]:
             "description": prof.description}
 
 
-def _failed(r: ReportRow) -> list[str]:
-    """Which budgets a row breaks (the same comparisons as :func:`_budget`)."""
-    out = []
-    if r.budget_ms is not None and r.device_latency_ms is not None and r.device_latency_ms > r.budget_ms:
-        out.append("latency")
-    if r.budget_memory_mb is not None and (r.peak_memory_mb or 0) > r.budget_memory_mb:
-        out.append("memory")
-    if r.budget_size_mb is not None and (r.size_mb or 0) > r.budget_size_mb:
-        out.append("size")
-    return out
-
-
 _ARCH = re.compile(r"^L(\d+) H(\d+)")
 
 
@@ -492,9 +479,9 @@ def _device_rows(path: Path, config: ReportConfig) -> list[ReportRow]:
             prof = None
         lat = raw.get("device_latency_ms")
         size = float(raw.get("size_mb") or 0)
-        ok, why = (_budget(prof, prof.budgets.latency_ms(int(raw["seq_len"])), lat,
-                           str(raw.get("device_latency_source") or "measured"), 0.0, size)
-                   if prof else (None, "not a known device profile"))
+        ok, why, failed = (_budget(prof, prof.budgets.latency_ms(int(raw["seq_len"])), lat,
+                                   str(raw.get("device_latency_source") or "measured"), 0.0, size)
+                           if prof else (None, "not a known device profile", []))
         row = {
             "soc": prof.soc if prof else "", "core": prof.core if prof else "", "model_path": raw["model"],
             "precision": "?", "arch": "-", "params": None, "param_fraction": None, "threads": 0,
@@ -504,8 +491,11 @@ def _device_rows(path: Path, config: ReportConfig) -> list[ReportRow]:
             "budget_ms": prof.budgets.latency_ms(int(raw["seq_len"])) if prof else None,
             "budget_memory_mb": prof.budgets.peak_memory_mb if prof else None,
             "budget_size_mb": prof.budgets.model_size_mb if prof else None, "budget_pass": ok, "budget_why": why,
+            "budget_failed": failed,
         }
         row.update({k: v for k, v in raw.items() if k in fields})
+        if "budget_pass" in raw and "budget_failed" not in raw:  # the file's own verdict: not our comparisons
+            row["budget_failed"] = []
         row["ep_ran"] = str(row["ep_ran"]).replace("ExecutionProvider", "")
         row["ep_requested"] = str(row["ep_requested"]).replace("ExecutionProvider", "")
         if raw.get("note") and not row["ep_note"]:
@@ -515,21 +505,25 @@ def _device_rows(path: Path, config: ReportConfig) -> list[ReportRow]:
 
 
 def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: str, mem_mb: float,
-            size_mb: float, size_of: str = "file") -> tuple[bool | None, str]:
-    checks: list[tuple[bool, str]] = []
+            size_mb: float, size_of: str = "file") -> tuple[bool | None, str, list[str]]:
+    """(pass, why, the budgets broken: "latency" | "memory" | "size") from one set of comparisons; pass is None
+    when no budget applies."""
+    checks: list[tuple[str, bool, str]] = []
     if budget_ms is not None and lat is not None:
-        checks.append((lat <= budget_ms, f"{source} {lat:.2f} ms {'<=' if lat <= budget_ms else '>'} {budget_ms:g} ms"))
+        ok = lat <= budget_ms
+        checks.append(("latency", ok, f"{source} {lat:.2f} ms {'<=' if ok else '>'} {budget_ms:g} ms"))
     b = prof.budgets
     if b.peak_memory_mb is not None and mem_mb > 0:
-        checks.append((mem_mb <= b.peak_memory_mb,
-                       f"peak memory {mem_mb:.0f} MB {'<=' if mem_mb <= b.peak_memory_mb else '>'} {b.peak_memory_mb:g} MB"))
+        ok = mem_mb <= b.peak_memory_mb
+        checks.append(("memory", ok, f"peak memory {mem_mb:.0f} MB {'<=' if ok else '>'} {b.peak_memory_mb:g} MB"))
     if b.model_size_mb is not None and size_mb > 0:
         of = "" if size_of == "file" else f" ({size_of})"
-        checks.append((size_mb <= b.model_size_mb,
-                       f"size {size_mb:.1f} MB{of} {'<=' if size_mb <= b.model_size_mb else '>'} {b.model_size_mb:g} MB"))
+        ok = size_mb <= b.model_size_mb
+        checks.append(("size", ok, f"size {size_mb:.1f} MB{of} {'<=' if ok else '>'} {b.model_size_mb:g} MB"))
     if not checks:
-        return None, "no budget for this sequence length"
-    return all(c[0] for c in checks), "; ".join(c[1] for c in checks)
+        return None, "no budget for this sequence length", []
+    failed = [name for name, ok, _ in checks if not ok]
+    return not failed, "; ".join(c[2] for c in checks), failed
 
 
 def _int8_statements(rows: Sequence[ReportRow], reports: Sequence[dict[str, Any]]) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 from deploytool.report.cells import _summary_records
 from deploytool.report.html_report import render_html
 from deploytool.report.markdown_report import render_markdown
-from deploytool.report.rows import ReportRow, _failed, _variants
+from deploytool.report.rows import ReportRow, _variants
 from deploytool.report.summary import group_variants, summarize
 
 
@@ -31,7 +31,7 @@ def row(model: str, seq: int, lat: float, *, acc: float | None = 80.0, device: s
     if m:
         r.variant_record = {"version": 1, "source": "m", "width": float(m.group(1)), "depth": float(m.group(2)),
                             "precision": precision, "chain": [], "label": model}
-    r.budget_failed = _failed(r)
+    r.budget_failed = [k for k, over in (("latency", lat > budget), ("size", size > size_budget)) if over]
     r.budget_pass = not r.budget_failed
     r.budget_why = "; ".join([f"projected {lat:.2f} ms {'>' if lat > budget else '<='} {budget:g} ms",
                               f"size {size:.1f} MB {'>' if size > size_budget else '<='} {size_budget:g} MB"])
