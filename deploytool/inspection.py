@@ -38,6 +38,7 @@ import onnx_ir as ir
 from deploytool import onnx_io
 from deploytool.errors import ConfigError, StructureError
 from deploytool.graph._util import ConstCone, const_tensor, is_byte_table, is_unpack_lookup
+from deploytool.graph.canonical import unfuse_flattened_gemms
 from deploytool.graph.structure import EncoderStructure, Linear, find_structure
 
 logger = logging.getLogger(__name__)
@@ -135,9 +136,12 @@ def inspect_model(path: str | os.PathLike, seq_len: int = 128) -> InspectReport:
 def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike | None = None) -> InspectReport:
     """Describe an already loaded model (``path`` only for the file size)."""
     graph = model.graph
+    ops = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}" for n in graph)
+    num_nodes, num_initializers = len(graph), len(graph.initializers)  # the file's, as are the ops
     structure: EncoderStructure | None = None
     error: str | None = None
     try:
+        unfuse_flattened_gemms(model)  # ORT's static-shape Gemm form, read as the MatMul + Add it was
         structure = find_structure(model)
     except StructureError as e:
         error = str(e)
@@ -149,7 +153,6 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
     roles = _node_roles(graph, structure)
     params, nbytes, by_dtype = _parameters(graph, roles, packing, structure)
     flops, parts = (_flops(structure, seq_len) if structure is not None else (None, {}))
-    ops = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}" for n in graph)
     layers = []
     if structure is not None:
         for layer in structure.layers:
@@ -161,8 +164,8 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
         file_bytes=_file_bytes(path, graph, sum(nbytes.values())) if path is not None else 0,
         opset=dict(model.opset_imports),
         producer=" ".join(x for x in (model.producer_name, model.producer_version) if x),
-        num_nodes=len(graph),
-        num_initializers=len(graph.initializers),
+        num_nodes=num_nodes,
+        num_initializers=num_initializers,
         family=structure.family if structure else None,
         exporter=structure.exporter if structure else None,
         structure_error=error,

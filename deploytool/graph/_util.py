@@ -291,24 +291,53 @@ def small_value(v: ir.Value | None, depth: int = 0, max_size: int = 64) -> np.nd
     return None
 
 
-def static_shape(v: ir.Value | None, depth: int = 0) -> tuple[int, ...] | None:
+def static_shape(v: ir.Value | None, depth: int = 0, memo: dict | None = None) -> tuple[int, ...] | None:
     """``v``'s shape when the graph fixes it: from its declared shape, a constant, or the shapes and constant
-    operands of the few ops that build a mask or bias term (elementwise ops, Expand, Unsqueeze, Reshape,
-    Transpose, Gather, ConstantOfShape); None when any dimension is not known without running the graph."""
-    if v is None or depth > 32:
+    operands of the ops that build a mask or bias term (elementwise ops, Expand, Unsqueeze, Reshape, Transpose,
+    Gather, ConstantOfShape) and of those that keep their first input's shape (LayerNorm, SkipLayerNorm, Gelu)
+    or project it (MatMul by a constant matrix); None when any dimension is not known without running the
+    graph."""
+    if v is None or depth > 64:
         return None
+    memo = {} if memo is None else memo
+    if id(v) in memo:
+        return memo[id(v)]
+    memo[id(v)] = None  # cycle guard
+    memo[id(v)] = out = _static_shape(v, depth, memo)
+    return out
+
+
+_SHAPE_OF_FIRST = {"LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
+                   "SkipSimplifiedLayerNormalization", "Gelu", "FastGelu", "BiasGelu", "QuickGelu"}
+
+
+def _static_shape(v: ir.Value, depth: int, memo: dict) -> tuple[int, ...] | None:
     if v.shape is not None and all(isinstance(d, int) for d in v.shape):
         return tuple(int(d) for d in v.shape)
     t = const_tensor(v)
     if t is not None:
         return tuple(int(d) for d in t.shape)
     p = v.producer()
-    if p is None or p.domain not in ("", "ai.onnx") or not p.inputs:
+    if p is None or not p.inputs:
         return None
     op = p.op_type
 
     def arg(i: int) -> tuple[int, ...] | None:
-        return static_shape(p.inputs[i], depth + 1) if i < len(p.inputs) and p.inputs[i] is not None else None
+        return static_shape(p.inputs[i], depth + 1, memo) if i < len(p.inputs) and p.inputs[i] is not None \
+            else None
+
+    if op in _SHAPE_OF_FIRST and p.domain in ("", "ai.onnx", MS_DOMAIN) and v is p.outputs[0]:
+        first = arg(0)
+        if first is None and op.startswith("Skip"):  # the skip input has the same shape
+            return arg(1)
+        return first
+    if p.domain not in ("", "ai.onnx"):
+        return None
+    if op == "MatMul":
+        a, w = arg(0), const_tensor(p.inputs[1]) if len(p.inputs) > 1 else None
+        if a is None or w is None or len(w.shape) != 2 or len(a) < 2 or a[-1] != int(w.shape[0]):
+            return None
+        return a[:-1] + (int(w.shape[1]),)
 
     def ints(i: int) -> list[int] | None:
         c = small_value(p.inputs[i], depth + 1) if i < len(p.inputs) else None
@@ -347,7 +376,10 @@ def static_shape(v: ir.Value | None, depth: int = 0) -> tuple[int, ...] | None:
         perm = list(p.attributes["perm"].value) if "perm" in p.attributes else list(range(len(a)))[::-1]
         return tuple(a[k] for k in perm)
     if op == "Reshape":
-        a, dims = arg(0), ints(1)
+        dims = ints(1)
+        if dims is not None and all(d > 0 for d in dims):  # the target alone fixes it
+            return tuple(dims)
+        a = arg(0)
         if a is None or dims is None:
             return None
         dims = [a[k] if d == 0 and k < len(a) else d for k, d in enumerate(dims)]

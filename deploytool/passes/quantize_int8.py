@@ -192,6 +192,14 @@ def _fuse(proto, config: Int8Config, model: ir.Model):
                                   "enable_skip_layer_norm": config.skip_layernorm,
                                   "enable_bias_skip_layer_norm": config.skip_layernorm,
                                   "enable_bias_gelu": config.bias_gelu})
+    seen = {i.name for i in out.graph.input} | {t.name for t in out.graph.initializer}
+    for node in out.graph.node:
+        for name in node.output:
+            if name and name in seen:
+                # ORT's optimizer on a graph it already fused (level 1, static shapes) adds a second Cast of the
+                # mask under the name of the first; such a graph is invalid
+                raise DeployError(f"ORT's optimizer wrote a graph that defines '{name}' twice")
+            seen.add(name)
     if not any(o.domain == "com.microsoft" for o in out.opset_import):
         out.opset_import.add(domain="com.microsoft", version=1)
     _lift_opset_for_layernorm(out)
@@ -423,6 +431,7 @@ class Int8QuantizePass(DeployPass):
                 skipped.append(Skip("fusion", f"{e}; quantized the unfused graph"))
                 fusion = Fusion.NONE
                 stats["fusion"] = "none"
+                proto = onnx_io.serialize_model(model)  # ORT's optimizer edits the proto it is given in place
         if fusion is not Fusion.NONE:
             fused = {op: sum(n.op_type == op for n in proto.graph.node)
                      for op in ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "BiasGelu",

@@ -864,9 +864,12 @@ def _structure_error(path: Path) -> str | None:
     from deploytool import onnx_io
     from deploytool.errors import DeployError
     from deploytool.graph import find_structure
+    from deploytool.graph.canonical import unfuse_flattened_gemms
 
     try:
-        find_structure(onnx_io.load_model(path))
+        model = onnx_io.load_model(path)
+        unfuse_flattened_gemms(model)  # as inspect reads it
+        find_structure(model)
     except DeployError as e:
         return _one_line(e)
     return None

@@ -35,6 +35,11 @@ SUPPORTED = [
     ("modernbert-seqcls", "dynamo", 0),  # shared [.., 3, heads, head_size] view shape, Split(num_outputs=2)
     ("modernbert", "torchscript-14", 0),  # decomposed LayerNorm without bias
     # static shapes (no dynamic axes): ORT folds the rotary tables and fuses rotate_half's two Slices into one Split
+    ("bert", "torchscript-static", 1),  # ORT level 1: each FFN MatMul + Add a Reshape [B*S, K] -> Gemm -> Reshape
+    # and the attention's Q/K/V Gemms' output Reshape merged with the head split, [B*S, H*D] -> [B, S, H, D];
+    # ORT cannot load the file it saved (its fusion at load names an initializer the file holds)
+    ("albert", "torchscript-static", 1),
+    ("mobilebert", "dynamo-static", 1),  # the attention-output Gemm flattened straight from [B, S, H, D]
     ("modernbert", "torchscript-static", 99),
     ("bert", "torchscript-static", 0),  # every Reshape target a constant
     ("bert", "dynamo-static", 0),  # SDPA's K flattened to [batch * heads, ..] and back to a constant [3, 6, 4, 8]
@@ -166,12 +171,14 @@ def test_second_slice_follows_each_layers_own_head_count(work):
 
 def test_pack_refuses_an_attention_graph_it_cannot_read_unless_told_to_pack_every_weight(work):
     """ORT's optimizer at level 1 on a static-shape export turns the FFN's MatMul + Add into Reshape -> Gemm ->
-    Reshape, which the structure finder does not read (every structured pass refuses it). pack used to pack
-    every MatMul/Gemm weight there, the pooler's too, though pooler and classifier stay fp32 by default: now it
+    Reshape, which passes read back as MatMul + Add. With each of those Gemms' weights stored transposed
+    (transB = 1, an equivalent graph not in ORT's form) the finder cannot read the FFN. pack used to pack every
+    MatMul/Gemm weight there, the pooler's too, though pooler and classifier stay fp32 by default: now it
     refuses in one line and writes nothing; with --pack-head it packs every weight and equals the reference of
     every nn.Linear ternarized."""
     import dataclasses
 
+    import onnx_ir as ir
     import torch
 
     from deploytool.errors import PassRefusedError
@@ -179,7 +186,20 @@ def test_pack_refuses_an_attention_graph_it_cannot_read_unless_told_to_pack_ever
     from deploytool.runtime.infer import run_onnx
 
     case = C.MODEL_BY_NAME["bert"]
-    src = C.optimize(C.export(case, "torchscript-static", work / "o1"), 1, work / "o1" / "bert-static.O1.onnx")
+    o1 = C.optimize(C.export(case, "torchscript-static", work / "o1"), 1, work / "o1" / "bert-static.O1.onnx")
+    model = ir.load(o1)
+    flipped = 0
+    for node in model.graph:
+        if node.op_type == "Gemm" and node.inputs[0].producer() is not None \
+                and node.inputs[0].producer().op_type == "Reshape":
+            w = node.inputs[1]
+            w.const_value = ir.tensor(np.ascontiguousarray(w.const_value.numpy().T), name=w.name)
+            w.shape = ir.Shape(list(w.const_value.shape))
+            node.attributes["transB"] = ir.AttrInt64("transB", 1)
+            flipped += 1
+    assert flipped == 2 * C.LAYERS
+    src = work / "o1" / "bert-static.O1.transB.onnx"
+    ir.save(model, src)
     dst = work / "o1" / "packed.onnx"
     cfg = C.pass_config(case, "pack", work)
     with pytest.raises(PassRefusedError, match="--pack-head packs every MatMul/Gemm weight"):
@@ -268,3 +288,21 @@ def test_minilm_optimum_export_sliced_pruned_packed_benchmarked(minilm_optimum, 
     want = C.torch_outputs(ref_p.eval(), f)["last_hidden_state"]
     got = run_onnx(pruned, f)["last_hidden_state"]
     assert np.abs(got - want).max() <= 1e-4
+
+
+def test_inspect_reads_an_ort_level_1_static_export_and_counts_the_files_ops(work):
+    """inspect reads ORT's Reshape -> Gemm -> Reshape as the MatMul + Add it was (the layers, heads and FFN
+    widths of the export), and still reports the file's own nodes and ops."""
+    import onnx
+
+    from deploytool.inspection import inspect_model
+
+    case = C.MODEL_BY_NAME["bert"]
+    src = C.optimize(C.export(case, "torchscript-static", work / "insp"), 1, work / "insp" / "bert-static.O1.onnx")
+    proto = onnx.load(src)
+    gemms = sum(n.op_type == "Gemm" for n in proto.graph.node)
+    assert gemms >= 2 * C.LAYERS
+    report = inspect_model(src)
+    assert report.structure_error is None
+    assert [(x.num_heads, x.ffn_width) for x in report.layers] == [(C.HEADS, C.FFN)] * C.LAYERS
+    assert report.op_histogram["Gemm"] == gemms and report.num_nodes == len(proto.graph.node)

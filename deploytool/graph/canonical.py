@@ -1,0 +1,169 @@
+"""Rewrites that put an equivalent graph into the form the structure finder reads, before a pass edits it.
+
+ONNX Runtime's optimizer, saving a static-shape graph at level 1 or above, applies ``MatMulAddFusion``: a
+projection ``MatMul(x, W) + b`` on ``x`` of shape [batch, seq, K] becomes::
+
+    Reshape(x, [batch * seq, K]) -> Gemm(., W, b) -> Reshape(., [batch, seq, N])
+
+with both targets constants. The finder reads projections on [batch, seq, K]; the flattened form hides the
+FFN width, the head width of an attention output and the hidden size in those targets.
+:func:`unfuse_flattened_gemms` turns each such triple back into ``MatMul(x, W) + b``: ONNX Runtime fuses it again
+when it loads the pass's output, and the pass's verification gate compares that output with the unchanged
+input file, so a graph where the rewrite were wrong is refused, never written.
+
+Only ORT's exact form is rewritten: ``transA = 0``, ``transB = 0``, ``alpha = beta = 1``, a constant 2-D ``W``, a
+bias (if any) of N values, a first target [M, K] and a last one [d0, .., N] with ``d0 * .. = M``, and the Gemm's
+output read by that Reshape alone. ``x`` is viewed as [d0, .., K] first unless the graph shows it has that shape
+(an attention context that ORT's optimizer flattened straight from [batch, seq, heads, head_size] keeps the view,
+which is the merge of the heads the finder reads).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx_ir as ir
+
+from deploytool.graph._util import const_tensor, small_const, static_shape
+
+
+def _plain_gemm(node: ir.Node) -> bool:
+    a = node.attributes
+    return (node.op_type == "Gemm" and node.domain in ("", "ai.onnx") and a.get_int("transA", 0) == 0
+            and a.get_int("transB", 0) == 0 and a.get_float("alpha", 1.0) == 1.0 and a.get_float("beta", 1.0) == 1.0)
+
+
+@dataclasses.dataclass
+class _Flat:
+    first: ir.Node  # Reshape(x, [M, K])
+    last: ir.Node  # Reshape(Gemm, t2)
+    bias: ir.Value | None
+    lead: tuple[int, ...]  # t2's leading dims whose product is M: the product's shape is lead + (N,)
+    k: int
+    n: int
+    keep_last: bool  # t2 also splits N (ORT merged the head split [.., heads, head_size] into it): kept
+
+
+def _flattened(gemm: ir.Node) -> _Flat | None:
+    """One flattened projection around ``gemm``, or None when ``gemm`` is not one."""
+    if not _plain_gemm(gemm) or len(gemm.inputs) < 2 or gemm.inputs[0] is None:
+        return None
+    w = const_tensor(gemm.inputs[1])
+    if w is None or len(w.shape) != 2:
+        return None
+    k, n = (int(d) for d in w.shape)
+    bias = gemm.inputs[2] if len(gemm.inputs) > 2 else None
+    if bias is not None:
+        b = const_tensor(bias)
+        if b is None or int(np.prod(b.shape)) != n or len(b.shape) > 2:
+            return None
+    first = gemm.inputs[0].producer()
+    if first is None or first.op_type != "Reshape" or first.domain not in ("", "ai.onnx") or len(first.inputs) < 2:
+        return None
+    t1 = small_const(first.inputs[1])
+    if t1 is None or t1.size != 2 or int(t1[1]) != k or int(t1[0]) <= 0:
+        return None
+    m = int(t1[0])
+    out = gemm.outputs[0]
+    uses = list(out.uses())
+    if len(uses) != 1 or gemm.graph is None or out in gemm.graph.outputs:
+        return None
+    last = uses[0][0]
+    if last.op_type != "Reshape" or last.domain not in ("", "ai.onnx") or last.inputs[0] is not out \
+            or len(last.inputs) < 2:
+        return None
+    t2 = small_const(last.inputs[1])
+    if t2 is None or t2.size < 3 or (t2 <= 0).any():
+        return None
+    dims = [int(d) for d in t2.reshape(-1)]
+    for j in range(2, len(dims)):  # [batch, seq, ..] | [.., N]
+        if int(np.prod(dims[:j])) == m and int(np.prod(dims[j:])) == n:
+            return _Flat(first, last, bias, tuple(dims[:j]), k, n, keep_last=j != len(dims) - 1)
+    return None
+
+
+def _const(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
+    v = ir.Value(name=name, shape=ir.Shape(list(array.shape)), type=ir.TensorType(ir.DataType.INT64),
+                 const_value=ir.tensor(array, name=name))
+    graph.register_initializer(v)
+    return v
+
+
+def unfuse_flattened_gemms(model: ir.Model) -> int:
+    """Rewrite every ``Reshape -> Gemm -> Reshape`` of ORT's ``MatMulAddFusion`` on a static-shape graph back to
+    ``MatMul + Add`` on the unflattened input (see the module doc); returns how many. ``model`` is edited in
+    place; a graph without that form is left as it was."""
+    graph = model.graph
+    found = [(g, f) for g in list(graph) if (f := _flattened(g)) is not None]
+    if not found:
+        return 0
+    used = {v.name for v in graph.initializers.values()} | {n.name for n in graph}
+    for node in graph:
+        used.update(o.name for o in node.outputs if o.name)
+
+    def fresh(base: str) -> str:
+        name, i = base, 1
+        while name in used:
+            name, i = f"{base}_{i}", i + 1
+        used.add(name)
+        return name
+
+    targets = {id(v): v for _, f in found for v in (f.first.inputs[1], f.last.inputs[1])}  # ORT's, dropped below
+    views: dict[tuple[int, tuple[int, ...]], ir.Value] = {}  # Q, K and V of one input read one view of it
+    dead: list[ir.Node] = []
+    for gemm, f in found:
+        x = f.first.inputs[0]
+        name = gemm.name or "gemm"
+        want = f.lead + (f.k,)
+        dtype = ir.TensorType(const_tensor(gemm.inputs[1]).dtype)
+        new = []
+        if static_shape(x) != want:  # x's shape unknown, or not [.., K] (a 4-D attention context)
+            key = (id(x), want)
+            if key not in views:
+                view = ir.node("Reshape", [x, _const(graph, fresh(f"{name}__shape"), np.asarray(want, np.int64))],
+                               name=fresh(f"{name}__view"))
+                view.outputs[0].name = fresh(f"{name}__view_out")
+                view.outputs[0].shape, view.outputs[0].type = ir.Shape(list(want)), dtype
+                new.append(view)
+                views[key] = view.outputs[0]
+            x = views[key]
+        mm = ir.node("MatMul", [x, gemm.inputs[1]], name=fresh(f"{name}__matmul"))
+        mm.outputs[0].name = fresh(f"{name}__matmul_out")
+        new.append(mm)
+        y = mm.outputs[0]
+        if f.bias is not None:
+            add = ir.node("Add", [y, f.bias], name=fresh(f"{name}__bias"))
+            add.outputs[0].name = fresh(f"{name}__bias_out")
+            new.append(add)
+            y = add.outputs[0]
+        for v in {id(y): y, id(mm.outputs[0]): mm.outputs[0]}.values():  # read by a later rewrite's static_shape
+            v.shape, v.type = ir.Shape(list(f.lead) + [f.n]), dtype
+        graph.insert_before(gemm, new)
+        if f.keep_last:  # the head split ORT merged into the Gemm's output Reshape stays, on the product
+            f.last.replace_input_with(0, y)
+            # under a name of ours: ORT names the targets of its fusion at load after a counter, and refused
+            # ("Attempt to replace the existing tensor") a file that already held one of its names
+            target = small_const(f.last.inputs[1])
+            f.last.replace_input_with(1, _const(graph, fresh(f"{name}__split_shape"), target.astype(np.int64)))
+            dead.append(gemm)
+            continue
+        was = f.last.outputs[0]
+        if was in graph.outputs:
+            graph.outputs[graph.outputs.index(was)] = y
+            y.name, was.name = was.name, fresh(f"{was.name}__unfused")
+        was.replace_all_uses_with(y)
+        dead += [f.last, gemm]
+    graph.remove(dead, safe=True)
+    for f in {id(f.first): f.first for _, f in found}.values():
+        if not f.outputs[0].uses() and f.outputs[0] not in graph.outputs:
+            graph.remove(f, safe=True)
+    for v in targets.values():  # the Reshape targets nothing reads now
+        if v.uses() or v in graph.outputs:
+            continue
+        p = v.producer()
+        if p is not None and p.op_type == "Constant":
+            graph.remove(p, safe=True)
+        elif v.is_initializer() and v.name in graph.initializers and not v.is_graph_input():
+            del graph.initializers[v.name]
+    return len(found)
