@@ -970,13 +970,14 @@ def render_conformance(results: Path) -> str:
     refused = sorted({cell["model"] for cell in named})
     other_refused = c.get("refused", 0) - len(named)
     unnamed = [cell for cell in d["cells"] if cell["status"] == "refused" and cell not in named]
-    level1 = sum(cell["opt_level"] == 1 for cell in unnamed)
-    # outside level 1: the gate refused the output; by model and pass
-    elsewhere: dict[str, set[str]] = {}
+    # the other refusals, by model: which passes, on which graphs (exporter, optimizer level)
+    other: dict[str, tuple[set[str], set[str]]] = {}
     for cell in unnamed:
-        if cell["opt_level"] != 1:
-            elsewhere.setdefault(cell["model"], set()).add(cell["pass_name"])
-    gate_text = "; ".join(f"{m}: {', '.join(sorted(ps))}" for m, ps in sorted(elsewhere.items()))
+        ps, graphs = other.setdefault(cell["model"], (set(), set()))
+        ps.add(cell["pass_name"])
+        graphs.add(f"{cell['exporter']} O{cell['opt_level']}")
+    other_text = "; ".join(f"{m}: {', '.join(sorted(ps))} on {', '.join(sorted(gs))}"
+                           for m, (ps, gs) in sorted(other.items()))
     # the passes that work on every graph of the refused families
     working = [p for p in d["passes"] if all(cell["status"] in ("equal", "close") for cell in d["cells"]
                                              if cell["model"] in refused and cell["pass_name"] == p)
@@ -988,12 +989,7 @@ def render_conformance(results: Path) -> str:
             f"{len(full)} of {len(by_family)} models at 100% (not: {', '.join(partial) or 'none'}). "
             f"{len(named):,} cells are refused by name ({', '.join(refused)}: its disentangled attention; "
             f"{' and '.join(working) or 'no pass'} {'works' if len(working) == 1 else 'work'}). "
-            + (f"{other_refused:,} more are refused in one line with nothing written, all on the static-shape exports: "
-               f"{level1:,} at ORT's optimizer level 1, which turns each FFN into Reshape -> Gemm -> Reshape that the "
-               "structure finder does not read (the structured passes and pack refuse it; a few fp16 and int8 outputs "
-               f"fail their gate there), and {other_refused - level1:,} outputs the gate refused at the other levels "
-               f"({gate_text}; the input_ids-only export's constant mask term has one head, which the head edits "
-               "index; DeBERTa's int8 mostly by ONNX Runtime's own check of a zero point). "
+            + (f"{other_refused:,} more are refused in one line with nothing written ({other_text}). "
                if other_refused else "")
             + f"{c.get('n/a', 0):,} cells are n/a: optimum always exports the mask (the input_ids-only "
             "case) and ORT's optimizer fails on ModernBERT's dynamo exports. References used: "
