@@ -1035,7 +1035,7 @@ def render_conformance_chains(results: Path) -> str:
     # a refusal names its step ("step 2 (slice-0.5-0.75) ...") and then either the family ("deberta-v2: ...")
     # or what it found (a quantized projection)
     by_family: dict[str, int] = {}
-    by_chain: dict[str, int] = {}
+    by_chain: dict[tuple[str, str], int] = {}
     for x in d["cells"]:
         if x["status"] != "refused":
             continue
@@ -1044,9 +1044,10 @@ def render_conformance_chains(results: Path) -> str:
         if " " not in family and family in {y["model"] for y in d["cells"]}:
             by_family[family] = by_family.get(family, 0) + 1
         else:
-            by_chain[x["pass_name"]] = by_chain.get(x["pass_name"], 0) + 1
-    parts = [f"`{k.replace('>', ' > ')}` in {v:,} cells (the structured pass names the quantized projection it found)"
-             for k, v in by_chain.items()]
+            why = ("the structured pass names the quantized projection it found" if "quantized or packed" in reason
+                   else "the gate refused the output: " + reason.split(";", 1)[0][:120])
+            by_chain[(x["pass_name"], why)] = by_chain.get((x["pass_name"], why), 0) + 1
+    parts = [f"`{k.replace('>', ' > ')}` in {v:,} cells ({why})" for (k, why), v in by_chain.items()]
     parts += [f"every chain on {k} ({v:,} cells, at the first structured step, as in the single-pass matrix)"
               for k, v in by_family.items()]
     tail = ("Refused in one line with nothing written: " + "; ".join(parts) + ".") if parts else ""

@@ -675,10 +675,13 @@ class _Finder:
 
         for r in split_reshapes:
             pieces = self.shape_pieces(r)
-            if len(pieces) >= 2 and pieces[-2][0] == num_heads and pieces[-2][1] is not None:
-                add(pieces[-2][1], "num_heads")
-            elif self._unflattens_heads(r, pieces, num_heads):
+            # the unflatten first: its [batch, heads, head_size, seq] also has the head count at -2 when
+            # head_size == heads (a pruned layer: [3, 4, 4, 8]), where the split's [batch, seq, heads,
+            # head_size] has it; its input is a 3-D Transpose or Reshape, the split's a projection
+            if self._unflattens_heads(r, pieces, num_heads):
                 add(pieces[-3][1], "num_heads")
+            elif len(pieces) >= 2 and pieces[-2][0] == num_heads and pieces[-2][1] is not None:
+                add(pieces[-2][1], "num_heads")
         for r in merge_reshapes:
             pieces = self.shape_pieces(r)
             if pieces and pieces[-1][0] == all_head and pieces[-1][1] is not None:
