@@ -98,7 +98,7 @@ def unfuse_flattened_gemms(model: ir.Model) -> int:
     found = [(g, f) for g in list(graph) if (f := _flattened(g)) is not None]
     if not found:
         return 0
-    used = {v.name for v in graph.initializers.values()} | {n.name for n in graph}
+    used = {v.name for v in graph.initializers.values()} | {n.name for n in graph} | {v.name for v in graph.inputs}
     for node in graph:
         used.update(o.name for o in node.outputs if o.name)
 
