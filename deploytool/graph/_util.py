@@ -254,7 +254,6 @@ def small_value(v: ir.Value | None, depth: int = 0, max_size: int = 64) -> np.nd
     if p is None or p.domain not in ("", "ai.onnx") or not p.inputs:
         return None
     op = p.op_type
-    args = [small_value(i, depth + 1, max_size) if i is not None else None for i in p.inputs]
     try:
         if op == "Shape":
             shape = static_shape(p.inputs[0], depth + 1)
@@ -263,9 +262,11 @@ def small_value(v: ir.Value | None, depth: int = 0, max_size: int = 64) -> np.nd
             start = int(p.attributes["start"].value) if "start" in p.attributes else 0
             end = int(p.attributes["end"].value) if "end" in p.attributes else len(shape)
             return np.asarray(shape[start:end], np.int64)
-        if any(a is None for a in args[:1]):
+        # the first operand first: an activation ends the walk there, before its other operands are read
+        a = small_value(p.inputs[0], depth + 1, max_size)
+        if a is None:
             return None
-        a = args[0]
+        args = [a] + [small_value(i, depth + 1, max_size) if i is not None else None for i in p.inputs[1:]]
         if op == "Identity":
             return a
         if op == "Cast":

@@ -155,6 +155,15 @@ def plan_inputs(model_path: str | os.PathLike) -> InputPlan:
     return plan_inputs_proto(load_proto(model_path, load_external_data=False), model_path)
 
 
+def input_kind(name: str, dtype: np.dtype) -> str | None:
+    """The synthetic data an input gets (an :class:`InputSpec` kind) by its name and type; None when there is none."""
+    if name == REQUIRED_INPUT:
+        return "ids"
+    if name == "attention_mask":
+        return "ones" if dtype.kind in "iufb" else "zeros"
+    return {"b": "ones", "i": "zeros", "u": "zeros", "f": "normal"}.get(dtype.kind)
+
+
 def plan_inputs_proto(model, model_path: str | os.PathLike, *, require_ids: bool = True) -> InputPlan:
     """:func:`plan_inputs` of a ModelProto already in memory (``model_path`` only names it in errors).
 
@@ -184,19 +193,10 @@ def plan_inputs_proto(model, model_path: str | os.PathLike, *, require_ids: bool
         if not tt.HasField("shape"):
             raise InputFileError(f"{model_path}: input {i.name} declares no shape; cannot make synthetic data")
         shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
-        if i.name == REQUIRED_INPUT:
-            if dtype.kind not in "iu":
-                raise InputFileError(f"{model_path}: input_ids has type {dtype}, expected an integer type")
-            kind = "ids"
-        elif i.name == "attention_mask":
-            kind = "ones" if dtype.kind in "iufb" else "zeros"
-        elif dtype.kind == "b":
-            kind = "ones"
-        elif dtype.kind in "iu":
-            kind = "zeros"
-        elif dtype.kind == "f":
-            kind = "normal"
-        else:
+        if i.name == REQUIRED_INPUT and dtype.kind not in "iu":
+            raise InputFileError(f"{model_path}: input_ids has type {dtype}, expected an integer type")
+        kind = input_kind(i.name, dtype)
+        if kind is None:
             raise InputFileError(f"{model_path}: input {i.name} has type {dtype}; cannot make synthetic data")
         specs.append(InputSpec(name=i.name, dtype=dtype.name, shape=shape, kind=kind,
                                high=vocab if kind == "ids" else 0))

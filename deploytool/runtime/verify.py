@@ -326,23 +326,26 @@ def _is_float(a: np.ndarray) -> bool:
 
 
 def _dropped_inputs(sess, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Data for the integer and bool inputs the reference declares and the output does not (``feeds`` are made
-    for the output's inputs): an input nothing reads, such as a dynamo export's token_type_ids of a model with no
-    token types, which ONNX Runtime's quantizer leaves out. Each gets what the gate gives such an input of any
-    model (:func:`deploytool.runtime.inputs.plan_inputs_proto`): zeros, ones for bool. The batch and sequence
-    length of a symbolic dimension come from the feeds."""
+    """Data for the inputs the reference declares and the output does not (``feeds`` are made for the output's
+    inputs): an input nothing reads, such as a dynamo export's token_type_ids of a model with no token types,
+    which ONNX Runtime's quantizer leaves out. Each gets what the gate gives such an input of any model
+    (:func:`deploytool.runtime.inputs.input_kind`, token_type_ids: zeros); the batch and sequence length of a
+    symbolic dimension come from the feeds. Ids are never made here (they need the vocabulary)."""
     from deploytool.runtime.infer import input_specs
+    from deploytool.runtime.inputs import InputPlan, InputSpec, input_kind, make_feeds
 
     shapes = [a.shape for a in feeds.values() if getattr(a, "ndim", 0) >= 2]
     batch, seq = shapes[0][:2] if shapes else (1, 1)
-    out = {}
+    specs = []
     for name, (dtype, shape) in input_specs(sess).items():
-        if name in feeds or dtype.kind not in "iub":
+        kind = input_kind(name, dtype)
+        if name in feeds or kind in (None, "ids"):
             continue
         dims = tuple(d if isinstance(d, int) and d > 0 else batch if k == 0 else seq if k == 1 else 1
                      for k, d in enumerate(shape))
-        out[name] = np.ones(dims, dtype) if dtype.kind == "b" else np.zeros(dims, dtype)
-    return out
+        specs.append(InputSpec(name=name, dtype=dtype.name, shape=dims, kind=kind))
+    return make_feeds(InputPlan(inputs=tuple(specs), vocab=0, vocab_source="default"), batch, seq, _SEED) \
+        if specs else {}
 
 
 def reference_outputs(reference: str | os.PathLike | bytes | MemoryReference, feeds: dict[str, np.ndarray],
