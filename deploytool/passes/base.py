@@ -192,6 +192,8 @@ class DeployPass(ir.passes.InPlacePass):
             cause = e.__cause__
             if isinstance(cause, DeployError):
                 raise cause from None
+            if cause is not None:  # a bug of ours: name it (onnx_ir's own message says only which check failed)
+                raise cause from None  # its traceback still runs to where it was raised
             raise
         if unfused:
             result.stats.setdefault("unfused_gemms", unfused)

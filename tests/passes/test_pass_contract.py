@@ -119,6 +119,22 @@ def test_ensures_failure_surfaces_as_the_deploy_error():
     assert log == ["a.requires", "a.call", "a.ensures"]
 
 
+class _Buggy(DeployPass):
+    """A pass whose precondition check has a bug of its own (not a refusal)."""
+
+    def requires(self, model):
+        return {}["no such key"]
+
+    def call(self, model):  # pragma: no cover - never reached
+        return DeployPassResult(model, modified=False)
+
+
+def test_a_bug_in_requires_surfaces_as_itself_not_as_onnx_irs_bare_precondition_failure():
+    with pytest.raises(KeyError, match="no such key") as info:
+        _Buggy()(ir.serde.deserialize_model(_residual_graph()))
+    assert not isinstance(info.value, ir.passes.PreconditionError)
+
+
 def test_pack_refuses_a_quantized_model_before_the_opset_upgrade():
     proto = _residual_graph(17)
     proto.graph.node.append(helper.make_node("MatMulInteger", ["x", "W"], ["q"], name="already_int8"))
