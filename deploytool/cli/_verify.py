@@ -21,7 +21,10 @@ def gate_line(gate) -> str | None:
         return NO_VERIFY_NOTE
     if gate.note is not None:
         return f"  verified: {gate.note}"
-    return f"  verified: ran in ONNX Runtime ({gate.seconds:.2f} s)"
+    line = f"  verified: ran in ONNX Runtime ({gate.seconds:.2f} s)"
+    if getattr(gate, "input_note", None):
+        line += f"\n  note: {gate.input_note}"
+    return line
 
 
 def echo_gate(gate) -> None:

@@ -98,11 +98,16 @@ class GateStats:
     timeline: dict[str, float] | None = None
     # the memory that process touched for the output's session while it waited (DeployPass.gate_session_bytes)
     warmed_bytes: int | None = None
+    # the input did not load in ONNX Runtime with its graph optimizations; the gate compared with it run without
+    # them (VerifyReport.reference_note): the user is told, the output is what loads
+    input_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"verified": self.verified, "verify_s": self.seconds}
         if self.note is not None:
             out["verify_note"] = self.note
+        if self.input_note is not None:
+            out["gate_input_note"] = self.input_note
         if self.process is not None:
             out.update(gate_process=self.process, gate_peak_rss_bytes=self.peak_rss_bytes)
         if self.reference_reused is not None:
@@ -643,6 +648,7 @@ def write_model_checked(pass_: DeployPass, model: ir.Model, src: str | os.PathLi
                                     process=gate_process, early=early, staged=staged)
             gate.verified, gate.seconds = True, round(seconds, 3)
             gate.inserted_casts = report.inserted_casts
+            gate.input_note = report.reference_note
             if isolate_gate or gate_process is not None:
                 gate.process, gate.peak_rss_bytes = "separate", report.peak_rss_bytes
                 gate.reference_reused = report.reference_reused

@@ -148,7 +148,7 @@ def _run_reference(early: dict, msg: dict, V) -> None:
         try:
             if "build" in msg:
                 early["path"] = _build(msg["build"], msg["src"], msg["folder"], msg["argument"])
-            early["outputs"] = V.reference_outputs(early["path"], early["used"], early["config"])
+            early["outputs"] = V.reference_outputs(early["path"], early["used"], early["config"], notes=early["notes"])
         except Exception as e:  # noqa: BLE001 - raised in the verify turn, after the output's own checks
             early["error"] = e
         if isinstance(early["path"], V.MemoryReference):
@@ -200,7 +200,7 @@ def _serve(lines, answer) -> int:
         if msg["op"] == "reference":
             feeds = V.decode_feeds(msg["feeds"])
             early = {"name": msg.get("model", V.GateProcess.EARLY), "path": msg.get("model"), "used": feeds,
-                     "config": msg.get("session_config"), "ready": threading.Event()}
+                     "config": msg.get("session_config"), "ready": threading.Event(), "notes": []}
             # in a thread of its own: a verify message that comes before it is done (pack's reference, built
             # here, can take longer than the pass) has the output's session made and run meanwhile; the
             # comparison waits for it (BERT-base pack: ~0.2 s of the output's session no longer after it)
@@ -232,6 +232,8 @@ def _serve(lines, answer) -> int:
             elif reference is not None:
                 out["reference_reused"] = False
 
+            notes: list[str] = []  # the reference's (reference_outputs): said with the verdict
+
             def ref_outputs():
                 if mine:
                     early["ready"].wait()
@@ -240,11 +242,12 @@ def _serve(lines, answer) -> int:
                     raise early["error"]
                 if cached is None:
                     if not mine:
-                        return V.reference_outputs(reference, feeds)
+                        return V.reference_outputs(reference, feeds, notes=notes)
                     return V.reference_outputs(early["rebuild"]() if "rebuild" in early else early["path"], feeds,
-                                               early["config"])
+                                               early["config"], notes=notes)
                 if "error" in cached:
                     raise cached["error"]
+                notes.extend(cached["notes"])
                 return cached["outputs"]
 
             threads = max(1, int(msg.get("threads") or 1))
@@ -259,7 +262,7 @@ def _serve(lines, answer) -> int:
                                session_config=msg.get("session_config"), count_casts=bool(msg.get("count_casts")),
                                marks=marks, threads=threads)
             out.update(ok=True, max_diff=report.max_diff, seconds=report.seconds, outputs=list(report.outputs),
-                       inserted_casts=report.inserted_casts)
+                       inserted_casts=report.inserted_casts, reference_note=notes[0] if notes else None)
         except VerificationError as e:
             out.update(error=str(e), node=e.node, op=e.op)
         except Exception as e:  # noqa: BLE001 - reported to the parent as one line

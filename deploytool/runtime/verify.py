@@ -42,6 +42,7 @@ _RUN_RE = re.compile(r"running (?P<op>[\w.]+) node\. Name:'(?P<node>[^']*)' Stat
 # "[ONNXRuntimeError] : 1 : FAIL : Node (/m/query/Add) Op (Add) [ShapeInferenceError] Incompatible dimensions"
 _LOAD_RE = re.compile(r"Node \((?P<node>[^)]*)\) Op \((?P<op>[^)]*)\) (?P<reason>.*)", re.S)
 _ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+_ORT_NESTED = re.compile(r"\[ONNXRuntimeError\] : \d+ : \w+ : ")
 _SOURCE_LOC = re.compile(r"^\S+\.(?:h|hpp|cc|cpp|cu):\d+ ")
 
 
@@ -63,6 +64,9 @@ class VerifyReport:
     # "warm_done": when it stopped touching memory for the output's session)
     timeline: dict[str, float] | None = None
     warmed_bytes: int | None = None  # GateProcess.warm: the bytes it touched before the output came
+    # the reference (the pass's input) did not load in ONNX Runtime with its graph optimizations and ran without
+    # them: why, in one line (the user's file fails where ORT optimizes it; the output is what loads)
+    reference_note: str | None = None
 
 
 def _short_reason(status: str, limit: int = 200) -> str:
@@ -84,6 +88,8 @@ def _short_reason(status: str, limit: int = 200) -> str:
                         if s.startswith("const "):
                             s = s[len("const "):]
                         break
+        elif re.match(r"[A-Za-z_]\w* ", s):  # "graph.cc:4164 AddInitializedOrtValue <reason>": a bare function name
+            s = s.split(" ", 1)[1]
     if " was false. " in s:  # "<condition> was false. <the sentence meant for people>"
         s = s.split(" was false. ", 1)[1]
     s = s.strip() or " ".join(status.split())
@@ -96,7 +102,10 @@ def _ort_failure(verb: str, e: BaseException) -> VerificationError:
     if m:
         return VerificationError(f"ONNX Runtime cannot {verb}: node '{m['node']}' ({m['op']}): "
                                  f"{_short_reason(m['reason'])}", node=m["node"], op=m["op"])
-    return VerificationError(f"ONNX Runtime cannot {verb}: {_short_reason(_ORT_PREFIX.sub('', raw), 300)}")
+    # a status wrapping another ("Exception during initialization: <where> [ONNXRuntimeError] : 1 : FAIL : <why>"):
+    # the innermost one says why
+    inner = _ORT_NESTED.split(raw)[-1]
+    return VerificationError(f"ONNX Runtime cannot {verb}: {_short_reason(_ORT_PREFIX.sub('', inner), 300)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -349,19 +358,24 @@ def _dropped_inputs(sess, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]
 
 
 def reference_outputs(reference: str | os.PathLike | bytes | MemoryReference, feeds: dict[str, np.ndarray],
-                      session_config: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+                      session_config: dict[str, str] | None = None, notes: list[str] | None = None
+                      ) -> dict[str, np.ndarray]:
     """The reference model's outputs on ``feeds`` (those of its declared inputs); a failure to load or run it
     is a VerificationError saying the output cannot be compared (not the output's fault). ``reference``: a
-    path, serialized bytes, or a :class:`MemoryReference`."""
+    path, serialized bytes, or a :class:`MemoryReference`. ``notes``: gets one line when the reference only
+    loaded with ONNX Runtime's graph optimizations off (:attr:`VerifyReport.reference_note`)."""
     try:
         try:
             ref_sess = _session(reference, session_config)
-        except VerificationError:
+        except VerificationError as e:
             if isinstance(reference, MemoryReference):
                 raise
             # an input ONNX Runtime's own optimizer cannot load (ORT level 1 on a static ALBERT: MatMulAddFusion
             # names an initializer the file it saved already has): what it computes, without the optimizer
             ref_sess = _session(reference, session_config, optimize=False)
+            if notes is not None:
+                notes.append(f"the input does not load in ONNX Runtime with its default graph optimizations ({e}); "
+                             "the gate compared with it run without them")
         declared = {i.name for i in ref_sess.get_inputs()}
         return _run(ref_sess, {**_dropped_inputs(ref_sess, feeds), **{k: v for k, v in feeds.items() if k in declared}})
     except VerificationError as e:
@@ -381,9 +395,11 @@ def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray],
     ``count_casts``: also count the precision casts ORT inserted (the report's ``inserted_casts``, from its
     profiler's record of that one run: no second session). Raises VerificationError.
     """
-    get_ref = None if reference is None else (lambda: reference_outputs(reference, feeds))
-    return _verify(model, feeds, get_ref, rtol=rtol, min_cosine=min_cosine, reference_label=reference_label,
-                   session_config=session_config, count_casts=count_casts)
+    notes: list[str] = []
+    get_ref = None if reference is None else (lambda: reference_outputs(reference, feeds, notes=notes))
+    report = _verify(model, feeds, get_ref, rtol=rtol, min_cosine=min_cosine, reference_label=reference_label,
+                     session_config=session_config, count_casts=count_casts)
+    return dataclasses.replace(report, reference_note=notes[0]) if notes else report
 
 
 def _verify(model, feeds: dict[str, np.ndarray], get_reference, *, rtol: float, min_cosine: float | None,
@@ -638,6 +654,7 @@ class GateProcess:
                             max_diff=out.get("max_diff"), seconds=time.perf_counter() - start,
                             peak_rss_bytes=out.get("peak_rss_bytes"), reference_reused=out.get("reference_reused"),
                             inserted_casts=out.get("inserted_casts"), warmed_bytes=out.get("warmed_bytes"),
+                            reference_note=out.get("reference_note"),
                             timeline={k: round(v - sent, 3) for k, v in (out.get("marks") or {}).items()} or None)
 
     def _read_result(self, timeout: float | None) -> str | None:

@@ -268,6 +268,12 @@ def test_short_reason_cuts_source_location_and_signature():
                           "common::Status onnxruntime::MatMulComputeHelper::Compute(const onnxruntime::TensorShape&, "
                           "bool) left operand cannot broadcast on dim 0")
     assert str(_ort_failure("run", helper)) == "ONNX Runtime cannot run: left operand cannot broadcast on dim 0"
+    nested = RuntimeError(  # ORT 1.32 on its own level-1 ALBERT static file: the inner status says why
+        "[ONNXRuntimeError] : 1 : FAIL : Exception during initialization: /onnxruntime_src/onnxruntime/core/graph/"
+        "graph_utils.cc:479 onnxruntime::NodeArg& onnxruntime::graph_utils::AddInitializerWithOrtValue(onnxruntime::"
+        "Graph&, const onnx::TensorProto&, onnxruntime::Tensor&&) [ONNXRuntimeError] : 1 : FAIL : graph.cc:4164 "
+        "AddInitializedOrtValue Attempt to replace the existing tensor")
+    assert str(_ort_failure("load", nested)) == "ONNX Runtime cannot load: Attempt to replace the existing tensor"
 
 
 def test_gate_feeds_pad_the_second_row():
@@ -410,3 +416,62 @@ def test_lossy_gate_judges_classifier_logits_by_their_probabilities():
     assert not _probs_close(ref + np.array([[2.0, -2.0], [0.0, 0.0]]), ref)
     hidden = np.zeros((2, 4, 384))
     assert not _probs_close(hidden + 0.01, hidden)  # not logits: 384 "classes"
+
+
+# ------------------------------------------------------------------------------ an input ORT's optimizer refuses
+
+
+def _optimizer_refuses(path) -> None:
+    """A file ONNX Runtime loads only with its graph optimizations off: a static [2, 3, 4] MatMul + Add, which
+    MatMulAddFusion rewrites with a new initializer named ``gemm_input_shape``, beside an initializer of the
+    file's own of that name ("Attempt to replace the existing tensor", as ORT's own level-1 ALBERT static file)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np.float32), "W"),
+             numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "B"),
+             numpy_helper.from_array(np.array([2, 12], np.int64), "gemm_input_shape")]
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["m"]), helper.make_node("Add", ["m", "B"], ["y"]),
+             helper.make_node("Reshape", ["x", "gemm_input_shape"], ["z"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4]),
+                               helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 12])], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    onnx.save(proto, path)
+
+
+class RenameShapePass(DeployPass):
+    """Renames the colliding initializer: the output loads with ORT's optimizations, the function is the same."""
+
+    def preserves_outputs(self) -> bool:
+        return True
+
+    def call(self, model: ir.Model) -> DeployPassResult:
+        model.graph.initializers["gemm_input_shape"].name = "shape_of_z"
+        return DeployPassResult(model, modified=True)
+
+
+def test_an_input_that_loads_only_unoptimized_is_compared_and_the_user_told(tmp_path):
+    import onnxruntime as ort
+
+    from deploytool.cli._verify import gate_line
+    from deploytool.runtime.verify import verify_model_isolated
+
+    src, dst = tmp_path / "in.onnx", tmp_path / "out.onnx"
+    _optimizer_refuses(src)
+    with pytest.raises(Exception, match="Attempt to replace the existing tensor"):  # the premise, by ORT itself
+        ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    res = run_pass_file(RenameShapePass(), src, dst)
+    ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])  # the output loads as users load it
+    note = res.gate.input_note
+    assert res.gate.verified and note is not None and res.gate.process is None
+    assert note.startswith("the input does not load in ONNX Runtime with its default graph optimizations")
+    assert "replace the existing tensor" in note and res.to_dict()["gate_input_note"] == note
+    assert gate_line(res.gate).splitlines()[1] == f"  note: {note}"
+    # the gate's own process (big inputs) says the same
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)}
+    report = verify_model_isolated(dst, feeds, reference=src)
+    assert report.reference_note == note and report.max_diff == 0.0
+    # an input that loads as it is gets no note
+    assert verify_model_isolated(dst, feeds, reference=dst).reference_note is None
