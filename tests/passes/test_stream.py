@@ -331,3 +331,100 @@ def test_the_runner_leaves_the_collector_as_it_found_it(src, tmp_path, enabled):
         assert gc.isenabled() is enabled and not (tmp_path / "bad.onnx").exists()
     finally:
         (gc.enable if was else gc.disable)()
+
+
+# ------------------------------------------------------------------------------ replacing an existing output
+
+
+def _wait_until_gone(folder: Path, pattern: str = ".*.old", limit: float = 20.0) -> list[str]:
+    import time
+
+    deadline = time.monotonic() + limit
+    while (left := sorted(p.name for p in folder.glob(pattern))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def test_a_pass_run_again_onto_its_output_replaces_it_and_removes_the_old_file(src, tmp_path, monkeypatch):
+    """The old output (external data too) is renamed aside and removed by a detached process: the new files
+    are in place, readers of the old one keep reading it, and nothing is left behind."""
+    import subprocess
+
+    monkeypatch.setattr(onnx_io, "DEFERRED_REMOVAL_BYTES", 1)  # the tiny model's files count as big
+    real_run, removals = subprocess.run, []
+
+    def run(argv, **kwargs):  # what replace_file spawns, recorded and run
+        removals.append(argv[-1])
+        return real_run(argv, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    out = tmp_path / "out"
+    out.mkdir()
+    dst = out / "s.onnx"
+    slice_file(src, dst, SliceConfig(width=0.5, depth=1.0))
+    old_bytes = dst.read_bytes()
+    with open(dst, "rb") as reader:  # a reader of the old output (ONNX Runtime maps it the same way)
+        slice_file(src, dst, SliceConfig(width=0.75, depth=1.0))
+        assert reader.read() == old_bytes  # its file lives on while open, unlinked
+    assert dst.read_bytes() != old_bytes
+    assert _arrays(dst).keys() == _arrays(onnx_io.save_streamed(onnx_io.load_model(dst), tmp_path / "x.onnx")).keys()
+    assert len(removals) == 1 and Path(removals[0]).name.startswith(".s.onnx.")
+    assert _wait_until_gone(out) == []
+    assert sorted(p.name for p in out.iterdir()) == ["s.onnx"]
+    # external data in and out: the data file is replaced the same way
+    ext = out / "e.onnx"
+    for width in (0.5, 0.75):
+        onnx_io.save_streamed(onnx_io.load_model(src), ext, external=True)
+        slice_file(ext, out / "e2.onnx", SliceConfig(width=width, depth=1.0))
+    # the second round replaced e.onnx, its data file and e2.onnx (self-contained: the slice is small)
+    assert sorted(Path(r).name[1:].rsplit(".", 2)[0] for r in removals[1:]) == ["e.onnx", "e.onnx.data", "e2.onnx"]
+    assert _wait_until_gone(out) == []
+    assert sorted(p.name for p in out.iterdir()) == ["e.onnx", "e.onnx.data", "e2.onnx", "s.onnx"]
+
+
+def test_replace_file_puts_the_old_file_back_when_the_new_one_cannot_take_its_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_io, "DEFERRED_REMOVAL_BYTES", 1)
+    final, new = tmp_path / "m.onnx", tmp_path / ".m.onnx.tmp"
+    final.write_bytes(b"old")
+    new.write_bytes(b"new")
+    real = onnx_io.os.replace
+
+    def failing(a, b):
+        if Path(a) == new:
+            raise PermissionError(13, "Permission denied")
+        return real(a, b)
+
+    monkeypatch.setattr(onnx_io.os, "replace", failing)
+    with pytest.raises(PermissionError):
+        onnx_io.replace_file(new, final)
+    assert final.read_bytes() == b"old" and new.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.onnx.tmp", "m.onnx"]
+
+
+def test_replace_file_leaves_other_links_and_small_files_to_a_plain_replace(tmp_path, monkeypatch):
+    """A hard-linked old file keeps its other name's content; a symlink is replaced, not its target; a file
+    under the threshold is replaced in place (no rename aside: nothing spawned)."""
+    monkeypatch.setattr(onnx_io, "DEFERRED_REMOVAL_BYTES", 1)
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    a.write_bytes(b"old")
+    import os
+
+    os.link(a, b)
+    (tmp_path / "n1").write_bytes(b"new")
+    onnx_io.replace_file(tmp_path / "n1", a)
+    assert a.read_bytes() == b"new" and b.read_bytes() == b"old"
+    target, link = tmp_path / "target.onnx", tmp_path / "link.onnx"
+    target.write_bytes(b"kept")
+    link.symlink_to(target)
+    (tmp_path / "n2").write_bytes(b"new")
+    onnx_io.replace_file(tmp_path / "n2", link)
+    assert not link.is_symlink() and link.read_bytes() == b"new" and target.read_bytes() == b"kept"
+    monkeypatch.setattr(onnx_io, "DEFERRED_REMOVAL_BYTES", 1 << 30)
+    import subprocess
+
+    spawned = []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: spawned.append(a))
+    (tmp_path / "n3").write_bytes(b"newer")
+    onnx_io.replace_file(tmp_path / "n3", a)
+    assert a.read_bytes() == b"newer" and spawned == []
+    assert not list(tmp_path.glob(".*.old"))
