@@ -896,6 +896,26 @@ def render_pass_speed(results: Path) -> str:
     return text
 
 
+def render_overwrite(results: Path) -> str:
+    """A pass run again onto its previous output, from overwrite.json."""
+    d = _load(results, "overwrite.json")
+    run = d["run"]
+    rows = d["summary"]
+    text = (f"**Run again onto its previous output** (`benchmarks/overwrite.py`, {_date(d['created_utc'])}, "
+            f"{_cpu_of(d)}, {_load_span(run['load_average_start'][0], run['load_average_end'][0])}; "
+            f"`benchmarks/results/overwrite.json`): each pass in a fresh process onto a missing destination and "
+            f"onto its previous output, written back to disk first, {d['repeats']} rounds. Renaming the old file "
+            "aside and leaving its removal to a detached `rm` (the default) against the plain `os.replace` before it: "
+            + "; ".join(f"{r['pass']} ({r['output_bytes'] / 1e6:.0f} MB) {r['existing_inline_median_s']:.2f} -> "
+                        f"{r['existing_median_s']:.2f} s ({r['inline_over_fresh']:.2f}x -> {r['existing_over_fresh']:.2f}x "
+                        f"the same pass onto a missing file, {r['saved_s']:.2f} s saved)" for r in rows)
+            + f". `cp` onto an existing, written-back file took {d['cp_existing_over_fresh']:.1f}x its time onto a "
+            "missing one in the same rounds. "
+            + ("No file renamed aside was left behind." if not d["files_left_aside"] else
+               f"LEFT BEHIND: {', '.join(d['files_left_aside'])}."))
+    return _wrap(text)
+
+
 # pass_speed_ab.py's results the README quotes, newest change first: (file, what changed between its two trees)
 PASS_SPEED_AB = (("pass_speed_ab_packed_loader.json", "the loader keeping INT2 weights packed over the file "
                   "(pack's own output, read back as its result, included), pack's memory runtime folding the bias "
@@ -1372,7 +1392,7 @@ def render_int8_codes(results: Path) -> str:
 
 BLOCKS = {"int8-codes": render_int8_codes, "quickstart": render_quickstart, "conformance": render_conformance, "conformance-chains": render_conformance_chains, "embedding": render_embedding,
           "training-table": render_training_table, "tws": render_tws, "cost-model": render_cost_model,
-          "hygiene": render_hygiene, "pass-speed": render_pass_speed, "pass-speed-ab": render_pass_speed_ab, "measured": render_measured,
+          "hygiene": render_hygiene, "pass-speed": render_pass_speed, "overwrite": render_overwrite, "pass-speed-ab": render_pass_speed_ab, "measured": render_measured,
           "performance": render_performance, "performance-reading": render_reading,
           "training-setup": render_training_setup, "training-notes": render_training_notes,
           "fit-runtime": render_fit_runtime, "published-devices": render_published_devices,

@@ -86,6 +86,7 @@ BENCHMARKS: tuple[Bench, ...] = (
           ("pack_bench.json",), needs=("classifier",)),
     Bench("nbits_kernels", "nbits_kernels.py", ("-o", "{results}/nbits_kernels.json"), ("nbits_kernels.json",)),
     Bench("pass_speed", "pass_speed.py", ("-o", "{results}/pass_speed.json"), ("pass_speed.json",)),
+    Bench("overwrite", "overwrite.py", ("-o", "{results}/overwrite.json"), ("overwrite.json",)),
     Bench("pack_load", "pack_load.py", ("-o", "{results}/pack_load.json"), ("pack_load.json",)),
     Bench("repack_bench", "repack_bench.py", ("-o", "{results}/repack_bench.json"), ("repack_bench.json",)),
     Bench("fused_attention_bench", "fused_attention_bench.py", ("-o", "{results}/fused_attention_bench.json"),
