@@ -138,10 +138,15 @@ class Pick(Generic[T]):
 
 
 def pick(cands: Sequence[T], record: Callable[[T], AccuracyRecord | None], cost: Callable[[T], tuple],
-         name: Callable[[T], str]) -> Pick[T]:
+         name: Callable[[T], str], same_speed: Callable[[T, T], str | None] | None = None,
+         then: Callable[[T], tuple] | None = None) -> Pick[T]:
     """The highest accuracy, except that a cheaper candidate whose difference is not significant wins.
 
     Candidates without a record rank last. ``cost``: smaller is better (latency, then size).
+    ``same_speed(a, b)``: where latencies were measured run by run, why ``a`` is not measurably slower than the
+    fastest tied candidate ``b`` (a paired test's one line), else None; those tie with the fastest on speed too,
+    and ``then`` (smaller is better: size, then name) picks among them, so that the pick does not follow timing
+    noise between two equally fast variants.
     """
     if not cands:
         raise ValueError("pick: no candidates")
@@ -163,6 +168,18 @@ def pick(cands: Sequence[T], record: Callable[[T], AccuracyRecord | None], cost:
             tied.append(c)
             tests[id(c)] = cmp
     chosen = min(tied, key=cost)
+    speed_note = ""
+    if same_speed is not None and then is not None and len(tied) > 1:
+        fastest = chosen
+        level = {id(c): same_speed(c, fastest) for c in tied if c is not fastest}
+        level = {k: v for k, v in level.items() if v is not None}
+        if level:
+            even = [c for c in tied if c is fastest or id(c) in level]
+            chosen = min(even, key=then)
+            speed_note = (f"; {', '.join(name(c) for c in even if c is not fastest)} "
+                          f"{'is' if len(even) == 2 else 'are'} not measurably slower than the fastest, {name(fastest)} "
+                          f"({'; '.join(level[id(c)] for c in even if c is not fastest)}), so the smallest of those "
+                          f"{len(even)} is picked")
     if chosen is top:
         if len(tied) == 1:
             untested = any(compare(rt, record(c)).p is None for c in cands if c is not top and record(c))
@@ -171,15 +188,16 @@ def pick(cands: Sequence[T], record: Callable[[T], AccuracyRecord | None], cost:
                        "; every other candidate is significantly worse (exact paired test, p < 0.05)"
                        if len(cands) > 1 else ""))
         else:
-            note = (f"{name(top)} has the highest {rt.metric} ({rt.label()}) and is also the cheapest of the "
-                    f"{len(tied)} that tie with it (paired test p >= {ALPHA:g})")
+            note = (f"{name(top)} has the highest {rt.metric} ({rt.label()}) and is also the "
+                    f"{'smallest of the fastest' if speed_note else 'cheapest'} of the "
+                    f"{len(tied)} that tie with it (paired test p >= {ALPHA:g}){speed_note}")
         return Pick(top, top, tied, note)
     rc, cmp = record(chosen), tests[id(chosen)]
     diff = abs(cmp.a_better - cmp.b_better)
     note = (f"{name(chosen)} ({rc.label()}) ties with the highest, {name(top)} ({rt.label()}): they differ on "
             f"{cmp.a_better + cmp.b_better} of {cmp.n} examples, {cmp.a_better} vs {cmp.b_better} (net {diff}), "
             f"{cmp.test} p = {cmp.p:.2f} >= {ALPHA:g}, not significant; of the {len(tied)} tied, the "
-            f"cheapest (faster, then smaller) is picked")
+            f"cheapest (faster, then smaller) is picked{speed_note}")
     return Pick(chosen, top, tied, note)
 
 

@@ -160,6 +160,9 @@ class Candidate:
     accuracy_metric: str = "accuracy"  # "recall@10" for embedding models (deploytool eval of such a model)
     host_p50_ms: float | None = None
     host_p90_ms: float | None = None
+    # every timed run on the host, in the interleaved order (run i of every candidate in one round): the paired
+    # speed test among accuracy-tied candidates (_same_speed); not written to the JSON
+    host_samples_ms: tuple[float, ...] = dataclasses.field(default=(), repr=False)
     peak_memory_mb: float | None = None
     projected_ms: float | None = None
     device_p90_ms: float | None = None
@@ -174,6 +177,7 @@ class Candidate:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        d.pop("host_samples_ms")
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
 
@@ -393,6 +397,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         for i, c in enumerate(built):
             r = report.result(i, config.seq_len)
             c.host_p50_ms, c.host_p90_ms = r.latency.p50_ms, r.latency.p90_ms
+            c.host_samples_ms = tuple(r.samples_ms) if report.worker.get("interleaved") else ()
             c.peak_memory_mb = r.peak_rss_bytes / MB
             if is_host:
                 c.device_p90_ms, c.latency_source = c.host_p90_ms, "measured p90"
@@ -433,7 +438,8 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         note = ""
         if accs:
             pk = pick(fitting, record=lambda c: accs.get(c.name), cost=lambda c: (c.device_p90_ms, c.size_mb),
-                      name=lambda c: c.name)
+                      name=lambda c: c.name, same_speed=_same_speed if is_host else None,
+                      then=lambda c: (c.size_mb, c.name))
             chosen, note = pk.chosen, pk.note
         else:
             chosen = max(fitting, key=lambda c: (round(c.param_fraction or 0, 6), PRECISION_RANK[c.precision],
@@ -445,6 +451,22 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         with atomic_write(why_path) as f:
             json.dump(result.to_dict(), f, indent=2)
         return result
+
+
+def _same_speed(a: Candidate, b: Candidate) -> str | None:
+    """Why ``a``, measured on this host, is not measurably slower than ``b`` (the exact sign test of their paired
+    runs, p >= 0.05), else None: a pair of variants of the same cost whose p90s differ by the host's noise (the
+    quickstart's host pick moved between w0.5-d0.75-int8 and w0.75-d0.5-int8 from one run to the next)."""
+    from deploytool.accuracy import ALPHA
+    from deploytool.stats import sign_test
+
+    n = min(len(a.host_samples_ms), len(b.host_samples_ms))
+    if n < 6:  # fewer paired runs cannot reach p < 0.05: no evidence either way, the p90s decide
+        return None
+    p, slower, faster = sign_test(a.host_samples_ms[:n], b.host_samples_ms[:n])
+    if p < ALPHA:
+        return None
+    return f"{a.name} slower in {slower} of {n} paired runs, sign test p = {p:.2f}"
 
 
 def _params(cands: list[Candidate], source: Path) -> None:

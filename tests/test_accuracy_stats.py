@@ -157,3 +157,50 @@ def test_printed_labels_carry_n_and_the_interval():
     assert acc_label({"accuracy": 50.0}) == "50.00%"  # no n: no interval invented
     r = _rec([1] * 7 + [0] * 3)
     assert r.label() == f"70.0% [{100 * _score_bound(7, 10, False):.1f}-{100 * _score_bound(7, 10, True):.1f}] n=10"
+
+
+def _paired_speed(samples):
+    """same_speed for (name, p90, size, samples) candidates: the exact sign test of paired runs, restated here
+    with scipy-free binomial sums (_mcnemar_reference), not deploytool's own test."""
+
+    def same(a, b):
+        slower = sum(x > y for x, y in zip(samples[a[0]], samples[b[0]]))
+        faster = sum(x < y for x, y in zip(samples[a[0]], samples[b[0]]))
+        p = _mcnemar_reference(slower, faster)
+        return None if p < 0.05 else f"sign test p = {p:.2f}"
+
+    return same
+
+
+def test_pick_among_equally_fast_tied_candidates_takes_the_smallest_whatever_the_noise():
+    """Two variants tied in accuracy whose runs interleave with no consistent order: whichever has the lower
+    p90 in a given run, the smaller file is picked (the quickstart's host pick followed timing noise)."""
+    acc = _rec(np.r_[np.ones(400), np.zeros(100)].astype(int))
+    rng = np.random.default_rng(5)
+    picks = set()
+    for trial in range(6):
+        base = rng.normal(10.0, 0.5, size=20)
+        # each faster in 10 of the 20 paired runs, by random amounts: the p90s differ, the order does not hold
+        step = rng.uniform(0.05, 1.0, size=20) * np.where(np.arange(20) % 2 == 0, 1.0, -1.0)
+        noisy, calm = ("w0.75-d0.5", "w0.5-d0.75") if trial % 2 else ("w0.5-d0.75", "w0.75-d0.5")
+        samples = {noisy: base + step, calm: base}
+        p90 = {k: float(np.percentile(v, 90)) for k, v in samples.items()}
+        cands = [("w0.75-d0.5", p90["w0.75-d0.5"], 20.0, acc), ("w0.5-d0.75", p90["w0.5-d0.75"], 18.0, acc)]
+        plain = pick(cands, record=lambda c: c[3], cost=lambda c: (c[1], c[2]), name=lambda c: c[0])
+        picks.add(plain.chosen[0])
+        pk = pick(cands, record=lambda c: c[3], cost=lambda c: (c[1], c[2]), name=lambda c: c[0],
+                  same_speed=_paired_speed(samples), then=lambda c: (c[2], c[0]))
+        assert pk.chosen[0] == "w0.5-d0.75" and "not measurably slower" in pk.note and "sign test" in pk.note
+    assert picks == {"w0.75-d0.5", "w0.5-d0.75"}  # without the speed test, the p90s' noise decided
+
+
+def test_pick_keeps_the_faster_when_it_is_faster_in_every_run():
+    acc = _rec(np.r_[np.ones(400), np.zeros(100)].astype(int))
+    rng = np.random.default_rng(6)
+    base = rng.normal(10.0, 0.5, size=20)
+    samples = {"big-fast": base, "small-slow": base * 1.03}  # 3% slower in each of the 20 paired runs
+    cands = [("big-fast", float(np.percentile(base, 90)), 20.0, acc),
+             ("small-slow", float(np.percentile(base * 1.03, 90)), 18.0, acc)]
+    pk = pick(cands, record=lambda c: c[3], cost=lambda c: (c[1], c[2]), name=lambda c: c[0],
+              same_speed=_paired_speed(samples), then=lambda c: (c[2], c[0]))
+    assert pk.chosen[0] == "big-fast" and "not measurably slower" not in pk.note

@@ -113,3 +113,19 @@ def test_fit_config_defaults_to_the_profiles_budget(model, tmp_path):
     assert cfg.seq_len == 128 and cfg.budget == 250
     with pytest.raises(ConfigError, match="depths"):
         FitConfig(model=model, profile=load_profile("raspberry-pi-4"), output=tmp_path / "x.onnx", depths=())
+
+
+def test_same_speed_is_the_paired_sign_test_of_the_host_runs():
+    """Accuracy-tied candidates measured on the host tie on speed unless one is slower in significantly many of
+    their paired runs (exact sign test restated: 15 of 20 one way has p = 0.041, 14 of 20 p = 0.115)."""
+    from deploytool.fit import Candidate, _same_speed
+
+    def cand(name, samples):
+        return Candidate(name=name, width=1.0, depth=1.0, precision="int8", path="", host_samples_ms=tuple(samples))
+
+    fast = cand("a", [10.0] * 20)
+    assert _same_speed(cand("b", [10.5] * 15 + [9.5] * 5), fast) is None  # slower in 15 of 20: significant
+    why = _same_speed(cand("b", [10.5] * 14 + [9.5] * 6), fast)
+    assert why is not None and "14 of 20" in why and "p = 0.12" in why
+    assert _same_speed(cand("b", [11.0] * 5), cand("a", [10.0] * 5)) is None  # 5 runs cannot show anything
+    assert "host_samples_ms" not in cand("b", [1.0]).to_dict()
