@@ -132,6 +132,10 @@ class ReportRow:
     accuracy_metric: str = "accuracy"
     accuracy_share: float | None = None  # accuracy / the reference's accuracy
     accuracy_record: Any = dataclasses.field(default=None, repr=False, compare=False)  # not in JSON
+    # a MEASURED row: its bench run's every timed run in order, with that run's identity (rows of one
+    # interleaved run pair run by run: the summary's speed test among accuracy-tied variants); not in JSON
+    samples_ms: Any = dataclasses.field(default=None, repr=False, compare=False)
+    samples_run: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def accuracy_label(self, nd: int = 1) -> str:
         """'79.8% [76.1-83.1] n=500' (with the share of the reference where there is one)."""
@@ -148,7 +152,8 @@ class ReportRow:
             d = dataclasses.asdict(self)
         finally:
             self.accuracy_record = rec
-        d.pop("accuracy_record", None)
+        for k in ("accuracy_record", "samples_ms", "samples_run"):
+            d.pop(k, None)
         for k, v in d.items():
             if isinstance(v, float):
                 d[k] = round(v, 4) if math.isfinite(v) else None
@@ -282,6 +287,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     for rep in reports:
         host = rep.get("host", {})
         threads_measured = int(rep["config"].get("threads") or 1)
+        interleaved = bool((rep.get("worker") or {}).get("interleaved"))
         recorded = {m.get("index"): m.get("variant") for m in rep.get("models", []) if isinstance(m, dict)}
         for res in rep["results"]:
             path = res["model"]
@@ -348,7 +354,9 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     projected_high_ms=proj.band_high_ms if proj else None, budget_uncertain=uncertain,
                     variant_record=record, status="MEASURED" if is_host else ("PROJECTED" if proj else ""),
                     match_why=match.why,
-                    projection_error=((proj.latency_ms - p50) / p50 if (is_host and proj and p50 > 0) else None)))
+                    projection_error=((proj.latency_ms - p50) / p50 if (is_host and proj and p50 > 0) else None),
+                    samples_ms=(tuple(res.get("samples_ms") or ()) if is_host and interleaved else None),
+                    samples_run=(id(rep), res["seq_len"]) if is_host and interleaved else None))
     rows = _measured_first(rows)
     for p in device_rows:
         rows.extend(_device_rows(p, config))

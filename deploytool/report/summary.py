@@ -125,7 +125,8 @@ def summarize(rows: Sequence[ReportRow]) -> list[DeviceSummary]:
         fitting = [v for v in variants if v.fits]
         note, tied = "", []
         if fitting and not proxy:
-            pk = pick(fitting, record=_record, cost=_cost, name=lambda v: v.model)
+            pk = pick(fitting, record=_record, cost=_cost, name=lambda v: v.model, same_speed=_same_speed,
+                      then=lambda v: (v.longest.size_mb or 0.0, v.model))
             best, note, tied = pk.chosen, pk.note, [v.model for v in pk.tied]
         else:
             best = min(fitting, key=lambda v: _rank(v, proxy)) if fitting else None
@@ -135,7 +136,8 @@ def summarize(rows: Sequence[ReportRow]) -> list[DeviceSummary]:
         else:
             verdict = (f"{best.model}: {len(fitting)} of {len(variants)} variants fit; best by "
                        + ("accuracy PROXY (kept parameters, then precision)" if proxy else
-                          f"accuracy (ties by exact McNemar, p >= 0.05: the faster, then smaller): {note}"))
+                          f"accuracy (ties by exact McNemar, p >= 0.05: the faster, then smaller; equally fast by a paired sign "
+                          f"test of runs measured together: the smaller): {note}"))
         out.append(DeviceSummary(dev, variants, best, proxy, verdict, seqs, note, tied))
     return out
 
@@ -145,6 +147,22 @@ def _record(v: ModelOnDevice):
     if r.accuracy is None:
         return None
     return r.accuracy_record if r.accuracy_record is not None else AccuracyRecord(r.accuracy)
+
+
+def _same_speed(a: ModelOnDevice, b: ModelOnDevice) -> str | None:
+    """Why ``a`` is not measurably slower than ``b`` where both were measured on this device in one interleaved
+    bench run (the exact sign test of their paired runs at the longest sequence, p >= 0.05), else None."""
+    from deploytool.accuracy import ALPHA
+    from deploytool.stats import sign_test
+
+    ra, rb = a.longest, b.longest
+    if ra.samples_run is None or ra.samples_run != rb.samples_run or not ra.samples_ms or not rb.samples_ms:
+        return None
+    n = min(len(ra.samples_ms), len(rb.samples_ms))
+    if n < 6:  # fewer paired runs cannot reach p < 0.05
+        return None
+    p, slower, _ = sign_test(ra.samples_ms[:n], rb.samples_ms[:n])
+    return None if p < ALPHA else f"{a.model} slower in {slower} of {n} paired runs, sign test p = {p:.2f}"
 
 
 def _cost(v: ModelOnDevice) -> tuple:

@@ -112,3 +112,40 @@ def test_report_ties_and_reference_row():
     assert re.search(r"79\.4% \[7\d\.\d-8\d\.\d\] n=500, 99% of ref", md), md
     assert "Reference (the model the variants were made from): **teacher (PyTorch fp32)**, 80.0%" in md
     assert "exact McNemar" in md
+
+
+def test_report_speed_tie_among_accuracy_tied_variants_goes_to_the_smaller():
+    """Two accuracy-tied variants measured in one interleaved bench run, each faster in half of the paired runs:
+    whichever p90 is lower, the smaller file is the verdict; consistently faster in every run, the faster one."""
+    from test_report_summary import row
+
+    from deploytool.accuracy import AccuracyRecord, AccuracySet
+    from deploytool.report.rows import _attach_accuracy, _variants
+    from deploytool.report.summary import summarize
+
+    n = 500
+    correct = np.r_[np.ones(397), np.zeros(103)]
+    recs = {f"/m/{m}.onnx": AccuracyRecord.from_correct(correct, np.arange(n)) for m in ("q-w0.75-d0.5-int8",
+                                                                                            "q-w0.5-d0.75-int8")}
+    base = np.linspace(10.0, 12.0, 20)
+    alternating = base + np.where(np.arange(20) % 2 == 0, 0.4, -0.3)  # slower in 10 of 20 runs, higher p90
+
+    def rows_for(big_samples, small_samples, big_p90, small_p90):
+        big = row("q-w0.75-d0.5-int8", 128, big_p90, acc=79.4, size=22.0, size_budget=100)
+        small = row("q-w0.5-d0.75-int8", 128, small_p90, acc=79.4, size=20.0, size_budget=100)
+        for r, samples in ((big, big_samples), (small, small_samples)):
+            r.device_latency_source, r.samples_ms, r.samples_run = "measured p90", tuple(samples), ("run", 128)
+        rows = [big, small]
+        _variants(rows)
+        _attach_accuracy(rows, AccuracySet(dict(recs)))
+        return rows
+
+    (s,) = summarize(rows_for(base, alternating, 11.8, 12.1))  # the bigger one has the lower p90
+    assert s.best.model == "q-w0.5-d0.75-int8", s.verdict
+    assert "not measurably slower" in s.verdict and "10 of 20 paired runs" in s.verdict
+    (s,) = summarize(rows_for(base, base * 1.05, 11.8, 12.4))  # 5% slower in every paired run
+    assert s.best.model == "q-w0.75-d0.5-int8" and "not measurably slower" not in s.verdict
+    rows = rows_for(base, alternating, 11.8, 12.1)  # different bench runs: nothing to pair
+    rows[1].samples_run = ("another run", 128)
+    (s,) = summarize(rows)
+    assert s.best.model == "q-w0.75-d0.5-int8" and "samples_ms" not in rows[0].to_dict()
