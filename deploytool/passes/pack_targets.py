@@ -211,7 +211,9 @@ def _other_tables(tables: dict[str, ir.Value], emb) -> tuple[list[tuple[str, ir.
     return out, skipped
 
 
-def _already_packed(model: ir.Model) -> str | None:
+def _already_packed(model: ir.Model, *, fp16: bool = True) -> str | None:
+    """Why ``model`` is already packed or quantized, else None; ``fp16``: an fp16 weight counts (False where
+    the fp16 model is to be upcast first: :func:`~deploytool.passes.pack_weights.pack_pipeline`)."""
     if PACKING_KEY in model.metadata_props:
         return f"metadata '{PACKING_KEY}' is present"
     for node in model.graph.all_nodes():
@@ -220,7 +222,7 @@ def _already_packed(model: ir.Model) -> str | None:
     for v in model.graph.initializers.values():
         if v.const_value is not None and v.const_value.dtype in _LOW_BIT_TYPES:
             return f"initializer {v.name!r} is {v.const_value.dtype.name}"
-        if v.const_value is not None and v.const_value.dtype is ir.DataType.FLOAT16 and len(v.shape or ()) == 2:
+        if fp16 and v.const_value is not None and v.const_value.dtype is ir.DataType.FLOAT16 and len(v.shape or ()) == 2:
             return f"initializer {v.name!r} is fp16 (a converted model)"
     return None
 

@@ -637,14 +637,17 @@ class PackWeightsPass(DeployPass):
             self._reference_dir = None
 
     def requires_input(self, model: ir.Model) -> None:
-        why = _already_packed(model)
+        self._refuse_packed(model, fp16=False)  # pack_pipeline upcasts an fp16 model first
+
+    def _refuse_packed(self, model: ir.Model, fp16: bool = True) -> None:
+        why = _already_packed(model, fp16=fp16)
         if why:  # checked by pack_pipeline before its opset upgrade too
             again = (f"; to move a packed file to another runtime with the same codes: deploytool repack --runtime "
                      f"{self.config.runtime.value}") if PACKING_KEY in model.metadata_props else ""
             raise PassRefusedError(f"model is already packed or quantized ({why}); pack the fp32 model instead{again}")
 
     def requires(self, model: ir.Model) -> None:
-        self.requires_input(model)
+        self._refuse_packed(model)
         opset = model.opset_imports.get("", 0)
         if self.config.needs_int2 and opset < INT2_MIN_OPSET:
             raise PassRefusedError(
@@ -944,7 +947,10 @@ def _fake_quantized_model(src: str | os.PathLike, config: PackConfig, *, gather_
     memory maps, each replaced weight a lazy tensor computed when it is read."""
     from deploytool import onnx_io
 
+    from deploytool.passes.upcast_fp16 import UpcastFp16Pass
+
     model = onnx_io.load_model(src)
+    UpcastFp16Pass()(model)  # as pack_pipeline does first (nothing on an fp32 model)
     FakeQuantWeightsPass(config, gather_tables=gather_tables, codes_in_graph=codes_in_graph)(model)
     return model
 
@@ -970,7 +976,8 @@ def build_memory_reference(src: str | os.PathLike, folder: str | os.PathLike, co
 
 
 def pack_pipeline(config: PackConfig) -> DeployPass:
-    """The passes ``pack`` runs, in order: the opset upgrade when INT2 weights need it
+    """The passes ``pack`` runs, in order: an fp16 input upcast to fp32 (:mod:`deploytool.passes.upcast_fp16`),
+    the opset upgrade when INT2 weights need it
     (:class:`~deploytool.passes.upgrade_opset.UpgradeOpsetPass`, ``upgrade_opset=True``), the packing,
     and for the int8-activation runtimes the residual Add->Sum rewrite, which keeps Add+LayerNorm out of
     ORT's slow SkipLayerNormalization CPU kernel as int8 does (:mod:`deploytool.passes.residual_sum`)."""
@@ -978,7 +985,9 @@ def pack_pipeline(config: PackConfig) -> DeployPass:
     from deploytool.passes.residual_sum import ResidualAddsToSumPass
     from deploytool.passes.upgrade_opset import UpgradeOpsetPass
 
-    passes: list[DeployPass] = []
+    from deploytool.passes.upcast_fp16 import UpcastFp16Pass
+
+    passes: list[DeployPass] = [UpcastFp16Pass()]  # an fp16 model to fp32 first, exactly (nothing on fp32)
     if config.needs_int2 and config.upgrade_opset:
         passes.append(UpgradeOpsetPass(INT2_MIN_OPSET))
     main = len(passes)

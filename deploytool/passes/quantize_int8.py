@@ -363,9 +363,9 @@ class Int8QuantizePass(DeployPass):
         if not any(n.op_type in ("MatMul", "Gemm") for n in model.graph.all_nodes()):
             raise PassRefusedError("no MatMul/Gemm in the model: nothing to quantize")
         for v in model.graph.initializers.values():
-            if v.dtype == ir.DataType.FLOAT16:
-                raise PassRefusedError(f"model has fp16 weights (e.g. {v.name!r}); int8-quantize the fp32 model "
-                                       "instead")
+            if v.dtype == ir.DataType.FLOAT16:  # int8_pipeline upcasts an fp16 input first
+                raise PassRefusedError(f"model has fp16 weights (e.g. {v.name!r}); upcast it first "
+                                       "(UpcastFp16Pass, which int8_pipeline runs) or quantize the fp32 model")
 
     def ensures(self, model: ir.Model) -> None:
         if not any(n.op_type in QUANTIZED_OPS for n in model.graph.all_nodes()):
@@ -604,13 +604,16 @@ def _recode_ort_weights(out: ir.Model, src: ir.Model, per_channel: bool, codes: 
 
 
 def int8_pipeline(config: Int8Config) -> DeployPass:
-    """The int8 pass, then (unless ``skip_layernorm``) the residual Add->Sum rewrite (see the module doc)."""
-    if config.skip_layernorm:
-        return Int8QuantizePass(config)
+    """An fp16 input upcast to fp32 first (exact: :mod:`deploytool.passes.upcast_fp16`; nothing done on an fp32
+    model), the int8 pass, then (unless ``skip_layernorm``) the residual Add->Sum rewrite (see the module doc)."""
     from deploytool.passes.base import PassSequence
     from deploytool.passes.residual_sum import ResidualAddsToSumPass
+    from deploytool.passes.upcast_fp16 import UpcastFp16Pass
 
-    return PassSequence([Int8QuantizePass(config), ResidualAddsToSumPass()])
+    passes: list[DeployPass] = [UpcastFp16Pass(), Int8QuantizePass(config)]
+    if not config.skip_layernorm:
+        passes.append(ResidualAddsToSumPass())
+    return PassSequence(passes, main=1)
 
 
 def quantize_int8_file(src: str | os.PathLike, dst: str | os.PathLike, config: Int8Config, *,

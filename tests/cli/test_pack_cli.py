@@ -111,10 +111,34 @@ def test_quantize_bad_input(model, tmp_path):
     _run_bad(["quantize", str(packed), "--fp16"], packed, tmp_path / "o.onnx", "packed")
 
 
-def test_pack_refuses_fp16_model(model, tmp_path):
+def test_pack_of_an_fp16_model_packs_its_weights_as_fp32(model, tmp_path):
+    """An fp16 file is upcast first (exact): its packed codes are the quantizer's codes of the fp16 weights read
+    as fp32, and nothing of fp16 is left in the output."""
+    import onnx
+    from onnx import numpy_helper
+
+    from deploytool.quant import ternarize
+
     half = tmp_path / "half.onnx"
     assert CliRunner().invoke(main, ["quantize", str(model), "--fp16", "-o", str(half)]).exit_code == 0
-    _run_bad(["pack", str(half), "--weights", "ternary"], half, tmp_path / "o.onnx", "fp16")
+    out = tmp_path / "p.onnx"
+    r = CliRunner().invoke(main, ["pack", str(half), "--weights", "ternary", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "upcast_from_fp16" in r.output and "verified: ran in ONNX Runtime" in r.output
+    # by the stem the packed tensor is named after ("onnx::MatMul_12" -> "onnx_MatMul_12_int2")
+    halves = {t.name.replace("::", "_").replace("/", "_"): numpy_helper.to_array(t)
+              for t in onnx.load(str(half)).graph.initializer}
+    packed = onnx.load(str(out))
+    assert not [t.name for t in packed.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
+    checked = 0
+    for t in packed.graph.initializer:
+        name = t.name.removesuffix("_int2")
+        if t.data_type == onnx.TensorProto.INT2 and name in halves and halves[name].ndim == 2:
+            w = halves[name].astype(np.float32)  # MatMul B [K, N], as fp32
+            codes, _ = ternarize(w.T)
+            np.testing.assert_array_equal(numpy_helper.to_array(t).astype(np.int8), codes.T)
+            checked += 1
+    assert checked >= 8
 
 
 def test_quantize_engines(model, tmp_path):

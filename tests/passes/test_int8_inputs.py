@@ -1,11 +1,10 @@
-"""int8 on inputs other passes produce: head-pruned models (per-layer heads), fp16 models (refused)."""
+"""int8 on inputs other passes and tools produce: head-pruned models (per-layer heads), fp16 models (upcast)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from deploytool.errors import PassRefusedError
 from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
 from deploytool.passes.prune_heads import HeadPruneConfig, prune_heads_file
 from deploytool.passes.quantize_int8 import Fusion, Int8Config, quantize_int8_file
@@ -26,12 +25,88 @@ def test_fused_int8_of_a_head_pruned_model(tiny_onnx, tmp_path):
     assert cos > 0.98
 
 
-def test_fp16_model_is_refused(tiny_onnx, tmp_path):
-    h = tmp_path / "h.onnx"
-    convert_fp16_file(tiny_onnx("bert", "torch", layers=2), h, Fp16Config(check_host=False))
-    with pytest.raises(PassRefusedError, match="fp16 weights"):
-        quantize_int8_file(h, tmp_path / "q.onnx", Int8Config())
-    assert not (tmp_path / "q.onnx").exists()
+def _fp16_file(tiny_onnx, tmp_path, source: str):
+    """(the fp32 source, an fp16 file made from it): deploytool's fp16 pass (ORT's converter, fp32 inputs and
+    outputs kept), or ONNX Runtime's transformer optimizer (level 2: fused Attention, SkipLayerNorm) with its
+    float16 conversion, inputs and outputs fp16 too."""
+    src = tiny_onnx("bert", "torch", layers=2)
+    h = tmp_path / f"{source}.onnx"
+    if source == "deploytool-fp16":
+        convert_fp16_file(src, h, Fp16Config(check_host=False))
+    else:
+        import onnx
+        from onnxruntime.transformers.onnx_model import OnnxModel
+
+        from deploytool.testing.conformance import optimize
+
+        optimize(src, 2, tmp_path / "o2.onnx")
+        m = OnnxModel(onnx.load(str(tmp_path / "o2.onnx")))
+        m.convert_float_to_float16(keep_io_types=False)
+        m.save_model_to_file(str(h))
+    return src, h
+
+
+def _fp16_anywhere(path) -> list[str]:
+    import onnx
+
+    proto = onnx.load(str(path))
+    half = onnx.TensorProto.FLOAT16
+    g = proto.graph
+    found = [t.name for t in g.initializer if t.data_type == half]
+    found += [v.name for v in [*g.input, *g.output, *g.value_info] if v.type.tensor_type.elem_type == half]
+    for n in g.node:
+        for a in n.attribute:
+            if (n.op_type == "Cast" and a.name == "to" and a.i == half) or (a.t.data_type == half and a.HasField("t")):
+                found.append(n.name or n.op_type)
+    return found
+
+
+@pytest.mark.parametrize("engine", ["native", "ort"])
+@pytest.mark.parametrize("source", ["deploytool-fp16", "ort-optimizer-fp16"])
+def test_int8_of_an_fp16_file_upcasts_it_first(tiny_onnx, tmp_path, source, engine):
+    """Files users bring in fp16 (deploytool's, ONNX Runtime's optimizer's with fp16 inputs and outputs): int8
+    upcasts them to fp32 first (exact), so the int8 file is the fp32 model's, with fp32 inputs and outputs."""
+    src, h = _fp16_file(tiny_onnx, tmp_path, source)
+    assert _fp16_anywhere(h)
+    q = tmp_path / "q.onnx"
+    res = quantize_int8_file(h, q, Int8Config(engine=engine))
+    assert res.gate.verified and res.stats["upcast_from_fp16"]["weights"] > 10
+    assert _fp16_anywhere(q) == []
+    feeds = fixed_inputs()
+    a = run_onnx(src, feeds)["last_hidden_state"].astype(np.float64)
+    b = run_onnx(q, feeds)["last_hidden_state"]
+    assert b.dtype == np.float32
+    cos = float((a * b).sum() / np.linalg.norm(a) / np.linalg.norm(b))
+    assert cos > 0.98
+
+
+def test_upcast_of_an_fp16_file_is_the_fp32_model_with_its_weights_rounded_to_fp16(tiny_onnx, tmp_path):
+    """The upcast alone computes what the fp32 source computes once each weight is rounded to fp16 and back
+    (numpy on the source's own initializers: the reference knows nothing of the pass)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from deploytool import onnx_io
+    from deploytool.passes.upcast_fp16 import UpcastFp16Pass
+
+    src, h = _fp16_file(tiny_onnx, tmp_path, "deploytool-fp16")
+    model = onnx_io.load_model(h)
+    res = UpcastFp16Pass()(model)
+    assert res.modified
+    up = onnx_io.save_streamed(model, tmp_path / "up.onnx")
+    assert _fp16_anywhere(up) == [] and _fp16_anywhere(h)
+    proto = onnx.load(str(src))
+    for t in proto.graph.initializer:
+        if t.data_type == onnx.TensorProto.FLOAT and t.dims:
+            rounded = numpy_helper.to_array(t).astype(np.float16).astype(np.float32)
+            t.CopyFrom(numpy_helper.from_array(rounded, t.name))
+    onnx.save(proto, str(tmp_path / "rounded.onnx"))
+    feeds = fixed_inputs()
+    ref = run_onnx(tmp_path / "rounded.onnx", feeds)["last_hidden_state"]
+    got = run_onnx(up, feeds)["last_hidden_state"]
+    assert np.max(np.abs(got - ref)) <= 1e-5 * max(1.0, float(np.max(np.abs(ref))))
+    again = UpcastFp16Pass()(onnx_io.load_model(src))  # an fp32 model: nothing to do
+    assert not again.modified and "upcast_from_fp16" not in again.stats
 
 
 @pytest.mark.parametrize("edit", ["attention-bias", "causal"])

@@ -191,10 +191,11 @@ def test_pack_pipeline_is_the_passes_the_runtime_needs():
         p = build_pass(cfg)
         return [type(x).__name__ for x in (p.passes if isinstance(p, PassSequence) else [p])]
 
-    assert kinds(PackConfig(runtime="speed")) == ["UpgradeOpsetPass", "PackWeightsPass", "ResidualAddsToSumPass"]
-    assert kinds(PackConfig(runtime="speed", upgrade_opset=False)) == ["PackWeightsPass", "ResidualAddsToSumPass"]
-    assert kinds(PackConfig(runtime="densest")) == ["PackWeightsPass", "ResidualAddsToSumPass"]
-    assert kinds(PackConfig(runtime="memory", accuracy_level=0)) == ["PackWeightsPass"]
+    up = "UpcastFp16Pass"  # an fp16 input to fp32 first; nothing on an fp32 one
+    assert kinds(PackConfig(runtime="speed")) == [up, "UpgradeOpsetPass", "PackWeightsPass", "ResidualAddsToSumPass"]
+    assert kinds(PackConfig(runtime="speed", upgrade_opset=False)) == [up, "PackWeightsPass", "ResidualAddsToSumPass"]
+    assert kinds(PackConfig(runtime="densest")) == [up, "PackWeightsPass", "ResidualAddsToSumPass"]
+    assert kinds(PackConfig(runtime="memory", accuracy_level=0)) == [up, "PackWeightsPass"]
     assert isinstance(build_pass(PackConfig()).main, PackWeightsPass)
 
 

@@ -1,0 +1,104 @@
+"""An fp16 model back to fp32, exactly, so that int8 can start from it.
+
+Users bring fp16 files (``deploytool quantize --fp16``'s, ONNX Runtime's transformer optimizer with
+``--float16``, the ``model_fp16.onnx`` that model hubs ship beside the fp32 one). Every fp16 value is a float32
+value too, so the fp32 model computes what the fp16 one would with fp32 arithmetic: nothing is lost. This
+pass, run first by :func:`deploytool.passes.quantize_int8.int8_pipeline`, rewrites
+
+- every fp16 initializer as fp32 (lazily: computed as the output is written, one tensor at a time),
+- every fp16 tensor attribute (``Constant``, ``ConstantOfShape``) as fp32,
+- every ``Cast`` to fp16 as a cast to fp32, and every declared fp16 value type (graph inputs and outputs
+  included) as fp32,
+
+and then drops the casts that became no-ops (fp32 to fp32). A model without fp16 is left alone
+(``modified`` False). The file's inputs and outputs that were fp16 become fp32, as an int8 model's are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from deploytool.passes.base import DeployPass, DeployPassResult
+
+__all__ = ["UpcastFp16Pass"]
+
+FP16, FP32 = ir.DataType.FLOAT16, ir.DataType.FLOAT
+
+
+def _lazy_fp32(src: ir.TensorProtocol, name: str) -> ir.LazyTensor:
+    def compute() -> ir.Tensor:
+        return ir.Tensor(np.asarray(src.numpy(), dtype=np.float32), name=name)
+
+    return ir.LazyTensor(compute, dtype=FP32, shape=ir.Shape(list(src.shape)), name=name)
+
+
+def _upcast_type(value: ir.Value) -> bool:
+    t = value.type
+    if isinstance(t, ir.TensorType) and t.dtype is FP16:
+        value.type = ir.TensorType(FP32)
+        return True
+    return False
+
+
+def _upcast_attributes(node: ir.Node) -> int:
+    n = 0
+    for name, attr in list(node.attributes.items()):
+        if attr.type is ir.AttributeType.TENSOR and attr.value is not None and attr.value.dtype is FP16:
+            t = attr.value
+            node.attributes[name] = ir.AttrTensor(name, ir.Tensor(np.asarray(t.numpy(), dtype=np.float32), name=t.name))
+            n += 1
+    if node.op_type == "Cast" and node.domain in ("", "ai.onnx"):
+        to = node.attributes.get("to")
+        if to is not None and to.value == FP16.value:
+            node.attributes["to"] = ir.AttrInt64("to", FP32.value)
+            n += 1
+    return n
+
+
+def _drop_noop_casts(graph: ir.Graph) -> int:
+    """Casts to fp32 of a value declared fp32: its readers read the input instead (a graph output keeps its cast)."""
+    dropped = 0
+    outputs = set(map(id, graph.outputs))
+    for node in list(graph):
+        if node.op_type != "Cast" or node.domain not in ("", "ai.onnx") or len(node.inputs) != 1:
+            continue
+        to = node.attributes.get("to")
+        x, y = node.inputs[0], node.outputs[0]
+        if to is None or to.value != FP32.value or x is None or x.dtype is not FP32 or id(y) in outputs:
+            continue
+        y.replace_all_uses_with(x)
+        graph.remove(node, safe=True)
+        dropped += 1
+    return dropped
+
+
+class UpcastFp16Pass(DeployPass):
+    """fp16 weights, constants, casts and value types to fp32 (see the module doc)."""
+
+    def call(self, model: ir.Model) -> DeployPassResult:
+        graph = model.graph
+        tensors = 0
+        for v in graph.initializers.values():
+            c = v.const_value
+            if c is not None and c.dtype is FP16:
+                v.const_value = _lazy_fp32(c, v.name)
+                tensors += 1
+            _upcast_type(v)
+        if not tensors and not any(n.op_type == "Cast" and n.attributes.get("to") is not None
+                                   and n.attributes["to"].value == FP16.value for n in graph.all_nodes()):
+            return DeployPassResult(model, modified=False)
+        edits = 0
+        for v in [*graph.inputs, *graph.outputs]:
+            edits += _upcast_type(v)
+        for node in graph.all_nodes():
+            edits += _upcast_attributes(node)
+            for out in node.outputs:
+                edits += _upcast_type(out)
+            for x in node.inputs:
+                if x is not None:
+                    edits += _upcast_type(x)
+        dropped = _drop_noop_casts(graph)
+        result = DeployPassResult(model, modified=True)
+        result.stats["upcast_from_fp16"] = {"weights": tensors, "casts_dropped": dropped}
+        return result
