@@ -55,6 +55,12 @@ class UpgradeOpsetPass(DeployPass):
         old = model.opset_imports.get("", 0)
         if old >= self.target:
             return DeployPassResult(model, modified=False, stats={"opset": old})
+        if _no_adapter_applies(model, self.target):
+            # every kind of node converts to itself (see _no_adapter_applies): the opset alone changes, without
+            # serializing and converting the whole graph (BERT-base: ~0.1 s less)
+            model.opset_imports[""] = self.target
+            model.ir_version = max(model.ir_version or 0, 11)
+            return DeployPassResult(model, modified=True, stats={"opset": f"{old} -> {self.target}"})
         proto, converted, held = _convert(model, self.target)
         if not model.functions and _same_nodes(proto, converted):
             # the usual case (BERT-family exports at 14-17 need no adapter): nothing but the opset changes, so
@@ -97,6 +103,66 @@ def _same_nodes(before, after) -> bool:
     return all(len(getattr(g, f)) == len(getattr(h, f)) and
                all(a.SerializeToString() == b.SerializeToString() for a, b in zip(getattr(g, f), getattr(h, f)))
                for f in fields)
+
+
+def _no_adapter_applies(model: ir.Model, target: int) -> bool:
+    """True when ``onnx.version_converter`` would change no node of ``model`` on the way to ``target``, asked of
+    one node of each kind: a graph of one node per distinct (op, attribute names and non-tensor values) of the
+    default domain, with inputs and outputs of their own, converted and compared node by node. The converter's
+    adapters from opset 13 on are written per op and attribute (an attribute made an input, an attribute
+    renamed; GroupNormalization's 20 -> 21, which reads shapes, is left to the full conversion), so a kind of
+    node that converts to itself does so wherever it is. False (the whole graph is converted, as before) for
+    models with functions or subgraphs, for old opsets, and whenever the small conversion fails or changes
+    anything."""
+    import onnx
+
+    old = model.opset_imports.get("", 0)
+    if old < 13 or model.functions:
+        return False
+    kinds: dict[tuple, ir.Node] = {}
+    for node in model.graph:
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op_type in _SHAPE_ADAPTERS:
+            return False
+        key = [node.op_type, len(node.inputs), len(node.outputs)]
+        for name, attr in sorted(node.attributes.items()):
+            if attr.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS):
+                return False
+            key.append((name, attr.type.value, attr.value.dtype.value if attr.type is ir.AttributeType.TENSOR
+                        else repr(attr.value)))
+        kinds.setdefault(tuple(key), node)
+    nodes, inputs, outputs = [], [], []
+    for k, node in enumerate(kinds.values()):
+        if _unknown_at(node.op_type, old, target):  # passes through the full conversion unchanged too
+            continue
+        n = ir.serde.serialize_node(node)
+        n.name = f"n{k}"
+        n.ClearField("metadata_props")  # the converter drops a node's metadata (the dynamo exporter's stack traces)
+        n.ClearField("doc_string")
+        for j, x in enumerate(n.input):
+            if x:
+                n.input[j] = f"i{k}_{j}"
+                inputs.append(onnx.ValueInfoProto(name=n.input[j]))
+        for j, y in enumerate(n.output):
+            if y:
+                n.output[j] = f"o{k}_{j}"
+                outputs.append(onnx.ValueInfoProto(name=n.output[j]))
+        nodes.append(n)
+    graph = onnx.GraphProto(name="kinds", node=nodes, input=inputs, output=outputs)
+    small = onnx.ModelProto(ir_version=max(model.ir_version or 0, 8), graph=graph)
+    small.opset_import.add(domain="", version=old)
+    try:
+        converted = onnx.version_converter.convert_version(small, target)
+    except Exception:  # noqa: BLE001 - the full conversion says why, or succeeds where this could not
+        return False
+    # the nodes only: the converter's shape inference may type the graph's untyped outputs
+    return len(small.graph.node) == len(converted.graph.node) and all(
+        a.SerializeToString() == b.SerializeToString() for a, b in zip(small.graph.node, converted.graph.node))
+
+
+# adapters of the version converter that read input shapes (not decidable on a node of each kind)
+_SHAPE_ADAPTERS = frozenset({"GroupNormalization"})
 
 
 def _adopt_opset(model: ir.Model, converted, target: int) -> None:

@@ -1,0 +1,109 @@
+"""pack's opset upgrade (17 -> 25 for INT2 weights): the shortcut that bumps the opset alone, without converting
+the whole graph, must give what onnx's version converter gives, and must step aside wherever an adapter applies."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from deploytool import onnx_io
+from deploytool.passes import upgrade_opset as U
+from deploytool.runtime.infer import run_onnx
+from deploytool.testing.tiny import fixed_inputs
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """Tiny BERT-family files as users bring them: TorchScript at opsets 14 and 17, the dynamo exporter,
+    optimum, and ONNX Runtime's optimizer at levels 1 and 2 over the opset-14 export."""
+    from deploytool.export import ExportConfig, export_loaded
+    from deploytool.testing.conformance import optimize
+    from deploytool.testing.tiny import tiny_model
+
+    root = tmp_path_factory.mktemp("upgrade")
+    out = {}
+    for family, exporter, opset in [("bert", "torch", 14), ("bert", "torch", 17), ("roberta", "dynamo", None),
+                                    ("distilbert", "optimum", None)]:
+        path = root / f"{family}-{exporter}-{opset}.onnx"
+        export_loaded(tiny_model(family, task="feature-extraction", layers=2), path,
+                      ExportConfig(model=f"tiny-{family}", exporter=exporter, **({"opset": opset} if opset else {})))
+        out[path.stem] = path
+    for level in (1, 2):
+        out[f"ort-O{level}"] = optimize(out["bert-torch-14"], level, root / f"ort-O{level}.onnx")
+    return out
+
+
+def _nodes(model: ir.Model) -> list[bytes]:
+    """Each node as bytes, without its metadata: the converter drops the dynamo exporter's (stack traces), which
+    the shortcut keeps."""
+    out = []
+    for n in ir.serde.serialize_model(model).graph.node:
+        n.ClearField("metadata_props")
+        n.ClearField("doc_string")
+        out.append(n.SerializeToString())
+    return out
+
+
+@pytest.mark.parametrize("name", ["bert-torch-14", "bert-torch-17", "roberta-dynamo-None", "distilbert-optimum-None",
+                                  "ort-O1", "ort-O2"])
+def test_the_shortcut_is_the_version_converters_result(exports, name):
+    src = exports[name]
+    model = onnx_io.load_model(src)
+    old = model.opset_imports[""]
+    if old >= 25:
+        pytest.skip(f"exported at opset {old}: nothing to upgrade")
+    # TorchScript at 14 writes LayerNorm with ReduceMean, whose axes the converter moves to an input: whole graph
+    assert U._no_adapter_applies(model, 25) is (name not in ("bert-torch-14",)), [
+        n.op_type for n in model.graph if n.op_type.startswith("Reduce")]
+    full = U.upgrade_opset(onnx_io.load_model(src), 25)  # always the whole graph through the converter
+    res = U.UpgradeOpsetPass(25)(model)
+    assert res.stats["opset"] == f"{old} -> 25" and model.opset_imports[""] == full.opset_imports[""] == 25
+    assert _nodes(model) == _nodes(full)
+    out = onnx_io.save_streamed(model, src.parent / f"{name}-up.onnx")
+    feeds = fixed_inputs()
+    a, b = run_onnx(src, feeds), run_onnx(out, feeds)
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-5)  # ORT may pick other kernels at 25
+
+
+def _graph(nodes, inits, opset):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return ir.serde.deserialize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                                                        ir_version=8))
+
+
+def test_a_node_an_adapter_changes_takes_the_whole_conversion():
+    """ReduceMean's axes became an input at opset 18: the converter rewrites it, so the shortcut must not apply,
+    and the upgraded model must compute the same."""
+    model = _graph([helper.make_node("Relu", ["x"], ["r"]),
+                    helper.make_node("ReduceMean", ["r"], ["y"], axes=[-1], keepdims=1)], [], 17)
+    assert not U._no_adapter_applies(model, 25)
+    U.UpgradeOpsetPass(25)(model)
+    proto = ir.serde.serialize_model(model)
+    (mean,) = [n for n in proto.graph.node if n.op_type == "ReduceMean"]
+    assert len(mean.input) == 2 and not [a for a in mean.attribute if a.name == "axes"]
+    import onnxruntime as ort
+
+    x = np.random.default_rng(0).normal(size=(2, 3, 8)).astype(np.float32)
+    y = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(y, np.maximum(x, 0).mean(-1, keepdims=True), rtol=1e-6)
+
+
+def test_the_shortcut_steps_aside_for_shape_reading_adapters_subgraphs_and_old_opsets():
+    g = numpy_helper.from_array(np.ones(3, np.float32), "g")
+    b = numpy_helper.from_array(np.zeros(3, np.float32), "b")
+    norm = _graph([helper.make_node("GroupNormalization", ["x", "g", "b"], ["y"], num_groups=3)], [g, b], 18)
+    assert not U._no_adapter_applies(norm, 25)
+    then = helper.make_graph([helper.make_node("Identity", ["x"], ["t"])], "then", [],
+                             [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    cond = numpy_helper.from_array(np.array(True), "c")
+    branchy = _graph([helper.make_node("If", ["c"], ["y"], then_branch=then, else_branch=then)], [cond], 17)
+    assert not U._no_adapter_applies(branchy, 25)
+    old = _graph([helper.make_node("Relu", ["x"], ["y"])], [], 11)
+    assert not U._no_adapter_applies(old, 25)
+    assert U._no_adapter_applies(_graph([helper.make_node("Relu", ["x"], ["y"])], [], 17), 25)
+    assert onnx.defs.onnx_opset_version() >= 25
