@@ -197,3 +197,32 @@ def test_attention_bias_as_multihead_attention_is_the_fused_attention(tmp_path):
     feeds = C.feeds(case)
     for name, want in run_onnx(src, feeds).items():
         np.testing.assert_allclose(run_onnx(tmp_path / "mha.onnx", feeds)[name], want, atol=1e-5)
+
+
+def test_upcast_drops_the_casts_it_made_no_ops_and_keeps_a_graph_outputs():
+    """x (fp32) -> Cast(fp16) -> Mul by an fp16 constant -> Cast(fp32) -> y: after the upcast the first cast is fp32
+    to fp32 and goes; the last one, which names the graph output, stays; the model computes x * c in fp32."""
+    import onnx
+    import onnx_ir as ir
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from deploytool.passes.upcast_fp16 import UpcastFp16Pass
+
+    c = np.array([0.5, -2.0, 3.0], np.float16)
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16),
+         helper.make_node("Mul", ["h", "c"], ["m"]),
+         helper.make_node("Cast", ["m"], ["y"], to=TensorProto.FLOAT)],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], [numpy_helper.from_array(c, "c")])
+    model = ir.serde.deserialize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                                         ir_version=8))
+    res = UpcastFp16Pass()(model)
+    assert res.stats["upcast_from_fp16"] == {"weights": 1, "casts_dropped": 1}
+    proto = ir.serde.serialize_model(model)
+    assert [n.op_type for n in proto.graph.node] == ["Mul", "Cast"]
+    assert proto.graph.initializer[0].data_type == onnx.TensorProto.FLOAT
+    x = np.array([[1.0, 2.0, 3.0], [-1.5, 0.25, 8.0]], np.float32)
+    y = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(y, x * c.astype(np.float32))
