@@ -192,6 +192,7 @@ class FitResult:
     output: Path
     why_path: Path
     accuracy_note: str = ""  # the tie rule's reason for the pick
+    source_precision: str = "fp32"  # the input's weights (an fp16 input's "as is" candidates are fp16)
 
     def why(self) -> str:
         c = self.chosen
@@ -208,8 +209,8 @@ class FitResult:
                     "smaller, of the tied wins)" if self.ranking == "accuracy" else "")]
         if self.accuracy_note:
             lines.append(f"  {self.accuracy_note}")
-        if (c.width, c.depth, c.precision) == (1.0, 1.0, "fp32"):
-            lines.append("  note: the pick is the input model itself (width 1, depth 1, fp32): the output is a "
+        if (c.width, c.depth) == (1.0, 1.0) and c.precision in ("fp32", self.source_precision):
+            lines.append(f"  note: the pick is the input model itself (width 1, depth 1, {c.precision}): the output is a "
                          "plain copy of it; nothing smaller fits better")
         for x in self.candidates:
             if x is c:
@@ -340,10 +341,11 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         work.mkdir(parents=True, exist_ok=True)
         sliced: dict = {}
         cands: list[Candidate] = []
-        n_cands = len(config.widths) * len(config.depths) * len(config.precisions)
+        grid = _grid_precisions(config.precisions, config.model)
+        n_cands = len(config.widths) * len(config.depths) * len(grid)
         for w in config.widths:
             for d in config.depths:
-                for p in config.precisions:
+                for p, build_p in grid:
                     c = Candidate(_name(w, d, p), w, d, p, "")
                     say(f"fit: building {c.name} ({len(cands) + 1} of {n_cands})")
                     opts = None
@@ -355,7 +357,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                         opts = {"weights": c.int8_codes} if c.int8_codes != "int8" else None
                     try:
                         try:
-                            c.path = str(_build(config.model, work, w, d, p, sliced, opts))
+                            c.path = str(_build(config.model, work, w, d, build_p, sliced, opts))
                         except PassRefusedError as e:
                             if c.int8_codes != "pairsafe":
                                 raise
@@ -447,10 +449,34 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         with atomic_path(config.output) as tmp:
             shutil.copyfile(chosen.path, tmp)
         why_path = config.output.with_name(config.output.name + ".fit.json")
-        result = FitResult(chosen, cands, prof.name, config.seq_len, budget, ranking, config.output, why_path, note)
+        result = FitResult(chosen, cands, prof.name, config.seq_len, budget, ranking, config.output, why_path, note,
+                           source_precision=_source_precision(config.model))
         with atomic_write(why_path) as f:
             json.dump(result.to_dict(), f, indent=2)
         return result
+
+
+def _source_precision(model: Path) -> str:
+    from deploytool.variant import model_precision
+
+    try:
+        return model_precision(model)[0]
+    except Exception:  # noqa: BLE001 - an unreadable input fails where the candidates are built, with its reason
+        return "fp32"
+
+
+def _grid_precisions(precisions: tuple[str, ...], model: Path) -> list[tuple[str, str]]:
+    """(label, what to build) for each precision of the grid. On an fp16 input, "fp32" and "fp16" both mean the
+    input's weights as they are: one candidate, labelled fp16 (an fp32 label would misname an fp16 file, and the
+    fp16 pass refuses a model already fp16); int8 and packed candidates upcast it first (exact)."""
+    if _source_precision(model) != "fp16":
+        return [(p, p) for p in precisions]
+    out: list[tuple[str, str]] = []
+    for p in precisions:
+        label, build = ("fp16", "fp32") if p in ("fp32", "fp16") else (p, p)
+        if (label, build) not in out:
+            out.append((label, build))
+    return out
 
 
 def _same_speed(a: Candidate, b: Candidate) -> str | None:

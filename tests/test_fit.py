@@ -129,3 +129,21 @@ def test_same_speed_is_the_paired_sign_test_of_the_host_runs():
     assert why is not None and "14 of 20" in why and "p = 0.12" in why
     assert _same_speed(cand("b", [11.0] * 5), cand("a", [10.0] * 5)) is None  # 5 runs cannot show anything
     assert "host_samples_ms" not in cand("b", [1.0]).to_dict()
+
+
+def test_fit_on_an_fp16_input_names_its_as_is_candidates_fp16_and_builds_int8_from_it(model, tmp_path):
+    """An fp16 file's "as is" candidates are fp16 (fp32 and fp16 in the grid are the same candidate); int8 and
+    ternary candidates are made from it (upcast first) instead of failing."""
+    from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
+
+    half = tmp_path / "half.onnx"
+    convert_fp16_file(model, half, Fp16Config(check_host=False))
+    out = tmp_path / "best.onnx"
+    r = _run(half, "--profile", "kirin990", "-o", out, "--widths", "1,0.5", "--depths", "1", "--precisions",
+             "fp32,fp16,int8,ternary", "--runs", "3", "--seq-len", "16")
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "best.onnx.fit.json").read_text())
+    names = [c["name"] for c in res["candidates"]]
+    assert names == ["w1-d1-fp16", "w1-d1-int8", "w1-d1-ternary", "w0.5-d1-fp16", "w0.5-d1-int8", "w0.5-d1-ternary"]
+    assert all(c["error"] is None for c in res["candidates"]), [c["error"] for c in res["candidates"]]
+    assert res["chosen"] == "w1-d1-fp16" and "input model itself (width 1, depth 1, fp16)" in res["why"]
