@@ -11,11 +11,13 @@ FFN width, the head width of an attention output and the hidden size in those ta
 when it loads the pass's output, and the pass's verification gate compares that output with the unchanged
 input file, so a graph where the rewrite were wrong is refused, never written.
 
-Only ORT's exact form is rewritten: ``transA = 0``, ``transB = 0``, ``alpha = beta = 1``, a constant 2-D ``W``, a
+Only ORT's form is rewritten: ``transA = 0``, ``alpha = beta = 1``, a constant 2-D ``W``, a
 bias (if any) of N values, a first target [M, K] and a last one [d0, .., N] with ``d0 * .. = M``, and the Gemm's
 output read by that Reshape alone. ``x`` is viewed as [d0, .., K] first unless the graph shows it has that shape
 (an attention context that ORT's optimizer flattened straight from [batch, seq, heads, head_size] keeps the view,
-which is the merge of the heads the finder reads).
+which is the merge of the heads the finder reads). ``W`` stored transposed (``transB = 1``, [N, K]: a Linear
+written on a flattened input, or another tool's form) becomes a [K, N] initializer of its own, transposed
+lazily as the output is written (one per weight, however many Gemms read it); ``W`` goes once nothing reads it.
 """
 
 from __future__ import annotations
@@ -31,7 +33,20 @@ from deploytool.graph._util import const_tensor, small_const, static_shape
 def _plain_gemm(node: ir.Node) -> bool:
     a = node.attributes
     return (node.op_type == "Gemm" and node.domain in ("", "ai.onnx") and a.get_int("transA", 0) == 0
-            and a.get_int("transB", 0) == 0 and a.get_float("alpha", 1.0) == 1.0 and a.get_float("beta", 1.0) == 1.0)
+            and a.get_int("transB", 0) in (0, 1) and a.get_float("alpha", 1.0) == 1.0
+            and a.get_float("beta", 1.0) == 1.0)
+
+
+def _transposed(src: ir.Value, name: str) -> ir.Value:
+    """A new initializer-to-be: ``src``'s constant [N, K] as [K, N], computed when it is first read."""
+    t = src.const_value
+    n, k = (int(d) for d in t.shape)
+
+    def compute() -> ir.Tensor:
+        return ir.Tensor(np.ascontiguousarray(t.numpy().T), name=name)
+
+    return ir.Value(name=name, shape=ir.Shape([k, n]), type=ir.TensorType(t.dtype),
+                    const_value=ir.LazyTensor(compute, dtype=t.dtype, shape=ir.Shape([k, n]), name=name))
 
 
 @dataclasses.dataclass
@@ -53,6 +68,10 @@ def _flattened(gemm: ir.Node) -> _Flat | None:
     if w is None or len(w.shape) != 2:
         return None
     k, n = (int(d) for d in w.shape)
+    if gemm.attributes.get_int("transB", 0):
+        if not gemm.inputs[1].is_initializer():  # a Constant node's weight: not rewritten (rare)
+            return None
+        k, n = n, k
     bias = gemm.inputs[2] if len(gemm.inputs) > 2 else None
     if bias is not None:
         b = const_tensor(bias)
@@ -111,6 +130,7 @@ def unfuse_flattened_gemms(model: ir.Model) -> int:
 
     targets = {id(v): v for _, f in found for v in (f.first.inputs[1], f.last.inputs[1])}  # ORT's, dropped below
     views: dict[tuple[int, tuple[int, ...]], ir.Value] = {}  # Q, K and V of one input read one view of it
+    turned: dict[int, tuple[ir.Value, ir.Value]] = {}  # a transB weight -> (it, its [K, N] copy), one per weight
     dead: list[ir.Node] = []
     for gemm, f in found:
         x = f.first.inputs[0]
@@ -128,7 +148,14 @@ def unfuse_flattened_gemms(model: ir.Model) -> int:
                 new.append(view)
                 views[key] = view.outputs[0]
             x = views[key]
-        mm = ir.node("MatMul", [x, gemm.inputs[1]], name=fresh(f"{name}__matmul"))
+        w = gemm.inputs[1]
+        if gemm.attributes.get_int("transB", 0):
+            if id(w) not in turned:
+                wt = _transposed(w, fresh(f"{w.name}__in_out"))
+                graph.register_initializer(wt)
+                turned[id(w)] = (w, wt)
+            w = turned[id(w)][1]
+        mm = ir.node("MatMul", [x, w], name=fresh(f"{name}__matmul"))
         mm.outputs[0].name = fresh(f"{name}__matmul_out")
         new.append(mm)
         y = mm.outputs[0]
@@ -158,6 +185,9 @@ def unfuse_flattened_gemms(model: ir.Model) -> int:
     for f in {id(f.first): f.first for _, f in found}.values():
         if not f.outputs[0].uses() and f.outputs[0] not in graph.outputs:
             graph.remove(f, safe=True)
+    for w, _ in turned.values():  # a transposed weight nothing else reads
+        if not w.uses() and w not in graph.outputs and not w.is_graph_input() and w.name in graph.initializers:
+            del graph.initializers[w.name]
     for v in targets.values():  # the Reshape targets nothing reads now
         if v.uses() or v in graph.outputs:
             continue

@@ -173,48 +173,86 @@ def test_second_slice_follows_each_layers_own_head_count(work):
     assert np.abs(got - C.torch_outputs(uniform, f)["last_hidden_state"]).max() > 1e-2
 
 
+def _static_o1_gemms(work, edit: str):
+    """BERT's static-shape export at ORT level 1 (its projections Reshape -> Gemm -> Reshape) with each of those
+    Gemms made another equivalent way: ``transB`` (the weight stored [N, K], transB = 1: the form a Linear on a
+    flattened input takes) or ``alpha`` (the weight doubled, alpha = 0.5: a form no pass reads)."""
+    import onnx_ir as ir
+
+    case = C.MODEL_BY_NAME["bert"]
+    o1 = work / "o1" / "bert-static.O1.onnx"
+    if not o1.exists():
+        C.optimize(C.export(case, "torchscript-static", work / "o1"), 1, o1)
+    model = ir.load(o1)
+    edited = 0
+    for node in model.graph:
+        if node.op_type == "Gemm" and node.inputs[0].producer() is not None \
+                and node.inputs[0].producer().op_type == "Reshape":
+            w = node.inputs[1]
+            if edit == "transB":
+                w.const_value = ir.tensor(np.ascontiguousarray(w.const_value.numpy().T), name=w.name)
+                node.attributes["transB"] = ir.AttrInt64("transB", 1)
+            else:
+                w.const_value = ir.tensor(w.const_value.numpy() * np.float32(2), name=w.name)
+                node.attributes["alpha"] = ir.AttrFloat32("alpha", 0.5)
+            w.shape = ir.Shape(list(w.const_value.shape))
+            edited += 1
+    assert edited == 2 * C.LAYERS
+    src = work / "o1" / f"bert-static.O1.{edit}.onnx"
+    ir.save(model, src)
+    return case, o1, src
+
+
+@pytest.mark.parametrize("pass_name", ["slice-0.5-0.75", "prune-heads", "pack-speed", "int8"])
+def test_transposed_flattened_gemms_are_read_as_orts_own(work, pass_name):
+    """Each pass on the transB = 1 graph writes what it writes on ORT's own graph: the same outputs on the padded
+    batch (the weights are transposed back lazily as the output is written)."""
+    from deploytool.passes import transform
+    from deploytool.runtime.infer import run_onnx
+
+    case, o1, src = _static_o1_gemms(work, "transB")
+    cfg = C.pass_config(case, pass_name, work)
+    a, b = work / "o1" / f"a-{pass_name}.onnx", work / "o1" / f"b-{pass_name}.onnx"
+    transform(o1, a, cfg)
+    res = transform(src, b, cfg)
+    assert res.stats.get("unfused_gemms") == 2 * C.LAYERS or pass_name in ("int8", "pack-speed")
+    f = C.feeds(case)
+    ra, rb = run_onnx(a, f), run_onnx(b, f)
+    assert ra.keys() == rb.keys() and all(np.abs(ra[k] - rb[k]).max() <= 1e-6 for k in ra)
+
+
 def test_pack_refuses_an_attention_graph_it_cannot_read_unless_told_to_pack_every_weight(work):
     """ORT's optimizer at level 1 on a static-shape export turns the FFN's MatMul + Add into Reshape -> Gemm ->
-    Reshape, which passes read back as MatMul + Add. With each of those Gemms' weights stored transposed
-    (transB = 1, an equivalent graph not in ORT's form) the finder cannot read the FFN. pack used to pack every
-    MatMul/Gemm weight there, the pooler's too, though pooler and classifier stay fp32 by default: now it
-    refuses in one line and writes nothing; with --pack-head it packs every weight and equals the reference of
-    every nn.Linear ternarized."""
+    Reshape, which passes read back as MatMul + Add. With each of those Gemms scaled another way (alpha = 0.5,
+    the weight doubled: an equivalent graph not in ORT's form) the finder cannot read the FFN. pack used to pack
+    every MatMul/Gemm weight there, the pooler's too, though pooler and classifier stay fp32 by default: now it
+    refuses in one line and writes nothing; with --pack-head it packs every weight it can rewrite, skips the
+    scaled Gemms saying why, and equals the reference of every other nn.Linear ternarized."""
     import dataclasses
 
-    import onnx_ir as ir
     import torch
 
     from deploytool.errors import PassRefusedError
     from deploytool.passes import transform
     from deploytool.runtime.infer import run_onnx
 
-    case = C.MODEL_BY_NAME["bert"]
-    o1 = C.optimize(C.export(case, "torchscript-static", work / "o1"), 1, work / "o1" / "bert-static.O1.onnx")
-    model = ir.load(o1)
-    flipped = 0
-    for node in model.graph:
-        if node.op_type == "Gemm" and node.inputs[0].producer() is not None \
-                and node.inputs[0].producer().op_type == "Reshape":
-            w = node.inputs[1]
-            w.const_value = ir.tensor(np.ascontiguousarray(w.const_value.numpy().T), name=w.name)
-            w.shape = ir.Shape(list(w.const_value.shape))
-            node.attributes["transB"] = ir.AttrInt64("transB", 1)
-            flipped += 1
-    assert flipped == 2 * C.LAYERS
-    src = work / "o1" / "bert-static.O1.transB.onnx"
-    ir.save(model, src)
+    case, _, src = _static_o1_gemms(work, "alpha")
     dst = work / "o1" / "packed.onnx"
     cfg = C.pass_config(case, "pack", work)
     with pytest.raises(PassRefusedError, match="--pack-head packs every MatMul/Gemm weight"):
         transform(src, dst, cfg)
     assert not dst.exists()
-    transform(src, dst, dataclasses.replace(cfg, pack_head=True))
+    res = transform(src, dst, dataclasses.replace(cfg, pack_head=True))
+    scaled = [s for s in res.skipped if "alpha" in s.reason]
+    assert len(scaled) == 2 * C.LAYERS and all("/intermediate/" in s.node or "/output/dense" in s.node
+                                               for s in scaled)
     base = C.build_model(case)
     want = C.copy.deepcopy(base)
-    with torch.no_grad():  # TWN per matrix, restated in the harness, on every nn.Linear (pooler included)
-        for lin in (m for m in want.modules() if isinstance(m, torch.nn.Linear)):
-            lin.weight.copy_(C._twn(lin.weight.double()).float())
+    with torch.no_grad():  # TWN per matrix, restated in the harness, on every nn.Linear (pooler included) but FFN's
+        for name, lin in want.named_modules():
+            ffn = name.endswith("intermediate.dense") or (name.endswith("output.dense") and "attention" not in name)
+            if isinstance(lin, torch.nn.Linear) and not ffn:
+                lin.weight.copy_(C._twn(lin.weight.double()).float())
     f = C.feeds(case)
     got, ref = run_onnx(dst, f), C.torch_outputs(want, f)
     assert all(np.abs(got[k] - ref[k]).max() <= C.TOL for k in ref)
