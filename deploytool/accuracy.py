@@ -129,6 +129,17 @@ def compare(a: AccuracyRecord, b: AccuracyRecord) -> Comparison:
                       "McNemar (exact)" if a.metric == "accuracy" and a.binary and b.binary else "sign test (exact)")
 
 
+def speed_tie(name: str, a_ms: Sequence[float], b_ms: Sequence[float]) -> str | None:
+    """Why ``name`` (runs ``a_ms``) is not measurably slower than the other (``b_ms``, run i of each in the same
+    interleaved round): the exact sign test of the paired runs gives p >= 0.05; else None, and None where fewer
+    than 6 runs pair (they could not reach p < 0.05: no evidence either way, the p90s decide)."""
+    n = min(len(a_ms), len(b_ms))
+    if n < 6:
+        return None
+    p, slower, _ = sign_test(a_ms[:n], b_ms[:n])
+    return None if p < ALPHA else f"{name} slower in {slower} of {n} paired runs, sign test p = {p:.2f}"
+
+
 @dataclasses.dataclass
 class Pick(Generic[T]):
     chosen: T

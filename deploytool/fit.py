@@ -483,16 +483,9 @@ def _same_speed(a: Candidate, b: Candidate) -> str | None:
     """Why ``a``, measured on this host, is not measurably slower than ``b`` (the exact sign test of their paired
     runs, p >= 0.05), else None: a pair of variants of the same cost whose p90s differ by the host's noise (the
     quickstart's host pick moved between w0.5-d0.75-int8 and w0.75-d0.5-int8 from one run to the next)."""
-    from deploytool.accuracy import ALPHA
-    from deploytool.stats import sign_test
+    from deploytool.accuracy import speed_tie
 
-    n = min(len(a.host_samples_ms), len(b.host_samples_ms))
-    if n < 6:  # fewer paired runs cannot reach p < 0.05: no evidence either way, the p90s decide
-        return None
-    p, slower, faster = sign_test(a.host_samples_ms[:n], b.host_samples_ms[:n])
-    if p < ALPHA:
-        return None
-    return f"{a.name} slower in {slower} of {n} paired runs, sign test p = {p:.2f}"
+    return speed_tie(a.name, a.host_samples_ms, b.host_samples_ms)
 
 
 def _params(cands: list[Candidate], source: Path) -> None:

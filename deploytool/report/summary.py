@@ -152,17 +152,12 @@ def _record(v: ModelOnDevice):
 def _same_speed(a: ModelOnDevice, b: ModelOnDevice) -> str | None:
     """Why ``a`` is not measurably slower than ``b`` where both were measured on this device in one interleaved
     bench run (the exact sign test of their paired runs at the longest sequence, p >= 0.05), else None."""
-    from deploytool.accuracy import ALPHA
-    from deploytool.stats import sign_test
+    from deploytool.accuracy import speed_tie
 
     ra, rb = a.longest, b.longest
     if ra.samples_run is None or ra.samples_run != rb.samples_run or not ra.samples_ms or not rb.samples_ms:
         return None
-    n = min(len(ra.samples_ms), len(rb.samples_ms))
-    if n < 6:  # fewer paired runs cannot reach p < 0.05
-        return None
-    p, slower, _ = sign_test(ra.samples_ms[:n], rb.samples_ms[:n])
-    return None if p < ALPHA else f"{a.model} slower in {slower} of {n} paired runs, sign test p = {p:.2f}"
+    return speed_tie(a.model, ra.samples_ms, rb.samples_ms)
 
 
 def _cost(v: ModelOnDevice) -> tuple:
