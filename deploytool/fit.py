@@ -341,7 +341,8 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         work.mkdir(parents=True, exist_ok=True)
         sliced: dict = {}
         cands: list[Candidate] = []
-        grid = _grid_precisions(config.precisions, config.model)
+        source_precision = _source_precision(config.model)  # read once: a self-contained file is parsed whole
+        grid = _grid_precisions(config.precisions, source_precision)
         n_cands = len(config.widths) * len(config.depths) * len(grid)
         for w in config.widths:
             for d in config.depths:
@@ -450,7 +451,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
             shutil.copyfile(chosen.path, tmp)
         why_path = config.output.with_name(config.output.name + ".fit.json")
         result = FitResult(chosen, cands, prof.name, config.seq_len, budget, ranking, config.output, why_path, note,
-                           source_precision=_source_precision(config.model))
+                           source_precision=source_precision)
         with atomic_write(why_path) as f:
             json.dump(result.to_dict(), f, indent=2)
         return result
@@ -465,11 +466,11 @@ def _source_precision(model: Path) -> str:
         return "fp32"
 
 
-def _grid_precisions(precisions: tuple[str, ...], model: Path) -> list[tuple[str, str]]:
+def _grid_precisions(precisions: tuple[str, ...], source_precision: str) -> list[tuple[str, str]]:
     """(label, what to build) for each precision of the grid. On an fp16 input, "fp32" and "fp16" both mean the
     input's weights as they are: one candidate, labelled fp16 (an fp32 label would misname an fp16 file, and the
     fp16 pass refuses a model already fp16); int8 and packed candidates upcast it first (exact)."""
-    if _source_precision(model) != "fp16":
+    if source_precision != "fp16":
         return [(p, p) for p in precisions]
     out: list[tuple[str, str]] = []
     for p in precisions:

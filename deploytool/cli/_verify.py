@@ -22,7 +22,7 @@ def gate_line(gate) -> str | None:
     if gate.note is not None:
         return f"  verified: {gate.note}"
     line = f"  verified: ran in ONNX Runtime ({gate.seconds:.2f} s)"
-    if getattr(gate, "input_note", None):
+    if gate.input_note:
         line += f"\n  note: {gate.input_note}"
     return line
 

@@ -946,7 +946,6 @@ def _fake_quantized_model(src: str | os.PathLike, config: PackConfig, *, gather_
     """``src`` with its weights replaced by their fake-quantized fp32 values (:class:`FakeQuantWeightsPass`):
     memory maps, each replaced weight a lazy tensor computed when it is read."""
     from deploytool import onnx_io
-
     from deploytool.passes.upcast_fp16 import UpcastFp16Pass
 
     model = onnx_io.load_model(src)
@@ -983,9 +982,8 @@ def pack_pipeline(config: PackConfig) -> DeployPass:
     ORT's slow SkipLayerNormalization CPU kernel as int8 does (:mod:`deploytool.passes.residual_sum`)."""
     from deploytool.passes.base import PassSequence
     from deploytool.passes.residual_sum import ResidualAddsToSumPass
-    from deploytool.passes.upgrade_opset import UpgradeOpsetPass
-
     from deploytool.passes.upcast_fp16 import UpcastFp16Pass
+    from deploytool.passes.upgrade_opset import UpgradeOpsetPass
 
     passes: list[DeployPass] = [UpcastFp16Pass()]  # an fp16 model to fp32 first, exactly (nothing on fp32)
     if config.needs_int2 and config.upgrade_opset:

@@ -3,7 +3,8 @@
 Users bring fp16 files (``deploytool quantize --fp16``'s, ONNX Runtime's transformer optimizer with
 ``--float16``, the ``model_fp16.onnx`` that model hubs ship beside the fp32 one). Every fp16 value is a float32
 value too, so the fp32 model computes what the fp16 one would with fp32 arithmetic: nothing is lost. This
-pass, run first by :func:`deploytool.passes.quantize_int8.int8_pipeline`, rewrites
+pass, run first by :func:`~deploytool.passes.quantize_int8.int8_pipeline` and
+:func:`~deploytool.passes.pack_weights.pack_pipeline` (and in pack's gate reference), rewrites
 
 - every fp16 initializer as fp32 (lazily: computed as the output is written, one tensor at a time),
 - every fp16 tensor attribute (``Constant``, ``ConstantOfShape``) as fp32,
@@ -33,27 +34,21 @@ def _lazy_fp32(src: ir.TensorProtocol, name: str) -> ir.LazyTensor:
     return ir.LazyTensor(compute, dtype=FP32, shape=ir.Shape(list(src.shape)), name=name)
 
 
-def _upcast_type(value: ir.Value) -> bool:
+def _upcast_type(value: ir.Value) -> None:
     t = value.type
     if isinstance(t, ir.TensorType) and t.dtype is FP16:
         value.type = ir.TensorType(FP32)
-        return True
-    return False
 
 
-def _upcast_attributes(node: ir.Node) -> int:
-    n = 0
+def _upcast_attributes(node: ir.Node) -> None:
     for name, attr in list(node.attributes.items()):
         if attr.type is ir.AttributeType.TENSOR and attr.value is not None and attr.value.dtype is FP16:
             t = attr.value
             node.attributes[name] = ir.AttrTensor(name, ir.Tensor(np.asarray(t.numpy(), dtype=np.float32), name=t.name))
-            n += 1
     if node.op_type == "Cast" and node.domain in ("", "ai.onnx"):
         to = node.attributes.get("to")
         if to is not None and to.value == FP16.value:
             node.attributes["to"] = ir.AttrInt64("to", FP32.value)
-            n += 1
-    return n
 
 
 def _drop_noop_casts(graph: ir.Graph) -> int:
@@ -88,16 +83,13 @@ class UpcastFp16Pass(DeployPass):
         if not tensors and not any(n.op_type == "Cast" and n.attributes.get("to") is not None
                                    and n.attributes["to"].value == FP16.value for n in graph.all_nodes()):
             return DeployPassResult(model, modified=False)
-        edits = 0
         for v in [*graph.inputs, *graph.outputs]:
-            edits += _upcast_type(v)
+            _upcast_type(v)
         for node in graph.all_nodes():
-            edits += _upcast_attributes(node)
-            for out in node.outputs:
-                edits += _upcast_type(out)
-            for x in node.inputs:
-                if x is not None:
-                    edits += _upcast_type(x)
+            _upcast_attributes(node)
+            for v in [*node.inputs, *node.outputs]:
+                if v is not None:
+                    _upcast_type(v)
         dropped = _drop_noop_casts(graph)
         result = DeployPassResult(model, modified=True)
         result.stats["upcast_from_fp16"] = {"weights": tensors, "casts_dropped": dropped}

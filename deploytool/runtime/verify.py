@@ -41,8 +41,8 @@ _SEED = 0
 _RUN_RE = re.compile(r"running (?P<op>[\w.]+) node\. Name:'(?P<node>[^']*)' Status Message: (?P<reason>.*)", re.S)
 # "[ONNXRuntimeError] : 1 : FAIL : Node (/m/query/Add) Op (Add) [ShapeInferenceError] Incompatible dimensions"
 _LOAD_RE = re.compile(r"Node \((?P<node>[^)]*)\) Op \((?P<op>[^)]*)\) (?P<reason>.*)", re.S)
-_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
-_ORT_NESTED = re.compile(r"\[ONNXRuntimeError\] : \d+ : \w+ : ")
+# ORT's status prefix, anywhere: a status may wrap another ("Exception during initialization: <where> [..] <why>")
+_ORT_STATUS = re.compile(r"\[ONNXRuntimeError\] : \d+ : \w+ : ")
 _SOURCE_LOC = re.compile(r"^\S+\.(?:h|hpp|cc|cpp|cu):\d+ ")
 
 
@@ -102,10 +102,8 @@ def _ort_failure(verb: str, e: BaseException) -> VerificationError:
     if m:
         return VerificationError(f"ONNX Runtime cannot {verb}: node '{m['node']}' ({m['op']}): "
                                  f"{_short_reason(m['reason'])}", node=m["node"], op=m["op"])
-    # a status wrapping another ("Exception during initialization: <where> [ONNXRuntimeError] : 1 : FAIL : <why>"):
-    # the innermost one says why
-    inner = _ORT_NESTED.split(raw)[-1]
-    return VerificationError(f"ONNX Runtime cannot {verb}: {_short_reason(_ORT_PREFIX.sub('', inner), 300)}")
+    inner = _ORT_STATUS.split(raw)[-1]  # the innermost status says why
+    return VerificationError(f"ONNX Runtime cannot {verb}: {_short_reason(inner, 300)}")
 
 
 @dataclasses.dataclass(frozen=True)
