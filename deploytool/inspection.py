@@ -38,7 +38,7 @@ import onnx_ir as ir
 from deploytool import onnx_io
 from deploytool.errors import ConfigError, StructureError
 from deploytool.graph._util import ConstCone, const_tensor, is_byte_table, is_unpack_lookup
-from deploytool.graph.canonical import unfuse_flattened_gemms
+from deploytool.graph.canonical import TRANSPOSED_FROM, unfuse_flattened_gemms
 from deploytool.graph.structure import EncoderStructure, Linear, find_structure
 
 logger = logging.getLogger(__name__)
@@ -313,7 +313,10 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
     packed = {k: v for k, v in packing.items() if k not in live}
     prefixes = {k.replace("::", "_").replace("/", "_") + "_": k for k in packed}
     packed_role: dict[str, str] = {}
-    seen: set[int] = set()
+    # a transposed weight that something else also reads is kept beside its [K, N] copy (canonical.py): the file
+    # stores it once, so it is counted once, as the copy, which the projection reads
+    seen: set[int] = {id(src) for v in graph.initializers.values()
+                      if (src := v.meta.get(TRANSPOSED_FROM)) is not None and v.uses()}
     for n in graph:
         if n.op_type == "Identity":  # an alias (deduplicated initializer): counted where it is read
             continue

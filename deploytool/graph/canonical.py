@@ -37,6 +37,9 @@ def _plain_gemm(node: ir.Node) -> bool:
             and a.get_float("beta", 1.0) == 1.0)
 
 
+TRANSPOSED_FROM = "deploytool.transposed_from"  # Value.meta key (not written): a [K, N] copy -> its [N, K] source
+
+
 def _transposed(src: ir.Value, name: str) -> ir.Value:
     """A new initializer-to-be: ``src``'s constant [N, K] as [K, N], computed when it is first read."""
     t = src.const_value
@@ -45,8 +48,10 @@ def _transposed(src: ir.Value, name: str) -> ir.Value:
     def compute() -> ir.Tensor:
         return ir.Tensor(np.ascontiguousarray(t.numpy().T), name=name)
 
-    return ir.Value(name=name, shape=ir.Shape([k, n]), type=ir.TensorType(t.dtype),
-                    const_value=ir.LazyTensor(compute, dtype=t.dtype, shape=ir.Shape([k, n]), name=name))
+    value = ir.Value(name=name, shape=ir.Shape([k, n]), type=ir.TensorType(t.dtype),
+                     const_value=ir.LazyTensor(compute, dtype=t.dtype, shape=ir.Shape([k, n]), name=name))
+    value.meta[TRANSPOSED_FROM] = src  # the same parameters: a reader that counts them counts one of the two
+    return value
 
 
 @dataclasses.dataclass

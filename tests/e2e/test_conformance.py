@@ -348,3 +348,35 @@ def test_inspect_reads_an_ort_level_1_static_export_and_counts_the_files_ops(wor
     assert report.structure_error is None
     assert [(x.num_heads, x.ffn_width) for x in report.layers] == [(C.HEADS, C.FFN)] * C.LAYERS
     assert report.op_histogram["Gemm"] == gemms and report.num_nodes == len(proto.graph.node)
+
+
+def test_inspect_counts_a_transposed_weight_once_when_something_else_reads_it_too(work):
+    """inspect reads the transB = 1 graph as MatMul + Add on a [K, N] copy of each weight; a weight that another
+    node also reads stays beside its copy. The file stores it once, so it is counted once: every count equals
+    the file's own float initializers (each stored once), with and without the second reader."""
+    import onnx
+    import onnx_ir as ir
+
+    from deploytool.inspection import inspect_model
+
+    _, _, src = _static_o1_gemms(work, "transB")
+    model = ir.load(src)
+    gemm = next(n for n in model.graph if n.op_type == "Gemm" and n.attributes.get_int("transB", 0))
+    w = gemm.inputs[1]
+    # a second reader: the weight's own row sums, as an extra output (tied weights are read like this)
+    read = ir.node("ReduceSum", [w], attributes={"keepdims": 0}, name="second_reader")
+    read.outputs[0].name, read.outputs[0].type = "w_rows", ir.TensorType(ir.DataType.FLOAT)
+    model.graph.append(read)
+    model.graph.outputs.append(read.outputs[0])
+    shared = work / "o1" / "bert-static.O1.transB.shared.onnx"
+    ir.save(model, shared)
+
+    def file_params(path) -> int:
+        proto = onnx.load(str(path))
+        return sum(int(np.prod(t.dims)) for t in proto.graph.initializer
+                   if t.data_type == onnx.TensorProto.FLOAT and int(np.prod(t.dims)) > 1)
+
+    for path in (src, shared):
+        r = inspect_model(path)
+        assert r.structure_error is None and r.num_layers == C.LAYERS
+        assert r.total_params == file_params(path), path.name
