@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from deploytool.errors import DeployError
+from deploytool.errors import ConfigError, DeployError
 from deploytool.recipes import steps as S
 from deploytool.recipes.cache import StepCache, step_key
 from deploytool.recipes.schema import PassKind, Recipe, TrainKind
@@ -185,13 +185,61 @@ def check_recipe(recipe: Recipe) -> list[str]:
     for prec in recipe.sweep.precision:
         if prec is not Precision.FP32:
             S.precision_config(prec, recipe.sweep.options.get(prec, {}), f"sweep.options.{prec.value}")
-    grid = recipe.sweep.grid()
-    plan.append(f"sweep: {len(grid)} variants ({len(recipe.sweep.width)} widths x {len(recipe.sweep.depth)} "
-                f"depths x {len(recipe.sweep.precision)} precisions)")
+    base, by = base_precision(recipe)
+    if base in (Precision.INT8, Precision.TERNARY, Precision.BINARY):
+        # a quantized or packed model is neither sliced nor converted again: say so now, not after the training
+        cut = [f"{x:g}" for x in (*recipe.sweep.width, *recipe.sweep.depth) if x != 1.0]
+        other = [p.value for p in recipe.sweep.precision if p not in (Precision.FP32, base)]
+        if cut or other:
+            asks = ", ".join(([f"width/depth {', '.join(dict.fromkeys(cut))}"] if cut else [])
+                             + ([f"precision {', '.join(other)}"] if other else []))
+            raise ConfigError(f"sweep: {by} leaves {'an' if base is Precision.INT8 else 'a'} {base.value} model, "
+                              f"which cannot be sliced or converted again ({asks} asked): put {base.value} in "
+                              f"sweep.precision instead, or keep the sweep at width [1], depth [1]")
+    precs = _sweep_precisions(recipe)
+    n = len(recipe.sweep.width) * len(recipe.sweep.depth) * len(precs)
+    plan.append(f"sweep: {n} variants ({len(recipe.sweep.width)} widths x {len(recipe.sweep.depth)} "
+                f"depths x {len(precs)} precisions)")
     if recipe.eval is not None:
         plan.append(f"eval on {recipe.eval.data} {recipe.eval.split}")
     plan.append(f"bench at seq {', '.join(map(str, recipe.bench.seq_lens))}; report for {', '.join(recipe.devices)}")
     return plan
+
+
+def base_precision(recipe: Recipe) -> tuple[Precision, str | None]:
+    """The precision of the model the sweep starts from, and the pass that set it (None: the export's fp32).
+    ``quantize`` and ``pack`` in ``passes`` change it; the sweep's as-is variants are named after it."""
+    from deploytool.passes import config_class
+
+    prec, by = Precision.FP32, None
+    for i, p in enumerate(recipe.passes):
+        packed = prec in (Precision.TERNARY, Precision.BINARY)
+        if prec is Precision.INT8 or (packed and p.kind is not PassKind.REPACK):
+            takes = "only repack takes" if packed else "no pass takes"
+            raise ConfigError(f"passes[{i}] {p.kind.value}: {by} before it leaves "
+                              f"{'a' if packed else 'an'} {prec.value} model, which {takes}: put the "
+                              f"{p.kind.value} first")
+        if p.kind not in (PassKind.QUANTIZE, PassKind.PACK):
+            continue
+        cfg, by = S.pass_config(p, f"passes[{i}] {p.kind.value}"), f"passes[{i}] {p.kind.value}"
+        if isinstance(cfg, config_class("pack")):
+            prec = Precision.TERNARY if cfg.weights.value == "ternary" else Precision.BINARY  # split-binary: binary
+        else:
+            prec = Precision.FP16 if isinstance(cfg, config_class("fp16")) else Precision.INT8
+    return prec, by
+
+
+def _sweep_precisions(recipe: Recipe) -> list[tuple[str, Precision | None]]:
+    """(label, pass to run or None for the model as it is) per precision of the sweep. The as-is variant takes
+    the base model's precision (an fp16 base's is fp16, not fp32); a precision equal to the base's is that same
+    variant, once."""
+    base, _ = base_precision(recipe)
+    out: list[tuple[str, Precision | None]] = []
+    for prec in recipe.sweep.precision:
+        entry = (base.value, None) if prec in (Precision.FP32, base) else (prec.value, prec)
+        if entry not in out:
+            out.append(entry)
+    return out
 
 
 def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | None = None,
@@ -254,9 +302,9 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
                                           {"width": w, "depth": d, "rounding": "dynabert"}, [base_key],
                                           lambda tmp, w=w, d=d: S.slice_step(base_path, w, d, tmp, "dynabert"))
                 spath = sdir / outs["model"]
-            for prec in rec.sweep.precision:
-                if prec is Precision.FP32:
-                    variants.append(SweepVariant(Variant(rec.name, w, d, prec.value), spath, skey))
+            for label, prec in _sweep_precisions(rec):
+                if prec is None:  # the model as it is
+                    variants.append(SweepVariant(Variant(rec.name, w, d, label), spath, skey))
                     continue
                 vkey, vdir, outs = r.step(f"{prec.value} w={w:g} d={d:g}", f"precision-{prec.value}",
                                           {"precision": prec, "options": rec.sweep.options.get(prec, {})}, [skey],

@@ -16,7 +16,8 @@ Layout (all keys but ``schema_version``, ``name`` and ``model`` are optional)::
       - dynabert: {widths: [0.5, 1.0], depths: [0.75, 1.0]}
     export: {exporter: torch, opset: 17}
     passes:                        # applied to the exported model, in order, before the sweep
-      - reorder: {importance: magnitude}
+      - reorder: {importance: magnitude}  # (a quantize/pack here: the sweep's as-is variants take its precision;
+                                          # a quantized or packed model is not sliced or converted again)
     sweep:                         # the grid every variant is built from
       width: [1.0, 0.5]
       depth: [1.0, 0.75]

@@ -108,6 +108,10 @@ def test_failing_step_is_named_and_earlier_outputs_survive(workspace, first_run)
     ({"passes": [{"slice": {"width": "half"}}]}, "slice"),
     ({"model": {"path": "no-such-folder"}}, "no-such-folder"),
     ({"devices": ["kirin99"]}, "kirin99"),
+    # a quantized or packed model before the sweep: refused before the training, not when the slice fails
+    ({"passes": [{"quantize": {"precision": "int8"}}]}, "sweep: passes[0] quantize leaves an int8 model"),
+    ({"passes": [{"pack": {"weights": "ternary"}}, {"slice": {"width": 0.5}}]},
+     "passes[1] slice: passes[0] pack before it leaves a ternary model"),
 ])
 def test_cli_bad_recipes_exit_2_with_one_line(workspace, tmp_path, changes, needle):
     p = _write(workspace, "bad", **changes)
@@ -118,6 +122,27 @@ def test_cli_bad_recipes_exit_2_with_one_line(workspace, tmp_path, changes, need
     assert lines[-1].startswith("error:") and needle in lines[-1]
     assert "Traceback" not in r.output
     assert not list(out.glob("models/*.onnx"))
+
+
+def test_an_fp16_model_before_the_sweep_names_its_variants_fp16(workspace, tmp_path):
+    """``quantize: {precision: fp16}`` in ``passes`` makes the sweep start from an fp16 model: its as-is variants
+    are fp16 files and are named so (they were called fp32); fp16 in the sweep is that same variant, once (the
+    fp16 pass refused it mid-run); int8 is built from it."""
+    import onnx
+
+    p = _write(workspace, "half", passes=[{"quantize": {"precision": "fp16"}}],
+               sweep={"width": [1.0, 0.5], "depth": [1.0], "precision": ["fp32", "fp16", "int8"]},
+               bench={"seq_lens": [8], "runs": 1, "warmup": 0}, eval=None)
+    res = run_recipe(load_recipe(p), tmp_path / "run", store=workspace / "store")
+    labels = sorted(v.label for v in res.variants)
+    assert labels == ["w0.5-d1-fp16", "w0.5-d1-int8", "w1-d1-fp16", "w1-d1-int8"]
+    for v in res.variants:
+        weights = [t.data_type for t in onnx.load(str(v.path)).graph.initializer if len(t.dims) == 2]
+        ops = {n.op_type for n in onnx.load(str(v.path)).graph.node}
+        if v.label.endswith("fp16"):
+            assert weights and all(d == onnx.TensorProto.FLOAT16 for d in weights), v.label
+        else:
+            assert ops & {"MatMulInteger", "DynamicQuantizeMatMul", "QAttention", "MatMulIntegerToFloat"}, v.label
 
 
 def test_every_training_step_kind_runs_in_a_recipe(workspace):

@@ -146,8 +146,38 @@ def test_a_recipe_can_repack_what_it_packed():
     from deploytool.recipes.runner import check_recipe
     from deploytool.recipes.steps import pass_config
 
-    r = parse_recipe(_bad(passes=[{"pack": {"weights": "ternary"}}, {"repack": {"runtime": "memory"}}]), "r.yaml")
+    sweep = {"width": [1.0], "depth": [1.0], "precision": ["ternary"]}  # a packed model is not sliced again
+    r = parse_recipe(_bad(passes=[{"pack": {"weights": "ternary"}}, {"repack": {"runtime": "memory"}}], sweep=sweep),
+                     "r.yaml")
     check_recipe(r)
     assert r.passes[1].kind is PassKind.REPACK
     cfg = pass_config(r.passes[1], "r.yaml: passes[1]")
     assert isinstance(cfg, RepackConfig) and cfg.runtime.value == "memory"
+
+
+@pytest.mark.parametrize("passes, sweep, needle", [
+    ([{"quantize": {"precision": "int8"}}], None,
+     "sweep: passes[0] quantize leaves an int8 model, which cannot be sliced or converted again "
+     "(width/depth 0.5, 0.75 asked)"),
+    ([{"pack": {"weights": "split-binary"}}], {"precision": ["fp32", "int8"]},
+     "sweep: passes[0] pack leaves a binary model, which cannot be sliced or converted again (precision int8 "
+     "asked)"),
+    ([{"quantize": {"precision": "int8"}}, {"repack": {"runtime": "memory"}}], {"precision": ["int8"]},
+     "passes[1] repack: passes[0] quantize before it leaves an int8 model, which no pass takes"),
+    ([{"pack": {}}, {"reorder": {"importance": "magnitude"}}], {"precision": ["ternary"]},
+     "passes[1] reorder: passes[0] pack before it leaves a ternary model, which only repack takes"),
+])
+def test_check_refuses_a_sweep_or_pass_over_a_quantized_model(passes, sweep, needle):
+    from deploytool.recipes.runner import check_recipe
+
+    with pytest.raises(ConfigError) as e:
+        check_recipe(parse_recipe(_bad(passes=passes, **({"sweep": sweep} if sweep else {})), "r.yaml"))
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_plan_counts_an_fp16_base_and_fp16_in_the_sweep_as_one_precision():
+    from deploytool.recipes.runner import check_recipe
+
+    r = parse_recipe(_bad(passes=[{"quantize": {"precision": "fp16"}}],
+                          sweep={"width": [1.0, 0.5], "precision": ["fp32", "fp16", "int8"]}), "r.yaml")
+    assert "sweep: 4 variants (2 widths x 1 depths x 2 precisions)" in check_recipe(r)
