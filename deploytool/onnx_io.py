@@ -204,6 +204,52 @@ def publish_staging_dir(stage: str | os.PathLike, out: str | os.PathLike) -> Pat
 DEFERRED_REMOVAL_BYTES = 64 << 20
 
 
+#: a file renamed aside by :func:`replace_file` (``.NAME.<12 hex>.old``) that has kept that name this long (its
+#: ctime: the rename set it) is an orphan, its ``rm`` never ran (the process was killed between the renames, or
+#: the detached ``rm`` was): the next replace of ``NAME`` removes it
+ORPHAN_AGE_S = 60.0
+
+
+def _orphans(final: Path) -> list[str]:
+    """Files an earlier :func:`replace_file` of ``final`` renamed aside and nobody removed (see
+    :data:`ORPHAN_AGE_S`); a younger one may still be another writer's, between its renames."""
+    import re
+    import stat
+    import time
+
+    prefix, out = f".{final.name}.", []
+    now = time.time()
+    try:
+        with os.scandir(final.parent) as entries:
+            for e in entries:
+                if not (e.name.startswith(prefix) and e.name.endswith(".old")
+                        and re.fullmatch(r"[0-9a-f]{12}", e.name[len(prefix):-4])):
+                    continue
+                st = e.stat(follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode) and now - st.st_ctime > ORPHAN_AGE_S:
+                    out.append(e.path)
+    except OSError:
+        pass
+    return out
+
+
+def _remove_detached(paths: list[str]) -> None:
+    """``rm -f`` ``paths`` in a detached process (sh backgrounds rm and exits: rm is nobody's child here, no
+    zombie, no wait for it); unlinked here if that cannot start."""
+    import subprocess
+
+    if not paths:
+        return
+    try:
+        subprocess.run(["sh", "-c", 'rm -f -- "$@" </dev/null >/dev/null 2>&1 &', "sh", *paths],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       start_new_session=True, check=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        for p in paths:
+            with contextlib.suppress(OSError):
+                os.unlink(p)
+
+
 def replace_file(new: str | os.PathLike, final: str | os.PathLike) -> None:
     """``os.replace(new, final)``, except that a big regular file already at ``final`` (at least
     :data:`DEFERRED_REMOVAL_BYTES`, one link) is first renamed aside, beside it, and removed by a detached
@@ -215,10 +261,10 @@ def replace_file(new: str | os.PathLike, final: str | os.PathLike) -> None:
     one out (``auto_da_alloc``). A pass run again onto its previous output paid both at its very end
     (``benchmarks/results/overwrite.json``). ``final`` is missing only between the two renames; if the
     second fails, the old file is put back. Anything else (a small file, a link, another platform, no
-    ``rm``): a plain ``os.replace``."""
+    ``rm``): a plain ``os.replace``. Files an earlier replace of ``final`` left aside (:data:`ORPHAN_AGE_S`)
+    go with it."""
     import secrets
     import stat
-    import subprocess
     import sys
 
     final = Path(final)
@@ -226,15 +272,19 @@ def replace_file(new: str | os.PathLike, final: str | os.PathLike) -> None:
         st = os.lstat(final)
     except OSError:
         st = None
+    linux = sys.platform.startswith("linux")
+    orphans = _orphans(final) if linux else []
     if (st is None or not stat.S_ISREG(st.st_mode) or st.st_size < DEFERRED_REMOVAL_BYTES or st.st_nlink != 1
-            or not sys.platform.startswith("linux")):
+            or not linux):
         os.replace(new, final)
+        _remove_detached(orphans)
         return
     aside = final.with_name(f".{final.name}.{secrets.token_hex(6)}.old")
     try:
         os.rename(final, aside)
     except OSError:
         os.replace(new, final)
+        _remove_detached(orphans)
         return
     try:
         os.replace(new, final)
@@ -242,13 +292,7 @@ def replace_file(new: str | os.PathLike, final: str | os.PathLike) -> None:
         with contextlib.suppress(OSError):
             os.rename(aside, final)
         raise
-    try:  # sh backgrounds rm and exits: rm is nobody's child here (no zombie, no wait for it)
-        subprocess.run(["sh", "-c", 'rm -f -- "$1" </dev/null >/dev/null 2>&1 &', "sh", str(aside)],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       start_new_session=True, check=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        with contextlib.suppress(OSError):
-            os.unlink(aside)
+    _remove_detached([str(aside), *orphans])
 
 
 @contextlib.contextmanager

@@ -428,3 +428,25 @@ def test_replace_file_leaves_other_links_and_small_files_to_a_plain_replace(tmp_
     onnx_io.replace_file(tmp_path / "n3", a)
     assert a.read_bytes() == b"newer" and spawned == []
     assert not list(tmp_path.glob(".*.old"))
+
+
+def test_replace_file_removes_what_an_earlier_replace_left_aside_once_it_is_an_orphan(tmp_path, monkeypatch):
+    """A file renamed aside whose removal never ran (the process killed between the renames) goes with the next
+    replace of the same name, big or small, once it has kept its aside name ORPHAN_AGE_S; a younger one (another
+    writer between its renames), other names and other outputs' files stay."""
+    names = [".m.onnx.0123456789ab.old", ".m.onnx.zz.old", ".n.onnx.0123456789ab.old", "m.onnx.0123456789ab.old"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"left")
+    (tmp_path / "m.onnx").write_bytes(b"old")
+    (tmp_path / "new").write_bytes(b"new")
+    onnx_io.replace_file(tmp_path / "new", tmp_path / "m.onnx")  # every file is seconds old: nothing removed
+    assert _wait_until_gone(tmp_path, ".m.onnx.0123456789ab.old", limit=0.5) == [".m.onnx.0123456789ab.old"]
+    monkeypatch.setattr(onnx_io, "ORPHAN_AGE_S", -1.0)
+    for big in (False, True):
+        monkeypatch.setattr(onnx_io, "DEFERRED_REMOVAL_BYTES", 1 if big else 1 << 30)
+        (tmp_path / ".m.onnx.0123456789ab.old").write_bytes(b"left")
+        (tmp_path / "new").write_bytes(b"newer")
+        onnx_io.replace_file(tmp_path / "new", tmp_path / "m.onnx")
+        assert _wait_until_gone(tmp_path, ".m.onnx.0123456789ab.old") == []
+        assert (tmp_path / "m.onnx").read_bytes() == b"newer"
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1:] + ["m.onnx"])
