@@ -971,6 +971,7 @@ def skeleton_proto(model: ir.Model, *, lazy: bool = False) -> tuple[onnx.ModelPr
         for v, t in held.values():
             v.const_value = t
     _restore_unnamed_outputs(model.graph, proto.graph)
+    _drop_initializer_value_info(proto.graph)
     return proto, {name: t for name, (_, t) in held.items()}
 
 
@@ -979,7 +980,29 @@ def serialize_model(model: ir.Model) -> onnx.ModelProto:
     :func:`_restore_unnamed_outputs`): what every in-memory serialization of a pass's model goes through."""
     proto = ir.serde.serialize_model(model)
     _restore_unnamed_outputs(model.graph, proto.graph)
+    _drop_initializer_value_info(proto.graph)
     return proto
+
+
+def _drop_initializer_value_info(proto: onnx.GraphProto) -> None:
+    """Remove the ``value_info`` entries that only restate an initializer's own type and dims: the serializer
+    writes one for every initializer with a shape (~45 bytes each; a prune of two heads of a tiny model wrote
+    a bigger file than it read). An entry that says anything else is kept."""
+    inits = {t.name: t for t in proto.initializer}
+    if not inits or not proto.value_info:
+        return
+    keep = []
+    for vi in proto.value_info:
+        t = inits.get(vi.name)
+        tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
+        same = (t is not None and tt is not None and tt.elem_type == t.data_type and not vi.doc_string
+                and not vi.metadata_props and tt.HasField("shape")
+                and [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim] == list(t.dims))
+        if not same:
+            keep.append(vi)
+    if len(keep) != len(proto.value_info):
+        del proto.value_info[:]
+        proto.value_info.extend(keep)
 
 
 def _restore_unnamed_outputs(graph: ir.Graph, proto: onnx.GraphProto) -> None:
