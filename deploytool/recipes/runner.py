@@ -171,17 +171,27 @@ def check_recipe(recipe: Recipe) -> list[str]:
     """
     import tempfile
 
+    from deploytool.models import resolve_model
+
     S.load_profiles(recipe.devices)
+    try:  # an unknown name or a missing folder, now rather than after the run has begun
+        resolve_model(recipe.model.ref)
+    except DeployError as e:
+        raise ConfigError(f"model: {e}") from None
     plan = [f"model {recipe.model.ref}"]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         for i, t in enumerate(recipe.train):
             S.train_config(t, tmp, tmp, f"train[{i}] {t.kind.value}")
+            _check_files(t.params, f"train[{i}] {t.kind.value}")
             plan.append(f"train[{i}] {t.kind.value}")
     plan.append(f"export ({recipe.export.exporter})")
     for i, p in enumerate(recipe.passes):
         S.pass_config(p, f"passes[{i}] {p.kind.value}")
+        _check_files(p.params, f"passes[{i}] {p.kind.value}")
         plan.append(f"passes[{i}] {p.kind.value}")
+    if recipe.eval is not None:
+        _check_files({"data": recipe.eval.data}, "eval")
     for prec in recipe.sweep.precision:
         if prec is not Precision.FP32:
             S.precision_config(prec, recipe.sweep.options.get(prec, {}), f"sweep.options.{prec.value}")
@@ -204,6 +214,17 @@ def check_recipe(recipe: Recipe) -> list[str]:
         plan.append(f"eval on {recipe.eval.data} {recipe.eval.split}")
     plan.append(f"bench at seq {', '.join(map(str, recipe.bench.seq_lens))}; report for {', '.join(recipe.devices)}")
     return plan
+
+
+def _check_files(params: dict[str, Any], where: str) -> None:
+    """A file a step reads (``data``, ``importance``, ``calib``) that is not there: refused by ``--check`` too,
+    not when the step starts. A dataset's name (``rotten-tomatoes``) is not a file."""
+    from deploytool.recipes.schema import looks_like_file
+
+    for key in ("data", "importance", "calib"):
+        v = params.get(key)
+        if isinstance(v, str) and looks_like_file(v) and not Path(v).exists():
+            raise ConfigError(f"{where}: {key}: {v} does not exist")
 
 
 def base_precision(recipe: Recipe) -> tuple[Precision, str | None]:
@@ -250,13 +271,13 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
     :mod:`deploytool.recipes.cache`; None keeps the steps under ``out_dir``); ``max_store_bytes`` caps
     its size (least recently used entries of other runs go first)."""
     t_start = time.perf_counter()
+    rec = recipe
+    # 0. everything that can be checked before minutes of work (and before the output folder is made): the
+    # model, profiles, every step's config and the files the steps read
+    check_recipe(rec)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     r = _Runner(recipe, out, progress, Path(store) if store is not None else None, max_store_bytes)
-    rec = recipe
-
-    # 0. everything that can be checked before minutes of work: profiles and every step's config
-    check_recipe(rec)
 
     # 1. the model folder
     model_dir, model_digest = S.model_folder_and_digest(rec.model)

@@ -69,12 +69,17 @@ class PassKind(str, enum.Enum):
 _FILE_SUFFIXES = (".csv", ".jsonl", ".json", ".tsv", ".onnx", ".yaml", ".yml")
 
 
+def looks_like_file(value: str) -> bool:
+    """Whether a step's option names a file (``toy.csv``, ``out/importance.json``), not a dataset's name."""
+    return Path(value).suffix.lower() in _FILE_SUFFIXES or "/" in value
+
+
 def _rel(value: Any, base_dir: Path | None) -> Any:
     """A file name in a recipe is relative to the recipe's folder (dataset names are left alone)."""
     if base_dir is None or not isinstance(value, str):
         return value
     p = Path(value)
-    if p.is_absolute() or not (p.suffix.lower() in _FILE_SUFFIXES or "/" in value):
+    if p.is_absolute() or not looks_like_file(value):
         return value
     return str(base_dir / p)
 

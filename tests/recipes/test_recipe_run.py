@@ -112,6 +112,7 @@ def test_failing_step_is_named_and_earlier_outputs_survive(workspace, first_run)
     ({"passes": [{"quantize": {"precision": "int8"}}]}, "sweep: passes[0] quantize leaves an int8 model"),
     ({"passes": [{"pack": {"weights": "ternary"}}, {"slice": {"width": 0.5}}]},
      "passes[1] slice: passes[0] pack before it leaves a ternary model"),
+    ({"passes": [{"reorder": {"importance": "nope.json"}}]}, "passes[0] reorder: importance: "),
 ])
 def test_cli_bad_recipes_exit_2_with_one_line(workspace, tmp_path, changes, needle):
     p = _write(workspace, "bad", **changes)
@@ -121,7 +122,7 @@ def test_cli_bad_recipes_exit_2_with_one_line(workspace, tmp_path, changes, need
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert lines[-1].startswith("error:") and needle in lines[-1]
     assert "Traceback" not in r.output
-    assert not list(out.glob("models/*.onnx"))
+    assert not out.exists()  # refused before anything was made (the output folder was left empty)
 
 
 def test_an_fp16_model_before_the_sweep_names_its_variants_fp16(workspace, tmp_path):

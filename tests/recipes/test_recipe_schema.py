@@ -91,6 +91,12 @@ def test_shipped_recipes_validate(path):
     ({"sweep": {"precision": ["ternary"], "options": {"ternary": {"runtime": "warp"}}}}, "sweep.options.ternary"),
     ({"devices": ["kirin99"]}, "kirin99"),
     ({"passes": [{"pack": {"weights": "ternary"}}, {"repack": {"runtime": "fastest"}}]}, "passes[1] repack: runtime"),
+    # what the steps read: checked by --check too, not when the run gets there
+    ({"model": "minilmm"}, "model: unknown model 'minilmm': not a known name"),
+    ({"model": {"path": "/nonexistent/model"}}, "model: model folder /nonexistent/model does not exist"),
+    ({"passes": [{"reorder": {"importance": "/tmp/no-such-importance.json"}}]},
+     "passes[0] reorder: importance: /tmp/no-such-importance.json does not exist"),
+    ({"eval": {"data": "/tmp/no-such-reviews.csv"}}, "eval: data: /tmp/no-such-reviews.csv does not exist"),
 ])
 def test_check_names_the_step_with_a_bad_option(changes, needle):
     from deploytool.recipes.runner import check_recipe
