@@ -96,6 +96,29 @@ def load_proto(path: str | os.PathLike, *, load_external_data: bool = True,
     return model
 
 
+def _check_references(proto: onnx.ModelProto, path: Path) -> None:
+    """Refuse a graph whose nodes or outputs name a value that no input, initializer or node of the graph gives
+    (a file written without its weights, a cut graph): in one line, not with one onnx_ir warning per name and a
+    pass's failure later. Subgraphs, which may read their outer graph's names, are onnx_ir's to check."""
+    g = proto.graph
+    given = {v.name for v in g.input} | {t.name for t in g.initializer} | {t.values.name for t in g.sparse_initializer}
+    for n in g.node:
+        given.update(n.output)
+    missing: dict[str, str] = {}
+    for n in g.node:
+        for name in n.input:
+            if name and name not in given and name not in missing:
+                missing[name] = f"node '{n.name or n.op_type}' ({n.op_type}) reads '{name}'"
+    for v in g.output:
+        if v.name not in given and v.name not in missing:
+            missing[v.name] = f"graph output '{v.name}'"
+    if missing:
+        first = next(iter(missing.values()))
+        more = f" (and {len(missing) - 1} more names)" if len(missing) > 1 else ""
+        raise InputFileError(f"{path}: {first}, which no input, initializer or node of the graph gives{more}: "
+                             f"the file is incomplete")
+
+
 def load_model(path: str | os.PathLike, *, data_files: list[Path] | None = None, lazy: bool = True,
                rewrite=None) -> ir.Model:
     """Load an ONNX file as an ``onnx_ir`` model (what every pass works on). ``lazy`` (default): no weight
@@ -108,6 +131,7 @@ def load_model(path: str | os.PathLike, *, data_files: list[Path] | None = None,
     proto = load_proto(path, data_files=data_files)
     if rewrite is not None:
         rewrite(proto)
+    _check_references(proto, Path(path))
     try:
         return ir.serde.deserialize_model(proto)
     except Exception as e:
@@ -864,6 +888,7 @@ def load_model_mapped(path: str | os.PathLike, *, data_files: list[Path] | None 
     _load_attribute_data(proto, p)
     if rewrite is not None:
         rewrite(proto)
+    _check_references(proto, p)
     try:
         model = ir.serde.deserialize_model(proto)
     except Exception as e:

@@ -472,3 +472,24 @@ def test_a_pass_removing_two_heads_writes_a_smaller_file_without_restating_its_i
                     onnx.helper.make_tensor_value_info("mid", onnx.TensorProto.FLOAT, ["b", 3])])
     onnx_io._drop_initializer_value_info(g)
     assert [v.name for v in g.value_info] == ["odd", "mid"]
+
+
+def test_a_file_without_its_weights_is_one_line_not_a_warning_per_name(src, tmp_path):
+    """The tiny BERT with its initializers deleted (a file saved without its weights): every reader refuses it in
+    one line naming the first node that reads a missing name; onnx_ir logged one warning per name first, and
+    inspect described the empty graph with exit 0."""
+    m = onnx.load(str(src))
+    n_weights = len(m.graph.initializer)
+    del m.graph.initializer[:]
+    bad = tmp_path / "noweights.onnx"
+    onnx.save(m, str(bad))
+    for lazy in (True, False):
+        with pytest.raises(InputFileError, match=r"node '.+' \(\w+\) reads '.+', which no input, initializer or "
+                                                 rf"node of the graph gives \(and {n_weights - 1} more names\)"):
+            onnx_io.load_model(bad, lazy=lazy)
+    for argv in (["inspect", str(bad)], ["slice", str(bad), "--width", "0.5", "-o", str(tmp_path / "o.onnx")]):
+        r = subprocess.run([sys.executable, "-m", "deploytool", *argv], capture_output=True, text=True, timeout=120)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr[-2000:]
+        assert "the file is incomplete" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["noweights.onnx"]
