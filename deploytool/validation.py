@@ -35,6 +35,7 @@ from deploytool.choices import did_you_mean, enum_choices, match_enum, not_one_o
 from deploytool.errors import ConfigError
 
 __all__ = ["Choice", "FilePath", "Flag", "Fraction", "Integer", "Number", "OneOf", "Text", "format_error", "invalid", "kind_of",
+           "safe_load_yaml",
            "schema", "validate"]
 
 # unknown keys are errors; types are checked by the field types below (lax elsewhere: a YAML list fills
@@ -281,3 +282,28 @@ def _problem(typ: str, ctx: Mapping[str, Any], got: Any, msg: str, root: Any, lo
         if typ in (f"{prefix}_type", f"{prefix}_parsing", f"{prefix}_from_float"):
             return f"expected {what}, got {kind_of(got)}"
     return f"{msg[:1].lower()}{msg[1:]}, got {kind_of(got)}"
+
+
+def safe_load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` (the same safe constructors: plain data only), except that a mapping naming one key
+    twice is an error (``yaml.YAMLError`` at the second key's line) instead of the last one silently winning: a
+    recipe with two ``name:`` or a profile with two ``threads:`` is a typo to report, not to guess."""
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:  # the node's own keys: a key merged in (``<<: *base``) may be overridden
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = loader.construct_object(key_node)
+            if key in seen:
+                raise yaml.constructor.ConstructorError("while reading a mapping", node.start_mark,
+                                                        f"key {key!r} appears twice", key_node.start_mark)
+            seen.add(key)
+        return loader.construct_mapping(node, deep=deep)
+
+    _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass

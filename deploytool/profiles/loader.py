@@ -18,6 +18,7 @@ import yaml
 from deploytool.errors import ConfigError
 from deploytool.profiles.host import HostOptions, build_host_profile, is_host_template
 from deploytool.profiles.schema import Profile, parse_profile
+from deploytool.validation import safe_load_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def load_profile_file(path: str | os.PathLike, *, host: HostOptions | None = Non
     if not p.is_file():
         raise ConfigError(f"{p}: no such device profile file")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = safe_load_yaml(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -41,7 +41,8 @@ from typing_extensions import Annotated
 
 from deploytool.choices import did_you_mean, not_one_of
 from deploytool.errors import ConfigError, InputFileError
-from deploytool.validation import Choice, Fraction, Integer, OneOf, Text, invalid, kind_of, schema, validate
+from deploytool.validation import (Choice, Fraction, Integer, OneOf, Text, invalid, kind_of, safe_load_yaml, schema,
+                                   validate)
 from deploytool.variant import PRECISIONS, Precision
 
 SCHEMA_VERSION = 1
@@ -273,7 +274,7 @@ def load_recipe(path: str | Path) -> Recipe:
     if not p.is_file():
         raise InputFileError(f"{p}: no such recipe file")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = safe_load_yaml(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

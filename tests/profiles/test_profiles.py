@@ -133,6 +133,10 @@ def test_name_must_match_file_and_yaml_errors_are_one_line(tmp_path):
     bad.write_text("schema_version: 1\nname: [unclosed\n")
     with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML at line"):
         load_profile(bad)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(yaml.safe_dump(_base(), sort_keys=False) + "name: twice\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: not valid YAML at line \d+ \(key 'name' appears twice\)"):
+        load_profile(twice)
     with pytest.raises(ConfigError, match="expected a YAML mapping"):
         parse_profile(["a"], "x.yaml")
 

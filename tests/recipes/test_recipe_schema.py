@@ -70,6 +70,18 @@ def test_load_recipe_errors(tmp_path):
     p.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML at line"):
         load_recipe(p)
+    # a key given twice is a typo to report, not the last one silently winning (yaml.safe_load's way)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(yaml.safe_dump(GOOD, sort_keys=False) + "name: other\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: not valid YAML at line \d+: key 'name' appears twice"):
+        load_recipe(twice)
+    # a merge key's values may be overridden: that is not a duplicate
+    merged = tmp_path / "merged.yaml"
+    merged.write_text(yaml.safe_dump({k: v for k, v in GOOD.items() if k != "bench"}, sort_keys=False)
+                      + "defaults: &b {seq_lens: [8], runs: 9}\nbench:\n  <<: *b\n  runs: 3\n")
+    assert "defaults" not in GOOD
+    with pytest.raises(ConfigError, match="defaults"):  # an unknown top-level key, read past the merge
+        load_recipe(merged)
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.name)
