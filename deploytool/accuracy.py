@@ -193,11 +193,22 @@ def pick(cands: Sequence[T], record: Callable[[T], AccuracyRecord | None], cost:
                           f"{len(even)} is picked")
     if chosen is top:
         if len(tied) == 1:
-            untested = any(compare(rt, record(c)).p is None for c in cands if c is not top and record(c))
-            note = (f"{name(top)} has the highest {rt.metric} ({rt.label()})"
-                    + ("; differences not tested (no per-example predictions)" if untested else
-                       "; every other candidate is significantly worse (exact paired test, p < 0.05)"
-                       if len(cands) > 1 else ""))
+            # claim a significant difference only where the paired test ran, for every other candidate
+            others = [c for c in cands if c is not top]
+            missing = [name(c) for c in others if record(c) is None]
+            untested = [c for c in others if record(c) is not None and compare(rt, record(c)).p is None]
+            worse = [c for c in others if record(c) is not None and c not in untested]
+            parts = []
+            if worse:
+                parts.append("every other candidate is significantly worse (exact paired test, p < 0.05)"
+                             if len(worse) == len(others) else
+                             f"{', '.join(name(c) for c in worse)} significantly worse (exact paired test, p < 0.05)")
+            if untested:
+                parts.append(f"differences with {', '.join(name(c) for c in untested)} not tested "
+                             "(no per-example predictions)")
+            if missing:
+                parts.append(f"no {rt.metric} for {', '.join(missing)}: not compared")
+            note = f"{name(top)} has the highest {rt.metric} ({rt.label()})" + "".join(f"; {x}" for x in parts)
         else:
             note = (f"{name(top)} has the highest {rt.metric} ({rt.label()}) and is also the "
                     f"{'smallest of the fastest' if speed_note else 'cheapest'} of the "
