@@ -185,6 +185,49 @@ def test_report_bad_input(bench_json, tmp_path, case, expected):
     assert not out.exists()
 
 
+def _set(path: str, value):
+    def edit(d):
+        *keys, last = path.split(".")
+        for k in keys:
+            d = d[int(k)] if isinstance(d, list) else d[k]
+        if value is _DEL:
+            del d[last]
+        else:
+            d[last] = value
+    return edit
+
+
+_DEL = object()
+
+
+@pytest.mark.parametrize("edit, field", [
+    (_set("host", None), "host must be an object"),
+    (_set("results.0.latency_ms", _DEL), "results[0].latency_ms must be present"),
+    (_set("results.0.latency_ms", None), "results[0].latency_ms must be an object"),
+    (_set("results.0.latency_ms.p50_ms", "fast"), "results[0].latency_ms.p50_ms must be a finite number > 0"),
+    (_set("results.0.latency_ms.p50_ms", float("nan")), "results[0].latency_ms.p50_ms must be a finite number > 0"),
+    (_set("results.0.latency_ms.p90_ms", -1.0), "results[0].latency_ms.p90_ms must be a finite number > 0"),
+    (_set("results.0.seq_len", "eight"), "results[0].seq_len must be an integer >= 1"),
+    (lambda d: d["results"][0]["latency_ms"].update(p50_ms=0, p90_ms=0), "results[0].latency_ms.p50_ms"),
+    (_set("results", []), "results must be a non-empty list"),
+    (_set("results.0.model_index", 99), "results[0].model_index must be an index into models"),
+    (_set("models", _DEL), "models must be present"),
+    (_set("config.threads", 0), "config.threads must be an integer >= 1"),
+])
+def test_report_refuses_a_corrupt_bench_file(bench_json, tmp_path, edit, field):
+    """A bench JSON that parses but has a malformed field: one line naming the file and the field, exit 2,
+    nothing written (it crashed with an internal error, or rendered an empty or wrong table)."""
+    bench, _, _ = bench_json
+    data = json.loads(bench.read_text())
+    edit(data)
+    bad = tmp_path / "b.json"
+    bad.write_text(json.dumps(data))
+    out = tmp_path / "rep"
+    r = CliRunner().invoke(main, ["report", str(bad), "-o", str(out)])
+    assert r.exit_code == 2 and f"{bad}: corrupt bench result: {field}" in _err_line(r), r.output
+    assert not out.exists()
+
+
 def test_report_takes_device_rows_beside_bench_results(bench_json, tmp_path):
     """Rows from another measurement (``deploytool qnn``: the Snapdragon NPU, emulated) join the table."""
     from deploytool.report import ReportConfig, build_report
