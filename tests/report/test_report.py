@@ -163,6 +163,9 @@ def _err_line(r) -> str:
     ("profile", "unknown device profile 'kirin99'"),
     ("accuracy", "accuracy of 'x' must be a non-negative number"),
     ("schema", "bench"),
+    ("accuracy-mix", "mixes fractions (<= 1: w1_d1_fp32) and percents (> 1: w1_d1_int8)"),
+    ("accuracy-over-100", "accuracy of 'w1_d1_int8' must be a fraction in [0, 1] or a percent in [0, 100]"),
+    ("accuracy-unmatched", "--accuracy: none of the 2 model name(s) (bert, tern) matches a benchmarked model"),
 ])
 def test_report_bad_input(bench_json, tmp_path, case, expected):
     bench, _, _ = bench_json
@@ -175,6 +178,13 @@ def test_report_bad_input(bench_json, tmp_path, case, expected):
     elif case == "accuracy":
         bad = tmp_path / "acc.json"
         bad.write_text(json.dumps({"models": {"x": -3}}))
+        args += ["--accuracy", str(bad)]
+    elif case.startswith("accuracy-"):
+        models = {"accuracy-mix": {"w1_d1_fp32": 0.8, "w1_d1_int8": 1.7},
+                  "accuracy-over-100": {"w1_d1_fp32": 80, "w1_d1_int8": 170},
+                  "accuracy-unmatched": {"bert": 0.8, "tern": 0.7}}[case]
+        bad = tmp_path / "acc.json"
+        bad.write_text(json.dumps({"models": models}))
         args += ["--accuracy", str(bad)]
     elif case == "schema":
         bad = tmp_path / "b.json"
@@ -318,3 +328,15 @@ def test_report_refuses_an_unwritable_output_folder(bench_json, tmp_path, where)
     line = _err_line(r)
     assert r.exit_code == 2 and str(out) in line and "writ" in line, r.output
     assert not out.exists()
+
+
+def test_report_warns_of_accuracy_names_that_match_no_model(bench_json, tmp_path):
+    """Accuracy for a model that was not benchmarked is named on stderr (it was silently dropped)."""
+    bench, _, _ = bench_json
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps({"models": {"w1_d1_fp32": 90.0, "w9_d9_fp32": 70.0}}))
+    r = CliRunner().invoke(main, ["report", str(bench), "-o", str(tmp_path / "r"), "--accuracy", str(acc),
+                                  "--profile", "kirin990"])
+    assert r.exit_code == 0, r.output
+    assert "warning: --accuracy: 1 model name(s) match no benchmarked model and are not shown: w9_d9_fp32" in r.stderr
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["accuracy_unmatched"] == ["w9_d9_fp32"]
