@@ -193,11 +193,22 @@ def pick(cands: Sequence[T], record: Callable[[T], AccuracyRecord | None], cost:
                           f"{len(even)} is picked")
     if chosen is top:
         if len(tied) == 1:
-            untested = any(compare(rt, record(c)).p is None for c in cands if c is not top and record(c))
-            note = (f"{name(top)} has the highest {rt.metric} ({rt.label()})"
-                    + ("; differences not tested (no per-example predictions)" if untested else
-                       "; every other candidate is significantly worse (exact paired test, p < 0.05)"
-                       if len(cands) > 1 else ""))
+            # claim a significant difference only where the paired test ran, for every other candidate
+            others = [c for c in cands if c is not top]
+            missing = [name(c) for c in others if record(c) is None]
+            untested = [c for c in others if record(c) is not None and compare(rt, record(c)).p is None]
+            worse = [c for c in others if record(c) is not None and c not in untested]
+            parts = []
+            if worse:
+                parts.append("every other candidate is significantly worse (exact paired test, p < 0.05)"
+                             if len(worse) == len(others) else
+                             f"{', '.join(name(c) for c in worse)} significantly worse (exact paired test, p < 0.05)")
+            if untested:
+                parts.append(f"differences with {', '.join(name(c) for c in untested)} not tested "
+                             "(no per-example predictions)")
+            if missing:
+                parts.append(f"no {rt.metric} for {', '.join(missing)}: not compared")
+            note = f"{name(top)} has the highest {rt.metric} ({rt.label()})" + "".join(f"; {x}" for x in parts)
         else:
             note = (f"{name(top)} has the highest {rt.metric} ({rt.label()}) and is also the "
                     f"{'smallest of the fastest' if speed_note else 'cheapest'} of the "
@@ -220,6 +231,7 @@ class AccuracySet:
     records: dict[str, AccuracyRecord]
     reference: AccuracyRecord | None = None
     reference_name: str | None = None
+    names: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # each model as named in a file -> keys
 
     def lookup(self, model_path: str, name: str) -> AccuracyRecord | None:
         p = Path(model_path)
@@ -307,13 +319,25 @@ def load_accuracy_records(paths: Sequence[Path]) -> AccuracySet:
             raise InputFileError(f"{p}: expected a deploytool eval record, {{'models': {{name: accuracy}}}} "
                                  "or a list of {'model', 'accuracy'}")
         vals = [_num(p, name, it.get("accuracy", it.get("value")), "accuracy") for name, it in items]
-        scale = 100.0 if all(v <= 1 for v in vals) else 1.0  # fractions -> percent
+        # one unit per file: every value <= 1 (fractions, shown in percent) or every value > 1 (percent)
+        fractions = [name for (name, _), v in zip(items, vals) if v <= 1]
+        percents = [name for (name, _), v in zip(items, vals) if v > 1]
+        if fractions and percents:
+            raise InputFileError(f"{p}: mixes fractions (<= 1: {', '.join(fractions[:3])}) and percents "
+                                 f"(> 1: {', '.join(percents[:3])}); give every accuracy in one unit")
+        for (name, _), v in zip(items, vals):
+            if v > 100:
+                raise InputFileError(f"{p}: accuracy of {name!r} must be a fraction in [0, 1] or a percent "
+                                     f"in [0, 100], got {v!r}")
+        scale = 100.0 if not percents else 1.0  # fractions -> percent
         for name, it in items:
             rec = _record(p, name, it, scale)
             if it.get("role") == "reference":
                 if out.reference is None:
                     out.reference, out.reference_name = rec, str(it.get("label") or name)
                 continue
-            for key in _keys(name, p.parent) + ([str(it["label"])] if it.get("label") else []):
+            keys = _keys(name, p.parent) + ([str(it["label"])] if it.get("label") else [])
+            out.names.setdefault(name, keys)
+            for key in keys:
                 out.records.setdefault(key, rec)
     return out

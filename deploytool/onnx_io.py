@@ -42,6 +42,7 @@ __all__ = [
     "atomic_path",
     "atomic_write",
     "check_output_path",
+    "check_writable",
     "external_data_files",
     "load_model",
     "load_proto",
@@ -182,6 +183,26 @@ def check_output_path(path: str | os.PathLike, *, inputs: tuple[str | os.PathLik
         raise OutputPathError(f"{p}: parent {parent} is not a directory")
     if parent.exists() and not os.access(parent, os.W_OK):
         raise OutputPathError(f"{p}: directory {parent} is not writable")
+    return p
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail before any work when ``path`` cannot be created: a directory, a parent that is a file
+    (at any level), or a first existing ancestor that is not writable (checked by creating a
+    temporary file there)."""
+    p = check_output_path(path)
+    anc = p.parent if str(p.parent) else Path(".")
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise OutputPathError(f"{p}: {anc} is a file, cannot create a directory under it")
+    if not os.access(anc, os.W_OK):
+        raise OutputPathError(f"{p}: directory {anc} is not writable")
+    try:  # os.access says yes to root even on read-only mounts: try a real (deleted) file
+        with tempfile.TemporaryFile(dir=anc):
+            pass
+    except OSError as e:
+        raise OutputPathError(f"{p}: cannot write in {anc} ({e.strerror})") from e
     return p
 
 

@@ -148,7 +148,75 @@ def load_report(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         got = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise InputFileError(f"{p}: schema {got!r} is not {SCHEMA!r}; not a deploytool bench result")
+    _check_report(p, data)
     return data
+
+
+def _check_report(p: Path, data: dict[str, Any]) -> None:
+    """The fields a report reads, checked once on load: a corrupt file fails here in one line naming the
+    field, not deep inside the report."""
+    import math
+
+    def bad(field: str, want: str, got: Any = ...) -> InputFileError:
+        return InputFileError(f"{p}: corrupt bench result: {field} " + (f"must be {want}" if got is ... else
+                                                                         f"must be {want}, got {got!r}"))
+
+    def count(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def positive(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+    if "host" in data and not isinstance(data["host"], dict):  # (a report reads rep.get("host", {}))
+        raise bad("host", "an object", data["host"])
+    if data.get("worker") is not None and not isinstance(data["worker"], dict):
+        raise bad("worker", "an object", data["worker"])
+    host = data.get("host") or {}
+    for key in ("cpu", "isa"):
+        if host.get(key) is not None and not isinstance(host[key], dict):
+            raise bad(f"host.{key}", "an object", host[key])
+    if not isinstance(host.get("available_providers", []), list):
+        raise bad("host.available_providers", "a list", host["available_providers"])
+    config = data.get("config")
+    if not isinstance(config, dict):
+        raise bad("config", "an object", config)
+    threads = config.get("threads")
+    if threads is not None and not (count(threads) and threads >= 1):
+        raise bad("config.threads", "an integer >= 1", threads)
+    models = data.get("models")
+    if not isinstance(models, list) or not models or not all(isinstance(m, dict) for m in models):
+        raise bad("models", "a non-empty list of objects") if "models" in data else bad("models", "present")
+    results = data.get("results")
+    if not isinstance(results, list) or not results:
+        raise bad("results", "a non-empty list", results)
+    for i, res in enumerate(results):
+        where = f"results[{i}]"
+        if not isinstance(res, dict):
+            raise bad(where, "an object", res)
+        for key in ("model", "name"):
+            if not isinstance(res.get(key), str) or not res[key]:
+                raise bad(f"{where}.{key}", "a non-empty string", res.get(key))
+        idx = res.get("model_index")
+        if not (count(idx) and 0 <= idx < len(models)):
+            raise bad(f"{where}.model_index", f"an index into models (0..{len(models) - 1})", idx)
+        if not (count(res.get("seq_len")) and res["seq_len"] >= 1):
+            raise bad(f"{where}.seq_len", "an integer >= 1", res.get("seq_len"))
+        lat = res.get("latency_ms")
+        if not isinstance(lat, dict):
+            raise bad(f"{where}.latency_ms", "an object", lat) if "latency_ms" in res else bad(
+                f"{where}.latency_ms", "present")
+        for key in ("p50_ms", "p90_ms"):
+            if not positive(lat.get(key)):
+                raise bad(f"{where}.latency_ms.{key}", "a finite number > 0", lat.get(key))
+        for key in ("peak_rss_bytes", "model_bytes"):
+            v = res.get(key)
+            if v is not None and not (positive(v) or v == 0):
+                raise bad(f"{where}.{key}", "a finite number >= 0", v)
+        for key in ("providers", "providers_skipped", "samples_ms"):
+            if res.get(key) is not None and not isinstance(res[key], list):
+                raise bad(f"{where}.{key}", "a list", res[key])
+        if not all(isinstance(s, dict) and {"provider", "reason"} <= set(s) for s in res.get("providers_skipped") or []):
+            raise bad(f"{where}.providers_skipped", "a list of {provider, reason}")
 
 
 # -- workers ----------------------------------------------------------------------------------

@@ -134,7 +134,9 @@ def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple
 @click.option("--profile", "profile_names", multiple=True,
               help="Device profile(s) to report against (repeatable) [default: x86-host].")
 @click.option("--accuracy", "accuracy", multiple=True, type=click.Path(path_type=Path),
-              help="Accuracy JSON (deploytool eval output, {models: {name: acc}} or a list). Repeatable.")
+              help="Accuracy JSON (deploytool eval output, {models: {name: acc}} or a list), keyed by model path, "
+                   "file name or stem; one unit per file: all fractions in [0, 1] or all percent in (1, 100] "
+                   "(a mix is refused). Repeatable.")
 @click.option("--no-projection", is_flag=True, help="Do not project device latency with the cost model.")
 @click.option("--calibrate", is_flag=True, help="Scale projections by measured/projected on the host (labelled).")
 @click.option("--title", default="deploytool device report", show_default=True, help="Title of the report pages.")
@@ -146,7 +148,12 @@ def report(results: tuple[Path, ...], out_dir: Path, profile_names: tuple[str, .
 
     config = ReportConfig(results=results, out_dir=out_dir, accuracy=accuracy, profiles=profile_names,
                           profiles_dirs=profiles_dirs, project=not no_projection, calibrate=calibrate, title=title)
-    click.echo(build_report(config).summary())
+    result = build_report(config)
+    unmatched = result.info.get("accuracy_unmatched") or []
+    if unmatched:
+        click.echo(f"warning: --accuracy: {len(unmatched)} model name(s) match no benchmarked model and are not "
+                   f"shown: {', '.join(unmatched)}", err=True)
+    click.echo(result.summary())
 
 
 # ---------------------------------------------------------------------------------- fit

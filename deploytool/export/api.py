@@ -11,36 +11,17 @@ from pathlib import Path
 import onnx
 
 from deploytool import onnx_io
-from deploytool.errors import DeployError, OutputPathError
+from deploytool.errors import DeployError
 from deploytool.export.config import ExportConfig, Exporter, ExportResult
 from deploytool.export.hf import architecture, load_hf_model
 from deploytool.models import resolve_model
+from deploytool.onnx_io import check_writable
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["export", "export_loaded", "check_writable", "METADATA_PREFIX", "read_metadata"]
 
 METADATA_PREFIX = "deploytool."
-
-
-def check_writable(path: str | os.PathLike) -> Path:
-    """Fail before any work when ``path`` cannot be created: a directory, a parent that is a file
-    (at any level), or a first existing ancestor that is not writable (checked by creating a
-    temporary file there)."""
-    p = onnx_io.check_output_path(path)
-    anc = p.parent if str(p.parent) else Path(".")
-    while not anc.exists():
-        anc = anc.parent
-    if not anc.is_dir():
-        raise OutputPathError(f"{p}: {anc} is a file, cannot create a directory under it")
-    if not os.access(anc, os.W_OK):
-        raise OutputPathError(f"{p}: directory {anc} is not writable")
-    try:  # os.access says yes to root even on read-only mounts: try a real (deleted) file
-        with tempfile.TemporaryFile(dir=anc):
-            pass
-    except OSError as e:
-        raise OutputPathError(f"{p}: cannot write in {anc} ({e.strerror})") from e
-    return p
 
 
 def read_metadata(model: onnx.ModelProto) -> dict[str, str]:

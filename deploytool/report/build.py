@@ -31,7 +31,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deploytool.onnx_io import atomic_path, atomic_write
+from deploytool.errors import OutputPathError
+from deploytool.onnx_io import atomic_path, atomic_write, check_writable
 from deploytool.report.cells import _summary_records
 from deploytool.report.html_report import render_html
 from deploytool.report.markdown_report import render_markdown
@@ -71,12 +72,16 @@ class ReportResult:
 
 def build_report(config: ReportConfig) -> ReportResult:
     """Collect the rows and write report.json, report.md (+ PNGs) and report.html into ``config.out_dir``."""
+    check_writable(config.out_dir / "report.json")  # before any work: a read-only folder fails in one line
     rows, info = collect_rows(config)
     summaries = summarize(rows)
     info["summary"] = _summary_records(summaries, info, rows)
     images = plots(rows, summaries, info)
     out = config.out_dir
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputPathError(f"{out}: cannot create the report folder ({e.strerror})") from e
     plot_paths = []
     for name, data in images.items():
         with atomic_path(out / name) as tmp:

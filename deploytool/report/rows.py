@@ -8,8 +8,10 @@ Inputs
 - accuracy JSON files (optional), any of:
   ``deploytool eval --output`` records (``{"model": path, "accuracy": 91.2, ...}``, percent);
   ``{"models": {name_or_path: accuracy}}``; a list of ``{"model": ..., "accuracy": ...}``.
-  Values <= 1 everywhere in a file are read as fractions and shown in percent. A model is matched
-  by resolved path, then by file name, then by file stem.
+  One unit per file: values all <= 1 are fractions (shown in percent), else all are percent in
+  (1, 100]; a file mixing the two, or a value over 100, is refused. A model is matched by resolved
+  path, then by file name, then by file stem; names that match no benchmarked model are listed in
+  ``accuracy_unmatched`` (the CLI warns), and a file whose names match none is refused.
 - device profiles (``--profile``, default ``x86-host``).
 
 One row per (device, model, sequence length). Latency for the budget check: the MEASURED p90 where
@@ -364,6 +366,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     for r in rows:
         r.param_fraction = r.params / biggest if (r.params and biggest) else None
     _attach_accuracy(rows, acc_set)
+    unmatched = _unmatched_accuracy(rows, acc_set)
     _variants(rows)
     fp16_notes = _fp16_statements(rows, profiles)
     int8_notes = _int8_statements(rows, reports)
@@ -379,7 +382,8 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     info = {"hosts": hosts, "fp16": fp16_notes, "int8": int8_notes, "projection_band": band.to_dict() if band else None,
             "device_projection_band": device_band.to_dict() if device_band else None, "calibration": calibration if config.calibrate else {},
             "host_calibration_factors": calibration, "cost_model_host_errors": host_errors,
-            "profiles": [p.name for p in profiles], "runs": runs, "devices": devices}
+            "profiles": [p.name for p in profiles], "runs": runs, "devices": devices,
+            "accuracy_unmatched": unmatched}
     if acc_set.reference is not None:
         ref = acc_set.reference
         info["accuracy_reference"] = {"name": acc_set.reference_name, "accuracy": ref.value, "n": ref.n,
@@ -424,6 +428,24 @@ def _attach_accuracy(rows: list[ReportRow], acc_set) -> None:
         r.accuracy_n, r.accuracy_low, r.accuracy_high, r.accuracy_metric = rec.n, rec.low, rec.high, rec.metric
         if ref is not None and ref.value > 0 and ref.metric == rec.metric:
             r.accuracy_share = rec.value / ref.value
+
+
+def _unmatched_accuracy(rows: Sequence[ReportRow], acc_set) -> list[str]:
+    """The models named in the accuracy files that match no row (by the keys :func:`_lookup` tries); refused
+    when none of them matches (a wrong file, or names from another run)."""
+    if not acc_set.names:
+        return []
+    seen = set()
+    for r in rows:
+        p = Path(r.model_path)
+        seen.update((str(p.resolve()), p.name, p.stem, r.model))
+    unmatched = [n for n, keys in acc_set.names.items() if not seen.intersection(keys)]
+    if len(unmatched) == len(acc_set.names):
+        models = sorted({r.model for r in rows})
+        raise InputFileError(f"--accuracy: none of the {len(unmatched)} model name(s) ({', '.join(unmatched[:4])}) "
+                             f"matches a benchmarked model ({', '.join(models[:6])}); names are matched by path, "
+                             "file name or stem")
+    return unmatched
 
 
 def _device_facts(prof: Profile, *, is_host: bool) -> dict[str, Any]:

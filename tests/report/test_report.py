@@ -163,6 +163,9 @@ def _err_line(r) -> str:
     ("profile", "unknown device profile 'kirin99'"),
     ("accuracy", "accuracy of 'x' must be a non-negative number"),
     ("schema", "bench"),
+    ("accuracy-mix", "mixes fractions (<= 1: w1_d1_fp32) and percents (> 1: w1_d1_int8)"),
+    ("accuracy-over-100", "accuracy of 'w1_d1_int8' must be a fraction in [0, 1] or a percent in [0, 100]"),
+    ("accuracy-unmatched", "--accuracy: none of the 2 model name(s) (bert, tern) matches a benchmarked model"),
 ])
 def test_report_bad_input(bench_json, tmp_path, case, expected):
     bench, _, _ = bench_json
@@ -176,12 +179,62 @@ def test_report_bad_input(bench_json, tmp_path, case, expected):
         bad = tmp_path / "acc.json"
         bad.write_text(json.dumps({"models": {"x": -3}}))
         args += ["--accuracy", str(bad)]
+    elif case.startswith("accuracy-"):
+        models = {"accuracy-mix": {"w1_d1_fp32": 0.8, "w1_d1_int8": 1.7},
+                  "accuracy-over-100": {"w1_d1_fp32": 80, "w1_d1_int8": 170},
+                  "accuracy-unmatched": {"bert": 0.8, "tern": 0.7}}[case]
+        bad = tmp_path / "acc.json"
+        bad.write_text(json.dumps({"models": models}))
+        args += ["--accuracy", str(bad)]
     elif case == "schema":
         bad = tmp_path / "b.json"
         bad.write_text(json.dumps({"schema": "something/9", "results": []}))
         args[1] = str(bad)
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 2 and expected in _err_line(r)
+    assert not out.exists()
+
+
+def _set(path: str, value):
+    def edit(d):
+        *keys, last = path.split(".")
+        for k in keys:
+            d = d[int(k)] if isinstance(d, list) else d[k]
+        if value is _DEL:
+            del d[last]
+        else:
+            d[last] = value
+    return edit
+
+
+_DEL = object()
+
+
+@pytest.mark.parametrize("edit, field", [
+    (_set("host", None), "host must be an object"),
+    (_set("results.0.latency_ms", _DEL), "results[0].latency_ms must be present"),
+    (_set("results.0.latency_ms", None), "results[0].latency_ms must be an object"),
+    (_set("results.0.latency_ms.p50_ms", "fast"), "results[0].latency_ms.p50_ms must be a finite number > 0"),
+    (_set("results.0.latency_ms.p50_ms", float("nan")), "results[0].latency_ms.p50_ms must be a finite number > 0"),
+    (_set("results.0.latency_ms.p90_ms", -1.0), "results[0].latency_ms.p90_ms must be a finite number > 0"),
+    (_set("results.0.seq_len", "eight"), "results[0].seq_len must be an integer >= 1"),
+    (lambda d: d["results"][0]["latency_ms"].update(p50_ms=0, p90_ms=0), "results[0].latency_ms.p50_ms"),
+    (_set("results", []), "results must be a non-empty list"),
+    (_set("results.0.model_index", 99), "results[0].model_index must be an index into models"),
+    (_set("models", _DEL), "models must be present"),
+    (_set("config.threads", 0), "config.threads must be an integer >= 1"),
+])
+def test_report_refuses_a_corrupt_bench_file(bench_json, tmp_path, edit, field):
+    """A bench JSON that parses but has a malformed field: one line naming the file and the field, exit 2,
+    nothing written (it crashed with an internal error, or rendered an empty or wrong table)."""
+    bench, _, _ = bench_json
+    data = json.loads(bench.read_text())
+    edit(data)
+    bad = tmp_path / "b.json"
+    bad.write_text(json.dumps(data))
+    out = tmp_path / "rep"
+    r = CliRunner().invoke(main, ["report", str(bad), "-o", str(out)])
+    assert r.exit_code == 2 and f"{bad}: corrupt bench result: {field}" in _err_line(r), r.output
     assert not out.exists()
 
 
@@ -251,3 +304,39 @@ def test_report_weighs_a_phones_model_ort(tiny_onnx, tmp_path):
     assert "(model.ort)" in phone["budget_why"]
     plain = rows[("kirin990", "fp32")]
     assert plain["size_of"] == "model.ort" and 0.8 < plain["size_mb"] / (fp32.stat().st_size / 1e6) < 1.2
+
+
+@pytest.mark.parametrize("where", ["read-only-dir", "read-only-fs"])
+def test_report_refuses_an_unwritable_output_folder(bench_json, tmp_path, where):
+    """-o in a folder that cannot be written: one line, exit 2, before any work (it was an internal error)."""
+    import os
+    from pathlib import Path
+
+    bench, _, _ = bench_json
+    if where == "read-only-dir":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only directories; the read-only-fs case covers root")
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        out = ro / "rep"
+    else:
+        if not os.path.isdir("/proc/self"):
+            pytest.skip("no /proc")
+        out = Path("/proc/self/deploytool-report")  # procfs: no new files or folders, even for root
+    r = CliRunner().invoke(main, ["report", str(bench), "-o", str(out)])
+    line = _err_line(r)
+    assert r.exit_code == 2 and str(out) in line and "writ" in line, r.output
+    assert not out.exists()
+
+
+def test_report_warns_of_accuracy_names_that_match_no_model(bench_json, tmp_path):
+    """Accuracy for a model that was not benchmarked is named on stderr (it was silently dropped)."""
+    bench, _, _ = bench_json
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps({"models": {"w1_d1_fp32": 90.0, "w9_d9_fp32": 70.0}}))
+    r = CliRunner().invoke(main, ["report", str(bench), "-o", str(tmp_path / "r"), "--accuracy", str(acc),
+                                  "--profile", "kirin990"])
+    assert r.exit_code == 0, r.output
+    assert "warning: --accuracy: 1 model name(s) match no benchmarked model and are not shown: w9_d9_fp32" in r.stderr
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["accuracy_unmatched"] == ["w9_d9_fp32"]

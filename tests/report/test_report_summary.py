@@ -110,3 +110,18 @@ def test_width_depth_come_from_the_record_never_the_file_name(name):
                         "label": "w0.5-d1-int8"}
     _variants([r])
     assert (r.width, r.depth, r.variant) == (0.5, 1.0, "w0.5-d1")
+
+
+def test_verdict_never_claims_a_paired_test_that_did_not_run():
+    """One variant with an accuracy figure, the others without one, or with figures but no per-example
+    predictions: no paired test ran, and the verdict must not say that the others are significantly worse."""
+    rows = [row("bert", 32, 10, acc=80.0), row("q8", 32, 5, acc=None), row("tern", 32, 4, acc=None)]
+    _variants(rows)
+    (s,) = summarize(rows)
+    assert s.best.model == "bert"
+    assert "significantly worse" not in s.verdict and "no accuracy for q8, tern: not compared" in s.verdict
+    rows = [row("bert", 32, 10, acc=80.0), row("q8", 32, 5, acc=70.0), row("tern", 32, 4, acc=None)]
+    (s,) = summarize(rows)
+    assert "significantly worse" not in s.verdict
+    assert "differences with q8 not tested (no per-example predictions)" in s.verdict
+    assert "no accuracy for tern" in s.verdict
