@@ -277,8 +277,9 @@ def _array(a: np.ndarray) -> dict[str, Any]:
 
 def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: BundleConfig) -> BundleResult:
     """Write the bundle for ``cfg.profile`` into ``out_dir`` (new or empty); see the module doc."""
-    from deploytool.runtime.inputs import make_feeds, plan_inputs
-    from deploytool.onnx_io import external_data_files
+    from deploytool.runtime.inputs import make_feeds, plan_inputs_proto
+    from deploytool.onnx_io import external_data_files, load_proto
+    from deploytool.qnn.quantize import position_rows
     from deploytool.runtime.mobile import convert_to_ort, run_ort, signature
     from deploytool.runtime.host_facts import host_info
 
@@ -288,8 +289,13 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
     if not model.is_file():
         raise InputFileError(f"{model}: no such model file")
     check_output_dir(out)
-    plan = plan_inputs(model)  # not ONNX / no input ids -> one line
+    proto = load_proto(model, load_external_data=False)  # not ONNX -> one line
+    plan = plan_inputs_proto(proto, model)  # no input ids -> one line
     plan.check(1, (cfg.seq_len,), str(model))
+    limit = position_rows(proto)
+    if limit is not None and cfg.seq_len > limit:  # as qnn's static_shapes, before ORT runs it (its own log line)
+        raise ConfigError(f"{model}: --seq-len {cfg.seq_len} is longer than the model's position table "
+                          f"({limit} positions); use a sequence length <= {limit}")
     stage = make_staging_dir(out)
     source, repacked, scratch = model, None, None
     try:

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.accuracy import AccuracyRecord, pick
-from deploytool.errors import ConfigError, DeployError, InputFileError, PassRefusedError
+from deploytool.errors import ConfigError, DeployError, InputFileError, OutputPathError, PassRefusedError
 from deploytool.profiles import Profile
 from deploytool.units import MB
 from deploytool.variant import PRECISION_RANK, PRECISIONS
@@ -96,6 +96,13 @@ class FitConfig:
         object.__setattr__(self, "output", Path(self.output))
         if not self.model.is_file():
             raise InputFileError(f"{self.model}: no such file")
+        if self.workdir is not None:
+            w = Path(self.workdir)
+            object.__setattr__(self, "workdir", w)
+            near = next(p for p in (w, *w.parents) if p.exists())  # the candidates are written under it
+            if not near.is_dir():
+                raise OutputPathError(f"workdir (--keep-candidates): {w} must be a folder"
+                                      + (", and it is an existing file" if near == w else f"; {near} is a file"))
         if self.budget_ms is not None:
             b = self.budget_ms
             if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b <= 0:

@@ -137,6 +137,16 @@ def test_bundle_bad_input(model_dir, tmp_path, case):
     assert not list(tmp_path.glob(".out.*"))  # no half-written staging folder
 
 
+def test_bundle_seq_len_past_the_position_table(model_dir, tmp_path, capfd):
+    # the tiny BERT has 160 positions: refused before ONNX Runtime runs it, naming the user's file and the limit
+    src, _ = model_dir
+    out = tmp_path / "out"
+    line = _one_line(_bundle([str(src / "tiny.onnx"), "--profile", "kirin990", "-o", str(out), "--seq-len", "1000"]))
+    assert f"{src / 'tiny.onnx'}: --seq-len 1000 is longer than the model's position table (160 positions)" in line
+    assert ".tmp" not in line and "onnxruntime" not in capfd.readouterr().err  # ORT's raw log (fd 2) stays quiet
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
 @pytest.mark.parametrize("runtime", ["speed", "memory"])
 def test_bundle_says_when_the_ort_holds_packed_weights_unpacked(tiny_onnx, tmp_path, runtime):
     """A binary-packed model: ONNX Runtime's converter folds the unpacking of its weights, so the .ort holds

@@ -100,10 +100,12 @@ def _err_line(r) -> str:
     (["--profile", "kirin990", "--precisions", "fp32,int3"], "precisions: unknown 'int3'"),
     (["--profile", "kirin990", "--widths", "1,1.5"], "widths: 1.5 out of range"),
     (["--profile", "kirin990", "--seq-len", "512"], "profile 'kirin990' has no p90 latency budget for seq 512"),
+    (["--profile", "kirin990", "--keep-candidates", "{model}"], "must be a folder, and it is an existing file"),
+    (["--profile", "kirin990", "--keep-candidates", "{model}/c"], "must be a folder; "),
 ])
 def test_fit_bad_input(model, tmp_path, args, expected):
     out = tmp_path / "o.onnx"
-    r = _run(model, "-o", out, *args)
+    r = _run(model, "-o", out, *(a.format(model=model) for a in args))
     assert r.exit_code == 2 and expected in _err_line(r)
     assert not out.exists()
 

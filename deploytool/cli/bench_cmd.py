@@ -6,7 +6,7 @@ import click
 
 from deploytool.cli._grammar import GrammarCommand, json_flag, seq_len_option
 from deploytool.cli.device_cmd import profiles_dir_option
-from deploytool.cli.remote_opts import REMOTE_KEYS, bench_on_remote, remote_options
+from deploytool.cli.remote_opts import REMOTE_KEYS, bench_on_remote, refuse_without_remote, remote_options
 
 
 @click.command("bench", cls=GrammarCommand, json_file=True, renamed={"--batch": "--batch-size"})
@@ -51,6 +51,7 @@ def bench(models: tuple[str, ...], seq_len: tuple[int, ...], batch: int, threads
     from deploytool.bench.table import format_table
     from deploytool.onnx_io import check_output_path
 
+    refuse_without_remote(remote)
     prof = None
     if profile is not None:
         from deploytool.profiles import load_profile

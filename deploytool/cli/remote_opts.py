@@ -37,6 +37,18 @@ def remote_options(f):
     return f
 
 
+def refuse_without_remote(options: dict[str, Any]) -> None:
+    """The options that say how to reach a device are refused without --remote (they were ignored)."""
+    if options["remote"]:
+        return
+    ctx = click.get_current_context()
+    given = [p.opts[-1] for p in ctx.command.params if p.name in REMOTE_KEYS and p.name != "remote"
+             and ctx.get_parameter_source(p.name) not in (None, click.core.ParameterSource.DEFAULT)]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: only used with --remote [USER@]HOST (the device to benchmark on "
+                          "over SSH); give --remote or leave " + ("them" if len(given) > 1 else "it") + " out")
+
+
 def bench_on_remote(config, options: dict[str, Any], output: str | None) -> None:
     """Parse the remote options into a RemoteConfig, run, print where each JSON went."""
     from deploytool.remote import RemoteConfig, bench_remote

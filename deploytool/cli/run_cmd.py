@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from deploytool.cli._grammar import GrammarCommand, json_flag
+from deploytool.cli._grammar import FiniteFloatRange, GrammarCommand, json_flag
 
 
 def default_store() -> Path:
@@ -34,7 +34,7 @@ _GB = 1_000_000_000
               help="Store of finished steps shared by every recipe and output folder "
                    "[default: ~/.cache/deploytool/steps, or $DEPLOYTOOL_CACHE_DIR].")
 @click.option("--no-shared-cache", is_flag=True, help="Keep steps under the output folder only (as before 0.2).")
-@click.option("--cache-max-gb", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+@click.option("--cache-max-gb", type=FiniteFloatRange(min=0, min_open=True), default=20.0, show_default=True,
               metavar="GB",
               help="Size cap of the shared store in GB; least recently used steps of other runs go first.")
 def run(recipe: Path, out_dir: Path | None, quiet: bool, check: bool, cache_dir: Path | None,
@@ -93,7 +93,7 @@ def cache_ls(cache_dir: Path | None, as_json: bool) -> None:
 
 @cache.command("clear", cls=GrammarCommand)
 @_dir
-@click.option("--older-than-days", type=click.FloatRange(min=0), default=None, metavar="DAYS",
+@click.option("--older-than-days", type=FiniteFloatRange(min=0), default=None, metavar="DAYS",
               help="Only steps not used for this many days.")
 @click.option("--kind", default=None, help="Only steps of this kind (e.g. train-finetune, export, slice).")
 def cache_clear(cache_dir: Path | None, older_than_days: float | None, kind: str | None) -> None:

@@ -50,6 +50,8 @@ def parse_heads_spec(spec: str) -> dict[int, tuple[int, ...]]:
             heads = tuple(int(h) for h in heads_s.split(",") if h.strip())
         except ValueError:
             raise ConfigError(f"heads: '{part}' is not 'LAYER:HEAD,HEAD' with integers") from None
+        if not heads:
+            raise ConfigError(f"heads: '{part}' lists no head of layer {layer}; expected 'LAYER:HEAD,HEAD' e.g. '0:1,3'")
         if layer in out:
             raise ConfigError(f"heads: layer {layer} given twice")
         out[layer] = heads

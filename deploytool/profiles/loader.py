@@ -40,7 +40,11 @@ BUILTIN_PROFILE_DIR = _builtin_dir()
 
 
 def _dirs(dirs: Sequence[str | os.PathLike] | None) -> list[Path]:
+    """The search folders: the caller's (each must be a folder), then the built-in one."""
     out = [Path(d) for d in (dirs or ())]
+    for d in out:
+        if not d.is_dir():
+            raise ConfigError(f"profiles dir {d}: {'not a folder' if d.exists() else 'no such folder'}")
     if BUILTIN_PROFILE_DIR not in out:
         out.append(BUILTIN_PROFILE_DIR)
     return out
@@ -93,9 +97,10 @@ def load_profile(name_or_path: str | os.PathLike | Profile,
     if isinstance(name_or_path, Profile):
         return name_or_path
     text = str(name_or_path)
+    search = _dirs(dirs)  # checked also when a path names the profile
     if text.endswith((".yaml", ".yml")) or os.sep in text:
         return load_profile_file(text, host=host)
-    files = _files(_dirs(dirs))
+    files = _files(search)
     if text not in files:
         close = difflib.get_close_matches(text, list(files), n=1, cutoff=0.5)
         hint = f" (did you mean '{close[0]}'?)" if close else ""

@@ -110,7 +110,7 @@ def static_shapes(model: onnx.ModelProto, seq_len: int) -> tuple[onnx.ModelProto
     """
     from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
 
-    limit = _position_rows(model)
+    limit = position_rows(model)
     if limit is not None and seq_len > limit:
         raise PassRefusedError(f"--seq-len {seq_len} is longer than the model's position table ({limit} positions); "
                                f"use a sequence length <= {limit}")
@@ -144,7 +144,7 @@ def static_shapes(model: onnx.ModelProto, seq_len: int) -> tuple[onnx.ModelProto
     return m, used
 
 
-def _position_rows(model: onnx.ModelProto) -> int | None:
+def position_rows(model: onnx.ModelProto) -> int | None:
     """Rows of the model's absolute position-embedding table (the longest sequence it takes), when the
     structure finder finds one; None otherwise (rotary or relative positions, or no structure)."""
     import onnx_ir as ir

@@ -80,6 +80,7 @@ def run_ort(path: Path, feeds: dict[str, np.ndarray], *, config_entries: dict[st
     ort = _ort()
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
+    so.log_severity_level = 4  # ORT's own error log would repeat the DeployError we raise, as a second stderr line
     for k, v in (config_entries or {}).items():
         so.add_session_config_entry(k, v)
     try:

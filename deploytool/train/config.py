@@ -19,6 +19,10 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+def _check_threads(threads: int) -> None:
+    _check(1 <= threads <= 256, f"threads: must be in [1, 256] (got {threads})")
+
+
 def parse_float_list(text: str, field_name: str) -> tuple[float, ...]:
     """'0.25,0.5,1.0' -> (0.25, 0.5, 1.0); each value must be in (0, 1]."""
     try:
@@ -71,7 +75,7 @@ class _Optim:
         _check(0 < self.lr < 1, f"lr: must be in (0, 1) (got {self.lr})")
         _check(1 <= self.batch_size <= 4096, f"batch_size: must be in [1, 4096] (got {self.batch_size})")
         _check(0 <= self.warmup_frac < 1, f"warmup_frac: must be in [0, 1) (got {self.warmup_frac})")
-        _check(1 <= self.threads <= 256, f"threads: must be in [1, 256] (got {self.threads})")
+        _check_threads(self.threads)
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class ImportanceConfig:
     def __post_init__(self):
         _check(self.max_examples >= 1, f"max_examples: must be >= 1 (got {self.max_examples})")
         _check(self.batch_size >= 1, f"batch_size: must be >= 1 (got {self.batch_size})")
+        _check_threads(self.threads)
 
 
 @dataclass(frozen=True)
@@ -215,3 +220,4 @@ class EvalConfig:
         _check_fractions([self.width], "width")
         _check_fractions([self.depth], "depth")
         _check(self.batch_size >= 1, f"batch_size: must be >= 1 (got {self.batch_size})")
+        _check_threads(self.threads)

@@ -208,11 +208,17 @@ def _bad_inputs(d, models):
         "runs 0": ([good, "--runs", "0"], "runs: must be an integer in [1,"),
         "runs x": ([good, "--runs", "x"], "--runs': 'x' is not a valid integer"),
         "json over input": ([good, "-o", good], "output would overwrite the input"),
+        "remote-setup alone": ([good, "--remote-setup"], "--remote-setup: only used with --remote"),
+        "remote options alone": ([good, "--remote-parallel", "--ssh-option", "noequals", "--connect-timeout", "5"],
+                                 "--ssh-option, --remote-parallel, --connect-timeout: only used with --remote"),
+        "ssh-option no equals": ([good, "--remote", "me@device", "--ssh-option", "noequals"],
+                                 "ssh option 'noequals': expected Key=Value"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "not onnx", "truncated", "no input_ids", "seq-len 0", "seq-len abc",
-                                  "runs 0", "runs x", "json over input"])
+                                  "runs 0", "runs x", "json over input", "remote-setup alone",
+                                  "remote options alone", "ssh-option no equals"])
 def test_cli_bad_input(models, tmp_path, case):
     args, message = _bad_inputs(tmp_path, models)[case]
     out = tmp_path / "out.json"

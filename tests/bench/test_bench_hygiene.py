@@ -170,7 +170,8 @@ def test_bench_profiles_dir_and_env_var(pair, tmp_path):
     assert res.exit_code == 0, res.output
     assert json.loads(out.read_text())["profile"]["name"] == "myboard"
     out.unlink()
-    env = {"DEPLOYTOOL_PROFILES_DIR": os.pathsep.join([str(tmp_path / "none"), str(boards)])}
+    (tmp_path / "empty").mkdir()  # a missing folder is an error (tests/profiles): an empty one is searched
+    env = {"DEPLOYTOOL_PROFILES_DIR": os.pathsep.join([str(tmp_path / "empty"), str(boards)])}
     res = CliRunner(env=env).invoke(main, args)
     assert res.exit_code == 0, res.output
     assert json.loads(out.read_text())["profile"]["path"] == str(boards / "myboard.yaml")

@@ -102,9 +102,10 @@ def test_all_heads_of_a_layer(model, tmp_path):
              "all 4 heads")
 
 
-@pytest.mark.parametrize("spec", ["0-1", "a:b", ""])
-def test_bad_heads_spec(model, tmp_path, spec):
-    _run_bad(["prune-heads", str(model), "--heads", spec], model, tmp_path / "o.onnx", "heads")
+@pytest.mark.parametrize("spec, words", [("0-1", []), ("a:b", []), ("", []), ("0:", ["'0:'", "no head"]),
+                                         ("0:1;1: , ", ["'1: ,'", "no head of layer 1"])])
+def test_bad_heads_spec(model, tmp_path, spec, words):
+    _run_bad(["prune-heads", str(model), "--heads", spec], model, tmp_path / "o.onnx", "heads", *words)
 
 
 def test_heads_and_ratio_together(model, tmp_path):

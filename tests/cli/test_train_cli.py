@@ -82,6 +82,21 @@ def test_dynabert_width_outside_unit_interval(tiny, tmp_path, opt, value, field)
     assert "(0, 1]" in line
 
 
+@pytest.mark.parametrize("threads", ["0", "-1"])
+@pytest.mark.parametrize("cmd", [
+    ["eval", "{m}"],
+    ["importance", "{m}", "-o", "{o}.json"],
+    ["dynabert", "--teacher", "{m}", "-o", "{o}"],
+    ["qat", "--teacher", "{m}", "-o", "{o}"],
+    ["train", "--model", "{m}", "-o", "{o}"],
+])
+def test_threads_outside_range(tiny, tmp_path, cmd, threads):
+    out = tmp_path / "out"
+    args = [a.format(m=tiny / "tiny", o=out) for a in cmd] + ["--data", str(tiny / "toy.csv"), "--threads", threads]
+    _fails(args, "threads: must be in [1, 256]", out=out)
+    assert not (tmp_path / "out.json").exists()
+
+
 def test_eval_width_outside(tiny):
     _fails(["eval", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"), "--width", "1.5"], "width", "(0, 1]")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -145,6 +146,22 @@ def test_profiles_dir_is_searched_first(tmp_path):
     _write(tmp_path, _base(), name="my-board")
     assert load_profile("my-board", [tmp_path]).name == "my-board"
     assert "my-board" in profile_names([tmp_path])
+
+
+@pytest.mark.parametrize("cmd", [["profiles"], ["profiles", "show", "kirin990"], ["profiles", "--json"]])
+@pytest.mark.parametrize("how", ["option", "env"])
+@pytest.mark.parametrize("kind, expected", [("missing", "no such folder"), ("file", "not a folder")])
+def test_cli_profiles_dir_must_be_a_folder(tmp_path, cmd, how, kind, expected):
+    bad = tmp_path / "nope"
+    if kind == "file":
+        bad = _write(tmp_path, _base(), name="my-board")
+    if how == "option":
+        r = CliRunner().invoke(main, cmd + ["--profiles-dir", str(bad)])
+    else:
+        r = CliRunner(env={"DEPLOYTOOL_PROFILES_DIR": os.pathsep.join([str(BUILTIN_PROFILE_DIR), str(bad)])}).invoke(main, cmd)
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines == [f"error: profiles dir {bad}: {expected}"], r.stderr
 
 
 # ---------------------------------------------------------------------------------- CLI

@@ -213,6 +213,9 @@ def test_shared_store_reuses_steps_across_recipes_and_folders(workspace, tmp_pat
     (["cache", "clear", "--older-than-days", "-1"], "--older-than-days"),
     (["cache", "ls", "--cache-dir", "{file}"], "is a file"),
     (["run", "{file}", "--cache-max-gb", "0"], "--cache-max-gb"),
+    (["run", "{file}", "--cache-max-gb", "nan"], "nan is not a finite number"),
+    (["run", "{file}", "--cache-max-gb", "inf"], "inf is not a finite number"),
+    (["cache", "clear", "--older-than-days", "nan"], "nan is not a finite number"),
 ])
 def test_cache_options_bad_input_is_one_line(args, expected, tmp_path):
     f = tmp_path / "f.yaml"
