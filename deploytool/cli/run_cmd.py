@@ -16,6 +16,10 @@ def default_store() -> Path:
     ``$DEPLOYTOOL_CACHE_DIR`` (read here, in the CLI layer only)."""
     explicit = os.environ.get("DEPLOYTOOL_CACHE_DIR")
     if explicit:
+        if Path(explicit).exists() and not Path(explicit).is_dir():  # as --cache-dir: a folder, or none yet
+            from deploytool.errors import ConfigError
+
+            raise ConfigError(f"DEPLOYTOOL_CACHE_DIR={explicit}: not a folder")
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "deploytool" / "steps"

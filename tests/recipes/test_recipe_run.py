@@ -216,10 +216,16 @@ def test_shared_store_reuses_steps_across_recipes_and_folders(workspace, tmp_pat
     (["run", "{file}", "--cache-max-gb", "nan"], "nan is not a finite number"),
     (["run", "{file}", "--cache-max-gb", "inf"], "inf is not a finite number"),
     (["cache", "clear", "--older-than-days", "nan"], "nan is not a finite number"),
+    (["cache", "ls", "env={file}"], "DEPLOYTOOL_CACHE_DIR="),  # the store named by the environment, a file
+    (["cache", "clear", "env={file}"], "not a folder"),
 ])
-def test_cache_options_bad_input_is_one_line(args, expected, tmp_path):
+def test_cache_options_bad_input_is_one_line(args, expected, tmp_path, monkeypatch):
     f = tmp_path / "f.yaml"
     f.write_text("x: 1\n")
-    r = CliRunner().invoke(main, [a.replace("{file}", str(f)) for a in args])
+    argv = [a.replace("{file}", str(f)) for a in args]
+    for a in [a for a in argv if a.startswith("env=")]:
+        monkeypatch.setenv("DEPLOYTOOL_CACHE_DIR", a[4:])
+        argv.remove(a)
+    r = CliRunner().invoke(main, argv)
     lines = r.stderr.strip().splitlines()
     assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], r.stderr
