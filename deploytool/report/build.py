@@ -77,6 +77,14 @@ def build_report(config: ReportConfig) -> ReportResult:
     summaries = summarize(rows)
     info["summary"] = _summary_records(summaries, info, rows)
     images = plots(rows, summaries, info)
+    payload = {"schema": "deploytool.report/1", "title": config.title, "inputs": [str(p) for p in config.results],
+               "accuracy_inputs": [str(p) for p in config.accuracy], **info,
+               "columns": [k for k, _ in COLUMNS], "rows": [r.to_dict() for r in rows]}
+    # everything rendered before the first file is written: a rendering failure leaves the folder as it was
+    # (each file is written whole, by rename; a rerun into the same folder replaces them)
+    texts = {"report.json": json.dumps(payload, indent=2),
+             "report.md": render_markdown(rows, info, config.title, list(images), summaries),
+             "report.html": render_html(rows, info, config.title, images, summaries)}
     out = config.out_dir
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -87,13 +95,7 @@ def build_report(config: ReportConfig) -> ReportResult:
         with atomic_path(out / name) as tmp:
             tmp.write_bytes(data)
         plot_paths.append(out / name)
-    payload = {"schema": "deploytool.report/1", "title": config.title, "inputs": [str(p) for p in config.results],
-               "accuracy_inputs": [str(p) for p in config.accuracy], **info,
-               "columns": [k for k, _ in COLUMNS], "rows": [r.to_dict() for r in rows]}
-    with atomic_write(out / "report.json") as f:
-        json.dump(payload, f, indent=2)
-    with atomic_write(out / "report.md") as f:
-        f.write(render_markdown(rows, info, config.title, list(images), summaries))
-    with atomic_write(out / "report.html") as f:
-        f.write(render_html(rows, info, config.title, images, summaries))
+    for name, text in texts.items():
+        with atomic_write(out / name) as f:
+            f.write(text)
     return ReportResult(out, out / "report.json", out / "report.md", out / "report.html", plot_paths, rows, info)

@@ -340,3 +340,23 @@ def test_report_warns_of_accuracy_names_that_match_no_model(bench_json, tmp_path
     assert r.exit_code == 0, r.output
     assert "warning: --accuracy: 1 model name(s) match no benchmarked model and are not shown: w9_d9_fp32" in r.stderr
     assert json.loads((tmp_path / "r" / "report.json").read_text())["accuracy_unmatched"] == ["w9_d9_fp32"]
+
+
+def test_a_report_that_fails_to_render_leaves_the_folder_as_it_was(bench_json, tmp_path, monkeypatch):
+    """Every file is rendered before the first is written: a failure in the last one (the HTML) used to leave a
+    new report.json and plots beside the previous run's report.md and report.html."""
+    import deploytool.report.build as build
+    from deploytool.report import ReportConfig, build_report
+
+    bench = bench_json[0]
+    out = tmp_path / "r"
+    build_report(ReportConfig(results=(bench,), out_dir=out, profiles=("kirin990",)))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("renderer bug")
+
+    monkeypatch.setattr(build, "render_html", broken)
+    with pytest.raises(RuntimeError, match="renderer bug"):
+        build_report(ReportConfig(results=(bench,), out_dir=out, profiles=("kirin990", "raspberry-pi-4")))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
