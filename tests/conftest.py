@@ -112,3 +112,24 @@ def tiny_fused_onnx(tiny_onnx, tmp_path_factory):
         return cache[key]
 
     return make
+
+
+@pytest.fixture
+def unwritable_folder(tmp_path):
+    """``unwritable_folder(where)``: a folder an output cannot be written in, ``where`` being "read-only-dir" (a
+    0555 folder: skipped as root, who writes there anyway) or "read-only-fs" (procfs: no new files or folders,
+    even for root)."""
+
+    def make(where: str) -> Path:
+        if where == "read-only-dir":
+            if os.geteuid() == 0:
+                pytest.skip("root writes into read-only directories; the read-only-fs case covers root")
+            ro = tmp_path / "ro"
+            ro.mkdir()
+            ro.chmod(0o555)
+            return ro
+        if not os.path.isdir("/proc/self"):
+            pytest.skip("no /proc")
+        return Path("/proc/self")
+
+    return make

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import onnx
 import pytest
@@ -56,7 +55,7 @@ def _bad_folder_without_weights(tmp_path, tiny_hf_folder):
 @pytest.mark.parametrize("case", ["unknown-name", "missing-folder", "no-weights", "under-a-file",
                                   "read-only-dir", "read-only-fs", "opset-range", "opset-text", "atol-text",
                                   "corrupt-weights"])
-def test_cli_bad_input(case, tmp_path, tiny_hf_folder):
+def test_cli_bad_input(case, tmp_path, tiny_hf_folder, unwritable_folder):
     good = str(tiny_hf_folder("bert"))
     out = tmp_path / "out" / "m.onnx"
     args = ["--model", good, "-o", str(out)]
@@ -78,17 +77,10 @@ def test_cli_bad_input(case, tmp_path, tiny_hf_folder):
         out = blocker / "deeper" / "m.onnx"
         args[3], needles = str(out), ("is a file",)
     elif case == "read-only-dir":
-        if os.geteuid() == 0:
-            pytest.skip("root writes into read-only directories; the read-only-fs case covers root")
-        ro = tmp_path / "ro"
-        ro.mkdir()
-        ro.chmod(0o555)
-        out = ro / "m.onnx"
+        out = unwritable_folder(case) / "m.onnx"
         args[3], needles = str(out), ("not writable",)
     elif case == "read-only-fs":
-        if not os.path.isdir("/proc/self"):
-            pytest.skip("no /proc")
-        out = Path("/proc/self/deploytool-test.onnx")  # procfs: no regular files, even for root
+        out = unwritable_folder(case) / "deploytool-test.onnx"
         args[3], needles = str(out), ("/proc/self", "writ")  # "not writable" or "cannot write"
     elif case == "opset-range":
         args += ["--opset", "99"]

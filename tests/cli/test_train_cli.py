@@ -57,13 +57,17 @@ def test_missing_label_column_jsonl(tiny, tmp_path):
     _fails(["eval", str(tiny / "tiny"), "--data", str(data)], "no column 'label'")
 
 
-@pytest.mark.parametrize("cmd", [
+# every command that reads a PyTorch checkpoint folder {m} (and writes {o} or {o}.json)
+CHECKPOINT_COMMANDS = [
     ["eval", "{m}"],
     ["importance", "{m}", "-o", "{o}.json"],
     ["dynabert", "--teacher", "{m}", "-o", "{o}"],
     ["qat", "--teacher", "{m}", "-o", "{o}"],
     ["train", "--model", "{m}", "-o", "{o}"],
-])
+]
+
+
+@pytest.mark.parametrize("cmd", CHECKPOINT_COMMANDS)
 def test_checkpoint_without_weights(tiny, tmp_path, cmd):
     out = tmp_path / "out"
     args = [a.format(m=tiny / "noweights", o=out) for a in cmd] + ["--data", str(tiny / "toy.csv")]
@@ -83,13 +87,7 @@ def test_dynabert_width_outside_unit_interval(tiny, tmp_path, opt, value, field)
 
 
 @pytest.mark.parametrize("threads", ["0", "-1"])
-@pytest.mark.parametrize("cmd", [
-    ["eval", "{m}"],
-    ["importance", "{m}", "-o", "{o}.json"],
-    ["dynabert", "--teacher", "{m}", "-o", "{o}"],
-    ["qat", "--teacher", "{m}", "-o", "{o}"],
-    ["train", "--model", "{m}", "-o", "{o}"],
-])
+@pytest.mark.parametrize("cmd", CHECKPOINT_COMMANDS)
 def test_threads_outside_range(tiny, tmp_path, cmd, threads):
     out = tmp_path / "out"
     args = [a.format(m=tiny / "tiny", o=out) for a in cmd] + ["--data", str(tiny / "toy.csv"), "--threads", threads]

@@ -307,23 +307,10 @@ def test_report_weighs_a_phones_model_ort(tiny_onnx, tmp_path):
 
 
 @pytest.mark.parametrize("where", ["read-only-dir", "read-only-fs"])
-def test_report_refuses_an_unwritable_output_folder(bench_json, tmp_path, where):
+def test_report_refuses_an_unwritable_output_folder(bench_json, unwritable_folder, where):
     """-o in a folder that cannot be written: one line, exit 2, before any work (it was an internal error)."""
-    import os
-    from pathlib import Path
-
     bench, _, _ = bench_json
-    if where == "read-only-dir":
-        if os.geteuid() == 0:
-            pytest.skip("root writes into read-only directories; the read-only-fs case covers root")
-        ro = tmp_path / "ro"
-        ro.mkdir()
-        ro.chmod(0o555)
-        out = ro / "rep"
-    else:
-        if not os.path.isdir("/proc/self"):
-            pytest.skip("no /proc")
-        out = Path("/proc/self/deploytool-report")  # procfs: no new files or folders, even for root
+    out = unwritable_folder(where) / "deploytool-report"
     r = CliRunner().invoke(main, ["report", str(bench), "-o", str(out)])
     line = _err_line(r)
     assert r.exit_code == 2 and str(out) in line and "writ" in line, r.output
