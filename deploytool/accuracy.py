@@ -233,9 +233,14 @@ class AccuracySet:
     reference_name: str | None = None
     names: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # each model as named in a file -> keys
 
-    def lookup(self, model_path: str, name: str) -> AccuracyRecord | None:
+    @staticmethod
+    def keys_of(model_path: str, name: str) -> tuple[str, ...]:
+        """The keys a benchmarked model is looked up by, in order: resolved path, file name, stem, its name."""
         p = Path(model_path)
-        for key in (str(p.resolve()), p.name, p.stem, name):
+        return str(p.resolve()), p.name, p.stem, name
+
+    def lookup(self, model_path: str, name: str) -> AccuracyRecord | None:
+        for key in self.keys_of(model_path, name):
             if key in self.records:
                 return self.records[key]
         return None

@@ -431,14 +431,13 @@ def _attach_accuracy(rows: list[ReportRow], acc_set) -> None:
 
 
 def _unmatched_accuracy(rows: Sequence[ReportRow], acc_set) -> list[str]:
-    """The models named in the accuracy files that match no row (by the keys :func:`_lookup` tries); refused
-    when none of them matches (a wrong file, or names from another run)."""
+    """The models named in the accuracy files that match no row (by the keys ``AccuracySet.lookup`` tries);
+    refused when none of them matches (a wrong file, or names from another run)."""
     if not acc_set.names:
         return []
     seen = set()
     for r in rows:
-        p = Path(r.model_path)
-        seen.update((str(p.resolve()), p.name, p.stem, r.model))
+        seen.update(acc_set.keys_of(r.model_path, r.model))
     unmatched = [n for n, keys in acc_set.names.items() if not seen.intersection(keys)]
     if len(unmatched) == len(acc_set.names):
         models = sorted({r.model for r in rows})
