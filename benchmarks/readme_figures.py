@@ -1012,9 +1012,9 @@ def render_conformance(results: Path) -> str:
             f"{sm['cells']:,} cells, **{sm['failed']} FAILED**; {c['equal']:,} equal and {c['close']:,} close (int8 activations, fp16), "
             f"**{100 * sm['equal_share']:.1f}%** of the {sm['applicable']:,} applicable cells (goal 90%); "
             f"{len(full)} of {len(by_family)} models at 100% (not: {', '.join(partial) or 'none'}). "
-            f"{len(named):,} cells are refused by name ({', '.join(refused)}: its disentangled attention; "
-            f"{' and '.join(working) or 'no pass'} {'works' if len(working) == 1 else 'work'}). "
-            + (f"{other_refused:,} more are refused in one line with nothing written ({other_text}). "
+            + (f"{len(named):,} cells are refused by name ({', '.join(refused)}; "
+               f"{' and '.join(working) or 'no pass'} {'works' if len(working) == 1 else 'work'}). " if named else "")
+            + (f"{other_refused:,} {'more ' if named else ''}cells are refused in one line with nothing written ({other_text}). "
                if other_refused else "")
             + f"{c.get('n/a', 0):,} cells are n/a: optimum always exports the mask (the input_ids-only "
             "case) and ORT's optimizer fails on ModernBERT's dynamo exports. References used: "

@@ -40,6 +40,10 @@ How roles are recognised (names are never used for roles):
   two ``Slice``s of its halves; the halves (one through the activation, multiplied together) reach
   the output projection, which reads half the intermediate's width. Constant split sizes / slice
   bounds equal to F or 2F are recorded as sites; bounds computed from the shape need no edit.
+- Disentangled attention (DeBERTa): the walk from the Softmax back to the score MatMul also passes the
+  [batch, heads, S, S] view of the scores; a term added to the scores that is made of MatMuls of Q (or K)
+  with an operand traced back (through Transpose/Tile/Expand/Reshape) to a projection of constants (the
+  relative-position embeddings) or to a folded constant is a relative-position term (see roles).
 - Head counts come from the Reshape that splits Q/K/V into [B, S, heads, head_size] (a constant shape
   or a Concat of shape pieces; positions are counted from the end, so leading dynamic dims are fine;
   packed: the [B, S, 3, heads, head_size] view) and the Reshape that merges the context back to
@@ -60,6 +64,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 
+import numpy as np
 import onnx_ir as ir
 
 from deploytool.errors import StructureError
@@ -119,6 +124,7 @@ class _Finder:
         self._input_memo: dict[int, bool] = {}
         self.position = {id(n): i for i, n in enumerate(self.graph)}
         self.meta = dict(model.metadata_props)
+        self._rel_nodes: dict[int, list[ir.Node]] = {}  # DeBERTa: per attention block, its position branch
         from deploytool.variant import packing_record
 
         self.packing = packing_record(self.meta)
@@ -237,12 +243,13 @@ class _Finder:
         return self.past_qdq(y)
 
     # ------------------------------------------------------------------ projections
-    def linear(self, node: ir.Node | None) -> Linear | None:
-        """A Linear for ``node`` if it is a projection with a constant weight, else None."""
+    def linear(self, node: ir.Node | None, const_data: bool = False) -> Linear | None:
+        """A Linear for ``node`` if it is a projection with a constant weight, else None. ``const_data``: its
+        input may be a constant too (DeBERTa's projection of the relative-position embeddings)."""
         if node is None or node.op_type not in LINEAR_OPS or len(node.inputs) < 2:
             return None
         x, w = node.inputs[0], node.inputs[1]
-        if x is None or w is None or self.cone.is_const(x) or not self.cone.is_const(w):
+        if x is None or w is None or (self.cone.is_const(x) and not const_data) or not self.cone.is_const(w):
             return None
         weight = self._weight_root(w)
         layout, in_f, out_f = self._weight_geometry(node, w, weight)
@@ -355,7 +362,7 @@ class _Finder:
         lin, plumbing, _ = self.trace(v)
         return lin, plumbing
 
-    def trace(self, v: ir.Value | None) -> tuple[Linear | None, list[ir.Node], dict | None]:
+    def trace(self, v: ir.Value | None, const_data: bool = False) -> tuple[Linear | None, list[ir.Node], dict | None]:
         """``trace_back`` that also looks through rotary position embeddings and the unbind of a packed
         QKV projection. The third element describes the unbind when there is one: ``{"index": part
         (0 Q, 1 K, 2 V), "node": the Split/Slice/Gather, "axis": the unbound axis counted from the end
@@ -370,15 +377,17 @@ class _Finder:
             if p is None:
                 return None, plumbing, part
             if p.op_type in LINEAR_OPS:
-                return self.linear(p), plumbing, part
+                return self.linear(p, const_data), plumbing, part
             if p.op_type == "Add" and (kernel := self._plane_kernel(p)) is not None:
-                return self.linear(kernel), plumbing, part
+                return self.linear(kernel, const_data), plumbing, part
             if p.op_type == "Add" and len(p.inputs) == 2:
                 a, b = p.inputs
                 if self.cone.is_const(b) and not self.cone.is_const(a):
                     v = a
                 elif self.cone.is_const(a) and not self.cone.is_const(b):
                     v = b
+                elif const_data and (const_tensor(a) is None) != (const_tensor(b) is None):
+                    v = a if const_tensor(b) is not None else b  # product of constants + a stored bias
                 else:
                     x = self._rotary_source(p) if part is None else None
                     if x is None:
@@ -388,7 +397,7 @@ class _Finder:
             if p.op_type == "Mul" and len(p.inputs) == 2:  # MatMulInteger's dequantizing scale
                 mmi = next((self._integer_matmul(i) for i in p.inputs if self._integer_matmul(i) is not None), None)
                 if mmi is not None and self.tail(mmi) is v:
-                    return self.linear(mmi), plumbing, part
+                    return self.linear(mmi, const_data), plumbing, part
             if p.op_type in _SCALE and len(p.inputs) == 2:
                 # a scalar scale: a constant (eager attention) or computed from shapes only (SDPA
                 # exports scale Q and K each by Sqrt(1/sqrt(head_size)) taken from Shape at run time)
@@ -576,6 +585,11 @@ class _Finder:
             src = p.inputs[0]
             if src.shape is not None and len(src.shape) == 0:
                 return 1
+            axes = small_const(p.inputs[1]) if len(p.inputs) > 1 else None
+            if axes is None and "axes" in p.attributes:
+                axes = np.asarray(p.attributes["axes"].value)
+            if axes is not None and axes.size == 1:
+                return 1  # a piece of a 1-D shape: one axis added to a scalar
             g = src.producer()
             if g is not None and g.op_type == "Gather" and len(g.inputs) > 1:
                 ind = small_const(g.inputs[1])
@@ -719,8 +733,9 @@ class _Finder:
             if p.op_type in ("MatMul", "FusedMatMul") and len(p.inputs) >= 2 and not self.cone.is_const(
                     p.inputs[0]) and not self.cone.is_const(p.inputs[1]):
                 return p
-            if p.op_type in _MASK_OPS and depth < 6:
-                for i in p.inputs:
+            # Reshape: DeBERTa views its [batch * heads, S, S] scores as [batch, heads, S, S] before the mask
+            if (p.op_type in _MASK_OPS or p.op_type == "Reshape") and depth < 6:
+                for i in p.inputs[:1] if p.op_type == "Reshape" else p.inputs:
                     if i is not None and not self.cone.is_const(i):
                         stack.append((i, depth + 1))
         return None
@@ -733,7 +748,8 @@ class _Finder:
                 for c in consumers(v):
                     if c.op_type == "MatMul" and c.inputs[0] is v:
                         return c
-                    if c.op_type in ("Cast", "Identity", "Dropout", "Where", "QuantizeLinear", "DequantizeLinear"):
+                    if c.op_type in ("Cast", "Identity", "Dropout", "Where", "QuantizeLinear", "DequantizeLinear") or (
+                            c.op_type == "Reshape" and c.inputs[0] is v):  # DeBERTa: back to [batch * heads, S, S]
                         nxt.append(c.outputs[0])
             frontier = nxt
         return None
@@ -813,10 +829,254 @@ class _Finder:
                                      f"{heads} heads x {head_size}")
         split = [n for n in q_pl + k_pl + v_pl if n.op_type == "Reshape"]
         merge = [n for n in ctx_pl if n.op_type == "Reshape"]
+        rel = self.relative_terms(score, softmax, q, k, heads, head_size) if qkv is None else None
+        if rel is not None:
+            split += rel["reshapes"]
         sites = self.head_sites(split, merge, heads, all_head)
+        if rel is not None:
+            known = {(id(st.node), id(st.value), st.index) for st in sites}
+            for st in rel["sites"]:
+                if (id(st.node), id(st.value), st.index) not in known:
+                    known.add((id(st.node), id(st.value), st.index))
+                    sites.append(st)
+            if self._rank(score.inputs[0]) == 3:
+                # scores and context are [batch * heads, S, .] products: their [batch, heads, ., .] views
+                # (score -> Softmax, context -> O) hold the head count at position 1
+                known = {(id(st.node), id(st.value), st.index) for st in sites}
+                for r in self._views_between(score, softmax) + [n for n in ctx_pl if n.op_type == "Reshape"]:
+                    site = self._unflatten_front_site(r, heads)
+                    if site is not None and (id(site.node), id(site.value), site.index) not in known:
+                        known.add((id(site.node), id(site.value), site.index))
+                        sites.append(site)
         block = AttentionBlock(num_heads=heads, head_size=head_size, q=q, k=k, v=v, o=o, head_sites=sites,
                                score_bias=self.score_bias(score, softmax), qkv=qkv)
+        if rel is not None:
+            block.rel_linears, block.rel_constants = rel["linears"], rel["constants"]
+            block.rel_gathers = rel["gathers"]
+            self._rel_nodes[id(block)] = rel["nodes"]
         return block, x
+
+    # ------------------------------------------------------------------ disentangled attention (DeBERTa)
+    _REL_WALK = {"Add", "Div", "Mul", "Transpose", "GatherElements", "Cast", "Identity", "Dropout"}
+    _POS_PLUMBING = {"Transpose", "Reshape", "Tile", "Expand", "Unsqueeze", "Squeeze", "Identity", "Cast",
+                     "Dropout"}
+
+    def _rank(self, v: ir.Value | None) -> int | None:
+        if v is None:
+            return None
+        if v.shape is not None:
+            return len(v.shape)
+        p = v.producer()
+        if p is not None and p.op_type == "Reshape":
+            return self._reshape_rank(p)
+        if p is not None and p.op_type == "Transpose" and "perm" in p.attributes:
+            return len(p.attributes["perm"].value)
+        return None
+
+    def _views_between(self, score: ir.Node, softmax: ir.Node) -> list[ir.Node]:
+        """Reshapes on the single-reader path from the score MatMul to the Softmax."""
+        out, v = [], score.outputs[0]
+        for _ in range(12):
+            readers = data_consumers(v)
+            if len(readers) != 1 or readers[0] is softmax:
+                break
+            n = readers[0]
+            if n.op_type == "Reshape" and n.inputs[0] is v:
+                out.append(n)
+            elif n.op_type not in _MASK_OPS:
+                break
+            v = n.outputs[0]
+        return out
+
+    def _front_pieces(self, reshape: ir.Node) -> list[tuple[int | None, tuple | None]]:
+        """A Reshape's target shape from the FRONT: (value or None when computed, site or None); stops at
+        a computed piece of unknown length."""
+        s = reshape.inputs[1] if len(reshape.inputs) > 1 else None
+        arr = small_const(s)
+        if arr is not None:
+            return [(int(x), (reshape, s, i)) for i, x in enumerate(arr.reshape(-1))]
+        p = s.producer() if s is not None else None
+        if p is None or p.op_type != "Concat":
+            return []
+        out: list[tuple[int | None, tuple | None]] = []
+        for piece in p.inputs:
+            a = small_const(piece)
+            if a is not None:
+                out += [(int(x), (p, piece, i)) for i, x in enumerate(a.reshape(-1))]
+                continue
+            n = self._piece_len(piece)
+            if n is None:
+                break
+            out += [(None, None)] * n
+        return out
+
+    def _unflatten_front_site(self, r: ir.Node, heads: int) -> HeadSite | None:
+        """The head count of a [batch * heads, a, b] -> [batch, heads, a, b] view (position 1 of 4)."""
+        pieces = self._front_pieces(r)
+        if len(pieces) != 4 or pieces[1][0] != heads or pieces[1][1] is None:
+            return None
+        node, value, idx = pieces[1][1]
+        return HeadSite(node=node, kind=const_kind(value), value=value, attribute=None, index=idx,
+                        meaning="num_heads")
+
+    def _rel_products(self, start: ir.Value) -> tuple[list[ir.Node], list[ir.Node]] | None:
+        """From a term added to the scores back to the MatMuls of two activations it is made of (through
+        scales, Transposes and the GatherElements of relative positions): (those MatMuls, the
+        GatherElements); None when it holds no such product."""
+        mms: list[ir.Node] = []
+        gathers: list[ir.Node] = []
+        stack, seen = [start], set()
+        while stack and len(seen) < 64:
+            v = stack.pop()
+            if v is None or id(v) in seen or self.cone.is_const(v):
+                continue
+            seen.add(id(v))
+            p = v.producer()
+            if p is None:
+                continue
+            if p.op_type == "MatMul" and not (self.cone.is_const(p.inputs[0]) and self.cone.is_const(p.inputs[1])):
+                mms.append(p)  # Q or K times the projected positions (constant where the batch size is fixed)
+            elif p.op_type == "GatherElements":
+                gathers.append(p)
+                stack.append(p.inputs[0])
+            elif p.op_type in self._REL_WALK:
+                stack.extend(i for i in p.inputs if i is not None and not shape_derived(i, self._shape_memo))
+        return (mms, gathers) if mms else None
+
+    def relative_terms(self, score: ir.Node, softmax: ir.Node, q: Linear, k: Linear, heads: int,
+                       head_size: int) -> dict | None:
+        """DeBERTa's content-to-position and position-to-content terms added to the scores, or None when
+        the scores carry no such term. Each term is ``Q.(P_k)^T`` or ``K.(P_q)^T`` gathered by relative
+        position, where P is a projection of the relative-position embeddings (a constant cone) viewed per
+        head like Q and K: with Q's or K's own weight, its own weight, or a constant ORT's optimizer
+        folded. Raises StructureError for such a term it cannot read."""
+        v = score.outputs[0]
+        terms: list[ir.Value] = []
+        for _ in range(12):
+            readers = data_consumers(v)
+            if len(readers) != 1 or readers[0] is softmax:
+                break
+            n = readers[0]
+            if n.op_type == "Add" and len(n.inputs) == 2:
+                other = n.inputs[1] if n.inputs[0] is v else n.inputs[0]
+                if other is not None and not self.cone.is_const(other):
+                    terms.append(other)
+            elif n.op_type not in _MASK_OPS and n.op_type != "Reshape":
+                break
+            v = n.outputs[0]
+        mms: list[ir.Node] = []
+        gathers: list[ir.Node] = []
+        for t in terms:
+            found = self._rel_products(t)
+            if found is not None:
+                mms += found[0]
+                gathers += found[1]
+        if not mms:
+            return None
+        out: dict = {"linears": [], "constants": [], "gathers": gathers, "reshapes": [], "sites": [], "nodes": []}
+        own = {id(q.node), id(k.node)}
+        for mm in mms:
+            sides = [self.trace(i)[0] for i in mm.inputs[:2]]
+            content = [i for i, lin in enumerate(sides) if lin is not None and id(lin.node) in own]
+            if len(content) != 1:
+                raise StructureError(f"node '{_name(mm)}' (MatMul): a relative-position term on the scores that "
+                                     f"is not a product of Q or K with projected position embeddings")
+            self._relative_side(mm, 1 - content[0], heads, head_size, out)
+        for g in gathers:
+            idx = g.inputs[1]
+            e = idx.producer() if idx is not None else None
+            if e is not None and e.op_type == "Slice" and e.inputs:  # rows already cut to a pruned head count
+                idx = e.inputs[0]
+                e = idx.producer() if idx is not None else None
+            t = const_tensor(idx) if e is None or e.op_type != "Expand" else None
+            if t is not None and len(t.shape) >= 1:  # folded (static shapes): every row the same
+                a = t.numpy()
+                if bool(np.all(a == a[:1])):
+                    continue
+            if e is None or e.op_type != "Expand":
+                raise StructureError(f"node '{_name(g)}' (GatherElements): its relative-position index is not an "
+                                     f"Expand of one [1, S, S] table over batch x heads")
+        return out
+
+    def _relative_side(self, mm: ir.Node, i: int, heads: int, head_size: int, out: dict) -> None:
+        """Follow operand ``i`` of a relative-position product back to its projection or folded constant."""
+        v = mm.inputs[i]
+        nodes: list[ir.Node] = []
+        split = False
+        for _ in range(16):
+            p = v.producer() if v is not None else None
+            if p is not None and (p.op_type in LINEAR_OPS or p.op_type in ("Add", "Mul")):
+                # the projection (float, quantized or packed) and its bias, read as Q/K/V are
+                lin, pl, _ = self.trace(v, const_data=True)
+                if lin is not None:
+                    if lin.out_features != heads * head_size or not split:
+                        raise StructureError(f"node '{_name(lin.node)}' ({lin.node.op_type}): a relative-position "
+                                             f"projection {lin.out_features} wide, or not viewed per head, in an "
+                                             f"attention of {heads} heads x {head_size}")
+                    out["linears"].append(lin)
+                    out["nodes"] += [*nodes, *pl, lin.node] + ([lin.bias_node] if lin.bias_node else [])
+                    return
+            if p is None or p.op_type == "Constant" or const_tensor(v) is not None:
+                t = const_tensor(v)
+                shape = tuple(int(d) for d in t.shape) if t is not None else ()
+                reader = nodes[-1] if nodes else mm
+                idx = next(j for j, x in enumerate(reader.inputs) if x is v)
+                if split and shape and shape[-1] == heads * head_size:
+                    out["constants"].append((reader, idx, -1))
+                elif not split and len(shape) == 3 and shape[0] % heads == 0 and head_size in shape[1:] \
+                        and self._tiled_heads(t, heads):
+                    # [heads, 2 * span, head_size] (or its transpose), or that tiled over a fixed batch
+                    out["constants"].append((reader, idx, 0))
+                else:
+                    raise StructureError(f"node '{_name(reader)}' ({reader.op_type}): a folded relative-position "
+                                         f"constant of shape {list(shape)} with no head axis of {heads}")
+                out["nodes"] += nodes
+                return
+            if p.op_type not in self._POS_PLUMBING:
+                raise StructureError(f"node '{_name(p)}' ({p.op_type}): cannot follow a relative-position operand "
+                                     f"of '{_name(mm)}' back to its projection")
+            nodes.append(p)
+            if p.op_type == "Reshape":
+                pieces = self.shape_pieces(p)
+                if len(pieces) >= 2 and pieces[-2][0] == heads:
+                    split = True
+                    out["reshapes"].append(p)
+            if p.op_type in ("Tile", "Expand") and len(p.inputs) > 1:
+                out["sites"] += self._count_sites(p.inputs[1], heads)
+            v = p.inputs[0]
+        raise StructureError(f"node '{_name(mm)}' (MatMul): a relative-position operand too deep to follow")
+
+    @staticmethod
+    def _tiled_heads(t, heads: int) -> bool:
+        """True when a [k * heads, ..] constant is k copies of its first ``heads`` rows (k = 1: any)."""
+        a = t.numpy()
+        k = a.shape[0] // heads
+        return k == 1 or all(np.array_equal(a[:heads], a[b * heads:(b + 1) * heads]) for b in range(1, k))
+
+    def _count_sites(self, shape: ir.Value | None, heads: int) -> list[HeadSite]:
+        """Integer ``x / heads`` (or ``heads * x``) of a run-time size in the shape computation feeding a
+        Tile's repeats or an Expand's shape (``query.size(0) // heads``: the batch)."""
+        sites: list[HeadSite] = []
+        stack, seen = [shape], set()
+        while stack and len(seen) < 48:
+            v = stack.pop()
+            if v is None or id(v) in seen:
+                continue
+            seen.add(id(v))
+            p = v.producer()
+            if p is None:
+                continue
+            if p.op_type in ("Div", "Mul") and len(p.inputs) == 2:
+                for j in ((1,) if p.op_type == "Div" else (0, 1)):
+                    c = p.inputs[j]
+                    arr = small_const(c)
+                    if arr is not None and arr.size == 1 and arr.dtype.kind in "iu" and int(arr.reshape(-1)[0]) == heads:
+                        sites.append(HeadSite(node=p, kind=const_kind(c), value=c, attribute=None, index=None,
+                                              meaning="num_heads"))
+            if p.op_type in ("Concat", "Unsqueeze", "Squeeze", "Cast", "Reshape", "Div", "Mul", "Floor",
+                             "Identity", "ConstantOfShape", "Shape"):
+                stack.extend(p.inputs[:1] if p.op_type in ("Unsqueeze", "Squeeze", "Reshape") else p.inputs)
+        return sites
 
     def score_bias(self, score: ir.Node, softmax: ir.Node) -> list[tuple[ir.Node, int]]:
         """Additive terms between the score MatMul and the Softmax that are neither a scale nor derived
@@ -1453,6 +1713,10 @@ class _Finder:
                 if pre and a is not x and a.producer() is not None and a.producer() is x.producer():
                     extra = (a,)
             layer.nodes = self.layer_nodes(x, layer.output, extra)
+            rel_nodes = self._rel_nodes.get(id(att))
+            if rel_nodes:  # DeBERTa: the position projections' view, Tile and Transpose belong to the layer
+                ids = {id(n) for n in layer.nodes} | {id(n) for n in rel_nodes}
+                layer.nodes = [n for n in self.graph if id(n) in ids]
             layers.append(layer)
         self._mark_shared(layers)
         in_layer = {id(n) for layer in layers for n in layer.nodes}
@@ -1650,10 +1914,7 @@ _FAMILY_SIGNATURES = (
     ("electra", ("embeddings_project",)),
 )
 # what the structured passes lack for a family they refuse
-_UNSUPPORTED = {
-    "deberta-v2": "its disentangled attention (content-to-position and position-to-content terms from shared "
-                  "relative-position projections) is not supported by the structured passes",
-}
+_UNSUPPORTED: dict[str, str] = {}
 
 # unsupported families whose MatMul constants are not all projection weights (DeBERTa's relative-position
 # projections share the Q/K weights and ORT's optimizer folds them into constants): packing them without

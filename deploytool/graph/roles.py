@@ -54,6 +54,13 @@ Conventions
   (their ``Linear.bias`` is None). Quantized projections (``MatMulInteger`` + Cast + scale Mul,
   ``DynamicQuantizeMatMul``, ``MatMulNBits``) are Linears too; ``weight`` is then the stored
   (int8 / INT2 / packed uint8) tensor, and ``layout``/features describe the logical matrix.
+- Disentangled attention (DeBERTa-v2/v3): Q, K and V are viewed per head and flattened to
+  [batch * heads, S, head_size]; the scores (and the context) are viewed back as [batch, heads, ...]
+  around the mask (those views are head sites); the content-to-position ``Q.(P_k)^T`` and
+  position-to-content ``K.(P_q)^T`` terms added to the scores read projections P of the relative-position
+  embeddings (``AttentionBlock.rel_linears``: Q's/K's own weight or their own ``pos_*_proj``; or, after
+  ORT's optimizer, folded ``rel_constants``), repeated ``query.size(0) // heads`` times (a head site in
+  the integer Div) and gathered by relative position (``rel_gathers``).
 - ``AttentionBlock.score_bias``: additive terms on the attention scores that do not come from a
   graph input (the padding mask does): a relative-position bias with one slice per head.
 - A bias or weight may be an ``Identity`` alias of a shared initializer (the TorchScript exporter
@@ -112,6 +119,22 @@ class AttentionBlock:
     # that keeps heads must give this layer its own selection of the bias's head axis (-3).
     score_bias: list[tuple[ir.Node, int]] = dataclasses.field(default_factory=list)
     qkv: Linear | None = None  # packed QKV weight (fused Attention, or an unfused packed projection)
+    # DeBERTa's disentangled attention (content-to-position and position-to-content terms): the
+    # relative-position embeddings' projections, viewed per head like Q and K. ``rel_linears``: those
+    # still computed in the graph (MatMul of the embeddings' constant cone with Q's or K's own weight, or
+    # their own pos_*_proj); their output features are head-major like Q's. ``rel_constants``: ones ORT's
+    # optimizer folded into constants, as (the node reading it, input index, head axis): axis 0 for a
+    # [heads, 2*span, head_size] constant, -1 for a [.., heads * head_size] one. ``rel_gathers``: the
+    # GatherElements picking each query's relative positions, whose index is a [batch * heads, S, S]
+    # broadcast of one [1, S, S] table. A pass that keeps heads slices all three with Q/K/V.
+    rel_linears: list[Linear] = dataclasses.field(default_factory=list)
+    rel_constants: list[tuple[ir.Node, int, int]] = dataclasses.field(default_factory=list)
+    rel_gathers: list[ir.Node] = dataclasses.field(default_factory=list)
+
+    @property
+    def relative(self) -> bool:
+        """True for disentangled (DeBERTa) attention."""
+        return bool(self.rel_linears or self.rel_constants)
 
     @property
     def all_head_size(self) -> int:

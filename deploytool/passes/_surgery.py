@@ -108,7 +108,7 @@ def get_shape(value: ir.Value) -> tuple[int, ...]:
 
 def set_array(value: ir.Value, arr: np.ndarray) -> None:
     """Replace the data of an initializer or Constant output (its consumers see the new tensor)."""
-    arr = np.ascontiguousarray(arr)
+    arr = np.asarray(arr, order="C")  # not ascontiguousarray: it turns a scalar (a head count) into [1]
     tensor = ir.Tensor(arr, name=value.name)
     prod = value.producer()
     if prod is not None and prod.op_type == "Constant":
@@ -455,6 +455,73 @@ def _select_score_bias(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int
         layer.nodes.append(gather)
 
 
+def _keep_relative_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int], idx: np.ndarray) -> None:
+    """DeBERTa: the relative-position projections keep the same heads as Q/K/V (a projection sharing Q's
+    weight reuses Q's edited copy), a folded projection constant its own selection along its head axis,
+    and each relative-position GatherElements an index cut to the product's batch x heads rows."""
+    att = layer.attention
+    if not att.relative:
+        return
+    tag = f"L{layer.index}"
+    for lin in att.rel_linears:
+        keep_out(graph, lin, idx, tag)
+    for node, i, axis in att.rel_constants:
+        value = node.inputs[i]
+        source = value
+        new = ir.Value(name=_unique_name(graph, f"{value.name or 'rel_const'}__{tag}"))
+        if axis == 0:
+            # [heads, ..], or that tiled over a static batch ([batch * heads, ..]): each copy keeps the heads
+            n = get_shape(source)[0]
+            keep = np.asarray([b * att.num_heads + h for b in range(n // att.num_heads) for h in heads],
+                              dtype=np.int64)
+            shape = list(get_shape(source))
+            shape[0] = len(keep)
+            take = (lambda a, k=keep: np.take(a, k, axis=0))
+        else:
+            shape = list(get_shape(source))
+            shape[-1] = len(idx)
+            take = (lambda a, k=np.asarray(idx, dtype=np.int64): np.take(a, k, axis=-1))
+        new.const_value = ir.Tensor(np.ascontiguousarray(take(get_array(source))), name=new.name)
+        new.shape, new.type = ir.Shape(shape), ir.TensorType(new.const_value.dtype)
+        graph.register_initializer(new)
+        node.replace_input_with(i, new)
+    if len(heads) == att.num_heads:
+        return  # a permutation: the index's batch x heads rows are all the same row
+    for g in att.rel_gathers:
+        # the index is one [1, S, S] table broadcast over the batch x heads rows of the product it reads;
+        # the product now has batch x kept heads rows: keep that many of the index's (identical) rows
+        data, index = g.inputs[0], g.inputs[1]
+        if _rows_cut(g):
+            continue  # an earlier head edit's cut follows the product's rows at run time
+        base = f"{g.name or 'rel_gather'}__rows_{tag}"
+        zero = ir.Value(name=_unique_name(graph, f"{base}_zero"))
+        zero.const_value = ir.Tensor(np.zeros(1, dtype=np.int64), name=zero.name)
+        zero.shape, zero.type = ir.Shape([1]), ir.TensorType(ir.DataType.INT64)
+        graph.register_initializer(zero)
+        # Shape's start/end need opset 15: Shape, then Gather of its first element
+        shape = ir.node("Shape", inputs=[data], name=_new_node_name(graph, f"{base}_shape"))
+        shape.outputs[0].name = _new_value_name(graph, f"{base}_dims")
+        rows = ir.node("Gather", inputs=[shape.outputs[0], zero], attributes={"axis": 0},
+                       name=_new_node_name(graph, f"{base}_rows"))
+        rows.outputs[0].name = _new_value_name(graph, f"{base}_n")
+        cut = ir.node("Slice", inputs=[index, zero, rows.outputs[0], zero], name=_new_node_name(graph, f"{base}_slice"))
+        cut.outputs[0].name = _new_value_name(graph, f"{base}_index")
+        cut.outputs[0].type = index.type
+        graph.insert_before(g, [shape, rows, cut])
+        g.replace_input_with(1, cut.outputs[0])
+        layer.nodes += [shape, rows, cut]
+
+
+def _rows_cut(g: ir.Node) -> bool:
+    """True when ``g``'s index is already ``Slice(index, 0, Shape(data)[0], axis 0)`` of its own data."""
+    cut = g.inputs[1].producer() if g.inputs[1] is not None else None
+    if cut is None or cut.op_type != "Slice" or len(cut.inputs) < 3 or cut.inputs[2] is None:
+        return False
+    rows = cut.inputs[2].producer()
+    shape = rows.inputs[0].producer() if rows is not None and rows.op_type == "Gather" else None
+    return shape is not None and shape.op_type == "Shape" and shape.inputs[0] is g.inputs[0]
+
+
 def keep_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int]) -> None:
     """Keep ``heads`` of ``layer`` in the given order (a permutation reorders, a subset prunes)."""
     att = layer.attention
@@ -485,6 +552,7 @@ def keep_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int]) -> No
         raise StructureError(f"layer {layer.index}: attention has no Q/K/V weights to slice")
     keep_in(graph, att.o, idx, tag)
     _select_score_bias(graph, layer, heads)
+    _keep_relative_heads(graph, layer, heads, idx)
     if len(heads) != att.num_heads:
         if not att.head_sites:
             raise StructureError(f"layer {layer.index}: no place in the graph encodes the head count; "

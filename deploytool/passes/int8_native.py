@@ -358,6 +358,9 @@ class _Planner:
         if att.score_bias:
             raise NativeUnsupported(f"{where}: a per-head score bias ('{_name(att.score_bias[0][0])}'); "
                                     "QAttention has no input for it")
+        if att.relative:
+            raise NativeUnsupported(f"{where}: disentangled attention (DeBERTa's relative-position terms on the "
+                                    "scores); QAttention has no input for them")
         width = att.num_heads * att.head_size
         hidden = att.q.in_features
         if width != hidden:

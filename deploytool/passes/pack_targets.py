@@ -67,6 +67,14 @@ def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], dict[str, ir
             raise PassRefusedError(f"{e}; packing needs that structure to tell projection weights from other "
                                    "MatMul constants") from e
         return {}, {}, f"structure finder unavailable ({type(e).__name__}: {e})"
+    folded = next((layer for layer in st.layers if layer.attention.rel_constants), None)
+    if folded is not None:
+        node = folded.attention.rel_constants[0][0]
+        # the quantized Q/K would meet position projections computed from their float weights: the packed
+        # model would not be the packed network (its reference packs Q/K for both uses)
+        raise PassRefusedError(f"layer {folded.index}'s relative-position projections ({st.family}) were folded "
+                               f"into constants (read by '{node.name}') from the float Q/K weights by ONNX "
+                               f"Runtime's optimizer; pack the export before optimizing it")
     roles: dict[int, str] = {}
     for layer in st.layers:
         for lin in layer.attention_linears():

@@ -364,7 +364,7 @@ def _ffn_pairs(model) -> list[tuple[object, str, str]]:
         return [(g.albert_layers[0], "ffn", "ffn_output") for g in _base(model).encoder.albert_layer_groups]
     if mt == "distilbert":
         return [(la.ffn, "lin1", "lin2") for la in _layers(model)]
-    if mt in ("bert", "roberta", "xlm-roberta", "electra", "mpnet"):
+    if mt in ("bert", "roberta", "xlm-roberta", "electra", "mpnet", "deberta-v2"):
         return [(la, "intermediate.dense", "output.dense") for la in _layers(model)]
     raise NotImplementedError(f"no independent FFN reference for {mt}")
 
@@ -458,6 +458,27 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
             att.Wqkv = _slice_linear(att.Wqkv, torch.cat([idx, idx + a, idx + 2 * a]), 0)
             att.Wo = _slice_linear(att.Wo, idx, 1)
             att.num_heads = len(keep)
+            att.all_head_size = len(keep) * d
+        return
+    if mt == "deberta-v2":
+        # transformers has no prune_heads for DeBERTa: module surgery. DisentangledSelfAttention views each of
+        # query_proj/key_proj/value_proj(h) as [bs, seq, num_heads, head_size] (rows head * head_size + d); the
+        # relative-position embeddings go through query_proj/key_proj too (share_att_key) or their own
+        # pos_query_proj/pos_key_proj, viewed the same way, repeated size(0) // num_heads times; the context is
+        # merged back to [bs, seq, all_head_size] before attention.output.dense.
+        for i, layer in enumerate(_layers(model)):
+            heads = removed.get(i, [])
+            if not heads:
+                continue
+            att = layer.attention.self
+            d, h = att.attention_head_size, att.num_attention_heads
+            keep = [j for j in range(h) if j not in heads]
+            idx = torch.as_tensor([j * d + e for j in keep for e in range(d)], dtype=torch.long)
+            for name in ("query_proj", "key_proj", "value_proj", "pos_query_proj", "pos_key_proj"):
+                if hasattr(att, name):
+                    setattr(att, name, _slice_linear(getattr(att, name), idx, 0))
+            layer.attention.output.dense = _slice_linear(layer.attention.output.dense, idx, 1)
+            att.num_attention_heads = len(keep)
             att.all_head_size = len(keep) * d
         return
     if mt not in ("bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet", "albert", "mobilebert"):

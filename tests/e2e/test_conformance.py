@@ -53,8 +53,11 @@ SUPPORTED = [
     # LayerNorm variant, Q/K/V on the input bottleneck, 3 FFNs; ORT fuses Attention and SkipLayerNorm
     ("mobilebert-ln", "optimum", 2),
 ]
-# families the structured passes refuse by name (DeBERTa: pack too); int8 still works on them
-REFUSED = [("deberta-v2", "optimum")]
+# DeBERTa-v2/v3's disentangled attention: Q/K/V flattened to [batch * heads, S, d], the scores viewed back per
+# head around the mask, content-to-position and position-to-content terms from the relative-position
+# embeddings projected by Q's and K's own weights, repeated query.size(0) // heads times
+DEBERTA = [("deberta-v2", "dynamo", 0),  # one shape Concat shared by every layer's views, Q/K weights shared
+           ("deberta-v2", "torchscript-17", 0)]  # Identity aliases of Q/K weights, an integer Div by the heads
 
 
 @pytest.fixture(scope="module")
@@ -90,23 +93,30 @@ def test_passes_equal_reference(model, exporter, level, work):
     assert all(c.max_diff is not None and c.max_diff <= C.TOL for c in cells if c.status == "equal")
 
 
-@pytest.mark.slow  # 26 s: DeBERTa's optimum export
-@pytest.mark.parametrize("model,exporter", REFUSED, ids=[f"{m}-{e}" for m, e in REFUSED])
-def test_unsupported_families_refused_by_name(model, exporter, work):
-    cells = _cells(model, exporter, 0, work)
-    family = C.MODEL_BY_NAME[model].family
+@pytest.mark.parametrize("model,exporter,level", DEBERTA, ids=[f"{m}-{e}-O{lv}" for m, e, lv in DEBERTA])
+def test_deberta_passes_equal_reference(model, exporter, level, work):
+    """Every pass on DeBERTa equals its reference: heads by module surgery on DisentangledSelfAttention (the
+    relative-position projections go through the sliced Q/K), pack's TWN/BWN of Q/K used for both terms."""
+    cells = _cells(model, exporter, level, work)
+    bad = [f"{c.pass_name}: {c.status} {c.detail}" for c in cells if c.status not in ("equal", "close")]
+    assert not bad, "\n".join(bad)
+    assert {c.pass_name for c in cells if c.status == "close"} == set(C.CLOSE_PASSES)
+
+
+@pytest.mark.slow  # DeBERTa's export and ORT's optimizer
+def test_deberta_folded_positions(work):
+    """ORT's optimizer folds each layer's relative-position projections into [heads, 2 * span, head_size]
+    constants: the structured passes take each layer's kept heads of them; pack refuses (packing Q/K would
+    leave the folded float projections of the unpacked weights), naming the folding."""
+    cells = _cells("deberta-v2", "torchscript-17", 1, work)
     by = {c.pass_name: c for c in cells}
-    for p in ("slice-0.5-0.75", "slice-1-0.5", "prune-heads", "prune-ffn", "reorder"):
-        assert by[p].status == "refused", (p, by[p].status, by[p].detail)
-        assert by[p].detail.startswith(f"{family}: ") and "not supported" in by[p].detail
-    assert by["int8"].status == "close", by["int8"].detail
-    if family == "deberta-v2":
-        # packing needs the structure too: DeBERTa's position projections share the Q/K weights and ORT's
-        # optimizer folds them into constants, which packing every MatMul weight would leave fp32
-        for p in (p for p in C.PASSES if p.startswith("pack")):
-            assert by[p].status == "refused" and by[p].detail.startswith(f"{family}: "), (p, by[p].detail)
-    else:  # every MatMul constant is a projection weight: packed all, equal to the reference
-        assert by["pack"].status == "equal", by["pack"].detail
+    for p in ("slice-0.5-0.75", "slice-0.75-0.5", "slice-0.25-1", "slice-1-0.5", "prune-heads", "prune-ffn",
+              "reorder"):
+        assert by[p].status == "equal", (p, by[p].status, by[p].detail)
+    assert by["int8"].status == "close" and by["fp16"].status == "close"
+    for p in (p for p in C.PASSES if p.startswith("pack")):
+        assert by[p].status == "refused", (p, by[p].detail)
+        assert "folded into constants" in by[p].detail and "pack the export before optimizing" in by[p].detail
 
 
 @pytest.mark.slow  # DeBERTa's exports
@@ -127,7 +137,10 @@ CHAIN_GRAPHS = [("bert", "optimum", 0), ("mpnet", "torchscript-17", 0), ("bert",
                 ("modernbert", "optimum", 0),
                 # a second head edit on a pruned static dynamo export: a layer left with 4 heads of size 4 has
                 # K's unflatten target [3, 4, 4, 8], whose heads are at -3 though -2 holds the same number
-                ("bert", "dynamo-static", 0)]
+                ("bert", "dynamo-static", 0),
+                # DeBERTa on a static export (its relative-position gather index a constant [batch * heads, S, S]):
+                # a second head edit keeps the first one's cut of it, which follows the product's rows at run time
+                ("deberta-v2", "torchscript-static", 0)]
 
 
 @pytest.mark.parametrize("model,exporter,level", CHAIN_GRAPHS, ids=[f"{m}-{e}-O{lv}" for m, e, lv in CHAIN_GRAPHS])
