@@ -57,6 +57,10 @@ def bench(models: tuple[str, ...], seq_len: tuple[int, ...], batch: int, threads
         from deploytool.profiles import load_profile
 
         prof = load_profile(profile, profiles_dirs)
+    elif profiles_dirs:  # no profile to look up, but a folder that does not exist is still a mistake
+        from deploytool.profiles import profile_names
+
+        profile_names(profiles_dirs)
     import os
     import shlex
 

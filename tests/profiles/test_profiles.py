@@ -217,3 +217,17 @@ def test_bench_with_a_profile_records_the_fallback(tiny_onnx, tmp_path):
     assert res["providers_skipped"][0]["provider"] == "XnnpackExecutionProvider"
     r = _cli("bench", str(tiny_onnx()), "--profile", "kirin99", "-o", str(tmp_path / "c.json"))
     assert r.exit_code == 2 and not (tmp_path / "c.json").exists()
+
+
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_cli_bench_without_profile_checks_profiles_dir(tmp_path, how):
+    """bench with no --profile still refuses a profiles folder that does not exist (it was ignored)."""
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not read: the folder is checked first")
+    bad = tmp_path / "nope"
+    if how == "option":
+        r = CliRunner().invoke(main, ["bench", str(model), "--profiles-dir", str(bad)])
+    else:
+        r = CliRunner(env={"DEPLOYTOOL_PROFILES_DIR": str(bad)}).invoke(main, ["bench", str(model)])
+    assert r.exit_code == 2, r.output
+    assert [ln for ln in r.stderr.splitlines() if ln.strip()] == [f"error: profiles dir {bad}: no such folder"]
