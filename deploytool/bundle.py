@@ -311,11 +311,13 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
                         "bytes": r.bytes_after, "note": "the .ort is made from this repack of the source "
                         "(deploytool repack --runtime memory: the same codes and scales, MatMulNBits 2-bit)"}
         data = external_data_files(model)
+        feeds = make_feeds(plan, 1, cfg.seq_len, cfg.seed)
+        # the source first: a model that cannot run the fixed input (a sequence past what it supports) is
+        # named, not the staged .ort made from it
+        y_onnx = run_ort(model, feeds)
         ort_path, ops_path = convert_to_ort(model, data, stage, style=cfg.style)
         session = _session(cfg)
-        feeds = make_feeds(plan, 1, cfg.seq_len, cfg.seed)
         y_ort = run_ort(ort_path, feeds, config_entries=session["config_entries"])
-        y_onnx = run_ort(model, feeds)
         diff = max(float(np.max(np.abs(y_ort[k].astype(np.float64) - y_onnx[k].astype(np.float64))))
                    if y_ort[k].size else 0.0 for k in y_ort)
         tok = _tokenizer(source, cfg, stage)

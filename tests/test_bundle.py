@@ -233,3 +233,27 @@ def test_bundle_repack_memory_keeps_the_ort_small(tiny_onnx, tmp_path):
         ["memory.onnx", "packed.onnx", "plain", "small"]
     bad = _bundle([str(src), "--profile", "snapdragon-sm8650", "-o", str(tmp_path / "x"), "--no-qnn", "--repack-memory"])
     assert bad.exit_code == 2 and "no 'deploytool.packing' record" in bad.stderr and not (tmp_path / "x").exists()
+
+
+def test_bundle_seq_len_the_model_cannot_run(tmp_path, capfd):
+    """A model whose graph fixes the sequence length inside (a Reshape to [1, 8]; no position table to read a
+    limit from): a --seq-len it cannot run fails in one line naming the user's file, not the staged .ort built
+    from it, and leaves no folder."""
+    from onnx import TensorProto, helper
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [1, 8])
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["input_ids"], ["f"], to=TensorProto.FLOAT),
+         helper.make_node("Reshape", ["f", "shape"], ["last_hidden_state"])], "fixed",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "sequence"])],
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, [1, 8])], [shape])
+    src = tmp_path / "fixed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), src)
+    out = tmp_path / "out"
+    assert _bundle([str(src), "--profile", "kirin990", "-o", str(out), "--seq-len", "8"]).exit_code == 0
+    shutil.rmtree(out)
+    line = _one_line(_bundle([str(src), "--profile", "kirin990", "-o", str(out), "--seq-len", "12"]))
+    assert line.startswith(f"error: {src}: ONNX Runtime cannot run it"), line
+    assert ".ort" not in line and ".tmp" not in line
+    assert "onnxruntime" not in capfd.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
