@@ -87,7 +87,7 @@ class AccuracyRecord:
         return f"{self.value:.{nd}f}% [{self.low:.{nd}f}-{self.high:.{nd}f}] n={self.n}"
 
     def to_dict(self, *, with_scores: bool = False) -> dict[str, Any]:
-        d: dict[str, Any] = {"accuracy": round(self.value, 3), "metric": self.metric, "n": self.n,
+        d: dict[str, Any] = {"accuracy": round(self.value, 3), "unit": "percent", "metric": self.metric, "n": self.n,
                              "ci95": None if self.low is None else [round(self.low, 3), round(self.high, 3)],
                              "examples": self.examples}
         if with_scores and self.scores is not None:
@@ -302,6 +302,23 @@ def _record(p: Path, name: str, item: dict, scale: float) -> AccuracyRecord:
     return AccuracyRecord(v, n, low, high, metric, str(examples) if examples else None, scores)
 
 
+UNITS = ("percent", "fraction")
+
+
+def _unit(p: Path, data: Any, items: list[tuple[str, dict]]) -> str | None:
+    """The file's stated unit (``"unit"`` at its top level or on any entry; one per file, which entries that
+    state none share), or None (then inferred from the values)."""
+    stated = {str(it["unit"]) for _, it in items if "unit" in it}
+    if isinstance(data, dict) and "unit" in data:
+        stated.add(str(data["unit"]))
+    bad = sorted(stated - set(UNITS))
+    if bad:
+        raise InputFileError(f"{p}: unit {bad[0]!r} is not one of {', '.join(UNITS)}")
+    if len(stated) > 1:
+        raise InputFileError(f"{p}: states units {' and '.join(sorted(stated))}; give every accuracy in one unit")
+    return stated.pop() if stated else None
+
+
 def load_accuracy_records(paths: Sequence[Path]) -> AccuracySet:
     out = AccuracySet({})
     for p in paths:
@@ -324,17 +341,26 @@ def load_accuracy_records(paths: Sequence[Path]) -> AccuracySet:
             raise InputFileError(f"{p}: expected a deploytool eval record, {{'models': {{name: accuracy}}}} "
                                  "or a list of {'model', 'accuracy'}")
         vals = [_num(p, name, it.get("accuracy", it.get("value")), "accuracy") for name, it in items]
-        # one unit per file: every value <= 1 (fractions, shown in percent) or every value > 1 (percent)
-        fractions = [name for (name, _), v in zip(items, vals) if v <= 1]
-        percents = [name for (name, _), v in zip(items, vals) if v > 1]
-        if fractions and percents:
-            raise InputFileError(f"{p}: mixes fractions (<= 1: {', '.join(fractions[:3])}) and percents "
-                                 f"(> 1: {', '.join(percents[:3])}); give every accuracy in one unit")
-        for (name, _), v in zip(items, vals):
-            if v > 100:
-                raise InputFileError(f"{p}: accuracy of {name!r} must be a fraction in [0, 1] or a percent "
-                                     f"in [0, 100], got {v!r}")
-        scale = 100.0 if not percents else 1.0  # fractions -> percent
+        unit = _unit(p, data, items)
+        if unit is not None:  # stated: no guessing (a broken model's 0.8 % is not 80 %)
+            top = 1.0 if unit == "fraction" else 100.0
+            for (name, _), v in zip(items, vals):
+                if v > top:
+                    raise InputFileError(f"{p}: accuracy of {name!r} is {v!r}, over {top:g} for unit {unit!r}")
+            scale = 100.0 if unit == "fraction" else 1.0
+        else:
+            # one unit per file: every value <= 1 (fractions, shown in percent) or every value > 1 (percent)
+            fractions = [name for (name, _), v in zip(items, vals) if v <= 1]
+            percents = [name for (name, _), v in zip(items, vals) if v > 1]
+            if fractions and percents:
+                raise InputFileError(f"{p}: mixes fractions (<= 1: {', '.join(fractions[:3])}) and percents "
+                                     f"(> 1: {', '.join(percents[:3])}); give every accuracy in one unit "
+                                     "(or say which: \"unit\": \"percent\" or \"fraction\")")
+            for (name, _), v in zip(items, vals):
+                if v > 100:
+                    raise InputFileError(f"{p}: accuracy of {name!r} must be a fraction in [0, 1] or a percent "
+                                         f"in [0, 100], got {v!r}")
+            scale = 100.0 if not percents else 1.0  # fractions -> percent
         for name, it in items:
             rec = _record(p, name, it, scale)
             if it.get("role") == "reference":

@@ -204,3 +204,29 @@ def test_pick_keeps_the_faster_when_it_is_faster_in_every_run():
     pk = pick(cands, record=lambda c: c[3], cost=lambda c: (c[1], c[2]), name=lambda c: c[0],
               same_speed=_paired_speed(samples), then=lambda c: (c[2], c[0]))
     assert pk.chosen[0] == "big-fast" and "not measurably slower" not in pk.note
+
+
+def test_a_stated_unit_is_not_guessed(tmp_path):
+    """deploytool's own records say "unit": "percent": a broken model's 0.8 % stays 0.8 %, not 80 %; a file may
+    state "fraction" instead; one unit per file, and a unit that is not one is refused by name."""
+    import json
+
+    from deploytool.errors import InputFileError
+
+    r = AccuracyRecord.from_correct(np.r_[np.ones(8), np.zeros(992)].astype(bool))
+    assert r.to_dict()["unit"] == "percent" and r.value == 0.8
+    f = tmp_path / "acc.json"
+    f.write_text(json.dumps([{"model": "broken.onnx", **r.to_dict()}, {"model": "other.onnx", "accuracy": 0.9}]))
+    s = load_accuracy_records([f])
+    assert s.lookup(str(tmp_path / "broken.onnx"), "broken").value == 0.8
+    assert s.lookup(str(tmp_path / "other.onnx"), "other").value == 0.9  # the file's unit: percent
+    f.write_text(json.dumps({"unit": "fraction", "models": {"a": 0.5, "b": 1.0}}))
+    s = load_accuracy_records([f])
+    assert (s.lookup(str(tmp_path / "a"), "a").value, s.lookup(str(tmp_path / "b"), "b").value) == (50.0, 100.0)
+    for data, why in [({"unit": "fraction", "models": {"a": 77.0}}, "over 1 for unit 'fraction'"),
+                      ({"unit": "%", "models": {"a": 77.0}}, "unit '%' is not one of percent, fraction"),
+                      ([{"model": "a", "accuracy": 0.5, "unit": "fraction"},
+                        {"model": "b", "accuracy": 50, "unit": "percent"}], "states units fraction and percent")]:
+        f.write_text(json.dumps(data))
+        with pytest.raises(InputFileError, match=why):
+            load_accuracy_records([f])
