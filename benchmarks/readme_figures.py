@@ -991,18 +991,23 @@ def render_conformance(results: Path) -> str:
     full = [m for m, (ok, app) in by_family.items() if app and ok == app]
     partial = [m for m in by_family if m not in full]
     # refused by name: a family the structured passes do not edit ("deberta-v2: its disentangled attention ...")
-    named = [cell for cell in d["cells"] if cell["status"] == "refused" and cell["detail"].startswith(cell["model"] + ":")]
+    named = [cell for cell in d["cells"] if cell["status"] == "refused" and cell["detail"].startswith(cell["model"] + ":")
+             and "not supported" in cell["detail"]]
     refused = sorted({cell["model"] for cell in named})
     other_refused = c.get("refused", 0) - len(named)
     unnamed = [cell for cell in d["cells"] if cell["status"] == "refused" and cell not in named]
     # the other refusals, by model: which passes, on which graphs (exporter, optimizer level)
-    other: dict[str, tuple[set[str], set[str]]] = {}
+    # by model and reason (the refusal up to its first parenthesis or semicolon)
+    other: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
     for cell in unnamed:
-        ps, graphs = other.setdefault(cell["model"], (set(), set()))
+        reason = cell["detail"].split(" (", 1)[0].split(";", 1)[0]
+        reason = reason.split(": ", 1)[1] if reason.startswith(cell["model"].split("-v")[0]) and ": " in reason else reason
+        ps, graphs = other.setdefault((cell["model"], reason), (set(), set()))
         ps.add(cell["pass_name"])
         graphs.add(f"{cell['exporter']} O{cell['opt_level']}")
-    other_text = "; ".join(f"{m}: {', '.join(sorted(ps))} on {', '.join(sorted(gs))}"
-                           for m, (ps, gs) in sorted(other.items()))
+    other_text = "; ".join(f"{m}: {', '.join(p for p in d['passes'] if p in ps)} on "
+                           + (', '.join(sorted(gs)) if len(gs) <= 3 else f"{len(gs)} graphs") + f", {why}"
+                           for (m, why), (ps, gs) in sorted(other.items()))
     # the passes that work on every graph of the refused families
     working = [p for p in d["passes"] if all(cell["status"] in ("equal", "close") for cell in d["cells"]
                                              if cell["model"] in refused and cell["pass_name"] == p)

@@ -403,7 +403,13 @@ def _flops(s: EncoderStructure, seq: int) -> tuple[int, dict[str, int]]:
     parts = {"attention_projections": 0, "attention_scores_context": 0, "ffn": 0, "other": 0}
     for layer in s.layers:
         a = layer.attention
+        rel = {id(x) for x in a.rel_linears}
         for lin in layer.attention_linears():
+            if id(lin) in rel:  # DeBERTa: a projection of the 2 * span relative-position embeddings, not of tokens
+                x = lin.node.inputs[0].shape if lin.node.inputs[0] is not None else None
+                rows = x[-2] if x is not None and len(x) >= 2 and isinstance(x[-2], int) else 0
+                parts["attention_projections"] += 2 * rows * lin.in_features * lin.out_features
+                continue
             parts["attention_projections"] += 2 * seq * lin.in_features * lin.out_features
         parts["attention_scores_context"] += 2 * (2 * seq * seq * a.num_heads * a.head_size)
         for lin in layer.ffn_linears():

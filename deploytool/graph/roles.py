@@ -210,10 +210,13 @@ class EncoderLayer:
         return out
 
     def attention_linears(self) -> list[Linear]:
-        """The projections on the attention side: Q/K/V/O (or packed QKV) and the bottlenecks that feed
-        the attention (all but the output bottleneck)."""
+        """The projections on the attention side: Q/K/V/O (or packed QKV), the bottlenecks that feed the
+        attention (all but the output bottleneck) and DeBERTa's relative-position projections with their own
+        weights."""
         a = self.attention
-        return [x for x in (a.q, a.k, a.v, a.o, a.qkv, *self.bottlenecks[:-1]) if x is not None]
+        out = [x for x in (a.q, a.k, a.v, a.o, a.qkv, *self.bottlenecks[:-1]) if x is not None]
+        # DeBERTa's position projections: their own weights (pos_*_proj), or Q's/K's, listed once
+        return out + [x for x in a.rel_linears if all(x.weight is not y.weight for y in out)]
 
     def ffn_linears(self) -> list[Linear]:
         """The projections on the FFN side: every FFN's two and the output bottleneck."""

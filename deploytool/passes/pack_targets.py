@@ -72,9 +72,9 @@ def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], dict[str, ir
         node = folded.attention.rel_constants[0][0]
         # the quantized Q/K would meet position projections computed from their float weights: the packed
         # model would not be the packed network (its reference packs Q/K for both uses)
-        raise PassRefusedError(f"layer {folded.index}'s relative-position projections ({st.family}) were folded "
-                               f"into constants (read by '{node.name}') from the float Q/K weights by ONNX "
-                               f"Runtime's optimizer; pack the export before optimizing it")
+        raise PassRefusedError(f"{st.family}: the relative-position projections are folded float constants, not "
+                               f"MatMuls of their weights (packing would leave them unpacked; pack the export "
+                               f"before ONNX Runtime's optimizer); layer {folded.index}'s is read by '{node.name}'")
     roles: dict[int, str] = {}
     for layer in st.layers:
         for lin in layer.attention_linears():

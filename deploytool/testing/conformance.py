@@ -126,6 +126,16 @@ def _configs() -> dict[str, Callable]:
         "deberta-v2": lambda: tr.DebertaV2Config(**common, relative_attention=True, pos_att_type=["p2c", "c2p"],
                                                  position_buckets=16, max_relative_positions=-1,
                                                  norm_rel_ebd="layer_norm", share_att_key=True),
+        # DeBERTa-v3's own configuration: no absolute position embeddings (position_biased_input false), one
+        # token type (type_vocab_size 0), log-bucketed relative positions
+        "deberta-v3": lambda: tr.DebertaV2Config(**common, relative_attention=True, pos_att_type=["p2c", "c2p"],
+                                                 position_buckets=16, max_relative_positions=-1,
+                                                 norm_rel_ebd="layer_norm", share_att_key=True,
+                                                 position_biased_input=False, type_vocab_size=0),
+        # the other wiring: its own pos_key_proj / pos_query_proj (share_att_key false), no position buckets
+        "deberta-v2-ownpos": lambda: tr.DebertaV2Config(**common, relative_attention=True,
+                                                        pos_att_type=["p2c", "c2p"], position_buckets=-1,
+                                                        max_relative_positions=-1, share_att_key=False),
         "modernbert": lambda: tr.ModernBertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS,
                                                   intermediate_size=FFN, num_hidden_layers=LAYERS,
                                                   max_position_embeddings=MAX_POS, global_attn_every_n_layers=2,
@@ -146,7 +156,8 @@ class ModelCase:
 
     @property
     def token_types(self) -> bool:
-        return self.family in ("bert", "bert-odd", "electra", "albert", "mobilebert", "mobilebert-ln", "deberta-v2")
+        return self.family in ("bert", "bert-odd", "electra", "albert", "mobilebert", "mobilebert-ln", "deberta-v2",
+                               "deberta-v3", "deberta-v2-ownpos")
 
 
 MODELS = (
@@ -165,10 +176,13 @@ MODELS = (
     ModelCase("mobilebert", "mobilebert"),  # NoNorm, shared Q/K bottleneck, 2 FFNs per layer
     ModelCase("mobilebert-ln", "mobilebert-ln"),  # LayerNorm, Q/K/V on the input bottleneck, 3 FFNs
     ModelCase("deberta-v2", "deberta-v2"),
+    ModelCase("deberta-v3", "deberta-v3"),
     ModelCase("modernbert", "modernbert"),
     ModelCase("modernbert-seqcls", "modernbert", "sequence-classification"),
 )
-MODEL_BY_NAME = {m.name: m for m in MODELS}
+# cases outside the matrix, for tests: DeBERTa with its own relative-position projections
+EXTRA_MODELS = (ModelCase("deberta-v2-ownpos", "deberta-v2-ownpos"),)
+MODEL_BY_NAME = {m.name: m for m in MODELS + EXTRA_MODELS}
 
 
 def build_model(case: ModelCase, *, attn: str | None = None, seed: int = 0):
