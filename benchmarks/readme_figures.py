@@ -1071,10 +1071,11 @@ def render_conformance_chains(results: Path) -> str:
             continue
         reason = x["detail"].split(") ", 1)[-1]
         family = reason.split(":", 1)[0]
-        if " " not in family and family in {y["model"] for y in d["cells"]}:
+        if " " not in family and family in {y["model"] for y in d["cells"]} and "not supported" in reason:
             by_family[family] = by_family.get(family, 0) + 1
         else:
             why = ("the structured pass names the quantized projection it found" if "quantized or packed" in reason
+                   else reason.split(" (", 1)[0] if "folded float constants" in reason
                    else "the gate refused the output: " + reason.split(";", 1)[0][:120])
             by_chain[(x["pass_name"], why)] = by_chain.get((x["pass_name"], why), 0) + 1
     parts = [f"`{k.replace('>', ' > ')}` in {v:,} cells ({why})" for (k, why), v in by_chain.items()]
