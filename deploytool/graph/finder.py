@@ -925,22 +925,22 @@ class _Finder:
         GatherElements); None when it holds no such product."""
         mms: list[ir.Node] = []
         gathers: list[ir.Node] = []
-        stack, seen = [start], set()
-        while stack and len(seen) < 64:
-            v = stack.pop()
-            if v is None or id(v) in seen or self.cone.is_const(v):
-                continue
-            seen.add(id(v))
+
+        def visit(v: ir.Value):
             p = v.producer()
-            if p is None:
-                continue
+            if p is None or self.cone.is_const(v):
+                return ()
             if p.op_type == "MatMul" and not (self.cone.is_const(p.inputs[0]) and self.cone.is_const(p.inputs[1])):
                 mms.append(p)  # Q or K times the projected positions (constant where the batch size is fixed)
-            elif p.op_type == "GatherElements":
+                return ()
+            if p.op_type == "GatherElements":
                 gathers.append(p)
-                stack.append(p.inputs[0])
-            elif p.op_type in self._REL_WALK:
-                stack.extend(i for i in p.inputs if i is not None and not shape_derived(i, self._shape_memo))
+                return p.inputs[:1]
+            if p.op_type in self._REL_WALK:
+                return [i for i in p.inputs if i is not None and not shape_derived(i, self._shape_memo)]
+            return ()
+
+        _walk_back(start, 64, visit)
         return (mms, gathers) if mms else None
 
     def relative_terms(self, score: ir.Node, softmax: ir.Node, q: Linear, k: Linear, heads: int,
@@ -1057,15 +1057,11 @@ class _Finder:
         """Integer ``x / heads`` (or ``heads * x``) of a run-time size in the shape computation feeding a
         Tile's repeats or an Expand's shape (``query.size(0) // heads``: the batch)."""
         sites: list[HeadSite] = []
-        stack, seen = [shape], set()
-        while stack and len(seen) < 48:
-            v = stack.pop()
-            if v is None or id(v) in seen:
-                continue
-            seen.add(id(v))
+
+        def visit(v: ir.Value):
             p = v.producer()
             if p is None:
-                continue
+                return ()
             if p.op_type in ("Div", "Mul") and len(p.inputs) == 2:
                 for j in ((1,) if p.op_type == "Div" else (0, 1)):
                     c = p.inputs[j]
@@ -1073,9 +1069,13 @@ class _Finder:
                     if arr is not None and arr.size == 1 and arr.dtype.kind in "iu" and int(arr.reshape(-1)[0]) == heads:
                         sites.append(HeadSite(node=p, kind=const_kind(c), value=c, attribute=None, index=None,
                                               meaning="num_heads"))
-            if p.op_type in ("Concat", "Unsqueeze", "Squeeze", "Cast", "Reshape", "Div", "Mul", "Floor",
-                             "Identity", "ConstantOfShape", "Shape"):
-                stack.extend(p.inputs[:1] if p.op_type in ("Unsqueeze", "Squeeze", "Reshape") else p.inputs)
+            if p.op_type in ("Unsqueeze", "Squeeze", "Reshape"):
+                return p.inputs[:1]
+            if p.op_type in ("Concat", "Cast", "Div", "Mul", "Floor", "Identity", "ConstantOfShape", "Shape"):
+                return p.inputs
+            return ()
+
+        _walk_back(shape, 48, visit)
         return sites
 
     def score_bias(self, score: ir.Node, softmax: ir.Node) -> list[tuple[ir.Node, int]]:
@@ -1104,21 +1104,20 @@ class _Finder:
     @staticmethod
     def _has_table(v: ir.Value) -> bool:
         """True when a constant matrix (a bias table such as [buckets, heads]) feeds ``v``."""
-        stack, seen = [v], set()
-        while stack and len(seen) < 200:
-            x = stack.pop()
-            if x is None or id(x) in seen:
-                continue
-            seen.add(id(x))
+        found = []
+
+        def visit(x: ir.Value):
             t = const_tensor(x)
             if t is not None:
                 if len(t.shape) >= 2 and t.size > 1:
-                    return True
-                continue
+                    found.append(x)
+                    return None
+                return ()
             p = x.producer()
-            if p is not None:
-                stack.extend(p.inputs)
-        return False
+            return p.inputs if p is not None else ()
+
+        _walk_back(v, 200, visit)
+        return bool(found)
 
     def _reads_input_data(self, v: ir.Value, depth: int = 0) -> bool:
         """True when ``v`` depends on a graph input's values (not only on its shape)."""
@@ -1939,6 +1938,21 @@ def family_hint(model: ir.Model) -> str | None:
         if any(k in nm for nm in names for k in keys):
             return fam
     return None
+
+
+def _walk_back(start: ir.Value | None, limit: int, visit) -> None:
+    """Depth-first from ``start`` over values, each at most once and at most ``limit`` of them; ``visit(v)``
+    returns the values to go on to (its producer's inputs it follows), or None to stop the walk."""
+    stack, seen = [start], set()
+    while stack and len(seen) < limit:
+        v = stack.pop()
+        if v is None or id(v) in seen:
+            continue
+        seen.add(id(v))
+        nxt = visit(v)
+        if nxt is None:
+            return
+        stack.extend(nxt)
 
 
 def _same_for_all_heads(v: ir.Value) -> bool:
