@@ -997,17 +997,30 @@ def render_conformance(results: Path) -> str:
     other_refused = c.get("refused", 0) - len(named)
     unnamed = [cell for cell in d["cells"] if cell["status"] == "refused" and cell not in named]
     # the other refusals, by model: which passes, on which graphs (exporter, optimizer level)
-    # by model and reason (the refusal up to its first parenthesis or semicolon)
-    other: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
+    # by reason (the refusal up to its first parenthesis or semicolon, without a leading "family: "): the models,
+    # passes and graphs (exporter, optimizer level) it refused
+    other: dict[str, tuple[set[str], set[str], set[tuple[str, str, int]]]] = {}
     for cell in unnamed:
         reason = cell["detail"].split(" (", 1)[0].split(";", 1)[0]
-        reason = reason.split(": ", 1)[1] if reason.startswith(cell["model"].split("-v")[0]) and ": " in reason else reason
-        ps, graphs = other.setdefault((cell["model"], reason), (set(), set()))
+        head, _, rest = reason.partition(": ")
+        reason = rest if rest and " " not in head else reason
+        models, ps, graphs = other.setdefault(reason, (set(), set(), set()))
+        models.add(cell["model"])
         ps.add(cell["pass_name"])
-        graphs.add(f"{cell['exporter']} O{cell['opt_level']}")
-    other_text = "; ".join(f"{m}: {', '.join(p for p in d['passes'] if p in ps)} on "
-                           + (', '.join(sorted(gs)) if len(gs) <= 3 else f"{len(gs)} graphs") + f", {why}"
-                           for (m, why), (ps, gs) in sorted(other.items()))
+        graphs.add((cell["model"], cell["exporter"], cell["opt_level"]))
+    packs = {p for p in d["passes"] if p.startswith("pack")}
+
+    def _refused(why: str, models: set[str], ps: set[str], graphs: set[tuple[str, str, int]]) -> str:
+        what = f"all {len(ps)} pack runtimes" if ps == packs else ", ".join(p for p in d["passes"] if p in ps)
+        levels = sorted({lv for _, _, lv in graphs})
+        exporters = {e for _, e, _ in graphs}
+        at = ", ".join(map(str, levels[:-1])) + (" and " if len(levels) > 1 else "") + str(levels[-1])
+        where = (f"every exporter's graph at ORT level{'s' if len(levels) > 1 else ''} {at}"
+                 if len(exporters) == len(d["exporters"])
+                 else f"{len(graphs) // len(models)} graphs")
+        return f"{' and '.join(sorted(models))}: {what} on {where}{' each' if len(models) > 1 else ''}: {why}"
+
+    other_text = "; ".join(_refused(why, *v) for why, v in sorted(other.items()))
     # the passes that work on every graph of the refused families
     working = [p for p in d["passes"] if all(cell["status"] in ("equal", "close") for cell in d["cells"]
                                              if cell["model"] in refused and cell["pass_name"] == p)
