@@ -1091,7 +1091,12 @@ def render_conformance_chains(results: Path) -> str:
                    else reason.split(" (", 1)[0] if "folded float constants" in reason
                    else "the gate refused the output: " + reason.split(";", 1)[0][:120])
             by_chain[(x["pass_name"], why)] = by_chain.get((x["pass_name"], why), 0) + 1
-    parts = [f"`{k.replace('>', ' > ')}` in {v:,} cells ({why})" for (k, why), v in by_chain.items()]
+    # chains refused for one reason in as many cells each: one part
+    grouped: dict[tuple[str, int], list[str]] = {}
+    for (k, why), v in by_chain.items():
+        grouped.setdefault((why, v), []).append(f"`{k.replace('>', ' > ')}`")
+    parts = [f"{', '.join(ks[:-1]) + ' and ' + ks[-1] if len(ks) > 1 else ks[0]} in {v:,} cells{' each' if len(ks) > 1 else ''} "
+             f"({why})" for (why, v), ks in grouped.items()]
     parts += [f"every chain on {k} ({v:,} cells, at the first structured step, as in the single-pass matrix)"
               for k, v in by_family.items()]
     tail = ("Refused in one line with nothing written: " + "; ".join(parts) + ".") if parts else ""
