@@ -144,6 +144,16 @@ def _new_value_name(graph: ir.Graph, base: str) -> str:
     return _free_name(taken, base)
 
 
+def new_initializer(graph: ir.Graph, base: str, arr: np.ndarray) -> ir.Value:
+    """A new initializer holding ``arr``, named ``base`` (or ``base_1``, ... when taken)."""
+    arr = np.asarray(arr, order="C")
+    v = ir.Value(name=_unique_name(graph, base), shape=ir.Shape(arr.shape),
+                 type=ir.TensorType(ir.DataType.from_numpy(arr.dtype)))
+    v.const_value = ir.Tensor(arr, name=v.name)
+    graph.register_initializer(v)
+    return v
+
+
 def private_value(graph: ir.Graph, value: ir.Value, owners: Iterable[ir.Node], tag: str) -> ir.Value:
     """Return ``value`` if only ``owners`` use it; otherwise a copy that ``owners`` now use instead."""
     owners = list(owners)
@@ -422,10 +432,7 @@ def _relax_head_expands(graph: ir.Graph, layer: EncoderLayer, old_heads: int) ->
                 except StructureError:
                     continue
                 if val.size == 1 and int(val[0]) == old_heads:
-                    one = ir.Value(name=_unique_name(graph, f"{piece.name or 'const'}__one"), shape=ir.Shape([1]),
-                                   type=piece.type)
-                    one.const_value = ir.Tensor(np.ones(1, dtype=val.dtype), name=one.name)
-                    graph.register_initializer(one)
+                    one = new_initializer(graph, f"{piece.name or 'const'}__one", np.ones(1, dtype=val.dtype))
                     cat.replace_input_with(1, one)
             elif shape.const_value is not None or (shape.producer() is not None
                                                    and shape.producer().op_type == "Constant"):
@@ -442,10 +449,7 @@ def _select_score_bias(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int
     now reads ``Gather(bias, heads, axis=-3)``: its own heads, in the kept order."""
     for node, i in layer.attention.score_bias:
         bias = node.inputs[i]
-        idx = ir.Value(name=_unique_name(graph, f"heads_L{layer.index}"), shape=ir.Shape([len(heads)]),
-                       type=ir.TensorType(ir.DataType.INT64))
-        idx.const_value = ir.Tensor(np.asarray(list(heads), dtype=np.int64), name=idx.name)
-        graph.register_initializer(idx)
+        idx = new_initializer(graph, f"heads_L{layer.index}", np.asarray(list(heads), dtype=np.int64))
         gather = ir.node("Gather", inputs=[bias, idx], attributes={"axis": -3},
                          name=_new_node_name(graph, f"{node.name or 'score_bias'}__heads_L{layer.index}"))
         gather.outputs[0].type = bias.type
@@ -467,24 +471,15 @@ def _keep_relative_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[i
         keep_out(graph, lin, idx, tag)
     for node, i, axis in att.rel_constants:
         value = node.inputs[i]
-        source = value
-        new = ir.Value(name=_unique_name(graph, f"{value.name or 'rel_const'}__{tag}"))
         if axis == 0:
             # [heads, ..], or that tiled over a static batch ([batch * heads, ..]): each copy keeps the heads
-            n = get_shape(source)[0]
+            n = get_shape(value)[0]
             keep = np.asarray([b * att.num_heads + h for b in range(n // att.num_heads) for h in heads],
                               dtype=np.int64)
-            shape = list(get_shape(source))
-            shape[0] = len(keep)
-            take = (lambda a, k=keep: np.take(a, k, axis=0))
         else:
-            shape = list(get_shape(source))
-            shape[-1] = len(idx)
-            take = (lambda a, k=np.asarray(idx, dtype=np.int64): np.take(a, k, axis=-1))
-        new.const_value = ir.Tensor(np.ascontiguousarray(take(get_array(source))), name=new.name)
-        new.shape, new.type = ir.Shape(shape), ir.TensorType(new.const_value.dtype)
-        graph.register_initializer(new)
-        node.replace_input_with(i, new)
+            keep = np.asarray(idx, dtype=np.int64)
+        kept = np.take(get_array(value), keep, axis=axis)
+        node.replace_input_with(i, new_initializer(graph, f"{value.name or 'rel_const'}__{tag}", kept))
     if len(heads) == att.num_heads:
         return  # a permutation: the index's batch x heads rows are all the same row
     for g in att.rel_gathers:
@@ -494,10 +489,7 @@ def _keep_relative_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[i
         if _rows_cut(g):
             continue  # an earlier head edit's cut follows the product's rows at run time
         base = f"{g.name or 'rel_gather'}__rows_{tag}"
-        zero = ir.Value(name=_unique_name(graph, f"{base}_zero"))
-        zero.const_value = ir.Tensor(np.zeros(1, dtype=np.int64), name=zero.name)
-        zero.shape, zero.type = ir.Shape([1]), ir.TensorType(ir.DataType.INT64)
-        graph.register_initializer(zero)
+        zero = new_initializer(graph, f"{base}_zero", np.zeros(1, dtype=np.int64))
         # Shape's start/end need opset 15: Shape, then Gather of its first element
         shape = ir.node("Shape", inputs=[data], name=_new_node_name(graph, f"{base}_shape"))
         shape.outputs[0].name = _new_value_name(graph, f"{base}_dims")
