@@ -1912,12 +1912,9 @@ _FAMILY_SIGNATURES = (
     ("distilbert", ("q_lin", "transformer/layer", "transformer.layer")),
     ("electra", ("embeddings_project",)),
 )
-# what the structured passes lack for a family they refuse
-_UNSUPPORTED: dict[str, str] = {}
-
-# unsupported families whose MatMul constants are not all projection weights (DeBERTa's relative-position
-# projections share the Q/K weights and ORT's optimizer folds them into constants): packing them without
-# the structure would quantize one use of a weight and not the other
+# families whose MatMul constants are not all projection weights (DeBERTa's relative-position projections share
+# the Q/K weights or are folded into constants): where the finder cannot read such a graph, packing every MatMul
+# weight would quantize one use of a weight and not the other, so pack refuses
 PACK_NEEDS_STRUCTURE = frozenset({"deberta-v2"})
 
 # families the finder reads by structure (pre-LN residuals, packed QKV, rotary embeddings, GLU FFN) whose
@@ -2004,14 +2001,6 @@ def _no_attention_reason(graph: ir.Graph) -> str:
 def find_structure(model: ir.Model) -> EncoderStructure:
     """Locate every encoder layer's attention and FFN. Raises StructureError when it cannot."""
     hint = family_hint(model)
-    if hint in _UNSUPPORTED:
-        # refuse in one line naming the family and the missing piece, rather than guess
-        try:
-            node = next(n for n in model.graph if n.op_type == "Softmax")
-            where = f" (first attention at node '{_name(node)}')"
-        except StopIteration:
-            where = ""
-        raise StructureError(f"{hint}: {_UNSUPPORTED[hint]}{where}")
     try:
         return _Finder(model).find()
     except StructureError as e:
