@@ -125,6 +125,7 @@ class _Finder:
         self.position = {id(n): i for i, n in enumerate(self.graph)}
         self.meta = dict(model.metadata_props)
         self._rel_nodes: dict[int, list[ir.Node]] = {}  # DeBERTa: per attention block, its position branch
+        self._rotary_views: list[ir.Node] = []  # interleaved rotations traced through (unfused_attention reads them)
         from deploytool.variant import packing_record
 
         self.packing = packing_record(self.meta)
@@ -461,6 +462,8 @@ class _Finder:
         """x for ``rotate_half(x) = Concat(-x[..., d/2:], x[..., :d/2])`` (two Slices, or one Split in two as
         ORT's optimizer fuses them on a static-shape export, then Neg and Concat), else None."""
         p = r.producer() if r is not None else None
+        if p is not None and p.op_type == "Reshape":
+            return _Finder._rotate_pairs_source(p)
         if p is None or p.op_type != "Concat" or len(p.inputs) != 2:
             return None
         neg = p.inputs[0].producer() if p.inputs[0] is not None else None
@@ -492,6 +495,80 @@ class _Finder:
             return None
         return x
 
+    @staticmethod
+    def _rotate_pairs_source(reshape: ir.Node) -> ir.Value | None:
+        """x for the interleaved rotation of RoFormer (GPT-J style), ``stack([-x[..., 1::2], x[..., ::2]],
+        -1).reshape_as(x)``: Reshape(Concat(Unsqueeze(Neg(Slice(x, 1, step 2))), Unsqueeze(Slice(x, 0, step
+        2))) on a new last axis) to x's shape, taken from x at run time (a constant target is not accepted:
+        on a static export it would hold the head count), else None."""
+        cat = reshape.inputs[0].producer() if reshape.inputs[0] is not None else None
+        if cat is None or cat.op_type != "Concat" or len(cat.inputs) != 2 or len(reshape.inputs) < 2:
+            return None
+
+        def strided(v: ir.Value | None, start: int, neg: bool) -> ir.Value | None:
+            # Unsqueeze(Neg?(Slice(x, start, end, last axis, step 2)), last axis): x
+            u = v.producer() if v is not None else None
+            if u is None or u.op_type != "Unsqueeze" or not u.inputs or u.inputs[0] is None:
+                return None
+            sl = u.inputs[0].producer()
+            if neg:
+                if sl is None or sl.op_type != "Neg":
+                    return None
+                sl = sl.inputs[0].producer() if sl.inputs[0] is not None else None
+            if sl is None or sl.op_type != "Slice" or len(sl.inputs) < 5:
+                return None
+            st, axes, step = small_const(sl.inputs[1]), small_const(sl.inputs[3]), small_const(sl.inputs[4])
+            if st is None or axes is None or step is None or st.size != 1 or axes.size != 1 or step.size != 1:
+                return None
+            if int(st.reshape(-1)[0]) != start or int(step.reshape(-1)[0]) != 2:
+                return None
+            src = sl.inputs[0]
+            rank = len(src.shape) if src is not None and src.shape is not None else 4  # else [B, H, S, d]
+            if int(axes.reshape(-1)[0]) not in (-1, rank - 1):  # pairs along the head_size axis
+                return None
+            return src
+
+        x = strided(cat.inputs[0], 1, True)
+        if x is None or strided(cat.inputs[1], 0, False) is not x:
+            return None
+        return x
+
+    @staticmethod
+    def _shape_of(target: ir.Value | None, x: ir.Value) -> bool:
+        """True when ``target`` is x's shape read at run time: ``Shape(x)``, or ``Gather(Shape(y), perm)`` for
+        ``x = Transpose(y, perm)`` (ORT's transpose optimizer moves the Shape before the Transpose)."""
+        p = target.producer() if target is not None else None
+        if p is not None and p.op_type == "Gather" and len(p.inputs) == 2:
+            perm = small_const(p.inputs[1])
+            xp = x.producer()
+            sh = p.inputs[0].producer() if p.inputs[0] is not None else None
+            if (perm is None or xp is None or xp.op_type != "Transpose" or "perm" not in xp.attributes
+                    or sh is None or perm.reshape(-1).tolist() != list(xp.attributes["perm"].value)):
+                return False
+            p, x = sh, xp.inputs[0]
+        return (p is not None and p.op_type == "Shape" and p.inputs[0] is x and not set(p.attributes) - {"start"}
+                and int(p.attributes["start"].value if "start" in p.attributes else 0) == 0)
+
+    def rotary_view_sites(self, views: list[ir.Node], heads: int) -> list[HeadSite]:
+        """Head sites of the interleaved rotations' views back to Q's or K's [batch, heads, seq, head_size]
+        layout: none where the target is the operand's own shape, read at run time; else position 1 of a
+        four-element target (a constant on a static export, the dynamo exporter's [batch, heads, seq,
+        head_size] of shape pieces and constants), which must hold the head count."""
+        sites: list[HeadSite] = []
+        for r in views:
+            x = self._rotate_pairs_source(r)
+            if x is not None and self._shape_of(r.inputs[1], x):
+                continue
+            lay = x.producer() if x is not None else None
+            perm = list(lay.attributes["perm"].value) if lay is not None and lay.op_type == "Transpose" and \
+                "perm" in lay.attributes else None
+            site = self._unflatten_front_site(r, heads) if perm == [0, 2, 1, 3] else None
+            if site is None:
+                raise StructureError(f"node '{_name(r)}' (Reshape): the rotary view of Q or K does not give its "
+                                     f"head count ({heads}) at a place this finder can rewrite")
+            sites.append(site)
+        return sites
+
     def _rotary_source(self, add: ir.Node) -> ir.Value | None:
         """x for ``x * cos + rotate_half(x) * sin`` (rotary position embedding), else None."""
         a, b = add.inputs
@@ -501,9 +578,25 @@ class _Finder:
             if m1 is None or m2 is None or m1.op_type != "Mul" or m2.op_type != "Mul":
                 continue
             x, r = self._non_positional(m1), self._non_positional(m2)
-            if x is not None and r is not None and self._rotate_half_source(r) is x:
+            if x is not None and r is not None and (self._rotate_half_source(r) is x or self._rotated_under(r, x)):
+                rp = r.producer()
+                if rp is not None and rp.op_type == "Reshape":  # the interleaved rotation's view back to x
+                    self._rotary_views.append(rp)
                 return x
         return None
+
+    def _rotated_under(self, r: ir.Value, x: ir.Value) -> bool:
+        """True for ``r = Transpose(rotate_half(y))`` and ``x = Transpose(y)`` with one perm that keeps the last
+        axis last: ORT's transpose optimizer moves the Transpose of Q or K after the rotate_half of it."""
+        rp, xp = r.producer(), x.producer()
+        if rp is None or xp is None or rp.op_type != "Transpose" or xp.op_type != "Transpose":
+            return False
+        perm_r = list(rp.attributes["perm"].value) if "perm" in rp.attributes else None
+        perm_x = list(xp.attributes["perm"].value) if "perm" in xp.attributes else None
+        if perm_r is None or perm_r != perm_x or perm_r[-1] != len(perm_r) - 1:
+            return False
+        y = xp.inputs[0]
+        return y is not None and self._rotate_half_source(rp.inputs[0]) is y
 
     @staticmethod
     def _unbind(p: ir.Node, v: ir.Value) -> tuple[int, int] | None:
@@ -704,6 +797,55 @@ class _Finder:
                 add(pieces[-3][1], "num_heads")
         return sites
 
+    def _views_infer_heads(self, split: list[ir.Node], merge: list[ir.Node], head_size: int, packed: bool) -> bool:
+        """True when the head count is inferred at run time in every view of the block: each split of Q, K
+        and V (three views, or one of a packed QKV) is to [.., -1, head_size] (``[.., 3, -1, head_size]``) and
+        each merge of the context (at least one) to [.., -1], every other element of their targets being a
+        batch or sequence length read from a shape or kept (0) from the input. Then no constant holds the
+        head count or the width heads x head_size, and keeping fewer heads needs no rewrite."""
+        if len(split) != (1 if packed else 3) or not merge:
+            return False
+        dims = {tuple(i.shape) for i in self.graph.inputs if i.shape is not None and len(i.shape) == 2}
+        static_bs = list(next(iter(dims))) if len(dims) == 1 and all(isinstance(d, int) for d in next(iter(dims))) \
+            else None
+
+        def known_rest(r: ir.Node, n_tail: int) -> bool:
+            # the elements before the tail: a whole Concat whose other pieces are shape-derived scalars or 0
+            s = r.inputs[1] if len(r.inputs) > 1 else None
+            whole = small_const(s)
+            if whole is not None:  # a constant target: the elements before the tail kept (0) from the input,
+                # or a static export's own [batch, sequence] (the shape of every 2-D input)
+                rest = whole.reshape(-1)[:max(0, whole.size - n_tail)].tolist()
+                return whole.size > n_tail and (all(x == 0 for x in rest) or rest == static_bs)
+            p = s.producer() if s is not None else None
+            if p is None or p.op_type != "Concat":
+                return False
+            tail = 0
+            for piece in reversed(p.inputs):
+                c = small_const(piece)
+                if c is not None and tail < n_tail:
+                    tail += int(c.size)
+                    continue
+                if tail < n_tail:
+                    return False
+                if c is not None:
+                    if not np.all(c.reshape(-1) == 0):
+                        return False
+                elif piece is None or not shape_derived(piece, self._shape_memo):
+                    return False
+            return tail == n_tail
+
+        for r in split:
+            pieces = [v for v, _ in self.shape_pieces(r)]
+            tail = [3, -1, head_size] if packed else [-1, head_size]
+            if pieces[-len(tail):] != tail or not known_rest(r, len(tail)):
+                return False
+        for r in merge:
+            pieces = [v for v, _ in self.shape_pieces(r)]
+            if pieces[-1:] != [-1] or not known_rest(r, 1):
+                return False
+        return True
+
     def _unflattens_heads(self, r: ir.Node, pieces: list, num_heads: int) -> bool:
         """True for a Reshape of a [batch * heads, a, b] operand back to [batch, heads, a, b] with a whole
         constant target (the dynamo exporter's SDPA decomposition flattens K to transpose it and, on a
@@ -763,9 +905,11 @@ class _Finder:
         if ctx is None:
             raise StructureError(f"node '{_name(softmax)}' (Softmax): attention scores found but no MatMul "
                                  f"applies the probabilities to V")
+        self._rotary_views = []
         q, q_pl, q_part = self.trace(score.inputs[0])
         k, k_pl, k_part = self.trace(score.inputs[1])
         v, v_pl, v_part = self.trace(ctx.inputs[1])
+        rotary_views = list(dict.fromkeys(self._rotary_views))
         for name, lin, at in (("Q", q, score), ("K", k, score), ("V", v, ctx)):
             if lin is None:
                 raise StructureError(f"node '{_name(at)}' (MatMul): cannot trace the {name} operand back to a "
@@ -833,6 +977,11 @@ class _Finder:
         if rel is not None:
             split += rel["reshapes"]
         sites = self.head_sites(split, merge, heads, all_head)
+        known = {(id(st.node), id(st.value), st.index) for st in sites}
+        for st in self.rotary_view_sites(rotary_views, heads):
+            if (id(st.node), id(st.value), st.index) not in known:
+                known.add((id(st.node), id(st.value), st.index))
+                sites.append(st)
         if rel is not None:
             known = {(id(st.node), id(st.value), st.index) for st in sites}
             for st in rel["sites"]:
@@ -850,6 +999,8 @@ class _Finder:
                         sites.append(site)
         block = AttentionBlock(num_heads=heads, head_size=head_size, q=q, k=k, v=v, o=o, head_sites=sites,
                                score_bias=self.score_bias(score, softmax), qkv=qkv)
+        block.heads_inferred = not sites and rel is None and self._views_infer_heads(split, merge, head_size,
+                                                                                    qkv is not None)
         if rel is not None:
             block.rel_linears, block.rel_constants = rel["linears"], rel["constants"]
             block.rel_gathers = rel["gathers"]

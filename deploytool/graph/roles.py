@@ -130,6 +130,10 @@ class AttentionBlock:
     rel_linears: list[Linear] = dataclasses.field(default_factory=list)
     rel_constants: list[tuple[ir.Node, int, int]] = dataclasses.field(default_factory=list)
     rel_gathers: list[ir.Node] = dataclasses.field(default_factory=list)
+    # no constant holds the head count: every view of Q/K/V to [.., heads, head_size] gives the head axis as
+    # -1 and every merge of the context gives its width as -1 (ESM's exports), so a pass that keeps heads
+    # has no site to rewrite and needs none
+    heads_inferred: bool = False
 
     @property
     def relative(self) -> bool:

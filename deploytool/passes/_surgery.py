@@ -546,7 +546,7 @@ def keep_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int]) -> No
     _select_score_bias(graph, layer, heads)
     _keep_relative_heads(graph, layer, heads, idx)
     if len(heads) != att.num_heads:
-        if not att.head_sites:
+        if not att.head_sites and not att.heads_inferred:
             raise StructureError(f"layer {layer.index}: no place in the graph encodes the head count; "
                                  "cannot change it safely")
         _relax_head_expands(graph, layer, att.num_heads)

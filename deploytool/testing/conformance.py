@@ -2,7 +2,8 @@
 
 Every cell is one (model, exporter, ORT optimizer level, pass). The model is a random tiny
 transformers encoder of a family (BERT, RoBERTa, XLM-R, DistilBERT, ELECTRA, ALBERT, MPNet,
-MobileBERT, DeBERTa-v2, ModernBERT) and task; the exporter is what users run (optimum's exporter
+MobileBERT, DeBERTa-v2/v3, ModernBERT, ERNIE, data2vec-text, XLM-R-XL, Megatron-BERT, RemBERT, RoFormer,
+ESM) and task; the exporter is what users run (optimum's exporter
 with the model's default SDPA attention or eager attention, plain ``torch.onnx.export`` with every
 model output kept at opsets 14 and 17, and at opset 17 without dynamic axes (static shapes), the dynamo
 exporter at opset 18, with and without dynamic shapes); ONNX Runtime's transformer
@@ -136,6 +137,15 @@ def _configs() -> dict[str, Callable]:
         "deberta-v2-ownpos": lambda: tr.DebertaV2Config(**common, relative_attention=True,
                                                         pos_att_type=["p2c", "c2p"], position_buckets=-1,
                                                         max_relative_positions=-1, share_att_key=False),
+        "ernie": lambda: tr.ErnieConfig(**common),
+        "data2vec-text": lambda: tr.Data2VecTextConfig(**common, pad_token_id=1),
+        "xlm-roberta-xl": lambda: tr.XLMRobertaXLConfig(**common, pad_token_id=1),
+        "megatron-bert": lambda: tr.MegatronBertConfig(**common),
+        "rembert": lambda: tr.RemBertConfig(**common, input_embedding_size=12, output_embedding_size=12),
+        "roformer": lambda: tr.RoFormerConfig(**common),
+        # ESM-2's wiring (rotary, no absolute positions); token_dropout off: on, it rescales the embeddings by
+        # the share of masked tokens in each row, which a tiny random vocabulary makes meaningless
+        "esm": lambda: tr.EsmConfig(**common, pad_token_id=1, position_embedding_type="rotary", token_dropout=False),
         "modernbert": lambda: tr.ModernBertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS,
                                                   intermediate_size=FFN, num_hidden_layers=LAYERS,
                                                   max_position_embeddings=MAX_POS, global_attn_every_n_layers=2,
@@ -157,7 +167,7 @@ class ModelCase:
     @property
     def token_types(self) -> bool:
         return self.family in ("bert", "bert-odd", "electra", "albert", "mobilebert", "mobilebert-ln", "deberta-v2",
-                               "deberta-v3", "deberta-v2-ownpos")
+                               "deberta-v3", "deberta-v2-ownpos", "ernie", "megatron-bert", "rembert", "roformer")
 
 
 MODELS = (
@@ -179,6 +189,13 @@ MODELS = (
     ModelCase("deberta-v3", "deberta-v3"),
     ModelCase("modernbert", "modernbert"),
     ModelCase("modernbert-seqcls", "modernbert", "sequence-classification"),
+    ModelCase("ernie", "ernie"),
+    ModelCase("data2vec-text", "data2vec-text"),
+    ModelCase("xlm-roberta-xl", "xlm-roberta-xl"),  # pre-LayerNorm
+    ModelCase("megatron-bert", "megatron-bert"),  # pre-LayerNorm
+    ModelCase("rembert", "rembert"),  # embeddings narrower than the encoder, projected up
+    ModelCase("roformer", "roformer"),  # interleaved rotary position embeddings
+    ModelCase("esm", "esm"),  # pre-LayerNorm, rotary, head count inferred (-1) in every view
 )
 # cases outside the matrix, for tests: DeBERTa with its own relative-position projections
 EXTRA_MODELS = (ModelCase("deberta-v2-ownpos", "deberta-v2-ownpos"),)
@@ -333,6 +350,11 @@ def dynabert_layers(n_layers: int, d: float) -> list[int]:
     return [math.floor(i / d) for i in range(round(d * n_layers))]
 
 
+# families laid out as BERT's modules are (encoder.layer[i].attention.self.query ..., intermediate.dense,
+# output.dense) whose transformers classes have their own ``prune_heads``: the references above apply as is
+_BERT_LIKE = ("ernie", "data2vec-text", "xlm-roberta-xl", "megatron-bert", "rembert", "roformer", "esm")
+
+
 def _base(model):
     return getattr(model, model.base_model_prefix, model)
 
@@ -378,7 +400,7 @@ def _ffn_pairs(model) -> list[tuple[object, str, str]]:
         return [(g.albert_layers[0], "ffn", "ffn_output") for g in _base(model).encoder.albert_layer_groups]
     if mt == "distilbert":
         return [(la.ffn, "lin1", "lin2") for la in _layers(model)]
-    if mt in ("bert", "roberta", "xlm-roberta", "electra", "mpnet", "deberta-v2"):
+    if mt in ("bert", "roberta", "xlm-roberta", "electra", "mpnet", "deberta-v2") + _BERT_LIKE:
         return [(la, "intermediate.dense", "output.dense") for la in _layers(model)]
     raise NotImplementedError(f"no independent FFN reference for {mt}")
 
@@ -495,7 +517,7 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
             att.num_attention_heads = len(keep)
             att.all_head_size = len(keep) * d
         return
-    if mt not in ("bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet", "albert", "mobilebert"):
+    if mt not in ("bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet", "albert", "mobilebert") + _BERT_LIKE:
         raise NotImplementedError(f"no independent head-pruning reference for {mt}")
     if mt == "mpnet":
         layers = _layers(model)
@@ -542,7 +564,8 @@ def _encoder_linears(model) -> list:
                                                        la.intermediate.dense, la.output.dense)]
     if mt == "modernbert":
         return [m for la in _layers(model) for m in (la.attn.Wqkv, la.attn.Wo, la.mlp.Wi, la.mlp.Wo)]
-    if mt == "mobilebert":  # every projection of a layer: Q/K/V/O, the stacked FFNs and the bottlenecks
+    if mt == "mobilebert" or mt in _BERT_LIKE:  # every projection of a layer (MobileBERT: with its stacked FFNs
+        # and bottlenecks; the others: Q/K/V/O and the FFN, RemBERT's embedding projection being outside them)
         return [m for la in _layers(model) for m in la.modules() if isinstance(m, torch.nn.Linear)]
     # families the structure finder refuses: pack falls back to every MatMul/Gemm weight, i.e. every
     # nn.Linear of the model (pooler and classifier included)

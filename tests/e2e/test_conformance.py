@@ -64,6 +64,25 @@ DEBERTA = [("deberta-v2", "dynamo", 0),  # one shape Concat shared by every laye
            ("deberta-v2-ownpos", "torchscript-17", 0)]
 
 
+# families beyond BERT's own classes, each with transformers' own prune_heads as the head reference
+FAMILIES = [
+    ("ernie", "torchscript-17", 0),
+    ("data2vec-text", "optimum", 0),
+    ("xlm-roberta-xl", "torchscript-17", 0),  # pre-LayerNorm, a final LayerNorm after the last layer
+    ("megatron-bert", "optimum", 0),  # pre-LayerNorm
+    ("rembert", "optimum", 0),  # 12-wide embeddings projected up to the encoder's width
+    # ESM: every view of Q/K/V is [.., -1, head_size] and the context merge [.., -1]: no constant holds the head
+    # count, so none is rewritten; rotate_half rotary on Q and K
+    ("esm", "torchscript-17", 0),
+    ("esm", "torchscript-static", 0),  # the views' targets whole constants [batch, seq, -1, head_size]
+    ("esm", "optimum", 1),  # ORT's transpose optimizer: Transpose(rotate_half(y)) against the cos term's Transpose(y)
+    # RoFormer: interleaved rotation stack([-x[..., 1::2], x[..., ::2]], -1).reshape_as(x)
+    ("roformer", "torchscript-17", 0),  # the view back to x's shape is Shape(x)
+    ("roformer", "dynamo", 0),  # ... a Concat [batch, heads, seq, head_size] holding the head count: rewritten
+    ("roformer", "optimum", 1),  # ... Gather(Shape(y), perm) of the Transpose's input
+]
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     return tmp_path_factory.mktemp("conformance")
@@ -105,6 +124,56 @@ def test_deberta_passes_equal_reference(model, exporter, level, work):
     bad = [f"{c.pass_name}: {c.status} {c.detail}" for c in cells if c.status not in ("equal", "close")]
     assert not bad, "\n".join(bad)
     assert {c.pass_name for c in cells if c.status == "close"} == set(C.CLOSE_PASSES)
+
+
+@pytest.mark.slow  # 11 graphs x 15 passes
+@pytest.mark.parametrize("model,exporter,level", FAMILIES, ids=[f"{m}-{e}-O{lv}" for m, e, lv in FAMILIES])
+def test_more_families_equal_reference(model, exporter, level, work):
+    cells = _cells(model, exporter, level, work)
+    bad = [f"{c.pass_name}: {c.status} {c.detail}" for c in cells if c.status not in ("equal", "close")]
+    assert not bad, "\n".join(bad)
+    assert {c.pass_name for c in cells if c.status == "close"} == set(C.CLOSE_PASSES)
+
+
+def _structure(path):
+    from deploytool.graph.finder import find_structure
+    from deploytool.onnx_io import load_model
+
+    model = load_model(path)
+    return model, find_structure(model)
+
+
+def test_esm_views_infer_the_head_count_and_roformer_rotary_views_hold_it(work):
+    """What the two rotary families are read as: ESM's layers have no head site and are marked as inferring
+    the head count; RoFormer's dynamo export has one site per rotated operand besides its split views; a graph
+    whose head count is written in a view after all (ESM's split view given the head count back) is not marked."""
+    esm = C.export(C.MODEL_BY_NAME["esm"], "torchscript-17", work / "esm")
+    _, st = _structure(esm)
+    assert st.layers and all(la.attention.heads_inferred and not la.attention.head_sites for la in st.layers)
+    ro = C.export(C.MODEL_BY_NAME["roformer"], "dynamo", work / "roformer")
+    model, st = _structure(ro)
+    # the views back from each rotation (a Concat on a new last axis) to [batch, heads, seq, head_size]
+    rotations = [n for n in model.graph if n.op_type == "Reshape" and n.inputs[0].producer() is not None
+                 and n.inputs[0].producer().op_type == "Concat" and n.inputs[0].producer().attributes["axis"].value == -1
+                 and n.inputs[1].producer() is not None and n.inputs[1].producer().op_type == "Concat"]
+    assert len(rotations) == 2 * C.LAYERS
+    for la in st.layers:
+        assert not la.attention.heads_inferred
+        assert {s.meaning for s in la.attention.head_sites} == {"num_heads", "all_head_size"}
+        nodes = {id(s.node) for s in la.attention.head_sites}
+        assert any(id(r.inputs[1].producer()) in nodes for r in rotations)
+    # the head count written back into one of ESM's views: that view is a site, nothing is marked inferred
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(esm)
+    node = next(n for n in m.graph.node if n.name == "/encoder/layer.0/attention/self/Concat")
+    const = next(n for n in m.graph.node if n.output[0] == node.input[2])
+    const.attribute[0].t.CopyFrom(numpy_helper.from_array(np.array([C.HEADS], np.int64), const.attribute[0].t.name))
+    edited = work / "esm-edited.onnx"
+    onnx.save(m, edited)
+    la = _structure(edited)[1].layers[0]
+    assert not la.attention.heads_inferred
 
 
 @pytest.mark.slow  # DeBERTa's export and ORT's optimizer
