@@ -296,7 +296,7 @@ def static_shape(v: ir.Value | None, depth: int = 0, memo: dict | None = None) -
     """``v``'s shape when the graph fixes it: from its declared shape, a constant, or the shapes and constant
     operands of the ops that build a mask or bias term (elementwise ops, Expand, Unsqueeze, Reshape, Transpose,
     Gather, ConstantOfShape) and of those that keep their first input's shape (LayerNorm, SkipLayerNorm, Gelu)
-    or project it (MatMul by a constant matrix); None when any dimension is not known without running the
+    or project it (MatMul by a constant matrix, ORT's fused Attention); None when any dimension is not known without running the
     graph."""
     if v is None or depth > 64:
         return None
@@ -332,6 +332,16 @@ def _static_shape(v: ir.Value, depth: int, memo: dict) -> tuple[int, ...] | None
         if first is None and op.startswith("Skip"):  # the skip input has the same shape
             return arg(1)
         return first
+    if op == "Attention" and p.domain == MS_DOMAIN and v is p.outputs[0]:
+        # ORT's fused Attention: [batch, seq, v_hidden] for an input [batch, seq, hidden] and a packed [hidden,
+        # 3 * v_hidden] weight (or the V width its qkv_hidden_sizes gives)
+        a, w = arg(0), const_tensor(p.inputs[1]) if len(p.inputs) > 1 else None
+        if a is None or len(a) != 3 or w is None or len(w.shape) != 2:
+            return None
+        sizes = list(p.attributes["qkv_hidden_sizes"].value) if "qkv_hidden_sizes" in p.attributes else None
+        if sizes is not None:
+            return a[:2] + (int(sizes[2]),) if len(sizes) == 3 and sum(sizes) == int(w.shape[1]) else None
+        return a[:2] + (int(w.shape[1]) // 3,) if int(w.shape[1]) % 3 == 0 else None
     if p.domain not in ("", "ai.onnx"):
         return None
     if op == "MatMul":
@@ -344,7 +354,7 @@ def _static_shape(v: ir.Value, depth: int, memo: dict) -> tuple[int, ...] | None
         c = small_value(p.inputs[i], depth + 1) if i < len(p.inputs) else None
         return None if c is None else [int(x) for x in np.asarray(c).reshape(-1)]
 
-    if op in _SHAPE_UNARY:
+    if op in _SHAPE_UNARY or op == "CumSum":  # CumSum: RoBERTa's position ids, the running count of tokens
         return arg(0)
     if op in _SHAPE_BROADCAST:
         shapes = [arg(i) for i in range(len(p.inputs))]

@@ -570,15 +570,32 @@ class _Finder:
         return sites
 
     def _rotary_source(self, add: ir.Node) -> ir.Value | None:
-        """x for ``x * cos + rotate_half(x) * sin`` (rotary position embedding), else None."""
+        """x for ``x * cos + rotate_half(x) * sin`` (rotary position embedding), else None; also where ORT's
+        transpose optimizer wrote the cos term ``Transpose(y * cos')`` for ``x = Transpose(y)``."""
         a, b = add.inputs
         for m1v, m2v in ((a, b), (b, a)):
             m1 = m1v.producer() if m1v is not None else None
             m2 = m2v.producer() if m2v is not None else None
-            if m1 is None or m2 is None or m1.op_type != "Mul" or m2.op_type != "Mul":
+            if m1 is None or m2 is None or m2.op_type != "Mul":
+                continue
+            outer = None  # ORT's transpose optimizer: the cos term Transpose(y * cos') of x = Transpose(y)
+            if m1.op_type == "Transpose" and "perm" in m1.attributes and m1.inputs[0] is not None:
+                outer, m1 = m1, m1.inputs[0].producer()
+                if m1 is None:
+                    continue
+            if m1.op_type != "Mul":
                 continue
             x, r = self._non_positional(m1), self._non_positional(m2)
-            if x is not None and r is not None and (self._rotate_half_source(r) is x or self._rotated_under(r, x)):
+            if x is None or r is None:
+                continue
+            if outer is not None:  # x must be the rotated operand: Transpose(y) with the cos term's perm
+                rx = self._rotate_half_source(r)
+                rxp = rx.producer() if rx is not None else None
+                if (rxp is None or rxp.op_type != "Transpose" or rxp.inputs[0] is not x or "perm" not in rxp.attributes
+                        or list(rxp.attributes["perm"].value) != list(outer.attributes["perm"].value)):
+                    continue
+                x = rx
+            if self._rotate_half_source(r) is x or self._rotated_under(r, x):
                 rp = r.producer()
                 if rp is not None and rp.op_type == "Reshape":  # the interleaved rotation's view back to x
                     self._rotary_views.append(rp)
