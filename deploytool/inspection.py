@@ -37,7 +37,7 @@ import onnx_ir as ir
 
 from deploytool import onnx_io
 from deploytool.errors import ConfigError, StructureError
-from deploytool.graph._util import ConstCone, const_tensor, is_byte_table, is_unpack_lookup
+from deploytool.graph._util import ConstCone, const_tensor, is_byte_table, is_unpack_lookup, static_shape
 from deploytool.graph.canonical import TRANSPOSED_FROM, unfuse_flattened_gemms
 from deploytool.graph.structure import EncoderStructure, Linear, find_structure
 
@@ -399,6 +399,22 @@ def _tokens_after_pooling(lin: Linear, last: ir.Value, seq: int) -> int:
     return seq
 
 
+def _relative_rows(a) -> int:
+    """The 2 * span relative positions a DeBERTa layer's c2p/p2c terms read: the rows of a position projection's
+    input, or of a constant ORT's optimizer folded ([heads, 2 * span, head_size] or [.., 2 * span, heads *
+    head_size]); 0 when no shape says (a dynamic export whose span follows the sequence)."""
+    for lin in a.rel_linears:
+        x = static_shape(lin.node.inputs[0])
+        if x is not None and len(x) >= 2:
+            return int(x[-2])
+    for node, index, axis in a.rel_constants:
+        v = node.inputs[index]
+        t = v.const_value if v is not None else None
+        if t is not None and len(t.shape) >= 2:
+            return int(t.shape[1] if axis == 0 else t.shape[-2])
+    return 0
+
+
 def _flops(s: EncoderStructure, seq: int) -> tuple[int, dict[str, int]]:
     parts = {"attention_projections": 0, "attention_scores_context": 0, "ffn": 0, "other": 0}
     for layer in s.layers:
@@ -406,12 +422,15 @@ def _flops(s: EncoderStructure, seq: int) -> tuple[int, dict[str, int]]:
         rel = {id(x) for x in a.rel_linears}
         for lin in layer.attention_linears():
             if id(lin) in rel:  # DeBERTa: a projection of the 2 * span relative-position embeddings, not of tokens
-                x = lin.node.inputs[0].shape if lin.node.inputs[0] is not None else None
-                rows = x[-2] if x is not None and len(x) >= 2 and isinstance(x[-2], int) else 0
+                x = static_shape(lin.node.inputs[0])
+                rows = x[-2] if x is not None and len(x) >= 2 else 0
                 parts["attention_projections"] += 2 * rows * lin.in_features * lin.out_features
                 continue
             parts["attention_projections"] += 2 * seq * lin.in_features * lin.out_features
         parts["attention_scores_context"] += 2 * (2 * seq * seq * a.num_heads * a.head_size)
+        if a.relative:  # DeBERTa: each content-to-position / position-to-content term (one GatherElements each)
+            # is Q or K times the 2 * span projected relative positions, per head
+            parts["attention_scores_context"] += len(a.rel_gathers) * 2 * seq * _relative_rows(a) * a.all_head_size
         for lin in layer.ffn_linears():
             parts["ffn"] += 2 * seq * lin.in_features * lin.out_features
     last = s.layers[-1].output

@@ -295,7 +295,7 @@ def small_value(v: ir.Value | None, depth: int = 0, max_size: int = 64) -> np.nd
 def static_shape(v: ir.Value | None, depth: int = 0, memo: dict | None = None) -> tuple[int, ...] | None:
     """``v``'s shape when the graph fixes it: from its declared shape, a constant, or the shapes and constant
     operands of the ops that build a mask or bias term (elementwise ops, Expand, Unsqueeze, Reshape, Transpose,
-    Gather, ConstantOfShape) and of those that keep their first input's shape (LayerNorm, SkipLayerNorm, Gelu)
+    Gather, Slice, ConstantOfShape) and of those that keep their first input's shape (LayerNorm, SkipLayerNorm, Gelu)
     or project it (MatMul by a constant matrix, ORT's fused Attention); None when any dimension is not known without running the
     graph."""
     if v is None or depth > 64:
@@ -398,6 +398,21 @@ def _static_shape(v: ir.Value, depth: int, memo: dict) -> tuple[int, ...] | None
             known = int(np.prod([d for d in dims if d != -1]))
             dims[dims.index(-1)] = int(np.prod(a)) // known if known else 0
         return tuple(dims)
+    if op == "Slice":  # constant bounds (DeBERTa's rel_embeddings[0:2 * span])
+        a, starts, ends = arg(0), ints(1), ints(2)
+        axes = ints(3) if len(p.inputs) > 3 and p.inputs[3] is not None else None
+        steps = ints(4) if len(p.inputs) > 4 and p.inputs[4] is not None else None
+        if a is None or starts is None or ends is None:
+            return None
+        axes = list(range(len(starts))) if axes is None else axes
+        steps = [1] * len(starts) if steps is None else steps
+        if not (len(starts) == len(ends) == len(axes) == len(steps)) or 0 in steps:
+            return None
+        out = list(a)
+        for st, en, ax, sp in zip(starts, ends, axes, steps):
+            ax %= len(a)
+            out[ax] = len(range(*slice(st, en, sp).indices(a[ax])))
+        return tuple(out)
     if op == "Gather":
         a, idx = arg(0), arg(1)
         if a is None or idx is None:

@@ -472,3 +472,25 @@ def test_inspect_counts_a_transposed_weight_once_when_something_else_reads_it_to
         r = inspect_model(path)
         assert r.structure_error is None and r.num_layers == C.LAYERS
         assert r.total_params == file_params(path), path.name
+
+
+@pytest.mark.slow  # DeBERTa's exports and ORT's optimizer
+def test_inspect_counts_debertas_relative_terms_and_position_projections(work):
+    """FLOPs of DeBERTa's content-to-position and position-to-content terms (Q or K times the 2 * span projected
+    relative positions, per head) and of the position projections the graph computes on every run (none once
+    ORT's optimizer folded them), from the model's configuration, not from the finder."""
+    cfg = C._configs()["deberta-v2"]()
+    seq, width, layers = 8, cfg.hidden_size, cfg.num_hidden_layers
+    span2 = 2 * cfg.position_buckets
+    terms = len(cfg.pos_att_type)
+    scores = layers * (2 * (2 * seq * seq * width) + terms * 2 * seq * span2 * width)
+    tokens = layers * 4 * 2 * seq * width * width  # Q, K, V, O
+    positions = layers * 2 * 2 * span2 * width * width  # Q's and K's weights on the relative embeddings
+    src = C.export(C.MODEL_BY_NAME["deberta-v2"], "torchscript-17", work / "deberta-flops")
+    folded = C.optimize(src, 1, src.with_name("deberta-flops.O1.onnx"))
+    for path, projections in ((src, tokens + positions), (folded, tokens)):
+        r = CliRunner().invoke(main, ["inspect", str(path), "--json", "--seq-len", str(seq)])
+        assert r.exit_code == 0, r.output
+        parts = json.loads(r.output)["flops_by_part"]
+        assert parts["attention_scores_context"] == scores, (path.name, parts)
+        assert parts["attention_projections"] == projections, (path.name, parts)
