@@ -973,6 +973,34 @@ def render_pass_speed_ab(results: Path) -> str:
         "did not change are the control). " + " ".join(parts))
 
 
+def _na_reasons(cells: list[dict]) -> str:
+    """Why the matrix's n/a cells could not run (the exporter's or ORT's optimizer's own failure), grouped."""
+    unsupported: list[str] = []
+    optimizer: dict[str, set[str]] = {}
+    other: list[str] = []
+    for c in cells:
+        if c["status"] != "n/a":
+            continue
+        d = c["detail"]
+        if "optimum always exports the attention mask" in d:
+            phrase = "optimum always exports the mask (the input_ids-only case)"
+            if phrase not in other:
+                other.insert(0, phrase)
+        elif m := re.search(r"Trying to export a (\S+) model, that is a custom or unsupported architecture", d):
+            if m[1] not in unsupported:
+                unsupported.append(m[1])
+        elif d.startswith("ORT optimizer failed"):
+            optimizer.setdefault(c["model"].split("-seqcls")[0], set()).add(c["exporter"])
+        elif d[:80] not in other:
+            other.append(d[:80])
+    parts = list(other)
+    if unsupported:
+        parts.append(f"optimum has no ONNX configuration for {' and '.join(unsupported)}")
+    for model, exporters in optimizer.items():
+        parts.append(f"ORT's optimizer fails on {model}'s {' and '.join(sorted(exporters))} exports")
+    return "; ".join(parts) or "none"
+
+
 def render_conformance(results: Path) -> str:
     d = _load(results, "conformance.json")
     sm, c = d["summary"], d["summary"]["counts"]
@@ -1034,8 +1062,7 @@ def render_conformance(results: Path) -> str:
                f"{' and '.join(working) or 'no pass'} {'works' if len(working) == 1 else 'work'}). " if named else "")
             + (f"{other_refused:,} {'more ' if named else ''}cells are refused in one line with nothing written ({other_text}). "
                if other_refused else "")
-            + f"{c.get('n/a', 0):,} cells are n/a: optimum always exports the mask (the input_ids-only "
-            "case) and ORT's optimizer fails on ModernBERT's dynamo exports. References used: "
+            + f"{c.get('n/a', 0):,} cells are n/a: {_na_reasons(d['cells'])}. References used: "
             + ", ".join(f"{names.get(k, k)} {v:,}" for k, v in refs.items())
             + ". Per model and exporter (equal or close / applicable cells over "
             f"{len(d['opt_levels'])} optimizer settings x {len(d['passes'])} passes; R: refused), from "
