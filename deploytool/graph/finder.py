@@ -2077,6 +2077,9 @@ _FAMILY_SIGNATURES = (
     ("mobilebert", ("bottleneck",)),
     ("albert", ("albert_layer_groups", "albert_layers")),
     ("mpnet", ("relative_attention_bias", "attention/attn/", "attention.attn.")),
+    ("esm", ("emb_layer_norm_after", "rotary_embeddings")),
+    ("roformer", ("embed_positions",)),
+    ("rembert", ("embedding_hidden_mapping_in",)),
     ("distilbert", ("q_lin", "transformer/layer", "transformer.layer")),
     ("electra", ("embeddings_project",)),
 )

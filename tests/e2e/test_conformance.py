@@ -153,9 +153,11 @@ def test_esm_views_infer_the_head_count_and_roformer_rotary_views_hold_it(work):
     whose head count is written in a view after all (ESM's split view given the head count back) is not marked."""
     esm = C.export(C.MODEL_BY_NAME["esm"], "torchscript-17", work / "esm")
     _, st = _structure(esm)
+    assert st.family == "esm"  # named from its module paths (it was read as DistilBERT: no token types, no positions)
     assert st.layers and all(la.attention.heads_inferred and not la.attention.head_sites for la in st.layers)
     ro = C.export(C.MODEL_BY_NAME["roformer"], "dynamo", work / "roformer")
     model, st = _structure(ro)
+    assert st.family == "roformer"
     # the views back from each rotation (a Concat on a new last axis) to [batch, heads, seq, head_size]
     rotations = [n for n in model.graph if n.op_type == "Reshape" and n.inputs[0].producer() is not None
                  and n.inputs[0].producer().op_type == "Concat" and n.inputs[0].producer().attributes["axis"].value == -1
