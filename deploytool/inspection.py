@@ -39,6 +39,7 @@ from deploytool import onnx_io
 from deploytool.errors import ConfigError, StructureError
 from deploytool.graph._util import ConstCone, const_tensor, is_byte_table, is_unpack_lookup, static_shape
 from deploytool.graph.canonical import TRANSPOSED_FROM, unfuse_flattened_gemms
+from deploytool.graph.roles import AttentionBlock
 from deploytool.graph.structure import EncoderStructure, Linear, find_structure
 
 logger = logging.getLogger(__name__)
@@ -399,7 +400,7 @@ def _tokens_after_pooling(lin: Linear, last: ir.Value, seq: int) -> int:
     return seq
 
 
-def _relative_rows(a) -> int:
+def _relative_rows(a: AttentionBlock) -> int:
     """The 2 * span relative positions a DeBERTa layer's c2p/p2c terms read: the rows of a position projection's
     input, or of a constant ORT's optimizer folded ([heads, 2 * span, head_size] or [.., 2 * span, heads *
     head_size]); 0 when no shape says (a dynamic export whose span follows the sequence)."""

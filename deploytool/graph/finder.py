@@ -499,8 +499,8 @@ class _Finder:
     def _rotate_pairs_source(reshape: ir.Node) -> ir.Value | None:
         """x for the interleaved rotation of RoFormer (GPT-J style), ``stack([-x[..., 1::2], x[..., ::2]],
         -1).reshape_as(x)``: Reshape(Concat(Unsqueeze(Neg(Slice(x, 1, step 2))), Unsqueeze(Slice(x, 0, step
-        2))) on a new last axis) to x's shape, taken from x at run time (a constant target is not accepted:
-        on a static export it would hold the head count), else None."""
+        2))) on a new last axis) back to x's shape, else None. The target is checked by
+        :meth:`rotary_view_sites` (read from x at run time, or a head site)."""
         cat = reshape.inputs[0].producer() if reshape.inputs[0] is not None else None
         if cat is None or cat.op_type != "Concat" or len(cat.inputs) != 2 or len(reshape.inputs) < 2:
             return None
@@ -823,8 +823,8 @@ class _Finder:
         if len(split) != (1 if packed else 3) or not merge:
             return False
         dims = {tuple(i.shape) for i in self.graph.inputs if i.shape is not None and len(i.shape) == 2}
-        static_bs = list(next(iter(dims))) if len(dims) == 1 and all(isinstance(d, int) for d in next(iter(dims))) \
-            else None
+        only = next(iter(dims)) if len(dims) == 1 else None
+        static_bs = list(only) if only is not None and all(isinstance(d, int) for d in only) else None
 
         def known_rest(r: ir.Node, n_tail: int) -> bool:
             # the elements before the tail: a whole Concat whose other pieces are shape-derived scalars or 0
@@ -995,25 +995,22 @@ class _Finder:
             split += rel["reshapes"]
         sites = self.head_sites(split, merge, heads, all_head)
         known = {(id(st.node), id(st.value), st.index) for st in sites}
-        for st in self.rotary_view_sites(rotary_views, heads):
-            if (id(st.node), id(st.value), st.index) not in known:
-                known.add((id(st.node), id(st.value), st.index))
-                sites.append(st)
-        if rel is not None:
-            known = {(id(st.node), id(st.value), st.index) for st in sites}
-            for st in rel["sites"]:
-                if (id(st.node), id(st.value), st.index) not in known:
-                    known.add((id(st.node), id(st.value), st.index))
+
+        def add(more) -> None:  # each tensor element once (views may share one shape tensor)
+            for st in more:
+                key = (id(st.node), id(st.value), st.index)
+                if key not in known:
+                    known.add(key)
                     sites.append(st)
+
+        add(self.rotary_view_sites(rotary_views, heads))
+        if rel is not None:
+            add(rel["sites"])
             if self._rank(score.inputs[0]) == 3:
                 # scores and context are [batch * heads, S, .] products: their [batch, heads, ., .] views
                 # (score -> Softmax, context -> O) hold the head count at position 1
-                known = {(id(st.node), id(st.value), st.index) for st in sites}
-                for r in self._views_between(score, softmax) + [n for n in ctx_pl if n.op_type == "Reshape"]:
-                    site = self._unflatten_front_site(r, heads)
-                    if site is not None and (id(site.node), id(site.value), site.index) not in known:
-                        known.add((id(site.node), id(site.value), site.index))
-                        sites.append(site)
+                views = self._views_between(score, softmax) + [n for n in ctx_pl if n.op_type == "Reshape"]
+                add(site for r in views if (site := self._unflatten_front_site(r, heads)) is not None)
         block = AttentionBlock(num_heads=heads, head_size=head_size, q=q, k=k, v=v, o=o, head_sites=sites,
                                score_bias=self.score_bias(score, softmax), qkv=qkv)
         block.heads_inferred = not sites and rel is None and self._views_infer_heads(split, merge, head_size,
