@@ -400,18 +400,45 @@ def _tokens_after_pooling(lin: Linear, last: ir.Value, seq: int) -> int:
     return seq
 
 
-def _relative_rows(a: AttentionBlock) -> int:
+def _span_rows(v: ir.Value | None, seq: int) -> int:
+    """The rows of a relative-position projection's input: its static shape's, or (a dynamic export, DeBERTa v1:
+    ``rel_embeddings[max_rel - span : max_rel + span]`` with ``span = min(seq, max_rel)``) the table's rows up to
+    2 * seq; 0 when neither is known."""
+    x = static_shape(v)
+    if x is not None and len(x) >= 2:
+        return int(x[-2])
+    for _ in range(8):
+        t = const_tensor(v) if v is not None else None
+        if t is not None:
+            return min(2 * seq, int(t.shape[0])) if len(t.shape) == 2 else 0
+        p = v.producer() if v is not None else None
+        if p is None or p.op_type not in ("Unsqueeze", "Slice", "Identity", "Cast", "Dropout") or not p.inputs:
+            return 0
+        if p.op_type == "Slice" and len(p.inputs) >= 3:
+            lo, hi = const_tensor(p.inputs[1]), const_tensor(p.inputs[2])
+            if lo is not None and hi is not None and lo.size == 1 and hi.size == 1:  # fixed rows (DeBERTa v2)
+                table = static_shape(p.inputs[0])
+                n = int(table[0]) if table is not None and isinstance(table[0], int) else None
+                a, b = int(lo.numpy().reshape(-1)[0]), int(hi.numpy().reshape(-1)[0])
+                return max(0, (min(b, n) if n is not None else b) - a)
+        v = p.inputs[0]
+    return 0
+
+
+def _relative_rows(a: AttentionBlock, seq: int) -> int:
     """The 2 * span relative positions a DeBERTa layer's c2p/p2c terms read: the rows of a position projection's
-    input, or of a constant ORT's optimizer folded ([heads, 2 * span, head_size] or [.., 2 * span, heads *
-    head_size]); 0 when no shape says (a dynamic export whose span follows the sequence)."""
+    input (:func:`_span_rows`), or of a constant ORT's optimizer folded ([heads, 2 * span, head_size], [.., 2 *
+    span, heads * head_size], or v1's [1, heads, 2 * span, head_size] and its transpose)."""
     for lin in a.rel_linears:
-        x = static_shape(lin.node.inputs[0])
-        if x is not None and len(x) >= 2:
-            return int(x[-2])
+        rows = _span_rows(lin.node.inputs[0], seq)
+        if rows:
+            return rows
     for node, index, axis in a.rel_constants:
         v = node.inputs[index]
         t = v.const_value if v is not None else None
         if t is not None and len(t.shape) >= 2:
+            if axis == 1:  # [1, heads, 2 * span, head_size] or [1, heads, head_size, 2 * span]
+                return int(t.shape[2] if t.shape[3] == a.head_size else t.shape[3])
             return int(t.shape[1] if axis == 0 else t.shape[-2])
     return 0
 
@@ -423,15 +450,14 @@ def _flops(s: EncoderStructure, seq: int) -> tuple[int, dict[str, int]]:
         rel = {id(x) for x in a.rel_linears}
         for lin in layer.attention_linears():
             if id(lin) in rel:  # DeBERTa: a projection of the 2 * span relative-position embeddings, not of tokens
-                x = static_shape(lin.node.inputs[0])
-                rows = x[-2] if x is not None and len(x) >= 2 else 0
+                rows = _span_rows(lin.node.inputs[0], seq)
                 parts["attention_projections"] += 2 * rows * lin.in_features * lin.out_features
                 continue
             parts["attention_projections"] += 2 * seq * lin.in_features * lin.out_features
         parts["attention_scores_context"] += 2 * (2 * seq * seq * a.num_heads * a.head_size)
         if a.relative:  # DeBERTa: each content-to-position / position-to-content term (one GatherElements each)
             # is Q or K times the 2 * span projected relative positions, per head
-            parts["attention_scores_context"] += len(a.rel_gathers) * 2 * seq * _relative_rows(a) * a.all_head_size
+            parts["attention_scores_context"] += len(a.rel_gathers) * 2 * seq * _relative_rows(a, seq) * a.all_head_size
         for lin in layer.ffn_linears():
             parts["ffn"] += 2 * seq * lin.in_features * lin.out_features
     last = s.layers[-1].output

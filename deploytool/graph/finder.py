@@ -76,6 +76,7 @@ from deploytool.graph._util import (
     const_tensor,
     consumers,
     data_consumers,
+    is_op,
     qkv_split,
     safe_name,
     shape_derived,
@@ -102,6 +103,7 @@ _QUANT_IN = {"DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear"}
 _FUSION_OPS = {"Attention", "MultiHeadAttention", "QAttention", "SkipLayerNormalization", "EmbedLayerNormalization",
                "QEmbedLayerNormalization", "BiasGelu", "FastGelu", "SkipSimplifiedLayerNormalization"}
 _SCALE = {"Div", "Mul"}
+_FLOATS = {1, 10, 11, 16}  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 # the unbind of a packed QKV view into Q, K and V (torch's ``unbind``, ``chunk`` or indexing)
 _UNBIND = {"Split", "Slice", "Gather"}
 _MASK_OPS = {"Add", "Sub", "Mul", "Div", "Where", "Cast", "Identity", "Max", "Min", "Clip", "Dropout",
@@ -384,8 +386,10 @@ class _Finder:
             if p.op_type == "Add" and len(p.inputs) == 2:
                 a, b = p.inputs
                 if self.cone.is_const(b) and not self.cone.is_const(a):
+                    plumbing.append(p)  # a bias: the projection's own (Linear.bias_node) or one after the view
                     v = a
                 elif self.cone.is_const(a) and not self.cone.is_const(b):
+                    plumbing.append(p)
                     v = b
                 elif const_data and (const_tensor(a) is None) != (const_tensor(b) is None):
                     v = a if const_tensor(b) is not None else b  # product of constants + a stored bias
@@ -415,7 +419,7 @@ class _Finder:
                 u = self._unbind(p, v)
                 if u is None:
                     return None, plumbing, part
-                part = {"index": u[0], "node": p, "axis": None, "view": None}
+                part = {"index": u[0], "node": p, "axis": None, "view": None, "unit": u[2]}
                 axis = u[1]
                 plumbing.append(p)
                 v = p.inputs[0]
@@ -615,10 +619,12 @@ class _Finder:
         y = xp.inputs[0]
         return y is not None and self._rotate_half_source(rp.inputs[0]) is y
 
-    @staticmethod
-    def _unbind(p: ir.Node, v: ir.Value) -> tuple[int, int] | None:
-        """(part, axis) when ``v`` is one of three equal parts of its input along one axis (the unbind of
-        a packed [.., 3, heads, head_size] QKV view): a Split into 3, a Slice [i:i+1] or a Gather of index i."""
+    def _unbind(self, p: ir.Node, v: ir.Value) -> tuple[int, int, bool | None] | None:
+        """(part, axis, unit) when ``v`` is one of three equal parts of its input along one axis: the unbind
+        of a packed [.., 3, heads, head_size] QKV view (``unit`` True: a Split into sizes 1, a Slice [i:i+1] or
+        a Gather of index i) or the chunk of a [.., heads, 3 * head_size] one into thirds (``unit`` False: a
+        Split into three equal sizes, or a Slice [i*c:(i+1)*c] with c a constant or the axis' length / 3
+        computed at run time); None: a Split into 3 with no sizes, either."""
         attrs = p.attributes
         axis = int(attrs["axis"].value) if "axis" in attrs else 0
         if p.op_type == "Split":
@@ -629,29 +635,61 @@ class _Finder:
             sizes = small_const(p.inputs[1]) if len(p.inputs) > 1 and p.inputs[1] is not None else None
             if sizes is None and "split" in attrs:
                 sizes = list(attrs["split"].value)
-            if sizes is not None:
-                vals = sizes.reshape(-1).tolist() if hasattr(sizes, "reshape") else list(sizes)
-                if [int(x) for x in vals] != [1, 1, 1]:
-                    return None
-            return idx, axis
+            if sizes is None:
+                return idx, axis, None
+            vals = [int(x) for x in (sizes.reshape(-1).tolist() if hasattr(sizes, "reshape") else list(sizes))]
+            if len(vals) != 3 or len(set(vals)) != 1:
+                return None
+            return idx, axis, vals[0] == 1
         if p.op_type == "Gather":
             ind = small_const(p.inputs[1]) if len(p.inputs) > 1 else None
             if ind is None or ind.ndim != 0 or not 0 <= int(ind) < 3:
                 return None
-            return int(ind), axis
+            return int(ind), axis, True
         if p.op_type == "Slice":
             if len(p.inputs) < 4:
                 return None
-            starts, ends, axes = (small_const(p.inputs[i]) for i in (1, 2, 3))
+            axes = small_const(p.inputs[3])
             steps = small_const(p.inputs[4]) if len(p.inputs) > 4 and p.inputs[4] is not None else None
-            if starts is None or ends is None or axes is None or starts.size != 1 or ends.size != 1 or axes.size != 1:
+            if axes is None or axes.size != 1:
                 return None
             if steps is not None and (steps.size != 1 or int(steps.reshape(-1)[0]) != 1):
                 return None
-            s0, e0 = int(starts.reshape(-1)[0]), int(ends.reshape(-1)[0])
-            if not 0 <= s0 < 3 or not (e0 == s0 + 1 or (s0 == 2 and e0 >= 3)):
+            ax = int(axes.reshape(-1)[0])
+            starts, ends = small_const(p.inputs[1]), small_const(p.inputs[2])
+            if starts is not None and ends is not None:
+                if starts.size != 1 or ends.size != 1:
+                    return None
+                s0, e0 = int(starts.reshape(-1)[0]), int(ends.reshape(-1)[0])
+                if 0 <= s0 < 3 and (e0 == s0 + 1 or (s0 == 2 and e0 >= 3)):
+                    return s0, ax, True
+                c = e0 - s0
+                if c > 1 and s0 % c == 0 and s0 // c < 3:
+                    return s0 // c, ax, False  # a constant third (the axis' length checked by the caller)
                 return None
-            return s0, int(axes.reshape(-1)[0])
+            lo, hi = self._third_bound(p.inputs[1]), self._third_bound(p.inputs[2])
+            if lo is None or hi is None or hi[1] != lo[1] + 1 or not 0 <= lo[1] < 3:
+                return None
+            if lo[0] is not None and lo[0] is not hi[0]:
+                return None
+            return lo[1], ax, False
+        return None
+
+    def _third_bound(self, b: ir.Value | None) -> tuple[ir.Value | None, int] | None:
+        """A Slice bound of ``chunk(3)`` computed at run time: (the one-third length, k) for ``k * third``
+        (k = 0: a constant 0, base None; k = 1: the third itself) where the third is a length read from
+        shapes."""
+        c = small_const(b)
+        if c is not None:
+            return (None, 0) if c.size == 1 and int(c.reshape(-1)[0]) == 0 else None
+        p = b.producer() if b is not None else None
+        if p is not None and p.op_type == "Mul" and len(p.inputs) == 2:
+            for x, k in ((p.inputs[0], p.inputs[1]), (p.inputs[1], p.inputs[0])):
+                kc = small_const(k)
+                if kc is not None and kc.size == 1 and x is not None and shape_derived(x, self._shape_memo):
+                    return x, int(kc.reshape(-1)[0])
+        if b is not None and shape_derived(b, self._shape_memo):
+            return b, 1  # 1 * third, the Mul removed by ORT's optimizer
         return None
 
     def _reshape_rank(self, reshape: ir.Node) -> int | None:
@@ -707,10 +745,19 @@ class _Finder:
                     return 1
         return None
 
-    def packed_head_counts(self, qkv: Linear, view: ir.Node, at: ir.Node) -> tuple[int, int]:
-        """(heads, head_size) from the [.., 3, heads, head_size] view of a packed QKV projection."""
+    def packed_head_counts(self, qkv: Linear, view: ir.Node, at: ir.Node, interleaved: bool = False
+                           ) -> tuple[int, int]:
+        """(heads, head_size) from the [.., 3, heads, head_size] view of a packed QKV projection, or from its
+        [.., heads, 3 * head_size] view (``interleaved``)."""
         pieces = self.shape_pieces(view)
         a3 = qkv.out_features
+        if interleaved:
+            if len(pieces) >= 2 and a3 % 3 == 0:
+                h, w = pieces[-2][0], pieces[-1][0]
+                if h is not None and h > 0 and (a3 // 3) % h == 0 and w in (-1, a3 // h):
+                    return h, a3 // (3 * h)
+            raise StructureError(f"node '{_name(at)}' ({at.op_type}): cannot read the head count from the packed "
+                                 f"QKV view '{_name(view)}' (no constant [.., heads, 3 * head_size] shape)")
         if len(pieces) >= 3 and pieces[-3][0] == 3 and a3 % 3 == 0:
             h, d, a = pieces[-2][0], pieces[-1][0], a3 // 3
             if h is not None and h > 0 and d is not None and d > 0 and h * d == a:
@@ -721,6 +768,45 @@ class _Finder:
                 return a // d, d
         raise StructureError(f"node '{_name(at)}' ({at.op_type}): cannot read the head count from the packed QKV "
                              f"view '{_name(view)}' (no constant [.., 3, heads, head_size] shape)")
+
+    @staticmethod
+    def _check_thirds(parts, head_size: int) -> None:
+        """A chunk of a [.., heads, 3 * head_size] view given by constant Slice bounds must cut head_size wide
+        thirds (a constant [i*c:(i+1)*c] is read as a third before the view's width is known)."""
+        for pt in parts:
+            node = pt["node"]
+            if node.op_type != "Slice":
+                continue
+            starts, ends = small_const(node.inputs[1]), small_const(node.inputs[2])
+            if starts is not None and ends is not None:
+                s0, e0 = int(starts.reshape(-1)[0]), int(ends.reshape(-1)[0])
+                if e0 - s0 != head_size or s0 != pt["index"] * head_size:
+                    raise StructureError(f"node '{_name(node)}' (Slice): [{s0}:{e0}] is not a third of the "
+                                         f"[.., heads, 3 x {head_size}] QKV view")
+
+    def head_constants(self, plumbing: list[ir.Node], own: tuple[Linear | None, ...], heads: int,
+                       head_size: int) -> list[tuple[ir.Node, int, int]]:
+        """Constants added to Q, K or V on their way to the scores or the context other than a projection's own
+        bias (DeBERTa v1's ``q_bias``/``v_bias``, viewed [1, heads, 1, head_size] after the head view): (the Add,
+        the constant's input index, its head axis counted from the end). One the same for every head (each axis
+        but the last 1) needs no entry; one whose head axis cannot be told is refused."""
+        biases = {id(lin.bias_node) for lin in own if lin is not None and lin.bias_node is not None}
+        out: list[tuple[ir.Node, int, int]] = []
+        for add in dict.fromkeys(n for n in plumbing if n.op_type == "Add"):
+            if id(add) in biases:
+                continue
+            i = 1 if self.cone.is_const(add.inputs[1]) else 0
+            t = const_tensor(add.inputs[i])
+            shape = tuple(int(x) for x in t.shape) if t is not None else None
+            if shape is not None and all(x == 1 for x in shape[:-1]):
+                continue  # the same for every head
+            axes = [a for a in range(len(shape) - 1) if shape[a] == heads] if shape is not None else []
+            if shape is None or len(axes) != 1 or shape[-1] not in (1, head_size):
+                raise StructureError(f"node '{_name(add)}' (Add): a constant {list(shape) if shape else ''} added to "
+                                     f"the attention's Q, K or V after its head view, with no single axis of "
+                                     f"{heads} heads")
+            out.append((add, i, axes[0] - len(shape)))
+        return out
 
     def _is_scale(self, v: ir.Value | None) -> bool:
         c = small_const(v)
@@ -933,18 +1019,23 @@ class _Finder:
                                      f"projection with constant weights")
         qkv: Linear | None = None
         view: ir.Node | None = None
+        interleaved = False
         if q.node is k.node and k.node is v.node:
-            # one packed projection viewed as [.., 3, heads, head_size] and unbound into Q, K, V
+            # one packed projection viewed as [.., 3, heads, head_size] and unbound into Q, K, V, or viewed as
+            # [.., heads, 3 * head_size] and chunked into thirds on the last axis (DeBERTa v1's in_proj)
             parts = (q_part, k_part, v_part)
             if any(pt is None for pt in parts) or [pt["index"] for pt in parts] != [0, 1, 2]:
                 raise StructureError(f"node '{_name(score)}' (MatMul): Q, K and V come from one projection "
                                      f"'{_name(q.node)}' but are not its parts 0, 1, 2 of a [.., 3, heads, "
                                      f"head_size] view (packed QKV layout not recognised)")
             views = {id(pt["view"]) for pt in parts}
-            if any(pt["view"] is None or pt["axis"] != -3 for pt in parts) or len(views) != 1:
+            unbound = all(pt["axis"] == -3 and pt["unit"] is not False for pt in parts)
+            interleaved = all(pt["axis"] == -1 and pt["unit"] is not True for pt in parts)
+            if any(pt["view"] is None for pt in parts) or len(views) != 1 or not (unbound or interleaved):
                 raise StructureError(f"node '{_name(q_part['node'])}' ({q_part['node'].op_type}): the packed QKV "
-                                     f"projection '{_name(q.node)}' is not unbound along the '3' axis of one "
-                                     f"[.., 3, heads, head_size] view")
+                                     f"projection '{_name(q.node)}' is neither unbound along the '3' axis of one "
+                                     f"[.., 3, heads, head_size] view nor chunked along the last axis of one "
+                                     f"[.., heads, 3 * head_size] view")
             qkv, view = q, q_part["view"]
             q = k = v = None
         elif q.node is k.node or k.node is v.node or q.node is v.node or any(
@@ -976,7 +1067,7 @@ class _Finder:
             raise StructureError(f"node '{_name(ctx)}' (MatMul): the attention context does not reach an output "
                                  f"projection through Transpose/Reshape")
         if qkv is not None:
-            heads, head_size = self.packed_head_counts(qkv, view, score)
+            heads, head_size = self.packed_head_counts(qkv, view, score, interleaved)
             all_head = heads * head_size
             if qkv.out_features != 3 * all_head or o.in_features != all_head:
                 raise StructureError(f"node '{_name(score)}' (MatMul): packed QKV/O widths {qkv.out_features}/"
@@ -990,7 +1081,10 @@ class _Finder:
                                      f"{heads} heads x {head_size}")
         split = [n for n in q_pl + k_pl + v_pl if n.op_type == "Reshape"]
         merge = [n for n in ctx_pl if n.op_type == "Reshape"]
-        rel = self.relative_terms(score, softmax, q, k, heads, head_size) if qkv is None else None
+        if interleaved:
+            self._check_thirds((q_part, k_part, v_part), head_size)
+        rel = (self.relative_terms(score, softmax, q or qkv, k or qkv, heads, head_size)
+               if qkv is None or interleaved else None)
         if rel is not None:
             split += rel["reshapes"]
         sites = self.head_sites(split, merge, heads, all_head)
@@ -1012,12 +1106,14 @@ class _Finder:
                 views = self._views_between(score, softmax) + [n for n in ctx_pl if n.op_type == "Reshape"]
                 add(site for r in views if (site := self._unflatten_front_site(r, heads)) is not None)
         block = AttentionBlock(num_heads=heads, head_size=head_size, q=q, k=k, v=v, o=o, head_sites=sites,
-                               score_bias=self.score_bias(score, softmax), qkv=qkv)
+                               score_bias=self.score_bias(score, softmax), qkv=qkv, qkv_interleaved=interleaved)
+        block.head_constants = self.head_constants(q_pl + k_pl + v_pl, (qkv, q, k, v), heads, head_size)
         block.heads_inferred = not sites and rel is None and self._views_infer_heads(split, merge, head_size,
                                                                                     qkv is not None)
         if rel is not None:
             block.rel_linears, block.rel_constants = rel["linears"], rel["constants"]
             block.rel_gathers = rel["gathers"]
+            block.rel_gather_axis = rel.get("gather_axis", 0)
             self._rel_nodes[id(block)] = rel["nodes"]
         return block, x
 
@@ -1027,15 +1123,27 @@ class _Finder:
                      "Dropout"}
 
     def _rank(self, v: ir.Value | None) -> int | None:
-        if v is None:
+        """Rank of an activation: its shape, or its view's or Transpose's, looked for through ops that keep the
+        rank of their activation input (scales, biases, casts, a Split or Slice)."""
+        for _ in range(8):
+            if v is None:
+                return None
+            if v.shape is not None:
+                return len(v.shape)
+            p = v.producer()
+            if p is None:
+                return None
+            if p.op_type == "Reshape":
+                return self._reshape_rank(p)
+            if p.op_type == "Transpose" and "perm" in p.attributes:
+                return len(p.attributes["perm"].value)
+            if p.op_type in ("Split", "Slice", "Cast", "Identity", "Dropout") and p.inputs:
+                v = p.inputs[0]
+                continue
+            if p.op_type in ("Add", "Sub", "Mul", "Div") and len(p.inputs) == 2:
+                v = p.inputs[1] if self.cone.is_const(p.inputs[0]) else p.inputs[0]
+                continue
             return None
-        if v.shape is not None:
-            return len(v.shape)
-        p = v.producer()
-        if p is not None and p.op_type == "Reshape":
-            return self._reshape_rank(p)
-        if p is not None and p.op_type == "Transpose" and "perm" in p.attributes:
-            return len(p.attributes["perm"].value)
         return None
 
     def _views_between(self, score: ir.Node, softmax: ir.Node) -> list[ir.Node]:
@@ -1101,12 +1209,44 @@ class _Finder:
             if p.op_type == "GatherElements":
                 gathers.append(p)
                 return p.inputs[:1]
+            if p.op_type == "If":
+                x = self._if_passes(p)
+                return (x,) if x is not None else ()
             if p.op_type in self._REL_WALK:
-                return [i for i in p.inputs if i is not None and not shape_derived(i, self._shape_memo)]
+                # an If's only input is its condition (from shapes): its branches' outer values are not
+                return [i for i in p.inputs if i is not None and (is_op(i.producer(), "If")
+                                                                  or not shape_derived(i, self._shape_memo))]
             return ()
 
         _walk_back(start, 64, visit)
         return (mms, gathers) if mms else None
+
+    @staticmethod
+    def _if_passes(node: ir.Node) -> ir.Value | None:
+        """The one outer value both branches of an ``If`` return, looked at through Identity, Transpose, Cast
+        and a GatherElements' data (TorchScript's export of DeBERTa v1's ``uneven_size_corrected``: a gather
+        when the query and key lengths differ, else the term itself), or None."""
+        found = []
+        for name in ("then_branch", "else_branch"):
+            attr = node.attributes.get(name)
+            g = attr.value if attr is not None else None
+            if g is None or len(g.outputs) != 1:
+                return None
+            v = g.outputs[0]
+            for _ in range(8):
+                p = v.producer()
+                if p is None or p.graph is not g:
+                    break
+                if p.op_type not in ("Identity", "Transpose", "Cast", "GatherElements") or not p.inputs:
+                    return None
+                v = p.inputs[0]
+            else:
+                return None
+            p = v.producer()
+            if p is not None and p.graph is g:
+                return None
+            found.append(v)
+        return found[0] if found[0] is found[1] else None
 
     def relative_terms(self, score: ir.Node, softmax: ir.Node, q: Linear, k: Linear, heads: int,
                        head_size: int) -> dict | None:
@@ -1147,6 +1287,29 @@ class _Finder:
                 raise StructureError(f"node '{_name(mm)}' (MatMul): a relative-position term on the scores that "
                                      f"is not a product of Q or K with projected position embeddings")
             self._relative_side(mm, 1 - content[0], heads, head_size, out)
+        if self._rank(score.inputs[0]) == 4:
+            # [batch, heads, S, .] products (DeBERTa v1): each index is one [1, 1, S, S] table expanded to the
+            # product's [batch, heads, S, S] (by sizes read at run time, by a shape holding the head count, which
+            # the dynamo exporter shares among all layers, or folded to a constant): every head's rows the same,
+            # so a pass that keeps fewer heads cuts the index to the product's head count at run time
+            for g in gathers:
+                idx = g.inputs[1]
+                e = idx.producer() if idx is not None else None
+                if e is not None and e.op_type == "Slice" and e.inputs and e.inputs[0] is not None:
+                    idx = e.inputs[0]  # already cut to a pruned head count
+                t = const_tensor(idx)
+                if t is not None:
+                    a = t.numpy()
+                    if a.ndim != 4 or not bool(np.all(a == a[:, :1])):
+                        raise StructureError(f"node '{_name(g)}' (GatherElements): a folded relative-position "
+                                             f"index of shape {list(a.shape)} that differs between heads")
+                    continue
+                e = idx.producer() if idx is not None else None
+                if e is None or e.op_type != "Expand":
+                    raise StructureError(f"node '{_name(g)}' (GatherElements): its relative-position index is not an "
+                                         f"Expand of one table over batch x heads")
+            out["gather_axis"] = 1
+            return out
         for g in gathers:
             idx = g.inputs[1]
             e = idx.producer() if idx is not None else None
@@ -1192,11 +1355,17 @@ class _Finder:
                         and self._tiled_heads(t, heads):
                     # [heads, 2 * span, head_size] (or its transpose), or that tiled over a fixed batch
                     out["constants"].append((reader, idx, 0))
+                elif not split and len(shape) == 4 and shape[0] == 1 and shape[1] == heads and head_size in shape[2:]:
+                    out["constants"].append((reader, idx, 1))  # DeBERTa v1: [1, heads, 2 * span, head_size] or ^T
                 else:
                     raise StructureError(f"node '{_name(reader)}' ({reader.op_type}): a folded relative-position "
                                          f"constant of shape {list(shape)} with no head axis of {heads}")
                 out["nodes"] += nodes
                 return
+            if p.op_type in _SCALE and len(p.inputs) == 2 and self._is_scale(p.inputs[1]):
+                nodes.append(p)  # DeBERTa v1 scales the projected positions of its p2c term
+                v = p.inputs[0]
+                continue
             if p.op_type not in self._POS_PLUMBING:
                 raise StructureError(f"node '{_name(p)}' ({p.op_type}): cannot follow a relative-position operand "
                                      f"of '{_name(mm)}' back to its projection")
@@ -1422,10 +1591,14 @@ class _Finder:
         if len(cs) == 1 and cs[0].op_type in LAYER_NORM_OPS:
             return cs[0].outputs[0]
         # decomposed: ReduceMean(x); d = Sub(x, mean); Div(d, Sqrt(ReduceMean(Pow(d)) + eps)) * g + b
+        # (DeBERTa: x cast to float32 first, and the division cast back)
+        cs = consumers(self._past_float_cast(v))
+        if len(cs) == 1 and cs[0].op_type in LAYER_NORM_OPS:
+            return cs[0].outputs[0]
         sub = next((c for c in cs if c.op_type == "Sub"), None)
         if sub is not None and any(c.op_type == "ReduceMean" for c in cs):
             div = next((c for c in consumers(sub.outputs[0]) if c.op_type == "Div"), None)
-            mul = single_consumer(div.outputs[0]) if div is not None else None
+            mul = single_consumer(self._past_float_cast(div.outputs[0])) if div is not None else None
             add = single_consumer(mul.outputs[0]) if mul is not None and mul.op_type == "Mul" else None
             if add is not None and add.op_type == "Add":
                 return add.outputs[0]
@@ -1522,7 +1695,25 @@ class _Finder:
         """True when a residual sum is read by something besides its own LayerNorm (pre-LN: the next
         residual Add adds it back)."""
         return any(n.op_type not in LAYER_NORM_OPS and n.op_type not in ("ReduceMean", "Sub")
-                   for n in self.readers(s))
+                   for n in self.readers(self._past_float_cast(s)))
+
+    @staticmethod
+    def _past_float_cast(v: ir.Value) -> ir.Value:
+        """``v`` cast to a float type when that Cast is its only reader (DeBERTa's LayerNorm computes in float32:
+        ``x.float()`` before the mean, ``.to(dtype)`` after the division; fp16 keeps those Casts), else ``v``."""
+        c = single_consumer(v)
+        if c is not None and c.op_type == "Cast" and "to" in c.attributes and c.attributes["to"].value in _FLOATS \
+                and len(consumers(v)) == 1:
+            return c.outputs[0]
+        return v
+
+    @staticmethod
+    def _uncast(v: ir.Value | None) -> ir.Value | None:
+        """``v`` before a Cast to a float type (see :meth:`_past_float_cast`)."""
+        p = v.producer() if v is not None else None
+        if p is not None and p.op_type == "Cast" and "to" in p.attributes and p.attributes["to"].value in _FLOATS:
+            return p.inputs[0]
+        return v
 
     def _normalizes(self, a: ir.Value, r: ir.Value) -> bool:
         """True when ``a`` is ``LayerNorm(r)`` (a LayerNormalization, the normalised output 0 of a
@@ -1533,7 +1724,7 @@ class _Finder:
         if p.op_type in ("LayerNormalization", "SimplifiedLayerNormalization"):
             if not p.inputs or p.inputs[0] is None:
                 return False
-            if self.source(p.inputs[0]) is r:
+            if self.source(self._uncast(p.inputs[0])) is r:
                 return True
             # ORT: a LayerNorm without bias as RMSNorm of the centred input, Sub(r, ReduceMean(r))
             sub = p.inputs[0].producer()
@@ -1547,7 +1738,7 @@ class _Finder:
             p = nxt.producer() if nxt is not None else None
         if p is None or p.op_type != "Mul" or len(p.inputs) != 2:
             return False
-        nxt = next((i for i in p.inputs if i is not None and not self.cone.is_const(i)), None)
+        nxt = self._uncast(next((i for i in p.inputs if i is not None and not self.cone.is_const(i)), None))
         div = nxt.producer() if nxt is not None else None
         if div is None or div.op_type != "Div":
             return False
@@ -1561,12 +1752,14 @@ class _Finder:
         if len(sub.inputs) != 2 or sub.inputs[1] is None:
             return False
         mean = sub.inputs[1].producer()
-        return (self.source(sub.inputs[0]) is r and mean is not None and mean.op_type == "ReduceMean"
-                and self.source(mean.inputs[0]) is r)
+        return (self.source(self._uncast(sub.inputs[0])) is r and mean is not None and mean.op_type == "ReduceMean"
+                and self.source(self._uncast(mean.inputs[0])) is r)
 
     def norm_after(self, s: ir.Value, at: ir.Node) -> ir.Value:
         """The output of the one LayerNorm that reads the residual sum ``s`` (pre-LN: the FFN's norm)."""
         rs = self.readers(s)
+        if len(rs) == 1 and rs[0].op_type == "Cast":
+            rs = self.readers(self._past_float_cast(s)) or rs
         lns = [n for n in rs if n.op_type in ("LayerNormalization", "SimplifiedLayerNormalization")]
         if len(lns) == 1:
             return lns[0].outputs[0]
@@ -1576,7 +1769,7 @@ class _Finder:
             if len(rms) == 1:  # ORT: LayerNorm without bias = RMSNorm(s - mean(s))
                 return rms[0].outputs[0]
             div = next((c for c in consumers(sub.outputs[0]) if c.op_type == "Div"), None)
-            mul = single_consumer(div.outputs[0]) if div is not None else None
+            mul = single_consumer(self._past_float_cast(div.outputs[0])) if div is not None else None
             if mul is not None and mul.op_type == "Mul":
                 add = single_consumer(mul.outputs[0])
                 if add is not None and add.op_type == "Add" and any(self.cone.is_const(i) for i in add.inputs):
@@ -1895,6 +2088,9 @@ class _Finder:
         family = self.family(embeddings, other)
         if bottlenecked and family_hint(self.model) is None:
             family = "mobilebert"
+        if family_hint(self.model) is None and any(la.attention.qkv_interleaved and la.attention.head_constants
+                                                   for la in layers):
+            family = "deberta"  # v1's per-head in_proj and q/v biases, where the export kept no module path
         return EncoderStructure(family=family, hidden_size=hidden, layers=layers,
                                 embeddings=embeddings, fused=fused_any, exporter=self.exporter(fused_any),
                                 other_linears=other)
@@ -2069,6 +2265,9 @@ class _Finder:
 # name the family and say what is missing; roles are always found by structure)
 _FAMILY_SIGNATURES = (
     ("modernbert", ("wqkv", "mlp.wi", "mlp/wi", "attn_norm", "mlp_norm", "tok_embeddings", "final_norm")),
+    # DeBERTa v1 (before v2: it also has rel_embeddings and pos_proj): one per-head packed in_proj, its own
+    # q/v biases, the position-to-query projection pos_q_proj
+    ("deberta", ("attention.self.in_proj", "attention/self/in_proj", "pos_q_proj", "self.q_bias", "self.v_bias")),
     ("deberta-v2", ("rel_embeddings", "pos_key_proj", "pos_query_proj", "pos_proj", "rel_attn", "query_proj",
                     "key_proj", "value_proj")),
     ("mobilebert", ("bottleneck",)),
@@ -2083,7 +2282,7 @@ _FAMILY_SIGNATURES = (
 # families whose MatMul constants are not all projection weights (DeBERTa's relative-position projections share
 # the Q/K weights or are folded into constants): where the finder cannot read such a graph, packing every MatMul
 # weight would quantize one use of a weight and not the other, so pack refuses
-PACK_NEEDS_STRUCTURE = frozenset({"deberta-v2"})
+PACK_NEEDS_STRUCTURE = frozenset({"deberta", "deberta-v2"})
 
 # families the finder reads by structure (pre-LN residuals, packed QKV, rotary embeddings, GLU FFN) whose
 # refusals name the family: what a graph of that family may still lack

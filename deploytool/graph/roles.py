@@ -26,6 +26,13 @@ Conventions
   2 = V), so head h owns features ``[h*d, (h+1)*d)`` of each part. Rotary position embeddings on Q and
   K (``x * cos + rotate_half(x) * sin``, cos/sin per head_size and broadcast over heads) are looked
   through; they hold no head count.
+- Packed QKV viewed per head (DeBERTa v1's ``in_proj``: one projection viewed as ``[.., heads, 3 *
+  head_size]`` and chunked into Q, K, V along the last axis): ``AttentionBlock.qkv_interleaved`` is True and
+  the output features are ``h * 3 * head_size + part * head_size + d``, so head h owns the contiguous rows
+  ``[3hd, 3(h+1)d)``. :meth:`AttentionBlock.part_features` gives a part's features for any layout.
+- Per-head constants added to Q, K or V after their view (DeBERTa v1's ``q_bias``/``v_bias``, viewed
+  ``[1, heads, 1, head_size]``): ``AttentionBlock.head_constants`` lists (the Add, its input index, the
+  constant's head axis); a pass that keeps heads takes the same selection along that axis.
 - Gated FFN (GLU: ModernBERT's GeGLU ``Wo(act(x @ Wi[:F]) * (x @ Wi[F:]))``): ``FFNBlock.gated`` is
   True and the intermediate projection has ``2 * F`` output features: neuron j owns features j (the
   activation's input) and ``F + j`` (the gate). ``FFNBlock.width`` is F. Constant split sizes of the
@@ -73,6 +80,7 @@ puts both together: :mod:`deploytool.graph.structure`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Literal
 
 import onnx_ir as ir
@@ -124,16 +132,25 @@ class AttentionBlock:
     # still computed in the graph (MatMul of the embeddings' constant cone with Q's or K's own weight, or
     # their own pos_*_proj); their output features are head-major like Q's. ``rel_constants``: ones ORT's
     # optimizer folded into constants, as (the node reading it, input index, head axis): axis 0 for a
-    # [heads, 2*span, head_size] constant, -1 for a [.., heads * head_size] one. ``rel_gathers``: the
+    # [heads, 2*span, head_size] constant, -1 for a [.., heads * head_size] one, 1 for DeBERTa v1's
+    # relative-position index folded to [1, heads, S, S]. ``rel_gathers``: the
     # GatherElements picking each query's relative positions, whose index is a [batch * heads, S, S]
     # broadcast of one [1, S, S] table. A pass that keeps heads slices all three with Q/K/V.
     rel_linears: list[Linear] = dataclasses.field(default_factory=list)
     rel_constants: list[tuple[ir.Node, int, int]] = dataclasses.field(default_factory=list)
     rel_gathers: list[ir.Node] = dataclasses.field(default_factory=list)
+    # the head axis of the gathers' index: 0 for [batch * heads, S, S] (DeBERTa v2/v3), 1 for [batch, heads,
+    # S, S] (DeBERTa v1, whose index every head shares: a pass keeping fewer heads cuts it at run time)
+    rel_gather_axis: int = 0
     # no constant holds the head count: every view of Q/K/V to [.., heads, head_size] gives the head axis as
     # -1 and every merge of the context gives its width as -1 (ESM's exports), so a pass that keeps heads
     # has no site to rewrite and needs none
     heads_inferred: bool = False
+    # the packed QKV viewed as [.., heads, 3 * head_size] and chunked on its last axis (DeBERTa v1): feature
+    # h * 3 * head_size + part * head_size + d (see the module docstring); False: part * all_head_size + ..
+    qkv_interleaved: bool = False
+    # per-head constants added to Q/K/V after the head view: (the Add, its input index, the head axis)
+    head_constants: list[tuple[ir.Node, int, int]] = dataclasses.field(default_factory=list)
 
     @property
     def relative(self) -> bool:
@@ -143,6 +160,17 @@ class AttentionBlock:
     @property
     def all_head_size(self) -> int:
         return self.num_heads * self.head_size
+
+    def part_features(self, part: int, heads: Sequence[int] | None = None) -> list[int]:
+        """The output features of Q (part 0), K (1) or V (2) for ``heads`` (all, in order, by default), in
+        head-major order: of the part's own projection, or of the packed QKV in its layout."""
+        d = self.head_size
+        hs = range(self.num_heads) if heads is None else heads
+        if self.qkv is None or self.q is not None:
+            return [h * d + e for h in hs for e in range(d)]
+        if self.qkv_interleaved:
+            return [h * 3 * d + part * d + e for h in hs for e in range(d)]
+        return [part * self.all_head_size + h * d + e for h in hs for e in range(d)]
 
 
 @dataclasses.dataclass

@@ -38,9 +38,9 @@ def qkv_parts(att: AttentionBlock) -> list[tuple[np.ndarray, np.ndarray | None]]
                 for lin in (att.q, att.k, att.v)]
     if att.qkv is not None:
         w = weight_out_in(att.qkv)  # [3*A, hidden]
-        a = att.all_head_size
         b = None if att.qkv.bias is None else weight_array(att.qkv.bias).astype(np.float64)
-        return [(w[i * a:(i + 1) * a], None if b is None else b[i * a:(i + 1) * a]) for i in range(3)]
+        rows = [np.asarray(att.part_features(i), dtype=np.int64) for i in range(3)]
+        return [(w[r], None if b is None else b[r]) for r in rows]
     raise _no_qkv(att)
 
 
@@ -64,8 +64,7 @@ def qkv_square_sums(att: AttentionBlock) -> list[np.ndarray]:
         return [square_sums(lin, 1) + bias_sq(lin) for lin in (att.q, att.k, att.v)]
     if att.qkv is not None:
         rows = square_sums(att.qkv, 1) + bias_sq(att.qkv)  # [3*A]
-        a = att.all_head_size
-        return [rows[i * a:(i + 1) * a] for i in range(3)]
+        return [rows[np.asarray(att.part_features(i), dtype=np.int64)] for i in range(3)]
     raise _no_qkv(att)
 
 

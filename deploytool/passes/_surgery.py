@@ -11,7 +11,9 @@ Everything here works through :mod:`deploytool.graph.structure` references (neve
   and every :class:`HeadSite` of the layer is rewritten to the new head count. A packed QKV weight
   ``[hidden, 3*H*d]`` (a fused Attention's, or an unfused one such as ModernBERT's ``Wqkv``) keeps
   features ``idx``, ``A + idx`` and ``2A + idx`` (``A = H*d``) and a fused op's ``num_heads`` attribute
-  is updated; rotary cos/sin (per head size, broadcast over heads) need no edit.
+  is updated; rotary cos/sin (per head size, broadcast over heads) need no edit. A packed QKV viewed per
+  head (DeBERTa v1's ``[.., heads, 3d]`` ``in_proj``) keeps each kept head's ``3d`` rows, and per-head
+  constants added after the view (its ``q_bias``/``v_bias``) the same heads along their head axis.
   Given a permutation of all heads, it reorders without changing the function.
 - ``keep_neurons(layer, idx)``: the FFN intermediate keeps output rows ``idx`` (and bias), the FFN
   output keeps input columns ``idx``. A gated FFN (GLU) keeps intermediate features ``idx`` and
@@ -329,9 +331,9 @@ def qkv_parts(att: AttentionBlock) -> list[tuple[np.ndarray, np.ndarray | None]]
         return out
     if att.qkv is not None:
         w = _as_out_in(att.qkv)  # [3*A, hidden]
-        a = att.all_head_size
         b = get_array(att.qkv.bias).astype(np.float64) if att.qkv.bias is not None else None
-        return [(w[i * a:(i + 1) * a], None if b is None else b[i * a:(i + 1) * a]) for i in range(3)]
+        rows = [np.asarray(att.part_features(i), dtype=np.int64) for i in range(3)]
+        return [(w[r], None if b is None else b[r]) for r in rows]
     raise StructureError(f"attention of output node '{att.o.node.name}' has neither Q/K/V nor a packed QKV weight")
 
 
@@ -476,27 +478,32 @@ def _keep_relative_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[i
             n = get_shape(value)[0]
             keep = np.asarray([b * att.num_heads + h for b in range(n // att.num_heads) for h in heads],
                               dtype=np.int64)
-        else:
+        elif axis == -1:  # [.., heads * head_size]
             keep = np.asarray(idx, dtype=np.int64)
+        else:  # [batch, heads, ..] (DeBERTa v1's folded relative-position index): one entry per head
+            keep = np.asarray(heads, dtype=np.int64)
         kept = np.take(get_array(value), keep, axis=axis)
         node.replace_input_with(i, new_initializer(graph, f"{value.name or 'rel_const'}__{tag}", kept))
     if len(heads) == att.num_heads:
         return  # a permutation: the index's batch x heads rows are all the same row
+    axis = att.rel_gather_axis
     for g in att.rel_gathers:
-        # the index is one [1, S, S] table broadcast over the batch x heads rows of the product it reads;
-        # the product now has batch x kept heads rows: keep that many of the index's (identical) rows
+        # the index is one [1, S, S] table broadcast over the batch x heads rows of the product it reads (axis 0
+        # of [batch * heads, S, S]; axis 1 of [batch, heads, S, S]); the product now has fewer heads: keep that
+        # many of the index's (identical) rows
         data, index = g.inputs[0], g.inputs[1]
-        if _rows_cut(g):
+        if _rows_cut(g, axis):
             continue  # an earlier head edit's cut follows the product's rows at run time
         base = f"{g.name or 'rel_gather'}__rows_{tag}"
         zero = new_initializer(graph, f"{base}_zero", np.zeros(1, dtype=np.int64))
-        # Shape's start/end need opset 15: Shape, then Gather of its first element
+        at = zero if axis == 0 else new_initializer(graph, f"{base}_axis", np.full(1, axis, dtype=np.int64))
+        # Shape's start/end need opset 15: Shape, then Gather of the element
         shape = ir.node("Shape", inputs=[data], name=_new_node_name(graph, f"{base}_shape"))
         shape.outputs[0].name = _new_value_name(graph, f"{base}_dims")
-        rows = ir.node("Gather", inputs=[shape.outputs[0], zero], attributes={"axis": 0},
+        rows = ir.node("Gather", inputs=[shape.outputs[0], at], attributes={"axis": 0},
                        name=_new_node_name(graph, f"{base}_rows"))
         rows.outputs[0].name = _new_value_name(graph, f"{base}_n")
-        cut = ir.node("Slice", inputs=[index, zero, rows.outputs[0], zero], name=_new_node_name(graph, f"{base}_slice"))
+        cut = ir.node("Slice", inputs=[index, zero, rows.outputs[0], at], name=_new_node_name(graph, f"{base}_slice"))
         cut.outputs[0].name = _new_value_name(graph, f"{base}_index")
         cut.outputs[0].type = index.type
         graph.insert_before(g, [shape, rows, cut])
@@ -504,10 +511,14 @@ def _keep_relative_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[i
         layer.nodes += [shape, rows, cut]
 
 
-def _rows_cut(g: ir.Node) -> bool:
-    """True when ``g``'s index is already ``Slice(index, 0, Shape(data)[0], axis 0)`` of its own data."""
+def _rows_cut(g: ir.Node, axis: int = 0) -> bool:
+    """True when ``g``'s index is already ``Slice(index, 0, Shape(data)[axis], axis)`` of its own data."""
     cut = g.inputs[1].producer() if g.inputs[1] is not None else None
-    if cut is None or cut.op_type != "Slice" or len(cut.inputs) < 3 or cut.inputs[2] is None:
+    if cut is None or cut.op_type != "Slice" or len(cut.inputs) < 4 or cut.inputs[2] is None:
+        return False
+    ax = get_array(cut.inputs[3]).reshape(-1) if cut.inputs[3] is not None and cut.inputs[3].const_value is not None \
+        else None
+    if ax is None or ax.size != 1 or int(ax[0]) != axis:
         return False
     rows = cut.inputs[2].producer()
     shape = rows.inputs[0].producer() if rows is not None and rows.op_type == "Gather" else None
@@ -534,8 +545,11 @@ def keep_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int]) -> No
         for lin in (att.q, att.k, att.v):
             keep_out(graph, lin, idx, tag)
     elif att.qkv is not None:
-        a = att.all_head_size
-        keep_out(graph, att.qkv, np.concatenate([idx, a + idx, 2 * a + idx]), tag)
+        if att.qkv_interleaved:  # [.., heads, 3 * head_size]: each kept head's Q, K, V rows together
+            keep = [h * 3 * att.head_size + e for h in heads for e in range(3 * att.head_size)]
+        else:
+            keep = [f for part in range(3) for f in att.part_features(part, heads)]
+        keep_out(graph, att.qkv, np.asarray(keep, dtype=np.int64), tag)
         fused = att.fused
         if fused is not None and "qkv_hidden_sizes" in fused.attributes:
             size = len(idx)
@@ -543,6 +557,10 @@ def keep_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int]) -> No
     else:
         raise StructureError(f"layer {layer.index}: attention has no Q/K/V weights to slice")
     keep_in(graph, att.o, idx, tag)
+    for node, i, axis in att.head_constants:  # DeBERTa v1's q_bias / v_bias viewed [1, heads, 1, head_size]
+        value = node.inputs[i]
+        kept = np.take(get_array(value), np.asarray(heads, dtype=np.int64), axis=axis)
+        node.replace_input_with(i, new_initializer(graph, f"{value.name or 'head_const'}__{tag}", kept))
     _select_score_bias(graph, layer, heads)
     _keep_relative_heads(graph, layer, heads, idx)
     if len(heads) != att.num_heads:

@@ -2,7 +2,7 @@
 
 Every cell is one (model, exporter, ORT optimizer level, pass). The model is a random tiny
 transformers encoder of a family (BERT, RoBERTa, XLM-R, DistilBERT, ELECTRA, ALBERT, MPNet,
-MobileBERT, DeBERTa-v2/v3, ModernBERT, ERNIE, data2vec-text, XLM-R-XL, Megatron-BERT, RemBERT, RoFormer,
+MobileBERT, DeBERTa v1/v2/v3, ModernBERT, ERNIE, data2vec-text, XLM-R-XL, Megatron-BERT, RemBERT, RoFormer,
 ESM) and task; the exporter is what users run (optimum's exporter
 with the model's default SDPA attention or eager attention, plain ``torch.onnx.export`` with every
 model output kept at opsets 14 and 17, and at opset 17 without dynamic axes (static shapes), the dynamo
@@ -123,6 +123,12 @@ def _configs() -> dict[str, Callable]:
                                                      num_hidden_layers=LAYERS, num_feedforward_networks=3,
                                                      normalization_type="layer_norm", use_bottleneck_attention=True,
                                                      max_position_embeddings=MAX_POS),
+        # DeBERTa v1 (microsoft/deberta-base's wiring): one in_proj viewed per head as [.., heads, 3 x head_size]
+        # and chunked into Q, K, V, separate q/v biases, content-to-position (pos_proj) and position-to-content
+        # (pos_q_proj) terms, no absolute positions, no token types, its own float32 LayerNorm
+        "deberta": lambda: tr.DebertaConfig(**common, relative_attention=True, pos_att_type=["c2p", "p2c"],
+                                            max_relative_positions=-1, position_biased_input=False,
+                                            type_vocab_size=0),
         # DeBERTa-v3's shape: relative attention with content-to-position and position-to-content terms
         "deberta-v2": lambda: tr.DebertaV2Config(**common, relative_attention=True, pos_att_type=["p2c", "c2p"],
                                                  position_buckets=16, max_relative_positions=-1,
@@ -185,6 +191,7 @@ MODELS = (
     ModelCase("mpnet", "mpnet"),
     ModelCase("mobilebert", "mobilebert"),  # NoNorm, shared Q/K bottleneck, 2 FFNs per layer
     ModelCase("mobilebert-ln", "mobilebert-ln"),  # LayerNorm, Q/K/V on the input bottleneck, 3 FFNs
+    ModelCase("deberta", "deberta"),  # v1: per-head packed in_proj, q/v biases after the head view
     ModelCase("deberta-v2", "deberta-v2"),
     ModelCase("deberta-v3", "deberta-v3"),
     ModelCase("modernbert", "modernbert"),
@@ -400,7 +407,7 @@ def _ffn_pairs(model) -> list[tuple[object, str, str]]:
         return [(g.albert_layers[0], "ffn", "ffn_output") for g in _base(model).encoder.albert_layer_groups]
     if mt == "distilbert":
         return [(la.ffn, "lin1", "lin2") for la in _layers(model)]
-    if mt in ("bert", "roberta", "xlm-roberta", "electra", "mpnet", "deberta-v2") + _BERT_LIKE:
+    if mt in ("bert", "roberta", "xlm-roberta", "electra", "mpnet", "deberta", "deberta-v2") + _BERT_LIKE:
         return [(la, "intermediate.dense", "output.dense") for la in _layers(model)]
     raise NotImplementedError(f"no independent FFN reference for {mt}")
 
@@ -494,6 +501,30 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
             att.Wqkv = _slice_linear(att.Wqkv, torch.cat([idx, idx + a, idx + 2 * a]), 0)
             att.Wo = _slice_linear(att.Wo, idx, 1)
             att.num_heads = len(keep)
+            att.all_head_size = len(keep) * d
+        return
+    if mt == "deberta":
+        # transformers has no prune_heads for DeBERTa: module surgery. DeBERTa v1's DisentangledSelfAttention views
+        # in_proj(h) as [bs, seq, num_heads, -1] and chunks the last axis into Q, K, V, so head j owns in_proj's
+        # rows [3 j d, 3 (j + 1) d); q_bias and v_bias are viewed [1, 1, num_heads, d] (rows j d .. (j + 1) d),
+        # as are pos_proj's and pos_q_proj's outputs; the context is merged to [bs, seq, -1] before output.dense.
+        for i, layer in enumerate(_layers(model)):
+            heads = removed.get(i, [])
+            if not heads:
+                continue
+            att = layer.attention.self
+            d, h = att.attention_head_size, att.num_attention_heads
+            keep = [j for j in range(h) if j not in heads]
+            rows3 = torch.as_tensor([3 * j * d + e for j in keep for e in range(3 * d)], dtype=torch.long)
+            idx = torch.as_tensor([j * d + e for j in keep for e in range(d)], dtype=torch.long)
+            att.in_proj = _slice_linear(att.in_proj, rows3, 0)
+            att.q_bias = torch.nn.Parameter(att.q_bias.detach().index_select(0, idx).clone())
+            att.v_bias = torch.nn.Parameter(att.v_bias.detach().index_select(0, idx).clone())
+            for name in ("pos_proj", "pos_q_proj"):
+                if hasattr(att, name):
+                    setattr(att, name, _slice_linear(getattr(att, name), idx, 0))
+            layer.attention.output.dense = _slice_linear(layer.attention.output.dense, idx, 1)
+            att.num_attention_heads = len(keep)
             att.all_head_size = len(keep) * d
         return
     if mt == "deberta-v2":

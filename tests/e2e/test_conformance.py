@@ -61,7 +61,13 @@ DEBERTA = [("deberta-v2", "dynamo", 0),  # one shape Concat shared by every laye
            # the heads
            ("deberta-v3", "torchscript-17", 0),
            # its own pos_key_proj / pos_query_proj: sliced per head with Q/K/V, packed as encoder projections
-           ("deberta-v2-ownpos", "torchscript-17", 0)]
+           ("deberta-v2-ownpos", "torchscript-17", 0),
+           # DeBERTa v1: one in_proj viewed [.., heads, 3 * head_size] and chunked by Slices whose bounds are
+           # computed from its shape, q/v biases added after the view, 4-D relative terms, the p2c term through
+           # an If, its LayerNorm cast to float32
+           ("deberta", "torchscript-17", 0),
+           # ... chunked by Split(num_outputs=3), one relative-position index Expand shared by every layer
+           ("deberta", "dynamo", 0)]
 
 
 # families beyond BERT's own classes, each with transformers' own prune_heads as the head reference
@@ -182,12 +188,43 @@ def test_esm_views_infer_the_head_count_and_roformer_rotary_views_hold_it(work):
     assert not la.attention.heads_inferred
 
 
+def test_deberta_v1_in_proj_is_read_per_head(work):
+    """DeBERTa v1's attention as the finder reads it: its in_proj one packed projection with head h's Q, K and V
+    in rows [3hd, 3(h+1)d) (checked against the model's own weights: the rows part_features names are the torch
+    module's in_proj rows that transpose_for_scores + chunk(3) give Q, K, V), q_bias/v_bias per-head constants,
+    pos_proj and pos_q_proj the relative-position projections, gathered over [batch, heads, S, S]."""
+    import torch
+
+    case = C.MODEL_BY_NAME["deberta"]
+    onnx_path = C.export(case, "torchscript-17", work / "deberta-v1")
+    model, st = _structure(onnx_path)
+    assert st.family == "deberta"
+    torch_model = C.build_model(case)
+    for i, la in enumerate(st.layers):
+        att = la.attention
+        assert att.qkv is not None and att.q is None and att.qkv_interleaved
+        assert (att.num_heads, att.head_size) == (C.HEADS, C.HIDDEN // C.HEADS)
+        assert len(att.head_constants) == 2 and {ax for _, _, ax in att.head_constants} == {-3}
+        assert len(att.rel_linears) == 2 and att.rel_gather_axis == 1
+        w = att.qkv.weight.const_value.numpy()  # [in, 3A] (MatMul B)
+        self_att = torch_model.encoder.layer[i].attention.self
+        # the torch module's own split: view [.., heads, -1] then chunk(3) on the last axis
+        rows = torch.arange(3 * C.HIDDEN).view(C.HEADS, -1).chunk(3, dim=-1)
+        ref = self_att.in_proj.weight.detach().numpy()
+        for part in range(3):
+            torch_rows = rows[part].reshape(-1).numpy()
+            np.testing.assert_array_equal(w[:, att.part_features(part)].T, ref[torch_rows])
+
+
 @pytest.mark.slow  # DeBERTa's export and ORT's optimizer
-def test_deberta_folded_positions(work):
+@pytest.mark.parametrize("model,exporter", [("deberta-v2", "torchscript-17"), ("deberta", "torchscript-static")])
+def test_deberta_folded_positions(model, exporter, work):
     """ORT's optimizer folds each layer's relative-position projections into [heads, 2 * span, head_size]
-    constants: the structured passes take each layer's kept heads of them; pack refuses (packing Q/K would
-    leave the folded float projections of the unpacked weights), naming the folding."""
-    cells = _cells("deberta-v2", "torchscript-17", 1, work)
+    constants (v1 on a static export: [1, heads, ..], and the relative-position index into a [1, heads, S, S]
+    constant, cut to the kept heads at run time): the structured passes take each layer's kept heads of them;
+    pack refuses (packing Q/K would leave the folded float projections of the unpacked weights), naming the
+    folding."""
+    cells = _cells(model, exporter, 1, work)
     by = {c.pass_name: c for c in cells}
     for p in ("slice-0.5-0.75", "slice-0.75-0.5", "slice-0.25-1", "slice-1-0.5", "prune-heads", "prune-ffn",
               "reorder"):
@@ -195,7 +232,7 @@ def test_deberta_folded_positions(work):
     assert by["int8"].status == "close" and by["fp16"].status == "close"
     for p in (p for p in C.PASSES if p.startswith("pack")):
         assert by[p].status == "refused", (p, by[p].detail)
-        assert by[p].detail.startswith("deberta-v2: the relative-position projections are folded float constants"), \
+        assert by[p].detail.startswith(f"{model}: the relative-position projections are folded float constants"), \
             by[p].detail
         assert "pack the export before ONNX Runtime's optimizer" in by[p].detail
 
@@ -480,7 +517,8 @@ def test_inspect_counts_a_transposed_weight_once_when_something_else_reads_it_to
 def test_inspect_counts_debertas_relative_terms_and_position_projections(work):
     """FLOPs of DeBERTa's content-to-position and position-to-content terms (Q or K times the 2 * span projected
     relative positions, per head) and of the position projections the graph computes on every run (none once
-    ORT's optimizer folded them), from the model's configuration, not from the finder."""
+    ORT's optimizer folded them), from the model's configuration, not from the finder; v1's span follows the
+    sequence."""
     cfg = C._configs()["deberta-v2"]()
     seq, width, layers = 8, cfg.hidden_size, cfg.num_hidden_layers
     span2 = 2 * cfg.position_buckets
@@ -496,3 +534,16 @@ def test_inspect_counts_debertas_relative_terms_and_position_projections(work):
         parts = json.loads(r.output)["flops_by_part"]
         assert parts["attention_scores_context"] == scores, (path.name, parts)
         assert parts["attention_projections"] == projections, (path.name, parts)
+    # DeBERTa v1, dynamic axes: the span is min(seq, max_relative_positions) at run time (compute_attention_span)
+    cfg = C._configs()["deberta"]()
+    max_rel = cfg.max_relative_positions if cfg.max_relative_positions > 0 else cfg.max_position_embeddings
+    span2 = 2 * min(seq, max_rel)
+    terms = len(cfg.pos_att_type)
+    scores = layers * (2 * (2 * seq * seq * width) + terms * 2 * seq * span2 * width)
+    positions = layers * terms * 2 * span2 * width * width  # pos_proj (c2p) and pos_q_proj (p2c)
+    src = C.export(C.MODEL_BY_NAME["deberta"], "torchscript-17", work / "deberta-v1-flops")
+    r = CliRunner().invoke(main, ["inspect", str(src), "--json", "--seq-len", str(seq)])
+    assert r.exit_code == 0, r.output
+    parts = json.loads(r.output)["flops_by_part"]
+    assert parts["attention_scores_context"] == scores, parts
+    assert parts["attention_projections"] == tokens + positions, parts
