@@ -258,7 +258,10 @@ CHAIN_GRAPHS = [("bert", "optimum", 0), ("mpnet", "torchscript-17", 0), ("bert",
                 ("bert", "dynamo-static", 0),
                 # DeBERTa on a static export (its relative-position gather index a constant [batch * heads, S, S]):
                 # a second head edit keeps the first one's cut of it, which follows the product's rows at run time
-                ("deberta-v2", "torchscript-static", 0)]
+                ("deberta-v2", "torchscript-static", 0),
+                # DeBERTa v1 from dynamo: one [batch, heads, S, S] gather index shared by every layer; a second head
+                # edit keeps each layer's cut of it along the head axis
+                ("deberta", "dynamo", 0)]
 
 
 @pytest.mark.parametrize("model,exporter,level", CHAIN_GRAPHS, ids=[f"{m}-{e}-O{lv}" for m, e, lv in CHAIN_GRAPHS])
