@@ -1038,15 +1038,32 @@ def render_conformance(results: Path) -> str:
         graphs.add((cell["model"], cell["exporter"], cell["opt_level"]))
     packs = {p for p in d["passes"] if p.startswith("pack")}
 
-    def _refused(why: str, models: set[str], ps: set[str], graphs: set[tuple[str, str, int]]) -> str:
-        what = f"all {len(ps)} pack runtimes" if ps == packs else ", ".join(p for p in d["passes"] if p in ps)
-        levels = sorted({lv for _, _, lv in graphs})
-        exporters = {e for _, e, _ in graphs}
+    def _levels(levels) -> str:
+        levels = sorted(levels)
         at = ", ".join(map(str, levels[:-1])) + (" and " if len(levels) > 1 else "") + str(levels[-1])
-        where = (f"every exporter's graph at ORT level{'s' if len(levels) > 1 else ''} {at}"
-                 if len(exporters) == len(d["exporters"])
-                 else f"{len(graphs) // len(models)} graphs")
-        return f"{' and '.join(sorted(models))}: {what} on {where}{' each' if len(models) > 1 else ''}: {why}"
+        return f"ORT level{'s' if len(levels) > 1 else ''} {at}"
+
+    def _refused(why: str, models: set[str], ps: set[str], graphs: set[tuple[str, str, int]]) -> str:
+        # models refused on the same passes and graphs (exporter, level) share one phrase
+        groups: dict[tuple, list[str]] = {}
+        for m in sorted(models):
+            mine = frozenset((e, lv) for mm, e, lv in graphs if mm == m)
+            mine_ps = frozenset(cell["pass_name"] for cell in unnamed if cell["model"] == m
+                                and (cell["exporter"], cell["opt_level"]) in mine)
+            groups.setdefault((mine_ps, mine), []).append(m)
+        phrases = []
+        for (mine_ps, mine), ms in groups.items():
+            what = f"all {len(mine_ps)} pack runtimes" if mine_ps == packs else \
+                ", ".join(p for p in d["passes"] if p in mine_ps)
+            exporters = sorted({e for e, _ in mine})
+            if len(exporters) == len(d["exporters"]) and len({frozenset(lv for e2, lv in mine if e2 == e)
+                                                               for e in exporters}) == 1:
+                where = f"every exporter's graph at {_levels({lv for _, lv in mine})}"
+            else:
+                where = f"{len(mine)} graphs (" + "; ".join(
+                    f"{e} at {_levels({lv for e2, lv in mine if e2 == e})}" for e in exporters) + ")"
+            phrases.append(f"{' and '.join(ms)}: {what} on {where}{' each' if len(ms) > 1 else ''}")
+        return "; ".join(phrases) + f": {why}"
 
     other_text = "; ".join(_refused(why, *v) for why, v in sorted(other.items()))
     # the passes that work on every graph of the refused families
