@@ -73,8 +73,9 @@ def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], dict[str, ir
         # the quantized Q/K would meet position projections computed from their float weights: the packed
         # model would not be the packed network (its reference packs Q/K for both uses)
         raise PassRefusedError(f"{st.family}: the relative-position projections are folded float constants, not "
-                               f"MatMuls of their weights (packing would leave them unpacked; pack the export "
-                               f"before ONNX Runtime's optimizer); layer {folded.index}'s is read by '{node.name}'")
+                               f"MatMuls of their weights (packing would leave them unpacked; pack an export that "
+                               f"still computes them: before ONNX Runtime's optimizer, and with dynamic shapes where "
+                               f"the exporter folds them); layer {folded.index}'s is read by '{node.name}'")
     roles: dict[int, str] = {}
     for layer in st.layers:
         for lin in layer.attention_linears():
