@@ -503,36 +503,15 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
             att.num_heads = len(keep)
             att.all_head_size = len(keep) * d
         return
-    if mt == "deberta":
-        # transformers has no prune_heads for DeBERTa: module surgery. DeBERTa v1's DisentangledSelfAttention views
-        # in_proj(h) as [bs, seq, num_heads, -1] and chunks the last axis into Q, K, V, so head j owns in_proj's
-        # rows [3 j d, 3 (j + 1) d); q_bias and v_bias are viewed [1, 1, num_heads, d] (rows j d .. (j + 1) d),
-        # as are pos_proj's and pos_q_proj's outputs; the context is merged to [bs, seq, -1] before output.dense.
-        for i, layer in enumerate(_layers(model)):
-            heads = removed.get(i, [])
-            if not heads:
-                continue
-            att = layer.attention.self
-            d, h = att.attention_head_size, att.num_attention_heads
-            keep = [j for j in range(h) if j not in heads]
-            rows3 = torch.as_tensor([3 * j * d + e for j in keep for e in range(3 * d)], dtype=torch.long)
-            idx = torch.as_tensor([j * d + e for j in keep for e in range(d)], dtype=torch.long)
-            att.in_proj = _slice_linear(att.in_proj, rows3, 0)
-            att.q_bias = torch.nn.Parameter(att.q_bias.detach().index_select(0, idx).clone())
-            att.v_bias = torch.nn.Parameter(att.v_bias.detach().index_select(0, idx).clone())
-            for name in ("pos_proj", "pos_q_proj"):
-                if hasattr(att, name):
-                    setattr(att, name, _slice_linear(getattr(att, name), idx, 0))
-            layer.attention.output.dense = _slice_linear(layer.attention.output.dense, idx, 1)
-            att.num_attention_heads = len(keep)
-            att.all_head_size = len(keep) * d
-        return
-    if mt == "deberta-v2":
-        # transformers has no prune_heads for DeBERTa: module surgery. DisentangledSelfAttention views each of
+    if mt in ("deberta", "deberta-v2"):
+        # transformers has no prune_heads for DeBERTa: module surgery. v2's DisentangledSelfAttention views each of
         # query_proj/key_proj/value_proj(h) as [bs, seq, num_heads, head_size] (rows head * head_size + d); the
         # relative-position embeddings go through query_proj/key_proj too (share_att_key) or their own
-        # pos_query_proj/pos_key_proj, viewed the same way, repeated size(0) // num_heads times; the context is
-        # merged back to [bs, seq, all_head_size] before attention.output.dense.
+        # pos_query_proj/pos_key_proj, viewed the same way, repeated size(0) // num_heads times. v1's views
+        # in_proj(h) as [bs, seq, num_heads, -1] and chunks the last axis into Q, K, V, so head j owns in_proj's
+        # rows [3 j d, 3 (j + 1) d); its q_bias and v_bias are viewed [1, 1, num_heads, d] (rows j d .. (j + 1) d),
+        # as are pos_proj's and pos_q_proj's outputs. Both merge the context back to [bs, seq, -1] before
+        # attention.output.dense.
         for i, layer in enumerate(_layers(model)):
             heads = removed.get(i, [])
             if not heads:
@@ -541,8 +520,14 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
             d, h = att.attention_head_size, att.num_attention_heads
             keep = [j for j in range(h) if j not in heads]
             idx = torch.as_tensor([j * d + e for j in keep for e in range(d)], dtype=torch.long)
-            for name in ("query_proj", "key_proj", "value_proj", "pos_query_proj", "pos_key_proj"):
-                if hasattr(att, name):
+            if mt == "deberta":
+                rows3 = torch.as_tensor([3 * j * d + e for j in keep for e in range(3 * d)], dtype=torch.long)
+                att.in_proj = _slice_linear(att.in_proj, rows3, 0)
+                att.q_bias = torch.nn.Parameter(att.q_bias.detach().index_select(0, idx).clone())
+                att.v_bias = torch.nn.Parameter(att.v_bias.detach().index_select(0, idx).clone())
+            for name in ("query_proj", "key_proj", "value_proj", "pos_query_proj", "pos_key_proj", "pos_proj",
+                         "pos_q_proj"):
+                if getattr(att, name, None) is not None:
                     setattr(att, name, _slice_linear(getattr(att, name), idx, 0))
             layer.attention.output.dense = _slice_linear(layer.attention.output.dense, idx, 1)
             att.num_attention_heads = len(keep)
