@@ -67,7 +67,9 @@ Conventions
   position-to-content ``K.(P_q)^T`` terms added to the scores read projections P of the relative-position
   embeddings (``AttentionBlock.rel_linears``: Q's/K's own weight or their own ``pos_*_proj``; or, after
   ORT's optimizer, folded ``rel_constants``), repeated ``query.size(0) // heads`` times (a head site in
-  the integer Div) and gathered by relative position (``rel_gathers``).
+  the integer Div) and gathered by relative position (``rel_gathers``). DeBERTa v1 keeps them
+  [batch, heads, ...] (no flattening): its gather index is one table expanded to every head
+  (``rel_gather_axis`` 1), and its position projections are its own ``pos_proj``/``pos_q_proj``.
 - ``AttentionBlock.score_bias``: additive terms on the attention scores that do not come from a
   graph input (the padding mask does): a relative-position bias with one slice per head.
 - A bias or weight may be an ``Identity`` alias of a shared initializer (the TorchScript exporter
