@@ -412,15 +412,9 @@ def _span_rows(v: ir.Value | None, seq: int) -> int:
         if t is not None:
             return min(2 * seq, int(t.shape[0])) if len(t.shape) == 2 else 0
         p = v.producer() if v is not None else None
+        # constant Slice bounds (DeBERTa v2's fixed rows) are static_shape's; here they follow the sequence
         if p is None or p.op_type not in ("Unsqueeze", "Slice", "Identity", "Cast", "Dropout") or not p.inputs:
             return 0
-        if p.op_type == "Slice" and len(p.inputs) >= 3:
-            lo, hi = const_tensor(p.inputs[1]), const_tensor(p.inputs[2])
-            if lo is not None and hi is not None and lo.size == 1 and hi.size == 1:  # fixed rows (DeBERTa v2)
-                table = static_shape(p.inputs[0])
-                n = int(table[0]) if table is not None and isinstance(table[0], int) else None
-                a, b = int(lo.numpy().reshape(-1)[0]), int(hi.numpy().reshape(-1)[0])
-                return max(0, (min(b, n) if n is not None else b) - a)
         v = p.inputs[0]
     return 0
 
@@ -449,11 +443,13 @@ def _flops(s: EncoderStructure, seq: int) -> tuple[int, dict[str, int]]:
         a = layer.attention
         rel = {id(x) for x in a.rel_linears}
         for lin in layer.attention_linears():
-            if id(lin) in rel:  # DeBERTa: a projection of the 2 * span relative-position embeddings, not of tokens
-                rows = _span_rows(lin.node.inputs[0], seq)
-                parts["attention_projections"] += 2 * rows * lin.in_features * lin.out_features
-                continue
-            parts["attention_projections"] += 2 * seq * lin.in_features * lin.out_features
+            if id(lin) not in rel:
+                parts["attention_projections"] += 2 * seq * lin.in_features * lin.out_features
+        # DeBERTa: each projection of the 2 * span relative-position embeddings is its own MatMul, also where it
+        # shares Q's or K's weight (which attention_linears lists once)
+        for lin in a.rel_linears:
+            rows = _span_rows(lin.node.inputs[0], seq)
+            parts["attention_projections"] += 2 * rows * lin.in_features * lin.out_features
         parts["attention_scores_context"] += 2 * (2 * seq * seq * a.num_heads * a.head_size)
         if a.relative:  # DeBERTa: each content-to-position / position-to-content term (one GatherElements each)
             # is Q or K times the 2 * span projected relative positions, per head

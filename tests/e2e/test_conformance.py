@@ -531,7 +531,9 @@ def test_inspect_counts_debertas_relative_terms_and_position_projections(work):
     positions = layers * 2 * 2 * span2 * width * width  # Q's and K's weights on the relative embeddings
     src = C.export(C.MODEL_BY_NAME["deberta-v2"], "torchscript-17", work / "deberta-flops")
     folded = C.optimize(src, 1, src.with_name("deberta-flops.O1.onnx"))
-    for path, projections in ((src, tokens + positions), (folded, tokens)):
+    # dynamo: the position projections MatMul Q's and K's own weight values (one listing of the layer's projections)
+    dyn = C.export(C.MODEL_BY_NAME["deberta-v2"], "dynamo", work / "deberta-flops-dynamo")
+    for path, projections in ((src, tokens + positions), (folded, tokens), (dyn, tokens + positions)):
         r = CliRunner().invoke(main, ["inspect", str(path), "--json", "--seq-len", str(seq)])
         assert r.exit_code == 0, r.output
         parts = json.loads(r.output)["flops_by_part"]
