@@ -422,6 +422,154 @@ def _static_shape(v: ir.Value, depth: int, memo: dict) -> tuple[int, ...] | None
     return None
 
 
+_RANK_KEEPING = _SHAPE_UNARY | _SHAPE_OF_FIRST | {"LogSoftmax", "Hardmax", "Reciprocal", "Floor", "Ceil", "Round",
+                                                  "Sign", "Sin", "Cos", "Gelu", "LeakyRelu", "Elu", "Selu", "Softplus",
+                                                  "HardSigmoid", "Mish", "CumSum", "Slice", "Split", "Pad", "Tile",
+                                                  "IsNaN", "IsInf", "BiasGelu", "FastGelu", "Trilu"}
+
+
+def value_rank(v: ir.Value | None, depth: int = 0, memo: dict | None = None) -> int | None:
+    """The rank of ``v`` when the graph fixes it, though its dimensions may be unknown: from its declared shape,
+    a constant, or the ops that build it (elementwise ops broadcast, MatMul, Reshape to a target of known
+    length, Transpose, Unsqueeze/Squeeze, Gather, Flatten, Shape, ...); None when no rule reaches it. For an
+    old-opset graph, whose exporter declared no intermediate shapes (torch's opset-11 export: the rank of the
+    attention scores, which ONNX's own shape inference leaves unknown behind a Reshape to a computed shape)."""
+    if v is None or depth > 256:
+        return None
+    memo = {} if memo is None else memo
+    if id(v) in memo:
+        return memo[id(v)]
+    memo[id(v)] = None  # cycle guard
+    memo[id(v)] = out = _value_rank(v, depth, memo)
+    return out
+
+
+def _value_rank(v: ir.Value, depth: int, memo: dict) -> int | None:
+    if v.shape is not None:
+        return len(v.shape)
+    t = const_tensor(v)
+    if t is not None:
+        return len(t.shape)
+    p = v.producer()
+    if p is None or not p.inputs:
+        return None
+    op = p.op_type
+
+    def arg(i: int) -> int | None:
+        return value_rank(p.inputs[i], depth + 1, memo) if i < len(p.inputs) and p.inputs[i] is not None else None
+
+    def attr_ints(name: str) -> list[int] | None:
+        return [int(x) for x in p.attributes[name].value] if name in p.attributes else None
+
+    def length(i: int) -> int | None:  # elements of a 1-D shape or axes input
+        return _vector_length(p.inputs[i], depth + 1, memo) if i < len(p.inputs) else None
+
+    if p.domain not in ("", "ai.onnx", MS_DOMAIN):
+        return None
+    if op in _RANK_KEEPING and v is p.outputs[0] or op in ("Split", "Dropout"):
+        return arg(0)
+    if op in _SHAPE_BROADCAST:
+        ranks = [arg(i) for i in range(len(p.inputs))]
+        return None if any(r is None for r in ranks) else max(ranks)
+    if op in ("Shape", "Size", "Range"):
+        return 0 if op == "Size" else 1
+    if op in ("MatMul", "FusedMatMul"):
+        a, b = arg(0), arg(1)
+        if a is None or b is None:
+            return None
+        if a == 1 or b == 1:
+            return a + b - 2
+        return max(a, b)
+    if op in ("Gemm", "FusedGemm", "Flatten"):
+        return 2
+    if op == "Transpose":
+        perm = attr_ints("perm")
+        return len(perm) if perm is not None else arg(0)
+    if op == "Reshape":
+        return length(1)
+    if op in ("Expand", "ConstantOfShape"):
+        n = length(1 if op == "Expand" else 0)
+        a = arg(0) if op == "Expand" else 0
+        return None if n is None or a is None else max(n, a)
+    if op in ("Unsqueeze", "Squeeze"):
+        a = arg(0)
+        axes = attr_ints("axes") if "axes" in p.attributes else (length(1) if len(p.inputs) > 1 else None)
+        n = len(axes) if isinstance(axes, list) else axes
+        if a is None or n is None:
+            return None
+        return a + n if op == "Unsqueeze" else a - n
+    if op == "Gather":
+        a, i = arg(0), arg(1)
+        return None if a is None or i is None else a + i - 1
+    if op in ("Concat", "GatherElements", "ScatterND", "ScatterElements"):
+        return arg(0)
+    if op.startswith("Reduce"):
+        a = arg(0)
+        if a is None:
+            return None
+        if "keepdims" not in p.attributes or int(p.attributes["keepdims"].value):
+            return a
+        if "axes" in p.attributes:
+            return a - len(attr_ints("axes"))
+        if len(p.inputs) > 1 and p.inputs[1] is not None:
+            n = length(1)
+            return None if n is None else a - n
+        noop = "noop_with_empty_axes" in p.attributes and int(p.attributes["noop_with_empty_axes"].value)
+        return a if noop else 0  # no axes: every axis reduced
+    return None
+
+
+def _vector_length(v: ir.Value | None, depth: int, memo: dict) -> int | None:
+    """The number of elements of a 1-D shape vector (a Reshape's or Expand's target): fixed by its static
+    shape, or built from ``Shape`` of a value of known rank (``Expand(mask, Shape(scores))``), ``Concat`` of
+    such pieces, a Cast, or a ``Gather`` of some of its entries."""
+    if v is None or depth > 256:
+        return None
+    s = static_shape(v)
+    if s is not None:
+        return int(np.prod(s))
+    p = v.producer()
+    if p is None or p.domain not in ("", "ai.onnx") or not p.inputs:
+        return None
+    if p.op_type == "Shape":
+        rank = value_rank(p.inputs[0], depth + 1, memo)
+        if rank is None:
+            return None
+        start = int(p.attributes["start"].value) if "start" in p.attributes else 0
+        end = int(p.attributes["end"].value) if "end" in p.attributes else rank
+        return len(range(rank)[slice(start, end)])
+    if p.op_type in ("Cast", "Identity", "Abs", "Neg"):
+        return _vector_length(p.inputs[0], depth + 1, memo)
+    if p.op_type == "Unsqueeze" and value_rank(p.inputs[0], depth + 1, memo) == 0:  # one dimension made a vector
+        return 1
+    if p.op_type == "Reshape" and len(p.inputs) > 1:  # a vector viewed as [-1] (ONNX's Expand shape arithmetic)
+        target = small_const(p.inputs[1])
+        if target is not None and target.size == 1:
+            return int(target.reshape(-1)[0]) if int(target.reshape(-1)[0]) > 0 else \
+                _vector_length(p.inputs[0], depth + 1, memo)
+        return None
+    if p.op_type == "ConstantOfShape":  # [n]: n from a constant, or the length of the vector n is Shape of
+        dims = small_value(p.inputs[0])
+        if dims is not None:
+            return int(dims.reshape(-1)[0]) if dims.size == 1 else None
+        q = p.inputs[0].producer()
+        if q is not None and q.op_type == "Shape" and not q.attributes and value_rank(q.inputs[0], depth + 1, memo) == 1:
+            return _vector_length(q.inputs[0], depth + 1, memo)
+        return None
+    if p.op_type == "Concat":
+        parts = [_vector_length(x, depth + 1, memo) for x in p.inputs]
+        return None if any(n is None for n in parts) else sum(parts)
+    if p.op_type == "Gather" and len(p.inputs) == 2:
+        idx = static_shape(p.inputs[1])
+        return None if idx is None else int(np.prod(idx))
+    if p.op_type in _SHAPE_BROADCAST:
+        parts = [_vector_length(x, depth + 1, memo) for x in p.inputs]
+        known = {n for n in parts if n is not None} - {1}
+        return known.pop() if len(known) == 1 and (None not in parts or len(parts) == 1) else (
+            1 if parts and all(n == 1 for n in parts) else None)
+    return None
+
+
 #: the attributes ORT's fused attention ops (Attention, QAttention, MultiHeadAttention) share with one meaning
 ATTENTION_SHARED_ATTRS = ("num_heads", "scale", "mask_filter_value", "unidirectional")
 

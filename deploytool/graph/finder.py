@@ -83,6 +83,7 @@ from deploytool.graph._util import (
     single_consumer,
     small_const,
     static_shape,
+    value_rank,
 )
 from deploytool.graph.roles import (
     AttentionBlock,
@@ -978,12 +979,24 @@ class _Finder:
             if p.op_type in ("MatMul", "FusedMatMul") and len(p.inputs) >= 2 and not self.cone.is_const(
                     p.inputs[0]) and not self.cone.is_const(p.inputs[1]):
                 return p
-            # Reshape: DeBERTa views its [batch * heads, S, S] scores as [batch, heads, S, S] before the mask
-            if (p.op_type in _MASK_OPS or p.op_type == "Reshape") and depth < 6:
-                for i in p.inputs[:1] if p.op_type == "Reshape" else p.inputs:
+            # Reshape: DeBERTa views its [batch * heads, S, S] scores as [batch, heads, S, S] before the mask;
+            # Flatten at the last axis: onnx's version converter keeps an opset-11 Softmax's 2-D semantics
+            # as Reshape(Softmax(Flatten(x, axis)), Shape(x)) where it did not know x's rank
+            if (p.op_type in _MASK_OPS or p.op_type == "Reshape" or self._flattens_last_axis(p)) and depth < 6:
+                for i in p.inputs[:1] if p.op_type in ("Reshape", "Flatten") else p.inputs:
                     if i is not None and not self.cone.is_const(i):
                         stack.append((i, depth + 1))
         return None
+
+    @staticmethod
+    def _flattens_last_axis(node: ir.Node) -> bool:
+        """A ``Flatten`` to [rows, last dimension] (its axis the input's last: what a Softmax over the last axis
+        reads in the version converter's form of an opset-11 Softmax)."""
+        if node.op_type != "Flatten" or not node.inputs:
+            return False
+        rank = value_rank(node.inputs[0])
+        axis = int(node.attributes["axis"].value) if "axis" in node.attributes else 1
+        return rank is not None and -rank <= axis < rank and axis % rank == rank - 1
 
     def context_matmul(self, softmax: ir.Node) -> ir.Node | None:
         frontier = [softmax.outputs[0]]

@@ -13,9 +13,18 @@ from deploytool import onnx_io
 from deploytool.errors import PassRefusedError
 from deploytool.passes.base import DeployPass, DeployPassResult
 
-__all__ = ["INT2_MIN_OPSET", "UpgradeOpsetPass", "upgrade_opset"]
+__all__ = ["INT2_MIN_OPSET", "PACK_MIN_OPSET", "UpgradeOpsetPass", "upgrade_opset"]
 
 INT2_MIN_OPSET = 25
+#: the opset packing's own subgraphs are written for (Split sizes, Unsqueeze and ReduceSum axes as inputs)
+PACK_MIN_OPSET = 13
+
+
+def _purpose(target: int) -> tuple[str, str]:
+    """What an upgrade to ``target`` is for, and what to do when it fails (for a one-line refusal)."""
+    if target >= INT2_MIN_OPSET:
+        return "for INT2 weights", "use --runtime densest or memory"
+    return "for packing", f"export the model at opset >= {target} (torch.onnx.export's opset_version)"
 
 _HIDE_DOMAIN = "deploytool.unconverted"
 
@@ -200,11 +209,13 @@ def _convert(src_model: ir.Model, target: int):
     finally:
         for name, t in held.items():
             src_model.graph.initializers[name].const_value = t
+    if old < 13:
+        _declare_softmax_ranks(src_model, proto)
     size = proto.ByteSize()
     if size > 2_000_000_000:
-        raise PassRefusedError(f"cannot upgrade opset {old} to {target} for INT2 weights: the graph without its "
-                               f"weights is still {size / 1e9:.2f} GB, over protobuf's 2 GB limit; use --runtime densest "
-                               "or memory")
+        purpose, advice = _purpose(target)
+        raise PassRefusedError(f"cannot upgrade opset {old} to {target} {purpose}: the graph without its "
+                               f"weights is still {size / 1e9:.2f} GB, over protobuf's 2 GB limit; {advice}")
     # ORT's transformer optimizer writes LayerNormalization (an opset-17 op) and its own
     # SimplifiedLayerNormalization into the default domain of older graphs, and ORT runs them; the converter
     # has no adapter for them. Hidden in a domain of its own, such a node passes through unchanged and comes
@@ -219,8 +230,9 @@ def _convert(src_model: ir.Model, target: int):
     try:
         converted = onnx.version_converter.convert_version(proto, target)
     except Exception as e:
-        raise PassRefusedError(f"cannot upgrade opset {old} to {target} for INT2 weights ({str(e).splitlines()[0][:120]}); "
-                               "use --runtime densest or memory") from e
+        purpose, advice = _purpose(target)
+        raise PassRefusedError(f"cannot upgrade opset {old} to {target} {purpose} ({str(e).splitlines()[0][:120]}); "
+                               f"{advice}") from e
     if hidden:
         for graph in (proto, converted):
             for n in graph.graph.node:
@@ -233,13 +245,52 @@ def _convert(src_model: ir.Model, target: int):
     return proto, converted, held
 
 
+_SOFTMAX_FAMILY = frozenset({"Softmax", "LogSoftmax", "Hardmax"})
+
+
+def _declare_softmax_ranks(model: ir.Model, proto) -> None:
+    """Before opset 13 a Softmax (LogSoftmax, Hardmax) flattens its input to 2-D at ``axis``; the converter's
+    12 -> 13 adapter keeps that by wrapping the node in Flatten, Shape and Reshape unless it knows the input's
+    rank and the axis is the last one (then it only writes ``axis=-1``). Exporters declare no intermediate
+    shapes at opset 11 and ONNX's shape inference leaves the attention scores' rank unknown behind a Reshape
+    to a computed shape, so the attention Softmax came out wrapped, and the finder no longer saw attention
+    scores (every opset-11 export's pack at runtime speed was refused). The rank is read from the graph here
+    (:func:`~deploytool.graph._util.value_rank`) and declared, as a shape of unknown dimensions, in
+    ``proto`` (the serialized copy the converter gets), for each such input whose node's axis is its last."""
+    import onnx
+
+    from deploytool.graph._util import value_rank
+
+    declared = {vi.name: vi for vi in proto.graph.value_info}
+    memo: dict = {}
+    for node in model.graph:
+        if node.op_type not in _SOFTMAX_FAMILY or node.domain not in ("", "ai.onnx") or not node.inputs:
+            continue
+        x = node.inputs[0]
+        rank = value_rank(x, memo=memo)
+        axis = int(node.attributes["axis"].value) if "axis" in node.attributes else 1
+        if x is None or not x.name or rank is None or rank < 1 or axis % rank != rank - 1 or not -rank <= axis < rank:
+            continue
+        vi = declared.get(x.name)
+        if vi is None:
+            vi = proto.graph.value_info.add(name=x.name)
+            declared[x.name] = vi
+        tt = vi.type.tensor_type
+        if tt.HasField("shape") and len(tt.shape.dim) == rank:
+            continue
+        if not tt.elem_type and x.dtype is not None:
+            tt.elem_type = int(x.dtype)
+        tt.shape.CopyFrom(onnx.TensorShapeProto(dim=[onnx.TensorShapeProto.Dimension() for _ in range(rank)]))
+
+
 def _rebuild(converted, held: dict[str, ir.TensorProtocol], old: int, target: int) -> ir.Model:
     """The IR model of the converted graph, with the held tensors put back (the same objects)."""
     out = ir.serde.deserialize_model(converted)
     for name, t in held.items():
         v = out.graph.initializers.get(name)
         if v is None:
-            raise PassRefusedError(f"cannot upgrade opset {old} to {target} for INT2 weights (the converter dropped "
-                                   f"initializer {name!r}); use --runtime densest or memory")
+            purpose, advice = _purpose(target)
+            raise PassRefusedError(f"cannot upgrade opset {old} to {target} {purpose} (the converter dropped "
+                                   f"initializer {name!r}); {advice}")
         v.const_value = t
     return out

@@ -107,3 +107,72 @@ def test_the_shortcut_steps_aside_for_shape_reading_adapters_subgraphs_and_old_o
     assert not U._no_adapter_applies(old, 25)
     assert U._no_adapter_applies(_graph([helper.make_node("Relu", ["x"], ["y"])], [], 17), 25)
     assert onnx.defs.onnx_opset_version() >= 25
+
+
+@pytest.fixture(scope="module")
+def opset11(tmp_path_factory):
+    """A tiny DistilBERT as the legacy export writes it: TorchScript at opset 11 with eager attention (SDPA exports
+    from opset 14 on only), no intermediate shapes declared; its attention mask reaches the scores through an
+    Expand to ``Shape(scores)``."""
+    from deploytool.testing.conformance import MODEL_BY_NAME, export
+
+    return export(MODEL_BY_NAME["distilbert"], "torchscript-11", tmp_path_factory.mktemp("opset11"))
+
+
+def _softmax_inputs(model: ir.Model) -> list[ir.Value]:
+    return [n.inputs[0] for n in model.graph if n.op_type == "Softmax"]
+
+
+def test_an_opset11_softmax_over_the_last_axis_stays_one_softmax(opset11):
+    """Before opset 13 a Softmax flattens its input to 2-D at its axis; onnx's converter keeps that with Flatten,
+    Softmax and Reshape around each attention Softmax, because neither the file nor ONNX's shape inference gives
+    the scores' rank, and the finder then saw no attention scores (pack at runtime speed refused every such file,
+    and on ALBERT after ORT's optimizer packed some layers' Q/K/V as a classifier's). The pass reads the rank from
+    the graph and the converter only writes axis -1."""
+    from deploytool.graph import find_structure
+    from deploytool.graph._util import value_rank
+
+    proto = onnx.load(opset11)
+    inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(proto).graph.value_info}
+    model = onnx_io.load_model(opset11)
+    names = [v.name for v in _softmax_inputs(model)]
+    assert len(names) == 4 and all(not inferred[n].type.tensor_type.HasField("shape") for n in names)
+    assert [value_rank(v) for v in _softmax_inputs(model)] == [4] * 4
+    plain = onnx.version_converter.convert_version(proto, 13)  # what the converter alone writes
+    assert sum(n.op_type == "Flatten" for n in plain.graph.node) == 4
+
+    from deploytool.testing.conformance import MODEL_BY_NAME, feeds as case_feeds
+
+    before = run_onnx(opset11, feeds := case_feeds(MODEL_BY_NAME["distilbert"]))
+    U.UpgradeOpsetPass(13)(model)
+    assert model.opset_imports[""] == 13
+    assert not [n for n in model.graph if n.op_type in ("Flatten",)]
+    assert all(n.attributes["axis"].value == -1 for n in model.graph if n.op_type == "Softmax")
+    out = model.graph.outputs[0]
+    path = opset11.with_name("upgraded.onnx")
+    onnx_io.save_model(model, path)
+    after = run_onnx(path, feeds)
+    np.testing.assert_allclose(after[out.name], before[out.name], rtol=0, atol=1e-6)
+    assert len(find_structure(onnx_io.load_model(path)).layers) == len(find_structure(onnx_io.load_model(opset11)).layers)
+
+
+def test_a_softmax_over_another_axis_keeps_the_converters_flatten(tmp_path):
+    """Only a Softmax over its input's last axis is declared: over axis 1 of a 3-D input, opset 11's softmax
+    is over axes 1 and 2 together, which the converter's Flatten keeps (and the outputs stay equal)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, None)
+    graph = helper.make_graph([helper.make_node("Softmax", ["x"], ["y"], axis=1),
+                               helper.make_node("Softmax", ["x"], ["z"], axis=2)], "g", [x], [y, z])
+    src = tmp_path / "sm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)], ir_version=7), src)
+    model = onnx_io.load_model(src)
+    U.UpgradeOpsetPass(13)(model)
+    flattened = [n for n in model.graph if n.op_type == "Flatten"]
+    assert len(flattened) == 1 and flattened[0].attributes["axis"].value == 1
+    dst = tmp_path / "sm13.onnx"
+    onnx_io.save_model(model, dst)
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)}
+    want, got = run_onnx(src, feeds), run_onnx(dst, feeds)
+    for k in ("y", "z"):
+        np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-7)
