@@ -60,7 +60,7 @@ class PackConfig:
     # MatMulNBits (runtime memory): 4 = int8 activations (fast), 0 = fp32 (exact)
     accuracy_level: Integer(0, 4, what="0 = fp32 activations, 4 = int8") = 4
     block_size: Integer(16, 256, what="a power of two") = 128  # MatMulNBits block along K
-    upgrade_opset: Flag = True  # pack_file: upgrade models below opset 25 when INT2 is needed
+    upgrade_opset: Flag = True  # pack_file: upgrade models below opset 25 when INT2 is needed, else below 13
     pack_head: Flag = False  # pooler/classifier weights too (with the encoder's scheme), not fp32
     position_embeddings: OneOf(WeightScheme, _TABLES) = WeightScheme.FP32  # position + token-type tables
 

@@ -135,7 +135,7 @@ from deploytool.passes.pack_targets import (  # noqa: F401 - _find_targets and _
     _table_readers,
     _Target,
 )
-from deploytool.passes.upgrade_opset import INT2_MIN_OPSET, upgrade_opset  # noqa: F401 - re-exported
+from deploytool.passes.upgrade_opset import INT2_MIN_OPSET, PACK_MIN_OPSET, upgrade_opset  # noqa: F401 - re-exported
 from deploytool.quant import packing
 from deploytool.quant.quantizers import (
     Granularity,
@@ -653,9 +653,10 @@ class PackWeightsPass(DeployPass):
             raise PassRefusedError(
                 f"opset {opset} is too old for INT2 weights (runtime speed needs opset >= {INT2_MIN_OPSET}); "
                 "let pack upgrade it (upgrade_opset=True) or use --runtime densest or memory")
-        if opset < 13 and {self.config.embedding_scheme, self.config.position_scheme} - {None, "int8"}:
-            # the unpacking subgraphs take Unsqueeze/ReduceSum axes as inputs (opset 13)
-            raise PassRefusedError(f"opset {opset} is too old for packed embeddings (needs >= 13)")
+        if opset < PACK_MIN_OPSET:
+            # the unpacking subgraphs take Split sizes and Unsqueeze/ReduceSum axes as inputs (opset 13)
+            raise PassRefusedError(f"opset {opset} is too old for packing (needs >= {PACK_MIN_OPSET}); let pack "
+                                   "upgrade it (upgrade_opset=True)")
 
     def ensures(self, model: ir.Model) -> None:
         from deploytool.errors import VerificationError
@@ -976,8 +977,8 @@ def build_memory_reference(src: str | os.PathLike, folder: str | os.PathLike, co
 
 def pack_pipeline(config: PackConfig) -> DeployPass:
     """The passes ``pack`` runs, in order: an fp16 input upcast to fp32 (:mod:`deploytool.passes.upcast_fp16`),
-    the opset upgrade when INT2 weights need it
-    (:class:`~deploytool.passes.upgrade_opset.UpgradeOpsetPass`, ``upgrade_opset=True``), the packing,
+    the opset upgrade (:class:`~deploytool.passes.upgrade_opset.UpgradeOpsetPass`, ``upgrade_opset=True``: to 25
+    when INT2 weights need it, else to 13 for an older export, whose Split and axes take attributes), the packing,
     and for the int8-activation runtimes the residual Add->Sum rewrite, which keeps Add+LayerNorm out of
     ORT's slow SkipLayerNormalization CPU kernel as int8 does (:mod:`deploytool.passes.residual_sum`)."""
     from deploytool.passes.base import PassSequence
@@ -986,8 +987,8 @@ def pack_pipeline(config: PackConfig) -> DeployPass:
     from deploytool.passes.upgrade_opset import UpgradeOpsetPass
 
     passes: list[DeployPass] = [UpcastFp16Pass()]  # an fp16 model to fp32 first, exactly (nothing on fp32)
-    if config.needs_int2 and config.upgrade_opset:
-        passes.append(UpgradeOpsetPass(INT2_MIN_OPSET))
+    if config.upgrade_opset:  # INT2 weights need 25; packing's subgraphs 13 (an opset-11 export: 11 -> 13)
+        passes.append(UpgradeOpsetPass(INT2_MIN_OPSET if config.needs_int2 else PACK_MIN_OPSET))
     main = len(passes)
     passes.append(PackWeightsPass(config))
     if config.runtime is not Runtime.MEMORY or config.accuracy_level == 4:

@@ -605,15 +605,19 @@ def _recode_ort_weights(out: ir.Model, src: ir.Model, per_channel: bool, codes: 
 
 def int8_pipeline(config: Int8Config) -> DeployPass:
     """An fp16 input upcast to fp32 first (exact: :mod:`deploytool.passes.upcast_fp16`; nothing done on an fp32
-    model), the int8 pass, then (unless ``skip_layernorm``) the residual Add->Sum rewrite (see the module doc)."""
+    model), an export below opset 13 upgraded to 13 (ORT's fusions write LayerNormalization, an opset-17 op,
+    which only a graph at 13 or later may declare: :func:`_lift_opset_for_layernorm`; a torch opset-11 export of
+    RoFormer or ESM was refused), the int8 pass, then (unless ``skip_layernorm``) the residual Add->Sum
+    rewrite (see the module doc)."""
     from deploytool.passes.base import PassSequence
     from deploytool.passes.residual_sum import ResidualAddsToSumPass
     from deploytool.passes.upcast_fp16 import UpcastFp16Pass
+    from deploytool.passes.upgrade_opset import UpgradeOpsetPass
 
-    passes: list[DeployPass] = [UpcastFp16Pass(), Int8QuantizePass(config)]
+    passes: list[DeployPass] = [UpcastFp16Pass(), UpgradeOpsetPass(_LN_SAFE_FROM), Int8QuantizePass(config)]
     if not config.skip_layernorm:
         passes.append(ResidualAddsToSumPass())
-    return PassSequence(passes, main=1)
+    return PassSequence(passes, main=2)
 
 
 def quantize_int8_file(src: str | os.PathLike, dst: str | os.PathLike, config: Int8Config, *,

@@ -15,6 +15,7 @@ from deploytool.errors import PassRefusedError, VerificationError
 from deploytool.passes import build_pass, config_class, pass_table, transform
 from deploytool.passes.base import DeployPass, DeployPassResult, PassSequence
 from deploytool.passes.pack_weights import PackConfig, PackWeightsPass
+from deploytool.passes.quantize_int8 import Int8Config, Int8QuantizePass
 from deploytool.passes.prune_heads import HeadPruneConfig, PruneHeadsPass
 from deploytool.passes.residual_sum import ResidualAddsToSumPass
 from deploytool.passes.slice_subnetwork import SliceConfig
@@ -192,11 +193,16 @@ def test_pack_pipeline_is_the_passes_the_runtime_needs():
         return [type(x).__name__ for x in (p.passes if isinstance(p, PassSequence) else [p])]
 
     up = "UpcastFp16Pass"  # an fp16 input to fp32 first; nothing on an fp32 one
-    assert kinds(PackConfig(runtime="speed")) == [up, "UpgradeOpsetPass", "PackWeightsPass", "ResidualAddsToSumPass"]
+    opset = "UpgradeOpsetPass"  # to 25 for INT2 weights, else to 13 (an opset-11 export); nothing at or above it
+    assert kinds(PackConfig(runtime="speed")) == [up, opset, "PackWeightsPass", "ResidualAddsToSumPass"]
     assert kinds(PackConfig(runtime="speed", upgrade_opset=False)) == [up, "PackWeightsPass", "ResidualAddsToSumPass"]
-    assert kinds(PackConfig(runtime="densest")) == [up, "PackWeightsPass", "ResidualAddsToSumPass"]
-    assert kinds(PackConfig(runtime="memory", accuracy_level=0)) == [up, "PackWeightsPass"]
+    assert kinds(PackConfig(runtime="densest")) == [up, opset, "PackWeightsPass", "ResidualAddsToSumPass"]
+    assert kinds(PackConfig(runtime="memory", accuracy_level=0)) == [up, opset, "PackWeightsPass"]
+    assert [p.target for p in build_pass(PackConfig(runtime="speed")).passes if type(p).__name__ == opset] == [25]
+    assert [p.target for p in build_pass(PackConfig(runtime="densest")).passes if type(p).__name__ == opset] == [13]
     assert isinstance(build_pass(PackConfig()).main, PackWeightsPass)
+    assert kinds(Int8Config()) == [up, opset, "Int8QuantizePass", "ResidualAddsToSumPass"]
+    assert isinstance(build_pass(Int8Config()).main, Int8QuantizePass)
 
 
 def test_structured_refusal_happens_in_requires_and_touches_nothing(tiny_onnx, tmp_path):
