@@ -34,13 +34,14 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
 import onnx
 import onnx_ir as ir
 
-from deploytool.errors import DeployError, VerificationError
+from deploytool.errors import DeployError, InputFileError, VerificationError
 from deploytool.runtime.procstat import release_free_memory  # noqa: F401 - used here and by passes
 
 logger = logging.getLogger(__name__)
@@ -702,6 +703,7 @@ def _checker_failed(pass_: DeployPass, src: str | os.PathLike, e: Exception) -> 
         # breaks the same rule, ORT runs both, and the gate below runs the output
         logger.info("onnx.checker rejects the input the same way (%s); relying on the ORT gate", e)
         return
+    _input_does_not_load(src, pass_.name)  # an exporter's invalid graph: the input's fault, said as such
     first = " ".join(str(e).split())[:240]
     raise VerificationError(f"{pass_.name} produced a model onnx.checker rejects ({first}); "
                             f"nothing written") from e
@@ -844,12 +846,26 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
                          reference_label=pass_.reference_label, session_config=config,
                          count_casts=pass_.gate_counts_casts())
     except VerificationError as e:
+        if str(e).startswith("ONNX Runtime cannot load"):
+            _input_does_not_load(src, name)
         raise VerificationError(f"{name} wrote a model {e}; nothing written", node=e.node, op=e.op) from e
     finally:
         pass_.gate_done()
     seconds = time.perf_counter() - start
     logger.info("%s: output verified in ONNX Runtime in %.2f s", name, seconds)
     return seconds, report
+
+
+def _input_does_not_load(src: str | os.PathLike, name: str) -> None:
+    """The output did not load in ONNX Runtime: InputFileError when the input does not load either (an
+    exporter's invalid graph, not the pass's doing), so the message names the input's fault."""
+    from deploytool.runtime.verify import load_failure
+
+    why = load_failure(src)
+    if why is not None:
+        why = re.sub(r"^Load model from .*? failed:\s*", "", why.removeprefix("ONNX Runtime cannot load: "))
+        raise InputFileError(f"{src}: the input itself does not load in ONNX Runtime ({why}); "
+                             f"{name} wrote nothing")
 
 
 def _strip_path(e: BaseException, path: Path) -> str:

@@ -256,6 +256,20 @@ def _session(model: str | os.PathLike | bytes | MemoryReference, session_config:
         raise _ort_failure("load", e.__cause__) from e.__cause__
 
 
+def load_failure(model: str | os.PathLike) -> str | None:
+    """Why ONNX Runtime cannot load ``model`` (a file), with its default graph optimizations and without
+    them; None when it loads either way. For a pass's failed gate: an output that does not load is the
+    input's fault when the input does not load either (torch's opset-11 export of MPNet or DeBERTa-v2:
+    "Type Error: Type 'tensor(int64)' of input parameter ... of operator (Add) in node ... is invalid")."""
+    for optimize in (True, False):
+        try:
+            _session(model, optimize=optimize)
+            return None
+        except DeployError as e:
+            reason = str(e)
+    return reason
+
+
 def _probs_close(a: np.ndarray, r: np.ndarray, tol: float = 0.15, max_classes: int = 32) -> bool:
     """Classifier logits ([..., classes], few classes) whose softmax probabilities differ by at most ``tol``."""
     if a.ndim < 2 or not 2 <= a.shape[-1] <= max_classes or not a.size:

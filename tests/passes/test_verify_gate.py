@@ -475,3 +475,33 @@ def test_an_input_that_loads_only_unoptimized_is_compared_and_the_user_told(tmp_
     assert report.reference_note == note and report.max_diff == 0.0
     # an input that loads as it is gets no note
     assert verify_model_isolated(dst, feeds, reference=dst).reference_note is None
+
+
+def _input_ort_rejects(src, path) -> None:
+    """``src`` with one more output, ``input_ids + 1.5``: an Add of int64 and float, which onnx.checker (without
+    its full check) accepts and ONNX Runtime refuses to load (what torch's opset-11 export of MPNet or DeBERTa
+    writes in its relative-position bias)."""
+    proto = onnx.load(src)
+    proto.graph.initializer.append(onnx.numpy_helper.from_array(np.array(1.5, np.float32), "bad_c"))
+    proto.graph.node.append(onnx.helper.make_node("Add", ["input_ids", "bad_c"], ["bad"], name="bad_add"))
+    proto.graph.output.append(onnx.helper.make_tensor_value_info("bad", onnx.TensorProto.FLOAT, ["batch", "seq"]))
+    onnx.checker.check_model(proto)
+    onnx.save(proto, path)
+
+
+@pytest.mark.parametrize("command", [["slice", "--width", "0.5"], ["quantize", "--int8"],
+                                     ["pack", "--weights", "ternary"]])
+def test_an_input_onnx_runtime_cannot_load_is_named_as_the_fault(src, tmp_path, command):
+    """An output that does not load because its input does not either is the input's fault, said in one line:
+    before, the pass was named as having written a model ONNX Runtime cannot load."""
+    bad = tmp_path / "bad.onnx"
+    _input_ort_rejects(src, bad)
+    with pytest.raises(Exception, match="Type"):
+        run_onnx(bad, fixed_inputs())
+    dst = tmp_path / "out.onnx"
+    r = CliRunner().invoke(main, [command[0], str(bad), *command[1:], "-o", str(dst)])
+    assert r.exit_code == 2, r.output
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "the input itself does not load in ONNX Runtime" in lines[0], r.stderr
+    assert str(bad) in lines[0] and "Traceback" not in r.output
+    assert not dst.exists() and not list(tmp_path.glob("*.tmp*"))
