@@ -5,7 +5,9 @@ transformers encoder of a family (BERT, RoBERTa, XLM-R, DistilBERT, ELECTRA, ALB
 MobileBERT, DeBERTa v1/v2/v3, ModernBERT, ERNIE, data2vec-text, XLM-R-XL, Megatron-BERT, RemBERT, RoFormer,
 ESM) and task; the exporter is what users run (optimum's exporter
 with the model's default SDPA attention or eager attention, plain ``torch.onnx.export`` with every
-model output kept at opsets 14 and 17, and at opset 17 without dynamic axes (static shapes), the dynamo
+model output kept at opsets 14 and 17, at opset 17 without dynamic axes (static shapes), at opset 11 with
+eager attention (the legacy export many hub files come from) and that file upgraded to opset 17 with
+``onnx.version_converter`` (its Softmax kept 2-D: Flatten, Softmax, Reshape), the dynamo
 exporter at opset 18, with and without dynamic shapes); ONNX Runtime's transformer
 optimizer may run over it at opt_level 1, 2 or 99. The pass runs through the public file API
 (``deploytool.passes.transform``), as a user's command would, and its output is compared, on a
@@ -52,6 +54,7 @@ import copy
 import dataclasses
 import math
 import os
+import re
 import time
 import warnings
 from pathlib import Path
@@ -64,8 +67,13 @@ HIDDEN, HEADS, FFN, LAYERS, VOCAB, MAX_POS = 24, 6, 40, 4, 100, 64
 
 # torchscript-static / dynamo-static: without dynamic axes / shapes, at the shape the cells run (every Reshape's
 # target and the rotary tables constant, which ORT's optimizer then folds further)
-EXPORTERS = ("optimum", "optimum-eager", "torchscript-14", "torchscript-17", "torchscript-static", "dynamo",
-             "dynamo-static")
+EXPORTERS = ("optimum", "optimum-eager", "torchscript-11", "torchscript-11-upgraded", "torchscript-14",
+             "torchscript-17", "torchscript-static", "dynamo", "dynamo-static")
+# exporters of the model with transformers' eager attention (SDPA exports from opset 14 on only): the legacy
+# opset-11 export (transformers.onnx's and convert_graph_to_onnx's default, many files on the hub), and that
+# file upgraded to opset 17 by onnx's version converter as a user would (its Softmax kept 2-D: Flatten ->
+# Softmax -> Reshape)
+EAGER_EXPORTERS = ("optimum-eager", "torchscript-11", "torchscript-11-upgraded")
 OPT_LEVELS = (0, 1, 2, 99)  # 0: no ORT optimizer
 PASSES = ("slice-0.5-0.75", "slice-0.75-0.5", "slice-0.25-1", "slice-1-0.5", "prune-heads", "prune-ffn",
           "reorder", "int8", "fp16", "pack", "pack-memory", "pack-binary", "pack-densest", "pack-speed",
@@ -274,7 +282,7 @@ def export(case: ModelCase, exporter: str, folder: Path) -> Path:
     import torch
 
     folder.mkdir(parents=True, exist_ok=True)
-    attn = "eager" if exporter == "optimum-eager" else None
+    attn = "eager" if exporter in EAGER_EXPORTERS else None
     model = build_model(case, attn=attn)
     f = feeds(case) if exporter.endswith("-static") else feeds(case, lengths=(8, 6))
     names = list(f)
@@ -295,6 +303,12 @@ def export(case: ModelCase, exporter: str, folder: Path) -> Path:
         elif exporter == "torchscript-static":  # the shape of feeds(case), which the cells run
             torch.onnx.export(model, args, str(path), input_names=names, output_names=out_names, opset_version=17,
                               dynamo=False)
+        elif exporter == "torchscript-11-upgraded":
+            import onnx
+            from onnx import version_converter
+
+            old = export(case, "torchscript-11", folder)
+            onnx.save(version_converter.convert_version(onnx.load(old), 17), path)
         elif exporter.startswith("torchscript"):
             dyn = {n: {0: "batch", 1: "sequence"} for n in names}
             for o in out_names:
@@ -1035,6 +1049,8 @@ def run_matrix(models=MODELS, exporters=EXPORTERS, levels=OPT_LEVELS, passes=PAS
     """Every cell of the matrix (exports and optimizer runs done once per graph)."""
     import torch
 
+    from deploytool.runtime.verify import load_failure
+
     torch.set_num_threads(1)
     cells: list[Cell] = []
     work.mkdir(parents=True, exist_ok=True)
@@ -1043,11 +1059,15 @@ def run_matrix(models=MODELS, exporters=EXPORTERS, levels=OPT_LEVELS, passes=PAS
         eager = None
         for exporter in exporters:
             ref_model = base
-            if exporter == "optimum-eager":
+            if exporter in EAGER_EXPORTERS:
                 eager = eager or build_model(case, attn="eager")
                 ref_model = eager
             try:
                 src0 = export(case, exporter, work / "exports")
+                invalid = load_failure(src0)
+                if invalid is not None:  # torch's opset-11 export of MPNet and DeBERTa: an Add of int64 and float
+                    invalid = re.sub(r"^ONNX Runtime cannot load: (Load model from .*? failed:)?\s*", "", invalid)
+                    raise ValueError(f"it wrote a model ONNX Runtime cannot load ({invalid})")
             except Exception as e:  # noqa: BLE001 - the exporter's failure, not ours
                 for level in levels:
                     for p in passes:
