@@ -553,7 +553,8 @@ def _vector_length(v: ir.Value | None, depth: int, memo: dict) -> int | None:
         if dims is not None:
             return int(dims.reshape(-1)[0]) if dims.size == 1 else None
         q = p.inputs[0].producer()
-        if q is not None and q.op_type == "Shape" and not q.attributes and value_rank(q.inputs[0], depth + 1, memo) == 1:
+        if q is not None and q.op_type == "Shape" and not q.attributes and \
+                value_rank(q.inputs[0], depth + 1, memo) == 1:
             return _vector_length(q.inputs[0], depth + 1, memo)
         return None
     if p.op_type == "Concat":
@@ -562,11 +563,12 @@ def _vector_length(v: ir.Value | None, depth: int, memo: dict) -> int | None:
     if p.op_type == "Gather" and len(p.inputs) == 2:
         idx = static_shape(p.inputs[1])
         return None if idx is None else int(np.prod(idx))
-    if p.op_type in _SHAPE_BROADCAST:
+    if p.op_type in _SHAPE_BROADCAST:  # vectors broadcast: one length over 1 is the result's (an unknown is 1 or it)
         parts = [_vector_length(x, depth + 1, memo) for x in p.inputs]
-        known = {n for n in parts if n is not None} - {1}
-        return known.pop() if len(known) == 1 and (None not in parts or len(parts) == 1) else (
-            1 if parts and all(n == 1 for n in parts) else None)
+        longer = {n for n in parts if n is not None} - {1}
+        if len(longer) == 1:
+            return longer.pop()
+        return 1 if not longer and None not in parts else None
     return None
 
 
