@@ -978,6 +978,7 @@ def _na_reasons(cells: list[dict]) -> str:
     unsupported: list[str] = []
     optimizer: dict[str, set[str]] = {}
     other: list[str] = []
+    invalid: dict[str, list[str]] = {}  # exporter -> models whose export ONNX Runtime cannot load
     for c in cells:
         if c["status"] != "n/a":
             continue
@@ -991,11 +992,17 @@ def _na_reasons(cells: list[dict]) -> str:
                 unsupported.append(m[1])
         elif d.startswith("ORT optimizer failed"):
             optimizer.setdefault(c["model"].split("-seqcls")[0], set()).add(c["exporter"])
+        elif "it wrote a model ONNX Runtime cannot load" in d:
+            models = invalid.setdefault(c["exporter"], [])
+            if c["model"] not in models:
+                models.append(c["model"])
         elif d[:80] not in other:
             other.append(d[:80])
     parts = list(other)
     if unsupported:
         parts.append(f"optimum has no ONNX configuration for {' and '.join(unsupported)}")
+    for exporter, models in invalid.items():
+        parts.append(f"{exporter} writes a file ONNX Runtime cannot load for {', '.join(models)}")
     for model, exporters in optimizer.items():
         parts.append(f"ORT's optimizer fails on {model}'s {' and '.join(sorted(exporters))} exports")
     return "; ".join(parts) or "none"
