@@ -2040,6 +2040,45 @@ class _Finder:
                     changed = True
         return [n for n in self.graph if id(n) in fwd]
 
+    def _unread_attention(self, softmax: ir.Node) -> str | None:
+        """Why a Softmax that :meth:`score_matmul` did not read still looks like attention: a MatMul of two
+        activations a few ops before it (through any ops) and a MatMul of its output with another activation a
+        few ops after it. None when it does not (a pooling head's softmax over a MatMul by a constant)."""
+        stack, seen, between = [(softmax.inputs[0], 0)], set(), []
+        score = None
+        while stack and score is None:
+            v, depth = stack.pop(0)
+            p = v.producer() if v is not None else None
+            if p is None or id(p) in seen or depth > 6:
+                continue
+            seen.add(id(p))
+            data = [i for i in p.inputs if i is not None and not self.cone.is_const(i)]
+            if p.op_type in ("MatMul", "FusedMatMul") and len(data) == 2 and len(p.inputs) >= 2:
+                score = p
+                break
+            if p.op_type not in _MASK_OPS and p.op_type not in between:
+                between.append(p.op_type)
+            stack.extend((i, depth + 1) for i in data)
+        if score is None:
+            return None
+        frontier, seen = [(softmax.outputs[0], 0)], set()
+        while frontier:
+            v, depth = frontier.pop(0)
+            for c in consumers(v):
+                if id(c) in seen or depth > 6:
+                    continue
+                seen.add(id(c))
+                if c.op_type in ("MatMul", "FusedMatMul") and len(c.inputs) >= 2:
+                    other = c.inputs[1] if c.inputs[0] is v else c.inputs[0]
+                    if other is not None and not self.cone.is_const(other):
+                        return (f"node '{_name(softmax)}' (Softmax): it looks like attention (the MatMul "
+                                f"'{_name(score)}' of two activations before it, '{_name(c)}' applying it to another "
+                                f"after it) but its scores come through {', '.join(between) or 'ops'}, which the "
+                                f"structure finder does not follow; refusing rather than reading the other layers "
+                                f"alone (layers would be numbered wrongly)")
+                frontier.extend((o, depth + 1) for o in c.outputs)
+        return None
+
     def find(self) -> EncoderStructure:
         found: list[tuple[int, AttentionBlock, ir.Value]] = []
         fused_any = False
@@ -2048,6 +2087,8 @@ class _Finder:
                 r = self.unfused_attention(node)
                 if r is not None:
                     found.append((self.position[id(node)], *r))
+                elif (why := self._unread_attention(node)) is not None:
+                    raise StructureError(why)
             elif node.op_type in ("Attention", "MultiHeadAttention", "QAttention") and node.domain == "com.microsoft":
                 found.append((self.position[id(node)], *self.fused_attention(node)))
                 fused_any = True

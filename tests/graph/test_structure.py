@@ -253,3 +253,42 @@ def test_split_binary_packed_graph_keeps_roles(tiny_onnx, tiny_torch_model, tmp_
     onnx.save(m, str(bad))
     with pytest.raises(StructureError):
         find_structure(load(bad))
+
+
+def _hide_attention(src, dst, layer: int) -> None:
+    """``src`` with layer ``layer``'s scores passed through a Transpose pair (a no-op) before their Softmax: a
+    form the finder's walk from the Softmax does not follow."""
+    import onnx
+    from onnx import helper
+
+    m = onnx.load(src)
+    sm = [n for n in m.graph.node if n.op_type == "Softmax"][layer]
+    x = sm.input[0]
+    pair = [helper.make_node("Transpose", [x], [x + "_t"], perm=[0, 1, 3, 2], name=f"hide{layer}_a"),
+            helper.make_node("Transpose", [x + "_t"], [x + "_tt"], perm=[0, 1, 3, 2], name=f"hide{layer}_b")]
+    sm.input[0] = x + "_tt"
+    at = list(m.graph.node).index(sm)
+    for n in reversed(pair):
+        m.graph.node.insert(at, n)
+    onnx.save(m, dst)
+
+
+@pytest.mark.parametrize("layer", [0, 2])
+def test_an_attention_softmax_the_finder_cannot_read_is_refused_not_skipped(tiny_onnx, tmp_path, layer):
+    """A layer whose attention the walk from its Softmax does not follow was skipped: the model was read with
+    one layer fewer (its first layer's projections taken for an embedding projection when it was layer 0), and
+    ``prune-heads --heads 0:0`` pruned the next layer. It is refused in one line, naming that Softmax."""
+    from click.testing import CliRunner
+
+    from deploytool.cli import main
+
+    src = tiny_onnx("bert", "torch", layers=3)
+    assert len(find_structure(_load_plain(src)).layers) == 3
+    bad = tmp_path / "hidden.onnx"
+    _hide_attention(src, bad, layer)
+    with pytest.raises(StructureError, match=rf"layer\.{layer}/attention/self/Softmax.*looks like attention.*"
+                                             r"Transpose"):
+        find_structure(_load_plain(bad))
+    out = tmp_path / "pruned.onnx"
+    r = CliRunner().invoke(main, ["prune-heads", str(bad), "--heads", "0:0", "-o", str(out)])
+    assert r.exit_code == 2 and "looks like attention" in r.stderr and not out.exists(), r.output
