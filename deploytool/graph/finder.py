@@ -112,6 +112,8 @@ _MASK_OPS = {"Add", "Sub", "Mul", "Div", "Where", "Cast", "Identity", "Max", "Mi
 _ACT_OPS = {"Gelu", "FastGelu", "BiasGelu", "Relu", "Erf", "Tanh", "Sigmoid", "Div", "Mul", "Add", "Pow",
             "Sqrt", "Cast", "Identity", "Dropout", "QuickGelu", "Sub"} | _QUANT_IN
 _MAX_ACT_NODES = 40
+# products of two activations that attention scores and their application to V may be written as
+_ACT_PRODUCTS = {"MatMul", "FusedMatMul", "Einsum"}
 
 
 def _name(node: ir.Node) -> str:
@@ -2053,7 +2055,7 @@ class _Finder:
                 continue
             seen.add(id(p))
             data = [i for i in p.inputs if i is not None and not self.cone.is_const(i)]
-            if p.op_type in ("MatMul", "FusedMatMul") and len(data) == 2 and len(p.inputs) >= 2:
+            if p.op_type in _ACT_PRODUCTS and len(data) == 2 and len(p.inputs) >= 2:
                 score = p
                 break
             if p.op_type not in _MASK_OPS and p.op_type not in between:
@@ -2068,7 +2070,7 @@ class _Finder:
                 if id(c) in seen or depth > 6:
                     continue
                 seen.add(id(c))
-                if c.op_type in ("MatMul", "FusedMatMul") and len(c.inputs) >= 2:
+                if c.op_type in _ACT_PRODUCTS and len(c.inputs) >= 2:
                     other = c.inputs[1] if c.inputs[0] is v else c.inputs[0]
                     if other is not None and not self.cone.is_const(other):
                         return (f"node '{_name(softmax)}' (Softmax): it looks like attention (the MatMul "
