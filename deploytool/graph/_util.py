@@ -424,7 +424,7 @@ def _static_shape(v: ir.Value, depth: int, memo: dict) -> tuple[int, ...] | None
 
 _RANK_KEEPING = _SHAPE_UNARY | _SHAPE_OF_FIRST | {"LogSoftmax", "Hardmax", "Reciprocal", "Floor", "Ceil", "Round",
                                                   "Sign", "Sin", "Cos", "Gelu", "LeakyRelu", "Elu", "Selu", "Softplus",
-                                                  "HardSigmoid", "Mish", "CumSum", "Slice", "Split", "Pad", "Tile",
+                                                  "HardSigmoid", "Mish", "CumSum", "Slice", "Pad", "Tile",
                                                   "IsNaN", "IsInf", "BiasGelu", "FastGelu", "Trilu"}
 
 
@@ -466,7 +466,7 @@ def _value_rank(v: ir.Value, depth: int, memo: dict) -> int | None:
 
     if p.domain not in ("", "ai.onnx", MS_DOMAIN):
         return None
-    if op in _RANK_KEEPING and v is p.outputs[0] or op in ("Split", "Dropout"):
+    if op in _RANK_KEEPING and v is p.outputs[0] or op in ("Split", "Dropout"):  # every output of these
         return arg(0)
     if op in _SHAPE_BROADCAST:
         ranks = [arg(i) for i in range(len(p.inputs))]

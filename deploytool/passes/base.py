@@ -34,7 +34,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -863,7 +862,6 @@ def _input_does_not_load(src: str | os.PathLike, name: str) -> None:
 
     why = load_failure(src)
     if why is not None:
-        why = re.sub(r"^Load model from .*? failed:\s*", "", why.removeprefix("ONNX Runtime cannot load: "))
         raise InputFileError(f"{src}: the input itself does not load in ONNX Runtime ({why}); "
                              f"{name} wrote nothing")
 

@@ -267,9 +267,11 @@ def _declare_softmax_ranks(model: ir.Model, proto) -> None:
         if node.op_type not in _SOFTMAX_FAMILY or node.domain not in ("", "ai.onnx") or not node.inputs:
             continue
         x = node.inputs[0]
+        if x is None or not x.name:
+            continue
         rank = value_rank(x, memo=memo)
         axis = int(node.attributes["axis"].value) if "axis" in node.attributes else 1
-        if x is None or not x.name or rank is None or rank < 1 or axis % rank != rank - 1 or not -rank <= axis < rank:
+        if rank is None or not -rank <= axis < rank or axis % rank != rank - 1:  # (rank 0: the range is empty)
             continue
         vi = declared.get(x.name)
         if vi is None:

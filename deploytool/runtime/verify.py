@@ -258,7 +258,7 @@ def _session(model: str | os.PathLike | bytes | MemoryReference, session_config:
 
 def load_failure(model: str | os.PathLike) -> str | None:
     """Why ONNX Runtime cannot load ``model`` (a file), with its default graph optimizations and without
-    them; None when it loads either way. For a pass's failed gate: an output that does not load is the
+    them (ORT's reason, e.g. "Type Error: ..."); None when it loads either way. For a pass's failed gate: an output that does not load is the
     input's fault when the input does not load either (torch's opset-11 export of MPNet or DeBERTa-v2:
     "Type Error: Type 'tensor(int64)' of input parameter ... of operator (Add) in node ... is invalid")."""
     for optimize in (True, False):
@@ -267,7 +267,8 @@ def load_failure(model: str | os.PathLike) -> str | None:
             return None
         except DeployError as e:
             reason = str(e)
-    return reason
+    # ORT's own words, without the prefixes that repeat what the caller says and the file's path
+    return re.sub(r"^ONNX Runtime cannot load: (Load model from .*? failed:)?\s*", "", reason)
 
 
 def _probs_close(a: np.ndarray, r: np.ndarray, tol: float = 0.15, max_classes: int = 32) -> bool:
