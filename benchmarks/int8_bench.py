@@ -327,8 +327,7 @@ def _native_variants(src: Path, work: Path, tag: str) -> dict[str, Path]:
         g.node.insert(i - 1, dq)
     out["native_word_rows_dql"] = save(m, "native_word_rows_dql")
     # the FFN-1 activation: Erf GELU (x * 0.5 * (1 + erf(x / sqrt 2))) as BiasGelu / FastGelu(bias)
-    for variant, op in (("native_bias_gelu", "BiasGelu"), ("native_fast_gelu", "FastGelu")):
-        m = load()
+    def gelu_as(m, variant, op, bias_out=True):
         g = m.graph
         prod = producers(g)
         for erf in [n for n in g.node if n.op_type == "Erf"]:
@@ -340,14 +339,19 @@ def _native_variants(src: Path, work: Path, tag: str) -> dict[str, Path]:
             mul_half = consumers(g, mul_x.output[0])[0]
             if gemm.op_type != "DynamicQuantizeMatMul" or len(gemm.input) < 5 or not gemm.input[4]:
                 raise RuntimeError(f"{variant}: GELU input is not a DynamicQuantizeMatMul with a bias")
-            bias = gemm.input[4]
-            gemm.input[4] = ""
+            inputs = [x]
+            if bias_out:  # the bias moves from the GEMM into the activation
+                inputs.append(gemm.input[4])
+                gemm.input[4] = ""
             i = list(g.node).index(div)
             for n in (div, erf, add, mul_x, mul_half):
                 g.node.remove(n)
-            g.node.insert(i, helper.make_node(op, [x, bias], [mul_half.output[0]], name=erf.name + "_" + op,
+            g.node.insert(i, helper.make_node(op, inputs, [mul_half.output[0]], name=erf.name + "_" + op,
                                               domain="com.microsoft"))
-        out[variant] = save(m, variant)
+        return m
+
+    for variant, op in (("native_bias_gelu", "BiasGelu"), ("native_fast_gelu", "FastGelu")):
+        out[variant] = save(gelu_as(load(), variant, op), variant)
     # QAttention as DynamicQuantizeMatMul over Q|K|V + Split + fp32 MultiHeadAttention
     m = load()
     g = m.graph
@@ -373,10 +377,71 @@ def _native_variants(src: Path, work: Path, tag: str) -> dict[str, Path]:
         for j, n in enumerate(new):
             g.node.insert(i + j, n)
     out["native_mha"] = save(m, "native_mha")
+    # QAttention as DynamicQuantizeMatMul over Q|K|V (its bias inside) + Split + ONNX's own Attention (opset 23),
+    # the padding mask as QAttention applies it (-10000 added to a masked key's scores), built once per model
+    def attention23(m):
+        g = m.graph
+        prod = producers(g)
+        init = inits(g)
+        mask4 = {}
+
+        def additive_mask(mask):  # [B, S] int32 -> [B, 1, S, S] float: 0 where kept, -10000 where masked
+            if mask not in mask4:
+                p = f"{mask}_a23"
+                g.initializer.extend([onnx.numpy_helper.from_array(np.array(v, dt), p + n) for n, v, dt in (
+                    ("_one", 1.0, np.float32), ("_filter", -10000.0, np.float32), ("_axes", [1, 2], np.int64),
+                    ("_1", [1], np.int64))])
+                nodes = [helper.make_node("Cast", [mask], [p + "_f"], to=onnx.TensorProto.FLOAT),
+                         helper.make_node("Sub", [p + "_one", p + "_f"], [p + "_inv"]),
+                         helper.make_node("Mul", [p + "_inv", p + "_filter"], [p + "_add"]),
+                         helper.make_node("Unsqueeze", [p + "_add", p + "_axes"], [p + "_b11s"]),
+                         helper.make_node("Shape", [mask], [p + "_s"], start=1),
+                         helper.make_node("Shape", [mask], [p + "_b"], end=1),
+                         helper.make_node("Concat", [p + "_b", p + "_1", p + "_s", p + "_s"], [p + "_shape"], axis=0),
+                         helper.make_node("Expand", [p + "_b11s", p + "_shape"], [p + "_4d"])]
+                i = list(g.node).index(prod[mask]) + 1
+                for j, n in enumerate(nodes):
+                    g.node.insert(i + j, n)
+                mask4[mask] = p + "_4d"
+            return mask4[mask]
+
+        for qa in [n for n in g.node if n.op_type == "QAttention"]:
+            dql = prod[qa.input[0]]
+            x, w, b, ws, mask = dql.input[0], qa.input[1], qa.input[2], qa.input[4], qa.input[5]
+            width = int(init[w].dims[1]) // 3
+            heads = next(a.i for a in qa.attribute if a.name == "num_heads")
+            sp = qa.name + "_split_sizes"
+            g.initializer.append(onnx.numpy_helper.from_array(np.array([width] * 3, np.int64), sp))
+            qkv, q, k, v = (qa.name + s_ for s_ in ("_qkv", "_q", "_k", "_v"))
+            attrs = {a.name: helper.get_attribute_value(a) for a in qa.attribute if a.name == "scale"}
+            new = [helper.make_node("DynamicQuantizeMatMul", [x, w, ws, "", b], [qkv], name=qa.name + "_dqmm",
+                                    domain="com.microsoft"),
+                   helper.make_node("Split", [qkv, sp], [q, k, v], name=qa.name + "_split", axis=-1),
+                   helper.make_node("Attention", [q, k, v, additive_mask(mask)], [qa.output[0]], name=qa.name + "_a23",
+                                    q_num_heads=heads, kv_num_heads=heads, **attrs)]
+            i = list(g.node).index(dql)
+            g.node.remove(dql)
+            g.node.remove(qa)
+            for j, n in enumerate(new):
+                g.node.insert(i + j, n)
+        for o in m.opset_import:
+            if o.domain in ("", "ai.onnx"):
+                o.version = 23  # every other op of this graph reads the same from 17 to 23 (checked: onnx.checker)
+        m.ir_version = max(m.ir_version, 10)
+        onnx.checker.check_model(m)
+        return m
+
+    out["native_attention23"] = save(attention23(load()), "native_attention23")
+    out["native_attention23_fast_gelu"] = save(gelu_as(attention23(load()), "native_attention23_fast_gelu", "FastGelu"),
+                                               "native_attention23_fast_gelu")
+    out["native_attention23_fast_gelu_in_gemm"] = save(
+        gelu_as(attention23(load()), "native_attention23_fast_gelu_in_gemm", "FastGelu", bias_out=False),
+        "native_attention23_fast_gelu_in_gemm")
     return out
 
 
-NATIVE_VARIANTS = ("native_word_rows_dql", "native_bias_gelu", "native_fast_gelu", "native_mha")
+NATIVE_VARIANTS = ("native_word_rows_dql", "native_bias_gelu", "native_fast_gelu", "native_mha", "native_attention23",
+                   "native_attention23_fast_gelu", "native_attention23_fast_gelu_in_gemm")
 
 
 def _native_variants_for(paths: dict[str, Path], work: Path, tag: str, only: set[str] | None,

@@ -1023,14 +1023,96 @@ class _Finder:
         if ctx is None:
             raise StructureError(f"node '{_name(softmax)}' (Softmax): attention scores found but no MatMul "
                                  f"applies the probabilities to V")
+        return self._attention_from(score.inputs[0], score.inputs[1], ctx.inputs[1], ctx.outputs[0], score, ctx,
+                                    softmax)
+
+    def onnx_attention(self, node: ir.Node) -> tuple[AttentionBlock, ir.Value]:
+        """ONNX's own ``Attention`` (opset 23; torch's exporter writes SDPA as it from opset 23 on): Q, K and V as
+        ``[B, heads, S, head_size]`` views of their projections (4-D: read as an unfused layer's, the node in
+        place of the score and context MatMuls) or the projections themselves with ``q_num_heads`` (3-D: like
+        ORT's MultiHeadAttention, the head count in the attributes); its mask (input 3) is the padding mask, or
+        a per-head score bias when it is built from a table and no input's data."""
+        a = node.attributes
+
+        def attr(name: str) -> int:
+            return int(a[name].value) if name in a else 0
+
+        if attr("is_causal"):
+            raise StructureError(f"node '{_name(node)}' (Attention): causal attention (a decoder) is not supported")
+        if any(i is not None for i in node.inputs[4:]):
+            raise StructureError(f"node '{_name(node)}' (Attention): past key/value or sequence-length inputs (a "
+                                 f"decoder's cache) are not supported")
+        if len(node.outputs) > 1 and any(o.uses() or o.is_graph_output() for o in node.outputs[1:]):
+            raise StructureError(f"node '{_name(node)}' (Attention): its present key/value or score outputs are "
+                                 f"read (a decoder's cache) and are not supported")
+        if attr("q_num_heads") != attr("kv_num_heads"):
+            raise StructureError(f"node '{_name(node)}' (Attention): {attr('q_num_heads')} query heads over "
+                                 f"{attr('kv_num_heads')} key/value heads (grouped-query attention) is not supported")
+        if len(node.inputs) < 3 or any(i is None for i in node.inputs[:3]):
+            raise StructureError(f"node '{_name(node)}' (Attention): Q, K and V are not all given")
+        ranks = {self._rank(i) for i in node.inputs[:3]}
+        if ranks == {4} or (ranks != {3} and not attr("q_num_heads")):
+            block, x = self._attention_from(node.inputs[0], node.inputs[1], node.inputs[2], node.outputs[0], node,
+                                            node, None)
+            block.fused = node
+        else:
+            block, x = self._attention_3d(node, attr("q_num_heads"))
+        mask = node.inputs[3] if len(node.inputs) > 3 else None
+        if mask is not None and small_const(mask) is None and self._has_table(mask) \
+                and not self._reads_input_data(mask) and not _same_for_all_heads(mask):
+            block.score_bias = [(node, 3)]
+        return block, x
+
+    def _attention_3d(self, node: ir.Node, heads: int) -> tuple[AttentionBlock, ir.Value]:
+        """ONNX's ``Attention`` on 3-D ``[B, S, heads * head_size]`` Q, K and V (``q_num_heads``), each a
+        projection's output, or the three parts of one projection's ``Split`` (deploytool's int8 form)."""
+        if self._split_qkv(node) is not None:
+            qkv = self._split_qkv(node)
+            x = self.source(qkv.node.inputs[0])
+            all_head = qkv.out_features // 3
+            q = k = v = None
+        else:
+            lins = [self._linear_ending_at(node.inputs[i]) for i in range(3)]
+            if any(lin is None for lin in lins):
+                raise StructureError(f"node '{_name(node)}' (Attention): its 3-D Q/K/V inputs do not come from "
+                                     f"projections with constant weights")
+            q, k, v = lins
+            qkv = None
+            x = self.source(q.node.inputs[0])
+            if self.source(k.node.inputs[0]) is not x or self.source(v.node.inputs[0]) is not x:
+                raise StructureError(f"node '{_name(node)}' (Attention): Q, K and V do not read the same hidden "
+                                     f"state (cross-attention or a decoder is not supported)")
+            all_head = q.out_features
+            if k.out_features != all_head or v.out_features != all_head:
+                raise StructureError(f"node '{_name(node)}' (Attention): Q/K/V widths {q.out_features}/"
+                                     f"{k.out_features}/{v.out_features} differ")
+        if heads <= 0 or all_head % heads:
+            raise StructureError(f"node '{_name(node)}' (Attention): width {all_head} not divisible by "
+                                 f"q_num_heads={heads}")
+        outs = [lin for lin in (self.linear(c) for c in self.readers(node.outputs[0])) if lin is not None]
+        if len(outs) != 1 or outs[0].in_features != all_head:
+            raise StructureError(f"node '{_name(node)}' (Attention): output does not feed one output projection "
+                                 f"{all_head} wide")
+        sites = [HeadSite(node=node, kind="attribute", value=None, attribute=name, index=None, meaning="num_heads")
+                 for name in ("q_num_heads", "kv_num_heads")]
+        block = AttentionBlock(num_heads=heads, head_size=all_head // heads, q=q, k=k, v=v, o=outs[0],
+                               head_sites=sites, fused=node, qkv=qkv)
+        return block, x
+
+    def _attention_from(self, q_in: ir.Value, k_in: ir.Value, v_in: ir.Value, ctx_out: ir.Value, score: ir.Node,
+                        ctx: ir.Node, softmax: ir.Node | None) -> tuple[AttentionBlock, ir.Value]:
+        """The attention block whose Q, K and V operands (views of projections) are ``q_in``, ``k_in`` and
+        ``v_in`` and whose context (before its merge back) is ``ctx_out``: read from the score and context
+        MatMuls of ``softmax``, or from ONNX's ``Attention`` node (``score`` and ``ctx``; no ``softmax``: no
+        relative terms or score bias between them to read)."""
         self._rotary_views = []
-        q, q_pl, q_part = self.trace(score.inputs[0])
-        k, k_pl, k_part = self.trace(score.inputs[1])
-        v, v_pl, v_part = self.trace(ctx.inputs[1])
+        q, q_pl, q_part = self.trace(q_in)
+        k, k_pl, k_part = self.trace(k_in)
+        v, v_pl, v_part = self.trace(v_in)
         rotary_views = list(dict.fromkeys(self._rotary_views))
         for name, lin, at in (("Q", q, score), ("K", k, score), ("V", v, ctx)):
             if lin is None:
-                raise StructureError(f"node '{_name(at)}' (MatMul): cannot trace the {name} operand back to a "
+                raise StructureError(f"node '{_name(at)}' ({at.op_type}): cannot trace the {name} operand back to a "
                                      f"projection with constant weights")
         qkv: Linear | None = None
         view: ir.Node | None = None
@@ -1040,7 +1122,7 @@ class _Finder:
             # [.., heads, 3 * head_size] and chunked into thirds on the last axis (DeBERTa v1's in_proj)
             parts = (q_part, k_part, v_part)
             if any(pt is None for pt in parts) or [pt["index"] for pt in parts] != [0, 1, 2]:
-                raise StructureError(f"node '{_name(score)}' (MatMul): Q, K and V come from one projection "
+                raise StructureError(f"node '{_name(score)}' ({score.op_type}): Q, K and V come from one projection "
                                      f"'{_name(q.node)}' but are not its parts 0, 1, 2 of a [.., 3, heads, "
                                      f"head_size] view (packed QKV layout not recognised)")
             views = {id(pt["view"]) for pt in parts}
@@ -1055,16 +1137,16 @@ class _Finder:
             q = k = v = None
         elif q.node is k.node or k.node is v.node or q.node is v.node or any(
                 pt is not None for pt in (q_part, k_part, v_part)):
-            raise StructureError(f"node '{_name(score)}' (MatMul): Q, K and V share a projection in a way that is "
+            raise StructureError(f"node '{_name(score)}' ({score.op_type}): Q, K and V share a projection in a way that is "
                                  f"not a packed [.., 3, heads, head_size] QKV view")
         x = self.source((qkv or q).node.inputs[0])
         # V may read another value than Q and K only in a bottleneck layer (MobileBERT: Q and K read a
         # shared bottleneck of the layer input, V the layer input); ``find`` checks that
         if qkv is None and self.source(k.node.inputs[0]) is not x:
-            raise StructureError(f"node '{_name(score)}' (MatMul): Q, K and V do not read the same hidden state "
+            raise StructureError(f"node '{_name(score)}' ({score.op_type}): Q, K and V do not read the same hidden state "
                                  f"(cross-attention or a decoder is not supported)")
         # context -> Transpose/Reshape -> O
-        cur, ctx_pl, o = ctx.outputs[0], [], None
+        cur, ctx_pl, o = ctx_out, [], None
         for _ in range(8):
             rs = self.readers(cur)
             c = rs[0] if len(rs) == 1 else None
@@ -1079,19 +1161,19 @@ class _Finder:
                 continue
             break
         if o is None:
-            raise StructureError(f"node '{_name(ctx)}' (MatMul): the attention context does not reach an output "
+            raise StructureError(f"node '{_name(ctx)}' ({ctx.op_type}): the attention context does not reach an output "
                                  f"projection through Transpose/Reshape")
         if qkv is not None:
             heads, head_size = self.packed_head_counts(qkv, view, score, interleaved)
             all_head = heads * head_size
             if qkv.out_features != 3 * all_head or o.in_features != all_head:
-                raise StructureError(f"node '{_name(score)}' (MatMul): packed QKV/O widths {qkv.out_features}/"
+                raise StructureError(f"node '{_name(score)}' ({score.op_type}): packed QKV/O widths {qkv.out_features}/"
                                      f"{o.in_features} disagree with 3 x {heads} heads x {head_size}")
         else:
             heads, head_size = self.head_counts(q, q_pl, score)
             all_head = heads * head_size
             if k.out_features != all_head or v.out_features != all_head or o.in_features != all_head:
-                raise StructureError(f"node '{_name(score)}' (MatMul): Q/K/V/O widths {q.out_features}/"
+                raise StructureError(f"node '{_name(score)}' ({score.op_type}): Q/K/V/O widths {q.out_features}/"
                                      f"{k.out_features}/{v.out_features}/{o.in_features} disagree with "
                                      f"{heads} heads x {head_size}")
         split = [n for n in q_pl + k_pl + v_pl if n.op_type == "Reshape"]
@@ -1099,7 +1181,7 @@ class _Finder:
         if interleaved:
             self._check_thirds((q_part, k_part, v_part), head_size)
         rel = (self.relative_terms(score, softmax, q or qkv, k or qkv, heads, head_size)
-               if qkv is None or interleaved else None)
+               if softmax is not None and (qkv is None or interleaved) else None)
         if rel is not None:
             split += rel["reshapes"]
         sites = self.head_sites(split, merge, heads, all_head)
@@ -1121,7 +1203,8 @@ class _Finder:
                 views = self._views_between(score, softmax) + [n for n in ctx_pl if n.op_type == "Reshape"]
                 add(site for r in views if (site := self._unflatten_front_site(r, heads)) is not None)
         block = AttentionBlock(num_heads=heads, head_size=head_size, q=q, k=k, v=v, o=o, head_sites=sites,
-                               score_bias=self.score_bias(score, softmax), qkv=qkv, qkv_interleaved=interleaved)
+                               score_bias=self.score_bias(score, softmax) if softmax is not None else [], qkv=qkv,
+                               qkv_interleaved=interleaved)
         block.head_constants = self.head_constants(q_pl + k_pl + v_pl, (qkv, q, k, v), heads, head_size)
         block.heads_inferred = not sites and rel is None and self._views_infer_heads(split, merge, head_size,
                                                                                     qkv is not None)
@@ -2094,6 +2177,8 @@ class _Finder:
             elif node.op_type in ("Attention", "MultiHeadAttention", "QAttention") and node.domain == "com.microsoft":
                 found.append((self.position[id(node)], *self.fused_attention(node)))
                 fused_any = True
+            elif node.op_type == "Attention" and node.domain in ("", "ai.onnx"):
+                found.append((self.position[id(node)], *self.onnx_attention(node)))
         if not found:
             raise StructureError(_no_attention_reason(self.graph))
         found.sort(key=lambda t: t[0])

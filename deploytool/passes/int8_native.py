@@ -848,6 +848,9 @@ def plan_native(model: ir.Model, *, per_channel: bool = True) -> NativePlan:
     planner = _Planner(model, per_channel)
     attentions, inside = [], set()
     for layer in structure.layers:
+        core = layer.attention.fused
+        if core is not None and core.op_type == "Attention" and core.domain in _DEFAULT:
+            continue  # ONNX's own Attention stays as it is; its Q/K/V/O become DynamicQuantizeMatMul below
         a, path = planner.attention(layer)
         attentions.append(a)
         inside.update(id(n) for n in path)
@@ -940,8 +943,43 @@ def _replace(graph: ir.Graph, names: _Names, old: ir.Value, new: ir.Value) -> No
         new.type, new.shape = old.type, old.shape
 
 
-def apply_native(model: ir.Model, plan: NativePlan, *, per_channel: bool = True, codes: str = "int8") -> dict:
-    """Write ``plan`` into ``model`` (in place; see the module doc). Returns the pass's stats (op counts)."""
+def _additive_mask(graph: ir.Graph, names: _Names, first: ir.Node, mask: ir.Value) -> ir.Value:
+    """The ``[B, 1, S, S]`` float mask ONNX's Attention adds to the scores, from the model's ``[B, S]``
+    ``attention_mask``: 0 where it keeps a key (a value > 0), -10000 where it masks one (0), as QAttention reads
+    its raw mask; built once, at the start of the graph (Attention takes no ``[B, 1, 1, S]`` broadcast over
+    queries)."""
+    base = "attention_mask_additive"
+    const = {}
+    for key, value, dtype in (("zero", 0.0, np.float32), ("masked", -10000.0, np.float32), ("axes", [1, 2], np.int64),
+                              ("one", [1], np.int64)):
+        name = names(f"{base}_{key}")
+        arr = np.array(value, dtype)
+        const[key] = _initializer(graph, name, ir.Tensor(arr, name=name), ir.DataType.from_numpy(arr.dtype),
+                                  list(arr.shape))
+    zname = names(f"{base}_int_zero")
+    zero = _initializer(graph, zname, ir.Tensor(np.zeros((), mask.dtype.numpy()), name=zname), mask.dtype, [])
+    keep = _node(names, "Greater", [mask, zero], base)
+    add2 = _node(names, "Where", [keep.outputs[0], const["zero"], const["masked"]], base)
+    add4 = _node(names, "Unsqueeze", [add2.outputs[0], const["axes"]], base)
+    batch = _node(names, "Shape", [mask], f"{base}_batch", end=1)
+    seq = _node(names, "Shape", [mask], f"{base}_seq", start=1, end=2)
+    shape = _node(names, "Concat", [batch.outputs[0], const["one"], seq.outputs[0], seq.outputs[0]], base, axis=0)
+    full = _node(names, "Expand", [add4.outputs[0], shape.outputs[0]], base)
+    graph.insert_before(first, [keep, add2, add4, batch, seq, shape, full])
+    return full.outputs[0]
+
+
+def apply_native(model: ir.Model, plan: NativePlan, *, per_channel: bool = True, codes: str = "int8",
+                 attention: str = "qattention") -> dict:
+    """Write ``plan`` into ``model`` (in place; see the module doc). Returns the pass's stats (op counts).
+
+    ``attention``: ``qattention`` (one ``com.microsoft.QAttention`` per layer) or ``onnx`` (an int8 Q|K|V
+    ``DynamicQuantizeMatMul`` with the bias, ``Split`` and ONNX's ``Attention``, opset 23: the model must
+    already declare it)."""
+    if attention not in ("qattention", "onnx"):
+        raise ValueError(f"attention: {attention!r}")
+    if attention == "onnx" and model.opset_imports.get("", 0) < 23:
+        raise ValueError("ONNX's Attention needs opset 23 (int8_pipeline upgrades the model first)")
     from onnx_ir.passes.common import RemoveUnusedNodesPass
 
     graph = model.graph
@@ -949,6 +987,7 @@ def apply_native(model: ir.Model, plan: NativePlan, *, per_channel: bool = True,
     model.opset_imports.setdefault(MS, 1)
     first = next(iter(graph))
     masks: dict[int, ir.Value] = {}
+    split_sizes: dict[int, ir.Value] = {}
     shared: dict[tuple, tuple[ir.Value, ir.Value]] = {}
     for a in plan.attentions:
         base = f"layer{a.index}_qkv"
@@ -961,6 +1000,25 @@ def apply_native(model: ir.Model, plan: NativePlan, *, per_channel: bool = True,
         bname = names(f"{base}_bias")
         b = _initializer(graph, bname, ir.Tensor(bias, name=bname), ir.DataType.FLOAT, [bias.size])
         mask_i32 = None
+        scale = {"scale": float(a.scale)} if abs(a.scale * math.sqrt(a.head_size) - 1.0) > 1e-6 else {}
+        if attention == "onnx":
+            mask4 = None
+            if a.mask is not None:
+                if id(a.mask) not in masks:
+                    masks[id(a.mask)] = _additive_mask(graph, names, first, a.mask)
+                mask4 = masks[id(a.mask)]
+            qkv = _node(names, "DynamicQuantizeMatMul", [a.x, w, s, z, b], f"{tag}_qkv", domain=MS)
+            width = a.num_heads * a.head_size
+            if width not in split_sizes:
+                sname = names(f"qkv_split_{width}")
+                split_sizes[width] = _initializer(graph, sname, ir.Tensor(np.array([width] * 3, np.int64), name=sname),
+                                                  ir.DataType.INT64, [3])
+            split = _node(names, "Split", [qkv.outputs[0], split_sizes[width]], tag, outputs=3, axis=-1)
+            att = _node(names, "Attention", [*split.outputs, mask4] if mask4 is not None else list(split.outputs),
+                        tag, q_num_heads=a.num_heads, kv_num_heads=a.num_heads, **scale)
+            graph.insert_before(a.q, [qkv, split, att])
+            _replace(graph, names, a.merged, att.outputs[0])
+            continue
         if a.mask is not None:
             if id(a.mask) not in masks:
                 if a.mask.dtype == ir.DataType.INT32:
@@ -972,9 +1030,7 @@ def apply_native(model: ir.Model, plan: NativePlan, *, per_channel: bool = True,
             mask_i32 = masks[id(a.mask)]
         dql = _node(names, "DynamicQuantizeLinear", [a.x], tag, outputs=3)
         xq, xs, xzp = dql.outputs
-        attrs = {"num_heads": a.num_heads, "unidirectional": 0}
-        if abs(a.scale * math.sqrt(a.head_size) - 1.0) > 1e-6:
-            attrs["scale"] = float(a.scale)
+        attrs = {"num_heads": a.num_heads, "unidirectional": 0, **scale}
         qatt = _node(names, "QAttention", [xq, w, b, xs, s, mask_i32, xzp, z] if z is not None else
                      [xq, w, b, xs, s, mask_i32, xzp], tag, domain=MS, **attrs)
         graph.insert_before(a.q, [dql, qatt])
@@ -1002,8 +1058,11 @@ def apply_native(model: ir.Model, plan: NativePlan, *, per_channel: bool = True,
             graph.insert_before(g, [g8, cast, mul])
             _replace(graph, names, g.outputs[0], mul.outputs[0])
     RemoveUnusedNodesPass()(model)
-    ops = {"QAttention": len(plan.attentions), "DynamicQuantizeMatMul": len(plan.projections),
-           "DynamicQuantizeLinear": len(plan.attentions)}
+    if attention == "onnx":
+        ops = {"Attention": len(plan.attentions), "DynamicQuantizeMatMul": len(plan.projections) + len(plan.attentions)}
+    else:
+        ops = {"QAttention": len(plan.attentions), "DynamicQuantizeMatMul": len(plan.projections),
+               "DynamicQuantizeLinear": len(plan.attentions)}
     if plan.embedding is not None:
         ops["Cast+Mul (int8 word rows)"] = len(plan.embedding[1])
     return {"quantized_ops": ops, "int8_word_embeddings": plan.embedding is not None, "weight_codes": codes}

@@ -58,6 +58,7 @@ at 0.56x the file's memory (figures in :mod:`deploytool.passes.int8_native`).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import os
@@ -79,9 +80,19 @@ __all__ = ["Engine", "Fusion", "WeightCodes", "Int8Config", "Int8QuantizePass", 
 
 
 class Fusion(str, enum.Enum):
+    """How the attention block is written: ``attention`` one ``com.microsoft.QAttention`` per layer (any opset
+    from 13, every ONNX Runtime with contrib ops); ``onnx`` an int8 Q|K|V ``DynamicQuantizeMatMul``, ``Split`` and
+    ONNX's own ``Attention`` (opset 23: the file needs ONNX Runtime 1.23 or later; native engine only); ``mha``
+    ORT's ``MultiHeadAttention`` around int8 Q/K/V/O; ``none`` the export's own ops."""
+
     MHA = "mha"
     ATTENTION = "attention"
+    ONNX = "onnx"
     NONE = "none"
+
+
+#: the opset of ONNX's Attention op (``Fusion.ONNX``)
+ONNX_ATTENTION_OPSET = 23
 
 
 class WeightCodes(str, enum.Enum):
@@ -142,6 +153,12 @@ class Int8Config:
     weights: OneOf(WeightCodes) = WeightCodes.INT8
 
     def __post_init__(self) -> None:
+        if self.fusion is Fusion.ONNX and self.engine is Engine.ORT:
+            raise ConfigError("fusion: 'onnx' (ONNX's Attention op) is written by the native engine only; "
+                              "drop --engine ort or use --fusion attention")
+        if self.fusion is Fusion.ONNX and self.static:
+            raise ConfigError("fusion: 'onnx' is dynamic int8 (the native engine); static int8 takes --fusion "
+                              "attention, mha or none")
         if self.static and not self.calib:
             raise ConfigError("calib: static int8 needs calibration data (--calib-data DATASET or file)")
         if not self.static and self.calib:
@@ -396,6 +413,11 @@ class Int8QuantizePass(DeployPass):
                 return self._call_native(model)
             except NativeUnsupported as e:
                 skipped.append(Skip("engine", f"native int8 writer: {e}; quantized by ORT's quantizer instead"))
+                if self.config.fusion is Fusion.ONNX:  # ORT's path has no ONNX Attention: its QAttention then
+                    skipped.append(Skip("fusion", "ONNX's Attention is written by the native writer only; "
+                                        "ORT's path fused attention into QAttention"))
+                    return self._call_ort(model, skipped, dataclasses.replace(self.config, fusion=Fusion.ATTENTION,
+                                                                              engine=Engine.ORT))
         return self._call_ort(model, skipped)
 
     def _call_native(self, model: ir.Model) -> DeployPassResult:
@@ -403,16 +425,17 @@ class Int8QuantizePass(DeployPass):
 
         cfg = self.config
         plan = plan_native(model, per_channel=cfg.per_channel)  # raises NativeUnsupported; nothing edited yet
-        stats: dict[str, Any] = {"mode": "dynamic", "per_channel": cfg.per_channel, "fusion": Fusion.ATTENTION.value,
+        stats: dict[str, Any] = {"mode": "dynamic", "per_channel": cfg.per_channel, "fusion": cfg.fusion.value,
                                  "engine": Engine.NATIVE.value}
-        stats.update(apply_native(model, plan, per_channel=cfg.per_channel, codes=cfg.weights.value))
+        stats.update(apply_native(model, plan, per_channel=cfg.per_channel, codes=cfg.weights.value,
+                                  attention="onnx" if cfg.fusion is Fusion.ONNX else "qattention"))
         skipped = [Skip(node, f"left in fp32 by the native int8 writer: {why}") for node, why in plan.left_fp32]
         return DeployPassResult(model, modified=True, stats=stats, skipped=skipped)
 
-    def _call_ort(self, model: ir.Model, skipped: list[Skip]) -> DeployPassResult:
+    def _call_ort(self, model: ir.Model, skipped: list[Skip], cfg: Int8Config | None = None) -> DeployPassResult:
         from deploytool.runtime.ort_quant import quantize_file
 
-        cfg = self.config
+        cfg = cfg or self.config
         # streaming: without fusion the quantizer's input is written from the model's memory maps tensor by
         # tensor and only the graph (its skeleton) is read here; ORT's optimizer needs the whole proto
         proto = onnx_io.serialize_model(model) if cfg.fusion is not Fusion.NONE else onnx_io.skeleton_proto(model)[0]
@@ -528,7 +551,7 @@ def _native_refusal(cfg: Int8Config) -> str | None:
     """Why the native writer does not take this config (None: it does)."""
     if cfg.static:
         return "static quantization (calibrated QDQ) is written by ORT's quantize_static"
-    if cfg.fusion is not Fusion.ATTENTION:
+    if cfg.fusion not in (Fusion.ATTENTION, Fusion.ONNX):
         return f"fusion={cfg.fusion.value} is ORT's graph (the native writer fuses attention)"
     if cfg.bias_gelu:
         return "bias_gelu is ORT's BiasGelu fusion"
@@ -614,7 +637,12 @@ def int8_pipeline(config: Int8Config) -> DeployPass:
     from deploytool.passes.upcast_fp16 import UpcastFp16Pass
     from deploytool.passes.upgrade_opset import UpgradeOpsetPass
 
-    passes: list[DeployPass] = [UpcastFp16Pass(), UpgradeOpsetPass(_LN_SAFE_FROM), Int8QuantizePass(config)]
+    if config.fusion is Fusion.ONNX:
+        upgrade = UpgradeOpsetPass(ONNX_ATTENTION_OPSET, purpose=("for ONNX's Attention op (--fusion onnx)",
+                                                                  "use --fusion attention (QAttention)"))
+    else:
+        upgrade = UpgradeOpsetPass(_LN_SAFE_FROM, purpose=("for int8", f"export the model at opset >= {_LN_SAFE_FROM}"))
+    passes: list[DeployPass] = [UpcastFp16Pass(), upgrade, Int8QuantizePass(config)]
     if not config.skip_layernorm:
         passes.append(ResidualAddsToSumPass())
     return PassSequence(passes, main=2)

@@ -56,9 +56,11 @@ class UpgradeOpsetPass(DeployPass):
     """In place: a model below opset ``target`` becomes the converted model (the same tensors, shared, not
     copied); one at or above it is left as it is. Details: ``opset`` ("17 -> 25", or the opset kept)."""
 
-    def __init__(self, target: int = INT2_MIN_OPSET) -> None:
+    def __init__(self, target: int = INT2_MIN_OPSET, *, purpose: tuple[str, str] | None = None) -> None:
         super().__init__()
         self.target = int(target)
+        #: what the upgrade is for and what to do when it fails, for a refusal (default: by ``target``)
+        self.purpose = purpose or _purpose(self.target)
 
     def call(self, model: ir.Model) -> DeployPassResult:
         old = model.opset_imports.get("", 0)
@@ -70,7 +72,7 @@ class UpgradeOpsetPass(DeployPass):
             model.opset_imports[""] = self.target
             model.ir_version = max(model.ir_version or 0, 11)
             return DeployPassResult(model, modified=True, stats={"opset": f"{old} -> {self.target}"})
-        proto, converted, held = _convert(model, self.target)
+        proto, converted, held = _convert(model, self.target, self.purpose)
         if not model.functions and _same_nodes(proto, converted):
             # the usual case (BERT-family exports at 14-17 need no adapter): nothing but the opset changes, so
             # the model is upgraded where it is instead of rebuilt from the converted graph (BERT-base: ~0.05
@@ -79,7 +81,7 @@ class UpgradeOpsetPass(DeployPass):
             _adopt_opset(model, converted, self.target)
             return DeployPassResult(model, modified=True, stats={"opset": f"{old} -> {self.target}"})
         del proto
-        new = _rebuild(converted, held, old, self.target)
+        new = _rebuild(converted, held, old, self.target, self.purpose)
         model.graph = new.graph
         model.ir_version = new.ir_version
         model.functions.clear()
@@ -189,7 +191,7 @@ def _adopt_opset(model: ir.Model, converted, target: int) -> None:
             v.shape = ir.serde.deserialize_type_proto_for_shape(vi.type)
 
 
-def _convert(src_model: ir.Model, target: int):
+def _convert(src_model: ir.Model, target: int, purpose: tuple[str, str] | None = None):
     """(the graph handed to the converter, the converted graph, the big tensors held back by name), both
     graphs with their big tensors as placeholders and the hiding of unknown ops undone in the result."""
     import onnx
@@ -213,7 +215,7 @@ def _convert(src_model: ir.Model, target: int):
         _declare_softmax_ranks(src_model, proto)
     size = proto.ByteSize()
     if size > 2_000_000_000:
-        purpose, advice = _purpose(target)
+        purpose, advice = purpose or _purpose(target)
         raise PassRefusedError(f"cannot upgrade opset {old} to {target} {purpose}: the graph without its "
                                f"weights is still {size / 1e9:.2f} GB, over protobuf's 2 GB limit; {advice}")
     # ORT's transformer optimizer writes LayerNormalization (an opset-17 op) and its own
@@ -230,7 +232,7 @@ def _convert(src_model: ir.Model, target: int):
     try:
         converted = onnx.version_converter.convert_version(proto, target)
     except Exception as e:
-        purpose, advice = _purpose(target)
+        purpose, advice = purpose or _purpose(target)
         raise PassRefusedError(f"cannot upgrade opset {old} to {target} {purpose} ({str(e).splitlines()[0][:120]}); "
                                f"{advice}") from e
     if hidden:
@@ -285,13 +287,14 @@ def _declare_softmax_ranks(model: ir.Model, proto) -> None:
         tt.shape.CopyFrom(onnx.TensorShapeProto(dim=[onnx.TensorShapeProto.Dimension() for _ in range(rank)]))
 
 
-def _rebuild(converted, held: dict[str, ir.TensorProtocol], old: int, target: int) -> ir.Model:
+def _rebuild(converted, held: dict[str, ir.TensorProtocol], old: int, target: int,
+             purpose: tuple[str, str] | None = None) -> ir.Model:
     """The IR model of the converted graph, with the held tensors put back (the same objects)."""
     out = ir.serde.deserialize_model(converted)
     for name, t in held.items():
         v = out.graph.initializers.get(name)
         if v is None:
-            purpose, advice = _purpose(target)
+            purpose, advice = purpose or _purpose(target)
             raise PassRefusedError(f"cannot upgrade opset {old} to {target} {purpose} (the converter dropped "
                                    f"initializer {name!r}); {advice}")
         v.const_value = t

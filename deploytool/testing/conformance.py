@@ -321,11 +321,15 @@ def export(case: ModelCase, exporter: str, folder: Path) -> Path:
             prog = torch.onnx.export(model, args, input_names=names, output_names=out_names, opset_version=18,
                                      dynamo=True, report=False, verbose=False)
             prog.save(str(path))
-        elif exporter == "dynamo":
+        elif exporter in ("dynamo", "dynamo-default", "dynamo-23"):
             b = torch.export.Dim("batch", min=1, max=64)
             s = torch.export.Dim("sequence", min=2, max=MAX_POS - 4)
+            # dynamo: opset 18; dynamo-default: torch's own default (20 in torch 2.13: ONNX's Gelu op); dynamo-23:
+            # SDPA written as ONNX's Attention op
+            opset = {"dynamo": {"opset_version": 18}, "dynamo-default": {},
+                     "dynamo-23": {"opset_version": 23}}[exporter]
             prog = torch.onnx.export(model, args, input_names=names, output_names=out_names,
-                                     dynamic_shapes={n: {0: b, 1: s} for n in names}, opset_version=18,
+                                     dynamic_shapes={n: {0: b, 1: s} for n in names}, **opset,
                                      dynamo=True, report=False, verbose=False)
             prog.save(str(path))
         else:
