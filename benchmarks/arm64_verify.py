@@ -1,4 +1,5 @@
-"""all-MiniLM-L6-v2 in fp32, fp16, int8 and ternary, verified under QEMU aarch64 on four CPU models.
+"""all-MiniLM-L6-v2 in fp32, fp16, int8 (QAttention; and ``--fusion onnx``: ONNX's Attention, opset 23) and
+ternary, verified under QEMU aarch64 on four CPU models.
 
     .venv/bin/python benchmarks/arm64_verify.py [--model MODEL.onnx] [--seq-len 16]
         [-o benchmarks/results/arm64_verify.json]
@@ -49,10 +50,11 @@ def main() -> int:
             src = tmp / "fp32.onnx"
             subprocess.run([sys.executable, "-m", "deploytool", "export", "--model", "minilm", "--task",
                             "feature-extraction", "-o", str(src)], check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        models = [src, tmp / "fp16.onnx", tmp / "int8.onnx", tmp / "ternary.onnx"]
+        models = [src, tmp / "fp16.onnx", tmp / "int8.onnx", tmp / "ternary.onnx", tmp / "int8-onnx-attention.onnx"]
         convert_fp16_file(src, models[1], Fp16Config(check_host=False))
         quantize_int8_file(src, models[2], Int8Config())
         pack_file(src, models[3], PackConfig(weights="ternary"))
+        quantize_int8_file(src, models[4], Int8Config(fusion="onnx"))  # ONNX's Attention (opset 23)
         res = verify_arm64(VerifyConfig(models=tuple(models), cpus=("cortex-a72", "neoverse-n1", "a64fx", "max"),
                                         seq_len=args.seq_len))
     print(res.table())

@@ -27,6 +27,8 @@ What is compared (all timed interleaved, run by run, in one clean worker without
 - ``ours_sln``: the default with ``skip_layernorm=True``.
 - ``ours_static``: static QDQ int8 with per-tensor activation scales calibrated on 64 training reviews
   (``fusion="none"``).
+- ``ours_onnx_attention``: ``fusion="onnx"``: each layer's attention as an int8 Q|K|V ``DynamicQuantizeMatMul``,
+  ``Split`` and ONNX's own ``Attention`` (opset 23), the padding mask as QAttention applies it.
 - ``ours_pairsafe``: the default with ``weights="pairsafe"`` (each column scaled so that no pair of int8 codes
   can clip in the int16 sums of an x86 CPU without VNNI: exact on every CPU, the same kernels);
   ``ours_uint8``: the default's own codes stored as uint8 (zero point 128), which every CPU computes exactly:
@@ -36,7 +38,11 @@ What is compared (all timed interleaved, run by run, in one clean worker without
   ``DequantizeLinear``, the writer's form before 2026-12-02), ``native_bias_gelu`` (the FFN-1 bias moved
   out of its ``DynamicQuantizeMatMul`` into ``BiasGelu``), ``native_fast_gelu`` (``FastGelu`` with that bias:
   the tanh approximation), ``native_mha`` (each ``QAttention`` as one ``DynamicQuantizeMatMul`` over Q|K|V,
-  ``Split`` and a fp32 ``MultiHeadAttention`` with the bias and the padding mask).
+  ``Split`` and a fp32 ``MultiHeadAttention`` with the bias and the padding mask), ``native_attention23`` (the
+  same with ONNX's ``Attention``, opset 23: what ``fusion="onnx"`` writes), ``native_attention23_fast_gelu``
+  (that and ``FastGelu`` with the bias moved out of the GEMM), ``native_attention23_fast_gelu_in_gemm`` (the
+  bias left in the GEMM). ``FastGelu`` is the tanh approximation: a different function, kept here as a measured
+  candidate, not written by any config.
 
 Where the time goes: ``op_time_us`` profiles optimum and the default graph with ORT's profiler
 (``SessionOptions.enable_profiling``, sessions alternated run by run in one clean process), per op type and
@@ -537,7 +543,8 @@ def _recipes() -> dict:
             "ours_unfused_static_reshape": Int8Config(fusion="none", static_reshape=True),
             "ours_mha": Int8Config(fusion="mha"), "ours_sln": Int8Config(skip_layernorm=True),
             "ours_static": Int8Config(fusion="none", static=True, calib="rotten-tomatoes"),
-            "ours_pairsafe": Int8Config(weights="pairsafe"), "ours_uint8": Int8Config(weights="uint8")}
+            "ours_pairsafe": Int8Config(weights="pairsafe"), "ours_uint8": Int8Config(weights="uint8"),
+            "ours_onnx_attention": Int8Config(fusion="onnx")}
 
 
 def _build(fp32: Path, work: Path, tokenizer: Path, tag: str, only: set[str] | None = None

@@ -314,6 +314,8 @@ def _int8_side_run(results: Path, name: str) -> str:
     parts = [variant("ours", "the default")]
     if "ours_pairsafe" in d["verdict"]:
         parts.append(variant("ours_pairsafe", "`--weights pairsafe`"))
+    if "ours_onnx_attention" in d["verdict"]:
+        parts.append(variant("ours_onnx_attention", "`--fusion onnx` (ONNX's Attention, opset 23)"))
     clip = (", whose u8 x s8 GEMM clips pairs in int16 (see [int8 on x86 without VNNI](#int8-on-x86-without-vnni)),"
             if exact is False else ",")
     gemm = ("QAttention", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulInteger")

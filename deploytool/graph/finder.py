@@ -13,6 +13,13 @@ How roles are recognised (names are never used for roles):
   context goes through Transpose/Reshape into O. Q, K and V must read the same hidden state.
 - Fused attention: a com.microsoft ``Attention`` node (packed QKV weight [hidden, 3*hidden],
   ``num_heads`` attribute), its output feeding O.
+- ONNX's own ``Attention`` (opset 23; torch's exporter writes SDPA as it from opset 23 on): on 4-D
+  ``[B, heads, S, head_size]`` Q, K and V it is read as an unfused layer's score and context MatMuls in one
+  node (Q, K and V traced back through their views, the context forward through its merge into O, head counts
+  from the views); on 3-D inputs as ORT's ``MultiHeadAttention`` (separate projections or one ``Split`` in
+  three), its head count in ``q_num_heads`` / ``kv_num_heads``. A causal one, one with a cache (past key/value
+  inputs or present outputs read) or with fewer key/value heads than query heads is refused. Its mask input is
+  a per-head score bias when built from a table and no input's data.
 - Packed QKV (ModernBERT's ``Wqkv``): Q, K and V each trace back to the same projection through a
   ``Split`` into 3 / ``Slice [i:i+1]`` / ``Gather i`` (part i = 0 Q, 1 K, 2 V) whose axis, followed back
   through Transposes, is the ``3`` of a ``[.., 3, heads, head_size]`` Reshape (the view). Rotary
@@ -131,6 +138,7 @@ class _Finder:
         self.meta = dict(model.metadata_props)
         self._rel_nodes: dict[int, list[ir.Node]] = {}  # DeBERTa: per attention block, its position branch
         self._rotary_views: list[ir.Node] = []  # interleaved rotations traced through (unfused_attention reads them)
+        self._rotary_ops: list[ir.Node] = []  # ONNX's RotaryEmbedding nodes traced through (their num_heads)
         from deploytool.variant import packing_record
 
         self.packing = packing_record(self.meta)
@@ -417,6 +425,13 @@ class _Finder:
                 else:
                     return None, plumbing, part
                 plumbing.append(p)
+                continue
+            if p.op_type == "RotaryEmbedding" and p.domain in ("", "ai.onnx") and p.inputs and v is p.outputs[0]:
+                # ONNX's rotary op (opset 23; torch's exporter writes rotary embeddings as it): per position and
+                # head_size, alike for every head; its num_heads attribute (given for 3-D inputs, and by torch for
+                # 4-D ones too) is a head site
+                self._rotary_ops.append(p)
+                v = p.inputs[0]
                 continue
             if p.op_type in _UNBIND and part is None:
                 u = self._unbind(p, v)
@@ -1106,10 +1121,12 @@ class _Finder:
         MatMuls of ``softmax``, or from ONNX's ``Attention`` node (``score`` and ``ctx``; no ``softmax``: no
         relative terms or score bias between them to read)."""
         self._rotary_views = []
+        self._rotary_ops = []
         q, q_pl, q_part = self.trace(q_in)
         k, k_pl, k_part = self.trace(k_in)
         v, v_pl, v_part = self.trace(v_in)
         rotary_views = list(dict.fromkeys(self._rotary_views))
+        rotary_ops = list(dict.fromkeys(self._rotary_ops))
         for name, lin, at in (("Q", q, score), ("K", k, score), ("V", v, ctx)):
             if lin is None:
                 raise StructureError(f"node '{_name(at)}' ({at.op_type}): cannot trace the {name} operand back to a "
@@ -1195,6 +1212,8 @@ class _Finder:
                     sites.append(st)
 
         add(self.rotary_view_sites(rotary_views, heads))
+        add(HeadSite(node=r, kind="attribute", value=None, attribute="num_heads", index=None, meaning="num_heads")
+            for r in rotary_ops if "num_heads" in r.attributes)
         if rel is not None:
             add(rel["sites"])
             if self._rank(score.inputs[0]) == 3:
@@ -1791,8 +1810,11 @@ class _Finder:
 
     def _stream_continues(self, s: ir.Value) -> bool:
         """True when a residual sum is read by something besides its own LayerNorm (pre-LN: the next
-        residual Add adds it back)."""
-        return any(n.op_type not in LAYER_NORM_OPS and n.op_type not in ("ReduceMean", "Sub")
+        residual Add adds it back), also where that Add is ORT's SkipLayerNormalization, which reads the sum as
+        one of its two summands (the last layer's FFN residual fused with the final LayerNorm, when ORT fused
+        no other: a graph with ONNX's Attention at its levels 2 and 99)."""
+        return any((n.op_type not in LAYER_NORM_OPS and n.op_type not in ("ReduceMean", "Sub"))
+                   or n.op_type in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization")
                    for n in self.readers(self._past_float_cast(s)))
 
     @staticmethod

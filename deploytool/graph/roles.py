@@ -123,7 +123,7 @@ class AttentionBlock:
     v: Linear | None
     o: Linear
     head_sites: list[HeadSite] = dataclasses.field(default_factory=list)
-    fused: ir.Node | None = None  # com.microsoft Attention / MultiHeadAttention
+    fused: ir.Node | None = None  # com.microsoft Attention / MultiHeadAttention, or ONNX's Attention (opset 23)
     # additive per-head score terms that are not the padding mask (MPNet's relative-position bias
     # [B, H, S, S], computed once and added in every layer): (the Add node, the input index). A pass
     # that keeps heads must give this layer its own selection of the bias's head axis (-3).

@@ -847,6 +847,8 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
     except VerificationError as e:
         if str(e).startswith("ONNX Runtime cannot load"):
             _input_does_not_load(src, name)
+        elif str(e).startswith("ONNX Runtime cannot run") or "for the input, ONNX Runtime cannot run" in str(e):
+            _input_does_not_run(src, name, gate_feeds(plan))
         raise VerificationError(f"{name} wrote a model {e}; nothing written", node=e.node, op=e.op) from e
     finally:
         pass_.gate_done()
@@ -863,6 +865,18 @@ def _input_does_not_load(src: str | os.PathLike, name: str) -> None:
     why = load_failure(src)
     if why is not None:
         raise InputFileError(f"{src}: the input itself does not load in ONNX Runtime ({why}); "
+                             f"{name} wrote nothing")
+
+
+def _input_does_not_run(src: str | os.PathLike, name: str, feeds) -> None:
+    """The output did not run in ONNX Runtime (or its reference, the input, did not): InputFileError when the
+    input does not run on the same batch either (an exporter's graph ORT rejects at run time), so the message
+    names the input's fault."""
+    from deploytool.runtime.verify import run_failure
+
+    why = run_failure(src, feeds)
+    if why is not None:
+        raise InputFileError(f"{src}: the input itself does not run in ONNX Runtime on the gate's batch ({why}); "
                              f"{name} wrote nothing")
 
 

@@ -436,6 +436,9 @@ class Int8QuantizePass(DeployPass):
         from deploytool.runtime.ort_quant import quantize_file
 
         cfg = cfg or self.config
+        for i, n in enumerate(model.graph):  # named, to be excluded from ORT's quantizer by name (below)
+            if n.op_type == "Attention" and n.domain in ("", "ai.onnx") and not n.name:
+                n.name = f"deploytool_onnx_attention_{i}"
         # streaming: without fusion the quantizer's input is written from the model's memory maps tensor by
         # tensor and only the graph (its skeleton) is read here; ORT's optimizer needs the whole proto
         proto = onnx_io.serialize_model(model) if cfg.fusion is not Fusion.NONE else onnx_io.skeleton_proto(model)[0]
@@ -470,6 +473,10 @@ class Int8QuantizePass(DeployPass):
         if keep_fp32:
             skipped += [Skip(nm, "EmbedLayerNormalization with position_ids: ORT's QEmbedLayerNormalization "
                              "cannot take them; stays fp32") for nm in keep_fp32]
+        # ONNX's own Attention (opset 23) shares its op type with ORT's contrib Attention, which ORT's quantizer
+        # turns into QAttention by op type alone (an invalid model: QAttention's inputs are not ONNX Attention's):
+        # it stays as it is; the projections around it are quantized
+        keep_fp32 += [n.name for n in proto.graph.node if n.op_type == "Attention" and n.domain in ("", "ai.onnx")]
         # a MatMul whose constant B is not a matrix (DeBERTa's relative-position keys, [heads, head_size, 2 * span],
         # which ORT's optimizer folds to a constant on a static-shape export) is a batched product, not a
         # projection: ORT's quantizer gives it per-column zero points that MatMulIntegerToFloat rejects at load

@@ -271,6 +271,28 @@ def load_failure(model: str | os.PathLike) -> str | None:
     return re.sub(r"^ONNX Runtime cannot load: (Load model from .*? failed:)?\s*", "", reason)
 
 
+def run_failure(model: str | os.PathLike, feeds: dict[str, np.ndarray]) -> str | None:
+    """Why ONNX Runtime cannot run ``model`` (a file that loads) on ``feeds`` (ORT's reason: "node 'n' (Op):
+    ..."); None when it runs, when it does not load (:func:`load_failure` says that) or takes other inputs than
+    ``feeds`` holds. For a pass's failed gate: an output that does not run is the input's fault when the input
+    does not run on the same batch either (torch's opset-23 export of ESM: a [batch, 1, 1, S] mask that ONNX's
+    Attention rejects)."""
+    try:
+        sess = _session(model)
+    except DeployError:
+        return None
+    from deploytool.runtime.infer import input_specs
+
+    names = list(input_specs(sess))
+    if not set(names) <= set(feeds):
+        return None
+    try:
+        _run(sess, {n: feeds[n] for n in names})
+    except VerificationError as e:
+        return re.sub(r"^ONNX Runtime cannot run:\s*", "", str(e))
+    return None
+
+
 def _probs_close(a: np.ndarray, r: np.ndarray, tol: float = 0.15, max_classes: int = 32) -> bool:
     """Classifier logits ([..., classes], few classes) whose softmax probabilities differ by at most ``tol``."""
     if a.ndim < 2 or not 2 <= a.shape[-1] <= max_classes or not a.size:

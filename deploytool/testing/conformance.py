@@ -1054,7 +1054,7 @@ def run_matrix(models=MODELS, exporters=EXPORTERS, levels=OPT_LEVELS, passes=PAS
     """Every cell of the matrix (exports and optimizer runs done once per graph)."""
     import torch
 
-    from deploytool.runtime.verify import load_failure
+    from deploytool.runtime.verify import load_failure, run_failure
 
     torch.set_num_threads(1)
     cells: list[Cell] = []
@@ -1072,6 +1072,9 @@ def run_matrix(models=MODELS, exporters=EXPORTERS, levels=OPT_LEVELS, passes=PAS
                 invalid = load_failure(src0)
                 if invalid is not None:  # torch's opset-11 export of MPNet and DeBERTa: an Add of int64 and float
                     raise ValueError(f"it wrote a model ONNX Runtime cannot load ({invalid})")
+                invalid = run_failure(src0, feeds(case))
+                if invalid is not None:  # torch's opset-23 export of ESM: a [batch, 1, 1, S] mask into Attention
+                    raise ValueError(f"it wrote a model ONNX Runtime cannot run ({invalid})")
             except Exception as e:  # noqa: BLE001 - the exporter's failure, not ours
                 for level in levels:
                     for p in passes:

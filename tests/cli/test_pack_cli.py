@@ -105,6 +105,10 @@ def test_quantize_bad_input(model, tmp_path):
     _run_bad(["quantize", str(model), "--int8", "--engine", "native", "--fusion", "none"], model,
              tmp_path / "o.onnx", "--engine ort")
     _run_bad(["quantize", str(model), "--fp16", "--engine", "ort"], model, tmp_path / "o.onnx", "--engine")
+    _run_bad(["quantize", str(model), "--int8", "--fusion", "onnx", "--engine", "ort"], model, tmp_path / "o.onnx",
+             "native engine only")
+    _run_bad(["quantize", str(model), "--int8", "--fusion", "onnx", "--static", "--calib-data", "x.csv"], model,
+             tmp_path / "o.onnx", "dynamic int8")
     packed = tmp_path / "packed.onnx"
     assert CliRunner().invoke(main, ["pack", str(model), "--weights", "binary", "-o", str(packed)]).exit_code == 0
     _run_bad(["quantize", str(packed), "--int8"], packed, tmp_path / "o.onnx", "already")
@@ -145,7 +149,8 @@ def test_quantize_engines(model, tmp_path):
     """The native writer is the default; --engine ort and ORT-only options go through ORT's path, without
     a skip line (what the user chose is not a skip)."""
     outs = {}
-    for name, extra in [("native", []), ("ort", ["--engine", "ort"]), ("none", ["--fusion", "none"])]:
+    for name, extra in [("native", []), ("ort", ["--engine", "ort"]), ("none", ["--fusion", "none"]),
+                        ("onnx", ["--fusion", "onnx"])]:
         dst = tmp_path / f"{name}.onnx"
         r = CliRunner().invoke(main, ["quantize", str(model), "--int8", *extra, "-o", str(dst)])
         assert r.exit_code == 0, r.output
@@ -155,3 +160,5 @@ def test_quantize_engines(model, tmp_path):
     assert "engine: native" in outs["native"][0] and "QAttention" in outs["native"][1]
     assert "engine: ort" in outs["ort"][0]
     assert "engine_note: fusion=none" in outs["none"][0] and "QAttention" not in outs["none"][1]
+    assert "engine: native" in outs["onnx"][0] and "opset: 17 -> 23" in outs["onnx"][0]
+    assert "Attention" in outs["onnx"][1] and "QAttention" not in outs["onnx"][1]

@@ -58,6 +58,10 @@ SUPPORTED = [
     ("albert", "torchscript-11", 99),  # pack at runtime speed packed some layers' Q/K/V as a classifier's
     # ... upgraded to opset 17 by onnx's version converter: each Softmax between Flatten and Reshape(Shape(x))
     ("distilbert", "torchscript-11-upgraded", 0),
+    # torch's dynamo exporter at opset 23: SDPA as ONNX's own Attention op on [B, heads, S, head_size] views
+    ("bert", "dynamo-23", 0),
+    ("roberta", "dynamo-23", 99),
+    ("bert", "dynamo-default", 0),  # torch's default opset (20 in torch 2.13): ONNX's Gelu op
 ]
 # DeBERTa-v2/v3's disentangled attention: Q/K/V flattened to [batch * heads, S, d], the scores viewed back per
 # head around the mask, content-to-position and position-to-content terms from the relative-position
@@ -410,6 +414,69 @@ def test_pack_refuses_an_attention_graph_it_cannot_read_unless_told_to_pack_ever
     assert all(np.abs(got[k] - ref[k]).max() <= C.TOL for k in ref)
 
 
+def _attention_3d(src, dst, heads: int):
+    """``src`` (torch's opset-23 export: ONNX's Attention on [B, heads, S, head_size] views) with each Attention
+    fed the projections' [B, S, hidden] outputs directly and writing the merged context itself (``q_num_heads``,
+    ``kv_num_heads``): the 3-D form, as deploytool's int8 writer (``--fusion onnx``) writes it, in fp32."""
+    import onnx
+    from onnx import helper
+
+    m = onnx.load(str(src))
+    g = m.graph
+    prod = {o: n for n in g.node for o in n.output}
+    drop = []
+    for node in [n for n in g.node if n.op_type == "Attention" and n.domain in ("", "ai.onnx")]:
+        for i in range(3):
+            tr = prod[node.input[i]]
+            rs = prod[tr.input[0]]
+            assert tr.op_type == "Transpose" and rs.op_type == "Reshape"
+            node.input[i] = rs.input[0]
+        tr = next(n for n in g.node if node.output[0] in n.input)
+        rs = next(n for n in g.node if tr.output[0] in n.input)
+        assert tr.op_type == "Transpose" and rs.op_type == "Reshape"
+        node.output[0] = rs.output[0]
+        drop += [tr, rs]
+        node.attribute.extend([helper.make_attribute("q_num_heads", heads),
+                               helper.make_attribute("kv_num_heads", heads)])
+    used = {i for n in g.node if n not in drop for i in n.input}
+    drop += [n for n in g.node if n.op_type in ("Transpose", "Reshape") and not any(o in used for o in n.output)
+             and n not in drop]
+    for n in drop:
+        g.node.remove(n)
+    del g.value_info[:]
+    onnx.save(m, str(dst))
+    return dst
+
+
+def test_onnx_attention_on_3d_inputs_equals_reference(work):
+    """ONNX's Attention on 3-D Q/K/V (head count in q_num_heads / kv_num_heads, no views): every pass against
+    the PyTorch reference (transformers' prune_heads, module surgery), as the matrix checks the 4-D export; the
+    head edits rewrite the two attributes."""
+    import onnx
+
+    case = C.MODEL_BY_NAME["bert"]
+    base = C.build_model(case)
+    heads = base.config.num_attention_heads
+    src = C.export(case, "dynamo-23", work / "exports")
+    dst = _attention_3d(src, work / "bert-attention-3d.onnx", heads)
+    from deploytool.runtime.infer import run_onnx
+
+    f = C.feeds(case)
+    for a, b in zip(run_onnx(src, f).values(), run_onnx(dst, f).values()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    cells = [C.run_cell(case, "dynamo-23-3d", 0, p, dst, base, work) for p in C.PASSES]
+    bad = [f"{c.pass_name}: {c.status} {c.detail}" for c in cells if c.status not in ("equal", "close")]
+    assert not bad, "\n".join(bad)
+    pruned = work / "bert-attention-3d.heads.onnx"
+    from deploytool.passes import transform
+
+    transform(dst, pruned, C.step_config(case, "prune-heads", 0, work))
+    counts = [{a.name: a.i for a in n.attribute if a.name.endswith("num_heads")}
+              for n in onnx.load(str(pruned)).graph.node if n.op_type == "Attention"]
+    assert len(counts) == base.config.num_hidden_layers
+    assert all(c["q_num_heads"] == c["kv_num_heads"] for c in counts) and min(c["q_num_heads"] for c in counts) < heads
+
+
 def test_dynabert_rule_restated_from_the_public_code():
     # DynaBERT's modeling_bert.py: 6 layers at depth 0.75 keep 4 ([0, 1, 2, 4]), 6 heads at width 0.75
     # keep round(4.5) = 4 heads and int(4/6 * F) neurons
@@ -570,3 +637,59 @@ def test_inspect_counts_debertas_relative_terms_and_position_projections(work):
     parts = json.loads(r.output)["flops_by_part"]
     assert parts["attention_scores_context"] == scores, parts
     assert parts["attention_projections"] == tokens + positions, parts
+
+
+def test_onnx_rotary_embedding_op_is_traced_and_holds_a_head_site(work):
+    """torch's opset-23 export of ModernBERT writes its rotary embeddings as ONNX's RotaryEmbedding op (Q and K
+    each through one, num_heads set): the finder reads through it to the packed Wqkv and counts each op's
+    num_heads as a head site. (ONNX Runtime 1.32 runs that file at batch 1 only: its cos/sin caches keep a batch
+    of 1, which its RotaryEmbedding rejects for a batch of 2, the gate's; so the passes refuse it, naming the
+    input: checked too.)"""
+    import onnx_ir as ir
+
+    from deploytool.graph.finder import find_structure
+
+    case = C.MODEL_BY_NAME["modernbert"]
+    src = C.export(case, "dynamo-23", work / "exports")
+    model = ir.load(str(src))
+    rot = [n for n in model.graph if n.op_type == "RotaryEmbedding"]
+    assert rot, "torch no longer writes ONNX's RotaryEmbedding at opset 23: this test needs another input"
+    s = find_structure(model)
+    heads = C.build_model(case).config.num_attention_heads
+    assert len(s.layers) == C.build_model(case).config.num_hidden_layers
+    for layer in s.layers:
+        att = layer.attention
+        assert att.qkv is not None and att.num_heads == heads
+        sites = [h.node for h in att.head_sites if h.attribute == "num_heads"]
+        assert len(sites) == 2 and all(n.op_type == "RotaryEmbedding" for n in sites)
+    r = CliRunner().invoke(main, ["prune-heads", str(src), "--heads", "0:0", "-o", str(work / "mb23.onnx")])
+    assert r.exit_code == 2 and "the input itself does not run in ONNX Runtime" in r.output
+    assert not (work / "mb23.onnx").exists()
+
+
+def test_int8_ort_path_keeps_onnx_attention(work):
+    """ORT's quantizer turns any node of op type Attention into its contrib QAttention, ONNX's own included,
+    which wrote a model ONNX Runtime cannot load (refused by the gate): ORT's path keeps it fp32 and quantizes
+    the projections around it; the native writer does the same (every pass against the fp32 file)."""
+    import onnx
+
+    from deploytool.passes import transform
+    from deploytool.passes.quantize_int8 import Int8Config
+    from deploytool.runtime.infer import run_onnx
+
+    case = C.MODEL_BY_NAME["bert"]
+    src = C.export(case, "dynamo-23", work / "exports")
+    f = C.feeds(case)
+    want = run_onnx(src, f)
+    for engine in ("ort", "native"):
+        dst = work / f"bert-23-int8-{engine}.onnx"
+        res = transform(src, dst, Int8Config(engine=engine))
+        assert res.stats["engine"] == engine
+        ops = [n.op_type for n in onnx.load(str(dst)).graph.node]
+        int8 = ops.count("DynamicQuantizeMatMul") + ops.count("MatMulInteger")  # the native writer's, ORT's
+        assert ops.count("Attention") == 4 and "QAttention" not in ops and int8 >= 24, (engine, int8)
+        got = run_onnx(dst, f)
+        for k, w in want.items():
+            g = got[k].ravel().astype(np.float64)
+            cos = float(g @ w.ravel() / np.linalg.norm(g) / np.linalg.norm(w))
+            assert cos > 0.99, (engine, k, cos)

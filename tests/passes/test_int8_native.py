@@ -371,3 +371,81 @@ def test_int8_pass_does_not_load_the_reference_evaluator(bert, tmp_path):
             "print(r.stats['engine'], 'onnx.reference' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["native", "False"]
+
+
+# ----------------------------------------------------------------------------------------- --fusion onnx
+ONNX_ATT = Int8Config(engine="native", fusion="onnx", weights=exact_int8_codes())
+
+
+def test_onnx_attention_computes_what_qattention_does(bert, tmp_path):
+    """``fusion="onnx"``: ONNX's Attention (opset 23) fed an int8 Q|K|V DynamicQuantizeMatMul, against the
+    default file's QAttention on the same int8 codes (another kernel and op: ORT's contrib QAttention). A padded
+    batch: the mask must reach it; a row of one, as the benchmark runs it, and the padded row on its tokens."""
+    qa, ox = tmp_path / "qa.onnx", tmp_path / "ox.onnx"
+    quantize_int8_file(bert, qa, EXACT)
+    res = quantize_int8_file(bert, ox, ONNX_ATT)
+    assert res.stats["fusion"] == "onnx" and res.stats["opset"] == "17 -> 23"
+    ops = _ops(ox)
+    assert ops["Attention"] == SHAPE["layers"] and "QAttention" not in ops and "DynamicQuantizeLinear" not in ops
+    assert ops["DynamicQuantizeMatMul"] == _ops(qa)["DynamicQuantizeMatMul"] + SHAPE["layers"]
+    m = onnx.load(str(ox))
+    assert {o.domain: o.version for o in m.opset_import}[""] == 23
+    for n in m.graph.node:
+        if n.op_type == "Attention":
+            attrs = {a.name: a.i for a in n.attribute}
+            assert attrs["q_num_heads"] == attrs["kv_num_heads"] == SHAPE["heads"] and len(n.input) == 4
+    feeds = fixed_inputs(vocab=100, lengths=(8, 3), seed=4)
+    a, b = _out(ox, feeds), _out(qa, feeds)
+    np.testing.assert_allclose(a[0], b[0], atol=1e-4)
+    np.testing.assert_allclose(a[1, :3], b[1, :3], atol=1e-4)
+    one = {k: v[:1] for k, v in feeds.items()}
+    np.testing.assert_allclose(_out(ox, one), _out(qa, one), atol=1e-5)
+    assert _cos(a, _out(bert, feeds)) > 0.99
+
+
+def test_onnx_attention_applies_the_padding_mask(tiny_onnx, tmp_path):
+    """As test_padding_mask_reaches_qattention: peaked attention, the unmasked fp32 model as the control."""
+    src = tiny_onnx("bert", exporter="torch", weight_scale=8.0, **SHAPE)
+    quantize_int8_file(src, tmp_path / "o.onnx", Int8Config(engine="native", fusion="onnx", weights="uint8"))
+    feeds = fixed_inputs(vocab=100, lengths=(8, 3), seed=4)
+    unmasked = dict(feeds, attention_mask=np.ones_like(feeds["attention_mask"]))
+    o, ref, ctl = _out(tmp_path / "o.onnx", feeds), _out(src, feeds), _out(src, unmasked)
+    err_onnx = np.abs(o[1, :3] - ref[1, :3]).max()
+    err_unmasked = np.abs(ctl[1, :3] - ref[1, :3]).max()
+    assert err_unmasked > 0.3
+    assert err_onnx < 0.5 * err_unmasked, (err_onnx, err_unmasked)
+
+
+def test_onnx_attention_file_is_read_by_the_finder(bert, tmp_path):
+    """The int8 file's 3-D Attention (head count in q_num_heads / kv_num_heads) is an encoder layer to the
+    structure finder (inspect, the cost model): one attribute site per count, the packed Q|K|V behind the Split."""
+    from deploytool.graph import find_structure
+    from deploytool.onnx_io import load_model
+
+    quantize_int8_file(bert, tmp_path / "o.onnx", ONNX_ATT)
+    s = find_structure(load_model(tmp_path / "o.onnx"))
+    assert len(s.layers) == SHAPE["layers"]
+    for layer in s.layers:
+        att = layer.attention
+        assert (att.num_heads, att.head_size) == (SHAPE["heads"], SHAPE["hidden"] // SHAPE["heads"])
+        assert att.qkv is not None and att.qkv.node.op_type == "DynamicQuantizeMatMul"
+        assert sorted(h.attribute for h in att.head_sites) == ["kv_num_heads", "q_num_heads"]
+
+
+def test_onnx_attention_options_are_refused_in_one_line(bert, tmp_path):
+    with pytest.raises(ConfigError, match="native engine only"):
+        Int8Config(engine="ort", fusion="onnx")
+    with pytest.raises(ConfigError, match="dynamic int8"):
+        Int8Config(fusion="onnx", static=True, calib="x.csv")
+
+
+def test_onnx_attention_on_a_graph_the_writer_cannot_read_falls_back_to_qattention(bert, tmp_path):
+    from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
+
+    sliced = tmp_path / "s.onnx"
+    slice_file(bert, sliced, SliceConfig(width=0.75, depth=1.0))
+    res = quantize_int8_file(sliced, tmp_path / "q.onnx", Int8Config(fusion="onnx"))
+    assert res.stats["engine"] == "ort"
+    assert any(s.node == "fusion" and "ONNX's Attention" in s.reason for s in res.skipped), res.skipped
+    feeds = fixed_inputs(vocab=100, lengths=(8, 5))
+    assert _cos(_out(tmp_path / "q.onnx", feeds), _out(sliced, feeds)) > 0.99
