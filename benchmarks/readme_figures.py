@@ -187,8 +187,10 @@ def render_measured(results: Path) -> str:
     when = (f"{_date(ar['created_utc'])}, {ar['host']['cpu']}, "
             f"{_load_span(ar['load_average_at_start'][0], ar['load_average_at_end'][0])}"
             if "created_utc" in ar else _run_when(ar) or "date and load not recorded")
+    onnx_att = any("onnx-attention" in c["model"] for c in ar["checks"])
     arm = (f"- **ARM64** (`arm64_verify.py`, {when}, {ar['wall_s']:.0f} s): MiniLM "
-           f"{'/'.join(precisions)} at sequence {ar['seq_len']} under QEMU on {', '.join(ar['cpus'])}: {ok} of "
+           f"{'/'.join(precisions)}{' (int8 also with `--fusion onnx`: ONNX Attention, opset 23)' if onnx_att else ''} "
+           f"at sequence {ar['seq_len']} under QEMU on {', '.join(ar['cpus'])}: {ok} of "
            f"{len(ar['checks'])} checks agree with the host within the per-precision tolerances.")
 
     def qrow(model, prec):
@@ -981,6 +983,7 @@ def _na_reasons(cells: list[dict]) -> str:
     optimizer: dict[str, set[str]] = {}
     other: list[str] = []
     invalid: dict[str, list[str]] = {}  # exporter -> models whose export ONNX Runtime cannot load
+    unrunnable: dict[str, list[str]] = {}  # ... loads but cannot run on the cells' padded batch
     for c in cells:
         if c["status"] != "n/a":
             continue
@@ -998,6 +1001,10 @@ def _na_reasons(cells: list[dict]) -> str:
             models = invalid.setdefault(c["exporter"], [])
             if c["model"] not in models:
                 models.append(c["model"])
+        elif "it wrote a model ONNX Runtime cannot run" in d:
+            models = unrunnable.setdefault(c["exporter"], [])
+            if c["model"] not in models:
+                models.append(c["model"])
         elif d[:80] not in other:
             other.append(d[:80])
     parts = list(other)
@@ -1005,6 +1012,8 @@ def _na_reasons(cells: list[dict]) -> str:
         parts.append(f"optimum has no ONNX configuration for {' and '.join(unsupported)}")
     for exporter, models in invalid.items():
         parts.append(f"{exporter} writes a file ONNX Runtime cannot load for {', '.join(models)}")
+    for exporter, models in unrunnable.items():
+        parts.append(f"{exporter} writes a file ONNX Runtime cannot run on a batch of two for {', '.join(models)}")
     for model, exporters in optimizer.items():
         parts.append(f"ORT's optimizer fails on {model}'s {' and '.join(sorted(exporters))} exports")
     return "; ".join(parts) or "none"

@@ -11,6 +11,14 @@ What it writes (the default int8 recipe, :class:`~deploytool.passes.quantize_int
   ``attention_mask`` input cast to int32 (ORT's raw-mask format: 1 keeps a key, 0 masks it with -10000),
   ``num_heads`` from the graph, and ``scale`` only when the graph's score scale is not ``1/sqrt(d)``.
   QAttention's output feeds every reader of the merged context (the O projection).
+- With ``Int8Config(fusion="onnx")`` each such layer becomes instead one ``DynamicQuantizeMatMul`` over the same
+  ``Wqkv`` with the bias, a ``Split`` into Q, K and V, and ONNX's own ``Attention`` (opset 23, ``q_num_heads`` =
+  ``kv_num_heads``, the same scale) with a float ``[B, 1, S, S]`` mask built once from ``attention_mask``: 0 where
+  it is > 0, -10000 where it is 0 (what QAttention adds). The model is upgraded to opset 23 first
+  (``int8_pipeline``). Measured on MiniLM (``benchmarks/int8_bench.py``, ``ours_onnx_attention``): faster than
+  QAttention on AMD Zen 4 at 8 and 128 tokens, the same outputs on a batch of one.
+- A layer whose attention is already ONNX's ``Attention`` (torch's opset-23 export) keeps it; its Q, K, V and O
+  projections become ``DynamicQuantizeMatMul`` like every other.
 - Every other ``MatMul`` (and ``Gemm`` with ``alpha = 1``, ``transA = 0``) with a constant 2-D fp32 weight
   becomes ``com.microsoft.DynamicQuantizeMatMul`` (fp32 input quantized at run time, int8 weight, its
   scales, the bias ``Add`` that followed folded in as the op's bias).

@@ -48,6 +48,12 @@ a copy of the model; collecting garbage between its fusions did not lower it); t
 0.14 to 1.34 GB. Before, ORT's optimizer's garbage (1.1 GB in reference cycles, 0.3 GB of freed heap) stayed
 resident through the quantizer, which read an inline input. The input model holds only memory maps here.
 
+``fusion="onnx"`` (native engine only) writes each layer's attention as an int8 Q|K|V ``DynamicQuantizeMatMul``,
+``Split`` and ONNX's own ``Attention`` op (opset 23: the file needs ONNX Runtime 1.23 or later, which is why it is
+not the default); see :mod:`deploytool.passes.int8_native` and ``benchmarks/results/int8_bench_zen4.json``. A graph
+that already has ONNX's ``Attention`` (torch's opset-23 export) keeps it on either engine: ORT's quantizer would
+make it a contrib ``QAttention`` by its op type alone, an invalid model.
+
 Engine (``engine``, default ``native``): ``native`` writes the default recipe (dynamic, fusion=attention)
 itself, streamed, without ORT's optimizer or quantizer (:mod:`deploytool.passes.int8_native`: one
 QAttention per layer, the other projections DynamicQuantizeMatMul, the word embeddings int8); a config or

@@ -67,7 +67,7 @@ HIDDEN, HEADS, FFN, LAYERS, VOCAB, MAX_POS = 24, 6, 40, 4, 100, 64
 # torchscript-static / dynamo-static: without dynamic axes / shapes, at the shape the cells run (every Reshape's
 # target and the rotary tables constant, which ORT's optimizer then folds further)
 EXPORTERS = ("optimum", "optimum-eager", "torchscript-11", "torchscript-11-upgraded", "torchscript-14",
-             "torchscript-17", "torchscript-static", "dynamo", "dynamo-static")
+             "torchscript-17", "torchscript-static", "dynamo", "dynamo-static", "dynamo-default", "dynamo-23")
 # exporters of the model with transformers' eager attention (SDPA exports from opset 14 on only): the legacy
 # opset-11 export (transformers.onnx's and convert_graph_to_onnx's default, many files on the hub), and that
 # file upgraded to opset 17 by onnx's version converter as a user would (its Softmax kept 2-D: Flatten ->
