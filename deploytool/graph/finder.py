@@ -1070,6 +1070,9 @@ class _Finder:
             block, x = self._attention_from(node.inputs[0], node.inputs[1], node.inputs[2], node.outputs[0], node,
                                             node, None)
             block.fused = node
+        elif not attr("q_num_heads"):
+            raise StructureError(f"node '{_name(node)}' (Attention): 3-D Q/K/V without q_num_heads (ONNX requires it "
+                                 f"for 3-D inputs)")
         else:
             block, x = self._attention_3d(node, attr("q_num_heads"))
         mask = node.inputs[3] if len(node.inputs) > 3 else None
@@ -1081,26 +1084,7 @@ class _Finder:
     def _attention_3d(self, node: ir.Node, heads: int) -> tuple[AttentionBlock, ir.Value]:
         """ONNX's ``Attention`` on 3-D ``[B, S, heads * head_size]`` Q, K and V (``q_num_heads``), each a
         projection's output, or the three parts of one projection's ``Split`` (deploytool's int8 form)."""
-        if self._split_qkv(node) is not None:
-            qkv = self._split_qkv(node)
-            x = self.source(qkv.node.inputs[0])
-            all_head = qkv.out_features // 3
-            q = k = v = None
-        else:
-            lins = [self._linear_ending_at(node.inputs[i]) for i in range(3)]
-            if any(lin is None for lin in lins):
-                raise StructureError(f"node '{_name(node)}' (Attention): its 3-D Q/K/V inputs do not come from "
-                                     f"projections with constant weights")
-            q, k, v = lins
-            qkv = None
-            x = self.source(q.node.inputs[0])
-            if self.source(k.node.inputs[0]) is not x or self.source(v.node.inputs[0]) is not x:
-                raise StructureError(f"node '{_name(node)}' (Attention): Q, K and V do not read the same hidden "
-                                     f"state (cross-attention or a decoder is not supported)")
-            all_head = q.out_features
-            if k.out_features != all_head or v.out_features != all_head:
-                raise StructureError(f"node '{_name(node)}' (Attention): Q/K/V widths {q.out_features}/"
-                                     f"{k.out_features}/{v.out_features} differ")
+        q, k, v, qkv, x, all_head = self._projections_3d(node)
         if heads <= 0 or all_head % heads:
             raise StructureError(f"node '{_name(node)}' (Attention): width {all_head} not divisible by "
                                  f"q_num_heads={heads}")
@@ -1609,25 +1593,8 @@ class _Finder:
             qkv = Linear(node=node, weight=weight, layout="in_out", in_features=in_f, out_features=out3,
                          bias=bias, bias_node=None)
             q = k = v = None
-        elif node.op_type == "MultiHeadAttention" and self._split_qkv(node) is not None:
-            # one projection [.., 3A] split in three equal parts along its last axis, read as Q, K and V
-            # (pack --runtime memory's form of a fused Attention: MatMulNBits, Split, MultiHeadAttention)
-            qkv = self._split_qkv(node)
-            x = self.source(qkv.node.inputs[0])
-            all_head = qkv.out_features // 3
-            q = k = v = None
         elif node.op_type == "MultiHeadAttention":
-            lins = [self.trace_back(node.inputs[i])[0] if len(node.inputs) > i else None for i in range(3)]
-            if any(lin is None for lin in lins):
-                raise StructureError(f"node '{_name(node)}' (MultiHeadAttention): Q/K/V inputs do not come from "
-                                     f"separate projections (packed QKV is not supported)")
-            q, k, v = lins
-            x = self.source(q.node.inputs[0])
-            if self.source(k.node.inputs[0]) is not x or self.source(v.node.inputs[0]) is not x:
-                raise StructureError(f"node '{_name(node)}' (MultiHeadAttention): Q, K and V do not read the same "
-                                     f"hidden state (cross-attention or a decoder is not supported)")
-            qkv = None
-            all_head = q.out_features
+            q, k, v, qkv, x, all_head = self._projections_3d(node)
         else:
             raise StructureError(f"node '{_name(node)}' ({node.op_type}): unsupported fused attention op")
         if all_head % heads:
@@ -1650,6 +1617,29 @@ class _Finder:
         block = AttentionBlock(num_heads=heads, head_size=all_head // heads, q=q, k=k, v=v, o=o,
                                head_sites=sites, fused=node, qkv=qkv, score_bias=score_bias)
         return block, x
+
+    def _projections_3d(self, node: ir.Node) -> tuple[Linear | None, Linear | None, Linear | None, Linear | None,
+                                                      ir.Value, int]:
+        """(q, k, v, qkv, hidden state read, width of one part) of an attention node (ORT's MultiHeadAttention,
+        ONNX's Attention on 3-D inputs) whose Q, K and V inputs are projections' outputs: three of them reading
+        one value, or the three parts of one projection's ``Split`` (``qkv``; pack --runtime memory's form of a
+        fused Attention: MatMulNBits, Split, MultiHeadAttention; int8 --fusion onnx's)."""
+        what = f"node '{_name(node)}' ({node.op_type})"
+        qkv = self._split_qkv(node)
+        if qkv is not None:
+            return None, None, None, qkv, self.source(qkv.node.inputs[0]), qkv.out_features // 3
+        lins = [self.trace_back(node.inputs[i])[0] if len(node.inputs) > i else None for i in range(3)]
+        if any(lin is None for lin in lins):
+            raise StructureError(f"{what}: Q/K/V inputs do not come from separate projections with constant weights "
+                                 f"(nor from one projection split in three)")
+        q, k, v = lins
+        x = self.source(q.node.inputs[0])
+        if self.source(k.node.inputs[0]) is not x or self.source(v.node.inputs[0]) is not x:
+            raise StructureError(f"{what}: Q, K and V do not read the same hidden state (cross-attention or a "
+                                 f"decoder is not supported)")
+        if not q.out_features == k.out_features == v.out_features:
+            raise StructureError(f"{what}: Q/K/V widths {q.out_features}/{k.out_features}/{v.out_features} differ")
+        return q, k, v, None, x, q.out_features
 
     def _split_qkv(self, node: ir.Node) -> Linear | None:
         """The projection whose output one ``Split`` hands to the MultiHeadAttention ``node`` as its query, key

@@ -954,8 +954,8 @@ def _replace(graph: ir.Graph, names: _Names, old: ir.Value, new: ir.Value) -> No
 def _additive_mask(graph: ir.Graph, names: _Names, first: ir.Node, mask: ir.Value) -> ir.Value:
     """The ``[B, 1, S, S]`` float mask ONNX's Attention adds to the scores, from the model's ``[B, S]``
     ``attention_mask``: 0 where it keeps a key (a value > 0), -10000 where it masks one (0), as QAttention reads
-    its raw mask; built once, at the start of the graph (Attention takes no ``[B, 1, 1, S]`` broadcast over
-    queries)."""
+    its raw mask; built once, at the start of the graph (expanded over the queries: ONNX Runtime 1.32's Attention
+    rejects the ``[B, 1, 1, S]`` broadcast the ONNX spec allows)."""
     base = "attention_mask_additive"
     const = {}
     for key, value, dtype in (("zero", 0.0, np.float32), ("masked", -10000.0, np.float32), ("axes", [1, 2], np.int64),
@@ -964,16 +964,21 @@ def _additive_mask(graph: ir.Graph, names: _Names, first: ir.Node, mask: ir.Valu
         arr = np.array(value, dtype)
         const[key] = _initializer(graph, name, ir.Tensor(arr, name=name), ir.DataType.from_numpy(arr.dtype),
                                   list(arr.shape))
-    zname = names(f"{base}_int_zero")
-    zero = _initializer(graph, zname, ir.Tensor(np.zeros((), mask.dtype.numpy()), name=zname), mask.dtype, [])
-    keep = _node(names, "Greater", [mask, zero], base)
-    add2 = _node(names, "Where", [keep.outputs[0], const["zero"], const["masked"]], base)
+    nodes = []
+    if mask.dtype == ir.DataType.BOOL:  # True keeps a key
+        kept = mask
+    else:
+        zname = names(f"{base}_int_zero")
+        zero = _initializer(graph, zname, ir.Tensor(np.zeros((), mask.dtype.numpy()), name=zname), mask.dtype, [])
+        nodes.append(_node(names, "Greater", [mask, zero], base))
+        kept = nodes[-1].outputs[0]
+    add2 = _node(names, "Where", [kept, const["zero"], const["masked"]], base)
     add4 = _node(names, "Unsqueeze", [add2.outputs[0], const["axes"]], base)
     batch = _node(names, "Shape", [mask], f"{base}_batch", end=1)
     seq = _node(names, "Shape", [mask], f"{base}_seq", start=1, end=2)
     shape = _node(names, "Concat", [batch.outputs[0], const["one"], seq.outputs[0], seq.outputs[0]], base, axis=0)
     full = _node(names, "Expand", [add4.outputs[0], shape.outputs[0]], base)
-    graph.insert_before(first, [keep, add2, add4, batch, seq, shape, full])
+    graph.insert_before(first, [*nodes, add2, add4, batch, seq, shape, full])
     return full.outputs[0]
 
 
