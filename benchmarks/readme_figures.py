@@ -318,6 +318,11 @@ def _int8_side_run(results: Path, name: str) -> str:
         parts.append(variant("ours_pairsafe", "`--weights pairsafe`"))
     if "ours_onnx_attention" in d["verdict"]:
         parts.append(variant("ours_onnx_attention", "`--fusion onnx` (ONNX's Attention, opset 23)"))
+    fast = "native_attention23_fast_gelu_in_gemm"
+    if fast in d["verdict"]:  # a candidate rewrite: measured, written by no config
+        parts.append(f"that with the FFN's GELU as FastGelu (the tanh approximation: another function, measured as "
+                     f"a candidate and written by no option) {_span(_ratios(rounds, fast, 8))} at 8 and "
+                     f"{_span(_ratios(rounds, fast, 128))} at 128, accuracy {acc[fast]['accuracy']:.1f}%")
     clip = (", whose u8 x s8 GEMM clips pairs in int16 (see [int8 on x86 without VNNI](#int8-on-x86-without-vnni)),"
             if exact is False else ",")
     gemm = ("QAttention", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulInteger")
