@@ -447,6 +447,13 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
             flops = 2.0 * float(np.prod(a[:-1])) * attrs.get("K", 0) * attrs.get("N", 0)
             precision = "int8" if attrs.get("accuracy_level", 0) == 4 else "fp32"
             kind = "gemm"
+        elif n.op_type == "Attention" and n.domain in ("", "ai.onnx") and len(ins) >= 3:
+            # ONNX's own Attention (opset 23): the attention alone, Q K^T and P V over Q [B, S, A] (3-D) or
+            # [B, heads, S, head_size] (4-D) against keys of K's length
+            q, key = shape(ins[0]), shape(ins[1])
+            kv = float(key[-2]) if len(key) >= 2 else 0.0
+            flops = 4.0 * float(np.prod(q)) * kv if len(q) in (3, 4) else 0.0
+            precision, kind = "fp32", "attention"
         elif n.op_type in _FUSED_ATTENTION and len(ins) >= 2 and len(shape(ins[1])) == 2:
             # the QKV projection [B*S, H] x [H, 3H] (a GEMM in the op's precision) ...
             a, w = shape(ins[0]), shape(ins[1])

@@ -154,3 +154,21 @@ def test_packed_fused_attention_is_costed_as_the_fused_one(tmp_path, runtime):
     assert len(qkv) == 1 and qkv[0].precision == "int8"  # int8 activations in both (accuracy_level 4)
     att = [c for c in costs if c.kind == "attention"]
     assert [c.flops for c in att] == [2 * 2 * s * s * h]
+
+
+def test_onnx_attention_is_costed_as_attention(tiny_onnx, tmp_path):
+    """int8 --fusion onnx writes ONNX's Attention (opset 23, 3-D Q/K/V) behind one int8 Q|K|V GEMM: the GEMM as
+    int8, the attention itself Q K^T and P V over s x s (it was costed as one element-wise op), as QAttention's."""
+    from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
+
+    s = 16
+    src = tiny_onnx("bert", exporter="torch", layers=2, hidden=32, heads=4, ffn=64, seed=5)
+    qa, ox = tmp_path / "qa.onnx", tmp_path / "ox.onnx"
+    quantize_int8_file(src, qa, Int8Config())
+    quantize_int8_file(src, ox, Int8Config(fusion="onnx"))
+    a_qa = sorted(c.flops for c in op_costs(qa, seq_len=s) if c.kind == "attention")
+    a_ox = sorted(c.flops for c in op_costs(ox, seq_len=s) if c.kind == "attention")
+    assert a_ox and a_ox == a_qa
+    g_qa = sorted(c.flops for c in op_costs(qa, seq_len=s) if c.kind == "gemm" and c.precision == "int8")
+    g_ox = sorted(c.flops for c in op_costs(ox, seq_len=s) if c.kind == "gemm" and c.precision == "int8")
+    assert g_ox == g_qa
