@@ -576,8 +576,9 @@ def _vector_length(v: ir.Value | None, depth: int, memo: dict) -> int | None:
 ATTENTION_SHARED_ATTRS = ("num_heads", "scale", "mask_filter_value", "unidirectional")
 
 
-def qkv_split(mha: ir.Node) -> tuple[ir.Node, int] | None:
-    """``(split, A)`` when a ``Split`` into three equal parts ``A`` along the last axis hands its outputs to
+def qkv_split(mha: ir.Node) -> tuple[ir.Node, int | None] | None:
+    """``(split, A)`` when a ``Split`` into three equal parts ``A`` (None: ``num_outputs=3``, no sizes) along the
+    last axis hands its outputs to
     ``mha`` (a MultiHeadAttention) as query, key and value, in that order, and to nothing else: one packed
     QKV projection read as three (``pack --runtime memory``'s form of ORT's fused Attention); else None."""
     ins = [mha.inputs[i] if len(mha.inputs) > i else None for i in range(3)]
@@ -588,7 +589,11 @@ def qkv_split(mha: ir.Node) -> tuple[ir.Node, int] | None:
         return None
     axis = int(split.attributes["axis"].value) if "axis" in split.attributes else 0
     sizes = small_const(split.inputs[1]) if len(split.inputs) > 1 and split.inputs[1] is not None else None
-    if axis != -1 or sizes is None or sizes.size != 3 or len(set(int(v) for v in sizes.reshape(-1))) != 1:
+    if axis != -1:
+        return None
+    if sizes is None and "num_outputs" in split.attributes and int(split.attributes["num_outputs"].value) == 3:
+        return split, None  # opset 18's equal parts: the caller reads A from the projection's width
+    if sizes is None or sizes.size != 3 or len(set(int(v) for v in sizes.reshape(-1))) != 1:
         return None
     return split, int(sizes.reshape(-1)[0])
 

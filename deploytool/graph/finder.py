@@ -1633,6 +1633,9 @@ class _Finder:
             raise StructureError(f"{what}: Q/K/V inputs do not come from separate projections with constant weights "
                                  f"(nor from one projection split in three)")
         q, k, v = lins
+        if q.node is k.node or k.node is v.node or q.node is v.node:
+            raise StructureError(f"{what}: Q, K and V share a projection in a way that is not one Split of it into "
+                                 f"three equal parts along its last axis")
         x = self.source(q.node.inputs[0])
         if self.source(k.node.inputs[0]) is not x or self.source(v.node.inputs[0]) is not x:
             raise StructureError(f"{what}: Q, K and V do not read the same hidden state (cross-attention or a "
@@ -1650,7 +1653,9 @@ class _Finder:
         split, part = found
         v = split.inputs[0]
         lin = self._linear_ending_at(v)
-        return lin if lin is not None and lin.out_features == 3 * part else None
+        if lin is None or (part is None and lin.out_features % 3) or (part is not None and lin.out_features != 3 * part):
+            return None
+        return lin
 
     def _linear_ending_at(self, v: ir.Value | None) -> Linear | None:
         """The projection whose output (:meth:`linear_output`: after its dequantizing Cast and Mul, the planes'

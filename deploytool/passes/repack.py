@@ -204,7 +204,7 @@ def _attention_after(node: ir.Node, n: int) -> ir.Node | None:
     if mha is None or mha.op_type != "MultiHeadAttention" or mha.domain != _MS:
         return None
     found = qkv_split(mha)
-    if found is None or found[0] is not uses[0][0] or 3 * found[1] != n:
+    if found is None or found[0] is not uses[0][0] or (found[1] is not None and 3 * found[1] != n) or n % 3:
         return None
     if any(_input(mha, i) is not None for i in (3, *range(5, len(mha.inputs)))):
         return None

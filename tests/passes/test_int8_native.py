@@ -449,3 +449,24 @@ def test_onnx_attention_on_a_graph_the_writer_cannot_read_falls_back_to_qattenti
     assert any(s.node == "fusion" and "ONNX's Attention" in s.reason for s in res.skipped), res.skipped
     feeds = fixed_inputs(vocab=100, lengths=(8, 5))
     assert _cos(_out(tmp_path / "q.onnx", feeds), _out(sliced, feeds)) > 0.99
+
+
+def test_a_split_by_num_outputs_is_read_as_the_sized_one(bert, tmp_path):
+    """Opset 18's Split(num_outputs=3) without sizes in place of the writer's sized Split: the same Q|K|V parts
+    (each Attention was read as three heads-wide projections 3A wide, the whole Q|K|V for each)."""
+    from deploytool.graph import find_structure
+    from deploytool.onnx_io import load_model
+
+    quantize_int8_file(bert, tmp_path / "o.onnx", ONNX_ATT)
+    m = onnx.load(str(tmp_path / "o.onnx"))
+    for n in m.graph.node:
+        if n.op_type == "Split":
+            del n.input[1:]
+            n.attribute.append(onnx.helper.make_attribute("num_outputs", 3))
+    onnx.save(m, str(tmp_path / "n.onnx"))
+    feeds = fixed_inputs(vocab=100, lengths=(8, 3), seed=4)
+    np.testing.assert_array_equal(_out(tmp_path / "n.onnx", feeds), _out(tmp_path / "o.onnx", feeds))
+    s = find_structure(load_model(tmp_path / "n.onnx"))
+    assert [la.attention.num_heads for la in s.layers] == [SHAPE["heads"]] * SHAPE["layers"]
+    assert all(la.attention.qkv is not None and la.attention.qkv.out_features == 3 * SHAPE["hidden"]
+               for la in s.layers)
