@@ -17,6 +17,10 @@ Goal: 0 FAILED, at least 90% of the applicable cells equal.
 reorder; reorder then pack; a second prune-heads on a pruned file, numbered as that file; slice of a file
 whose layers have different head counts; prune-ffn then slice or pack-speed; slice of an int8 file), each
 against one composed PyTorch reference; written to ``conformance_chains.{json,md}``.
+
+``--models``, ``--exporters``, ``--levels``, ``--passes``: a part of the matrix, or a pass run on its own
+(``OPTION_PASSES``: ``int8-onnx``, ``quantize --int8 --fusion onnx``, written to ``-o``, e.g.
+``conformance_int8_onnx.json``).
 """
 
 from __future__ import annotations
@@ -114,6 +118,11 @@ def main() -> None:
                          "default output benchmarks/results/conformance_chains.json")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--models", default=None, help="comma-separated model cases (default: all)")
+    ap.add_argument("--exporters", default=None, help="comma-separated exporters (default: all)")
+    ap.add_argument("--levels", default=None, help="comma-separated ORT optimizer levels (default: 0,1,2,99)")
+    ap.add_argument("--passes", default=None,
+                    help="comma-separated passes (default: every pass of the matrix; also an option's pass, "
+                         "deploytool.testing.conformance.OPTION_PASSES: int8-onnx)")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("-o", "--output", "--out", dest="out", default=None)
     args = ap.parse_args()
@@ -130,6 +139,10 @@ def main() -> None:
         names, exporters, levels = [m.name for m in C.MODELS], C.EXPORTERS, C.OPT_LEVELS
     if args.models:
         names = args.models.split(",")
+    if args.exporters:
+        exporters = tuple(args.exporters.split(","))
+    if args.levels:
+        levels = tuple(int(x) for x in args.levels.split(","))
     work = Path(args.work or tempfile.mkdtemp(prefix="conformance-"))
     t0 = time.time()
     load0 = os.getloadavg()
@@ -137,6 +150,8 @@ def main() -> None:
     jobs = max(1, min(args.jobs, len(names)))
     buckets = [names[i::jobs] for i in range(jobs)]
     passes = C.CHAINS if args.chains else C.PASSES
+    if args.passes:
+        passes = tuple(args.passes.split(","))
     tasks = [(b, exporters, levels, passes, str(work / f"w{i}")) for i, b in enumerate(buckets)]
     if jobs == 1:
         results = [_worker(tasks[0])]

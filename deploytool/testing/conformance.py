@@ -86,7 +86,10 @@ CLOSE_PASSES = ("int8", "fp16", "pack-densest", "pack-speed")
 # fp16: min cosine 0.99995 (ModernBERT: its padded rows, every key masked, are uniform in fp32 under a -3.4e38 mask
 # and not under fp16's -65504; 2.8e-3 max diff on the real tokens) to 0.999999 on 8 graphs (2026-12-04)
 MIN_COSINE = {"int8": 0.99, "fp16": 0.9995, "pack-densest": 0.998,
-              "pack-speed": 0.998}  # per output, against the pass's reference
+              "pack-speed": 0.998, "int8-onnx": 0.99}  # per output, against the pass's reference
+# passes run on their own (not in every cell of the matrix): options of a pass whose default is in PASSES;
+# int8-onnx: quantize --int8 --fusion onnx (ONNX's Attention op, opset 23)
+OPTION_PASSES = ("int8-onnx",)
 # two passes in a row, as users chain them, each chain against one composed PyTorch reference: the main job's
 # slice then pack or int8; a second head pass on a pruned file (its head numbers are the pruned file's); a slice of
 # a file with different head counts per layer (DynaBERT's rule per layer); pack of a reordered file (TWN per matrix
@@ -739,7 +742,7 @@ def reference(case: ModelCase, pass_name: str, base_model):
         rem = prune_ffn_spec(n_layers, ffn)
         _keep_ffn(m, {i: [j for j in range(ffn) if j not in set(v)] for i, v in rem.items()})
         return m, "module-surgery"
-    if pass_name in ("reorder", "int8", "fp16"):
+    if pass_name in ("reorder", "int8", "fp16", "int8-onnx"):
         return m, "unchanged"
     if pass_name == "pack":
         _ternary_(m)
@@ -783,6 +786,10 @@ def pass_config(case: ModelCase, pass_name: str, work: Path):
         # the default int8 codes where this CPU multiplies u8 x s8 exactly; else uint8, the same integers (on x86
         # without VNNI ORT clips int16 pairs, which is the kernel's error, not the graph's: runtime/int8_kernel.py)
         return Int8Config(weights=exact_int8_codes())
+    if pass_name == "int8-onnx":
+        from deploytool.testing.tiny import exact_int8_codes
+
+        return Int8Config(weights=exact_int8_codes(), fusion="onnx")
     if pass_name == "pack":
         return PackConfig(weights="ternary", embeddings="fp32", runtime="memory", accuracy_level=0)
     # the default embeddings (the weight scheme, packed row-wise); memory at fp32 activations is exact
@@ -890,7 +897,7 @@ def chain_reference(case: ModelCase, chain: str, base_model):
 
 def min_cosine(pass_name: str) -> float | None:
     """The cosine a pass or chain must keep (the lowest of its CLOSE_PASSES steps'), None where it must be equal."""
-    vals = [MIN_COSINE[s] for s in pass_name.split(">") if s in CLOSE_PASSES]
+    vals = [MIN_COSINE[s] for s in pass_name.split(">") if s in MIN_COSINE]
     return min(vals) if vals else None
 
 

@@ -693,3 +693,17 @@ def test_int8_ort_path_keeps_onnx_attention(work):
             g = got[k].ravel().astype(np.float64)
             cos = float(g @ w.ravel() / np.linalg.norm(g) / np.linalg.norm(w))
             assert cos > 0.99, (engine, k, cos)
+
+
+# quantize --int8 --fusion onnx on graphs of other tools: ONNX's Attention where the native writer reads the layer
+# (optimum's SDPA export, torch's opset-23 export, whose Attention it keeps), QAttention from ORT's path where it
+# does not (MPNet's per-head position bias, ModernBERT's packed Wqkv): close to the fp32 model either way
+ONNX_INT8 = [("bert", "optimum", 0), ("bert", "dynamo-23", 0), ("mpnet", "optimum", 0), ("modernbert", "optimum", 0),
+             ("distilbert", "torchscript-11", 0)]
+
+
+@pytest.mark.parametrize("model,exporter,level", ONNX_INT8, ids=[f"{m}-{e}-O{lv}" for m, e, lv in ONNX_INT8])
+def test_int8_onnx_attention_equals_reference(model, exporter, level, work):
+    cells = _cells(model, exporter, level, work, passes=("int8-onnx",))
+    bad = [f"{c.pass_name}: {c.status} {c.detail}" for c in cells if c.status != "close"]
+    assert not bad, "\n".join(bad)
