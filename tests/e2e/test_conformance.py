@@ -696,8 +696,8 @@ def test_int8_ort_path_keeps_onnx_attention(work):
 
 
 # quantize --int8 --fusion onnx on graphs of other tools: ONNX's Attention where the native writer reads the layer
-# (optimum's SDPA export, torch's opset-23 export, whose Attention it keeps), QAttention from ORT's path where it
-# does not (MPNet's per-head position bias, ModernBERT's packed Wqkv): close to the fp32 model either way
+# (optimum's SDPA export, torch's opset-23 export, whose Attention it keeps), ORT's path with its fusions where it
+# does not (MPNet's per-head position bias, ModernBERT's packed Wqkv; a Skip says so): close to the fp32 model
 ONNX_INT8 = [("bert", "optimum", 0), ("bert", "dynamo-23", 0), ("mpnet", "optimum", 0), ("modernbert", "optimum", 0),
              ("distilbert", "torchscript-11", 0)]
 
