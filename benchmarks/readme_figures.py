@@ -1120,6 +1120,32 @@ def render_conformance(results: Path) -> str:
     return "\n".join([_wrap(text), "", *table])
 
 
+def render_conformance_int8_onnx(results: Path) -> str:
+    """``quantize --int8 --fusion onnx`` over the conformance graphs, from conformance_int8_onnx.json."""
+    d = _load(results, "conformance_int8_onnx.json")
+    c = d["summary"]["counts"]
+    cells = d["cells"]
+    models = sorted({x["model"] for x in cells if x["status"] in ("equal", "close")})
+    cos = [float(m[1]) for x in cells if x["status"] == "close" and (m := re.search(r"min cosine ([\d.]+)", x["detail"]))]
+    worst = f", the lowest cosine {min(cos):.5f}" if cos else ""
+    return _wrap(
+        f"**`quantize --int8 --fusion onnx`** on the same graphs (`benchmarks/conformance.py --passes int8-onnx`, "
+        f"`{SRC}/conformance_int8_onnx.{{json,md}}`, {_date(d['date'])}, {d['machine']['cpu']}, {d['wall_s']:,.0f} s): "
+        f"{len(d['models'])} models from {', '.join(d['exporters'])} at ORT levels "
+        f"{', '.join(str(lv) for lv in d['opt_levels'])}, {d['summary']['cells']:,} cells: {c.get('close', 0):,} "
+        f"close to the fp32 model (cosine at least {_min_cosine('int8-onnx')}{worst}; {len(models)} models), "
+        f"{c.get('refused', 0)} refused, {c.get('FAILED', 0)} FAILED, {c.get('n/a', 0)} n/a ({_na_reasons(cells)}). "
+        "Where the native writer reads the layer it writes ONNX's Attention, or keeps the one torch's opset-23 "
+        "export has; elsewhere ORT's path quantizes it, with a Skip saying why.")
+
+
+def _min_cosine(pass_name: str) -> float:
+    """The bound the conformance harness holds a close pass to (its own table, not restated here)."""
+    from deploytool.testing.conformance import MIN_COSINE
+
+    return MIN_COSINE[pass_name]
+
+
 def render_conformance_chains(results: Path) -> str:
     """Two passes in a row over the conformance graphs, from conformance_chains.json."""
     d = _load(results, "conformance_chains.json")
@@ -1489,7 +1515,8 @@ def render_int8_codes(results: Path) -> str:
     return intro + "\n\n" + "\n".join(lines) + ("\n\n" + reading if reading else "")
 
 
-BLOCKS = {"int8-codes": render_int8_codes, "quickstart": render_quickstart, "conformance": render_conformance, "conformance-chains": render_conformance_chains, "embedding": render_embedding,
+BLOCKS = {"int8-codes": render_int8_codes, "quickstart": render_quickstart, "conformance": render_conformance, "conformance-chains": render_conformance_chains,
+          "conformance-int8-onnx": render_conformance_int8_onnx, "embedding": render_embedding,
           "training-table": render_training_table, "tws": render_tws, "cost-model": render_cost_model,
           "hygiene": render_hygiene, "pass-speed": render_pass_speed, "overwrite": render_overwrite, "pass-speed-ab": render_pass_speed_ab, "measured": render_measured,
           "performance": render_performance, "performance-reading": render_reading,
