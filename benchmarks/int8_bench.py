@@ -358,40 +358,43 @@ def _native_variants(src: Path, work: Path, tag: str) -> dict[str, Path]:
 
     for variant, op in (("native_bias_gelu", "BiasGelu"), ("native_fast_gelu", "FastGelu")):
         out[variant] = save(gelu_as(load(), variant, op), variant)
-    # QAttention as DynamicQuantizeMatMul over Q|K|V + Split + fp32 MultiHeadAttention
-    m = load()
-    g = m.graph
-    prod = producers(g)
-    init = inits(g)
-    for qa in [n for n in g.node if n.op_type == "QAttention"]:
-        dql = prod[qa.input[0]]
-        x, w, b, ws, mask = dql.input[0], qa.input[1], qa.input[2], qa.input[4], qa.input[5]
-        width = int(init[w].dims[1]) // 3
-        heads = next(a.i for a in qa.attribute if a.name == "num_heads")
-        sp = qa.name + "_split_sizes"
-        g.initializer.append(onnx.numpy_helper.from_array(np.array([width] * 3, np.int64), sp))
-        qkv, q, k, v = (qa.name + s_ for s_ in ("_qkv", "_q", "_k", "_v"))
-        attrs = {a.name: helper.get_attribute_value(a) for a in qa.attribute if a.name == "scale"}
-        new = [helper.make_node("DynamicQuantizeMatMul", [x, w, ws, "", ""], [qkv], name=qa.name + "_dqmm",
-                                domain="com.microsoft"),
-               helper.make_node("Split", [qkv, sp], [q, k, v], name=qa.name + "_split", axis=-1),
-               helper.make_node("MultiHeadAttention", [q, k, v, b, mask], [qa.output[0]], name=qa.name + "_mha",
-                                domain="com.microsoft", num_heads=heads, **attrs)]
-        i = list(g.node).index(dql)
-        g.node.remove(dql)
-        g.node.remove(qa)
-        for j, n in enumerate(new):
-            g.node.insert(i + j, n)
-    out["native_mha"] = save(m, "native_mha")
-    # QAttention as DynamicQuantizeMatMul over Q|K|V (its bias inside) + Split + ONNX's own Attention (opset 23),
-    # the padding mask as QAttention applies it (-10000 added to a masked key's scores), built once per model
-    def attention23(m):
+    def qattention_as(m, bias_in_gemm, core):
+        """Each QAttention of ``m`` as one DynamicQuantizeMatMul over Q|K|V (with the bias when ``bias_in_gemm``),
+        Split and ``core(g, qa, [q, k, v], bias, mask, heads, attrs)``: the node writing QAttention's output."""
         g = m.graph
         prod = producers(g)
         init = inits(g)
+        for qa in [n for n in g.node if n.op_type == "QAttention"]:
+            dql = prod[qa.input[0]]
+            x, w, b, ws, mask = dql.input[0], qa.input[1], qa.input[2], qa.input[4], qa.input[5]
+            width = int(init[w].dims[1]) // 3
+            heads = next(a.i for a in qa.attribute if a.name == "num_heads")
+            sp = qa.name + "_split_sizes"
+            g.initializer.append(onnx.numpy_helper.from_array(np.array([width] * 3, np.int64), sp))
+            qkv, q, k, v = (qa.name + s_ for s_ in ("_qkv", "_q", "_k", "_v"))
+            attrs = {a.name: helper.get_attribute_value(a) for a in qa.attribute if a.name == "scale"}
+            new = [helper.make_node("DynamicQuantizeMatMul", [x, w, ws, "", b if bias_in_gemm else ""], [qkv],
+                                    name=qa.name + "_dqmm", domain="com.microsoft"),
+                   helper.make_node("Split", [qkv, sp], [q, k, v], name=qa.name + "_split", axis=-1),
+                   core(g, qa, [q, k, v], b, mask, heads, attrs)]
+            i = list(g.node).index(dql)
+            g.node.remove(dql)
+            g.node.remove(qa)
+            for j, n in enumerate(new):
+                g.node.insert(i + j, n)
+        return m
+
+    # QAttention as DynamicQuantizeMatMul over Q|K|V + Split + fp32 MultiHeadAttention (the bias and mask its own)
+    out["native_mha"] = save(qattention_as(load(), False, lambda g, qa, qkv, b, mask, heads, attrs: helper.make_node(
+        "MultiHeadAttention", [*qkv, b, mask], [qa.output[0]], name=qa.name + "_mha", domain="com.microsoft",
+        num_heads=heads, **attrs)), "native_mha")
+
+    # ... + ONNX's own Attention (opset 23), the bias in the GEMM, the padding mask as QAttention applies it
+    # (-10000 added to a masked key's scores), built once per model
+    def attention23(m):
         mask4 = {}
 
-        def additive_mask(mask):  # [B, S] int32 -> [B, 1, S, S] float: 0 where kept, -10000 where masked
+        def additive_mask(g, mask):  # [B, S] int32 -> [B, 1, S, S] float: 0 where kept, -10000 where masked
             if mask not in mask4:
                 p = f"{mask}_a23"
                 g.initializer.extend([onnx.numpy_helper.from_array(np.array(v, dt), p + n) for n, v, dt in (
@@ -405,31 +408,15 @@ def _native_variants(src: Path, work: Path, tag: str) -> dict[str, Path]:
                          helper.make_node("Shape", [mask], [p + "_b"], end=1),
                          helper.make_node("Concat", [p + "_b", p + "_1", p + "_s", p + "_s"], [p + "_shape"], axis=0),
                          helper.make_node("Expand", [p + "_b11s", p + "_shape"], [p + "_4d"])]
-                i = list(g.node).index(prod[mask]) + 1
+                i = list(g.node).index(producers(g)[mask]) + 1
                 for j, n in enumerate(nodes):
                     g.node.insert(i + j, n)
                 mask4[mask] = p + "_4d"
             return mask4[mask]
 
-        for qa in [n for n in g.node if n.op_type == "QAttention"]:
-            dql = prod[qa.input[0]]
-            x, w, b, ws, mask = dql.input[0], qa.input[1], qa.input[2], qa.input[4], qa.input[5]
-            width = int(init[w].dims[1]) // 3
-            heads = next(a.i for a in qa.attribute if a.name == "num_heads")
-            sp = qa.name + "_split_sizes"
-            g.initializer.append(onnx.numpy_helper.from_array(np.array([width] * 3, np.int64), sp))
-            qkv, q, k, v = (qa.name + s_ for s_ in ("_qkv", "_q", "_k", "_v"))
-            attrs = {a.name: helper.get_attribute_value(a) for a in qa.attribute if a.name == "scale"}
-            new = [helper.make_node("DynamicQuantizeMatMul", [x, w, ws, "", b], [qkv], name=qa.name + "_dqmm",
-                                    domain="com.microsoft"),
-                   helper.make_node("Split", [qkv, sp], [q, k, v], name=qa.name + "_split", axis=-1),
-                   helper.make_node("Attention", [q, k, v, additive_mask(mask)], [qa.output[0]], name=qa.name + "_a23",
-                                    q_num_heads=heads, kv_num_heads=heads, **attrs)]
-            i = list(g.node).index(dql)
-            g.node.remove(dql)
-            g.node.remove(qa)
-            for j, n in enumerate(new):
-                g.node.insert(i + j, n)
+        qattention_as(m, True, lambda g, qa, qkv, b, mask, heads, attrs: helper.make_node(
+            "Attention", [*qkv, additive_mask(g, mask)], [qa.output[0]], name=qa.name + "_a23", q_num_heads=heads,
+            kv_num_heads=heads, **attrs))
         for o in m.opset_import:
             if o.domain in ("", "ai.onnx"):
                 o.version = 23  # every other op of this graph reads the same from 17 to 23 (checked: onnx.checker)
