@@ -67,7 +67,7 @@ def test_pass_configs_name_unknown_options():
 
     with pytest.raises(ConfigError, match=r"^widht: unknown key \(did you mean 'width'\?\)$"):
         SliceConfig(widht=0.5)
-    with pytest.raises(ConfigError, match=r"^fusion: expected one of mha, attention, none, got 'atention' "
+    with pytest.raises(ConfigError, match=r"^fusion: expected one of mha, attention, onnx, none, got 'atention' "
                                           r"\(did you mean 'attention'\?\)$"):
         Int8Config(fusion="atention")
     with pytest.raises(ConfigError, match="calib: static int8 needs calibration data"):
