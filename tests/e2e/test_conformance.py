@@ -104,6 +104,9 @@ FAMILIES = [
     # version converter, its rotary tables' rank read through a Range after a pass dropped the converter's shapes
     ("roformer", "torchscript-11", 0),
     ("roformer", "torchscript-11-upgraded", 0),
+    # torch's opset-23 export (ONNX's Attention) under ORT's level 2: ORT fuses only the last layer's FFN residual
+    # with the final LayerNorm (SkipLayerNormalization reading the pre-LN residual sum): was refused as mixed pre/post
+    ("xlm-roberta-xl", "dynamo-23", 2),
 ]
 
 
