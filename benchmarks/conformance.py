@@ -152,6 +152,10 @@ def main() -> None:
     passes = C.CHAINS if args.chains else C.PASSES
     if args.passes:
         passes = tuple(args.passes.split(","))
+        known = C.CHAINS if args.chains else C.PASSES + C.OPTION_PASSES
+        unknown = [p for p in passes if p not in known]
+        if unknown:
+            ap.error(f"--passes: unknown {', '.join(unknown)} (known: {', '.join(known)})")
     tasks = [(b, exporters, levels, passes, str(work / f"w{i}")) for i, b in enumerate(buckets)]
     if jobs == 1:
         results = [_worker(tasks[0])]

@@ -1076,8 +1076,7 @@ class _Finder:
         else:
             block, x = self._attention_3d(node, attr("q_num_heads"))
         mask = node.inputs[3] if len(node.inputs) > 3 else None
-        if mask is not None and small_const(mask) is None and self._has_table(mask) \
-                and not self._reads_input_data(mask) and not _same_for_all_heads(mask):
+        if mask is not None and self._per_head_table(mask):
             block.score_bias = [(node, 3)]
         return block, x
 
@@ -1530,11 +1529,16 @@ class _Finder:
             if n.op_type in ("Add", "Sub") and len(n.inputs) == 2:
                 i = 1 if n.inputs[0] is v else 0
                 other = n.inputs[i]
-                if other is not None and small_const(other) is None and self._has_table(other) \
-                        and not self._reads_input_data(other) and not _same_for_all_heads(other):
+                if other is not None and self._per_head_table(other):
                     out.append((n, i))
             v = n.outputs[0]
         return out
+
+    def _per_head_table(self, v: ir.Value) -> bool:
+        """True when ``v``, added to the scores, is a per-head bias: computed from a constant table, from no
+        input's data (the padding mask is), and not fixed by the graph to one head broadcast to all."""
+        return small_const(v) is None and self._has_table(v) and not self._reads_input_data(v) \
+            and not _same_for_all_heads(v)
 
     @staticmethod
     def _has_table(v: ir.Value) -> bool:

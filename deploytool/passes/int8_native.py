@@ -88,6 +88,8 @@ __all__ = ["NativePlan", "NativeUnsupported", "apply_native", "int8_weight", "pl
 
 MS = "com.microsoft"
 _DEFAULT = ("", "ai.onnx")
+#: the opset of ONNX's Attention op, which ``apply_native(attention="onnx")`` writes
+ONNX_ATTENTION_OPSET = 23
 # rows of a weight processed at once (bounded temporaries; a block of BERT-base's FFN is 3 MB)
 _ROW_BLOCK = 256
 # the mask value a masked key must get at most (QAttention fills -10000; any value this low gives
@@ -991,8 +993,8 @@ def apply_native(model: ir.Model, plan: NativePlan, *, per_channel: bool = True,
     already declare it)."""
     if attention not in ("qattention", "onnx"):
         raise ValueError(f"attention: {attention!r}")
-    if attention == "onnx" and model.opset_imports.get("", 0) < 23:
-        raise ValueError("ONNX's Attention needs opset 23 (int8_pipeline upgrades the model first)")
+    if attention == "onnx" and model.opset_imports.get("", 0) < ONNX_ATTENTION_OPSET:
+        raise ValueError(f"ONNX's Attention needs opset {ONNX_ATTENTION_OPSET} (int8_pipeline upgrades the model first)")
     from onnx_ir.passes.common import RemoveUnusedNodesPass
 
     graph = model.graph

@@ -97,10 +97,6 @@ class Fusion(str, enum.Enum):
     NONE = "none"
 
 
-#: the opset of ONNX's Attention op (``Fusion.ONNX``)
-ONNX_ATTENTION_OPSET = 23
-
-
 class WeightCodes(str, enum.Enum):
     """How the int8 GEMM weights are stored, which picks ONNX Runtime's integer kernel on x86.
 
@@ -651,6 +647,8 @@ def int8_pipeline(config: Int8Config) -> DeployPass:
     from deploytool.passes.upgrade_opset import UpgradeOpsetPass
 
     if config.fusion is Fusion.ONNX:
+        from deploytool.passes.int8_native import ONNX_ATTENTION_OPSET
+
         upgrade = UpgradeOpsetPass(ONNX_ATTENTION_OPSET, purpose=("for ONNX's Attention op (--fusion onnx)",
                                                                   "use --fusion attention (QAttention)"))
     else:
