@@ -41,8 +41,10 @@ What is compared (all timed interleaved, run by run, in one clean worker without
   ``Split`` and a fp32 ``MultiHeadAttention`` with the bias and the padding mask), ``native_attention23`` (the
   same with ONNX's ``Attention``, opset 23: what ``fusion="onnx"`` writes), ``native_attention23_fast_gelu``
   (that and ``FastGelu`` with the bias moved out of the GEMM), ``native_attention23_fast_gelu_in_gemm`` (the
-  bias left in the GEMM). ``FastGelu`` is the tanh approximation: a different function, kept here as a measured
-  candidate, not written by any config.
+  bias left in the GEMM), ``native_attention23_int8_core`` (``native_attention23`` with the attention core in int8,
+  as optimum quantizes it: K and V symmetric per-tensor int8, Q and the probabilities quantized inside
+  ``DynamicQuantizeMatMul``, the heads split by Reshape + Transpose). ``FastGelu`` is the tanh approximation: a
+  different function, kept here as a measured candidate, not written by any config.
 
 Where the time goes: ``op_time_us`` profiles optimum and the default graph with ORT's profiler
 (``SessionOptions.enable_profiling``, sessions alternated run by run in one clean process), per op type and
@@ -257,12 +259,26 @@ def mmi(a, b):
     return [h.make_node("DynamicQuantizeLinear", [a], ["a8", "as", "az"]),
             h.make_node("DynamicQuantizeLinear", [b], ["b8", "bs", "bz"]),
             h.make_node("MatMulIntegerToFloat", ["a8", "b8", "as", "bs", "az", "bz"], ["y"], domain=MS)]
+sym_inits = [nh.from_array(np.array(0, np.int8), "z8"), nh.from_array(np.array(127.0, np.float32), "c127")]
+def sym_dqmm(a, b):
+    return [h.make_node("Abs", [b], ["ba"]), h.make_node("ReduceMax", ["ba"], ["bm"], keepdims=0),
+            h.make_node("Div", ["bm", "c127"], ["bs"]), h.make_node("QuantizeLinear", [b, "bs", "z8"], ["b8"]),
+            h.make_node("DynamicQuantizeMatMul", [a, "b8", "bs", "z8"], ["y"], domain=MS)]
+def model23(nodes, inputs):
+    g = h.make_graph(nodes, "g", inputs, [h.make_tensor_value_info("y", T.FLOAT, None)], [])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 23), h.make_opsetid(MS, 1)]); m.ir_version = 10
+    return m.SerializeToString()
 groups["attention_core"] = {
     "QK^T MatMul fp32": model([h.make_node("MatMul", ["qh", "kt"], ["y"])], [], [qh, kt]),
     "QK^T DynamicQuantizeLinear x2 + MatMulIntegerToFloat": model(mmi("qh", "kt"), [], [qh, kt]),
     "Softmax": model([h.make_node("Softmax", ["p"], ["y"], axis=-1)], [], [pp]),
     "PV MatMul fp32": model([h.make_node("MatMul", ["p", "vh"], ["y"])], [], [pp, vh]),
-    "PV DynamicQuantizeLinear x2 + MatMulIntegerToFloat": model(mmi("p", "vh"), [], [pp, vh])}
+    "PV DynamicQuantizeLinear x2 + MatMulIntegerToFloat": model(mmi("p", "vh"), [], [pp, vh]),
+    # native_attention23_int8_core's parts: B symmetric int8 (its scale from max|B|), A quantized by the GEMM
+    "QK^T K symmetric int8 + DynamicQuantizeMatMul": model(sym_dqmm("qh", "kt"), sym_inits, [qh, kt]),
+    "PV V symmetric int8 + DynamicQuantizeMatMul": model(sym_dqmm("p", "vh"), sym_inits, [pp, vh]),
+    "ONNX Attention (opset 23), 4-D, no mask": model23([h.make_node("Attention", ["qh", "kh", "vh"], ["y"])],
+                                                       [qh, vi("kh", [1, N, "s", 32]), vh])}
 so = ort.SessionOptions(); so.intra_op_num_threads = 1
 runs = int(sys.argv[1])
 out = {}
@@ -273,6 +289,7 @@ for gname, models in groups.items():
         feeds = {"x": rs.randn(1, seq, D).astype(np.float32), "m": mask,
                  "ids": rs.randint(0, V, (1, seq)).astype(np.int64),
                  "qh": rs.randn(1, N, seq, 32).astype(np.float32), "kt": rs.randn(1, N, 32, seq).astype(np.float32),
+                 "kh": rs.randn(1, N, seq, 32).astype(np.float32),
                  "p": rs.rand(1, N, seq, seq).astype(np.float32), "vh": rs.randn(1, N, seq, 32).astype(np.float32)}
         fe = {k: {i.name: feeds[i.name] for i in s.get_inputs()} for k, s in sess.items()}
         ys = {k: s.run(None, fe[k])[0] for k, s in sess.items()}
@@ -425,6 +442,60 @@ def _native_variants(src: Path, work: Path, tag: str) -> dict[str, Path]:
         return m
 
     out["native_attention23"] = save(attention23(load()), "native_attention23")
+
+    # ... with the attention core in int8 (what optimum's graph quantizes too): K and V symmetric per-tensor int8
+    # (QuantizeLinear by max|x| / 127), Q and the probabilities quantized inside DynamicQuantizeMatMul (u8, per
+    # tensor), 1/sqrt(d) folded into K's scale; the heads by Reshape + Transpose (ONNX's Attention takes 3-D)
+    def int8_core(m):
+        g = m.graph
+        prod = producers(g)
+        init = inits(g)
+        consts = (("i8core_zero", 0, np.int8), ("i8core_127", 127.0, np.float32), ("i8core_tiny", 1e-30, np.float32))
+        g.initializer.extend([onnx.numpy_helper.from_array(np.array(v, dt), n) for n, v, dt in consts])
+        for a in [n for n in g.node if n.op_type == "Attention"]:
+            q, k, v, mask = a.input[:4]
+            heads = next(x.i for x in a.attribute if x.name == "q_num_heads")
+            width = int(onnx.numpy_helper.to_array(init[prod[q].input[1]])[0])  # the Split's sizes
+            d = width // heads
+            scale = next((x.f for x in a.attribute if x.name == "scale"), 1.0 / np.sqrt(d))
+            p = a.name + "_i8"
+            g.initializer.extend([onnx.numpy_helper.from_array(np.array(v_, dt), p + n_) for n_, v_, dt in (
+                ("_4d", [0, 0, heads, d], np.int64), ("_3d", [0, 0, width], np.int64), ("_scale", scale, np.float32))])
+            nodes = []
+
+            def symmetric(x, t):
+                nodes.extend([helper.make_node("Abs", [x], [p + t + "_abs"]),
+                              helper.make_node("ReduceMax", [p + t + "_abs"], [p + t + "_max"], keepdims=0),
+                              helper.make_node("Max", [p + t + "_max", "i8core_tiny"], [p + t + "_max1"]),
+                              helper.make_node("Div", [p + t + "_max1", "i8core_127"], [p + t + "_s"]),
+                              helper.make_node("QuantizeLinear", [x, p + t + "_s", "i8core_zero"], [p + t + "_i8"])])
+                return p + t + "_i8", p + t + "_s"
+
+            k8, ks = symmetric(k, "k")
+            v8, vs = symmetric(v, "v")
+            nodes += [helper.make_node("Reshape", [q, p + "_4d"], [p + "q4"]),
+                      helper.make_node("Transpose", [p + "q4"], [p + "qh"], perm=[0, 2, 1, 3]),
+                      helper.make_node("Reshape", [k8, p + "_4d"], [p + "k4"]),
+                      helper.make_node("Transpose", [p + "k4"], [p + "kt"], perm=[0, 2, 3, 1]),
+                      helper.make_node("Reshape", [v8, p + "_4d"], [p + "v4"]),
+                      helper.make_node("Transpose", [p + "v4"], [p + "vh"], perm=[0, 2, 1, 3]),
+                      helper.make_node("Mul", [ks, p + "_scale"], [p + "ks"]),
+                      helper.make_node("DynamicQuantizeMatMul", [p + "qh", p + "kt", p + "ks", "i8core_zero"],
+                                       [p + "scores"], domain="com.microsoft"),
+                      helper.make_node("Add", [p + "scores", mask], [p + "masked"]),
+                      helper.make_node("Softmax", [p + "masked"], [p + "probs"], axis=-1),
+                      helper.make_node("DynamicQuantizeMatMul", [p + "probs", p + "vh", vs, "i8core_zero"],
+                                       [p + "ctx"], domain="com.microsoft"),
+                      helper.make_node("Transpose", [p + "ctx"], [p + "ctx_t"], perm=[0, 2, 1, 3]),
+                      helper.make_node("Reshape", [p + "ctx_t", p + "_3d"], [a.output[0]])]
+            i = list(g.node).index(a)
+            g.node.remove(a)
+            for j, n in enumerate(nodes):
+                g.node.insert(i + j, n)
+        onnx.checker.check_model(m)
+        return m
+
+    out["native_attention23_int8_core"] = save(int8_core(attention23(load())), "native_attention23_int8_core")
     out["native_attention23_fast_gelu"] = save(gelu_as(attention23(load()), "native_attention23_fast_gelu", "FastGelu"),
                                                "native_attention23_fast_gelu")
     out["native_attention23_fast_gelu_in_gemm"] = save(
@@ -434,7 +505,7 @@ def _native_variants(src: Path, work: Path, tag: str) -> dict[str, Path]:
 
 
 NATIVE_VARIANTS = ("native_word_rows_dql", "native_bias_gelu", "native_fast_gelu", "native_mha", "native_attention23",
-                   "native_attention23_fast_gelu", "native_attention23_fast_gelu_in_gemm")
+                   "native_attention23_fast_gelu", "native_attention23_fast_gelu_in_gemm", "native_attention23_int8_core")
 
 
 def _native_variants_for(paths: dict[str, Path], work: Path, tag: str, only: set[str] | None,
@@ -451,6 +522,134 @@ def _native_variants_for(paths: dict[str, Path], work: Path, tag: str, only: set
     for v in wanted:
         configs[v] = {"rewrite_of": "ours", "see": "_native_variants"}
     return {v: made[v] for v in wanted}
+
+
+_FLOOR = """
+import json, sys, time
+import numpy as np, onnxruntime as ort
+from onnx import helper as h, TensorProto as T, numpy_helper as nh
+runs, spec = int(sys.argv[1]), json.loads(sys.argv[2])
+MS = "com.microsoft"
+rs = np.random.RandomState(0)
+def model(nodes, inits, inputs, opset=17, out=T.FLOAT):
+    g = h.make_graph(nodes, "g", inputs, [h.make_tensor_value_info("y", out, None)], inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", opset), h.make_opsetid(MS, 1)])
+    m.ir_version = 10 if opset >= 23 else 9
+    return m.SerializeToString()
+def gemm(k, n):
+    w = rs.randint(-127, 128, (k, n)).astype(np.int8)
+    inits = [nh.from_array(w, "w"), nh.from_array((rs.rand(n) * 0.01 + 1e-3).astype(np.float32), "ws"),
+             nh.from_array(rs.randn(n).astype(np.float32), "b")]
+    x = h.make_tensor_value_info("x", T.FLOAT, [1, "s", k])
+    return model([h.make_node("DynamicQuantizeMatMul", ["x", "w", "ws", "", "b"], ["y"], domain=MS)], inits, [x])
+H, D = spec["heads"], spec["head_size"]
+vi = lambda n, shape: h.make_tensor_value_info(n, T.FLOAT, shape)
+core = model([h.make_node("Attention", ["q", "k", "v", "m"], ["y"])],
+             [], [vi(n, [1, H, "s", D]) for n in "qkv"] + [vi("m", [1, 1, "s", "s"])], opset=23)
+so1 = ort.SessionOptions(); so1.intra_op_num_threads = 1
+sess = {f"gemm {k}x{n}": ort.InferenceSession(gemm(k, n), so1, providers=["CPUExecutionProvider"])
+        for k, n in spec["gemms"]}
+sess["attention core"] = ort.InferenceSession(core, so1, providers=["CPUExecutionProvider"])
+out = {}
+for seq in spec["seq_lens"]:
+    mask = np.zeros((1, 1, seq, seq), np.float32); mask[..., -2:] = -10000.0
+    feeds = {"x": None, "q": rs.randn(1, H, seq, D).astype(np.float32), "k": rs.randn(1, H, seq, D).astype(np.float32),
+             "v": rs.randn(1, H, seq, D).astype(np.float32), "m": mask}
+    fe = {}
+    for name, s in sess.items():
+        fe[name] = {i.name: (rs.randn(1, seq, i.shape[2]).astype(np.float32) if i.name == "x" else feeds[i.name])
+                    for i in s.get_inputs()}
+    t = {k: [] for k in sess}
+    for _ in range(runs):
+        for k, s in sess.items():
+            a = time.perf_counter(); s.run(None, fe[k]); t[k].append(time.perf_counter() - a)
+    out[str(seq)] = {k: round(float(np.median(v[10:])) * 1e6, 1) for k, v in t.items()}
+# this core's sustained int8 and fp32 GEMM rate at a big shape (context for the per-shape times above)
+M = K = N = 1024
+a8 = rs.randint(0, 256, (M, K)).astype(np.uint8)
+peak_models = {
+    "int8 u8s8 MatMulInteger": model([h.make_node("MatMulInteger", ["a", "w"], ["y"])],
+                                     [nh.from_array(rs.randint(-127, 128, (K, N)).astype(np.int8), "w")],
+                                     [h.make_tensor_value_info("a", T.UINT8, [M, K])], out=T.INT32),
+    "fp32 MatMul": model([h.make_node("MatMul", ["a", "w"], ["y"])], [nh.from_array(rs.randn(K, N).astype(np.float32), "w")],
+                         [h.make_tensor_value_info("a", T.FLOAT, [M, K])])}
+peak = {}
+for name, m in peak_models.items():
+    s = ort.InferenceSession(m, so1, providers=["CPUExecutionProvider"])
+    f = {"a": a8 if name.startswith("int8") else rs.randn(M, K).astype(np.float32)}
+    for _ in range(3):
+        s.run(None, f)
+    ts = []
+    for _ in range(15):
+        a = time.perf_counter(); s.run(None, f); ts.append(time.perf_counter() - a)
+    peak[name] = {"shape": [M, K, N], "p50_ms": round(float(np.median(ts)) * 1e3, 3),
+                  "gmac_per_s": round(M * K * N / float(np.median(ts)) / 1e9, 1)}
+print(json.dumps({"isolated_us": out, "peak": peak}))
+"""
+
+
+def _floor_spec(path: Path) -> dict:
+    """The int8 GEMMs (K x N of each weight, with repeats) and attention layers of the default graph ``path``."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    dims = {t.name: list(t.dims) for t in m.graph.initializer}
+    gemms, layers, heads, width = [], 0, 0, 0
+    for n in m.graph.node:
+        if n.op_type == "DynamicQuantizeMatMul" and len(dims.get(n.input[1], [])) == 2:
+            gemms.append(dims[n.input[1]])
+        elif n.op_type == "QAttention":
+            k, n3 = dims[n.input[1]]
+            gemms.append([k, n3])
+            layers += 1
+            heads = next(a.i for a in n.attribute if a.name == "num_heads")
+            width = n3 // 3
+    return {"gemms": gemms, "layers": layers, "heads": heads, "head_size": width // max(heads, 1), "seq_lens": [8, 128]}
+
+
+def _floor(ours: Path, latency_rounds: list, runs: int) -> dict:
+    """What ONNX Runtime's own kernels leave at best: the default graph's int8 GEMMs (each shape timed alone,
+    1 thread, as many times as the graph has it) plus its attention cores (ONNX's fused Attention, the fastest
+    fp32 core measured), against the goal (0.80 x optimum's p50 of the same runs) and ours."""
+    import collections
+
+    spec = _floor_spec(ours)
+    shapes = collections.Counter(tuple(g) for g in spec["gemms"])
+    spec_run = dict(spec, gemms=[list(k) for k in shapes])
+    r = subprocess.run([sys.executable, "-c", _FLOOR, str(runs), json.dumps(spec_run)], check=True,
+                       capture_output=True, text=True)
+    measured = json.loads(r.stdout)
+    out: dict = {"what": "sum of the default graph's int8 GEMMs and attention cores, each timed alone "
+                         "(DynamicQuantizeMatMul with bias, per-column int8 weights; ONNX's Attention with a mask), "
+                         "1 thread; everything else in the graph (GELU, LayerNorm, residual sums, splits) is outside it",
+                 "gemm_shapes": {f"{k}x{n}": c for (k, n), c in shapes.items()}, "layers": spec["layers"],
+                 "heads": spec["heads"], "head_size": spec["head_size"], "peak": measured["peak"], "per_seq": {}}
+    import statistics
+
+    for seq, iso in measured["isolated_us"].items():
+        gemm_us = sum(c * iso[f"gemm {k}x{n}"] for (k, n), c in shapes.items())
+        core_us = spec["layers"] * iso["attention core"]
+        p50 = {v: statistics.median(row["p50_ms"] for rnd in latency_rounds for row in rnd
+                                    if row["variant"] == v and str(row["seq_len"]) == seq)
+               for v in ("optimum", "ours", "ours_onnx_attention") if any(
+                   row["variant"] == v for rnd in latency_rounds for row in rnd)}
+        floor_ms = (gemm_us + core_us) / 1e3
+        row = {"isolated_us": iso, "int8_gemms_ms": round(gemm_us / 1e3, 3), "attention_cores_ms": round(core_us / 1e3, 3),
+               "floor_ms": round(floor_ms, 3), "p50_ms": {k: round(v, 3) for k, v in p50.items()}}
+        if "optimum" in p50:
+            goal = GOAL["max_paired_ratio"] * p50["optimum"]
+            row.update(goal_ms=round(goal, 3), left_for_the_rest_ms=round(goal - floor_ms, 3),
+                       floor_over_optimum=round(floor_ms / p50["optimum"], 3))
+            for v in ("ours", "ours_onnx_attention"):
+                if v in p50:
+                    row[f"{v}_rest_ms"] = round(p50[v] - floor_ms, 3)
+        out["per_seq"][seq] = row
+    return out
+
+
+def configs_native(configs: dict) -> bool:
+    """True when the default graph ('ours') was written by the native engine (QAttention + DynamicQuantizeMatMul)."""
+    return configs.get("ours", {}).get("stats", {}).get("engine") == "native"
 
 
 def _run(cmd: list[str]) -> None:
@@ -664,6 +863,8 @@ def main() -> None:
                             *[f"{k}={p}" for k, p in prof.items()]], check=True, capture_output=True, text=True)
         report["op_time_us"] = json.loads(r.stdout)
         report["latency_rounds"] = [_latency(models, args.runs) for _ in range(args.rounds)]
+        if "ours" in models and configs_native(report["configs"]):
+            report["floor"] = _floor(models["ours"], report["latency_rounds"], args.kernel_runs)
         report["cosine_to_fp32"] = _cosines(models, fp32, args.texts)
         # accuracy: the same recipes on a fine-tuned classifier
         cls = Path(args.classifier)
