@@ -42,10 +42,19 @@ class VerificationError(DeployError):
     """A model that fails the verification gate (``deploytool.runtime.verify``): ONNX Runtime cannot
     load or run it, an output is not finite, or an output the pass must preserve changed.
 
-    ``node``/``op``: the node ONNX Runtime named, when it named one.
+    ``node``/``op``: the node ONNX Runtime named, when it named one. ``failure``: what failed, when ONNX Runtime
+    refused a model: ``"load"`` or ``"run"`` (the checked model), ``"reference load"`` or ``"reference run"``
+    (the reference it is compared with); None for a check of its outputs (not finite, not close).
     """
 
-    def __init__(self, message: str, *, node: str | None = None, op: str | None = None) -> None:
+    #: the values ``failure`` takes
+    FAILURES = ("load", "run", "reference load", "reference run")
+
+    def __init__(self, message: str, *, node: str | None = None, op: str | None = None,
+                 failure: str | None = None) -> None:
         super().__init__(message)
+        if failure is not None and failure not in self.FAILURES:
+            raise ValueError(f"unknown failure {failure!r}")
         self.node = node
         self.op = op
+        self.failure = failure

@@ -841,15 +841,31 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
             if staged is not None:
                 path = stack.enter_context(_gate_view(staged))
                 config = _gate_session_config(proto)
-            report = run(path, gate_feeds(plan), reference=reference, rtol=rtol, min_cosine=cosine,
-                         reference_label=pass_.reference_label, session_config=config,
-                         count_casts=pass_.gate_counts_casts())
+            checks = dict(rtol=rtol, reference_label=pass_.reference_label, session_config=config,
+                          count_casts=pass_.gate_counts_casts())
+            try:
+                report = run(path, gate_feeds(plan), reference=reference, min_cosine=cosine, **checks)
+            except VerificationError as e:
+                if e.failure not in ("run", "reference run"):
+                    raise
+                one_row, why = _input_runs_on_one_row(src, name, plan)  # InputFileError when on neither
+                if one_row is None:  # the input runs on the gate's batch: the output's failure is the pass's
+                    raise
+                # an export that only runs on one row (torch's opset-23 ModernBERT keeps its rotary caches at
+                # batch 1): its output is checked on one row, as the input can be run, and the user is told
+                if process is not None and early is not None:  # the early reference ran on the other batch
+                    ref = pass_.gate_reference(src)
+                    reference, cosine = ref if ref is not None else (None, None)
+                again = verify_model_isolated if (isolate or process is not None) else verify_model
+                report = again(path, one_row, reference=reference, min_cosine=cosine, **checks)
+                report = dataclasses.replace(report, reference_note=(
+                    f"checked on a batch of one: the input itself does not run in ONNX Runtime on a batch of "
+                    f"{_rows(gate_feeds(plan))} ({why})"))
     except VerificationError as e:
-        if str(e).startswith("ONNX Runtime cannot load"):
+        if e.failure == "load":
             _input_does_not_load(src, name)
-        elif str(e).startswith("ONNX Runtime cannot run") or "for the input, ONNX Runtime cannot run" in str(e):
-            _input_does_not_run(src, name, gate_feeds(plan))
-        raise VerificationError(f"{name} wrote a model {e}; nothing written", node=e.node, op=e.op) from e
+        raise VerificationError(f"{name} wrote a model {e}; nothing written", node=e.node, op=e.op,
+                                failure=e.failure) from e
     finally:
         pass_.gate_done()
     seconds = time.perf_counter() - start
@@ -868,16 +884,28 @@ def _input_does_not_load(src: str | os.PathLike, name: str) -> None:
                              f"{name} wrote nothing")
 
 
-def _input_does_not_run(src: str | os.PathLike, name: str, feeds) -> None:
-    """The output did not run in ONNX Runtime (or its reference, the input, did not): InputFileError when the
-    input does not run on the same batch either (an exporter's graph ORT rejects at run time), so the message
-    names the input's fault."""
-    from deploytool.runtime.verify import run_failure
+def _rows(feeds) -> int:
+    """The batch of ``feeds``: the first dimension of its first input with one (1 when none has)."""
+    return next((int(v.shape[0]) for v in feeds.values() if getattr(v, "ndim", 0) > 0), 1)
 
+
+def _input_runs_on_one_row(src: str | os.PathLike, name: str, plan):
+    """The output (or the input, its reference) did not run in ONNX Runtime on the gate's batch: ``(None,
+    None)`` when the input runs on it (the output's failure is the pass's); ``(feeds, why)`` with one row's
+    feeds when the input only runs on a batch of one (``why``: ORT's reason on the gate's batch); else
+    InputFileError naming the input (an exporter's graph ORT rejects at run time, whatever the batch)."""
+    from deploytool.runtime.verify import gate_feeds, run_failure
+
+    feeds = gate_feeds(plan)
     why = run_failure(src, feeds)
-    if why is not None:
-        raise InputFileError(f"{src}: the input itself does not run in ONNX Runtime on the gate's batch ({why}); "
-                             f"{name} wrote nothing")
+    if why is None:
+        return None, None
+    if _rows(feeds) > 1:
+        one_row = gate_feeds(plan, batch=1)
+        if _rows(one_row) == 1 and run_failure(src, one_row) is None:
+            return one_row, why
+    raise InputFileError(f"{src}: the input itself does not run in ONNX Runtime on the gate's batch ({why}); "
+                         f"{name} wrote nothing")
 
 
 def _strip_path(e: BaseException, path: Path) -> str:

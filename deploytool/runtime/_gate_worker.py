@@ -264,7 +264,7 @@ def _serve(lines, answer) -> int:
             out.update(ok=True, max_diff=report.max_diff, seconds=report.seconds, outputs=list(report.outputs),
                        inserted_casts=report.inserted_casts, reference_note=notes[0] if notes else None)
         except VerificationError as e:
-            out.update(error=str(e), node=e.node, op=e.op)
+            out.update(error=str(e), node=e.node, op=e.op, failure=e.failure)
         except Exception as e:  # noqa: BLE001 - reported to the parent as one line
             out.update(error=f"the verification gate failed ({type(e).__name__}: {' '.join(str(e).split())[:300]})")
         marks["verdict"] = time.monotonic()

@@ -100,10 +100,11 @@ def _ort_failure(verb: str, e: BaseException) -> VerificationError:
     raw = " ".join(str(e).split())
     m = _RUN_RE.search(raw) or _LOAD_RE.search(raw)
     if m:
-        return VerificationError(f"ONNX Runtime cannot {verb}: node '{m['node']}' ({m['op']}): "
-                                 f"{_short_reason(m['reason'])}", node=m["node"], op=m["op"])
+        where = f"node '{m['node']}' ({m['op']})" if m["node"] else f"an unnamed {m['op']} node"
+        return VerificationError(f"ONNX Runtime cannot {verb}: {where}: {_short_reason(m['reason'])}",
+                                 node=m["node"] or None, op=m["op"], failure=verb)
     inner = _ORT_STATUS.split(raw)[-1]  # the innermost status says why
-    return VerificationError(f"ONNX Runtime cannot {verb}: {_short_reason(inner, 300)}")
+    return VerificationError(f"ONNX Runtime cannot {verb}: {_short_reason(inner, 300)}", failure=verb)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -355,7 +356,7 @@ def _run(sess, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     missing = [n for n in specs if n not in feeds]
     if missing:
         raise VerificationError(f"ONNX Runtime cannot run: it declares input(s) {', '.join(missing)} the gate "
-                                f"has no data for (given: {', '.join(feeds)})")
+                                f"has no data for (given: {', '.join(feeds)})", failure="run")
     cast = {n: np.ascontiguousarray(feeds[n].astype(specs[n][0], copy=False)) for n in specs}
     names = [o.name for o in sess.get_outputs()]
     try:
@@ -414,7 +415,8 @@ def reference_outputs(reference: str | os.PathLike | bytes | MemoryReference, fe
         declared = {i.name for i in ref_sess.get_inputs()}
         return _run(ref_sess, {**_dropped_inputs(ref_sess, feeds), **{k: v for k, v in feeds.items() if k in declared}})
     except VerificationError as e:
-        raise VerificationError(f"that cannot be compared with its input (for the input, {e})") from e
+        raise VerificationError(f"that cannot be compared with its input (for the input, {e})",
+                                failure=None if e.failure is None else f"reference {e.failure}") from e
 
 
 def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], *,
@@ -684,7 +686,7 @@ class GateProcess:
         out = json.loads(line)
         if not out.get("ok"):
             raise VerificationError(out.get("error") or "that the verification gate refused", node=out.get("node"),
-                                    op=out.get("op"))
+                                    op=out.get("op"), failure=out.get("failure"))
         return VerifyReport(feeds={k: tuple(v.shape) for k, v in feeds.items()}, outputs=tuple(out.get("outputs", ())),
                             max_diff=out.get("max_diff"), seconds=time.perf_counter() - start,
                             peak_rss_bytes=out.get("peak_rss_bytes"), reference_reused=out.get("reference_reused"),
@@ -772,4 +774,4 @@ def verify_file(path: str | os.PathLike, *, reference: str | os.PathLike | None 
     try:
         return verify_model(p, gate_feeds(plan), reference=reference, rtol=rtol)
     except VerificationError as e:
-        raise VerificationError(f"{p}: a model {e}", node=e.node, op=e.op) from e
+        raise VerificationError(f"{p}: a model {e}", node=e.node, op=e.op, failure=e.failure) from e

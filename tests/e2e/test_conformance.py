@@ -107,6 +107,9 @@ FAMILIES = [
     # torch's opset-23 export (ONNX's Attention) under ORT's level 2: ORT fuses only the last layer's FFN residual
     # with the final LayerNorm (SkipLayerNormalization reading the pre-LN residual sum): was refused as mixed pre/post
     ("xlm-roberta-xl", "dynamo-23", 2),
+    # torch's opset-23 ModernBERT: ONNX's RotaryEmbedding with caches ONNX Runtime runs on one row only: the gate
+    # checks it on one row (was refused naming the input), the cells compare on one row
+    ("modernbert", "dynamo-23", 0),
 ]
 
 
@@ -646,8 +649,8 @@ def test_onnx_rotary_embedding_op_is_traced_and_holds_a_head_site(work):
     """torch's opset-23 export of ModernBERT writes its rotary embeddings as ONNX's RotaryEmbedding op (Q and K
     each through one, num_heads set): the finder reads through it to the packed Wqkv and counts each op's
     num_heads as a head site. (ONNX Runtime 1.32 runs that file at batch 1 only: its cos/sin caches keep a batch
-    of 1, which its RotaryEmbedding rejects for a batch of 2, the gate's; so the passes refuse it, naming the
-    input: checked too.)"""
+    of 1, which its RotaryEmbedding rejects for a batch of 2, the gate's; the gate checks the output on one row and
+    says so: checked too.)"""
     import onnx_ir as ir
 
     from deploytool.graph.finder import find_structure
@@ -666,8 +669,26 @@ def test_onnx_rotary_embedding_op_is_traced_and_holds_a_head_site(work):
         sites = [h.node for h in att.head_sites if h.attribute == "num_heads"]
         assert len(sites) == 2 and all(n.op_type == "RotaryEmbedding" for n in sites)
     r = CliRunner().invoke(main, ["prune-heads", str(src), "--heads", "0:0", "-o", str(work / "mb23.onnx")])
-    assert r.exit_code == 2 and "the input itself does not run in ONNX Runtime" in r.output
-    assert not (work / "mb23.onnx").exists()
+    assert r.exit_code == 0, r.output
+    assert "checked on a batch of one: the input itself does not run in ONNX Runtime on a batch of 2" in r.output
+    assert "RotaryEmbedding" in r.output and (work / "mb23.onnx").exists()
+
+
+def test_esm_opset23_export_that_runs_on_no_batch_is_refused_naming_the_input(work):
+    """torch's opset-23 export of ESM gives ONNX's Attention a [B, 1, 1, S] mask that ONNX Runtime 1.32 rejects
+    on any batch (one row too): every pass refuses it in one line naming the input, and writes nothing."""
+    from deploytool.runtime.verify import run_failure
+
+    case = C.MODEL_BY_NAME["esm"]
+    src = C.export(case, "dynamo-23", work / "exports")
+    if run_failure(src, C.feeds(case, lengths=C.ONE_ROW)) is None:
+        pytest.skip("ONNX Runtime now runs torch's opset-23 ESM on one row: the matrix covers it")
+    dst = work / "esm23.onnx"
+    r = CliRunner().invoke(main, ["prune-heads", str(src), "--heads", "0:0", "-o", str(dst)])
+    assert r.exit_code == 2, r.output
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "the input itself does not run in ONNX Runtime on the gate's batch" in lines[0], lines
+    assert not dst.exists()
 
 
 def test_int8_ort_path_keeps_onnx_attention(work):

@@ -505,3 +505,97 @@ def test_an_input_onnx_runtime_cannot_load_is_named_as_the_fault(src, tmp_path, 
     assert len(lines) == 1 and "the input itself does not load in ONNX Runtime" in lines[0], r.stderr
     assert str(bad) in lines[0] and "Traceback" not in r.output
     assert not dst.exists() and not list(tmp_path.glob("*.tmp*"))
+
+
+def _input_runs_on_one_row_only(src, path) -> None:
+    """``src`` with one more output, ``Reshape(input_ids, [1, -1]) + input_ids``: equal to ``2 * input_ids`` on
+    a batch of one, a broadcast error on two rows (what torch's opset-23 export of ModernBERT does in ONNX's
+    RotaryEmbedding: cos/sin caches kept with a batch of one)."""
+    proto = onnx.load(src)
+    proto.graph.initializer.append(onnx.numpy_helper.from_array(np.array([1, -1], np.int64), "one_row_shape"))
+    proto.graph.node.extend([
+        onnx.helper.make_node("Reshape", ["input_ids", "one_row_shape"], ["ids_one_row"], name="one_row_view"),
+        onnx.helper.make_node("Add", ["ids_one_row", "input_ids"], ["one_row"], name="one_row_add")])
+    proto.graph.output.append(onnx.helper.make_tensor_value_info("one_row", onnx.TensorProto.INT64, [1, "seq"]))
+    onnx.checker.check_model(proto)
+    onnx.save(proto, path)
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["in-process", "gate-process"])
+@pytest.mark.parametrize("command", [["slice", "--width", "0.5"], ["quantize", "--int8"],
+                                     ["pack", "--weights", "ternary"], ["reorder"]])
+def test_an_input_that_runs_on_one_row_only_is_checked_on_one_row(src, tmp_path, command, big, monkeypatch):
+    """An input ONNX Runtime runs on a batch of one only (the gate's batch has two rows): the output is checked
+    on one row, against the same reference, written, and the user told why in one note. Before, the pass refused
+    it as the input's fault. ``big``: the gate in its own process with the early reference (made for two rows,
+    so not reused)."""
+    from deploytool.passes import base
+
+    if big:
+        monkeypatch.setattr(base, "BIG_MODEL_BYTES", 0)
+    inp = tmp_path / "one_row.onnx"
+    _input_runs_on_one_row_only(src, inp)
+    with pytest.raises(Exception, match="one_row_add"):
+        run_onnx(inp, fixed_inputs())  # two rows
+    dst = tmp_path / "out.onnx"
+    before = inp.read_bytes()
+    r = CliRunner().invoke(main, [command[0], str(inp), *command[1:], "-o", str(dst)])
+    assert r.exit_code == 0, r.output
+    assert "note: checked on a batch of one: the input itself does not run in ONNX Runtime on a batch of 2" in r.output
+    assert "one_row_add" in r.output and "(Add)" in r.output  # ORT's reason names the input's node
+    assert inp.read_bytes() == before
+    one = {k: v[:1] for k, v in fixed_inputs().items()}
+    got, want = run_onnx(dst, one), run_onnx(inp, one)
+    assert np.array_equal(got["one_row"], 2 * one["input_ids"])
+    if command[0] == "reorder":  # outputs unchanged by design
+        np.testing.assert_allclose(got["last_hidden_state"], want["last_hidden_state"], atol=1e-5)
+
+
+def test_one_row_input_whose_output_fails_on_one_row_is_the_pass_fault(src, tmp_path):
+    """The input runs on one row and the pass's output does not: the pass is named (not the input)."""
+    inp = tmp_path / "one_row.onnx"
+    _input_runs_on_one_row_only(src, inp)
+    dst = tmp_path / "bad.onnx"
+    with pytest.raises(VerificationError) as e:
+        run_pass_file(BadReshapePass(), inp, dst)
+    msg = str(e.value)
+    assert msg.startswith("BadReshapePass wrote a model ONNX Runtime cannot run: node ") and "(Reshape)" in msg, msg
+    assert e.value.failure == "run"
+    _assert_nothing_written(dst)
+
+
+def test_an_input_that_runs_on_no_batch_is_named_as_the_fault(src, tmp_path):
+    """An input ONNX Runtime runs neither on the gate's batch nor on one row: the input's fault, one line,
+    exit 2, nothing written (torch's opset-23 export of ESM: a [B, 1, 1, S] mask ORT's Attention rejects)."""
+    proto = onnx.load(src)
+    proto.graph.initializer.append(onnx.numpy_helper.from_array(np.array([-1, 3], np.int64), "three_cols"))
+    proto.graph.node.append(onnx.helper.make_node("Reshape", ["input_ids", "three_cols"], ["bad"], name="bad_view"))
+    proto.graph.output.append(onnx.helper.make_tensor_value_info("bad", onnx.TensorProto.INT64, None))
+    bad = tmp_path / "bad.onnx"
+    onnx.save(proto, bad)
+    dst = tmp_path / "out.onnx"
+    r = CliRunner().invoke(main, ["slice", str(bad), "--width", "0.5", "-o", str(dst)])
+    assert r.exit_code == 2, r.output
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "the input itself does not run in ONNX Runtime on the gate's batch" in lines[0], r.stderr
+    assert "bad_view" in lines[0]
+    _assert_nothing_written(dst)
+
+
+def test_verification_errors_say_what_failed(src, tmp_path):
+    """The gate's errors carry what failed (load, run, the reference's load or run; None for a comparison),
+    across the gate's process too: the runner dispatches on it, not on the message's words."""
+    from deploytool.runtime.verify import verify_model, verify_model_isolated
+
+    bad = tmp_path / "bad.onnx"
+    _input_runs_on_one_row_only(src, bad)
+    feeds = fixed_inputs()
+    for check in (verify_model, verify_model_isolated):
+        with pytest.raises(VerificationError) as e:
+            check(bad, feeds)
+        assert e.value.failure == "run", check
+        with pytest.raises(VerificationError) as e:
+            check(src, feeds, reference=bad)
+        assert e.value.failure == "reference run", check
+    with pytest.raises(ValueError, match="unknown failure"):
+        VerificationError("x", failure="compare")
