@@ -1035,10 +1035,22 @@ def _na_reasons(cells: list[dict]) -> str:
     for exporter, models in invalid.items():
         parts.append(f"{exporter} writes a file ONNX Runtime cannot load for {', '.join(models)}")
     for exporter, models in unrunnable.items():
-        parts.append(f"{exporter} writes a file ONNX Runtime cannot run on a batch of two for {', '.join(models)}")
+        parts.append(f"{exporter} writes a file ONNX Runtime cannot run (on a batch of two nor on one row) for "
+                     f"{', '.join(models)}")
     for model, exporters in optimizer.items():
         parts.append(f"ORT's optimizer fails on {model}'s {' and '.join(sorted(exporters))} exports")
     return "; ".join(parts) or "none"
+
+
+def _one_row_cells(cells: list[dict]) -> str:
+    """The cells run on one row (an export ONNX Runtime runs on no bigger batch; the gate checks it so), as a
+    sentence; empty when none was."""
+    one = [c for c in cells if "row(s): the export runs on no bigger batch" in (c.get("detail") or "")]
+    if not one:
+        return ""
+    graphs = sorted({f"{c['model']} ({c['exporter']})" for c in one})
+    return (f" {len(one):,} cells ran on one row, as their export runs on no bigger batch in ONNX Runtime and the "
+            f"gate checks it so, with a note: {', '.join(graphs)}.")
 
 
 def render_conformance(results: Path) -> str:
@@ -1122,7 +1134,8 @@ def render_conformance(results: Path) -> str:
                f"{' and '.join(working) or 'no pass'} {'works' if len(working) == 1 else 'work'}). " if named else "")
             + (f"{other_refused:,} {'more ' if named else ''}cells are refused in one line with nothing written ({other_text}). "
                if other_refused else "")
-            + f"{c.get('n/a', 0):,} cells are n/a: {_na_reasons(d['cells'])}. References used: "
+            + f"{c.get('n/a', 0):,} cells are n/a: {_na_reasons(d['cells'])}." + _one_row_cells(d["cells"])
+            + " References used: "
             + ", ".join(f"{names.get(k, k)} {v:,}" for k, v in refs.items())
             + ". Per model and exporter (equal or close / applicable cells over "
             f"{len(d['opt_levels'])} optimizer settings x {len(d['passes'])} passes; R: refused), from "
