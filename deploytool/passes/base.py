@@ -25,7 +25,10 @@ place; a model ORT cannot load or run, or one with a non-finite output, raises
 :class:`deploytool.errors.VerificationError` naming the pass and the node ORT named, and nothing is
 written. A pass whose :meth:`DeployPass.preserves_outputs` is True (reorder) must also give the input
 model's outputs on the same batch (``max|diff| <= 1e-4 * max(1, max|ref|)``). ``verify=False`` skips
-the gate; the stats then say ``verified: False``.
+the gate; the stats then say ``verified: False``. An output that fails because its input fails alike is the
+input's fault (an :class:`~deploytool.errors.InputFileError` naming the input), decided on the error's
+``failure`` (what ORT refused), not its words; an input ORT runs on one row only (torch's opset-23 ModernBERT)
+has its output checked on one row, and the stats' ``gate_input_note`` says so.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ feeds and requires every output to match within ``max|diff| <= rtol * max(1, max
 
 A failure raises :class:`deploytool.errors.VerificationError` whose message is a predicate on the
 model, e.g. ``ONNX Runtime cannot run: node '/encoder/layer.0/attention/Add' (Add): Attempting to
-broadcast an axis by a dimension other than 1. 4 by 2``, so callers can prefix what wrote it.
+broadcast an axis by a dimension other than 1. 4 by 2``, so callers can prefix what wrote it; its
+``failure`` says what ORT refused (``"load"``, ``"run"``, ``"reference load"``, ``"reference run"``; None when
+an output check failed), which callers dispatch on.
 """
 
 from __future__ import annotations
