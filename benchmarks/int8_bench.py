@@ -514,7 +514,7 @@ def _native_variants_for(paths: dict[str, Path], work: Path, tag: str, only: set
     wanted = [v for v in NATIVE_VARIANTS if only is None or v in only]
     if not wanted:
         return {}
-    if "ours" not in paths or configs.get("ours", {}).get("stats", {}).get("engine") != "native":
+    if "ours" not in paths or not configs_native(configs):
         for v in wanted:
             configs[v] = {"error": "needs the default graph ('ours') written by the native engine"}
         return {}

@@ -846,12 +846,13 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
                 config = _gate_session_config(proto)
             checks = dict(rtol=rtol, reference_label=pass_.reference_label, session_config=config,
                           count_casts=pass_.gate_counts_casts())
+            feeds = gate_feeds(plan)
             try:
-                report = run(path, gate_feeds(plan), reference=reference, min_cosine=cosine, **checks)
+                report = run(path, feeds, reference=reference, min_cosine=cosine, **checks)
             except VerificationError as e:
                 if e.failure not in ("run", "reference run"):
                     raise
-                one_row, why = _input_runs_on_one_row(src, name, plan)  # InputFileError when on neither
+                one_row, why = _input_runs_on_one_row(src, name, plan, feeds)  # InputFileError when on neither
                 if one_row is None:  # the input runs on the gate's batch: the output's failure is the pass's
                     raise
                 # an export that only runs on one row (torch's opset-23 ModernBERT keeps its rotary caches at
@@ -861,9 +862,10 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
                     reference, cosine = ref if ref is not None else (None, None)
                 again = verify_model_isolated if (isolate or process is not None) else verify_model
                 report = again(path, one_row, reference=reference, min_cosine=cosine, **checks)
-                report = dataclasses.replace(report, reference_note=(
-                    f"checked on a batch of one: the input itself does not run in ONNX Runtime on a batch of "
-                    f"{_rows(gate_feeds(plan))} ({why})"))
+                note = (f"checked on a batch of one: the input itself does not run in ONNX Runtime on a batch of "
+                        f"{_rows(feeds)} ({why})")
+                report = dataclasses.replace(report, reference_note="; ".join(
+                    x for x in (note, report.reference_note) if x))  # the reference's own note kept
     except VerificationError as e:
         if e.failure == "load":
             _input_does_not_load(src, name)
@@ -892,14 +894,14 @@ def _rows(feeds) -> int:
     return next((int(v.shape[0]) for v in feeds.values() if getattr(v, "ndim", 0) > 0), 1)
 
 
-def _input_runs_on_one_row(src: str | os.PathLike, name: str, plan):
-    """The output (or the input, its reference) did not run in ONNX Runtime on the gate's batch: ``(None,
-    None)`` when the input runs on it (the output's failure is the pass's); ``(feeds, why)`` with one row's
-    feeds when the input only runs on a batch of one (``why``: ORT's reason on the gate's batch); else
-    InputFileError naming the input (an exporter's graph ORT rejects at run time, whatever the batch)."""
+def _input_runs_on_one_row(src: str | os.PathLike, name: str, plan, feeds):
+    """The output (or the input, its reference) did not run in ONNX Runtime on the gate's batch ``feeds`` (made
+    from ``plan``): ``(None, None)`` when the input runs on it (the output's failure is the pass's); ``(feeds,
+    why)`` with one row's feeds when the input only runs on a batch of one (``why``: ORT's reason on the gate's
+    batch); else InputFileError naming the input (an exporter's graph ORT rejects at run time, whatever the
+    batch)."""
     from deploytool.runtime.verify import gate_feeds, run_failure
 
-    feeds = gate_feeds(plan)
     why = run_failure(src, feeds)
     if why is None:
         return None, None
