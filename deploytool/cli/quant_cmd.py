@@ -21,7 +21,10 @@ from deploytool.units import fmt_bytes as _fmt_bytes  # noqa: E402
 def _echo(result, output: str, title: str) -> None:
     s = result.stats
     before, after = result.bytes_before, result.bytes_after
-    size = f" {_fmt_bytes(before)} -> {_fmt_bytes(after)} ({before / after:.2f}x smaller)" if before and after else ""
+    size = ""
+    if before and after:  # a graph of many small constants can grow (fp16's Casts outweigh its halved weights)
+        ratio = f"{before / after:.2f}x smaller" if after <= before else f"{after / before:.2f}x larger"
+        size = f" {_fmt_bytes(before)} -> {_fmt_bytes(after)} ({ratio})"
     click.echo(f"{title}: wrote {output}{size}")
     if result.variant is not None:
         click.echo(f"  variant: {result.variant}")

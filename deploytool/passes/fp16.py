@@ -123,8 +123,9 @@ class Fp16ConvertPass(DeployPass):
                 t.ClearField("data_location")
         n_float = sum(v.const_value is not None and v.const_value.dtype is ir.DataType.FLOAT
                       for v in model.graph.initializers.values())
+        kept = batch_transposes_into_weights(proto)
         out, bounds = convert_graph_to_float16(proto, keep_io_types=self.config.keep_io_types,
-                                               op_block_list=self.config.op_block_list)
+                                               op_block_list=self.config.op_block_list, node_block_list=kept)
         for t in out.graph.initializer:
             if t.name in held:  # back to a placeholder the IR reads as "data elsewhere"
                 t.data_location = onnx.TensorProto.EXTERNAL
@@ -147,7 +148,51 @@ class Fp16ConvertPass(DeployPass):
         swap_in(model, new)
         stats: dict[str, Any] = {"float_initializers": n_float, "fp16_initializers": n_half,
                                  "keep_io_types": self.config.keep_io_types}
+        if kept:
+            stats["fp32_transposes"] = len(kept)
+            stats["fp32_transposes_note"] = (
+                f"{len(kept)} Transpose node(s) that move a batch axis into a weight MatMul stay fp32 (a Cast "
+                "to fp16 after each): ONNX Runtime 1.32 crashes building a session of that pattern in fp16")
         return DeployPassResult(model, modified=True, stats=stats)
+
+
+def batch_transposes_into_weights(proto: onnx.ModelProto) -> tuple[str, ...]:
+    """Names of the Transpose nodes of ``proto`` (its main graph) that the fp16 output must keep in fp32: a
+    Transpose of rank >= 3 whose ``perm`` moves one of the leading (batch) axes, read by a MatMul whose other
+    operand is a 2-D weight (an initializer or Constant). A sequence-first encoder has them: Longformer's
+    ``hidden_states.transpose(0, 1)`` before its Q/K/V projections, ``nn.MultiheadAttention`` with
+    ``batch_first=False``. In fp16, ONNX Runtime 1.32's CPU provider segfaults while it builds a session
+    of that pattern at its default optimization level (``ORT_ENABLE_ALL``; seen for perms (1, 0, 2),
+    (1, 2, 0), (1, 2, 0, 3), (1, 2, 3, 0) with symbolic axes, as exports have them; fp32, and BERT's
+    (0, 2, 1, 3) before a Reshape, are fine), so no
+    session could check, let alone run, the file. Unnamed ones are named here (the converter blocks by name)."""
+    g = proto.graph
+    rank2 = {t.name for t in g.initializer if len(t.dims) == 2}
+    for n in g.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value" \
+                and len(n.attribute[0].t.dims) == 2:
+            rank2.add(n.output[0])
+    weight_matmul_inputs = set()
+    for n in g.node:
+        if n.op_type == "MatMul" and len(n.input) == 2:
+            a, b = n.input
+            if b in rank2:
+                weight_matmul_inputs.add(a)
+            if a in rank2:
+                weight_matmul_inputs.add(b)
+    kept = []
+    for i, n in enumerate(g.node):
+        if n.op_type != "Transpose" or not n.output or n.output[0] not in weight_matmul_inputs:
+            continue
+        perm = next((list(a.ints) for a in n.attribute if a.name == "perm"), None)
+        if perm is None or len(perm) < 3 or perm[:-2] == list(range(len(perm) - 2)):
+            continue  # no perm (reversed axes: rank unknown here) or the batch axes stay where they are
+        if not n.name:
+            names = {m.name for m in g.node}
+            n.name = next(f"deploytool_fp32_transpose_{k}" for k in range(i, i + len(names) + 1)
+                          if f"deploytool_fp32_transpose_{k}" not in names)
+        kept.append(n.name)
+    return tuple(kept)
 
 
 def to_float16(a: np.ndarray, min_positive_val: float, max_finite_val: float) -> np.ndarray:

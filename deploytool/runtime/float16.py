@@ -20,10 +20,11 @@ from deploytool.errors import DeployError
 __all__ = ["convert_graph_to_float16"]
 
 
-def convert_graph_to_float16(proto: onnx.ModelProto, *, keep_io_types: bool,
-                             op_block_list: tuple[str, ...] = ()) -> tuple[onnx.ModelProto, tuple[float, float]]:
+def convert_graph_to_float16(proto: onnx.ModelProto, *, keep_io_types: bool, op_block_list: tuple[str, ...] = (),
+                             node_block_list: tuple[str, ...] = ()) -> tuple[onnx.ModelProto, tuple[float, float]]:
     """``proto`` retyped to fp16 by ORT's converter (its initializers may carry no data: their shapes come
-    from ``dims``), and the converter's ``(min_positive_val, max_finite_val)``. ORT's warnings are kept
+    from ``dims``), and the converter's ``(min_positive_val, max_finite_val)``. ``node_block_list``: names of
+    nodes kept in fp32 (with Casts around them) besides the blocked op types. ORT's warnings are kept
     quiet; a converter failure is one :class:`DeployError` line."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
@@ -33,7 +34,8 @@ def convert_graph_to_float16(proto: onnx.ModelProto, *, keep_io_types: bool,
     ort_logger.setLevel(logging.ERROR)
     try:
         with _shapes_from_dims():
-            out = convert_float_to_float16(proto, keep_io_types=keep_io_types, op_block_list=block)
+            out = convert_float_to_float16(proto, keep_io_types=keep_io_types, op_block_list=block,
+                                           node_block_list=list(node_block_list) or None)
     except Exception as e:
         raise DeployError(f"fp16: conversion failed ({type(e).__name__}: {e})") from e
     finally:

@@ -724,6 +724,17 @@ class GateProcess:
         with contextlib.suppress(OSError, ValueError):
             self._log.seek(0)
             tail = " ".join(self._log.read().decode(errors="replace").split())[-300:]
+        if code is not None and code < 0:  # a signal: a crash in ONNX Runtime's native code, or the OOM killer
+            import signal
+
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            what = {"SIGSEGV": "ONNX Runtime crashed (segmentation fault)", "SIGABRT": "ONNX Runtime aborted",
+                    "SIGBUS": "ONNX Runtime crashed (bus error)",
+                    "SIGKILL": "killed (out of memory?)"}.get(name, f"killed by {name}")
+            return f"{what}, {name}" + (f": {tail}" if tail else "")
         return f"exit {code}" + (f": {tail}" if tail else "")
 
     def close(self) -> None:
