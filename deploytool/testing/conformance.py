@@ -161,6 +161,17 @@ def _configs() -> dict[str, Callable]:
         "roformer": lambda: tr.RoFormerConfig(**common),
         # ESM-2's wiring (rotary, no absolute positions); token_dropout off: on, it rescales the embeddings by
         # the share of masked tokens in each row, which a tiny random vocabulary makes meaningless
+        # BigBird with full attention (block-sparse needs sequences of hundreds of tokens; on shorter ones
+        # transformers itself switches a block_sparse model to this)
+        "big_bird": lambda: tr.BigBirdConfig(**common, attention_type="original_full"),
+        "splinter": lambda: tr.SplinterConfig(**common),
+        # NeZha: functional relative positions added to the scores and to the context (refused: its context is
+        # P.V + P.R, not a plain projection's input)
+        "nezha": lambda: tr.NezhaConfig(**common),
+        # MRA and YOSO: no softmax attention (multi-resolution / LSH-sampled kernels): structure passes refuse,
+        # weight passes (int8, fp16, pack) run on every projection
+        "mra": lambda: tr.MraConfig(**common),
+        "yoso": lambda: tr.YosoConfig(**common),
         "esm": lambda: tr.EsmConfig(**common, pad_token_id=1, position_embedding_type="rotary", token_dropout=False),
         "modernbert": lambda: tr.ModernBertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS,
                                                   intermediate_size=FFN, num_hidden_layers=LAYERS,
@@ -183,7 +194,8 @@ class ModelCase:
     @property
     def token_types(self) -> bool:
         return self.family in ("bert", "bert-odd", "electra", "albert", "mobilebert", "mobilebert-ln", "deberta-v2",
-                               "deberta-v3", "deberta-v2-ownpos", "ernie", "megatron-bert", "rembert", "roformer")
+                               "deberta-v3", "deberta-v2-ownpos", "ernie", "megatron-bert", "rembert", "roformer",
+                               "big_bird", "splinter", "nezha", "mra", "yoso")
 
 
 MODELS = (
@@ -213,6 +225,11 @@ MODELS = (
     ModelCase("rembert", "rembert"),  # embeddings narrower than the encoder, projected up
     ModelCase("roformer", "roformer"),  # interleaved rotary position embeddings
     ModelCase("esm", "esm"),  # pre-LayerNorm, rotary, head count inferred (-1) in every view
+    ModelCase("big_bird", "big_bird"),  # full attention; transformers has no prune_heads for it: module surgery
+    ModelCase("splinter", "splinter"),  # no pooler
+    ModelCase("nezha", "nezha"),  # relative positions in the context too: structure passes refuse
+    ModelCase("mra", "mra"),  # no softmax attention: structure passes refuse, weight passes run
+    ModelCase("yoso", "yoso"),
 )
 # cases outside the matrix, for tests: DeBERTa with its own relative-position projections
 EXTRA_MODELS = (ModelCase("deberta-v2-ownpos", "deberta-v2-ownpos"),)
@@ -381,7 +398,8 @@ def dynabert_layers(n_layers: int, d: float) -> list[int]:
 
 # families laid out as BERT's modules are (encoder.layer[i].attention.self.query ..., intermediate.dense,
 # output.dense) whose transformers classes have their own ``prune_heads``: the references above apply as is
-_BERT_LIKE = ("ernie", "data2vec-text", "xlm-roberta-xl", "megatron-bert", "rembert", "roformer", "esm")
+_BERT_LIKE = ("ernie", "data2vec-text", "xlm-roberta-xl", "megatron-bert", "rembert", "roformer", "esm", "big_bird",
+              "splinter", "nezha", "mra", "yoso")
 
 
 def _base(model):
@@ -524,6 +542,23 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
             att.Wo = _slice_linear(att.Wo, idx, 1)
             att.num_heads = len(keep)
             att.all_head_size = len(keep) * d
+        return
+    if mt == "big_bird":
+        # transformers has no prune_heads for BigBird: module surgery. BigBirdSelfAttention (full attention) views
+        # query/key/value(h) as [bs, seq, num_attention_heads, attention_head_size] (rows head * size + d) and
+        # merges the context back to [bs, seq, all_head_size] before attention.output.dense.
+        for i, layer in enumerate(_layers(model)):
+            heads = removed.get(i, [])
+            if not heads:
+                continue
+            att = layer.attention.self
+            d, h = att.attention_head_size, att.num_attention_heads
+            idx = torch.as_tensor([j * d + e for j in range(h) if j not in heads for e in range(d)], dtype=torch.long)
+            for name in ("query", "key", "value"):
+                setattr(att, name, _slice_linear(getattr(att, name), idx, 0))
+            layer.attention.output.dense = _slice_linear(layer.attention.output.dense, idx, 1)
+            att.num_attention_heads = h - len(heads)
+            att.all_head_size = att.num_attention_heads * d
         return
     if mt in ("deberta", "deberta-v2"):
         # transformers has no prune_heads for DeBERTa: module surgery. v2's DisentangledSelfAttention views each of
@@ -1057,6 +1092,17 @@ def run_cell(case: ModelCase, exporter: str, level: int, pass_name: str, src: Pa
     return cell
 
 
+def export_mismatch(src: Path, model, case: ModelCase, lengths: tuple[int, ...] | None = None) -> str | None:
+    """Why the export ``src`` itself (before any pass) differs from ``model`` on the cells' batch (an unchanged
+    cell's tolerance), or None: every cell compares a pass's output with PyTorch, so a difference the exporter
+    made would be charged to the pass."""
+    from deploytool.runtime.infer import run_onnx
+
+    f = feeds(case) if lengths is None else feeds(case, lengths=lengths)
+    status, _, detail = compare(run_onnx(src, f), torch_outputs(model, f), "reorder")
+    return None if status == "equal" else detail
+
+
 def _unlink(paths: list[Path]) -> None:
     for path in paths:
         try:
@@ -1094,6 +1140,9 @@ def run_matrix(models=MODELS, exporters=EXPORTERS, levels=OPT_LEVELS, passes=PAS
                     lengths = ONE_ROW  # torch's opset-23 ModernBERT: rotary caches made for one row
                 elif invalid is not None:  # torch's opset-23 export of ESM: a [batch, 1, 1, S] mask into Attention
                     raise ValueError(f"it wrote a model ONNX Runtime cannot run ({invalid})")
+                wrong = export_mismatch(src0, ref_model, case, lengths)
+                if wrong is not None:  # torch's TorchScript export of Longformer or RoCBert: no pass can be judged
+                    raise ValueError(f"its model computes something else than PyTorch's before any pass ({wrong})")
             except Exception as e:  # noqa: BLE001 - the exporter's failure, not ours
                 for level in levels:
                     for p in passes:

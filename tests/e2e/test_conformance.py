@@ -110,6 +110,8 @@ FAMILIES = [
     # torch's opset-23 ModernBERT: ONNX's RotaryEmbedding with caches ONNX Runtime runs on one row only: the gate
     # checks it on one row (was refused naming the input), the cells compare on one row
     ("modernbert", "dynamo-23", 0),
+    ("big_bird", "torchscript-17", 0),  # full attention; heads by module surgery (no prune_heads in transformers)
+    ("splinter", "optimum", 0),  # no pooler; optimum declares token_type_ids
 ]
 
 
@@ -731,3 +733,34 @@ def test_int8_onnx_attention_equals_reference(model, exporter, level, work):
     cells = _cells(model, exporter, level, work, passes=("int8-onnx",))
     bad = [f"{c.pass_name}: {c.status} {c.detail}" for c in cells if c.status != "close"]
     assert not bad, "\n".join(bad)
+
+
+# families with no softmax attention (MRA, YOSO) or relative positions in the context (NeZha): every pass that
+# needs the attention's structure refuses in one line, the weight passes run and equal their references
+STRUCTURE_PASSES = {"slice-0.5-0.75", "slice-0.75-0.5", "slice-0.25-1", "slice-1-0.5", "prune-heads", "prune-ffn",
+                    "reorder"}
+
+
+@pytest.mark.parametrize("model,exporter", [("mra", "torchscript-17"), ("nezha", "dynamo")])
+def test_families_without_a_readable_attention_refuse_structure_passes_only(model, exporter, work):
+    cells = {c.pass_name: c for c in _cells(model, exporter, 0, work)}
+    assert {p for p, c in cells.items() if c.status == "refused"} >= STRUCTURE_PASSES
+    assert all("\n" not in c.detail for c in cells.values())
+    ran = {p for p, c in cells.items() if c.status in ("equal", "close")}
+    bad = [f"{p}: {c.status} {c.detail}" for p, c in cells.items() if c.status not in ("equal", "close", "refused")]
+    assert not bad, "\n".join(bad)
+    # int8 and fp16 read weights only; pack needs to tell the encoder's weights from the head's: with no attention
+    # found at all (MRA) it packs every weight, with one found but unreadable (NeZha) it refuses
+    assert {"int8", "fp16"} <= ran
+    assert ("pack" in ran) == (model == "mra")
+
+
+def test_an_export_that_differs_from_pytorch_is_the_exporters_failure(work):
+    """The matrix compares the export itself with PyTorch first: a cell never charges a pass with what the
+    exporter changed (torch's TorchScript exports of Longformer and RoCBert differ by 0.5-0.7)."""
+    case = C.MODEL_BY_NAME["bert"]
+    src = C.export(case, "torchscript-17", work / "mismatch")
+    assert C.export_mismatch(src, C.build_model(case), case) is None
+    other = C.build_model(case, seed=1)
+    why = C.export_mismatch(src, other, case)
+    assert why is not None and "max diff" in why
