@@ -134,6 +134,10 @@ def main(ctx: click.Context, debug: bool, verbose: int) -> None:
     """deploytool: Transformer encoders from PyTorch to small, fast, measured ONNX models."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    if debug:  # the command runs in this process (no fork, see _supervise): a native crash shows where it was
+        import faulthandler
+
+        faulthandler.enable()
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
@@ -149,8 +153,80 @@ def entry() -> None:
     is cleared; the files a command writes are closed by then (each is written in a ``with`` block and
     renamed into place). Not in :func:`main` itself: tests and scripts call that in a process that goes on.
     """
+    _supervise()
     try:
         main()
     finally:
         gc.freeze()
+
+
+#: what a command killed by a signal is said to have met (the rest by the signal's name)
+_CRASHES = {"SIGSEGV": "a crash (segmentation fault) in native code", "SIGBUS": "a crash (bus error) in native code",
+            "SIGABRT": "an abort in native code", "SIGFPE": "a crash (arithmetic fault) in native code",
+            "SIGILL": "a crash (illegal instruction) in native code", "SIGKILL": "a kill (out of memory?)"}
+
+
+def _supervise() -> None:
+    """Run the command in a forked child and wait for it (POSIX; not with ``--debug``): a command whose process
+    dies of a signal (a segmentation fault in ONNX Runtime, PyTorch or numpy on some input; the OOM killer)
+    then ends in one ``error:`` line and exit 2 like any other failure, instead of a silent exit 139. Returns in
+    the child (or where there is no fork); the parent exits with the child's code. The fork happens before
+    any heavy import (click and deploytool's errors only: ~1 ms). The parent ignores ^C (the terminal sends it
+    to the child too, which ends as interrupted), passes SIGTERM and SIGHUP on to the child, and the child
+    gets SIGTERM should the parent die first (Linux). Outputs are written atomically, so a crash leaves none
+    half-written."""
+    import signal
+
+    if not hasattr(os, "fork") or "--debug" in sys.argv[1:] or os.environ.get("DEPLOYTOOL_NO_FORK"):
+        return
+    parent = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError:  # no process left to make: run here
+        return
+    if pid == 0:
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() != parent:  # the parent is already gone
+            os._exit(1)
+        return
+
+    def forward(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, forward)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except ChildProcessError:
+            os._exit(1)
+        except InterruptedError:
+            continue
+    if os.WIFEXITED(status):
+        os._exit(os.WEXITSTATUS(status))
+    sig = os.WTERMSIG(status)
+    if sig == signal.SIGINT:
+        os._exit(130)
+    if sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):  # asked to stop, or the reader left
+        os._exit(128 + sig)
+    try:
+        name = signal.Signals(sig).name
+    except ValueError:
+        name = f"signal {sig}"
+    what = _CRASHES.get(name, f"signal {name}")
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), "deploytool")
+    sys.stderr.write(f"error: deploytool {command} died of {what} ({name}); its output, if any, was not "
+                     "written (rerun with --debug to see where)\n")
+    sys.stderr.flush()
+    os._exit(2)
 

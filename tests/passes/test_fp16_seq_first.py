@@ -173,3 +173,21 @@ def test_a_crash_of_the_gate_process_is_one_line(tmp_path, monkeypatch):
         transform(src, dst, Fp16Config())
     assert "\n" not in str(e.value) and "nothing written" in str(e.value)
     assert not dst.exists()
+
+
+def test_a_crash_on_a_users_fp16_file_is_one_line_from_the_command(tmp_path, monkeypatch):
+    """A user's own fp16 file of that pattern (one made before this fix, or by another tool) crashes ONNX
+    Runtime in any session of it: the command ends in one line and exit 2, nothing written."""
+    src, bad = tmp_path / "m.onnx", tmp_path / "theirs16.onnx"
+    _seq_first((1, 0, 2), src)
+    monkeypatch.setattr(fp16_mod, "batch_transposes_into_weights", lambda proto: ())
+    transform(src, bad, Fp16Config(check_host=False), verify=False)
+    if _run_isolated(bad, {"x": np.ones((8, 8, 8), np.float32)})[0] == 0:
+        pytest.skip("this ONNX Runtime runs the fp16 pattern")
+    dst = tmp_path / "out.onnx"
+    p = subprocess.run([sys.executable, "-m", "deploytool", "quantize", "--int8", str(bad), "-o", str(dst)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "died of a crash (segmentation fault) in native code (SIGSEGV)" in lines[0]
+    assert not dst.exists()
