@@ -165,6 +165,8 @@ def _configs() -> dict[str, Callable]:
         # transformers itself switches a block_sparse model to this)
         "big_bird": lambda: tr.BigBirdConfig(**common, attention_type="original_full"),
         "splinter": lambda: tr.SplinterConfig(**common),
+        # LayoutLM: BERT with 2-D position embeddings of each token's box (a third input, bbox [B, S, 4])
+        "layoutlm": lambda: tr.LayoutLMConfig(**common),
         # NeZha: functional relative positions added to the scores and to the context (refused: its context is
         # P.V + P.R, not a plain projection's input)
         "nezha": lambda: tr.NezhaConfig(**common),
@@ -195,7 +197,7 @@ class ModelCase:
     def token_types(self) -> bool:
         return self.family in ("bert", "bert-odd", "electra", "albert", "mobilebert", "mobilebert-ln", "deberta-v2",
                                "deberta-v3", "deberta-v2-ownpos", "ernie", "megatron-bert", "rembert", "roformer",
-                               "big_bird", "splinter", "nezha", "mra", "yoso")
+                               "big_bird", "splinter", "layoutlm", "nezha", "mra", "yoso")
 
 
 MODELS = (
@@ -227,6 +229,7 @@ MODELS = (
     ModelCase("esm", "esm"),  # pre-LayerNorm, rotary, head count inferred (-1) in every view
     ModelCase("big_bird", "big_bird"),  # full attention; transformers has no prune_heads for it: module surgery
     ModelCase("splinter", "splinter"),  # no pooler
+    ModelCase("layoutlm", "layoutlm"),  # a bbox input beside the ids and mask
     ModelCase("nezha", "nezha"),  # relative positions in the context too: structure passes refuse
     ModelCase("mra", "mra"),  # no softmax attention: structure passes refuse, weight passes run
     ModelCase("yoso", "yoso"),
@@ -281,6 +284,11 @@ def feeds(case: ModelCase, lengths=(8, 5, 3), seed: int = 0) -> dict[str, np.nda
     if case.ids_only:  # full-length rows: without a mask, padding would be attended to
         return {"input_ids": rng.integers(3, VOCAB, size=(len(lengths), seq), dtype=np.int64)}
     out = {"input_ids": ids, "attention_mask": mask}
+    if case.family == "layoutlm":  # word boxes (x0, y0, x1, y1) in 0..1000, second in forward's order
+        corner = rng.integers(0, 500, size=(len(lengths), seq, 2), dtype=np.int64)
+        box = np.concatenate([corner, corner + rng.integers(0, 400, size=corner.shape, dtype=np.int64)], axis=-1)
+        box[ids == 0] = 0
+        out = {"input_ids": ids, "bbox": box, "attention_mask": mask}
     if case.token_types:
         out["token_type_ids"] = np.zeros_like(ids)
     return out
@@ -399,7 +407,7 @@ def dynabert_layers(n_layers: int, d: float) -> list[int]:
 # families laid out as BERT's modules are (encoder.layer[i].attention.self.query ..., intermediate.dense,
 # output.dense) whose transformers classes have their own ``prune_heads``: the references above apply as is
 _BERT_LIKE = ("ernie", "data2vec-text", "xlm-roberta-xl", "megatron-bert", "rembert", "roformer", "esm", "big_bird",
-              "splinter", "nezha", "mra", "yoso")
+              "splinter", "layoutlm", "nezha", "mra", "yoso")
 
 
 def _base(model):

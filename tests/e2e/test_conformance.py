@@ -112,6 +112,7 @@ FAMILIES = [
     ("modernbert", "dynamo-23", 0),
     ("big_bird", "torchscript-17", 0),  # full attention; heads by module surgery (no prune_heads in transformers)
     ("splinter", "optimum", 0),  # no pooler; optimum declares token_type_ids
+    ("layoutlm", "optimum", 99),  # a bbox input [batch, seq, 4] beside the ids and mask
 ]
 
 
