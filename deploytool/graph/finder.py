@@ -111,6 +111,10 @@ _QUANT_IN = {"DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear"}
 _FUSION_OPS = {"Attention", "MultiHeadAttention", "QAttention", "SkipLayerNormalization", "EmbedLayerNormalization",
                "QEmbedLayerNormalization", "BiasGelu", "FastGelu", "SkipSimplifiedLayerNormalization"}
 _SCALE = {"Div", "Mul"}
+# what a padding mask applied to the hidden state between layers is made with (see Finder._masked)
+_MASK_ONLY_OPS = {"Cast", "Unsqueeze", "Squeeze", "Reshape", "Expand", "Identity", "Equal", "Not", "Greater", "Less",
+                  "Where", "Shape", "Gather", "Slice", "Concat", "Constant", "ConstantOfShape", "Range", "Sub", "Mul",
+                  "Neg"}
 _FLOATS = {1, 10, 11, 16}  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 # the unbind of a packed QKV view into Q, K and V (torch's ``unbind``, ``chunk`` or indexing)
 _UNBIND = {"Split", "Slice", "Gather"}
@@ -442,7 +446,8 @@ class _Finder:
                 plumbing.append(p)
                 v = p.inputs[0]
                 continue
-            if p.op_type in _PLUMBING:
+            if p.op_type in _PLUMBING or (p.op_type == "Concat" and len(p.inputs) == 1):
+                # a Concat of one tensor: an empty key/value cache concatenated in front (XLM's attention)
                 if part is not None and part["view"] is None and axis is not None:
                     if p.op_type == "Transpose" and "perm" in p.attributes:
                         perm = list(p.attributes["perm"].value)
@@ -1558,6 +1563,39 @@ class _Finder:
         _walk_back(v, 200, visit)
         return bool(found)
 
+    def _masked(self, x: ir.Value, y: ir.Value) -> bool:
+        """True when ``x`` is ``y * m`` (or ``y * m * m``...) with ``m`` made from graph inputs alone, through shape
+        and cast ops (the padding mask, ``[batch, seq, 1]``): XLM zeroes the padded rows between layers (``tensor
+        *= mask.unsqueeze(-1)``). Dropping a layer keeps it exact: the mask (0 or 1) applied twice is applied once."""
+        for _ in range(len(self.graph)):  # a dropped layer leaves the mask applied twice in a row
+            p = x.producer()
+            if p is None or p.op_type != "Mul" or len(p.inputs) != 2:
+                return False
+            a, b = p.inputs
+            if self._mask_only(b) and not self._mask_only(a):
+                x = a
+            elif self._mask_only(a) and not self._mask_only(b):
+                x = b
+            else:
+                return False
+            if x is y:
+                return True
+        return False
+
+    def _mask_only(self, v: ir.Value, depth: int = 0) -> bool:
+        """``v`` computed from graph inputs and small constants through cast, shape and comparison ops only."""
+        if v.is_graph_input():
+            return True
+        t = const_tensor(v)
+        if t is not None:
+            return t.size <= 16
+        p = v.producer()
+        if p is None or depth > 12 or p.op_type not in _MASK_ONLY_OPS:
+            return False
+        if p.op_type == "Shape":  # the shape of anything (the sequence length), not its values
+            return True
+        return all(i is None or self._mask_only(i, depth + 1) for i in p.inputs)
+
     def _reads_input_data(self, v: ir.Value, depth: int = 0) -> bool:
         """True when ``v`` depends on a graph input's values (not only on its shape)."""
         key = id(v)
@@ -2218,7 +2256,7 @@ class _Finder:
             if layers and layers[-1].pre_norm != pre:
                 raise StructureError(f"node '{_name(anchor)}' ({anchor.op_type}): layer {i} is "
                                      f"{'pre' if pre else 'post'}-LayerNorm, layer {i - 1} is not")
-            if layers and layers[-1].output is not x:
+            if layers and layers[-1].output is not x and not self._masked(x, layers[-1].output):
                 kind = "pre-LayerNorm " if pre else ""
                 raise StructureError(f"node '{_name(anchor)}' ({anchor.op_type}): {kind}layer {i} does not "
                                      f"read the hidden state layer {i - 1} writes (a layer structure not "
@@ -2368,7 +2406,9 @@ class _Finder:
                     t.dtype.name not in ("INT8", "UINT8"):
                 continue
             idx = n.inputs[1]
-            while idx is not None and idx.producer() is not None and idx.producer().op_type in ("Cast", "Identity"):
+            # the ids themselves, or a cast or a slice of them (XLM: input_ids[:, -slen:] behind a key/value cache)
+            while idx is not None and idx.producer() is not None and idx.producer().op_type in ("Cast", "Identity",
+                                                                                              "Slice"):
                 idx = idx.producer().inputs[0]
             tables.append((table, idx is not None and idx.is_graph_input(), int(t.shape[0])))
         direct = [t for t in tables if t[1]]
@@ -2438,6 +2478,8 @@ _FAMILY_SIGNATURES = (
     ("esm", ("emb_layer_norm_after", "rotary_embeddings")),
     ("roformer", ("embed_positions",)),
     ("rembert", ("embedding_hidden_mapping_in",)),
+    # XLM / FlauBERT (before DistilBERT: both name their projections q_lin): layers as parallel lists
+    ("xlm", ("attentions.0", "attentions/0", "layer_norm_emb", "ffns.0", "ffns/0")),
     ("distilbert", ("q_lin", "transformer/layer", "transformer.layer")),
     ("electra", ("embeddings_project",)),
 )

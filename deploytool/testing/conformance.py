@@ -173,6 +173,10 @@ def _configs() -> dict[str, Callable]:
         # MRA and YOSO: no softmax attention (multi-resolution / LSH-sampled kernels): structure passes refuse,
         # weight passes (int8, fp16, pack) run on every projection
         "mra": lambda: tr.MraConfig(**common),
+        # XLM (FlauBERT's wiring): layers as parallel module lists, an empty key/value cache concatenated in
+        # front of K and V, the padded rows zeroed between layers; FFN 4 x emb_dim
+        "xlm": lambda: tr.XLMConfig(vocab_size=VOCAB, emb_dim=HIDDEN, n_heads=HEADS, n_layers=LAYERS,
+                                    max_position_embeddings=MAX_POS),
         "yoso": lambda: tr.YosoConfig(**common),
         "esm": lambda: tr.EsmConfig(**common, pad_token_id=1, position_embedding_type="rotary", token_dropout=False),
         "modernbert": lambda: tr.ModernBertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS,
@@ -231,6 +235,7 @@ MODELS = (
     ModelCase("splinter", "splinter"),  # no pooler
     ModelCase("layoutlm", "layoutlm"),  # a bbox input beside the ids and mask
     ModelCase("nezha", "nezha"),  # relative positions in the context too: structure passes refuse
+    ModelCase("xlm", "xlm"),  # parallel module lists, padded rows zeroed between layers
     ModelCase("mra", "mra"),  # no softmax attention: structure passes refuse, weight passes run
     ModelCase("yoso", "yoso"),
 )
@@ -422,6 +427,8 @@ def _layers(model):
         return base.encoder.layer
     if hasattr(base, "transformer"):
         return base.transformer.layer
+    if model.config.model_type == "xlm":  # one entry per layer of each parallel list
+        return list(zip(base.attentions, base.layer_norm1, base.ffns, base.layer_norm2))
     raise NotImplementedError(f"no independent layer reference for {type(model).__name__}")
 
 
@@ -434,6 +441,13 @@ def _set_layers(model, keep: list[int]) -> None:
         enc.albert_layer_groups = torch.nn.ModuleList([enc.albert_layer_groups[i] for i in keep])
         for c in {id(model.config): model.config, id(enc.config): enc.config}.values():
             c.num_hidden_layers = c.num_hidden_groups = len(keep)
+        return
+    if model.config.model_type == "xlm":
+        for name in ("attentions", "layer_norm1", "ffns", "layer_norm2"):
+            setattr(base, name, torch.nn.ModuleList([getattr(base, name)[i] for i in keep]))
+        base.n_layers = model.config.n_layers = len(keep)
+        for j, att in enumerate(base.attentions):  # its cache slot (a cache of the new depth is made per call)
+            att.layer_id = j
         return
     layers = _layers(model)
     kept = torch.nn.ModuleList([layers[i] for i in keep])
@@ -455,6 +469,8 @@ def _ffn_pairs(model) -> list[tuple[object, str, str]]:
         return [(g.albert_layers[0], "ffn", "ffn_output") for g in _base(model).encoder.albert_layer_groups]
     if mt == "distilbert":
         return [(la.ffn, "lin1", "lin2") for la in _layers(model)]
+    if mt == "xlm":
+        return [(ffn, "lin1", "lin2") for ffn in _base(model).ffns]
     if mt in ("bert", "roberta", "xlm-roberta", "electra", "mpnet", "deberta", "deberta-v2") + _BERT_LIKE:
         return [(la, "intermediate.dense", "output.dense") for la in _layers(model)]
     raise NotImplementedError(f"no independent FFN reference for {mt}")
@@ -598,7 +614,8 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
             att.num_attention_heads = len(keep)
             att.all_head_size = len(keep) * d
         return
-    if mt not in ("bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet", "albert", "mobilebert") + _BERT_LIKE:
+    if mt not in ("bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet", "albert", "mobilebert",
+                  "xlm") + _BERT_LIKE:
         raise NotImplementedError(f"no independent head-pruning reference for {mt}")
     if mt == "mpnet":
         layers = _layers(model)
@@ -636,6 +653,10 @@ def _encoder_linears(model) -> list:
     if mt == "distilbert":
         return [m for la in _layers(model) for m in (la.attention.q_lin, la.attention.k_lin, la.attention.v_lin,
                                                        la.attention.out_lin, la.ffn.lin1, la.ffn.lin2)]
+    if mt == "xlm":
+        base = _base(model)
+        return [m for att, ffn in zip(base.attentions, base.ffns) for m in (att.q_lin, att.k_lin, att.v_lin, att.out_lin,
+                                                                          ffn.lin1, ffn.lin2)]
     if mt == "mpnet":
         return [m for la in _layers(model) for m in (la.attention.attn.q, la.attention.attn.k, la.attention.attn.v,
                                                        la.attention.attn.o, la.intermediate.dense, la.output.dense)]
@@ -715,7 +736,7 @@ def case_shape(case: ModelCase) -> tuple[int, int, int]:
     cfg = _configs()[case.family]()
     layers = getattr(cfg, "num_hidden_layers", None) or cfg.n_layers
     heads = getattr(cfg, "num_attention_heads", None) or cfg.n_heads
-    ffn = getattr(cfg, "intermediate_size", None) or cfg.hidden_dim
+    ffn = getattr(cfg, "intermediate_size", None) or getattr(cfg, "hidden_dim", None) or 4 * cfg.emb_dim  # XLM: 4x
     if case.family.startswith("mobilebert"):  # a layer's neurons are numbered across its stacked FFNs
         ffn *= cfg.num_feedforward_networks
     return int(layers), int(heads), int(ffn)
@@ -1106,8 +1127,18 @@ def export_mismatch(src: Path, model, case: ModelCase, lengths: tuple[int, ...] 
     made would be charged to the pass."""
     from deploytool.runtime.infer import run_onnx
 
+    from deploytool.errors import DeployError
+    from deploytool.runtime.infer import make_session
+
     f = feeds(case) if lengths is None else feeds(case, lengths=lengths)
-    status, _, detail = compare(run_onnx(src, f), torch_outputs(model, f), "reorder")
+    extra = [i.name for i in make_session(src).get_inputs() if i.name not in f]
+    if extra:  # optimum's XLM declares token_type_ids, which XLM's forward takes after langs
+        raise ValueError(f"it declares input(s) {', '.join(extra)} that this family's cells do not feed")
+    try:
+        got = run_onnx(src, f)
+    except DeployError as e:
+        raise ValueError(f"ONNX Runtime cannot run it ({e})") from e
+    status, _, detail = compare(got, torch_outputs(model, f), "reorder")
     return None if status == "equal" else detail
 
 

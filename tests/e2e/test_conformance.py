@@ -113,6 +113,10 @@ FAMILIES = [
     ("big_bird", "torchscript-17", 0),  # full attention; heads by module surgery (no prune_heads in transformers)
     ("splinter", "optimum", 0),  # no pooler; optimum declares token_type_ids
     ("layoutlm", "optimum", 99),  # a bbox input [batch, seq, 4] beside the ids and mask
+    # XLM: K/V through a one-input Concat (an empty cache), the padded rows zeroed between layers (a Mul by the
+    # mask: twice in a row once a layer is dropped), the word-embedding Gather reading a Slice of the ids
+    ("xlm", "torchscript-17", 0),
+    ("xlm", "dynamo", 99),
 ]
 
 
