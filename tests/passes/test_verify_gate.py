@@ -551,6 +551,18 @@ def test_an_input_that_runs_on_one_row_only_is_checked_on_one_row(src, tmp_path,
         np.testing.assert_allclose(got["last_hidden_state"], want["last_hidden_state"], atol=1e-5)
 
 
+def test_verify_file_checks_a_model_that_runs_on_one_row_only_on_one_row(src, tmp_path):
+    """The library's file check falls back to one row like the pass runner's gate, and says so."""
+    from deploytool.runtime.verify import verify_file
+
+    inp = tmp_path / "one_row.onnx"
+    _input_runs_on_one_row_only(src, inp)
+    rep = verify_file(inp, reference=inp)
+    assert rep.feeds["input_ids"][0] == 1 and rep.max_diff == 0.0
+    assert rep.reference_note.startswith("checked on a batch of one: it does not run in ONNX Runtime on a batch of 2")
+    assert "one_row_add" in rep.reference_note
+
+
 def test_one_row_input_whose_output_fails_on_one_row_is_the_pass_fault(src, tmp_path):
     """The input runs on one row and the pass's output does not: the pass is named (not the input)."""
     inp = tmp_path / "one_row.onnx"
