@@ -125,6 +125,10 @@ def main() -> None:
                          "deploytool.testing.conformance.OPTION_PASSES: int8-onnx)")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     ap.add_argument("-o", "--output", "--out", dest="out", default=None)
+    ap.add_argument("--splice-into", default=None, metavar="FILE",
+                    help="re-run this part of the matrix and replace its cells in an existing results FILE (its other "
+                         "cells kept; the part's own run recorded under 'spliced', with --why)")
+    ap.add_argument("--why", default="", help="with --splice-into: why the part was run again")
     args = ap.parse_args()
     args.out = args.out or str(ROOT / "benchmarks/results" / ("conformance_chains.json" if args.chains
                                                                else "conformance.json"))
@@ -163,14 +167,12 @@ def main() -> None:
         with mp.get_context("spawn").Pool(jobs) as pool:
             results = pool.map(_worker, tasks)
     cells = [c for r in results for c in r]
+    if args.splice_into:
+        _splice(Path(args.splice_into), cells, args.why, names, exporters, levels, passes, stamp(run), C)
+        return
     order = {n: i for i, n in enumerate(names)}
     cells.sort(key=lambda c: (order[c["model"]], C.EXPORTERS.index(c["exporter"]), c["opt_level"],
                               passes.index(c["pass_name"])))
-    summary = C.summarize([C.Cell(**c) for c in cells])
-    refs: dict[str, int] = {}
-    for c in cells:
-        if c["status"] in ("equal", "close") and c["reference"]:
-            refs[c["reference"]] = refs.get(c["reference"], 0) + 1
     report = {
         "benchmark": "conformance",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -180,25 +182,64 @@ def main() -> None:
         "shape": {"layers": C.LAYERS, "heads": C.HEADS, "hidden": C.HIDDEN, "ffn": C.FFN},
         "models": names, "exporters": list(exporters), "opt_levels": list(levels), "passes": list(passes),
         "chains": args.chains,
-        "summary": summary, "references_used": refs,
-        "refusals": sorted({f"{c['model']}: {c['detail'][:160]}" for c in cells if c["status"] == "refused"}),
-        "failed": [c for c in cells if c["status"] == "FAILED"],
+        **_derived(cells, C),
         "cells": cells,
     }
     report["run"] = stamp(run)
-    out = Path(args.out)
+    _write(Path(args.out), report)
+    print(json.dumps(report["summary"]), f"{report['wall_s']} s ->", args.out)
+
+
+def _derived(cells: list[dict], C) -> dict:
+    """The fields computed from the cells: summary, references used, refusals, failures."""
+    refs: dict[str, int] = {}
+    for c in cells:
+        if c["status"] in ("equal", "close") and c["reference"]:
+            refs[c["reference"]] = refs.get(c["reference"], 0) + 1
+    return {"summary": C.summarize([C.Cell(**c) for c in cells]), "references_used": refs,
+            "refusals": sorted({f"{c['model']}: {c['detail'][:160]}" for c in cells if c["status"] == "refused"}),
+            "failed": [c for c in cells if c["status"] == "FAILED"]}
+
+
+def _write(out: Path, report: dict) -> None:
+    """The results JSON and the Markdown table beside it."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
-    md = out.with_suffix(".md")
-    title = "Conformance matrix, two passes in a row" if args.chains else "Conformance matrix"
-    what = "chains" if args.chains else "passes"
-    md.write_text(f"# {title} ({report['date']}, {report['machine']['cpu']}, "
-                  f"{report['wall_s']} s)\n\n`=` equal to the reference (max diff <= 1e-4), `~` close (int8 "
-                  f"activations: int8, pack-densest, pack-speed; cosine), `R` refused with a reason, `-` exporter/optimizer failed, **F** FAILED.\n\n"
-                  f"Summary: {json.dumps(summary)}\n\nPer model and exporter (equal or close / applicable cells, "
-                  f"over {len(levels)} optimizer settings x {len(passes)} {what}):\n\n"
-                  f"{compact_table(cells, exporters)}\n\nEvery cell:\n\n{_table(cells, passes)}\n")
-    print(json.dumps(summary), f"{report['wall_s']} s ->", out)
+    cells, passes, exporters = report["cells"], report["passes"], report["exporters"]
+    title = "Conformance matrix, two passes in a row" if report["chains"] else "Conformance matrix"
+    what = "chains" if report["chains"] else "passes"
+    spliced = "".join(f"\n\nCells run again and spliced in ({s['run']['finished_utc']}): {s['cells']} cells of "
+                      f"{', '.join(s['models'])} x {', '.join(s['exporters'])} x levels "
+                      f"{', '.join(map(str, s['opt_levels']))}: {s['why']}" for s in report.get("spliced", []))
+    out.with_suffix(".md").write_text(
+        f"# {title} ({report['date']}, {report['machine']['cpu']}, "
+        f"{report['wall_s']} s)\n\n`=` equal to the reference (max diff <= 1e-4), `~` close (int8 "
+        f"activations: int8, pack-densest, pack-speed; cosine), `R` refused with a reason, `-` exporter/optimizer "
+        f"failed, **F** FAILED.{spliced}\n\n"
+        f"Summary: {json.dumps(report['summary'])}\n\nPer model and exporter (equal or close / applicable cells, "
+        f"over {len(report['opt_levels'])} optimizer settings x {len(passes)} {what}):\n\n"
+        f"{compact_table(cells, exporters)}\n\nEvery cell:\n\n{_table(cells, passes)}\n")
+
+
+def _splice(path: Path, cells: list[dict], why: str, names, exporters, levels, passes, run: dict, C) -> None:
+    """Replace the cells of ``path`` (a full results file) that this part ran again; every one of the part's
+    cells must already be in it (a splice corrects cells, it does not add any)."""
+    report = json.loads(path.read_text())
+
+    def key(c):
+        return c["model"], c["exporter"], c["opt_level"], c["pass_name"]
+
+    new = {key(c): c for c in cells}
+    missing = sorted(set(new) - {key(c) for c in report["cells"]})
+    if missing:
+        sys.exit(f"--splice-into {path}: {len(missing)} cells of this part are not in it (e.g. {missing[0]})")
+    report["cells"] = [new.get(key(c), c) for c in report["cells"]]
+    report.update(_derived(report["cells"], C))
+    report.setdefault("spliced", []).append({"why": why, "models": list(names), "exporters": list(exporters),
+                                             "opt_levels": list(levels), "passes": list(passes), "cells": len(cells),
+                                             "run": run})
+    _write(path, report)
+    print(json.dumps(report["summary"]), f"{len(cells)} cells spliced into {path}")
 
 
 if __name__ == "__main__":
