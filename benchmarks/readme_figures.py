@@ -1017,8 +1017,18 @@ def _na_reasons(cells: list[dict]) -> str:
         elif m := re.search(r"Trying to export a (\S+) model, that is a custom or unsupported architecture", d):
             if m[1] not in unsupported:
                 unsupported.append(m[1])
+        elif d.startswith("ORT optimizer failed") and "something else than PyTorch" in d:
+            m = re.search(r"max diff ([0-9.e+-]+)", d)
+            phrase = (f"ORT's optimizer changes what {c['model']}'s {c['exporter']} export computes (max diff "
+                      f"{m[1] if m else '?'} to PyTorch before any pass)")
+            if phrase not in other:
+                other.append(phrase)
         elif d.startswith("ORT optimizer failed"):
             optimizer.setdefault(c["model"].split("-seqcls")[0], set()).add(c["exporter"])
+        elif m := re.search(r"declares input\(s\) (.+?) that this family's cells do not feed", d):
+            phrase = f"{c['exporter']}'s {c['model']} export declares {m[1]}, which its cells do not feed"
+            if phrase not in other:
+                other.append(phrase)
         elif "it wrote a model ONNX Runtime cannot load" in d:
             models = invalid.setdefault(c["exporter"], [])
             if c["model"] not in models:
@@ -1135,6 +1145,9 @@ def render_conformance(results: Path) -> str:
             + (f"{other_refused:,} {'more ' if named else ''}cells are refused in one line with nothing written ({other_text}). "
                if other_refused else "")
             + f"{c.get('n/a', 0):,} cells are n/a: {_na_reasons(d['cells'])}." + _one_row_cells(d["cells"])
+            + "".join(f" {s['cells']} of the cells ({', '.join(s['models'])} x {', '.join(s['exporters'])} at ORT "
+                      f"level {', '.join(map(str, s['opt_levels']))}) come from a run of {_date(s['run']['finished_utc'])} "
+                      f"spliced in: {s['why']}." for s in d.get("spliced", []))
             + " References used: "
             + ", ".join(f"{names.get(k, k)} {v:,}" for k, v in refs.items())
             + ". Per model and exporter (equal or close / applicable cells over "
