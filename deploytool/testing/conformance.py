@@ -567,26 +567,11 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
             att.num_heads = len(keep)
             att.all_head_size = len(keep) * d
         return
-    if mt == "big_bird":
-        # transformers has no prune_heads for BigBird: module surgery. BigBirdSelfAttention (full attention) views
-        # query/key/value(h) as [bs, seq, num_attention_heads, attention_head_size] (rows head * size + d) and
-        # merges the context back to [bs, seq, all_head_size] before attention.output.dense.
-        for i, layer in enumerate(_layers(model)):
-            heads = removed.get(i, [])
-            if not heads:
-                continue
-            att = layer.attention.self
-            d, h = att.attention_head_size, att.num_attention_heads
-            idx = torch.as_tensor([j * d + e for j in range(h) if j not in heads for e in range(d)], dtype=torch.long)
-            for name in ("query", "key", "value"):
-                setattr(att, name, _slice_linear(getattr(att, name), idx, 0))
-            layer.attention.output.dense = _slice_linear(layer.attention.output.dense, idx, 1)
-            att.num_attention_heads = h - len(heads)
-            att.all_head_size = att.num_attention_heads * d
-        return
-    if mt in ("deberta", "deberta-v2"):
-        # transformers has no prune_heads for DeBERTa: module surgery. v2's DisentangledSelfAttention views each of
-        # query_proj/key_proj/value_proj(h) as [bs, seq, num_heads, head_size] (rows head * head_size + d); the
+    if mt in ("deberta", "deberta-v2", "big_bird"):
+        # transformers has no prune_heads for DeBERTa nor BigBird: module surgery. BigBird's full self-attention
+        # views query/key/value(h) as [bs, seq, num_attention_heads, attention_head_size] as v2 views its
+        # projections, and merges the context back before attention.output.dense. v2's DisentangledSelfAttention
+        # views each of query_proj/key_proj/value_proj(h) as [bs, seq, num_heads, head_size] (rows head * head_size + d); the
         # relative-position embeddings go through query_proj/key_proj too (share_att_key) or their own
         # pos_query_proj/pos_key_proj, viewed the same way, repeated size(0) // num_heads times. v1's views
         # in_proj(h) as [bs, seq, num_heads, -1] and chunks the last axis into Q, K, V, so head j owns in_proj's
@@ -607,7 +592,7 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
                 att.q_bias = torch.nn.Parameter(att.q_bias.detach().index_select(0, idx).clone())
                 att.v_bias = torch.nn.Parameter(att.v_bias.detach().index_select(0, idx).clone())
             for name in ("query_proj", "key_proj", "value_proj", "pos_query_proj", "pos_key_proj", "pos_proj",
-                         "pos_q_proj"):
+                         "pos_q_proj", "query", "key", "value"):
                 if getattr(att, name, None) is not None:
                     setattr(att, name, _slice_linear(getattr(att, name), idx, 0))
             layer.attention.output.dense = _slice_linear(layer.attention.output.dense, idx, 1)
