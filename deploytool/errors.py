@@ -58,3 +58,19 @@ class VerificationError(DeployError):
         self.node = node
         self.op = op
         self.failure = failure
+
+
+#: what a process killed by each signal met, for the messages of a child that died of one (the CLI's command, the
+#: verification gate's process): a crash in native code (ONNX Runtime, PyTorch, numpy) or the OOM killer's kill
+SIGNAL_KINDS = {"SIGSEGV": "segmentation fault", "SIGBUS": "bus error", "SIGFPE": "arithmetic fault",
+                "SIGILL": "illegal instruction", "SIGABRT": "abort", "SIGKILL": "kill (out of memory?)"}
+
+
+def signal_name(signum: int) -> str:
+    """``SIGSEGV`` for 11 (``signal 99`` for a number with no name here)."""
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from deploytool.errors import DeployError
+from deploytool.errors import SIGNAL_KINDS, DeployError, signal_name
 
 # command name -> "module:attribute" (imported lazily)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -160,12 +160,6 @@ def entry() -> None:
         gc.freeze()
 
 
-#: what a command killed by a signal is said to have met (the rest by the signal's name)
-_CRASHES = {"SIGSEGV": "a crash (segmentation fault) in native code", "SIGBUS": "a crash (bus error) in native code",
-            "SIGABRT": "an abort in native code", "SIGFPE": "a crash (arithmetic fault) in native code",
-            "SIGILL": "a crash (illegal instruction) in native code", "SIGKILL": "a kill (out of memory?)"}
-
-
 def _supervise() -> None:
     """Run the command in a forked child and wait for it (POSIX; not with ``--debug``): a command whose process
     dies of a signal (a segmentation fault in ONNX Runtime, PyTorch or numpy on some input; the OOM killer)
@@ -204,14 +198,10 @@ def _supervise() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, forward)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except ChildProcessError:
-            os._exit(1)
-        except InterruptedError:
-            continue
+    try:
+        _, status = os.waitpid(pid, 0)  # retried by Python itself when a forwarded signal interrupts it
+    except ChildProcessError:
+        os._exit(1)
     if os.WIFEXITED(status):
         os._exit(os.WEXITSTATUS(status))
     sig = os.WTERMSIG(status)
@@ -219,11 +209,10 @@ def _supervise() -> None:
         os._exit(130)
     if sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):  # asked to stop, or the reader left
         os._exit(128 + sig)
-    try:
-        name = signal.Signals(sig).name
-    except ValueError:
-        name = f"signal {sig}"
-    what = _CRASHES.get(name, f"signal {name}")
+    name = signal_name(sig)
+    kind = SIGNAL_KINDS.get(name)
+    what = ("an abort in native code" if name == "SIGABRT" else "a kill (out of memory?)" if name == "SIGKILL"
+            else f"a crash ({kind}) in native code" if kind else f"signal {name}")
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), "deploytool")
     sys.stderr.write(f"error: deploytool {command} died of {what} ({name}); its output, if any, was not "
                      "written (rerun with --debug to see where)\n")

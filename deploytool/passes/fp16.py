@@ -181,6 +181,7 @@ def batch_transposes_into_weights(proto: onnx.ModelProto) -> tuple[str, ...]:
             if a in rank2:
                 weight_matmul_inputs.add(b)
     kept = []
+    names = {m.name for m in g.node}
     for i, n in enumerate(g.node):
         if n.op_type != "Transpose" or not n.output or n.output[0] not in weight_matmul_inputs:
             continue
@@ -188,9 +189,9 @@ def batch_transposes_into_weights(proto: onnx.ModelProto) -> tuple[str, ...]:
         if perm is None or len(perm) < 3 or perm[:-2] == list(range(len(perm) - 2)):
             continue  # no perm (reversed axes: rank unknown here) or the batch axes stay where they are
         if not n.name:
-            names = {m.name for m in g.node}
             n.name = next(f"deploytool_fp32_transpose_{k}" for k in range(i, i + len(names) + 1)
                           if f"deploytool_fp32_transpose_{k}" not in names)
+            names.add(n.name)
         kept.append(n.name)
     return tuple(kept)
 

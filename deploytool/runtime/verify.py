@@ -725,15 +725,12 @@ class GateProcess:
             self._log.seek(0)
             tail = " ".join(self._log.read().decode(errors="replace").split())[-300:]
         if code is not None and code < 0:  # a signal: a crash in ONNX Runtime's native code, or the OOM killer
-            import signal
+            from deploytool.errors import SIGNAL_KINDS, signal_name
 
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            what = {"SIGSEGV": "ONNX Runtime crashed (segmentation fault)", "SIGABRT": "ONNX Runtime aborted",
-                    "SIGBUS": "ONNX Runtime crashed (bus error)",
-                    "SIGKILL": "killed (out of memory?)"}.get(name, f"killed by {name}")
+            name = signal_name(-code)
+            kind = SIGNAL_KINDS.get(name)
+            what = ("ONNX Runtime aborted" if name == "SIGABRT" else "killed (out of memory?)" if name == "SIGKILL"
+                    else f"ONNX Runtime crashed ({kind})" if kind else f"killed by {name}")
             return f"{what}, {name}" + (f": {tail}" if tail else "")
         return f"exit {code}" + (f": {tail}" if tail else "")
 

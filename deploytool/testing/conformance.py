@@ -159,8 +159,6 @@ def _configs() -> dict[str, Callable]:
         "megatron-bert": lambda: tr.MegatronBertConfig(**common),
         "rembert": lambda: tr.RemBertConfig(**common, input_embedding_size=12, output_embedding_size=12),
         "roformer": lambda: tr.RoFormerConfig(**common),
-        # ESM-2's wiring (rotary, no absolute positions); token_dropout off: on, it rescales the embeddings by
-        # the share of masked tokens in each row, which a tiny random vocabulary makes meaningless
         # BigBird with full attention (block-sparse needs sequences of hundreds of tokens; on shorter ones
         # transformers itself switches a block_sparse model to this)
         "big_bird": lambda: tr.BigBirdConfig(**common, attention_type="original_full"),
@@ -178,6 +176,8 @@ def _configs() -> dict[str, Callable]:
         "xlm": lambda: tr.XLMConfig(vocab_size=VOCAB, emb_dim=HIDDEN, n_heads=HEADS, n_layers=LAYERS,
                                     max_position_embeddings=MAX_POS),
         "yoso": lambda: tr.YosoConfig(**common),
+        # ESM-2's wiring (rotary, no absolute positions); token_dropout off: on, it rescales the embeddings by
+        # the share of masked tokens in each row, which a tiny random vocabulary makes meaningless
         "esm": lambda: tr.EsmConfig(**common, pad_token_id=1, position_embedding_type="rotary", token_dropout=False),
         "modernbert": lambda: tr.ModernBertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS,
                                                   intermediate_size=FFN, num_hidden_layers=LAYERS,
@@ -410,7 +410,8 @@ def dynabert_layers(n_layers: int, d: float) -> list[int]:
 
 
 # families laid out as BERT's modules are (encoder.layer[i].attention.self.query ..., intermediate.dense,
-# output.dense) whose transformers classes have their own ``prune_heads``: the references above apply as is
+# output.dense): the references above apply as is (heads by transformers' own ``prune_heads``, but BigBird's by
+# module surgery; NeZha, MRA and YOSO need none: the passes that edit heads refuse them)
 _BERT_LIKE = ("ernie", "data2vec-text", "xlm-roberta-xl", "megatron-bert", "rembert", "roformer", "esm", "big_bird",
               "splinter", "layoutlm", "nezha", "mra", "yoso")
 
@@ -427,8 +428,6 @@ def _layers(model):
         return base.encoder.layer
     if hasattr(base, "transformer"):
         return base.transformer.layer
-    if model.config.model_type == "xlm":  # one entry per layer of each parallel list
-        return list(zip(base.attentions, base.layer_norm1, base.ffns, base.layer_norm2))
     raise NotImplementedError(f"no independent layer reference for {type(model).__name__}")
 
 
