@@ -1006,6 +1006,7 @@ def _na_reasons(cells: list[dict]) -> str:
     other: list[str] = []
     invalid: dict[str, list[str]] = {}  # exporter -> models whose export ONNX Runtime cannot load
     unrunnable: dict[str, list[str]] = {}  # ... loads but cannot run on the cells' padded batch
+    undeclared: dict[tuple[str, str], list[str]] = {}  # (model, inputs) -> exporters declaring inputs not fed
     for c in cells:
         if c["status"] != "n/a":
             continue
@@ -1026,9 +1027,9 @@ def _na_reasons(cells: list[dict]) -> str:
         elif d.startswith("ORT optimizer failed"):
             optimizer.setdefault(c["model"].split("-seqcls")[0], set()).add(c["exporter"])
         elif m := re.search(r"declares input\(s\) (.+?) that this family's cells do not feed", d):
-            phrase = f"{c['exporter']}'s {c['model']} export declares {m[1]}, which its cells do not feed"
-            if phrase not in other:
-                other.append(phrase)
+            exporters = undeclared.setdefault((c["model"], m[1]), [])
+            if c["exporter"] not in exporters:
+                exporters.append(c["exporter"])
         elif "it wrote a model ONNX Runtime cannot load" in d:
             models = invalid.setdefault(c["exporter"], [])
             if c["model"] not in models:
@@ -1040,6 +1041,9 @@ def _na_reasons(cells: list[dict]) -> str:
         elif d[:80] not in other:
             other.append(d[:80])
     parts = list(other)
+    for (model, inputs), exporters in undeclared.items():
+        parts.append(f"{' and '.join(exporters)}'s {model} export{'s declare' if len(exporters) > 1 else ' declares'} "
+                     f"{inputs}, which the cells do not feed")
     if unsupported:
         parts.append(f"optimum has no ONNX configuration for {' and '.join(unsupported)}")
     for exporter, models in invalid.items():
@@ -1061,6 +1065,25 @@ def _one_row_cells(cells: list[dict]) -> str:
     graphs = sorted({f"{c['model']} ({c['exporter']})" for c in one})
     return (f" {len(one):,} cells ran on one row, as their export runs on no bigger batch in ONNX Runtime and the "
             f"gate checks it so, with a note: {', '.join(graphs)}.")
+
+
+def _refusal_reason(detail: str) -> str:
+    """A refusal's reason in a few words: its parenthesized asides dropped, up to its first semicolon, without a
+    leading "family: " or "node 'x': "; "structure finder unavailable (StructureError: <why>): without it ..." is
+    <why>'s few words (the pass needed the finder and says why it failed)."""
+    inner = re.match(r"structure finder unavailable \((?:\w+Error: )?(.*)\): without it", detail)
+    if inner:
+        return _refusal_reason(inner.group(1))
+    text = detail
+    while True:  # innermost parentheses first
+        shorter = re.sub(r" ?\([^()]*\)", "", text)
+        if shorter == text:
+            break
+        text = shorter
+    text = text.split(" (", 1)[0]  # one left open: the detail was cut short
+    text = re.sub(r"^node '[^']*': ", "", text.split(";", 1)[0].strip())
+    head, _, rest = text.partition(": ")
+    return rest if rest and " " not in head else text
 
 
 def render_conformance(results: Path) -> str:
@@ -1087,13 +1110,11 @@ def render_conformance(results: Path) -> str:
     other_refused = c.get("refused", 0) - len(named)
     unnamed = [cell for cell in d["cells"] if cell["status"] == "refused" and cell not in named]
     # the other refusals, by model: which passes, on which graphs (exporter, optimizer level)
-    # by reason (the refusal up to its first parenthesis or semicolon, without a leading "family: "): the models,
-    # passes and graphs (exporter, optimizer level) it refused
+    # by reason (the refusal in a few words, `_refusal_reason`): the models, passes and graphs (exporter,
+    # optimizer level) it refused
     other: dict[str, tuple[set[str], set[str], set[tuple[str, str, int]]]] = {}
     for cell in unnamed:
-        reason = cell["detail"].split(" (", 1)[0].split(";", 1)[0]
-        head, _, rest = reason.partition(": ")
-        reason = rest if rest and " " not in head else reason
+        reason = _refusal_reason(cell["detail"])
         models, ps, graphs = other.setdefault(reason, (set(), set(), set()))
         models.add(cell["model"])
         ps.add(cell["pass_name"])

@@ -425,3 +425,20 @@ def test_the_int8_goal_prose_follows_the_verdict(tmp_path):
     p.write_text(json.dumps(d))
     new = " ".join(_renderer().render_readme(text, results).split())
     assert "Cosine below optimum's." in new and "Accuracy and cosine are no worse" not in new
+
+
+@pytest.mark.parametrize("detail, reason", [
+    ("node '/encoder/layer.0/attention/self/MatMul_2' (MatMul): the attention context does not reach an output "
+     "projection through Transpose/Reshape", "the attention context does not reach an output projection through "
+     "Transpose/Reshape"),
+    ("structure finder unavailable (StructureError: node 'node_matmul_2' (MatMul): the attention context does not "
+     "reach an output projection through Transpose/Reshape): without it pack cannot tell the pooler",
+     "the attention context does not reach an output projection through Transpose/Reshape"),
+    ("no self-attention found (no Softmax over Q.K^T, no fused Attention); last node 'x' (Add): not a Transformer "
+     "encoder", "no self-attention found"),
+    ("deberta: the relative-position projections are folded float constants (packing would leave them unpacked; "
+     "pack an export that still comp", "the relative-position projections are folded float constants"),
+])
+def test_the_refusal_sentence_names_each_reason_whole(detail, reason):
+    # the README groups refused cells by reason: a parenthesis inside a reason must not cut it at "node 'x'"
+    assert _renderer()._refusal_reason(detail) == reason
