@@ -299,6 +299,32 @@ def _not_worse_text(results: Path) -> str:
 INT8_SIDE_RUNS = ("int8_bench_zen3.json", "int8_bench_zen4.json")
 
 
+def _rest_kernels(d: dict) -> str:
+    """What the other forms ORT has of the rest of the graph (GELU, LayerNorm, the Q|K|V Split) would save at
+    128 tokens, each timed alone (``kernel_micro_us``), as a sentence; empty for a file without them."""
+    km = d.get("kernel_micro_us") or {}
+    act = (km.get("ffn1_activation") or {}).get("128") or {}
+    ln = (km.get("residual_layernorm") or {}).get("128") or {}
+    att = (km.get("attention") or {}).get("128") or {}
+    gemm, exact = act.get("DynamicQuantizeMatMul(bias) alone"), act.get("DynamicQuantizeMatMul(bias)+Gelu")
+    approx = [act[k] for k in ("DynamicQuantizeMatMul(bias)+FastGelu", "DynamicQuantizeMatMul(bias)+Gelu-20 tanh",
+                               "DynamicQuantizeMatMul(bias)+QuickGelu(1.702)") if (act.get(k) or {}).get("p50_us")]
+    if not (gemm and exact and approx and ln.get("Sum+InstanceNormalization+Mul+Add")):
+        return ""
+    layers = ((d.get("floor") or {}).get("layers")) or 6
+    cost = [a["p50_us"] - gemm["p50_us"] for a in approx]
+    save = max(0.0, (exact["p50_us"] - gemm["p50_us"] - min(cost)) * layers / 1000)
+    packed = att.get("DynamicQuantizeMatMul+MultiHeadAttention(packed QKV)") or {}
+    return (f" The other forms ONNX Runtime has for that rest, each timed alone at 128 tokens (`kernel_micro_us`): "
+            f"GELU after the FFN-1 GEMM costs {exact['p50_us'] - gemm['p50_us']:.0f} us a layer exact and "
+            f"{_span(cost, '{:.0f}')} us as the tanh or sigmoid approximations (at most {save:.2f} ms saved over "
+            f"{layers} layers, with another function); the residual sum and LayerNorm "
+            f"{ln['Sum+LayerNormalization']['p50_us']:.0f} us, {ln['Sum+InstanceNormalization+Mul+Add']['p50_us']:.0f} "
+            f"us as InstanceNormalization over each token's row"
+            + ("; attention on a packed Q|K|V view without the Split is not implemented by ORT's CPU provider"
+               if packed.get("error") else "") + ".")
+
+
 def _int8_side_run(results: Path, name: str) -> str:
     """The int8 goal on another CPU: the default and pair-safe codes against optimum, from ``name``."""
     d = _load(results, name)
@@ -347,6 +373,7 @@ def _int8_side_run(results: Path, name: str) -> str:
                 f"optimum's {floor['p50_ms']['optimum']:.2f} ms; the goal leaves {floor['left_for_the_rest_ms']:.2f} ms "
                 f"for the rest of the graph (GELU, LayerNorm, residual sums, splits), which takes {rest:.2f} ms in "
                 f"{whose}.")
+    why += _rest_kernels(d)
     return (f" On {_cpu_of(d)}{clip} {_date(d.get('created_utc'))}, {len(rounds)} rounds (`{SRC}/{name}`; "
             f"optimum: cosine {cos['optimum']['mean']:.4f}, accuracy {acc['optimum']['accuracy']:.1f}%): "
             + "; ".join(parts) + "." + why)
