@@ -51,6 +51,12 @@ How roles are recognised (names are never used for roles):
   [batch, heads, S, S] view of the scores; a term added to the scores that is made of MatMuls of Q (or K)
   with an operand traced back (through Transpose/Tile/Expand/Reshape) to a projection of constants (the
   relative-position embeddings) or to a folded constant is a relative-position term (see roles).
+- Functional relative positions (NeZha): a term added to the scores (Q viewed [S, batch * heads, d] times a
+  table) and one added to the context (the probabilities so viewed times a table), each one batched MatMul
+  with a constant table cut by lengths read from shapes, holding no head axis: the same for every head.
+  Their views' head count, where the graph writes it, is a head site: a constant (a static export's batch x
+  heads: ``HeadSite.factor``), or a product of a length read from a shape and the count, in shape pieces the
+  dynamo exporter shares among layers (``HeadSite.via``).
 - Head counts come from the Reshape that splits Q/K/V into [B, S, heads, head_size] (a constant shape
   or a Concat of shape pieces; positions are counted from the end, so leading dynamic dims are fine;
   packed: the [B, S, 3, heads, head_size] view) and the Reshape that merges the context back to
@@ -766,6 +772,11 @@ class _Finder:
                 ind = small_const(g.inputs[1])
                 if ind is not None and ind.ndim == 0:
                     return 1
+        if p.op_type == "Reshape" and len(p.inputs) > 1:  # one number viewed as [1] (dynamo: batch x heads)
+            target = small_const(p.inputs[1])
+            if target is not None and target.size == 1 and (int(target.reshape(-1)[0]) == 1 or (
+                    int(target.reshape(-1)[0]) == -1 and _one_element(p.inputs[0]))):
+                return 1
         return None
 
     def packed_head_counts(self, qkv: Linear, view: ir.Node, at: ir.Node, interleaved: bool = False
@@ -1150,8 +1161,9 @@ class _Finder:
         if qkv is None and self.source(k.node.inputs[0]) is not x:
             raise StructureError(f"node '{_name(score)}' ({score.op_type}): Q, K and V do not read the same hidden state "
                                  f"(cross-attention or a decoder is not supported)")
-        # context -> Transpose/Reshape -> O
+        # context -> Transpose/Reshape -> O; NeZha adds a position-value term to the context first
         cur, ctx_pl, o = ctx_out, [], None
+        position_terms: list[list[ir.Node]] = []
         for _ in range(8):
             rs = self.readers(cur)
             c = rs[0] if len(rs) == 1 else None
@@ -1164,6 +1176,13 @@ class _Finder:
                 ctx_pl.append(c)
                 cur = c.outputs[0]
                 continue
+            if c.op_type == "Add" and softmax is not None and not position_terms and len(c.inputs) == 2:
+                term = self._position_term(c.inputs[1] if c.inputs[0] is cur else c.inputs[0],
+                                           {id(softmax.outputs[0]), id(ctx.inputs[0])})
+                if term is not None:
+                    position_terms.append(term)
+                    cur = c.outputs[0]
+                    continue
             break
         if o is None:
             raise StructureError(f"node '{_name(ctx)}' ({ctx.op_type}): the attention context does not reach an output "
@@ -1190,11 +1209,11 @@ class _Finder:
         if rel is not None:
             split += rel["reshapes"]
         sites = self.head_sites(split, merge, heads, all_head)
-        known = {(id(st.node), id(st.value), st.index) for st in sites}
+        known = {(id(st.node), id(st.value), st.index, ()) for st in sites}
 
-        def add(more) -> None:  # each tensor element once (views may share one shape tensor)
+        def add(more) -> None:  # each tensor element once (views may share one shape tensor), per chain to a view
             for st in more:
-                key = (id(st.node), id(st.value), st.index)
+                key = (id(st.node), id(st.value), st.index, tuple(id(n) for n in st.via))
                 if key not in known:
                     known.add(key)
                     sites.append(st)
@@ -1202,6 +1221,17 @@ class _Finder:
         add(self.rotary_view_sites(rotary_views, heads))
         add(HeadSite(node=r, kind="attribute", value=None, attribute="num_heads", index=None, meaning="num_heads")
             for r in rotary_ops if "num_heads" in r.attributes)
+        if position_terms:
+            # the same term on the scores, from Q's views: Q.(table)^T; a term neither reads a head-indexed
+            # constant, and its views of [S, batch * heads, .] and [S, batch, heads, .] hold the head count
+            # where they do not read it from a shape
+            sources = {id(q_in)} | {id(n.outputs[0]) for n in q_pl}
+            position_terms += [t for t in (self._position_term(x, sources) for x in self._score_terms(score, softmax))
+                               if t is not None]
+            for term in position_terms:
+                for r in term:
+                    if r.op_type == "Reshape":
+                        add(self._position_view_sites(r, heads))
         if rel is not None:
             add(rel["sites"])
             if self._rank(score.inputs[0]) == 3:
@@ -1221,6 +1251,116 @@ class _Finder:
             block.rel_gather_axis = rel.get("gather_axis", 0)
             self._rel_nodes[id(block)] = rel["nodes"]
         return block, x
+
+    # ------------------------------------------------------------------ functional relative positions (NeZha)
+    _TERM_VIEWS = {"Transpose", "Reshape", "Cast", "Identity", "Dropout"}
+
+    def _position_term(self, v: ir.Value | None, sources: set[int]) -> list[ir.Node] | None:
+        """NeZha's relative-position term: the nodes from a value in ``sources`` (Q's views, or the attention
+        probabilities) to ``v`` through views and one batched MatMul with a table that holds no head axis (a
+        constant sliced by lengths read from shapes: ``[S, batch * heads, .] x [S, ., .]``, the same for
+        every head); None when ``v`` is not such a term (the padding mask, say)."""
+        nodes: list[ir.Node] = []
+        matmul = None
+        for _ in range(16):
+            if v is None:
+                return None
+            if id(v) in sources:
+                return nodes if matmul is not None else None
+            p = v.producer()
+            if p is None or not p.inputs:
+                return None
+            if p.op_type in self._TERM_VIEWS:
+                nodes.append(p)
+                v = p.inputs[0]
+                continue
+            if p.op_type == "MatMul" and matmul is None and len(p.inputs) == 2:
+                table = [i for i in p.inputs if shape_derived(i, self._shape_memo)]
+                if len(table) != 1:
+                    return None
+                x = p.inputs[1] if table[0] is p.inputs[0] else p.inputs[0]
+                if self._rank(x) != 3 or _table_rank(table[0]) != 3:
+                    return None
+                matmul = p
+                nodes.append(p)
+                v = x
+                continue
+            return None
+        return None
+
+    def _score_terms(self, score: ir.Node, softmax: ir.Node) -> list[ir.Value]:
+        """The values added to the scores on their single-reader way to ``softmax``."""
+        out, v = [], score.outputs[0]
+        for _ in range(12):
+            readers = data_consumers(v)
+            if len(readers) != 1 or readers[0] is softmax:
+                break
+            n = readers[0]
+            if n.op_type not in _MASK_OPS and n.op_type != "Reshape":
+                break
+            if n.op_type == "Add" and len(n.inputs) == 2:
+                out.append(n.inputs[1] if n.inputs[0] is v else n.inputs[0])
+            v = n.outputs[0]
+        return out
+
+    def _position_view_sites(self, r: ir.Node, heads: int) -> list[HeadSite]:
+        """The head count in a view of a position term: ``[S, batch * heads, x]`` (at 1) or ``[S, batch, heads,
+        x]`` (at 2), each element a constant (the head count; ``batch x heads`` in a static export), a
+        product of a length read from a shape and the head count (the dynamo exporter), or read from a shape
+        (TorchScript's: nothing to rewrite). Raises StructureError for anything else."""
+        s = r.inputs[1] if len(r.inputs) > 1 else None
+        if is_op(s.producer() if s is not None else None, "Shape") and not s.producer().attributes:
+            return []  # back to another tensor's whole shape, read at run time
+        arr = small_const(s)
+        pieces: list[tuple[int | None, tuple[ir.Node, ir.Value, int | None] | None, ir.Value | None]] = []
+        if arr is not None:
+            pieces = [(int(x), (r, s, i), None) for i, x in enumerate(arr.reshape(-1))]
+        elif s is not None and is_op(s.producer(), "Concat"):
+            cat = s.producer()
+            for piece in cat.inputs:
+                a = small_const(piece)
+                if a is not None:
+                    pieces += [(int(x), (cat, piece, i), None) for i, x in enumerate(a.reshape(-1))]
+                elif self._piece_len(piece) == 1:
+                    pieces.append((None, None, piece))
+                else:
+                    pieces = []
+                    break
+        at = {3: 1, 4: 2}.get(len(pieces))
+        if at is None:
+            raise StructureError(f"node '{_name(r)}' (Reshape): a view of a relative-position term that is neither "
+                                 f"[S, batch * heads, .] nor [S, batch, heads, .]")
+        value, where, computed = pieces[at]
+        if where is not None:  # a constant: the head count, or batch x heads (a static export)
+            if value <= 0 or value % heads:
+                raise StructureError(f"node '{_name(r)}' (Reshape): a relative-position view whose head axis holds "
+                                     f"{value}, not a multiple of {heads} heads")
+            node, tensor, idx = where
+            return [HeadSite(node=node, kind=const_kind(tensor), value=tensor, attribute=None, index=idx,
+                             meaning="num_heads", factor=value // heads)]
+        via: list[ir.Node] = [s.producer()]
+        x = computed
+        for _ in range(6):  # a length read from a shape times the head count, viewed as one element
+            p = x.producer() if x is not None else None
+            if p is None:
+                break
+            if p.op_type in ("Reshape", "Unsqueeze", "Squeeze", "Cast", "Identity") and p.inputs:
+                via.append(p)
+                x = p.inputs[0]
+                continue
+            if p.op_type == "Mul" and len(p.inputs) == 2:
+                consts = [(i, small_const(i)) for i in p.inputs if small_const(i) is not None]
+                if len(consts) == 1 and consts[0][1].size == 1:
+                    tensor, a = consts[0]
+                    if int(a.reshape(-1)[0]) != heads:
+                        break
+                    return [HeadSite(node=p, kind=const_kind(tensor), value=tensor, attribute=None, index=None,
+                                     meaning="num_heads", via=tuple(via))]
+            break
+        if computed is not None and shape_derived(computed, self._shape_memo) and not _holds_constant(computed, heads):
+            return []  # read from the shapes at run time: follows the head count kept
+        raise StructureError(f"node '{_name(r)}' (Reshape): a relative-position view whose head count is computed "
+                             f"in a way not read")
 
     # ------------------------------------------------------------------ disentangled attention (DeBERTa)
     _REL_WALK = {"Add", "Div", "Mul", "Transpose", "GatherElements", "Cast", "Identity", "Dropout"}
@@ -2478,6 +2618,7 @@ _FAMILY_SIGNATURES = (
     ("esm", ("emb_layer_norm_after", "rotary_embeddings")),
     ("roformer", ("embed_positions",)),
     ("rembert", ("embedding_hidden_mapping_in",)),
+    ("nezha", ("relative_positions_encoding",)),  # its functional relative positions (a fixed table)
     # XLM / FlauBERT (before DistilBERT: both name their projections q_lin): layers as parallel lists
     ("xlm", ("attentions.0", "attentions/0", "layer_norm_emb", "ffns.0", "ffns/0")),
     ("distilbert", ("q_lin", "transformer/layer", "transformer.layer")),
@@ -2521,6 +2662,67 @@ def _walk_back(start: ir.Value | None, limit: int, visit) -> None:
         if nxt is None:
             return
         stack.extend(nxt)
+
+
+def _table_rank(v: ir.Value | None) -> int | None:
+    """Rank of a constant table read through Slices, Transposes and casts (NeZha's relative-position encodings
+    cut to the sequence length), or None."""
+    for _ in range(8):
+        if v is None:
+            return None
+        t = const_tensor(v)
+        if t is not None:
+            return len(t.shape)
+        p = v.producer()
+        if p is None or p.op_type not in ("Slice", "Transpose", "Cast", "Identity") or not p.inputs:
+            return None
+        v = p.inputs[0]
+    return None
+
+
+def _one_element(v: ir.Value | None, depth: int = 0) -> bool:
+    """True when ``v`` surely holds one number, read without shape annotations: a one-element constant, a
+    length read from a shape, or arithmetic of such (a pass forgets the annotations it may have changed)."""
+    if v is None or depth > 12:
+        return False
+    if v.shape is not None and all(isinstance(d, int) for d in v.shape):
+        return int(np.prod([int(d) for d in v.shape])) == 1
+    c = small_const(v)
+    if c is not None:
+        return c.size == 1
+    p = v.producer()
+    if p is None or not p.inputs:
+        return False
+    if p.op_type == "Shape":  # of one axis (start, end)
+        return _Finder._piece_len(v) == 1
+    if p.op_type == "Gather" and len(p.inputs) > 1:  # one element of a 1-D shape
+        ind = small_const(p.inputs[1])
+        src = p.inputs[0].producer() if p.inputs[0] is not None else None
+        return ind is not None and ind.size == 1 and src is not None and src.op_type == "Shape"
+    if p.op_type in ("Squeeze", "Unsqueeze", "Reshape", "Cast", "Identity"):
+        return _one_element(p.inputs[0], depth + 1)
+    if p.op_type in ("Mul", "Add", "Sub", "Div", "Mod", "Max", "Min", "Floor", "Ceil", "Neg"):
+        return all(i is not None and _one_element(i, depth + 1) for i in p.inputs)
+    return False
+
+
+def _holds_constant(v: ir.Value, n: int) -> bool:
+    """True when a Mul or Concat on the way to ``v`` (a value computed from shapes) takes a constant holding
+    ``n``: a head count written into a computed view."""
+    found = []
+
+    def visit(x: ir.Value):
+        p = x.producer()
+        if p is None or p.op_type in ("Shape", "Size"):  # a length read at run time: not the data before it
+            return ()
+        if p.op_type in ("Mul", "Concat") and any(
+                (a := small_const(i)) is not None and n in a.reshape(-1).tolist() for i in p.inputs):
+            found.append(p)
+            return None
+        return p.inputs
+
+    _walk_back(v, 64, visit)
+    return bool(found)
 
 
 def _same_for_all_heads(v: ir.Value) -> bool:

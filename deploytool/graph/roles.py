@@ -112,6 +112,10 @@ class HeadSite:
     index: int | None  # element index inside the tensor (None for a scalar / attribute)
     meaning: Literal["num_heads", "all_head_size"]
     shared: bool = False  # also used by another layer (must be copied before an edit)
+    factor: int = 1  # the element holds factor x the count (a static [S, batch * heads, .] view: the batch)
+    # nodes from the one that reads ``node``'s output to the layer's own view (a Concat of shape pieces the
+    # dynamo exporter shares among layers): each made the layer's own, in order, before ``node`` is
+    via: tuple = ()
 
 
 @dataclasses.dataclass

@@ -345,7 +345,7 @@ def head_features(heads: Sequence[int], head_size: int) -> np.ndarray:
 
 
 def _site_new_value(site: HeadSite, n_heads: int, head_size: int) -> int:
-    return n_heads if site.meaning == "num_heads" else n_heads * head_size
+    return (n_heads if site.meaning == "num_heads" else n_heads * head_size) * site.factor
 
 
 def _private_node(graph: ir.Graph, node: ir.Node, layer: EncoderLayer) -> ir.Node:
@@ -380,10 +380,20 @@ def _rewrite_sites(graph: ir.Graph, layer: EncoderLayer, n_heads: int) -> None:
     att = layer.attention
     cloned: dict[int, ir.Node] = {}
     for site in att.head_sites:
-        key = id(site.node)
-        if key not in cloned:
-            cloned[key] = _private_node(graph, site.node, layer)
-        site.node = cloned[key]
+        below: ir.Node | None = None  # the chain's node nearest the view, the layer's own by now
+        for n in (*site.via, site.node):  # a chain to the layer's view (see HeadSite.via), nearest the view first
+            mine = cloned.get(id(n))
+            if mine is None:
+                mine = cloned[id(n)] = _private_node(graph, n, layer)
+                if site.via and all(m is not mine for m in layer.nodes):
+                    layer.nodes.append(mine)  # read by the layer alone: its own now, for the nodes above
+            elif below is not None:  # made the layer's own for another chain: this one reads it too
+                for i, x in enumerate(below.inputs):
+                    for old, new in zip(n.outputs, mine.outputs):
+                        if x is old:
+                            below.replace_input_with(i, new)
+            below = mine
+        site.node = below
     owners = [s.node for s in att.head_sites]
     done: dict[int, ir.Value] = {}
     for site in att.head_sites:

@@ -165,8 +165,8 @@ def _configs() -> dict[str, Callable]:
         "splinter": lambda: tr.SplinterConfig(**common),
         # LayoutLM: BERT with 2-D position embeddings of each token's box (a third input, bbox [B, S, 4])
         "layoutlm": lambda: tr.LayoutLMConfig(**common),
-        # NeZha: functional relative positions added to the scores and to the context (refused: its context is
-        # P.V + P.R, not a plain projection's input)
+        # NeZha: functional relative positions added to the scores (Q.R^T) and to the context (P.R), from a
+        # table with no head axis
         "nezha": lambda: tr.NezhaConfig(**common),
         # MRA and YOSO: no softmax attention (multi-resolution / LSH-sampled kernels): structure passes refuse,
         # weight passes (int8, fp16, pack) run on every projection
@@ -234,7 +234,7 @@ MODELS = (
     ModelCase("big_bird", "big_bird"),  # full attention; transformers has no prune_heads for it: module surgery
     ModelCase("splinter", "splinter"),  # no pooler
     ModelCase("layoutlm", "layoutlm"),  # a bbox input beside the ids and mask
-    ModelCase("nezha", "nezha"),  # relative positions in the context too: structure passes refuse
+    ModelCase("nezha", "nezha"),  # relative positions on the scores and in the context
     ModelCase("xlm", "xlm"),  # parallel module lists, padded rows zeroed between layers
     ModelCase("mra", "mra"),  # no softmax attention: structure passes refuse, weight passes run
     ModelCase("yoso", "yoso"),
@@ -411,7 +411,7 @@ def dynabert_layers(n_layers: int, d: float) -> list[int]:
 
 # families laid out as BERT's modules are (encoder.layer[i].attention.self.query ..., intermediate.dense,
 # output.dense): the references above apply as is (heads by transformers' own ``prune_heads``, but BigBird's by
-# module surgery; NeZha, MRA and YOSO need none: the passes that edit heads refuse them)
+# module surgery; MRA and YOSO need none: the passes that edit heads refuse them)
 _BERT_LIKE = ("ernie", "data2vec-text", "xlm-roberta-xl", "megatron-bert", "rembert", "roformer", "esm", "big_bird",
               "splinter", "layoutlm", "nezha", "mra", "yoso")
 
