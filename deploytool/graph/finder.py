@@ -1222,9 +1222,9 @@ class _Finder:
         add(HeadSite(node=r, kind="attribute", value=None, attribute="num_heads", index=None, meaning="num_heads")
             for r in rotary_ops if "num_heads" in r.attributes)
         if position_terms:
-            # the same term on the scores, from Q's views: Q.(table)^T; a term neither reads a head-indexed
-            # constant, and its views of [S, batch * heads, .] and [S, batch, heads, .] hold the head count
-            # where they do not read it from a shape
+            # its kind on the scores, from Q's views: Q.(table)^T. Neither term reads a head-indexed constant;
+            # their [S, batch * heads, .] and [S, batch, heads, .] views hold the head count (head sites) where
+            # they do not read it from a shape
             sources = {id(q_in)} | {id(n.outputs[0]) for n in q_pl}
             position_terms += [t for t in (self._position_term(x, sources) for x in self._score_terms(score, softmax))
                                if t is not None]
