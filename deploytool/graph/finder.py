@@ -1289,19 +1289,9 @@ class _Finder:
         return None
 
     def _score_terms(self, score: ir.Node, softmax: ir.Node) -> list[ir.Value]:
-        """The values added to the scores on their single-reader way to ``softmax``."""
-        out, v = [], score.outputs[0]
-        for _ in range(12):
-            readers = data_consumers(v)
-            if len(readers) != 1 or readers[0] is softmax:
-                break
-            n = readers[0]
-            if n.op_type not in _MASK_OPS and n.op_type != "Reshape":
-                break
-            if n.op_type == "Add" and len(n.inputs) == 2:
-                out.append(n.inputs[1] if n.inputs[0] is v else n.inputs[0])
-            v = n.outputs[0]
-        return out
+        """The values added to the scores on their way to ``softmax``."""
+        return [n.inputs[1] if n.inputs[0] is v else n.inputs[0] for n, v in self._score_path(score, softmax)
+                if n.op_type == "Add" and len(n.inputs) == 2]
 
     def _position_view_sites(self, r: ir.Node, heads: int) -> list[HeadSite]:
         """The head count in a view of a position term: ``[S, batch * heads, x]`` (at 1) or ``[S, batch, heads,
@@ -1391,20 +1381,24 @@ class _Finder:
             return None
         return None
 
-    def _views_between(self, score: ir.Node, softmax: ir.Node) -> list[ir.Node]:
-        """Reshapes on the single-reader path from the score MatMul to the Softmax."""
+    def _score_path(self, score: ir.Node, softmax: ir.Node) -> list[tuple[ir.Node, ir.Value]]:
+        """The single-reader path from the score MatMul to ``softmax`` through mask and scale ops and views of
+        the scores: each node with the value of the path it reads."""
         out, v = [], score.outputs[0]
         for _ in range(12):
             readers = data_consumers(v)
             if len(readers) != 1 or readers[0] is softmax:
                 break
             n = readers[0]
-            if n.op_type == "Reshape" and n.inputs[0] is v:
-                out.append(n)
-            elif n.op_type not in _MASK_OPS:
+            if not (n.op_type in _MASK_OPS or (n.op_type == "Reshape" and n.inputs[0] is v)):
                 break
+            out.append((n, v))
             v = n.outputs[0]
         return out
+
+    def _views_between(self, score: ir.Node, softmax: ir.Node) -> list[ir.Node]:
+        """Reshapes on the single-reader path from the score MatMul to the Softmax."""
+        return [n for n, v in self._score_path(score, softmax) if n.op_type == "Reshape" and n.inputs[0] is v]
 
     def _front_pieces(self, reshape: ir.Node) -> list[tuple[int | None, tuple | None]]:
         """A Reshape's target shape from the FRONT: (value or None when computed, site or None); stops at
