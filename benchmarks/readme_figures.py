@@ -1266,6 +1266,8 @@ def render_conformance_chains(results: Path) -> str:
     # or what it found (a quantized projection)
     by_family: dict[str, int] = {}
     by_chain: dict[tuple[str, str], int] = {}
+    unattended = sorted({x["model"] for x in d["cells"]
+                         if x["status"] == "refused" and "no self-attention found" in x["detail"]})
     for x in d["cells"]:
         if x["status"] != "refused":
             continue
@@ -1276,6 +1278,8 @@ def render_conformance_chains(results: Path) -> str:
         else:
             why = ("the structured pass names the quantized projection it found" if "quantized or packed" in reason
                    else reason.split(" (", 1)[0] if "folded float constants" in reason
+                   else f"a structured step finds no softmax attention in {' and '.join(unattended)}"
+                   if reason.startswith("no self-attention found")
                    else "the gate refused the output: " + reason.split(";", 1)[0][:120])
             by_chain[(x["pass_name"], why)] = by_chain.get((x["pass_name"], why), 0) + 1
     # chains refused for one reason in as many cells each: one part
