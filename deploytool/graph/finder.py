@@ -1301,22 +1301,8 @@ class _Finder:
         s = r.inputs[1] if len(r.inputs) > 1 else None
         if is_op(s.producer() if s is not None else None, "Shape") and not s.producer().attributes:
             return []  # back to another tensor's whole shape, read at run time
-        arr = small_const(s)
-        pieces: list[tuple[int | None, tuple[ir.Node, ir.Value, int | None] | None, ir.Value | None]] = []
-        if arr is not None:
-            pieces = [(int(x), (r, s, i), None) for i, x in enumerate(arr.reshape(-1))]
-        elif s is not None and is_op(s.producer(), "Concat"):
-            cat = s.producer()
-            for piece in cat.inputs:
-                a = small_const(piece)
-                if a is not None:
-                    pieces += [(int(x), (cat, piece, i), None) for i, x in enumerate(a.reshape(-1))]
-                elif self._piece_len(piece) == 1:
-                    pieces.append((None, None, piece))
-                else:
-                    pieces = []
-                    break
-        at = {3: 1, 4: 2}.get(len(pieces))
+        pieces = self._front_pieces(r)
+        at = {3: 1, 4: 2}.get(len(pieces)) if len(pieces) == self._reshape_rank(r) else None
         if at is None:
             raise StructureError(f"node '{_name(r)}' (Reshape): a view of a relative-position term that is neither "
                                  f"[S, batch * heads, .] nor [S, batch, heads, .]")
@@ -1400,26 +1386,26 @@ class _Finder:
         """Reshapes on the single-reader path from the score MatMul to the Softmax."""
         return [n for n, v in self._score_path(score, softmax) if n.op_type == "Reshape" and n.inputs[0] is v]
 
-    def _front_pieces(self, reshape: ir.Node) -> list[tuple[int | None, tuple | None]]:
-        """A Reshape's target shape from the FRONT: (value or None when computed, site or None); stops at
-        a computed piece of unknown length."""
+    def _front_pieces(self, reshape: ir.Node) -> list[tuple[int | None, tuple | None, ir.Value | None]]:
+        """A Reshape's target shape from the FRONT: (value or None when computed, site or None, the computed
+        one-element piece or None); stops at a computed piece of unknown length."""
         s = reshape.inputs[1] if len(reshape.inputs) > 1 else None
         arr = small_const(s)
         if arr is not None:
-            return [(int(x), (reshape, s, i)) for i, x in enumerate(arr.reshape(-1))]
+            return [(int(x), (reshape, s, i), None) for i, x in enumerate(arr.reshape(-1))]
         p = s.producer() if s is not None else None
         if p is None or p.op_type != "Concat":
             return []
-        out: list[tuple[int | None, tuple | None]] = []
+        out: list[tuple[int | None, tuple | None, ir.Value | None]] = []
         for piece in p.inputs:
             a = small_const(piece)
             if a is not None:
-                out += [(int(x), (p, piece, i)) for i, x in enumerate(a.reshape(-1))]
+                out += [(int(x), (p, piece, i), None) for i, x in enumerate(a.reshape(-1))]
                 continue
             n = self._piece_len(piece)
             if n is None:
                 break
-            out += [(None, None)] * n
+            out += [(None, None, piece if n == 1 else None)] * n
         return out
 
     def _unflatten_front_site(self, r: ir.Node, heads: int) -> HeadSite | None:
