@@ -1243,6 +1243,7 @@ class _Finder:
                                score_bias=self.score_bias(score, softmax) if softmax is not None else [], qkv=qkv,
                                qkv_interleaved=interleaved)
         block.head_constants = self.head_constants(q_pl + k_pl + v_pl, (qkv, q, k, v), heads, head_size)
+        block.position_terms = len(position_terms)
         block.heads_inferred = not sites and rel is None and self._views_infer_heads(split, merge, head_size,
                                                                                     qkv is not None)
         if rel is not None:
@@ -2411,6 +2412,8 @@ class _Finder:
         if family_hint(self.model) is None and any(la.attention.qkv_interleaved and la.attention.head_constants
                                                    for la in layers):
             family = "deberta"  # v1's per-head in_proj and q/v biases, where the export kept no module path
+        if family_hint(self.model) is None and any(la.attention.position_terms for la in layers):
+            family = "nezha"  # its position terms on the scores and the context, where no module path names it
         return EncoderStructure(family=family, hidden_size=hidden, layers=layers,
                                 embeddings=embeddings, fused=fused_any, exporter=self.exporter(fused_any),
                                 other_linears=other)

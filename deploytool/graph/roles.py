@@ -157,6 +157,9 @@ class AttentionBlock:
     qkv_interleaved: bool = False
     # per-head constants added to Q/K/V after the head view: (the Add, its input index, the head axis)
     head_constants: list[tuple[ir.Node, int, int]] = dataclasses.field(default_factory=list)
+    # NeZha's functional relative positions: terms on the scores and the context that read a fixed table with
+    # no head axis (the same for every head: a head edit leaves them alone; their views are head sites)
+    position_terms: int = 0
 
     @property
     def relative(self) -> bool:

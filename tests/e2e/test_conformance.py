@@ -778,6 +778,24 @@ def test_nezha_views_of_batch_times_heads_are_rewritten(work):
     assert cells["prune-heads"].status == "equal", cells["prune-heads"].detail
 
 
+@pytest.mark.parametrize("family", ["nezha", "bert"])
+def test_nezha_is_named_by_its_position_terms_without_module_paths(work, family):
+    """``inspect`` names NeZha from its structure where no node or initializer name keeps a module path
+    (torch's static export of the tiny model kept none: it was named "bert"): every name scrubbed, the
+    position terms alone say "nezha", and a BERT so scrubbed is not called NeZha."""
+    from deploytool.graph.finder import find_structure
+    from deploytool.onnx_io import load_model
+
+    src = C.export(C.MODEL_BY_NAME[family], "dynamo", work / "exports")
+    model = load_model(src)
+    for i, node in enumerate(model.graph):
+        node.name = f"n{i}"
+    for i, value in enumerate(list(model.graph.initializers.values())):
+        value.name = f"w{i}"
+    found = find_structure(model).family
+    assert (found == "nezha") == (family == "nezha"), found
+
+
 def test_an_export_that_differs_from_pytorch_is_the_exporters_failure(work):
     """The matrix compares the export itself with PyTorch first: a cell never charges a pass with what the
     exporter changed (torch's TorchScript exports of Longformer and RoCBert differ by 0.5-0.7)."""
