@@ -38,6 +38,9 @@ def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRA
         raise DeployError(f"model folder {folder} has no weights (model.safetensors or pytorch_model.bin)")
     use_safetensors = files[0].name.startswith("model.safetensors")
     auto = tr.AutoModel if task is Task.FEATURE_EXTRACTION else tr.AutoModelForSequenceClassification
+    encoder = _encoder_class(folder, task)
+    if encoder is not None:
+        auto = encoder
     torch.manual_seed(seed)
     # transformers prints "Some weights ... newly initialized" through its logger and stderr
     tr_level = tr.logging.get_verbosity()
@@ -60,6 +63,32 @@ def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRA
     return model.eval()
 
 
+def _encoder_class(folder: Path, task: Task):
+    """transformers' encoder-only class of an encoder-decoder folder (T5, mT5, UMT5: ``T5EncoderModel`` ...):
+    feature extraction exports its encoder (a full checkpoint's decoder weights are left unread). None for an
+    encoder model; a one-line DeployError where there is no encoder-only class, or for a classifier (T5's
+    sequence classifier reads its decoder)."""
+    import transformers as tr
+
+    try:
+        config = tr.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    except Exception:  # from_pretrained below says what is wrong with the folder
+        return None
+    named = [a for a in (getattr(config, "architectures", None) or []) if a.endswith("EncoderModel")]
+    if not getattr(config, "is_encoder_decoder", False) and not named:  # T5EncoderModel saves it False
+        return None
+    kind = config.model_type
+    if task is not Task.FEATURE_EXTRACTION:
+        raise DeployError(f"{folder} is an encoder-decoder model ({kind}): its {task.value} head reads the decoder; "
+                          "deploytool exports encoders: export --task feature-extraction (its encoder)")
+    cls = next((getattr(tr, a) for a in named if hasattr(tr, a)), None) or \
+        getattr(tr, type(config).__name__.replace("Config", "EncoderModel"), None)
+    if cls is None:
+        raise DeployError(f"{folder} is an encoder-decoder model ({kind}) and transformers has no encoder-only "
+                          "class for it; deploytool exports encoders")
+    return cls
+
+
 def _cfg(config, *names, default=None):
     for n in names:
         v = getattr(config, n, None)
@@ -77,11 +106,12 @@ def architecture(model) -> dict[str, int | str]:
         "family": str(c.model_type),
         "num_layers": int(_cfg(c, "num_hidden_layers", "n_layers")),
         "num_heads": heads,
-        "head_size": hidden // heads,
+        # T5's d_kv: its heads need not tile d_model (t5-11b: 128 heads x 128 over 1024)
+        "head_size": int(_cfg(c, "d_kv", default=hidden // heads)),
         "hidden_size": hidden,
-        "ffn_size": int(_cfg(c, "intermediate_size", "hidden_dim")),
+        "ffn_size": int(_cfg(c, "intermediate_size", "hidden_dim", "d_ff")),
         "vocab_size": int(c.vocab_size),
-        "max_position_embeddings": int(c.max_position_embeddings),
+        "max_position_embeddings": max_sequence_length(model),
     }
 
 
@@ -99,6 +129,9 @@ def input_names(model) -> list[str]:
 def max_sequence_length(model) -> int:
     """Longest input the position embeddings allow (RoBERTa-style models offset by pad_token_id + 1)."""
     c = model.config
+    if getattr(c, "max_position_embeddings", None) is None:
+        # no absolute positions (T5's relative buckets): any length runs; 512 is what T5 was trained on
+        return int(getattr(c, "n_positions", None) or 512)
     n = int(c.max_position_embeddings)
     if c.model_type in ("roberta", "xlm-roberta", "camembert", "longformer"):
         n -= int(c.pad_token_id or 1) + 1

@@ -2597,6 +2597,9 @@ _FAMILY_SIGNATURES = (
                     "key_proj", "value_proj")),
     ("mobilebert", ("bottleneck",)),
     ("albert", ("albert_layer_groups", "albert_layers")),
+    # T5's encoder (T5EncoderModel, mT5, sentence-t5): before MPNet, whose keys include relative_attention_bias
+    ("t5", ("densereludense", "selfattention.relative_attention_bias", "selfattention/relative_attention_bias",
+            "encoder.final_layer_norm", "encoder/final_layer_norm")),
     ("mpnet", ("relative_attention_bias", "attention/attn/", "attention.attn.")),
     ("esm", ("emb_layer_norm_after", "rotary_embeddings")),
     ("roformer", ("embed_positions",)),
@@ -2616,6 +2619,13 @@ PACK_NEEDS_STRUCTURE = frozenset({"deberta", "deberta-v2"})
 # refusals name the family: what a graph of that family may still lack
 _NAMED_WHEN_REFUSED = {
     "modernbert": "this graph's pre-LayerNorm / packed Wqkv + rotary / GeGLU wiring is",
+}
+# families the finder does not read at all: their refusal says what the family has, in place of the first
+# mismatch the finder met (which, read as a BERT, says little), and what still runs on them
+_UNREAD_FAMILIES = {
+    "t5": ("T5 encoders (pre-norm layers with T5's RMS norm, x * rsqrt(mean(x^2) + eps) * w, and relative-position "
+           "buckets computed in the first layer) are not read by the structured passes (slice, prune-heads, "
+           "prune-ffn, reorder); quantize (int8, fp16) and pack --pack-head run on them"),
 }
 
 
@@ -2760,6 +2770,10 @@ def find_structure(model: ir.Model) -> EncoderStructure:
     try:
         return _Finder(model).find()
     except StructureError as e:
+        if hint in _UNREAD_FAMILIES:
+            where = str(e).split(":", 1)[0] if str(e).startswith("node '") else ""
+            raise StructureError(f"{hint}: {_UNREAD_FAMILIES[hint]}" + (f" (first unread: {where})" if where else "")
+                                 ) from e
         if hint in _NAMED_WHEN_REFUSED:
             # a graph of a family read by structure only in the forms seen so far: name the family and the
             # piece this graph lacks, in one line

@@ -138,4 +138,62 @@ def optimize_proto(proto, *, num_heads: int, hidden_size: int, model_type: str =
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
-    return opt.model
+    out = opt.model
+    standard_rms_norms(out)
+    return out
+
+
+def standard_rms_norms(proto) -> int:
+    """Rewrite, in ``proto``, each ``SimplifiedLayerNormalization`` in the default domain (ORT's RMSNorm, which ORT
+    registers there and ``onnx.checker`` and every other runtime reject; ORT's optimizer fuses a decomposed RMS norm,
+    T5's ``x * rsqrt(mean(x^2) + eps) * w``, into it) back into standard ops: ``Pow(x, 2)``, ``ReduceMean`` over
+    the last axis, ``Add`` of epsilon, ``Sqrt``, ``Div``, ``Mul`` by the scale: the pattern ORT fuses again when
+    it loads the file (its level-2 ``SimplifiedLayerNormFusion``). Nodes normalising over another axis than the
+    last, or whose inverse-std output is read, are left alone. Returns how many were rewritten."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    read = {name for n in proto.graph.node for name in n.input} | {o.name for o in proto.graph.output}
+    names = {name for n in proto.graph.node for name in (*n.input, *n.output, n.name)}
+    names |= {t.name for t in proto.graph.initializer} | {i.name for i in proto.graph.input}
+
+    def fresh(base: str) -> str:
+        name, i = base, 0
+        while name in names:
+            i += 1
+            name = f"{base}_{i}"
+        names.add(name)
+        return name
+
+    nodes, done = [], 0
+    for node in proto.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if (node.op_type != "SimplifiedLayerNormalization" or node.domain not in ("", "ai.onnx")
+                or len(node.input) < 2 or attrs.get("axis", -1) != -1 or any(o in read for o in node.output[1:])):
+            nodes.append(node)
+            continue
+        x, scale, y = node.input[0], node.input[1], node.output[0]
+        base = node.name or "rms_norm"
+        two, eps = fresh(f"{base}_two"), fresh(f"{base}_epsilon")
+        proto.graph.initializer.extend([numpy_helper.from_array(np.array(2.0, np.float32), two),
+                                        numpy_helper.from_array(np.array(attrs.get("epsilon", 1e-5), np.float32),
+                                                                eps)])
+        sq, mean, var, std, normed = (fresh(f"{base}_{t}") for t in ("squared", "mean", "plus_eps", "std", "normed"))
+        if opset >= 18:  # ReduceMean's axes became an input
+            axes = fresh(f"{base}_axes")
+            proto.graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), axes))
+            reduce = helper.make_node("ReduceMean", [sq, axes], [mean], name=fresh(f"{base}_ReduceMean"), keepdims=1)
+        else:
+            reduce = helper.make_node("ReduceMean", [sq], [mean], name=fresh(f"{base}_ReduceMean"), axes=[-1],
+                                      keepdims=1)
+        nodes += [helper.make_node("Pow", [x, two], [sq], name=fresh(f"{base}_Pow")), reduce,
+                  helper.make_node("Add", [mean, eps], [var], name=fresh(f"{base}_Add")),
+                  helper.make_node("Sqrt", [var], [std], name=fresh(f"{base}_Sqrt")),
+                  helper.make_node("Div", [x, std], [normed], name=fresh(f"{base}_Div")),
+                  helper.make_node("Mul", [normed, scale], [y], name=fresh(f"{base}_Mul"))]
+        done += 1
+    if done:
+        del proto.graph.node[:]
+        proto.graph.node.extend(nodes)
+    return done

@@ -63,3 +63,39 @@ def test_tiny_fused_onnx_fixture(tiny_fused_onnx):
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert ops.count("Attention") == 2 and ops.count("EmbedLayerNormalization") == 1
     assert run_onnx(path, fixed_inputs(lengths=(5, 2)))["logits"].shape == (2, 2)
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+def test_ort_rms_norm_is_written_back_as_standard_ops(opset):
+    """``SimplifiedLayerNormalization`` in the default domain (ORT's RMSNorm, what its optimizer fuses T5's norm
+    into) is rewritten as Pow/ReduceMean/Add/Sqrt/Div/Mul: ``onnx.checker`` accepts the graph, ONNX Runtime computes
+    what the numpy formula computes, and a node whose inverse-std output is read is left alone."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from deploytool.runtime.fuse import standard_rms_norms
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(6).astype(np.float32)
+    nodes = [helper.make_node("SimplifiedLayerNormalization", ["x", "w"], ["y"], name="rms", epsilon=1e-3, axis=-1),
+             helper.make_node("SimplifiedLayerNormalization", ["y", "w"], ["z", "inv"], name="kept", epsilon=1e-3)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 6])],
+                          [helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 3, 6]),
+                           helper.make_tensor_value_info("inv", TensorProto.FLOAT, [2, 3, 1])],
+                          [numpy_helper.from_array(w, "w")])
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    before = proto.SerializeToString()
+    assert standard_rms_norms(proto) == 1
+    assert [n.op_type for n in proto.graph.node] == ["Pow", "ReduceMean", "Add", "Sqrt", "Div", "Mul",
+                                                     "SimplifiedLayerNormalization"]
+    x = rng.standard_normal((2, 3, 6)).astype(np.float32)
+    y = x / np.sqrt((x * x).mean(-1, keepdims=True) + 1e-3) * w
+    got = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    ref = ort.InferenceSession(before, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, y / np.sqrt((y * y).mean(-1, keepdims=True) + 1e-3) * w, rtol=1e-4, atol=1e-5)
+    proto.graph.node.pop()  # the kept node: ORT's op, which the checker does not know
+    proto.graph.output.pop()
+    proto.graph.output[0].name = "y"
+    onnx.checker.check_model(proto)
