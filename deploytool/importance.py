@@ -163,6 +163,9 @@ def _layer_magnitudes(layer) -> tuple[list[float], list[float]]:
         if ffn.gated:  # GLU: neuron j owns the activation-input row j and the gate row F + j
             f = ffn.width
             rows = rows[:f] + rows[f:]
+        if ffn.gate is not None:  # T5 v1.1: and row j of its own gate projection
+            b2 = weight_array(ffn.gate.bias).astype(np.float64) if ffn.gate.bias is not None else 0
+            rows = rows + square_sums(ffn.gate, 1) + b2 ** 2
         nsq = rows + square_sums(ffn.output, 0)  # the output linear's input columns
         scores += [float(v) for v in np.sqrt(nsq)]
     return [float(v) for v in np.sqrt(sq)], scores

@@ -65,6 +65,7 @@ _FREE = {"Shape", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Con
          "Dropout"}
 _MOVE = {"Transpose", "Gather", "Concat", "Slice", "Split", "Expand", "Where", "Cast", "Tile", "Pad"}
 _FLOPS_PER_ELEMENT = {"LayerNormalization": 8, "SkipLayerNormalization": 9, "SimplifiedLayerNormalization": 6,
+                      "RMSNormalization": 6,
                       "Softmax": 5, "Erf": 8, "Gelu": 8, "FastGelu": 8, "BiasGelu": 9, "Tanh": 4, "Sqrt": 1,
                       "Pow": 1, "ReduceMean": 1, "DynamicQuantizeLinear": 3, "QuantizeLinear": 2,
                       "DequantizeLinear": 2}
@@ -189,6 +190,7 @@ class ErrorBand:
 # element-wise classes of the host microbenchmark and the ops timed like each
 _EW_CLASS = {"LayerNormalization": "LayerNormalization", "SkipLayerNormalization": "LayerNormalization",
              "SimplifiedLayerNormalization": "LayerNormalization", "SkipSimplifiedLayerNormalization": "LayerNormalization",
+             "RMSNormalization": "LayerNormalization",
              "Softmax": "Softmax", "Erf": "Erf", "Gelu": "Erf", "BiasGelu": "Erf", "FastGelu": "Erf", "Tanh": "Erf",
              "EmbedLayerNormalization": "LayerNormalization", "QEmbedLayerNormalization": "LayerNormalization"}
 # ORT's fused attention: the QKV projection (a GEMM against a [H, 3H] weight) and the attention itself

@@ -9,8 +9,9 @@ MS_DOMAIN = "com.microsoft"
 
 # ops whose weight input (index 1) is a projection matrix
 LINEAR_OPS = {"MatMul", "Gemm", "FusedGemm", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulNBits", "FusedMatMul"}
+# (RMSNormalization: ONNX's own RMS norm, opset 23; torch's dynamo writes T5's norm as it)
 LAYER_NORM_OPS = {"LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
-                  "SkipSimplifiedLayerNormalization"}
+                  "SkipSimplifiedLayerNormalization", "RMSNormalization"}
 
 
 def is_op(node: ir.Node | None, *ops: str) -> bool:
@@ -309,7 +310,7 @@ def static_shape(v: ir.Value | None, depth: int = 0, memo: dict | None = None) -
 
 
 _SHAPE_OF_FIRST = {"LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
-                   "SkipSimplifiedLayerNormalization", "Gelu", "FastGelu", "BiasGelu", "QuickGelu"}
+                   "SkipSimplifiedLayerNormalization", "RMSNormalization", "Gelu", "FastGelu", "BiasGelu", "QuickGelu"}
 
 
 def _static_shape(v: ir.Value, depth: int, memo: dict) -> tuple[int, ...] | None:

@@ -1660,11 +1660,20 @@ class _Finder:
             v = n.outputs[0]
         return out
 
-    def _per_head_table(self, v: ir.Value) -> bool:
+    def _per_head_table(self, v: ir.Value, depth: int = 0) -> bool:
         """True when ``v``, added to the scores, is a per-head bias: computed from a constant table, from no
-        input's data (the padding mask is), and not fixed by the graph to one head broadcast to all."""
-        return small_const(v) is None and self._has_table(v) and not self._reads_input_data(v) \
-            and not _same_for_all_heads(v)
+        input's data (the padding mask is), and not fixed by the graph to one head broadcast to all; or the sum
+        of such a bias and the padding mask (T5 adds the mask to its position bias once, in the first layer, and
+        every layer adds that sum to its scores: its heads are the bias's, the mask is the same for each)."""
+        if small_const(v) is not None or _same_for_all_heads(v):
+            return False
+        if self._has_table(v) and not self._reads_input_data(v):
+            return True
+        p = v.producer()
+        if depth or p is None or p.op_type != "Add" or len(p.inputs) != 2 or any(i is None for i in p.inputs):
+            return False
+        a, b = p.inputs  # the bias and the mask (made of graph inputs through mask ops only), in either order
+        return (self._per_head_table(a, 1) and self._mask_only(b)) or (self._per_head_table(b, 1) and self._mask_only(a))
 
     @staticmethod
     def _has_table(v: ir.Value) -> bool:
@@ -1905,7 +1914,7 @@ class _Finder:
         p = r.producer()
         if p is None:
             return None
-        if p.op_type in ("LayerNormalization", "SimplifiedLayerNormalization") and p.inputs and \
+        if p.op_type in ("LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization") and p.inputs and \
                 p.inputs[0] is not None:
             return self.source(p.inputs[0])
         if p.op_type != "Add" or len(p.inputs) != 2:
@@ -1971,9 +1980,11 @@ class _Finder:
         residual Add adds it back), also where that Add is ORT's SkipLayerNormalization, which reads the sum as
         one of its two summands (the last layer's FFN residual fused with the final LayerNorm, when ORT fused
         no other: a graph with ONNX's Attention at its levels 2 and 99)."""
-        return any((n.op_type not in LAYER_NORM_OPS and n.op_type not in ("ReduceMean", "Sub"))
-                   or n.op_type in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization")
-                   for n in self.readers(self._past_float_cast(s)))
+        v = self._past_float_cast(s)
+        rms = self._rms_parts(v)
+        return any(((n.op_type not in LAYER_NORM_OPS and n.op_type not in ("ReduceMean", "Sub"))
+                    or n.op_type in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization")) and id(n) not in rms
+                   for n in self.readers(v))
 
     @staticmethod
     def _past_float_cast(v: ir.Value) -> ir.Value:
@@ -1993,13 +2004,108 @@ class _Finder:
             return p.inputs[0]
         return v
 
+    # ------------------------------------------------------------------ RMS norm (T5)
+    def _rms_input(self, a: ir.Value | None) -> ir.Value | None:
+        """``x`` (as the norm reads it) when ``a`` is T5's RMS norm of it, decomposed: ``w * (x * r)`` with ``r``
+        = ``1 / sqrt(mean(x^2) + eps)`` (TorchScript: ``Div(1, Sqrt)``; dynamo: ``Reciprocal(Sqrt)``) or ``w * (x /
+        sqrt(mean(x^2) + eps))`` (ORT's pattern), ``x^2`` as ``Pow(x, 2)`` or ``Mul(x, x)``, through float Casts
+        (the norm computes in float32); else None. No mean is subtracted: a LayerNorm is not one."""
+        p = self._uncast(a).producer() if a is not None else None
+        if p is None or p.op_type != "Mul" or len(p.inputs) != 2:
+            return None
+        if self._feature_const(p.inputs[0]):
+            normed = p.inputs[1]
+        elif self._feature_const(p.inputs[1]):
+            normed = p.inputs[0]
+        else:
+            return None
+        n = self._uncast(normed).producer() if normed is not None else None
+        if n is None or len(n.inputs) != 2 or any(i is None for i in n.inputs):
+            return None
+        if n.op_type == "Div":
+            x, sqrt = n.inputs[0], n.inputs[1].producer()
+        elif n.op_type == "Mul":
+            x = sqrt = None
+            for i, j in ((0, 1), (1, 0)):
+                inv = n.inputs[j].producer()
+                if inv is not None and inv.op_type == "Reciprocal":
+                    x, sqrt = n.inputs[i], inv.inputs[0].producer()
+                elif inv is not None and inv.op_type == "Div" and len(inv.inputs) == 2 and \
+                        _is_scalar(inv.inputs[0], 1.0):
+                    x, sqrt = n.inputs[i], inv.inputs[1].producer()
+                if sqrt is not None:
+                    break
+        else:
+            return None
+        if x is None or sqrt is None or sqrt.op_type != "Sqrt":
+            return None
+        add = sqrt.inputs[0].producer()
+        if add is None or add.op_type != "Add" or len(add.inputs) != 2:
+            return None
+        mean = next((i.producer() for i in add.inputs if i is not None and not self.cone.is_const(i)), None)
+        if mean is None or mean.op_type != "ReduceMean" or not mean.inputs or mean.inputs[0] is None:
+            return None
+        sq = mean.inputs[0].producer()
+        if sq is None or len(sq.inputs) != 2 or any(i is None for i in sq.inputs):
+            return None
+        if sq.op_type == "Pow" and _is_scalar(sq.inputs[1], 2.0):
+            base = sq.inputs[0]
+        elif sq.op_type == "Mul" and sq.inputs[0] is sq.inputs[1]:
+            base = sq.inputs[0]
+        else:
+            return None
+        same = self.source(self._uncast(base)) is self.source(self._uncast(x))
+        centred = x.producer() is not None and x.producer().op_type == "Sub"  # x - mean(x): a LayerNorm's
+        return x if same and not centred else None
+
+    def _rms_after(self, v: ir.Value) -> ir.Value | None:
+        """The output of T5's RMS norm of ``v`` (read directly or through a float Cast), or None."""
+        frontier, seen = [v], set()
+        for _ in range(8):
+            nxt = []
+            for val in frontier:
+                for c in self.readers(val):
+                    if id(c) in seen:
+                        continue
+                    seen.add(id(c))
+                    if c.op_type == "Mul":
+                        x = self._rms_input(c.outputs[0])
+                        if x is not None and self._uncast(self.source(x)) in (v, self._uncast(v)):
+                            out = c.outputs[0]
+                            return self._past_float_cast(out) if self._uncast(out) is out else out
+                    nxt.extend(c.outputs)
+            frontier = nxt
+        return None
+
+    def _rms_parts(self, v: ir.Value) -> set[int]:
+        """The nodes of T5's RMS norm of ``v`` (see :meth:`_rms_after`), as ids; empty when there is none."""
+        out = self._rms_after(v)
+        if out is None:
+            return set()
+        ids: set[int] = set()
+        stack = [out]
+        while stack:
+            val = stack.pop()
+            if val is None or val is v or val is self._uncast(v):
+                continue
+            p = val.producer()
+            if p is None or id(p) in ids or self.cone.is_const(val):
+                continue
+            ids.add(id(p))
+            stack.extend(p.inputs)
+        return ids
+
     def _normalizes(self, a: ir.Value, r: ir.Value) -> bool:
         """True when ``a`` is ``LayerNorm(r)`` (a LayerNormalization, the normalised output 0 of a
-        SkipLayerNormalization whose output 3 is ``r``, or the decomposed ReduceMean/Sub/.../Mul [+ Add])."""
+        SkipLayerNormalization whose output 3 is ``r``, or the decomposed ReduceMean/Sub/.../Mul [+ Add]), or
+        T5's RMS norm of ``r`` (:meth:`_rms_input`)."""
         p = a.producer()
         if p is None:
             return False
-        if p.op_type in ("LayerNormalization", "SimplifiedLayerNormalization"):
+        x = self._rms_input(a)
+        if x is not None and self._uncast(self.source(x)) is self._uncast(r):
+            return True
+        if p.op_type in ("LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization"):
             if not p.inputs or p.inputs[0] is None:
                 return False
             if self.source(self._uncast(p.inputs[0])) is r:
@@ -2038,9 +2144,13 @@ class _Finder:
         rs = self.readers(s)
         if len(rs) == 1 and rs[0].op_type == "Cast":
             rs = self.readers(self._past_float_cast(s)) or rs
-        lns = [n for n in rs if n.op_type in ("LayerNormalization", "SimplifiedLayerNormalization")]
+        lns = [n for n in rs if n.op_type in ("LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization")]
         if len(lns) == 1:
             return lns[0].outputs[0]
+        if not lns:
+            rms = self._rms_after(self._past_float_cast(s))
+            if rms is not None:  # T5's RMS norm, decomposed
+                return rms
         sub = next((n for n in rs if n.op_type == "Sub"), None)
         if not lns and sub is not None and any(n.op_type == "ReduceMean" for n in rs):
             rms = [c for c in consumers(sub.outputs[0]) if c.op_type == "SimplifiedLayerNormalization"]
@@ -2096,6 +2206,8 @@ class _Finder:
                                          f"un-normalised layer input (pre-LayerNorm) but the sum is only "
                                          f"normalised, not carried on to the FFN residual (mixed pre/post-LayerNorm "
                                          f"blocks are not supported)")
+                if r is not a and self._rms_input(a) is not None:
+                    r = self._uncast(r)  # T5 (TorchScript): the residual reads its norm's float Cast of x
                 return True, r, s, self.norm_after(s, c)
         # the post-LN finder's own message for anything else
         h1 = self.residual_norm(y, a, at, what)
@@ -2115,6 +2227,10 @@ class _Finder:
             s = self._sum_output(c)
             return (s if s is not None else c.outputs[0]), c
         if c.op_type in ("Add", "Sum") and len(c.inputs) == 2 and h1 in tuple(self.source(i) for i in c.inputs):
+            return self.past_qdq(c.outputs[0]), None
+        # T5 (TorchScript): the residual reads the float Cast its RMS norm made of h1 (a no-op in float32)
+        if c.op_type in ("Add", "Sum") and len(c.inputs) == 2 and \
+                h1 in tuple(self._uncast(self.source(i)) for i in c.inputs) and self._rms_after(h1) is not None:
             return self.past_qdq(c.outputs[0]), None
         raise StructureError(f"node '{_name(c)}' ({c.op_type}): the FFN output is not added to the layer's "
                              f"residual stream (pre-LayerNorm block)")
@@ -2205,11 +2321,14 @@ class _Finder:
             ) -> tuple[FFNBlock, ir.Value, ir.Node | None]:
         inters = [lin for lin in (self.linear(c) for c in self.readers(ffn_in))
                   if lin is not None and self.source(lin.node.inputs[0]) is ffn_in]
+        gate = None
+        if len(inters) == 2:
+            inters, gate = self._own_gate(inters, at)
         if len(inters) != 1:
             raise StructureError(f"node '{_name(at)}' ({at.op_type}): attention output feeds {len(inters)} "
                                  f"projections, expected one FFN intermediate")
         inter = inters[0]
-        chunk = self._glu_chunks(self.linear_output(inter), inter)
+        chunk = self._glu_chunks(self.linear_output(inter), inter) if gate is None else None
         gated = chunk is not None
         ops: list[ir.Node] = []
         found: list[Linear] = []
@@ -2219,6 +2338,16 @@ class _Finder:
             queue = deque(halves)
             # the chunk's shape arithmetic reads the intermediate through Shape only: not on the data path
             next_readers = data_consumers
+        elif gate is not None:  # the activation's path; the gate's output joins it at the product
+            sites = []
+            seen = {id(inter.node), id(gate.node)}
+            queue = deque()
+            for lin in (inter, gate):
+                ps = self.plane_sum(lin.node)
+                if ps is not None:  # pack's split-binary planes: their sum is the projection's output
+                    seen |= {id(ps)} | {id(i.producer()) for i in ps.inputs}
+                queue.append(ps.outputs[0] if ps is not None else lin.node.outputs[0])
+            next_readers = consumers
         else:
             sites = []
             seen = {id(inter.node)}
@@ -2260,8 +2389,46 @@ class _Finder:
             y, out_norm = self.pre_norm_residual(self.linear_output(out), h1, out.node)
         else:
             y, out_norm = self.residual_norm(self.linear_output(out), h1, out.node, "FFN output projection"), None
-        block = FFNBlock(intermediate=inter, output=out, activation=act, gated=gated, sites=sites)
+        if gate is not None and (gate.out_features != inter.out_features or out.in_features != inter.out_features):
+            raise StructureError(f"node '{_name(out.node)}' ({out.node.op_type}): the gated FFN's projections have "
+                                 f"widths {inter.out_features} and {gate.out_features}, its output reads "
+                                 f"{out.in_features}")
+        block = FFNBlock(intermediate=inter, output=out, activation=act, gated=gated, sites=sites, gate=gate)
         return block, y, out_norm
+
+    def _projected(self, lin: Linear) -> ir.Value:
+        """What a projection hands on: its output after activation fake-quantization, or the sum of its two
+        binary planes (pack's split-binary form, :meth:`plane_sum`)."""
+        ps = self.plane_sum(lin.node)
+        return ps.outputs[0] if ps is not None else self.past_qdq(self.linear_output(lin))
+
+    def _own_gate(self, inters: list[Linear], at: ir.Node) -> tuple[list[Linear], Linear | None]:
+        """([the activation's intermediate], its gate) when two projections read the FFN input and their
+        outputs meet in one elementwise product, one through an activation and the other directly (T5 v1.1,
+        flan-T5: ``wo(act(wi_0 x) * wi_1 x)``); else (inters, None): the caller refuses two intermediates."""
+        direct = []
+        for lin in inters:
+            out = self._projected(lin)
+            c = single_consumer(out)
+            if c is not None and c.op_type == "Mul" and len(c.inputs) == 2:
+                direct.append((lin, c))
+        if len(direct) == 1:
+            gate, mul = direct[0]
+            act = next(lin for lin in inters if lin is not gate)
+            other = mul.inputs[1] if self._projected(gate) is mul.inputs[0] else mul.inputs[0]
+            # the other factor is the activation of the other projection (a few elementwise ops from it)
+            frontier, seen, depth = [self._projected(act)], set(), 0
+            while frontier and depth < _MAX_ACT_NODES:
+                if any(v is other for v in frontier):
+                    return [act], gate
+                nxt = []
+                for v in frontier:
+                    for c in consumers(v):
+                        if id(c) not in seen and c.op_type in _ACT_OPS and c is not mul:
+                            seen.add(id(c))
+                            nxt.extend(c.outputs)
+                frontier, depth = nxt, depth + 1
+        return inters, None
 
     # ------------------------------------------------------------------ whole graph
     def layer_nodes(self, x: ir.Value, y: ir.Value, extra: tuple[ir.Value, ...] = ()) -> list[ir.Node]:
@@ -2529,9 +2696,10 @@ class _Finder:
                     t.dtype.name not in ("INT8", "UINT8"):
                 continue
             idx = n.inputs[1]
-            # the ids themselves, or a cast or a slice of them (XLM: input_ids[:, -slen:] behind a key/value cache)
+            # the ids themselves, or a cast, a slice or a view of them (XLM: input_ids[:, -slen:] behind a key/value
+            # cache; T5: input_ids.view(-1, seq))
             while idx is not None and idx.producer() is not None and idx.producer().op_type in ("Cast", "Identity",
-                                                                                              "Slice"):
+                                                                                              "Slice", "Reshape"):
                 idx = idx.producer().inputs[0]
             tables.append((table, idx is not None and idx.is_graph_input(), int(t.shape[0])))
         direct = [t for t in tables if t[1]]
@@ -2619,13 +2787,7 @@ PACK_NEEDS_STRUCTURE = frozenset({"deberta", "deberta-v2"})
 # refusals name the family: what a graph of that family may still lack
 _NAMED_WHEN_REFUSED = {
     "modernbert": "this graph's pre-LayerNorm / packed Wqkv + rotary / GeGLU wiring is",
-}
-# families the finder does not read at all: their refusal says what the family has, in place of the first
-# mismatch the finder met (which, read as a BERT, says little), and what still runs on them
-_UNREAD_FAMILIES = {
-    "t5": ("T5 encoders (pre-norm layers with T5's RMS norm, x * rsqrt(mean(x^2) + eps) * w, and relative-position "
-           "buckets computed in the first layer) are not read by the structured passes (slice, prune-heads, "
-           "prune-ffn, reorder); quantize (int8, fp16) and pack --pack-head run on them"),
+    "t5": "this graph's RMS-normalised pre-norm / shared position bias / gated FFN wiring is",
 }
 
 
@@ -2770,10 +2932,6 @@ def find_structure(model: ir.Model) -> EncoderStructure:
     try:
         return _Finder(model).find()
     except StructureError as e:
-        if hint in _UNREAD_FAMILIES:
-            where = str(e).split(":", 1)[0] if str(e).startswith("node '") else ""
-            raise StructureError(f"{hint}: {_UNREAD_FAMILIES[hint]}" + (f" (first unread: {where})" if where else "")
-                                 ) from e
         if hint in _NAMED_WHEN_REFUSED:
             # a graph of a family read by structure only in the forms seen so far: name the family and the
             # piece this graph lacks, in one line
@@ -2781,3 +2939,9 @@ def find_structure(model: ir.Model) -> EncoderStructure:
             raise StructureError(f"{hint}: {msg} ({_NAMED_WHEN_REFUSED[hint]} not supported by the structured "
                                  f"passes in this form)") from e
         raise
+
+
+def _is_scalar(v: ir.Value | None, value: float) -> bool:
+    """True when ``v`` is a constant holding ``value`` alone (any shape of one element)."""
+    c = small_const(v) if v is not None else None
+    return c is not None and c.size == 1 and float(c.reshape(-1)[0]) == value

@@ -202,6 +202,9 @@ class FFNBlock:
     # GLU: the intermediate's 2F outputs are [activation input | gate]; neuron j = features j and F + j
     gated: bool = False
     sites: list[FFNSite] = dataclasses.field(default_factory=list)  # constants holding F (gated only)
+    # a gate of its own (T5 v1.1 / flan-T5: ``wo(act(wi_0 x) * wi_1 x)``): a second intermediate whose output
+    # multiplies the activation; neuron j is output j of both and input j of ``output``
+    gate: Linear | None = None
 
     @property
     def width(self) -> int:
@@ -261,7 +264,8 @@ class EncoderLayer:
 
     def ffn_linears(self) -> list[Linear]:
         """The projections on the FFN side: every FFN's two and the output bottleneck."""
-        return [x for f in self.ffns for x in (f.intermediate, f.output)] + self.bottlenecks[-1:]
+        return [x for f in self.ffns for x in (f.intermediate, f.gate, f.output) if x is not None] + \
+            self.bottlenecks[-1:]
 
     def linears(self) -> list[Linear]:
         """Every projection of the layer (attention, FFNs, bottlenecks), each once."""

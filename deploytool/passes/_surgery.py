@@ -625,6 +625,8 @@ def _keep_block_neurons(graph: ir.Graph, layer: EncoderLayer, ffn: FFNBlock, idx
         _rewrite_ffn_sites(graph, layer, ffn, int(idx.size))
         return
     keep_out(graph, ffn.intermediate, idx, tag)
+    if ffn.gate is not None:  # T5 v1.1: neuron j is output j of both intermediates
+        keep_out(graph, ffn.gate, idx, tag)
     keep_in(graph, ffn.output, idx, tag)
 
 

@@ -179,6 +179,16 @@ def _configs() -> dict[str, Callable]:
         # ESM-2's wiring (rotary, no absolute positions); token_dropout off: on, it rescales the embeddings by
         # the share of masked tokens in each row, which a tiny random vocabulary makes meaningless
         "esm": lambda: tr.EsmConfig(**common, pad_token_id=1, position_embedding_type="rotary", token_dropout=False),
+        # T5's encoder (T5EncoderModel): pre-norm layers with T5's RMS norm, no biases, no score scale, a relative
+        # position bias computed in the first layer (with the padding mask added once) added in every layer; T5
+        # v1.1 / flan-T5 ("t5-gated"): wo(gelu_tanh(wi_0 x) * wi_1 x)
+        "t5": lambda: tr.T5Config(vocab_size=VOCAB, d_model=HIDDEN, d_kv=HIDDEN // HEADS, d_ff=FFN, num_layers=LAYERS,
+                                  num_heads=HEADS, relative_attention_num_buckets=8, relative_attention_max_distance=16,
+                                  feed_forward_proj="relu", dropout_rate=0.0),
+        "t5-gated": lambda: tr.T5Config(vocab_size=VOCAB, d_model=HIDDEN, d_kv=HIDDEN // HEADS, d_ff=FFN,
+                                        num_layers=LAYERS, num_heads=HEADS, relative_attention_num_buckets=8,
+                                        relative_attention_max_distance=16, feed_forward_proj="gated-gelu",
+                                        dropout_rate=0.0),
         "modernbert": lambda: tr.ModernBertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS,
                                                   intermediate_size=FFN, num_hidden_layers=LAYERS,
                                                   max_position_embeddings=MAX_POS, global_attn_every_n_layers=2,
@@ -236,6 +246,8 @@ MODELS = (
     ModelCase("layoutlm", "layoutlm"),  # a bbox input beside the ids and mask
     ModelCase("nezha", "nezha"),  # relative positions on the scores and in the context
     ModelCase("xlm", "xlm"),  # parallel module lists, padded rows zeroed between layers
+    ModelCase("t5", "t5"),  # T5EncoderModel: RMS norm, pre-norm, shared relative-position bias, ReLU FFN
+    ModelCase("t5-gated", "t5-gated"),  # T5 v1.1 / flan-T5: the FFN's gate a projection of its own
     ModelCase("mra", "mra"),  # no softmax attention: structure passes refuse, weight passes run
     ModelCase("yoso", "yoso"),
 )
@@ -253,7 +265,11 @@ def build_model(case: ModelCase, *, attn: str | None = None, seed: int = 0):
     torch.manual_seed(seed)
     kw = {} if attn is None else {"attn_implementation": attn}
     if case.task == "feature-extraction":
-        if case.family == "bert" and not case.pooler:
+        if case.family.startswith("t5"):  # the encoder alone (AutoModel is T5's encoder-decoder)
+            if attn is not None:
+                cfg._attn_implementation = attn
+            model = tr.T5EncoderModel(cfg)
+        elif case.family == "bert" and not case.pooler:
             if attn is not None:
                 cfg._attn_implementation = attn
             model = tr.BertModel(cfg, add_pooling_layer=False)
@@ -272,7 +288,8 @@ def build_model(case: ModelCase, *, attn: str | None = None, seed: int = 0):
             if p.dim() == 1:
                 p.add_(torch.randn(p.shape, generator=g) * 0.1)
         for m in model.modules():
-            if isinstance(m, torch.nn.Linear):
+            # (T5 initialises its projections at std d_model^-0.5 ~ 0.2, with no score scale: far from uniform)
+            if isinstance(m, torch.nn.Linear) and not case.family.startswith("t5"):
                 m.weight.mul_(10.0)
     return model.eval()
 
@@ -424,6 +441,8 @@ def _layers(model):
     base = _base(model)
     if model.config.model_type == "modernbert":  # ModernBertModel.layers (model.model.layers under a head)
         return base.layers
+    if model.config.model_type == "t5":  # T5EncoderModel.encoder.block[i]: layer[0] attention, layer[1] FFN
+        return base.encoder.block
     if hasattr(base, "encoder") and hasattr(base.encoder, "layer"):
         return base.encoder.layer
     if hasattr(base, "transformer"):
@@ -450,6 +469,9 @@ def _set_layers(model, keep: list[int]) -> None:
         return
     layers = _layers(model)
     kept = torch.nn.ModuleList([layers[i] for i in keep])
+    if model.config.model_type == "t5":  # block 0 (always kept: floor(0 / d) = 0) computes the position bias
+        base.encoder.block = kept
+        return
     if model.config.model_type == "modernbert":
         # each kept layer module keeps what it was built with for its ORIGINAL index: attn_norm (Identity in
         # layer 0), local (sliding-window) or global attention and the matching rotary base
@@ -490,6 +512,8 @@ def _ffn_widths(model) -> list[list[int]]:
     """Per layer, the neuron count of each FFN (ModernBERT's GeGLU: ``Wo``'s input width)."""
     if model.config.model_type == "modernbert":
         return [[la.mlp.Wo.in_features] for la in _layers(model)]
+    if model.config.model_type == "t5":
+        return [[la.layer[1].DenseReluDense.wo.in_features] for la in _layers(model)]
     return [[_get(mod, a).out_features for mod, a, _ in blocks] for blocks in _ffn_blocks(model)]
 
 
@@ -525,6 +549,18 @@ def _keep_ffn(model, keep: dict[int, list[int]]) -> None:
             t = torch.as_tensor(list(idx), dtype=torch.long)
             mlp.Wi = _slice_linear(mlp.Wi, torch.cat([t, t + f]), 0)
             mlp.Wo = _slice_linear(mlp.Wo, t, 1)
+        return
+    if model.config.model_type == "t5":
+        # DenseReluDense: wo(act(wi(h))), or T5 v1.1's wo(act(wi_0(h)) * wi_1(h)): neuron j is output row j of wi
+        # (of wi_0 and wi_1) and wo's input column j
+        layers = _layers(model)
+        for i, idx in keep.items():
+            ff = layers[i].layer[1].DenseReluDense
+            t = torch.as_tensor(list(idx), dtype=torch.long)
+            for name in ("wi", "wi_0", "wi_1"):
+                if hasattr(ff, name):
+                    setattr(ff, name, _slice_linear(getattr(ff, name), t, 0))
+            ff.wo = _slice_linear(ff.wo, t, 1)
         return
     layers = _ffn_blocks(model)
     done: set[int] = set()
@@ -599,7 +635,7 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
             att.all_head_size = len(keep) * d
         return
     if mt not in ("bert", "roberta", "xlm-roberta", "electra", "distilbert", "mpnet", "albert", "mobilebert",
-                  "xlm") + _BERT_LIKE:
+                  "xlm", "t5") + _BERT_LIKE:
         raise NotImplementedError(f"no independent head-pruning reference for {mt}")
     if mt == "mpnet":
         layers = _layers(model)
@@ -650,7 +686,7 @@ def _encoder_linears(model) -> list:
                                                        la.intermediate.dense, la.output.dense)]
     if mt == "modernbert":
         return [m for la in _layers(model) for m in (la.attn.Wqkv, la.attn.Wo, la.mlp.Wi, la.mlp.Wo)]
-    if mt == "mobilebert" or mt in _BERT_LIKE:  # every projection of a layer (MobileBERT: with its stacked FFNs
+    if mt in ("mobilebert", "t5") or mt in _BERT_LIKE:  # every projection of a layer (MobileBERT: with its stacked FFNs
         # and bottlenecks; the others: Q/K/V/O and the FFN, RemBERT's embedding projection being outside them)
         return [m for la in _layers(model) for m in la.modules() if isinstance(m, torch.nn.Linear)]
     # families the structure finder refuses: pack falls back to every MatMul/Gemm weight, i.e. every
@@ -720,7 +756,8 @@ def case_shape(case: ModelCase) -> tuple[int, int, int]:
     cfg = _configs()[case.family]()
     layers = getattr(cfg, "num_hidden_layers", None) or cfg.n_layers
     heads = getattr(cfg, "num_attention_heads", None) or cfg.n_heads
-    ffn = getattr(cfg, "intermediate_size", None) or getattr(cfg, "hidden_dim", None) or 4 * cfg.emb_dim  # XLM: 4x
+    ffn = getattr(cfg, "intermediate_size", None) or getattr(cfg, "hidden_dim", None) or getattr(cfg, "d_ff", None) \
+        or 4 * cfg.emb_dim  # XLM: 4x
     if case.family.startswith("mobilebert"):  # a layer's neurons are numbered across its stacked FFNs
         ffn *= cfg.num_feedforward_networks
     return int(layers), int(heads), int(ffn)

@@ -124,6 +124,13 @@ FAMILIES = [
     ("nezha", "dynamo", 0),
     ("nezha", "torchscript-static", 0),
     ("nezha", "torchscript-11-upgraded", 0),  # P viewed back by Reshape(.., Shape(x)) (the version converter's)
+    # T5's encoder: pre-norm layers with T5's RMS norm (decomposed; ORT's SimplifiedLayerNormalization at level 99;
+    # ONNX's RMSNormalization in torch's opset-23 export), no biases, the relative-position bias computed in layer 0
+    # with the mask added once and the sum added in every layer (gathered per layer to its kept heads); T5 v1.1's
+    # gated FFN with a gate projection of its own
+    ("t5", "torchscript-17", 0),
+    ("t5", "dynamo", 99),
+    ("t5-gated", "dynamo-23", 0),
 ]
 
 
