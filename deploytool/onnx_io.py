@@ -94,6 +94,8 @@ def load_proto(path: str | os.PathLike, *, load_external_data: bool = True,
         raise InputFileError(f"{p}: not a readable ONNX model ({type(e).__name__}: {_first_line(e)})") from e
     if not model.graph.node and not model.graph.input:
         raise InputFileError(f"{p}: not an ONNX model (no graph inside)")
+    _check_graph_order(model, p)
+    _check_tensors(model, p, {})
     return model
 
 
@@ -120,6 +122,99 @@ def _check_references(proto: onnx.ModelProto, path: Path) -> None:
                              f"the file is incomplete")
 
 
+# bits per element of each numeric tensor type (TensorProto.DataType), for the size a tensor's dims imply
+_ELEMENT_BITS = {1: 32, 2: 8, 3: 8, 4: 16, 5: 16, 6: 32, 7: 64, 9: 8, 10: 16, 11: 64, 12: 32, 13: 64, 14: 64,
+                 15: 128, 16: 16, 17: 8, 18: 8, 19: 8, 20: 8, 21: 4, 22: 4, 23: 4, 24: 8, 25: 2, 26: 2}
+# the typed field each type stores its values in when it has no raw_data, and how many entries one element takes
+_TYPED_FIELDS = {1: ("float_data", 1), 11: ("double_data", 1), 7: ("int64_data", 1), 13: ("uint64_data", 1),
+                 12: ("uint64_data", 1), 14: ("float_data", 2), 15: ("double_data", 2)}
+
+
+def _check_tensors(proto: onnx.ModelProto, path: Path, spans: dict[str, tuple[int, int]]) -> None:
+    """Refuse, in one line, an initializer whose type is undefined, whose dims are negative, or whose stored
+    bytes are not what its dims say (a cut or doctored file): a pass would otherwise fail on it later with an
+    error about arrays, not about the file. ``spans``: the scanned tensors' (offset, length) in the file."""
+    import math
+
+    if proto.graph.sparse_initializer:
+        name = proto.graph.sparse_initializer[0].values.name
+        raise InputFileError(f"{path}: initializer '{name}' is stored sparse (sparse_initializer), which deploytool "
+                             "does not read; save the model with dense initializers")
+    for t in proto.graph.initializer:
+        where = f"{path}: initializer '{t.name}'"
+        if t.data_type not in _ELEMENT_BITS and t.data_type != onnx.TensorProto.STRING:
+            raise InputFileError(f"{where} has an undefined or unknown element type ({t.data_type})")
+        if any(d < 0 for d in t.dims):
+            raise InputFileError(f"{where} has negative dimensions {list(t.dims)}")
+        if t.data_type == onnx.TensorProto.STRING:
+            continue
+        count = math.prod(t.dims)
+        want = (count * _ELEMENT_BITS[t.data_type] + 7) // 8
+        ext = {e.key: e.value for e in t.external_data}
+        for key in ("offset", "length"):
+            if key in ext and not (ext[key].isdigit()):
+                raise InputFileError(f"{where} has an external-data {key} that is not a count of bytes "
+                                     f"({ext[key]!r})")
+        if t.name in spans:
+            have = spans[t.name][1]
+        elif t.data_location == onnx.TensorProto.EXTERNAL:
+            if "length" not in ext:
+                continue
+            have = int(ext["length"])
+        elif t.HasField("raw_data") or t.raw_data:
+            have = len(t.raw_data)
+        else:
+            field, per = _TYPED_FIELDS.get(t.data_type, ("int32_data", 1))
+            n = len(getattr(t, field))
+            if n and n != count * per:
+                raise InputFileError(f"{where} holds {n // per} values where its dims {list(t.dims)} say {count}")
+            continue
+        if have != want:
+            raise InputFileError(f"{where} holds {have} bytes where its dims {list(t.dims)} and type say {want}: "
+                                 "the file is cut or damaged")
+
+
+def _check_graph_order(proto: onnx.ModelProto, path: Path) -> None:
+    """Refuse, in one line, a graph where two nodes write one value, a graph output listed twice, or a cycle
+    (a value that depends on itself): no pass can order or run it."""
+    g = proto.graph
+    writer: dict[str, onnx.NodeProto] = {}
+    for n in g.node:
+        for name in n.output:
+            if name and name in writer:
+                raise InputFileError(f"{path}: value '{name}' is written by two nodes ('{writer[name].name}' and "
+                                     f"'{n.name}'): the graph is invalid")
+            if name:
+                writer[name] = n
+    outs = [o.name for o in g.output]
+    if len(set(outs)) != len(outs):
+        dup = next(o for o in outs if outs.count(o) > 1)
+        raise InputFileError(f"{path}: graph output '{dup}' is listed twice: the graph is invalid")
+    # Kahn's algorithm over the nodes: whatever is left unordered is on a cycle
+    index = {id(n): i for i, n in enumerate(g.node)}
+    waiting = [0] * len(g.node)
+    readers: dict[str, list[int]] = {}
+    for i, n in enumerate(g.node):
+        deps = {name for name in n.input if name in writer}
+        waiting[i] = len(deps)
+        for name in deps:
+            readers.setdefault(name, []).append(i)
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    done = 0
+    while ready:
+        i = ready.pop()
+        done += 1
+        for name in g.node[i].output:
+            for j in readers.get(name, ()):
+                waiting[j] -= 1
+                if waiting[j] == 0:
+                    ready.append(j)
+    if done != len(g.node):
+        stuck = next(n for n in g.node if waiting[index[id(n)]] > 0)
+        raise InputFileError(f"{path}: the graph has a cycle (node '{stuck.name or stuck.op_type}' depends on its "
+                             "own output): the graph is invalid")
+
+
 def load_model(path: str | os.PathLike, *, data_files: list[Path] | None = None, lazy: bool = True,
                rewrite=None) -> ir.Model:
     """Load an ONNX file as an ``onnx_ir`` model (what every pass works on). ``lazy`` (default): no weight
@@ -132,7 +227,9 @@ def load_model(path: str | os.PathLike, *, data_files: list[Path] | None = None,
     proto = load_proto(path, data_files=data_files)
     if rewrite is not None:
         rewrite(proto)
+    _check_graph_order(proto, Path(path))
     _check_references(proto, Path(path))
+    _check_tensors(proto, Path(path), {})
     try:
         return ir.serde.deserialize_model(proto)
     except Exception as e:
@@ -178,12 +275,32 @@ def check_output_path(path: str | os.PathLike, *, inputs: tuple[str | os.PathLik
                 raise OutputPathError(f"{p}: output would overwrite the input; choose another path")
     if p.is_dir():
         raise OutputPathError(f"{p}: is a directory, expected a file path")
+    if p.exists() and not p.is_file():  # a device, a FIFO, a socket: the rename would replace it with a file
+        raise OutputPathError(f"{p}: exists and is not a regular file; choose a file path")
+    if p.exists():  # an input's data file exists (else the input is not loadable anyway)
+        _refuse_input_data(p, inputs)
     parent = p.parent if str(p.parent) else Path(".")
     if parent.exists() and not parent.is_dir():
         raise OutputPathError(f"{p}: parent {parent} is not a directory")
     if parent.exists() and not os.access(parent, os.W_OK):
         raise OutputPathError(f"{p}: directory {parent} is not writable")
     return p
+
+
+def _refuse_input_data(p: Path, inputs: tuple[str | os.PathLike, ...]) -> None:
+    """OutputPathError when ``p`` is an external-data file an input model reads (writing there would replace the
+    input's weights); inputs that cannot be read are left to their loader."""
+    try:
+        target = p.resolve()
+    except OSError:
+        return
+    for i in inputs:
+        if not Path(i).is_file():
+            continue
+        with contextlib.suppress(InputFileError, OSError):
+            if target in external_data_files(i):
+                raise OutputPathError(f"{p}: is the external-data file of the input {i}; writing there would "
+                                      "replace the input's weights; choose another path")
 
 
 def check_writable(path: str | os.PathLike) -> Path:
@@ -909,7 +1026,9 @@ def load_model_mapped(path: str | os.PathLike, *, data_files: list[Path] | None 
     _load_attribute_data(proto, p)
     if rewrite is not None:
         rewrite(proto)
+    _check_graph_order(proto, p)
     _check_references(proto, p)
+    _check_tensors(proto, p, spans)
     try:
         model = ir.serde.deserialize_model(proto)
     except Exception as e:

@@ -71,7 +71,17 @@ def packing_record(meta: Mapping[str, str] | str | None) -> dict[str, dict]:
         data = json.loads(raw)
     except ValueError:
         return {}
-    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+    return {k: v for k, v in data.items() if _entry_ok(v)} if isinstance(data, dict) else {}
+
+
+def _entry_ok(v) -> bool:
+    """A record entry deploytool can read: an object whose shape, when given, is a list of counts (an entry
+    edited by hand into anything else is left out, as if the weight were not recorded)."""
+    if not isinstance(v, dict):
+        return False
+    shape = v.get("shape")
+    return shape is None or (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                             for d in shape))
 
 
 def stored_precision(packing: str | None, op_types: Iterable[str], has_fp16: bool) -> str:

@@ -140,6 +140,13 @@ def main(ctx: click.Context, debug: bool, verbose: int) -> None:
         faulthandler.enable()
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose and not debug:
+        # an error is one line: numpy's RuntimeWarnings (NaN weights), onnx_ir's notes on an invalid graph and ORT's
+        # fusion scripts' remarks would print their own lines (with source lines) before it; -v shows them
+        import warnings
+
+        warnings.simplefilter("ignore", RuntimeWarning)
+        logging.getLogger("onnx_ir").setLevel(logging.ERROR)
 
 
 def entry() -> None:
@@ -187,6 +194,12 @@ def _supervise() -> None:
             pass
         if os.getppid() != parent:  # the parent is already gone
             os._exit(1)
+
+        def stop(signum, _frame):  # asked to stop: unwind, so that temporary files and folders are removed
+            raise SystemExit(128 + signum)
+
+        for s in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, stop)
         return
 
     def forward(signum, _frame):

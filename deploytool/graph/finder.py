@@ -2381,6 +2381,11 @@ class _Finder:
         if act is None:
             raise StructureError(f"node '{_name(inter.node)}' ({inter.node.op_type}): no recognised activation "
                                  f"between the FFN projections (ops: {sorted({n.op_type for n in ops})})")
+        if not gated and gate is None and (out.in_features != inter.out_features or inter.out_features == 0):
+            raise StructureError(f"node '{_name(out.node)}' ({out.node.op_type}): the FFN output reads "
+                                 f"{out.in_features} features where its intermediate '{_name(inter.node)}' writes "
+                                 f"{inter.out_features} (a weight stored the other way round, or an FFN without "
+                                 f"neurons: not a model that runs)")
         if gated and out.in_features * 2 != inter.out_features:
             raise StructureError(f"node '{_name(out.node)}' ({out.node.op_type}): gated FFN output reads "
                                  f"{out.in_features} features, expected half of the intermediate's "

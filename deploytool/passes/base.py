@@ -599,10 +599,15 @@ def _run_pass_file(pass_: DeployPass, src, dst, *, verify: bool, started: list) 
         # external data is written out like any output instead: a copy would share its data file)
         import shutil
 
+        gate = GateStats(verified=verify, note="the output is a byte copy of the input" if verify else None)
         with onnx_io.atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
+            if verify:  # the copy must run too: an input ONNX Runtime cannot run is refused, not passed on
+                seconds, _ = _gate(pass_, onnx_io.skeleton_proto(result.model)[0], src, tmp,
+                                   isolate=process is not None, process=process, early=early)
+                gate.seconds = round(seconds, 3)
         result.bytes_before = result.bytes_after = bytes_before
-        result.gate = GateStats(verified=verify, note="the output is a byte copy of the input" if verify else None)
+        result.gate = gate
         pass_.after_write(dst, result)
         return result
     # passes insert nodes next to where they are needed; the file must list producers first

@@ -55,6 +55,8 @@ def parse_heads_spec(spec: str) -> dict[int, tuple[int, ...]]:
         if layer in out:
             raise ConfigError(f"heads: layer {layer} given twice")
         out[layer] = heads
+    if not out:  # only separators (';;;')
+        raise ConfigError(f"heads: {spec!r} names no layer; expected 'LAYER:HEAD,HEAD;LAYER:HEAD' e.g. '0:1,3;2:0'")
     return out
 
 

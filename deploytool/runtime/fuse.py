@@ -127,6 +127,9 @@ def optimize_proto(proto, *, num_heads: int, hidden_size: int, model_type: str =
             raise DeployError(f"{what}: ORT's FusionOptions has no {name!r}")
         setattr(options, name, value)
     loggers = [logging.getLogger(n) for n in _FUSION_LOGGERS]
+    # ORT's fusion scripts log under their module names (fusion_embedlayer, fusion_skiplayernorm, ...)
+    loggers += [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
+                if n.startswith(("fusion_", "onnx_model")) and n not in _FUSION_LOGGERS]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)

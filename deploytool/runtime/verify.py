@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import re
 import tempfile
@@ -308,6 +309,9 @@ def _probs_close(a: np.ndarray, r: np.ndarray, tol: float = 0.15, max_classes: i
     return bool(np.max(np.abs(softmax(a) - softmax(r))) <= tol)
 
 
+_MAX_FEED_ELEMENTS = 1 << 26  # one input of the gate's batch (64M elements: 512 MB of int64 ids)
+
+
 def gate_feeds(plan, *, batch: int = GATE_BATCH, seq: int = GATE_SEQ, padded_len: int = GATE_PADDED_LEN
                ) -> dict[str, np.ndarray]:
     """One padded batch for ``plan`` (a :class:`deploytool.runtime.inputs.InputPlan`).
@@ -326,6 +330,9 @@ def gate_feeds(plan, *, batch: int = GATE_BATCH, seq: int = GATE_SEQ, padded_len
     for spec in plan.inputs:
         shape = tuple(d if isinstance(d, int) and d > 0 else batch if i == 0 else seq if i == 1 else 1
                       for i, d in enumerate(spec.shape))
+        if math.prod(shape) > _MAX_FEED_ELEMENTS:
+            raise DeployError(f"input '{spec.name}' declares the fixed shape {list(shape)}: too big to make a batch "
+                              "for (the model cannot be run to check it)")
         fixed.append(dataclasses.replace(spec, shape=shape))
     feeds = make_feeds(InputPlan(inputs=tuple(fixed), vocab=plan.vocab, vocab_source=plan.vocab_source),
                        batch, seq, _SEED)
@@ -485,6 +492,10 @@ def _verify(model, feeds: dict[str, np.ndarray], get_reference, *, rtol: float, 
                     raise VerificationError(f"whose output '{name}' differs from {reference_label}, though the "
                                             "pass must preserve it")
                 continue
+            if _is_float(r) and not np.all(np.isfinite(r)):  # nothing to compare with: the input computes no numbers
+                raise VerificationError(f"that cannot be checked: {reference_label} output '{name}' is not finite "
+                                        f"({int(np.isnan(r).sum())} NaN, {int(np.isinf(r).sum())} inf of {r.size} "
+                                        "values; NaN or inf in its weights?)")
             r64, a64 = r.astype(np.float64), a.astype(np.float64)
             if min_cosine is not None:
                 cos = float(np.dot(a64.ravel(), r64.ravel()) /

@@ -1,0 +1,173 @@
+"""Damaged and doctored inputs, and outputs that are not plain files, found by fuzzing the commands (2026-12-05):
+each is one ``error:`` line and exit 2 (it was exit 1 "internal error", an exit 0, or the input's data replaced),
+nothing is written, and the input keeps its bytes.
+
+Each case is one small edit of a tiny BERT export, made here with the ``onnx`` package; the commands run as a user
+runs them (``deploytool`` in a subprocess).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "deploytool", *args], capture_output=True, text=True, timeout=300)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def seed(tiny_onnx):
+    return Path(tiny_onnx("bert", exporter="torch", layers=2, hidden=32, heads=4, ffn=64))
+
+
+def _first_weight(m: onnx.ModelProto) -> onnx.TensorProto:
+    names = {i for n in m.graph.node if n.op_type == "MatMul" for i in n.input}
+    return next(t for t in m.graph.initializer if t.name in names and len(t.dims) == 2)
+
+
+def _short(m):
+    t = _first_weight(m)
+    t.raw_data = t.raw_data[:100]
+
+
+def _negative(m):
+    t = _first_weight(m)
+    t.dims[:] = [-d for d in t.dims]
+
+
+def _undefined(m):
+    _first_weight(m).data_type = 0
+
+
+def _two_writers(m):
+    mm = [n for n in m.graph.node if n.op_type == "MatMul"]
+    mm[1].output[0] = mm[0].output[0]
+
+
+def _cycle(m):
+    # the first MatMul reads the graph's last node's output: a value that depends on itself
+    first = next(n for n in m.graph.node if n.op_type == "MatMul")
+    first.input[0] = m.graph.node[-1].output[0]
+
+
+def _output_twice(m):
+    m.graph.output.append(m.graph.output[0])
+
+
+def _transposed_ffn(m):
+    # an FFN input weight stored the other way round: the file no longer describes a model that runs
+    ws = [t for t in m.graph.initializer if len(t.dims) == 2 and sorted(t.dims) == [32, 64]]
+    import numpy as np
+    from onnx import numpy_helper
+
+    t = ws[0]
+    a = numpy_helper.to_array(t)
+    t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(a.T), t.name))
+
+
+def _huge_dims(m):
+    for i in m.graph.input:
+        for d in i.type.tensor_type.shape.dim:
+            d.dim_value = 10 ** 12
+
+
+EDITS = {"raw_data shorter than its dims": (_short, "holds 100 bytes"),
+         "negative dims": (_negative, "negative dimensions"),
+         "undefined element type": (_undefined, "undefined or unknown element type"),
+         "two nodes write one value": (_two_writers, "written by two nodes"),
+         "a cycle": (_cycle, "cycle"),
+         "an output listed twice": (_output_twice, "listed twice"),
+         "an FFN weight the other way round": (_transposed_ffn, "FFN output reads"),
+         "input dims of 10^12": (_huge_dims, "too big")}
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+@pytest.mark.parametrize("command", [["slice", "--width", "0.5"], ["prune-ffn", "--keep", "0.5"],
+                                     ["quantize", "--fp16"], ["quantize", "--int8"]],
+                         ids=["slice", "prune-ffn", "fp16", "int8"])
+def test_a_doctored_input_is_one_line_and_exit_2(seed, tmp_path, edit, command):
+    fn, words = EDITS[edit]
+    if edit == "an FFN weight the other way round" and command[0] in ("quantize",):
+        pytest.skip("weight passes do not read the FFN's wiring (ONNX Runtime refuses the file: the gate's line)")
+    m = onnx.load(str(seed))
+    fn(m)
+    bad = tmp_path / "bad.onnx"
+    onnx.save(m, bad)
+    before = _sha(bad)
+    r = _run(*command, str(bad), "-o", str(tmp_path / "out.onnx"))
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), (r.returncode, r.stderr)
+    if command[0] != "quantize" or edit not in ("input dims of 10^12",):
+        assert words in lines[0], lines[0]
+    assert not (tmp_path / "out.onnx").exists() and _sha(bad) == before
+
+
+def test_nan_weights_are_refused_in_one_line_without_numpy_warnings(seed, tmp_path):
+    import numpy as np
+    from onnx import numpy_helper
+
+    m = onnx.load(str(seed))
+    t = _first_weight(m)
+    a = numpy_helper.to_array(t).copy()
+    a[0, :3] = [np.nan, np.inf, -np.inf]
+    t.CopyFrom(numpy_helper.from_array(a, t.name))
+    bad = tmp_path / "nan.onnx"
+    onnx.save(m, bad)
+    r = _run("quantize", "--int8", str(bad), "-o", str(tmp_path / "q.onnx"))
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "not finite" in lines[0], r.stderr
+
+
+def test_output_onto_the_inputs_external_data_file_is_refused(seed, tmp_path):
+    """``-o`` naming the data file the input reads its weights from would replace them (the input then no longer
+    loads): refused before any work."""
+    m = onnx.load(str(seed))
+    folder = tmp_path / "ext"
+    folder.mkdir()
+    onnx.save(m, folder / "model.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+              location="model.onnx_data", size_threshold=256)
+    data = folder / "model.onnx_data"
+    before = _sha(data)
+    r = _run("slice", "--width", "0.5", str(folder / "model.onnx"), "-o", str(data))
+    assert r.returncode == 2 and "external-data file of the input" in r.stderr, r.stderr
+    assert _sha(data) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_output_onto_a_fifo_is_refused_and_the_fifo_kept(seed, tmp_path):
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    r = _run("slice", "--width", "0.5", str(seed), "-o", str(fifo))
+    assert r.returncode == 2 and "not a regular file" in r.stderr, r.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_a_no_op_on_an_input_onnx_runtime_cannot_load_writes_nothing(seed, tmp_path):
+    """Width 1 and depth 1 write a byte copy: the copy is checked like any output (opset 7 with opset-13 nodes:
+    ONNX Runtime refuses the file), so nothing is written."""
+    m = onnx.load(str(seed))
+    m.opset_import[0].version = 7
+    bad = tmp_path / "opset7.onnx"
+    onnx.save(m, bad)
+    r = _run("slice", str(bad), "-o", str(tmp_path / "o.onnx"))
+    assert r.returncode == 2 and "does not load" in r.stderr, r.stderr
+    assert not (tmp_path / "o.onnx").exists()
+    ok = _run("slice", str(seed), "-o", str(tmp_path / "copy.onnx"))
+    assert ok.returncode == 0 and _sha(tmp_path / "copy.onnx") == _sha(seed), ok.stderr
+
+
+def test_separators_alone_name_no_heads(seed, tmp_path):
+    r = _run("prune-heads", "--heads", ";;;", str(seed), "-o", str(tmp_path / "o.onnx"))
+    assert r.returncode == 2 and "names no layer" in r.stderr, r.stderr
