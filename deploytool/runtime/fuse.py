@@ -156,18 +156,15 @@ def standard_rms_norms(proto) -> int:
     import numpy as np
     from onnx import helper, numpy_helper
 
+    from deploytool.graph._util import unique_name
+
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     read = {name for n in proto.graph.node for name in n.input} | {o.name for o in proto.graph.output}
     names = {name for n in proto.graph.node for name in (*n.input, *n.output, n.name)}
     names |= {t.name for t in proto.graph.initializer} | {i.name for i in proto.graph.input}
 
     def fresh(base: str) -> str:
-        name, i = base, 0
-        while name in names:
-            i += 1
-            name = f"{base}_{i}"
-        names.add(name)
-        return name
+        return unique_name(base, names)
 
     nodes, done = [], 0
     for node in proto.graph.node:
