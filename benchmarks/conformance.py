@@ -223,17 +223,25 @@ def _write(out: Path, report: dict) -> None:
 
 def _splice(path: Path, cells: list[dict], why: str, names, exporters, levels, passes, run: dict, C) -> None:
     """Replace the cells of ``path`` (a full results file) that this part ran again; every one of the part's
-    cells must already be in it (a splice corrects cells, it does not add any)."""
+    cells must already be in it (a splice corrects cells, it does not add any), except those of a model the
+    file does not have at all, run over the file's whole grid (its exporters, levels and passes): that model is
+    added, so that the file stays one complete grid."""
     report = json.loads(path.read_text())
 
     def key(c):
         return c["model"], c["exporter"], c["opt_level"], c["pass_name"]
 
     new = {key(c): c for c in cells}
-    missing = sorted(set(new) - {key(c) for c in report["cells"]})
+    added = [n for n in names if n not in report["models"]]
+    if added and (list(exporters) != report["exporters"] or list(levels) != report["opt_levels"]
+                  or list(passes) != report["passes"]):
+        sys.exit(f"--splice-into {path}: {', '.join(added)} not in it; a model is added only when run over the "
+                 "file's whole grid (its exporters, levels and passes)")
+    missing = sorted(k for k in set(new) - {key(c) for c in report["cells"]} if k[0] not in added)
     if missing:
         sys.exit(f"--splice-into {path}: {len(missing)} cells of this part are not in it (e.g. {missing[0]})")
-    report["cells"] = [new.get(key(c), c) for c in report["cells"]]
+    report["cells"] = [new.get(key(c), c) for c in report["cells"]] + [c for c in cells if c["model"] in added]
+    report["models"] = list(report["models"]) + added
     report.update(_derived(report["cells"], C))
     report.setdefault("spliced", []).append({"why": why, "models": list(names), "exporters": list(exporters),
                                              "opt_levels": list(levels), "passes": list(passes), "cells": len(cells),
