@@ -1669,8 +1669,16 @@ class _Finder:
             return False
         if self._has_table(v) and not self._reads_input_data(v):
             return True
+        if depth:
+            return False
         p = v.producer()
-        if depth or p is None or p.op_type != "Add" or len(p.inputs) != 2 or any(i is None for i in p.inputs):
+        # a head edit made before (a pass's Gather of each layer's kept heads, on the head axis: 1, or -3 from the
+        # end of [batch, heads, S, S]) of such a sum
+        while p is not None and p.op_type == "Gather" and len(p.inputs) == 2 and p.inputs[0] is not None and \
+                int(p.attributes["axis"].value if "axis" in p.attributes else 0) in (1, -3) and \
+                small_const(p.inputs[1], max_size=4096) is not None:
+            p = p.inputs[0].producer()
+        if p is None or p.op_type != "Add" or len(p.inputs) != 2 or any(i is None for i in p.inputs):
             return False
         a, b = p.inputs  # the bias and the mask (made of graph inputs through mask ops only), in either order
         return (self._per_head_table(a, 1) and self._mask_only(b)) or (self._per_head_table(b, 1) and self._mask_only(a))
