@@ -243,7 +243,10 @@ def _splice(path: Path, cells: list[dict], why: str, names, exporters, levels, p
     report["cells"] = [new.get(key(c), c) for c in report["cells"]] + [c for c in cells if c["model"] in added]
     report["models"] = list(report["models"]) + added
     report.update(_derived(report["cells"], C))
-    report.setdefault("spliced", []).append({"why": why, "models": list(names), "exporters": list(exporters),
+    # an earlier splice of exactly this part is superseded: each of its cells comes from this run now
+    report["spliced"] = [s for s in report.get("spliced", []) if (s["models"], s["exporters"], s["opt_levels"],
+                         s["passes"]) != (list(names), list(exporters), list(levels), list(passes))]
+    report["spliced"].append({"why": why, "models": list(names), "exporters": list(exporters),
                                              "opt_levels": list(levels), "passes": list(passes), "cells": len(cells),
                                              "run": run})
     _write(path, report)

@@ -1034,6 +1034,7 @@ def _na_reasons(cells: list[dict]) -> str:
     invalid: dict[str, list[str]] = {}  # exporter -> models whose export ONNX Runtime cannot load
     unrunnable: dict[str, list[str]] = {}  # ... loads but cannot run on the cells' padded batch
     undeclared: dict[tuple[str, str], list[str]] = {}  # (model, inputs) -> exporters declaring inputs not fed
+    encoder_decoder: dict[str, list[str]] = {}  # exporter -> models it exports only with their decoder
     for c in cells:
         if c["status"] != "n/a":
             continue
@@ -1045,6 +1046,11 @@ def _na_reasons(cells: list[dict]) -> str:
         elif m := re.search(r"Trying to export a (\S+) model, that is a custom or unsupported architecture", d):
             if m[1] not in unsupported:
                 unsupported.append(m[1])
+        elif "Config dummy inputs are not a subset of the model inputs" in d and "decoder_input_ids" in d:
+            # optimum's configuration of an encoder-decoder family (T5) exports the whole model only
+            models = encoder_decoder.setdefault(c["exporter"], [])
+            if c["model"] not in models:
+                models.append(c["model"])
         elif d.startswith("ORT optimizer failed") and "something else than PyTorch" in d:
             m = re.search(r"max diff ([0-9.e+-]+)", d)
             phrase = (f"ORT's optimizer changes what {c['model']}'s {c['exporter']} export computes (max diff "
@@ -1073,6 +1079,10 @@ def _na_reasons(cells: list[dict]) -> str:
                      f"{inputs}, which the cells do not feed")
     if unsupported:
         parts.append(f"optimum has no ONNX configuration for {' and '.join(unsupported)}")
+    if encoder_decoder:
+        verb = "exports" if len(encoder_decoder) == 1 else "export"
+        parts.append(f"{' and '.join(encoder_decoder)} {verb} {' and '.join(next(iter(encoder_decoder.values())))} only "
+                     "as an encoder-decoder (with decoder inputs), not the encoder alone")
     for exporter, models in invalid.items():
         parts.append(f"{exporter} writes a file ONNX Runtime cannot load for {', '.join(models)}")
     for exporter, models in unrunnable.items():
@@ -1227,7 +1237,10 @@ def render_conformance_int8_onnx(results: Path) -> str:
         f"close to the fp32 model (cosine at least {_min_cosine('int8-onnx')}{worst}; {len(models)} models), "
         f"{c.get('refused', 0)} refused, {c.get('FAILED', 0)} FAILED, {c.get('n/a', 0)} n/a ({_na_reasons(cells)}). "
         "Where the native writer reads the layer it writes ONNX's Attention, or keeps the one torch's opset-23 "
-        "export has; elsewhere ORT's path quantizes it, with a Skip saying why.")
+        "export has; elsewhere ORT's path quantizes it, with a Skip saying why."
+        + "".join(f" {s['cells']:,} of the cells ({', '.join(s['models'])}) come from a run of "
+                  f"{_date(s['run']['finished_utc'])} at commit `{(s['run'].get('code') or {}).get('commit', '?')[:7]}` "
+                  f"spliced in: {s['why']}." for s in d.get("spliced", [])))
 
 
 def _min_cosine(pass_name: str) -> float:
@@ -1256,7 +1269,10 @@ def render_conformance_chains(results: Path) -> str:
             "`prune_heads` carried back to the original head numbers; DynaBERT's rule on each layer's own head "
             "count after pruning; TWN of a reordered matrix, which a permutation leaves as it was): "
             f"{sm['cells']:,} cells, **{sm['failed']} FAILED**, {c.get('equal', 0):,} equal, {c.get('close', 0):,} "
-            f"close, {c.get('refused', 0):,} refused, {c.get('n/a', 0):,} n/a.")
+            f"close, {c.get('refused', 0):,} refused, {c.get('n/a', 0):,} n/a."
+            + "".join(f" {s['cells']:,} of the cells ({', '.join(s['models'])}) come from a run of "
+                      f"{_date(s['run']['finished_utc'])} at commit `{(s['run'].get('code') or {}).get('commit', '?')[:7]}` "
+                      f"spliced in: {s['why']}." for s in d.get("spliced", [])))
     marks = [("equal", "equal"), ("close", "close"), ("refused", "refused"), ("n/a", "n/a"), ("FAILED", "FAILED")]
     lines = ["| chain | " + " | ".join(label for _, label in marks) + " |", "|---|" + "---|" * len(marks)]
     for name in d["passes"]:
