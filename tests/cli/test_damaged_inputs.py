@@ -93,14 +93,18 @@ EDITS = {"raw_data shorter than its dims": (_short, "holds 100 bytes"),
          "input dims of 10^12": (_huge_dims, "too big")}
 
 
-@pytest.mark.parametrize("edit", list(EDITS))
-@pytest.mark.parametrize("command", [["slice", "--width", "0.5"], ["prune-ffn", "--keep", "0.5"],
-                                     ["quantize", "--fp16"], ["quantize", "--int8"]],
-                         ids=["slice", "prune-ffn", "fp16", "int8"])
-def test_a_doctored_input_is_one_line_and_exit_2(seed, tmp_path, edit, command):
+COMMANDS = {"slice": ["slice", "--width", "0.5"], "prune-ffn": ["prune-ffn", "--keep", "0.5"],
+            "fp16": ["quantize", "--fp16"], "int8": ["quantize", "--int8"]}
+# (weight passes do not read the FFN's wiring: on the transposed FFN weight ONNX Runtime refuses the file, the
+# gate's own line, whose words are ORT's)
+CASES = [(e, c) for e in EDITS for c in COMMANDS
+         if not (e == "an FFN weight the other way round" and c in ("fp16", "int8"))]
+
+
+@pytest.mark.parametrize("edit,name", CASES, ids=[f"{c}-{e}" for e, c in CASES])
+def test_a_doctored_input_is_one_line_and_exit_2(seed, tmp_path, edit, name):
     fn, words = EDITS[edit]
-    if edit == "an FFN weight the other way round" and command[0] in ("quantize",):
-        pytest.skip("weight passes do not read the FFN's wiring (ONNX Runtime refuses the file: the gate's line)")
+    command = COMMANDS[name]
     m = onnx.load(str(seed))
     fn(m)
     bad = tmp_path / "bad.onnx"
