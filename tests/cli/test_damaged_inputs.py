@@ -175,3 +175,28 @@ def test_a_no_op_on_an_input_onnx_runtime_cannot_load_writes_nothing(seed, tmp_p
 def test_separators_alone_name_no_heads(seed, tmp_path):
     r = _run("prune-heads", "--heads", ";;;", str(seed), "-o", str(tmp_path / "o.onnx"))
     assert r.returncode == 2 and "names no layer" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("dtype,field", [(onnx.TensorProto.FLOAT, "float_data"), (onnx.TensorProto.INT64, "int64_data"),
+                                         (onnx.TensorProto.FLOAT16, "int32_data"), (onnx.TensorProto.INT8, "int32_data"),
+                                         (onnx.TensorProto.DOUBLE, "double_data")])
+def test_typed_field_initializers_load_and_a_wrong_count_is_refused(tmp_path, dtype, field):
+    """Initializers stored in their typed fields (not raw_data) load as before; one value too many is refused."""
+    from onnx import helper
+
+    from deploytool import onnx_io
+    from deploytool.errors import InputFileError
+
+    def model(t):
+        g = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [],
+                              [helper.make_tensor_value_info("y", dtype, [2, 2])], [t])
+        return helper.make_model(g)
+
+    t = helper.make_tensor("w", dtype, [2, 2], [1, 2, 3, 4])
+    onnx.save(model(t), tmp_path / "ok.onnx")
+    onnx_io.load_model(tmp_path / "ok.onnx")
+    onnx_io.load_proto(tmp_path / "ok.onnx")
+    getattr(t, field).append(getattr(t, field)[0])
+    onnx.save(model(t), tmp_path / "bad.onnx")
+    with pytest.raises(InputFileError, match="holds 5 values where its dims"):
+        onnx_io.load_model(tmp_path / "bad.onnx")
