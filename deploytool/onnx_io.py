@@ -193,7 +193,6 @@ def _check_graph_order(proto: onnx.ModelProto, path: Path) -> None:
         dup = next(o for o in outs if outs.count(o) > 1)
         raise InputFileError(f"{path}: graph output '{dup}' is listed twice: the graph is invalid")
     # Kahn's algorithm over the nodes: whatever is left unordered is on a cycle
-    index = {id(n): i for i, n in enumerate(g.node)}
     waiting = [0] * len(g.node)
     readers: dict[str, list[int]] = {}
     for i, n in enumerate(g.node):
@@ -212,7 +211,7 @@ def _check_graph_order(proto: onnx.ModelProto, path: Path) -> None:
                 if waiting[j] == 0:
                     ready.append(j)
     if done != len(g.node):
-        stuck = next(n for n in g.node if waiting[index[id(n)]] > 0)
+        stuck = next(n for i, n in enumerate(g.node) if waiting[i] > 0)
         raise InputFileError(f"{path}: the graph has a cycle (node '{stuck.name or stuck.op_type}' depends on its "
                              "own output): the graph is invalid")
 
@@ -229,9 +228,7 @@ def load_model(path: str | os.PathLike, *, data_files: list[Path] | None = None,
     proto = load_proto(path, data_files=data_files)
     if rewrite is not None:
         rewrite(proto)
-    _check_graph_order(proto, Path(path))
-    _check_references(proto, Path(path))
-    _check_tensors(proto, Path(path), {})
+    _check_references(proto, Path(path))  # (load_proto checked the file's order and tensors)
     try:
         return ir.serde.deserialize_model(proto)
     except Exception as e:
@@ -277,10 +274,10 @@ def check_output_path(path: str | os.PathLike, *, inputs: tuple[str | os.PathLik
                 raise OutputPathError(f"{p}: output would overwrite the input; choose another path")
     if p.is_dir():
         raise OutputPathError(f"{p}: is a directory, expected a file path")
-    if p.exists() and not p.is_file():  # a device, a FIFO, a socket: the rename would replace it with a file
-        raise OutputPathError(f"{p}: exists and is not a regular file; choose a file path")
-    if p.exists():  # an input's data file exists (else the input is not loadable anyway)
-        _refuse_input_data(p, inputs)
+    if p.exists():
+        if not p.is_file():  # a device, a FIFO, a socket: the rename would replace it with a file
+            raise OutputPathError(f"{p}: exists and is not a regular file; choose a file path")
+        _refuse_input_data(p, inputs)  # (an input's data file exists, else the input does not load anyway)
     parent = p.parent if str(p.parent) else Path(".")
     if parent.exists() and not parent.is_dir():
         raise OutputPathError(f"{p}: parent {parent} is not a directory")

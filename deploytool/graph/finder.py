@@ -2331,7 +2331,7 @@ class _Finder:
                   if lin is not None and self.source(lin.node.inputs[0]) is ffn_in]
         gate = None
         if len(inters) == 2:
-            inters, gate = self._own_gate(inters, at)
+            inters, gate = self._own_gate(inters)
         if len(inters) != 1:
             raise StructureError(f"node '{_name(at)}' ({at.op_type}): attention output feeds {len(inters)} "
                                  f"projections, expected one FFN intermediate")
@@ -2389,11 +2389,12 @@ class _Finder:
         if act is None:
             raise StructureError(f"node '{_name(inter.node)}' ({inter.node.op_type}): no recognised activation "
                                  f"between the FFN projections (ops: {sorted({n.op_type for n in ops})})")
-        if not gated and gate is None and (out.in_features != inter.out_features or inter.out_features == 0):
+        widths = {inter.out_features} | ({gate.out_features} if gate is not None else set())
+        if not gated and (widths != {out.in_features} or inter.out_features == 0):
             raise StructureError(f"node '{_name(out.node)}' ({out.node.op_type}): the FFN output reads "
-                                 f"{out.in_features} features where its intermediate '{_name(inter.node)}' writes "
-                                 f"{inter.out_features} (a weight stored the other way round, or an FFN without "
-                                 f"neurons: not a model that runs)")
+                                 f"{out.in_features} features where its intermediate '{_name(inter.node)}'"
+                                 f"{' and gate' if gate is not None else ''} write {sorted(widths)} (a weight stored "
+                                 f"the other way round, or an FFN without neurons: not a model that runs)")
         if gated and out.in_features * 2 != inter.out_features:
             raise StructureError(f"node '{_name(out.node)}' ({out.node.op_type}): gated FFN output reads "
                                  f"{out.in_features} features, expected half of the intermediate's "
@@ -2402,10 +2403,6 @@ class _Finder:
             y, out_norm = self.pre_norm_residual(self.linear_output(out), h1, out.node)
         else:
             y, out_norm = self.residual_norm(self.linear_output(out), h1, out.node, "FFN output projection"), None
-        if gate is not None and (gate.out_features != inter.out_features or out.in_features != inter.out_features):
-            raise StructureError(f"node '{_name(out.node)}' ({out.node.op_type}): the gated FFN's projections have "
-                                 f"widths {inter.out_features} and {gate.out_features}, its output reads "
-                                 f"{out.in_features}")
         block = FFNBlock(intermediate=inter, output=out, activation=act, gated=gated, sites=sites, gate=gate)
         return block, y, out_norm
 
@@ -2415,7 +2412,7 @@ class _Finder:
         ps = self.plane_sum(lin.node)
         return ps.outputs[0] if ps is not None else self.past_qdq(self.linear_output(lin))
 
-    def _own_gate(self, inters: list[Linear], at: ir.Node) -> tuple[list[Linear], Linear | None]:
+    def _own_gate(self, inters: list[Linear]) -> tuple[list[Linear], Linear | None]:
         """([the activation's intermediate], its gate) when two projections read the FFN input and their
         outputs meet in one elementwise product, one through an activation and the other directly (T5 v1.1,
         flan-T5: ``wo(act(wi_0 x) * wi_1 x)``); else (inters, None): the caller refuses two intermediates."""

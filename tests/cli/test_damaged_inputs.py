@@ -200,3 +200,28 @@ def test_typed_field_initializers_load_and_a_wrong_count_is_refused(tmp_path, dt
     onnx.save(model(t), tmp_path / "bad.onnx")
     with pytest.raises(InputFileError, match="holds 5 values where its dims"):
         onnx_io.load_model(tmp_path / "bad.onnx")
+
+
+def test_sparse_initializers_and_a_non_numeric_data_offset_are_refused_by_the_loader(seed, tmp_path):
+    from onnx import helper
+
+    from deploytool import onnx_io
+    from deploytool.errors import InputFileError
+
+    m = onnx.load(str(seed))
+    t = _first_weight(m)
+    m.graph.sparse_initializer.append(helper.make_sparse_tensor(
+        helper.make_tensor(t.name + "_sparse", onnx.TensorProto.FLOAT, [1], [1.0]),
+        helper.make_tensor(t.name + "_idx", onnx.TensorProto.INT64, [1], [0]), [4]))
+    onnx.save(m, tmp_path / "sparse.onnx")
+    with pytest.raises(InputFileError, match="stored sparse"):
+        onnx_io.load_model(tmp_path / "sparse.onnx")
+    m = onnx.load(str(seed))
+    onnx.save(m, tmp_path / "ext.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+              location="ext.data", size_threshold=256)
+    m = onnx.load(str(tmp_path / "ext.onnx"), load_external_data=False)
+    t = next(x for x in m.graph.initializer if x.external_data)
+    next(e for e in t.external_data if e.key == "offset").value = "-4096"
+    onnx.save(m, tmp_path / "ext.onnx")
+    with pytest.raises(InputFileError, match="offset that is not a count of bytes"):
+        onnx_io.load_model(tmp_path / "ext.onnx")
