@@ -1248,6 +1248,7 @@ class _Finder:
                                                                                     qkv is not None)
         if rel is not None:
             block.rel_linears, block.rel_constants = rel["linears"], rel["constants"]
+            block.rel_constant_proj = rel["constant_proj"]
             block.rel_gathers = rel["gathers"]
             block.rel_gather_axis = rel.get("gather_axis", 0)
             self._rel_nodes[id(block)] = rel["nodes"]
@@ -1505,6 +1506,7 @@ class _Finder:
         if not mms:
             return None
         out: dict = {"linears": [], "constants": [], "gathers": gathers, "reshapes": [], "sites": [], "nodes": []}
+        out["constant_proj"] = []
         own = {id(q.node), id(k.node)}
         for mm in mms:
             sides = [self.trace(i)[0] for i in mm.inputs[:2]]
@@ -1512,7 +1514,11 @@ class _Finder:
             if len(content) != 1:
                 raise StructureError(f"node '{_name(mm)}' (MatMul): a relative-position term on the scores that "
                                      f"is not a product of Q or K with projected position embeddings")
-            self._relative_side(mm, 1 - content[0], heads, head_size, out)
+            # Q times projected positions is content-to-position (DeBERTa's P_k: K's projection when it shares
+            # Q/K's weights), K times them position-to-content (P_q); unknown with one packed QKV
+            c = sides[content[0]].node
+            proj = None if q.node is k.node else ("k" if c is q.node else "q")
+            self._relative_side(mm, 1 - content[0], heads, head_size, out, proj)
         if self._rank(score.inputs[0]) == 4:
             # [batch, heads, S, .] products (DeBERTa v1): each index is one [1, 1, S, S] table expanded to the
             # product's [batch, heads, S, S] (by sizes read at run time, by a shape holding the head count, which
@@ -1552,8 +1558,11 @@ class _Finder:
                                      f"Expand of one [1, S, S] table over batch x heads")
         return out
 
-    def _relative_side(self, mm: ir.Node, i: int, heads: int, head_size: int, out: dict) -> None:
-        """Follow operand ``i`` of a relative-position product back to its projection or folded constant."""
+    def _relative_side(self, mm: ir.Node, i: int, heads: int, head_size: int, out: dict,
+                       proj: str | None = None) -> None:
+        """Follow operand ``i`` of a relative-position product back to its projection or folded constant;
+        ``proj``: whose projection of the positions the product reads if it shares Q's or K's weight ("q", "k"),
+        recorded for a folded constant (``out["constant_proj"]``)."""
         v = mm.inputs[i]
         nodes: list[ir.Node] = []
         split = False
@@ -1586,6 +1595,7 @@ class _Finder:
                 else:
                     raise StructureError(f"node '{_name(reader)}' ({reader.op_type}): a folded relative-position "
                                          f"constant of shape {list(shape)} with no head axis of {heads}")
+                out["constant_proj"].append(proj)
                 out["nodes"] += nodes
                 return
             if p.op_type in _SCALE and len(p.inputs) == 2 and self._is_scale(p.inputs[1]):

@@ -144,6 +144,10 @@ class AttentionBlock:
     # broadcast of one [1, S, S] table. A pass that keeps heads slices all three with Q/K/V.
     rel_linears: list[Linear] = dataclasses.field(default_factory=list)
     rel_constants: list[tuple[ir.Node, int, int]] = dataclasses.field(default_factory=list)
+    # for each of ``rel_constants``, whose projection of the positions it would be if it shares Q's or K's weight
+    # (DeBERTa-v2/v3's share_att_key): "k" for the content-to-position term (Q times it), "q" for the
+    # position-to-content term (K times it); None with one packed QKV
+    rel_constant_proj: list[str | None] = dataclasses.field(default_factory=list)
     rel_gathers: list[ir.Node] = dataclasses.field(default_factory=list)
     # the head axis of the gathers' index: 0 for [batch * heads, S, S] (DeBERTa v2/v3), 1 for [batch, heads,
     # S, S] (DeBERTa v1, whose index every head shares: a pass keeping fewer heads cuts it at run time)

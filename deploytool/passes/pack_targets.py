@@ -51,9 +51,10 @@ def _gemm_layout(node: ir.Node) -> str | None:
     return "out_in" if a.get_int("transB", 0) else "in_out"
 
 
-def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], dict[str, ir.Value], str | None]:
+def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], dict[str, ir.Value], str | None, list]:
     """Roles of linear weights (by id of the weight value) from the structure finder, if it works; else no
-    roles and why not."""
+    roles and why not; and DeBERTa's folded relative-position projections (:mod:`deploytool.passes.pack_refold`:
+    PassRefusedError where they cannot be computed again with the packed weights)."""
     try:
         from deploytool.graph.structure import find_structure
 
@@ -66,16 +67,10 @@ def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], dict[str, ir
             # position projections, which ORT's optimizer folds into constants): do not guess
             raise PassRefusedError(f"{e}; packing needs that structure to tell projection weights from other "
                                    "MatMul constants") from e
-        return {}, {}, f"structure finder unavailable ({type(e).__name__}: {e})"
-    folded = next((layer for layer in st.layers if layer.attention.rel_constants), None)
-    if folded is not None:
-        node = folded.attention.rel_constants[0][0]
-        # the quantized Q/K would meet position projections computed from their float weights: the packed
-        # model would not be the packed network (its reference packs Q/K for both uses)
-        raise PassRefusedError(f"{st.family}: the relative-position projections are folded float constants, not "
-                               f"MatMuls of their weights (packing would leave them unpacked; pack an export that "
-                               f"still computes them: before ONNX Runtime's optimizer, and with dynamic shapes where "
-                               f"the exporter folds them); layer {folded.index}'s is read by '{node.name}'")
+        return {}, {}, f"structure finder unavailable ({type(e).__name__}: {e})", []
+    from deploytool.passes.pack_refold import folded_projections
+
+    folded = folded_projections(st, st.family)
     roles: dict[int, str] = {}
     for layer in st.layers:
         for lin in layer.attention_linears():
@@ -84,7 +79,7 @@ def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], dict[str, ir
             roles[id(lin.weight)] = "ffn"
     for lin in st.other_linears:
         roles.setdefault(id(lin.weight), "other")
-    return roles, dict(st.embeddings), None
+    return roles, dict(st.embeddings), None, folded
 
 
 def _word_embedding_gather(graph: ir.Graph, word: ir.Value | None) -> tuple[ir.Value, list[ir.Node]] | None:
@@ -146,9 +141,9 @@ _ATTENTION_OPS = frozenset({"Softmax", "Attention", "MultiHeadAttention", "QAtte
 
 def _find_targets(model: ir.Model, pack_head: bool = False
                   ) -> tuple[list[_Target], list[Skip], tuple[ir.Value, list[ir.Node]] | None, list[str],
-                             dict[str, ir.Value]]:
+                             dict[str, ir.Value], list]:
     graph = model.graph
-    roles, tables, unread = _roles_from_structure(model)
+    roles, tables, unread, folded = _roles_from_structure(model)
     if unread and not pack_head and any(n.op_type in _ATTENTION_OPS for n in graph):
         # an attention model the finder cannot read: every MatMul/Gemm weight would be packed, the pooler's and
         # classifier's too, which the default keeps fp32; refuse rather than pack what was not asked (a graph
@@ -197,7 +192,7 @@ def _find_targets(model: ir.Model, pack_head: bool = False
             skipped.append(Skip(t.nodes[0].name or "MatMul", f"{t.weight.name} also feeds {others[0].op_type}; left fp32"))
             continue
         result.append(t)
-    return result, skipped, emb, notes, tables
+    return result, skipped, emb, notes, tables, folded
 
 
 def _other_tables(tables: dict[str, ir.Value], emb) -> tuple[list[tuple[str, ir.Value, list[ir.Node]]], list[Skip]]:

@@ -670,7 +670,8 @@ class PackWeightsPass(DeployPass):
 
     def call(self, model: ir.Model) -> DeployPassResult:
         cfg = self.config
-        targets, skipped, emb, notes, tables = _find_targets(model, cfg.pack_head)
+        targets, skipped, emb, notes, tables, folded = _find_targets(model, cfg.pack_head)
+        refolded = _refold_positions(model, folded, targets, cfg)  # before the weights are packed
         fused, fused_skips = _fused_qkv_nodes(model.graph)
         skipped += fused_skips
         if not targets and not fused:
@@ -742,6 +743,8 @@ class PackWeightsPass(DeployPass):
         }
         if notes:
             stats["structure"] = notes[0]
+        if refolded:
+            stats["relative_positions_refolded"] = refolded
         return DeployPassResult(model, modified=True, stats=stats, skipped=skipped)
 
 
@@ -766,7 +769,8 @@ class FakeQuantWeightsPass(DeployPass):
 
     def call(self, model: ir.Model) -> DeployPassResult:
         cfg = self.config
-        targets, skipped, emb, _, tables = _find_targets(model, cfg.pack_head)
+        targets, skipped, emb, _, tables, folded = _find_targets(model, cfg.pack_head)
+        _refold_positions(model, folded, targets, cfg)  # from the weights as they are, before they are replaced
         # lazily: each weight is quantized when the model is written (one at a time), not all at once
         # np.asarray: a float32 weight is read where it lies (the quantizers never write into their input)
         b = _Builder(model.graph) if self.codes_in_graph else None  # one for all: it reads every name once
@@ -832,6 +836,25 @@ def _weight_codes(weight: ir.TensorProtocol, layout: str, config: PackConfig) ->
         else:  # [K, N] (the codes of w.T come in its memory order: .T is contiguous)
             out += [np.ascontiguousarray(c.T), a]
     return tuple(out)
+
+
+def _refold_positions(model: ir.Model, folded: list, targets: list[_Target], config: PackConfig) -> int:
+    """DeBERTa's relative-position projections folded into constants, computed again with the weights the
+    packed model computes with (:mod:`deploytool.passes.pack_refold`); how many constants were replaced."""
+    if not folded:
+        return 0
+    from deploytool.passes.pack_refold import refold
+
+    by_weight = {id(t.weight): t for t in targets}
+
+    def quantized(linear) -> np.ndarray | None:
+        t = by_weight.get(id(alias_root(linear.weight)))
+        if t is None:  # not packed: its constant stays as it is
+            return None
+        fq = fake_quantized_weight(np.asarray(t.weight.const_value.numpy(), dtype=np.float32), t.layout, config)
+        return fq if t.layout == "in_out" else fq.T
+
+    return refold(model.graph, folded, quantized)
 
 
 def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig, b: _Builder) -> bool:

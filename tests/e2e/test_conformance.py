@@ -70,6 +70,9 @@ DEBERTA = [("deberta-v2", "dynamo", 0),  # one shape Concat shared by every laye
            # DeBERTa-v3's configuration (no absolute positions); Identity aliases of Q/K weights, an integer Div by
            # the heads
            ("deberta-v3", "torchscript-17", 0),
+           # after ORT's optimizer: each layer's relative-position projections folded into [heads, 2 * span, head_size]
+           # constants, which pack computes again with the packed Q/K weights (deploytool.passes.pack_refold)
+           ("deberta-v2", "torchscript-17", 1),
            # its own pos_key_proj / pos_query_proj: sliced per head with Q/K/V, packed as encoder projections
            ("deberta-v2-ownpos", "torchscript-17", 0),
            # DeBERTa v1: one in_proj viewed [.., heads, 3 * head_size] and chunked by Slices whose bounds are
@@ -266,24 +269,28 @@ def test_deberta_v1_in_proj_is_read_per_head(work):
 
 
 @pytest.mark.slow  # DeBERTa's export and ORT's optimizer
-@pytest.mark.parametrize("model,exporter", [("deberta-v2", "torchscript-17"), ("deberta", "torchscript-static")])
-def test_deberta_folded_positions(model, exporter, work):
+@pytest.mark.parametrize("model,exporter,why", [
+    ("deberta-v2-ownpos", "torchscript-17", "not one table's projections by Q's and K's weights"),
+    ("deberta", "torchscript-static", "v1's own pos_proj / pos_q_proj, folded away")])
+def test_deberta_folded_own_position_projections(model, exporter, why, work):
     """ORT's optimizer folds each layer's relative-position projections into [heads, 2 * span, head_size]
     constants (v1 on a static export: [1, heads, ..], and the relative-position index into a [1, heads, S, S]
-    constant, cut to the kept heads at run time): the structured passes take each layer's kept heads of them;
-    pack refuses (packing Q/K would leave the folded float projections of the unpacked weights), naming the
-    folding."""
+    constant, cut to the kept heads at run time): the structured passes take each layer's kept heads of them.
+    Where those projections have weights of their own (share_att_key false, and v1), the folding removed the
+    weights: pack refuses, naming why, instead of packing Q/K around float projections of unpacked weights (with
+    Q's and K's own weights, DEBERTA's O1 row, it computes them again)."""
     cells = _cells(model, exporter, 1, work)
     by = {c.pass_name: c for c in cells}
     for p in ("slice-0.5-0.75", "slice-0.75-0.5", "slice-0.25-1", "slice-1-0.5", "prune-heads", "prune-ffn",
               "reorder"):
         assert by[p].status == "equal", (p, by[p].status, by[p].detail)
     assert by["int8"].status == "close" and by["fp16"].status == "close"
+    family = "deberta" if model == "deberta" else "deberta-v2"
     for p in (p for p in C.PASSES if p.startswith("pack")):
         assert by[p].status == "refused", (p, by[p].detail)
-        assert by[p].detail.startswith(f"{model}: the relative-position projections are folded float constants"), \
-            by[p].detail
-        assert "pack an export that still computes them: before ONNX Runtime's optimizer" in by[p].detail
+        assert by[p].detail.startswith(f"{family}: the relative-position projections are folded float constants "
+                                       f"that pack cannot compute again with packed weights ({why})"), by[p].detail
+        assert "; pack the export from before ONNX Runtime's optimizer" in by[p].detail
 
 
 @pytest.mark.slow  # DeBERTa's exports
@@ -310,7 +317,10 @@ CHAIN_GRAPHS = [("bert", "optimum", 0), ("mpnet", "torchscript-17", 0), ("bert",
                 ("deberta-v2", "torchscript-static", 0),
                 # DeBERTa v1 from dynamo: one [batch, heads, S, S] gather index shared by every layer; a second head
                 # edit keeps each layer's cut of it along the head axis
-                ("deberta", "dynamo", 0)]
+                ("deberta", "dynamo", 0),
+                # DeBERTa-v2 after ORT's optimizer: pack computes the folded relative-position projections of the
+                # heads and neurons a slice or prune kept again with the packed Q/K weights
+                ("deberta-v2", "torchscript-17", 1)]
 
 
 @pytest.mark.parametrize("model,exporter,level", CHAIN_GRAPHS, ids=[f"{m}-{e}-O{lv}" for m, e, lv in CHAIN_GRAPHS])
