@@ -152,7 +152,7 @@ def refold(graph: ir.Graph, folded: list[_Folded], quantized: Callable[[object],
         raise refusal(f.family, f.layer, f.reader, fit)
     table = fit
     replaced = 0
-    done: dict[tuple[int, str], ir.Value] = {}
+    done: dict[tuple[int, int], ir.Value] = {}
     for f, c, form, b in zip(folded, consts, forms, biases):
         qw = quantized(f.linear)
         if qw is None:

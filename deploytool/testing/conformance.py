@@ -294,8 +294,10 @@ def build_model(case: ModelCase, *, attn: str | None = None, seed: int = 0):
     return model.eval()
 
 
-def feeds(case: ModelCase, lengths=(8, 5, 3), seed: int = 0) -> dict[str, np.ndarray]:
-    """A padded batch: one row per length, padded to the longest with id 0 and mask 0."""
+def feeds(case: ModelCase, lengths=(8, 5, 3), seed: int = 0, declared=None) -> dict[str, np.ndarray]:
+    """A padded batch: one row per length, padded to the longest with id 0 and mask 0. ``declared``: the inputs the
+    export declares, when known: token types (zeros) also for a family whose forward takes them but whose exports
+    mostly leave them out (optimum's XLM declares token_type_ids; the reference is then given the same zeros)."""
     rng = np.random.default_rng(seed)
     seq = max(lengths)
     ids = rng.integers(3, VOCAB, size=(len(lengths), seq), dtype=np.int64)
@@ -311,9 +313,17 @@ def feeds(case: ModelCase, lengths=(8, 5, 3), seed: int = 0) -> dict[str, np.nda
         box = np.concatenate([corner, corner + rng.integers(0, 400, size=corner.shape, dtype=np.int64)], axis=-1)
         box[ids == 0] = 0
         out = {"input_ids": ids, "bbox": box, "attention_mask": mask}
-    if case.token_types:
+    if case.token_types or (declared is not None and "token_type_ids" in declared):
         out["token_type_ids"] = np.zeros_like(ids)
     return out
+
+
+def declared_inputs(src: Path) -> set[str]:
+    """The names of the graph inputs ``src`` declares (not its initializers), without reading its weights."""
+    import onnx
+
+    g = onnx.load(str(src), load_external_data=False).graph
+    return {i.name for i in g.input} - {t.name for t in g.initializer}
 
 
 def torch_outputs(model, f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -1068,11 +1078,12 @@ ONE_ROW = (8,)
 
 
 def run_cell(case: ModelCase, exporter: str, level: int, pass_name: str, src: Path, base_model,
-             work: Path, src_structure_error: str | None | object = _UNREAD, lengths: tuple[int, ...] | None = None
-             ) -> Cell:
+             work: Path, src_structure_error: str | None | object = _UNREAD, lengths: tuple[int, ...] | None = None,
+             declared: set[str] | None = None) -> Cell:
     """One cell (see the module doc). ``src_structure_error``: :func:`_structure_error` of ``src`` when the caller
     has it (once per graph, not per pass). ``lengths``: the rows the output and the reference run on (None: the
-    padded batch of :func:`feeds`; :data:`ONE_ROW` for an export ONNX Runtime runs on one row only)."""
+    padded batch of :func:`feeds`; :data:`ONE_ROW` for an export ONNX Runtime runs on one row only).
+    ``declared``: the export's inputs (:func:`declared_inputs`; None: read from ``src``)."""
     from deploytool.errors import DeployError
     from deploytool.passes import transform
     from deploytool.runtime.infer import run_onnx
@@ -1110,7 +1121,8 @@ def run_cell(case: ModelCase, exporter: str, level: int, pass_name: str, src: Pa
             _unlink(written)
             return cell
         step_src = dst
-    f = feeds(case) if lengths is None else feeds(case, lengths=lengths)
+    declared = declared_inputs(src) if declared is None else declared
+    f = feeds(case, declared=declared) if lengths is None else feeds(case, lengths=lengths, declared=declared)
     try:
         got = run_onnx(dst, f)
     except Exception as e:  # noqa: BLE001
@@ -1142,20 +1154,22 @@ def run_cell(case: ModelCase, exporter: str, level: int, pass_name: str, src: Pa
     return cell
 
 
-def export_mismatch(src: Path, model, case: ModelCase, lengths: tuple[int, ...] | None = None) -> str | None:
+def export_mismatch(src: Path, model, case: ModelCase, lengths: tuple[int, ...] | None = None,
+                    declared: set[str] | None = None) -> str | None:
     """Why the export ``src`` itself (before any pass) differs from ``model`` on the cells' batch (an unchanged
     cell's tolerance), or None: every cell compares a pass's output with PyTorch, so a difference the exporter
     made would be charged to the pass."""
     from deploytool.errors import DeployError
     from deploytool.runtime.infer import input_specs, make_session
 
-    f = feeds(case) if lengths is None else feeds(case, lengths=lengths)
+    declared = declared_inputs(src) if declared is None else declared
+    f = feeds(case, declared=declared) if lengths is None else feeds(case, lengths=lengths, declared=declared)
     try:
         sess = make_session(src)
     except DeployError:  # ORT's level-1 output of a static export loads only with ORT's optimizer off, as the
         sess = make_session(src, optimize=False)  # gate then reads it (a DeployError here: the optimizer's n/a)
     extra = [i.name for i in sess.get_inputs() if i.name not in f]
-    if extra:  # optimum's XLM declares token_type_ids, which XLM's forward takes after langs
+    if extra:
         raise ValueError(f"it declares input(s) {', '.join(extra)} that this family's cells do not feed")
     try:
         names = [o.name for o in sess.get_outputs()]
@@ -1199,12 +1213,13 @@ def run_matrix(models=MODELS, exporters=EXPORTERS, levels=OPT_LEVELS, passes=PAS
                 if invalid is not None:  # torch's opset-11 export of MPNet and DeBERTa: an Add of int64 and float
                     raise ValueError(f"it wrote a model ONNX Runtime cannot load ({invalid})")
                 lengths = None
-                invalid = run_failure(src0, feeds(case))
-                if invalid is not None and run_failure(src0, feeds(case, lengths=ONE_ROW)) is None:
+                declared = declared_inputs(src0)  # ORT's optimizer keeps them
+                invalid = run_failure(src0, feeds(case, declared=declared))
+                if invalid is not None and run_failure(src0, feeds(case, lengths=ONE_ROW, declared=declared)) is None:
                     lengths = ONE_ROW  # torch's opset-23 ModernBERT: rotary caches made for one row
                 elif invalid is not None:  # torch's opset-23 export of ESM: a [batch, 1, 1, S] mask into Attention
                     raise ValueError(f"it wrote a model ONNX Runtime cannot run ({invalid})")
-                wrong = export_mismatch(src0, ref_model, case, lengths)
+                wrong = export_mismatch(src0, ref_model, case, lengths, declared)
                 if wrong is not None:  # torch's TorchScript export of Longformer or RoCBert: no pass can be judged
                     raise ValueError(f"its model computes something else than PyTorch's before any pass ({wrong})")
             except Exception as e:  # noqa: BLE001 - the exporter's failure, not ours
@@ -1221,7 +1236,7 @@ def run_matrix(models=MODELS, exporters=EXPORTERS, levels=OPT_LEVELS, passes=PAS
                 if level:
                     try:
                         src = optimize(src0, level, src0.with_name(f"{src0.stem}.O{level}.onnx"))
-                        wrong = export_mismatch(src, ref_model, case, lengths)
+                        wrong = export_mismatch(src, ref_model, case, lengths, declared)
                         if wrong is not None:  # YOSO's upgraded opset-11 export at levels 1-99: off by 2.07
                             raise ValueError(f"its output computes something else than PyTorch's ({wrong})")
                     except Exception as e:  # noqa: BLE001
@@ -1234,7 +1249,7 @@ def run_matrix(models=MODELS, exporters=EXPORTERS, levels=OPT_LEVELS, passes=PAS
                         continue
                 src_error = _structure_error(src)
                 for p in passes:
-                    c = run_cell(case, exporter, level, p, src, ref_model, work, src_error, lengths)
+                    c = run_cell(case, exporter, level, p, src, ref_model, work, src_error, lengths, declared)
                     cells.append(c)
                     if progress:
                         progress(c)

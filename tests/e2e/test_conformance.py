@@ -120,6 +120,9 @@ FAMILIES = [
     # mask: twice in a row once a layer is dropped), the word-embedding Gather reading a Slice of the ids
     ("xlm", "torchscript-17", 0),
     ("xlm", "dynamo", 99),
+    # optimum's XLM (FlauBERT's wiring) declares token_type_ids, which XLM gathers from the word-embedding table (fed
+    # zeros, as to the reference): a table two Gathers read, packed once
+    ("xlm", "optimum", 99),
     # NeZha: a relative-position term added to the scores (Q.T^T) and to the context (P.T) from a table with no
     # head axis, through [S, batch * heads, .] and [S, batch, heads, .] views: their head count is rewritten
     # where it is a constant (static: batch x heads, one element), a product with a length read from a shape
