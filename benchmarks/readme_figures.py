@@ -1203,7 +1203,7 @@ def render_conformance(results: Path) -> str:
             + (f"{other_refused:,} {'more ' if named else ''}cells are refused in one line with nothing written ({other_text}). "
                if other_refused else "")
             + f"{c.get('n/a', 0):,} cells are n/a: {_na_reasons(d['cells'])}." + _one_row_cells(d["cells"])
-            + "".join(f" {s['cells']} of the cells ({', '.join(s['models'])} x {', '.join(s['exporters'])} at ORT "
+            + "".join(f" {s['cells']:,} of the cells ({', '.join(s['models'])} x {', '.join(s['exporters'])} at ORT "
                       f"level {', '.join(map(str, s['opt_levels']))}) come from a run of {_date(s['run']['finished_utc'])} "
                       f"spliced in: {s['why']}." for s in d.get("spliced", []))
             + " References used: "
