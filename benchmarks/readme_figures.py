@@ -296,7 +296,7 @@ def _not_worse_text(results: Path) -> str:
 
 # int8_bench.py runs on kinds of CPU the sitting's int8_bench.json was not measured on (``--variants
 # ours,ours_pairsafe,ours_uint8``): each is one sentence of the int8 goal's bullet
-INT8_SIDE_RUNS = ("int8_bench_zen3.json", "int8_bench_zen4.json")
+INT8_SIDE_RUNS = ("int8_bench_zen3.json", "int8_bench_zen4.json", "int8_bench_emerald_rapids.json")
 
 
 def _rest_kernels(d: dict) -> str:
