@@ -44,11 +44,12 @@ class VerificationError(DeployError):
 
     ``node``/``op``: the node ONNX Runtime named, when it named one. ``failure``: what failed, when ONNX Runtime
     refused a model: ``"load"`` or ``"run"`` (the checked model), ``"reference load"`` or ``"reference run"``
-    (the reference it is compared with); None for a check of its outputs (not finite, not close).
+    (the reference it is compared with), ``"crash"`` (the process checking it died of a signal: loading or
+    running it crashed ONNX Runtime); None for a check of its outputs (not finite, not close).
     """
 
     #: the values ``failure`` takes
-    FAILURES = ("load", "run", "reference load", "reference run")
+    FAILURES = ("load", "run", "reference load", "reference run", "crash")
 
     def __init__(self, message: str, *, node: str | None = None, op: str | None = None,
                  failure: str | None = None) -> None:

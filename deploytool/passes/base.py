@@ -823,7 +823,7 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
 
     import onnx
 
-    from deploytool.runtime.verify import gate_feeds, gate_plan, verify_model, verify_model_isolated
+    from deploytool.runtime.verify import gate_feeds, gate_plan, verify_model_guarded, verify_model_isolated
 
     start = time.perf_counter()
     name = pass_.name
@@ -842,7 +842,8 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
     # and rounding, ~1e-3 of the scale; fp32 models keep the tight bound
     fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
     rtol = PRESERVE_RTOL_FP16 if fp16 else PRESERVE_RTOL
-    run = process.verify if process is not None else verify_model_isolated if isolate else verify_model
+    # small models: in a forked copy of this process, so that ONNX Runtime crashing on the output is a refusal
+    run = process.verify if process is not None else verify_model_isolated if isolate else verify_model_guarded
     try:
         with contextlib.ExitStack() as stack:
             config = None
@@ -865,7 +866,7 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
                 if process is not None and early is not None:  # the early reference ran on the other batch
                     ref = pass_.gate_reference(src)
                     reference, cosine = ref if ref is not None else (None, None)
-                again = verify_model_isolated if (isolate or process is not None) else verify_model
+                again = verify_model_isolated if (isolate or process is not None) else verify_model_guarded
                 report = again(path, one_row, reference=reference, min_cosine=cosine, **checks)
                 note = (f"checked on a batch of one: the input itself does not run in ONNX Runtime on a batch of "
                         f"{_rows(feeds)} ({why})")
@@ -874,6 +875,8 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
     except VerificationError as e:
         if e.failure == "load":
             _input_does_not_load(src, name)
+        if e.failure == "crash":
+            _input_crashes(src, name, plan)
         raise VerificationError(f"{name} wrote a model {e}; nothing written", node=e.node, op=e.op,
                                 failure=e.failure) from e
     finally:
@@ -892,6 +895,22 @@ def _input_does_not_load(src: str | os.PathLike, name: str) -> None:
     if why is not None:
         raise InputFileError(f"{src}: the input itself does not load in ONNX Runtime ({why}); "
                              f"{name} wrote nothing")
+
+
+def _input_crashes(src: str | os.PathLike, name: str, plan) -> None:
+    """ONNX Runtime crashed checking the output: InputFileError when it crashes on the input as well (run in a
+    forked copy of this process on the same batch), so the message names the input's fault."""
+    from deploytool.runtime.verify import gate_feeds, verify_model_guarded
+
+    try:
+        verify_model_guarded(src, gate_feeds(plan))
+    except VerificationError as e:
+        if e.failure == "crash":
+            why = str(e).split(": ", 1)[-1].split(", loading or running it")[0]
+            raise InputFileError(f"{src}: ONNX Runtime crashes on the input itself ({why}); {name} wrote "
+                                 "nothing") from None
+    except DeployError:
+        pass
 
 
 def _rows(feeds) -> int:

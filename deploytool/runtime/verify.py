@@ -32,7 +32,7 @@ import numpy as np
 from deploytool.errors import DeployError, VerificationError
 
 __all__ = ["GateProcess", "MemoryReference", "VerifyReport", "gate_feeds", "gate_plan", "memory_reference",
-           "reference_outputs", "verify_file", "verify_model", "verify_model_isolated", "GATE_BATCH", "GATE_SEQ",
+           "reference_outputs", "verify_file", "verify_model", "verify_model_guarded", "verify_model_isolated", "GATE_BATCH", "GATE_SEQ",
            "GATE_PADDED_LEN"]
 
 GATE_BATCH = 2
@@ -761,6 +761,97 @@ class GateProcess:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
         self._log.close()
+
+
+#: :func:`verify_model_guarded`: how long its copy of the process may take before it is killed
+GUARD_TIMEOUT_S = 900.0
+
+
+def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], *,
+                         timeout: float = GUARD_TIMEOUT_S, **checks) -> VerifyReport:
+    """:func:`verify_model` in a forked copy of this process (POSIX): ONNX Runtime dying on the model (a
+    segmentation fault or an abort while it builds or runs the session, as ORT 1.32 did on some fp16 graphs; the
+    OOM killer) becomes a VerificationError naming the signal, instead of the end of the caller's process (a
+    notebook's kernel, a service): a library caller of a pass gets what the ``deploytool`` program's own
+    supervision gives a command. The copy shares this process's memory copy-on-write (no interpreter start, no
+    import: a few ms); its ONNX Runtime sessions and their memory end with it. ``timeout``: seconds before a copy
+    that has not answered is killed (refused, as a gate that could not check). In this process where there is no
+    fork, or with ``DEPLOYTOOL_NO_FORK`` set (``--debug``)."""
+    import pickle
+    import select
+
+    if not hasattr(os, "fork") or os.environ.get("DEPLOYTOOL_NO_FORK"):
+        return verify_model(model, feeds, **checks)
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:  # no process left to make: check here
+        os.close(r)
+        os.close(w)
+        return verify_model(model, feeds, **checks)
+    if pid == 0:  # the copy: run the checks, send back what came of them, end without the caller's exit handlers
+        code = 0
+        try:
+            import faulthandler
+
+            os.close(r)
+            faulthandler.disable()  # its death is reported by the caller, in one line, not as a traceback dump
+            try:
+                out = ("report", verify_model(model, feeds, **checks))
+            except VerificationError as e:
+                out = ("refused", str(e), e.node, e.op, e.failure)
+            except DeployError as e:
+                out = ("deploy", str(e))
+            except BaseException as e:  # noqa: BLE001 - handed to the caller, which raises it as its own
+                out = ("error", f"{type(e).__name__}: {e}")
+            data = pickle.dumps(out)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(w, view):]
+        except BaseException:  # noqa: BLE001 - nothing to report to: the caller sees no answer
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    timed_out = False
+    try:
+        while True:
+            ready, _, _ = select.select([r], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                timed_out = True
+                os.kill(pid, 9)
+                break
+            chunk = os.read(r, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+    if timed_out:
+        raise VerificationError(f"that the verification gate could not check (no answer within {timeout:g} s)")
+    if os.WIFSIGNALED(status):
+        from deploytool.errors import SIGNAL_KINDS, signal_name
+
+        name = signal_name(os.WTERMSIG(status))
+        kind = SIGNAL_KINDS.get(name)
+        what = ("ONNX Runtime aborted" if name == "SIGABRT" else "it was killed (out of memory?)" if name == "SIGKILL"
+                else f"ONNX Runtime crashed ({kind})" if kind else f"it was killed by {name}")
+        raise VerificationError(f"that the verification gate could not check: {what}, {name}, loading or running it "
+                                f"on a padded batch {_shape_text(feeds)}", failure="crash")
+    if not chunks:
+        raise VerificationError(f"that the verification gate could not check (its process ended with exit "
+                                f"{os.WEXITSTATUS(status)} and no answer)")
+    out = pickle.loads(b"".join(chunks))  # written by this very program's copy above
+    if out[0] == "report":
+        return out[1]
+    if out[0] == "refused":
+        raise VerificationError(out[1], node=out[2], op=out[3], failure=out[4])
+    if out[0] == "deploy":
+        raise DeployError(out[1])
+    raise RuntimeError(f"the verification gate failed: {out[1]}")
 
 
 def verify_model_isolated(model: str | os.PathLike, feeds: dict[str, np.ndarray], *,

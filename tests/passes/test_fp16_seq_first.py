@@ -189,5 +189,24 @@ def test_a_crash_on_a_users_fp16_file_is_one_line_from_the_command(tmp_path, mon
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 2
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "died of a crash (segmentation fault) in native code (SIGSEGV)" in lines[0]
+    # the gate's forked copy died, not the command: the input crashes ONNX Runtime too, so the input is named
+    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: ONNX Runtime crashes on the input itself "), lines
+    assert "segmentation fault" in lines[0] and "SIGSEGV" in lines[0] and lines[0].endswith("wrote nothing")
+    assert not dst.exists()
+
+
+def test_a_crash_on_the_output_is_a_refusal_in_the_library_caller(tmp_path, monkeypatch):
+    """A library caller's pass whose output crashes ONNX Runtime (the fp16 pattern, written with the fix turned
+    off) is refused with a VerificationError naming the signal, and the caller's process goes on (the gate
+    runs the output in a forked copy of it); nothing is written."""
+    src, dst = tmp_path / "m.onnx", tmp_path / "out16.onnx"
+    _seq_first((1, 0, 2), src)
+    monkeypatch.setattr(fp16_mod, "batch_transposes_into_weights", lambda proto: ())
+    probe = tmp_path / "probe.onnx"
+    transform(src, probe, Fp16Config(check_host=False), verify=False)
+    if _run_isolated(probe, {"x": np.ones((8, 8, 8), np.float32)})[0] == 0:
+        pytest.skip("this ONNX Runtime runs the fp16 pattern")
+    with pytest.raises(VerificationError, match=r"wrote a model that the verification gate could not check: ONNX "
+                                                r"Runtime crashed \(segmentation fault\), SIGSEGV, .*; nothing written"):
+        transform(src, dst, Fp16Config(check_host=False))
     assert not dst.exists()

@@ -611,3 +611,45 @@ def test_verification_errors_say_what_failed(src, tmp_path):
         assert e.value.failure == "reference run", check
     with pytest.raises(ValueError, match="unknown failure"):
         VerificationError("x", failure="compare")
+
+
+def test_the_guarded_gate_turns_a_crash_into_a_refusal(tmp_path, monkeypatch):
+    """verify_model_guarded: the checks run in a forked copy of the process; one that dies of a signal (here the
+    copy kills itself where ONNX Runtime would crash) is a VerificationError naming it ("crash"), and the caller
+    goes on; a refusal in the copy comes back as the same VerificationError (node, op, failure); a report comes
+    back whole."""
+    import os
+    import signal
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    import deploytool.runtime.verify as V
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "mm.onnx"
+    w = rng.standard_normal((4, 3)).astype(np.float32)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+                          [numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    feeds = {"x": rng.standard_normal((2, 4)).astype(np.float32)}
+    report = V.verify_model_guarded(path, feeds, reference=path)
+    assert report.outputs == ("y",) and report.max_diff == 0.0
+    parent = os.getpid()
+    monkeypatch.setattr(V, "verify_model", lambda *a, **k: os.kill(os.getpid(), signal.SIGSEGV))
+    with pytest.raises(VerificationError, match=r"could not check: ONNX Runtime crashed \(segmentation fault\), "
+                                                r"SIGSEGV") as e:
+        V.verify_model_guarded(path, feeds)
+    assert e.value.failure == "crash" and os.getpid() == parent
+
+    def refuse(*a, **k):
+        raise VerificationError("whose output 'y' is not finite", node="mm", op="MatMul", failure="run")
+
+    monkeypatch.setattr(V, "verify_model", refuse)
+    with pytest.raises(VerificationError, match="^whose output 'y' is not finite$") as e:
+        V.verify_model_guarded(path, feeds)
+    assert (e.value.node, e.value.op, e.value.failure) == ("mm", "MatMul", "run")
+    monkeypatch.setattr(V, "verify_model", lambda *a, **k: __import__("time").sleep(30))
+    with pytest.raises(VerificationError, match=r"no answer within 0.5 s"):
+        V.verify_model_guarded(path, feeds, timeout=0.5)
