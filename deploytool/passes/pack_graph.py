@@ -187,9 +187,15 @@ def _replace_kernel(graph: ir.Graph, node: ir.Node, add: ir.Node | None, new_nod
 
 
 def _drop_unused(graph: ir.Graph, values: list[ir.Value]) -> None:
+    """Remove each of ``values`` that nothing reads any more: an initializer, or a Constant node's output."""
     for v in values:
-        if not v.uses() and v.name in graph.initializers and v not in graph.outputs:
+        if v.uses() or v in graph.outputs:
+            continue
+        if v.name in graph.initializers:
             del graph.initializers[v.name]
+        p = v.producer()
+        if p is not None and p.op_type == "Constant" and p.graph is graph:
+            graph.remove(p, safe=True)
 
 
 def _replace_lazily(v: ir.Value, fn) -> None:

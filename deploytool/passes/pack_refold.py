@@ -49,9 +49,10 @@ class _Folded:
     family: str
 
 
-def folded_projections(st, family: str) -> list[_Folded]:
+def folded_projections(st) -> list[_Folded]:
     """The folded relative-position constants of structure ``st`` with the projection each one is, or
     PassRefusedError naming the first one that cannot be computed again (see the module doc)."""
+    family = st.family
     out: list[_Folded] = []
     for layer in st.layers:
         att = layer.attention
@@ -130,6 +131,7 @@ def refold(graph: ir.Graph, folded: list[_Folded], quantized: Callable[[object],
     Returns how many were replaced; PassRefusedError when the constants are not one table's projections by
     their Q/K weights."""
     from deploytool.passes._surgery import get_array, new_initializer
+    from deploytool.passes.pack_graph import _drop_unused
 
     if not folded:
         return 0
@@ -152,19 +154,19 @@ def refold(graph: ir.Graph, folded: list[_Folded], quantized: Callable[[object],
         raise refusal(f.family, f.layer, f.reader, fit)
     table = fit
     replaced = 0
-    done: dict[tuple[int, int], ir.Value] = {}
+    done: dict[tuple[int, int], ir.Value | None] = {}  # one new constant per (old constant, weight)
     for f, c, form, b in zip(folded, consts, forms, biases):
-        qw = quantized(f.linear)
-        if qw is None:
-            continue
-        key = (id(f.reader.inputs[f.index]), id(f.linear.weight))
-        if key not in done:
-            p = (table @ np.asarray(qw, dtype=np.float64) + b).astype(np.float32)
-            old = f.reader.inputs[f.index]
-            done[key] = new_initializer(graph, f"{old.name or 'rel_const'}_packed", _from_rows(p, form, f, c.shape))
         old = f.reader.inputs[f.index]
+        key = (id(old), id(f.linear.weight))
+        if key not in done:
+            qw = quantized(f.linear)
+            done[key] = None if qw is None else new_initializer(  # None: the weight stays unpacked, so does this
+                graph, f"{old.name or 'rel_const'}_packed",
+                _from_rows((table @ np.asarray(qw, dtype=np.float64) + b).astype(np.float32), form, f, c.shape))
+        if done[key] is None:
+            continue
         f.reader.replace_input_with(f.index, done[key])
-        _drop_if_unused(graph, old)
+        _drop_unused(graph, [old])
         replaced += 1
     return replaced
 
@@ -199,13 +201,3 @@ def _fit(consts, forms, folded, weights, biases) -> np.ndarray | str:
             return "not one table's projections by Q's and K's weights"
     return table
 
-
-def _drop_if_unused(graph: ir.Graph, v: ir.Value) -> None:
-    """Remove ``v`` when nothing reads it any more: an initializer, or a Constant node's output."""
-    if v.uses() or v.is_graph_output():
-        return
-    if v.is_initializer() and v.name in graph.initializers:
-        graph.initializers.pop(v.name)
-    p = v.producer()
-    if p is not None and p.op_type == "Constant" and p.graph is graph:
-        graph.remove(p, safe=True)

@@ -70,7 +70,7 @@ def _roles_from_structure(model: ir.Model) -> tuple[dict[int, str], dict[str, ir
         return {}, {}, f"structure finder unavailable ({type(e).__name__}: {e})", []
     from deploytool.passes.pack_refold import folded_projections
 
-    folded = folded_projections(st, st.family)
+    folded = folded_projections(st)
     roles: dict[int, str] = {}
     for layer in st.layers:
         for lin in layer.attention_linears():

@@ -32,8 +32,8 @@ import numpy as np
 from deploytool.errors import DeployError, VerificationError
 
 __all__ = ["GateProcess", "MemoryReference", "VerifyReport", "gate_feeds", "gate_plan", "memory_reference",
-           "reference_outputs", "verify_file", "verify_model", "verify_model_guarded", "verify_model_isolated", "GATE_BATCH", "GATE_SEQ",
-           "GATE_PADDED_LEN"]
+           "reference_outputs", "verify_file", "verify_model", "verify_model_guarded", "verify_model_isolated",
+           "GATE_BATCH", "GATE_SEQ", "GATE_PADDED_LEN"]
 
 GATE_BATCH = 2
 GATE_SEQ = 8
@@ -736,12 +736,7 @@ class GateProcess:
             self._log.seek(0)
             tail = " ".join(self._log.read().decode(errors="replace").split())[-300:]
         if code is not None and code < 0:  # a signal: a crash in ONNX Runtime's native code, or the OOM killer
-            from deploytool.errors import SIGNAL_KINDS, signal_name
-
-            name = signal_name(-code)
-            kind = SIGNAL_KINDS.get(name)
-            what = ("ONNX Runtime aborted" if name == "SIGABRT" else "killed (out of memory?)" if name == "SIGKILL"
-                    else f"ONNX Runtime crashed ({kind})" if kind else f"killed by {name}")
+            name, what = _death(-code)
             return f"{what}, {name}" + (f": {tail}" if tail else "")
         return f"exit {code}" + (f": {tail}" if tail else "")
 
@@ -763,6 +758,16 @@ class GateProcess:
         self._log.close()
 
 
+def _death(signum: int) -> tuple[str, str]:
+    """(the signal's name, what it means for a process checking a model with ONNX Runtime)."""
+    from deploytool.errors import SIGNAL_KINDS, signal_name
+
+    name = signal_name(signum)
+    kind = SIGNAL_KINDS.get(name)
+    return name, ("ONNX Runtime aborted" if name == "SIGABRT" else "killed (out of memory?)" if name == "SIGKILL"
+                  else f"ONNX Runtime crashed ({kind})" if kind else f"killed by {name}")
+
+
 #: :func:`verify_model_guarded`: how long its copy of the process may take before it is killed
 GUARD_TIMEOUT_S = 900.0
 
@@ -779,6 +784,7 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
     fork, or with ``DEPLOYTOOL_NO_FORK`` set (``--debug``)."""
     import pickle
     import select
+    import signal
 
     if not hasattr(os, "fork") or os.environ.get("DEPLOYTOOL_NO_FORK"):
         return verify_model(model, feeds, **checks)
@@ -821,7 +827,7 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
             ready, _, _ = select.select([r], [], [], max(0.0, deadline - time.monotonic()))
             if not ready:
                 timed_out = True
-                os.kill(pid, 9)
+                os.kill(pid, signal.SIGKILL)
                 break
             chunk = os.read(r, 1 << 20)
             if not chunk:
@@ -833,12 +839,7 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
     if timed_out:
         raise VerificationError(f"that the verification gate could not check (no answer within {timeout:g} s)")
     if os.WIFSIGNALED(status):
-        from deploytool.errors import SIGNAL_KINDS, signal_name
-
-        name = signal_name(os.WTERMSIG(status))
-        kind = SIGNAL_KINDS.get(name)
-        what = ("ONNX Runtime aborted" if name == "SIGABRT" else "it was killed (out of memory?)" if name == "SIGKILL"
-                else f"ONNX Runtime crashed ({kind})" if kind else f"it was killed by {name}")
+        name, what = _death(os.WTERMSIG(status))
         raise VerificationError(f"that the verification gate could not check: {what}, {name}, loading or running it "
                                 f"on a padded batch {_shape_text(feeds)}", failure="crash")
     if not chunks:

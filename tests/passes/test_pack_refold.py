@@ -108,7 +108,7 @@ def test_pack_records_the_refold_and_leaves_the_input(tmp_path):
 def test_structure_without_separate_q_and_k_is_refused():
     att = SimpleNamespace(rel_constants=[(SimpleNamespace(name="n"), 0, 0)], rel_constant_proj=[None], q=None, k=None,
                           num_heads=2, head_size=3)
-    st = SimpleNamespace(layers=[SimpleNamespace(index=3, attention=att)])
+    st = SimpleNamespace(layers=[SimpleNamespace(index=3, attention=att)], family="deberta-v2")
     with pytest.raises(Exception, match=r"^deberta-v2: .*\(no separate Q and K projections\); .* layer 3's is read "
                                         r"by 'n'$"):
-        R.folded_projections(st, "deberta-v2")
+        R.folded_projections(st)
