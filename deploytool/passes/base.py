@@ -900,13 +900,13 @@ def _input_does_not_load(src: str | os.PathLike, name: str) -> None:
 def _input_crashes(src: str | os.PathLike, name: str, plan) -> None:
     """ONNX Runtime crashed checking the output: InputFileError when it crashes on the input as well (run in a
     forked copy of this process on the same batch), so the message names the input's fault."""
-    from deploytool.runtime.verify import gate_feeds, verify_model_guarded
+    from deploytool.runtime.verify import crash_cause, gate_feeds, verify_model_guarded
 
     try:
         verify_model_guarded(src, gate_feeds(plan))
     except VerificationError as e:
         if e.failure == "crash":
-            why = str(e).split(": ", 1)[-1].split(", loading or running it")[0]
+            why = crash_cause(e)
             raise InputFileError(f"{src}: ONNX Runtime crashes on the input itself ({why}); {name} wrote "
                                  "nothing") from None
     except DeployError:

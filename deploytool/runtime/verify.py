@@ -661,7 +661,7 @@ class GateProcess:
         self._tmp = self._tmp or tempfile.mkdtemp(prefix="deploytool-gate-")
         return Path(self._tmp)
 
-    def verify(self, model: str | os.PathLike, feeds: dict[str, np.ndarray], *,
+    def verify(self, model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], *,
                reference: str | os.PathLike | bytes | None = None, rtol: float = 1e-4,
                min_cosine: float | None = None, reference_label: str = "the input model's",
                timeout: float | None = None, session_config: dict[str, str] | None = None,
@@ -682,6 +682,10 @@ class GateProcess:
             path = self.folder() / "reference.onnx"
             path.write_bytes(reference)
             reference = path
+        if isinstance(model, (bytes, bytearray)):  # a serialized model: the process loads it from a file
+            path = self.folder() / "model.onnx"
+            path.write_bytes(model)
+            model = path
         self._send({"op": "verify", "model": str(Path(model).resolve()), "feeds": encode_feeds(feeds),
                     "reference": None if reference is None else reference if reference == self.EARLY
                     else str(Path(reference).resolve()),
@@ -693,8 +697,12 @@ class GateProcess:
             if self._proc.poll() is None:  # no answer in time
                 self._proc.kill()
             self._proc.wait()
-            why = self._why()
+            code, why = self._proc.returncode, self._why()
             self.close()
+            if self._timed_out is None and code is not None and code < 0:
+                # a death by a signal this object did not send (a timeout's kill): ONNX Runtime crashing on the
+                # model, or the OOM killer: the forked gate's words and "crash" (callers ask whether the input does too)
+                raise crash_error(-code, feeds)
             raise VerificationError(f"that the verification gate's process could not check ({why})")
         out = json.loads(line)
         if not out.get("ok"):
@@ -768,8 +776,36 @@ def _death(signum: int) -> tuple[str, str]:
                   else f"ONNX Runtime crashed ({kind})" if kind else f"killed by {name}")
 
 
+def crash_error(signum: int, feeds: dict[str, np.ndarray]) -> VerificationError:
+    """The refusal for a gate (a forked copy or a process of its own) that died of signal ``signum`` checking a model
+    on ``feeds``: ``failure="crash"``; :func:`crash_cause` reads the cause back from its message."""
+    name, what = _death(signum)
+    return VerificationError(f"that the verification gate could not check: {what}, {name}, loading or running it "
+                             f"on a padded batch {_shape_text(feeds)}", failure="crash")
+
+
+def crash_cause(error: VerificationError) -> str:
+    """``"ONNX Runtime crashed (segmentation fault), SIGSEGV"`` from a :func:`crash_error` (wrapped in more words
+    or not)."""
+    text = str(error)
+    head = "the verification gate could not check: "
+    return text[text.index(head) + len(head):].split(", loading or running it")[0] if head in text else text
+
+
 #: :func:`verify_model_guarded`: how long its copy of the process may take before it is killed
 GUARD_TIMEOUT_S = 900.0
+
+
+def fork_is_safe() -> bool:
+    """Whether :func:`verify_model_guarded` may check in a forked copy of this process: where there is a fork,
+    except on macOS, where a forked child of a process that has used the system's libraries crashes in them
+    (numpy's BLAS there is Accelerate, whose libdispatch thread pool does not survive a fork: ``np.dot`` in such a
+    child dies of SIGSEGV, numpy/numpy#5752 and skyfielders/python-skyfield#1024; CPython's multiprocessing
+    spawns rather than forks there since 3.8 for this reason). A crash of the copy would then be read as ONNX
+    Runtime crashing on the model. ``DEPLOYTOOL_NO_FORK`` (``--debug``) also says no."""
+    import sys
+
+    return hasattr(os, "fork") and sys.platform != "darwin" and not os.environ.get("DEPLOYTOOL_NO_FORK")
 
 
 def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], *,
@@ -780,17 +816,26 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
     notebook's kernel, a service): a library caller of a pass gets what the ``deploytool`` program's own
     supervision gives a command. The copy shares this process's memory copy-on-write (no interpreter start, no
     import: a few ms); its ONNX Runtime sessions and their memory end with it. ``timeout``: seconds before a copy
-    that has not answered is killed (refused, as a gate that could not check). In this process where there is no
-    fork, or with ``DEPLOYTOOL_NO_FORK`` set (``--debug``)."""
+    that has not answered is killed (refused, as a gate that could not check). Where a fork is not safe
+    (:func:`fork_is_safe`: macOS) the checks run in a fresh Python process (:func:`verify_model_isolated`: an
+    interpreter start and ONNX Runtime's import more, the same errors, a crash there also ``"crash"``); in this
+    process where there is no fork at all (Windows), or with ``DEPLOYTOOL_NO_FORK`` set (``--debug``)."""
     import pickle
     import select
     import signal
+    import warnings
 
-    if not hasattr(os, "fork") or os.environ.get("DEPLOYTOOL_NO_FORK"):
+    if not fork_is_safe():
+        if hasattr(os, "fork") and not os.environ.get("DEPLOYTOOL_NO_FORK"):  # POSIX without a safe fork
+            return verify_model_isolated(model, feeds, timeout=timeout, **checks)
         return verify_model(model, feeds, **checks)
     r, w = os.pipe()
     try:
-        pid = os.fork()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns of a fork in a process with threads (ONNX Runtime's pools here): the copy runs
+            # only ONNX Runtime's new session and numpy, and a copy that hangs is killed at ``timeout``
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
     except OSError:  # no process left to make: check here
         os.close(r)
         os.close(w)
@@ -839,9 +884,7 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
     if timed_out:
         raise VerificationError(f"that the verification gate could not check (no answer within {timeout:g} s)")
     if os.WIFSIGNALED(status):
-        name, what = _death(os.WTERMSIG(status))
-        raise VerificationError(f"that the verification gate could not check: {what}, {name}, loading or running it "
-                                f"on a padded batch {_shape_text(feeds)}", failure="crash")
+        raise crash_error(os.WTERMSIG(status), feeds)
     if not chunks:
         raise VerificationError(f"that the verification gate could not check (its process ended with exit "
                                 f"{os.WEXITSTATUS(status)} and no answer)")
@@ -855,7 +898,7 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
     raise RuntimeError(f"the verification gate failed: {out[1]}")
 
 
-def verify_model_isolated(model: str | os.PathLike, feeds: dict[str, np.ndarray], *,
+def verify_model_isolated(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], *,
                           reference: str | os.PathLike | bytes | None = None, rtol: float = 1e-4,
                           min_cosine: float | None = None, reference_label: str = "the input model's",
                           timeout: float | None = None, session_config: dict[str, str] | None = None,

@@ -195,10 +195,17 @@ def test_a_crash_on_a_users_fp16_file_is_one_line_from_the_command(tmp_path, mon
     assert not dst.exists()
 
 
-def test_a_crash_on_the_output_is_a_refusal_in_the_library_caller(tmp_path, monkeypatch):
+@pytest.mark.parametrize("platform", ["linux", "darwin"])
+def test_a_crash_on_the_output_is_a_refusal_in_the_library_caller(tmp_path, monkeypatch, platform):
     """A library caller's pass whose output crashes ONNX Runtime (the fp16 pattern, written with the fix turned
     off) is refused with a VerificationError naming the signal, and the caller's process goes on (the gate
-    runs the output in a forked copy of it); nothing is written."""
+    runs the output in a forked copy of it; on macOS, where a fork is not safe, in a fresh process: no fork
+    at all, the same refusal); nothing is written."""
+    import os
+
+    if platform == "darwin":
+        monkeypatch.setattr(sys, "platform", "darwin")
+        monkeypatch.setattr(os, "fork", lambda: pytest.fail("forked on macOS"))
     src, dst = tmp_path / "m.onnx", tmp_path / "out16.onnx"
     _seq_first((1, 0, 2), src)
     monkeypatch.setattr(fp16_mod, "batch_transposes_into_weights", lambda proto: ())
@@ -209,4 +216,24 @@ def test_a_crash_on_the_output_is_a_refusal_in_the_library_caller(tmp_path, monk
     with pytest.raises(VerificationError, match=r"wrote a model that the verification gate could not check: ONNX "
                                                 r"Runtime crashed \(segmentation fault\), SIGSEGV, .*; nothing written"):
         transform(src, dst, Fp16Config(check_host=False))
+    assert not dst.exists()
+
+
+def test_a_crash_on_a_users_file_in_the_gates_own_process_names_the_input(tmp_path, monkeypatch):
+    """The same user's file through a library call with the gate in a process of its own (as for inputs over 50
+    MB): that process's death is a crash too, the input is run again in a copy, crashes as well, and is named."""
+    from deploytool.errors import InputFileError
+    from deploytool.passes.quantize_int8 import Int8Config
+
+    src, bad = tmp_path / "m.onnx", tmp_path / "theirs16.onnx"
+    _seq_first((1, 0, 2), src)
+    monkeypatch.setattr(fp16_mod, "batch_transposes_into_weights", lambda proto: ())
+    transform(src, bad, Fp16Config(check_host=False), verify=False)
+    if _run_isolated(bad, {"x": np.ones((8, 8, 8), np.float32)})[0] == 0:
+        pytest.skip("this ONNX Runtime runs the fp16 pattern")
+    monkeypatch.setattr(base, "BIG_MODEL_BYTES", 0)
+    dst = tmp_path / "out.onnx"
+    with pytest.raises(InputFileError, match=rf"^{bad}: ONNX Runtime crashes on the input itself \(ONNX Runtime "
+                                             r"crashed \(segmentation fault\), SIGSEGV\); \S+ wrote nothing$"):
+        transform(bad, dst, Int8Config())
     assert not dst.exists()

@@ -653,3 +653,85 @@ def test_the_guarded_gate_turns_a_crash_into_a_refusal(tmp_path, monkeypatch):
     monkeypatch.setattr(V, "verify_model", lambda *a, **k: __import__("time").sleep(30))
     with pytest.raises(VerificationError, match=r"no answer within 0.5 s"):
         V.verify_model_guarded(path, feeds, timeout=0.5)
+
+
+def _matmul_model(path, seed: int = 0):
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((4, 3)).astype(np.float32)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 4])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 3])],
+                          [numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return {"x": np.random.default_rng(9).standard_normal((2, 4)).astype(np.float32)}
+
+
+def test_the_guarded_gate_does_not_fork_on_macos(tmp_path, monkeypatch):
+    """On macOS a forked copy of a process that has used the system's BLAS (numpy's Accelerate) crashes in it, which
+    the guarded gate would read as ONNX Runtime crashing on the model: there it checks in a fresh process instead
+    (no fork at all), with the same report and the same refusals; elsewhere it forks. DEPLOYTOOL_NO_FORK: here."""
+    import os
+    import sys
+
+    import deploytool.runtime.verify as V
+
+    path, other = tmp_path / "mm.onnx", tmp_path / "other.onnx"
+    feeds = _matmul_model(path)
+    _matmul_model(other, seed=1)
+    assert V.fork_is_safe() == hasattr(os, "fork")  # this test runs on Linux (CI): a fork is safe here
+
+    forks = []
+    real_fork = os.fork
+    monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real_fork())
+    assert V.verify_model_guarded(path, feeds, reference=path).max_diff == 0.0 and forks == [1]
+
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert not V.fork_is_safe()
+    report = V.verify_model_guarded(path, feeds, reference=path)
+    assert report.outputs == ("y",) and report.max_diff == 0.0
+    assert report.peak_rss_bytes and forks == [1]  # from a process of its own (it reports its peak), not a fork
+    with pytest.raises(VerificationError, match="differ") as e:  # a refusal there comes back the same
+        V.verify_model_guarded(path, feeds, reference=other)
+    assert "\n" not in str(e.value) and forks == [1]
+    # a serialized model goes to that process too
+    assert V.verify_model_guarded(path.read_bytes(), feeds).outputs == ("y",) and forks == [1]
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setenv("DEPLOYTOOL_NO_FORK", "1")
+    assert not V.fork_is_safe()
+    assert V.verify_model_guarded(path, feeds).peak_rss_bytes is None and forks == [1]  # in this process
+
+
+def test_a_gate_process_that_dies_of_a_signal_is_a_crash(tmp_path):
+    """The gate's own process (big models) dying of a signal it was not sent by its caller (ONNX Runtime crashing,
+    the OOM killer) is a refusal with failure "crash" in the forked gate's words, so the pass asks whether the input
+    crashes too; one killed for not answering in time is not a crash."""
+    import os
+    import signal
+
+    import deploytool.runtime.verify as V
+
+    path = tmp_path / "mm.onnx"
+    feeds = _matmul_model(path)
+    g = V.GateProcess()
+    try:
+        os.kill(g.pid, signal.SIGSEGV)
+        g._proc.wait(timeout=30)
+        with pytest.raises(VerificationError) as e:
+            g.verify(path, feeds)
+    finally:
+        g.close()
+    assert e.value.failure == "crash"
+    assert V.crash_cause(e.value) == "ONNX Runtime crashed (segmentation fault), SIGSEGV"
+    assert str(e.value) == ("that the verification gate could not check: ONNX Runtime crashed (segmentation fault), "
+                            "SIGSEGV, loading or running it on a padded batch 2x4")
+    g = V.GateProcess()
+    try:
+        os.kill(g.pid, signal.SIGSTOP)  # it never answers
+        with pytest.raises(VerificationError, match=r"no answer within 0.3 s") as e:
+            g.verify(path, feeds, timeout=0.3)
+    finally:
+        g.close()
+    assert e.value.failure is None
