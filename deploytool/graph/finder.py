@@ -24,7 +24,10 @@ How roles are recognised (names are never used for roles):
   ``Split`` into 3 / ``Slice [i:i+1]`` / ``Gather i`` (part i = 0 Q, 1 K, 2 V) whose axis, followed back
   through Transposes, is the ``3`` of a ``[.., 3, heads, head_size]`` Reshape (the view). Rotary
   position embeddings ``x * cos + rotate_half(x) * sin`` (cos/sin not derived from any input's data;
-  rotate_half = Slice/Neg/Concat of x) are looked through on the way back from Q and K.
+  rotate_half = Slice/Neg/Concat of x) are looked through on the way back from Q and K, also on the first r
+  features of each head with the rest concatenated back (``rotary_emb_fraction``), and a ``torch.stack`` of the
+  rotated Q and K with V taken apart again (NomicBERT: a Concat of Unsqueezes indexed by a Gather, or by a Split
+  and Squeezes after ORT's optimizer) is the stacked tensor itself.
 - Post-LayerNorm residual: O's output is added to the layer input and normalised
   (``LayerNormalization``, ``SkipLayerNormalization`` or the decomposed ReduceMean/Sub/Pow/... form);
   that value feeds exactly one projection (FFN intermediate), whose output goes through an
@@ -124,6 +127,20 @@ _MASK_ONLY_OPS = {"Cast", "Unsqueeze", "Squeeze", "Reshape", "Expand", "Identity
 _FLOATS = {1, 10, 11, 16}  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 # the unbind of a packed QKV view into Q, K and V (torch's ``unbind``, ``chunk`` or indexing)
 _UNBIND = {"Split", "Slice", "Gather"}
+
+
+def _unwrapped(v: ir.Value | None) -> ir.Value | None:
+    """``v`` with the Unsqueezes, Reshapes and Casts in front of it looked through (one length in several views)."""
+    for _ in range(8):
+        p = v.producer() if v is not None else None
+        if p is None or p.op_type not in ("Unsqueeze", "Reshape", "Cast", "Squeeze") or not p.inputs:
+            return v
+        v = p.inputs[0]
+    return v
+
+
+def _is_one(c) -> bool:
+    return c is not None and c.size == 1 and int(c.reshape(-1)[0]) == 1
 _MASK_OPS = {"Add", "Sub", "Mul", "Div", "Where", "Cast", "Identity", "Max", "Min", "Clip", "Dropout",
              "QuantizeLinear", "DequantizeLinear"}
 _ACT_OPS = {"Gelu", "FastGelu", "BiasGelu", "Relu", "Erf", "Tanh", "Sigmoid", "Div", "Mul", "Add", "Pow",
@@ -443,6 +460,13 @@ class _Finder:
                 self._rotary_ops.append(p)
                 v = p.inputs[0]
                 continue
+            if p.op_type in ("Gather", "Squeeze") and (x := self._stacked(p)) is not None:
+                plumbing.append(p)  # torch.stack taken apart again: the stacked tensor itself (NomicBERT)
+                v = x
+                continue
+            if p.op_type == "Concat" and part is None and (x := self._partial_rotary(p)) is not None:
+                v = x  # rotary embeddings on the first features of each head, the rest passed on
+                continue
             if p.op_type in _UNBIND and part is None:
                 u = self._unbind(p, v)
                 if u is None:
@@ -473,6 +497,108 @@ class _Finder:
         return None, plumbing, part
 
     # ------------------------------------------------------------------ packed QKV, rotary embeddings
+    @staticmethod
+    def _one_axis(node: ir.Node) -> int | None:
+        """The one axis of an ``Unsqueeze`` or ``Squeeze`` (its constant ``axes`` input, or the attribute before
+        opset 13)."""
+        axes = small_const(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None else (
+            np.asarray(list(node.attributes["axes"].value)) if "axes" in node.attributes else None)
+        return int(axes.reshape(-1)[0]) if axes is not None and axes.size == 1 else None
+
+    def _stacked(self, take: ir.Node) -> ir.Value | None:
+        """t_i for ``Gather(stack([t_0, .., t_n-1], axis), i, axis)``: ``torch.stack`` as exporters write it, a
+        Concat of Unsqueezes on one new axis, indexed back on that axis (NomicBERT stacks its rotated Q and K with V
+        into [B, S, 3, heads, head_size] and takes them apart again), or ``Squeeze(Split(stack, axis)[i], axis)``
+        into parts of one (ORT's optimizer turns such Gathers into one Split); else None. Axes are compared in the
+        stacked tensor's rank (each part's rank + 1, where a part's rank is known; else only equal axes match)."""
+        if not take.inputs or take.inputs[0] is None:
+            return None
+        if take.op_type == "Gather":
+            ind = small_const(take.inputs[1]) if len(take.inputs) == 2 else None
+            if ind is None or ind.ndim != 0:
+                return None
+            i, stack = int(ind), take.inputs[0]
+            taken = {int(take.attributes["axis"].value) if "axis" in take.attributes else 0}
+        else:  # Squeeze of one Split output
+            split = take.inputs[0].producer()
+            if split is None or split.op_type != "Split" or not split.inputs or split.inputs[0] is None:
+                return None
+            outs = list(split.outputs)
+            i = next((k for k, o in enumerate(outs) if o is take.inputs[0]), None)
+            sizes = small_const(split.inputs[1]) if len(split.inputs) > 1 and split.inputs[1] is not None else (
+                np.asarray(list(split.attributes["split"].value)) if "split" in split.attributes else None)
+            if i is None or (sizes is not None and set(sizes.reshape(-1).tolist()) != {1}):
+                return None
+            squeezed = self._one_axis(take)
+            stack = split.inputs[0]
+            taken = {int(split.attributes["axis"].value) if "axis" in split.attributes else 0, squeezed}
+        cat = stack.producer()
+        if cat is None or cat.op_type != "Concat" or not cat.inputs:
+            return None
+        n = len(cat.inputs)
+        if not -n <= i < n or (take.op_type == "Squeeze" and len(list(take.inputs[0].producer().outputs)) != n):
+            return None
+        parts = [x.producer() if x is not None else None for x in cat.inputs]
+        if any(u is None or u.op_type != "Unsqueeze" or u.inputs[0] is None for u in parts):
+            return None
+        ranks = {len(u.inputs[0].shape) for u in parts if u.inputs[0].shape is not None}
+        rank = ranks.pop() + 1 if len(ranks) == 1 else None
+
+        def norm(a: int | None) -> int | None:
+            return a + rank if a is not None and a < 0 and rank is not None else a
+
+        axes = {norm(self._one_axis(u)) for u in parts} | {norm(a) for a in taken}
+        axes.add(norm(int(cat.attributes["axis"].value) if "axis" in cat.attributes else None))
+        if len(axes) != 1 or None in axes:
+            return None
+        return parts[i].inputs[0]
+
+    def _partial_rotary(self, cat: ir.Node) -> ir.Value | None:
+        """y for ``Concat([rotary(y[..., :r]), y[..., r:]], -1)``: rotary position embeddings on the first r
+        features of each head and the rest passed on (NomicBERT's and GPT-NeoX's ``rotary_emb_fraction``; with r the
+        head size the second part is empty), r the same constant or the same run-time value in both Slices, else
+        None."""
+        if len(cat.inputs) != 2 or any(x is None for x in cat.inputs):
+            return None
+        add, tail = cat.inputs[0].producer(), cat.inputs[1].producer()
+        if add is None or add.op_type != "Add" or len(add.inputs) != 2 or tail is None or tail.op_type != "Slice":
+            return None
+        lo = self._rotary_source(add)
+        head = lo.producer() if lo is not None else None
+        if head is None or head.op_type != "Slice" or head.inputs[0] is None or head.inputs[0] is not tail.inputs[0]:
+            return None
+        y = head.inputs[0]
+        rank = self._rank(y)
+
+        last = (-1,) if rank is None else (-1, rank - 1)  # the head_size axis
+
+        def bounds(sl: ir.Node):
+            if len(sl.inputs) < 4 or (len(sl.inputs) > 4 and sl.inputs[4] is not None
+                                      and not _is_one(small_const(sl.inputs[4]))):
+                return None
+            ax = small_const(sl.inputs[3])
+            if ax is None or ax.size != 1 or int(ax.reshape(-1)[0]) not in last:
+                return None
+            return sl.inputs[1], sl.inputs[2]
+
+        b_head, b_tail = bounds(head), bounds(tail)
+        axis = int(cat.attributes["axis"].value) if "axis" in cat.attributes else 0
+        if b_head is None or b_tail is None or axis not in last:
+            return None
+        start, r = b_head
+        r_tail, end = b_tail
+        c0, ce = small_const(start), small_const(end)
+        if c0 is None or c0.size != 1 or int(c0.reshape(-1)[0]) != 0 or ce is None or ce.size != 1 \
+                or int(ce.reshape(-1)[0]) < 2 ** 31 - 1:
+            return None
+        cr, crt = small_const(r), small_const(r_tail)
+        if cr is not None or crt is not None:
+            same = (cr is not None and crt is not None and cr.size == crt.size == 1
+                    and int(cr.reshape(-1)[0]) == int(crt.reshape(-1)[0]))
+        else:  # one length read at run time (the cos table's), each Slice given its own Unsqueeze of it
+            same = _unwrapped(r) is _unwrapped(r_tail)
+        return y if same else None
+
     def _positional(self, v: ir.Value | None) -> bool:
         """True for a value that does not depend on any graph input's data (rotary cos/sin: computed
         from constants and sequence positions taken from shapes)."""
@@ -1363,6 +1489,14 @@ class _Finder:
             if p.op_type in ("Split", "Slice", "Cast", "Identity", "Dropout") and p.inputs:
                 v = p.inputs[0]
                 continue
+            if p.op_type == "Gather" and len(p.inputs) == 2 and (ind := small_const(p.inputs[1])) is not None:
+                r = self._rank(p.inputs[0])  # an index of rank k on one axis: rank - 1 + k
+                return None if r is None else r - 1 + ind.ndim
+            if p.op_type in ("Squeeze", "Unsqueeze") and p.inputs:
+                axes = small_const(p.inputs[1]) if len(p.inputs) > 1 and p.inputs[1] is not None else (
+                    np.asarray(list(p.attributes["axes"].value)) if "axes" in p.attributes else None)
+                r = self._rank(p.inputs[0]) if axes is not None else None  # (a Squeeze of every 1: unknown)
+                return None if r is None else r + (axes.size if p.op_type == "Unsqueeze" else -axes.size)
             if p.op_type in ("Add", "Sub", "Mul", "Div") and len(p.inputs) == 2:
                 v = p.inputs[1] if self.cone.is_const(p.inputs[0]) else p.inputs[0]
                 continue
@@ -2777,6 +2911,8 @@ class _Finder:
 # families recognised from module paths that exporters keep in node or initializer names (only to
 # name the family and say what is missing; roles are always found by structure)
 _FAMILY_SIGNATURES = (
+    # NomicBERT (nomic-embed-text; Nomic's own code): before ModernBERT, whose fused QKV is also named Wqkv
+    ("nomic_bert", ("mlp.fc11", "mlp/fc11", "mlp.fc12", "mlp/fc12", "emb_ln")),
     ("modernbert", ("wqkv", "mlp.wi", "mlp/wi", "attn_norm", "mlp_norm", "tok_embeddings", "final_norm")),
     # DeBERTa v1 (before v2: it also has rel_embeddings and pos_proj): one per-head packed in_proj, its own
     # q/v biases, the position-to-query projection pos_q_proj
@@ -2808,6 +2944,7 @@ PACK_NEEDS_STRUCTURE = frozenset({"deberta", "deberta-v2"})
 _NAMED_WHEN_REFUSED = {
     "modernbert": "this graph's pre-LayerNorm / packed Wqkv + rotary / GeGLU wiring is",
     "t5": "this graph's RMS-normalised pre-norm / shared position bias / gated FFN wiring is",
+    "nomic_bert": "this graph's packed Wqkv with rotary Q/K stacked back with V / SwiGLU wiring is",
 }
 
 

@@ -189,12 +189,24 @@ def _configs() -> dict[str, Callable]:
                                         num_layers=LAYERS, num_heads=HEADS, relative_attention_num_buckets=8,
                                         relative_attention_max_distance=16, feed_forward_proj="gated-gelu",
                                         dropout_rate=0.0),
+        # NomicBERT (nomic-embed-text v1/v1.5; not in transformers: deploytool.testing.nomic_bert restates it): fused
+        # Wqkv viewed [.., 3, heads, head_size], rotary on it stacked back with V and taken apart again, SwiGLU
+        # fc2(fc11(x) * silu(fc12(x))), post-LayerNorm, no biases, no absolute positions
+        "nomic-bert": lambda: _nomic_config(),
+        "nomic-bert-partial": lambda: _nomic_config(rotary_emb_fraction=0.5),
         "modernbert": lambda: tr.ModernBertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS,
                                                   intermediate_size=FFN, num_hidden_layers=LAYERS,
                                                   max_position_embeddings=MAX_POS, global_attn_every_n_layers=2,
                                                   local_attention=8, pad_token_id=0, bos_token_id=1,
                                                   eos_token_id=2, cls_token_id=1, sep_token_id=2),
     }
+
+
+def _nomic_config(**kw):
+    from deploytool.testing.nomic_bert import NomicBertConfig
+
+    return NomicBertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS, intermediate_size=FFN,
+                           num_hidden_layers=LAYERS, max_position_embeddings=MAX_POS, **kw)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,7 +223,8 @@ class ModelCase:
     def token_types(self) -> bool:
         return self.family in ("bert", "bert-odd", "electra", "albert", "mobilebert", "mobilebert-ln", "deberta-v2",
                                "deberta-v3", "deberta-v2-ownpos", "ernie", "megatron-bert", "rembert", "roformer",
-                               "big_bird", "splinter", "layoutlm", "nezha", "mra", "yoso")
+                               "big_bird", "splinter", "layoutlm", "nezha", "mra", "yoso", "nomic-bert",
+                               "nomic-bert-partial")
 
 
 MODELS = (
@@ -233,6 +246,7 @@ MODELS = (
     ModelCase("deberta-v2", "deberta-v2"),
     ModelCase("deberta-v3", "deberta-v3"),
     ModelCase("modernbert", "modernbert"),
+    ModelCase("nomic-bert", "nomic-bert"),  # nomic-embed-text: stacked rotary Q/K/V, SwiGLU, post-LN (own code)
     ModelCase("modernbert-seqcls", "modernbert", "sequence-classification"),
     ModelCase("ernie", "ernie"),
     ModelCase("data2vec-text", "data2vec-text"),
@@ -252,7 +266,9 @@ MODELS = (
     ModelCase("yoso", "yoso"),
 )
 # cases outside the matrix, for tests: DeBERTa with its own relative-position projections
-EXTRA_MODELS = (ModelCase("deberta-v2-ownpos", "deberta-v2-ownpos"),)
+EXTRA_MODELS = (ModelCase("deberta-v2-ownpos", "deberta-v2-ownpos"),
+                # NomicBERT with rotary on half of each head's features (rotary_emb_fraction 0.5), the rest passed on
+                ModelCase("nomic-bert-partial", "nomic-bert-partial"))
 MODEL_BY_NAME = {m.name: m for m in MODELS + EXTRA_MODELS}
 
 
@@ -264,7 +280,13 @@ def build_model(case: ModelCase, *, attn: str | None = None, seed: int = 0):
     cfg = _configs()[case.family]()
     torch.manual_seed(seed)
     kw = {} if attn is None else {"attn_implementation": attn}
-    if case.task == "feature-extraction":
+    if case.family.startswith("nomic-bert"):
+        from deploytool.testing.nomic_bert import NomicBertModel
+
+        if case.task != "feature-extraction":
+            raise ValueError("nomic-bert: feature extraction only (the hub's NomicBERT embedding models)")
+        model = NomicBertModel(cfg)
+    elif case.task == "feature-extraction":
         if case.family.startswith("t5"):  # the encoder alone (AutoModel is T5's encoder-decoder)
             if attn is not None:
                 cfg._attn_implementation = attn
@@ -449,7 +471,7 @@ def _base(model):
 
 def _layers(model):
     base = _base(model)
-    if model.config.model_type == "modernbert":  # ModernBertModel.layers (model.model.layers under a head)
+    if model.config.model_type in ("modernbert", "nomic_bert"):  # .layers (ModernBERT: model.model.layers under a head)
         return base.layers
     if model.config.model_type == "t5":  # T5EncoderModel.encoder.block[i]: layer[0] attention, layer[1] FFN
         return base.encoder.block
@@ -481,6 +503,9 @@ def _set_layers(model, keep: list[int]) -> None:
     kept = torch.nn.ModuleList([layers[i] for i in keep])
     if model.config.model_type == "t5":  # block 0 (always kept: floor(0 / d) = 0) computes the position bias
         base.encoder.block = kept
+        return
+    if model.config.model_type == "nomic_bert":
+        base.layers = kept
         return
     if model.config.model_type == "modernbert":
         # each kept layer module keeps what it was built with for its ORIGINAL index: attn_norm (Identity in
@@ -522,6 +547,8 @@ def _ffn_widths(model) -> list[list[int]]:
     """Per layer, the neuron count of each FFN (ModernBERT's GeGLU: ``Wo``'s input width)."""
     if model.config.model_type == "modernbert":
         return [[la.mlp.Wo.in_features] for la in _layers(model)]
+    if model.config.model_type == "nomic_bert":
+        return [[la.mlp.fc2.in_features] for la in _layers(model)]
     if model.config.model_type == "t5":
         return [[la.layer[1].DenseReluDense.wo.in_features] for la in _layers(model)]
     return [[_get(mod, a).out_features for mod, a, _ in blocks] for blocks in _ffn_blocks(model)]
@@ -559,6 +586,14 @@ def _keep_ffn(model, keep: dict[int, list[int]]) -> None:
             t = torch.as_tensor(list(idx), dtype=torch.long)
             mlp.Wi = _slice_linear(mlp.Wi, torch.cat([t, t + f]), 0)
             mlp.Wo = _slice_linear(mlp.Wo, t, 1)
+        return
+    if model.config.model_type == "nomic_bert":
+        # SwiGLU: fc2(fc11(h) * silu(fc12(h))): neuron j is output row j of fc11 and of fc12 and fc2's input column j
+        for i, idx in keep.items():
+            mlp = _layers(model)[i].mlp
+            t = torch.as_tensor(list(idx), dtype=torch.long)
+            mlp.fc11, mlp.fc12 = _slice_linear(mlp.fc11, t, 0), _slice_linear(mlp.fc12, t, 0)
+            mlp.fc2 = _slice_linear(mlp.fc2, t, 1)
         return
     if model.config.model_type == "t5":
         # DenseReluDense: wo(act(wi(h))), or T5 v1.1's wo(act(wi_0(h)) * wi_1(h)): neuron j is output row j of wi
@@ -611,6 +646,22 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
             att.Wo = _slice_linear(att.Wo, idx, 1)
             att.num_heads = len(keep)
             att.all_head_size = len(keep) * d
+        return
+    if mt == "nomic_bert":
+        # module surgery, from NomicBERT's forward: Wqkv(h) viewed [bs, seq, 3, num_heads, head_dim] (row part *
+        # hidden + head * head_dim + d), rotary per head_dim, the context merged to [bs, seq, num_heads * head_dim]
+        # before out_proj
+        for i, layer in enumerate(_layers(model)):
+            heads = removed.get(i, [])
+            if not heads:
+                continue
+            att = layer.attn
+            d, h = att.head_dim, att.num_heads
+            keep = [j for j in range(h) if j not in heads]
+            idx = torch.as_tensor([j * d + e for j in keep for e in range(d)], dtype=torch.long)
+            att.Wqkv = _slice_linear(att.Wqkv, torch.cat([idx, idx + h * d, idx + 2 * h * d]), 0)
+            att.out_proj = _slice_linear(att.out_proj, idx, 1)
+            att.num_heads = len(keep)
         return
     if mt in ("deberta", "deberta-v2", "big_bird"):
         # transformers has no prune_heads for DeBERTa nor BigBird: module surgery. BigBird's full self-attention
@@ -696,6 +747,9 @@ def _encoder_linears(model) -> list:
                                                        la.intermediate.dense, la.output.dense)]
     if mt == "modernbert":
         return [m for la in _layers(model) for m in (la.attn.Wqkv, la.attn.Wo, la.mlp.Wi, la.mlp.Wo)]
+    if mt == "nomic_bert":
+        return [m for la in _layers(model) for m in (la.attn.Wqkv, la.attn.out_proj, la.mlp.fc11, la.mlp.fc12,
+                                                       la.mlp.fc2)]
     if mt in ("mobilebert", "t5") or mt in _BERT_LIKE:  # every projection of a layer (MobileBERT: with its stacked FFNs
         # and bottlenecks; the others: Q/K/V/O and the FFN, RemBERT's embedding projection being outside them)
         return [m for la in _layers(model) for m in la.modules() if isinstance(m, torch.nn.Linear)]

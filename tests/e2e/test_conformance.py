@@ -137,6 +137,14 @@ FAMILIES = [
     ("t5", "torchscript-17", 0),
     ("t5", "dynamo", 99),
     ("t5-gated", "dynamo-23", 0),
+    # NomicBERT (nomic-embed-text; Nomic's own code, restated in deploytool.testing.nomic_bert): one Wqkv viewed
+    # [.., 3, heads, head_size], rotary on Q and K of that view stacked back with V (torch.stack: a Concat of
+    # Unsqueezes) and taken apart again by Gathers, which ORT's level 2 turns into one Split and Squeezes; each
+    # rotation a Concat of the rotated first features and the rest; SwiGLU fc2(fc11(x) * silu(fc12(x)))
+    ("nomic-bert", "torchscript-17", 0),
+    ("nomic-bert", "dynamo", 2),
+    ("nomic-bert", "torchscript-14", 99),
+    ("nomic-bert-partial", "torchscript-17", 2),  # rotary on half of each head's features, the rest passed on
 ]
 
 
