@@ -1035,6 +1035,8 @@ def _na_reasons(cells: list[dict]) -> str:
     unrunnable: dict[str, list[str]] = {}  # ... loads but cannot run on the cells' padded batch
     undeclared: dict[tuple[str, str], list[str]] = {}  # (model, inputs) -> exporters declaring inputs not fed
     encoder_decoder: dict[str, list[str]] = {}  # exporter -> models it exports only with their decoder
+    no_library: dict[str, list[str]] = {}  # model -> optimum exporters that know no library for it (custom code)
+    no_op: dict[tuple[str, str, str], list[str]] = {}  # (model, aten op, opset) -> exporters that cannot write it
     for c in cells:
         if c["status"] != "n/a":
             continue
@@ -1046,6 +1048,14 @@ def _na_reasons(cells: list[dict]) -> str:
         elif m := re.search(r"Trying to export a (\S+) model, that is a custom or unsupported architecture", d):
             if m[1] not in unsupported:
                 unsupported.append(m[1])
+        elif "library name could not be automatically inferred" in d:
+            exporters = no_library.setdefault(c["model"], [])
+            if c["exporter"] not in exporters:
+                exporters.append(c["exporter"])
+        elif m := re.search(r"Exporting the operator '(\S+)' to ONNX opset version (\d+)", d):
+            exporters = no_op.setdefault((c["model"], m[1], m[2]), [])
+            if c["exporter"] not in exporters:
+                exporters.append(c["exporter"])
         elif "Config dummy inputs are not a subset of the model inputs" in d and "decoder_input_ids" in d:
             # optimum's configuration of an encoder-decoder family (T5) exports the whole model only
             models = encoder_decoder.setdefault(c["exporter"], [])
@@ -1079,6 +1089,11 @@ def _na_reasons(cells: list[dict]) -> str:
                      f"{inputs}, which the cells do not feed")
     if unsupported:
         parts.append(f"optimum has no ONNX configuration for {' and '.join(unsupported)}")
+    for model, exporters in no_library.items():
+        parts.append(f"{' and '.join(exporters)} cannot export {model} (a model of its own code, not of a library "
+                     "optimum knows)")
+    for (model, op, opset), exporters in no_op.items():
+        parts.append(f"{' and '.join(exporters)} cannot export {model} (torch has no opset-{opset} form of {op})")
     if encoder_decoder:
         verb = "exports" if len(encoder_decoder) == 1 else "export"
         parts.append(f"{' and '.join(encoder_decoder)} {verb} {' and '.join(next(iter(encoder_decoder.values())))} only "
