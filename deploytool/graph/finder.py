@@ -27,7 +27,9 @@ How roles are recognised (names are never used for roles):
   rotate_half = Slice/Neg/Concat of x) are looked through on the way back from Q and K, also on the first r
   features of each head with the rest concatenated back (``rotary_emb_fraction``), and a ``torch.stack`` of the
   rotated Q and K with V taken apart again (NomicBERT: a Concat of Unsqueezes indexed by a Gather, or by a Split
-  and Squeezes after ORT's optimizer) is the stacked tensor itself.
+  and Squeezes after ORT's optimizer) is the stacked tensor itself. A packed projection may also be split into its
+  three parts along its last axis before any view, each part viewed [.., heads, head_size] on its own (GTE's
+  ``qkv_proj(x).split(A, -1)``): the same part-major features, the Split's sizes (or Slice bounds) head sites.
 - Post-LayerNorm residual: O's output is added to the layer input and normalised
   (``LayerNormalization``, ``SkipLayerNormalization`` or the decomposed ReduceMean/Sub/Pow/... form);
   that value feeds exactly one projection (FFN intermediate), whose output goes through an
@@ -77,6 +79,7 @@ The finder never imports torch or onnxruntime and walks each node a bounded numb
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import deque
 
@@ -471,7 +474,7 @@ class _Finder:
                 u = self._unbind(p, v)
                 if u is None:
                     return None, plumbing, part
-                part = {"index": u[0], "node": p, "axis": None, "view": None, "unit": u[2]}
+                part = {"index": u[0], "node": p, "axis": None, "view": None, "unit": u[2], "raw_axis": u[1]}
                 axis = u[1]
                 plumbing.append(p)
                 v = p.inputs[0]
@@ -818,6 +821,8 @@ class _Finder:
                 s0, e0 = int(starts.reshape(-1)[0]), int(ends.reshape(-1)[0])
                 if 0 <= s0 < 3 and (e0 == s0 + 1 or (s0 == 2 and e0 >= 3)):
                     return s0, ax, True
+                if s0 > 2 and s0 % 2 == 0 and e0 >= 2 ** 31 - 1:
+                    return 2, ax, False  # [2c:], the last third to the end (its c checked with the other parts')
                 c = e0 - s0
                 if c > 1 and s0 % c == 0 and s0 // c < 3:
                     return s0 // c, ax, False  # a constant third (the axis' length checked by the caller)
@@ -928,6 +933,77 @@ class _Finder:
                 return a // d, d
         raise StructureError(f"node '{_name(at)}' ({at.op_type}): cannot read the head count from the packed QKV "
                              f"view '{_name(view)}' (no constant [.., 3, heads, head_size] shape)")
+
+    def _split_before_views(self, parts, qkv: Linear, plumbing) -> bool:
+        """True when a packed QKV projection's output is cut into its three parts along its last axis first and
+        each part viewed [.., heads, head_size] on its own (GTE's ``qkv_proj(x).split(all_head_size, -1)``): a
+        Split into three (equal sizes, or ``num_outputs``) or three Slices, on the projection's output (or its bias
+        Add), no view before them. Part i then owns the features [i A, (i + 1) A), as with one [.., 3, heads,
+        head_size] view."""
+        outs = {id(self.tail(qkv.node))}
+        if qkv.bias_node is not None:
+            outs.add(id(qkv.bias_node.outputs[0]))
+        for pt, pl in zip(parts, plumbing):
+            node = pt["node"]
+            if pt["view"] is not None or pt["unit"] is True or node.op_type not in ("Split", "Slice"):
+                return False
+            src = node.inputs[0]
+            if id(src) not in outs:
+                return False
+            # the part's own view [.., heads, head_size] of it: one axis more than the projection's output
+            views = [r for r in pl if r.op_type == "Reshape" and r.inputs[0] is not None
+                     and r.inputs[0].producer() is node]
+            rank = self._rank(src)
+            if rank is None and len(views) == 1:
+                vr = self._reshape_rank(views[0])
+                rank = vr - 1 if vr is not None else None
+            raw = pt.get("raw_axis")
+            if len(views) != 1 or (raw != -1 and (rank is None or raw != rank - 1)):
+                return False
+        return True
+
+    @staticmethod
+    def _third_sites(parts, all_head: int) -> list[HeadSite]:
+        """Head sites of a split-first packed QKV (:meth:`_split_before_views`): a Split's constant sizes [A, A, A]
+        (each element, as ``all_head_size``; an opset-11 ``split`` attribute element by element), a Slice's
+        constant bounds (start i A and end (i + 1) A: the count times i, times i + 1). Sizes or bounds read from
+        shapes at run time follow the kept width and need none."""
+        sites: list[HeadSite] = []
+        done: set[int] = set()
+        for pt in parts:
+            node = pt["node"]
+            if id(node) in done:
+                continue
+            done.add(id(node))
+            if node.op_type == "Split":
+                sizes = node.inputs[1] if len(node.inputs) > 1 else None
+                t = const_tensor(sizes) if sizes is not None else None
+                if t is not None:
+                    vals = np.asarray(t.numpy()).reshape(-1)
+                    if vals.size != 3 or any(int(x) != all_head for x in vals):
+                        raise StructureError(f"node '{_name(node)}' (Split): sizes {vals.tolist()} are not three "
+                                             f"thirds of {3 * all_head}")
+                    sites += [HeadSite(node=node, kind=const_kind(sizes), value=sizes, attribute=None, index=i,
+                                       meaning="all_head_size") for i in range(3)]
+                elif "split" in node.attributes:
+                    sites += [HeadSite(node=node, kind="attribute", value=None, attribute="split", index=i,
+                                       meaning="all_head_size") for i in range(3)]
+                continue
+            i = int(pt["index"])
+            for k, factor in ((1, i), (2, i + 1)):  # Slice starts, ends
+                bound = node.inputs[k]
+                c = small_const(bound)
+                if c is None:
+                    continue  # computed from the shape: follows the kept width
+                if k == 2 and factor == 3 and c.size == 1 and int(c.reshape(-1)[0]) >= 2 ** 31 - 1:
+                    continue  # the last third's open end
+                if c.size != 1 or int(c.reshape(-1)[0]) != factor * all_head:
+                    raise StructureError(f"node '{_name(node)}' (Slice): bound {c.reshape(-1).tolist()} is not "
+                                         f"{factor} x {all_head}")
+                if factor:
+                    sites.append(HeadSite(node=node, kind=const_kind(bound), value=bound, attribute=None, index=0,
+                                          meaning="all_head_size", factor=factor))
+        return sites
 
     @staticmethod
     def _check_thirds(parts, head_size: int) -> None:
@@ -1258,7 +1334,7 @@ class _Finder:
                                      f"projection with constant weights")
         qkv: Linear | None = None
         view: ir.Node | None = None
-        interleaved = False
+        interleaved = split_first = False
         if q.node is k.node and k.node is v.node:
             # one packed projection viewed as [.., 3, heads, head_size] and unbound into Q, K, V, or viewed as
             # [.., heads, 3 * head_size] and chunked into thirds on the last axis (DeBERTa v1's in_proj)
@@ -1270,7 +1346,10 @@ class _Finder:
             views = {id(pt["view"]) for pt in parts}
             unbound = all(pt["axis"] == -3 and pt["unit"] is not False for pt in parts)
             interleaved = all(pt["axis"] == -1 and pt["unit"] is not True for pt in parts)
-            if any(pt["view"] is None for pt in parts) or len(views) != 1 or not (unbound or interleaved):
+            split_first = self._split_before_views(parts, q, (q_pl, k_pl, v_pl))
+            if split_first:
+                unbound = True  # part-major features, as the [.., 3, heads, head_size] view's
+            elif any(pt["view"] is None for pt in parts) or len(views) != 1 or not (unbound or interleaved):
                 raise StructureError(f"node '{_name(q_part['node'])}' ({q_part['node'].op_type}): the packed QKV "
                                      f"projection '{_name(q.node)}' is neither unbound along the '3' axis of one "
                                      f"[.., 3, heads, head_size] view nor chunked along the last axis of one "
@@ -1313,7 +1392,14 @@ class _Finder:
         if o is None:
             raise StructureError(f"node '{_name(ctx)}' ({ctx.op_type}): the attention context does not reach an output "
                                  f"projection through Transpose/Reshape")
-        if qkv is not None:
+        if qkv is not None and split_first:  # each third viewed [.., heads, head_size] on its own (GTE)
+            heads, head_size = self.head_counts(dataclasses.replace(qkv, out_features=qkv.out_features // 3), q_pl,
+                                                score)
+            all_head = heads * head_size
+            if o.in_features != all_head:
+                raise StructureError(f"node '{_name(score)}' ({score.op_type}): packed QKV/O widths {qkv.out_features}/"
+                                     f"{o.in_features} disagree with 3 x {heads} heads x {head_size}")
+        elif qkv is not None:
             heads, head_size = self.packed_head_counts(qkv, view, score, interleaved)
             all_head = heads * head_size
             if qkv.out_features != 3 * all_head or o.in_features != all_head:
@@ -1335,6 +1421,8 @@ class _Finder:
         if rel is not None:
             split += rel["reshapes"]
         sites = self.head_sites(split, merge, heads, all_head)
+        if split_first:
+            sites += self._third_sites((q_part, k_part, v_part), all_head)
         known = {(id(st.node), id(st.value), st.index, ()) for st in sites}
 
         def add(more) -> None:  # each tensor element once (views may share one shape tensor), per chain to a view
@@ -2913,6 +3001,8 @@ class _Finder:
 _FAMILY_SIGNATURES = (
     # NomicBERT (nomic-embed-text; Nomic's own code): before ModernBERT, whose fused QKV is also named Wqkv
     ("nomic_bert", ("mlp.fc11", "mlp/fc11", "mlp.fc12", "mlp/fc12", "emb_ln")),
+    # GTE v1.5 / gte-multilingual (Alibaba's "NewModel" code): qkv_proj split in three before the head views
+    ("gte", ("up_gate_proj", "attention/qkv_proj", "attention.qkv_proj", "attn_ln", "mlp_ln")),
     ("modernbert", ("wqkv", "mlp.wi", "mlp/wi", "attn_norm", "mlp_norm", "tok_embeddings", "final_norm")),
     # DeBERTa v1 (before v2: it also has rel_embeddings and pos_proj): one per-head packed in_proj, its own
     # q/v biases, the position-to-query projection pos_q_proj
@@ -2945,6 +3035,7 @@ _NAMED_WHEN_REFUSED = {
     "modernbert": "this graph's pre-LayerNorm / packed Wqkv + rotary / GeGLU wiring is",
     "t5": "this graph's RMS-normalised pre-norm / shared position bias / gated FFN wiring is",
     "nomic_bert": "this graph's packed Wqkv with rotary Q/K stacked back with V / SwiGLU wiring is",
+    "gte": "this graph's qkv_proj split before its head views / rotary / GLU wiring is",
 }
 
 

@@ -401,6 +401,11 @@ def _rewrite_sites(graph: ir.Graph, layer: EncoderLayer, n_heads: int) -> None:
         if site.kind == "attribute":
             if site.attribute is None:
                 raise StructureError(f"head site at node '{site.node.name}' has no attribute name")
+            if site.index is not None:  # one element of an ints attribute (an opset-11 Split's sizes)
+                vals = list(site.node.attributes[site.attribute].value)
+                vals[site.index] = int(new_val)
+                site.node.attributes[site.attribute] = ir.AttrInt64s(site.attribute, vals)
+                continue
             site.node.attributes[site.attribute] = ir.AttrInt64(site.attribute, int(new_val))
             continue
         if site.value is None:

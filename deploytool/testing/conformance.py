@@ -194,6 +194,11 @@ def _configs() -> dict[str, Callable]:
         # fc2(fc11(x) * silu(fc12(x))), post-LayerNorm, no biases, no absolute positions
         "nomic-bert": lambda: _nomic_config(),
         "nomic-bert-partial": lambda: _nomic_config(rotary_emb_fraction=0.5),
+        # GTE v1.5 / gte-multilingual ("NewModel"; not in transformers: deploytool.testing.gte restates it): qkv_proj
+        # split in three before each part's head view, rotary from a cos/sin cache gathered by position, GLU
+        # down(act(gate) * up) from one up_gate_proj, post-LayerNorm, no token types (gte-base-en-v1.5's)
+        "gte": lambda: _gte_config(),
+        "gte-slices": lambda: _gte_config(qkv_split="slice"),
         "modernbert": lambda: tr.ModernBertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS,
                                                   intermediate_size=FFN, num_hidden_layers=LAYERS,
                                                   max_position_embeddings=MAX_POS, global_attn_every_n_layers=2,
@@ -207,6 +212,13 @@ def _nomic_config(**kw):
 
     return NomicBertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS, intermediate_size=FFN,
                            num_hidden_layers=LAYERS, max_position_embeddings=MAX_POS, **kw)
+
+
+def _gte_config(**kw):
+    from deploytool.testing.gte import GteConfig
+
+    return GteConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS, intermediate_size=FFN,
+                     num_hidden_layers=LAYERS, max_position_embeddings=MAX_POS, **kw)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,6 +259,7 @@ MODELS = (
     ModelCase("deberta-v3", "deberta-v3"),
     ModelCase("modernbert", "modernbert"),
     ModelCase("nomic-bert", "nomic-bert"),  # nomic-embed-text: stacked rotary Q/K/V, SwiGLU, post-LN (own code)
+    ModelCase("gte", "gte"),  # gte-*-v1.5 / gte-multilingual: qkv split before its views, rotary, GLU (own code)
     ModelCase("modernbert-seqcls", "modernbert", "sequence-classification"),
     ModelCase("ernie", "ernie"),
     ModelCase("data2vec-text", "data2vec-text"),
@@ -268,7 +281,9 @@ MODELS = (
 # cases outside the matrix, for tests: DeBERTa with its own relative-position projections
 EXTRA_MODELS = (ModelCase("deberta-v2-ownpos", "deberta-v2-ownpos"),
                 # NomicBERT with rotary on half of each head's features (rotary_emb_fraction 0.5), the rest passed on
-                ModelCase("nomic-bert-partial", "nomic-bert-partial"))
+                ModelCase("nomic-bert-partial", "nomic-bert-partial"),
+                # GTE with Q, K and V cut from qkv_proj's output by Slices of constant bounds instead of one Split
+                ModelCase("gte-slices", "gte-slices"))
 MODEL_BY_NAME = {m.name: m for m in MODELS + EXTRA_MODELS}
 
 
@@ -286,6 +301,13 @@ def build_model(case: ModelCase, *, attn: str | None = None, seed: int = 0):
         if case.task != "feature-extraction":
             raise ValueError("nomic-bert: feature extraction only (the hub's NomicBERT embedding models)")
         model = NomicBertModel(cfg)
+    elif case.family.startswith("gte"):
+        from deploytool.testing.gte import GteModel
+
+        if case.task != "feature-extraction":
+            raise ValueError("gte: feature extraction only (the hub's GTE embedding models)")
+        cfg.attn = "eager" if attn == "eager" else "sdpa"  # SDPA: the code's default
+        model = GteModel(cfg)
     elif case.task == "feature-extraction":
         if case.family.startswith("t5"):  # the encoder alone (AutoModel is T5's encoder-decoder)
             if attn is not None:
@@ -473,6 +495,8 @@ def _layers(model):
     base = _base(model)
     if model.config.model_type in ("modernbert", "nomic_bert"):  # .layers (ModernBERT: model.model.layers under a head)
         return base.layers
+    if model.config.model_type == "new":  # GTE's NewModel: .layer (its encoder's ModuleList, restated flat)
+        return base.layer
     if model.config.model_type == "t5":  # T5EncoderModel.encoder.block[i]: layer[0] attention, layer[1] FFN
         return base.encoder.block
     if hasattr(base, "encoder") and hasattr(base.encoder, "layer"):
@@ -506,6 +530,9 @@ def _set_layers(model, keep: list[int]) -> None:
         return
     if model.config.model_type == "nomic_bert":
         base.layers = kept
+        return
+    if model.config.model_type == "new":
+        base.layer = kept
         return
     if model.config.model_type == "modernbert":
         # each kept layer module keeps what it was built with for its ORIGINAL index: attn_norm (Identity in
@@ -549,6 +576,8 @@ def _ffn_widths(model) -> list[list[int]]:
         return [[la.mlp.Wo.in_features] for la in _layers(model)]
     if model.config.model_type == "nomic_bert":
         return [[la.mlp.fc2.in_features] for la in _layers(model)]
+    if model.config.model_type == "new":
+        return [[la.mlp.down_proj.in_features] for la in _layers(model)]
     if model.config.model_type == "t5":
         return [[la.layer[1].DenseReluDense.wo.in_features] for la in _layers(model)]
     return [[_get(mod, a).out_features for mod, a, _ in blocks] for blocks in _ffn_blocks(model)]
@@ -586,6 +615,17 @@ def _keep_ffn(model, keep: dict[int, list[int]]) -> None:
             t = torch.as_tensor(list(idx), dtype=torch.long)
             mlp.Wi = _slice_linear(mlp.Wi, torch.cat([t, t + f]), 0)
             mlp.Wo = _slice_linear(mlp.Wo, t, 1)
+        return
+    if model.config.model_type == "new":
+        # GTE's GLU: up, gate = up_gate_proj(h).split(F); down_proj(act(gate) * up): neuron j is up_gate_proj's output
+        # rows j (up) and F + j (gate) and down_proj's input column j
+        for i, idx in keep.items():
+            mlp = _layers(model)[i].mlp
+            f = mlp.down_proj.in_features
+            t = torch.as_tensor(list(idx), dtype=torch.long)
+            mlp.up_gate_proj = _slice_linear(mlp.up_gate_proj, torch.cat([t, t + f]), 0)
+            mlp.down_proj = _slice_linear(mlp.down_proj, t, 1)
+            mlp.intermediate_size = len(idx)
         return
     if model.config.model_type == "nomic_bert":
         # SwiGLU: fc2(fc11(h) * silu(fc12(h))): neuron j is output row j of fc11 and of fc12 and fc2's input column j
@@ -646,6 +686,22 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
             att.Wo = _slice_linear(att.Wo, idx, 1)
             att.num_heads = len(keep)
             att.all_head_size = len(keep) * d
+        return
+    if mt == "new":
+        # module surgery, from GTE's NewAttention.forward: qkv_proj(h).split(all_head_size, -1) (Q rows [0, A), K
+        # [A, 2A), V [2A, 3A)), each part viewed [bs, seq, num_heads, head_size] (row head * head_size + d), rotary
+        # per head_size, the context merged to [bs, seq, all_head_size] before o_proj
+        for i, layer in enumerate(_layers(model)):
+            heads = removed.get(i, [])
+            if not heads:
+                continue
+            att = layer.attention
+            d, h = att.head_size, att.num_heads
+            keep = [j for j in range(h) if j not in heads]
+            idx = torch.as_tensor([j * d + e for j in keep for e in range(d)], dtype=torch.long)
+            att.qkv_proj = _slice_linear(att.qkv_proj, torch.cat([idx, idx + h * d, idx + 2 * h * d]), 0)
+            att.o_proj = _slice_linear(att.o_proj, idx, 1)
+            att.num_heads, att.all_head_size = len(keep), len(keep) * d
         return
     if mt == "nomic_bert":
         # module surgery, from NomicBERT's forward: Wqkv(h) viewed [bs, seq, 3, num_heads, head_dim] (row part *
@@ -750,6 +806,9 @@ def _encoder_linears(model) -> list:
     if mt == "nomic_bert":
         return [m for la in _layers(model) for m in (la.attn.Wqkv, la.attn.out_proj, la.mlp.fc11, la.mlp.fc12,
                                                        la.mlp.fc2)]
+    if mt == "new":
+        return [m for la in _layers(model) for m in (la.attention.qkv_proj, la.attention.o_proj,
+                                                       la.mlp.up_gate_proj, la.mlp.down_proj)]
     if mt in ("mobilebert", "t5") or mt in _BERT_LIKE:  # every projection of a layer (MobileBERT: with its stacked FFNs
         # and bottlenecks; the others: Q/K/V/O and the FFN, RemBERT's embedding projection being outside them)
         return [m for la in _layers(model) for m in la.modules() if isinstance(m, torch.nn.Linear)]

@@ -145,6 +145,16 @@ FAMILIES = [
     ("nomic-bert", "dynamo", 2),
     ("nomic-bert", "torchscript-14", 99),
     ("nomic-bert-partial", "torchscript-17", 2),  # rotary on half of each head's features, the rest passed on
+    # GTE v1.5 / gte-multilingual (Alibaba's "NewModel" code, restated in deploytool.testing.gte): qkv_proj split in
+    # three along its last axis before each part's own [.., heads, head_size] view (the Split's sizes rewritten
+    # by a head edit: a constant input, an opset-11 attribute, or dynamo's num_outputs), rotary from a cos/sin
+    # cache gathered by position, GLU down(act(gate) * up) from one up_gate_proj, SDPA or eager attention
+    ("gte", "torchscript-17", 0),
+    ("gte", "dynamo", 2),
+    ("gte", "torchscript-11", 0),
+    ("gte", "torchscript-static", 99),
+    ("gte-slices", "torchscript-17", 0),  # qkv[..., :A], [A:2A], [2A:]: constant Slice bounds as head sites
+    ("gte-slices", "dynamo", 0),
 ]
 
 
