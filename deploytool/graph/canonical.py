@@ -13,9 +13,10 @@ input file, so a graph where the rewrite were wrong is refused, never written.
 
 Only ORT's form is rewritten: ``transA = 0``, ``alpha = beta = 1``, a constant 2-D ``W``, a
 bias (if any) of N values, a first target [M, K] and a last one [d0, .., N] with ``d0 * .. = M``, and the Gemm's
-output read by that Reshape alone. ``x`` is viewed as [d0, .., K] first unless the graph shows it has that shape
-(an attention context that ORT's optimizer flattened straight from [batch, seq, heads, head_size] keeps the view,
-which is the merge of the heads the finder reads). ``W`` stored transposed (``transB = 1``, [N, K]: a Linear
+output read by that Reshape alone. ``x`` is viewed as [d0, .., K] first unless the graph shows it has that shape, or
+its rank (:func:`~deploytool.graph._util.value_rank`) is that of [d0, .., K]: ORT writes the output's target as
+``x``'s own leading dimensions and N, so ``x`` then is [d0, .., K] (an attention context that ORT's optimizer flattened
+straight from [batch, seq, heads, head_size] keeps the view, which is the merge of the heads the finder reads). ``W`` stored transposed (``transB = 1``, [N, K]: a Linear
 written on a flattened input, or another tool's form) becomes a [K, N] initializer of its own, transposed
 lazily as the output is written (one per weight, however many Gemms read it); ``W`` goes once nothing reads it.
 """
@@ -27,7 +28,7 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
-from deploytool.graph._util import const_tensor, small_const, static_shape
+from deploytool.graph._util import const_tensor, small_const, static_shape, value_rank
 
 
 def _plain_gemm(node: ir.Node) -> bool:
@@ -143,7 +144,10 @@ def unfuse_flattened_gemms(model: ir.Model) -> int:
         want = f.lead + (f.k,)
         dtype = ir.TensorType(const_tensor(gemm.inputs[1]).dtype)
         new = []
-        if static_shape(x) != want:  # x's shape unknown, or not [.., K] (a 4-D attention context)
+        # a view where x's shape is not lead + [K] (a 4-D attention context ORT flattened straight) or cannot be
+        # told; none where x's rank is len(lead) + 1: ORT wrote the output's target as x's own leading dims plus N,
+        # so x is lead + [K] then (an FFN's GLU product, whose shape ORT did not save)
+        if static_shape(x) != want and value_rank(x) != len(want):
             key = (id(x), want)
             if key not in views:
                 view = ir.node("Reshape", [x, _const(graph, fresh(f"{name}__shape"), np.asarray(want, np.int64))],

@@ -153,6 +153,7 @@ FAMILIES = [
     ("gte", "dynamo", 2),
     ("gte", "torchscript-11", 0),
     ("gte", "torchscript-static", 99),
+    ("gte", "torchscript-static", 1),  # ORT's Gemm form around down_proj, its input the GLU product (no saved shape)
     ("gte-slices", "torchscript-17", 0),  # qkv[..., :A], [A:2A], [2A:]: constant Slice bounds as head sites
     ("gte-slices", "dynamo", 0),
 ]
