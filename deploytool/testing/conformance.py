@@ -669,55 +669,28 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
 
     removed = {int(k): sorted(int(h) for h in v) for k, v in removed.items() if len(v)}
     mt = model.config.model_type
-    if mt == "modernbert":
-        # transformers has no prune_heads for ModernBERT: module surgery. ModernBertAttention.forward views
-        # Wqkv(h) as [bs, seq, 3, num_heads, head_dim] (rows part * all_head_size + head * head_dim + d) and
-        # merges the context to [bs, seq, all_head_size] before Wo; rotary cos/sin are per head_dim.
+    # packed QKV projections, by module surgery (transformers has no prune_heads for them), from each forward:
+    # ModernBERT views Wqkv(h) as [bs, seq, 3, num_heads, head_dim], NomicBERT too ("(three h d)"), GTE splits
+    # qkv_proj(h) into thirds along the last axis and views each [bs, seq, num_heads, head_size]: part-major rows
+    # part * all_head_size + head * head_dim + d either way; rotary cos/sin are per head_dim; the context is merged
+    # to [bs, seq, num_heads * head_dim] before the output projection
+    packed = {"modernbert": ("attn", "Wqkv", "Wo", "head_dim"), "nomic_bert": ("attn", "Wqkv", "out_proj", "head_dim"),
+              "new": ("attention", "qkv_proj", "o_proj", "head_size")}
+    if mt in packed:
+        att_name, qkv_name, out_name, d_name = packed[mt]
         for i, layer in enumerate(_layers(model)):
             heads = removed.get(i, [])
             if not heads:
                 continue
-            att = layer.attn
-            d, h = att.head_dim, att.num_heads
+            att = getattr(layer, att_name)
+            d, h = getattr(att, d_name), att.num_heads
             keep = [j for j in range(h) if j not in heads]
             idx = torch.as_tensor([j * d + e for j in keep for e in range(d)], dtype=torch.long)
-            a = h * d
-            att.Wqkv = _slice_linear(att.Wqkv, torch.cat([idx, idx + a, idx + 2 * a]), 0)
-            att.Wo = _slice_linear(att.Wo, idx, 1)
+            setattr(att, qkv_name, _slice_linear(getattr(att, qkv_name), torch.cat([idx, idx + h * d, idx + 2 * h * d]), 0))
+            setattr(att, out_name, _slice_linear(getattr(att, out_name), idx, 1))
             att.num_heads = len(keep)
-            att.all_head_size = len(keep) * d
-        return
-    if mt == "new":
-        # module surgery, from GTE's NewAttention.forward: qkv_proj(h).split(all_head_size, -1) (Q rows [0, A), K
-        # [A, 2A), V [2A, 3A)), each part viewed [bs, seq, num_heads, head_size] (row head * head_size + d), rotary
-        # per head_size, the context merged to [bs, seq, all_head_size] before o_proj
-        for i, layer in enumerate(_layers(model)):
-            heads = removed.get(i, [])
-            if not heads:
-                continue
-            att = layer.attention
-            d, h = att.head_size, att.num_heads
-            keep = [j for j in range(h) if j not in heads]
-            idx = torch.as_tensor([j * d + e for j in keep for e in range(d)], dtype=torch.long)
-            att.qkv_proj = _slice_linear(att.qkv_proj, torch.cat([idx, idx + h * d, idx + 2 * h * d]), 0)
-            att.o_proj = _slice_linear(att.o_proj, idx, 1)
-            att.num_heads, att.all_head_size = len(keep), len(keep) * d
-        return
-    if mt == "nomic_bert":
-        # module surgery, from NomicBERT's forward: Wqkv(h) viewed [bs, seq, 3, num_heads, head_dim] (row part *
-        # hidden + head * head_dim + d), rotary per head_dim, the context merged to [bs, seq, num_heads * head_dim]
-        # before out_proj
-        for i, layer in enumerate(_layers(model)):
-            heads = removed.get(i, [])
-            if not heads:
-                continue
-            att = layer.attn
-            d, h = att.head_dim, att.num_heads
-            keep = [j for j in range(h) if j not in heads]
-            idx = torch.as_tensor([j * d + e for j in keep for e in range(d)], dtype=torch.long)
-            att.Wqkv = _slice_linear(att.Wqkv, torch.cat([idx, idx + h * d, idx + 2 * h * d]), 0)
-            att.out_proj = _slice_linear(att.out_proj, idx, 1)
-            att.num_heads = len(keep)
+            if hasattr(att, "all_head_size"):
+                att.all_head_size = len(keep) * d
         return
     if mt in ("deberta", "deberta-v2", "big_bird"):
         # transformers has no prune_heads for DeBERTa nor BigBird: module surgery. BigBird's full self-attention

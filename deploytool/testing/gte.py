@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from transformers import PretrainedConfig
 from transformers.modeling_outputs import BaseModelOutput
 
+from deploytool.testing.nomic_bert import init_like_bert
+
 __all__ = ["GteConfig", "GteModel"]
 
 
@@ -122,12 +124,7 @@ class GteModel(nn.Module):
         self.register_buffer("cos_cached", emb.cos(), persistent=False)
         self.register_buffer("sin_cached", emb.sin(), persistent=False)
         self.layer = nn.ModuleList([_Layer(config) for _ in range(config.num_hidden_layers)])
-        with torch.no_grad():
-            for m in self.modules():  # BERT's initialisation (std 0.02, zero biases)
-                if isinstance(m, (nn.Linear, nn.Embedding)):
-                    m.weight.normal_(0.0, 0.02)
-                if isinstance(m, nn.Linear) and m.bias is not None:
-                    m.bias.zero_()
+        init_like_bert(self)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.word_embeddings

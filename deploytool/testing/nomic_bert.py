@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from transformers import PretrainedConfig
 from transformers.modeling_outputs import BaseModelOutput
 
-__all__ = ["NomicBertConfig", "NomicBertModel"]
+__all__ = ["NomicBertConfig", "NomicBertModel", "init_like_bert"]
 
 
 class NomicBertConfig(PretrainedConfig):
@@ -42,6 +42,17 @@ class NomicBertConfig(PretrainedConfig):
         self.rotary_emb_base, self.rotary_emb_fraction = rotary_emb_base, rotary_emb_fraction
         self.layer_norm_epsilon, self.qkv_proj_bias, self.mlp_bias = layer_norm_epsilon, qkv_proj_bias, mlp_bias
         self.max_position_embeddings = max_position_embeddings
+
+
+def init_like_bert(model: nn.Module) -> None:
+    """BERT's initialisation, as both restated models' code does it: weights of Linear and Embedding N(0, 0.02),
+    Linear biases zero."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                m.weight.normal_(0.0, 0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                m.bias.zero_()
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -123,12 +134,7 @@ class NomicBertModel(nn.Module):
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.emb_ln = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
         self.layers = nn.ModuleList([_Block(config) for _ in range(config.num_hidden_layers)])
-        with torch.no_grad():
-            for m in self.modules():  # BERT's initialisation (std 0.02, zero biases)
-                if isinstance(m, (nn.Linear, nn.Embedding)):
-                    m.weight.normal_(0.0, 0.02)
-                if isinstance(m, nn.Linear) and m.bias is not None:
-                    m.bias.zero_()
+        init_like_bert(self)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.word_embeddings

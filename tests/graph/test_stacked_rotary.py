@@ -20,6 +20,15 @@ def _c(name, v):
     return numpy_helper.from_array(np.array(v, np.int64), name)
 
 
+def _save(path, nodes, inputs, outputs, inits):
+    """Float inputs [B, S, 4, 8], outputs of any shape, opset 17."""
+    info = [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["B", "S", 4, 8]) for x in inputs]
+    outs = [helper.make_tensor_value_info(y, TensorProto.FLOAT, None) for y in outputs]
+    m = helper.make_model(helper.make_graph(nodes, "g", info, outs, inits), opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(m, path)
+    return path
+
+
 def _stack_graph(tmp_path, unsq_axes=(2, 2, 2), cat_axis=2, take="gather", take_axis=2):
     """a, b, c [B, S, 4, 8] stacked on axis 2 ([B, S, 3, 4, 8]) and taken apart again; outputs the parts taken."""
     nodes, inits = [], [_c("i0", 0), _c("i1", 1), _c("i2", 2), _c("ones", [1, 1, 1])]
@@ -33,12 +42,7 @@ def _stack_graph(tmp_path, unsq_axes=(2, 2, 2), cat_axis=2, take="gather", take_
         inits.append(_c("sq", [take_axis]))
         nodes.append(helper.make_node("Split", ["st", "ones"], ["s0", "s1", "s2"], axis=take_axis))
         nodes += [helper.make_node("Squeeze", [f"s{k}", "sq"], [f"t{k}"]) for k in range(3)]
-    info = [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["B", "S", 4, 8]) for x in "abc"]
-    outs = [helper.make_tensor_value_info(f"t{k}", TensorProto.FLOAT, None) for k in range(3)]
-    m = helper.make_model(helper.make_graph(nodes, "g", info, outs, inits), opset_imports=[helper.make_opsetid("", 17)])
-    path = tmp_path / "stack.onnx"
-    onnx.save(m, path)
-    return path
+    return _save(tmp_path / "stack.onnx", nodes, "abc", [f"t{k}" for k in range(3)], inits)
 
 
 def _found(path):
@@ -92,12 +96,7 @@ def _partial_graph(tmp_path, tail_start="r", r=4):
         helper.make_node("Slice", ["y", "r2", "big", "last"], ["tail"]),
         helper.make_node("Concat", ["rot", "tail"], ["out"], axis=-1),
     ]
-    info = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", "S", 4, 8])]
-    outs = [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)]
-    m = helper.make_model(helper.make_graph(nodes, "g", info, outs, inits), opset_imports=[helper.make_opsetid("", 17)])
-    path = tmp_path / "partial.onnx"
-    onnx.save(m, path)
-    return path
+    return _save(tmp_path / "partial.onnx", nodes, ["y"], ["out"], inits)
 
 
 def _partial_source(path):

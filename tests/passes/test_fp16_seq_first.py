@@ -175,15 +175,22 @@ def test_a_crash_of_the_gate_process_is_one_line(tmp_path, monkeypatch):
     assert not dst.exists()
 
 
-def test_a_crash_on_a_users_fp16_file_is_one_line_from_the_command(tmp_path, monkeypatch):
-    """A user's own fp16 file of that pattern (one made before this fix, or by another tool) crashes ONNX
-    Runtime in any session of it: the command ends in one line and exit 2, nothing written."""
+def _users_crashing_fp16(tmp_path, monkeypatch):
+    """A user's own fp16 file of the crashing pattern (written with the fix turned off); skips where this ONNX
+    Runtime runs it."""
     src, bad = tmp_path / "m.onnx", tmp_path / "theirs16.onnx"
     _seq_first((1, 0, 2), src)
     monkeypatch.setattr(fp16_mod, "batch_transposes_into_weights", lambda proto: ())
     transform(src, bad, Fp16Config(check_host=False), verify=False)
     if _run_isolated(bad, {"x": np.ones((8, 8, 8), np.float32)})[0] == 0:
         pytest.skip("this ONNX Runtime runs the fp16 pattern")
+    return bad
+
+
+def test_a_crash_on_a_users_fp16_file_is_one_line_from_the_command(tmp_path, monkeypatch):
+    """A user's own fp16 file of that pattern (one made before this fix, or by another tool) crashes ONNX
+    Runtime in any session of it: the command ends in one line and exit 2, nothing written."""
+    bad = _users_crashing_fp16(tmp_path, monkeypatch)
     dst = tmp_path / "out.onnx"
     p = subprocess.run([sys.executable, "-m", "deploytool", "quantize", "--int8", str(bad), "-o", str(dst)],
                        capture_output=True, text=True, timeout=300)
@@ -225,12 +232,7 @@ def test_a_crash_on_a_users_file_in_the_gates_own_process_names_the_input(tmp_pa
     from deploytool.errors import InputFileError
     from deploytool.passes.quantize_int8 import Int8Config
 
-    src, bad = tmp_path / "m.onnx", tmp_path / "theirs16.onnx"
-    _seq_first((1, 0, 2), src)
-    monkeypatch.setattr(fp16_mod, "batch_transposes_into_weights", lambda proto: ())
-    transform(src, bad, Fp16Config(check_host=False), verify=False)
-    if _run_isolated(bad, {"x": np.ones((8, 8, 8), np.float32)})[0] == 0:
-        pytest.skip("this ONNX Runtime runs the fp16 pattern")
+    bad = _users_crashing_fp16(tmp_path, monkeypatch)
     monkeypatch.setattr(base, "BIG_MODEL_BYTES", 0)
     dst = tmp_path / "out.onnx"
     with pytest.raises(InputFileError, match=rf"^{bad}: ONNX Runtime crashes on the input itself \(ONNX Runtime "
