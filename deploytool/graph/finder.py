@@ -130,6 +130,13 @@ _MASK_ONLY_OPS = {"Cast", "Unsqueeze", "Squeeze", "Reshape", "Expand", "Identity
 _FLOATS = {1, 10, 11, 16}  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 # the unbind of a packed QKV view into Q, K and V (torch's ``unbind``, ``chunk`` or indexing)
 _UNBIND = {"Split", "Slice", "Gather"}
+_MASK_OPS = {"Add", "Sub", "Mul", "Div", "Where", "Cast", "Identity", "Max", "Min", "Clip", "Dropout",
+             "QuantizeLinear", "DequantizeLinear"}
+_ACT_OPS = {"Gelu", "FastGelu", "BiasGelu", "Relu", "Erf", "Tanh", "Sigmoid", "Div", "Mul", "Add", "Pow",
+            "Sqrt", "Cast", "Identity", "Dropout", "QuickGelu", "Sub"} | _QUANT_IN
+_MAX_ACT_NODES = 40
+# products of two activations that attention scores and their application to V may be written as
+_ACT_PRODUCTS = {"MatMul", "FusedMatMul", "Einsum"}
 
 
 def _unwrapped(v: ir.Value | None) -> ir.Value | None:
@@ -144,13 +151,6 @@ def _unwrapped(v: ir.Value | None) -> ir.Value | None:
 
 def _is_one(c) -> bool:
     return c is not None and c.size == 1 and int(c.reshape(-1)[0]) == 1
-_MASK_OPS = {"Add", "Sub", "Mul", "Div", "Where", "Cast", "Identity", "Max", "Min", "Clip", "Dropout",
-             "QuantizeLinear", "DequantizeLinear"}
-_ACT_OPS = {"Gelu", "FastGelu", "BiasGelu", "Relu", "Erf", "Tanh", "Sigmoid", "Div", "Mul", "Add", "Pow",
-            "Sqrt", "Cast", "Identity", "Dropout", "QuickGelu", "Sub"} | _QUANT_IN
-_MAX_ACT_NODES = 40
-# products of two activations that attention scores and their application to V may be written as
-_ACT_PRODUCTS = {"MatMul", "FusedMatMul", "Einsum"}
 
 
 def _name(node: ir.Node) -> str:
@@ -572,7 +572,6 @@ class _Finder:
             return None
         y = head.inputs[0]
         rank = self._rank(y)
-
         last = (-1,) if rank is None else (-1, rank - 1)  # the head_size axis
 
         def bounds(sl: ir.Node):
