@@ -825,10 +825,10 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
     import signal
     import warnings
 
-    if not fork_is_safe():
-        if hasattr(os, "fork") and not os.environ.get("DEPLOYTOOL_NO_FORK"):  # POSIX without a safe fork
-            return verify_model_isolated(model, feeds, timeout=timeout, **checks)
+    if not hasattr(os, "fork") or os.environ.get("DEPLOYTOOL_NO_FORK"):
         return verify_model(model, feeds, **checks)
+    if not fork_is_safe():  # POSIX where a forked copy is not safe: a fresh process
+        return verify_model_isolated(model, feeds, timeout=timeout, **checks)
     r, w = os.pipe()
     try:
         with warnings.catch_warnings():
