@@ -3002,6 +3002,10 @@ _FAMILY_SIGNATURES = (
     ("nomic_bert", ("mlp.fc11", "mlp/fc11", "mlp.fc12", "mlp/fc12", "emb_ln")),
     # GTE v1.5 / gte-multilingual (Alibaba's "NewModel" code): qkv_proj split in three before the head views
     ("gte", ("up_gate_proj", "attention/qkv_proj", "attention.qkv_proj", "attn_ln", "mlp_ln")),
+    # JinaBERT v2 (jina-embeddings-v2; Jina's own code): BERT's module paths plus its GLU MLP's one projection to 2F
+    # (gated_layers; up_gated_layer in the qk-post-norm variant, with layer_norm_q / layer_norm_k over all heads)
+    ("jina_bert", ("mlp.gated_layers", "mlp/gated_layers", "mlp.up_gated_layer", "mlp/up_gated_layer",
+                   "self.layer_norm_q", "self/layer_norm_q")),
     ("modernbert", ("wqkv", "mlp.wi", "mlp/wi", "attn_norm", "mlp_norm", "tok_embeddings", "final_norm")),
     # DeBERTa v1 (before v2: it also has rel_embeddings and pos_proj): one per-head packed in_proj, its own
     # q/v biases, the position-to-query projection pos_q_proj
@@ -3035,6 +3039,7 @@ _NAMED_WHEN_REFUSED = {
     "t5": "this graph's RMS-normalised pre-norm / shared position bias / gated FFN wiring is",
     "nomic_bert": "this graph's packed Wqkv with rotary Q/K stacked back with V / SwiGLU wiring is",
     "gte": "this graph's qkv_proj split before its head views / rotary / GLU wiring is",
+    "jina_bert": "this graph's ALiBi bias / GLU wiring or a LayerNorm over all heads of Q and K (qk-post-norm) is",
 }
 
 

@@ -199,6 +199,12 @@ def _configs() -> dict[str, Callable]:
         # down(act(gate) * up) from one up_gate_proj, post-LayerNorm, no token types (gte-base-en-v1.5's)
         "gte": lambda: _gte_config(),
         "gte-slices": lambda: _gte_config(qkv_split="slice"),
+        # JinaBERT v2 (jina-embeddings-v2; not in transformers: deploytool.testing.jina_bert restates it): BERT's
+        # Q/K/V, an ALiBi buffer [1, heads, N, N] cut to [:S, :S] and added with the mask in every layer, GeGLU
+        # wo(gelu(gated) * non_gated) from one gated_layers with the LayerNorm inside the MLP, no absolute positions;
+        # "-qknorm": jina-bert-v2-qk-post-norm (jina-embeddings-v2-base-code), a LayerNorm over all heads of Q and K
+        "jina-bert": lambda: _jina_config(),
+        "jina-bert-qknorm": lambda: _jina_config(qk_norm=True),
         "modernbert": lambda: tr.ModernBertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS,
                                                   intermediate_size=FFN, num_hidden_layers=LAYERS,
                                                   max_position_embeddings=MAX_POS, global_attn_every_n_layers=2,
@@ -221,6 +227,13 @@ def _gte_config(**kw):
                      num_hidden_layers=LAYERS, max_position_embeddings=MAX_POS, **kw)
 
 
+def _jina_config(**kw):
+    from deploytool.testing.jina_bert import JinaBertConfig
+
+    return JinaBertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_attention_heads=HEADS, intermediate_size=FFN,
+                          num_hidden_layers=LAYERS, max_position_embeddings=MAX_POS, **kw)
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelCase:
     """One tiny model of the matrix: a family and a task (head)."""
@@ -236,7 +249,7 @@ class ModelCase:
         return self.family in ("bert", "bert-odd", "electra", "albert", "mobilebert", "mobilebert-ln", "deberta-v2",
                                "deberta-v3", "deberta-v2-ownpos", "ernie", "megatron-bert", "rembert", "roformer",
                                "big_bird", "splinter", "layoutlm", "nezha", "mra", "yoso", "nomic-bert",
-                               "nomic-bert-partial")
+                               "nomic-bert-partial", "jina-bert", "jina-bert-qknorm")
 
 
 MODELS = (
@@ -260,6 +273,7 @@ MODELS = (
     ModelCase("modernbert", "modernbert"),
     ModelCase("nomic-bert", "nomic-bert"),  # nomic-embed-text: stacked rotary Q/K/V, SwiGLU, post-LN (own code)
     ModelCase("gte", "gte"),  # gte-*-v1.5 / gte-multilingual: qkv split before its views, rotary, GLU (own code)
+    ModelCase("jina-bert", "jina-bert"),  # jina-embeddings-v2: ALiBi buffer on every layer's scores, GeGLU (own code)
     ModelCase("modernbert-seqcls", "modernbert", "sequence-classification"),
     ModelCase("ernie", "ernie"),
     ModelCase("data2vec-text", "data2vec-text"),
@@ -283,7 +297,9 @@ EXTRA_MODELS = (ModelCase("deberta-v2-ownpos", "deberta-v2-ownpos"),
                 # NomicBERT with rotary on half of each head's features (rotary_emb_fraction 0.5), the rest passed on
                 ModelCase("nomic-bert-partial", "nomic-bert-partial"),
                 # GTE with Q, K and V cut from qkv_proj's output by Slices of constant bounds instead of one Split
-                ModelCase("gte-slices", "gte-slices"))
+                ModelCase("gte-slices", "gte-slices"),
+                # JinaBERT's qk-post-norm variant: LayerNorms over all heads of Q and K (head edits must refuse)
+                ModelCase("jina-bert-qknorm", "jina-bert-qknorm"))
 MODEL_BY_NAME = {m.name: m for m in MODELS + EXTRA_MODELS}
 
 
@@ -308,6 +324,13 @@ def build_model(case: ModelCase, *, attn: str | None = None, seed: int = 0):
             raise ValueError("gte: feature extraction only (the hub's GTE embedding models)")
         cfg.attn = "eager" if attn == "eager" else "sdpa"  # SDPA: the code's default
         model = GteModel(cfg)
+    elif case.family.startswith("jina-bert"):
+        from deploytool.testing.jina_bert import JinaBertModel
+
+        if case.task != "feature-extraction":
+            raise ValueError("jina-bert: feature extraction only (the hub's jina-embeddings-v2 models)")
+        cfg.attn = "eager" if attn == "eager" else "torch"  # "torch" (SDPA): the hub configuration's
+        model = JinaBertModel(cfg)
     elif case.task == "feature-extraction":
         if case.family.startswith("t5"):  # the encoder alone (AutoModel is T5's encoder-decoder)
             if attn is not None:
@@ -578,9 +601,19 @@ def _ffn_widths(model) -> list[list[int]]:
         return [[la.mlp.fc2.in_features] for la in _layers(model)]
     if model.config.model_type == "new":
         return [[la.mlp.down_proj.in_features] for la in _layers(model)]
+    if model.config.model_type == "jina_bert":
+        return [[_jina_mlp(la)[2].in_features] for la in _layers(model)]
     if model.config.model_type == "t5":
         return [[la.layer[1].DenseReluDense.wo.in_features] for la in _layers(model)]
     return [[_get(mod, a).out_features for mod, a, _ in blocks] for blocks in _ffn_blocks(model)]
+
+
+def _jina_mlp(layer):
+    """(mlp, its projection to 2F, its projection back) of a JinaBERT layer (either variant)."""
+    mlp = layer.mlp
+    if hasattr(mlp, "up_gated_layer"):
+        return mlp, mlp.up_gated_layer, mlp.down_layer
+    return mlp, mlp.gated_layers, mlp.wo
 
 
 def _get(obj, path):
@@ -625,6 +658,19 @@ def _keep_ffn(model, keep: dict[int, list[int]]) -> None:
             t = torch.as_tensor(list(idx), dtype=torch.long)
             mlp.up_gate_proj = _slice_linear(mlp.up_gate_proj, torch.cat([t, t + f]), 0)
             mlp.down_proj = _slice_linear(mlp.down_proj, t, 1)
+            mlp.intermediate_size = len(idx)
+        return
+    if model.config.model_type == "jina_bert":
+        # GLU from one projection to 2F: gated_layers (its first F outputs through the activation, the rest not) and
+        # wo; the qk-post-norm variant's up_gated_layer (its first F outputs not through it) and down_layer. Neuron
+        # j is that projection's output rows j and F + j and the down projection's input column j
+        for i, idx in keep.items():
+            mlp, up, down = _jina_mlp(_layers(model)[i])
+            f = down.in_features
+            t = torch.as_tensor(list(idx), dtype=torch.long)
+            names = ("up_gated_layer", "down_layer") if hasattr(mlp, "up_gated_layer") else ("gated_layers", "wo")
+            setattr(mlp, names[0], _slice_linear(up, torch.cat([t, t + f]), 0))
+            setattr(mlp, names[1], _slice_linear(down, t, 1))
             mlp.intermediate_size = len(idx)
         return
     if model.config.model_type == "nomic_bert":
@@ -691,6 +737,37 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
             att.num_heads = len(keep)
             if hasattr(att, "all_head_size"):
                 att.all_head_size = len(keep) * d
+        return
+    if mt == "jina_bert":
+        # BERT's query/key/value viewed [bs, seq, heads, head_size] and output.dense, by module surgery (Jina's code
+        # keeps transformers' prune_heads, which leaves the shared ALiBi bias whole: it would add the wrong heads'
+        # slopes); each layer's attention gets its kept heads' planes of the bias [1, heads, S, S] (axis 1)
+        for i, layer in enumerate(_layers(model)):
+            heads = removed.get(i, [])
+            if not heads:
+                continue
+            att = layer.attention.self
+            d, h = att.attention_head_size, att.num_attention_heads
+            keep = [j for j in range(h) if j not in heads]
+            idx = torch.as_tensor([j * d + e for j in keep for e in range(d)], dtype=torch.long)
+            for name in ("query", "key", "value"):
+                setattr(att, name, _slice_linear(getattr(att, name), idx, 0))
+            for name in ("layer_norm_q", "layer_norm_k"):  # qk-post-norm: over all heads; sliced, not exact
+                if hasattr(att, name):
+                    ln = getattr(att, name)
+                    new = torch.nn.LayerNorm(len(idx), eps=ln.eps)
+                    with torch.no_grad():
+                        new.weight.copy_(ln.weight[idx])
+                        new.bias.copy_(ln.bias[idx])
+                    setattr(att, name, new)
+            layer.attention.output.dense = _slice_linear(layer.attention.output.dense, idx, 1)
+            att.num_attention_heads, att.all_head_size = len(keep), len(keep) * d
+            original, kept = att.forward, torch.as_tensor(keep, dtype=torch.long)
+
+            def fwd(x, mask, bias, _orig=original, _kept=kept):
+                return _orig(x, mask, bias.index_select(1, _kept))
+
+            att.forward = fwd
         return
     if mt in ("deberta", "deberta-v2", "big_bird"):
         # transformers has no prune_heads for DeBERTa nor BigBird: module surgery. BigBird's full self-attention
@@ -782,7 +859,7 @@ def _encoder_linears(model) -> list:
     if mt == "new":
         return [m for la in _layers(model) for m in (la.attention.qkv_proj, la.attention.o_proj,
                                                        la.mlp.up_gate_proj, la.mlp.down_proj)]
-    if mt in ("mobilebert", "t5") or mt in _BERT_LIKE:  # every projection of a layer (MobileBERT: with its stacked FFNs
+    if mt in ("mobilebert", "t5", "jina_bert") or mt in _BERT_LIKE:  # every projection of a layer (MobileBERT: with its stacked FFNs
         # and bottlenecks; the others: Q/K/V/O and the FFN, RemBERT's embedding projection being outside them)
         return [m for la in _layers(model) for m in la.modules() if isinstance(m, torch.nn.Linear)]
     # families the structure finder refuses: pack falls back to every MatMul/Gemm weight, i.e. every

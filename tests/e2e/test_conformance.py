@@ -156,6 +156,13 @@ FAMILIES = [
     ("gte", "torchscript-static", 1),  # ORT's Gemm form around down_proj, its input the GLU product (no saved shape)
     ("gte-slices", "torchscript-17", 0),  # qkv[..., :A], [A:2A], [2A:]: constant Slice bounds as head sites
     ("gte-slices", "dynamo", 0),
+    # JinaBERT v2 (jina-embeddings-v2; Jina's own code, restated in deploytool.testing.jina_bert): BERT's Q/K/V, one
+    # ALiBi buffer [1, heads, N, N] cut to [:S, :S], added to the mask (SDPA) or after it (eager) in every layer and
+    # gathered per layer to its kept heads; GeGLU from one gated_layers, the MLP's LayerNorm inside it
+    ("jina-bert", "torchscript-17", 0),
+    ("jina-bert", "dynamo", 99),
+    ("jina-bert", "torchscript-11", 2),  # eager attention: the mask added first, the bias inside the softmax
+    ("jina-bert", "dynamo-23", 0),  # ONNX's Attention with the mask + ALiBi sum as its attn_mask
 ]
 
 
