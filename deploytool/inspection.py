@@ -78,6 +78,9 @@ class LayerInfo:
     ffn_width: int
     activation: str
     fused_attention: bool
+    # False where a LayerNorm normalizes all heads' Q or K features together (QK norm): heads can be reordered, not
+    # removed
+    heads_removable: bool = True
 
 
 @dataclasses.dataclass
@@ -159,7 +162,7 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
         for layer in structure.layers:
             a = layer.attention
             layers.append(LayerInfo(layer.index, a.num_heads, a.head_size, layer.ffn_width, layer.ffn.activation,
-                                    a.fused is not None))
+                                    a.fused is not None, not a.head_norms))
     return InspectReport(
         path=str(path) if path is not None else "",
         file_bytes=_file_bytes(path, graph, sum(nbytes.values())) if path is not None else 0,
@@ -533,6 +536,10 @@ def _render_text(r: InspectReport) -> str:
         for x in r.layers:
             lines.append(f"  {x.index:<5}  {x.num_heads:<5}  {x.head_size:<9}  {x.ffn_width:<5}  "
                          f"{'fused' if x.fused_attention else 'unfused'}")
+        fixed = [x.index for x in r.layers if not x.heads_removable]
+        if fixed:
+            lines.append(f"  heads of {'every layer' if len(fixed) == len(r.layers) else f'layers {fixed}'} are "
+                         "normalized together (QK norm): reorder only, no head can be removed")
     lines.append(f"parameters  {r.total_params:,} total")
     for role in ROLES:
         lines.append(f"  {role:<11} {r.params_by_role[role]:>14,}  {_size(r.bytes_by_role[role]):>12}")

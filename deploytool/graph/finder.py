@@ -169,6 +169,7 @@ class _Finder:
         self._rel_nodes: dict[int, list[ir.Node]] = {}  # DeBERTa: per attention block, its position branch
         self._rotary_views: list[ir.Node] = []  # interleaved rotations traced through (unfused_attention reads them)
         self._rotary_ops: list[ir.Node] = []  # ONNX's RotaryEmbedding nodes traced through (their num_heads)
+        self._head_norms: list[ir.Node] = []  # LayerNorms over all heads traced through (AttentionBlock.head_norms)
         from deploytool.variant import packing_record
 
         self.packing = packing_record(self.meta)
@@ -406,6 +407,16 @@ class _Finder:
         lin, plumbing, _ = self.trace(v)
         return lin, plumbing
 
+    @staticmethod
+    def _head_norm(p: ir.Node) -> bool:
+        """True when ``p`` (LayerNormalization) normalizes the last axis alone with a constant 1-D scale (and bias)."""
+        axis = p.attributes["axis"].value if "axis" in p.attributes else -1
+        if p.domain not in ("", "ai.onnx") or axis != -1 or len(p.inputs) < 2 or len(p.outputs) < 1:
+            return False
+        consts = [const_tensor(i) for i in p.inputs[1:3] if i is not None]
+        return len(consts) == len([i for i in p.inputs[1:3] if i is not None]) and all(
+            len(c.shape) == 1 for c in consts)
+
     def trace(self, v: ir.Value | None, const_data: bool = False) -> tuple[Linear | None, list[ir.Node], dict | None]:
         """``trace_back`` that also looks through rotary position embeddings and the unbind of a packed
         QKV projection. The third element describes the unbind when there is one: ``{"index": part
@@ -461,6 +472,12 @@ class _Finder:
                 # head_size, alike for every head; its num_heads attribute (given for 3-D inputs, and by torch for
                 # 4-D ones too) is a head site
                 self._rotary_ops.append(p)
+                v = p.inputs[0]
+                continue
+            if p.op_type == "LayerNormalization" and part is None and self._head_norm(p):
+                # a norm over the projection's whole output, before its head view (QK norm): looked through, kept
+                # on the block (AttentionBlock.head_norms): heads may be reordered, not removed
+                self._head_norms.append(p)
                 v = p.inputs[0]
                 continue
             if p.op_type in ("Gather", "Squeeze") and (x := self._stacked(p)) is not None:
@@ -1322,6 +1339,7 @@ class _Finder:
         relative terms or score bias between them to read)."""
         self._rotary_views = []
         self._rotary_ops = []
+        self._head_norms = []
         q, q_pl, q_part = self.trace(q_in)
         k, k_pl, k_part = self.trace(k_in)
         v, v_pl, v_part = self.trace(v_in)
@@ -1456,6 +1474,15 @@ class _Finder:
                                score_bias=self.score_bias(score, softmax) if softmax is not None else [], qkv=qkv,
                                qkv_interleaved=interleaved)
         block.head_constants = self.head_constants(q_pl + k_pl + v_pl, (qkv, q, k, v), heads, head_size)
+        block.head_norms = []
+        for norm in dict.fromkeys(self._head_norms):
+            width = const_tensor(norm.inputs[1]).shape[0]
+            if width == head_size and width != heads * head_size:
+                continue  # each head normalized on its own after the view, one scale for all: heads stay separable
+            if width != heads * head_size:
+                raise StructureError(f"node '{_name(norm)}' (LayerNormalization): normalizes {width} features of a "
+                                     f"projection viewed as {heads} heads x {head_size}")
+            block.head_norms.append(norm)
         block.position_terms = len(position_terms)
         block.heads_inferred = not sites and rel is None and self._views_infer_heads(split, merge, head_size,
                                                                                     qkv is not None)
@@ -2426,7 +2453,8 @@ class _Finder:
                     raise StructureError(f"node '{_name(c)}' ({c.op_type}): the {what} result is not added to the "
                                          f"normalised layer input (nor to the un-normalised one of a pre-LayerNorm "
                                          f"block)")
-                return False, a, c.outputs[0], c.outputs[0]
+                h1 = self._renormed(c.outputs[0], a)
+                return False, a, h1, h1
             if r is not a and not self._normalizes(a, r):
                 raise StructureError(f"node '{_name(c)}' ({c.op_type}): the {what} result is added to a value that "
                                      f"is neither the attention input nor the stream it normalises")
@@ -2436,7 +2464,7 @@ class _Finder:
             r = srcs[1] if srcs[0] is y or c.inputs[0] is y else srcs[0]
             s = c.outputs[0]
             if r is a and not self._stream_continues(self.past_qdq(s)):
-                h1 = self.residual_norm(y, a, at, what)  # post-LN
+                h1 = self._renormed(self.residual_norm(y, a, at, what), a)  # post-LN
                 return False, a, h1, h1
             if r is a or self._normalizes(a, r):
                 s = self.past_qdq(s)
@@ -2449,8 +2477,24 @@ class _Finder:
                     r = self._uncast(r)  # T5 (TorchScript): the residual reads its norm's float Cast of x
                 return True, r, s, self.norm_after(s, c)
         # the post-LN finder's own message for anything else
-        h1 = self.residual_norm(y, a, at, what)
+        h1 = self._renormed(self.residual_norm(y, a, at, what), a)
         return False, a, h1, h1
+
+    def _renormed(self, h1: ir.Value, a: ir.Value) -> ir.Value:
+        """``LN(a + h1)`` where the post-LN attention block's output ``h1`` (``LN(a + y)``) is read only by a second
+        residual Add of the layer input ``a`` and its LayerNorm (JinaBERT's qk-post-norm layers: the FFN reads,
+        and adds back, that second norm's output); else ``h1``."""
+        c = single_consumer(self.past_qdq(h1))
+        if c is None or len(c.inputs) < 2 or {id(self.source(i)) for i in c.inputs[:2]} != {id(h1), id(a)}:
+            return h1
+        if c.op_type in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization"):
+            return h1 if self._sum_output(c) is not None else c.outputs[0]
+        if c.op_type not in ("Add", "Sum") or len(c.inputs) != 2:
+            return h1
+        try:
+            return self.layer_norm_after(c.outputs[0], c)
+        except StructureError:
+            return h1
 
     def pre_norm_residual(self, y: ir.Value, h1: ir.Value, at: ir.Node) -> tuple[ir.Value, ir.Node | None]:
         """(layer output, fused norm ending the layer) for a pre-LN FFN output ``y`` added to ``h1``."""

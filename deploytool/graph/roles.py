@@ -164,6 +164,11 @@ class AttentionBlock:
     # NeZha's functional relative positions: terms on the scores and the context that read a fixed table with
     # no head axis (the same for every head: a head edit leaves them alone; their views are head sites)
     position_terms: int = 0
+    # LayerNormalization nodes over all heads' features of Q or K (or V) between the projection and its head view
+    # (JinaBERT's qk-post-norm): each head's values depend on every head's through the norm's mean and variance.
+    # A pass may reorder heads (the statistics do not depend on the order; the norm's scale and bias are permuted
+    # with the features) but not remove any
+    head_norms: list[ir.Node] = dataclasses.field(default_factory=list)
 
     @property
     def relative(self) -> bool:

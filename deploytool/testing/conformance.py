@@ -3,7 +3,7 @@
 Every cell is one (model, exporter, ORT optimizer level, pass). The model is a random tiny
 transformers encoder of a family (BERT, RoBERTa, XLM-R, DistilBERT, ELECTRA, ALBERT, MPNet,
 MobileBERT, DeBERTa v1/v2/v3, ModernBERT, ERNIE, data2vec-text, XLM-R-XL, Megatron-BERT, RemBERT, RoFormer,
-ESM) and task; the exporter is what users run (optimum's exporter
+ESM, ...; NomicBERT, GTE and JinaBERT restated from their own code in ``deploytool.testing``) and task; the exporter is what users run (optimum's exporter
 with the model's default SDPA attention or eager attention, plain ``torch.onnx.export`` with every
 model output kept at opsets 14 and 17, at opset 17 without dynamic axes (static shapes), at opset 11 with
 eager attention (the legacy export many hub files come from) and that file upgraded to opset 17 with
@@ -16,7 +16,9 @@ padded batch, with an independent PyTorch reference:
 - head removal: transformers' own ``prune_heads`` (MPNet: plus the shared relative-position bias
   restricted to each layer's kept heads, which transformers 4.57 forgets; ModernBERT, which has no
   ``prune_heads``: module surgery on the packed ``Wqkv`` rows of the Q, K and V parts, ``Wo``'s columns
-  and the ``num_heads``/``all_head_size`` its forward reads);
+  and the ``num_heads``/``all_head_size`` its forward reads; JinaBERT: module surgery with the shared ALiBi bias
+  cut per layer to its kept heads, and none for its qk-post-norm variant, whose LayerNorms over all heads leave no
+  exact model without a head: the passes must refuse);
 - FFN neurons: ``nn.Linear`` surgery (ModernBERT's GeGLU ``Wi``: rows j and F + j); layers: a
   ``ModuleList`` subset (ALBERT, whose layers share one set of weights: fewer iterations; ModernBERT:
   each kept layer keeps its own local/global attention and rotary base, those of its original index);
@@ -274,6 +276,9 @@ MODELS = (
     ModelCase("nomic-bert", "nomic-bert"),  # nomic-embed-text: stacked rotary Q/K/V, SwiGLU, post-LN (own code)
     ModelCase("gte", "gte"),  # gte-*-v1.5 / gte-multilingual: qkv split before its views, rotary, GLU (own code)
     ModelCase("jina-bert", "jina-bert"),  # jina-embeddings-v2: ALiBi buffer on every layer's scores, GeGLU (own code)
+    # jina-embeddings-v2-base-code (jina-bert-v2-qk-post-norm): LayerNorms over all heads of Q and K (head removal
+    # refused), a second post-norm of the layer input plus the attention block's output before the MLP
+    ModelCase("jina-bert-qknorm", "jina-bert-qknorm"),
     ModelCase("modernbert-seqcls", "modernbert", "sequence-classification"),
     ModelCase("ernie", "ernie"),
     ModelCase("data2vec-text", "data2vec-text"),
@@ -297,9 +302,7 @@ EXTRA_MODELS = (ModelCase("deberta-v2-ownpos", "deberta-v2-ownpos"),
                 # NomicBERT with rotary on half of each head's features (rotary_emb_fraction 0.5), the rest passed on
                 ModelCase("nomic-bert-partial", "nomic-bert-partial"),
                 # GTE with Q, K and V cut from qkv_proj's output by Slices of constant bounds instead of one Split
-                ModelCase("gte-slices", "gte-slices"),
-                # JinaBERT's qk-post-norm variant: LayerNorms over all heads of Q and K (head edits must refuse)
-                ModelCase("jina-bert-qknorm", "jina-bert-qknorm"))
+                ModelCase("gte-slices", "gte-slices"))
 MODEL_BY_NAME = {m.name: m for m in MODELS + EXTRA_MODELS}
 
 
@@ -752,14 +755,9 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
             idx = torch.as_tensor([j * d + e for j in keep for e in range(d)], dtype=torch.long)
             for name in ("query", "key", "value"):
                 setattr(att, name, _slice_linear(getattr(att, name), idx, 0))
-            for name in ("layer_norm_q", "layer_norm_k"):  # qk-post-norm: over all heads; sliced, not exact
-                if hasattr(att, name):
-                    ln = getattr(att, name)
-                    new = torch.nn.LayerNorm(len(idx), eps=ln.eps)
-                    with torch.no_grad():
-                        new.weight.copy_(ln.weight[idx])
-                        new.bias.copy_(ln.bias[idx])
-                    setattr(att, name, new)
+            if att.qk_norm:  # the passes must refuse: a pass that writes such a model fails its cell
+                raise NotImplementedError("JinaBERT qk-post-norm: layer_norm_q / layer_norm_k normalize all heads' "
+                                          "features together; a model without a head has no exact equivalent")
             layer.attention.output.dense = _slice_linear(layer.attention.output.dense, idx, 1)
             att.num_attention_heads, att.all_head_size = len(keep), len(keep) * d
             original, kept = att.forward, torch.as_tensor(keep, dtype=torch.long)

@@ -861,3 +861,43 @@ def test_an_optimizer_level_that_changes_the_model_is_the_optimizers_failure(wor
     cells = _cells("yoso", "torchscript-11-upgraded", 1, work, passes=("int8", "fp16"))
     assert {c.status for c in cells} == {"n/a"}
     assert all("ORT optimizer failed" in c.detail and "something else than PyTorch" in c.detail for c in cells)
+
+
+# JinaBERT's qk-post-norm variant (jina-embeddings-v2-base-code): layer_norm_q / layer_norm_k normalize all heads'
+# features together, so no head can be removed exactly. The passes that remove heads refuse in one line naming the
+# norm; depth, FFN, reorder (the norms' scale and bias permuted with the heads) and the weight passes equal their
+# references. ORT level 1 fuses both residual norms of the layer (the second one reads the layer input again).
+QK_NORM = [("jina-bert-qknorm", "torchscript-17", 0), ("jina-bert-qknorm", "torchscript-14", 1)]
+
+
+@pytest.mark.parametrize("model,exporter,level", QK_NORM, ids=[f"{m}-{e}-O{lv}" for m, e, lv in QK_NORM])
+def test_qk_norm_refuses_head_removal_only(model, exporter, level, work):
+    cells = {c.pass_name: c for c in _cells(model, exporter, level, work)}
+    removing = {p for p in C.PASSES if p == "prune-heads" or (p.startswith("slice-") and float(p.split("-")[1]) < 1)}
+    assert removing and len(cells) == len(C.PASSES)
+    for name, c in cells.items():
+        if name in removing:
+            assert c.status == "refused", (name, c.status, c.detail)
+            assert "normalizes all" in c.detail and "QK norm" in c.detail and "LayerNormalization" in c.detail, c.detail
+        else:
+            assert c.status in ("equal", "close"), (name, c.status, c.detail)
+
+
+def test_qk_norm_head_removal_cli_one_line_exit_2(work):
+    """The CLI's refusal: exit 2, one line naming the layer and the norm, nothing written; a depth-only slice and
+    an FFN prune of the same file are written."""
+    src = C.export(C.MODEL_BY_NAME["jina-bert-qknorm"], "torchscript-17", work / "qknorm")
+    dst = work / "qknorm-heads.onnx"
+    r = CliRunner().invoke(main, ["prune-heads", str(src), "--heads", "1:0", "-o", str(dst)])
+    assert r.exit_code == 2, r.output
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "layer 1:" in lines[0] and "layer_norm_q" in lines[0], lines
+    assert not dst.exists()
+    r = CliRunner().invoke(main, ["inspect", str(src), "--json"])
+    assert r.exit_code == 0, r.output
+    assert [x["heads_removable"] for x in json.loads(r.stdout)["layers"]] == [False] * C.LAYERS
+    for argv in (["slice", str(src), "--width", "1", "--depth", "0.5"], ["prune-ffn", str(src), "--keep", "0.5"]):
+        out = work / f"qknorm-{argv[0]}.onnx"
+        r = CliRunner().invoke(main, [*argv, "-o", str(out)])
+        assert r.exit_code == 0, r.output
+        assert out.exists()
