@@ -169,7 +169,8 @@ class _Finder:
         self._rel_nodes: dict[int, list[ir.Node]] = {}  # DeBERTa: per attention block, its position branch
         self._rotary_views: list[ir.Node] = []  # interleaved rotations traced through (unfused_attention reads them)
         self._rotary_ops: list[ir.Node] = []  # ONNX's RotaryEmbedding nodes traced through (their num_heads)
-        self._head_norms: list[ir.Node] = []  # LayerNorms over all heads traced through (AttentionBlock.head_norms)
+        # norms over all heads traced through (AttentionBlock.head_norms): (input, per-feature constants, width)
+        self._head_norms: list[tuple[ir.Value, list[tuple[ir.Node, int]], int]] = []
         from deploytool.variant import packing_record
 
         self.packing = packing_record(self.meta)
@@ -407,15 +408,41 @@ class _Finder:
         lin, plumbing, _ = self.trace(v)
         return lin, plumbing
 
-    @staticmethod
-    def _head_norm(p: ir.Node) -> bool:
-        """True when ``p`` (LayerNormalization) normalizes the last axis alone with a constant 1-D scale (and bias)."""
-        axis = p.attributes["axis"].value if "axis" in p.attributes else -1
-        if p.domain not in ("", "ai.onnx") or axis != -1 or len(p.inputs) < 2 or len(p.outputs) < 1:
-            return False
-        consts = [const_tensor(i) for i in p.inputs[1:3] if i is not None]
-        return len(consts) == len([i for i in p.inputs[1:3] if i is not None]) and all(
-            len(c.shape) == 1 for c in consts)
+    def _head_norm(self, v: ir.Value) -> tuple[ir.Value, list[tuple[ir.Node, int]], int] | None:
+        """(the normalized value, its per-feature constants as (node, input index), their width) when ``v`` is a
+        LayerNorm over the last axis alone with constant 1-D scale (and bias): a LayerNormalization node, or the
+        decomposed ``Sub(x, ReduceMean(x)) / Sqrt(..) * gamma [+ beta]`` (opset 11/14 exports); else None."""
+        p = v.producer()
+        if p is None:
+            return None
+        if p.op_type == "LayerNormalization":
+            axis = p.attributes["axis"].value if "axis" in p.attributes else -1
+            if p.domain not in ("", "ai.onnx") or axis != -1 or len(p.inputs) < 2 or p.inputs[0] is None:
+                return None
+            params = [(p, i) for i in (1, 2) if len(p.inputs) > i and p.inputs[i] is not None]
+        elif p.op_type in ("Add", "Mul") and len(p.inputs) == 2:
+            x = self._norm_input(v)
+            if x is None or not any(c.op_type == "Sub" for c in consumers(x)) or not self._normalizes(v, x):
+                return None  # not the decomposed LayerNorm (NoNorm: no centring Sub)
+            params, n = [], v.producer()
+            while n is not None and n.op_type in ("Add", "Mul") and len(n.inputs) == 2:
+                i = next((j for j in (0, 1) if self._feature_const(n.inputs[j])), None)
+                if i is None:
+                    break
+                params.append((n, i))
+                n = n.inputs[1 - i].producer()
+            v_in = x
+        else:
+            return None
+        consts = [const_tensor(node.inputs[i]) for node, i in params]  # stored as they are (a pass permutes them)
+        if not params or any(c is None or c.size != max(c.shape, default=1) for c in consts):
+            return None
+        widths = {int(c.size) for c in consts}
+        if len(widths) != 1:
+            return None
+        if p.op_type == "LayerNormalization":
+            v_in = p.inputs[0]
+        return v_in, params, widths.pop()
 
     def trace(self, v: ir.Value | None, const_data: bool = False) -> tuple[Linear | None, list[ir.Node], dict | None]:
         """``trace_back`` that also looks through rotary position embeddings and the unbind of a packed
@@ -435,6 +462,13 @@ class _Finder:
                 return self.linear(p, const_data), plumbing, part
             if p.op_type == "Add" and (kernel := self._plane_kernel(p)) is not None:
                 return self.linear(kernel, const_data), plumbing, part
+            if part is None and p.op_type in ("LayerNormalization", "Add", "Mul") and \
+                    (norm := self._head_norm(v)) is not None:
+                # a norm over the projection's whole output, before its head view (QK norm): looked through, kept
+                # on the block (AttentionBlock.head_norms): heads may be reordered, not removed
+                self._head_norms.append(norm)
+                v = norm[0]
+                continue
             if p.op_type == "Add" and len(p.inputs) == 2:
                 a, b = p.inputs
                 if self.cone.is_const(b) and not self.cone.is_const(a):
@@ -472,12 +506,6 @@ class _Finder:
                 # head_size, alike for every head; its num_heads attribute (given for 3-D inputs, and by torch for
                 # 4-D ones too) is a head site
                 self._rotary_ops.append(p)
-                v = p.inputs[0]
-                continue
-            if p.op_type == "LayerNormalization" and part is None and self._head_norm(p):
-                # a norm over the projection's whole output, before its head view (QK norm): looked through, kept
-                # on the block (AttentionBlock.head_norms): heads may be reordered, not removed
-                self._head_norms.append(p)
                 v = p.inputs[0]
                 continue
             if p.op_type in ("Gather", "Squeeze") and (x := self._stacked(p)) is not None:
@@ -1474,15 +1502,19 @@ class _Finder:
                                score_bias=self.score_bias(score, softmax) if softmax is not None else [], qkv=qkv,
                                qkv_interleaved=interleaved)
         block.head_constants = self.head_constants(q_pl + k_pl + v_pl, (qkv, q, k, v), heads, head_size)
-        block.head_norms = []
-        for norm in dict.fromkeys(self._head_norms):
-            width = const_tensor(norm.inputs[1]).shape[0]
+        seen: set[int] = set()
+        for _, params, width in self._head_norms:
+            first = params[0][0]
+            if id(first) in seen:
+                continue
+            seen.add(id(first))
             if width == head_size and width != heads * head_size:
                 continue  # each head normalized on its own after the view, one scale for all: heads stay separable
             if width != heads * head_size:
-                raise StructureError(f"node '{_name(norm)}' (LayerNormalization): normalizes {width} features of a "
+                raise StructureError(f"node '{_name(first)}' ({first.op_type}): a norm of {width} features of a "
                                      f"projection viewed as {heads} heads x {head_size}")
-            block.head_norms.append(norm)
+            block.head_norms.append(first)
+            block.head_norm_params += params
         block.position_terms = len(position_terms)
         block.heads_inferred = not sites and rel is None and self._views_infer_heads(split, merge, head_size,
                                                                                     qkv is not None)

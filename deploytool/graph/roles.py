@@ -169,6 +169,9 @@ class AttentionBlock:
     # A pass may reorder heads (the statistics do not depend on the order; the norm's scale and bias are permuted
     # with the features) but not remove any
     head_norms: list[ir.Node] = dataclasses.field(default_factory=list)
+    # their per-feature constants (scale, bias) as (the node reading it, input index): LayerNormalization's inputs 1
+    # and 2, or the decomposed form's Mul by gamma and Add of beta
+    head_norm_params: list[tuple[ir.Node, int]] = dataclasses.field(default_factory=list)
 
     @property
     def relative(self) -> bool:

@@ -556,17 +556,16 @@ def keep_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int]) -> No
         return
     if att.head_norms and len(heads) != att.num_heads:
         norm = att.head_norms[0]
-        raise PassRefusedError(f"layer {layer.index}: node '{norm.name}' (LayerNormalization) normalizes all "
-                               f"{att.num_heads} heads' features together (QK norm): removing a head would change "
+        raise PassRefusedError(f"layer {layer.index}: a LayerNorm over all {att.num_heads} heads' features of Q or K "
+                               f"(QK norm, node '{norm.name}') ties the heads together: removing one would change "
                                "the others' values; reorder, FFN and depth passes apply")
     tag = f"L{layer.index}"
     idx = head_features(heads, att.head_size)
-    for norm in att.head_norms:  # a permutation: the norm's scale and bias follow their features
-        for i in (1, 2):
-            if len(norm.inputs) > i and norm.inputs[i] is not None:
-                value = norm.inputs[i]
-                norm.replace_input_with(i, new_initializer(graph, f"{value.name or 'head_norm'}__{tag}",
-                                                           np.take(get_array(value), idx)))
+    for node, i in att.head_norm_params:  # a permutation: the norms' scale and bias follow their features
+        value = node.inputs[i]
+        arr = get_array(value)
+        node.replace_input_with(i, new_initializer(graph, f"{value.name or 'head_norm'}__{tag}",
+                                                   np.take(arr, idx, axis=arr.ndim - 1)))
     if att.q is not None and att.k is not None and att.v is not None:
         for lin in (att.q, att.k, att.v):
             keep_out(graph, lin, idx, tag)
