@@ -741,34 +741,11 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
             if hasattr(att, "all_head_size"):
                 att.all_head_size = len(keep) * d
         return
-    if mt == "jina_bert":
-        # BERT's query/key/value viewed [bs, seq, heads, head_size] and output.dense, by module surgery (Jina's code
-        # keeps transformers' prune_heads, which leaves the shared ALiBi bias whole: it would add the wrong heads'
-        # slopes); each layer's attention gets its kept heads' planes of the bias [1, heads, S, S] (axis 1)
-        for i, layer in enumerate(_layers(model)):
-            heads = removed.get(i, [])
-            if not heads:
-                continue
-            att = layer.attention.self
-            d, h = att.attention_head_size, att.num_attention_heads
-            keep = [j for j in range(h) if j not in heads]
-            idx = torch.as_tensor([j * d + e for j in keep for e in range(d)], dtype=torch.long)
-            for name in ("query", "key", "value"):
-                setattr(att, name, _slice_linear(getattr(att, name), idx, 0))
-            if att.qk_norm:  # the passes must refuse: a pass that writes such a model fails its cell
-                raise NotImplementedError("JinaBERT qk-post-norm: layer_norm_q / layer_norm_k normalize all heads' "
-                                          "features together; a model without a head has no exact equivalent")
-            layer.attention.output.dense = _slice_linear(layer.attention.output.dense, idx, 1)
-            att.num_attention_heads, att.all_head_size = len(keep), len(keep) * d
-            original, kept = att.forward, torch.as_tensor(keep, dtype=torch.long)
-
-            def fwd(x, mask, bias, _orig=original, _kept=kept):
-                return _orig(x, mask, bias.index_select(1, _kept))
-
-            att.forward = fwd
-        return
-    if mt in ("deberta", "deberta-v2", "big_bird"):
-        # transformers has no prune_heads for DeBERTa nor BigBird: module surgery. BigBird's full self-attention
+    if mt in ("deberta", "deberta-v2", "big_bird", "jina_bert"):
+        # transformers has no prune_heads for DeBERTa nor BigBird: module surgery; JinaBERT too (Jina's code keeps
+        # transformers' prune_heads, which leaves the shared ALiBi bias whole and would add the wrong heads' slopes):
+        # BERT's query/key/value and output.dense, and each layer's attention gets its kept heads' planes of the bias
+        # [1, heads, S, S] (axis 1); none for its qk-post-norm variant (see below). BigBird's full self-attention
         # views query/key/value(h) as [bs, seq, num_attention_heads, attention_head_size] as v2 views its
         # projections, and merges the context back before attention.output.dense. v2's DisentangledSelfAttention
         # views each of query_proj/key_proj/value_proj(h) as [bs, seq, num_heads, head_size] (rows head * head_size + d); the
@@ -786,6 +763,16 @@ def _prune_heads(model, removed: dict[int, list[int]]) -> None:
             d, h = att.attention_head_size, att.num_attention_heads
             keep = [j for j in range(h) if j not in heads]
             idx = torch.as_tensor([j * d + e for j in keep for e in range(d)], dtype=torch.long)
+            if mt == "jina_bert":
+                if att.qk_norm:  # the passes must refuse: a pass that writes such a model fails its cell
+                    raise NotImplementedError("JinaBERT qk-post-norm: layer_norm_q / layer_norm_k normalize all "
+                                              "heads' features together; a model without a head has no exact equivalent")
+                original, kept = att.forward, torch.as_tensor(keep, dtype=torch.long)
+
+                def fwd(x, mask, bias, _orig=original, _kept=kept):
+                    return _orig(x, mask, bias.index_select(1, _kept))
+
+                att.forward = fwd
             if mt == "deberta":
                 rows3 = torch.as_tensor([3 * j * d + e for j in keep for e in range(3 * d)], dtype=torch.long)
                 att.in_proj = _slice_linear(att.in_proj, rows3, 0)
