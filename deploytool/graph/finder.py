@@ -1508,9 +1508,7 @@ class _Finder:
             if id(first) in seen:
                 continue
             seen.add(id(first))
-            if width == head_size and width != heads * head_size:
-                continue  # each head normalized on its own after the view, one scale for all: heads stay separable
-            if width != heads * head_size:
+            if width != heads * head_size:  # e.g. each head normalized on its own after the view: not seen yet
                 raise StructureError(f"node '{_name(first)}' ({first.op_type}): a norm of {width} features of a "
                                      f"projection viewed as {heads} heads x {head_size}")
             block.head_norms.append(first)
