@@ -21,12 +21,16 @@ from deploytool.export.config import ExportConfig, Exporter, Task
 @click.option("--validate/--no-validate", default=True, show_default=True,
               help="Compare with PyTorch on fixed inputs (lengths 8, 128 and a padded batch).")
 @click.option("--atol", type=float, default=1e-4, show_default=True, metavar="FLOAT", help="Max abs difference allowed in validation.")
-def export(model: str, task: str, output: str, opset: int | None, exporter: str, validate: bool, atol: float) -> None:
+@click.option("--trust-remote-code", is_flag=True, default=False,
+              help="Run the model folder's own modeling code (config.json auto_map: jina-embeddings-v2, "
+                   "nomic-embed-text, gte-*-v1.5); it executes that code.")
+def export(model: str, task: str, output: str, opset: int | None, exporter: str, validate: bool, atol: float,
+           trust_remote_code: bool) -> None:
     """Export a PyTorch/Hugging Face encoder to ONNX, validated against PyTorch."""
     from deploytool.export import export as run_export
 
     config = ExportConfig(model=model, task=Task(task), exporter=Exporter(exporter),
-                          opset=opset, validate=validate, atol=atol)
+                          opset=opset, validate=validate, atol=atol, trust_remote_code=trust_remote_code)
     result = run_export(config, output)
     for name, diff in result.max_abs_diff.items():
         click.echo(f"validation {name}: max abs diff {diff:.3g} (atol {result.atol:g})")

@@ -97,5 +97,5 @@ def export(config: ExportConfig, out_path: str | os.PathLike) -> ExportResult:
     """Export ``config.model`` to ``out_path`` (validated unless ``config.validate`` is False)."""
     check_writable(out_path)
     folder = resolve_model(config.model)
-    model = load_hf_model(folder, config.task)
+    model = load_hf_model(folder, config.task, trust_remote_code=config.trust_remote_code)
     return export_loaded(model, out_path, config)

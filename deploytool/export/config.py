@@ -52,7 +52,9 @@ class ExportConfig:
     opset: None = the exporter's default. validate: compare against PyTorch on fixed inputs and fail
       when the max abs difference exceeds ``atol``. source: what the ``deploytool.source`` metadata
       records (default: ``model``; a recipe gives a name that does not depend on its folder, so two
-      runs write byte-identical files).
+      runs write byte-identical files). trust_remote_code: load a folder whose config.json maps the model to
+      its own code (``auto_map``: jina-embeddings-v2, nomic-embed-text, gte-*-v1.5) by running that code; off,
+      such a folder is refused in one line.
     """
 
     model: str
@@ -62,6 +64,7 @@ class ExportConfig:
     validate: bool = True
     atol: float = 1e-4
     source: str | None = None
+    trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
         if not str(self.model).strip():
@@ -78,6 +81,8 @@ class ExportConfig:
                 or self.atol < 0:
             raise ConfigError(f"atol={self.atol!r} must be a finite number >= 0")
         object.__setattr__(self, "atol", float(self.atol))
+        if not isinstance(self.trust_remote_code, bool):
+            raise ConfigError(f"trust_remote_code={self.trust_remote_code!r} must be true or false")
 
 
 @dataclasses.dataclass(frozen=True)

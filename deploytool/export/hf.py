@@ -19,14 +19,25 @@ from deploytool.models import weight_files
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_hf_model", "architecture", "input_names", "max_sequence_length"]
+__all__ = ["load_hf_model", "architecture", "input_names", "max_sequence_length", "own_code"]
 
 
-def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRACTION, *, seed: int = 0):
+# the modules a task's head adds to the encoder: a checkpoint without them is the encoder alone (its head is made
+# at random, to be fine-tuned); any other weight missing means the folder is not the architecture its config names
+_HEAD_MODULES = {Task.FEATURE_EXTRACTION: frozenset({"pooler"}),
+                 Task.SEQUENCE_CLASSIFICATION: frozenset({"pooler", "classifier", "pre_classifier", "sequence_summary",
+                                                          "score", "head"})}
+
+
+def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRACTION, *, seed: int = 0,
+                  trust_remote_code: bool = False):
     """A transformers model from a local folder, in eval mode, eager attention, no network.
 
     For sequence-classification of a checkpoint without a classifier the head is initialised from
-    ``seed`` (deterministic), as transformers does with a warning.
+    ``seed`` (deterministic), as transformers does with a warning. A folder whose ``config.json`` maps the class
+    to its own code (``auto_map``: jina-embeddings-v2, nomic-embed-text, gte-*-v1.5) loads only with
+    ``trust_remote_code`` (that code runs here); without it, a one-line DeployError, never transformers' built-in
+    class of the same ``model_type`` with the weights it lacks made up (jina-embeddings-v2 says "bert").
     """
     import torch
     import transformers as tr
@@ -38,7 +49,8 @@ def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRA
         raise DeployError(f"model folder {folder} has no weights (model.safetensors or pytorch_model.bin)")
     use_safetensors = files[0].name.startswith("model.safetensors")
     auto = tr.AutoModel if task is Task.FEATURE_EXTRACTION else tr.AutoModelForSequenceClassification
-    encoder = _encoder_class(folder, task)
+    own_code(folder, auto.__name__, trust_remote_code)
+    encoder = _encoder_class(folder, task, trust_remote_code)
     if encoder is not None:
         auto = encoder
     torch.manual_seed(seed)
@@ -49,13 +61,20 @@ def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRA
         with contextlib.redirect_stdout(io.StringIO()):
             model, info = auto.from_pretrained(str(folder), local_files_only=True, attn_implementation="eager",
                                                use_safetensors=use_safetensors, weights_only=True,
-                                               torch_dtype=torch.float32, output_loading_info=True)
+                                               torch_dtype=torch.float32, output_loading_info=True,
+                                               trust_remote_code=trust_remote_code)  # False: never a prompt
     except Exception as e:
         msg = " ".join(str(e).split())[:240]
         raise DeployError(f"cannot load model from {folder} ({type(e).__name__}: {msg})") from e
     finally:
         tr.logging.set_verbosity(tr_level)
     missing = sorted(info.get("missing_keys") or [])
+    encoder_missing = [k for k in missing if not set(k.split(".")) & _HEAD_MODULES[task]]
+    if encoder_missing:
+        raise DeployError(f"{folder}: its weights have nothing for {len(encoder_missing)} of the "
+                          f"{type(model).__name__} encoder's tensors ({', '.join(encoder_missing[:3])}"
+                          f"{', ...' if len(encoder_missing) > 3 else ''}): the checkpoint is not the architecture "
+                          f"its config.json names ('{model.config.model_type}'); nothing exported")
     if missing:  # we silenced transformers' own warning above: say it once, plainly
         logger.warning("%s has no weights for %s: initialised at random (seed %d); its outputs mean nothing "
                        "until fine-tuned (deploytool train)", folder, ", ".join(missing[:4])
@@ -63,7 +82,37 @@ def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRA
     return model.eval()
 
 
-def _encoder_class(folder: Path, task: Task):
+def own_code(folder: Path, auto_class: str, trust: bool,
+             remedy: str = "pass --trust-remote-code to run that code") -> None:
+    """A one-line DeployError when ``folder``'s ``config.json`` maps ``auto_class`` (AutoModel, ...) to the folder's
+    own code and ``trust`` is False (``remedy`` says what to do), or when trusted code has no such class; the file
+    is read as JSON, nothing run."""
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # from_pretrained says what is wrong with the file
+    auto_map = config.get("auto_map") if isinstance(config, dict) else None
+    if not isinstance(auto_map, dict) or not auto_map:
+        return
+    entry = auto_map.get(auto_class)
+    kind = config.get("model_type", "?")
+    if trust:
+        if entry is None and auto_class != "AutoModel":
+            raise DeployError(f"{folder}: its own code (config.json auto_map: {', '.join(sorted(auto_map))}) has no "
+                              f"{auto_class}; export --task feature-extraction")
+        return
+    from transformers import CONFIG_MAPPING
+
+    code = entry if isinstance(entry, str) else next((v for v in auto_map.values() if isinstance(v, str)), "?")
+    builtin = (f"not transformers' own '{kind}' class, which would make up the weights it does not know"
+               if kind in CONFIG_MAPPING else f"transformers has no '{kind}'")
+    raise DeployError(f"{folder}: config.json's auto_map loads it with the folder's own code ({code}; {builtin}); "
+                      f"{remedy} (it executes {code.split('.')[0]}.py from the folder)")
+
+
+def _encoder_class(folder: Path, task: Task, trust_remote_code: bool = False):
     """transformers' encoder-only class of an encoder-decoder folder (T5, mT5, UMT5: ``T5EncoderModel`` ...):
     feature extraction exports its encoder (a full checkpoint's decoder weights are left unread). None for an
     encoder model; a one-line DeployError where there is no encoder-only class, or for a classifier (T5's
@@ -71,7 +120,7 @@ def _encoder_class(folder: Path, task: Task):
     import transformers as tr
 
     try:
-        config = tr.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+        config = tr.AutoConfig.from_pretrained(str(folder), local_files_only=True, trust_remote_code=trust_remote_code)
     except Exception:  # from_pretrained below says what is wrong with the folder
         return None
     named = [a for a in (getattr(config, "architectures", None) or []) if a.endswith("EncoderModel")]
@@ -100,16 +149,21 @@ def _cfg(config, *names, default=None):
 def architecture(model) -> dict[str, int | str]:
     """family, num_layers, num_heads, head_size, hidden_size, ffn_size of a transformers encoder."""
     c = model.config
-    hidden = int(_cfg(c, "hidden_size", "dim"))
-    heads = int(_cfg(c, "num_attention_heads", "n_heads"))
+    family = str(c.model_type)
+    if getattr(c, "auto_map", None):  # its own code (jina-embeddings-v2 says "bert"): named by its module paths
+        from deploytool.graph.finder import family_of_names
+
+        family = family_of_names(n for n, _ in model.named_parameters()) or family
+    hidden = int(_cfg(c, "hidden_size", "dim", "n_embd"))  # n_embd ...: GPT-2-style names (NomicBERT's config)
+    heads = int(_cfg(c, "num_attention_heads", "n_heads", "n_head"))
     return {
-        "family": str(c.model_type),
-        "num_layers": int(_cfg(c, "num_hidden_layers", "n_layers")),
+        "family": family,
+        "num_layers": int(_cfg(c, "num_hidden_layers", "n_layers", "n_layer")),
         "num_heads": heads,
         # T5's d_kv: its heads need not tile d_model (t5-11b: 128 heads x 128 over 1024)
         "head_size": int(_cfg(c, "d_kv", default=hidden // heads)),
         "hidden_size": hidden,
-        "ffn_size": int(_cfg(c, "intermediate_size", "hidden_dim", "d_ff")),
+        "ffn_size": int(_cfg(c, "intermediate_size", "hidden_dim", "d_ff", "n_inner", default=4 * hidden)),
         "vocab_size": int(c.vocab_size),
         "max_position_embeddings": max_sequence_length(model),
     }

@@ -3122,8 +3122,13 @@ def family_hint(model: ir.Model) -> str | None:
     meta = dict(model.metadata_props).get("deploytool.family")
     if meta:
         return meta
-    names = [(n.name or "").lower() for n in model.graph]
-    names += [(k or "").lower() for k in model.graph.initializers]
+    return family_of_names([n.name or "" for n in model.graph] + [k or "" for k in model.graph.initializers])
+
+
+def family_of_names(names) -> str | None:
+    """The family whose module paths (:data:`_FAMILY_SIGNATURES`) appear in ``names`` (node, initializer or
+    PyTorch parameter names), if any."""
+    names = [nm.lower() for nm in names]
     for fam, keys in _FAMILY_SIGNATURES:
         if any(k in nm for nm in names for k in keys):
             return fam

@@ -58,9 +58,14 @@ def load_classifier(name_or_path: str | os.PathLike, *, num_labels: int | None =
     """
     import transformers as tr
 
+    from deploytool.export.hf import own_code
+
     folder = resolve_folder(name_or_path)
+    own_code(Path(folder), "AutoModelForSequenceClassification", False,
+             remedy="deploytool trains transformers' own architectures only: fine-tune it with its own code, then "
+                    "export it (deploytool export --trust-remote-code) or bring its ONNX file")
     _quiet_transformers()
-    cfg = tr.AutoConfig.from_pretrained(folder)
+    cfg = tr.AutoConfig.from_pretrained(folder, trust_remote_code=False)
     archs = cfg.architectures or []
     has_head = any("SequenceClassification" in a for a in archs)
     kw = {}

@@ -135,10 +135,14 @@ def embed_torch(folder: Path, tok, texts: list[str], *, max_length: int = 128, b
 
     from deploytool.train.checkpoint import resolve_folder
 
+    from deploytool.export.hf import own_code
+
     tr.logging.set_verbosity_error()
     folder = resolve_folder(folder)
+    own_code(Path(folder), "AutoModel", False,
+             remedy="its PyTorch reference would need that code, which deploytool does not run here")
     try:
-        model = tr.AutoModel.from_pretrained(folder).eval()
+        model = tr.AutoModel.from_pretrained(folder, trust_remote_code=False).eval()
     except (OSError, ValueError) as e:
         raise InputFileError(f"{folder}: cannot load the reference model ({' '.join(str(e).split())[:160]})") from e
     out = None
