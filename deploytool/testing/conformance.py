@@ -201,7 +201,8 @@ def _configs() -> dict[str, Callable]:
         # down(act(gate) * up) from one up_gate_proj, post-LayerNorm, no token types (gte-base-en-v1.5's)
         "gte": lambda: _gte_config(),
         "gte-slices": lambda: _gte_config(qkv_split="slice"),
-        # JinaBERT v2 (jina-embeddings-v2; not in transformers: deploytool.testing.jina_bert restates it): BERT's
+        # JinaBERT v2 (jina-embeddings-v2; not in transformers: deploytool.testing.jina_bert restates it; optimum exports
+        # it from a hub-like folder of its own code, deploytool.testing.hub_folder, as for the hub's): BERT's
         # Q/K/V, an ALiBi buffer [1, heads, N, N] cut to [:S, :S] and added with the mask in every layer, GeGLU
         # wo(gelu(gated) * non_gated) from one gated_layers with the LayerNorm inside the MLP, no absolute positions;
         # "-qknorm": jina-bert-v2-qk-post-norm (jina-embeddings-v2-base-code), a LayerNorm over all heads of Q and K
@@ -427,6 +428,15 @@ def export(case: ModelCase, exporter: str, folder: Path) -> Path:
                 raise ValueError("optimum always exports the attention mask (no input_ids-only export)")
 
             out = folder / f"{case.name}-{exporter}"
+            if case.family.startswith("jina-bert"):
+                # as a user runs optimum on the hub's folder (--trust-remote-code): its config says "bert", so
+                # optimum exports Jina's own code with BERT's ONNX configuration; the folder holds this model's weights
+                import transformers as tr
+
+                from deploytool.testing.hub_folder import write_hub_folder
+
+                hub = write_hub_folder("jina-bert", folder / f"{case.name}-{exporter}-hub", model=model)
+                model = tr.AutoModel.from_pretrained(str(hub), trust_remote_code=True, local_files_only=True).eval()
             onnx_export_from_model(model, out, task=case.task, do_validation=False)
             os.replace(out / "model.onnx", path)
         elif exporter == "torchscript-static":  # the shape of feeds(case), which the cells run

@@ -78,9 +78,10 @@ class HubModel(PreTrainedModel):
 '''
 
 
-def write_hub_folder(family: str, folder: Path, config_kw: dict | None = None, seed: int = 0) -> Path:
-    """A hub-style own-code folder of ``family`` (a key of :data:`HUB_CODE`) in ``folder``; its weights are the
-    restated model's at ``seed`` with random LayerNorms and biases (as the conformance matrix's)."""
+def write_hub_folder(family: str, folder: Path, config_kw: dict | None = None, seed: int = 0, model=None) -> Path:
+    """A hub-style own-code folder of ``family`` (a key of :data:`HUB_CODE`) in ``folder``; its weights are
+    ``model``'s (a restated model of that family) or, without one, the restated model's at ``seed`` with random
+    LayerNorms and biases."""
     import importlib
 
     import torch
@@ -90,14 +91,17 @@ def write_hub_folder(family: str, folder: Path, config_kw: dict | None = None, s
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     mod = importlib.import_module(module)
-    cfg = getattr(mod, config_cls)(**(config_kw or {}))
-    torch.manual_seed(seed)
-    model = getattr(mod, model_cls)(cfg).eval()
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if n.endswith("bias") or p.dim() == 1:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1 + (1.0 if n.endswith("weight") else 0.0))
+    if model is not None:
+        cfg = model.config
+    else:
+        cfg = getattr(mod, config_cls)(**(config_kw or {}))
+        torch.manual_seed(seed)
+        model = getattr(mod, model_cls)(cfg).eval()
+        g = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if n.endswith("bias") or p.dim() == 1:
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.1 + (1.0 if n.endswith("weight") else 0.0))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
     d = {k: v for k, v in cfg.to_dict().items() if k not in ("transformers_version", "model_type", "architectures")}
     for ours, hub in names.items():

@@ -48,13 +48,15 @@ class JinaBertConfig(PretrainedConfig):
 
     def __init__(self, vocab_size=99, hidden_size=32, num_attention_heads=4, intermediate_size=40,
                  num_hidden_layers=2, type_vocab_size=2, layer_norm_eps=1e-12, max_position_embeddings=64,
-                 feed_forward_type="geglu", attn_implementation="torch", qk_norm=False, **kw):
+                 feed_forward_type="geglu", attn="torch", qk_norm=False, **kw):
         super().__init__(**kw)
         self.vocab_size, self.hidden_size, self.num_attention_heads = vocab_size, hidden_size, num_attention_heads
         self.intermediate_size, self.num_hidden_layers, self.type_vocab_size = (intermediate_size, num_hidden_layers,
                                                                                 type_vocab_size)
         self.layer_norm_eps, self.max_position_embeddings = layer_norm_eps, max_position_embeddings
-        self.feed_forward_type, self.attn, self.qk_norm = feed_forward_type, attn_implementation, qk_norm
+        # attn: the hub configuration's own "attn_implementation" field ("torch" or eager), renamed here: transformers
+        # reads that name as its own setting
+        self.feed_forward_type, self.attn, self.qk_norm = feed_forward_type, attn, qk_norm
 
 
 def alibi_slopes(n: int) -> list[float]:

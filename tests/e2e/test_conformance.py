@@ -163,6 +163,8 @@ FAMILIES = [
     ("jina-bert", "dynamo", 99),
     ("jina-bert", "torchscript-11", 2),  # eager attention: the mask added first, the bias inside the softmax
     ("jina-bert", "dynamo-23", 0),  # ONNX's Attention with the mask + ALiBi sum as its attn_mask
+    # optimum on the hub's folder with its own code (config.json says "bert": BERT's ONNX configuration), ORT-fused
+    ("jina-bert", "optimum", 99),
 ]
 
 
