@@ -109,3 +109,17 @@ def test_training_an_own_code_folder_is_refused(tmp_path):
     with pytest.raises(DeployError, match="trains transformers' own architectures only") as e:
         load_classifier(folder, num_labels=2)
     assert "\n" not in str(e.value)
+
+
+def test_architecture_reads_gpt2_style_config_names():
+    """NomicBERT's hub configuration is GPT-2 style (n_embd, n_head, n_layer, n_inner; n_inner None = 4 x n_embd)."""
+    from types import SimpleNamespace
+
+    from deploytool.export.hf import architecture
+
+    cfg = SimpleNamespace(model_type="nomic_bert", n_embd=64, n_head=4, n_layer=3, n_inner=None, vocab_size=99,
+                          max_position_embeddings=None, n_positions=2048)
+    model = SimpleNamespace(config=cfg, named_parameters=lambda: iter(()))
+    a = architecture(model)
+    assert (a["hidden_size"], a["num_heads"], a["num_layers"], a["ffn_size"], a["head_size"]) == (64, 4, 3, 256, 16)
+    assert a["max_position_embeddings"] == 2048
