@@ -112,6 +112,11 @@ def echo_result(result, output: str, *, shrinks: bool = True) -> None:
         click.echo(f"  rounding {s['rounding']}: {s['rule']}")
     if "importance" in s:
         click.echo(f"  importance: {s['importance']}")
+    if "alibi_table_bytes_computed" in s:
+        from deploytool.units import fmt_bytes
+
+        click.echo(f"  ALiBi table ({fmt_bytes(s['alibi_table_bytes_computed'])}) written as the computation of its "
+                   "values (the same float32 values at run time)")
     for skip in result.skipped:
         click.echo(f"  skipped {skip.node}: {skip.reason}")
     echo_gate(result.gate)

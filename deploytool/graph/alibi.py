@@ -1,0 +1,155 @@
+"""ALiBi tables stored whole, written back as the computation they hold.
+
+JinaBERT v2 (jina-embeddings-v2) keeps one buffer ``alibi = -slope_h * |i - j|`` of ``[1, heads, N, N]`` for ``N =
+max_position_embeddings`` and cuts ``[:, :, :S, :S]`` from it in each forward. An export stores that buffer as a
+constant: 12 x 8192 x 8192 float32 values, 3.2 GB beside 0.55 GB of weights for jina-embeddings-v2-base-en
+(huggingface/optimum#1800: "Cannot export jinaai models to onnx format because the model is > 2Gb").
+
+:func:`compute_alibi_tables` finds such a constant read only through Slices that cut its last two axes from 0, checks
+that every value is ``t[0, h, 0, 1] * |i - j|`` exactly in float32 (the per-head slope read from the table itself;
+any other table is left alone), and replaces the cut by ``Cast(|Range(S2) - Range(S1)^T|) * slopes`` of the same
+``[1, heads, S1, S2]``: the same float32 products, computed at run time from the cut's own ends, and the table is
+gone from the file. An end beyond N, where the cut table fails to broadcast against the scores, now gives the
+longer table (as Jina's code rebuilds it for longer inputs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from deploytool.graph._util import const_tensor, small_const
+
+__all__ = ["compute_alibi_tables"]
+
+_ROWS = 256  # rows of one head checked at a time (8192-wide rows: 8 MB of float32)
+
+
+def _cut(value: ir.Value) -> tuple[list[ir.Node], dict[int, ir.Value], ir.Value] | None:
+    """(the Slices, {axis 2/3: its end value}, the cut's output) when ``value`` ([1, H, N, N]) is read by one Slice
+    (or a chain of two) cutting axes 2 and 3 from 0 in steps of 1; else None."""
+    nodes: list[ir.Node] = []
+    ends: dict[int, ir.Value] = {}
+    v = value
+    while len(ends) < 2:
+        readers = list(v.consumers())
+        if len(readers) != 1 or readers[0].op_type != "Slice" or readers[0].inputs[0] is not v:
+            return None
+        s = readers[0]
+        if len(s.inputs) < 4 or s.inputs[3] is None:
+            return None
+        starts, axes = small_const(s.inputs[1]), small_const(s.inputs[3])
+        steps = small_const(s.inputs[4]) if len(s.inputs) > 4 and s.inputs[4] is not None else None
+        if starts is None or axes is None or starts.size != axes.size:
+            return None
+        if steps is not None and (steps.size != axes.size or np.any(steps != 1)):
+            return None
+        axes_list = [int(a) + 4 if int(a) < 0 else int(a) for a in axes.reshape(-1)]
+        if np.any(starts != 0) or any(a not in (2, 3) or a in ends for a in axes_list):
+            return None
+        if len(axes_list) == 1:
+            ends[axes_list[0]] = s.inputs[2]
+        else:  # one Slice for both axes: its ends are a 2-element tensor, taken apart below
+            ends.update({a: (s.inputs[2], k) for k, a in enumerate(axes_list)})
+        nodes.append(s)
+        v = s.outputs[0]
+    return nodes, ends, v
+
+
+def _slopes(t: np.ndarray) -> np.ndarray | None:
+    """The per-head factors of ``t`` ([1, H, N, N] float32) when ``t[0, h, i, j] == f_h * |i - j|`` exactly for
+    every value (float32 products); else None."""
+    if t.shape[2] < 2:
+        return None
+    f = np.ascontiguousarray(t[0, :, 0, 1]).astype(np.float32)
+    n = t.shape[2]
+    cols = np.arange(n, dtype=np.int64)
+    want = np.empty((_ROWS, n), np.float32)
+    for i in range(0, n, _ROWS):  # each block of distances once, for every head
+        rows = np.arange(i, min(i + _ROWS, n), dtype=np.int64)
+        d = np.abs(cols[None, :] - rows[:, None]).astype(np.float32)
+        w = want[: len(rows)]
+        for h in range(t.shape[1]):
+            np.multiply(d, f[h], out=w)
+            if not np.array_equal(t[0, h, i:i + len(rows)], w):
+                return None
+    return f
+
+
+def _scalar(graph: ir.Graph, node: ir.Node, end, tag: str) -> ir.Value:
+    """The end as a scalar int64 value, computed before ``node`` (the cut's last Slice: every end is known there): a 1-element end reshaped to []; the k-th element
+    of a 2-element end gathered."""
+    from deploytool.passes._surgery import new_initializer
+
+    new: list[ir.Node] = []
+    if isinstance(end, tuple):
+        value, k = end
+        idx = new_initializer(graph, f"{tag}_k{k}", np.asarray(k, dtype=np.int64))
+        g = ir.node("Gather", [value, idx], attributes={"axis": 0}, name=f"{tag}_end{k}")
+        new.append(g)
+        out = g.outputs[0]
+    else:
+        shape = new_initializer(graph, f"{tag}_scalar", np.zeros(0, dtype=np.int64))
+        r = ir.node("Reshape", [end, shape], name=f"{tag}_end")
+        new.append(r)
+        out = r.outputs[0]
+    graph.insert_before(node, new)
+    return out
+
+
+def compute_alibi_tables(model: ir.Model) -> int:
+    """Replace each whole ALiBi table of ``model`` cut to ``[:, :, :S1, :S2]`` by its run-time computation (see the
+    module doc); returns how many bytes of constants it removed."""
+    from deploytool.passes._surgery import new_initializer
+
+    graph = model.graph
+    candidates: list[ir.Value] = [v for v in graph.initializers.values()]
+    candidates += [n.outputs[0] for n in graph if n.op_type == "Constant" and n.outputs]
+    removed = 0
+    for k, value in enumerate(candidates):
+        shape = value.shape
+        if shape is None or len(shape) != 4 or not all(isinstance(d, int) for d in shape):
+            t = const_tensor(value)
+            shape = tuple(t.shape) if t is not None else None
+        if shape is None or len(shape) != 4 or shape[0] != 1 or shape[2] != shape[3] or shape[2] < 2 or shape[1] < 1:
+            continue
+        cut = _cut(value)
+        if cut is None:
+            continue
+        t = const_tensor(value)
+        if t is None or t.dtype != ir.DataType.FLOAT:
+            continue
+        f = _slopes(t.numpy())
+        if f is None:
+            continue
+        nodes, ends, out = cut
+        last = nodes[-1]
+        tag = f"alibi{k}"
+        s_rows = _scalar(graph, last, ends[2], f"{tag}_rows")
+        s_cols = _scalar(graph, last, ends[3], f"{tag}_cols")
+        zero = new_initializer(graph, f"{tag}_zero", np.asarray(0, dtype=np.int64))
+        one = new_initializer(graph, f"{tag}_one", np.asarray(1, dtype=np.int64))
+        col_shape = new_initializer(graph, f"{tag}_colshape", np.asarray([-1, 1], dtype=np.int64))
+        row_shape = new_initializer(graph, f"{tag}_rowshape", np.asarray([1, -1], dtype=np.int64))
+        factors = new_initializer(graph, f"{tag}_slopes", f.reshape(1, -1, 1, 1))
+        r_rows = ir.node("Range", [zero, s_rows, one], name=f"{tag}_range_rows")
+        r_cols = ir.node("Range", [zero, s_cols, one], name=f"{tag}_range_cols")
+        i = ir.node("Reshape", [r_rows.outputs[0], col_shape], name=f"{tag}_i")
+        j = ir.node("Reshape", [r_cols.outputs[0], row_shape], name=f"{tag}_j")
+        d = ir.node("Sub", [j.outputs[0], i.outputs[0]], name=f"{tag}_sub")
+        a = ir.node("Abs", [d.outputs[0]], name=f"{tag}_abs")
+        c = ir.node("Cast", [a.outputs[0]], attributes={"to": int(ir.DataType.FLOAT)}, name=f"{tag}_cast")
+        m = ir.node("Mul", [c.outputs[0], factors], name=f"{tag}_mul")
+        graph.insert_before(last, [r_rows, r_cols, i, j, d, a, c, m])
+        m.outputs[0].name = f"{tag}_bias"
+        out.replace_all_uses_with(m.outputs[0])
+        for n in reversed(nodes):
+            graph.remove(n, safe=True)
+        if not list(value.consumers()):
+            removed += int(t.nbytes)
+            producer = value.producer()
+            if producer is not None:
+                graph.remove(producer, safe=True)
+            elif value.name in graph.initializers:
+                graph.initializers.pop(value.name)
+    return removed

@@ -1,0 +1,78 @@
+"""A whole ALiBi table cut to the sequence (JinaBERT's buffer: 3.2 GB in jina-embeddings-v2-base-en's export,
+huggingface/optimum#1800) is written as the run-time computation of the same float32 values by every pass; a
+table that is not exactly ``slope_h * |i - j|`` is left as it is. Checked on a TorchScript export of the restated
+JinaBERT with a 512-position table, against ONNX Runtime's outputs of the input file."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+from onnx import numpy_helper
+
+from deploytool.cli import main
+from deploytool.runtime.infer import run_onnx
+from deploytool.testing.jina_bert import JinaBertConfig, JinaBertModel
+
+N, HEADS = 512, 6
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    torch.manual_seed(0)
+    model = JinaBertModel(JinaBertConfig(vocab_size=99, hidden_size=24, num_attention_heads=HEADS, intermediate_size=40,
+                                         num_hidden_layers=2, max_position_embeddings=N)).eval()
+    path = tmp_path_factory.mktemp("alibi") / "jina.onnx"
+    ids = torch.randint(3, 90, (2, 7))
+    torch.onnx.export(model, (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(path),
+                      input_names=["input_ids", "attention_mask", "token_type_ids"],
+                      output_names=["last_hidden_state", "pooler_output"], opset_version=17, dynamo=False,
+                      dynamic_axes={n: {0: "batch", 1: "seq"} for n in ("input_ids", "attention_mask", "token_type_ids")})
+    return path
+
+
+def _feeds(seq=9):
+    rng = np.random.default_rng(0)
+    ids = rng.integers(3, 90, size=(2, seq)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[1, 5:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+
+
+def _tables(path):
+    m = onnx.load(str(path))
+    found = [list(t.dims) for t in m.graph.initializer if list(t.dims) == [1, HEADS, N, N]]
+    found += [list(a.t.dims) for n in m.graph.node if n.op_type == "Constant" for a in n.attribute
+              if list(a.t.dims) == [1, HEADS, N, N]]
+    return found
+
+
+def test_table_written_as_its_computation(export, tmp_path):
+    assert _tables(export)  # the export stores the whole table
+    dst = tmp_path / "out.onnx"
+    r = CliRunner().invoke(main, ["reorder", str(export), "-o", str(dst)])
+    assert r.exit_code == 0, r.output
+    assert "ALiBi table (6.29 MB) written as the computation" in r.output, r.output
+    assert not _tables(dst)
+    assert dst.stat().st_size < export.stat().st_size / 4
+    for seq in (9, 40):
+        a, b = run_onnx(export, _feeds(seq)), run_onnx(dst, _feeds(seq))
+        np.testing.assert_allclose(b["last_hidden_state"], a["last_hidden_state"], atol=1e-5)
+
+
+def test_another_table_is_left_alone(export, tmp_path):
+    m = onnx.load(str(export))
+    node = next(n for n in m.graph.node if n.op_type == "Constant" and any(list(a.t.dims) == [1, HEADS, N, N]
+                                                                           for a in n.attribute))
+    t = numpy_helper.to_array(node.attribute[0].t).copy()
+    t[0, 3, 100, 7] += 0.5  # one value off the rule
+    node.attribute[0].t.CopyFrom(numpy_helper.from_array(t, node.attribute[0].t.name))
+    edited = tmp_path / "edited.onnx"
+    onnx.save(m, str(edited))
+    dst = tmp_path / "out.onnx"
+    r = CliRunner().invoke(main, ["reorder", str(edited), "-o", str(dst)])
+    assert r.exit_code == 0, r.output
+    assert "ALiBi" not in r.output
+    assert _tables(dst)
