@@ -107,6 +107,8 @@ def compute_alibi_tables(model: ir.Model) -> int:
     candidates += [n.outputs[0] for n in graph if n.op_type == "Constant" and n.outputs]
     removed = 0
     for k, value in enumerate(candidates):
+        if value.is_graph_input() or value.is_graph_output():
+            continue  # a table a caller may feed (an initializer listed as an input) or reads stays as it is
         shape = value.shape
         if shape is None or len(shape) != 4 or not all(isinstance(d, int) for d in shape):
             t = const_tensor(value)
