@@ -76,3 +76,22 @@ def test_another_table_is_left_alone(export, tmp_path):
     assert r.exit_code == 0, r.output
     assert "ALiBi" not in r.output
     assert _tables(dst)
+
+
+def test_a_table_that_is_a_graph_input_is_left_alone(export):
+    """An initializer listed among the graph's inputs (a caller may feed another table) keeps its place."""
+    import onnx_ir as ir
+
+    from deploytool.graph.alibi import compute_alibi_tables
+
+    m = onnx.load(str(export))
+    node = next(n for n in m.graph.node if n.op_type == "Constant" and any(list(a.t.dims) == [1, HEADS, N, N]
+                                                                           for a in n.attribute))
+    t = numpy_helper.to_array(node.attribute[0].t)
+    m.graph.node.remove(node)
+    m.graph.initializer.append(numpy_helper.from_array(t, node.output[0]))
+    m.graph.input.append(onnx.helper.make_tensor_value_info(node.output[0], onnx.TensorProto.FLOAT, list(t.shape)))
+    model = ir.serde.deserialize_model(m)
+    assert compute_alibi_tables(model) == 0
+    m2 = onnx.load(str(export))
+    assert compute_alibi_tables(ir.serde.deserialize_model(m2)) == t.nbytes  # the same table as a Constant: rewritten
