@@ -76,11 +76,31 @@ def _slopes(t: np.ndarray) -> np.ndarray | None:
     return f
 
 
-def _scalar(graph: ir.Graph, node: ir.Node, end, tag: str) -> ir.Value:
-    """The end as a scalar int64 value, computed before ``node`` (the cut's last Slice: every end is known there): a 1-element end reshaped to []; the k-th element
-    of a 2-element end gathered."""
+def _named(graph: ir.Graph, nodes: list[ir.Node]) -> list[ir.Node]:
+    """``nodes`` with node and output names no node or value of ``graph`` has yet (an export's own ``val_N``
+    names would otherwise collide with the ones onnx_ir makes up)."""
+    from deploytool.passes._surgery import _new_node_name, _new_value_name
+
+    for n in nodes:
+        n.name = _new_node_name(graph, n.name)
+        for o in n.outputs:
+            o.name = _new_value_name(graph, f"{n.name}_out")
+    return nodes
+
+
+def _scalar(graph: ir.Graph, node: ir.Node, end, tag: str, n: int) -> ir.Value:
+    """The end as a scalar int64 value, computed before ``node`` (the cut's last Slice: every end is known there):
+    a constant end as Slice reads it (negative from the back, clamped to the table's ``n``); else a 1-element end
+    reshaped to [], the k-th element of a 2-element end gathered. (ORT's transformer optimizer drops a Reshape of
+    a constant [1] to [] as useless: a constant end is never reshaped.)"""
     from deploytool.passes._surgery import new_initializer
 
+    value, k = end if isinstance(end, tuple) else (end, 0)
+    c = small_const(value)
+    if c is not None:
+        e = int(c.reshape(-1)[k])
+        e = min(max(e + n if e < 0 else e, 0), n)
+        return new_initializer(graph, f"{tag}_end", np.asarray(e, dtype=np.int64))
     new: list[ir.Node] = []
     if isinstance(end, tuple):
         value, k = end
@@ -93,7 +113,7 @@ def _scalar(graph: ir.Graph, node: ir.Node, end, tag: str) -> ir.Value:
         r = ir.node("Reshape", [end, shape], name=f"{tag}_end")
         new.append(r)
         out = r.outputs[0]
-    graph.insert_before(node, new)
+    graph.insert_before(node, _named(graph, new))
     return out
 
 
@@ -127,8 +147,8 @@ def compute_alibi_tables(model: ir.Model) -> int:
         nodes, ends, out = cut
         last = nodes[-1]
         tag = f"alibi{k}"
-        s_rows = _scalar(graph, last, ends[2], f"{tag}_rows")
-        s_cols = _scalar(graph, last, ends[3], f"{tag}_cols")
+        s_rows = _scalar(graph, last, ends[2], f"{tag}_rows", shape[2])
+        s_cols = _scalar(graph, last, ends[3], f"{tag}_cols", shape[3])
         zero = new_initializer(graph, f"{tag}_zero", np.asarray(0, dtype=np.int64))
         one = new_initializer(graph, f"{tag}_one", np.asarray(1, dtype=np.int64))
         col_shape = new_initializer(graph, f"{tag}_colshape", np.asarray([-1, 1], dtype=np.int64))
@@ -142,8 +162,7 @@ def compute_alibi_tables(model: ir.Model) -> int:
         a = ir.node("Abs", [d.outputs[0]], name=f"{tag}_abs")
         c = ir.node("Cast", [a.outputs[0]], attributes={"to": int(ir.DataType.FLOAT)}, name=f"{tag}_cast")
         m = ir.node("Mul", [c.outputs[0], factors], name=f"{tag}_mul")
-        graph.insert_before(last, [r_rows, r_cols, i, j, d, a, c, m])
-        m.outputs[0].name = f"{tag}_bias"
+        graph.insert_before(last, _named(graph, [r_rows, r_cols, i, j, d, a, c, m]))
         out.replace_all_uses_with(m.outputs[0])
         for n in reversed(nodes):
             graph.remove(n, safe=True)
