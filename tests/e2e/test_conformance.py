@@ -165,6 +165,9 @@ FAMILIES = [
     ("jina-bert", "dynamo-23", 0),  # ONNX's Attention with the mask + ALiBi sum as its attn_mask
     # optimum on the hub's folder with its own code (config.json says "bert": BERT's ONNX configuration), ORT-fused
     ("jina-bert", "optimum", 99),
+    # torch's static dynamo export: the ALiBi table's cut ends constants; every pass writes the table as its
+    # computation, the new values named apart from the export's own val_N (int8 read a wrong one before)
+    ("jina-bert", "dynamo-static", 0),
 ]
 
 
