@@ -615,3 +615,38 @@ def unique_name(base: str, used: set[str]) -> str:
         n = f"{base}_{i}"
     used.add(n)
     return n
+
+
+def _unique_name(graph: ir.Graph, base: str) -> str:
+    return _free_name(graph.initializers, base)
+
+
+def _free_name(taken, base: str) -> str:
+    name, k = base, 0
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    return name
+
+
+def _new_node_name(graph: ir.Graph, base: str) -> str:
+    """``base``, or ``base_1``, ... : a name no node of ``graph`` has (a pass run on another pass's output meets
+    the names the first one made: ONNX Runtime refuses two nodes of one name)."""
+    return _free_name({n.name for n in graph.all_nodes() if n.name}, base)
+
+
+def _new_value_name(graph: ir.Graph, base: str) -> str:
+    """``base``, or ``base_1``, ... : a name no value of ``graph`` has (inputs, initializers, node outputs)."""
+    taken = {v.name for v in graph.inputs if v.name} | set(graph.initializers)
+    taken |= {o.name for n in graph.all_nodes() for o in n.outputs if o.name}
+    return _free_name(taken, base)
+
+
+def new_initializer(graph: ir.Graph, base: str, arr: np.ndarray) -> ir.Value:
+    """A new initializer holding ``arr``, named ``base`` (or ``base_1``, ... when taken)."""
+    arr = np.asarray(arr, order="C")
+    v = ir.Value(name=_unique_name(graph, base), shape=ir.Shape(arr.shape),
+                 type=ir.TensorType(ir.DataType.from_numpy(arr.dtype)))
+    v.const_value = ir.Tensor(arr, name=v.name)
+    graph.register_initializer(v)
+    return v

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from deploytool.graph._util import const_tensor, small_const
+from deploytool.graph._util import _new_node_name, _new_value_name, const_tensor, new_initializer, small_const
 
 __all__ = ["compute_alibi_tables"]
 
@@ -79,8 +79,6 @@ def _slopes(t: np.ndarray) -> np.ndarray | None:
 def _named(graph: ir.Graph, nodes: list[ir.Node]) -> list[ir.Node]:
     """``nodes`` with node and output names no node or value of ``graph`` has yet (an export's own ``val_N``
     names would otherwise collide with the ones onnx_ir makes up)."""
-    from deploytool.passes._surgery import _new_node_name, _new_value_name
-
     for n in nodes:
         n.name = _new_node_name(graph, n.name)
         for o in n.outputs:
@@ -93,8 +91,6 @@ def _scalar(graph: ir.Graph, node: ir.Node, end, tag: str, n: int) -> ir.Value:
     a constant end as Slice reads it (negative from the back, clamped to the table's ``n``); else a 1-element end
     reshaped to [], the k-th element of a 2-element end gathered. (ORT's transformer optimizer drops a Reshape of
     a constant [1] to [] as useless: a constant end is never reshaped.)"""
-    from deploytool.passes._surgery import new_initializer
-
     value, k = end if isinstance(end, tuple) else (end, 0)
     c = small_const(value)
     if c is not None:
@@ -120,8 +116,6 @@ def _scalar(graph: ir.Graph, node: ir.Node, end, tag: str, n: int) -> ir.Value:
 def compute_alibi_tables(model: ir.Model) -> int:
     """Replace each whole ALiBi table of ``model`` cut to ``[:, :, :S1, :S2]`` by its run-time computation (see the
     module doc); returns how many bytes of constants it removed."""
-    from deploytool.passes._surgery import new_initializer
-
     graph = model.graph
     candidates: list[ir.Value] = [v for v in graph.initializers.values()]
     candidates += [n.outputs[0] for n in graph if n.op_type == "Constant" and n.outputs]
