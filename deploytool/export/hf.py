@@ -94,7 +94,11 @@ def own_code(folder: Path, auto_class: str, trust: bool,
     except (OSError, ValueError):
         return  # from_pretrained says what is wrong with the file
     auto_map = config.get("auto_map") if isinstance(config, dict) else None
-    if not isinstance(auto_map, dict) or not auto_map:
+    if not isinstance(auto_map, dict):
+        return
+    # the model's own classes only (a tokenizer of its own code, AutoTokenizer, leaves the model transformers')
+    auto_map = {k: v for k, v in auto_map.items() if k == "AutoConfig" or k.startswith("AutoModel")}
+    if not auto_map:
         return
     entry = auto_map.get(auto_class)
     kind = config.get("model_type", "?")

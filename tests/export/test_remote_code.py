@@ -123,3 +123,18 @@ def test_architecture_reads_gpt2_style_config_names():
     a = architecture(model)
     assert (a["hidden_size"], a["num_heads"], a["num_layers"], a["ffn_size"], a["head_size"]) == (64, 4, 3, 256, 16)
     assert a["max_position_embeddings"] == 2048
+
+
+def test_a_tokenizer_of_its_own_code_leaves_the_model_exportable(tmp_path, tiny_hf_folder):
+    """auto_map naming only AutoTokenizer (a standard architecture with a tokenizer of its own code): exported as is."""
+    import shutil
+
+    folder = tmp_path / "bert"
+    shutil.copytree(tiny_hf_folder("bert"), folder)  # the shared folder stays as it is
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["auto_map"] = {"AutoTokenizer": ["tokenization_x.XTokenizer", None]}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "m.onnx"
+    r = CliRunner().invoke(main, ["export", "--model", str(folder), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert out.exists()
