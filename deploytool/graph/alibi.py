@@ -15,6 +15,8 @@ longer table (as Jina's code rebuilds it for longer inputs).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import onnx_ir as ir
 
@@ -25,11 +27,19 @@ __all__ = ["compute_alibi_tables"]
 _ROWS = 256  # rows of one head checked at a time (8192-wide rows: 8 MB of float32)
 
 
-def _cut(value: ir.Value) -> tuple[list[ir.Node], dict[int, ir.Value], ir.Value] | None:
+class _End(NamedTuple):
+    """Where a cut's end along one axis is: the Slice's ``ends`` input, and the element of it for this axis (one
+    Slice cutting both axes has a 2-element ``ends``) or None (a Slice of this axis alone: its one element)."""
+
+    value: ir.Value
+    index: int | None = None
+
+
+def _cut(value: ir.Value) -> tuple[list[ir.Node], dict[int, _End], ir.Value] | None:
     """(the Slices, {axis 2/3: its end value}, the cut's output) when ``value`` ([1, H, N, N]) is read by one Slice
     (or a chain of two) cutting axes 2 and 3 from 0 in steps of 1; else None."""
     nodes: list[ir.Node] = []
-    ends: dict[int, ir.Value] = {}
+    ends: dict[int, _End] = {}
     v = value
     while len(ends) < 2:
         readers = list(v.consumers())
@@ -48,9 +58,9 @@ def _cut(value: ir.Value) -> tuple[list[ir.Node], dict[int, ir.Value], ir.Value]
         if np.any(starts != 0) or any(a not in (2, 3) or a in ends for a in axes_list):
             return None
         if len(axes_list) == 1:
-            ends[axes_list[0]] = s.inputs[2]
+            ends[axes_list[0]] = _End(s.inputs[2])
         else:  # one Slice for both axes: its ends are a 2-element tensor, taken apart below
-            ends.update({a: (s.inputs[2], k) for k, a in enumerate(axes_list)})
+            ends.update({a: _End(s.inputs[2], k) for k, a in enumerate(axes_list)})
         nodes.append(s)
         v = s.outputs[0]
     return nodes, ends, v
@@ -86,27 +96,26 @@ def _named(graph: ir.Graph, nodes: list[ir.Node]) -> list[ir.Node]:
     return nodes
 
 
-def _scalar(graph: ir.Graph, node: ir.Node, end, tag: str, n: int) -> ir.Value:
+def _scalar(graph: ir.Graph, node: ir.Node, end: _End, tag: str, n: int) -> ir.Value:
     """The end as a scalar int64 value, computed before ``node`` (the cut's last Slice: every end is known there):
     a constant end as Slice reads it (negative from the back, clamped to the table's ``n``); else a 1-element end
     reshaped to [], the k-th element of a 2-element end gathered. (ORT's transformer optimizer drops a Reshape of
     a constant [1] to [] as useless: a constant end is never reshaped.)"""
-    value, k = end if isinstance(end, tuple) else (end, 0)
-    c = small_const(value)
+    c = small_const(end.value)
     if c is not None:
-        e = int(c.reshape(-1)[k])
+        e = int(c.reshape(-1)[end.index or 0])
         e = min(max(e + n if e < 0 else e, 0), n)
         return new_initializer(graph, f"{tag}_end", np.asarray(e, dtype=np.int64))
     new: list[ir.Node] = []
-    if isinstance(end, tuple):
-        value, k = end
+    if end.index is not None:
+        k = end.index
         idx = new_initializer(graph, f"{tag}_k{k}", np.asarray(k, dtype=np.int64))
-        g = ir.node("Gather", [value, idx], attributes={"axis": 0}, name=f"{tag}_end{k}")
+        g = ir.node("Gather", [end.value, idx], attributes={"axis": 0}, name=f"{tag}_end{k}")
         new.append(g)
         out = g.outputs[0]
     else:
         shape = new_initializer(graph, f"{tag}_scalar", np.zeros(0, dtype=np.int64))
-        r = ir.node("Reshape", [end, shape], name=f"{tag}_end")
+        r = ir.node("Reshape", [end.value, shape], name=f"{tag}_end")
         new.append(r)
         out = r.outputs[0]
     graph.insert_before(node, _named(graph, new))
