@@ -14,7 +14,10 @@ scales and zero points still count in the bytes of their role. The role of a ten
 the node that reads it: *embeddings* (everything upstream of the first layer), *attention* (a layer
 from its input to the LayerNorm after the attention residual), *ffn* (the rest of the layer),
 *other* (pooler, classifier, anything after the last layer). Constant-only subgraphs (e.g. weight
-unpacking) take the role of the node their result feeds.
+unpacking) take the role of the node their result feeds. A whole ALiBi table (JinaBERT's ``[1, heads, N, N]``
+buffer, :mod:`deploytool.graph.alibi`) is a buffer, not a parameter: its bytes are reported apart
+(``alibi_table_bytes``; every pass writes it as the computation of its values, whose per-head slopes are not
+parameters either).
 
 FLOPs (batch 1, ``seq_len`` tokens), one multiply-add = 2 FLOPs: every projection 2*T*in*out with
 T = seq_len (T = 1 for heads after a CLS/mean pooling), plus per layer the attention scores Q.K^T
@@ -37,6 +40,7 @@ import onnx_ir as ir
 
 from deploytool import onnx_io
 from deploytool.errors import ConfigError, StructureError
+from deploytool.graph.alibi import alibi_table_bytes, computed_alibi_slopes
 from deploytool.graph._util import ConstCone, const_tensor, is_byte_table, is_unpack_lookup, static_shape
 from deploytool.graph.canonical import TRANSPOSED_FROM, unfuse_flattened_gemms
 from deploytool.graph.roles import AttentionBlock
@@ -106,6 +110,8 @@ class InspectReport:
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
     metadata: dict[str, str]
+    # whole ALiBi tables (buffers of -slope * |i - j|, not weights): their bytes, counted apart from the parameters
+    alibi_table_bytes: int = 0
 
     @property
     def num_layers(self) -> int:
@@ -155,7 +161,9 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
     meta = dict(model.metadata_props)
     packing = packing_record(meta)
     roles = _node_roles(graph, structure)
-    params, nbytes, by_dtype = _parameters(graph, roles, packing, structure)
+    tables = alibi_table_bytes(model)
+    params, nbytes, by_dtype = _parameters(graph, roles, packing, structure,
+                                           skip=set(tables) | computed_alibi_slopes(model))
     flops, parts = (_flops(structure, seq_len) if structure is not None else (None, {}))
     layers = []
     if structure is not None:
@@ -185,6 +193,7 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
         inputs=[_io(v) for v in graph.inputs],
         outputs=[_io(v) for v in graph.outputs],
         metadata={k: v for k, v in meta.items() if k.startswith("deploytool.") and k != "deploytool.packing"},
+        alibi_table_bytes=sum(tables.values()),
     )
 
 
@@ -291,7 +300,10 @@ def _packed_key(name: str, packing: dict[str, dict], prefixes: dict[str, str]) -
     return None
 
 
-def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict], s: EncoderStructure | None):
+def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict], s: EncoderStructure | None,
+                skip: set[str] = frozenset()):
+    """Parameters and bytes by role, and weights by dtype (see the module doc); constants named in ``skip`` (ALiBi
+    tables) are neither."""
     params = dict.fromkeys(ROLES, 0)
     nbytes = dict.fromkeys(ROLES, 0)
     by_dtype: dict[str, dict[str, float]] = {}
@@ -325,7 +337,7 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
         if n.op_type == "Identity":  # an alias (deduplicated initializer): counted where it is read
             continue
         for idx, v in enumerate(n.inputs):
-            if v is None or id(v) in seen:
+            if v is None or id(v) in seen or v.name in skip:
                 continue
             t = const_tensor(v)
             if t is None:
@@ -543,6 +555,9 @@ def _render_text(r: InspectReport) -> str:
     lines.append(f"parameters  {r.total_params:,} total")
     for role in ROLES:
         lines.append(f"  {role:<11} {r.params_by_role[role]:>14,}  {_size(r.bytes_by_role[role]):>12}")
+    if r.alibi_table_bytes:
+        lines.append(f"  {'ALiBi table':<11} {'':>14}  {_size(r.alibi_table_bytes):>12}  (a buffer, not a parameter: "
+                     "every pass writes it as the computation of its values)")
     lines.append("weights     dtype            tensors         params         bytes  bits/param")
     for k, e in r.weights_by_dtype.items():
         lines.append(f"  {'':<10}{k:<16} {int(e['tensors']):>7} {int(e['params']):>14,} {_size(int(e['bytes'])):>13}"

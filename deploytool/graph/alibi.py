@@ -22,7 +22,7 @@ import onnx_ir as ir
 
 from deploytool.graph._util import _new_node_name, _new_value_name, const_tensor, new_initializer, small_const
 
-__all__ = ["compute_alibi_tables"]
+__all__ = ["alibi_table_bytes", "compute_alibi_tables", "computed_alibi_slopes"]
 
 _ROWS = 256  # rows of one head checked at a time (8192-wide rows: 8 MB of float32)
 
@@ -122,14 +122,23 @@ def _scalar(graph: ir.Graph, node: ir.Node, end: _End, tag: str, n: int) -> ir.V
     return out
 
 
-def compute_alibi_tables(model: ir.Model) -> int:
-    """Replace each whole ALiBi table of ``model`` cut to ``[:, :, :S1, :S2]`` by its run-time computation (see the
-    module doc); returns how many bytes of constants it removed."""
-    graph = model.graph
+class _Table(NamedTuple):
+    """A whole ALiBi table found in a graph: the constant, its tensor, its per-head factors, and its cut."""
+
+    value: ir.Value
+    tensor: ir.TensorProtocol
+    slopes: np.ndarray
+    slices: list[ir.Node]
+    ends: dict[int, _End]
+    out: ir.Value
+
+
+def _tables(graph: ir.Graph) -> list[_Table]:
+    """Every constant of ``graph`` that holds a whole ALiBi table cut to ``[:, :, :S1, :S2]`` (see the module doc)."""
     candidates: list[ir.Value] = [v for v in graph.initializers.values()]
     candidates += [n.outputs[0] for n in graph if n.op_type == "Constant" and n.outputs]
-    removed = 0
-    for k, value in enumerate(candidates):
+    found = []
+    for value in candidates:
         if value.is_graph_input() or value.is_graph_output():
             continue  # a table a caller may feed (an initializer listed as an input) or reads stays as it is
         shape = value.shape
@@ -145,9 +154,52 @@ def compute_alibi_tables(model: ir.Model) -> int:
         if t is None or t.dtype != ir.DataType.FLOAT:
             continue
         f = _slopes(t.numpy())
-        if f is None:
+        if f is not None:
+            found.append(_Table(value, t, f, *cut))
+    return found
+
+
+def alibi_table_bytes(model: ir.Model) -> dict[str, int]:
+    """The whole ALiBi tables of ``model`` that :func:`compute_alibi_tables` would compute at run time: {constant's
+    name: its bytes}. A buffer, not a weight (``deploytool inspect`` counts it apart from the parameters)."""
+    return {tb.value.name: int(tb.tensor.nbytes) for tb in _tables(model.graph) if tb.value.name}
+
+
+def _made_by(value: ir.Value | None, op: str) -> ir.Node | None:
+    p = value.producer() if value is not None else None
+    return p if p is not None and p.op_type == op and p.domain in ("", "ai.onnx") else None
+
+
+def computed_alibi_slopes(model: ir.Model) -> set[str]:
+    """The per-head slopes of the tables :func:`compute_alibi_tables` wrote as their computation: the ``[1, H, 1, 1]``
+    constant of each ``Cast(|Range - Range^T|) * slopes`` (found by that structure, whatever its names). Part of a
+    buffer, not weights."""
+    found = set()
+    for n in model.graph:
+        if n.op_type != "Mul" or n.domain not in ("", "ai.onnx") or len(n.inputs) != 2:
             continue
-        nodes, ends, out = cut
+        for k in (0, 1):
+            cast, slopes = _made_by(n.inputs[k], "Cast"), n.inputs[1 - k]
+            a = _made_by(cast.inputs[0], "Abs") if cast is not None else None
+            d = _made_by(a.inputs[0], "Sub") if a is not None else None
+            if d is None or slopes is None or slopes.name is None:
+                continue
+            ranges = [_made_by(r.inputs[0], "Range") for r in (_made_by(x, "Reshape") for x in d.inputs) if r is not None]
+            shape = slopes.shape
+            if len(ranges) == 2 and all(ranges) and shape is not None and len(shape) == 4 and \
+                    [shape[0], shape[2], shape[3]] == [1, 1, 1]:
+                found.add(slopes.name)
+    return found
+
+
+def compute_alibi_tables(model: ir.Model) -> int:
+    """Replace each whole ALiBi table of ``model`` cut to ``[:, :, :S1, :S2]`` by its run-time computation (see the
+    module doc); returns how many bytes of constants it removed."""
+    graph = model.graph
+    removed = 0
+    for k, tb in enumerate(_tables(graph)):
+        value, t, f, nodes, ends, out = tb
+        shape = tuple(t.shape)
         last = nodes[-1]
         tag = f"alibi{k}"
         s_rows = _scalar(graph, last, ends[2], f"{tag}_rows", shape[2])

@@ -20,10 +20,15 @@ N, HEADS = 512, 6
 
 
 @pytest.fixture(scope="module")
-def export(tmp_path_factory):
+def jina():
     torch.manual_seed(0)
-    model = JinaBertModel(JinaBertConfig(vocab_size=99, hidden_size=24, num_attention_heads=HEADS, intermediate_size=40,
-                                         num_hidden_layers=2, max_position_embeddings=N)).eval()
+    return JinaBertModel(JinaBertConfig(vocab_size=99, hidden_size=24, num_attention_heads=HEADS, intermediate_size=40,
+                                        num_hidden_layers=2, max_position_embeddings=N)).eval()
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory, jina):
+    model = jina
     path = tmp_path_factory.mktemp("alibi") / "jina.onnx"
     ids = torch.randint(3, 90, (2, 7))
     torch.onnx.export(model, (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(path),
@@ -95,3 +100,21 @@ def test_a_table_that_is_a_graph_input_is_left_alone(export):
     assert compute_alibi_tables(model) == 0
     m2 = onnx.load(str(export))
     assert compute_alibi_tables(ir.serde.deserialize_model(m2)) == t.nbytes  # the same table as a Constant: rewritten
+
+
+def test_inspect_counts_the_table_apart_from_the_parameters(export, jina, tmp_path):
+    """PyTorch's own count: the table is a buffer (``register_buffer``), not a parameter."""
+    from deploytool.inspection import inspect_model
+
+    buffers = dict(jina.named_buffers())
+    r = inspect_model(export)
+    assert r.alibi_table_bytes == buffers["encoder.alibi"].numel() * 4 == HEADS * N * N * 4
+    assert r.total_params == sum(p.numel() for p in jina.parameters())
+    assert r.params_by_role["attention"] < r.params_by_role["ffn"] * 2  # the 1.5M-value table is not attention's
+    text = CliRunner().invoke(main, ["inspect", str(export)]).output
+    assert "ALiBi table" in text and "6.29 MB" in text, text
+    dst = tmp_path / "out.onnx"
+    assert CliRunner().invoke(main, ["reorder", str(export), "-o", str(dst)]).exit_code == 0
+    after = inspect_model(dst)
+    assert (after.alibi_table_bytes, after.total_params) == (0, r.total_params)
+    assert "ALiBi table" not in CliRunner().invoke(main, ["inspect", str(dst)]).output
