@@ -566,6 +566,8 @@ def staged_proto(model: onnx.ModelProto, path: str | os.PathLike, *, external: b
         os.close(fd)
         tmp_data = Path(tmp_data_s)
         try:
+            # a fresh name, free again: onnx (1.19+) refuses to write external data into a file that exists
+            tmp_data.unlink()
             onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
                             location=tmp_data.name)
             yield tmp

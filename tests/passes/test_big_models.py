@@ -217,6 +217,18 @@ def test_save_proto_threshold_decides_external_data(plain, tmp_path, monkeypatch
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data", "small.onnx"]
 
 
+def test_save_proto_with_external_data_into_the_working_folder(plain, tmp_path, monkeypatch):
+    """onnx's save_model looks for its external-data file relative to the working folder, and refuses one that
+    exists: an output over the limit written into the folder the command runs in (``deploytool export ... -o
+    m.onnx``) once failed with "FileExistsError: External data file exists"."""
+    monkeypatch.chdir(tmp_path)
+    onnx_io.save_proto(onnx.load(str(plain)), "m.onnx", external=True)
+    assert _data_files(tmp_path / "m.onnx") == ["m.onnx.data"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
+    np.testing.assert_array_equal(run_onnx(tmp_path / "m.onnx", FEEDS)["last_hidden_state"],
+                                  run_onnx(plain, FEEDS)["last_hidden_state"])
+
+
 def test_int8_over_the_limit_goes_through_external_data(plain, tmp_path, monkeypatch):
     from deploytool.passes.quantize_int8 import Int8Config
 
