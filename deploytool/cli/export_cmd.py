@@ -36,5 +36,8 @@ def export(model: str, task: str, output: str, opset: int | None, exporter: str,
         click.echo(f"validation {name}: max abs diff {diff:.3g} (atol {result.atol:g})")
     if not result.validated:
         click.echo("validation skipped (--no-validate)")
+    if result.alibi_table_bytes_computed:
+        click.echo(f"ALiBi table ({result.alibi_table_bytes_computed / 1e6:.2f} MB of buffer) written as the "
+                   "computation of its values (the same float32 values at any length)")
     click.echo(f"exported {result.metadata.get('family', '?')} ({result.task.value}, {result.exporter.value}, "
                f"opset {result.opset}, {result.file_size / 1e6:.1f} MB, {result.seconds:.1f} s) -> {result.path}")

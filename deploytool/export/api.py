@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -12,6 +13,7 @@ import onnx
 
 from deploytool import onnx_io
 from deploytool.errors import DeployError
+from deploytool.export.alibi_buffers import shrunk_alibi_buffers
 from deploytool.export.config import ExportConfig, Exporter, ExportResult
 from deploytool.export.hf import architecture, load_hf_model
 from deploytool.models import resolve_model
@@ -45,25 +47,33 @@ def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig) -> E
     start = time.perf_counter()
     model = model.eval()
     task = config.task
-    with tempfile.TemporaryDirectory(prefix="deploytool-export-") as tmp:
-        raw = Path(tmp) / "model.onnx"
-        try:
-            if config.exporter is Exporter.OPTIMUM:
-                from deploytool.export.optimum_export import export_optimum
-                opset = export_optimum(model, raw, task=task, opset=config.opset)
-            else:
-                from deploytool.export.torch_export import export_torch
-                opset = export_torch(model, raw, task=task, exporter=config.exporter, opset=config.opset)
-        except DeployError:
-            raise
-        except Exception as e:  # e.g. an architecture optimum has no OnnxConfig for, an unsupported op
-            msg = " ".join(str(e).split())[:240]
-            raise DeployError(f"exporter {config.exporter.value} failed on {model.config.model_type} "
-                              f"({type(e).__name__}: {msg})") from e
-        try:
-            proto = onnx.load(str(raw))  # external data (if any) is pulled in from tmp
-        except Exception as e:
-            raise DeployError(f"exporter {config.exporter.value} wrote an unreadable model ({e})") from e
+    tables: list[int] = []  # the whole ALiBi buffers' sizes (exported as a small corner, then computed)
+    computed = 0
+    for shrink in (True, False):
+        with tempfile.TemporaryDirectory(prefix="deploytool-export-") as tmp:
+            raw = Path(tmp) / "model.onnx"
+            with shrunk_alibi_buffers(model) if shrink else contextlib.nullcontext([]) as shrunk:
+                tables = tables or shrunk
+                try:
+                    opset = _export_raw(model, raw, config)
+                except DeployError as e:
+                    if not shrunk:
+                        raise
+                    logger.info("export with the ALiBi buffers' corners failed (%s); exporting the whole buffers", e)
+                    continue
+            try:
+                proto = onnx.load(str(raw))  # external data (if any) is pulled in from tmp
+            except Exception as e:
+                raise DeployError(f"exporter {config.exporter.value} wrote an unreadable model ({e})") from e
+        if not tables:
+            break
+        proto, computed = _compute_tables(proto)
+        if computed or not shrink:
+            break
+        # the corner is in the graph in a form the rewrite does not read: the export would stop at its length
+        logger.warning("the exported ALiBi table is not a cut of one constant; exporting the whole buffer instead")
+    if computed:
+        computed = sum(tables)
     outputs = [o.name for o in proto.graph.output]
     if task.output_name not in outputs:
         raise DeployError(f"exporter {config.exporter.value} produced outputs {outputs}, expected '{task.output_name}'")
@@ -90,7 +100,37 @@ def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig) -> E
         onnx_io.save_proto(proto, out, external=False)
     return ExportResult(path=out, exporter=config.exporter, task=task, opset=int(opset), max_abs_diff=diffs,
                         atol=config.atol, validated=config.validate, file_size=out.stat().st_size + size,
-                        seconds=time.perf_counter() - start, metadata={k: str(v) for k, v in meta.items()})
+                        seconds=time.perf_counter() - start, metadata={k: str(v) for k, v in meta.items()},
+                        alibi_table_bytes_computed=computed)
+
+
+def _export_raw(model, raw: Path, config: ExportConfig) -> int:
+    """Export ``model`` to ``raw`` with ``config``'s exporter; returns the opset (an exporter's failure is a
+    :class:`DeployError` naming it)."""
+    try:
+        if config.exporter is Exporter.OPTIMUM:
+            from deploytool.export.optimum_export import export_optimum
+            return export_optimum(model, raw, task=config.task, opset=config.opset)
+        from deploytool.export.torch_export import export_torch
+        return export_torch(model, raw, task=config.task, exporter=config.exporter, opset=config.opset)
+    except DeployError:
+        raise
+    except Exception as e:  # e.g. an architecture optimum has no OnnxConfig for, an unsupported op
+        msg = " ".join(str(e).split())[:240]
+        raise DeployError(f"exporter {config.exporter.value} failed on {model.config.model_type} "
+                          f"({type(e).__name__}: {msg})") from e
+
+
+def _compute_tables(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """``proto`` with its whole ALiBi tables written as their computation, and the bytes removed (0: none found,
+    ``proto`` unchanged)."""
+    import onnx_ir as ir
+
+    from deploytool.graph.alibi import compute_alibi_tables
+
+    model = ir.serde.deserialize_model(proto)
+    removed = compute_alibi_tables(model)
+    return (ir.serde.serialize_model(model), removed) if removed else (proto, 0)
 
 
 def export(config: ExportConfig, out_path: str | os.PathLike) -> ExportResult:

@@ -100,6 +100,9 @@ class ExportResult:
     file_size: int
     seconds: float
     metadata: dict[str, str]
+    # the bytes of the model's whole ALiBi buffers that the export holds as the computation of their values
+    # (deploytool.export.alibi_buffers), not as a constant
+    alibi_table_bytes_computed: int = 0
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

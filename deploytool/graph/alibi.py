@@ -22,7 +22,7 @@ import onnx_ir as ir
 
 from deploytool.graph._util import _new_node_name, _new_value_name, const_tensor, new_initializer, small_const
 
-__all__ = ["alibi_table_bytes", "compute_alibi_tables", "computed_alibi_slopes"]
+__all__ = ["alibi_table_bytes", "compute_alibi_tables", "computed_alibi_slopes", "table_slopes"]
 
 _ROWS = 256  # rows of one head checked at a time (8192-wide rows: 8 MB of float32)
 
@@ -66,7 +66,7 @@ def _cut(value: ir.Value) -> tuple[list[ir.Node], dict[int, _End], ir.Value] | N
     return nodes, ends, v
 
 
-def _slopes(t: np.ndarray) -> np.ndarray | None:
+def table_slopes(t: np.ndarray) -> np.ndarray | None:
     """The per-head factors of ``t`` ([1, H, N, N] float32) when ``t[0, h, i, j] == f_h * |i - j|`` exactly for
     every value (float32 products); else None."""
     if t.shape[2] < 2:
@@ -153,7 +153,7 @@ def _tables(graph: ir.Graph) -> list[_Table]:
         t = const_tensor(value)
         if t is None or t.dtype != ir.DataType.FLOAT:
             continue
-        f = _slopes(t.numpy())
+        f = table_slopes(t.numpy())
         if f is not None:
             found.append(_Table(value, t, f, *cut))
     return found
@@ -219,8 +219,15 @@ def compute_alibi_tables(model: ir.Model) -> int:
         m = ir.node("Mul", [c.outputs[0], factors], name=f"{tag}_mul")
         graph.insert_before(last, _named(graph, [r_rows, r_cols, i, j, d, a, c, m]))
         out.replace_all_uses_with(m.outputs[0])
+        inputs = [v for n in nodes for v in n.inputs[1:] if v is not None]
         for n in reversed(nodes):
             graph.remove(n, safe=True)
+        for v in inputs:  # the cut's starts/ends/axes/steps nothing reads now (ORT warns of each one left)
+            if not v.uses() and not v.is_graph_input() and not v.is_graph_output():
+                if v.producer() is not None and v.producer().op_type == "Constant":
+                    graph.remove(v.producer(), safe=True)
+                elif v.name in graph.initializers:
+                    graph.initializers.pop(v.name)
         if not list(value.consumers()):
             removed += int(t.nbytes)
             producer = value.producer()
