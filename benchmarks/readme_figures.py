@@ -765,6 +765,34 @@ def render_big_models(results: Path) -> str:
     return _wrap(text)
 
 
+def render_alibi_export(results: Path) -> str:
+    """A whole 8192-position ALiBi buffer through every exporter, beside plain torch.onnx.export, from
+    alibi_export.json."""
+    d = _load(results, "alibi_export.json")
+    sh, ex = d["shape"], d["exports"]
+    ours = {k[len("deploytool-"):]: r for k, r in ex.items() if k.startswith("deploytool-")}
+    peer = ex.get("torch.onnx.export", {})
+    ok = {k: r for k, r in ours.items() if r["exit"] == 0}
+    diffs = [x for r in ok.values() for x in (r.get("max_abs_diff") or {}).values()]
+    sizes = [sum(r["files"].values()) / 1e6 for r in ok.values()]
+    lengths = " and ".join(f"{n:,}" for n in d["lengths"])
+    failed = [f"{k} (exit {r['exit']}: {r['error']})" for k, r in ours.items() if r["exit"] != 0]
+    peer_text = (f"plain `torch.onnx.export` (TorchScript, to a file path) of the same model failed: "
+                 f"{peer['error']}" if peer.get("exit") else
+                 f"plain `torch.onnx.export` of the same model wrote {sum(peer['files'].values()) / 1e9:.2f} GB")
+    return _wrap(
+        f"**A whole ALiBi buffer** (`benchmarks/alibi_export.py`, `{SRC}/alibi_export.json`, "
+        f"{_date(d['created_utc'])}, {_cpu_of(d)}): a jina-embeddings-v2-base shape (Jina's wiring restated, "
+        f"{sh['num_hidden_layers']}x{sh['hidden_size']}, {sh['max_position_embeddings']:,} positions, random weights "
+        f"of {d['weights_bytes'] / 1e6:.0f} MB) whose `alibi` buffer holds {d['buffer_bytes'] / 1e9:.2f} GB. "
+        f"`deploytool export --trust-remote-code` wrote it with {', '.join(ok)} in "
+        f"{_span([r['wall_s'] for r in ok.values()], '{:.0f}')} s each (peak "
+        f"{_span([r['peak_rss_gb'] for r in ok.values()], '{:.1f}')} GB) as {_span(sizes, '{:.0f}')} MB files that equal "
+        f"PyTorch at {lengths} tokens within {_sci(max(diffs))}"
+        + (f"; failed: {'; '.join(failed)}" if failed else "")
+        + f". In the same run {peer_text}")
+
+
 def _sci(x: float) -> str:
     """4.5e-6, not 4.5e-06."""
     return f"{x:.1e}".replace("e-0", "e-").replace("e+0", "e+")
@@ -1649,7 +1677,7 @@ BLOCKS = {"int8-codes": render_int8_codes, "quickstart": render_quickstart, "con
           "training-setup": render_training_setup, "training-notes": render_training_notes,
           "fit-runtime": render_fit_runtime, "published-devices": render_published_devices,
           "big-models": render_big_models, "densest-qat": render_densest_qat, "pack-load": render_pack_load,
-          "repack": render_repack, "fused-attention": render_fused_attention}
+          "repack": render_repack, "fused-attention": render_fused_attention, "alibi-export": render_alibi_export}
 _BLOCK = re.compile(r"<!-- figures:(?P<name>[a-z0-9-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
 
 

@@ -120,6 +120,7 @@ BENCHMARKS: tuple[Bench, ...] = (
     Bench("quickstart", "quickstart_bench.py", ("-o", "{results}/quickstart"),
           ("quickstart/meta.json", "quickstart/run.json", "quickstart/report.json", "quickstart/report.md")),
     Bench("big_models", "big_models.py", ("-o", "{results}/big_models.json"), ("big_models.json",)),
+    Bench("alibi_export", "alibi_export.py", ("-o", "{results}/alibi_export.json"), ("alibi_export.json",)),
     Bench("train_bench", "train_bench.py", ("--schedule", "standard", "-o", "{results}"),
           ("train_bench_standard.json", "train_bench_standard.md")),
     Bench("int8_layout", "int8_layout.py", ("-o", "{results}/int8_layout.json"), ("int8_layout.json",), readme=False),
