@@ -104,9 +104,63 @@ def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig) -> E
                         alibi_table_bytes_computed=computed)
 
 
+@contextlib.contextmanager
+def _held_output():
+    """The process's standard output and error (file descriptors 1 and 2) go to temporary files while the block
+    runs; what was written there is passed on to them afterwards when the block succeeds, and only logged (at debug
+    level: ``deploytool --debug`` shows it) when it fails. TorchScript's exporter prints its whole graph on standard
+    output when it fails ("Torch IR graph at exception: ...", 246 kB for a BERT-base-sized model), before the error
+    the command reports in one line."""
+    import sys
+
+    streams = []
+    for stream, fd in ((sys.stdout, 1), (sys.stderr, 2)):  # the descriptors C/C++ code writes to
+        try:
+            saved = os.dup(fd)
+        except OSError:  # not open in this process
+            continue
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()
+        streams.append((stream, fd, saved, tempfile.TemporaryFile()))
+    failed = True
+    try:
+        for _, fd, _, held in streams:
+            os.dup2(held.fileno(), fd)
+        yield
+        failed = False
+    finally:
+        _flush_c_streams()  # C/C++ code's buffered output (stdio's stdout is fully buffered into a file) goes now
+        for stream, fd, saved, held in streams:
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                stream.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            held.seek(0)
+            text = held.read()
+            held.close()
+            if failed and text:
+                logger.debug("what the exporter printed before it failed:\n%s", text.decode(errors="replace"))
+            elif text:
+                os.write(fd, text)
+
+
+def _flush_c_streams() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no C library to ask (not POSIX)
+        pass
+
+
 def _export_raw(model, raw: Path, config: ExportConfig) -> int:
     """Export ``model`` to ``raw`` with ``config``'s exporter; returns the opset (an exporter's failure is a
-    :class:`DeployError` naming it)."""
+    :class:`DeployError` naming it; what it printed then is logged at debug level, see :func:`_held_output`)."""
+    with _held_output():
+        return _export_raw_held(model, raw, config)
+
+
+def _export_raw_held(model, raw: Path, config: ExportConfig) -> int:
     try:
         if config.exporter is Exporter.OPTIMUM:
             from deploytool.export.optimum_export import export_optimum

@@ -138,3 +138,40 @@ def test_a_tokenizer_of_its_own_code_leaves_the_model_exportable(tmp_path, tiny_
     r = CliRunner().invoke(main, ["export", "--model", str(folder), "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert out.exists()
+
+
+def test_an_exporter_failure_is_one_line_without_torchs_graph_dump(tiny_torch_model, tmp_path, capfd, caplog):
+    """TorchScript's exporter prints its whole graph ("Torch IR graph at exception: ...") on standard output
+    before it raises; the export says what failed in its error alone, and keeps the dump for --debug (the log)."""
+    import logging
+
+    from deploytool.errors import DeployError
+    from deploytool.export import export_loaded
+
+    model = tiny_torch_model("bert")
+    norm = model.embeddings.LayerNorm
+    plain = norm.forward
+
+    def with_eigvalsh(x):  # an operator TorchScript's ONNX exporter has no symbolic for, adding zero
+        return plain(x) + 0 * torch.linalg.eigvalsh(x[..., :2, None] @ x[..., None, :2]).sum(-1, keepdim=True)
+
+    norm.forward = with_eigvalsh
+    out = tmp_path / "m.onnx"
+    with caplog.at_level(logging.DEBUG, logger="deploytool.export.api"):
+        with pytest.raises(DeployError, match=r"exporter torch failed on bert .*linalg_eigvalsh"):
+            export_loaded(model, out, ExportConfig(model="tiny"))
+    printed = capfd.readouterr()
+    assert "Torch IR graph" not in printed.out + printed.err and "aten::" not in printed.out, printed.out[:500]
+    assert "Torch IR graph at exception" in caplog.text
+    assert not out.exists()
+
+
+def test_what_a_successful_exporter_prints_still_shows(capfd):
+    import os
+
+    from deploytool.export.api import _held_output
+
+    with _held_output():
+        os.write(1, b"a note from the exporter\n")
+        os.write(2, b"a warning from the exporter\n")
+    assert capfd.readouterr() == ("a note from the exporter\n", "a warning from the exporter\n")
