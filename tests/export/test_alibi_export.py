@@ -49,6 +49,15 @@ def _agrees(model, path, seq: int) -> float:
     return float(np.abs(out - ref)[0].max())  # the unpadded row (the padded one's pad positions are free)
 
 
+def _exported_whole(model, tmp_path, seq: int) -> None:
+    """The export holds the whole table as a constant (not computed, not the corner) and equals PyTorch at ``seq``."""
+    out = tmp_path / "m.onnx"
+    r = export_loaded(model, out, ExportConfig(model="jina"))
+    assert r.alibi_table_bytes_computed == 0
+    assert _square_tables(out) == [[1, HEADS, N, N]]
+    assert _agrees(model, out, seq) < 1e-4
+
+
 @pytest.mark.parametrize("exporter", ["torch", "dynamo", "optimum"])
 def test_whole_buffer_exported_as_its_computation(tmp_path, exporter):
     """As users export it: a hub folder of Jina's own code (its config says "bert", which optimum exports)."""
@@ -78,11 +87,7 @@ def test_a_buffer_that_is_not_alibi_is_exported_whole(tmp_path):
     with torch.no_grad():
         # one value off the slope * |i - j| rule, beyond the corner the trace sees (which alone would pass)
         model.encoder.alibi[0, 1, EXPORT_SIZE + 36, EXPORT_SIZE + 66] += 5.0
-    out = tmp_path / "m.onnx"
-    r = export_loaded(model, out, ExportConfig(model="jina"))
-    assert r.alibi_table_bytes_computed == 0
-    assert _square_tables(out) == [[1, HEADS, N, N]]
-    assert _agrees(model, out, EXPORT_SIZE + 76) < 1e-4
+    _exported_whole(model, tmp_path, seq=EXPORT_SIZE + 76)
 
 
 def test_a_corner_the_rewrite_cannot_read_is_exported_whole(tmp_path, monkeypatch):
@@ -91,12 +96,7 @@ def test_a_corner_the_rewrite_cannot_read_is_exported_whole(tmp_path, monkeypatc
     from deploytool.export import api
 
     monkeypatch.setattr(api, "_compute_tables", lambda proto: (proto, 0))
-    model = _model()
-    out = tmp_path / "m.onnx"
-    r = export_loaded(model, out, ExportConfig(model="jina"))
-    assert r.alibi_table_bytes_computed == 0
-    assert _square_tables(out) == [[1, HEADS, N, N]]
-    assert _agrees(model, out, EXPORT_SIZE + 37) < 1e-4
+    _exported_whole(_model(), tmp_path, seq=EXPORT_SIZE + 37)
 
 
 def test_an_exporter_failing_on_the_corner_gets_the_whole_buffer(tmp_path, monkeypatch):
