@@ -570,6 +570,7 @@ def staged_proto(model: onnx.ModelProto, path: str | os.PathLike, *, external: b
             tmp_data.unlink()
             onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
                             location=tmp_data.name)
+            tmp_data.touch()  # onnx writes no file when no tensor is large enough for external data
             yield tmp
             _relocate(model, tmp_data.name, name)  # the model file names the final data file
             onnx.save_model(model, str(tmp))  # small: the weights are in the data file
