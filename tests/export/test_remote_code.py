@@ -175,3 +175,15 @@ def test_what_a_successful_exporter_prints_still_shows(capfd):
         os.write(1, b"a note from the exporter\n")
         os.write(2, b"a warning from the exporter\n")
     assert capfd.readouterr() == ("a note from the exporter\n", "a warning from the exporter\n")
+
+
+@pytest.mark.parametrize("missing", ["modeling_hub.py", "configuration_hub.py"])
+def test_own_code_the_folder_lacks_is_one_line(tmp_path, missing):
+    folder = write_hub_folder("jina-bert", tmp_path / "jina")
+    (folder / missing).unlink()
+    out = tmp_path / "m.onnx"
+    r = CliRunner().invoke(main, ["export", "--model", str(folder), "-o", str(out), "--trust-remote-code"])
+    assert r.exit_code == 2, r.output
+    line = _one_line(r)
+    assert f"names {missing}" in line and "not in the folder" in line and "huggingface.co" not in line, line
+    assert not out.exists()
