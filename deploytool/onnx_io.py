@@ -566,7 +566,8 @@ def staged_proto(model: onnx.ModelProto, path: str | os.PathLike, *, external: b
         os.close(fd)
         tmp_data = Path(tmp_data_s)
         try:
-            # a fresh name, free again: onnx (1.19+) refuses to write external data into a file that exists
+            # a fresh name, free again: onnx's save_model refuses a data file that exists (looked for relative to
+            # the working folder: an output saved into the folder the command runs in met the reserved file)
             tmp_data.unlink()
             onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
                             location=tmp_data.name)

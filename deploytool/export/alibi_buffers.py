@@ -36,24 +36,26 @@ def shrunk_alibi_buffers(model, size: int = EXPORT_SIZE) -> Iterator[list[int]]:
     from deploytool.graph.alibi import table_slopes
 
     swapped: list[tuple[torch.nn.Module, str, torch.Tensor]] = []
-    corners: dict[int, torch.Tensor] = {}
+    corners: dict[int, torch.Tensor | None] = {}  # id of a buffer -> its corner, None: not an ALiBi table
     sizes: list[int] = []
     try:
         for module in model.modules():
-            for name, buf in list(module._buffers.items()):
-                if buf is None or buf.dim() != 4 or buf.dtype != torch.float32 or buf.device.type != "cpu":
+            for name, buf in list(module.named_buffers(recurse=False)):
+                if buf.dim() != 4 or buf.dtype != torch.float32 or buf.device.type != "cpu":
                     continue
                 shape = tuple(buf.shape)
                 if shape[0] != 1 or shape[2] != shape[3] or shape[2] <= size:
                     continue
                 if id(buf) not in corners:
-                    if table_slopes(buf.detach().numpy()) is None:
-                        continue
-                    corners[id(buf)] = buf[:, :, :size, :size].clone()
-                    sizes.append(buf.numel() * buf.element_size())
-                module._buffers[name] = corners[id(buf)]
+                    alibi = table_slopes(buf.detach().numpy()) is not None
+                    corners[id(buf)] = buf[:, :, :size, :size].clone() if alibi else None
+                    if alibi:
+                        sizes.append(buf.numel() * buf.element_size())
+                if corners[id(buf)] is None:
+                    continue
+                setattr(module, name, corners[id(buf)])  # a registered buffer: it stays one (and non-persistent)
                 swapped.append((module, name, buf))
         yield sizes
     finally:
         for module, name, buf in reversed(swapped):
-            module._buffers[name] = buf
+            setattr(module, name, buf)

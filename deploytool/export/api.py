@@ -48,7 +48,7 @@ def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig) -> E
     model = model.eval()
     task = config.task
     tables: list[int] = []  # the whole ALiBi buffers' sizes (exported as a small corner, then computed)
-    computed = 0
+    removed = 0  # bytes of ALiBi constants the export's graph no longer holds
     for shrink in (True, False):
         with tempfile.TemporaryDirectory(prefix="deploytool-export-") as tmp:
             raw = Path(tmp) / "model.onnx"
@@ -67,13 +67,11 @@ def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig) -> E
                 raise DeployError(f"exporter {config.exporter.value} wrote an unreadable model ({e})") from e
         if not tables:
             break
-        proto, computed = _compute_tables(proto)
-        if computed or not shrink:
+        proto, removed = _compute_tables(proto)
+        if removed or not shrink:
             break
         # the corner is in the graph in a form the rewrite does not read: the export would stop at its length
         logger.warning("the exported ALiBi table is not a cut of one constant; exporting the whole buffer instead")
-    if computed:
-        computed = sum(tables)
     outputs = [o.name for o in proto.graph.output]
     if task.output_name not in outputs:
         raise DeployError(f"exporter {config.exporter.value} produced outputs {outputs}, expected '{task.output_name}'")
@@ -101,7 +99,7 @@ def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig) -> E
     return ExportResult(path=out, exporter=config.exporter, task=task, opset=int(opset), max_abs_diff=diffs,
                         atol=config.atol, validated=config.validate, file_size=out.stat().st_size + size,
                         seconds=time.perf_counter() - start, metadata={k: str(v) for k, v in meta.items()},
-                        alibi_table_bytes_computed=computed)
+                        alibi_table_bytes_computed=sum(tables) if removed else 0)
 
 
 @contextlib.contextmanager

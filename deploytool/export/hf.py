@@ -107,11 +107,10 @@ def own_code(folder: Path, auto_class: str, trust: bool,
             raise DeployError(f"{folder}: its own code (config.json auto_map: {', '.join(sorted(auto_map))}) has no "
                               f"{auto_class}; export --task feature-extraction")
         for ref in (v for v in (auto_map.get("AutoConfig"), entry) if isinstance(v, str)):
-            module = ref.rsplit(".", 1)[0]
+            code = ref.rsplit(".", 1)[0].replace(".", "/") + ".py"
             # "repo--module.Class" is code of another hub repository, which transformers looks up in its cache
-            if "--" not in ref and not (folder / f"{module.replace('.', '/')}.py").is_file():
-                raise DeployError(f"{folder}: config.json's auto_map names {module.replace('.', '/')}.py ({ref}), "
-                                  "which is not in the folder")
+            if "--" not in ref and not (folder / code).is_file():
+                raise DeployError(f"{folder}: config.json's auto_map names {code} ({ref}), which is not in the folder")
         return
     from transformers import CONFIG_MAPPING
 

@@ -198,7 +198,7 @@ def compute_alibi_tables(model: ir.Model) -> int:
     graph = model.graph
     removed = 0
     for k, tb in enumerate(_tables(graph)):
-        value, t, f, nodes, ends, out = tb
+        value, t, nodes, ends, out = tb.value, tb.tensor, tb.slices, tb.ends, tb.out
         shape = tuple(t.shape)
         last = nodes[-1]
         tag = f"alibi{k}"
@@ -208,7 +208,7 @@ def compute_alibi_tables(model: ir.Model) -> int:
         one = new_initializer(graph, f"{tag}_one", np.asarray(1, dtype=np.int64))
         col_shape = new_initializer(graph, f"{tag}_colshape", np.asarray([-1, 1], dtype=np.int64))
         row_shape = new_initializer(graph, f"{tag}_rowshape", np.asarray([1, -1], dtype=np.int64))
-        factors = new_initializer(graph, f"{tag}_slopes", f.reshape(1, -1, 1, 1))
+        factors = new_initializer(graph, f"{tag}_slopes", tb.slopes.reshape(1, -1, 1, 1))
         r_rows = ir.node("Range", [zero, s_rows, one], name=f"{tag}_range_rows")
         r_cols = ir.node("Range", [zero, s_cols, one], name=f"{tag}_range_cols")
         i = ir.node("Reshape", [r_rows.outputs[0], col_shape], name=f"{tag}_i")
