@@ -11,7 +11,9 @@ width-0.5 copy, the pair of the issue (#14). The modes (``deploytool.bench`` sch
 - ``interleaved/session/no-spin``: the same with ``session.intra_op.allow_spinning=0``;
 - ``interleaved/shared``: alternating, every session on one process-wide pool;
 - ``blocks/session``: blocks of 10 runs per model, own pools;
-- ``blocks/shared``: blocks of 10 runs per model, one pool.
+- ``blocks/shared``: blocks of 10 runs per model, one pool;
+- ``blocks/shared/primed``: the same, each block after 3 untimed runs of its model (the default since
+  ``benchmarks/bench_cache.py``; the other modes run without primer runs).
 
 The comparison is built to survive a VM whose speed drifts by 20-50% over minutes: every round starts
 one kept-alive worker process per model alone (its own session, as ``bench`` times one model) and one
@@ -47,12 +49,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-MODES = {
-    "interleaved/session": dict(schedule="interleaved", thread_pool="session"),
-    "interleaved/session/no-spin": dict(schedule="interleaved", thread_pool="session", no_spin=True),
-    "interleaved/shared": dict(schedule="interleaved", thread_pool="shared"),
-    "blocks/session": dict(schedule="blocks", thread_pool="session"),
-    "blocks/shared": dict(schedule="blocks", thread_pool="shared"),
+MODES = {  # prime_runs: untimed runs of a model before each of its blocks (BenchConfig.prime_runs)
+    "interleaved/session": dict(schedule="interleaved", thread_pool="session", prime_runs=0),
+    "interleaved/session/no-spin": dict(schedule="interleaved", thread_pool="session", no_spin=True, prime_runs=0),
+    "interleaved/shared": dict(schedule="interleaved", thread_pool="shared", prime_runs=0),
+    "blocks/session": dict(schedule="blocks", thread_pool="session", prime_runs=0),
+    "blocks/shared": dict(schedule="blocks", thread_pool="shared", prime_runs=0),
+    "blocks/shared/primed": dict(schedule="blocks", thread_pool="shared", prime_runs=3),
 }
 
 
@@ -105,7 +108,9 @@ def main() -> int:
     from deploytool.runtime.host_facts import host_info
     from deploytool.runtime.spec import SessionSpec
 
-    default_mode = f"{BenchConfig(models=('x.onnx',)).schedule.value}/{BenchConfig(models=('x.onnx',)).thread_pool.value}"
+    defaults = BenchConfig(models=("x.onnx", "y.onnx"))
+    default_mode = (f"{defaults.schedule.value}/{defaults.thread_pool.value}"
+                    + ("/primed" if defaults.primed_runs else ""))
     seq = args.seq_len
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     rounds = []
@@ -127,7 +132,8 @@ def main() -> int:
                             if kw.get("no_spin") else None)
                     workers[mode] = SegmentWorker(BenchConfig(models=tuple(models), spec=spec,
                                                               schedule=Schedule(kw["schedule"]),
-                                                              thread_pool=ThreadPool(kw["thread_pool"]), **common))
+                                                              thread_pool=ThreadPool(kw["thread_pool"]),
+                                                              prime_runs=kw["prime_runs"], **common))
                 timeline: list[dict] = []  # every segment in time order
 
                 def alone() -> None:

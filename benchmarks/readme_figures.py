@@ -802,6 +802,34 @@ def render_alibi_export(results: Path) -> str:
         + ".")
 
 
+def render_bench_cache(results: Path) -> str:
+    """Many models in one bench: each mode's latency over each model's alone, from bench_cache.json."""
+    d = _load(results, "bench_cache.json")
+    seqs = [str(x) for x in d["seq_lens"]]
+
+    def mode(name: str) -> str:
+        v = d["summary"][name]["by_seq_len"]
+        return "; ".join(f"at {s} tokens {v[s]['p50_over_alone']['median']:.2f}x (worst {v[s]['p50_over_alone']['worst']:.2f}x, "
+                         f"p90 {v[s]['p90_over_alone']['median']:.2f}x)" for s in seqs)
+
+    default = d["default_mode"]
+    others = [n for n in d["summary"] if n != default]
+    ctl = d["alone_control"]
+    cfg = d["default_config"]
+    return _wrap(
+        f"**Many models in one bench** (`benchmarks/bench_cache.py`, `{SRC}/bench_cache.json`, {_date(d['created_utc'])}, "
+        f"{_cpu_of(d)}): the quickstart's {d['models']} variants (MiniLM-L6 at 3 widths x 3 depths, fp32/int8/ternary, "
+        f"{d['runs']} runs after {d['warmup']} warm-up rounds, {d['threads']} thread), each mode's p50 over the model's "
+        f"p50 alone (its own worker, runs back to back; the mean of a measurement before and one after the modes), "
+        f"median over the models. The default (`--schedule {cfg['schedule']} --block-runs {cfg['block_runs']} "
+        f"--prime-runs {cfg['prime_runs']}`): **{mode(default)}** (goal: median within "
+        f"{d['goal']['median_max']:.2f}x, worst within {d['goal']['worst_max']:.2f}x: "
+        f"{'met' if d['goal_met'] else 'NOT met'}). "
+        + " ".join(f"{n[0].upper() + n[1:]}: {mode(n)}." for n in others)
+        + " Alone against alone (the noise floor): " + "; ".join(
+            f"at {s} tokens {ctl[s]['median']:.2f}x [{ctl[s]['min']:.2f}-{ctl[s]['worst']:.2f}]" for s in seqs) + ".")
+
+
 def _sci(x: float) -> str:
     """4.5e-6, not 4.5e-06."""
     return f"{x:.1e}".replace("e-0", "e-").replace("e+0", "e+")
@@ -895,7 +923,8 @@ def render_hygiene(results: Path) -> str:
         return " and ".join(parts)
 
     default = d["default_mode"]
-    labels = {"interleaved/shared": "one shared pool, interleaved", "blocks/shared": "blocks on a shared pool",
+    labels = {"blocks/shared/primed": "blocks of 10 on a shared pool, each after 3 untimed runs of its model",
+              "interleaved/shared": "one shared pool, interleaved", "blocks/shared": "blocks on a shared pool",
               "blocks/session": "blocks on per-session pools",
               "interleaved/session/no-spin": "per-session pools without spinning",
               "interleaved/session": "per-session pools interleaved (the old behaviour)"}
@@ -1686,7 +1715,8 @@ BLOCKS = {"int8-codes": render_int8_codes, "quickstart": render_quickstart, "con
           "training-setup": render_training_setup, "training-notes": render_training_notes,
           "fit-runtime": render_fit_runtime, "published-devices": render_published_devices,
           "big-models": render_big_models, "densest-qat": render_densest_qat, "pack-load": render_pack_load,
-          "repack": render_repack, "fused-attention": render_fused_attention, "alibi-export": render_alibi_export}
+          "repack": render_repack, "fused-attention": render_fused_attention, "alibi-export": render_alibi_export,
+          "bench-cache": render_bench_cache}
 _BLOCK = re.compile(r"<!-- figures:(?P<name>[a-z0-9-]+) -->\n(?P<body>.*?)<!-- /figures:(?P=name) -->", re.S)
 
 

@@ -104,6 +104,7 @@ BENCHMARKS: tuple[Bench, ...] = (
     Bench("cost_model_error", "cost_model_error.py", ("--out", "{results}/cost_model_error.json"),
           ("cost_model_error.json",)),
     Bench("bench_hygiene", "bench_hygiene.py", ("--out", "{results}/bench_hygiene.json"), ("bench_hygiene.json",)),
+    Bench("bench_cache", "bench_cache.py", ("--out", "{results}/bench_cache.json"), ("bench_cache.json",)),
     Bench("published_devices", "published_devices.py", ("-o", "{results}/published_devices.json"),
           ("published_devices.json",)),
     Bench("conformance", "conformance.py", ("-o", "{results}/conformance.json"), ("conformance.json", "conformance.md")),

@@ -12,7 +12,7 @@ device without VNNI (the host's ONNX Runtime probed, another profile's features 
 codes (:func:`int8_codes`): the default codes' pairs of products clip in int16 there, pair-safe ones cannot,
 at the same speed (``benchmarks/results/int8_codes.json``).
 
-Each candidate is MEASURED on the host (``deploytool.bench``: clean worker process, interleaved runs,
+Each candidate is MEASURED on the host (``deploytool.bench``: clean worker process, runs in turns,
 peak memory) and, unless the profile is the host, PROJECTED to the device with the cost model
 (:mod:`deploytool.bench.cost_model`; a projection has no run-to-run spread, so it is compared with
 the p90 budget as it is, and labelled ``projected``). A candidate fits when
@@ -167,8 +167,8 @@ class Candidate:
     accuracy_metric: str = "accuracy"  # "recall@10" for embedding models (deploytool eval of such a model)
     host_p50_ms: float | None = None
     host_p90_ms: float | None = None
-    # every timed run on the host, in the interleaved order (run i of every candidate in one round): the paired
-    # speed test among accuracy-tied candidates (_same_speed); not written to the JSON
+    # every timed run on the host, in the worker's order (run i of every candidate in the same round of turns):
+    # the paired speed test among accuracy-tied candidates (_same_speed); not written to the JSON
     host_samples_ms: tuple[float, ...] = dataclasses.field(default=(), repr=False)
     peak_memory_mb: float | None = None
     projected_ms: float | None = None

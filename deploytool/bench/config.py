@@ -86,10 +86,15 @@ class BenchConfig:
     spec: the session to build (execution providers, options, ...); ``None`` = CPU defaults.
       A device profile maps onto this one field: ``BenchConfig(models, spec=profile_spec)``.
     timeout_s: kill a worker that takes longer (None: no limit).
-    schedule / block_runs / thread_pool: how several models share the timing worker. The defaults
-      (shared pool, interleaved) are the combination that kept each model within a few percent of
-      its figure alone at 2 threads (benchmarks/bench_hygiene.py; per-session pools interleaved
-      were up to 2x slow because idle sessions' threads spin).
+    schedule / block_runs / prime_runs / thread_pool: how several models share the timing worker. The
+      defaults (shared pool; blocks of 10 runs per model, each after 3 untimed runs of that model) keep
+      each model at its figure alone whatever else is measured with it: its own weights are in the
+      caches when it is timed. Per-session pools were up to 2x slow because idle sessions' threads spin
+      (benchmarks/bench_hygiene.py); with many models, runs interleaved one by one found the other
+      models' weights in the caches: 27 MiniLM variants took 1.69x their latency alone at 8 tokens
+      (median; 2.04x at worst), 1.09x (1.51x) with 2 untimed runs before each, 1.02x (1.11x) in blocks of
+      10 after 3 untimed runs (benchmarks/bench_cache.py). ``prime_runs``: the untimed runs before each
+      timed stretch (each run when interleaved, each block), only with several models.
     profile: the device profile the run is for (recorded in the report); its session spec is used
       when ``spec`` is None.
     busy: refuse or only warn when ``threads`` exceeds the free cores (other runnable tasks
@@ -109,8 +114,9 @@ class BenchConfig:
     seed: int = 0
     spec: SessionSpec | None = None
     timeout_s: float | None = None
-    schedule: Schedule = Schedule.INTERLEAVED
+    schedule: Schedule = Schedule.BLOCKS
     block_runs: int = 10
+    prime_runs: int = 3
     thread_pool: ThreadPool = ThreadPool.SHARED
     profile: Any = None  # deploytool.profiles.Profile | None
     busy: BusyPolicy = BusyPolicy.WARN
@@ -147,6 +153,7 @@ class BenchConfig:
         object.__setattr__(self, "thread_pool", parse_enum(ThreadPool, self.thread_pool, "thread_pool"))
         object.__setattr__(self, "busy", parse_enum(BusyPolicy, self.busy, "busy"))
         _int_field("block_runs", self.block_runs, 1, _MAX_RUNS)
+        _int_field("prime_runs", self.prime_runs, 0, _MAX_RUNS)
         wq = self.wait_quiet_s
         if isinstance(wq, bool) or not isinstance(wq, (int, float)) or not 0 <= wq <= 86400:
             raise ConfigError(f"wait_quiet_s: must be a number of seconds in [0, 86400], got {wq!r}")
@@ -160,6 +167,12 @@ class BenchConfig:
         if isinstance(wp, (str, os.PathLike)) or not all(isinstance(x, (str, os.PathLike)) for x in wp):
             raise ConfigError(f"worker_python: expected a command as a list of strings, got {wp!r}")
         object.__setattr__(self, "worker_python", tuple(str(x) for x in wp))
+
+    @property
+    def primed_runs(self) -> int:
+        """The primer runs the worker makes before each timed stretch: ``prime_runs`` with several models, 0 with one
+        (its runs follow each other)."""
+        return self.prime_runs if len(self.models) > 1 else 0
 
     @property
     def session_spec(self) -> SessionSpec:
@@ -183,6 +196,7 @@ class BenchConfig:
             "session": self.session_spec.to_dict(),
             "schedule": self.schedule.value,
             "block_runs": self.block_runs if self.schedule is Schedule.BLOCKS else None,
+            "prime_runs": self.primed_runs,
             "thread_pool": self.thread_pool.value,
             "busy": self.busy.value,
             "profile": None if self.profile is None else {

@@ -2,7 +2,8 @@
 
 With one model, one worker measures everything. With several, each model first gets a fresh
 worker of its own for session creation time and peak memory (short warm-up at every sequence
-length, no timed runs), then a single worker times all models interleaved run by run.
+length, no timed runs), then a single worker times all models in turns (blocks of runs, each after
+untimed runs of its model, by default; see :class:`~deploytool.bench.config.BenchConfig`).
 """
 
 from __future__ import annotations
@@ -314,7 +315,7 @@ class SegmentWorker:
         self.config = config
         request = {"serve": True, "batch": config.batch, "seed": config.seed,
                    "spec": config.session_spec.to_dict(), "schedule": config.schedule.value,
-                   "block_runs": config.block_runs, "seq_lens": list(config.seq_lens),
+                   "block_runs": config.block_runs, "prime_runs": config.primed_runs, "seq_lens": list(config.seq_lens),
                    "models": [{"path": str(p.resolve()), "plan": plan.to_dict()}
                               for p, plan in zip(config.models, plans)]}
         self._err = tempfile.TemporaryFile(mode="w+")
@@ -448,7 +449,7 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
             memory.append(res)
             offset += n_seq * mem_warmup
     req = dict(base, models=entries, warmup=config.warmup, runs=config.runs, schedule=config.schedule.value,
-               block_runs=config.block_runs)
+               block_runs=config.block_runs, prime_runs=config.primed_runs)
     worker_pids: list[int] = []
     with LoadMonitor(exclude_pids=lambda: tuple(worker_pids)) as monitor:
         timing = _run_worker(req, on_progress=make_cb("timing" if interleaved else labels[0]),

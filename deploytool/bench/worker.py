@@ -9,8 +9,10 @@ Request: ``{"models": [{"path", "plan"}], "seq_lens", "batch", "warmup", "runs",
 per model. Schedule ``interleaved``: in each round every model runs once, in the order given (A, B,
 A, B, ...), so a slow phase of the machine hits all models alike. Schedule ``blocks``: each model
 runs ``block_runs`` times in a row, then the next (A x n, B x n, A x n, ...): an idle session's
-threads have gone to sleep before the other session runs. With ``spec.shared_thread_pool`` the
-worker first creates ONNX Runtime's process-wide pool of ``spec.intra_op_threads`` threads and
+threads have gone to sleep before the other session runs. ``"prime_runs": n``: before each of a
+model's timed stretches (each run when interleaved, each block), n untimed runs of it, so that the
+timed runs find the caches as runs of that model alone leave them (the other models' runs had
+evicted its weights). With ``spec.shared_thread_pool`` the worker first creates ONNX Runtime's process-wide pool of ``spec.intra_op_threads`` threads and
 every session runs on it. Memory is the process's peak RSS (VmHWM, else ru_maxrss) at the end, with the RSS before
 the first session as baseline: run one model per worker for a clean per-model peak.
 
@@ -108,6 +110,7 @@ class _Timer:
     def __init__(self, request: dict[str, Any], sessions, plans, outputs) -> None:
         self.schedule = request.get("schedule", "interleaved")
         self.block = max(1, int(request.get("block_runs", 1))) if self.schedule == "blocks" else 1
+        self.prime = int(request.get("prime_runs", 0)) if len(sessions) > 1 else 0
         self.batch, self.seed = int(request["batch"]), int(request["seed"])
         self.paths = [m["path"] for m in request["models"]]
         self.sessions, self.plans, self.outputs = sessions, plans, outputs
@@ -133,7 +136,7 @@ class _Timer:
     def time(self, seq: int, warmup: int, runs: int, on_done=None) -> tuple[list[list[float]], list[list[float]]]:
         """(samples ms per model, start of each run in ms since the worker's origin), after ``warmup`` rounds."""
         feeds = self.feeds_at(seq)
-        sessions, outputs, perf = self.sessions, self.outputs, time.perf_counter_ns
+        sessions, outputs, perf, prime = self.sessions, self.outputs, time.perf_counter_ns, self.prime
         samples: list[list[float]] = [[] for _ in sessions]
         starts: list[list[float]] = [[] for _ in sessions]
         gc.collect()
@@ -148,6 +151,8 @@ class _Timer:
             while left > 0:
                 n = min(self.block, left)
                 for i, sess in enumerate(sessions):
+                    for _ in range(prime):  # untimed: this model's weights back in the caches
+                        sess.run(outputs[i], feeds[i])
                     for _ in range(n):
                         t0 = perf()
                         sess.run(outputs[i], feeds[i])

@@ -31,10 +31,15 @@ from deploytool.cli.remote_opts import REMOTE_KEYS, bench_on_remote, refuse_with
 @profiles_dir_option
 @click.option("--force", is_flag=True,
               help="Measure even when --threads exceeds the cores other processes leave free (the JSON says so).")
-@click.option("--schedule", type=click.Choice(["interleaved", "blocks"]), default="interleaved", show_default=True,
-              help="Several models: alternate run by run, or in blocks of --block-runs runs.")
+@click.option("--schedule", type=click.Choice(["interleaved", "blocks"]), default="blocks", show_default=True,
+              help="Several models: in blocks of --block-runs runs each (A x n, B x n, A x n, ...), or alternating "
+                   "run by run.")
 @click.option("--block-runs", type=int, default=10, show_default=True, metavar="INT",
               help="Runs per block with --schedule blocks.")
+@click.option("--prime-runs", type=int, default=3, show_default=True, metavar="INT",
+              help="Several models: untimed runs of a model right before each of its timed runs (each block with "
+                   "--schedule blocks), so that it is timed with its own weights in the caches, not the other "
+                   "models'; 0: the runs timed as they come.")
 @click.option("--thread-pool", type=click.Choice(["shared", "session"]), default="shared", show_default=True,
               help="Several models: one process-wide ORT thread pool (no spinning idle pools), or one per session.")
 @click.option("--wait-quiet", "wait_quiet", type=float, default=0.0, show_default=True, metavar="SECONDS",
@@ -42,8 +47,8 @@ from deploytool.cli.remote_opts import REMOTE_KEYS, bench_on_remote, refuse_with
 @remote_options
 def bench(models: tuple[str, ...], seq_len: tuple[int, ...], batch: int, threads: int | None, warmup: int, runs: int,
           seed: int, json_path: str | None, as_json: bool, quiet: bool, profile: str | None, profiles_dirs: tuple,
-          force: bool, schedule: str, block_runs: int, thread_pool: str, wait_quiet: float, **remote) -> None:
-    """Benchmark ONNX models with ONNX Runtime in a clean process (several models: interleaved, ratio to the first)."""
+          force: bool, schedule: str, block_runs: int, prime_runs: int, thread_pool: str, wait_quiet: float, **remote) -> None:
+    """Benchmark ONNX models with ONNX Runtime in a clean process (several models: in turns, ratio to the first)."""
     import json
 
     from deploytool.bench import BenchConfig, run_benchmark, write_json
@@ -68,7 +73,7 @@ def bench(models: tuple[str, ...], seq_len: tuple[int, ...], batch: int, threads
     worker = tuple(shlex.split(os.environ.get("DEPLOYTOOL_BENCH_PYTHON", "")))
     config = BenchConfig(models=models, seq_lens=seq_len, batch=batch, threads=threads, warmup=warmup, runs=runs,
                          seed=seed, profile=prof, busy="warn" if force else "refuse", schedule=schedule,
-                         block_runs=block_runs, thread_pool=thread_pool, wait_quiet_s=wait_quiet,
+                         block_runs=block_runs, prime_runs=prime_runs, thread_pool=thread_pool, wait_quiet_s=wait_quiet,
                          worker_python=worker)
     if remote["remote"]:  # on the devices over SSH (deploytool.remote), not here
         return bench_on_remote(config, {k: remote[k] for k in REMOTE_KEYS}, json_path)

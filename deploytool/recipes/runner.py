@@ -361,7 +361,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
         accuracy_file = out / "accuracy.json"
         S.write_json(accuracy_file, records)
 
-    # 8. one interleaved benchmark of all variants on this host; device latency is projected per profile
+    # 8. one benchmark of all variants on this host; device latency is projected per profile
     _, bdir, outs = r.step("bench", "bench", {"bench": rec.bench}, [v.key for v in variants],
                            lambda tmp: S.bench_step(variants, rec.bench, tmp))
     bench_file = bdir / outs["results"]

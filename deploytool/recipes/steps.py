@@ -247,7 +247,7 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def bench_step(variants, bench: BenchSpec, tmp: Path) -> dict[str, str]:
-    """All variants timed interleaved in one clean worker on this host (CPU EP, the recipe's threads)."""
+    """All variants timed in turns in one clean worker on this host (CPU EP, the recipe's threads)."""
     from deploytool.bench import BenchConfig, run_benchmark, write_json as write_bench
 
     cfg = BenchConfig(models=tuple(v.path for v in variants), seq_lens=bench.seq_lens, batch=bench.batch,

@@ -40,6 +40,7 @@ def run_request(request: dict[str, Any], base: Path) -> Path:
                          batch=request["batch"], threads=request["threads"], warmup=request["warmup"],
                          runs=request["runs"], seed=request["seed"], profile=profile, busy=request["busy"],
                          schedule=request["schedule"], block_runs=request["block_runs"],
+                         prime_runs=request.get("prime_runs", 3),
                          thread_pool=request["thread_pool"], wait_quiet_s=request["wait_quiet_s"])
     out = base / request["output"]
     write_json(run_benchmark(config), out)

@@ -286,7 +286,7 @@ def _request(bench, names: list[str], profile_ref: str | None) -> dict[str, Any]
     return {"protocol": PROTOCOL, "models": names, "seq_lens": list(bench.seq_lens), "batch": bench.batch,
             "threads": bench.threads, "warmup": bench.warmup, "runs": bench.runs, "seed": bench.seed,
             "profile": profile_ref, "busy": bench.busy.value, "schedule": bench.schedule.value,
-            "block_runs": bench.block_runs, "thread_pool": bench.thread_pool.value,
+            "block_runs": bench.block_runs, "prime_runs": bench.prime_runs, "thread_pool": bench.thread_pool.value,
             "wait_quiet_s": bench.wait_quiet_s, "output": "bench.json"}
 
 

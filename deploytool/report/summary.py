@@ -150,7 +150,7 @@ def _record(v: ModelOnDevice):
 
 
 def _same_speed(a: ModelOnDevice, b: ModelOnDevice) -> str | None:
-    """Why ``a`` is not measurably slower than ``b`` where both were measured on this device in one interleaved
+    """Why ``a`` is not measurably slower than ``b`` where both were measured on this device in one
     bench run (the exact sign test of their paired runs at the longest sequence, p >= 0.05), else None."""
     from deploytool.accuracy import speed_tie
 

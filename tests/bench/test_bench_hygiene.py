@@ -48,6 +48,60 @@ def test_interleaved_alternates_and_blocks_group(pair):
     assert _order(_worker(pair, schedule="blocks", block_runs=4)) == [0] * 4 + [1] * 4 + [0, 0, 1, 1]
 
 
+class _Recorder:
+    """A stand-in session that records every run in ``calls`` as the model's letter."""
+
+    def __init__(self, name: str, calls: list) -> None:
+        self.name, self.calls = name, calls
+
+    def run(self, outputs, feeds):
+        self.calls.append(self.name)
+
+
+def _timer_calls(monkeypatch, n_models: int, **request):
+    """The timer's whole call order: each run as its model's letter, each clock read as ``|`` (a timed run is
+    ``|A|``, an untimed one a bare ``A``), and the timed samples per model."""
+    import time
+
+    from deploytool.bench.worker import _Timer
+
+    calls: list[str] = []
+    clock = iter(range(1, 10**6))
+
+    def read() -> int:
+        calls.append("|")
+        return next(clock)
+
+    names = "ABC"[:n_models]
+    req = {"models": [{"path": f"{n}.onnx"} for n in names], "batch": 1, "seed": 0, **request}
+    timer = _Timer(req, [_Recorder(n, calls) for n in names], [None] * n_models, [["out"]] * n_models)
+    timer.feeds[8] = [{}] * n_models  # no real inputs: the stand-ins take anything
+    monkeypatch.setattr(time, "perf_counter_ns", read)
+    samples, _ = timer.time(8, warmup=1, runs=4)
+    return "".join(calls), [len(x) for x in samples]
+
+
+def test_prime_runs_precede_each_timed_stretch_untimed(monkeypatch):
+    # the warm-up round AB, then per block: the model's untimed primer runs, then its timed runs
+    assert _timer_calls(monkeypatch, 2, schedule="blocks", block_runs=2, prime_runs=3) == (
+        "AB" + "AAA|A||A|BBB|B||B|" * 2, [4, 4])
+    assert _timer_calls(monkeypatch, 2, schedule="interleaved", prime_runs=1) == ("AB" + "A|A|B|B|" * 4, [4, 4])
+    assert _timer_calls(monkeypatch, 2, schedule="interleaved", prime_runs=0) == ("AB" + "|A||B|" * 4, [4, 4])
+    # one model: nothing to prime against, whatever the request says
+    assert _timer_calls(monkeypatch, 1, schedule="blocks", block_runs=2, prime_runs=3) == ("A" + "|A|" * 4, [4])
+
+
+def test_bench_command_passes_prime_runs(pair, tmp_path):
+    out = tmp_path / "b.json"
+    r = CliRunner().invoke(main, ["bench", *map(str, pair), "--seq-len", "8", "--warmup", "1", "--runs", "2",
+                                  "--prime-runs", "1", "--schedule", "interleaved", "--force", "-q", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads(out.read_text())["config"]
+    assert (cfg["prime_runs"], cfg["schedule"]) == (1, "interleaved")
+    r = CliRunner().invoke(main, ["bench", *map(str, pair), "--prime-runs", "-1", "-q"])
+    assert r.exit_code == 2 and "prime_runs: must be" in r.output and "Traceback" not in r.output
+
+
 def test_shared_pool_runs_every_session_on_it(pair):
     res = _worker(pair, spec={"intra_op_threads": 1, "shared_thread_pool": True})
     assert all(s["spec"]["shared_thread_pool"] for s in res["sessions"])
@@ -86,7 +140,10 @@ def test_segment_worker_keeps_its_sessions_and_idles_between_segments(pair):
 
 def test_config_defaults_and_validation(pair):
     cfg = BenchConfig(models=pair)
-    assert (cfg.schedule, cfg.thread_pool, cfg.busy) == (Schedule.INTERLEAVED, ThreadPool.SHARED, BusyPolicy.WARN)
+    assert (cfg.schedule, cfg.thread_pool, cfg.busy) == (Schedule.BLOCKS, ThreadPool.SHARED, BusyPolicy.WARN)
+    assert (cfg.block_runs, cfg.prime_runs, cfg.primed_runs) == (10, 3, 3)
+    assert BenchConfig(models=pair[:1]).primed_runs == 0  # one model: its runs already follow each other
+    assert BenchConfig(models=pair[:1]).to_dict()["prime_runs"] == 0 and cfg.to_dict()["prime_runs"] == 3
     assert cfg.session_spec.shared_thread_pool  # several models share one pool
     assert not BenchConfig(models=pair[:1]).session_spec.shared_thread_pool  # one model: as deployed
     assert not BenchConfig(models=pair, thread_pool="session").session_spec.shared_thread_pool
@@ -94,6 +151,7 @@ def test_config_defaults_and_validation(pair):
                       (dict(thread_pool="global"), "thread_pool: expected one of session, shared"),
                       (dict(busy="ignore"), "busy: expected one of warn, refuse"),
                       (dict(block_runs=0), "block_runs: must be"), (dict(wait_quiet_s=-1), "wait_quiet_s"),
+                      (dict(prime_runs=-1), "prime_runs: must be"), (dict(prime_runs=True), "prime_runs"),
                       (dict(profile="kirin990"), "profile: expected a device Profile")]:
         with pytest.raises(ConfigError, match=match):
             BenchConfig(models=pair, **kw)
