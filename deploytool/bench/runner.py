@@ -352,13 +352,23 @@ class SegmentWorker:
         tail = " | ".join(self._err.read().strip().splitlines()[-3:])
         raise RuntimeError(f"benchmark worker exited (code {self._proc.wait()}) without {event!r}: {tail}")
 
-    def segment(self, seq_len: int, runs: int, warmup: int = 2) -> list[list[float]]:
-        """``runs`` timed runs per model at ``seq_len`` after ``warmup`` untimed rounds: ms per model."""
-        if seq_len not in self.config.seq_lens:
-            from deploytool.errors import ConfigError
+    def segment(self, seq_len: int, runs: int, warmup: int = 2, *, schedule: str | None = None,
+                block_runs: int | None = None, prime_runs: int | None = None) -> list[list[float]]:
+        """``runs`` timed runs per model at ``seq_len`` after ``warmup`` untimed rounds: ms per model.
+        ``schedule`` / ``block_runs`` / ``prime_runs``: this segment's, in place of the config's (one worker, one
+        set of sessions, measured in several schedules one after another)."""
+        from deploytool.errors import ConfigError
 
+        if seq_len not in self.config.seq_lens:
             raise ConfigError(f"seq_len: {seq_len} is not one of this worker's {list(self.config.seq_lens)}")
-        self._send({"cmd": "segment", "seq_len": int(seq_len), "runs": int(runs), "warmup": int(warmup)})
+        cmd: dict[str, Any] = {"cmd": "segment", "seq_len": int(seq_len), "runs": int(runs), "warmup": int(warmup)}
+        if schedule is not None or block_runs is not None or prime_runs is not None:
+            # the config's own validation, for this segment's fields
+            c = dataclasses.replace(self.config, schedule=schedule or self.config.schedule,
+                                    block_runs=self.config.block_runs if block_runs is None else block_runs,
+                                    prime_runs=self.config.prime_runs if prime_runs is None else prime_runs)
+            cmd.update(schedule=c.schedule.value, block_runs=c.block_runs, prime_runs=c.primed_runs)
+        self._send(cmd)
         self.last_segment = self._receive("segment")  # with each run's start (started_ms) and the wall time
         return self.last_segment["latencies_ms"]
 

@@ -108,14 +108,19 @@ class _Timer:
     """Times the sessions' runs at one sequence length in the request's schedule."""
 
     def __init__(self, request: dict[str, Any], sessions, plans, outputs) -> None:
-        self.schedule = request.get("schedule", "interleaved")
-        self.block = max(1, int(request.get("block_runs", 1))) if self.schedule == "blocks" else 1
-        self.prime = int(request.get("prime_runs", 0)) if len(sessions) > 1 else 0
+        self.sessions = sessions
+        self.schedule_from(request)
         self.batch, self.seed = int(request["batch"]), int(request["seed"])
         self.paths = [m["path"] for m in request["models"]]
         self.sessions, self.plans, self.outputs = sessions, plans, outputs
         self.feeds: dict[int, list[dict[str, Any]]] = {}
         self.origin = time.perf_counter_ns()
+
+    def schedule_from(self, request: dict[str, Any]) -> None:
+        """The order of the timed runs: ``schedule``, ``block_runs`` and ``prime_runs`` of ``request``."""
+        self.schedule = request.get("schedule", "interleaved")
+        self.block = max(1, int(request.get("block_runs", 1))) if self.schedule == "blocks" else 1
+        self.prime = int(request.get("prime_runs", 0)) if len(self.sessions) > 1 else 0
 
     def feeds_at(self, seq: int) -> list[dict[str, Any]]:
         from deploytool.runtime.inputs import make_feeds
@@ -207,7 +212,8 @@ def run(request: dict[str, Any], out: _Out) -> dict[str, Any]:
 def serve(request: dict[str, Any], out: _Out, commands: IO[str]) -> dict[str, Any]:
     """Keep the sessions and time one segment per command line until ``{"cmd": "stop"}`` or EOF.
 
-    Command ``{"cmd": "segment", "seq_len", "warmup", "runs"}`` answers ``{"event": "segment",
+    Command ``{"cmd": "segment", "seq_len", "warmup", "runs"}`` (optionally with that segment's
+    ``schedule``, ``block_runs`` and ``prime_runs``) answers ``{"event": "segment",
     "latencies_ms": [[...] per model], "started_ms": [[...]], "wall_ms"}``. Between segments the
     worker blocks on its input (no CPU), so several workers can take turns on the same cores.
     """
@@ -224,6 +230,8 @@ def serve(request: dict[str, Any], out: _Out, commands: IO[str]) -> dict[str, An
         if cmd.get("cmd") != "segment":
             raise ValueError(f"unknown worker command {cmd.get('cmd')!r}")
         t0 = time.perf_counter_ns()
+        # a segment may carry its own schedule (SegmentWorker.segment); else the request's stays
+        timer.schedule_from({**request, **{k: cmd[k] for k in ("schedule", "block_runs", "prime_runs") if k in cmd}})
         samples, starts = timer.time(int(cmd["seq_len"]), int(cmd.get("warmup", 0)), int(cmd["runs"]))
         out.send({"event": "segment", "latencies_ms": samples, "started_ms": starts,
                   "wall_ms": (time.perf_counter_ns() - t0) / 1e6})

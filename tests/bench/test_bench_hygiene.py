@@ -38,7 +38,10 @@ def _worker(models, **kw):
 
 def _order(res):
     """Model index of every timed run, in the order the runs started."""
-    starts = res["started_ms"]["8"]
+    return _order_of(res["started_ms"]["8"])
+
+
+def _order_of(starts):
     return [i for _, i in sorted((t, i) for i, ts in enumerate(starts) for t in ts)]
 
 
@@ -124,6 +127,13 @@ def test_segment_worker_keeps_its_sessions_and_idles_between_segments(pair):
         assert order == [0, 0, 0, 1, 1, 1] * 2  # the config's schedule, segment after segment
         assert [len(x) for x in w.segment(8, 4, warmup=0)] == [4, 4]
         assert min(w.last_segment["started_ms"][0]) > max(starts[1])  # the same process, later in time
+        # a segment in another schedule, then the config's again
+        w.segment(8, 4, warmup=0, schedule="interleaved")
+        assert _order_of(w.last_segment["started_ms"]) == [0, 1] * 4
+        w.segment(8, 6, warmup=0)
+        assert _order_of(w.last_segment["started_ms"]) == [0, 0, 0, 1, 1, 1] * 2
+        with pytest.raises(ConfigError, match="prime_runs: must be"):
+            w.segment(8, 2, prime_runs=-1)
         with pytest.raises(ConfigError, match=r"seq_len: 16 is not one of this worker's \[8\]"):
             w.segment(16, 2)
         # between segments it waits on its input: no thread keeps spinning on the cores
