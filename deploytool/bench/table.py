@@ -38,7 +38,7 @@ def format_table(report: BenchReport) -> str:
     host = report.host
     out.append("")
     out.append(f"batch {cfg.batch}, {cfg.session_spec.intra_op_threads} thread(s), {cfg.warmup} warm-up + {cfg.runs} "
-               f"runs{' interleaved' if report.worker.get('interleaved') else ''}; onnxruntime {report.onnxruntime} "
+               f"runs{_order(cfg) if report.worker.get('interleaved') else ''}; onnxruntime {report.onnxruntime} "
                f"on {host.get('cpu_model')} ({host.get('arch')}); ratio = p50 / p50 of {report.results[0].name}")
     threads, usable = cfg.session_spec.intra_op_threads, host.get("usable_cores")
     if isinstance(usable, int) and threads > usable:  # e.g. a 4-thread phone profile on a 2-core host
@@ -56,3 +56,12 @@ def format_table(report: BenchReport) -> str:
                 seen.add(n)
                 out.append(f"note: {n}")
     return "\n".join(out)
+
+
+def _order(cfg) -> str:
+    """How several models' timed runs were ordered, for the table's footer."""
+    from deploytool.bench.config import Schedule
+
+    turns = "interleaved run by run" if cfg.schedule is Schedule.INTERLEAVED else f"in blocks of {cfg.block_runs}"
+    primed = cfg.primed_runs
+    return f" {turns}" + (f", each after {primed} untimed run{'s' if primed != 1 else ''} of its model" if primed else "")

@@ -101,6 +101,7 @@ def test_bench_command_passes_prime_runs(pair, tmp_path):
     assert r.exit_code == 0, r.output
     cfg = json.loads(out.read_text())["config"]
     assert (cfg["prime_runs"], cfg["schedule"]) == (1, "interleaved")
+    assert "2 runs interleaved run by run, each after 1 untimed run of its model" in r.output  # the table says so
     r = CliRunner().invoke(main, ["bench", *map(str, pair), "--prime-runs", "-1", "-q"])
     assert r.exit_code == 2 and "prime_runs: must be" in r.output and "Traceback" not in r.output
 
