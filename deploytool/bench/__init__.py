@@ -8,8 +8,8 @@ Python API::
 
 Each measurement runs in ``python -m deploytool.bench.worker`` (torch is never imported there; the
 worker checks and the report records ``worker.torch_loaded: false``). Several models are timed
-in turns (blocks of runs, each after untimed runs of its model; or run by run) in one worker, on one shared ONNX Runtime thread pool, and
-compared with the first one; each model's session
+in turns (blocks of runs, each after untimed runs of its model; or run by run) in one worker, on
+one shared ONNX Runtime thread pool, and compared with the first one; each model's session
 creation time and peak memory come from a fresh worker of its own. A device profile plugs in as
 ``BenchConfig(..., spec=<SessionSpec>)``.
 

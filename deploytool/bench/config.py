@@ -91,10 +91,10 @@ class BenchConfig:
       each model at its figure alone whatever else is measured with it: its own weights are in the
       caches when it is timed. Per-session pools were up to 2x slow because idle sessions' threads spin
       (benchmarks/bench_hygiene.py); with many models, runs interleaved one by one found the other
-      models' weights in the caches: 27 MiniLM variants took 1.69x their latency alone at 8 tokens
-      (median; 2.04x at worst), 1.09x (1.51x) with 2 untimed runs before each, 1.02x (1.11x) in blocks of
-      10 after 3 untimed runs (benchmarks/bench_cache.py). ``prime_runs``: the untimed runs before each
-      timed stretch (each run when interleaved, each block), only with several models.
+      models' weights in the caches: the quickstart's 27 MiniLM variants took about 1.7x their latency
+      alone at 8 tokens that way (benchmarks/bench_cache.py, which measures each schedule against each
+      model alone). ``prime_runs``: the untimed runs before each timed stretch (each run when
+      interleaved, each block), only with several models.
     profile: the device profile the run is for (recorded in the report); its session spec is used
       when ``spec`` is None.
     busy: refuse or only warn when ``threads`` exceeds the free cores (other runnable tasks

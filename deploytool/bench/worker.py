@@ -12,8 +12,8 @@ runs ``block_runs`` times in a row, then the next (A x n, B x n, A x n, ...): an
 threads have gone to sleep before the other session runs. ``"prime_runs": n``: before each of a
 model's timed stretches (each run when interleaved, each block), n untimed runs of it, so that the
 timed runs find the caches as runs of that model alone leave them (the other models' runs had
-evicted its weights). With ``spec.shared_thread_pool`` the worker first creates ONNX Runtime's process-wide pool of ``spec.intra_op_threads`` threads and
-every session runs on it. Memory is the process's peak RSS (VmHWM, else ru_maxrss) at the end, with the RSS before
+evicted its weights). With ``spec.shared_thread_pool`` the worker first creates ONNX Runtime's
+process-wide pool of ``spec.intra_op_threads`` threads and every session runs on it. Memory is the process's peak RSS (VmHWM, else ru_maxrss) at the end, with the RSS before
 the first session as baseline: run one model per worker for a clean per-model peak.
 
 Serve mode (``"serve": true`` in the request): the worker builds the sessions, answers
@@ -108,11 +108,10 @@ class _Timer:
     """Times the sessions' runs at one sequence length in the request's schedule."""
 
     def __init__(self, request: dict[str, Any], sessions, plans, outputs) -> None:
-        self.sessions = sessions
+        self.sessions, self.plans, self.outputs = sessions, plans, outputs
         self.schedule_from(request)
         self.batch, self.seed = int(request["batch"]), int(request["seed"])
         self.paths = [m["path"] for m in request["models"]]
-        self.sessions, self.plans, self.outputs = sessions, plans, outputs
         self.feeds: dict[int, list[dict[str, Any]]] = {}
         self.origin = time.perf_counter_ns()
 
