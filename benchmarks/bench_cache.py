@@ -17,6 +17,10 @@ in one kept-alive worker (``deploytool.bench.SegmentWorker``, all 27 sessions) i
   ``bench`` does with one model: the other sessions sit idle in memory and touch no cache;
 - the modes: the recipe's warm-up rounds, then ``schedule`` interleaved (run by run) or blocks of 10,
   with ``prime_runs`` untimed runs of a model right before each of its timed stretches.
+- ``settling``: each model's ``--settle-runs`` runs in a row right after the other models' (no untimed
+  run): its k-th sample is its k-th run since the others evicted its weights. Per model, the ratio of run
+  k to its settled figure (the median of the last quarter of the runs), and the first run from which it
+  stays within 10%: how many untimed runs a model needs before its timed ones.
 
 A VM's speed drifts by tens of percent over minutes, so the segments take turns in time, ``alone``
 before and after every mode segment (alone, mode 1, alone, mode 2, ..., the mode order rotated each
@@ -102,6 +106,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=3, help="warm-up rounds of a mode segment (the quickstart recipe's)")
     ap.add_argument("--alone-warmup", type=int, default=10, help="untimed runs before a model's runs alone")
     ap.add_argument("--cycles", type=int, default=3)
+    ap.add_argument("--settle-runs", type=int, default=40,
+                    help="runs of each model in a row after the others' for the settling curves")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/bench_cache.json")
     args = ap.parse_args()
@@ -137,6 +143,15 @@ def main() -> int:
                         segment(mode, seq, MODES[mode], args.warmup)
                         segment("alone", seq, alone_kw, 0)
                 order = order[1:] + order[:1]
+            # settling: each model's runs one after another right after all the other models' runs (blocks of
+            # --settle-runs, no untimed run), so its k-th sample is its k-th run since its weights were evicted
+            settle: dict[str, dict[str, list[list[float]]]] = {str(s): {n: [] for n in names} for s in seqs}
+            for _ in range(args.cycles):
+                for seq in seqs:
+                    lat = w.segment(seq, args.settle_runs, warmup=0, schedule="blocks", block_runs=args.settle_runs,
+                                    prime_runs=0)
+                    for n, x in zip(names, lat):
+                        settle[str(seq)][n].append(x)
 
     def ratios(kind: str, seq: int, stat: str) -> dict[str, list[float]]:
         """Per model: each ``kind`` segment's figure over the mean of the alone segments next to it."""
@@ -170,6 +185,24 @@ def main() -> int:
         summary[kind] = {"fields": alone_kw if kind == "alone" else MODES[kind], "by_seq_len": per_seq,
                          "segment_wall_s_median": round(statistics.median(walls), 3)}
     control = {s: v["p50_over_alone"] for s, v in summary.pop("alone")["by_seq_len"].items()}
+
+    def settling(curves: list[list[float]]) -> dict:
+        """A model's k-th run after the others over its settled figure (the median of its last quarter of runs),
+        the median over the cycles per k; and the first k from which every run stays within 10% of settled."""
+        tail = max(1, len(curves[0]) // 4)
+        settled = statistics.median(statistics.median(c[-tail:]) for c in curves)
+        per_k = [round(statistics.median(c[k] for c in curves) / settled, 3) for k in range(len(curves[0]))]
+        within = next((k for k in range(len(per_k)) if all(r <= 1.10 for r in per_k[k:])), len(per_k))
+        return {"settled_ms": round(settled, 4), "runs_to_within_10pct": within, "ratio_by_run": per_k}
+
+    settle_out = {}
+    for s, per_model in settle.items():
+        models_s = {n: settling(c) for n, c in per_model.items()}
+        k = [m["runs_to_within_10pct"] for m in models_s.values()]
+        slowest = max(models_s, key=lambda n: models_s[n]["runs_to_within_10pct"])
+        settle_out[s] = {"runs_to_within_10pct": {"median": statistics.median(k), "max": max(k), "slowest": slowest,
+                                                  "slowest_bytes": sizes[slowest]},
+                         "models": models_s}
     default = summary[DEFAULT_MODE]["by_seq_len"]
     met = all(v["p50_over_alone"]["median"] <= GOAL["median_max"] and v["p50_over_alone"]["worst"] <= GOAL["worst_max"]
               for v in default.values())
@@ -178,6 +211,7 @@ def main() -> int:
            "cycles": args.cycles, "threads": args.threads, "seq_lens": list(seqs), "default_mode": DEFAULT_MODE,
            "default_config": {k: defaults[k] for k in ("schedule", "block_runs", "prime_runs")},
            "goal": GOAL, "goal_met": met, "alone_control": control, "summary": summary, "rows": rows,
+           "settle_runs": args.settle_runs, "settling": settle_out,
            "timeline": timeline, "run": stamp(run)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(args.out) as f:
@@ -186,6 +220,10 @@ def main() -> int:
         print(f"{name:36s} {v['segment_wall_s_median']:6.2f} s a segment  " + "  ".join(
             f"seq {s}: p50/alone {d['p50_over_alone']['median']:.2f} (worst {d['p50_over_alone']['worst']:.2f}), "
             f"p90/alone {d['p90_over_alone']['median']:.2f}" for s, d in v["by_seq_len"].items()))
+    for s, v in settle_out.items():
+        r = v["runs_to_within_10pct"]
+        print(f"seq {s}: runs after the others until within 10% of settled: median {r['median']}, max {r['max']} "
+              f"({r['slowest']}, {r['slowest_bytes'] / 1e6:.0f} MB)")
     print(f"alone vs its neighbours (control): {control}; goal met: {met}; wrote {args.out}")
     return 0
 

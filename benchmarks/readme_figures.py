@@ -821,6 +821,7 @@ def render_bench_cache(results: Path) -> str:
     default = d["default_mode"]
     others = [n for n in d["summary"] if n != default]
     ctl = d["alone_control"]
+    st = d.get("settling") or {}
     cfg = d["default_config"]
     return _wrap(
         f"**Many models in one bench** (`benchmarks/bench_cache.py`, `{SRC}/bench_cache.json`, {_date(d['created_utc'])}, "
@@ -834,7 +835,14 @@ def render_bench_cache(results: Path) -> str:
         f"{'met' if d['goal_met'] else 'NOT met'}). "
         + " ".join(f"{n[0].upper() + n[1:]}: {mode(n)}." for n in others)
         + " Alone against alone (the noise floor): " + "; ".join(
-            f"at {s} tokens {ctl[s]['median']:.2f}x [{ctl[s]['min']:.2f}-{ctl[s]['worst']:.2f}]" for s in seqs) + ".")
+            f"at {s} tokens {ctl[s]['median']:.2f}x [{ctl[s]['min']:.2f}-{ctl[s]['worst']:.2f}]" for s in seqs) + "."
+        + (" Run after run right after the other models, a model's run time stayed within 10% of where it settled "
+           "from run " + "; ".join(
+               f"{st[s]['runs_to_within_10pct']['median']:g} on for the median model at {s} tokens (the slowest, "
+               f"{st[s]['runs_to_within_10pct']['slowest']} of {st[s]['runs_to_within_10pct']['slowest_bytes'] / 1e6:.0f} MB, "
+               f"from run {st[s]['runs_to_within_10pct']['max']})" for s in seqs)
+           + f" (runs counted from 0, {d['settle_runs']} in a row, settled: the median of the last quarter)."
+           if st else ""))
 
 
 def _sci(x: float) -> str:
