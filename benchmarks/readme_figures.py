@@ -836,12 +836,11 @@ def render_bench_cache(results: Path) -> str:
         + " ".join(f"{n[0].upper() + n[1:]}: {mode(n)}." for n in others)
         + " Alone against alone (the noise floor): " + "; ".join(
             f"at {s} tokens {ctl[s]['median']:.2f}x [{ctl[s]['min']:.2f}-{ctl[s]['worst']:.2f}]" for s in seqs) + "."
-        + (" Run after run right after the other models, a model's run time stayed within 10% of where it settled "
-           "from run " + "; ".join(
-               f"{st[s]['runs_to_within_10pct']['median']:g} on for the median model at {s} tokens (the slowest, "
+        + (" Run after run right after the other models, a model had settled (that run and the next two within 10% "
+           f"of the median of its last quarter of {d['settle_runs']} runs in a row; runs counted from 0) at run " + "; ".join(
+               f"{st[s]['runs_to_within_10pct']['median']:g} for the median model at {s} tokens (the slowest, "
                f"{st[s]['runs_to_within_10pct']['slowest']} of {st[s]['runs_to_within_10pct']['slowest_bytes'] / 1e6:.0f} MB, "
-               f"from run {st[s]['runs_to_within_10pct']['max']})" for s in seqs)
-           + f" (runs counted from 0, {d['settle_runs']} in a row, settled: the median of the last quarter)."
+               f"at run {st[s]['runs_to_within_10pct']['max']})" for s in seqs) + "."
            if st else ""))
 
 
