@@ -38,15 +38,14 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from _stamp import stamp  # beside this script: the results file's "run" block
+from _variants import minilm_variants
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,34 +61,6 @@ GOAL = {"median_max": 1.10, "worst_max": 1.20}
 
 def _floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
-
-
-def _variants(tmp: Path, widths, depths, precisions) -> list[Path]:
-    from deploytool.passes import transform
-    from deploytool.passes.pack_weights import PackConfig
-    from deploytool.passes.quantize_int8 import Int8Config
-    from deploytool.passes.slice_subnetwork import SliceConfig
-
-    src = tmp / "minilm.onnx"
-    subprocess.run([sys.executable, "-m", "deploytool", "export", "--model", "minilm", "--task", "feature-extraction",
-                    "-o", str(src)], check=True, stdout=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    out = []
-    for w in widths:
-        for d in depths:
-            base = src
-            if (w, d) != (1.0, 1.0):
-                base = tmp / f"w{w:g}-d{d:g}-fp32.onnx"
-                transform(src, base, SliceConfig(width=w, depth=d))
-            for prec in precisions:
-                if prec == "fp32":
-                    path = tmp / f"w{w:g}-d{d:g}-fp32.onnx"
-                    if base != path:
-                        os.link(base, path)
-                else:
-                    path = tmp / f"w{w:g}-d{d:g}-{prec}.onnx"
-                    transform(base, path, Int8Config() if prec == "int8" else PackConfig(weights=prec))
-                out.append(path)
-    return out
 
 
 def _spread(ratios: list[float]) -> dict[str, float]:
@@ -122,8 +93,9 @@ def main() -> int:
     alone_kw = dict(schedule="blocks", block_runs=args.runs, prime_runs=args.alone_warmup)
     timeline: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        models = _variants(Path(tmp), _floats(args.widths), _floats(args.depths),
-                           [p.strip() for p in args.precisions.split(",") if p.strip()])
+        groups = minilm_variants(Path(tmp), _floats(args.widths), _floats(args.depths),
+                                 [p.strip() for p in args.precisions.split(",") if p.strip()])
+        models = [path for _, by_precision in groups for path in by_precision.values()]
         names = [m.stem for m in models]
         sizes = {m.stem: m.stat().st_size for m in models}
         config = BenchConfig(models=tuple(models), seq_lens=seqs, threads=args.threads)

@@ -31,12 +31,12 @@ import datetime as _dt
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from _stamp import stamp  # beside this script: the results file's "run" block
+from _variants import minilm_variants
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,10 +68,6 @@ def main() -> int:
     from deploytool.bench import BenchConfig, run_benchmark
     from deploytool.bench.cost_model import ErrorBand, op_costs, project_latency
     from deploytool.onnx_io import atomic_write
-    from deploytool.passes import transform
-    from deploytool.passes.pack_weights import PackConfig
-    from deploytool.passes.quantize_int8 import Int8Config
-    from deploytool.passes.slice_subnetwork import SliceConfig
     from deploytool.profiles import HostOptions, load_profile
     from deploytool.runtime.host import MICROBENCH_VERSION
 
@@ -81,29 +77,7 @@ def main() -> int:
     rows, machine = [], []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        src = args.model
-        if src is None:
-            src = tmp / "minilm.onnx"
-            subprocess.run([sys.executable, "-m", "deploytool", "export", "--model", "minilm", "--task",
-                            "feature-extraction", "-o", str(src)], check=True, stdout=subprocess.DEVNULL,
-                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        groups = []
-        for w in _floats(args.widths):
-            for d in _floats(args.depths):
-                base = src
-                if (w, d) != (1.0, 1.0):
-                    base = tmp / f"w{w:g}_d{d:g}_fp32.onnx"
-                    transform(src, base, SliceConfig(width=w, depth=d))
-                models = {}
-                for prec in precisions:
-                    if prec == "fp32":
-                        models[prec] = base
-                    else:
-                        out = tmp / f"w{w:g}_d{d:g}_{prec}.onnx"
-                        cfg = Int8Config() if prec == "int8" else PackConfig(weights=prec)
-                        transform(base, out, cfg)
-                        models[prec] = out
-                groups.append(((w, d), models))
+        groups = minilm_variants(tmp, _floats(args.widths), _floats(args.depths), precisions, src=args.model)
         for threads in (int(t) for t in args.threads.split(",")):
             for (w, d), models in groups:
                 # each model's runs in one block: the projection is of a model running alone, and run-by-run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from deploytool.bench.config import Schedule
 from deploytool.bench.runner import BenchReport
 
 __all__ = ["format_bytes", "format_table"]
@@ -60,8 +61,6 @@ def format_table(report: BenchReport) -> str:
 
 def _order(cfg) -> str:
     """How several models' timed runs were ordered, for the table's footer."""
-    from deploytool.bench.config import Schedule
-
     turns = "interleaved run by run" if cfg.schedule is Schedule.INTERLEAVED else f"in blocks of {cfg.block_runs}"
     primed = cfg.primed_runs
     return f" {turns}" + (f", each after {primed} untimed run{'s' if primed != 1 else ''} of its model" if primed else "")
