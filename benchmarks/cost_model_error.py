@@ -13,9 +13,11 @@
    width/depth group of three precisions per worker, each model's runs in one block so that it runs
    as if alone, which is what is projected; ``--schedule interleaved`` alternates them run by run;
    waits up to ``--wait-s`` for free cores first).
-4. Projects the same runs two ways: ``host-rates`` (the calibrated model: op-class times from the
-   microbenchmark, nothing fitted to these models) and ``roofline`` (the profile's peaks with the
-   default efficiencies: deploytool before #14, for comparison).
+4. Projects the same runs three ways: ``host-rates`` (the calibrated model: op-class times from the
+   microbenchmark, nothing fitted to these models), ``flops_curve`` (the same rates with every GEMM timed by
+   its FLOPs alone on its footprint's curves, as deploytool did before 2026-12-06: a narrow GEMM at a rate
+   measured on 4x larger weights, and a 384 x 384 GEMM on the 384 x 1536 chains' curve; kept for comparison)
+   and ``roofline`` (the profile's peaks with the default efficiencies: deploytool before #14).
 
 Writes per row measured p50 (and p10, min), both projections and their errors ``(projected -
 measured) / measured``; the microbenchmark's figures are 10th percentiles (robust to other processes
@@ -27,6 +29,7 @@ On a shared machine measured latencies move with the load: compare errors within
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -93,6 +96,10 @@ def main() -> int:
                         measured = lat.p50_ms
                         costs = op_costs(path, seq, optimized=True)
                         cal = project_latency(costs, host, seq_len=seq, threads=threads)
+                        # the previous GEMM rule: by FLOPs only (an OpCost without its weight's size)
+                        by_flops = project_latency([dataclasses.replace(c, weights=0.0) for c in costs], host,
+                                                   seq_len=seq, threads=threads)
+                        err_flops = (by_flops.latency_ms - measured) / measured
                         roof = project_latency(costs, host, seq_len=seq, threads=threads, use_host_rates=False)
                         err = (cal.latency_ms - measured) / measured
                         err_min = (cal.latency_ms - lat.min_ms) / lat.min_ms
@@ -106,16 +113,20 @@ def main() -> int:
                                      "error": round(err, 4), "measured_min_ms": round(lat.min_ms, 4),
                                      "error_vs_min": round(err_min, 4), "measured_p10_ms": round(p10, 4),
                                      "error_vs_p10": round(err_p10, 4),
+                                     "flops_curve_projected_ms": round(by_flops.latency_ms, 4),
+                                     "flops_curve_error": round(err_flops, 4),
                                      "roofline_projected_ms": round(roof.latency_ms, 4),
                                      "roofline_error": round(err_roof, 4),
                                      "weight_footprint_mb": round(max((c.footprint for c in costs), default=0) / 1e6, 2),
                                      "compute_ms": round(cal.compute_ms, 4), "memory_ms": round(cal.memory_ms, 4),
                                      "overhead_ms": round(cal.overhead_ms, 4)})
                         print(f"w{w:g} d{d:g} {prec:7s} seq {seq:3d} t{threads}: measured p50 {measured:8.3f} ms, "
-                              f"host-rates {cal.latency_ms:8.3f} ({err:+.0%}), roofline {roof.latency_ms:8.3f} "
+                              f"host-rates {cal.latency_ms:8.3f} ({err:+.0%}), by FLOPs {by_flops.latency_ms:8.3f} "
+                              f"({err_flops:+.0%}), roofline {roof.latency_ms:8.3f} "
                               f"({err_roof:+.0%}); vs p10 {p10:8.3f}: {err_p10:+.0%}", flush=True)
     errs = [abs(r["error"]) for r in rows]
     roof_errs = [abs(r["roofline_error"]) for r in rows]
+    flops_errs = [abs(r["flops_curve_error"]) for r in rows]
     band = ErrorBand.from_errors([r["error"] for r in rows], "benchmarks/cost_model_error.py")
     m = (host.host or {}).get("measurement") or {}
     result = {
@@ -126,8 +137,9 @@ def main() -> int:
                              "microbenchmark_version": MICROBENCH_VERSION},
         "schedule": args.schedule,
         "calibration": "host-rates come only from the host microbenchmark (deploytool/runtime/host.py: GEMM chains "
-                       "at 4/16/64 MiB weight footprints, attention, element-wise, overheads), measured before the "
-                       "models; nothing is fitted to these rows (they are the test set)",
+                       "of 384x384 and 384x1536 weights at 4/16/64 MiB weight footprints, attention, element-wise, "
+                       "overheads), measured before the models; a GEMM is timed by its rows and weight size from the "
+                       "measured shapes; nothing is fitted to these rows (they are the test set)",
         "load_average_end": os.getloadavg(),
         "goal": {"median_abs_error": 0.25, "worst_abs_error": 0.50},
         "median_abs_error": round(statistics.median(errs), 4), "worst_abs_error": round(max(errs), 4),
@@ -141,6 +153,15 @@ def main() -> int:
                                                                            if r["seq_len"] == q), 4),
                                 "worst_abs_error": round(max(abs(r["error"]) for r in rows if r["seq_len"] == q), 4)}
                        for q in seqs},
+        "flops_curve": {"what": "the same host rates with each GEMM timed by its FLOPs alone on its footprint's "
+                                "curves (deploytool before 2026-12-06), projected from the same runs",
+                        "median_abs_error": round(statistics.median(flops_errs), 4),
+                        "worst_abs_error": round(max(flops_errs), 4),
+                        "by_seq_len": {str(q): {"median_abs_error": round(statistics.median(
+                                                    abs(r["flops_curve_error"]) for r in rows if r["seq_len"] == q), 4),
+                                                "worst_abs_error": round(max(abs(r["flops_curve_error"]) for r in rows
+                                                                             if r["seq_len"] == q), 4)}
+                                       for q in seqs}},
         "roofline_median_abs_error": round(statistics.median(roof_errs), 4),
         "roofline_worst_abs_error": round(max(roof_errs), 4),
         "band": band.to_dict(),

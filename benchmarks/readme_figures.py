@@ -890,8 +890,15 @@ def render_cost_model(results: Path) -> str:
             f"{_pct(g['worst_abs_error'])}) is {'met' if d['goal_met'] else 'NOT met'} on this run. "
             + "By sequence length: " + "; ".join(f"seq {k}: median {_pct(v['median_abs_error'])}, worst {_pct(v['worst_abs_error'])}"
                         for k, v in seq.items())
-            + f". The old roofline on the same rows: median {_pct(d['roofline_median_abs_error'])}, worst "
-              f"{_pct(d['roofline_worst_abs_error'])}.")
+            + ".")
+    fc = d.get("flops_curve")
+    if fc:  # the previous GEMM rule, projected from the same runs
+        text += (f" The previous GEMM rule (each GEMM by its FLOPs alone on its footprint's curve, before 2026-12-06) "
+                 f"on the same runs: median {_pct(fc['median_abs_error'])}, worst {_pct(fc['worst_abs_error'])} ("
+                 + "; ".join(f"seq {k}: {_pct(v['median_abs_error'])} / {_pct(v['worst_abs_error'])}"
+                             for k, v in fc["by_seq_len"].items()) + ").")
+    text += (f" The old roofline on the same rows: median {_pct(d['roofline_median_abs_error'])}, worst "
+             f"{_pct(d['roofline_worst_abs_error'])}.")
     busy = results / "cost_model_error_interleaved.json"
     if busy.exists():
         b = json.loads(busy.read_text())

@@ -81,6 +81,7 @@ class OpCost:
     free: bool = False  # shape-only: no run-time cost
     kind: str = ""  # gemm (activation x weight) | attention (activation x activation) | "" (element-wise, moves)
     footprint: float = 0.0  # gemm: bytes of all the model's GEMM weights, streamed every run (0: unknown)
+    weights: float = 0.0  # gemm: elements of its own weight, K x N (0: unknown; its rows M are flops / 2 / weights)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -216,6 +217,69 @@ def _loglog(points: Sequence[tuple[float, float]], x: float) -> float:
     return points[-1][1] * x / points[-1][0]
 
 
+def _by_weights(points: Sequence[tuple[float, float]], w: float) -> float:
+    """A GEMM's time at one M for a weight of ``w`` elements, from the measured ``(K*N, ms)`` at that M:
+    linear between them; below the smallest, from the per-call cost (the line through the two smallest,
+    at zero weights; held in [0, the smallest's time]) to the smallest; beyond the largest, along the last
+    segment's slope. One measured size: proportional to ``w``."""
+    pts = sorted(points)
+    if w <= 0:
+        return 0.0
+    if len(pts) == 1 or pts[1][0] <= pts[0][0]:
+        return pts[0][1] * w / pts[0][0]
+    (w0, t0), (w1, t1) = pts[0], pts[1]
+    if w <= w0:
+        slope = (t1 - t0) / (w1 - w0)
+        call = min(max(t0 - slope * w0, 0.0), t0)
+        return call + (t0 - call) * w / w0
+    for (wa, ta), (wb, tb) in zip(pts, pts[1:]):
+        if wa <= w <= wb:
+            return ta + (tb - ta) * (w - wa) / (wb - wa) if wb > wa else ta
+    (wa, ta), (wb, tb) = pts[-2], pts[-1]
+    slope = (tb - ta) / (wb - wa) if wb > wa else 0.0
+    return tb + slope * (w - wb) if slope > 0 else tb * w / wb
+
+
+def _by_rows(points: Sequence[tuple[float, float]], m: float) -> float:
+    """A GEMM's time at ``m`` rows from its times at the measured M: log-log between them; below the
+    smallest, along the first segment's log-log slope (held in [0, 1]: a small-M GEMM streams its weight
+    whatever M is, so its time does not fall in proportion); beyond the largest, in proportion to M."""
+    pts = sorted(points)
+    if m <= 0 or not pts:
+        return 0.0
+    if m < pts[0][0] and len(pts) > 1 and pts[0][1] > 0 and pts[1][1] > 0 and pts[1][0] > pts[0][0]:
+        s = math.log(pts[1][1] / pts[0][1]) / math.log(pts[1][0] / pts[0][0])
+        return pts[0][1] * (m / pts[0][0]) ** min(max(s, 0.0), 1.0)
+    return _loglog(pts, m)
+
+
+def _gemm_grid(rows: Sequence[Mapping[str, Any]], run_overhead_ms: float):
+    """The measured GEMM rows of one precision as ``((level footprint, ((M, ((K*N, net ms), ...)), ...)), ...)``:
+    the chains of one footprint level (their footprints within 1.5x of each other: the 384 x 384 and the
+    384 x 1536 chains of "4 MiB" hold 3.9 and 4.5 MiB) together, the level at their geometric mean footprint;
+    equal (M, K*N) merged (median). Empty when the rows lack M, K or N."""
+    if not rows or not all(all(k in x for k in ("m", "k", "n")) for x in rows):
+        return ()
+    levels: list[list[Mapping[str, Any]]] = []
+    for x in sorted(rows, key=lambda x: float(x.get("footprint", 0.0))):
+        fp = float(x.get("footprint", 0.0))
+        if levels and fp <= 1.5 * float(levels[-1][0].get("footprint", 0.0)):
+            levels[-1].append(x)
+        else:
+            levels.append([x])
+    out = []
+    for xs in levels:
+        fps = [float(x.get("footprint", 0.0)) for x in xs]
+        level = math.exp(sum(math.log(f) for f in fps) / len(fps)) if min(fps) > 0 else 0.0
+        by_m: dict[float, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for x in xs:
+            ms = float(x["ms"]) if x.get("net") else max(float(x["ms"]) - run_overhead_ms, 0.05 * float(x["ms"]))
+            by_m[float(x["m"])][float(x["k"]) * float(x["n"])].append(ms)
+        out.append((level, tuple((m, tuple((w, float(np.median(v))) for w, v in sorted(ws.items())))
+                                 for m, ws in sorted(by_m.items()))))
+    return tuple(out)
+
+
 def _curve(pairs: Sequence[tuple[float, float] | tuple[float, float, bool]],
            run_overhead_ms: float) -> tuple[tuple[float, float], ...]:
     """Sorted (x, net ms) with equal x merged (median); net = measured single-op run minus the run
@@ -230,8 +294,9 @@ def _curve(pairs: Sequence[tuple[float, float] | tuple[float, float, bool]],
 class HostRates:
     """Op-class time curves fitted on a host from its ONNX Runtime microbenchmark at ``threads``.
 
-    GEMM time per precision as a function of FLOPs and of the model's weight footprint (chains of
-    4/16/64 MiB of weights: cache-resident to streamed), attention time of FLOPs, element-wise time per class
+    GEMM time per precision as a function of its rows M, its weight's size K x N and the model's weight
+    footprint (chains of 4/16/64 MiB of weights: cache-resident to streamed; :meth:`gemm_ms`), attention time
+    of FLOPs, element-wise time per class
     (Add-like, Erf/GELU-like, Softmax, LayerNorm) as functions of bytes moved, each interpolated in
     log-log between the measured points; plus the per-op overhead inside a graph and the per-run
     overhead of ``InferenceSession.run``. Nothing here is fitted to the models it projects.
@@ -251,6 +316,10 @@ class HostRates:
     peak_gops: Mapping[str, float]  # the host's nominal peaks at ``threads``
     bandwidth_gbs: float
     source: str = ""
+    # prec -> ((level footprint, ((M, ((K*N, net ms), ...)), ...)), ...): every measured shape of one footprint
+    # level together (:meth:`gemm_ms`); empty for a measurement without the shapes (before version 5)
+    gemm_grid: Mapping[str, tuple[tuple[float, tuple[tuple[float, tuple[tuple[float, float], ...]], ...]], ...]] = \
+        dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_profile(cls, profile: Profile, threads: int | None = None) -> HostRates | None:
@@ -273,6 +342,7 @@ class HostRates:
                 by_fp[float(x.get("footprint", 0.0))].append(x)
             gemm[p] = tuple((fp, _curve([(x["flops"], x["ms"], bool(x.get("net"))) for x in xs], run_ms))
                             for fp, xs in sorted(by_fp.items()))
+        grid = {p: g for p, rows in r["gemm"].items() if (g := _gemm_grid(rows, run_ms))}
         att = _curve([(x["flops"], x["ms"], bool(x.get("net"))) for x in r["attention"]], run_ms)
         ew = {op: _curve([(x["bytes"], x["ms"], bool(x.get("net"))) for x in rows], run_ms)
               for op, rows in r["elementwise"].items()}
@@ -281,7 +351,7 @@ class HostRates:
         peaks = {p.value: v * scale for p, v in profile.compute.peak_gops.items()}
         return cls(host=profile.name, threads=key, gemm=gemm, attention=att, elementwise=ew,
                     op_overhead_ms=float(r["op_overhead_us"]) / 1e3, run_overhead_ms=run_ms, peak_gops=peaks,
-                    bandwidth_gbs=float(r["bandwidth_gbs"]),
+                    bandwidth_gbs=float(r["bandwidth_gbs"]), gemm_grid=grid,
                     source=f"{profile.name} microbenchmark {m.get('created_utc', '?')}, {key} thread(s)")
         return rates
 
@@ -291,16 +361,30 @@ class HostRates:
             if c.kind == "attention" and self.attention:
                 return _loglog(self.attention, c.flops), "attention"
             prec = c.precision if c.precision in self.gemm else "fp32"
-            return self.gemm_ms(prec, c.flops, c.footprint), f"gemm-{prec}"
+            return self.gemm_ms(prec, c.flops, c.footprint, c.weights), f"gemm-{prec}"
         cls_ = _EW_CLASS.get(c.op_type, "Add")
         curve = self.elementwise.get(cls_) or self.elementwise["Add"]
         return _loglog(curve, c.bytes), cls_
 
-    def gemm_ms(self, precision: str, flops: float, footprint: float) -> float:
-        """A GEMM's time: by FLOPs on each footprint's curve, then log-linear in the model's weight
-        footprint between the measured footprints (held at the ends: no extrapolation)."""
-        levels = self.gemm[precision]
-        times = [(fp, _loglog(curve, flops)) for fp, curve in levels]
+    def gemm_ms(self, precision: str, flops: float, footprint: float, weights: float = 0.0) -> float:
+        """A GEMM's time at each measured footprint level, then log-linear in the model's weight footprint
+        between the levels (held at the ends: no extrapolation).
+
+        At one level, with the GEMM's weight size ``weights`` (K x N) known and the measurement holding
+        its shapes (``gemm_grid``): at each measured M, the time of a weight of K x N elements from the
+        shapes measured at that M (:func:`_by_weights`: a per-call cost plus a per-weight cost, linear between
+        the measured sizes), then log-log in M between the measured M (:func:`_by_rows`). A GEMM with a
+        smaller weight than any measured one (a sliced model's) keeps its per-call cost, and a 384 x 384
+        GEMM is timed on the 384 x 384 chains, not on the 384 x 1536 ones at the same FLOPs (their
+        weights are 4x larger: at M = 8 they take twice as long per FLOP).
+        Otherwise (older measurements, unknown weights): by FLOPs on each level's curve."""
+        grid = self.gemm_grid.get(precision) if weights > 0 else None
+        if grid:
+            rows = flops / (2.0 * weights)
+            times = [(fp, _by_rows([(m, _by_weights(pts, weights)) for m, pts in by_m], rows))
+                     for fp, by_m in grid]
+        else:
+            times = [(fp, _loglog(curve, flops)) for fp, curve in self.gemm[precision]]
         if len(times) == 1 or footprint <= times[0][0]:
             return times[0][1]
         if footprint >= times[-1][0]:
@@ -423,7 +507,7 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
         out_elems = sum(float(np.prod(shape(o))) for o in outs)
         free = n.op_type in _FREE or all(
             o in values and np.asarray(values[o]).dtype.kind in "iub" and np.asarray(values[o]).size < 16 for o in outs)
-        flops = 0.0
+        flops = weights_kn = 0.0
         kind = ""
         precision = _precision_of(in_dtypes[:1] or [np.float32])
         if n.op_type in _MATMUL | _INT8_MATMUL and len(ins) >= 2:
@@ -443,10 +527,12 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
             flops = 2.0 * m * k * nn
             precision = "int8" if n.op_type in _INT8_MATMUL else _precision_of(in_dtypes)
             kind = "gemm" if ins[1] in consts else "attention"
+            weights_kn = float(k) * float(nn) if kind == "gemm" else 0.0
         elif n.op_type == "MatMulNBits":
             attrs = {x.name: x.i for x in n.attribute}
             a = shape(ins[0])
             flops = 2.0 * float(np.prod(a[:-1])) * attrs.get("K", 0) * attrs.get("N", 0)
+            weights_kn = float(attrs.get("K", 0)) * float(attrs.get("N", 0))
             precision = "int8" if attrs.get("accuracy_level", 0) == 4 else "fp32"
             kind = "gemm"
         elif n.op_type == "Attention" and n.domain in ("", "ai.onnx") and len(ins) >= 3:
@@ -461,6 +547,7 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
             a, w = shape(ins[0]), shape(ins[1])
             m = float(np.prod(a[:-1])) if a else 0.0
             flops = 2.0 * m * w[0] * w[1]
+            weights_kn = float(w[0]) * float(w[1])
             precision, kind = _FUSED_ATTENTION[n.op_type], "gemm"
             # ... and the attention over it: Q K^T and P V, 2 * 2 * B * S * S * H (fp32), timed as attention
             s_len = float(a[-2]) if len(a) >= 2 else 0.0
@@ -478,7 +565,8 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
             flops = 0.0
         else:
             flops = _FLOPS_PER_ELEMENT.get(n.op_type, 1) * out_elems
-        costs.append(OpCost(n.name or f"{n.op_type}_{i}", n.op_type, precision, flops, b, free, kind))
+        costs.append(OpCost(n.name or f"{n.op_type}_{i}", n.op_type, precision, flops, b, free, kind,
+                            weights=weights_kn))
         if kind == "gemm":
             weights.update((x, nbytes(x)) for x in ins[1:] if x in consts and nbytes(x) > 4096)
     # every GEMM streams the model's whole set of weights each run: the footprint that decides whether
@@ -598,7 +686,8 @@ def _project_rates(costs: Sequence[OpCost], profile: Profile, rates: HostRates, 
     if same:
         label, method = "projected (host rates)", "host-rates"
         assumptions = (f"op-class times measured on this host by ONNX Runtime ({rates.source}): GEMM per precision "
-                       "and attention by FLOPs, element-wise by bytes, each timed in chains (executor overhead "
+                       "by its rows and weight size, attention by FLOPs, element-wise by bytes, each timed in chains "
+                       "(executor overhead "
                        f"included), interpolated log-log; {rates.op_overhead_ms * 1e3:.2g} us per shape-only op, "
                        f"{rates.run_overhead_ms * 1e3:.3g} us per run")
     else:

@@ -189,3 +189,94 @@ def test_gemm_time_follows_the_models_weight_footprint():
     old = _host()
     assert HostRates.from_profile(old).op_ms(dataclasses.replace(_gemm(8), footprint=1 << 30))[0] == pytest.approx(
         2.0 * 8 * 384 * 1536 / 40e6, rel=1e-6)
+
+
+def _two_shape_host(call_us: dict[int, float], per_weight_ns: dict[int, float], levels=((4 << 20, 1.0),)):
+    """A host measured as the microbenchmark does (version 5): at each footprint level, chains of 384 x 384 and
+    of 384 x 1536 weights (footprints 10% apart, as the real chains'), at M = 8, 32, 128. Their net time per
+    GEMM is made as ``slow * (call_us[M] + per_weight_ns[M] * K * N)``: a per-call cost and a per-weight cost."""
+    host = _host()
+    rows = []
+    for fp, slow in levels:
+        for (k, n), f in (((384, 384), fp), ((384, 1536), 1.1 * fp)):
+            for m in (8, 32, 128):
+                ms = slow * (call_us[m] + per_weight_ns[m] * k * n / 1e3) / 1e3
+                rows.append({"m": m, "k": k, "n": n, "flops": 2.0 * m * k * n, "net": True, "footprint": f,
+                             "ms": ms, "gops": 2.0 * m * k * n / ms / 1e6})
+    for t in host.host["measurement"]["rates"].values():
+        t["gemm"]["int8"] = rows
+    return HostRates.from_profile(host)
+
+
+def _gemm_kn(m: float, k: int, n: int, footprint: float = 0.0) -> OpCost:
+    return OpCost("mm", "DynamicQuantizeMatMul", "int8", 2.0 * m * k * n, float(k * n), kind="gemm",
+                  footprint=footprint, weights=float(k * n))
+
+
+def test_gemm_time_by_rows_and_weight_size():
+    """A GEMM is timed from the measured shapes at its own M: a per-call cost plus a per-weight cost (so a
+    sliced model's smaller weight keeps the per-call cost), not by FLOPs alone, where a 384 x 384 GEMM at
+    M = 32 and a 384 x 1536 one at M = 8 (equal FLOPs) would take the same time."""
+    call = {8: 2.0, 32: 3.0, 128: 6.0}  # us per GEMM
+    per_w = {8: 0.05, 32: 0.08, 128: 0.2}  # ns per weight element
+    r = _two_shape_host(call, per_w)
+
+    def expect(m, k, n):
+        return (call[m] + per_w[m] * k * n / 1e3) / 1e3
+
+    for m in (8, 32, 128):  # the measured shapes and M: their own times
+        for k, n in ((384, 384), (384, 1536)):
+            assert r.op_ms(_gemm_kn(m, k, n))[0] == pytest.approx(expect(m, k, n), rel=1e-9)
+    # a width-0.5 slice's 384 x 192 and 192 x 384 (below the measured sizes): the per-call cost is kept
+    for k, n in ((384, 192), (192, 384)):
+        assert r.op_ms(_gemm_kn(8, k, n))[0] == pytest.approx(expect(8, k, n), rel=1e-9)
+        assert r.op_ms(_gemm_kn(8, k, n))[0] > r.op_ms(_gemm_kn(8, 384, 384))[0] * 0.5 * 1.2
+    # between the measured sizes (a width-0.75 FFN, 384 x 1152) and beyond them (BERT-base's 768 x 3072): the line
+    assert r.op_ms(_gemm_kn(8, 384, 1152))[0] == pytest.approx(expect(8, 384, 1152), rel=1e-9)
+    assert r.op_ms(_gemm_kn(128, 768, 3072))[0] == pytest.approx(expect(128, 768, 3072), rel=1e-9)
+    # equal FLOPs, different shapes: the measured difference is kept
+    assert r.op_ms(_gemm_kn(8, 384, 1536))[0] != pytest.approx(r.op_ms(_gemm_kn(32, 384, 384))[0], rel=0.05)
+    # between measured M: log-log; below the smallest: the first segment's log-log slope, not proportional
+    t8, t16, t32 = (r.op_ms(_gemm_kn(m, 384, 384))[0] for m in (8, 16, 32))
+    assert t16 == pytest.approx(math.sqrt(t8 * t32), rel=1e-9)
+    slope = math.log(t32 / t8) / math.log(4)
+    assert r.op_ms(_gemm_kn(1, 384, 384))[0] == pytest.approx(t8 * (1 / 8) ** slope, rel=1e-9)
+    assert r.op_ms(_gemm_kn(1, 384, 384))[0] > t8 / 8
+    # beyond the largest M: in proportion to M
+    assert r.op_ms(_gemm_kn(512, 384, 384))[0] == pytest.approx(4 * expect(128, 384, 384), rel=1e-9)
+    # without the weight's size (an older OpCost): by FLOPs, as before
+    old = dataclasses.replace(_gemm_kn(8, 384, 192), weights=0.0)
+    assert r.op_ms(old)[0] != pytest.approx(expect(8, 384, 192), rel=0.05)
+
+
+def test_gemm_shapes_of_one_footprint_level_are_one_level():
+    """The two chains of a level (footprints 10% apart) time a GEMM together at that level; across levels the
+    time is log-linear in the model's footprint, held at the ends."""
+    call, per_w = {8: 2.0, 32: 3.0, 128: 6.0}, {8: 0.05, 32: 0.08, 128: 0.2}
+    small, big = float(4 << 20), float(64 << 20)
+    r = _two_shape_host(call, per_w, levels=((small, 1.0), (big, 4.0)))
+    base = (call[8] + per_w[8] * 384 * 384 / 1e3) / 1e3
+    lo, hi = small * math.sqrt(1.1), big * math.sqrt(1.1)  # each level at its chains' geometric mean
+
+    def at(fp):
+        return r.op_ms(_gemm_kn(8, 384, 384, footprint=fp))[0]
+
+    assert at(lo) == pytest.approx(base, rel=1e-9) and at(hi) == pytest.approx(4 * base, rel=1e-9)
+    assert at(math.sqrt(lo * hi)) == pytest.approx(2 * base, rel=1e-9)
+    assert at(small) == at(1.0) == pytest.approx(base, rel=1e-9)  # below the first level: held
+    assert at(1 << 34) == pytest.approx(4 * base, rel=1e-9)
+    assert len(r.gemm_grid["int8"]) == 2
+
+
+def test_op_costs_give_each_gemm_its_weight_size(tiny_onnx):
+    import onnx
+    from onnx import numpy_helper
+
+    path = tiny_onnx("bert", layers=2, hidden=32, heads=4, ffn=64)
+    model = onnx.load(str(path))
+    inits = {t.name: numpy_helper.to_array(t).shape for t in model.graph.initializer}
+    mm = {n.name: inits[n.input[1]] for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in inits}
+    costs = {c.name: c for c in op_costs(path, 16)}
+    assert mm and all(costs[name].weights == shape[0] * shape[1] for name, shape in mm.items())
+    assert all(costs[name].flops == 2.0 * 16 * costs[name].weights for name in mm)  # batch 1 x 16 tokens
+    assert all(c.weights == 0 for c in costs.values() if c.kind != "gemm")
