@@ -899,6 +899,18 @@ def render_cost_model(results: Path) -> str:
                              for k, v in fc["by_seq_len"].items()) + ").")
     text += (f" The old roofline on the same rows: median {_pct(d['roofline_median_abs_error'])}, worst "
              f"{_pct(d['roofline_worst_abs_error'])}.")
+    rule = results / "gemm_rule.json"
+    if rule.exists():  # the GEMM rule alone, on shapes the microbenchmark did not measure
+        g = json.loads(rule.read_text())
+        u = g["unmeasured_shapes"]
+        worst = max((r for r in g["rows"] if "(measured)" not in r["shape"]), key=lambda r: abs(r["error"]))
+        text += (f" The GEMM rule alone (`benchmarks/gemm_rule.py`, {_date(g['created_utc'])}, `gemm_rule.json`): chains "
+                 f"of GEMM shapes the microbenchmark did not time (the MiniLM slices' and BERT-base's, fp32 and int8, "
+                 f"M = {'/'.join(str(m) for m in dict.fromkeys(r['m'] for r in g['rows']))}) against their projection: "
+                 f"median |error| {_pct(u['rows_and_weights']['median_abs_error'])}, worst "
+                 f"{_pct(u['rows_and_weights']['worst_abs_error'])} ({worst['precision']} {worst['shape']} at M = "
+                 f"{worst['m']}); by FLOPs alone, the previous rule: {_pct(u['flops_curve']['median_abs_error'])} / "
+                 f"{_pct(u['flops_curve']['worst_abs_error'])}.")
     busy = results / "cost_model_error_interleaved.json"
     if busy.exists():
         b = json.loads(busy.read_text())

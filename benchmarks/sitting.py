@@ -103,6 +103,7 @@ BENCHMARKS: tuple[Bench, ...] = (
           ("embedding_quality.json", "embedding_quality.md")),
     Bench("cost_model_error", "cost_model_error.py", ("--out", "{results}/cost_model_error.json"),
           ("cost_model_error.json",)),
+    Bench("gemm_rule", "gemm_rule.py", ("--out", "{results}/gemm_rule.json"), ("gemm_rule.json",)),
     Bench("bench_hygiene", "bench_hygiene.py", ("--out", "{results}/bench_hygiene.json"), ("bench_hygiene.json",)),
     Bench("bench_cache", "bench_cache.py", ("--out", "{results}/bench_cache.json"), ("bench_cache.json",)),
     Bench("published_devices", "published_devices.py", ("-o", "{results}/published_devices.json"),

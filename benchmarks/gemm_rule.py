@@ -1,0 +1,168 @@
+"""The cost model's GEMM rule alone, on GEMM shapes the host microbenchmark did not measure.
+
+    .venv/bin/python benchmarks/gemm_rule.py [--footprint-mib 8] [--remeasure] [--host-cache DIR]
+        [--out benchmarks/results/gemm_rule.json]
+
+The host microbenchmark (``deploytool/runtime/host.py``) times chains of 384 x 384 and 384 x 1536 weights;
+the cost model (``HostRates.gemm_ms``) times any other GEMM from them: at each measured M a per-call cost plus
+a per-weight cost, log-log in M, log-linear in the model's weight footprint. Before 2026-12-06 it timed a GEMM
+by its FLOPs alone on its footprint's curve. This script checks both rules where the models' errors cannot
+tell them apart from the other op classes: chains of one GEMM shape each, in the shapes of the quickstart's
+MiniLM slices (attention 384 x 192 and 384 x 288 at width 0.5 and 0.75, FFN 384 x 768 and 384 x 1152) and
+of BERT-base (768 x 768, 768 x 3072: larger than any measured), beside the measured shapes themselves; fp32
+(MatMul) and int8 (DynamicQuantizeMatMul, per-channel scales, as deploytool's int8 emits), M = 8 and 128.
+
+Each chain (the shape and its transpose alternating, distinct weights together about ``--footprint-mib``: a
+real model's footprint lies between the measured levels) is timed as the microbenchmark times its own: one
+ONNX Runtime session at 1 thread, the 10th percentile of the runs, less the run overhead of a one-Add graph,
+per GEMM. Both rules project from the same host measurement; errors are (projected - measured) / measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import statistics
+import time
+from pathlib import Path
+
+from _stamp import stamp  # beside this script: the results file's "run" block
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = {  # name -> the chain's alternating (K, N)
+    "minilm-w0.5-attention": [(384, 192), (192, 384)],
+    "minilm-w0.75-attention": [(384, 288), (288, 384)],
+    "minilm-attention (measured)": [(384, 384)],
+    "minilm-w0.5-ffn": [(384, 768), (768, 384)],
+    "minilm-w0.75-ffn": [(384, 1152), (1152, 384)],
+    "minilm-ffn (measured)": [(384, 1536), (1536, 384)],
+    "bert-base-attention": [(768, 768)],
+    "bert-base-ffn": [(768, 3072), (3072, 768)],
+}
+
+
+def _session(dims, prec: str, rng):
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits, x = [], [], "x"
+    for i, (k, n) in enumerate(dims):
+        y = "y" if i == len(dims) - 1 else f"y{i}"
+        if prec == "int8":
+            inits += [numpy_helper.from_array(rng.integers(-127, 128, (k, n), dtype=np.int8), f"w{i}"),
+                      numpy_helper.from_array(np.full(n, 0.01, np.float32), f"s{i}")]
+            nodes.append(helper.make_node("DynamicQuantizeMatMul", [x, f"w{i}", f"s{i}", "", ""], [y],
+                                          domain="com.microsoft"))
+        else:
+            inits.append(numpy_helper.from_array((rng.standard_normal((k, n)) * 0.05).astype(np.float32), f"w{i}"))
+            nodes.append(helper.make_node("MatMul", [x, f"w{i}"], [y]))
+        x = y
+    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", dims[0][0]])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _p10_ms(sess, x, runs: int) -> float:
+    for _ in range(10):
+        sess.run(None, {"x": x})
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, {"x": x})
+        ts.append(time.perf_counter() - t)
+    return statistics.quantiles(ts, n=10)[0] * 1e3
+
+
+def _summary(rows: list[dict], key: str) -> dict:
+    errs = [abs(r[key]) for r in rows]
+    return {"median_abs_error": round(statistics.median(errs), 4), "worst_abs_error": round(max(errs), 4)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--footprint-mib", type=float, default=8.0)
+    ap.add_argument("--ms", default="8,128")
+    ap.add_argument("--host-cache", type=Path, default=None)
+    ap.add_argument("--remeasure", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/gemm_rule.json")
+    args = ap.parse_args()
+    run = stamp()
+
+    import numpy as np
+
+    from deploytool.bench.cost_model import HostRates
+    from deploytool.onnx_io import atomic_write
+    from deploytool.profiles import HostOptions, load_profile
+
+    host = load_profile("host", host=HostOptions(cache_dir=args.host_cache, refresh=args.remeasure))
+    rates = HostRates.from_profile(host, 1)
+    rng = np.random.default_rng(0)
+    run_ms = _p10_ms(_session([(16, 16)], "fp32", rng), np.ones((1, 16), np.float32), 500)
+    ms_list = [int(m) for m in args.ms.split(",")]
+    rows = []
+    for prec in ("int8", "fp32"):
+        for name, shape in SHAPES.items():
+            per = shape[0][0] * shape[0][1] * (1 if prec == "int8" else 4)
+            n = max(len(shape), round(args.footprint_mib * 2**20 / per / len(shape)) * len(shape))
+            dims = (shape * n)[:n]
+            sess = _session(dims, prec, rng)
+            footprint = float(per * n)
+            for m in ms_list:
+                x = rng.standard_normal((m, dims[0][0])).astype(np.float32)
+                measured = (_p10_ms(sess, x, 300 if m <= 32 else 100) - run_ms) / n
+                k, nn = shape[0]
+                flops = 2.0 * m * k * nn
+                new = rates.gemm_ms(prec, flops, footprint, float(k * nn))
+                by_flops = rates.gemm_ms(prec, flops, footprint, 0.0)
+                rows.append({"shape": name, "precision": prec, "k": k, "n": nn, "m": m, "chain": n,
+                             "footprint_mib": round(footprint / 2**20, 2), "measured_ms": round(measured, 6),
+                             "projected_ms": round(new, 6), "error": round((new - measured) / measured, 4),
+                             "flops_curve_ms": round(by_flops, 6),
+                             "flops_curve_error": round((by_flops - measured) / measured, 4)})
+                print(f"{prec} {name:28s} M {m:4d}: measured {measured * 1e3:8.2f} us, rule {new * 1e3:8.2f} "
+                      f"({rows[-1]['error']:+.0%}), by FLOPs {by_flops * 1e3:8.2f} ({rows[-1]['flops_curve_error']:+.0%})",
+                      flush=True)
+            del sess
+    unmeasured = [r for r in rows if "(measured)" not in r["shape"]]
+    groups = {f"{p} M={m}": [r for r in unmeasured if r["precision"] == p and r["m"] == m]
+              for p in ("int8", "fp32") for m in ms_list}
+    m = (host.host or {}).get("measurement") or {}
+    result = {
+        "benchmark": "gemm_rule",
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "host_measurement": {"created_utc": m.get("created_utc"), "onnxruntime": m.get("onnxruntime")},
+        "method": "chains of one GEMM shape (and its transpose), ~%g MiB of distinct weights, 1 thread; per-GEMM "
+                  "time = (p10 of the runs - a one-Add graph's p10) / chain length, as the host microbenchmark "
+                  "times its own chains" % args.footprint_mib,
+        "rules": {"rows_and_weights": "HostRates.gemm_ms with the weight's K x N (deploytool since 2026-12-06)",
+                  "flops_curve": "HostRates.gemm_ms by FLOPs alone on the footprint's curves (before)"},
+        "run_overhead_ms": round(run_ms, 6),
+        "unmeasured_shapes": {"rows_and_weights": _summary(unmeasured, "error"),
+                              "flops_curve": _summary(unmeasured, "flops_curve_error"),
+                              "by_group": {g: {"rows_and_weights": _summary(rs, "error"),
+                                               "flops_curve": _summary(rs, "flops_curve_error")}
+                                           for g, rs in groups.items() if rs}},
+        "measured_shapes": {"rows_and_weights": _summary([r for r in rows if "(measured)" in r["shape"]], "error"),
+                            "flops_curve": _summary([r for r in rows if "(measured)" in r["shape"]],
+                                                    "flops_curve_error")},
+        "rows": rows,
+    }
+    result["run"] = stamp(run)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(args.out) as f:
+        json.dump(result, f, indent=2)
+    u = result["unmeasured_shapes"]
+    print(f"unmeasured shapes: rule median |error| {u['rows_and_weights']['median_abs_error']:.0%}, worst "
+          f"{u['rows_and_weights']['worst_abs_error']:.0%}; by FLOPs {u['flops_curve']['median_abs_error']:.0%}, "
+          f"worst {u['flops_curve']['worst_abs_error']:.0%}; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
