@@ -431,7 +431,8 @@ def _worker(threads: list[int]) -> dict[str, Any]:
         # GEMMs in chains of distinct weights (an FFN's 384->1536->384 pairs; attention's 384x384) whose
         # weights together take GEMM_FOOTPRINTS bytes: a model streams all its weights every run, and
         # whether they stay in cache between runs (a few MB) or come from memory (tens of MB) decides a
-        # small-M GEMM's time more than its FLOPs do. The cost model interpolates by a model's footprint.
+        # small-M GEMM's time more than its FLOPs do. The cost model interpolates by a model's footprint, and
+        # between the two shapes by a GEMM's weight size at its own M (cost_model.HostRates.gemm_ms).
         for level, footprint in enumerate(GEMM_FOOTPRINTS):
             for shape in ([(384, 1536), (1536, 384)], [(384, 384)]):
                 for prec in ("fp32", "int8", "fp16"):
