@@ -891,10 +891,11 @@ def render_cost_model(results: Path) -> str:
             + "By sequence length: " + "; ".join(f"seq {k}: median {_pct(v['median_abs_error'])}, worst {_pct(v['worst_abs_error'])}"
                         for k, v in seq.items())
             + ".")
-    fc = d.get("flops_curve")
-    if fc:  # the previous GEMM rule, projected from the same runs
-        text += (f" The previous GEMM rule (each GEMM by its FLOPs alone on its footprint's curve, before 2026-12-06) "
-                 f"on the same runs: median {_pct(fc['median_abs_error'])}, worst {_pct(fc['worst_abs_error'])} ("
+    fc = d.get("previous")
+    if fc:  # the rules before 2026-12-06, projected from the same runs
+        text += (f" The rules before 2026-12-06 (each GEMM by its FLOPs alone on its footprint's curve; a fused "
+                 f"Attention without its softmax and head moves) on the same runs: median "
+                 f"{_pct(fc['median_abs_error'])}, worst {_pct(fc['worst_abs_error'])} ("
                  + "; ".join(f"seq {k}: {_pct(v['median_abs_error'])} / {_pct(v['worst_abs_error'])}"
                              for k, v in fc["by_seq_len"].items()) + ").")
     text += (f" The old roofline on the same rows: median {_pct(d['roofline_median_abs_error'])}, worst "

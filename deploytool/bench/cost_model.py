@@ -492,6 +492,17 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
 
     costs: list[OpCost] = []
     weights: dict[str, float] = {}
+
+    def inside_attention(name: str, op: str, scores: float, moved: float) -> None:
+        """What a fused attention op computes besides its MatMuls: the softmax over its ``scores`` (B x heads x
+        S x S_kv, fp32, read and written) and, ``moved`` bytes > 0, the moves of Q, K, V into heads and of the
+        output back (a graph without the fusion has them as Softmax and Transpose nodes of their own)."""
+        if scores > 0:
+            costs.append(OpCost(f"{name}:softmax", "Softmax", "fp32", _FLOPS_PER_ELEMENT["Softmax"] * scores,
+                                8.0 * scores))
+        if moved > 0:
+            costs.append(OpCost(f"{name}:heads", "Transpose", "fp32", 0.0, moved))
+
     for i, n in enumerate(graph.node):
         if i in folded:
             continue
@@ -542,6 +553,13 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
             kv = float(key[-2]) if len(key) >= 2 else 0.0
             flops = 4.0 * float(np.prod(q)) * kv if len(q) in (3, 4) else 0.0
             precision, kind = "fp32", "attention"
+            attrs = {x.name: x.i for x in n.attribute}
+            heads = float(q[1]) if len(q) == 4 else float(attrs.get("q_num_heads", 0))
+            s_q = float(q[-2]) if len(q) in (3, 4) else 0.0
+            batch = float(q[0]) if q else 0.0
+            # 3-D inputs: the op splits Q, K, V into heads and merges its output back itself
+            moved = 8.0 * (2.0 * float(np.prod(q)) + 2.0 * float(np.prod(key))) if len(q) == 3 else 0.0
+            inside_attention(n.name or f"{n.op_type}_{i}", n.op_type, batch * heads * s_q * kv, moved)
         elif n.op_type in _FUSED_ATTENTION and len(ins) >= 2 and len(shape(ins[1])) == 2:
             # the QKV projection [B*S, H] x [H, 3H] (a GEMM in the op's precision) ...
             a, w = shape(ins[0]), shape(ins[1])
@@ -555,12 +573,21 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
             w_b = nbytes(ins[1])
             costs.append(OpCost((n.name or f"{n.op_type}_{i}") + ":attention", n.op_type, "fp32", att,
                                 b - w_b, False, "attention"))
+            # ... and its softmax over [B, heads, S, S] and the head split of QKV [B, S, 3A] and merge of [B, S, A]
+            heads = float(next((x.i for x in n.attribute if x.name == "num_heads"), 0))
+            bsz = float(np.prod(a[:-2])) if len(a) > 2 else 1.0
+            inside_attention(n.name or f"{n.op_type}_{i}", n.op_type, bsz * heads * s_len * s_len,
+                             2.0 * 4.0 * bsz * s_len * (w[1] + w[1] / 3))
             b = w_b + nbytes(ins[0]) + sum(nbytes(o) for o in outs)
         elif n.op_type == "MultiHeadAttention" and ins and len(shape(ins[0])) == 3:
             # the attention alone (its projections are GEMMs of their own): Q K^T and P V over query [B, S, A]
             a = shape(ins[0])
-            flops = 4.0 * float(a[0]) * float(a[1]) * float(a[1]) * float(a[2])
+            kv = float(shape(ins[1])[1]) if len(ins) > 1 and len(shape(ins[1])) == 3 else float(a[1])
+            flops = 4.0 * float(a[0]) * float(a[1]) * kv * float(a[2])
             precision, kind = "fp32", "attention"
+            heads = float(next((x.i for x in n.attribute if x.name == "num_heads"), 0))
+            inside_attention(n.name or f"{n.op_type}_{i}", n.op_type, float(a[0]) * heads * float(a[1]) * kv,
+                             2.0 * 4.0 * float(a[0]) * (2.0 * float(a[1]) + 2.0 * kv) * float(a[2]))
         elif n.op_type in _MOVE or free:
             flops = 0.0
         else:

@@ -280,3 +280,32 @@ def test_op_costs_give_each_gemm_its_weight_size(tiny_onnx):
     assert mm and all(costs[name].weights == shape[0] * shape[1] for name, shape in mm.items())
     assert all(costs[name].flops == 2.0 * 16 * costs[name].weights for name in mm)  # batch 1 x 16 tokens
     assert all(c.weights == 0 for c in costs.values() if c.kind != "gemm")
+
+
+def test_fused_attention_costs_its_softmax_and_head_moves(tmp_path):
+    """ORT's fused Attention computes, besides its QKV GEMM and its two MatMuls, a softmax over [B, heads, S, S]
+    and the moves of Q, K, V into heads and back: a graph without the fusion has them as nodes of their own."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    b, s, h, heads = 1, 24, 64, 4
+    g = helper.make_graph(  # an encoder's smallest shape: ids -> embeddings -> one fused Attention
+        [helper.make_node("Gather", ["emb", "input_ids"], ["x"]),
+         helper.make_node("Attention", ["x", "w", "bias"], ["y"], domain="com.microsoft", num_heads=heads)], "g",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", h])],
+        initializer=[numpy_helper.from_array(np.ones((100, h), np.float32), "emb"),
+                     numpy_helper.from_array(np.zeros((h, 3 * h), np.float32), "w"),
+                     numpy_helper.from_array(np.zeros(3 * h, np.float32), "bias")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    path = tmp_path / "attention.onnx"
+    onnx.save(model, str(path))
+    costs = {c.name.rsplit(":", 1)[-1] if ":" in c.name else c.op_type: c for c in op_costs(path, s)}
+    costs["gemm"] = costs.pop("Attention")
+    assert costs["gemm"].flops == 2.0 * b * s * h * 3 * h and costs["gemm"].weights == h * 3 * h
+    assert costs["attention"].flops == 4.0 * b * s * s * h
+    assert costs["softmax"].op_type == "Softmax" and costs["softmax"].bytes == 8.0 * b * heads * s * s
+    assert costs["heads"].op_type == "Transpose" and costs["heads"].bytes == 8.0 * b * s * (3 * h + h)
+    r = HostRates.from_profile(_host())
+    assert r.op_ms(costs["softmax"])[1] == "Softmax" and r.op_ms(costs["softmax"])[0] > 0
