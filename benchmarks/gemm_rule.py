@@ -3,12 +3,13 @@
     .venv/bin/python benchmarks/gemm_rule.py [--footprint-mib 8] [--remeasure] [--host-cache DIR]
         [--out benchmarks/results/gemm_rule.json]
 
-The host microbenchmark (``deploytool/runtime/host.py``) times chains of 384 x 384 and 384 x 1536 weights;
+The host microbenchmark (``deploytool/runtime/host.py``) times chains of 384 x 192, 384 x 384 and 384 x 1536
+weights (the first since 2026-12-06, microbenchmark version 6);
 the cost model (``HostRates.gemm_ms``) times any other GEMM from them: at each measured M a per-call cost plus
 a per-weight cost, log-log in M, log-linear in the model's weight footprint. Before 2026-12-06 it timed a GEMM
 by its FLOPs alone on its footprint's curve. This script checks both rules where the models' errors cannot
 tell them apart from the other op classes: chains of one GEMM shape each, in the shapes of the quickstart's
-MiniLM slices (attention 384 x 192 and 384 x 288 at width 0.5 and 0.75, FFN 384 x 768 and 384 x 1152) and
+MiniLM slices (attention 384 x 288 at width 0.75, FFN 384 x 768 and 384 x 1152 at 0.5 and 0.75) and
 of BERT-base (768 x 768, 768 x 3072: larger than any measured), beside the measured shapes themselves; fp32
 (MatMul) and int8 (DynamicQuantizeMatMul, per-channel scales, as deploytool's int8 emits), M = 8 and 128.
 
@@ -31,7 +32,7 @@ from _stamp import stamp  # beside this script: the results file's "run" block
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {  # name -> the chain's alternating (K, N)
-    "minilm-w0.5-attention": [(384, 192), (192, 384)],
+    "minilm-w0.5-attention (measured)": [(384, 192), (192, 384)],
     "minilm-w0.75-attention": [(384, 288), (288, 384)],
     "minilm-attention (measured)": [(384, 384)],
     "minilm-w0.5-ffn": [(384, 768), (768, 384)],
