@@ -49,6 +49,30 @@ def _floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
 
 
+def _host_drift(host) -> dict:
+    """The host microbenchmark run again after the rows (1 thread, not cached) against the one the projections
+    used: how far this shared machine moved while the models were measured (a projection can be no closer
+    than that). Ratios after / before of the same points, by op class."""
+    from deploytool.runtime.host import measure_host
+
+    before = host.measured_rates["1"]
+    m = measure_host(threads=(1,), quiet_wait_s=0)
+    after = m.at(1)
+
+    def ratios(a: list, b: list) -> list[float]:
+        return [y["ms"] / x["ms"] for x, y in zip(a, b) if x["ms"] > 0]
+
+    classes = {"gemm": [r for p in before["gemm"] for r in ratios(before["gemm"][p], after["gemm"].get(p, []))],
+               "attention": ratios(before["attention"], after["attention"]),
+               "elementwise": [r for op in before["elementwise"]
+                               for r in ratios(before["elementwise"][op], after["elementwise"].get(op, []))]}
+    return {"what": "the host microbenchmark re-run after the rows over the one the projections used (time "
+                    "after / before, same points): the machine's own drift during the measurement",
+            "measured_utc": m.created_utc, "load": m.load,
+            **{c: {"median_after_over_before": round(statistics.median(v), 4), "low": round(min(v), 4),
+                   "high": round(max(v), 4)} for c, v in classes.items() if v}}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=None)
@@ -65,6 +89,8 @@ def main() -> int:
                          "one block, as if alone)")
     ap.add_argument("--wait-s", type=float, default=60.0,
                     help="before each measurement, wait up to this long for free cores (other work on the machine)")
+    ap.add_argument("--no-drift", dest="drift", action="store_false",
+                    help="skip the second host microbenchmark after the rows (how far the machine moved meanwhile)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cost_model_error.json")
     args = ap.parse_args()
     run = stamp()
@@ -127,6 +153,7 @@ def main() -> int:
                               f"host-rates {cal.latency_ms:8.3f} ({err:+.0%}), previous {by_flops.latency_ms:8.3f} "
                               f"({err_flops:+.0%}), roofline {roof.latency_ms:8.3f} "
                               f"({err_roof:+.0%}); vs p10 {p10:8.3f}: {err_p10:+.0%}", flush=True)
+    drift = _host_drift(host) if args.drift else None
     errs = [abs(r["error"]) for r in rows]
     roof_errs = [abs(r["roofline_error"]) for r in rows]
     flops_errs = [abs(r["previous_error"]) for r in rows]
@@ -166,6 +193,7 @@ def main() -> int:
                                                 "worst_abs_error": round(max(abs(r["previous_error"]) for r in rows
                                                                              if r["seq_len"] == q), 4)}
                                        for q in seqs}},
+        "host_drift": drift,
         "roofline_median_abs_error": round(statistics.median(roof_errs), 4),
         "roofline_worst_abs_error": round(max(roof_errs), 4),
         "band": band.to_dict(),

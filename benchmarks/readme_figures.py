@@ -900,6 +900,11 @@ def render_cost_model(results: Path) -> str:
                              for k, v in fc["by_seq_len"].items()) + ").")
     text += (f" The old roofline on the same rows: median {_pct(d['roofline_median_abs_error'])}, worst "
              f"{_pct(d['roofline_worst_abs_error'])}.")
+    drift = (d.get("host_drift") or {}).get("gemm")
+    if drift:  # the machine's own movement between the microbenchmark and the rows
+        text += (f" The host microbenchmark re-run after the rows timed its GEMMs at {drift['median_after_over_before']:.2f}x "
+                 f"the first run's (median; {drift['low']:.2f}-{drift['high']:.2f}x): no projection from the first "
+                 f"can be closer than the machine's own drift.")
     rule = results / "gemm_rule.json"
     if rule.exists():  # the GEMM rule alone, on shapes the microbenchmark did not measure
         g = json.loads(rule.read_text())
@@ -912,6 +917,11 @@ def render_cost_model(results: Path) -> str:
                  f"{_pct(u['rows_and_weights']['worst_abs_error'])} ({worst['precision']} {worst['shape']} at M = "
                  f"{worst['m']}); by FLOPs alone, the previous rule: {_pct(u['flops_curve']['median_abs_error'])} / "
                  f"{_pct(u['flops_curve']['worst_abs_error'])}.")
+        if "rows_and_weights_net_of_drift" in u:
+            n, f = u["rows_and_weights_net_of_drift"], u["flops_curve_net_of_drift"]
+            text += (f" Net of the machine's drift since the microbenchmark (each error over the measured shapes' own in "
+                     f"the same run): {_pct(n['median_abs_error'])} / {_pct(n['worst_abs_error'])}, by FLOPs "
+                     f"{_pct(f['median_abs_error'])} / {_pct(f['worst_abs_error'])}.")
     busy = results / "cost_model_error_interleaved.json"
     if busy.exists():
         b = json.loads(busy.read_text())
