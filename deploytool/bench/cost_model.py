@@ -374,9 +374,10 @@ class HostRates:
         its shapes (``gemm_grid``): at each measured M, the time of a weight of K x N elements from the
         shapes measured at that M (:func:`_by_weights`: a per-call cost plus a per-weight cost, linear between
         the measured sizes), then log-log in M between the measured M (:func:`_by_rows`). A GEMM with a
-        smaller weight than any measured one (a sliced model's) keeps its per-call cost, and a 384 x 384
-        GEMM is timed on the 384 x 384 chains, not on the 384 x 1536 ones at the same FLOPs (their
-        weights are 4x larger: at M = 8 they take twice as long per FLOP).
+        smaller weight than any measured one (a sliced model's) keeps its per-call cost, and a GEMM is
+        timed on chains of its own weight size: FLOPs alone do not tell them apart (a 384 x 1536 GEMM at
+        M = 8 and a 384 x 384 one at M = 32 do the same FLOPs; in fp32 on a Xeon the first took twice as
+        long, streaming 4x the weight).
         Otherwise (older measurements, unknown weights): by FLOPs on each level's curve."""
         grid = self.gemm_grid.get(precision) if weights > 0 else None
         if grid:
