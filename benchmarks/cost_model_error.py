@@ -167,7 +167,7 @@ def main() -> int:
                              "microbenchmark_version": MICROBENCH_VERSION},
         "schedule": args.schedule,
         "calibration": "host-rates come only from the host microbenchmark (deploytool/runtime/host.py: GEMM chains "
-                       "of 384x192, 384x384 and 384x1536 weights at 4/16/64 MiB weight footprints, attention, element-wise, "
+                       "of 384x192, 384x384, 384x1536 and 768x3072 weights at 4/16/64 MiB weight footprints, attention, element-wise, "
                        "overheads), measured before the models; a GEMM is timed by its rows and weight size from the "
                        "measured shapes; nothing is fitted to these rows (they are the test set)",
         "load_average_end": os.getloadavg(),

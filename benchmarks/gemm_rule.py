@@ -3,14 +3,15 @@
     .venv/bin/python benchmarks/gemm_rule.py [--footprint-mib 8] [--remeasure] [--host-cache DIR]
         [--out benchmarks/results/gemm_rule.json]
 
-The host microbenchmark (``deploytool/runtime/host.py``) times chains of 384 x 192, 384 x 384 and 384 x 1536
-weights (the first since 2026-12-06, microbenchmark version 6);
+The host microbenchmark (``deploytool/runtime/host.py``) times chains of 384 x 192, 384 x 384, 384 x 1536 and
+768 x 3072 weights (the first and the last since 2026-12-06, microbenchmark versions 6 and 7);
 the cost model (``HostRates.gemm_ms``) times any other GEMM from them: at each measured M a per-call cost plus
 a per-weight cost, log-log in M, log-linear in the model's weight footprint. Before 2026-12-06 it timed a GEMM
 by its FLOPs alone on its footprint's curve. This script checks both rules where the models' errors cannot
 tell them apart from the other op classes: chains of one GEMM shape each, in the shapes of the quickstart's
-MiniLM slices (attention 384 x 288 at width 0.75, FFN 384 x 768 and 384 x 1152 at 0.5 and 0.75) and
-of BERT-base (768 x 768, 768 x 3072: larger than any measured), beside the measured shapes themselves; fp32
+MiniLM slices (attention 384 x 288 at width 0.75, FFN 384 x 768 and 384 x 1152 at 0.5 and 0.75), BERT-base's
+attention (768 x 768: as many weights as 384 x 1536) and BERT-large's (1024 x 1024, 1024 x 4096: larger than any
+measured), beside the measured shapes themselves; fp32
 (MatMul) and int8 (DynamicQuantizeMatMul, per-channel scales, as deploytool's int8 emits), M = 8 and 128.
 
 Each chain (the shape and its transpose alternating, distinct weights together about ``--footprint-mib``: a
@@ -39,7 +40,9 @@ SHAPES = {  # name -> the chain's alternating (K, N)
     "minilm-w0.75-ffn": [(384, 1152), (1152, 384)],
     "minilm-ffn (measured)": [(384, 1536), (1536, 384)],
     "bert-base-attention": [(768, 768)],
-    "bert-base-ffn": [(768, 3072), (3072, 768)],
+    "bert-base-ffn (measured)": [(768, 3072), (3072, 768)],
+    "bert-large-attention": [(1024, 1024)],
+    "bert-large-ffn": [(1024, 4096), (4096, 1024)],
 }
 
 

@@ -911,7 +911,7 @@ def render_cost_model(results: Path) -> str:
         u = g["unmeasured_shapes"]
         worst = max((r for r in g["rows"] if "(measured)" not in r["shape"]), key=lambda r: abs(r["error"]))
         text += (f" The GEMM rule alone (`benchmarks/gemm_rule.py`, {_date(g['created_utc'])}, `gemm_rule.json`): chains "
-                 f"of GEMM shapes the microbenchmark did not time (the MiniLM slices' and BERT-base's, fp32 and int8, "
+                 f"of GEMM shapes the microbenchmark did not time (MiniLM slices', BERT-base's attention, BERT-large's; fp32 and int8, "
                  f"M = {'/'.join(str(m) for m in dict.fromkeys(r['m'] for r in g['rows']))}) against their projection: "
                  f"median |error| {_pct(u['rows_and_weights']['median_abs_error'])}, worst "
                  f"{_pct(u['rows_and_weights']['worst_abs_error'])} ({worst['precision']} {worst['shape']} at M = "

@@ -11,9 +11,10 @@ Measurement (:func:`measure_host`) runs a short microbenchmark *with ONNX Runtim
 clean ``python -m deploytool.runtime.host`` process (torch never loaded), at 1 thread and at the
 usable core count:
 
-- GEMM ``[M,K] x [K,N]`` at encoder shapes (K x N = 384x1536 and 1536x384 alternating, 384x384, and
+- GEMM ``[M,K] x [K,N]`` at encoder shapes (K x N = 384x1536 and 1536x384 alternating, 384x384,
   384x192 and 192x384 alternating: a sliced model's narrower weights, where the int8 kernels lose
-  efficiency at large M; M = 8, 32, 128, 512), each timed as a chain of distinct weights that together take 4, 16
+  efficiency at large M, and BERT-base's 768x3072 and 3072x768, more efficient per weight, at the
+  footprints that hold two of them; M = 8, 32, 128, 512), each timed as a chain of distinct weights that together take 4, 16
   or 64 MiB (``GEMM_FOOTPRINTS``; M = 512 at 4 MiB only): a model streams all its weights every run,
   and whether they stay in cache between runs decides a small-M GEMM's time (a lone GEMM keeps its
   weights in cache; a 42 MB fp32 MiniLM does not), in fp32 (MatMul), int8 (``com.microsoft.DynamicQuantizeMatMul``, the op deploytool's int8 and
@@ -51,8 +52,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["DEFAULT_CACHE_DIR", "MICROBENCH_VERSION", "HostFacts", "HostMeasurement", "detect_host",
            "host_measurement", "measure_host", "parse_cpuinfo"]
 
-MICROBENCH_VERSION = 6  # 2: p10 per point; 3: GEMMs in chains of distinct weights; 4: every op class in chains;
-# 5: GEMM chains at several weight footprints; 6: a third GEMM shape, 384 x 192 (a width-0.5 slice's attention)
+MICROBENCH_VERSION = 7  # 2: p10 per point; 3: GEMMs in chains of distinct weights; 4: every op class in chains;
+# 5: GEMM chains at several weight footprints; 6: a third GEMM shape, 384 x 192 (a width-0.5 slice's attention);
+# 7: BERT-base's FFN, 768 x 3072, at the footprints that hold two of its weights
 GEMM_FOOTPRINTS = (4 << 20, 16 << 20, 64 << 20)  # bytes of distinct weights per GEMM chain (cache-resident .. streamed)
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "deploytool" / "host"
 
@@ -435,9 +437,12 @@ def _worker(threads: list[int]) -> dict[str, Any]:
         # small-M GEMM's time more than its FLOPs do. The cost model interpolates by a model's footprint, and
         # between the shapes by a GEMM's weight size at its own M (cost_model.HostRates.gemm_ms).
         for level, footprint in enumerate(GEMM_FOOTPRINTS):
-            for shape in ([(384, 1536), (1536, 384)], [(384, 384)], [(384, 192), (192, 384)]):
+            for shape in ([(384, 1536), (1536, 384)], [(384, 384)], [(384, 192), (192, 384)],
+                          [(768, 3072), (3072, 768)]):
                 for prec in ("fp32", "int8", "fp16"):
                     per_weight = shape[0][0] * shape[0][1] * (1 if prec == "int8" else 2 if prec == "fp16" else 4)
+                    if per_weight * len(shape) > 1.5 * footprint:
+                        continue  # a model with weights this big has a larger footprint: measured at the larger levels
                     n_w = max(len(shape), round(footprint / per_weight / len(shape)) * len(shape))
                     dims = (shape * (n_w // len(shape)))[:n_w]
                     sess = _session(gemm_chain(prec, dims), t)
