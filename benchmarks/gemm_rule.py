@@ -15,9 +15,10 @@ measured), beside the measured shapes themselves; fp32
 (MatMul) and int8 (DynamicQuantizeMatMul, per-channel scales, as deploytool's int8 emits), M = 8 and 128.
 
 Each chain (the shape and its transpose alternating, distinct weights together about ``--footprint-mib``: a
-real model's footprint lies between the measured levels) is timed as the microbenchmark times its own: one
-ONNX Runtime session at 1 thread, the 10th percentile of the runs, less the run overhead of a one-Add graph,
-per GEMM. Both rules project from the same host measurement; errors are (projected - measured) / measured.
+real model's footprint lies between the measured levels) is built and timed by the microbenchmark's own code
+(``deploytool.runtime.host``: ``gemm_chain_model``, its session at 1 thread and its timer, the 10th percentile
+of the runs), less the run overhead of a one-GEMM 16 x 16 graph, per GEMM.
+Both rules project from the same host measurement; errors are (projected - measured) / measured.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import argparse
 import datetime as _dt
 import json
 import statistics
-import time
 from pathlib import Path
 
 from _stamp import stamp  # beside this script: the results file's "run" block
@@ -44,43 +44,6 @@ SHAPES = {  # name -> the chain's alternating (K, N)
     "bert-large-attention": [(1024, 1024)],
     "bert-large-ffn": [(1024, 4096), (4096, 1024)],
 }
-
-
-def _session(dims, prec: str, rng):
-    import numpy as np
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
-
-    nodes, inits, x = [], [], "x"
-    for i, (k, n) in enumerate(dims):
-        y = "y" if i == len(dims) - 1 else f"y{i}"
-        if prec == "int8":
-            inits += [numpy_helper.from_array(rng.integers(-127, 128, (k, n), dtype=np.int8), f"w{i}"),
-                      numpy_helper.from_array(np.full(n, 0.01, np.float32), f"s{i}")]
-            nodes.append(helper.make_node("DynamicQuantizeMatMul", [x, f"w{i}", f"s{i}", "", ""], [y],
-                                          domain="com.microsoft"))
-        else:
-            inits.append(numpy_helper.from_array((rng.standard_normal((k, n)) * 0.05).astype(np.float32), f"w{i}"))
-            nodes.append(helper.make_node("MatMul", [x, f"w{i}"], [y]))
-        x = y
-    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["m", dims[0][0]])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
-    model.ir_version = 8
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = so.inter_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-
-
-def _p10_ms(sess, x, runs: int) -> float:
-    for _ in range(10):
-        sess.run(None, {"x": x})
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        sess.run(None, {"x": x})
-        ts.append(time.perf_counter() - t)
-    return statistics.quantiles(ts, n=10)[0] * 1e3
 
 
 def _summary(rows: list[dict], key: str) -> dict:
@@ -106,8 +69,10 @@ def main() -> int:
 
     host = load_profile("host", host=HostOptions(cache_dir=args.host_cache, refresh=args.remeasure))
     rates = HostRates.from_profile(host, 1)
+    from deploytool.runtime.host import _session, _timeit, gemm_chain_model
+
     rng = np.random.default_rng(0)
-    run_ms = _p10_ms(_session([(16, 16)], "fp32", rng), np.ones((1, 16), np.float32), 500)
+    run_ms = _timeit(_session(gemm_chain_model("fp32", [(16, 16)], rng), 1), {"x": np.ones((1, 16), np.float32)})[0]
     ms_list = [int(m) for m in args.ms.split(",")]
     rows = []
     for prec in ("int8", "fp32"):
@@ -115,11 +80,11 @@ def main() -> int:
             per = shape[0][0] * shape[0][1] * (1 if prec == "int8" else 4)
             n = max(len(shape), round(args.footprint_mib * 2**20 / per / len(shape)) * len(shape))
             dims = (shape * n)[:n]
-            sess = _session(dims, prec, rng)
+            sess = _session(gemm_chain_model(prec, dims, rng), 1)
             footprint = float(per * n)
             for m in ms_list:
                 x = rng.standard_normal((m, dims[0][0])).astype(np.float32)
-                measured = (_p10_ms(sess, x, 300 if m <= 32 else 100) - run_ms) / n
+                measured = (_timeit(sess, {"x": x})[0] - run_ms) / n
                 k, nn = shape[0]
                 flops = 2.0 * m * k * nn
                 new = rates.gemm_ms(prec, flops, footprint, float(k * nn))
@@ -149,9 +114,9 @@ def main() -> int:
         "benchmark": "gemm_rule",
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host_measurement": {"created_utc": m.get("created_utc"), "onnxruntime": m.get("onnxruntime")},
-        "method": "chains of one GEMM shape (and its transpose), ~%g MiB of distinct weights, 1 thread; per-GEMM "
-                  "time = (p10 of the runs - a one-Add graph's p10) / chain length, as the host microbenchmark "
-                  "times its own chains" % args.footprint_mib,
+        "method": "chains of one GEMM shape (and its transpose), ~%g MiB of distinct weights, 1 thread, built and "
+                  "timed by the host microbenchmark's own code; per-GEMM time = (p10 of the runs - a one-GEMM "
+                  "16x16 graph's p10) / chain length" % args.footprint_mib,
         "rules": {"rows_and_weights": "HostRates.gemm_ms with the weight's K x N (deploytool since 2026-12-06)",
                   "flops_curve": "HostRates.gemm_ms by FLOPs alone on the footprint's curves (before)"},
         "run_overhead_ms": round(run_ms, 6),

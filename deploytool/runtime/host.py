@@ -386,6 +386,34 @@ def _session(model, threads: int):
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
+def gemm_chain_model(prec: str, dims: list[tuple[int, int]], rng):
+    """The microbenchmark's GEMM chain: ``x [m, K0]`` through one GEMM per ``(K, N)`` of ``dims``, each with a
+    distinct random weight: ``DynamicQuantizeMatMul`` (int8 weights, per-channel scales, as deploytool's int8
+    emits) for ``int8``, else ``MatMul`` in fp32 or fp16 (``benchmarks/gemm_rule.py`` times the same chains)."""
+    import numpy as np
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    nodes, inits, x = [], [], "x"
+    for i, (k, n) in enumerate(dims):
+        y = "y" if i == len(dims) - 1 else f"y{i}"
+        if prec == "int8":
+            inits += [nh.from_array(rng.integers(-127, 128, (k, n), dtype=np.int8), f"w{i}"),
+                      nh.from_array(np.full(n, 0.01, np.float32), f"s{i}")]  # per-channel scales, as our int8
+            nodes.append(h.make_node("DynamicQuantizeMatMul", [x, f"w{i}", f"s{i}", "", ""], [y],
+                                     domain="com.microsoft"))
+        else:
+            w = (rng.standard_normal((k, n)) * 0.05).astype(np.float32)
+            inits.append(nh.from_array(w.astype(np.float16) if prec == "fp16" else w, f"w{i}"))
+            nodes.append(h.make_node("MatMul", [x, f"w{i}"], [y]))
+        x = y
+    dt = T.FLOAT16 if prec == "fp16" else T.FLOAT
+    g = h.make_graph(nodes, "bench", [h.make_tensor_value_info("x", dt, ["m", dims[0][0]])],
+                     [h.make_tensor_value_info("y", dt, None)], initializer=inits)
+    return h.make_model(g, opset_imports=[h.make_opsetid("", 17), h.make_opsetid("com.microsoft", 1)], ir_version=9)
+
+
 def _worker(threads: list[int]) -> dict[str, Any]:
     import numpy as np
     from onnx import TensorProto as T
@@ -409,21 +437,7 @@ def _worker(threads: list[int]) -> dict[str, Any]:
     result: dict[str, Any] = {"_onnxruntime": ort.__version__}
 
     def gemm_chain(prec: str, dims: list[tuple[int, int]]):
-        nodes, inits, x = [], [], "x"
-        for i, (k, n) in enumerate(dims):
-            y = "y" if i == len(dims) - 1 else f"y{i}"
-            if prec == "int8":
-                inits += [nh.from_array(rng.integers(-127, 128, (k, n), dtype=np.int8), f"w{i}"),
-                          nh.from_array(np.full(n, 0.01, np.float32), f"s{i}")]  # per-channel scales, as our int8
-                nodes.append(h.make_node("DynamicQuantizeMatMul", [x, f"w{i}", f"s{i}", "", ""], [y],
-                                         domain="com.microsoft"))
-            else:
-                w = (rng.standard_normal((k, n)) * 0.05).astype(np.float32)
-                inits.append(nh.from_array(w.astype(np.float16) if prec == "fp16" else w, f"w{i}"))
-                nodes.append(h.make_node("MatMul", [x, f"w{i}"], [y]))
-            x = y
-        dt = T.FLOAT16 if prec == "fp16" else T.FLOAT
-        return model(nodes, [vi("x", dt, ["m", dims[0][0]])], [vi("y", dt, None)], inits)
+        return gemm_chain_model(prec, dims, rng)
 
     for t in threads:
         spreads: list[float] = []
