@@ -140,6 +140,21 @@ def speed_tie(name: str, a_ms: Sequence[float], b_ms: Sequence[float]) -> str | 
     return None if p < ALPHA else f"{name} slower in {slower} of {n} paired runs, sign test p = {p:.2f}"
 
 
+def projection_tie(name: str, a_ms: float | None, b_ms: float | None, ratio: float, source: str = "", *,
+                   seq_len: int | None = None) -> str | None:
+    """Why ``name`` (projected ``a_ms``) cannot be ranked against the other (projected ``b_ms``) on a device: the
+    larger is at most ``ratio`` times the smaller, the cost model's resolution (its errors where it could be
+    measured spread that far, ``source``); else None."""
+    if a_ms is None or b_ms is None or not (a_ms > 0 and b_ms > 0) or ratio < 1:
+        return None
+    lo, hi = sorted((float(a_ms), float(b_ms)))
+    if hi / lo > ratio:
+        return None
+    at = f" at seq {seq_len}" if seq_len is not None else ""
+    return (f"{name} projected {a_ms:.3g} ms against {b_ms:.3g} ms{at}, {hi / lo - 1:.0%} apart, within the cost "
+            f"model's resolution there ({ratio - 1:.0%}" + (f": {source}" if source else "") + ")")
+
+
 @dataclasses.dataclass
 class Pick(Generic[T]):
     chosen: T

@@ -14,8 +14,10 @@ at the same speed (``benchmarks/results/int8_codes.json``).
 
 Each candidate is MEASURED on the host (``deploytool.bench``: clean worker process, runs in turns,
 peak memory) and, unless the profile is the host, PROJECTED to the device with the cost model
-(:mod:`deploytool.bench.cost_model`; a projection has no run-to-run spread, so it is compared with
-the p90 budget as it is, and labelled ``projected``). A candidate fits when
+(:mod:`deploytool.bench.cost_model`, as ``deploytool report`` projects: the graph ONNX Runtime runs, each op
+class at the fraction of the device's peak that it reached of this host's in the host microbenchmark; the
+roofline only where this machine has no host measurement; a projection has no run-to-run spread, so it is
+compared with the p90 budget as it is, and labelled ``projected``). A candidate fits when
 
 - its device p90 latency at ``seq_len`` <= the budget (``--budget-ms``, else the profile's
   ``budgets.p90_latency_ms`` for that length),
@@ -30,7 +32,11 @@ Among the fitting candidates the one with the largest accuracy wins, then the lo
 except that a difference that is not significant is a tie: where the accuracies carry per-example
 predictions (``deploytool eval -o`` records), candidates are compared with the top one by the exact
 McNemar test, every one with p >= 0.05 ties with it, and of the tied ones the fastest (then the
-smallest) is picked; ``why`` says which tied and the test (:func:`deploytool.accuracy.pick`).
+smallest) is picked; ``why`` says which tied and the test (:func:`deploytool.accuracy.pick`). Speeds that
+cannot be told apart are a tie too, and the smallest of those wins: on the host, runs the exact sign test of
+the paired runs does not separate; on a projected device, projections within the cost model's resolution
+(:class:`~deploytool.bench.cost_model.Resolution`: the spread of its errors on these candidates measured on
+this host, doubled for another device).
 Accuracy comes from ``accuracies`` (candidate name -> accuracy in percent or an
 :class:`~deploytool.accuracy.AccuracyRecord`, e.g. from ``deploytool eval`` of each candidate; names
 are the variant labels every tool uses, ``w0.75-d1-int8``, and a file made by deploytool's passes
@@ -172,8 +178,14 @@ class Candidate:
     host_samples_ms: tuple[float, ...] = dataclasses.field(default=(), repr=False)
     peak_memory_mb: float | None = None
     projected_ms: float | None = None
+    projection_method: str | None = None  # host-efficiencies (the report's) | roofline (no host measurement)
+    host_projection_error: float | None = None  # (projected on this host - host p50) / host p50: the resolution's input
     device_p90_ms: float | None = None
     latency_source: str = ""
+    # projected: within what ratio another candidate's projection cannot be ranked against this one's (fit's
+    # Resolution, from its candidates' host errors); the speed tie among accuracy-tied candidates (_same_speed)
+    projection_tie_ratio: float | None = dataclasses.field(default=None, repr=False)
+    projection_tie_source: str = dataclasses.field(default="", repr=False)
     pack_runtime: str | None = None  # ternary/binary: the pack runtime used, and why
     pack_runtime_why: str | None = None
     int8_codes: str | None = None  # int8: the weight codes used (Int8Config.weights), and why
@@ -404,6 +416,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         from deploytool.profiles.match import match_profile
 
         is_host = match_profile(prof, report.host).matched  # measured on the profile's hardware, else projected
+        host_prof, rates = (None, None) if is_host else _host_rates(prof, say)
         for i, c in enumerate(built):
             r = report.result(i, config.seq_len)
             c.host_p50_ms, c.host_p90_ms = r.latency.p50_ms, r.latency.p90_ms
@@ -412,9 +425,25 @@ def fit(config: FitConfig, progress=None) -> FitResult:
             if is_host:
                 c.device_p90_ms, c.latency_source = c.host_p90_ms, "measured p90"
             else:
-                proj = project_latency(op_costs(c.path, config.seq_len), prof, seq_len=config.seq_len)
-                c.projected_ms = proj.latency_ms
+                # as the report projects it: the graph ONNX Runtime runs, the host's measured efficiencies on the
+                # device's peaks; and onto this host, against what it measured, for the resolution below
+                costs = op_costs(c.path, config.seq_len, optimized=rates is not None)
+                proj = project_latency(costs, prof, seq_len=config.seq_len, host_rates=rates)
+                c.projected_ms, c.projection_method = proj.latency_ms, proj.method
                 c.device_p90_ms, c.latency_source = proj.latency_ms, "projected"
+                if host_prof is not None and c.host_p50_ms:
+                    on_host = project_latency(costs, host_prof, seq_len=config.seq_len, threads=threads)
+                    c.host_projection_error = (on_host.latency_ms - c.host_p50_ms) / c.host_p50_ms
+        if not is_host:
+            from deploytool.bench.cost_model import Resolution
+
+            errs = [c.host_projection_error for c in built if c.host_projection_error is not None]
+            res = Resolution.from_errors(errs, f"the spread of the cost model's errors on these {len(errs)} candidates "
+                                               f"measured on this host at seq {config.seq_len}")
+            if res is not None:
+                res = res.widened(2.0, "doubled for another device (host efficiencies assumed)")
+                for c in built:
+                    c.projection_tie_ratio, c.projection_tie_source = res.ratio, res.source
         accs = dict(config.accuracies or {})
         ranking = "accuracy" if accs else "proxy: kept-parameter fraction, then precision"
         for c in built:
@@ -448,7 +477,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         note = ""
         if accs:
             pk = pick(fitting, record=lambda c: accs.get(c.name), cost=lambda c: (c.device_p90_ms, c.size_mb),
-                      name=lambda c: c.name, same_speed=_same_speed if is_host else None,
+                      name=lambda c: c.name, same_speed=_same_speed,
                       then=lambda c: (c.size_mb, c.name))
             chosen, note = pk.chosen, pk.note
         else:
@@ -488,12 +517,33 @@ def _grid_precisions(precisions: tuple[str, ...], source_precision: str) -> list
 
 
 def _same_speed(a: Candidate, b: Candidate) -> str | None:
-    """Why ``a``, measured on this host, is not measurably slower than ``b`` (the exact sign test of their paired
-    runs, p >= 0.05), else None: a pair of variants of the same cost whose p90s differ by the host's noise (the
-    quickstart's host pick moved between w0.5-d0.75-int8 and w0.75-d0.5-int8 from one run to the next)."""
-    from deploytool.accuracy import speed_tie
+    """Why ``a`` is not measurably slower than ``b``, else None. Measured on this host: the exact sign test of
+    their paired runs (p >= 0.05): a pair of variants of the same cost whose p90s differ by the host's noise (the
+    quickstart's host pick moved between w0.5-d0.75-int8 and w0.75-d0.5-int8 from one run to the next). Projected:
+    within the cost model's resolution (:func:`deploytool.accuracy.projection_tie`), as the report ranks them."""
+    from deploytool.accuracy import projection_tie, speed_tie
 
+    if a.latency_source == "projected" and b.latency_source == "projected":
+        if a.projection_tie_ratio is None:
+            return None
+        return projection_tie(a.name, a.device_p90_ms, b.device_p90_ms, a.projection_tie_ratio, a.projection_tie_source)
     return speed_tie(a.name, a.host_samples_ms, b.host_samples_ms)
+
+
+def _host_rates(prof: Profile, say):
+    """(this machine's measured host profile, its rates at ``prof``'s threads), as the report projects other
+    devices with; (None, None) where it has none (the roofline then, with its round efficiencies)."""
+    from deploytool.bench.cost_model import HostRates
+    from deploytool.profiles import load_profile
+
+    say("fit: reading this host's microbenchmark (measured once per machine, about a minute)")
+    try:
+        host = load_profile("x86-host")
+    except DeployError as e:
+        logger.info("fit: no host profile (%s): projecting by the roofline", e)
+        return None, None
+    rates = HostRates.from_profile(host, min(prof.threads, host.threads))
+    return (host, rates) if rates is not None else (None, None)
 
 
 def _params(cands: list[Candidate], source: Path) -> None:

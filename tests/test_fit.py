@@ -133,6 +133,25 @@ def test_same_speed_is_the_paired_sign_test_of_the_host_runs():
     assert "host_samples_ms" not in cand("b", [1.0]).to_dict()
 
 
+def test_same_speed_of_projections_is_the_cost_models_resolution():
+    """On a projected device, two candidates tie on speed when their projections are closer than the resolution
+    fit derived from its host errors; without one (fewer than two host errors), never."""
+    from deploytool.fit import Candidate, _same_speed
+
+    def cand(name, ms, ratio):
+        return Candidate(name=name, width=1.0, depth=1.0, precision="int8", path="", device_p90_ms=ms,
+                         latency_source="projected", projection_tie_ratio=ratio, projection_tie_source="spread")
+
+    why = _same_speed(cand("b", 3.60, 1.25), cand("a", 3.59, 1.25))
+    assert why is not None and "b projected 3.6 ms against 3.59 ms" in why and "(25%: spread)" in why
+    assert _same_speed(cand("b", 4.6, 1.25), cand("a", 3.6, 1.25)) is None  # 28% apart
+    assert _same_speed(cand("b", 3.60, None), cand("a", 3.59, None)) is None
+    # a measured candidate is never compared by projection
+    measured = Candidate(name="m", width=1.0, depth=1.0, precision="int8", path="", device_p90_ms=3.6,
+                         latency_source="measured p90", projection_tie_ratio=1.25)
+    assert _same_speed(measured, cand("a", 3.6, 1.25)) is None
+
+
 def test_fit_on_an_fp16_input_names_its_as_is_candidates_fp16_and_builds_int8_from_it(model, tmp_path):
     """An fp16 file's "as is" candidates are fp16 (fp32 and fp16 in the grid are the same candidate); int8 and
     ternary candidates are made from it (upcast first) instead of failing."""

@@ -188,6 +188,42 @@ class ErrorBand:
         return {"low": round(self.low, 4), "high": round(self.high, 4), "source": self.source}
 
 
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+    """How far apart two projections must be for the cost model to rank them: its errors on rows measured on
+    the host, ``(projected - measured) / measured``, spread over ``ratio`` = max(1 + e) / min(1 + e). An error
+    that every row shares cancels when two projections are compared; the spread does not. Two projections
+    within ``ratio`` of each other (the larger at most ``ratio`` times the smaller) cannot be told apart: which
+    is faster follows the model's error, not the models (the quickstart's Kirin 990 and Pi 4 picks moved
+    between two variants projected within 1% of each other, which the host measured 25% apart;
+    :func:`deploytool.accuracy.projection_tie` applies it)."""
+
+    ratio: float
+    source: str
+
+    def __post_init__(self) -> None:
+        v = self.ratio
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 1.0 <= v < 100:
+            raise ConfigError(f"projection resolution: must be a ratio in [1, 100), got {v!r}")
+
+    @classmethod
+    def from_errors(cls, errors: Sequence[float], source: str) -> Resolution | None:
+        """The spread of ``errors`` (relative errors); None without at least two finite ones (one row says
+        nothing about how errors differ between models)."""
+        ones = [1.0 + e for e in errors if math.isfinite(e) and e > -1]
+        if len(ones) < 2:
+            return None
+        return cls(ratio=max(ones) / min(ones), source=source)
+
+    def widened(self, factor: float, why: str) -> Resolution:
+        """``factor`` times as wide in log space (another device: the same stated assumption as
+        :meth:`ErrorBand.widened`)."""
+        return Resolution(ratio=min(math.exp(math.log(self.ratio) * factor), 99.0), source=f"{self.source}; {why}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ratio": round(self.ratio, 4), "source": self.source}
+
+
 # element-wise classes of the host microbenchmark and the ops timed like each
 _EW_CLASS = {"LayerNormalization": "LayerNormalization", "SkipLayerNormalization": "LayerNormalization",
              "SimplifiedLayerNormalization": "LayerNormalization", "SkipSimplifiedLayerNormalization": "LayerNormalization",

@@ -133,6 +133,11 @@ class ReportRow:
     accuracy_high: float | None = None
     accuracy_metric: str = "accuracy"
     accuracy_share: float | None = None  # accuracy / the reference's accuracy
+    # a PROJECTED row: within what ratio another projection on its device cannot be ranked against it (the cost
+    # model's Resolution at its length: the spread of its errors on the host rows, widened for another device);
+    # the summary's speed tie among accuracy-tied variants
+    projection_tie_ratio: float | None = None
+    projection_tie_source: str = ""
     accuracy_record: Any = dataclasses.field(default=None, repr=False, compare=False)  # not in JSON
     # a MEASURED row: its bench run's every timed run in order, with that run's identity (rows of one
     # interleaved run pair run by run: the summary's speed test among accuracy-tied variants); not in JSON
@@ -214,7 +219,7 @@ def _model_facts(path: str) -> tuple[str, str, int | None]:
 def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]:
     """All rows of the report, and facts about the inputs (hosts, calibration) for the header."""
     from deploytool.bench import load_report
-    from deploytool.bench.cost_model import ErrorBand, HostRates, op_costs, project_latency
+    from deploytool.bench.cost_model import ErrorBand, HostRates, Resolution, op_costs, project_latency
 
     profiles = [load_profile(n, config.profiles_dirs) for n in config.profiles]
     acc_set = load_accuracy_records(config.accuracy)
@@ -278,6 +283,17 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                                   f"cost model error on this report's {len(host_errors)} host row(s)")
             if host_errors else None)
     device_band = band.widened(2.0, "other devices: host efficiencies assumed, band doubled (log scale)") if band else None
+    # the projections' resolution at each length: how far apart the model's errors on this report's host rows
+    # lay there (what two projections must differ by to be ranked); doubled for other devices, as the band
+    resolution: dict[int, Resolution] = {}
+    for seq in sorted({e["seq_len"] for e in host_errors}):
+        errs = [e["error"] for e in host_errors if e["seq_len"] == seq]
+        r = Resolution.from_errors(errs, f"the spread of the cost model's errors on this report's {len(errs)} host "
+                                         f"rows at seq {seq}")
+        if r is not None:
+            resolution[seq] = r
+    device_resolution = {seq: r.widened(2.0, "doubled for another device (host efficiencies assumed, as its band)")
+                         for seq, r in resolution.items()}
     rates_cache: dict[int, Any] = {}
 
     def rates_for(threads: int):
@@ -359,6 +375,9 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     projection_error=((proj.latency_ms - p50) / p50 if (is_host and proj and p50 > 0) else None),
                     samples_ms=(tuple(res.get("samples_ms") or ()) if is_host and interleaved else None),
                     samples_run=(id(rep), res["seq_len"]) if is_host and interleaved else None))
+                tie = device_resolution.get(res["seq_len"]) if source == "projected" else None
+                if tie is not None:
+                    rows[-1].projection_tie_ratio, rows[-1].projection_tie_source = tie.ratio, tie.source
     rows = _measured_first(rows)
     for p in device_rows:
         rows.extend(_device_rows(p, config))
@@ -380,7 +399,10 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
              "created_utc": rep.get("created_utc"), "threads": rep["config"].get("threads"),
              "runs": rep["config"].get("runs")} for rep in reports]
     info = {"hosts": hosts, "fp16": fp16_notes, "int8": int8_notes, "projection_band": band.to_dict() if band else None,
-            "device_projection_band": device_band.to_dict() if device_band else None, "calibration": calibration if config.calibrate else {},
+            "device_projection_band": device_band.to_dict() if device_band else None,
+            "projection_resolution": {str(k): v.to_dict() for k, v in resolution.items()},
+            "device_projection_resolution": {str(k): v.to_dict() for k, v in device_resolution.items()},
+            "calibration": calibration if config.calibrate else {},
             "host_calibration_factors": calibration, "cost_model_host_errors": host_errors,
             "profiles": [p.name for p in profiles], "runs": runs, "devices": devices,
             "accuracy_unmatched": unmatched}

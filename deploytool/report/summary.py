@@ -137,7 +137,7 @@ def summarize(rows: Sequence[ReportRow]) -> list[DeviceSummary]:
             verdict = (f"{best.model}: {len(fitting)} of {len(variants)} variants fit; best by "
                        + ("accuracy PROXY (kept parameters, then precision)" if proxy else
                           f"accuracy (ties by exact McNemar, p >= 0.05: the faster, then smaller; equally fast by a paired sign "
-                          f"test of runs measured together: the smaller): {note}"))
+                          f"test of runs measured together, or projected within the cost model's resolution: the smaller): {note}"))
         out.append(DeviceSummary(dev, variants, best, proxy, verdict, seqs, note, tied))
     return out
 
@@ -151,10 +151,17 @@ def _record(v: ModelOnDevice):
 
 def _same_speed(a: ModelOnDevice, b: ModelOnDevice) -> str | None:
     """Why ``a`` is not measurably slower than ``b`` where both were measured on this device in one
-    bench run (the exact sign test of their paired runs at the longest sequence, p >= 0.05), else None."""
-    from deploytool.accuracy import speed_tie
+    bench run (the exact sign test of their paired runs at the longest sequence, p >= 0.05), or where both are
+    projected there within the cost model's resolution (:class:`~deploytool.bench.cost_model.Resolution`, the
+    row's ``projection_tie_ratio``), else None."""
+    from deploytool.accuracy import projection_tie, speed_tie
 
     ra, rb = a.longest, b.longest
+    if ra.device_latency_source == "projected" and rb.device_latency_source == "projected":
+        if ra.projection_tie_ratio is None or ra.seq_len != rb.seq_len:
+            return None
+        return projection_tie(a.model, ra.device_latency_ms, rb.device_latency_ms, ra.projection_tie_ratio,
+                              ra.projection_tie_source, seq_len=ra.seq_len)
     if ra.samples_run is None or ra.samples_run != rb.samples_run or not ra.samples_ms or not rb.samples_ms:
         return None
     return speed_tie(a.model, ra.samples_ms, rb.samples_ms)

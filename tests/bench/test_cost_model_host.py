@@ -11,7 +11,7 @@ import math
 import pytest
 from click.testing import CliRunner
 
-from deploytool.bench.cost_model import ErrorBand, HostRates, OpCost, op_costs, project_latency
+from deploytool.bench.cost_model import ErrorBand, HostRates, OpCost, Resolution, op_costs, project_latency
 from deploytool.cli import main
 from deploytool.errors import ConfigError
 from deploytool.profiles import load_profile
@@ -115,6 +115,23 @@ def test_error_band():
     assert json.loads(json.dumps(p.to_dict()))["band_source"] == "test"
 
 
+def test_projection_resolution_is_the_spread_of_the_errors():
+    """Two projections closer than the spread of the model's errors (the larger over the smaller at most
+    max(1 + e) / min(1 + e)) cannot be ranked; the spread doubles in log space for another device."""
+    from deploytool.accuracy import projection_tie
+
+    r = Resolution.from_errors([-0.15, -0.05, 0.02, math.nan], "test")
+    assert r.ratio == pytest.approx(1.02 / 0.85)
+    assert Resolution.from_errors([0.3], "one") is None and Resolution.from_errors([math.nan, 0.1], "x") is None
+    w = r.widened(2.0, "other device")
+    assert w.ratio == pytest.approx((1.02 / 0.85) ** 2) and w.source == "test; other device"
+    assert projection_tie("a", 10.0, 11.9, r.ratio) is not None  # 19% apart, inside 20%
+    assert projection_tie("a", 12.1, 10.0, r.ratio) is None  # 21% apart
+    assert projection_tie("a", 10.0, 10.0, 1.0) is not None and projection_tie("a", None, 1.0, 2.0) is None
+    with pytest.raises(ConfigError, match="resolution"):
+        Resolution(0.9, "less than one")
+
+
 def test_op_costs_of_the_optimized_graph_knows_gemm_from_attention(tiny_onnx):
     path = tiny_onnx("bert", layers=2, hidden=32, heads=4, ffn=64)
     raw, opt = op_costs(path, 16), op_costs(path, 16, optimized=True)
@@ -162,6 +179,34 @@ def test_report_band_and_uncertain_verdict(tiny_onnx, tmp_path):
     md = (tmp_path / f"r{round((mid + hi) / 2, 6)}" / "report.md").read_text()
     assert "uncertain" in md and f"~{mid:.2f} ({lo:.2f}-{hi:.2f})" in md
     assert not next(r for r in report(round(lo / 2, 6))["rows"] if r["device"] == "board")["budget_uncertain"]
+
+
+def test_report_projected_rows_carry_the_resolution_of_the_host_rows(tiny_onnx, tmp_path):
+    """Each projected row carries the spread of the cost model's errors on the report's host rows at its length,
+    doubled for another device (restated from the errors the report itself lists), and the report says so."""
+    from deploytool.bench import BenchConfig, run_benchmark, write_json
+
+    models = (tiny_onnx("bert", layers=2, hidden=32, heads=4, ffn=64), tiny_onnx("bert", layers=2, hidden=64,
+                                                                                    heads=4, ffn=128))
+    bench = tmp_path / "bench.json"
+    write_json(run_benchmark(BenchConfig(models=models, seq_lens=(8, 32), runs=5, warmup=1)), bench)
+    out = tmp_path / "r"
+    res = CliRunner().invoke(main, ["report", str(bench), "-o", str(out), "--profile", "host", "--profile", "kirin990"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "report.json").read_text())
+    for seq in (8, 32):
+        ones = [1 + e["error"] for e in rep["cost_model_host_errors"] if e["seq_len"] == seq]
+        assert len(ones) == 2
+        want = (max(ones) / min(ones)) ** 2
+        rows = [r for r in rep["rows"] if r["seq_len"] == seq]
+        assert {r["device"] for r in rows} == {"host", "kirin990"}
+        for r in rows:
+            if r["device"] == "kirin990":
+                assert r["projection_tie_ratio"] == pytest.approx(want, rel=1e-3) and "doubled" in r["projection_tie_source"]
+            else:  # measured: ranked by the paired runs, not by a projection
+                assert r["projection_tie_ratio"] is None
+        assert rep["device_projection_resolution"][str(seq)]["ratio"] == pytest.approx(want, rel=1e-3)
+    assert "closer than the cost model's resolution on other devices" in (out / "report.md").read_text()
 
 
 def test_gemm_time_follows_the_models_weight_footprint():
