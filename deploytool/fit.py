@@ -35,8 +35,8 @@ McNemar test, every one with p >= 0.05 ties with it, and of the tied ones the fa
 smallest) is picked; ``why`` says which tied and the test (:func:`deploytool.accuracy.pick`). Speeds that
 cannot be told apart are a tie too, and the smallest of those wins: on the host, runs the exact sign test of
 the paired runs does not separate; on a projected device, projections within the cost model's resolution
-(:class:`~deploytool.bench.cost_model.Resolution`: the spread of its errors on these candidates measured on
-this host, doubled for another device).
+(:class:`~deploytool.bench.cost_model.Resolution`: the spread of its errors on the candidates of the two
+precisions measured on this host, doubled for another device).
 Accuracy comes from ``accuracies`` (candidate name -> accuracy in percent or an
 :class:`~deploytool.accuracy.AccuracyRecord`, e.g. from ``deploytool eval`` of each candidate; names
 are the variant labels every tool uses, ``w0.75-d1-int8``, and a file made by deploytool's passes
@@ -182,10 +182,6 @@ class Candidate:
     host_projection_error: float | None = None  # (projected on this host - host p50) / host p50: the resolution's input
     device_p90_ms: float | None = None
     latency_source: str = ""
-    # projected: within what ratio another candidate's projection cannot be ranked against this one's (fit's
-    # Resolution, from its candidates' host errors); the speed tie among accuracy-tied candidates (_same_speed)
-    projection_tie_ratio: float | None = dataclasses.field(default=None, repr=False)
-    projection_tie_source: str = dataclasses.field(default="", repr=False)
     pack_runtime: str | None = None  # ternary/binary: the pack runtime used, and why
     pack_runtime_why: str | None = None
     int8_codes: str | None = None  # int8: the weight codes used (Int8Config.weights), and why
@@ -434,16 +430,10 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                 if host_prof is not None and c.host_p50_ms:
                     on_host = project_latency(costs, host_prof, seq_len=config.seq_len, threads=threads)
                     c.host_projection_error = (on_host.latency_ms - c.host_p50_ms) / c.host_p50_ms
-        if not is_host:
-            from deploytool.bench.cost_model import Resolution
-
-            errs = [c.host_projection_error for c in built if c.host_projection_error is not None]
-            res = Resolution.from_errors(errs, f"the spread of the cost model's errors on these {len(errs)} candidates "
-                                               f"measured on this host at seq {config.seq_len}")
-            if res is not None:
-                res = res.widened(2.0, "doubled for another device (host efficiencies assumed)")
-                for c in built:
-                    c.projection_tie_ratio, c.projection_tie_source = res.ratio, res.source
+        host_errors: dict[str, list[float]] = {}  # precision -> the candidates' errors projected onto this host
+        for c in built:
+            if c.host_projection_error is not None:
+                host_errors.setdefault(c.precision, []).append(c.host_projection_error)
         accs = dict(config.accuracies or {})
         ranking = "accuracy" if accs else "proxy: kept-parameter fraction, then precision"
         for c in built:
@@ -477,7 +467,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         note = ""
         if accs:
             pk = pick(fitting, record=lambda c: accs.get(c.name), cost=lambda c: (c.device_p90_ms, c.size_mb),
-                      name=lambda c: c.name, same_speed=_same_speed,
+                      name=lambda c: c.name, same_speed=lambda a, b: _same_speed(a, b, host_errors, config.seq_len),
                       then=lambda c: (c.size_mb, c.name))
             chosen, note = pk.chosen, pk.note
         else:
@@ -516,17 +506,24 @@ def _grid_precisions(precisions: tuple[str, ...], source_precision: str) -> list
     return out
 
 
-def _same_speed(a: Candidate, b: Candidate) -> str | None:
+def _same_speed(a: Candidate, b: Candidate, host_errors: dict[str, list[float]] | None = None,
+                seq_len: int | None = None) -> str | None:
     """Why ``a`` is not measurably slower than ``b``, else None. Measured on this host: the exact sign test of
     their paired runs (p >= 0.05): a pair of variants of the same cost whose p90s differ by the host's noise (the
     quickstart's host pick moved between w0.5-d0.75-int8 and w0.75-d0.5-int8 from one run to the next). Projected:
-    within the cost model's resolution (:func:`deploytool.accuracy.projection_tie`), as the report ranks them."""
+    within the cost model's resolution for their precisions (``host_errors``: precision -> the candidates' errors
+    projected onto this host against what it measured; the spread of those of both precisions, doubled for
+    another device: :meth:`~deploytool.bench.cost_model.Resolution.of_precisions`), as the report ranks them."""
     from deploytool.accuracy import projection_tie, speed_tie
 
     if a.latency_source == "projected" and b.latency_source == "projected":
-        if a.projection_tie_ratio is None:
-            return None
-        return projection_tie(a.name, a.device_p90_ms, b.device_p90_ms, a.projection_tie_ratio, a.projection_tie_source)
+        from deploytool.bench.cost_model import Resolution
+
+        at = f" at seq {seq_len}" if seq_len is not None else ""
+        res = Resolution.of_precisions(host_errors or {}, (a.precision, b.precision),
+                                       f"of these candidates measured on this host{at}", widen=2.0)
+        return None if res is None else projection_tie(a.name, a.device_p90_ms, b.device_p90_ms, res.ratio,
+                                                        res.source)
     return speed_tie(a.name, a.host_samples_ms, b.host_samples_ms)
 
 

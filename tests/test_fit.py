@@ -134,37 +134,23 @@ def test_same_speed_is_the_paired_sign_test_of_the_host_runs():
 
 
 def test_same_speed_of_projections_is_the_cost_models_resolution():
-    """On a projected device, two candidates tie on speed when their projections are closer than the resolution
-    fit derived from its host errors; without one (fewer than two host errors), never."""
+    """On a projected device, two candidates tie on speed when their projections are closer than the spread of
+    the host errors of their precisions' candidates, doubled; with fewer than two such errors, never."""
     from deploytool.fit import Candidate, _same_speed
 
-    def cand(name, ms, ratio):
-        return Candidate(name=name, width=1.0, depth=1.0, precision="int8", path="", device_p90_ms=ms,
-                         latency_source="projected", projection_tie_ratio=ratio, projection_tie_source="spread")
+    def cand(name, ms, precision="int8"):
+        return Candidate(name=name, width=1.0, depth=1.0, precision=precision, path="", device_p90_ms=ms,
+                         latency_source="projected")
 
-    why = _same_speed(cand("b", 3.60, 1.25), cand("a", 3.59, 1.25))
-    assert why is not None and "b projected 3.6 ms against 3.59 ms" in why and "(25%: spread)" in why
-    assert _same_speed(cand("b", 4.6, 1.25), cand("a", 3.6, 1.25)) is None  # 28% apart
-    assert _same_speed(cand("b", 3.60, None), cand("a", 3.59, None)) is None
+    errs = {"int8": [-0.1, 0.0], "fp32": [0.3]}  # int8: 11.1% apart, doubled 23.5%
+    why = _same_speed(cand("b", 3.60), cand("a", 3.59), errs, 128)
+    assert why is not None and "b projected 3.6 ms against 3.59 ms" in why and "(23%: the spread" in why
+    assert "2 int8 rows of these candidates measured on this host at seq 128" in why
+    assert _same_speed(cand("b", 4.5), cand("a", 3.6), errs) is None  # 25% apart
+    assert _same_speed(cand("b", 3.60), cand("a", 3.59), {"int8": [-0.1]}) is None  # one error: no spread
+    # an fp32 and an int8 candidate: both precisions' errors, 1.3 / 0.9 = 44% apart, doubled 109%
+    assert _same_speed(cand("b", 7.0, "fp32"), cand("a", 3.6), errs) is not None
     # a measured candidate is never compared by projection
     measured = Candidate(name="m", width=1.0, depth=1.0, precision="int8", path="", device_p90_ms=3.6,
-                         latency_source="measured p90", projection_tie_ratio=1.25)
-    assert _same_speed(measured, cand("a", 3.6, 1.25)) is None
-
-
-def test_fit_on_an_fp16_input_names_its_as_is_candidates_fp16_and_builds_int8_from_it(model, tmp_path):
-    """An fp16 file's "as is" candidates are fp16 (fp32 and fp16 in the grid are the same candidate); int8 and
-    ternary candidates are made from it (upcast first) instead of failing."""
-    from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
-
-    half = tmp_path / "half.onnx"
-    convert_fp16_file(model, half, Fp16Config(check_host=False))
-    out = tmp_path / "best.onnx"
-    r = _run(half, "--profile", "kirin990", "-o", out, "--widths", "1,0.5", "--depths", "1", "--precisions",
-             "fp32,fp16,int8,ternary", "--runs", "3", "--seq-len", "16")
-    assert r.exit_code == 0, r.output
-    res = json.loads((tmp_path / "best.onnx.fit.json").read_text())
-    names = [c["name"] for c in res["candidates"]]
-    assert names == ["w1-d1-fp16", "w1-d1-int8", "w1-d1-ternary", "w0.5-d1-fp16", "w0.5-d1-int8", "w0.5-d1-ternary"]
-    assert all(c["error"] is None for c in res["candidates"]), [c["error"] for c in res["candidates"]]
-    assert res["chosen"] == "w1-d1-fp16" and "input model itself (width 1, depth 1, fp16)" in res["why"]
+                         latency_source="measured p90")
+    assert _same_speed(measured, cand("a", 3.6), errs) is None

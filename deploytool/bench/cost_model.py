@@ -215,6 +215,19 @@ class Resolution:
             return None
         return cls(ratio=max(ones) / min(ones), source=source)
 
+    @classmethod
+    def of_precisions(cls, errors: Mapping[str, Sequence[float]], precisions: Sequence[str], where: str,
+                      widen: float | None = None) -> Resolution | None:
+        """The spread of the errors of the rows of ``precisions`` (precision -> errors, ``where`` they were
+        measured): projections of one precision share much of their error (its kernels' efficiency), so two int8
+        variants are compared within the int8 rows' spread, an fp32 and an int8 one within both sets' (their
+        offset included). ``widen``: :meth:`widened` by that factor, for another device."""
+        ps = sorted(set(precisions))
+        errs = [e for p in ps for e in errors.get(p, ())]
+        r = cls.from_errors(errs, f"the spread of the cost model's errors on the {len(errs)} {'/'.join(ps)} rows "
+                                  f"{where}")
+        return r.widened(widen, "doubled for another device") if r is not None and widen else r
+
     def widened(self, factor: float, why: str) -> Resolution:
         """``factor`` times as wide in log space (another device: the same stated assumption as
         :meth:`ErrorBand.widened`)."""

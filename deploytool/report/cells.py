@@ -211,10 +211,12 @@ def _notes(rows: Sequence[ReportRow], info: dict[str, Any]) -> list[str]:
                          f"to projected/(1{b['low']:+.0%}) ({b['source']}); a budget inside the band reads 'uncertain'.")
     res = info.get("device_projection_resolution") or {}
     if res:
-        txt = "; ".join(f"seq {k}: {v['ratio'] - 1:.0%}" for k, v in sorted(res.items(), key=lambda kv: int(kv[0])))
+        txt = "; ".join(f"seq {k}: " + ", ".join(f"{p} {r - 1:.0%}" for p, r in v.items())
+                        for k, v in sorted(res.items(), key=lambda kv: int(kv[0])))
         notes.append(f"Projections closer than the cost model's resolution on other devices ({txt}: the spread of its "
-                     "errors on this report's host rows at that length, doubled as the band is) are not ranked: of "
-                     "accuracy-tied variants projected that close to the fastest, the smallest is picked.")
+                     "errors on this report's host rows of the precisions compared at that length, doubled as the "
+                     "band is) are not ranked: of accuracy-tied variants projected that close to the fastest, the "
+                     "smallest is picked.")
     errs = info.get("cost_model_host_errors") or []
     if errs:
         by_seq: dict[int, list[float]] = {}

@@ -133,11 +133,6 @@ class ReportRow:
     accuracy_high: float | None = None
     accuracy_metric: str = "accuracy"
     accuracy_share: float | None = None  # accuracy / the reference's accuracy
-    # a PROJECTED row: within what ratio another projection on its device cannot be ranked against it (the cost
-    # model's Resolution at its length: the spread of its errors on the host rows, widened for another device);
-    # the summary's speed tie among accuracy-tied variants
-    projection_tie_ratio: float | None = None
-    projection_tie_source: str = ""
     accuracy_record: Any = dataclasses.field(default=None, repr=False, compare=False)  # not in JSON
     # a MEASURED row: its bench run's every timed run in order, with that run's identity (rows of one
     # interleaved run pair run by run: the summary's speed test among accuracy-tied variants); not in JSON
@@ -283,17 +278,20 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                                   f"cost model error on this report's {len(host_errors)} host row(s)")
             if host_errors else None)
     device_band = band.widened(2.0, "other devices: host efficiencies assumed, band doubled (log scale)") if band else None
-    # the projections' resolution at each length: how far apart the model's errors on this report's host rows
-    # lay there (what two projections must differ by to be ranked); doubled for other devices, as the band
-    resolution: dict[int, Resolution] = {}
+    # the projections' resolution on other devices at each length, per precision and across them all: how far
+    # apart the model's errors on this report's host rows lay (what two projections must differ by to be ranked;
+    # the summary applies it to each pair, deploytool.report.summary), doubled as the band is
+    resolution: dict[str, dict[str, float]] = {}
     for seq in sorted({e["seq_len"] for e in host_errors}):
-        errs = [e["error"] for e in host_errors if e["seq_len"] == seq]
-        r = Resolution.from_errors(errs, f"the spread of the cost model's errors on this report's {len(errs)} host "
-                                         f"rows at seq {seq}")
-        if r is not None:
-            resolution[seq] = r
-    device_resolution = {seq: r.widened(2.0, "doubled for another device (host efficiencies assumed, as its band)")
-                         for seq, r in resolution.items()}
+        by_prec: dict[str, list[float]] = {}
+        for e in host_errors:
+            if e["seq_len"] == seq:
+                by_prec.setdefault(e["precision"], []).append(e["error"])
+        pairs = [(p, (p,)) for p in sorted(by_prec)] + ([("all", tuple(by_prec))] if len(by_prec) > 1 else [])
+        for key, precs in pairs:
+            r = Resolution.of_precisions(by_prec, precs, f"at seq {seq}", widen=2.0)
+            if r is not None:
+                resolution.setdefault(str(seq), {})[key] = round(r.ratio, 4)
     rates_cache: dict[int, Any] = {}
 
     def rates_for(threads: int):
@@ -375,9 +373,6 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     projection_error=((proj.latency_ms - p50) / p50 if (is_host and proj and p50 > 0) else None),
                     samples_ms=(tuple(res.get("samples_ms") or ()) if is_host and interleaved else None),
                     samples_run=(id(rep), res["seq_len"]) if is_host and interleaved else None))
-                tie = device_resolution.get(res["seq_len"]) if source == "projected" else None
-                if tie is not None:
-                    rows[-1].projection_tie_ratio, rows[-1].projection_tie_source = tie.ratio, tie.source
     rows = _measured_first(rows)
     for p in device_rows:
         rows.extend(_device_rows(p, config))
@@ -400,8 +395,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
              "runs": rep["config"].get("runs")} for rep in reports]
     info = {"hosts": hosts, "fp16": fp16_notes, "int8": int8_notes, "projection_band": band.to_dict() if band else None,
             "device_projection_band": device_band.to_dict() if device_band else None,
-            "projection_resolution": {str(k): v.to_dict() for k, v in resolution.items()},
-            "device_projection_resolution": {str(k): v.to_dict() for k, v in device_resolution.items()},
+            "device_projection_resolution": resolution,
             "calibration": calibration if config.calibrate else {},
             "host_calibration_factors": calibration, "cost_model_host_errors": host_errors,
             "profiles": [p.name for p in profiles], "runs": runs, "devices": devices,

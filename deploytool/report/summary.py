@@ -125,7 +125,9 @@ def summarize(rows: Sequence[ReportRow]) -> list[DeviceSummary]:
         fitting = [v for v in variants if v.fits]
         note, tied = "", []
         if fitting and not proxy:
-            pk = pick(fitting, record=_record, cost=_cost, name=lambda v: v.model, same_speed=_same_speed,
+            errs = _host_errors(rows)
+            pk = pick(fitting, record=_record, cost=_cost, name=lambda v: v.model,
+                      same_speed=lambda a, b: _same_speed(a, b, errs),
                       then=lambda v: (v.longest.size_mb or 0.0, v.model))
             best, note, tied = pk.chosen, pk.note, [v.model for v in pk.tied]
         else:
@@ -149,22 +151,38 @@ def _record(v: ModelOnDevice):
     return r.accuracy_record if r.accuracy_record is not None else AccuracyRecord(r.accuracy)
 
 
-def _same_speed(a: ModelOnDevice, b: ModelOnDevice) -> str | None:
+def _same_speed(a: ModelOnDevice, b: ModelOnDevice, host_errors: dict[tuple[int, str], list[float]] | None = None
+                ) -> str | None:
     """Why ``a`` is not measurably slower than ``b`` where both were measured on this device in one
     bench run (the exact sign test of their paired runs at the longest sequence, p >= 0.05), or where both are
-    projected there within the cost model's resolution (:class:`~deploytool.bench.cost_model.Resolution`, the
-    row's ``projection_tie_ratio``), else None."""
+    projected there within the cost model's resolution for their precisions (``host_errors``: (seq, precision)
+    -> the cost model's errors on the rows measured on this host, :func:`_host_errors`), else None."""
     from deploytool.accuracy import projection_tie, speed_tie
 
     ra, rb = a.longest, b.longest
     if ra.device_latency_source == "projected" and rb.device_latency_source == "projected":
-        if ra.projection_tie_ratio is None or ra.seq_len != rb.seq_len:
+        if not host_errors or ra.seq_len != rb.seq_len:
             return None
-        return projection_tie(a.model, ra.device_latency_ms, rb.device_latency_ms, ra.projection_tie_ratio,
-                              ra.projection_tie_source, seq_len=ra.seq_len)
+        from deploytool.bench.cost_model import Resolution
+
+        seq = ra.seq_len
+        res = Resolution.of_precisions({p: e for (s, p), e in host_errors.items() if s == seq},
+                                       (ra.precision, rb.precision), f"measured on this host at seq {seq}", widen=2.0)
+        return None if res is None else projection_tie(a.model, ra.device_latency_ms, rb.device_latency_ms, res.ratio,
+                                                        res.source, seq_len=seq)
     if ra.samples_run is None or ra.samples_run != rb.samples_run or not ra.samples_ms or not rb.samples_ms:
         return None
     return speed_tie(a.model, ra.samples_ms, rb.samples_ms)
+
+
+def _host_errors(rows: Sequence[ReportRow]) -> dict[tuple[int, str], list[float]]:
+    """(seq, precision) -> the cost model's errors on the rows measured on this host (projected with its own
+    rates against the measured p50: ``cost_model_error``), once per model."""
+    out: dict[tuple[int, str], dict[str, float]] = {}
+    for r in rows:
+        if r.cost_model_error is not None:
+            out.setdefault((r.seq_len, r.precision), {})[r.model_path] = r.cost_model_error
+    return {k: list(v.values()) for k, v in out.items()}
 
 
 def _cost(v: ModelOnDevice) -> tuple:
