@@ -403,7 +403,7 @@ def render_quickstart(results: Path) -> str:
         device, rest = line.split(": ", 1)
         name = rest.split(" (", 1)[0].removeprefix(f"{run['recipe']}-")
         picks.setdefault(name, []).append(device)
-        pvals += [float(x) for x in re.findall(r"p = ([\d.]+)", rest)]
+        pvals += [float(x) for x in re.findall(r"McNemar \(exact\) p = ([\d.]+)", rest)]
     label = {"x86-host": "this host", "kirin990": "the Kirin 990", "raspberry-pi-4": "the Raspberry Pi 4"}
     chosen = "; ".join(f"{k} ({rows[k]['MB']:.1f} MB) for {' and '.join(label.get(d, d) for d in ds)}"
                        for k, ds in picks.items())
@@ -417,7 +417,9 @@ def render_quickstart(results: Path) -> str:
             f"{half[0][1]}% fp32 and {half[1][1]}% int8 at full width ({_span([h[2] for h in half], '{:.0f}')}% of the "
             f"teacher), {a['w0.5-d0.5-fp32'][1]}% at width 0.5 as well ({a['w0.5-d0.5-fp32'][2]}%). The report "
             f"picks {chosen}, and says why: each ties with the most accurate variant (exact McNemar p = "
-            f"{_span(pvals)} on the examples where they differ) and is the cheapest of the tied ones. Post-training "
+            f"{_span(pvals)} on the examples where they differ) and is the fastest of the tied ones, or the smallest of "
+            "those as fast (measured on the host: not slower in significantly many paired runs; projected: closer "
+            "than the cost model's resolution). Post-training "
             f"ternary keeps {_span([t[2] for t in tern], '{:.0f}')}% of the teacher (the QAT recipes recover it: see "
             "[Training](#training-that-holds-at-every-depth)).")
     return _wrap(text)

@@ -179,7 +179,8 @@ class Candidate:
     peak_memory_mb: float | None = None
     projected_ms: float | None = None
     projection_method: str | None = None  # host-efficiencies (the report's) | roofline (no host measurement)
-    host_projection_error: float | None = None  # (projected on this host - host p50) / host p50: the resolution's input
+    # projected on this host / its p10 there (p50 without the runs) - 1: the input of the projections' resolution
+    host_projection_error: float | None = None
     device_p90_ms: float | None = None
     latency_source: str = ""
     pack_runtime: str | None = None  # ternary/binary: the pack runtime used, and why
@@ -428,8 +429,11 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                 c.projected_ms, c.projection_method = proj.latency_ms, proj.method
                 c.device_p90_ms, c.latency_source = proj.latency_ms, "projected"
                 if host_prof is not None and c.host_p50_ms:
+                    # against the p10 of its runs where they were kept (the microbenchmark's statistic: a run
+                    # slowed by another process moves the p50, not the projection), else the p50
                     on_host = project_latency(costs, host_prof, seq_len=config.seq_len, threads=threads)
-                    c.host_projection_error = (on_host.latency_ms - c.host_p50_ms) / c.host_p50_ms
+                    low = _p10(c.host_samples_ms) if c.host_samples_ms else c.host_p50_ms
+                    c.host_projection_error = on_host.latency_ms / low - 1
         host_errors: dict[str, list[float]] = {}  # precision -> the candidates' errors projected onto this host
         for c in built:
             if c.host_projection_error is not None:
@@ -525,6 +529,12 @@ def _same_speed(a: Candidate, b: Candidate, host_errors: dict[str, list[float]] 
         return None if res is None else projection_tie(a.name, a.device_p90_ms, b.device_p90_ms, res.ratio,
                                                         res.source)
     return speed_tie(a.name, a.host_samples_ms, b.host_samples_ms)
+
+
+def _p10(samples) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(samples, dtype=float), 10))
 
 
 def _host_rates(prof: Profile, say):

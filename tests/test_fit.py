@@ -145,7 +145,7 @@ def test_same_speed_of_projections_is_the_cost_models_resolution():
     errs = {"int8": [-0.1, 0.0], "fp32": [0.3]}  # int8: 11.1% apart, doubled 23.5%
     why = _same_speed(cand("b", 3.60), cand("a", 3.59), errs, 128)
     assert why is not None and "b projected 3.6 ms against 3.59 ms" in why and "(23%: the spread" in why
-    assert "2 int8 rows of these candidates measured on this host at seq 128" in why
+    assert "on 2 int8 rows of these candidates measured on this host at seq 128, doubled" in why
     assert _same_speed(cand("b", 4.5), cand("a", 3.6), errs) is None  # 25% apart
     assert _same_speed(cand("b", 3.60), cand("a", 3.59), {"int8": [-0.1]}) is None  # one error: no spread
     # an fp32 and an int8 candidate: both precisions' errors, 1.3 / 0.9 = 44% apart, doubled 109%

@@ -224,14 +224,13 @@ class Resolution:
         offset included). ``widen``: :meth:`widened` by that factor, for another device."""
         ps = sorted(set(precisions))
         errs = [e for p in ps for e in errors.get(p, ())]
-        r = cls.from_errors(errs, f"the spread of the cost model's errors on the {len(errs)} {'/'.join(ps)} rows "
-                                  f"{where}")
+        r = cls.from_errors(errs, f"the spread of its errors on {len(errs)} {'/'.join(ps)} rows {where}")
         return r.widened(widen, "doubled for another device") if r is not None and widen else r
 
     def widened(self, factor: float, why: str) -> Resolution:
         """``factor`` times as wide in log space (another device: the same stated assumption as
         :meth:`ErrorBand.widened`)."""
-        return Resolution(ratio=min(math.exp(math.log(self.ratio) * factor), 99.0), source=f"{self.source}; {why}")
+        return Resolution(ratio=min(math.exp(math.log(self.ratio) * factor), 99.0), source=f"{self.source}, {why}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"ratio": round(self.ratio, 4), "source": self.source}

@@ -214,8 +214,9 @@ def _notes(rows: Sequence[ReportRow], info: dict[str, Any]) -> list[str]:
         txt = "; ".join(f"seq {k}: " + ", ".join(f"{p} {r - 1:.0%}" for p, r in v.items())
                         for k, v in sorted(res.items(), key=lambda kv: int(kv[0])))
         notes.append(f"Projections closer than the cost model's resolution on other devices ({txt}: the spread of its "
-                     "errors on this report's host rows of the precisions compared at that length, doubled as the "
-                     "band is) are not ranked: of accuracy-tied variants projected that close to the fastest, the "
+                     "errors on this report's host rows of the precisions compared at that length, against each row's "
+                     "p10, the statistic the host microbenchmark's figures are, where its runs were kept; doubled as "
+                     "the band is) are not ranked: of accuracy-tied variants projected that close to the fastest, the "
                      "smallest is picked.")
     errs = info.get("cost_model_host_errors") or []
     if errs:

@@ -265,7 +265,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                 prec = facts.setdefault(path, _model_facts(path))[0]
                 ratios.setdefault(prec, []).append(measured / proj.latency_ms)
                 host_errors.append({"model": res["name"], "seq_len": res["seq_len"], "threads": threads,
-                                    "precision": prec, "projected_ms": round(proj.latency_ms, 3),
+                                    "precision": prec, "projected_ms": round(proj.latency_ms, 5),
                                     "measured_p50_ms": measured,
                                     "error": round((proj.latency_ms - measured) / measured, 4)})
         for prec, rs in ratios.items():
@@ -278,20 +278,6 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                                   f"cost model error on this report's {len(host_errors)} host row(s)")
             if host_errors else None)
     device_band = band.widened(2.0, "other devices: host efficiencies assumed, band doubled (log scale)") if band else None
-    # the projections' resolution on other devices at each length, per precision and across them all: how far
-    # apart the model's errors on this report's host rows lay (what two projections must differ by to be ranked;
-    # the summary applies it to each pair, deploytool.report.summary), doubled as the band is
-    resolution: dict[str, dict[str, float]] = {}
-    for seq in sorted({e["seq_len"] for e in host_errors}):
-        by_prec: dict[str, list[float]] = {}
-        for e in host_errors:
-            if e["seq_len"] == seq:
-                by_prec.setdefault(e["precision"], []).append(e["error"])
-        pairs = [(p, (p,)) for p in sorted(by_prec)] + ([("all", tuple(by_prec))] if len(by_prec) > 1 else [])
-        for key, precs in pairs:
-            r = Resolution.of_precisions(by_prec, precs, f"at seq {seq}", widen=2.0)
-            if r is not None:
-                resolution.setdefault(str(seq), {})[key] = round(r.ratio, 4)
     rates_cache: dict[int, Any] = {}
 
     def rates_for(threads: int):
@@ -374,6 +360,18 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     samples_ms=(tuple(res.get("samples_ms") or ()) if is_host and interleaved else None),
                     samples_run=(id(rep), res["seq_len"]) if is_host and interleaved else None))
     rows = _measured_first(rows)
+    # the projections' resolution on other devices at each length, per precision and across them all: how far
+    # apart the model's errors on this report's host rows lay (what two projections must differ by to be ranked;
+    # the summary applies it to each pair, deploytool.report.summary), doubled as the band is
+    resolution: dict[str, dict[str, float]] = {}
+    errors = resolution_errors(rows)
+    for seq in sorted({s for s, _ in errors}):
+        by_prec = {p: e for (s, p), e in errors.items() if s == seq}
+        pairs = [(p, (p,)) for p in sorted(by_prec)] + ([("all", tuple(by_prec))] if len(by_prec) > 1 else [])
+        for key, precs in pairs:
+            r = Resolution.of_precisions(by_prec, precs, f"at seq {seq}", widen=2.0)
+            if r is not None:
+                resolution.setdefault(str(seq), {})[key] = round(r.ratio, 4)
     for p in device_rows:
         rows.extend(_device_rows(p, config))
     biggest = max((r.params for r in rows if r.params), default=None)
@@ -406,6 +404,25 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                                       "ci95": None if ref.low is None else [ref.low, ref.high],
                                       "metric": ref.metric, "label": ref.label()}
     return rows, info
+
+
+def resolution_errors(rows: Sequence[ReportRow]) -> dict[tuple[int, str], list[float]]:
+    """(seq, precision) -> the cost model's errors on the rows measured on this host (projected with its own rates),
+    once per model, for the projections' resolution (:class:`~deploytool.bench.cost_model.Resolution`): against
+    the 10th percentile of the row's runs where they were kept (the statistic the host microbenchmark's figures
+    are: a run slowed by another process moves a row's p50 and would read as the model's error), else its p50."""
+    out: dict[tuple[int, str], dict[str, float]] = {}
+    for r in rows:
+        if r.cost_model_error is None or r.projected_ms is None:
+            continue
+        if r.samples_ms:
+            import numpy as np
+
+            e = r.projected_ms / float(np.percentile(np.asarray(r.samples_ms, dtype=float), 10)) - 1
+        else:
+            e = r.cost_model_error
+        out.setdefault((r.seq_len, r.precision), {})[r.model_path] = e
+    return {k: list(v.values()) for k, v in out.items()}
 
 
 def _measured_first(rows: list[ReportRow]) -> list[ReportRow]:

@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from deploytool.accuracy import AccuracyRecord, pick
-from deploytool.report.rows import ReportRow
+from deploytool.report.rows import ReportRow, resolution_errors
 from deploytool.variant import PRECISION_RANK, PRECISIONS
 
 __all__ = ["DeviceSummary", "ModelOnDevice", "PRECISION_ORDER", "group_variants", "summarize"]
@@ -125,7 +125,7 @@ def summarize(rows: Sequence[ReportRow]) -> list[DeviceSummary]:
         fitting = [v for v in variants if v.fits]
         note, tied = "", []
         if fitting and not proxy:
-            errs = _host_errors(rows)
+            errs = resolution_errors(rows)
             pk = pick(fitting, record=_record, cost=_cost, name=lambda v: v.model,
                       same_speed=lambda a, b: _same_speed(a, b, errs),
                       then=lambda v: (v.longest.size_mb or 0.0, v.model))
@@ -156,7 +156,8 @@ def _same_speed(a: ModelOnDevice, b: ModelOnDevice, host_errors: dict[tuple[int,
     """Why ``a`` is not measurably slower than ``b`` where both were measured on this device in one
     bench run (the exact sign test of their paired runs at the longest sequence, p >= 0.05), or where both are
     projected there within the cost model's resolution for their precisions (``host_errors``: (seq, precision)
-    -> the cost model's errors on the rows measured on this host, :func:`_host_errors`), else None."""
+    -> the cost model's errors on the rows measured on this host,
+    :func:`~deploytool.report.rows.resolution_errors`), else None."""
     from deploytool.accuracy import projection_tie, speed_tie
 
     ra, rb = a.longest, b.longest
@@ -173,16 +174,6 @@ def _same_speed(a: ModelOnDevice, b: ModelOnDevice, host_errors: dict[tuple[int,
     if ra.samples_run is None or ra.samples_run != rb.samples_run or not ra.samples_ms or not rb.samples_ms:
         return None
     return speed_tie(a.model, ra.samples_ms, rb.samples_ms)
-
-
-def _host_errors(rows: Sequence[ReportRow]) -> dict[tuple[int, str], list[float]]:
-    """(seq, precision) -> the cost model's errors on the rows measured on this host (projected with its own
-    rates against the measured p50: ``cost_model_error``), once per model."""
-    out: dict[tuple[int, str], dict[str, float]] = {}
-    for r in rows:
-        if r.cost_model_error is not None:
-            out.setdefault((r.seq_len, r.precision), {})[r.model_path] = r.cost_model_error
-    return {k: list(v.values()) for k, v in out.items()}
 
 
 def _cost(v: ModelOnDevice) -> tuple:

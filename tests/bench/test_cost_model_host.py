@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -124,7 +125,7 @@ def test_projection_resolution_is_the_spread_of_the_errors():
     assert r.ratio == pytest.approx(1.02 / 0.85)
     assert Resolution.from_errors([0.3], "one") is None and Resolution.from_errors([math.nan, 0.1], "x") is None
     w = r.widened(2.0, "other device")
-    assert w.ratio == pytest.approx((1.02 / 0.85) ** 2) and w.source == "test; other device"
+    assert w.ratio == pytest.approx((1.02 / 0.85) ** 2) and w.source == "test, other device"
     assert projection_tie("a", 10.0, 11.9, r.ratio) is not None  # 19% apart, inside 20%
     assert projection_tie("a", 12.1, 10.0, r.ratio) is None  # 21% apart
     assert projection_tie("a", 10.0, 10.0, 1.0) is not None and projection_tie("a", None, 1.0, 2.0) is None
@@ -183,7 +184,8 @@ def test_report_band_and_uncertain_verdict(tiny_onnx, tmp_path):
 
 def test_report_states_the_projections_resolution_from_its_host_rows(tiny_onnx, tmp_path):
     """The report states the projections' resolution on other devices at each length and precision: the spread of
-    the cost model's errors on its host rows, doubled (restated from the errors the report itself lists)."""
+    the cost model's errors on its host rows against their runs' p10, doubled (restated from the projections the
+    report lists and the runs the bench kept)."""
     from deploytool.bench import BenchConfig, run_benchmark, write_json
 
     models = (tiny_onnx("bert", layers=2, hidden=32, heads=4, ffn=64), tiny_onnx("bert", layers=2, hidden=64,
@@ -194,8 +196,11 @@ def test_report_states_the_projections_resolution_from_its_host_rows(tiny_onnx, 
     res = CliRunner().invoke(main, ["report", str(bench), "-o", str(out), "--profile", "host", "--profile", "kirin990"])
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "report.json").read_text())
+    runs = {(r["name"], r["seq_len"]): r["samples_ms"] for r in json.loads(bench.read_text())["results"]}
     for seq in (8, 32):
-        ones = [1 + e["error"] for e in rep["cost_model_host_errors"] if e["seq_len"] == seq]
+        # each host row's projection over the 10th percentile of its kept runs (numpy's default, linear)
+        ones = [e["projected_ms"] / float(np.percentile(runs[e["model"], seq], 10))
+                for e in rep["cost_model_host_errors"] if e["seq_len"] == seq]
         assert len(ones) == 2 and {e["precision"] for e in rep["cost_model_host_errors"]} == {"fp32"}
         assert rep["device_projection_resolution"][str(seq)] == {"fp32": pytest.approx((max(ones) / min(ones)) ** 2,
                                                                                        rel=1e-3)}
