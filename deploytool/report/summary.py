@@ -120,12 +120,12 @@ def _why_none(variants: Sequence[ModelOnDevice]) -> str:
 def summarize(rows: Sequence[ReportRow]) -> list[DeviceSummary]:
     """One summary per device, in the order the devices first appear in ``rows``."""
     out = []
+    errs = resolution_errors(rows)  # the cost model's errors on the host rows: the projections' resolution
     for dev, variants in group_variants(rows).items():
         proxy = not any(r.accuracy is not None for v in variants for r in v.by_seq.values())
         fitting = [v for v in variants if v.fits]
         note, tied = "", []
         if fitting and not proxy:
-            errs = resolution_errors(rows)
             pk = pick(fitting, record=_record, cost=_cost, name=lambda v: v.model,
                       same_speed=lambda a, b: _same_speed(a, b, errs),
                       then=lambda v: (v.longest.size_mb or 0.0, v.model))
