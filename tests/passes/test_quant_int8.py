@@ -112,8 +112,8 @@ def _casts_in_optimized_model(path, tmp_path) -> int:
 
 def test_fp16_host_casts_are_counted_by_the_gate_run(src, tmp_path):
     """The host check counts the casts in the gate's own session (its profiler's record of the one run), in
-    process and in the gate's process alike, as many as ORT's optimized model holds; without a gate, from a
-    session of the written file."""
+    process and in the gate's process alike, as many as ORT's optimized model holds; without a gate, not at all
+    (no ONNX Runtime session of the output: the host note says it was not checked)."""
     from deploytool.runtime.verify import gate_feeds, gate_plan, verify_model_isolated
 
     import platform
@@ -127,7 +127,8 @@ def test_fp16_host_casts_are_counted_by_the_gate_run(src, tmp_path):
     assert gated.gate.verified and gated.gate.inserted_casts == expected
     assert gated.stats["inserted_precision_casts"] == expected
     unverified = convert_fp16_file(src, tmp_path / "u.onnx", Fp16Config(), verify=False)
-    assert unverified.gate.inserted_casts is None and unverified.stats["inserted_precision_casts"] == expected
+    assert unverified.gate is None or unverified.gate.inserted_casts is None
+    assert unverified.stats["inserted_precision_casts"] is None and "not checked" in unverified.stats["host_note"]
     proto = onnx.load(str(out))
     report = verify_model_isolated(out, gate_feeds(gate_plan(proto, out)), count_casts=True)
     assert report.inserted_casts == expected
