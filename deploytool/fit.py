@@ -209,6 +209,9 @@ class FitResult:
     why_path: Path
     accuracy_note: str = ""  # the tie rule's reason for the pick
     source_precision: str = "fp32"  # the input's weights (an fp16 input's "as is" candidates are fp16)
+    # a projected device: the cost model's resolution there per precision (and "all"), from the candidates'
+    # errors projected onto this host (Resolution.of_precisions, doubled): projections closer are equally fast
+    projection_resolution: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def why(self) -> str:
         c = self.chosen
@@ -222,7 +225,11 @@ class FitResult:
                  f"{'accuracy' if self.ranking == 'accuracy' else 'proxy, then precision (fp32 = fp16 > int8 > ternary > binary),'}"
                  f" wins, then the lowest latency"
                  + (" (a difference the exact McNemar test does not find significant is a tie: the faster, then "
-                    "smaller, of the tied wins)" if self.ranking == "accuracy" else "")]
+                    "smaller, of the tied wins; equally fast, the smaller: "
+                    + ("projections closer than the cost model's resolution, "
+                       + ", ".join(f"{k} {v - 1:.0%}" for k, v in self.projection_resolution.items())
+                       if self.projection_resolution else "no paired runs slower in significantly many (sign test)")
+                    + ")" if self.ranking == "accuracy" else "")]
         if self.accuracy_note:
             lines.append(f"  {self.accuracy_note}")
         if (c.width, c.depth) == (1.0, 1.0) and c.precision in ("fp32", self.source_precision):
@@ -241,7 +248,7 @@ class FitResult:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "deploytool.fit/1", "profile": self.profile, "seq_len": self.seq_len,
                 "budget_ms": self.budget_ms, "ranking": self.ranking, "chosen": self.chosen.name,
-                "accuracy_note": self.accuracy_note,
+                "accuracy_note": self.accuracy_note, "projection_resolution": self.projection_resolution,
                 "output": str(self.output), "why": self.why(), "candidates": [c.to_dict() for c in self.candidates]}
 
 
@@ -480,8 +487,11 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         with atomic_path(config.output) as tmp:
             shutil.copyfile(chosen.path, tmp)
         why_path = config.output.with_name(config.output.name + ".fit.json")
+        from deploytool.bench.cost_model import Resolution
+
         result = FitResult(chosen, cands, prof.name, config.seq_len, budget, ranking, config.output, why_path, note,
-                           source_precision=source_precision)
+                           source_precision=source_precision,
+                           projection_resolution=Resolution.table(host_errors, f"at seq {config.seq_len}", widen=2.0))
         with atomic_write(why_path) as f:
             json.dump(result.to_dict(), f, indent=2)
         return result

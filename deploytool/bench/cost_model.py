@@ -227,6 +227,18 @@ class Resolution:
         r = cls.from_errors(errs, f"the spread of its errors on {len(errs)} {'/'.join(ps)} rows {where}")
         return r.widened(widen, "doubled for another device") if r is not None and widen else r
 
+    @classmethod
+    def table(cls, errors: Mapping[str, Sequence[float]], where: str, widen: float | None = None) -> dict[str, float]:
+        """precision -> the resolution ratio of two variants of that precision, and ``"all"`` (any two, where
+        ``errors`` has several precisions), rounded for a report; precisions without a spread are left out."""
+        keys = [(p, (p,)) for p in sorted(errors)] + ([("all", tuple(errors))] if len(errors) > 1 else [])
+        out = {}
+        for key, precs in keys:
+            r = cls.of_precisions(errors, precs, where, widen=widen)
+            if r is not None:
+                out[key] = round(r.ratio, 4)
+        return out
+
     def widened(self, factor: float, why: str) -> Resolution:
         """``factor`` times as wide in log space (another device: the same stated assumption as
         :meth:`ErrorBand.widened`)."""

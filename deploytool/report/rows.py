@@ -366,12 +366,9 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     resolution: dict[str, dict[str, float]] = {}
     errors = resolution_errors(rows)
     for seq in sorted({s for s, _ in errors}):
-        by_prec = {p: e for (s, p), e in errors.items() if s == seq}
-        pairs = [(p, (p,)) for p in sorted(by_prec)] + ([("all", tuple(by_prec))] if len(by_prec) > 1 else [])
-        for key, precs in pairs:
-            r = Resolution.of_precisions(by_prec, precs, f"at seq {seq}", widen=2.0)
-            if r is not None:
-                resolution.setdefault(str(seq), {})[key] = round(r.ratio, 4)
+        table = Resolution.table({p: e for (s, p), e in errors.items() if s == seq}, f"at seq {seq}", widen=2.0)
+        if table:
+            resolution[str(seq)] = table
     for p in device_rows:
         rows.extend(_device_rows(p, config))
     biggest = max((r.params for r in rows if r.params), default=None)

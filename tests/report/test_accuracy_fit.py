@@ -72,6 +72,10 @@ def test_fit_a_non_significant_lead_is_a_tie_and_the_fastest_or_smallest_as_fast
                                                                                           fastest["precision"])]
         return len(ones) > 1 and c["device_p90_ms"] <= fastest["device_p90_ms"] * (max(ones) / min(ones)) ** 2
 
+    for prec in {c["precision"] for c in cands.values()}:  # the resolution fit states, per precision
+        ones = [1 + x["host_projection_error"] for x in cands.values() if x["precision"] == prec]
+        assert res["projection_resolution"][prec] == pytest.approx((max(ones) / min(ones)) ** 2, rel=1e-3)
+    assert "projections closer than the cost model's resolution, " in res["why"]
     even = [n for n in order if n == order[0] or as_fast(cands[n])]
     assert res["chosen"] == min(even, key=lambda n: (cands[n]["size_mb"], n)), cands
     if res["chosen"] != order[0]:
