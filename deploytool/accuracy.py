@@ -151,8 +151,29 @@ def projection_tie(name: str, a_ms: float | None, b_ms: float | None, ratio: flo
     if hi / lo > ratio:
         return None
     at = f" at seq {seq_len}" if seq_len is not None else ""
-    return (f"{name} projected {a_ms:.3g} ms against {b_ms:.3g} ms{at}, {hi / lo - 1:.0%} apart, within the cost "
-            f"model's resolution there ({ratio - 1:.0%}" + (f": {source}" if source else "") + ")")
+    return (f"{name} projected {a_ms:.3g} ms against {b_ms:.3g} ms{at}, {hi / lo - 1:.0%} apart{_WITHIN}there "
+            f"({ratio - 1:.0%}" + (f": {source}" if source else "") + ")")
+
+
+# :func:`projection_tie`'s words before the resolution: :func:`_join_reasons` says a shared resolution once
+_WITHIN = ", within the cost model's resolution "
+
+
+def _join_reasons(reasons: Sequence[str]) -> str:
+    """``reasons`` joined by "; ", the resolution that several :func:`projection_tie` reasons share said once, after
+    the last of them ("a projected 16 ms against 15.9 ms, 1% apart; b projected 17.3 ms against 15.9 ms, 9% apart,
+    both within the cost model's resolution there (27%: ...)")."""
+    groups: dict[tuple[str, str], list[str]] = {}  # (what they share, or another reason whole) -> heads
+    for r in reasons:
+        head, sep, tail = r.partition(_WITHIN)
+        groups.setdefault(("within", tail) if sep else ("other", r), []).append(head)
+    parts = []
+    for (kind, tail), heads in groups.items():
+        if kind == "other" or len(heads) == 1:
+            parts.append(heads[0] + (_WITHIN + tail if kind == "within" else ""))
+        else:
+            parts.append("; ".join(heads) + f", {'both' if len(heads) == 2 else 'all'} {_WITHIN[2:]}{tail}")
+    return "; ".join(parts)
 
 
 @dataclasses.dataclass
@@ -204,7 +225,7 @@ def pick(cands: Sequence[T], record: Callable[[T], AccuracyRecord | None], cost:
             chosen = min(even, key=then)
             speed_note = (f"; {', '.join(name(c) for c in even if c is not fastest)} "
                           f"{'is' if len(even) == 2 else 'are'} not measurably slower than the fastest, {name(fastest)} "
-                          f"({'; '.join(level[id(c)] for c in even if c is not fastest)}), so the smallest of those "
+                          f"({_join_reasons([level[id(c)] for c in even if c is not fastest])}), so the smallest of those "
                           f"{len(even)} is picked")
     if chosen is top:
         if len(tied) == 1:

@@ -230,3 +230,19 @@ def test_report_projected_speed_tie_within_the_cost_models_resolution_goes_to_th
     assert s.best.model == "q-w1-d0.5-int8", s.verdict
     s = rows_for(12.0, 14.9, [], kept)
     assert s.best.model == "q-w0.75-d0.5-int8", s.verdict
+
+
+def test_projection_ties_sharing_a_resolution_say_it_once():
+    """The verdict's speed note names each projected tie and says a resolution that several share once."""
+    from deploytool.accuracy import _join_reasons, projection_tie
+
+    a = projection_tie("a", 16.0, 15.9, 1.27, "int8 rows", seq_len=128)
+    b = projection_tie("b", 17.3, 15.9, 1.27, "int8 rows", seq_len=128)
+    c = projection_tie("c", 18.4, 15.9, 1.29, "fp32/int8 rows", seq_len=128)
+    sign = "d slower in 10 of 20 paired runs, sign test p = 1.00"
+    text = _join_reasons([a, sign, b, c])
+    assert text == ("a projected 16 ms against 15.9 ms at seq 128, 1% apart; b projected 17.3 ms against 15.9 ms at "
+                    "seq 128, 9% apart, both within the cost model's resolution there (27%: int8 rows); " + sign +
+                    "; c projected 18.4 ms against 15.9 ms at seq 128, 16% apart, within the cost model's resolution "
+                    "there (29%: fp32/int8 rows)")
+    assert _join_reasons([a]) == a and _join_reasons([sign]) == sign
