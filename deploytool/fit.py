@@ -225,11 +225,7 @@ class FitResult:
                  f"{'accuracy' if self.ranking == 'accuracy' else 'proxy, then precision (fp32 = fp16 > int8 > ternary > binary),'}"
                  f" wins, then the lowest latency"
                  + (" (a difference the exact McNemar test does not find significant is a tie: the faster, then "
-                    "smaller, of the tied wins; equally fast, the smaller: "
-                    + ("projections closer than the cost model's resolution, "
-                       + ", ".join(f"{k} {v - 1:.0%}" for k, v in self.projection_resolution.items())
-                       if self.projection_resolution else "no paired runs slower in significantly many (sign test)")
-                    + ")" if self.ranking == "accuracy" else "")]
+                    "smaller, of the tied wins; " + self._speed_rule() + ")" if self.ranking == "accuracy" else "")]
         if self.accuracy_note:
             lines.append(f"  {self.accuracy_note}")
         if (c.width, c.depth) == (1.0, 1.0) and c.precision in ("fp32", self.source_precision):
@@ -244,6 +240,14 @@ class FitResult:
             state = "fits, ranked lower" if x.fits else "rejected: " + "; ".join(x.reasons or [x.error or "?"])
             lines.append(f"  {x.name} ({lat}, {score}): {state}")
         return "\n".join(lines)
+
+    def _speed_rule(self) -> str:
+        if self.chosen.latency_source != "projected":
+            return "equally fast, the smaller: not slower in significantly many paired runs (sign test)"
+        if self.projection_resolution:
+            return ("equally fast, the smaller: projections closer than the cost model's resolution, "
+                    + ", ".join(f"{k} {v - 1:.0%}" for k, v in self.projection_resolution.items()))
+        return "projections are ranked as they are (no spread of host errors to tell their resolution)"
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "deploytool.fit/1", "profile": self.profile, "seq_len": self.seq_len,
