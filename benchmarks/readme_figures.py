@@ -405,7 +405,10 @@ def render_quickstart(results: Path) -> str:
         picks.setdefault(name, []).append(device)
         pvals += [float(x) for x in re.findall(r"McNemar \(exact\) p = ([\d.]+)", rest)]
     label = {"x86-host": "this host", "kirin990": "the Kirin 990", "raspberry-pi-4": "the Raspberry Pi 4"}
-    chosen = "; ".join(f"{k} ({rows[k]['MB']:.1f} MB) for {' and '.join(label.get(d, d) for d in ds)}"
+    def _and(names: list[str]) -> str:
+        return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+    chosen = "; ".join(f"{k} ({rows[k]['MB']:.1f} MB) for {_and([label.get(d, d) for d in ds])}"
                        for k, ds in picks.items())
     load = _load_span(meta["load_average_at_start"][0], meta["load_average_at_end"][0])
     text = (f"Measured {_date(meta['date'])} (`{SRC}/quickstart/`, {meta['machine']['cpu']}, {meta['machine']['cores']} "
