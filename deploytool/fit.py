@@ -357,7 +357,8 @@ def fit(config: FitConfig, progress=None) -> FitResult:
     ``progress``: an optional callable taking one line of text, called as each stage starts."""
     say = progress or (lambda _line: None)
     from deploytool.bench import BenchConfig, run_benchmark
-    from deploytool.bench.cost_model import op_costs, project_latency
+    from deploytool.bench.cost_model import (OTHER_DEVICE_WIDENING, Resolution, op_costs, project_latency,
+                                             resolution_error)
     from deploytool.onnx_io import atomic_path, atomic_write, check_output_path
 
     check_output_path(config.output, inputs=(config.model,))
@@ -440,11 +441,8 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                 c.projected_ms, c.projection_method = proj.latency_ms, proj.method
                 c.device_p90_ms, c.latency_source = proj.latency_ms, "projected"
                 if host_prof is not None and c.host_p50_ms:
-                    # against the p10 of its runs where they were kept (the microbenchmark's statistic: a run
-                    # slowed by another process moves the p50, not the projection), else the p50
                     on_host = project_latency(costs, host_prof, seq_len=config.seq_len, threads=threads)
-                    low = _p10(c.host_samples_ms) if c.host_samples_ms else c.host_p50_ms
-                    c.host_projection_error = on_host.latency_ms / low - 1
+                    c.host_projection_error = resolution_error(on_host.latency_ms, c.host_samples_ms, c.host_p50_ms)
         host_errors: dict[str, list[float]] = {}  # precision -> the candidates' errors projected onto this host
         for c in built:
             if c.host_projection_error is not None:
@@ -491,11 +489,9 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         with atomic_path(config.output) as tmp:
             shutil.copyfile(chosen.path, tmp)
         why_path = config.output.with_name(config.output.name + ".fit.json")
-        from deploytool.bench.cost_model import Resolution
-
+        resolution = Resolution.table(host_errors, f"at seq {config.seq_len}", widen=OTHER_DEVICE_WIDENING)
         result = FitResult(chosen, cands, prof.name, config.seq_len, budget, ranking, config.output, why_path, note,
-                           source_precision=source_precision,
-                           projection_resolution=Resolution.table(host_errors, f"at seq {config.seq_len}", widen=2.0))
+                           source_precision=source_precision, projection_resolution=resolution)
         with atomic_write(why_path) as f:
             json.dump(result.to_dict(), f, indent=2)
         return result
@@ -532,23 +528,15 @@ def _same_speed(a: Candidate, b: Candidate, host_errors: dict[str, list[float]] 
     within the cost model's resolution for their precisions (``host_errors``: precision -> the candidates' errors
     projected onto this host against what it measured; the spread of those of both precisions, doubled for
     another device: :meth:`~deploytool.bench.cost_model.Resolution.of_precisions`), as the report ranks them."""
-    from deploytool.accuracy import projection_tie, speed_tie
+    from deploytool.accuracy import speed_tie
 
     if a.latency_source == "projected" and b.latency_source == "projected":
-        from deploytool.bench.cost_model import Resolution
+        from deploytool.bench.cost_model import device_speed_tie
 
         at = f" at seq {seq_len}" if seq_len is not None else ""
-        res = Resolution.of_precisions(host_errors or {}, (a.precision, b.precision),
-                                       f"of these candidates measured on this host{at}", widen=2.0)
-        return None if res is None else projection_tie(a.name, a.device_p90_ms, b.device_p90_ms, res.ratio,
-                                                        res.source)
+        return device_speed_tie(a.name, a.device_p90_ms, b.device_p90_ms, (a.precision, b.precision), host_errors or {},
+                                f"of these candidates measured on this host{at}")
     return speed_tie(a.name, a.host_samples_ms, b.host_samples_ms)
-
-
-def _p10(samples) -> float:
-    import numpy as np
-
-    return float(np.percentile(np.asarray(samples, dtype=float), 10))
 
 
 def _host_rates(prof: Profile, say):
@@ -557,7 +545,7 @@ def _host_rates(prof: Profile, say):
     from deploytool.bench.cost_model import HostRates
     from deploytool.profiles import load_profile
 
-    say("fit: reading this host's microbenchmark (measured once per machine, about a minute)")
+    say("fit: reading this host's microbenchmark (measured on first use, about a minute; then cached)")
     try:
         host = load_profile("x86-host")
     except DeployError as e:

@@ -188,6 +188,19 @@ class ErrorBand:
         return {"low": round(self.low, 4), "high": round(self.high, 4), "source": self.source}
 
 
+#: another device is projected with this host's efficiencies (an assumption): its band and its resolution are this
+#: many times as wide in log scale as measured on the host
+OTHER_DEVICE_WIDENING = 2.0
+
+
+def resolution_error(projected_ms: float, samples_ms: Sequence[float] | None, p50_ms: float) -> float:
+    """A host row's error for the projections' :class:`Resolution`: ``projected_ms`` over the 10th percentile of its
+    runs ``samples_ms`` where they were kept (the statistic the host microbenchmark's figures are: a run slowed by
+    another process moves a row's p50 and would read as the model's error), else over its p50; minus 1."""
+    low = float(np.percentile(np.asarray(samples_ms, dtype=float), 10)) if samples_ms else float(p50_ms)
+    return projected_ms / low - 1
+
+
 @dataclasses.dataclass(frozen=True)
 class Resolution:
     """How far apart two projections must be for the cost model to rank them: its errors on rows measured on
@@ -244,8 +257,16 @@ class Resolution:
         :meth:`ErrorBand.widened`)."""
         return Resolution(ratio=min(math.exp(math.log(self.ratio) * factor), 99.0), source=f"{self.source}, {why}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"ratio": round(self.ratio, 4), "source": self.source}
+
+def device_speed_tie(name: str, a_ms: float | None, b_ms: float | None, precisions: Sequence[str],
+                     errors: Mapping[str, Sequence[float]], where: str, *, seq_len: int | None = None) -> str | None:
+    """Why ``name`` (projected ``a_ms`` on another device) cannot be ranked against the other (``b_ms``): the two
+    are within the resolution of ``precisions``' host ``errors`` (measured ``where``), widened for another
+    device (:data:`OTHER_DEVICE_WIDENING`); else None, and None where those errors have no spread."""
+    from deploytool.accuracy import projection_tie
+
+    res = Resolution.of_precisions(errors, precisions, where, widen=OTHER_DEVICE_WIDENING)
+    return None if res is None else projection_tie(name, a_ms, b_ms, res.ratio, res.source, seq_len=seq_len)
 
 
 # element-wise classes of the host microbenchmark and the ops timed like each

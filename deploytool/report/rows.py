@@ -214,7 +214,8 @@ def _model_facts(path: str) -> tuple[str, str, int | None]:
 def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]:
     """All rows of the report, and facts about the inputs (hosts, calibration) for the header."""
     from deploytool.bench import load_report
-    from deploytool.bench.cost_model import ErrorBand, HostRates, Resolution, op_costs, project_latency
+    from deploytool.bench.cost_model import (OTHER_DEVICE_WIDENING, ErrorBand, HostRates, Resolution, op_costs,
+                                             project_latency)
 
     profiles = [load_profile(n, config.profiles_dirs) for n in config.profiles]
     acc_set = load_accuracy_records(config.accuracy)
@@ -277,7 +278,8 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     band = (ErrorBand.from_errors([e["error"] for e in host_errors],
                                   f"cost model error on this report's {len(host_errors)} host row(s)")
             if host_errors else None)
-    device_band = band.widened(2.0, "other devices: host efficiencies assumed, band doubled (log scale)") if band else None
+    device_band = (band.widened(OTHER_DEVICE_WIDENING,
+                                "other devices: host efficiencies assumed, band doubled (log scale)") if band else None)
     rates_cache: dict[int, Any] = {}
 
     def rates_for(threads: int):
@@ -366,7 +368,8 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     resolution: dict[str, dict[str, float]] = {}
     errors = resolution_errors(rows)
     for seq in sorted({s for s, _ in errors}):
-        table = Resolution.table({p: e for (s, p), e in errors.items() if s == seq}, f"at seq {seq}", widen=2.0)
+        table = Resolution.table({p: e for (s, p), e in errors.items() if s == seq}, f"at seq {seq}",
+                                 widen=OTHER_DEVICE_WIDENING)
         if table:
             resolution[str(seq)] = table
     for p in device_rows:
@@ -407,17 +410,15 @@ def resolution_errors(rows: Sequence[ReportRow]) -> dict[tuple[int, str], list[f
     """(seq, precision) -> the cost model's errors on the rows measured on this host (projected with its own rates),
     once per model, for the projections' resolution (:class:`~deploytool.bench.cost_model.Resolution`): against
     the 10th percentile of the row's runs where they were kept (the statistic the host microbenchmark's figures
-    are: a run slowed by another process moves a row's p50 and would read as the model's error), else its p50."""
+    are: a run slowed by another process moves a row's p50 and would read as the model's error), else its p50
+    (:func:`~deploytool.bench.cost_model.resolution_error`)."""
+    from deploytool.bench.cost_model import resolution_error
+
     out: dict[tuple[int, str], dict[str, float]] = {}
     for r in rows:
         if r.cost_model_error is None or r.projected_ms is None:
             continue
-        if r.samples_ms:
-            import numpy as np
-
-            e = r.projected_ms / float(np.percentile(np.asarray(r.samples_ms, dtype=float), 10)) - 1
-        else:
-            e = r.cost_model_error
+        e = resolution_error(r.projected_ms, r.samples_ms, r.p50_ms) if r.samples_ms else r.cost_model_error
         out.setdefault((r.seq_len, r.precision), {})[r.model_path] = e
     return {k: list(v.values()) for k, v in out.items()}
 

@@ -139,7 +139,8 @@ def summarize(rows: Sequence[ReportRow]) -> list[DeviceSummary]:
             verdict = (f"{best.model}: {len(fitting)} of {len(variants)} variants fit; best by "
                        + ("accuracy PROXY (kept parameters, then precision)" if proxy else
                           f"accuracy (ties by exact McNemar, p >= 0.05: the faster, then smaller; equally fast by a paired sign "
-                          f"test of runs measured together, or projected within the cost model's resolution: the smaller): {note}"))
+                          f"test of runs measured together, or projected within the cost model's resolution: the "
+                          f"smaller): {note}"))
         out.append(DeviceSummary(dev, variants, best, proxy, verdict, seqs, note, tied))
     return out
 
@@ -158,19 +159,18 @@ def _same_speed(a: ModelOnDevice, b: ModelOnDevice, host_errors: dict[tuple[int,
     projected there within the cost model's resolution for their precisions (``host_errors``: (seq, precision)
     -> the cost model's errors on the rows measured on this host,
     :func:`~deploytool.report.rows.resolution_errors`), else None."""
-    from deploytool.accuracy import projection_tie, speed_tie
+    from deploytool.accuracy import speed_tie
 
     ra, rb = a.longest, b.longest
     if ra.device_latency_source == "projected" and rb.device_latency_source == "projected":
         if not host_errors or ra.seq_len != rb.seq_len:
             return None
-        from deploytool.bench.cost_model import Resolution
+        from deploytool.bench.cost_model import device_speed_tie
 
         seq = ra.seq_len
-        res = Resolution.of_precisions({p: e for (s, p), e in host_errors.items() if s == seq},
-                                       (ra.precision, rb.precision), f"measured on this host at seq {seq}", widen=2.0)
-        return None if res is None else projection_tie(a.model, ra.device_latency_ms, rb.device_latency_ms, res.ratio,
-                                                        res.source, seq_len=seq)
+        return device_speed_tie(a.model, ra.device_latency_ms, rb.device_latency_ms, (ra.precision, rb.precision),
+                                {p: e for (s, p), e in host_errors.items() if s == seq},
+                                f"measured on this host at seq {seq}", seq_len=seq)
     if ra.samples_run is None or ra.samples_run != rb.samples_run or not ra.samples_ms or not rb.samples_ms:
         return None
     return speed_tie(a.model, ra.samples_ms, rb.samples_ms)
