@@ -76,14 +76,16 @@ def _matrix(obj, key: str, where: str) -> tuple[tuple[float, ...], ...]:
         raise ConfigError(f"{where}: '{key}' must be a list of per-layer lists of numbers")
     out = []
     for i, r in enumerate(rows):
+        if any(isinstance(x, bool) for x in r):
+            raise ConfigError(f"{where}: '{key}' layer {i} holds a boolean, expected numbers")
+        if not all(isinstance(x, (int, float)) for x in r):  # JSON numbers only (not "3", not null)
+            raise ConfigError(f"{where}: '{key}' layer {i} holds a non-number")
         try:
             vals = tuple(float(x) for x in r)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: '{key}' layer {i} holds a non-number") from None
+        except OverflowError:  # an integer beyond float's range (10**400)
+            raise ConfigError(f"{where}: '{key}' layer {i} holds a number too large for a float") from None
         if not all(math.isfinite(v) for v in vals):
             raise ConfigError(f"{where}: '{key}' layer {i} holds nan or inf")
-        if isinstance(r, list) and any(isinstance(x, bool) for x in r):
-            raise ConfigError(f"{where}: '{key}' layer {i} holds a boolean, expected numbers")
         out.append(vals)
     return tuple(out)
 

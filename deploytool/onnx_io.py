@@ -267,7 +267,10 @@ def external_data_files(path: str | os.PathLike) -> list[Path]:
 
 def check_output_path(path: str | os.PathLike, *, inputs: tuple[str | os.PathLike, ...] = ()) -> Path:
     """Fail early (before any work) when ``path`` cannot be written or would overwrite an input."""
+    raw = os.fspath(path)
     p = Path(path)
+    if isinstance(raw, str) and raw.endswith(("/", os.sep)):  # Path() drops the slash that makes it a folder
+        raise OutputPathError(f"{raw}: names a directory (it ends with '/'); give a file path")
     for i in inputs:
         with contextlib.suppress(OSError):
             if p.exists() and p.resolve() == Path(i).resolve():

@@ -8,6 +8,7 @@ config, calls one library function and prints its result. A :class:`DeployError`
 
 from __future__ import annotations
 
+import errno
 import gc
 import importlib
 import logging
@@ -105,9 +106,19 @@ class LazyGroup(click.Group):
                 sys.exit(cause.exit_code)
             if ctx.obj and ctx.obj.get("debug"):
                 raise
+            if isinstance(e, OSError) and e.errno in _ENVIRONMENT_ERRNOS:  # the disk, not a bug in deploytool
+                target = e.filename or ctx.meta.get("deploytool.output")
+                where = f" writing {target}" if target else ""
+                click.echo(f"error: {e.strerror or _one_line(e)}{where}; outputs are written whole or not at all",
+                           err=True)
+                sys.exit(2)
             click.echo(f"error: internal error {type(e).__name__}: {_one_line(e)} (rerun with --debug for a traceback)",
                        err=True)
             sys.exit(1)
+
+
+#: errors of the disk or file system a command writes to (full, over quota, read-only, too big, failing)
+_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO})
 
 
 def _deploy_cause(e: BaseException) -> DeployError | None:

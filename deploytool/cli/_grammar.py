@@ -82,7 +82,10 @@ class GrammarCommand(click.Command):
         super().__init__(*args, **kwargs)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, rewrite_old_spellings(args, self.renamed, self.json_file))
+        rest = super().parse_args(ctx, rewrite_old_spellings(args, self.renamed, self.json_file))
+        if ctx.params.get("output"):  # for the group's error line (a full disk names what was being written)
+            ctx.meta["deploytool.output"] = str(ctx.params["output"])
+        return rest
 
 
 class FiniteFloatRange(click.FloatRange):

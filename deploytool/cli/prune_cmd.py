@@ -73,6 +73,10 @@ def prune_ffn(model: str, keep: float | None, neurons: str | None, importance: s
     """Physically remove FFN neurons (a kept fraction by importance, or explicit ids)."""
     from deploytool.passes.prune_ffn import FFNPruneConfig, load_neurons_file, prune_ffn_file
 
+    if neurons is not None:  # read before the pass: the output may not replace it
+        from deploytool.onnx_io import check_output_path
+
+        check_output_path(output, inputs=(model, neurons))
     ids = load_neurons_file(neurons) if neurons is not None else None
     echo_result(prune_ffn_file(model, output, FFNPruneConfig(keep=keep, neurons=ids, importance=importance),
                                verify=not no_verify), output)
@@ -106,7 +110,7 @@ def echo_result(result, output: str, *, shrinks: bool = True) -> None:
     if result.bytes_after is not None:
         click.echo(f"  bytes   {result.bytes_before:,} -> {result.bytes_after:,}")
     if "width_effective" in s:
-        click.echo(f"  width {s['width']} applied as {s['width_effective']} ({s['width_note']}); "
+        click.echo(f"  width {s['width']} applied to heads as {s['width_effective']} ({s['width_note']}); "
                    f"layers kept {s['layers_kept']}")
     if "rule" in s:
         click.echo(f"  rounding {s['rounding']}: {s['rule']}")
@@ -120,6 +124,8 @@ def echo_result(result, output: str, *, shrinks: bool = True) -> None:
     for skip in result.skipped:
         click.echo(f"  skipped {skip.node}: {skip.reason}")
     echo_gate(result.gate)
+    if s.get("note"):
+        click.echo(f"note: {s['note']}")
     if shrinks and c.params_after == c.params_before:
-        click.echo("note: nothing was removed (the requested fraction rounds to zero heads, neurons and layers "
-                   "for this model); the output computes the same as the input")
+        click.echo("note: nothing was removed (what was asked keeps every head, neuron and layer of this model: a "
+                   "fraction that rounds to zero of them, or no ids); the output computes the same as the input")

@@ -23,7 +23,8 @@ def _echo(result, output: str, title: str) -> None:
     before, after = result.bytes_before, result.bytes_after
     size = ""
     if before and after:  # a graph of many small constants can grow (fp16's Casts outweigh its halved weights)
-        ratio = f"{before / after:.2f}x smaller" if after <= before else f"{after / before:.2f}x larger"
+        ratio = (f"{before / after:.2f}x smaller" if before / after >= 1.005 else
+                 f"{after / before:.2f}x larger" if after / before >= 1.005 else "about the same size")
         size = f" {_fmt_bytes(before)} -> {_fmt_bytes(after)} ({ratio})"
     click.echo(f"{title}: wrote {output}{size}")
     if result.variant is not None:
@@ -107,7 +108,7 @@ def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool
 @click.option("--weights", required=True,
               help="Linear weights: ternary | binary | split-binary (two binary planes: BinaryBERT's TWS, "
                    "`qat --mode binary --tws`).")
-@click.option("--embeddings", default=None, help="Word embeddings: ternary | binary | int8 | fp32 (default: as --weights).")
+@click.option("--embeddings", default=None, help="Word embeddings: ternary | binary | split-binary | int8 | fp32 (default: as --weights).")
 @click.option("--runtime", "runtime", default="speed", show_default=True,
               help="speed (INT2 -> int8 kernels) | memory (MatMulNBits 2-bit) | densest (5 trits/byte).")
 @click.option("--granularity", default="layer", show_default=True, help="Scales per matrix (layer) or per row (row).")
@@ -116,7 +117,7 @@ def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool
 @click.option("--pack-head", is_flag=True,
               help="Pack the pooler/classifier weights too (default: they stay fp32, as in TernaryBERT).")
 @click.option("--position-embeddings", default="fp32", show_default=True,
-              help="Position and token-type tables: fp32 | int8 | ternary | binary.")
+              help="Position and token-type tables: fp32 | int8 | ternary | binary | split-binary.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
 @no_verify_option
 def pack(model: str, weights: str, embeddings: str | None, runtime: str, granularity: str, accuracy_level: int,

@@ -223,8 +223,8 @@ class DeployPass(ir.passes.InPlacePass):
 
     @property
     def name(self) -> str:
-        """How messages name the pass (a pipeline: its main pass)."""
-        return type(self).__name__
+        """How messages name the pass (a pipeline: its main pass): its command's name (``label``), else its class."""
+        return getattr(type(self), "label", None) or type(self).__name__
 
     def requires_input(self, model: ir.Model) -> None:
         """Preconditions that already hold of a pipeline's input, before any preparatory pass runs
@@ -244,6 +244,21 @@ class DeployPass(ir.passes.InPlacePass):
         """For a lossy pass (int8, fp16): the least cosine similarity each float output must keep to
         the input model's on the gate's batch, a bound that only a broken model misses; None: no check."""
         return None
+
+    def input_files(self) -> tuple[str, ...]:
+        """The files this pass reads besides its model (an importance file, calibration data, a tokenizer):
+        its config's fields that name an existing file. The output may not be any of them."""
+        config = getattr(self, "config", None)
+        if config is None or not dataclasses.is_dataclass(config):
+            return ()
+        out = []
+        for f in dataclasses.fields(config):
+            value = getattr(config, f.name, None)
+            if isinstance(value, (str, os.PathLike)) and str(value):
+                with contextlib.suppress(OSError, ValueError):
+                    if os.path.isfile(value):
+                        out.append(os.fspath(value))
+        return tuple(out)
 
     def gate_reference(self, src: str | os.PathLike) -> tuple[str | os.PathLike | bytes, float | None] | None:
         """What the gate compares the output with: (a model path or bytes, the least cosine for a lossy
@@ -322,6 +337,9 @@ class PassSequence(DeployPass):
 
     def min_output_cosine(self) -> float | None:
         return self.main.min_output_cosine()
+
+    def input_files(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(f for p in self.passes for f in p.input_files()))
 
     def gate_reference(self, src):
         return self.main.gate_reference(src)
@@ -533,7 +551,7 @@ def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathL
 
     import gc
 
-    onnx_io.check_output_path(dst, inputs=(src,))
+    onnx_io.check_output_path(dst, inputs=(src, *pass_.input_files()))
     started: list = []  # the gate's process, once started: closed (killed if still running) whatever happens
     # the collector's automatic runs are paused while the pass runs: each full one walks every object of the
     # process (BERT-base: a 21-23 ms run mid-pass that found 10 objects to free); big models get one

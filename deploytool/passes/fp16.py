@@ -51,6 +51,8 @@ class Fp16Config:
 
 
 class Fp16ConvertPass(DeployPass):
+    label = "fp16"  # how messages name it: its command
+
     def __init__(self, config: Fp16Config) -> None:
         super().__init__()
         self.config = config

@@ -571,6 +571,7 @@ def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackCon
 
 class PackWeightsPass(DeployPass):
     """Quantize encoder linear weights and word embeddings to ternary/binary and pack them (see module doc)."""
+    label = "pack"  # how messages name it: its command
 
     reference_label = "the fake-quantized fp32 model's"  # the input with the quantizer's weights
     # the gate compares with the fake-quantized reference only below these input sizes (above them the output
@@ -666,7 +667,7 @@ class PackWeightsPass(DeployPass):
         except ValueError:
             record = {}
         if not record:
-            raise VerificationError(f"PackWeightsPass wrote no '{PACKING_KEY}' record; nothing written")
+            raise VerificationError(f"pack wrote no '{PACKING_KEY}' record; nothing written")
 
     def call(self, model: ir.Model) -> DeployPassResult:
         cfg = self.config

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -31,23 +32,29 @@ from deploytool.validation import FilePath, schema
 __all__ = ["FFNPruneConfig", "PruneFFNPass", "prune_ffn_file", "load_neurons_file"]
 
 
+class _Pairs(list):
+    """A JSON object's (key, value) pairs in file order (``object_pairs_hook``)."""
+
+
 def load_neurons_file(path: str | os.PathLike) -> dict[int, tuple[int, ...]]:
     """Read ``{"<layer>": [neuron ids to remove], ...}`` from a JSON file."""
     p = Path(path)
     if not p.is_file():
         raise InputFileError(f"{p}: no such neurons file")
     try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
+        # the pairs in file order: a key given twice (or two spellings of one layer) is refused, not merged
+        obj = json.loads(p.read_text(encoding="utf-8"), object_pairs_hook=_Pairs)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputFileError(f"{p}: not a readable JSON file ({type(e).__name__})") from e
-    if not isinstance(obj, dict):
+    if not isinstance(obj, _Pairs):
         raise ConfigError(f"{p}: expected a JSON object {{\"layer\": [neuron ids to remove]}}")
     out = {}
-    for k, v in obj.items():
-        try:
-            layer = int(k)
-        except ValueError:
-            raise ConfigError(f"{p}: key {k!r} is not a layer index") from None
+    for k, v in obj:
+        if not re.fullmatch(r"0|[1-9][0-9]{0,5}", k):  # a plain decimal index: not "-0", " 0", "00", "٠"
+            raise ConfigError(f"{p}: key {k!r} is not a layer index (expected 0, 1, 2, ...)")
+        layer = int(k)
+        if layer in out:
+            raise ConfigError(f"{p}: layer {layer} given twice")
         if not isinstance(v, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in v):
             raise ConfigError(f"{p}: layer {k} must map to a list of integer neuron ids")
         out[layer] = tuple(v)
@@ -87,6 +94,8 @@ class FFNPruneConfig:
 
 
 class PruneFFNPass(StructuredPass):
+    label = "prune-ffn"  # how messages name it: its command
+
     step_name = "prune-ffn"
 
     def __init__(self, config: FFNPruneConfig):

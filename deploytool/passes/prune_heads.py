@@ -96,6 +96,8 @@ class HeadPruneConfig:
 
 
 class PruneHeadsPass(StructuredPass):
+    label = "prune-heads"  # how messages name it: its command
+
     step_name = "prune-heads"
 
     def __init__(self, config: HeadPruneConfig):
@@ -122,9 +124,13 @@ class PruneHeadsPass(StructuredPass):
             return dict(cfg.heads), None
         imp = _importance(cfg.importance, structure)
         out = {}
+        self._capped = []
         for i, layer in enumerate(structure.layers):
             h = layer.attention.num_heads
-            k = min(int(math.floor(cfg.ratio * h + 0.5)), h - 1)
+            want = int(math.floor(cfg.ratio * h + 0.5))
+            k = min(want, h - 1)
+            if k < want:
+                self._capped.append(i)
             order = imp.head_order(i)  # most important first
             out[i] = tuple(sorted(order[h - k:])) if k else ()
         return out, imp.source
@@ -138,6 +144,9 @@ class PruneHeadsPass(StructuredPass):
         stats = {"heads_removed": {str(k): list(v) for k, v in removal.items() if v}}
         if source is not None:
             stats["importance"] = source
+        if getattr(self, "_capped", None):
+            stats["note"] = (f"ratio {self.config.ratio} would remove every head of layer(s) "
+                             f"{', '.join(map(str, self._capped))}: each keeps its most important head")
         return Edit(stats)
 
 

@@ -319,28 +319,76 @@ def _tokenizer_file(config: Int8Config, model: ir.Model) -> Path:
     return p
 
 
-def _calibration_feeds(config: Int8Config, model: ir.Model, input_names: list[str]) -> list[dict[str, np.ndarray]]:
+def _calibration_feeds(config: Int8Config, model: ir.Model, proto) -> list[dict[str, np.ndarray]]:
+    """The calibration batches for static int8: the calibration texts tokenized and fed as the model declares its
+    inputs (names, element types, a fixed batch or sequence length): ``input_ids`` the token ids, an attention
+    mask 1 on tokens and 0 on padding, other integer inputs (token types) zeros. A model whose inputs cannot be fed
+    from text is refused in one line (dynamic int8 needs no calibration)."""
     from tokenizers import Tokenizer
 
     from deploytool.data import calibration_texts
+    from deploytool.runtime.inputs import REQUIRED_INPUT, plan_inputs_proto
 
-    tok = Tokenizer.from_file(str(_tokenizer_file(config, model)))
-    tok.enable_truncation(config.calib_seq_len)
-    texts = calibration_texts(config.calib, n=config.calib_samples)
+    path = _tokenizer_file(config, model)
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:  # noqa: BLE001 - the tokenizers library raises a bare Exception for a bad file
+        raise ConfigError(f"tokenizer: {path} is not a tokenizer.json the tokenizers library can read "
+                          f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    plan = plan_inputs_proto(proto, "the model", require_ids=False)
+    names = [s.name for s in plan.inputs]
+    if REQUIRED_INPUT not in names:
+        raise PassRefusedError(f"static int8 calibrates on text fed as '{REQUIRED_INPUT}'; this model's inputs are "
+                               f"{', '.join(names) or 'none'} (dynamic int8, the default, needs no calibration)")
+    batch, seq = 1, None
+    for spec in plan.inputs:
+        if spec.kind == "normal" and spec.name != "attention_mask":
+            raise PassRefusedError(f"static int8 calibrates on text: the model's float input '{spec.name}' cannot be "
+                                   "made from it (dynamic int8, the default, needs no calibration)")
+        if len(spec.shape) != 2:
+            raise PassRefusedError(f"static int8 calibrates on [batch, sequence] inputs; '{spec.name}' has the shape "
+                                   f"{list(spec.shape)} (dynamic int8, the default, needs no calibration)")
+        if isinstance(spec.shape[0], int) and spec.shape[0] > 0:
+            batch = spec.shape[0]
+        if isinstance(spec.shape[1], int) and spec.shape[1] > 0:
+            seq = spec.shape[1]
+    pad = next((i for i in (tok.token_to_id(t) for t in ("[PAD]", "<pad>")) if i is not None), 0)
+    tok.enable_truncation(seq if seq is not None else config.calib_seq_len)
+    encodings = tok.encode_batch(calibration_texts(config.calib, n=config.calib_samples))
+    if len(encodings) < batch:  # a fixed batch larger than the texts: the texts again, in order
+        encodings = [encodings[i % len(encodings)] for i in range(batch)]
     feeds = []
-    for enc in tok.encode_batch(texts):
-        ids = np.array([enc.ids], dtype=np.int64)
-        all_ = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-        feeds.append({n: all_[n] for n in input_names if n in all_})
+    for start in range(0, len(encodings) - batch + 1, batch):
+        group = [e.ids for e in encodings[start:start + batch]]
+        width = seq if seq is not None else max(len(g) for g in group)
+        ids = np.full((batch, width), pad, dtype=np.int64)
+        mask = np.zeros((batch, width), dtype=np.int64)
+        for r, g in enumerate(group):
+            ids[r, :len(g)] = g
+            mask[r, :len(g)] = 1
+        feed = {}
+        for spec in plan.inputs:
+            value = ids if spec.name == REQUIRED_INPUT else mask if spec.name == "attention_mask" else \
+                np.zeros_like(ids)
+            feed[spec.name] = value.astype(spec.dtype)
+        feeds.append(feed)
     return feeds
 
 
 class Int8QuantizePass(DeployPass):
     """Fuse (optional) and quantize to int8 with onnxruntime.quantization (see module docstring)."""
+    label = "int8"  # how messages name it: its command
 
     def __init__(self, config: Int8Config) -> None:
         super().__init__()
         self.config = config
+
+    def input_files(self) -> tuple[str, ...]:
+        files = super().input_files()
+        tok = self.config.tokenizer
+        if tok and Path(tok).is_dir() and (Path(tok) / "tokenizer.json").is_file():  # a folder: the file read there
+            files += (str(Path(tok) / "tokenizer.json"),)
+        return files
 
     def variant_step(self, result) -> dict:
         codes = self.config.weights
@@ -388,7 +436,7 @@ class Int8QuantizePass(DeployPass):
 
     def ensures(self, model: ir.Model) -> None:
         if not any(n.op_type in QUANTIZED_OPS for n in model.graph.all_nodes()):
-            raise VerificationError("Int8QuantizePass wrote no int8 op; nothing written")
+            raise VerificationError("int8 wrote no int8 op; nothing written")
 
     def call(self, model: ir.Model) -> DeployPassResult:
         result = self._call(model)
@@ -506,8 +554,7 @@ class Int8QuantizePass(DeployPass):
                 what = "an attention bias" if extra == [5] else "a past state"
                 skipped.append(Skip(n.name, f"fused Attention with {what}: ORT's QAttention has no input for it "
                                     "(its quantizer would drop it); stays fp32"))
-        input_names = [i.name for i in proto.graph.input]
-        feeds = _calibration_feeds(cfg, model, input_names) if cfg.static else []
+        feeds = _calibration_feeds(cfg, model, proto) if cfg.static else []
         with tempfile.TemporaryDirectory(prefix="deploytool-int8-") as tmp:
             src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
             # the quantizer's input always has external data: onnx writes the fused proto's tensors out one at

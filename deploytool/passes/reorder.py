@@ -43,6 +43,8 @@ class ReorderConfig:
 
 
 class ReorderPass(StructuredPass):
+    label = "reorder"  # how messages name it: its command
+
     step_name = "reorder"
 
     def __init__(self, config: ReorderConfig):

@@ -369,6 +369,7 @@ def _reuse_constants(b, graph: ir.Graph, linears: list[_Linear], record: dict[st
 
 class RepackPass(DeployPass):
     """Move a packed file's linear weights to another runtime (see the module doc)."""
+    label = "repack"  # how messages name it: its command
 
     reference_label = "the input model's"
 

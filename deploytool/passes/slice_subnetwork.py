@@ -119,6 +119,8 @@ def depth_keep(depth: float, num_layers: int, rounding: str = "dynabert") -> lis
 
 
 class SlicePass(StructuredPass):
+    label = "slice"  # how messages name it: its command
+
     def __init__(self, config: SliceConfig):
         super().__init__()
         self.config = config
@@ -167,7 +169,9 @@ class SlicePass(StructuredPass):
             "width": w, "depth": d,
             "rounding": rule, "rule": RULES[rule],
             "width_effective": eff[0] if len(eff) == 1 else eff,
-            "width_note": "head count rounded to a multiple of 1/heads per layer, as DynaBERT does",
+            "width_note": ("head count rounded to a multiple of 1/heads per layer, as DynaBERT does; neurons follow "
+                           "the heads" if rule == "dynabert" else
+                           "head count rounded half up per layer; neurons rounded on their own, not with the heads"),
             "layers_kept": keep_layers,
             # per kept layer, in order: heads and FFN neurons kept
             "heads_kept": [by_index[i][0] for i in keep_layers],

@@ -12,7 +12,9 @@ pass, run first by :func:`~deploytool.passes.quantize_int8.int8_pipeline` and
   included) as fp32,
 
 and then drops the casts that became no-ops (fp32 to fp32). A model without fp16 is left alone
-(``modified`` False). The file's inputs and outputs that were fp16 become fp32, as an int8 model's are.
+(``modified`` False). The file's interface stays as it was: a graph input declared fp16 stays fp16 and is cast
+to fp32 where the graph reads it, and a graph output declared fp16 is computed in fp32 and cast to fp16 at the
+end (an application that feeds and reads fp16 keeps working with the int8 or packed file).
 """
 
 from __future__ import annotations
@@ -83,6 +85,8 @@ class UpcastFp16Pass(DeployPass):
         if not tensors and not any(n.op_type == "Cast" and n.attributes.get("to") is not None
                                    and n.attributes["to"].value == FP16.value for n in graph.all_nodes()):
             return DeployPassResult(model, modified=False)
+        fp16_inputs = [v for v in graph.inputs if v.dtype is FP16]
+        fp16_outputs = [i for i, v in enumerate(graph.outputs) if v.dtype is FP16]
         for v in [*graph.inputs, *graph.outputs]:
             _upcast_type(v)
         for node in graph.all_nodes():
@@ -91,6 +95,52 @@ class UpcastFp16Pass(DeployPass):
                 if v is not None:
                     _upcast_type(v)
         dropped = _drop_noop_casts(graph)
+        kept = _keep_fp16_interface(graph, fp16_inputs, fp16_outputs)
         result = DeployPassResult(model, modified=True)
-        result.stats["upcast_from_fp16"] = {"weights": tensors, "casts_dropped": dropped}
+        result.stats["upcast_from_fp16"] = {"weights": tensors, "casts_dropped": dropped, "fp16_inputs_outputs_kept": kept}
         return result
+
+
+def _cast(x: ir.Value, to: ir.DataType, name: str) -> ir.Node:
+    out = ir.Value(name=name, type=ir.TensorType(to), shape=x.shape)
+    return ir.Node("", "Cast", inputs=[x], attributes=[ir.AttrInt64("to", to.value)], outputs=[out],
+                   name=f"{name}/deploytool_cast")
+
+
+def _unique(graph: ir.Graph, base: str) -> str:
+    taken = {v.name for n in graph.all_nodes() for v in n.outputs if v is not None}
+    taken |= {v.name for v in graph.inputs} | set(graph.initializers)
+    name, k = base, 1
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    return name
+
+
+def _keep_fp16_interface(graph: ir.Graph, inputs: list[ir.Value], outputs: list[int]) -> int:
+    """Graph inputs ``inputs`` declared fp16 again, each cast to fp32 before the graph reads it; the graph outputs
+    at ``outputs`` cast back to fp16 under their own names (the value computed in fp32 renamed). Returns how many."""
+    kept = 0
+    for x in inputs:
+        uses = list(x.uses())
+        x.type = ir.TensorType(FP16)
+        if not uses:
+            continue
+        cast = _cast(x, FP32, _unique(graph, f"{x.name}_fp32"))
+        if len(graph):
+            graph.insert_before(graph[0], cast)
+        else:
+            graph.append(cast)
+        for use in uses:
+            use.node.replace_input_with(use.idx, cast.outputs[0])
+        kept += 1
+    for i in outputs:
+        y = graph.outputs[i]
+        if y.producer() is None or y.dtype is not FP32:  # an input passed through (kept fp16 above) or a constant
+            continue
+        name = y.name
+        y.name = _unique(graph, f"{name}_fp32")
+        cast = _cast(y, FP16, name)
+        graph.append(cast)
+        graph.outputs[i] = cast.outputs[0]
+        kept += 1
+    return kept

@@ -75,6 +75,7 @@ class VerifyReport:
 def _short_reason(status: str, limit: int = 200) -> str:
     """ORT's status message without its source location and C++ signature (one line)."""
     s = " ".join(status.split())
+    s = re.sub(r"^Load model from .*? failed:\s*", "", s)  # the caller names the file; the reason follows
     m = _SOURCE_LOC.match(s)
     if m:
         s = s[m.end():]

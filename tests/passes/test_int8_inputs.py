@@ -65,17 +65,29 @@ def _fp16_anywhere(path) -> list[str]:
 @pytest.mark.parametrize("source", ["deploytool-fp16", "ort-optimizer-fp16"])
 def test_int8_of_an_fp16_file_upcasts_it_first(tiny_onnx, tmp_path, source, engine):
     """Files users bring in fp16 (deploytool's, ONNX Runtime's optimizer's with fp16 inputs and outputs): int8
-    upcasts them to fp32 first (exact), so the int8 file is the fp32 model's, with fp32 inputs and outputs."""
+    upcasts them to fp32 first (exact), so the int8 file computes the fp32 model's values; its interface stays the
+    file's own (an fp16 output is cast back to fp16 at the end, under its name)."""
+    import onnx
+
     src, h = _fp16_file(tiny_onnx, tmp_path, source)
     assert _fp16_anywhere(h)
     q = tmp_path / "q.onnx"
     res = quantize_int8_file(h, q, Int8Config(engine=engine))
     assert res.gate.verified and res.stats["upcast_from_fp16"]["weights"] > 10
-    assert _fp16_anywhere(q) == []
+
+    def io(path):
+        g = onnx.load(str(path)).graph
+        return [(v.name, v.type.tensor_type.elem_type) for v in [*g.input, *g.output]]
+
+    interface = [name for name, t in io(h) if t == onnx.TensorProto.FLOAT16]
+    assert io(q) == io(h)
+    # fp16 nowhere but the declared interface and the one cast per fp16 output that makes it
+    assert sorted(_fp16_anywhere(q)) == sorted(interface + [f"{n}/deploytool_cast" for n in interface])
     feeds = fixed_inputs()
     a = run_onnx(src, feeds)["last_hidden_state"].astype(np.float64)
     b = run_onnx(q, feeds)["last_hidden_state"]
-    assert b.dtype == np.float32
+    assert b.dtype == run_onnx(h, feeds)["last_hidden_state"].dtype
+    b = b.astype(np.float64)
     cos = float((a * b).sum() / np.linalg.norm(a) / np.linalg.norm(b))
     assert cos > 0.98
 
@@ -219,10 +231,45 @@ def test_upcast_drops_the_casts_it_made_no_ops_and_keeps_a_graph_outputs():
     model = ir.serde.deserialize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
                                                          ir_version=8))
     res = UpcastFp16Pass()(model)
-    assert res.stats["upcast_from_fp16"] == {"weights": 1, "casts_dropped": 1}
+    assert res.stats["upcast_from_fp16"] == {"weights": 1, "casts_dropped": 1, "fp16_inputs_outputs_kept": 0}
     proto = ir.serde.serialize_model(model)
     assert [n.op_type for n in proto.graph.node] == ["Mul", "Cast"]
     assert proto.graph.initializer[0].data_type == onnx.TensorProto.FLOAT
     x = np.array([[1.0, 2.0, 3.0], [-1.5, 0.25, 8.0]], np.float32)
     y = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_array_equal(y, x * c.astype(np.float32))
+
+
+def test_upcast_keeps_an_fp16_interface():
+    """x (fp16) -> MatMul by an fp16 weight -> Add an fp16 bias -> y (fp16): after the upcast x and y are still declared
+    fp16 (an application feeding and reading fp16 keeps working), the weights are fp32, and y equals numpy's fp32
+    product of the same values rounded to fp16 at the end (the reference: numpy on the graph's own arrays)."""
+    import onnx
+    import onnx_ir as ir
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from deploytool.passes.upcast_fp16 import UpcastFp16Pass
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 3)).astype(np.float16)
+    b = rng.standard_normal(3).astype(np.float16)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [2, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [2, 3])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = ir.serde.deserialize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                                         ir_version=8))
+    res = UpcastFp16Pass()(model)
+    assert res.stats["upcast_from_fp16"] == {"weights": 2, "casts_dropped": 0, "fp16_inputs_outputs_kept": 2}
+    proto = ir.serde.serialize_model(model)
+    assert [(v.name, v.type.tensor_type.elem_type) for v in [*proto.graph.input, *proto.graph.output]] == \
+        [("x", TensorProto.FLOAT16), ("y", TensorProto.FLOAT16)]
+    assert {t.data_type for t in proto.graph.initializer} == {TensorProto.FLOAT}
+    onnx.checker.check_model(proto)
+    x = rng.standard_normal((2, 4)).astype(np.float16)
+    y = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert y.dtype == np.float16
+    want = (x.astype(np.float32) @ w.astype(np.float32) + b.astype(np.float32)).astype(np.float16)
+    np.testing.assert_allclose(y.astype(np.float32), want.astype(np.float32), rtol=1e-3, atol=1e-3)

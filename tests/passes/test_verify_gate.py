@@ -322,7 +322,7 @@ def test_cli_failing_gate_is_exit_2_one_error_line(src, tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["reorder", str(src), "-o", str(out)])
     assert r.exit_code == 2, (r.output, r.stderr)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ReorderPass wrote a model whose output"), r.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: reorder wrote a model whose output"), r.stderr
     assert lines[0].endswith("; nothing written") and "Traceback" not in r.output
     _assert_nothing_written(out)
     # --no-verify writes it, and says it was not run
@@ -398,7 +398,7 @@ def test_pack_with_wrong_codes_is_refused(src, tmp_path, monkeypatch):
     real = packing.pack_2bit
     monkeypatch.setattr(pack_weights.packing, "pack_2bit", lambda t: real(-np.asarray(t)))
     dst = tmp_path / "bad.onnx"
-    with pytest.raises(VerificationError, match=r"PackWeightsPass wrote a model whose output .* differs from the "
+    with pytest.raises(VerificationError, match=r"pack wrote a model whose output .* differs from the "
                                                 r"fake-quantized fp32 model's by"):
         transform(src, dst, PackConfig(weights="ternary", runtime="memory", accuracy_level=0))
     _assert_nothing_written(dst)
