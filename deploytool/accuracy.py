@@ -14,7 +14,10 @@ caller's ``cost`` says) is picked, and the note says so.
 Files read by :func:`load_accuracy_records` (any of): a ``deploytool eval --output`` record,
 ``{"models": {name: accuracy}}``, or a list of ``{"model": ..., "accuracy": ...}`` records (what
 ``deploytool run`` writes as ``accuracy.json``; an entry with ``"role": "reference"`` is the teacher
-the variants came from, shown as the reference row).
+the variants came from, shown as the reference row). A file's unit is the ``"unit"`` it states, else the one
+its records' own counts show (``n_correct`` of ``n``, per-example results), else percent where every value is
+over 1; a value in (0, 1] with none of these (0.8 % or 80 %?) is refused, never guessed from its size. A
+record that contradicts its own counts (n, n_correct, per-example results, ``ci95``) is refused.
 """
 
 from __future__ import annotations
@@ -296,15 +299,14 @@ def _num(p: Path, name: str, v: Any, what: str) -> float:
     return float(v)
 
 
-def _record(p: Path, name: str, item: dict, scale: float) -> AccuracyRecord:
-    v = _num(p, name, item.get("accuracy", item.get("value")), "accuracy") * scale
-    metric = str(item.get("metric") or "accuracy")
+def _scores(p: Path, name: str, item: dict) -> tuple[np.ndarray | None, str | None]:
+    """The record's per-example scores (sorted by example id) and its examples' identity, checked."""
     examples = item.get("examples")
     scores = None
     if isinstance(item.get("correct"), str):
         bits = item["correct"]
-        if set(bits) - {"0", "1"}:
-            raise InputFileError(f"{p}: 'correct' of {name!r} must be a string of 0 and 1")
+        if not bits or set(bits) - {"0", "1"}:
+            raise InputFileError(f"{p}: 'correct' of {name!r} must be a non-empty string of 0 and 1")
         scores = np.frombuffer(bits.encode(), dtype=np.uint8).astype(np.float64) - ord("0")
     elif isinstance(item.get("predictions"), dict):
         pr = item["predictions"]
@@ -313,19 +315,74 @@ def _record(p: Path, name: str, item: dict, scale: float) -> AccuracyRecord:
             ok = np.asarray(pr["pred"]) == np.asarray(pr["label"])
         except (KeyError, ValueError, TypeError):
             raise InputFileError(f"{p}: 'predictions' of {name!r} needs equal-length ids, pred and label") from None
-        if ok.shape != ids.shape:
-            raise InputFileError(f"{p}: 'predictions' of {name!r} needs equal-length ids, pred and label")
+        if ok.shape != ids.shape or ids.ndim != 1 or not ids.size:
+            raise InputFileError(f"{p}: 'predictions' of {name!r} needs equal-length, non-empty ids, pred and label")
         scores = ok[np.argsort(ids, kind="stable")].astype(np.float64)
         examples = examples_key(ids)
     elif isinstance(item.get("scores"), list):
         scores = np.asarray([_num(p, name, s, "score") for s in item["scores"]], dtype=np.float64)
-    n = item.get("n")
-    n = int(n) if isinstance(n, int) and not isinstance(n, bool) and n > 0 else (
-        int(scores.size) if scores is not None else None)
+        if not scores.size or scores.max() > 1:
+            raise InputFileError(f"{p}: 'scores' of {name!r} must be a non-empty list of per-example scores in [0, 1]")
+    return scores, (str(examples) if examples else None)
+
+
+def _count(p: Path, name: str, item: dict, key: str) -> int | None:
+    v = item.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < (1 if key == "n" else 0):
+        raise InputFileError(f"{p}: {key!r} of {name!r} must be {'a positive' if key == 'n' else 'a non-negative'} "
+                             f"integer, got {v!r}")
+    return v
+
+
+def _counted(p: Path, name: str, item: dict, scores: np.ndarray | None) -> tuple[int | None, float | None]:
+    """(n, the share right that the record's own counts give: its per-example scores, or n_correct of n)."""
+    n, k = _count(p, name, item, "n"), _count(p, name, item, "n_correct")
+    if scores is not None:
+        if n is not None and n != scores.size:
+            raise InputFileError(f"{p}: {name!r} says n = {n} but carries {scores.size} per-example results")
+        n = int(scores.size)
+    if k is not None:
+        if n is None or k > n:
+            raise InputFileError(f"{p}: 'n_correct' of {name!r} ({k}) needs n >= it, got n = {n!r}")
+        if scores is not None and k != int(round(scores.sum())):
+            raise InputFileError(f"{p}: {name!r} says n_correct = {k} but its per-example results have "
+                                 f"{int(round(scores.sum()))} right")
+        return n, k / n
+    return n, (float(scores.mean()) if scores is not None else None)
+
+
+# how far a stated figure may lie from its own counts (a figure rounded to whole percent still matches)
+_PERCENT_SLACK = 0.5
+
+
+def _implied_unit(v: float, share: float | None) -> str | None:
+    """The unit in which ``v`` equals the counted ``share``: "percent", "fraction", None (no counts, or both read
+    alike: near 0), or "" (neither: the figure contradicts its own counts)."""
+    if share is None:
+        return None
+    pct, frac = abs(v - 100 * share) <= _PERCENT_SLACK, abs(v - share) <= _PERCENT_SLACK / 100
+    if pct and frac:
+        return None
+    return "percent" if pct else "fraction" if frac else ""
+
+
+def _record(p: Path, name: str, item: dict, scale: float, scores: np.ndarray | None, examples: str | None,
+            n: int | None) -> AccuracyRecord:
+    v = _num(p, name, item.get("accuracy", item.get("value")), "accuracy") * scale
+    metric = str(item.get("metric") or "accuracy")
     ci = item.get("ci95")
-    if isinstance(ci, list) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci):
+    if ci is not None:
+        if not (isinstance(ci, list) and len(ci) == 2
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in ci)):
+            raise InputFileError(f"{p}: 'ci95' of {name!r} must be [low, high], two finite numbers, got {ci!r}")
         low, high = float(ci[0]) * scale, float(ci[1]) * scale
-    elif scores is not None and scores.size:
+        slack = _PERCENT_SLACK
+        if not (0 <= low <= high <= 100) or not (low - slack <= v <= high + slack):
+            raise InputFileError(f"{p}: 'ci95' of {name!r} ({ci[0]!r}, {ci[1]!r}) must be low <= high in the file's "
+                                 f"unit and hold its accuracy ({item.get('accuracy', item.get('value'))!r})")
+    elif scores is not None:
         r = (AccuracyRecord.from_correct(scores.astype(bool)) if metric == "accuracy"
              else AccuracyRecord.from_scores(scores, metric=metric, examples=None))
         low, high = r.low, r.high
@@ -335,7 +392,7 @@ def _record(p: Path, name: str, item: dict, scale: float) -> AccuracyRecord:
         low, high = 100 * lo, 100 * hi
     else:
         low = high = None
-    return AccuracyRecord(v, n, low, high, metric, str(examples) if examples else None, scores)
+    return AccuracyRecord(v, n, low, high, metric, examples, scores)
 
 
 UNITS = ("percent", "fraction")
@@ -343,7 +400,7 @@ UNITS = ("percent", "fraction")
 
 def _unit(p: Path, data: Any, items: list[tuple[str, dict]]) -> str | None:
     """The file's stated unit (``"unit"`` at its top level or on any entry; one per file, which entries that
-    state none share), or None (then inferred from the values)."""
+    state none share), or None (then taken from the records' own counts, or from values over 1)."""
     stated = {str(it["unit"]) for _, it in items if "unit" in it}
     if isinstance(data, dict) and "unit" in data:
         stated.add(str(data["unit"]))
@@ -353,6 +410,56 @@ def _unit(p: Path, data: Any, items: list[tuple[str, dict]]) -> str | None:
     if len(stated) > 1:
         raise InputFileError(f"{p}: states units {' and '.join(sorted(stated))}; give every accuracy in one unit")
     return stated.pop() if stated else None
+
+
+def _file_unit(p: Path, data: Any, items: list[tuple[str, dict]], vals: list[float],
+               implied: list[str | None]) -> str:
+    """The unit of the file's figures: the stated one; else the one its records' own counts show (n_correct of
+    n, per-example results); else percent where every figure is over 1. A figure in (0, 1] with neither is
+    ambiguous (0.8 % or 80 %?) and refused, never guessed from its size."""
+    unit = _unit(p, data, items)
+    for (name, it), v, u in zip(items, vals, implied):
+        if u == "" or (unit is not None and u is not None and u != unit):
+            shown = f"{v:g}{' %' if (unit or 'percent') == 'percent' else ''}"
+            raise InputFileError(f"{p}: accuracy of {name!r} ({shown}) contradicts its own counts "
+                                 f"({_counts_text(it)})")
+    if unit is None:
+        by_counts = {u for u in implied if u}
+        if len(by_counts) > 1:
+            raise InputFileError(f"{p}: its records' counts show percents and fractions; give every accuracy in "
+                                 "one unit (or say which: \"unit\": \"percent\" or \"fraction\")")
+        if by_counts:
+            unit = by_counts.pop()
+    if unit is not None:
+        top = 1.0 if unit == "fraction" else 100.0
+        for (name, _), v in zip(items, vals):
+            if v > top:
+                raise InputFileError(f"{p}: accuracy of {name!r} is {v!r}, over {top:g} for unit {unit!r}")
+        return unit
+    fractions = [name for (name, _), v in zip(items, vals) if 0 < v <= 1]
+    percents = [name for (name, _), v in zip(items, vals) if v > 1]
+    if fractions and percents:
+        raise InputFileError(f"{p}: mixes fractions (<= 1: {', '.join(fractions[:3])}) and percents "
+                             f"(> 1: {', '.join(percents[:3])}); give every accuracy in one unit "
+                             "(or say which: \"unit\": \"percent\" or \"fraction\")")
+    if fractions:
+        v = next(v for v in vals if 0 < v <= 1)
+        raise InputFileError(f"{p}: accuracy of {fractions[0]!r} is {v:g} with no unit: {v:g} % or {100 * v:g} %? "
+                             "say which (\"unit\": \"percent\" or \"fraction\")")
+    for (name, _), v in zip(items, vals):
+        if v > 100:
+            raise InputFileError(f"{p}: accuracy of {name!r} must be a percent in [0, 100] (or a fraction with "
+                                 f"\"unit\": \"fraction\"), got {v!r}")
+    return "percent"
+
+
+def _counts_text(item: dict) -> str:
+    if isinstance(item.get("correct"), str):
+        c = item["correct"]
+        return f"{c.count('1')} of {len(c)} right"
+    if isinstance(item.get("n_correct"), int) and isinstance(item.get("n"), int):
+        return f"{item['n_correct']} of {item['n']} right"
+    return "its per-example results"
 
 
 def load_accuracy_records(paths: Sequence[Path]) -> AccuracySet:
@@ -377,28 +484,13 @@ def load_accuracy_records(paths: Sequence[Path]) -> AccuracySet:
             raise InputFileError(f"{p}: expected a deploytool eval record, {{'models': {{name: accuracy}}}} "
                                  "or a list of {'model', 'accuracy'}")
         vals = [_num(p, name, it.get("accuracy", it.get("value")), "accuracy") for name, it in items]
-        unit = _unit(p, data, items)
-        if unit is not None:  # stated: no guessing (a broken model's 0.8 % is not 80 %)
-            top = 1.0 if unit == "fraction" else 100.0
-            for (name, _), v in zip(items, vals):
-                if v > top:
-                    raise InputFileError(f"{p}: accuracy of {name!r} is {v!r}, over {top:g} for unit {unit!r}")
-            scale = 100.0 if unit == "fraction" else 1.0
-        else:
-            # one unit per file: every value <= 1 (fractions, shown in percent) or every value > 1 (percent)
-            fractions = [name for (name, _), v in zip(items, vals) if v <= 1]
-            percents = [name for (name, _), v in zip(items, vals) if v > 1]
-            if fractions and percents:
-                raise InputFileError(f"{p}: mixes fractions (<= 1: {', '.join(fractions[:3])}) and percents "
-                                     f"(> 1: {', '.join(percents[:3])}); give every accuracy in one unit "
-                                     "(or say which: \"unit\": \"percent\" or \"fraction\")")
-            for (name, _), v in zip(items, vals):
-                if v > 100:
-                    raise InputFileError(f"{p}: accuracy of {name!r} must be a fraction in [0, 1] or a percent "
-                                         f"in [0, 100], got {v!r}")
-            scale = 100.0 if not percents else 1.0  # fractions -> percent
-        for name, it in items:
-            rec = _record(p, name, it, scale)
+        parsed = [_scores(p, name, it) for name, it in items]
+        counted = [_counted(p, name, it, sc) for (name, it), (sc, _) in zip(items, parsed)]
+        implied = [_implied_unit(v, share) for v, (_, share) in zip(vals, counted)]
+        unit = _file_unit(p, data, items, vals, implied)  # stated, shown by the counts, or unambiguous
+        scale = 100.0 if unit == "fraction" else 1.0  # fractions -> percent
+        for (name, it), (sc, examples), (n, _) in zip(items, parsed, counted):
+            rec = _record(p, name, it, scale, sc, examples, n)
             if it.get("role") == "reference":
                 if out.reference is None:
                     out.reference, out.reference_name = rec, str(it.get("label") or name)

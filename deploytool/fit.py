@@ -80,13 +80,24 @@ def _fractions(name: str, values: Any) -> tuple[float, ...]:
     return tuple(sorted(set(float(v) for v in vals), reverse=True))
 
 
+def _check_external_data(model: Path) -> None:
+    """InputFileError (as ``bench`` and ``inspect`` say it) when an external-data file the model names is missing:
+    the candidates are built from it and it failed deep inside with FileNotFoundError."""
+    from deploytool.onnx_io import external_data_files
+
+    for f in external_data_files(model):
+        if not f.is_file():
+            raise InputFileError(f"{model}: external data file {os.path.relpath(f, model.resolve().parent)!r} not "
+                                 "found beside the model")
+
+
 @dataclasses.dataclass(frozen=True)
 class FitConfig:
     model: Path
     profile: Profile
     output: Path
     budget_ms: float | None = None  # default: the profile's p90 budget at seq_len
-    accuracy_floor: float | None = None  # percent (or fraction <= 1)
+    accuracy_floor: float | None = None  # percent; (0, 1] is refused as ambiguous (0.95 % or 95 %?)
     seq_len: int | None = None  # default: 128 if the profile budgets it, else its longest budgeted length
     widths: tuple[float, ...] = (1.0, 0.75, 0.5)
     depths: tuple[float, ...] = (1.0, 0.5)
@@ -102,6 +113,7 @@ class FitConfig:
         object.__setattr__(self, "output", Path(self.output))
         if not self.model.is_file():
             raise InputFileError(f"{self.model}: no such file")
+        _check_external_data(self.model)
         if self.workdir is not None:
             w = Path(self.workdir)
             object.__setattr__(self, "workdir", w)
@@ -117,6 +129,9 @@ class FitConfig:
             a = self.accuracy_floor
             if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 <= a <= 100:
                 raise ConfigError(f"accuracy_floor: must be a number in [0, 100] (percent), got {a!r}")
+            if 0 < a <= 1:  # as an accuracy file without a unit: never guessed from its size
+                raise ConfigError(f"accuracy_floor (--accuracy-floor): {a:g} is ambiguous, {a:g} % or {100 * a:g} %? "
+                                  f"the floor is in percent: give {100 * a:g} for {100 * a:g} %")
             if not self.accuracies:
                 raise ConfigError("accuracy_floor needs measured accuracies of the candidates (--accuracy FILE); "
                                   "without them fit ranks by the kept-parameter proxy, which is not an accuracy")
@@ -372,6 +387,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         source_precision = _source_precision(config.model)  # read once: a self-contained file is parsed whole
         grid = _grid_precisions(config.precisions, source_precision)
         n_cands = len(config.widths) * len(config.depths) * len(grid)
+        _check_accuracy_names(config, [_name(w, d, p) for w in config.widths for d in config.depths for p, _ in grid])
         for w in config.widths:
             for d in config.depths:
                 for p, build_p in grid:
@@ -495,6 +511,20 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         with atomic_write(why_path) as f:
             json.dump(result.to_dict(), f, indent=2)
         return result
+
+
+def _check_accuracy_names(config: FitConfig, names: list[str]) -> None:
+    """ConfigError before any work when accuracies are given but none is keyed by a candidate's name (a file
+    keyed w0.75_d1_int8 instead of w0.75-d1-int8: every candidate would lack an accuracy, and the error would
+    blame the budget)."""
+    accs = config.accuracies
+    if not accs or any(n in accs for n in names):
+        return
+    names_given = [k for k in accs if not Path(k).is_absolute()]  # (not the resolved paths, nor a name's stem)
+    keys = [k for k in dict.fromkeys(names_given) if not any(o.startswith(k + ".") for o in names_given)]
+    raise ConfigError(f"--accuracy: none of its names ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''}) is a "
+                      f"candidate's; candidates are named w{{width}}-d{{depth}}-{{precision}}: "
+                      f"{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}")
 
 
 def _source_precision(model: Path) -> str:

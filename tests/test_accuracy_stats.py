@@ -230,3 +230,56 @@ def test_a_stated_unit_is_not_guessed(tmp_path):
         f.write_text(json.dumps(data))
         with pytest.raises(InputFileError, match=why):
             load_accuracy_records([f])
+
+
+def test_a_file_without_a_unit_is_read_by_its_counts_or_refused(tmp_path):
+    """No unit stated: the record's own counts decide (1 of 100 right at "accuracy": 1.0 is 1 %, not 100 %; 8 of
+    10 at 0.8 is a fraction); bare values all over 1 are percent; a bare value in (0, 1] is ambiguous (0.8 % or
+    80 %?) and refused in one line, never guessed from its size."""
+    import json
+
+    from deploytool.errors import InputFileError
+
+    f = tmp_path / "acc.json"
+
+    def load(data):
+        f.write_text(json.dumps(data))
+        return load_accuracy_records([f])
+
+    s = load({"model": "m.onnx", "accuracy": 1.0, "n_correct": 1, "n": 100, "ci95": [0.177, 5.449]})
+    r = s.lookup(str(tmp_path / "m.onnx"), "m")
+    assert (r.value, r.n) == (1.0, 100) and r.high < 6
+    assert load([{"model": "a", "accuracy": 0.8, "n": 10, "n_correct": 8}]).lookup("a", "a").value == 80.0
+    assert load([{"model": "a", "accuracy": 0.75, "correct": "1110"}]).lookup("a", "a").value == 75.0
+    assert load({"models": {"a": 90, "b": 85.5}}).lookup("b", "b").value == 85.5
+    assert load({"unit": "fraction", "models": {"a": 0.8}}).lookup("a", "a").value == 80.0
+    with pytest.raises(InputFileError, match=r"accuracy of 'a' is 0\.8 with no unit: 0\.8 % or 80 %\?"):
+        load({"models": {"a": 0.8, "b": 0.75}})
+
+
+@pytest.mark.parametrize("item, why", [
+    ({"accuracy": 85, "correct": "0000"}, "accuracy of 'fe' (85 %) contradicts its own counts (0 of 4 right)"),
+    ({"accuracy": 85, "n_correct": 1, "n": 4}, "contradicts its own counts (1 of 4 right)"),
+    ({"accuracy": 85, "unit": "percent", "correct": "1000"}, "contradicts its own counts (1 of 4 right)"),
+    ({"accuracy": 85, "correct": ""}, "'correct' of 'fe' must be a non-empty string of 0 and 1"),
+    ({"accuracy": 85, "scores": []}, "'scores' of 'fe' must be a non-empty list"),
+    ({"accuracy": 85, "predictions": {"ids": [], "pred": [], "label": []}}, "non-empty ids, pred and label"),
+    ({"accuracy": 85, "n": -3}, "'n' of 'fe' must be a positive integer, got -3"),
+    ({"accuracy": 85, "n": "many"}, "'n' of 'fe' must be a positive integer, got 'many'"),
+    ({"accuracy": 85, "n": 5, "correct": "1111"}, "'fe' says n = 5 but carries 4 per-example results"),
+    ({"accuracy": 85, "n_correct": 9, "n": 4}, "'n_correct' of 'fe' (9) needs n >= it"),
+    ({"accuracy": 85, "ci95": [99, 10]}, "'ci95' of 'fe' (99, 10) must be low <= high"),
+    ({"accuracy": 85, "ci95": [float("nan"), float("inf")]}, "'ci95' of 'fe' must be [low, high], two finite"),
+])
+def test_an_accuracy_record_that_contradicts_itself_is_refused(tmp_path, item, why):
+    """A record whose figure lies outside its own counts or interval (85 % with 0 of 4 right showed as
+    "85.0% [0.0-49.0] n=4"), empty per-example results ("[nan-nan] n=0"), or an n that is no count."""
+    import json
+    import re
+
+    from deploytool.errors import InputFileError
+
+    f = tmp_path / "acc.json"
+    f.write_text(json.dumps([{"model": "fe", **item}]))
+    with pytest.raises(InputFileError, match=re.escape(why)):
+        load_accuracy_records([f])

@@ -154,3 +154,44 @@ def test_same_speed_of_projections_is_the_cost_models_resolution():
     measured = Candidate(name="m", width=1.0, depth=1.0, precision="int8", path="", device_p90_ms=3.6,
                          latency_source="measured p90")
     assert _same_speed(measured, cand("a", 3.6), errs) is None
+
+
+def test_fit_accuracy_keys_and_floor_are_checked_before_any_work(model, tmp_path):
+    """--help showed the key format w0.75_d1_int8, which matches no candidate (w0.75-d1-int8): fit then blamed the
+    budget after building and measuring everything. --accuracy-floor 0.95 was read as 0.95 % and filtered nothing.
+    Both are one-line errors now, before any candidate is built."""
+    r = CliRunner().invoke(main, ["fit", "--help"])
+    assert "w0.75-d1-int8" in r.output and "w0.75_d1_int8" not in r.output
+    underscores = tmp_path / "acc_us.json"
+    underscores.write_text(json.dumps({"models": {"w1_d1_fp32": 90, "w1_d1_int8": 89, "w0.5_d1_fp32": 80,
+                                                  "w0.5_d1_int8": 79}}))
+    keep = tmp_path / "cands"
+    out = tmp_path / "o.onnx"
+    r = _run(model, "--profile", "kirin990", "-o", out, "--accuracy", underscores, "--accuracy-floor", "85",
+             "--keep-candidates", keep, *GRID)
+    line = _err_line(r)
+    assert r.exit_code == 2 and "--accuracy: none of its names (w1_d1_fp32, w1_d1_int8, w0.5_d1_fp32, w0.5_d1_int8)" \
+        in line and "w1-d1-fp32" in line and "budget" not in line, line
+    assert not out.exists() and not any(keep.glob("*.onnx"))
+    dashes = tmp_path / "acc.json"
+    dashes.write_text(json.dumps({"models": {"w1-d1-fp32": 90, "w1-d1-int8": 89.5, "w0.5-d1-fp32": 80,
+                                             "w0.5-d1-int8": 79}}))
+    r = _run(model, "--profile", "kirin990", "-o", out, "--accuracy", dashes, "--accuracy-floor", "0.95", *GRID)
+    line = _err_line(r)
+    assert r.exit_code == 2 and "--accuracy-floor" in line and "0.95 % or 95 %?" in line and "give 95" in line
+    assert not out.exists()
+
+
+def test_fit_names_a_missing_external_data_file(model, tmp_path):
+    """A model whose external-data file is gone: the one line bench and inspect give (it was an internal
+    FileNotFoundError, exit 1)."""
+    import onnx
+
+    ext = tmp_path / "m.onnx"
+    onnx.save_model(onnx.load(str(model)), str(ext), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="m.data", size_threshold=0)
+    (tmp_path / "m.data").unlink()
+    out = tmp_path / "o.onnx"
+    r = _run(ext, "--profile", "kirin990", "-o", out, *GRID)
+    assert r.exit_code == 2 and "external data file 'm.data' not found beside the model" in _err_line(r)
+    assert not out.exists()

@@ -187,6 +187,16 @@ def _check_report(p: Path, data: dict[str, Any]) -> None:
     models = data.get("models")
     if not isinstance(models, list) or not models or not all(isinstance(m, dict) for m in models):
         raise bad("models", "a non-empty list of objects") if "models" in data else bad("models", "present")
+    for i, m in enumerate(models):
+        variant = m.get("variant")  # what the passes recorded in the file (deploytool.variant), or null
+        if variant is None:
+            continue
+        if not isinstance(variant, dict):
+            raise bad(f"models[{i}].variant", "an object or null", variant)
+        for key in ("width", "depth"):
+            v = variant.get(key)
+            if not (positive(v) and v <= 1):
+                raise bad(f"models[{i}].variant.{key}", "a number in (0, 1]", v)
     results = data.get("results")
     if not isinstance(results, list) or not results:
         raise bad("results", "a non-empty list", results)
@@ -209,6 +219,8 @@ def _check_report(p: Path, data: dict[str, Any]) -> None:
         for key in ("p50_ms", "p90_ms"):
             if not positive(lat.get(key)):
                 raise bad(f"{where}.latency_ms.{key}", "a finite number > 0", lat.get(key))
+        if lat["p90_ms"] < lat["p50_ms"]:  # a percentile below a lower one: not a measurement
+            raise bad(f"{where}.latency_ms.p90_ms", f"at least p50_ms ({lat['p50_ms']!r})", lat["p90_ms"])
         for key in ("peak_rss_bytes", "model_bytes"):
             v = res.get(key)
             if v is not None and not (positive(v) or v == 0):
@@ -216,8 +228,16 @@ def _check_report(p: Path, data: dict[str, Any]) -> None:
         for key in ("providers", "providers_skipped", "samples_ms"):
             if res.get(key) is not None and not isinstance(res[key], list):
                 raise bad(f"{where}.{key}", "a list", res[key])
-        if not all(isinstance(s, dict) and {"provider", "reason"} <= set(s) for s in res.get("providers_skipped") or []):
-            raise bad(f"{where}.providers_skipped", "a list of {provider, reason}")
+        for j, name in enumerate(res.get("providers") or []):
+            if not isinstance(name, str) or not name:
+                raise bad(f"{where}.providers[{j}]", "a provider name (a non-empty string)", name)
+        if not all(isinstance(s, dict) and {"provider", "reason"} <= set(s)
+                   and all(isinstance(s[k], str) for k in ("provider", "reason"))
+                   for s in res.get("providers_skipped") or []):
+            raise bad(f"{where}.providers_skipped", "a list of {provider, reason} strings")
+        for j, v in enumerate(res.get("samples_ms") or []):
+            if not (positive(v) or v == 0):
+                raise bad(f"{where}.samples_ms[{j}]", "a finite number of milliseconds >= 0", v)
 
 
 # -- workers ----------------------------------------------------------------------------------

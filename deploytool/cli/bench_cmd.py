@@ -54,7 +54,7 @@ def bench(models: tuple[str, ...], seq_len: tuple[int, ...], batch: int, threads
     from deploytool.bench import BenchConfig, run_benchmark, write_json
     from deploytool.bench.progress import progress_bar
     from deploytool.bench.table import format_table
-    from deploytool.onnx_io import check_output_path
+    from deploytool.onnx_io import check_output_path, check_writable
 
     refuse_without_remote(remote)
     prof = None
@@ -77,8 +77,9 @@ def bench(models: tuple[str, ...], seq_len: tuple[int, ...], batch: int, threads
                          worker_python=worker)
     if remote["remote"]:  # on the devices over SSH (deploytool.remote), not here
         return bench_on_remote(config, {k: remote[k] for k in REMOTE_KEYS}, json_path)
-    if json_path:
+    if json_path:  # before measuring: never an input, and a folder that can really be written (as report checks)
         check_output_path(json_path, inputs=config.models)
+        check_writable(json_path)
     with progress_bar(enabled=None if not (quiet or as_json) else False) as progress:
         report = run_benchmark(config, progress=progress)
     if json_path:

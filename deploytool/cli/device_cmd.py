@@ -135,8 +135,9 @@ def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple
               help="Device profile(s) to report against (repeatable) [default: x86-host].")
 @click.option("--accuracy", "accuracy", multiple=True, type=click.Path(path_type=Path),
               help="Accuracy JSON (deploytool eval output, {models: {name: acc}} or a list), keyed by model path, "
-                   "file name or stem; one unit per file: all fractions in [0, 1] or all percent in (1, 100] "
-                   "(a mix is refused). Repeatable.")
+                   "file name or stem; one unit per file: \"unit\": \"percent\" or \"fraction\", else the "
+                   "records' counts decide, else values all over 1 are percent (a value in (0, 1] without a unit "
+                   "is ambiguous and refused). Repeatable.")
 @click.option("--no-projection", is_flag=True, help="Do not project device latency with the cost model.")
 @click.option("--calibrate", is_flag=True, help="Scale projections by measured/projected on the host (labelled).")
 @click.option("--title", default="deploytool device report", show_default=True, help="Title of the report pages.")
@@ -153,6 +154,13 @@ def report(results: tuple[Path, ...], out_dir: Path, profile_names: tuple[str, .
     if unmatched:
         click.echo(f"warning: --accuracy: {len(unmatched)} model name(s) match no benchmarked model and are not "
                    f"shown: {', '.join(unmatched)}", err=True)
+    if result.info.get("latency_missing"):
+        click.echo(f"warning: {result.info['latency_missing']}", err=True)
+    elif result.info.get("models_not_found"):
+        gone = result.info["models_not_found"]
+        click.echo(f"warning: {len(gone)} model file(s) named in the bench JSON not found ({', '.join(gone[:3])}"
+                   f"{' ...' if len(gone) > 3 else ''}): their rows have no projection, precision or architecture",
+                   err=True)
     click.echo(result.summary())
 
 
@@ -170,9 +178,11 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 @click.option("--budget-ms", type=float, default=None, metavar="MS",
               help="p90 latency budget in milliseconds [default: the profile's at --seq-len].")
 @click.option("--accuracy-floor", type=float, default=None, metavar="PERCENT",
-              help="Minimum accuracy in percent; needs --accuracy.")
+              help="Minimum accuracy in percent (85 = 85 %; a value in (0, 1] is ambiguous and refused: "
+                   "give 95, not 0.95); needs --accuracy.")
 @click.option("--accuracy", "accuracy", default=None, type=click.Path(path_type=Path),
-              help="Accuracy JSON of the candidates, keyed by candidate name (e.g. w0.75_d1_int8).")
+              help="Accuracy JSON of the candidates (as report --accuracy reads it), keyed by candidate name "
+                   "w{width}-d{depth}-{precision}, e.g. w0.75-d1-int8.")
 @seq_len_option(default=None, single=True, help="Sequence length to fit [default: 128, or the profile's longest].")
 @click.option("--widths", default="1,0.75,0.5", show_default=True, metavar="F[,F...]",
               help="DynaBERT widths to try (fractions in (0, 1]).")

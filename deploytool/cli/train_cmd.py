@@ -215,7 +215,8 @@ def qat(teacher, output, mode, granularity, clip, quantize_embeddings, act_bits,
 @click.option("--split", type=click.Choice(["train", "dev", "test", "all"]), default="test", show_default=True,
               help="Which split of the data; 'all': every example of it (no split).")
 @click.option("--test-file", type=click.Path(path_type=Path), default=None,
-              help="Evaluate every example of this CSV/JSONL file (no split; one label is enough).")
+              help="Evaluate every example of this CSV/JSONL file (no split; one label is enough where the model "
+                   "has label names (id2label) or the labels are class ids 0, 1, ...).")
 @click.option("--tokenizer", type=click.Path(path_type=Path), default=None,
               help="Tokenizer folder for an ONNX model (default: the folder holding it).")
 @click.option("--width", default=1.0, show_default=True, type=float, metavar="FLOAT", help="PyTorch DynaBERT sub-network width.")

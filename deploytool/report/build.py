@@ -63,7 +63,9 @@ class ReportResult:
 
     def summary(self) -> str:
         passing = sum(1 for r in self.rows if r.budget_pass)
-        lines = [f"{len(self.rows)} rows ({passing} within budget) for {', '.join(self.info['profiles'])} -> "
+        unjudged = sum(1 for r in self.rows if r.latency_unjudged and r.budget_pass is not False)
+        judged = f", {unjudged} not judged: no latency" if unjudged else ""
+        lines = [f"{len(self.rows)} rows ({passing} within budget{judged}) for {', '.join(self.info['profiles'])} -> "
                  f"{self.html_path}, {self.markdown_path}, {self.json_path}"]
         for d in self.info.get("summary", []):
             lines.append(f"  {d['device']}: {d['verdict_short']}")

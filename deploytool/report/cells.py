@@ -37,6 +37,8 @@ def _budget_cell(r: ReportRow | None) -> tuple[str, str, str]:
     """(text, css class, tooltip) of a row's budget verdict."""
     if r is None:
         return "", "", ""
+    if getattr(r, "latency_unjudged", False) and r.budget_pass is not False:  # no latency: never PASS
+        return "not judged", "uncertain", r.budget_why
     if r.budget_pass is None:
         return "-", "", r.budget_why
     if getattr(r, "budget_uncertain", False):  # the projection's band straddles the budget
@@ -120,6 +122,8 @@ def _projection_note(summaries: Sequence[DeviceSummary], info: dict[str, Any], r
                 "(arch and core types)")
     if neither:
         txt += f". No device latency (neither measured nor projected) for {', '.join(neither)}"
+        if info.get("latency_missing"):
+            txt += f" ({info['latency_missing']})"
     return txt + ". Host p50/p90 columns are measurements on the benchmark host."
 
 

@@ -2,14 +2,16 @@
 
 Inputs
 - bench JSON files (schema ``deploytool.bench/1``, see :mod:`deploytool.bench`): what was MEASURED,
-  on the host that ran them (``host.cpu_model``), with the EP that really ran.
+  on the host that ran them (``host.cpu_model``), with the EP that really ran. A relative model path in
+  one is read from the JSON's own folder (then at the path the bench recorded, then from here).
 - device-row files (``kind: deploytool.device_rows``, version 1, e.g. ``deploytool qnn``'s rows for
   the Snapdragon NPU): shown beside the CPU rows as they are (no latency where only emulated).
 - accuracy JSON files (optional), any of:
   ``deploytool eval --output`` records (``{"model": path, "accuracy": 91.2, ...}``, percent);
   ``{"models": {name_or_path: accuracy}}``; a list of ``{"model": ..., "accuracy": ...}``.
-  One unit per file: values all <= 1 are fractions (shown in percent), else all are percent in
-  (1, 100]; a file mixing the two, or a value over 100, is refused. A model is matched by resolved
+  One unit per file: the stated ``"unit"`` (percent or fraction), else the one the records' own counts
+  show, else percent where every value is over 1; a value in (0, 1] with none of these is ambiguous and
+  refused (:func:`deploytool.accuracy.load_accuracy_records`). A model is matched by resolved
   path, then by file name, then by file stem; names that match no benchmarked model are listed in
   ``accuracy_unmatched`` (the CLI warns), and a file whose names match none is refused.
 - device profiles (``--profile``, default ``x86-host``).
@@ -113,6 +115,7 @@ class ReportRow:
     projected_low_ms: float | None = None  # the projection's band, from the cost model's measured error
     projected_high_ms: float | None = None
     budget_uncertain: bool = False  # the band straddles the latency budget: PASS/FAIL cannot be told
+    latency_unjudged: bool = False  # a latency budget applies but the row has no device latency: not PASS
     # added for the grouped report (JSON rows only gain fields):
     variant: str = ""  # DynaBERT sub-network, e.g. "w0.5-d1" (recorded by the passes, else from arch)
     width: float | None = None  # kept fraction of heads/FFN
@@ -221,12 +224,17 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     acc_set = load_accuracy_records(config.accuracy)
     acc = acc_set.values()
     reports, device_rows = [], []
+    not_found: dict[str, None] = {}  # model files named in the bench JSONs that are not here
+    positions: dict[str, int | None] = {}  # model file -> rows of its position table (None: unknown)
     for p in config.results:
         kind = _kind(p)
         if kind == DEVICE_ROWS_KIND:
             device_rows.append(p)
         else:
             reports.append(load_report(p))
+            not_found.update(dict.fromkeys(_locate_models(p, reports[-1])))
+            if config.project:  # the projection runs each model at each length: one it cannot take fails here
+                _check_lengths(p, reports[-1], positions)
     host_profile = load_profile("x86-host", config.profiles_dirs)
     facts: dict[str, tuple[str, str, int | None]] = {}
     cost_cache: dict[tuple[str, int], Any] = {}
@@ -322,8 +330,10 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     dev_lat, source = p90, "measured p90"
                 elif proj is not None:
                     dev_lat, source = proj.latency_ms, "projected"
+                elif not config.project:
+                    dev_lat, source = None, "n/a (not measured on this device, projection off: --no-projection)"
                 else:
-                    dev_lat, source = None, "n/a (model file not found: no projection)"
+                    dev_lat, source = None, f"n/a (model file {path} not found: no projection)"
                 budget_ms = prof.budgets.latency_ms(res["seq_len"])
                 mem_mb = (res.get("peak_rss_bytes") or 0) / MB
                 size_mb, size_of = shipped_size(path, prof, (res.get("model_bytes") or 0) / MB)
@@ -356,6 +366,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     cost_model_error=((proj.latency_ms - p50) / p50 if (is_host and proj and p50 > 0) else None),
                     projected_low_ms=proj.band_low_ms if proj else None,
                     projected_high_ms=proj.band_high_ms if proj else None, budget_uncertain=uncertain,
+                    latency_unjudged=budget_ms is not None and dev_lat is None,
                     variant_record=record, status="MEASURED" if is_host else ("PROJECTED" if proj else ""),
                     match_why=match.why,
                     projection_error=((proj.latency_ms - p50) / p50 if (is_host and proj and p50 > 0) else None),
@@ -397,13 +408,85 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
             "calibration": calibration if config.calibrate else {},
             "host_calibration_factors": calibration, "cost_model_host_errors": host_errors,
             "profiles": [p.name for p in profiles], "runs": runs, "devices": devices,
-            "accuracy_unmatched": unmatched}
+            "accuracy_unmatched": unmatched, "models_not_found": list(not_found),
+            "latency_missing": _latency_missing(rows, list(not_found), config)}
     if acc_set.reference is not None:
         ref = acc_set.reference
         info["accuracy_reference"] = {"name": acc_set.reference_name, "accuracy": ref.value, "n": ref.n,
                                       "ci95": None if ref.low is None else [ref.low, ref.high],
                                       "metric": ref.metric, "label": ref.label()}
     return rows, info
+
+
+def _locate_models(path: Path, rep: dict[str, Any]) -> list[str]:
+    """Point each result of the bench JSON at ``path`` to its model file: an absolute path as it is; a relative
+    one from the bench JSON's own folder, else at the absolute path the bench recorded for it
+    (``models[].session.model``), else from the current folder. Returns the model paths found nowhere (their
+    rows get no projection, precision or size facts)."""
+    base = path.parent
+    recorded = {}
+    for m in rep.get("models", []):
+        session = m.get("session") if isinstance(m, dict) else None
+        if isinstance(session, dict) and isinstance(session.get("model"), str) and session["model"]:
+            recorded[m.get("index")] = Path(session["model"])
+    missing = []
+    for res in rep["results"]:
+        given = Path(res["model"])
+        tries = [given] if given.is_absolute() else [base / given]
+        if res.get("model_index") in recorded:
+            tries.append(recorded[res["model_index"]])
+        if not given.is_absolute():
+            tries.append(given)
+        found = next((t for t in tries if t.is_file()), None)
+        if found is None:
+            missing.append(res["model"])
+        elif found != given:
+            res["model"] = str(found)
+    return missing
+
+
+def _check_lengths(path: Path, rep: dict[str, Any], positions: dict[str, int | None]) -> None:
+    """InputFileError when a result's ``seq_len`` is longer than its model file's position table: not the file
+    that was benchmarked (replaced since), and the projection would fail inside ONNX Runtime."""
+    for i, res in enumerate(rep["results"]):
+        model = res["model"]
+        if not Path(model).is_file():
+            continue
+        if model not in positions:
+            try:
+                from deploytool.onnx_io import load_proto
+                from deploytool.qnn.quantize import position_rows
+
+                positions[model] = position_rows(load_proto(model))
+            except Exception as e:  # noqa: BLE001 - an unreadable model is reported where it is read
+                logger.info("position table of %s: %s", model, e)
+                positions[model] = None
+        limit = positions[model]
+        if limit is not None and res["seq_len"] > limit:
+            raise InputFileError(f"{path}: results[{i}].seq_len {res['seq_len']} is longer than the position table "
+                                 f"of {model} ({limit} positions): not the file that was benchmarked (replaced "
+                                 "since?)")
+
+
+def _latency_missing(rows: Sequence[ReportRow], not_found: Sequence[str], config: ReportConfig) -> str:
+    """One line: which devices have rows with a latency budget but no device latency (not judged), and why;
+    "" where there are none."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        if r.latency_unjudged:
+            counts[r.device] = counts.get(r.device, 0) + 1
+    if not counts:
+        return ""
+    if not config.project:
+        why = "not measured on the device and --no-projection given"
+    elif not_found:
+        shown = ", ".join(not_found[:3]) + (f" and {len(not_found) - 3} more" if len(not_found) > 3 else "")
+        why = (f"model file(s) named in the bench JSON not found ({shown}; looked beside the bench JSON, at the "
+               "path the bench recorded and from the current folder): nothing to project")
+    else:
+        why = "the rows carry no latency (neither measured nor projected)"
+    devs = ", ".join(f"{d} ({n} row{'s' if n != 1 else ''})" for d, n in counts.items())
+    return f"no device latency for {devs}: latency budget not judged, no best fit claimed; {why}"
 
 
 def resolution_errors(rows: Sequence[ReportRow]) -> dict[tuple[int, str], list[float]]:
@@ -553,9 +636,12 @@ def _device_rows(path: Path, config: ReportConfig) -> list[ReportRow]:
             "budget_size_mb": prof.budgets.model_size_mb if prof else None, "budget_pass": ok, "budget_why": why,
             "budget_failed": failed,
         }
+        row["latency_unjudged"] = bool(prof and row["budget_ms"] is not None and lat is None)
         row.update({k: v for k, v in raw.items() if k in fields})
         if "budget_pass" in raw and "budget_failed" not in raw:  # the file's own verdict: not our comparisons
             row["budget_failed"] = []
+        if "budget_pass" in raw and "latency_unjudged" not in raw:
+            row["latency_unjudged"] = False
         row["ep_ran"] = str(row["ep_ran"]).replace("ExecutionProvider", "")
         row["ep_requested"] = str(row["ep_requested"]).replace("ExecutionProvider", "")
         if raw.get("note") and not row["ep_note"]:
@@ -567,8 +653,10 @@ def _device_rows(path: Path, config: ReportConfig) -> list[ReportRow]:
 def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: str, mem_mb: float,
             size_mb: float, size_of: str = "file") -> tuple[bool | None, str, list[str]]:
     """(pass, why, the budgets broken: "latency" | "memory" | "size") from one set of comparisons; pass is None
-    when no budget applies."""
+    when no budget applies, and where a latency budget applies but the row has no latency (``lat`` None: neither
+    measured nor projected) unless another budget fails: such a row is never PASS."""
     checks: list[tuple[str, bool, str]] = []
+    unjudged = budget_ms is not None and lat is None
     if budget_ms is not None and lat is not None:
         ok = lat <= budget_ms
         checks.append(("latency", ok, f"{source} {lat:.2f} ms {'<=' if ok else '>'} {budget_ms:g} ms"))
@@ -580,10 +668,16 @@ def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: s
         of = "" if size_of == "file" else f" ({size_of})"
         ok = size_mb <= b.model_size_mb
         checks.append(("size", ok, f"size {size_mb:.1f} MB{of} {'<=' if ok else '>'} {b.model_size_mb:g} MB"))
+    failed = [name for name, ok, _ in checks if not ok]
+    if unjudged:  # never PASS without a latency: the other budgets can only fail it
+        why = "; ".join([f"{LATENCY_NOT_JUDGED} ({source}; budget {budget_ms:g} ms)"] + [c[2] for c in checks])
+        return (False if failed else None), why, failed
     if not checks:
         return None, "no budget for this sequence length", []
-    failed = [name for name, ok, _ in checks if not ok]
     return not failed, "; ".join(c[2] for c in checks), failed
+
+
+LATENCY_NOT_JUDGED = "no latency: latency budget not judged"  # a row with a latency budget but no latency
 
 
 def _int8_statements(rows: Sequence[ReportRow], reports: Sequence[dict[str, Any]]) -> list[str]:

@@ -48,9 +48,19 @@ class ModelOnDevice:
         return [r for r in self.by_seq.values() if r.budget_pass is not None]
 
     @property
+    def unjudged(self) -> bool:
+        """A row has a latency budget but no device latency (neither measured nor projected)."""
+        return any(getattr(r, "latency_unjudged", False) for r in self.by_seq.values())
+
+    @property
     def fits(self) -> bool | None:
-        """True/False over the budgeted rows; None where no row has a budget."""
+        """True/False over the budgeted rows; None where no row has a budget, or where a row's latency
+        budget could not be judged (no latency) and no budget failed: never a fit without a latency."""
         b = self.budgeted
+        if any(r.budget_pass is False for r in b):
+            return False
+        if self.unjudged:
+            return None
         return all(r.budget_pass for r in b) if b else None
 
     def failures(self) -> list[tuple[int, str]]:
@@ -101,8 +111,11 @@ def _rank(v: ModelOnDevice, proxy: bool) -> tuple:
 
 def _why_none(variants: Sequence[ModelOnDevice]) -> str:
     budgeted = [v for v in variants if v.fits is not None]
+    unjudged = [v for v in variants if v.fits is None and v.unjudged]
+    not_judged = (f"{len(unjudged)} of {len(variants)} variant(s) not judged: no device latency (neither measured "
+                  "nor projected) for the latency budget")
     if not budgeted:
-        return "no budget for the measured sequence lengths"
+        return f"none judged: {not_judged}; no best fit" if unjudged else "no budget for the measured sequence lengths"
     kinds: dict[tuple[int, str], int] = {}
     for v in budgeted:
         # the size of a file does not depend on the sequence length: count it once
@@ -114,7 +127,8 @@ def _why_none(variants: Sequence[ModelOnDevice]) -> str:
     near = min(budgeted, key=lambda v: (len(v.failures()), v.longest.device_latency_ms or float("inf")))
     miss = "; ".join(f"seq {s}: {c}" for s, r in sorted(near.by_seq.items()) if r.budget_pass is False
                      for c in r.budget_why.split("; ") if " > " in c)
-    return f"none fits: {', '.join(parts[:3])} (closest: {near.model}: {miss})"
+    return (f"none fits: {', '.join(parts[:3])} (closest: {near.model}: {miss})"
+            + (f"; {not_judged}" if unjudged else ""))
 
 
 def summarize(rows: Sequence[ReportRow]) -> list[DeviceSummary]:

@@ -138,6 +138,8 @@ def evaluate_onnx(path: Path, tok, ds: Dataset, split: str, data: DataConfig, *,
 
     enc, order, ids, labels = _encoded(tok, ds, split, data, label_map)
     n_out = num_labels or ds.num_labels
+    n_why = ("its label names (id2label), or its declared output where it has none" if num_labels
+             else f"the data's {ds.num_labels} labels")
     sess = make_session(path, threads=threads)
     specs = input_specs(sess)
     out_name = sess.get_outputs()[0].name
@@ -148,9 +150,12 @@ def evaluate_onnx(path: Path, tok, ds: Dataset, split: str, data: DataConfig, *,
         if missing:
             raise InputFileError(f"{path}: model input(s) {', '.join(missing)} are not token inputs")
         logits = sess.run([out_name], feeds)[0]
-        if logits.ndim != 2 or logits.shape[1] != n_out:
+        if logits.ndim != 2:
             raise InputFileError(f"{path}: output '{out_name}' has shape {list(logits.shape)}, expected "
-                                 f"[batch, {n_out}] logits (export a classifier model)")
+                                 f"[batch, classes] logits (export a classifier model)")
+        if logits.shape[1] != n_out:
+            raise InputFileError(f"{path}: the model classifies {logits.shape[1]} (output '{out_name}' "
+                                 f"{list(logits.shape)}), but {n_out} classes are expected here ({n_why})")
         preds.append(logits.argmax(-1))
     pred = _unsort(np.concatenate(preds), order)
     out = metrics(pred, labels, n_out, ids)
@@ -188,17 +193,44 @@ def model_labels(folder: Path | None) -> dict[int, str] | None:
         return None
 
 
-def match_labels(data_labels: tuple[str, ...], id2label: dict[int, str] | None, where: str) -> tuple[np.ndarray, str]:
+def _class_ids(data_labels: tuple[str, ...], n_model: int | None) -> np.ndarray | None:
+    """The data's labels as the model's class ids where every one is an integer in [0, classes), else None."""
+    top = n_model if n_model is not None else len(data_labels)
+    try:
+        ids = [int(x) for x in data_labels]
+    except ValueError:
+        return None
+    if any(str(i) != x.strip() or not 0 <= i < top for i, x in zip(ids, data_labels)):
+        return None
+    return np.asarray(ids, dtype=np.int64)
+
+
+def match_labels(data_labels: tuple[str, ...], id2label: dict[int, str] | None, where: str,
+                 n_classes: int | None = None) -> tuple[np.ndarray, str]:
     """Dataset label index -> the model's label id, matched BY NAME with the model's ``id2label``.
 
-    A model without label names (none, or transformers' LABEL_0, LABEL_1, ...) is matched by sorted
-    name, and the note says so. A data label the model does not know is an error listing both sets.
+    A model without label names (none, or transformers' LABEL_0, LABEL_1, ...): labels that are class ids
+    (0, 1, ...) are those ids; other labels are matched by sorted name when the data has every one of the
+    model's classes (``n_classes``, where known), and the note says so. Fewer labels than classes cannot be
+    matched without names (which class is 'pos'?): an error saying so. A data label the model does not know
+    is an error listing both sets.
     """
     if not id2label or all(_GENERIC.match(v) for v in id2label.values()):
-        n_model = len(id2label) if id2label else None
+        n_model = len(id2label) if id2label else n_classes
         if n_model is not None and len(data_labels) > n_model:
             raise InputFileError(f"{where}: {len(data_labels)} labels ({', '.join(data_labels)}) but the model "
                                  f"classifies {n_model} and has no label names")
+        ids = _class_ids(data_labels, n_model)
+        if ids is not None:
+            note = ("the model has no label names (id2label); the data's labels are read as its class ids: "
+                    + ", ".join(f"{n}->{i}" for n, i in zip(data_labels, ids)))
+            return ids, note
+        if n_model is not None and len(data_labels) < n_model:
+            raise InputFileError(
+                f"{where}: {len(data_labels)} label(s) ({', '.join(data_labels)}) of the model's {n_model} classes, "
+                "and the model has no label names (id2label), so which class each label is cannot be told; give "
+                f"label names in the model's config.json (id2label), labels that are class ids (0..{n_model - 1}), "
+                f"or a file with all {n_model} labels")
         note = ("the model has no label names (id2label); labels matched by sorted name: "
                 + ", ".join(f"{n}->{i}" for i, n in enumerate(data_labels)))
         return np.arange(len(data_labels), dtype=np.int64), note
@@ -255,6 +287,30 @@ def resolve_data(cfg: EvalConfig, meta_folder: Path | None) -> tuple[DataConfig,
     return dc, whole, "recorded at training time"
 
 
+def _onnx_classes(path: Path) -> int | None:
+    """The number of classes a classifier's logits output declares ([batch, classes]), or None."""
+    from deploytool.onnx_io import load_proto
+
+    dims = load_proto(path, load_external_data=False).graph.output[0].type.tensor_type.shape.dim
+    if len(dims) == 2 and dims[1].HasField("dim_value") and dims[1].dim_value > 0:
+        return int(dims[1].dim_value)
+    return None
+
+
+def _folder_classes(folder: Path) -> int | None:
+    """The number of classes of a HF folder's classification head (its config), or None without a head."""
+    if not any("SequenceClassification" in a for a in _architectures(folder)):
+        return None
+    try:
+        cfg = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(cfg.get("id2label"), dict) and cfg["id2label"]:
+        return len(cfg["id2label"])
+    n = cfg.get("num_labels")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 2  # transformers' default
+
+
 def _is_embedding_onnx(path: Path) -> bool:
     """True for a feature-extraction model: its first output is [batch, seq, hidden], not logits."""
     from deploytool.onnx_io import load_proto
@@ -267,6 +323,43 @@ def _is_embedding_onnx(path: Path) -> bool:
     return len(out.type.tensor_type.shape.dim) == 3
 
 
+# what an eval may read in a model, tokenizer or reference folder (``-o`` must not overwrite any of them)
+_FOLDER_FILES = ("config.json", "deploytool.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json",
+                 "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json",
+                 "merges.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
+
+
+def _read_files(cfg: EvalConfig) -> tuple[Path, ...]:
+    """The files an eval of ``cfg`` reads: the model (an .onnx file, whose external data
+    :func:`~deploytool.onnx_io.check_output_path` adds, or a folder's files), the data or test file, the corpus,
+    the reference model and the tokenizer folder (by default the folder holding an .onnx model)."""
+    from deploytool.data import BUILTIN
+
+    p = Path(cfg.model)
+    files: list[Path] = []
+    folders: list[Path] = [Path(cfg.tokenizer)] if cfg.tokenizer else []
+    for m in (p, Path(cfg.reference) if cfg.reference is not None else None):
+        if m is None:
+            continue
+        if m.is_dir():
+            folders.append(m)
+        elif m.is_file():
+            files.append(m)
+            folders.append(m.parent)  # its tokenizer and labels, unless --tokenizer
+    recorded = None
+    if cfg.test_file is None and cfg.data.data is None:  # the dataset recorded with the model at training time
+        from deploytool.train.checkpoint import read_meta
+
+        rec = recorded_dataset(read_meta(p if p.is_dir() else Path(cfg.tokenizer or p.parent)))
+        recorded = rec.get("source") if rec else None
+    for d in (cfg.test_file, cfg.data.data, cfg.corpus, recorded):
+        if isinstance(d, (str, Path)) and d and str(d) not in BUILTIN:
+            files.append(Path(d))
+    for folder in folders:
+        files += [folder / n for n in _FOLDER_FILES if (folder / n).is_file()]
+    return tuple(dict.fromkeys(files))
+
+
 def evaluate(cfg: EvalConfig) -> dict:
     """Evaluate ``cfg.model`` (HF folder or .onnx file); optionally write JSON.
 
@@ -274,16 +367,16 @@ def evaluate(cfg: EvalConfig) -> dict:
     to the model's ``id2label`` by name, per-example predictions kept. A feature-extraction ONNX model:
     embedding agreement with a reference model (:func:`deploytool.train.embedding.evaluate_embedding`).
     """
-    import torch
-
     from deploytool.train.checkpoint import load_classifier, load_tokenizer, resolve_folder
+
+    if cfg.output is not None:  # before any work (torch included); never onto a file the eval reads
+        from deploytool.onnx_io import check_output_path
+        check_output_path(cfg.output, inputs=_read_files(cfg))
+    import torch
 
     t0 = time.perf_counter()
     torch.set_num_threads(cfg.threads)
     p = Path(cfg.model)
-    if cfg.output is not None:
-        from deploytool.onnx_io import check_output_path
-        check_output_path(cfg.output)
     is_onnx = p.suffix == ".onnx" or p.is_file()
     if is_onnx:
         if not p.is_file():
@@ -313,8 +406,9 @@ def evaluate(cfg: EvalConfig) -> dict:
     dc, whole, origin = resolve_data(cfg, meta_folder)
     ds = load_data(dc, whole=whole)
     split = "all" if whole else cfg.split
-    label_map, label_note = match_labels(ds.label_names, id2label, str(dc.data))
-    n_model = len(id2label) if id2label else ds.num_labels
+    n_classes = _onnx_classes(p) if is_onnx else _folder_classes(folder)  # None: not declared
+    label_map, label_note = match_labels(ds.label_names, id2label, str(dc.data), n_classes)
+    n_model = len(id2label) if id2label else (n_classes or ds.num_labels)
     if is_onnx:
         tok = load_tokenizer(meta_folder)
         res = evaluate_onnx(p, tok, ds, split, dc, batch_size=cfg.batch_size, threads=cfg.threads,
@@ -335,7 +429,8 @@ def evaluate(cfg: EvalConfig) -> dict:
         res["act_bits"] = act_bits
         kind = "pytorch"
     names = ([id2label[k] for k in sorted(id2label)] if id2label and not label_note else list(ds.label_names))
-    res.update(command="eval", model=str(p), kind=kind, metric="accuracy", width=cfg.width, depth=cfg.depth,
+    res.update(command="eval", model=str(p), kind=kind, metric="accuracy", unit="percent", width=cfg.width,
+               depth=cfg.depth,
                dataset=ds.info.to_dict(), data_origin=origin, split_description=ds.info.describe(),
                label_names=names, data_labels=list(ds.label_names), label_note=label_note,
                seconds=round(time.perf_counter() - t0, 2))

@@ -231,3 +231,18 @@ def test_cli_bad_input(models, tmp_path, case):
     assert not out.exists()
     assert models["small"].read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.json")]
+
+
+@pytest.mark.parametrize("where", ["read-only-dir", "read-only-fs"])
+def test_cli_refuses_an_unwritable_output_before_measuring(models, unwritable_folder, where, monkeypatch):
+    """-o where no file can be written (a read-only folder, /proc; os.access says yes to root): one line, exit 2,
+    before any measurement (it measured everything, then failed writing)."""
+    import deploytool.bench as bench_pkg
+
+    measured = []
+    monkeypatch.setattr(bench_pkg, "run_benchmark", lambda *a, **k: measured.append(1))
+    out = unwritable_folder(where) / "sub" / "b.json"
+    res = _cli(models["small"], "--seq-len", "8", "--runs", RUNS, "-q", "-o", out)
+    err = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and len(err) == 1 and err[0].startswith(f"error: {out}"), res.output
+    assert not measured and not out.exists()

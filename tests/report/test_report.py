@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -164,8 +165,10 @@ def _err_line(r) -> str:
     ("accuracy", "accuracy of 'x' must be a non-negative number"),
     ("schema", "bench"),
     ("accuracy-mix", "mixes fractions (<= 1: w1_d1_fp32) and percents (> 1: w1_d1_int8)"),
-    ("accuracy-over-100", "accuracy of 'w1_d1_int8' must be a fraction in [0, 1] or a percent in [0, 100]"),
+    ("accuracy-over-100", "accuracy of 'w1_d1_int8' must be a percent in [0, 100]"),
     ("accuracy-unmatched", "--accuracy: none of the 2 model name(s) (bert, tern) matches a benchmarked model"),
+    # no unit and nothing to tell 0.8 % from 80 %: refused, not guessed from the size
+    ("accuracy-ambiguous", "accuracy of 'w1_d1_fp32' is 0.8 with no unit: 0.8 % or 80 %?"),
 ])
 def test_report_bad_input(bench_json, tmp_path, case, expected):
     bench, _, _ = bench_json
@@ -182,7 +185,8 @@ def test_report_bad_input(bench_json, tmp_path, case, expected):
     elif case.startswith("accuracy-"):
         models = {"accuracy-mix": {"w1_d1_fp32": 0.8, "w1_d1_int8": 1.7},
                   "accuracy-over-100": {"w1_d1_fp32": 80, "w1_d1_int8": 170},
-                  "accuracy-unmatched": {"bert": 0.8, "tern": 0.7}}[case]
+                  "accuracy-unmatched": {"bert": 80, "tern": 70},
+                  "accuracy-ambiguous": {"w1_d1_fp32": 0.8, "w1_d1_int8": 0.7}}[case]
         bad = tmp_path / "acc.json"
         bad.write_text(json.dumps({"models": models}))
         args += ["--accuracy", str(bad)]
@@ -223,6 +227,16 @@ _DEL = object()
     (_set("results.0.model_index", 99), "results[0].model_index must be an index into models"),
     (_set("models", _DEL), "models must be present"),
     (_set("config.threads", 0), "config.threads must be an integer >= 1"),
+    # fields the check let through and the report then crashed on (internal error, exit 1)
+    (_set("results.0.providers", [5]), "results[0].providers[0] must be a provider name"),
+    (_set("results.0.providers", [{"a": 1}]), "results[0].providers[0] must be a provider name"),
+    (_set("models.1.variant", "w0.5"), "models[1].variant must be an object or null"),
+    (_set("models.1.variant", {"width": "abc", "depth": None}), "models[1].variant.width must be a number in (0, 1]"),
+    (lambda d: (d.setdefault("worker", {}).update(interleaved=True), d["results"][0].update(samples_ms=["a", None])),
+     "results[0].samples_ms[0] must be a finite number of milliseconds >= 0"),
+    # a p90 below its own p50 is no measurement (the table showed p90 0.00 and PASS)
+    (lambda d: d["results"][0]["latency_ms"].update(p50_ms=5.0, p90_ms=0.001),
+     "results[0].latency_ms.p90_ms must be at least p50_ms (5.0)"),
 ])
 def test_report_refuses_a_corrupt_bench_file(bench_json, tmp_path, edit, field):
     """A bench JSON that parses but has a malformed field: one line naming the file and the field, exit 2,
@@ -253,7 +267,9 @@ def test_report_takes_device_rows_beside_bench_results(bench_json, tmp_path):
                                     project=False))
     npu = [r for r in res.rows if r.ep_ran.startswith("QNN")]
     assert len(npu) == 1 and npu[0].p50_ms is None and npu[0].device == "snapdragon-sm8650"
-    assert npu[0].budget_pass is True and "size 0.3 MB <= 50 MB" in npu[0].budget_why
+    # no latency (emulated): the latency budget is not judged, so the row is not PASS on its size alone
+    assert npu[0].budget_pass is None and npu[0].latency_unjudged
+    assert "not judged" in npu[0].budget_why and "size 0.3 MB <= 50 MB" in npu[0].budget_why
     assert "QNN (HTP v75, EMULATED)" in (tmp_path / "r" / "report.html").read_text()
     assert len(res.rows) == 1 + 6 * 2
 
@@ -347,3 +363,74 @@ def test_a_report_that_fails_to_render_leaves_the_folder_as_it_was(bench_json, t
     with pytest.raises(RuntimeError, match="renderer bug"):
         build_report(ReportConfig(results=(bench,), out_dir=out, profiles=("kirin990", "raspberry-pi-4")))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_report_refuses_a_length_longer_than_the_models_positions(bench_json, tmp_path):
+    """A result at a sequence length the model file cannot take (the file replaced after the bench): one line
+    naming the field, exit 2 (ONNX Runtime failed inside the projection: an internal error)."""
+    bench, _, _ = bench_json
+    data = json.loads(bench.read_text())
+    data["results"][0]["seq_len"] = 1000
+    bad = tmp_path / "b.json"
+    bad.write_text(json.dumps(data))
+    r = CliRunner().invoke(main, ["report", str(bad), "-o", str(tmp_path / "rep"), "--profile", "kirin990"])
+    line = _err_line(r)
+    assert r.exit_code == 2 and "results[0].seq_len 1000 is longer than the position table" in line, r.output
+    assert not (tmp_path / "rep").exists()
+
+
+def _relative_bench(bench, folder, *, recorded: bool = False):
+    """The bench JSON rewritten with model paths relative to ``folder`` (where it is written), as `bench`
+    writes them when run there; ``recorded``: keep the absolute path the bench recorded per model."""
+    import os
+
+    data = json.loads(bench.read_text())
+    for res in data["results"]:
+        res["model"] = os.path.relpath(res["model"], folder)
+    for m in data["models"]:
+        m["path"] = os.path.relpath(m["path"], folder)
+        if not recorded:
+            m["session"]["model"] = "/nonexistent/" + Path(m["path"]).name
+    out = folder / "rel-bench.json"
+    out.write_text(json.dumps(data))
+    return out
+
+
+def test_report_finds_models_beside_the_bench_json(bench_json, tmp_path, monkeypatch):
+    """Relative model paths in a bench JSON are read from the JSON's own folder, not from wherever the report
+    runs (from another folder every precision was 'unknown', nothing was projected and every row read PASS)."""
+    bench, _, _ = bench_json
+    rel = _relative_bench(bench, bench.parent)
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["report", str(rel), "-o", "r", "--profile", "kirin990"])
+    assert r.exit_code == 0, r.output
+    assert "warning" not in r.stderr, r.stderr
+    rows = json.loads((tmp_path / "r" / "report.json").read_text())["rows"]
+    assert {x["precision"] for x in rows} == {"fp32", "int8"}
+    assert all(x["device_latency_source"] == "projected" and x["budget_pass"] in (True, False) for x in rows)
+
+
+def test_a_row_without_latency_is_never_pass_nor_the_best_fit(bench_json, tmp_path, monkeypatch):
+    """No device latency (model files not found from the bench JSON, or --no-projection): the latency budget is
+    'not judged', never PASS; no variant is starred as the best fit; one warning line says why."""
+    bench, _, models = bench_json
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    rel = _relative_bench(bench, bench.parent)
+    (lone / "b.json").write_text(rel.read_text())  # the JSON moved away from its models
+    monkeypatch.chdir(lone)
+    for args, why in ((["b.json"], "model file(s) named in the bench JSON not found (w1_d1_fp32.onnx"),
+                      ([str(bench), "--no-projection"], "--no-projection given")):
+        out = tmp_path / f"r{len(args)}"
+        r = CliRunner().invoke(main, ["report", *args, "-o", str(out), "--profile", "kirin990"])
+        assert r.exit_code == 0, r.output
+        warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+        assert len(warnings) == 1 and "no device latency for kirin990 (12 rows)" in warnings[0], r.stderr
+        assert why in warnings[0] and "not judged" in warnings[0]
+        rep = json.loads((out / "report.json").read_text())
+        assert all(x["budget_pass"] is not True and x["latency_unjudged"] for x in rep["rows"])
+        (summary,) = rep["summary"]
+        assert not summary["fits"] and "model" not in summary and summary["verdict"].startswith("none judged")
+        md = (out / "report.md").read_text()
+        assert "PASS" not in md and "★" not in md and "not judged" in md
+        assert "0 within budget, 12 not judged: no latency" in r.output

@@ -161,3 +161,85 @@ def test_onnx_eval_uses_the_tokenizer_folders_labels(trained, tmp_path):
     a, b = json.loads(out_t.read_text()), json.loads(out_o.read_text())
     assert a["examples"] == b["examples"] and a["n"] == b["n"] == 12
     assert a["accuracy"] == b["accuracy"]
+
+
+def test_eval_output_never_overwrites_what_it_reads(trained, tmp_path):
+    """`eval -o` onto the model, its test file or its tokenizer replaced them with the JSON record (rc 0): each
+    is now refused in one line before any work, and nothing is touched."""
+    import shutil
+
+    from deploytool.export import ExportConfig, export
+
+    m = tmp_path / "m"
+    shutil.copytree(trained["model"], m)
+    export(ExportConfig(model=str(m), task="sequence-classification"), m / "model.onnx")
+    f = _write(tmp_path / "t.csv", [(r["text"], r["label"]) for r in trained["rows"][:20]])
+    for model, target in [(m / "model.onnx", m / "model.onnx"), (m / "model.onnx", f),
+                          (m / "model.onnx", m / "vocab.txt"), (m / "model.onnx", m / "config.json"),
+                          (m, m / "model.safetensors"), (m, m / "tokenizer.json")]:
+        before = {p: p.read_bytes() for p in (target, f, m / "model.onnx")}
+        _fails(["eval", str(model), "--test-file", str(f), "--threads", "1", "-o", str(target)],
+               str(target), "output would overwrite the input")
+        assert {p: p.read_bytes() for p in before} == before
+
+
+def test_eval_record_states_percent_and_is_read_as_such(trained, tmp_path):
+    """An eval at 1 % accuracy was read back by `report`/`fit` as 100 % (interval 17.7-544.9 %): the record had no
+    unit and the reader guessed fractions from the size. It says "unit": "percent" now, and a record without it
+    (an older file) is read by its own counts, never by its size."""
+    from deploytool.accuracy import load_accuracy_records
+
+    rows = trained["rows"][:100]
+    f = _write(tmp_path / "t.csv", [(r["text"], r["label"]) for r in rows])
+    first = tmp_path / "first.json"
+    _ok(["eval", str(trained["model"]), "--test-file", str(f), "--threads", "1", "-o", str(first)])
+    r = json.loads(first.read_text())
+    names = r["label_names"]
+    pred = dict(zip(r["predictions"]["ids"], r["predictions"]["pred"]))
+    # every label the other one than the model predicts, but the first: 1 of 100 right
+    bad = _write(tmp_path / "bad.csv", [(x["text"], names[pred[i]] if i == 0 else names[1 - pred[i]])
+                                        for i, x in enumerate(rows)])
+    out = tmp_path / "e.json"
+    _ok(["eval", str(trained["model"]), "--test-file", str(bad), "--threads", "1", "-o", str(out)])
+    rec = json.loads(out.read_text())
+    assert rec["unit"] == "percent" and rec["accuracy"] == 1.0 and rec["n"] == 100 and rec["n_correct"] == 1
+    got = load_accuracy_records([out]).records[str(trained["model"].resolve())]
+    assert got.value == 1.0 and 0 <= got.low < 1.0 < got.high < 10
+    del rec["unit"]  # a record written before the unit was: its counts say percent
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(rec))
+    assert load_accuracy_records([old]).records[str(trained["model"].resolve())].value == 1.0
+
+
+@pytest.fixture(scope="module")
+def nameless(tmp_path_factory):
+    """A tiny 2-class classifier without label names (no id2label, as a fresh HF head) and its ONNX export."""
+    from deploytool.export import ExportConfig, export
+    from deploytool.testing.toy_text import tiny_classifier_folder
+
+    folder = tiny_classifier_folder(tmp_path_factory.mktemp("nameless") / "clsf")
+    assert "id2label" not in json.loads((folder / "config.json").read_text())
+    export(ExportConfig(model=str(folder), task="sequence-classification"), folder / "model.onnx")
+    return folder
+
+
+def test_test_file_with_one_label_and_a_model_without_label_names(nameless, trained, tmp_path):
+    """--help: "one label is enough". Without label names a file of one label failed with "expected [batch, 1]
+    logits (export a classifier model)". Labels that are class ids now work; names that cannot be matched say
+    why; a file with more labels than the model's classes says that, not "export a classifier"."""
+    texts = [r["text"] for r in trained["rows"][:30]]
+    ids = _write(tmp_path / "ids.csv", [(t, "1") for t in texts])
+    for model in (nameless / "model.onnx", nameless):
+        out = tmp_path / "e.json"
+        text = _ok(["eval", str(model), "--test-file", str(ids), "--threads", "1", "-o", str(out)])
+        r = json.loads(out.read_text())
+        assert r["n"] == 30 and r["n_correct"] == sum(1 for p in r["predictions"]["pred"] if p == 1)
+        assert set(r["predictions"]["label"]) == {1} and "read as its class ids" in text
+        one = _write(tmp_path / "one.csv", [(t, "pos") for t in texts])
+        line = _fails(["eval", str(model), "--test-file", str(one), "--threads", "1"],
+                      "1 label(s) (pos) of the model's 2 classes", "no label names (id2label)", "cannot be told")
+        assert "export a classifier" not in line
+    three = _write(tmp_path / "three.csv", [(t, "abc"[i % 3]) for i, t in enumerate(texts)])
+    line = _fails(["eval", str(nameless / "model.onnx"), "--test-file", str(three), "--threads", "1"],
+                  "3 labels (a, b, c) but the model classifies 2")
+    assert "export a classifier" not in line
