@@ -252,7 +252,7 @@ def _read_user_file(path: Path, text_col: str, label_col: str):
         raise InputFileError(f"{path}: is a directory, expected a .csv, .tsv or .jsonl file")
     suffix = path.suffix.lower()
     try:
-        raw = path.read_bytes().decode("utf-8")
+        raw = path.read_bytes().decode("utf-8-sig")  # a byte-order mark (Excel's "CSV UTF-8") is not text
     except UnicodeDecodeError:
         raw = path.read_bytes().decode("latin-1")
     rows: list[dict] = []
@@ -288,6 +288,11 @@ def _read_user_file(path: Path, text_col: str, label_col: str):
         texts.append(str(t))
         labels.append(str(lab).strip())
         ids.append(i)
+    if len(texts) < len(rows):
+        logger.warning("%s: %d of %d rows skipped (no text or no label in '%s'/'%s')", path, len(rows) - len(texts),
+                       len(rows), text_col, label_col)
+    if not texts:
+        raise InputFileError(f"{path}: no row has both a text ('{text_col}') and a label ('{label_col}')")
     return texts, labels, ids
 
 

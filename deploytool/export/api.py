@@ -17,7 +17,7 @@ from deploytool.export.alibi_buffers import shrunk_alibi_buffers
 from deploytool.export.config import ExportConfig, Exporter, ExportResult
 from deploytool.export.hf import architecture, load_hf_model
 from deploytool.models import resolve_model
-from deploytool.onnx_io import check_writable
+from deploytool.onnx_io import check_output_path, check_writable
 
 logger = logging.getLogger(__name__)
 
@@ -189,5 +189,7 @@ def export(config: ExportConfig, out_path: str | os.PathLike) -> ExportResult:
     """Export ``config.model`` to ``out_path`` (validated unless ``config.validate`` is False)."""
     check_writable(out_path)
     folder = resolve_model(config.model)
+    with contextlib.suppress(OSError):  # the output may not replace a file of the model folder it reads
+        check_output_path(out_path, inputs=tuple(f for f in Path(folder).iterdir() if f.is_file()))
     model = load_hf_model(folder, config.task, trust_remote_code=config.trust_remote_code)
     return export_loaded(model, out_path, config)

@@ -3263,6 +3263,10 @@ def find_structure(model: ir.Model) -> EncoderStructure:
     try:
         return _Finder(model).find()
     except StructureError as e:
+        dropout = _training_dropout(model)
+        if dropout is not None:  # the finder reads an inference graph; say what is wrong with this one
+            raise StructureError(f"node '{dropout.name}' (Dropout) runs in training mode (training_mode true): the "
+                                 "model was exported in training mode; export it again after model.eval()") from e
         if hint in _NAMED_WHEN_REFUSED:
             # a graph of a family read by structure only in the forms seen so far: name the family and the
             # piece this graph lacks, in one line
@@ -3270,6 +3274,17 @@ def find_structure(model: ir.Model) -> EncoderStructure:
             raise StructureError(f"{hint}: {msg} ({_NAMED_WHEN_REFUSED[hint]} not supported by the structured "
                                  f"passes in this form)") from e
         raise
+
+
+def _training_dropout(model: ir.Model) -> ir.Node | None:
+    """The first Dropout whose ``training_mode`` input is a constant true (an export of a module left in train
+    mode), or None."""
+    for node in model.graph.all_nodes():
+        if node.op_type == "Dropout" and node.domain in ("", "ai.onnx") and len(node.inputs) > 2:
+            c = small_const(node.inputs[2]) if node.inputs[2] is not None else None
+            if c is not None and c.size == 1 and bool(c.reshape(-1)[0]):
+                return node
+    return None
 
 
 def _is_scalar(v: ir.Value | None, value: float) -> bool:

@@ -97,10 +97,10 @@ ProgressFn = Callable[[str, str], None]  # (step name, status: "start" | "cached
 def _file_inputs(params: Any) -> list[str]:
     """``file:<sha256>`` of every existing file a step's options name (a user's CSV, an importance
     file): the step's key changes when the file's content does, not only when its path does."""
-    from deploytool.recipes.cache import file_digest
+    from deploytool.recipes.cache import canonical, file_digest
 
     out: list[str] = []
-    stack = [params]
+    stack = [canonical(params)]  # a typed spec (the eval's data file) as the mapping of its fields
     while stack:
         x = stack.pop()
         if isinstance(x, dict):
@@ -185,6 +185,12 @@ def check_recipe(recipe: Recipe) -> list[str]:
             S.train_config(t, tmp, tmp, f"train[{i}] {t.kind.value}")
             _check_files(t.params, f"train[{i}] {t.kind.value}")
             plan.append(f"train[{i}] {t.kind.value}")
+    from deploytool.export.config import ExportConfig
+
+    try:  # the exporter's own opset range (the schema allows every opset some exporter takes)
+        ExportConfig(model=recipe.model.ref, exporter=recipe.export.exporter, opset=recipe.export.opset)
+    except ConfigError as e:
+        raise ConfigError(f"export: {e}") from None
     plan.append(f"export ({recipe.export.exporter})")
     for i, p in enumerate(recipe.passes):
         S.pass_config(p, f"passes[{i}] {p.kind.value}")
@@ -219,12 +225,34 @@ def check_recipe(recipe: Recipe) -> list[str]:
 def _check_files(params: dict[str, Any], where: str) -> None:
     """A file a step reads (``data``, ``importance``, ``calib``) that is not there: refused by ``--check`` too,
     not when the step starts. A dataset's name (``rotten-tomatoes``) is not a file."""
+    from deploytool.choices import did_you_mean
+    from deploytool.data import dataset_names, load_dataset
     from deploytool.recipes.schema import looks_like_file
 
     for key in ("data", "importance", "calib"):
-        v = params.get(key)
-        if isinstance(v, str) and looks_like_file(v) and not Path(v).exists():
+        if key not in params or params[key] is None:
+            continue
+        v = params[key]
+        if not isinstance(v, str):
+            raise ConfigError(f"{where}: {key}: expected a dataset name or a file path, got {type(v).__name__}")
+        if looks_like_file(v) and not Path(v).exists():
             raise ConfigError(f"{where}: {key}: {v} does not exist")
+        if key == "importance":
+            continue
+        if not looks_like_file(v) and v not in dataset_names():
+            raise ConfigError(f"{where}: {key}: {v!r} is neither a file nor a built-in dataset "
+                              f"({', '.join(dataset_names())}){did_you_mean(v, dataset_names())}")
+        if looks_like_file(v) and Path(v).is_file() and Path(v).stat().st_size <= _READ_AT_CHECK_BYTES:
+            # its columns and rows now, not after the training and the export
+            cols = {c: params[c] for c in ("text_col", "label_col") if isinstance(params.get(c), str)}
+            try:
+                load_dataset(v, whole=True, **cols)
+            except DeployError as e:
+                raise ConfigError(f"{where}: {key}: {e}") from None
+
+
+#: data files up to this size are read by ``--check`` (columns, rows); larger ones when their step runs
+_READ_AT_CHECK_BYTES = 64 << 20
 
 
 def base_precision(recipe: Recipe) -> tuple[Precision, str | None]:
@@ -263,6 +291,22 @@ def _sweep_precisions(recipe: Recipe) -> list[tuple[str, Precision | None]]:
     return out
 
 
+def _refuse_model_folder(out: Path, recipe: Recipe) -> None:
+    """OutputPathError when the run's folder is the model folder the recipe reads, or inside it (the run writes
+    models/, report/ and steps/ there: into the user's checkpoint)."""
+    from deploytool.errors import OutputPathError
+    from deploytool.models import resolve_model
+
+    try:
+        model = Path(resolve_model(recipe.model.ref)).resolve()
+        target = out.resolve()
+    except (DeployError, OSError):
+        return
+    if target == model or model in target.parents:
+        raise OutputPathError(f"{out}: is the model folder the recipe reads ({recipe.model.ref}) or inside it; "
+                              "give the run a folder of its own")
+
+
 def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | None = None,
                store: str | Path | None = None, max_store_bytes: int | None = None) -> RunResult:
     """Run every step of ``recipe`` into ``out_dir`` (cached) and write the report.
@@ -276,6 +320,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
     # model, profiles, every step's config and the files the steps read
     check_recipe(rec)
     out = Path(out_dir)
+    _refuse_model_folder(out, rec)
     out.mkdir(parents=True, exist_ok=True)
     r = _Runner(recipe, out, progress, Path(store) if store is not None else None, max_store_bytes)
 

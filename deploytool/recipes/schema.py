@@ -32,11 +32,12 @@ Layout (all keys but ``schema_version``, ``name`` and ``model`` are optional)::
 from __future__ import annotations
 
 import enum
+import re
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
-from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 from typing_extensions import Annotated
 
 from deploytool.choices import did_you_mean, not_one_of
@@ -181,6 +182,18 @@ class SweepSpec:
     options: Annotated[dict[OneOf(Precision, [p for p in PRECISIONS if p != "fp32"]), dict[str, Any]],
                        BeforeValidator(lambda v: {} if v is None else v)] = Field(default_factory=dict)
 
+    @field_validator("width", "depth", "precision")
+    @classmethod
+    def _once_each(cls, values: tuple) -> tuple:
+        # a value given twice would build, benchmark and report the same variant twice
+        seen: set = set()
+        for i, v in enumerate(values):
+            key = float(v) if isinstance(v, (int, float)) else v
+            if key in seen:
+                raise invalid(f"{getattr(v, 'value', v)} appears twice", f"[{i}]")
+            seen.add(key)
+        return values
+
     def grid(self) -> list[tuple[float, float, Precision]]:
         return [(w, d, p) for w in self.width for d in self.depth for p in self.precision]
 
@@ -248,6 +261,14 @@ class Recipe:
         if "schema_version" in value and value["schema_version"] != SCHEMA_VERSION:
             raise invalid(f"expected {SCHEMA_VERSION}, got {value['schema_version']!r}", "schema_version")
         return {**value, "source": (info.context or {}).get("source", "<recipe>")}
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_file_name(cls, value: str) -> str:
+        # it names the output files (models/<name>-<variant>.onnx): a path ("../x", "a/b") would write elsewhere
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value) or ".." in value:
+            raise invalid(f"expected a plain name (letters, digits, '.', '_', '-'; no '/' or '..'), got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _across(self) -> "Recipe":

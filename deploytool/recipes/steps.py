@@ -29,18 +29,22 @@ def model_folder_and_digest(spec: ModelSpec) -> tuple[Path, str]:
     """The model folder and a digest of what is in it (config + weight file sizes and heads)."""
     from deploytool.models import resolve_model as _resolve, weight_files
 
+    from deploytool.recipes.cache import file_digest
+
     folder = _resolve(spec.ref)
     h = hashlib.sha256()
-    for f in sorted([folder / "config.json", *weight_files(folder)]):
+    # every byte of the config, the weights and the tokenizer's files: an edit anywhere in them (a same-size
+    # edit in the middle of a checkpoint, a changed vocabulary) runs the steps that read them again
+    tokenizer = [folder / n for n in _TOKENIZER_FILES]
+    for f in sorted({folder / "config.json", *weight_files(folder), *tokenizer}):
         if f.is_file():
-            st = f.stat()
-            h.update(f"{f.name}:{st.st_size}".encode())
-            with open(f, "rb") as fh:  # the first and last MB identify a checkpoint well enough
-                h.update(fh.read(1 << 20))
-                if st.st_size > 1 << 20:
-                    fh.seek(-(1 << 20), 2)
-                    h.update(fh.read())
+            h.update(f"{f.name}:{file_digest(f)}".encode())
     return folder, h.hexdigest()
+
+
+#: the files a Hugging Face tokenizer is read from (those a folder has)
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
+                    "merges.txt", "sentencepiece.bpe.model", "spiece.model", "added_tokens.json")
 
 
 def load_profiles(names: tuple[str, ...]):
@@ -103,6 +107,14 @@ def train_config(step: TrainStep, src: Path, tmp: Path, where: str):
     """The typed config of one training step (validated) and the library function that runs it."""
     cls_name, fn_name, src_field = _TRAIN[step.kind]
     data, rest = _split_params(step.params, where)
+    # the recipe sets the step's input, output and (ternary/binary) mode: given here they would train from or
+    # write to another place than the step's own folder, which the cache then records as done
+    reserved = {src_field, "model", "output", "reorder_output"} | ({"mode"} if step.kind in (TrainKind.TERNARY,
+                                                                                            TrainKind.BINARY) else set())
+    given = sorted(k for k in rest if k in reserved)
+    if given:
+        raise ConfigError(f"{where}: {', '.join(given)}: set by the recipe (the step's input model, output folder "
+                          "and kind), not an option of a recipe step; remove it")
     kwargs: dict[str, Any] = {src_field: src if src_field == "teacher" else str(src), "output": tmp / "model",
                               "data": data, **rest}
     if step.kind is TrainKind.IMPORTANCE:
@@ -215,7 +227,7 @@ def eval_step(model: Path, tokenizer_dir: Path, spec: EvalSpec, tmp: Path, *,
 def accuracy_entry(metrics: dict) -> dict[str, Any]:
     """What accuracy.json keeps of an eval record: the figure, n, its interval, the examples' identity
     and each example's correctness (sorted by id; what the report's paired test reads)."""
-    out = {k: metrics[k] for k in ("accuracy", "metric", "n", "ci95", "examples", "f1_macro", "cosine_mean",
+    out = {k: metrics[k] for k in ("accuracy", "unit", "metric", "n", "ci95", "examples", "f1_macro", "cosine_mean",
                                    "cosine_min", "scores", "correct") if k in metrics}
     pr = metrics.get("predictions")
     if isinstance(pr, dict) and "correct" not in out:

@@ -104,6 +104,20 @@ def read_meta(folder: str | os.PathLike) -> dict:
         return {}
 
 
+def require_classifier(folder: str | os.PathLike, role: str = "teacher") -> None:
+    """A model without a trained classifier head would teach (or score) noise: refuse it before any work."""
+    import json
+
+    folder = Path(folder)
+    try:
+        archs = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError) as e:
+        raise DeployError(f"{role} {folder}: unreadable config.json ({e})") from e
+    if not any("SequenceClassification" in a for a in archs):
+        raise DeployError(f"{role} {folder} has no sequence-classification head ({', '.join(archs) or '?'}); "
+                          f"fine-tune it first (deploytool train)")
+
+
 def check_output_folder(path: str | os.PathLike, *, inputs: tuple = ()) -> Path:
     """Refuse (before any training) an output that is a file, an input folder, or unwritable."""
     p = Path(path)

@@ -238,16 +238,9 @@ def _remap_teacher(t, gmap, student_layers):
 
 
 def _require_classifier(folder: Path) -> None:
-    """A teacher without a trained classifier head would teach noise: refuse it before any work."""
-    import json
+    from deploytool.train.checkpoint import require_classifier
 
-    try:
-        archs = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures") or []
-    except (OSError, ValueError) as e:
-        raise DeployError(f"teacher {folder}: unreadable config.json ({e})") from e
-    if not any("SequenceClassification" in a for a in archs):
-        raise DeployError(f"teacher {folder} has no sequence-classification head ({', '.join(archs) or '?'}); "
-                          f"fine-tune it first (deploytool train)")
+    require_classifier(folder, "teacher")
 
 
 def distill(cfg: DistillConfig) -> dict:

@@ -30,13 +30,13 @@ import torch
 
 from deploytool.train.batching import encode, load_data, make_accelerator
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
-    resolve_folder, save_folder
+    require_classifier, resolve_folder, save_folder
 from deploytool.train.config import DynaBertConfig
 from deploytool.train.evaluate import evaluate_torch
 from deploytool.train.importance import head_neuron_importance, reorder_model
 from deploytool.train.losses import distill_loss
 from deploytool.train.loop import run_loop
-from deploytool.train.subnet import check_supported, subnet_forward
+from deploytool.train.subnet import check_sizes, check_supported, subnet_forward
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +83,14 @@ def _inputs(b):
 def train_dynabert(cfg: DynaBertConfig) -> dict:
     t0 = time.perf_counter()
     folder = resolve_folder(cfg.teacher)
+    require_classifier(folder, "teacher")  # a random head would teach noise
     check_output_folder(cfg.output, inputs=(folder,))
     ds = load_data(cfg.data)
     acc = make_accelerator(cfg.threads, cfg.cpu, cfg.data.seed)
     tok = load_tokenizer(folder)
     model = load_classifier(folder, num_labels=ds.num_labels)
     check_supported(model)
+    check_sizes(model, cfg.widths, cfg.depths if cfg.depth_epochs > 0 else ())
     pad = tok.pad_token_id or 0
     enc = encode(tok, ds.train, cfg.data.max_length, limit=cfg.data.max_train, what="train")
 

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from deploytool.errors import OutputPathError
 from deploytool.train.batching import batches, encode, load_data, model_inputs
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
-    resolve_folder, save_folder
+    require_classifier, resolve_folder, save_folder
 from deploytool.train.config import ImportanceConfig
 from deploytool.train.subnet import check_supported, encoder_of
 
@@ -97,8 +100,16 @@ def compute_importance(cfg: ImportanceConfig) -> dict:
     t0 = time.perf_counter()
     torch.set_num_threads(cfg.threads)
     folder = resolve_folder(cfg.model)
-    check_output_path(cfg.output)
+    require_classifier(folder, "model")  # the gradients of a random head's loss say nothing of the heads
+    reads = [f for f in Path(folder).iterdir() if f.is_file()]
+    data = getattr(cfg.data, "data", None)
+    if isinstance(data, (str, os.PathLike)) and Path(data).is_file():
+        reads.append(Path(data))
+    check_output_path(cfg.output, inputs=tuple(reads))  # not the model's files, not the data it scores on
     if cfg.reorder_output is not None:
+        if Path(cfg.reorder_output).resolve() == Path(cfg.output).resolve():
+            raise OutputPathError(f"{cfg.output}: the importance file and the reordered model (--reorder) would be "
+                                  "written to the same path; give two")
         check_output_folder(cfg.reorder_output, inputs=(folder,))
     ds = load_data(cfg.data)
     tok = load_tokenizer(folder)

@@ -56,7 +56,7 @@ from torch.nn.utils import parametrize
 from deploytool.quant.quantizers import binarize, dequantize, split_ternary, ternarize
 from deploytool.train.batching import encode, load_data, make_accelerator
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
-    resolve_folder, save_folder
+    require_classifier, resolve_folder, save_folder
 from deploytool.train.config import QATConfig, QuantMode
 from deploytool.train.evaluate import evaluate_torch
 from deploytool.train.losses import distill_loss
@@ -164,6 +164,7 @@ def freeze_quantized(model):
 def train_qat(cfg: QATConfig) -> dict:
     t0 = time.perf_counter()
     folder = resolve_folder(cfg.teacher)
+    require_classifier(folder, "teacher")  # a random head would teach noise
     check_output_folder(cfg.output, inputs=(folder,))
     ds = load_data(cfg.data)
     acc = make_accelerator(cfg.threads, cfg.cpu, cfg.data.seed)

@@ -61,6 +61,22 @@ def kept_layers(num_layers: int, depth: float) -> list[int]:
     return depth_keep(depth, num_layers) or [0]
 
 
+def check_sizes(model, widths, depths) -> None:
+    """ConfigError for a width that keeps no head or a depth that keeps no layer of ``model`` (the slice pass
+    refuses the same sub-network: it could never be cut from the export)."""
+    from deploytool.errors import ConfigError
+
+    heads, layers = int(model.config.num_attention_heads), int(model.config.num_hidden_layers)
+    for w in widths:
+        if width_keep(w, heads) < 1:
+            raise ConfigError(f"widths: {w:g} keeps round({w:g} * {heads}) = 0 of {heads} heads; use a width >= "
+                              f"{0.5 / heads:.3g}")
+    for d in depths:
+        if d < 1.0 and not depth_keep(d, layers):
+            raise ConfigError(f"depths: {d:g} keeps round({d:g} * {layers}) = 0 of {layers} layers; use a depth >= "
+                              f"{0.5 / layers:.3g}")
+
+
 def check_supported(model) -> None:
     mt = getattr(model.config, "model_type", "?")
     if mt not in SUPPORTED:

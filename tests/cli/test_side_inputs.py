@@ -208,3 +208,31 @@ def test_a_full_disk_is_one_line_naming_the_output(tiny_onnx, tmp_path, monkeypa
     text = res.output + (res.stderr if hasattr(res, "stderr") and res.stderr_bytes is not None else "")
     assert "No space left on device" in text and str(out) in text and "internal error" not in text
     assert not out.exists()
+
+
+def test_a_model_exported_in_training_mode_is_named_as_such(tmp_path):
+    """A module left in train mode exports Dropout with training_mode true: the structured passes say so (they
+    said a residual was missing, as for a pre-LayerNorm decoder)."""
+    import torch
+
+    from deploytool.testing.tiny import tiny_model
+
+    m = tiny_model("bert", layers=2).train()
+
+    class W(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask):
+            return self.m(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    src = tmp_path / "train.onnx"
+    axes = {0: "b", 1: "s"}
+    torch.onnx.export(W(m), (torch.randint(3, 90, (2, 8)), torch.ones(2, 8, dtype=torch.long)), str(src),
+                      opset_version=17, input_names=["input_ids", "attention_mask"], output_names=["y"],
+                      dynamic_axes={"input_ids": axes, "attention_mask": axes}, dynamo=False,
+                      training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False)
+    out = tmp_path / "s.onnx"
+    line = _one_error_line(_run("slice", src, "--width", "0.5", "-o", out))
+    assert "training mode" in line and "model.eval()" in line and not out.exists()

@@ -1,0 +1,216 @@
+"""Found by a session of trying to break recipes and the training commands (2026-12-06):
+
+- the eval step's key did not hold its data file's digest (a typed spec was not walked): flipping every label in
+  the eval CSV reused the old accuracy;
+- the model's digest read the first and last MB of each weight file and no tokenizer file: a same-size edit in the
+  middle of a checkpoint, or a new vocabulary, reused every step;
+- a train step's ``output:`` (or ``model:``) was accepted, wrote elsewhere, and the step was recorded as done;
+- the recipe's ``name`` (which names the output files) could be a path (``../../x``);
+- ``export -o FOLDER/model.safetensors``, ``importance -o DATA.csv`` and ``run -o MODEL_FOLDER`` wrote over the
+  files they read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploytool.errors import ConfigError, DeployError, OutputPathError
+from deploytool.recipes import load_recipe
+from deploytool.testing.toy_text import tiny_classifier_folder, toy_csv
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inputs")
+    tiny_classifier_folder(root / "model", layers=2, hidden=32, heads=4, ffn=64)
+    toy_csv(root / "toy.csv", n=40)
+    return root
+
+
+def _recipe(root: Path, name: str = "t", **changes) -> Path:
+    doc = {"schema_version": 1, "name": name, "model": {"path": "model"}, "task": "sequence-classification",
+           "train": [{"finetune": {"data": "toy.csv", "max_train": 16, "max_length": 16, "epochs": 1}}],
+           "eval": {"data": "toy.csv", "split": "test", "max_length": 16}}
+    doc.update(changes)
+    p = root / f"recipe-{abs(hash(json.dumps(doc, sort_keys=True)))}.yaml"
+    p.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return p
+
+
+@pytest.mark.parametrize("name", ["../../evil", "a/b", "..", ".hidden", "", "x" * 101])
+def test_a_recipe_name_is_a_plain_file_name(workspace, name):
+    with pytest.raises(ConfigError, match="name"):
+        load_recipe(_recipe(workspace, name))
+
+
+@pytest.mark.parametrize("key", ["output", "model", "teacher"])
+def test_a_train_step_may_not_set_its_own_input_or_output(workspace, key):
+    from deploytool.recipes.runner import check_recipe
+
+    step = {"finetune": {"data": "toy.csv", "epochs": 1, key: str(workspace / "elsewhere")}}
+    recipe = load_recipe(_recipe(workspace, train=[step]))
+    with pytest.raises(ConfigError, match=key):
+        check_recipe(recipe)
+
+
+def test_the_eval_steps_key_follows_its_data_files_bytes(workspace, tmp_path):
+    """The key's file inputs come from the eval spec's data file; flipping its labels changes them."""
+    from deploytool.recipes.runner import _file_inputs
+
+    data = tmp_path / "eval.csv"
+    data.write_text("text,label\na b c,0\nd e f,1\n")
+    recipe = load_recipe(_recipe(workspace, eval={"data": str(data), "split": "test"}))
+    before = _file_inputs({"eval": recipe.eval, "record": "per-example"})
+    data.write_text("text,label\na b c,1\nd e f,0\n")
+    after = _file_inputs({"eval": recipe.eval, "record": "per-example"})
+    assert before and after and before != after
+    assert after == [f"file:{hashlib.sha256(data.read_bytes()).hexdigest()}"]
+
+
+def test_the_models_digest_reads_every_byte_of_weights_and_tokenizer(tmp_path):
+    from deploytool.recipes.schema import ModelSpec
+    from deploytool.recipes.steps import model_folder_and_digest
+
+    folder = tiny_classifier_folder(tmp_path / "m", layers=2, hidden=64, heads=4, ffn=4096)
+    spec = ModelSpec(path=str(folder))
+    _, d0 = model_folder_and_digest(spec)
+    weights = folder / "model.safetensors"
+    blob = bytearray(weights.read_bytes())
+    assert len(blob) > 3 << 20  # the old digest read only the first and last MB
+    mid = len(blob) // 2
+    blob[mid] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    _, d1 = model_folder_and_digest(spec)
+    assert d1 != d0
+    tok = folder / "tokenizer.json"
+    tok.write_text(tok.read_text().replace('"[UNK]"', '"[UNK2]"', 1))
+    _, d2 = model_folder_and_digest(spec)
+    assert d2 != d1
+
+
+@pytest.mark.parametrize("target", ["model.safetensors", "config.json"])
+def test_export_may_not_write_over_a_file_of_the_model_folder(tmp_path, target):
+    from deploytool.export import export
+    from deploytool.export.config import ExportConfig, Task
+
+    folder = tiny_classifier_folder(tmp_path / "m", layers=2, hidden=32, heads=4, ffn=64)
+    before = (folder / target).read_bytes()
+    with pytest.raises(OutputPathError, match="overwrite the input"):
+        export(ExportConfig(model=str(folder), task=Task.SEQUENCE_CLASSIFICATION), folder / target)
+    assert (folder / target).read_bytes() == before
+
+
+def test_importance_may_not_write_over_its_data_or_both_outputs_to_one_path(workspace, tmp_path):
+    from deploytool.train.config import DataConfig, ImportanceConfig
+    from deploytool.train.importance import compute_importance
+
+    data = tmp_path / "in.csv"
+    data.write_bytes((workspace / "toy.csv").read_bytes())
+    cfg = ImportanceConfig(model=str(workspace / "model"), data=DataConfig(data=str(data), max_length=16),
+                           output=data)
+    with pytest.raises(OutputPathError, match="overwrite the input"):
+        compute_importance(cfg)
+    assert data.read_bytes() == (workspace / "toy.csv").read_bytes()
+    same = tmp_path / "same"
+    cfg = ImportanceConfig(model=str(workspace / "model"), data=DataConfig(data=str(data), max_length=16),
+                           output=same, reorder_output=same)
+    with pytest.raises(OutputPathError, match="same path"):
+        compute_importance(cfg)
+    assert not same.exists()
+
+
+def test_a_run_may_not_write_into_the_model_folder(workspace):
+    from deploytool.recipes.runner import run_recipe
+
+    recipe = load_recipe(_recipe(workspace))
+    listing = sorted(p.name for p in (workspace / "model").iterdir())
+    with pytest.raises(DeployError, match="model folder"):
+        run_recipe(recipe, workspace / "model")
+    with pytest.raises(DeployError, match="model folder"):
+        run_recipe(recipe, workspace / "model" / "runs")
+    assert sorted(p.name for p in (workspace / "model").iterdir()) == listing
+
+
+@pytest.mark.parametrize("sweep, where", [({"width": [1.0, 0.5, 0.5]}, "sweep.width[2]"),
+                                          ({"depth": [1, 1.0]}, "sweep.depth[1]"),
+                                          ({"precision": ["fp32", "int8", "int8"]}, "sweep.precision[2]")])
+def test_a_sweep_names_each_value_once(workspace, sweep, where):
+    with pytest.raises(ConfigError, match=re.escape(where) + r": .* appears twice"):
+        load_recipe(_recipe(workspace, sweep=sweep))
+
+
+def test_a_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path):
+    from deploytool.data import load_dataset
+
+    p = tmp_path / "bom.csv"
+    p.write_bytes("text,label\na b c,0\nd e f,1\ng h i,0\nj k l,1\n".encode("utf-8-sig"))
+    ds = load_dataset(str(p), whole=True)
+    texts = [t for name in ("train", "dev", "test") for t in ds.split(name).texts]
+    assert sorted(texts) == ["a b c", "d e f", "g h i", "j k l"]
+
+
+def test_rows_without_a_label_are_counted_not_dropped_in_silence(tmp_path, caplog):
+    from deploytool.data import load_dataset
+
+    p = tmp_path / "holes.csv"
+    p.write_text("text,label\n" + "".join(f"t{i} a,{'' if i % 5 == 0 else i % 2}\n" for i in range(20)))
+    with caplog.at_level("WARNING"):
+        load_dataset(str(p), whole=True)
+    assert any("4 of 20 rows skipped" in r.getMessage() for r in caplog.records)
+
+
+def test_dynabert_refuses_a_width_or_depth_that_keeps_nothing(workspace, tmp_path):
+    """The slice pass refuses these sub-networks; training them (as one head or layer) reported accuracies under a
+    width the export could never be cut to."""
+    from deploytool.train.config import DataConfig, DynaBertConfig
+    from deploytool.train.dynabert import train_dynabert
+
+    data = DataConfig(data=str(workspace / "toy.csv"), max_length=16, max_train=16)
+    for widths, depths, what in (((0.01, 1.0), (1.0,), "widths: 0.01 keeps"), ((1.0,), (0.01, 1.0), "depths: 0.01")):
+        cfg = DynaBertConfig(teacher=workspace / "model", output=tmp_path / "out", data=data, widths=widths,
+                             depths=depths, width_epochs=0.01, depth_epochs=0.01)
+        with pytest.raises(ConfigError, match=what):
+            train_dynabert(cfg)
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_teacher_without_a_classifier_head_is_refused(workspace, tmp_path):
+    """dynabert, qat and importance took a plain encoder and trained or scored against a random head."""
+    from deploytool.testing.tiny import tiny_model
+    from deploytool.testing.toy_text import toy_tokenizer
+    from deploytool.train.config import DataConfig, DynaBertConfig, ImportanceConfig, QATConfig
+    from deploytool.train.dynabert import train_dynabert
+    from deploytool.train.importance import compute_importance
+    from deploytool.train.qat import train_qat
+
+    enc = tmp_path / "enc"
+    tiny_model("bert", layers=2, hidden=32, heads=4, ffn=64).save_pretrained(enc)
+    toy_tokenizer(enc)
+    data = DataConfig(data=str(workspace / "toy.csv"), max_length=16, max_train=16)
+    for run, cfg in ((train_dynabert, DynaBertConfig(teacher=enc, output=tmp_path / "d", data=data)),
+                     (train_qat, QATConfig(teacher=enc, output=tmp_path / "q", data=data)),
+                     (compute_importance, ImportanceConfig(model=str(enc), data=data, output=tmp_path / "i.json"))):
+        with pytest.raises(DeployError, match="no sequence-classification head"):
+            run(cfg)
+    assert not any((tmp_path / n).exists() for n in ("d", "q", "i.json"))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"train": [{"finetune": {"data": "rotten-tomatos"}}]}, "did you mean 'rotten-tomatoes'"),
+    ({"train": [{"finetune": {"data": 5}}]}, "expected a dataset name or a file path, got int"),
+    ({"train": [{"finetune": {"data": ["a", "b"]}}]}, "got list"),
+    ({"export": {"exporter": "torch", "opset": 13}}, "export: opset=13 out of range for exporter torch"),
+    ({"eval": {"data": "wrongcols.csv"}}, "no column 'text'"),
+])
+def test_check_finds_what_used_to_fail_after_minutes_of_work(workspace, change, message):
+    from deploytool.recipes.runner import check_recipe
+
+    (workspace / "wrongcols.csv").write_text("sentence,target\na b,0\nc d,1\n")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_recipe(load_recipe(_recipe(workspace, **change)))
