@@ -14,16 +14,19 @@ one, and any failure into one :class:`~deploytool.errors.ConfigError` line::
 
 The field types below (:func:`Integer`, :data:`Fraction`, :func:`Number`, :data:`Text`, :func:`Choice`,
 :func:`OneOf`) carry deploytool's own wording; a validator that needs a rule of its own raises
-:func:`invalid`. The mechanism's only module-level state is the configuration constant.
+:func:`invalid`. The mechanism's only module-level state is constants: the configuration and two limits
+(:data:`MAX_YAML_NODES`, the length of a message).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import math
 import os
 import re
+import reprlib
 import typing
 from typing import Annotated, Any, Mapping, Sequence
 
@@ -36,7 +39,7 @@ from deploytool.errors import ConfigError
 
 __all__ = ["Choice", "FilePath", "Flag", "Fraction", "Integer", "Number", "OneOf", "Text", "format_error", "invalid", "kind_of",
            "safe_load_yaml",
-           "schema", "validate"]
+           "schema", "show", "validate"]
 
 # unknown keys are errors; types are checked by the field types below (lax elsewhere: a YAML list fills
 # a tuple, a mapping fills a nested schema)
@@ -72,20 +75,52 @@ def invalid(message: str, at: str = "") -> PydanticCustomError:
     return PydanticCustomError("deploytool", "{message}", {"message": message, "at": at})
 
 
+def show(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (``'abc...``), for messages that echo a bad value.
+
+    Bounded in time and memory too: a container is summarised by :mod:`reprlib` (a few items, a few levels),
+    never fully expanded (a YAML alias bomb's repr is hundreds of MB), and an int too long for ``repr`` is
+    described by its size."""
+    if isinstance(value, str):
+        s = repr(value[: 2 * limit])  # the same first characters as the whole repr, and as long when cut
+    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 8 * limit:
+        return f"<about {int(value.bit_length() * math.log10(2)) + 1} digits>"
+    else:
+        r = reprlib.Repr()
+        r.maxlevel, r.maxstring, r.maxother, r.maxlong = 3, limit, limit, limit
+        r.maxlist = r.maxtuple = r.maxdict = r.maxset = r.maxfrozenset = r.maxdeque = r.maxarray = 8
+        try:
+            s = r.repr(value)
+        except Exception:  # noqa: BLE001 - a value whose repr fails is still named
+            s = f"<{type(value).__name__}>"
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis (a key or value echoed in a message)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def kind_of(value: Any) -> str:
     """How a message names a wrong value: ``str 'many'``, ``list``, ``nothing``."""
     if value is None:
         return "nothing"
     if isinstance(value, (dict, list, tuple)):
         return "mapping" if isinstance(value, dict) else "list"
-    s = repr(value)
-    return f"{type(value).__name__} {s if len(s) <= 60 else s[:57] + '...'}"
+    return f"{type(value).__name__} {show(value, 60)}"
 
 
 # ------------------------------------------------------------------------------------ field types
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and not (isinstance(v, float) and math.isnan(v))
+    """An int or a finite float (not a bool): NaN and infinity are no measure of anything, and ``inf``
+    would reach JSON output as the non-standard ``Infinity``."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def Integer(lo: int | None = None, hi: int | None = None, what: str = "") -> Any:  # noqa: N802 - a type
@@ -98,7 +133,7 @@ def Integer(lo: int | None = None, hi: int | None = None, what: str = "") -> Any
         if isinstance(v, bool) or not isinstance(v, int):
             raise invalid(f"expected {label}, got {kind_of(v)}")
         if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise invalid(f"expected {label}, got {v}")
+            raise invalid(f"expected {label}, got {show(v)}")
         return v
 
     return Annotated[int, PlainValidator(check)]
@@ -108,7 +143,7 @@ def _fraction(v: Any) -> float:
     if not _is_number(v):
         raise invalid(f"expected a number in (0, 1], got {kind_of(v)}")
     if not 0 < v <= 1:
-        raise invalid(f"expected a number in (0, 1], got {v}")
+        raise invalid(f"expected a number in (0, 1], got {show(v)}")
     return float(v)
 
 
@@ -117,14 +152,14 @@ Fraction = Annotated[float, PlainValidator(_fraction)]
 
 
 def Number(unit: str = "", *, positive: bool = True, allow_zero: bool = False) -> Any:  # noqa: N802 - a type
-    """A float or int (not a bool, not NaN); ``positive``: > 0, or >= 0 with ``allow_zero``."""
+    """A float or int (not a bool, not NaN, not infinite); ``positive``: > 0, or >= 0 with ``allow_zero``."""
     u = f" ({unit})" if unit else ""
 
     def check(v: Any) -> float:
         if not _is_number(v):
             raise invalid(f"expected a number{u}, got {kind_of(v)}")
         if positive and (v < 0 or (v == 0 and not allow_zero)):
-            raise invalid(f"expected a {'non-negative' if allow_zero else 'positive'} number{u}, got {v!r}")
+            raise invalid(f"expected a {'non-negative' if allow_zero else 'positive'} number{u}, got {show(v)}")
         return float(v)
 
     return Annotated[float, PlainValidator(check)]
@@ -160,11 +195,22 @@ def _text(v: Any) -> str:
 Text = Annotated[str, PlainValidator(_text)]
 
 
+def _not_one_of(choices: Sequence[str], v: Any) -> str:
+    """:func:`~deploytool.choices.not_one_of` with the value in brief: a long string cut, a list or mapping
+    named by its kind (its repr may be huge)."""
+    if isinstance(v, str):
+        return not_one_of(choices, _cut(v))
+    if isinstance(v, enum.Enum):
+        return not_one_of(choices, v)
+    got = kind_of(v) if isinstance(v, (dict, list, tuple, set, frozenset)) else show(v)
+    return f"expected one of {', '.join(choices)}, got {got}"
+
+
 def Choice(*values: str) -> Any:  # noqa: N802 - a type
     """One of ``values`` (exact spelling), with a did-you-mean."""
     def check(v: Any) -> str:
         if not isinstance(v, str) or v not in values:
-            raise invalid(not_one_of(values, v))
+            raise invalid(_not_one_of(values, v))
         return v
 
     return Annotated[str, PlainValidator(check)]
@@ -178,7 +224,7 @@ def OneOf(cls, values: Sequence[str] | None = None) -> Any:  # noqa: N802 - a ty
     def check(v: Any):
         m = match_enum(cls, v, allowed=members) if isinstance(v, (str, cls)) else None
         if m is None:
-            raise invalid(not_one_of(enum_choices(cls, allowed=members), v))
+            raise invalid(_not_one_of(enum_choices(cls, allowed=members), v))
         return m
 
     return Annotated[cls, PlainValidator(check)]
@@ -200,7 +246,7 @@ def _path(loc: Sequence[Any]) -> str:
         if isinstance(x, int):
             out += f"[{x}]"
         else:
-            out += f".{x}" if out else str(x)
+            out += f".{_cut(str(x))}" if out else _cut(str(x))
     return out
 
 
@@ -243,6 +289,9 @@ _WHAT = {"int": "an integer", "float": "a number", "string": "a string", "bool":
 _BOUND = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
 
 
+_MAX_PROBLEM = 400  # characters: a message names the value in brief (:func:`show`), a list of choices in full
+
+
 def format_error(e: ValidationError, source: str, root: Any = None) -> str:
     """The first error of ``e`` as deploytool's one line: ``source: key.path: problem``."""
     errors = e.errors(include_url=False)
@@ -251,8 +300,9 @@ def format_error(e: ValidationError, source: str, root: Any = None) -> str:
     loc, typ, ctx, got = list(err["loc"]), err["type"], err.get("ctx") or {}, err.get("input")
     # a PlainValidator's type, a function validator's name: pydantic adds them to the path; we do not
     loc = [x for x in loc if not (isinstance(x, str) and ("[" in x or x.startswith("function-")))]
-    problem = _problem(typ, ctx, got, err["msg"], root, loc)
-    path = _path(loc) + (str(ctx.get("at", "")) if typ == "deploytool" else "")
+    # one line of bounded length whatever the input: a validator's message may echo a value or a key
+    problem = _cut(" ".join(_problem(typ, ctx, got, err["msg"], root, loc).splitlines()), _MAX_PROBLEM)
+    path = _path(loc) + (_cut(str(ctx.get("at", ""))) if typ == "deploytool" else "")
     if typ in ("unexpected_keyword_argument", "extra_forbidden"):
         path = _path(loc)
     return ": ".join(x for x in (source, path, problem) if x)
@@ -263,7 +313,7 @@ def _problem(typ: str, ctx: Mapping[str, Any], got: Any, msg: str, root: Any, lo
         return str(ctx["message"])
     if typ in ("unexpected_keyword_argument", "extra_forbidden"):
         allowed = _keys_at(root, loc[:-1]) if root is not None else []
-        hint = did_you_mean(str(loc[-1]), allowed) if loc else ""
+        hint = did_you_mean(_cut(str(loc[-1])), allowed) if loc else ""
         if not hint and allowed:
             hint = f" (allowed: {', '.join(allowed)})"
         return f"unknown key{hint}"
@@ -274,7 +324,7 @@ def _problem(typ: str, ctx: Mapping[str, Any], got: Any, msg: str, root: Any, lo
         return not_one_of(allowed, got)
     if typ in _BOUND:
         bound = next(iter(ctx.values()), "?")
-        return f"expected a value {_BOUND[typ]} {bound}, got {got!r}"
+        return f"expected a value {_BOUND[typ]} {bound}, got {show(got)}"
     if typ in ("value_error", "assertion_error"):
         text = str(ctx.get("error", msg))
         return re.sub(r"^(Value|Assertion) error, ", "", text)
@@ -284,14 +334,66 @@ def _problem(typ: str, ctx: Mapping[str, Any], got: Any, msg: str, root: Any, lo
     return f"{msg[:1].lower()}{msg[1:]}, got {kind_of(got)}"
 
 
+#: the most nodes a YAML document may hold with its aliases expanded: a profile or a recipe has a few
+#: hundred; nested aliases ("billion laughs") reach 10**9 in a few lines, and every consumer of the
+#: loaded data (validation, ``repr``, JSON output) walks it expanded
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_nodes(root: Any, limit: int) -> int:
+    """How many nodes the composed YAML graph ``root`` holds with aliases expanded, counting each shared node
+    once (memoised), so in time linear in the document; ``yaml.YAMLError`` above ``limit`` or for an alias
+    inside its own anchor (a recursive document)."""
+    import yaml
+
+    def children(node: Any) -> list:
+        if isinstance(node, yaml.MappingNode):
+            return [x for pair in node.value for x in pair]
+        return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+    size: dict[int, int] = {}
+    open_: set[int] = set()  # the nodes whose subtree is being counted: meeting one again is a cycle
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, counted = stack.pop()
+        if counted:
+            open_.discard(id(node))
+            size[id(node)] = n = 1 + sum(size[id(c)] for c in children(node))
+            if n > limit:
+                raise yaml.composer.ComposerError(
+                    None, None, f"the document holds more than {limit:,} values with its aliases (*name) expanded "
+                                "(nested aliases: a 'billion laughs' document?)", node.start_mark)
+            continue
+        if id(node) in size:
+            continue
+        open_.add(id(node))
+        stack.append((node, True))
+        for c in children(node):
+            if id(c) in open_:
+                raise yaml.composer.ComposerError(None, None, "an alias refers to a node that contains it "
+                                                              "(a recursive document)", c.start_mark)
+            if id(c) not in size:
+                stack.append((c, False))
+    return size[id(root)]
+
+
 def safe_load_yaml(text: str) -> Any:
-    """``yaml.safe_load`` (the same safe constructors: plain data only), except that a mapping naming one key
-    twice is an error (``yaml.YAMLError`` at the second key's line) instead of the last one silently winning: a
-    recipe with two ``name:`` or a profile with two ``threads:`` is a typo to report, not to guess."""
+    """``yaml.safe_load`` (the same safe constructors: plain data only), except that
+
+    * a mapping naming one key twice is an error (``yaml.YAMLError`` at the second key's line) instead of the
+      last one silently winning: a recipe with two ``name:`` or a profile with two ``threads:`` is a typo to
+      report, not to guess;
+    * a document larger than :data:`MAX_YAML_NODES` values with its aliases expanded (an alias bomb), or one
+      whose alias refers to a node that contains it, is refused (``yaml.YAMLError``) before it is built;
+    * what Python itself cannot read (nesting deeper than its recursion limit, an integer of more than
+      4300 digits) is a ``yaml.YAMLError`` too, never an internal error.
+    """
     import yaml
 
     class _Loader(yaml.SafeLoader):
-        pass
+        def construct_document(self, node):
+            _expanded_nodes(node, MAX_YAML_NODES)
+            return super().construct_document(node)
 
     def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set = set()
@@ -301,9 +403,15 @@ def safe_load_yaml(text: str) -> Any:
             key = loader.construct_object(key_node)
             if key in seen:
                 raise yaml.constructor.ConstructorError("while reading a mapping", node.start_mark,
-                                                        f"key {key!r} appears twice", key_node.start_mark)
+                                                        f"key {show(key)} appears twice", key_node.start_mark)
             seen.add(key)
         return loader.construct_mapping(node, deep=deep)
 
     _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise yaml.composer.ComposerError(None, None, "nested too deeply to read", None) from None
+    except ValueError as e:  # int("1" * 5000): Python's limit on integer digits
+        raise yaml.constructor.ConstructorError(None, None, f"a value Python cannot read ({_cut(str(e))})",
+                                                None) from None

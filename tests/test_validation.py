@@ -73,3 +73,83 @@ def test_pass_configs_name_unknown_options():
     with pytest.raises(ConfigError, match="calib: static int8 needs calibration data"):
         Int8Config(static=True)  # a rule across fields, from the config's own __post_init__
     assert Int8Config(fusion="MHA").fusion.value == "mha"
+
+
+# ------------------------------------------------------------------ finite numbers, bounded messages
+@pytest.mark.parametrize("value, message", [
+    (float("inf"), "f.yaml: per_seq.128: expected a number (ms), got float inf"),
+    (float("-inf"), "f.yaml: per_seq.128: expected a number (ms), got float -inf"),
+    (float("nan"), "f.yaml: per_seq.128: expected a number (ms), got float nan"),
+])
+def test_numbers_are_finite(value, message):
+    """``.inf`` in a document is no measure of anything, and would reach JSON output as ``Infinity``."""
+    with pytest.raises(ConfigError) as e:
+        validate(Outer, {"name": "x", "per_seq": {"128": value}}, "f.yaml")
+    assert str(e.value) == message
+
+
+BOMB = ("[&a [lol, lol, lol, lol, lol, lol, lol, lol, lol], &b [*a, *a, *a, *a, *a, *a, *a, *a, *a], "
+        "&c [*b, *b, *b, *b, *b, *b, *b, *b, *b], &d [*c, *c, *c, *c, *c, *c, *c, *c, *c], "
+        "&e [*d, *d, *d, *d, *d, *d, *d, *d, *d], &f [*e, *e, *e, *e, *e, *e, *e, *e, *e], "
+        "&g [*f, *f, *f, *f, *f, *f, *f, *f, *f], &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]]")  # 9**8 values
+
+
+@pytest.mark.parametrize("doc, start", [
+    ({"name": "x", "mode": "s" * 100_000}, "f.yaml: mode: expected one of speed, memory, got 'sssss"),
+    ({"name": "x", "mode": [["deep"] * 1000] * 1000}, "f.yaml: mode: expected one of speed, memory, got list"),
+    ({"name": "x", "widths": [10 ** 5000]}, "f.yaml: widths[0]: expected a number in (0, 1], got int <about 5001 digits>"),
+    ({"name": "x", "per_seq": {"k" * 100_000: -1}}, "f.yaml: per_seq.kkkk"),
+    ({"name": "x", "k" * 100_000: 1}, "f.yaml: kkkk"),
+])
+def test_messages_never_echo_an_unbounded_value(doc, start):
+    with pytest.raises(ConfigError) as e:
+        validate(Outer, doc, "f.yaml")
+    msg = str(e.value)
+    assert msg.startswith(start) and len(msg) < 300 and "\n" not in msg, msg[:300]
+
+
+def test_show_is_a_bounded_repr():
+    from deploytool.validation import show
+
+    assert show("abc") == "'abc'" and show(1.5) == "1.5" and show(-5) == "-5"
+    assert show("x" * 1000) == "'" + "x" * 76 + "..." and len(show(list(range(10 ** 6)))) <= 80
+    nested: list = ["lol"] * 9
+    for _ in range(8):
+        nested = [nested] * 9  # 9**9 values if expanded; reprlib never does
+    assert len(show(nested)) <= 80
+
+
+# ------------------------------------------------------------------------------------ YAML loading
+def test_yaml_alias_bomb_is_refused_before_it_is_built():
+    import time
+
+    import yaml
+
+    from deploytool.validation import MAX_YAML_NODES, safe_load_yaml
+
+    t0 = time.perf_counter()
+    with pytest.raises(yaml.YAMLError) as e:
+        safe_load_yaml("x:\n  y: " + BOMB + "\n")
+    assert time.perf_counter() - t0 < 2
+    assert f"more than {MAX_YAML_NODES:,} values with its aliases (*name) expanded" in e.value.problem
+    assert e.value.problem_mark.line == 1  # where the bomb is
+    # a long list written out is as large as it looks, and anchors used as anchors are, keep working
+    assert len(safe_load_yaml("[" + ", ".join(["1"] * 50_000) + "]")) == 50_000
+    doc = safe_load_yaml("base: &b {x: 1, y: [1, 2]}\nother: {<<: *b, y: 3}\nlist: [*b, *b]\n")
+    assert doc == {"base": {"x": 1, "y": [1, 2]}, "other": {"x": 1, "y": 3}, "list": [doc["base"]] * 2}
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("a: &a [1, *a]\n", "an alias refers to a node that contains it (a recursive document)"),
+    ("x: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply to read"),
+    ("x: " + "1" * 5000 + "\n", "a value Python cannot read (Exceeds the limit (4300 digits)"),
+])
+def test_yaml_python_cannot_hold_is_a_yaml_error(text, problem):
+    """Not an internal error (RecursionError, ValueError): the loaders turn a YAMLError into one line naming the file."""
+    import yaml
+
+    from deploytool.validation import safe_load_yaml
+
+    with pytest.raises(yaml.YAMLError) as e:
+        safe_load_yaml(text)
+    assert e.value.problem.startswith(problem)

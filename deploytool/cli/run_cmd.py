@@ -84,14 +84,15 @@ def cache_ls(cache_dir: Path | None, as_json: bool) -> None:
     entries = store_entries(store)
     if as_json:
         click.echo(json.dumps({"store": str(store), "bytes": sum(e.bytes for e in entries),
-                               "entries": [{"name": e.name, "kind": e.kind, "bytes": e.bytes,
-                                            "last_used": e.last_used, **e.about} for e in entries]}, indent=1))
+                               # what made an entry (its .about.json) never overrides what the store measured
+                               "entries": [{**e.about, "name": e.name, "kind": e.kind, "bytes": e.bytes,
+                                            "last_used": e.last_used} for e in entries]}, indent=1))
         return
     total = sum(e.bytes for e in entries)
     click.echo(f"{store}: {len(entries)} steps, {total / 1e6:.1f} MB")
     for e in entries:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))
-        made = f"{e.about.get('recipe', '?')}: {e.about.get('step', '?')}" if e.about else ""
+        made = " ".join(f"{e.about.get('recipe', '?')}: {e.about.get('step', '?')}".split())[:80] if e.about else ""
         click.echo(f"  {e.name:<40} {e.bytes / 1e6:>9.1f} MB  {when}  {made}")
 
 

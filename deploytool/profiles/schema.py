@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Optional
@@ -47,7 +48,7 @@ from pydantic import BeforeValidator, Field, PlainValidator, ValidationInfo, mod
 from deploytool.choices import did_you_mean, enum_choices, match_enum, not_one_of
 from deploytool.errors import ConfigError
 from deploytool.runtime.spec import ExecutionProvider
-from deploytool.validation import Choice, Integer, Number, OneOf, Text, invalid, kind_of, schema, validate
+from deploytool.validation import Choice, Integer, Number, OneOf, Text, invalid, kind_of, schema, show, validate
 from deploytool.variant import COMPUTE_PRECISIONS, Precision
 
 SCHEMA_VERSION = 1
@@ -196,8 +197,9 @@ def _peaks(v: Any) -> dict[Precision, float]:
         key = k.value if isinstance(k, enum.Enum) else k
         p = match_enum(Precision, key, allowed=_COMPUTE) if isinstance(key, str) else None
         if p is None:
-            raise invalid(not_one_of(COMPUTE_PRECISIONS, key), f".{key}")
-        if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x or x <= 0:
+            raise invalid(not_one_of(COMPUTE_PRECISIONS, key if not isinstance(key, str) or len(key) <= 80
+                                     else key[:77] + "..."), f".{key}")
+        if not _positive_finite(x):
             raise invalid(f"expected a positive number (GFLOP/s or GOP/s), got {kind_of(x)}", f".{key}")
         out[p] = float(x)
     if Precision.FP32 not in out:
@@ -217,6 +219,28 @@ class Compute:
         return self.peak_gops.get(p, self.peak_gops[Precision.FP32])
 
 
+def _positive_finite(x: Any) -> bool:
+    """A positive int or float that a float holds finitely (not a bool, not NaN, not infinity)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(x) and x > 0
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _seq_len_key(k: Any) -> int | None:
+    """A budget's key as a sequence length: a positive int, or a string of digits (JSON keys are strings);
+    None otherwise (``8.7`` is refused, never truncated to 8)."""
+    if isinstance(k, int) and not isinstance(k, bool):
+        seq = k
+    elif isinstance(k, str) and re.fullmatch(r"\s*\+?\d+\s*", k) and len(k) < 20:
+        seq = int(k)
+    else:
+        return None
+    return seq if seq >= 1 else None
+
+
 def _latency_budgets(v: Any) -> dict[int, float]:
     if v is None:
         return {}
@@ -224,14 +248,12 @@ def _latency_budgets(v: Any) -> dict[int, float]:
         raise invalid(f"expected a mapping of sequence length -> milliseconds, got {kind_of(v)}")
     lat: dict[int, float] = {}
     for k, x in v.items():
-        try:
-            seq = int(k)
-        except (TypeError, ValueError):
-            seq = 0
-        if isinstance(k, bool) or seq < 1:
-            raise invalid(f"expected a sequence length (positive integer) as key, got {k!r}", f".{k}")
-        if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x or x <= 0:
-            raise invalid(f"expected a positive number (milliseconds), got {x!r}", f".{k}")
+        seq = _seq_len_key(k)
+        if seq is None:
+            raise invalid(f"expected a sequence length (positive integer) as key, got {kind_of(k)}", f".{k}")
+        if not _positive_finite(x):
+            got = show(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else kind_of(x)
+            raise invalid(f"expected a positive number (milliseconds), got {got}", f".{k}")
         lat[seq] = float(x)
     return dict(sorted(lat.items()))
 
@@ -253,7 +275,7 @@ class Budgets:
 def _htp_arch(v: Any) -> str:
     htp = f"v{v}" if isinstance(v, int) and not isinstance(v, bool) else v
     if not isinstance(htp, str) or not re.fullmatch(r"v\d{2}", htp):
-        raise invalid(f'expected a Hexagon HTP architecture like "v73", "v75", "v79", got {v!r}')
+        raise invalid(f'expected a Hexagon HTP architecture like "v73", "v75", "v79", got {show(v)}')
     return htp
 
 
@@ -278,7 +300,7 @@ def _name(v: Any) -> str:
         raise invalid(f"expected a non-empty string, got {kind_of(v)}")
     v = v.strip()
     if not _NAME.fullmatch(v):
-        raise invalid(f"expected a lower-case name of letters, digits, '.', '_' or '-', got {v!r}")
+        raise invalid(f"expected a lower-case name of letters, digits, '.', '_' or '-', got {show(v)}")
     return v
 
 
@@ -313,7 +335,7 @@ class Profile:
                           "schema_version")
         if data["schema_version"] != SCHEMA_VERSION:
             raise invalid(f"expected {SCHEMA_VERSION} (the profile schema this deploytool reads), "
-                          f"got {data['schema_version']!r}", "schema_version")
+                          f"got {show(data['schema_version'])}", "schema_version")
         for k in ("path", "host"):  # set by deploytool, never by the file
             if k in data:
                 raise invalid(f"unknown key{did_you_mean(k, list(_DOCUMENT_KEYS))}", k)
@@ -333,7 +355,7 @@ class Profile:
             raise invalid(f"expected at most the {total} cores listed under cpu, got {self.threads}", "threads")
         if self.qemu_cpu is not None and self.arch is not Arch.AARCH64:
             raise invalid(f"expected no qemu_cpu on a non-aarch64 profile (QEMU here emulates aarch64), "
-                          f"got {self.qemu_cpu!r}", "qemu_cpu")
+                          f"got {show(self.qemu_cpu)}", "qemu_cpu")
         if self.npu is None and ExecutionProvider.QNN in seen:
             raise invalid("expected an npu section (soc_model, htp_arch, ...) when QNN is listed", "npu")
         return self
@@ -465,5 +487,5 @@ def parse_profile(data: Any, source: str = "<profile>", *, expect_name: str | No
         raise ConfigError(f"{source}: expected a YAML mapping (a device profile), got {kind_of(data)}")
     prof = validate(Profile, dict(data), source, context={"path": None if source.startswith("<") else source})
     if expect_name is not None and prof.name != expect_name:
-        raise ConfigError(f"{source}: name: expected '{expect_name}' (the file's name), got {prof.name!r}")
+        raise ConfigError(f"{source}: name: expected '{expect_name}' (the file's name), got {show(prof.name)}")
     return prof

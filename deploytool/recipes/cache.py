@@ -26,6 +26,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -146,9 +147,9 @@ class StepCache:
                 break
             if e.name in self.used:
                 continue
-            shutil.rmtree(e.path, ignore_errors=True)
-            total -= e.bytes
-            removed.append(e.name)
+            if _remove(e.path):
+                total -= e.bytes
+                removed.append(e.name)
         return removed
 
 
@@ -171,44 +172,101 @@ def _tree_bytes(path: Path) -> int:
     return total
 
 
+# what the store itself makes: ``<kind>-<key[:16]>`` folders holding ``.done`` (the full key) and, while a
+# step runs, ``.<kind>-<key[:16]>.<mkdtemp suffix>`` folders; nothing else in a store is its own
+_ENTRY = re.compile(r"(?P<kind>[a-z0-9][a-z0-9_.-]*)-(?P<key>[0-9a-f]{16})")
+_TEMP = re.compile(r"\.[a-z0-9][a-z0-9_.-]*-[0-9a-f]{16}\.[A-Za-z0-9_]+")
+_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+def _entry_kind(d: Path) -> str | None:
+    """The kind of a finished store entry, or None when ``d`` is not one the store made: a real folder (not
+    a link) named ``<kind>-<key[:16]>`` whose ``.done`` file (not a link) holds the key that name starts."""
+    m = _ENTRY.fullmatch(d.name)
+    if m is None or d.is_symlink() or not d.is_dir():
+        return None
+    done = d / ".done"
+    try:
+        if done.is_symlink() or not done.is_file() or done.stat().st_size > 200:
+            return None
+        key = done.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return m["kind"] if _KEY.fullmatch(key) and key.startswith(m["key"]) else None
+
+
+def _is_temp(d: Path) -> bool:
+    """A step folder of the store's that never finished (:meth:`StepCache.building`'s temporary name)."""
+    return bool(_TEMP.fullmatch(d.name)) and not d.is_symlink() and d.is_dir()
+
+
 def store_entries(store: str | os.PathLike) -> list[StoreEntry]:
-    """The finished steps in a store, most recently used first."""
+    """The finished steps in a store, most recently used first (only entries the store made: anything
+    else in the folder is never listed, so never evicted or cleared)."""
     root = Path(store)
     out = []
     if not root.is_dir():
         return out
     for d in root.iterdir():
-        done = d / ".done"
-        if d.name.startswith(".") or not done.is_file():
+        kind = _entry_kind(d)
+        if kind is None:
             continue
         try:
             about = json.loads((d / ".about.json").read_text())
         except (OSError, ValueError):
             about = {}
-        out.append(StoreEntry(d.name, d.name.rsplit("-", 1)[0], d, _tree_bytes(d), done.stat().st_mtime,
-                              about if isinstance(about, dict) else {}))
+        try:
+            last_used = (d / ".done").stat().st_mtime
+        except OSError:  # removed meanwhile
+            continue
+        out.append(StoreEntry(d.name, kind, d, _tree_bytes(d), last_used, about if isinstance(about, dict) else {}))
     return sorted(out, key=lambda e: -e.last_used)
+
+
+def check_store(store: str | os.PathLike) -> None:
+    """Refuse (:class:`~deploytool.errors.ConfigError`) a folder that holds anything the step store did not
+    make: a mistyped ``--cache-dir`` or ``$DEPLOYTOOL_CACHE_DIR`` (a project, a home folder) is not emptied."""
+    from deploytool.errors import ConfigError
+
+    root = Path(store)
+    if not root.is_dir():
+        return
+    foreign = sorted(d.name for d in root.iterdir() if _entry_kind(d) is None and not _is_temp(d))
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise ConfigError(f"{root}: not a deploytool step store (it holds {foreign[0]!r}{more}, which the store "
+                          "did not make); nothing removed")
+
+
+def _remove(path: Path) -> bool:
+    """Remove a store folder; True when it is gone (a folder that could not be removed is not counted)."""
+    shutil.rmtree(path, ignore_errors=True)
+    return not os.path.lexists(path)
 
 
 def clear_store(store: str | os.PathLike, *, older_than_s: float | None = None, kind: str | None = None) -> list[str]:
     """Remove finished steps (all, or those unused for ``older_than_s`` seconds, or of one ``kind``) and
-    leftovers of interrupted ones; returns the names removed."""
+    leftovers of interrupted ones; returns the names removed.
+
+    Only what the store made is touched, and a folder holding anything else is refused first
+    (:func:`check_store`): ``clear_store(Path.home())`` raises instead of deleting ``~/.ssh``."""
     import time
 
     root = Path(store)
-    removed = []
+    removed: list[str] = []
     if not root.is_dir():
         return removed
+    check_store(root)
     now = time.time()
     for e in store_entries(root):
         if older_than_s is not None and now - e.last_used < older_than_s:
             continue
         if kind is not None and e.kind != kind:
             continue
-        shutil.rmtree(e.path, ignore_errors=True)
-        removed.append(e.name)
+        if _remove(e.path):
+            removed.append(e.name)
     if older_than_s is None and kind is None:  # temporary folders of steps that never finished
         for d in root.iterdir():
-            if d.name.startswith(".") and d.is_dir():
-                shutil.rmtree(d, ignore_errors=True)
+            if _is_temp(d):
+                _remove(d)
     return removed

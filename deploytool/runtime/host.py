@@ -37,6 +37,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import platform
 import subprocess
@@ -270,10 +271,60 @@ class HostMeasurement:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> HostMeasurement:
+        """A measurement from its JSON form; ValueError for anything else (another version, or a file of
+        another shape: the cache is then measured again, never read into a crash later)."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"expected a JSON object, got {type(d).__name__}")
         if d.get("kind") != "deploytool.host_measurement" or d.get("version") != MICROBENCH_VERSION:
             raise ValueError("not a host measurement of this version")
+        if not isinstance(d.get("facts"), Mapping) or not isinstance(d.get("load", {}), Mapping):
+            raise ValueError("facts and load: expected JSON objects")
+        if not all(isinstance(d.get(k), str) for k in ("onnxruntime", "created_utc")):
+            raise ValueError("onnxruntime and created_utc: expected strings")
+        _check_rates(d.get("rates"))
         return cls(facts=HostFacts.from_dict(d["facts"]), onnxruntime=d["onnxruntime"], created_utc=d["created_utc"],
                    rates=d["rates"], load=d.get("load", {}), wall_s=float(d.get("wall_s", 0)), version=d["version"])
+
+
+# what each thread count's rates hold (the worker's output): the fields the cost model and the profile read
+_ROW_FIELDS = {"gemm": ("m", "k", "n", "flops", "ms", "gops"), "attention": ("s", "flops", "ms", "gops"),
+               "elementwise": ("elements", "bytes", "ms")}
+
+
+def _check_rates(rates: Any) -> None:
+    """ValueError unless ``rates`` has the shape :func:`_worker` writes: {threads: {gemm: {precision: [rows]},
+    attention: [rows], elementwise: {op: [rows]} (Add among them), bandwidth_gbs, op_overhead_us, ...}}."""
+    def number(x: Any) -> bool:
+        try:
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+        except OverflowError:  # an int too large for a float
+            return False
+
+    def rows(value: Any, fields: tuple[str, ...], where: str) -> None:
+        if not isinstance(value, list) or not all(
+                isinstance(x, Mapping) and all(number(x.get(f)) for f in fields) for x in value):
+            raise ValueError(f"{where}: expected a list of {{{', '.join(fields)}}} with numbers")
+
+    if not isinstance(rates, Mapping) or not rates:
+        raise ValueError("rates: expected a non-empty JSON object of thread count -> rates")
+    for t, r in rates.items():
+        where = f"rates.{str(t)[:20]}"
+        if not (isinstance(t, str) and t.isdigit() and int(t) >= 1 and isinstance(r, Mapping)):
+            raise ValueError(f"{where}: expected a thread count with a JSON object of rates")
+        for k in ("bandwidth_gbs", "op_overhead_us"):
+            if not number(r.get(k)):
+                raise ValueError(f"{where}.{k}: expected a number")
+        for k in ("run_overhead_us", "spread"):
+            if r.get(k) is not None and not number(r[k]):
+                raise ValueError(f"{where}.{k}: expected a number")
+        rows(r.get("attention"), _ROW_FIELDS["attention"], f"{where}.attention")
+        for part in ("gemm", "elementwise"):
+            if not isinstance(r.get(part), Mapping):
+                raise ValueError(f"{where}.{part}: expected a JSON object")
+            for name, value in r[part].items():
+                rows(value, _ROW_FIELDS[part], f"{where}.{part}.{str(name)[:20]}")
+        if not r["elementwise"].get("Add"):
+            raise ValueError(f"{where}.elementwise.Add: expected the measured Add rows")
 
 
 def _ort_version() -> str:
@@ -334,7 +385,7 @@ def host_measurement(cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR, *,
         if path.is_file() and not refresh:
             try:
                 return HostMeasurement.from_dict(json.loads(path.read_text()))
-            except (OSError, ValueError, KeyError, TypeError) as e:
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
                 logger.warning("%s: unreadable host measurement (%s); measuring again", path, e)
     if not measure:
         return None

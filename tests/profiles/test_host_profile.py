@@ -176,3 +176,43 @@ def test_measurement_is_cached_once_per_machine(tmp_path):
     assert res.exit_code == 0, res.output
     shown = json.loads(res.output)
     assert shown["name"] == "host" and shown["host"]["measured"] and shown["host"]["measured_utc"] == m1.created_utc
+
+
+def _shapes() -> dict[str, object]:
+    """Cache files that are valid JSON but not a host measurement (a hand edit, another tool's file)."""
+    good = _measurement(_facts(4)).to_dict()
+
+    def rate(**change):
+        r = dict(good["rates"]["1"], **change)
+        return {**good, "rates": {"1": r}}
+
+    return {"list": [], "number": 5, "string": "x", "null": None, "facts-list": {**good, "facts": []},
+            "rates-list": {**good, "rates": []}, "rates-empty": {**good, "rates": {}},
+            "threads-not-a-count": {**good, "rates": {"many": good["rates"]["1"]}},
+            "rate-list": {**good, "rates": {"1": []}}, "bandwidth-str": rate(bandwidth_gbs="fast"),
+            "gemm-list": rate(gemm=[1]), "gemm-rows": rate(gemm={"fp32": [{"m": 8}]}),
+            "attention-null": rate(attention=None), "no-add": rate(elementwise={"Erf": good["rates"]["1"]["elementwise"]["Erf"]}),
+            "load-list": {**good, "load": [1]}}
+
+
+@pytest.mark.parametrize("shape", list(_shapes()))
+def test_a_cache_file_of_another_shape_is_ignored_like_a_corrupt_one(tmp_path, shape, caplog):
+    """Not an AttributeError in every command (the report loads x86-host even for a phone's rows): a warning,
+    then no measurement (or a new one where measuring is allowed), as for a file that is not JSON."""
+    from deploytool.runtime.host import _ort_version
+
+    facts = detect_host()
+    (tmp_path / f"host-{facts.key(_ort_version())}.json").write_text(json.dumps(_shapes()[shape]))
+    assert host_measurement(tmp_path, measure=False, facts=facts) is None
+    assert "unreadable host measurement" in caplog.text
+    prof = load_profile("x86-host", host=HostOptions(cache_dir=tmp_path, measure=False))
+    assert "NOT MEASURED" in prof.compute.derivation
+
+
+def test_a_cache_file_of_the_right_shape_is_read_back(tmp_path):
+    from deploytool.runtime.host import _ort_version
+
+    facts = _facts(4)
+    m = _measurement(facts)
+    (tmp_path / f"host-{facts.key(_ort_version())}.json").write_text(json.dumps(m.to_dict()))
+    assert host_measurement(tmp_path, measure=False, facts=facts) == m

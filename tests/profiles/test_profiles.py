@@ -231,3 +231,68 @@ def test_cli_bench_without_profile_checks_profiles_dir(tmp_path, how):
         r = CliRunner(env={"DEPLOYTOOL_PROFILES_DIR": str(bad)}).invoke(main, ["bench", str(model)])
     assert r.exit_code == 2, r.output
     assert [ln for ln in r.stderr.splitlines() if ln.strip()] == [f"error: profiles dir {bad}: no such folder"]
+
+
+# ------------------------------------------------------------------ hostile or impossible values
+_BOMB = ("[&a [lol, lol, lol, lol, lol, lol, lol, lol, lol], &b [*a, *a, *a, *a, *a, *a, *a, *a, *a], "
+         "&c [*b, *b, *b, *b, *b, *b, *b, *b, *b], &d [*c, *c, *c, *c, *c, *c, *c, *c, *c], "
+         "&e [*d, *d, *d, *d, *d, *d, *d, *d, *d], &f [*e, *e, *e, *e, *e, *e, *e, *e, *e], "
+         "&g [*f, *f, *f, *f, *f, *f, *f, *f, *f], &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]]")
+
+
+@pytest.mark.parametrize("where", ["budget", "htp_arch"])
+def test_an_alias_bomb_is_one_short_line_naming_the_file(tmp_path, where):
+    text = (BUILTIN_PROFILE_DIR / "kirin990.yaml").read_text().replace("name: kirin990", "name: bomb")
+    if where == "budget":
+        assert "p90_latency_ms: {8: 10, 32: 20, 128: 60}" in text
+        text = text.replace("p90_latency_ms: {8: 10, 32: 20, 128: 60}", "p90_latency_ms: {8: 10, 128: " + _BOMB + "}")
+    else:
+        text += "npu: {backend: qnn, soc_model: 57, soc_name: X, htp_arch: " + _BOMB + "}\n"
+    p = tmp_path / "bomb.yaml"
+    p.write_text(text)
+    r = _cli("profiles", "show", str(p))
+    assert r.exit_code == 2 and len(r.output) < 400, r.output[:400]
+    assert r.stderr.strip() == (f"error: {p}: not valid YAML at line {text.count(chr(10), 0, text.index('&a')) + 1} "
+                                "(the document holds more than 100,000 values with its aliases (*name) expanded "
+                                "(nested aliases: a 'billion laughs' document?))")
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    # a value that is not a number is named by its kind, never printed whole (it may be huge)
+    (lambda d: d["budgets"]["p90_latency_ms"].update({128: [["x"] * 100] * 100}),
+     "budgets.p90_latency_ms.128: expected a positive number (milliseconds), got list"),
+    (lambda d: d.update(npu={"backend": "qnn", "soc_model": 57, "soc_name": "X", "htp_arch": "v" * 10_000}),
+     "npu.htp_arch: expected a Hexagon HTP architecture like \"v73\", \"v75\", \"v79\", got '" + "v" * 76 + "..."),
+    (lambda d: d.update(schema_version=[1] * 10_000), "schema_version: expected 1 (the profile schema this "
+                                                       "deploytool reads), got [1, 1, 1, 1, 1, 1, 1, 1, ...]"),
+    # numbers are finite (``.inf`` would reach --json and report.json as the non-standard Infinity)
+    (lambda d: d["budgets"]["p90_latency_ms"].update({128: float("inf")}),
+     "budgets.p90_latency_ms.128: expected a positive number (milliseconds), got inf"),
+    (lambda d: d["compute"]["peak_gops"].update(fp32=float("inf")),
+     "compute.peak_gops.fp32: expected a positive number (GFLOP/s or GOP/s), got float inf"),
+    (lambda d: d["compute"].update(memory_bandwidth_gbs=float("inf")),
+     "compute.memory_bandwidth_gbs: expected a number (GB/s), got float inf"),
+    (lambda d: d["budgets"].update(peak_memory_mb=float("-inf")),
+     "budgets.peak_memory_mb: expected a number (MB), got float -inf"),
+    # a sequence length is an integer: 8.7 is refused, not truncated to 8
+    (lambda d: d["budgets"].update(p90_latency_ms={8.7: 10, 128: 60}),
+     "budgets.p90_latency_ms.8.7: expected a sequence length (positive integer) as key, got float 8.7"),
+    (lambda d: d["budgets"].update(p90_latency_ms={float("inf"): 10}),
+     "budgets.p90_latency_ms.inf: expected a sequence length (positive integer) as key, got float inf"),
+    (lambda d: d["budgets"].update(p90_latency_ms={"8.5": 10}),
+     "budgets.p90_latency_ms.8.5: expected a sequence length (positive integer) as key, got str '8.5'"),
+])
+def test_profile_values_are_finite_and_messages_bounded(tmp_path, mutate, expected):
+    data = _base()
+    mutate(data)
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError) as e:
+        load_profile(path)
+    assert str(e.value) == f"{path}: {expected}"
+
+
+def test_string_budget_keys_still_read_as_sequence_lengths():
+    """JSON has string keys: a profile written back as JSON and read again keeps its budgets."""
+    data = _base()
+    data["budgets"]["p90_latency_ms"] = {"8": 10, "128": 60.5}
+    assert dict(parse_profile(data, "x.yaml").budgets.p90_latency_ms) == {8: 10.0, 128: 60.5}

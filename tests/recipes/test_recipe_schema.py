@@ -199,3 +199,14 @@ def test_the_plan_counts_an_fp16_base_and_fp16_in_the_sweep_as_one_precision():
     r = parse_recipe(_bad(passes=[{"quantize": {"precision": "fp16"}}],
                           sweep={"width": [1.0, 0.5], "precision": ["fp32", "fp16", "int8"]}), "r.yaml")
     assert "sweep: 4 variants (2 widths x 1 depths x 2 precisions)" in check_recipe(r)
+
+
+def test_a_recipe_alias_bomb_is_refused_naming_the_file(tmp_path):
+    """Recipes and profiles share the one YAML loader (deploytool.validation.safe_load_yaml)."""
+    bomb = "[&a [x, x, x, x, x, x, x, x, x, x]" + "".join(
+        f", &{b} [{', '.join([f'*{a}'] * 10)}]" for a, b in zip("abcdefgh", "bcdefghi")) + "]"  # 10**9 values
+    p = tmp_path / "bomb.yaml"
+    p.write_text(yaml.safe_dump(GOOD, sort_keys=False).replace("name: t\n", f"name: {bomb}\n"))
+    with pytest.raises(ConfigError, match=r"^.*bomb.yaml: not valid YAML at line 2: the document holds more than "
+                                          r"100,000 values with its aliases \(\*name\) expanded"):
+        load_recipe(p)

@@ -1,0 +1,115 @@
+"""The shared step store (``deploytool cache ls/clear``): it only ever lists or removes what it made."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from deploytool.cli import main
+from deploytool.errors import ConfigError
+from deploytool.recipes.cache import StepCache, clear_store, store_entries
+
+
+def _key(seed: str) -> str:
+    return hashlib.sha256(seed.encode()).hexdigest()
+
+
+def _entry(store: Path, kind: str, seed: str, about: dict | None = None) -> Path:
+    """A finished entry made by the store itself (``StepCache.building``)."""
+    c = StepCache(store.parent / "run", store=store)
+    key = _key(seed)
+    with c.building(kind, key, about) as tmp:
+        (tmp / "m.onnx").write_text("model")
+    return c.dir_for(kind, key)
+
+
+def _project(root: Path) -> Path:
+    """A folder that is not a step store: a repository with .git and .venv, as in a typo'd --cache-dir."""
+    for f, text in {".git/HEAD": "ref", ".git/objects/ab": "x", ".venv/bin/python": "x", "src/main.py": "code",
+                    ".ssh/id_ed25519": "secret"}.items():
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        (root / f).write_text(text)
+    return root
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("how", ["--cache-dir", "env"])
+def test_clear_refuses_a_folder_that_is_not_a_store_and_touches_nothing(tmp_path, monkeypatch, how):
+    proj = _project(tmp_path / "proj")
+    _entry(proj, "slice", "a")  # even with one real entry in it, the folder is not the store's
+    before = _files(proj)
+    argv = ["cache", "clear"]
+    if how == "env":
+        monkeypatch.setenv("DEPLOYTOOL_CACHE_DIR", str(proj))
+    else:
+        argv += ["--cache-dir", str(proj)]
+    r = CliRunner().invoke(main, argv)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0].startswith(f"error: {proj}: not a deploytool step store") and "nothing removed" in lines[0]
+    assert _files(proj) == before
+    with pytest.raises(ConfigError, match="not a deploytool step store"):
+        clear_store(proj, kind="slice")
+    assert _files(proj) == before
+
+
+def test_clear_removes_its_entries_and_leftovers_only(tmp_path):
+    store = tmp_path / "store"
+    a = _entry(store, "slice", "a")
+    b = _entry(store, "precision-int8", "b")
+    leftover = store / f".slice-{_key('c')[:16]}.x1y2_z3w"  # a step that never finished
+    leftover.mkdir()
+    (leftover / "half.onnx").write_text("partial")
+    assert {e.name: e.kind for e in store_entries(store)} == {a.name: "slice", b.name: "precision-int8"}
+    assert clear_store(store, kind="precision-int8") == [b.name]
+    assert leftover.exists()  # a filtered clear keeps unfinished steps (one may be running)
+    assert clear_store(store) == [a.name]
+    assert list(store.iterdir()) == []
+
+
+@pytest.mark.parametrize("forge", ["symlink", "bad-done", "short-key"])
+def test_entries_the_store_did_not_make_are_never_listed_or_removed(tmp_path, forge):
+    """A link to a folder outside the store, a ``.done`` that is not the key its name starts, or a name not
+    of the store's shape: not listed, not evicted, not removed, and ``clear`` counts no such entry."""
+    store = tmp_path / "store"
+    real = _entry(store, "slice", "a")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    key = _key("link")
+    if forge == "symlink":
+        (outside / ".done").write_text(key + "\n")
+        (store / f"link-{key[:16]}").symlink_to(outside, target_is_directory=True)
+    elif forge == "bad-done":
+        (store / f"link-{key[:16]}").mkdir()
+        (store / f"link-{key[:16]}" / ".done").write_text("k\n")
+    else:
+        (store / "link-3333").mkdir()
+        (store / "link-3333" / ".done").write_text(key + "\n")
+    assert [e.name for e in store_entries(store)] == [real.name]
+    cache = StepCache(tmp_path / "run", store=store, max_bytes=0)
+    assert cache.evict() == [real.name]
+    assert (outside / "keep.txt").is_file()
+    r = CliRunner().invoke(main, ["cache", "clear", "--kind", "link", "--cache-dir", str(store)])
+    assert r.exit_code == 2 and "removed 1" not in r.output and "not a deploytool step store" in r.output, r.output
+    assert (outside / "keep.txt").is_file() and len(list(store.iterdir())) == 1
+
+
+def test_ls_json_about_never_overrides_the_store_s_own_fields(tmp_path):
+    store = tmp_path / "store"
+    e = _entry(store, "slice", "a", about={"recipe": "r", "step": "slice w=0.5 d=1"})
+    (e / ".about.json").write_text(json.dumps({"bytes": -5, "name": "spoofed", "last_used": "never",
+                                               "kind": "x", "recipe": "r"}))
+    r = CliRunner().invoke(main, ["cache", "ls", "--cache-dir", str(store), "--json"])
+    assert r.exit_code == 0, r.output
+    [listed] = json.loads(r.output)["entries"]
+    assert listed["name"] == e.name and listed["kind"] == "slice" and listed["recipe"] == "r"
+    assert listed["bytes"] > 0 and listed["last_used"] == pytest.approx(os.stat(e / ".done").st_mtime)
