@@ -483,6 +483,8 @@ def load_accuracy_records(paths: Sequence[Path]) -> AccuracySet:
         else:
             raise InputFileError(f"{p}: expected a deploytool eval record, {{'models': {{name: accuracy}}}} "
                                  "or a list of {'model', 'accuracy'}")
+        if not items:  # nothing would be shown, silently
+            raise InputFileError(f"{p}: holds no accuracy record")
         vals = [_num(p, name, it.get("accuracy", it.get("value")), "accuracy") for name, it in items]
         parsed = [_scores(p, name, it) for name, it in items]
         counted = [_counted(p, name, it, sc) for (name, it), (sc, _) in zip(items, parsed)]

@@ -540,8 +540,8 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
     spreads = [(r.name, r.seq_len, (r.latency.p90_ms - r.latency.p50_ms) / r.latency.p50_ms)
                for r in results if r.latency.p50_ms > 0]
     warnings = busy_warnings(threads, before, during, spreads, BusyThresholds(spread=config.spread_warn))
-    for w in warnings:
-        logger.warning("%s", w)
+    for w in warnings:  # the report carries them; the command prints them once, as "warning:" lines
+        logger.info("%s", w)
     machine = {"before": before.to_dict(), "during": during.to_dict(),
                "spread_p90_over_p50": {f"{n}@{q}": round(v, 4) for n, q, v in spreads},
                "warnings": warnings, "busy": bool(warnings), "waited_for_free_cores_s": round(waited, 1)}

@@ -107,15 +107,27 @@ def _run_facts(info: dict[str, Any]) -> str:
     return "Measured on " + "; ".join(dict.fromkeys(parts)) + "."
 
 
+def _method_text(rows: Sequence[ReportRow]) -> str:
+    """How this report's projections were made, from their labels (host efficiencies where the host was measured,
+    the roofline without a host measurement)."""
+    labels = {r.projected_label for r in rows if r.projected_label and r.device_latency_source == "projected"}
+    parts = []
+    if any("host efficiencies" in x for x in labels):
+        parts.append("each op at the fraction of peak ONNX Runtime reached for its class and size in this host's "
+                     "microbenchmark, scaled to the profile's peak compute and memory bandwidth")
+    if any("efficiencies" not in x and "host rates" not in x for x in labels):
+        parts.append("a per-op roofline from the graph's FLOPs and bytes and the profile's peak compute and memory "
+                     "bandwidth")
+    return "; ".join(parts or ["a per-op model of the graph and the profile's peaks"]) + ", deploytool/bench/cost_model.py"
+
+
 def _projection_note(summaries: Sequence[DeviceSummary], info: dict[str, Any], rows: Sequence[ReportRow]) -> str:
     kinds = {d.device: _latency_kind(d.device, info, [r for v in d.variants for r in v.by_seq.values()])
              for d in summaries}
     host = [d for d, k in kinds.items() if k == "measured"]
     projected = [d for d, k in kinds.items() if k == "projected"]
     neither = [d for d, k in kinds.items() if k not in ("measured", "projected")]
-    txt = ("Device latency is PROJECTED by deploytool's cost model (a per-op roofline from the graph's FLOPs "
-           "and bytes and the profile's peak compute and memory bandwidth, deploytool/bench/cost_model.py), "
-           "not measured on the device")
+    txt = f"Device latency is PROJECTED by deploytool's cost model ({_method_text(rows)}), not measured on the device"
     txt += f": {', '.join(projected)}" if projected else " (no device here is projected)"
     if host:
         txt += (f". On {', '.join(host)} it is the MEASURED p90: a benchmark ran on hardware matching the profile "
@@ -183,7 +195,9 @@ def _device_facts(d: DeviceSummary, info: dict[str, Any], rows: Sequence[ReportR
     if kind == "projected":
         pt = facts["threads"] if facts else "?"
         label = next((r.projected_label for r in drows if r.projected_label), "projected")
-        label = f" ({label})" if label != "projected" else ""
+        # "projected (host efficiencies)" -> " (host efficiencies)": the word PROJECTED is said once
+        label = label.removeprefix("projected").strip()
+        label = f" {label}" if label.startswith("(") else f" ({label})" if label else ""
         out.append(("Device latency", f"PROJECTED{label} by the cost model for {pt} thread(s) on this device, "
                                       "not measured"))
     elif kind == "measured":
@@ -204,8 +218,7 @@ def _device_facts(d: DeviceSummary, info: dict[str, Any], rows: Sequence[ReportR
 # ------------------------------------------------------------------------------------- markdown
 def _notes(rows: Sequence[ReportRow], info: dict[str, Any]) -> list[str]:
     notes = [
-        "'projected' latency is a roofline PROJECTION from the graph's FLOPs/bytes per op and the profile's peak "
-        "compute and memory bandwidth (deploytool/bench/cost_model.py), not a measurement. Budgets are checked "
+        f"'projected' latency is a PROJECTION ({_method_text(rows)}), not a measurement. Budgets are checked "
         "against the measured p90 on the host and the projection elsewhere (a projection has no run-to-run spread).",
     ]
     for key, who in (("projection_band", "the host"), ("device_projection_band", "other devices")):

@@ -67,17 +67,31 @@ class ReportConfig:
         for p in res:
             if not p.is_file():
                 raise InputFileError(f"{p}: no such bench results file")
+        _once(res, "results")
         object.__setattr__(self, "results", res)
         acc = tuple(Path(p) for p in self.accuracy)
         for p in acc:
             if not p.is_file():
                 raise InputFileError(f"{p}: no such accuracy file")
+        _once(acc, "accuracy")
         object.__setattr__(self, "accuracy", acc)
         profs = tuple(self.profiles) or ("x86-host",)
+        _once(profs, "profiles")
         object.__setattr__(self, "profiles", profs)
         object.__setattr__(self, "out_dir", Path(self.out_dir))
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ConfigError(f"{self.out_dir}: exists and is not a directory (-o takes a folder)")
+
+
+def _once(items, what: str) -> None:
+    """ConfigError naming an item given twice (a file by its resolved path): its rows would be shown once and
+    counted twice."""
+    seen = {}
+    for x in items:
+        key = Path(x).resolve() if isinstance(x, Path) else x
+        if key in seen:
+            raise ConfigError(f"{what}: {x} given twice" + (f" (as {seen[key]})" if str(seen[key]) != str(x) else ""))
+        seen[key] = x
 
 
 @dataclasses.dataclass

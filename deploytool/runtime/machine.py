@@ -219,9 +219,11 @@ def busy_warnings(threads: int, before: LoadSample, during: LoadSample | None,
             continue
         if threads > s.free_cores:
             la = f", load average {s.loadavg[0]:.2f}" if s.loadavg else ""
+            why = (" (a single thread is always measured: bench refuses only more threads than free cores)"
+                   if when == "before" and threads <= max(1, s.free_cores) else "")
             out.append(f"busy machine {when} the benchmark: {s.other_runnable_mean:.1f} other runnable task(s) on "
                        f"{s.usable_cores} usable core(s){la}; {threads} thread(s) > {s.free_cores} free core(s): "
-                       "latencies include contention")
+                       f"latencies include contention{why}")
     wide = [(n, q, v) for n, q, v in spreads if v > thresholds.spread]
     if wide:
         worst = max(wide, key=lambda x: x[2])
