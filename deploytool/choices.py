@@ -57,7 +57,9 @@ def not_one_of(choices: Sequence[str], value: Any) -> str:
         lowered = {c.lower(): c for c in choices}
         near = difflib.get_close_matches(value.strip().lower(), list(lowered), n=1)
         hint = f" (did you mean '{lowered[near[0]]}'?)" if near else ""
-    return f"expected one of {', '.join(choices)}, got {value!r}{hint}"
+    from deploytool.validation import show  # a bad value is echoed cut short (it may be a huge document)
+
+    return f"expected one of {', '.join(choices)}, got {show(value)}{hint}"
 
 
 def parse_enum(cls: type[E], value: Any, field: str, *, by_name: bool = False,

@@ -333,7 +333,7 @@ class Profile:
         if "schema_version" not in data:
             raise invalid(f"required key is missing (this deploytool reads schema_version: {SCHEMA_VERSION})",
                           "schema_version")
-        if data["schema_version"] != SCHEMA_VERSION:
+        if type(data["schema_version"]) is not int or data["schema_version"] != SCHEMA_VERSION:  # not 1.0, not true
             raise invalid(f"expected {SCHEMA_VERSION} (the profile schema this deploytool reads), "
                           f"got {show(data['schema_version'])}", "schema_version")
         for k in ("path", "host"):  # set by deploytool, never by the file

@@ -43,7 +43,7 @@ from typing_extensions import Annotated
 from deploytool.choices import did_you_mean, not_one_of
 from deploytool.errors import ConfigError, InputFileError
 from deploytool.validation import (Choice, Fraction, Integer, OneOf, Text, invalid, kind_of, safe_load_yaml, schema,
-                                   validate)
+                                   show, validate)
 from deploytool.variant import PRECISIONS, Precision
 
 SCHEMA_VERSION = 1
@@ -258,8 +258,9 @@ class Recipe:
             raise invalid(f"expected a mapping, got {kind_of(value)}")
         if "source" in value:
             raise invalid(f"unknown key{did_you_mean('source', [f for f in TOP_KEYS])}", "source")
-        if "schema_version" in value and value["schema_version"] != SCHEMA_VERSION:
-            raise invalid(f"expected {SCHEMA_VERSION}, got {value['schema_version']!r}", "schema_version")
+        if "schema_version" in value and (type(value["schema_version"]) is not int  # not 1.0, not true
+                                          or value["schema_version"] != SCHEMA_VERSION):
+            raise invalid(f"expected {SCHEMA_VERSION}, got {show(value['schema_version'])}", "schema_version")
         return {**value, "source": (info.context or {}).get("source", "<recipe>")}
 
     @field_validator("name")

@@ -103,6 +103,8 @@ def test_session_spec_falls_back_to_cpu_and_says_why(tiny_onnx):
         (lambda d: d.update(execution_providers=["XNNPAK", "CPU"]),
          r"execution_providers\[0\]: expected one of CPU, XNNPACK, .*, got 'XNNPAK' \(did you mean 'XNNPACK'\?\)"),
         (lambda d: d.update(schema_version=2), r"schema_version: expected 1"),
+        (lambda d: d.update(schema_version=1.0), r"schema_version: expected 1"),
+        (lambda d: d.update(schema_version=True), r"schema_version: expected 1"),
         (lambda d: d.pop("schema_version"), r"schema_version: required key is missing"),
         (lambda d: d.update(features=["neon", "fp61"]), r"features\[1\]: expected one of .*\(did you mean 'fp16'\?\)"),
         (lambda d: d.update(features=["neon", "avx2"]), r"features: expected features of an aarch64 CPU"),

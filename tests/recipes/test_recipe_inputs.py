@@ -214,3 +214,18 @@ def test_check_finds_what_used_to_fail_after_minutes_of_work(workspace, change, 
     (workspace / "wrongcols.csv").write_text("sentence,target\na b,0\nc d,1\n")
     with pytest.raises(ConfigError, match=re.escape(message)):
         check_recipe(load_recipe(_recipe(workspace, **change)))
+
+
+@pytest.mark.parametrize("version", [1.0, True, "1"])
+def test_schema_version_is_the_integer_1(version):
+    from deploytool.recipes.schema import parse_recipe
+
+    with pytest.raises(ConfigError, match="schema_version: expected 1"):
+        parse_recipe({"schema_version": version, "name": "x", "model": "minilm"}, "r.yaml")
+
+
+def test_a_choice_error_echoes_a_huge_value_cut_short():
+    from deploytool.choices import not_one_of
+
+    msg = not_one_of(["a", "b"], "x" * 10_000)
+    assert len(msg) < 200 and msg.startswith("expected one of a, b, got 'xxx")
