@@ -383,6 +383,21 @@ class RepackPass(DeployPass):
         return {"step": f"repack({r.value if isinstance(r, Runtime) else r})"}
 
     def requires_input(self, model: ir.Model) -> None:
+        raw = model.metadata_props.get(PACKING_KEY)
+        if raw:  # present but unreadable is not "absent": the file was edited or damaged
+            import json
+
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):
+                raise PassRefusedError(f"the '{PACKING_KEY}' record is not a JSON object (damaged or edited): repack "
+                                       "reads the codes' layout from it; pack the fp32 model again")
+            bad = [k for k in data if k not in _record(model)]
+            if bad:
+                raise PassRefusedError(f"the '{PACKING_KEY}' record's entry for '{bad[0]}' is not one pack writes "
+                                       f"({len(bad)} such entries; damaged or edited); pack the fp32 model again")
         if not _record(model):
             raise PassRefusedError(f"no '{PACKING_KEY}' record: repack converts files `deploytool pack` wrote "
                                    "(pack an fp32 model with --runtime instead)")

@@ -236,3 +236,21 @@ def test_a_model_exported_in_training_mode_is_named_as_such(tmp_path):
     out = tmp_path / "s.onnx"
     line = _one_error_line(_run("slice", src, "--width", "0.5", "-o", out))
     assert "training mode" in line and "model.eval()" in line and not out.exists()
+
+
+@pytest.mark.parametrize("damage", ["{not json", "[]", '{"w": {"shape": "big"}}'])
+def test_repack_names_a_damaged_packing_record(tiny_onnx, tmp_path, damage):
+    """A record that is there but unreadable was reported as no record at all (and a bad entry was carried over)."""
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+
+    packed = tmp_path / "p.onnx"
+    pack_file(tiny_onnx("bert", layers=2), packed, PackConfig(weights="ternary"))
+    m = onnx.load(str(packed))
+    for p in m.metadata_props:
+        if p.key == "deploytool.packing":
+            p.value = damage if not damage.startswith('{"w"') else p.value[:-1] + ', "w": {"shape": "big"}}'
+    bad = tmp_path / "bad.onnx"
+    onnx.save(m, str(bad))
+    out = tmp_path / "r.onnx"
+    line = _one_error_line(_run("repack", bad, "--runtime", "memory", "-o", out))
+    assert "'deploytool.packing' record" in line and ("damaged" in line) and not out.exists()
