@@ -63,6 +63,12 @@ class UpgradeOpsetPass(DeployPass):
         self.purpose = purpose or _purpose(self.target)
 
     def call(self, model: ir.Model) -> DeployPassResult:
+        result = self._upgrade(model)
+        if result.modified and "deploytool.opset" in model.metadata_props:  # the export's record follows the file
+            model.metadata_props["deploytool.opset"] = str(self.target)
+        return result
+
+    def _upgrade(self, model: ir.Model) -> DeployPassResult:
         old = model.opset_imports.get("", 0)
         if old >= self.target:
             return DeployPassResult(model, modified=False, stats={"opset": old})

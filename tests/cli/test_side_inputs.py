@@ -254,3 +254,17 @@ def test_repack_names_a_damaged_packing_record(tiny_onnx, tmp_path, damage):
     out = tmp_path / "r.onnx"
     line = _one_error_line(_run("repack", bad, "--runtime", "memory", "-o", out))
     assert "'deploytool.packing' record" in line and ("damaged" in line) and not out.exists()
+
+
+def test_the_exports_opset_record_follows_an_upgrade(tiny_onnx, tmp_path):
+    """pack upgrades to opset 25 for INT2 weights; `inspect` showed the export's opset=17 beside the file's 25."""
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+
+    src = tiny_onnx("bert", layers=2)
+    before = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
+    assert before.get("deploytool.opset") == "17"
+    packed = tmp_path / "p.onnx"
+    pack_file(src, packed, PackConfig(weights="ternary"))
+    m = onnx.load(str(packed))
+    opset = next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
+    assert opset > 17 and {p.key: p.value for p in m.metadata_props}["deploytool.opset"] == str(opset)
