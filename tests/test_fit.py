@@ -95,7 +95,7 @@ def _err_line(r) -> str:
 
 @pytest.mark.parametrize("args, expected", [
     (["--profile", "kirin99"], "unknown device profile 'kirin99' (did you mean 'kirin990'?)"),
-    (["--profile", "kirin990", "--budget-ms", "-5"], "budget_ms: must be a positive number"),
+    (["--profile", "kirin990", "--budget-ms", "-5"], "--budget-ms: must be a positive number"),
     (["--profile", "kirin990", "--accuracy-floor", "80"], "accuracy_floor needs measured accuracies"),
     (["--profile", "kirin990", "--precisions", "fp32,int3"], "precisions: unknown 'int3'"),
     (["--profile", "kirin990", "--widths", "1,1.5"], "widths: 1.5 out of range"),

@@ -81,6 +81,22 @@ class GrammarCommand(click.Command):
             kwargs["epilog"] = "Deprecated spellings, accepted until the next release: " + ", ".join(old) + "."
         super().__init__(*args, **kwargs)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        from deploytool.errors import ConfigError
+
+        try:
+            return super().invoke(ctx)
+        except ConfigError as e:  # a config field's name -> the option the user typed (calib_samples -> --calib-size)
+            flags = {p.name: p.opts[0] for p in self.params
+                     if isinstance(p, click.Option) and p.name and p.opts and p.opts[0].startswith("--")}
+            msg = str(e)
+            field = msg.split(":", 1)[0]
+            if field in flags and ":" in msg:
+                new = ConfigError(f"{flags[field]}{msg[len(field):]}")
+                new.exit_code = e.exit_code
+                raise new from e
+            raise
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         rest = super().parse_args(ctx, rewrite_old_spellings(args, self.renamed, self.json_file))
         if ctx.params.get("output"):  # for the group's error line (a full disk names what was being written)
