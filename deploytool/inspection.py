@@ -41,7 +41,7 @@ import onnx_ir as ir
 from deploytool import onnx_io
 from deploytool.errors import ConfigError, StructureError
 from deploytool.graph.alibi import alibi_table_bytes, computed_alibi_slopes
-from deploytool.graph._util import ConstCone, const_tensor, is_byte_table, is_unpack_lookup, static_shape
+from deploytool.graph._util import ConstCone, alias_root, const_tensor, is_byte_table, is_unpack_lookup, static_shape
 from deploytool.graph.canonical import TRANSPOSED_FROM, unfuse_flattened_gemms
 from deploytool.graph.roles import AttentionBlock
 from deploytool.graph.structure import EncoderStructure, Linear, find_structure
@@ -337,12 +337,17 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
         if n.op_type == "Identity":  # an alias (deduplicated initializer): counted where it is read
             continue
         for idx, v in enumerate(n.inputs):
-            if v is None or id(v) in seen or v.name in skip:
+            if v is None or v.name in skip:
+                continue
+            # an Identity alias of a weight (the TorchScript exporter's dedup: ALBERT's shared layer, DeBERTa's
+            # shared keys) is the same stored tensor: counted once, by the value it aliases
+            root = alias_root(v)
+            if id(v) in seen or id(root) in seen:
                 continue
             t = const_tensor(v)
             if t is None:
                 continue
-            seen.add(id(v))
+            seen.update((id(v), id(root)))
             role = roles.get(id(n), "other")
             size = int(t.size)
             stored = _nbytes(t)
@@ -355,7 +360,7 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
                 nbytes[role] += stored
                 continue
             dname = t.dtype.name
-            if id(v) in structural or (t.dtype.is_floating_point() and size > 1) or (
+            if id(v) in structural or id(root) in structural or (t.dtype.is_floating_point() and size > 1) or (
                     dname in _LOW_BIT and size > 1 and n.op_type not in ("Reshape", "Slice", "Expand", "Tile")) or (
                     n.op_type == "DequantizeLinear" and idx == 0 and size > 1):  # a weight stored quantized
                 # (QDQ: int8 weights, int32 biases of LayerNorm / Gemm scaled by their input's scale)

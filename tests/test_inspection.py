@@ -162,3 +162,33 @@ def test_pruned_layers_differ(tiny_onnx, tmp_path):
     assert base.params_by_role["attention"] - r.params_by_role["attention"] == 3 * (3 * (32 * 8 + 8) + 8 * 32)
     assert base.params_by_role["ffn"] - r.params_by_role["ffn"] == 24 * (32 + 1 + 32)
     assert "heads/FFN differ per layer" in r.to_text()
+
+
+def test_a_weight_shared_through_identity_is_counted_once(tmp_path):
+    """ALBERT shares one layer's weights across layers; the TorchScript exporter reads the second use through an
+    Identity of the first. inspect counted it again (21,504 parameters where the file holds 13,312). Reference:
+    numpy's sum over the file's own float initializers (every one a weight here), which is what PyTorch holds once
+    the exporter drops the pooler and folds equal tensors together."""
+    import torch
+    from onnx import numpy_helper
+    from transformers import AlbertConfig, AlbertModel
+
+    from deploytool.export import export
+    from deploytool.export.config import ExportConfig
+
+    torch.manual_seed(0)
+    model = AlbertModel(AlbertConfig(embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=64, vocab_size=100, max_position_embeddings=64))
+    for p in model.parameters():  # distinct values: no two tensors folded into one by the exporter's dedup
+        torch.nn.init.normal_(p)
+    model.save_pretrained(tmp_path / "albert")
+    path = tmp_path / "albert.onnx"
+    export(ExportConfig(model=str(tmp_path / "albert")), path)
+    proto = onnx.load(str(path))
+    assert any(n.op_type == "Identity" for n in proto.graph.node)  # the shared layer read through aliases
+    in_file = sum(numpy_helper.to_array(t).size for t in proto.graph.initializer
+                  if t.data_type == onnx.TensorProto.FLOAT and numpy_helper.to_array(t).size > 1)
+    torch_params = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in model.pooler.parameters())
+    r = inspect_model(path, seq_len=16)
+    assert r.total_params == in_file == torch_params
+    assert sum(r.params_by_role.values()) == r.total_params
