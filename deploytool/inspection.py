@@ -112,6 +112,8 @@ class InspectReport:
     metadata: dict[str, str]
     # whole ALiBi tables (buffers of -slope * |i - j|, not weights): their bytes, counted apart from the parameters
     alibi_table_bytes: int = 0
+    # what the figures cannot be taken for (a FLOPs length the model cannot run)
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def num_layers(self) -> int:
@@ -194,7 +196,25 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
         outputs=[_io(v) for v in graph.outputs],
         metadata={k: v for k, v in meta.items() if k.startswith("deploytool.") and k != "deploytool.packing"},
         alibi_table_bytes=sum(tables.values()),
+        notes=_length_notes(graph, structure, seq_len),
     )
+
+
+def _length_notes(graph: ir.Graph, structure: EncoderStructure | None, seq_len: int) -> list[str]:
+    """A note when ``seq_len`` (the FLOPs' length) is one the model cannot run: longer than its absolute position
+    table, or other than a fixed sequence length its inputs declare."""
+    notes = []
+    table = structure.embeddings.get("position") if structure is not None else None
+    c = table.const_value if table is not None else None
+    if c is not None and len(c.shape) == 2 and seq_len > int(c.shape[0]):
+        notes.append(f"--seq-len {seq_len} is longer than the model's position table ({int(c.shape[0])} positions): "
+                     "the FLOPs are for a length it cannot run")
+    fixed = {int(v.shape[1]) for v in graph.inputs
+             if v.shape is not None and len(v.shape) >= 2 and isinstance(v.shape[1], int) and v.shape[1] > 0}
+    if fixed and seq_len not in fixed:
+        notes.append(f"the inputs declare a fixed sequence length ({', '.join(map(str, sorted(fixed)))}): the FLOPs "
+                     f"at --seq-len {seq_len} are for a length it cannot run")
+    return notes
 
 
 # ---------------------------------------------------------------------------------------------- parts
@@ -570,6 +590,7 @@ def _render_text(r: InspectReport) -> str:
     if r.flops is not None:
         parts = ", ".join(f"{k} {_human(v)}" for k, v in r.flops_by_part.items())
         lines.append(f"FLOPs       {_human(r.flops)} at batch 1, seq {r.seq_len} ({parts})")
+    lines += [f"note        {n}" for n in r.notes]
     lines.append("ops         " + ", ".join(f"{k} {v}" for k, v in r.op_histogram.items()))
     for label, vals in (("inputs", r.inputs), ("outputs", r.outputs)):
         lines.append(f"{label:<11} " + ", ".join(f"{v['name']} {v['dtype']}{v['shape']}" for v in vals))

@@ -192,3 +192,11 @@ def test_a_weight_shared_through_identity_is_counted_once(tmp_path):
     r = inspect_model(path, seq_len=16)
     assert r.total_params == in_file == torch_params
     assert sum(r.params_by_role.values()) == r.total_params
+
+
+def test_a_flops_length_the_model_cannot_run_is_noted(tiny_onnx):
+    path = tiny_onnx("bert", "torch")
+    rows = int(next(t for t in onnx.load(str(path)).graph.initializer if "position_embeddings" in t.name).dims[0])
+    assert inspect_model(path, seq_len=rows).notes == []
+    notes = inspect_model(path, seq_len=rows + 1).notes
+    assert len(notes) == 1 and f"position table ({rows} positions)" in notes[0]
