@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import enum
+import math
+import reprlib
 from typing import Any, Iterable, Sequence, TypeVar
 
 from deploytool.errors import ConfigError
@@ -57,8 +59,6 @@ def not_one_of(choices: Sequence[str], value: Any) -> str:
         lowered = {c.lower(): c for c in choices}
         near = difflib.get_close_matches(value.strip().lower(), list(lowered), n=1)
         hint = f" (did you mean '{lowered[near[0]]}'?)" if near else ""
-    from deploytool.validation import show  # a bad value is echoed cut short (it may be a huge document)
-
     return f"expected one of {', '.join(choices)}, got {show(value)}{hint}"
 
 
@@ -72,3 +72,24 @@ def parse_enum(cls: type[E], value: Any, field: str, *, by_name: bool = False,
     if m is None:
         raise ConfigError(f"{field}: {not_one_of(enum_choices(cls, by_name=by_name, allowed=allowed), value)}")
     return m
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (``'abc...``), for messages that echo a bad value.
+
+    Bounded in time and memory too: a container is summarised by :mod:`reprlib` (a few items, a few levels),
+    never fully expanded (a YAML alias bomb's repr is hundreds of MB), and an int too long for ``repr`` is
+    described by its size."""
+    if isinstance(value, str):
+        s = repr(value[: 2 * limit])  # the same first characters as the whole repr, and as long when cut
+    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 8 * limit:
+        return f"<about {int(value.bit_length() * math.log10(2)) + 1} digits>"
+    else:
+        r = reprlib.Repr()
+        r.maxlevel, r.maxstring, r.maxother, r.maxlong = 3, limit, limit, limit
+        r.maxlist = r.maxtuple = r.maxdict = r.maxset = r.maxfrozenset = r.maxdeque = r.maxarray = 8
+        try:
+            s = r.repr(value)
+        except Exception:  # noqa: BLE001 - a value whose repr fails is still named
+            s = f"<{type(value).__name__}>"
+    return s if len(s) <= limit else s[: limit - 3] + "..."

@@ -26,7 +26,6 @@ import functools
 import math
 import os
 import re
-import reprlib
 import typing
 from typing import Annotated, Any, Mapping, Sequence
 
@@ -34,7 +33,7 @@ from pydantic import ConfigDict, PlainValidator, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 from pydantic_core import PydanticCustomError
 
-from deploytool.choices import did_you_mean, enum_choices, match_enum, not_one_of
+from deploytool.choices import did_you_mean, enum_choices, match_enum, not_one_of, show
 from deploytool.errors import ConfigError
 
 __all__ = ["Choice", "FilePath", "Flag", "Fraction", "Integer", "Number", "OneOf", "Text", "format_error", "invalid", "kind_of",
@@ -73,27 +72,6 @@ def invalid(message: str, at: str = "") -> PydanticCustomError:
     """An error with deploytool's own ``message``, at the key path of the value being validated plus
     ``at`` (``"[2]"``, ``".name"``). Raise it from a validator."""
     return PydanticCustomError("deploytool", "{message}", {"message": message, "at": at})
-
-
-def show(value: Any, limit: int = 80) -> str:
-    """``repr(value)`` cut to ``limit`` characters (``'abc...``), for messages that echo a bad value.
-
-    Bounded in time and memory too: a container is summarised by :mod:`reprlib` (a few items, a few levels),
-    never fully expanded (a YAML alias bomb's repr is hundreds of MB), and an int too long for ``repr`` is
-    described by its size."""
-    if isinstance(value, str):
-        s = repr(value[: 2 * limit])  # the same first characters as the whole repr, and as long when cut
-    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 8 * limit:
-        return f"<about {int(value.bit_length() * math.log10(2)) + 1} digits>"
-    else:
-        r = reprlib.Repr()
-        r.maxlevel, r.maxstring, r.maxother, r.maxlong = 3, limit, limit, limit
-        r.maxlist = r.maxtuple = r.maxdict = r.maxset = r.maxfrozenset = r.maxdeque = r.maxarray = 8
-        try:
-            s = r.repr(value)
-        except Exception:  # noqa: BLE001 - a value whose repr fails is still named
-            s = f"<{type(value).__name__}>"
-    return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
 def _cut(text: str, limit: int = 80) -> str:

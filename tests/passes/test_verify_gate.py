@@ -173,7 +173,7 @@ def test_preserves_outputs_is_declared():
 
 def test_reorder_that_changes_outputs_is_refused(src, tmp_path):
     dst = tmp_path / "r.onnx"
-    expected = (r"^BadReorderPass wrote a model whose output '\w+' differs from the input model's by [\d.e+-]+ "
+    expected = (r"^reorder wrote a model whose output '\w+' differs from the input model's by [\d.e+-]+ "
                 r"\(allowed [\d.e+-]+\), though the pass must preserve outputs; nothing written$")
     with pytest.raises(VerificationError, match=expected):
         run_pass_file(BadReorderPass(ReorderConfig()), src, dst)
