@@ -17,7 +17,10 @@ The folder (written complete or not at all: built in a temporary folder beside i
   outputs ONNX Runtime computed on this host *from the .ort file*, and their difference to the
   source .onnx run on the same input.
 
-A profile without a mobile EP (an x86 server, a Graviton with ACL) is refused in one line.
+A profile without a mobile EP (an x86 server, a Graviton with ACL) is refused in one line, and so is what the
+QNN options ask that cannot be done, before anything is written: a QNN option with ``--no-qnn`` or on a profile
+without an NPU, a ``--qnn-seq-len`` past the model's position table, a ``--qnn-calib-data`` that is not a dataset
+or has no tokenizer to read it with. The manifest's ``qnn.calibration`` is the compile's own note.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ from deploytool.units import MB
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BundleConfig", "BundleResult", "MOBILE_EPS", "TOKENIZER_FILES", "make_bundle", "ort_size_mb",
-           "phone_bundle_style", "shipped_size"]
+__all__ = ["BundleConfig", "BundleResult", "MOBILE_EPS", "QNN_CALIBRATION_SIZE", "QNN_SEQ_LEN", "TOKENIZER_FILES",
+           "make_bundle", "ort_size_mb", "phone_bundle_style", "shipped_size"]
 
 KIND = "deploytool.bundle"
 MANIFEST = "manifest.json"
@@ -50,6 +53,11 @@ MOBILE_EPS = ("XNNPACK", "NNAPI", "COREML", "QNN")
 #: files a Hugging Face tokenizer folder may hold (the app's tokenizer reads them)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model")
+#: the QNN options' values when not given (BundleConfig's None)
+QNN_SEQ_LEN = 128
+QNN_CALIBRATION_SIZE = 8
+#: the BundleConfig fields that only the QNN context binary uses
+_QNN_FIELDS = ("qnn_seq_len", "qnn_calibration", "qnn_calibration_size")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,17 +65,19 @@ class BundleConfig:
     """profile: a :class:`~deploytool.profiles.Profile` with a mobile EP. seq_len: length of the fixed
     input whose outputs the manifest records. tokenizer: folder with the tokenizer files (default: the
     model's folder). qnn: try the QNN context binary where the profile has an NPU, compiled for the
-    fixed length ``qnn_seq_len`` (the HTP runs static shapes) and calibrated on ``qnn_calibration``
-    (a deploytool dataset name or file; None: seeded token ids, ``qnn_calibration_size`` of them)."""
+    fixed length ``qnn_seq_len`` (the HTP runs static shapes; None: :data:`QNN_SEQ_LEN`) and calibrated on
+    ``qnn_calibration`` (a deploytool dataset name or file, which needs a tokenizer; None: seeded token ids),
+    ``qnn_calibration_size`` inputs (None: :data:`QNN_CALIBRATION_SIZE`). A QNN field set (not None) where no
+    binary is compiled (``qnn=False``, a profile without an NPU) is refused: it would do nothing."""
 
     profile: Any
     seq_len: int = 16
     seed: int = 0
     tokenizer: Path | None = None
     qnn: bool = True
-    qnn_seq_len: int = 128
+    qnn_seq_len: int | None = None
     qnn_calibration: str | None = None
-    qnn_calibration_size: int = 8
+    qnn_calibration_size: int | None = None
     # a packed model's linear weights moved to MatMulNBits 2-bit first (passes.repack, runtime memory), so the
     # .ort keeps them 2 bits (the speed/densest unpacking is folded into int8 weights by the converter)
     repack_memory: bool = False
@@ -85,8 +95,18 @@ class BundleConfig:
             raise ConfigError(f"seq_len: must be an integer in [1, 4096], got {self.seq_len!r}")
         for f in ("qnn_seq_len", "qnn_calibration_size"):
             v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 4096:
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 4096):
                 raise ConfigError(f"{f}: must be an integer in [1, 4096], got {v!r}")
+        given = [f for f in _QNN_FIELDS if getattr(self, f) is not None]
+        if given and not self.qnn:  # as qnn compile refuses --quantize with --fp16
+            raise ConfigError(f"{given[0]}: sets the QNN context binary, which qnn=False (--no-qnn) turns off; "
+                              "the two exclude each other")
+        if given and self.profile.npu is None:
+            raise ConfigError(f"{given[0]}: sets the QNN context binary, and profile '{self.profile.name}' has no "
+                              "NPU (no npu section), so none is compiled; leave the QNN options out")
+        from deploytool.qnn.quantize import check_calibration_data
+
+        check_calibration_data(self.qnn_calibration, "qnn_calibration")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed: must be a non-negative integer, got {self.seed!r}")
         if self.tokenizer is not None:
@@ -122,6 +142,8 @@ class BundleResult:
         out.append(f"  tokenizer: {m['tokenizer']['files'] or m['tokenizer']['note']}")
         q = m["qnn"]
         out.append(f"  QNN context binary: {'yes, ' + q['dir'] if q['produced'] else 'no (' + q['why'] + ')'}")
+        if q["produced"]:
+            out.append(f"  QNN calibration: {q['calibration']}")
         return out
 
 
@@ -149,14 +171,44 @@ def _tokenizer(model: Path, cfg: BundleConfig, stage: Path) -> dict[str, Any]:
     return {"files": [f"tokenizer/{f.name}" for f in found], "source": str(src), "note": ""}
 
 
-def _qnn(model: Path, cfg: BundleConfig, stage: Path) -> dict[str, Any]:
+def _qnn_preflight(model: Path, cfg: BundleConfig, limit: int | None) -> str | None:
+    """Before anything is written: refuse (ConfigError naming the option) what the user asked of the QNN binary
+    that cannot be done; for the defaults, say why no binary will be compiled (None: try)."""
+    if cfg.profile.npu is None or not cfg.qnn:
+        return None  # _qnn says why; a QNN option given with these was refused by BundleConfig
+    seq = cfg.qnn_seq_len or QNN_SEQ_LEN
+    if limit is not None and seq > limit:
+        if cfg.qnn_seq_len is not None:
+            raise ConfigError(f"{model}: --qnn-seq-len {seq} is longer than the model's position table ({limit} "
+                              f"positions); use a QNN sequence length <= {limit}")
+        return (f"the default --qnn-seq-len {seq} is longer than the model's position table ({limit} positions); "
+                f"pass --qnn-seq-len <= {limit}")
+    if cfg.qnn_calibration is not None:  # a named dataset is calibrated on, or refused: never seeded ids instead
+        from deploytool.qnn.quantize import find_tokenizer
+
+        try:
+            tok = find_tokenizer(model, str(cfg.tokenizer) if cfg.tokenizer else None)
+        except InputFileError as e:
+            raise ConfigError(f"--qnn-calib-data {cfg.qnn_calibration}: its texts need a tokenizer, and {e}") from None
+        if tok is None:
+            raise ConfigError(f"--qnn-calib-data {cfg.qnn_calibration}: its texts need a tokenizer to become token "
+                              f"ids and none is known (no tokenizer.json or vocab.txt beside {model.name}): "
+                              "pass --tokenizer")
+    return None
+
+
+def _qnn(model: Path, cfg: BundleConfig, stage: Path, skip: str | None = None) -> dict[str, Any]:
     prof = cfg.profile
     if prof.npu is None:
         return {"produced": False, "why": f"profile '{prof.name}' has no NPU (no npu section)"}
     if not cfg.qnn:
         return {"produced": False, "why": "not asked for (bundle --no-qnn)"}
+    if skip is not None:
+        return {"produced": False, "why": skip}
+    seq = cfg.qnn_seq_len or QNN_SEQ_LEN
     try:
         from deploytool.qnn import QnnCompileConfig, compile_model
+        from deploytool.qnn.ep import short_reason
         from deploytool.qnn.quantize import QnnQuantConfig
         from deploytool.qnn.target import load_target
 
@@ -164,21 +216,22 @@ def _qnn(model: Path, cfg: BundleConfig, stage: Path) -> dict[str, Any]:
         quant = None
         if target.precision.value == "quantized":
             quant = QnnQuantConfig(activation_dtype=target.activation_dtype, weight_dtype=target.weight_dtype,
-                                   seq_len=cfg.qnn_seq_len, calibration_data=cfg.qnn_calibration,
-                                   calibration_size=cfg.qnn_calibration_size,
+                                   seq_len=seq, calibration_data=cfg.qnn_calibration,
+                                   calibration_size=cfg.qnn_calibration_size or QNN_CALIBRATION_SIZE,
+                                   calibration_fallback=False,
                                    tokenizer=str(cfg.tokenizer) if cfg.tokenizer else None, seed=cfg.seed)
         res = compile_model(model, stage / "qnn", QnnCompileConfig(target=target, quant=quant,
-                                                                    seq_len=cfg.qnn_seq_len, model_name="model"))
-    except (DeployError, ImportError) as e:
-        return {"produced": False, "why": " ".join(str(e).split())[:300]}
+                                                                    seq_len=seq, model_name="model"))
+    except ImportError as e:
+        return {"produced": False, "why": " ".join(str(e).split())}
+    except DeployError as e:
+        return {"produced": False, "why": short_reason(e, 300)}
     r = res.report
     return {"produced": True, "dir": "qnn", "context_model": f"qnn/{r['context_model']}",
             "binaries": [f"qnn/{b}" for b in r["binaries"]], "target": r["target"], "seq_len": r["seq_len"],
             "label": r["label"], "precision": r["precision"],
-            "calibration": (f"{cfg.qnn_calibration_size} texts of {cfg.qnn_calibration}" if cfg.qnn_calibration else
-                            f"{cfg.qnn_calibration_size} seeded token-id inputs (no dataset): quantization ranges "
-                            "from random tokens, accuracy not evaluated (deploytool qnn check)")
-            if quant is not None else "none (fp16)",
+            # what the compile really calibrated on (its own note), not what was asked
+            "calibration": r["prepare"].get("calibration", "none") if quant is not None else "none (fp16)",
             "note": f"compiled for sequence length {r['seq_len']} exactly (static shapes on the HTP): pad or "
                     "truncate the app's input to it"}
 
@@ -296,6 +349,7 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
     if limit is not None and cfg.seq_len > limit:  # as qnn's static_shapes, before ORT runs it (its own log line)
         raise ConfigError(f"{model}: --seq-len {cfg.seq_len} is longer than the model's position table "
                           f"({limit} positions); use a sequence length <= {limit}")
+    qnn_skip = _qnn_preflight(model, cfg, limit)
     stage = make_staging_dir(out)
     source, repacked, scratch = model, None, None
     try:
@@ -321,7 +375,7 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
         diff = max(float(np.max(np.abs(y_ort[k].astype(np.float64) - y_onnx[k].astype(np.float64))))
                    if y_ort[k].size else 0.0 for k in y_ort)
         tok = _tokenizer(source, cfg, stage)
-        qnn = _qnn(source, cfg, stage)
+        qnn = _qnn(source, cfg, stage, qnn_skip)
         host = host_info()
         files = [{"name": str(p.relative_to(stage)), "bytes": p.stat().st_size}
                  for p in sorted(stage.rglob("*")) if p.is_file()]

@@ -86,7 +86,10 @@ def test_bundle_for_a_snapdragon(model_dir, tmp_path):
     if importlib.util.find_spec("onnxruntime_qnn") is not None:
         assert q["produced"], q
         assert q["target"]["soc_model"] == prof["npu"]["soc_model"] and q["seq_len"] == 24
-        assert "seeded token-id" in q["calibration"]
+        # what the compile really calibrated on (its own note), not the options' wording
+        compiled = json.loads((out / "qnn" / "qnn_compile.json").read_text())
+        assert q["calibration"] == compiled["prepare"]["calibration"] and "seeded random token-id" in q["calibration"]
+        assert f"QNN calibration: {q['calibration']}" in r.output
         ctx = onnx.load(str(out / q["context_model"]), load_external_data=False)
         assert [d.dim_value for d in ctx.graph.input[0].type.tensor_type.shape.dim] == [1, 24]
         assert all((out / b).stat().st_size > 0 for b in q["binaries"]) and (out / q["context_model"]).is_file()
@@ -257,3 +260,101 @@ def test_bundle_seq_len_the_model_cannot_run(tmp_path, capfd):
     assert ".ort" not in line and ".tmp" not in line
     assert "onnxruntime" not in capfd.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+_NO_QNN = None if importlib.util.find_spec("onnxruntime_qnn") is not None else \
+    "onnxruntime-qnn is not installed (pip install 'deploytool[qnn]'): no QNN context binary is compiled here"
+
+
+def _nothing_written(tmp_path, out):
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+@pytest.mark.parametrize("case", ["no_tokenizer", "misspelled", "unknown_with_tokenizer"])
+def test_bundle_named_qnn_calibration_it_cannot_use_is_refused(model_dir, tmp_path, case):
+    """A --qnn-calib-data the compile could not use (no tokenizer: it would calibrate on seeded ids; a name that
+    is no dataset) is one line, exit 2, nothing written; the manifest never claims texts it did not use."""
+    src, tok = model_dir
+    out = tmp_path / "out"
+    args = [str(src / "tiny.onnx"), "--profile", "snapdragon-sm8650", "-o", str(out), "--qnn-seq-len", "16"]
+    args += {"no_tokenizer": ["--qnn-calib-data", "rotten-tomatoes"],
+             "misspelled": ["--qnn-calib-data", "rotten-tomatos"],
+             "unknown_with_tokenizer": ["--tokenizer", str(tok), "--qnn-calib-data", "no-such-dataset"]}[case]
+    line = _one_line(_bundle(args))
+    expect = {"no_tokenizer": "--qnn-calib-data rotten-tomatoes: its texts need a tokenizer",
+              "misspelled": "--qnn-calib-data: unknown dataset 'rotten-tomatos'",
+              "unknown_with_tokenizer": "--qnn-calib-data: unknown dataset 'no-such-dataset'"}[case]
+    assert expect in line, line
+    if case == "no_tokenizer":
+        assert "pass --tokenizer" in line
+    if case == "misspelled":
+        assert "(did you mean 'rotten-tomatoes'?)" in line
+    _nothing_written(tmp_path, out)
+
+
+@pytest.mark.skipif(_NO_QNN is not None, reason=_NO_QNN or "")
+def test_bundle_qnn_calibration_on_named_texts(model_dir, tmp_path):
+    """With a tokenizer the named dataset (a user CSV here: nothing to download) is what the compile calibrates
+    on, and the manifest copies the compile's own note."""
+    src, tok = model_dir
+    data = tmp_path / "calib.csv"
+    data.write_text("text,label\n" + "".join(f"w{i} w{i + 1} w{i + 2},{i % 2}\n" for i in range(40)))
+    out = tmp_path / "b"
+    r = _bundle([str(src / "tiny.onnx"), "--profile", "snapdragon-sm8650", "-o", str(out), "--tokenizer", str(tok),
+                 "--qnn-seq-len", "16", "--qnn-calib-data", str(data), "--qnn-calib-size", "4"])
+    assert r.exit_code == 0, r.output
+    q = json.loads((out / "manifest.json").read_text())["qnn"]
+    compiled = json.loads((out / "qnn" / "qnn_compile.json").read_text())["prepare"]["calibration"]
+    assert q["produced"] and q["calibration"] == compiled
+    assert compiled.startswith(f"4 {data} train texts tokenised with {tok}"), compiled
+
+
+def test_bundle_qnn_seq_len_past_the_position_table(model_dir, tmp_path):
+    """An explicit --qnn-seq-len the model cannot take is refused like --seq-len, naming --qnn-seq-len."""
+    src, _ = model_dir
+    out = tmp_path / "out"
+    line = _one_line(_bundle([str(src / "tiny.onnx"), "--profile", "snapdragon-sm8650", "-o", str(out),
+                              "--qnn-seq-len", "500"]))
+    assert f"{src / 'tiny.onnx'}: --qnn-seq-len 500 is longer than the model's position table (160 positions)" in line
+    _nothing_written(tmp_path, out)
+
+
+@pytest.mark.parametrize("profile,extra,expect", [
+    ("kirin990", ["--qnn-seq-len", "64"], "--qnn-seq-len: sets the QNN context binary, and profile 'kirin990' has no NPU"),
+    ("kirin990", ["--qnn-calib-data", "rotten-tomatoes"], "--qnn-calib-data: sets the QNN context binary, and profile"),
+    ("snapdragon-sm8650", ["--no-qnn", "--qnn-seq-len", "64"], "--qnn-seq-len: sets the QNN context binary, which "
+                                                                "qnn=False (--no-qnn) turns off"),
+    ("snapdragon-sm8650", ["--no-qnn", "--qnn-calib-size", "4"], "--qnn-calib-size: sets the QNN context binary"),
+])
+def test_bundle_refuses_qnn_options_it_cannot_use(model_dir, tmp_path, profile, extra, expect):
+    """A --qnn-* option where no QNN binary is compiled would be silently ignored: refused in one line, as
+    qnn compile refuses --quantize with --fp16; the Python config refuses it too, naming the field."""
+    from deploytool.bundle import BundleConfig
+    from deploytool.errors import ConfigError
+    from deploytool.profiles import load_profile
+
+    src, _ = model_dir
+    out = tmp_path / "out"
+    line = _one_line(_bundle([str(src / "tiny.onnx"), "--profile", profile, "-o", str(out), *extra]))
+    assert expect in line, line
+    _nothing_written(tmp_path, out)
+    with pytest.raises(ConfigError, match="^qnn_seq_len: sets the QNN context binary"):
+        BundleConfig(profile=load_profile(profile), qnn="--no-qnn" not in extra, qnn_seq_len=64)
+    BundleConfig(profile=load_profile(profile), qnn="--no-qnn" not in extra)  # the defaults alone are fine
+
+
+@pytest.mark.skipif(_NO_QNN is not None, reason=_NO_QNN or "")
+def test_bundle_of_an_fp16_model_says_why_no_qnn_binary(model_dir, tmp_path):
+    """An fp16 model cannot take QNN's u16/u8 quantization: the manifest says that, whole, instead of ONNX
+    Runtime's internal type error about a deleted temp file cut mid-word."""
+    from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
+
+    src, _ = model_dir
+    half = tmp_path / "half.onnx"
+    convert_fp16_file(src / "tiny.onnx", half, Fp16Config())
+    out = tmp_path / "b"
+    r = _bundle([str(half), "--profile", "snapdragon-sm8650", "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    why = json.loads(r.output)["qnn"]["why"]
+    assert why.startswith("half.onnx: the model is fp16") and why.endswith("(qnn check|compile --fp16)"), why
+    assert "ONNXRuntimeError" not in why and "/tmp" not in why

@@ -23,16 +23,27 @@ def _target(profile: str, fp16: bool, act: str | None, weights: str | None, prof
                        weight_dtype=weights)
 
 
-def _quant(target, quantize: bool, seq: int, mask: str, mask_value: float, embedding: str | None, calib_data: str,
-           calib_size: int, tokenizer: str | None, seed: int):
+def _named(param: str) -> bool:
+    """Whether the user typed the option (not its default)."""
+    source = click.get_current_context().get_parameter_source(param)
+    return source not in (None, click.core.ParameterSource.DEFAULT)
+
+
+def _quant(target, quantize: bool, seq: int, mask: str, mask_value: float, embedding: str | None,
+           calibration_data: str, calibration_size: int, tokenizer: str | None, seed: int):
     from deploytool.qnn import QnnQuantConfig
 
     if not quantize:
+        if _named("calibration_data") and calibration_data != "none":
+            raise ConfigError(f"--calib-data {calibration_data}: calibrates --quantize, which is not given; "
+                              "pass --quantize or leave --calib-data out")
         return None
+    # the default dataset falls back to seeded ids without a tokenizer (the output says so); a named one is refused
     return QnnQuantConfig(activation_dtype=target.activation_dtype, weight_dtype=target.weight_dtype, seq_len=seq,
                           mask=mask, mask_value=mask_value, embedding_dtype=embedding,
-                          calibration_data=None if calib_data == "none" else calib_data,
-                          calibration_size=calib_size, tokenizer=tokenizer, seed=seed)
+                          calibration_data=None if calibration_data == "none" else calibration_data,
+                          calibration_size=calibration_size, calibration_fallback=not _named("calibration_data"),
+                          tokenizer=tokenizer, seed=seed)
 
 
 def _quant_options(f):
@@ -49,9 +60,11 @@ def _quant_options(f):
                      help="The bounded mask bias."),
         click.option("--embedding", default=None,
                      help="Word-embedding table type: uint8 | uint16 [default: the activation type]."),
-        click.option("--calib-data", default="rotten-tomatoes", show_default=True,
-                     help="Dataset whose train texts calibrate the quantization ('none': seeded token ids)."),
-        click.option("--calib-size", type=int, default=128, show_default=True, metavar="INT",
+        click.option("--calib-data", "calibration_data", default="rotten-tomatoes", show_default=True,
+                     help="Dataset whose train texts calibrate the quantization ('none': seeded token ids). "
+                          "Needs a tokenizer; without one the default falls back to seeded token ids (said in "
+                          "the output) and a named dataset is refused."),
+        click.option("--calib-size", "calibration_size", type=int, default=128, show_default=True, metavar="INT",
                      help="Calibration texts."),
         click.option("--tokenizer", default=None, type=click.Path(file_okay=False),
                      help="Tokenizer folder [default: the model's folder when it has tokenizer.json]."),
@@ -88,8 +101,8 @@ def qnn() -> None:
 @json_flag("Print the report as JSON (deploytool.qnn.check/1) to stdout instead of the text lines.")
 @click.option("--rows", "rows_path", default=None, type=click.Path(dir_okay=False),
               help="Write a device-report row (deploytool.device_rows/1).")
-def check(model, profile, seq_len, act, weights, mask, mask_value, embedding, calib_data, calib_size, tokenizer, seed,
-          profiles_dirs, quantize, fp16,
+def check(model, profile, seq_len, act, weights, mask, mask_value, embedding, calibration_data, calibration_size,
+          tokenizer, seed, profiles_dirs, quantize, fp16,
           reference, data, eval_size, strict, json_path, as_json, rows_path) -> None:
     """Op coverage on the HTP, strict-mode pass/fail and accuracy vs fp32 for one Snapdragon SoC."""
     from deploytool.onnx_io import atomic_write, check_output_path
@@ -100,7 +113,8 @@ def check(model, profile, seq_len, act, weights, mask, mask_value, embedding, ca
         raise ConfigError("--quantize and --fp16 exclude each other")
     seq = seq_len
     target = _target(profile, fp16, act, weights, profiles_dirs)
-    quant = _quant(target, quantize, seq, mask, mask_value, embedding, calib_data, calib_size, tokenizer, seed)
+    quant = _quant(target, quantize, seq, mask, mask_value, embedding, calibration_data, calibration_size, tokenizer,
+                   seed)
     cfg = QnnCheckConfig(target=target, quant=quant,
                          seq_len=seq, reference=reference, eval_data=data, eval_size=eval_size,
                          tokenizer=tokenizer, strict=strict, seed=seed)
@@ -125,13 +139,13 @@ def check(model, profile, seq_len, act, weights, mask, mask_value, embedding, ca
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The QDQ model to write.")
 @_quant_options
-def quantize_(model, output, profile, seq_len, act, weights, mask, mask_value, embedding, calib_data, calib_size,
-              tokenizer, seed, profiles_dirs) -> None:
+def quantize_(model, output, profile, seq_len, act, weights, mask, mask_value, embedding, calibration_data,
+              calibration_size, tokenizer, seed, profiles_dirs) -> None:
     """Quantize a float encoder the way QNN wants it (QDQ, static shapes, bounded mask)."""
     from deploytool.qnn.quantize import quantize_file
 
     target = _target(profile, False, act, weights, profiles_dirs)
-    cfg = _quant(target, True, seq_len, mask, mask_value, embedding, calib_data, calib_size,
+    cfg = _quant(target, True, seq_len, mask, mask_value, embedding, calibration_data, calibration_size,
                  tokenizer, seed)
     stats = quantize_file(model, output, cfg)
     click.echo(f"{model} -> {output}: QDQ {cfg.dtypes} for {target.label}, seq {stats['seq_len']}, "
@@ -149,8 +163,8 @@ def quantize_(model, output, profile, seq_len, act, weights, mask, mask_value, e
 @click.option("--embed", is_flag=True, help="Embed the context binary in the .onnx (ep.context_embed_mode=1).")
 @click.option("--rows", "rows_path", default=None, type=click.Path(dir_okay=False),
               help="Write a device-report row (deploytool.device_rows/1).")
-def compile_(model, output, profile, seq_len, act, weights, mask, mask_value, embedding, calib_data, calib_size,
-             tokenizer, seed, profiles_dirs, quantize,
+def compile_(model, output, profile, seq_len, act, weights, mask, mask_value, embedding, calibration_data,
+             calibration_size, tokenizer, seed, profiles_dirs, quantize,
              fp16, embed, rows_path) -> None:
     """Offline QNN context binary for one Snapdragon SoC (EPContext model + .bin + JSON report)."""
     from deploytool.onnx_io import check_output_path
@@ -161,7 +175,8 @@ def compile_(model, output, profile, seq_len, act, weights, mask, mask_value, em
         raise ConfigError("--quantize and --fp16 exclude each other")
     seq = seq_len
     target = _target(profile, fp16, act, weights, profiles_dirs)
-    quant = _quant(target, quantize, seq, mask, mask_value, embedding, calib_data, calib_size, tokenizer, seed)
+    quant = _quant(target, quantize, seq, mask, mask_value, embedding, calibration_data, calibration_size, tokenizer,
+                   seed)
     cfg = QnnCompileConfig(target=target, quant=quant,
                            seq_len=seq, embed=embed, tokenizer=tokenizer)
     if rows_path:

@@ -174,6 +174,7 @@ class QnnCheckReport:
         out = [f"{self.model} on {self.target.label} [{self.target.profile}]",
                f"  {EMULATED_LABEL if self.emulated else 'on device'}",
                f"  mode: {self.mode} ({self.precision}), batch 1, seq {self.seq_len}",
+               *([f"  calibration: {self.prepare['calibration']}"] if "calibration" in self.prepare else []),
                f"  coverage: {c.qnn_nodes}/{c.total} nodes on QNN HTP ({100 * c.fraction:.1f}%), "
                f"{len(c.fallback)} fallen back to CPU, {len(c.io_offloaded)} graph-I/O (de)quantization on CPU "
                f"by design, {c.qnn_subgraphs} QNN subgraph(s)"]
@@ -225,8 +226,9 @@ def check_model(model_path: str | Path, cfg: QnnCheckConfig) -> QnnCheckReport:
             raise QnnStrictError(f"{path}: strict mode fails on {cfg.target.soc_name}: {strict_error}")
 
         tok = find_tokenizer(path, cfg.tokenizer)
-        data = (cfg.eval_data or cfg.fixed_data) if tok is not None else None
-        feeds, note = calibration_inputs(prep.model, seq_len=prep.seq_len, n=cfg.fixed_inputs, data=data,
+        # the dataset is passed with no tokenizer too: the note then says the tokenizer is what is missing
+        feeds, note = calibration_inputs(prep.model, seq_len=prep.seq_len, n=cfg.fixed_inputs,
+                                         data=cfg.eval_data or cfg.fixed_data,
                                          tokenizer=tok, seed=cfg.seed + 1000, split="dev")
         htp = _run(sess, feeds)
         acc: dict = {"inputs": note}

@@ -31,7 +31,7 @@ from deploytool.errors import ConfigError, DeployError
 from deploytool.onnx_io import check_output_dir, load_proto, make_staging_dir, publish_staging_dir
 from deploytool.qnn.check import compare, prepare
 from deploytool.qnn.ep import (EMULATED_LABEL, QnnStrictError, is_emulated, probe_coverage, qnn_session, require_qnn,
-                               sdk_info)
+                               sdk_info, short_reason)
 from deploytool.qnn.quantize import QnnQuantConfig, calibration_inputs
 from deploytool.qnn.target import QnnTarget
 
@@ -71,6 +71,8 @@ class QnnCompileResult:
                f"HTP {r['target']['htp_arch']}), {r['precision']}, seq {r['seq_len']}"]
         for f in r["files"]:
             out.append(f"  {f['name']}: {f['bytes'] / 1e6:.3f} MB")
+        if r["prepare"].get("calibration"):
+            out.append(f"  calibration: {r['prepare']['calibration']}")
         out.append(f"  context binary: {r['context_binary_bytes'] / 1e6:.3f} MB, compile {r['compile_s']:.2f} s "
                    f"(host compile time, not device latency), QNN SDK {r['sdk']['qnn_sdk']}, "
                    f"onnxruntime-qnn {r['sdk']['onnxruntime_qnn']}")
@@ -103,7 +105,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: QnnCompileCo
                     cov = probe_coverage(src, cfg.target)
                     why = f"{len(cov.fallback)} node(s) not supported by the QNN HTP: {cov.describe_unsupported()}"
                 except DeployError:
-                    why = " ".join(str(e).split())[:300]
+                    why = short_reason(e, 300)
                 raise QnnStrictError(f"{path}: cannot compile for {cfg.target.soc_name} without CPU fallback: "
                                      f"{why}") from e
             compile_s = time.perf_counter() - t0
@@ -158,7 +160,7 @@ def _reload(ctx: Path, target: QnnTarget, feed: dict, y_online: np.ndarray) -> d
         sess, _ = qnn_session(ctx, target, strict=True, record=False)
         y = sess.run([sess.get_outputs()[0].name], feed)[0]
     except DeployError as e:
-        why = " ".join(str(e).split())[:200]
+        why = short_reason(e, 300)
         raise DeployError(f"{ctx.name}: the compiled context model does not reload ({why})") from e
     return {"ok": True, "load_s": round(time.perf_counter() - t0, 3),
             "max_abs_vs_online_htp": compare(y, y_online)["max_abs"]}

@@ -22,7 +22,8 @@ from deploytool.qnn.target import QnnTarget
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EMULATED_LABEL", "Coverage", "NodeOnCpu", "is_emulated", "qnn_session", "require_qnn", "sdk_info"]
+__all__ = ["EMULATED_LABEL", "Coverage", "NodeOnCpu", "is_emulated", "qnn_session", "require_qnn", "sdk_info",
+           "short_reason"]
 
 EMULATED_LABEL = ("EMULATED: x86 HTP emulator (onnxruntime-qnn), coverage and numerics only; "
                   "timings are not device latency")
@@ -32,13 +33,25 @@ class QnnStrictError(DeployError):
     """The model does not run entirely on the HTP (strict mode: no CPU fallback)."""
 
 
+def short_reason(error: BaseException | str, limit: int = 300) -> str:
+    """An error's message as one line for a reason: whitespace collapsed and, past ``limit`` characters, cut at
+    the last word boundary with "..." (a message cut mid-word reads as a wrong word: "tensor(float16) and te")."""
+    text = " ".join(str(error).split())
+    if len(text) <= limit:
+        return text
+    head = text[:limit - 3]
+    if " " in head:
+        head = head.rsplit(" ", 1)[0]
+    return head.rstrip(" ,;:(") + "..."
+
+
 def require_qnn():
     """The ``onnxruntime_qnn`` module, or a one-line UnavailableError saying it cannot be loaded."""
     try:
         import onnxruntime_qnn
     except (ImportError, OSError) as e:
         raise UnavailableError(f"onnxruntime-qnn is not installed or cannot be loaded ({type(e).__name__}: "
-                               f"{' '.join(str(e).split())[:120]}); the QNN commands need "
+                               f"{short_reason(e, 120)}); the QNN commands need "
                                "pip install 'deploytool[qnn]' (onnxruntime-qnn==2.7.0, Linux x86_64/aarch64)") from e
     return onnxruntime_qnn
 

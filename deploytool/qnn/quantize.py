@@ -12,7 +12,12 @@ Steps (each on a copy; the input file is never modified):
    ``calibration_size`` texts of a review dataset (``deploytool.data.calibration_texts``, train split)
    tokenised with the model's tokenizer, padded to ``seq_len``: real lengths, so real padding, so the
    calibrated range includes the bounded mask. Without a tokenizer, seeded random token ids with
-   random lengths stand in, and the result says so.
+   random lengths stand in, and the result says so; a dataset the user named (``calibration_fallback=False``)
+   is refused instead, as is a name that is neither a built-in dataset nor a file.
+
+An fp16 model is refused before ONNX Runtime sees it: its preprocessing fails on the fp16 graph with an internal
+type error, and the quantization ranges would come from fp16 weights (quantize the fp32 model, or run this
+one in the HTP's fp16 mode).
 
 onnxruntime is imported inside the functions only (it is the runtime layer's dependency).
 """
@@ -23,6 +28,8 @@ import contextlib
 import dataclasses
 import enum
 import logging
+import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -33,12 +40,13 @@ import onnx
 from deploytool import onnx_io
 from deploytool.choices import parse_enum
 from deploytool.errors import ConfigError, InputFileError, PassRefusedError
+from deploytool.qnn.ep import short_reason
 from deploytool.qnn.target import QuantDtype
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MaskHandling", "QnnQuantConfig", "QnnQuantResult", "calibration_inputs", "is_quantized",
-           "quantize_for_qnn", "static_shapes", "find_tokenizer"]
+__all__ = ["MaskHandling", "QnnQuantConfig", "QnnQuantResult", "calibration_inputs", "check_calibration_data",
+           "fp16_weights", "is_quantized", "quantize_for_qnn", "static_shapes", "find_tokenizer"]
 
 _QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QLinearConv", "MatMulInteger",
             "DynamicQuantizeLinear", "MatMulNBits", "DynamicQuantizeMatMul"}
@@ -60,6 +68,9 @@ class QnnQuantConfig:
     mask_value: float = -30.0
     calibration_data: str | None = "rotten-tomatoes"  # a deploytool.data dataset name or file
     calibration_size: int = 64
+    # no tokenizer known for calibration_data's texts: True = seeded token ids stand in (the stats say so), for a
+    # default dataset; False = refuse, for one the user named (calibrating on something else would be a lie)
+    calibration_fallback: bool = True
     tokenizer: str | None = None  # a folder with tokenizer.json (or vocab.txt)
     per_channel: bool = False
     # the word-embedding table: None = the activation type (QNN's Gather keeps one type from table to
@@ -84,6 +95,7 @@ class QnnQuantConfig:
         if isinstance(self.calibration_size, bool) or not isinstance(self.calibration_size, int) \
                 or not 1 <= self.calibration_size <= 10000:
             raise ConfigError(f"calibration_size: must be an integer in [1, 10000], got {self.calibration_size!r}")
+        check_calibration_data(self.calibration_data, "calibration_data")
 
     @property
     def dtypes(self) -> str:
@@ -96,6 +108,29 @@ class QnnQuantResult:
     model: onnx.ModelProto  # the QDQ model, static shapes
     reference: onnx.ModelProto  # the float input with the same static shapes (mask untouched)
     stats: dict
+
+
+def check_calibration_data(value: str | os.PathLike | None, field: str) -> None:
+    """Refuse (ConfigError naming ``field``) a calibration source that is neither a built-in dataset's name nor
+    an existing file: a misspelled name would otherwise surface only when its texts are read, or never where no
+    tokenizer is known and seeded ids stand in."""
+    from deploytool.choices import did_you_mean
+    from deploytool.data import dataset_names
+
+    if value is None:
+        return
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{field}: expected a dataset name or a file path, got {type(value).__name__}")
+    names = dataset_names()
+    if str(value) in names or Path(value).is_file():
+        return
+    raise ConfigError(f"{field}: unknown dataset '{value}': neither a built-in dataset ({', '.join(names)}) nor a "
+                      f"file{did_you_mean(str(value), names)}")
+
+
+def fp16_weights(model: onnx.ModelProto) -> int:
+    """How many initializers are stored in fp16 (``deploytool quantize --fp16`` stores every float weight so)."""
+    return sum(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
 
 
 def is_quantized(model: onnx.ModelProto) -> bool:
@@ -313,9 +348,21 @@ def quantize_for_qnn(model: onnx.ModelProto, cfg: QnnQuantConfig, *,
 
     from deploytool.qnn.mask import BoundAttentionMaskPass
 
+    name = Path(model_path).name if model_path else "model"
     if is_quantized(model):
         raise PassRefusedError("model is already quantized (has QuantizeLinear/DequantizeLinear or integer ops); "
                                "give the float model")
+    half = fp16_weights(model)
+    if half:  # ORT's preprocessing would fail on it with an internal type error naming its own temp file
+        raise PassRefusedError(f"{name}: the model is fp16 ({half} fp16 weights): QNN's {cfg.dtypes} quantization "
+                               "needs the fp32 model (quantize the file it was made from), or run this one in the "
+                               "HTP's fp16 mode (qnn check|compile --fp16)")
+    # the calibration source before any work: a dataset the user named is used, or refused
+    tok = find_tokenizer(model_path, cfg.tokenizer)
+    if cfg.calibration_data is not None and tok is None and not cfg.calibration_fallback:
+        where = f" (no tokenizer.json or vocab.txt beside {name})" if model_path else ""
+        raise ConfigError(f"calibration_data: '{cfg.calibration_data}' is text and no tokenizer is known to turn "
+                          f"it into token ids{where}: pass --tokenizer, or 'none' for seeded token ids")
     t0 = time.perf_counter()
     reference, seq = static_shapes(model, cfg.seq_len)
     stats: dict = {"activation_dtype": cfg.activation_dtype.value, "weight_dtype": cfg.weight_dtype.value,
@@ -331,7 +378,6 @@ def quantize_for_qnn(model: onnx.ModelProto, cfg: QnnQuantConfig, *,
     # entries): take them off and put them back on the QDQ model
     metadata = [(p.key, p.value) for p in prepared.metadata_props]
     del prepared.metadata_props[:]
-    tok = find_tokenizer(model_path, cfg.tokenizer)
     feeds, note = calibration_inputs(prepared, seq_len=seq, n=cfg.calibration_size, data=cfg.calibration_data,
                                      tokenizer=tok, seed=cfg.seed)
     stats["calibration"] = note
@@ -341,7 +387,8 @@ def quantize_for_qnn(model: onnx.ModelProto, cfg: QnnQuantConfig, *,
         try:
             fused = qnn_preprocess_model(str(src), str(pre), fuse_layernorm=True)
         except Exception as e:  # noqa: BLE001 - ORT's preprocessing refusing this graph: one line, not a traceback
-            first = " ".join(str(e).split())[:200]
+            # ORT names the temporary copy it failed to load (gone by now): the reason is what follows
+            first = short_reason(re.sub(r"Load model from \S+ failed:\s*", "", str(e)), 300)
             raise PassRefusedError(f"ONNX Runtime's QNN preprocessing failed on this model at seq {seq} ({first})") from e
         qin = pre if fused else src
         overrides = None

@@ -356,3 +356,55 @@ def test_qnn_reads_profiles_from_profiles_dir(tmp_path):
     r = _run_cli("qnn", "quantize", missing, "-o", tmp_path / "q.onnx", "--profile", "my-phone")
     assert r.exit_code == 2 and "unknown device profile 'my-phone'" in r.output, r.output
     assert not (tmp_path / "q.onnx").exists()
+
+
+# ---------------------------------------------------------------- calibration said and used as it was
+def test_named_calibration_dataset_that_cannot_be_used_is_refused(fp32, tmp_path):
+    """--calib-data the user named is calibrated on or refused (no tokenizer: 'pass --tokenizer'; a misspelled
+    name: did you mean), one line, nothing written; the default falls back to seeded ids and the text says so."""
+    base = ["--profile", PROFILE, "--seq-len", SEQ, "--quantize", "--calib-size", 8]
+    r = _run_cli("qnn", "check", fp32, *base, "--calib-data", "rotten-tomatoes", "-o", tmp_path / "c.json")
+    _one_line_error(r, "--calib-data: 'rotten-tomatoes' is text and no tokenizer is known", "pass --tokenizer")
+    r = _run_cli("qnn", "compile", fp32, *base, "--calib-data", "rotten-tomatos", "-o", tmp_path / "ctx")
+    _one_line_error(r, "--calib-data: unknown dataset 'rotten-tomatos'", "(did you mean 'rotten-tomatoes'?)")
+    r = _run_cli("qnn", "quantize", fp32, *[a for a in base if a != "--quantize"], "--calib-data", "trec",
+                 "-o", tmp_path / "q.onnx")
+    _one_line_error(r, "pass --tokenizer")
+    r = _run_cli("qnn", "check", fp32, "--profile", PROFILE, "--seq-len", SEQ, "--fp16", "--calib-data", "trec")
+    _one_line_error(r, "--calib-data trec: calibrates --quantize, which is not given")
+    assert list(tmp_path.iterdir()) == []
+    r = _run_cli("qnn", "check", fp32, *base)  # the default dataset, no tokenizer: seeded ids, said in the text
+    assert r.exit_code == 0, r.output
+    calib = [ln for ln in r.output.splitlines() if ln.startswith("  calibration: ")]
+    assert len(calib) == 1 and "8 seeded random token-id rows" in calib[0] and "pass --tokenizer" in calib[0], r.output
+    assert "no dataset given" not in r.output  # a dataset was given (the default): the tokenizer is what is missing
+    r = _run_cli("qnn", "compile", fp32, *base, "-o", tmp_path / "ctx")
+    assert r.exit_code == 0 and "  calibration: NOTE: 8 seeded random token-id rows" in r.output, r.output
+    from deploytool.qnn import QnnQuantConfig
+
+    with pytest.raises(ConfigError, match="^calibration_data: unknown dataset 'nope'"):
+        QnnQuantConfig(calibration_data="nope")
+
+
+def test_fp16_model_is_refused_for_quantization_before_onnxruntime(fp32, tmp_path):
+    """An fp16 model: QNN's u16/u8 quantization is refused, saying why and what works instead (its fp32 model,
+    or the HTP's fp16 mode, which runs it), not with ORT's type error naming a deleted temp file."""
+    from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
+
+    half = tmp_path / "half.onnx"
+    convert_fp16_file(fp32, half, Fp16Config())
+    r = _run_cli("qnn", "check", half, "--profile", PROFILE, "--seq-len", SEQ, "--quantize", "--calib-data", "none")
+    err = _one_line_error(r, "half.onnx: the model is fp16", "needs the fp32 model", "--fp16")
+    assert "ONNXRuntimeError" not in err and "qnn_preproc" not in err
+    r = _run_cli("qnn", "check", half, "--profile", PROFILE, "--seq-len", SEQ, "--fp16")
+    assert r.exit_code == 0 and "strict (no CPU fallback): PASS" in r.output, r.output
+
+
+def test_short_reason_never_cuts_a_word():
+    from deploytool.qnn.ep import short_reason
+
+    text = "Type parameter (T) of Optype (Mul) bound to different types (tensor(float16) and tensor(float))"
+    assert short_reason(text, 500) == text
+    cut = short_reason(text, 70)
+    assert cut == "Type parameter (T) of Optype (Mul) bound to different types..." and len(cut) <= 70
+    assert short_reason("a\n  b\tc") == "a b c"
