@@ -63,10 +63,65 @@ def _split_params(params: dict[str, Any], where: str):
 
     data = {k: v for k, v in params.items() if k in _DATA_KEYS}
     rest = {k: v for k, v in params.items() if k not in _DATA_KEYS}
+    _check_types(DataConfig, {k: v for k, v in data.items() if k != "data"}, where)  # data: checked as a file/name
     try:
         return DataConfig(**data), rest
     except TypeError as e:
         raise ConfigError(f"{where}: {e}") from None
+
+
+def _check_types(cls, kwargs: dict[str, Any], where: str) -> None:
+    """ConfigError naming an option of a plain dataclass config whose value has the wrong type for its field (a
+    YAML ``batch_size: 2.5`` or ``epochs: one`` reached the config's range checks, or a comparison's TypeError)."""
+    import dataclasses
+    import types
+    import typing
+
+    from deploytool.validation import show
+
+    if not dataclasses.is_dataclass(cls):
+        return
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - an annotation this check cannot resolve: the config's own checks remain
+        return
+
+    def ok(v: Any, t: Any) -> bool | None:  # None: a type this check does not judge
+        origin, args = typing.get_origin(t), typing.get_args(t)
+        if origin in (typing.Union, types.UnionType):
+            judged = [ok(v, a) for a in args]
+            return None if any(j is None for j in judged) else any(judged)
+        if t is type(None):
+            return v is None
+        if t is bool:
+            return isinstance(v, bool)
+        if t is int:
+            return isinstance(v, int) and not isinstance(v, bool)
+        if t is float:
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+        if t is str:
+            return isinstance(v, str)
+        if t is Path:
+            return isinstance(v, (str, Path))
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            inner = [ok(x, args[0]) for x in v] if isinstance(v, (list, tuple)) else [False]
+            return None if any(j is None for j in inner) else all(inner)
+        return None
+
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "text", Path: "a path"}
+    for k, v in list(kwargs.items()):
+        t = hints.get(k)
+        if t is float and isinstance(v, str):  # YAML 1.1 reads 1e-4 (no dot) as text: the number it spells
+            try:
+                kwargs[k] = v = float(v)
+            except ValueError:
+                pass
+        if t is not None and ok(v, t) is False:
+            inner = typing.get_args(t)
+            want = names.get(t) or (f"a list of {names.get(inner[0], 'values')}s".replace("an integers", "integers")
+                                    .replace("a numbers", "numbers") if typing.get_origin(t) is tuple and inner
+                                    else str(t).replace("typing.", "").replace("pathlib.", ""))
+            raise ConfigError(f"{where}: {k}: expected {want}, got {show(v)}")
 
 
 def _build(cls, where: str, **kwargs):
@@ -74,6 +129,7 @@ def _build(cls, where: str, **kwargs):
         from deploytool.validation import validate
 
         return validate(cls, kwargs, where)
+    _check_types(cls, kwargs, where)
     try:
         return cls(**kwargs)
     except TypeError as e:  # an unknown option

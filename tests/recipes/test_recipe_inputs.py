@@ -229,3 +229,27 @@ def test_a_choice_error_echoes_a_huge_value_cut_short():
 
     msg = not_one_of(["a", "b"], "x" * 10_000)
     assert len(msg) < 200 and msg.startswith("expected one of a, b, got 'xxx")
+
+
+@pytest.mark.parametrize("option, value, message", [("batch_size", 2.5, "batch_size: expected an integer, got 2.5"),
+                                                    ("seed", "abc", "seed: expected an integer, got 'abc'"),
+                                                    ("epochs", "one", "epochs: expected a number, got 'one'"),
+                                                    ("text_col", 3, "text_col: expected text, got 3")])
+def test_a_train_option_of_the_wrong_type_is_named_at_check(workspace, option, value, message):
+    from deploytool.recipes.runner import check_recipe
+
+    step = {"finetune": {"data": "toy.csv", "epochs": 1, option: value}}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_recipe(load_recipe(_recipe(workspace, train=[step])))
+
+
+def test_a_learning_rate_written_1e_4_is_the_number(workspace):
+    """YAML 1.1 reads 1e-4 (no dot) as text; the step takes the number it spells."""
+    from deploytool.recipes.schema import TrainStep
+    from deploytool.recipes.steps import train_config
+    from deploytool.train.config import TrainConfig  # noqa: F401 - the config the step builds
+
+    recipe = load_recipe(_recipe(workspace, train=[{"finetune": {"data": "toy.csv", "lr": "1e-4"}}]))
+    step: TrainStep = recipe.train[0]
+    cfg, _ = train_config(step, workspace / "model", workspace / "tmp", "train[0] finetune")
+    assert cfg.lr == 1e-4
