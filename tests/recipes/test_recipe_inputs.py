@@ -22,15 +22,10 @@ import yaml
 
 from deploytool.errors import ConfigError, DeployError, OutputPathError
 from deploytool.recipes import load_recipe
-from deploytool.testing.toy_text import tiny_classifier_folder, toy_csv
+from deploytool.testing.toy_text import tiny_classifier_folder
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("inputs")
-    tiny_classifier_folder(root / "model", layers=2, hidden=32, heads=4, ffn=64)
-    toy_csv(root / "toy.csv", n=40)
-    return root
+WORKSPACE_ROWS = 40  # the workspace fixture's toy.csv (tests/recipes/conftest.py)
 
 
 def _recipe(root: Path, name: str = "t", **changes) -> Path:

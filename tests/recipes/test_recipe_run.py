@@ -13,15 +13,7 @@ from click.testing import CliRunner
 from deploytool.cli import main
 from deploytool.recipes import load_recipe
 from deploytool.recipes.runner import RecipeStepError, run_recipe
-from deploytool.testing.toy_text import tiny_classifier_folder, toy_csv
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("recipe")
-    tiny_classifier_folder(root / "model", layers=2, hidden=32, heads=4, ffn=64)
-    toy_csv(root / "toy.csv", n=240)
-    return root
+from deploytool.testing.toy_text import toy_csv
 
 
 def _write(root: Path, name: str, **changes) -> Path:
