@@ -103,7 +103,7 @@ def test_bench_command_passes_prime_runs(pair, tmp_path):
     assert (cfg["prime_runs"], cfg["schedule"]) == (1, "interleaved")
     assert "2 runs interleaved run by run, each after 1 untimed run of its model" in r.output  # the table says so
     r = CliRunner().invoke(main, ["bench", *map(str, pair), "--prime-runs", "-1", "-q"])
-    assert r.exit_code == 2 and "prime_runs: must be" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 2 and "--prime-runs: must be" in r.output and "Traceback" not in r.output
 
 
 def test_shared_pool_runs_every_session_on_it(pair):
@@ -218,7 +218,7 @@ def test_refuses_threads_above_usable_cores_unless_forced(pair):
         run_benchmark(BenchConfig(models=pair[:1], seq_lens=(8,), threads=too_many, runs=2, busy="refuse"))
     res = CliRunner().invoke(main, ["bench", str(pair[0]), "--seq-len", "8", "--runs", "2", "--threads", str(too_many),
                                     "-q"])
-    assert res.exit_code == 2 and "error: threads:" in res.output and "bench --force" in res.output
+    assert res.exit_code == 2 and "error: --threads:" in res.output and "bench --force" in res.output
     res = CliRunner().invoke(main, ["bench", str(pair[0]), "--seq-len", "8", "--runs", "2", "--warmup", "1",
                                     "--threads", str(too_many), "-q", "--force"])
     assert res.exit_code == 0, res.output

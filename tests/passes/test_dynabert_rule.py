@@ -169,7 +169,7 @@ def test_cli_rounding_bad_value(tiny_onnx, tmp_path):
     res = _cli("slice", src, "--depth", "0.75", "--rounding", "nearest", "-o", tmp_path / "o.onnx")
     assert res.exit_code == 2
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: rounding:") and "half-up" in lines[0], res.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: --rounding:") and "half-up" in lines[0], res.stderr
     assert not (tmp_path / "o.onnx").exists()
 
 

@@ -132,5 +132,5 @@ def test_cli_flags_and_bad_value(src, tmp_path):
                                   "--position-embeddings", "int4", "-o", str(tmp_path / "bad.onnx")])
     assert r.exit_code == 2
     lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and "position_embeddings" in lines[0]
+    assert len(lines) == 1 and "--position-embeddings" in lines[0]
     assert not (tmp_path / "bad.onnx").exists()

@@ -141,10 +141,10 @@ def test_bad_config_is_a_config_error(kw, msg):
 
 
 @pytest.mark.parametrize("args, msg", [
-    (["--hidden", "30", "--heads", "4"], "error: hidden: 30 is not divisible by heads=4"),
-    (["--layers", "5"], "error: layers: the student's 5 layers must be in [1, 4]"),
-    (["--hidden", "48", "--heads", "4"], "error: hidden: 48 is larger than the teacher's 32"),
-    (["--init", "random", "--layers", "9"], "error: layers: the student's 9 layers must be in [1, 4]"),
+    (["--hidden", "30", "--heads", "4"], "error: --hidden: 30 is not divisible by heads=4"),
+    (["--layers", "5"], "error: --layers: the student's 5 layers must be in [1, 4]"),
+    (["--hidden", "48", "--heads", "4"], "error: --hidden: 48 is larger than the teacher's 32"),
+    (["--init", "random", "--layers", "9"], "error: --layers: the student's 9 layers must be in [1, 4]"),
 ])
 def test_cli_bad_shape_exit_2_one_line_no_output(toy, tmp_path, args, msg):
     from click.testing import CliRunner
