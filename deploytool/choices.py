@@ -93,3 +93,23 @@ def show(value: Any, limit: int = 80) -> str:
         except Exception:  # noqa: BLE001 - a value whose repr fails is still named
             s = f"<{type(value).__name__}>"
     return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def first_repeat(items: Iterable[Any], key=lambda x: x) -> tuple[int, Any, Any] | None:
+    """(index, item, the earlier item with the same ``key``) of the first item given twice, or None: a config list
+    that names a file, a profile or a sweep value once each."""
+    seen: dict[Any, Any] = {}
+    for i, x in enumerate(items):
+        k = key(x)
+        if k in seen:
+            return i, x, seen[k]
+        seen[k] = x
+    return None
+
+
+def refuse_repeats(items: Iterable[Any], what: str, key=lambda x: x) -> None:
+    """ConfigError ``what: x given twice (as y)`` for the first item given twice (see :func:`first_repeat`)."""
+    rep = first_repeat(items, key)
+    if rep is not None:
+        _, x, earlier = rep
+        raise ConfigError(f"{what}: {x} given twice" + (f" (as {earlier})" if str(earlier) != str(x) else ""))

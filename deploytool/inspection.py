@@ -200,14 +200,32 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
     )
 
 
+def position_rows(structure: EncoderStructure | None) -> int | None:
+    """Rows of the model's absolute position-embedding table (the longest sequence it takes), or None (rotary or
+    relative positions, no structure). RoBERTa-style tables start at padding_idx + 1: the family's offset is not
+    known here, so the bound is the table itself (a longer sequence is refused; one near it may still fail)."""
+    table = structure.embeddings.get("position") if structure is not None else None
+    c = table.const_value if table is not None else None
+    return int(c.shape[0]) if c is not None and len(c.shape) == 2 else None
+
+
+def model_position_rows(model: ir.Model) -> int | None:
+    """:func:`position_rows` of a loaded model; None where the structure finder does not read it."""
+    from deploytool.errors import DeployError
+
+    try:
+        return position_rows(find_structure(model))
+    except (DeployError, ValueError, TypeError):
+        return None
+
+
 def _length_notes(graph: ir.Graph, structure: EncoderStructure | None, seq_len: int) -> list[str]:
     """A note when ``seq_len`` (the FLOPs' length) is one the model cannot run: longer than its absolute position
     table, or other than a fixed sequence length its inputs declare."""
     notes = []
-    table = structure.embeddings.get("position") if structure is not None else None
-    c = table.const_value if table is not None else None
-    if c is not None and len(c.shape) == 2 and seq_len > int(c.shape[0]):
-        notes.append(f"--seq-len {seq_len} is longer than the model's position table ({int(c.shape[0])} positions): "
+    rows = position_rows(structure)
+    if rows is not None and seq_len > rows:
+        notes.append(f"--seq-len {seq_len} is longer than the model's position table ({rows} positions): "
                      "the FLOPs are for a length it cannot run")
     fixed = {int(v.shape[1]) for v in graph.inputs
              if v.shape is not None and len(v.shape) >= 2 and isinstance(v.shape[1], int) and v.shape[1] > 0}

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from deploytool.choices import parse_enum
+from deploytool.choices import parse_enum, refuse_repeats
 from deploytool.errors import ConfigError
 from deploytool.runtime.spec import SessionSpec
 
@@ -134,12 +134,8 @@ class BenchConfig:
             raise ConfigError(f"models: expected a list of ONNX file paths, got {self.models!r}") from None
         if not models:
             raise ConfigError("models: give at least one ONNX model")
-        seen: dict = {}
-        for m in models:  # the same file twice: two rows of one name, each timed against itself
-            key = m.resolve()
-            if key in seen:
-                raise ConfigError(f"models: {m} given twice" + (f" (as {seen[key]})" if str(seen[key]) != str(m) else ""))
-            seen[key] = m
+        # the same file twice: two rows of one name, each timed against itself
+        refuse_repeats(models, "models", key=Path.resolve)
         object.__setattr__(self, "models", models)
         object.__setattr__(self, "seq_lens", parse_seq_lens(self.seq_lens))
         _int_field("batch", self.batch, 1, _MAX_BATCH)

@@ -180,23 +180,12 @@ def static_shapes(model: onnx.ModelProto, seq_len: int) -> tuple[onnx.ModelProto
 
 
 def position_rows(model: onnx.ModelProto) -> int | None:
-    """Rows of the model's absolute position-embedding table (the longest sequence it takes), when the
-    structure finder finds one; None otherwise (rotary or relative positions, or no structure)."""
+    """Rows of the model's absolute position-embedding table (:func:`deploytool.inspection.position_rows`)."""
     import onnx_ir as ir
 
-    from deploytool.errors import DeployError
-    from deploytool.graph.structure import find_structure
+    from deploytool.inspection import model_position_rows
 
-    try:
-        table = find_structure(ir.serde.deserialize_model(model)).embeddings.get("position")
-    except (DeployError, ValueError, TypeError):
-        return None
-    if table is None or table.const_value is None or len(table.const_value.shape) != 2:
-        return None
-    rows = int(table.const_value.shape[0])
-    # RoBERTa-style tables start at padding_idx + 1: the family's offset is not known here, so the bound
-    # is the table itself (a too-long sequence is refused; one near the limit may still fail in ORT)
-    return rows
+    return model_position_rows(ir.serde.deserialize_model(model))
 
 
 def find_tokenizer(model_path: str | Path | None, tokenizer: str | None) -> Path | None:

@@ -40,7 +40,7 @@ import yaml
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 from typing_extensions import Annotated
 
-from deploytool.choices import did_you_mean, not_one_of
+from deploytool.choices import did_you_mean, first_repeat, not_one_of
 from deploytool.errors import ConfigError, InputFileError
 from deploytool.validation import (Choice, Fraction, Integer, OneOf, Text, invalid, kind_of, safe_load_yaml, schema,
                                    show, validate)
@@ -186,12 +186,9 @@ class SweepSpec:
     @classmethod
     def _once_each(cls, values: tuple) -> tuple:
         # a value given twice would build, benchmark and report the same variant twice
-        seen: set = set()
-        for i, v in enumerate(values):
-            key = float(v) if isinstance(v, (int, float)) else v
-            if key in seen:
-                raise invalid(f"{getattr(v, 'value', v)} appears twice", f"[{i}]")
-            seen.add(key)
+        rep = first_repeat(values, key=lambda v: float(v) if isinstance(v, (int, float)) else v)
+        if rep is not None:
+            raise invalid(f"{getattr(rep[1], 'value', rep[1])} appears twice", f"[{rep[0]}]")
         return values
 
     def grid(self) -> list[tuple[float, float, Precision]]:

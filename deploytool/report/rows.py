@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.accuracy import load_accuracy_records
+from deploytool.choices import refuse_repeats
 from deploytool.errors import ConfigError, InputFileError
 from deploytool.profiles import Profile, load_profile
 
@@ -67,31 +68,20 @@ class ReportConfig:
         for p in res:
             if not p.is_file():
                 raise InputFileError(f"{p}: no such bench results file")
-        _once(res, "results")
+        refuse_repeats(res, "results", key=Path.resolve)  # shown once, counted twice
         object.__setattr__(self, "results", res)
         acc = tuple(Path(p) for p in self.accuracy)
         for p in acc:
             if not p.is_file():
                 raise InputFileError(f"{p}: no such accuracy file")
-        _once(acc, "accuracy")
+        refuse_repeats(acc, "accuracy", key=Path.resolve)
         object.__setattr__(self, "accuracy", acc)
         profs = tuple(self.profiles) or ("x86-host",)
-        _once(profs, "profiles")
+        refuse_repeats(profs, "profiles")
         object.__setattr__(self, "profiles", profs)
         object.__setattr__(self, "out_dir", Path(self.out_dir))
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ConfigError(f"{self.out_dir}: exists and is not a directory (-o takes a folder)")
-
-
-def _once(items, what: str) -> None:
-    """ConfigError naming an item given twice (a file by its resolved path): its rows would be shown once and
-    counted twice."""
-    seen = {}
-    for x in items:
-        key = Path(x).resolve() if isinstance(x, Path) else x
-        if key in seen:
-            raise ConfigError(f"{what}: {x} given twice" + (f" (as {seen[key]})" if str(seen[key]) != str(x) else ""))
-        seen[key] = x
 
 
 @dataclasses.dataclass
@@ -468,10 +458,10 @@ def _check_lengths(path: Path, rep: dict[str, Any], positions: dict[str, int | N
             continue
         if model not in positions:
             try:
-                from deploytool.onnx_io import load_proto
-                from deploytool.qnn.quantize import position_rows
+                from deploytool.inspection import model_position_rows
+                from deploytool.onnx_io import load_model
 
-                positions[model] = position_rows(load_proto(model))
+                positions[model] = model_position_rows(load_model(model))  # its weights mapped, not read
             except Exception as e:  # noqa: BLE001 - an unreadable model is reported where it is read
                 logger.info("position table of %s: %s", model, e)
                 positions[model] = None
