@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from deploytool.errors import ConfigError, DeployError, InputFileError
+from deploytool.models import TOKENIZER_FILES  # re-exported: the files a bundle copies
 from deploytool.onnx_io import check_output_dir, make_staging_dir, publish_staging_dir
 from deploytool.units import MB
 
@@ -50,9 +51,6 @@ KIND = "deploytool.bundle"
 MANIFEST = "manifest.json"
 #: the execution providers of ONNX Runtime's Android/iOS packages (besides the CPU EP)
 MOBILE_EPS = ("XNNPACK", "NNAPI", "COREML", "QNN")
-#: files a Hugging Face tokenizer folder may hold (the app's tokenizer reads them)
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model")
 #: the QNN options' values when not given (BundleConfig's None)
 QNN_SEQ_LEN = 128
 QNN_CALIBRATION_SIZE = 8

@@ -24,6 +24,12 @@ _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_m
                  "pytorch_model.bin.index.json")
 
 
+#: the files a Hugging Face tokenizer is read from (those a folder has): what a bundle copies and a recipe's
+#: model digest reads
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model")
+
+
 def weight_files(folder: Path) -> list[Path]:
     """The weight files of a Hugging Face folder, safetensors first."""
     return [folder / n for n in _WEIGHT_FILES if (folder / n).is_file()]

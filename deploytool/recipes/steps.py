@@ -26,25 +26,19 @@ logger = logging.getLogger(__name__)
 
 
 def model_folder_and_digest(spec: ModelSpec) -> tuple[Path, str]:
-    """The model folder and a digest of what is in it (config + weight file sizes and heads)."""
-    from deploytool.models import resolve_model as _resolve, weight_files
-
+    """The model folder and a digest of what is in it (every byte of its config, weights and tokenizer files)."""
+    from deploytool.models import TOKENIZER_FILES, resolve_model as _resolve, weight_files
     from deploytool.recipes.cache import file_digest
 
     folder = _resolve(spec.ref)
     h = hashlib.sha256()
     # every byte of the config, the weights and the tokenizer's files: an edit anywhere in them (a same-size
     # edit in the middle of a checkpoint, a changed vocabulary) runs the steps that read them again
-    tokenizer = [folder / n for n in _TOKENIZER_FILES]
+    tokenizer = [folder / n for n in TOKENIZER_FILES]
     for f in sorted({folder / "config.json", *weight_files(folder), *tokenizer}):
         if f.is_file():
             h.update(f"{f.name}:{file_digest(f)}".encode())
     return folder, h.hexdigest()
-
-
-#: the files a Hugging Face tokenizer is read from (those a folder has)
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
-                    "merges.txt", "sentencepiece.bpe.model", "spiece.model", "added_tokens.json")
 
 
 def load_profiles(names: tuple[str, ...]):
