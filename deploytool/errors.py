@@ -18,6 +18,15 @@ class InputFileError(DeployError):
     """A missing, unreadable, corrupt or truncated input file."""
 
 
+def not_a_file(path, what: str = "file") -> InputFileError:
+    """The error for an input ``path`` that is not a file: missing, or a folder (said so, not "no such file")."""
+    import os
+
+    if os.path.isdir(path):
+        return InputFileError(f"{path}: is a folder, expected a{'n' if what[:1].lower() in 'aeiou' else ''} {what}")
+    return InputFileError(f"{path}: no such {what}")
+
+
 class OutputPathError(DeployError):
     """An output path that cannot be written."""
 

@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.accuracy import AccuracyRecord, pick
-from deploytool.errors import ConfigError, DeployError, InputFileError, OutputPathError, PassRefusedError
+from deploytool.errors import ConfigError, DeployError, InputFileError, OutputPathError, PassRefusedError, not_a_file
 from deploytool.profiles import Profile
 from deploytool.units import MB
 from deploytool.variant import PRECISION_RANK, PRECISIONS
@@ -112,7 +112,7 @@ class FitConfig:
         object.__setattr__(self, "model", Path(self.model))
         object.__setattr__(self, "output", Path(self.output))
         if not self.model.is_file():
-            raise InputFileError(f"{self.model}: no such file")
+            raise not_a_file(self.model, "ONNX model file")
         _check_external_data(self.model)
         if self.workdir is not None:
             w = Path(self.workdir)

@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 from deploytool.arm64.emulator import Emulator, ensure_emulator
-from deploytool.errors import ConfigError, InputFileError, UnavailableError
+from deploytool.errors import ConfigError, UnavailableError, not_a_file
 from deploytool.profiles.schema import QEMU_CPUS, Profile
 from deploytool.variant import model_precision
 
@@ -130,7 +130,7 @@ class VerifyConfig:
         models = tuple(Path(m) for m in models)
         for m in models:
             if not m.is_file():
-                raise InputFileError(f"{m}: no such file")
+                raise not_a_file(m, "ONNX model file")
         object.__setattr__(self, "models", models)
         cpus = tuple(self.cpus)
         if not cpus:

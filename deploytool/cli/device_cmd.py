@@ -38,11 +38,16 @@ def profiles(ctx: click.Context, profiles_dirs: tuple[Path, ...], as_json: bool)
     from deploytool.profiles import list_profiles
     from deploytool.profiles.render import profiles_table
 
-    profs = list_profiles(profiles_dirs)
+    problems: list[tuple[Path, str]] = []
+    profs = list_profiles(profiles_dirs, problems=problems)
     if as_json:
         click.echo(json.dumps([p.to_dict() for p in profs], indent=2))
     else:
         click.echo(profiles_table(profs))
+    if problems:  # the valid ones are listed; each invalid file named, then exit 2
+        for _, reason in problems:
+            click.echo(f"error: {reason}", err=True)
+        ctx.exit(2)
 
 
 host_cache_option = click.option(

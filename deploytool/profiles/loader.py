@@ -108,11 +108,22 @@ def load_profile(name_or_path: str | os.PathLike | Profile,
     return load_profile_file(files[text], host=host)
 
 
-def list_profiles(dirs: Sequence[str | os.PathLike] | None = None, *, host: HostOptions | None = None) -> list[Profile]:
-    """All profiles in the search folders, validated (the first invalid one raises).
+def list_profiles(dirs: Sequence[str | os.PathLike] | None = None, *, host: HostOptions | None = None,
+                  problems: list[tuple[Path, str]] | None = None) -> list[Profile]:
+    """All profiles in the search folders, validated.
 
+    An invalid file raises, unless ``problems`` is given: then each invalid file is appended to it as
+    ``(path, reason)`` and the valid profiles are still returned (a listing shows what it can).
     Host profiles use a cached measurement if there is one and do not measure (``host`` default
     ``HostOptions(measure=False)``): listing stays instant.
     """
     host = host if host is not None else HostOptions(measure=False)
-    return [load_profile_file(p, host=host) for _, p in sorted(_files(_dirs(dirs)).items())]
+    out = []
+    for _, p in sorted(_files(_dirs(dirs)).items()):
+        try:
+            out.append(load_profile_file(p, host=host))
+        except ConfigError as e:
+            if problems is None:
+                raise
+            problems.append((p, str(e)))
+    return out

@@ -38,7 +38,7 @@ from typing import Any
 
 from deploytool.accuracy import load_accuracy_records
 from deploytool.choices import refuse_repeats
-from deploytool.errors import ConfigError, InputFileError
+from deploytool.errors import ConfigError, InputFileError, not_a_file
 from deploytool.profiles import Profile, load_profile
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class ReportConfig:
             raise ConfigError("results: give at least one bench JSON file")
         for p in res:
             if not p.is_file():
-                raise InputFileError(f"{p}: no such bench results file")
+                raise not_a_file(p, "bench results file")
         refuse_repeats(res, "results", key=Path.resolve)  # shown once, counted twice
         object.__setattr__(self, "results", res)
         acc = tuple(Path(p) for p in self.accuracy)

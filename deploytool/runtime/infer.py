@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploytool.errors import DeployError, InputFileError
+from deploytool.errors import DeployError, not_a_file
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def make_session(model: str | os.PathLike | bytes, *, providers: list | None = N
     else:
         p = Path(model)
         if not p.is_file():
-            raise InputFileError(f"{p}: no such file")
+            raise not_a_file(p)
         src = str(p)
         name = str(p)
     try:

@@ -26,7 +26,7 @@ import numpy as np
 
 from deploytool.accuracy import examples_key
 from deploytool.data import Dataset
-from deploytool.errors import InputFileError
+from deploytool.errors import InputFileError, not_a_file
 from deploytool.stats import wilson_interval
 from deploytool.train.batching import batches, encode, load_data, model_inputs, sorted_by_length
 from deploytool.train.config import DataConfig, EvalConfig
@@ -380,7 +380,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     is_onnx = p.suffix == ".onnx" or p.is_file()
     if is_onnx:
         if not p.is_file():
-            raise InputFileError(f"{p}: no such file")
+            raise not_a_file(p, "ONNX model file")
         if cfg.width < 1 or cfg.depth < 1:
             raise InputFileError("width/depth select a PyTorch sub-network; slice the ONNX model with "
                                  "`deploytool slice` instead")

@@ -225,3 +225,20 @@ def test_sparse_initializers_and_a_non_numeric_data_offset_are_refused_by_the_lo
     onnx.save(m, tmp_path / "ext.onnx")
     with pytest.raises(InputFileError, match="offset that is not a count of bytes"):
         onnx_io.load_model(tmp_path / "ext.onnx")
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["fit", "{dir}", "--profile", "host", "-o", "{dir}/o.onnx"], "is a folder, expected an ONNX model file"),
+    (["report", "{dir}", "-o", "{dir}/rep"], "is a folder, expected a bench results file"),
+    (["eval", "{dir}/m.onnx", "--data", "rotten-tomatoes"], "m.onnx: is a folder, expected an ONNX model file"),
+    (["verify-arm64", "{dir}"], "is a folder, expected an ONNX model file"),
+])
+def test_a_folder_where_a_file_goes_is_named_a_folder(tmp_path, args, expected):
+    """A folder given where a file goes was reported as "no such file", which sends a user looking for a
+    missing file that is there; it is said to be a folder."""
+    (tmp_path / "m.onnx").mkdir()
+    r = _run(*[a.format(dir=tmp_path) for a in args])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert expected in lines[0] and "no such" not in lines[0], lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # nothing written

@@ -179,6 +179,26 @@ def test_cli_profiles_list_and_show():
     assert r.exit_code == 0 and '"qemu_cpu": "neoverse-n1"' in r.output
 
 
+def test_cli_profiles_lists_the_valid_ones_beside_a_bad_file(tmp_path):
+    """One invalid file in a profiles folder must not hide the others: the listing shows every valid
+    profile (the folder's own and the built-in ones), names the bad file on stderr in one line, exit 2."""
+    _write(tmp_path, _base(), name="board")
+    (tmp_path / "zz-broken.yaml").write_text("name: zz-broken\nfoo: [\n")
+    for extra in ([], ["--json"]):
+        r = _cli("profiles", "--profiles-dir", str(tmp_path), *extra)
+        assert r.exit_code == 2, r.output
+        out = r.stdout if hasattr(r, "stdout") else r.output
+        assert "board" in out and "raspberry-pi-4" in out and "kirin990" in out, out
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "zz-broken.yaml: not valid YAML" in lines[0], r.stderr
+    # the library still raises on the first invalid file unless asked for the problems
+    with pytest.raises(ConfigError, match="zz-broken.yaml"):
+        list_profiles([tmp_path])
+    problems: list = []
+    names = {p.name for p in list_profiles([tmp_path], problems=problems)}
+    assert {"board", "kirin990"} <= names and [p.name for p, _ in problems] == ["zz-broken.yaml"]
+
+
 @pytest.mark.parametrize(
     "name, expected",
     [
