@@ -245,7 +245,29 @@ _READERS = {
 }
 
 
-def _read_user_file(path: Path, text_col: str, label_col: str):
+def _has_column(path: Path, col: str) -> bool:
+    """Whether a user CSV/TSV/JSONL file has the column ``col`` (its header, or any JSON line's key); a file that
+    cannot be read says False here and is reported by the reader."""
+    try:
+        raw = path.read_bytes().decode("utf-8-sig", errors="replace")
+    except OSError:
+        return False
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv", ".txt"):
+        reader = csv.DictReader(io.StringIO(raw), delimiter="\t" if suffix == ".tsv" else ",")
+        return col in (reader.fieldnames or [])
+    for line in raw.splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and col in obj:
+            return True
+    return False
+
+
+def _read_user_file(path: Path, text_col: str, label_col: str | None):
+    """Texts, labels and row ids of a user file; ``label_col=None``: texts only (labels empty strings)."""
     if not path.exists():
         raise InputFileError(f"{path}: no such dataset file (built-in datasets: {', '.join(dataset_names())})")
     if path.is_dir():
@@ -277,22 +299,25 @@ def _read_user_file(path: Path, text_col: str, label_col: str):
     if not rows:
         raise InputFileError(f"{path}: dataset is empty (no rows)")
     for col, flag in ((text_col, "--text-col"), (label_col, "--label-col")):
-        if col not in columns:
+        if col is not None and col not in columns:
             raise InputFileError(f"{path}: no column '{col}' ({flag}); columns are: "
                                  f"{', '.join(sorted(map(str, columns)))}")
     texts, labels, ids = [], [], []
     for i, r in enumerate(rows):
-        t, lab = r.get(text_col), r.get(label_col)
-        if t is None or lab is None or str(lab).strip() == "":
+        t = r.get(text_col)
+        lab = r.get(label_col) if label_col is not None else ""
+        if t is None or lab is None or (label_col is not None and str(lab).strip() == ""):
             continue
         texts.append(str(t))
         labels.append(str(lab).strip())
         ids.append(i)
+    wanted = f"'{text_col}'/'{label_col}'" if label_col is not None else f"'{text_col}'"
     if len(texts) < len(rows):
-        logger.warning("%s: %d of %d rows skipped (no text or no label in '%s'/'%s')", path, len(rows) - len(texts),
-                       len(rows), text_col, label_col)
+        logger.warning("%s: %d of %d rows skipped (no text or no label in %s)", path, len(rows) - len(texts),
+                       len(rows), wanted)
     if not texts:
-        raise InputFileError(f"{path}: no row has both a text ('{text_col}') and a label ('{label_col}')")
+        raise InputFileError(f"{path}: no row has " + (f"both a text ('{text_col}') and a label ('{label_col}')"
+                                                       if label_col is not None else f"a text ('{text_col}')"))
     return texts, labels, ids
 
 
@@ -368,9 +393,27 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
 
 
 def calibration_texts(name: str | Path, n: int = 128, seed: int = 0, *, split: str = "train",
-                      **kwargs) -> list[str]:
-    """``n`` texts from a dataset's split (train by default, never test) for static calibration."""
+                      text_col: str = "text", label_col: str = "label", **kwargs) -> list[str]:
+    """``n`` texts from a dataset's split (train by default, never test) for static calibration.
+
+    Calibration needs text only: a user file without the label column gives its texts in file order
+    (no split: none of them is anyone's test data). Fewer texts than ``n`` is said in a warning, not
+    silently calibrated on.
+    """
     if n < 1:
         raise ConfigError(f"n: must be >= 1 (got {n})")
-    ds = load_dataset(name, seed=seed, **kwargs)
-    return list(ds.split(split).head(n).texts)
+    key = str(name)
+    if key not in BUILTIN and not _has_column(Path(key), label_col):
+        texts, _, _ = _read_user_file(Path(key), text_col, None)
+        where = f"{key} ('{text_col}' column, no labels)"
+    else:
+        ds = load_dataset(name, seed=seed, text_col=text_col, label_col=label_col, **kwargs)
+        texts = list(ds.split(split).texts)
+        where = f"{key} ({split} split)"
+    texts = [t.strip() for t in texts if t.strip()]
+    if not texts:
+        raise InputFileError(f"{key}: no calibration text in it")
+    if len(texts) < n:
+        logger.warning("calibrating on %d texts of %s, fewer than the %d asked for (--calib-size)", len(texts),
+                       where, n)
+    return texts[:n]

@@ -79,3 +79,25 @@ def test_bad_fracs_and_missing_file(tmp_path):
         load_dataset("rotten-tomatoes", dev_frac=0.7)
     with pytest.raises(InputFileError, match="no such dataset"):
         load_dataset(tmp_path / "nope.csv")
+
+
+def test_calibration_reads_text_only_files_and_says_when_short(tmp_path, caplog):
+    """Static calibration needs texts, not labels: a text-only CSV/JSONL calibrates (it was refused for
+    having no 'label' column), and a --calib-size beyond the texts there is warned about, not silently cut."""
+    csv_file = tmp_path / "cal.csv"
+    csv_file.write_text('text\nfirst review\n\n"second, with a comma"\nthird one\n')
+    jsonl = tmp_path / "cal.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"sentence": t}) for t in ("a b", "c d", "e f")) + "\n")
+    assert calibration_texts(csv_file, 2) == ["first review", "second, with a comma"]
+    with caplog.at_level("WARNING", logger="deploytool.data"):
+        got = calibration_texts(jsonl, 10, text_col="sentence")
+    assert got == ["a b", "c d", "e f"]
+    assert "calibrating on 3 texts" in caplog.text and "fewer than the 10 asked for" in caplog.text
+    with pytest.raises(InputFileError, match="no column 'body' \\(--text-col\\)"):
+        calibration_texts(csv_file, 2, text_col="body")
+    # a labelled file still calibrates on its train split only (its test texts stay unseen)
+    lab = tmp_path / "lab.csv"
+    lab.write_text("text,label\n" + "".join(f"text {i},{i % 2}\n" for i in range(40)))
+    ds = load_dataset(lab)
+    assert calibration_texts(lab, 100) == list(ds.train.texts)
+    assert not set(calibration_texts(lab, 100)) & set(ds.test.texts)

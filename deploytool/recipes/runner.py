@@ -226,7 +226,7 @@ def _check_files(params: dict[str, Any], where: str) -> None:
     """A file a step reads (``data``, ``importance``, ``calib``) that is not there: refused by ``--check`` too,
     not when the step starts. A dataset's name (``rotten-tomatoes``) is not a file."""
     from deploytool.choices import did_you_mean
-    from deploytool.data import dataset_names, load_dataset
+    from deploytool.data import calibration_texts, dataset_names, load_dataset
     from deploytool.recipes.schema import looks_like_file
 
     for key in ("data", "importance", "calib"):
@@ -246,7 +246,10 @@ def _check_files(params: dict[str, Any], where: str) -> None:
             # its columns and rows now, not after the training and the export
             cols = {c: params[c] for c in ("text_col", "label_col") if isinstance(params.get(c), str)}
             try:
-                load_dataset(v, whole=True, **cols)
+                if key == "calib":  # calibration reads text only: a file without labels is fine
+                    calibration_texts(v, n=1, **cols)
+                else:
+                    load_dataset(v, whole=True, **cols)
             except DeployError as e:
                 raise ConfigError(f"{where}: {key}: {e}") from None
 

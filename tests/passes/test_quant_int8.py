@@ -65,6 +65,20 @@ def test_static_int8_with_calibration_texts(src, tmp_path):
     ops = [n.op_type for n in onnx.load(str(out)).graph.node]
     assert ops.count("QuantizeLinear") > 10
     assert _cos(_out(out), _out(src)).min() > 0.95
+    # the same texts without their labels calibrate the same way: calibration reads text only
+    import csv
+
+    rows = list(csv.DictReader(data.open()))
+    text_only = tmp_path / "texts.csv"
+    with text_only.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text"])
+        w.writerows([[r["text"]] for r in rows])
+    out2 = tmp_path / "s2.onnx"
+    res2 = quantize_int8_file(src, out2, Int8Config(static=True, calib=str(text_only), tokenizer=str(tok),
+                                                    calib_samples=16, fusion="none"))
+    assert res2.stats["calibration_samples"] == 16
+    assert _cos(_out(out2), _out(src)).min() > 0.95
 
 
 def test_static_needs_a_tokenizer(tiny_onnx, tmp_path):
