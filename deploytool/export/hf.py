@@ -19,7 +19,8 @@ from deploytool.models import weight_files
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_hf_model", "architecture", "input_names", "max_sequence_length", "own_code"]
+__all__ = ["load_hf_model", "architecture", "check_encoder_folder", "input_names", "max_sequence_length",
+           "own_code"]
 
 
 # the modules a task's head adds to the encoder: a checkpoint without them is the encoder alone (its head is made
@@ -50,6 +51,7 @@ def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRA
     use_safetensors = files[0].name.startswith("model.safetensors")
     auto = tr.AutoModel if task is Task.FEATURE_EXTRACTION else tr.AutoModelForSequenceClassification
     own_code(folder, auto.__name__, trust_remote_code)
+    check_encoder_folder(folder)
     encoder = _encoder_class(folder, task, trust_remote_code)
     if encoder is not None:
         auto = encoder
@@ -119,6 +121,49 @@ def own_code(folder: Path, auto_class: str, trust: bool,
                if kind in CONFIG_MAPPING else f"transformers has no '{kind}'")
     raise DeployError(f"{folder}: config.json's auto_map loads it with the folder's own code ({code}; {builtin}); "
                       f"{remedy} (it executes {code.split('.')[0]}.py from the folder)")
+
+
+def check_encoder_folder(folder: str | os.PathLike) -> None:
+    """A one-line DeployError for a model folder deploytool cannot take, read from its config.json alone (nothing
+    loaded, no code run): a ``model_type`` transformers does not know, with no code of the folder's own
+    (``auto_map``: checked by :func:`own_code`), said in full rather than transformers' message cut short; or a
+    decoder-only language model (GPT-2, Llama, ...: transformers has a causal LM class for its ``model_type`` and no
+    masked LM one; BERT and its family have both), which no encoder pass applies to."""
+    import json
+
+    import transformers as tr
+    from transformers import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # from_pretrained says what is wrong with the file
+    if not isinstance(config, dict):
+        return
+    kind = config.get("model_type")
+    if not isinstance(config.get("auto_map"), dict):
+        if kind is None:
+            # transformers then guesses the family from the folder's path ("bert-base-uncased/"), as old checkpoints need
+            kind = next((k for k in sorted(CONFIG_MAPPING.keys(), key=len, reverse=True) if k in str(folder)), None)
+            if kind is None:
+                raise DeployError(f"{folder}/config.json has no model_type, and the folder's path names no model "
+                                  "family transformers would take it for")
+        if not isinstance(kind, str) or kind not in CONFIG_MAPPING:
+            from deploytool.choices import did_you_mean
+
+            raise DeployError(f"{folder}/config.json: model_type {kind!r} is not one transformers {tr.__version__} "
+                              f"knows{did_you_mean(str(kind), list(CONFIG_MAPPING.keys()))}, and the folder brings "
+                              "no code of its own (config.json auto_map)")
+    if config.get("is_encoder_decoder") or kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES \
+            or kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return
+    raise DeployError(f"{folder} is a decoder-only language model ({kind}: causal attention, generates text); "
+                      "deploytool exports and trains encoders (BERT and its family; T5's encoder)")
 
 
 def _encoder_class(folder: Path, task: Task, trust_remote_code: bool = False):

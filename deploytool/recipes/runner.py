@@ -174,8 +174,10 @@ def check_recipe(recipe: Recipe) -> list[str]:
     from deploytool.models import resolve_model
 
     S.load_profiles(recipe.devices)
-    try:  # an unknown name or a missing folder, now rather than after the run has begun
-        resolve_model(recipe.model.ref)
+    try:  # an unknown name, a missing folder, a decoder: now rather than after the run has begun
+        from deploytool.export.hf import check_encoder_folder
+
+        check_encoder_folder(resolve_model(recipe.model.ref))
     except DeployError as e:
         raise ConfigError(f"model: {e}") from None
     plan = [f"model {recipe.model.ref}"]

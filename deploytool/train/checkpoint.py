@@ -34,7 +34,11 @@ def resolve_folder(name_or_path: str | os.PathLike) -> Path:
     except ImportError:  # models.py not installed: accept local folders only
         resolve_model = None
     if resolve_model is not None:
-        return resolve_model(name_or_path)
+        folder = resolve_model(name_or_path)
+        from deploytool.export.hf import check_encoder_folder
+
+        check_encoder_folder(folder)  # a decoder or a model_type transformers lacks: said before any loading
+        return folder
     folder = Path(name_or_path)
     if not (folder / "config.json").is_file():
         raise InputFileError(f"model folder {folder} has no config.json (not a Hugging Face model folder)")

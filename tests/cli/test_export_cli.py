@@ -96,3 +96,44 @@ def test_cli_bad_input(case, tmp_path, tiny_hf_folder, unwritable_folder):
     assert not out.exists()
     if out.parent.is_dir() and out.parent != tmp_path and str(out.parent).startswith(str(tmp_path)):
         assert os.listdir(out.parent) == []
+
+
+@pytest.mark.parametrize("case", ["gpt2", "llama", "unknown-type", "no-type"])
+def test_decoders_and_unknown_model_types_are_named(tiny_hf_folder, tmp_path, case):
+    """A decoder-only language model (GPT-2 failed inside the exporter with 'RuntimeError: unordered_map::at') and
+    a model_type transformers does not know (its message was cut mid-sentence) are one plain line for export and
+    train alike, before anything loads; nothing is written."""
+    import json
+
+    import transformers as tr
+
+    folder = tmp_path / "x" / case.replace("-", "_")  # a path naming no model family (transformers guesses from it)
+    if case == "gpt2":
+        tr.GPT2Model(tr.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=32)).save_pretrained(folder)
+        needles = ("is a decoder-only language model (gpt2", "deploytool exports and trains encoders")
+    elif case == "llama":
+        tr.LlamaModel(tr.LlamaConfig(num_hidden_layers=1, hidden_size=16, intermediate_size=32, num_attention_heads=2,
+                                     num_key_value_heads=2, vocab_size=50)).save_pretrained(folder)
+        needles = ("is a decoder-only language model (llama",)
+    else:
+        shutil.copytree(tiny_hf_folder("bert", "sequence-classification"), folder)
+        cfg = json.loads((folder / "config.json").read_text())
+        if case == "unknown-type":
+            cfg["model_type"] = "bertt"
+            needles = ("model_type 'bertt' is not one transformers", "(did you mean 'bert'?)", "auto_map")
+        else:
+            del cfg["model_type"]
+            needles = ("config.json has no model_type, and the folder's path names no model family",)
+        (folder / "config.json").write_text(json.dumps(cfg))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    _assert_one_line_error(_run("--model", str(folder), "-o", str(tmp_path / "m.onnx")), *needles)
+    if case == "no-type":  # an old checkpoint without model_type in a folder named after its family still loads
+        named = tmp_path / "bert-old"
+        shutil.copytree(folder, named)
+        assert _run("--model", str(named), "-o", str(tmp_path / "old.onnx")).exit_code == 0
+        (tmp_path / "old.onnx").unlink()
+        shutil.rmtree(named)
+    r = CliRunner().invoke(main, ["train", "--model", str(folder), "--data", "rotten-tomatoes",
+                                  "-o", str(tmp_path / "trained")])
+    _assert_one_line_error(r, *needles)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
