@@ -54,11 +54,12 @@ class VerificationError(DeployError):
     ``node``/``op``: the node ONNX Runtime named, when it named one. ``failure``: what failed, when ONNX Runtime
     refused a model: ``"load"`` or ``"run"`` (the checked model), ``"reference load"`` or ``"reference run"``
     (the reference it is compared with), ``"crash"`` (the process checking it died of a signal: loading or
-    running it crashed ONNX Runtime); None for a check of its outputs (not finite, not close).
+    running it crashed ONNX Runtime); ``"not finite"`` / ``"reference not finite"``: an output of the checked
+    model / of its reference holds NaN or inf; None for other checks of its outputs (not close, wrong shape).
     """
 
     #: the values ``failure`` takes
-    FAILURES = ("load", "run", "reference load", "reference run", "crash")
+    FAILURES = ("load", "run", "reference load", "reference run", "crash", "not finite", "reference not finite")
 
     def __init__(self, message: str, *, node: str | None = None, op: str | None = None,
                  failure: str | None = None) -> None:

@@ -901,6 +901,8 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
             _input_does_not_load(src, name)
         if e.failure == "crash":
             _input_crashes(src, name, plan)
+        if e.failure in ("not finite", "reference not finite"):
+            _input_not_finite(src, name, plan, e)
         raise VerificationError(f"{name} wrote a model {e}; nothing written", node=e.node, op=e.op,
                                 failure=e.failure) from e
     finally:
@@ -919,6 +921,23 @@ def _input_does_not_load(src: str | os.PathLike, name: str) -> None:
     if why is not None:
         raise InputFileError(f"{src}: the input itself does not load in ONNX Runtime ({why}); "
                              f"{name} wrote nothing")
+
+
+def _input_not_finite(src: str | os.PathLike, name: str, plan, error: VerificationError) -> None:
+    """The output's (or the reference's) outputs hold NaN or inf: InputFileError when the input's do too on the
+    same batch (NaN or inf in its weights: not the pass's doing), so the message names the input's fault."""
+    from deploytool.runtime.verify import gate_feeds, verify_model_guarded
+
+    try:  # the input itself, also where the reference was made from it (pack's)
+        verify_model_guarded(src, gate_feeds(plan))
+        return  # the input computes numbers: the pass's output (or its reference) is at fault
+    except VerificationError as e:
+        if e.failure != "not finite":
+            return
+        error = e
+    detail = str(error).split("is not finite", 1)[-1].split(";")[0].strip(" ()")
+    raise InputFileError(f"{src}: the input itself computes no numbers (its outputs hold NaN or inf: {detail}; "
+                         f"NaN or inf in its weights?); {name} wrote nothing") from None
 
 
 def _input_crashes(src: str | os.PathLike, name: str, plan) -> None:

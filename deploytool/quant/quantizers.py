@@ -37,7 +37,25 @@ import enum
 import numpy as np
 
 from deploytool.choices import parse_enum
-from deploytool.errors import ConfigError
+from deploytool.errors import ConfigError, InputFileError
+
+
+class NonFiniteWeightError(InputFileError):
+    """A weight to quantize holds NaN or inf: no scale computed from it means anything (TWN's threshold of a
+    NaN mean keeps no entry: the weight would silently become zeros)."""
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(f"{'weight ' + repr(name) if name else 'a weight'} holds NaN or inf: its ternary/binary/"
+                         "int8 codes would mean nothing (the input computes no numbers); nothing written")
+        self.name = name
+
+
+def _require_finite(*aggregates) -> None:
+    """NonFiniteWeightError unless each aggregate of a weight's magnitudes (a sum, mean or max of ``|W|``: NaN
+    or inf exactly when an entry is) is finite; checking them costs nothing beside computing them."""
+    for a in aggregates:
+        if not np.all(np.isfinite(a)):
+            raise NonFiniteWeightError()
 
 
 class Granularity(str, enum.Enum):
@@ -106,6 +124,7 @@ def _ternarize_layer(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a = fbuf[:blk.size]
         np.abs(blk, out=a)
         total_abs += float(a.sum(dtype=np.float64))
+    _require_finite(total_abs)
     delta = _threshold(0.7 * total_abs / n if n else 0.0)
     codes = np.empty(n, np.int8)
     count, total = 0, 0.0
@@ -127,7 +146,9 @@ def _ternarize_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for r in range(0, rows, step):
         part = np.ascontiguousarray(w[r:r + step])
         a = np.abs(part)
-        mask = a > _threshold(0.7 * a.mean(axis=1, keepdims=True, dtype=np.float64))
+        mean = a.mean(axis=1, keepdims=True, dtype=np.float64)
+        _require_finite(mean)
+        mask = a > _threshold(0.7 * mean)
         count = np.count_nonzero(mask, axis=1)
         np.multiply(a, mask, out=a)  # |W| where kept, else 0: the entries the scale averages
         total = a.sum(axis=1, dtype=np.float64)
@@ -164,6 +185,7 @@ def binarize(w: np.ndarray, granularity: Granularity | str = "layer") -> tuple[n
         alpha = np.asarray(np.abs(w).mean(dtype=np.float64), dtype=np.float32)
     else:
         alpha = np.abs(w).mean(axis=1, dtype=np.float64).astype(np.float32)
+    _require_finite(alpha)
     return s, alpha
 
 
@@ -171,6 +193,7 @@ def quantize_int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric per-row int8: returns ``(q int8 in [-127,127], scale float32 [rows])``."""
     w = _as_matrix(w)
     scale = (np.abs(w).max(axis=1) / 127.0).astype(np.float32)
+    _require_finite(scale)
     safe = np.where(scale > 0, scale, 1.0).astype(np.float32)
     q = np.clip(np.rint(w / safe[:, None]), -127, 127).astype(np.int8)
     return q, scale
@@ -245,6 +268,7 @@ def binarize_planes(w: np.ndarray, granularity: Granularity | str = "layer"
     u = _units(w, g)
     if _surely_greedy(u):  # no unit can have the two-plane form: the greedy planes, block by block
         s1, s2, a1, a2 = _greedy_planes(np.ascontiguousarray(u))
+        _require_finite(a1)
         if g is Granularity.LAYER:
             a1, a2 = np.asarray(a1[0], np.float32), np.asarray(a2[0], np.float32)
         return s1.reshape(w.shape), s2.reshape(w.shape), a1, a2, False
@@ -279,6 +303,7 @@ def binarize_planes(w: np.ndarray, granularity: Granularity | str = "layer"
             s2[sel] = _signs(r)
             np.abs(r, out=r)
             a2[sel] = r.mean(axis=1, keepdims=True, dtype=np.float64)
+    _require_finite(a1)
     a1 = a1.astype(np.float32).reshape(-1)
     a2 = a2.astype(np.float32).reshape(-1)
     if g is Granularity.LAYER:

@@ -449,6 +449,16 @@ def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray],
     return dataclasses.replace(report, reference_note=notes[0]) if notes else report
 
 
+def _refuse_unfinite_reference(ref: dict[str, np.ndarray], reference_label: str) -> None:
+    """VerificationError naming the first float output of the reference that is not finite (nothing to compare
+    with: the input computes no numbers); nothing when every output is finite."""
+    for name, r in ref.items():
+        if _is_float(r) and not np.all(np.isfinite(r)):
+            raise VerificationError(f"that cannot be checked: {reference_label} output '{name}' is not finite "
+                                    f"({int(np.isnan(r).sum())} NaN, {int(np.isinf(r).sum())} inf of {r.size} "
+                                    "values; NaN or inf in its weights?)", failure="reference not finite")
+
+
 def _verify(model, feeds: dict[str, np.ndarray], get_reference, *, rtol: float, min_cosine: float | None,
             reference_label: str, session_config: dict[str, str] | None = None,
             count_casts: bool = False, marks: dict[str, float] | None = None, threads: int = 1) -> VerifyReport:
@@ -474,8 +484,10 @@ def _verify(model, feeds: dict[str, np.ndarray], get_reference, *, rtol: float, 
         if _is_float(a) and not np.all(np.isfinite(a)):
             n_nan = int(np.isnan(a).sum())
             n_inf = int(np.isinf(a).sum())
+            if get_reference is not None:  # the input computing no numbers either is the input's fault: said so
+                _refuse_unfinite_reference(get_reference(), reference_label)
             raise VerificationError(f"whose output '{name}' is not finite ({n_nan} NaN, {n_inf} inf of {a.size} "
-                                    f"values on a padded batch {_shape_text(feeds)})")
+                                    f"values on a padded batch {_shape_text(feeds)})", failure="not finite")
     worst: float | None = None
     if get_reference is not None:
         ref = get_reference()  # the reference itself failing is not the output's fault, but nothing can be compared
@@ -494,9 +506,7 @@ def _verify(model, feeds: dict[str, np.ndarray], get_reference, *, rtol: float, 
                                             "pass must preserve it")
                 continue
             if _is_float(r) and not np.all(np.isfinite(r)):  # nothing to compare with: the input computes no numbers
-                raise VerificationError(f"that cannot be checked: {reference_label} output '{name}' is not finite "
-                                        f"({int(np.isnan(r).sum())} NaN, {int(np.isinf(r).sum())} inf of {r.size} "
-                                        "values; NaN or inf in its weights?)")
+                _refuse_unfinite_reference({name: r}, reference_label)
             r64, a64 = r.astype(np.float64), a.astype(np.float64)
             if min_cosine is not None:
                 cos = float(np.dot(a64.ravel(), r64.ravel()) /

@@ -242,3 +242,51 @@ def test_a_folder_where_a_file_goes_is_named_a_folder(tmp_path, args, expected):
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
     assert expected in lines[0] and "no such" not in lines[0], lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # nothing written
+
+
+def _nan_weight(m):
+    t = _first_weight(m)
+    a = onnx.numpy_helper.to_array(t).copy()
+    a[0, 0] = float("nan")
+    t.CopyFrom(onnx.numpy_helper.from_array(a, t.name))
+
+
+def _inf_weight(m):
+    t = _first_weight(m)
+    a = onnx.numpy_helper.to_array(t).copy()
+    a[1, 2] = -float("inf")
+    t.CopyFrom(onnx.numpy_helper.from_array(a, t.name))
+
+
+@pytest.mark.parametrize("edit", [_nan_weight, _inf_weight], ids=["nan", "inf"])
+@pytest.mark.parametrize("args, expected", [
+    (["slice", "--width", "0.5"], "the input itself computes no numbers"),
+    (["prune-ffn", "--keep", "0.5"], "the input itself computes no numbers"),
+    (["reorder"], "the input itself computes no numbers"),
+    (["quantize", "--fp16"], "the input itself computes no numbers"),
+    (["quantize", "--int8"], "the input itself computes no numbers"),
+    # pack quantized a NaN weight to all zeros (TWN's threshold of a NaN mean keeps nothing) and wrote a model
+    # that ran: now refused, naming the weight
+    (["pack", "--weights", "ternary"], "holds NaN or inf"),
+    (["pack", "--weights", "binary"], "holds NaN or inf"),
+    (["pack", "--weights", "split-binary"], "holds NaN or inf"),
+    (["pack", "--weights", "ternary", "--runtime", "memory"], "holds NaN or inf"),
+])
+def test_nan_or_inf_in_the_weights_is_the_inputs_fault(seed, tmp_path, edit, args, expected):
+    """A weight holding NaN or inf: every pass names the input (or the weight) as the cause in one line, exit 2,
+    nothing written; it said the pass "wrote a model whose output is not finite", and pack wrote one."""
+    m = onnx.load(str(seed))
+    edit(m)
+    src = tmp_path / "bad.onnx"
+    onnx.save(m, str(src))
+    digest = _sha(src)
+    out = tmp_path / "out.onnx"
+    r = _run(args[0], str(src), *args[1:], "-o", str(out))
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith(("note:", "warning:"))]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert expected in lines[0] and "NaN or inf" in lines[0], lines[0]
+    if args[0] == "pack":
+        assert repr(_first_weight(m).name) in lines[0]
+    else:
+        assert lines[0].startswith(f"error: {src}: ")
+    assert not out.exists() and _sha(src) == digest

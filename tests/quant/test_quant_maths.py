@@ -261,3 +261,24 @@ def test_blockwise_float64_sums_are_numpys_own(n):
     naive = sum(float(x[i:i + _BLOCK].sum(dtype=np.float64)) for i in range(0, n, _BLOCK))
     if n > 2 * _BLOCK:  # the point of restating numpy's order: a plain sum of block sums differs on these
         assert naive != total
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("fn, granularity", [
+    ("ternarize", "layer"), ("ternarize", "row"), ("binarize", "layer"), ("binarize", "row"),
+    ("binarize_planes", "layer"), ("binarize_planes", "row"), ("quantize_int8_rows", None),
+])
+def test_a_weight_with_nan_or_inf_is_refused_not_zeroed(fn, granularity, bad):
+    """TWN's threshold of a NaN mean keeps no entry: the weight became zeros with a zero scale, silently; BWN's
+    scale became NaN. Every quantizer refuses such a weight (a DeployError, one line)."""
+    from deploytool.errors import DeployError
+    from deploytool.quant import quantizers as q
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((6, 40)).astype(np.float32)
+    f = getattr(q, fn)
+    f(w, granularity) if granularity else f(w)  # finite: fine
+    w[3, 7] = bad
+    with pytest.raises(q.NonFiniteWeightError, match="holds NaN or inf") as info:
+        f(w, granularity) if granularity else f(w)
+    assert isinstance(info.value, DeployError)
