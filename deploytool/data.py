@@ -328,6 +328,10 @@ def _label_order(values: set[str]) -> list[str]:
         return sorted(values)
 
 
+#: below this many examples a dev/test split is warned about (one example moves its accuracy by over 3 points)
+_FEW_TO_JUDGE = 30
+
+
 def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "label", seed: int = 0,
                  dev_frac: float = 0.1, test_frac: float = 0.1, whole: bool = False) -> Dataset:
     """Load a built-in dataset by name or a user CSV/JSONL file and split it (fixed for a seed).
@@ -389,6 +393,10 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
                      ids_sha256={"train": train.ids_hash(), "dev": dev.ids_hash(), "test": test.ids_hash()},
                      source=source, text_col=text_col, label_col=label_col, dev_frac=dev_frac, test_frac=test_frac)
     logger.info("dataset %s: %d examples, labels %s, sizes %s", key, n, names, info.sizes)
+    small = [f"{len(v)} for the {k} split" for k, v in (("dev", dev), ("test", test)) if len(v) < _FEW_TO_JUDGE]
+    if small:  # an accuracy on a handful of examples moves by whole tens of percent with one of them
+        logger.warning("%s: %d examples leave %s: an accuracy on so few is a wide interval, not a number to "
+                       "compare (%d+ examples each for a useful one)", key, n, " and ".join(small), _FEW_TO_JUDGE)
     return Dataset(name=info.dataset, label_names=tuple(names), train=train, dev=dev, test=test, info=info)
 
 

@@ -101,3 +101,20 @@ def test_calibration_reads_text_only_files_and_says_when_short(tmp_path, caplog)
     ds = load_dataset(lab)
     assert calibration_texts(lab, 100) == list(ds.train.texts)
     assert not set(calibration_texts(lab, 100)) & set(ds.test.texts)
+
+
+def test_tiny_splits_are_warned_about(tmp_path, caplog):
+    """A 12-row file splits into 10/1/1: an accuracy on one example is 0 or 100 %; said, not silently reported."""
+    f = tmp_path / "small.csv"
+    f.write_text("text,label\n" + "".join(f"review {i},{i % 2}\n" for i in range(12)))
+    with caplog.at_level("WARNING", logger="deploytool.data"):
+        ds = load_dataset(f)
+    assert (len(ds.dev), len(ds.test)) == (1, 1)
+    assert "12 examples leave 1 for the dev split and 1 for the test split" in caplog.text
+    caplog.clear()
+    big = tmp_path / "big.csv"
+    big.write_text("text,label\n" + "".join(f"review {i},{i % 2}\n" for i in range(400)))
+    with caplog.at_level("WARNING", logger="deploytool.data"):
+        load_dataset(big)
+        load_dataset(f, whole=True)  # a whole file to evaluate: no split made, nothing to warn about
+    assert "split" not in caplog.text

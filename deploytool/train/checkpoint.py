@@ -90,7 +90,13 @@ def load_classifier(name_or_path: str | os.PathLike, *, num_labels: int | None =
 def load_tokenizer(folder: str | os.PathLike):
     import transformers as tr
 
+    from deploytool.models import TOKENIZER_FILES
+
     _quiet_transformers()
+    vocab_files = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model")
+    if Path(folder).is_dir() and not any((Path(folder) / n).is_file() for n in TOKENIZER_FILES if n in vocab_files):
+        raise InputFileError(f"{folder}: no tokenizer in the model folder (none of {', '.join(vocab_files)}); "
+                             "copy the tokenizer files the model was trained with into it")
     try:
         return tr.AutoTokenizer.from_pretrained(str(folder))
     except (OSError, ValueError, TypeError) as e:

@@ -117,3 +117,17 @@ def test_long_texts_are_truncated_and_counted(tiny, tmp_path):
     assert r["truncated_train"] > 50 and r["dev"]["truncated"] > 0
     assert f"({r['truncated_train']} texts truncated)" in res.stdout  # said, not silent
     assert (out / "model.safetensors").is_file()
+
+
+def test_a_model_folder_without_a_tokenizer_says_so(tiny, tmp_path):
+    """A folder with weights but no tokenizer file said "no usable tokenizer (... stat: path should be string,
+    bytes, os.PathLike or integer, not NoneType)"; it names what is missing."""
+    import shutil
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in ("config.json", "model.safetensors"):
+        shutil.copy(tiny / "tiny" / f, bare / f)
+    out = tmp_path / "trained"
+    _fails(["train", "--model", str(bare), "--data", str(tiny / "toy.csv"), "-o", str(out)],
+           "no tokenizer in the model folder", "tokenizer.json", "vocab.txt", out=out)
