@@ -555,6 +555,7 @@ def _unmatched_accuracy(rows: Sequence[ReportRow], acc_set) -> list[str]:
         return []
     seen = set()
     for r in rows:
+        acc_set.refuse_two_values(r.model_path, r.model)
         seen.update(acc_set.keys_of(r.model_path, r.model))
     unmatched = [n for n, keys in acc_set.names.items() if not seen.intersection(keys)]
     if len(unmatched) == len(acc_set.names):

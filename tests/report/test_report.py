@@ -169,6 +169,9 @@ def _err_line(r) -> str:
     ("accuracy-unmatched", "--accuracy: none of the 2 model name(s) (bert, tern) matches a benchmarked model"),
     # no unit and nothing to tell 0.8 % from 80 %: refused, not guessed from the size
     ("accuracy-ambiguous", "accuracy of 'w1_d1_fp32' is 0.8 with no unit: 0.8 % or 80 %?"),
+    # one model under two names (its file name and its stem) with two values: one was taken silently
+    ("accuracy-twice", "--accuracy: w1_d1_int8 is given 2 different accuracies: 'w1_d1_int8.onnx' 80.0% in "
+                       "acc.json, 'w1_d1_int8' 70.0% in acc.json"),
 ])
 def test_report_bad_input(bench_json, tmp_path, case, expected):
     bench, _, _ = bench_json
@@ -186,7 +189,8 @@ def test_report_bad_input(bench_json, tmp_path, case, expected):
         models = {"accuracy-mix": {"w1_d1_fp32": 0.8, "w1_d1_int8": 1.7},
                   "accuracy-over-100": {"w1_d1_fp32": 80, "w1_d1_int8": 170},
                   "accuracy-unmatched": {"bert": 80, "tern": 70},
-                  "accuracy-ambiguous": {"w1_d1_fp32": 0.8, "w1_d1_int8": 0.7}}[case]
+                  "accuracy-ambiguous": {"w1_d1_fp32": 0.8, "w1_d1_int8": 0.7},
+                  "accuracy-twice": {"w1_d1_fp32": 85, "w1_d1_int8.onnx": 80, "w1_d1_int8": 70}}[case]
         bad = tmp_path / "acc.json"
         bad.write_text(json.dumps({"models": models}))
         args += ["--accuracy", str(bad)]
