@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from deploytool.errors import ConfigError, DeployError, InputFileError
+from deploytool.errors import ConfigError, DeployError, InputFileError, not_a_file
 from deploytool.models import TOKENIZER_FILES  # re-exported: the files a bundle copies
 from deploytool.onnx_io import check_output_dir, make_staging_dir, publish_staging_dir
 from deploytool.units import MB
@@ -338,7 +338,10 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
         raise TypeError(f"make_bundle needs a BundleConfig, got {type(cfg).__name__}")
     model, out = Path(model_path), Path(out_dir)
     if not model.is_file():
-        raise InputFileError(f"{model}: no such model file")
+        raise not_a_file(model, "ONNX model file")
+    from deploytool.onnx_io import check_external_data
+
+    check_external_data(model)
     check_output_dir(out)
     proto = load_proto(model, load_external_data=False)  # not ONNX -> one line
     plan = plan_inputs_proto(proto, model)  # no input ids -> one line

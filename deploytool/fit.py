@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.accuracy import AccuracyRecord, pick
-from deploytool.errors import ConfigError, DeployError, InputFileError, OutputPathError, PassRefusedError, not_a_file
+from deploytool.errors import ConfigError, DeployError, OutputPathError, PassRefusedError, not_a_file
 from deploytool.profiles import Profile
 from deploytool.units import MB
 from deploytool.variant import PRECISION_RANK, PRECISIONS
@@ -78,17 +78,6 @@ def _fractions(name: str, values: Any) -> tuple[float, ...]:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v <= 1:
             raise ConfigError(f"{name}: {v!r} out of range; expected numbers in (0, 1]")
     return tuple(sorted(set(float(v) for v in vals), reverse=True))
-
-
-def _check_external_data(model: Path) -> None:
-    """InputFileError (as ``bench`` and ``inspect`` say it) when an external-data file the model names is missing:
-    the candidates are built from it and it failed deep inside with FileNotFoundError."""
-    from deploytool.onnx_io import external_data_files
-
-    for f in external_data_files(model):
-        if not f.is_file():
-            raise InputFileError(f"{model}: external data file {os.path.relpath(f, model.resolve().parent)!r} not "
-                                 "found beside the model")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +102,9 @@ class FitConfig:
         object.__setattr__(self, "output", Path(self.output))
         if not self.model.is_file():
             raise not_a_file(self.model, "ONNX model file")
-        _check_external_data(self.model)
+        from deploytool.onnx_io import check_external_data
+
+        check_external_data(self.model)
         if self.workdir is not None:
             w = Path(self.workdir)
             object.__setattr__(self, "workdir", w)

@@ -74,6 +74,10 @@ def _check_input(path: str | os.PathLike) -> Path:
     return p
 
 
+class _MissingData(Exception):
+    """An external-data file the model names is not there (raised inside :func:`load_proto`'s own try)."""
+
+
 def load_proto(path: str | os.PathLike, *, load_external_data: bool = True,
                data_files: list[Path] | None = None) -> onnx.ModelProto:
     """Load an ONNX ModelProto, turning every parse failure into a one-line InputFileError.
@@ -89,7 +93,13 @@ def load_proto(path: str | os.PathLike, *, load_external_data: bool = True,
         if load_external_data:
             from onnx.external_data_helper import load_external_data_for_model
 
+            for f in _locations(model, p.parent):
+                if not f.is_file():
+                    raise _MissingData(f"{p}: external data file {os.path.relpath(f, p.resolve().parent)!r} not "
+                                       "found beside the model")
             load_external_data_for_model(model, str(p.parent))
+    except _MissingData as e:
+        raise InputFileError(str(e)) from None
     except Exception as e:  # protobuf DecodeError, truncated external data, ...
         raise InputFileError(f"{p}: not a readable ONNX model ({type(e).__name__}: {_first_line(e)})") from e
     if not model.graph.node and not model.graph.input:
@@ -246,6 +256,16 @@ def _locations(model: onnx.ModelProto, base: Path) -> list[Path]:
                 if entry.key == "location":
                     out[(base / entry.value).resolve()] = None
     return list(out)
+
+
+def check_external_data(path: str | os.PathLike) -> None:
+    """InputFileError when an external-data file the ONNX file at ``path`` names is missing (said the same way by
+    every command, before ONNX Runtime's long message or a FileNotFoundError deep inside a pass)."""
+    model = Path(path)
+    for f in external_data_files(model):
+        if not f.is_file():
+            raise InputFileError(f"{model}: external data file {os.path.relpath(f, model.resolve().parent)!r} not "
+                                 "found beside the model")
 
 
 def external_data_files(path: str | os.PathLike) -> list[Path]:

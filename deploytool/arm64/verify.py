@@ -128,9 +128,12 @@ class VerifyConfig:
         if not models:
             raise ConfigError("models: give at least one ONNX model")
         models = tuple(Path(m) for m in models)
+        from deploytool.onnx_io import check_external_data
+
         for m in models:
             if not m.is_file():
                 raise not_a_file(m, "ONNX model file")
+            check_external_data(m)
         object.__setattr__(self, "models", models)
         cpus = tuple(self.cpus)
         if not cpus:

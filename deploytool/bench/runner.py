@@ -425,6 +425,7 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
                                           wait_for_free_cores)
     from deploytool.errors import ConfigError
     from deploytool.passes.base import file_size
+    from deploytool.onnx_io import check_external_data
     from deploytool.runtime.host_facts import host_info
 
     if not isinstance(config, BenchConfig):
@@ -433,6 +434,7 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
     for path in config.models:
         plan = plan_inputs(path)  # missing, non-ONNX, truncated, no input_ids -> InputFileError
         plan.check(config.batch, config.seq_lens, str(path))
+        check_external_data(path)  # one line, not ONNX Runtime's "External data path validation failed..."
         plans.append(plan)
     sizes = [file_size(p) for p in config.models]
     spec = config.session_spec

@@ -237,6 +237,9 @@ def _check_model_path(model_path: str | os.PathLike) -> Path:
         raise InputFileError(f"{p}: no such file")
     if not p.is_file():
         raise InputFileError(f"{p}: not a file, expected an .onnx model")
+    from deploytool.onnx_io import check_external_data
+
+    check_external_data(p)  # one line, not ONNX Runtime's "External data path validation failed ..."
     return p
 
 

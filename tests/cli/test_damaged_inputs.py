@@ -290,3 +290,28 @@ def test_nan_or_inf_in_the_weights_is_the_inputs_fault(seed, tmp_path, edit, arg
     else:
         assert lines[0].startswith(f"error: {src}: ")
     assert not out.exists() and _sha(src) == digest
+
+
+@pytest.mark.parametrize("args", [
+    ["bench", "{m}", "--runs", "2", "--seq-len", "8"],
+    ["verify-arm64", "{m}", "--cpu", "cortex-a72"],
+    ["bundle", "{m}", "--profile", "snapdragon-sm8650", "-o", "{d}/bundle"],
+    ["qnn", "check", "{m}", "--profile", "snapdragon-sm8650"],
+    ["fit", "{m}", "--profile", "host", "-o", "{d}/fit.onnx"],
+    ["inspect", "{m}"],
+    ["slice", "{m}", "--width", "0.5", "-o", "{d}/s.onnx"],
+])
+def test_missing_external_data_is_one_line_for_every_command(seed, tmp_path, args):
+    """A model whose external-data file is not beside it: bench, verify-arm64 and bundle printed ONNX Runtime's
+    "External data path validation failed ... tensorprotoutils.cc:619 ..." and qnn onnx's ValidationError; every
+    command says it the same way, naming the file."""
+    m = onnx.load(str(seed))
+    src = tmp_path / "ext.onnx"
+    onnx.save(m, str(src), save_as_external_data=True, all_tensors_to_one_file=True, location="ext.data",
+              size_threshold=0)
+    (tmp_path / "ext.data").unlink()
+    r = _run(*[a.format(m=src, d=tmp_path) for a in args])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert lines[0] == f"error: {src}: external data file 'ext.data' not found beside the model", lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ext.onnx"]
