@@ -381,6 +381,9 @@ def evaluate(cfg: EvalConfig) -> dict:
     if is_onnx:
         if not p.is_file():
             raise not_a_file(p, "ONNX model file")
+        from deploytool.onnx_io import check_external_data
+
+        check_external_data(p)
         if cfg.width < 1 or cfg.depth < 1:
             raise InputFileError("width/depth select a PyTorch sub-network; slice the ONNX model with "
                                  "`deploytool slice` instead")

@@ -300,6 +300,7 @@ def test_nan_or_inf_in_the_weights_is_the_inputs_fault(seed, tmp_path, edit, arg
     ["fit", "{m}", "--profile", "host", "-o", "{d}/fit.onnx"],
     ["inspect", "{m}"],
     ["slice", "{m}", "--width", "0.5", "-o", "{d}/s.onnx"],
+    ["eval", "{m}", "--data", "rotten-tomatoes"],
 ])
 def test_missing_external_data_is_one_line_for_every_command(seed, tmp_path, args):
     """A model whose external-data file is not beside it: bench, verify-arm64 and bundle printed ONNX Runtime's
