@@ -89,12 +89,13 @@ class BundleConfig:
         if phone_bundle_style(self.profile) is None:
             raise ConfigError(f"profile '{self.profile.name}' has no mobile execution provider (its EPs: "
                               f"{', '.join(eps)}); a phone bundle needs one of {', '.join(MOBILE_EPS)}")
-        if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or not 1 <= self.seq_len <= 4096:
-            raise ConfigError(f"seq_len: must be an integer in [1, 4096], got {self.seq_len!r}")
-        for f in ("qnn_seq_len", "qnn_calibration_size"):
+        from deploytool.units import MAX_SEQ_LEN
+
+        for f, hi in (("seq_len", MAX_SEQ_LEN), ("qnn_seq_len", MAX_SEQ_LEN), ("qnn_calibration_size", 4096)):
             v = getattr(self, f)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 4096):
-                raise ConfigError(f"{f}: must be an integer in [1, 4096], got {v!r}")
+            if (v is not None or f == "seq_len") and (isinstance(v, bool) or not isinstance(v, int)
+                                                      or not 1 <= v <= hi):
+                raise ConfigError(f"{f}: must be an integer in [1, {hi}], got {v!r}")
         given = [f for f in _QNN_FIELDS if getattr(self, f) is not None]
         if given and not self.qnn:  # as qnn compile refuses --quantize with --fp16
             raise ConfigError(f"{given[0]}: sets the QNN context binary, which qnn=False (--no-qnn) turns off; "

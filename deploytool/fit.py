@@ -61,7 +61,7 @@ from typing import Any
 from deploytool.accuracy import AccuracyRecord, pick
 from deploytool.errors import ConfigError, DeployError, OutputPathError, PassRefusedError, not_a_file
 from deploytool.profiles import Profile
-from deploytool.units import MB
+from deploytool.units import MAX_SEQ_LEN, MB
 from deploytool.variant import PRECISION_RANK, PRECISIONS
 
 logger = logging.getLogger(__name__)
@@ -146,8 +146,9 @@ class FitConfig:
         if self.seq_len is None:
             lens = list(self.profile.budgets.p90_latency_ms)
             object.__setattr__(self, "seq_len", 128 if (128 in lens or not lens) else max(lens))
-        if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or not 1 <= self.seq_len <= 65536:
-            raise ConfigError(f"seq_len: must be an integer in [1, 65536], got {self.seq_len!r}")
+        if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or \
+                not 1 <= self.seq_len <= MAX_SEQ_LEN:
+            raise ConfigError(f"seq_len: must be an integer in [1, {MAX_SEQ_LEN}], got {self.seq_len!r}")
         for name in ("runs", "warmup"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not (1 if name == "runs" else 0) <= v <= 100000:

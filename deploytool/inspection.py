@@ -70,8 +70,10 @@ class InspectConfig:
     seq_len: int = 128
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seq_len, int) or isinstance(self.seq_len, bool) or not 1 <= self.seq_len <= 1_000_000:
-            raise ConfigError(f"seq_len must be an integer in [1, 1000000], got {self.seq_len!r}")
+        from deploytool.units import MAX_SEQ_LEN
+
+        if not isinstance(self.seq_len, int) or isinstance(self.seq_len, bool) or not 1 <= self.seq_len <= MAX_SEQ_LEN:
+            raise ConfigError(f"seq_len: must be an integer in [1, {MAX_SEQ_LEN}], got {self.seq_len!r}")
 
 
 @dataclasses.dataclass

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 MB = 1_000_000
 
+#: the longest sequence any command takes (--seq-len, --max-length, a recipe's seq_lens, calibration's length): one
+#: limit everywhere; a model's own position table is checked against the length where it matters
+MAX_SEQ_LEN = 1 << 16
+
 
 def fmt_bytes(n: int | float | None) -> str:
     """``90355827`` -> ``"90.36 MB"``; ``1234`` -> ``"1.2 kB"``; ``None`` -> ``"-"``."""

@@ -61,6 +61,7 @@ from deploytool.arm64.emulator import Emulator, ensure_emulator
 from deploytool.errors import ConfigError, UnavailableError, not_a_file
 from deploytool.profiles.schema import QEMU_CPUS, Profile
 from deploytool.variant import model_precision
+from deploytool.units import MAX_SEQ_LEN
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class VerifyConfig:
                 raise ConfigError(f"cpu: unknown QEMU aarch64 CPU model {c!r}; expected one of "
                                   f"{', '.join(sorted(QEMU_CPUS))} (optionally with ,prop=on|off)")
         object.__setattr__(self, "cpus", tuple(dict.fromkeys(cpus)))
-        for name, lo, hi in (("seq_len", 1, 4096), ("batch", 1, 64), ("jobs", 1, 16)):
+        for name, lo, hi in (("seq_len", 1, MAX_SEQ_LEN), ("batch", 1, 64), ("jobs", 1, 16)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ConfigError(f"{name}: must be an integer in [{lo}, {hi}], got {v!r}")

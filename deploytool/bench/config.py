@@ -12,6 +12,7 @@ from typing import Any
 from deploytool.choices import parse_enum, refuse_repeats
 from deploytool.errors import ConfigError
 from deploytool.runtime.spec import SessionSpec
+from deploytool.units import MAX_SEQ_LEN
 
 __all__ = ["BenchConfig", "BusyPolicy", "Schedule", "ThreadPool", "parse_seq_lens"]
 
@@ -37,7 +38,7 @@ class BusyPolicy(str, enum.Enum):
     REFUSE = "refuse"  # raise BusyMachineError before measuring
 
 
-_MAX_SEQ = 1 << 16
+_MAX_SEQ = MAX_SEQ_LEN
 _MAX_BATCH = 4096
 _MAX_RUNS = 10_000_000
 

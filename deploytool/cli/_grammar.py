@@ -91,6 +91,8 @@ class GrammarCommand(click.Command):
                      if isinstance(p, click.Option) and p.name and p.opts and p.opts[0].startswith("--")}
             msg = str(e)
             field = msg.split(":", 1)[0]
+            if field not in flags and field.endswith("s") and field[:-1] in flags:  # seq_lens <- --seq-len N[,N...]
+                flags[field] = flags[field[:-1]]
             if field in flags and ":" in msg:
                 new = ConfigError(f"{flags[field]}{msg[len(field):]}")
                 new.exit_code = e.exit_code

@@ -79,6 +79,7 @@ from deploytool import onnx_io
 from deploytool.errors import ConfigError, DeployError, PassRefusedError, UnavailableError, VerificationError
 from deploytool.passes.base import QUANTIZED_OPS, DeployPass, DeployPassResult, Skip, release_free_memory, swap_in
 from deploytool.validation import Flag, Integer, OneOf, Text, schema
+from deploytool.units import MAX_SEQ_LEN
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ class Int8Config:
     static: Flag = False
     calib: Optional[Text] = None
     calib_samples: Integer(1, 10_000) = 64
-    calib_seq_len: Integer(2, 4096) = 128
+    calib_seq_len: Integer(2, MAX_SEQ_LEN) = 128
     tokenizer: Optional[Text] = None  # tokenizer.json (or its folder) for static; default: metadata source
     # measured fastest on MiniLM at seq 8 and 128 with bias_gelu off (benchmarks/int8_bench.py); falls back
     # to the unfused graph when ORT's optimizer fails on a model

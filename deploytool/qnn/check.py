@@ -33,6 +33,7 @@ from deploytool.qnn.ep import (EMULATED_LABEL, Coverage, QnnStrictError, coverag
 from deploytool.qnn.quantize import (QnnQuantConfig, calibration_inputs, find_tokenizer, is_quantized,
                                      quantize_for_qnn, static_shapes)
 from deploytool.qnn.target import NpuPrecision, QnnTarget
+from deploytool.units import MAX_SEQ_LEN
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class QnnCheckConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.target, QnnTarget):
             raise ConfigError(f"target: expected a QnnTarget, got {type(self.target).__name__}")
-        for f, lo, hi in (("seq_len", 1, 4096), ("eval_size", 1, 100000), ("fixed_inputs", 1, 1000)):
+        for f, lo, hi in (("seq_len", 1, MAX_SEQ_LEN), ("eval_size", 1, 100000), ("fixed_inputs", 1, 1000)):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ConfigError(f"{f}: must be an integer in [{lo}, {hi}], got {v!r}")

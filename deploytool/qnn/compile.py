@@ -54,8 +54,11 @@ class QnnCompileConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.target, QnnTarget):
             raise ConfigError(f"target: expected a QnnTarget, got {type(self.target).__name__}")
-        if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or not 1 <= self.seq_len <= 4096:
-            raise ConfigError(f"seq_len: must be an integer in [1, 4096], got {self.seq_len!r}")
+        from deploytool.units import MAX_SEQ_LEN
+
+        if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or \
+                not 1 <= self.seq_len <= MAX_SEQ_LEN:
+            raise ConfigError(f"seq_len: must be an integer in [1, {MAX_SEQ_LEN}], got {self.seq_len!r}")
         if not self.model_name or "/" in self.model_name or self.model_name.startswith("."):
             raise ConfigError(f"model_name: expected a plain file stem, got {self.model_name!r}")
 

@@ -87,8 +87,11 @@ class QnnQuantConfig:
         if self.embedding_dtype is not None:
             object.__setattr__(self, "embedding_dtype", parse_enum(QuantDtype, self.embedding_dtype, "embedding_dtype",
                                                                    allowed=(QuantDtype.UINT8, QuantDtype.UINT16)))
-        if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or not 1 <= self.seq_len <= 4096:
-            raise ConfigError(f"seq_len: must be an integer in [1, 4096], got {self.seq_len!r}")
+        from deploytool.units import MAX_SEQ_LEN
+
+        if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or \
+                not 1 <= self.seq_len <= MAX_SEQ_LEN:
+            raise ConfigError(f"seq_len: must be an integer in [1, {MAX_SEQ_LEN}], got {self.seq_len!r}")
         object.__setattr__(self, "mask", parse_enum(MaskHandling, self.mask, "mask"))
         if not -1e4 <= self.mask_value <= -5:
             raise ConfigError(f"mask_value: must be in [-10000, -5], got {self.mask_value}")

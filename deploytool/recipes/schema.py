@@ -45,6 +45,7 @@ from deploytool.errors import ConfigError, InputFileError
 from deploytool.validation import (Choice, Fraction, Integer, OneOf, Text, invalid, kind_of, safe_load_yaml, schema,
                                    show, validate)
 from deploytool.variant import PRECISIONS, Precision
+from deploytool.units import MAX_SEQ_LEN
 
 SCHEMA_VERSION = 1
 
@@ -197,7 +198,7 @@ class SweepSpec:
 
 @schema
 class BenchSpec:
-    seq_lens: Annotated[tuple[Integer(1, 4096), ...], BeforeValidator(_as_list)] = (8, 128)
+    seq_lens: Annotated[tuple[Integer(1, MAX_SEQ_LEN), ...], BeforeValidator(_as_list)] = (8, 128)
     batch: Integer(1, 1024) = 1
     runs: Integer(1, 100000) = 50
     warmup: Integer(0, 100000) = 5
@@ -209,7 +210,7 @@ class EvalSpec:
     data: Text
     split: Choice("train", "dev", "test") = "test"
     max_examples: Optional[Integer(1)] = None
-    max_length: Integer(8, 4096) = 128
+    max_length: Integer(8, MAX_SEQ_LEN) = 128
 
     @model_validator(mode="before")
     @classmethod

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from deploytool.choices import parse_enum
 from deploytool.errors import ConfigError
+from deploytool.units import MAX_SEQ_LEN
 
 __all__ = ["DataConfig", "TrainConfig", "ImportanceConfig", "DynaBertConfig", "QATConfig", "QuantMode",
            "EvalConfig", "parse_float_list"]
@@ -54,7 +55,7 @@ class DataConfig:
 
     def __post_init__(self):
         _check(self.data is None or bool(str(self.data)), "data: a dataset name or file is required")
-        _check(2 <= self.max_length <= 8192, f"max_length: must be in [2, 8192] (got {self.max_length})")
+        _check(2 <= self.max_length <= MAX_SEQ_LEN, f"max_length: must be in [2, {MAX_SEQ_LEN}] (got {self.max_length})")
         for name in ("max_train", "max_eval"):
             v = getattr(self, name)
             _check(v is None or v >= 1, f"{name}: must be >= 1 (got {v})")

@@ -203,7 +203,7 @@ def _bad_inputs(d, models):
         "not onnx": ([d / "junk.onnx"], "junk.onnx: not a readable ONNX model"),
         "truncated": ([d / "trunc.onnx"], "trunc.onnx: not a readable ONNX model"),
         "no input_ids": ([models["noids"]], "model has no 'input_ids' input"),
-        "seq-len 0": ([good, "--seq-len", "0"], "seq_lens: must be an integer in [1, 65536], got 0"),
+        "seq-len 0": ([good, "--seq-len", "0"], "--seq-len: must be an integer in [1, 65536], got 0"),
         "seq-len abc": ([good, "--seq-len", "abc"], "--seq-len': 'abc' is not an integer"),
         "runs 0": ([good, "--runs", "0"], "runs: must be an integer in [1,"),
         "runs x": ([good, "--runs", "x"], "--runs': 'x' is not a valid integer"),

@@ -194,3 +194,23 @@ def test_json_flag_before_a_model_is_the_flag(tiny_onnx):
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["config"]["seq_lens"] == [8]
     assert not [ln for ln in _err_lines(res) if ln.startswith("deprecated:")]
+
+
+@pytest.mark.parametrize("args", [
+    ["bench", "{m}"], ["fit", "{m}", "--profile", "host", "-o", "{d}/f.onnx"],
+    ["bundle", "{m}", "--profile", "snapdragon-sm8650", "-o", "{d}/b"],
+    ["qnn", "check", "{m}", "--profile", "snapdragon-sm8650"], ["verify-arm64", "{m}", "--cpu", "cortex-a72"],
+    ["inspect", "{m}"],
+])
+@pytest.mark.parametrize("value", [0, 65537])
+def test_seq_len_has_one_limit_and_one_message(tiny_onnx, tmp_path, args, value):
+    """--seq-len was limited to 65536 by bench and fit, 4096 by bundle, qnn and verify-arm64, 1,000,000 by inspect,
+    and bench named its config field (seq_lens); one limit now, said the same way, naming the option typed."""
+    from deploytool.units import MAX_SEQ_LEN
+
+    m = tiny_onnx("bert", exporter="torch")
+    r = CliRunner().invoke(main, [a.format(m=m, d=tmp_path) for a in args] + ["--seq-len", str(value)])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and lines == [f"error: --seq-len: must be an integer in [1, {MAX_SEQ_LEN}], got {value}"], \
+        r.stderr
+    assert MAX_SEQ_LEN == 65536 and list(tmp_path.iterdir()) == []
