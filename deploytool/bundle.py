@@ -170,6 +170,37 @@ def _tokenizer(model: Path, cfg: BundleConfig, stage: Path) -> dict[str, Any]:
     return {"files": [f"tokenizer/{f.name}" for f in found], "source": str(src), "note": ""}
 
 
+def tokenizer_vocab_size(folder: Path) -> int | None:
+    """How many token ids the tokenizer in ``folder`` can produce (tokenizer.json with its added tokens, else
+    vocab.txt's lines); None when neither is there or it cannot be read (the bundle copies files, it does not
+    judge them)."""
+    tj, vt = folder / "tokenizer.json", folder / "vocab.txt"
+    try:
+        if tj.is_file():
+            from tokenizers import Tokenizer
+
+            return int(Tokenizer.from_file(str(tj)).get_vocab_size(with_added_tokens=True))
+        if vt.is_file():
+            with vt.open(encoding="utf-8", errors="replace") as f:
+                return sum(1 for line in f if line.strip())
+    except Exception:  # noqa: BLE001 - the tokenizers library's own errors: not a tokenizer we can size
+        return None
+    return None
+
+
+def _check_tokenizer_fits(model: Path, cfg: BundleConfig, plan) -> None:
+    """ConfigError, before anything is written, when the tokenizer to bundle makes ids past the model's word table:
+    on the phone those ids read past the table (ONNX Runtime's Gather fails, or an app gets garbage)."""
+    if plan.vocab_source == "default":  # the table was not found: nothing to compare with
+        return
+    src = cfg.tokenizer or model.parent
+    n = tokenizer_vocab_size(Path(src))
+    if n is not None and n > plan.vocab:
+        raise ConfigError(f"tokenizer {src} has {n} token ids but the model's word table ({plan.vocab_source}) has "
+                          f"{plan.vocab} rows: ids {plan.vocab}-{n - 1} would read past it on the device; bundle the "
+                          "tokenizer the model was trained with (--tokenizer)")
+
+
 def _qnn_preflight(model: Path, cfg: BundleConfig, limit: int | None) -> str | None:
     """Before anything is written: refuse (ConfigError naming the option) what the user asked of the QNN binary
     that cannot be done; for the defaults, say why no binary will be compiled (None: try)."""
@@ -352,6 +383,7 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
         raise ConfigError(f"{model}: --seq-len {cfg.seq_len} is longer than the model's position table "
                           f"({limit} positions); use a sequence length <= {limit}")
     qnn_skip = _qnn_preflight(model, cfg, limit)
+    _check_tokenizer_fits(model, cfg, plan)
     stage = make_staging_dir(out)
     source, repacked, scratch = model, None, None
     try:

@@ -115,11 +115,17 @@ def _one_line(r) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("case", ["no_mobile_ep", "not_empty", "missing_model", "not_onnx"])
+@pytest.mark.parametrize("case", ["no_mobile_ep", "not_empty", "missing_model", "not_onnx", "tokenizer_too_big"])
 def test_bundle_bad_input(model_dir, tmp_path, case):
-    src, _ = model_dir
+    src, tok = model_dir
     model, out, profile = src / "tiny.onnx", tmp_path / "out", "snapdragon-sm8650"
-    if case == "no_mobile_ep":
+    extra = []
+    if case == "tokenizer_too_big":  # a tokenizer of 130 ids beside a 100-row word table: the phone's ids overrun it
+        big = tmp_path / "bigtok"
+        big.mkdir()
+        (big / "vocab.txt").write_text((tok / "vocab.txt").read_text() + "".join(f"\nextra{i}" for i in range(30)))
+        extra = ["--tokenizer", str(big)]
+    elif case == "no_mobile_ep":
         profile = "graviton2"
     elif case == "not_empty":
         out.mkdir()
@@ -129,9 +135,10 @@ def test_bundle_bad_input(model_dir, tmp_path, case):
     else:
         model = tmp_path / "bad.onnx"
         model.write_text("not a model")
-    line = _one_line(_bundle([str(model), "--profile", profile, "-o", str(out), "--no-qnn"]))
+    line = _one_line(_bundle([str(model), "--profile", profile, "-o", str(out), "--no-qnn", *extra]))
     expect = {"no_mobile_ep": "no mobile execution provider", "not_empty": "not empty",
-              "missing_model": "nope.onnx", "not_onnx": "bad.onnx"}[case]
+              "missing_model": "nope.onnx", "not_onnx": "bad.onnx",
+              "tokenizer_too_big": "has 130 token ids but the model's word table"}[case]
     assert expect in line
     if case == "not_empty":
         assert [p.name for p in out.iterdir()] == ["keep.txt"]
