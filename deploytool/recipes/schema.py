@@ -192,6 +192,17 @@ class SweepSpec:
             raise invalid(f"{getattr(rep[1], 'value', rep[1])} appears twice", f"[{rep[0]}]")
         return values
 
+    @model_validator(mode="after")
+    def _options_of_swept(self) -> "SweepSpec":
+        # options of a precision the sweep does not build would be read by nothing (nor checked): a typo there, or
+        # a precision left out of the list, would pass unnoticed
+        for prec in self.options:
+            if prec not in self.precision:
+                swept = ", ".join(p.value for p in self.precision)
+                raise invalid(f"options for {prec.value}, which sweep.precision ({swept}) does not build: add it "
+                              "there or remove them", f".options.{prec.value}")
+        return self
+
     def grid(self) -> list[tuple[float, float, Precision]]:
         return [(w, d, p) for w in self.width for d in self.depth for p in self.precision]
 

@@ -52,6 +52,9 @@ def test_good_recipe_parses_and_expands_grid():
         (_bad(model={"name": "minilm", "path": "x"}), "model: give exactly one"),
         ({k: v for k, v in GOOD.items() if k != "model"}, "model: required key is missing"),
         (_bad(eval={"data": "rotten-tomatoes", "split": "validation"}), "eval.split"),
+        # options of a precision the sweep does not build were read by nothing and never checked (a typo passed)
+        (_bad(sweep={"precision": ["fp32", "int8"], "options": {"ternary": {"runtime": "densestt"}}}),
+         "sweep.options.ternary: options for ternary, which sweep.precision (fp32, int8) does not build"),
     ],
 )
 def test_bad_recipes_name_file_key_and_expectation(doc, needle):
