@@ -54,8 +54,11 @@ def not_one_of(choices: Sequence[str], value: Any) -> str:
     of an enum is shown by its value."""
     if isinstance(value, enum.Enum):
         value = value.value
+    if isinstance(value, (dict, list, tuple, set, frozenset)):  # named by its kind: its repr may be huge
+        return f"expected one of {', '.join(choices)}, got {'mapping' if isinstance(value, dict) else 'list'}"
     hint = ""
     if isinstance(value, str):
+        value = value[:160]  # a hint for a long string is no hint, and matching it all would take long
         lowered = {c.lower(): c for c in choices}
         near = difflib.get_close_matches(value.strip().lower(), list(lowered), n=1)
         hint = f" (did you mean '{lowered[near[0]]}'?)" if near else ""

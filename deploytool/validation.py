@@ -21,7 +21,6 @@ The field types below (:func:`Integer`, :data:`Fraction`, :func:`Number`, :data:
 from __future__ import annotations
 
 import dataclasses
-import enum
 import functools
 import math
 import os
@@ -173,22 +172,11 @@ def _text(v: Any) -> str:
 Text = Annotated[str, PlainValidator(_text)]
 
 
-def _not_one_of(choices: Sequence[str], v: Any) -> str:
-    """:func:`~deploytool.choices.not_one_of` with the value in brief: a long string cut, a list or mapping
-    named by its kind (its repr may be huge)."""
-    if isinstance(v, str):
-        return not_one_of(choices, _cut(v))
-    if isinstance(v, enum.Enum):
-        return not_one_of(choices, v)
-    got = kind_of(v) if isinstance(v, (dict, list, tuple, set, frozenset)) else show(v)
-    return f"expected one of {', '.join(choices)}, got {got}"
-
-
 def Choice(*values: str) -> Any:  # noqa: N802 - a type
     """One of ``values`` (exact spelling), with a did-you-mean."""
     def check(v: Any) -> str:
         if not isinstance(v, str) or v not in values:
-            raise invalid(_not_one_of(values, v))
+            raise invalid(not_one_of(values, v))
         return v
 
     return Annotated[str, PlainValidator(check)]
@@ -202,7 +190,7 @@ def OneOf(cls, values: Sequence[str] | None = None) -> Any:  # noqa: N802 - a ty
     def check(v: Any):
         m = match_enum(cls, v, allowed=members) if isinstance(v, (str, cls)) else None
         if m is None:
-            raise invalid(_not_one_of(enum_choices(cls, allowed=members), v))
+            raise invalid(not_one_of(enum_choices(cls, allowed=members), v))
         return m
 
     return Annotated[cls, PlainValidator(check)]
