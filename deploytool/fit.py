@@ -377,6 +377,10 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         sliced: dict = {}
         cands: list[Candidate] = []
         source_precision = _source_precision(config.model)  # read once: a self-contained file is parsed whole
+        if source_precision not in ("fp32", "fp16"):
+            # its width-1 depth-1 "fp32" candidate would be this file as is, labelled fp32, and nothing else builds
+            raise PassRefusedError(f"fit: {config.model} is already {source_precision}; fit builds its width, depth "
+                                   "and precision variants from the fp32 (or fp16) model: give that one")
         grid = _grid_precisions(config.precisions, source_precision)
         n_cands = len(config.widths) * len(config.depths) * len(grid)
         _check_accuracy_names(config, [_name(w, d, p) for w in config.widths for d in config.depths for p, _ in grid])

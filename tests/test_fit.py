@@ -195,3 +195,22 @@ def test_fit_names_a_missing_external_data_file(model, tmp_path):
     r = _run(ext, "--profile", "kirin990", "-o", out, *GRID)
     assert r.exit_code == 2 and "external data file 'm.data' not found beside the model" in _err_line(r)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("make", ["int8", "ternary"])
+def test_fit_refuses_an_already_quantized_input(model, tmp_path, make):
+    """An int8 or packed input: its width-1 depth-1 candidate was the file as is, labelled fp32 and picked as
+    fp32 (nothing else could be built); refused in one line, nothing written."""
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+    from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
+
+    q = tmp_path / f"{make}.onnx"
+    if make == "int8":
+        quantize_int8_file(model, q, Int8Config())
+    else:
+        pack_file(model, q, PackConfig(weights="ternary"))
+    out = tmp_path / "o.onnx"
+    r = _run(q, "--profile", "x86-host", "-o", out, *GRID)
+    assert r.exit_code == 2, r.output
+    assert f"is already {make}; fit builds its width, depth and precision variants from the fp32" in _err_line(r)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [q.name]
