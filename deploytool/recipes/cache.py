@@ -81,6 +81,7 @@ class StepCache:
     store: Path | None = None  # shared store of finished steps (None: steps live under root)
     max_bytes: int | None = None  # the store's size cap (None: no cap)
     used: set[str] = dataclasses.field(default_factory=set)  # entries of this run: never evicted by it
+    run_marker: Path | None = None  # this run's own marker in the store (:func:`active_run`)
 
     def _local(self, kind: str, key: str) -> Path:
         return self.root / "steps" / f"{kind}-{key[:12]}"
@@ -138,6 +139,12 @@ class StepCache:
         cap; returns the names removed. The runner calls it once, at the end of a run (it walks the
         whole store)."""
         if self.store is None or self.max_bytes is None:
+            return []
+        if other_runs(self.store, exclude=self.run_marker):  # they may be reading any entry: the cap waits
+            import logging
+
+            logging.getLogger(__name__).info("store %s: another run is using it; its size cap is applied by a "
+                                             "later run", self.store)
             return []
         entries = store_entries(self.store)
         total = sum(e.bytes for e in entries)
@@ -231,11 +238,74 @@ def check_store(store: str | os.PathLike) -> None:
     root = Path(store)
     if not root.is_dir():
         return
-    foreign = sorted(d.name for d in root.iterdir() if _entry_kind(d) is None and not _is_temp(d))
+    foreign = sorted(d.name for d in root.iterdir() if _entry_kind(d) is None and not _is_temp(d)
+                     and not (_RUN.fullmatch(d.name) and d.is_file() and not d.is_symlink()))
     if foreign:
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
         raise ConfigError(f"{root}: not a deploytool step store (it holds {foreign[0]!r}{more}, which the store "
                           "did not make); nothing removed")
+
+
+# a run in progress: ``.run-<pid>-<8 hex>`` (a small JSON file) in the store while ``deploytool run`` uses it
+_RUN = re.compile(r"\.run-(?P<pid>\d+)-[0-9a-f]{8}")
+
+
+@contextlib.contextmanager
+def active_run(store: Path | None) -> Iterator[Path | None]:
+    """Register a run in ``store`` for as long as the block runs (its marker file's path; None without a store):
+    another run's eviction (:meth:`StepCache.evict`) and :func:`clear_store` see it and leave the store's entries
+    alone, instead of deleting the steps it is reading or writing."""
+    if store is None:
+        yield None
+        return
+    import secrets
+    import socket
+    import time
+
+    store.mkdir(parents=True, exist_ok=True)
+    marker = store / f".run-{os.getpid()}-{secrets.token_hex(4)}"
+    marker.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}))
+    try:
+        yield marker
+    finally:
+        with contextlib.suppress(OSError):
+            marker.unlink()
+
+
+def other_runs(store: str | os.PathLike, exclude: Path | None = None) -> list[dict[str, Any]]:
+    """The runs in progress that use ``store`` (their markers' contents, ``exclude`` left out); a marker whose
+    process is gone (a run killed with SIGKILL, a reboot) is removed. A marker written on another host (a store
+    on a shared disk) counts for a day."""
+    import socket
+    import time
+
+    root, host, now, out = Path(store), socket.gethostname(), time.time(), []
+    if not root.is_dir():
+        return out
+    for f in root.iterdir():
+        if not _RUN.fullmatch(f.name) or f == exclude or f.is_symlink():
+            continue
+        try:
+            info = json.loads(f.read_text())
+            pid, started = int(info["pid"]), float(info["started"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if info.get("host") == host:
+            try:
+                os.kill(pid, 0)
+                alive = True
+            except ProcessLookupError:
+                alive = False
+            except OSError:  # another user's process: alive
+                alive = True
+        else:
+            alive = now - started < 86400
+        if alive:
+            out.append(info)
+        else:
+            with contextlib.suppress(OSError):
+                f.unlink()
+    return out
 
 
 def _remove(path: Path) -> bool:
@@ -257,6 +327,15 @@ def clear_store(store: str | os.PathLike, *, older_than_s: float | None = None, 
     if not root.is_dir():
         return removed
     check_store(root)
+    from deploytool.errors import ConfigError
+
+    busy = other_runs(root)
+    if busy:  # removing the steps it reads (or the folder it is writing) would fail it
+        import datetime
+
+        when = datetime.datetime.fromtimestamp(busy[0]["started"]).strftime("%H:%M:%S")
+        raise ConfigError(f"{root}: a recipe run (pid {busy[0]['pid']}, started {when}) is using the store; "
+                          f"nothing removed: clear it when {'they have' if len(busy) > 1 else 'it has'} finished")
     now = time.time()
     for e in store_entries(root):
         if older_than_s is not None and now - e.last_used < older_than_s:

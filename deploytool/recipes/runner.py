@@ -318,7 +318,18 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
 
     ``store``: a folder of finished steps shared by every recipe and output folder (see
     :mod:`deploytool.recipes.cache`; None keeps the steps under ``out_dir``); ``max_store_bytes`` caps
-    its size (least recently used entries of other runs go first)."""
+    its size (least recently used entries of other runs go first). While it runs, the run is registered in the
+    store (:func:`~deploytool.recipes.cache.active_run`): another run's size cap and ``cache clear`` leave the
+    store alone meanwhile."""
+    from deploytool.recipes.cache import active_run
+
+    with active_run(Path(store) if store is not None else None) as marker:
+        return _run_recipe(recipe, out_dir, progress=progress, store=store, max_store_bytes=max_store_bytes,
+                           marker=marker)
+
+
+def _run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | None,
+                store: str | Path | None, max_store_bytes: int | None, marker: Path | None) -> RunResult:
     t_start = time.perf_counter()
     rec = recipe
     # 0. everything that can be checked before minutes of work (and before the output folder is made): the
@@ -328,6 +339,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
     _refuse_model_folder(out, rec)
     out.mkdir(parents=True, exist_ok=True)
     r = _Runner(recipe, out, progress, Path(store) if store is not None else None, max_store_bytes)
+    r.cache.run_marker = marker
 
     # 1. the model folder
     model_dir, model_digest = S.model_folder_and_digest(rec.model)

@@ -35,10 +35,29 @@ def model_folder_and_digest(spec: ModelSpec) -> tuple[Path, str]:
     # every byte of the config, the weights and the tokenizer's files: an edit anywhere in them (a same-size
     # edit in the middle of a checkpoint, a changed vocabulary) runs the steps that read them again
     tokenizer = [folder / n for n in TOKENIZER_FILES]
-    for f in sorted({folder / "config.json", *weight_files(folder), *tokenizer}):
+    weights = weight_files(folder)
+    for index in [w for w in weights if w.name.endswith(".index.json")]:
+        weights += _shards(index)  # a sharded checkpoint's weights are in the files its index names
+    for f in sorted({folder / "config.json", *weights, *tokenizer}):
         if f.is_file():
-            h.update(f"{f.name}:{file_digest(f)}".encode())
+            h.update(f"{f.relative_to(folder).as_posix()}:{file_digest(f)}".encode())
     return folder, h.hexdigest()
+
+
+def _shards(index: Path) -> list[Path]:
+    """The shard files a ``*.index.json`` of a sharded checkpoint names (its ``weight_map``'s values), inside
+    its folder; [] for an index that cannot be read (loading the model says what is wrong with it)."""
+    try:
+        names = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    root = index.parent.resolve()
+    out = []
+    for n in sorted(str(x) for x in names):
+        f = (index.parent / n).resolve()
+        if f.is_relative_to(root):
+            out.append(index.parent / n)
+    return out
 
 
 def load_profiles(names: tuple[str, ...]):

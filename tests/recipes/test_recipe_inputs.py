@@ -89,6 +89,38 @@ def test_the_models_digest_reads_every_byte_of_weights_and_tokenizer(tmp_path):
     assert d2 != d1
 
 
+def test_the_models_digest_reads_a_sharded_checkpoints_shards(tmp_path):
+    """A sharded checkpoint (model.safetensors.index.json and the shards it names): the digest read the index
+    only, so new weights with the same sharding reused the old export and everything after it."""
+    import json
+
+    import transformers as tr
+
+    from deploytool.recipes.schema import ModelSpec
+    from deploytool.recipes.steps import model_folder_and_digest
+
+    src = tiny_classifier_folder(tmp_path / "m", layers=2, hidden=64, heads=4, ffn=256)
+    model = tr.AutoModelForSequenceClassification.from_pretrained(str(src))
+    sharded = tmp_path / "sharded"
+    model.save_pretrained(sharded, max_shard_size="100KB")
+    for f in src.iterdir():
+        if not f.name.startswith("model") and not (sharded / f.name).exists():
+            (sharded / f.name).write_bytes(f.read_bytes())
+    index = json.loads((sharded / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) >= 2 and not (sharded / "model.safetensors").exists()
+    spec = ModelSpec(path=str(sharded))
+    _, d0 = model_folder_and_digest(spec)
+    index_bytes = (sharded / "model.safetensors.index.json").read_bytes()
+    last = sharded / shards[-1]
+    blob = bytearray(last.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # a weight of the last shard changes; the index stays byte for byte
+    last.write_bytes(bytes(blob))
+    assert (sharded / "model.safetensors.index.json").read_bytes() == index_bytes
+    _, d1 = model_folder_and_digest(spec)
+    assert d1 != d0
+
+
 @pytest.mark.parametrize("target", ["model.safetensors", "config.json"])
 def test_export_may_not_write_over_a_file_of_the_model_folder(tmp_path, target):
     from deploytool.export import export

@@ -113,3 +113,47 @@ def test_ls_json_about_never_overrides_the_store_s_own_fields(tmp_path):
     [listed] = json.loads(r.output)["entries"]
     assert listed["name"] == e.name and listed["kind"] == "slice" and listed["recipe"] == "r"
     assert listed["bytes"] > 0 and listed["last_used"] == pytest.approx(os.stat(e / ".done").st_mtime)
+
+
+def test_a_run_in_progress_keeps_its_store_entries(tmp_path):
+    """Another run's size cap evicted the export a run in progress was slicing, and `cache clear` removed the steps
+    (and the half-written step folder) of a running run: both failed it with "model.onnx: no such file". A run
+    registers itself in the store while it runs; eviction waits and `clear` refuses in one line meanwhile."""
+    from deploytool.recipes.cache import active_run, check_store, other_runs
+
+    store = tmp_path / "store"
+    a = _entry(store, "export", "a")
+    running = store / f".slice-{_key('b')[:16]}.x1y2_z3w"  # the step the other run is writing
+    running.mkdir()
+    with active_run(store) as theirs:
+        check_store(store)  # the marker is the store's own: not a foreign file
+        assert [r["pid"] for r in other_runs(store)] == [os.getpid()]
+        mine = StepCache(tmp_path / "run2", store=store, max_bytes=0)
+        assert mine.evict() == [] and a.is_dir()
+        with pytest.raises(ConfigError, match=r"a recipe run \(pid \d+, started .*\) is using the store; nothing "
+                                               "removed"):
+            clear_store(store)
+        r = CliRunner().invoke(main, ["cache", "clear", "--cache-dir", str(store)])
+        assert r.exit_code == 2 and "is using the store" in r.stderr, r.output
+        assert a.is_dir() and running.is_dir() and theirs.is_file()
+        # the run's own marker does not hold back its own eviction
+        own = StepCache(tmp_path / "run1", store=store, max_bytes=0, run_marker=theirs)
+        assert own.evict() == [a.name]
+    assert not theirs.exists() and other_runs(store) == []
+    assert clear_store(store) == [] and list(store.iterdir()) == []
+
+
+def test_the_marker_of_a_run_that_died_is_dropped(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    store = tmp_path / "store"
+    a = _entry(store, "export", "a")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    marker = store / ".run-99-0123abcd"
+    marker.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "started": 1.0}))
+    from deploytool.recipes.cache import other_runs
+
+    assert other_runs(store) == [] and not marker.exists()  # killed with SIGKILL: its marker stayed, now dropped
+    assert clear_store(store) == [a.name]
