@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
@@ -30,7 +31,7 @@ from deploytool.train.distill import DistillConfig, DistillInit
 @click.option("--w-hidden", default=1.0, show_default=True, type=float, metavar="FLOAT", help="Hidden-state MSE weight (via W_h).")
 @click.option("--w-attention", default=1.0, show_default=True, type=float, metavar="FLOAT", help="Attention-score MSE weight.")
 @click.option("--w-labels", default=0.0, show_default=True, type=float, metavar="FLOAT", help="Hard-label cross-entropy weight.")
-@_data_options
+@functools.partial(_data_options, default_data=None)
 @_optim_options(1e-4, 1.0)
 @json_flag("Print the result record as JSON to stdout.")
 def distill(teacher, output, layers, hidden, heads, ffn, init, importance_examples, intermediate_epochs, temperature,

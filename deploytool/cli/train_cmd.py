@@ -112,7 +112,7 @@ def train(model, output, data_cfg, epochs, lr, batch_size, threads, cpu, as_json
               help="Training examples the importance is computed on.")
 @click.option("--batch-size", default=32, show_default=True, type=int, metavar="INT", help="Batch size.")
 @click.option("--threads", default=2, show_default=True, type=int, metavar="INT", help="torch CPU threads.")
-@_data_options
+@functools.partial(_data_options, default_data=None)
 @json_flag("Print the result record as JSON to stdout.")
 def importance(model, output, reorder_output, max_examples, batch_size, threads, data_cfg, as_json):
     """Head importance (|dL/d head_mask|, Michel et al.) and FFN neuron importance (DynaBERT)."""
@@ -139,7 +139,7 @@ def importance(model, output, reorder_output, max_examples, batch_size, threads,
               help="0: every sub-network each step; k: largest, smallest and k-2 random ones.")
 @click.option("--importance", "importance_file", type=click.Path(path_type=Path), default=None,
               help="Teacher importance file (default: computed first).")
-@_data_options
+@functools.partial(_data_options, default_data=None)
 @_optim_options(2e-5, None)
 @json_flag("Print the result record as JSON to stdout.")
 def dynabert(teacher, output, widths, depths, width_epochs, depth_epochs, subnets_per_step, importance_file,
@@ -184,7 +184,7 @@ def dynabert(teacher, output, widths, depths, width_epochs, depth_epochs, subnet
 @click.option("--init", type=click.Path(path_type=Path), default=None,
               help="With --tws: the model the student is cut from (default: the teacher; a DynaBERT folder is "
                    "importance-ordered, so its first heads and neurons are the ones worth keeping).")
-@_data_options
+@functools.partial(_data_options, default_data=None)
 @_optim_options(5e-5, 1.0)
 @json_flag("Print the result record as JSON to stdout.")
 def qat(teacher, output, mode, granularity, clip, quantize_embeddings, act_bits, tws, tws_width, tws_ternary_share,

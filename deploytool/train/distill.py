@@ -248,7 +248,7 @@ def distill(cfg: DistillConfig) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from deploytool.train.batching import encode, load_data, make_accelerator
+    from deploytool.train.batching import encode, load_teacher_data, make_accelerator
     from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
         resolve_folder, save_folder
     from deploytool.train.evaluate import evaluate_torch
@@ -263,7 +263,7 @@ def distill(cfg: DistillConfig) -> dict:
     folder = resolve_folder(cfg.teacher)
     _require_classifier(folder)
     check_output_folder(cfg.output, inputs=(folder,))
-    ds = load_data(cfg.data)
+    ds = load_teacher_data(cfg.data, folder)  # the teacher's ids; its recorded dataset by default
     acc = make_accelerator(cfg.threads, cfg.cpu, cfg.data.seed)
     tok = load_tokenizer(folder)
     teacher = load_classifier(folder, num_labels=ds.num_labels)

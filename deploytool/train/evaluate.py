@@ -266,25 +266,31 @@ def recorded_dataset(meta) -> dict | None:
 
 def resolve_data(cfg: EvalConfig, meta_folder: Path | None) -> tuple[DataConfig, bool, str]:
     """(data config, whole file?, where the data came from) for an eval."""
-    from deploytool.data import BUILTIN
-    from deploytool.train.checkpoint import read_meta
-
     if cfg.test_file is not None:
         return dataclasses.replace(cfg.data, data=str(cfg.test_file)), True, "the whole test file"
     whole = cfg.split == "all"
     if cfg.data.data is not None:
         return cfg.data, whole, "--data"
+    dc, where = recorded_data(cfg.data, meta_folder)
+    return dc, whole, where
+
+
+def recorded_data(data: DataConfig, meta_folder: Path | None) -> tuple[DataConfig, str]:
+    """``data`` naming the dataset recorded with the model in ``meta_folder`` at training (its file, columns
+    and seed), or rotten-tomatoes where none is recorded; and where it came from."""
+    from deploytool.data import BUILTIN
+    from deploytool.train.checkpoint import read_meta
+
     rec = recorded_dataset(read_meta(meta_folder)) if meta_folder is not None else None
     if rec is None:
-        return dataclasses.replace(cfg.data, data="rotten-tomatoes"), whole, \
-            "default (no dataset recorded with the model)"
+        return dataclasses.replace(data, data="rotten-tomatoes"), "default (no dataset recorded with the model)"
     name = str(rec.get("dataset"))
-    data = name if name in BUILTIN else str(rec["source"])
-    if name not in BUILTIN and not Path(data).is_file():
-        raise InputFileError(f"{data}: the dataset recorded when the model was trained is gone; give --data")
-    dc = dataclasses.replace(cfg.data, data=data, text_col=rec.get("text_col", cfg.data.text_col),
-                             label_col=rec.get("label_col", cfg.data.label_col), seed=int(rec.get("seed", 0)))
-    return dc, whole, "recorded at training time"
+    path = name if name in BUILTIN else str(rec["source"])
+    if name not in BUILTIN and not Path(path).is_file():
+        raise InputFileError(f"{path}: the dataset recorded when the model was trained is gone; give --data")
+    dc = dataclasses.replace(data, data=path, text_col=rec.get("text_col", data.text_col),
+                             label_col=rec.get("label_col", data.label_col), seed=int(rec.get("seed", 0)))
+    return dc, "recorded at training time"
 
 
 def _onnx_classes(path: Path) -> int | None:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from deploytool.errors import OutputPathError
-from deploytool.train.batching import batches, encode, load_data, model_inputs
+from deploytool.train.batching import batches, encode, load_teacher_data, model_inputs
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
     require_classifier, resolve_folder, save_folder
 from deploytool.train.config import ImportanceConfig
@@ -111,7 +111,7 @@ def compute_importance(cfg: ImportanceConfig) -> dict:
             raise OutputPathError(f"{cfg.output}: the importance file and the reordered model (--reorder) would be "
                                   "written to the same path; give two")
         check_output_folder(cfg.reorder_output, inputs=(folder,))
-    ds = load_data(cfg.data)
+    ds = load_teacher_data(cfg.data, folder)  # the teacher's ids; its recorded dataset by default
     tok = load_tokenizer(folder)
     model = load_classifier(folder, num_labels=ds.num_labels)
     check_supported(model)

@@ -54,7 +54,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from deploytool.quant.quantizers import binarize, dequantize, split_ternary, ternarize
-from deploytool.train.batching import encode, load_data, make_accelerator
+from deploytool.train.batching import encode, load_teacher_data, make_accelerator
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
     require_classifier, resolve_folder, save_folder
 from deploytool.train.config import QATConfig, QuantMode
@@ -166,7 +166,7 @@ def train_qat(cfg: QATConfig) -> dict:
     folder = resolve_folder(cfg.teacher)
     require_classifier(folder, "teacher")  # a random head would teach noise
     check_output_folder(cfg.output, inputs=(folder,))
-    ds = load_data(cfg.data)
+    ds = load_teacher_data(cfg.data, folder)  # the teacher's ids; its recorded dataset by default
     acc = make_accelerator(cfg.threads, cfg.cpu, cfg.data.seed)
     tok = load_tokenizer(folder)
     teacher = load_classifier(folder, num_labels=ds.num_labels)
