@@ -293,7 +293,14 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None):
     elif suffix in (".csv", ".tsv", ".txt"):
         reader = csv.DictReader(io.StringIO(raw), delimiter="\t" if suffix == ".tsv" else ",")
         columns = set(reader.fieldnames or [])
-        rows = list(reader)
+        rows = []
+        for r in reader:
+            if None in r:  # more fields than the header names: which one is the label cannot be told
+                sep = "tab" if suffix == ".tsv" else "comma"
+                raise InputFileError(f"{path}: line {reader.line_num} has {len(reader.fieldnames or []) + len(r[None])} "
+                                     f"fields, the header {len(reader.fieldnames or [])} (a text with an unquoted "
+                                     f"{sep}? quote such texts)")
+            rows.append(r)
     else:
         raise InputFileError(f"{path}: unknown dataset format '{suffix}' (use .csv, .tsv or .jsonl)")
     if not rows:
@@ -355,6 +362,8 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
         texts, labels, ids = _read_user_file(src, text_col, label_col)
         source = str(src.resolve())
     keep = [i for i, t in enumerate(texts) if t.strip()]
+    if len(keep) < len(texts):
+        logger.warning("%s: %d of %d examples skipped (empty or blank text)", key, len(texts) - len(keep), len(texts))
     texts = [texts[i].strip() for i in keep]
     labels = [labels[i] for i in keep]
     ids = [ids[i] for i in keep]

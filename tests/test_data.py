@@ -118,3 +118,26 @@ def test_tiny_splits_are_warned_about(tmp_path, caplog):
         load_dataset(big)
         load_dataset(f, whole=True)  # a whole file to evaluate: no split made, nothing to warn about
     assert "split" not in caplog.text
+
+
+def test_rows_with_more_fields_than_the_header_are_refused(tmp_path):
+    """A text with an unquoted comma split into fields: the second fragment was read as the label (120 rows, 120
+    "classes") and extra fields were dropped silently; the line is named instead."""
+    f = tmp_path / "commas.csv"
+    f.write_text("text,label\nfine text,pos\nbad, text with a comma,neg\n")
+    with pytest.raises(InputFileError, match="commas.csv: line 3 has 3 fields, the header 2 \\(a text with an "
+                                             "unquoted comma\\? quote such texts\\)"):
+        load_dataset(f, whole=True)
+    t = tmp_path / "tabs.tsv"
+    t.write_text("text\tlabel\none\tpos\ttrailing\n")
+    with pytest.raises(InputFileError, match="line 2 has 3 fields, the header 2 \\(a text with an unquoted tab"):
+        load_dataset(t, whole=True)
+
+
+def test_blank_texts_are_counted_when_skipped(tmp_path, caplog):
+    """320 of 400 rows with an empty or blank text vanished without a word."""
+    f = tmp_path / "blank.csv"
+    f.write_text("text,label\n" + "".join(f"{'   ' if i % 5 else f'text {i}'},{i % 2}\n" for i in range(400)))
+    with caplog.at_level("WARNING", logger="deploytool.data"):
+        ds = load_dataset(f, whole=True)
+    assert len(ds.test) == 80 and "320 of 400 examples skipped (empty or blank text)" in caplog.text
