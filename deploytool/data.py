@@ -294,7 +294,15 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None):
         reader = csv.DictReader(io.StringIO(raw), delimiter="\t" if suffix == ".tsv" else ",")
         columns = set(reader.fieldnames or [])
         rows = []
+        line = reader.line_num
         for r in reader:
+            start, line = line + 1, reader.line_num
+            # a quoted field spanning lines: a review's own newlines in a CSV, but in a TSV (written unquoted, as
+            # GLUE's are) or over very many lines, a text opening with an unbalanced quote that swallows the rows
+            # after it (100 rows of a TSV became one, and the warning said "1 row skipped")
+            if line - start >= (1 if suffix == ".tsv" else 100):
+                raise InputFileError(f"{path}: line {start} opens a quoted field that runs to line {line} (a text "
+                                     'starting with an unbalanced "? remove or double the quote)')
             if None in r:  # more fields than the header names: which one is the label cannot be told
                 sep = "tab" if suffix == ".tsv" else "comma"
                 raise InputFileError(f"{path}: line {reader.line_num} has {len(reader.fieldnames or []) + len(r[None])} "
@@ -328,11 +336,21 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None):
     return texts, labels, ids
 
 
-def _label_order(values: set[str]) -> list[str]:
+def _label_order(values: set[str], where: str = "data") -> list[str]:
+    """The labels in class order: by number where all are numbers (2 before 10), else by name. The same number
+    spelled two ways ('1' and '1.0', JSON 1 and 1.0) is refused: it would be two classes."""
     try:
-        return sorted(values, key=lambda v: float(v))
+        nums = {v: float(v) for v in values}
     except ValueError:
         return sorted(values)
+    by_num: dict[float, list[str]] = {}
+    for v, x in nums.items():
+        by_num.setdefault(x, []).append(v)
+    twice = next((sorted(vs) for vs in by_num.values() if len(vs) > 1), None)
+    if twice is not None:
+        raise InputFileError(f"{where}: labels {' and '.join(map(repr, twice))} are the same number spelled two ways "
+                             "(they would be two classes); write one")
+    return sorted(values, key=lambda v: nums[v])
 
 
 #: below this many examples a dev/test split is warned about (one example moves its accuracy by over 3 points)
@@ -369,7 +387,7 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
     ids = [ids[i] for i in keep]
     if not texts:
         raise InputFileError(f"{key}: dataset is empty (no rows with text and label)")
-    names = _label_order(set(labels))
+    names = _label_order(set(labels), key)
     if whole:
         index = {n: i for i, n in enumerate(names)}
         everything = Split(tuple(texts), tuple(index[v] for v in labels), tuple(ids))

@@ -141,3 +141,30 @@ def test_blank_texts_are_counted_when_skipped(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="deploytool.data"):
         ds = load_dataset(f, whole=True)
     assert len(ds.test) == 80 and "320 of 400 examples skipped (empty or blank text)" in caplog.text
+
+
+def test_an_unbalanced_quote_does_not_swallow_the_rows_after_it(tmp_path):
+    """A TSV text opening with a quote ran to the end of the file: 100 rows became one text, and the warning said
+    "1 of 301 rows skipped"; the line is named."""
+    rows = [f"review {i}\t{i % 2}" for i in range(400)]
+    rows[300] = '"quoted start\t1'
+    f = tmp_path / "q.tsv"
+    f.write_text("text\tlabel\n" + "\n".join(rows) + "\n")
+    with pytest.raises(InputFileError, match='q.tsv: line 302 opens a quoted field that runs to line 401'):
+        load_dataset(f, whole=True)
+    # a CSV review with its own newlines (quoted) still reads
+    g = tmp_path / "multi.csv"
+    g.write_text('text,label\n"first line\nsecond line",1\nplain,0\n')
+    assert sorted(load_dataset(g, whole=True).test.texts) == ["first line\nsecond line", "plain"]
+
+
+@pytest.mark.parametrize("body", ["1\n1.0\n0\n", None])
+def test_one_number_spelled_two_ways_is_not_two_classes(tmp_path, body):
+    if body is None:  # JSON numbers 1 and 1.0 (a pandas round trip)
+        f = tmp_path / "d.jsonl"
+        f.write_text("\n".join(json.dumps({"text": f"t{i}", "label": v}) for i, v in enumerate([1, 1.0, 0] * 10)))
+    else:
+        f = tmp_path / "d.csv"
+        f.write_text("text,label\n" + "".join(f"t{i},{v}\n" for i, v in enumerate(body.split() * 10)))
+    with pytest.raises(InputFileError, match="labels '1' and '1.0' are the same number spelled two ways"):
+        load_dataset(f, whole=True)

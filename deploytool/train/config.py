@@ -59,6 +59,9 @@ class DataConfig:
         for name in ("max_train", "max_eval"):
             v = getattr(self, name)
             _check(v is None or v >= 1, f"{name}: must be >= 1 (got {v})")
+        # numpy's and torch's generators take seeds in [0, 2**32 - 1]: outside it they failed as internal errors
+        _check(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed <= 2**32 - 1,
+               f"seed: must be an integer in [0, {2**32 - 1}] (got {self.seed})")
 
 
 @dataclass(frozen=True)

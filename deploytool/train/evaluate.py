@@ -26,7 +26,7 @@ import numpy as np
 
 from deploytool.accuracy import examples_key
 from deploytool.data import Dataset
-from deploytool.errors import InputFileError, not_a_file
+from deploytool.errors import ConfigError, InputFileError, not_a_file
 from deploytool.stats import wilson_interval
 from deploytool.train.batching import batches, encode, load_data, model_inputs, sorted_by_length
 from deploytool.train.config import DataConfig, EvalConfig
@@ -271,6 +271,11 @@ def resolve_data(cfg: EvalConfig, meta_folder: Path | None) -> tuple[DataConfig,
     whole = cfg.split == "all"
     if cfg.data.data is not None:
         return cfg.data, whole, "--data"
+    given = [f"--{f.replace('_', '-')}" for f, default in (("seed", 0), ("text_col", "text"), ("label_col", "label"))
+             if getattr(cfg.data, f) != default]
+    if given:  # they were replaced by the recorded ones without a word
+        raise ConfigError(f"{', '.join(given)}: only with --data or --test-file (the dataset recorded with the "
+                          "model, or rotten-tomatoes, is read with its own split seed and columns)")
     dc, where = recorded_data(cfg.data, meta_folder)
     return dc, whole, where
 
@@ -431,8 +436,12 @@ def evaluate(cfg: EvalConfig) -> dict:
         # a QAT folder is evaluated with the activations it was trained with (int8 for the speed runtime)
         act_bits = int((read_meta(folder).get("qat") or {}).get("act_bits") or 0)
         if cfg.width < 1 or cfg.depth < 1 or act_bits:
-            from deploytool.train.subnet import check_supported
+            from deploytool.train.subnet import check_sizes, check_supported
             check_supported(model)
+            try:  # a sub-network that keeps no head or layer (slice and dynabert refuse it too)
+                check_sizes(model, (cfg.width,), (cfg.depth,))
+            except ConfigError as e:
+                raise ConfigError(str(e).replace("widths: ", "width: ", 1).replace("depths: ", "depth: ", 1)) from None
         res = evaluate_torch(model, tok, ds, split, dc, width=cfg.width, depth=cfg.depth,
                              batch_size=cfg.batch_size, label_map=label_map, act_bits=act_bits)
         res["act_bits"] = act_bits

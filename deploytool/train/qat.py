@@ -165,7 +165,8 @@ def train_qat(cfg: QATConfig) -> dict:
     t0 = time.perf_counter()
     folder = resolve_folder(cfg.teacher)
     require_classifier(folder, "teacher")  # a random head would teach noise
-    check_output_folder(cfg.output, inputs=(folder,))
+    inputs = (folder,) + ((resolve_folder(cfg.init),) if cfg.init is not None else ())
+    check_output_folder(cfg.output, inputs=inputs)  # -o may name neither the teacher nor the --init model
     ds = load_teacher_data(cfg.data, folder)  # the teacher's ids; its recorded dataset by default
     acc = make_accelerator(cfg.threads, cfg.cpu, cfg.data.seed)
     tok = load_tokenizer(folder)

@@ -131,3 +131,33 @@ def test_a_model_folder_without_a_tokenizer_says_so(tiny, tmp_path):
     out = tmp_path / "trained"
     _fails(["train", "--model", str(bare), "--data", str(tiny / "toy.csv"), "-o", str(out)],
            "no tokenizer in the model folder", "tokenizer.json", "vocab.txt", out=out)
+
+
+@pytest.mark.parametrize("args, words", [
+    # numpy's and accelerate's generators failed on these as internal errors (exit 1)
+    (["train", "--model", "{t}/tiny", "--data", "{t}/toy.csv", "--seed", "-1", "-o", "{o}"],
+     ["--seed: must be an integer in [0, 4294967295] (got -1)"]),
+    (["importance", "{t}/tiny", "--data", "{t}/toy.csv", "--seed", "4294967296", "-o", "{o}"],
+     ["--seed: must be an integer in [0, 4294967295]"]),
+    # the recorded dataset's seed and columns replaced what was typed, without a word
+    (["eval", "{t}/tiny", "--seed", "5"], ["--seed: only with --data or --test-file"]),
+    (["eval", "{t}/tiny", "--text-col", "body", "--label-col", "y"], ["--text-col, --label-col: only with --data"]),
+    # a sub-network keeping no head: evaluated at width 0.25 and recorded as 0.1 (slice and dynabert refuse it)
+    (["eval", "{t}/tiny", "--data", "{t}/toy.csv", "--width", "0.05"], ["width: 0.05 keeps round(0.05 * 4) = 0 of 4 heads"]),
+    # -o naming the --init model replaced the input
+    (["qat", "--teacher", "{t}/tiny", "--data", "{t}/toy.csv", "--tws", "--mode", "binary", "--init", "{o}", "-o", "{o}"],
+     ["output folder would overwrite the input model"]),
+])
+def test_training_options_that_were_ignored_or_crashed(tiny, tmp_path, args, words):
+    import shutil
+
+    out = tmp_path / "init"
+    if "--init" in args:  # an input model the output would replace
+        shutil.copytree(tiny / "tiny", out)
+        before = (out / "model.safetensors").read_bytes()
+    line = _fails([a.format(t=tiny, o=out) for a in args], *words)
+    assert line
+    if "--init" in args:
+        assert (out / "model.safetensors").read_bytes() == before
+    else:
+        assert not out.exists()
