@@ -420,6 +420,10 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
                      ids_sha256={"train": train.ids_hash(), "dev": dev.ids_hash(), "test": test.ids_hash()},
                      source=source, text_col=text_col, label_col=label_col, dev_frac=dev_frac, test_frac=test_frac)
     logger.info("dataset %s: %d examples, labels %s, sizes %s", key, n, names, info.sizes)
+    unseen = [names[c] for c in sorted(set(range(len(names))) - set(train.labels))]
+    if unseen:  # a class of the head that no training example shows: it is never learnt
+        logger.warning("%s: label(s) %s have no example in the train split (seed %d): a classifier trained on it "
+                       "never learns them", key, ", ".join(map(repr, unseen[:5])), seed)
     small = [f"{len(v)} for the {k} split" for k, v in (("dev", dev), ("test", test)) if len(v) < _FEW_TO_JUDGE]
     if small:  # an accuracy on a handful of examples moves by whole tens of percent with one of them
         logger.warning("%s: %d examples leave %s: an accuracy on so few is a wide interval, not a number to "

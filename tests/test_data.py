@@ -168,3 +168,17 @@ def test_one_number_spelled_two_ways_is_not_two_classes(tmp_path, body):
         f.write_text("text,label\n" + "".join(f"t{i},{v}\n" for i, v in enumerate(body.split() * 10)))
     with pytest.raises(InputFileError, match="labels '1' and '1.0' are the same number spelled two ways"):
         load_dataset(f, whole=True)
+
+
+def test_a_label_missing_from_the_train_split_is_warned_about(tmp_path, caplog):
+    f = tmp_path / "rare.csv"
+    f.write_text("text,label\n" + "".join(f"text {i},{('neg', 'pos')[i % 2]}\n" for i in range(200)) + "odd one,zzz\n")
+    seeds = []
+    for seed in range(20):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="deploytool.data"):
+            ds = load_dataset(f, seed=seed)
+        in_train = ds.label_names.index("zzz") in ds.train.labels
+        assert ("'zzz' have no example in the train split" in caplog.text) == (not in_train)
+        seeds.append(in_train)
+    assert not all(seeds) and any(seeds)  # both cases were seen

@@ -34,6 +34,8 @@ the matching 0/1 embedding of the kept hidden dims. ``random`` starts from a fre
 
 from __future__ import annotations
 
+import math
+
 import copy
 import enum
 import logging
@@ -103,9 +105,11 @@ class DistillConfig(_Optim):
         _int(self.importance_examples, "importance_examples", 0, 10**7)
         _check(0 <= self.intermediate_epochs <= 1000,
                f"intermediate_epochs: must be in [0, 1000] (got {self.intermediate_epochs})")
-        _check(self.temperature > 0, f"temperature: must be > 0 (got {self.temperature})")
-        for n in ("w_logits", "w_hidden", "w_attention", "w_labels"):
-            _check(getattr(self, n) >= 0, f"{n}: must be >= 0 (got {getattr(self, n)})")
+        _check(math.isfinite(self.temperature) and self.temperature > 0,
+               f"temperature: must be a finite number > 0 (got {self.temperature})")
+        for n in ("w_logits", "w_hidden", "w_attention", "w_labels"):  # inf trained on an infinite loss
+            _check(math.isfinite(getattr(self, n)) and getattr(self, n) >= 0,
+                   f"{n}: must be a finite number >= 0 (got {getattr(self, n)})")
         _check(self.w_logits + self.w_hidden + self.w_attention + self.w_labels > 0,
                "w_logits/w_hidden/w_attention/w_labels: at least one loss weight must be > 0")
 

@@ -52,7 +52,9 @@ def metrics(pred: np.ndarray, labels: np.ndarray, num_labels: int, ids=None) -> 
         tp = int(((pred == c) & (labels == c)).sum())
         fp = int(((pred == c) & (labels != c)).sum())
         fn = int(((pred != c) & (labels == c)).sum())
-        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+        if tp + fp + fn:  # a class neither in the labels nor predicted has no F1 (it was counted as 0)
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    f1s = f1s or [0.0]
     out = {"accuracy": round(100 * k / n, 3) if n else float("nan"), "n_correct": k, "n": n,
            "ci95": [round(100 * lo, 3), round(100 * hi, 3)],
            "f1_macro": round(100 * float(np.mean(f1s)), 3)}
@@ -371,6 +373,16 @@ def _read_files(cfg: EvalConfig) -> tuple[Path, ...]:
     return tuple(dict.fromkeys(files))
 
 
+def _refuse_embedding_options(cfg: EvalConfig) -> None:
+    """A classifier is judged on labelled data: the embedding options were accepted and ignored (a --corpus file
+    that does not exist was not even noticed)."""
+    given = [o for o, v in (("--reference", cfg.reference is not None), ("--corpus", cfg.corpus is not None),
+                            ("--max-queries", cfg.max_queries != 1000)) if v]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: embedding models only; {cfg.model} is a classifier (judged on "
+                          "labelled data: --data, --split, --test-file)")
+
+
 def evaluate(cfg: EvalConfig) -> dict:
     """Evaluate ``cfg.model`` (HF folder or .onnx file); optionally write JSON.
 
@@ -383,6 +395,10 @@ def evaluate(cfg: EvalConfig) -> dict:
     if cfg.output is not None:  # before any work (torch included); never onto a file the eval reads
         from deploytool.onnx_io import check_output_path
         check_output_path(cfg.output, inputs=_read_files(cfg))
+    if cfg.data.max_train is not None:  # options no eval reads were accepted and ignored
+        raise ConfigError("--max-train: not used by eval (--max-eval limits the examples evaluated)")
+    if cfg.test_file is not None and cfg.split != "test":
+        raise ConfigError(f"--split {cfg.split}: not used with --test-file (the whole file is evaluated)")
     import torch
 
     t0 = time.perf_counter()
@@ -405,9 +421,11 @@ def evaluate(cfg: EvalConfig) -> dict:
             res["seconds"] = round(time.perf_counter() - t0, 2)
             _write(cfg, res)
             return res
+        _refuse_embedding_options(cfg)
         meta_folder = Path(cfg.tokenizer) if cfg.tokenizer else p.parent
         folder = None
     else:
+        _refuse_embedding_options(cfg)
         folder = resolve_folder(p)
         meta_folder = folder
         archs = _architectures(folder)

@@ -47,6 +47,12 @@ def run_loop(acc, model, enc: Encoded, step_fn, *, epochs: float, lr: float, bat
         for batch in batches(enc, batch_size, pad_id=pad_id, shuffle=True, seed=seed + epoch, device=acc.device,
                              shard=(acc.process_index, world)):
             loss, parts = step_fn(model, batch)
+            if not torch.isfinite(loss.detach()).all():  # a NaN or infinite loss leaves NaN weights behind
+                from deploytool.errors import DeployError
+
+                raise DeployError(f"{what or 'training'}: the loss is {float(loss.detach())} at step {step + 1} of "
+                                  f"{total} (a learning rate or loss weight too large, or NaN in the model or data); "
+                                  "nothing saved")
             opt.zero_grad(set_to_none=True)
             acc.backward(loss)
             if world > 1:

@@ -144,6 +144,11 @@ def test_a_model_folder_without_a_tokenizer_says_so(tiny, tmp_path):
     (["eval", "{t}/tiny", "--text-col", "body", "--label-col", "y"], ["--text-col, --label-col: only with --data"]),
     # a sub-network keeping no head: evaluated at width 0.25 and recorded as 0.1 (slice and dynabert refuse it)
     (["eval", "{t}/tiny", "--data", "{t}/toy.csv", "--width", "0.05"], ["width: 0.05 keeps round(0.05 * 4) = 0 of 4 heads"]),
+    # options an eval does not read were accepted and ignored
+    (["eval", "{t}/tiny", "--test-file", "{t}/toy.csv", "--split", "dev"], ["--split dev: not used with --test-file"]),
+    (["eval", "{t}/tiny", "--data", "{t}/toy.csv", "--corpus", "nonexistent.txt"],
+     ["--corpus: embedding models only", "is a classifier"]),
+    (["eval", "{t}/tiny", "--data", "{t}/toy.csv", "--max-train", "5"], ["--max-train: not used by eval"]),
     # -o naming the --init model replaced the input
     (["qat", "--teacher", "{t}/tiny", "--data", "{t}/toy.csv", "--tws", "--mode", "binary", "--init", "{o}", "-o", "{o}"],
      ["output folder would overwrite the input model"]),
