@@ -69,7 +69,11 @@ def load_classifier(name_or_path: str | os.PathLike, *, num_labels: int | None =
              remedy="deploytool trains transformers' own architectures only: fine-tune it with its own code, then "
                     "export it (deploytool export --trust-remote-code) or bring its ONNX file")
     _quiet_transformers()
-    cfg = tr.AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    try:
+        cfg = tr.AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise InputFileError(f"model folder {folder}: its config.json cannot be read "
+                             f"({' '.join(str(e).split())[:200]})") from e
     archs = cfg.architectures or []
     has_head = any("SequenceClassification" in a for a in archs)
     kw = {}
@@ -82,7 +86,9 @@ def load_classifier(name_or_path: str | os.PathLike, *, num_labels: int | None =
             kw["label2id"] = {n: i for i, n in enumerate(label_names)}
     try:
         model = tr.AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager", **kw)
-    except (OSError, ValueError, RuntimeError) as e:
+    except Exception as e:  # noqa: BLE001 - torch's, transformers' and safetensors' own (SafetensorError) alike
+        if isinstance(e, DeployError):
+            raise
         raise InputFileError(f"model folder {folder}: cannot load weights ({' '.join(str(e).split())[:200]})") from e
     return model
 

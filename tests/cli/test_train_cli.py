@@ -166,3 +166,30 @@ def test_training_options_that_were_ignored_or_crashed(tiny, tmp_path, args, wor
         assert (out / "model.safetensors").read_bytes() == before
     else:
         assert not out.exists()
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("config", "its config.json cannot be read"),
+    ("weights", "cannot load weights"),
+])
+@pytest.mark.parametrize("command", ["train", "eval", "qat"])
+def test_a_damaged_model_folder_is_one_line(tiny, tmp_path, damage, words, command):
+    """Invalid JSON in config.json and a truncated model.safetensors were internal errors (exit 1: OSError,
+    SafetensorError) for train and eval, and the weights for importance/qat/distill too."""
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny / "tiny", bad)
+    if damage == "config":
+        (bad / "config.json").write_text('{"model_type": "bert", ')
+    else:
+        w = bad / "model.safetensors"
+        w.write_bytes(w.read_bytes()[:20])
+    out = tmp_path / "out"
+    args = {"train": ["train", "--model", str(bad), "-o", str(out)],
+            "eval": ["eval", str(bad)],
+            "qat": ["qat", "--teacher", str(bad), "-o", str(out)]}[command]
+    if command == "qat" and damage == "config":
+        words = "config.json"
+    _fails(args + ["--data", str(tiny / "toy.csv")], words)
+    assert not out.exists()
