@@ -358,11 +358,13 @@ _FEW_TO_JUDGE = 30
 
 
 def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "label", seed: int = 0,
-                 dev_frac: float = 0.1, test_frac: float = 0.1, whole: bool = False) -> Dataset:
+                 dev_frac: float = 0.1, test_frac: float = 0.1, whole: bool = False,
+                 judged: bool = True) -> Dataset:
     """Load a built-in dataset by name or a user CSV/JSONL file and split it (fixed for a seed).
 
     ``whole=True``: no split; every example is in the test split (and ``split("all")``), and a file
-    with a single label is accepted (a test file may hold one class only).
+    with a single label is accepted (a test file may hold one class only). ``judged=False``: only the train
+    split's texts are read (calibration): the warnings about what dev/test splits can judge are not given.
 
     Raises InputFileError for an empty dataset, a missing column or a single label, UnavailableError
     when the package holding a built-in dataset is not installed.
@@ -420,11 +422,12 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
                      ids_sha256={"train": train.ids_hash(), "dev": dev.ids_hash(), "test": test.ids_hash()},
                      source=source, text_col=text_col, label_col=label_col, dev_frac=dev_frac, test_frac=test_frac)
     logger.info("dataset %s: %d examples, labels %s, sizes %s", key, n, names, info.sizes)
-    unseen = [names[c] for c in sorted(set(range(len(names))) - set(train.labels))]
+    unseen = [names[c] for c in sorted(set(range(len(names))) - set(train.labels))] if judged else []
     if unseen:  # a class of the head that no training example shows: it is never learnt
         logger.warning("%s: label(s) %s have no example in the train split (seed %d): a classifier trained on it "
                        "never learns them", key, ", ".join(map(repr, unseen[:5])), seed)
-    small = [f"{len(v)} for the {k} split" for k, v in (("dev", dev), ("test", test)) if len(v) < _FEW_TO_JUDGE]
+    small = [f"{len(v)} for the {k} split" for k, v in (("dev", dev), ("test", test))
+             if judged and len(v) < _FEW_TO_JUDGE]
     if small:  # an accuracy on a handful of examples moves by whole tens of percent with one of them
         logger.warning("%s: %d examples leave %s: an accuracy on so few is a wide interval, not a number to "
                        "compare (%d+ examples each for a useful one)", key, n, " and ".join(small), _FEW_TO_JUDGE)
@@ -446,7 +449,7 @@ def calibration_texts(name: str | Path, n: int = 128, seed: int = 0, *, split: s
         texts, _, _ = _read_user_file(Path(key), text_col, None)
         where = f"{key} ('{text_col}' column, no labels)"
     else:
-        ds = load_dataset(name, seed=seed, text_col=text_col, label_col=label_col, **kwargs)
+        ds = load_dataset(name, seed=seed, text_col=text_col, label_col=label_col, judged=False, **kwargs)
         texts = list(ds.split(split).texts)
         where = f"{key} ({split} split)"
     texts = [t.strip() for t in texts if t.strip()]

@@ -345,6 +345,19 @@ def check_writable(path: str | os.PathLike) -> Path:
     return p
 
 
+def check_folder_path(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """OutputPathError when ``path`` cannot be (or become) a folder: it, or a folder it would be made in, is a
+    file (``-o afile/sub`` failed as an internal NotADirectoryError after other work)."""
+    out = Path(path)
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise OutputPathError(f"{out}: {'is a file' if p == out else f'{p} is a file'}, not a folder "
+                                      f"(the {what})")
+            break
+    return out
+
+
 def check_output_dir(path: str | os.PathLike) -> Path:
     """Fail early when ``path`` cannot become a new output folder: it must be absent or an empty folder
     in a writable parent (folders are written complete or not at all, never merged into)."""

@@ -81,6 +81,9 @@ def cache_ls(cache_dir: Path | None, as_json: bool) -> None:
     from deploytool.recipes.cache import store_entries
 
     store = cache_dir or default_store()
+    from deploytool.onnx_io import check_folder_path
+
+    check_folder_path(store, "step store, --cache-dir")
     entries = store_entries(store)
     if as_json:
         click.echo(json.dumps({"store": str(store), "bytes": sum(e.bytes for e in entries),
@@ -107,6 +110,9 @@ def cache_clear(cache_dir: Path | None, older_than_days: float | None, kind: str
     from deploytool.recipes.cache import clear_store
 
     store = cache_dir or default_store()
+    from deploytool.onnx_io import check_folder_path
+
+    check_folder_path(store, "step store, --cache-dir")
     removed = clear_store(store, older_than_s=None if older_than_days is None else older_than_days * 86400,
                           kind=kind)
     click.echo(f"{store}: removed {len(removed)} steps")

@@ -202,7 +202,13 @@ def check_recipe(recipe: Recipe) -> list[str]:
         _check_files({"data": recipe.eval.data}, "eval")
     for prec in recipe.sweep.precision:
         if prec is not Precision.FP32:
-            S.precision_config(prec, recipe.sweep.options.get(prec, {}), f"sweep.options.{prec.value}")
+            opts = recipe.sweep.options.get(prec, {})
+            S.precision_config(prec, opts, f"sweep.options.{prec.value}")
+            _check_files(opts, f"sweep.options.{prec.value}")
+            tok = opts.get("tokenizer")
+            if isinstance(tok, str) and not Path(tok).exists():
+                raise ConfigError(f"sweep.options.{prec.value}: tokenizer: {tok} does not exist")
+    _check_sweep_sizes(recipe)
     base, by = base_precision(recipe)
     if base in (Precision.INT8, Precision.TERNARY, Precision.BINARY):
         # a quantized or packed model is neither sliced nor converted again: say so now, not after the training
@@ -254,6 +260,40 @@ def _check_files(params: dict[str, Any], where: str) -> None:
                     load_dataset(v, whole=True, **cols)
             except DeployError as e:
                 raise ConfigError(f"{where}: {key}: {e}") from None
+
+
+def _with_tokenizer(options: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Static int8's options with the recipe's model folder as the tokenizer where none is given: the pass's own
+    fallback, the export's ``source`` metadata, is a label in a recipe (every static int8 step failed)."""
+    if options.get("static") and not options.get("tokenizer"):
+        return {**options, "tokenizer": str(folder)}
+    return options
+
+
+def _check_sweep_sizes(recipe: Recipe) -> None:
+    """A sweep width that keeps no head or depth that keeps no layer of the model, refused by ``--check`` (the
+    slice step refused it after the training and the export); the model's config.json says how many there are,
+    unless a distillation step makes another shape first."""
+    import json
+
+    from deploytool.models import resolve_model
+    from deploytool.passes.slice_subnetwork import depth_keep, width_keep
+
+    if any(t.kind is TrainKind.DISTILL for t in recipe.train):
+        return
+    try:
+        cfg = json.loads((Path(resolve_model(recipe.model.ref)) / "config.json").read_text(encoding="utf-8"))
+        heads, layers = int(cfg["num_attention_heads"]), int(cfg["num_hidden_layers"])
+    except (DeployError, OSError, ValueError, KeyError, TypeError):
+        return  # other names (n_heads, ...): the slice step says it
+    for i, w in enumerate(recipe.sweep.width):
+        if width_keep(w, heads) < 1:
+            raise ConfigError(f"sweep.width[{i}]: {w:g} keeps round({w:g} * {heads}) = 0 of the model's {heads} "
+                              f"heads; use a width >= {0.5 / heads:.3g}")
+    for i, d in enumerate(recipe.sweep.depth):
+        if d < 1.0 and not depth_keep(d, layers):
+            raise ConfigError(f"sweep.depth[{i}]: {d:g} keeps 0 of the model's {layers} layers; use a depth >= "
+                              f"{0.5 / layers:.3g}")
 
 
 #: data files up to this size are read by ``--check`` (columns, rows); larger ones when their step runs
@@ -321,8 +361,11 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
     its size (least recently used entries of other runs go first). While it runs, the run is registered in the
     store (:func:`~deploytool.recipes.cache.active_run`): another run's size cap and ``cache clear`` leave the
     store alone meanwhile."""
+    from deploytool.onnx_io import check_folder_path
     from deploytool.recipes.cache import active_run
 
+    if store is not None:
+        check_folder_path(store, "step store, --cache-dir")
     with active_run(Path(store) if store is not None else None) as marker:
         return _run_recipe(recipe, out_dir, progress=progress, store=store, max_store_bytes=max_store_bytes,
                            marker=marker)
@@ -335,7 +378,9 @@ def _run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | N
     # 0. everything that can be checked before minutes of work (and before the output folder is made): the
     # model, profiles, every step's config and the files the steps read
     check_recipe(rec)
-    out = Path(out_dir)
+    from deploytool.onnx_io import check_folder_path
+
+    out = check_folder_path(out_dir)
     _refuse_model_folder(out, rec)
     out.mkdir(parents=True, exist_ok=True)
     r = _Runner(recipe, out, progress, Path(store) if store is not None else None, max_store_bytes)
@@ -360,7 +405,7 @@ def _run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | N
     # 3. export
     key, sdir, outs = r.step("export", "export", {"export": rec.export, "task": rec.task}, [key],
                              lambda tmp: S.export_step(folder, rec.export, rec.task, tmp,
-                                                       source=f"recipe {rec.name}: {rec.model.ref} -> {key[:12]}"))
+                                                       source=f"{rec.model.ref} -> {key[:12]}"))  # no recipe name: one export serves every recipe
     exported, export_key = sdir / outs["model"], key
 
     # 4. passes applied before the sweep (reorder, prune-heads, ...)
@@ -369,6 +414,9 @@ def _run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | N
         src = base_path
         # a slice's key names its rounding rule: slices cached under the earlier half-up default are not reused
         params = {"rounding": "dynabert", **p.params} if p.kind is PassKind.SLICE else p.params
+        if p.kind is PassKind.QUANTIZE:
+            p = dataclasses.replace(p, params=_with_tokenizer(dict(p.params), folder))
+            params = p.params
         base_key, sdir, outs = r.step(f"passes[{i}] {p.kind.value}", f"pass-{p.kind.value}", params, [base_key],
                                       lambda tmp, p=p, src=src, i=i: S.pass_step(p, src, tmp,
                                                                                  f"passes[{i}] {p.kind.value}"))
@@ -389,10 +437,11 @@ def _run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | N
                 if prec is None:  # the model as it is
                     variants.append(SweepVariant(Variant(rec.name, w, d, label), spath, skey))
                     continue
+                opts = _with_tokenizer(dict(rec.sweep.options.get(prec, {})), folder)
                 vkey, vdir, outs = r.step(f"{prec.value} w={w:g} d={d:g}", f"precision-{prec.value}",
-                                          {"precision": prec, "options": rec.sweep.options.get(prec, {})}, [skey],
-                                          lambda tmp, prec=prec, spath=spath:
-                                          S.precision_step(prec, rec.sweep.options.get(prec, {}), spath, tmp))
+                                          {"precision": prec, "options": opts}, [skey],
+                                          lambda tmp, prec=prec, spath=spath, opts=opts:
+                                          S.precision_step(prec, opts, spath, tmp))
                 variants.append(SweepVariant(Variant(rec.name, w, d, prec.value), vdir / outs["model"], vkey))
 
     # 6. every variant under a readable name (hard links into the step cache)

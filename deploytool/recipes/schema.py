@@ -183,6 +183,15 @@ class SweepSpec:
     options: Annotated[dict[OneOf(Precision, [p for p in PRECISIONS if p != "fp32"]), dict[str, Any]],
                        BeforeValidator(lambda v: {} if v is None else v)] = Field(default_factory=dict)
 
+    @field_validator("options", mode="after")
+    @classmethod
+    def _option_files(cls, value: dict, info: ValidationInfo) -> dict:
+        # the files a precision's pass reads (static int8's calibration data and tokenizer) are relative to the
+        # recipe's folder, as every other file name in a recipe is (they were read from the working directory)
+        base = _base_dir(info)
+        return {prec: {k: (_rel(v, base) if k in ("calib", "tokenizer") else v) for k, v in opts.items()}
+                for prec, opts in value.items()}
+
     @field_validator("width", "depth", "precision")
     @classmethod
     def _once_each(cls, values: tuple) -> tuple:
@@ -253,6 +262,18 @@ class Recipe:
     passes: Annotated[tuple[PassStep, ...], _steps(PassKind, ("importance", "neurons", "calib"))] = ()
     sweep: Annotated[SweepSpec, _none_is_default({})] = SweepSpec()
     devices: Annotated[tuple[Text, ...], BeforeValidator(_as_list)] = ("x86-host",)
+
+    @field_validator("devices", mode="after")
+    @classmethod
+    def _device_files(cls, value: tuple, info: ValidationInfo) -> tuple:
+        # a profile named by its file is relative to the recipe's folder; a device given twice would be benchmarked
+        # and reported twice (the report refused it after all the work)
+        base = _base_dir(info)
+        out = tuple(_rel(v, base) if v.endswith((".yaml", ".yml")) else v for v in value)
+        rep = first_repeat(out, key=lambda v: Path(v).stem if v.endswith((".yaml", ".yml")) else v)
+        if rep is not None:
+            raise invalid(f"{value[rep[0]]} appears twice", f"[{rep[0]}]")
+        return out
     bench: Annotated[BenchSpec, _none_is_default({})] = BenchSpec()
     eval: Optional[EvalSpec] = None
     report: Annotated[ReportSpec, _none_is_default({})] = ReportSpec()

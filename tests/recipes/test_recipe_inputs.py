@@ -280,3 +280,77 @@ def test_a_learning_rate_written_1e_4_is_the_number(workspace):
     step: TrainStep = recipe.train[0]
     cfg, _ = train_config(step, workspace / "model", workspace / "tmp", "train[0] finetune")
     assert cfg.lr == 1e-4
+
+
+def _check(path: Path, cwd: Path, monkeypatch):
+    from deploytool.recipes.runner import check_recipe
+
+    monkeypatch.chdir(cwd)
+    return check_recipe(load_recipe(path))
+
+
+def test_files_in_sweep_options_and_devices_are_the_recipes_and_checked(workspace, tmp_path, monkeypatch):
+    """sweep.options' calib/tokenizer and a profile file in devices were read from the working directory (the
+    same recipe ran from its folder and failed from another, after the export), and a missing calib file passed
+    --check."""
+    import shutil
+
+    from deploytool.profiles.loader import BUILTIN_PROFILE_DIR
+
+    prof = yaml.safe_load((BUILTIN_PROFILE_DIR / "kirin990.yaml").read_text())
+    (workspace / "myboard.yaml").write_text(yaml.safe_dump(dict(prof, name="myboard")))
+    shutil.copy(workspace / "toy.csv", workspace / "calib.csv")
+    good = _recipe(workspace, "ok", train=[], sweep={"precision": ["fp32", "int8"], "options": {
+        "int8": {"static": True, "calib": "calib.csv", "calib_samples": 8, "calib_seq_len": 16}}},
+        devices=["x86-host", "myboard.yaml"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    plan = _check(good, elsewhere, monkeypatch)
+    assert any("myboard" in line for line in plan), plan
+    rec = load_recipe(good)
+    from deploytool.variant import Precision
+
+    assert rec.sweep.options[Precision.INT8]["calib"] == str(workspace / "calib.csv")
+    assert rec.devices[1] == str(workspace / "myboard.yaml")
+    bad = _recipe(workspace, "bad", train=[], sweep={"precision": ["int8"], "options": {
+        "int8": {"static": True, "calib": "nope.csv"}}})
+    with pytest.raises(ConfigError, match="sweep.options.int8: calib: .*nope.csv does not exist"):
+        _check(bad, elsewhere, monkeypatch)
+
+
+@pytest.mark.parametrize("changes, needle", [
+    # the device was benchmarked twice and the report refused it after all the work
+    ({"devices": ["x86-host", "x86-host"]}, "devices[1]: x86-host appears twice"),
+    # the slice step refused it after the training and the export
+    ({"sweep": {"depth": [1.0, 0.05]}}, "sweep.depth[1]: 0.05 keeps 0 of the model's 2 layers"),
+    ({"sweep": {"width": [0.1]}}, "sweep.width[0]: 0.1 keeps round(0.1 * 4) = 0 of the model's 4 heads"),
+])
+def test_check_refuses_what_the_run_refused_late(workspace, tmp_path, monkeypatch, changes, needle):
+    with pytest.raises(ConfigError) as e:
+        _check(_recipe(workspace, "late", train=[], **changes), workspace, monkeypatch)
+    assert needle in str(e.value)
+
+
+def test_run_output_under_a_file_is_one_line(workspace, tmp_path):
+    from deploytool.recipes.runner import run_recipe
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputPathError, match="afile is a file, not a folder \\(the output folder\\)"):
+        run_recipe(load_recipe(_recipe(workspace, "o", train=[])), tmp_path / "afile" / "sub")
+    with pytest.raises(OutputPathError, match="afile is a file, not a folder \\(the step store"):
+        run_recipe(load_recipe(_recipe(workspace, "o", train=[])), tmp_path / "out",
+                   store=tmp_path / "afile" / "store")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_static_int8_in_a_recipe_gets_the_models_tokenizer(tmp_path):
+    """Static int8 falls back to the export's source metadata for its tokenizer, which a recipe's export sets to a
+    label: every static int8 step failed ("tokenizer: recipe td: minilm -> ... not found") unless a tokenizer path
+    was typed. The runner gives it the model folder."""
+    from deploytool.recipes.runner import _with_tokenizer
+
+    folder = tmp_path / "model"
+    assert _with_tokenizer({"static": True, "calib": "c.csv"}, folder) == {"static": True, "calib": "c.csv",
+                                                                        "tokenizer": str(folder)}
+    assert _with_tokenizer({"static": True, "tokenizer": "mine"}, folder)["tokenizer"] == "mine"
+    assert "tokenizer" not in _with_tokenizer({"per_channel": True}, folder)

@@ -171,6 +171,12 @@ def test_shared_store_reuses_steps_across_recipes_and_folders(workspace, tmp_pat
     cached = {s.kind: s.cached for s in b.steps}
     assert cached["train-finetune"] and cached["export"] and not cached["precision-int8"]
     assert not any(s.cached for s in a.steps)
+    # the export b reused names no recipe: its files said they came from "recipe share-a"
+    import onnx
+
+    for v in b.variants:
+        meta = {m.key: m.value for m in onnx.load(str(v.path), load_external_data=False).metadata_props}
+        assert "share-a" not in json.dumps(meta) and not meta["deploytool.source"].startswith("recipe "), meta
     # the run folder links the store's entry; the published model is a file of its own (hard link)
     link = next((tmp_path / "b" / "steps").glob("train-finetune-*"))
     assert link.is_symlink() and link.resolve().parent == store.resolve()
