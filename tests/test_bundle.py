@@ -365,3 +365,21 @@ def test_bundle_of_an_fp16_model_says_why_no_qnn_binary(model_dir, tmp_path):
     why = json.loads(r.output)["qnn"]["why"]
     assert why.startswith("half.onnx: the model is fp16") and why.endswith("(qnn check|compile --fp16)"), why
     assert "ONNXRuntimeError" not in why and "/tmp" not in why
+
+
+def test_bundle_of_a_model_whose_data_is_in_a_subfolder(model_dir, tmp_path):
+    """External data at location "sub/x.data" (every other command runs it): the ORT conversion got the data file
+    copied beside the model under its bare name and failed with ONNX Runtime's "External data path does not exist"."""
+    import onnx
+
+    src, _ = model_dir
+    m = onnx.load(str(src / "tiny.onnx"))
+    folder = tmp_path / "src"
+    (folder / "sub").mkdir(parents=True)
+    onnx.save(m, str(folder / "ext.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="sub/ext.data", size_threshold=0)
+    assert (folder / "sub" / "ext.data").is_file()
+    out = tmp_path / "b"
+    r = _bundle([str(folder / "ext.onnx"), "--profile", "snapdragon-sm8650", "-o", str(out), "--no-qnn"])
+    assert r.exit_code == 0, r.output
+    assert (out / "model.ort").is_file() and json.loads((out / "manifest.json").read_text())["source"]["bytes"] > 0

@@ -45,8 +45,11 @@ def convert_to_ort(model: Path, data_files: list[Path], out_dir: Path, *, style:
         src_dir.mkdir()
         src = src_dir / f"{stem}.onnx"
         shutil.copy(model, src)
-        for d in data_files:  # external data keeps its name: the model refers to it by that name
-            shutil.copy(d, src_dir / d.name)
+        base = Path(model).resolve().parent
+        for d in data_files:  # external data keeps its path beside the model: the model refers to it by that path
+            rel = Path(d).resolve().relative_to(base) if Path(d).resolve().is_relative_to(base) else Path(d.name)
+            (src_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(d, src_dir / rel)
         log = io.StringIO()
         try:
             with contextlib.redirect_stdout(log):  # the tool prints its progress
