@@ -308,6 +308,27 @@ def shipped_size(path: str | os.PathLike, profile, file_mb: float, work: Path | 
 #: a ``model.ort`` over this many times its packed source holds pack's weights unpacked (bundle's note, fit's hint)
 ORT_UNPACKED_RATIO = 1.2
 
+def _fp16_casts_note(model: Path) -> str | None:
+    """Why an fp16 model's ``model.ort`` computes in fp32, or None: the converter builds a session on this host, and
+    where this host's CPU provider has no fp16 kernel ONNX Runtime inserts fp16 -> fp32 casts, which the .ort keeps;
+    the phone then runs those nodes in fp32 too (and the .ort is larger than an fp32 bundle's)."""
+    from deploytool.variant import model_precision
+
+    try:
+        if model_precision(model)[0] != "fp16":
+            return None
+        from deploytool.runtime.session import inserted_precision_casts
+
+        casts = inserted_precision_casts(model)
+    except DeployError:
+        return None
+    if not casts:
+        return None
+    return (f"this host's CPU has no fp16 kernels: ONNX Runtime's converter put {len(casts)} fp16 -> fp32 casts "
+            "into model.ort, so the device runs those nodes in fp32 as well (and the .ort is larger than an fp32 "
+            "bundle's); bundle the fp32 model, or make the bundle on an ARM64 host with fp16 arithmetic")
+
+
 def _unpacked_note(model: Path, source_bytes: int, ort_bytes: int) -> str | None:
     """Why ``model.ort`` is bigger than a packed source, or None: ONNX Runtime's converter constant-folds the
     subgraphs that unpack ``pack``'s 2-bit / 5-trit / 1-bit weights (as every session does at load), so the
@@ -416,7 +437,8 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
         model_bytes = model.stat().st_size + sum(d.stat().st_size for d in data)
         source_bytes = model_bytes if source is model else \
             source.stat().st_size + sum(d.stat().st_size for d in external_data_files(source))
-        unpacked = _unpacked_note(model, model_bytes, ort_path.stat().st_size)
+        unpacked = "; ".join(n for n in (_unpacked_note(model, model_bytes, ort_path.stat().st_size),
+                                         _fp16_casts_note(model)) if n)
         manifest = {
             "kind": KIND, "version": 1,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

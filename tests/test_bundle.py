@@ -365,6 +365,13 @@ def test_bundle_of_an_fp16_model_says_why_no_qnn_binary(model_dir, tmp_path):
     why = json.loads(r.output)["qnn"]["why"]
     assert why.startswith("half.onnx: the model is fp16") and why.endswith("(qnn check|compile --fp16)"), why
     assert "ONNXRuntimeError" not in why and "/tmp" not in why
+    # converted on a host whose CPU has no fp16 kernels (x86), the .ort keeps ONNX Runtime's fp16 -> fp32 casts:
+    # said, not left for the phone to find out (the fp16 .ort was larger than the fp32 one, and computed in fp32)
+    from deploytool.runtime.session import inserted_precision_casts
+
+    note = json.loads(r.output)["ort"].get("note", "")
+    n = len(inserted_precision_casts(half))
+    assert (f"ONNX Runtime's converter put {n} fp16 -> fp32 casts into model.ort" in note) == (n > 0), note
 
 
 def test_bundle_of_a_model_whose_data_is_in_a_subfolder(model_dir, tmp_path):
