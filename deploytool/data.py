@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deploytool.choices import first_repeat
 from deploytool.errors import ConfigError, InputFileError, UnavailableError
 
 logger = logging.getLogger(__name__)
@@ -292,6 +293,9 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None):
         columns = set().union(*(r.keys() for r in rows)) if rows else set()
     elif suffix in (".csv", ".tsv", ".txt"):
         reader = csv.DictReader(io.StringIO(raw), delimiter="\t" if suffix == ".tsv" else ",")
+        dup = first_repeat(reader.fieldnames or [])
+        if dup is not None:  # csv keeps the last of two equal names: a text column of URLs was evaluated
+            raise InputFileError(f"{path}: column {dup[1]!r} appears twice in the header; rename one")
         columns = set(reader.fieldnames or [])
         rows = []
         line = reader.line_num
@@ -321,6 +325,11 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None):
     for i, r in enumerate(rows):
         t = r.get(text_col)
         lab = r.get(label_col) if label_col is not None else ""
+        for col, v in ((text_col, t), (label_col, lab)):  # str() of a JSON object or list is Python's repr
+            if isinstance(v, (dict, list)) or (col == text_col and isinstance(v, bool)):
+                raise InputFileError(f"{path}: row {i + 1}: {col!r} is a JSON "
+                                     f"{'object' if isinstance(v, dict) else 'list' if isinstance(v, list) else 'boolean'}"
+                                     f", expected {'a string' if col == text_col else 'a string or number'}")
         if t is None or lab is None or (label_col is not None and str(lab).strip() == ""):
             continue
         texts.append(str(t))

@@ -182,3 +182,23 @@ def test_a_label_missing_from_the_train_split_is_warned_about(tmp_path, caplog):
         assert ("'zzz' have no example in the train split" in caplog.text) == (not in_train)
         seeds.append(in_train)
     assert not all(seeds) and any(seeds)  # both cases were seen
+
+
+def test_a_column_named_twice_is_refused(tmp_path):
+    """csv keeps the last of two equal header names: a second 'text' column of URLs was evaluated (50 % for an
+    84 % model), a second 'label' column read as the labels."""
+    f = tmp_path / "dup.csv"
+    f.write_text("text,label,text\nnice film,pos,http://x/1\nbad film,neg,http://x/2\n")
+    with pytest.raises(InputFileError, match="dup.csv: column 'text' appears twice in the header"):
+        load_dataset(f, whole=True)
+
+
+@pytest.mark.parametrize("row, what", [({"text": {"a": "nice"}, "label": "pos"}, "'text' is a JSON object"),
+                                       ({"text": "nice", "label": ["pos"]}, "'label' is a JSON list"),
+                                       ({"text": True, "label": "pos"}, "'text' is a JSON boolean")])
+def test_json_objects_and_lists_are_not_texts_or_labels(tmp_path, row, what):
+    """str() of a JSON object or list is Python's repr: "{'a': 'nice'}" was the text, "['pos']" a class."""
+    f = tmp_path / "d.jsonl"
+    f.write_text(json.dumps({"text": "fine", "label": "neg"}) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(InputFileError, match=f"d.jsonl: row 2: {what}"):
+        load_dataset(f, whole=True)

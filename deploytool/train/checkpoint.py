@@ -157,6 +157,9 @@ def save_folder(model, tokenizer, path: str | os.PathLike, meta: dict | None = N
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+        umask = os.umask(0)  # mkdtemp makes it 0700: the folder gets what a plain mkdir gives (the .onnx files do)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
     except OSError as e:
         raise OutputPathError(f"{p}: cannot write in {p.parent} ({e.strerror})") from e
     old = None

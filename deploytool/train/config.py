@@ -108,6 +108,9 @@ class ImportanceConfig:
 
     def __post_init__(self):
         _check(self.max_examples >= 1, f"max_examples: must be >= 1 (got {self.max_examples})")
+        # max_train caps the training examples scored, with max_examples; nothing is evaluated
+        _check(getattr(self.data, "max_eval", None) is None,
+               "max_eval: not used by importance (it scores training examples: --max-examples, --max-train)")
         _check(self.batch_size >= 1, f"batch_size: must be >= 1 (got {self.batch_size})")
         _check_threads(self.threads)
 

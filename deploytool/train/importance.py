@@ -115,7 +115,8 @@ def compute_importance(cfg: ImportanceConfig) -> dict:
     tok = load_tokenizer(folder)
     model = load_classifier(folder, num_labels=ds.num_labels)
     check_supported(model)
-    enc = encode(tok, ds.train, cfg.data.max_length, limit=cfg.max_examples, what="importance")
+    limit = min(cfg.max_examples, cfg.data.max_train or cfg.max_examples)  # --max-train was ignored here
+    enc = encode(tok, ds.train, cfg.data.max_length, limit=limit, what="importance")
     heads, neurons = head_neuron_importance(model, enc, cfg.batch_size, tok.pad_token_id or 0)
     source = f"gradient (Michel et al. 2019 heads, DynaBERT Taylor neurons) on {ds.name} train[:{len(enc)}]"
     save_importance(cfg.output, heads.tolist(), neurons.tolist(), source=source, model=str(folder))

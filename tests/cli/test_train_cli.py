@@ -193,3 +193,32 @@ def test_a_damaged_model_folder_is_one_line(tiny, tmp_path, damage, words, comma
         words = "config.json"
     _fails(args + ["--data", str(tiny / "toy.csv")], words)
     assert not out.exists()
+
+
+def test_importance_takes_max_train_and_refuses_max_eval(tiny, tmp_path):
+    """--max-train was offered and ignored (320 examples scored for --max-train 5); --max-eval means nothing here."""
+    out = tmp_path / "imp.json"
+    r = CliRunner().invoke(main, ["importance", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"), "--max-train",
+                                  "5", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "from 5 examples" in r.output and json.loads(out.read_text())
+    _fails(["importance", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"), "--max-eval", "5", "-o",
+            str(tmp_path / "i2.json")], "--max-eval: not used by importance", out=tmp_path / "i2.json")
+
+
+def test_a_trained_model_folder_gets_the_umasks_permissions(tiny, tmp_path):
+    """Model folders were 0700 (mkdtemp's), the .onnx and .json beside them 0644: another user or a serving account
+    could not read the model."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "trained"
+        r = CliRunner().invoke(main, ["train", "--model", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"),
+                                      "--max-train", "8", "--batch-size", "8", "--epochs", "1", "--cpu", "-o",
+                                      str(out)])
+        assert r.exit_code == 0, r.output
+        assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    finally:
+        os.umask(old)
