@@ -350,12 +350,13 @@ def _repack_for_the_ort(c: Candidate, work: Path, style: str, say) -> None:
 
 
 def _build(src: Path, work: Path, w: float, d: float, precision: str, sliced: dict,
-           options: dict | None = None) -> Path:
-    """The candidate's file, made as recipe sweeps make variants (``passes.variants.build_variant``)."""
+           options: dict | None = None, of: tuple[float, float] = (1.0, 1.0)) -> Path:
+    """The candidate's file, made as recipe sweeps make variants (``passes.variants.build_variant``), named as its
+    variant record names it."""
     from deploytool.passes.variants import build_variant
 
     opts = {**_OPTIONS.get(precision, {}), **(options or {})} or None
-    return build_variant(src, work, w, d, precision, options=opts, sliced=sliced)
+    return build_variant(src, work, w, d, precision, options=opts, sliced=sliced, of=of)
 
 
 def fit(config: FitConfig, progress=None) -> FitResult:
@@ -383,11 +384,18 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                                    "and precision variants from the fp32 (or fp16) model: give that one")
         grid = _grid_precisions(config.precisions, source_precision)
         n_cands = len(config.widths) * len(config.depths) * len(grid)
-        _check_accuracy_names(config, [_name(w, d, p) for w in config.widths for d in config.depths for p, _ in grid])
+        # an input that is itself a variant (a slice of the export): the candidates are named as their files' records
+        # name them, relative to the original model (a width 0.5 of a w0.5 input is w0.25), not to the input
+        sw, sd = _source_shape(config.model)
+
+        def label(w: float, d: float, p: str) -> str:
+            return _name(sw * w, sd * d, p)
+
+        _check_accuracy_names(config, [label(w, d, p) for w in config.widths for d in config.depths for p, _ in grid])
         for w in config.widths:
             for d in config.depths:
                 for p, build_p in grid:
-                    c = Candidate(_name(w, d, p), w, d, p, "")
+                    c = Candidate(label(w, d, p), w, d, p, "")
                     say(f"fit: building {c.name} ({len(cands) + 1} of {n_cands})")
                     opts = None
                     if p in ("ternary", "binary"):
@@ -398,7 +406,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                         opts = {"weights": c.int8_codes} if c.int8_codes != "int8" else None
                     try:
                         try:
-                            c.path = str(_build(config.model, work, w, d, build_p, sliced, opts))
+                            c.path = str(_build(config.model, work, w, d, build_p, sliced, opts, of=(sw, sd)))
                         except PassRefusedError as e:
                             if c.int8_codes != "pairsafe":
                                 raise
@@ -406,7 +414,8 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                             # too, slower at long sequences
                             c.int8_codes = "uint8"
                             c.int8_codes_why += f"; uint8 instead: {e}"
-                            c.path = str(_build(config.model, work, w, d, p, sliced, {"weights": "uint8"}))
+                            c.path = str(_build(config.model, work, w, d, p, sliced, {"weights": "uint8"},
+                                                of=(sw, sd)))
                         c.size_mb = c.file_mb = os.path.getsize(c.path) / MB
                     except DeployError as e:
                         c.error = f"cannot build: {e}"
@@ -521,6 +530,18 @@ def _check_accuracy_names(config: FitConfig, names: list[str]) -> None:
     raise ConfigError(f"--accuracy: none of its names ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''}) is a "
                       f"candidate's; candidates are named w{{width}}-d{{depth}}-{{precision}}: "
                       f"{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}")
+
+
+def _source_shape(model: Path) -> tuple[float, float]:
+    """The input's width and depth relative to its original model (its variant record; 1, 1 for an export)."""
+    from deploytool.onnx_io import load_proto
+    from deploytool.variant import read_variant
+
+    try:
+        v = read_variant({p.key: p.value for p in load_proto(model, load_external_data=False).metadata_props})
+    except DeployError:
+        return 1.0, 1.0
+    return (v.width, v.depth) if v is not None else (1.0, 1.0)
 
 
 def _source_precision(model: Path) -> str:

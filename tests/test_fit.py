@@ -214,3 +214,27 @@ def test_fit_refuses_an_already_quantized_input(model, tmp_path, make):
     assert r.exit_code == 2, r.output
     assert f"is already {make}; fit builds its width, depth and precision variants from the fp32" in _err_line(r)
     assert sorted(p.name for p in tmp_path.iterdir()) == [q.name]
+
+
+def test_fit_of_a_sliced_input_names_candidates_as_their_files_do(model, tmp_path):
+    """An input that is itself a slice (w0.5): its candidates were named relative to it (w1, w0.5) while their
+    files' variant records said w0.5 and w0.25 of the original model; one label everywhere now."""
+    import onnx
+
+    from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
+    from deploytool.variant import read_variant
+
+    sliced = tmp_path / "s.onnx"
+    slice_file(model, sliced, SliceConfig(width=0.5, depth=1.0))
+    out, keep = tmp_path / "best.onnx", tmp_path / "cands"
+    r = _run(sliced, "--profile", "x86-host", "-o", out, "--widths", "1,0.5", "--depths", "1", "--precisions", "fp32",
+             "--runs", "3", "--seq-len", "16", "--keep-candidates", keep)
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "best.onnx.fit.json").read_text())
+    names = sorted(c["name"] for c in report["candidates"])
+    assert names == ["w0.25-d1-fp32", "w0.5-d1-fp32"], names
+    for f in keep.glob("*.onnx"):
+        meta = {p.key: p.value for p in onnx.load(str(f), load_external_data=False).metadata_props}
+        assert read_variant(meta).label == f.stem, f
+    chosen = read_variant({p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props})
+    assert chosen.label == report["chosen"]

@@ -52,10 +52,11 @@ def precision_pass_config(precision: str, options: Mapping[str, Any] | None = No
 
 def build_variant(src: str | os.PathLike, work: str | os.PathLike, width: float, depth: float, precision: str, *,
                   options: Mapping[str, Any] | None = None, sliced: dict | None = None,
-                  rounding: str = "dynabert") -> Path:
+                  rounding: str = "dynabert", of: tuple[float, float] = (1.0, 1.0)) -> Path:
     """Write variant (width, depth, precision) of ``src`` into the folder ``work`` and return its path
     (``src`` itself for the full fp32 model). ``sliced`` caches slices between calls (one slice feeds
-    every precision of the same width and depth)."""
+    every precision of the same width and depth). ``of``: ``src``'s own width and depth relative to its original
+    model (a slice's): the files are named as their variant records name them (``w0.5`` of a ``w0.5`` is ``w0.25``)."""
     from deploytool.passes import transform
 
     work = Path(work)
@@ -66,13 +67,13 @@ def build_variant(src: str | os.PathLike, work: str | os.PathLike, width: float,
         if cut is None:
             sliced[key] = Path(src)
         else:
-            dst = work / f"{variant_label(width, depth, 'fp32')}.onnx"
+            dst = work / f"{variant_label(width * of[0], depth * of[1], 'fp32')}.onnx"
             transform(src, dst, cut)
             sliced[key] = dst
     base = sliced[key]
     conv = precision_pass_config(precision, options)
     if conv is None:
         return base
-    out = work / f"{variant_label(width, depth, precision)}.onnx"
+    out = work / f"{variant_label(width * of[0], depth * of[1], precision)}.onnx"
     transform(base, out, conv)
     return out
