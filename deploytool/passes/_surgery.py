@@ -722,11 +722,49 @@ def count_params(graph: ir.Graph) -> int:
 
 
 def clear_intermediate_shapes(graph: ir.Graph) -> None:
-    """Forget stale shape annotations of computed values (feature widths changed); dtypes stay."""
+    """Forget stale shape annotations of computed values (feature widths changed); dtypes stay. A graph output's
+    declared shape is kept, with its last dimension made what the graph now computes where that can be read off
+    the weight it comes from (an FFN activation or a projection exposed as an output: its width changed, and the
+    stale declaration failed ONNX's shape check and made ONNX Runtime warn on every load)."""
     for node in ir.traversal.RecursiveGraphIterator(graph):
         for out in node.outputs:
             if not out.is_graph_output():
                 out.shape = None
+    for out in graph.outputs:
+        shape = out.shape
+        if shape is None or len(shape) == 0 or not isinstance(shape[-1], int):
+            continue
+        width = _computed_width(out)
+        if width is not None and width != shape[-1]:
+            out.shape = ir.Shape([*list(shape)[:-1], width])
+
+
+# ops whose output has their (computed) input's last dimension; and the weight ops that set it
+_WIDTH_KEEPING = {"Identity", "Cast", "Gelu", "FastGelu", "BiasGelu", "QuickGelu", "Relu", "Erf", "Tanh", "Sigmoid",
+                  "Softmax", "LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization", "Add",
+                  "Sub", "Mul", "Div", "Dropout", "Neg", "Sqrt", "Pow"}
+
+
+def _computed_width(value: ir.Value, depth: int = 0) -> int | None:
+    """The last dimension of ``value`` read off the weight it comes from through width-keeping ops, or None."""
+    node = value.producer()
+    if node is None or depth > 16:
+        return None
+    if node.op_type in ("MatMul", "Gemm") and len(node.inputs) > 1 and node.inputs[1] is not None:
+        w = node.inputs[1].const_value
+        if w is None or len(w.shape) < 2:
+            return None
+        trans_b = node.op_type == "Gemm" and any(a.name == "transB" and a.as_int() for a in node.attributes.values())
+        return int(w.shape[0] if trans_b else w.shape[-1])
+    if node.op_type not in _WIDTH_KEEPING:
+        return None
+    for x in node.inputs:  # the computed operand (a bias, a scale or a constant is not the path)
+        if x is None or x.const_value is not None or (x.producer() is not None and x.producer().op_type == "Constant"):
+            continue
+        found = _computed_width(x, depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 def layer_counts(structure: EncoderStructure) -> dict:

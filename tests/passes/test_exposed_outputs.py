@@ -1,0 +1,49 @@
+"""A model that also exposes a tensor inside a layer as a graph output (an FFN activation, a projection): a pass
+that changes its width declares the width it now computes (the stale declaration failed ONNX's full shape check
+and made ONNX Runtime warn "Error merging shape info" on every load)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import helper
+
+from deploytool.passes.prune_ffn import FFNPruneConfig, prune_ffn_file
+from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
+
+
+def _tap(src, dst, op_type: str, nth: int = 0):
+    """``src`` with the output of its ``nth`` node of ``op_type`` also exposed (through an Identity), undeclared
+    width taken from the graph as exported."""
+    m = onnx.load(str(src))
+    node = [n for n in m.graph.node if n.op_type == op_type][nth]
+    inferred = onnx.shape_inference.infer_shapes(m)
+    info = {v.name: v for v in inferred.graph.value_info}[node.output[0]]
+    m.graph.node.append(helper.make_node("Identity", [node.output[0]], ["tap"], name="tap_identity"))
+    dims = [d.dim_value or d.dim_param for d in info.type.tensor_type.shape.dim]
+    m.graph.output.append(helper.make_tensor_value_info("tap", onnx.TensorProto.FLOAT, dims))
+    onnx.save(m, str(dst))
+    return dims
+
+
+@pytest.mark.parametrize("how", ["slice", "prune-ffn"])
+def test_a_tapped_ffn_activation_declares_its_new_width(tiny_onnx, tmp_path, how):
+    src = tmp_path / "tap.onnx"
+    dims = _tap(tiny_onnx("bert", exporter="torch", layers=2, hidden=32, heads=4, ffn=64), src, "Erf")
+    assert dims[-1] == 64
+    out = tmp_path / "out.onnx"
+    if how == "slice":
+        slice_file(src, out, SliceConfig(width=0.5, depth=1.0))
+    else:
+        prune_ffn_file(src, out, FFNPruneConfig(keep=0.5))
+    m = onnx.load(str(out))
+    onnx.checker.check_model(m, full_check=True)
+    declared = [d.dim_value or d.dim_param for d in {o.name: o for o in m.graph.output}["tap"].type.tensor_type.shape.dim]
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.ones((1, 5), np.int64) for i in sess.get_inputs()}
+    got = sess.run(["tap"], feeds)[0]
+    assert declared[-1] == got.shape[-1] == 32
