@@ -7,7 +7,9 @@ plan; the worker makes the arrays (:func:`make_feeds`, numpy only). Rules:
   word-embedding table found by following ``input_ids`` into a ``Gather`` (or a fused
   ``EmbedLayerNormalization``), through Cast/DequantizeLinear/Identity, to an initializer or
   Constant; 1000 when no such table is found (the plan records which).
-- ``attention_mask``: ones. ``token_type_ids`` and every other integer input: zeros.
+- ``attention_mask``: ones. ``token_type_ids`` and every other integer input: zeros. Integer inputs named
+  otherwise are read by their role in the graph (:func:`input_roles`): the one indexing the word table is the
+  ids, one indexing a small table the token types (zeros), one indexing none the mask (ones).
   Boolean inputs: True. Float inputs: standard normal.
 - Symbolic dimension 0 is the batch, symbolic dimension 1 the sequence length; a fixed dimension
   must equal the requested batch / sequence length, else the plan refuses it.
@@ -26,7 +28,8 @@ import numpy as np
 
 from deploytool.errors import ConfigError, InputFileError
 
-__all__ = ["InputPlan", "InputSpec", "DEFAULT_VOCAB", "plan_inputs", "plan_inputs_proto", "make_feeds"]
+__all__ = ["InputPlan", "InputSpec", "DEFAULT_VOCAB", "input_roles", "plan_inputs", "plan_inputs_proto",
+           "make_feeds"]
 
 DEFAULT_VOCAB = 1000
 REQUIRED_INPUT = "input_ids"
@@ -93,7 +96,51 @@ class InputPlan:
 _PASS_THROUGH = {"Cast", "DequantizeLinear", "Identity", "Squeeze", "Unsqueeze", "Reshape", "Flatten"}
 
 
-def _vocab_from_graph(graph) -> tuple[int, str] | None:
+def input_roles(graph) -> dict[str, str]:
+    """What each integer graph input not named as the convention names it is, read off the graph: ``ids`` for the
+    one that indexes the largest embedding table (``Gather``), ``zeros`` for one that indexes a small table (at most
+    16 rows: token types), ``ones`` for one that indexes none (a padding mask). An encoder exported with other input
+    names (``ids``, ``mask``, ``segments``) is then fed as one named by the convention (it was refused by bench, fit,
+    bundle and verify-arm64, and the passes' gate fed it all-zero ids and mask)."""
+    inits = {t.name: t for t in graph.initializer}
+    ints = [i.name for i in graph.input if i.name not in inits and i.type.tensor_type.elem_type in (6, 7, 9, 12, 13)]
+    unnamed = [n for n in ints if n not in (REQUIRED_INPUT, "attention_mask", "token_type_ids")]
+    if not unnamed:
+        return {}
+    consumers: dict[str, list] = {}
+    for n in graph.node:
+        for x in n.input:
+            consumers.setdefault(x, []).append(n)
+    rows_of = {}
+    for name in unnamed:  # through Cast/Identity/Squeeze to a Gather's indices
+        frontier, seen, rows = [name], set(), None
+        while frontier:
+            v = frontier.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            for n in consumers.get(v, ()):
+                if n.op_type == "Gather" and len(n.input) > 1 and n.input[1] == v:
+                    t = inits.get(n.input[0])
+                    if t is not None and len(t.dims) == 2:
+                        rows = max(rows or 0, int(t.dims[0]))
+                elif n.op_type in ("Cast", "Identity", "Squeeze", "Unsqueeze") and n.input and n.input[0] == v:
+                    frontier.extend(n.output)
+        rows_of[name] = rows
+    tables = {n: r for n, r in rows_of.items() if r is not None}
+    ids = max(tables, key=tables.get) if tables and REQUIRED_INPUT not in ints else None
+    roles = {}
+    for name in unnamed:
+        if name == ids and tables[name] > 16:
+            roles[name] = "ids"
+        elif rows_of[name] is not None:
+            roles[name] = "zeros"
+        else:
+            roles[name] = "ones"
+    return roles
+
+
+def _vocab_from_graph(graph, ids_name: str = "") -> tuple[int, str] | None:
     inits = {t.name: t for t in graph.initializer}
     producers = {o: n for n in graph.node for o in n.output}
 
@@ -115,7 +162,7 @@ def _vocab_from_graph(graph) -> tuple[int, str] | None:
         return None
 
     # ids may pass through a Cast (int64 -> int32) before the Gather
-    id_names = {REQUIRED_INPUT}
+    id_names = {ids_name or REQUIRED_INPUT}
     for n in graph.node:
         if n.op_type == "Cast" and n.input and n.input[0] in id_names:
             id_names.update(n.output)
@@ -175,10 +222,13 @@ def plan_inputs_proto(model, model_path: str | os.PathLike, *, require_ids: bool
     init_names = {t.name for t in graph.initializer}
     declared = [i for i in graph.input if i.name not in init_names]
     names = [i.name for i in declared]
-    if require_ids and REQUIRED_INPUT not in names:
-        raise InputFileError(f"{model_path}: model has no '{REQUIRED_INPUT}' input (its inputs: "
-                             f"{', '.join(names) or 'none'}); bench expects a Transformer encoder")
-    found = _vocab_from_graph(graph) or _vocab_from_packing_record(model)
+    roles = input_roles(graph)
+    ids_name = REQUIRED_INPUT if REQUIRED_INPUT in names else next((n for n, r in roles.items() if r == "ids"), "")
+    if require_ids and not ids_name:
+        raise InputFileError(f"{model_path}: model has no '{REQUIRED_INPUT}' input nor an integer input that indexes "
+                             f"a word-embedding table (its inputs: {', '.join(names) or 'none'}); deploytool expects "
+                             "a Transformer encoder")
+    found = _vocab_from_graph(graph, ids_name) or _vocab_from_packing_record(model)
     vocab, source = found if found else (DEFAULT_VOCAB, "default")
     specs = []
     for i in declared:
@@ -195,7 +245,7 @@ def plan_inputs_proto(model, model_path: str | os.PathLike, *, require_ids: bool
         shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
         if i.name == REQUIRED_INPUT and dtype.kind not in "iu":
             raise InputFileError(f"{model_path}: input_ids has type {dtype}, expected an integer type")
-        kind = input_kind(i.name, dtype)
+        kind = roles.get(i.name) if dtype.kind in "iu" and i.name in roles else input_kind(i.name, dtype)
         if kind is None:
             raise InputFileError(f"{model_path}: input {i.name} has type {dtype}; cannot make synthetic data")
         specs.append(InputSpec(name=i.name, dtype=dtype.name, shape=shape, kind=kind,

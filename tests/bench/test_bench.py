@@ -246,3 +246,33 @@ def test_cli_refuses_an_unwritable_output_before_measuring(models, unwritable_fo
     err = res.stderr.strip().splitlines()
     assert res.exit_code == 2 and len(err) == 1 and err[0].startswith(f"error: {out}"), res.output
     assert not measured and not out.exists()
+
+
+def test_inputs_named_otherwise_are_read_by_their_role(tiny_onnx, tmp_path):
+    """An encoder exported with inputs ids/mask/segments: the passes ran it (their gate fed all-zero ids and mask,
+    a batch on which a head mix-up cannot show), bench, fit, bundle and verify-arm64 refused it ("bench expects a
+    Transformer encoder"). Each input is read by what it indexes: the word table (ids), a small table (token
+    types: zeros), none (the mask: ones), and the model is benchmarked."""
+    import onnx
+
+    from deploytool.runtime.inputs import make_feeds, plan_inputs
+    from deploytool.runtime.verify import gate_plan
+
+    m = onnx.load(str(tiny_onnx("bert", exporter="torch")))
+    rename = {"input_ids": "ids", "attention_mask": "mask", "token_type_ids": "segments"}
+    for i in m.graph.input:
+        i.name = rename.get(i.name, i.name)
+    for n in m.graph.node:
+        n.input[:] = [rename.get(x, x) for x in n.input]
+    src = tmp_path / "renamed.onnx"
+    onnx.save(m, str(src))
+    plan = plan_inputs(src)
+    kinds = {s.name: s.kind for s in plan.inputs}
+    assert kinds == {"ids": "ids", "mask": "ones", "segments": "zeros"} and plan.vocab == 100, (kinds, plan)
+    feeds = make_feeds(plan, 2, 8, 0)
+    assert feeds["ids"].max() > 0 and feeds["mask"].min() == 1
+    gate = {s.name: s.kind for s in gate_plan(m, src).inputs}
+    assert gate["ids"] == "ids" and gate["mask"] == "ones"
+    out = tmp_path / "b.json"
+    r = _cli(str(src), "--seq-len", "8", "--runs", "2", "--warmup", "0", "-o", str(out))
+    assert r.exit_code == 0, r.output
