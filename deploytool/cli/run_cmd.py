@@ -50,14 +50,14 @@ def run(recipe: Path, out_dir: Path | None, quiet: bool, check: bool, cache_dir:
 
     rec = load_recipe(recipe)
     if check:
-        for line in check_recipe(rec):
+        for line in check_recipe(rec, recipe):
             click.echo(line)
         click.echo(f"{recipe}: ok")
         return
     out = out_dir or Path("runs") / rec.name
     store = None if no_shared_cache else (cache_dir or default_store())
     result = run_recipe(rec, out, progress=None if quiet else step_printer(sys.stderr), store=store,
-                        max_store_bytes=int(cache_max_gb * _GB) if store is not None else None)
+                        max_store_bytes=int(cache_max_gb * _GB) if store is not None else None, source=recipe)
     print_headline(result)
 
 

@@ -83,6 +83,12 @@ class StepCache:
     used: set[str] = dataclasses.field(default_factory=set)  # entries of this run: never evicted by it
     run_marker: Path | None = None  # this run's own marker in the store (:func:`active_run`)
 
+    def __post_init__(self) -> None:
+        # links from a run folder to the store's entries are made with the store's path: a relative one would be
+        # read relative to the link's own folder (every link of a run with --cache-dir relstore dangled)
+        if self.store is not None:
+            self.store = Path(os.path.abspath(self.store))
+
     def _local(self, kind: str, key: str) -> Path:
         return self.root / "steps" / f"{kind}-{key[:12]}"
 
@@ -126,7 +132,9 @@ class StepCache:
             if about is not None:
                 (tmp / ".about.json").write_text(json.dumps(about, sort_keys=True))
             (tmp / ".done").write_text(key + "\n")
-            if final.exists():
+            if final.is_symlink():  # a run folder's link to a store entry (dangling after `cache clear`)
+                final.unlink()
+            elif final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
         except BaseException:

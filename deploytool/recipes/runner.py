@@ -11,6 +11,7 @@ calls), through :mod:`deploytool.recipes.steps`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import json
 import logging
 import time
@@ -163,7 +164,17 @@ def _is_classifier(folder: Path) -> bool:
     return any("SequenceClassification" in a for a in archs)
 
 
-def check_recipe(recipe: Recipe) -> list[str]:
+def check_recipe(recipe: Recipe, source: str | os.PathLike | None = None) -> list[str]:
+    """:func:`_check_recipe`, its errors naming the recipe file ``source`` where given (the schema's do already)."""
+    try:
+        return _check_recipe(recipe)
+    except ConfigError as e:
+        if source is None or str(e).startswith(f"{source}: "):
+            raise
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _check_recipe(recipe: Recipe) -> list[str]:
     """Build every step's typed config without running anything; return the plan, one line a step.
 
     A bad option anywhere (an unknown key, a width of 1.5, a typo'd profile) fails here, naming the
@@ -256,8 +267,9 @@ def _check_files(params: dict[str, Any], where: str) -> None:
             try:
                 if key == "calib":  # calibration reads text only: a file without labels is fine
                     calibration_texts(v, n=1, **cols)
-                else:
-                    load_dataset(v, whole=True, **cols)
+                else:  # split as the step splits it (one label, or too few rows for the splits, is refused)
+                    load_dataset(v, **cols, **({"seed": params["seed"]} if isinstance(params.get("seed"), int)
+                                               else {}))
             except DeployError as e:
                 raise ConfigError(f"{where}: {key}: {e}") from None
 
@@ -353,7 +365,8 @@ def _refuse_model_folder(out: Path, recipe: Recipe) -> None:
 
 
 def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | None = None,
-               store: str | Path | None = None, max_store_bytes: int | None = None) -> RunResult:
+               store: str | Path | None = None, max_store_bytes: int | None = None,
+               source: str | os.PathLike | None = None) -> RunResult:
     """Run every step of ``recipe`` into ``out_dir`` (cached) and write the report.
 
     ``store``: a folder of finished steps shared by every recipe and output folder (see
@@ -368,16 +381,17 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
         check_folder_path(store, "step store, --cache-dir")
     with active_run(Path(store) if store is not None else None) as marker:
         return _run_recipe(recipe, out_dir, progress=progress, store=store, max_store_bytes=max_store_bytes,
-                           marker=marker)
+                           marker=marker, source=source)
 
 
 def _run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | None,
-                store: str | Path | None, max_store_bytes: int | None, marker: Path | None) -> RunResult:
+                store: str | Path | None, max_store_bytes: int | None, marker: Path | None,
+                source: str | os.PathLike | None = None) -> RunResult:
     t_start = time.perf_counter()
     rec = recipe
     # 0. everything that can be checked before minutes of work (and before the output folder is made): the
     # model, profiles, every step's config and the files the steps read
-    check_recipe(rec)
+    check_recipe(rec, source)
     from deploytool.onnx_io import check_folder_path
 
     out = check_folder_path(out_dir)
@@ -449,6 +463,16 @@ def _run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | N
     models_dir.mkdir(exist_ok=True)
     for v in variants:
         v.path = S.publish(v.path, models_dir / f"{rec.name}-{v.label}.onnx")
+    # the run owns its output folder's models: those of an earlier run into it that this one does not make would sit
+    # beside them, described by no run.json or report
+    mine = {v.path.name for v in variants}
+    for f in sorted(models_dir.glob("*.onnx")):
+        if f.name not in mine and f.is_file():
+            logger.warning("%s: removed %s, a model of an earlier run into this folder that this run does not make",
+                           out, f.name)
+            f.unlink()
+    if rec.eval is None:
+        (out / "accuracy.json").unlink(missing_ok=True)
 
     # 7. accuracy of every variant (when the recipe names a dataset)
     accuracy_file = None
@@ -475,7 +499,10 @@ def _run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | N
     # 8. one benchmark of all variants on this host; device latency is projected per profile
     _, bdir, outs = r.step("bench", "bench", {"bench": rec.bench}, [v.key for v in variants],
                            lambda tmp: S.bench_step(variants, rec.bench, tmp))
-    bench_file = bdir / outs["results"]
+    # the step may have been made by another run (another -o, another recipe with the same variants): its file
+    # names that run's published models, in this run's order (the key lists the variants' keys in order); this
+    # run's copy names its own (a report of the first run's files, which changed when they were gone)
+    bench_file = S.bench_for_run(bdir / outs["results"], variants, out / "bench.json")
 
     # 9. report (always rewritten: cheap, and it reflects this run)
     report_dir = out / "report"

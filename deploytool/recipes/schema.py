@@ -222,7 +222,7 @@ class BenchSpec:
     batch: Integer(1, 1024) = 1
     runs: Integer(1, 100000) = 50
     warmup: Integer(0, 100000) = 5
-    threads: Optional[Integer(1, 256)] = None  # None: the device profile's threads
+    threads: Optional[Integer(1, 256)] = None  # None: 1 (a profile of this machine says so beside its MEASURED rows)
 
 
 @schema

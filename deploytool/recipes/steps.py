@@ -6,6 +6,7 @@ Each ``*_step`` writes its outputs into the temporary folder it is given and ret
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -63,7 +64,13 @@ def _shards(index: Path) -> list[Path]:
 def load_profiles(names: tuple[str, ...]):
     from deploytool.profiles.loader import load_profile
 
-    return [load_profile(n) for n in names]
+    out = []
+    for i, n in enumerate(names):
+        try:
+            out.append(load_profile(n))
+        except ConfigError as e:  # named by its key path, as the recipe's other errors are
+            raise ConfigError(f"devices[{i}]: {e}") from None
+    return out
 
 
 # -------------------------------------------------------------------------------------- training
@@ -143,6 +150,15 @@ def _build(cls, where: str, **kwargs):
 
         return validate(cls, kwargs, where)
     _check_types(cls, kwargs, where)
+    if dataclasses.is_dataclass(cls):  # an unknown option, named as the recipe's other keys are (not TypeError's words)
+        from deploytool.choices import did_you_mean
+
+        known = {f.name for f in dataclasses.fields(cls)}
+        for k in kwargs:
+            if k not in known:
+                allowed = sorted((known - {"model", "teacher", "output", "data", "reorder_output"}) | _DATA_KEYS)
+                raise ConfigError(f"{where}: {k}: unknown key{did_you_mean(k, allowed)} (allowed: "
+                                  f"{', '.join(allowed)})")
     try:
         return cls(**kwargs)
     except TypeError as e:  # an unknown option
@@ -335,6 +351,28 @@ def bench_step(variants, bench: BenchSpec, tmp: Path) -> dict[str, str]:
                       warmup=bench.warmup, runs=bench.runs, threads=bench.threads or 1)
     write_bench(run_benchmark(cfg), tmp / "bench.json")
     return {"results": "bench.json"}
+
+
+def bench_for_run(cached: Path, variants, dst: Path) -> Path:
+    """The step's bench JSON with each model's path and name made this run's published file's (the models were
+    benchmarked in the variants' order, which the step's key fixes); written to ``dst``."""
+    data = json.loads(cached.read_text())
+    models = data.get("models") or []
+    if len(models) != len(variants):  # not a file this function can map: the report reads it as it is
+        return cached
+    paths = [str(Path(v.path).resolve()) for v in variants]
+    for m, path in zip(models, paths):
+        m["path"], m["name"] = path, Path(path).stem
+        if isinstance(m.get("session"), dict):
+            m["session"]["model"] = path
+    if isinstance(data.get("config"), dict):
+        data["config"]["models"] = paths
+    for r in data.get("results") or []:
+        i = r.get("model_index")
+        if isinstance(i, int) and 0 <= i < len(paths):
+            r["model"], r["name"] = paths[i], Path(paths[i]).stem
+    write_json(dst, data)
+    return dst
 
 
 # ---------------------------------------------------------------------------------------- report

@@ -204,9 +204,13 @@ def _device_facts(d: DeviceSummary, info: dict[str, Any], rows: Sequence[ReportR
         on = ", ".join((facts or {}).get("measured_on") or []) or "this device"
         err = (facts or {}).get("projection_error_median")
         med = f", median projection error {err:+.0%}" if err is not None else ""
+        measured = sorted({r.threads for r in drows if r.threads})
+        pt = (facts or {}).get("threads")
+        at = (f", at {'/'.join(map(str, measured))} thread(s) where the profile runs {pt}: its budget is judged on "
+              "that measurement" if pt and measured and measured != [pt] else "")
         out.append(("Device latency", f"MEASURED on {on} (the bench machine's arch and cores match this profile), "
-                                      "p90; the cost-model column shows the projection and its error against the "
-                                      f"measured p50{med}"))
+                                      f"p90{at}; the cost-model column shows the projection and its error against "
+                                      f"the measured p50{med}"))
     else:
         out.append(("Device latency", "not measured or projected here (see the rows' source)"))
     out += [("Execution provider", t) for t in _ep_lines(drows)]

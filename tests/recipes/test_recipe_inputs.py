@@ -354,3 +354,67 @@ def test_static_int8_in_a_recipe_gets_the_models_tokenizer(tmp_path):
                                                                         "tokenizer": str(folder)}
     assert _with_tokenizer({"static": True, "tokenizer": "mine"}, folder)["tokenizer"] == "mine"
     assert "tokenizer" not in _with_tokenizer({"per_channel": True}, folder)
+
+
+def _quick(workspace, name, **changes):
+    base = {"train": [], "export": {"exporter": "torch"}, "eval": None, "devices": ["x86-host"],
+            "bench": {"seq_lens": [8], "runs": 2, "warmup": 0}}
+    return _recipe(workspace, name, **{**base, **changes})
+
+
+def test_a_reused_bench_names_this_runs_models_and_the_folder_holds_only_its_own(workspace, tmp_path):
+    """A bench step made by another run named that run's published models: the second folder's report described the
+    first folder's files (and its pick changed once they were gone). A rerun into a folder left the earlier run's
+    variants in models/ beside its own."""
+    from deploytool.recipes.runner import run_recipe
+
+    store = tmp_path / "store"
+    wide = load_recipe(_quick(workspace, "q", sweep={"width": [1.0, 0.5]}))
+    run_recipe(wide, tmp_path / "a", store=store)
+    b = run_recipe(wide, tmp_path / "b", store=store)
+    assert next(s for s in b.steps if s.kind == "bench").cached
+    report = json.loads((tmp_path / "b" / "report" / "report.json").read_text())
+    paths = {r["model_path"] for r in report["rows"]} if "rows" in report else set(
+        re.findall(r'"model_path": "([^"]+)"', json.dumps(report)))
+    assert paths and all(str(tmp_path / "b" / "models") in p for p in paths), paths
+    narrow = load_recipe(_quick(workspace, "q", sweep={"width": [1.0]}))
+    run_recipe(narrow, tmp_path / "b", store=store)
+    assert sorted(f.name for f in (tmp_path / "b" / "models").iterdir()) == ["q-w1-d1-fp32.onnx"]
+
+
+def test_a_relative_store_and_a_cleared_store_leave_working_run_folders(workspace, tmp_path, monkeypatch):
+    """With --cache-dir relstore every link in <out>/steps dangled (read relative to the link's folder); after
+    `cache clear`, a --no-shared-cache run into the same folder failed on the dangling link (NotADirectoryError)."""
+    from deploytool.recipes.cache import clear_store
+    from deploytool.recipes.runner import run_recipe
+
+    monkeypatch.chdir(tmp_path)
+    rec = load_recipe(_quick(workspace, "rel"))
+    run_recipe(rec, Path("out"), store=Path("relstore"))
+    links = list(Path("out/steps").iterdir())
+    assert links and all(p.is_symlink() and p.resolve().is_dir() for p in links), links
+    clear_store(Path("relstore"))
+    again = run_recipe(rec, Path("out"))  # no shared store: steps under the folder, over the dangling links
+    assert not any(s.cached for s in again.steps)
+    assert all(not p.is_symlink() and p.is_dir() for p in Path("out/steps").iterdir())
+
+
+def test_check_errors_name_the_recipe_file(workspace, tmp_path, monkeypatch):
+    """Errors found by --check beyond the schema (step options, files, devices) named no file, a device no key path,
+    and an unknown train option came in Python's words ("got an unexpected keyword argument")."""
+    from click.testing import CliRunner
+
+    from deploytool.cli import main
+
+    cases = {
+        "opt": ({"train": [{"finetune": {"data": "toy.csv", "nosuchopt": 1}}]},
+                "train[0] finetune: nosuchopt: unknown key (allowed: "),
+        "dev": ({"devices": ["x86-host", "nosuch"]}, "devices[1]: unknown device profile 'nosuch'"),
+        "one": ({"train": [{"finetune": {"data": "one.csv"}}]}, "dataset has only one label ('pos')"),
+    }
+    (workspace / "one.csv").write_text("text,label\n" + "".join(f"t{i},pos\n" for i in range(40)))
+    for name, (changes, needle) in cases.items():
+        path = _recipe(workspace, name, **{"eval": None, **changes})
+        r = CliRunner().invoke(main, ["run", str(path), "--check"])
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip() and ln.startswith("error")]
+        assert r.exit_code == 2 and lines and lines[0].startswith(f"error: {path}: ") and needle in lines[0], r.stderr
