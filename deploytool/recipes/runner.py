@@ -306,6 +306,21 @@ def _check_sweep_sizes(recipe: Recipe) -> None:
         if d < 1.0 and not depth_keep(d, layers):
             raise ConfigError(f"sweep.depth[{i}]: {d:g} keeps 0 of the model's {layers} layers; use a depth >= "
                               f"{0.5 / layers:.3g}")
+    # two values that cut the same model: the same variant built, benchmarked and ranked twice (a coin toss)
+    seen: dict = {}
+    for i, w in enumerate(recipe.sweep.width):
+        k = width_keep(w, heads)
+        if k in seen:
+            raise ConfigError(f"sweep.width[{i}]: {w:g} keeps the same {k} of the model's {heads} heads as "
+                              f"{seen[k]:g}: the same model twice")
+        seen[k] = w
+    seen = {}
+    for i, d in enumerate(recipe.sweep.depth):
+        k = tuple(depth_keep(d, layers)) if d < 1.0 else tuple(range(layers))
+        if k in seen:
+            raise ConfigError(f"sweep.depth[{i}]: {d:g} keeps the same {len(k)} of the model's {layers} layers as "
+                              f"{seen[k]:g}: the same model twice")
+        seen[k] = d
 
 
 #: data files up to this size are read by ``--check`` (columns, rows); larger ones when their step runs

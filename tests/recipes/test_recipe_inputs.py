@@ -324,6 +324,8 @@ def test_files_in_sweep_options_and_devices_are_the_recipes_and_checked(workspac
     # the slice step refused it after the training and the export
     ({"sweep": {"depth": [1.0, 0.05]}}, "sweep.depth[1]: 0.05 keeps 0 of the model's 2 layers"),
     ({"sweep": {"width": [0.1]}}, "sweep.width[0]: 0.1 keeps round(0.1 * 4) = 0 of the model's 4 heads"),
+    # two widths cutting the same model: built, benchmarked and ranked twice, the pick a coin toss between them
+    ({"sweep": {"width": [0.5, 0.55]}}, "sweep.width[1]: 0.55 keeps the same 2 of the model's 4 heads as 0.5"),
 ])
 def test_check_refuses_what_the_run_refused_late(workspace, tmp_path, monkeypatch, changes, needle):
     with pytest.raises(ConfigError) as e:
