@@ -58,8 +58,11 @@ def config_class(kind: str) -> type:
     for row in _ENTRIES:
         if row[0] == kind:
             return _entry(row).config
-    known = ", ".join(row[0] for row in _ENTRIES)
-    raise KeyError(f"no pass named {kind!r}; known: {known}")
+    from deploytool.choices import did_you_mean
+    from deploytool.errors import ConfigError
+
+    names = [row[0] for row in _ENTRIES]
+    raise ConfigError(f"no pass named {kind!r}{did_you_mean(str(kind), names)}; known: {', '.join(names)}")
 
 
 def build_pass(config):
@@ -71,8 +74,10 @@ def build_pass(config):
     if entry is None or entry.config is not cls:
         entry = pass_table().get(cls)
     if entry is None:
+        from deploytool.errors import ConfigError
+
         known = ", ".join(sorted(c.__name__ for c in pass_table()))
-        raise TypeError(f"transform() takes one of {known}; got {cls.__name__}")
+        raise ConfigError(f"config: transform() takes one of {known}; got {cls.__name__}")
     return entry.build(config)
 
 

@@ -526,6 +526,27 @@ def file_size(path: str | os.PathLike) -> int:
 BIG_MODEL_BYTES = 50_000_000
 
 
+def require_config(config, cls: type, fn: str) -> None:
+    """ConfigError unless ``config`` is a ``cls`` (``pack_file`` given a SliceConfig ran the slice; a slice given a
+    PackConfig failed inside the pass with AttributeError)."""
+    from deploytool.errors import ConfigError
+
+    if not isinstance(config, cls):
+        raise ConfigError(f"{fn}: config must be a {cls.__name__}, got {type(config).__name__}")
+
+
+def file_path(value, what: str):
+    """``value`` as a file path (str or os.PathLike; bytes decoded as the file system does); ConfigError naming
+    ``what`` for anything else (None, a number), instead of a TypeError from deep inside."""
+    from deploytool.errors import ConfigError
+
+    if isinstance(value, bytes):
+        return os.fsdecode(value)
+    if isinstance(value, (str, os.PathLike)) and str(os.fspath(value)):
+        return value
+    raise ConfigError(f"{what}: expected a file path, got {type(value).__name__}")
+
+
 def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathLike, *,
                   verify: bool = True) -> DeployPassResult:
     """The one file runner: load ``src``, apply ``pass_`` (a pass or a :class:`PassSequence`: its
@@ -551,6 +572,7 @@ def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathL
 
     import gc
 
+    src, dst = file_path(src, "src"), file_path(dst, "dst")
     onnx_io.check_output_path(dst, inputs=(src, *pass_.input_files()))
     started: list = []  # the gate's process, once started: closed (killed if still running) whatever happens
     # the collector's automatic runs are paused while the pass runs: each full one walks every object of the

@@ -264,6 +264,9 @@ def convert_fp16_file(src: str | os.PathLike, dst: str | os.PathLike, config: Fp
                       verify: bool = True) -> DeployPassResult:
     """Convert ``src`` to fp16 into ``dst`` (atomic) and, with ``check_host``, say what this CPU runs:
     :func:`deploytool.passes.transform`."""
+    from deploytool.passes.base import require_config
+
+    require_config(config, Fp16Config, "convert_fp16_file")
     from deploytool.passes import transform
 
     return transform(src, dst, config, verify=verify)

@@ -1044,6 +1044,9 @@ def pack_file(src: str | os.PathLike, dst: str | os.PathLike, config: PackConfig
 
     ``verify``: run the output once in ONNX Runtime before writing it (see ``base.run_pass_file``).
     """
+    from deploytool.passes.base import require_config
+
+    require_config(config, PackConfig, "pack_file")
     from deploytool.passes import transform
 
     return transform(src, dst, config, verify=verify)

@@ -146,4 +146,7 @@ class PruneFFNPass(StructuredPass):
 def prune_ffn_file(src: str | os.PathLike, dst: str | os.PathLike, config: FFNPruneConfig, *,
                    verify: bool = True) -> DeployPassResult:
     """Load ``src``, remove FFN neurons as ``config`` says, check and save ``dst`` atomically."""
+    from deploytool.passes.base import require_config
+
+    require_config(config, FFNPruneConfig, "prune_ffn_file")
     return run_pass_file(PruneFFNPass(config), src, dst, verify=verify)

@@ -161,4 +161,7 @@ def _importance(path, structure):
 def prune_heads_file(src: str | os.PathLike, dst: str | os.PathLike, config: HeadPruneConfig, *,
                      verify: bool = True) -> DeployPassResult:
     """Load ``src``, remove heads as ``config`` says, check and save ``dst`` atomically."""
+    from deploytool.passes.base import require_config
+
+    require_config(config, HeadPruneConfig, "prune_heads_file")
     return run_pass_file(PruneHeadsPass(config), src, dst, verify=verify)

@@ -710,6 +710,9 @@ def int8_pipeline(config: Int8Config) -> DeployPass:
 def quantize_int8_file(src: str | os.PathLike, dst: str | os.PathLike, config: Int8Config, *,
                        verify: bool = True) -> DeployPassResult:
     """Quantize ``src`` to int8 into ``dst`` (atomic; ``src`` untouched): :func:`deploytool.passes.transform`."""
+    from deploytool.passes.base import require_config
+
+    require_config(config, Int8Config, "quantize_int8_file")
     from deploytool.passes import transform
 
     return transform(src, dst, config, verify=verify)

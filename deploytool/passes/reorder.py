@@ -80,4 +80,7 @@ def reorder_file(src: str | os.PathLike, dst: str | os.PathLike, config: Reorder
     ``verify``: run the output in ONNX Runtime and compare it with the input before writing it
     (see ``base.run_pass_file``).
     """
+    from deploytool.passes.base import require_config
+
+    require_config(config, ReorderConfig, "reorder_file")
     return run_pass_file(ReorderPass(config), src, dst, verify=verify)

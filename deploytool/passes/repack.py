@@ -699,6 +699,9 @@ def repack_pipeline(config: RepackConfig) -> DeployPass:
 def repack_file(src: str | os.PathLike, dst: str | os.PathLike, config: RepackConfig, *,
                 verify: bool = True) -> DeployPassResult:
     """Repack ``src`` into ``dst`` (atomic; the input is never modified) through the one file runner."""
+    from deploytool.passes.base import require_config
+
+    require_config(config, RepackConfig, "repack_file")
     from deploytool.passes import transform
 
     return transform(src, dst, config, verify=verify)

@@ -184,4 +184,7 @@ def slice_file(src: str | os.PathLike, dst: str | os.PathLike, config: SliceConf
     """Load ``src``, slice it to ``config``'s width/depth, check and save ``dst`` atomically.
 
     ``verify=False`` skips ``run_pass_file``'s ORT gate (as the other passes' ``*_file`` functions)."""
+    from deploytool.passes.base import require_config
+
+    require_config(config, SliceConfig, "slice_file")
     return run_pass_file(SlicePass(config), src, dst, verify=verify)

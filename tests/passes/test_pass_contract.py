@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
-from deploytool.errors import PassRefusedError, VerificationError
+from deploytool.errors import ConfigError, PassRefusedError, VerificationError
 from deploytool.passes import build_pass, config_class, pass_table, transform
 from deploytool.passes.base import DeployPass, DeployPassResult, PassSequence
 from deploytool.passes.pack_weights import PackConfig, PackWeightsPass
@@ -152,14 +152,16 @@ def test_the_table_is_keyed_by_config_type():
     assert kinds == {"reorder", "slice", "prune-heads", "prune-ffn", "int8", "fp16", "pack", "repack"}
     assert all(isinstance(c, type) and e.config is c for c, e in table.items())
     assert config_class("slice") is SliceConfig and config_class("prune-heads") is HeadPruneConfig
-    with pytest.raises(KeyError, match="no pass named 'shrink'"):
+    with pytest.raises(ConfigError, match="no pass named 'shrink'"):
         config_class("shrink")
+    with pytest.raises(ConfigError, match="no pass named 'slise' \\(did you mean 'slice'\\?\\)"):
+        config_class("slise")
 
     class SliceConfigLookalike:  # same name, another type: not in the table
         pass
 
     SliceConfigLookalike.__name__ = "SliceConfig"
-    with pytest.raises(TypeError, match="transform\\(\\) takes one of"):
+    with pytest.raises(ConfigError, match="transform\\(\\) takes one of"):
         build_pass(SliceConfigLookalike())
 
 
@@ -292,3 +294,28 @@ def test_upgrade_opset_in_place_is_the_rebuilt_graph(source, tiny_onnx):
         node = next(n for n in model.graph if n.op_type == "ReduceMean")
         assert len(node.inputs) == 2 and "axes" not in node.attributes  # converted, not just relabelled
     assert ops
+
+
+def test_file_functions_take_their_own_config_and_file_paths(tiny_onnx, tmp_path):
+    """pack_file given a SliceConfig ran the slice (and quantize_int8_file a PackConfig packed); slice_file given a
+    PackConfig failed inside the pass with AttributeError; bytes/None/int paths were TypeErrors from deep inside."""
+    from deploytool.passes.fp16 import convert_fp16_file
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+    from deploytool.passes.quantize_int8 import quantize_int8_file
+    from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
+
+    src = tiny_onnx("bert", exporter="torch")
+    out = tmp_path / "o.onnx"
+    for fn, cfg, want in ((pack_file, SliceConfig(width=0.5), "PackConfig"),
+                          (quantize_int8_file, PackConfig(), "Int8Config"),
+                          (convert_fp16_file, SliceConfig(width=0.5), "Fp16Config"),
+                          (slice_file, PackConfig(), "SliceConfig"),
+                          (slice_file, None, "SliceConfig")):
+        with pytest.raises(ConfigError, match=f"{fn.__name__}: config must be a {want}, got "):
+            fn(src, out, cfg)
+    for a, b, what in ((None, out, "src"), (3, out, "src"), (src, None, "dst")):
+        with pytest.raises(ConfigError, match=f"{what}: expected a file path, got "):
+            slice_file(a, b, SliceConfig(width=0.5))
+    assert not out.exists()
+    slice_file(str(src).encode(), bytes(out), SliceConfig(width=0.5))  # bytes paths are file paths
+    assert out.is_file()
