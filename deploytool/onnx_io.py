@@ -492,6 +492,52 @@ def replace_file(new: str | os.PathLike, final: str | os.PathLike) -> None:
     _remove_detached([str(aside), *orphans])
 
 
+#: the signals held while a temporary file is made and its cleanup armed
+_HELD_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGALRM")
+
+
+def hold_signals():
+    """Hold the usual interrupting signals while a temporary file is made (returns what
+    :func:`release_signals` needs; None off the main thread, where Python runs no signal handler): a signal that
+    arrives meanwhile is recorded and its handler run at the release, inside the caller's cleanup. (A signal mask
+    would not do: the kernel hands a process's signal to any thread not blocking it, ONNX Runtime's included, and
+    Python then runs the handler in the main thread at once.)"""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    pending: list = []
+    old = {}
+    for name in _HELD_SIGNALS:
+        num = getattr(signal, name, None)
+        if num is None:
+            continue
+        try:
+            old[num] = signal.signal(num, lambda n, f: pending.append((n, f)))
+        except (ValueError, OSError):
+            continue
+    return old, pending
+
+
+def release_signals(held) -> None:
+    """Put back the handlers :func:`hold_signals` replaced and deliver what arrived meanwhile."""
+    if held is None:
+        return
+    import os as _os
+    import signal
+
+    old, pending = held
+    for num, handler in old.items():
+        signal.signal(num, handler)
+    for num, frame in pending:
+        handler = old.get(num)
+        if callable(handler):
+            handler(num, frame)  # default_int_handler: KeyboardInterrupt here, inside the cleanup
+        elif handler == signal.SIG_DFL:
+            _os.kill(_os.getpid(), num)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
@@ -500,13 +546,16 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         p.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputPathError(f"{p}: cannot create directory {p.parent} ({e.strerror})") from e
+    held = hold_signals()  # a Ctrl-C between mkstemp and the try below would leave the temporary file
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix + ".tmp", dir=p.parent)
     except OSError as e:
+        release_signals(held)
         raise OutputPathError(f"{p}: cannot write in {p.parent} ({e.strerror})") from e
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        release_signals(held)  # a signal that came meanwhile is handled here, inside the cleanup
         yield tmp_path
         if tmp_path.exists():  # mkstemp makes 0600 files; give the output the usual umask mode
             umask = os.umask(0)

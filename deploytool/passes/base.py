@@ -796,8 +796,10 @@ def _gate_view(staged) -> Iterator[Path]:
     if wrong or len(spans) != len(staged.offsets):
         raise VerificationError(f"whose file does not hold its tensors where its graph says "
                                 f"({', '.join(wrong[:3]) or 'extra tensors'})")
+    held = onnx_io.hold_signals()  # a Ctrl-C between mkstemp and the try would leave the file beside the output
     fd, name = tempfile.mkstemp(prefix=f".{staged.path.name}.", suffix=".gate.onnx", dir=staged.path.parent)
     try:
+        onnx_io.release_signals(held)
         with os.fdopen(fd, "wb") as f:
             f.write(proto.SerializeToString())
         yield Path(name)
