@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.accuracy import AccuracyRecord, pick
+from deploytool.choices import show
 from deploytool.errors import ConfigError, DeployError, OutputPathError, PassRefusedError, not_a_file
 from deploytool.profiles import Profile
 from deploytool.units import MAX_SEQ_LEN, MB
@@ -71,7 +72,13 @@ __all__ = ["Candidate", "FitConfig", "FitResult", "PRECISIONS", "fit", "int8_cod
 
 
 def _fractions(name: str, values: Any) -> tuple[float, ...]:
-    vals = tuple(values) if not isinstance(values, (int, float)) else (values,)
+    import numbers
+
+    if isinstance(values, numbers.Real) and not isinstance(values, bool):  # one value (a numpy scalar too)
+        values = (float(values),)
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple, set, frozenset)):
+        raise ConfigError(f"{name}: expected numbers in (0, 1], got {show(values)}")
+    vals = tuple(float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) else v for v in values)
     if not vals:
         raise ConfigError(f"{name}: give at least one value in (0, 1]")
     for v in vals:
@@ -98,6 +105,19 @@ class FitConfig:
     workdir: Path | None = None  # keep the candidates here (default: a temporary folder)
 
     def __post_init__(self) -> None:
+        for name in ("model", "output") + (("workdir",) if self.workdir is not None else ()):
+            v = getattr(self, name)
+            if isinstance(v, bytes):
+                v = os.fsdecode(v)
+            if not isinstance(v, (str, os.PathLike)) or not str(v):
+                raise ConfigError(f"{name}: expected a file path, got {show(v)}")
+            object.__setattr__(self, name, v)
+        if isinstance(self.profile, (str, os.PathLike)):  # a profile's name or file, as the CLI takes it
+            from deploytool.profiles import load_profile
+
+            object.__setattr__(self, "profile", load_profile(self.profile))
+        if not isinstance(self.profile, Profile):
+            raise ConfigError(f"profile: expected a device profile (or its name), got {type(self.profile).__name__}")
         object.__setattr__(self, "model", Path(self.model))
         object.__setattr__(self, "output", Path(self.output))
         if not self.model.is_file():
@@ -126,6 +146,9 @@ class FitConfig:
             if not self.accuracies:
                 raise ConfigError("accuracy_floor needs measured accuracies of the candidates (--accuracy FILE); "
                                   "without them fit ranks by the kept-parameter proxy, which is not an accuracy")
+        if self.accuracies is not None and not isinstance(self.accuracies, Mapping):
+            raise ConfigError(f"accuracies: expected a mapping {{candidate name: accuracy}}, got "
+                              f"{type(self.accuracies).__name__}")
         if self.accuracies:
             recs = {}
             for k, v in self.accuracies.items():
@@ -137,7 +160,10 @@ class FitConfig:
             object.__setattr__(self, "accuracies", recs)
         object.__setattr__(self, "widths", _fractions("widths", self.widths))
         object.__setattr__(self, "depths", _fractions("depths", self.depths))
-        precs = tuple(dict.fromkeys(str(p).lower() for p in self.precisions))
+        raw = (self.precisions,) if isinstance(self.precisions, str) else self.precisions  # one precision
+        if not isinstance(raw, (list, tuple, set, frozenset)):
+            raise ConfigError(f"precisions: expected some of {', '.join(PRECISIONS)}, got {show(self.precisions)}")
+        precs = tuple(dict.fromkeys(str(p).lower() for p in raw))
         bad = [p for p in precs if p not in PRECISIONS]
         if bad or not precs:
             raise ConfigError(f"precisions: unknown {bad[0]!r}; expected some of {', '.join(PRECISIONS)}" if bad

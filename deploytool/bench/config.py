@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import dataclasses
 import enum
 import os
@@ -9,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from deploytool.choices import parse_enum, refuse_repeats
+from deploytool.choices import parse_enum, refuse_repeats, show
 from deploytool.errors import ConfigError
 from deploytool.runtime.spec import SessionSpec
 from deploytool.units import MAX_SEQ_LEN
@@ -164,8 +166,11 @@ class BenchConfig:
         if isinstance(sw, bool) or not isinstance(sw, (int, float)) or not 0 < sw < 10:
             raise ConfigError(f"spread_warn: must be a number in (0, 10), got {sw!r}")
         if self.timeout_s is not None and (isinstance(self.timeout_s, bool)
-                                           or not isinstance(self.timeout_s, (int, float)) or self.timeout_s <= 0):
-            raise ConfigError(f"timeout_s: must be a positive number of seconds or None, got {self.timeout_s!r}")
+                                           or not isinstance(self.timeout_s, (int, float))
+                                           or not math.isfinite(float(min(self.timeout_s, 1e300)))
+                                           or not 0 < self.timeout_s <= 10 ** 7):  # nan was accepted, then failed
+            raise ConfigError(f"timeout_s: must be a positive number of seconds (at most 1e7) or None, got "
+                              f"{show(self.timeout_s)}")
         wp = self.worker_python
         if isinstance(wp, (str, os.PathLike)) or not all(isinstance(x, (str, os.PathLike)) for x in wp):
             raise ConfigError(f"worker_python: expected a command as a list of strings, got {wp!r}")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import math
+import os
 from pathlib import Path
 
-from deploytool.choices import parse_enum
+from deploytool.choices import parse_enum, show
 from deploytool.errors import ConfigError
 
 __all__ = ["Exporter", "Task", "ExportConfig", "ExportResult", "OPSET_RANGE", "DEFAULT_OPSET"]
@@ -67,19 +67,22 @@ class ExportConfig:
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
-        if not str(self.model).strip():
-            raise ConfigError("model must be a model name (minilm) or a Hugging Face folder, got ''")
+        if not isinstance(self.model, (str, os.PathLike)) or not str(self.model).strip():
+            raise ConfigError(f"model must be a model name (minilm) or a Hugging Face folder, got {show(self.model)}")
         object.__setattr__(self, "model", str(self.model))
+        if not isinstance(self.validate, bool):  # "no" was true (validated), None false (skipped silently)
+            raise ConfigError(f"validate={show(self.validate)} must be true or false")
+        if self.source is not None and (not isinstance(self.source, str) or not self.source.strip()):
+            raise ConfigError(f"source={show(self.source)} must be a non-empty string or None")
         object.__setattr__(self, "task", parse_enum(Task, self.task, "task"))
         object.__setattr__(self, "exporter", parse_enum(Exporter, self.exporter, "exporter"))
         if self.opset is not None:
             lo, hi = OPSET_RANGE[self.exporter]
             if isinstance(self.opset, bool) or not isinstance(self.opset, int) or not lo <= self.opset <= hi:
-                raise ConfigError(f"opset={self.opset!r} out of range for exporter {self.exporter.value}: "
+                raise ConfigError(f"opset={show(self.opset)} out of range for exporter {self.exporter.value}: "
                                   f"expected an integer in [{lo}, {hi}]")
-        if isinstance(self.atol, bool) or not isinstance(self.atol, (int, float)) or not math.isfinite(self.atol) \
-                or self.atol < 0:
-            raise ConfigError(f"atol={self.atol!r} must be a finite number >= 0")
+        if isinstance(self.atol, bool) or not isinstance(self.atol, (int, float)) or not 0 <= self.atol <= 1e6:
+            raise ConfigError(f"atol={show(self.atol)} must be a number in [0, 1e6]")
         object.__setattr__(self, "atol", float(self.atol))
         if not isinstance(self.trust_remote_code, bool):
             raise ConfigError(f"trust_remote_code={self.trust_remote_code!r} must be true or false")

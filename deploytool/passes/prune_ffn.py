@@ -13,6 +13,8 @@ weight-magnitude fallback, named as such). A layer keeps at least one neuron.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import json
 import math
 import re
@@ -78,10 +80,14 @@ class FFNPruneConfig:
             if isinstance(k, bool) or not isinstance(k, (int, float)) or not math.isfinite(k) or not 0 < k <= 1:
                 raise ConfigError(f"keep: {k!r} out of range; expected a fraction 0 < keep <= 1 of each layer's neurons")
         if self.neurons is not None:
+            if not isinstance(self.neurons, Mapping):
+                raise ConfigError(f"neurons: expected a mapping {{layer: [neuron ids]}}, got {type(self.neurons).__name__}")
             norm = {}
-            for layer, ids in dict(self.neurons).items():
+            for layer, ids in self.neurons.items():
                 if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
                     raise ConfigError(f"neurons: layer index {layer!r} must be an integer >= 0")
+                if isinstance(ids, (str, bytes, Mapping)) or not isinstance(ids, (list, tuple, set, frozenset)):
+                    raise ConfigError(f"neurons: layer {layer}: expected a list of neuron ids, got {type(ids).__name__}")
                 ids = tuple(ids)
                 if any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids):
                     raise ConfigError(f"neurons: layer {layer} ids must be integers >= 0")

@@ -79,6 +79,8 @@ class HeadPruneConfig:
             for layer, ids in self.heads.items():
                 if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
                     raise ConfigError(f"heads: layer index {layer!r} must be an integer >= 0")
+                if isinstance(ids, (str, bytes, Mapping)) or not isinstance(ids, (list, tuple, set, frozenset)):
+                    raise ConfigError(f"heads: layer {layer}: expected a list of head ids, got {type(ids).__name__}")
                 ids = tuple(ids)
                 for h in ids:
                     if isinstance(h, bool) or not isinstance(h, int) or h < 0:

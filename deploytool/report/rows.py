@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.accuracy import load_accuracy_records
-from deploytool.choices import refuse_repeats
+from deploytool.choices import show, refuse_repeats
 from deploytool.errors import ConfigError, InputFileError, not_a_file
 from deploytool.profiles import Profile, load_profile
 
@@ -61,8 +61,7 @@ class ReportConfig:
     title: str = "deploytool device report"
 
     def __post_init__(self) -> None:
-        res = tuple(Path(p) for p in ((self.results,) if isinstance(self.results, (str, os.PathLike))
-                                      else self.results))
+        res = _paths(self.results, "results")
         if not res:
             raise ConfigError("results: give at least one bench JSON file")
         for p in res:
@@ -70,18 +69,49 @@ class ReportConfig:
                 raise not_a_file(p, "bench results file")
         refuse_repeats(res, "results", key=Path.resolve)  # shown once, counted twice
         object.__setattr__(self, "results", res)
-        acc = tuple(Path(p) for p in self.accuracy)
+        acc = _paths(self.accuracy, "accuracy")  # one file, or several (a string was split into letters)
         for p in acc:
             if not p.is_file():
-                raise InputFileError(f"{p}: no such accuracy file")
+                raise not_a_file(p, "accuracy file")
         refuse_repeats(acc, "accuracy", key=Path.resolve)
         object.__setattr__(self, "accuracy", acc)
-        profs = tuple(self.profiles) or ("x86-host",)
+        profs = (self.profiles,) if isinstance(self.profiles, (str, os.PathLike)) else self.profiles
+        if not isinstance(profs, (list, tuple)) or not all(isinstance(x, (str, os.PathLike)) and str(x)
+                                                            for x in profs):
+            raise ConfigError(f"profiles: expected device profile names, got {show(self.profiles)}")
+        profs = tuple(str(x) for x in profs) or ("x86-host",)
         refuse_repeats(profs, "profiles")
         object.__setattr__(self, "profiles", profs)
-        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        object.__setattr__(self, "profiles_dirs", _paths(self.profiles_dirs, "profiles_dirs"))
+        for name in ("project", "calibrate"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}: expected true or false, got {show(getattr(self, name))}")
+        if not isinstance(self.title, str) or not self.title.strip():
+            raise ConfigError(f"title: expected a non-empty string, got {show(self.title)}")
+        out = self.out_dir
+        if isinstance(out, bytes):
+            out = os.fsdecode(out)
+        if not isinstance(out, (str, os.PathLike)) or not str(out):
+            raise ConfigError(f"out_dir: expected a folder path, got {show(self.out_dir)}")
+        object.__setattr__(self, "out_dir", Path(out))
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ConfigError(f"{self.out_dir}: exists and is not a directory (-o takes a folder)")
+
+
+def _paths(value, name: str) -> tuple[Path, ...]:
+    """One path or a list of them, as paths; ConfigError naming ``name`` for anything else."""
+    if isinstance(value, bytes):
+        value = os.fsdecode(value)
+    items = (value,) if isinstance(value, (str, os.PathLike)) else value
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"{name}: expected a file path or a list of them, got {show(value)}")
+    out = []
+    for x in items:
+        x = os.fsdecode(x) if isinstance(x, bytes) else x
+        if not isinstance(x, (str, os.PathLike)) or not str(x):
+            raise ConfigError(f"{name}: expected file paths, got {show(x)}")
+        out.append(Path(x))
+    return tuple(out)
 
 
 @dataclasses.dataclass
