@@ -126,7 +126,9 @@ def load_importance(path: str | os.PathLike, structure: EncoderStructure | None 
     """Read an importance file; with ``structure``, check its shape against the model's."""
     p = Path(path)
     if not p.is_file():
-        raise InputFileError(f"{p}: no such importance file")
+        from deploytool.errors import not_a_file
+
+        raise not_a_file(p, "importance file")
     try:
         obj = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

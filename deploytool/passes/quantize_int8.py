@@ -145,8 +145,8 @@ class Int8Config:
     bias_gelu: Flag = False  # let ORT fuse the FFN bias Add + Gelu into BiasGelu (measured slower; see doc)
     skip_layernorm: Flag = False  # let ORT fuse residual Add + LayerNormalization into SkipLayerNormalization
     static_reshape: Flag = False  # constant Reshape shapes (0 / -1 keep batch and sequence dynamic)
-    num_heads: Integer(0, what="0 = detect") = 0  # 0: from metadata / detected by ORT
-    hidden_size: Integer(0, what="0 = detect") = 0
+    num_heads: Integer(0, 4096, what="0 = detect") = 0  # 0: from metadata / detected by ORT
+    hidden_size: Integer(0, 1 << 20, what="0 = detect") = 0
     # native: the streaming writer (dynamic, per-channel or per-tensor, fusion=attention); anything it does not
     # take (static, fusion mha/none, bias_gelu, skip_layernorm, static_reshape, num_heads/hidden_size given, a
     # graph it cannot read) falls back to ORT's quantizer with a Skip saying why. Default native: as fast as
