@@ -137,7 +137,7 @@ def test_cli_bad_input(tiny_onnx, tmp_path, case):
     lines = [x for x in err.splitlines() if x.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in res.output
     key = {"missing": "no such file", "not-onnx": "not a readable ONNX model", "truncated": "not a readable ONNX",
-           "empty": "empty file", "seq-len": "seq_len"}[case]
+           "empty": "empty file", "seq-len": "--seq-len: must be an integer in [1, 65536], got 0"}[case]
     assert key in lines[0]
     assert sorted(tmp_path.iterdir()) == before  # nothing written
 

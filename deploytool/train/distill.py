@@ -252,7 +252,8 @@ def distill(cfg: DistillConfig) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from deploytool.train.batching import encode, load_teacher_data, make_accelerator
+    from deploytool.train.batching import encode, make_accelerator
+    from deploytool.train.teacher_data import load_teacher_data
     from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
         resolve_folder, save_folder
     from deploytool.train.evaluate import evaluate_torch

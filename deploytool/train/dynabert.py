@@ -28,7 +28,8 @@ import time
 
 import torch
 
-from deploytool.train.batching import encode, load_teacher_data, make_accelerator
+from deploytool.train.batching import encode, make_accelerator
+from deploytool.train.teacher_data import load_teacher_data
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
     require_classifier, resolve_folder, save_folder
 from deploytool.train.config import DynaBertConfig

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from deploytool.errors import OutputPathError
-from deploytool.train.batching import batches, encode, load_teacher_data, model_inputs
+from deploytool.train.batching import batches, encode, model_inputs
+from deploytool.train.teacher_data import load_teacher_data
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
     require_classifier, resolve_folder, save_folder
 from deploytool.train.config import ImportanceConfig

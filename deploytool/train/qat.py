@@ -54,7 +54,8 @@ import torch
 from torch.nn.utils import parametrize
 
 from deploytool.quant.quantizers import binarize, dequantize, split_ternary, ternarize
-from deploytool.train.batching import encode, load_teacher_data, make_accelerator
+from deploytool.train.batching import encode, make_accelerator
+from deploytool.train.teacher_data import load_teacher_data
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
     require_classifier, resolve_folder, save_folder
 from deploytool.train.config import QATConfig, QuantMode

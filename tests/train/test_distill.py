@@ -129,9 +129,9 @@ def test_cli_other_head_count_skips_attention_loss_and_says_so(toy, tmp_path):
     (dict(ffn=-3), "ffn: must be an integer"),
     (dict(heads=0), "heads: must be an integer"),
     (dict(init="zeros"), "init: expected one of teacher-slice, random, got 'zeros'"),
-    (dict(temperature=0), "temperature: must be > 0"),
+    (dict(temperature=0), "temperature: must be a finite number > 0"),
     (dict(w_logits=0, w_hidden=0, w_attention=0), "at least one loss weight"),
-    (dict(w_hidden=-1), "w_hidden: must be >= 0"),
+    (dict(w_hidden=-1), "w_hidden: must be a finite number >= 0"),
     (dict(epochs=0), "epochs: must be in (0, 1000]"),
 ])
 def test_bad_config_is_a_config_error(kw, msg):

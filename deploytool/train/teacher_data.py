@@ -1,0 +1,53 @@
+"""The data of a command that starts from a trained classifier (importance, dynabert, qat, distill): its labels
+matched by name to the teacher's class ids, and by default the dataset recorded with the teacher."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+from deploytool.data import Dataset, Split
+from deploytool.train.batching import load_data
+from deploytool.train.config import DataConfig
+from deploytool.train.evaluate import match_labels, recorded_data
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["load_teacher_data"]
+
+
+def load_teacher_data(cfg: DataConfig, folder) -> Dataset:
+    """The dataset a command that starts from a trained classifier (importance, dynabert, qat, distill) reads,
+    its labels as the teacher's class ids. ``cfg.data`` None: the dataset recorded with the teacher at training
+    (as ``eval`` does; rotten-tomatoes where none is recorded). The data's labels are matched BY NAME with the
+    teacher's ``id2label`` (:func:`~deploytool.train.evaluate.match_labels`): a file whose labels are named or
+    sorted otherwise gets the teacher's ids, and labels the teacher does not know are refused in one line (they
+    were taken by their sorted index: a dev accuracy of 27.5 % for a 72.5 % teacher, training on swapped labels)."""
+    folder = Path(folder)
+    if cfg.data is None:
+        cfg, where = recorded_data(cfg, folder)
+        logger.warning("data: %s (%s; give --data for another)", cfg.data, where)
+    ds = load_data(cfg)
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ds  # loading the model says what is wrong with it
+    id2label = config.get("id2label") if isinstance(config, dict) else None
+    id2label = {int(k): str(v) for k, v in id2label.items()} if isinstance(id2label, dict) and id2label else None
+    n = len(id2label) if id2label else config.get("num_labels") if isinstance(config.get("num_labels"), int) else None
+    ids, note = match_labels(ds.label_names, id2label, f"{cfg.data}", n)
+    if note:
+        logger.warning("%s: %s", cfg.data, note)
+    n = n or ds.num_labels
+    if list(ids) == list(range(ds.num_labels)) and n == ds.num_labels:
+        return ds
+    names = tuple(id2label[k] if id2label and k in id2label else f"LABEL_{k}" for k in range(n))
+
+    def remap(sp: Split) -> Split:
+        return Split(sp.texts, tuple(int(ids[y]) for y in sp.labels), sp.ids)
+
+    logger.info("%s: labels matched to the teacher's ids: %s", cfg.data,
+                ", ".join(f"{a}->{int(b)}" for a, b in zip(ds.label_names, ids)))
+    return dataclasses.replace(ds, label_names=names, train=remap(ds.train), dev=remap(ds.dev), test=remap(ds.test))
