@@ -241,6 +241,12 @@ def max_sequence_length(model) -> int:
         # no absolute positions (T5's relative buckets): any length runs; 512 is what T5 was trained on
         return int(getattr(c, "n_positions", None) or 512)
     n = int(c.max_position_embeddings)
-    if c.model_type in ("roberta", "xlm-roberta", "camembert", "longformer"):
-        n -= int(c.pad_token_id or 1) + 1
-    return n
+    # RoBERTa-style embeddings count positions from padding_idx + 1 (RoBERTa, XLM-R, CamemBERT, MPNet,
+    # data2vec-text, ...): read off the module that makes the position ids, not a list of families (MPNet was
+    # recorded 2 positions too long and crashed validation), and its padding index as it is (a pad id of 0 was 1)
+    offset = next((int(pe.padding_idx) + 1 for m in model.modules()
+                   if (pe := getattr(m, "position_embeddings", None)) is not None
+                   and isinstance(getattr(pe, "padding_idx", None), int)), None)
+    if offset is None and c.model_type in ("roberta", "xlm-roberta", "camembert", "longformer"):
+        offset = (1 if c.pad_token_id is None else int(c.pad_token_id)) + 1
+    return n - (offset or 0)

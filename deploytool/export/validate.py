@@ -69,6 +69,10 @@ def compare(model, onnx_bytes: bytes | str | os.PathLike, output_name: str, atol
     diffs: dict[str, float] = {}
     for name, feeds in validation_inputs(model).items():
         ref = torch_reference(model, feeds, output_name)
+        if not np.all(np.isfinite(ref)):  # "differs from PyTorch: max abs diff inf" blamed the export
+            raise ValidationError(f"the model's own PyTorch output '{output_name}' is not finite on {name} "
+                                  f"({int(np.isnan(ref).sum())} NaN, {int(np.isinf(ref).sum())} inf of {ref.size} "
+                                  "values; NaN or inf in its weights?): nothing to export")
         got = run_onnx(onnx_bytes, feeds)
         if output_name not in got:
             raise ValidationError(f"exported model has no output '{output_name}' (outputs: {', '.join(got)})")

@@ -137,3 +137,51 @@ def test_decoders_and_unknown_model_types_are_named(tiny_hf_folder, tmp_path, ca
                                   "-o", str(tmp_path / "trained")])
     _assert_one_line_error(r, *needles)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("family, pad, expected", [("mpnet", None, 62), ("roberta", 0, 63), ("roberta", None, 62),
+                                                   ("bert", None, 64)])
+def test_the_recorded_length_limit_follows_the_position_ids(tmp_path, family, pad, expected):
+    """MPNet counts positions from padding_idx + 1 as RoBERTa does: its limit was recorded 2 too long and a small
+    table crashed validation (IndexError, exit 1); RoBERTa with pad id 0 was recorded one too short."""
+    import onnxruntime as ort
+    import transformers as tr
+
+    from deploytool.export import read_metadata
+
+    cfg_cls, model_cls = {"mpnet": (tr.MPNetConfig, tr.MPNetModel), "roberta": (tr.RobertaConfig, tr.RobertaModel),
+                          "bert": (tr.BertConfig, tr.BertModel)}[family]
+    kw = {} if pad is None else {"pad_token_id": pad}
+    folder = tmp_path / "x" / "m"
+    model_cls(cfg_cls(num_hidden_layers=1, hidden_size=32, num_attention_heads=4, intermediate_size=64, vocab_size=100,
+                      max_position_embeddings=64, **kw)).save_pretrained(folder)
+    out = tmp_path / "m.onnx"
+    r = _run("--model", str(folder), "-o", str(out))
+    assert r.exit_code == 0, r.output
+    meta = read_metadata(onnx.load(str(out), load_external_data=False))
+    assert int(meta["max_position_embeddings"]) == expected
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    import numpy as np
+
+    feeds = {i.name: np.ones((1, expected), np.int64) * (5 if "ids" in i.name and "type" not in i.name else 1)
+             for i in sess.get_inputs()}
+    feeds = {k: (np.zeros_like(v) if "type" in k else v) for k, v in feeds.items()}
+    sess.run(None, feeds)  # the recorded length runs
+
+
+def test_nan_weights_are_the_checkpoints_fault(tiny_hf_folder, tmp_path):
+    """A checkpoint with a NaN weight: "exported model differs from PyTorch: max abs diff inf" blamed the export
+    for what PyTorch itself computes."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "x" / "nan"
+    shutil.copytree(tiny_hf_folder("bert", "feature-extraction"), folder)
+    w = load_file(str(folder / "model.safetensors"))
+    key = next(k for k in w if k.endswith("query.weight"))
+    w[key] = w[key].clone()
+    w[key][0, 0] = float("nan")
+    save_file(w, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    _assert_one_line_error(_run("--model", str(folder), "-o", str(tmp_path / "m.onnx")),
+                           "the model's own PyTorch output 'last_hidden_state' is not finite",
+                           "NaN or inf in its weights?")
+    assert not (tmp_path / "m.onnx").exists()
