@@ -185,3 +185,15 @@ def test_nan_weights_are_the_checkpoints_fault(tiny_hf_folder, tmp_path):
                            "the model's own PyTorch output 'last_hidden_state' is not finite",
                            "NaN or inf in its weights?")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_position_table_shorter_than_the_trace_exports(tmp_path):
+    """max_position_embeddings 6: the export traced 8 tokens and failed with the exporter's size mismatch."""
+    import transformers as tr
+
+    folder = tmp_path / "x" / "short"
+    tr.BertModel(tr.BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=4, intermediate_size=64,
+                               vocab_size=100, max_position_embeddings=6)).save_pretrained(folder)
+    r = _run("--model", str(folder), "-o", str(tmp_path / "m.onnx"))
+    assert r.exit_code == 0, r.output
+    assert "validation seq6" in r.output
