@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import deploytool as dt
+from deploytool.errors import ConfigError
 from deploytool.runtime.infer import run_onnx
 from deploytool.testing.tiny import fixed_inputs
 
@@ -36,5 +37,5 @@ def test_transform_dispatches_on_the_config(tiny_onnx, tmp_path):
     a = run_onnx(src, feeds)["last_hidden_state"]
     b = run_onnx(tmp_path / "r.onnx", feeds)["last_hidden_state"]
     assert np.abs(a - b).max() < 1e-4
-    with pytest.raises(TypeError, match="transform\\(\\) takes one of"):
+    with pytest.raises(ConfigError, match="transform\\(\\) takes one of"):  # a DeployError, one line
         dt.transform(src, tmp_path / "x.onnx", object())

@@ -99,7 +99,7 @@ def test_shipped_recipes_validate(path):
 
 
 @pytest.mark.parametrize("changes, needle", [
-    ({"train": [{"finetune": {"epochz": 1}}]}, "train[0] finetune: got an unexpected keyword argument 'epochz'"),
+    ({"train": [{"finetune": {"epochz": 1}}]}, "train[0] finetune: epochz: unknown key (did you mean 'epochs'?)"),
     ({"train": [{"dynabert": {"widths": [0.5, 1.5]}}]}, "train[0] dynabert: widths"),
     ({"passes": [{"slice": {"width": 1.5}}]}, "passes[0] slice: width"),
     ({"passes": [{"quantize": {"precision": "int4"}}]}, "passes[0] quantize: precision"),
