@@ -11,6 +11,7 @@ import difflib
 import enum
 import math
 import reprlib
+from pathlib import Path
 from typing import Any, Iterable, Sequence, TypeVar
 
 from deploytool.errors import ConfigError
@@ -96,6 +97,18 @@ def show(value: Any, limit: int = 80) -> str:
         except Exception:  # noqa: BLE001 - a value whose repr fails is still named
             s = f"<{type(value).__name__}>"
     return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def as_path(value: Any, name: str, what: str = "a file path") -> Path:
+    """``value`` as a Path (str or os.PathLike; bytes decoded as the file system does); ConfigError naming ``name``
+    for anything else (None, a number, an empty string) instead of a TypeError from deep inside."""
+    import os
+
+    if isinstance(value, bytes):
+        value = os.fsdecode(value)
+    if not isinstance(value, (str, os.PathLike)) or not str(os.fspath(value)):
+        raise ConfigError(f"{name}: expected {what}, got {show(value)}")
+    return Path(value)
 
 
 def first_repeat(items: Iterable[Any], key=lambda x: x) -> tuple[int, Any, Any] | None:

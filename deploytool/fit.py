@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.accuracy import AccuracyRecord, pick
-from deploytool.choices import show
+from deploytool.choices import as_path, show
 from deploytool.errors import ConfigError, DeployError, OutputPathError, PassRefusedError, not_a_file
 from deploytool.profiles import Profile
 from deploytool.units import MAX_SEQ_LEN, MB
@@ -106,12 +106,7 @@ class FitConfig:
 
     def __post_init__(self) -> None:
         for name in ("model", "output") + (("workdir",) if self.workdir is not None else ()):
-            v = getattr(self, name)
-            if isinstance(v, bytes):
-                v = os.fsdecode(v)
-            if not isinstance(v, (str, os.PathLike)) or not str(v):
-                raise ConfigError(f"{name}: expected a file path, got {show(v)}")
-            object.__setattr__(self, name, v)
+            object.__setattr__(self, name, as_path(getattr(self, name), name))
         if isinstance(self.profile, (str, os.PathLike)):  # a profile's name or file, as the CLI takes it
             from deploytool.profiles import load_profile
 
@@ -403,7 +398,9 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         work.mkdir(parents=True, exist_ok=True)
         sliced: dict = {}
         cands: list[Candidate] = []
-        source_precision = _source_precision(config.model)  # read once: a self-contained file is parsed whole
+        # read once (a self-contained file is parsed whole): its stored precision and, when it is itself a variant,
+        # its width and depth relative to the original model
+        source_precision, (sw, sd) = _source_facts(config.model)
         if source_precision not in ("fp32", "fp16"):
             # its width-1 depth-1 "fp32" candidate would be this file as is, labelled fp32, and nothing else builds
             raise PassRefusedError(f"fit: {config.model} is already {source_precision}; fit builds its width, depth "
@@ -412,8 +409,6 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         n_cands = len(config.widths) * len(config.depths) * len(grid)
         # an input that is itself a variant (a slice of the export): the candidates are named as their files' records
         # name them, relative to the original model (a width 0.5 of a w0.5 input is w0.25), not to the input
-        sw, sd = _source_shape(config.model)
-
         def label(w: float, d: float, p: str) -> str:
             return _name(sw * w, sd * d, p)
 
@@ -558,25 +553,19 @@ def _check_accuracy_names(config: FitConfig, names: list[str]) -> None:
                       f"{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}")
 
 
-def _source_shape(model: Path) -> tuple[float, float]:
-    """The input's width and depth relative to its original model (its variant record; 1, 1 for an export)."""
+def _source_facts(model: Path) -> tuple[str, tuple[float, float]]:
+    """The input's stored precision and its (width, depth) relative to its original model (its variant record;
+    1, 1 for an export), from one read of the file without its weights."""
     from deploytool.onnx_io import load_proto
-    from deploytool.variant import read_variant
+    from deploytool.variant import model_precision, read_variant
 
     try:
-        v = read_variant({p.key: p.value for p in load_proto(model, load_external_data=False).metadata_props})
-    except DeployError:
-        return 1.0, 1.0
-    return (v.width, v.depth) if v is not None else (1.0, 1.0)
-
-
-def _source_precision(model: Path) -> str:
-    from deploytool.variant import model_precision
-
-    try:
-        return model_precision(model)[0]
+        proto = load_proto(model, load_external_data=False)
+        precision = model_precision(proto)[0]
     except Exception:  # noqa: BLE001 - an unreadable input fails where the candidates are built, with its reason
-        return "fp32"
+        return "fp32", (1.0, 1.0)
+    v = read_variant({p.key: p.value for p in proto.metadata_props})
+    return precision, ((v.width, v.depth) if v is not None else (1.0, 1.0))
 
 
 def _grid_precisions(precisions: tuple[str, ...], source_precision: str) -> list[tuple[str, str]]:

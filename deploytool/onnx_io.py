@@ -74,10 +74,6 @@ def _check_input(path: str | os.PathLike) -> Path:
     return p
 
 
-class _MissingData(Exception):
-    """An external-data file the model names is not there (raised inside :func:`load_proto`'s own try)."""
-
-
 def load_proto(path: str | os.PathLike, *, load_external_data: bool = True,
                data_files: list[Path] | None = None) -> onnx.ModelProto:
     """Load an ONNX ModelProto, turning every parse failure into a one-line InputFileError.
@@ -88,25 +84,32 @@ def load_proto(path: str | os.PathLike, *, load_external_data: bool = True,
     p = _check_input(path)
     try:
         model = onnx.load(str(p), load_external_data=False)
-        if data_files is not None:
-            data_files.extend(_locations(model, p.parent))
-        if load_external_data:
-            from onnx.external_data_helper import load_external_data_for_model
-
-            for f in _locations(model, p.parent):
-                if not f.is_file():
-                    raise _MissingData(f"{p}: external data file {os.path.relpath(f, p.resolve().parent)!r} not "
-                                       "found beside the model")
-            load_external_data_for_model(model, str(p.parent))
-    except _MissingData as e:
-        raise InputFileError(str(e)) from None
-    except Exception as e:  # protobuf DecodeError, truncated external data, ...
+        locations = _locations(model, p.parent)
+    except Exception as e:  # protobuf DecodeError, ...
         raise InputFileError(f"{p}: not a readable ONNX model ({type(e).__name__}: {_first_line(e)})") from e
+    if data_files is not None:
+        data_files.extend(locations)
+    if load_external_data:
+        from onnx.external_data_helper import load_external_data_for_model
+
+        _refuse_missing_data(p, locations)
+        try:
+            load_external_data_for_model(model, str(p.parent))
+        except Exception as e:  # truncated external data, ...
+            raise InputFileError(f"{p}: not a readable ONNX model ({type(e).__name__}: {_first_line(e)})") from e
     if not model.graph.node and not model.graph.input:
         raise InputFileError(f"{p}: not an ONNX model (no graph inside)")
     _check_graph_order(model, p)
     _check_tensors(model, p, {})
     return model
+
+
+def _refuse_missing_data(model: Path, files: list[Path]) -> None:
+    """InputFileError naming the first of ``files`` (the external data of ``model``) that is not there."""
+    for f in files:
+        if not f.is_file():
+            raise InputFileError(f"{model}: external data file {os.path.relpath(f, model.resolve().parent)!r} not "
+                                 "found beside the model")
 
 
 def _check_references(proto: onnx.ModelProto, path: Path) -> None:
@@ -262,10 +265,7 @@ def check_external_data(path: str | os.PathLike) -> None:
     """InputFileError when an external-data file the ONNX file at ``path`` names is missing (said the same way by
     every command, before ONNX Runtime's long message or a FileNotFoundError deep inside a pass)."""
     model = Path(path)
-    for f in external_data_files(model):
-        if not f.is_file():
-            raise InputFileError(f"{model}: external data file {os.path.relpath(f, model.resolve().parent)!r} not "
-                                 "found beside the model")
+    _refuse_missing_data(model, external_data_files(model))
 
 
 def external_data_files(path: str | os.PathLike) -> list[Path]:
@@ -372,6 +372,13 @@ def check_output_dir(path: str | os.PathLike) -> Path:
     return out
 
 
+def umask_mode(path: str | os.PathLike, *, folder: bool = False) -> None:
+    """Give ``path`` (made by mkstemp/mkdtemp: 0600/0700) the mode a plain open/mkdir would, under the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if folder else 0o666) & ~umask)
+
+
 def make_staging_dir(out: str | os.PathLike) -> Path:
     """A new hidden folder beside ``out`` to build an output folder in (renamed onto ``out`` when complete),
     with the permissions a plain ``mkdir`` would give it (``mkdtemp`` makes it 0700)."""
@@ -379,9 +386,7 @@ def make_staging_dir(out: str | os.PathLike) -> Path:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(stage, 0o777 & ~umask)
+        umask_mode(stage, folder=True)
     except OSError as e:
         raise OutputPathError(f"{out}: cannot create a folder in {out.parent} ({e.strerror})") from e
     return stage
@@ -524,7 +529,6 @@ def release_signals(held) -> None:
     """Put back the handlers :func:`hold_signals` replaced and deliver what arrived meanwhile."""
     if held is None:
         return
-    import os as _os
     import signal
 
     old, pending = held
@@ -535,7 +539,7 @@ def release_signals(held) -> None:
         if callable(handler):
             handler(num, frame)  # default_int_handler: KeyboardInterrupt here, inside the cleanup
         elif handler == signal.SIG_DFL:
-            _os.kill(_os.getpid(), num)
+            os.kill(os.getpid(), num)
 
 
 @contextlib.contextmanager
@@ -558,9 +562,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         release_signals(held)  # a signal that came meanwhile is handled here, inside the cleanup
         yield tmp_path
         if tmp_path.exists():  # mkstemp makes 0600 files; give the output the usual umask mode
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp_path, 0o666 & ~umask)
+            umask_mode(tmp_path)
         replace_file(tmp_path, p)
     except BaseException:
         with contextlib.suppress(OSError):

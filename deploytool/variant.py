@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-import os
 from typing import Any, Iterable, Mapping
 
 KEY = "deploytool.variant"
@@ -164,12 +163,12 @@ def file_variant(path) -> Variant | None:
     return read_variant({p.key: p.value for p in proto.metadata_props})
 
 
-def model_precision(model_path: str | os.PathLike) -> tuple[str, int]:
-    """(precision, K) of a model: ``fp32 | fp16 | int8 | ternary | binary`` and its longest MatMul
-    reduction dimension K (largest inner dimension of a MatMul/Gemm weight initializer)."""
+def model_precision(model_path) -> tuple[str, int]:
+    """(precision, K) of a model (a path, or a ModelProto already read): ``fp32 | fp16 | int8 | ternary | binary``
+    and its longest MatMul reduction dimension K (largest inner dimension of a MatMul/Gemm weight initializer)."""
     from deploytool.onnx_io import load_proto
 
-    m = load_proto(model_path, load_external_data=False)
+    m = model_path if hasattr(model_path, "graph") else load_proto(model_path, load_external_data=False)
     g = m.graph
     inits = {t.name: t for t in g.initializer}
     k_max = 0

@@ -50,14 +50,14 @@ def run(recipe: Path, out_dir: Path | None, quiet: bool, check: bool, cache_dir:
 
     rec = load_recipe(recipe)
     if check:
-        for line in check_recipe(rec, recipe):
+        for line in check_recipe(rec):
             click.echo(line)
         click.echo(f"{recipe}: ok")
         return
     out = out_dir or Path("runs") / rec.name
     store = None if no_shared_cache else (cache_dir or default_store())
     result = run_recipe(rec, out, progress=None if quiet else step_printer(sys.stderr), store=store,
-                        max_store_bytes=int(cache_max_gb * _GB) if store is not None else None, source=recipe)
+                        max_store_bytes=int(cache_max_gb * _GB) if store is not None else None)
     print_headline(result)
 
 
@@ -70,6 +70,13 @@ _dir = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Pa
                     help="The store [default: ~/.cache/deploytool/steps, or $DEPLOYTOOL_CACHE_DIR].")
 
 
+def _store(cache_dir: Path | None) -> Path:
+    """The store ``cache ls|clear`` work on, refused in one line where it cannot be a folder."""
+    from deploytool.onnx_io import check_folder_path
+
+    return check_folder_path(cache_dir or default_store(), "step store, --cache-dir")
+
+
 @cache.command("ls", cls=GrammarCommand)
 @_dir
 @json_flag("Print the store's entries as JSON to stdout.")
@@ -80,10 +87,7 @@ def cache_ls(cache_dir: Path | None, as_json: bool) -> None:
 
     from deploytool.recipes.cache import store_entries
 
-    store = cache_dir or default_store()
-    from deploytool.onnx_io import check_folder_path
-
-    check_folder_path(store, "step store, --cache-dir")
+    store = _store(cache_dir)
     entries = store_entries(store)
     if as_json:
         click.echo(json.dumps({"store": str(store), "bytes": sum(e.bytes for e in entries),
@@ -109,10 +113,7 @@ def cache_clear(cache_dir: Path | None, older_than_days: float | None, kind: str
     into run folders are hard links and stay."""
     from deploytool.recipes.cache import clear_store
 
-    store = cache_dir or default_store()
-    from deploytool.onnx_io import check_folder_path
-
-    check_folder_path(store, "step store, --cache-dir")
+    store = _store(cache_dir)
     removed = clear_store(store, older_than_s=None if older_than_days is None else older_than_days * 86400,
                           kind=kind)
     click.echo(f"{store}: removed {len(removed)} steps")

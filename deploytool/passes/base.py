@@ -535,18 +535,6 @@ def require_config(config, cls: type, fn: str) -> None:
         raise ConfigError(f"{fn}: config must be a {cls.__name__}, got {type(config).__name__}")
 
 
-def file_path(value, what: str):
-    """``value`` as a file path (str or os.PathLike; bytes decoded as the file system does); ConfigError naming
-    ``what`` for anything else (None, a number), instead of a TypeError from deep inside."""
-    from deploytool.errors import ConfigError
-
-    if isinstance(value, bytes):
-        return os.fsdecode(value)
-    if isinstance(value, (str, os.PathLike)) and str(os.fspath(value)):
-        return value
-    raise ConfigError(f"{what}: expected a file path, got {type(value).__name__}")
-
-
 def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathLike, *,
                   verify: bool = True) -> DeployPassResult:
     """The one file runner: load ``src``, apply ``pass_`` (a pass or a :class:`PassSequence`: its
@@ -572,7 +560,9 @@ def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathL
 
     import gc
 
-    src, dst = file_path(src, "src"), file_path(dst, "dst")
+    from deploytool.choices import as_path
+
+    src, dst = as_path(src, "src"), as_path(dst, "dst")
     onnx_io.check_output_path(dst, inputs=(src, *pass_.input_files()))
     started: list = []  # the gate's process, once started: closed (killed if still running) whatever happens
     # the collector's automatic runs are paused while the pass runs: each full one walks every object of the

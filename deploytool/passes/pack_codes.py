@@ -65,15 +65,11 @@ def _codes_and_alpha(target: Any, config: PackConfig) -> tuple[np.ndarray, np.nd
     """Codes in the PyTorch layout [P*N, K], alpha (scalar or [P*N]) and the planes P."""
     # np.asarray: a float32 weight is read where it lies (mapped from the input), not copied first; the
     # quantizers never write into their input
-    from deploytool.quant.quantizers import NonFiniteWeightError
+    from deploytool.quant.quantizers import naming_weight
 
     w = np.asarray(target.weight.const_value.numpy(), dtype=np.float32)
-    try:
+    with naming_weight(target.weight.name):
         return _quantize(w if target.layout == "out_in" else w.T, config)
-    except NonFiniteWeightError as e:
-        if e.name is not None:
-            raise
-        raise NonFiniteWeightError(target.weight.name) from None
 
 
 def _planes_sum(deq: np.ndarray, planes: int) -> np.ndarray:

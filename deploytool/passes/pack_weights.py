@@ -80,8 +80,6 @@ The parts: :mod:`~deploytool.passes.pack_config` (the config), :mod:`~deploytool
 
 from __future__ import annotations
 
-import contextlib
-
 import json
 import logging
 import os
@@ -139,9 +137,7 @@ from deploytool.passes.pack_targets import (  # noqa: F401 - _find_targets and _
 )
 from deploytool.passes.upgrade_opset import INT2_MIN_OPSET, PACK_MIN_OPSET, upgrade_opset  # noqa: F401 - re-exported
 from deploytool.quant import packing
-from deploytool.quant.quantizers import (
-    Granularity,
-)
+from deploytool.quant.quantizers import Granularity, naming_weight
 
 logger = logging.getLogger(__name__)
 
@@ -823,24 +819,11 @@ class _ComputedOnce:
         return v
 
 
-@contextlib.contextmanager
-def _named(tensor):
-    """A NaN or inf found quantizing ``tensor`` names it."""
-    from deploytool.quant.quantizers import NonFiniteWeightError
-
-    try:
-        yield
-    except NonFiniteWeightError as e:
-        if e.name is not None:
-            raise
-        raise NonFiniteWeightError(getattr(tensor, "name", None)) from None
-
-
 def _weight_codes(weight: ir.TensorProtocol, layout: str, config: PackConfig) -> tuple[np.ndarray, ...]:
     """A linear weight's int8 codes in the weight's own layout, and its scale shaped to broadcast over them;
     two planes (split-binary): ``(codes1, scale1, codes2, scale2)``, each plane's one scale per output row."""
     w = np.asarray(weight.numpy(), dtype=np.float32)  # read where it lies
-    with _named(weight):
+    with naming_weight(getattr(weight, "name", None)):
         codes, alpha, planes = _quantize(w if layout == "out_in" else w.T, config)
     alpha = np.asarray(alpha, dtype=np.float32)
     out: list[np.ndarray] = []
@@ -917,7 +900,7 @@ def _codes_times_scale(model: ir.Model, target: _Target, config: PackConfig, b: 
 def _table_codes(table: ir.TensorProtocol, scheme: str) -> tuple[np.ndarray, ...]:
     """An embedding table's int8 row codes and its per-row scales (two planes, ``binary1x2``: codes
     [rows, 2H] = [plane 1 | plane 2] and each plane's scales)."""
-    with _named(table):
+    with naming_weight(getattr(table, "name", None)):
         codes, alpha = _embedding_codes(table.numpy(), scheme)
     codes = np.ascontiguousarray(codes, dtype=np.int8)
     alpha = np.asarray(alpha, dtype=np.float32)

@@ -32,6 +32,7 @@ All functions return the integer codes (int8) and float32 scales; ``alpha`` has 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 
 import numpy as np
@@ -48,6 +49,17 @@ class NonFiniteWeightError(InputFileError):
         super().__init__(f"{'weight ' + repr(name) if name else 'a weight'} holds NaN or inf: its ternary/binary/"
                          "int8 codes would mean nothing (the input computes no numbers); nothing written")
         self.name = name
+
+
+@contextlib.contextmanager
+def naming_weight(name: str | None):
+    """A NaN or inf found quantizing inside the block is reported with the weight's ``name``."""
+    try:
+        yield
+    except NonFiniteWeightError as e:
+        if e.name is not None or name is None:
+            raise
+        raise NonFiniteWeightError(name) from None
 
 
 def _require_finite(*aggregates) -> None:

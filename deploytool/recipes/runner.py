@@ -11,7 +11,6 @@ calls), through :mod:`deploytool.recipes.steps`.
 from __future__ import annotations
 
 import dataclasses
-import os
 import json
 import logging
 import time
@@ -164,12 +163,13 @@ def _is_classifier(folder: Path) -> bool:
     return any("SequenceClassification" in a for a in archs)
 
 
-def check_recipe(recipe: Recipe, source: str | os.PathLike | None = None) -> list[str]:
-    """:func:`_check_recipe`, its errors naming the recipe file ``source`` where given (the schema's do already)."""
+def check_recipe(recipe: Recipe) -> list[str]:
+    """:func:`_check_recipe`, its errors naming the recipe's file (the schema's do already)."""
     try:
         return _check_recipe(recipe)
     except ConfigError as e:
-        if source is None or str(e).startswith(f"{source}: "):
+        source = recipe.source
+        if source == "<recipe>" or str(e).startswith(f"{source}: "):
             raise
         raise ConfigError(f"{source}: {e}") from None
 
@@ -380,8 +380,7 @@ def _refuse_model_folder(out: Path, recipe: Recipe) -> None:
 
 
 def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | None = None,
-               store: str | Path | None = None, max_store_bytes: int | None = None,
-               source: str | os.PathLike | None = None) -> RunResult:
+               store: str | Path | None = None, max_store_bytes: int | None = None) -> RunResult:
     """Run every step of ``recipe`` into ``out_dir`` (cached) and write the report.
 
     ``store``: a folder of finished steps shared by every recipe and output folder (see
@@ -396,19 +395,18 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
         check_folder_path(store, "step store, --cache-dir")
     with active_run(Path(store) if store is not None else None) as marker:
         return _run_recipe(recipe, out_dir, progress=progress, store=store, max_store_bytes=max_store_bytes,
-                           marker=marker, source=source)
+                           marker=marker)
 
 
 def _run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | None,
-                store: str | Path | None, max_store_bytes: int | None, marker: Path | None,
-                source: str | os.PathLike | None = None) -> RunResult:
+                store: str | Path | None, max_store_bytes: int | None, marker: Path | None) -> RunResult:
+    from deploytool.onnx_io import check_folder_path
+
     t_start = time.perf_counter()
     rec = recipe
     # 0. everything that can be checked before minutes of work (and before the output folder is made): the
     # model, profiles, every step's config and the files the steps read
-    check_recipe(rec, source)
-    from deploytool.onnx_io import check_folder_path
-
+    check_recipe(rec)
     out = check_folder_path(out_dir)
     _refuse_model_folder(out, rec)
     out.mkdir(parents=True, exist_ok=True)
@@ -433,8 +431,9 @@ def _run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | N
 
     # 3. export
     key, sdir, outs = r.step("export", "export", {"export": rec.export, "task": rec.task}, [key],
+                             # its source names no recipe: one export serves every recipe with this model
                              lambda tmp: S.export_step(folder, rec.export, rec.task, tmp,
-                                                       source=f"{rec.model.ref} -> {key[:12]}"))  # no recipe name: one export serves every recipe
+                                                       source=f"{rec.model.ref} -> {key[:12]}"))
     exported, export_key = sdir / outs["model"], key
 
     # 4. passes applied before the sweep (reorder, prune-heads, ...)

@@ -44,8 +44,8 @@ from deploytool.choices import did_you_mean, first_repeat, not_one_of
 from deploytool.errors import ConfigError, InputFileError
 from deploytool.validation import (Choice, Fraction, Integer, OneOf, Text, invalid, kind_of, safe_load_yaml, schema,
                                    show, validate)
-from deploytool.variant import PRECISIONS, Precision
 from deploytool.units import MAX_SEQ_LEN
+from deploytool.variant import PRECISIONS, Precision
 
 SCHEMA_VERSION = 1
 
@@ -262,18 +262,6 @@ class Recipe:
     passes: Annotated[tuple[PassStep, ...], _steps(PassKind, ("importance", "neurons", "calib"))] = ()
     sweep: Annotated[SweepSpec, _none_is_default({})] = SweepSpec()
     devices: Annotated[tuple[Text, ...], BeforeValidator(_as_list)] = ("x86-host",)
-
-    @field_validator("devices", mode="after")
-    @classmethod
-    def _device_files(cls, value: tuple, info: ValidationInfo) -> tuple:
-        # a profile named by its file is relative to the recipe's folder; a device given twice would be benchmarked
-        # and reported twice (the report refused it after all the work)
-        base = _base_dir(info)
-        out = tuple(_rel(v, base) if v.endswith((".yaml", ".yml")) else v for v in value)
-        rep = first_repeat(out, key=lambda v: Path(v).stem if v.endswith((".yaml", ".yml")) else v)
-        if rep is not None:
-            raise invalid(f"{value[rep[0]]} appears twice", f"[{rep[0]}]")
-        return out
     bench: Annotated[BenchSpec, _none_is_default({})] = BenchSpec()
     eval: Optional[EvalSpec] = None
     report: Annotated[ReportSpec, _none_is_default({})] = ReportSpec()
@@ -300,6 +288,17 @@ class Recipe:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value) or ".." in value:
             raise invalid(f"expected a plain name (letters, digits, '.', '_', '-'; no '/' or '..'), got {value!r}")
         return value
+
+    @field_validator("devices", mode="after")
+    @classmethod
+    def _device_files(cls, value: tuple, info: ValidationInfo) -> tuple:
+        # a profile named by its file is relative to the recipe's folder; a device given twice would be benchmarked
+        # and reported twice (the report refused it after all the work)
+        out = tuple(_rel(v, _base_dir(info)) for v in value)
+        rep = first_repeat(out, key=lambda v: Path(v).stem if v.endswith((".yaml", ".yml")) else v)
+        if rep is not None:
+            raise invalid(f"{value[rep[0]]} appears twice", f"[{rep[0]}]")
+        return out
 
     @model_validator(mode="after")
     def _across(self) -> "Recipe":

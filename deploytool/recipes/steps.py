@@ -93,7 +93,6 @@ def _split_params(params: dict[str, Any], where: str):
 def _check_types(cls, kwargs: dict[str, Any], where: str) -> None:
     """ConfigError naming an option of a plain dataclass config whose value has the wrong type for its field (a
     YAML ``batch_size: 2.5`` or ``epochs: one`` reached the config's range checks, or a comparison's TypeError)."""
-    import dataclasses
     import types
     import typing
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.accuracy import load_accuracy_records
-from deploytool.choices import show, refuse_repeats
+from deploytool.choices import as_path, refuse_repeats, show
 from deploytool.errors import ConfigError, InputFileError, not_a_file
 from deploytool.profiles import Profile, load_profile
 
@@ -88,30 +88,17 @@ class ReportConfig:
                 raise ConfigError(f"{name}: expected true or false, got {show(getattr(self, name))}")
         if not isinstance(self.title, str) or not self.title.strip():
             raise ConfigError(f"title: expected a non-empty string, got {show(self.title)}")
-        out = self.out_dir
-        if isinstance(out, bytes):
-            out = os.fsdecode(out)
-        if not isinstance(out, (str, os.PathLike)) or not str(out):
-            raise ConfigError(f"out_dir: expected a folder path, got {show(self.out_dir)}")
-        object.__setattr__(self, "out_dir", Path(out))
+        object.__setattr__(self, "out_dir", as_path(self.out_dir, "out_dir", "a folder path"))
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ConfigError(f"{self.out_dir}: exists and is not a directory (-o takes a folder)")
 
 
 def _paths(value, name: str) -> tuple[Path, ...]:
     """One path or a list of them, as paths; ConfigError naming ``name`` for anything else."""
-    if isinstance(value, bytes):
-        value = os.fsdecode(value)
-    items = (value,) if isinstance(value, (str, os.PathLike)) else value
+    items = (value,) if isinstance(value, (str, bytes, os.PathLike)) else value
     if not isinstance(items, (list, tuple)):
         raise ConfigError(f"{name}: expected a file path or a list of them, got {show(value)}")
-    out = []
-    for x in items:
-        x = os.fsdecode(x) if isinstance(x, bytes) else x
-        if not isinstance(x, (str, os.PathLike)) or not str(x):
-            raise ConfigError(f"{name}: expected file paths, got {show(x)}")
-        out.append(Path(x))
-    return tuple(out)
+    return tuple(as_path(x, name, "file paths") for x in items)
 
 
 @dataclasses.dataclass

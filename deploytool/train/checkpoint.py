@@ -96,11 +96,9 @@ def load_classifier(name_or_path: str | os.PathLike, *, num_labels: int | None =
 def load_tokenizer(folder: str | os.PathLike):
     import transformers as tr
 
-    from deploytool.models import TOKENIZER_FILES
-
     _quiet_transformers()
     vocab_files = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model")
-    if Path(folder).is_dir() and not any((Path(folder) / n).is_file() for n in TOKENIZER_FILES if n in vocab_files):
+    if Path(folder).is_dir() and not any((Path(folder) / n).is_file() for n in vocab_files):
         raise InputFileError(f"{folder}: no tokenizer in the model folder (none of {', '.join(vocab_files)}); "
                              "copy the tokenizer files the model was trained with into it")
     try:
@@ -157,9 +155,9 @@ def save_folder(model, tokenizer, path: str | os.PathLike, meta: dict | None = N
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
-        umask = os.umask(0)  # mkdtemp makes it 0700: the folder gets what a plain mkdir gives (the .onnx files do)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
+        from deploytool.onnx_io import umask_mode
+
+        umask_mode(tmp, folder=True)  # mkdtemp makes it 0700: a plain mkdir's mode, as the .onnx files get
     except OSError as e:
         raise OutputPathError(f"{p}: cannot write in {p.parent} ({e.strerror})") from e
     old = None

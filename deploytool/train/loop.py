@@ -47,10 +47,11 @@ def run_loop(acc, model, enc: Encoded, step_fn, *, epochs: float, lr: float, bat
         for batch in batches(enc, batch_size, pad_id=pad_id, shuffle=True, seed=seed + epoch, device=acc.device,
                              shard=(acc.process_index, world)):
             loss, parts = step_fn(model, batch)
-            if not torch.isfinite(loss.detach()).all():  # a NaN or infinite loss leaves NaN weights behind
+            value = float(loss.detach())
+            if not math.isfinite(value):  # a NaN or infinite loss leaves NaN weights behind
                 from deploytool.errors import DeployError
 
-                raise DeployError(f"{what or 'training'}: the loss is {float(loss.detach())} at step {step + 1} of "
+                raise DeployError(f"{what or 'training'}: the loss is {value} at step {step + 1} of "
                                   f"{total} (a learning rate or loss weight too large, or NaN in the model or data); "
                                   "nothing saved")
             opt.zero_grad(set_to_none=True)
@@ -61,7 +62,7 @@ def run_loop(acc, model, enc: Encoded, step_fn, *, epochs: float, lr: float, bat
                         p.grad = acc.reduce(p.grad, reduction="mean")
             opt.step()
             sched.step()
-            window.append(float(loss.detach()))
+            window.append(value)
             step += 1
             if step % log_every == 0 or step == total:
                 history.append(sum(window) / len(window))

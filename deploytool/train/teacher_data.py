@@ -4,14 +4,13 @@ matched by name to the teacher's class ids, and by default the dataset recorded 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 
 from deploytool.data import Dataset, Split
 from deploytool.train.batching import load_data
 from deploytool.train.config import DataConfig
-from deploytool.train.evaluate import match_labels, recorded_data
+from deploytool.train.evaluate import _folder_classes, match_labels, model_labels, recorded_data
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +29,8 @@ def load_teacher_data(cfg: DataConfig, folder) -> Dataset:
         cfg, where = recorded_data(cfg, folder)
         logger.warning("data: %s (%s; give --data for another)", cfg.data, where)
     ds = load_data(cfg)
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return ds  # loading the model says what is wrong with it
-    id2label = config.get("id2label") if isinstance(config, dict) else None
-    id2label = {int(k): str(v) for k, v in id2label.items()} if isinstance(id2label, dict) and id2label else None
-    n = len(id2label) if id2label else config.get("num_labels") if isinstance(config.get("num_labels"), int) else None
+    id2label = model_labels(folder)  # as eval reads the model's labels and class count
+    n = len(id2label) if id2label else _folder_classes(folder)
     ids, note = match_labels(ds.label_names, id2label, f"{cfg.data}", n)
     if note:
         logger.warning("%s: %s", cfg.data, note)
