@@ -373,6 +373,7 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
     # stores it once, so it is counted once, as the copy, which the projection reads
     seen: set[int] = {id(src) for v in graph.initializers.values()
                       if (src := v.meta.get(TRANSPOSED_FROM)) is not None and v.uses()}
+    buffers = _rotary_frequencies(graph, structural)
     for n in graph:
         if n.op_type == "Identity":  # an alias (deduplicated initializer): counted where it is read
             continue
@@ -396,8 +397,8 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
                 nbytes[role] += stored
                 packed_role.setdefault(key, role)
                 continue
-            if _is_quant_aux(n, idx):
-                nbytes[role] += stored
+            if _is_quant_aux(n, idx) or id(root) in buffers or _exporter_zero_bias(n, idx, root, t):
+                nbytes[role] += stored  # stored, but no parameter of the model
                 continue
             dname = t.dtype.name
             if id(v) in structural or id(root) in structural or (t.dtype.is_floating_point() and size > 1) or (
@@ -424,6 +425,43 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
         entry["bytes"] = int(round(entry["bytes"]))
         entry["bits_per_param"] = round(8.0 * entry["bytes"] / entry["params"], 3) if entry["params"] else 0.0
     return params, nbytes, dict(sorted(by_dtype.items()))
+
+
+def _exporter_zero_bias(n: ir.Node, idx: int, v: ir.Value, t) -> bool:
+    """True for the all-zero bias an exporter writes as a Constant node where the model's LayerNorm has none
+    (ModernBERT's ``bias=False``: opset 17's LayerNormalization is given one); a model's own bias is an
+    initializer, even when it is zero (an untrained BERT's)."""
+    if n.op_type != "LayerNormalization" or idx != 2 or not t.dtype.is_floating_point():
+        return False
+    p = v.producer()
+    return p is not None and p.op_type == "Constant" and not t.numpy().any()
+
+
+def _rotary_frequencies(graph: ir.Graph, structural: set[int]) -> set[int]:
+    """ids of the constant vectors upstream of a Cos or Sin: rotary embeddings' inverse frequencies (a buffer
+    computed from theta, ``inv_freq``), not parameters. The walk stops at Shape nodes (their input's values are
+    not read) and is bounded; tensors the structure finder took for weights are never included."""
+    out: set[int] = set()
+    for node in graph:
+        if node.op_type not in ("Cos", "Sin") or node.domain not in ("", "ai.onnx"):
+            continue
+        todo, seen = [node], set()
+        while todo and len(seen) < 64:
+            m = todo.pop()
+            if id(m) in seen or m.op_type == "Shape":
+                continue
+            seen.add(id(m))
+            for v in m.inputs:
+                root = alias_root(v)
+                t = const_tensor(root)
+                if t is not None:
+                    if (t.dtype.is_floating_point() and id(root) not in structural and id(v) not in structural
+                            and sum(int(d) > 1 for d in t.shape) == 1):
+                        out.add(id(root))
+                    continue
+                if root is not None and root.producer() is not None:
+                    todo.append(root.producer())
+    return out
 
 
 def _nbytes(t) -> int:

@@ -200,3 +200,50 @@ def test_a_flops_length_the_model_cannot_run_is_noted(tiny_onnx):
     assert inspect_model(path, seq_len=rows).notes == []
     notes = inspect_model(path, seq_len=rows + 1).notes
     assert len(notes) == 1 and f"position table ({rows} positions)" in notes[0]
+
+
+@pytest.mark.parametrize("exporter", ["torch", "optimum"])
+def test_modernbert_counts_only_its_own_parameters(tmp_path, exporter):
+    """ModernBERT's LayerNorms have no bias: opset 17's LayerNormalization is given an all-zero Constant for one,
+    and its rotary embeddings' inverse frequencies (a buffer computed from theta) are a constant vector upstream of
+    Cos/Sin. inspect counted both (232 too many on 3 layers). Reference: PyTorch's own parameter count (the model
+    has no pooler; every parameter is in the graph)."""
+    import torch
+    from transformers import ModernBertConfig, ModernBertModel
+
+    from deploytool.export import ExportConfig, export_loaded
+
+    torch.manual_seed(0)
+    model = ModernBertModel(ModernBertConfig(
+        vocab_size=100, hidden_size=32, num_attention_heads=4, intermediate_size=64, num_hidden_layers=3,
+        max_position_embeddings=64, global_attn_every_n_layers=2, local_attention=8, pad_token_id=0,
+        bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2, attn_implementation="eager")).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # distinct values: no two tensors folded into one by the exporter's dedup
+            torch.nn.init.normal_(p)
+    path = tmp_path / "modernbert.onnx"
+    export_loaded(model, path, ExportConfig(model="modernbert", exporter=exporter))
+    r = inspect_model(path, seq_len=16)
+    assert r.structure_error is None
+    assert r.total_params == sum(p.numel() for p in model.parameters())
+    assert r.weights_by_dtype["fp32"]["bits_per_param"] == 32.0
+
+
+def test_a_zero_layernorm_bias_of_the_model_is_still_a_parameter(tmp_path):
+    """An untrained BERT's LayerNorm biases are zero, and they are its parameters (initializers, not an exporter's
+    Constant): inspect counts them. One bias only is zeroed (the exporter folds equal tensors into one, which is
+    then counted once). Reference: PyTorch's parameter count."""
+    import torch
+
+    from deploytool.export import ExportConfig, export_loaded
+    from deploytool.testing.tiny import tiny_model
+
+    model = tiny_model("bert", task=TASK)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name == "bert.embeddings.LayerNorm.bias":
+                p.zero_()
+    assert not model.bert.embeddings.LayerNorm.bias.any()
+    path = tmp_path / "bert.onnx"
+    export_loaded(model, path, ExportConfig(model="bert", task=TASK))
+    assert inspect_model(path, seq_len=16).total_params == sum(p.numel() for p in model.parameters())
