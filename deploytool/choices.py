@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import enum
 import math
+import numbers
 import reprlib
 from pathlib import Path
 from typing import Any, Iterable, Sequence, TypeVar
@@ -129,3 +130,163 @@ def refuse_repeats(items: Iterable[Any], what: str, key=lambda x: x) -> None:
     if rep is not None:
         _, x, earlier = rep
         raise ConfigError(f"{what}: {x} given twice" + (f" (as {earlier})" if str(earlier) != str(x) else ""))
+
+
+# ------------------------------------------------------------------------------ configs are values
+
+class FrozenMap(dict):
+    """A mapping a config holds (``{layer: (head ids)}``): read like a dict (``==``, ``json.dumps``, ``repr``
+    ``{0: (0, 1)}``), but immutable and hashable, so the config holding it is a value too."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError(f"{type(self).__name__} is immutable (a config's mapping): build a new config instead")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __repr__(self) -> str:
+        return dict.__repr__(self)
+
+    def __reduce__(self):  # pickle and deepcopy rebuild it whole (never item by item through __setitem__)
+        return (type(self), (dict(self),))
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def kind_of(value: Any) -> str:
+    """How a message names a wrong value: ``str 'many'``, ``list``, ``nothing``."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, (dict, list, tuple)):
+        return "mapping" if isinstance(value, dict) else "list"
+    return f"{type(value).__name__} {show(value, 60)}"
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _type_problem(value: Any, tp: Any) -> str | None:
+    """Why ``value`` is not of the annotated type ``tp`` (as a config takes it before its ``__post_init__``
+    normalises it), or None when it is (or when ``tp`` is not one checked here)."""
+    import dataclasses
+    import os
+    import types
+    import typing
+
+    origin = typing.get_origin(tp)
+    if tp is Any or isinstance(tp, (str, typing.TypeVar)):
+        return None
+    if origin is typing.Annotated:
+        return _type_problem(value, typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        problems = [_type_problem(value, a) for a in args if a is not type(None)]
+        return None if any(p is None for p in problems) else problems[0]
+    if tp is type(None):
+        return None if value is None else f"expected nothing, got {kind_of(value)}"
+    if tp is bool:
+        return None if isinstance(value, bool) else f"expected true or false, got {kind_of(value)}"
+    if tp is int:  # numbers.Integral: numpy's integers too (its __post_init__ may still want a Python int)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            return f"expected an integer, got {kind_of(value)}"
+        return None
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return f"expected a number, got {kind_of(value)}"
+        return None if _finite(value) else f"expected a finite number, got {show(value)}"
+    if tp is str:  # a name or a file: a path object names a file as well as a string does
+        return None if isinstance(value, (str, os.PathLike)) else f"expected a string, got {kind_of(value)}"
+    if tp is Path:
+        if isinstance(value, os.PathLike) or (isinstance(value, str) and value.strip()):
+            return None
+        return f"expected a file path, got {kind_of(value)}"
+    if origin in (tuple, list, frozenset, set) or tp in (tuple, list):
+        if isinstance(value, (str, os.PathLike)):  # one item, or a list spelt as text: its __post_init__ reads it
+            return None
+        if not isinstance(value, (list, tuple, set, frozenset)):
+            return f"expected a list, got {kind_of(value)}"
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        if len(args) == 1:
+            for i, x in enumerate(value):
+                p = _type_problem(x, args[0])
+                if p is not None:
+                    return f"item {i}: {p}"
+        return None
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return None  # a member or its spelling: parse_enum in its __post_init__ names the choices
+    if isinstance(tp, type) and (dataclasses.is_dataclass(tp) or origin is None):
+        return None if isinstance(value, tp) else f"expected a {tp.__name__}, got {kind_of(value)}"
+    return None
+
+
+def _union_args(tp: Any) -> tuple:
+    """The types ``tp`` allows: its members when a union, else ``(tp,)``."""
+    import types
+    import typing
+
+    return typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+
+
+def config(cls: type) -> type:
+    """``@config`` over ``@dataclasses.dataclass(frozen=True)``: the plain-dataclass configs refuse what the
+    pydantic ones (``validation.schema``) refuse, with the same error, before their ``__post_init__`` runs:
+
+    * an unknown keyword: ConfigError ``name: unknown key (did you mean 'x'?)``, not Python's TypeError;
+    * a missing required field, too many positional values, a field given twice: ConfigError naming it;
+    * a value of the wrong type for its annotation: ConfigError ``name: expected an integer, got str '4'``
+      (a ``Path`` field takes a string too and holds it as a Path, so equal configs compare equal).
+
+    Ranges and rules across fields stay in the class's ``__post_init__`` (ConfigError naming the field)."""
+    import dataclasses
+    import functools
+    import os
+    import typing
+
+    if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:
+        raise TypeError(f"@config goes over @dataclasses.dataclass(frozen=True), not on {cls.__name__}")
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):  # noqa: N807
+        fields = [f for f in dataclasses.fields(type(self)) if f.init]
+        names = [f.name for f in fields]
+        for key in kwargs:
+            if key not in names:
+                hint = did_you_mean(str(key), names) or f" (allowed: {', '.join(names)})"
+                raise ConfigError(f"{key}: unknown key{hint}")
+        if len(args) > len(names):
+            raise ConfigError(f"{type(self).__name__}: takes at most {len(names)} positional values, got {len(args)}")
+        values = dict(zip(names, args))
+        for key in kwargs:
+            if key in values:
+                raise ConfigError(f"{key}: given twice (by position and by name)")
+        values.update(kwargs)
+        for f in fields:
+            if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{f.name}: required key is missing")
+        hints = typing.get_type_hints(type(self))
+        for name, value in values.items():
+            tp = hints.get(name, Any)
+            problem = _type_problem(value, tp)
+            if problem is not None:
+                raise ConfigError(f"{name}: {problem}")
+            if isinstance(value, (str, os.PathLike)) and Path in _union_args(tp):
+                values[name] = Path(value)
+        init(self, **values)
+
+    cls.__init__ = __init__
+    return cls

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from deploytool.choices import parse_enum, refuse_repeats, show
+from deploytool.choices import config, parse_enum, refuse_repeats, show
 from deploytool.errors import ConfigError
 from deploytool.runtime.spec import SessionSpec
 from deploytool.units import MAX_SEQ_LEN
@@ -77,6 +77,7 @@ def parse_seq_lens(text: str | Iterable[int]) -> tuple[int, ...]:
     return tuple(out)
 
 
+@config
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
     """What to benchmark and how.
@@ -120,7 +121,8 @@ class BenchConfig:
     block_runs: int = 10
     prime_runs: int = 3
     thread_pool: ThreadPool = ThreadPool.SHARED
-    profile: Any = None  # deploytool.profiles.Profile | None
+    # deploytool.profiles.Profile | None; out of the hash (a profile holds mappings), still compared by ==
+    profile: Any = dataclasses.field(default=None, hash=False)
     busy: BusyPolicy = BusyPolicy.WARN
     spread_warn: float = 0.15
     wait_quiet_s: float = 0.0

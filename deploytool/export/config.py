@@ -7,7 +7,7 @@ import enum
 import os
 from pathlib import Path
 
-from deploytool.choices import parse_enum, show
+from deploytool.choices import config, parse_enum, show
 from deploytool.errors import ConfigError
 
 __all__ = ["Exporter", "Task", "ExportConfig", "ExportResult", "OPSET_RANGE", "DEFAULT_OPSET"]
@@ -42,6 +42,7 @@ DEFAULT_OPSET: dict[Exporter, int | None] = {
 }
 
 
+@config
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
     """What to export and how.

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.accuracy import load_accuracy_records
-from deploytool.choices import as_path, refuse_repeats, show
+from deploytool.choices import as_path, config, refuse_repeats, show
 from deploytool.errors import ConfigError, InputFileError, not_a_file
 from deploytool.profiles import Profile, load_profile
 
@@ -49,6 +49,7 @@ from deploytool.units import MB  # noqa: E402  (decimal MB, as the budgets)
 from deploytool.variant import model_precision  # noqa: E402
 
 
+@config
 @dataclasses.dataclass(frozen=True)
 class ReportConfig:
     results: tuple[Path, ...]

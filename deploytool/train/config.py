@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploytool.choices import parse_enum
+from deploytool.choices import config, parse_enum
 from deploytool.errors import ConfigError
 from deploytool.units import MAX_SEQ_LEN
 
@@ -34,6 +34,11 @@ def parse_float_list(text: str, field_name: str) -> tuple[float, ...]:
 
 
 def _check_fractions(vals, field_name: str) -> tuple[float, ...]:
+    if isinstance(vals, str):  # '0.25,0.5', as the CLI spells it (its characters are no list of numbers)
+        return parse_float_list(vals, field_name)
+    for v in vals:
+        _check(not isinstance(v, bool) and isinstance(v, (int, float)),
+               f"{field_name}: expected numbers in (0, 1], got {type(v).__name__} {v!r}")
     vals = tuple(float(v) for v in vals)
     _check(len(vals) > 0, f"{field_name}: needs at least one value in (0, 1]")
     for v in vals:
@@ -41,6 +46,7 @@ def _check_fractions(vals, field_name: str) -> tuple[float, ...]:
     return tuple(sorted(set(vals)))
 
 
+@config
 @dataclass(frozen=True)
 class DataConfig:
     """Which dataset and how it is split, tokenized and subsampled."""
@@ -79,9 +85,11 @@ class _Optim:
         _check(0 < self.lr < 1, f"lr: must be in (0, 1) (got {self.lr})")
         _check(1 <= self.batch_size <= 4096, f"batch_size: must be in [1, 4096] (got {self.batch_size})")
         _check(0 <= self.warmup_frac < 1, f"warmup_frac: must be in [0, 1) (got {self.warmup_frac})")
+        _check(0 <= self.weight_decay <= 1, f"weight_decay: must be in [0, 1] (got {self.weight_decay})")
         _check_threads(self.threads)
 
 
+@config
 @dataclass(frozen=True)
 class TrainConfig(_Optim):
     """Fine-tune ``model`` (a name such as ``minilm`` or a HF folder) as a classifier on ``data``."""
@@ -96,6 +104,7 @@ class TrainConfig(_Optim):
         _check(bool(str(self.output)), "output: an output folder is required")
 
 
+@config
 @dataclass(frozen=True)
 class ImportanceConfig:
     model: Path
@@ -115,6 +124,7 @@ class ImportanceConfig:
         _check_threads(self.threads)
 
 
+@config
 @dataclass(frozen=True)
 class DynaBertConfig(_Optim):
     """Width-adaptive (stage 1) then width-and-depth-adaptive (stage 2) distillation."""
@@ -145,6 +155,7 @@ class DynaBertConfig(_Optim):
         _check(0 <= self.depth_epochs <= 1000, f"depth_epochs: must be in [0, 1000] (got {self.depth_epochs})")
         _check(self.width_epochs + self.depth_epochs > 0, "width_epochs/depth_epochs: at least one must be > 0")
         _check(self.subnets_per_step >= 0, f"subnets_per_step: must be >= 0 (got {self.subnets_per_step})")
+        _check(self.importance_examples >= 1, f"importance_examples: must be >= 1 (got {self.importance_examples})")
         _check(self.temperature > 0, f"temperature: must be > 0 (got {self.temperature})")
         for n in ("w_logits", "w_hidden", "w_attention"):
             _check(getattr(self, n) >= 0, f"{n}: must be >= 0 (got {getattr(self, n)})")
@@ -155,6 +166,7 @@ class QuantMode(str, enum.Enum):
     BINARY = "binary"
 
 
+@config
 @dataclass(frozen=True)
 class QATConfig(_Optim):
     """TernaryBERT/BinaryBERT: weight quantization-aware distillation from the full-precision teacher."""
@@ -193,8 +205,11 @@ class QATConfig(_Optim):
         _check(self.clip >= 0, f"clip: must be >= 0 (got {self.clip})")
         _check(self.act_bits in (0, 8), f"act_bits: must be 8 (int8 activations) or 0 (fp32) (got {self.act_bits})")
         _check(self.temperature > 0, f"temperature: must be > 0 (got {self.temperature})")
+        for n in ("w_logits", "w_hidden", "w_attention"):
+            _check(getattr(self, n) >= 0, f"{n}: must be >= 0 (got {getattr(self, n)})")
 
 
+@config
 @dataclass(frozen=True)
 class EvalConfig:
     """Accuracy (and F1) of a HF folder or an .onnx model on one split, or of a whole file.

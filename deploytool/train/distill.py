@@ -43,7 +43,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploytool.choices import parse_enum
+from deploytool.choices import config, parse_enum
 from deploytool.errors import ConfigError, DeployError
 from deploytool.train.config import DataConfig, _Optim
 
@@ -69,6 +69,7 @@ def _int(v, name: str, lo: int, hi: int) -> int:
     return v
 
 
+@config
 @dataclass(frozen=True)
 class DistillConfig(_Optim):
     """Distil ``teacher`` (a fine-tuned classifier folder) into a student of shape layers x hidden."""

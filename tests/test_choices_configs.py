@@ -1,0 +1,181 @@
+"""Every public config refuses bad input alike and is a value (``choices.config``, ``choices.FrozenMap``).
+
+The configs are found from the public API (``deploytool.__all__`` and the ``__all__`` of the subpackages
+that hold configs), so a config added there is covered without touching this file: it only needs an entry
+in ``MINIMAL`` when it cannot be built without arguments.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+
+import deploytool as dt
+from deploytool.errors import ConfigError
+
+PUBLIC = ["deploytool", "deploytool.passes", "deploytool.train.config", "deploytool.train.distill",
+          "deploytool.bench", "deploytool.export", "deploytool.recipes", "deploytool.profiles", "deploytool.report"]
+
+
+def _public_configs() -> list[type]:
+    found: dict[str, type] = {}
+    for name in PUBLIC:
+        mod = importlib.import_module(name)
+        for attr in getattr(mod, "__all__", []):
+            obj = getattr(mod, attr)
+            if attr.endswith("Config") and isinstance(obj, type) and dataclasses.is_dataclass(obj):
+                found[f"{obj.__module__}.{obj.__qualname__}"] = obj
+    from deploytool.passes import pass_table
+
+    for entry in pass_table().values():  # every pass's config, public through transform() even when not in __all__
+        found[f"{entry.config.__module__}.{entry.config.__qualname__}"] = entry.config
+    return [found[k] for k in sorted(found)]
+
+
+CONFIGS = _public_configs()
+
+# the arguments a config needs to be built at all (a required field, one of two exclusive fields); "{tmp}" is a
+# folder holding an empty bench results file b.json
+MINIMAL = {
+    "BenchConfig": {"models": ("a.onnx",)},
+    "ExportConfig": {"model": "minilm"},
+    "HeadPruneConfig": {"heads": {0: [0, 1]}},
+    "FFNPruneConfig": {"keep": 0.5},
+    "ReportConfig": {"results": ("{tmp}/b.json",), "out_dir": "{tmp}/out"},
+    "ImportanceConfig": {"model": "m", "output": "o.json"},
+    "EvalConfig": {"model": "m"},
+}
+
+
+def _minimal(cls: type, tmp: Path) -> dict:
+    (tmp / "b.json").write_text("{}")
+    return {k: (tuple(x.format(tmp=tmp) for x in v) if isinstance(v, tuple) else v.format(tmp=tmp))
+            if isinstance(v, (str, tuple)) and "{tmp}" in str(v) else v
+            for k, v in MINIMAL.get(cls.__name__, {}).items()}
+
+
+def _fields():
+    return [(c, f.name) for c in CONFIGS for f in dataclasses.fields(c) if f.init]
+
+
+def _numeric_fields():
+    """(config, field) for every field whose default is a number or nothing: -10**9 is out of range or of
+    the wrong type for each."""
+    out = []
+    for c in CONFIGS:
+        for f in dataclasses.fields(c):
+            d = f.default
+            if f.init and (d is None or (isinstance(d, (int, float)) and not isinstance(d, bool))):
+                out.append((c, f.name))
+    return out
+
+
+def _named(message: str, field: str) -> bool:
+    """The message is about ``field``: it starts ``field:`` or ``a/field:`` (a rule across fields names them all)."""
+    key = message.split(":")[0]
+    return field in key.split("/") or message.startswith(field)
+
+
+def _id(x):
+    return x.__name__ if isinstance(x, type) else str(x)
+
+
+def test_the_public_configs_are_found():
+    names = {c.__name__ for c in CONFIGS}
+    assert {"SliceConfig", "HeadPruneConfig", "PackConfig", "RepackConfig", "ExportConfig", "BenchConfig",
+            "ReportConfig", "DataConfig", "TrainConfig", "DynaBertConfig", "QATConfig", "EvalConfig",
+            "DistillConfig", "ImportanceConfig"} <= names
+
+
+@pytest.mark.parametrize("cls", CONFIGS, ids=_id)
+def test_unknown_keyword_is_a_config_error_naming_it(cls, tmp_path):
+    base = _minimal(cls, tmp_path)
+    cls(**base)  # builds (else add it to MINIMAL)
+    with pytest.raises(ConfigError, match=r"^bogus: unknown key \((allowed|did you mean)"):
+        cls(**base, bogus=1)
+    with pytest.raises(ConfigError, match="unknown key"):  # replace() goes through the same check
+        dataclasses.replace(cls(**base), bogus=1)
+
+
+@pytest.mark.parametrize(("cls", "field"), _fields(), ids=_id)
+def test_wrong_type_is_a_config_error_naming_the_field(cls, field, tmp_path):
+    with pytest.raises(ConfigError) as e:
+        cls(**{**_minimal(cls, tmp_path), field: object()})
+    assert _named(str(e.value), field), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(("cls", "field"), _numeric_fields(), ids=_id)
+def test_out_of_range_is_a_config_error_naming_the_field(cls, field, tmp_path):
+    with pytest.raises(ConfigError) as e:
+        cls(**{**_minimal(cls, tmp_path), field: -10**9})
+    assert _named(str(e.value), field), str(e.value)
+
+
+@pytest.mark.parametrize("cls", CONFIGS, ids=_id)
+def test_configs_are_values(cls, tmp_path):
+    """Equal inputs make equal, hashable, immutable configs that survive copy and pickle, with a one-line repr."""
+    base = _minimal(cls, tmp_path)
+    a, b = cls(**base), cls(**copy.deepcopy(base))
+    assert a == b and hash(a) == hash(b)
+    assert len({a, b}) == 1
+    first = dataclasses.fields(cls)[0].name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(a, first, getattr(a, first))
+    assert copy.deepcopy(a) == a and pickle.loads(pickle.dumps(a)) == a
+    r = repr(a)
+    assert r.startswith(f"{cls.__name__}(") and "\n" not in r
+    assert all(f"{f.name}=" in r for f in dataclasses.fields(cls) if f.repr)
+
+
+def test_a_mapping_config_is_hashable_immutable_and_round_trips():
+    given = {0: [0, 1], 2: [3]}
+    c = dt.HeadPruneConfig(heads=given)
+    assert given == {0: [0, 1], 2: [3]}  # the caller's dict is untouched
+    assert c == dt.HeadPruneConfig(heads={0: (0, 1), 2: (3,)})
+    assert hash(c) == hash(dt.HeadPruneConfig(heads={2: [3], 0: [0, 1]}))
+    assert c != dt.HeadPruneConfig(heads={0: [0]})
+    assert eval(repr(c), {"HeadPruneConfig": dt.HeadPruneConfig}) == c  # noqa: S307 - our own repr
+    assert c.heads == {0: (0, 1), 2: (3,)} and json.dumps(c.heads) == '{"0": [0, 1], "2": [3]}'
+    with pytest.raises(TypeError, match="immutable"):
+        c.heads[0] = (1,)
+    with pytest.raises(TypeError, match="immutable"):
+        c.heads.update({5: (0,)})
+    assert c.heads == {0: (0, 1), 2: (3,)}
+    f = dt.FFNPruneConfig(neurons={1: [4, 5]})
+    assert hash(f) == hash(dt.FFNPruneConfig(neurons={1: (4, 5)}))
+    with pytest.raises(TypeError, match="immutable"):
+        f.neurons.pop(1)
+
+
+def test_path_fields_hold_paths_so_equal_configs_compare_equal():
+    from deploytool.train.config import EvalConfig, ImportanceConfig
+
+    assert ImportanceConfig(model="m", output="o.json") == ImportanceConfig(model=Path("m"), output=Path("o.json"))
+    assert isinstance(EvalConfig(model="m", tokenizer="t").tokenizer, Path)
+
+
+def test_the_plain_configs_refuse_what_the_schema_configs_refuse_in_the_same_words():
+    from deploytool.train.config import DataConfig, DynaBertConfig, TrainConfig
+
+    with pytest.raises(ConfigError, match=r"^max_lenght: unknown key \(did you mean 'max_length'\?\)$"):
+        DataConfig(max_lenght=8)
+    with pytest.raises(ConfigError, match=r"^max_length: expected an integer, got str '64'$"):
+        DataConfig(max_length="64")
+    with pytest.raises(ConfigError, match=r"^lr: expected a finite number, got nan$"):
+        TrainConfig(lr=float("nan"))
+    with pytest.raises(ConfigError, match=r"^weight_decay: must be in \[0, 1\]"):
+        TrainConfig(weight_decay=-0.1)
+    with pytest.raises(ConfigError, match=r"^model: required key is missing$"):
+        dt.ExportConfig()
+    with pytest.raises(ConfigError, match=r"^model: given twice"):
+        dt.ExportConfig("a", model="b")
+    assert DynaBertConfig(widths="0.5,1").widths == (0.5, 1.0)  # the CLI's spelling, not its characters
+    with pytest.raises(ConfigError, match=r"^widths: item 0: expected a number"):
+        DynaBertConfig(widths=["a"])
