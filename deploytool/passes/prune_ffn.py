@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 import onnx_ir as ir
 
+from deploytool.choices import FrozenMap
 from deploytool.errors import ConfigError, InputFileError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
@@ -74,7 +75,7 @@ class FFNPruneConfig:
 
     def __post_init__(self):
         if (self.keep is None) == (self.neurons is None):
-            raise ConfigError("give exactly one of keep (fraction per layer) or neurons (explicit ids)")
+            raise ConfigError("keep/neurons: give exactly one of keep (fraction per layer) or neurons (explicit ids)")
         if self.keep is not None:
             k = self.keep
             if isinstance(k, bool) or not isinstance(k, (int, float)) or not math.isfinite(k) or not 0 < k <= 1:
@@ -94,7 +95,7 @@ class FFNPruneConfig:
                 if len(set(ids)) != len(ids):
                     raise ConfigError(f"neurons: layer {layer} lists a neuron twice")
                 norm[layer] = ids
-            object.__setattr__(self, "neurons", norm)
+            object.__setattr__(self, "neurons", FrozenMap(norm))  # immutable and hashable: the config is a value
             if self.importance is not None:
                 raise ConfigError("importance: only used with keep (explicit neurons need no scores)")
 

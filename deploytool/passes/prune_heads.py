@@ -22,6 +22,7 @@ from typing import Any, Mapping, Optional
 
 import onnx_ir as ir
 
+from deploytool.choices import FrozenMap
 from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
@@ -71,7 +72,7 @@ class HeadPruneConfig:
 
     def __post_init__(self):
         if (self.heads is None) == (self.ratio is None):
-            raise ConfigError("give exactly one of heads (explicit ids) or ratio (fraction per layer)")
+            raise ConfigError("heads/ratio: give exactly one of heads (explicit ids) or ratio (fraction per layer)")
         if self.heads is not None:
             if not isinstance(self.heads, Mapping):
                 raise ConfigError("heads: expected a mapping {layer: [head ids]}")
@@ -88,7 +89,7 @@ class HeadPruneConfig:
                 if len(set(ids)) != len(ids):
                     raise ConfigError(f"heads: layer {layer} lists a head twice: {list(ids)}")
                 norm[layer] = ids
-            object.__setattr__(self, "heads", norm)
+            object.__setattr__(self, "heads", FrozenMap(norm))  # immutable and hashable: the config is a value
             if self.importance is not None:
                 raise ConfigError("importance: only used with ratio (explicit heads need no scores)")
         if self.ratio is not None:
