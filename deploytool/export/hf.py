@@ -13,13 +13,13 @@ import logging
 import os
 from pathlib import Path
 
-from deploytool.errors import DeployError
+from deploytool.errors import DeployError, InputFileError
 from deploytool.export.config import Task
 from deploytool.models import weight_files
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_hf_model", "architecture", "check_encoder_folder", "input_names", "max_sequence_length",
+__all__ = ["load_hf_model", "weights_only_refusal", "architecture", "check_encoder_folder", "input_names", "max_sequence_length",
            "own_code"]
 
 
@@ -66,6 +66,9 @@ def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRA
                                                torch_dtype=torch.float32, output_loading_info=True,
                                                trust_remote_code=trust_remote_code)  # False: never a prompt
     except Exception as e:
+        refused = weights_only_refusal(folder, e)
+        if refused is not None:
+            raise refused from e
         msg = " ".join(str(e).split())[:240]
         raise DeployError(f"cannot load model from {folder} ({type(e).__name__}: {msg})") from e
     finally:
@@ -82,6 +85,34 @@ def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRA
                        "until fine-tuned (deploytool train)", folder, ", ".join(missing[:4])
                        + (f" and {len(missing) - 4} more" if len(missing) > 4 else ""), seed)
     return model.eval()
+
+
+def weights_only_refusal(folder: str | os.PathLike, error: BaseException) -> InputFileError | None:
+    """The one-line error for a ``pytorch_model.bin`` that torch's ``weights_only=True`` loading refused (it pickles
+    more than tensors: a class of its own, a function), found in ``error``'s chain; None for any other failure.
+
+    transformers wraps the refusal in "Unable to load weights ... please set from_tf=True", which sends the user
+    after a TensorFlow checkpoint that does not exist."""
+    import pickle
+    import re
+
+    chain, seen = [], set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    refusals = [x for x in chain if isinstance(x, pickle.UnpicklingError) or "Weights only load failed" in str(x)]
+    if not refusals:
+        return None
+    names = [f.name for f in weight_files(Path(folder)) if f.suffix == ".bin"] or ["pytorch_model.bin"]
+    text = " ".join(" ".join(str(x).split()) for x in refusals)
+    found = re.search(r"(?:Unsupported global: )?GLOBAL ([\w.]+) was not an allowed global", text)
+    why = (f"it pickles {found.group(1)}, not only tensors" if found
+           else re.sub(r"\x1b\[[0-9;]*m", "", " ".join(str(refusals[-1]).split()))[:160])
+    return InputFileError(f"{Path(folder) / names[0]}: refused by torch's weights-only loading ({why}); convert it to "
+                          "model.safetensors (where you trust the file: load it with torch.load(weights_only=False) "
+                          "and save it with save_pretrained(safe_serialization=True))")
 
 
 def own_code(folder: Path, auto_class: str, trust: bool,
@@ -250,3 +281,9 @@ def max_sequence_length(model) -> int:
     if offset is None and c.model_type in ("roberta", "xlm-roberta", "camembert", "longformer"):
         offset = (1 if c.pad_token_id is None else int(c.pad_token_id)) + 1
     return n - (offset or 0)
+
+
+def trace_length(model, wanted: int) -> int:
+    """The sequence length to trace ``model`` at: ``wanted``, or the model's own limit where its position table is
+    shorter (an exporter tracing past it fails with a size mismatch), and at least 2."""
+    return max(2, min(int(wanted), max_sequence_length(model)))

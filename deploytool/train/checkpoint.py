@@ -89,6 +89,11 @@ def load_classifier(name_or_path: str | os.PathLike, *, num_labels: int | None =
     except Exception as e:  # noqa: BLE001 - torch's, transformers' and safetensors' own (SafetensorError) alike
         if isinstance(e, DeployError):
             raise
+        from deploytool.export.hf import weights_only_refusal
+
+        refused = weights_only_refusal(folder, e)
+        if refused is not None:
+            raise refused from e
         raise InputFileError(f"model folder {folder}: cannot load weights ({' '.join(str(e).split())[:200]})") from e
     return model
 

@@ -144,6 +144,11 @@ def embed_torch(folder: Path, tok, texts: list[str], *, max_length: int = 128, b
     try:
         model = tr.AutoModel.from_pretrained(folder, trust_remote_code=False).eval()
     except (OSError, ValueError) as e:
+        from deploytool.export.hf import weights_only_refusal
+
+        refused = weights_only_refusal(folder, e)
+        if refused is not None:
+            raise refused from e
         raise InputFileError(f"{folder}: cannot load the reference model ({' '.join(str(e).split())[:160]})") from e
     out = None
     with torch.no_grad():
