@@ -48,6 +48,7 @@ from pydantic import BeforeValidator, Field, PlainValidator, ValidationInfo, mod
 from deploytool.choices import did_you_mean, enum_choices, match_enum, not_one_of
 from deploytool.errors import ConfigError
 from deploytool.runtime.spec import ExecutionProvider
+from deploytool.units import MAX_SEQ_LEN
 from deploytool.validation import Choice, Integer, Number, OneOf, Text, invalid, kind_of, schema, show, validate
 from deploytool.variant import COMPUTE_PRECISIONS, Precision
 
@@ -247,10 +248,17 @@ def _latency_budgets(v: Any) -> dict[int, float]:
     if not isinstance(v, Mapping):
         raise invalid(f"expected a mapping of sequence length -> milliseconds, got {kind_of(v)}")
     lat: dict[int, float] = {}
+    keys: dict[int, Any] = {}  # each length's key as written
     for k, x in v.items():
         seq = _seq_len_key(k)
         if seq is None:
             raise invalid(f"expected a sequence length (positive integer) as key, got {kind_of(k)}", f".{k}")
+        if seq > MAX_SEQ_LEN:  # the one length limit of every command (fit would blame its --seq-len)
+            raise invalid(f"expected a sequence length of at most {MAX_SEQ_LEN}, got {seq}", f".{k}")
+        if seq in lat:  # 8 and "8": YAML's duplicate-key check sees two keys, the budget one length
+            raise invalid(f"sequence length {seq} appears twice ({show(keys[seq])} and {show(k)}); give one budget "
+                          "per length", f".{k}")
+        keys[seq] = k
         if not _positive_finite(x):
             got = show(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else kind_of(x)
             raise invalid(f"expected a positive number (milliseconds), got {got}", f".{k}")
