@@ -47,6 +47,7 @@ __all__ = [
     "load_model",
     "load_proto",
     "save_model",
+    "publish_model",
     "save_proto",
     "staged_proto",
     "MappedFile",
@@ -1522,3 +1523,49 @@ def save_streamed(model: ir.Model, path: str | os.PathLike, *, external: bool | 
     with staged_model(model, path, external=external, inputs=inputs):
         pass
     return Path(path)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` becomes a hard link to ``src`` (a copy across file systems); whatever was at ``dst`` is unlinked
+    first, never written into (it may be a link to another file)."""
+    import shutil
+
+    if dst.exists() or dst.is_symlink():
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def publish_model(src: str | os.PathLike, dst: str | os.PathLike) -> list[Path]:
+    """Give the model at ``src`` a second name, ``dst``, with every file it needs beside it; returns those files,
+    the model first.
+
+    A self-contained model: ``dst`` is a hard link to ``src`` (a copy across file systems). A model with external
+    data: each data file its tensors name (their ``location``, not a guess from file names) is linked beside
+    ``dst`` as ``<dst name>.data`` (``<dst name>.<k>.data`` from the second on: two models published into one
+    folder, each saved as ``model.onnx`` + ``model.onnx.data``, must not share a name), and ``dst`` is written
+    anew (small: its weights are in those files), atomically, its tensors naming the published files."""
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    s, d = Path(src), Path(dst)
+    files: list[Path] = []
+    proto = load_proto(s, load_external_data=False, data_files=files) if external_data_files(s) else None
+    if proto is None:
+        _link_or_copy(s, d)
+        return [d]
+    _refuse_missing_data(s, files)
+    names = {f: f"{d.name}.data" if k == 0 else f"{d.name}.{k}.data" for k, f in enumerate(files)}
+    for t in _get_all_tensors(proto):
+        if uses_external_data(t):
+            for entry in t.external_data:
+                if entry.key == "location":
+                    entry.value = names[(s.parent / entry.value).resolve()]
+    d.parent.mkdir(parents=True, exist_ok=True)
+    if d.exists() or d.is_symlink():  # an earlier model of that name never meets this one's data (a Ctrl-C here)
+        d.unlink()
+    for f, name in names.items():  # the data first: the model file never names a file that is not there
+        _link_or_copy(f, d.parent / name)
+    save_proto(proto, d, external=False)
+    return [d, *(d.parent / name for name in names.values())]

@@ -472,15 +472,18 @@ def _run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | N
                                           S.precision_step(prec, opts, spath, tmp))
                 variants.append(SweepVariant(Variant(rec.name, w, d, prec.value), vdir / outs["model"], vkey))
 
-    # 6. every variant under a readable name (hard links into the step cache)
+    # 6. every variant under a readable name (hard links into the step cache), with its external data if any
     models_dir = out / "models"
     models_dir.mkdir(exist_ok=True)
+    mine: set[str] = set()
     for v in variants:
-        v.path = S.publish(v.path, models_dir / f"{rec.name}-{v.label}.onnx")
+        files = S.publish(v.path, models_dir / f"{rec.name}-{v.label}.onnx")
+        v.path = files[0]
+        mine.update(f.name for f in files)
     # the run owns its output folder's models: those of an earlier run into it that this one does not make would sit
-    # beside them, described by no run.json or report
-    mine = {v.path.name for v in variants}
-    for f in sorted(models_dir.glob("*.onnx")):
+    # beside them, described by no run.json or report (their data files too: publish names them <model>.onnx[.k].data)
+    ours = {*models_dir.glob("*.onnx"), *models_dir.glob("*.onnx.data"), *models_dir.glob("*.onnx.*.data")}
+    for f in sorted(ours):
         if f.name not in mine and f.is_file():
             logger.warning("%s: removed %s, a model of an earlier run into this folder that this run does not make",
                            out, f.name)

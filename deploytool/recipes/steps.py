@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -322,17 +321,13 @@ def accuracy_entry(metrics: dict) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------- bench
 
 
-def publish(src: Path, dst: Path) -> Path:
-    """Give a cached variant a readable name: a hard link (a copy across file systems)."""
-    import os
+def publish(src: Path, dst: Path) -> list[Path]:
+    """Give a cached variant a readable name: hard links (copies across file systems) of its file and of each of
+    its external-data files, named after ``dst`` (:func:`deploytool.onnx_io.publish_model`); returns the files,
+    the model first."""
+    from deploytool.onnx_io import publish_model
 
-    if dst.exists() or dst.is_symlink():
-        dst.unlink()
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-    return dst
+    return publish_model(src, dst)
 
 
 def write_json(path: Path, data: Any) -> None:

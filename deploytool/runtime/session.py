@@ -281,6 +281,15 @@ def optimize_model(model_path: str | os.PathLike, out_path: str | os.PathLike,
     default ``extended``: every fusion but hardware-specific layouts) to ``out_path``."""
     spec = spec if spec is not None else SessionSpec(graph_optimization=GraphOptimization.EXTENDED)
     p = _check_model_path(model_path)
+    from deploytool.onnx_io import external_data_files
+
+    if external_data_files(p):
+        # ONNX Runtime writes the input's external tensors as references to the input's data file, relative to
+        # out_path's folder, where it is not (every report of a model over 2 GB failed costing it): its own
+        # data file beside out_path instead
+        own = {"session.optimized_model_external_initializers_file_name": f"{Path(out_path).name}.data",
+               "session.optimized_model_external_initializers_min_size_in_bytes": "1024"}
+        spec = dataclasses.replace(spec, config_entries=tuple({**own, **dict(spec.config_entries)}.items()))
     sess, _ = _create(_ort(), p, spec, optimized_path=str(out_path))
     del sess
     if not Path(out_path).exists():

@@ -139,3 +139,21 @@ def test_provider_spec_coerce_forms():
     assert ProviderSpec.coerce(ExecutionProvider.CPU).name == CPU
     with pytest.raises(ConfigError):
         ProviderSpec.coerce(42)
+
+
+def test_the_optimized_graph_of_a_model_with_external_data_carries_its_own(tmp_path, enc):
+    """ORT wrote an input's external tensors as references to the input's data file, relative to the optimized
+    model's folder, where it was not: costing a model with external data (any over 2 GB) failed in the report."""
+    import onnx
+
+    from deploytool.onnx_io import load_proto
+    from deploytool.runtime.session import optimize_model
+
+    src = tmp_path / "src"
+    src.mkdir()
+    onnx.save_model(onnx.load(str(enc)), str(src / "m.onnx"), save_as_external_data=True, location="m.onnx.data")
+    (tmp_path / "opt").mkdir()
+    out = optimize_model(src / "m.onnx", tmp_path / "opt" / "o.onnx")
+    (src / "m.onnx.data").rename(src / "gone")  # nothing of the input is read back
+    proto = load_proto(out)
+    assert {i.name for i in proto.graph.initializer} and (out.parent / "o.onnx.data").is_file()

@@ -1,0 +1,79 @@
+"""What a run publishes in ``<out>/models/``: every file a variant needs, loadable without the step store."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import yaml
+
+from deploytool import onnx_io
+from deploytool.recipes import load_recipe
+from deploytool.recipes.runner import run_recipe
+
+WORKSPACE_ROWS = 40  # the workspace fixture's toy.csv (tests/recipes/conftest.py)
+
+
+def _recipe(root: Path, name: str, **changes) -> Path:
+    doc = {"schema_version": 1, "name": name, "model": {"path": "model"}, "task": "sequence-classification",
+           "train": [], "export": {"exporter": "torch"}, "devices": ["x86-host"],
+           "sweep": {"width": [1.0, 0.5], "depth": [1.0], "precision": ["fp32"]},
+           "bench": {"seq_lens": [8], "runs": 2, "warmup": 0}}
+    doc.update(changes)
+    p = root / f"{name}.yaml"
+    p.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return p
+
+
+def _locations(model: Path) -> list[str]:
+    proto = onnx.load(str(model), load_external_data=False)
+    return sorted({e.value for t in proto.graph.initializer for e in t.external_data if e.key == "location"})
+
+
+def _run_in_ort(model: Path) -> None:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.ones((1, 8), dtype=np.int64) for i in sess.get_inputs()}
+    out = sess.run(None, feeds)
+    assert all(np.isfinite(o).all() for o in out)
+
+
+def test_a_variant_with_external_data_is_published_with_its_data(workspace, tmp_path, monkeypatch):
+    """Only the .onnx was linked into models/: a variant saved with external data (a model over 2 GB) was
+    published without its data file, so neither the run's own bench nor a user could load it. Every variant's
+    file is model.onnx + model.onnx.data in its step folder: the names must not collide in models/."""
+    monkeypatch.setattr(onnx_io, "EXTERNAL_DATA_BYTES", 0)  # every model "over" the limit
+    store = tmp_path / "store"
+    res = run_recipe(load_recipe(_recipe(workspace, "ext")), tmp_path / "out", store=store)
+    models = tmp_path / "out" / "models"
+    published = sorted(models.glob("*.onnx"))
+    assert [p.name for p in published] == ["ext-w0.5-d1-fp32.onnx", "ext-w1-d1-fp32.onnx"]
+    datas = set()
+    for p in published:
+        locs = _locations(p)
+        assert locs, f"{p.name}: the test meant every variant to have external data"
+        for loc in locs:
+            assert (models / loc).is_file() and (models / loc).resolve().parent == models.resolve(), loc
+            datas.add(loc)
+    assert len(datas) == len(published)  # one data file each, none shared between variants
+    shutil.move(store, tmp_path / "moved")  # the store copy is gone: models/ stands alone
+    for p in published:
+        _run_in_ort(p)
+    assert {v.path for v in res.variants} == set(published)
+
+
+def test_a_rerun_replaces_and_removes_the_published_data_files(workspace, tmp_path, monkeypatch):
+    """A rerun into the same folder removes the data files of variants it no longer makes and of variants now
+    saved without external data."""
+    store, out = tmp_path / "store", tmp_path / "out"
+    monkeypatch.setattr(onnx_io, "EXTERNAL_DATA_BYTES", 0)
+    run_recipe(load_recipe(_recipe(workspace, "re")), out, store=store)
+    assert len(list((out / "models").glob("*.data"))) == 2
+    monkeypatch.setattr(onnx_io, "EXTERNAL_DATA_BYTES", 1_800_000_000)  # (a fresh store: the steps run again)
+    run_recipe(load_recipe(_recipe(workspace, "re", sweep={"width": [1.0], "depth": [1.0], "precision": ["fp32"]})),
+               out, store=tmp_path / "store2")
+    assert sorted(f.name for f in (out / "models").iterdir()) == ["re-w1-d1-fp32.onnx"]
+    _run_in_ort(out / "models" / "re-w1-d1-fp32.onnx")
