@@ -230,7 +230,7 @@ def test_a_teacher_without_a_classifier_head_is_refused(workspace, tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     ({"train": [{"finetune": {"data": "rotten-tomatos"}}]}, "did you mean 'rotten-tomatoes'"),
-    ({"train": [{"finetune": {"data": 5}}]}, "expected a dataset name or a file path, got int"),
+    ({"train": [{"finetune": {"data": 5}}]}, "data: expected a string, got int 5"),
     ({"train": [{"finetune": {"data": ["a", "b"]}}]}, "got list"),
     ({"export": {"exporter": "torch", "opset": 13}}, "export: opset=13 out of range for exporter torch"),
     ({"eval": {"data": "wrongcols.csv"}}, "no column 'text'"),
