@@ -142,7 +142,10 @@ class InspectReport:
 
 def inspect_model(path: str | os.PathLike, seq_len: int = 128) -> InspectReport:
     """Load ``path`` and describe it (see the module docstring for what is counted)."""
+    from deploytool.choices import as_path
+
     seq_len = InspectConfig(seq_len).seq_len
+    as_path(path, "path", "an .onnx file path")  # None or a number: ConfigError, not a TypeError
     model = onnx_io.load_model(path)
     return inspect_loaded(model, seq_len=seq_len, path=path)
 

@@ -39,3 +39,27 @@ def test_transform_dispatches_on_the_config(tiny_onnx, tmp_path):
     assert np.abs(a - b).max() < 1e-4
     with pytest.raises(ConfigError, match="transform\\(\\) takes one of"):  # a DeployError, one line
         dt.transform(src, tmp_path / "x.onnx", object())
+
+
+@pytest.mark.parametrize(("call", "needle"), [
+    (lambda: dt.inspect_model(None), "path: expected an .onnx file path, got None"),
+    (lambda: dt.inspect_model(5), "path: expected an .onnx file path, got 5"),
+    (lambda: dt.find_structure(None), "model: expected an onnx_ir Model or an .onnx file path, got NoneType"),
+    (lambda: dt.find_structure("/no/such/model.onnx"), "/no/such/model.onnx: no such file"),
+    (lambda: dt.load_recipe(None), "path: expected a recipe file path, got None"),
+    (lambda: dt.run_benchmark({"models": ["a.onnx"]}), "run_benchmark: config must be a BenchConfig, got dict"),
+    (lambda: dt.build_report(None), "build_report: config must be a ReportConfig, got NoneType"),
+    (lambda: dt.export_model("minilm", "m.onnx"), "export_model: config must be a ExportConfig, got str"),
+    (lambda: dt.export_model(dt.ExportConfig(model="minilm"), None), "out_path: expected an .onnx file path, got None"),
+], ids=["inspect-none", "inspect-int", "structure-none", "structure-missing", "recipe-none", "bench-dict",
+        "report-none", "export-str", "export-out-none"])
+def test_public_functions_refuse_wrong_types_with_one_deploy_error(call, needle):
+    """Wrong types given to the public functions were TypeErrors and AttributeErrors from deep inside."""
+    with pytest.raises(dt.DeployError) as e:
+        call()
+    assert str(e.value) == needle
+
+
+def test_find_structure_takes_a_path(tiny_onnx):
+    s = dt.find_structure(tiny_onnx("bert", "torch", layers=2))
+    assert s.num_layers == 2

@@ -428,8 +428,8 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
     from deploytool.onnx_io import check_external_data
     from deploytool.runtime.host_facts import host_info
 
-    if not isinstance(config, BenchConfig):
-        raise TypeError(f"run_benchmark needs a BenchConfig, got {type(config).__name__}")
+    if not isinstance(config, BenchConfig):  # a DeployError like every other bad input, not a TypeError
+        raise ConfigError(f"run_benchmark: config must be a BenchConfig, got {type(config).__name__}")
     plans: list[InputPlan] = []
     for path in config.models:
         plan = plan_inputs(path)  # missing, non-ONNX, truncated, no input_ids -> InputFileError

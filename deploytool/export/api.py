@@ -187,6 +187,11 @@ def _compute_tables(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
 
 def export(config: ExportConfig, out_path: str | os.PathLike) -> ExportResult:
     """Export ``config.model`` to ``out_path`` (validated unless ``config.validate`` is False)."""
+    from deploytool.choices import as_path
+    from deploytool.passes.base import require_config
+
+    require_config(config, ExportConfig, "export_model")  # a model name or a dict: ConfigError, not AttributeError
+    as_path(out_path, "out_path", "an .onnx file path")  # checked, kept as given ('out/' names a folder)
     check_writable(out_path)
     folder = resolve_model(config.model)
     with contextlib.suppress(OSError):  # the output may not replace a file of the model folder it reads

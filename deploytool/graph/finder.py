@@ -3258,7 +3258,20 @@ def _no_attention_reason(graph: ir.Graph) -> str:
 
 
 def find_structure(model: ir.Model) -> EncoderStructure:
-    """Locate every encoder layer's attention and FFN. Raises StructureError when it cannot."""
+    """Locate every encoder layer's attention and FFN. Raises StructureError when it cannot.
+
+    ``model``: an ``onnx_ir`` Model, or the path of an .onnx file (loaded here)."""
+    if not isinstance(model, ir.Model):
+        import os
+
+        from deploytool.choices import as_path
+        from deploytool.errors import ConfigError
+
+        if not isinstance(model, (str, bytes, os.PathLike)):
+            raise ConfigError(f"model: expected an onnx_ir Model or an .onnx file path, got {type(model).__name__}")
+        from deploytool.onnx_io import load_model
+
+        model = load_model(as_path(model, "model", "an .onnx file path"))
     hint = family_hint(model)
     try:
         return _Finder(model).find()

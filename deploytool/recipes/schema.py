@@ -321,7 +321,9 @@ def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = No
 
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe file."""
-    p = Path(path)
+    from deploytool.choices import as_path
+
+    p = as_path(path, "path", "a recipe file path")
     if not p.is_file():
         raise InputFileError(f"{p}: no such recipe file")
     try:

@@ -74,6 +74,9 @@ class ReportResult:
 
 def build_report(config: ReportConfig) -> ReportResult:
     """Collect the rows and write report.json, report.md (+ PNGs) and report.html into ``config.out_dir``."""
+    from deploytool.passes.base import require_config
+
+    require_config(config, ReportConfig, "build_report")
     check_writable(config.out_dir / "report.json")  # before any work: a read-only folder fails in one line
     rows, info = collect_rows(config)
     summaries = summarize(rows)
