@@ -11,6 +11,7 @@ from pathlib import Path
 
 from deploytool.errors import UnavailableError
 from deploytool.export.config import Task
+from deploytool.export.hf import trace_length
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ def export_optimum(model, path: str | os.PathLike, *, task: Task, opset: int | N
     try:
         from optimum.exporters.onnx.convert import export as onnx_export
         from optimum.exporters.tasks import TasksManager
+        from optimum.utils import DEFAULT_DUMMY_SHAPES
     except ImportError as e:
         raise UnavailableError("exporter 'optimum' needs optimum-onnx: pip install 'optimum-onnx==0.1.0'") from e
 
@@ -31,7 +33,10 @@ def export_optimum(model, path: str | os.PathLike, *, task: Task, opset: int | N
         exporter="onnx", model=model, task=_OPTIMUM_TASK[task], library_name="transformers")
     onnx_config = ctor(model.config)
     opset = opset or int(onnx_config.DEFAULT_ONNX_OPSET)
+    # optimum traces 16 tokens: a position table shorter than that traces at its own length (the export failed
+    # with a size mismatch), the torch exporter's rule
+    shapes = {"sequence_length": trace_length(model, DEFAULT_DUMMY_SHAPES["sequence_length"])}
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript deprecation and TracerWarnings, expected here
-        onnx_export(model=model.eval(), config=onnx_config, output=Path(path), opset=opset)
+        onnx_export(model=model.eval(), config=onnx_config, output=Path(path), opset=opset, input_shapes=shapes)
     return opset

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from deploytool.export.config import DEFAULT_OPSET, Exporter, Task
-from deploytool.export.hf import input_names, max_sequence_length
+from deploytool.export.hf import input_names, max_sequence_length, trace_length
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class _Wrap(torch.nn.Module):
 def _dummy(model, names: list[str], batch: int = 2, seq: int = 8) -> tuple:
     # a position table shorter than 8 traces at its own length (it failed with the exporter's size mismatch); ids
     # from 3 skip the special tokens unless the vocabulary has no more
-    seq = max(2, min(seq, max_sequence_length(model)))
+    seq = trace_length(model, seq)
     vocab = int(model.config.vocab_size)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(3 if vocab > 3 else 0, vocab, (batch, seq), generator=g)

@@ -154,3 +154,22 @@ def test_exporter_failure_is_one_deploy_error(tmp_path, monkeypatch):
     with pytest.raises(DeployError, match=r"exporter torch failed on bert \(RuntimeError: Unsupported: aten::weird_op"):
         export_loaded(tiny_model("bert"), tmp_path / "m.onnx", ExportConfig(model="tiny"))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("family,max_pos", [("bert", 8), ("roberta", 6)])
+def test_optimum_traces_a_short_position_table_at_its_own_length(tmp_path, family, max_pos):
+    """optimum traced 16 tokens: a model whose position table is shorter failed with a size mismatch. The export
+    now runs, keeps its sequence axis dynamic, and computes what PyTorch does at the longest length it takes
+    (reference: the PyTorch model's own output, not the exporter's validation)."""
+    import torch
+
+    model = tiny_model(family, max_pos=max_pos)  # RoBERTa: max_pos usable positions (its table has 2 more)
+    out = tmp_path / "m.onnx"
+    r = export_loaded(model, out, ExportConfig(model=family, exporter=Exporter.OPTIMUM))
+    assert r.validated
+    assert all(not i.type.tensor_type.shape.dim[1].HasField("dim_value") for i in onnx.load(str(out)).graph.input)
+    feeds = fixed_inputs(lengths=(max_pos, max_pos - 2), token_type_ids=family == "bert")
+    got = run_onnx(out, feeds)["last_hidden_state"]
+    with torch.no_grad():
+        want = model(**{k: torch.as_tensor(v) for k, v in feeds.items()}).last_hidden_state.numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
