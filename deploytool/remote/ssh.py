@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["REMOTE_ROOT", "RemoteConfig", "RemoteError", "RemoteRun", "bench_remote", "output_paths"]
 
 REMOTE_ROOT = ".cache/deploytool/remote"  # under the device user's home
+_AGENT_PID = "agent.pid"  # in the work folder: the agent's process group, stopped if the run is cut off
 MIN_PYTHON = (3, 11)  # pyproject.toml requires-python
 _HOST = re.compile(r"^(?:[A-Za-z0-9._%+-]+@)?(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])$")
 _OPTION = re.compile(r"^[A-Za-z][A-Za-z0-9]*\s*[= ]\s*\S.*$")
@@ -58,6 +59,10 @@ _UNSAFE = {"stricthostkeychecking": {"no", "off", "accept-new"}, "userknownhosts
 
 class RemoteError(DeployError):
     """A device that cannot be reached, lacks Python/deploytool, or whose bench failed (one line)."""
+
+
+class _NoAnswer(RemoteError):
+    """The command did not end within its time limit: what it started on the device may still run."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,7 +173,7 @@ class _Ssh:
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            raise RemoteError(f"{self.host}: {what}: no answer within {limit:g} s") from None
+            raise _NoAnswer(f"{self.host}: {what}: no answer within {limit:g} s") from None
         if r.returncode != 0:
             lines = [ln for ln in (r.stderr or "").strip().splitlines() if ln.strip()]
             errs = [ln for ln in lines if ln.startswith("error:")]
@@ -339,21 +344,50 @@ def _one_host(host: str, bench, config: RemoteConfig, probe: _Probe, files, out:
                       f"{pip} {qdir}/{shlex.quote(wheel.name)} >{qdir}/pip.log 2>&1 || "
                       f"{{ tail -n 1 {qdir}/pip.log | sed 's/^/error: /' >&2; rm -rf {venv}; exit 3; }}")
             ssh.run(script, timeout=config.timeout_s, what="installing deploytool in its venv")
-        ssh.run(f"cd {qdir} && {python} -m deploytool.remote.agent request.json", timeout=config.timeout_s,
-                what="the benchmark")
+        # the agent replaces the shell (exec), which sshd made a session and process-group leader: its pid,
+        # written first, is the group of the agent and its bench worker
+        agent_alive = True
+        try:
+            ssh.run(f"cd {qdir} && echo $$ > {_AGENT_PID} && exec {python} -m deploytool.remote.agent request.json",
+                    timeout=config.timeout_s, what="the benchmark")
+            agent_alive = False
+        except _NoAnswer:
+            raise
+        except RemoteError:  # it ended (with an error)
+            agent_alive = False
+            raise
         ssh.get(f"{home}/bench.json", local / "bench.json", what="copying the results back")
     finally:
-        try:  # the device keeps nothing of this run (the venv stays: it is the install)
-            ssh.run(f"rm -rf {qdir}", what="removing the work folder")
+        # the device keeps nothing of this run (the venv stays: it is the install); a bench cut off here (timed
+        # out, interrupted) would run on in a removed folder: its process group is stopped first
+        stop = (f"p=$(cat {qdir}/{_AGENT_PID} 2>/dev/null) && [ -n \"$p\" ] && "
+                "{ kill -TERM -- -\"$p\" 2>/dev/null || kill -TERM \"$p\" 2>/dev/null; }; ") \
+            if agent_alive else ""
+        try:
+            ssh.run(f"{stop}rm -rf {qdir}", what="removing the work folder")
         except RemoteError as e:
             logger.warning("%s: could not remove %s: %s", host, home, e)
-    report = json.loads((local / "bench.json").read_text())
+    report = _read_result(local / "bench.json", host)
     report = _localize(report, files, host, home, python)
     from deploytool.onnx_io import atomic_write
 
     with atomic_write(out) as f:
         json.dump(report, f, indent=2)
     return RemoteRun(host, out, report)
+
+
+def _read_result(path: Path, host: str) -> dict[str, Any]:
+    """The bench JSON the device sent back, checked as ``deploytool report`` checks one (schema and fields): a
+    device whose deploytool writes something else (garbage, an old format) is one line, not a file written."""
+    from deploytool.bench import load_report
+    from deploytool.errors import InputFileError
+
+    try:
+        return load_report(path)
+    except InputFileError as e:
+        why = str(e).replace(f"{path}: ", "", 1)
+        raise RemoteError(f"{host}: the device's bench result is not usable ({why}); is deploytool there the "
+                          "same version as here?") from None
 
 
 def _localize(report: dict[str, Any], files, host: str, home: str, python: str) -> dict[str, Any]:

@@ -228,3 +228,47 @@ def test_remote_setup_installs_deploytool_in_its_own_venv(sshd, model, tmp_path)
     assert data["remote"]["python"].endswith("venv/bin/python")
     assert (venv / "bin" / "python").exists()
     assert _remote_dirs(sshd) == {"venv"}  # the work folder is gone, the install stays
+
+
+def _fake_python(path: Path, agent: str) -> Path:
+    """A device "Python" that passes the probe (3.12, imports deploytool) and runs ``agent`` (sh) instead of
+    deploytool's agent, in the work folder."""
+    path.write_text("#!/bin/sh\nif [ \"$1\" = -c ]; then\n  case \"$2\" in *version_info*) echo 3.12.1;; esac\n"
+                    f"  exit 0\nfi\n{agent}\n")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("answer", ["not json {", "", "[1, 2]", "{}", '{"schema": "deploytool.bench/1", "results": 3}'])
+def test_a_device_answer_that_is_no_bench_result_is_one_line(sshd, model, tmp_path, answer):
+    """garbage (an old or broken deploytool on the device) was an internal error, or ``{}`` a bench JSON written"""
+    py = _fake_python(tmp_path / "py", f"printf '%s' '{answer}' > bench.json")
+    out = tmp_path / "x.json"
+    before = _remote_dirs(sshd)
+    r, _ = _bench(model, out, sshd, "--remote", "root@127.0.0.1", "--remote-python", str(py))
+    line = _err(r)
+    assert line.startswith("error: root@127.0.0.1: the device's bench result is not usable (")
+    assert not out.exists() and not list(tmp_path.glob(".x.json*")) and _remote_dirs(sshd) == before
+
+
+def test_a_bench_cut_off_does_not_run_on_on_the_device(sshd, model, tmp_path):
+    """a bench that times out (or is interrupted) had its work folder removed but went on running on the device"""
+    from deploytool.bench import BenchConfig
+    from deploytool.remote import RemoteConfig, RemoteError, bench_remote
+
+    marker = f"{os.getpid() % 1000}.{time.time_ns() % 10**6:06d}"  # sleep's argument: this test's process
+    py = _fake_python(tmp_path / "py", f"sleep 1{marker}\necho '{{}}' > bench.json")
+    opts = tuple(v for k, v in zip(sshd["opts"], sshd["opts"][1:]) if k == "--ssh-option")
+    cfg = RemoteConfig(hosts=("root@127.0.0.1",), ssh_options=opts, connect_timeout_s=5, remote_python=str(py),
+                       timeout_s=3)
+    before = _remote_dirs(sshd)
+    with pytest.raises(RemoteError, match="the benchmark: no answer within 3 s"):
+        bench_remote(BenchConfig(models=(model,), seq_lens=(8,), runs=3, warmup=1, threads=1), cfg, tmp_path / "x.json")
+    assert _remote_dirs(sshd) == before and not (tmp_path / "x.json").exists()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        left = subprocess.run(["pgrep", "-f", f"sleep 1{marker}"], capture_output=True, text=True).stdout.split()
+        if not left:
+            break
+        time.sleep(0.2)
+    assert not left, "the device still runs the bench that was cut off"
