@@ -90,8 +90,11 @@ def prepare(model: onnx.ModelProto, target: QnnTarget, *, quant: QnnQuantConfig 
             raise PassRefusedError(f"{reference}: the reference must be the float model, this one is quantized")
     if is_quantized(model):
         run, seq = static_shapes(model, seq_len)
-        return PreparedModel(run, None if ref is None else static_shapes(ref, seq)[0], "qdq", seq,
-                             {"note": "QDQ model run as given"}, "qdq (as given)")
+        ref_run = None
+        if ref is not None:
+            ref_run = static_shapes(ref, seq)[0]
+            _check_reference(run, ref_run, reference, model_path)
+        return PreparedModel(run, ref_run, "qdq", seq, {"note": "QDQ model run as given"}, "qdq (as given)")
     if target.precision is NpuPrecision.FP16:
         run, seq = static_shapes(model, seq_len)
         return PreparedModel(run, run, "fp16", seq, {"note": "float model run with enable_htp_fp16_precision=1"},
@@ -105,6 +108,28 @@ def prepare(model: onnx.ModelProto, target: QnnTarget, *, quant: QnnQuantConfig 
         quant = dataclasses.replace(quant, tokenizer=tokenizer)
     q = quantize_for_qnn(model, quant, model_path=model_path)
     return PreparedModel(q.model, q.reference, "quantized", q.stats["seq_len"], q.stats, quant.dtypes)
+
+
+def _check_reference(run: onnx.ModelProto, ref: onnx.ModelProto, reference, model_path) -> None:
+    """ConfigError unless ``ref`` takes the same inputs as ``run`` and its first output (the one compared) has the
+    same shape (both at the static shapes): a reference that is not the float model ``run`` came from."""
+    def inputs(m: onnx.ModelProto) -> set[str]:
+        inits = {t.name for t in m.graph.initializer}
+        return {i.name for i in m.graph.input if i.name not in inits}
+
+    def first_output(m: onnx.ModelProto) -> tuple[str, list]:
+        o = m.graph.output[0]
+        return o.name, [d.dim_value or d.dim_param or "?" for d in o.type.tensor_type.shape.dim]
+
+    name = Path(model_path).name if model_path else "the model"
+    a, b = inputs(run), inputs(ref)
+    if a != b:
+        raise ConfigError(f"--reference {reference}: its inputs ({', '.join(sorted(b))}) are not {name}'s "
+                          f"({', '.join(sorted(a))}); give the float model {name} was quantized from")
+    (on, os_), (rn, rs) = first_output(run), first_output(ref)
+    if len(os_) != len(rs) or any(isinstance(x, int) and isinstance(y, int) and x != y for x, y in zip(os_, rs)):
+        raise ConfigError(f"--reference {reference}: its output {rn} {rs} does not match {name}'s {on} {os_}; give "
+                          f"the float model {name} was quantized from")
 
 
 def compare(out: np.ndarray, ref: np.ndarray) -> dict:

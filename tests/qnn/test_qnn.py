@@ -408,3 +408,14 @@ def test_short_reason_never_cuts_a_word():
     cut = short_reason(text, 70)
     assert cut == "Type parameter (T) of Optype (Mul) bound to different types..." and len(cut) <= 70
     assert short_reason("a\n  b\tc") == "a b c"
+
+
+def test_a_reference_that_is_not_the_models_float_model_is_refused(qnn_qdq, tiny_onnx, tmp_path):
+    """--reference with other inputs or another output shape was an internal error (exit 1) after the HTP run"""
+    out = tmp_path / "c.json"
+    for ref, words in ((tiny_onnx("bert", layers=1, hidden=48), ("its output", "[1, 8, 48]", "[1, 8, 32]")),
+                       (tiny_onnx("distilbert", layers=1), ("its inputs", "token_type_ids"))):
+        r = _run_cli("qnn", "check", qnn_qdq, "--profile", PROFILE, "--seq-len", SEQ, "--reference", ref,
+                     "--calib-data", "none", "-o", out)
+        _one_line_error(r, f"--reference {ref}", *words, "the float model")
+    assert not out.exists()
