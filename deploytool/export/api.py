@@ -83,6 +83,12 @@ def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig) -> E
     meta = dict(architecture(model))
     meta.update(exporter=config.exporter.value, task=task.value, opset=opset, source=config.source or config.model)
     _set_metadata(proto, meta)
+    read = _graph_architecture(proto)  # what the passes will read (the config's names differ between families)
+    if read and any(str(meta[k]) != str(v) for k, v in read.items()):
+        logger.info("architecture metadata read from the graph: %s (the config says %s)", read,
+                    {k: meta[k] for k in read})
+        meta.update(read)
+        _set_metadata(proto, meta)
     diffs: dict[str, float] = {}
     size = 0
     if onnx_io.weight_bytes(proto) > onnx_io.EXTERNAL_DATA_BYTES:
@@ -171,6 +177,26 @@ def _export_raw_held(model, raw: Path, config: ExportConfig) -> int:
         msg = " ".join(str(e).split())[:240]
         raise DeployError(f"exporter {config.exporter.value} failed on {model.config.model_type} "
                           f"({type(e).__name__}: {msg})") from e
+
+
+def _graph_architecture(proto: onnx.ModelProto) -> dict[str, int]:
+    """num_layers, num_heads, head_size, hidden_size and ffn_size as the structure finder reads them in the exported
+    graph (the figures every pass then works with and writes back); empty where it cannot read the graph (the
+    config's figures stand)."""
+    import onnx_ir as ir
+
+    from deploytool.graph.structure import find_structure
+
+    try:
+        s = find_structure(ir.serde.deserialize_model(proto))
+    except Exception as e:  # a family the finder does not read (ConvBERT): its passes refuse it themselves
+        logger.debug("architecture metadata from the config: the structure finder cannot read the graph (%s)", e)
+        return {}
+    if not s.layers:
+        return {}
+    first = s.layers[0]
+    return {"num_layers": s.num_layers, "num_heads": first.attention.num_heads,
+            "head_size": first.attention.head_size, "hidden_size": s.hidden_size, "ffn_size": first.ffn_width}
 
 
 def _compute_tables(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:

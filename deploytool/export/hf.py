@@ -241,14 +241,24 @@ def architecture(model) -> dict[str, int | str]:
         family = family_of_names(n for n, _ in model.named_parameters()) or family
     hidden = int(_cfg(c, "hidden_size", "dim", "n_embd"))  # n_embd ...: GPT-2-style names (NomicBERT's config)
     heads = int(_cfg(c, "num_attention_heads", "n_heads", "n_head"))
+    # T5's d_kv: its heads need not tile d_model (t5-11b: 128 heads x 128 over 1024); MobileBERT's attention works
+    # in its bottleneck (true_hidden_size), not the hidden size between layers
+    head_size = int(_cfg(c, "d_kv", default=int(_cfg(c, "true_hidden_size", default=hidden)) // heads))
+    layers = int(_cfg(c, "num_hidden_layers", "n_layers", "n_layer"))
+    ffn = int(_cfg(c, "intermediate_size", "hidden_dim", "d_ff", "n_inner", default=4 * hidden))
+    if family == "convbert":  # head_ratio of the heads are span-based convolutions, the rest self-attention
+        heads = max(1, heads // int(getattr(c, "head_ratio", 1) or 1))
+    # ALBERT runs inner_group_num layers per step (the graph has that many times num_hidden_layers); MobileBERT
+    # stacks num_feedforward_networks FFNs in a layer, whose neurons the layer's FFN width counts together
+    layers *= int(getattr(c, "inner_group_num", 1) or 1) if family == "albert" else 1
+    ffn *= int(getattr(c, "num_feedforward_networks", 1) or 1) if family == "mobilebert" else 1
     return {
         "family": family,
-        "num_layers": int(_cfg(c, "num_hidden_layers", "n_layers", "n_layer")),
+        "num_layers": layers,
         "num_heads": heads,
-        # T5's d_kv: its heads need not tile d_model (t5-11b: 128 heads x 128 over 1024)
-        "head_size": int(_cfg(c, "d_kv", default=hidden // heads)),
+        "head_size": head_size,
         "hidden_size": hidden,
-        "ffn_size": int(_cfg(c, "intermediate_size", "hidden_dim", "d_ff", "n_inner", default=4 * hidden)),
+        "ffn_size": ffn,
         "vocab_size": int(c.vocab_size),
         "max_position_embeddings": max_sequence_length(model),
     }

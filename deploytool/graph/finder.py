@@ -3087,6 +3087,8 @@ _FAMILY_SIGNATURES = (
     ("deberta-v2", ("rel_embeddings", "pos_key_proj", "pos_query_proj", "pos_proj", "rel_attn", "query_proj",
                     "key_proj", "value_proj")),
     ("mobilebert", ("bottleneck",)),
+    # ConvBERT: its attention concatenates span-based dynamic convolution heads to the self-attention heads
+    ("convbert", ("conv_kernel_layer", "conv_out_layer", "key_conv_attn_layer")),
     ("albert", ("albert_layer_groups", "albert_layers")),
     # T5's encoder (T5EncoderModel, mT5, sentence-t5): before MPNet, whose keys include relative_attention_bias
     ("t5", ("densereludense", "selfattention.relative_attention_bias", "selfattention/relative_attention_bias",
@@ -3114,6 +3116,9 @@ _NAMED_WHEN_REFUSED = {
     "nomic_bert": "this graph's packed Wqkv with rotary Q/K stacked back with V / SwiGLU wiring is",
     "gte": "this graph's qkv_proj split before its head views / rotary / GLU wiring is",
     "jina_bert": "this graph's ALiBi bias / GLU wiring or a LayerNorm over all heads of Q and K (qk-post-norm) is",
+    # no form of it is read: head_ratio of its heads are convolutions whose outputs are concatenated to the context
+    "convbert": "ConvBERT's mixed attention (span-based dynamic convolution heads beside self-attention heads, "
+                "head_ratio) is",
 }
 
 
