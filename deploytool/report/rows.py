@@ -254,12 +254,13 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
             device_rows.append(p)
         else:
             reports.append(load_report(p))
+            _check_batches(p, reports[-1])
             not_found.update(dict.fromkeys(_locate_models(p, reports[-1])))
             if config.project:  # the projection runs each model at each length: one it cannot take fails here
                 _check_lengths(p, reports[-1], positions)
     host_profile = load_profile("x86-host", config.profiles_dirs)
     facts: dict[str, tuple[str, str, int | None]] = {}
-    cost_cache: dict[tuple[str, int], Any] = {}
+    cost_cache: dict[tuple[str, int, int], Any] = {}
     hosts = sorted({str(r.get("host", {}).get("cpu_model", "?")) for r in reports})
 
     size_cache: dict[tuple[str, str], tuple[float, str]] = {}
@@ -273,10 +274,12 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
             size_cache[key] = bundle.shipped_size(path, prof, file_mb)
         return size_cache[key]
 
-    def costs(path: str, seq: int):
-        key = (path, seq)
+    def costs(path: str, res: dict[str, Any]):
+        """The ops of ``path`` at the result's own batch and length (a batch of 16 costs 16 sequences' work)."""
+        key = (path, res["seq_len"], _batch(res))
         if key not in cost_cache:
-            cost_cache[key] = op_costs(path, seq, optimized=True) if Path(path).is_file() else None
+            cost_cache[key] = (op_costs(path, key[1], batch=key[2], optimized=True) if Path(path).is_file()
+                               else None)
         return cost_cache[key]
 
     # host calibration: measured p50 / projected on the host profile, per precision (median)
@@ -287,7 +290,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
         for rep in reports:
             for res in rep["results"]:
                 path = res["model"]
-                c = costs(path, res["seq_len"])
+                c = costs(path, res)
                 if c is None or not _is_host(host_profile, rep.get("host", {})):  # ran on this machine only
                     continue
                 threads = int(rep["config"].get("threads") or 1)
@@ -341,7 +344,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                 is_host = match.matched  # MEASURED on this profile's hardware
                 on_this_machine = is_host and prof.from_host  # the projection uses the machine's own rates
                 proj = None
-                c = costs(path, res["seq_len"]) if config.project else None
+                c = costs(path, res) if config.project else None
                 if c is not None:
                     proj = project_latency(c, prof, seq_len=res["seq_len"],
                                            threads=threads_measured if is_host else None,
@@ -438,6 +441,21 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                                       "ci95": None if ref.low is None else [ref.low, ref.high],
                                       "metric": ref.metric, "label": ref.label()}
     return rows, info
+
+
+def _batch(res: dict[str, Any]) -> int:
+    """The batch size a result was measured at (bench JSONs record it; 1 where absent)."""
+    return int(res.get("batch") or 1)
+
+
+def _check_batches(path: Path, rep: dict[str, Any]) -> None:
+    """InputFileError naming the field when a result's batch is not a positive integer (the projection runs the
+    model at that batch)."""
+    for i, res in enumerate(rep["results"]):
+        b = res.get("batch", 1)
+        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+            raise InputFileError(f"{path}: corrupt bench result: results[{i}].batch must be an integer >= 1, "
+                                 f"got {b!r}")
 
 
 def _locate_models(path: Path, rep: dict[str, Any]) -> list[str]:
