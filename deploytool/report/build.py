@@ -26,6 +26,7 @@ The page reads top to bottom like a device benchmark page:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -72,12 +73,31 @@ class ReportResult:
         return "\n".join(lines)
 
 
+#: every file a report writes into its folder
+OUTPUT_NAMES = ("report.json", "report.md", "report.html", "latency_accuracy.png", "size_accuracy.png")
+
+
+def _refuse_overwriting_inputs(config: ReportConfig) -> None:
+    """OutputPathError before any work when an input (a bench JSON, an accuracy file) is one of the files the
+    report writes (``report report.json -o .``: the report would replace the bench JSON it was made from)."""
+    outputs = {}
+    for name in OUTPUT_NAMES:
+        with contextlib.suppress(OSError):
+            outputs[(config.out_dir / name).resolve()] = config.out_dir / name
+    for p in (*config.results, *config.accuracy):
+        with contextlib.suppress(OSError):
+            hit = outputs.get(Path(p).resolve())
+            if hit is not None:
+                raise OutputPathError(f"{hit}: the report would overwrite its input {p}; choose another -o folder")
+
+
 def build_report(config: ReportConfig) -> ReportResult:
     """Collect the rows and write report.json, report.md (+ PNGs) and report.html into ``config.out_dir``."""
     from deploytool.passes.base import require_config
 
     require_config(config, ReportConfig, "build_report")
     check_writable(config.out_dir / "report.json")  # before any work: a read-only folder fails in one line
+    _refuse_overwriting_inputs(config)
     rows, info = collect_rows(config)
     summaries = summarize(rows)
     info["summary"] = _summary_records(summaries, info, rows)

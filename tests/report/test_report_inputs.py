@@ -55,3 +55,22 @@ def test_the_projection_note_names_the_method_the_rows_used():
     assert "roofline" in roof and "microbenchmark" not in roof
     both = _method_text([row("projected (host efficiencies)"), row("projected")])
     assert "roofline" in both and "microbenchmark" in both
+
+
+@pytest.mark.parametrize("which", ["report.json", "report.md", "size_accuracy.png"])
+def test_a_report_never_overwrites_its_inputs(tmp_path, which):
+    """A bench JSON named report.json (or an accuracy file named like another output) in the -o folder: the report
+    replaced the file it was made from."""
+    from click.testing import CliRunner
+
+    from deploytool.cli import main
+
+    (tmp_path / "b.json").write_text("{}")
+    inp = tmp_path / which
+    inp.write_text('{"schema": "deploytool.bench/1"}')
+    args = ([str(inp)] if which == "report.json" else [str(tmp_path / "b.json"), "--accuracy", str(inp)])
+    r = CliRunner().invoke(main, ["report", *args, "--profile", "kirin990", "-o", str(tmp_path)])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == f"error: {inp}: the report would overwrite its input {inp}; choose another -o folder"
+    assert inp.read_text() == '{"schema": "deploytool.bench/1"}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({"b.json", which})
