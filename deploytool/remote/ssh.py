@@ -199,7 +199,11 @@ def _tool(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------- probe
+# what the device's shell start-up files print (a .bashrc's greeting) comes first on stdout: the answers are read
+# after this line
+_MARK = "--deploytool-answer--"
 _PROBE = r"""
+echo """ + _MARK + r"""
 uname -m
 PY={py}
 echo "$PY" | tr -d ' '
@@ -210,6 +214,11 @@ else
 fi
 if "$PY" -c 'import deploytool.remote.agent' >/dev/null 2>&1; then echo deploytool; else echo no-deploytool; fi
 """
+
+
+def _answer(stdout: str) -> str:
+    """What a command printed after :data:`_MARK` (without what the device's shell printed before it)."""
+    return stdout.rpartition(_MARK + "\n")[2].strip() if _MARK in stdout else stdout.strip()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,7 +240,7 @@ def _probe(ssh: _Ssh, config: RemoteConfig, profile) -> _Probe:
         py = shlex.quote(config.remote_python)
     else:  # the private venv when it holds deploytool, else the system python3 (for setup)
         py = f"$( [ -x {venv} ] && echo {venv} || echo python3 )"
-    out = ssh.run(_PROBE.format(py=py), what="probe").split()
+    out = _answer(ssh.run(_PROBE.format(py=py), what="probe")).split()
     if len(out) < 4:
         raise RemoteError(f"{ssh.host}: unexpected answer to the probe: {' '.join(out)!r}")
     arch, resolved, ver, dt = out[0], out[1], out[2], out[3]
@@ -315,7 +324,9 @@ def _one_host(host: str, bench, config: RemoteConfig, probe: _Probe, files, out:
     ssh = _Ssh(config, host)
     job = uuid.uuid4().hex[:12]
     rdir = f'"$HOME"/{REMOTE_ROOT}/{job}'
-    home = ssh.run(f"mkdir -p {rdir} && cd {rdir} && pwd", what="creating the work folder").strip()
+    home = _answer(ssh.run(f"mkdir -p {rdir} && cd {rdir} && echo {_MARK} && pwd", what="creating the work folder"))
+    if not home.startswith("/") or "\n" in home:
+        raise RemoteError(f"{host}: unexpected answer when creating the work folder: {home[:80]!r}")
     qdir = shlex.quote(home)
     local = staging / host.replace("/", "_")
     local.mkdir()

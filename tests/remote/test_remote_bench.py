@@ -272,3 +272,19 @@ def test_a_bench_cut_off_does_not_run_on_on_the_device(sshd, model, tmp_path):
             break
         time.sleep(0.2)
     assert not left, "the device still runs the bench that was cut off"
+
+
+def test_a_device_whose_shell_greets_still_works(sshd, model, tmp_path):
+    """a ~/.bashrc that prints a greeting (common on a Pi) came first on stdout: the probe read the greeting's
+    words as the arch and Python version ("cannot read the device's Python version ('the')")"""
+    rc = sshd["root"].parents[2] / ".bashrc"  # the device user's home (bash reads it for an ssh command)
+    rc.write_text('echo "Welcome to the device"\n')
+    try:
+        out = tmp_path / "x.json"
+        before = _remote_dirs(sshd)
+        r, _ = _bench(model, out, sshd, "--remote", "root@127.0.0.1", "--remote-python", sys.executable)
+        assert r.exit_code == 0, r.output
+        data = json.loads(out.read_text())
+        assert data["remote"]["work_dir"].startswith(str(sshd["root"])) and _remote_dirs(sshd) == before
+    finally:
+        rc.unlink()
