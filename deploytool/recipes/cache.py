@@ -134,9 +134,19 @@ class StepCache:
             (tmp / ".done").write_text(key + "\n")
             if final.is_symlink():  # a run folder's link to a store entry (dangling after `cache clear`)
                 final.unlink()
+            elif _finished(final):
+                # another run on the store finished the same step meanwhile: its folder stays (that run reads it;
+                # removing it failed that run's next step), this one's copy goes
+                shutil.rmtree(tmp, ignore_errors=True)
             elif final.exists():
                 shutil.rmtree(final)
-            os.replace(tmp, final)
+            if tmp.exists():
+                try:
+                    os.replace(tmp, final)
+                except OSError:
+                    if not _finished(final):  # not another run's step made between the check and the rename
+                        raise
+                    shutil.rmtree(tmp, ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -166,6 +176,43 @@ class StepCache:
                 total -= e.bytes
                 removed.append(e.name)
         return removed
+
+
+def _finished(folder: Path) -> bool:
+    """A step folder (not a link) with its ``.done`` file: a finished step."""
+    return not folder.is_symlink() and (folder / ".done").is_file()
+
+
+@contextlib.contextmanager
+def run_folder_lock(out: Path) -> Iterator[None]:
+    """Hold ``out/.run.lock`` for as long as the block runs: a second run into the same output folder at the same
+    time is refused (:class:`~deploytool.errors.OutputPathError` naming the first's pid) instead of deleting the
+    first's published models as an earlier run's and writing its report and run.json over the first's. The lock
+    is the kernel's (``flock``): a run killed with SIGKILL holds it no more."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): no lock
+        yield
+        return
+    from deploytool.errors import OutputPathError
+
+    path = out / ".run.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
+            except OSError:
+                holder = "?"
+            raise OutputPathError(f"{out}: another run (pid {holder}) is writing into this folder; wait until it "
+                                  "has finished or give this run another output folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @dataclasses.dataclass(frozen=True)

@@ -410,7 +410,16 @@ def _run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | N
     out = check_folder_path(out_dir)
     _refuse_model_folder(out, rec)
     out.mkdir(parents=True, exist_ok=True)
-    r = _Runner(recipe, out, progress, Path(store) if store is not None else None, max_store_bytes)
+    from deploytool.recipes.cache import run_folder_lock
+
+    with run_folder_lock(out):
+        return _run_locked(rec, out, progress=progress, store=store, max_store_bytes=max_store_bytes, marker=marker,
+                           t_start=t_start)
+
+
+def _run_locked(rec: Recipe, out: Path, *, progress: ProgressFn | None, store: str | Path | None,
+                max_store_bytes: int | None, marker: Path | None, t_start: float) -> RunResult:
+    r = _Runner(rec, out, progress, Path(store) if store is not None else None, max_store_bytes)
     r.cache.run_marker = marker
 
     # 1. the model folder
