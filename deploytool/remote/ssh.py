@@ -54,7 +54,9 @@ MIN_PYTHON = (3, 11)  # pyproject.toml requires-python
 _HOST = re.compile(r"^(?:[A-Za-z0-9._%+-]+@)?(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])$")
 _OPTION = re.compile(r"^[A-Za-z][A-Za-z0-9]*\s*[= ]\s*\S.*$")
 # ssh options a user may not hand to the tool: they would switch host-key checking off
-_UNSAFE = {"stricthostkeychecking": {"no", "off", "accept-new"}, "userknownhostsfile": {"/dev/null"}}
+# (every spelling ssh reads as "off": OpenSSH's readconf.c multistate_strict_hostkey has "false" too, and ssh strips
+# the quotes around a value)
+_UNSAFE = {"stricthostkeychecking": {"no", "off", "false", "accept-new"}, "userknownhostsfile": {"/dev/null"}}
 
 
 class RemoteError(DeployError):
@@ -109,7 +111,12 @@ class RemoteConfig:
             if not isinstance(o, str) or not _OPTION.match(o):
                 raise ConfigError(f"ssh option {o!r}: expected Key=Value, as ssh -o takes it (e.g. Port=2222)")
             key, value = re.split(r"\s*[= ]\s*", o.strip(), maxsplit=1)
-            if value.strip().lower() in _UNSAFE.get(key.lower(), set()):
+            try:
+                parts = shlex.split(value, posix=False)
+            except ValueError:  # an unclosed quote: ssh refuses it itself
+                parts = value.split()
+            words = {w.strip("\"'").lower() for w in parts}
+            if words & _UNSAFE.get(key.lower(), set()):
                 raise ConfigError(f"ssh option {o!r}: deploytool does not switch host-key checking off; add the "
                                   "device's key to known_hosts (ssh-keyscan, or a first interactive ssh)")
         object.__setattr__(self, "ssh_options", opts)
