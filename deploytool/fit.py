@@ -517,8 +517,13 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         fitting = [c for c in built if c.fits]
         if not fitting:
             best = min(built, key=lambda c: c.device_p90_ms)
+            why = f"fastest: {best.name}, {'; '.join(best.reasons)}"
+            scored = [c for c in built if c.accuracy is not None]
+            top = max(scored, key=lambda c: (c.accuracy, -c.device_p90_ms), default=None)
+            if top is not None and top is not best:  # the fastest may fail only for want of an accuracy figure
+                why += f"; most accurate: {top.name}, {'; '.join(top.reasons)}"
             raise DeployError(f"fit: none of {len(cands)} candidates meets {prof.name}'s budget at seq {config.seq_len} "
-                              f"(fastest: {best.name}, {'; '.join(best.reasons)})")
+                              f"({why})")
         note = ""
         if accs:
             pk = pick(fitting, record=lambda c: accs.get(c.name), cost=lambda c: (c.device_p90_ms, c.size_mb),

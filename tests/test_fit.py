@@ -238,3 +238,17 @@ def test_fit_of_a_sliced_input_names_candidates_as_their_files_do(model, tmp_pat
         assert read_variant(meta).label == f.stem, f
     chosen = read_variant({p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props})
     assert chosen.label == report["chosen"]
+
+
+def test_fit_that_nothing_meets_names_the_accuracy_floor(model, tmp_path):
+    """Only the full model has an accuracy, below the floor: the error named the fastest candidate's want of an
+    accuracy figure, not the floor that no candidate reaches."""
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps({"unit": "percent", "models": {"w1-d1-fp32": 90.0}}))
+    out = tmp_path / "f.onnx"
+    r = _run(model, "--profile", "kirin990", "-o", out, "--budget-ms", "1000", "--accuracy", acc,
+             "--accuracy-floor", "95", *GRID)
+    line = _err_line(r)
+    assert r.exit_code == 2 and "none of 4 candidates meets kirin990's budget at seq 16" in line
+    assert line.endswith("; most accurate: w1-d1-fp32, accuracy 90.00 < floor 95)"), line
+    assert not out.exists()
