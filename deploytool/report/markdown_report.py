@@ -28,19 +28,23 @@ from deploytool.report.summary import DeviceSummary, summarize
 __all__ = ["render_markdown"]
 
 
+def _row(cells: Sequence[str]) -> str:
+    """One Markdown table row; a '|' inside a cell (a model named 'a|b') is escaped, GFM's way, so that it stays
+    in its cell instead of starting a new one."""
+    return "| " + " | ".join(" ".join(str(c).split()).replace("|", "\\|") for c in cells) + " |"
+
+
 def _summary_md(recs: Sequence[dict[str, Any]], info: dict[str, Any]) -> list[str]:
     lines = ["| device | best fit | precision | accuracy % | device p90 ms | size MB | fitting variants |",
              "|---|---|---|---|---|---|---|"]
     for s in recs:
         if s["fits"]:
             lat = ", ".join(f"{_num(v)} @ seq {k}" for k, v in s["device_latency_ms"].items())
-            lines.append(f"| {s['device']} | **{s['model']}** | {s['precision']} | "
-                         f"{s.get('accuracy_label') or _fmt(s['accuracy'], 'accuracy')} | "
-                         f"{lat} ({s['latency']}) | {_fmt(s['size_mb'], 'size_mb')} | "
-                         f"{s['fitting']} of {s['variants']} |")
+            lines.append(_row([s["device"], f"**{s['model']}**", s["precision"],
+                               s.get("accuracy_label") or _fmt(s["accuracy"], "accuracy"), f"{lat} ({s['latency']})",
+                               _fmt(s["size_mb"], "size_mb"), f"{s['fitting']} of {s['variants']}"]))
         else:
-            lines.append(f"| {s['device']} | {s['verdict'].replace('|', '/')} | - | - | - | - | "
-                         f"0 of {s['variants']} |")
+            lines.append(_row([s["device"], s["verdict"], "-", "-", "-", "-", f"0 of {s['variants']}"]))
     return lines
 
 
@@ -76,7 +80,7 @@ def render_markdown(rows: Sequence[ReportRow], info: dict[str, Any], title: str,
                 cells[0] = f"**{cells[0]}**"
             for s in d.seq_lens:
                 cells += _seq_cells(v.by_seq.get(s), host)
-            lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+            lines.append(_row(cells))
         lines.append("")
     lines += ["## Notes", ""] + [f"- {n}" for n in _notes(rows, info)] + [""]
     return "\n".join(lines)

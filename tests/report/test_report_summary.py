@@ -125,3 +125,25 @@ def test_verdict_never_claims_a_paired_test_that_did_not_run():
     assert "significantly worse" not in s.verdict
     assert "differences with q8 not tested (no per-example predictions)" in s.verdict
     assert "no accuracy for tern" in s.verdict
+
+
+def test_markdown_tables_keep_a_pipe_in_a_model_name_in_its_cell():
+    """A model named 'a|b' split its summary row into one cell too many (the device table turned it into 'a/b')."""
+    import re
+
+    rows = [row("a|b-w1-d1-int8", s, 3.0) for s in (8, 128)] + [row("c-w0.5-d1-int8", s, 4.0) for s in (8, 128)]
+    _variants(rows)
+    (s,) = summarize(rows)
+    info = {"summary": _summary_records([s], {}, rows), "hosts": ["host"], "profiles": ["kirin990"]}
+    md = render_markdown(rows, info, "t", [], [s])
+    tables, table = [], []
+    for ln in md.splitlines() + [""]:
+        if ln.startswith("|"):
+            table.append(ln)
+        elif table:
+            tables, table = tables + [table], []
+    assert [len(t) for t in tables] == [3, 4]  # the summary; the device table of two variants
+    for t in tables:  # every row has its header's number of cells
+        assert {len(re.findall(r"(?<!\\)\|", ln)) for ln in t} == {t[0].count("|")}, t
+    assert "| **a\\|b-w1-d1-int8** |" in tables[0][2]
+    assert any("| **★ a\\|b-w1-d1-int8** |" in ln for ln in tables[1])
