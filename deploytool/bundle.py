@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from deploytool.choices import config
 from deploytool.errors import ConfigError, DeployError, InputFileError, not_a_file
 from deploytool.models import TOKENIZER_FILES  # re-exported: the files a bundle copies
 from deploytool.onnx_io import check_output_dir, make_staging_dir, publish_staging_dir
@@ -58,6 +59,7 @@ QNN_CALIBRATION_SIZE = 8
 _QNN_FIELDS = ("qnn_seq_len", "qnn_calibration", "qnn_calibration_size")
 
 
+@config
 @dataclasses.dataclass(frozen=True)
 class BundleConfig:
     """profile: a :class:`~deploytool.profiles.Profile` with a mobile EP. seq_len: length of the fixed
@@ -68,7 +70,7 @@ class BundleConfig:
     ``qnn_calibration_size`` inputs (None: :data:`QNN_CALIBRATION_SIZE`). A QNN field set (not None) where no
     binary is compiled (``qnn=False``, a profile without an NPU) is refused: it would do nothing."""
 
-    profile: Any
+    profile: Any = dataclasses.field(hash=False)  # out of the hash (a profile holds mappings), still compared
     seq_len: int = 16
     seed: int = 0
     tokenizer: Path | None = None
@@ -242,9 +244,13 @@ def _qnn(model: Path, cfg: BundleConfig, stage: Path, skip: str | None = None) -
         from deploytool.qnn.quantize import QnnQuantConfig
         from deploytool.qnn.target import load_target
 
+        from deploytool.onnx_io import load_proto
+        from deploytool.qnn.quantize import is_quantized
+
         target = load_target(prof.path or prof.name)
         quant = None
-        if target.precision.value == "quantized":
+        qdq = is_quantized(load_proto(model, load_external_data=False))  # compiled as it is: nothing to calibrate
+        if target.precision.value == "quantized" and not qdq:
             quant = QnnQuantConfig(activation_dtype=target.activation_dtype, weight_dtype=target.weight_dtype,
                                    seq_len=seq, calibration_data=cfg.qnn_calibration,
                                    calibration_size=cfg.qnn_calibration_size or QNN_CALIBRATION_SIZE,
@@ -261,7 +267,8 @@ def _qnn(model: Path, cfg: BundleConfig, stage: Path, skip: str | None = None) -
             "binaries": [f"qnn/{b}" for b in r["binaries"]], "target": r["target"], "seq_len": r["seq_len"],
             "label": r["label"], "precision": r["precision"],
             # what the compile really calibrated on (its own note), not what was asked
-            "calibration": r["prepare"].get("calibration", "none") if quant is not None else "none (fp16)",
+            "calibration": r["prepare"].get("calibration", "none") if quant is not None else
+            "none (the model's own quantization)" if qdq else "none (fp16)",
             "note": f"compiled for sequence length {r['seq_len']} exactly (static shapes on the HTP): pad or "
                     "truncate the app's input to it"}
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from deploytool.choices import config
 from deploytool.errors import ConfigError, DeployError, PassRefusedError
 from deploytool.onnx_io import load_proto
 from deploytool.qnn.ep import (EMULATED_LABEL, Coverage, QnnStrictError, coverage_of, is_emulated, qnn_session,
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["PreparedModel", "QnnCheckConfig", "QnnCheckReport", "check_model", "compare", "prepare"]
 
 
+@config
 @dataclasses.dataclass(frozen=True)
 class QnnCheckConfig:
     """What ``qnn check`` does. ``quant`` (when set) quantizes a float input before the check."""
@@ -59,7 +61,8 @@ class QnnCheckConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.target, QnnTarget):
             raise ConfigError(f"target: expected a QnnTarget, got {type(self.target).__name__}")
-        for f, lo, hi in (("seq_len", 1, MAX_SEQ_LEN), ("eval_size", 1, 100000), ("fixed_inputs", 1, 1000)):
+        for f, lo, hi in (("seq_len", 1, MAX_SEQ_LEN), ("eval_size", 1, 100000), ("fixed_inputs", 1, 1000),
+                          ("seed", 0, 2**32 - 1)):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ConfigError(f"{f}: must be an integer in [{lo}, {hi}], got {v!r}")
@@ -89,6 +92,16 @@ def prepare(model: onnx.ModelProto, target: QnnTarget, *, quant: QnnQuantConfig 
         if is_quantized(ref):
             raise PassRefusedError(f"{reference}: the reference must be the float model, this one is quantized")
     if is_quantized(model):
+        # what the user asked to do to a float model would silently not happen to this one
+        name = Path(model_path).name if model_path else "the model"
+        if quant is not None:
+            raise PassRefusedError(f"{name}: the model is already quantized (QuantizeLinear/DequantizeLinear or "
+                                   "integer ops): --quantize quantizes a float model; leave it out to run this one "
+                                   "as it is, or give the float model")
+        if target.precision is NpuPrecision.FP16:
+            raise PassRefusedError(f"{name}: the model is already quantized (QuantizeLinear/DequantizeLinear or "
+                                   "integer ops): fp16 mode (--fp16) runs a float model; leave it out to run this "
+                                   "one as it is, or give the float model")
         run, seq = static_shapes(model, seq_len)
         ref_run = None
         if ref is not None:

@@ -419,3 +419,24 @@ def test_a_reference_that_is_not_the_models_float_model_is_refused(qnn_qdq, tiny
                      "--calib-data", "none", "-o", out)
         _one_line_error(r, f"--reference {ref}", *words, "the float model")
     assert not out.exists()
+
+
+def test_quantize_or_fp16_asked_of_a_qdq_model_is_refused(qnn_qdq, tmp_path):
+    """--quantize / --fp16 on an already quantized model were silently ignored (its QDQ ran as given)"""
+    for flag in ("--quantize", "--fp16"):
+        r = _run_cli("qnn", "check", qnn_qdq, "--profile", PROFILE, "--seq-len", SEQ, flag, "--calib-data", "none")
+        _one_line_error(r, qnn_qdq.name, "already quantized", flag)
+        r = _run_cli("qnn", "compile", qnn_qdq, "--profile", PROFILE, "--seq-len", SEQ, flag, "--calib-data", "none",
+                     "-o", tmp_path / "ctx")
+        _one_line_error(r, qnn_qdq.name, "already quantized", flag)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bundle_of_a_qdq_model_compiles_it_as_it_is(qnn_qdq, tmp_path):
+    """the bundle compiles a QDQ model without calibrating it, and its manifest says so"""
+    out = tmp_path / "b"
+    r = _run_cli("bundle", qnn_qdq, "--profile", PROFILE, "--qnn-seq-len", SEQ, "--seq-len", SEQ, "-o", out)
+    assert r.exit_code == 0, r.output
+    q = json.loads((out / "manifest.json").read_text())["qnn"]
+    assert q["produced"] and q["precision"] == "qdq (as given)" and q["seq_len"] == SEQ
+    assert q["calibration"] == "none (the model's own quantization)"
