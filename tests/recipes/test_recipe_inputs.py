@@ -230,7 +230,8 @@ def test_a_teacher_without_a_classifier_head_is_refused(workspace, tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     ({"train": [{"finetune": {"data": "rotten-tomatos"}}]}, "did you mean 'rotten-tomatoes'"),
-    ({"train": [{"finetune": {"data": 5}}]}, "data: expected a string, got int 5"),
+    # the step is named (DataConfig's own type check, since 3cc990b, had lost it: "t.yaml: data: expected ...")
+    ({"train": [{"finetune": {"data": 5}}]}, ".yaml: train[0] finetune: data: expected a string, got int 5"),
     ({"train": [{"finetune": {"data": ["a", "b"]}}]}, "got list"),
     ({"export": {"exporter": "torch", "opset": 13}}, "export: opset=13 out of range for exporter torch"),
     ({"eval": {"data": "wrongcols.csv"}}, "no column 'text'"),
