@@ -141,4 +141,6 @@ def load_target(profile: str, profiles_dirs=(), **overrides) -> QnnTarget:
     try:
         return QnnTarget(**fields)
     except ConfigError as e:
+        if overrides.get(str(e).split(":", 1)[0]) is not None:  # the caller's value (--act, --weights), not the file's
+            raise
         raise ConfigError(f"profile '{prof.name}': npu.{e}") from None

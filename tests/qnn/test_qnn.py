@@ -440,3 +440,15 @@ def test_bundle_of_a_qdq_model_compiles_it_as_it_is(qnn_qdq, tmp_path):
     q = json.loads((out / "manifest.json").read_text())["qnn"]
     assert q["produced"] and q["precision"] == "qdq (as given)" and q["seq_len"] == SEQ
     assert q["calibration"] == "none (the model's own quantization)"
+
+
+def test_a_bad_act_or_weights_option_is_not_blamed_on_the_profile():
+    """--act int4 read "profile 'snapdragon-sm8650': npu.activation_dtype: ..." as if the shipped profile were wrong"""
+    from deploytool.qnn import load_target
+
+    for kw, field in ((dict(activation_dtype="int4"), "activation_dtype"), (dict(weight_dtype="uint16"), "weight_dtype")):
+        with pytest.raises(ConfigError) as e:
+            load_target(PROFILE, **kw)
+        assert str(e.value).startswith(f"{field}: expected one of") and "profile" not in str(e.value)
+    r = _run_cli("qnn", "quantize", "x.onnx", "--profile", PROFILE, "--act", "int4", "-o", "y.onnx")
+    assert "profile" not in _one_line_error(r, "activation_dtype", "int4")
