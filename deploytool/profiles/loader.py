@@ -96,6 +96,12 @@ def load_profile(name_or_path: str | os.PathLike | Profile,
     """
     if isinstance(name_or_path, Profile):
         return name_or_path
+    if not isinstance(name_or_path, (str, os.PathLike)) or not str(os.fspath(name_or_path)).strip():
+        from deploytool.choices import kind_of
+
+        # None or a number was looked up by its spelling: "unknown device profile 'None'"
+        raise ConfigError(f"profile: expected a device profile's name (such as kirin990) or its .yaml file path, "
+                          f"got {kind_of(name_or_path)}")
     text = str(name_or_path)
     search = _dirs(dirs)  # checked also when a path names the profile
     if text.endswith((".yaml", ".yml")) or os.sep in text:

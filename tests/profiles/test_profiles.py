@@ -322,3 +322,15 @@ def test_string_budget_keys_still_read_as_sequence_lengths():
     data = _base()
     data["budgets"]["p90_latency_ms"] = {"8": 10, "128": 60.5}
     assert dict(parse_profile(data, "x.yaml").budgets.p90_latency_ms) == {8: 10.0, 128: 60.5}
+
+
+@pytest.mark.parametrize("value, got", [(None, "got nothing"), (5, "got int 5"), ("", "got str ''"), (" ", "got str ' '")])
+def test_load_profile_of_no_name_says_a_name_or_path_was_expected(value, got):
+    """load_profile(None) looked up the spelling 'None': "unknown device profile 'None'"."""
+    from deploytool.profiles import load_profile
+
+    with pytest.raises(ConfigError) as e:
+        load_profile(value)
+    msg = str(e.value)
+    assert msg.startswith("profile: expected a device profile's name (such as kirin990) or its .yaml file path")
+    assert msg.endswith(got) and "unknown device profile" not in msg
