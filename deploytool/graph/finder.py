@@ -3116,9 +3116,14 @@ _NAMED_WHEN_REFUSED = {
     "nomic_bert": "this graph's packed Wqkv with rotary Q/K stacked back with V / SwiGLU wiring is",
     "gte": "this graph's qkv_proj split before its head views / rotary / GLU wiring is",
     "jina_bert": "this graph's ALiBi bias / GLU wiring or a LayerNorm over all heads of Q and K (qk-post-norm) is",
-    # no form of it is read: head_ratio of its heads are convolutions whose outputs are concatenated to the context
-    "convbert": "ConvBERT's mixed attention (span-based dynamic convolution heads beside self-attention heads, "
-                "head_ratio) is",
+}
+# families no form of which the structured passes edit: refused by name, whatever node the finder stopped at
+_NEVER_STRUCTURED = {
+    # head_ratio of its heads are span-based dynamic convolutions whose outputs are concatenated to the
+    # self-attention context: removing a head or a layer's width has no meaning the passes implement
+    "convbert": "ConvBERT's mixed convolution attention (span-based dynamic convolution heads beside its "
+                "self-attention heads, head_ratio) is not supported by the structured passes (slice, prune-heads, "
+                "prune-ffn, reorder)",
 }
 
 
@@ -3278,6 +3283,8 @@ def find_structure(model: ir.Model) -> EncoderStructure:
 
         model = load_model(as_path(model, "model", "an .onnx file path"))
     hint = family_hint(model)
+    if hint in _NEVER_STRUCTURED:  # refused before reading: a layer found in such a graph would be a wrong reading
+        raise StructureError(f"{hint}: {_NEVER_STRUCTURED[hint]}")
     try:
         return _Finder(model).find()
     except StructureError as e:
