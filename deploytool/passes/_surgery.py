@@ -44,6 +44,7 @@ from deploytool.graph._util import (  # the naming helpers live with the graph's
     _unique_name,
     alias_root,
     const_tensor,
+    consumers,
     new_initializer,
 )
 from deploytool.graph.structure import (
@@ -651,6 +652,7 @@ def drop_layers(model: ir.Model, structure: EncoderStructure, keep: Sequence[int
     dropped = [layer for layer in structure.layers if layer.index not in keep_set]
     if not dropped:
         return
+    watched = [(layer, n) for layer in dropped for n in _data_nodes(layer)]
     # descending order: the input of layer i is the output of layer i-1, still valid when i-1 is dropped later
     for layer in sorted(dropped, key=lambda la: la.index, reverse=True):
         out, inp = layer.output, layer.input
@@ -661,9 +663,55 @@ def drop_layers(model: ir.Model, structure: EncoderStructure, keep: Sequence[int
     from onnx_ir.passes.common import RemoveUnusedNodesPass
 
     RemoveUnusedNodesPass()(model)
+    _refuse_left_inside(graph, watched, sorted(keep_set))
     # a rewired reader (a pooler reading the last hidden state) may now precede its new producer
     graph.sort()
     structure.layers = [la for la in structure.layers if la.index in keep_set]
+
+
+def _data_nodes(layer: EncoderLayer) -> list[ir.Node]:
+    """The layer's nodes that compute from its hidden-state input (not through a Shape or Size: shape pieces hold
+    no data of the layer, and a kept layer may share them)."""
+    data = {id(v) for v in (layer.input, layer.attention_input) if v is not None}
+    out: list[ir.Node] = []
+    for n in layer.nodes:  # in graph order: a node's data inputs come before it
+        if n.op_type not in ("Shape", "Size") and any(i is not None and id(i) in data for i in n.inputs):
+            data.update(id(o) for o in n.outputs if o is not None)
+            out.append(n)
+    return out
+
+
+def _outputs_reached(value: ir.Value, graph: ir.Graph) -> list[str]:
+    """The graph outputs computed from ``value``'s data (not only from its shape)."""
+    outputs = {id(o) for o in graph.outputs}
+    found, seen, stack = [], set(), [value]
+    while stack:
+        v = stack.pop()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        if id(v) in outputs:
+            found.append(v.name)
+        stack.extend(o for c in consumers(v) if c.op_type not in ("Shape", "Size") for o in c.outputs if o is not None)
+    return found
+
+
+def _refuse_left_inside(graph: ir.Graph, watched: Sequence[tuple[EncoderLayer, ir.Node]], keep: list[int]) -> None:
+    """Refuse when a graph output is still computed from a dropped layer's data once the layer is gone (it exposed a
+    tensor inside the layer: its attention probabilities, an FFN activation): it would now be computed, with the
+    layer's full weights, from a hidden state the layer no longer reads in the sliced model. (A shape read from
+    inside the layer by another layer's reshape is the same in the sliced model.)"""
+    for layer, node in watched:
+        if node.graph is not graph:  # removed with its layer
+            continue
+        for v in node.outputs:
+            outs = _outputs_reached(v, graph) if v is not None else []
+            if outs:
+                raise PassRefusedError(
+                    f"graph output{'s' if len(outs) > 1 else ''} {', '.join(repr(o) for o in outs)} "
+                    f"{'are' if len(outs) > 1 else 'is'} computed inside layer {layer.index} (from {node.op_type} "
+                    f"'{v.name}'), which is removed (layers kept: {keep}); remove that output from the model or "
+                    f"keep layer {layer.index}")
 
 
 def _replace_value(graph: ir.Graph, old: ir.Value, new: ir.Value) -> None:

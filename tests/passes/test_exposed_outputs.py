@@ -10,6 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnx import helper
 
+from deploytool.errors import PassRefusedError
 from deploytool.passes.prune_ffn import FFNPruneConfig, prune_ffn_file
 from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
 
@@ -47,3 +48,22 @@ def test_a_tapped_ffn_activation_declares_its_new_width(tiny_onnx, tmp_path, how
     feeds = {i.name: np.ones((1, 5), np.int64) for i in sess.get_inputs()}
     got = sess.run(["tap"], feeds)[0]
     assert declared[-1] == got.shape[-1] == 32
+
+
+def test_a_slice_that_drops_a_layer_whose_inside_is_an_output_refuses(tiny_onnx, tmp_path):
+    """A graph output exposing a tensor inside a layer that depth removes (its attention probabilities, as an
+    export with output_attentions has): the output would still be computed, with the removed layer's full
+    weights, from the previous layer's output. Refused, naming the output and the layer; nothing written."""
+    src = tmp_path / "tap.onnx"
+    _tap(tiny_onnx("bert", exporter="torch", layers=2, hidden=32, heads=4, ffn=64), src, "Softmax", nth=1)
+    before = src.read_bytes()
+    out = tmp_path / "out.onnx"
+    with pytest.raises(PassRefusedError, match=r"graph output 'tap' is computed inside layer 1 .*, which is removed"):
+        slice_file(src, out, SliceConfig(width=1.0, depth=0.5))
+    assert not out.exists() and src.read_bytes() == before
+    # the same output inside a kept layer: sliced, the output computed by the layer that stays
+    _tap(tiny_onnx("bert", exporter="torch", layers=2, hidden=32, heads=4, ffn=64), src, "Softmax", nth=0)
+    slice_file(src, out, SliceConfig(width=1.0, depth=0.5))
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.ones((1, 5), np.int64) for i in sess.get_inputs()}
+    assert sess.run(["tap"], feeds)[0].shape == (1, 4, 5, 5)
