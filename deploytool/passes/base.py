@@ -851,6 +851,19 @@ def _nbytes_of(t) -> int:
     return length if length is not None else len(t.raw_data)
 
 
+def _computes_fp16(proto) -> bool:
+    """Whether the model computes or rounds in fp16: fp16 weights, an fp16 graph output or a Cast to fp16. Such a
+    model (or casts back and forth): a permutation changes summation order and rounding, ~1e-3 of the scale, and
+    an fp16 output is rounded to 2^-11 of its value whatever computed it (a pack of an fp16 model computes in fp32
+    and casts its output back: one fp16 step, 4.9e-4 of a value near 1, was refused at 1e-4); fp32 models keep the
+    tight bound."""
+    half = onnx.TensorProto.FLOAT16
+    g = proto.graph
+    return (any(t.data_type == half for t in g.initializer)
+            or any(o.type.tensor_type.elem_type == half for o in g.output)
+            or any(n.op_type == "Cast" and any(a.name == "to" and a.i == half for a in n.attribute) for n in g.node))
+
+
 def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
           isolate: bool = False, process=None, early: EarlyReference | None = None, staged=None):
     """Run the model saved at ``path`` (``proto``, the output of ``pass_`` on ``src``; its weights need not
@@ -878,10 +891,7 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
     else:
         ref = pass_.gate_reference(src)
         reference, cosine = ref if ref is not None else (None, None)
-    # an fp16 model computes in fp16 (or casts back and forth): a permutation changes summation order
-    # and rounding, ~1e-3 of the scale; fp32 models keep the tight bound
-    fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
-    rtol = PRESERVE_RTOL_FP16 if fp16 else PRESERVE_RTOL
+    rtol = PRESERVE_RTOL_FP16 if _computes_fp16(proto) else PRESERVE_RTOL
     # small models: in a forked copy of this process, so that ONNX Runtime crashing on the output is a refusal
     run = process.verify if process is not None else verify_model_isolated if isolate else verify_model_guarded
     try:
