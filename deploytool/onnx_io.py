@@ -296,6 +296,11 @@ def check_output_path(path: str | os.PathLike, *, inputs: tuple[str | os.PathLik
         with contextlib.suppress(OSError):
             if p.exists() and p.resolve() == Path(i).resolve():
                 raise OutputPathError(f"{p}: output would overwrite the input; choose another path")
+            # a hard link to the input (cp -l, a deduplicated cache) is the same file under another name: the output
+            # would replace what the user reads as the input (refused as a symlink to it is)
+            if p.exists() and os.path.samefile(p, i):
+                raise OutputPathError(f"{p}: output would overwrite the input ({i}: the same file, a hard link); "
+                                      "choose another path")
     if p.is_dir():
         raise OutputPathError(f"{p}: is a directory, expected a file path")
     if p.exists():
