@@ -126,6 +126,12 @@ def echo_result(result, output: str, *, shrinks: bool = True) -> None:
     echo_gate(result.gate)
     if s.get("note"):
         click.echo(f"note: {s['note']}")
-    if shrinks and c.params_after == c.params_before:
+    if s.get("shared_weights_note"):
+        click.echo(f"note: {s['shared_weights_note']}")
+    # the counts, not the parameters: layers that share weights (ALBERT) leave the parameter count unchanged
+    # when some of them are removed
+    unchanged = ((c.layers_before, c.heads_before, c.neurons_before) == (c.layers_after, c.heads_after, c.neurons_after)
+                 and c.params_after == c.params_before)
+    if shrinks and unchanged:
         click.echo("note: nothing was removed (what was asked keeps every head, neuron and layer of this model: a "
                    "fraction that rounds to zero of them, or no ids); the output computes the same as the input")

@@ -28,7 +28,9 @@ multiple of ``1/H``; the result reports it as ``width_effective``. Q, K, V keep 
 output rows (whole heads of size ``d``), O keeps the matching ``k*d`` input columns; the FFN
 intermediate keeps its first ``m`` output rows and bias entries, the FFN output its first ``m`` input
 columns. Hidden size, embeddings, LayerNorms and the heads on top are untouched. A dropped layer's
-successor reads the previous kept layer's output.
+successor reads the previous kept layer's output. Where a dropped layer reads weights a kept layer also
+reads (ALBERT shares them across layers), those weights stay: fewer layers run, but the file shrinks only
+by the weights no kept layer shares, and the result says so (``shared_weights_note``).
 
 A width that keeps 0 heads of some layer (``round(H * w) == 0``) or a depth that keeps 0 layers is
 refused (``PassRefusedError``).
@@ -45,6 +47,7 @@ from deploytool.choices import not_one_of
 from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
+from deploytool.passes._sharing import dropped_sharing_note, stored_bytes, weight_slots
 from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
 from deploytool.validation import Choice, Fraction, schema
@@ -161,11 +164,14 @@ class SlicePass(StructuredPass):
             if layer.index in kept:  # dropped layers are removed whole below
                 S.keep_heads(model.graph, layer, list(range(kh)))
                 S.keep_neurons(model.graph, layer, kf)
+        # taken after the width edits: a removed layer shares with a kept one only what both still read
+        slots, stored = weight_slots(structure), stored_bytes(model.graph)
         S.drop_layers(model, structure, keep_layers)
+        shared_note = dropped_sharing_note(slots, len(plans), keep_layers, stored - stored_bytes(model.graph))
         # the width really applied to heads, kh / H: a multiple of 1/H, as DynaBERT rounds it
         eff = sorted({round(kh / h, 6) for _, h, kh, _ in plans})
         by_index = {layer.index: (kh, kf) for layer, _, kh, kf in plans}
-        return Edit({
+        stats = {
             "width": w, "depth": d,
             "rounding": rule, "rule": RULES[rule],
             "width_effective": eff[0] if len(eff) == 1 else eff,
@@ -176,7 +182,10 @@ class SlicePass(StructuredPass):
             # per kept layer, in order: heads and FFN neurons kept
             "heads_kept": [by_index[i][0] for i in keep_layers],
             "neurons_kept": [len(by_index[i][1]) for i in keep_layers],
-        }, changed=(w, d) != (1, 1))
+        }
+        if shared_note is not None:
+            stats["shared_weights_note"] = shared_note
+        return Edit(stats, changed=(w, d) != (1, 1))
 
 
 def slice_file(src: str | os.PathLike, dst: str | os.PathLike, config: SliceConfig, *,
