@@ -186,10 +186,10 @@ def check_sliceable(lin: Linear, tag: str) -> None:
                                    "prune or slice the float model before quantizing or packing it")
 
 
-def _privatize_linear(graph: ir.Graph, lin: Linear, tag: str) -> None:
+def _privatize_linear(graph: ir.Graph, lin: Linear, tag: str, out: bool = True) -> None:
     check_sliceable(lin, tag.replace("L", "layer ", 1) if tag.startswith("L") else tag)
     lin.weight = private_value(graph, lin.weight, _lin_owners(lin), tag)
-    if lin.bias is not None:
+    if lin.bias is not None and out:  # an edit of the input features leaves the bias as it is: no copy
         lin.bias = private_value(graph, lin.bias, _lin_owners(lin), tag)
 
 
@@ -222,7 +222,7 @@ def _edit_linear(graph: ir.Graph, lin: Linear, idx: np.ndarray, tag: str, out: b
             _reuse(lin.bias_node or lin.node, lin.bias, memo[bkey])
             lin.bias = memo[bkey]
     else:
-        _privatize_linear(graph, lin, tag)
+        _privatize_linear(graph, lin, tag, out)
         shape = list(get_shape(lin.weight))
         n = len(idx)
         idx = np.asarray(idx, dtype=np.int64)

@@ -28,6 +28,7 @@ from deploytool.choices import FrozenMap
 from deploytool.errors import ConfigError, InputFileError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
+from deploytool.passes._sharing import copies_note, weight_slots
 from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
 from deploytool.validation import FilePath, schema
@@ -145,8 +146,12 @@ class PruneFFNPass(StructuredPass):
                     k = max(1, int(math.floor(cfg.keep * f.width + 0.5)))
                     order = sorted(range(start, start + f.width), key=lambda j: -scores[j])  # stable on ties
                     keep[i] += sorted(order[:k])
+        slots = weight_slots(structure)
         for i, idx in keep.items():
             S.keep_neurons(model.graph, structure.layers[i], idx)
+        copied = copies_note(slots, weight_slots(structure), "FFN neurons")
+        if copied is not None:  # layers sharing weights (ALBERT) that keep different neurons
+            stats["shared_weights_note"], stats["shared_weights_copied_bytes"] = copied
         return Edit(stats)
 
 

@@ -12,6 +12,10 @@ Which heads: either an explicit ``{layer: [head ids]}`` or a ratio: each layer l
 ``round(ratio * heads)`` least important heads (importance from a file, or the data-free
 weight-magnitude fallback, named as such in the result). A layer never loses all its heads: that is
 refused with an error naming the layer.
+
+Layers that share their weights (ALBERT) and lose the same heads keep sharing the one pruned copy; layers
+that share them and lose different heads each read their own copy, which the result states with the bytes
+it costs (``shared_weights_note``, ``shared_weights_copied_bytes``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from deploytool.choices import FrozenMap
 from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
+from deploytool.passes._sharing import copies_note, weight_slots
 from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
 from deploytool.validation import FilePath, schema
@@ -140,6 +145,7 @@ class PruneHeadsPass(StructuredPass):
 
     def edit(self, model: ir.Model, structure: EncoderStructure) -> Edit:
         removal, source = self._removal(structure)
+        slots = weight_slots(structure)
         for i, layer in enumerate(structure.layers):
             drop = set(removal.get(i, ()))
             if drop:
@@ -150,6 +156,9 @@ class PruneHeadsPass(StructuredPass):
         if getattr(self, "_capped", None):
             stats["note"] = (f"ratio {self.config.ratio} would remove every head of layer(s) "
                              f"{', '.join(map(str, self._capped))}: each keeps its most important head")
+        copied = copies_note(slots, weight_slots(structure), "heads")
+        if copied is not None:
+            stats["shared_weights_note"], stats["shared_weights_copied_bytes"] = copied
         return Edit(stats)
 
 

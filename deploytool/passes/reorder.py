@@ -20,6 +20,7 @@ import onnx_ir as ir
 
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
+from deploytool.passes._sharing import copies_note, weight_slots
 from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
 from deploytool.validation import FilePath, Flag, schema
@@ -60,6 +61,7 @@ class ReorderPass(StructuredPass):
         cfg = self.config
         imp = magnitude_importance(structure) if cfg.importance is None else load_importance(cfg.importance, structure)
         moved = 0
+        slots = weight_slots(structure)
         for i, layer in enumerate(structure.layers):
             if cfg.heads:
                 order = imp.head_order(i)
@@ -69,8 +71,11 @@ class ReorderPass(StructuredPass):
                 order = imp.neuron_order(i)
                 moved += order != sorted(order)
                 S.keep_neurons(model.graph, layer, order)
-        return Edit({"importance": imp.source, "head_order": [imp.head_order(i) for i in range(structure.num_layers)]},
-                    changed=moved > 0)
+        stats = {"importance": imp.source, "head_order": [imp.head_order(i) for i in range(structure.num_layers)]}
+        copied = copies_note(slots, weight_slots(structure), "orders")
+        if copied is not None:  # layers sharing weights (ALBERT) given different orders
+            stats["shared_weights_note"], stats["shared_weights_copied_bytes"] = copied
+        return Edit(stats, changed=moved > 0)
 
 
 def reorder_file(src: str | os.PathLike, dst: str | os.PathLike, config: ReorderConfig, *,
