@@ -241,6 +241,12 @@ def _union_args(tp: Any) -> tuple:
     return typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
 
 
+#: ``dataclasses.field(metadata=OWN_CHECK)``: a field ``@config`` does not type-check, as its ``__post_init__`` takes
+#: more than its annotation says (a profile's name for a Profile, one number for a list of them) and refuses the
+#: rest in its own words (ConfigError naming the field)
+OWN_CHECK = {"deploytool.config.own_check": True}
+
+
 def config(cls: type) -> type:
     """``@config`` over ``@dataclasses.dataclass(frozen=True)``: the plain-dataclass configs refuse what the
     pydantic ones (``validation.schema``) refuse, with the same error, before their ``__post_init__`` runs:
@@ -248,7 +254,8 @@ def config(cls: type) -> type:
     * an unknown keyword: ConfigError ``name: unknown key (did you mean 'x'?)``, not Python's TypeError;
     * a missing required field, too many positional values, a field given twice: ConfigError naming it;
     * a value of the wrong type for its annotation: ConfigError ``name: expected an integer, got str '4'``
-      (a ``Path`` field takes a string too and holds it as a Path, so equal configs compare equal).
+      (a ``Path`` field takes a string too and holds it as a Path, so equal configs compare equal), except
+      in a field whose metadata is :data:`OWN_CHECK`.
 
     Ranges and rules across fields stay in the class's ``__post_init__`` (ConfigError naming the field)."""
     import dataclasses
@@ -279,7 +286,10 @@ def config(cls: type) -> type:
             if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"{f.name}: required key is missing")
         hints = typing.get_type_hints(type(self))
+        own = {f.name for f in fields if f.metadata.get("deploytool.config.own_check")}
         for name, value in values.items():
+            if name in own:
+                continue
             tp = hints.get(name, Any)
             problem = _type_problem(value, tp)
             if problem is not None:

@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.accuracy import AccuracyRecord, pick
-from deploytool.choices import as_path, show
+from deploytool.choices import OWN_CHECK, FrozenMap, as_path, config, show
 from deploytool.errors import ConfigError, DeployError, OutputPathError, PassRefusedError, not_a_file
 from deploytool.profiles import Profile
 from deploytool.units import MAX_SEQ_LEN, MB
@@ -87,17 +87,20 @@ def _fractions(name: str, values: Any) -> tuple[float, ...]:
     return tuple(sorted(set(float(v) for v in vals), reverse=True))
 
 
+@config
 @dataclasses.dataclass(frozen=True)
 class FitConfig:
     model: Path
-    profile: Profile
+    # a Profile, or its name or file as the CLI takes it; out of the hash (a profile holds mappings), still compared
+    profile: Profile = dataclasses.field(metadata=OWN_CHECK, hash=False)
     output: Path
     budget_ms: float | None = None  # default: the profile's p90 budget at seq_len
     accuracy_floor: float | None = None  # percent; (0, 1] is refused as ambiguous (0.95 % or 95 %?)
     seq_len: int | None = None  # default: 128 if the profile budgets it, else its longest budgeted length
-    widths: tuple[float, ...] = (1.0, 0.75, 0.5)
-    depths: tuple[float, ...] = (1.0, 0.5)
-    precisions: tuple[str, ...] = ("fp32", "int8")
+    # one number for a list of one, refused in its own words (numbers in (0, 1])
+    widths: tuple[float, ...] = dataclasses.field(default=(1.0, 0.75, 0.5), metadata=OWN_CHECK)
+    depths: tuple[float, ...] = dataclasses.field(default=(1.0, 0.5), metadata=OWN_CHECK)
+    precisions: tuple[str, ...] = dataclasses.field(default=("fp32", "int8"), metadata=OWN_CHECK)
     accuracies: Mapping[str, float | AccuracyRecord] | None = None  # candidate name -> accuracy (percent)
     runs: int = 20
     warmup: int = 3
@@ -152,7 +155,7 @@ class FitConfig:
                         raise ConfigError(f"accuracies: {k!r} must be a non-negative number (percent), got {v!r}")
                     v = AccuracyRecord(float(v))
                 recs[str(k)] = v
-            object.__setattr__(self, "accuracies", recs)
+            object.__setattr__(self, "accuracies", FrozenMap(recs))  # immutable and hashable: the config is a value
         object.__setattr__(self, "widths", _fractions("widths", self.widths))
         object.__setattr__(self, "depths", _fractions("depths", self.depths))
         raw = (self.precisions,) if isinstance(self.precisions, str) else self.precisions  # one precision
@@ -174,6 +177,9 @@ class FitConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not (1 if name == "runs" else 0) <= v <= 100000:
                 raise ConfigError(f"{name}: must be a non-negative integer (runs >= 1), got {v!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or not 1 <= self.threads <= 1024):
+            raise ConfigError(f"threads: must be an integer in [1, 1024], got {self.threads!r}")
         if self.budget is None:
             raise ConfigError(f"profile '{self.profile.name}' has no p90 latency budget for seq {self.seq_len}; "
                               "give --budget-ms")

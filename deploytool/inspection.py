@@ -39,6 +39,7 @@ from typing import Any
 import onnx_ir as ir
 
 from deploytool import onnx_io
+from deploytool.choices import config
 from deploytool.errors import ConfigError, StructureError
 from deploytool.graph.alibi import alibi_table_bytes, computed_alibi_slopes
 from deploytool.graph._util import ConstCone, alias_root, const_tensor, is_byte_table, is_unpack_lookup, static_shape
@@ -63,6 +64,7 @@ _QUANT_AUX = {("MatMulInteger", 2), ("MatMulInteger", 3), ("DynamicQuantizeMatMu
 _POOLING = {"ReduceMean", "ReduceSum", "ReduceMax", "GlobalAveragePool"}
 
 
+@config
 @dataclasses.dataclass(frozen=True)
 class InspectConfig:
     """seq_len: tokens per sequence for the FLOPs count (batch 1)."""

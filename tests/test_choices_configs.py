@@ -21,11 +21,25 @@ from deploytool.errors import ConfigError
 
 PUBLIC = ["deploytool", "deploytool.passes", "deploytool.train.config", "deploytool.train.distill",
           "deploytool.bench", "deploytool.export", "deploytool.recipes", "deploytool.profiles", "deploytool.report"]
+# not the library: the test-model builders (transformers' own configs) and the command line
+NOT_SEARCHED = ("deploytool.testing", "deploytool.cli", "deploytool.__main__")
+
+
+def _modules() -> list[str]:
+    """The public packages, then every module of the library: a config public only in its own module's ``__all__``
+    (``deploytool.fit.FitConfig``, ``deploytool.qnn.check.QnnCheckConfig``) is found too."""
+    import pkgutil
+
+    names = list(PUBLIC)
+    for m in pkgutil.walk_packages(dt.__path__, "deploytool."):
+        if not m.name.startswith(NOT_SEARCHED) and not m.name.rsplit(".", 1)[-1].startswith("_"):
+            names.append(m.name)
+    return names
 
 
 def _public_configs() -> list[type]:
     found: dict[str, type] = {}
-    for name in PUBLIC:
+    for name in _modules():
         mod = importlib.import_module(name)
         for attr in getattr(mod, "__all__", []):
             obj = getattr(mod, attr)
@@ -41,7 +55,18 @@ def _public_configs() -> list[type]:
 CONFIGS = _public_configs()
 
 # the arguments a config needs to be built at all (a required field, one of two exclusive fields); "{tmp}" is a
-# folder holding an empty bench results file b.json
+# folder holding an empty bench results file b.json and a one-node ONNX model m.onnx; a callable is called
+# (objects: a device profile, a QNN target)
+def _profile(name):
+    return lambda: __import__("deploytool.profiles", fromlist=["load_profile"]).load_profile(name)
+
+
+def _target():
+    from deploytool.qnn.target import load_target
+
+    return load_target("snapdragon-sm8650")
+
+
 MINIMAL = {
     "BenchConfig": {"models": ("a.onnx",)},
     "ExportConfig": {"model": "minilm"},
@@ -50,14 +75,35 @@ MINIMAL = {
     "ReportConfig": {"results": ("{tmp}/b.json",), "out_dir": "{tmp}/out"},
     "ImportanceConfig": {"model": "m", "output": "o.json"},
     "EvalConfig": {"model": "m"},
+    "FitConfig": {"model": "{tmp}/m.onnx", "profile": "x86-host", "output": "{tmp}/o.onnx"},
+    "BundleConfig": {"profile": _profile("snapdragon-sm8650")},
+    "QnnCheckConfig": {"target": _target},
+    "QnnCompileConfig": {"target": _target},
+    "VerifyConfig": {"models": ("{tmp}/m.onnx",), "cpus": ("max",)},
+    "RemoteConfig": {"hosts": ("pi@raspberrypi",)},
 }
 
 
 def _minimal(cls: type, tmp: Path) -> dict:
+    import onnx
+    from onnx import TensorProto, helper
+
     (tmp / "b.json").write_text("{}")
-    return {k: (tuple(x.format(tmp=tmp) for x in v) if isinstance(v, tuple) else v.format(tmp=tmp))
-            if isinstance(v, (str, tuple)) and "{tmp}" in str(v) else v
-            for k, v in MINIMAL.get(cls.__name__, {}).items()}
+    if not (tmp / "m.onnx").exists():
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+        onnx.save(helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])),
+                  str(tmp / "m.onnx"))
+    out = {}
+    for k, v in MINIMAL.get(cls.__name__, {}).items():
+        if callable(v):
+            v = v()
+        elif isinstance(v, tuple) and "{tmp}" in str(v):
+            v = tuple(x.format(tmp=tmp) for x in v)
+        elif isinstance(v, str) and "{tmp}" in v:
+            v = v.format(tmp=tmp)
+        out[k] = v
+    return out
 
 
 def _fields():
@@ -90,7 +136,8 @@ def test_the_public_configs_are_found():
     names = {c.__name__ for c in CONFIGS}
     assert {"SliceConfig", "HeadPruneConfig", "PackConfig", "RepackConfig", "ExportConfig", "BenchConfig",
             "ReportConfig", "DataConfig", "TrainConfig", "DynaBertConfig", "QATConfig", "EvalConfig",
-            "DistillConfig", "ImportanceConfig"} <= names
+            "DistillConfig", "ImportanceConfig", "FitConfig", "InspectConfig", "BundleConfig", "QnnCheckConfig",
+            "QnnCompileConfig", "QnnQuantConfig", "VerifyConfig", "RemoteConfig"} <= names
 
 
 @pytest.mark.parametrize("cls", CONFIGS, ids=_id)
@@ -179,3 +226,4 @@ def test_the_plain_configs_refuse_what_the_schema_configs_refuse_in_the_same_wor
     assert DynaBertConfig(widths="0.5,1").widths == (0.5, 1.0)  # the CLI's spelling, not its characters
     with pytest.raises(ConfigError, match=r"^widths: item 0: expected a number"):
         DynaBertConfig(widths=["a"])
+

@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from deploytool.arm64.emulator import Emulator, ensure_emulator
+from deploytool.choices import config
 from deploytool.errors import ConfigError, UnavailableError, not_a_file
 from deploytool.profiles.schema import QEMU_CPUS, Profile
 from deploytool.variant import model_precision
@@ -108,13 +109,14 @@ def _cpu_ok(cpu: str) -> bool:
     return base in QEMU_CPUS and all(p.count("=") == 1 for p in props.split(",") if props)
 
 
+@config
 @dataclasses.dataclass(frozen=True)
 class VerifyConfig:
     """What to verify. ``cpus`` defaults to the profile's ``qemu_cpu``; a profile also gives the EP
     preference list (the aarch64 wheel has the CPU EP only, so others fall back, recorded)."""
 
     models: tuple[Path, ...]
-    profile: Profile | None = None
+    profile: Profile | None = dataclasses.field(default=None, hash=False)  # holds mappings: compared, not hashed
     cpus: tuple[str, ...] = ()
     seq_len: int = 16
     batch: int = 1
@@ -149,7 +151,7 @@ class VerifyConfig:
                 raise ConfigError(f"cpu: unknown QEMU aarch64 CPU model {c!r}; expected one of "
                                   f"{', '.join(sorted(QEMU_CPUS))} (optionally with ,prop=on|off)")
         object.__setattr__(self, "cpus", tuple(dict.fromkeys(cpus)))
-        for name, lo, hi in (("seq_len", 1, MAX_SEQ_LEN), ("batch", 1, 64), ("jobs", 1, 16)):
+        for name, lo, hi in (("seq_len", 1, MAX_SEQ_LEN), ("batch", 1, 64), ("jobs", 1, 16), ("seed", 0, 2**32 - 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ConfigError(f"{name}: must be an integer in [{lo}, {hi}], got {v!r}")

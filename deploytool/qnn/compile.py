@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from deploytool.choices import config
 from deploytool.errors import ConfigError, DeployError
 from deploytool.onnx_io import check_output_dir, load_proto, make_staging_dir, publish_staging_dir
 from deploytool.qnn.check import compare, prepare
@@ -42,6 +43,7 @@ __all__ = ["QnnCompileConfig", "QnnCompileResult", "compile_model"]
 REPORT_NAME = "qnn_compile.json"
 
 
+@config
 @dataclasses.dataclass(frozen=True)
 class QnnCompileConfig:
     target: QnnTarget

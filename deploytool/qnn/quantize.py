@@ -38,7 +38,7 @@ import numpy as np
 import onnx
 
 from deploytool import onnx_io
-from deploytool.choices import parse_enum
+from deploytool.choices import config, parse_enum
 from deploytool.errors import ConfigError, InputFileError, PassRefusedError
 from deploytool.qnn.ep import short_reason
 from deploytool.qnn.target import QuantDtype
@@ -57,6 +57,7 @@ class MaskHandling(str, enum.Enum):
     KEEP = "keep"  # quantize the exported mask as it is (to measure what it costs)
 
 
+@config
 @dataclasses.dataclass(frozen=True)
 class QnnQuantConfig:
     """How to quantize a float encoder for the HTP."""
@@ -98,6 +99,8 @@ class QnnQuantConfig:
         if isinstance(self.calibration_size, bool) or not isinstance(self.calibration_size, int) \
                 or not 1 <= self.calibration_size <= 10000:
             raise ConfigError(f"calibration_size: must be an integer in [1, 10000], got {self.calibration_size!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed: must be an integer in [0, {2**32 - 1}], got {self.seed!r}")
         check_calibration_data(self.calibration_data, "calibration_data")
 
     @property

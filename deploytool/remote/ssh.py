@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from deploytool.choices import config
 from deploytool.errors import ConfigError, DeployError
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class _NoAnswer(RemoteError):
     """The command did not end within its time limit: what it started on the device may still run."""
 
 
+@config
 @dataclasses.dataclass(frozen=True)
 class RemoteConfig:
     """Where and how to run a benchmark over SSH.
