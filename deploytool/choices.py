@@ -247,6 +247,13 @@ def _union_args(tp: Any) -> tuple:
 OWN_CHECK = {"deploytool.config.own_check": True}
 
 
+def expects(what: str) -> dict:
+    """``dataclasses.field(metadata=expects("a model name (minilm) or a Hugging Face folder"))``: the words
+    ``@config``'s type check uses for what the field takes (``model: expected a model name ..., got nothing``),
+    where the annotation's ``a string`` would not tell the user what to give."""
+    return {"deploytool.config.expects": what}
+
+
 def config(cls: type) -> type:
     """``@config`` over ``@dataclasses.dataclass(frozen=True)``: the plain-dataclass configs refuse what the
     pydantic ones (``validation.schema``) refuse, with the same error, before their ``__post_init__`` runs:
@@ -255,7 +262,8 @@ def config(cls: type) -> type:
     * a missing required field, too many positional values, a field given twice: ConfigError naming it;
     * a value of the wrong type for its annotation: ConfigError ``name: expected an integer, got str '4'``
       (a ``Path`` field takes a string too and holds it as a Path, so equal configs compare equal), except
-      in a field whose metadata is :data:`OWN_CHECK`.
+      in a field whose metadata is :data:`OWN_CHECK`; a field with :func:`expects` metadata says what it takes
+      in those words.
 
     Ranges and rules across fields stay in the class's ``__post_init__`` (ConfigError naming the field)."""
     import dataclasses
@@ -287,13 +295,16 @@ def config(cls: type) -> type:
                 raise ConfigError(f"{f.name}: required key is missing")
         hints = typing.get_type_hints(type(self))
         own = {f.name for f in fields if f.metadata.get("deploytool.config.own_check")}
+        wants = {f.name: f.metadata["deploytool.config.expects"] for f in fields
+                 if "deploytool.config.expects" in f.metadata}
         for name, value in values.items():
             if name in own:
                 continue
             tp = hints.get(name, Any)
             problem = _type_problem(value, tp)
             if problem is not None:
-                raise ConfigError(f"{name}: {problem}")
+                raise ConfigError(f"{name}: expected {wants[name]}, got {kind_of(value)}" if name in wants
+                                  else f"{name}: {problem}")
             if isinstance(value, (str, os.PathLike)) and Path in _union_args(tp):
                 values[name] = Path(value)
         init(self, **values)

@@ -41,7 +41,10 @@ def _cases():
         (lambda f: HeadPruneConfig(heads={0: None}), "heads: layer 0: expected a list of head ids"),
         (lambda f: BenchConfig(models=(f["model"],), timeout_s=float("nan")), "timeout_s: expected a finite number, got nan"),
         (lambda f: BenchConfig(models=(f["model"],), timeout_s=H), "timeout_s: expected a finite number, got <about 5001 digits>"),
-        (lambda f: ExportConfig(model=None), "model: expected a string, got nothing"),
+        # what a model may be, not only its type (3cc990b had lost the hint)
+        (lambda f: ExportConfig(model=None), "model: expected a built-in model name (such as minilm) or a Hugging "
+                                             "Face model folder, got nothing"),
+        (lambda f: ExportConfig(model=" "), "model: expected a built-in model name (such as minilm)"),
         (lambda f: ExportConfig(model="x", validate="no"), "validate: expected true or false, got str 'no'"),
         (lambda f: ExportConfig(model="x", validate=None), "validate: expected true or false, got nothing"),
         (lambda f: ExportConfig(model="x", source=123), "source: expected a string, got int 123"),
@@ -62,7 +65,7 @@ def _cases():
     ]
 
 
-@pytest.mark.parametrize("i", range(21))
+@pytest.mark.parametrize("i", range(22))
 def test_a_wrong_type_is_one_deploy_error_naming_the_field(files, i):
     make, needle = _cases()[i]
     with pytest.raises(DeployError) as e:

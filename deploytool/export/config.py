@@ -7,7 +7,7 @@ import enum
 import os
 from pathlib import Path
 
-from deploytool.choices import config, parse_enum, show
+from deploytool.choices import config, expects, parse_enum, show
 from deploytool.errors import ConfigError
 
 __all__ = ["Exporter", "Task", "ExportConfig", "ExportResult", "OPSET_RANGE", "DEFAULT_OPSET"]
@@ -42,6 +42,9 @@ DEFAULT_OPSET: dict[Exporter, int | None] = {
 }
 
 
+_MODEL = "a built-in model name (such as minilm) or a Hugging Face model folder"
+
+
 @config
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
@@ -58,7 +61,7 @@ class ExportConfig:
       such a folder is refused in one line.
     """
 
-    model: str
+    model: str = dataclasses.field(metadata=expects(_MODEL))
     task: Task = Task.FEATURE_EXTRACTION
     exporter: Exporter = Exporter.TORCH
     opset: int | None = None
@@ -69,7 +72,7 @@ class ExportConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, (str, os.PathLike)) or not str(self.model).strip():
-            raise ConfigError(f"model must be a model name (minilm) or a Hugging Face folder, got {show(self.model)}")
+            raise ConfigError(f"model: expected {_MODEL}, got {show(self.model)}")
         object.__setattr__(self, "model", str(self.model))
         if not isinstance(self.validate, bool):  # "no" was true (validated), None false (skipped silently)
             raise ConfigError(f"validate={show(self.validate)} must be true or false")
