@@ -161,6 +161,15 @@ class FrozenMap(dict):
         return self
 
 
+def a_type(name: str) -> str:
+    """``name`` with its article, as a message reads it: ``an ExportConfig``, ``an FFNPruneConfig``, ``a QnnTarget``.
+    A, E, I, O take ``an`` (U mostly sounds a consonant: a UnitSpec), and so does an initialism whose letter is
+    said with a vowel (F, H, L, M, N, R, S, X)."""
+    initialism = len(name) > 1 and name[0].isupper() and (name[1].isupper() or name[1].isdigit())
+    vowel = name[:1].lower() in tuple("aeio") or (initialism and name[0] in "FHLMNRSX")
+    return f"{'an' if vowel else 'a'} {name}"
+
+
 def kind_of(value: Any) -> str:
     """How a message names a wrong value: ``str 'many'``, ``list``, ``nothing``."""
     if value is None:
@@ -229,7 +238,7 @@ def _type_problem(value: Any, tp: Any) -> str | None:
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return None  # a member or its spelling: parse_enum in its __post_init__ names the choices
     if isinstance(tp, type) and (dataclasses.is_dataclass(tp) or origin is None):
-        return None if isinstance(value, tp) else f"expected a {tp.__name__}, got {kind_of(value)}"
+        return None if isinstance(value, tp) else f"expected {a_type(tp.__name__)}, got {kind_of(value)}"
     return None
 
 

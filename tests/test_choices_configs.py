@@ -227,3 +227,16 @@ def test_the_plain_configs_refuse_what_the_schema_configs_refuse_in_the_same_wor
     with pytest.raises(ConfigError, match=r"^widths: item 0: expected a number"):
         DynaBertConfig(widths=["a"])
 
+
+def test_a_type_error_reads_with_the_right_article():
+    from deploytool.choices import a_type
+    from deploytool.passes.quantize_int8 import quantize_int8_file
+
+    assert [a_type(n) for n in ("ExportConfig", "Int8Config", "FFNPruneConfig", "QnnTarget", "BenchConfig",
+                                "SessionSpec", "HTPConfig")] == \
+        ["an ExportConfig", "an Int8Config", "an FFNPruneConfig", "a QnnTarget", "a BenchConfig", "a SessionSpec",
+         "an HTPConfig"]
+    with pytest.raises(ConfigError, match=r"^export_model: config must be an ExportConfig, got str$"):
+        dt.export_model("minilm", "m.onnx")
+    with pytest.raises(ConfigError, match=r"config must be an Int8Config, got SliceConfig$"):
+        quantize_int8_file("m.onnx", "o.onnx", dt.SliceConfig(width=0.5))

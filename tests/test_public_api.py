@@ -49,7 +49,7 @@ def test_transform_dispatches_on_the_config(tiny_onnx, tmp_path):
     (lambda: dt.load_recipe(None), "path: expected a recipe file path, got None"),
     (lambda: dt.run_benchmark({"models": ["a.onnx"]}), "run_benchmark: config must be a BenchConfig, got dict"),
     (lambda: dt.build_report(None), "build_report: config must be a ReportConfig, got NoneType"),
-    (lambda: dt.export_model("minilm", "m.onnx"), "export_model: config must be a ExportConfig, got str"),
+    (lambda: dt.export_model("minilm", "m.onnx"), "export_model: config must be an ExportConfig, got str"),
     (lambda: dt.export_model(dt.ExportConfig(model="minilm"), None), "out_path: expected an .onnx file path, got None"),
 ], ids=["inspect-none", "inspect-int", "structure-none", "structure-missing", "recipe-none", "bench-dict",
         "report-none", "export-str", "export-out-none"])

@@ -529,10 +529,11 @@ BIG_MODEL_BYTES = 50_000_000
 def require_config(config, cls: type, fn: str) -> None:
     """ConfigError unless ``config`` is a ``cls`` (``pack_file`` given a SliceConfig ran the slice; a slice given a
     PackConfig failed inside the pass with AttributeError)."""
+    from deploytool.choices import a_type
     from deploytool.errors import ConfigError
 
-    if not isinstance(config, cls):
-        raise ConfigError(f"{fn}: config must be a {cls.__name__}, got {type(config).__name__}")
+    if not isinstance(config, cls):  # "an ExportConfig", not "a ExportConfig"
+        raise ConfigError(f"{fn}: config must be {a_type(cls.__name__)}, got {type(config).__name__}")
 
 
 def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathLike, *,
