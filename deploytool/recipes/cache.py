@@ -2,7 +2,8 @@
 
 Each step's key is the SHA-256 of its kind, its config (canonical JSON), the keys of its inputs
 (the model folder's digest, the digest of every data file a step names) and a fingerprint of
-deploytool's own source (:func:`code_fingerprint`), so changing one pass reruns that step and everything
+deploytool's own source (:func:`code_fingerprint`) and the versions of the libraries it calls
+(:func:`dependency_versions`), so changing one pass reruns that step and everything
 downstream, a rerun skips what is done, and a store shared across versions never hands back what older
 code made (an int8 engine or a packing fix changes the output under the same config).
 
@@ -61,9 +62,33 @@ def code_fingerprint() -> str:
     return h.hexdigest()
 
 
+#: the distributions whose code makes or measures a step's outputs besides deploytool's own: torch and transformers
+#: train and export, onnx and onnx-ir write every model, ONNX Runtime runs the gates, the quantizer and the bench
+_KEY_DEPENDENCIES = ("torch", "transformers", "tokenizers", "safetensors", "onnx", "onnx-ir", "onnxscript",
+                     "onnxruntime", "numpy")
+
+
+@functools.lru_cache(maxsize=1)
+def dependency_versions() -> dict[str, str | None]:
+    """The installed version of each of :data:`_KEY_DEPENDENCIES` (None: not installed), read from the
+    distributions' metadata (nothing is imported)."""
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for name in _KEY_DEPENDENCIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def step_key(kind: str, config: Any, inputs: list[str]) -> str:
+    # the dependencies' versions too: after `pip install -U torch onnxruntime` a store must not hand back the old
+    # versions' exports, quantized files and timings as this installation's
     payload = json.dumps({"kind": kind, "config": canonical(config), "inputs": list(inputs), "v": 2,
-                          "code": code_fingerprint()}, sort_keys=True, separators=(",", ":"))
+                          "code": code_fingerprint(), "deps": dependency_versions()}, sort_keys=True,
+                         separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -523,7 +523,9 @@ def _run_locked(rec: Recipe, out: Path, *, progress: ProgressFn | None, store: s
         S.write_json(accuracy_file, records)
 
     # 8. one benchmark of all variants on this host; device latency is projected per profile
-    _, bdir, outs = r.step("bench", "bench", {"bench": rec.bench}, [v.key for v in variants],
+    # timings are this machine's: a store shared with another (a shared disk) or kept over a CPU change does not
+    # hand back that machine's as this one's
+    _, bdir, outs = r.step("bench", "bench", {"bench": rec.bench}, [v.key for v in variants] + [S.host_key()],
                            lambda tmp: S.bench_step(variants, rec.bench, tmp))
     # the step may have been made by another run (another -o, another recipe with the same variants): its file
     # names that run's published models, in this run's order (the key lists the variants' keys in order); this

@@ -85,7 +85,7 @@ def _split_params(params: dict[str, Any], where: str):
     _check_types(DataConfig, {k: v for k, v in data.items() if k != "data"}, where)  # data: checked as a file/name
     try:
         return DataConfig(**data), rest
-    except (TypeError, ConfigError) as e:  # DataConfig's own type check (data: 5) names the key, not the step
+    except TypeError as e:
         raise ConfigError(f"{where}: {e}") from None
 
 
@@ -335,6 +335,15 @@ def write_json(path: Path, data: Any) -> None:
 
     with atomic_write(path) as f:
         json.dump(data, f, indent=1, default=str)
+
+
+def host_key() -> str:
+    """``host:<key>`` of the machine the bench step times on: its CPU, usable cores and ONNX Runtime (the key of its
+    host microbenchmark, :meth:`deploytool.runtime.host.HostFacts.key`)."""
+    from deploytool.recipes.cache import dependency_versions
+    from deploytool.runtime.host import detect_host
+
+    return f"host:{detect_host().key(dependency_versions()['onnxruntime'] or 'unknown')}"
 
 
 def bench_step(variants, bench: BenchSpec, tmp: Path) -> dict[str, str]:
