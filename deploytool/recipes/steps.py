@@ -85,7 +85,7 @@ def _split_params(params: dict[str, Any], where: str):
     _check_types(DataConfig, {k: v for k, v in data.items() if k != "data"}, where)  # data: checked as a file/name
     try:
         return DataConfig(**data), rest
-    except TypeError as e:
+    except (TypeError, ConfigError) as e:  # DataConfig's own type check (data: 5) names the key, not the step
         raise ConfigError(f"{where}: {e}") from None
 
 
