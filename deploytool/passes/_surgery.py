@@ -542,6 +542,7 @@ def keep_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int]) -> No
     if att.q is not None and att.k is not None and att.v is not None:
         for lin in (att.q, att.k, att.v):
             keep_out(graph, lin, idx, tag)
+        _keep_packed_bias(graph, layer, heads, tag)
     elif att.qkv is not None:
         if att.qkv_interleaved:  # [.., heads, 3 * head_size]: each kept head's Q, K, V rows together
             keep = [h * 3 * att.head_size + e for h in heads for e in range(3 * att.head_size)]
@@ -568,6 +569,25 @@ def keep_heads(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int]) -> No
         _relax_head_expands(graph, layer, att.num_heads)
         _rewrite_sites(graph, layer, len(heads))
         att.num_heads = len(heads)
+
+
+def _keep_packed_bias(graph: ir.Graph, layer: EncoderLayer, heads: Sequence[int], tag: str) -> None:
+    """ORT's ``MultiHeadAttention`` on separate Q, K and V projections (its transformer optimizer's
+    ``use_multi_head_attention``) holds their three biases packed in its input 3, ``[3 * all_head_size]`` (Q's,
+    K's, V's): each part keeps the kept heads' features, in their order, as Q/K/V's weights do."""
+    att = layer.attention
+    node = att.fused
+    if node is None or node.op_type != "MultiHeadAttention" or len(node.inputs) < 4 or node.inputs[3] is None:
+        return
+    bias = node.inputs[3]
+    arr = get_array(bias)
+    a = att.num_heads * att.head_size
+    if arr.shape != (3 * a,):
+        raise StructureError(f"layer {layer.index}: node '{node.name}' (MultiHeadAttention): bias of shape "
+                             f"{list(arr.shape)}, not Q's, K's and V's [{3 * a}]")
+    d = att.head_size
+    idx = np.asarray([part * a + h * d + e for part in range(3) for h in heads for e in range(d)], dtype=np.int64)
+    node.replace_input_with(3, new_initializer(graph, f"{bias.name or 'qkv_bias'}__{tag}", arr[idx]))
 
 
 def keep_neurons(graph: ir.Graph, layer: EncoderLayer, idx: Sequence[int]) -> None:

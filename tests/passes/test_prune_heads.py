@@ -205,3 +205,34 @@ def test_a_second_head_pass_on_mpnet_equals_one_combined_prune(tmp_path):
     transform(mid, tmp_path / "s.onnx", SliceConfig(width=0.75, depth=0.5))
     transform(mid, tmp_path / "r.onnx", ReorderConfig())
     np.testing.assert_allclose(run_onnx(tmp_path / "r.onnx", feeds)[name], run_onnx(mid, feeds)[name], atol=1e-4)
+
+
+def test_prune_and_reorder_heads_of_ort_multi_head_attention(tiny_onnx, tiny_torch_model, tmp_path):
+    """ORT's transformer optimizer with ``use_multi_head_attention``: MultiHeadAttention nodes on separate Q/K/V
+    projections, their three biases packed in its input 3. That bias follows the heads (it kept all of them: the
+    pruned model did not run, and a reorder changed the outputs; the gate refused both)."""
+    import warnings
+
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    from deploytool.passes.reorder import ReorderConfig, reorder_file
+
+    options = FusionOptions("bert")
+    options.use_multi_head_attention = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        opt = optimize_model(str(tiny_onnx("bert", exporter="torch", **SHAPE)), model_type="bert", num_heads=0,
+                             hidden_size=0, opt_level=0, optimization_options=options)
+    src = tmp_path / "mha.onnx"
+    opt.save_model_to_file(str(src))
+    assert sum(n.op_type == "MultiHeadAttention" for n in onnx.load(str(src)).graph.node) == 2
+    heads = {0: [0, 2, 3], 1: [1]}
+    dst = tmp_path / "h.onnx"
+    prune_heads_file(src, dst, HeadPruneConfig(heads=heads))
+    want = ref.prune_heads_reference(tiny_torch_model("bert", **SHAPE), heads)
+    feeds = fixed_inputs(lengths=(8, 5, 3))
+    assert max_diff(run_bytes(dst.read_bytes(), feeds), ref.torch_outputs(want, feeds)) <= 1e-4
+    reordered = tmp_path / "r.onnx"
+    reorder_file(src, reordered, ReorderConfig())
+    assert max_diff(run_bytes(reordered.read_bytes(), feeds), run_bytes(src.read_bytes(), feeds)) <= 1e-4
