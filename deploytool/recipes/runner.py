@@ -96,7 +96,9 @@ ProgressFn = Callable[[str, str], None]  # (step name, status: "start" | "cached
 
 def _file_inputs(params: Any) -> list[str]:
     """``file:<sha256>`` of every existing file a step's options name (a user's CSV, an importance
-    file): the step's key changes when the file's content does, not only when its path does."""
+    file), and of the tokenizer files in a folder they name (static int8's ``tokenizer``): the step's key changes
+    when the file's content does, not only when its path does."""
+    from deploytool.models import TOKENIZER_FILES
     from deploytool.recipes.cache import canonical, file_digest
 
     out: list[str] = []
@@ -112,6 +114,8 @@ def _file_inputs(params: Any) -> list[str]:
             try:
                 if p.is_file():
                     out.append(f"file:{file_digest(p)}")
+                elif p.is_dir():  # its tokenizer's files only: a model folder's weights are not read for a key
+                    out.extend(f"file:{n}:{file_digest(p / n)}" for n in TOKENIZER_FILES if (p / n).is_file())
             except OSError:
                 pass
     return sorted(out)

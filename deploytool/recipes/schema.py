@@ -87,6 +87,14 @@ def _rel(value: Any, base_dir: Path | None) -> Any:
     return str(base_dir / p)
 
 
+def _rel_path(value: Any, base_dir: Path | None) -> Any:
+    """An option that is always a path (a tokenizer folder), whatever its name: relative to the recipe's folder
+    (``tokenizer: tok`` was read from the working directory, ``tokenizer: ./tok`` from the recipe's)."""
+    if base_dir is None or not isinstance(value, str) or not value or Path(value).is_absolute():
+        return value
+    return str(base_dir / value)
+
+
 def _base_dir(info: ValidationInfo) -> Path | None:
     return (info.context or {}).get("base_dir")
 
@@ -189,8 +197,8 @@ class SweepSpec:
         # the files a precision's pass reads (static int8's calibration data and tokenizer) are relative to the
         # recipe's folder, as every other file name in a recipe is (they were read from the working directory)
         base = _base_dir(info)
-        return {prec: {k: (_rel(v, base) if k in ("calib", "tokenizer") else v) for k, v in opts.items()}
-                for prec, opts in value.items()}
+        return {prec: {k: (_rel(v, base) if k == "calib" else _rel_path(v, base) if k == "tokenizer" else v)
+                       for k, v in opts.items()} for prec, opts in value.items()}
 
     @field_validator("width", "depth", "precision")
     @classmethod

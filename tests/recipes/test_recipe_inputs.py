@@ -421,3 +421,28 @@ def test_check_errors_name_the_recipe_file(workspace, tmp_path, monkeypatch):
         r = CliRunner().invoke(main, ["run", str(path), "--check"])
         lines = [ln for ln in r.stderr.splitlines() if ln.strip() and ln.startswith("error")]
         assert r.exit_code == 2 and lines and lines[0].startswith(f"error: {path}: ") and needle in lines[0], r.stderr
+
+
+def test_a_tokenizer_folder_in_sweep_options_is_the_recipes_and_keyed_by_its_files(workspace, tmp_path, monkeypatch):
+    """``tokenizer: tok`` (a folder beside the recipe, no slash in its name) was read from the working directory
+    (``./tok`` from the recipe's folder), and its files were not in the int8 step's key: a new vocabulary reused the
+    calibration made with the old one."""
+    import shutil
+
+    from deploytool.recipes.runner import _file_inputs
+    from deploytool.variant import Precision
+
+    shutil.copytree(workspace / "model", workspace / "tok", dirs_exist_ok=True)
+    path = _recipe(workspace, "tok", train=[], sweep={"precision": ["fp32", "int8"], "options": {
+        "int8": {"static": True, "calib": "toy.csv", "calib_samples": 8, "tokenizer": "tok"}}})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "tok").mkdir()  # a folder of that name in the working directory is not the recipe's
+    monkeypatch.chdir(elsewhere)
+    opts = load_recipe(path).sweep.options[Precision.INT8]
+    assert opts["tokenizer"] == str(workspace / "tok")
+    before = _file_inputs({"precision": Precision.INT8, "options": opts})
+    vocab = workspace / "tok" / "vocab.txt"
+    vocab.write_text(vocab.read_text() + "newword\n")
+    after = _file_inputs({"precision": Precision.INT8, "options": opts})
+    assert before != after
