@@ -41,7 +41,7 @@ from deploytool.choices import config
 from deploytool.errors import ConfigError, DeployError, InputFileError, not_a_file
 from deploytool.models import TOKENIZER_FILES  # re-exported: the files a bundle copies
 from deploytool.onnx_io import check_output_dir, make_staging_dir, publish_staging_dir
-from deploytool.units import MB
+from deploytool.units import MB, fmt_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -174,29 +174,35 @@ def _tokenizer(model: Path, cfg: BundleConfig, stage: Path) -> dict[str, Any]:
 
 def tokenizer_vocab_size(folder: Path) -> int | None:
     """How many token ids the tokenizer in ``folder`` can produce (tokenizer.json with its added tokens, else
-    vocab.txt's lines); None when neither is there or it cannot be read (the bundle copies files, it does not
-    judge them)."""
+    vocab.txt's lines); None when neither is there (or the tokenizers library is not installed). A tokenizer.json
+    the tokenizers library cannot read is a ConfigError naming it: the bundle would ship a file no app can load."""
     tj, vt = folder / "tokenizer.json", folder / "vocab.txt"
-    try:
-        if tj.is_file():
+    if tj.is_file():
+        try:
             from tokenizers import Tokenizer
-
+        except ImportError:
+            return None
+        try:
             return int(Tokenizer.from_file(str(tj)).get_vocab_size(with_added_tokens=True))
-        if vt.is_file():
+        except Exception as e:  # noqa: BLE001 - the tokenizers library's own errors (JSON, schema) all mean one thing
+            why = " ".join(str(e).split())[:200] or type(e).__name__
+            raise ConfigError(f"{tj}: not a tokenizer the tokenizers library can read ({why})") from None
+    if vt.is_file():
+        try:
             with vt.open(encoding="utf-8", errors="replace") as f:
                 return sum(1 for line in f if line.strip())
-    except Exception:  # noqa: BLE001 - the tokenizers library's own errors: not a tokenizer we can size
-        return None
+        except OSError as e:
+            raise ConfigError(f"{vt}: cannot be read ({e.strerror or e})") from None
     return None
 
 
 def _check_tokenizer_fits(model: Path, cfg: BundleConfig, plan) -> None:
     """ConfigError, before anything is written, when the tokenizer to bundle makes ids past the model's word table:
     on the phone those ids read past the table (ONNX Runtime's Gather fails, or an app gets garbage)."""
+    src = cfg.tokenizer or model.parent
+    n = tokenizer_vocab_size(Path(src))  # read even when there is no table to compare with: an unreadable one is refused
     if plan.vocab_source == "default":  # the table was not found: nothing to compare with
         return
-    src = cfg.tokenizer or model.parent
-    n = tokenizer_vocab_size(Path(src))
     if n is not None and n > plan.vocab:
         raise ConfigError(f"tokenizer {src} has {n} token ids but the model's word table ({plan.vocab_source}) has "
                           f"{plan.vocab} rows: ids {plan.vocab}-{n - 1} would read past it on the device; bundle the "
@@ -366,7 +372,7 @@ def _unpacked_note(model: Path, source_bytes: int, ort_bytes: int) -> str | None
     fp32 = sorted(k for k, v in record.items() if "unpacked to fp32" in str(v.get("note", "")))
     folded = sorted({str(v.get("scheme")) for k, v in record.items() if k not in fp32 and v.get("role") != "embedding"
                      and stored.get(k, set()) & set(folding)})
-    sizes = f"{ort_bytes / MB:.1f} MB against the packed file's {source_bytes / MB:.1f} MB"
+    sizes = f"{fmt_bytes(ort_bytes)} against the packed file's {fmt_bytes(source_bytes)}"
     notes = []
     if folded:
         notes.append(f"model.ort holds pack's {', '.join(folded)} weights unpacked to int8 ({sizes}): ONNX Runtime's "

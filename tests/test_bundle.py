@@ -115,7 +115,8 @@ def _one_line(r) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("case", ["no_mobile_ep", "not_empty", "missing_model", "not_onnx", "tokenizer_too_big"])
+@pytest.mark.parametrize("case", ["no_mobile_ep", "not_empty", "missing_model", "not_onnx", "tokenizer_too_big",
+                                  "tokenizer_not_json"])
 def test_bundle_bad_input(model_dir, tmp_path, case):
     src, tok = model_dir
     model, out, profile = src / "tiny.onnx", tmp_path / "out", "snapdragon-sm8650"
@@ -125,6 +126,12 @@ def test_bundle_bad_input(model_dir, tmp_path, case):
         big.mkdir()
         (big / "vocab.txt").write_text((tok / "vocab.txt").read_text() + "".join(f"\nextra{i}" for i in range(30)))
         extra = ["--tokenizer", str(big)]
+    elif case == "tokenizer_not_json":  # it was shipped as it is (the parse error swallowed)
+        bad = tmp_path / "badtok"
+        bad.mkdir()
+        (bad / "tokenizer.json").write_text("{x\n")
+        extra = ["--tokenizer", str(bad)]
+        profile = "kirin990"
     elif case == "no_mobile_ep":
         profile = "graviton2"
     elif case == "not_empty":
@@ -138,7 +145,8 @@ def test_bundle_bad_input(model_dir, tmp_path, case):
     line = _one_line(_bundle([str(model), "--profile", profile, "-o", str(out), "--no-qnn", *extra]))
     expect = {"no_mobile_ep": "no mobile execution provider", "not_empty": "not empty",
               "missing_model": "nope.onnx", "not_onnx": "bad.onnx",
-              "tokenizer_too_big": "has 130 token ids but the model's word table"}[case]
+              "tokenizer_too_big": "has 130 token ids but the model's word table",
+              "tokenizer_not_json": f"{tmp_path / 'badtok' / 'tokenizer.json'}: not a tokenizer"}[case]
     assert expect in line
     if case == "not_empty":
         assert [p.name for p in out.iterdir()] == ["keep.txt"]
@@ -155,6 +163,18 @@ def test_bundle_seq_len_past_the_position_table(model_dir, tmp_path, capfd):
     assert f"{src / 'tiny.onnx'}: --seq-len 1000 is longer than the model's position table (160 positions)" in line
     assert ".tmp" not in line and "onnxruntime" not in capfd.readouterr().err  # ORT's raw log (fd 2) stays quiet
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+def test_bundle_unpacked_note_sizes_show_the_difference(tiny_onnx, tmp_path):
+    """On a tiny packed model both sizes are a fraction of a megabyte: the note's units show them apart (it read
+    "0.1 MB against the packed file's 0.1 MB")."""
+    from deploytool.bundle import _unpacked_note
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+
+    packed = tmp_path / "packed.onnx"
+    pack_file(tiny_onnx("bert", layers=2, hidden=32, heads=4, ffn=64), packed, PackConfig(weights="binary"))
+    note = _unpacked_note(packed, 61_000, 134_000)
+    assert note is not None and "(0.13 MB against the packed file's 61.0 kB)" in note, note
 
 
 @pytest.mark.parametrize("runtime", ["speed", "memory"])
