@@ -875,8 +875,6 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
     :class:`~deploytool.runtime.verify.VerifyReport`."""
     import time
 
-    import onnx
-
     from deploytool.runtime.verify import gate_feeds, gate_plan, verify_model_guarded, verify_model_isolated
 
     start = time.perf_counter()
