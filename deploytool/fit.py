@@ -394,7 +394,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
     from deploytool.bench import BenchConfig, run_benchmark
     from deploytool.bench.cost_model import (OTHER_DEVICE_WIDENING, Resolution, op_costs, project_latency,
                                              resolution_error)
-    from deploytool.onnx_io import atomic_path, atomic_write, check_output_path
+    from deploytool.onnx_io import atomic_write, check_output_path
 
     check_output_path(config.output, inputs=(config.model,))
     prof = config.profile
@@ -539,8 +539,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         else:
             chosen = max(fitting, key=lambda c: (round(c.param_fraction or 0, 6), PRECISION_RANK[c.precision],
                                                  -c.device_p90_ms))
-        with atomic_path(config.output) as tmp:
-            shutil.copyfile(chosen.path, tmp)
+        _write_pick(chosen.path, config.output, config.model)
         why_path = config.output.with_name(config.output.name + ".fit.json")
         resolution = Resolution.table(host_errors, f"at seq {config.seq_len}", widen=OTHER_DEVICE_WIDENING)
         result = FitResult(chosen, cands, prof.name, config.seq_len, budget, ranking, config.output, why_path, note,
@@ -548,6 +547,21 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         with atomic_write(why_path) as f:
             json.dump(result.to_dict(), f, indent=2)
         return result
+
+
+def _write_pick(src: Path, out: Path, model: Path) -> None:
+    """The chosen candidate's file at ``out``, with its weights: a plain copy, or, for a file whose weights are
+    in external-data files (an input exported that way, a candidate over 2 GB), a model file and a data file of
+    its own beside ``out`` (a copy of the .onnx alone named data beside the input, or in fit's temporary
+    folder: it loaded nowhere else, or not at all once the candidates were removed)."""
+    from deploytool.onnx_io import atomic_path, external_data_files, load_proto, save_proto
+
+    data = external_data_files(src)
+    if not data:
+        with atomic_path(out) as tmp:
+            shutil.copyfile(src, tmp)
+        return
+    save_proto(load_proto(src), out, external=True, inputs=(model, src), data_files=tuple(data))
 
 
 def _check_accuracy_names(config: FitConfig, names: list[str]) -> None:

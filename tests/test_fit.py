@@ -252,3 +252,28 @@ def test_fit_that_nothing_meets_names_the_accuracy_floor(model, tmp_path):
     assert r.exit_code == 2 and "none of 4 candidates meets kirin990's budget at seq 16" in line
     assert line.endswith("; most accurate: w1-d1-fp32, accuracy 90.00 < floor 95)"), line
     assert not out.exists()
+
+
+def test_fit_of_an_input_with_external_data_writes_a_model_that_loads_elsewhere(model, tmp_path):
+    """The pick is the input itself, whose weights are in an external-data file: fit copied the .onnx alone,
+    which named the input's data file and failed to load from any other folder."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    ext = tmp_path / "in" / "m.onnx"
+    ext.parent.mkdir()
+    onnx.save_model(onnx.load(str(model)), str(ext), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="m.data", size_threshold=0)
+    before = {p.name: p.read_bytes() for p in ext.parent.iterdir()}
+    out = tmp_path / "out" / "best.onnx"
+    out.parent.mkdir()
+    r = _run(ext, "--profile", "kirin990", "-o", out, "--budget-ms", "1000", *GRID)
+    assert r.exit_code == 0, r.output
+    assert json.loads((out.parent / "best.onnx.fit.json").read_text())["chosen"] == "w1-d1-fp32"
+    assert {p.name: p.read_bytes() for p in ext.parent.iterdir()} == before  # the input untouched
+    assert sorted(p.name for p in out.parent.iterdir()) == ["best.onnx", "best.onnx.data", "best.onnx.fit.json"]
+    feeds = {i.name: np.ones((1, 8), dtype=np.int64) for i in ort.InferenceSession(str(model)).get_inputs()}
+    want = ort.InferenceSession(str(model)).run(None, feeds)
+    got = ort.InferenceSession(str(out)).run(None, feeds)  # loads from its own folder, with its own data
+    np.testing.assert_array_equal(got[0], want[0])
