@@ -352,14 +352,22 @@ def safe_load_yaml(text: str) -> Any:
     * a document larger than :data:`MAX_YAML_NODES` values with its aliases expanded (an alias bomb), or one
       whose alias refers to a node that contains it, is refused (``yaml.YAMLError``) before it is built;
     * what Python itself cannot read (nesting deeper than its recursion limit, an integer of more than
-      4300 digits) is a ``yaml.YAMLError`` too, never an internal error.
+      4300 digits) is a ``yaml.YAMLError`` too, never an internal error;
+    * a number in exponent notation is a number as YAML 1.2 reads it (``5e-1``, ``1e5``, ``1.0e5``): YAML 1.1 reads
+      them as text unless written with a dot and a signed exponent (``width: [5e-1]`` was refused as "got str").
     """
+    import re
+
     import yaml
 
     class _Loader(yaml.SafeLoader):
         def construct_document(self, node):
             _expanded_nodes(node, MAX_YAML_NODES)
             return super().construct_document(node)
+
+    _Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                  re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+                                  list("-+0123456789."))
 
     def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set = set()

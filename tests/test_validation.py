@@ -153,3 +153,17 @@ def test_yaml_python_cannot_hold_is_a_yaml_error(text, problem):
     with pytest.raises(yaml.YAMLError) as e:
         safe_load_yaml(text)
     assert e.value.problem.startswith(problem)
+
+
+def test_a_number_in_exponent_notation_is_a_number():
+    """YAML 1.1 (PyYAML) reads 5e-1, 1e5 and 1.0e5 as text: a recipe's ``width: [5e-1]`` was refused as "got str
+    '5e-1'" (a step option of type float was converted, a sweep's width, a bench or profile number was not)."""
+    from deploytool.recipes.schema import parse_recipe
+    from deploytool.validation import safe_load_yaml
+
+    doc = safe_load_yaml("a: 5e-1\nb: 1e5\nc: 1.0e5\nd: -2E+3\ne: .5e1\nf: '1e-4'\ng: 1e5x\nh: 1.0e-4\ni: 12\n")
+    assert doc == {"a": 0.5, "b": 1e5, "c": 1e5, "d": -2000.0, "e": 5.0, "f": "1e-4", "g": "1e5x", "h": 1e-4, "i": 12}
+    assert type(doc["i"]) is int
+    recipe = parse_recipe(safe_load_yaml("schema_version: 1\nname: e\nmodel: minilm\nsweep: {width: [1, 5e-1]}\n"
+                                         "devices: [x86-host]\n"))
+    assert recipe.sweep.width == (1, 0.5)
