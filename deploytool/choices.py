@@ -112,6 +112,15 @@ def as_path(value: Any, name: str, what: str = "a file path") -> Path:
     return Path(value)
 
 
+def one_or_many(value: Any) -> Any:
+    """A list field's value with one string (or path) read as a list of that one item: iterating the string gave its
+    letters (``ssh_options="Port=2222"`` was ``'P', 'o', ...``). Anything else is returned as it is, for the
+    field's own check."""
+    import os
+
+    return (value,) if isinstance(value, (str, bytes, os.PathLike)) else value
+
+
 def first_repeat(items: Iterable[Any], key=lambda x: x) -> tuple[int, Any, Any] | None:
     """(index, item, the earlier item with the same ``key``) of the first item given twice, or None: a config list
     that names a file, a profile or a sweep value once each."""

@@ -7,10 +7,11 @@ from typing import Any
 
 import click
 
+from deploytool.cli._grammar import FiniteFloatRange
 from deploytool.errors import ConfigError
 
 REMOTE_KEYS = ("remote", "ssh_options", "ssh_config", "remote_python", "remote_setup", "remote_parallel",
-               "connect_timeout")
+               "connect_timeout", "remote_timeout")
 
 
 def remote_options(f):
@@ -31,6 +32,10 @@ def remote_options(f):
         click.option("--connect-timeout", "connect_timeout", type=click.IntRange(min=1), default=10,
                      show_default=True, metavar="SECONDS",
                      help="Seconds to wait for a device to answer (ssh ConnectTimeout)."),
+        click.option("--remote-timeout", "remote_timeout", type=FiniteFloatRange(min=0, min_open=True),
+                     default=3600.0, show_default=True, metavar="SECONDS",
+                     help="Time limit for the whole bench on one device; past it the bench there is stopped and "
+                          "its work folder removed."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -58,7 +63,8 @@ def bench_on_remote(config, options: dict[str, Any], output: str | None) -> None
     remote = RemoteConfig(hosts=tuple(options["remote"]), ssh_options=tuple(options["ssh_options"]),
                           ssh_config=options["ssh_config"], remote_python=options["remote_python"],
                           setup=bool(options["remote_setup"]), parallel=bool(options["remote_parallel"]),
-                          connect_timeout_s=int(options["connect_timeout"]))
+                          connect_timeout_s=int(options["connect_timeout"]),
+                          timeout_s=float(options["remote_timeout"]))
     for run in bench_remote(config, remote, output):
         host = run.report.get("host", {})
         click.echo(f"{run.host}: {host.get('cpu_model', '?')} ({host.get('arch', '?')}, "

@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deploytool.choices import config
+from deploytool.choices import config, one_or_many
 from deploytool.errors import ConfigError, DeployError
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,8 @@ class RemoteConfig:
       private venv ``~/.cache/deploytool/remote/venv``.
     setup: create that venv and install the core wheel when it does not hold deploytool yet.
     wheel: the deploytool wheel to install with ``setup``; None: built from this checkout.
-    pip_args: extra arguments for the device's ``pip install`` (e.g. ``--find-links DIR``).
+    pip_args: extra arguments for the device's ``pip install`` (e.g. ``("--find-links", DIR)``); one string is one
+      argument (as one string in ``ssh_options`` is one option).
     connect_timeout_s: ssh ``ConnectTimeout``; an unreachable host fails within about this time.
     timeout_s: limit for the whole bench on one device.
     """
@@ -108,7 +109,7 @@ class RemoteConfig:
         if len(set(hosts)) != len(hosts):
             raise ConfigError("remote: a host is given twice")
         object.__setattr__(self, "hosts", hosts)
-        opts = tuple(self.ssh_options)
+        opts = tuple(one_or_many(self.ssh_options))  # one "Port=2222" is one option, not its letters
         for o in opts:
             if not isinstance(o, str) or not _OPTION.match(o):
                 raise ConfigError(f"ssh option {o!r}: expected Key=Value, as ssh -o takes it (e.g. Port=2222)")
@@ -143,7 +144,7 @@ class RemoteConfig:
         t = self.timeout_s
         if isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
             raise ConfigError(f"timeout_s: a positive number of seconds, got {t!r}")
-        object.__setattr__(self, "pip_args", tuple(str(a) for a in self.pip_args))
+        object.__setattr__(self, "pip_args", tuple(str(a) for a in one_or_many(self.pip_args)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,3 +22,41 @@ def test_every_spelling_that_turns_host_key_checking_off_is_refused(option):
                                     "UserKnownHostsFile=/tmp/kh /tmp/kh2", 'UserKnownHostsFile="/tmp/a b"'])
 def test_options_that_keep_host_key_checking_are_taken(option):
     assert RemoteConfig(hosts=("pi@raspberrypi",), ssh_options=(option,)).ssh_options == (option,)
+
+
+def test_one_string_where_a_list_goes_is_a_list_of_one():
+    """``ssh_options="Port=2222"`` was read letter by letter (ssh option 'P': expected Key=Value); pip_args alike"""
+    cfg = RemoteConfig(hosts="pi@raspberrypi", ssh_options="Port=2222", pip_args="--pre")
+    assert cfg.ssh_options == ("Port=2222",) and cfg.pip_args == ("--pre",)
+    with pytest.raises(ConfigError, match="does not switch host-key checking off"):  # still checked as one option
+        RemoteConfig(hosts="pi@raspberrypi", ssh_options="StrictHostKeyChecking=no")
+
+
+@pytest.mark.parametrize("args,expect", [([], 3600.0), (["--remote-timeout", "90"], 90.0),
+                                         (["--remote-timeout", "0"], None), (["--remote-timeout", "nan"], None)])
+def test_bench_remote_timeout_option(tiny_onnx, tmp_path, monkeypatch, args, expect):
+    """``--remote-timeout SECONDS`` (as --connect-timeout SECONDS) is RemoteConfig.timeout_s, which was only settable
+    from Python; no ssh runs here: bench_remote is replaced."""
+    from click.testing import CliRunner
+
+    import deploytool.remote as remote
+    from deploytool.cli import main
+
+    seen = []
+    monkeypatch.setattr(remote, "bench_remote", lambda config, rc, output: seen.append(rc) or [])
+    r = CliRunner().invoke(main, ["bench", str(tiny_onnx()), "--remote", "pi@raspberrypi", "-o",
+                                  str(tmp_path / "b.json"), *args])
+    if expect is None:
+        assert r.exit_code == 2 and "--remote-timeout" in r.output and not seen
+    else:
+        assert r.exit_code == 0, r.output
+        assert seen[0].timeout_s == expect
+
+
+def test_remote_timeout_without_remote_is_refused(tiny_onnx):
+    from click.testing import CliRunner
+
+    from deploytool.cli import main
+
+    r = CliRunner().invoke(main, ["bench", str(tiny_onnx()), "--remote-timeout", "60"])
+    assert r.exit_code == 2 and "--remote-timeout: only used with --remote" in r.output
