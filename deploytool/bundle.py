@@ -396,7 +396,9 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
     """Write the bundle for ``cfg.profile`` into ``out_dir`` (new or empty); see the module doc."""
     from deploytool.runtime.inputs import make_feeds, plan_inputs_proto
     from deploytool.onnx_io import external_data_files, load_proto
-    from deploytool.qnn.quantize import position_rows
+    import onnx_ir as ir
+
+    from deploytool.inspection import check_position_table
     from deploytool.runtime.mobile import convert_to_ort, run_ort, signature
     from deploytool.runtime.host_facts import host_info
 
@@ -412,10 +414,8 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
     proto = load_proto(model, load_external_data=False)  # not ONNX -> one line
     plan = plan_inputs_proto(proto, model)  # no input ids -> one line
     plan.check(1, (cfg.seq_len,), str(model))
-    limit = position_rows(proto)
-    if limit is not None and cfg.seq_len > limit:  # as qnn's static_shapes, before ORT runs it (its own log line)
-        raise ConfigError(f"{model}: --seq-len {cfg.seq_len} is longer than the model's position table "
-                          f"({limit} positions); use a sequence length <= {limit}")
+    # as qnn's static_shapes, before ORT runs it (its own log line)
+    limit = check_position_table(ir.serde.deserialize_model(proto), cfg.seq_len, str(model))
     qnn_skip = _qnn_preflight(model, cfg, limit)
     _check_tokenizer_fits(model, cfg, plan)
     stage = make_staging_dir(out)

@@ -226,6 +226,19 @@ def model_position_rows(model: ir.Model) -> int | None:
         return None
 
 
+def check_position_table(model: ir.Model, seq_lens: int | tuple[int, ...], name: str,
+                         option: str = "--seq-len") -> int | None:
+    """The rows of ``model``'s position table (:func:`model_position_rows`), after a ConfigError naming the file
+    ``name`` when a length of ``seq_lens`` is longer: what ONNX Runtime would only say as a broadcast error in
+    the embeddings' Add. Commands call it before running the model anywhere (bundle, verify-arm64)."""
+    rows = model_position_rows(model)
+    for s in (seq_lens,) if isinstance(seq_lens, int) else seq_lens:
+        if rows is not None and s > rows:
+            raise ConfigError(f"{name}: {option} {s} is longer than the model's position table ({rows} positions); "
+                              f"use a sequence length <= {rows}")
+    return rows
+
+
 def _length_notes(graph: ir.Graph, structure: EncoderStructure | None, seq_len: int) -> list[str]:
     """A note when ``seq_len`` (the FLOPs' length) is one the model cannot run: longer than its absolute position
     table, or other than a fixed sequence length its inputs declare."""

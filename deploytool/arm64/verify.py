@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 from deploytool.arm64.emulator import Emulator, ensure_emulator
-from deploytool.choices import config
+from deploytool.choices import config, one_or_many
 from deploytool.errors import ConfigError, UnavailableError, not_a_file
 from deploytool.profiles.schema import QEMU_CPUS, Profile
 from deploytool.variant import model_precision
@@ -138,7 +138,7 @@ class VerifyConfig:
                 raise not_a_file(m, "ONNX model file")
             check_external_data(m)
         object.__setattr__(self, "models", models)
-        cpus = tuple(self.cpus)
+        cpus = tuple(one_or_many(self.cpus))  # cpus="max" is one CPU model, not 'm', 'a', 'x'
         if not cpus:
             if self.profile is None:
                 raise ConfigError("give a device profile (--profile) or QEMU CPU models (--cpu)")
@@ -303,9 +303,21 @@ def _run_cpu(emu: Emulator, cpu: str, job_path: Path, timeout_s: float) -> dict[
 
 def verify_arm64(config: VerifyConfig) -> VerifyResult:
     """Run ``config.models`` under the emulator on every CPU model and compare with the host."""
-    from deploytool.runtime.inputs import make_feeds, plan_inputs
+    import onnx_ir as ir
+
+    from deploytool.inspection import check_position_table
+    from deploytool.onnx_io import load_proto
+    from deploytool.runtime.inputs import make_feeds, plan_inputs_proto
 
     t0 = time.perf_counter()
+    plans = []
+    for m in config.models:  # before QEMU starts: a length the model cannot take is one line, not ORT's broadcast error
+        proto = load_proto(m, load_external_data=False)
+        plan = plan_inputs_proto(proto, m)
+        plan.check(config.batch, (config.seq_len,), str(m))  # fixed input shapes, as bench checks them
+        check_position_table(ir.serde.deserialize_model(proto), config.seq_len, str(m))
+        plans.append(plan)
+        del proto
     emu = ensure_emulator(config.emulator_home, setup=config.setup)
     profile = config.profile
     providers = profile.ep_names() if profile else ["CPUExecutionProvider"]
@@ -315,8 +327,7 @@ def verify_arm64(config: VerifyConfig) -> VerifyResult:
         prepared = []
         for i, m in enumerate(config.models):
             precision, k = model_precision(m)
-            plan = plan_inputs(m)
-            feeds = make_feeds(plan, config.batch, config.seq_len, config.seed)
+            feeds = make_feeds(plans[i], config.batch, config.seq_len, config.seed)
             if precision in ("fp32", "fp16"):
                 host, host_ref = _host_outputs(m, feeds), "model"
             else:

@@ -156,6 +156,9 @@ def test_verify_arm64_cannot_start_is_one_line_exit_2(variants, tmp_path):
     (["--cpu", "cortex-a99"], "unknown QEMU aarch64 CPU model 'cortex-a99'"),
     (["--profile", "kirin99"], "unknown device profile 'kirin99' (did you mean 'kirin990'?)"),
     ([], "give a device profile (--profile) or QEMU CPU models (--cpu)"),
+    # refused before QEMU starts (the emulator is not even set up here): it ran, then failed with ORT's broadcast error
+    (["--profile", "raspberry-pi-4", "--seq-len", "500"],
+     "fp32.onnx: --seq-len 500 is longer than the model's position table (160 positions)"),
 ])
 def test_verify_arm64_bad_input(variants, tmp_path, args, expected):
     r = CliRunner().invoke(main, ["verify-arm64", str(variants["fp32"]), *args, "--emulator-dir", str(tmp_path),
@@ -167,3 +170,9 @@ def test_verify_config_uses_the_profiles_cpu(variants):
     cfg = VerifyConfig(models=(variants["fp32"],), profile=load_profile("a64fx"))
     assert cfg.cpus == ("a64fx",)
     assert VerifyConfig(models=(variants["fp32"],), cpus=("max,sme=off",)).cpus == ("max,sme=off",)
+
+
+def test_verify_config_one_cpu_as_a_string(variants):
+    """cpus="max" was read letter by letter (unknown QEMU aarch64 CPU model 'm')"""
+    assert VerifyConfig(models=variants["fp32"], cpus="max").cpus == ("max",)
+    assert VerifyConfig(models=variants["fp32"], cpus="max,sme=off").cpus == ("max,sme=off",)
