@@ -267,8 +267,10 @@ def _has_column(path: Path, col: str) -> bool:
     return False
 
 
-def _read_user_file(path: Path, text_col: str, label_col: str | None):
-    """Texts, labels and row ids of a user file; ``label_col=None``: texts only (labels empty strings)."""
+def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibration: bool = False):
+    """Texts, labels and row ids of a user file; ``label_col=None``: texts only (labels empty strings).
+    ``calibration``: a missing text column is worded for the commands that calibrate on the file, which have no
+    ``--text-col`` option."""
     if not path.exists():
         raise InputFileError(f"{path}: no such dataset file (built-in datasets: {', '.join(dataset_names())})")
     if path.is_dir():
@@ -319,7 +321,8 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None):
         raise InputFileError(f"{path}: dataset is empty (no rows)")
     for col, flag in ((text_col, "--text-col"), (label_col, "--label-col")):
         if col is not None and col not in columns:
-            raise InputFileError(f"{path}: no column '{col}' ({flag}); columns are: "
+            why = f"calibration reads its texts from a '{col}' column" if calibration else flag
+            raise InputFileError(f"{path}: no column '{col}' ({why}); columns are: "
                                  f"{', '.join(sorted(map(str, columns)))}")
     texts, labels, ids = [], [], []
     for i, r in enumerate(rows):
@@ -454,8 +457,9 @@ def calibration_texts(name: str | Path, n: int = 128, seed: int = 0, *, split: s
     if n < 1:
         raise ConfigError(f"n: must be >= 1 (got {n})")
     key = str(name)
-    if key not in BUILTIN and not _has_column(Path(key), label_col):
-        texts, _, _ = _read_user_file(Path(key), text_col, None)
+    # a user file without both columns is read for its texts alone (no text column: refused in calibration's words)
+    if key not in BUILTIN and not (_has_column(Path(key), label_col) and _has_column(Path(key), text_col)):
+        texts, _, _ = _read_user_file(Path(key), text_col, None, calibration=True)
         where = f"{key} ('{text_col}' column, no labels)"
     else:
         ds = load_dataset(name, seed=seed, text_col=text_col, label_col=label_col, judged=False, **kwargs)

@@ -93,7 +93,8 @@ def test_calibration_reads_text_only_files_and_says_when_short(tmp_path, caplog)
         got = calibration_texts(jsonl, 10, text_col="sentence")
     assert got == ["a b", "c d", "e f"]
     assert "calibrating on 3 texts" in caplog.text and "fewer than the 10 asked for" in caplog.text
-    with pytest.raises(InputFileError, match="no column 'body' \\(--text-col\\)"):
+    # the commands that calibrate have no --text-col: the message does not send the user to one
+    with pytest.raises(InputFileError, match="no column 'body' \\(calibration reads its texts from a 'body' column\\)"):
         calibration_texts(csv_file, 2, text_col="body")
     # a labelled file still calibrates on its train split only (its test texts stay unseen)
     lab = tmp_path / "lab.csv"

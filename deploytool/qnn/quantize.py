@@ -345,8 +345,8 @@ def quantize_for_qnn(model: onnx.ModelProto, cfg: QnnQuantConfig, *,
 
     name = Path(model_path).name if model_path else "model"
     if is_quantized(model):
-        raise PassRefusedError("model is already quantized (has QuantizeLinear/DequantizeLinear or integer ops); "
-                               "give the float model")
+        raise PassRefusedError(f"{name}: the model is already quantized (has QuantizeLinear/DequantizeLinear or "
+                               "integer ops); give the float model")
     half = fp16_weights(model)
     if half:  # ORT's preprocessing would fail on it with an internal type error naming its own temp file
         raise PassRefusedError(f"{name}: the model is fp16 ({half} fp16 weights): QNN's {cfg.dtypes} quantization "

@@ -452,3 +452,25 @@ def test_a_bad_act_or_weights_option_is_not_blamed_on_the_profile():
         assert str(e.value).startswith(f"{field}: expected one of") and "profile" not in str(e.value)
     r = _run_cli("qnn", "quantize", "x.onnx", "--profile", PROFILE, "--act", "int4", "-o", "y.onnx")
     assert "profile" not in _one_line_error(r, "activation_dtype", "int4")
+
+
+@pytest.mark.parametrize("header", ["sentence,label", "sentence"])
+def test_quantize_calibration_csv_without_a_text_column(fp32, tmp_path, header):
+    """qnn quantize has no --text-col: a CSV without a 'text' column is refused in calibration's words (it said
+    "no column 'text' (--text-col)"), with or without a label column"""
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    (tok / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"w{i}" for i in range(96)]))
+    csv = tmp_path / "c.csv"
+    csv.write_text(header + "\n" + "\n".join("good film,pos" if "," in header else "good film" for _ in range(4)) + "\n")
+    r = _run_cli("qnn", "quantize", fp32, "--profile", PROFILE, "--seq-len", SEQ, "--calib-data", csv,
+                 "--tokenizer", tok, "-o", tmp_path / "q.onnx")
+    err = _one_line_error(r, f"{csv}: no column 'text' (calibration reads its texts from a 'text' column)")
+    assert "--text-col" not in err and not (tmp_path / "q.onnx").exists()
+
+
+def test_quantize_of_a_qdq_model_names_the_file(qnn_qdq, tmp_path):
+    r = _run_cli("qnn", "quantize", qnn_qdq, "--profile", PROFILE, "--seq-len", SEQ, "--calib-data", "none",
+                 "-o", tmp_path / "q.onnx")
+    _one_line_error(r, f"{qnn_qdq.name}: the model is already quantized", "give the float model")
+    assert not (tmp_path / "q.onnx").exists()
