@@ -133,6 +133,16 @@ def test_projection_resolution_is_the_spread_of_the_errors():
         Resolution(0.9, "less than one")
 
 
+
+def test_a_huge_error_widens_the_band_and_resolution_to_their_limits():
+    """A host row measured 140x slower than projected (a loaded machine): the report failed with 'projection
+    resolution: must be a ratio in [1, 100)' instead of showing it with the widest band."""
+    r = Resolution.from_errors([-0.993, 0.01], "test")
+    assert r.ratio == 99.0
+    b = ErrorBand.from_errors([-0.999, 150.0], "test")
+    assert (b.low, b.high) == (-0.99, 99.0)
+
+
 def test_op_costs_of_the_optimized_graph_knows_gemm_from_attention(tiny_onnx):
     path = tiny_onnx("bert", layers=2, hidden=32, heads=4, ffn=64)
     raw, opt = op_costs(path, 16), op_costs(path, 16, optimized=True)
