@@ -15,7 +15,9 @@ GEMM for Q/K/V on one quantized input) and the embeddings into ``EmbedLayerNorma
 (``QEmbedLayerNormalization``); ``mha`` keeps Q/K/V/O as separate MatMuls around a fused
 ``MultiHeadAttention`` core; ``none`` quantizes the export as it is (Q/K/V then share one
 ``DynamicQuantizeLinear``, as ``quantize_dynamic`` arranges it). When ORT's optimizer fails on a
-graph, the pass quantizes the unfused graph and records a Skip. Fused graphs need
+graph, or its fusion would remove a graph output's nodes (an export with output_attentions exposes each
+layer's attention probabilities, which the fused attention does not compute), the pass quantizes the
+unfused graph and records a Skip. Fused graphs need
 ``DefaultTensorType=FLOAT`` (FACTS.md). ``quant_pre_process`` is not used (it fails on these exports
 and leaves temp files behind). ORT's optimizer and quantizer are called through the runtime layer
 (:func:`deploytool.runtime.fuse.optimize_proto`, :mod:`deploytool.runtime.ort_quant`).
@@ -220,6 +222,13 @@ def _fuse(proto, config: Int8Config, model: ir.Model):
                 # mask under the name of the first; such a graph is invalid
                 raise DeployError(f"ORT's optimizer wrote a graph that defines '{name}' twice")
             seen.add(name)
+    lost = [o.name for o in out.graph.output if o.name not in seen]
+    if lost:
+        # an export with output_attentions exposes each layer's attention probabilities: ORT's attention fusion
+        # removes the Softmax that computes them and leaves the output undefined (its quantizer then failed with
+        # "Invalid model with unknown initializers/tensors")
+        raise DeployError(f"ORT's attention fusion removes the nodes that compute graph output '{lost[0]}'"
+                          + (f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""))
     if not any(o.domain == "com.microsoft" for o in out.opset_import):
         out.opset_import.add(domain="com.microsoft", version=1)
     _lift_opset_for_layernorm(out)

@@ -29,6 +29,21 @@ def _tap(src, dst, op_type: str, nth: int = 0):
     return dims
 
 
+def _expose(src, dst, op_type: str, nth: int = 0) -> None:
+    """``src`` with the output of its ``nth`` node of ``op_type`` itself a graph output named ``tap`` (as torch's
+    export with output_attentions names each layer's Softmax output ``att_i``; no Identity between)."""
+    m = onnx.load(str(src))
+    node = [n for n in m.graph.node if n.op_type == op_type][nth]
+    old = node.output[0]
+    for n in m.graph.node:
+        for i, x in enumerate(n.input):
+            if x == old:
+                n.input[i] = "tap"
+    node.output[0] = "tap"
+    m.graph.output.append(helper.make_tensor_value_info("tap", onnx.TensorProto.FLOAT, None))
+    onnx.save(m, str(dst))
+
+
 @pytest.mark.parametrize("how", ["slice", "prune-ffn"])
 def test_a_tapped_ffn_activation_declares_its_new_width(tiny_onnx, tmp_path, how):
     src = tmp_path / "tap.onnx"
@@ -67,3 +82,27 @@ def test_a_slice_that_drops_a_layer_whose_inside_is_an_output_refuses(tiny_onnx,
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     feeds = {i.name: np.ones((1, 5), np.int64) for i in sess.get_inputs()}
     assert sess.run(["tap"], feeds)[0].shape == (1, 4, 5, 5)
+
+
+@pytest.mark.parametrize("engine", ["native", "ort"])
+def test_int8_keeps_exposed_attention_probabilities(tiny_onnx, tmp_path, engine):
+    """An export exposing each layer's attention probabilities (output_attentions): ORT's attention fusion removed the
+    Softmax computing them and its quantizer failed ('Invalid model with unknown initializers/tensors'). The native
+    writer does not take the layer (an attention intermediate is an output) and ORT's path now quantizes the unfused
+    graph, saying why; the exposed output is still computed and close to the fp32 model's."""
+    from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
+
+    src = tmp_path / "tap.onnx"
+    _expose(tiny_onnx("bert", exporter="torch", layers=2, hidden=32, heads=4, ffn=64), src, "Softmax", nth=0)
+    out = tmp_path / "out.onnx"
+    r = quantize_int8_file(src, out, Int8Config(engine=engine))
+    assert r.stats["fusion"] == "none"
+    assert any(s.node == "fusion" and "graph output 'tap'" in s.reason for s in r.skipped)
+    feeds = {i.name: np.random.default_rng(0).integers(1, 90, (2, 7)) for i in
+             ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).get_inputs()}
+    feeds = {k: (np.ones_like(v) if k == "attention_mask" else v if k == "input_ids" else np.zeros_like(v))
+             for k, v in feeds.items()}
+    want = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(["tap"], feeds)[0]
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(["tap"], feeds)[0]
+    assert got.shape == want.shape == (2, 4, 7, 7)
+    assert np.abs(got - want).max() < 0.05
