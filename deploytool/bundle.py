@@ -243,7 +243,7 @@ def _qnn(model: Path, cfg: BundleConfig, stage: Path, skip: str | None = None) -
         return {"produced": False, "why": "not asked for (bundle --no-qnn)"}
     if skip is not None:
         return {"produced": False, "why": skip}
-    seq = cfg.qnn_seq_len or QNN_SEQ_LEN
+    seq = cfg.qnn_seq_len  # None: QNN_SEQ_LEN, or the length a QDQ model's inputs are fixed at
     try:
         from deploytool.qnn import QnnCompileConfig, compile_model
         from deploytool.qnn.ep import short_reason

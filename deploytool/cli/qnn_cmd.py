@@ -49,7 +49,9 @@ def _quant(target, quantize: bool, seq: int, mask: str, mask_value: float, embed
 def _quant_options(f):
     opts = [
         click.option("--profile", required=True, help="Device profile with an npu section (snapdragon-sm8650, ...)."),
-        seq_len_option(default=128, single=True, help="Fixed sequence length to compile (batch is 1)."),
+        seq_len_option(default=None, single=True,
+                       help="Fixed sequence length to compile (batch is 1) [default: 128, or the length a QDQ "
+                            "model's inputs are fixed at; another length than that is refused]."),
         # plain strings, validated by the configs: a bad value is a one-line error, not click's usage block
         click.option("--act", default=None, help="Activation type: uint16 | uint8 [default: the profile's]."),
         click.option("--weights", default=None, help="Weight type: uint8 | int8 [default: the profile's]."),

@@ -31,10 +31,9 @@ from deploytool.errors import ConfigError, DeployError, PassRefusedError
 from deploytool.onnx_io import load_proto
 from deploytool.qnn.ep import (EMULATED_LABEL, Coverage, QnnStrictError, coverage_of, is_emulated, qnn_session,
                                require_qnn, sdk_info)
-from deploytool.qnn.quantize import (QnnQuantConfig, calibration_inputs, find_tokenizer, is_quantized,
-                                     quantize_for_qnn, static_shapes)
+from deploytool.qnn.quantize import (QnnQuantConfig, calibration_inputs, check_seq_len, find_tokenizer,
+                                     is_quantized, quantize_for_qnn, static_shapes)
 from deploytool.qnn.target import NpuPrecision, QnnTarget
-from deploytool.units import MAX_SEQ_LEN
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ class QnnCheckConfig:
 
     target: QnnTarget
     quant: QnnQuantConfig | None = None
-    seq_len: int = 128
+    seq_len: int | None = None  # None: 128, or the length the model's inputs are fixed at (a QDQ model's)
     reference: str | None = None  # the float model a QDQ input came from
     eval_data: str | None = None  # dataset for task accuracy (test split)
     fixed_data: str = "rotten-tomatoes"  # dev texts for the fixed inputs (when a tokenizer is known)
@@ -61,8 +60,8 @@ class QnnCheckConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.target, QnnTarget):
             raise ConfigError(f"target: expected a QnnTarget, got {type(self.target).__name__}")
-        for f, lo, hi in (("seq_len", 1, MAX_SEQ_LEN), ("eval_size", 1, 100000), ("fixed_inputs", 1, 1000),
-                          ("seed", 0, 2**32 - 1)):
+        check_seq_len(self.seq_len)
+        for f, lo, hi in (("eval_size", 1, 100000), ("fixed_inputs", 1, 1000), ("seed", 0, 2**32 - 1)):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ConfigError(f"{f}: must be an integer in [{lo}, {hi}], got {v!r}")
@@ -82,7 +81,7 @@ class PreparedModel:
     precision: str = ""  # "u16/u8", "fp16", "qdq (as given)"
 
 
-def prepare(model: onnx.ModelProto, target: QnnTarget, *, quant: QnnQuantConfig | None, seq_len: int,
+def prepare(model: onnx.ModelProto, target: QnnTarget, *, quant: QnnQuantConfig | None, seq_len: int | None,
             model_path: str | Path | None = None, reference: str | None = None, tokenizer: str | None = None
             ) -> PreparedModel:
     """Decide how ``model`` runs on ``target``'s HTP and make that model (static shapes)."""

@@ -33,7 +33,7 @@ from deploytool.onnx_io import check_output_dir, load_proto, make_staging_dir, p
 from deploytool.qnn.check import compare, prepare
 from deploytool.qnn.ep import (EMULATED_LABEL, QnnStrictError, is_emulated, probe_coverage, qnn_session, require_qnn,
                                sdk_info, short_reason)
-from deploytool.qnn.quantize import QnnQuantConfig, calibration_inputs
+from deploytool.qnn.quantize import QnnQuantConfig, calibration_inputs, check_seq_len
 from deploytool.qnn.target import QnnTarget
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ REPORT_NAME = "qnn_compile.json"
 class QnnCompileConfig:
     target: QnnTarget
     quant: QnnQuantConfig | None = None
-    seq_len: int = 128
+    seq_len: int | None = None  # None: 128, or the length the model's inputs are fixed at (a QDQ model's)
     embed: bool = False  # embed the context binary in the .onnx instead of a separate .bin
     tokenizer: str | None = None
     model_name: str = "model"  # stem of the files written
@@ -56,11 +56,7 @@ class QnnCompileConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.target, QnnTarget):
             raise ConfigError(f"target: expected a QnnTarget, got {type(self.target).__name__}")
-        from deploytool.units import MAX_SEQ_LEN
-
-        if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or \
-                not 1 <= self.seq_len <= MAX_SEQ_LEN:
-            raise ConfigError(f"seq_len: must be an integer in [1, {MAX_SEQ_LEN}], got {self.seq_len!r}")
+        check_seq_len(self.seq_len)
         if not self.model_name or "/" in self.model_name or self.model_name.startswith("."):
             raise ConfigError(f"model_name: expected a plain file stem, got {self.model_name!r}")
 

@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["MaskHandling", "QnnQuantConfig", "QnnQuantResult", "calibration_inputs", "check_calibration_data",
            "fp16_weights", "is_quantized", "quantize_for_qnn", "static_shapes", "find_tokenizer"]
 
+#: the sequence length the HTP model is made for when none is given and the model's inputs do not fix one
+DEFAULT_SEQ_LEN = 128
 _QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QLinearConv", "MatMulInteger",
             "DynamicQuantizeLinear", "MatMulNBits", "DynamicQuantizeMatMul"}
 
@@ -64,7 +66,7 @@ class QnnQuantConfig:
 
     activation_dtype: QuantDtype = QuantDtype.UINT16
     weight_dtype: QuantDtype = QuantDtype.UINT8
-    seq_len: int = 128
+    seq_len: int | None = None  # None: DEFAULT_SEQ_LEN, or the length the model's inputs are fixed at
     mask: MaskHandling = MaskHandling.BOUND
     mask_value: float = -30.0
     calibration_data: str | None = "rotten-tomatoes"  # a deploytool.data dataset name or file
@@ -88,11 +90,7 @@ class QnnQuantConfig:
         if self.embedding_dtype is not None:
             object.__setattr__(self, "embedding_dtype", parse_enum(QuantDtype, self.embedding_dtype, "embedding_dtype",
                                                                    allowed=(QuantDtype.UINT8, QuantDtype.UINT16)))
-        from deploytool.units import MAX_SEQ_LEN
-
-        if isinstance(self.seq_len, bool) or not isinstance(self.seq_len, int) or \
-                not 1 <= self.seq_len <= MAX_SEQ_LEN:
-            raise ConfigError(f"seq_len: must be an integer in [1, {MAX_SEQ_LEN}], got {self.seq_len!r}")
+        check_seq_len(self.seq_len)
         object.__setattr__(self, "mask", parse_enum(MaskHandling, self.mask, "mask"))
         if not -1e4 <= self.mask_value <= -5:
             raise ConfigError(f"mask_value: must be in [-10000, -5], got {self.mask_value}")
@@ -144,13 +142,42 @@ def is_quantized(model: onnx.ModelProto) -> bool:
     return any(n.op_type in _QDQ_OPS for n in model.graph.node)
 
 
-def static_shapes(model: onnx.ModelProto, seq_len: int) -> tuple[onnx.ModelProto, int]:
+def check_seq_len(seq_len: int | None) -> None:
+    """The QNN configs' ``seq_len`` check: None (the default: :data:`DEFAULT_SEQ_LEN`, or the model's fixed length),
+    or an integer in [1, MAX_SEQ_LEN]."""
+    from deploytool.units import MAX_SEQ_LEN
+
+    if seq_len is not None and (isinstance(seq_len, bool) or not isinstance(seq_len, int)
+                                or not 1 <= seq_len <= MAX_SEQ_LEN):
+        raise ConfigError(f"seq_len: must be an integer in [1, {MAX_SEQ_LEN}], got {seq_len!r}")
+
+
+def _fixed_seq_lens(model: onnx.ModelProto) -> set[int]:
+    """The sequence lengths the model's [batch, sequence] inputs are fixed at (empty: all dynamic)."""
+    out = set()
+    for inp in model.graph.input:
+        dims = inp.type.tensor_type.shape.dim if inp.type.HasField("tensor_type") else ()
+        if len(dims) == 2 and not dims[1].dim_param and dims[1].dim_value > 0:
+            out.add(int(dims[1].dim_value))
+    return out
+
+
+def static_shapes(model: onnx.ModelProto, seq_len: int | None) -> tuple[onnx.ModelProto, int]:
     """A copy with batch 1 and ``seq_len`` tokens on every [batch, sequence] input.
 
-    Returns (model, the sequence length used): an input whose sequence dim is already fixed keeps it.
+    Returns (model, the sequence length used). ``seq_len`` None: a model whose inputs are fixed at a length keeps it,
+    others get :data:`DEFAULT_SEQ_LEN`. A ``seq_len`` given that differs from the fixed length is refused (it was
+    silently replaced by the model's).
     """
     from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
 
+    fixed = _fixed_seq_lens(model)
+    if seq_len is not None and fixed and fixed != {seq_len}:
+        shown = ", ".join(map(str, sorted(fixed)))
+        raise PassRefusedError(f"--seq-len {seq_len}: the model's inputs are fixed at sequence length {shown}; leave "
+                               f"--seq-len out or give {shown} (or quantize the float model at {seq_len})")
+    if seq_len is None:
+        seq_len = min(fixed) if fixed else DEFAULT_SEQ_LEN
     limit = position_rows(model)
     if limit is not None and seq_len > limit:
         raise PassRefusedError(f"--seq-len {seq_len} is longer than the model's position table ({limit} positions); "

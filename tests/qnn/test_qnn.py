@@ -474,3 +474,21 @@ def test_quantize_of_a_qdq_model_names_the_file(qnn_qdq, tmp_path):
                  "-o", tmp_path / "q.onnx")
     _one_line_error(r, f"{qnn_qdq.name}: the model is already quantized", "give the float model")
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_an_explicit_seq_len_other_than_a_qdq_models_is_refused(qnn_qdq, target, tmp_path):
+    """A QDQ model fixed at SEQ given --seq-len 2*SEQ was compiled at SEQ and reported so, the option dropped without
+    a word; left out, the model's own length is used (the configs' default is None, not 128)"""
+    from deploytool.qnn import QnnCompileConfig, compile_model
+
+    other = str(2 * SEQ)
+    for cmd, extra in (("compile", ["-o", tmp_path / "ctx"]), ("check", [])):
+        r = _run_cli("qnn", cmd, qnn_qdq, "--profile", PROFILE, "--seq-len", other, *extra)
+        _one_line_error(r, f"--seq-len {other}: the model's inputs are fixed at sequence length {SEQ}",
+                        f"leave --seq-len out or give {SEQ}")
+    assert list(tmp_path.iterdir()) == []
+    assert QnnCompileConfig(target=target).seq_len is None
+    with pytest.raises(Exception, match=f"fixed at sequence length {SEQ}"):
+        compile_model(qnn_qdq, tmp_path / "ctx", QnnCompileConfig(target=target, seq_len=2 * SEQ))
+    r = _run_cli("qnn", "compile", qnn_qdq, "--profile", PROFILE, "-o", tmp_path / "ctx")
+    assert r.exit_code == 0 and f"seq {SEQ}" in r.output.splitlines()[0], r.output
