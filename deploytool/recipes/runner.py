@@ -302,27 +302,42 @@ def _check_sweep_sizes(recipe: Recipe) -> None:
         heads, layers = int(cfg["num_attention_heads"]), int(cfg["num_hidden_layers"])
     except (DeployError, OSError, ValueError, KeyError, TypeError):
         return  # other names (n_heads, ...): the slice step says it
+    by = None  # the slice among the passes the sweep starts from, if any
+    for i, p in enumerate(recipe.passes):  # the sweep cuts what a slice among the passes left of the model
+        if p.kind is PassKind.PRUNE_HEADS:
+            return  # layers of different head counts: the slice step says it
+        if p.kind is PassKind.SLICE:
+            sc = S.pass_config(p, f"passes[{i}] slice")
+            heads = width_keep(sc.width, heads, sc.rounding)
+            layers = len(depth_keep(sc.depth, layers, sc.rounding)) if sc.depth < 1.0 else layers
+            by = f"passes[{i}] slice"
+            if heads < 1 or layers < 1:
+                return  # the pass refuses it, naming itself
+
+    def of(n: int, what: str) -> str:
+        return f"the model's {n} {what}" if by is None else f"the {n} {what} {by} leaves"
+
     for i, w in enumerate(recipe.sweep.width):
         if width_keep(w, heads) < 1:
-            raise ConfigError(f"sweep.width[{i}]: {w:g} keeps round({w:g} * {heads}) = 0 of the model's {heads} "
-                              f"heads; use a width >= {0.5 / heads:.3g}")
+            raise ConfigError(f"sweep.width[{i}]: {w:g} keeps round({w:g} * {heads}) = 0 of {of(heads, 'heads')}; "
+                              f"use a width >= {0.5 / heads:.3g}")
     for i, d in enumerate(recipe.sweep.depth):
         if d < 1.0 and not depth_keep(d, layers):
-            raise ConfigError(f"sweep.depth[{i}]: {d:g} keeps 0 of the model's {layers} layers; use a depth >= "
+            raise ConfigError(f"sweep.depth[{i}]: {d:g} keeps 0 of {of(layers, 'layers')}; use a depth >= "
                               f"{0.5 / layers:.3g}")
     # two values that cut the same model: the same variant built, benchmarked and ranked twice (a coin toss)
     seen: dict = {}
     for i, w in enumerate(recipe.sweep.width):
         k = width_keep(w, heads)
         if k in seen:
-            raise ConfigError(f"sweep.width[{i}]: {w:g} keeps the same {k} of the model's {heads} heads as "
+            raise ConfigError(f"sweep.width[{i}]: {w:g} keeps the same {k} of {of(heads, 'heads')} as "
                               f"{seen[k]:g}: the same model twice")
         seen[k] = w
     seen = {}
     for i, d in enumerate(recipe.sweep.depth):
         k = tuple(depth_keep(d, layers)) if d < 1.0 else tuple(range(layers))
         if k in seen:
-            raise ConfigError(f"sweep.depth[{i}]: {d:g} keeps the same {len(k)} of the model's {layers} layers as "
+            raise ConfigError(f"sweep.depth[{i}]: {d:g} keeps the same {len(k)} of {of(layers, 'layers')} as "
                               f"{seen[k]:g}: the same model twice")
         seen[k] = d
 
@@ -465,6 +480,11 @@ def _run_locked(rec: Recipe, out: Path, *, progress: ProgressFn | None, store: s
 
     # 5. the sweep: slice once per (width, depth), then each precision
     variants: list[SweepVariant] = []
+    # a slice among the passes cut the model the sweep starts from: each variant is named by what its file is,
+    # relative to the recipe's model, as its own variant record says (the base was named w1, a 0.5 of it w0.5)
+    from deploytool.variant import file_variant
+
+    cut = any(p.kind is PassKind.SLICE for p in rec.passes)
     for w in rec.sweep.width:
         for d in rec.sweep.depth:
             if (w, d) == (1.0, 1.0):
@@ -474,16 +494,18 @@ def _run_locked(rec: Recipe, out: Path, *, progress: ProgressFn | None, store: s
                                           {"width": w, "depth": d, "rounding": "dynabert"}, [base_key],
                                           lambda tmp, w=w, d=d: S.slice_step(base_path, w, d, tmp, "dynabert"))
                 spath = sdir / outs["model"]
+            shape = file_variant(spath) if cut else None
+            vw, vd = (shape.width, shape.depth) if shape is not None else (w, d)
             for label, prec in _sweep_precisions(rec):
                 if prec is None:  # the model as it is
-                    variants.append(SweepVariant(Variant(rec.name, w, d, label), spath, skey))
+                    variants.append(SweepVariant(Variant(rec.name, vw, vd, label), spath, skey))
                     continue
                 opts = _with_tokenizer(dict(rec.sweep.options.get(prec, {})), folder)
                 vkey, vdir, outs = r.step(f"{prec.value} w={w:g} d={d:g}", f"precision-{prec.value}",
                                           {"precision": prec, "options": opts}, [skey],
                                           lambda tmp, prec=prec, spath=spath, opts=opts:
                                           S.precision_step(prec, opts, spath, tmp))
-                variants.append(SweepVariant(Variant(rec.name, w, d, prec.value), vdir / outs["model"], vkey))
+                variants.append(SweepVariant(Variant(rec.name, vw, vd, prec.value), vdir / outs["model"], vkey))
 
     # 6. every variant under a readable name (hard links into the step cache), with its external data if any
     models_dir = out / "models"

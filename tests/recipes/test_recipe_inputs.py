@@ -327,6 +327,11 @@ def test_files_in_sweep_options_and_devices_are_the_recipes_and_checked(workspac
     ({"sweep": {"width": [0.1]}}, "sweep.width[0]: 0.1 keeps round(0.1 * 4) = 0 of the model's 4 heads"),
     # two widths cutting the same model: built, benchmarked and ranked twice, the pick a coin toss between them
     ({"sweep": {"width": [0.5, 0.55]}}, "sweep.width[1]: 0.55 keeps the same 2 of the model's 4 heads as 0.5"),
+    # the sweep cuts what a slice among the passes left (it was counted on the model's 4 heads)
+    ({"passes": [{"slice": {"width": 0.5}}], "sweep": {"width": [0.2]}},
+     "sweep.width[0]: 0.2 keeps round(0.2 * 2) = 0 of the 2 heads passes[0] slice leaves"),
+    ({"passes": [{"slice": {"width": 0.5}}], "sweep": {"width": [1.0, 0.75]}},
+     "sweep.width[1]: 0.75 keeps the same 2 of the 2 heads passes[0] slice leaves as 1"),
 ])
 def test_check_refuses_what_the_run_refused_late(workspace, tmp_path, monkeypatch, changes, needle):
     with pytest.raises(ConfigError) as e:

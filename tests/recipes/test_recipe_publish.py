@@ -77,3 +77,16 @@ def test_a_rerun_replaces_and_removes_the_published_data_files(workspace, tmp_pa
                out, store=tmp_path / "store2")
     assert sorted(f.name for f in (out / "models").iterdir()) == ["re-w1-d1-fp32.onnx"]
     _run_in_ort(out / "models" / "re-w1-d1-fp32.onnx")
+
+
+def test_variants_after_a_slice_pass_are_named_by_what_they_are(workspace, tmp_path):
+    """A slice among the passes cuts the model the sweep starts from: its as-is variant was published and reported as
+    w1 (its own variant record: width 0.5) and the sweep's 0.5 of it as w0.5 (record: 0.25)."""
+    from deploytool.variant import file_variant
+
+    path = _recipe(workspace, "cut", passes=[{"slice": {"width": 0.5}}])
+    res = run_recipe(load_recipe(path), tmp_path / "out", store=tmp_path / "store")
+    assert sorted(v.label for v in res.variants) == ["w0.25-d1-fp32", "w0.5-d1-fp32"]
+    for v in res.variants:
+        assert v.path.name == f"cut-{v.label}.onnx" and file_variant(v.path).label == v.label
+    assert {row["variant"] for row in res.headline} == {"w0.25-d1-fp32", "w0.5-d1-fp32"}
