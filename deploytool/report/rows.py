@@ -258,6 +258,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
             not_found.update(dict.fromkeys(_locate_models(p, reports[-1])))
             if config.project:  # the projection runs each model at each length: one it cannot take fails here
                 _check_lengths(p, reports[-1], positions)
+    _refuse_measured_twice(profiles, [p for p in config.results if _kind(p) != DEVICE_ROWS_KIND], reports)
     host_profile = load_profile("x86-host", config.profiles_dirs)
     facts: dict[str, tuple[str, str, int | None]] = {}
     cost_cache: dict[tuple[str, int, int], Any] = {}
@@ -544,6 +545,26 @@ def resolution_errors(rows: Sequence[ReportRow]) -> dict[tuple[int, str], list[f
         e = resolution_error(r.projected_ms, r.samples_ms, r.p50_ms) if r.samples_ms else r.cost_model_error
         out.setdefault((r.seq_len, r.precision), {})[r.model_path] = e
     return {k: list(v.values()) for k, v in out.items()}
+
+
+def _refuse_measured_twice(profiles: Sequence[Profile], paths: Sequence[Path], reports: Sequence[dict[str, Any]]) -> None:
+    """InputFileError when two bench JSONs both MEASURED one model at one length on hardware matching one profile,
+    by the same execution provider: the device's verdict would take one of the two (the first given) in silence,
+    and a measurement over budget could be dropped for one within it."""
+    from deploytool.profiles.match import match_profile
+
+    for prof in profiles:
+        seen: dict[tuple[str, int, str], Path] = {}
+        for path, rep in zip(paths, reports):
+            if not match_profile(prof, rep.get("host", {})).matched:
+                continue
+            for res in rep["results"]:
+                ep = (res.get("providers") or ["?"])[0]
+                key = (str(Path(res["model"]).resolve()), res["seq_len"], ep)
+                first = seen.setdefault(key, path)
+                if first != path:
+                    raise InputFileError(f"{res['name']} at seq {res['seq_len']} is measured on {prof.name} in both "
+                                         f"{first} and {path}; give one measurement of a model and length per device")
 
 
 def _measured_first(rows: list[ReportRow]) -> list[ReportRow]:

@@ -140,3 +140,23 @@ def test_emulated_run_is_projected(two_runs, tmp_path):
     rep = _report(d, ["emu.json"], ["raspberry-pi-5"], tmp_path / "r")
     assert {r["status"] for r in rep["rows"]} == {"PROJECTED"}
     assert "emulat" in rep["devices"]["raspberry-pi-5"]["match"][0]["why"]
+
+
+def test_one_model_measured_twice_on_a_device_is_refused(two_runs, tmp_path):
+    """Two Pi runs of the same model and length: the verdict took the first file's rows in silence (a second run
+    over budget was dropped, or chosen, by the order of the arguments)."""
+    d, _, pi = two_runs
+    slow = copy.deepcopy(pi)
+    for r in slow["results"]:
+        r["latency_ms"] = {k: (v * 100 if k.endswith("_ms") else v) for k, v in r["latency_ms"].items()}
+        r["samples_ms"] = [v * 100 for v in r.get("samples_ms") or []]
+    (d / "pi-slow.json").write_text(json.dumps(slow))
+    out = tmp_path / "r"
+    r = CliRunner().invoke(main, ["report", str(d / "pi.json"), str(d / "pi-slow.json"), "-o", str(out),
+                                  "--profile", "raspberry-pi-5"])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == (f"error: tiny at seq 8 is measured on raspberry-pi-5 in both {d / 'pi.json'} and "
+                                f"{d / 'pi-slow.json'}; give one measurement of a model and length per device")
+    assert not out.exists()
+    # the two runs for a device neither measured stay two projections of one file, as before
+    _report(d, ["pi.json", "pi-slow.json"], ["kirin990"], tmp_path / "k")
