@@ -716,6 +716,28 @@ def _outputs_reached(value: ir.Value, graph: ir.Graph) -> list[str]:
     return found
 
 
+def exposed_inside(graph: ir.Graph, starts: Sequence[ir.Node], stops: Sequence[ir.Node]) -> list[str]:
+    """The graph outputs computed from the data of ``starts``' outputs without passing through ``stops``: from a
+    layer's Q/K/V projections up to O (its attention probabilities, scores, per-head context), or from an FFN's
+    intermediate up to its output projection (an activation). Such an output has one entry per head or neuron, in
+    the graph's order: a pass that permutes heads or neurons would permute it (a different output)."""
+    outputs = {id(o) for o in graph.outputs}
+    stop = {id(n) for n in stops}
+    found: list[str] = []
+    seen: set[int] = set()
+    stack = [o for n in starts for o in n.outputs if o is not None]
+    while stack:
+        v = stack.pop()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        if id(v) in outputs and v.name not in found:
+            found.append(v.name)
+        stack.extend(o for c in consumers(v) if c.op_type not in ("Shape", "Size") and id(c) not in stop
+                     for o in c.outputs if o is not None)
+    return found
+
+
 def _refuse_left_inside(graph: ir.Graph, watched: Sequence[tuple[EncoderLayer, ir.Node]], keep: list[int]) -> None:
     """Refuse when a graph output is still computed from a dropped layer's data once the layer is gone (it exposed a
     tensor inside the layer: its attention probabilities, an FFN activation): it would now be computed, with the

@@ -372,6 +372,7 @@ class Edit:
 
     stats: dict[str, Any] = dataclasses.field(default_factory=dict)
     changed: bool = False
+    skipped: list[Skip] = dataclasses.field(default_factory=list)  # what the pass left as it was, and why
 
 
 class StructuredPass(DeployPass):
@@ -462,7 +463,8 @@ class StructuredPass(DeployPass):
             neurons_before=sum(before["neurons"]), neurons_after=sum(after["neurons"]),
             params_before=params_before, params_after=count_params(model.graph),
             heads_per_layer=after["heads"], neurons_per_layer=after["neurons"])
-        return DeployPassResult(model=model, modified=changed, stats=dict(done.stats), counts=counts)
+        return DeployPassResult(model=model, modified=changed, stats=dict(done.stats), counts=counts,
+                                skipped=list(done.skipped))
 
     def ensures(self, model: ir.Model) -> None:
         props = model.metadata_props

@@ -9,6 +9,11 @@ is what DynaBERT width slicing keeps.
 
 Importance comes from a file (``deploytool-importance/1``) or, without one, the data-free
 weight-magnitude fallback, named as such in the result.
+
+A layer whose per-head values are themselves graph outputs (an export with output_attentions exposes each
+layer's attention probabilities, [batch, heads, S, S]) keeps its head order: permuting the heads would permute
+that output, which then means something else. Likewise a layer whose FFN activation is an output keeps its
+neuron order. Each such layer is a Skip naming the output; the other layers are reordered.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import onnx_ir as ir
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
 from deploytool.passes._sharing import copies_note, weight_slots
-from deploytool.passes.base import Edit, StructuredPass
+from deploytool.passes.base import Edit, Skip, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
 from deploytool.validation import FilePath, Flag, schema
 
@@ -62,20 +67,51 @@ class ReorderPass(StructuredPass):
         imp = magnitude_importance(structure) if cfg.importance is None else load_importance(cfg.importance, structure)
         moved = 0
         slots = weight_slots(structure)
+        skipped: list[Skip] = []
+        head_orders = []
         for i, layer in enumerate(structure.layers):
+            order = imp.head_order(i)
             if cfg.heads:
-                order = imp.head_order(i)
+                exposed = _exposed_heads(model.graph, layer) if order != sorted(order) else []
+                if exposed:
+                    order = sorted(order)
+                    skipped.append(Skip(f"layer {i}", f"heads not reordered: graph output '{exposed[0]}' holds the "
+                                        "layer's per-head values (its attention probabilities or scores); reordering "
+                                        "the heads would reorder that output"))
                 moved += order != sorted(order)
                 S.keep_heads(model.graph, layer, order)
+            head_orders.append(order)
             if cfg.neurons:
                 order = imp.neuron_order(i)
+                exposed = _exposed_neurons(model.graph, layer) if order != sorted(order) else []
+                if exposed:
+                    order = sorted(order)
+                    skipped.append(Skip(f"layer {i}", f"FFN neurons not reordered: graph output '{exposed[0]}' holds "
+                                        "the layer's per-neuron values (an FFN activation); reordering the neurons "
+                                        "would reorder that output"))
                 moved += order != sorted(order)
                 S.keep_neurons(model.graph, layer, order)
-        stats = {"importance": imp.source, "head_order": [imp.head_order(i) for i in range(structure.num_layers)]}
+        stats = {"importance": imp.source, "head_order": head_orders}
         copied = copies_note(slots, weight_slots(structure), "orders")
         if copied is not None:  # layers sharing weights (ALBERT) given different orders
             stats["shared_weights_note"], stats["shared_weights_copied_bytes"] = copied
-        return Edit(stats, changed=moved > 0)
+        return Edit(stats, changed=moved > 0, skipped=skipped)
+
+
+def _exposed_heads(graph: ir.Graph, layer) -> list[str]:
+    """Graph outputs computed between the layer's Q/K/V projections and O (one entry per head, in head order)."""
+    a = layer.attention
+    starts = [x.node for x in (a.q, a.k, a.v, a.qkv, *a.rel_linears) if x is not None]
+    return S.exposed_inside(graph, starts + ([a.fused] if a.fused is not None else []), [a.o.node])
+
+
+def _exposed_neurons(graph: ir.Graph, layer) -> list[str]:
+    """Graph outputs computed between an FFN's intermediate projection(s) and its output projection."""
+    found: list[str] = []
+    for ffn in layer.ffns:
+        starts = [x.node for x in (ffn.intermediate, ffn.gate) if x is not None]
+        found += S.exposed_inside(graph, starts, [ffn.output.node])
+    return found
 
 
 def reorder_file(src: str | os.PathLike, dst: str | os.PathLike, config: ReorderConfig, *,

@@ -106,3 +106,38 @@ def test_int8_keeps_exposed_attention_probabilities(tiny_onnx, tmp_path, engine)
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(["tap"], feeds)[0]
     assert got.shape == want.shape == (2, 4, 7, 7)
     assert np.abs(got - want).max() < 0.05
+
+
+def test_reorder_leaves_a_layer_with_exposed_attention_probabilities_in_order(tiny_onnx, tmp_path):
+    """Reordering heads permutes a layer's attention probabilities: exposed as an output (output_attentions), the
+    output would change meaning (the gate refused the written model after all the work). That layer keeps its head
+    order, a Skip naming the output; the other layer is reordered and every output is the input model's."""
+    from deploytool.passes.reorder import ReorderConfig, reorder_file
+
+    src = tmp_path / "tap.onnx"
+    _expose(tiny_onnx("bert", exporter="torch", layers=2, hidden=32, heads=4, ffn=64), src, "Softmax", nth=0)
+    out = tmp_path / "out.onnx"
+    r = reorder_file(src, out, ReorderConfig())
+    orders = r.stats["head_order"]
+    assert orders[0] == [0, 1, 2, 3] and orders[1] != [0, 1, 2, 3]
+    assert [s.node for s in r.skipped] == ["layer 0"] and "graph output 'tap'" in r.skipped[0].reason
+    sess_in = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.ones((2, 6), np.int64) for i in sess_in.get_inputs()}
+    feeds["input_ids"] = np.arange(12, dtype=np.int64).reshape(2, 6) + 3
+    want = dict(zip([o.name for o in sess_in.get_outputs()], sess_in.run(None, feeds)))
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    assert set(got) == set(want)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], atol=1e-5)
+
+
+def test_reorder_leaves_a_layer_with_an_exposed_ffn_activation_in_order(tiny_onnx, tmp_path):
+    from deploytool.passes.reorder import ReorderConfig, reorder_file
+
+    src = tmp_path / "tap.onnx"
+    _tap(tiny_onnx("bert", exporter="torch", layers=2, hidden=32, heads=4, ffn=64), src, "Erf", nth=1)
+    r = reorder_file(src, tmp_path / "out.onnx", ReorderConfig())
+    assert [s.node for s in r.skipped] == ["layer 1"] and "FFN neurons not reordered: graph output 'tap'" in \
+        r.skipped[0].reason
+    assert r.modified  # the other layer's neurons and every layer's heads were reordered
