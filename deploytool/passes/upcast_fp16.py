@@ -6,7 +6,7 @@ value too, so the fp32 model computes what the fp16 one would with fp32 arithmet
 pass, run first by :func:`~deploytool.passes.quantize_int8.int8_pipeline` and
 :func:`~deploytool.passes.pack_weights.pack_pipeline` (and in pack's gate reference), rewrites
 
-- every fp16 initializer as fp32 (lazily: computed as the output is written, one tensor at a time),
+- every fp16 initializer (a subgraph's included) as fp32 (lazily: computed as the output is written, one tensor at a time),
 - every fp16 tensor attribute (``Constant``, ``ConstantOfShape``) as fp32,
 - every ``Cast`` to fp16 as a cast to fp32, and every declared fp16 value type (graph inputs and outputs
   included) as fp32,
@@ -76,12 +76,16 @@ class UpcastFp16Pass(DeployPass):
     def call(self, model: ir.Model) -> DeployPassResult:
         graph = model.graph
         tensors = 0
-        for v in graph.initializers.values():
-            c = v.const_value
-            if c is not None and c.dtype is FP16:
-                v.const_value = _lazy_fp32(c, v.name)
-                tensors += 1
-            _upcast_type(v)
+        # a subgraph's own initializers too: ORT's optimizer leaves DeBERTa-v2's relative-position buckets in an If
+        # branch with fp16 constants beside Casts to fp16; the casts were upcast and the constants not, and the
+        # int8 file's Div read fp32 and fp16 (ORT refused to load it)
+        for g in (graph, *graph.subgraphs()):
+            for v in g.initializers.values():
+                c = v.const_value
+                if c is not None and c.dtype is FP16:
+                    v.const_value = _lazy_fp32(c, v.name)
+                    tensors += 1
+                _upcast_type(v)
         if not tensors and not any(n.op_type == "Cast" and n.attributes.get("to") is not None
                                    and n.attributes["to"].value == FP16.value for n in graph.all_nodes()):
             return DeployPassResult(model, modified=False)

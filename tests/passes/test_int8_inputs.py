@@ -273,3 +273,37 @@ def test_upcast_keeps_an_fp16_interface():
     assert y.dtype == np.float16
     want = (x.astype(np.float32) @ w.astype(np.float32) + b.astype(np.float32)).astype(np.float16)
     np.testing.assert_allclose(y.astype(np.float32), want.astype(np.float32), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("engine", ["native", "ort"])
+def test_int8_of_an_fp16_file_with_fp16_constants_in_an_if_branch(tiny_onnx, tmp_path, engine):
+    """ORT's optimizer (level 2) and fp16 conversion of DeBERTa-v2 leave its relative-position buckets in an If
+    branch: a Cast to fp16 and a Div by an fp16 constant of the branch's own. The upcast made the Cast fp32 and left
+    the branch's constant fp16, so the int8 file's Div read fp32 and fp16 and ORT refused to load it (caught only by
+    the gate). The branch's constants are upcast too: the file loads and the branch computes what it did."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    _, h = _fp16_file(tiny_onnx, tmp_path, "deploytool-fp16")
+    m = onnx.load(str(h))
+    half = onnx.numpy_helper.from_array(np.array(2.0, np.float16), "two_fp16")
+    then = helper.make_graph(
+        [helper.make_node("Cast", ["ids_shape"], ["shape_fp16"], to=TensorProto.FLOAT16),
+         helper.make_node("Div", ["shape_fp16", "two_fp16"], ["halved"]),
+         helper.make_node("Cast", ["halved"], ["then_out"], to=TensorProto.FLOAT)],
+        "then", [], [helper.make_tensor_value_info("then_out", TensorProto.FLOAT, [2])], initializer=[half])
+    other = helper.make_graph([helper.make_node("Cast", ["ids_shape"], ["else_out"], to=TensorProto.FLOAT)], "else",
+                              [], [helper.make_tensor_value_info("else_out", TensorProto.FLOAT, [2])])
+    m.graph.initializer.append(onnx.numpy_helper.from_array(np.array(True), "if_cond"))
+    m.graph.node.extend([helper.make_node("Shape", ["input_ids"], ["ids_shape"], name="ids_shape"),
+                         helper.make_node("If", ["if_cond"], ["halfshape"], name="If_buckets", then_branch=then,
+                                          else_branch=other)])
+    m.graph.output.append(helper.make_tensor_value_info("halfshape", TensorProto.FLOAT, [2]))
+    src = tmp_path / "if.onnx"
+    onnx.save(m, str(src))
+    q = tmp_path / "q.onnx"
+    res = quantize_int8_file(src, q, Int8Config(engine=engine))
+    assert res.gate.verified
+    feeds = fixed_inputs()
+    np.testing.assert_array_equal(run_onnx(q, feeds)["halfshape"], np.array(feeds["input_ids"].shape) / 2)
+    assert not _fp16_anywhere(q)
