@@ -177,6 +177,23 @@ class StepCache:
             raise
         self._use(final)
 
+    def remove_leftovers(self) -> list[str]:
+        """Remove the temporary step folders of runs that died mid-step (SIGKILL, the OOM killer during training, a
+        reboot: no cleanup ran, and a half-trained checkpoint stayed until ``cache clear``): in the run's own
+        ``steps/`` (the runner holds its folder's lock) and, while no other run uses it, in the store. Returns
+        their names."""
+        folders = [(self.root / "steps", _TEMP_LOCAL)]  # named <kind>-<key[:12]> there
+        if self.store is not None and not other_runs(self.store, exclude=self.run_marker):
+            folders.append((self.store, _TEMP))
+        removed = []
+        for folder, temp in folders:
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            for d in sorted(folder.iterdir()):
+                if temp.fullmatch(d.name) and not d.is_symlink() and d.is_dir() and _remove(d):
+                    removed.append(d.name)
+        return removed
+
     def evict(self) -> list[str]:
         """Remove the least recently used store entries not used by this run until the store fits its
         cap; returns the names removed. The runner calls it once, at the end of a run (it walks the
@@ -263,6 +280,7 @@ def _tree_bytes(path: Path) -> int:
 # step runs, ``.<kind>-<key[:16]>.<mkdtemp suffix>`` folders; nothing else in a store is its own
 _ENTRY = re.compile(r"(?P<kind>[a-z0-9][a-z0-9_.-]*)-(?P<key>[0-9a-f]{16})")
 _TEMP = re.compile(r"\.[a-z0-9][a-z0-9_.-]*-[0-9a-f]{16}\.[A-Za-z0-9_]+")
+_TEMP_LOCAL = re.compile(r"\.[a-z0-9][a-z0-9_.-]*-[0-9a-f]{12}\.[A-Za-z0-9_]+")  # in a run folder's steps/
 _KEY = re.compile(r"[0-9a-f]{64}")
 
 

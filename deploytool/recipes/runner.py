@@ -440,6 +440,9 @@ def _run_locked(rec: Recipe, out: Path, *, progress: ProgressFn | None, store: s
                 max_store_bytes: int | None, marker: Path | None, t_start: float) -> RunResult:
     r = _Runner(rec, out, progress, Path(store) if store is not None else None, max_store_bytes)
     r.cache.run_marker = marker
+    gone = r.cache.remove_leftovers()
+    if gone:
+        logger.info("removed %d unfinished step folder(s) of runs that died: %s", len(gone), ", ".join(gone))
 
     # 1. the model folder
     model_dir, model_digest = S.model_folder_and_digest(rec.model)

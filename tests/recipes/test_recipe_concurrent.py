@@ -67,3 +67,31 @@ def test_a_second_run_into_the_same_folder_at_once_is_refused(workspace, tmp_pat
     res = run_recipe(load_recipe(path), out, store=tmp_path / "store")  # the lock went with its process
     assert [v.path.name for v in res.variants] == ["c-w1-d1-fp32.onnx"]
     assert Path(res.variants[0].path).is_file()
+
+
+def test_the_unfinished_steps_of_a_run_that_died_are_removed(workspace, tmp_path):
+    """A run killed mid-step (SIGKILL, the OOM killer during training) left its temporary step folder, a half-made
+    checkpoint, in the store and in a run folder's steps/ until `cache clear`. A run removes them, in the store
+    only while no other run uses it (that one's temporary folders are its steps in progress)."""
+    from deploytool.recipes.cache import active_run
+
+    doc = {"schema_version": 1, "name": "d", "model": {"path": "model"}, "task": "sequence-classification",
+           "train": [], "export": {"exporter": "torch"}, "devices": ["x86-host"],
+           "sweep": {"width": [1.0], "depth": [1.0], "precision": ["fp32"]},
+           "bench": {"seq_lens": [8], "runs": 2, "warmup": 0}}
+    path = workspace / "died.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    store, out, local = tmp_path / "store", tmp_path / "out", tmp_path / "local"
+    dead = store / ".train-finetune-0123456789abcdef.k1_x9ab"
+    dead.mkdir(parents=True)
+    (dead / "model.safetensors").write_bytes(b"half")
+    with active_run(store):  # another run is using the store: its temporary folders are its steps in progress
+        run_recipe(load_recipe(path), out, store=store)
+        assert dead.is_dir()
+    run_recipe(load_recipe(path), out, store=store)
+    assert not dead.exists()
+    assert not [p for p in store.iterdir() if p.name.startswith(".") and not p.name.startswith(".run-")]
+    left = local / "steps" / ".export-0123456789ab.q7_zz1"
+    left.mkdir(parents=True)
+    run_recipe(load_recipe(path), local)  # no store: the steps live in the run's folder
+    assert not left.exists() and any((local / "steps").iterdir())
