@@ -41,6 +41,7 @@ from deploytool.choices import config
 from deploytool.errors import ConfigError, DeployError, InputFileError, not_a_file
 from deploytool.models import TOKENIZER_FILES  # re-exported: the files a bundle copies
 from deploytool.onnx_io import check_output_dir, make_staging_dir, publish_staging_dir
+from deploytool import units
 from deploytool.units import MB, fmt_bytes
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,9 @@ KIND = "deploytool.bundle"
 MANIFEST = "manifest.json"
 #: the execution providers of ONNX Runtime's Android/iOS packages (besides the CPU EP)
 MOBILE_EPS = ("XNNPACK", "NNAPI", "COREML", "QNN")
-#: the QNN options' values when not given (BundleConfig's None)
-QNN_SEQ_LEN = 128
+#: the QNN options' values when not given (BundleConfig's None); the sequence length is the qnn commands' own
+#: default (a QDQ model whose inputs are fixed at a length is compiled at that length instead)
+QNN_SEQ_LEN = units.QNN_SEQ_LEN
 QNN_CALIBRATION_SIZE = 8
 #: the BundleConfig fields that only the QNN context binary uses
 _QNN_FIELDS = ("qnn_seq_len", "qnn_calibration", "qnn_calibration_size")
@@ -214,7 +216,12 @@ def _qnn_preflight(model: Path, cfg: BundleConfig, limit: int | None) -> str | N
     that cannot be done; for the defaults, say why no binary will be compiled (None: try)."""
     if cfg.profile.npu is None or not cfg.qnn:
         return None  # _qnn says why; a QNN option given with these was refused by BundleConfig
-    seq = cfg.qnn_seq_len or QNN_SEQ_LEN
+    seq = cfg.qnn_seq_len
+    if seq is None:  # the length the QNN step will use: a QDQ model fixed at a length keeps it
+        from deploytool.onnx_io import load_proto
+        from deploytool.qnn.quantize import default_seq_len
+
+        seq = default_seq_len(load_proto(model, load_external_data=False))
     if limit is not None and seq > limit:
         if cfg.qnn_seq_len is not None:
             raise ConfigError(f"{model}: --qnn-seq-len {seq} is longer than the model's position table ({limit} "

@@ -7,6 +7,9 @@ MB = 1_000_000
 #: the longest sequence any command takes (--seq-len, --max-length, a recipe's seq_lens, calibration's length): one
 #: limit everywhere; a model's own position table is checked against the length where it matters
 MAX_SEQ_LEN = 1 << 16
+#: the fixed sequence length a Snapdragon HTP model (QNN context binary: static shapes) is made for when none is
+#: given and the model's inputs do not fix one (``qnn`` commands and ``bundle``)
+QNN_SEQ_LEN = 128
 
 
 def fmt_bytes(n: int | float | None) -> str:

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from deploytool import onnx_io
+from deploytool import onnx_io, units
 from deploytool.choices import config, parse_enum
 from deploytool.errors import ConfigError, InputFileError, PassRefusedError
 from deploytool.qnn.ep import short_reason
@@ -49,7 +49,7 @@ __all__ = ["MaskHandling", "QnnQuantConfig", "QnnQuantResult", "calibration_inpu
            "fp16_weights", "is_quantized", "quantize_for_qnn", "static_shapes", "find_tokenizer"]
 
 #: the sequence length the HTP model is made for when none is given and the model's inputs do not fix one
-DEFAULT_SEQ_LEN = 128
+DEFAULT_SEQ_LEN = units.QNN_SEQ_LEN
 _QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul", "QLinearConv", "MatMulInteger",
             "DynamicQuantizeLinear", "MatMulNBits", "DynamicQuantizeMatMul"}
 
@@ -152,6 +152,13 @@ def check_seq_len(seq_len: int | None) -> None:
         raise ConfigError(f"seq_len: must be an integer in [1, {MAX_SEQ_LEN}], got {seq_len!r}")
 
 
+def default_seq_len(model: onnx.ModelProto) -> int:
+    """The length a QNN config's ``seq_len`` None stands for: the shortest one the model's [batch, sequence] inputs
+    are fixed at (a QDQ model quantized at a length), else :data:`DEFAULT_SEQ_LEN`."""
+    fixed = _fixed_seq_lens(model)
+    return min(fixed) if fixed else DEFAULT_SEQ_LEN
+
+
 def _fixed_seq_lens(model: onnx.ModelProto) -> set[int]:
     """The sequence lengths the model's [batch, sequence] inputs are fixed at (empty: all dynamic)."""
     out = set()
@@ -177,7 +184,7 @@ def static_shapes(model: onnx.ModelProto, seq_len: int | None) -> tuple[onnx.Mod
         raise PassRefusedError(f"--seq-len {seq_len}: the model's inputs are fixed at sequence length {shown}; leave "
                                f"--seq-len out or give {shown} (or quantize the float model at {seq_len})")
     if seq_len is None:
-        seq_len = min(fixed) if fixed else DEFAULT_SEQ_LEN
+        seq_len = default_seq_len(model)
     limit = position_rows(model)
     if limit is not None and seq_len > limit:
         raise PassRefusedError(f"--seq-len {seq_len} is longer than the model's position table ({limit} positions); "
