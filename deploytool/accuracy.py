@@ -132,15 +132,43 @@ def compare(a: AccuracyRecord, b: AccuracyRecord) -> Comparison:
                       "McNemar (exact)" if a.metric == "accuracy" and a.binary and b.binary else "sign test (exact)")
 
 
-def speed_tie(name: str, a_ms: Sequence[float], b_ms: Sequence[float]) -> str | None:
-    """Why ``name`` (runs ``a_ms``) is not measurably slower than the other (``b_ms``, run i of each in the same
-    interleaved round): the exact sign test of the paired runs gives p >= 0.05; else None, and None where fewer
-    than 6 runs pair (they could not reach p < 0.05: no evidence either way, the p90s decide)."""
+def _paired_runs(a_ms: Sequence[float], b_ms: Sequence[float]) -> tuple[int, float, int, int] | None:
+    """(n, p, runs a was slower, runs a was faster) of the exact sign test of the paired runs (run i of each in the
+    same interleaved round), or None where fewer than 6 runs pair (they could not reach p < 0.05)."""
     n = min(len(a_ms), len(b_ms))
     if n < 6:
         return None
-    p, slower, _ = sign_test(a_ms[:n], b_ms[:n])
+    p, slower, faster = sign_test(a_ms[:n], b_ms[:n])
+    return n, p, slower, faster
+
+
+def _p(p: float) -> str:
+    return f"{p:.2f}" if p >= 0.01 else f"{p:.1g}"
+
+
+def speed_tie(name: str, a_ms: Sequence[float], b_ms: Sequence[float]) -> str | None:
+    """Why ``name`` (runs ``a_ms``) is not measurably slower than the other (``b_ms``, run i of each in the same
+    interleaved round): the exact sign test of the paired runs gives p >= 0.05; else None: measurably slower, or
+    measurably faster (:func:`speed_lead` says so), or fewer than 6 runs pair (no evidence either way, the p90s
+    decide)."""
+    t = _paired_runs(a_ms, b_ms)
+    if t is None:
+        return None
+    n, p, slower, _ = t
     return None if p < ALPHA else f"{name} slower in {slower} of {n} paired runs, sign test p = {p:.2f}"
+
+
+def speed_lead(name: str, a_ms: Sequence[float], b_ms: Sequence[float]) -> str | None:
+    """Why ``name`` (runs ``a_ms``) is measurably faster than the other (``b_ms``, paired as for :func:`speed_tie`):
+    faster in significantly many of their paired runs (exact sign test, p < 0.05), whatever their p90s (one slow
+    outlier moves a p90, not the runs' order); else None."""
+    t = _paired_runs(a_ms, b_ms)
+    if t is None:
+        return None
+    n, p, slower, faster = t
+    if p >= ALPHA or faster <= slower:
+        return None
+    return f"{name} faster in {faster} of {n} paired runs, sign test p = {_p(p)}"
 
 
 def projection_tie(name: str, a_ms: float | None, b_ms: float | None, ratio: float, source: str = "", *,
@@ -179,6 +207,22 @@ def _join_reasons(reasons: Sequence[str]) -> str:
     return "; ".join(parts)
 
 
+def _fastest_by_runs(ordered: Sequence[T], faster: Callable[[T, T], str | None], name: Callable[[T], str]
+                     ) -> tuple[T, str]:
+    """The fastest of ``ordered`` (by their latency figures, lowest first): the first one, unless another is
+    measurably faster than it by ``faster`` (then that one, and so on; each candidate leads at most once, so the
+    walk ends even where paired tests do not order three candidates consistently), and the note saying why."""
+    fastest, seen, notes = ordered[0], {id(ordered[0])}, []
+    while True:
+        ahead = next(((c, why) for c in ordered if id(c) not in seen for why in (faster(c, fastest),) if why), None)
+        if ahead is None:
+            break
+        notes.append(f"{name(ahead[0])} is faster than {name(fastest)}, whose latency figure is lower ({ahead[1]})")
+        fastest = ahead[0]
+        seen.add(id(fastest))
+    return fastest, "".join(f"; {x}" for x in notes)
+
+
 @dataclasses.dataclass
 class Pick(Generic[T]):
     chosen: T
@@ -189,7 +233,7 @@ class Pick(Generic[T]):
 
 def pick(cands: Sequence[T], record: Callable[[T], AccuracyRecord | None], cost: Callable[[T], tuple],
          name: Callable[[T], str], same_speed: Callable[[T, T], str | None] | None = None,
-         then: Callable[[T], tuple] | None = None) -> Pick[T]:
+         then: Callable[[T], tuple] | None = None, faster: Callable[[T, T], str | None] | None = None) -> Pick[T]:
     """The highest accuracy, except that a cheaper candidate whose difference is not significant wins.
 
     Candidates without a record rank last. ``cost``: smaller is better (latency, then size).
@@ -197,6 +241,9 @@ def pick(cands: Sequence[T], record: Callable[[T], AccuracyRecord | None], cost:
     fastest tied candidate ``b`` (a paired test's one line), else None; those tie with the fastest on speed too,
     and ``then`` (smaller is better: size, then name) picks among them, so that the pick does not follow timing
     noise between two equally fast variants.
+    ``faster(a, b)``: where latencies were measured run by run, why ``a`` is measurably faster than ``b`` (a paired
+    test's one line), else None: a tied candidate measurably faster than the one with the lowest ``cost`` is the
+    fastest, whatever its latency figure (a p90 moved by one slow run does not make it slower).
     """
     if not cands:
         raise ValueError("pick: no candidates")
@@ -218,7 +265,9 @@ def pick(cands: Sequence[T], record: Callable[[T], AccuracyRecord | None], cost:
             tied.append(c)
             tests[id(c)] = cmp
     chosen = min(tied, key=cost)
-    speed_note = ""
+    lead_note = tie_note = ""
+    if faster is not None and len(tied) > 1:
+        chosen, lead_note = _fastest_by_runs(sorted(tied, key=cost), faster, name)
     if same_speed is not None and then is not None and len(tied) > 1:
         fastest = chosen
         level = {id(c): same_speed(c, fastest) for c in tied if c is not fastest}
@@ -226,10 +275,11 @@ def pick(cands: Sequence[T], record: Callable[[T], AccuracyRecord | None], cost:
         if level:
             even = [c for c in tied if c is fastest or id(c) in level]
             chosen = min(even, key=then)
-            speed_note = (f"; {', '.join(name(c) for c in even if c is not fastest)} "
-                          f"{'is' if len(even) == 2 else 'are'} not measurably slower than the fastest, {name(fastest)} "
-                          f"({_join_reasons([level[id(c)] for c in even if c is not fastest])}), so the smallest of those "
-                          f"{len(even)} is picked")
+            tie_note = (f"; {', '.join(name(c) for c in even if c is not fastest)} "
+                        f"{'is' if len(even) == 2 else 'are'} not measurably slower than the fastest, {name(fastest)} "
+                        f"({_join_reasons([level[id(c)] for c in even if c is not fastest])}), so the smallest of those "
+                        f"{len(even)} is picked")
+    speed_note = lead_note + tie_note
     if chosen is top:
         if len(tied) == 1:
             # claim a significant difference only where the paired test ran, for every other candidate
@@ -250,7 +300,7 @@ def pick(cands: Sequence[T], record: Callable[[T], AccuracyRecord | None], cost:
             note = f"{name(top)} has the highest {rt.metric} ({rt.label()})" + "".join(f"; {x}" for x in parts)
         else:
             note = (f"{name(top)} has the highest {rt.metric} ({rt.label()}) and is also the "
-                    f"{'smallest of the fastest' if speed_note else 'cheapest'} of the "
+                    f"{'smallest of the fastest' if tie_note else 'fastest' if lead_note else 'cheapest'} of the "
                     f"{len(tied)} that tie with it (paired test p >= {ALPHA:g}){speed_note}")
         return Pick(top, top, tied, note)
     rc, cmp = record(chosen), tests[id(chosen)]

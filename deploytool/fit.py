@@ -534,7 +534,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         if accs:
             pk = pick(fitting, record=lambda c: accs.get(c.name), cost=lambda c: (c.device_p90_ms, c.size_mb),
                       name=lambda c: c.name, same_speed=lambda a, b: _same_speed(a, b, host_errors, config.seq_len),
-                      then=lambda c: (c.size_mb, c.name))
+                      then=lambda c: (c.size_mb, c.name), faster=_faster)
             chosen, note = pk.chosen, pk.note
         else:
             chosen = max(fitting, key=lambda c: (round(c.param_fraction or 0, 6), PRECISION_RANK[c.precision],
@@ -624,6 +624,17 @@ def _same_speed(a: Candidate, b: Candidate, host_errors: dict[str, list[float]] 
         return device_speed_tie(a.name, a.device_p90_ms, b.device_p90_ms, (a.precision, b.precision), host_errors or {},
                                 f"of these candidates measured on this host{at}")
     return speed_tie(a.name, a.host_samples_ms, b.host_samples_ms)
+
+
+def _faster(a: Candidate, b: Candidate) -> str | None:
+    """Why ``a`` is measurably faster than ``b`` though ranked by their p90s it may not be: both measured on this host
+    and ``a`` faster in significantly many of their paired runs (exact sign test, p < 0.05); else None (projections
+    are ranked by their values, as their resolution says)."""
+    from deploytool.accuracy import speed_lead
+
+    if a.latency_source == "projected" or b.latency_source == "projected":
+        return None
+    return speed_lead(a.name, a.host_samples_ms, b.host_samples_ms)
 
 
 def _host_rates(prof: Profile, say):

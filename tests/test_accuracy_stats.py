@@ -206,6 +206,77 @@ def test_pick_keeps_the_faster_when_it_is_faster_in_every_run():
     assert pk.chosen[0] == "big-fast" and "not measurably slower" not in pk.note
 
 
+def _binom_p(slower: int, faster: int) -> float:
+    """The paired runs' two-sided sign-test p by scipy's exact binomial test (ties dropped), not deploytool's."""
+    from scipy.stats import binomtest
+
+    return float(binomtest(slower, slower + faster, 0.5, alternative="two-sided").pvalue)
+
+
+@pytest.mark.parametrize("a,b", [
+    ([1.0] * 19 + [9.0], [1.1] * 20),  # the report: faster in 19 of 20, one outlier
+    ([1.0] * 18 + [9.0] * 2, [1.1] * 20),  # faster in 18 of 20, the higher p90
+    ([1.1] * 20, [1.0] * 18 + [9.0] * 2),  # the other way round: slower in 18 of 20
+    ([1.0] * 14 + [1.2] * 6, [1.1] * 20),  # 14 of 20: p = 0.115, no evidence either way
+    ([1.0] * 15 + [1.2] * 5, [1.1] * 20),  # 15 of 20: p = 0.041
+    ([1.0, 1.1] * 10 + [1.1] * 3, [1.1] * 20),  # a tie in half the pairs, and runs that do not pair
+])
+def test_speed_tests_follow_the_exact_binomial_test_of_the_paired_runs(a, b):
+    """speed_tie (not measurably slower) and speed_lead (measurably faster) against scipy's binomtest: exactly one
+    of them speaks, or neither where the runs are significant the other way; the direction is the runs'."""
+    from deploytool.accuracy import speed_lead, speed_tie
+
+    n = min(len(a), len(b))
+    slower = sum(x > y for x, y in zip(a[:n], b[:n]))
+    faster = sum(x < y for x, y in zip(a[:n], b[:n]))
+    p = _binom_p(slower, faster)
+    tie, lead = speed_tie("a", a, b), speed_lead("a", a, b)
+    if p >= 0.05:
+        assert tie == f"a slower in {slower} of {n} paired runs, sign test p = {p:.2f}" and lead is None
+    elif faster > slower:
+        assert tie is None and lead is not None and f"a faster in {faster} of {n} paired runs" in lead
+        assert f"{p:.1g}" in lead if p < 0.01 else f"{p:.2f}" in lead
+    else:
+        assert tie is None and lead is None
+    assert speed_lead("a", a[:5], b[:5]) is None  # 5 runs cannot reach p < 0.05
+
+
+def _speed_cands(samples, sizes):
+    acc = _rec(np.r_[np.ones(400), np.zeros(100)].astype(int))  # every candidate: the same examples right
+    return [(k, float(np.percentile(v, 90)), sizes[k], acc) for k, v in samples.items()]
+
+
+def _pick_by_runs(cands, samples):
+    from deploytool.accuracy import speed_lead, speed_tie
+
+    return pick(cands, record=lambda c: c[3], cost=lambda c: (c[1], c[2]), name=lambda c: c[0],
+                same_speed=lambda x, y: speed_tie(x[0], samples[x[0]], samples[y[0]]),
+                then=lambda c: (c[2], c[0]), faster=lambda x, y: speed_lead(x[0], samples[x[0]], samples[y[0]]))
+
+
+def test_pick_takes_the_candidate_faster_in_the_paired_runs_whatever_its_p90():
+    """The report's case: "a" is faster in 18 of 20 paired runs (binomtest p = 0.0004) but two slow runs give it
+    the higher p90; it is the faster, and with accuracy tied it is picked, whichever file is smaller."""
+    samples = {"a": [1.0] * 18 + [9.0] * 2, "b": [1.1] * 20}
+    cands = _speed_cands(samples, {"a": 20.0, "b": 18.0})
+    assert cands[0][1] > cands[1][1]  # a's p90 is the higher
+    assert _binom_p(2, 18) < 0.05
+    pk = _pick_by_runs(cands, samples)
+    assert pk.chosen[0] == "a", pk.note
+    assert "a is faster than b, whose latency figure is lower (a faster in 18 of 20 paired runs" in pk.note
+    assert "not measurably slower" not in pk.note
+    # the other way round (b faster in 18 of 20): b, already the lower p90, stays the pick
+    samples = {"a": [1.1] * 20, "b": [1.0] * 18 + [1.05] * 2}
+    pk = _pick_by_runs(_speed_cands(samples, {"a": 18.0, "b": 20.0}), samples)
+    assert pk.chosen[0] == "b" and "faster than" not in pk.note
+    # a third candidate as fast as the new fastest (a tie in its paired runs against "a") and smaller: it wins
+    samples = {"a": [1.0] * 18 + [9.0] * 2, "b": [1.1] * 20, "c": [1.0, 0.99] * 10}
+    samples["c"][-2:] = [9.5, 9.5]  # the highest p90 of the three
+    pk = _pick_by_runs(_speed_cands(samples, {"a": 20.0, "b": 19.0, "c": 10.0}), samples)
+    assert pk.chosen[0] == "c", pk.note
+    assert "c is not measurably slower than the fastest, a" in pk.note
+
+
 def test_a_stated_unit_is_not_guessed(tmp_path):
     """deploytool's own records say "unit": "percent": a broken model's 0.8 % stays 0.8 %, not 80 %; a file may
     state "fraction" instead; one unit per file, and a unit that is not one is refused by name."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -131,6 +132,31 @@ def test_same_speed_is_the_paired_sign_test_of_the_host_runs():
     assert why is not None and "14 of 20" in why and "p = 0.12" in why
     assert _same_speed(cand("b", [11.0] * 5), cand("a", [10.0] * 5)) is None  # 5 runs cannot show anything
     assert "host_samples_ms" not in cand("b", [1.0]).to_dict()
+
+
+def test_a_candidate_faster_in_the_paired_runs_is_picked_whatever_its_p90():
+    """fit's pick among accuracy-tied candidates measured on the host: "a" is faster in 18 of 20 paired runs, but
+    two slow runs give it the higher p90; it is the faster one (it lost to "b" on the p90 before), and it is
+    picked though "b" is smaller. Projected candidates are ranked by their projections, never by host runs."""
+    from deploytool.accuracy import AccuracyRecord, pick
+    from deploytool.fit import Candidate, _faster, _same_speed
+
+    def cand(name, samples, size, source="measured p90"):
+        return Candidate(name=name, width=1.0, depth=1.0, precision="int8", path="", size_mb=size,
+                         host_samples_ms=tuple(samples), device_p90_ms=float(np.percentile(samples, 90)),
+                         latency_source=source)
+
+    a, b = cand("a", [1.0] * 18 + [9.0] * 2, 20.0), cand("b", [1.1] * 20, 18.0)
+    assert a.device_p90_ms > b.device_p90_ms
+    why = _faster(a, b)
+    assert why is not None and "a faster in 18 of 20 paired runs" in why
+    assert _faster(b, a) is None and _same_speed(a, b) is None and _same_speed(b, a) is None
+    acc = AccuracyRecord.from_correct(np.r_[np.ones(400), np.zeros(100)], np.arange(500))
+    pk = pick([b, a], record=lambda c: acc, cost=lambda c: (c.device_p90_ms, c.size_mb), name=lambda c: c.name,
+              same_speed=lambda x, y: _same_speed(x, y), then=lambda c: (c.size_mb, c.name), faster=_faster)
+    assert pk.chosen is a and "a is faster than b" in pk.note
+    pa, pb = cand("a", a.host_samples_ms, 20.0, "projected"), cand("b", b.host_samples_ms, 18.0, "projected")
+    assert _faster(pa, pb) is None
 
 
 def test_same_speed_of_projections_is_the_cost_models_resolution():

@@ -142,7 +142,7 @@ def summarize(rows: Sequence[ReportRow]) -> list[DeviceSummary]:
         if fitting and not proxy:
             pk = pick(fitting, record=_record, cost=_cost, name=lambda v: v.model,
                       same_speed=lambda a, b: _same_speed(a, b, errs),
-                      then=lambda v: (v.longest.size_mb or 0.0, v.model))
+                      then=lambda v: (v.longest.size_mb or 0.0, v.model), faster=_faster)
             best, note, tied = pk.chosen, pk.note, [v.model for v in pk.tied]
         else:
             best = min(fitting, key=lambda v: _rank(v, proxy)) if fitting else None
@@ -188,6 +188,20 @@ def _same_speed(a: ModelOnDevice, b: ModelOnDevice, host_errors: dict[tuple[int,
     if ra.samples_run is None or ra.samples_run != rb.samples_run or not ra.samples_ms or not rb.samples_ms:
         return None
     return speed_tie(a.model, ra.samples_ms, rb.samples_ms)
+
+
+def _faster(a: ModelOnDevice, b: ModelOnDevice) -> str | None:
+    """Why ``a`` is measurably faster than ``b`` where both were measured on this device in one bench run (faster in
+    significantly many of their paired runs at the longest sequence, exact sign test p < 0.05), whatever their
+    p90s; else None."""
+    from deploytool.accuracy import speed_lead
+
+    ra, rb = a.longest, b.longest
+    if "projected" in (ra.device_latency_source, rb.device_latency_source):
+        return None
+    if ra.samples_run is None or ra.samples_run != rb.samples_run or not ra.samples_ms or not rb.samples_ms:
+        return None
+    return speed_lead(a.model, ra.samples_ms, rb.samples_ms)
 
 
 def _cost(v: ModelOnDevice) -> tuple:

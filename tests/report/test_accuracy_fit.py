@@ -171,6 +171,31 @@ def test_report_speed_tie_among_accuracy_tied_variants_goes_to_the_smaller():
     assert s.best.model == "q-w0.75-d0.5-int8" and "samples_ms" not in rows[0].to_dict()
 
 
+def test_report_verdict_takes_the_variant_faster_in_the_paired_runs_whatever_its_p90():
+    """Two accuracy-tied variants measured in one bench run: the bigger is faster in 18 of 20 paired runs, but two
+    slow runs give it the higher p90 (it lost the verdict to the slower one); it is the verdict, and says why."""
+    from test_report_summary import row
+
+    from deploytool.accuracy import AccuracyRecord, AccuracySet
+    from deploytool.report.rows import _attach_accuracy, _variants
+    from deploytool.report.summary import summarize
+
+    correct = np.r_[np.ones(397), np.zeros(103)]
+    recs = {f"/m/{m}.onnx": AccuracyRecord.from_correct(correct, np.arange(500)) for m in ("big", "small")}
+    fast, steady = [10.0] * 18 + [30.0] * 2, [11.0] * 20
+    big = row("big", 128, float(np.percentile(fast, 90)), acc=79.4, size=22.0, size_budget=100)
+    small = row("small", 128, float(np.percentile(steady, 90)), acc=79.4, size=20.0, size_budget=100)
+    for r, samples in ((big, fast), (small, steady)):
+        r.device_latency_source, r.samples_ms, r.samples_run = "measured p90", tuple(samples), ("run", 128)
+    assert big.device_latency_ms > small.device_latency_ms
+    rows = [big, small]
+    _variants(rows)
+    _attach_accuracy(rows, AccuracySet(dict(recs)))
+    (s,) = summarize(rows)
+    assert s.best.model == "big", s.verdict
+    assert "big is faster than small, whose latency figure is lower (big faster in 18 of 20 paired runs" in s.verdict
+
+
 def test_report_projected_speed_tie_within_the_cost_models_resolution_goes_to_the_smaller():
     """Two accuracy-tied int8 variants projected onto a device: projections closer than the cost model's
     resolution (the spread of its errors on the report's int8 rows measured on the host at that length, doubled
