@@ -241,6 +241,13 @@ def _check_recipe(recipe: Recipe) -> list[str]:
                 f"depths x {len(precs)} precisions)")
     if recipe.eval is not None:
         plan.append(f"eval on {recipe.eval.data} {recipe.eval.split}")
+    if recipe.bench.threads is not None:  # as `bench --threads` refuses it: every timing oversubscribed, inflated
+        from deploytool.runtime.machine import usable_cores
+
+        cores = usable_cores()
+        if recipe.bench.threads > cores:
+            raise ConfigError(f"bench.threads: {recipe.bench.threads} intra-op threads but this machine lets the run "
+                              f"use {cores} core(s) (affinity, cgroup quota); use threads <= {cores}")
     plan.append(f"bench at seq {', '.join(map(str, recipe.bench.seq_lens))}; report for {', '.join(recipe.devices)}")
     return plan
 

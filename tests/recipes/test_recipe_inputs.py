@@ -332,8 +332,12 @@ def test_files_in_sweep_options_and_devices_are_the_recipes_and_checked(workspac
      "sweep.width[0]: 0.2 keeps round(0.2 * 2) = 0 of the 2 heads passes[0] slice leaves"),
     ({"passes": [{"slice": {"width": 0.5}}], "sweep": {"width": [1.0, 0.75]}},
      "sweep.width[1]: 0.75 keeps the same 2 of the 2 heads passes[0] slice leaves as 1"),
+    # measured oversubscribed without a word (bench --threads refuses it)
+    ({"bench": {"seq_lens": [8], "threads": 64}},
+     "bench.threads: 64 intra-op threads but this machine lets the run use 2 core(s) (affinity, cgroup quota)"),
 ])
 def test_check_refuses_what_the_run_refused_late(workspace, tmp_path, monkeypatch, changes, needle):
+    monkeypatch.setattr("deploytool.runtime.machine.usable_cores", lambda: 2)
     with pytest.raises(ConfigError) as e:
         _check(_recipe(workspace, "late", train=[], **changes), workspace, monkeypatch)
     assert needle in str(e.value)
