@@ -22,7 +22,9 @@ Everything here works through :mod:`deploytool.graph.structure` references (neve
   the next kept layer reads the previous kept layer's output; pre-LN: the residual stream passes
   through), then dead nodes and initializers go. A pre-LN layer ending in ORT's fused
   ``SkipLayerNormalization`` (which also applies the next block's LayerNorm) is replaced by a plain
-  ``LayerNormalization`` of its input with that node's gamma/beta/epsilon.
+  ``LayerNormalization`` of its input with that node's gamma/beta/epsilon. Where the kept graph still reads a
+  dropped layer's tensor for its shape (TorchScript's DeBERTa export shares one layer's Shape reads among later
+  layers), it reads the same tensor of a kept layer of the same build, so the dropped layer's weights go too.
 
 Any tensor that another layer (or another node) also uses gets a private copy first, so an edit of
 one layer never leaks into another (the dynamo exporter shares one head-count constant across all
@@ -684,9 +686,67 @@ def drop_layers(model: ir.Model, structure: EncoderStructure, keep: Sequence[int
 
     RemoveUnusedNodesPass()(model)
     _refuse_left_inside(graph, watched, sorted(keep_set))
+    if _read_shapes_from_kept(graph, structure, dropped, keep_set):
+        RemoveUnusedNodesPass()(model)
     # a rewired reader (a pooler reading the last hidden state) may now precede its new producer
     graph.sort()
     structure.layers = [la for la in structure.layers if la.index in keep_set]
+
+
+def _read_shapes_from_kept(graph: ir.Graph, structure: EncoderStructure, dropped: Sequence[EncoderLayer],
+                           keep: set[int]) -> int:
+    """Where the kept graph still reads a dropped layer's tensor for its shape only (TorchScript's export of DeBERTa
+    shares one layer's Shape of its Q among the later layers' reshapes), read the same tensor of a kept layer of the
+    same build instead (the same op sequence: the same shape, the batch and sequence the input's), so that the
+    dropped layer's projections and weights leave the file. A dropped layer with no such kept layer is left as it
+    was (its nodes computed for the shape, as before). Returns how many inputs were rewired."""
+    def signature(layer: EncoderLayer) -> list[tuple[str, int, int]]:
+        return [(n.op_type, len(n.inputs), len(n.outputs)) for n in layer.nodes]
+
+    kept = [la for la in structure.layers if la.index in keep]
+    moved = 0
+    for layer in dropped:
+        alive = {id(n) for n in _data_nodes(layer) if n.graph is graph}
+        if not alive:
+            continue
+        sig = signature(layer)
+        twins = sorted((la for la in kept if signature(la) == sig),
+                       key=lambda la: (la.index > layer.index, abs(la.index - layer.index)))
+        if not twins:
+            logger.info("layer %d: its tensors' shapes are read by the kept graph and no kept layer has its build; "
+                        "its nodes stay for the shape", layer.index)
+            continue
+        twin = twins[0]
+        own = {id(n) for n in layer.nodes}
+        for n_l, n_k in zip(layer.nodes, twin.nodes):
+            if n_l.graph is not graph or n_k.graph is not graph:
+                continue
+            for v_l, v_k in zip(n_l.outputs, n_k.outputs):
+                if v_l is None or v_k is None or v_l.is_graph_output() or (
+                        v_l.dtype is not None and v_k.dtype is not None and v_l.dtype is not v_k.dtype):
+                    continue
+                for use in list(v_l.uses()):
+                    c = use.node
+                    if id(c) in own or _depends_on(v_k, c):
+                        continue
+                    c.replace_input_with(use.idx, v_k)
+                    moved += 1
+    return moved
+
+
+def _depends_on(value: ir.Value, node: ir.Node) -> bool:
+    """True when ``value`` is computed from ``node``'s outputs (reading it from ``node`` would make a cycle)."""
+    seen: set[int] = set()
+    stack = [value.producer()]
+    while stack:
+        n = stack.pop()
+        if n is None or id(n) in seen:
+            continue
+        if n is node:
+            return True
+        seen.add(id(n))
+        stack.extend(i.producer() for i in n.inputs if i is not None)
+    return False
 
 
 def _data_nodes(layer: EncoderLayer) -> list[ir.Node]:

@@ -166,3 +166,34 @@ def test_inspect_reports_sliced_counts(tiny_onnx, tmp_path):
     # DynaBERT's round_to_nearest(F, w, H): int(3/4*48) = 36 in layer 0, int(2/2*48) = 48 in layer 1
     assert rep["heads_per_layer"] == [3, 2]
     assert rep["ffn_per_layer"] == [36, 48]
+
+
+def test_depth_slice_of_deberta_torchscript_drops_the_layers_weights(tmp_path):
+    """TorchScript's export of DeBERTa (v1) shares layer 1's Shape reads of its Q among the later layers' reshapes:
+    a depth slice dropping layer 1 kept its in_proj MatMul (and weights) to compute that shape. The kept graph now
+    reads the same tensor of a kept layer of the same build: no weight of a dropped layer is left, and the outputs
+    are those of the smaller PyTorch model."""
+    import onnx
+    import torch
+
+    from deploytool.passes import transform
+    from deploytool.runtime.infer import run_onnx
+    from deploytool.testing import conformance as C
+
+    case = C.MODEL_BY_NAME["deberta"]
+    base = C.build_model(case)
+    src = C.export(case, "torchscript-17", tmp_path / "x")
+    m = onnx.load(str(src))
+    dropped_weights = {n.input[1] for n in m.graph.node if n.op_type == "MatMul"
+                       and any(f"layer.{i}/" in n.name for i in (1, 3))} & {t.name for t in m.graph.initializer}
+    assert any("layer.1/attention/self/in_proj/MatMul" in n.name for n in m.graph.node) and dropped_weights
+    dst = tmp_path / "sliced.onnx"
+    transform(src, dst, C.step_config(case, "slice-1-0.5", 0, tmp_path))
+    out = onnx.load(str(dst))
+    assert not [n.name for n in out.graph.node if "in_proj/MatMul" in n.name and "layer.1/" in n.name]
+    assert not dropped_weights & {t.name for t in out.graph.initializer}
+    f = C.feeds(case, declared=C.declared_inputs(src))
+    ref, _ = C.reference(case, "slice-1-0.5", base)
+    with torch.no_grad():
+        status, diff, detail = C.compare(run_onnx(dst, f), C.torch_outputs(ref, f), "slice-1-0.5")
+    assert status == "equal", (diff, detail)
