@@ -32,6 +32,13 @@ successor reads the previous kept layer's output. Where a dropped layer reads we
 reads (ALBERT shares them across layers), those weights stay: fewer layers run, but the file shrinks only
 by the weights no kept layer shares, and the result says so (``shared_weights_note``).
 
+A removed layer passes its input through, so the model's outputs keep their names and number. In an export
+exposing every hidden state (``output_hidden_states``), a removed layer's hidden-state output therefore repeats
+the previous one (depth 0.5 of 4 layers: ``hs_2`` is ``hs_1``, ``hs_4`` is ``hs_3``), where transformers' own
+smaller model returns fewer hidden states: a design choice (an application reading the outputs by name or
+position keeps working); the result says so in one line (``note``). An output exposing a tensor inside a removed
+layer (its attention probabilities) is refused: it has no value to pass through.
+
 A width that keeps 0 heads of some layer (``round(H * w) == 0``) or a depth that keeps 0 layers is
 refused (``PassRefusedError``).
 """
@@ -166,7 +173,12 @@ class SlicePass(StructuredPass):
                 S.keep_neurons(model.graph, layer, kf)
         # taken after the width edits: a removed layer shares with a kept one only what both still read
         slots, stored = weight_slots(structure), stored_bytes(model.graph)
+        dropped_outs = {id(v) for la in structure.layers if la.index not in kept
+                        for v in (la.output, la.output_norm.outputs[0] if la.output_norm is not None else None)
+                        if v is not None}
+        from_dropped = {o.name for o in model.graph.outputs if id(_source(o)) in dropped_outs}
         S.drop_layers(model, structure, keep_layers)
+        repeats = _repeated_outputs(model.graph, from_dropped)
         shared_note = dropped_sharing_note(slots, len(plans), keep_layers, stored - stored_bytes(model.graph))
         # the width really applied to heads, kh / H: a multiple of 1/H, as DynaBERT rounds it
         eff = sorted({round(kh / h, 6) for _, h, kh, _ in plans})
@@ -185,7 +197,40 @@ class SlicePass(StructuredPass):
         }
         if shared_note is not None:
             stats["shared_weights_note"] = shared_note
+        if repeats:
+            said = "; ".join(f"{', '.join(repr(r) for r in rs)} {'repeat' if len(rs) > 1 else 'repeats'} {k!r}"
+                             for k, rs in repeats.items())
+            stats["note"] = (f"hidden-state outputs of removed layers pass the previous one through: {said} (the "
+                             "outputs keep their names and number; transformers' own smaller model returns fewer "
+                             "hidden states)")
         return Edit(stats, changed=(w, d) != (1, 1))
+
+
+def _source(value: ir.Value) -> ir.Value:
+    """``value`` with the Identity nodes before it followed back (a graph output that copies another value)."""
+    for _ in range(64):
+        node = value.producer()
+        if node is None or node.op_type != "Identity" or not node.inputs or node.inputs[0] is None:
+            break
+        value = node.inputs[0]
+    return value
+
+
+def _repeated_outputs(graph: ir.Graph, from_dropped: set[str]) -> dict[str, list[str]]:
+    """Graph outputs that were a removed layer's hidden state and now carry the same value as an output that was
+    not (a model exposing all hidden states: a removed layer's becomes the one before it), as {that output: [its
+    repeats]}, in the graph's output order."""
+    groups: dict[int, list[str]] = {}
+    for o in graph.outputs:
+        groups.setdefault(id(_source(o)), []).append(o.name)
+    found: dict[str, list[str]] = {}
+    for names in groups.values():
+        own = [n for n in names if n not in from_dropped]
+        repeats = [n for n in names if n in from_dropped]
+        if own and repeats:
+            found[own[0]] = repeats
+    order = [o.name for o in graph.outputs]
+    return dict(sorted(found.items(), key=lambda kv: order.index(kv[0])))
 
 
 def slice_file(src: str | os.PathLike, dst: str | os.PathLike, config: SliceConfig, *,

@@ -141,3 +141,41 @@ def test_reorder_leaves_a_layer_with_an_exposed_ffn_activation_in_order(tiny_onn
     assert [s.node for s in r.skipped] == ["layer 1"] and "FFN neurons not reordered: graph output 'tap'" in \
         r.skipped[0].reason
     assert r.modified  # the other layer's neurons and every layer's heads were reordered
+
+
+def test_a_depth_slice_says_when_removed_layers_hidden_states_repeat(tiny_onnx, tmp_path):
+    """An export exposing every hidden state (output_hidden_states): a removed layer passes its input through, so
+    its hidden-state output repeats the previous one (the outputs keep their names and number, where transformers'
+    smaller model returns fewer). By design; the result says so in one line, naming the outputs."""
+    from click.testing import CliRunner
+
+    from deploytool import onnx_io
+    from deploytool.cli import main
+    from deploytool.graph import find_structure
+
+    base = tiny_onnx("bert", exporter="torch", layers=4, hidden=32, heads=4, ffn=64)
+    outs = [la.output.name for la in find_structure(onnx_io.load_model(base)).layers]
+    m = onnx.load(str(base))
+    for i, name in enumerate(outs):
+        m.graph.node.append(helper.make_node("Identity", [name], [f"hs_{i + 1}"], name=f"hs_identity_{i + 1}"))
+        m.graph.output.append(helper.make_tensor_value_info(f"hs_{i + 1}", onnx.TensorProto.FLOAT, None))
+    src = tmp_path / "hs.onnx"
+    onnx.save(m, str(src))
+    out = tmp_path / "out.onnx"
+    r = slice_file(src, out, SliceConfig(width=1.0, depth=0.5))
+    assert r.stats["layers_kept"] == [0, 2]
+    assert r.stats["note"].startswith("hidden-state outputs of removed layers pass the previous one through: "
+                                      "'hs_2' repeats 'hs_1'; ")
+    assert "'hs_4' repeat 'hs_3'" in r.stats["note"]
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.ones((1, 5), np.int64) for i in sess.get_inputs()}
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    np.testing.assert_array_equal(got["hs_2"], got["hs_1"])
+    np.testing.assert_array_equal(got["hs_4"], got["hs_3"])
+    assert not np.array_equal(got["hs_3"], got["hs_1"])
+    cli = CliRunner().invoke(main, ["slice", str(src), "--width", "1", "--depth", "0.5", "-o", str(tmp_path / "c.onnx")])
+    assert cli.exit_code == 0, cli.output
+    assert [ln for ln in cli.output.splitlines() if ln.startswith("note: hidden-state outputs")] == \
+        ["note: " + r.stats["note"]]
+    # an export exposing only the last hidden state: nothing repeats, no note
+    assert "note" not in slice_file(base, tmp_path / "plain.onnx", SliceConfig(width=1.0, depth=0.5)).stats
