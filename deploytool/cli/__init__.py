@@ -178,25 +178,90 @@ def entry() -> None:
         gc.freeze()
 
 
+class _Relay:
+    """The supervising parent's handler of SIGINT, SIGTERM and SIGHUP: passes each on to the command's process
+    ``pid`` unless that process got it itself, at most once per signal (its own handlers unwind it and remove
+    what it made; a second signal would interrupt that clean-up). The terminal's ^C and a kill of the process
+    group reach both processes; ``kill PID`` reaches the parent alone. The child reports every signal it
+    receives on the pipe ``fd`` (``signal.set_wakeup_fd``); a report not seen within :attr:`grace_s` means it
+    did not get this one."""
+
+    grace_s = 0.5
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self.pid, self.fd = pid, fd
+        self.received: dict[int, int] = {}  # signal -> the child's reports not yet matched to one of ours
+        self.forwarded: set[int] = set()
+        self.closed = False
+        os.set_blocking(fd, False)
+
+    def _read(self) -> None:
+        while not self.closed:
+            try:
+                data = os.read(self.fd, 512)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:  # the child closed its end (it is gone): no report will come
+                self.closed = True
+                return
+            for n in data:
+                self.received[n] = self.received.get(n, 0) + 1
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        import select
+        import time
+
+        deadline = time.monotonic() + self.grace_s
+        while True:
+            self._read()
+            if self.received.get(signum):
+                self.received[signum] -= 1  # the child's own: its handler is at work already
+                return
+            left = deadline - time.monotonic()
+            if self.closed or left <= 0:
+                break
+            select.select([self.fd], [], [], left)
+        if signum in self.forwarded:
+            return
+        self.forwarded.add(signum)
+        try:
+            os.kill(self.pid, signum)
+        except ProcessLookupError:
+            pass
+
+
 def _supervise() -> None:
     """Run the command in a forked child and wait for it (POSIX; not with ``--debug``): a command whose process
     dies of a signal (a segmentation fault in ONNX Runtime, PyTorch or numpy on some input; the OOM killer)
     then ends in one ``error:`` line and exit 2 like any other failure, instead of a silent exit 139. Returns in
     the child (or where there is no fork); the parent exits with the child's code. The fork happens before
-    any heavy import (click and deploytool's errors only: ~1 ms). The parent ignores ^C (the terminal sends it
-    to the child too, which ends as interrupted), passes SIGTERM and SIGHUP on to the child, and the child
-    gets SIGTERM should the parent die first (Linux). Outputs are written atomically, so a crash leaves none
-    half-written."""
+    any heavy import (click and deploytool's errors only: ~1 ms). SIGINT, SIGTERM and SIGHUP sent to the
+    parent reach the child once (:class:`_Relay`: not again where the child got it itself, as the terminal's ^C
+    or a kill of the process group reaches both), so ``kill -INT`` of the program's pid interrupts the command
+    (exit 130) as ^C does; the child gets SIGTERM should the parent die first (Linux). Outputs are written
+    atomically, so a crash or an interrupt leaves none half-written."""
     import signal
 
     if not hasattr(os, "fork") or "--debug" in sys.argv[1:] or os.environ.get("DEPLOYTOOL_NO_FORK"):
         return
     parent = os.getpid()
+    relayed = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    # held until each side has its handlers: none is lost, none raises in the parent before its relay is set
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, relayed)
+    reports = report = -1
     try:
+        reports, report = os.pipe()  # the child -> the parent: the number of each signal the child received
         pid = os.fork()
-    except OSError:  # no process left to make: run here
+    except OSError:  # no process (or file) left to make: run here
+        for fd in (reports, report):
+            if fd >= 0:
+                os.close(fd)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         return
     if pid == 0:
+        os.close(reports)
         try:
             import ctypes
 
@@ -211,17 +276,27 @@ def _supervise() -> None:
 
         for s in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, stop)
+        # Python's C-level handler writes each signal's number here as it arrives, before any Python code runs
+        os.set_blocking(report, False)
+        signal.set_wakeup_fd(report, warn_on_full_buffer=False)
+
+        def unreport() -> None:  # a process forked from the command (a gate's copy, a data loader): its own signals
+            try:
+                old = signal.set_wakeup_fd(-1)
+                if old not in (report, -1):  # not ours: put back
+                    signal.set_wakeup_fd(old)
+                os.close(report)
+            except (OSError, ValueError):
+                pass
+
+        os.register_at_fork(after_in_child=unreport)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         return
-
-    def forward(signum, _frame):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for s in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, forward)
+    os.close(report)
+    relay = _Relay(pid, reports)
+    for s in relayed:
+        signal.signal(s, relay)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     try:
         _, status = os.waitpid(pid, 0)  # retried by Python itself when a forwarded signal interrupts it
     except ChildProcessError:

@@ -35,6 +35,25 @@ _COMMANDS = textwrap.dedent("""
             sys.exit(3)
         elif how == "sleep":
             time.sleep(60)
+        elif how == "count":  # note each SIGINT/SIGTERM received; after the first, a second of clean-up, then exit
+            got = []
+
+            def note(signum, frame):
+                got.append(signum)
+                with open(pidfile + ".signals", "a") as f:
+                    f.write(f"{signum}\\n")
+
+            for s in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(s, note)
+            with open(pidfile + ".ready", "w"):
+                pass
+            deadline = time.monotonic() + 60
+            while not got and time.monotonic() < deadline:
+                time.sleep(0.02)
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                time.sleep(0.02)
+            sys.exit(128 + got[0] if got else 0)
         click.echo("done")
 """)
 
@@ -98,3 +117,85 @@ def test_a_terminated_program_takes_its_command_with_it(tmp_path):
         time.sleep(0.05)
     else:
         pytest.fail("the command's process outlived the program")
+
+
+def _wait_for(path, p, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline and p.poll() is None, "the command did not start"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("to", ["pid", "group"])
+def test_a_signal_reaches_the_command_once_whoever_it_was_sent_to(tmp_path, sig, to):
+    """kill -INT of the program's pid alone (a script, a supervisor) reaches the command as the terminal's ^C
+    does (it was ignored: the program waited for ever); sent to the process group, which reaches the command
+    itself, it is not passed on a second time (that would interrupt the command's clean-up)."""
+    pidfile = tmp_path / "child.pid"
+    p = _cli(tmp_path, "probe", "count", "--pidfile", str(pidfile), start_new_session=True)
+    _wait_for(tmp_path / "child.pid.ready", p)
+    num = getattr(signal, sig)
+    start = time.monotonic()
+    os.kill(p.pid, num) if to == "pid" else os.killpg(p.pid, num)
+    try:
+        p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail(f"{sig} to the {to} did not stop the command")
+    assert p.returncode == 128 + num
+    assert time.monotonic() - start < 10
+    assert (tmp_path / "child.pid.signals").read_text().split() == [str(int(num))]  # received once
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds the program's processes in /proc")
+@pytest.mark.parametrize("sig,to", [("SIGINT", "pid"), ("SIGINT", "group"), ("SIGTERM", "pid")])
+def test_an_interrupted_bench_stops_in_seconds_and_writes_nothing(tmp_path, sig, to):
+    """The report's case: `deploytool bench` with its benchmark worker running, interrupted by a signal to the
+    program's pid only (it timed out) or to its process group (^C): exit 130 (SIGTERM: 143) in seconds, no
+    output, no temporary file, no process left."""
+    from deploytool.testing.bench_models import encoder_like
+
+    model = encoder_like(tmp_path / "m.onnx")
+    out = tmp_path / "x.json"
+    entry = "import sys; from deploytool.cli import entry; sys.argv = ['deploytool'] + sys.argv[1:]; entry()"
+    p = subprocess.Popen([sys.executable, "-c", entry, "bench", str(model), "--runs", "2000000", "-q", "-o", str(out),
+                          "--force"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(_session(p.pid)) < 3:  # the program, the command and the benchmark worker
+        assert time.monotonic() < deadline and p.poll() is None, p.communicate()
+        time.sleep(0.1)
+    time.sleep(1.0)  # the worker timing its runs
+    num = getattr(signal, sig)
+    start = time.monotonic()
+    os.kill(p.pid, num) if to == "pid" else os.killpg(p.pid, num)
+    try:
+        _, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail(f"{sig} to the {to} did not stop the bench")
+    assert p.returncode == (130 if num == signal.SIGINT else 143), err
+    assert time.monotonic() - start < 10
+    if num == signal.SIGINT:
+        assert err.strip().splitlines()[-1] == "error: interrupted"
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["m.onnx"]
+    deadline = time.monotonic() + 10
+    while _session(p.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _session(p.pid)
+
+
+def _session(sid: int) -> list[int]:
+    """The live processes of session ``sid`` (a process started with start_new_session leads its own)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = open(f"/proc/{d}/stat").read()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid and fields[0] != "Z":
+                pids.append(int(d))
+    return pids
