@@ -47,7 +47,7 @@ from pydantic import BeforeValidator, Field, PlainValidator, ValidationInfo, mod
 
 from deploytool.choices import did_you_mean, enum_choices, match_enum, not_one_of
 from deploytool.errors import ConfigError
-from deploytool.runtime.spec import ExecutionProvider
+from deploytool.runtime.spec import EP_OPTIONS, ExecutionProvider
 from deploytool.units import MAX_SEQ_LEN
 from deploytool.validation import Choice, Integer, Number, OneOf, Text, invalid, kind_of, schema, show, validate
 from deploytool.variant import COMPUTE_PRECISIONS, Precision
@@ -181,6 +181,21 @@ class EPChoice:
         if isinstance(v, (list, tuple, int, float)) or v is None:
             raise invalid(f"expected an execution provider name or {{name, options}}, got {kind_of(v)}")
         return v  # an EPChoice, or EPChoice(...)'s own arguments
+
+    @model_validator(mode="after")
+    def _known_options(self) -> EPChoice:
+        """An option ONNX Runtime does not read for this EP (:data:`~deploytool.runtime.spec.EP_OPTIONS`) is refused:
+        it would be passed on and ignored in silence. EPs without a known set take any options."""
+        allowed = EP_OPTIONS.get(self.provider)
+        if allowed is None:
+            return self
+        for key in self.options:
+            if key not in allowed:
+                takes = (f"{self.name} takes {', '.join(sorted(allowed))}" if allowed else
+                         f"{self.name} takes no provider options")
+                raise invalid(f"unknown {self.name} option{did_you_mean(key, sorted(allowed))}; {takes}",
+                              f".options.{key}")
+        return self
 
     @property
     def name(self) -> str:

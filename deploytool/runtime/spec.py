@@ -54,6 +54,29 @@ class ExecutionProvider(enum.Enum):
         return self is ExecutionProvider.QNN
 
 
+#: the provider-option names ONNX Runtime reads for the EPs a profile may name, where it reads a fixed set: an
+#: option outside it is ignored in silence (or fails only on the device), so a profile naming one is refused.
+#: CPU and NNAPI read none through provider options (ORT's Python API builds the CPU EP from the session
+#: options, and NNAPI takes flags only through its own append call, OrtSessionOptionsAppendExecutionProvider_Nnapi);
+#: XNNPACK: xnnpack_provider_factory.cc; ACL: its ProviderOptions (ORT 1.20+); CoreML: coreml_provider_factory.h's
+#: kCoremlProviderOption_* keys; QNN: the QNN EP's documented provider options. EPs missing here take any options.
+EP_OPTIONS: dict[ExecutionProvider, frozenset[str]] = {
+    ExecutionProvider.CPU: frozenset(),
+    ExecutionProvider.NNAPI: frozenset(),
+    ExecutionProvider.XNNPACK: frozenset({"intra_op_num_threads"}),
+    ExecutionProvider.ACL: frozenset({"enable_fast_math"}),
+    ExecutionProvider.COREML: frozenset({
+        "ModelFormat", "MLComputeUnits", "RequireStaticInputShapes", "EnableOnSubgraphs", "SpecializationStrategy",
+        "ProfileComputePlan", "AllowLowPrecisionAccumulationOnGPU", "ModelCacheDirectory"}),
+    ExecutionProvider.QNN: frozenset({
+        "backend_type", "backend_path", "profiling_level", "profiling_file_path", "rpc_control_latency", "vtcm_mb",
+        "htp_performance_mode", "qnn_saver_path", "qnn_context_priority", "htp_graph_finalization_optimization_mode",
+        "soc_model", "htp_arch", "device_id", "enable_htp_fp16_precision", "offload_graph_io_quantization",
+        "enable_htp_spill_fill_buffer", "enable_htp_shared_memory_allocator", "dump_json_qnn_graph",
+        "json_qnn_graph_dir", "op_packages", "enable_framework_op_trace", "framework_op_trace_dir"}),
+}
+
+
 class GraphOptimization(enum.Enum):
     DISABLE = "disable"
     BASIC = "basic"

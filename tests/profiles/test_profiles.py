@@ -119,6 +119,17 @@ def test_session_spec_falls_back_to_cpu_and_says_why(tiny_onnx):
         (lambda d: d.update(npu={"backend": "qnn", "soc_model": 57, "htp_arch": "75x", "soc_name": "SM8650"}),
          r"npu.htp_arch: expected a Hexagon HTP architecture"),
         (lambda d: d.pop("sources"), r"sources: required key is missing"),
+        # an execution provider's option ONNX Runtime does not read (it was passed on and ignored in silence)
+        (lambda d: d.update(execution_providers=[{"name": "CPU", "options": {"foo": 1}}]),
+         r"execution_providers\[0\].options.foo: unknown CPU option; CPU takes no provider options$"),
+        (lambda d: d.update(execution_providers=[{"name": "XNNPACK", "options": {"intra_op_num_thread": 4}}, "CPU"]),
+         r"execution_providers\[0\].options.intra_op_num_thread: unknown XNNPACK option \(did you mean "
+         r"'intra_op_num_threads'\?\); XNNPACK takes intra_op_num_threads$"),
+        (lambda d: d.update(execution_providers=[{"name": "CoreML", "options": {"ComputeUnits": "ALL"}}, "CPU"]),
+         r"options.ComputeUnits: unknown COREML option \(did you mean 'MLComputeUnits'\?\); COREML takes "
+         r"AllowLowPrecisionAccumulationOnGPU, EnableOnSubgraphs, .*, SpecializationStrategy$"),
+        (lambda d: d.update(execution_providers=[{"name": "NNAPI", "options": {"NNAPI_FLAG_USE_FP16": 1}}, "CPU"]),
+         r"execution_providers\[0\].options.NNAPI_FLAG_USE_FP16: unknown NNAPI option; NNAPI takes no provider"),
     ],
 )
 def test_bad_profiles_name_file_key_and_expectation(tmp_path, mutate, expected):
@@ -334,3 +345,23 @@ def test_load_profile_of_no_name_says_a_name_or_path_was_expected(value, got):
     msg = str(e.value)
     assert msg.startswith("profile: expected a device profile's name (such as kirin990) or its .yaml file path")
     assert msg.endswith(got) and "unknown device profile" not in msg
+
+
+def test_known_execution_provider_options_pass_and_unlisted_eps_take_any(tmp_path):
+    """The options ONNX Runtime reads load (and reach the session spec); an EP without a known option set (CUDA)
+    keeps whatever the profile gives, as before."""
+    data = _base()
+    data["execution_providers"] = [{"name": "XNNPACK", "options": {"intra_op_num_threads": 2}},
+                                   {"name": "CoreML", "options": {"ModelFormat": "MLProgram"}},
+                                   {"name": "CUDA", "options": {"anything": 1}}, "CPU"]
+    spec = load_profile(_write(tmp_path, data)).session_spec()
+    assert [dict(p.options) for p in spec.providers] == [{"intra_op_num_threads": "2"}, {"ModelFormat": "MLProgram"},
+                                                         {"anything": "1"}, {}]
+    sm = yaml.safe_load((BUILTIN_PROFILE_DIR / "snapdragon-sm8650.yaml").read_text())
+    sm["execution_providers"][0] = {"name": "QNN", "options": {"htp_performance_mode": "burst"}}
+    assert load_profile(_write(tmp_path, sm, name="sm")).execution_providers[0].options == {
+        "htp_performance_mode": "burst"}
+    sm["execution_providers"][0] = {"name": "QNN", "options": {"htp_perf_mode": "burst"}}
+    with pytest.raises(ConfigError, match=r"options.htp_perf_mode: unknown QNN option \(did you mean "
+                                          r"'htp_performance_mode'\?\); QNN takes backend_path, backend_type, "):
+        load_profile(_write(tmp_path, sm, name="sm"))
