@@ -154,9 +154,11 @@ def _summary_records(summaries: Sequence[DeviceSummary], info: dict[str, Any],
             acc = b.longest.accuracy_label()
             rec.update({"model": b.model, "model_path": b.model_path, "precision": b.first.precision,
                         "variant": b.first.variant, "accuracy": b.first.accuracy, "size_mb": b.first.size_mb,
+                        "size_of": b.first.size_of,
                         "accuracy_label": acc, "accuracy_note": d.accuracy_note, "tied_with_best": d.tied,
                         "device_latency_ms": {s: r.device_latency_ms for s, r in sorted(b.by_seq.items())}})
-            rec["verdict_short"] = f"{b.model} ({acc}, {lat} {kind}, {b.first.size_mb:.1f} MB)"
+            of = " (.ort)" if b.first.size_of == ORT_SIZE else ""
+            rec["verdict_short"] = f"{b.model} ({acc}, {lat} {kind}, {b.first.size_mb:.1f} MB{of})"
         else:
             rec["verdict_short"] = d.verdict
         out.append(rec)
@@ -320,12 +322,51 @@ _STATIC_TIPS = {"acc": "accuracy on the evaluation examples with its 95% Wilson 
                 "size": "model file size"}
 
 
-def _static_cells(v: ModelOnDevice, best: bool) -> list[str]:
+#: what a row's size weighs on a phone profile (``ReportRow.size_of``): the model.ort ``deploytool bundle`` ships
+ORT_SIZE = "model.ort"
+_ORT_HEADER = "size MB (.ort)"
+_ORT_TIP = ("size of the model.ort deploytool bundle ships for this phone profile (what its size budget weighs; "
+            "'(file)': no .ort could be made, the model file's size)")
+
+
+def _ort_sizes(d: DeviceSummary) -> bool:
+    """Whether the device's size column weighs the bundle's model.ort (a phone profile), not the model file."""
+    return any(r.size_of == ORT_SIZE for v in d.variants for r in v.by_seq.values())
+
+
+def _static_columns(d: DeviceSummary) -> list[tuple[str, str, str | None]]:
+    """(key, header, tooltip) of the device table's model columns; the size column says what it weighs."""
+    ort = _ort_sizes(d)
+    return [(k, _ORT_HEADER if ort and k == "size" else h, _ORT_TIP if ort and k == "size" else _STATIC_TIPS.get(k))
+            for k, h in _STATIC]
+
+
+def _size_cell(size_mb: float | None, size_of: str | None, ort_column: bool) -> str:
+    """A size in a column headed for model.ort sizes (``ort_column``) or for files; a size of the other kind says
+    so: '12.3 (file)' (no .ort made), '12.3 (.ort)' (in a column of several devices' sizes)."""
+    text = _fmt(size_mb, "size_mb")
+    if size_mb is None or size_of is None:
+        return text
+    if ort_column and size_of != ORT_SIZE:
+        return f"{text} (file)"
+    if not ort_column and size_of == ORT_SIZE:
+        return f"{text} (.ort)"
+    return text
+
+
+def _summary_size_header(recs: Sequence[dict[str, Any]]) -> tuple[str, bool]:
+    """The summary's size header, and whether it is the model.ort one (every best fit's size is a model.ort)."""
+    sized = [s.get("size_of") for s in recs if s.get("fits")]
+    ort = bool(sized) and all(x == ORT_SIZE for x in sized)
+    return (_ORT_HEADER if ort else "size MB"), ort
+
+
+def _static_cells(v: ModelOnDevice, best: bool, ort_column: bool = False) -> list[str]:
     r = v.first
     mem = max((x.peak_memory_mb for x in v.by_seq.values() if x.peak_memory_mb is not None), default=None)
     wd = "-" if r.width is None and r.depth is None else f"{_frac(r.width)} / {_frac(r.depth)}"
     return [("★ " if best else "") + v.model, r.precision, wd, r.arch,
-            _fmt(r.size_mb, "size_mb"), _fmt(mem, "peak_memory_mb"), v.longest.accuracy_label()]
+            _size_cell(r.size_mb, r.size_of, ort_column), _fmt(mem, "peak_memory_mb"), v.longest.accuracy_label()]
 
 
 def _ep_column(d: DeviceSummary) -> bool:

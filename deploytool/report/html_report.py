@@ -12,8 +12,6 @@ from typing import Any
 from deploytool.report.assets import CSS, SCRIPT
 from deploytool.report.cells import (
     _SEQ_TIPS,
-    _STATIC,
-    _STATIC_TIPS,
     _budget_cell,
     _budgets_text,
     _device_facts,
@@ -23,12 +21,16 @@ from deploytool.report.cells import (
     _latency_kind,
     _notes,
     _num,
+    _ort_sizes,
     _projection_note,
     _run_facts,
     _seq_cells,
     _seq_headers,
+    _size_cell,
     _static_cells,
+    _static_columns,
     _summary_records,
+    _summary_size_header,
 )
 from deploytool.report.rows import ReportRow
 from deploytool.report.summary import DeviceSummary, summarize
@@ -38,9 +40,10 @@ __all__ = ["render_html"]
 
 def _summary_html(recs: Sequence[dict[str, Any]], summaries: Sequence[DeviceSummary], info: dict[str, Any]) -> str:
     e = html.escape
+    size_head, ort = _summary_size_header(recs)
     head = ("<tr><th class='txt'>device</th><th class='txt'>SoC</th><th class='txt'>budget</th>"
             "<th class='txt'>best fit</th><th>precision</th><th>accuracy %</th><th>device p90 ms</th>"
-            "<th>size MB</th><th>fitting variants</th></tr>")
+            f"<th>{e(size_head)}</th><th>fitting variants</th></tr>")
     body = []
     for s, d in zip(recs, summaries):
         facts = info.get("devices", {}).get(d.device)
@@ -55,7 +58,7 @@ def _summary_html(recs: Sequence[dict[str, Any]], summaries: Sequence[DeviceSumm
             body.append(f"<tr class='fits' data-device='{e(d.device)}'>{dev}<td class='txt'><b>{e(s['model'])}</b>"
                         f"</td><td>{e(s['precision'])}</td>"
                         f"<td>{e(s.get('accuracy_label') or _fmt(s['accuracy'], 'accuracy'))}</td>"
-                        f"<td{cls}>{lat}<br><small>{e(kind)}</small></td><td>{_fmt(s['size_mb'], 'size_mb')}</td>"
+                        f"<td{cls}>{lat}<br><small>{e(kind)}</small></td><td>{e(_size_cell(s['size_mb'], s.get('size_of'), ort))}</td>"
                         f"<td>{s['fitting']} of {s['variants']}</td></tr>")
         else:
             body.append(f"<tr class='nofit' data-device='{e(d.device)}'>{dev}<td class='nofits' colspan='5'>"
@@ -77,9 +80,10 @@ def _device_html(d: DeviceSummary, info: dict[str, Any], rows: Sequence[ReportRo
     sh = _seq_headers(host, _latency_kind(d.device, info, drows) == "projected")
     budget_lat = {s: next((r.budget_ms for r in drows if r.seq_len == s and r.budget_ms is not None), None)
                   for s in d.seq_lens}
+    columns = _static_columns(d)
     row1 = "".join(f"<th rowspan='2' class='{'txt' if k in ('model', 'arch') else ''}'"
-                   f"{f' title={chr(39)}{e(_STATIC_TIPS[k])}{chr(39)}' if k in _STATIC_TIPS else ''}>{e(h)}</th>"
-                   for k, h in _STATIC)
+                   f"{f' title={chr(39)}{e(tip)}{chr(39)}' if tip else ''}>{e(h)}</th>"
+                   for k, h, tip in columns)
     row1 += "<th rowspan='2' class='txt'>EP ran</th>" if ep else ""
     row2 = ""
     for s in d.seq_lens:
@@ -94,10 +98,10 @@ def _device_html(d: DeviceSummary, info: dict[str, Any], rows: Sequence[ReportRo
         for v in (v for v in d.variants if v.first.precision == prec):
             best = v is d.best
             cls = "row" + (" best" if best else "") + ("" if v.fits is not False else " nofit")
-            static = _static_cells(v, best)
+            static = _static_cells(v, best, _ort_sizes(d))
             tds = [f"<td class='txt' title='{e(v.model_path)}'>{e(static[0])}</td>"]
             tds += [f"<td{' class=txt' if k == 'arch' else ''}>{e(c)}</td>"
-                    for (k, _), c in zip(_STATIC[1:], static[1:])]
+                    for (k, _, _), c in zip(columns[1:], static[1:])]
             if ep:
                 tds.append(f"<td class='txt'>{e(v.first.ep_ran)}</td>")
             for s in d.seq_lens:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.report.cells import (
-    _STATIC,
     _device_facts,
     _ep_column,
     _fmt,
@@ -15,12 +14,16 @@ from deploytool.report.cells import (
     _latency_kind,
     _notes,
     _num,
+    _ort_sizes,
     _projection_note,
     _run_facts,
     _seq_cells,
     _seq_headers,
+    _size_cell,
     _static_cells,
+    _static_columns,
     _summary_records,
+    _summary_size_header,
 )
 from deploytool.report.rows import ReportRow
 from deploytool.report.summary import DeviceSummary, summarize
@@ -35,14 +38,15 @@ def _row(cells: Sequence[str]) -> str:
 
 
 def _summary_md(recs: Sequence[dict[str, Any]], info: dict[str, Any]) -> list[str]:
-    lines = ["| device | best fit | precision | accuracy % | device p90 ms | size MB | fitting variants |",
+    size_head, ort = _summary_size_header(recs)
+    lines = [f"| device | best fit | precision | accuracy % | device p90 ms | {size_head} | fitting variants |",
              "|---|---|---|---|---|---|---|"]
     for s in recs:
         if s["fits"]:
             lat = ", ".join(f"{_num(v)} @ seq {k}" for k, v in s["device_latency_ms"].items())
             lines.append(_row([s["device"], f"**{s['model']}**", s["precision"],
                                s.get("accuracy_label") or _fmt(s["accuracy"], "accuracy"), f"{lat} ({s['latency']})",
-                               _fmt(s["size_mb"], "size_mb"), f"{s['fitting']} of {s['variants']}"]))
+                               _size_cell(s["size_mb"], s.get("size_of"), ort), f"{s['fitting']} of {s['variants']}"]))
         else:
             lines.append(_row([s["device"], s["verdict"], "-", "-", "-", "-", f"0 of {s['variants']}"]))
     return lines
@@ -70,12 +74,13 @@ def render_markdown(rows: Sequence[ReportRow], info: dict[str, Any], title: str,
         lines += [f"## {d.device}: {soc}", ""] + [f"- **{k}**: {v}" for k, v in _device_facts(d, info, rows)]
         lines += [f"- **Verdict**: {d.verdict}", ""]
         ep = _ep_column(d)
-        head = [h for _, h in _STATIC] + (["EP ran"] if ep else [])
+        ort = _ort_sizes(d)
+        head = [h for _, h, _ in _static_columns(d)] + (["EP ran"] if ep else [])
         for s in d.seq_lens:
             head += [f"{h} @{s}" for h in _seq_headers(host, projected)]
         lines += ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         for v in d.variants:
-            cells = _static_cells(v, v is d.best) + ([v.first.ep_ran] if ep else [])
+            cells = _static_cells(v, v is d.best, ort) + ([v.first.ep_ran] if ep else [])
             if v is d.best:
                 cells[0] = f"**{cells[0]}**"
             for s in d.seq_lens:

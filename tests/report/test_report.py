@@ -324,6 +324,14 @@ def test_report_weighs_a_phones_model_ort(tiny_onnx, tmp_path):
     assert "(model.ort)" in phone["budget_why"]
     plain = rows[("kirin990", "fp32")]
     assert plain["size_of"] == "model.ort" and 0.8 < plain["size_mb"] / (fp32.stat().st_size / 1e6) < 1.2
+    # the tables say which size they show: the phone's the .ort's, the server's the file's
+    md = (out / "report.md").read_text()
+    phone_md, server_md = md.split("## kirin990")[1].split("## ")[0], md.split("## graviton3")[1].split("## ")[0]
+    assert "| size MB (.ort) |" in phone_md and "| size MB |" in server_md and ".ort" not in server_md
+    html = (out / "report.html").read_text()
+    phone_html = html.split("id='device-kirin990'")[1].split("id='device-")[0]
+    server_html = html.split("id='device-graviton3'")[1].split("id='device-")[0]
+    assert ">size MB (.ort)</th>" in phone_html and ">size MB</th>" in server_html and ".ort" not in server_html
 
 
 @pytest.mark.parametrize("where", ["read-only-dir", "read-only-fs"])

@@ -74,6 +74,35 @@ def test_none_fits_names_the_budgets_and_the_closest_miss():
     assert "FAIL latency+size" in html  # the fp32 row breaks both, named in its budget cell
 
 
+def test_a_phones_size_column_says_it_weighs_the_model_ort():
+    """A phone profile's rows weigh the bundle's model.ort: its table's header says "size MB (.ort)" in Markdown
+    and HTML (it said "size MB", the file's header); a row whose .ort could not be made says "(file)"; in the
+    summary, over devices of both kinds, the .ort sizes say so in their cells."""
+    phone = [row(m, 128, 10, size=s, acc=a, device="kirin990")
+             for m, s, a in (("q-w1-d1-int8", 30.0, 81.0), ("q-w0.5-d1-int8", 20.0, 80.0))]
+    phone[0].size_of, phone[1].size_of = "model.ort", "file (model.ort not made: no converter)"
+    server = [row("q-w1-d1-int8", 128, 10, size=25.0, device="graviton3")]
+    rows = phone + server
+    summaries = summarize(rows)
+    info = {"summary": _summary_records(summaries, {}, rows), "hosts": ["host"], "profiles": ["kirin990", "graviton3"]}
+    md = render_markdown(rows, info, "t", [], summaries)
+    phone_md, server_md = md.split("## kirin990")[1].split("## ")[0], md.split("## graviton3")[1].split("## ")[0]
+    assert "| size MB (.ort) |" in phone_md and "| 30.0 |" in phone_md and "| 20.0 (file) |" in phone_md
+    assert "| size MB |" in server_md and ".ort" not in server_md and "(file)" not in server_md
+    summary_md = md.split("## Summary")[1].split("## ")[0]
+    assert "| size MB |" in summary_md and "| 30.0 (.ort) |" in summary_md and "| 25.0 |" in summary_md
+    html = render_html(rows, info, "t", {}, summaries)
+    phone_html = html.split("id='device-kirin990'")[1].split("id='device-")[0]
+    server_html = html.split("id='device-graviton3'")[1].split("id='device-")[0]
+    assert ">size MB (.ort)</th>" in phone_html and "<td>20.0 (file)</td>" in phone_html
+    assert ">size MB</th>" in server_html and ".ort" not in server_html
+    # every device a phone: the summary's header says so
+    (s,) = summarize(phone[:1])
+    info = {"summary": _summary_records([s], {}, phone[:1]), "hosts": ["host"], "profiles": ["kirin990"]}
+    assert "| size MB (.ort) |" in render_markdown(phone[:1], info, "t", [], [s]).split("## Summary")[1]
+    assert "<th>size MB (.ort)</th>" in render_html(phone[:1], info, "t", {}, [s])
+
+
 def test_without_accuracy_the_proxy_ranks_and_says_so():
     rows = [row("a-w1-d1-int8", 8, 5, acc=None, params=100), row("a-w0.5-d1-int8", 8, 3, acc=None, params=60),
             row("a-w1-d1-ternary", 8, 2, acc=None, params=100, precision="ternary")]
