@@ -240,6 +240,21 @@ def _check_report(p: Path, data: dict[str, Any]) -> None:
                 raise bad(f"{where}.samples_ms[{j}]", "a finite number of milliseconds >= 0", v)
 
 
+def plan_model(path: str | os.PathLike, batch: int, seq_lens: tuple[int, ...]) -> InputPlan:
+    """``path``'s input plan, after refusing (ConfigError naming the file) a batch or length it cannot take before
+    any worker starts: its fixed input shapes (:meth:`InputPlan.check`), and a length longer than its position
+    table (:func:`deploytool.inspection.check_position_table`, the check verify-arm64 and bundle make): ONNX
+    Runtime would fail in the embeddings' Add with a broadcast error. Missing, non-ONNX, truncated, no input_ids:
+    InputFileError."""
+    from deploytool.inspection import check_position_table
+    from deploytool.onnx_io import load_model
+
+    plan = plan_inputs(path)
+    plan.check(batch, seq_lens, str(path))
+    check_position_table(load_model(path), seq_lens, str(path))  # its weights mapped, not read
+    return plan
+
+
 # -- workers ----------------------------------------------------------------------------------
 
 def _worker_env() -> dict[str, str]:
@@ -329,9 +344,7 @@ class SegmentWorker:
             raise TypeError(f"SegmentWorker needs a BenchConfig, got {type(config).__name__}")
         plans = []
         for path in config.models:
-            plan = plan_inputs(path)
-            plan.check(config.batch, config.seq_lens, str(path))
-            plans.append(plan)
+            plans.append(plan_model(path, config.batch, config.seq_lens))
         self.config = config
         request = {"serve": True, "batch": config.batch, "seed": config.seed,
                    "spec": config.session_spec.to_dict(), "schedule": config.schedule.value,
@@ -432,8 +445,7 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
         raise ConfigError(f"run_benchmark: config must be a BenchConfig, got {type(config).__name__}")
     plans: list[InputPlan] = []
     for path in config.models:
-        plan = plan_inputs(path)  # missing, non-ONNX, truncated, no input_ids -> InputFileError
-        plan.check(config.batch, config.seq_lens, str(path))
+        plan = plan_model(path, config.batch, config.seq_lens)  # missing, non-ONNX, truncated, ... -> InputFileError
         check_external_data(path)  # one line, not ONNX Runtime's "External data path validation failed..."
         plans.append(plan)
     sizes = [file_size(p) for p in config.models]

@@ -451,10 +451,10 @@ def bench_remote(bench, config: RemoteConfig, output: str | os.PathLike) -> list
     outs = output_paths(output, config.hosts)
     for o in outs:
         check_output_path(o, inputs=bench.models)
-    from deploytool.runtime.inputs import plan_inputs
+    from deploytool.bench.runner import plan_model
 
-    for m in bench.models:  # a bad model fails here, before any device is touched
-        plan_inputs(m).check(bench.batch, bench.seq_lens, str(m))
+    for m in bench.models:  # a bad model (or a length it cannot take) fails here, before any device is touched
+        plan_model(m, bench.batch, bench.seq_lens)
     files = _model_files(bench.models)
     names = [m.name for m, _ in files]
     if len(set(names)) != len(names):

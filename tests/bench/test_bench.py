@@ -276,3 +276,25 @@ def test_inputs_named_otherwise_are_read_by_their_role(tiny_onnx, tmp_path):
     out = tmp_path / "b.json"
     r = _cli(str(src), "--seq-len", "8", "--runs", "2", "--warmup", "0", "-o", str(out))
     assert r.exit_code == 0, r.output
+
+
+def test_a_length_past_the_position_table_is_refused_before_any_worker(tiny_onnx, tmp_path):
+    """bench --seq-len 200 on a model with 128 positions: one line naming the file and the table, as verify-arm64
+    and bundle say it (inspection.check_position_table; it failed with ONNX Runtime's broadcast error in the
+    embeddings' Add); also through the library and the segment worker, at any of the lengths asked for."""
+    from deploytool.bench.runner import SegmentWorker
+
+    model = tiny_onnx("bert", max_pos=128)
+    out = tmp_path / "out.json"
+    res = _cli(str(model), "--seq-len", "8,200", "--runs", "2", "-o", str(out))
+    assert res.exit_code == 2, res.output
+    err = res.stderr.strip().splitlines()
+    assert err == [f"error: {model}: --seq-len 200 is longer than the model's position table (128 positions); use a "
+                   "sequence length <= 128"], res.stderr
+    assert "broadcast" not in res.output and not out.exists()
+    cfg = BenchConfig(models=(model,), seq_lens=(200,), runs=2, warmup=1)
+    with pytest.raises(ConfigError, match=r"--seq-len 200 is longer than the model's position table \(128 positions"):
+        run_benchmark(cfg)
+    with pytest.raises(ConfigError, match=r"--seq-len 200 is longer than the model's position table"):
+        SegmentWorker(cfg)
+    assert run_benchmark(BenchConfig(models=(model,), seq_lens=(128,), runs=2, warmup=1)).results  # at its length

@@ -60,3 +60,20 @@ def test_remote_timeout_without_remote_is_refused(tiny_onnx):
 
     r = CliRunner().invoke(main, ["bench", str(tiny_onnx()), "--remote-timeout", "60"])
     assert r.exit_code == 2 and "--remote-timeout: only used with --remote" in r.output
+
+
+def test_a_length_past_the_position_table_is_refused_before_any_ssh(tiny_onnx, tmp_path, monkeypatch):
+    """bench --remote with --seq-len past the model's position table: refused here, by bench's own check, before a
+    device is probed or anything copied (it was found only on the device, by ONNX Runtime's broadcast error)."""
+    from deploytool.bench import BenchConfig
+    from deploytool.remote import bench_remote, ssh
+
+    def no_ssh(*a, **k):
+        raise AssertionError("ssh ran")
+
+    monkeypatch.setattr(ssh, "_probe", no_ssh)
+    model = tiny_onnx("bert", max_pos=128)
+    with pytest.raises(ConfigError, match=r"--seq-len 200 is longer than the model's position table \(128 positions"):
+        bench_remote(BenchConfig(models=(model,), seq_lens=(8, 200), runs=2, warmup=1),
+                     RemoteConfig(hosts=("pi@raspberrypi",)), tmp_path / "x.json")
+    assert not list(tmp_path.iterdir())
