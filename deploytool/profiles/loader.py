@@ -7,7 +7,6 @@ add their own folders explicitly (no environment variables are read here).
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -108,9 +107,11 @@ def load_profile(name_or_path: str | os.PathLike | Profile,
         return load_profile_file(text, host=host)
     files = _files(search)
     if text not in files:
-        close = difflib.get_close_matches(text, list(files), n=1, cutoff=0.5)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"unknown device profile '{text}'{hint}; known: {', '.join(sorted(files)) or 'none'}")
+        from deploytool.choices import did_you_mean
+
+        # a close match only (difflib's 0.6, as every other did-you-mean): at 0.5 'nonexist' was offered 'host'
+        raise ConfigError(f"unknown device profile '{text}'{did_you_mean(text, sorted(files))}; known: "
+                          f"{', '.join(sorted(files)) or 'none'}")
     return load_profile_file(files[text], host=host)
 
 

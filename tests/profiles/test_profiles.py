@@ -218,6 +218,9 @@ def test_cli_profiles_lists_the_valid_ones_beside_a_bad_file(tmp_path):
     "name, expected",
     [
         ("kirin99", "unknown device profile 'kirin99' (did you mean 'kirin990'?)"),
+        ("graviton", "unknown device profile 'graviton' (did you mean 'graviton"),
+        # no close name: no guess ('host' was offered), the names are listed
+        ("nonexist", "unknown device profile 'nonexist'; known: a64fx, graviton2, graviton3, host, kirin990, "),
         ("TYPO", "thraeds: unknown key (did you mean 'threads'?)"),
         ("NEG", "expected a positive number (milliseconds), got -5"),
         ("EP", "got 'XNNPAK' (did you mean 'XNNPACK'?)"),
@@ -231,7 +234,7 @@ def test_cli_bad_profiles_exit_2_one_line(tmp_path, name, expected):
         data["budgets"]["p90_latency_ms"][128] = -5
     elif name == "EP":
         data["execution_providers"] = ["XNNPAK", "CPU"]
-    arg = name if name == "kirin99" else str(_write(tmp_path, data))
+    arg = name if name in ("kirin99", "graviton", "nonexist") else str(_write(tmp_path, data))
     r = _cli("profiles", "show", arg)
     assert r.exit_code == 2
     err = r.stderr if hasattr(r, "stderr") else r.output
