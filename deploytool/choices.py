@@ -23,8 +23,12 @@ __all__ = ["did_you_mean", "enum_choices", "match_enum", "not_one_of", "parse_en
 
 
 def did_you_mean(value: str, allowed: Sequence[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``allowed``, or ``""``."""
+    """`` (did you mean 'x'?)`` for the closest of ``allowed`` (difflib's, else the one name that begins with
+    ``value``: 'x86' -> 'x86-host'), or ``""``."""
     near = difflib.get_close_matches(value, list(allowed), n=1)
+    if not near and isinstance(value, str) and len(value.strip()) >= 2:
+        near = [a for a in allowed if a.lower().startswith(value.strip().lower())]
+        near = near if len(near) == 1 else []
     return f" (did you mean '{near[0]}'?)" if near else ""
 
 

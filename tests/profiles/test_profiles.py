@@ -221,6 +221,8 @@ def test_cli_profiles_lists_the_valid_ones_beside_a_bad_file(tmp_path):
         ("graviton", "unknown device profile 'graviton' (did you mean 'graviton"),
         # no close name: no guess ('host' was offered), the names are listed
         ("nonexist", "unknown device profile 'nonexist'; known: a64fx, graviton2, graviton3, host, kirin990, "),
+        # too short for difflib's cutoff, but the one name it begins
+        ("x86", "unknown device profile 'x86' (did you mean 'x86-host'?)"),
         ("TYPO", "thraeds: unknown key (did you mean 'threads'?)"),
         ("NEG", "expected a positive number (milliseconds), got -5"),
         ("EP", "got 'XNNPAK' (did you mean 'XNNPACK'?)"),
@@ -234,7 +236,7 @@ def test_cli_bad_profiles_exit_2_one_line(tmp_path, name, expected):
         data["budgets"]["p90_latency_ms"][128] = -5
     elif name == "EP":
         data["execution_providers"] = ["XNNPAK", "CPU"]
-    arg = name if name in ("kirin99", "graviton", "nonexist") else str(_write(tmp_path, data))
+    arg = name if name in ("kirin99", "graviton", "nonexist", "x86") else str(_write(tmp_path, data))
     r = _cli("profiles", "show", arg)
     assert r.exit_code == 2
     err = r.stderr if hasattr(r, "stderr") else r.output
