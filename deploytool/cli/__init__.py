@@ -240,8 +240,10 @@ def _supervise() -> None:
     any heavy import (click and deploytool's errors only: ~1 ms). SIGINT, SIGTERM and SIGHUP sent to the
     parent reach the child once (:class:`_Relay`: not again where the child got it itself, as the terminal's ^C
     or a kill of the process group reaches both), so ``kill -INT`` of the program's pid interrupts the command
-    (exit 130) as ^C does; the child gets SIGTERM should the parent die first (Linux). Outputs are written
-    atomically, so a crash or an interrupt leaves none half-written."""
+    (exit 130) as ^C does; the child gets SIGTERM should the parent die first (Linux). One that reaches the
+    child as it exits (its atexit callbacks, finalizers) ends it there with 128 + the signal, no traceback; one
+    ignored from the start (nohup) stays ignored. Outputs are written atomically, so a crash or an interrupt
+    leaves none half-written."""
     import signal
 
     if not hasattr(os, "fork") or "--debug" in sys.argv[1:] or os.environ.get("DEPLOYTOOL_NO_FORK"):
@@ -271,11 +273,29 @@ def _supervise() -> None:
         if os.getppid() != parent:  # the parent is already gone
             os._exit(1)
 
-        def stop(signum, _frame):  # asked to stop: unwind, so that temporary files and folders are removed
+        import threading
+
+        # bound here: the module globals are gone (None) by the time the last exit-time clean-up runs
+        main_thread, sys_, exit_now = threading.main_thread, sys, os._exit
+
+        def stop(signum, frame):  # asked to stop: unwind, so that temporary files and folders are removed
+            if not main_thread().is_alive() or sys_.is_finalizing():
+                # the command is done and the interpreter exits (threading's shutdown has stopped the main thread,
+                # then atexit callbacks, finalizers): an exception raised here would only print 'Exception ignored
+                # in atexit callback' and its traceback, and the exit would go on with the command's code
+                for stream in (sys_.stdout, sys_.stderr):
+                    try:
+                        stream.flush()
+                    except Exception:  # closed, or the reader left
+                        pass
+                exit_now(128 + signum)
+            if signum == signal.SIGINT:
+                signal.default_int_handler(signum, frame)
             raise SystemExit(128 + signum)
 
-        for s in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, stop)
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(s) != signal.SIG_IGN:  # ignored from the start (nohup, `cmd &` in a script): kept so
+                signal.signal(s, stop)
         # Python's C-level handler writes each signal's number here as it arrives, before any Python code runs
         os.set_blocking(report, False)
         signal.set_wakeup_fd(report, warn_on_full_buffer=False)

@@ -35,6 +35,10 @@ _COMMANDS = textwrap.dedent("""
             sys.exit(3)
         elif how == "sleep":
             time.sleep(60)
+        elif how == "nap":
+            with open(pidfile + ".ready", "w"):
+                pass
+            time.sleep(2)
         elif how == "count":  # note each SIGINT/SIGTERM received; after the first, a second of clean-up, then exit
             got = []
 
@@ -54,6 +58,16 @@ _COMMANDS = textwrap.dedent("""
             while time.monotonic() < end:
                 time.sleep(0.02)
             sys.exit(128 + got[0] if got else 0)
+        elif how.startswith("atexit-"):  # the signal comes as the process exits (torch's exit-time clean-up)
+            import atexit
+
+            num = getattr(signal, "SIG" + how.split("-", 1)[1])
+
+            def late():
+                os.kill(os.getpid(), num)
+                time.sleep(0.5)  # its handler runs here, inside the atexit callback
+
+            atexit.register(late)
         click.echo("done")
 """)
 
@@ -146,6 +160,36 @@ def test_a_signal_reaches_the_command_once_whoever_it_was_sent_to(tmp_path, sig,
     assert p.returncode == 128 + num
     assert time.monotonic() - start < 10
     assert (tmp_path / "child.pid.signals").read_text().split() == [str(int(num))]  # received once
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT", "SIGHUP"])
+def test_a_signal_while_the_command_exits_is_no_traceback(tmp_path, sig):
+    """A signal that reaches the command's process once its work is done, while the interpreter runs its exit-time
+    clean-up (atexit callbacks, weakref finalizers: torch's library registrations), printed a ``SystemExit: 143``
+    (``KeyboardInterrupt``) traceback from inside that callback, 'Exception ignored in atexit callback'; now the
+    process ends there at once, with the signal's exit code and nothing on stderr."""
+    p = _cli(tmp_path, "probe", f"atexit-{sig[3:]}")
+    out, err = p.communicate(timeout=60)
+    num = getattr(signal, sig)
+    assert (p.returncode, out.strip(), err) == (128 + num, "done", "")
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGHUP"])
+def test_a_signal_ignored_from_the_start_stays_ignored(tmp_path, sig):
+    """``nohup deploytool run ...`` (SIGHUP ignored) and ``deploytool run ... &`` in a script (SIGINT ignored): the
+    command's process kept its own handler for them (SIGHUP ended a nohup'ed run as the terminal closed, 129)."""
+    pidfile = tmp_path / "child.pid"
+    num = getattr(signal, sig)
+
+    def ignore():
+        signal.signal(num, signal.SIG_IGN)
+        os.setsid()
+
+    p = _cli(tmp_path, "probe", "nap", "--pidfile", str(pidfile), preexec_fn=ignore)
+    _wait_for(tmp_path / "child.pid.ready", p)
+    os.killpg(p.pid, num)
+    out, err = p.communicate(timeout=60)
+    assert (p.returncode, out.strip(), err) == (0, "done", "")
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds the program's processes in /proc")
