@@ -830,7 +830,9 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
     that has not answered is killed (refused, as a gate that could not check). Where a fork is not safe
     (:func:`fork_is_safe`: macOS) the checks run in a fresh Python process (:func:`verify_model_isolated`: an
     interpreter start and ONNX Runtime's import more, the same errors, a crash there also ``"crash"``); in this
-    process where there is no fork at all (Windows), or with ``DEPLOYTOOL_NO_FORK`` set (``--debug``)."""
+    process where there is no fork at all (Windows), or with ``DEPLOYTOOL_NO_FORK`` set (``--debug``). The copy
+    does not outlive this call: an exception while it waits (^C, a SIGTERM handler's SystemExit) kills it, and
+    it dies with this process should that be killed outright (Linux)."""
     import pickle
     import select
     import signal
@@ -840,6 +842,7 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
         return verify_model(model, feeds, **checks)
     if not fork_is_safe():  # POSIX where a forked copy is not safe: a fresh process
         return verify_model_isolated(model, feeds, timeout=timeout, **checks)
+    parent = os.getpid()
     r, w = os.pipe()
     try:
         with warnings.catch_warnings():
@@ -856,6 +859,7 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
         try:
             import faulthandler
 
+            _die_with(parent)
             os.close(r)
             faulthandler.disable()  # its death is reported by the caller, in one line, not as a traceback dump
             try:
@@ -877,7 +881,7 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
     os.close(w)
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout
-    timed_out = False
+    timed_out = ended = False
     try:
         while True:
             ready, _, _ = select.select([r], [], [], max(0.0, deadline - time.monotonic()))
@@ -889,8 +893,14 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
             if not chunk:
                 break
             chunks.append(chunk)
+        ended = True
     finally:
         os.close(r)
+        if not ended:
+            # left by an exception, an interrupt (^C, or SIGTERM of this process alone: the copy did not get it):
+            # the copy goes too, rather than be waited for until it finishes (up to ``timeout``, or for ever)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
     if timed_out:
         raise VerificationError(f"that the verification gate could not check (no answer within {timeout:g} s)")
@@ -907,6 +917,22 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
     if out[0] == "deploy":
         raise DeployError(out[1])
     raise RuntimeError(f"the verification gate failed: {out[1]}")
+
+
+def _die_with(parent: int) -> None:
+    """In a forked copy of process ``parent``: be killed when the thread that forked it ends (Linux's
+    ``PR_SET_PDEATHSIG``, as the gate's own process is), so that a caller killed outright (SIGKILL, the OOM killer),
+    whose clean-up never runs, does not leave its copy checking on; the copy ends at once if it is gone already."""
+    import signal
+
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def verify_model_isolated(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], *,

@@ -7,6 +7,14 @@ temporary or external-data file left. ``verify=False`` / ``--no-verify`` writes 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnx_ir as ir
@@ -735,3 +743,122 @@ def test_a_gate_process_that_dies_of_a_signal_is_a_crash(tmp_path):
     finally:
         g.close()
     assert e.value.failure is None
+
+
+# a gate that takes its time: the checks (``verify._verify``) of every process of the test's command, the forked copy
+# of a small model's gate and a big model's gate process alike, note their process's pid and wait a minute
+_SLOW_GATE = """
+import os
+import sys
+
+if os.environ.get("DEPLOYTOOL_TEST_SLOW_GATE"):
+    import time
+
+    import deploytool.runtime.verify as V
+
+    if os.environ.get("DEPLOYTOOL_TEST_BIG"):
+        import deploytool.passes.base as B
+
+        B.BIG_MODEL_BYTES = 0
+
+    def _slow(*a, **k):
+        with open(os.environ["DEPLOYTOOL_TEST_SLOW_GATE"], "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(60)
+
+    V._verify = _slow
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self") or not hasattr(os, "fork"), reason="POSIX: /proc, fork")
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("size", ["small", "big"])
+def test_an_interrupted_command_takes_its_gate_with_it(src, tmp_path, sig, size):
+    """``kill -TERM`` (or ``-INT``) of the deploytool program's pid while a pass's output is being verified: the
+    signal reaches the command's process only (the supervising parent passes it on; the gate's process does not get
+    it). The command stops in seconds, 143 (130), nothing written, and its gate goes with it: the forked copy that
+    checks a model under ``base.BIG_MODEL_BYTES`` was waited for until it finished on its own (a minute here; at
+    worst the gate's 900 s timeout, or for ever on a hung ONNX Runtime); a bigger model's gate process was killed."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_SLOW_GATE)
+    pidfile, dst = tmp_path / "gate.pid", tmp_path / "out.onnx"
+    root = str(Path(onnx_io.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), root, os.environ.get("PYTHONPATH", "")]),
+           "DEPLOYTOOL_TEST_SLOW_GATE": str(pidfile)}
+    env.pop("DEPLOYTOOL_NO_FORK", None)
+    if size == "big":
+        env["DEPLOYTOOL_TEST_BIG"] = "1"
+    entry = "import sys; from deploytool.cli import entry; sys.argv = ['deploytool'] + sys.argv[1:]; entry()"
+    p = subprocess.Popen([sys.executable, "-c", entry, "slice", str(src), "--width", "0.5", "-o", str(dst)],
+                         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.monotonic() < deadline and p.poll() is None, p.communicate()
+        time.sleep(0.05)
+    gate = int(pidfile.read_text())
+    assert gate != p.pid
+    num = getattr(signal, sig)
+    start = time.monotonic()
+    os.kill(p.pid, num)
+    try:
+        _, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        pytest.fail(f"{sig} to the program did not stop it while its gate ran")
+    assert p.returncode == 128 + num, err
+    assert time.monotonic() - start < 10
+    assert "Traceback" not in err
+    _assert_nothing_written(dst)
+    deadline = time.monotonic() + 10
+    while _alive(gate) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(gate), "the gate outlived its command"
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (read from /proc)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self") or not hasattr(os, "fork"), reason="POSIX: /proc, fork")
+def test_the_guarded_gates_copy_dies_with_a_caller_killed_outright(tmp_path):
+    """A caller of verify_model_guarded killed outright (SIGKILL, the OOM killer: no clean-up of its runs) takes the
+    forked copy with it, as the gate's own process goes with its parent; it checked on (here for a minute)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_SLOW_GATE)
+    pidfile = tmp_path / "gate.pid"
+    feeds = tmp_path / "feeds.npy"
+    np.save(feeds, np.zeros((2, 4), np.float32))
+    _matmul_model(tmp_path / "mm.onnx")
+    code = (f"import numpy as np; from deploytool.runtime.verify import verify_model_guarded; "
+            f"verify_model_guarded({str(tmp_path / 'mm.onnx')!r}, {{'x': np.load({str(feeds)!r})}})")
+    root = str(Path(onnx_io.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), root, os.environ.get("PYTHONPATH", "")]),
+           "DEPLOYTOOL_TEST_SLOW_GATE": str(pidfile)}
+    env.pop("DEPLOYTOOL_NO_FORK", None)
+    p = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not pidfile.exists() or not pidfile.read_text():
+            assert time.monotonic() < deadline and p.poll() is None, p.communicate()
+            time.sleep(0.05)
+        copy = int(pidfile.read_text())
+        assert copy != p.pid
+        p.kill()
+        p.communicate(timeout=30)
+        deadline = time.monotonic() + 10
+        while _alive(copy) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(copy), "the forked copy outlived its caller"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
