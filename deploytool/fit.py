@@ -175,8 +175,9 @@ class FitConfig:
             raise ConfigError(f"seq_len: must be an integer in [1, {MAX_SEQ_LEN}], got {self.seq_len!r}")
         for name in ("runs", "warmup"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not (1 if name == "runs" else 0) <= v <= 100000:
-                raise ConfigError(f"{name}: must be a non-negative integer (runs >= 1), got {v!r}")
+            low = 1 if name == "runs" else 0
+            if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= 100000:
+                raise ConfigError(f"{name}: must be an integer in [{low}, 100000], got {v!r}")
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or not 1 <= self.threads <= 1024):
             raise ConfigError(f"threads: must be an integer in [1, 1024], got {self.threads!r}")

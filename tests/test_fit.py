@@ -103,6 +103,8 @@ def _err_line(r) -> str:
     (["--profile", "kirin990", "--seq-len", "512"], "profile 'kirin990' has no p90 latency budget for seq 512"),
     (["--profile", "kirin990", "--keep-candidates", "{model}"], "must be a folder, and it is an existing file"),
     (["--profile", "kirin990", "--keep-candidates", "{model}/c"], "must be a folder; "),
+    # 0 is not negative: the message names the range (it said "non-negative integer (runs >= 1)")
+    (["--profile", "kirin990", "--runs", "0"], "--runs: must be an integer in [1, 100000], got 0"),
 ])
 def test_fit_bad_input(model, tmp_path, args, expected):
     out = tmp_path / "o.onnx"
