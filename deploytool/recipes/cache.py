@@ -339,9 +339,12 @@ def check_store(store: str | os.PathLike) -> None:
     foreign = sorted(d.name for d in root.iterdir() if _entry_kind(d) is None and not _is_temp(d)
                      and not (_RUN.fullmatch(d.name) and d.is_file() and not d.is_symlink()))
     if foreign:
+        # a run's outputs (`run -o D --cache-dir D`, refused since): named as such, not by the lock file sorted first
+        run = "run.json" in foreign and (root / "run.json").is_file()
+        first = "run.json" if run else foreign[0]
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-        raise ConfigError(f"{root}: not a deploytool step store (it holds {foreign[0]!r}{more}, which the store "
-                          "did not make); nothing removed")
+        raise ConfigError(f"{root}: not a deploytool step store (it holds {first!r}{more}, which the store "
+                          f"did not make{': a recipe run wrote its outputs there' if run else ''}); nothing removed")
 
 
 # a run in progress: ``.run-<pid>-<8 hex>`` (a small JSON file) in the store while ``deploytool run`` uses it

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -405,6 +406,29 @@ def _refuse_model_folder(out: Path, recipe: Recipe) -> None:
                               "give the run a folder of its own")
 
 
+def _refuse_store_folder(out: str | Path, store: str | Path) -> None:
+    """OutputPathError when the run's folder and the step store are one folder, or one is inside the other: the
+    store would hold the run's report, models and links to its own entries, and ``cache clear`` then refuses it
+    as a folder it did not make (it removes only what the store made); the run's cleanup of its folder and the
+    store's size cap would work on each other's files. Checked before either is made."""
+    from deploytool.errors import OutputPathError
+
+    try:
+        target, root = Path(os.path.realpath(out)), Path(os.path.realpath(store))
+    except (OSError, ValueError):
+        return
+    if target == root:
+        how = "is also the step store"
+    elif root in target.parents:
+        how = f"is inside the step store {store}"
+    elif target in root.parents:
+        how = f"holds the step store {store}"
+    else:
+        return
+    raise OutputPathError(f"{out}: the run's output folder {how} (--cache-dir); give each a folder of its own "
+                          "(--no-shared-cache keeps the steps in the output folder); nothing run")
+
+
 def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | None = None,
                store: str | Path | None = None, max_store_bytes: int | None = None) -> RunResult:
     """Run every step of ``recipe`` into ``out_dir`` (cached) and write the report.
@@ -419,6 +443,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
 
     if store is not None:
         check_folder_path(store, "step store, --cache-dir")
+        _refuse_store_folder(out_dir, store)
     with active_run(Path(store) if store is not None else None) as marker:
         return _run_recipe(recipe, out_dir, progress=progress, store=store, max_store_bytes=max_store_bytes,
                            marker=marker)

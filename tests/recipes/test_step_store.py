@@ -157,3 +157,61 @@ def test_the_marker_of_a_run_that_died_is_dropped(tmp_path):
 
     assert other_runs(store) == [] and not marker.exists()  # killed with SIGKILL: its marker stayed, now dropped
     assert clear_store(store) == [a.name]
+
+
+def _small_recipe(root: Path, workspace: Path) -> Path:
+    import yaml
+
+    p = root / "small.yaml"
+    p.write_text(yaml.safe_dump({
+        "schema_version": 1, "name": "small", "model": {"path": str(workspace / "model")},
+        "task": "sequence-classification", "export": {"exporter": "torch"},
+        "sweep": {"width": [1.0], "depth": [1.0], "precision": ["fp32"]}, "devices": ["x86-host"],
+        "bench": {"seq_lens": [8], "runs": 2, "warmup": 0}}, sort_keys=False))
+    return p
+
+
+@pytest.mark.parametrize("where", ["same", "alias", "output-inside", "store-inside"])
+def test_a_run_whose_output_folder_is_its_store_is_refused_up_front(workspace, tmp_path, where):
+    """`run -o D --cache-dir D` ran, and `cache clear --cache-dir D` then refused D as "not a deploytool step store"
+    (it held the run's report, models and steps/ links): a store that holds a run's outputs can never be cleared,
+    and a run folder inside a store (or a store inside a run folder: `--cache-dir D/steps` is the run's own steps/)
+    mixes the two. Refused in one line before anything is made; the library says the same."""
+    from deploytool.errors import OutputPathError
+    from deploytool.recipes import load_recipe
+    from deploytool.recipes.runner import run_recipe
+
+    recipe = _small_recipe(tmp_path, workspace)
+    d = tmp_path / "d"
+    out, store = {"same": (d, d), "alias": (tmp_path / "link", d), "output-inside": (d / "run", d),
+                  "store-inside": (d, d / "steps")}[where]
+    if where == "alias":
+        d.mkdir()
+        out.symlink_to(d, target_is_directory=True)
+    before = _files(tmp_path)
+    r = CliRunner().invoke(main, ["run", str(recipe), "-q", "-o", str(out), "--cache-dir", str(store)])
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0].startswith(f"error: {out}: the run's output folder ") and "step store" in lines[0], lines
+    assert "nothing run" in lines[0] and "--no-shared-cache" in lines[0]
+    assert _files(tmp_path) == before  # no folder, no run marker, no lock
+    with pytest.raises(OutputPathError, match="step store"):
+        run_recipe(load_recipe(recipe), out, store=store)
+    assert _files(tmp_path) == before
+
+
+def test_clearing_a_store_that_holds_a_run_s_outputs_says_so(tmp_path):
+    """A folder used as both (before they were refused): `cache clear` still refuses it, naming the run's outputs
+    rather than the first foreign name (its .run.lock)."""
+    store = tmp_path / "d"
+    _entry(store, "export", "a")
+    for f in ("run.json", ".run.lock", "report/report.json", "models/m.onnx"):
+        (store / f).parent.mkdir(parents=True, exist_ok=True)
+        (store / f).write_text("x")
+    before = _files(store)
+    r = CliRunner().invoke(main, ["cache", "clear", "--cache-dir", str(store)])
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0] == (f"error: {store}: not a deploytool step store (it holds 'run.json' and 3 more, which the store "
+                        "did not make: a recipe run wrote its outputs there); nothing removed")
+    assert _files(store) == before
