@@ -133,7 +133,9 @@ def build_host_profile(data: Mapping[str, Any], source: str, options: HostOption
     peaks = {"fp32": round(fp32, 3), "int8": round(fp32 * int8_mult, 3)}
     if "fp16" in features:
         peaks["fp16"] = round(fp32 * 2, 3)
-    nominal = (f"nominal peaks: {why} x {ghz or 'unknown (1.0 assumed)'} GHz ({facts.ghz_source}) x {threads} "
+    # the clock as max_ghz holds it: /proc/cpuinfo's MHz / 1000 printed whole read '2.5961480000000003 GHz'
+    nominal = (f"nominal peaks: {why} x {f'{round(ghz, 3):g}' if ghz else 'unknown (1.0 assumed)'} GHz "
+               f"({facts.ghz_source}) x {threads} "
                f"core(s) = {fp32:.1f} GFLOP/s fp32; int8 {int8_mult:g}x fp32 (VNNI/SDOT rate; AMX, where present, "
                "shows up as int8 efficiency above 1); fp16 "
                + ("2x fp32 (fp16 arithmetic)." if "fp16" in features else "at the fp32 rate (ORT casts to fp32 here)."))

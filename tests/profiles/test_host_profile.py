@@ -128,6 +128,7 @@ def test_host_profile_nominal_peaks_and_measured_rates():
     assert p.name == "host" and p.threads == 4 and p.from_host and p.core == "sapphire-rapids"
     # Sapphire Rapids: two 512-bit FMA pipes = 64 fp32 FLOP/cycle, 2.7 GHz from cpuinfo, 4 cores
     assert p.compute.peak("fp32") == pytest.approx(64 * 2.699998 * 4, rel=1e-3)
+    assert "64 fp32 FLOP/cycle x 2.7 GHz (" in p.compute.derivation  # the clock rounded as max_ghz is
     assert p.compute.peak("int8") == pytest.approx(4 * p.compute.peak("fp32"), rel=1e-3)
     assert p.compute.memory_bandwidth_gbs == 12.5 and "bandwidth MEASURED" in p.compute.derivation
     assert p.measured_rates["4"]["gemm"]["int8"] == m.rates["4"]["gemm"]["int8"]
