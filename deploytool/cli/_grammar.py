@@ -168,15 +168,11 @@ def seq_len_option(*, default: Sequence[int] | int | None, help: str, single: bo
                 f"this command uses one sequence length, got {','.join(map(str, lens))}", ctx=ctx, param=param)
         return lens[0] if lens else None
 
-    if default is None:
-        dflt: Any = ()
-    elif isinstance(default, int):
-        dflt = (default,)
-    else:
-        dflt = (tuple(default),)
-    shown: Any = False
-    if show_default and default is not None:
-        shown = str(default) if isinstance(default, int) else ",".join(map(str, default))
+    # the default as it is typed ('8,128'), which SeqLens converts: click shows a string show_default in
+    # parentheses ('[default: (8,128)]'), a list default as its items
+    dflt: Any = () if default is None else \
+        (str(default) if isinstance(default, int) else ",".join(map(str, default)),)
+    shown = bool(show_default and default is not None)
     return click.option("--seq-len", "seq_len", type=SeqLens(), multiple=True, default=dflt, show_default=shown,
                         metavar=SEQ_LEN_METAVAR, callback=callback,
                         help=help + (" One length." if single else

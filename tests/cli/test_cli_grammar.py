@@ -94,6 +94,16 @@ def test_grammar(path, cmd):
             assert opt.make_metavar(ctx) not in ("TEXT", ""), f"{path} {spelled}: metavar {opt.make_metavar(ctx)}"
 
 
+@pytest.mark.parametrize("path, shown", [("bench", "[default: 8,128]"), ("inspect", "[default: 128]"),
+                                         ("verify-arm64", "[default: 16]"), ("bundle", "[default: 16]")])
+def test_seq_len_default_shows_as_it_is_typed(path, shown):
+    """--help shows a --seq-len default as the user types it (it read '[default: (8,128)]')."""
+    cmd = dict(ALL)[path]
+    opt = next(o for o in _options(cmd) if "--seq-len" in o.opts)
+    text = " ".join(opt.get_help_record(click.Context(cmd, info_name=path))[1].split())
+    assert shown in text and "(" not in text.split("[default:")[1], text
+
+
 def test_same_idea_same_name():
     """Calibration data and size are spelled alike in quantize and qnn."""
     by_path = dict(ALL)
