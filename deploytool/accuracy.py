@@ -41,10 +41,18 @@ __all__ = ["AccuracyRecord", "AccuracySet", "Comparison", "Pick", "compare", "ex
 T = TypeVar("T")
 
 
-def examples_key(ids: Sequence[int] | np.ndarray) -> str:
-    """The identity of a set of examples: SHA-256 (16 hex) of the sorted ids."""
-    s = ",".join(str(int(i)) for i in sorted(int(x) for x in ids))
-    return hashlib.sha256(s.encode()).hexdigest()[:16]
+def examples_key(ids: Sequence[int] | np.ndarray, texts: Sequence[str] | None = None,
+                 labels: Sequence[str] | None = None) -> str:
+    """The identity of a set of examples: SHA-256 (16 hex) of the sorted ids, or, given the examples' ``texts`` and
+    ``labels`` (parallel to ``ids``), of each one's id, text and label in id order. Ids are row numbers: two test
+    files of as many rows have the same ids, and only their contents tell them apart (a paired test of models
+    evaluated on different examples is no test)."""
+    if texts is None:
+        s = ",".join(str(int(i)) for i in sorted(int(x) for x in ids))
+        return hashlib.sha256(s.encode()).hexdigest()[:16]
+    rows = sorted(zip((int(x) for x in ids), texts, labels if labels is not None else [""] * len(texts)),
+                  key=lambda r: r[0])
+    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -382,7 +390,8 @@ def _scores(p: Path, name: str, item: dict) -> tuple[np.ndarray | None, str | No
         if ok.shape != ids.shape or ids.ndim != 1 or not ids.size:
             raise InputFileError(f"{p}: 'predictions' of {name!r} needs equal-length, non-empty ids, pred and label")
         scores = ok[np.argsort(ids, kind="stable")].astype(np.float64)
-        examples = examples_key(ids)
+        # the record's own identity of its examples (eval's names their contents), else one from the ids
+        examples = examples if isinstance(examples, str) and examples else examples_key(ids)
     elif isinstance(item.get("scores"), list):
         scores = np.asarray([_num(p, name, s, "score") for s in item["scores"]], dtype=np.float64)
         if not scores.size or scores.max() > 1:

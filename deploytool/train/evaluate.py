@@ -37,11 +37,13 @@ __all__ = ["evaluate", "evaluate_torch", "evaluate_onnx", "metrics", "acc_label"
            "recorded_dataset", "resolve_data"]
 
 
-def metrics(pred: np.ndarray, labels: np.ndarray, num_labels: int, ids=None) -> dict:
+def metrics(pred: np.ndarray, labels: np.ndarray, num_labels: int, ids=None, examples: str | None = None) -> dict:
     """Accuracy (percent) with n, the number right and its 95% Wilson interval; macro F1.
 
     ``ids`` (the examples' source ids, parallel to ``pred``): the per-example predictions are kept,
     sorted by id, so that two models evaluated on the same examples can be compared pairwise.
+    ``examples``: the examples' identity (:func:`~deploytool.accuracy.examples_key` of their contents); default
+    the ids' alone.
     """
     pred, labels = np.asarray(pred), np.asarray(labels)
     n = int(len(labels))
@@ -61,7 +63,7 @@ def metrics(pred: np.ndarray, labels: np.ndarray, num_labels: int, ids=None) -> 
     if ids is not None:
         ids = np.asarray(ids, dtype=np.int64)
         order = np.argsort(ids, kind="stable")
-        out["examples"] = examples_key(ids)
+        out["examples"] = examples or examples_key(ids)
         out["predictions"] = {"ids": ids[order].tolist(), "pred": pred[order].astype(int).tolist(),
                               "label": labels[order].astype(int).tolist()}
     return out
@@ -113,23 +115,25 @@ def _predict_torch(model, tok, enc, batch_size, device, width=1.0, depth=1.0, ac
 
 
 def _encoded(tok, ds: Dataset, split: str, data: DataConfig, label_map: np.ndarray | None):
-    """(encoded examples sorted by length, their order, their ids, labels in the model's ids)."""
+    """(encoded examples sorted by length, their order, their ids, labels in the model's ids, the examples'
+    identity: their ids, texts and labels, so that another file's rows 0..n-1 are not taken for these)."""
     sp = ds.split(split).head(data.max_eval)
     enc = encode(tok, sp, data.max_length, what=split)
     labels = enc.labels if label_map is None else label_map[enc.labels]
     enc.labels = labels
     order = _length_order(enc)
-    return sorted_by_length(enc), order, np.asarray(sp.ids, dtype=np.int64), labels
+    key = examples_key(sp.ids, sp.texts, [ds.label_names[y] for y in sp.labels])
+    return sorted_by_length(enc), order, np.asarray(sp.ids, dtype=np.int64), labels, key
 
 
 def evaluate_torch(model, tok, ds: Dataset, split: str, data: DataConfig, *, device=None, width=1.0, depth=1.0,
                    batch_size: int = 64, label_map: np.ndarray | None = None, act_bits: int = 0) -> dict:
     """``label_map``: dataset label index -> the model's label id (default: the same index).
     ``act_bits`` 8: Linear inputs quantized as QAT trained them (``deploytool.train.qat.fake_quant_act``)."""
-    enc, order, ids, labels = _encoded(tok, ds, split, data, label_map)
+    enc, order, ids, labels, key = _encoded(tok, ds, split, data, label_map)
     pred = _unsort(_predict_torch(model, tok, enc, batch_size, device, width, depth, act_bits), order)
     num = max(ds.num_labels, int(getattr(getattr(model, "config", None), "num_labels", 0) or 0))
-    out = metrics(pred, labels, num, ids)
+    out = metrics(pred, labels, num, ids, key)
     out.update(split=split, truncated=enc.truncated, imbalanced=ds.imbalanced)
     return out
 
@@ -138,7 +142,7 @@ def evaluate_onnx(path: Path, tok, ds: Dataset, split: str, data: DataConfig, *,
                   threads: int = 2, label_map: np.ndarray | None = None, num_labels: int | None = None) -> dict:
     from deploytool.runtime.infer import input_specs, make_session
 
-    enc, order, ids, labels = _encoded(tok, ds, split, data, label_map)
+    enc, order, ids, labels, key = _encoded(tok, ds, split, data, label_map)
     n_out = num_labels or ds.num_labels
     n_why = ("its label names (id2label), or its declared output where it has none" if num_labels
              else f"the data's {ds.num_labels} labels")
@@ -160,7 +164,7 @@ def evaluate_onnx(path: Path, tok, ds: Dataset, split: str, data: DataConfig, *,
                                  f"{list(logits.shape)}), but {n_out} classes are expected here ({n_why})")
         preds.append(logits.argmax(-1))
     pred = _unsort(np.concatenate(preds), order)
-    out = metrics(pred, labels, n_out, ids)
+    out = metrics(pred, labels, n_out, ids, key)
     out.update(split=split, truncated=enc.truncated, imbalanced=ds.imbalanced)
     return out
 

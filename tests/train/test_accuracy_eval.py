@@ -243,3 +243,29 @@ def test_test_file_with_one_label_and_a_model_without_label_names(nameless, trai
     line = _fails(["eval", str(nameless / "model.onnx"), "--test-file", str(three), "--threads", "1"],
                   "3 labels (a, b, c) but the model classifies 2")
     assert "export a classifier" not in line
+
+
+def test_evals_of_two_test_files_are_not_paired(nameless, tmp_path):
+    """Example ids are row numbers: two test files of 20 rows each had the same examples key, and the paired test
+    compared their rows as if they were the same examples (McNemar p = 1.0, a tie). The key names the examples'
+    contents now: different files are not paired; the same rows in a copy of the file still are."""
+    import shutil
+
+    from deploytool.accuracy import compare, load_accuracy_records
+    from deploytool.testing.toy_text import toy_rows
+
+    rows_a = [(t, "1" if lab == "pos" else "0") for t, lab in toy_rows(20, seed=1)]
+    rows_b = [(t, "1" if lab == "pos" else "0") for t, lab in toy_rows(20, seed=2)]
+    fa, fb = _write(tmp_path / "a.csv", rows_a), _write(tmp_path / "b.csv", rows_b)
+    fc = tmp_path / "copy" / "a.csv"
+    fc.parent.mkdir()
+    shutil.copy(fa, fc)
+    outs = {}
+    for name, f in (("a", fa), ("b", fb), ("c", fc)):
+        outs[name] = tmp_path / f"{name}.json"
+        _ok(["eval", str(nameless), "--test-file", str(f), "--threads", "1", "-o", str(outs[name])])
+    recs = {n: load_accuracy_records([p]).named[0][2] for n, p in outs.items()}
+    assert recs["a"].n == recs["b"].n == 20
+    assert recs["a"].examples != recs["b"].examples
+    assert compare(recs["a"], recs["b"]).p is None
+    assert compare(recs["a"], recs["c"]).p is not None  # the same examples, from a copy of the file
