@@ -44,6 +44,11 @@ _GB = 1_000_000_000
 def run(recipe: Path, out_dir: Path | None, quiet: bool, check: bool, cache_dir: Path | None,
         no_shared_cache: bool, cache_max_gb: float) -> None:
     """Run RECIPE (a recipes/*.yaml file): export, passes, sweep, benchmarks, report."""
+    if no_shared_cache and cache_dir is not None:  # one would be ignored: the store named, or the flag
+        from deploytool.errors import ConfigError
+
+        raise ConfigError(f"--cache-dir {cache_dir}: names the shared step store, which --no-shared-cache turns "
+                          "off; the two exclude each other (nothing run)")
     from deploytool.recipes import load_recipe
     from deploytool.recipes.console import print_headline, step_printer
     from deploytool.recipes.runner import check_recipe, run_recipe

@@ -171,6 +171,18 @@ def _small_recipe(root: Path, workspace: Path) -> Path:
     return p
 
 
+def test_a_store_named_with_no_shared_cache_is_refused(tmp_path):
+    """README: `run ... [--cache-dir D | --no-shared-cache]`. Both given, the run went on without D, silently."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("schema_version: 1\nname: r\nmodel: minilm\n")
+    r = CliRunner().invoke(main, ["run", str(recipe), "-q", "-o", str(tmp_path / "out"),
+                                  "--cache-dir", str(tmp_path / "store"), "--no-shared-cache"])
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: --cache-dir "), r.output
+    assert "--no-shared-cache" in lines[0] and "exclude each other" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml"]
+
+
 @pytest.mark.parametrize("where", ["same", "alias", "output-inside", "store-inside"])
 def test_a_run_whose_output_folder_is_its_store_is_refused_up_front(workspace, tmp_path, where):
     """`run -o D --cache-dir D` ran, and `cache clear --cache-dir D` then refused D as "not a deploytool step store"
