@@ -159,6 +159,9 @@ def evaluate_onnx(path: Path, tok, ds: Dataset, split: str, data: DataConfig, *,
         if logits.ndim != 2:
             raise InputFileError(f"{path}: output '{out_name}' has shape {list(logits.shape)}, expected "
                                  f"[batch, classes] logits (export a classifier model)")
+        if logits.shape[1] < 2:  # an undeclared output width: the argmax of one output is always class 0
+            raise InputFileError(f"{path}: output '{out_name}' has shape {list(logits.shape)}, one value per text (a "
+                                 "regression head), not a classifier: accuracy needs a classifier of 2 or more classes")
         if logits.shape[1] != n_out:
             raise InputFileError(f"{path}: the model classifies {logits.shape[1]} (output '{out_name}' "
                                  f"{list(logits.shape)}), but {n_out} classes are expected here ({n_why})")
@@ -328,6 +331,26 @@ def _folder_classes(folder: Path) -> int | None:
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 2  # transformers' default
 
 
+def _refuse_non_classifier(model: Path, folder: Path | None, n_classes: int | None) -> None:
+    """A head of one output (transformers' num_labels=1: regression) or a regression / multi-label head (config
+    ``problem_type``) is no single-label classifier: the argmax of one output is always class 0, so a file of
+    label 0 scored 100%. Refused in one line."""
+    cfg: dict = {}
+    if folder is not None and (Path(folder) / "config.json").is_file():
+        try:
+            cfg = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            cfg = {}
+    cfg = cfg if isinstance(cfg, dict) else {}
+    problem = cfg.get("problem_type")
+    if n_classes == 1 or problem == "regression":
+        raise InputFileError(f"{model}: a regression head (one output{', problem_type regression' if problem else ''}"
+                             "), not a classifier: accuracy needs a classifier of 2 or more classes")
+    if problem == "multi_label_classification":
+        raise InputFileError(f"{model}: a multi-label classifier (problem_type multi_label_classification): eval "
+                             "scores single-label classifiers (one label per text, the argmax)")
+
+
 def _is_embedding_onnx(path: Path) -> bool:
     """True for a feature-extraction model: its first output is [batch, seq, hidden], not logits."""
     from deploytool.onnx_io import load_proto
@@ -443,6 +466,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     ds = load_data(dc, whole=whole)
     split = "all" if whole else cfg.split
     n_classes = _onnx_classes(p) if is_onnx else _folder_classes(folder)  # None: not declared
+    _refuse_non_classifier(p, meta_folder, n_classes)
     label_map, label_note = match_labels(ds.label_names, id2label, str(dc.data), n_classes)
     n_model = len(id2label) if id2label else (n_classes or ds.num_labels)
     if is_onnx:

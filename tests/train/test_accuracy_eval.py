@@ -269,3 +269,30 @@ def test_evals_of_two_test_files_are_not_paired(nameless, tmp_path):
     assert recs["a"].examples != recs["b"].examples
     assert compare(recs["a"], recs["b"]).p is None
     assert compare(recs["a"], recs["c"]).p is not None  # the same examples, from a copy of the file
+
+
+def test_a_regression_head_is_not_scored_as_a_classifier(tmp_path):
+    """A head of one output (num_labels=1, transformers' regression) was scored by the argmax of that one output,
+    always class 0: a file of label 0 gave accuracy 100.00% (PyTorch folder and ONNX alike). Refused in one line;
+    so is a folder whose config says problem_type multi_label_classification (the argmax is not its prediction)."""
+    from deploytool.export import ExportConfig, export
+    from deploytool.testing.toy_text import tiny_classifier_folder, toy_rows
+
+    folder = tiny_classifier_folder(tmp_path / "reg", num_labels=1)
+    export(ExportConfig(model=str(folder), task="sequence-classification"), folder / "model.onnx")
+    f = _write(tmp_path / "zeros.csv", [(t, "0") for t, _ in toy_rows(12)])
+    for model in (folder, folder / "model.onnx"):
+        out = tmp_path / "e.json"
+        _fails(["eval", str(model), "--test-file", str(f), "--threads", "1", "-o", str(out)],
+               "regression head", "not a classifier")
+        assert not out.exists()
+    import onnx  # an output width the file does not declare: found at run time
+
+    proto = onnx.load(str(folder / "model.onnx"))
+    proto.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "classes"
+    onnx.save(proto, str(folder / "model.onnx"))
+    _fails(["eval", str(folder / "model.onnx"), "--test-file", str(f), "--threads", "1"], "regression head")
+    multi = tiny_classifier_folder(tmp_path / "multi", num_labels=2)
+    cfg = json.loads((multi / "config.json").read_text())
+    (multi / "config.json").write_text(json.dumps({**cfg, "problem_type": "multi_label_classification"}))
+    _fails(["eval", str(multi), "--test-file", str(f), "--threads", "1"], "multi-label classifier")
