@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from deploytool.cli._grammar import GrammarCommand, json_flag
-from deploytool.cli.train_cmd import _data_options, _echo, _optim_options, _trunc
+from deploytool.cli.train_cmd import _data_options, _echo, _optim_options, _split_line, _trunc
 from deploytool.train.distill import DistillConfig, DistillInit
 
 
@@ -48,7 +48,7 @@ def distill(teacher, output, layers, hidden, heads, ffn, init, importance_exampl
     from deploytool.train.evaluate import acc_label
 
     s, p = r["student_shape"], r["parameters"]
-    lines = [f"distilled {r['teacher_shape']['layers']}x{r['teacher_shape']['hidden']} -> "
+    lines = _split_line(r) + [f"distilled {r['teacher_shape']['layers']}x{r['teacher_shape']['hidden']} -> "
              f"{s['layers']}x{s['hidden']} ({s['heads']} heads, FFN {s['ffn']}; layer map {r['layer_map']}) "
              f"in {r['seconds']:.1f} s on {r['train_examples']} examples{_trunc(r['truncated_train'])}",
              f"parameters {p['student']:,} ({100 * p['ratio']:.1f}% of the teacher's {p['teacher']:,})",

@@ -103,6 +103,23 @@ def test_distilled_student_exports_and_onnx_equals_pytorch(toy, tmp_path):
     np.testing.assert_allclose(got, ref, atol=1e-5)
 
 
+def test_cli_prints_how_the_data_was_split(toy, tmp_path):
+    """README: each training verb prints how the data was split and n beside every accuracy (distill did not
+    print the split)."""
+    from click.testing import CliRunner
+
+    from deploytool.cli import main
+
+    res = CliRunner().invoke(main, ["distill", "--teacher", str(toy["teacher"]), "-o", str(tmp_path / "s"),
+                                    "--layers", "1", "--hidden", "16", "--heads", "2", "--ffn", "16", "--epochs",
+                                    "0.25", "--importance-examples", "0", "--threads", "1", "--data",
+                                    toy["data"].data, "--max-length", "32"])
+    assert res.exit_code == 0, res.output + res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "data toy.csv: 400 examples split 80%/10%/10% train/dev/test = 320/40/40 (seed 0)", lines
+    assert any(ln.startswith("dev accuracy ") and ln.count(" n=40") == 2 for ln in lines), lines
+
+
 def test_cli_other_head_count_skips_attention_loss_and_says_so(toy, tmp_path):
     import json
 
