@@ -121,7 +121,7 @@ def importance(model, output, reorder_output, max_examples, batch_size, threads,
     cfg = ImportanceConfig(model=model, output=output, reorder_output=reorder_output, data=data_cfg,
                            max_examples=max_examples, batch_size=batch_size, threads=threads)
     r = compute_importance(cfg)
-    lines = [f"importance of {r['layers']} layers x {r['heads']} heads / {r['ffn']} neurons from "
+    lines = _split_line(r) + [f"importance of {r['layers']} layers x {r['heads']} heads / {r['ffn']} neurons from "
              f"{r['examples']} examples{_trunc(r['truncated'])} -> {output}"]
     if reorder_output:
         lines.append(f"reordered model -> {reorder_output} (max logit change {r['reorder_max_diff']:.2e})")

@@ -202,6 +202,8 @@ def test_importance_takes_max_train_and_refuses_max_eval(tiny, tmp_path):
                                   "5", "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert "from 5 examples" in r.output and json.loads(out.read_text())
+    # README: each training verb prints how the data was split (importance did not)
+    assert r.stdout.startswith("data toy.csv: 120 examples split 80%/10%/10% train/dev/test = 96/12/12 (seed 0)\n")
     _fails(["importance", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"), "--max-eval", "5", "-o",
             str(tmp_path / "i2.json")], "--max-eval: not used by importance", out=tmp_path / "i2.json")
 
