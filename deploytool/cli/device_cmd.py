@@ -137,7 +137,7 @@ def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path),
               help="Folder for report.json, report.md, report.html and the plots.")
 @click.option("--profile", "profile_names", multiple=True,
-              help="Device profile(s) to report against (repeatable) [default: x86-host].")
+              help="Device profile(s) to report against (repeatable) [default: host, this machine].")
 @click.option("--accuracy", "accuracy", multiple=True, type=click.Path(path_type=Path),
               help="Accuracy JSON (deploytool eval output, {models: {name: acc}} or a list), keyed by model path, "
                    "file name or stem; one unit per file: \"unit\": \"percent\" or \"fraction\", else the "

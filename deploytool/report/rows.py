@@ -14,7 +14,7 @@ Inputs
   refused (:func:`deploytool.accuracy.load_accuracy_records`). A model is matched by resolved
   path, then by file name, then by file stem; names that match no benchmarked model are listed in
   ``accuracy_unmatched`` (the CLI warns), and a file whose names match none is refused.
-- device profiles (``--profile``, default ``x86-host``).
+- device profiles (``--profile``, default ``host``: this machine).
 
 One row per (device, model, sequence length). Latency for the budget check: the MEASURED p90 where
 the bench ran on the device's hardware (the recorded arch and core types match the profile's, not
@@ -55,7 +55,7 @@ class ReportConfig:
     results: tuple[Path, ...]
     out_dir: Path
     accuracy: tuple[Path, ...] = ()
-    profiles: tuple[str, ...] = ("x86-host",)
+    profiles: tuple[str, ...] = ("host",)
     profiles_dirs: tuple[Path, ...] = ()
     project: bool = True  # compute projected device latency (needs the model files)
     calibrate: bool = False  # scale projections by measured/projected on the host (labelled)
@@ -80,7 +80,7 @@ class ReportConfig:
         if not isinstance(profs, (list, tuple)) or not all(isinstance(x, (str, os.PathLike)) and str(x)
                                                             for x in profs):
             raise ConfigError(f"profiles: expected device profile names, got {show(self.profiles)}")
-        profs = tuple(str(x) for x in profs) or ("x86-host",)
+        profs = tuple(str(x) for x in profs) or ("host",)
         refuse_repeats(profs, "profiles")
         object.__setattr__(self, "profiles", profs)
         object.__setattr__(self, "profiles_dirs", _paths(self.profiles_dirs, "profiles_dirs"))

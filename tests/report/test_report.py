@@ -54,6 +54,15 @@ def report_dir(bench_json, tmp_path_factory):
     return out
 
 
+def test_report_without_a_profile_is_for_this_machine_by_its_name(bench_json, tmp_path):
+    """The default profile is `host` (it was `x86-host`, the old name the README keeps for recipes)."""
+    bench, _, _ = bench_json
+    r = CliRunner().invoke(main, ["report", str(bench), "-o", str(tmp_path / "r")])
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert {row["device"] for row in data["rows"]} == {"host"}
+
+
 def test_report_json_rows(report_dir, bench_json):
     data = json.loads((report_dir / "report.json").read_text())
     rows = data["rows"]
