@@ -150,6 +150,9 @@ def embed_torch(folder: Path, tok, texts: list[str], *, max_length: int = 128, b
         if refused is not None:
             raise refused from e
         raise InputFileError(f"{folder}: cannot load the reference model ({' '.join(str(e).split())[:160]})") from e
+    from deploytool.train.evaluate import check_max_length, torch_max_length
+
+    check_max_length(max_length, torch_max_length(model), f"the reference {folder}")
     out = None
     with torch.no_grad():
         for idx, enc in _batches(tok, texts, max_length, batch_size):
@@ -224,6 +227,11 @@ def evaluate_embedding(cfg: EvalConfig) -> dict:
     texts, desc = corpus_texts(cfg.corpus or (cfg.data.data if cfg.data.data else None),
                                text_col=cfg.data.text_col, limit=cfg.max_queries, seed=cfg.data.seed)
     ml = cfg.data.max_length
+    from deploytool.train.evaluate import check_max_length, onnx_max_length
+
+    check_max_length(ml, onnx_max_length(p), str(p))  # before any text is embedded
+    if ref_is_onnx:
+        check_max_length(ml, onnx_max_length(Path(ref)), f"the reference {ref}")
     e_model = embed_onnx(p, tok, texts, max_length=ml, batch_size=cfg.batch_size, threads=cfg.threads)
     if ref_is_onnx:
         e_ref = embed_onnx(Path(ref), tok, texts, max_length=ml, batch_size=cfg.batch_size, threads=cfg.threads)

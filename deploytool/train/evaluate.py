@@ -331,6 +331,44 @@ def _folder_classes(folder: Path) -> int | None:
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 2  # transformers' default
 
 
+def onnx_max_length(path: Path) -> int | None:
+    """The longest input (tokens) an ONNX encoder takes: the rows of its absolute position table, less a
+    RoBERTa-style offset where its export recorded the usable length (``deploytool.max_position_embeddings``); None
+    where it has no such table (relative or rotary positions) or the structure finder does not read it."""
+    from deploytool.inspection import model_position_rows
+    from deploytool.onnx_io import load_model, load_proto
+
+    rows = model_position_rows(load_model(path))
+    if rows is None:
+        return None
+    meta = {m.key: m.value for m in load_proto(path, load_external_data=False).metadata_props}
+    try:
+        recorded = int(meta.get("deploytool.max_position_embeddings", ""))
+    except ValueError:
+        recorded = 0
+    return min(rows, recorded) if recorded > 0 else rows
+
+
+def torch_max_length(model) -> int | None:
+    """:func:`onnx_max_length` of a transformers model: None without an absolute position table."""
+    import torch
+
+    from deploytool.export.hf import max_sequence_length
+
+    if not any(isinstance(getattr(m, "position_embeddings", None), torch.nn.Embedding) for m in model.modules()):
+        return None
+    return max_sequence_length(model)
+
+
+def check_max_length(max_length: int, limit: int | None, name: str) -> None:
+    """A ConfigError before any text is run when ``max_length`` is longer than ``name``'s position table
+    (``limit``): its first text of more tokens failed in the embeddings with an internal error (torch's size
+    mismatch, ONNX Runtime's broadcast error)."""
+    if limit is not None and max_length > limit:
+        raise ConfigError(f"--max-length {max_length}: longer than the position table of {name} ({limit} positions); "
+                          f"use --max-length {limit} or less")
+
+
 def _refuse_non_classifier(model: Path, folder: Path | None, n_classes: int | None) -> None:
     """A head of one output (transformers' num_labels=1: regression) or a regression / multi-label head (config
     ``problem_type``) is no single-label classifier: the argmax of one output is always class 0, so a file of
@@ -470,6 +508,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     label_map, label_note = match_labels(ds.label_names, id2label, str(dc.data), n_classes)
     n_model = len(id2label) if id2label else (n_classes or ds.num_labels)
     if is_onnx:
+        check_max_length(dc.max_length, onnx_max_length(p), str(p))
         tok = load_tokenizer(meta_folder)
         res = evaluate_onnx(p, tok, ds, split, dc, batch_size=cfg.batch_size, threads=cfg.threads,
                             label_map=label_map, num_labels=n_model)
@@ -477,6 +516,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     else:
         tok = load_tokenizer(cfg.tokenizer or folder)
         model = load_classifier(folder, num_labels=n_model)
+        check_max_length(dc.max_length, torch_max_length(model), str(p))
         from deploytool.train.checkpoint import read_meta
 
         # a QAT folder is evaluated with the activations it was trained with (int8 for the speed runtime)

@@ -119,6 +119,21 @@ def test_embedding_eval_bad_input_is_one_line(encoder, tmp_path):
     assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "need more than 11" in r.stderr
 
 
+def test_embedding_eval_max_length_past_the_position_table_is_one_line(encoder, tmp_path):
+    """--max-length 200 on the encoder of 160 positions failed at its first longer text with ONNX Runtime's
+    broadcast error, an internal error (exit 1); now one line before any text is embedded."""
+    from deploytool.testing.toy_text import FILLER
+
+    folder, corpus = encoder
+    long = tmp_path / "long.txt"
+    long.write_text(corpus.read_text() + "\n" + " ".join(FILLER * 3) + "\n")
+    out = tmp_path / "e.json"
+    r = CliRunner().invoke(main, ["eval", str(folder / "q.onnx"), "--corpus", str(long), "--max-length", "200",
+                                  "--threads", "1", "-o", str(out)])
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, (r.exit_code, r.stderr)
+    assert "--max-length 200" in r.stderr and "(160 positions)" in r.stderr and not out.exists()
+
+
 @pytest.mark.slow  # 39 s in a full run
 def test_fit_ranks_embedding_variants_by_recall(encoder, tmp_path):
     """fit with the candidates' embedding evals: recall@10 is the accuracy column, with n and interval."""

@@ -296,3 +296,24 @@ def test_a_regression_head_is_not_scored_as_a_classifier(tmp_path):
     cfg = json.loads((multi / "config.json").read_text())
     (multi / "config.json").write_text(json.dumps({**cfg, "problem_type": "multi_label_classification"}))
     _fails(["eval", str(multi), "--test-file", str(f), "--threads", "1"], "multi-label classifier")
+
+
+def test_max_length_past_the_position_table_is_one_line(tmp_path):
+    """--max-length 48 on a model of 32 positions ran until its first text of more tokens, then failed with an
+    internal error (torch's size mismatch, ONNX Runtime's broadcast error in the embeddings' Add), exit 1. Now
+    one line naming the table, before any text is run; within the table, long texts are truncated and counted."""
+    from deploytool.export import ExportConfig, export
+    from deploytool.testing.toy_text import FILLER, tiny_classifier_folder, toy_rows
+
+    folder = tiny_classifier_folder(tmp_path / "short", max_pos=32)
+    export(ExportConfig(model=str(folder), task="sequence-classification"), folder / "model.onnx")
+    rows = [(t, "1" if lab == "pos" else "0") for t, lab in toy_rows(10)] + [(" ".join(FILLER[:60]), "0")]
+    f = _write(tmp_path / "long.csv", rows)
+    for i, model in enumerate((folder, folder / "model.onnx")):
+        out = tmp_path / f"e{i}.json"
+        _fails(["eval", str(model), "--test-file", str(f), "--threads", "1", "--max-length", "48", "-o", str(out)],
+               "--max-length 48", "position table", "32 positions", "--max-length 32 or less")
+        assert not out.exists()
+        _ok(["eval", str(model), "--test-file", str(f), "--threads", "1", "--max-length", "32", "-o", str(out)])
+        r = json.loads(out.read_text())
+        assert r["n"] == 11 and r["truncated"] == 1
