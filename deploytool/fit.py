@@ -452,6 +452,12 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         built = [c for c in cands if c.error is None]
         if not built:
             raise DeployError(f"fit: no candidate could be built ({cands[0].error})")
+        if config.workdir is not None:  # --keep-candidates keeps every one: the input's own candidate too
+            for c in built:
+                kept = work / f"{c.name}.onnx"
+                if Path(c.path).resolve() == Path(config.model).resolve() and kept.resolve() != Path(c.path).resolve():
+                    _write_pick(Path(c.path), kept, config.model)
+                    c.path = str(kept)
         _params(built, config.model)
         from deploytool import bundle
 

@@ -55,6 +55,10 @@ def test_fit_without_accuracy_ranks_by_the_stated_proxy(proxy_fit, model):
     v = file_variant(out.parent / "cands" / "w0.5-d1-int8.onnx")
     assert (v.width, v.depth, v.precision, v.label) == (0.5, 1.0, "int8", "w0.5-d1-int8")
     assert v.chain == ("slice(w=0.5,d=1)", "int8")
+    # --keep-candidates keeps every candidate, the input's own w1-d1-fp32 too (it was left out)
+    cands = out.parent / "cands"
+    assert {p.stem for p in cands.glob("*.onnx")} == {c["name"] for c in why["candidates"]}
+    assert (cands / "w1-d1-fp32.onnx").read_bytes() == model.read_bytes() and full["path"].endswith("w1-d1-fp32.onnx")
 
 
 @pytest.mark.slow  # 32 s in a full run
