@@ -242,6 +242,8 @@ def check_position_table(model: ir.Model, seq_lens: int | tuple[int, ...], name:
 def _length_notes(graph: ir.Graph, structure: EncoderStructure | None, seq_len: int) -> list[str]:
     """A note when ``seq_len`` (the FLOPs' length) is one the model cannot run: longer than its absolute position
     table, or other than a fixed sequence length its inputs declare."""
+    if structure is None:  # no FLOPs to qualify, and no telling which input dimension is a sequence
+        return []
     notes = []
     rows = position_rows(structure)
     if rows is not None and seq_len > rows:

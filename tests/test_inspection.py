@@ -109,8 +109,11 @@ def test_non_encoder_reports_the_reason(tmp_path):
     r = inspect_model(p)
     assert r.structure_error.startswith("node 'conv1' (Conv)") and r.layers == [] and r.flops is None
     assert r.params_by_role["other"] == 108 + 8
+    # no FLOPs and no sequence: its image input's channels (dim 1 of [1, 3, 8, 8]) were noted as "a fixed sequence
+    # length (3): the FLOPs at --seq-len 128 are for a length it cannot run"
+    assert r.notes == []
     res = CliRunner().invoke(main, ["inspect", str(p)])
-    assert res.exit_code == 0 and "not recognised: node 'conv1' (Conv)" in res.output
+    assert res.exit_code == 0 and "not recognised: node 'conv1' (Conv)" in res.output and "note" not in res.output
 
 
 def _bad(tmp_path, name, content: bytes | None):
