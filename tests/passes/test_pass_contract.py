@@ -306,12 +306,12 @@ def test_file_functions_take_their_own_config_and_file_paths(tiny_onnx, tmp_path
 
     src = tiny_onnx("bert", exporter="torch")
     out = tmp_path / "o.onnx"
-    for fn, cfg, want in ((pack_file, SliceConfig(width=0.5), "PackConfig"),
-                          (quantize_int8_file, PackConfig(), "Int8Config"),
-                          (convert_fp16_file, SliceConfig(width=0.5), "Fp16Config"),
-                          (slice_file, PackConfig(), "SliceConfig"),
-                          (slice_file, None, "SliceConfig")):
-        with pytest.raises(ConfigError, match=f"{fn.__name__}: config must be a {want}, got "):
+    for fn, cfg, want in ((pack_file, SliceConfig(width=0.5), "a PackConfig"),
+                          (quantize_int8_file, PackConfig(), "an Int8Config"),
+                          (convert_fp16_file, SliceConfig(width=0.5), "a Fp16Config"),
+                          (slice_file, PackConfig(), "a SliceConfig"),
+                          (slice_file, None, "a SliceConfig")):
+        with pytest.raises(ConfigError, match=f"{fn.__name__}: config must be {want}, got "):
             fn(src, out, cfg)
     for a, b, what in ((None, out, "src"), (3, out, "src"), (src, None, "dst")):
         with pytest.raises(ConfigError, match=f"{what}: expected a file path, got "):
