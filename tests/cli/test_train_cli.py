@@ -208,6 +208,20 @@ def test_importance_takes_max_train_and_refuses_max_eval(tiny, tmp_path):
             str(tmp_path / "i2.json")], "--max-eval: not used by importance", out=tmp_path / "i2.json")
 
 
+def test_importance_max_length_past_the_position_table_is_one_line(tmp_path):
+    """importance --max-length 48 on a model of 32 positions died at its first longer example with torch's size
+    mismatch, an internal error (exit 1); now one line naming the table, before any example runs."""
+    from deploytool.testing.toy_text import FILLER, tiny_classifier_folder
+
+    folder = tiny_classifier_folder(tmp_path / "short", max_pos=32)
+    data = tmp_path / "long.csv"
+    data.write_text("text,label\n" + "".join(f"{' '.join(FILLER[i:i + 40])},{'pos' if i % 2 else 'neg'}\n"
+                                             for i in range(30)))
+    out = tmp_path / "imp.json"
+    _fails(["importance", str(folder), "--data", str(data), "--max-length", "48", "--threads", "1", "-o", str(out)],
+           "--max-length 48", "(32 positions)", out=out)
+
+
 def test_a_trained_model_folder_gets_the_umasks_permissions(tiny, tmp_path):
     """Model folders were 0700 (mkdtemp's), the .onnx and .json beside them 0644: another user or a serving account
     could not read the model."""
