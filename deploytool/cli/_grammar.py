@@ -89,10 +89,15 @@ class GrammarCommand(click.Command):
         except ConfigError as e:  # a config field's name -> the option the user typed (calib_samples -> --calib-size)
             flags = {p.name: p.opts[0] for p in self.params
                      if isinstance(p, click.Option) and p.name and p.opts and p.opts[0].startswith("--")}
+            for opt in list(flags.values()):  # a field named as its option where the parameter is not (heads_spec)
+                flags.setdefault(opt[2:].replace("-", "_"), opt)
             msg = str(e)
             field = msg.split(":", 1)[0]
             if field not in flags and field.endswith("s") and field[:-1] in flags:  # seq_lens <- --seq-len N[,N...]
                 flags[field] = flags[field[:-1]]
+            parts = field.split("/")  # fields that exclude each other: heads/ratio -> --heads/--ratio
+            if field not in flags and len(parts) > 1 and all(p in flags for p in parts):
+                flags[field] = "/".join(flags[p] for p in parts)
             if field in flags and ":" in msg:
                 new = ConfigError(f"{flags[field]}{msg[len(field):]}")
                 new.exit_code = e.exit_code

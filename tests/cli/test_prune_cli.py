@@ -108,9 +108,10 @@ def test_bad_heads_spec(model, tmp_path, spec, words):
     _run_bad(["prune-heads", str(model), "--heads", spec], model, tmp_path / "o.onnx", "heads", *words)
 
 
-def test_heads_and_ratio_together(model, tmp_path):
-    _run_bad(["prune-heads", str(model), "--heads", "0:1", "--ratio", "0.5"], model, tmp_path / "o.onnx",
-             "exactly one")
+@pytest.mark.parametrize("args", [["--heads", "0:1", "--ratio", "0.5"], []])
+def test_heads_and_ratio_together_or_neither(model, tmp_path, args):
+    line = _run_bad(["prune-heads", str(model), *args], model, tmp_path / "o.onnx", "exactly one")
+    assert line.startswith("error: --heads/--ratio: "), line  # the options typed, not the config's fields
 
 
 @pytest.mark.parametrize("ratio", ["1", "-0.1", "nan"])
