@@ -506,7 +506,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     n_classes = _onnx_classes(p) if is_onnx else _folder_classes(folder)  # None: not declared
     _refuse_non_classifier(p, meta_folder, n_classes)
     label_map, label_note = match_labels(ds.label_names, id2label, str(dc.data), n_classes)
-    n_model = len(id2label) if id2label else (n_classes or ds.num_labels)
+    # label ids with a gap (0 and 2 of a 3-class head) name classes up to the largest
+    n_model = max(len(id2label), max(id2label) + 1) if id2label else (n_classes or ds.num_labels)
     if is_onnx:
         check_max_length(dc.max_length, onnx_max_length(p), str(p))
         tok = load_tokenizer(meta_folder)

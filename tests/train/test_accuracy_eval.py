@@ -317,3 +317,24 @@ def test_max_length_past_the_position_table_is_one_line(tmp_path):
         _ok(["eval", str(model), "--test-file", str(f), "--threads", "1", "--max-length", "32", "-o", str(out)])
         r = json.loads(out.read_text())
         assert r["n"] == 11 and r["truncated"] == 1
+
+
+def test_label_ids_with_a_gap_name_the_classes_up_to_the_largest(tmp_path):
+    """A 3-class ONNX model whose config names classes 0 and 2 (id2label {"0": "neg", "2": "pos"}) was refused: "the
+    model classifies 3 ..., but 2 classes are expected" (the count of names, not the largest id). Its labels are
+    those ids: accuracy is the share of texts whose argmax over the 3 outputs is the named class."""
+    from deploytool.export import ExportConfig, export
+    from deploytool.testing.toy_text import tiny_classifier_folder, toy_rows
+
+    folder = tiny_classifier_folder(tmp_path / "gap", num_labels=3)
+    export(ExportConfig(model=str(folder), task="sequence-classification"), folder / "model.onnx")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.update(id2label={"0": "neg", "2": "pos"}, label2id={"neg": 0, "pos": 2})
+    (folder / "config.json").write_text(json.dumps(cfg))
+    f = _write(tmp_path / "t.csv", toy_rows(20))
+    out = tmp_path / "e.json"
+    _ok(["eval", str(folder / "model.onnx"), "--test-file", str(f), "--threads", "1", "-o", str(out)])
+    r = json.loads(out.read_text())
+    pr = r["predictions"]
+    assert set(pr["label"]) == {0, 2} and r["n"] == 20
+    assert r["n_correct"] == sum(p == y for p, y in zip(pr["pred"], pr["label"]))
