@@ -116,9 +116,15 @@ def cache_ls(cache_dir: Path | None, as_json: bool) -> None:
 def cache_clear(cache_dir: Path | None, older_than_days: float | None, kind: str | None) -> None:
     """Remove finished steps from the store (all of them unless filtered). Outputs already published
     into run folders are hard links and stay."""
-    from deploytool.recipes.cache import clear_store
+    from deploytool.recipes.cache import clear_store, store_entries
 
     store = _store(cache_dir)
+    kinds = sorted({e.kind for e in store_entries(store)}) if kind is not None and store.is_dir() else []
     removed = clear_store(store, older_than_s=None if older_than_days is None else older_than_days * 86400,
                           kind=kind)
     click.echo(f"{store}: removed {len(removed)} steps")
+    if kind is not None and kind not in kinds:  # a typo'd --kind removed nothing: say so, with what is there
+        from deploytool.choices import did_you_mean
+
+        click.echo(f"note: --kind {kind}: no step of this kind in the store{did_you_mean(kind, kinds)}; its kinds: "
+                   f"{', '.join(kinds) or 'none'}", err=True)

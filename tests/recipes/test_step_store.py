@@ -171,6 +171,20 @@ def _small_recipe(root: Path, workspace: Path) -> Path:
     return p
 
 
+def test_clear_of_a_kind_the_store_does_not_hold_says_so(tmp_path):
+    """`cache clear --kind slise` removed nothing and said only 'removed 0 steps'."""
+    store = tmp_path / "store"
+    _entry(store, "slice", "a")
+    r = CliRunner().invoke(main, ["cache", "clear", "--cache-dir", str(store), "--kind", "slise"])
+    assert r.exit_code == 0 and r.stdout == f"{store}: removed 0 steps\n", r.output
+    assert r.stderr == ("note: --kind slise: no step of this kind in the store (did you mean 'slice'?); its kinds: "
+                        "slice\n")
+    assert [e.kind for e in store_entries(store)] == ["slice"]
+    r = CliRunner().invoke(main, ["cache", "clear", "--cache-dir", str(store), "--kind", "slice"])
+    assert r.exit_code == 0 and r.stdout == f"{store}: removed 1 steps\n" and r.stderr == "", r.output
+    assert store_entries(store) == []
+
+
 def test_a_store_named_with_no_shared_cache_is_refused(tmp_path):
     """README: `run ... [--cache-dir D | --no-shared-cache]`. Both given, the run went on without D, silently."""
     recipe = tmp_path / "r.yaml"
