@@ -348,6 +348,17 @@ def _is_quant_aux(n: ir.Node, idx: int) -> bool:
         table = const_tensor(g.inputs[0]) if g is not None and g.op_type == "Gather" and g.inputs else None
         if table is not None and table.dtype.name in _LOW_BIT:
             return True
+        # ORT's quantize_dynamic on a MatMul whose input is constant (DeBERTa's relative-position embeddings): that
+        # input is quantized statically, so its scale is a stored scalar, and the weight scale times it feeds the
+        # Mul that rescales the MatMulInteger's cast output
+        if other is not None and const_tensor(other) is not None and const_tensor(n.inputs[idx]) is not None:
+            for use in n.outputs[0].uses():
+                u, j = use.node, use.idx
+                c = u.inputs[1 - j].producer() if u.op_type == "Mul" and len(u.inputs) == 2 else None
+                src = c.inputs[0].producer() if c is not None and c.op_type == "Cast" and c.inputs[0] is not None \
+                    else None
+                if src is not None and src.op_type == "MatMulInteger":
+                    return True
     return False
 
 

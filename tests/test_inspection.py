@@ -250,3 +250,34 @@ def test_a_zero_layernorm_bias_of_the_model_is_still_a_parameter(tmp_path):
     path = tmp_path / "bert.onnx"
     export_loaded(model, path, ExportConfig(model="bert", task=TASK))
     assert inspect_model(path, seq_len=16).total_params == sum(p.numel() for p in model.parameters())
+
+
+def test_deberta_int8_counts_no_scale_as_a_parameter(tmp_path):
+    """int8 DeBERTa-v2 (its own pos_key_proj / pos_query_proj): ONNX Runtime's quantizer quantizes the constant
+    relative-position embeddings statically, and each projection's weight scale is multiplied by that stored input
+    scale, not by a DynamicQuantizeLinear's: those 4 scale vectors were counted as parameters (26,850 for 26,722).
+    Reference: PyTorch's parameter count, which the fp32 export matches."""
+    import torch
+    import transformers as tr
+
+    from deploytool.export import ExportConfig, export_loaded
+    from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
+
+    cfg = tr.DebertaV2Config(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                             intermediate_size=64, max_position_embeddings=64, relative_attention=True,
+                             pos_att_type=["c2p", "p2c"], position_buckets=16, max_relative_positions=32,
+                             position_biased_input=False, share_att_key=False, num_labels=2)
+    torch.manual_seed(0)
+    model = tr.AutoModelForSequenceClassification.from_config(cfg, attn_implementation="eager").eval()
+    with torch.no_grad():
+        for p in model.parameters():  # distinct values: no two tensors folded into one by the exporter's dedup
+            p.add_(torch.randn(p.shape) * 0.05)
+    src, q8 = tmp_path / "deberta.onnx", tmp_path / "deberta.int8.onnx"
+    export_loaded(model, src, ExportConfig(model="deberta", task=TASK))
+    quantize_int8_file(src, q8, Int8Config())
+    want = sum(p.numel() for p in model.parameters())
+    assert inspect_model(src, seq_len=16).total_params == want
+    r = inspect_model(q8, seq_len=16)
+    assert r.structure_error is None and r.total_params == want
+    assert r.weights_by_dtype["fp32"]["params"] + r.weights_by_dtype["int8"]["params"] + \
+        r.weights_by_dtype.get("uint8", {}).get("params", 0) == want
