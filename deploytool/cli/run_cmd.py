@@ -122,7 +122,7 @@ def cache_clear(cache_dir: Path | None, older_than_days: float | None, kind: str
     kinds = sorted({e.kind for e in store_entries(store)}) if kind is not None and store.is_dir() else []
     removed = clear_store(store, older_than_s=None if older_than_days is None else older_than_days * 86400,
                           kind=kind)
-    click.echo(f"{store}: removed {len(removed)} steps")
+    click.echo(f"{store}: removed {len(removed)} step{'' if len(removed) == 1 else 's'}")
     if kind is not None and kind not in kinds:  # a typo'd --kind removed nothing: say so, with what is there
         from deploytool.choices import did_you_mean
 

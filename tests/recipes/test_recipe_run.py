@@ -203,7 +203,7 @@ def test_shared_store_reuses_steps_across_recipes_and_folders(workspace, tmp_pat
     left = {e.name for e in store_entries(store)}
     assert left == {f"{s.kind}-{s.key[:16]}" for s in capped.steps} and left < before
     r = CliRunner().invoke(main, ["cache", "clear", "--cache-dir", str(store)])
-    assert r.exit_code == 0 and f"removed {len(left)} steps" in r.output
+    assert r.exit_code == 0 and f"removed {len(left)} step{'' if len(left) == 1 else 's'}" in r.output
     assert store_entries(store) == []
 
 

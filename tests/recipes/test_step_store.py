@@ -181,7 +181,7 @@ def test_clear_of_a_kind_the_store_does_not_hold_says_so(tmp_path):
                         "slice\n")
     assert [e.kind for e in store_entries(store)] == ["slice"]
     r = CliRunner().invoke(main, ["cache", "clear", "--cache-dir", str(store), "--kind", "slice"])
-    assert r.exit_code == 0 and r.stdout == f"{store}: removed 1 steps\n" and r.stderr == "", r.output
+    assert r.exit_code == 0 and r.stdout == f"{store}: removed 1 step\n" and r.stderr == "", r.output
     assert store_entries(store) == []
 
 
