@@ -239,6 +239,11 @@ def evaluate_embedding(cfg: EvalConfig) -> dict:
     else:
         e_ref = embed_torch(ref_folder, tok, texts, max_length=ml, batch_size=cfg.batch_size)
         ref_kind = "pytorch fp32"
+    for e, who in ((e_model, str(p)), (e_ref, f"the reference {ref_name}")):
+        bad = int((~np.isfinite(e).all(axis=1)).sum())
+        if bad:  # NaN/inf ranks nothing: a recall@10 figure and a cosine of nan were reported (and NaN in the JSON)
+            raise InputFileError(f"{who}: non-finite embeddings (NaN or inf) for {bad} of {len(texts)} texts; the "
+                                 "model's outputs cannot be compared")
     ag = embedding_agreement(e_model, e_ref)
     corpus_key = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
     rec = AccuracyRecord.from_scores(ag["per_query_recall"], metric=f"recall@{K}", examples=corpus_key)

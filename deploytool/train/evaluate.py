@@ -165,6 +165,10 @@ def evaluate_onnx(path: Path, tok, ds: Dataset, split: str, data: DataConfig, *,
         if logits.shape[1] != n_out:
             raise InputFileError(f"{path}: the model classifies {logits.shape[1]} (output '{out_name}' "
                                  f"{list(logits.shape)}), but {n_out} classes are expected here ({n_why})")
+        if not np.isfinite(logits).all():  # argmax of NaN logits is class 0: an accuracy of garbage
+            raise InputFileError(f"{path}: non-finite logits (NaN or inf) for "
+                                 f"{int((~np.isfinite(logits).all(axis=1)).sum())} text(s) of a batch; the model's "
+                                 "outputs cannot be scored")
         preds.append(logits.argmax(-1))
     pred = _unsort(np.concatenate(preds), order)
     out = metrics(pred, labels, n_out, ids, key)

@@ -134,6 +134,33 @@ def test_embedding_eval_max_length_past_the_position_table_is_one_line(encoder, 
     assert "--max-length 200" in r.stderr and "(160 positions)" in r.stderr and not out.exists()
 
 
+def _with_nan_words(src, dst):
+    """A copy of the ONNX model ``src`` whose word-embedding rows 5.. are NaN (every text's tokens)."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(src))
+    for t in m.graph.initializer:
+        if "word_embeddings" in t.name:
+            a = numpy_helper.to_array(t).copy()
+            a[5:] = np.nan
+            t.CopyFrom(numpy_helper.from_array(a, t.name))
+    onnx.save(m, str(dst))
+    return dst
+
+
+def test_embedding_eval_of_nan_outputs_is_one_line(encoder, tmp_path):
+    """A model whose embeddings are NaN got a recall@10 (NaN similarities still rank: 6% here),
+    a cosine of nan and NaN in the JSON record; now one line naming the model, and nothing is written."""
+    folder, corpus = encoder
+    bad = _with_nan_words(folder / "m.onnx", tmp_path / "nan.onnx")
+    out = tmp_path / "e.json"
+    r = CliRunner().invoke(main, ["eval", str(bad), "--corpus", str(corpus), "--reference", str(folder / "m.onnx"),
+                                  "--tokenizer", str(folder), "--threads", "1", "-o", str(out)])
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, (r.exit_code, r.output, r.stderr)
+    assert "non-finite embeddings" in r.stderr and str(bad) in r.stderr and not out.exists()
+
+
 @pytest.mark.slow  # 39 s in a full run
 def test_fit_ranks_embedding_variants_by_recall(encoder, tmp_path):
     """fit with the candidates' embedding evals: recall@10 is the accuracy column, with n and interval."""

@@ -338,3 +338,29 @@ def test_label_ids_with_a_gap_name_the_classes_up_to_the_largest(tmp_path):
     pr = r["predictions"]
     assert set(pr["label"]) == {0, 2} and r["n"] == 20
     assert r["n_correct"] == sum(p == y for p, y in zip(pr["pred"], pr["label"]))
+
+
+def test_nan_logits_are_not_scored(nameless, tmp_path):
+    """An ONNX classifier giving NaN logits was scored by their argmax (always class 0): an accuracy of garbage.
+    Now one line, exit 2, nothing written."""
+    import shutil
+
+    import onnx
+    from onnx import numpy_helper
+
+    from deploytool.testing.toy_text import toy_rows
+
+    m = tmp_path / "m"
+    shutil.copytree(nameless, m)
+    proto = onnx.load(str(m / "model.onnx"))
+    for t in proto.graph.initializer:
+        if "word_embeddings" in t.name:
+            a = numpy_helper.to_array(t).copy()
+            a[:] = np.nan
+            t.CopyFrom(numpy_helper.from_array(a, t.name))
+    onnx.save(proto, str(m / "model.onnx"))
+    f = _write(tmp_path / "t.csv", [(t, "1" if lab == "pos" else "0") for t, lab in toy_rows(12)])
+    out = tmp_path / "e.json"
+    _fails(["eval", str(m / "model.onnx"), "--test-file", str(f), "--threads", "1", "-o", str(out)],
+           "non-finite logits")
+    assert not out.exists()
