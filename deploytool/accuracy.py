@@ -2,7 +2,7 @@
 
 An :class:`AccuracyRecord` is one figure (percent) with n, its 95% interval and, where the
 measurement kept them, the per-example scores in a canonical order (sorted by example id) plus the
-identity of the examples (a hash of the ids). Two records on the same examples can be compared with
+identity of the examples (a hash of their ids, texts and labels). Two records on the same examples can be compared with
 a paired test (:func:`compare`: exact McNemar on 0/1 correctness, the exact sign test on per-query
 recall@10); records of different examples, or without per-example scores, cannot.
 
