@@ -91,7 +91,7 @@ def _unsort(pred_sorted: np.ndarray, order: list[int]) -> np.ndarray:
     return pred
 
 
-def _predict_torch(model, tok, enc, batch_size, device, width=1.0, depth=1.0, act_bits=0):
+def _predict_torch(model, tok, enc, batch_size, device, width=1.0, depth=1.0, act_bits=0, name=None):
     import torch
 
     from deploytool.train.subnet import subnet_forward
@@ -110,6 +110,8 @@ def _predict_torch(model, tok, enc, batch_size, device, width=1.0, depth=1.0, ac
                                         width=width, depth=depth, act_fn=act_fn).logits
             else:
                 logits = model(**model_inputs(model, b)).logits
+            if name is not None and not bool(torch.isfinite(logits).all()):  # their argmax is class 0: garbage
+                raise InputFileError(f"{name}: non-finite logits (NaN or inf); the model's outputs cannot be scored")
             preds.append(logits.argmax(-1).cpu().numpy())
     return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
 
@@ -127,11 +129,14 @@ def _encoded(tok, ds: Dataset, split: str, data: DataConfig, label_map: np.ndarr
 
 
 def evaluate_torch(model, tok, ds: Dataset, split: str, data: DataConfig, *, device=None, width=1.0, depth=1.0,
-                   batch_size: int = 64, label_map: np.ndarray | None = None, act_bits: int = 0) -> dict:
+                   batch_size: int = 64, label_map: np.ndarray | None = None, act_bits: int = 0,
+                   name: str | None = None) -> dict:
     """``label_map``: dataset label index -> the model's label id (default: the same index).
-    ``act_bits`` 8: Linear inputs quantized as QAT trained them (``deploytool.train.qat.fake_quant_act``)."""
+    ``act_bits`` 8: Linear inputs quantized as QAT trained them (``deploytool.train.qat.fake_quant_act``).
+    ``name`` (the eval command's model): non-finite logits are an error naming it (training's dev evaluations,
+    without it, are not stopped here)."""
     enc, order, ids, labels, key = _encoded(tok, ds, split, data, label_map)
-    pred = _unsort(_predict_torch(model, tok, enc, batch_size, device, width, depth, act_bits), order)
+    pred = _unsort(_predict_torch(model, tok, enc, batch_size, device, width, depth, act_bits, name), order)
     num = max(ds.num_labels, int(getattr(getattr(model, "config", None), "num_labels", 0) or 0))
     out = metrics(pred, labels, num, ids, key)
     out.update(split=split, truncated=enc.truncated, imbalanced=ds.imbalanced)
@@ -534,7 +539,7 @@ def evaluate(cfg: EvalConfig) -> dict:
             except ConfigError as e:
                 raise ConfigError(str(e).replace("widths: ", "width: ", 1).replace("depths: ", "depth: ", 1)) from None
         res = evaluate_torch(model, tok, ds, split, dc, width=cfg.width, depth=cfg.depth,
-                             batch_size=cfg.batch_size, label_map=label_map, act_bits=act_bits)
+                             batch_size=cfg.batch_size, label_map=label_map, act_bits=act_bits, name=str(p))
         res["act_bits"] = act_bits
         kind = "pytorch"
     names = ([id2label[k] for k in sorted(id2label)] if id2label and not label_note else list(ds.label_names))

@@ -364,3 +364,12 @@ def test_nan_logits_are_not_scored(nameless, tmp_path):
     _fails(["eval", str(m / "model.onnx"), "--test-file", str(f), "--threads", "1", "-o", str(out)],
            "non-finite logits")
     assert not out.exists()
+    import torch  # the PyTorch folder alike
+    from safetensors.torch import load_file, save_file
+
+    sd = load_file(str(m / "model.safetensors"))
+    key = next(k for k in sd if "word_embeddings" in k)
+    sd[key] = torch.full_like(sd[key], float("nan"))
+    save_file(sd, str(m / "model.safetensors"), metadata={"format": "pt"})
+    _fails(["eval", str(m), "--test-file", str(f), "--threads", "1", "-o", str(out)], f"{m}: non-finite logits")
+    assert not out.exists()
