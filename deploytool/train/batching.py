@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -114,3 +115,41 @@ def make_accelerator(threads: int, cpu: bool = False, seed: int = 0):
     acc = Accelerator(cpu=cpu)
     set_seed(seed)
     return acc
+
+
+def onnx_max_length(path: Path) -> int | None:
+    """The longest input (tokens) an ONNX encoder takes: the rows of its absolute position table, less a
+    RoBERTa-style offset where its export recorded the usable length (``deploytool.max_position_embeddings``); None
+    where it has no such table (relative or rotary positions) or the structure finder does not read it."""
+    from deploytool.inspection import model_position_rows
+    from deploytool.onnx_io import load_model, load_proto
+
+    rows = model_position_rows(load_model(path))
+    if rows is None:
+        return None
+    meta = {m.key: m.value for m in load_proto(path, load_external_data=False).metadata_props}
+    try:
+        recorded = int(meta.get("deploytool.max_position_embeddings", ""))
+    except ValueError:
+        recorded = 0
+    return min(rows, recorded) if recorded > 0 else rows
+
+
+def torch_max_length(model) -> int | None:
+    """:func:`onnx_max_length` of a transformers model: None without an absolute position table."""
+    import torch
+
+    from deploytool.export.hf import max_sequence_length
+
+    if not any(isinstance(getattr(m, "position_embeddings", None), torch.nn.Embedding) for m in model.modules()):
+        return None
+    return max_sequence_length(model)
+
+
+def check_max_length(max_length: int, limit: int | None, name: str) -> None:
+    """A ConfigError before any text is run when ``max_length`` is longer than ``name``'s position table
+    (``limit``): its first text of more tokens failed in the embeddings with an internal error (torch's size
+    mismatch, ONNX Runtime's broadcast error)."""
+    if limit is not None and max_length > limit:
+        raise ConfigError(f"--max-length {max_length}: longer than the position table of {name} ({limit} positions); "
+                          f"use --max-length {limit} or less")

@@ -150,7 +150,7 @@ def embed_torch(folder: Path, tok, texts: list[str], *, max_length: int = 128, b
         if refused is not None:
             raise refused from e
         raise InputFileError(f"{folder}: cannot load the reference model ({' '.join(str(e).split())[:160]})") from e
-    from deploytool.train.evaluate import check_max_length, torch_max_length
+    from deploytool.train.batching import check_max_length, torch_max_length
 
     check_max_length(max_length, torch_max_length(model), f"the reference {folder}")
     out = None
@@ -227,7 +227,7 @@ def evaluate_embedding(cfg: EvalConfig) -> dict:
     texts, desc = corpus_texts(cfg.corpus or (cfg.data.data if cfg.data.data else None),
                                text_col=cfg.data.text_col, limit=cfg.max_queries, seed=cfg.data.seed)
     ml = cfg.data.max_length
-    from deploytool.train.evaluate import check_max_length, onnx_max_length
+    from deploytool.train.batching import check_max_length, onnx_max_length
 
     check_max_length(ml, onnx_max_length(p), str(p))  # before any text is embedded
     if ref_is_onnx:

@@ -28,7 +28,8 @@ from deploytool.accuracy import examples_key
 from deploytool.data import Dataset
 from deploytool.errors import ConfigError, InputFileError, not_a_file
 from deploytool.stats import wilson_interval
-from deploytool.train.batching import batches, encode, load_data, model_inputs, sorted_by_length
+from deploytool.train.batching import (batches, check_max_length, encode, load_data, model_inputs, onnx_max_length,
+                                       sorted_by_length, torch_max_length)
 from deploytool.train.config import DataConfig, EvalConfig
 
 logger = logging.getLogger(__name__)
@@ -338,44 +339,6 @@ def _folder_classes(folder: Path) -> int | None:
         return len(cfg["id2label"])
     n = cfg.get("num_labels")
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 2  # transformers' default
-
-
-def onnx_max_length(path: Path) -> int | None:
-    """The longest input (tokens) an ONNX encoder takes: the rows of its absolute position table, less a
-    RoBERTa-style offset where its export recorded the usable length (``deploytool.max_position_embeddings``); None
-    where it has no such table (relative or rotary positions) or the structure finder does not read it."""
-    from deploytool.inspection import model_position_rows
-    from deploytool.onnx_io import load_model, load_proto
-
-    rows = model_position_rows(load_model(path))
-    if rows is None:
-        return None
-    meta = {m.key: m.value for m in load_proto(path, load_external_data=False).metadata_props}
-    try:
-        recorded = int(meta.get("deploytool.max_position_embeddings", ""))
-    except ValueError:
-        recorded = 0
-    return min(rows, recorded) if recorded > 0 else rows
-
-
-def torch_max_length(model) -> int | None:
-    """:func:`onnx_max_length` of a transformers model: None without an absolute position table."""
-    import torch
-
-    from deploytool.export.hf import max_sequence_length
-
-    if not any(isinstance(getattr(m, "position_embeddings", None), torch.nn.Embedding) for m in model.modules()):
-        return None
-    return max_sequence_length(model)
-
-
-def check_max_length(max_length: int, limit: int | None, name: str) -> None:
-    """A ConfigError before any text is run when ``max_length`` is longer than ``name``'s position table
-    (``limit``): its first text of more tokens failed in the embeddings with an internal error (torch's size
-    mismatch, ONNX Runtime's broadcast error)."""
-    if limit is not None and max_length > limit:
-        raise ConfigError(f"--max-length {max_length}: longer than the position table of {name} ({limit} positions); "
-                          f"use --max-length {limit} or less")
 
 
 def _refuse_non_classifier(model: Path, folder: Path | None, n_classes: int | None) -> None:

@@ -116,7 +116,7 @@ def compute_importance(cfg: ImportanceConfig) -> dict:
     tok = load_tokenizer(folder)
     model = load_classifier(folder, num_labels=ds.num_labels)
     check_supported(model)
-    from deploytool.train.evaluate import check_max_length, torch_max_length
+    from deploytool.train.batching import check_max_length, torch_max_length
 
     check_max_length(cfg.data.max_length, torch_max_length(model), str(folder))  # before any example runs
     limit = min(cfg.max_examples, cfg.data.max_train or cfg.max_examples)  # --max-train was ignored here
