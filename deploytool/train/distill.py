@@ -253,7 +253,7 @@ def distill(cfg: DistillConfig) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from deploytool.train.batching import encode, make_accelerator
+    from deploytool.train.batching import check_max_length, encode, make_accelerator, torch_max_length
     from deploytool.train.teacher_data import load_teacher_data
     from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
         resolve_folder, save_folder
@@ -278,6 +278,8 @@ def distill(cfg: DistillConfig) -> dict:
         raise DeployError(f"distill supports {', '.join(SUPPORTED)} teachers, not '{mt}'")
     tshape = _shape(teacher.config)
     gmap = check_against_teacher(cfg, teacher.config)  # before any work
+    # the student copies the teacher's config (_student_config), position table included: one check covers both
+    check_max_length(cfg.data.max_length, torch_max_length(teacher), f"the teacher {folder}")
     pad = tok.pad_token_id or 0
     enc = encode(tok, ds.train, cfg.data.max_length, limit=cfg.data.max_train, what="train")
     teacher.eval().requires_grad_(False)

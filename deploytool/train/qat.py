@@ -54,7 +54,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from deploytool.quant.quantizers import binarize, dequantize, split_ternary, ternarize
-from deploytool.train.batching import encode, make_accelerator
+from deploytool.train.batching import check_max_length, encode, make_accelerator, torch_max_length
 from deploytool.train.teacher_data import load_teacher_data
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
     require_classifier, resolve_folder, save_folder
@@ -173,6 +173,7 @@ def train_qat(cfg: QATConfig) -> dict:
     tok = load_tokenizer(folder)
     teacher = load_classifier(folder, num_labels=ds.num_labels)
     check_supported(teacher)
+    check_max_length(cfg.data.max_length, torch_max_length(teacher), f"the teacher {folder}")  # before any training
     teacher.to(acc.device).eval().requires_grad_(False)
     pad = tok.pad_token_id or 0
     enc = encode(tok, ds.train, cfg.data.max_length, limit=cfg.data.max_train, what="train")
@@ -182,6 +183,7 @@ def train_qat(cfg: QATConfig) -> dict:
         # a model of its own to cut: the teacher's copy, or the --init folder loaded (nothing else holds it)
         init = copy.deepcopy(teacher) if cfg.init is None else load_classifier(init_folder, num_labels=ds.num_labels)
         check_supported(init)
+        check_max_length(cfg.data.max_length, torch_max_length(init), f"the --init model {init_folder}")
         student = prune_to_width(init.to(acc.device), cfg.tws_width).requires_grad_(True)
         first_mode = QuantMode.TERNARY
     else:

@@ -222,6 +222,42 @@ def test_importance_max_length_past_the_position_table_is_one_line(tmp_path):
            "--max-length 48", "(32 positions)", out=out)
 
 
+@pytest.fixture(scope="module")
+def short_table(tmp_path_factory):
+    """A classifier of 64 positions, one of the default 160, and texts of about 100 tokens (300 of them: no
+    small-split warning on stderr)."""
+    from deploytool.testing.toy_text import FILLER, tiny_classifier_folder
+
+    root = tmp_path_factory.mktemp("short_table")
+    tiny_classifier_folder(root / "short", max_pos=64, layers=2)
+    tiny_classifier_folder(root / "long", layers=2)
+    words = FILLER * (200 // len(FILLER) + 2)
+    (root / "long.csv").write_text("text,label\n" + "".join(f"{' '.join(words[i % 50:i % 50 + 100])},"
+                                                            f"{'pos' if i % 2 else 'neg'}\n" for i in range(300)))
+    return root
+
+
+@pytest.mark.parametrize("args,name", [
+    (["train", "--model", "{t}/short"], "{t}/short"),
+    (["dynabert", "--teacher", "{t}/short", "--width-epochs", "0.1", "--depth-epochs", "0"], "the teacher {t}/short"),
+    (["qat", "--teacher", "{t}/short", "--epochs", "0.1"], "the teacher {t}/short"),
+    (["qat", "--teacher", "{t}/long", "--tws", "--mode", "binary", "--init", "{t}/short", "--epochs", "0.1"],
+     "the --init model {t}/short"),
+    (["distill", "--teacher", "{t}/short", "--layers", "1", "--hidden", "16", "--heads", "2", "--ffn", "32",
+      "--epochs", "0.1"], "the teacher {t}/short"),
+], ids=["train", "dynabert", "qat", "qat-init", "distill"])
+def test_training_max_length_past_the_position_table_is_one_line(short_table, tmp_path, args, name):
+    """--max-length 128 on a model of 64 positions trained until its first longer text, then died with torch's
+    size mismatch, an internal error (exit 1); now one line naming the table, before any training (the distill
+    student copies the teacher's table, so the teacher's check covers it)."""
+    t = str(short_table)
+    out = tmp_path / "out"
+    _fails([a.format(t=t) for a in args] + ["--data", f"{t}/long.csv", "--max-length", "128", "--max-train", "8",
+                                             "--batch-size", "4", "--threads", "1", "-o", str(out)],
+           "--max-length 128", f"position table of {name.format(t=t)} (64 positions)", "--max-length 64 or less",
+           out=out)
+
+
 def test_a_trained_model_folder_gets_the_umasks_permissions(tiny, tmp_path):
     """Model folders were 0700 (mkdtemp's), the .onnx and .json beside them 0644: another user or a serving account
     could not read the model."""
