@@ -36,13 +36,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx_ir as ir
 
 from deploytool import onnx_io
 from deploytool.choices import config
 from deploytool.errors import ConfigError, StructureError
 from deploytool.graph.alibi import alibi_table_bytes, computed_alibi_slopes
-from deploytool.graph._util import ConstCone, alias_root, const_tensor, is_byte_table, is_unpack_lookup, static_shape
+from deploytool.graph._util import (ConstCone, alias_root, const_tensor, is_byte_table, is_unpack_lookup, small_const,
+                                    static_shape)
 from deploytool.graph.canonical import TRANSPOSED_FROM, unfuse_flattened_gemms
 from deploytool.graph.roles import AttentionBlock
 from deploytool.graph.structure import EncoderStructure, Linear, find_structure
@@ -203,51 +205,127 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
         outputs=[_io(v) for v in graph.outputs],
         metadata={k: v for k, v in meta.items() if k.startswith("deploytool.") and k != "deploytool.packing"},
         alibi_table_bytes=sum(tables.values()),
-        notes=_length_notes(graph, structure, seq_len),
+        notes=_length_notes(graph, structure, seq_len, meta),
     )
 
 
-def position_rows(structure: EncoderStructure | None) -> int | None:
-    """Rows of the model's absolute position-embedding table (the longest sequence it takes), or None (rotary or
-    relative positions, no structure). RoBERTa-style tables start at padding_idx + 1: the family's offset is not
-    known here, so the bound is the table itself (a longer sequence is refused; one near it may still fail)."""
+def position_rows(structure: EncoderStructure | None, meta: dict[str, str] | None = None) -> int | None:
+    """The longest sequence the model's absolute position-embedding table takes (:func:`position_table`'s usable
+    length), or None (rotary or relative positions, no structure)."""
+    table = position_table(structure, meta)
+    return table[1] if table is not None else None
+
+
+def position_table(structure: EncoderStructure | None,
+                   meta: dict[str, str] | None = None) -> tuple[int, int] | None:
+    """(rows, usable) of the model's absolute position-embedding table, or None (rotary or relative positions, no
+    structure). RoBERTa-style models (RoBERTa, XLM-R, CamemBERT, MPNet) count positions from padding_idx + 1, so
+    they run rows - padding_idx - 1 tokens: the offset is read from the graph (position ids ``CumSum(mask) * mask
+    + padding_idx``) or, failing that, from the usable length deploytool's export recorded
+    (``deploytool.max_position_embeddings``); else the table itself is the bound."""
     table = structure.embeddings.get("position") if structure is not None else None
     c = table.const_value if table is not None else None
-    return int(c.shape[0]) if c is not None and len(c.shape) == 2 else None
+    if c is None or len(c.shape) != 2:
+        return None
+    rows = int(c.shape[0])
+    usable = rows - _position_offset(table)
+    try:
+        recorded = int((meta or {}).get("deploytool.max_position_embeddings", ""))
+    except ValueError:
+        recorded = 0
+    return rows, max(0, min(usable, recorded) if recorded > 0 else usable)
+
+
+_PASS_THROUGH = ("Cast", "Identity", "Reshape", "Unsqueeze", "Squeeze", "Expand", "Flatten")
+
+
+def _position_offset(table: ir.Value) -> int:
+    """padding_idx + 1 where the table's Gather reads ids made as ``CumSum(mask) * mask + padding_idx`` (HF's
+    create_position_ids_from_input_ids, as the TorchScript and optimum exporters write it), else 0."""
+    gathers, frontier = [], [table]
+    for _ in range(4):  # the table through a dequantization or cast to its Gather
+        nxt = []
+        for v in frontier:
+            for u in v.uses():
+                n = u.node
+                if n.op_type == "Gather" and u.idx == 0 and len(n.inputs) > 1:
+                    gathers.append(n)
+                elif n.op_type in ("DequantizeLinear", "Cast", "Identity") and u.idx == 0:
+                    nxt.extend(n.outputs)
+        frontier = nxt
+    for g in gathers:
+        v = g.inputs[1]
+        for _ in range(8):
+            p = v.producer() if v is not None else None
+            if p is None or p.op_type not in _PASS_THROUGH or not p.inputs:
+                break
+            v = p.inputs[0]
+        if p is None or p.op_type != "Add" or len(p.inputs) != 2:
+            continue
+        for a, b in ((p.inputs[0], p.inputs[1]), (p.inputs[1], p.inputs[0])):
+            k = small_const(b, max_size=1)
+            if k is not None and np.issubdtype(k.dtype, np.integer) and _reads_cumsum(a):
+                return int(k.reshape(-1)[0]) + 1
+    return 0
+
+
+def _reads_cumsum(v: ir.Value | None, depth: int = 0) -> bool:
+    """Whether ``v`` is computed from a CumSum within a few nodes (a running count of the tokens)."""
+    p = v.producer() if v is not None else None
+    if p is None or depth > 6:
+        return False
+    return p.op_type == "CumSum" or any(_reads_cumsum(x, depth + 1) for x in p.inputs)
 
 
 def model_position_rows(model: ir.Model) -> int | None:
-    """:func:`position_rows` of a loaded model; None where the structure finder does not read it."""
+    """:func:`position_rows` of a loaded model (its metadata read too); None where the structure finder does not
+    read it."""
+    table = model_position_table(model)
+    return table[1] if table is not None else None
+
+
+def model_position_table(model: ir.Model) -> tuple[int, int] | None:
+    """:func:`position_table` of a loaded model; None where the structure finder does not read it."""
     from deploytool.errors import DeployError
 
     try:
-        return position_rows(find_structure(model))
+        return position_table(find_structure(model), dict(model.metadata_props))
     except (DeployError, ValueError, TypeError):
         return None
 
 
+def _table_words(table: tuple[int, int]) -> str:
+    """"128 positions", or "64 positions: 66 rows, RoBERTa-style ids start at padding_idx + 1 = 2"."""
+    rows, usable = table
+    if rows == usable:
+        return f"{rows} positions"
+    return f"{usable} positions: {rows} rows, RoBERTa-style ids start at padding_idx + 1 = {rows - usable}"
+
+
 def check_position_table(model: ir.Model, seq_lens: int | tuple[int, ...], name: str,
                          option: str = "--seq-len") -> int | None:
-    """The rows of ``model``'s position table (:func:`model_position_rows`), after a ConfigError naming the file
-    ``name`` when a length of ``seq_lens`` is longer: what ONNX Runtime would only say as a broadcast error in
-    the embeddings' Add. Commands call it before running the model anywhere (bundle, verify-arm64)."""
-    rows = model_position_rows(model)
+    """The usable length of ``model``'s position table (:func:`model_position_rows`), after a ConfigError naming
+    the file ``name`` when a length of ``seq_lens`` is longer: what ONNX Runtime would only say as a broadcast
+    error in the embeddings' Add, or an index error in the position Gather of a RoBERTa-style model. Commands call
+    it before running the model anywhere (bundle, verify-arm64)."""
+    table = model_position_table(model)
     for s in (seq_lens,) if isinstance(seq_lens, int) else seq_lens:
-        if rows is not None and s > rows:
-            raise ConfigError(f"{name}: {option} {s} is longer than the model's position table ({rows} positions); "
-                              f"use a sequence length <= {rows}")
-    return rows
+        if table is not None and s > table[1]:
+            raise ConfigError(f"{name}: {option} {s} is longer than the model's position table "
+                              f"({_table_words(table)}); use a sequence length <= {table[1]}")
+    return table[1] if table is not None else None
 
 
-def _length_notes(graph: ir.Graph, structure: EncoderStructure | None, seq_len: int) -> list[str]:
+def _length_notes(graph: ir.Graph, structure: EncoderStructure | None, seq_len: int,
+                  meta: dict[str, str] | None = None) -> list[str]:
     """A note when ``seq_len`` (the FLOPs' length) is one the model cannot run: longer than its absolute position
     table, or other than a fixed sequence length its inputs declare."""
     if structure is None:  # no FLOPs to qualify, and no telling which input dimension is a sequence
         return []
     notes = []
-    rows = position_rows(structure)
-    if rows is not None and seq_len > rows:
-        notes.append(f"--seq-len {seq_len} is longer than the model's position table ({rows} positions): "
+    table = position_table(structure, meta)
+    if table is not None and seq_len > table[1]:
+        notes.append(f"--seq-len {seq_len} is longer than the model's position table ({_table_words(table)}): "
                      "the FLOPs are for a length it cannot run")
     fixed = {int(v.shape[1]) for v in graph.inputs
              if v.shape is not None and len(v.shape) >= 2 and isinstance(v.shape[1], int) and v.shape[1] > 0}

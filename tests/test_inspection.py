@@ -205,6 +205,34 @@ def test_a_flops_length_the_model_cannot_run_is_noted(tiny_onnx):
     assert len(notes) == 1 and f"position table ({rows} positions)" in notes[0]
 
 
+
+@pytest.mark.parametrize("exporter", ["torch", "optimum"])
+def test_a_roberta_position_table_is_two_rows_longer_than_it_runs(tiny_onnx, tmp_path, exporter):
+    """RoBERTa's position ids start at padding_idx + 1 = 2: a table of 66 rows runs 64 tokens (65 failed in ONNX
+    Runtime's position Gather after passing the check). The offset is read from the graph (CumSum(mask) * mask +
+    padding_idx), also where the file carries no deploytool metadata (another tool's export); BERT's is the table."""
+    from deploytool.errors import ConfigError
+    from deploytool.inspection import check_position_table, model_position_table
+    from deploytool.onnx_io import load_model
+
+    path = tiny_onnx("roberta", exporter, max_pos=64)
+    bare = onnx.load(str(path))
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    for p in (path, tmp_path / "bare.onnx"):
+        assert model_position_table(load_model(p)) == (66, 64)
+        assert check_position_table(load_model(p), (8, 64), "m.onnx") == 64
+        with pytest.raises(ConfigError, match=r"^m.onnx: --seq-len 65 is longer than the model's position table "
+                                              r"\(64 positions: 66 rows, RoBERTa-style ids start at padding_idx "
+                                              r"\+ 1 = 2\); use a sequence length <= 64$"):
+            check_position_table(load_model(p), (8, 65), "m.onnx")
+        assert inspect_model(p, seq_len=64).notes == []
+        notes = inspect_model(p, seq_len=65).notes
+        assert len(notes) == 1 and "position table (64 positions: 66 rows" in notes[0]
+    bert = tiny_onnx("bert", exporter, max_pos=64)
+    assert model_position_table(load_model(bert)) == (64, 64)
+
+
 @pytest.mark.parametrize("exporter", ["torch", "optimum"])
 def test_modernbert_counts_only_its_own_parameters(tmp_path, exporter):
     """ModernBERT's LayerNorms have no bias: opset 17's LayerNormalization is given an all-zero Constant for one,

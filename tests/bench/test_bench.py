@@ -298,3 +298,18 @@ def test_a_length_past_the_position_table_is_refused_before_any_worker(tiny_onnx
     with pytest.raises(ConfigError, match=r"--seq-len 200 is longer than the model's position table"):
         SegmentWorker(cfg)
     assert run_benchmark(BenchConfig(models=(model,), seq_lens=(128,), runs=2, warmup=1)).results  # at its length
+
+
+def test_a_roberta_model_is_refused_past_its_usable_positions(tiny_onnx, tmp_path):
+    """tiny RoBERTa with 66 position rows runs 64 tokens (ids start at padding_idx + 1 = 2): --seq-len 65 passed the
+    check and failed in ONNX Runtime's position Gather; now one line naming the usable length, and 64 runs."""
+    model = tiny_onnx("roberta", max_pos=64)
+    out = tmp_path / "out.json"
+    res = _cli(str(model), "--seq-len", "65", "--runs", "2", "--warmup", "0", "-o", str(out))
+    assert res.exit_code == 2, res.output
+    assert res.stderr.strip().splitlines() == [
+        f"error: {model}: --seq-len 65 is longer than the model's position table (64 positions: 66 rows, "
+        "RoBERTa-style ids start at padding_idx + 1 = 2); use a sequence length <= 64"], res.stderr
+    assert not out.exists()
+    res = _cli(str(model), "--seq-len", "64", "--runs", "2", "--warmup", "0", "-o", str(out))
+    assert res.exit_code == 0, res.output
