@@ -32,7 +32,7 @@ from pydantic import ConfigDict, PlainValidator, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 from pydantic_core import PydanticCustomError
 
-from deploytool.choices import did_you_mean, enum_choices, match_enum, not_one_of, show
+from deploytool.choices import did_you_mean, enum_choices, kind_of, match_enum, not_one_of, show
 from deploytool.errors import ConfigError
 
 __all__ = ["Choice", "FilePath", "Flag", "Fraction", "Integer", "Number", "OneOf", "Text", "format_error", "invalid", "kind_of",
@@ -76,15 +76,6 @@ def invalid(message: str, at: str = "") -> PydanticCustomError:
 def _cut(text: str, limit: int = 80) -> str:
     """``text`` cut to ``limit`` characters with an ellipsis (a key or value echoed in a message)."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def kind_of(value: Any) -> str:
-    """How a message names a wrong value: ``str 'many'``, ``list``, ``nothing``."""
-    if value is None:
-        return "nothing"
-    if isinstance(value, (dict, list, tuple)):
-        return "mapping" if isinstance(value, dict) else "list"
-    return f"{type(value).__name__} {show(value, 60)}"
 
 
 # ------------------------------------------------------------------------------------ field types

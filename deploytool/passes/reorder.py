@@ -72,23 +72,14 @@ class ReorderPass(StructuredPass):
         for i, layer in enumerate(structure.layers):
             order = imp.head_order(i)
             if cfg.heads:
-                exposed = _exposed_heads(model.graph, layer) if order != sorted(order) else []
-                if exposed:
-                    order = sorted(order)
-                    skipped.append(Skip(f"layer {i}", f"heads not reordered: graph output '{exposed[0]}' holds the "
-                                        "layer's per-head values (its attention probabilities or scores); reordering "
-                                        "the heads would reorder that output"))
+                order = _unless_exposed(order, lambda: _exposed_heads(model.graph, layer), i, skipped,
+                                        "heads", "per-head values (its attention probabilities or scores)")
                 moved += order != sorted(order)
                 S.keep_heads(model.graph, layer, order)
             head_orders.append(order)
             if cfg.neurons:
-                order = imp.neuron_order(i)
-                exposed = _exposed_neurons(model.graph, layer) if order != sorted(order) else []
-                if exposed:
-                    order = sorted(order)
-                    skipped.append(Skip(f"layer {i}", f"FFN neurons not reordered: graph output '{exposed[0]}' holds "
-                                        "the layer's per-neuron values (an FFN activation); reordering the neurons "
-                                        "would reorder that output"))
+                order = _unless_exposed(imp.neuron_order(i), lambda: _exposed_neurons(model.graph, layer), i,
+                                        skipped, "FFN neurons", "per-neuron values (an FFN activation)")
                 moved += order != sorted(order)
                 S.keep_neurons(model.graph, layer, order)
         stats = {"importance": imp.source, "head_order": head_orders}
@@ -96,6 +87,17 @@ class ReorderPass(StructuredPass):
         if copied is not None:  # layers sharing weights (ALBERT) given different orders
             stats["shared_weights_note"], stats["shared_weights_copied_bytes"] = copied
         return Edit(stats, changed=moved > 0, skipped=skipped)
+
+
+def _unless_exposed(order: list[int], exposed_outputs, layer: int, skipped: list, what: str, values: str) -> list[int]:
+    """``order``, or the identity order with a Skip when the layer's ``values`` are graph outputs
+    (``exposed_outputs()``, asked only when ``order`` moves anything): reordering would reorder those outputs."""
+    exposed = exposed_outputs() if order != sorted(order) else []
+    if not exposed:
+        return order
+    skipped.append(Skip(f"layer {layer}", f"{what} not reordered: graph output '{exposed[0]}' holds the layer's "
+                        f"{values}; reordering the {what.split()[-1]} would reorder that output"))
+    return sorted(order)
 
 
 def _exposed_heads(graph: ir.Graph, layer) -> list[str]:
