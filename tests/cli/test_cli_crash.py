@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from deploytool.testing.procs import default_signals
+
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the supervisor needs fork (POSIX)")
 
 # a command module of the test's own, registered in the lazy command table as a user's install would see a command
@@ -78,6 +80,7 @@ _ENTRY = ("import sys; import deploytool.cli as c; c.COMMANDS['probe'] = ('probe
 def _cli(tmp_path, *args, **kw):
     (tmp_path / "probe_cmd.py").write_text(_COMMANDS)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    kw.setdefault("preexec_fn", default_signals)
     return subprocess.Popen([sys.executable, "-c", _ENTRY, *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
 
@@ -205,7 +208,7 @@ def test_an_interrupted_bench_stops_in_seconds_and_writes_nothing(tmp_path, sig,
     entry = "import sys; from deploytool.cli import entry; sys.argv = ['deploytool'] + sys.argv[1:]; entry()"
     p = subprocess.Popen([sys.executable, "-c", entry, "bench", str(model), "--runs", "2000000", "-q", "-o", str(out),
                           "--force"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)
+                         start_new_session=True, preexec_fn=default_signals)
     deadline = time.monotonic() + 120
     while len(_session(p.pid)) < 3:  # the program, the command and the benchmark worker
         assert time.monotonic() < deadline and p.poll() is None, p.communicate()

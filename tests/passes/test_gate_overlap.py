@@ -28,6 +28,7 @@ from deploytool.passes import base
 from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
 from deploytool.passes.reorder import ReorderConfig, ReorderPass
 from deploytool.runtime import verify as V
+from deploytool.testing.procs import alive
 
 SHAPE = dict(layers=2, hidden=32, heads=4, ffn=48, seed=8)  # the export test_verify_gate.py uses too
 
@@ -35,15 +36,6 @@ SHAPE = dict(layers=2, hidden=32, heads=4, ffn=48, seed=8)  # the export test_ve
 @pytest.fixture(scope="module")
 def src(tiny_onnx):
     return tiny_onnx("bert", exporter="torch", **SHAPE)
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie (read from /proc, not from the code under test)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def _children() -> set[int]:
@@ -81,7 +73,7 @@ def separate(monkeypatch, tmp_path):
     before = _children()
     yield pids
     assert pids, "the separate gate was not used"
-    assert not any(_alive(p) for p in pids), "a gate process outlived run_pass_file"
+    assert not any(alive(p) for p in pids), "a gate process outlived run_pass_file"
     assert _children() <= before
     left = [p.name for p in tmp.iterdir() if p.name.startswith(("deploytool", "tmp"))]
     assert not left, left  # no temporary file or folder of the gate's (its log file has no name)
@@ -270,9 +262,9 @@ def test_gate_process_dies_with_its_parent(src, tmp_path):
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     pid = int(proc.stdout.split()[0])
     deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(pid)
+    assert not alive(pid)
 
 
 def test_worker_reuses_the_reference_only_for_the_same_feeds(src):

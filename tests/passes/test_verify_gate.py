@@ -30,6 +30,7 @@ from deploytool.passes.base import DeployPass, DeployPassResult, run_pass_file
 from deploytool.passes.prune_heads import HeadPruneConfig, prune_heads_file
 from deploytool.passes.reorder import ReorderConfig, ReorderPass, reorder_file
 from deploytool.runtime.infer import run_onnx
+from deploytool.testing.procs import alive, default_signals
 from deploytool.testing.tiny import fixed_inputs
 
 SHAPE = dict(layers=2, hidden=32, heads=4, ffn=48, seed=8)  # shared with other tests' exports
@@ -792,7 +793,7 @@ def test_an_interrupted_command_takes_its_gate_with_it(src, tmp_path, sig, size)
     entry = "import sys; from deploytool.cli import entry; sys.argv = ['deploytool'] + sys.argv[1:]; entry()"
     p = subprocess.Popen([sys.executable, "-c", entry, "slice", str(src), "--width", "0.5", "-o", str(dst)],
                          env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)
+                         start_new_session=True, preexec_fn=default_signals)
     deadline = time.monotonic() + 120
     while not pidfile.exists() or not pidfile.read_text():
         assert time.monotonic() < deadline and p.poll() is None, p.communicate()
@@ -813,18 +814,9 @@ def test_an_interrupted_command_takes_its_gate_with_it(src, tmp_path, sig, size)
     assert "Traceback" not in err
     _assert_nothing_written(dst)
     deadline = time.monotonic() + 10
-    while _alive(gate) and time.monotonic() < deadline:
+    while alive(gate) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(gate), "the gate outlived its command"
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie (read from /proc)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    assert not alive(gate), "the gate outlived its command"
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self") or not hasattr(os, "fork"), reason="POSIX: /proc, fork")
@@ -845,7 +837,7 @@ def test_the_guarded_gates_copy_dies_with_a_caller_killed_outright(tmp_path):
            "DEPLOYTOOL_TEST_SLOW_GATE": str(pidfile)}
     env.pop("DEPLOYTOOL_NO_FORK", None)
     p = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
+                         text=True, start_new_session=True, preexec_fn=default_signals)
     try:
         deadline = time.monotonic() + 120
         while not pidfile.exists() or not pidfile.read_text():
@@ -856,9 +848,9 @@ def test_the_guarded_gates_copy_dies_with_a_caller_killed_outright(tmp_path):
         p.kill()
         p.communicate(timeout=30)
         deadline = time.monotonic() + 10
-        while _alive(copy) and time.monotonic() < deadline:
+        while alive(copy) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(copy), "the forked copy outlived its caller"
+        assert not alive(copy), "the forked copy outlived its caller"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGKILL)
