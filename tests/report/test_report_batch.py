@@ -26,7 +26,10 @@ def test_report_projects_at_the_benchmarked_batch(tiny_onnx, tmp_path):
         assert r.exit_code == 0, r.output
         (row,) = json.loads((tmp_path / name / "report.json").read_text())["rows"]
         projected[name] = row["projected_ms"]
-    assert projected["b8"] > 2 * projected["b1"], projected  # was equal: every row projected at batch 1
+    # was equal: every row projected at batch 1. How much more eight sequences cost depends on this host's measured
+    # efficiencies (the cost model's fixed per-run overhead weighs heavily on a tiny model), so only the order is
+    # asserted (a 2x bound failed on a loaded CI machine: 0.065 vs 0.102 ms)
+    assert projected["b8"] > 1.2 * projected["b1"], projected
 
 
 def test_report_refuses_a_corrupt_batch(tiny_onnx, tmp_path):
