@@ -118,21 +118,13 @@ def make_accelerator(threads: int, cpu: bool = False, seed: int = 0):
 
 
 def onnx_max_length(path: Path) -> int | None:
-    """The longest input (tokens) an ONNX encoder takes: the rows of its absolute position table, less a
-    RoBERTa-style offset where its export recorded the usable length (``deploytool.max_position_embeddings``); None
-    where it has no such table (relative or rotary positions) or the structure finder does not read it."""
+    """The longest input (tokens) an ONNX encoder takes: its absolute position table's usable rows
+    (:func:`deploytool.inspection.model_position_rows`: less a RoBERTa-style offset); None where it has no such
+    table (relative or rotary positions) or the structure finder does not read it."""
     from deploytool.inspection import model_position_rows
-    from deploytool.onnx_io import load_model, load_proto
+    from deploytool.onnx_io import load_model
 
-    rows = model_position_rows(load_model(path))
-    if rows is None:
-        return None
-    meta = {m.key: m.value for m in load_proto(path, load_external_data=False).metadata_props}
-    try:
-        recorded = int(meta.get("deploytool.max_position_embeddings", ""))
-    except ValueError:
-        recorded = 0
-    return min(rows, recorded) if recorded > 0 else rows
+    return model_position_rows(load_model(path))
 
 
 def torch_max_length(model) -> int | None:
