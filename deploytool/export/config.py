@@ -75,21 +75,22 @@ class ExportConfig:
             raise ConfigError(f"model: expected {_MODEL}, got {show(self.model)}")
         object.__setattr__(self, "model", str(self.model))
         if not isinstance(self.validate, bool):  # "no" was true (validated), None false (skipped silently)
-            raise ConfigError(f"validate={show(self.validate)} must be true or false")
+            raise ConfigError(f"validate: expected true or false, got {show(self.validate)}")
         if self.source is not None and (not isinstance(self.source, str) or not self.source.strip()):
-            raise ConfigError(f"source={show(self.source)} must be a non-empty string or None")
+            raise ConfigError(f"source: expected a non-empty string or None, got {show(self.source)}")
         object.__setattr__(self, "task", parse_enum(Task, self.task, "task"))
         object.__setattr__(self, "exporter", parse_enum(Exporter, self.exporter, "exporter"))
+        # "field: ..." so that the CLI names the option typed (--opset: ...), a recipe its key (export: opset: ...)
         if self.opset is not None:
             lo, hi = OPSET_RANGE[self.exporter]
             if isinstance(self.opset, bool) or not isinstance(self.opset, int) or not lo <= self.opset <= hi:
-                raise ConfigError(f"opset={show(self.opset)} out of range for exporter {self.exporter.value}: "
-                                  f"expected an integer in [{lo}, {hi}]")
+                raise ConfigError(f"opset: expected an integer in [{lo}, {hi}] for exporter {self.exporter.value}, "
+                                  f"got {show(self.opset)}")
         if isinstance(self.atol, bool) or not isinstance(self.atol, (int, float)) or not 0 <= self.atol <= 1e6:
-            raise ConfigError(f"atol={show(self.atol)} must be a number in [0, 1e6]")
+            raise ConfigError(f"atol: expected a number in [0, 1e6], got {show(self.atol)}")
         object.__setattr__(self, "atol", float(self.atol))
         if not isinstance(self.trust_remote_code, bool):
-            raise ConfigError(f"trust_remote_code={self.trust_remote_code!r} must be true or false")
+            raise ConfigError(f"trust_remote_code: expected true or false, got {show(self.trust_remote_code)}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,8 +53,8 @@ def _bad_folder_without_weights(tmp_path, tiny_hf_folder):
 
 
 @pytest.mark.parametrize("case", ["unknown-name", "missing-folder", "no-weights", "under-a-file",
-                                  "read-only-dir", "read-only-fs", "opset-range", "opset-text", "atol-text",
-                                  "corrupt-weights"])
+                                  "read-only-dir", "read-only-fs", "opset-range", "opset-old", "opset-dynamo",
+                                  "opset-text", "atol-text", "atol-negative", "atol-huge", "corrupt-weights"])
 def test_cli_bad_input(case, tmp_path, tiny_hf_folder, unwritable_folder):
     good = str(tiny_hf_folder("bert"))
     out = tmp_path / "out" / "m.onnx"
@@ -82,9 +82,21 @@ def test_cli_bad_input(case, tmp_path, tiny_hf_folder, unwritable_folder):
     elif case == "read-only-fs":
         out = unwritable_folder(case) / "deploytool-test.onnx"
         args[3], needles = str(out), ("/proc/self", "writ")  # "not writable" or "cannot write"
-    elif case == "opset-range":
+    elif case == "opset-range":  # the option's name and the range (was 'opset=99 out of range ...')
         args += ["--opset", "99"]
-        needles = ("opset=99", "[14, 20]")
+        needles = ("error: --opset: ", "[14, 20]", "got 99")
+    elif case == "opset-old":
+        args += ["--opset", "5"]
+        needles = ("error: --opset: ", "[14, 20] for exporter torch", "got 5")
+    elif case == "opset-dynamo":
+        args += ["--exporter", "dynamo", "--opset", "17"]
+        needles = ("error: --opset: ", "[18, 23] for exporter dynamo", "got 17")
+    elif case == "atol-negative":
+        args += ["--atol", "-1"]
+        needles = ("error: --atol: ", "[0, 1e6]", "got -1.0")
+    elif case == "atol-huge":
+        args += ["--atol", "1e9"]
+        needles = ("error: --atol: ", "[0, 1e6]")
     elif case == "opset-text":
         args += ["--opset", "seventeen"]
         needles = ("--opset", "not a valid integer")
