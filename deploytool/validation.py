@@ -37,7 +37,7 @@ from deploytool.errors import ConfigError
 
 __all__ = ["Choice", "FilePath", "Flag", "Fraction", "Integer", "Number", "OneOf", "Text", "format_error", "invalid", "kind_of",
            "safe_load_yaml",
-           "schema", "show", "validate"]
+           "schema", "show", "validate", "without_extensions"]
 
 # unknown keys are errors; types are checked by the field types below (lax elsewhere: a YAML list fills
 # a tuple, a mapping fills a nested schema)
@@ -188,6 +188,18 @@ def OneOf(cls, values: Sequence[str] | None = None) -> Any:  # noqa: N802 - a ty
 
 
 # ----------------------------------------------------------------------------------- validation
+
+EXTENSION_PREFIX = "x-"
+
+
+def without_extensions(data: Any) -> Any:
+    """A document's top level without its extension keys (``x-...``, as in Compose files): the home of YAML
+    anchors a recipe or profile reuses (``x-bench: &bench {threads: 1}`` ... ``bench: *bench``), read by
+    nothing else; every other unknown key stays an error. ``data`` itself is not modified."""
+    if not isinstance(data, Mapping):
+        return data
+    return {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith(EXTENSION_PREFIX))}
+
 
 def validate(cls: type, data: Any, source: str, *, context: Mapping[str, Any] | None = None):
     """``data`` (a parsed YAML document) as the schema ``cls``; ConfigError ``source: key.path: problem``."""

@@ -17,7 +17,7 @@ import yaml
 from deploytool.errors import ConfigError
 from deploytool.profiles.host import HostOptions, build_host_profile, is_host_template
 from deploytool.profiles.schema import Profile, parse_profile
-from deploytool.validation import safe_load_yaml
+from deploytool.validation import safe_load_yaml, without_extensions
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ def load_profile_file(path: str | os.PathLike, *, host: HostOptions | None = Non
         raise ConfigError(f"{p}: not valid YAML{where} ({getattr(e, 'problem', None) or type(e).__name__})") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: cannot read device profile ({e})") from None
+    data = without_extensions(data)  # x-... keys: a home for YAML anchors
     if is_host_template(data):
         return build_host_profile(data, str(p), host)
     return parse_profile(data, str(p), expect_name=p.stem)

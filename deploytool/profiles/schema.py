@@ -49,7 +49,8 @@ from deploytool.choices import did_you_mean, enum_choices, match_enum, not_one_o
 from deploytool.errors import ConfigError
 from deploytool.runtime.spec import EP_OPTIONS, ExecutionProvider
 from deploytool.units import MAX_SEQ_LEN
-from deploytool.validation import Choice, Integer, Number, OneOf, Text, invalid, kind_of, schema, show, validate
+from deploytool.validation import (Choice, Integer, Number, OneOf, Text, invalid, kind_of, schema, show, validate,
+                                   without_extensions)
 from deploytool.variant import COMPUTE_PRECISIONS, Precision
 
 SCHEMA_VERSION = 1
@@ -508,7 +509,7 @@ def parse_profile(data: Any, source: str = "<profile>", *, expect_name: str | No
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a YAML mapping (a device profile), got {kind_of(data)}")
-    prof = validate(Profile, dict(data), source, context={"path": None if source.startswith("<") else source})
+    prof = validate(Profile, without_extensions(data), source, context={"path": None if source.startswith("<") else source})
     if expect_name is not None and prof.name != expect_name:
         raise ConfigError(f"{source}: name: expected '{expect_name}' (the file's name), got {show(prof.name)}")
     return prof

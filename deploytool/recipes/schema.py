@@ -43,7 +43,7 @@ from typing_extensions import Annotated
 from deploytool.choices import did_you_mean, first_repeat, not_one_of
 from deploytool.errors import ConfigError, InputFileError
 from deploytool.validation import (Choice, Fraction, Integer, OneOf, Text, invalid, kind_of, safe_load_yaml, schema,
-                                   show, validate)
+                                   show, validate, without_extensions)
 from deploytool.units import MAX_SEQ_LEN
 from deploytool.variant import PRECISIONS, Precision
 
@@ -324,7 +324,7 @@ TOP_KEYS = {"schema_version", "name", "description", "model", "task", "train", "
 
 def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = None) -> Recipe:
     """Validate a recipe document (already parsed YAML) into a :class:`Recipe`."""
-    return validate(Recipe, data, source, context={"source": source, "base_dir": base_dir})
+    return validate(Recipe, without_extensions(data), source, context={"source": source, "base_dir": base_dir})
 
 
 def load_recipe(path: str | Path) -> Recipe:

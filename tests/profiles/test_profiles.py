@@ -370,3 +370,13 @@ def test_known_execution_provider_options_pass_and_unlisted_eps_take_any(tmp_pat
     with pytest.raises(ConfigError, match=r"options.htp_perf_mode: unknown QNN option \(did you mean "
                                           r"'htp_performance_mode'\?\); QNN takes backend_path, backend_type, "):
         load_profile(_write(tmp_path, sm, name="sm"))
+
+
+def test_x_keys_in_a_profile_hold_anchors_and_are_ignored(tmp_path):
+    data = dict(_base(), name="anchored")
+    data["x-core"] = {"core": "cortex-a76"}
+    p = tmp_path / "anchored.yaml"
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert load_profile(p) == load_profile(_write(tmp_path, _base(), name="anchored"))
+    with pytest.raises(ConfigError, match=r"z-core: unknown key"):
+        parse_profile(dict(_base(), **{"z-core": 1}), "x.yaml")

@@ -213,3 +213,24 @@ def test_a_recipe_alias_bomb_is_refused_naming_the_file(tmp_path):
     with pytest.raises(ConfigError, match=r"^.*bomb.yaml: not valid YAML at line 2: the document holds more than "
                                           r"100,000 values with its aliases \(\*name\) expanded"):
         load_recipe(p)
+
+
+def test_x_keys_hold_anchors_and_are_read_by_nothing_else(tmp_path):
+    """A top-level ``x-...`` key is a home for YAML anchors (as in Compose files): the recipe reads what the
+    aliases point at, and nothing of the x- key itself; any other unknown top-level key is still refused."""
+    p = tmp_path / "anchors.yaml"
+    p.write_text("schema_version: 1\nname: t\nmodel: minilm\n"
+                 "x-lengths: &lengths [8, 32]\n"
+                 "x-bench: &bench {runs: 3, warmup: 1}\n"
+                 "sweep: {width: [1.0, 0.5]}\n"
+                 "devices: [x86-host]\n"
+                 "bench: {<<: *bench, seq_lens: *lengths}\n")
+    text = p.read_text()
+    r = load_recipe(p)
+    assert tuple(r.bench.seq_lens) == (8, 32) and r.bench.runs == 3 and r.bench.warmup == 1
+    assert p.read_text() == text
+    assert parse_recipe(dict(GOOD, **{"x-notes": {"anything": [1, "two"]}}), "r.yaml") == parse_recipe(GOOD, "r.yaml")
+    with pytest.raises(ConfigError, match=r"r.yaml: y-bench: unknown key"):
+        parse_recipe(dict(GOOD, **{"y-bench": {}}), "r.yaml")
+    with pytest.raises(ConfigError, match=r"bench.x-runs: unknown key"):  # only the top level: a typo below is one
+        parse_recipe(dict(GOOD, bench={"seq_lens": [8], "x-runs": 3}), "r.yaml")
