@@ -123,6 +123,7 @@ def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple
     if json_out is not None:
         with atomic_write(json_out) as f:
             json.dump(result.to_dict(), f, indent=2)
+        click.echo(f"wrote {json_out}", err=as_json)  # as bench and qnn check say it: stdout stays JSON with --json
     bad = [c for c in result.checks if not c.ok]
     if bad:
         click.echo(f"verify-arm64: {len(bad)} of {len(result.checks)} checks FAILED", err=True)

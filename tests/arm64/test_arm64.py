@@ -176,3 +176,27 @@ def test_verify_config_one_cpu_as_a_string(variants):
     """cpus="max" was read letter by letter (unknown QEMU aarch64 CPU model 'm')"""
     assert VerifyConfig(models=variants["fp32"], cpus="max").cpus == ("max",)
     assert VerifyConfig(models=variants["fp32"], cpus="max,sme=off").cpus == ("max,sme=off",)
+
+
+@pytest.mark.parametrize("ok", [True, False])
+@pytest.mark.parametrize("as_json", [False, True])
+def test_verify_arm64_says_what_it_wrote(tiny_onnx, tmp_path, monkeypatch, ok, as_json):
+    """-o FILE: 'wrote FILE' as bench -o and qnn check -o say it (on stderr with --json, so stdout stays JSON), also
+    when a check failed (the file is written then too); it said nothing. The emulator's run is replaced by a result."""
+    import deploytool.arm64
+    from deploytool.arm64.verify import ModelCheck, VerifyResult
+
+    model = tiny_onnx("bert")
+    check = ModelCheck(model=str(model), cpu="neoverse-n1", precision="fp32", tolerance=tolerance_for("fp32", 64),
+                       ok=ok)
+    monkeypatch.setattr(deploytool.arm64, "verify_arm64", lambda config: VerifyResult(
+        checks=[check], cpus=config.cpus, profile=None, onnxruntime="1.0", wall_s=1.0))
+    out = tmp_path / "v.json"
+    r = CliRunner().invoke(main, ["verify-arm64", str(model), "--cpu", "neoverse-n1", "--no-setup",
+                                  "--emulator-dir", str(tmp_path), "-o", str(out), *(["--json"] if as_json else [])])
+    assert r.exit_code == (0 if ok else 1), r.output
+    assert json.loads(out.read_text())["ok"] is ok
+    said = r.stderr if as_json else r.stdout
+    assert f"wrote {out}" in said.splitlines(), (r.stdout, r.stderr)
+    if as_json:
+        assert json.loads(r.stdout)["ok"] is ok
