@@ -35,7 +35,7 @@ from deploytool.train.config import DataConfig, EvalConfig
 logger = logging.getLogger(__name__)
 
 __all__ = ["evaluate", "evaluate_torch", "evaluate_onnx", "metrics", "acc_label", "match_labels", "model_labels",
-           "recorded_dataset", "resolve_data"]
+           "class_count", "class_names", "recorded_dataset", "resolve_data"]
 
 
 def metrics(pred: np.ndarray, labels: np.ndarray, num_labels: int, ids=None, examples: str | None = None) -> dict:
@@ -184,6 +184,7 @@ def evaluate_onnx(path: Path, tok, ds: Dataset, split: str, data: DataConfig, *,
 
 # --------------------------------------------------------------------------- the user's labels
 _GENERIC = re.compile(r"^LABEL_\d+$")
+_CLASS_ID = re.compile(r"^(0|[1-9]\d*)(?:\.0*)?$")  # 2, 2.0; not 02, +2, 2.5
 
 
 def _architectures(folder: Path) -> list[str]:
@@ -213,26 +214,42 @@ def model_labels(folder: Path | None) -> dict[int, str] | None:
 
 
 def _class_ids(data_labels: tuple[str, ...], n_model: int | None) -> np.ndarray | None:
-    """The data's labels as the model's class ids where every one is an integer in [0, classes), else None."""
+    """The data's labels as the model's class ids where every one is an integer in [0, classes), else None. An
+    integer written as a float ('1.0': a pandas column of ints with a missing value, JSON 1.0) is that id."""
     top = n_model if n_model is not None else len(data_labels)
-    try:
-        ids = [int(x) for x in data_labels]
-    except ValueError:
+    found = [_CLASS_ID.match(x.strip()) for x in data_labels]
+    if not all(found):
         return None
-    if any(str(i) != x.strip() or not 0 <= i < top for i, x in zip(ids, data_labels)):
+    ids = [int(m.group(1)) for m in found]
+    if any(not 0 <= i < top for i in ids):
         return None
     return np.asarray(ids, dtype=np.int64)
 
 
+def _fold(name: str) -> str:
+    return name.strip().casefold()
+
+
+def _ids_note(data_labels: tuple[str, ...], ids: np.ndarray, id2label: dict[int, str] | None) -> str:
+    named = {int(k): v for k, v in (id2label or {}).items()}
+    return ", ".join(f"{n}->{i}" + (f" ({named[int(i)]})" if int(i) in named and named[int(i)] != n else "")
+                     for n, i in zip(data_labels, ids))
+
+
 def match_labels(data_labels: tuple[str, ...], id2label: dict[int, str] | None, where: str,
-                 n_classes: int | None = None) -> tuple[np.ndarray, str]:
+                 n_classes: int | None = None, model: str | None = None) -> tuple[np.ndarray, str]:
     """Dataset label index -> the model's label id, matched BY NAME with the model's ``id2label``.
 
+    A name matches exactly, else with case and surrounding spaces ignored. A name that two ids of ``id2label``
+    carry (``{0: "pos", 1: "pos"}``, or ``"pos"``/``"Pos"`` for a data label ``POS``) cannot be told apart: an
+    error naming the name and the ids (``model``: the folder whose config.json says so). Data labels that all are
+    class ids (0, 1, ...) and none of them a name of the model are those ids (no name is matched), with a note.
+
     A model without label names (none, or transformers' LABEL_0, LABEL_1, ...): labels that are class ids
-    (0, 1, ...) are those ids; other labels are matched by sorted name when the data has every one of the
-    model's classes (``n_classes``, where known), and the note says so. Fewer labels than classes cannot be
-    matched without names (which class is 'pos'?): an error saying so. A data label the model does not know
-    is an error listing both sets.
+    (0, 1, ...) or transformers' LABEL_k are those ids; other labels are matched by sorted name when the data has
+    every one of the model's classes (``n_classes``, where known), and the note says so. Fewer labels than classes
+    cannot be matched without names (which class is 'pos'?): an error saying so. A data label the model does not
+    know is an error listing both sets.
     """
     if not id2label or all(_GENERIC.match(v) for v in id2label.values()):
         n_model = len(id2label) if id2label else n_classes
@@ -244,6 +261,9 @@ def match_labels(data_labels: tuple[str, ...], id2label: dict[int, str] | None, 
             note = ("the model has no label names (id2label); the data's labels are read as its class ids: "
                     + ", ".join(f"{n}->{i}" for n, i in zip(data_labels, ids)))
             return ids, note
+        generic = _class_ids(tuple(n[len("LABEL_"):] if _GENERIC.match(n) else "x" for n in data_labels), n_model)
+        if generic is not None:  # transformers' own names: LABEL_10 is class 10 (sorted by name it came third)
+            return generic, ""
         if n_model is not None and len(data_labels) < n_model:
             raise InputFileError(
                 f"{where}: {len(data_labels)} label(s) ({', '.join(data_labels)}) of the model's {n_model} classes, "
@@ -253,20 +273,59 @@ def match_labels(data_labels: tuple[str, ...], id2label: dict[int, str] | None, 
         note = ("the model has no label names (id2label); labels matched by sorted name: "
                 + ", ".join(f"{n}->{i}" for i, n in enumerate(data_labels)))
         return np.arange(len(data_labels), dtype=np.int64), note
-    by_name = {v: k for k, v in id2label.items()}
-    by_fold = {v.strip().casefold(): k for k, v in id2label.items()}
-    out, unknown = [], []
-    for name in data_labels:
-        k = by_name.get(name, by_fold.get(name.strip().casefold()))
-        if k is None:
-            unknown.append(name)
-        out.append(-1 if k is None else k)
+    by_name: dict[str, list[int]] = {}
+    by_fold: dict[str, list[int]] = {}
+    for k in sorted(id2label):
+        by_name.setdefault(id2label[k], []).append(k)
+        by_fold.setdefault(_fold(id2label[k]), []).append(k)
+    # a name that two ids carry took the last of them, silently: its examples were scored against that class
+    found = [by_name.get(name) or by_fold.get(_fold(name)) or [] for name in data_labels]
+    unknown = [name for name, ks in zip(data_labels, found) if not ks]
+    if len(unknown) == len(data_labels):  # no label is a name of the model: class ids need no name
+        n_model = class_count(id2label, n_classes)
+        ids = _class_ids(data_labels, n_model)
+        if ids is not None:
+            return ids, ("no data label is one of the model's label names; they are read as its class ids: "
+                         + _ids_note(data_labels, ids, id2label))
     if unknown:
         model_set = [id2label[k] for k in sorted(id2label)]
         raise InputFileError(f"{where}: label(s) {', '.join(map(repr, unknown))} unknown to the model; "
                              f"model labels (id2label): {', '.join(map(repr, model_set))}; "
                              f"data labels: {', '.join(map(repr, data_labels))}")
-    return np.asarray(out, dtype=np.int64), ""
+    twice = next(((name, ks) for name, ks in zip(data_labels, found) if len(ks) > 1), None)
+    if twice is not None:
+        name, ks = twice
+        spelt = sorted({id2label[k] for k in ks})
+        src = f"{model}/config.json" if model is not None else "the model's config.json"
+        ids = f"{', '.join(map(str, ks[:-1]))} and {ks[-1]}"
+        raise InputFileError(
+            f"{where}: label {name!r} matches the model's classes {ids} alike ({src}: id2label names "
+            f"{' and '.join(map(repr, spelt))} for ids {ids}); which class it is cannot be told: give each id its "
+            "own name in id2label, or use labels that are class ids")
+    return np.asarray([ks[0] for ks in found], dtype=np.int64), ""
+
+
+def class_count(id2label: dict[int, str] | None, n_classes: int | None = None) -> int | None:
+    """The classes a model's id2label names: up to its largest id (ids 0 and 2 of a 3-class head name 3), else
+    ``n_classes``."""
+    if not id2label:
+        return n_classes
+    return max(len(id2label), max(id2label) + 1, n_classes or 0)
+
+
+def class_names(id2label: dict[int, str] | None, data_labels: tuple[str, ...], ids: np.ndarray, n: int) -> list[str]:
+    """Class id -> name for ``n`` classes: the model's label names where it has any (besides transformers'
+    LABEL_k), else the data label matched to each id; LABEL_k for an id neither names."""
+    names = [f"LABEL_{k}" for k in range(n)]
+    if id2label and not all(_GENERIC.match(v) for v in id2label.values()):
+        for k, v in id2label.items():
+            if 0 <= k < n:
+                names[k] = v
+    else:
+        for name, k in zip(data_labels, ids):
+            if 0 <= int(k) < n:
+                names[int(k)] = name
+    return names
 
 
 # ------------------------------------------------------------------ the dataset recorded at training
@@ -477,7 +536,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     split = "all" if whole else cfg.split
     n_classes = _onnx_classes(p) if is_onnx else _folder_classes(folder)  # None: not declared
     _refuse_non_classifier(p, meta_folder, n_classes)
-    label_map, label_note = match_labels(ds.label_names, id2label, str(dc.data), n_classes)
+    label_map, label_note = match_labels(ds.label_names, id2label, str(dc.data), n_classes, model=str(meta_folder))
     # label ids with a gap (0 and 2 of a 3-class head) name classes up to the largest
     n_model = max(len(id2label), max(id2label) + 1) if id2label else (n_classes or ds.num_labels)
     if is_onnx:
@@ -505,7 +564,7 @@ def evaluate(cfg: EvalConfig) -> dict:
                              batch_size=cfg.batch_size, label_map=label_map, act_bits=act_bits, name=str(p))
         res["act_bits"] = act_bits
         kind = "pytorch"
-    names = ([id2label[k] for k in sorted(id2label)] if id2label and not label_note else list(ds.label_names))
+    names = class_names(id2label, ds.label_names, label_map, n_model)  # indexed by the predictions' class ids
     res.update(command="eval", model=str(p), kind=kind, metric="accuracy", unit="percent", width=cfg.width,
                depth=cfg.depth,
                dataset=ds.info.to_dict(), data_origin=origin, split_description=ds.info.describe(),

@@ -10,7 +10,8 @@ from pathlib import Path
 from deploytool.data import Dataset, Split
 from deploytool.train.batching import load_data
 from deploytool.train.config import DataConfig
-from deploytool.train.evaluate import _folder_classes, match_labels, model_labels, recorded_data
+from deploytool.train.evaluate import (_folder_classes, class_count, class_names, match_labels, model_labels,
+                                       recorded_data)
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +31,14 @@ def load_teacher_data(cfg: DataConfig, folder) -> Dataset:
         logger.warning("data: %s (%s; give --data for another)", cfg.data, where)
     ds = load_data(cfg)
     id2label = model_labels(folder)  # as eval reads the model's labels and class count
-    n = len(id2label) if id2label else _folder_classes(folder)
-    ids, note = match_labels(ds.label_names, id2label, f"{cfg.data}", n)
+    n = class_count(id2label) if id2label else _folder_classes(folder)
+    ids, note = match_labels(ds.label_names, id2label, f"{cfg.data}", n, model=str(folder))
     if note:
         logger.warning("%s: %s", cfg.data, note)
     n = n or ds.num_labels
     if list(ids) == list(range(ds.num_labels)) and n == ds.num_labels:
         return ds
-    names = tuple(id2label[k] if id2label and k in id2label else f"LABEL_{k}" for k in range(n))
+    names = tuple(class_names(id2label, ds.label_names, ids, n))
 
     def remap(sp: Split) -> Split:
         return Split(sp.texts, tuple(int(ids[y]) for y in sp.labels), sp.ids)

@@ -338,6 +338,7 @@ def test_label_ids_with_a_gap_name_the_classes_up_to_the_largest(tmp_path):
     pr = r["predictions"]
     assert set(pr["label"]) == {0, 2} and r["n"] == 20
     assert r["n_correct"] == sum(p == y for p, y in zip(pr["pred"], pr["label"]))
+    assert r["label_names"] == ["neg", "LABEL_1", "pos"]  # by class id (it was ["neg", "pos"]: class 2 had no name)
 
 
 def test_nan_logits_are_not_scored(nameless, tmp_path):
@@ -373,3 +374,60 @@ def test_nan_logits_are_not_scored(nameless, tmp_path):
     save_file(sd, str(m / "model.safetensors"), metadata={"format": "pt"})
     _fails(["eval", str(m), "--test-file", str(f), "--threads", "1", "-o", str(out)], f"{m}: non-finite logits")
     assert not out.exists()
+
+
+def _named(src, dst, id2label):
+    import shutil
+
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    cfg["id2label"] = id2label
+    (dst / "config.json").write_text(json.dumps(cfg))
+    return dst
+
+
+def test_a_label_name_two_ids_carry_is_one_line_naming_them(nameless, tmp_path):
+    """A model whose id2label is {0: pos, 1: pos}: a file of 'pos' texts was scored against the last id (1) without a
+    word. Refused in one line naming the name and both ids, nothing written (folder, ONNX and importance alike);
+    labels that are class ids need no name and are scored as those ids."""
+    from deploytool.testing.toy_text import toy_rows
+
+    m = _named(nameless, tmp_path / "dup", {"0": "pos", "1": "pos"})
+    texts = [t for t, _ in toy_rows(30)]
+    pos = _write(tmp_path / "pos.csv", [(t, "pos") for t in texts])
+    out = tmp_path / "e.json"
+    for model in (m, m / "model.onnx"):
+        _fails(["eval", str(model), "--test-file", str(pos), "--threads", "1", "-o", str(out)],
+               "label 'pos' matches the model's classes 0 and 1 alike", f"{m}/config.json: id2label names 'pos' for "
+               "ids 0 and 1", "class ids")
+        assert not out.exists()
+    from deploytool.testing.toy_text import tiny_classifier_folder
+
+    three = tiny_classifier_folder(tmp_path / "three", num_labels=3)
+    cfg = json.loads((three / "config.json").read_text())
+    (three / "config.json").write_text(json.dumps({**cfg, "id2label": {"0": "neg", "1": "pos", "2": "pos"}}))
+    _fails(["importance", str(three), "--data", str(_write(tmp_path / "d.csv", toy_rows(60))),
+            "-o", str(tmp_path / "imp.json"), "--threads", "1"], "label 'pos' matches the model's classes 1 and 2")
+    assert not (tmp_path / "imp.json").exists()
+    ids = [str(i % 2) for i in range(30)]
+    f = _write(tmp_path / "ids.csv", list(zip(texts, ids)))
+    text = _ok(["eval", str(m), "--test-file", str(f), "--threads", "1", "-o", str(out)])
+    r = json.loads(out.read_text())
+    assert r["predictions"]["label"] == [int(x) for x in ids] and "read as its class ids" in text
+    assert r["n_correct"] == sum(p == int(y) for p, y in zip(r["predictions"]["pred"], ids))
+
+
+def test_labels_written_as_floats_are_class_ids(nameless, tmp_path):
+    """A file of one label '1.0' (a pandas int column with a missing value) for a model without names was refused
+    ("which class each label is cannot be told") where '1' is read as class 1; both are class 1 now."""
+    from deploytool.testing.toy_text import toy_rows
+
+    texts = [t for t, _ in toy_rows(20)]
+    res = {}
+    for lab in ("1", "1.0"):
+        out = tmp_path / f"e{lab}.json"
+        _ok(["eval", str(nameless), "--test-file", str(_write(tmp_path / f"{lab}.csv", [(t, lab) for t in texts])),
+             "--threads", "1", "-o", str(out)])
+        res[lab] = json.loads(out.read_text())
+        assert set(res[lab]["predictions"]["label"]) == {1}
+    assert res["1.0"]["n_correct"] == res["1"]["n_correct"] == res["1"]["predictions"]["pred"].count(1)

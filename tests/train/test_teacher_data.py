@@ -52,6 +52,57 @@ def test_fewer_labels_than_the_teachers_classes_keep_its_class_count(tmp_path):
     assert {y for y in ds.train.labels} == {0, 2}
 
 
+def _ids_by_label(ds):
+    # _data writes "text number {i} {label}": the label the row was written with, and the id it was given
+    return [(t.rsplit(" ", 1)[1], y) for sp in (ds.train, ds.dev, ds.test) for t, y in zip(sp.texts, sp.labels)]
+
+
+def test_a_name_two_ids_carry_is_refused_naming_the_name_and_the_ids(tmp_path):
+    """id2label {0: neg, 1: pos, 2: pos}: every 'pos' example was given the last id (2), silently. Also a name two ids
+    carry once case and spaces are ignored, for a data label that only matches so ('POS' for 'pos'/'Pos ')."""
+    data = _data(tmp_path / "d.csv", ["neg", "pos"] * 30)
+    with pytest.raises(InputFileError, match=r"label 'pos' matches the model's classes 1 and 2 alike \(\S+/t/config"
+                                             r"\.json: id2label names 'pos' for ids 1 and 2\)"):
+        load_teacher_data(DataConfig(data=str(data)), _teacher(tmp_path / "t", {"0": "neg", "1": "pos", "2": "pos"}))
+    folded = _teacher(tmp_path / "f", {"0": "neg", "1": "pos", "2": "Pos "})
+    upper = _data(tmp_path / "u.csv", ["neg", "POS"] * 30)
+    with pytest.raises(InputFileError, match=r"label 'POS' matches the model's classes 1 and 2 alike .*id2label names "
+                                             r"'Pos ' and 'pos' for ids 1 and 2"):
+        load_teacher_data(DataConfig(data=str(upper)), folded)
+    # the exact spelling is one class of the two
+    ds = load_teacher_data(DataConfig(data=str(data)), folded)
+    assert ds.num_labels == 3 and set(ds.train.labels) == {0, 1}
+
+
+def test_labels_that_are_class_ids_need_no_names(tmp_path):
+    """Labels 0/1 (or 0.0/1.0, a pandas column of ints with a missing value) for a teacher with names: no name is
+    matched, so duplicate names do not matter; each example keeps its id (they were refused as unknown labels)."""
+    teacher = _teacher(tmp_path / "t", {"0": "pos", "1": "pos"})
+    for i, (a, b) in enumerate((("0", "1"), ("0.0", "1.0"))):
+        data = _data(tmp_path / f"d{i}.csv", [a, b] * 30)
+        ds = load_teacher_data(DataConfig(data=str(data)), teacher)
+        got = _ids_by_label(ds)
+        assert ds.num_labels == 2 and len(got) == 60 and all(y == int(float(name)) for name, y in got)
+
+
+def test_transformers_label_k_names_are_class_k(tmp_path):
+    """A teacher of 12 classes named LABEL_0..LABEL_11 and a file labelled so: LABEL_10 was class 2 (sorted by name)."""
+    teacher = _teacher(tmp_path / "t", {str(k): f"LABEL_{k}" for k in range(12)})
+    data = _data(tmp_path / "d.csv", [f"LABEL_{k}" for k in range(12)] * 10)
+    ds = load_teacher_data(DataConfig(data=str(data)), teacher)
+    got = _ids_by_label(ds)
+    assert len(got) == 120 and all(y == int(name.split("_")[1]) for name, y in got)
+
+
+def test_teacher_ids_with_a_gap_keep_every_class(tmp_path):
+    """id2label {0: a, 2: c} of a 3-class head: the class count was the count of names (2), so class 2 was past the
+    data's classes; it is up to the largest id, as eval counts it."""
+    ds = load_teacher_data(DataConfig(data=str(_data(tmp_path / "d.csv", ["a", "c"] * 30))),
+                           _teacher(tmp_path / "t", {"0": "a", "2": "c"}))
+    assert ds.num_labels == 3 and ds.label_names == ("a", "LABEL_1", "c")
+    assert all(y == {"a": 0, "c": 2}[name] for name, y in _ids_by_label(ds))
+
+
 def test_without_data_the_teachers_recorded_dataset_is_read(tmp_path):
     teacher = _teacher(tmp_path / "t", {"0": "neg", "1": "pos"})
     data = _data(tmp_path / "d.csv", ["neg", "pos"] * 30)
