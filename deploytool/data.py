@@ -30,6 +30,7 @@ import importlib.util
 import io
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -333,6 +334,8 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibra
                 raise InputFileError(f"{path}: row {i + 1}: {col!r} is a JSON "
                                      f"{'object' if isinstance(v, dict) else 'list' if isinstance(v, list) else 'boolean'}"
                                      f", expected {'a string' if col == text_col else 'a string or number'}")
+        if isinstance(lab, float) and not math.isfinite(lab):  # JSON NaN: a missing value (pandas' NaN), as null
+            lab = None
         if t is None or lab is None or (label_col is not None and str(lab).strip() == ""):
             continue
         texts.append(str(t))
@@ -355,6 +358,10 @@ def _label_order(values: set[str], where: str = "data") -> list[str]:
         nums = {v: float(v) for v in values}
     except ValueError:
         return sorted(values)
+    odd = sorted(v for v, x in nums.items() if not math.isfinite(x))
+    if odd:  # a NaN key sorts nowhere: the classes after it came out of order ('0', '2', 'nan', '1')
+        raise InputFileError(f"{where}: label(s) {', '.join(map(repr, odd))} among numeric labels (a missing value "
+                             "written out as text?); leave such a row's label empty to skip it, or give its class")
     by_num: dict[float, list[str]] = {}
     for v, x in nums.items():
         by_num.setdefault(x, []).append(v)

@@ -203,3 +203,21 @@ def test_json_objects_and_lists_are_not_texts_or_labels(tmp_path, row, what):
     f.write_text(json.dumps({"text": "fine", "label": "neg"}) + "\n" + json.dumps(row) + "\n")
     with pytest.raises(InputFileError, match=f"d.jsonl: row 2: {what}"):
         load_dataset(f, whole=True)
+
+
+def test_a_nan_label_is_a_missing_label_not_a_class(tmp_path, caplog):
+    """JSON NaN (what json.dumps writes for pandas' missing value) became a class 'nan', and sorting numbers with a NaN
+    among them put the classes out of order: labels 0/1/2/NaN gave ('0', '2', 'nan', '1'). JSON NaN is a missing
+    label (the row skipped, as null); the text 'nan' among numeric labels is refused in one line."""
+    f = tmp_path / "d.jsonl"
+    f.write_text("".join(json.dumps({"text": f"text {i}", "label": [0, 1, 2, float("nan")][i % 4]}) + "\n"
+                         for i in range(80)))
+    with caplog.at_level("WARNING", logger="deploytool.data"):
+        ds = load_dataset(f, whole=True)
+    assert ds.label_names == ("0", "1", "2") and len(ds.test) == 60
+    assert "20 of 80 rows skipped" in caplog.text
+    assert all(y == int(t.split()[1]) % 4 for t, y in zip(ds.test.texts, ds.test.labels))
+    c = tmp_path / "d.csv"
+    c.write_text("text,label\n" + "".join(f"t{i},{['0', '1', '2', 'nan'][i % 4]}\n" for i in range(80)))
+    with pytest.raises(InputFileError, match=r"d\.csv: label\(s\) 'nan' among numeric labels \(a missing value"):
+        load_dataset(c)
