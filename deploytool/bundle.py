@@ -33,7 +33,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from deploytool.models import TOKENIZER_FILES  # re-exported: the files a bundle
 from deploytool.onnx_io import check_output_dir, make_staging_dir, publish_staging_dir
 from deploytool import units
 from deploytool.units import MB, fmt_bytes
+
+if TYPE_CHECKING:
+    import onnx_ir as ir
 
 logger = logging.getLogger(__name__)
 
@@ -211,23 +214,25 @@ def _check_tokenizer_fits(model: Path, cfg: BundleConfig, plan) -> None:
                           "tokenizer the model was trained with (--tokenizer)")
 
 
-def _qnn_preflight(model: Path, cfg: BundleConfig, limit: int | None) -> str | None:
+def _qnn_preflight(model: Path, cfg: BundleConfig, graph: ir.Model) -> str | None:
     """Before anything is written: refuse (ConfigError naming the option) what the user asked of the QNN binary
-    that cannot be done; for the defaults, say why no binary will be compiled (None: try)."""
+    that cannot be done; for the defaults, say why no binary will be compiled (None: try). ``graph``: the model
+    loaded, without its external data."""
+    from deploytool.inspection import check_position_table
+
     if cfg.profile.npu is None or not cfg.qnn:
         return None  # _qnn says why; a QNN option given with these was refused by BundleConfig
-    seq = cfg.qnn_seq_len
-    if seq is None:  # the length the QNN step will use: a QDQ model fixed at a length keeps it
+    if cfg.qnn_seq_len is not None:  # refused in --seq-len's words (inspection's one rule)
+        check_position_table(graph, cfg.qnn_seq_len, str(model), option="--qnn-seq-len")
+    else:  # the length the QNN step will use: a QDQ model fixed at a length keeps it
         from deploytool.onnx_io import load_proto
         from deploytool.qnn.quantize import default_seq_len
 
         seq = default_seq_len(load_proto(model, load_external_data=False))
-    if limit is not None and seq > limit:
-        if cfg.qnn_seq_len is not None:
-            raise ConfigError(f"{model}: --qnn-seq-len {seq} is longer than the model's position table ({limit} "
-                              f"positions); use a QNN sequence length <= {limit}")
-        return (f"the default --qnn-seq-len {seq} is longer than the model's position table ({limit} positions); "
-                f"pass --qnn-seq-len <= {limit}")
+        try:
+            check_position_table(graph, seq, None, option="the default --qnn-seq-len")
+        except ConfigError as e:  # not asked for: the bundle is made without the binary, and the manifest says why
+            return f"{e} (pass --qnn-seq-len)"
     if cfg.qnn_calibration is not None:  # a named dataset is calibrated on, or refused: never seeded ids instead
         from deploytool.qnn.quantize import find_tokenizer
 
@@ -422,8 +427,9 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
     plan = plan_inputs_proto(proto, model)  # no input ids -> one line
     plan.check(1, (cfg.seq_len,), str(model))
     # as qnn's static_shapes, before ORT runs it (its own log line)
-    limit = check_position_table(ir.serde.deserialize_model(proto), cfg.seq_len, str(model))
-    qnn_skip = _qnn_preflight(model, cfg, limit)
+    graph = ir.serde.deserialize_model(proto)
+    check_position_table(graph, cfg.seq_len, str(model))
+    qnn_skip = _qnn_preflight(model, cfg, graph)
     _check_tokenizer_fits(model, cfg, plan)
     stage = make_staging_dir(out)
     source, repacked, scratch = model, None, None

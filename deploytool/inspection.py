@@ -302,16 +302,17 @@ def _table_words(table: tuple[int, int]) -> str:
     return f"{usable} positions: {rows} rows, RoBERTa-style ids start at padding_idx + 1 = {rows - usable}"
 
 
-def check_position_table(model: ir.Model, seq_lens: int | tuple[int, ...], name: str,
+def check_position_table(model: ir.Model, seq_lens: int | tuple[int, ...], name: str | None,
                          option: str = "--seq-len") -> int | None:
     """The usable length of ``model``'s position table (:func:`model_position_rows`), after a ConfigError naming
-    the file ``name`` when a length of ``seq_lens`` is longer: what ONNX Runtime would only say as a broadcast
-    error in the embeddings' Add, or an index error in the position Gather of a RoBERTa-style model. Commands call
-    it before running the model anywhere (bundle, verify-arm64)."""
+    the file ``name`` (None: no file named) and ``option`` when a length of ``seq_lens`` is longer: what ONNX
+    Runtime would only say as a broadcast error in the embeddings' Add, or an index error in the position Gather of
+    a RoBERTa-style model. Commands call it before running the model anywhere (bench, verify-arm64, bundle's
+    --seq-len and --qnn-seq-len): the one rule and wording of a length past the table."""
     table = model_position_table(model)
     for s in (seq_lens,) if isinstance(seq_lens, int) else seq_lens:
         if table is not None and s > table[1]:
-            raise ConfigError(f"{name}: {option} {s} is longer than the model's position table "
+            raise ConfigError(f"{name + ': ' if name else ''}{option} {s} is longer than the model's position table "
                               f"({_table_words(table)}); use a sequence length <= {table[1]}")
     return table[1] if table is not None else None
 

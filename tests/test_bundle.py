@@ -346,6 +346,27 @@ def test_bundle_qnn_seq_len_past_the_position_table(model_dir, tmp_path):
     _nothing_written(tmp_path, out)
 
 
+def test_bundle_qnn_seq_len_is_checked_as_seq_len_is(tiny_onnx, tmp_path):
+    """--qnn-seq-len past the table is refused by inspection.check_position_table, as --seq-len is: the same words
+    but the option (bundle had its own rule beside it, which gave a RoBERTa-style table as '64 positions' and said
+    'use a QNN sequence length'); the default length's note in the manifest says it in the same words."""
+    src = tiny_onnx("roberta", max_pos=64)  # 66 rows, 64 usable: ids start at padding_idx + 1 = 2
+    lines = {}
+    for option in ("--seq-len", "--qnn-seq-len"):
+        out = tmp_path / option.strip("-")
+        lines[option] = _one_line(_bundle([str(src), "--profile", "snapdragon-sm8650", "-o", str(out), option, "65"]))
+        _nothing_written(tmp_path, out)
+    assert lines["--seq-len"] == (f"error: {src}: --seq-len 65 is longer than the model's position table (64 positions: "
+                                  "66 rows, RoBERTa-style ids start at padding_idx + 1 = 2); use a sequence length <= 64")
+    assert lines["--qnn-seq-len"] == lines["--seq-len"].replace("--seq-len", "--qnn-seq-len")
+    out = tmp_path / "default"
+    r = _bundle([str(src), "--profile", "snapdragon-sm8650", "-o", str(out)])  # QNN's default length, 128: no binary
+    assert r.exit_code == 0, r.output
+    why = json.loads((out / "manifest.json").read_text())["qnn"]["why"]
+    assert why == ("the default --qnn-seq-len 128 is longer than the model's position table (64 positions: 66 rows, "
+                   "RoBERTa-style ids start at padding_idx + 1 = 2); use a sequence length <= 64 (pass --qnn-seq-len)")
+
+
 @pytest.mark.parametrize("profile,extra,expect", [
     ("kirin990", ["--qnn-seq-len", "64"], "--qnn-seq-len: sets the QNN context binary, and profile 'kirin990' has no NPU"),
     ("kirin990", ["--qnn-calib-data", "rotten-tomatoes"], "--qnn-calib-data: sets the QNN context binary, and profile"),

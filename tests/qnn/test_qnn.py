@@ -442,17 +442,25 @@ def test_bundle_of_a_qdq_model_compiles_it_as_it_is(qnn_qdq, tmp_path):
     assert q["calibration"] == "none (the model's own quantization)"
 
 
-def test_bundle_preflight_of_a_qdq_model_takes_its_fixed_length(qnn_qdq):
+def test_bundle_preflight_of_a_qdq_model_takes_its_fixed_length(qnn_qdq, monkeypatch):
     """the bundle's QNN preflight checks the length the compile step will use: a QDQ model's fixed one (8) when
     --qnn-seq-len is not given. It checked the default 128 against the position table, so a QDQ model fixed short
     of a table under 128 rows (its table readable: left float by another tool's quantizer) lost its binary with
     "the default --qnn-seq-len 128 is longer than the model's position table" """
+    import deploytool.inspection
     from deploytool.bundle import BundleConfig, _qnn_preflight
+    from deploytool.onnx_io import load_model
     from deploytool.profiles import load_profile
 
     cfg = BundleConfig(profile=load_profile(PROFILE), seq_len=SEQ)
-    assert _qnn_preflight(Path(qnn_qdq), cfg, limit=64) is None
-    assert _qnn_preflight(Path(qnn_qdq), cfg, limit=4) is not None  # 8 rows past a 4-row table: still said
+    graph = load_model(qnn_qdq)
+    for rows, said in ((64, False), (4, True)):  # 8 rows past a 4-row table: still said
+        # the QDQ file's own table is quantized (not read): the table another tool's quantizer left float
+        monkeypatch.setattr(deploytool.inspection, "model_position_table", lambda model, rows=rows: (rows, rows))
+        why = _qnn_preflight(Path(qnn_qdq), cfg, graph)
+        assert (why is not None) == said, why
+        assert not said or why.startswith(f"the default --qnn-seq-len {SEQ} is longer than the model's position "
+                                          f"table ({rows} positions)")
 
 
 def test_a_bad_act_or_weights_option_is_not_blamed_on_the_profile():
