@@ -14,6 +14,7 @@ from deploytool.train.checkpoint import check_output_folder, load_classifier, lo
 from deploytool.train.config import TrainConfig
 from deploytool.train.evaluate import evaluate_torch
 from deploytool.train.loop import run_loop
+from deploytool.train.teacher_data import knows_labels, with_model_ids
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,8 @@ def finetune(cfg: TrainConfig) -> dict:
     src = resolve_folder(cfg.model)
     check_output_folder(cfg.output, inputs=(src,))
     ds = load_data(cfg.data)
+    if knows_labels(src, ds.label_names):  # a trained head: its rows keep their classes (they were renamed by the
+        ds = with_model_ids(ds, src, str(cfg.data.data))  # data's sorted labels: pos/neg of {0: pos, 1: neg} swapped)
     acc = make_accelerator(cfg.threads, cfg.cpu, cfg.data.seed)
     tok = load_tokenizer(src)
     model = load_classifier(src, num_labels=ds.num_labels, label_names=ds.label_names)

@@ -10,12 +10,12 @@ from pathlib import Path
 from deploytool.data import Dataset, Split
 from deploytool.train.batching import load_data
 from deploytool.train.config import DataConfig
-from deploytool.train.evaluate import (_folder_classes, class_count, class_names, match_labels, model_labels,
-                                       recorded_data)
+from deploytool.train.evaluate import (_GENERIC, _folder_classes, class_count, class_names, match_labels,
+                                       model_labels, recorded_data)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_teacher_data"]
+__all__ = ["load_teacher_data", "knows_labels", "with_model_ids"]
 
 
 def load_teacher_data(cfg: DataConfig, folder) -> Dataset:
@@ -29,12 +29,28 @@ def load_teacher_data(cfg: DataConfig, folder) -> Dataset:
     if cfg.data is None:
         cfg, where = recorded_data(cfg, folder)
         logger.warning("data: %s (%s; give --data for another)", cfg.data, where)
-    ds = load_data(cfg)
+    return with_model_ids(load_data(cfg), folder, str(cfg.data))
+
+
+def knows_labels(folder, label_names: tuple[str, ...]) -> bool:
+    """Whether ``folder`` has a classification head whose label names (besides transformers' LABEL_k) include every
+    one of ``label_names`` (exactly, or with case and surrounding spaces ignored)."""
+    id2label = model_labels(Path(folder))
+    if _folder_classes(Path(folder)) is None or not id2label or all(_GENERIC.match(v) for v in id2label.values()):
+        return False
+    known = set(id2label.values()) | {v.strip().casefold() for v in id2label.values()}
+    return all(n in known or n.strip().casefold() in known for n in label_names)
+
+
+def with_model_ids(ds: Dataset, folder, where: str) -> Dataset:
+    """``ds`` with its labels as the class ids of the classifier in ``folder``, matched by name
+    (:func:`~deploytool.train.evaluate.match_labels`), and its label names the model's."""
+    folder = Path(folder)
     id2label = model_labels(folder)  # as eval reads the model's labels and class count
     n = class_count(id2label) if id2label else _folder_classes(folder)
-    ids, note = match_labels(ds.label_names, id2label, f"{cfg.data}", n, model=str(folder))
+    ids, note = match_labels(ds.label_names, id2label, where, n, model=str(folder))
     if note:
-        logger.warning("%s: %s", cfg.data, note)
+        logger.warning("%s: %s", where, note)
     n = n or ds.num_labels
     if list(ids) == list(range(ds.num_labels)) and n == ds.num_labels:
         return ds
@@ -43,6 +59,6 @@ def load_teacher_data(cfg: DataConfig, folder) -> Dataset:
     def remap(sp: Split) -> Split:
         return Split(sp.texts, tuple(int(ids[y]) for y in sp.labels), sp.ids)
 
-    logger.info("%s: labels matched to the teacher's ids: %s", cfg.data,
+    logger.info("%s: labels matched to the model's ids: %s", where,
                 ", ".join(f"{a}->{int(b)}" for a, b in zip(ds.label_names, ids)))
     return dataclasses.replace(ds, label_names=names, train=remap(ds.train), dev=remap(ds.dev), test=remap(ds.test))

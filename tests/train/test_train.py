@@ -307,3 +307,38 @@ def test_qat_int8_activations_match_the_packed_speed_runtime(toy, tmp_path):
     assert err_q < err_fp / 5, (err_q, err_fp)
     e = evaluate(EvalConfig(model=tmp_path / "q", data=toy["data"], split="dev", threads=1))
     assert e["act_bits"] == 8 and e["accuracy"] == r["dev"]["accuracy"]
+
+
+def test_finetune_of_a_trained_head_keeps_its_classes_by_name(tmp_path):
+    """Fine-tuning a classifier whose id2label is {0: pos, 1: neg} on a file labelled neg/pos renamed its head's rows
+    by the data's sorted labels ({0: neg, 1: pos}): every prediction swapped class before training began. The
+    data's labels are now its ids by name; a file of other labels still renames the head (a new task)."""
+    import transformers as tr
+
+    from deploytool.train.finetune import finetune
+
+    src = tiny_classifier_folder(tmp_path / "src", layers=2)
+    cfg = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({**cfg, "id2label": {"0": "pos", "1": "neg"},
+                                                 "label2id": {"pos": 0, "neg": 1}}))
+    data = toy_csv(tmp_path / "toy.csv", n=60)
+    texts = ["w1 w2 w3 w4", "w50 w60 w70", "w5 w17 w33 w81 w9"]
+
+    def named_predictions(folder):
+        tok = tr.AutoTokenizer.from_pretrained(str(folder))
+        m = tr.AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+        with torch.no_grad():
+            logits = m(**tok(texts, padding=True, return_tensors="pt")).logits
+        return [m.config.id2label[int(i)] for i in logits.argmax(-1)], logits
+
+    out = tmp_path / "out"
+    finetune(TrainConfig(model=str(src), output=out, data=DataConfig(data=str(data), max_length=32), epochs=0.05,
+                         lr=1e-9, batch_size=16, threads=1))
+    assert json.loads((out / "config.json").read_text())["id2label"] == {"0": "pos", "1": "neg"}
+    (a, la), (b, lb) = named_predictions(src), named_predictions(out)
+    assert a == b and torch.allclose(la, lb, atol=1e-4)
+    other = tmp_path / "other.csv"
+    other.write_text(data.read_text().replace(",pos\n", ",fresh\n").replace(",neg\n", ",rotten\n"))
+    finetune(TrainConfig(model=str(src), output=tmp_path / "o2", data=DataConfig(data=str(other), max_length=32),
+                         epochs=0.05, lr=1e-9, batch_size=16, threads=1))
+    assert json.loads((tmp_path / "o2" / "config.json").read_text())["id2label"] == {"0": "fresh", "1": "rotten"}
