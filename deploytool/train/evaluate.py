@@ -205,12 +205,16 @@ def model_labels(folder: Path | None) -> dict[int, str] | None:
         raw = json.loads(cfg.read_text(encoding="utf-8")).get("id2label")
     except (OSError, ValueError, AttributeError):
         return None
-    if not isinstance(raw, dict) or not raw:
+    if raw is None or raw == {}:
         return None
-    try:
-        return {int(k): str(v) for k, v in raw.items()}
-    except ValueError:
-        return None
+    # a config transformers cannot read (it refuses the folder) was read here as one without names, and an ONNX
+    # model's labels were then matched by sorted name: id2label {"pos": 0, "neg": 1} scored pos texts as class 1
+    bad = (f"a {type(raw).__name__}" if not isinstance(raw, dict) else
+           next((repr(k) for k in raw if not re.fullmatch(r"\s*\d+\s*", str(k))), None))  # as transformers' int(k)
+    if bad is not None:
+        raise InputFileError(f"{cfg}: id2label must map class ids to label names ({{\"0\": \"neg\", \"1\": \"pos\"}}); "
+                             f"got {'key ' if isinstance(raw, dict) else ''}{bad}")
+    return {int(k): str(v) for k, v in raw.items()}
 
 
 def _class_ids(data_labels: tuple[str, ...], n_model: int | None) -> np.ndarray | None:

@@ -431,3 +431,18 @@ def test_labels_written_as_floats_are_class_ids(nameless, tmp_path):
         res[lab] = json.loads(out.read_text())
         assert set(res[lab]["predictions"]["label"]) == {1}
     assert res["1.0"]["n_correct"] == res["1"]["n_correct"] == res["1"]["predictions"]["pred"].count(1)
+
+
+def test_an_id2label_of_names_to_ids_is_refused_not_read_as_no_names(nameless, tmp_path):
+    """id2label {"pos": 0, "neg": 1} (label2id's shape) was read as no label names beside an ONNX model, and the
+    labels matched by sorted name (neg->0, pos->1: the opposite of what it says). One line naming config.json, for
+    the folder too (transformers' own error before)."""
+    from deploytool.testing.toy_text import toy_rows
+
+    m = _named(nameless, tmp_path / "swapped", {"pos": 0, "neg": 1})
+    f = _write(tmp_path / "t.csv", toy_rows(20))
+    out = tmp_path / "e.json"
+    for model in (m / "model.onnx", m):
+        _fails(["eval", str(model), "--test-file", str(f), "--threads", "1", "-o", str(out)],
+               f"{m}/config.json: id2label must map class ids to label names", "got key 'pos'")
+        assert not out.exists()
