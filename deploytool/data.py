@@ -353,7 +353,15 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibra
 
 def _label_order(values: set[str], where: str = "data") -> list[str]:
     """The labels in class order: by number where all are numbers (2 before 10), else by name. The same number
-    spelled two ways ('1' and '1.0', JSON 1 and 1.0) is refused: it would be two classes."""
+    spelled two ways ('1' and '1.0', JSON 1 and 1.0), or one name in two cases ('pos', 'Pos'), is refused: it would
+    be two classes."""
+    by_fold: dict[str, list[str]] = {}
+    for v in values:
+        by_fold.setdefault(v.casefold(), []).append(v)
+    twice = next((sorted(vs) for vs in by_fold.values() if len(vs) > 1), None)
+    if twice is not None:  # 'pos' and 'Pos' trained a head of one class more; eval matches names ignoring case
+        raise InputFileError(f"{where}: labels {' and '.join(map(repr, twice))} differ only in case (they would be "
+                             "two classes); write one")
     try:
         nums = {v: float(v) for v in values}
     except ValueError:

@@ -221,3 +221,13 @@ def test_a_nan_label_is_a_missing_label_not_a_class(tmp_path, caplog):
     c.write_text("text,label\n" + "".join(f"t{i},{['0', '1', '2', 'nan'][i % 4]}\n" for i in range(80)))
     with pytest.raises(InputFileError, match=r"d\.csv: label\(s\) 'nan' among numeric labels \(a missing value"):
         load_dataset(c)
+
+
+def test_one_name_in_two_cases_is_not_two_classes(tmp_path):
+    """Labels pos/Pos/neg trained a head of 3 classes (and a model without names refused '3 labels but the model
+    classifies 2'), while eval matches names ignoring case: refused as the same number spelled two ways is."""
+    f = tmp_path / "d.csv"
+    f.write_text("text,label\n" + "".join(f"t{i},{('pos', 'neg', 'Pos')[i % 3]}\n" for i in range(60)))
+    with pytest.raises(InputFileError, match="labels 'Pos' and 'pos' differ only in case \\(they would be two "
+                                             "classes\\); write one"):
+        load_dataset(f)
