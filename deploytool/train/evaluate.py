@@ -424,6 +424,21 @@ def _refuse_non_classifier(model: Path, folder: Path | None, n_classes: int | No
                              "scores single-label classifiers (one label per text, the argmax)")
 
 
+def _labels_folder(model: Path, tokenizer_folder: Path) -> Path:
+    """Where an ONNX model's label names are read: the ``--tokenizer`` folder where its config.json names labels,
+    else the config.json beside the model (a tokenizer-only folder lost the names beside the model, and the labels
+    were matched by sorted name: {0: pos, 1: neg} scored pos as class 1). Two different sets of names: one line."""
+    beside = model.parent
+    if beside.resolve() == tokenizer_folder.resolve():
+        return tokenizer_folder
+    named = [f for f in (tokenizer_folder, beside)
+             if (lab := model_labels(f)) and not all(_GENERIC.match(v) for v in lab.values())]
+    if len(named) == 2 and model_labels(named[0]) != model_labels(named[1]):
+        raise InputFileError(f"{model}: the label names (id2label) of {named[0]}/config.json and of "
+                             f"{named[1]}/config.json beside the model differ; which are the model's cannot be told")
+    return named[0] if named else tokenizer_folder
+
+
 def _is_embedding_onnx(path: Path) -> bool:
     """True for a feature-extraction model: its first output is [batch, seq, hidden], not logits."""
     from deploytool.onnx_io import load_proto
@@ -534,13 +549,14 @@ def evaluate(cfg: EvalConfig) -> dict:
             raise InputFileError(f"{p}: {', '.join(archs)} has no classification head (a feature-extraction "
                                  "model); fine-tune it (`deploytool train`), or export it and eval the .onnx "
                                  "file for its embedding agreement with the original")
-    id2label = model_labels(meta_folder)
+    labels_folder = _labels_folder(p, meta_folder) if is_onnx else meta_folder
+    id2label = model_labels(labels_folder)
     dc, whole, origin = resolve_data(cfg, meta_folder)
     ds = load_data(dc, whole=whole)
     split = "all" if whole else cfg.split
     n_classes = _onnx_classes(p) if is_onnx else _folder_classes(folder)  # None: not declared
     _refuse_non_classifier(p, meta_folder, n_classes)
-    label_map, label_note = match_labels(ds.label_names, id2label, str(dc.data), n_classes, model=str(meta_folder))
+    label_map, label_note = match_labels(ds.label_names, id2label, str(dc.data), n_classes, model=str(labels_folder))
     # label ids with a gap (0 and 2 of a 3-class head) name classes up to the largest
     n_model = max(len(id2label), max(id2label) + 1) if id2label else (n_classes or ds.num_labels)
     if is_onnx:

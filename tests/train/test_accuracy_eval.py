@@ -446,3 +446,38 @@ def test_an_id2label_of_names_to_ids_is_refused_not_read_as_no_names(nameless, t
         _fails(["eval", str(model), "--test-file", str(f), "--threads", "1", "-o", str(out)],
                f"{m}/config.json: id2label must map class ids to label names", "got key 'pos'")
         assert not out.exists()
+
+
+def test_onnx_labels_beside_the_model_are_kept_with_a_tokenizer_folder(trained, tmp_path):
+    """An ONNX model beside a config naming {0: pos, 1: neg}, evaluated with --tokenizer a folder of tokenizer files
+    only: the names beside the model were not read, the labels were matched by sorted name (neg->0) and the accuracy
+    was 100 minus the model's. Names in two places that differ are one line."""
+    import shutil
+
+    from deploytool.export import ExportConfig, export
+
+    m = tmp_path / "rev"
+    shutil.copytree(trained["model"], m)
+    cfg = json.loads((m / "config.json").read_text())
+    cfg["id2label"], cfg["label2id"] = {"0": "pos", "1": "neg"}, {"pos": 0, "neg": 1}
+    (m / "config.json").write_text(json.dumps(cfg))
+    export(ExportConfig(model=str(m), task="sequence-classification"), m / "model.onnx")
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    for n in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        if (m / n).is_file():
+            shutil.copy(m / n, tok / n)
+    # 30 pos and 10 neg texts: a swap of the classes changes the accuracy whatever the model predicts
+    rows = ([r for r in trained["rows"] if r["label"] == "pos"][:30]
+            + [r for r in trained["rows"] if r["label"] == "neg"][:10])
+    f = _write(tmp_path / "t.csv", [(r["text"], r["label"]) for r in rows])
+    ref, _ = _reference_accuracy(m, [x["text"] for x in rows], [x["label"] for x in rows])
+    assert ref != 50.0
+    out = tmp_path / "e.json"
+    _ok(["eval", str(m / "model.onnx"), "--tokenizer", str(tok), "--test-file", str(f), "-o", str(out),
+         "--threads", "1"])
+    r = json.loads(out.read_text())
+    assert r["accuracy"] == pytest.approx(ref) and r["label_names"] == ["pos", "neg"] and not r["label_note"]
+    (tok / "config.json").write_text(json.dumps({**cfg, "id2label": {"0": "neg", "1": "pos"}}))
+    _fails(["eval", str(m / "model.onnx"), "--tokenizer", str(tok), "--test-file", str(f), "--threads", "1"],
+           "label names (id2label)", "differ")
