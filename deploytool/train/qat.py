@@ -55,7 +55,7 @@ from torch.nn.utils import parametrize
 
 from deploytool.quant.quantizers import binarize, dequantize, split_ternary, ternarize
 from deploytool.train.batching import check_max_length, encode, make_accelerator, torch_max_length
-from deploytool.train.teacher_data import load_teacher_data
+from deploytool.train.teacher_data import check_same_labels, load_teacher_data
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
     require_classifier, resolve_folder, save_folder
 from deploytool.train.config import QATConfig, QuantMode
@@ -169,6 +169,8 @@ def train_qat(cfg: QATConfig) -> dict:
     inputs = (folder,) + ((resolve_folder(cfg.init),) if cfg.init is not None else ())
     check_output_folder(cfg.output, inputs=inputs)  # -o may name neither the teacher nor the --init model
     ds = load_teacher_data(cfg.data, folder)  # the teacher's ids; its recorded dataset by default
+    if cfg.init is not None:
+        check_same_labels(folder, resolve_folder(cfg.init), "--init")
     acc = make_accelerator(cfg.threads, cfg.cpu, cfg.data.seed)
     tok = load_tokenizer(folder)
     teacher = load_classifier(folder, num_labels=ds.num_labels)

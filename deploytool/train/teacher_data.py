@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from deploytool.data import Dataset, Split
+from deploytool.errors import InputFileError
 from deploytool.train.batching import load_data
 from deploytool.train.config import DataConfig
 from deploytool.train.evaluate import (_GENERIC, _folder_classes, class_count, class_names, match_labels,
@@ -15,7 +16,7 @@ from deploytool.train.evaluate import (_GENERIC, _folder_classes, class_count, c
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_teacher_data", "knows_labels", "with_model_ids"]
+__all__ = ["load_teacher_data", "knows_labels", "with_model_ids", "check_same_labels"]
 
 
 def load_teacher_data(cfg: DataConfig, folder) -> Dataset:
@@ -62,3 +63,16 @@ def with_model_ids(ds: Dataset, folder, where: str) -> Dataset:
     logger.info("%s: labels matched to the model's ids: %s", where,
                 ", ".join(f"{a}->{int(b)}" for a, b in zip(ds.label_names, ids)))
     return dataclasses.replace(ds, label_names=names, train=remap(ds.train), dev=remap(ds.dev), test=remap(ds.test))
+
+
+def check_same_labels(teacher, other, what: str) -> None:
+    """A model trained from ``other`` against ``teacher``'s class ids: where both name their labels, the names must
+    be the same ids' (a head whose rows are other classes would be trained, and saved, under the wrong names)."""
+    a, b = model_labels(Path(teacher)), model_labels(Path(other))
+    if not a or not b or all(_GENERIC.match(v) for v in (*a.values(), *b.values())):
+        return
+    if a != b:
+        def show(d):
+            return "{" + ", ".join(f"{k}: {d[k]!r}" for k in sorted(d)) + "}"
+        raise InputFileError(f"{what} {other}: its label names (id2label) {show(b)} are not the teacher's {show(a)} "
+                             f"({teacher}); its head's classes would be trained as the teacher's ids")

@@ -153,3 +153,24 @@ def test_a_non_finite_loss_stops_training_and_saves_nothing(tmp_path):
 
     with pytest.raises(DeployError, match="the loss is inf at step 3 of"):
         run_loop(make_accelerator(1, True, 0), model, enc, step, epochs=2, lr=1e-3, batch_size=2)
+
+
+def test_qat_init_whose_labels_are_not_the_teachers_is_refused(tmp_path):
+    """qat --tws --init M: M's head was trained against the teacher's class ids and saved with M's own id2label, so a
+    model whose id2label is {0: pos, 1: neg} under a {0: neg, 1: pos} teacher came out with every class misnamed."""
+    pytest.importorskip("torch")
+    from deploytool.testing.toy_text import tiny_classifier_folder, toy_csv
+    from deploytool.train.config import QATConfig
+    from deploytool.train.qat import train_qat
+
+    folders = {}
+    for name, i2l in (("teacher", {"0": "neg", "1": "pos"}), ("init", {"0": "pos", "1": "neg"})):
+        folders[name] = tiny_classifier_folder(tmp_path / name, layers=1)
+        cfg = json.loads((folders[name] / "config.json").read_text())
+        (folders[name] / "config.json").write_text(json.dumps({**cfg, "id2label": i2l}))
+    data = DataConfig(data=str(toy_csv(tmp_path / "toy.csv", n=60)), max_length=32)
+    with pytest.raises(InputFileError, match=r"--init \S+/init: its label names \(id2label\) \{0: 'pos', 1: 'neg'\} "
+                                             r"are not the teacher's \{0: 'neg', 1: 'pos'\}"):
+        train_qat(QATConfig(teacher=str(folders["teacher"]), output=tmp_path / "out", data=data, mode="binary",
+                            tws=True, init=str(folders["init"]), epochs=0.05, threads=1))
+    assert not (tmp_path / "out").exists()
