@@ -61,6 +61,9 @@ class DataConfig:
 
     def __post_init__(self):
         _check(self.data is None or bool(str(self.data)), "data: a dataset name or file is required")
+        # each text its own label: a head of as many classes as rows was trained, and eval listed every text
+        _check(self.text_col != self.label_col,
+               f"text_col/label_col: both name the column {self.text_col!r}; the labels are another column")
         _check(2 <= self.max_length <= MAX_SEQ_LEN, f"max_length: must be in [2, {MAX_SEQ_LEN}] (got {self.max_length})")
         for name in ("max_train", "max_eval"):
             v = getattr(self, name)

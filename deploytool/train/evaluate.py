@@ -230,6 +230,12 @@ def _class_ids(data_labels: tuple[str, ...], n_model: int | None) -> np.ndarray 
     return np.asarray(ids, dtype=np.int64)
 
 
+def _listed(names, most: int = 10, repr_: bool = True) -> str:
+    """'a', 'b', ... (N in all): a file of a label per text (a wrong --label-col) made an error line of every text."""
+    shown = [repr(n) if repr_ else str(n) for n in list(names)[:most]]
+    return ", ".join(shown) + (f", ... ({len(names)} in all)" if len(names) > most else "")
+
+
 def _fold(name: str) -> str:
     return name.strip().casefold()
 
@@ -258,7 +264,7 @@ def match_labels(data_labels: tuple[str, ...], id2label: dict[int, str] | None, 
     if not id2label or all(_GENERIC.match(v) for v in id2label.values()):
         n_model = len(id2label) if id2label else n_classes
         if n_model is not None and len(data_labels) > n_model:
-            raise InputFileError(f"{where}: {len(data_labels)} labels ({', '.join(data_labels)}) but the model "
+            raise InputFileError(f"{where}: {len(data_labels)} labels ({_listed(data_labels, repr_=False)}) but the model "
                                  f"classifies {n_model} and has no label names")
         ids = _class_ids(data_labels, n_model)
         if ids is not None:
@@ -270,7 +276,7 @@ def match_labels(data_labels: tuple[str, ...], id2label: dict[int, str] | None, 
             return generic, ""
         if n_model is not None and len(data_labels) < n_model:
             raise InputFileError(
-                f"{where}: {len(data_labels)} label(s) ({', '.join(data_labels)}) of the model's {n_model} classes, "
+                f"{where}: {len(data_labels)} label(s) ({_listed(data_labels, repr_=False)}) of the model's {n_model} classes, "
                 "and the model has no label names (id2label), so which class each label is cannot be told; give "
                 f"label names in the model's config.json (id2label), labels that are class ids (0..{n_model - 1}), "
                 f"or a file with all {n_model} labels")
@@ -293,9 +299,9 @@ def match_labels(data_labels: tuple[str, ...], id2label: dict[int, str] | None, 
                          + _ids_note(data_labels, ids, id2label))
     if unknown:
         model_set = [id2label[k] for k in sorted(id2label)]
-        raise InputFileError(f"{where}: label(s) {', '.join(map(repr, unknown))} unknown to the model; "
-                             f"model labels (id2label): {', '.join(map(repr, model_set))}; "
-                             f"data labels: {', '.join(map(repr, data_labels))}")
+        raise InputFileError(f"{where}: label(s) {_listed(unknown)} unknown to the model; "
+                             f"model labels (id2label): {_listed(model_set)}; "
+                             f"data labels: {_listed(data_labels)}")
     twice = next(((name, ks) for name, ks in zip(data_labels, found) if len(ks) > 1), None)
     if twice is not None:
         name, ks = twice

@@ -481,3 +481,23 @@ def test_onnx_labels_beside_the_model_are_kept_with_a_tokenizer_folder(trained, 
     (tok / "config.json").write_text(json.dumps({**cfg, "id2label": {"0": "neg", "1": "pos"}}))
     _fails(["eval", str(m / "model.onnx"), "--tokenizer", str(tok), "--test-file", str(f), "--threads", "1"],
            "label names (id2label)", "differ")
+
+
+def test_a_label_column_of_one_label_per_row_is_a_short_line(trained, tmp_path):
+    """--label-col naming the text column (or a row-id column) made every text a label: train built a head of as many
+    classes as rows, and eval's error line listed every text (a line of megabytes on a real file). The same column
+    twice is refused as options; the label lists of an error show 10 and the count."""
+    rows = [(r["text"], r["label"], f"row{i}") for i, r in enumerate(trained["rows"][:60])]
+    f = tmp_path / "t.csv"
+    with open(f, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text", "label", "id"])
+        w.writerows(rows)
+    for cmd in (["eval", str(trained["model"]), "--test-file", str(f)],
+                ["train", "--model", str(trained["model"]), "--data", str(f), "-o", str(tmp_path / "o")]):
+        _fails(cmd + ["--label-col", "text", "--threads", "1"],
+               "--text-col/--label-col: both name the column 'text'")
+    assert not (tmp_path / "o").exists()
+    line = _fails(["eval", str(trained["model"]), "--test-file", str(f), "--label-col", "id", "--threads", "1"],
+                  "unknown to the model", "... (60 in all)", "model labels (id2label): 'neg', 'pos'")
+    assert len(line) < 400 and "row59" not in line
