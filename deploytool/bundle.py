@@ -435,11 +435,10 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
     source, repacked, scratch = model, None, None
     try:
         if cfg.repack_memory:  # the .ort is made from the repacked file (written outside the bundle)
-            import tempfile
-
+            from deploytool import scratch as scratch_dirs
             from deploytool.passes.repack import RepackConfig, repack_file
 
-            scratch = Path(tempfile.mkdtemp(prefix="deploytool-bundle-"))
+            scratch = Path(scratch_dirs.mkdtemp("deploytool-bundle-"))
             model = scratch / "repacked.onnx"
             r = repack_file(source, model, RepackConfig(runtime="memory"))
             repacked = {"runtime": "memory", "weights_converted": r.stats.get("weights_converted", 0),
@@ -495,5 +494,7 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
         raise
     finally:
         if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+            from deploytool import scratch as scratch_dirs
+
+            scratch_dirs.remove(scratch)
     return BundleResult(out, manifest)

@@ -53,11 +53,11 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from deploytool import scratch
 from deploytool.accuracy import AccuracyRecord, pick
 from deploytool.choices import OWN_CHECK, FrozenMap, as_path, config, show
 from deploytool.errors import ConfigError, DeployError, OutputPathError, PassRefusedError, not_a_file
@@ -400,7 +400,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
     check_output_path(config.output, inputs=(config.model,))
     prof = config.profile
     budget = float(config.budget)
-    with tempfile.TemporaryDirectory(prefix="deploytool-fit-") as tmp_s:
+    with scratch.temporary_directory("deploytool-fit-") as tmp_s:
         work = Path(config.workdir) if config.workdir is not None else Path(tmp_s)
         work.mkdir(parents=True, exist_ok=True)
         sliced: dict = {}

@@ -49,7 +49,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from deploytool import scratch
 from deploytool.arm64.emulator import Emulator, ensure_emulator
 from deploytool.choices import config, one_or_many
 from deploytool.errors import ConfigError, UnavailableError, not_a_file
@@ -322,7 +322,7 @@ def verify_arm64(config: VerifyConfig) -> VerifyResult:
     profile = config.profile
     providers = profile.ep_names() if profile else ["CPUExecutionProvider"]
     provider_options = [profile.provider_options(ep) for ep in profile.execution_providers] if profile else [{}]
-    with tempfile.TemporaryDirectory(prefix="deploytool-arm64-") as tmp_s:
+    with scratch.temporary_directory("deploytool-arm64-") as tmp_s:
         tmp = Path(tmp_s)
         prepared = []
         for i, m in enumerate(config.models):

@@ -45,12 +45,12 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from deploytool import scratch
 from deploytool.errors import ConfigError
 from deploytool.profiles.schema import Precision, Profile
 
@@ -527,7 +527,7 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
     if optimized:
         from deploytool.runtime.session import CAST_PREFIX
 
-        with tempfile.TemporaryDirectory(prefix="deploytool-opt-") as tmp:
+        with scratch.temporary_directory("deploytool-opt-") as tmp:
             opt = optimize_model(model_path, Path(tmp) / "optimized.onnx")
             model = load_proto(opt)
         if any(n.name.startswith(CAST_PREFIX) for n in model.graph.node):
@@ -555,7 +555,7 @@ def op_costs(model_path: str | os.PathLike, seq_len: int, *, batch: int = 1, see
     consts = set(inits) | set(low_bit) | {o for i in folded for o in graph.node[i].output if o}
     feeds = make_feeds(plan_inputs(model_path), batch, seq_len, seed)
     values: dict[str, np.ndarray] = dict(feeds)
-    with tempfile.TemporaryDirectory(prefix="deploytool-cost-") as tmp:
+    with scratch.temporary_directory("deploytool-cost-") as tmp:
         exposed_path = Path(tmp) / "exposed.onnx"
         exposed_path.write_bytes(model.SerializeToString())
         sess, _ = build_session(exposed_path, SessionSpec(graph_optimization="disable"))

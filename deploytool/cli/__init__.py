@@ -170,8 +170,16 @@ def entry() -> None:
     handlers, ``weakref.finalize`` callbacks (temporary folders), and each object's release as its module
     is cleared; the files a command writes are closed by then (each is written in a ``with`` block and
     renamed into place). Not in :func:`main` itself: tests and scripts call that in a process that goes on.
+    The last atexit callback removes deploytool's temporary folders still listed (:mod:`deploytool.scratch`).
     """
     _supervise()
+    import atexit
+
+    from deploytool.scratch import remove_left
+
+    # registered first, so run last: after the threads are joined and the other exit-time clean-ups ran, what is
+    # still listed is a temporary folder whose own removal a signal cut short (deploytool.scratch)
+    atexit.register(remove_left)
     try:
         main()
     finally:
@@ -275,14 +283,22 @@ def _supervise() -> None:
 
         import threading
 
+        from deploytool.scratch import remove_left
+
         # bound here: the module globals are gone (None) by the time the last exit-time clean-up runs
-        main_thread, sys_, exit_now = threading.main_thread, sys, os._exit
+        main_thread, sys_, exit_now, remove_folders = threading.main_thread, sys, os._exit, remove_left
 
         def stop(signum, frame):  # asked to stop: unwind, so that temporary files and folders are removed
             if not main_thread().is_alive() or sys_.is_finalizing():
                 # the command is done and the interpreter exits (threading's shutdown has stopped the main thread,
                 # then atexit callbacks, finalizers): an exception raised here would only print 'Exception ignored
-                # in atexit callback' and its traceback, and the exit would go on with the command's code
+                # in atexit callback' and its traceback, and the exit would go on with the command's code. The exit
+                # ends here, so what it had left to run (weakref finalizers of temporary folders) never runs:
+                # deploytool's own temporary folders are removed first
+                try:
+                    remove_folders()
+                except Exception:  # nothing of a clean-up stops the exit
+                    pass
                 for stream in (sys_.stdout, sys_.stderr):
                     try:
                         stream.flush()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import onnx
 
-from deploytool import onnx_io
+from deploytool import onnx_io, scratch
 from deploytool.errors import DeployError
 from deploytool.export.alibi_buffers import shrunk_alibi_buffers
 from deploytool.export.config import ExportConfig, Exporter, ExportResult
@@ -50,7 +50,7 @@ def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig) -> E
     tables: list[int] = []  # the whole ALiBi buffers' sizes (exported as a small corner, then computed)
     removed = 0  # bytes of ALiBi constants the export's graph no longer holds
     for shrink in (True, False):
-        with tempfile.TemporaryDirectory(prefix="deploytool-export-") as tmp:
+        with scratch.temporary_directory("deploytool-export-") as tmp:
             raw = Path(tmp) / "model.onnx"
             with shrunk_alibi_buffers(model) if shrink else contextlib.nullcontext([]) as shrunk:
                 tables = tables or shrunk

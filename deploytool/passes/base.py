@@ -890,7 +890,11 @@ def _gate(pass_: DeployPass, proto, src: str | os.PathLike, path: Path, *,
     if process is not None and early is not None:
         reference, cosine = process.EARLY, early.min_cosine
     else:
-        ref = pass_.gate_reference(src)
+        try:
+            ref = pass_.gate_reference(src)
+        except BaseException:  # an error or an interrupt while it was made: what it made so far is removed too
+            pass_.gate_done()
+            raise
         reference, cosine = ref if ref is not None else (None, None)
     rtol = PRESERVE_RTOL_FP16 if _computes_fp16(proto) else PRESERVE_RTOL
     # small models: in a forked copy of this process, so that ONNX Runtime crashing on the output is a refusal

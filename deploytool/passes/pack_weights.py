@@ -611,10 +611,10 @@ class PackWeightsPass(DeployPass):
         compare, cosine = self._reference_cosine(src, self.GATE_REFERENCE_MAX_BYTES)
         if not compare:
             return None
-        import tempfile
+        from deploytool import scratch
 
         self.gate_done()
-        self._reference_dir = tempfile.mkdtemp(prefix="deploytool-pack-ref-")
+        self._reference_dir = scratch.mkdtemp("deploytool-pack-ref-")
         return build_gate_reference(src, self._reference_dir, self.config), cosine
 
     def early_reference(self, src):
@@ -630,9 +630,9 @@ class PackWeightsPass(DeployPass):
 
     def gate_done(self) -> None:
         if self._reference_dir is not None:
-            import shutil
+            from deploytool import scratch
 
-            shutil.rmtree(self._reference_dir, ignore_errors=True)
+            scratch.remove(self._reference_dir)
             self._reference_dir = None
 
     def requires_input(self, model: ir.Model) -> None:

@@ -70,14 +70,13 @@ import dataclasses
 import enum
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import onnx_ir as ir
 
-from deploytool import onnx_io
+from deploytool import onnx_io, scratch
 from deploytool.errors import ConfigError, DeployError, PassRefusedError, UnavailableError, VerificationError
 from deploytool.passes.base import QUANTIZED_OPS, DeployPass, DeployPassResult, Skip, release_free_memory, swap_in
 from deploytool.validation import Flag, Integer, OneOf, Text, schema
@@ -565,7 +564,7 @@ class Int8QuantizePass(DeployPass):
                 skipped.append(Skip(n.name, f"fused Attention with {what}: ORT's QAttention has no input for it "
                                     "(its quantizer would drop it); stays fp32"))
         feeds = _calibration_feeds(cfg, model, proto) if cfg.static else []
-        with tempfile.TemporaryDirectory(prefix="deploytool-int8-") as tmp:
+        with scratch.temporary_directory("deploytool-int8-") as tmp:
             src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
             # the quantizer's input always has external data: onnx writes the fused proto's tensors out one at
             # a time, clearing each (no serialized copy of the whole model beside the proto), and ORT's shape

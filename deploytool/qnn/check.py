@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from deploytool import scratch
 from deploytool.choices import config
 from deploytool.errors import ConfigError, DeployError, PassRefusedError
 from deploytool.onnx_io import load_proto
@@ -243,7 +243,7 @@ def check_model(model_path: str | Path, cfg: QnnCheckConfig) -> QnnCheckReport:
     proto = load_proto(path)
     prep = prepare(proto, cfg.target, quant=cfg.quant, seq_len=cfg.seq_len, model_path=path,
                    reference=cfg.reference, tokenizer=cfg.tokenizer)
-    with tempfile.TemporaryDirectory(prefix="deploytool-qnn-check-") as tmp:
+    with scratch.temporary_directory("deploytool-qnn-check-") as tmp:
         run_path, trace = Path(tmp, "model.onnx"), Path(tmp, "trace")
         trace.mkdir()
         onnx.save(prep.model, str(run_path))

@@ -20,13 +20,13 @@ import json
 import logging
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from deploytool import scratch
 from deploytool.choices import config
 from deploytool.errors import ConfigError, DeployError
 from deploytool.onnx_io import check_output_dir, load_proto, make_staging_dir, publish_staging_dir
@@ -92,7 +92,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: QnnCompileCo
     prep = prepare(proto, cfg.target, quant=cfg.quant, seq_len=cfg.seq_len, model_path=path, tokenizer=cfg.tokenizer)
     stage = make_staging_dir(out)
     try:
-        with tempfile.TemporaryDirectory(prefix="deploytool-qnn-compile-") as tmp:
+        with scratch.temporary_directory("deploytool-qnn-compile-") as tmp:
             src = Path(tmp, f"{cfg.model_name}.onnx")
             onnx.save(prep.model, str(src))
             ctx = stage / f"{cfg.model_name}_ctx.onnx"

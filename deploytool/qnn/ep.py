@@ -190,9 +190,9 @@ class Coverage:
 
 def probe_coverage(model_path: str | Path, target: QnnTarget) -> Coverage:
     """Coverage of ``model_path`` on ``target`` from a non-strict session (QNN's reasons included)."""
-    import tempfile
+    from deploytool import scratch
 
-    with tempfile.TemporaryDirectory(prefix="deploytool-qnn-trace-") as trace:
+    with scratch.temporary_directory("deploytool-qnn-trace-") as trace:
         sess, _ = qnn_session(model_path, target, strict=False, trace_dir=trace)
         return coverage_of(sess, trace)
 

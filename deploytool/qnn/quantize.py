@@ -30,14 +30,13 @@ import enum
 import logging
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from deploytool import onnx_io, units
+from deploytool import onnx_io, scratch, units
 from deploytool.choices import config, parse_enum
 from deploytool.errors import ConfigError, InputFileError, PassRefusedError
 from deploytool.qnn.ep import short_reason
@@ -410,7 +409,7 @@ def quantize_for_qnn(model: onnx.ModelProto, cfg: QnnQuantConfig, *,
     feeds, note = calibration_inputs(prepared, seq_len=seq, n=cfg.calibration_size, data=cfg.calibration_data,
                                      tokenizer=tok, seed=cfg.seed)
     stats["calibration"] = note
-    with tempfile.TemporaryDirectory(prefix="deploytool-qnn-") as tmp, _quiet_quantizer():
+    with scratch.temporary_directory("deploytool-qnn-") as tmp, _quiet_quantizer():
         src, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "qdq.onnx")
         onnx.save(prepared, str(src))
         try:

@@ -185,7 +185,7 @@ def _check_recipe(recipe: Recipe) -> list[str]:
     A bad option anywhere (an unknown key, a width of 1.5, a typo'd profile) fails here, naming the
     step, before any training or export starts.
     """
-    import tempfile
+    from deploytool import scratch
 
     from deploytool.models import resolve_model
 
@@ -197,7 +197,7 @@ def _check_recipe(recipe: Recipe) -> list[str]:
     except DeployError as e:
         raise ConfigError(f"model: {e}") from None
     plan = [f"model {recipe.model.ref}"]
-    with tempfile.TemporaryDirectory() as d:
+    with scratch.temporary_directory() as d:
         tmp = Path(d)
         for i, t in enumerate(recipe.train):
             S.train_config(t, tmp, tmp, f"train[{i}] {t.kind.value}")

@@ -36,12 +36,12 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from deploytool import scratch
 from deploytool.choices import config, one_or_many
 from deploytool.errors import ConfigError, DeployError
 
@@ -460,7 +460,7 @@ def bench_remote(bench, config: RemoteConfig, output: str | os.PathLike) -> list
     if len(set(names)) != len(names):
         raise ConfigError("remote: two models have the same file name; --remote copies them into one folder")
     probes = {h: _probe(_Ssh(config, h), config, bench.profile) for h in config.hosts}
-    with tempfile.TemporaryDirectory(prefix="deploytool-remote-") as tmp:
+    with scratch.temporary_directory("deploytool-remote-") as tmp:
         staging = Path(tmp)
         wheel = None
         if any(p.needs_setup for p in probes.values()):

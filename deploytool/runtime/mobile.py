@@ -14,12 +14,12 @@ import contextlib
 import io
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from deploytool import scratch
 from deploytool.errors import DeployError, UnavailableError
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def convert_to_ort(model: Path, data_files: list[Path], out_dir: Path, *, style:
     # the tool's module logger is set to DEBUG at import; its progress is not ours to print
     logging.getLogger("ort_format_model.utils").setLevel(logging.WARNING)
     opt = {"fixed": OptimizationStyle.Fixed, "runtime": OptimizationStyle.Runtime}[style]
-    with tempfile.TemporaryDirectory(prefix="deploytool-ort-") as tmp:
+    with scratch.temporary_directory("deploytool-ort-") as tmp:
         src_dir, dst = Path(tmp, "src"), Path(tmp, "out")
         src_dir.mkdir()
         src = src_dir / f"{stem}.onnx"

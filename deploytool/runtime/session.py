@@ -24,11 +24,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from deploytool import scratch
 from deploytool.errors import ConfigError, InputFileError, UnavailableError
 # re-exported: the spec and host facts are still imported from here by profiles/schema.py,
 # bench/cost_model.py, bench/runner.py, passes/fp16.py and tests (their owners move them to
@@ -318,7 +318,7 @@ def inserted_precision_casts(model_path: str | os.PathLike, spec: SessionSpec | 
     entries = dict(spec.config_entries)
     spec = dataclasses.replace(spec, config_entries=tuple({**probe, **entries}.items()))
     p = _check_model_path(model_path)
-    with tempfile.TemporaryDirectory(prefix="deploytool-opt-") as tmp:
+    with scratch.temporary_directory("deploytool-opt-") as tmp:
         out = Path(tmp) / "optimized.onnx"
         sess, _ = _create(_ort(), p, spec, optimized_path=str(out))
         del sess

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deploytool import scratch
 from deploytool.errors import DeployError, VerificationError
 
 __all__ = ["GateProcess", "MemoryReference", "VerifyReport", "gate_feeds", "gate_plan", "memory_reference",
@@ -470,7 +471,7 @@ def _verify(model, feeds: dict[str, np.ndarray], get_reference, *, rtol: float, 
     marks = {} if marks is None else marks
     casts = None
     # count_casts: the profiler's record of this one run goes to a temporary folder
-    with (tempfile.TemporaryDirectory(prefix="deploytool-gate-profile-") if count_casts
+    with (scratch.temporary_directory("deploytool-gate-profile-") if count_casts
           else contextlib.nullcontext()) as tmp:
         sess = _session(model, session_config, profile_prefix=os.path.join(tmp, "gate") if tmp else None,
                         threads=threads)
@@ -669,7 +670,7 @@ class GateProcess:
 
     def folder(self) -> Path:
         """A temporary folder of this object's (removed on :meth:`close`), for what its process is to read."""
-        self._tmp = self._tmp or tempfile.mkdtemp(prefix="deploytool-gate-")
+        self._tmp = self._tmp or scratch.mkdtemp("deploytool-gate-")
         return Path(self._tmp)
 
     def verify(self, model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], *,
@@ -761,8 +762,6 @@ class GateProcess:
 
     def close(self) -> None:
         """Kill the process if it still runs, wait for it, and remove what it was given."""
-        import shutil
-
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.wait()
@@ -772,7 +771,7 @@ class GateProcess:
             os.close(self._result_fd)
             self._result_fd = None
         if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            scratch.remove(self._tmp)
             self._tmp = None
         self._log.close()
 

@@ -70,6 +70,46 @@ _COMMANDS = textwrap.dedent("""
                 time.sleep(0.5)  # its handler runs here, inside the atexit callback
 
             atexit.register(late)
+        elif how.startswith("scratch-"):  # a temporary folder of deploytool's is left to the exit, which a signal cuts
+            import atexit
+            from deploytool import scratch
+
+            num = getattr(signal, "SIG" + how.split("-", 1)[1])
+            path = scratch.mkdtemp("deploytool-probe-")
+            open(os.path.join(path, "f"), "w").close()
+            atexit.register(scratch.remove, path)  # a removal at exit (a finalizer's): the signal comes before it
+
+            def late():
+                os.kill(os.getpid(), num)
+                time.sleep(0.5)
+
+            atexit.register(late)
+        elif how == "thread":  # the exit waits for a thread that works in a temporary folder of deploytool's
+            import threading
+            from deploytool import scratch
+
+            def work():
+                with scratch.temporary_directory("deploytool-probe-") as path:
+                    open(os.path.join(path, "f"), "w").close()
+                    with open(pidfile + ".ready", "w"):
+                        pass
+                    time.sleep(30)
+
+            threading.Thread(target=work).start()
+            while not os.path.exists(pidfile + ".ready"):
+                time.sleep(0.01)
+        elif how.startswith("pack-"):  # the signal comes while pack builds its gate's reference in a temporary folder
+            from deploytool.passes import pack_weights
+
+            num = getattr(signal, "SIG" + how.split("-", 1)[1])
+
+            def interrupted(*args, **kwargs):
+                os.kill(os.getpid(), num)
+                time.sleep(10)
+
+            pack_weights.build_gate_reference = interrupted
+            out = os.path.join(os.path.dirname(pidfile), "out.onnx")
+            pack_weights.pack_file(os.environ["PROBE_MODEL"], out, pack_weights.PackConfig(weights="ternary"))
         click.echo("done")
 """)
 
@@ -77,9 +117,9 @@ _ENTRY = ("import sys; import deploytool.cli as c; c.COMMANDS['probe'] = ('probe
           "sys.argv = ['deploytool'] + sys.argv[1:]; c.entry()")
 
 
-def _cli(tmp_path, *args, **kw):
+def _cli(tmp_path, *args, env: dict | None = None, **kw):
     (tmp_path / "probe_cmd.py").write_text(_COMMANDS)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]), **(env or {})}
     kw.setdefault("preexec_fn", default_signals)
     return subprocess.Popen([sys.executable, "-c", _ENTRY, *args], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
@@ -175,6 +215,56 @@ def test_a_signal_while_the_command_exits_is_no_traceback(tmp_path, sig):
     out, err = p.communicate(timeout=60)
     num = getattr(signal, sig)
     assert (p.returncode, out.strip(), err) == (128 + num, "done", "")
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_while_the_command_exits_leaves_no_temporary_folder(tmp_path, sig):
+    """The exit that a signal ends at once (os._exit: what it had left to run never runs, a temporary folder's
+    finalizer among them) removes deploytool's temporary folders first (deploytool.scratch): one stayed in /tmp."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    p = _cli(tmp_path, "probe", f"scratch-{sig[3:]}", env={"TMPDIR": str(tmp)})
+    out, err = p.communicate(timeout=60)
+    assert (p.returncode, out.strip(), err) == (128 + getattr(signal, sig), "done", "")
+    assert os.listdir(tmp) == []
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_while_the_exit_waits_for_a_thread_leaves_no_temporary_folder(tmp_path, sig):
+    """^C while the exit waits for a thread that still works in a temporary folder of deploytool's: the process ends
+    at once, and the folder is removed (the thread's own removal never runs)."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    pidfile = tmp_path / "child.pid"
+    p = _cli(tmp_path, "probe", "thread", "--pidfile", str(pidfile), env={"TMPDIR": str(tmp)},
+             start_new_session=True)
+    _wait_for(tmp_path / "child.pid.ready", p)
+    time.sleep(1.0)  # the command is done: the interpreter exits and waits for the thread
+    assert [f for f in os.listdir(tmp) if f.startswith("deploytool-probe-")]
+    num = getattr(signal, sig)
+    os.killpg(p.pid, num)
+    try:
+        out, err = p.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail(f"{sig} did not end the exit")
+    assert (p.returncode, out.strip(), err) == (128 + num, "done", "")
+    assert os.listdir(tmp) == []
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_while_pack_builds_its_reference_leaves_no_temporary_folder(tmp_path, tiny_onnx, sig):
+    """A signal while pack built its gate's reference (in a folder of its own in /tmp) left that folder behind: it
+    was made before the gate's clean-up was in force. Nothing is written either."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    p = _cli(tmp_path, "probe", f"pack-{sig[3:]}", "--pidfile", str(tmp_path / "probe.pid"),
+             env={"TMPDIR": str(tmp), "PROBE_MODEL": str(tiny_onnx("bert"))})
+    out, err = p.communicate(timeout=120)
+    assert p.returncode in (130, 143) and p.returncode == 128 + getattr(signal, sig), (out, err)
+    assert "done" not in out and "Traceback" not in err, err
+    assert [f for f in os.listdir(tmp) if f.startswith(("deploytool", "tmp"))] == []
+    assert sorted(os.listdir(tmp_path)) == ["probe.pid", "probe_cmd.py", "tmp"]
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGHUP"])
