@@ -82,11 +82,13 @@ class GrammarCommand(click.Command):
         super().__init__(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
-        from deploytool.errors import ConfigError
+        from deploytool.errors import ConfigError, PassRefusedError
 
         try:
             return super().invoke(ctx)
-        except ConfigError as e:  # a config field's name -> the option the user typed (calib_samples -> --calib-size)
+        # a config field's name -> the option the user typed (calib_samples -> --calib-size); a pass's own check of
+        # a field against the model too (prune-heads --heads 0:9 on 4 heads: 'heads: layer 0 head id 9 out of range')
+        except (ConfigError, PassRefusedError) as e:
             flags = {p.name: p.opts[0] for p in self.params
                      if isinstance(p, click.Option) and p.name and p.opts and p.opts[0].startswith("--")}
             for opt in list(flags.values()):  # a field named as its option where the parameter is not (heads_spec)
@@ -99,7 +101,7 @@ class GrammarCommand(click.Command):
             if field not in flags and len(parts) > 1 and all(p in flags for p in parts):
                 flags[field] = "/".join(flags[p] for p in parts)
             if field in flags and ":" in msg:
-                new = ConfigError(f"{flags[field]}{msg[len(field):]}")
+                new = type(e)(f"{flags[field]}{msg[len(field):]}")
                 new.exit_code = e.exit_code
                 raise new from e
             raise

@@ -84,7 +84,7 @@ def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool
              no_verify: bool) -> None:
     """int8 (dynamic or static) or fp16 quantization of an ONNX encoder."""
     if int8 == fp16:
-        raise ConfigError("precision: give exactly one of --int8 or --fp16")
+        raise ConfigError("--int8/--fp16: give exactly one of them (int8 or fp16 quantization)")
     if fp16:
         given = _given("per_channel", "static", "calib", "calib_samples", "tokenizer", "fusion", "engine", "weights")
         if given:

@@ -97,8 +97,10 @@ def test_pack_opset_too_old_refused(tmp_path):
 
 
 def test_quantize_bad_input(model, tmp_path):
-    _run_bad(["quantize", str(model)], model, tmp_path / "o.onnx", "--int8 or --fp16")
-    _run_bad(["quantize", str(model), "--int8", "--fp16"], model, tmp_path / "o.onnx", "--int8 or --fp16")
+    # the options, not the word 'precision:' (no such option)
+    _run_bad(["quantize", str(model)], model, tmp_path / "o.onnx", "error: --int8/--fp16: give exactly one")
+    _run_bad(["quantize", str(model), "--int8", "--fp16"], model, tmp_path / "o.onnx",
+             "error: --int8/--fp16: give exactly one")
     _run_bad(["quantize", str(model), "--int8", "--static"], model, tmp_path / "o.onnx", "calib")
     _run_bad(["quantize", str(model), "--int8", "--fusion", "all"], model, tmp_path / "o.onnx", "fusion")
     _run_bad(["quantize", str(model), "--int8", "--engine", "onnx"], model, tmp_path / "o.onnx", "engine")
