@@ -246,6 +246,9 @@ class _Attention:
     head_size: int
     scale: float  # the scores' scale
     mask: ir.Value | None  # the 2-D graph input the padding mask is built from
+    # the stored Q, K, V bias tensors (None: no bias): layers reading the same ones (ALBERT's shared layer) share one
+    # packed bias, as they share the packed weight
+    bias_sources: tuple[int | None, ...] = ()
 
 
 @dataclasses.dataclass
@@ -380,7 +383,7 @@ class _Planner:
         x = q.node.inputs[0]
         if k.node.inputs[0] is not x or v.node.inputs[0] is not x:
             raise NativeUnsupported(f"{where}: Q, K and V do not read one value")
-        weights, biases, outs = [], [], []
+        weights, biases, bias_sources, outs = [], [], [], []
         for name, lin in (("Q", q), ("K", k), ("V", v)):
             node = lin.node
             if node.op_type != "MatMul" or node.domain not in _DEFAULT:
@@ -398,10 +401,12 @@ class _Planner:
                 if b is None or b.size != width or b.dtype != ir.DataType.FLOAT:
                     raise NativeUnsupported(f"{where}: {name} bias is not a constant fp32 [{width}] vector")
                 biases.append(np.asarray(b.numpy(), dtype=np.float32).reshape(width))
+                bias_sources.append(id(b))
                 out = lin.bias_node.outputs[0]
                 path = [node, lin.bias_node]
             else:
                 biases.append(np.zeros(width, np.float32))
+                bias_sources.append(None)
                 path = [node]
             outs.append((out, path))
         # context: merged <- Reshape <- Transpose(0, 2, 1, 3) <- MatMul(probs, V')
@@ -547,7 +552,8 @@ class _Planner:
                         raise NativeUnsupported(f"{where}: attention intermediate '{o.name}' of '{_name(n)}' is "
                                                 f"also read by '{_name(u)}' ({u.op_type})")
         plan = _Attention(index=layer.index, x=x, q=q.node, k=k.node, v=v.node, weights=weights, biases=biases,
-                          merged=merged, num_heads=att.num_heads, head_size=att.head_size, scale=scale, mask=mask)
+                          merged=merged, num_heads=att.num_heads, head_size=att.head_size, scale=scale, mask=mask,
+                          bias_sources=tuple(bias_sources))
         return plan, path
 
     def _dies_with(self, node: ir.Node, inside: set[int]) -> bool:
@@ -1004,6 +1010,7 @@ def apply_native(model: ir.Model, plan: NativePlan, *, per_channel: bool = True,
     masks: dict[int, ir.Value] = {}
     split_sizes: dict[int, ir.Value] = {}
     shared: dict[tuple, tuple[ir.Value, ir.Value]] = {}
+    shared_bias: dict[tuple, ir.Value] = {}
     for a in plan.attentions:
         base = f"layer{a.index}_qkv"
         tag = f"L{a.index}_attention"
@@ -1011,9 +1018,15 @@ def apply_native(model: ir.Model, plan: NativePlan, *, per_channel: bool = True,
         if key not in shared:
             shared[key] = _lazy_pair(graph, names, base, a.weights, per_channel, codes)
         w, s, z = shared[key]
-        bias = np.concatenate(a.biases).astype(np.float32)
-        bname = names(f"{base}_bias")
-        b = _initializer(graph, bname, ir.Tensor(bias, name=bname), ir.DataType.FLOAT, [bias.size])
+        # one packed bias per set of stored Q/K/V biases (ALBERT's shared layer: one, not one per layer); layers
+        # whose own biases merely hold equal values (an untrained model's zeros) keep their own
+        bkey = (key, a.bias_sources) if a.bias_sources and None not in a.bias_sources else (id(a),)
+        if bkey not in shared_bias:
+            bias = np.concatenate(a.biases).astype(np.float32)
+            bname = names(f"{base}_bias")
+            shared_bias[bkey] = _initializer(graph, bname, ir.Tensor(bias, name=bname), ir.DataType.FLOAT,
+                                             [bias.size])
+        b = shared_bias[bkey]
         mask_i32 = None
         scale = {"scale": float(a.scale)} if abs(a.scale * math.sqrt(a.head_size) - 1.0) > 1e-6 else {}
         if attention == "onnx":

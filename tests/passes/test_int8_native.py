@@ -470,3 +470,35 @@ def test_a_split_by_num_outputs_is_read_as_the_sized_one(bert, tmp_path):
     assert [la.attention.num_heads for la in s.layers] == [SHAPE["heads"]] * SHAPE["layers"]
     assert all(la.attention.qkv is not None and la.attention.qkv.out_features == 3 * SHAPE["hidden"]
                for la in s.layers)
+
+
+def test_albert_shared_layer_keeps_one_qkv_bias(tmp_path, tiny_onnx):
+    """ALBERT runs one layer's weights in every layer: the writer shared the packed QKV weight but wrote the packed
+    bias once per layer (3 equal [96] vectors in a 3-layer file). One stored bias, read by every QAttention; a model
+    whose layers have their own biases (BERT) keeps one per layer. Reference: PyTorch's num_parameters() without
+    the pooler (the export does not use it), which inspect now matches without a duplicate."""
+    import torch
+    from transformers import AlbertConfig, AlbertModel
+
+    from deploytool.export import export
+    from deploytool.export.config import ExportConfig
+    from deploytool.inspection import inspect_model
+
+    torch.manual_seed(0)
+    model = AlbertModel(AlbertConfig(embedding_size=16, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                                     intermediate_size=64, vocab_size=100, max_position_embeddings=64))
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    model.save_pretrained(tmp_path / "albert")
+    export(ExportConfig(model=str(tmp_path / "albert")), tmp_path / "albert.onnx")
+    res = quantize_int8_file(tmp_path / "albert.onnx", tmp_path / "q.onnx", NATIVE)
+    assert res.stats["engine"] == "native" and res.gate.verified
+    g = onnx.load(str(tmp_path / "q.onnx")).graph
+    qatt = [n for n in g.node if n.op_type == "QAttention"]
+    assert len(qatt) == 3 and len({n.input[1] for n in qatt}) == 1 and len({n.input[2] for n in qatt}) == 1
+    r = inspect_model(tmp_path / "q.onnx")
+    assert r.total_params == model.num_parameters() - sum(p.numel() for p in model.pooler.parameters())
+    assert r.duplicate_bytes == 0
+    quantize_int8_file(tiny_onnx("bert", exporter="torch", **SHAPE), tmp_path / "b.onnx", NATIVE)
+    bert = [n for n in onnx.load(str(tmp_path / "b.onnx")).graph.node if n.op_type == "QAttention"]
+    assert len({n.input[2] for n in bert}) == SHAPE["layers"]
