@@ -18,6 +18,10 @@ Splits: the examples (after dropping empty texts) are permuted with ``numpy.rand
 and cut into test (``test_frac``), dev (``dev_frac``) and train (the rest). Each split records the ids
 (row numbers in the source file) and ``SplitInfo`` records the seed, the sizes and a SHA-256 of the ids,
 so a result can name exactly which examples it was measured on.
+
+A model's labels (:func:`model_labels`, its config.json's ``id2label``) and a dataset's are matched by name
+(:func:`match_labels`): eval, the commands that start from a trained classifier and qnn check's task accuracy
+score the data's labels as the model's class ids through it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import io
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,8 +52,13 @@ __all__ = [
     "Split",
     "SplitInfo",
     "calibration_texts",
+    "class_count",
+    "class_names",
     "dataset_names",
+    "labels_folder",
     "load_dataset",
+    "match_labels",
+    "model_labels",
     "package_dir",
 ]
 
@@ -487,3 +497,167 @@ def calibration_texts(name: str | Path, n: int = 128, seed: int = 0, *, split: s
         logger.warning("calibrating on %d texts of %s, fewer than the %d asked for (--calib-size)", len(texts),
                        where, n)
     return texts[:n]
+
+
+# --------------------------------------------------------------------------- the model's labels
+_GENERIC = re.compile(r"^LABEL_\d+$")
+_CLASS_ID = re.compile(r"^(0|[1-9]\d*)(?:\.0*)?$")  # 2, 2.0; not 02, +2, 2.5
+
+
+def model_labels(folder: Path | None) -> dict[int, str] | None:
+    """id -> label name from a HF folder's config.json (None: no folder, no config, or no id2label)."""
+    if folder is None:
+        return None
+    cfg = Path(folder) / "config.json"
+    if not cfg.is_file():
+        return None
+    try:
+        raw = json.loads(cfg.read_text(encoding="utf-8")).get("id2label")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if raw is None or raw == {}:
+        return None
+    # a config transformers cannot read (it refuses the folder) was read here as one without names, and an ONNX
+    # model's labels were then matched by sorted name: id2label {"pos": 0, "neg": 1} scored pos texts as class 1
+    bad = (f"a {type(raw).__name__}" if not isinstance(raw, dict) else
+           next((repr(k) for k in raw if not re.fullmatch(r"\s*\d+\s*", str(k))), None))  # as transformers' int(k)
+    if bad is not None:
+        raise InputFileError(f"{cfg}: id2label must map class ids to label names ({{\"0\": \"neg\", \"1\": \"pos\"}}); "
+                             f"got {'key ' if isinstance(raw, dict) else ''}{bad}")
+    return {int(k): str(v) for k, v in raw.items()}
+
+
+def _class_ids(data_labels: tuple[str, ...], n_model: int | None) -> np.ndarray | None:
+    """The data's labels as the model's class ids where every one is an integer in [0, classes), else None. An
+    integer written as a float ('1.0': a pandas column of ints with a missing value, JSON 1.0) is that id."""
+    top = n_model if n_model is not None else len(data_labels)
+    found = [_CLASS_ID.match(x.strip()) for x in data_labels]
+    if not all(found):
+        return None
+    ids = [int(m.group(1)) for m in found]
+    if any(not 0 <= i < top for i in ids):
+        return None
+    return np.asarray(ids, dtype=np.int64)
+
+
+def _listed(names, most: int = 10, repr_: bool = True) -> str:
+    """'a', 'b', ... (N in all): a file of a label per text (a wrong --label-col) made an error line of every text."""
+    shown = [repr(n) if repr_ else str(n) for n in list(names)[:most]]
+    return ", ".join(shown) + (f", ... ({len(names)} in all)" if len(names) > most else "")
+
+
+def _fold(name: str) -> str:
+    return name.strip().casefold()
+
+
+def _ids_note(data_labels: tuple[str, ...], ids: np.ndarray, id2label: dict[int, str] | None) -> str:
+    named = {int(k): v for k, v in (id2label or {}).items()}
+    return ", ".join(f"{n}->{i}" + (f" ({named[int(i)]})" if int(i) in named and named[int(i)] != n else "")
+                     for n, i in zip(data_labels, ids))
+
+
+def match_labels(data_labels: tuple[str, ...], id2label: dict[int, str] | None, where: str,
+                 n_classes: int | None = None, model: str | None = None) -> tuple[np.ndarray, str]:
+    """Dataset label index -> the model's label id, matched BY NAME with the model's ``id2label``.
+
+    A name matches exactly, else with case and surrounding spaces ignored. A name that two ids of ``id2label``
+    carry (``{0: "pos", 1: "pos"}``, or ``"pos"``/``"Pos"`` for a data label ``POS``) cannot be told apart: an
+    error naming the name and the ids (``model``: the folder whose config.json says so). Data labels that all are
+    class ids (0, 1, ...) and none of them a name of the model are those ids (no name is matched), with a note.
+
+    A model without label names (none, or transformers' LABEL_0, LABEL_1, ...): labels that are class ids
+    (0, 1, ...) or transformers' LABEL_k are those ids; other labels are matched by sorted name when the data has
+    every one of the model's classes (``n_classes``, where known), and the note says so. Fewer labels than classes
+    cannot be matched without names (which class is 'pos'?): an error saying so. A data label the model does not
+    know is an error listing both sets.
+    """
+    if not id2label or all(_GENERIC.match(v) for v in id2label.values()):
+        n_model = len(id2label) if id2label else n_classes
+        if n_model is not None and len(data_labels) > n_model:
+            raise InputFileError(f"{where}: {len(data_labels)} labels ({_listed(data_labels, repr_=False)}) but the model "
+                                 f"classifies {n_model} and has no label names")
+        ids = _class_ids(data_labels, n_model)
+        if ids is not None:
+            note = ("the model has no label names (id2label); the data's labels are read as its class ids: "
+                    + ", ".join(f"{n}->{i}" for n, i in zip(data_labels, ids)))
+            return ids, note
+        generic = _class_ids(tuple(n[len("LABEL_"):] if _GENERIC.match(n) else "x" for n in data_labels), n_model)
+        if generic is not None:  # transformers' own names: LABEL_10 is class 10 (sorted by name it came third)
+            return generic, ""
+        if n_model is not None and len(data_labels) < n_model:
+            raise InputFileError(
+                f"{where}: {len(data_labels)} label(s) ({_listed(data_labels, repr_=False)}) of the model's {n_model} classes, "
+                "and the model has no label names (id2label), so which class each label is cannot be told; give "
+                f"label names in the model's config.json (id2label), labels that are class ids (0..{n_model - 1}), "
+                f"or a file with all {n_model} labels")
+        note = ("the model has no label names (id2label); labels matched by sorted name: "
+                + ", ".join(f"{n}->{i}" for i, n in enumerate(data_labels)))
+        return np.arange(len(data_labels), dtype=np.int64), note
+    by_name: dict[str, list[int]] = {}
+    by_fold: dict[str, list[int]] = {}
+    for k in sorted(id2label):
+        by_name.setdefault(id2label[k], []).append(k)
+        by_fold.setdefault(_fold(id2label[k]), []).append(k)
+    # a name that two ids carry took the last of them, silently: its examples were scored against that class
+    found = [by_name.get(name) or by_fold.get(_fold(name)) or [] for name in data_labels]
+    unknown = [name for name, ks in zip(data_labels, found) if not ks]
+    if len(unknown) == len(data_labels):  # no label is a name of the model: class ids need no name
+        n_model = class_count(id2label, n_classes)
+        ids = _class_ids(data_labels, n_model)
+        if ids is not None:
+            return ids, ("no data label is one of the model's label names; they are read as its class ids: "
+                         + _ids_note(data_labels, ids, id2label))
+    if unknown:
+        model_set = [id2label[k] for k in sorted(id2label)]
+        raise InputFileError(f"{where}: label(s) {_listed(unknown)} unknown to the model; "
+                             f"model labels (id2label): {_listed(model_set)}; "
+                             f"data labels: {_listed(data_labels)}")
+    twice = next(((name, ks) for name, ks in zip(data_labels, found) if len(ks) > 1), None)
+    if twice is not None:
+        name, ks = twice
+        spelt = sorted({id2label[k] for k in ks})
+        src = f"{model}/config.json" if model is not None else "the model's config.json"
+        ids = f"{', '.join(map(str, ks[:-1]))} and {ks[-1]}"
+        raise InputFileError(
+            f"{where}: label {name!r} matches the model's classes {ids} alike ({src}: id2label names "
+            f"{' and '.join(map(repr, spelt))} for ids {ids}); which class it is cannot be told: give each id its "
+            "own name in id2label, or use labels that are class ids")
+    return np.asarray([ks[0] for ks in found], dtype=np.int64), ""
+
+
+def class_count(id2label: dict[int, str] | None, n_classes: int | None = None) -> int | None:
+    """The classes a model's id2label names: up to its largest id (ids 0 and 2 of a 3-class head name 3), else
+    ``n_classes``."""
+    if not id2label:
+        return n_classes
+    return max(len(id2label), max(id2label) + 1, n_classes or 0)
+
+
+def class_names(id2label: dict[int, str] | None, data_labels: tuple[str, ...], ids: np.ndarray, n: int) -> list[str]:
+    """Class id -> name for ``n`` classes: the model's label names where it has any (besides transformers'
+    LABEL_k), else the data label matched to each id; LABEL_k for an id neither names."""
+    names = [f"LABEL_{k}" for k in range(n)]
+    if id2label and not all(_GENERIC.match(v) for v in id2label.values()):
+        for k, v in id2label.items():
+            if 0 <= k < n:
+                names[k] = v
+    else:
+        for name, k in zip(data_labels, ids):
+            if 0 <= int(k) < n:
+                names[int(k)] = name
+    return names
+
+
+def labels_folder(model: Path, tokenizer_folder: Path) -> Path:
+    """Where an ONNX model's label names are read: the ``--tokenizer`` folder where its config.json names labels,
+    else the config.json beside the model (a tokenizer-only folder lost the names beside the model, and the labels
+    were matched by sorted name: {0: pos, 1: neg} scored pos as class 1). Two different sets of names: one line."""
+    beside = model.parent
+    if beside.resolve() == tokenizer_folder.resolve():
+        return tokenizer_folder
+    named = [f for f in (tokenizer_folder, beside)
+             if (lab := model_labels(f)) and not all(_GENERIC.match(v) for v in lab.values())]
+    if len(named) == 2 and model_labels(named[0]) != model_labels(named[1]):
+        raise InputFileError(f"{model}: the label names (id2label) of {named[0]}/config.json and of "
+                             f"{named[1]}/config.json beside the model differ; which are the model's cannot be told")
+    return named[0] if named else tokenizer_folder

@@ -293,7 +293,7 @@ def check_model(model_path: str | Path, cfg: QnnCheckConfig) -> QnnCheckReport:
 
 
 def _task_accuracy(sess, prep: PreparedModel, tmp: str, cfg: QnnCheckConfig, tok, path: Path) -> dict:
-    from deploytool.data import load_dataset
+    from deploytool.data import class_count, labels_folder, load_dataset, match_labels, model_labels
     from deploytool.qnn.quantize import _feeds, _tokenize
 
     if tok is None:
@@ -302,8 +302,15 @@ def _task_accuracy(sess, prep: PreparedModel, tmp: str, cfg: QnnCheckConfig, tok
         raise ConfigError("--data: task accuracy needs the float model (pass --reference for a QDQ model)")
     out = sess.get_outputs()[0]
     ds = load_dataset(cfg.eval_data, seed=cfg.seed)
-    if len(out.shape) != 2 or out.shape[-1] != ds.num_labels:
-        raise ConfigError(f"--data {cfg.eval_data}: task accuracy needs a classifier with {ds.num_labels} logits; "
+    # the data's labels as the model's class ids, by name, as eval reads them (they were taken by sorted index:
+    # fresh/rotten scored as classes 0/1 of a {0: negative, 1: positive} model, the accuracy of the swapped classes)
+    names_from = labels_folder(path, Path(tok))
+    id2label = model_labels(names_from)
+    width = out.shape[-1] if len(out.shape) == 2 and isinstance(out.shape[-1], int) else None
+    class_ids, note = match_labels(ds.label_names, id2label, f"--data {cfg.eval_data}", width, model=str(names_from))
+    n = class_count(id2label, width) if id2label else (width or ds.num_labels)
+    if len(out.shape) != 2 or out.shape[-1] != n:
+        raise ConfigError(f"--data {cfg.eval_data}: task accuracy needs a classifier with {n} logits; "
                           f"{path.name} outputs {out.name} {out.shape}")
     split = ds.split("test").head(cfg.eval_size)
     ids, mask = _tokenize(tok, list(split.texts), prep.seq_len)
@@ -311,6 +318,7 @@ def _task_accuracy(sess, prep: PreparedModel, tmp: str, cfg: QnnCheckConfig, tok
     ref_path = Path(tmp, "reference.onnx")
     htp = _run(sess, feeds).argmax(-1)
     fp32 = _run(_cpu_session(ref_path), feeds).argmax(-1)
-    y = np.asarray(split.labels)
+    y = class_ids[np.asarray(split.labels, dtype=np.int64)]
     return {"dataset": cfg.eval_data, "split": "test", "n": len(y), "htp": float((htp == y).mean()),
-            "fp32": float((fp32 == y).mean()), "agreement": float((htp == fp32).mean())}
+            "fp32": float((fp32 == y).mean()), "agreement": float((htp == fp32).mean()),
+            **({"label_note": note} if note else {})}

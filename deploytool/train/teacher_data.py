@@ -7,12 +7,11 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from deploytool.data import Dataset, Split
+from deploytool.data import _GENERIC, Dataset, Split, class_count, class_names, match_labels, model_labels
 from deploytool.errors import InputFileError
 from deploytool.train.batching import load_data
 from deploytool.train.config import DataConfig
-from deploytool.train.evaluate import (_GENERIC, _folder_classes, class_count, class_names, match_labels,
-                                       model_labels, recorded_data)
+from deploytool.train.evaluate import _folder_classes, recorded_data
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +22,7 @@ def load_teacher_data(cfg: DataConfig, folder) -> Dataset:
     """The dataset a command that starts from a trained classifier (importance, dynabert, qat, distill) reads,
     its labels as the teacher's class ids. ``cfg.data`` None: the dataset recorded with the teacher at training
     (as ``eval`` does; rotten-tomatoes where none is recorded). The data's labels are matched BY NAME with the
-    teacher's ``id2label`` (:func:`~deploytool.train.evaluate.match_labels`): a file whose labels are named or
+    teacher's ``id2label`` (:func:`~deploytool.data.match_labels`): a file whose labels are named or
     sorted otherwise gets the teacher's ids, and labels the teacher does not know are refused in one line (they
     were taken by their sorted index: a dev accuracy of 27.5 % for a 72.5 % teacher, training on swapped labels)."""
     folder = Path(folder)
@@ -45,7 +44,7 @@ def knows_labels(folder, label_names: tuple[str, ...]) -> bool:
 
 def with_model_ids(ds: Dataset, folder, where: str) -> Dataset:
     """``ds`` with its labels as the class ids of the classifier in ``folder``, matched by name
-    (:func:`~deploytool.train.evaluate.match_labels`), and its label names the model's."""
+    (:func:`~deploytool.data.match_labels`), and its label names the model's."""
     folder = Path(folder)
     id2label = model_labels(folder)  # as eval reads the model's labels and class count
     n = class_count(id2label) if id2label else _folder_classes(folder)
