@@ -42,12 +42,12 @@ from deploytool.cli.remote_opts import REMOTE_KEYS, bench_on_remote, refuse_with
                    "models'; 0: the runs timed as they come.")
 @click.option("--thread-pool", type=click.Choice(["shared", "session"]), default="shared", show_default=True,
               help="Several models: one process-wide ORT thread pool (no spinning idle pools), or one per session.")
-@click.option("--wait-quiet", "wait_quiet", type=float, default=0.0, show_default=True, metavar="SECONDS",
+@click.option("--wait-quiet", "wait_quiet_s", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="Seconds to wait for --threads free cores before measuring (other processes on the machine).")
 @remote_options
 def bench(models: tuple[str, ...], seq_len: tuple[int, ...], batch: int, threads: int | None, warmup: int, runs: int,
           seed: int, json_path: str | None, as_json: bool, quiet: bool, profile: str | None, profiles_dirs: tuple,
-          force: bool, schedule: str, block_runs: int, prime_runs: int, thread_pool: str, wait_quiet: float, **remote) -> None:
+          force: bool, schedule: str, block_runs: int, prime_runs: int, thread_pool: str, wait_quiet_s: float, **remote) -> None:
     """Benchmark ONNX models with ONNX Runtime in a clean process (several models: in turns, ratio to the first)."""
     import json
 
@@ -73,7 +73,7 @@ def bench(models: tuple[str, ...], seq_len: tuple[int, ...], batch: int, threads
     worker = tuple(shlex.split(os.environ.get("DEPLOYTOOL_BENCH_PYTHON", "")))
     config = BenchConfig(models=models, seq_lens=seq_len, batch=batch, threads=threads, warmup=warmup, runs=runs,
                          seed=seed, profile=prof, busy="warn" if force else "refuse", schedule=schedule,
-                         block_runs=block_runs, prime_runs=prime_runs, thread_pool=thread_pool, wait_quiet_s=wait_quiet,
+                         block_runs=block_runs, prime_runs=prime_runs, thread_pool=thread_pool, wait_quiet_s=wait_quiet_s,
                          worker_python=worker)
     if remote["remote"]:  # on the devices over SSH (deploytool.remote), not here
         return bench_on_remote(config, {k: remote[k] for k in REMOTE_KEYS}, json_path)

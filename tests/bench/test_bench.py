@@ -213,12 +213,15 @@ def _bad_inputs(d, models):
                                  "--ssh-option, --remote-parallel, --connect-timeout: only used with --remote"),
         "ssh-option no equals": ([good, "--remote", "me@device", "--ssh-option", "noequals"],
                                  "ssh option 'noequals': expected Key=Value"),
+        # the option, not the config's field (it said 'wait_quiet_s: must be ...')
+        "wait-quiet -1": ([good, "--wait-quiet", "-1"], "error: --wait-quiet: must be a number of seconds in [0, "),
+        "wait-quiet nan": ([good, "--wait-quiet", "nan"], "error: --wait-quiet: expected a finite number"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "not onnx", "truncated", "no input_ids", "seq-len 0", "seq-len abc",
                                   "runs 0", "runs x", "json over input", "remote-setup alone",
-                                  "remote options alone", "ssh-option no equals"])
+                                  "remote options alone", "ssh-option no equals", "wait-quiet -1", "wait-quiet nan"])
 def test_cli_bad_input(models, tmp_path, case):
     args, message = _bad_inputs(tmp_path, models)[case]
     out = tmp_path / "out.json"
