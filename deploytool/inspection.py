@@ -19,10 +19,16 @@ buffer, :mod:`deploytool.graph.alibi`) is a buffer, not a parameter: its bytes a
 (``alibi_table_bytes``; every pass writes it as the computation of its values, whose per-head slopes are not
 parameters either).
 
+Each distinct weight is counted once: an Identity alias is its source, and a stored tensor whose values repeat
+another's (or its transpose's; a fused QKV is compared third by third) is a copy (:class:`_Distinct`: ALBERT's
+shared layer stored per layer, ORT's per-layer concatenated QKV beside the Q, K and V it came from). Its bytes are
+``duplicate_bytes``, apart from the roles'. All-equal tensors are never merged by value.
+
 FLOPs (batch 1, ``seq_len`` tokens), one multiply-add = 2 FLOPs: every projection 2*T*in*out with
 T = seq_len (T = 1 for heads after a CLS/mean pooling), plus per layer the attention scores Q.K^T
 and the context P.V, 2*S*S*heads*head_size each. LayerNorm, softmax, activations, bias adds and
-embedding lookups are not counted (a few % of the total at these sizes).
+embedding lookups are not counted (a few % of the total at these sizes). Without a recognised structure the
+FLOPs are unknown, not zero: ``flops`` and ``flops_by_part`` are None and ``flops_unknown_reason`` names the node.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -111,13 +118,19 @@ class InspectReport:
     weights_by_dtype: dict[str, dict[str, float]]  # dtype -> tensors, params, bytes, bits_per_param
     op_histogram: dict[str, int]
     seq_len: int
+    # None (JSON null) when the FLOPs are unknown, not zero: flops_unknown_reason then says why
     flops: int | None
-    flops_by_part: dict[str, int]
+    flops_by_part: dict[str, int] | None
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
     metadata: dict[str, str]
     # whole ALiBi tables (buffers of -slope * |i - j|, not weights): their bytes, counted apart from the parameters
     alibi_table_bytes: int = 0
+    # why flops and flops_by_part are null (the node the structure finder could not read); null when they are known
+    flops_unknown_reason: str | None = None
+    # bytes of stored tensors that repeat values counted elsewhere in the file (see _Distinct): in file_bytes, not in
+    # bytes_by_role
+    duplicate_bytes: int = 0
     # what the figures cannot be taken for (a FLOPs length the model cannot run)
     notes: list[str] = dataclasses.field(default_factory=list)
 
@@ -173,9 +186,21 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
     packing = packing_record(meta)
     roles = _node_roles(graph, structure)
     tables = alibi_table_bytes(model)
-    params, nbytes, by_dtype = _parameters(graph, roles, packing, structure,
-                                           skip=set(tables) | computed_alibi_slopes(model))
-    flops, parts = (_flops(structure, seq_len) if structure is not None else (None, {}))
+    params, nbytes, by_dtype, distinct = _parameters(graph, roles, packing, structure,
+                                                     skip=set(tables) | computed_alibi_slopes(model))
+    flops, parts = (_flops(structure, seq_len) if structure is not None else (None, None))
+    notes = _length_notes(graph, structure, seq_len, meta)
+    folded = _folded_position_projections(structure)
+    if folded:
+        notes.append(f"the relative-position projections are folded into {folded[0]} constant(s) ({folded[1]:,} "
+                     "values, counted as parameters; ONNX Runtime's optimizer and torch's dynamo exporter fold them): "
+                     "the relative-position table, its LayerNorm and any own position-projection weights they were "
+                     "computed from are not in the file, so the parameter count is the file's, not the source "
+                     "model's (a TorchScript or optimum export before ORT's optimizer has them)")
+    if distinct.duplicate_tensors:
+        notes.append(f"{distinct.duplicate_tensors} stored tensor(s) repeat the values of weights stored elsewhere "
+                     f"in the file ({_size(distinct.duplicate_bytes)}: a shared layer stored per layer, a fused QKV "
+                     "beside its Q, K and V, a transposed copy): each weight is counted once")
     layers = []
     if structure is not None:
         for layer in structure.layers:
@@ -201,11 +226,14 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
         seq_len=seq_len,
         flops=flops,
         flops_by_part=parts,
+        flops_unknown_reason=None if structure is not None else (
+            f"the encoder structure was not recognised: {error}"),
         inputs=[_io(v) for v in graph.inputs],
         outputs=[_io(v) for v in graph.outputs],
         metadata={k: v for k, v in meta.items() if k.startswith("deploytool.") and k != "deploytool.packing"},
         alibi_table_bytes=sum(tables.values()),
-        notes=_length_notes(graph, structure, seq_len, meta),
+        duplicate_bytes=distinct.duplicate_bytes,
+        notes=notes,
     )
 
 
@@ -479,11 +507,13 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
     packed = {k: v for k, v in packing.items() if k not in live}
     prefixes = {k.replace("::", "_").replace("/", "_") + "_": k for k in packed}
     packed_role: dict[str, str] = {}
+    packed_copy: dict[str, bool] = {}  # True where every stored part of a packed weight repeats another's
     # a transposed weight that something else also reads is kept beside its [K, N] copy (canonical.py): the file
     # stores it once, so it is counted once, as the copy, which the projection reads
     seen: set[int] = {id(src) for v in graph.initializers.values()
                       if (src := v.meta.get(TRANSPOSED_FROM)) is not None and v.uses()}
     buffers = _rotary_frequencies(graph, structural)
+    distinct = _Distinct()
     for n in graph:
         if n.op_type == "Identity":  # an alias (deduplicated initializer): counted where it is read
             continue
@@ -504,10 +534,17 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
             stored = _nbytes(t)
             key = _packed_key(v.name or "", packed, prefixes)
             if key is not None:  # storage of a packed weight (codes, alpha): bytes here, params from metadata
-                nbytes[role] += stored
                 packed_role.setdefault(key, role)
+                if distinct.repeated(t, stored):  # the codes of a weight packed once per layer that reads it
+                    packed_copy.setdefault(key, True)
+                    continue
+                nbytes[role] += stored
+                if size > 1:
+                    packed_copy[key] = False
                 continue
             if _is_quant_aux(n, idx) or id(root) in buffers or _exporter_zero_bias(n, idx, root, t):
+                if distinct.repeated(t, stored):
+                    continue
                 nbytes[role] += stored  # stored, but no parameter of the model
                 continue
             dname = t.dtype.name
@@ -515,15 +552,21 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
                     dname in _LOW_BIT and size > 1 and n.op_type not in ("Reshape", "Slice", "Expand", "Tile")) or (
                     n.op_type == "DequantizeLinear" and idx == 0 and size > 1):  # a weight stored quantized
                 # (QDQ: int8 weights, int32 biases of LayerNorm / Gemm scaled by their input's scale)
-                params[role] += size
-                nbytes[role] += stored
-                add(_DTYPE_NAMES.get(dname, dname.lower()), size, stored)
+                new = distinct.new_part(t, _fused_qkv_sizes(n, idx, t), stored)
+                if new == 0:
+                    continue
+                params[role] += new
+                part = stored if new == size else int(round(stored * new / size))
+                nbytes[role] += part
+                add(_DTYPE_NAMES.get(dname, dname.lower()), new, part)
     for key, info in packed.items():
         shape = info.get("shape") or []
         count = int(math.prod(int(d) for d in shape)) if shape else 0
         role = packed_role.get(key) or _ROLE_FROM_PACKING.get(str(info.get("role", "")), "other")
         if key not in packed_role:
             logger.warning("packed weight %s from metadata not found in the graph", key)
+            continue
+        if packed_copy.get(key):  # every stored part repeats another packed weight's: the same weight
             continue
         params[role] += count
         try:
@@ -534,17 +577,107 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
     for entry in by_dtype.values():
         entry["bytes"] = int(round(entry["bytes"]))
         entry["bits_per_param"] = round(8.0 * entry["bytes"] / entry["params"], 3) if entry["params"] else 0.0
-    return params, nbytes, dict(sorted(by_dtype.items()))
+    return params, nbytes, dict(sorted(by_dtype.items())), distinct
+
+
+def _fused_qkv_sizes(n: ir.Node, idx: int, t) -> list[int] | None:
+    """The Q, K and V widths along the last axis of a fused attention op's packed weight or bias (ORT's Attention
+    and QAttention: inputs 1 and 2), else None."""
+    if n.op_type not in ("Attention", "QAttention") or idx not in (1, 2) or not t.shape:
+        return None
+    width = int(t.shape[-1])
+    if "qkv_hidden_sizes" in n.attributes:
+        sizes = [int(x) for x in n.attributes["qkv_hidden_sizes"].value]
+        return sizes if sum(sizes) == width else None
+    return [width // 3] * 3 if width % 3 == 0 else None
+
+
+class _Distinct:
+    """Which stored tensors repeat values already counted: a layer shared by every layer (ALBERT) but stored per
+    layer, a packed QKV beside the Q, K and V it was concatenated from (ORT's optimizer fuses some layers of a
+    shared stack and not others), a weight stored again transposed. Two different weights of a model holding the
+    same non-constant values is not a thing that happens; a tensor whose elements are all equal (an untrained
+    model's zero biases and unit LayerNorm scales) is never taken for a copy: only an alias says that it is one.
+    ``duplicate_bytes`` and ``duplicate_tensors`` say what the file stores twice."""
+
+    def __init__(self) -> None:
+        # (dtype, sorted shape, sum, min, max) -> the tensors and parts registered under it: their values are read
+        # again only on a match (a copy, or a rare coincidence of all five), so no array is kept alive
+        self._seen: dict[tuple, list[tuple[Any, list[int] | None, int]]] = {}
+        self.duplicate_bytes = 0
+        self.duplicate_tensors = 0
+
+    @staticmethod
+    def _part(t, sizes: list[int] | None, i: int) -> np.ndarray:
+        a = t.numpy()
+        return np.split(a, np.cumsum(sizes)[:-1], axis=-1)[i] if sizes else a
+
+    def _is_copy(self, a: np.ndarray, t, sizes: list[int] | None, i: int) -> bool:
+        """Whether ``a`` (part ``i`` of ``t``) or its transpose equals a part registered before; registers it when
+        not."""
+        if a.size <= 1:
+            return False
+        lo, hi = a.min(), a.max()
+        if not (lo < hi):  # constant (or NaN): not told apart from an equal tensor of the model's own
+            return False
+        key = (a.dtype.str, tuple(sorted(a.shape)), float(np.sum(a, dtype=np.float64)), float(lo), float(hi))
+        bucket = self._seen.setdefault(key, [])
+        for other in bucket:
+            b = self._part(*other)
+            if (b.shape == a.shape and np.array_equal(a, b)) or (
+                    a.ndim == 2 and b.shape == a.shape[::-1] and np.array_equal(a, b.T)):
+                return True
+        bucket.append((t, sizes, i))
+        return False
+
+    def new_part(self, t, sizes: list[int] | None, stored: float) -> int:
+        """Elements of ``t`` not seen before (all of them when its values cannot be read); ``sizes`` splits a
+        packed QKV along the last axis into parts compared one by one."""
+        try:
+            a = t.numpy()
+        except Exception:  # low-bit dtypes numpy cannot show: counted as stored
+            return int(t.size)
+        parts = np.split(a, np.cumsum(sizes)[:-1], axis=-1) if sizes else [a]
+        new = sum(int(x.size) for i, x in enumerate(parts) if not self._is_copy(x, t, sizes, i))
+        if new < a.size:
+            self.duplicate_bytes += int(round(stored * (a.size - new) / a.size))
+            self.duplicate_tensors += 1
+        return new
+
+    def repeated(self, t, stored: float) -> bool:
+        """Whether a tensor that is no parameter (a scale) repeats one seen before (its bytes then counted apart)."""
+        return self.new_part(t, None, stored) == 0
+
+
+def _folded_position_projections(s: EncoderStructure | None) -> tuple[int, int] | None:
+    """(tensors, values) of the floating relative-position projections ORT's optimizer folded into constants
+    (DeBERTa: ``AttentionBlock.rel_constants``), or None."""
+    seen: dict[int, int] = {}
+    for layer in s.layers if s is not None else ():
+        for node, index, _ in layer.attention.rel_constants:
+            t = const_tensor(node.inputs[index])
+            if t is not None and t.dtype.is_floating_point():
+                seen[id(t)] = int(t.size)
+    return (len(seen), sum(seen.values())) if seen else None
 
 
 def _exporter_zero_bias(n: ir.Node, idx: int, v: ir.Value, t) -> bool:
     """True for the all-zero bias an exporter writes as a Constant node where the model's LayerNorm has none
-    (ModernBERT's ``bias=False``: opset 17's LayerNormalization is given one); a model's own bias is an
-    initializer, even when it is zero (an untrained BERT's)."""
-    if n.op_type != "LayerNormalization" or idx != 2 or not t.dtype.is_floating_point():
+    (ModernBERT's ``bias=False``: opset 17's LayerNormalization is given one), also once ORT's optimizer has made
+    that Constant an initializer named after its output (``/layers.0/mlp_norm/Constant_output_0``, read by a
+    LayerNormalization or SkipLayerNormalization); a model's own bias is an initializer named after its parameter,
+    even when it is zero (an untrained BERT's)."""
+    if (n.op_type, idx) not in (("LayerNormalization", 2), ("SkipLayerNormalization", 3)) or \
+            not t.dtype.is_floating_point():
         return False
     p = v.producer()
-    return p is not None and p.op_type == "Constant" and not t.numpy().any()
+    made = (p is not None and p.op_type == "Constant") or (
+        p is None and _CONSTANT_OUTPUT.search(v.name or "") is not None)
+    return made and not t.numpy().any()
+
+
+# the name the TorchScript exporter gives a Constant node's output (kept when ORT folds it into an initializer)
+_CONSTANT_OUTPUT = re.compile(r"(^|/)Constant(_\d+)?_output_0$")
 
 
 def _rotary_frequencies(graph: ir.Graph, structural: set[int]) -> set[int]:
@@ -748,6 +881,9 @@ def _render_text(r: InspectReport) -> str:
     lines.append(f"parameters  {r.total_params:,} total")
     for role in ROLES:
         lines.append(f"  {role:<11} {r.params_by_role[role]:>14,}  {_size(r.bytes_by_role[role]):>12}")
+    if r.duplicate_bytes:
+        lines.append(f"  {'duplicates':<11} {'':>14}  {_size(r.duplicate_bytes):>12}  (stored again in the file: "
+                     "values of weights counted once above)")
     if r.alibi_table_bytes:
         lines.append(f"  {'ALiBi table':<11} {'':>14}  {_size(r.alibi_table_bytes):>12}  (a buffer, not a parameter: "
                      "every pass writes it as the computation of its values)")
@@ -756,8 +892,10 @@ def _render_text(r: InspectReport) -> str:
         lines.append(f"  {'':<10}{k:<16} {int(e['tensors']):>7} {int(e['params']):>14,} {_size(int(e['bytes'])):>13}"
                      f"  {e['bits_per_param']:>9.3f}")
     if r.flops is not None:
-        parts = ", ".join(f"{k} {_human(v)}" for k, v in r.flops_by_part.items())
+        parts = ", ".join(f"{k} {_human(v)}" for k, v in (r.flops_by_part or {}).items())
         lines.append(f"FLOPs       {_human(r.flops)} at batch 1, seq {r.seq_len} ({parts})")
+    else:
+        lines.append(f"FLOPs       unknown ({r.flops_unknown_reason or 'not counted'})")
     lines += [f"note        {n}" for n in r.notes]
     lines.append("ops         " + ", ".join(f"{k} {v}" for k, v in r.op_histogram.items()))
     for label, vals in (("inputs", r.inputs), ("outputs", r.outputs)):

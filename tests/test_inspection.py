@@ -233,12 +233,13 @@ def test_a_roberta_position_table_is_two_rows_longer_than_it_runs(tiny_onnx, tmp
     assert model_position_table(load_model(bert)) == (64, 64)
 
 
-@pytest.mark.parametrize("exporter", ["torch", "optimum"])
+@pytest.mark.parametrize("exporter", ["torch", "optimum", "ort-fused"])
 def test_modernbert_counts_only_its_own_parameters(tmp_path, exporter):
     """ModernBERT's LayerNorms have no bias: opset 17's LayerNormalization is given an all-zero Constant for one,
     and its rotary embeddings' inverse frequencies (a buffer computed from theta) are a constant vector upstream of
-    Cos/Sin. inspect counted both (232 too many on 3 layers). Reference: PyTorch's own parameter count (the model
-    has no pooler; every parameter is in the graph)."""
+    Cos/Sin. inspect counted both (232 too many on 3 layers). ORT's optimizer turns those Constants into
+    initializers named after their outputs, read by SkipLayerNormalization: counted again (224 too many). Reference:
+    PyTorch's own parameter count (the model has no pooler; every parameter is in the graph)."""
     import torch
     from transformers import ModernBertConfig, ModernBertModel
 
@@ -253,7 +254,13 @@ def test_modernbert_counts_only_its_own_parameters(tmp_path, exporter):
         for p in model.parameters():  # distinct values: no two tensors folded into one by the exporter's dedup
             torch.nn.init.normal_(p)
     path = tmp_path / "modernbert.onnx"
-    export_loaded(model, path, ExportConfig(model="modernbert", exporter=exporter))
+    export_loaded(model, path, ExportConfig(model="modernbert", exporter=exporter.replace("ort-fused", "torch")))
+    if exporter == "ort-fused":
+        from deploytool.runtime.fuse import fuse_transformer
+
+        fuse_transformer(path, tmp_path / "fused.onnx", num_heads=4, hidden_size=32)
+        path = tmp_path / "fused.onnx"
+        assert any(n.op_type == "SkipLayerNormalization" for n in onnx.load(str(path)).graph.node)
     r = inspect_model(path, seq_len=16)
     assert r.structure_error is None
     assert r.total_params == sum(p.numel() for p in model.parameters())
@@ -309,3 +316,139 @@ def test_deberta_int8_counts_no_scale_as_a_parameter(tmp_path):
     assert r.structure_error is None and r.total_params == want
     assert r.weights_by_dtype["fp32"]["params"] + r.weights_by_dtype["int8"]["params"] + \
         r.weights_by_dtype.get("uint8", {}).get("params", 0) == want
+
+
+def test_unknown_flops_are_null_with_the_reason_not_zero(tmp_path):
+    """A graph whose structure is not recognised has no FLOPs: JSON said "flops_by_part": {} (an empty split, read
+    as nothing to count) and the text said nothing at all about FLOPs. Now null with the reason, naming the node."""
+    p = tmp_path / "cnn.onnx"
+    onnx.save(cnn_model(), str(p))
+    res = CliRunner().invoke(main, ["inspect", str(p), "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["flops"] is None and d["flops_by_part"] is None
+    assert d["flops_unknown_reason"].startswith("the encoder structure was not recognised: node 'conv1' (Conv)")
+    res = CliRunner().invoke(main, ["inspect", str(p)])
+    assert "FLOPs       unknown (the encoder structure was not recognised: node 'conv1' (Conv)" in res.output
+
+
+def test_known_flops_carry_no_unknown_reason(tiny_onnx):
+    r = inspect_model(tiny_onnx("bert", "torch", task=TASK), seq_len=8).to_dict()
+    assert r["flops_unknown_reason"] is None and sum(r["flops_by_part"].values()) == r["flops"] > 0
+
+
+def _albert(tmp_path, layers=3):
+    import torch
+    from transformers import AlbertConfig, AlbertModel
+
+    torch.manual_seed(0)
+    model = AlbertModel(AlbertConfig(embedding_size=16, hidden_size=32, num_hidden_layers=layers,
+                                     num_attention_heads=4, intermediate_size=64, vocab_size=100,
+                                     max_position_embeddings=64))
+    for p in model.parameters():  # distinct values: none all-equal, no two tensors equal by chance
+        torch.nn.init.normal_(p)
+    model.save_pretrained(tmp_path / "albert")
+    return model
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_albert_after_orts_optimizer_counts_each_weight_once(tmp_path, fp16):
+    """ORT's BERT optimizer on ALBERT fuses some layers of the shared stack into Attention ops, each with its own
+    concatenated copy of the one Q/K/V, and leaves a layer unfused reading the original Q, K and V: inspect counted
+    every copy (18,112 parameters for PyTorch's 11,776). Reference: transformers' num_parameters() without the pooler,
+    which the export does not use."""
+    import onnx as onnx_
+
+    from deploytool.export import export
+    from deploytool.export.config import ExportConfig
+    from deploytool.runtime.fuse import fuse_transformer
+
+    model = _albert(tmp_path)
+    src, fused = tmp_path / "albert.onnx", tmp_path / "fused.onnx"
+    export(ExportConfig(model=str(tmp_path / "albert")), src)
+    fuse_transformer(src, fused)
+    if fp16:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        onnx_.save(convert_float_to_float16(onnx_.load(str(fused)), keep_io_types=True), str(fused))
+    proto = onnx_.load(str(fused))
+    qkv = [n for n in proto.graph.node if n.op_type == "Attention"]
+    assert len({n.input[1] for n in qkv}) >= 2  # the case: several stored copies of the one fused QKV
+    want = model.num_parameters() - sum(p.numel() for p in model.pooler.parameters())
+    r = inspect_model(fused, seq_len=16)
+    assert r.structure_error is None and r.num_layers == 3
+    assert r.total_params == want
+    assert sum(int(e["params"]) for e in r.weights_by_dtype.values()) == want
+    # the copies are said, with their bytes, and not in the bytes by role
+    assert r.duplicate_bytes > 0 and any("repeat the values of weights" in n for n in r.notes)
+    assert "duplicates" in r.to_text() and r.to_dict()["duplicate_bytes"] == r.duplicate_bytes
+
+
+def test_a_shared_weight_stored_once_per_layer_is_counted_once(tmp_path):
+    """torch's dynamo exporter writes ALBERT's shared FFN weights once per layer (each its own initializer, same
+    values): counted 1.7x before (19,968 for 11,776); packed, each copy is packed on its own (the same codes, each
+    its own entry in deploytool.packing) and was counted 1.7x too."""
+    from deploytool.export import export
+    from deploytool.export.config import ExportConfig
+    from deploytool.passes.pack_weights import PackConfig, pack_file
+
+    model = _albert(tmp_path)
+    path = tmp_path / "albert.onnx"
+    export(ExportConfig(model=str(tmp_path / "albert"), exporter="dynamo"), path)
+    want = model.num_parameters() - sum(p.numel() for p in model.pooler.parameters())
+    r = inspect_model(path, seq_len=16)
+    assert r.structure_error is None and r.total_params == want
+    assert sum(r.bytes_by_role.values()) == 4 * want and r.duplicate_bytes > 0
+    pack_file(path, tmp_path / "binary.onnx", PackConfig(weights="binary"))
+    packed = inspect_model(tmp_path / "binary.onnx", seq_len=16)
+    assert packed.total_params == want and packed.duplicate_bytes > 0
+
+
+def test_equal_constant_tensors_of_different_layers_are_both_counted(tiny_onnx, tiny_torch_model, tmp_path):
+    """Merging copies by value must not merge an untrained model's all-equal tensors (its unit LayerNorm scales and
+    zero biases are one per layer in PyTorch, however equal). The export's vectors are set to ones and zeros in the
+    file, each still its own initializer (TorchScript would have aliased equal ones already at export)."""
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(tiny_onnx("bert", "torch", task=TASK)))
+    for t in proto.graph.initializer:
+        a = numpy_helper.to_array(t)
+        if a.dtype == np.float32 and a.ndim == 1:
+            t.CopyFrom(numpy_helper.from_array(np.full_like(a, 1.0 if "LayerNorm.weight" in t.name else 0.0), t.name))
+    path = tmp_path / "bert_constant_vectors.onnx"
+    onnx.save(proto, str(path))
+    r = inspect_model(path, seq_len=8)
+    assert r.total_params == tiny_torch_model("bert", task=TASK).num_parameters() and r.duplicate_bytes == 0
+
+
+def test_deberta_after_orts_optimizer_says_its_count_is_the_files(tmp_path):
+    """ORT's optimizer folds DeBERTa-v2's relative-position table through its own pos_key_proj / pos_query_proj into
+    per-layer constants: the table and those weights are gone from the file, the constants counted instead, and
+    inspect printed 24,448 parameters for PyTorch's 25,600 without a word. The count cannot be the model's any more;
+    it is said. Reference: PyTorch's parameter count (the export before the optimizer matches it)."""
+    import torch
+    import transformers as tr
+
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    from deploytool.export import ExportConfig, export_loaded
+
+    cfg = tr.DebertaV2Config(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                             intermediate_size=64, max_position_embeddings=64, relative_attention=True,
+                             pos_att_type=["c2p", "p2c"], position_buckets=16, max_relative_positions=32,
+                             position_biased_input=False, share_att_key=False, type_vocab_size=0)
+    torch.manual_seed(0)
+    model = tr.DebertaV2Model(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape) * 0.05)
+    src, fused = tmp_path / "deberta.onnx", tmp_path / "fused.onnx"
+    export_loaded(model, src, ExportConfig(model="deberta"))
+    optimize_model(str(src), model_type="bert", num_heads=4, hidden_size=32).save_model_to_file(str(fused))
+    want = sum(p.numel() for p in model.parameters())
+    before, after = inspect_model(src, seq_len=16), inspect_model(fused, seq_len=16)
+    assert before.total_params == want and not before.notes
+    assert after.structure_error is None and after.total_params != want
+    note = [n for n in after.notes if "the relative-position projections are folded" in n]
+    assert len(note) == 1 and "not the source model's" in note[0]
+    assert f"note        {note[0]}" in after.to_text()
