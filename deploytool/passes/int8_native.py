@@ -57,7 +57,14 @@ feeding the attention's activations as zeros of their known shapes), a padding m
 (ONNX's reference evaluator on the mask's own subgraph, two padded batches) shows to be "0 where
 ``attention_mask`` is 1, at most -1e4 where it is 0" (an added mask, or a ``Where`` fill; a term that reads
 no input and masks nothing is no mask), and a context transposed back ``(0, 2, 1, 3)`` and reshaped.
-No intermediate of the attention may be read outside it.
+
+A layer whose attention has a value read outside it (its probabilities a graph output, as an export with
+``output_attentions`` has; or read by another node) cannot be one fused op, which computes none of them: that
+layer alone stays unfused (``NativePlan.unfused`` says which and why; the int8 pass reports a Skip for each):
+its Q, K, V and O become ``DynamicQuantizeMatMul`` like every other projection, the attention core between them
+(scores, mask, softmax, context) stays as exported in fp32, so its exposed values are still computed. Every other
+layer is fused as above. Before, one such layer sent the whole model to ORT's quantizer, unfused
+(``benchmarks/int8_exposed_attention.py`` compares the two).
 
 Measured (Intel Xeon, Emerald Rapids, AVX-512 VNNI and AMX, 2 vCPU shared with other jobs):
 ``benchmarks/results/int8_bench_native.json`` (MiniLM, batch 1, 1 thread, three interleaved rounds at load
@@ -103,6 +110,11 @@ PAIR_LIMIT = 128
 
 class NativeUnsupported(DeployError):
     """The graph is not one the native writer recognises (the message says which node and why)."""
+
+
+class _Exposed(NativeUnsupported):
+    """A layer's attention is one the writer recognises, but a value inside it is read outside it (a graph output:
+    an export with output_attentions exposes the probabilities). That layer cannot be one fused op; the others can."""
 
 
 def _name(node: ir.Node) -> str:
@@ -268,6 +280,9 @@ class NativePlan:
     projections: list[_Projection]
     embedding: tuple[ir.TensorProtocol, list[ir.Node]] | None  # the word table and the Gathers reading it
     left_fp32: list[tuple[str, str]]  # (node, why) for projections with a constant weight left in fp32
+    # (layer index, why) for layers whose attention stays unfused (a value inside it read outside it): their Q, K, V
+    # and O are among ``projections``, the attention core between them stays as exported (fp32)
+    unfused: list[tuple[int, str]] = dataclasses.field(default_factory=list)
 
 
 def _attr(node: ir.Node, name: str, default):
@@ -539,18 +554,20 @@ class _Planner:
         if mask_terms:
             kind, term, _ = mask_terms[0]
             mask = self.mask_input(term, kind, heads, where, shapes)
-        # nothing between x and the merged context may be read from outside the attention
+        # nothing between x and the merged context may be read from outside the attention: the fused op computes
+        # none of it (this layer alone then stays unfused: plan_native)
         inside = {id(n) for n in path}
         for n in path:
             for o in n.outputs:
                 if o is merged:
                     continue
                 if o in self.graph.outputs:
-                    raise NativeUnsupported(f"{where}: attention intermediate '{o.name}' is a graph output")
+                    raise _Exposed(f"{where}: attention intermediate '{o.name}' of '{_name(n)}' ({n.op_type}) is a "
+                                   "graph output")
                 for u in _uses(o):
                     if id(u) not in inside and not self._dies_with(u, inside):
-                        raise NativeUnsupported(f"{where}: attention intermediate '{o.name}' of '{_name(n)}' is "
-                                                f"also read by '{_name(u)}' ({u.op_type})")
+                        raise _Exposed(f"{where}: attention intermediate '{o.name}' of '{_name(n)}' ({n.op_type}) "
+                                       f"is also read by '{_name(u)}' ({u.op_type})")
         plan = _Attention(index=layer.index, x=x, q=q.node, k=k.node, v=v.node, weights=weights, biases=biases,
                           merged=merged, num_heads=att.num_heads, head_size=att.head_size, scale=scale, mask=mask,
                           bias_sources=tuple(bias_sources))
@@ -862,12 +879,18 @@ def plan_native(model: ir.Model, *, per_channel: bool = True) -> NativePlan:
     except DeployError as e:
         raise NativeUnsupported(f"encoder structure not recognised ({e})") from e
     planner = _Planner(model, per_channel)
-    attentions, inside = [], set()
+    attentions, inside, unfused = [], set(), []
     for layer in structure.layers:
         core = layer.attention.fused
         if core is not None and core.op_type == "Attention" and core.domain in _DEFAULT:
             continue  # ONNX's own Attention stays as it is; its Q/K/V/O become DynamicQuantizeMatMul below
-        a, path = planner.attention(layer)
+        try:
+            a, path = planner.attention(layer)
+        except _Exposed as e:
+            # only this layer loses the fused op: its projections are quantized below like any other MatMul and
+            # its exposed values are computed as exported (every other refusal still refuses the whole graph)
+            unfused.append((layer.index, str(e)))
+            continue
         attentions.append(a)
         inside.update(id(n) for n in path)
     projections, left = [], []
@@ -880,7 +903,7 @@ def plan_native(model: ir.Model, *, per_channel: bool = True) -> NativePlan:
         elif p is not None:
             projections.append(p)
     return NativePlan(attentions=attentions, projections=projections, embedding=_word_table(model, structure),
-                      left_fp32=left)
+                      left_fp32=left, unfused=unfused)
 
 
 def _word_table(model: ir.Model, structure) -> tuple[ir.TensorProtocol, list[ir.Node]] | None:

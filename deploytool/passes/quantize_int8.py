@@ -17,7 +17,7 @@ GEMM for Q/K/V on one quantized input) and the embeddings into ``EmbedLayerNorma
 ``DynamicQuantizeLinear``, as ``quantize_dynamic`` arranges it). When ORT's optimizer fails on a
 graph, or its fusion would remove a graph output's nodes (an export with output_attentions exposes each
 layer's attention probabilities, which the fused attention does not compute), the pass quantizes the
-unfused graph and records a Skip. Fused graphs need
+unfused graph and records a Skip (the native engine instead leaves only such layers unfused: below). Fused graphs need
 ``DefaultTensorType=FLOAT`` (FACTS.md). ``quant_pre_process`` is not used (it fails on these exports
 and leaves temp files behind). ORT's optimizer and quantizer are called through the runtime layer
 (:func:`deploytool.runtime.fuse.optimize_proto`, :mod:`deploytool.runtime.ort_quant`).
@@ -58,8 +58,10 @@ make it a contrib ``QAttention`` by its op type alone, an invalid model.
 
 Engine (``engine``, default ``native``): ``native`` writes the default recipe (dynamic, fusion=attention)
 itself, streamed, without ORT's optimizer or quantizer (:mod:`deploytool.passes.int8_native`: one
-QAttention per layer, the other projections DynamicQuantizeMatMul, the word embeddings int8); a config or
-graph it does not take goes to ORT's path (``ort``, what the figures above measure) with a Skip saying
+QAttention per layer, the other projections DynamicQuantizeMatMul, the word embeddings int8; a layer whose
+attention probabilities are exposed as an output keeps its fp32 attention core between int8 projections, a Skip
+per such layer, the stats' ``unfused_attention_layers`` listing them); a config or graph it does not take goes
+to ORT's path (``ort``, what the figures above measure) with a Skip saying
 why. Native measured as fast and as accurate as ORT's path on MiniLM and 8x faster to write a BERT-base
 at 0.56x the file's memory (figures in :mod:`deploytool.passes.int8_native`).
 """
@@ -489,6 +491,11 @@ class Int8QuantizePass(DeployPass):
         stats.update(apply_native(model, plan, per_channel=cfg.per_channel, codes=cfg.weights.value,
                                   attention="onnx" if cfg.fusion is Fusion.ONNX else "qattention"))
         skipped = [Skip(node, f"left in fp32 by the native int8 writer: {why}") for node, why in plan.left_fp32]
+        if plan.unfused:
+            stats["unfused_attention_layers"] = [i for i, _ in plan.unfused]
+            skipped += [Skip(f"layer {i}", f"attention not fused: {why.split(': ', 1)[-1]}, which a fused attention "
+                             "op does not compute; its Q/K/V/O projections are DynamicQuantizeMatMul, the attention "
+                             "core between them stays fp32") for i, why in plan.unfused]
         return DeployPassResult(model, modified=True, stats=stats, skipped=skipped)
 
     def _call_ort(self, model: ir.Model, skipped: list[Skip], cfg: Int8Config | None = None) -> DeployPassResult:

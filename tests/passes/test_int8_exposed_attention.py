@@ -1,0 +1,114 @@
+"""Native int8 on an export that exposes some layers' attention probabilities (output_attentions for those layers):
+only those layers stay unfused (their projections int8, their attention core fp32, their probabilities still
+outputs); every other layer gets its QAttention. Before, one exposed layer sent the whole model to ORT's quantizer,
+unfused."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
+from deploytool.runtime.infer import run_onnx
+from deploytool.testing.attentions import export_exposing_attentions
+from deploytool.testing.tiny import fixed_inputs, tiny_model
+
+LAYERS = 3
+SHAPE = dict(layers=LAYERS, hidden=32, heads=4, ffn=64, seed=5)
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def _constant_weight_matmuls(g: onnx.GraphProto) -> list[str]:
+    consts = {i.name for i in g.initializer}
+    return [n.name for n in g.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in consts]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exposed")
+    cache = {}
+
+    def make(layers: tuple[int, ...]):
+        if layers not in cache:
+            cache[layers] = export_exposing_attentions(tiny_model("bert", **SHAPE),
+                                                       root / f"att_{'_'.join(map(str, layers))}.onnx", list(layers))
+        return cache[layers]
+
+    return make
+
+
+@pytest.mark.parametrize("exposed", [(1,), (0, 2), (0, 1, 2)])
+def test_only_exposed_layers_stay_unfused(exported, tmp_path, exposed):
+    src = exported(exposed)
+    out = tmp_path / "n.onnx"
+    r = quantize_int8_file(src, out, Int8Config(engine="native"))
+    assert r.stats["engine"] == "native" and r.gate.verified
+    assert r.stats["unfused_attention_layers"] == list(exposed)
+    assert [s.node for s in r.skipped] == [f"layer {i}" for i in exposed]
+    for s, i in zip(r.skipped, exposed):
+        assert f"'attentions_{i}'" in s.reason and "graph output" in s.reason and "stays fp32" in s.reason
+    g = onnx.load(str(out)).graph
+    ops = collections.Counter(n.op_type for n in g.node)
+    assert ops["QAttention"] == LAYERS - len(exposed)
+    assert ops["Softmax"] == len(exposed)  # the exposed layers' own, computing their outputs
+    assert _constant_weight_matmuls(g) == []  # the exposed layers' Q/K/V/O are int8 too
+    # O, FFN in and out in every layer, and Q, K, V of each exposed one
+    assert ops["DynamicQuantizeMatMul"] == 3 * LAYERS + 3 * len(exposed)
+    assert [o.name for o in g.output] == ["last_hidden_state"] + [f"attentions_{i}" for i in exposed]
+
+    # as close to the fp32 model as ORT's path on the same file (what wrote it before), every output kept
+    ort_out = tmp_path / "o.onnx"
+    quantize_int8_file(src, ort_out, Int8Config(engine="ort"))
+    feeds = fixed_inputs(vocab=100, lengths=(8, 5, 3), seed=2)
+    got, via_ort, ref = run_onnx(out, feeds), run_onnx(ort_out, feeds), run_onnx(src, feeds)
+    assert set(got) == set(ref)
+    for k in ref:
+        assert got[k].shape == ref[k].shape, k
+        assert _cos(got[k], ref[k]) > 0.99, k
+        err, err_ort = np.abs(got[k] - ref[k]).max(), np.abs(via_ort[k] - ref[k]).max()
+        assert err <= 2 * err_ort + 1e-3, (k, err, err_ort)
+        if k.startswith("attentions_"):
+            assert err < 0.05, (k, err)
+            # padded keys still get no probability
+            assert np.all(got[k][1, :, :, 5:] == 0) and np.all(got[k][2, :, :, 3:] == 0)
+
+
+def test_a_probability_read_through_an_identity_is_exposed_too(exported, tmp_path):
+    """The probabilities of layer 1 read by a node outside the attention (an Identity whose output is the graph
+    output) rather than being the output themselves: layer 1 alone stays unfused, named with the reader."""
+    m = onnx.load(str(exported(())))
+    soft = [n for n in m.graph.node if n.op_type == "Softmax"][1]
+    m.graph.node.append(helper.make_node("Identity", [soft.output[0]], ["tap"], name="tap_identity"))
+    m.graph.output.append(helper.make_tensor_value_info("tap", onnx.TensorProto.FLOAT, None))
+    src = tmp_path / "tap.onnx"
+    onnx.save(m, str(src))
+    r = quantize_int8_file(src, tmp_path / "n.onnx", Int8Config(engine="native"))
+    assert r.stats["engine"] == "native" and r.stats["unfused_attention_layers"] == [1]
+    assert [s.node for s in r.skipped] == ["layer 1"] and "'tap_identity' (Identity)" in r.skipped[0].reason
+    ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "n.onnx")).graph.node)
+    assert ops["QAttention"] == LAYERS - 1 and ops["Softmax"] == 1
+    feeds = fixed_inputs(vocab=100, lengths=(8, 5), seed=3)
+    got, ref = run_onnx(tmp_path / "n.onnx", feeds), run_onnx(src, feeds)
+    assert _cos(got["last_hidden_state"], ref["last_hidden_state"]) > 0.99
+    assert np.abs(got["tap"] - ref["tap"]).max() < 0.05
+
+
+def test_onnx_fusion_keeps_the_exposed_layer_unfused_too(exported, tmp_path):
+    """fusion=onnx (ONNX's Attention op): the same per-layer rule."""
+    src = exported((1,))
+    r = quantize_int8_file(src, tmp_path / "n.onnx", Int8Config(engine="native", fusion="onnx"))
+    assert r.stats["engine"] == "native" and r.stats["unfused_attention_layers"] == [1]
+    ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "n.onnx")).graph.node)
+    assert ops["Attention"] == LAYERS - 1 and ops["Softmax"] == 1
+    feeds = fixed_inputs(vocab=100, lengths=(8, 5), seed=3)
+    got, ref = run_onnx(tmp_path / "n.onnx", feeds), run_onnx(src, feeds)
+    assert _cos(got["last_hidden_state"], ref["last_hidden_state"]) > 0.99
+    assert np.abs(got["attentions_1"] - ref["attentions_1"]).max() < 0.05
