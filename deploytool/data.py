@@ -547,7 +547,10 @@ def _listed(names, most: int = 10, repr_: bool = True) -> str:
 
 
 def _fold(name: str) -> str:
-    return name.strip().casefold()
+    """A label name as matching compares it: case and surrounding spaces ignored, an integer written as a float
+    ('1.0') as the integer ('1', the name a model trained on a file of 1 and 0 has)."""
+    m = _CLASS_ID.match(name.strip())
+    return m.group(1) if m else name.strip().casefold()
 
 
 def _ids_note(data_labels: tuple[str, ...], ids: np.ndarray, id2label: dict[int, str] | None) -> str:

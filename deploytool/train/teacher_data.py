@@ -7,7 +7,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from deploytool.data import _GENERIC, Dataset, Split, class_count, class_names, match_labels, model_labels
+from deploytool.data import _GENERIC, Dataset, Split, _fold, class_count, class_names, match_labels, model_labels
 from deploytool.errors import InputFileError
 from deploytool.train.batching import load_data
 from deploytool.train.config import DataConfig
@@ -38,8 +38,8 @@ def knows_labels(folder, label_names: tuple[str, ...]) -> bool:
     id2label = model_labels(Path(folder))
     if _folder_classes(Path(folder)) is None or not id2label or all(_GENERIC.match(v) for v in id2label.values()):
         return False
-    known = set(id2label.values()) | {v.strip().casefold() for v in id2label.values()}
-    return all(n in known or n.strip().casefold() in known for n in label_names)
+    known = set(id2label.values()) | {_fold(v) for v in id2label.values()}
+    return all(n in known or _fold(n) in known for n in label_names)
 
 
 def with_model_ids(ds: Dataset, folder, where: str) -> Dataset:

@@ -85,6 +85,15 @@ def test_labels_that_are_class_ids_need_no_names(tmp_path):
         assert ds.num_labels == 2 and len(got) == 60 and all(y == int(float(name)) for name, y in got)
 
 
+def test_numeric_names_match_numbers_written_as_floats(tmp_path):
+    """A teacher whose names are numbers ({0: "1", 1: "0"}) and a file of 1.0/0.0: the labels matched no name and
+    were read as class ids, so 0.0 became class 0, the one named "1"; 0.0 is the name "0" (class 1) now."""
+    teacher = _teacher(tmp_path / "t", {"0": "1", "1": "0"})
+    ds = load_teacher_data(DataConfig(data=str(_data(tmp_path / "d.csv", ["1.0", "0.0"] * 30))), teacher)
+    got = _ids_by_label(ds)
+    assert len(got) == 60 and all(y == {"1.0": 0, "0.0": 1}[name] for name, y in got)
+
+
 def test_transformers_label_k_names_are_class_k(tmp_path):
     """A teacher of 12 classes named LABEL_0..LABEL_11 and a file labelled so: LABEL_10 was class 2 (sorted by name)."""
     teacher = _teacher(tmp_path / "t", {str(k): f"LABEL_{k}" for k in range(12)})
