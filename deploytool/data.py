@@ -55,6 +55,7 @@ __all__ = [
     "class_count",
     "class_names",
     "dataset_names",
+    "has_names",
     "labels_folder",
     "load_dataset",
     "match_labels",
@@ -501,6 +502,12 @@ def calibration_texts(name: str | Path, n: int = 128, seed: int = 0, *, split: s
 
 # --------------------------------------------------------------------------- the model's labels
 _GENERIC = re.compile(r"^LABEL_\d+$")
+
+
+def has_names(id2label: dict[int, str] | None) -> bool:
+    """Whether ``id2label`` names its classes: not transformers' default, LABEL_k for class k. LABEL_10 as the name of
+    class 2 (a model trained on a file labelled LABEL_0..LABEL_11, in sorted order) is a name."""
+    return bool(id2label) and any(v != f"LABEL_{k}" for k, v in id2label.items())
 _CLASS_ID = re.compile(r"^(0|[1-9]\d*)(?:\.0*)?$")  # 2, 2.0; not 02, +2, 2.5
 
 
@@ -574,7 +581,7 @@ def match_labels(data_labels: tuple[str, ...], id2label: dict[int, str] | None, 
     cannot be matched without names (which class is 'pos'?): an error saying so. A data label the model does not
     know is an error listing both sets.
     """
-    if not id2label or all(_GENERIC.match(v) for v in id2label.values()):
+    if not has_names(id2label):
         n_model = len(id2label) if id2label else n_classes
         if n_model is not None and len(data_labels) > n_model:
             raise InputFileError(f"{where}: {len(data_labels)} labels ({_listed(data_labels, repr_=False)}) but the model "
@@ -640,7 +647,7 @@ def class_names(id2label: dict[int, str] | None, data_labels: tuple[str, ...], i
     """Class id -> name for ``n`` classes: the model's label names where it has any (besides transformers'
     LABEL_k), else the data label matched to each id; LABEL_k for an id neither names."""
     names = [f"LABEL_{k}" for k in range(n)]
-    if id2label and not all(_GENERIC.match(v) for v in id2label.values()):
+    if has_names(id2label):
         for k, v in id2label.items():
             if 0 <= k < n:
                 names[k] = v
@@ -659,7 +666,7 @@ def labels_folder(model: Path, tokenizer_folder: Path) -> Path:
     if beside.resolve() == tokenizer_folder.resolve():
         return tokenizer_folder
     named = [f for f in (tokenizer_folder, beside)
-             if (lab := model_labels(f)) and not all(_GENERIC.match(v) for v in lab.values())]
+             if has_names(model_labels(f))]
     if len(named) == 2 and model_labels(named[0]) != model_labels(named[1]):
         raise InputFileError(f"{model}: the label names (id2label) of {named[0]}/config.json and of "
                              f"{named[1]}/config.json beside the model differ; which are the model's cannot be told")

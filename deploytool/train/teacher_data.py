@@ -7,7 +7,8 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from deploytool.data import _GENERIC, Dataset, Split, _fold, class_count, class_names, match_labels, model_labels
+from deploytool.data import (Dataset, Split, _fold, class_count, class_names, has_names, match_labels,
+                             model_labels)
 from deploytool.errors import InputFileError
 from deploytool.train.batching import load_data
 from deploytool.train.config import DataConfig
@@ -36,7 +37,7 @@ def knows_labels(folder, label_names: tuple[str, ...]) -> bool:
     """Whether ``folder`` has a classification head whose label names (besides transformers' LABEL_k) include every
     one of ``label_names`` (exactly, or with case and surrounding spaces ignored)."""
     id2label = model_labels(Path(folder))
-    if _folder_classes(Path(folder)) is None or not id2label or all(_GENERIC.match(v) for v in id2label.values()):
+    if _folder_classes(Path(folder)) is None or not has_names(id2label):
         return False
     known = set(id2label.values()) | {_fold(v) for v in id2label.values()}
     return all(n in known or _fold(n) in known for n in label_names)
@@ -68,7 +69,7 @@ def check_same_labels(teacher, other, what: str) -> None:
     """A model trained from ``other`` against ``teacher``'s class ids: where both name their labels, the names must
     be the same ids' (a head whose rows are other classes would be trained, and saved, under the wrong names)."""
     a, b = model_labels(Path(teacher)), model_labels(Path(other))
-    if not a or not b or all(_GENERIC.match(v) for v in (*a.values(), *b.values())):
+    if not has_names(a) or not has_names(b):
         return
     if a != b:
         def show(d):

@@ -103,6 +103,17 @@ def test_transformers_label_k_names_are_class_k(tmp_path):
     assert len(got) == 120 and all(y == int(name.split("_")[1]) for name, y in got)
 
 
+def test_label_k_names_at_other_ids_are_names(tmp_path):
+    """A model trained on a file labelled LABEL_0..LABEL_11 names its classes in sorted order (class 2 is LABEL_10):
+    those are its names, matched as such, not transformers' defaults read as LABEL_k = class k (LABEL_10 was 10)."""
+    names = sorted(f"LABEL_{k}" for k in range(12))
+    teacher = _teacher(tmp_path / "t", {str(i): n for i, n in enumerate(names)})
+    ds = load_teacher_data(DataConfig(data=str(_data(tmp_path / "d.csv", [f"LABEL_{k}" for k in range(12)] * 10))),
+                           teacher)
+    got = _ids_by_label(ds)
+    assert len(got) == 120 and all(y == names.index(name) for name, y in got)
+
+
 def test_teacher_ids_with_a_gap_keep_every_class(tmp_path):
     """id2label {0: a, 2: c} of a 3-class head: the class count was the count of names (2), so class 2 was past the
     data's classes; it is up to the largest id, as eval counts it."""
