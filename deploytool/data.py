@@ -502,13 +502,13 @@ def calibration_texts(name: str | Path, n: int = 128, seed: int = 0, *, split: s
 
 # --------------------------------------------------------------------------- the model's labels
 _GENERIC = re.compile(r"^LABEL_\d+$")
+_CLASS_ID = re.compile(r"^(0|[1-9]\d*)(?:\.0*)?$")  # 2, 2.0; not 02, +2, 2.5
 
 
 def has_names(id2label: dict[int, str] | None) -> bool:
     """Whether ``id2label`` names its classes: not transformers' default, LABEL_k for class k. LABEL_10 as the name of
     class 2 (a model trained on a file labelled LABEL_0..LABEL_11, in sorted order) is a name."""
     return bool(id2label) and any(v != f"LABEL_{k}" for k, v in id2label.items())
-_CLASS_ID = re.compile(r"^(0|[1-9]\d*)(?:\.0*)?$")  # 2, 2.0; not 02, +2, 2.5
 
 
 def model_labels(folder: Path | None) -> dict[int, str] | None:
@@ -570,10 +570,11 @@ def match_labels(data_labels: tuple[str, ...], id2label: dict[int, str] | None, 
                  n_classes: int | None = None, model: str | None = None) -> tuple[np.ndarray, str]:
     """Dataset label index -> the model's label id, matched BY NAME with the model's ``id2label``.
 
-    A name matches exactly, else with case and surrounding spaces ignored. A name that two ids of ``id2label``
-    carry (``{0: "pos", 1: "pos"}``, or ``"pos"``/``"Pos"`` for a data label ``POS``) cannot be told apart: an
-    error naming the name and the ids (``model``: the folder whose config.json says so). Data labels that all are
-    class ids (0, 1, ...) and none of them a name of the model are those ids (no name is matched), with a note.
+    A name matches exactly, else with case and surrounding spaces ignored (and '1.0' as '1'). A name that two ids
+    of ``id2label`` carry (``{0: "pos", 1: "pos"}``, or ``"pos"``/``"Pos"`` for a data label ``POS``) cannot be told
+    apart: an error naming the name and the ids (``model``: the folder whose config.json says so). Data labels that
+    all are class ids (0, 1, ...) and none of them a name of the model are those ids (no name is matched), with a
+    note.
 
     A model without label names (none, or transformers' LABEL_0, LABEL_1, ...): labels that are class ids
     (0, 1, ...) or transformers' LABEL_k are those ids; other labels are matched by sorted name when the data has
@@ -584,8 +585,8 @@ def match_labels(data_labels: tuple[str, ...], id2label: dict[int, str] | None, 
     if not has_names(id2label):
         n_model = len(id2label) if id2label else n_classes
         if n_model is not None and len(data_labels) > n_model:
-            raise InputFileError(f"{where}: {len(data_labels)} labels ({_listed(data_labels, repr_=False)}) but the model "
-                                 f"classifies {n_model} and has no label names")
+            raise InputFileError(f"{where}: {len(data_labels)} labels ({_listed(data_labels, repr_=False)}) but the "
+                                 f"model classifies {n_model} and has no label names")
         ids = _class_ids(data_labels, n_model)
         if ids is not None:
             note = ("the model has no label names (id2label); the data's labels are read as its class ids: "
@@ -596,10 +597,10 @@ def match_labels(data_labels: tuple[str, ...], id2label: dict[int, str] | None, 
             return generic, ""
         if n_model is not None and len(data_labels) < n_model:
             raise InputFileError(
-                f"{where}: {len(data_labels)} label(s) ({_listed(data_labels, repr_=False)}) of the model's {n_model} classes, "
-                "and the model has no label names (id2label), so which class each label is cannot be told; give "
-                f"label names in the model's config.json (id2label), labels that are class ids (0..{n_model - 1}), "
-                f"or a file with all {n_model} labels")
+                f"{where}: {len(data_labels)} label(s) ({_listed(data_labels, repr_=False)}) of the model's {n_model} "
+                "classes, and the model has no label names (id2label), so which class each label is cannot be told; "
+                "give label names in the model's config.json (id2label), labels that are class ids "
+                f"(0..{n_model - 1}), or a file with all {n_model} labels")
         note = ("the model has no label names (id2label); labels matched by sorted name: "
                 + ", ".join(f"{n}->{i}" for i, n in enumerate(data_labels)))
         return np.arange(len(data_labels), dtype=np.int64), note
@@ -665,8 +666,7 @@ def labels_folder(model: Path, tokenizer_folder: Path) -> Path:
     beside = model.parent
     if beside.resolve() == tokenizer_folder.resolve():
         return tokenizer_folder
-    named = [f for f in (tokenizer_folder, beside)
-             if has_names(model_labels(f))]
+    named = [f for f in (tokenizer_folder, beside) if has_names(model_labels(f))]
     if len(named) == 2 and model_labels(named[0]) != model_labels(named[1]):
         raise InputFileError(f"{model}: the label names (id2label) of {named[0]}/config.json and of "
                              f"{named[1]}/config.json beside the model differ; which are the model's cannot be told")
