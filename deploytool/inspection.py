@@ -197,6 +197,12 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
                      "the relative-position table, its LayerNorm and any own position-projection weights they were "
                      "computed from are not in the file, so the parameter count is the file's, not the source "
                      "model's (a TorchScript or optimum export before ORT's optimizer has them)")
+    equal, more = distinct.hidden_equal()
+    if equal:
+        notes.append(f"{equal} all-equal weight tensor(s) (unit LayerNorm scales, zero biases: an untrained model's) "
+                     f"are stored once and read by several nodes, so they are counted once: if they were parameters "
+                     f"of their own that the exporter merged for being equal, as TorchScript does, the model has "
+                     f"{more:,} more ({sum(params.values()) + more:,} in all)")
     if distinct.duplicate_tensors:
         notes.append(f"{distinct.duplicate_tensors} stored tensor(s) repeat the values of weights stored elsewhere "
                      f"in the file ({_size(distinct.duplicate_bytes)}: a shared layer stored per layer, a fused QKV "
@@ -524,6 +530,8 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
             # shared keys) is the same stored tensor: counted once, by the value it aliases
             root = alias_root(v)
             if id(v) in seen or id(root) in seen:
+                if id(root) in distinct.equal_reads:
+                    distinct.equal_reads[id(root)][1] += 1
                 continue
             t = const_tensor(v)
             if t is None:
@@ -556,6 +564,8 @@ def _parameters(graph: ir.Graph, roles: dict[int, str], packing: dict[str, dict]
                 if new == 0:
                     continue
                 params[role] += new
+                if new == size and t.dtype.is_floating_point() and distinct.all_equal(t):
+                    distinct.equal_reads[id(root)] = [size, 0]
                 part = stored if new == size else int(round(stored * new / size))
                 nbytes[role] += part
                 add(_DTYPE_NAMES.get(dname, dname.lower()), new, part)
@@ -606,6 +616,23 @@ class _Distinct:
         self._seen: dict[tuple, list[tuple[Any, list[int] | None, int]]] = {}
         self.duplicate_bytes = 0
         self.duplicate_tensors = 0
+        # id of an all-equal weight counted once -> [its size, further reads of it (other nodes, other aliases)]
+        self.equal_reads: dict[int, list[int]] = {}
+
+    @staticmethod
+    def all_equal(t) -> bool:
+        try:
+            a = t.numpy()
+        except Exception:
+            return False
+        return a.size > 1 and bool(a.min() == a.max())
+
+    def hidden_equal(self) -> tuple[int, int]:
+        """(tensors, elements): all-equal weights counted once but read by several nodes, and how many more
+        parameters the model has if each read is a parameter of its own (the TorchScript exporter stores equal
+        tensors once: an untrained model's unit LayerNorm scales and zero biases become one, read through aliases)."""
+        hidden = [(size, reads) for size, reads in self.equal_reads.values() if reads]
+        return len(hidden), sum(size * reads for size, reads in hidden)
 
     @staticmethod
     def _part(t, sizes: list[int] | None, i: int) -> np.ndarray:

@@ -452,3 +452,27 @@ def test_deberta_after_orts_optimizer_says_its_count_is_the_files(tmp_path):
     note = [n for n in after.notes if "the relative-position projections are folded" in n]
     assert len(note) == 1 and "not the source model's" in note[0]
     assert f"note        {note[0]}" in after.to_text()
+
+
+def test_an_untrained_models_merged_equal_vectors_are_said(tmp_path):
+    """TorchScript stores equal tensors once: an untrained BERT's unit LayerNorm scales and zero biases become one
+    tensor each, read by every layer through aliases, and inspect counted them once without a word (108,774,912 for
+    bert-base's 108,891,648). They cannot be told from a shared weight, so the count stays and a note gives the
+    count if each read is its own parameter. Reference: transformers' num_parameters()."""
+    import torch
+
+    from deploytool.export import ExportConfig, export_loaded
+    from deploytool.testing.tiny import tiny_model
+
+    model = tiny_model("bert", task=TASK)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                p.fill_(1.0 if "LayerNorm.weight" in name else 0.0)
+    path = tmp_path / "untrained.onnx"
+    export_loaded(model, path, ExportConfig(model="tiny-bert", task=TASK))
+    r = inspect_model(path, seq_len=8)
+    want = model.num_parameters()
+    assert r.total_params < want
+    note = [n for n in r.notes if "all-equal weight tensor" in n]
+    assert len(note) == 1 and f"({want:,} in all)" in note[0]
