@@ -53,14 +53,14 @@ def _quant_options(f):
                        help="Fixed sequence length to compile (batch is 1) [default: 128, or the length a QDQ "
                             "model's inputs are fixed at; another length than that is refused]."),
         # plain strings, validated by the configs: a bad value is a one-line error, not click's usage block
-        click.option("--act", default=None, help="Activation type: uint16 | uint8 [default: the profile's]."),
-        click.option("--weights", default=None, help="Weight type: uint8 | int8 [default: the profile's]."),
+        click.option("--act", "activation_dtype", default=None, help="Activation type: uint16 | uint8 [default: the profile's]."),
+        click.option("--weights", "weight_dtype", default=None, help="Weight type: uint8 | int8 [default: the profile's]."),
         click.option("--mask", default="bound", show_default=True,
                      help="bound: set the attention mask's -3.4e38/-10000 constant to --mask-value before "
                           "quantizing; keep: leave it."),
         click.option("--mask-value", type=float, default=-30.0, show_default=True, metavar="FLOAT",
                      help="The bounded mask bias."),
-        click.option("--embedding", default=None,
+        click.option("--embedding", "embedding_dtype", default=None,
                      help="Word-embedding table type: uint8 | uint16 [default: the activation type]."),
         click.option("--calib-data", "calibration_data", default="rotten-tomatoes", show_default=True,
                      help="Dataset whose train texts calibrate the quantization ('none': seeded token ids). "
@@ -103,7 +103,7 @@ def qnn() -> None:
 @json_flag("Print the report as JSON (deploytool.qnn.check/1) to stdout instead of the text lines.")
 @click.option("--rows", "rows_path", default=None, type=click.Path(dir_okay=False),
               help="Write a device-report row (deploytool.device_rows/1).")
-def check(model, profile, seq_len, act, weights, mask, mask_value, embedding, calibration_data, calibration_size,
+def check(model, profile, seq_len, activation_dtype, weight_dtype, mask, mask_value, embedding_dtype, calibration_data, calibration_size,
           tokenizer, seed, profiles_dirs, quantize, fp16,
           reference, data, eval_size, strict, json_path, as_json, rows_path) -> None:
     """Op coverage on the HTP, strict-mode pass/fail and accuracy vs fp32 for one Snapdragon SoC."""
@@ -114,8 +114,8 @@ def check(model, profile, seq_len, act, weights, mask, mask_value, embedding, ca
     if quantize and fp16:
         raise ConfigError("--quantize and --fp16 exclude each other")
     seq = seq_len
-    target = _target(profile, fp16, act, weights, profiles_dirs)
-    quant = _quant(target, quantize, seq, mask, mask_value, embedding, calibration_data, calibration_size, tokenizer,
+    target = _target(profile, fp16, activation_dtype, weight_dtype, profiles_dirs)
+    quant = _quant(target, quantize, seq, mask, mask_value, embedding_dtype, calibration_data, calibration_size, tokenizer,
                    seed)
     cfg = QnnCheckConfig(target=target, quant=quant,
                          seq_len=seq, reference=reference, eval_data=data, eval_size=eval_size,
@@ -141,13 +141,13 @@ def check(model, profile, seq_len, act, weights, mask, mask_value, embedding, ca
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The QDQ model to write.")
 @_quant_options
-def quantize_(model, output, profile, seq_len, act, weights, mask, mask_value, embedding, calibration_data,
+def quantize_(model, output, profile, seq_len, activation_dtype, weight_dtype, mask, mask_value, embedding_dtype, calibration_data,
               calibration_size, tokenizer, seed, profiles_dirs) -> None:
     """Quantize a float encoder the way QNN wants it (QDQ, static shapes, bounded mask)."""
     from deploytool.qnn.quantize import quantize_file
 
-    target = _target(profile, False, act, weights, profiles_dirs)
-    cfg = _quant(target, True, seq_len, mask, mask_value, embedding, calibration_data, calibration_size,
+    target = _target(profile, False, activation_dtype, weight_dtype, profiles_dirs)
+    cfg = _quant(target, True, seq_len, mask, mask_value, embedding_dtype, calibration_data, calibration_size,
                  tokenizer, seed)
     stats = quantize_file(model, output, cfg)
     click.echo(f"{model} -> {output}: QDQ {cfg.dtypes} for {target.label}, seq {stats['seq_len']}, "
@@ -165,7 +165,7 @@ def quantize_(model, output, profile, seq_len, act, weights, mask, mask_value, e
 @click.option("--embed", is_flag=True, help="Embed the context binary in the .onnx (ep.context_embed_mode=1).")
 @click.option("--rows", "rows_path", default=None, type=click.Path(dir_okay=False),
               help="Write a device-report row (deploytool.device_rows/1).")
-def compile_(model, output, profile, seq_len, act, weights, mask, mask_value, embedding, calibration_data,
+def compile_(model, output, profile, seq_len, activation_dtype, weight_dtype, mask, mask_value, embedding_dtype, calibration_data,
              calibration_size, tokenizer, seed, profiles_dirs, quantize,
              fp16, embed, rows_path) -> None:
     """Offline QNN context binary for one Snapdragon SoC (EPContext model + .bin + JSON report)."""
@@ -176,8 +176,8 @@ def compile_(model, output, profile, seq_len, act, weights, mask, mask_value, em
     if quantize and fp16:
         raise ConfigError("--quantize and --fp16 exclude each other")
     seq = seq_len
-    target = _target(profile, fp16, act, weights, profiles_dirs)
-    quant = _quant(target, quantize, seq, mask, mask_value, embedding, calibration_data, calibration_size, tokenizer,
+    target = _target(profile, fp16, activation_dtype, weight_dtype, profiles_dirs)
+    quant = _quant(target, quantize, seq, mask, mask_value, embedding_dtype, calibration_data, calibration_size, tokenizer,
                    seed)
     cfg = QnnCompileConfig(target=target, quant=quant,
                            seq_len=seq, embed=embed, tokenizer=tokenizer)

@@ -471,8 +471,11 @@ def test_a_bad_act_or_weights_option_is_not_blamed_on_the_profile():
         with pytest.raises(ConfigError) as e:
             load_target(PROFILE, **kw)
         assert str(e.value).startswith(f"{field}: expected one of") and "profile" not in str(e.value)
-    r = _run_cli("qnn", "quantize", "x.onnx", "--profile", PROFILE, "--act", "int4", "-o", "y.onnx")
-    assert "profile" not in _one_line_error(r, "activation_dtype", "int4")
+    # and the CLI names the option typed, not the field (it said 'activation_dtype: ...')
+    for option, value in (("--act", "int4"), ("--weights", "uint16"), ("--embedding", "int4")):
+        r = _run_cli("qnn", "quantize", "x.onnx", "--profile", PROFILE, option, value, "-o", "y.onnx")
+        line = _one_line_error(r, value)
+        assert line.startswith(f"error: {option}: expected one of") and "profile" not in line, line
 
 
 @pytest.mark.parametrize("header", ["sentence,label", "sentence"])
