@@ -139,10 +139,10 @@ class FitConfig:
             if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 <= a <= 100:
                 raise ConfigError(f"accuracy_floor: must be a number in [0, 100] (percent), got {a!r}")
             if 0 < a <= 1:  # as an accuracy file without a unit: never guessed from its size
-                raise ConfigError(f"accuracy_floor (--accuracy-floor): {a:g} is ambiguous, {a:g} % or {100 * a:g} %? "
+                raise ConfigError(f"accuracy_floor: {a:g} is ambiguous, {a:g} % or {100 * a:g} %? "
                                   f"the floor is in percent: give {100 * a:g} for {100 * a:g} %")
             if not self.accuracies:
-                raise ConfigError("accuracy_floor needs measured accuracies of the candidates (--accuracy FILE); "
+                raise ConfigError("accuracy_floor: needs measured accuracies of the candidates (--accuracy FILE); "
                                   "without them fit ranks by the kept-parameter proxy, which is not an accuracy")
         if self.accuracies is not None and not isinstance(self.accuracies, Mapping):
             raise ConfigError(f"accuracies: expected a mapping {{candidate name: accuracy}}, got "

@@ -101,7 +101,9 @@ def _err_line(r) -> str:
 @pytest.mark.parametrize("args, expected", [
     (["--profile", "kirin99"], "unknown device profile 'kirin99' (did you mean 'kirin990'?)"),
     (["--profile", "kirin990", "--budget-ms", "-5"], "--budget-ms: must be a positive number"),
-    (["--profile", "kirin990", "--accuracy-floor", "80"], "accuracy_floor needs measured accuracies"),
+    # the option, not the config's field (they said 'accuracy_floor needs ...', 'accuracy_floor (--accuracy-floor): ...')
+    (["--profile", "kirin990", "--accuracy-floor", "80"], "error: --accuracy-floor: needs measured accuracies"),
+    (["--profile", "kirin990", "--accuracy-floor", "0.9"], "error: --accuracy-floor: 0.9 is ambiguous, 0.9 % or 90 %?"),
     (["--profile", "kirin990", "--precisions", "fp32,int3"], "precisions: unknown 'int3'"),
     (["--profile", "kirin990", "--widths", "1,1.5"], "widths: 1.5 out of range"),
     (["--profile", "kirin990", "--seq-len", "512"], "profile 'kirin990' has no p90 latency budget for seq 512"),
