@@ -430,6 +430,13 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
     graph = ir.serde.deserialize_model(proto)
     check_position_table(graph, cfg.seq_len, str(model))
     qnn_skip = _qnn_preflight(model, cfg, graph)
+    if cfg.repack_memory:
+        from deploytool.variant import PACKING_KEY
+
+        if PACKING_KEY not in graph.metadata_props:  # said before anything is written, in bundle's words (repack
+            # would say it of its own options once the bundle's staging folder exists)
+            raise ConfigError(f"--repack-memory: {model} has no '{PACKING_KEY}' record, so no packed weights to move "
+                              "(it takes a file `deploytool pack` wrote); leave --repack-memory out for this model")
     _check_tokenizer_fits(model, cfg, plan)
     stage = make_staging_dir(out)
     source, repacked, scratch = model, None, None
