@@ -200,3 +200,17 @@ def test_verify_arm64_says_what_it_wrote(tiny_onnx, tmp_path, monkeypatch, ok, a
     assert f"wrote {out}" in said.splitlines(), (r.stdout, r.stderr)
     if as_json:
         assert json.loads(r.stdout)["ok"] is ok
+
+
+def test_verify_arm64_refuses_a_model_given_twice(tiny_onnx, tmp_path, monkeypatch):
+    """The same file twice (also by another spelling of its path) is one line, as bench says it; it was run twice
+    under QEMU and shown twice. Refused before the emulator is looked for."""
+    import deploytool.arm64
+
+    monkeypatch.setattr(deploytool.arm64, "verify_arm64", lambda config: pytest.fail("ran"))
+    model = tiny_onnx("bert")
+    again = model.parent / ".." / model.parent.name / model.name
+    r = CliRunner().invoke(main, ["verify-arm64", str(model), str(again), "--cpu", "max", "--no-setup",
+                                  "--emulator-dir", str(tmp_path), "-o", str(tmp_path / "v.json")])
+    assert r.exit_code == 2 and _err_line(r) == f"error: models: {again} given twice (as {model})"
+    assert not (tmp_path / "v.json").exists()
