@@ -206,3 +206,149 @@ def unfuse_flattened_gemms(model: ir.Model) -> int:
         elif v.is_initializer() and v.name in graph.initializers and not v.is_graph_input():
             del graph.initializers[v.name]
     return len(found)
+
+
+def drop_initializer_inputs(model: ir.Model) -> list[str]:
+    """Remove from the graph's inputs every value that is also an initializer; returns their names.
+
+    Exporters run with ``keep_initializers_as_inputs=True`` (``torch.onnx.export``'s default before opset 9, many
+    older files) list each weight as a graph input with the weight as its default. ONNX Runtime then treats the
+    weights as overridable inputs (no constant folding), and a pass that slices or drops a weight left a graph input
+    of the old shape or one nothing reads (a sliced model kept its removed layers' weights). A deployed model never
+    feeds its weights, so they become plain initializers; the graph computes what it computed."""
+    graph = model.graph
+    dropped = [v for v in graph.inputs if v.name in graph.initializers and graph.initializers[v.name] is v]
+    for v in dropped:
+        graph.inputs.remove(v)
+    return [v.name for v in dropped]
+
+
+def fold_transposed_weights(model: ir.Model) -> int:
+    """Replace every ``Transpose`` of a 2-D initializer (perm [1, 0] or none) by an initializer holding the
+    transposed weight (computed lazily, when the output is written); returns how many.
+
+    ``torch.onnx.export(..., do_constant_folding=False)`` and the dynamo exporter with ``optimize=False`` write each
+    ``nn.Linear`` as ``MatMul(x, Transpose(W))``: the finder reads a projection's weight as a constant [K, N]
+    initializer, and refused these graphs ("weight ... has no static 2-D shape"). The original [N, K] weight goes
+    once nothing else reads it (a tied embedding that a Gather also reads stays)."""
+    graph = model.graph
+    found = []
+    for node in graph:
+        if node.op_type != "Transpose" or node.domain not in ("", "ai.onnx") or len(node.inputs) != 1:
+            continue
+        w = node.inputs[0]
+        perm = node.attributes.get_ints("perm", None)
+        if (w is None or not w.is_initializer() or w.is_graph_input() or w.const_value is None
+                or len(w.const_value.shape) != 2 or (perm is not None and list(perm) != [1, 0])
+                or node.outputs[0] in graph.outputs):
+            continue
+        found.append(node)
+    if not found:
+        return 0
+    used = {v.name for v in graph.initializers.values()} | {v.name for v in graph.inputs}
+    for node in graph:
+        used.update(o.name for o in node.outputs if o.name)
+
+    def fresh(base: str) -> str:
+        name, i = base, 1
+        while name in used:
+            name, i = f"{base}_{i}", i + 1
+        used.add(name)
+        return name
+
+    turned: dict[int, ir.Value] = {}  # one transposed copy per weight, however many Transposes read it
+    for node in found:
+        w = node.inputs[0]
+        if id(w) not in turned:
+            wt = _transposed(w, fresh(f"{w.name}__in_out"))
+            graph.register_initializer(wt)
+            turned[id(w)] = wt
+        node.outputs[0].replace_all_uses_with(turned[id(w)])
+    graph.remove(found, safe=True)
+    for wt in turned.values():
+        src = wt.meta[TRANSPOSED_FROM]
+        if not src.uses() and src not in graph.outputs and src.name in graph.initializers:
+            del graph.initializers[src.name]
+    return len(found)
+
+
+# shape arithmetic only: int64 pieces of targets (a packed weight's few bytes, a Cast of its codes, keep their form:
+# the finder reads packed and quantized weights by it)
+_FOLDABLE = ("Unsqueeze", "Squeeze", "Concat")
+
+
+def _fold_one(node: ir.Node, args: list[np.ndarray]) -> np.ndarray | None:
+    """``node`` computed on constant ``args`` (numpy), or None where this function does not know it exactly."""
+    a = node.attributes
+    op = node.op_type
+    if op == "Concat":
+        return np.concatenate(args, axis=a.get_int("axis", 0))
+    x = args[0]
+    if len(args) > 1:
+        axes = [int(i) for i in args[1].reshape(-1)]
+    else:
+        axes = a.get_ints("axes", None)
+        axes = None if axes is None else list(axes)
+    if op == "Unsqueeze":
+        if axes is None:
+            return None
+        rank = x.ndim + len(axes)
+        out = x
+        for ax in sorted(i % rank for i in axes):
+            out = np.expand_dims(out, ax)
+        return out
+    # Squeeze
+    if axes is None:
+        return np.squeeze(x)
+    return np.squeeze(x, axis=tuple(i % x.ndim for i in axes))
+
+
+def fold_small_constants(model: ir.Model, max_size: int = 64) -> int:
+    """Replace each ``Unsqueeze``/``Squeeze``/``Concat`` whose inputs are all small int64 constants (Constant nodes or
+    initializers of at most ``max_size`` values: shape arithmetic) by an initializer of its value; returns how many.
+
+    ``torch.onnx.export(..., do_constant_folding=False)`` writes the head split's target as
+    ``Concat(Unsqueeze(batch), Unsqueeze(seq), Unsqueeze(Constant 6), Unsqueeze(Constant 4))``: the finder reads the
+    head count from a constant piece of that Concat and refused ("cannot read the head count from the Q reshape").
+    A folded export stores each piece as a constant [6], which is what this makes."""
+    graph = model.graph
+    used = {v.name for v in graph.initializers.values()} | {v.name for v in graph.inputs}
+    for node in graph:
+        used.update(o.name for o in node.outputs if o.name)
+
+    def fresh(base: str) -> str:
+        name, i = base, 1
+        while name in used:
+            name, i = f"{base}_{i}", i + 1
+        used.add(name)
+        return name
+
+    done: list[ir.Node] = []
+    for node in list(graph):
+        if node.op_type not in _FOLDABLE or node.domain not in ("", "ai.onnx") or len(node.outputs) != 1:
+            continue
+        out = node.outputs[0]
+        if out in graph.outputs or not node.inputs or any(v is None for v in node.inputs):
+            continue
+        args = [small_const(v, max_size) for v in node.inputs]
+        if any(x is None or x.dtype != np.int64 for x in args):
+            continue
+        try:
+            value = _fold_one(node, args)
+        except Exception:  # noqa: BLE001 - an argument the op itself would refuse: left for ONNX Runtime to say
+            continue
+        if value is None or value.size > max_size:
+            continue
+        value = np.ascontiguousarray(value)
+        name = fresh(f"{out.name or node.name or 'folded'}__folded")
+        v = ir.Value(name=name, shape=ir.Shape(list(value.shape)), type=ir.TensorType(ir.DataType.from_numpy(value.dtype)),
+                     const_value=ir.tensor(value, name=name))
+        graph.register_initializer(v)
+        out.replace_all_uses_with(v)
+        done.append(node)
+    if done:
+        graph.remove(done, safe=True)
+        dead = [n for n in graph if n.op_type == "Constant" and n.domain in ("", "ai.onnx")
+                and not n.outputs[0].uses() and n.outputs[0] not in graph.outputs]
+        graph.remove(dead, safe=True)  # the Constant nodes only folded nodes read
+    return len(done)

@@ -189,11 +189,17 @@ class DeployPass(ir.passes.InPlacePass):
 
     def __call__(self, model_or_result: ir.Model | ir.passes.PassResult, /) -> DeployPassResult:
         from deploytool.graph.alibi import compute_alibi_tables
-        from deploytool.graph.canonical import unfuse_flattened_gemms
+        from deploytool.graph.canonical import (drop_initializer_inputs, fold_small_constants, fold_transposed_weights,
+                                                unfuse_flattened_gemms)
 
         # before any pass reads the graph: ORT's static-shape Reshape -> Gemm -> Reshape back to the MatMul + Add
         # the finder reads (equivalent; ORT fuses it again at load, and the gate compares with the input file)
         model = model_or_result.model if isinstance(model_or_result, ir.passes.PassResult) else model_or_result
+        # weights listed as graph inputs too (keep_initializers_as_inputs=True) are weights only; MatMul(x,
+        # Transpose(W)) of an export without constant folding reads a [K, N] weight, as the finder expects
+        weight_inputs = drop_initializer_inputs(model)
+        folded = fold_transposed_weights(model)
+        fold_small_constants(model)  # and its head split's target Concat(Unsqueeze(Constant 6), ..) as constants
         unfused = unfuse_flattened_gemms(model)
         # a whole ALiBi table cut to the sequence (JinaBERT: 3.2 GB in jina-embeddings-v2-base-en's export) as the
         # run-time computation of the same float32 values
@@ -209,6 +215,10 @@ class DeployPass(ir.passes.InPlacePass):
             raise
         if unfused:
             result.stats.setdefault("unfused_gemms", unfused)
+        if weight_inputs:
+            result.stats.setdefault("weights_no_longer_inputs", len(weight_inputs))
+        if folded:
+            result.stats.setdefault("transposed_weights_folded", folded)
         if alibi_bytes:
             result.stats.setdefault("alibi_table_bytes_computed", alibi_bytes)
         if result.modified:  # the model now is another variant: say which, in the file itself

@@ -62,3 +62,79 @@ def test_a_scaled_gemm_is_left_as_it_is():
     model = ir.serde.deserialize_model(_graph(1, False, alpha=0.5))
     assert unfuse_flattened_gemms(model) == 0
     assert [n.op_type for n in model.graph].count("Gemm") == 2
+
+
+def test_fold_small_constants_computes_each_op_as_onnx_runtime_does():
+    """Unsqueeze (axes as input, negative), Squeeze and Concat of int64 constants become initializers holding what
+    ONNX Runtime computes for the same nodes; a piece that is not constant stays, and so do a Cast and a Squeeze of
+    other types (a packed weight's few bytes keep the form the finder reads them by)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from deploytool.graph.canonical import fold_small_constants
+    from deploytool.runtime.infer import run_onnx
+
+    c = lambda name, arr: helper.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(arr, name))
+    nodes = [c("six", np.array(6, np.int64)), c("ax0", np.array([0], np.int64)), c("axm1", np.array([-1], np.int64)),
+             c("sq", np.arange(3, dtype=np.int64).reshape(1, 3, 1)), c("fl", np.ones((1, 2), np.float32)),
+             helper.make_node("Unsqueeze", ["six", "ax0"], ["u6"]),
+             helper.make_node("Unsqueeze", ["six", "axm1"], ["um"]),
+             helper.make_node("Squeeze", ["sq", "ax0"], ["s1"]),
+             helper.make_node("Squeeze", ["sq"], ["s_all"]),
+             helper.make_node("Shape", ["x"], ["shp"]),
+             helper.make_node("Concat", ["shp", "u6", "um"], ["mixed"], axis=0),  # not constant: stays
+             helper.make_node("Concat", ["u6", "um"], ["cc"], axis=0),
+             helper.make_node("Cast", ["cc"], ["cf"], to=TensorProto.FLOAT),
+             helper.make_node("Squeeze", ["fl", "ax0"], ["fsq"]),
+             helper.make_node("Identity", ["s1"], ["o_s1"]), helper.make_node("Identity", ["s_all"], ["o_sall"]),
+             helper.make_node("Identity", ["cf"], ["o_cf"]), helper.make_node("Identity", ["mixed"], ["o_mixed"]),
+             helper.make_node("Identity", ["fsq"], ["o_fsq"])]
+    outs = [helper.make_tensor_value_info(n, t, None) for n, t in
+            (("o_s1", TensorProto.INT64), ("o_sall", TensorProto.INT64), ("o_cf", TensorProto.FLOAT),
+             ("o_mixed", TensorProto.INT64), ("o_fsq", TensorProto.FLOAT))]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])], outs)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {"x": np.zeros(2, np.float32)}
+    want = run_onnx(proto.SerializeToString(), feeds)
+    model = ir.serde.deserialize_model(proto)
+    assert fold_small_constants(model) == 5  # 2 Unsqueeze, 2 int64 Squeeze, the constant Concat
+    kinds = sorted(n.op_type for n in model.graph if n.op_type != "Identity")
+    assert kinds == ["Cast", "Concat", "Constant", "Constant", "Shape", "Squeeze"]  # fl and ax0 still read
+    got = run_onnx(ir.serde.serialize_model(model).SerializeToString(), feeds)
+    for k in want:
+        assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape and np.array_equal(got[k], want[k]), k
+
+
+def test_transposed_weights_and_initializer_inputs_become_plain_weights():
+    """MatMul(x, Transpose(W)) reads a [K, N] initializer after fold_transposed_weights (W gone once nothing else
+    reads it; a W that a Gather also reads stays), and drop_initializer_inputs leaves only the fed inputs."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from deploytool.graph.canonical import drop_initializer_inputs, fold_transposed_weights
+    from deploytool.runtime.infer import run_onnx
+
+    rng = np.random.default_rng(0)
+    w, e = rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=(4, 3)).astype(np.float32)
+    inits = [onnx.numpy_helper.from_array(w, "W"), onnx.numpy_helper.from_array(e, "E")]
+    nodes = [helper.make_node("Transpose", ["W"], ["wt"], perm=[1, 0]), helper.make_node("MatMul", ["x", "wt"], ["y"]),
+             helper.make_node("Transpose", ["E"], ["et"]), helper.make_node("MatMul", ["x", "et"], ["z"]),
+             helper.make_node("Gather", ["E", "ids"], ["g"], axis=0)]
+    ins = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+           helper.make_tensor_value_info("ids", TensorProto.INT64, [2]),
+           helper.make_tensor_value_info("W", TensorProto.FLOAT, [5, 3])]  # an initializer listed as an input
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y", "z", "g")]
+    proto = helper.make_model(helper.make_graph(nodes, "g", ins, outs, inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {"x": rng.normal(size=(2, 3)).astype(np.float32), "ids": np.array([1, 3])}
+    want = run_onnx(proto.SerializeToString(), feeds)
+    model = ir.serde.deserialize_model(proto)
+    assert drop_initializer_inputs(model) == ["W"]
+    assert fold_transposed_weights(model) == 2
+    g = model.graph
+    assert [v.name for v in g.inputs] == ["x", "ids"] and "W" not in g.initializers and "E" in g.initializers
+    assert sorted(n.op_type for n in g) == ["Gather", "MatMul", "MatMul"]
+    assert all(list(n.inputs[1].shape) == [3, n.inputs[1].shape[1]] for n in g if n.op_type == "MatMul")
+    got = run_onnx(ir.serde.serialize_model(model).SerializeToString(), feeds)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])

@@ -1,0 +1,79 @@
+"""Export settings the conformance matrix does not vary: ``torch.onnx.export``'s ``keep_initializers_as_inputs=True``
+(every weight also listed as a graph input) and ``do_constant_folding=False`` (each Linear's weight read through a
+``Transpose`` node, shape arithmetic left as Constant/Unsqueeze/Concat nodes). Each pass's output is compared with the
+independent PyTorch reference of ``deploytool.testing.conformance`` (transformers' ``prune_heads``, module surgery,
+DynaBERT's rule restated, TWN restated) on its padded batch, as a conformance cell is."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import onnx
+import pytest
+
+from deploytool.passes import transform
+from deploytool.runtime.infer import run_onnx
+from deploytool.testing import conformance as C
+
+CASE = C.MODEL_BY_NAME["bert"]
+PASSES = ("slice-0.5-0.75", "prune-heads", "prune-ffn", "reorder", "fp16", "int8", "pack", "pack-speed")
+
+
+@pytest.fixture(scope="module")
+def base():
+    return C.build_model(CASE)
+
+
+def _export(model, path: Path, **kw) -> Path:
+    import torch
+
+    f = C.feeds(CASE)
+    names, outs = list(f), list(C.torch_outputs(model, f))
+    dyn = {n: {0: "batch", 1: "sequence"} for n in names}
+    dyn.update({"last_hidden_state": {0: "batch", 1: "sequence"}, "pooler_output": {0: "batch"}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, tuple(torch.as_tensor(f[n]) for n in names), str(path), input_names=names,
+                          output_names=outs, dynamic_axes=dyn, opset_version=17, dynamo=False, **kw)
+    return path
+
+
+def _check(src: Path, dst: Path, pass_name: str, base, work: Path) -> None:
+    transform(src, dst, C.pass_config(CASE, pass_name, work))
+    f = C.feeds(CASE)
+    ref, _ = C.reference(CASE, pass_name, base)
+    status, diff, detail = C.compare(run_onnx(dst, f), C.torch_outputs(ref, f), pass_name)
+    assert status in ("equal", "close"), f"{pass_name}: {status} {diff} {detail}"
+
+
+@pytest.mark.parametrize("pass_name", PASSES)
+def test_weights_listed_as_graph_inputs(tmp_path, base, pass_name):
+    """keep_initializers_as_inputs=True: fp16 refused ('the converter left no fp16 weight': it keeps graph inputs
+    fp32), pack refused ('input onnx::MatMul_521 has fixed shape [24, 24]: batch 40 is not possible': its packed
+    weights left their old names as inputs nothing fed), and a slice kept the dropped layer's weights in the file
+    (graph inputs are never dead). Now the weights are weights: outputs equal the reference, the graph's inputs are
+    the model's three, and nothing in the file is unread."""
+    src = _export(base, tmp_path / "kiai.onnx", keep_initializers_as_inputs=True)
+    g = onnx.load(src).graph
+    assert len(g.input) > 3  # the setting this test is about
+    dst = tmp_path / "out.onnx"
+    _check(src, dst, pass_name, base, tmp_path)
+    out = onnx.load(dst).graph
+    assert [i.name for i in out.input] == ["input_ids", "attention_mask", "token_type_ids"]
+    read = {x for n in out.node for x in n.input} | {x for n in out.node for a in n.attribute
+                                                    for sub in ([a.g] if a.HasField("g") else [])
+                                                    for m in sub.node for x in m.input}
+    assert [t.name for t in out.initializer if t.name not in read] == []
+
+
+@pytest.mark.parametrize("pass_name", PASSES)
+def test_export_without_constant_folding(tmp_path, base, pass_name):
+    """do_constant_folding=False: each Linear is MatMul(x, Transpose(W)) and the head split's target is
+    Concat(Unsqueeze(batch), Unsqueeze(seq), Unsqueeze(Constant 6), Unsqueeze(Constant 4)). Every structured pass and
+    pack refused ("weight '.../Transpose_output_0' has no static 2-D shape", then "cannot read the head count from
+    the Q reshape"); now the transposed weights and the small shape pieces are read as the constants they are."""
+    src = _export(base, tmp_path / "nofold.onnx", do_constant_folding=False)
+    g = onnx.load(src).graph
+    assert any(n.op_type == "Transpose" and n.input[0] in {t.name for t in g.initializer} for n in g.node)
+    _check(src, tmp_path / "out.onnx", pass_name, base, tmp_path)
