@@ -32,7 +32,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from deploytool.errors import InputFileError
+from deploytool.errors import InputFileError, not_a_file
 from deploytool.stats import ALPHA, mean_interval, sign_test, wilson_interval
 
 __all__ = ["AccuracyRecord", "AccuracySet", "Comparison", "Pick", "compare", "examples_key", "fmt_accuracy",
@@ -539,6 +539,8 @@ def load_accuracy_records(paths: Sequence[Path]) -> AccuracySet:
     out = AccuracySet({})
     for p in paths:
         p = Path(p)
+        if not p.is_file():  # missing, a folder, or a device (/dev/zero was read until memory ran out)
+            raise not_a_file(p, "accuracy file")
         try:
             data = json.loads(p.read_text())
         except (OSError, ValueError) as e:

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from deploytool.choices import first_repeat
-from deploytool.errors import ConfigError, InputFileError, UnavailableError
+from deploytool.errors import SPECIAL_FILE, ConfigError, InputFileError, UnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -261,6 +261,8 @@ _READERS = {
 def _has_column(path: Path, col: str) -> bool:
     """Whether a user CSV/TSV/JSONL file has the column ``col`` (its header, or any JSON line's key); a file that
     cannot be read says False here and is reported by the reader."""
+    if not path.is_file() or path.suffix.lower() not in _USER_FORMATS:
+        return False
     try:
         raw = path.read_bytes().decode("utf-8-sig", errors="replace")
     except OSError:
@@ -279,6 +281,10 @@ def _has_column(path: Path, col: str) -> bool:
     return False
 
 
+#: the suffixes of the user files a dataset is read from
+_USER_FORMATS = (".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".txt")
+
+
 def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibration: bool = False):
     """Texts, labels and row ids of a user file; ``label_col=None``: texts only (labels empty strings).
     ``calibration``: a missing text column is worded for the commands that calibrate on the file, which have no
@@ -287,7 +293,11 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibra
         raise InputFileError(f"{path}: no such dataset file (built-in datasets: {', '.join(dataset_names())})")
     if path.is_dir():
         raise InputFileError(f"{path}: is a directory, expected a .csv, .tsv or .jsonl file")
+    if not path.is_file():  # /dev/zero was read until the machine ran out of memory (the command died of SIGKILL)
+        raise InputFileError(f"{path}: {SPECIAL_FILE}, expected a .csv, .tsv or .jsonl file")
     suffix = path.suffix.lower()
+    if suffix not in _USER_FORMATS:  # before reading it: a large file of another kind is not read for nothing
+        raise InputFileError(f"{path}: unknown dataset format '{suffix}' (use .csv, .tsv or .jsonl)")
     try:
         raw = path.read_bytes().decode("utf-8-sig")  # a byte-order mark (Excel's "CSV UTF-8") is not text
     except UnicodeDecodeError:

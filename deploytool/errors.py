@@ -19,12 +19,21 @@ class InputFileError(DeployError):
 
 
 def not_a_file(path, what: str = "file") -> InputFileError:
-    """The error for an input ``path`` that is not a file: missing, or a folder (said so, not "no such file")."""
+    """The error for an input ``path`` that is not a file: missing, a folder, or a device, FIFO or socket (said so,
+    not "no such file")."""
     import os
 
+    article = f"a{'n' if what[:1].lower() in 'aeiou' else ''}"
     if os.path.isdir(path):
-        return InputFileError(f"{path}: is a folder, expected a{'n' if what[:1].lower() in 'aeiou' else ''} {what}")
+        return InputFileError(f"{path}: is a folder, expected {article} {what}")
+    if os.path.exists(path):
+        return InputFileError(f"{path}: {SPECIAL_FILE}, expected {article} {what}")
     return InputFileError(f"{path}: no such {what}")
+
+
+#: what an input that exists but is neither a file nor a folder is (/dev/zero, a FIFO): never read (an endless
+#: device is read until memory runs out, a FIFO waits for a writer)
+SPECIAL_FILE = "not a regular file (a device, FIFO or socket)"
 
 
 class OutputPathError(DeployError):

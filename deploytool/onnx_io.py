@@ -29,7 +29,7 @@ from typing import IO, Iterator
 import onnx
 import onnx_ir as ir
 
-from deploytool.errors import InputFileError, OutputPathError
+from deploytool.errors import SPECIAL_FILE, InputFileError, OutputPathError
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ def _check_input(path: str | os.PathLike) -> Path:
         raise InputFileError(f"{p}: no such file")
     if p.is_dir():
         raise InputFileError(f"{p}: is a directory, expected an .onnx file")
+    if not p.is_file():  # /dev/zero, a FIFO: its size is 0, and it is not an empty file
+        raise InputFileError(f"{p}: {SPECIAL_FILE}, expected an .onnx file")
     if p.stat().st_size == 0:
         raise InputFileError(f"{p}: empty file, not an ONNX model")
     return p

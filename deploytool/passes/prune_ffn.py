@@ -25,7 +25,7 @@ from typing import Any, Optional
 import onnx_ir as ir
 
 from deploytool.choices import FrozenMap
-from deploytool.errors import ConfigError, InputFileError, PassRefusedError
+from deploytool.errors import ConfigError, InputFileError, PassRefusedError, not_a_file
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
 from deploytool.passes._sharing import copies_note, weight_slots
@@ -44,7 +44,7 @@ def load_neurons_file(path: str | os.PathLike) -> dict[int, tuple[int, ...]]:
     """Read ``{"<layer>": [neuron ids to remove], ...}`` from a JSON file."""
     p = Path(path)
     if not p.is_file():
-        raise InputFileError(f"{p}: no such neurons file")
+        raise not_a_file(p, "neurons file")  # missing, a folder, or a device (said so, never read)
     try:
         # the pairs in file order: a key given twice (or two spellings of one layer) is refused, not merged
         obj = json.loads(p.read_text(encoding="utf-8"), object_pairs_hook=_Pairs)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from deploytool.errors import ConfigError
+from deploytool.errors import ConfigError, not_a_file
 from deploytool.profiles.host import HostOptions, build_host_profile, is_host_template
 from deploytool.profiles.schema import Profile, parse_profile
 from deploytool.validation import safe_load_yaml, without_extensions
@@ -67,7 +67,7 @@ def load_profile_file(path: str | os.PathLike, *, host: HostOptions | None = Non
     """
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{p}: no such device profile file")
+        raise not_a_file(p, "device profile file")  # missing, a folder, or a device (said so, never read)
     try:
         data = safe_load_yaml(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:

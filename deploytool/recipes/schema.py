@@ -41,7 +41,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, mo
 from typing_extensions import Annotated
 
 from deploytool.choices import did_you_mean, first_repeat, not_one_of
-from deploytool.errors import ConfigError, InputFileError
+from deploytool.errors import ConfigError, not_a_file
 from deploytool.validation import (Choice, Fraction, Integer, OneOf, Text, invalid, kind_of, safe_load_yaml, schema,
                                    show, validate, without_extensions)
 from deploytool.units import MAX_SEQ_LEN
@@ -333,7 +333,7 @@ def load_recipe(path: str | Path) -> Recipe:
 
     p = as_path(path, "path", "a recipe file path")
     if not p.is_file():
-        raise InputFileError(f"{p}: no such recipe file")
+        raise not_a_file(p, "recipe file")  # missing, a folder, or a device (/dev/zero: said so, never read)
     try:
         data = safe_load_yaml(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:

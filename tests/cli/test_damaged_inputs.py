@@ -245,6 +245,32 @@ def test_a_folder_where_a_file_goes_is_named_a_folder(tmp_path, args, expected):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # nothing written
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="makes a FIFO")
+@pytest.mark.parametrize("args, expected", [
+    (["inspect", "{fifo}.onnx"], "expected an .onnx file"),
+    (["report", "{fifo}.json", "-o", "{dir}/rep"], "expected a bench results file"),
+    (["run", "{fifo}.yaml"], "expected a recipe file"),
+    (["profiles", "show", "{fifo}.yaml"], "expected a device profile file"),
+    # /dev/zero as --data was read until the machine ran out of memory (SIGKILL); a FIFO waited for a writer
+    (["train", "--model", "{model}", "--data", "{fifo}.csv", "-o", "{dir}/t"], "expected a .csv, .tsv or .jsonl file"),
+    # fit read /dev/zero as --accuracy until memory ran out too; prune-ffn said 'no such neurons file'
+    (["fit", "{onnx}", "--profile", "kirin990", "--accuracy", "{fifo}.json", "-o", "{dir}/f.onnx"],
+     "expected an accuracy file"),
+    (["prune-ffn", "{onnx}", "--neurons", "{fifo}.json", "-o", "{dir}/p.onnx"], "expected a neurons file"),
+])
+def test_a_device_or_fifo_where_a_file_goes_is_named_so(seed, tmp_path, tiny_hf_folder, args, expected):
+    """An input that is neither a file nor a folder (/dev/zero, a FIFO) is one line saying so, and is never read:
+    it was 'empty file, not an ONNX model', 'no such recipe file', or was read for ever."""
+    for suffix in (".onnx", ".json", ".yaml", ".csv"):
+        os.mkfifo(tmp_path / f"in{suffix}")
+    r = _run(*[a.format(fifo=tmp_path / "in", dir=tmp_path, model=tiny_hf_folder("bert"), onnx=seed) for a in args])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"error: {tmp_path / 'in'}.") and "not a regular file (a device, FIFO or socket)" in \
+        lines[0] and expected in lines[0], lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "in.json", "in.onnx", "in.yaml"]  # nothing written
+
+
 def _nan_weight(m):
     t = _first_weight(m)
     a = onnx.numpy_helper.to_array(t).copy()
