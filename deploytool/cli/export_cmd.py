@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from deploytool.cli._grammar import GrammarCommand
+from deploytool.errors import ConfigError
 from deploytool.export.config import ExportConfig, Exporter, Task
 
 
@@ -29,6 +30,9 @@ def export(model: str, task: str, output: str, opset: int | None, exporter: str,
     """Export a PyTorch/Hugging Face encoder to ONNX, validated against PyTorch."""
     from deploytool.export import export as run_export
 
+    source = click.get_current_context().get_parameter_source("atol")
+    if not validate and source is not click.core.ParameterSource.DEFAULT:  # a tolerance nothing is compared with
+        raise ConfigError("--atol: the tolerance of the validation, which --no-validate turns off; give one of them")
     config = ExportConfig(model=model, task=Task(task), exporter=Exporter(exporter),
                           opset=opset, validate=validate, atol=atol, trust_remote_code=trust_remote_code)
     result = run_export(config, output)

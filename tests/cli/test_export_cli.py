@@ -54,7 +54,8 @@ def _bad_folder_without_weights(tmp_path, tiny_hf_folder):
 
 @pytest.mark.parametrize("case", ["unknown-name", "missing-folder", "no-weights", "under-a-file",
                                   "read-only-dir", "read-only-fs", "opset-range", "opset-old", "opset-dynamo",
-                                  "opset-text", "atol-text", "atol-negative", "atol-huge", "corrupt-weights"])
+                                  "opset-text", "atol-text", "atol-negative", "atol-huge", "atol-no-validate",
+                                  "corrupt-weights"])
 def test_cli_bad_input(case, tmp_path, tiny_hf_folder, unwritable_folder):
     good = str(tiny_hf_folder("bert"))
     out = tmp_path / "out" / "m.onnx"
@@ -94,6 +95,9 @@ def test_cli_bad_input(case, tmp_path, tiny_hf_folder, unwritable_folder):
     elif case == "atol-negative":
         args += ["--atol", "-1"]
         needles = ("error: --atol: ", "[0, 1e6]", "got -1.0")
+    elif case == "atol-no-validate":  # a tolerance nothing is compared with (it exported, unvalidated, exit 0)
+        args += ["--no-validate", "--atol", "0.1"]
+        needles = ("error: --atol: ", "--no-validate")
     elif case == "atol-huge":
         args += ["--atol", "1e9"]
         needles = ("error: --atol: ", "[0, 1e6]")
