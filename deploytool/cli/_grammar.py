@@ -107,7 +107,13 @@ class GrammarCommand(click.Command):
             raise
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        rest = super().parse_args(ctx, rewrite_old_spellings(args, self.renamed, self.json_file))
+        try:
+            rest = super().parse_args(ctx, rewrite_old_spellings(args, self.renamed, self.json_file))
+        except click.UsageError as e:  # click's parser raises "Option '--width' requires an argument." without
+            # the command's context, so the error line sent the user to 'deploytool --help'
+            if e.ctx is None:
+                e.ctx = ctx
+            raise
         if ctx.params.get("output"):  # for the group's error line (a full disk names what was being written)
             ctx.meta["deploytool.output"] = str(ctx.params["output"])
         return rest

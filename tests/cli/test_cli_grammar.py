@@ -224,3 +224,16 @@ def test_seq_len_has_one_limit_and_one_message(tiny_onnx, tmp_path, args, value)
     assert r.exit_code == 2 and lines == [f"error: --seq-len: must be an integer in [1, {MAX_SEQ_LEN}], got {value}"], \
         r.stderr
     assert MAX_SEQ_LEN == 65536 and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, where", [(["slice", "m.onnx", "--width"], "slice"),
+                                         (["bench", "m.onnx", "--runs"], "bench"),
+                                         (["qnn", "check", "m.onnx", "--profile"], "qnn check"),
+                                         (["slice", "m.onnx", "--no-such"], "slice")])
+def test_a_usage_error_points_to_its_commands_help(args, where):
+    """An option given without its value sent the user to the program's help ('see deploytool --help': click's
+    parser raises it without the command's context); it names the command's, as an unknown option does."""
+    r = CliRunner().invoke(main, args, prog_name="deploytool")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert lines[0].endswith(f"(see 'deploytool {where} --help')"), lines[0]
