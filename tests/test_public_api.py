@@ -63,3 +63,90 @@ def test_public_functions_refuse_wrong_types_with_one_deploy_error(call, needle)
 def test_find_structure_takes_a_path(tiny_onnx):
     s = dt.find_structure(tiny_onnx("bert", "torch", layers=2))
     assert s.num_layers == 2
+
+
+# ------------------------------------------------------------------ a user's process is left as it was
+#
+# deploytool is imported by programs and notebooks with their own logging set-up, random state and thread count:
+# a call may change them while it runs, never after it returned or raised.
+
+_ORT_INT8_LOGGING = r"""
+import logging, sys
+import deploytool as dt
+from deploytool.passes.quantize_int8 import Engine
+dt.transform(sys.argv[1], sys.argv[2], dt.Int8Config(engine=Engine.ORT))
+root = logging.getLogger()
+print(len(root.handlers), root.level)
+logging.basicConfig(level=logging.INFO, format="USER %(message)s")
+logging.getLogger("user").info("configured")
+"""
+
+
+def test_int8_through_ort_leaves_the_users_logging_alone(tiny_onnx, tmp_path):
+    """ONNX Runtime's quantizer logs through logging.warning(), which gave the root logger a handler of its own
+    (basicConfig() on a root without one): the user's own basicConfig(level=INFO) after it did nothing."""
+    src = tiny_onnx("bert", "torch", layers=2)
+    p = subprocess.run([sys.executable, "-c", _ORT_INT8_LOGGING, str(src), str(tmp_path / "q.onnx")],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.split() == ["0", "30"]  # no handler, WARNING: as Python starts
+    assert "USER configured" in p.stderr
+
+
+def test_export_model_keeps_the_callers_random_state_and_logging(tiny_hf_folder, tmp_path):
+    """export_model seeded torch's global generator (torch.manual_seed(0) for weights a folder lacks): a
+    program's random numbers after an export were the same whatever its own seed."""
+    import torch
+    import transformers
+
+    folder = tiny_hf_folder("bert", layers=2)
+    torch.manual_seed(1234)
+    state = torch.random.get_rng_state()
+    verbosity = transformers.logging.get_verbosity()
+    dt.export_model(dt.ExportConfig(model=str(folder)), tmp_path / "m.onnx")
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert transformers.logging.get_verbosity() == verbosity
+
+
+def test_loaders_leave_transformers_verbosity_alone(tmp_path):
+    """load_tokenizer / load_classifier set transformers' verbosity to errors for good: a program's transformers
+    warnings were gone after its first evaluation."""
+    import transformers
+
+    from deploytool.testing.toy_text import tiny_classifier_folder, toy_tokenizer
+    from deploytool.train.checkpoint import load_classifier, load_tokenizer
+
+    toy_tokenizer(tmp_path / "tok")
+    folder = tiny_classifier_folder(tmp_path / "clf")
+    transformers.logging.set_verbosity_warning()
+    try:
+        load_tokenizer(tmp_path / "tok")
+        assert transformers.logging.get_verbosity() == transformers.logging.WARNING
+        load_classifier(folder, num_labels=2)
+        assert transformers.logging.get_verbosity() == transformers.logging.WARNING
+    finally:
+        transformers.logging.set_verbosity_warning()
+
+
+@pytest.mark.parametrize("what", ["evaluate", "importance"])
+def test_evaluate_and_importance_restore_torch_threads(what, tmp_path):
+    """evaluate() and compute_importance() set torch's thread count and left it set, also when they raised."""
+    import torch
+
+    from deploytool.errors import DeployError
+    from deploytool.train.config import EvalConfig, ImportanceConfig
+
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    if what == "evaluate":
+        from deploytool.train.evaluate import evaluate
+
+        call = lambda: evaluate(EvalConfig(model=tmp_path / "none.onnx", threads=other))  # noqa: E731
+    else:
+        from deploytool.train.importance import compute_importance
+
+        call = lambda: compute_importance(ImportanceConfig(model=tmp_path / "none", output=tmp_path / "i.json",  # noqa: E731
+                                                           threads=other))
+    with pytest.raises(DeployError):
+        call()
+    assert torch.get_num_threads() == before

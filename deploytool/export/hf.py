@@ -16,6 +16,7 @@ from pathlib import Path
 from deploytool.errors import DeployError, InputFileError
 from deploytool.export.config import Task
 from deploytool.models import weight_files
+from deploytool.quiet_logs import held_level
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +56,12 @@ def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRA
     encoder = _encoder_class(folder, task, trust_remote_code)
     if encoder is not None:
         auto = encoder
-    torch.manual_seed(seed)
-    # transformers prints "Some weights ... newly initialized" through its logger and stderr
-    tr_level = tr.logging.get_verbosity()
-    tr.logging.set_verbosity_error()
+    # transformers prints "Some weights ... newly initialized" through its logger and stderr. Those weights come
+    # from ``seed``, drawn from a generator of their own: the caller's torch random state is left as it was
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with (held_level("transformers", logging.ERROR), torch.random.fork_rng(devices=[]),
+              contextlib.redirect_stdout(io.StringIO())):
+            torch.manual_seed(seed)
             model, info = auto.from_pretrained(str(folder), local_files_only=True, attn_implementation="eager",
                                                use_safetensors=use_safetensors, weights_only=True,
                                                torch_dtype=torch.float32, output_loading_info=True,
@@ -71,8 +72,6 @@ def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRA
             raise refused from e
         msg = " ".join(str(e).split())[:240]
         raise DeployError(f"cannot load model from {folder} ({type(e).__name__}: {msg})") from e
-    finally:
-        tr.logging.set_verbosity(tr_level)
     missing = sorted(info.get("missing_keys") or [])
     encoder_missing = [k for k in missing if not set(k.split(".")) & _HEAD_MODULES[task]]
     if encoder_missing:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import logging
 
 import onnx
 
 from deploytool.errors import DeployError
+from deploytool.quiet_logs import quiet_logs
 
 __all__ = ["convert_graph_to_float16"]
 
@@ -29,17 +29,12 @@ def convert_graph_to_float16(proto: onnx.ModelProto, *, keep_io_types: bool, op_
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     block = list(DEFAULT_OP_BLOCK_LIST) + list(op_block_list)
-    ort_logger = logging.getLogger("onnxruntime.transformers.float16")
-    level = ort_logger.level
-    ort_logger.setLevel(logging.ERROR)
     try:
-        with _shapes_from_dims():
+        with _shapes_from_dims(), quiet_logs(["onnxruntime.transformers.float16"]):
             out = convert_float_to_float16(proto, keep_io_types=keep_io_types, op_block_list=block,
                                            node_block_list=list(node_block_list) or None)
     except Exception as e:
         raise DeployError(f"fp16: conversion failed ({type(e).__name__}: {e})") from e
-    finally:
-        ort_logger.setLevel(level)
     params = inspect.signature(convert_float_to_float16).parameters
     return out, (params["min_positive_val"].default, params["max_finite_val"].default)
 

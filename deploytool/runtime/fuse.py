@@ -17,6 +17,7 @@ from pathlib import Path
 
 from deploytool import onnx_io
 from deploytool.errors import DeployError
+from deploytool.quiet_logs import quiet_logs
 
 logger = logging.getLogger(__name__)
 
@@ -126,21 +127,16 @@ def optimize_proto(proto, *, num_heads: int, hidden_size: int, model_type: str =
         if not hasattr(options, name):
             raise DeployError(f"{what}: ORT's FusionOptions has no {name!r}")
         setattr(options, name, value)
-    loggers = [logging.getLogger(n) for n in _FUSION_LOGGERS]
-    # ORT's fusion scripts log under their module names (fusion_embedlayer, fusion_skiplayernorm, ...)
-    loggers += [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
-                if n.startswith(("fusion_", "onnx_model")) and n not in _FUSION_LOGGERS]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
+    # ORT's fusion scripts log under their module names (fusion_embedlayer, fusion_skiplayernorm, ...): quiet for
+    # this thread only, their levels untouched (a level saved and restored by two threads at once stays changed)
+    names = [*_FUSION_LOGGERS, *(n for n in list(logging.root.manager.loggerDict)
+                                 if n.startswith(("fusion_", "onnx_model", "onnxruntime.transformers.")))]
     try:
-        opt = optimize_model(proto, model_type=model_type, num_heads=num_heads, hidden_size=hidden_size,
-                             opt_level=0, optimization_options=options, use_gpu=False)
+        with quiet_logs(names):
+            opt = optimize_model(proto, model_type=model_type, num_heads=num_heads, hidden_size=hidden_size,
+                                 opt_level=0, optimization_options=options, use_gpu=False)
     except Exception as e:
         raise DeployError(f"{what}: ORT transformer optimizer failed ({type(e).__name__}: {e})") from e
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
     out = opt.model
     standard_rms_norms(out)
     return out

@@ -9,13 +9,13 @@ MatMulInteger (or the fused contrib ops); static writes QDQ with uint8 activatio
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 
 from deploytool.errors import DeployError, UnavailableError
+from deploytool.quiet_logs import quiet_logs
 
 __all__ = ["quantization_missing", "onnxruntime_missing", "quantize_file", "WEIGHT_CODES"]
 
@@ -43,12 +43,12 @@ def quantize_file(src: str | os.PathLike, dst: str | os.PathLike, *, per_channel
                   feeds: list[Mapping[str, np.ndarray]] | None = None) -> None:
     """Quantize the model file ``src`` into ``dst``: dynamically, or statically (QDQ, uint8 activations)
     calibrated on ``feeds`` when given. ``external``: ``dst`` keeps its weights in a data file (needed over
-    protobuf's 2 GB). ORT's root-logger advice stays quiet; its failure is one :class:`DeployError` line, a
-    missing quantizer an :class:`UnavailableError`."""
+    protobuf's 2 GB). ORT's root-logger advice stays quiet, logging's configuration unchanged (no root handler
+    left behind); its failure is one :class:`DeployError` line, a missing quantizer an :class:`UnavailableError`."""
     import onnx
 
     try:
-        from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+        from onnxruntime.quantization import QuantType
     except ImportError as e:
         raise UnavailableError(f"int8 quantization needs onnxruntime ({e})") from e
     if weight_codes not in WEIGHT_CODES:
@@ -56,9 +56,17 @@ def quantize_file(src: str | os.PathLike, dst: str | os.PathLike, *, per_channel
     weight_type = QuantType.QUInt8 if weight_codes == "uint8" else QuantType.QInt8
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT}
     exclude = list(nodes_to_exclude)
-    root = logging.getLogger()
-    root_level = root.level
-    root.setLevel(logging.ERROR)  # ORT logs "consider pre-processing" on the root logger
+    # ORT logs "consider pre-processing" through logging.warning (the root logger, basicConfig() when it has no
+    # handler): dropped for this thread, the user's logging set-up left as it was
+    with quiet_logs(root=True):
+        _quantize(src, dst, per_channel=per_channel, weight_type=weight_type, extra=extra, exclude=exclude,
+                  external=external, feeds=feeds)
+
+
+def _quantize(src, dst, *, per_channel: bool, weight_type, extra: dict, exclude: list[str], external: bool,
+              feeds) -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
     try:
         if feeds is not None:
             from onnxruntime.quantization import CalibrationDataReader
@@ -81,5 +89,3 @@ def quantize_file(src: str | os.PathLike, dst: str | os.PathLike, *, per_channel
         raise
     except Exception as e:
         raise DeployError(f"int8: onnxruntime.quantization failed ({type(e).__name__}: {e})") from e
-    finally:
-        root.setLevel(root_level)

@@ -6,6 +6,7 @@ logged and returned with every result. Batches are padded to their longest row o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,20 @@ def model_inputs(model, b: dict) -> dict:
 
     names = inspect.signature(model.forward).parameters
     return {k: b[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in names}
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    """torch's intra-op thread count at ``threads`` while the block runs, the caller's again after (a program
+    that evaluates a model keeps its own setting)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def make_accelerator(threads: int, cpu: bool = False, seed: int = 0):

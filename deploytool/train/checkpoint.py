@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from deploytool.errors import DeployError, InputFileError, OutputPathError
+from deploytool.quiet_logs import held_level
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +48,17 @@ def resolve_folder(name_or_path: str | os.PathLike) -> Path:
     return folder
 
 
+@contextlib.contextmanager
 def _quiet_transformers():
-    import transformers
+    """transformers' own log lines off while a decorated loader runs (its verbosity is the caller's again after:
+    a program using deploytool keeps its transformers warnings)."""
+    import transformers  # noqa: F401 - its import sets its logger's level: imported before the level is held
 
-    transformers.logging.set_verbosity_error()
+    with held_level("transformers", logging.ERROR):
+        yield
 
 
+@_quiet_transformers()
 def load_classifier(name_or_path: str | os.PathLike, *, num_labels: int | None = None,
                     label_names: tuple[str, ...] | None = None):
     """An ``AutoModelForSequenceClassification`` with eager attention (head_mask and attention outputs).
@@ -68,7 +74,6 @@ def load_classifier(name_or_path: str | os.PathLike, *, num_labels: int | None =
     own_code(Path(folder), "AutoModelForSequenceClassification", False,
              remedy="deploytool trains transformers' own architectures only: fine-tune it with its own code, then "
                     "export it (deploytool export --trust-remote-code) or bring its ONNX file")
-    _quiet_transformers()
     try:
         cfg = tr.AutoConfig.from_pretrained(folder, trust_remote_code=False)
     except (OSError, ValueError) as e:
@@ -98,10 +103,10 @@ def load_classifier(name_or_path: str | os.PathLike, *, num_labels: int | None =
     return model
 
 
+@_quiet_transformers()
 def load_tokenizer(folder: str | os.PathLike):
     import transformers as tr
 
-    _quiet_transformers()
     vocab_files = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model")
     if Path(folder).is_dir() and not any((Path(folder) / n).is_file() for n in vocab_files):
         raise InputFileError(f"{folder}: no tokenizer in the model folder (none of {', '.join(vocab_files)}); "

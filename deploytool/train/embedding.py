@@ -26,6 +26,7 @@ import numpy as np
 
 from deploytool.accuracy import AccuracyRecord
 from deploytool.errors import ConfigError, DeployError, InputFileError
+from deploytool.quiet_logs import held_level
 from deploytool.stats import mean_interval
 from deploytool.train.config import EvalConfig
 
@@ -137,12 +138,12 @@ def embed_torch(folder: Path, tok, texts: list[str], *, max_length: int = 128, b
 
     from deploytool.export.hf import own_code
 
-    tr.logging.set_verbosity_error()
     folder = resolve_folder(folder)
     own_code(Path(folder), "AutoModel", False,
              remedy="its PyTorch reference would need that code, which deploytool does not run here")
     try:
-        model = tr.AutoModel.from_pretrained(folder, trust_remote_code=False).eval()
+        with held_level("transformers", logging.ERROR):  # the caller's transformers verbosity again after
+            model = tr.AutoModel.from_pretrained(folder, trust_remote_code=False).eval()
     except (OSError, ValueError) as e:
         from deploytool.export.hf import weights_only_refusal
 

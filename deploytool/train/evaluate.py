@@ -15,6 +15,7 @@ imbalanced (rarest label well under its uniform share), e.g. sms-spam.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -29,7 +30,7 @@ from deploytool.data import (Dataset, class_count, class_names, labels_folder,  
 from deploytool.errors import ConfigError, InputFileError, not_a_file
 from deploytool.stats import wilson_interval
 from deploytool.train.batching import (batches, check_max_length, encode, load_data, model_inputs, onnx_max_length,
-                                       sorted_by_length, torch_max_length)
+                                       sorted_by_length, torch_max_length, torch_threads)
 from deploytool.train.config import DataConfig, EvalConfig
 
 logger = logging.getLogger(__name__)
@@ -347,7 +348,13 @@ def evaluate(cfg: EvalConfig) -> dict:
     A classifier: accuracy on ``cfg.split`` of the data (or the whole ``cfg.test_file``), labels matched
     to the model's ``id2label`` by name, per-example predictions kept. A feature-extraction ONNX model:
     embedding agreement with a reference model (:func:`deploytool.train.embedding.evaluate_embedding`).
+    torch's thread count is ``cfg.threads`` while it runs, the caller's again after.
     """
+    with contextlib.ExitStack() as held:
+        return _evaluate(cfg, held)
+
+
+def _evaluate(cfg: EvalConfig, held: contextlib.ExitStack) -> dict:
     from deploytool.train.checkpoint import load_classifier, load_tokenizer, resolve_folder
 
     if cfg.output is not None:  # before any work (torch included); never onto a file the eval reads
@@ -357,10 +364,10 @@ def evaluate(cfg: EvalConfig) -> dict:
         raise ConfigError("--max-train: not used by eval (--max-eval limits the examples evaluated)")
     if cfg.test_file is not None and cfg.split != "test":
         raise ConfigError(f"--split {cfg.split}: not used with --test-file (the whole file is evaluated)")
-    import torch
+    import torch  # noqa: F401 - loaded before the clock starts
 
     t0 = time.perf_counter()
-    torch.set_num_threads(cfg.threads)
+    held.enter_context(torch_threads(cfg.threads))
     p = Path(cfg.model)
     is_onnx = p.suffix == ".onnx" or p.is_file()
     if is_onnx:

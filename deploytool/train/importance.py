@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from deploytool.errors import OutputPathError
-from deploytool.train.batching import batches, encode, model_inputs
+from deploytool.train.batching import batches, encode, model_inputs, torch_threads
 from deploytool.train.teacher_data import load_teacher_data
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
     require_classifier, resolve_folder, save_folder
@@ -94,12 +94,17 @@ def reorder_model(model, heads: torch.Tensor, neurons: torch.Tensor):
 
 
 def compute_importance(cfg: ImportanceConfig) -> dict:
-    """Score the model on ``max_examples`` training examples, save the file, optionally the reordered model."""
+    """Score the model on ``max_examples`` training examples, save the file, optionally the reordered model.
+    torch's thread count is ``cfg.threads`` while it runs, the caller's again after."""
+    with torch_threads(cfg.threads):
+        return _compute_importance(cfg)
+
+
+def _compute_importance(cfg: ImportanceConfig) -> dict:
     from deploytool.importance import save_importance
     from deploytool.onnx_io import check_output_path
 
     t0 = time.perf_counter()
-    torch.set_num_threads(cfg.threads)
     folder = resolve_folder(cfg.model)
     require_classifier(folder, "model")  # the gradients of a random head's loss say nothing of the heads
     reads = [f for f in Path(folder).iterdir() if f.is_file()]
