@@ -30,16 +30,30 @@ class _Deferred(types.ModuleType):
     """A module whose code runs on the first attribute it does not have yet."""
 
     def __getattr__(self, attr: str):
-        _load(self)
+        if not _load(self):
+            raise AttributeError(f"partially initialized module {self.__name__!r} has no attribute {attr!r}")
         return getattr(self, attr)
 
 
-def _load(module: types.ModuleType) -> None:
+_EXECUTING: set[int] = set()  # ids of the stand-ins whose code runs now (in the thread holding _LOCK)
+
+
+def _load(module: types.ModuleType) -> bool:
+    """Run the stand-in's code; False when this thread is running it already (a partial module, as any module
+    being imported). Another thread waits here until the code has run: it stays a stand-in meanwhile, so that
+    thread's first attribute comes here too, not an AttributeError of a half-executed module."""
     with _LOCK:
         if type(module) is not _Deferred:
-            return
-        module.__class__ = types.ModuleType  # from here on a plain module: no recursion while it executes
-        module.__spec__.loader.exec_module(module)
+            return True
+        if id(module) in _EXECUTING:
+            return False
+        _EXECUTING.add(id(module))
+        try:
+            module.__spec__.loader.exec_module(module)
+        finally:
+            _EXECUTING.discard(id(module))
+            module.__class__ = types.ModuleType  # a plain module from here on (also when its code failed)
+    return True
 
 
 class _Existing(importlib.abc.Loader):
@@ -67,7 +81,15 @@ class _ParentFirst(importlib.abc.MetaPathFinder):
         parent = sys.modules.get(head)
         if parent is None or type(parent) is not _Deferred:
             return None
-        _load(parent)
+        # another thread running the parent's code may need this very import's module lock, held by this
+        # thread now: waiting for it would never end. The import system's own handling applies instead
+        if not _LOCK.acquire(blocking=False):
+            return None
+        try:
+            if not _load(parent):  # this thread runs the parent's code, which imports its submodules as usual
+                return None
+        finally:
+            _LOCK.release()
         done = sys.modules.get(fullname)
         if done is None or getattr(done, "__spec__", None) is None:
             return None

@@ -59,3 +59,25 @@ print(json.dumps({"three": three, "expr": str(sympy.expand((x + 1) ** 2)),
 """
     out = _run(code, eager=False)
     assert out == {"three": "3", "expr": "x**2 + 2*x + 1", "floordiv": "(s//2)", "type": "module"}
+
+
+def test_a_second_thread_waits_for_the_first_threads_load():
+    """Thread A's first sympy attribute runs sympy's code (about 0.5 s); thread B using sympy meanwhile got
+    "module 'sympy' has no attribute 'Integer'": the stand-in was a plain, half-executed module from A's start."""
+    code = r"""
+import json, sys, threading, time
+import deploytool.graph
+import sympy
+errors = []
+def first():
+    sympy.Symbol("x")
+def second():
+    try:
+        errors.append(str(sympy.Integer(3)))
+    except AttributeError as e:
+        errors.append(repr(e))
+a, b = threading.Thread(target=first), threading.Thread(target=second)
+a.start(); time.sleep(0.01); b.start(); a.join(); b.join()
+print(json.dumps({"second": errors, "type": type(sys.modules["sympy"]).__name__}))
+"""
+    assert _run(code, eager=False) == {"second": ["3"], "type": "module"}
