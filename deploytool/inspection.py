@@ -13,7 +13,8 @@ Index/shape tensors (int64/int32), scalars and quantization scales/zero points a
 scales and zero points still count in the bytes of their role. The role of a tensor is the role of
 the node that reads it: *embeddings* (everything upstream of the first layer), *attention* (a layer
 from its input to the LayerNorm after the attention residual), *ffn* (the rest of the layer),
-*other* (pooler, classifier, anything after the last layer). Constant-only subgraphs (e.g. weight
+*other* (pooler, classifier, anything after the last layer; everything when the structure is not
+recognised, whose roles are unknown: the text says so instead of printing zeros). Constant-only subgraphs (e.g. weight
 unpacking) take the role of the node their result feeds. A whole ALiBi table (JinaBERT's ``[1, heads, N, N]``
 buffer, :mod:`deploytool.graph.alibi`) is a buffer, not a parameter: its bytes are reported apart
 (``alibi_table_bytes``; every pass writes it as the computation of its values, whose per-head slopes are not
@@ -905,9 +906,13 @@ def _render_text(r: InspectReport) -> str:
         if fixed:
             lines.append(f"  heads of {'every layer' if len(fixed) == len(r.layers) else f'layers {fixed}'} are "
                          "normalized together (QK norm): reorder only, no head can be removed")
-    lines.append(f"parameters  {r.total_params:,} total")
-    for role in ROLES:
-        lines.append(f"  {role:<11} {r.params_by_role[role]:>14,}  {_size(r.bytes_by_role[role]):>12}")
+    if r.structure_error:  # no layers, so no roles: every weight sits under "other", which is not a zero split
+        lines.append(f"parameters  {r.total_params:,} total, {_size(sum(r.bytes_by_role.values()))} (by role: "
+                     "unknown, the encoder structure was not recognised)")
+    else:
+        lines.append(f"parameters  {r.total_params:,} total")
+        for role in ROLES:
+            lines.append(f"  {role:<11} {r.params_by_role[role]:>14,}  {_size(r.bytes_by_role[role]):>12}")
     if r.duplicate_bytes:
         lines.append(f"  {'duplicates':<11} {'':>14}  {_size(r.duplicate_bytes):>12}  (stored again in the file: "
                      "values of weights counted once above)")

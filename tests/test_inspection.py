@@ -330,6 +330,9 @@ def test_unknown_flops_are_null_with_the_reason_not_zero(tmp_path):
     assert d["flops_unknown_reason"].startswith("the encoder structure was not recognised: node 'conv1' (Conv)")
     res = CliRunner().invoke(main, ["inspect", str(p)])
     assert "FLOPs       unknown (the encoder structure was not recognised: node 'conv1' (Conv)" in res.output
+    # no roles either: the weights are not 0 attention and 0 FFN, they are not attributed
+    assert "parameters  116 total, 464 B (by role: unknown, the encoder structure was not recognised)" in res.output
+    assert "  attention " not in res.output and d["params_by_role"]["other"] == d["total_params"] == 116
 
 
 def test_known_flops_carry_no_unknown_reason(tiny_onnx):
