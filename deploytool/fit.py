@@ -126,6 +126,12 @@ class FitConfig:
         if self.workdir is not None:
             w = Path(self.workdir)
             object.__setattr__(self, "workdir", w)
+            out = self.output.resolve()
+            if out == w.resolve() or out in w.resolve().parents:  # the folder was made, filled, then the output
+                # could not be written (it found a folder where its file goes), after every candidate's work
+                raise OutputPathError(f"workdir (--keep-candidates): {w} is the output {self.output} or a folder "
+                                      "inside it: the candidates' folder and the chosen model's file cannot be one "
+                                      "path; keep the candidates elsewhere")
             near = next(p for p in (w, *w.parents) if p.exists())  # the candidates are written under it
             if not near.is_dir():
                 raise OutputPathError(f"workdir (--keep-candidates): {w} must be a folder"

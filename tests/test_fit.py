@@ -109,12 +109,16 @@ def _err_line(r) -> str:
     (["--profile", "kirin990", "--seq-len", "512"], "profile 'kirin990' has no p90 latency budget for seq 512"),
     (["--profile", "kirin990", "--keep-candidates", "{model}"], "must be a folder, and it is an existing file"),
     (["--profile", "kirin990", "--keep-candidates", "{model}/c"], "must be a folder; "),
+    # the output's own path (or a folder inside it): every candidate was made and kept there, then the output
+    # found a folder where its file goes
+    (["--profile", "kirin990", "--keep-candidates", "{out}"], "is the output "),
+    (["--profile", "kirin990", "--keep-candidates", "{out}/c"], "or a folder inside it"),
     # 0 is not negative: the message names the range (it said "non-negative integer (runs >= 1)")
     (["--profile", "kirin990", "--runs", "0"], "--runs: must be an integer in [1, 100000], got 0"),
 ])
 def test_fit_bad_input(model, tmp_path, args, expected):
     out = tmp_path / "o.onnx"
-    r = _run(model, "-o", out, *(a.format(model=model) for a in args))
+    r = _run(model, "-o", out, *(a.format(model=model, out=out) for a in args))
     assert r.exit_code == 2 and expected in _err_line(r)
     assert not out.exists()
 
