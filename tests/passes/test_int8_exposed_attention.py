@@ -112,3 +112,23 @@ def test_onnx_fusion_keeps_the_exposed_layer_unfused_too(exported, tmp_path):
     got, ref = run_onnx(tmp_path / "n.onnx", feeds), run_onnx(src, feeds)
     assert _cos(got["last_hidden_state"], ref["last_hidden_state"]) > 0.99
     assert np.abs(got["attentions_1"] - ref["attentions_1"]).max() < 0.05
+
+
+@pytest.mark.parametrize("options", [{"per_channel": False}, {"weights": "uint8"}])
+def test_exposed_layer_with_per_tensor_scales_or_uint8_codes(exported, tmp_path, options):
+    """The exposed layer's projections take the config's scales and codes as every other (one scale per weight;
+    uint8 codes with their zero points): ORT runs the file (the gate), the outputs as close to fp32."""
+    src = exported((1,))
+    r = quantize_int8_file(src, tmp_path / "n.onnx", Int8Config(engine="native", **options))
+    assert r.stats["engine"] == "native" and r.gate.verified and r.stats["unfused_attention_layers"] == [1]
+    g = onnx.load(str(tmp_path / "n.onnx")).graph
+    inits = {t.name: t for t in g.initializer}
+    dq = [n for n in g.node if n.op_type == "DynamicQuantizeMatMul"]
+    assert len(dq) == 3 * LAYERS + 3
+    for n in dq:
+        assert (inits[n.input[1]].data_type == onnx.TensorProto.UINT8) == (options.get("weights") == "uint8")
+        assert (list(inits[n.input[2]].dims) == []) == (options.get("per_channel") is False)
+    feeds = fixed_inputs(vocab=100, lengths=(8, 5), seed=4)
+    got, ref = run_onnx(tmp_path / "n.onnx", feeds), run_onnx(src, feeds)
+    assert _cos(got["last_hidden_state"], ref["last_hidden_state"]) > 0.99
+    assert np.abs(got["attentions_1"] - ref["attentions_1"]).max() < 0.05
