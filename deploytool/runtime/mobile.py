@@ -21,6 +21,7 @@ import numpy as np
 
 from deploytool import scratch
 from deploytool.errors import DeployError, UnavailableError
+from deploytool.quiet_logs import quiet_logs
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,10 @@ def convert_to_ort(model: Path, data_files: list[Path], out_dir: Path, *, style:
     """Convert ``model`` (with its external-data files) to ``out_dir/<stem>.ort`` and
     ``out_dir/required_operators.config``; returns both paths."""
     try:
-        from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+        # its import runs logging.basicConfig(): the root logger has a handler meanwhile, so that it configures
+        # nothing (the program's own basicConfig() later was a no-op)
+        with quiet_logs(root=True):
+            from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
     except ImportError as e:
         raise UnavailableError(f"onnxruntime.tools cannot convert to the ORT format here ({e})") from None
     # the tool's module logger is set to DEBUG at import; its progress is not ours to print
