@@ -99,6 +99,9 @@ class LayerInfo:
     # False where a LayerNorm normalizes all heads' Q or K features together (QK norm): heads can be reordered, not
     # removed
     heads_removable: bool = True
+    # the width of each FFN where a layer stacks several (MobileBERT's num_feedforward_networks): ffn_width is their
+    # sum (the layer's neurons, numbered across them); empty for one FFN
+    ffn_stack: list[int] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -212,8 +215,9 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
     if structure is not None:
         for layer in structure.layers:
             a = layer.attention
+            stack = [int(f.width) for f in layer.ffns] if len(layer.ffns) > 1 else []
             layers.append(LayerInfo(layer.index, a.num_heads, a.head_size, layer.ffn_width, layer.ffn.activation,
-                                    a.fused is not None, not a.head_norms))
+                                    a.fused is not None, not a.head_norms, stack))
     return InspectReport(
         path=str(path) if path is not None else "",
         file_bytes=_file_bytes(path, graph, sum(nbytes.values())) if path is not None else 0,
@@ -891,10 +895,14 @@ def _render_text(r: InspectReport) -> str:
     else:
         heads = sorted({x.num_heads for x in r.layers})
         ffns = sorted({x.ffn_width for x in r.layers})
-        same = len(heads) == 1 and len(ffns) == 1
+        stacks = {tuple(x.ffn_stack) for x in r.layers}
+        same = len(heads) == 1 and len(ffns) == 1 and len(stacks) == 1
+        stack = r.layers[0].ffn_stack if same else []
+        ffn_words = f"FFN {ffns[0]}" + (
+            f" ({len(stack)} stacked FFNs of {' + '.join(map(str, stack))})" if stack else "") if same else ""
         lines.append(f"family      {r.family}   exporter {r.exporter}")
         lines.append(f"encoder     {r.num_layers} layers, hidden {r.hidden_size}, "
-                     + (f"{heads[0]} heads x {r.layers[0].head_size}, FFN {ffns[0]}" if same else
+                     + (f"{heads[0]} heads x {r.layers[0].head_size}, {ffn_words}" if same else
                         "heads/FFN differ per layer")
                      + f", activation {r.layers[0].activation}"
                      + (", fused attention" if any(x.fused_attention for x in r.layers) else ""))

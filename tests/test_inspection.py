@@ -479,3 +479,18 @@ def test_an_untrained_models_merged_equal_vectors_are_said(tmp_path):
     assert r.total_params < want
     note = [n for n in r.notes if "all-equal weight tensor" in n]
     assert len(note) == 1 and f"({want:,} in all)" in note[0]
+
+
+def test_stacked_ffns_are_shown_with_their_widths(tmp_path):
+    """MobileBERT stacks num_feedforward_networks FFNs per layer; inspect's ffn_width is their sum (the layer's
+    neurons) and printed as 'FFN 2F' beside a config that says intermediate_size F, without saying why. Reference:
+    the PyTorch config."""
+    from deploytool.testing import conformance as C
+
+    case = C.MODEL_BY_NAME["mobilebert"]
+    path, cfg = C.export(case, "torchscript-17", tmp_path), C.build_model(case).config
+    r = inspect_model(path, seq_len=8)
+    n, f = cfg.num_feedforward_networks, cfg.intermediate_size
+    assert n > 1 and [x.ffn_stack for x in r.layers] == [[f] * n] * cfg.num_hidden_layers
+    assert r.to_dict()["layers"][0]["ffn_stack"] == [f] * n and r.layers[0].ffn_width == n * f
+    assert f"FFN {n * f} ({n} stacked FFNs of {' + '.join([str(f)] * n)})" in r.to_text()
