@@ -8,6 +8,7 @@ fails with one line and exit 2 (the library raises UnavailableError before doing
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -37,6 +38,12 @@ def _quant(target, quantize: bool, seq: int, mask: str, mask_value: float, embed
         if _named("calibration_data") and calibration_data != "none":
             raise ConfigError(f"--calib-data {calibration_data}: calibrates --quantize, which is not given; "
                               "pass --quantize or leave --calib-data out")
+        # as --calib-data: the other quantization options did nothing without --quantize (exit 0, ignored)
+        unused = [o for p, o in (("mask", "--mask"), ("mask_value", "--mask-value"), ("embedding_dtype", "--embedding"),
+                                 ("calibration_size", "--calib-size")) if _named(p)]
+        if unused:
+            raise ConfigError(f"{', '.join(unused)}: {'options' if len(unused) > 1 else 'an option'} of --quantize, "
+                              f"which is not given; pass --quantize or leave {' and '.join(unused)} out")
         return None
     # the default dataset falls back to seeded ids without a tokenizer (the output says so); a named one is refused
     return QnnQuantConfig(activation_dtype=target.activation_dtype, weight_dtype=target.weight_dtype, seq_len=seq,
@@ -103,8 +110,8 @@ def qnn() -> None:
 @json_flag("Print the report as JSON (deploytool.qnn.check/1) to stdout instead of the text lines.")
 @click.option("--rows", "rows_path", default=None, type=click.Path(dir_okay=False),
               help="Write a device-report row (deploytool.device_rows/1).")
-def check(model, profile, seq_len, activation_dtype, weight_dtype, mask, mask_value, embedding_dtype, calibration_data, calibration_size,
-          tokenizer, seed, profiles_dirs, quantize, fp16,
+def check(model, profile, seq_len, activation_dtype, weight_dtype, mask, mask_value, embedding_dtype,
+          calibration_data, calibration_size, tokenizer, seed, profiles_dirs, quantize, fp16,
           reference, data, eval_size, strict, json_path, as_json, rows_path) -> None:
     """Op coverage on the HTP, strict-mode pass/fail and accuracy vs fp32 for one Snapdragon SoC."""
     from deploytool.onnx_io import atomic_write, check_output_path
@@ -115,14 +122,17 @@ def check(model, profile, seq_len, activation_dtype, weight_dtype, mask, mask_va
         raise ConfigError("--quantize and --fp16 exclude each other")
     seq = seq_len
     target = _target(profile, fp16, activation_dtype, weight_dtype, profiles_dirs)
-    quant = _quant(target, quantize, seq, mask, mask_value, embedding_dtype, calibration_data, calibration_size, tokenizer,
-                   seed)
+    quant = _quant(target, quantize, seq, mask, mask_value, embedding_dtype, calibration_data, calibration_size,
+                   tokenizer, seed)
     cfg = QnnCheckConfig(target=target, quant=quant,
                          seq_len=seq, reference=reference, eval_data=data, eval_size=eval_size,
                          tokenizer=tokenizer, strict=strict, seed=seed)
     for p in (json_path, rows_path):
         if p:
             check_output_path(p, inputs=(model,))
+    if json_path and rows_path and os.path.abspath(json_path) == os.path.abspath(rows_path):  # the row replaced the
+        # report (or the report the row) in one file, with exit 0
+        raise ConfigError(f"--rows: {rows_path} is the -o/--output file too; give each its own path")
     report = check_model(model, cfg)
     d = report.to_dict()
     if json_path:
@@ -141,8 +151,8 @@ def check(model, profile, seq_len, activation_dtype, weight_dtype, mask, mask_va
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The QDQ model to write.")
 @_quant_options
-def quantize_(model, output, profile, seq_len, activation_dtype, weight_dtype, mask, mask_value, embedding_dtype, calibration_data,
-              calibration_size, tokenizer, seed, profiles_dirs) -> None:
+def quantize_(model, output, profile, seq_len, activation_dtype, weight_dtype, mask, mask_value, embedding_dtype,
+              calibration_data, calibration_size, tokenizer, seed, profiles_dirs) -> None:
     """Quantize a float encoder the way QNN wants it (QDQ, static shapes, bounded mask)."""
     from deploytool.qnn.quantize import quantize_file
 
@@ -165,8 +175,8 @@ def quantize_(model, output, profile, seq_len, activation_dtype, weight_dtype, m
 @click.option("--embed", is_flag=True, help="Embed the context binary in the .onnx (ep.context_embed_mode=1).")
 @click.option("--rows", "rows_path", default=None, type=click.Path(dir_okay=False),
               help="Write a device-report row (deploytool.device_rows/1).")
-def compile_(model, output, profile, seq_len, activation_dtype, weight_dtype, mask, mask_value, embedding_dtype, calibration_data,
-             calibration_size, tokenizer, seed, profiles_dirs, quantize,
+def compile_(model, output, profile, seq_len, activation_dtype, weight_dtype, mask, mask_value, embedding_dtype,
+             calibration_data, calibration_size, tokenizer, seed, profiles_dirs, quantize,
              fp16, embed, rows_path) -> None:
     """Offline QNN context binary for one Snapdragon SoC (EPContext model + .bin + JSON report)."""
     from deploytool.onnx_io import check_output_path
@@ -177,8 +187,8 @@ def compile_(model, output, profile, seq_len, activation_dtype, weight_dtype, ma
         raise ConfigError("--quantize and --fp16 exclude each other")
     seq = seq_len
     target = _target(profile, fp16, activation_dtype, weight_dtype, profiles_dirs)
-    quant = _quant(target, quantize, seq, mask, mask_value, embedding_dtype, calibration_data, calibration_size, tokenizer,
-                   seed)
+    quant = _quant(target, quantize, seq, mask, mask_value, embedding_dtype, calibration_data, calibration_size,
+                   tokenizer, seed)
     cfg = QnnCompileConfig(target=target, quant=quant,
                            seq_len=seq, embed=embed, tokenizer=tokenizer)
     if rows_path:

@@ -516,3 +516,26 @@ def test_an_explicit_seq_len_other_than_a_qdq_models_is_refused(qnn_qdq, target,
         compile_model(qnn_qdq, tmp_path / "ctx", QnnCompileConfig(target=target, seq_len=2 * SEQ))
     r = _run_cli("qnn", "compile", qnn_qdq, "--profile", PROFILE, "-o", tmp_path / "ctx")
     assert r.exit_code == 0 and f"seq {SEQ}" in r.output.splitlines()[0], r.output
+
+
+def test_check_refuses_one_file_for_the_report_and_the_row(fp32, tmp_path):
+    """-o and --rows naming one file (also spelled otherwise): the row replaced the report in it, exit 0; refused
+    before the check runs, nothing written."""
+    out = tmp_path / "a.json"
+    r = _run_cli("qnn", "check", str(fp32), "--profile", PROFILE, "--fp16", "-o", str(out),
+                 "--rows", str(tmp_path / "." / "a.json"))
+    assert _one_line_error(r, "--rows", "is the -o/--output file too").startswith("error: --rows: ")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["check", "compile"])
+def test_quantization_options_without_quantize_are_refused(fp32, tmp_path, command):
+    """--mask, --mask-value, --embedding and --calib-size set --quantize's quantization: without it they did nothing
+    (exit 0, ignored), where --calib-data was already refused so."""
+    out = ["-o", str(tmp_path / "ctx")] if command == "compile" else []
+    r = _run_cli("qnn", command, str(fp32), "--profile", PROFILE, "--fp16", "--mask", "keep", "--calib-size", "8",
+                 *out)
+    line = _one_line_error(r)
+    assert line == ("error: --mask, --calib-size: options of --quantize, which is not given; pass --quantize or leave "
+                    "--mask and --calib-size out"), line
+    assert list(tmp_path.iterdir()) == []
