@@ -652,7 +652,7 @@ class _Distinct:
         lo, hi = a.min(), a.max()
         if not (lo < hi):  # constant (or NaN): not told apart from an equal tensor of the model's own
             return False
-        key = (a.dtype.str, tuple(sorted(a.shape)), float(np.sum(a, dtype=np.float64)), float(lo), float(hi))
+        key = (str(a.dtype), tuple(sorted(a.shape)), float(np.sum(a, dtype=np.float64)), float(lo), float(hi))
         bucket = self._seen.setdefault(key, [])
         for other in bucket:
             b = self._part(*other)
@@ -669,8 +669,12 @@ class _Distinct:
             a = t.numpy()
         except Exception:  # low-bit dtypes numpy cannot show: counted as stored
             return int(t.size)
-        parts = np.split(a, np.cumsum(sizes)[:-1], axis=-1) if sizes else [a]
-        new = sum(int(x.size) for i, x in enumerate(parts) if not self._is_copy(x, t, sizes, i))
+        try:
+            parts = np.split(a, np.cumsum(sizes)[:-1], axis=-1) if sizes else [a]
+            new = sum(int(x.size) for i, x in enumerate(parts) if not self._is_copy(x, t, sizes, i))
+        except (TypeError, ValueError):  # a dtype numpy cannot compare or sum: counted as stored
+            logger.debug("values of %s not compared", t.name, exc_info=True)
+            return int(t.size)
         if new < a.size:
             self.duplicate_bytes += int(round(stored * (a.size - new) / a.size))
             self.duplicate_tensors += 1

@@ -494,3 +494,20 @@ def test_stacked_ffns_are_shown_with_their_widths(tmp_path):
     assert n > 1 and [x.ffn_stack for x in r.layers] == [[f] * n] * cfg.num_hidden_layers
     assert r.to_dict()["layers"][0]["ffn_stack"] == [f] * n and r.layers[0].ffn_width == n * f
     assert f"FFN {n * f} ({n} stacked FFNs of {' + '.join([str(f)] * n)})" in r.to_text()
+
+
+def test_copies_are_told_by_dtype_as_well_as_values():
+    """The check for stored copies keyed tensors by numpy's dtype.str, which is one opaque code for ml_dtypes'
+    int4, uint4, float8 and bfloat16: a uint4 tensor holding the values of an int4 one was taken for its copy."""
+    import ml_dtypes
+    import onnx_ir as ir
+
+    from deploytool.inspection import _Distinct
+
+    d = _Distinct()
+    base = np.arange(12).reshape(3, 4) % 7
+    for dtype in (ml_dtypes.int4, ml_dtypes.uint4, ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn, np.float16):
+        a = base.astype(dtype)
+        assert d.new_part(ir.tensor(a), None, 12) == 12, dtype  # new: no other dtype's tensor is its copy
+        assert d.new_part(ir.tensor(a.copy()), None, 12) == 0  # the same values and dtype again: a copy
+        assert d.new_part(ir.tensor(np.ascontiguousarray(a.T)), None, 12) == 0  # and transposed
