@@ -1,4 +1,5 @@
-"""The report's two plots (matplotlib, Agg backend), as PNG bytes.
+"""The report's two plots as PNG bytes (matplotlib figures of their own, not pyplot's: the caller's backend and
+open figures are left alone).
 
 - ``latency_accuracy.png``: per device, device p90 latency (measured on the host device, projected
   elsewhere) at the longest measured sequence length against accuracy, one colour per precision, one
@@ -49,10 +50,9 @@ def _short(r: ReportRow) -> str:
 def plots(rows: Sequence[ReportRow], summaries: Sequence[DeviceSummary] | None = None,
           info: dict[str, Any] | None = None) -> dict[str, bytes]:
     """name -> PNG bytes of the two plots."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # figures of their own, never pyplot's: matplotlib.use("Agg") switched a notebook's backend (its plots showed
+    # no more) and closed the program's open figures
+    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     summaries = list(summaries) if summaries is not None else summarize(rows)
@@ -74,7 +74,8 @@ def plots(rows: Sequence[ReportRow], summaries: Sequence[DeviceSummary] | None =
     n = max(len(summaries), 1)
     cols = min(n, 3)
     nrows = math.ceil(n / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(5.6 * cols, 4.4 * nrows), squeeze=False)
+    fig = Figure(figsize=(5.6 * cols, 4.4 * nrows))
+    axes = fig.subplots(nrows, cols, squeeze=False)
     for ax, d in zip(axes.flat, summaries):
         seq = max(d.seq_lens) if d.seq_lens else 0
         dr = [v.by_seq[seq] for v in d.variants if seq in v.by_seq]
@@ -146,14 +147,15 @@ def plots(rows: Sequence[ReportRow], summaries: Sequence[DeviceSummary] | None =
                  "(lines: best accuracy reachable at that latency, per precision; faded: over budget)"
                  + ("" if label.startswith("accuracy") else "; y: accuracy PROXY"), fontsize=12)
     fig.tight_layout(rect=(0, 0.07 / nrows, 1, 1))
-    out["latency_accuracy.png"] = _png(fig, plt)
+    out["latency_accuracy.png"] = _png(fig)
 
     # size does not depend on the device or the sequence length: one point per model file
     models: dict[str, ReportRow] = {}
     for r in rows:
         if yval[id(r)] is not None and r.size_mb:
             models.setdefault(r.model_path, r)
-    fig, ax = plt.subplots(figsize=(9.5, 4.8))
+    fig = Figure(figsize=(9.5, 4.8))
+    ax = fig.subplots()
     for prec in precisions:
         pts = [(r.size_mb, yval[id(r)], r) for r in models.values() if r.precision == prec]
         if not pts:
@@ -188,12 +190,11 @@ def plots(rows: Sequence[ReportRow], summaries: Sequence[DeviceSummary] | None =
     ax.legend(handles=legend_handles(extra), fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5),
               frameon=False)
     fig.tight_layout()
-    out["size_accuracy.png"] = _png(fig, plt)
+    out["size_accuracy.png"] = _png(fig)
     return out
 
 
-def _png(fig, plt) -> bytes:
+def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
     return buf.getvalue()
