@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -307,12 +306,14 @@ def ort_size_mb(path: Path, style: str, work: Path | None = None) -> float:
     from deploytool.onnx_io import external_data_files
     from deploytool.runtime.mobile import convert_to_ort
 
-    out = Path(tempfile.mkdtemp(prefix=f"{path.stem}.ort-", dir=work))
+    from deploytool import scratch as scratch_dirs
+
+    out = Path(scratch_dirs.mkdtemp(f"{path.stem}.ort-", work))
     try:
         ort_path, _ = convert_to_ort(path, external_data_files(path), out, style=style)
         return ort_path.stat().st_size / MB
     finally:
-        shutil.rmtree(out, ignore_errors=True)
+        scratch_dirs.remove(out)
 
 
 def shipped_size(path: str | os.PathLike, profile, file_mb: float, work: Path | None = None) -> tuple[float, str]:

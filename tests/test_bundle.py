@@ -5,6 +5,7 @@ profile asks; bad input is one line, exit 2, and no folder."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import json
 import shutil
 
@@ -436,3 +437,26 @@ def test_bundle_of_a_model_whose_data_is_in_a_subfolder(model_dir, tmp_path):
     r = _bundle([str(folder / "ext.onnx"), "--profile", "snapdragon-sm8650", "-o", str(out), "--no-qnn"])
     assert r.exit_code == 0, r.output
     assert (out / "model.ort").is_file() and json.loads((out / "manifest.json").read_text())["source"]["bytes"] > 0
+
+
+def test_ort_size_folder_is_one_of_deploytools_temporary_folders(tmp_path, monkeypatch):
+    """The folder fit's size column converts a model in (/tmp by default) is listed by deploytool.scratch while in
+    use, so an exit cut short by a signal removes it too (deploytool.cli); removed and unlisted after."""
+    import deploytool.runtime.mobile as mobile
+    from deploytool import bundle, scratch
+
+    seen = []
+
+    def convert(path, data, out, style):
+        seen.append(str(out) in scratch._LIVE)
+        (out / "m.ort").write_bytes(b"x" * 10)
+        return out / "m.ort", None
+
+    monkeypatch.setattr(mobile, "convert_to_ort", convert)
+    monkeypatch.setattr("deploytool.onnx_io.external_data_files", lambda path: [])
+    (tmp_path / "w").mkdir()
+    src = tmp_path / "m.onnx"
+    src.write_bytes(b"")
+    assert bundle.ort_size_mb(src, "fixed", tmp_path / "w") == 10 / 1e6
+    assert seen == [True] and os.listdir(tmp_path / "w") == [] and not any(
+        p.startswith(str(tmp_path)) for p in scratch._LIVE)
