@@ -24,6 +24,7 @@ import math
 import os
 import re
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -40,6 +41,7 @@ GATE_BATCH = 2
 GATE_SEQ = 8
 GATE_PADDED_LEN = 5  # real tokens of the second row; the rest is padding
 _SEED = 0
+_FORK_LOCK = threading.Lock()  # see verify_model_guarded
 
 # "... while running Reshape node. Name:'/m/Reshape' Status Message: <file>:<line> <signature> <reason>"
 _RUN_RE = re.compile(r"running (?P<op>[\w.]+) node\. Name:'(?P<node>[^']*)' Status Message: (?P<reason>.*)", re.S)
@@ -844,7 +846,9 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
     parent = os.getpid()
     r, w = os.pipe()
     try:
-        with warnings.catch_warnings():
+        # one thread at a time: catch_warnings saves and restores the process's warning filters, and two passes'
+        # gates overlapping in two threads left the ignore below in place for good
+        with _FORK_LOCK, warnings.catch_warnings():
             # Python 3.12+ warns of a fork in a process with threads (ONNX Runtime's pools here): the copy runs
             # only ONNX Runtime's new session and numpy, and a copy that hangs is killed at ``timeout``
             warnings.simplefilter("ignore", DeprecationWarning)

@@ -1,4 +1,4 @@
-"""The runtime layer called from a program: ONNX Runtime's tools leave the program's logging set-up alone."""
+"""The runtime layer called from a program: its logging and warning filters are left as they were."""
 
 from __future__ import annotations
 
@@ -24,3 +24,51 @@ def test_converting_to_the_ort_format_configures_no_root_logger(tiny_onnx, tmp_p
                        text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.split() == ["0", "True"]
+
+
+def test_overlapping_gates_leave_the_warning_filters(tiny_onnx, monkeypatch):
+    """The gate's fork runs inside catch_warnings(), which saves and restores the process's warning filters: two
+    passes in two threads whose forks overlapped (the first to enter leaving first) left its 'ignore
+    DeprecationWarning' in the filters for good. The fork is made to fail here (the gate then checks in this
+    process) after the two threads have met inside, where they could."""
+    import threading
+    import time
+    import warnings
+
+    from deploytool.runtime import verify
+    from deploytool.testing.tiny import fixed_inputs
+
+    if not hasattr(verify.os, "fork") or not verify.fork_is_safe():
+        import pytest
+
+        pytest.skip("the gate forks on Linux only")
+    model = str(tiny_onnx("bert", "torch", layers=2))
+    met = threading.Barrier(2, timeout=1.0)
+    order: list[str] = []
+
+    def fork():
+        order.append(threading.current_thread().name)
+        try:
+            met.wait()
+        except threading.BrokenBarrierError:  # one at a time: nobody to meet
+            pass
+        if order.index(threading.current_thread().name) == 1:
+            time.sleep(0.2)  # the second to enter leaves last
+        raise OSError("no fork here")
+
+    monkeypatch.setattr(verify.os, "fork", fork)
+    monkeypatch.delenv("DEPLOYTOOL_NO_FORK", raising=False)
+    before = list(warnings.filters)
+    errors: list[BaseException] = []
+
+    def gate():
+        try:
+            verify.verify_model_guarded(model, fixed_inputs())
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=gate, name=f"gate{i}") for i in range(2)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert errors == []
+    assert warnings.filters == before
