@@ -13,17 +13,20 @@ records logged on that very logger, not its children's: name the loggers the rec
 
 :func:`held_level` is for a logger whose children log (transformers' ``transformers.*``): the level is set by the
 first holder and restored by the last, under a lock, so overlapping holders in several threads restore the level
-the first found.
+the first found. :func:`held_stdout` does the same for ``sys.stdout`` (``contextlib.redirect_stdout`` in two
+threads at once left ``sys.stdout`` a StringIO for good: every later ``print`` of the program went nowhere).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 
-__all__ = ["held_level", "quiet_logs"]
+__all__ = ["held_level", "held_stdout", "quiet_logs"]
 
 
 class _ThreadQuiet(logging.Filter):
@@ -80,3 +83,24 @@ def held_level(name: str, level: int) -> Iterator[None]:
             if held[0] == 0:
                 lg.setLevel(held[1])
                 del _HELD[name]
+
+
+_STDOUT: list = [0, None]  # [holders, the sys.stdout the first found]
+
+
+@contextlib.contextmanager
+def held_stdout() -> Iterator[None]:
+    """What Python code prints to ``sys.stdout`` is dropped while the block runs (every thread's meanwhile: it is
+    one object); the ``sys.stdout`` the first overlapping holder found is put back by the last."""
+    with _HELD_LOCK:
+        if _STDOUT[0] == 0:
+            _STDOUT[1] = sys.stdout
+            sys.stdout = io.StringIO()
+        _STDOUT[0] += 1
+    try:
+        yield
+    finally:
+        with _HELD_LOCK:
+            _STDOUT[0] -= 1
+            if _STDOUT[0] == 0:
+                sys.stdout, _STDOUT[1] = _STDOUT[1], None

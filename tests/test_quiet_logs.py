@@ -66,3 +66,20 @@ def test_overlapping_holders_restore_the_level_the_first_found():
         assert lg.level == logging.WARNING
     finally:
         lg.setLevel(logging.NOTSET)
+
+
+def test_overlapping_stdout_holders_put_back_the_programs_stdout():
+    """contextlib.redirect_stdout in two threads at once (two exports loading their models): the later one saved
+    the earlier one's StringIO and put it back last; every later print() of the program went nowhere."""
+    import sys
+
+    from deploytool.quiet_logs import held_stdout
+
+    mine = sys.stdout
+    first, second = held_stdout(), held_stdout()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert sys.stdout is not mine  # still held by the second
+    second.__exit__(None, None, None)
+    assert sys.stdout is mine

@@ -160,7 +160,11 @@ def _flush_c_streams() -> None:
 def _export_raw(model, raw: Path, config: ExportConfig) -> int:
     """Export ``model`` to ``raw`` with ``config``'s exporter; returns the opset (an exporter's failure is a
     :class:`DeployError` naming it; what it printed then is logged at debug level, see :func:`_held_output`)."""
-    with _held_output():
+    from deploytool.export.torch_export import EXPORT_LOCK
+
+    # one at a time also for the held output, which swaps the process's file descriptors 1 and 2: two at once
+    # restored each other's temporary files, where the process's output then went for good
+    with EXPORT_LOCK, _held_output():
         return _export_raw_held(model, raw, config)
 
 

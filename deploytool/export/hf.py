@@ -7,8 +7,6 @@ exports to, not the SDPA one (FACTS.md).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
 from pathlib import Path
@@ -16,7 +14,7 @@ from pathlib import Path
 from deploytool.errors import DeployError, InputFileError
 from deploytool.export.config import Task
 from deploytool.models import weight_files
-from deploytool.quiet_logs import held_level
+from deploytool.quiet_logs import held_level, held_stdout
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +57,7 @@ def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRA
     # transformers prints "Some weights ... newly initialized" through its logger and stderr. Those weights come
     # from ``seed``, drawn from a generator of their own: the caller's torch random state is left as it was
     try:
-        with (held_level("transformers", logging.ERROR), torch.random.fork_rng(devices=[]),
-              contextlib.redirect_stdout(io.StringIO())):
+        with held_level("transformers", logging.ERROR), torch.random.fork_rng(devices=[]), held_stdout():
             torch.manual_seed(seed)
             model, info = auto.from_pretrained(str(folder), local_files_only=True, attn_implementation="eager",
                                                use_safetensors=use_safetensors, weights_only=True,

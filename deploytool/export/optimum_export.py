@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
 import warnings
@@ -12,6 +10,7 @@ from pathlib import Path
 from deploytool.errors import UnavailableError
 from deploytool.export.config import Task
 from deploytool.export.hf import trace_length
+from deploytool.quiet_logs import held_stdout
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ def export_optimum(model, path: str | os.PathLike, *, task: Task, opset: int | N
     # optimum traces 16 tokens: a position table shorter than that traces at its own length (the export failed
     # with a size mismatch), the torch exporter's rule
     shapes = {"sequence_length": trace_length(model, DEFAULT_DUMMY_SHAPES["sequence_length"])}
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+    with held_stdout(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript deprecation and TracerWarnings, expected here
         onnx_export(model=model.eval(), config=onnx_config, output=Path(path), opset=opset, input_shapes=shapes)
     return opset

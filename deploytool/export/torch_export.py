@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -57,9 +58,20 @@ def _dummy(model, names: list[str], batch: int = 2, seq: int = 8) -> tuple:
     return tuple({"input_ids": ids, "attention_mask": mask, "token_type_ids": tt}[n] for n in names)
 
 
+#: one export at a time in a process (held by the caller's thread, which may take it again): torch's TorchScript
+#: exporter keeps its state in module globals, and two threads' exports failed ("GLOBALS.in_onnx_export must be True")
+EXPORT_LOCK = threading.RLock()
+
+
 def export_torch(model, path: str | os.PathLike, *, task: Task, exporter: Exporter = Exporter.TORCH,
                  opset: int | None = None) -> int:
-    """Write ``model`` to ``path`` with the TorchScript or dynamo exporter; returns the opset used."""
+    """Write ``model`` to ``path`` with the TorchScript or dynamo exporter; returns the opset used. Exports in
+    several threads run one after another."""
+    with EXPORT_LOCK:
+        return _export_torch(model, path, task=task, exporter=exporter, opset=opset)
+
+
+def _export_torch(model, path: str | os.PathLike, *, task: Task, exporter: Exporter, opset: int | None) -> int:
     exporter = Exporter(exporter)
     names = input_names(model)
     out_name = task.output_name
