@@ -13,8 +13,10 @@ records logged on that very logger, not its children's: name the loggers the rec
 
 :func:`held_level` is for a logger whose children log (transformers' ``transformers.*``): the level is set by the
 first holder and restored by the last, under a lock, so overlapping holders in several threads restore the level
-the first found. :func:`held_stdout` does the same for ``sys.stdout`` (``contextlib.redirect_stdout`` in two
-threads at once left ``sys.stdout`` a StringIO for good: every later ``print`` of the program went nowhere).
+the first found. :func:`held_stdout` sends what the calling thread prints elsewhere, other threads' prints
+unchanged, and puts ``sys.stdout`` back with the last holder (``contextlib.redirect_stdout`` took every thread's
+prints meanwhile, and in two threads at once left ``sys.stdout`` a StringIO for good: every later ``print`` of the
+program went nowhere).
 """
 
 from __future__ import annotations
@@ -85,22 +87,57 @@ def held_level(name: str, level: int) -> Iterator[None]:
                 del _HELD[name]
 
 
-_STDOUT: list = [0, None]  # [holders, the sys.stdout the first found]
+class _ThreadStdout(io.TextIOBase):
+    """``sys.stdout`` while held: what a holding thread writes goes to its own target, every other thread's to the
+    stream that was ``sys.stdout`` before."""
+
+    def __init__(self, original) -> None:
+        super().__init__()
+        self.original = original
+        self.targets: dict[int, io.TextIOBase] = {}
+
+    def _stream(self):
+        return self.targets.get(threading.get_ident(), self.original)
+
+    def write(self, text: str) -> int:
+        return self._stream().write(text)
+
+    def flush(self) -> None:
+        self._stream().flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def __getattr__(self, name: str):  # encoding, fileno, isatty, buffer ...: the original stream's
+        return getattr(self.original, name)
+
+
+_STDOUT: list = [0, None]  # [holders, the _ThreadStdout installed by the first]
 
 
 @contextlib.contextmanager
-def held_stdout() -> Iterator[None]:
-    """What Python code prints to ``sys.stdout`` is dropped while the block runs (every thread's meanwhile: it is
-    one object); the ``sys.stdout`` the first overlapping holder found is put back by the last."""
+def held_stdout(target: io.TextIOBase | None = None) -> Iterator[None]:
+    """What this thread prints to ``sys.stdout`` goes to ``target`` (None: dropped) while the block runs; other
+    threads print as before. The ``sys.stdout`` the first overlapping holder found is put back by the last."""
+    me = threading.get_ident()
     with _HELD_LOCK:
         if _STDOUT[0] == 0:
-            _STDOUT[1] = sys.stdout
-            sys.stdout = io.StringIO()
+            _STDOUT[1] = _ThreadStdout(sys.stdout)
+            sys.stdout = _STDOUT[1]
         _STDOUT[0] += 1
+        proxy = _STDOUT[1]
+        previous = proxy.targets.get(me)
+        proxy.targets[me] = target if target is not None else io.StringIO()
     try:
         yield
     finally:
         with _HELD_LOCK:
+            if previous is None:
+                proxy.targets.pop(me, None)
+            else:
+                proxy.targets[me] = previous
             _STDOUT[0] -= 1
             if _STDOUT[0] == 0:
-                sys.stdout, _STDOUT[1] = _STDOUT[1], None
+                if sys.stdout is proxy:
+                    sys.stdout = proxy.original
+                _STDOUT[1] = None

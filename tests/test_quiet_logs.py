@@ -83,3 +83,27 @@ def test_overlapping_stdout_holders_put_back_the_programs_stdout():
     assert sys.stdout is not mine  # still held by the second
     second.__exit__(None, None, None)
     assert sys.stdout is mine
+
+
+def test_held_stdout_takes_the_holding_threads_prints_only():
+    """redirect_stdout took every thread's prints while a model loaded (a program's other threads printed into a
+    StringIO that was thrown away)."""
+    import io
+    import sys
+    import threading
+
+    from deploytool.quiet_logs import held_stdout
+
+    mine, caught, mine_before = io.StringIO(), io.StringIO(), sys.stdout
+    sys.stdout = mine
+    try:
+        with held_stdout(caught):
+            print("held")
+            other = threading.Thread(target=lambda: print("other thread"))
+            other.start()
+            other.join()
+        print("after")
+    finally:
+        sys.stdout = mine_before
+    assert caught.getvalue() == "held\n"
+    assert mine.getvalue() == "other thread\nafter\n"

@@ -10,7 +10,6 @@ file needs the session config ``session.enable_saved_runtime_optimizations=1`` t
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import shutil
@@ -21,7 +20,7 @@ import numpy as np
 
 from deploytool import scratch
 from deploytool.errors import DeployError, UnavailableError
-from deploytool.quiet_logs import quiet_logs
+from deploytool.quiet_logs import held_stdout, quiet_logs
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ def convert_to_ort(model: Path, data_files: list[Path], out_dir: Path, *, style:
             shutil.copy(d, src_dir / rel)
         log = io.StringIO()
         try:
-            with contextlib.redirect_stdout(log):  # the tool prints its progress
+            with held_stdout(log):  # the tool prints its progress (other threads' prints are theirs)
                 convert_onnx_models_to_ort(src, output_dir=dst, optimization_styles=[opt],
                                            target_platform=target_platform)
         except Exception as e:  # the tool raises plain exceptions (RuntimeError, FileNotFoundError)
