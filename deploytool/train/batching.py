@@ -120,8 +120,27 @@ def torch_threads(threads: int):
         torch.set_num_threads(before)
 
 
+def keeps_torch_threads(fn):
+    """``fn`` (a training function, which sets torch's thread count through :func:`make_accelerator`) leaves the
+    caller's thread count as it found it, also when it raises."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        before = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return wrapper
+
+
 def make_accelerator(threads: int, cpu: bool = False, seed: int = 0):
-    """An ``accelerate.Accelerator`` (GPU/multi-node when launched so; CPU here) with torch threads set."""
+    """An ``accelerate.Accelerator`` (GPU/multi-node when launched so; CPU here) with torch threads set (for good:
+    the training functions calling it are :func:`keeps_torch_threads`)."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed

@@ -45,6 +45,7 @@ from pathlib import Path
 
 from deploytool.choices import config, parse_enum
 from deploytool.errors import ConfigError, DeployError
+from deploytool.train.batching import keeps_torch_threads
 from deploytool.train.config import DataConfig, _Optim
 
 logger = logging.getLogger(__name__)
@@ -248,6 +249,7 @@ def _require_classifier(folder: Path) -> None:
     require_classifier(folder, "teacher")
 
 
+@keeps_torch_threads
 def distill(cfg: DistillConfig) -> dict:
     """Distil, evaluate student and teacher on dev, save the student HF folder atomically; returns the record."""
     import torch

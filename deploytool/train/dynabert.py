@@ -32,6 +32,7 @@ from deploytool.train.batching import check_max_length, encode, make_accelerator
 from deploytool.train.teacher_data import load_teacher_data
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
     require_classifier, resolve_folder, save_folder
+from deploytool.train.batching import keeps_torch_threads
 from deploytool.train.config import DynaBertConfig
 from deploytool.train.evaluate import evaluate_torch
 from deploytool.train.importance import head_neuron_importance, reorder_model
@@ -81,6 +82,7 @@ def _inputs(b):
     return b["input_ids"], b["attention_mask"], b["token_type_ids"]
 
 
+@keeps_torch_threads
 def train_dynabert(cfg: DynaBertConfig) -> dict:
     t0 = time.perf_counter()
     folder = resolve_folder(cfg.teacher)

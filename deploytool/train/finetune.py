@@ -11,6 +11,7 @@ from deploytool.train.batching import (check_max_length, encode, load_data, make
                                        torch_max_length)
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, resolve_folder, \
     save_folder, weights_digest
+from deploytool.train.batching import keeps_torch_threads
 from deploytool.train.config import TrainConfig
 from deploytool.train.evaluate import evaluate_torch
 from deploytool.train.loop import run_loop
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["finetune"]
 
 
+@keeps_torch_threads
 def finetune(cfg: TrainConfig) -> dict:
     """Train, evaluate on dev, save the HF folder atomically; returns the result record."""
     t0 = time.perf_counter()

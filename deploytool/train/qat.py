@@ -58,6 +58,7 @@ from deploytool.train.batching import check_max_length, encode, make_accelerator
 from deploytool.train.teacher_data import check_same_labels, load_teacher_data
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
     require_classifier, resolve_folder, save_folder
+from deploytool.train.batching import keeps_torch_threads
 from deploytool.train.config import QATConfig, QuantMode
 from deploytool.train.evaluate import evaluate_torch
 from deploytool.train.losses import distill_loss
@@ -162,6 +163,7 @@ def freeze_quantized(model):
     return model
 
 
+@keeps_torch_threads
 def train_qat(cfg: QATConfig) -> dict:
     t0 = time.perf_counter()
     folder = resolve_folder(cfg.teacher)
