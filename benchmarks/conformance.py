@@ -18,6 +18,9 @@ reorder; reorder then pack; a second prune-heads on a pruned file, numbered as t
 whose layers have different head counts; prune-ffn then slice or pack-speed; slice of an int8 file), each
 against one composed PyTorch reference; written to ``conformance_chains.{json,md}``.
 
+``--exporters`` also takes the export settings outside the default matrix (``SETTING_EXPORTERS``: weights also
+graph inputs, no constant folding, int32 inputs, a fixed sequence, dynamo at opset 21).
+
 ``--models``, ``--exporters``, ``--levels``, ``--passes``: a part of the matrix, or a pass run on its own
 (``OPTION_PASSES``: ``int8-onnx``, ``quantize --int8 --fusion onnx``, written to ``-o``, e.g.
 ``conformance_int8_onnx.json``).
@@ -171,7 +174,8 @@ def main() -> None:
         _splice(Path(args.splice_into), cells, args.why, names, exporters, levels, passes, stamp(run), C)
         return
     order = {n: i for i, n in enumerate(names)}
-    cells.sort(key=lambda c: (order[c["model"]], C.EXPORTERS.index(c["exporter"]), c["opt_level"],
+    known_exporters = C.EXPORTERS + C.SETTING_EXPORTERS
+    cells.sort(key=lambda c: (order[c["model"]], known_exporters.index(c["exporter"]), c["opt_level"],
                               passes.index(c["pass_name"])))
     report = {
         "benchmark": "conformance",

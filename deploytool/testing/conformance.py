@@ -75,6 +75,13 @@ EXPORTERS = ("optimum", "optimum-eager", "torchscript-11", "torchscript-11-upgra
 # file upgraded to opset 17 by onnx's version converter as a user would (its Softmax kept 2-D: Flatten ->
 # Softmax -> Reshape)
 EAGER_EXPORTERS = ("optimum-eager", "torchscript-11", "torchscript-11-upgraded")
+# export settings outside the default matrix (``benchmarks/conformance.py --exporters``; tests/passes/
+# test_export_settings.py): TorchScript at opset 17 with every weight also a graph input (keep_initializers_as_inputs,
+# older exporters' default), without constant folding (MatMul(x, Transpose(W)), shape pieces as Unsqueeze(Constant)),
+# with int32 ids, mask and token types, and with a dynamic batch but the sequence fixed at the cells' 8; the dynamo
+# exporter at opset 21
+SETTING_EXPORTERS = ("torchscript-17-kiai", "torchscript-17-nofold", "torchscript-17-int32", "torchscript-17-batch",
+                     "dynamo-21")
 OPT_LEVELS = (0, 1, 2, 99)  # 0: no ORT optimizer
 PASSES = ("slice-0.5-0.75", "slice-0.75-0.5", "slice-0.25-1", "slice-1-0.5", "prune-heads", "prune-ffn",
           "reorder", "int8", "fp16", "pack", "pack-memory", "pack-binary", "pack-densest", "pack-speed",
@@ -450,6 +457,18 @@ def export(case: ModelCase, exporter: str, folder: Path) -> Path:
             if not old.exists():
                 old = export(case, "torchscript-11", folder)
             onnx.save(version_converter.convert_version(onnx.load(old), 17), path)
+        elif exporter in SETTING_EXPORTERS and exporter.startswith("torchscript"):
+            setting = exporter.rsplit("-", 1)[1]
+            if setting == "int32":
+                args = tuple(a.to(torch.int32) for a in args)
+            dyn = {n: {0: "batch"} if setting == "batch" else {0: "batch", 1: "sequence"} for n in names}
+            for o in out_names:
+                dyn[o] = {0: "batch"} if setting == "batch" or (o in ("pooler_output", "logits")
+                                                               and case.task != "token-classification") \
+                    else {0: "batch", 1: "sequence"}
+            torch.onnx.export(model, args, str(path), input_names=names, output_names=out_names, dynamic_axes=dyn,
+                              opset_version=17, dynamo=False, keep_initializers_as_inputs=setting == "kiai",
+                              do_constant_folding=setting != "nofold")
         elif exporter.startswith("torchscript"):
             dyn = {n: {0: "batch", 1: "sequence"} for n in names}
             for o in out_names:
@@ -461,13 +480,13 @@ def export(case: ModelCase, exporter: str, folder: Path) -> Path:
             prog = torch.onnx.export(model, args, input_names=names, output_names=out_names, opset_version=18,
                                      dynamo=True, report=False, verbose=False)
             prog.save(str(path))
-        elif exporter in ("dynamo", "dynamo-default", "dynamo-23"):
+        elif exporter in ("dynamo", "dynamo-default", "dynamo-23", "dynamo-21"):
             b = torch.export.Dim("batch", min=1, max=64)
             s = torch.export.Dim("sequence", min=2, max=MAX_POS - 4)
             # dynamo: opset 18; dynamo-default: torch's own default (20 in torch 2.13: ONNX's Gelu op); dynamo-23:
             # SDPA written as ONNX's Attention op
             opset = {"dynamo": {"opset_version": 18}, "dynamo-default": {},
-                     "dynamo-23": {"opset_version": 23}}[exporter]
+                     "dynamo-23": {"opset_version": 23}, "dynamo-21": {"opset_version": 21}}[exporter]
             prog = torch.onnx.export(model, args, input_names=names, output_names=out_names,
                                      dynamic_shapes={n: {0: b, 1: s} for n in names}, **opset,
                                      dynamo=True, report=False, verbose=False)
