@@ -182,12 +182,10 @@ def static_shapes(model: onnx.ModelProto, seq_len: int | None) -> tuple[onnx.Mod
         shown = ", ".join(map(str, sorted(fixed)))
         raise PassRefusedError(f"--seq-len {seq_len}: the model's inputs are fixed at sequence length {shown}; leave "
                                f"--seq-len out or give {shown} (or quantize the float model at {seq_len})")
+    given = seq_len is not None
     if seq_len is None:
         seq_len = default_seq_len(model)
-    limit = position_rows(model)
-    if limit is not None and seq_len > limit:
-        raise PassRefusedError(f"--seq-len {seq_len} is longer than the model's position table ({limit} positions); "
-                               f"use a sequence length <= {limit}")
+    check_table(model, seq_len, "--seq-len" if given else "the default --seq-len")
     m = onnx.ModelProto()
     m.CopyFrom(model)
     used = seq_len
@@ -218,13 +216,14 @@ def static_shapes(model: onnx.ModelProto, seq_len: int | None) -> tuple[onnx.Mod
     return m, used
 
 
-def position_rows(model: onnx.ModelProto) -> int | None:
-    """Rows of the model's absolute position-embedding table (:func:`deploytool.inspection.position_rows`)."""
+def check_table(model: onnx.ModelProto, seq_len: int, option: str = "--seq-len") -> None:
+    """ConfigError when ``seq_len`` is past the model's position table: :func:`deploytool.inspection.check_position_table`,
+    the one rule and wording (a RoBERTa-style table's usable length and rows both said)."""
     import onnx_ir as ir
 
-    from deploytool.inspection import model_position_rows
+    from deploytool.inspection import check_position_table
 
-    return model_position_rows(ir.serde.deserialize_model(model))
+    check_position_table(ir.serde.deserialize_model(model), seq_len, None, option)
 
 
 def find_tokenizer(model_path: str | Path | None, tokenizer: str | None) -> Path | None:
