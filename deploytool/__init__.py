@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import importlib
 
+from deploytool import settings
 from deploytool.deferred import defer_sympy
 
 __version__ = "0.1.0"
 
 # onnx_ir imports sympy (about 0.5 s) for arithmetic deploytool never does: load it on first use instead
-defer_sympy()
+defer_sympy(eager=settings.eager_imports())
 
 # public name -> module holding it. A public name is never also a subpackage's name (``deploytool.export``
 # was the function or the package depending on import order): the export verb is ``export_model``.

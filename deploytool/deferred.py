@@ -8,8 +8,9 @@ executes the real module into it, so any code that does use sympy (torch, onnx_i
 arithmetic, a user's own) gets the full module, only later. (The standard library's ``LazyLoader`` cannot do
 this on Python 3.11: the import statement reads ``__spec__``, which loads it at once.)
 
-Nothing is done when sympy or onnx_ir is already imported, when either cannot be found, or when
-``DEPLOYTOOL_EAGER_IMPORTS=1``; any surprise leaves the normal import in place.
+Nothing is done when sympy or onnx_ir is already imported, when either cannot be found, or when told
+``eager=True`` (``import deploytool`` passes ``DEPLOYTOOL_EAGER_IMPORTS=1`` as that, read by
+:mod:`deploytool.settings`); any surprise leaves the normal import in place.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import os
 import sys
 import threading
 import types
@@ -117,14 +117,14 @@ def _install(name: str, spec) -> None:
     sys.modules[name] = module
 
 
-def defer_sympy() -> bool:
-    """Make ``sympy`` (and onnx_ir's module that reads it at import) load on first use; True when done."""
+def defer_sympy(*, eager: bool = False) -> bool:
+    """Make ``sympy`` (and onnx_ir's module that reads it at import) load on first use; True when done.
+    ``eager``: do nothing (the normal import)."""
     global _DONE
     with _LOCK:
         if _DONE:
             return True
-        if (os.environ.get("DEPLOYTOOL_EAGER_IMPORTS") == "1" or "sympy" in sys.modules
-                or "onnx_ir" in sys.modules):
+        if eager or "sympy" in sys.modules or "onnx_ir" in sys.modules:
             return False
         try:
             sympy_spec = importlib.machinery.PathFinder.find_spec("sympy")

@@ -37,7 +37,7 @@ PKG = Path(__file__).resolve().parent.parent / "deploytool"
 # (bench), the test builders, devices (arm64, qnn, remote, bundle), reporting and picking (report,
 # fit), training (train), recipes that chain all of it, and the CLI on top.
 FLOW = [
-    "deferred", "quiet_logs", "scratch", "errors", "choices", "validation", "units", "stats", "onnx_io", "models", "variant", "data", "accuracy",
+    "settings", "deferred", "quiet_logs", "scratch", "errors", "choices", "validation", "units", "stats", "onnx_io", "models", "variant", "data", "accuracy",
     "graph", "quant", "importance", "inspection",
     "runtime", "passes", "export", "profiles", "bench", "testing",
     "arm64", "qnn", "remote", "bundle", "report", "fit", "train", "recipes",

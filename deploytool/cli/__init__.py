@@ -254,7 +254,9 @@ def _supervise() -> None:
     leaves none half-written."""
     import signal
 
-    if not hasattr(os, "fork") or "--debug" in sys.argv[1:] or os.environ.get("DEPLOYTOOL_NO_FORK"):
+    from deploytool import settings
+
+    if not hasattr(os, "fork") or "--debug" in sys.argv[1:] or settings.no_fork():
         return
     parent = os.getpid()
     relayed = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}

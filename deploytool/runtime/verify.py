@@ -814,14 +814,16 @@ def fork_is_safe() -> bool:
     (numpy's BLAS there is Accelerate, whose libdispatch thread pool does not survive a fork: ``np.dot`` in such a
     child dies of SIGSEGV, numpy/numpy#5752 and skyfielders/python-skyfield#1024; CPython's multiprocessing
     spawns rather than forks there since 3.8 for this reason). A crash of the copy would then be read as ONNX
-    Runtime crashing on the model. ``DEPLOYTOOL_NO_FORK`` (``--debug``) also says no."""
+    Runtime crashing on the model. ``DEPLOYTOOL_NO_FORK`` (:func:`deploytool.settings.no_fork`) also says no."""
     import sys
 
-    return hasattr(os, "fork") and sys.platform != "darwin" and not os.environ.get("DEPLOYTOOL_NO_FORK")
+    from deploytool import settings
+
+    return hasattr(os, "fork") and sys.platform != "darwin" and not settings.no_fork()
 
 
 def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], *,
-                         timeout: float = GUARD_TIMEOUT_S, **checks) -> VerifyReport:
+                         timeout: float = GUARD_TIMEOUT_S, fork: bool | None = None, **checks) -> VerifyReport:
     """:func:`verify_model` in a forked copy of this process (POSIX): ONNX Runtime dying on the model (a
     segmentation fault or an abort while it builds or runs the session, as ORT 1.32 did on some fp16 graphs; the
     OOM killer) becomes a VerificationError naming the signal, instead of the end of the caller's process (a
@@ -831,17 +833,23 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
     that has not answered is killed (refused, as a gate that could not check). Where a fork is not safe
     (:func:`fork_is_safe`: macOS) the checks run in a fresh Python process (:func:`verify_model_isolated`: an
     interpreter start and ONNX Runtime's import more, the same errors, a crash there also ``"crash"``); in this
-    process where there is no fork at all (Windows), or with ``DEPLOYTOOL_NO_FORK`` set (``--debug``). The copy
+    process where there is no fork at all (Windows), or with ``fork=False`` (``fork=None``, the default: unless
+    ``DEPLOYTOOL_NO_FORK`` is set, :func:`deploytool.settings.no_fork`; ``fork=True`` ignores it). The copy
     does not outlive this call: an exception while it waits (^C, a SIGTERM handler's SystemExit) kills it, and
     it dies with this process should that be killed outright (Linux)."""
     import pickle
     import select
     import signal
+    import sys
     import warnings
 
-    if not hasattr(os, "fork") or os.environ.get("DEPLOYTOOL_NO_FORK"):
+    from deploytool import settings
+
+    if fork is None:
+        fork = not settings.no_fork()
+    if not hasattr(os, "fork") or not fork:
         return verify_model(model, feeds, **checks)
-    if not fork_is_safe():  # POSIX where a forked copy is not safe: a fresh process
+    if sys.platform == "darwin":  # POSIX where a forked copy is not safe (fork_is_safe): a fresh process
         return verify_model_isolated(model, feeds, timeout=timeout, **checks)
     parent = os.getpid()
     r, w = os.pipe()
