@@ -31,6 +31,23 @@ import onnx_ir as ir
 from deploytool.graph._util import const_tensor, small_const, static_shape, value_rank
 
 
+
+def _namer(graph: ir.Graph):
+    """A function giving a name no value, initializer, input or node of ``graph`` has: ``base``, else ``base_1``,
+    ``base_2``, ... (each name it gave counts as taken)."""
+    used = {v.name for v in graph.initializers.values()} | {n.name for n in graph} | {v.name for v in graph.inputs}
+    for node in graph:
+        used.update(o.name for o in node.outputs if o.name)
+
+    def fresh(base: str) -> str:
+        name, i = base, 1
+        while name in used:
+            name, i = f"{base}_{i}", i + 1
+        used.add(name)
+        return name
+
+    return fresh
+
 def _plain_gemm(node: ir.Node) -> bool:
     a = node.attributes
     return (node.op_type == "Gemm" and node.domain in ("", "ai.onnx") and a.get_int("transA", 0) == 0
@@ -123,16 +140,7 @@ def unfuse_flattened_gemms(model: ir.Model) -> int:
     found = [(g, f) for g in list(graph) if (f := _flattened(g)) is not None]
     if not found:
         return 0
-    used = {v.name for v in graph.initializers.values()} | {n.name for n in graph} | {v.name for v in graph.inputs}
-    for node in graph:
-        used.update(o.name for o in node.outputs if o.name)
-
-    def fresh(base: str) -> str:
-        name, i = base, 1
-        while name in used:
-            name, i = f"{base}_{i}", i + 1
-        used.add(name)
-        return name
+    fresh = _namer(graph)
 
     targets = {id(v): v for _, f in found for v in (f.first.inputs[1], f.last.inputs[1])}  # ORT's, dropped below
     views: dict[tuple[int, tuple[int, ...]], ir.Value] = {}  # Q, K and V of one input read one view of it
@@ -245,16 +253,7 @@ def fold_transposed_weights(model: ir.Model) -> int:
         found.append(node)
     if not found:
         return 0
-    used = {v.name for v in graph.initializers.values()} | {v.name for v in graph.inputs}
-    for node in graph:
-        used.update(o.name for o in node.outputs if o.name)
-
-    def fresh(base: str) -> str:
-        name, i = base, 1
-        while name in used:
-            name, i = f"{base}_{i}", i + 1
-        used.add(name)
-        return name
+    fresh = _namer(graph)
 
     turned: dict[int, ir.Value] = {}  # one transposed copy per weight, however many Transposes read it
     for node in found:
@@ -312,16 +311,7 @@ def fold_small_constants(model: ir.Model, max_size: int = 64) -> int:
     head count from a constant piece of that Concat and refused ("cannot read the head count from the Q reshape").
     A folded export stores each piece as a constant [6], which is what this makes."""
     graph = model.graph
-    used = {v.name for v in graph.initializers.values()} | {v.name for v in graph.inputs}
-    for node in graph:
-        used.update(o.name for o in node.outputs if o.name)
-
-    def fresh(base: str) -> str:
-        name, i = base, 1
-        while name in used:
-            name, i = f"{base}_{i}", i + 1
-        used.add(name)
-        return name
+    fresh = _namer(graph)
 
     done: list[ir.Node] = []
     for node in list(graph):
