@@ -65,6 +65,8 @@ def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig) -> E
                 proto = onnx.load(str(raw))  # external data (if any) is pulled in from tmp
             except Exception as e:
                 raise DeployError(f"exporter {config.exporter.value} wrote an unreadable model ({e})") from e
+        if config.exporter is Exporter.DYNAMO:
+            proto = _dedupe(proto)
         if not tables:
             break
         proto, removed = _compute_tables(proto)
@@ -201,6 +203,21 @@ def _graph_architecture(proto: onnx.ModelProto) -> dict[str, int]:
     first = s.layers[0]
     return {"num_layers": s.num_layers, "num_heads": first.attention.num_heads,
             "head_size": first.attention.head_size, "hidden_size": s.hidden_size, "ffn_size": first.ffn_width}
+
+
+def _dedupe(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """``proto`` with each constant stored once: the dynamo exporter writes a weight read at several depths
+    (ALBERT's shared layer) once per layer (:mod:`deploytool.passes.dedupe_initializers`)."""
+    import onnx_ir as ir
+
+    from deploytool.passes.dedupe_initializers import dedupe_initializers
+
+    model = ir.serde.deserialize_model(proto)
+    stats = dedupe_initializers(model)
+    if not stats.tensors:
+        return proto
+    logger.info("dynamo export: %d stored copies of initializers merged (%d bytes)", stats.tensors, stats.bytes)
+    return ir.serde.serialize_model(model)
 
 
 def _compute_tables(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:

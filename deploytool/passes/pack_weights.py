@@ -668,7 +668,12 @@ class PackWeightsPass(DeployPass):
             raise VerificationError(f"pack wrote no '{PACKING_KEY}' record; nothing written")
 
     def call(self, model: ir.Model) -> DeployPassResult:
+        from deploytool.passes.dedupe_initializers import dedupe_initializers
+
         cfg = self.config
+        # a weight stored once per reader (a dynamo export of ALBERT) would be packed once per copy: stored once
+        # first, it is packed once and read by every layer, as a TorchScript export's shared layer is
+        merged = dedupe_initializers(model)
         targets, skipped, emb, notes, tables, folded = _find_targets(model, cfg.pack_head)
         refolded = _refold_positions(model, folded, targets, cfg)  # before the weights are packed
         fused, fused_skips = _fused_qkv_nodes(model.graph)
@@ -744,6 +749,8 @@ class PackWeightsPass(DeployPass):
             stats["structure"] = notes[0]
         if refolded:
             stats["relative_positions_refolded"] = refolded
+        if merged.tensors:
+            stats["deduplicated_input"] = {"tensors": merged.tensors, "bytes": merged.bytes}
         return DeployPassResult(model, modified=True, stats=stats, skipped=skipped)
 
 

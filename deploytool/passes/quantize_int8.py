@@ -460,7 +460,17 @@ class Int8QuantizePass(DeployPass):
         return result
 
     def _call(self, model: ir.Model) -> DeployPassResult:
+        from deploytool.passes.dedupe_initializers import dedupe_initializers
+
         skipped: list[Skip] = []
+        # a weight stored once per reader (a dynamo export of ALBERT) would be quantized once per copy
+        merged = dedupe_initializers(model)
+        result = self._call_engine(model, skipped)
+        if merged.tensors:
+            result.stats["deduplicated_input"] = {"tensors": merged.tensors, "bytes": merged.bytes}
+        return result
+
+    def _call_engine(self, model: ir.Model, skipped: list[Skip]) -> DeployPassResult:
         if self.config.engine is Engine.NATIVE:
             from deploytool.passes.int8_native import NativeUnsupported
 
@@ -606,6 +616,13 @@ class Int8QuantizePass(DeployPass):
             if cfg.weights in (WeightCodes.PAIRSAFE, WeightCodes.INT7):  # while the quantizer's fp32 input is there
                 stats[f"{cfg.weights.value}_weights"] = _recode_ort_weights(out, onnx_io.load_model(src), cfg.per_channel,
                                                                             cfg.weights)
+        # a weight shared by layers comes out once per layer (ORT's optimizer packs each layer's Q|K|V from the
+        # shared Q, K, V; its quantizer codes each copy): ALBERT-base 31.0 MB, 13.1 MB stored once (the native
+        # writer: 11.4 MB). After the re-coding above, which finds ORT's tensors by name
+        from deploytool.passes.dedupe_initializers import dedupe_initializers
+        merged = dedupe_initializers(out)
+        if merged.tensors:
+            stats["deduplicated"] = {"tensors": merged.tensors, "bytes": merged.bytes}
         counts: dict[str, int] = {}
         for n in out.graph.all_nodes():
             if n.op_type in QUANTIZED_OPS:
