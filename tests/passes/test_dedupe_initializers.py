@@ -176,3 +176,27 @@ def test_pass_on_export_with_copies_stores_them_once(tmp_path, monkeypatch, step
     ref = _ort((tmp_path / "copies.onnx").read_bytes(), _feeds())
     got = _ort((tmp_path / "once.onnx").read_bytes(), _feeds())
     assert all(r.tobytes() == g.tobytes() for r, g in zip(ref, got))
+
+
+def test_structured_edits_after_merge_differ_per_layer(tmp_path):
+    """The merged copies of ALBERT's shared layer are read by every layer: removing different heads in each layer,
+    or a slice, edits a copy of each layer's own. Reference: the same edits on the TorchScript export (which stores
+    the shared layer once by itself), under ONNX Runtime."""
+    pytest.importorskip("onnxscript")
+    from deploytool.passes.prune_heads import HeadPruneConfig, prune_heads_file
+    from deploytool.passes.slice_subnetwork import SliceConfig, slice_file
+
+    heads = {0: [1], 1: [0, 2], 2: [3], 5: [0, 1, 2]}
+    out = {}
+    for exporter in ("torch", "dynamo"):
+        (tmp_path / exporter).mkdir()
+        src, model = _albert(tmp_path / exporter, exporter)
+        prune_heads_file(src, tmp_path / exporter / "heads.onnx", HeadPruneConfig(heads=heads))
+        slice_file(src, tmp_path / exporter / "slice.onnx", SliceConfig(width=0.5, depth=0.5))
+        out[exporter] = [_ort((tmp_path / exporter / f"{k}.onnx").read_bytes(), _feeds())[0]
+                         for k in ("heads", "slice")]
+        full = _ort(src.read_bytes(), _feeds())[0]
+        assert all(np.abs(o - full).max() > 1e-3 for o in out[exporter])  # the edits change the outputs
+    assert _stored(tmp_path / "dynamo" / "albert-dynamo.onnx") <= model.num_parameters() * 4  # merged
+    for a, b in zip(out["torch"], out["dynamo"]):
+        np.testing.assert_allclose(b, a, atol=1e-5)
