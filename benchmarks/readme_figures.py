@@ -1085,7 +1085,12 @@ def render_overwrite(results: Path) -> str:
 
 
 # pass_speed_ab.py's results the README quotes, newest change first: (file, what changed between its two trees)
-PASS_SPEED_AB = (("pass_speed_ab_upgrade_shortcut.json", "pack's opset upgrade bumping the opset alone where no kind "
+PASS_SPEED_AB = (("pass_speed_ab_session_changes.json", "a day's changes to every pass's contract (exports keeping "
+                  "initializers as inputs or unfolded constants read through three graph rewrites before each pass, "
+                  "int8 and pack merging stored copies of a weight on their input, deploytool's temporary folders "
+                  "listed for removal at exit, environment switches read in one module) against the day's first "
+                  "commit; the VM was slower than that morning (cp 0.15-0.19 s against 0.12 s)"),
+                 ("pass_speed_ab_upgrade_shortcut.json", "pack's opset upgrade bumping the opset alone where no kind "
                   "of node would change (the upgrade itself 0.13 -> 0.05-0.07 s), and int8 and pack upcasting an fp16 "
                   "input first (nothing to do on these fp32 files): pack's wall did not move, its pass finished "
                   "sooner and its gate waited longer (the gate's process, which quantizes the weights again for its "
