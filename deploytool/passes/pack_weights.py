@@ -567,6 +567,11 @@ def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackCon
             "note": f"fused Attention QKV: packed in the file, unpacked to fp32 when the session is created ({why})"}
 
 
+def _read_by_contrib_op(v: ir.Value) -> bool:
+    """Whether a node of ONNX Runtime's own domain (Attention, QAttention, ...) reads ``v``."""
+    return any(use.node.domain == "com.microsoft" for use in v.uses())
+
+
 class PackWeightsPass(DeployPass):
     """Quantize encoder linear weights and word embeddings to ternary/binary and pack them (see module doc)."""
     label = "pack"  # how messages name it: its command
@@ -673,7 +678,9 @@ class PackWeightsPass(DeployPass):
         cfg = self.config
         # a weight stored once per reader (a dynamo export of ALBERT) would be packed once per copy: stored once
         # first, it is packed once and read by every layer, as a TorchScript export's shared layer is
-        merged = dedupe_initializers(model)
+        # (not the weights of ORT's fused attention nodes: pack rewrites each such node's packed Q|K|V on its own,
+        # and one weight read by every layer's Attention came out wrong: the gate refused ALBERT after ORT's optimizer)
+        merged = dedupe_initializers(model, keep_apart=_read_by_contrib_op)
         targets, skipped, emb, notes, tables, folded = _find_targets(model, cfg.pack_head)
         refolded = _refold_positions(model, folded, targets, cfg)  # before the weights are packed
         fused, fused_skips = _fused_qkv_nodes(model.graph)
