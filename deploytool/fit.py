@@ -129,13 +129,15 @@ class FitConfig:
             out = self.output.resolve()
             if out == w.resolve() or out in w.resolve().parents:  # the folder was made, filled, then the output
                 # could not be written (it found a folder where its file goes), after every candidate's work
-                raise OutputPathError(f"workdir (--keep-candidates): {w} is the output {self.output} or a folder "
-                                      "inside it: the candidates' folder and the chosen model's file cannot be one "
-                                      "path; keep the candidates elsewhere")
+                raise OutputPathError(f"workdir: {w} is the output {self.output} or a folder inside it: the "
+                                      "candidates' folder and the chosen model's file cannot be one path; keep the "
+                                      "candidates elsewhere")
+            # the field's name leads the message: the CLI puts the option the user typed in its place
             near = next(p for p in (w, *w.parents) if p.exists())  # the candidates are written under it
             if not near.is_dir():
-                raise OutputPathError(f"workdir (--keep-candidates): {w} must be a folder"
-                                      + (", and it is an existing file" if near == w else f"; {near} is a file"))
+                what = "is a file, not a folder" if near.is_file() else "is not a folder (a device, FIFO or socket)"
+                raise OutputPathError(f"workdir: {w} {what}" if near == w else
+                                      f"workdir: {w} cannot be a folder: {near} {what}")
         if self.budget_ms is not None:
             b = self.budget_ms
             if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b <= 0:

@@ -107,11 +107,15 @@ def _err_line(r) -> str:
     (["--profile", "kirin990", "--precisions", "fp32,int3"], "precisions: unknown 'int3'"),
     (["--profile", "kirin990", "--widths", "1,1.5"], "widths: 1.5 out of range"),
     (["--profile", "kirin990", "--seq-len", "512"], "profile 'kirin990' has no p90 latency budget for seq 512"),
-    (["--profile", "kirin990", "--keep-candidates", "{model}"], "must be a folder, and it is an existing file"),
-    (["--profile", "kirin990", "--keep-candidates", "{model}/c"], "must be a folder; "),
+    # the option the user typed, alone (it said 'workdir (--keep-candidates): ... must be a folder, and it is an
+    # existing file': a config field beside the option)
+    (["--profile", "kirin990", "--keep-candidates", "{model}"],
+     "error: --keep-candidates: {model} is a file, not a folder"),
+    (["--profile", "kirin990", "--keep-candidates", "{model}/c"],
+     "error: --keep-candidates: {model}/c cannot be a folder: {model} is a file, not a folder"),
     # the output's own path (or a folder inside it): every candidate was made and kept there, then the output
     # found a folder where its file goes
-    (["--profile", "kirin990", "--keep-candidates", "{out}"], "is the output "),
+    (["--profile", "kirin990", "--keep-candidates", "{out}"], "error: --keep-candidates: {out} is the output "),
     (["--profile", "kirin990", "--keep-candidates", "{out}/c"], "or a folder inside it"),
     # 0 is not negative: the message names the range (it said "non-negative integer (runs >= 1)")
     (["--profile", "kirin990", "--runs", "0"], "--runs: must be an integer in [1, 100000], got 0"),
@@ -119,8 +123,17 @@ def _err_line(r) -> str:
 def test_fit_bad_input(model, tmp_path, args, expected):
     out = tmp_path / "o.onnx"
     r = _run(model, "-o", out, *(a.format(model=model, out=out) for a in args))
-    assert r.exit_code == 2 and expected in _err_line(r)
+    assert r.exit_code == 2 and expected.format(model=model, out=out) in _err_line(r)
     assert not out.exists()
+
+
+def test_fit_output_path_named_like_an_option_is_left_alone(model, tmp_path, monkeypatch):
+    """An output path error leads with the user's path; a path spelled like a field ('output') keeps its name
+    (the CLI puts options in place of config fields, --keep-candidates for workdir, never in place of a path)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "output").mkdir()
+    r = _run(model, "--profile", "kirin990", "-o", "output")
+    assert r.exit_code == 2 and _err_line(r) == "error: output: is a directory, expected a file path"
 
 
 def test_fit_config_defaults_to_the_profiles_budget(model, tmp_path):

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Callable, Sequence
 
 import click
@@ -82,13 +83,14 @@ class GrammarCommand(click.Command):
         super().__init__(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
-        from deploytool.errors import ConfigError, PassRefusedError
+        from deploytool.errors import ConfigError, OutputPathError, PassRefusedError
 
         try:
             return super().invoke(ctx)
         # a config field's name -> the option the user typed (calib_samples -> --calib-size); a pass's own check of
-        # a field against the model too (prune-heads --heads 0:9 on 4 heads: 'heads: layer 0 head id 9 out of range')
-        except (ConfigError, PassRefusedError) as e:
+        # a field against the model too (prune-heads --heads 0:9 on 4 heads: 'heads: layer 0 head id 9 out of range');
+        # an output path a config checks (fit's workdir: --keep-candidates)
+        except (ConfigError, OutputPathError, PassRefusedError) as e:
             flags = {p.name: p.opts[0] for p in self.params
                      if isinstance(p, click.Option) and p.name and p.opts and p.opts[0].startswith("--")}
             for opt in list(flags.values()):  # a field named as its option where the parameter is not (heads_spec)
@@ -100,7 +102,11 @@ class GrammarCommand(click.Command):
             parts = field.split("/")  # fields that exclude each other: heads/ratio -> --heads/--ratio
             if field not in flags and len(parts) > 1 and all(p in flags for p in parts):
                 flags[field] = "/".join(flags[p] for p in parts)
-            if field in flags and ":" in msg:
+            # a message that leads with the user's own path is left alone ('-o output' -> 'output: is a directory')
+            given = {os.fspath(v) for p in self.params if isinstance(p.type, click.Path)
+                     for v in ((ctx.params.get(p.name) or ()) if p.multiple else (ctx.params.get(p.name),))
+                     if isinstance(v, (str, os.PathLike))}
+            if field in flags and ":" in msg and field not in given:
                 new = type(e)(f"{flags[field]}{msg[len(field):]}")
                 new.exit_code = e.exit_code
                 raise new from e

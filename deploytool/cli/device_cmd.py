@@ -198,12 +198,12 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
               help="Precisions to try: fp32, fp16, int8, ternary, binary.")
 @click.option("--runs", default=20, show_default=True, type=int, metavar="INT",
               help="Timed runs per candidate on the host.")
-@click.option("--keep-candidates", type=click.Path(path_type=Path), default=None,
+@click.option("--keep-candidates", "workdir", type=click.Path(path_type=Path), default=None,
               help="Keep every candidate model in this folder.")
 @_dir_option
 def fit(model: Path, profile_name: str, output: Path, budget_ms: float | None, accuracy_floor: float | None,
         accuracy: Path | None, seq_len: int | None, widths: str, depths: str, precisions: str, runs: int,
-        keep_candidates: Path | None, profiles_dirs: tuple[Path, ...]) -> None:
+        workdir: Path | None, profiles_dirs: tuple[Path, ...]) -> None:
     """Pick the ONE best width/depth/precision of MODEL that meets a device profile's budget."""
     from deploytool.fit import FitConfig, fit as run
     from deploytool.profiles import load_profile
@@ -214,7 +214,7 @@ def fit(model: Path, profile_name: str, output: Path, budget_ms: float | None, a
                        widths=_floats(widths, "--widths"), depths=_floats(depths, "--depths"),
                        precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
                        accuracies=load_accuracy_records([accuracy]).records if accuracy else None, runs=runs,
-                       workdir=keep_candidates)
+                       workdir=workdir)
     # progress on a terminal only: piped or captured stderr keeps the one-line error contract
     tty = sys.stderr.isatty()
     result = run(config, progress=(lambda line: click.echo(line, err=True)) if tty else None)
