@@ -104,7 +104,8 @@ class BundleConfig:
                 raise ConfigError(f"{f}: must be an integer in [1, {hi}], got {v!r}")
         given = [f for f in _QNN_FIELDS if getattr(self, f) is not None]
         if given and not self.qnn:  # as qnn compile refuses --quantize with --fp16
-            raise ConfigError(f"{given[0]}: sets the QNN context binary, which qnn=False (--no-qnn) turns off; "
+            # the CLI puts the options in place of the fields: '--qnn-seq-len: ..., which --no-qnn turns off'
+            raise ConfigError(f"{given[0]}: sets the QNN context binary, which qnn=False turns off; "
                               "the two exclude each other")
         if given and self.profile.npu is None:
             raise ConfigError(f"{given[0]}: sets the QNN context binary, and profile '{self.profile.name}' has no "

@@ -376,9 +376,12 @@ def test_bundle_qnn_seq_len_is_checked_as_seq_len_is(tiny_onnx, tmp_path):
 @pytest.mark.parametrize("profile,extra,expect", [
     ("kirin990", ["--qnn-seq-len", "64"], "--qnn-seq-len: sets the QNN context binary, and profile 'kirin990' has no NPU"),
     ("kirin990", ["--qnn-calib-data", "rotten-tomatoes"], "--qnn-calib-data: sets the QNN context binary, and profile"),
-    ("snapdragon-sm8650", ["--no-qnn", "--qnn-seq-len", "64"], "--qnn-seq-len: sets the QNN context binary, which "
-                                                                "qnn=False (--no-qnn) turns off"),
-    ("snapdragon-sm8650", ["--no-qnn", "--qnn-calib-size", "4"], "--qnn-calib-size: sets the QNN context binary"),
+    # the options typed, no config field (it said 'which qnn=False (--no-qnn) turns off')
+    ("snapdragon-sm8650", ["--no-qnn", "--qnn-seq-len", "64"], "error: --qnn-seq-len: sets the QNN context binary, "
+                                                                "which --no-qnn turns off; the two exclude each other"),
+    ("snapdragon-sm8650", ["--no-qnn", "--qnn-calib-size", "4"], "error: --qnn-calib-size: sets the QNN context "
+                                                                  "binary, which --no-qnn turns off; the two exclude "
+                                                                  "each other"),
 ])
 def test_bundle_refuses_qnn_options_it_cannot_use(model_dir, tmp_path, profile, extra, expect):
     """A --qnn-* option where no QNN binary is compiled would be silently ignored: refused in one line, as
@@ -390,9 +393,11 @@ def test_bundle_refuses_qnn_options_it_cannot_use(model_dir, tmp_path, profile, 
     src, _ = model_dir
     out = tmp_path / "out"
     line = _one_line(_bundle([str(src / "tiny.onnx"), "--profile", profile, "-o", str(out), *extra]))
-    assert expect in line, line
+    assert (line == expect if "--no-qnn" in extra else expect in line) and "qnn=" not in line, line
     _nothing_written(tmp_path, out)
-    with pytest.raises(ConfigError, match="^qnn_seq_len: sets the QNN context binary"):
+    # the library names its fields (qnn=False), not the CLI's options
+    with pytest.raises(ConfigError, match="^qnn_seq_len: sets the QNN context binary" +
+                       (", which qnn=False turns off; the two exclude each other$" if "--no-qnn" in extra else "")):
         BundleConfig(profile=load_profile(profile), qnn="--no-qnn" not in extra, qnn_seq_len=64)
     BundleConfig(profile=load_profile(profile), qnn="--no-qnn" not in extra)  # the defaults alone are fine
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Any, Callable, Sequence
 
 import click
@@ -68,6 +69,24 @@ def rewrite_old_spellings(args: Sequence[str], renamed: dict[str, str], json_fil
     return out
 
 
+def _flag_values(params: Sequence[click.Parameter]) -> dict[str, str]:
+    """``field=True``/``field=False`` as a config message writes it -> the flag that sets it: ``--no-qnn`` (parameter
+    ``no_qnn``) sets ``qnn=False``, ``--fp16`` sets ``fp16=True``, ``--verify/--no-verify`` both values."""
+    out: dict[str, str] = {}
+    for p in params:
+        if not (isinstance(p, click.Option) and p.is_flag and p.is_bool_flag and p.name and p.opts):
+            continue
+        on = next((o for o in p.opts if o.startswith("--")), None)
+        off = next((o for o in p.secondary_opts if o.startswith("--")), None)
+        if on and off:  # --verify/--no-verify
+            out[f"{p.name}=True"], out[f"{p.name}=False"] = on, off
+        elif on and p.name.startswith("no_") and on == "--" + p.name.replace("_", "-"):  # --no-qnn -> no_qnn
+            out[f"{p.name[3:]}=False"] = on
+        elif on:
+            out[f"{p.name}=True"] = on
+    return out
+
+
 class GrammarCommand(click.Command):
     """A click command that accepts its old option spellings for one release (see the module doc)."""
 
@@ -106,8 +125,14 @@ class GrammarCommand(click.Command):
             given = {os.fspath(v) for p in self.params if isinstance(p.type, click.Path)
                      for v in ((ctx.params.get(p.name) or ()) if p.multiple else (ctx.params.get(p.name),))
                      if isinstance(v, (str, os.PathLike))}
+            text = msg
             if field in flags and ":" in msg and field not in given:
-                new = type(e)(f"{flags[field]}{msg[len(field):]}")
+                text = f"{flags[field]}{msg[len(field):]}"
+            # a boolean field's value set by a flag -> the flag (bundle: 'which qnn=False turns off' <- --no-qnn)
+            for value, opt in _flag_values(self.params).items():
+                text = re.sub(rf"(?<![\w.-]){re.escape(value)}(?![\w.-])", opt, text)
+            if text != msg:
+                new = type(e)(text)
                 new.exit_code = e.exit_code
                 raise new from e
             raise
