@@ -188,22 +188,29 @@ class DeployPass(ir.passes.InPlacePass):
     name and record the output."""
 
     def __call__(self, model_or_result: ir.Model | ir.passes.PassResult, /) -> DeployPassResult:
+        return self._invoke(model_or_result, canonicalize=True)
+
+    def _invoke(self, model_or_result: ir.Model | ir.passes.PassResult, canonicalize: bool) -> DeployPassResult:
+        """The pass, after the canonical rewrites of its input (``canonicalize``; :class:`PassSequence` skips
+        them on a model they already ran on, which no pass has modified since)."""
         from deploytool.graph.alibi import compute_alibi_tables
         from deploytool.graph.canonical import (drop_initializer_inputs, fold_small_constants, fold_transposed_weights,
                                                 unfuse_flattened_gemms)
 
-        # before any pass reads the graph: ORT's static-shape Reshape -> Gemm -> Reshape back to the MatMul + Add
-        # the finder reads (equivalent; ORT fuses it again at load, and the gate compares with the input file)
         model = model_or_result.model if isinstance(model_or_result, ir.passes.PassResult) else model_or_result
-        # weights listed as graph inputs too (keep_initializers_as_inputs=True) are weights only; MatMul(x,
-        # Transpose(W)) of an export without constant folding reads a [K, N] weight, as the finder expects
-        weight_inputs = drop_initializer_inputs(model)
-        folded = fold_transposed_weights(model)
-        fold_small_constants(model)  # and its head split's target Concat(Unsqueeze(Constant 6), ..) as constants
-        unfused = unfuse_flattened_gemms(model)
-        # a whole ALiBi table cut to the sequence (JinaBERT: 3.2 GB in jina-embeddings-v2-base-en's export) as the
-        # run-time computation of the same float32 values
-        alibi_bytes = compute_alibi_tables(model)
+        weight_inputs = folded = unfused = alibi_bytes = 0
+        if canonicalize:
+            # weights listed as graph inputs too (keep_initializers_as_inputs=True) are weights only; MatMul(x,
+            # Transpose(W)) of an export without constant folding reads a [K, N] weight, as the finder expects
+            weight_inputs = drop_initializer_inputs(model)
+            folded = fold_transposed_weights(model)
+            fold_small_constants(model)  # and its head split's target Concat(Unsqueeze(Constant 6), ..) as constants
+            # ORT's static-shape Reshape -> Gemm -> Reshape back to the MatMul + Add the finder reads (equivalent;
+            # ORT fuses it again at load, and the gate compares with the input file)
+            unfused = unfuse_flattened_gemms(model)
+            # a whole ALiBi table cut to the sequence (JinaBERT: 3.2 GB in jina-embeddings-v2-base-en's export) as
+            # the run-time computation of the same float32 values
+            alibi_bytes = compute_alibi_tables(model)
         try:
             result = super().__call__(model_or_result)
         except (ir.passes.PreconditionError, ir.passes.PostconditionError) as e:
@@ -337,8 +344,12 @@ class PassSequence(DeployPass):
 
     def call(self, model: ir.Model) -> DeployPassResult:
         result = DeployPassResult(model, modified=False)
+        canonical = True  # this sequence's own call made its input canonical
         for p in self.passes:
-            result.merge(p(result.model))
+            # a sub-pass's output may need the rewrites again (the opset upgrade writes Constant nodes): only then
+            sub = p._invoke(result.model, canonicalize=not canonical)
+            canonical = not sub.modified
+            result.merge(sub)
         return result
 
     # the gate follows the main pass
@@ -507,6 +518,22 @@ def _seed_variant(model: ir.Model, src: str | os.PathLike) -> None:
 # op types of a quantized model (int8 and packed): passes that take fp32 models refuse a model holding one
 QUANTIZED_OPS = frozenset({"MatMulInteger", "DynamicQuantizeMatMul", "QAttention", "QLinearMatMul",
                            "DynamicQuantizeLinear", "MatMulNBits", "QuantizeLinear", "MatMulIntegerToFloat"})
+
+
+def matmul_weight_elements(model: ir.Model) -> int:
+    """The entries of ``model``'s 2-D float weights read as a MatMul's or Gemm's second input, those whose int8
+    copy is under the gate's warm limit (``runtime.verify.WARM_TENSOR_LIMIT``): what
+    :meth:`DeployPass.gate_session_bytes` counts for a pass whose output ONNX Runtime turns into int8 weights of
+    its own as it loads it (BERT-base: 85 M)."""
+    from deploytool.runtime.verify import WARM_TENSOR_LIMIT
+
+    total = 0
+    for v in model.graph.initializers.values():
+        c = v.const_value
+        if c is not None and c.dtype is ir.DataType.FLOAT and len(c.shape) == 2 and c.size < WARM_TENSOR_LIMIT \
+                and any(u.node.op_type in ("MatMul", "Gemm") and u.idx == 1 for u in v.uses()):
+            total += c.size
+    return total
 
 
 def swap_in(model: ir.Model, new: ir.Model) -> None:

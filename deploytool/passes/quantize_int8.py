@@ -409,15 +409,9 @@ class Int8QuantizePass(DeployPass):
         """ONNX Runtime prepacks each int8 MatMul weight of the output into a buffer of its own as it loads it:
         about a byte per weight of the input's float MatMul/Gemm weights (BERT-base: 85 MB), for those under
         the gate's limit."""
-        from deploytool.runtime.verify import WARM_TENSOR_LIMIT
+        from deploytool.passes.base import matmul_weight_elements
 
-        total = 0
-        for v in model.graph.initializers.values():
-            c = v.const_value
-            if c is not None and c.dtype is ir.DataType.FLOAT and len(c.shape) == 2 and c.size < WARM_TENSOR_LIMIT \
-                    and any(u.node.op_type in ("MatMul", "Gemm") and u.idx == 1 for u in v.uses()):
-                total += c.size
-        return total
+        return matmul_weight_elements(model)
 
     def min_output_cosine(self) -> float | None:
         return 0.9  # the gate refuses an output this far from the input's (a broken model, not rounding)

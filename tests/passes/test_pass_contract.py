@@ -105,6 +105,62 @@ def test_sequence_runs_each_pass_contract_in_order_and_merges_results():
     assert seq.name == "_Recorder"
 
 
+class _ShapeArithmetic(DeployPass):
+    """Writes ``Concat(Constant [2], Constant [8])`` as a Reshape's target (the opset upgrade writes Constant
+    nodes too) when ``write``; records whether its input holds such a Concat (the canonical rewrites fold it into
+    an initializer before a pass reads the graph)."""
+
+    def __init__(self, seen: list, write: bool) -> None:
+        super().__init__()
+        self.seen, self.write = seen, write
+
+    def call(self, model):
+        self.seen.append(any(n.op_type == "Concat" for n in model.graph))
+        if not self.write:
+            return DeployPassResult(model, modified=False)
+        g = model.graph
+        pieces = [ir.node("Constant", [], attributes={"value": ir.tensor(np.array([v], np.int64))}) for v in (2, 8)]
+        cat = ir.node("Concat", [p.outputs[0] for p in pieces], attributes={"axis": 0})
+        y1 = next(o for o in g.outputs if o.name == "y1")
+        reshape = ir.node("Reshape", [y1, cat.outputs[0]])
+        for n in (*pieces, cat, reshape):
+            g.append(n)
+        reshape.outputs[0].name = "y3"
+        g.outputs.append(reshape.outputs[0])
+        return DeployPassResult(model, modified=True)
+
+
+def test_sequence_rewrites_to_canonical_form_again_only_after_a_sub_pass_changed_the_model(monkeypatch):
+    seen: list[bool] = []
+    seq = PassSequence([_ShapeArithmetic(seen, write=False), _ShapeArithmetic(seen, write=True),
+                        _ShapeArithmetic(seen, write=False)])
+    model = ir.serde.deserialize_model(_residual_graph())
+    seq(model)
+    # the third pass reads the second's Concat of constants folded; the sequence's output still computes y3
+    assert seen == [False, False, False]
+    x = np.random.default_rng(2).standard_normal((2, 8)).astype(np.float32)
+    y1, _, y3 = _run(ir.serde.serialize_model(model), x)
+    np.testing.assert_array_equal(y3, y1.reshape(2, 8))
+
+    import deploytool.graph.canonical as canonical
+
+    calls: list[int] = []
+    fold = canonical.fold_small_constants
+
+    def counting(m, *a, **k):
+        calls.append(1)
+        return fold(m, *a, **k)
+
+    monkeypatch.setattr(canonical, "fold_small_constants", counting)
+    # the sequence's own input once; again only after the writing pass
+    PassSequence([_ShapeArithmetic([], write=False), _ShapeArithmetic([], write=False)])(
+        ir.serde.deserialize_model(_residual_graph()))
+    assert len(calls) == 1
+    PassSequence([_ShapeArithmetic([], write=True), _ShapeArithmetic([], write=False)])(
+        ir.serde.deserialize_model(_residual_graph()))
+    assert len(calls) == 3
+
+
 def test_sequence_refuses_on_its_main_pass_input_before_anything_runs():
     log: list[str] = []
     model = ir.serde.deserialize_model(_residual_graph())
