@@ -1,4 +1,4 @@
-"""Native int8 on an export exposing some layers' attention probabilities: per-layer fusion vs the old fallback.
+"""int8 on an export exposing some layers' attention probabilities: per-layer fusion (both engines) vs the old fallback.
 
 A random MiniLM-shaped BERT (6 layers, hidden 384, 12 heads, FFN 1536, vocab 30522; nothing downloads) is exported
 with ``last_hidden_state`` and the probabilities of the layers in ``--exposed`` (default: layer 3) as outputs
@@ -8,10 +8,13 @@ uncontended cost where other jobs share the CPU) latency per round:
 
 - ``native``: ``Int8Config(engine="native")`` now: QAttention in every layer but the exposed ones, whose Q/K/V/O are
   ``DynamicQuantizeMatMul`` around their fp32 attention core.
-- ``old_fallback``: what the native engine wrote for such a file before (the whole model sent to ORT's quantizer,
-  unfused: its attention fusion would drop the exposed Softmax): ``Int8Config(engine="ort")``, the same path.
+- ``ort``: ``Int8Config(engine="ort")`` now: ORT's fused Attention (QAttention) in every layer but the exposed ones,
+  which are kept out of ORT's attention fusion (their Q/K/V/O quantized by ORT's quantizer around their fp32 core).
+- ``old_fallback``: what either engine wrote for such a file before (the whole model sent to ORT's quantizer,
+  unfused: its attention fusion would drop the exposed Softmax): ``Int8Config(engine="ort", fusion="none")``, the
+  same path (``engine="ort"`` measured this until ORT's path fused per layer too).
 - ``native_unexposed``: the same model exported without exposed probabilities, native int8 (every layer fused):
-  the bound per-layer fusion can reach.
+  the bound per-layer fusion can reach; ``ort_unexposed`` the same with ``engine="ort"``.
 - ``fp32``: the export itself.
 
 Also the largest difference of each output from fp32. Run: ``python benchmarks/int8_exposed_attention.py``
@@ -54,9 +57,11 @@ def main() -> None:
         src = export_exposing_attentions(model, tmp / "fp32.onnx", exposed)
         files = {"fp32": src}
         plain = export_exposing_attentions(model, tmp / "plain.onnx", [])
-        quantize_int8_file(plain, tmp / "native_unexposed.onnx", Int8Config(engine="native"))
-        files["native_unexposed"] = tmp / "native_unexposed.onnx"
-        for name, cfg in (("native", Int8Config(engine="native")), ("old_fallback", Int8Config(engine="ort"))):
+        for name, engine in (("native_unexposed", "native"), ("ort_unexposed", "ort")):
+            quantize_int8_file(plain, tmp / f"{name}.onnx", Int8Config(engine=engine))
+            files[name] = tmp / f"{name}.onnx"
+        for name, cfg in (("native", Int8Config(engine="native")), ("ort", Int8Config(engine="ort")),
+                          ("old_fallback", Int8Config(engine="ort", fusion="none"))):
             r = quantize_int8_file(src, tmp / f"{name}.onnx", cfg)
             files[name] = tmp / f"{name}.onnx"
             result[f"{name}_ops"] = r.stats.get("quantized_ops")
@@ -66,7 +71,7 @@ def main() -> None:
             feeds = fixed_inputs(vocab=30522, lengths=(seq,), seed=1)
             outs = {k: dict(zip([o.name for o in s.get_outputs()], s.run(None, feeds))) for k, s in sessions.items()}
             err = {k: {o: float(np.abs(outs[k][o] - outs["fp32"][o]).max()) for o in outs["fp32"] if o in outs[k]}
-                   for k in ("native", "old_fallback", "native_unexposed")}
+                   for k in ("native", "ort", "old_fallback", "native_unexposed", "ort_unexposed")}
             for s in sessions.values():
                 for _ in range(20):
                     s.run(None, feeds)
@@ -84,19 +89,24 @@ def main() -> None:
                 med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
                 best = {k: min(v) * 1e3 for k, v in times.items()}
                 rounds.append({"median_ms": med, "native_over_old": med["native"] / med["old_fallback"],
+                               "ort_over_old": med["ort"] / med["old_fallback"],
                                "min_ms": best, "native_over_old_min": best["native"] / best["old_fallback"],
+                               "ort_over_old_min": best["ort"] / best["old_fallback"],
                                "load_average": os.getloadavg()[0]})
             result["seq"][seq] = {"rounds": rounds, "max_abs_diff_to_fp32": err}
             print(f"seq {seq}: " + "; ".join(
-                f"native {r['median_ms']['native']:.3f} ms, old {r['median_ms']['old_fallback']:.3f} ms, "
-                f"unexposed {r['median_ms']['native_unexposed']:.3f} ms, "
-                f"fp32 {r['median_ms']['fp32']:.3f} ms, ratio {r['native_over_old']:.2f}, fastest native "
-                f"{r['min_ms']['native']:.3f} old {r['min_ms']['old_fallback']:.3f} unexposed "
-                f"{r['min_ms']['native_unexposed']:.3f} ratio {r['native_over_old_min']:.2f} "
+                f"native {r['median_ms']['native']:.3f} ms, ort {r['median_ms']['ort']:.3f} ms, old "
+                f"{r['median_ms']['old_fallback']:.3f} ms, unexposed native {r['median_ms']['native_unexposed']:.3f} "
+                f"ort {r['median_ms']['ort_unexposed']:.3f} ms, fp32 {r['median_ms']['fp32']:.3f} ms, ratio to old "
+                f"native {r['native_over_old']:.2f} ort {r['ort_over_old']:.2f}, fastest native "
+                f"{r['min_ms']['native']:.3f} ort {r['min_ms']['ort']:.3f} old {r['min_ms']['old_fallback']:.3f} "
+                f"unexposed native {r['min_ms']['native_unexposed']:.3f} ort {r['min_ms']['ort_unexposed']:.3f}, "
+                f"ratio to old native {r['native_over_old_min']:.2f} ort {r['ort_over_old_min']:.2f} "
                 f"(load {r['load_average']:.1f})"
                 for r in rounds))
             print(f"  max |diff| to fp32: {json.dumps(err)}")
     print("native ops:", result["native_ops"], "skips:", result["native_skips"])
+    print("ort ops:", result["ort_ops"], "skips:", result["ort_skips"])
     print("old ops:", result["old_fallback_ops"])
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

@@ -64,7 +64,8 @@ layer alone stays unfused (``NativePlan.unfused`` says which and why; the int8 p
 its Q, K, V and O become ``DynamicQuantizeMatMul`` like every other projection, the attention core between them
 (scores, mask, softmax, context) stays as exported in fp32, so its exposed values are still computed. Every other
 layer is fused as above. Before, one such layer sent the whole model to ORT's quantizer, unfused
-(``benchmarks/int8_exposed_attention.py`` compares the two).
+(``benchmarks/int8_exposed_attention.py`` compares the two). ORT's path (engine ``ort``) keeps the same layers out
+of ORT's attention fusion, found by the same rule (:func:`exposed_attentions`).
 
 Measured (Intel Xeon, Emerald Rapids, AVX-512 VNNI and AMX, 2 vCPU shared with other jobs):
 ``benchmarks/results/int8_bench_native.json`` (MiniLM, batch 1, 1 thread, three interleaved rounds at load
@@ -91,7 +92,8 @@ from deploytool.graph._util import const_tensor, shape_derived, unique_name
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["NativePlan", "NativeUnsupported", "apply_native", "int8_weight", "plan_native"]
+__all__ = ["ExposedAttention", "NativePlan", "NativeUnsupported", "apply_native", "exposed_attentions", "int8_weight",
+           "plan_native"]
 
 MS = "com.microsoft"
 _DEFAULT = ("", "ai.onnx")
@@ -114,7 +116,22 @@ class NativeUnsupported(DeployError):
 
 class _Exposed(NativeUnsupported):
     """A layer's attention is one the writer recognises, but a value inside it is read outside it (a graph output:
-    an export with output_attentions exposes the probabilities). That layer cannot be one fused op; the others can."""
+    an export with output_attentions exposes the probabilities). That layer cannot be one fused op; the others can.
+    ``softmax``: the layer's Softmax (every attention fusion matches it: ORT's path hides it from ORT's)."""
+
+    def __init__(self, message: str, softmax: ir.Node) -> None:
+        super().__init__(message)
+        self.softmax = softmax
+
+
+@dataclasses.dataclass(frozen=True)
+class ExposedAttention:
+    """A layer whose attention stays unfused because a value inside it is read outside it (:func:`plan_native`'s
+    rule): ``index`` the layer, ``why`` which value and where it is read, ``softmax`` the layer's Softmax node."""
+
+    index: int
+    why: str
+    softmax: ir.Node
 
 
 def _name(node: ir.Node) -> str:
@@ -563,11 +580,11 @@ class _Planner:
                     continue
                 if o in self.graph.outputs:
                     raise _Exposed(f"{where}: attention intermediate '{o.name}' of '{_name(n)}' ({n.op_type}) is a "
-                                   "graph output")
+                                   "graph output", softmax)
                 for u in _uses(o):
                     if id(u) not in inside and not self._dies_with(u, inside):
                         raise _Exposed(f"{where}: attention intermediate '{o.name}' of '{_name(n)}' ({n.op_type}) "
-                                       f"is also read by '{_name(u)}' ({u.op_type})")
+                                       f"is also read by '{_name(u)}' ({u.op_type})", softmax)
         plan = _Attention(index=layer.index, x=x, q=q.node, k=k.node, v=v.node, weights=weights, biases=biases,
                           merged=merged, num_heads=att.num_heads, head_size=att.head_size, scale=scale, mask=mask,
                           bias_sources=tuple(bias_sources))
@@ -904,6 +921,31 @@ def plan_native(model: ir.Model, *, per_channel: bool = True) -> NativePlan:
             projections.append(p)
     return NativePlan(attentions=attentions, projections=projections, embedding=_word_table(model, structure),
                       left_fp32=left, unfused=unfused)
+
+
+def exposed_attentions(model: ir.Model) -> list[ExposedAttention]:
+    """The layers :func:`plan_native` leaves unfused because a value inside their attention is read outside it, by
+    the same rule (``_Planner.attention``), for ORT's path, which keeps them out of ORT's attention fusion. A layer
+    the native writer refuses for another reason (a packed QKV, a score bias, already fused) is not listed: its
+    attention is not one the rule can read; nor is any layer of a graph whose encoder is not recognised."""
+    from deploytool.graph import find_structure
+
+    try:
+        structure = find_structure(model)
+    except DeployError:
+        return []
+    planner = _Planner(model, per_channel=True)
+    found = []
+    for layer in structure.layers:
+        if layer.attention.fused is not None:
+            continue
+        try:
+            planner.attention(layer)
+        except _Exposed as e:
+            found.append(ExposedAttention(layer.index, str(e), e.softmax))
+        except DeployError:  # not a layer the rule reads (NativeUnsupported, a probe that cannot run)
+            continue
+    return found
 
 
 def _word_table(model: ir.Model, structure) -> tuple[ir.TensorProtocol, list[ir.Node]] | None:

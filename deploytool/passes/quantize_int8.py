@@ -14,10 +14,14 @@ default) fuses the whole attention block into ``Attention`` (quantized to ``QAtt
 GEMM for Q/K/V on one quantized input) and the embeddings into ``EmbedLayerNormalization``
 (``QEmbedLayerNormalization``); ``mha`` keeps Q/K/V/O as separate MatMuls around a fused
 ``MultiHeadAttention`` core; ``none`` quantizes the export as it is (Q/K/V then share one
-``DynamicQuantizeLinear``, as ``quantize_dynamic`` arranges it). When ORT's optimizer fails on a
-graph, or its fusion would remove a graph output's nodes (an export with output_attentions exposes each
-layer's attention probabilities, which the fused attention does not compute), the pass quantizes the
-unfused graph and records a Skip (the native engine instead leaves only such layers unfused: below). Fused graphs need
+``DynamicQuantizeLinear``, as ``quantize_dynamic`` arranges it). A layer whose attention has a value read outside
+it (an export with output_attentions exposes some layers' probabilities, which a fused attention does not compute)
+is kept out of ORT's attention fusion, found by the native writer's rule
+(:func:`deploytool.passes.int8_native.exposed_attentions`; ORT's fusion removed such a Softmax with the rest): its
+Q/K/V/O are quantized like every other MatMul around its fp32 attention core, a Skip per such layer, the stats'
+``unfused_attention_layers`` listing them; the other layers are fused. When ORT's optimizer fails on a graph, or
+its fusion would still remove a value something reads, the pass quantizes the unfused graph and records a Skip
+(``benchmarks/int8_exposed_attention.py``: before, one exposed layer sent the whole model there). Fused graphs need
 ``DefaultTensorType=FLOAT`` (FACTS.md). ``quant_pre_process`` is not used (it fails on these exports
 and leaves temp files behind). ORT's optimizer and quantizer are called through the runtime layer
 (:func:`deploytool.runtime.fuse.optimize_proto`, :mod:`deploytool.runtime.ort_quant`).
@@ -198,7 +202,47 @@ def _graph_heads(model: ir.Model, heads: int, hidden: int) -> tuple[int, int]:
     return 0, 0
 
 
+# the domain and op type a held Softmax carries through ORT's optimizer (below): no fusion matches it
+_HELD_DOMAIN = "deploytool.held"
+_HELD_OP = "HeldSoftmax"
+
+
+def _hold_exposed_attentions(proto, model: ir.Model) -> list:
+    """Hide from ORT's attention fusion, in ``proto`` (serialized from ``model``), each layer whose attention has a
+    value read outside it (:func:`deploytool.passes.int8_native.exposed_attentions`, the rule by which the native
+    writer leaves a layer unfused): its Softmax becomes a ``HeldSoftmax`` of a private domain, which every attention
+    pattern of ORT's fusion fails to match (they all start from a Softmax; an Identity or Cast put in the way would
+    be removed by the optimizer first). ORT's fusion does not check whether the nodes it removes are read
+    elsewhere: it dropped the exposed probabilities, so one exposed layer sent the whole model to the unfused
+    path. :func:`_release_held` restores them. Returns the layers held (ExposedAttention)."""
+    from deploytool.passes.int8_native import exposed_attentions
+
+    exposed = {e.softmax.outputs[0].name: e for e in exposed_attentions(model) if e.softmax.outputs[0].name}
+    held = []
+    for n in proto.graph.node:
+        if n.op_type == "Softmax" and n.domain in ("", "ai.onnx") and len(n.output) == 1 and n.output[0] in exposed:
+            n.op_type, n.domain = _HELD_OP, _HELD_DOMAIN
+            held.append(exposed[n.output[0]])
+    if held:
+        proto.opset_import.add(domain=_HELD_DOMAIN, version=1)
+    return sorted(held, key=lambda e: e.index)
+
+
+def _release_held(proto) -> None:
+    """Undo :func:`_hold_exposed_attentions` in ``proto`` (the held nodes are the Softmax they were, attributes
+    kept)."""
+    for n in proto.graph.node:
+        if n.domain == _HELD_DOMAIN and n.op_type == _HELD_OP:
+            n.op_type, n.domain = "Softmax", ""
+    kept = [o for o in proto.opset_import if o.domain != _HELD_DOMAIN]
+    if len(kept) != len(proto.opset_import):
+        del proto.opset_import[:]
+        proto.opset_import.extend(kept)
+
+
 def _fuse(proto, config: Int8Config, model: ir.Model):
+    """ORT's transformer optimizer on ``proto`` (serialized from ``model``), the layers whose attention is exposed
+    kept out of its attention fusion. Returns (the fused proto, those layers: ExposedAttention)."""
     from deploytool.runtime.fuse import optimize_proto
 
     heads = config.num_heads or int(_meta(model, "num_heads") or 0)
@@ -210,11 +254,16 @@ def _fuse(proto, config: Int8Config, model: ir.Model):
         heads, hidden = _graph_heads(model, heads, hidden)
     if heads == 0:  # per-layer head counts (pruned models): ORT detects each layer's own from its shapes
         hidden = 0
-    out = optimize_proto(proto, num_heads=heads, hidden_size=hidden, what="int8",
-                         fusions={"use_multi_head_attention": config.fusion is Fusion.MHA,
-                                  "enable_skip_layer_norm": config.skip_layernorm,
-                                  "enable_bias_skip_layer_norm": config.skip_layernorm,
-                                  "enable_bias_gelu": config.bias_gelu})
+    held = _hold_exposed_attentions(proto, model)
+    try:
+        out = optimize_proto(proto, num_heads=heads, hidden_size=hidden, what="int8",
+                             fusions={"use_multi_head_attention": config.fusion is Fusion.MHA,
+                                      "enable_skip_layer_norm": config.skip_layernorm,
+                                      "enable_bias_skip_layer_norm": config.skip_layernorm,
+                                      "enable_bias_gelu": config.bias_gelu})
+    finally:
+        _release_held(proto)  # ORT's optimizer edits the proto it is given: its output is this proto
+    _release_held(out)
     seen = {i.name for i in out.graph.input} | {t.name for t in out.graph.initializer}
     for node in out.graph.node:
         for name in node.output:
@@ -224,16 +273,19 @@ def _fuse(proto, config: Int8Config, model: ir.Model):
                 raise DeployError(f"ORT's optimizer wrote a graph that defines '{name}' twice")
             seen.add(name)
     lost = [o.name for o in out.graph.output if o.name not in seen]
+    lost += [x for n in out.graph.node for x in n.input if x and x not in seen and x not in lost]
     if lost:
         # an export with output_attentions exposes each layer's attention probabilities: ORT's attention fusion
         # removes the Softmax that computes them and leaves the output undefined (its quantizer then failed with
         # "Invalid model with unknown initializers/tensors")
-        raise DeployError(f"ORT's attention fusion removes the nodes that compute graph output '{lost[0]}'"
+        # (a layer whose exposed value this pass found is held out of the fusion above; this is the rest)
+        what = "graph output" if lost[0] in {o.name for o in out.graph.output} else "value"
+        raise DeployError(f"ORT's attention fusion removes the nodes that compute {what} '{lost[0]}'"
                           + (f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""))
     if not any(o.domain == "com.microsoft" for o in out.opset_import):
         out.opset_import.add(domain="com.microsoft", version=1)
     _lift_opset_for_layernorm(out)
-    return out
+    return out, held
 
 
 # every default-domain op that changed between opsets 13 and 17 only gained types or optional attributes
@@ -520,9 +572,10 @@ class Int8QuantizePass(DeployPass):
         # re-coded below by deploytool's rules (ORT's reduce_range would give [-64, 64], not int7's [-63, 63])
         ort_codes = "uint8" if cfg.weights is WeightCodes.UINT8 else "int8"
         fusion = cfg.fusion
+        held = []
         if fusion is not Fusion.NONE:
             try:
-                proto = _fuse(proto, cfg, model)
+                proto, held = _fuse(proto, cfg, model)
             except DeployError as e:  # a graph ORT's optimizer cannot read: int8 still works without it
                 skipped.append(Skip("fusion", f"{e}; quantized the unfused graph"))
                 fusion = Fusion.NONE
@@ -533,7 +586,16 @@ class Int8QuantizePass(DeployPass):
                      for op in ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "BiasGelu",
                                 "EmbedLayerNormalization")}
             stats["fused_ops"] = {k: v for k, v in fused.items() if v}
-            if not fused["Attention"] and not fused["MultiHeadAttention"]:
+            if held:
+                stats["unfused_attention_layers"] = [e.index for e in held]
+                skipped += [Skip(f"layer {e.index}", f"attention not fused: {e.why.split(': ', 1)[-1]}, which a fused "
+                                 "attention op does not compute; kept out of ORT's attention fusion: its Q/K/V/O "
+                                 "projections are quantized like the other MatMuls, the attention core between them "
+                                 "stays fp32") for e in held]
+            # every Softmax left is an unfused attention; the held ones are accounted for above
+            unfused = sum(n.op_type == "Softmax" and n.domain in ("", "ai.onnx") for n in proto.graph.node)
+            if not fused["Attention"] and not fused["MultiHeadAttention"] \
+                    and (not held or unfused > len(held)):
                 skipped.append(Skip("attention", "ORT did not fuse attention (SDPA or dynamo export?); "
                                     "MatMuls are still quantized"))
         # ORT's QEmbedLayerNormalization has no position_ids input: an EmbedLayerNormalization that

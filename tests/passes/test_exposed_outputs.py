@@ -87,23 +87,19 @@ def test_a_slice_that_drops_a_layer_whose_inside_is_an_output_refuses(tiny_onnx,
 @pytest.mark.parametrize("engine", ["native", "ort"])
 def test_int8_keeps_exposed_attention_probabilities(tiny_onnx, tmp_path, engine):
     """An export exposing a layer's attention probabilities (output_attentions): ORT's attention fusion removed the
-    Softmax computing them and its quantizer failed ('Invalid model with unknown initializers/tensors'). ORT's path
-    now quantizes the unfused graph, saying why; the native writer leaves that layer alone unfused (the other gets
-    its QAttention: tests/passes/test_int8_exposed_attention.py), saying why; the exposed output is still computed
-    and close to the fp32 model's."""
+    Softmax computing them and its quantizer failed ('Invalid model with unknown initializers/tensors'). Either
+    engine now leaves that layer alone unfused (the other gets its fused attention:
+    tests/passes/test_int8_exposed_attention.py), saying why; the exposed output is still computed and close to the
+    fp32 model's."""
     from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
 
     src = tmp_path / "tap.onnx"
     _expose(tiny_onnx("bert", exporter="torch", layers=2, hidden=32, heads=4, ffn=64), src, "Softmax", nth=0)
     out = tmp_path / "out.onnx"
     r = quantize_int8_file(src, out, Int8Config(engine=engine))
-    if engine == "ort":
-        assert r.stats["fusion"] == "none"
-        assert any(s.node == "fusion" and "graph output 'tap'" in s.reason for s in r.skipped)
-    else:
-        assert r.stats["engine"] == "native" and r.stats["unfused_attention_layers"] == [0]
-        assert any(s.node == "layer 0" and "graph output" in s.reason and "'tap'" in s.reason for s in r.skipped)
-        assert r.stats["quantized_ops"]["QAttention"] == 1
+    assert r.stats["engine"] == engine and r.stats["unfused_attention_layers"] == [0]
+    assert any(s.node == "layer 0" and "graph output" in s.reason and "'tap'" in s.reason for s in r.skipped)
+    assert r.stats["quantized_ops"]["QAttention"] == 1
     feeds = {i.name: np.random.default_rng(0).integers(1, 90, (2, 7)) for i in
              ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).get_inputs()}
     feeds = {k: (np.ones_like(v) if k == "attention_mask" else v if k == "input_ids" else np.zeros_like(v))
