@@ -1,4 +1,12 @@
-"""``export(config, out_path)``: resolve, load, export, add metadata, validate, save atomically."""
+"""``export(config, out_path)``: resolve, load, export, add metadata, validate, save atomically.
+
+The file holds no exporter provenance: torch's dynamo exporter writes ``metadata_props`` on every node, value and
+graph (stack traces with the exporting machine's paths, class hierarchies, FX node text, name scopes, export
+signatures: 160,889 of a tiny BERT's 277,909 bytes, 216,621 of a tiny ALBERT's 300,031), which
+:func:`deploytool.onnx_io.strip_exporter_metadata` removes before the file is validated and saved (the graph and its
+numbers are unchanged; ``ExportResult.exporter_metadata_bytes_dropped`` says how much). The model-level
+``metadata_props`` are deploytool's ``deploytool.*`` records (and any the exporter put there); ``producer_name`` and
+``producer_version`` stay the exporter's. The passes write their outputs alike (:mod:`deploytool.onnx_io`)."""
 
 from __future__ import annotations
 
@@ -74,6 +82,10 @@ def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig) -> E
             break
         # the corner is in the graph in a form the rewrite does not read: the export would stop at its length
         logger.warning("the exported ALiBi table is not a cut of one constant; exporting the whole buffer instead")
+    dropped = onnx_io.strip_exporter_metadata(proto)
+    if dropped:
+        logger.info("exporter %s: %d bytes of node metadata (stack traces, ...) left out of the file",
+                    config.exporter.value, dropped)
     outputs = [o.name for o in proto.graph.output]
     if task.output_name not in outputs:
         raise DeployError(f"exporter {config.exporter.value} produced outputs {outputs}, expected '{task.output_name}'")
@@ -107,7 +119,8 @@ def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig) -> E
     return ExportResult(path=out, exporter=config.exporter, task=task, opset=int(opset), max_abs_diff=diffs,
                         atol=config.atol, validated=config.validate, file_size=out.stat().st_size + size,
                         seconds=time.perf_counter() - start, metadata={k: str(v) for k, v in meta.items()},
-                        alibi_table_bytes_computed=sum(tables) if removed else 0)
+                        alibi_table_bytes_computed=sum(tables) if removed else 0,
+                        exporter_metadata_bytes_dropped=dropped)
 
 
 @contextlib.contextmanager

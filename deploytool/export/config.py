@@ -111,6 +111,9 @@ class ExportResult:
     # the bytes of the model's whole ALiBi buffers that the export holds as the computation of their values
     # (deploytool.export.alibi_buffers), not as a constant
     alibi_table_bytes_computed: int = 0
+    # the bytes of the exporter's provenance metadata (stack traces, ...) on nodes and values that the file does
+    # not hold (deploytool.onnx_io.strip_exporter_metadata)
+    exporter_metadata_bytes_dropped: int = 0
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -701,7 +701,7 @@ def _run_pass_file(pass_: DeployPass, src, dst, *, verify: bool, started: list) 
         release_free_memory()
     bytes_after, gate = write_model_checked(pass_, out, src, dst, verify=verify, data_files=data_files,
                                             isolate_gate=big, gate_process=process,
-                                            early=early if process is not None else None)
+                                            early=early if process is not None else None, stats=result.stats)
     result.model = out
     result.bytes_before, result.bytes_after, result.gate = bytes_before, bytes_after, gate
     pass_.after_write(dst, result)
@@ -711,13 +711,15 @@ def _run_pass_file(pass_: DeployPass, src, dst, *, verify: bool, started: list) 
 def write_model_checked(pass_: DeployPass, model: ir.Model, src: str | os.PathLike, dst: str | os.PathLike, *,
                         verify: bool = True, data_files: list[Path] | None = None,
                         isolate_gate: bool = False, gate_process=None,
-                        early: EarlyReference | None = None) -> tuple[int, GateStats]:
+                        early: EarlyReference | None = None, stats: dict | None = None) -> tuple[int, GateStats]:
     """Write an IR model to ``dst`` streamed (``onnx_io.staged_model``): each tensor is computed, written
     and dropped in turn, then ``onnx.checker`` and the gate run on the temporary file, and only then is
     it renamed to ``dst`` (nothing is left there on failure). ``model``'s big tensors read from ``dst`` afterwards.
     ``isolate_gate``: run the gate in a process of its own (see :func:`run_pass_file`); ``gate_process``:
     a :class:`deploytool.runtime.verify.GateProcess` already started for it (the caller closes it), ``early`` the
-    reference it was given to run early (:meth:`DeployPass.early_reference`).
+    reference it was given to run early (:meth:`DeployPass.early_reference`). ``stats``: a pass result's stats,
+    given ``exporter_metadata_bytes_dropped`` where the writer left the exporter's node metadata out
+    (:func:`deploytool.onnx_io.strip_exporter_metadata`).
     Returns (bytes written, gate stats)."""
     from deploytool import onnx_io
 
@@ -741,6 +743,8 @@ def write_model_checked(pass_: DeployPass, model: ir.Model, src: str | os.PathLi
                 gate.timeline = report.timeline
                 gate.warmed_bytes = report.warmed_bytes
         external = staged.external
+        if stats is not None and staged.metadata_dropped:
+            stats["exporter_metadata_bytes_dropped"] = staged.metadata_dropped
     bytes_after = Path(dst).stat().st_size
     if external:  # the model file names its final data file now
         locs = {e.value for t in staged.proto.graph.initializer for e in t.external_data if e.key == "location"}
