@@ -13,6 +13,14 @@ made (so a test's ``monkeypatch.setenv`` or a user's ``export`` before a call is
 ``DEPLOYTOOL_EAGER_IMPORTS=1``
     ``import deploytool`` leaves sympy's import as it is (no deferred stand-in, see :mod:`deploytool.deferred`).
 
+and the default folders, resolved when a default is used (never at import: a program that sets ``HOME`` or
+``XDG_CACHE_HOME`` after ``import deploytool`` gets its folder):
+
+``XDG_CACHE_HOME`` (else ``$HOME/.cache``)
+    :func:`cache_home`, under which :func:`default_step_store` (``deploytool/steps``),
+    :func:`default_arm64_home` (``deploytool/arm64``, where ``scripts/setup_arm64.sh`` puts the emulator) and
+    :func:`default_host_cache` (``deploytool/host``) lie.
+
 This module imports nothing heavy: the CLI reads it before it forks.
 """
 
@@ -20,8 +28,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
-__all__ = ["NO_FORK", "EAGER_IMPORTS", "no_fork", "eager_imports"]
+__all__ = ["NO_FORK", "EAGER_IMPORTS", "no_fork", "eager_imports", "home", "cache_home", "default_step_store",
+           "default_arm64_home", "default_host_cache"]
 
 NO_FORK = "DEPLOYTOOL_NO_FORK"
 EAGER_IMPORTS = "DEPLOYTOOL_EAGER_IMPORTS"
@@ -35,3 +45,41 @@ def no_fork(environ: Mapping[str, str] | None = None) -> bool:
 def eager_imports(environ: Mapping[str, str] | None = None) -> bool:
     """Whether ``DEPLOYTOOL_EAGER_IMPORTS=1`` in ``environ`` (default: this process's environment)."""
     return (os.environ if environ is None else environ).get(EAGER_IMPORTS) == "1"
+
+
+def home(environ: Mapping[str, str] | None = None) -> Path:
+    """The user's home folder now: ``$HOME`` in ``environ`` (default: this process's environment), else the
+    account's own (as ``os.path.expanduser('~')`` finds it without ``HOME``)."""
+    value = (os.environ if environ is None else environ).get("HOME")
+    if value:
+        return Path(value)
+    if environ is not None:  # an environment given without HOME: the account's folder, not this process's HOME
+        try:
+            import pwd
+
+            return Path(pwd.getpwuid(os.getuid()).pw_dir)
+        except (ImportError, KeyError):
+            pass
+    return Path(os.path.expanduser("~"))
+
+
+def cache_home(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CACHE_HOME`` when set (non-empty), else ``<home>/.cache``: read now, on each call."""
+    value = (os.environ if environ is None else environ).get("XDG_CACHE_HOME")
+    return Path(value) if value else home(environ) / ".cache"
+
+
+def default_step_store(environ: Mapping[str, str] | None = None) -> Path:
+    """The shared step store's default folder: ``<cache_home>/deploytool/steps``."""
+    return cache_home(environ) / "deploytool" / "steps"
+
+
+def default_arm64_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The ARM64 emulator's default folder, where ``scripts/setup_arm64.sh`` puts it unless told otherwise:
+    ``<cache_home>/deploytool/arm64``."""
+    return cache_home(environ) / "deploytool" / "arm64"
+
+
+def default_host_cache(environ: Mapping[str, str] | None = None) -> Path:
+    """The host measurement cache's default folder: ``<cache_home>/deploytool/host``."""
+    return cache_home(environ) / "deploytool" / "host"

@@ -19,7 +19,7 @@ _READ = re.compile(r"\bos\.(environb?|getenv|getenvb|putenv|unsetenv)\b|\bfrom\s
 #: file (relative to deploytool/) -> why it may read the environment
 ALLOWED: dict[str, str] = {
     "settings.py": "the one module of documented settings (DEPLOYTOOL_NO_FORK, DEPLOYTOOL_EAGER_IMPORTS)",
-    "cli/run_cmd.py": "the CLI layer: DEPLOYTOOL_CACHE_DIR and XDG_CACHE_HOME for --cache-dir's default",
+    "cli/run_cmd.py": "the CLI layer: DEPLOYTOOL_CACHE_DIR for --cache-dir's default (XDG_CACHE_HOME: settings)",
     "cli/bench_cmd.py": "the CLI layer: DEPLOYTOOL_BENCH_PYTHON into BenchConfig.worker_python",
     # the process environment handed on to a child process (which subprocess would inherit anyway), with
     # PYTHONPATH and friends set so the child imports this deploytool: no variable decides anything here
@@ -106,3 +106,51 @@ def test_the_guarded_gate_takes_fork_as_an_argument(tmp_path, monkeypatch):
     monkeypatch.setenv("DEPLOYTOOL_NO_FORK", "1")
     assert V.verify_model_guarded(path, feeds).outputs == ("y",) and forks == [1]
     assert V.verify_model_guarded(path, feeds, fork=True).outputs == ("y",) and forks == [1, 1]
+
+
+def test_default_folders_follow_home_and_xdg_cache_home_set_after_import(tmp_path, monkeypatch):
+    """The default folders are read when used, not when deploytool is imported: a program that sets HOME or
+    XDG_CACHE_HOME after the import gets its folder (they were frozen at import: ~ of the importing moment)."""
+    import deploytool.arm64
+    import deploytool.arm64.emulator
+    import deploytool.runtime.host
+    from deploytool.arm64 import find_emulator
+    from deploytool.cli.run_cmd import default_store
+    from deploytool.errors import UnavailableError
+    from deploytool.profiles.host import HostOptions
+
+    monkeypatch.delenv("DEPLOYTOOL_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cache = tmp_path / "home" / ".cache" / "deploytool"
+    assert deploytool.arm64.DEFAULT_HOME == deploytool.arm64.emulator.DEFAULT_HOME == cache / "arm64"
+    assert deploytool.runtime.host.DEFAULT_CACHE_DIR == HostOptions().cache == cache / "host"
+    assert default_store() == cache / "steps"
+    with pytest.raises(UnavailableError, match=re.escape(f"ARM64 emulator is not set up in {cache / 'arm64'} ")):
+        find_emulator()
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # as scripts/setup_arm64.sh: XDG first
+    cache = tmp_path / "xdg" / "deploytool"
+    from deploytool.arm64 import DEFAULT_HOME
+
+    assert DEFAULT_HOME == deploytool.arm64.emulator.DEFAULT_HOME == cache / "arm64"
+    assert deploytool.runtime.host.DEFAULT_CACHE_DIR == HostOptions().cache == cache / "host"
+    assert default_store() == cache / "steps"
+    with pytest.raises(UnavailableError, match=re.escape(f"ARM64 emulator is not set up in {cache / 'arm64'} ")):
+        find_emulator()
+    ns: dict = {}
+    exec("from deploytool.arm64 import *", ns)  # the public name stays in the package's star import
+    assert ns["DEFAULT_HOME"] == cache / "arm64"
+    with pytest.raises(AttributeError):
+        deploytool.arm64.NO_SUCH_NAME
+
+
+def test_the_folder_functions_read_the_environment_given():
+    from deploytool import settings
+
+    assert settings.cache_home({"HOME": "/h"}) == Path("/h/.cache")
+    assert settings.cache_home({"HOME": "/h", "XDG_CACHE_HOME": "/x"}) == Path("/x")
+    assert settings.cache_home({"HOME": "/h", "XDG_CACHE_HOME": ""}) == Path("/h/.cache")  # empty: unset
+    assert settings.default_step_store({"XDG_CACHE_HOME": "/x"}) == Path("/x/deploytool/steps")
+    assert settings.default_arm64_home({"HOME": "/h"}) == Path("/h/.cache/deploytool/arm64")
+    assert settings.default_host_cache({"HOME": "/h"}) == Path("/h/.cache/deploytool/host")

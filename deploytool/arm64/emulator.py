@@ -1,9 +1,9 @@
 """The ARM64 emulator: ONNX Runtime's Linux aarch64 wheel under QEMU user-mode, on an x86-64 host.
 
 ``scripts/setup_arm64.sh`` (shipped with deploytool) builds it in one user folder, by default
-``~/.cache/deploytool/arm64``: a static ``qemu-aarch64`` 10 (Debian bookworm-backports), an arm64
-Debian 12 userland with Python 3.11 (unpacked packages, no chroot), and the aarch64 wheels of
-onnxruntime and numpy unpacked into ``site/``. The emulated Python runs as::
+``$XDG_CACHE_HOME/deploytool/arm64``, else ``~/.cache/deploytool/arm64``: a static ``qemu-aarch64`` 10
+(Debian bookworm-backports), an arm64 Debian 12 userland with Python 3.11 (unpacked packages, no chroot),
+and the aarch64 wheels of onnxruntime and numpy unpacked into ``site/``. The emulated Python runs as::
 
     PYTHONPATH=site qemu-aarch64 -cpu CPU -L rootfs rootfs/usr/bin/python3.11 script.py ...
 
@@ -24,15 +24,24 @@ import subprocess
 from pathlib import Path
 
 from deploytool.errors import UnavailableError
+from deploytool.settings import default_arm64_home
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_HOME", "SETUP_SCRIPT", "Emulator", "find_emulator", "setup_emulator", "ensure_emulator"]
 
-#: where scripts/setup_arm64.sh puts the emulator unless told otherwise
-DEFAULT_HOME = Path(os.path.expanduser("~")) / ".cache" / "deploytool" / "arm64"
+# DEFAULT_HOME, where scripts/setup_arm64.sh puts the emulator unless told otherwise
+# (``$XDG_CACHE_HOME/deploytool/arm64``, else ``~/.cache/deploytool/arm64``), is read when asked for (module
+# __getattr__ below), not at import: a program that sets HOME or XDG_CACHE_HOME after importing deploytool gets
+# its folder. find_emulator/setup_emulator without a home resolve it on each call.
 #: the project's own set-up script (repository root / scripts)
 SETUP_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "setup_arm64.sh"
+
+
+def __getattr__(name: str) -> Path:
+    if name == "DEFAULT_HOME":  # the emulator's default folder as the environment says now
+        return default_arm64_home()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +86,9 @@ class Emulator:
 
 
 def find_emulator(home: str | os.PathLike | None = None) -> Emulator:
-    """The emulator set up in ``home`` (default :data:`DEFAULT_HOME`); UnavailableError if it is not there."""
-    emu = Emulator(Path(home) if home is not None else DEFAULT_HOME)
+    """The emulator set up in ``home`` (default: :func:`deploytool.settings.default_arm64_home`, now);
+    UnavailableError if it is not there."""
+    emu = Emulator(Path(home) if home is not None else default_arm64_home())
     missing = [p for p in (emu.home / "READY", emu.qemu, emu.python, emu.site / "onnxruntime") if not p.exists()]
     if missing:
         raise UnavailableError(f"ARM64 emulator is not set up in {emu.home} (missing {missing[0].name}); "
@@ -89,7 +99,7 @@ def find_emulator(home: str | os.PathLike | None = None) -> Emulator:
 def setup_emulator(home: str | os.PathLike | None = None, *, script: str | os.PathLike | None = None,
                    timeout_s: float = 900) -> Emulator:
     """Run the set-up script into ``home`` (idempotent: a finished set-up returns at once)."""
-    target = Path(home) if home is not None else DEFAULT_HOME
+    target = Path(home) if home is not None else default_arm64_home()
     script_path = Path(script) if script is not None else SETUP_SCRIPT
     if not script_path.is_file():
         raise UnavailableError(f"ARM64 emulator set-up script not found ({script_path}); this install of deploytool "

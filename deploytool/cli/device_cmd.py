@@ -52,7 +52,8 @@ def profiles(ctx: click.Context, profiles_dirs: tuple[Path, ...], as_json: bool)
 
 host_cache_option = click.option(
     "--host-cache", "host_cache", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="Folder of the cached host measurement [default: ~/.cache/deploytool/host].")
+    help="Folder of the cached host measurement [default: $XDG_CACHE_HOME/deploytool/host, else "
+         "~/.cache/deploytool/host].")
 
 
 @profiles.command("show", cls=GrammarCommand)
@@ -85,7 +86,8 @@ def profiles_show(ctx: click.Context, name: str, profiles_dirs: tuple[Path, ...]
 @seq_len_option(default=16, single=True, help="Sequence length of the synthetic inputs.")
 @click.option("--seed", default=0, show_default=True, type=int, metavar="INT", help="Seed of the synthetic inputs.")
 @click.option("--emulator-dir", type=click.Path(path_type=Path), default=None, envvar="DEPLOYTOOL_ARM64_HOME",
-              help="Emulator folder [default: ~/.cache/deploytool/arm64; env DEPLOYTOOL_ARM64_HOME].")
+              help="Emulator folder [default: $XDG_CACHE_HOME/deploytool/arm64, else ~/.cache/deploytool/arm64; env "
+                   "DEPLOYTOOL_ARM64_HOME].")
 @click.option("--no-setup", is_flag=True, help="Fail instead of running scripts/setup_arm64.sh when it is missing.")
 @click.option("-o", "--output", "json_out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the result as JSON (atomically).")

@@ -12,8 +12,9 @@ from deploytool.cli._grammar import FiniteFloatRange, GrammarCommand, json_flag
 
 
 def default_store() -> Path:
-    """The shared step store: ``$XDG_CACHE_HOME/deploytool/steps`` (``~/.cache/deploytool/steps``), or
-    ``$DEPLOYTOOL_CACHE_DIR`` (read here, in the CLI layer only)."""
+    """The shared step store: ``$DEPLOYTOOL_CACHE_DIR`` (read here, in the CLI layer only), else
+    :func:`deploytool.settings.default_step_store` (``$XDG_CACHE_HOME/deploytool/steps``, else
+    ``~/.cache/deploytool/steps``), read on each call."""
     explicit = os.environ.get("DEPLOYTOOL_CACHE_DIR")
     if explicit:
         if Path(explicit).exists() and not Path(explicit).is_dir():  # as --cache-dir: a folder, or none yet
@@ -21,8 +22,9 @@ def default_store() -> Path:
 
             raise ConfigError(f"DEPLOYTOOL_CACHE_DIR={explicit}: not a folder")
         return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "deploytool" / "steps"
+    from deploytool.settings import default_step_store
+
+    return default_step_store()
 
 
 _GB = 1_000_000_000
@@ -36,7 +38,8 @@ _GB = 1_000_000_000
 @click.option("--check", is_flag=True, help="Validate the recipe and every step's options, print the plan, run nothing.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Store of finished steps shared by every recipe and output folder "
-                   "[default: ~/.cache/deploytool/steps, or $DEPLOYTOOL_CACHE_DIR].")
+                   "[default: $DEPLOYTOOL_CACHE_DIR, else $XDG_CACHE_HOME/deploytool/steps, else "
+                   "~/.cache/deploytool/steps].")
 @click.option("--no-shared-cache", is_flag=True, help="Keep steps under the output folder only (as before 0.2).")
 @click.option("--cache-max-gb", type=FiniteFloatRange(min=0, min_open=True), default=20.0, show_default=True,
               metavar="GB",
@@ -72,7 +75,8 @@ def cache() -> None:
 
 
 _dir = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                    help="The store [default: ~/.cache/deploytool/steps, or $DEPLOYTOOL_CACHE_DIR].")
+                    help="The store [default: $DEPLOYTOOL_CACHE_DIR, else $XDG_CACHE_HOME/deploytool/steps, else "
+                         "~/.cache/deploytool/steps].")
 
 
 def _store(cache_dir: Path | None) -> Path:

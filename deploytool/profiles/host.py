@@ -65,7 +65,7 @@ class HostTemplate:
 class HostOptions:
     """Where the host measurement is cached and whether loading may run it (about 20 s, once)."""
 
-    cache_dir: Path | None = None  # None: ~/.cache/deploytool/host
+    cache_dir: Path | None = None  # None: settings.default_host_cache() ($XDG_CACHE_HOME or ~/.cache)/deploytool/host
     measure: bool = True
     refresh: bool = False
 
@@ -78,9 +78,9 @@ class HostOptions:
 
     @property
     def cache(self) -> Path:
-        from deploytool.runtime.host import DEFAULT_CACHE_DIR
+        from deploytool.settings import default_host_cache
 
-        return self.cache_dir if self.cache_dir is not None else DEFAULT_CACHE_DIR
+        return self.cache_dir if self.cache_dir is not None else default_host_cache()
 
 
 def is_host_template(data: Any) -> bool:

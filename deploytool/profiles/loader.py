@@ -92,7 +92,8 @@ def load_profile(name_or_path: str | os.PathLike | Profile,
     """A profile by name (``kirin990``, ``host``) or by path (``my/board.yaml``), validated.
 
     ``host``: options for profiles built from this machine (cache folder, may measure); default:
-    ``~/.cache/deploytool/host``, measuring once when nothing is cached.
+    ``$XDG_CACHE_HOME/deploytool/host`` (else ``~/.cache/deploytool/host``), measuring once when nothing is
+    cached.
     """
     if isinstance(name_or_path, Profile):
         return name_or_path

@@ -27,7 +27,8 @@ usable core count:
 
 Each figure is the 10th percentile of at least 20 runs (robust to other processes on a shared
 machine), with the median spread recorded. Results are cached as JSON in a
-folder the caller passes (``~/.cache/deploytool/host`` by default) under a key of the CPU, the
+folder the caller passes (by default :func:`deploytool.settings.default_host_cache`:
+``$XDG_CACHE_HOME/deploytool/host``, else ``~/.cache/deploytool/host``) under a key of the CPU, the
 usable cores, the onnxruntime version and this microbenchmark's version: measured once per machine.
 """
 
@@ -57,7 +58,27 @@ MICROBENCH_VERSION = 7  # 2: p10 per point; 3: GEMMs in chains of distinct weigh
 # 5: GEMM chains at several weight footprints; 6: a third GEMM shape, 384 x 192 (a width-0.5 slice's attention);
 # 7: BERT-base's FFN, 768 x 3072, at the footprints that hold two of its weights
 GEMM_FOOTPRINTS = (4 << 20, 16 << 20, 64 << 20)  # bytes of distinct weights per GEMM chain (cache-resident .. streamed)
-DEFAULT_CACHE_DIR = Path.home() / ".cache" / "deploytool" / "host"
+# DEFAULT_CACHE_DIR (``$XDG_CACHE_HOME/deploytool/host``, else ``~/.cache/deploytool/host``) is read when asked for
+# (module __getattr__ below), not at import: a program that sets HOME or XDG_CACHE_HOME after importing gets its
+# folder; host_measurement's default resolves it on each call.
+
+
+def __getattr__(name: str) -> Path:
+    if name == "DEFAULT_CACHE_DIR":
+        from deploytool.settings import default_host_cache
+
+        return default_host_cache()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Default:
+    """``host_measurement``'s default ``cache_dir``: :func:`deploytool.settings.default_host_cache` at the call."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT_CACHE_DIR"
+
+
+_DEFAULT_CACHE = _Default()
 
 # (vendor, family, model) -> micro-architecture; models from the vendors' documentation
 # (Intel SDM vol. 4 "CPUID signature" tables; AMD family 19h/1Ah PPRs). Unknown pairs stay "unknown".
@@ -371,13 +392,18 @@ def measure_host(facts: HostFacts | None = None, *, threads: tuple[int, ...] | N
                            wall_s=round(time.monotonic() - t0, 2))
 
 
-def host_measurement(cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR, *, measure: bool = True,
+def host_measurement(cache_dir: str | os.PathLike | None = _DEFAULT_CACHE, *, measure: bool = True,
                      refresh: bool = False, facts: HostFacts | None = None, threads: tuple[int, ...] | None = None,
                      quiet_wait_s: float = 60.0) -> HostMeasurement | None:
     """This machine's measurement from ``cache_dir``; measured (and cached) when absent and ``measure``.
 
-    ``cache_dir=None`` never reads or writes a cache. Returns None when absent and ``measure`` is False.
+    ``cache_dir``: default :data:`DEFAULT_CACHE_DIR` as the environment says at this call; None never reads or
+    writes a cache. Returns None when absent and ``measure`` is False.
     """
+    if cache_dir is _DEFAULT_CACHE:
+        from deploytool.settings import default_host_cache
+
+        cache_dir = default_host_cache()
     facts = facts or detect_host()
     path = None
     if cache_dir is not None:

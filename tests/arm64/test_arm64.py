@@ -1,6 +1,6 @@
 """verify-arm64: a tiny BERT in fp32, fp16, int8, ternary and binary under QEMU aarch64 on four CPU
 models, compared with the host. Sets the emulator up (scripts/setup_arm64.sh, cached in
-~/.cache/deploytool/arm64) when missing; skipped, with the reason, only where that cannot be done."""
+$XDG_CACHE_HOME or ~/.cache/deploytool/arm64) when missing; skipped, with the reason, only where that cannot be done."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ CPUS = ("cortex-a72", "neoverse-n1", "a64fx", "max")
 @pytest.fixture(scope="module")
 def emulator():
     from deploytool.arm64 import ensure_emulator
+    from deploytool.settings import default_arm64_home
 
-    if shutil.which("apt-get") is None and not (Path.home() / ".cache/deploytool/arm64/READY").exists():
+    if shutil.which("apt-get") is None and not (default_arm64_home() / "READY").exists():
         pytest.skip("ARM64 emulator cannot be set up here: no apt-get (scripts/setup_arm64.sh needs Debian/Ubuntu)")
     try:
         return ensure_emulator()

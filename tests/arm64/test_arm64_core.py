@@ -24,9 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def guest(tmp_path_factory):
     from deploytool.arm64 import ensure_emulator
+    from deploytool.settings import default_arm64_home
     from deploytool.arm64.core import download_wheels, install_core
 
-    if shutil.which("apt-get") is None and not (Path.home() / ".cache/deploytool/arm64/READY").exists():
+    if shutil.which("apt-get") is None and not (default_arm64_home() / "READY").exists():
         pytest.skip("ARM64 emulator cannot be set up here: no apt-get (scripts/setup_arm64.sh needs Debian/Ubuntu)")
     try:
         emu = ensure_emulator()
