@@ -231,13 +231,19 @@ def _already_packed(model: ir.Model, *, fp16: bool = True) -> str | None:
     return None
 
 
-def _fused_qkv_nodes(graph: ir.Graph) -> tuple[list[ir.Node], list[Skip]]:
+def _is_fused_attention(node: ir.Node) -> bool:
+    return node.domain == "com.microsoft" and node.op_type == "Attention" and len(node.inputs) >= 2
+
+
+def _fused_qkv_nodes(graph: ir.Graph) -> tuple[list[tuple[ir.Value, list[ir.Node]]], list[Skip]]:
     """com.microsoft ``Attention`` nodes (ORT's fused graphs) whose packed QKV weight [K, 3A] is a
-    float initializer: Q, K and V are three matrices side by side."""
-    out: list[ir.Node] = []
+    float initializer: Q, K and V are three matrices side by side. Grouped by weight: one weight read by several
+    fused Attention nodes (ALBERT's shared layer, its copies stored once) is one group, packed once and read by
+    all of them; a weight that anything else also reads stays fp32."""
+    groups: dict[int, tuple[ir.Value, list[ir.Node]]] = {}
     skipped: list[Skip] = []
     for node in graph:
-        if node.domain != "com.microsoft" or node.op_type != "Attention" or len(node.inputs) < 2:
+        if not _is_fused_attention(node):
             continue
         w = alias_root(node.inputs[1])
         arr = _initializer_array(w)
@@ -246,8 +252,17 @@ def _fused_qkv_nodes(graph: ir.Graph) -> tuple[list[ir.Node], list[Skip]]:
             skipped.append(Skip(node.name or "Attention", "fused Attention weight is not one float [K, 3A] "
                                 "initializer with equal Q/K/V sizes; left fp32"))
             continue
-        if any(n is not node for n, _ in _alias_uses(w)):
-            skipped.append(Skip(node.name or "Attention", f"{w.name} also feeds another node; left fp32"))
+        others = [n for n, idx in _alias_uses(w) if not (_is_fused_attention(n) and idx == 1)]
+        if others:
+            skipped.append(Skip(node.name or "Attention", f"{w.name} also feeds {others[0].op_type}; left fp32"))
             continue
-        out.append(node)
+        groups.setdefault(id(w), (w, []))[1].append(node)
+    out = []
+    for w, nodes in groups.values():
+        readers = {id(n) for n, _ in _alias_uses(w)}
+        if readers != {id(n) for n in nodes}:  # a reader among them was refused above: all stay fp32
+            skipped += [Skip(n.name or "Attention", f"{w.name} is also the QKV of a fused Attention left fp32; "
+                             "left fp32") for n in nodes]
+            continue
+        out.append((w, nodes))
     return out, skipped

@@ -67,7 +67,9 @@ and ``MultiHeadAttention``. Until 2026-12-03 the QKV was unpacked to fp32 at loa
 of the linear weights in fp32 in the session and a bundle's ``.ort``, on an fp32 GEMM); that form remains where
 no kernel fits (a past state, rotary embeddings), and its record note says why. A causal (``unidirectional``)
 Attention stays causal in either kernel; one with an attention bias (a relative position bias) runs on the
-MultiHeadAttention form in every runtime (QAttention takes none).
+MultiHeadAttention form in every runtime (QAttention takes none). One QKV weight read by several fused Attention
+nodes (ALBERT after the optimizer: every layer's copy is the same bytes, stored once by pack's input dedupe) is
+packed once, and every node's kernel reads that one stored weight.
 
 Every packed weight is recorded in ``metadata_props["deploytool.packing"]`` as JSON
 ``{name: {"scheme", "bits", "shape", "role"}}``. Post-training ternary/binary weights lose accuracy;
@@ -456,25 +458,46 @@ def attention_kernel(b: _Builder, x: ir.Value, bias: ir.Value | None, mask: ir.V
     computed by one linear kernel in the planes' order [Q1 K1 V1 | Q2 K2 V2] (``DynamicQuantizeMatMul`` on the
     1-bit codes, or ``MatMulNBits``), the halves added as for a plain split-binary linear weight, then the bias,
     ``Split`` and ``MultiHeadAttention``."""
-    if planes > 1 or scheme == "nbits2" or attention_bias is not None:
-        return _split_attention(b, x, bias, mask, attrs, codes, alpha, scheme, base, block_size=block_size,
-                                accuracy_level=accuracy_level, planes=planes, attention_bias=attention_bias)
+    make, stored, note = attention_kernels(b, codes, alpha, scheme, base, block_size=block_size,
+                                           accuracy_level=accuracy_level, planes=planes,
+                                           split=attention_bias is not None)
+    return make(x, bias, mask, attrs, attention_bias), stored, note
+
+
+def attention_kernels(b: _Builder, codes: np.ndarray, alpha: np.ndarray, scheme: str, base: str, *,
+                      block_size: int, accuracy_level: int, planes: int = 1, split: bool = False):
+    """:func:`attention_kernel` for a QKV weight that several fused attentions read (ALBERT's layers share
+    one): the codes are stored once, their unpacking nodes left in ``b`` now (for the caller to place before
+    the first reader), and ``make(x, bias, mask, attrs, attention_bias=None)`` adds one attention reading them
+    and returns its output. ``split``: the MultiHeadAttention form even where QAttention fits (a reader has an
+    attention bias). Returns ``(make, stored bytes, note)``."""
+    if planes > 1 or scheme == "nbits2" or split:
+        return _split_attention(b, codes, alpha, scheme, base, block_size=block_size,
+                                accuracy_level=accuracy_level, planes=planes)
     n3 = codes.shape[0]
     tag = b.tag()
     wq, stored = dqmm_weight(b, np.ascontiguousarray(codes.T), scheme, base, tag)
     s_val = b.init(f"{base}_alpha", np.asarray(alpha, np.float32).reshape(-1))  # one, or one per column
     stored += s_val.const_value.nbytes
-    if bias is None:  # QAttention's bias is not optional
-        bias = b.init(f"{base}_bias", np.zeros(n3, np.float32))
-    xq, xs, xzp = b.ops("DynamicQuantizeLinear", [x], tag, 3)
-    out = b.op("QAttention", [xq, wq, bias, xs, s_val, mask, xzp], tag, domain="com.microsoft", **attrs)
-    return out, stored, "fused Attention: QAttention on int8 codes (unpacked to int8 at load)"
+    zero_bias: list[ir.Value] = []
+
+    def make(x: ir.Value, bias: ir.Value | None, mask: ir.Value | None, attrs: dict[str, Any],
+             attention_bias: ir.Value | None = None) -> ir.Value:
+        if attention_bias is not None:
+            raise ValueError("QAttention takes no attention bias: build with split=True")
+        if bias is None:  # QAttention's bias is not optional
+            if not zero_bias:
+                zero_bias.append(b.init(f"{base}_bias", np.zeros(n3, np.float32)))
+            bias = zero_bias[0]
+        xq, xs, xzp = b.ops("DynamicQuantizeLinear", [x], tag, 3)
+        return b.op("QAttention", [xq, wq, bias, xs, s_val, mask, xzp], tag, domain="com.microsoft", **attrs)
+
+    return make, stored, "fused Attention: QAttention on int8 codes (unpacked to int8 at load)"
 
 
-def _split_attention(b: _Builder, x: ir.Value, bias: ir.Value | None, mask: ir.Value | None, attrs: dict[str, Any],
-                     codes: np.ndarray, alpha: np.ndarray, scheme: str, base: str, *, block_size: int,
-                     accuracy_level: int, planes: int, attention_bias: ir.Value | None) -> tuple[ir.Value, int, str]:
-    """:func:`attention_kernel`'s MultiHeadAttention form: the QKV on the runtime's linear kernel (both planes
+def _split_attention(b: _Builder, codes: np.ndarray, alpha: np.ndarray, scheme: str, base: str, *, block_size: int,
+                     accuracy_level: int, planes: int):
+    """:func:`attention_kernels`' MultiHeadAttention form: the QKV on the runtime's linear kernel (both planes
     summed where there are two), ``Split`` into Q, K and V, then MultiHeadAttention (see there)."""
     if planes not in (1, 2):
         raise ValueError(f"{planes} planes: one, or two summed")
@@ -486,18 +509,22 @@ def _split_attention(b: _Builder, x: ir.Value, bias: ir.Value | None, mask: ir.V
         codes = order(codes)
         alpha = order(np.broadcast_to(np.asarray(alpha, np.float32).reshape(-1), (codes.shape[0],)))
     tag = b.tag()
-    make, stored = packed_kernel(b, codes, alpha, scheme, base, tag, block_size=block_size,
-                                 accuracy_level=accuracy_level)
-    if planes == 1:
-        y = make(x, bias)  # the bias in the kernel
-    else:
-        y = _sum_planes(b, make(x, None), 3 * a, tag)  # [.., 2 * 3A] -> [.., 3A]: plane 1 + plane 2
-        if bias is not None:
-            y = b.op("Add", [y, bias], tag)
-    q, k, v = b.ops("Split", [y, b.const(np.array([a, a, a], np.int64))], tag, 3, axis=-1)
-    ins = [q, k, v, None, mask] + ([attention_bias] if attention_bias is not None else [])
-    out = b.op("MultiHeadAttention", ins, tag, domain="com.microsoft", **attrs)
-    return out, stored, split_attention_note(scheme, planes)
+    kernel, stored = packed_kernel(b, codes, alpha, scheme, base, tag, block_size=block_size,
+                                   accuracy_level=accuracy_level)
+
+    def make(x: ir.Value, bias: ir.Value | None, mask: ir.Value | None, attrs: dict[str, Any],
+             attention_bias: ir.Value | None = None) -> ir.Value:
+        if planes == 1:
+            y = kernel(x, bias)  # the bias in the kernel
+        else:
+            y = _sum_planes(b, kernel(x, None), 3 * a, tag)  # [.., 2 * 3A] -> [.., 3A]: plane 1 + plane 2
+            if bias is not None:
+                y = b.op("Add", [y, bias], tag)
+        q, k, v = b.ops("Split", [y, b.const(np.array([a, a, a], np.int64))], tag, 3, axis=-1)
+        ins = [q, k, v, None, mask] + ([attention_bias] if attention_bias is not None else [])
+        return b.op("MultiHeadAttention", ins, tag, domain="com.microsoft", **attrs)
+
+    return make, stored, split_attention_note(scheme, planes)
 
 
 def split_attention_note(scheme: str, planes: int) -> str:
@@ -509,39 +536,45 @@ def split_attention_note(scheme: str, planes: int) -> str:
     return f"fused Attention: {kernel}, Split and MultiHeadAttention"
 
 
-def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackConfig) -> dict[str, Any]:
-    """Pack the QKV weight of ORT's fused ``Attention`` ``node`` (Q, K and V quantized as three matrices).
+def _pack_fused_qkv(b: _Builder, model: ir.Model, w: ir.Value, nodes: list[ir.Node], config: PackConfig
+                    ) -> dict[str, Any]:
+    """Pack the QKV weight ``w`` of ORT's fused ``Attention`` ``nodes`` (Q, K and V quantized as three matrices):
+    once, however many nodes read it (ALBERT's layers share one), every node reading the same codes.
 
-    Where a kernel can read the codes (:func:`_fused_kernel_blocker`), the node becomes one
-    (:func:`attention_kernel`): int8 weights in the session (speed, densest) or 2-bit ones (memory), as every
+    Where a kernel can read the codes (:func:`_fused_kernel_blocker`, for every reader), each node becomes one
+    (:func:`attention_kernels`): int8 weights in the session (speed, densest) or 2-bit ones (memory), as every
     other linear weight. Otherwise the weight is stored packed (5 trits or 8 bits per byte) and unpacked to fp32
-    in front of the Attention node, which only takes a float weight: ORT folds the unpacking at session
-    creation, so the file shrinks and the computation is the fake-quantized fp32 weight's, exactly."""
+    once, in front of the first reader, for all of them (the Attention node only takes a float weight): ORT folds
+    the unpacking at session creation, so the file shrinks and the computation is the fake-quantized fp32
+    weight's, exactly."""
     graph = model.graph
-    w = alias_root(node.inputs[1])
     arr = np.asarray(w.const_value.numpy(), dtype=np.float32)  # read where it lies (nothing writes into it)
     k_in, n3 = arr.shape
     codes, alpha = _qkv_codes(arr, config)  # [3 * P * A, K]: Q's planes, K's, V's
     base = w.name or "qkv"
-    why = _fused_kernel_blocker(node, config)
+    why = next((r for r in (_fused_kernel_blocker(n, config) for n in nodes) if r is not None), None)
+    first = _first_in_graph(graph, nodes)
+    planes = 2 if config.weights is WeightScheme.SPLIT_BINARY else 1
     if why is None:
         scheme = config.linear_scheme
-        bias = node.inputs[2] if len(node.inputs) > 2 else None
-        mask = node.inputs[3] if len(node.inputs) > 3 else None
-        planes = 2 if config.weights is WeightScheme.SPLIT_BINARY else 1
-        att_bias = node.inputs[_ATTENTION_BIAS] if len(node.inputs) > _ATTENTION_BIAS else None
-        out, stored, note = attention_kernel(b, node.inputs[0], bias, mask, attention_attrs(node), codes, alpha,
-                                             scheme, base, block_size=config.block_size,
-                                             accuracy_level=config.accuracy_level, planes=planes,
-                                             attention_bias=att_bias)
-        _replace(graph, node, b.take(), out)
+        att_biases = [n.inputs[_ATTENTION_BIAS] if len(n.inputs) > _ATTENTION_BIAS else None for n in nodes]
+        make, stored, note = attention_kernels(b, codes, alpha, scheme, base, block_size=config.block_size,
+                                               accuracy_level=config.accuracy_level, planes=planes,
+                                               split=any(v is not None for v in att_biases))
+        prep = b.take()  # the weight's unpacking, once, before its first reader
+        if prep:
+            graph.insert_before(first, prep)
+        for node, att_bias in zip(nodes, att_biases):
+            bias = node.inputs[2] if len(node.inputs) > 2 else None
+            mask = node.inputs[3] if len(node.inputs) > 3 else None
+            out = make(node.inputs[0], bias, mask, attention_attrs(node), att_bias)
+            _replace(graph, node, b.take(), out)
         if scheme == "nbits2":
             scheme = _nbits2_record_scheme(config)
         elif planes > 1:
             scheme = f"{scheme}x{planes}"
         return {"scheme": scheme, "bits": stored * 8 / (k_in * n3), "shape": [k_in, n3], "bytes": stored,
                 "note": note}
-    planes = 2 if config.weights is WeightScheme.SPLIT_BINARY else 1
     codes_kn = np.ascontiguousarray(codes.T)
     scheme = "trit5" if config.weights is WeightScheme.TERNARY else "binary1"
     tag = b.tag()
@@ -559,17 +592,13 @@ def _pack_fused_qkv(b: _Builder, model: ir.Model, node: ir.Node, config: PackCon
         x = b.op("Reshape", [x, b.const(np.array([k_in, 3, planes, n3 // 3], np.int64))], tag)
         x = b.op("ReduceSum", [x, b.const(np.array([2], np.int64))], tag, keepdims=0)
         x = b.op("Reshape", [x, b.const(np.array([k_in, n3], np.int64))], tag)
-    graph.insert_before(node, b.take())
-    node.replace_input_with(1, x)
+    graph.insert_before(first, b.take())
+    for node in nodes:
+        node.replace_input_with(1, x)
     packed_bytes = flat.nbytes + alpha.nbytes
     return {"scheme": scheme if planes == 1 else f"{scheme}x{planes}", "bits": packed_bytes * 8 / (k_in * n3),
             "shape": [k_in, n3], "bytes": packed_bytes,
             "note": f"fused Attention QKV: packed in the file, unpacked to fp32 when the session is created ({why})"}
-
-
-def _read_by_contrib_op(v: ir.Value) -> bool:
-    """Whether a node of ONNX Runtime's own domain (Attention, QAttention, ...) reads ``v``."""
-    return any(use.node.domain == "com.microsoft" for use in v.uses())
 
 
 class PackWeightsPass(DeployPass):
@@ -676,11 +705,10 @@ class PackWeightsPass(DeployPass):
         from deploytool.passes.dedupe_initializers import dedupe_initializers
 
         cfg = self.config
-        # a weight stored once per reader (a dynamo export of ALBERT) would be packed once per copy: stored once
-        # first, it is packed once and read by every layer, as a TorchScript export's shared layer is
-        # (not the weights of ORT's fused attention nodes: pack rewrites each such node's packed Q|K|V on its own,
-        # and one weight read by every layer's Attention came out wrong: the gate refused ALBERT after ORT's optimizer)
-        merged = dedupe_initializers(model, keep_apart=_read_by_contrib_op)
+        # a weight stored once per reader (a dynamo export of ALBERT, ORT's fused Attention QKV per layer) would be
+        # packed once per copy: stored once first, it is packed once and read by every layer, as a TorchScript
+        # export's shared layer is (the gate's reference merges them too: FakeQuantWeightsPass)
+        merged = dedupe_initializers(model)
         targets, skipped, emb, notes, tables, folded = _find_targets(model, cfg.pack_head)
         refolded = _refold_positions(model, folded, targets, cfg)  # before the weights are packed
         fused, fused_skips = _fused_qkv_nodes(model.graph)
@@ -706,9 +734,8 @@ class PackWeightsPass(DeployPass):
             account(t.role, before, info.pop("bytes"))
             record[t.weight.name] = {**info, "role": t.role}
             old.append(t.weight)
-        for node in fused:
-            w = alias_root(node.inputs[1])
-            info = _pack_fused_qkv(b, model, node, cfg)
+        for w, nodes in fused:
+            info = _pack_fused_qkv(b, model, w, nodes, cfg)
             account("attention", w.const_value.nbytes, info.pop("bytes"))
             record[w.name] = {**info, "role": "attention"}
             old.append(w)
@@ -781,7 +808,12 @@ class FakeQuantWeightsPass(DeployPass):
         self.codes_in_graph = codes_in_graph
 
     def call(self, model: ir.Model) -> DeployPassResult:
+        from deploytool.passes.dedupe_initializers import dedupe_initializers
+
         cfg = self.config
+        # the copies merged as PackWeightsPass merges them, so that both pass over the same graph: a weight pack
+        # finds shared (and packs once, or leaves fp32 for a reader it cannot rewrite) is shared here too
+        dedupe_initializers(model)
         targets, skipped, emb, _, tables, folded = _find_targets(model, cfg.pack_head)
         _refold_positions(model, folded, targets, cfg)  # from the weights as they are, before they are replaced
         # lazily: each weight is quantized when the model is written (one at a time), not all at once
@@ -793,9 +825,8 @@ class FakeQuantWeightsPass(DeployPass):
             _replace_lazily(t.weight, lambda w, layout=t.layout: fake_quantized_weight(
                 np.asarray(w, dtype=np.float32), layout, cfg))
         fused, _ = _fused_qkv_nodes(model.graph)
-        for node in fused:
-            _replace_lazily(alias_root(node.inputs[1]),
-                            lambda w: _qkv_fake_quantized(np.asarray(w, dtype=np.float32), cfg))
+        for w, _nodes in fused:  # once per weight, however many Attention nodes read it
+            _replace_lazily(w, lambda a: _qkv_fake_quantized(np.asarray(a, dtype=np.float32), cfg))
         schemes = []
         if emb is not None and cfg.embedding_scheme is not None:
             schemes.append((emb[0], cfg.embedding_scheme))

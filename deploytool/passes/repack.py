@@ -18,6 +18,8 @@ so the output is what ``pack --runtime <target>`` writes for the same codes. Ter
 A fused attention's QKV moves with its kernel, as ``pack`` writes it: ``QAttention`` on the int8 codes (speed,
 densest) or ``MatMulNBits``, ``Split`` and ``MultiHeadAttention`` (memory); a two-plane (split-binary) QKV's linear
 kernel moves like any linear weight's, as does one with an attention bias (its Split and MultiHeadAttention stay).
+A weight that several kernels read (ALBERT's layers share theirs; pack stores it once) is moved once, every
+reader's new kernel reading the one stored weight.
 A fused Attention that ``pack`` left reading an fp32 QKV (a past state; files packed before 2026-12-03 with
 split-binary weights or an attention bias) keeps its storage (unpacked to fp32 at load in every runtime, and in a
 bundle's ``.ort``); the result's skips say so.
@@ -188,6 +190,17 @@ def _find(model: ir.Model) -> tuple[list[_Linear], list[str]]:
         found.append(_Linear(node, form, k, n, bias, key, stored[0].const_value.nbytes,
                              attention=node if qatt else None))
     return found, why
+
+
+def _shared(linears: list[_Linear]) -> list[list[_Linear]]:
+    """``linears`` grouped by the stored weight their kernels read (the same B and scale values): pack stores a
+    weight that layers share once, and each layer's kernel reads it (ALBERT; a fused Attention QKV read by
+    every layer's attention)."""
+    groups: dict[tuple, list[_Linear]] = {}
+    for t in linears:
+        key = (id(t.node.inputs[1]), id(_input(t.node, t.scale_index)), t.node.op_type, t.attention is None)
+        groups.setdefault(key, []).append(t)
+    return list(groups.values())
 
 
 def _attention_after(node: ir.Node, n: int) -> ir.Node | None:
@@ -470,27 +483,30 @@ class RepackPass(DeployPass):
         converted: dict[str, int] = {}
         kept = 0
         skipped: list[Skip] = []
-        todo: list[_Linear] = []
-        for t in linears:
+        todo: list[list[_Linear]] = []
+        # one stored weight read by several kernels (ALBERT's layers share theirs: pack stores it once and every
+        # reader's kernel reads the one unpacked value) is read back, and written again, once for all of them
+        for group in _shared(linears):
+            t = group[0]
             binary = _binary_by_record(t, record)
             if binary is None:  # no record entry: its codes say
                 _read_codes(model, [t])
                 binary = _binary(t, record)
             target = _target_form(binary, cfg.runtime)
-            if target == _current_form(t, binary) and (target != "nbits2" or self._nbits_as_asked(t)):
+            if target == _current_form(t, binary) and (target != "nbits2" or all(map(self._nbits_as_asked, group))):
                 kept += 1
                 t.codes_kn = None
             else:
-                todo.append(t)
+                todo.append(group)
         # read back a few layers' codes at a time (one ONNX Runtime run each), write them, let them go
-        for batch in _batches(todo, lambda t: 8 * t.stored_bytes):
-            _read_codes(model, batch)
-            for t in batch:
-                binary = _binary(t, record)
+        for batch in _batches(todo, lambda g: 8 * g[0].stored_bytes):
+            _read_codes(model, [g[0] for g in batch])
+            for group in batch:
+                binary = _binary(group[0], record)
                 target = _target_form(binary, cfg.runtime)
-                self._write(b, graph, t, target, binary, record)
+                self._write(b, graph, group, target, binary, record)
                 converted[target] = converted.get(target, 0) + 1
-                t.codes_kn = None
+                group[0].codes_kn = None
         tables, why = _convert_tables(b, graph, record, linear_keys, cfg.runtime)
         skipped += why
         if tables:
@@ -510,46 +526,60 @@ class RepackPass(DeployPass):
             stats["accuracy_level"] = cfg.accuracy_level
         return DeployPassResult(model, modified=modified, stats=stats, skipped=skipped)
 
-    def _write(self, b, graph: ir.Graph, t: _Linear, target: str, binary: bool, record: dict[str, dict]) -> None:
-        """Replace ``t``'s kernel (and a bias Add after it) with the ``target`` form of the same codes and scales
-        (pack's own kernel writer), and update its record entry."""
-        from deploytool.passes.pack_graph import _folded_bias, _replace, _replace_kernel
+    def _write(self, b, graph: ir.Graph, group: list[_Linear], target: str, binary: bool,
+               record: dict[str, dict]) -> None:
+        """Replace the kernels of ``group`` (the readers of one stored weight; with the bias Add after each, if
+        any) with the ``target`` form of the same codes and scales (pack's own kernel writers), stored once and
+        read by all of them, and update its record entry."""
+        from deploytool.passes.pack_graph import _first_in_graph, _folded_bias, _replace, _replace_kernel
         from deploytool.passes.pack_weights import (
             attention_attrs,
-            attention_kernel,
+            attention_kernels,
             packed_kernel,
             split_attention_note,
         )
 
+        t = group[0]
         base = t.key or (t.node.inputs[1].name or "weight")
+        first = _first_in_graph(graph, [u.node for u in group])
         if t.attention is not None:  # a fused attention's QKV: the target's attention kernel, as pack writes it
-            att = t.attention
-            if att.op_type == "QAttention":
-                x, mask = att.inputs[0].producer().inputs[0], _input(att, 5)
-            else:
-                x, mask = t.node.inputs[0], _input(att, 4)
             alpha = np.broadcast_to(np.asarray(t.alpha, np.float32).reshape(-1), (t.n,))  # pack's: per column
-            out, stored, note = attention_kernel(b, x, t.bias, mask, attention_attrs(att), t.codes_kn.T, alpha,
-                                                 target, base, block_size=self.config.block_size,
-                                                 accuracy_level=self.config.accuracy_level)
-            _replace(graph, att, b.take(), out)
+            make, stored, note = attention_kernels(b, t.codes_kn.T, alpha, target, base,
+                                                   block_size=self.config.block_size,
+                                                   accuracy_level=self.config.accuracy_level)
+            prep = b.take()  # the weight's unpacking, once, before its first reader
+            if prep:
+                graph.insert_before(first, prep)
+            for u in group:
+                att = u.attention
+                if att.op_type == "QAttention":
+                    x, mask = att.inputs[0].producer().inputs[0], _input(att, 5)
+                else:
+                    x, mask = u.node.inputs[0], _input(att, 4)
+                out = make(x, u.bias, mask, attention_attrs(att))
+                _replace(graph, att, b.take(), out)
             if t.key in record:
                 record[t.key] = {**_entry(record[t.key], target, binary, stored, t, 1), "note": note}
             return
-        add = None
-        if t.bias is None and _planes(t, record) == 1:  # a bias Add goes into the kernel, as pack does
-            add, t.bias = _folded_bias(t.node, t.n)
+        planes = _planes(t, record)
         make, stored = packed_kernel(b, t.codes_kn.T, t.alpha, target, base, b.tag(), block_size=self.config.block_size,
                                      accuracy_level=self.config.accuracy_level)
-        out = make(t.node.inputs[0], t.bias)
-        _replace_kernel(graph, t.node, add, b.take(), out)
+        prep = b.take()
+        if prep:
+            graph.insert_before(first, prep)
+        for u in group:
+            add, bias = None, u.bias
+            if bias is None and planes == 1:  # a bias Add goes into the kernel, as pack does
+                add, bias = _folded_bias(u.node, u.n)
+            out = make(u.node.inputs[0], bias)
+            _replace_kernel(graph, u.node, add, b.take(), out)
         if t.key in record:
             old = record[t.key]
-            record[t.key] = _entry(old, target, binary, stored, t, _planes(t, record))
+            record[t.key] = _entry(old, target, binary, stored, t, planes)
             if str(old.get("note", "")).startswith("fused Attention: "):
                 # a fused attention's QKV read as a plain linear weight here (two planes, or an attention bias:
                 # its Split and MultiHeadAttention stay as they are): the note names its new kernel
-                record[t.key]["note"] = split_attention_note(target, _planes(t, record))
+                record[t.key]["note"] = split_attention_note(target, planes)
 
     def _nbits_as_asked(self, t: _Linear) -> bool:
         a = t.node.attributes
