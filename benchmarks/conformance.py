@@ -19,7 +19,8 @@ whose layers have different head counts; prune-ffn then slice or pack-speed; sli
 against one composed PyTorch reference; written to ``conformance_chains.{json,md}``.
 
 ``--exporters`` also takes the export settings outside the default matrix (``SETTING_EXPORTERS``: weights also
-graph inputs, no constant folding, int32 inputs, a fixed sequence, dynamo at opset 21).
+graph inputs, no constant folding, int32 inputs, a fixed sequence, dynamo at opset 21, an fp16 model, renamed inputs
+and outputs, external data, static batch 1), written to ``-o conformance_export_settings.json``.
 
 ``--models``, ``--exporters``, ``--levels``, ``--passes``: a part of the matrix, or a pass run on its own
 (``OPTION_PASSES``: ``int8-onnx``, ``quantize --int8 --fusion onnx``, written to ``-o``, e.g.

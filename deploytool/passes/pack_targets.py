@@ -139,12 +139,28 @@ def _drop_dead_aliases(graph: ir.Graph, values: list[ir.Value]) -> None:
 _ATTENTION_OPS = frozenset({"Softmax", "Attention", "MultiHeadAttention", "QAttention", "GroupQueryAttention"})
 
 
+def _has_attention(graph: ir.Graph) -> bool:
+    """Whether ``graph`` computes attention: an attention op, or a Softmax written out as ``Div(Exp(x),
+    ReduceSum(Exp(x)))`` (ONNX Runtime's level-99 graph of an fp16 model expands Softmax so, having no fp16 Softmax
+    kernel on CPU: pack took such a graph for one without attention and packed its pooler)."""
+    for n in graph:
+        if n.op_type in _ATTENTION_OPS:
+            return True
+        if n.op_type == "Exp" and n.domain in ("", "ai.onnx"):
+            e = n.outputs[0]
+            sums = {id(u.outputs[0]) for u, _ in e.uses() if u.op_type == "ReduceSum"}
+            if any(u.op_type == "Div" and i == 0 and len(u.inputs) > 1 and u.inputs[1] is not None
+                   and id(u.inputs[1]) in sums for u, i in e.uses()):
+                return True
+    return False
+
+
 def _find_targets(model: ir.Model, pack_head: bool = False
                   ) -> tuple[list[_Target], list[Skip], tuple[ir.Value, list[ir.Node]] | None, list[str],
                              dict[str, ir.Value], list]:
     graph = model.graph
     roles, tables, unread, folded = _roles_from_structure(model)
-    if unread and not pack_head and any(n.op_type in _ATTENTION_OPS for n in graph):
+    if unread and not pack_head and _has_attention(graph):
         # an attention model the finder cannot read: every MatMul/Gemm weight would be packed, the pooler's and
         # classifier's too, which the default keeps fp32; refuse rather than pack what was not asked (a graph
         # without attention has no such head: every weight is packed, as the note says)

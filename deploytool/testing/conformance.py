@@ -79,9 +79,18 @@ EAGER_EXPORTERS = ("optimum-eager", "torchscript-11", "torchscript-11-upgraded")
 # test_export_settings.py): TorchScript at opset 17 with every weight also a graph input (keep_initializers_as_inputs,
 # older exporters' default), without constant folding (MatMul(x, Transpose(W)), shape pieces as Unsqueeze(Constant)),
 # with int32 ids, mask and token types, and with a dynamic batch but the sequence fixed at the cells' 8; the dynamo
-# exporter at opset 21
+# exporter at opset 21; TorchScript at opset 17 of the model in fp16 (``model.half()``: fp16 weights, activations and
+# outputs; judged against the fp32 model with fp16-rounded weights, as close as MIN_COSINE["fp16"]), with its inputs
+# and outputs renamed (``RENAMED``), saved with its weights in an external-data file (``onnx.save_model(...,
+# save_as_external_data=True)``, as a user saves a model), and static at batch 1 (no dynamic axes: one row of 8)
 SETTING_EXPORTERS = ("torchscript-17-kiai", "torchscript-17-nofold", "torchscript-17-int32", "torchscript-17-batch",
-                     "dynamo-21")
+                     "dynamo-21", "torchscript-17-fp16", "torchscript-17-renamed", "torchscript-17-external",
+                     "torchscript-17-batch1")
+FP16_EXPORTERS = ("torchscript-17-fp16",)
+# torchscript-17-renamed: the names its inputs and outputs are given (input_names, output_names) instead of
+# transformers' own; the cells feed and read them under these names
+RENAMED = {"input_ids": "ids", "attention_mask": "mask", "token_type_ids": "segment_ids",
+           "last_hidden_state": "embeddings", "pooler_output": "pooled", "logits": "scores"}
 OPT_LEVELS = (0, 1, 2, 99)  # 0: no ORT optimizer
 PASSES = ("slice-0.5-0.75", "slice-0.75-0.5", "slice-0.25-1", "slice-1-0.5", "prune-heads", "prune-ffn",
           "reorder", "int8", "fp16", "pack", "pack-memory", "pack-binary", "pack-densest", "pack-speed",
@@ -391,9 +400,45 @@ def feeds(case: ModelCase, lengths=(8, 5, 3), seed: int = 0, declared=None) -> d
         box = np.concatenate([corner, corner + rng.integers(0, 400, size=corner.shape, dtype=np.int64)], axis=-1)
         box[ids == 0] = 0
         out = {"input_ids": ids, "bbox": box, "attention_mask": mask}
-    if case.token_types or (declared is not None and "token_type_ids" in declared):
+    if case.token_types or (declared is not None and {"token_type_ids", RENAMED["token_type_ids"]} & set(declared)):
         out["token_type_ids"] = np.zeros_like(ids)
     return out
+
+
+def onnx_feeds(f: dict[str, np.ndarray], declared) -> dict[str, np.ndarray]:
+    """``f`` (:func:`feeds`, transformers' input names) under the names the export declares: ``RENAMED``'s where the
+    export has them instead (torchscript-17-renamed)."""
+    if declared is None:
+        return f
+    return {RENAMED[k] if k not in declared and RENAMED.get(k) in declared else k: v for k, v in f.items()}
+
+
+def model_outputs(got: dict[str, np.ndarray], declared) -> dict[str, np.ndarray]:
+    """An export's outputs under transformers' names (the reference's): ``RENAMED``'s taken back when the export
+    declares renamed inputs."""
+    if declared is None or not {RENAMED[k] for k in ("input_ids", "attention_mask")} & set(declared):
+        return got
+    back = {v: k for k, v in RENAMED.items()}
+    return {back.get(k, k): v for k, v in got.items()}
+
+
+def fp16_weights(model):
+    """A copy of ``model`` whose float parameters and buffers are rounded to fp16 (kept fp32): what an fp16 export
+    (FP16_EXPORTERS) holds, computed in fp32."""
+    import torch
+
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+    return model
+
+
+def judged_as(pass_name: str, exporter: str) -> str:
+    """What :func:`compare` judges a cell's output as: its pass, and for an fp16 export also fp16 (close, not
+    equal: every activation is fp16)."""
+    return f"{pass_name}>fp16" if exporter in FP16_EXPORTERS else pass_name
 
 
 def declared_inputs(src: Path) -> set[str]:
@@ -421,7 +466,10 @@ def export(case: ModelCase, exporter: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     attn = "eager" if exporter in EAGER_EXPORTERS else None
     model = build_model(case, attn=attn)
-    f = feeds(case) if exporter.endswith("-static") else feeds(case, lengths=(8, 6))
+    f = feeds(case) if exporter.endswith("-static") else feeds(case, lengths=(8,)) \
+        if exporter == "torchscript-17-batch1" else feeds(case, lengths=(8, 6))
+    if exporter in FP16_EXPORTERS:
+        model = model.half()
     names = list(f)
     args = tuple(torch.as_tensor(f[n]) for n in names)
     out_names = list(torch_outputs(model, f))
@@ -466,9 +514,18 @@ def export(case: ModelCase, exporter: str, folder: Path) -> Path:
                 dyn[o] = {0: "batch"} if setting == "batch" or (o in ("pooler_output", "logits")
                                                                and case.task != "token-classification") \
                     else {0: "batch", 1: "sequence"}
-            torch.onnx.export(model, args, str(path), input_names=names, output_names=out_names, dynamic_axes=dyn,
+            if setting == "renamed":
+                dyn = {RENAMED.get(k, k): v for k, v in dyn.items()}
+                names, out_names = [RENAMED.get(n, n) for n in names], [RENAMED.get(o, o) for o in out_names]
+            torch.onnx.export(model, args, str(path), input_names=names, output_names=out_names,
+                              dynamic_axes=None if setting == "batch1" else dyn,
                               opset_version=17, dynamo=False, keep_initializers_as_inputs=setting == "kiai",
                               do_constant_folding=setting != "nofold")
+            if setting == "external":  # every weight in one data file beside the model, as onnx saves one
+                import onnx
+
+                onnx.save_model(onnx.load(str(path)), str(path), save_as_external_data=True,
+                                all_tensors_to_one_file=True, location=f"{path.name}.data", size_threshold=0)
         elif exporter.startswith("torchscript"):
             dyn = {n: {0: "batch", 1: "sequence"} for n in names}
             for o in out_names:
@@ -1301,7 +1358,7 @@ def run_cell(case: ModelCase, exporter: str, level: int, pass_name: str, src: Pa
     declared = declared_inputs(src) if declared is None else declared
     f = feeds(case, declared=declared) if lengths is None else feeds(case, lengths=lengths, declared=declared)
     try:
-        got = run_onnx(dst, f)
+        got = model_outputs(run_onnx(dst, onnx_feeds(f, declared)), declared)
     except Exception as e:  # noqa: BLE001
         cell.detail = f"the written model does not run: {_one_line(e)}"
         cell.seconds = time.perf_counter() - t0
@@ -1315,7 +1372,7 @@ def run_cell(case: ModelCase, exporter: str, level: int, pass_name: str, src: Pa
         _unlink(written)
         return cell
     want = torch_outputs(ref_model, f)
-    cell.status, cell.max_diff, cell.detail = compare(got, want, pass_name)
+    cell.status, cell.max_diff, cell.detail = compare(got, want, judged_as(pass_name, exporter))
     if lengths is not None and cell.status in ("equal", "close"):
         cell.detail = "; ".join(x for x in (cell.detail, f"on {len(lengths)} row(s): the export runs on no bigger "
                                                           "batch in ONNX Runtime") if x)
@@ -1332,15 +1389,17 @@ def run_cell(case: ModelCase, exporter: str, level: int, pass_name: str, src: Pa
 
 
 def export_mismatch(src: Path, model, case: ModelCase, lengths: tuple[int, ...] | None = None,
-                    declared: set[str] | None = None) -> str | None:
+                    declared: set[str] | None = None, exporter: str = "") -> str | None:
     """Why the export ``src`` itself (before any pass) differs from ``model`` on the cells' batch (an unchanged
-    cell's tolerance), or None: every cell compares a pass's output with PyTorch, so a difference the exporter
-    made would be charged to the pass."""
+    cell's tolerance; an fp16 export's, :func:`judged_as`), or None: every cell compares a pass's output with
+    PyTorch, so a difference the exporter made would be charged to the pass."""
     from deploytool.errors import DeployError
     from deploytool.runtime.infer import input_specs, make_session
 
     declared = declared_inputs(src) if declared is None else declared
     f = feeds(case, declared=declared) if lengths is None else feeds(case, lengths=lengths, declared=declared)
+    ref = torch_outputs(model, f)
+    f = onnx_feeds(f, declared)
     try:
         sess = make_session(src)
     except DeployError:  # ORT's level-1 output of a static export loads only with ORT's optimizer off, as the
@@ -1354,8 +1413,8 @@ def export_mismatch(src: Path, model, case: ModelCase, lengths: tuple[int, ...] 
         got = dict(zip(names, sess.run(names, {n: np.asarray(f[n]).astype(specs[n][0], copy=False) for n in specs})))
     except Exception as e:  # noqa: BLE001 - ORT's own error type
         raise ValueError(f"ONNX Runtime cannot run it ({' '.join(str(e).split())[:200]})") from e
-    status, _, detail = compare(got, torch_outputs(model, f), "reorder")
-    return None if status == "equal" else detail
+    status, _, detail = compare(model_outputs(got, declared), ref, judged_as("reorder", exporter))
+    return None if status != "FAILED" else detail
 
 
 def _unlink(paths: list[Path]) -> None:
@@ -1384,6 +1443,8 @@ def run_matrix(models=MODELS, exporters=EXPORTERS, levels=OPT_LEVELS, passes=PAS
             if exporter in EAGER_EXPORTERS:
                 eager = eager or build_model(case, attn="eager")
                 ref_model = eager
+            elif exporter in FP16_EXPORTERS:
+                ref_model = fp16_weights(base)
             try:
                 src0 = export(case, exporter, work / "exports")
                 invalid = load_failure(src0)
@@ -1391,12 +1452,13 @@ def run_matrix(models=MODELS, exporters=EXPORTERS, levels=OPT_LEVELS, passes=PAS
                     raise ValueError(f"it wrote a model ONNX Runtime cannot load ({invalid})")
                 lengths = None
                 declared = declared_inputs(src0)  # ORT's optimizer keeps them
-                invalid = run_failure(src0, feeds(case, declared=declared))
-                if invalid is not None and run_failure(src0, feeds(case, lengths=ONE_ROW, declared=declared)) is None:
+                invalid = run_failure(src0, onnx_feeds(feeds(case, declared=declared), declared))
+                if invalid is not None and run_failure(src0, onnx_feeds(feeds(case, lengths=ONE_ROW, declared=declared),
+                                                                        declared)) is None:
                     lengths = ONE_ROW  # torch's opset-23 ModernBERT: rotary caches made for one row
                 elif invalid is not None:  # torch's opset-23 export of ESM: a [batch, 1, 1, S] mask into Attention
                     raise ValueError(f"it wrote a model ONNX Runtime cannot run ({invalid})")
-                wrong = export_mismatch(src0, ref_model, case, lengths, declared)
+                wrong = export_mismatch(src0, ref_model, case, lengths, declared, exporter)
                 if wrong is not None:  # torch's TorchScript export of Longformer or RoCBert: no pass can be judged
                     raise ValueError(f"its model computes something else than PyTorch's before any pass ({wrong})")
             except Exception as e:  # noqa: BLE001 - the exporter's failure, not ours
@@ -1413,7 +1475,7 @@ def run_matrix(models=MODELS, exporters=EXPORTERS, levels=OPT_LEVELS, passes=PAS
                 if level:
                     try:
                         src = optimize(src0, level, src0.with_name(f"{src0.stem}.O{level}.onnx"))
-                        wrong = export_mismatch(src, ref_model, case, lengths, declared)
+                        wrong = export_mismatch(src, ref_model, case, lengths, declared, exporter)
                         if wrong is not None:  # YOSO's upgraded opset-11 export at levels 1-99: off by 2.07
                             raise ValueError(f"its output computes something else than PyTorch's ({wrong})")
                     except Exception as e:  # noqa: BLE001

@@ -2,7 +2,9 @@
 (every weight also listed as a graph input) and ``do_constant_folding=False`` (each Linear's weight read through a
 ``Transpose`` node, shape arithmetic left as Constant/Unsqueeze/Concat nodes). Each pass's output is compared with the
 independent PyTorch reference of ``deploytool.testing.conformance`` (transformers' ``prune_heads``, module surgery,
-DynaBERT's rule restated, TWN restated) on its padded batch, as a conformance cell is."""
+DynaBERT's rule restated, TWN restated) on its padded batch, as a conformance cell is. The other settings of
+``SETTING_EXPORTERS`` (fp16, renamed inputs and outputs, external data, static batch 1) run as conformance cells
+here once each; the whole grid is ``benchmarks/conformance.py --exporters`` (results/conformance_export_settings.*)."""
 
 from __future__ import annotations
 
@@ -77,3 +79,48 @@ def test_export_without_constant_folding(tmp_path, base, pass_name):
     g = onnx.load(src).graph
     assert any(n.op_type == "Transpose" and n.input[0] in {t.name for t in g.initializer} for n in g.node)
     _check(src, tmp_path / "out.onnx", pass_name, base, tmp_path)
+
+
+def _initializers_fp16(g) -> bool:
+    return any(t.data_type == onnx.TensorProto.FLOAT16 for t in g.initializer)
+
+
+@pytest.mark.parametrize("setting,holds", [
+    ("torchscript-17-fp16", lambda src, g: _initializers_fp16(g)
+     and g.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16),
+    ("torchscript-17-renamed", lambda src, g: [i.name for i in g.input] == ["ids", "mask", "segment_ids"]
+     and [o.name for o in g.output] == ["embeddings", "pooled"]),
+    ("torchscript-17-external", lambda src, g: (src.parent / f"{src.name}.data").is_file()
+     and all(t.data_location == onnx.TensorProto.EXTERNAL for t in g.initializer if len(t.dims) == 2)),
+    ("torchscript-17-batch1", lambda src, g: all([d.dim_value for d in i.type.tensor_type.shape.dim] == [1, 8]
+                                                  for i in g.input)),
+])
+def test_setting_exporters_run_as_conformance_cells(tmp_path, setting, holds):
+    """The settings that ran in a scratch harness only (2026-12-06) are SETTING_EXPORTERS now: each export has the
+    property it is named for, and a cell of it is judged against PyTorch (fed and read under the renamed names; on
+    one row for the batch-1 export; as close as fp16 allows for the fp16 one)."""
+    assert setting in C.SETTING_EXPORTERS
+    src = C.export(CASE, setting, tmp_path / "exports")
+    assert holds(src, onnx.load(str(src), load_external_data=False).graph)
+    (cell,) = C.run_matrix([CASE], (setting,), (0,), ("prune-heads",), work=tmp_path / "work")
+    assert cell.status == ("close" if setting in C.FP16_EXPORTERS else "equal"), cell
+    assert ("on 1 row(s)" in cell.detail) == (setting == "torchscript-17-batch1")
+
+
+def test_pack_refuses_an_fp16_export_after_ort_level_99(tmp_path):
+    """ONNX Runtime's level-99 graph of an fp16 export writes each Softmax out as Exp, ReduceSum and Div (no fp16
+    Softmax kernel on CPU) and computes in fp32 between Casts: the structure finder reads no attention there, and
+    pack took the graph for one without attention, packing every MatMul/Gemm weight, the pooler's too (pooler_output
+    at cosine 0.925 to the reference, 'FAILED' in the conformance matrix). pack refuses an attention graph whose
+    pooler it cannot tell apart; with pack_head it packs every weight, as asked."""
+    from deploytool.errors import PassRefusedError
+    from deploytool.passes.pack_weights import PackConfig
+
+    src = C.optimize(C.export(CASE, "torchscript-17-fp16", tmp_path), 99, tmp_path / "fp16.O99.onnx")
+    ops = {n.op_type for n in onnx.load(str(src)).graph.node}
+    assert "Softmax" not in ops and {"Exp", "ReduceSum", "Div"} <= ops  # the graph this test is about
+    with pytest.raises(PassRefusedError, match="cannot tell the pooler"):
+        transform(src, tmp_path / "packed.onnx", PackConfig())
+    assert not (tmp_path / "packed.onnx").exists()
+    result = transform(src, tmp_path / "packed.onnx", PackConfig(pack_head=True))
+    assert result.to_dict()["weights_packed"] == 26  # 4 layers x 6 matrices, the pooler and the word embeddings
