@@ -285,6 +285,22 @@ def _has_column(path: Path, col: str) -> bool:
 _USER_FORMATS = (".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".txt")
 
 
+class _JsonBool(str):
+    """A label a JSON file holds as a boolean, spelt as JSON spells it (``true``, ``false``): read as a class id
+    where the data's labels are ids (false 0, true 1, as the numbers 0 and 1 are, and as ``1.0`` is 1), and matched
+    by name where the model's id2label names ``true``/``false`` (any case). The text ``"true"`` of a CSV or a JSON
+    string stays a name only (LIAR's true/false/half-true are names, not ids)."""
+
+    __slots__ = ()
+
+    def __new__(cls, value: bool | str) -> _JsonBool:
+        return super().__new__(cls, "true" if value is True or value == "true" else "false")
+
+    @property
+    def class_id(self) -> int:
+        return 1 if str(self) == "true" else 0
+
+
 def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibration: bool = False):
     """Texts, labels and row ids of a user file; ``label_col=None``: texts only (labels empty strings).
     ``calibration``: a missing text column is worded for the commands that calibrate on the file, which have no
@@ -360,8 +376,13 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibra
         if t is None or lab is None or (label_col is not None and str(lab).strip() == ""):
             continue
         texts.append(str(t))
-        labels.append(str(lab).strip())
+        labels.append(_JsonBool(lab) if isinstance(lab, bool) else str(lab).strip())
         ids.append(i)
+    kinds = {isinstance(v, _JsonBool) for v in labels}
+    if len(kinds) > 1:  # true and 1 would be two classes of one id, true and 'yes' a guess at what true names
+        other = next(v for v in labels if not isinstance(v, _JsonBool))
+        raise InputFileError(f"{path}: {label_col!r} holds JSON booleans (true/false) and other labels ({other!r}); "
+                             "write one kind: booleans, numbers or names")
     wanted = f"'{text_col}'/'{label_col}'" if label_col is not None else f"'{text_col}'"
     if len(texts) < len(rows):
         logger.warning("%s: %d of %d rows skipped (no text or no label in %s)", path, len(rows) - len(texts),
@@ -546,12 +567,13 @@ def model_labels(folder: Path | None) -> dict[int, str] | None:
 
 def _class_ids(data_labels: tuple[str, ...], n_model: int | None) -> np.ndarray | None:
     """The data's labels as the model's class ids where every one is an integer in [0, classes), else None. An
-    integer written as a float ('1.0': a pandas column of ints with a missing value, JSON 1.0) is that id."""
+    integer written as a float ('1.0': a pandas column of ints with a missing value, JSON 1.0) is that id, and a
+    JSON boolean is 0 (false) or 1 (true)."""
     top = n_model if n_model is not None else len(data_labels)
-    found = [_CLASS_ID.match(x.strip()) for x in data_labels]
-    if not all(found):
+    found = [x.class_id if isinstance(x, _JsonBool) else _CLASS_ID.match(x.strip()) for x in data_labels]
+    if any(m is None for m in found):
         return None
-    ids = [int(m.group(1)) for m in found]
+    ids = [m if isinstance(m, int) else int(m.group(1)) for m in found]
     if any(not 0 <= i < top for i in ids):
         return None
     return np.asarray(ids, dtype=np.int64)
@@ -580,11 +602,12 @@ def match_labels(data_labels: tuple[str, ...], id2label: dict[int, str] | None, 
                  n_classes: int | None = None, model: str | None = None) -> tuple[np.ndarray, str]:
     """Dataset label index -> the model's label id, matched BY NAME with the model's ``id2label``.
 
-    A name matches exactly, else with case and surrounding spaces ignored (and '1.0' as '1'). A name that two ids
+    A name matches exactly, else with case and surrounding spaces ignored (and '1.0' as '1', a JSON boolean as
+    'true'/'false': a model whose id2label names True and False matches them by name). A name that two ids
     of ``id2label`` carry (``{0: "pos", 1: "pos"}``, or ``"pos"``/``"Pos"`` for a data label ``POS``) cannot be told
     apart: an error naming the name and the ids (``model``: the folder whose config.json says so). Data labels that
-    all are class ids (0, 1, ...) and none of them a name of the model are those ids (no name is matched), with a
-    note.
+    all are class ids (0, 1, ..., 1.0, JSON false/true as 0/1) and none of them a name of the model are those ids
+    (no name is matched), with a note.
 
     A model without label names (none, or transformers' LABEL_0, LABEL_1, ...): labels that are class ids
     (0, 1, ...) or transformers' LABEL_k are those ids; other labels are matched by sorted name when the data has

@@ -231,3 +231,57 @@ def test_one_name_in_two_cases_is_not_two_classes(tmp_path):
     with pytest.raises(InputFileError, match="labels 'Pos' and 'pos' differ only in case \\(they would be two "
                                              "classes\\); write one"):
         load_dataset(f)
+
+
+def _jsonl(path, labels):
+    path.write_text("\n".join(json.dumps({"text": f"t{i}", "label": v}) for i, v in enumerate(labels)))
+    return path
+
+
+def test_json_boolean_labels_are_class_ids_unless_the_model_names_them(tmp_path):
+    """JSON true/false labels were read as the names 'True'/'False': against a model named {0: neg, 1: pos} they
+    were 'unknown to the model', for a 3-class model without names they were refused. Now they are the class ids
+    0 and 1 as JSON 0/1 and 1.0/0.0 are, and names where the model's id2label has them (in any case)."""
+    from deploytool.data import match_labels
+
+    bools = load_dataset(_jsonl(tmp_path / "b.jsonl", [i % 2 == 1 for i in range(40)]), whole=True)
+    floats = load_dataset(_jsonl(tmp_path / "f.jsonl", [float(i % 2) for i in range(40)]), whole=True)
+    assert bools.label_names == ("false", "true")  # as JSON spells them, in class order (false 0, true 1)
+    assert bools.test.labels == floats.test.labels  # the same row -> class as 0.0/1.0
+    named = {0: "neg", 1: "pos"}
+    ids, note = match_labels(bools.label_names, named, "b.jsonl")
+    assert ids.tolist() == match_labels(floats.label_names, named, "f.jsonl")[0].tolist() == [0, 1]
+    assert note == ("no data label is one of the model's label names; they are read as its class ids: "
+                    "false->0 (neg), true->1 (pos)")
+    ids, note = match_labels(bools.label_names, None, "b.jsonl", 3)  # no names, 3 classes: ids, as 0/1 are
+    assert ids.tolist() == [0, 1] and note.endswith("read as its class ids: false->0, true->1")
+    # a model that names them: by name, wherever its ids put them
+    ids, note = match_labels(bools.label_names, {0: "True", 1: "False"}, "b.jsonl")
+    assert ids.tolist() == [1, 0] and note == ""
+    assert match_labels(bools.label_names, {0: "false", 1: "true"}, "b.jsonl")[0].tolist() == [0, 1]
+    assert match_labels(bools.label_names, {0: "False", 1: "Unverified", 2: "True"}, "b.jsonl")[0].tolist() == [0, 2]
+
+
+def test_true_and_false_as_text_stay_names(tmp_path):
+    """A CSV's (or a JSON string's) 'true'/'false' are names, as LIAR's true/false/half-true are: only JSON
+    booleans are read as class ids."""
+    from deploytool.data import match_labels
+
+    f = tmp_path / "d.csv"
+    f.write_text("text,label\n" + "".join(f"t{i},{('true', 'false')[i % 2]}\n" for i in range(40)))
+    text = load_dataset(f, whole=True)
+    strings = load_dataset(_jsonl(tmp_path / "s.jsonl", [("true", "false")[i % 2] for i in range(40)]), whole=True)
+    assert text.label_names == strings.label_names == ("false", "true")
+    for ds in (text, strings):
+        with pytest.raises(InputFileError, match="label\\(s\\) 'false', 'true' unknown to the model"):
+            match_labels(ds.label_names, {0: "neg", 1: "pos"}, "d")
+        assert match_labels(ds.label_names, {0: "True", 1: "False"}, "d")[0].tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("other", [1, 0.0, "yes"])
+def test_json_booleans_mixed_with_other_labels_are_refused(tmp_path, other):
+    """true beside 1 would be two classes of one id; true beside 'yes' a guess: one line, naming the column."""
+    f = _jsonl(tmp_path / "m.jsonl", [True, False, other] * 10)
+    with pytest.raises(InputFileError, match=f"^{f}: 'label' holds JSON booleans \\(true/false\\) and other labels "
+                                             f"\\({str(other)!r}\\); write one kind: booleans, numbers or names$"):
+        load_dataset(f)

@@ -433,6 +433,26 @@ def test_labels_written_as_floats_are_class_ids(nameless, tmp_path):
     assert res["1.0"]["n_correct"] == res["1"]["n_correct"] == res["1"]["predictions"]["pred"].count(1)
 
 
+def test_json_boolean_labels_are_class_ids_or_the_models_names(nameless, tmp_path):
+    """eval on a JSONL file whose labels are JSON true/false: they were the names 'True'/'False', unknown to a model
+    named neg/pos (refused). They are class ids 0/1 now, as 0/1 and 0.0/1.0 are; a model whose id2label names True
+    and False (in any case) has them matched by name, wherever its ids put them."""
+    from deploytool.testing.toy_text import toy_rows
+
+    rows = [(t, i % 3 == 0) for i, (t, _) in enumerate(toy_rows(24))]
+    f = tmp_path / "b.jsonl"
+    f.write_text("\n".join(json.dumps({"text": t, "label": b}) for t, b in rows))
+    for id2label, want in (({"0": "neg", "1": "pos"}, [int(b) for _, b in rows]),
+                           ({"0": "True", "1": "False"}, [0 if b else 1 for _, b in rows])):
+        m = _named(nameless, tmp_path / id2label["0"], id2label)
+        out = tmp_path / f"e-{id2label['0']}.json"
+        text = _ok(["eval", str(m), "--test-file", str(f), "--threads", "1", "-o", str(out)])
+        r = json.loads(out.read_text())
+        assert r["predictions"]["label"] == want and r["data_labels"] == ["false", "true"]
+        assert r["n_correct"] == sum(p == y for p, y in zip(r["predictions"]["pred"], want))
+        assert ("read as its class ids: false->0 (neg), true->1 (pos)" in text) == (id2label["0"] == "neg"), text
+
+
 def test_an_id2label_of_names_to_ids_is_refused_not_read_as_no_names(nameless, tmp_path):
     """id2label {"pos": 0, "neg": 1} (label2id's shape) was read as no label names beside an ONNX model, and the
     labels matched by sorted name (neg->0, pos->1: the opposite of what it says). One line naming config.json, for
