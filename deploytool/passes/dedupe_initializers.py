@@ -82,10 +82,10 @@ def _mergeable(v: ir.Value) -> bool:
     return v.const_value is not None and not v.is_graph_input() and not v.is_graph_output()
 
 
-def _dedupe_graph(graph: ir.Graph, stats: DedupeStats, keep_apart=None) -> None:
+def _dedupe_graph(graph: ir.Graph, stats: DedupeStats) -> None:
     groups: dict[tuple, list[ir.Value]] = {}
     for v in graph.initializers.values():
-        if _mergeable(v) and not (keep_apart is not None and keep_apart(v)):
+        if _mergeable(v):
             t = v.const_value
             groups.setdefault((t.dtype, tuple(int(d) for d in t.shape)), []).append(v)
     for values in groups.values():
@@ -110,12 +110,11 @@ def _dedupe_graph(graph: ir.Graph, stats: DedupeStats, keep_apart=None) -> None:
             logger.debug("initializer %s is a copy of %s: its readers read %s", v.name, first.name, first.name)
 
 
-def dedupe_initializers(model: ir.Model, keep_apart=None) -> DedupeStats:
-    """Merge, in place, every graph's initializers holding the same dtype, shape and bytes (see the module);
-    ``keep_apart(value)`` true: that initializer is left as it is (a reader that edits its input per node)."""
+def dedupe_initializers(model: ir.Model) -> DedupeStats:
+    """Merge, in place, every graph's initializers holding the same dtype, shape and bytes (see the module)."""
     stats = DedupeStats()
     for graph in model.graphs():
-        _dedupe_graph(graph, stats, keep_apart)
+        _dedupe_graph(graph, stats)
     return stats
 
 

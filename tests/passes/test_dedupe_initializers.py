@@ -132,7 +132,7 @@ def test_ort_int8_stores_shared_codes_once(tmp_path, monkeypatch):
     src, model = _albert(tmp_path)
     cfg = Int8Config(engine="ort")
     quantize_int8_file(src, tmp_path / "q.onnx", cfg)
-    monkeypatch.setattr(mod, "dedupe_initializers", lambda m, **kw: mod.DedupeStats())
+    monkeypatch.setattr(mod, "dedupe_initializers", lambda m: mod.DedupeStats())
     quantize_int8_file(src, tmp_path / "q_copies.onnx", cfg)
     q, copies = tmp_path / "q.onnx", tmp_path / "q_copies.onnx"
     # about a byte per parameter stored once (int8 codes; the embeddings stay fp32): ORT's quantizer wrote the
@@ -170,7 +170,7 @@ def test_pass_on_export_with_copies_stores_them_once(tmp_path, monkeypatch, step
     # failed before: pack 47.1 KB against 25.9 KB from the TorchScript export, int8 153.5 KB against 62.1 KB
     assert _stored(tmp_path / "once.onnx") < 1.05 * _stored(tmp_path / "from_torch.onnx")
     assert res.stats["deduplicated_input"]["tensors"] > 0
-    monkeypatch.setattr(mod, "dedupe_initializers", lambda m, **kw: mod.DedupeStats())
+    monkeypatch.setattr(mod, "dedupe_initializers", lambda m: mod.DedupeStats())
     run(copies_src, tmp_path / "copies.onnx")
     assert _stored(tmp_path / "copies.onnx") > 1.5 * _stored(tmp_path / "once.onnx")
     ref = _ort((tmp_path / "copies.onnx").read_bytes(), _feeds())
