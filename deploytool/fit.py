@@ -568,7 +568,8 @@ def _write_pick(src: Path, out: Path, model: Path) -> None:
     """The chosen candidate's file at ``out``, with its weights: a plain copy, or, for a file whose weights are
     in external-data files (an input exported that way, a candidate over 2 GB), a model file and a data file of
     its own beside ``out`` (a copy of the .onnx alone named data beside the input, or in fit's temporary
-    folder: it loaded nowhere else, or not at all once the candidates were removed)."""
+    folder: it loaded nowhere else, or not at all once the candidates were removed). A copy either way: the
+    exporter metadata the candidate holds stays (a pass's output holds none; see :mod:`deploytool.onnx_io`)."""
     from deploytool.onnx_io import atomic_path, external_data_files, load_proto, save_proto
 
     data = external_data_files(src)
@@ -576,7 +577,8 @@ def _write_pick(src: Path, out: Path, model: Path) -> None:
         with atomic_path(out) as tmp:
             shutil.copyfile(src, tmp)
         return
-    save_proto(load_proto(src), out, external=True, inputs=(model, src), data_files=tuple(data))
+    save_proto(load_proto(src), out, external=True, inputs=(model, src), data_files=tuple(data),
+               keep_exporter_metadata=True)
 
 
 def _check_accuracy_names(config: FitConfig, names: list[str]) -> None:

@@ -27,7 +27,13 @@ and functions included), values, initializers and graphs. Every other entry is k
 annotations, whatever their level), as are the model-level ``metadata_props`` (deploytool's ``deploytool.*``
 records, the producer's) and ``producer_name``/``producer_version``. The bytes dropped are in the pass's result
 (``exporter_metadata_bytes_dropped``) and logged. A pass that changes nothing writes a byte copy of its input,
-this metadata included. ``deploytool export`` writes none of it either (:mod:`deploytool.export.api`).
+this metadata included. The other writer, :func:`save_proto` / :func:`staged_proto`, follows the same rule, so
+``deploytool export`` (:mod:`deploytool.export.api`), ``fuse`` (ORT's transformer optimizer leaves each node it
+does not fuse as it was, metadata included; :attr:`deploytool.runtime.fuse.FuseResult.exporter_metadata_bytes_dropped`)
+and the QNN quantizer's QDQ file write none of it either. Not held to it (they may keep it): copies (a pass that changes nothing,
+``fit``'s chosen candidate: the file as it was), the scratch files a command writes for ONNX Runtime and deletes
+(the gate's views, cost-model probes, the QNN tools' inputs), and the files ONNX Runtime itself writes (an optimized
+graph, a bundle's ``.ort``, QNN's EPContext model).
 """
 
 from __future__ import annotations
@@ -668,10 +674,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
 
 def save_proto(model: onnx.ModelProto, path: str | os.PathLike, *, external: bool | None = None,
                inputs: tuple[str | os.PathLike, ...] = (),
-               data_files: tuple[str | os.PathLike, ...] | None = None) -> Path:
+               data_files: tuple[str | os.PathLike, ...] | None = None,
+               keep_exporter_metadata: bool = False) -> Path:
     """Save a ModelProto atomically. Models whose weights exceed :data:`EXTERNAL_DATA_BYTES` go to one
-    external-data file beside it (see :func:`staged_proto` for ``external`` and ``inputs``)."""
-    with staged_proto(model, path, external=external, inputs=inputs, data_files=data_files):
+    external-data file beside it (see :func:`staged_proto` for ``external``, ``inputs`` and the exporter
+    metadata it leaves out)."""
+    with staged_proto(model, path, external=external, inputs=inputs, data_files=data_files,
+                      keep_exporter_metadata=keep_exporter_metadata):
         pass
     return Path(path)
 
@@ -711,7 +720,8 @@ def data_file_name(path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...
 @contextlib.contextmanager
 def staged_proto(model: onnx.ModelProto, path: str | os.PathLike, *, external: bool | None = None,
                  inputs: tuple[str | os.PathLike, ...] = (),
-                 data_files: tuple[str | os.PathLike, ...] | None = None) -> Iterator[Path]:
+                 data_files: tuple[str | os.PathLike, ...] | None = None,
+                 keep_exporter_metadata: bool = False) -> Iterator[Path]:
     """:func:`save_proto` in two steps: save to a temporary path beside ``path`` and yield it (a
     complete model file that tools can load and check); it becomes ``path`` only if the block succeeds.
 
@@ -725,8 +735,18 @@ def staged_proto(model: onnx.ModelProto, path: str | os.PathLike, *, external: b
     replaced, never appended to), the model yielded refers to that temporary file, and both get their
     final names only if the block succeeds; on failure neither is left behind. ``model``'s tensors
     then refer to the external file (as ``onnx.save_model`` leaves them).
+
+    The exporters' provenance metadata is removed from ``model`` (in place) before it is written
+    (:func:`strip_exporter_metadata`, the rule of the module doc), as from every file deploytool writes; a caller
+    that wants the count calls that function first. ``keep_exporter_metadata``: write ``model`` as it is, for a
+    file that is a copy of another (``fit``'s chosen candidate, as its plain byte copy keeps it too).
     """
     p = Path(path)
+    if not keep_exporter_metadata:
+        dropped = strip_exporter_metadata(model)
+        if dropped:
+            logger.info("%s: %d bytes of the exporter's node metadata (stack traces, ...) not written", p.name,
+                        dropped)
     if external is None:
         external = (weight_bytes(model) > EXTERNAL_DATA_BYTES or not _is_serializable_size(model)
                     or model.ByteSize() > 1_900_000_000)

@@ -95,3 +95,49 @@ def test_pass_output_of_a_dynamo_export_has_no_stack_traces(tmp_path):
     assert _props(out.metadata_props)["acme.owner"] == "team"
     assert result.to_dict()["exporter_metadata_bytes_dropped"] > 0.5 * before  # the sliced-away nodes' are gone too
     assert dst.stat().st_size < 0.5 * src.stat().st_size
+
+
+@pytest.mark.parametrize("external", [False, True])
+def test_save_proto_writes_no_exporter_metadata(tmp_path, external):
+    """save_proto / staged_proto, the writer of export, fuse, the QNN quantizer's file and fit's external copy, hold
+    to the rule as the pass writer does (before, they wrote the exporter's keys as they were); a copy asks to keep
+    them (keep_exporter_metadata)."""
+    from deploytool.onnx_io import save_proto
+
+    out = tmp_path / "m.onnx"
+    save_proto(_graph_model(), out, external=external)
+    m = onnx.load(str(out))
+    assert _props(m.graph.node[0].metadata_props) == {"acme.reviewed": "yes"}
+    assert _props(m.graph.node[1].metadata_props) == {} and _props(m.graph.metadata_props) == {}
+    assert _props(m.metadata_props) == {"deploytool.family": "bert", "acme.owner": "team"}
+    kept = tmp_path / "copy.onnx"
+    save_proto(_graph_model(), kept, external=external, keep_exporter_metadata=True)
+    assert _props(onnx.load(str(kept)).graph.node[1].metadata_props) == TORCH
+
+
+@pytest.mark.slow
+def test_fused_dynamo_export_has_no_stack_traces(tmp_path):
+    """fuse (ORT's transformer optimizer) leaves each node it does not fuse as it was: the fused file of a user's
+    dynamo export held the exporter's stack traces of every such node; now none, the user's own node annotation
+    kept, and the result says how many bytes were left out."""
+    from deploytool.export.config import Exporter, Task
+    from deploytool.export.torch_export import export_torch
+    from deploytool.runtime.fuse import fuse_transformer
+    from deploytool.testing.tiny import tiny_model
+
+    src = tmp_path / "dynamo.onnx"
+    export_torch(tiny_model("bert"), src, task=Task.FEATURE_EXTRACTION, exporter=Exporter.DYNAMO)
+    m = onnx.load(str(src))
+    first = m.graph.node[0]
+    first.metadata_props.add(key="acme.reviewed", value="yes")
+    onnx.save(m, str(src))
+
+    dst = tmp_path / "fused.onnx"
+    result = fuse_transformer(src, dst)
+    out = onnx.load(str(dst))
+    keys = {p.key for n in out.graph.node for p in n.metadata_props} \
+        | {p.key for v in (*out.graph.input, *out.graph.output, *out.graph.value_info) for p in v.metadata_props} \
+        | {p.key for p in out.graph.metadata_props}
+    assert keys == {"acme.reviewed"}
+    assert result.exporter_metadata_bytes_dropped > 0.3 * src.stat().st_size
+    assert dst.stat().st_size < 0.6 * src.stat().st_size

@@ -5,6 +5,10 @@ fusions only, no ORT graph-level rewrites baked into the file). On a TorchScript
 eager-attention model it fuses each layer's attention subgraph into ``com.microsoft.Attention``, the
 embeddings into ``EmbedLayerNormalization``, residual + LayerNorm into ``SkipLayerNormalization`` and
 bias + GELU into ``BiasGelu``/``FastGelu``; on a dynamo export only the last two fire (FACTS.md).
+
+The fused file holds no exporter provenance: the optimizer leaves each node it does not fuse as it was, with the
+dynamo exporter's ``metadata_props`` (stack traces, class hierarchies, ...), which are left out as from every file
+deploytool writes (:func:`deploytool.onnx_io.strip_exporter_metadata`; ``FuseResult.exporter_metadata_bytes_dropped``).
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ _META_PREFIX = "deploytool."
 @dataclasses.dataclass(frozen=True)
 class FuseResult:
     """path: the fused model; fused_ops: op type -> count in the fused graph (REPORTED_OPS only);
-    num_heads/hidden_size: what the optimizer was told (0 = it detected them itself)."""
+    num_heads/hidden_size: what the optimizer was told (0 = it detected them itself);
+    exporter_metadata_bytes_dropped: the exporter's node metadata not written (see the module doc)."""
 
     path: Path
     num_heads: int
@@ -40,6 +45,7 @@ class FuseResult:
     nodes_before: int
     nodes_after: int
     seconds: float
+    exporter_metadata_bytes_dropped: int = 0
 
     @property
     def attention_fused(self) -> bool:
@@ -101,10 +107,12 @@ def fuse_transformer(src: str | os.PathLike, dst: str | os.PathLike, *, num_head
     have = {o.domain for o in out.opset_import}
     for d in sorted(domains - have):
         out.opset_import.add(domain=d, version=1)
+    dropped = onnx_io.strip_exporter_metadata(out)  # save_proto would drop it too; counted here for the result
     onnx_io.save_proto(out, dst)
     logger.info("fused %s: %s", src, {k: v for k, v in counts.items() if v})
     return FuseResult(path=Path(dst), num_heads=heads, hidden_size=hidden, fused_ops=counts, nodes_before=before,
-                      nodes_after=len(out.graph.node), seconds=time.perf_counter() - start)
+                      nodes_after=len(out.graph.node), seconds=time.perf_counter() - start,
+                      exporter_metadata_bytes_dropped=dropped)
 
 
 # ORT's fusion modules log under their own names (fusion_attention, ...), not under one parent
