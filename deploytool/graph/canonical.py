@@ -342,3 +342,145 @@ def fold_small_constants(model: ir.Model, max_size: int = 64) -> int:
                 and not n.outputs[0].uses() and n.outputs[0] not in graph.outputs]
         graph.remove(dead, safe=True)  # the Constant nodes only folded nodes read
     return len(done)
+
+
+def drop_identities(model: ir.Model) -> int:
+    """Remove every ``Identity`` node of the main graph that copies a computed value (not a constant) into a value
+    that is not a graph output: its readers read its input; returns how many.
+
+    The dynamo exporter with ``optimize=False`` writes each ``Tensor.clone``/``contiguous`` of the PyTorch program as
+    an ``Identity`` (17 in a 2-layer BERT), one between each attention's output projection and its residual ``Add``:
+    the finder refused ("the attention output projection result is not added to the normalised layer input").
+    onnxscript's optimizer, which the exporter runs by default, removes them; this does the same. The TorchScript
+    exporter's ``Identity`` of an initializer (one per equal copy it merged: every LayerNorm's ones) stays: the
+    finder reads constants through it, and each layer keeps a value of its own."""
+    graph = model.graph
+    found = [n for n in graph if n.op_type == "Identity" and n.domain in ("", "ai.onnx") and len(n.inputs) == 1
+             and n.inputs[0] is not None and len(n.outputs) == 1 and n.outputs[0] not in graph.outputs
+             and const_tensor(n.inputs[0]) is None]
+    for node in found:
+        node.outputs[0].replace_all_uses_with(node.inputs[0])
+    graph.remove(found, safe=True)
+    return len(found)
+
+
+# view ops: the same values in another shape
+_VIEWS = ("Unsqueeze", "Squeeze", "Reshape", "Transpose")
+
+
+def _view_one(node: ir.Node, x: np.ndarray, args: list[np.ndarray]) -> np.ndarray | None:
+    """``node`` (one of ``_VIEWS``) on the constant ``x``, its other inputs ``args``; None where not known exactly."""
+    op = node.op_type
+    if op in ("Unsqueeze", "Squeeze"):
+        return _fold_one(node, [x, *args])
+    if op == "Transpose":
+        perm = node.attributes.get_ints("perm", None)
+        return np.transpose(x, None if perm is None else list(perm))
+    # Reshape: a 0 in the target copies x's dimension (allowzero = 0), -1 is inferred, as numpy does
+    if len(args) != 1 or node.attributes.get_int("allowzero", 0):
+        return None
+    target = [int(d) for d in args[0].reshape(-1)]
+    target = [x.shape[i] if d == 0 and i < x.ndim else d for i, d in enumerate(target)]
+    return x.reshape(target)
+
+
+def fold_vector_views(model: ir.Model, max_size: int = 1 << 16) -> int:
+    """Replace each chain of ``Unsqueeze``/``Squeeze``/``Reshape``/``Transpose`` nodes that starts from a float
+    initializer or Constant of rank 0 or 1 (a bias; at most ``max_size`` values), holds a ``Reshape``, and whose other
+    inputs are small int64 constants, by one initializer holding its result; returns how many nodes were folded.
+
+    ``torch.onnx.export(..., do_constant_folding=False)`` of DeBERTa (v1) writes each query and value bias, added
+    after the head view, as ``Transpose(Reshape(Unsqueeze(Unsqueeze(q_bias)), [1, 1, heads, -1]))``: the finder
+    reads a constant [1, heads, 1, head_size] there and refused ("a constant added to the attention's Q, K or V after
+    its head view, with no single axis of N heads"); a folded export stores that constant, which is what this makes.
+    Only vectors viewed through a Reshape are folded: no weight matrix is read into memory, a packed or quantized
+    weight (integer codes) keeps its form, and so does a lone ``Unsqueeze`` of a scale. A link whose result is read
+    outside the chain (or is a graph output) ends the chain there. Run after :func:`fold_small_constants` (the
+    Reshape targets are Concats of shape pieces)."""
+    graph = model.graph
+    # id(value) -> (its value, the chain's nodes up to it, whether the chain holds a Reshape)
+    chains: dict[int, tuple[np.ndarray, list[ir.Node], bool]] = {}
+    for node in graph:
+        if node.op_type not in _VIEWS or node.domain not in ("", "ai.onnx") or len(node.outputs) != 1:
+            continue
+        if not node.inputs or any(v is None for v in node.inputs) or node.outputs[0] in graph.outputs:
+            continue
+        head = node.inputs[0]
+        if id(head) in chains:
+            x, links, reshaped = chains[id(head)]
+            if len(head.uses()) != 1:  # read elsewhere too: the chain ends at that link
+                continue
+        else:
+            x, links, reshaped = small_const(head, max_size), [], False
+            if x is None or x.ndim > 1 or x.dtype.kind != "f":
+                continue
+        args = [small_const(v) for v in node.inputs[1:]]
+        if any(a is None or a.dtype != np.int64 for a in args):
+            continue
+        try:
+            value = _view_one(node, x, args)
+        except Exception:  # noqa: BLE001 - an argument the op itself would refuse: left for ONNX Runtime to say
+            continue
+        if value is None:
+            continue
+        chains[id(node.outputs[0])] = (value, [*links, node], reshaped or node.op_type == "Reshape")
+    # the chains' last links: values no further link continues
+    inner = {id(n.outputs[0]) for _, links, _ in chains.values() for n in links[:-1]}
+    fresh = _namer(graph)
+    done: list[ir.Node] = []
+    sources: list[ir.Value] = []
+    for value, links, reshaped in list(chains.values()):
+        out = links[-1].outputs[0]
+        if not reshaped or id(out) in inner:
+            continue
+        value = np.ascontiguousarray(value)
+        name = fresh(f"{out.name or links[-1].name or 'folded'}__folded")
+        v = ir.Value(name=name, shape=ir.Shape(list(value.shape)), type=ir.TensorType(ir.DataType.from_numpy(value.dtype)),
+                     const_value=ir.tensor(value, name=name))
+        graph.register_initializer(v)
+        out.replace_all_uses_with(v)
+        done.extend(links)
+        sources.append(links[0].inputs[0])
+    if done:
+        graph.remove(list(reversed(done)), safe=True)  # each chain's last link first: its readers are gone
+        # the vectors only folded nodes read, and the Constants
+        for src in sources:
+            if (src.is_initializer() and not src.is_graph_input() and not src.uses() and src not in graph.outputs
+                    and src.name in graph.initializers and graph.initializers[src.name] is src):
+                del graph.initializers[src.name]
+        dead = [n for n in graph if n.op_type == "Constant" and n.domain in ("", "ai.onnx")
+                and not n.outputs[0].uses() and n.outputs[0] not in graph.outputs]
+        graph.remove(dead, safe=True)
+    return len(done)
+
+
+def cast_likes_to_casts(model: ir.Model) -> int:
+    """Replace each ``CastLike(x, y)`` of the main graph whose ``y`` has a known element type by ``Cast(x, to=that
+    type)`` (the same values: ``y`` only gives the type); returns how many.
+
+    The dynamo exporter with ``optimize=False`` writes SDPA's run-time scale ``sqrt(1 / sqrt(head_size))`` with
+    ``CastLike(., q)`` nodes, which read Q itself: the scale then looked computed from Q's data, not from its shape
+    alone, and the finder refused ("cannot trace the Q operand back to a projection with constant weights").
+    onnxscript's optimizer, which the exporter runs by default, folds them away."""
+    graph = model.graph
+    found = []
+    for node in graph:
+        if (node.op_type != "CastLike" or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2
+                or node.inputs[0] is None or node.inputs[1] is None or len(node.outputs) != 1
+                or node.outputs[0] in graph.outputs):
+            continue
+        like = node.inputs[1].type
+        dtype = like.dtype if isinstance(like, ir.TensorType) else None
+        if dtype is None or dtype == ir.DataType.UNDEFINED:
+            continue
+        found.append((node, dtype))
+    for node, dtype in found:
+        old = node.outputs[0]
+        cast = ir.node("Cast", [node.inputs[0]], attributes={"to": dtype}, name=node.name)
+        graph.insert_before(node, cast)
+        out = cast.outputs[0]
+        out.shape, out.type = old.shape, old.type
+        old.replace_all_uses_with(out)
+        graph.remove(node, safe=True)
+        out.name = old.name
+    return len(found)

@@ -138,3 +138,102 @@ def test_transposed_weights_and_initializer_inputs_become_plain_weights():
     got = run_onnx(ir.serde.serialize_model(model).SerializeToString(), feeds)
     for k in want:
         np.testing.assert_array_equal(got[k], want[k])
+
+
+def _run_both(proto, model, feeds):
+    from deploytool.runtime.infer import run_onnx
+
+    want = run_onnx(proto.SerializeToString(), feeds)
+    got = run_onnx(ir.serde.serialize_model(model).SerializeToString(), feeds)
+    for k in want:
+        assert got[k].shape == want[k].shape and np.array_equal(got[k], want[k]), k
+
+
+def test_fold_vector_views_folds_a_bias_viewed_per_head():
+    """DeBERTa's q_bias as torch writes it without constant folding, Transpose(Reshape(Unsqueeze(Unsqueeze(b)),
+    Concat(..)), [0, 2, 1, 3]), becomes one [1, heads, 1, head_size] initializer (b goes: nothing else reads it);
+    a lone Unsqueeze of a vector (no Reshape: a scale's broadcast), a 2-D weight's Reshape and an int vector's stay."""
+    from deploytool.graph.canonical import fold_small_constants, fold_vector_views
+
+    i64 = lambda *v: np.array(v, np.int64)
+    inits = [numpy_helper.from_array(np.arange(12, dtype=np.float32), "b"),
+             numpy_helper.from_array(np.arange(6, dtype=np.float32), "s"),
+             numpy_helper.from_array(np.ones((3, 4), np.float32), "w"),
+             numpy_helper.from_array(np.arange(12, dtype=np.int64), "codes"),
+             numpy_helper.from_array(i64(0), "ax0"), numpy_helper.from_array(i64(1, 1), "d11"),
+             numpy_helper.from_array(i64(3, -1), "d3m1"), numpy_helper.from_array(i64(12), "d12"),
+             numpy_helper.from_array(i64(2, 6), "d26")]
+    nodes = [helper.make_node("Unsqueeze", ["b", "ax0"], ["b1"]), helper.make_node("Unsqueeze", ["b1", "ax0"], ["b2"]),
+             helper.make_node("Concat", ["d11", "d3m1"], ["target"], axis=0),
+             helper.make_node("Reshape", ["b2", "target"], ["b4"]),
+             helper.make_node("Transpose", ["b4"], ["bh"], perm=[0, 2, 1, 3]),
+             helper.make_node("Add", ["x", "bh"], ["y"]),
+             helper.make_node("Unsqueeze", ["s", "ax0"], ["s1"]), helper.make_node("Mul", ["z", "s1"], ["zs"]),
+             helper.make_node("Reshape", ["w", "d12"], ["wf"]), helper.make_node("Add", ["v", "wf"], ["vw"]),
+             helper.make_node("Reshape", ["codes", "d26"], ["c2"]), helper.make_node("Cast", ["c2"], ["cf"], to=1),
+             helper.make_node("Add", ["z", "cf"], ["zc"])]
+    f = TensorProto.FLOAT
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", f, [2, 3, 5, 4]),
+                                           helper.make_tensor_value_info("z", f, [2, 6]),
+                                           helper.make_tensor_value_info("v", f, [12])],
+                              [helper.make_tensor_value_info(n, f, None) for n in ("y", "zs", "vw", "zc")],
+                              initializer=inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = ir.serde.deserialize_model(proto)
+    fold_small_constants(model)
+    assert fold_vector_views(model) == 4
+    add = next(n for n in model.graph if n.op_type == "Add" and n.outputs[0].name == "y")
+    assert add.inputs[1].const_value is not None and list(add.inputs[1].shape) == [1, 3, 1, 4]
+    assert "b" not in model.graph.initializers
+    left = sorted(n.op_type for n in model.graph)
+    assert left == ["Add", "Add", "Add", "Cast", "Mul", "Reshape", "Reshape", "Unsqueeze"]
+    rng = np.random.default_rng(0)
+    _run_both(proto, model, {"x": rng.standard_normal((2, 3, 5, 4), np.float32),
+                             "z": rng.standard_normal((2, 6), np.float32), "v": np.ones(12, np.float32)})
+
+
+def test_drop_identities_removes_copies_of_computed_values_only():
+    """The dynamo exporter's clones (optimize=False) go; an Identity of an initializer (TorchScript's merged
+    copies, read through by the finder) and one writing a graph output stay."""
+    from deploytool.graph.canonical import drop_identities
+
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Identity", ["r"], ["clone"]),
+             helper.make_node("Identity", ["clone"], ["clone2"]),
+             helper.make_node("Identity", ["w"], ["w_copy"]), helper.make_node("Add", ["clone2", "w_copy"], ["y"]),
+             helper.make_node("Identity", ["y"], ["out"])]
+    f = TensorProto.FLOAT
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", f, [2])],
+                              [helper.make_tensor_value_info("out", f, [2])],
+                              initializer=[numpy_helper.from_array(np.ones(2, np.float32), "w")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = ir.serde.deserialize_model(proto)
+    assert drop_identities(model) == 2
+    assert [n.op_type for n in model.graph] == ["Relu", "Identity", "Add", "Identity"]
+    _run_both(proto, model, {"x": np.array([-1.0, 2.0], np.float32)})
+
+
+def test_cast_likes_become_casts_to_the_type_they_read():
+    """CastLike(s, q) of SDPA's scale (dynamo, optimize=False) reads q for its type only: Cast(s, to=q's type);
+    one whose model type is unknown, or that writes a graph output, stays."""
+    from deploytool.graph.canonical import cast_likes_to_casts
+
+    nodes = [helper.make_node("Shape", ["q"], ["shp"]), helper.make_node("Gather", ["shp", "last"], ["d"], axis=0),
+             helper.make_node("CastLike", ["d", "q"], ["df"]), helper.make_node("Sqrt", ["df"], ["sd"]),
+             helper.make_node("Mul", ["q", "sd"], ["y"]), helper.make_node("Relu", ["u"], ["ru"]),
+             helper.make_node("CastLike", ["d", "ru"], ["du"]),
+             helper.make_node("Add", ["du", "u"], ["z"]), helper.make_node("CastLike", ["d", "q"], ["out"])]
+    f = TensorProto.FLOAT
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("q", f, [2, 4]),
+                                           helper.make_tensor_value_info("u", TensorProto.DOUBLE, [2])],
+                              [helper.make_tensor_value_info("y", f, None),
+                               helper.make_tensor_value_info("z", TensorProto.DOUBLE, None),
+                               helper.make_tensor_value_info("out", f, None)],
+                              initializer=[numpy_helper.from_array(np.array(-1, np.int64), "last")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = ir.serde.deserialize_model(proto)
+    assert model.graph.node(6).inputs[1].type is None  # ru: no value_info, its type unknown to this CastLike
+    assert cast_likes_to_casts(model) == 1
+    cast = next(n for n in model.graph if n.op_type == "Cast")
+    assert cast.attributes["to"].value == ir.DataType.FLOAT and cast.outputs[0].name == "df"
+    assert [n.op_type for n in model.graph].count("CastLike") == 2
+    _run_both(proto, model, {"q": np.arange(8, dtype=np.float32).reshape(2, 4), "u": np.ones(2)})
