@@ -53,7 +53,7 @@ from deploytool.errors import ConfigError, StructureError
 from deploytool.graph.alibi import alibi_table_bytes, computed_alibi_slopes
 from deploytool.graph._util import (ConstCone, alias_root, const_tensor, is_byte_table, is_unpack_lookup, small_const,
                                     static_shape)
-from deploytool.graph.canonical import TRANSPOSED_FROM, unfuse_flattened_gemms
+from deploytool.graph.canonical import TRANSPOSED_FROM, canonicalize
 from deploytool.graph.roles import AttentionBlock
 from deploytool.graph.structure import EncoderStructure, Linear, find_structure
 
@@ -179,7 +179,9 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
     structure: EncoderStructure | None = None
     error: str | None = None
     try:
-        unfuse_flattened_gemms(model)  # ORT's static-shape Gemm form, read as the MatMul + Add it was
+        # the graph a pass reads (graph/canonical): ORT's static-shape Gemm as its MatMul + Add, the transposed
+        # weights and shape arithmetic of an export without constant folding as a folded export stores them
+        canonicalize(model)
         structure = find_structure(model)
     except StructureError as e:
         error = str(e)

@@ -484,3 +484,24 @@ def cast_likes_to_casts(model: ir.Model) -> int:
         graph.remove(node, safe=True)
         out.name = old.name
     return len(found)
+
+
+def canonicalize(model: ir.Model) -> dict[str, int]:
+    """Every rewrite of this module on ``model``, in place, in the order the finder needs them; returns what each
+    did (the pass result's stats keys, those that did something). Run before every pass reads a graph
+    (:class:`~deploytool.passes.base.DeployPass`) and by ``inspect``, so both read the same structure."""
+    # weights listed as graph inputs too (keep_initializers_as_inputs=True) are weights only; MatMul(x,
+    # Transpose(W)) of an export without constant folding reads a [K, N] weight, as the finder expects
+    done = {"weights_no_longer_inputs": len(drop_initializer_inputs(model)),
+            "transposed_weights_folded": fold_transposed_weights(model)}
+    fold_small_constants(model)  # and its head split's target Concat(Unsqueeze(Constant 6), ..) as constants
+    # DeBERTa's q/v biases viewed per head (Transpose(Reshape(Unsqueeze(bias)))) as the constants a folded export
+    # holds; a dynamo export's clones (Identity, optimize=False) gone, and its CastLike(., q) of SDPA's scale a Cast
+    # (it read Q's data only for its type), as its optimizer would have done
+    done["bias_view_nodes_folded"] = fold_vector_views(model)
+    done["identities_dropped"] = drop_identities(model)
+    done["cast_likes_made_casts"] = cast_likes_to_casts(model)
+    # ORT's static-shape Reshape -> Gemm -> Reshape back to the MatMul + Add the finder reads (equivalent; ORT fuses
+    # it again at load, and the gate compares with the input file)
+    done["unfused_gemms"] = unfuse_flattened_gemms(model)
+    return {k: v for k, v in done.items() if v}

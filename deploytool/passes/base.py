@@ -194,30 +194,17 @@ class DeployPass(ir.passes.InPlacePass):
         """The pass, after the canonical rewrites of its input (``canonicalize``; :class:`PassSequence` skips
         them on a model they already ran on, which no pass has modified since)."""
         from deploytool.graph.alibi import compute_alibi_tables
-        from deploytool.graph.canonical import (cast_likes_to_casts, drop_identities, drop_initializer_inputs,
-                                                fold_small_constants, fold_transposed_weights, fold_vector_views,
-                                                unfuse_flattened_gemms)
+        from deploytool.graph.canonical import canonicalize as canonical_rewrites
 
         model = model_or_result.model if isinstance(model_or_result, ir.passes.PassResult) else model_or_result
-        weight_inputs = folded = unfused = alibi_bytes = views = identities = cast_likes = 0
+        rewrites: dict[str, int] = {}
         if canonicalize:
-            # weights listed as graph inputs too (keep_initializers_as_inputs=True) are weights only; MatMul(x,
-            # Transpose(W)) of an export without constant folding reads a [K, N] weight, as the finder expects
-            weight_inputs = drop_initializer_inputs(model)
-            folded = fold_transposed_weights(model)
-            fold_small_constants(model)  # and its head split's target Concat(Unsqueeze(Constant 6), ..) as constants
-            # DeBERTa's q/v biases viewed per head (Transpose(Reshape(Unsqueeze(bias)))) as the constants a folded
-            # export holds; a dynamo export's clones (Identity, optimize=False) gone, and its CastLike(., q) of
-            # SDPA's scale a Cast (it read Q's data only for its type), as its optimizer would have done
-            views = fold_vector_views(model)
-            identities = drop_identities(model)
-            cast_likes = cast_likes_to_casts(model)
-            # ORT's static-shape Reshape -> Gemm -> Reshape back to the MatMul + Add the finder reads (equivalent;
-            # ORT fuses it again at load, and the gate compares with the input file)
-            unfused = unfuse_flattened_gemms(model)
+            rewrites = canonical_rewrites(model)
             # a whole ALiBi table cut to the sequence (JinaBERT: 3.2 GB in jina-embeddings-v2-base-en's export) as
             # the run-time computation of the same float32 values
             alibi_bytes = compute_alibi_tables(model)
+            if alibi_bytes:
+                rewrites["alibi_table_bytes_computed"] = alibi_bytes
         try:
             result = super().__call__(model_or_result)
         except (ir.passes.PreconditionError, ir.passes.PostconditionError) as e:
@@ -227,20 +214,8 @@ class DeployPass(ir.passes.InPlacePass):
             if cause is not None:  # a bug of ours: name it (onnx_ir's own message says only which check failed)
                 raise cause from None  # its traceback still runs to where it was raised
             raise
-        if unfused:
-            result.stats.setdefault("unfused_gemms", unfused)
-        if weight_inputs:
-            result.stats.setdefault("weights_no_longer_inputs", len(weight_inputs))
-        if folded:
-            result.stats.setdefault("transposed_weights_folded", folded)
-        if alibi_bytes:
-            result.stats.setdefault("alibi_table_bytes_computed", alibi_bytes)
-        if views:
-            result.stats.setdefault("bias_view_nodes_folded", views)
-        if identities:
-            result.stats.setdefault("identities_dropped", identities)
-        if cast_likes:
-            result.stats.setdefault("cast_likes_made_casts", cast_likes)
+        for key, count in rewrites.items():
+            result.stats.setdefault(key, count)
         if result.modified:  # the model now is another variant: say which, in the file itself
             step = self.variant_step(result)
             if step is not None:
