@@ -85,8 +85,19 @@ def consumers(v: ir.Value | None) -> list[ir.Node]:
 
 
 def data_consumers(v: ir.Value | None) -> list[ir.Node]:
-    """Consumers that read the value's data (Shape/Size only read its shape)."""
-    return [n for n in consumers(v) if n.op_type not in ("Shape", "Size")]
+    """Consumers that read the value's data (Shape/Size only read its shape, and so does a Cast read by nothing else:
+    ONNX Runtime's level-99 graph of an fp16 model takes the Shape of an fp16 copy of an fp32 value)."""
+    return [n for n in consumers(v) if n.op_type not in ("Shape", "Size") and not _cast_for_shape(n)]
+
+
+def _cast_for_shape(n: ir.Node, depth: int = 0) -> bool:
+    """A Cast whose output only Shape/Size nodes read (through further such Casts), and not a graph output."""
+    if n.op_type != "Cast" or n.domain not in ("", "ai.onnx") or len(n.outputs) != 1 or depth > 4:
+        return False
+    out = n.outputs[0]
+    readers = consumers(out)
+    return bool(readers) and not out.is_graph_output() and all(
+        r.op_type in ("Shape", "Size") or _cast_for_shape(r, depth + 1) for r in readers)
 
 
 def single_consumer(v: ir.Value | None) -> ir.Node | None:

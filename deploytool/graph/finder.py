@@ -11,6 +11,10 @@ How roles are recognised (names are never used for roles):
   (through Transpose/Reshape/scale) back to Q, its second (the transposed one) to K. The MatMul that
   consumes the softmax output is the *context* MatMul; its second operand leads back to V. The
   context goes through Transpose/Reshape into O. Q, K and V must read the same hidden state.
+  A Softmax over the last axis written out as ``Div(Exp(x), ReduceSum(Exp(x)))``, ``x`` possibly less its
+  ``ReduceMax`` (ONNX Runtime's level-99 graph of an fp16 model on CPU, which has no fp16 Softmax kernel) is read
+  as the Softmax of ``x``; such a graph computes in fp32 between Casts (a Cast read only by Shape is a shape read,
+  a layer's input may be the fp32 Cast of the previous layer's fp16 LayerNorm).
 - Fused attention: a com.microsoft ``Attention`` node (packed QKV weight [hidden, 3*hidden],
   ``num_heads`` attribute), its output feeding O.
 - ONNX's own ``Attention`` (opset 23; torch's exporter writes SDPA as it from opset 23 on): on 4-D
@@ -151,6 +155,78 @@ def _unwrapped(v: ir.Value | None) -> ir.Value | None:
 
 def _is_one(c) -> bool:
     return c is not None and c.size == 1 and int(c.reshape(-1)[0]) == 1
+
+
+def _last_axis_reduce(node: ir.Node, x: ir.Value | None) -> bool:
+    """``node`` (ReduceSum/ReduceMax) reduces ``x`` over its last axis only, keeping dims (axes from the attribute or,
+    from opset 18 (ReduceSum 13), the second input)."""
+    if len(node.inputs) < 1 or node.inputs[0] is not x:
+        return False
+    if "keepdims" in node.attributes and int(node.attributes["keepdims"].value) != 1:
+        return False
+    if "axes" in node.attributes:
+        axes = list(node.attributes["axes"].value)
+    elif len(node.inputs) > 1 and node.inputs[1] is not None:
+        a = small_const(node.inputs[1])
+        if a is None:
+            return False
+        axes = [int(i) for i in np.asarray(a).reshape(-1)]
+    else:
+        return False  # no axes: every axis
+    if len(axes) != 1:
+        return False
+    rank = value_rank(x)
+    return axes[0] == -1 or (rank is not None and axes[0] == rank - 1)
+
+
+def expanded_softmax_input(node: ir.Node) -> ir.Value | None:
+    """The scores ``x`` when ``node`` is the ``Div`` of a Softmax over the last axis written out as
+    ``Div(Exp(y), ReduceSum(Exp(y)))`` with ``y = x`` or ``y = Sub(x, ReduceMax(x))`` (ONNX Runtime's level-99 graph
+    of an fp16 model on CPU inlines Softmax's function body so: no fp16 Softmax kernel); else None. The Exp must be
+    read by that Div and ReduceSum only, and not a graph output (an Exp read elsewhere is not a softmax's private
+    intermediate)."""
+    if node.op_type != "Div" or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2:
+        return None
+    e, s = node.inputs
+    ex = e.producer() if e is not None else None
+    rs = s.producer() if s is not None else None
+    if ex is None or rs is None or ex.op_type != "Exp" or rs.op_type != "ReduceSum" or not ex.inputs:
+        return None
+    if not _last_axis_reduce(rs, e) or {id(u) for u, _ in e.uses()} != {id(node), id(rs)} or e.is_graph_output():
+        return None
+    y = ex.inputs[0]
+    sub = y.producer() if y is not None else None
+    if sub is not None and sub.op_type == "Sub" and len(sub.inputs) == 2 and sub.inputs[1] is not None:
+        mx = sub.inputs[1].producer()
+        if mx is not None and mx.op_type == "ReduceMax" and _last_axis_reduce(mx, sub.inputs[0]):
+            return sub.inputs[0]
+    return y
+
+
+def _softmax_like_input(node: ir.Node) -> ir.Value | None:
+    """The ``x`` of ``Div(Exp(x), ReduceSum(Exp(x)))`` over any axes, however else the Exp is read (a softmax
+    :func:`expanded_softmax_input` does not take for one; :meth:`_Finder._unread_attention` asks whether it still
+    looks like attention), else None."""
+    if node.op_type != "Div" or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2:
+        return None
+    e, s = node.inputs
+    ex = e.producer() if e is not None else None
+    rs = s.producer() if s is not None else None
+    if ex is None or rs is None or ex.op_type != "Exp" or rs.op_type != "ReduceSum" or not ex.inputs \
+            or not rs.inputs or rs.inputs[0] is not e:
+        return None
+    return ex.inputs[0]
+
+
+def softmax_input(node: ir.Node) -> ir.Value | None:
+    """The scores a Softmax node (or the Div of an expanded one, :func:`expanded_softmax_input`) normalises."""
+    if node.op_type == "Softmax":
+        return node.inputs[0] if node.inputs else None
+    return expanded_softmax_input(node)
+
+
+def is_softmax(node: ir.Node) -> bool:
+    return node.op_type == "Softmax" or expanded_softmax_input(node) is not None
 
 
 def _name(node: ir.Node) -> str:
@@ -477,8 +553,9 @@ class _Finder:
                 elif self.cone.is_const(a) and not self.cone.is_const(b):
                     plumbing.append(p)
                     v = b
-                elif const_data and (const_tensor(a) is None) != (const_tensor(b) is None):
-                    v = a if const_tensor(b) is not None else b  # product of constants + a stored bias
+                elif const_data and (self._stored_const(a) is None) != (self._stored_const(b) is None):
+                    # product of constants + a stored bias (or its Cast: ORT's fp32 copy of an fp16 bias)
+                    v = a if self._stored_const(b) is not None else b
                 else:
                     x = self._rotary_source(p) if part is None else None
                     if x is None:
@@ -1245,7 +1322,7 @@ class _Finder:
 
     # ------------------------------------------------------------------ attention
     def score_matmul(self, softmax: ir.Node) -> ir.Node | None:
-        stack = [(softmax.inputs[0], 0)]
+        stack = [(softmax_input(softmax), 0)]
         seen: set[int] = set()
         while stack:
             v, depth = stack.pop()
@@ -1298,7 +1375,7 @@ class _Finder:
             return None
         ctx = self.context_matmul(softmax)
         if ctx is None:
-            raise StructureError(f"node '{_name(softmax)}' (Softmax): attention scores found but no MatMul "
+            raise StructureError(f"node '{_name(softmax)}' ({softmax.op_type}): attention scores found but no MatMul "
                                  f"applies the probabilities to V")
         return self._attention_from(score.inputs[0], score.inputs[1], ctx.inputs[1], ctx.outputs[0], score, ctx,
                                     softmax)
@@ -2791,7 +2868,7 @@ class _Finder:
         """Why a Softmax that :meth:`score_matmul` did not read still looks like attention: a MatMul of two
         activations a few ops before it (through any ops) and a MatMul of its output with another activation a
         few ops after it. None when it does not (a pooling head's softmax over a MatMul by a constant)."""
-        stack, seen, between = [(softmax.inputs[0], 0)], set(), []
+        stack, seen, between = [(softmax_input(softmax) or _softmax_like_input(softmax), 0)], set(), []
         score = None
         while stack and score is None:
             v, depth = stack.pop(0)
@@ -2818,7 +2895,7 @@ class _Finder:
                 if c.op_type in _ACT_PRODUCTS and len(c.inputs) >= 2:
                     other = c.inputs[1] if c.inputs[0] is v else c.inputs[0]
                     if other is not None and not self.cone.is_const(other):
-                        return (f"node '{_name(softmax)}' (Softmax): it looks like attention (the MatMul "
+                        return (f"node '{_name(softmax)}' ({softmax.op_type}): it looks like attention (the MatMul "
                                 f"'{_name(score)}' of two activations before it, '{_name(c)}' applying it to another "
                                 f"after it) but its scores come through {', '.join(between) or 'ops'}, which the "
                                 f"structure finder does not follow; refusing rather than reading the other layers "
@@ -2830,12 +2907,17 @@ class _Finder:
         found: list[tuple[int, AttentionBlock, ir.Value]] = []
         fused_any = False
         for node in self.graph:
-            if node.op_type == "Softmax":
+            if is_softmax(node):
                 r = self.unfused_attention(node)
                 if r is not None:
                     found.append((self.position[id(node)], *r))
                 elif (why := self._unread_attention(node)) is not None:
                     raise StructureError(why)
+            elif _softmax_like_input(node) is not None and self._unread_attention(node) is not None:
+                raise StructureError(f"node '{_name(node)}' (Div, output '{node.outputs[0].name}'): it looks like "
+                                     f"attention's softmax written out as Exp/ReduceSum/Div, but not one over the last "
+                                     f"axis whose Exp only it reads; refusing rather than reading the other layers "
+                                     f"alone (layers would be numbered wrongly)")
             elif node.op_type in ("Attention", "MultiHeadAttention", "QAttention") and node.domain == "com.microsoft":
                 found.append((self.position[id(node)], *self.fused_attention(node)))
                 fused_any = True
@@ -2859,6 +2941,10 @@ class _Finder:
             if layers and layers[-1].pre_norm != pre:
                 raise StructureError(f"node '{_name(anchor)}' ({anchor.op_type}): layer {i} is "
                                      f"{'pre' if pre else 'post'}-LayerNorm, layer {i - 1} is not")
+            if layer is None and layers and layers[-1].output is not x and self._uncast(x) is layers[-1].output:
+                # ORT's level-99 graph of an fp16 model: the layer computes in fp32 between Casts, its output
+                # LayerNorm in fp16; the Cast back to fp32 belongs to the next layer, which reads it
+                x = self._uncast(x)
             if layers and layers[-1].output is not x and not self._masked(x, layers[-1].output):
                 kind = "pre-LayerNorm " if pre else ""
                 raise StructureError(f"node '{_name(anchor)}' ({anchor.op_type}): {kind}layer {i} does not "

@@ -188,11 +188,49 @@ def check_sliceable(lin: Linear, tag: str) -> None:
                                    "prune or slice the float model before quantizing or packing it")
 
 
-def _privatize_linear(graph: ir.Graph, lin: Linear, tag: str, out: bool = True) -> None:
+def _privatize_linear(graph: ir.Graph, lin: Linear, tag: str, out: bool = True,
+                      readers: Sequence[ir.Node] = ()) -> None:
     check_sliceable(lin, tag.replace("L", "layer ", 1) if tag.startswith("L") else tag)
-    lin.weight = private_value(graph, lin.weight, _lin_owners(lin), tag)
+    owners = [*_lin_owners(lin), *readers]
+    lin.weight = private_value(graph, lin.weight, owners, tag)
     if lin.bias is not None and out:  # an edit of the input features leaves the bias as it is: no copy
-        lin.bias = private_value(graph, lin.bias, _lin_owners(lin), tag)
+        lin.bias = private_value(graph, lin.bias, owners, tag)
+
+
+def _own_casts(graph: ir.Graph, reader: ir.Node | None, stored: ir.Value | None) -> ir.Node | None:
+    """The node that reads ``stored`` on ``reader``'s behalf: ``reader`` itself, or the first of the Casts it reads
+    ``stored`` through (ONNX Runtime's level-99 graph of an fp16 model reads an fp16 weight or bias through a Cast to
+    float32, one Cast for every projection sharing it: DeBERTa's Q and its projection of the relative positions).
+    Casts that other nodes also read are copied for ``reader`` alone, so that an edit of ``stored`` for ``reader``
+    reaches ``reader`` and no one else."""
+    if reader is None or stored is None:
+        return reader
+    for i, v in enumerate(reader.inputs):
+        chain: list[ir.Node] = []
+        x = v
+        while x is not None and x is not stored:
+            p = x.producer()
+            if p is None or p.op_type != "Cast" or p.domain not in ("", "ai.onnx") or not p.inputs:
+                break
+            chain.append(p)
+            x = p.inputs[0]
+        if not chain or x is not stored:
+            continue
+        if all(len(list(c.outputs[0].uses())) == 1 and not c.outputs[0].is_graph_output() for c in chain):
+            return chain[-1]  # already its own
+        prev = stored
+        first = None
+        for c in reversed(chain):
+            new = ir.node("Cast", inputs=[prev], attributes={"to": int(c.attributes["to"].value)},
+                          name=_new_node_name(graph, f"{c.name or 'cast'}__{reader.name or 'own'}"))
+            new.outputs[0].type, new.outputs[0].shape = c.outputs[0].type, c.outputs[0].shape
+            new.outputs[0].name = _new_value_name(graph, f"{c.outputs[0].name or 'cast'}__own")
+            graph.insert_before(reader, new)
+            first = first or new
+            prev = new.outputs[0]
+        reader.replace_input_with(i, prev)
+        return first
+    return reader
 
 
 # Layers that share one set of weights (ALBERT) and get the same edit keep sharing the edited copy:
@@ -216,15 +254,17 @@ def _edit_linear(graph: ir.Graph, lin: Linear, idx: np.ndarray, tag: str, out: b
     memo = graph.meta.setdefault(SHARED_EDITS, {})
     wkey = _edit_key(lin.weight, f"{'out' if out else 'in'}:{lin.layout}", idx)
     bkey = _edit_key(lin.bias, "bias", idx) if (out and lin.bias is not None) else None
+    wnode = _own_casts(graph, lin.node, lin.weight)
+    bnode = _own_casts(graph, lin.bias_node or lin.node, lin.bias) if bkey is not None else None
     if wkey in memo and (bkey is None or bkey in memo):
         check_sliceable(lin, tag)
-        _reuse(lin.node, lin.weight, memo[wkey])
+        _reuse(wnode, lin.weight, memo[wkey])
         lin.weight = memo[wkey]
         if bkey is not None:
-            _reuse(lin.bias_node or lin.node, lin.bias, memo[bkey])
+            _reuse(bnode, lin.bias, memo[bkey])
             lin.bias = memo[bkey]
     else:
-        _privatize_linear(graph, lin, tag, out)
+        _privatize_linear(graph, lin, tag, out, [n for n in (wnode, bnode) if n is not None])
         shape = list(get_shape(lin.weight))
         n = len(idx)
         idx = np.asarray(idx, dtype=np.int64)
@@ -816,8 +856,44 @@ def _refuse_left_inside(graph: ir.Graph, watched: Sequence[tuple[EncoderLayer, i
                     f"keep layer {layer.index}")
 
 
+# ops whose output has their first input's element type
+_SAME_TYPE = {"Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Add", "Sub", "Mul", "Div", "MatMul",
+              "LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
+              "SkipSimplifiedLayerNormalization", "Gelu", "FastGelu", "BiasGelu", "Relu", "Tanh", "Erf", "Dropout"}
+
+
+def _float_dtype(v: ir.Value | None) -> ir.DataType | None:
+    """``v``'s float element type: declared, or read off the Cast or type-keeping ops that compute it (ONNX Runtime's
+    saved graphs declare no intermediate types); None when not a float or unknown."""
+    for _ in range(16):
+        if v is None:
+            return None
+        if v.dtype is not None:
+            return v.dtype if v.dtype.is_floating_point() else None
+        p = v.producer()
+        if p is None or not p.inputs:
+            return None
+        if p.op_type == "Cast" and p.domain in ("", "ai.onnx") and "to" in p.attributes:
+            t = ir.DataType(int(p.attributes["to"].value))
+            return t if t.is_floating_point() else None
+        if p.op_type not in _SAME_TYPE:
+            return None
+        v = p.inputs[0]
+    return None
+
+
 def _replace_value(graph: ir.Graph, old: ir.Value, new: ir.Value) -> None:
-    """Every reader of ``old`` reads ``new``; a graph output keeps its name (through an Identity)."""
+    """Every reader of ``old`` reads ``new``; a graph output keeps its name (through an Identity). Where ``new`` has
+    another float type than ``old`` (ONNX Runtime's level-99 graph of an fp16 model: a layer computes in fp32 between
+    Casts, the last one ends in an fp16 LayerNorm), the readers read ``new`` cast to ``old``'s type."""
+    want, have = _float_dtype(old), _float_dtype(new)
+    if want is not None and have is not None and want != have:
+        cast = ir.node("Cast", inputs=[new], attributes={"to": int(want)},
+                       name=_new_node_name(graph, f"{new.name or 'value'}__cast"))
+        cast.outputs[0].type, cast.outputs[0].shape = old.type, old.shape
+        cast.outputs[0].name = _new_value_name(graph, f"{new.name or 'value'}__cast")
+        graph.append(cast)
+        new = cast.outputs[0]
     if old.is_graph_output():
         ident = ir.node("Identity", inputs=[new])
         graph.append(ident)

@@ -292,3 +292,52 @@ def test_an_attention_softmax_the_finder_cannot_read_is_refused_not_skipped(tiny
     out = tmp_path / "pruned.onnx"
     r = CliRunner().invoke(main, ["prune-heads", str(bad), "--heads", "0:0", "-o", str(out)])
     assert r.exit_code == 2 and "looks like attention" in r.stderr and not out.exists(), r.output
+
+
+def _fp16_level_99(tmp_path, model: str = "bert"):
+    """ONNX Runtime's level-99 graph of an fp16 export (conformance's 'torchscript-17-fp16' at level 99): each
+    Softmax written out as ReduceMax/Sub/Exp/ReduceSum/Div (no fp16 Softmax kernel on CPU), the layers in fp32
+    between Casts, their LayerNorms in fp16."""
+    from deploytool.testing import conformance as C
+
+    case = C.MODEL_BY_NAME[model]
+    src = C.optimize(C.export(case, "torchscript-17-fp16", tmp_path / "exports"), 99, tmp_path / "fp16.O99.onnx")
+    return src, C.build_model(case)
+
+
+def test_roles_of_an_fp16_export_after_ort_level_99_match_pytorch_weights(tmp_path):
+    """The finder read no attention in that graph ('no self-attention found'): every structured pass refused it.
+    Now each layer's Q/K/V/O and FFN are the PyTorch modules' weights (rounded to fp16, as exported)."""
+    import onnx
+
+    src, torch_model = _fp16_level_99(tmp_path)
+    ops = [n.op_type for n in onnx.load(str(src)).graph.node]
+    assert "Softmax" not in ops and ops.count("Exp") == 4  # the graph this test is about
+    s = find_structure(_load_plain(src))
+    assert s.num_layers == 4 and s.hidden_size == 24 and [la.attention.num_heads for la in s.layers] == [6] * 4
+    ref = _torch_weights(torch_model, "bert")
+    for layer, want in zip(s.layers, ref):
+        got = {"q": layer.attention.q, "k": layer.attention.k, "v": layer.attention.v, "o": layer.attention.o,
+               "inter": layer.ffn.intermediate, "out": layer.ffn.output}
+        for role, (w, _) in want.items():
+            np.testing.assert_array_equal(_as_out_in(got[role]).astype(np.float32),
+                                          w.astype(np.float16).astype(np.float32), err_msg=f"{layer.index} {role}")
+
+
+def test_a_written_out_softmax_not_over_the_last_axis_is_refused_not_skipped(tmp_path):
+    """A Div(Exp(x), ReduceSum(Exp(x))) that is not a softmax over the last axis (here layer 0's ReduceSum made to
+    sum axis 1) is not read as the attention's softmax; the layer still looks like attention, so the finder refuses
+    in one line rather than reading layers 1-3 as layers 0-2."""
+    import onnx
+    from onnx import numpy_helper
+
+    src, _ = _fp16_level_99(tmp_path)
+    m = onnx.load(str(src))
+    axes = next(n for n in m.graph.node if n.op_type == "ReduceSum").input[1]
+    init = next(i for i in m.graph.initializer if i.name == axes)
+    assert numpy_helper.to_array(init).tolist() == [-1]
+    init.CopyFrom(numpy_helper.from_array(np.array([1], np.int64), axes))
+    onnx.save(m, str(tmp_path / "axis1.onnx"))
+    with pytest.raises(StructureError, match=r"layer\.0/attention/self/Softmax_output_0.*written out as "
+                                             r"Exp/ReduceSum/Div, but not one over the last axis"):
+        find_structure(_load_plain(tmp_path / "axis1.onnx"))

@@ -107,20 +107,42 @@ def test_setting_exporters_run_as_conformance_cells(tmp_path, setting, holds):
     assert ("on 1 row(s)" in cell.detail) == (setting == "torchscript-17-batch1")
 
 
-def test_pack_refuses_an_fp16_export_after_ort_level_99(tmp_path):
-    """ONNX Runtime's level-99 graph of an fp16 export writes each Softmax out as Exp, ReduceSum and Div (no fp16
-    Softmax kernel on CPU) and computes in fp32 between Casts: the structure finder reads no attention there, and
-    pack took the graph for one without attention, packing every MatMul/Gemm weight, the pooler's too (pooler_output
-    at cosine 0.925 to the reference, 'FAILED' in the conformance matrix). pack refuses an attention graph whose
-    pooler it cannot tell apart; with pack_head it packs every weight, as asked."""
+@pytest.mark.parametrize("model", ["bert", "deberta-v2"])
+def test_structured_passes_run_on_an_fp16_export_after_ort_level_99(tmp_path, model):
+    """ONNX Runtime's level-99 graph of an fp16 export writes each Softmax out as ReduceMax, Sub, Exp, ReduceSum and
+    Div (no fp16 Softmax kernel on CPU) and computes in fp32 between Casts (LayerNorms in fp16, biases read through
+    Casts): the structure finder read no attention there, and slice, prune-heads, prune-ffn, reorder and pack refused
+    ('no self-attention found'). Now each is a conformance cell judged against its PyTorch reference (transformers'
+    prune_heads, module surgery, DynaBERT's rule restated, the unchanged model, TWN restated) at fp16's cosine."""
+    from deploytool.graph.finder import find_structure
+
+    case = C.MODEL_BY_NAME[model]
+    src = C.optimize(C.export(case, "torchscript-17-fp16", tmp_path / "exports"), 99, tmp_path / "fp16.O99.onnx")
+    ops = [n.op_type for n in onnx.load(str(src)).graph.node]
+    assert "Softmax" not in ops and ops.count("Exp") == 4 and "Cast" in ops  # the graph this test is about
+    assert [la.attention.num_heads for la in find_structure(src).layers] == [6, 6, 6, 6]
+    passes = ("slice-0.5-0.75", "prune-heads", "prune-ffn", "reorder", "pack")
+    cells = C.run_matrix([case], ("torchscript-17-fp16",), (99,), passes, work=tmp_path / "work")
+    assert {c.pass_name: c.status for c in cells} == dict.fromkeys(passes, "close"), cells
+
+
+def test_pack_refuses_an_expanded_softmax_it_cannot_read(tmp_path):
+    """An Exp read by more than its softmax's ReduceSum and Div (here also a graph output) is not taken for a
+    softmax's private intermediate: the finder reads no attention in that layer, and pack refuses the attention
+    graph whose pooler it cannot tell apart (before ff33f78 it packed the pooler: BERT pack FAILED at cosine 0.925);
+    with pack_head it packs every weight, as asked."""
     from deploytool.errors import PassRefusedError
     from deploytool.passes.pack_weights import PackConfig
 
     src = C.optimize(C.export(CASE, "torchscript-17-fp16", tmp_path), 99, tmp_path / "fp16.O99.onnx")
-    ops = {n.op_type for n in onnx.load(str(src)).graph.node}
-    assert "Softmax" not in ops and {"Exp", "ReduceSum", "Div"} <= ops  # the graph this test is about
+    m = onnx.load(str(src))
+    exps = [n for n in m.graph.node if n.op_type == "Exp"]
+    assert len(exps) == 4
+    for e in exps:  # every layer's Exp also read outside: no layer is readable
+        m.graph.output.append(onnx.helper.make_tensor_value_info(e.output[0], onnx.TensorProto.FLOAT, None))
+    onnx.save(m, str(tmp_path / "exposed.onnx"))
     with pytest.raises(PassRefusedError, match="cannot tell the pooler"):
-        transform(src, tmp_path / "packed.onnx", PackConfig())
+        transform(tmp_path / "exposed.onnx", tmp_path / "packed.onnx", PackConfig())
     assert not (tmp_path / "packed.onnx").exists()
-    result = transform(src, tmp_path / "packed.onnx", PackConfig(pack_head=True))
+    result = transform(tmp_path / "exposed.onnx", tmp_path / "packed.onnx", PackConfig(pack_head=True))
     assert result.to_dict()["weights_packed"] == 26  # 4 layers x 6 matrices, the pooler and the word embeddings
