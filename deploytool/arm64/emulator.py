@@ -28,7 +28,7 @@ from deploytool.settings import default_arm64_home
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_HOME", "SETUP_SCRIPT", "Emulator", "find_emulator", "setup_emulator", "ensure_emulator"]
+__all__ = ["DEFAULT_HOME", "SETUP_SCRIPT", "Emulator", "find_emulator", "setup_emulator", "ensure_emulator"]  # noqa: F822 - module __getattr__
 
 # DEFAULT_HOME, where scripts/setup_arm64.sh puts the emulator unless told otherwise
 # (``$XDG_CACHE_HOME/deploytool/arm64``, else ``~/.cache/deploytool/arm64``), is read when asked for (module

@@ -203,10 +203,10 @@ def expanded_softmax_input(node: ir.Node) -> ir.Value | None:
     return y
 
 
-def _softmax_like_input(node: ir.Node) -> ir.Value | None:
+def softmax_like_input(node: ir.Node) -> ir.Value | None:
     """The ``x`` of ``Div(Exp(x), ReduceSum(Exp(x)))`` over any axes, however else the Exp is read (a softmax
-    :func:`expanded_softmax_input` does not take for one; :meth:`_Finder._unread_attention` asks whether it still
-    looks like attention), else None."""
+    :func:`expanded_softmax_input` does not take for one; :meth:`_Finder._unread_attention` and pack ask whether
+    it still looks like attention), else None."""
     if node.op_type != "Div" or node.domain not in ("", "ai.onnx") or len(node.inputs) != 2:
         return None
     e, s = node.inputs
@@ -2868,7 +2868,7 @@ class _Finder:
         """Why a Softmax that :meth:`score_matmul` did not read still looks like attention: a MatMul of two
         activations a few ops before it (through any ops) and a MatMul of its output with another activation a
         few ops after it. None when it does not (a pooling head's softmax over a MatMul by a constant)."""
-        stack, seen, between = [(softmax_input(softmax) or _softmax_like_input(softmax), 0)], set(), []
+        stack, seen, between = [(softmax_input(softmax) or softmax_like_input(softmax), 0)], set(), []
         score = None
         while stack and score is None:
             v, depth = stack.pop(0)
@@ -2913,7 +2913,7 @@ class _Finder:
                     found.append((self.position[id(node)], *r))
                 elif (why := self._unread_attention(node)) is not None:
                     raise StructureError(why)
-            elif _softmax_like_input(node) is not None and self._unread_attention(node) is not None:
+            elif softmax_like_input(node) is not None and self._unread_attention(node) is not None:
                 raise StructureError(f"node '{_name(node)}' (Div, output '{node.outputs[0].name}'): it looks like "
                                      f"attention's softmax written out as Exp/ReduceSum/Div, but not one over the last "
                                      f"axis whose Exp only it reads; refusing rather than reading the other layers "

@@ -141,18 +141,12 @@ _ATTENTION_OPS = frozenset({"Softmax", "Attention", "MultiHeadAttention", "QAtte
 
 def _has_attention(graph: ir.Graph) -> bool:
     """Whether ``graph`` computes attention: an attention op, or a Softmax written out as ``Div(Exp(x),
-    ReduceSum(Exp(x)))`` (ONNX Runtime's level-99 graph of an fp16 model expands Softmax so, having no fp16 Softmax
-    kernel on CPU: pack took such a graph for one without attention and packed its pooler)."""
-    for n in graph:
-        if n.op_type in _ATTENTION_OPS:
-            return True
-        if n.op_type == "Exp" and n.domain in ("", "ai.onnx"):
-            e = n.outputs[0]
-            sums = {id(u.outputs[0]) for u, _ in e.uses() if u.op_type == "ReduceSum"}
-            if any(u.op_type == "Div" and i == 0 and len(u.inputs) > 1 and u.inputs[1] is not None
-                   and id(u.inputs[1]) in sums for u, i in e.uses()):
-                return True
-    return False
+    ReduceSum(Exp(x)))`` over any axes (the finder's :func:`~deploytool.graph.finder.softmax_like_input`: ONNX
+    Runtime's level-99 graph of an fp16 model expands Softmax so, having no fp16 Softmax kernel on CPU; pack took
+    such a graph for one without attention and packed its pooler)."""
+    from deploytool.graph.finder import softmax_like_input
+
+    return any(n.op_type in _ATTENTION_OPS or softmax_like_input(n) is not None for n in graph)
 
 
 def _find_targets(model: ir.Model, pack_head: bool = False

@@ -51,7 +51,7 @@ from deploytool.errors import ConfigError, DeployError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_CACHE_DIR", "MICROBENCH_VERSION", "HostFacts", "HostMeasurement", "detect_host",
+__all__ = ["DEFAULT_CACHE_DIR", "MICROBENCH_VERSION", "HostFacts", "HostMeasurement", "detect_host",  # noqa: F822 - module __getattr__
            "host_measurement", "measure_host", "parse_cpuinfo"]
 
 MICROBENCH_VERSION = 7  # 2: p10 per point; 3: GEMMs in chains of distinct weights; 4: every op class in chains;
