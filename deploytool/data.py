@@ -27,6 +27,7 @@ score the data's labels as the model's class ids through it.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -269,8 +270,12 @@ def _has_column(path: Path, col: str) -> bool:
         return False
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv", ".txt"):
-        reader = csv.DictReader(io.StringIO(raw), delimiter="\t" if suffix == ".tsv" else ",")
-        return col in (reader.fieldnames or [])
+        reader = csv.DictReader(io.StringIO(_csv_text(raw)), delimiter="\t" if suffix == ".tsv" else ",")
+        try:
+            with _no_field_limit():
+                return col in (reader.fieldnames or [])
+        except csv.Error:
+            return False
     for line in raw.splitlines():
         try:
             obj = json.loads(line)
@@ -299,6 +304,49 @@ class _JsonBool(str):
     @property
     def class_id(self) -> int:
         return 1 if str(self) == "true" else 0
+
+
+def _csv_text(raw: str) -> str:
+    """A CSV's text with classic Mac line ends (a lone CR, no LF anywhere) made LF ends: csv refused such a file
+    with "new-line character seen in unquoted field", a traceback."""
+    return raw.replace("\r", "\n") if "\r" in raw and "\n" not in raw else raw
+
+
+@contextlib.contextmanager
+def _no_field_limit():
+    """csv's field size limit (131,072 characters) lifted while a user file is read: one long text (a chapter, a
+    contract) made the whole file a traceback; texts longer than a model reads are truncated when encoded."""
+    old = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+def _csv_rows(path: Path, reader: csv.DictReader, suffix: str) -> tuple[list[dict], set]:
+    """The rows and column names of a CSV/TSV file, refusing what cannot be read as the header says."""
+    dup = first_repeat(reader.fieldnames or [])
+    if dup is not None:  # csv keeps the last of two equal names: a text column of URLs was evaluated
+        raise InputFileError(f"{path}: column {dup[1]!r} appears twice in the header; rename one")
+    columns = set(reader.fieldnames or [])
+    rows = []
+    line = reader.line_num
+    for r in reader:
+        start, line = line + 1, reader.line_num
+        # a quoted field spanning lines: a review's own newlines in a CSV, but in a TSV (written unquoted, as
+        # GLUE's are) or over very many lines, a text opening with an unbalanced quote that swallows the rows
+        # after it (100 rows of a TSV became one, and the warning said "1 row skipped")
+        if line - start >= (1 if suffix == ".tsv" else 100):
+            raise InputFileError(f"{path}: line {start} opens a quoted field that runs to line {line} (a text "
+                                 'starting with an unbalanced "? remove or double the quote)')
+        if None in r:  # more fields than the header names: which one is the label cannot be told
+            sep = "tab" if suffix == ".tsv" else "comma"
+            raise InputFileError(f"{path}: line {reader.line_num} has {len(reader.fieldnames or []) + len(r[None])} "
+                                 f"fields, the header {len(reader.fieldnames or [])} (a text with an unquoted "
+                                 f"{sep}? quote such texts)")
+        rows.append(r)
+    return rows, columns
 
 
 def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibration: bool = False):
@@ -332,27 +380,13 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibra
             rows.append(obj)
         columns = set().union(*(r.keys() for r in rows)) if rows else set()
     elif suffix in (".csv", ".tsv", ".txt"):
-        reader = csv.DictReader(io.StringIO(raw), delimiter="\t" if suffix == ".tsv" else ",")
-        dup = first_repeat(reader.fieldnames or [])
-        if dup is not None:  # csv keeps the last of two equal names: a text column of URLs was evaluated
-            raise InputFileError(f"{path}: column {dup[1]!r} appears twice in the header; rename one")
-        columns = set(reader.fieldnames or [])
-        rows = []
-        line = reader.line_num
-        for r in reader:
-            start, line = line + 1, reader.line_num
-            # a quoted field spanning lines: a review's own newlines in a CSV, but in a TSV (written unquoted, as
-            # GLUE's are) or over very many lines, a text opening with an unbalanced quote that swallows the rows
-            # after it (100 rows of a TSV became one, and the warning said "1 row skipped")
-            if line - start >= (1 if suffix == ".tsv" else 100):
-                raise InputFileError(f"{path}: line {start} opens a quoted field that runs to line {line} (a text "
-                                     'starting with an unbalanced "? remove or double the quote)')
-            if None in r:  # more fields than the header names: which one is the label cannot be told
-                sep = "tab" if suffix == ".tsv" else "comma"
-                raise InputFileError(f"{path}: line {reader.line_num} has {len(reader.fieldnames or []) + len(r[None])} "
-                                     f"fields, the header {len(reader.fieldnames or [])} (a text with an unquoted "
-                                     f"{sep}? quote such texts)")
-            rows.append(r)
+        reader = csv.DictReader(io.StringIO(_csv_text(raw)), delimiter="\t" if suffix == ".tsv" else ",")
+        try:
+            with _no_field_limit():
+                rows, columns = _csv_rows(path, reader, suffix)
+        except csv.Error as e:  # escaped as a traceback
+            why = str(e).split(" - ")[0]  # not csv's advice to open the file in universal-newline mode
+            raise InputFileError(f"{path}: line {reader.line_num + 1} cannot be read as CSV ({why})") from e
     else:
         raise InputFileError(f"{path}: unknown dataset format '{suffix}' (use .csv, .tsv or .jsonl)")
     if not rows:

@@ -285,3 +285,26 @@ def test_json_booleans_mixed_with_other_labels_are_refused(tmp_path, other):
     with pytest.raises(InputFileError, match=f"^{f}: 'label' holds JSON booleans \\(true/false\\) and other labels "
                                              f"\\({str(other)!r}\\); write one kind: booleans, numbers or names$"):
         load_dataset(f)
+
+
+def test_classic_mac_line_ends_and_long_texts_are_read(tmp_path):
+    """A CSV with lone-CR line ends (classic Mac, old Excel exports) and a CSV holding one text over csv's 131,072-
+    character field limit escaped as csv.Error tracebacks; both are read now (a long text is truncated when encoded),
+    and what csv still cannot read (a lone CR in an unquoted field of a CRLF file) is refused in one line."""
+    rows = "".join(f"t{i},{('neg', 'pos')[i % 2]}\r" for i in range(40))
+    mac = tmp_path / "mac.csv"
+    mac.write_bytes(("text,label\r" + rows).encode())
+    ds = load_dataset(mac, whole=True)
+    assert ds.label_names == ("neg", "pos") and len(ds.test) == 40 and "t7" in ds.test.texts
+    assert calibration_texts(mac, n=3, label_col="y")[:3] == ["t0", "t1", "t2"]
+    long = tmp_path / "long.csv"
+    long.write_text("text,label\n" + "word " * 40_000 + ",pos\n" + rows.replace("\r", "\n"))
+    ds = load_dataset(long, whole=True)
+    assert len(ds.test) == 41 and max(map(len, ds.test.texts)) == len("word " * 40_000) - 1
+    import csv
+    assert csv.field_size_limit() == 131_072  # lifted while reading only
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"text,label\r\na\rb,pos\r\nc,neg\r\n")
+    with pytest.raises(InputFileError, match=f"^{bad}: line 2 cannot be read as CSV \\(new-line character seen in "
+                                             "unquoted field\\)$"):
+        load_dataset(bad, whole=True)
