@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -142,13 +143,30 @@ def _session_options(ort, spec: SessionSpec, optimized_path: str | None = None):
     return so
 
 
-def _plan_providers(ort, spec: SessionSpec):
-    """Decide which providers to ask ORT for. Returns (chosen ProviderSpecs, skipped, plugin devices)."""
+#: why a timed session leaves QNN out on x86 (the qnn package's EMULATED rule, deploytool/qnn/ep.py)
+QNN_EMULATED_REASON = ("on x86 the QNN HTP backend is Qualcomm's emulator: its timings are no device latency "
+                       "(deploytool qnn check runs it for coverage and numerics)")
+
+
+def _x86() -> bool:
+    """On x86 the QNN HTP backend is Qualcomm's emulator (the rule of deploytool.qnn.ep.is_emulated, which sits
+    above this layer)."""
+    return platform.machine().lower() in ("x86_64", "amd64", "i686")
+
+
+def _plan_providers(ort, spec: SessionSpec, timing: bool = False):
+    """Decide which providers to ask ORT for. Returns (chosen ProviderSpecs, skipped, plugin devices).
+
+    ``timing``: the session is for a benchmark; QNN is skipped where its HTP backend is an emulator.
+    """
     available = list(ort.get_available_providers())
     chosen: list[ProviderSpec] = []
     skipped: list[tuple[str, str]] = []
     devices: dict[str, list] = {}
     for p in spec.providers:
+        if timing and p.provider is ExecutionProvider.QNN and _x86():
+            skipped.append((p.name, QNN_EMULATED_REASON))
+            continue
         if p.provider.is_plugin:
             devs, reason = _qnn_devices(ort)
             if reason:
@@ -186,8 +204,8 @@ def _provider_options(p: ProviderSpec) -> dict[str, str]:
     return opts
 
 
-def _create(ort, model_path: Path, spec: SessionSpec, optimized_path: str | None = None):
-    chosen, skipped, devices = _plan_providers(ort, spec)
+def _create(ort, model_path: Path, spec: SessionSpec, optimized_path: str | None = None, timing: bool = False):
+    chosen, skipped, devices = _plan_providers(ort, spec, timing)
     if spec.strict and skipped:
         name, reason = skipped[0]
         raise UnavailableError(f"execution provider {name} unavailable: {reason}")
@@ -243,18 +261,19 @@ def _check_model_path(model_path: str | os.PathLike) -> Path:
     return p
 
 
-def build_session(model_path: str | os.PathLike, spec: SessionSpec | None = None):
+def build_session(model_path: str | os.PathLike, spec: SessionSpec | None = None, *, timing: bool = False):
     """Create an ``InferenceSession`` for ``model_path`` from ``spec``.
 
     Returns ``(session, SessionInfo)``. Providers missing from this build are skipped in order with
     their reason; ``spec.strict`` turns a skip into :class:`UnavailableError`. A model ONNX Runtime
-    cannot load raises :class:`InputFileError`.
+    cannot load raises :class:`InputFileError`. ``timing=True`` (a benchmark's session) also skips QNN
+    on x86, where its HTP backend is Qualcomm's emulator, with that reason.
     """
     spec = spec if spec is not None else SessionSpec()
     if not isinstance(spec, SessionSpec):
         raise ConfigError(f"spec: expected a SessionSpec, got {type(spec).__name__}")
     p = _check_model_path(model_path)
-    return _create(_ort(), p, spec)
+    return _create(_ort(), p, spec, timing=timing)
 
 
 def init_shared_thread_pool(intra_op_threads: int, inter_op_threads: int = 1) -> None:
