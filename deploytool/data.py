@@ -383,6 +383,15 @@ def _json_rows(path: Path, raw: str) -> list[dict]:
     return rows
 
 
+def _decode(path: Path) -> str:
+    """A user file's text: UTF-8 (a byte-order mark, Excel's "CSV UTF-8", is not text), else latin-1."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
 def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibration: bool = False):
     """Texts, labels and row ids of a user file; ``label_col=None``: texts only (labels empty strings).
     ``calibration``: a missing text column is worded for the commands that calibrate on the file, which have no
@@ -396,10 +405,7 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibra
     suffix = path.suffix.lower()
     if suffix not in _USER_FORMATS:  # before reading it: a large file of another kind is not read for nothing
         raise InputFileError(f"{path}: unknown dataset format '{suffix}' (use .csv, .tsv or .jsonl)")
-    try:
-        raw = path.read_bytes().decode("utf-8-sig")  # a byte-order mark (Excel's "CSV UTF-8") is not text
-    except UnicodeDecodeError:
-        raw = path.read_bytes().decode("latin-1")
+    raw = _decode(path)
     rows: list[dict] = []
     if suffix in (".jsonl", ".json", ".ndjson"):
         rows = _json_rows(path, raw)

@@ -41,7 +41,7 @@ def corpus_texts(name: str | None, *, text_col: str = "text", limit: int = 1000,
     """(texts, description): a built-in dataset's texts (every split, in its seeded shuffled order),
     a ``.txt`` file (one text a line) or a CSV/TSV/JSONL file's ``text_col``; the first ``limit``
     distinct non-empty texts."""
-    from deploytool.data import BUILTIN, load_dataset
+    from deploytool.data import BUILTIN, _decode, _read_user_file, load_dataset
 
     name = name or "rotten-tomatoes"
     if name in BUILTIN:
@@ -52,25 +52,14 @@ def corpus_texts(name: str | None, *, text_col: str = "text", limit: int = 1000,
         if not p.is_file():
             raise InputFileError(f"{p}: no such corpus file (built-in: {', '.join(sorted(BUILTIN))})")
         if p.suffix.lower() == ".txt":
-            texts = p.read_text(encoding="utf-8", errors="replace").splitlines()
+            texts = _decode(p).splitlines()  # as a CSV is read (utf-8 with errors="replace" made é U+FFFD)
+        elif p.suffix.lower() in (".jsonl", ".json", ".ndjson", ".csv", ".tsv"):
+            # the reader train and eval use: it read here with a reader of its own, which took a byte-order mark
+            # for part of the first column's name, replaced latin-1 letters with U+FFFD, refused a JSON list of
+            # records, gave a JSON object's Python repr as a text and let csv's errors out as tracebacks
+            texts, _, _ = _read_user_file(p, text_col, None)
         else:
-            import csv
-            import io
-            import json
-
-            raw = p.read_text(encoding="utf-8", errors="replace")
-            if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-                try:
-                    rows = [json.loads(x) for x in raw.splitlines() if x.strip()]
-                except ValueError as e:
-                    raise InputFileError(f"{p}: not JSON lines ({e})") from None
-            elif p.suffix.lower() in (".csv", ".tsv"):
-                rows = list(csv.DictReader(io.StringIO(raw), delimiter="\t" if p.suffix.lower() == ".tsv" else ","))
-            else:
-                raise InputFileError(f"{p}: unknown corpus format '{p.suffix}' (use .txt, .csv, .tsv or .jsonl)")
-            if rows and not all(isinstance(r, dict) and text_col in r for r in rows[:1]):
-                raise InputFileError(f"{p}: no column '{text_col}' (--text-col)")
-            texts = [str(r.get(text_col) or "") for r in rows if isinstance(r, dict)]
+            raise InputFileError(f"{p}: unknown corpus format '{p.suffix}' (use .txt, .csv, .tsv or .jsonl)")
         desc = str(p)
     seen, out = set(), []
     for t in texts:
