@@ -6,42 +6,19 @@ config, never the finder."""
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
-
 import pytest
 
 from deploytool.inspection import inspect_model
 from deploytool.testing import conformance as C
 
 
-def _export(case: C.ModelCase, model, path: Path, dynamo: bool) -> Path:
-    import torch
-
-    f = C.feeds(case, lengths=(8, 6))
-    names, outs = list(f), list(C.torch_outputs(model, f))
-    args = tuple(torch.as_tensor(f[n]) for n in names)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if dynamo:
-            b, s = torch.export.Dim("batch", min=1, max=64), torch.export.Dim("sequence", min=2, max=C.MAX_POS - 4)
-            torch.onnx.export(model, args, input_names=names, output_names=outs, opset_version=18,
-                              dynamic_shapes={n: {0: b, 1: s} for n in names}, dynamo=True, optimize=False,
-                              report=False, verbose=False).save(str(path))
-        else:
-            dyn = {n: {0: "batch", 1: "sequence"} for n in (*names, *outs)}
-            torch.onnx.export(model, args, str(path), input_names=names, output_names=outs, dynamic_axes=dyn,
-                              opset_version=17, dynamo=False, do_constant_folding=False)
-    return path
-
-
-@pytest.mark.parametrize("name,attn,dynamo", [("bert", None, False), ("bert", "eager", True), ("bert", None, True),
-                                              ("deberta", None, False)],
+@pytest.mark.parametrize("name,exporter", [("bert", "torchscript-17-nofold"), ("bert", "dynamo-noopt-eager"),
+                                           ("bert", "dynamo-noopt"), ("deberta", "torchscript-17-nofold")],
                          ids=["bert-nofold", "bert-eager-dynamo-noopt", "bert-sdpa-dynamo-noopt", "deberta-v1-nofold"])
-def test_inspect_reads_an_export_without_constant_folding_as_its_config_says(name, attn, dynamo, tmp_path):
+def test_inspect_reads_an_export_without_constant_folding_as_its_config_says(name, exporter, tmp_path):
     case = C.MODEL_BY_NAME[name]
-    model = C.build_model(case, attn=attn)
-    src = _export(case, model, tmp_path / f"{name}.onnx", dynamo)
+    model = C.build_model(case, attn="eager" if exporter in C.EAGER_EXPORTERS else None)  # what export() exports
+    src = C.export(case, exporter, tmp_path)
     before = src.read_bytes()
     report = inspect_model(src, seq_len=16)
     cfg = model.config

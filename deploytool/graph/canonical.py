@@ -302,6 +302,15 @@ def _fold_one(node: ir.Node, args: list[np.ndarray]) -> np.ndarray | None:
     return np.squeeze(x, axis=tuple(i % x.ndim for i in axes))
 
 
+def _replace_with_constant(graph: ir.Graph, out: ir.Value, value: np.ndarray, name: str) -> None:
+    """Every reader of ``out`` reads a new initializer ``name`` holding ``value`` instead (the folded form)."""
+    value = np.ascontiguousarray(value)
+    v = ir.Value(name=name, shape=ir.Shape(list(value.shape)), type=ir.TensorType(ir.DataType.from_numpy(value.dtype)),
+                 const_value=ir.tensor(value, name=name))
+    graph.register_initializer(v)
+    out.replace_all_uses_with(v)
+
+
 def fold_small_constants(model: ir.Model, max_size: int = 64) -> int:
     """Replace each ``Unsqueeze``/``Squeeze``/``Concat`` whose inputs are all small int64 constants (Constant nodes or
     initializers of at most ``max_size`` values: shape arithmetic) by an initializer of its value; returns how many.
@@ -329,12 +338,7 @@ def fold_small_constants(model: ir.Model, max_size: int = 64) -> int:
             continue
         if value is None or value.size > max_size:
             continue
-        value = np.ascontiguousarray(value)
-        name = fresh(f"{out.name or node.name or 'folded'}__folded")
-        v = ir.Value(name=name, shape=ir.Shape(list(value.shape)), type=ir.TensorType(ir.DataType.from_numpy(value.dtype)),
-                     const_value=ir.tensor(value, name=name))
-        graph.register_initializer(v)
-        out.replace_all_uses_with(v)
+        _replace_with_constant(graph, out, value, fresh(f"{out.name or node.name or 'folded'}__folded"))
         done.append(node)
     if done:
         graph.remove(done, safe=True)
@@ -433,12 +437,7 @@ def fold_vector_views(model: ir.Model, max_size: int = 1 << 16) -> int:
         out = links[-1].outputs[0]
         if not reshaped or id(out) in inner:
             continue
-        value = np.ascontiguousarray(value)
-        name = fresh(f"{out.name or links[-1].name or 'folded'}__folded")
-        v = ir.Value(name=name, shape=ir.Shape(list(value.shape)), type=ir.TensorType(ir.DataType.from_numpy(value.dtype)),
-                     const_value=ir.tensor(value, name=name))
-        graph.register_initializer(v)
-        out.replace_all_uses_with(v)
+        _replace_with_constant(graph, out, value, fresh(f"{out.name or links[-1].name or 'folded'}__folded"))
         done.extend(links)
         sources.append(links[0].inputs[0])
     if done:

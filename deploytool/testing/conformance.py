@@ -74,7 +74,12 @@ EXPORTERS = ("optimum", "optimum-eager", "torchscript-11", "torchscript-11-upgra
 # opset-11 export (transformers.onnx's and convert_graph_to_onnx's default, many files on the hub), and that
 # file upgraded to opset 17 by onnx's version converter as a user would (its Softmax kept 2-D: Flatten ->
 # Softmax -> Reshape)
-EAGER_EXPORTERS = ("optimum-eager", "torchscript-11", "torchscript-11-upgraded")
+EAGER_EXPORTERS = ("optimum-eager", "torchscript-11", "torchscript-11-upgraded", "dynamo-noopt-eager")
+# the dynamo exporter without its optimizer (optimize=False: each clone an Identity; with transformers' SDPA attention
+# the scale cast with CastLike(., q)), of the SDPA and the eager model: with torchscript-17-nofold, the exports made
+# without the exporter's constant folding that graph/canonical's rewrites read (tests/passes/test_unfolded_exports.py,
+# tests/test_inspection_unfolded_exports.py); not in the matrix
+UNOPTIMIZED_DYNAMO_EXPORTERS = ("dynamo-noopt", "dynamo-noopt-eager")
 # export settings outside the default matrix (``benchmarks/conformance.py --exporters``; tests/passes/
 # test_export_settings.py): TorchScript at opset 17 with every weight also a graph input (keep_initializers_as_inputs,
 # older exporters' default), without constant folding (MatMul(x, Transpose(W)), shape pieces as Unsqueeze(Constant)),
@@ -536,6 +541,13 @@ def export(case: ModelCase, exporter: str, folder: Path) -> Path:
         elif exporter == "dynamo-static":  # the shape of feeds(case), which the cells run
             prog = torch.onnx.export(model, args, input_names=names, output_names=out_names, opset_version=18,
                                      dynamo=True, report=False, verbose=False)
+            prog.save(str(path))
+        elif exporter in UNOPTIMIZED_DYNAMO_EXPORTERS:
+            b = torch.export.Dim("batch", min=1, max=64)
+            s = torch.export.Dim("sequence", min=2, max=MAX_POS - 4)
+            prog = torch.onnx.export(model, args, input_names=names, output_names=out_names, opset_version=18,
+                                     dynamic_shapes={n: {0: b, 1: s} for n in names}, dynamo=True, optimize=False,
+                                     report=False, verbose=False)
             prog.save(str(path))
         elif exporter in ("dynamo", "dynamo-default", "dynamo-23", "dynamo-21"):
             b = torch.export.Dim("batch", min=1, max=64)

@@ -12,9 +12,6 @@ files when this was written; four run here)."""
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
-
 import pytest
 
 from deploytool.passes import transform
@@ -24,34 +21,14 @@ from deploytool.testing import conformance as C
 PASSES = ("slice-0.5-0.75", "prune-heads", "prune-ffn", "pack")
 
 
-def _export(case: C.ModelCase, model, path: Path, dynamo: bool) -> Path:
-    import torch
-
-    f = C.feeds(case, lengths=(8, 6))
-    names, outs = list(f), list(C.torch_outputs(model, f))
-    args = tuple(torch.as_tensor(f[n]) for n in names)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if dynamo:
-            b, s = torch.export.Dim("batch", min=1, max=64), torch.export.Dim("sequence", min=2, max=C.MAX_POS - 4)
-            prog = torch.onnx.export(model, args, input_names=names, output_names=outs, opset_version=18,
-                                     dynamic_shapes={n: {0: b, 1: s} for n in names}, dynamo=True, optimize=False,
-                                     report=False, verbose=False)
-            prog.save(str(path))
-        else:
-            dyn = {n: {0: "batch", 1: "sequence"} for n in (*names, *outs)}
-            torch.onnx.export(model, args, str(path), input_names=names, output_names=outs, dynamic_axes=dyn,
-                              opset_version=17, dynamo=False, do_constant_folding=False)
-    return path
-
-
-@pytest.fixture(scope="module", params=[("bert", None, True), ("bert", "eager", True), ("deberta", None, False)],
+@pytest.fixture(scope="module", params=[("bert", "dynamo-noopt"), ("bert", "dynamo-noopt-eager"),
+                                        ("deberta", "torchscript-17-nofold")],
                 ids=["bert-sdpa-dynamo-noopt", "bert-eager-dynamo-noopt", "deberta-v1-nofold"])
 def export(request, tmp_path_factory):
-    name, attn, dynamo = request.param
+    name, exporter = request.param
     case = C.MODEL_BY_NAME[name]
-    base = C.build_model(case, attn=attn)
-    return case, base, _export(case, base, tmp_path_factory.mktemp(name) / f"{name}.onnx", dynamo)
+    base = C.build_model(case, attn="eager" if exporter in C.EAGER_EXPORTERS else None)
+    return case, base, C.export(case, exporter, tmp_path_factory.mktemp(name))
 
 
 @pytest.mark.slow
