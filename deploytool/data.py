@@ -265,8 +265,8 @@ def _has_column(path: Path, col: str) -> bool:
     if not path.is_file() or path.suffix.lower() not in _USER_FORMATS:
         return False
     try:
-        raw = path.read_bytes().decode("utf-8-sig", errors="replace")
-    except OSError:
+        raw = _decode(path, warn=False)  # the reader says how it decoded
+    except (OSError, InputFileError):
         return False
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv", ".txt"):
@@ -383,13 +383,31 @@ def _json_rows(path: Path, raw: str) -> list[dict]:
     return rows
 
 
-def _decode(path: Path) -> str:
-    """A user file's text: UTF-8 (a byte-order mark, Excel's "CSV UTF-8", is not text), else latin-1."""
+def _decode(path: Path, warn: bool = True) -> str:
+    """A user file's text: UTF-16 where it opens with UTF-16's byte-order mark (Excel's "Unicode Text" export, read
+    as latin-1 it was NUL-riddled noise and "no column 'text'"), UTF-8 (a UTF-8 byte-order mark, Excel's "CSV
+    UTF-8", is not text), else Windows-1252 (Excel's "CSV" on Windows), said in a warning. Windows-1252 is latin-1
+    but for 0x80-0x9F, which it gives its curly quotes, dashes and euro sign: read as latin-1 they were C1 control
+    characters in the texts. A file with a byte 1252 leaves undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D) is latin-1."""
     data = path.read_bytes()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as e:
+            raise InputFileError(f"{path}: opens with a UTF-16 byte-order mark but is not UTF-16 ({e.reason} at "
+                                 f"byte {e.start}); save it as UTF-8") from None
     try:
         return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        where = e.start
+    try:
+        text, name = data.decode("cp1252"), "Windows-1252"
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        text, name = data.decode("latin-1"), "latin-1"
+    if warn:
+        logger.warning("%s is not UTF-8 (byte 0x%02x at offset %d): read as %s; save it as UTF-8 if its letters are "
+                       "of another script", path, data[where], where, name)
+    return text
 
 
 def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibration: bool = False):

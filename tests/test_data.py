@@ -333,3 +333,26 @@ def test_a_json_list_of_records_is_read_and_a_wrapping_object_refused(tmp_path):
     mixed.write_text(json.dumps(rows[:3] + ["t3"]))
     with pytest.raises(InputFileError, match=f"^{mixed}: item 4 of the JSON list is a str, expected a JSON object"):
         load_dataset(mixed)
+
+
+def test_windows_1252_and_utf16_files_are_read_as_written(tmp_path, caplog):
+    """A file that is not UTF-8 was read as latin-1: Excel's Windows-1252 curly quotes, dashes and euro sign became
+    C1 control characters ('\\x93quoted\\x94') in the texts the model was scored on, silently; Excel's UTF-16
+    "Unicode Text" was refused as "no column 'text'" with a header of NUL-separated letters. Now 1252 (said in a
+    warning) and UTF-16; a byte 1252 leaves undefined is still latin-1."""
+    rows = "".join(f"t{i},{('neg', 'pos')[i % 2]}\n" for i in range(40))
+    win = tmp_path / "win.csv"
+    win.write_bytes(("text,label\n\u201cquoted\u201d \u2013 5\u20ac,pos\ncaf\u00e9,neg\n" + rows).encode("cp1252"))
+    with caplog.at_level("WARNING"):
+        ds = load_dataset(win, whole=True)
+    assert {"\u201cquoted\u201d \u2013 5\u20ac", "caf\u00e9"} <= set(ds.test.texts)
+    assert f"{win} is not UTF-8 (byte 0x93 at offset 11): read as Windows-1252" in caplog.text
+    odd = tmp_path / "odd.csv"
+    odd.write_bytes(b"text,label\nab\x81c,pos\n" + rows.encode())
+    assert "ab\x81c" in load_dataset(odd, whole=True).test.texts
+    for codec in ("utf-16", "utf-16-be"):
+        wide = tmp_path / f"{codec}.tsv"
+        wide.write_bytes((("\ufeff" if codec.endswith("be") else "") + "text\tlabel\ncaf\u00e9\tpos\n"
+                          + rows.replace(",", "\t")).encode(codec))
+        ds = load_dataset(wide, whole=True)
+        assert ds.label_names == ("neg", "pos") and "caf\u00e9" in ds.test.texts and len(ds.test) == 41
