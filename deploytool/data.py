@@ -37,6 +37,7 @@ import json
 import logging
 import math
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -443,8 +444,12 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibra
     for col, flag in ((text_col, "--text-col"), (label_col, "--label-col")):
         if col is not None and col not in columns:
             why = f"calibration reads its texts from a '{col}' column" if calibration else flag
+            # 'Text' or ' text ' (a header written 'text, label') beside --text-col text: listed, it was not seen
+            near = [c for c in sorted(map(str, columns)) if c.strip().casefold() == col.strip().casefold()]
+            hint = (f"; {near[0]!r} differs only in case or spaces: "
+                    + (f"{flag} {shlex.quote(near[0])}" if not calibration else "rename it") if near else "")
             raise InputFileError(f"{path}: no column '{col}' ({why}); columns are: "
-                                 f"{', '.join(sorted(map(str, columns)))}")
+                                 f"{', '.join(sorted(map(str, columns)))}{hint}")
     texts, labels, ids = [], [], []
     for i, r in enumerate(rows):
         t = r.get(text_col)

@@ -356,3 +356,16 @@ def test_windows_1252_and_utf16_files_are_read_as_written(tmp_path, caplog):
                           + rows.replace(",", "\t")).encode(codec))
         ds = load_dataset(wide, whole=True)
         assert ds.label_names == ("neg", "pos") and "caf\u00e9" in ds.test.texts and len(ds.test) == 41
+
+
+@pytest.mark.parametrize("header,hint", [
+    ("Text,Label", "'Text' differs only in case or spaces: --text-col Text$"),
+    ("text , label", "'text ' differs only in case or spaces: --text-col 'text '$"),
+])
+def test_a_column_differing_in_case_or_spaces_is_pointed_at(tmp_path, header, hint):
+    """'Text' (or 'text ' of a header written 'text , label') beside the default --text-col text was refused with the
+    columns listed, where a trailing space cannot be seen: the refusal now names the near column and the option."""
+    f = tmp_path / "d.csv"
+    f.write_text(header + "\n" + "".join(f"t{i},{i % 2}\n" for i in range(40)))
+    with pytest.raises(InputFileError, match=f"^{f}: no column 'text' \\(--text-col\\); columns are: .*; {hint}"):
+        load_dataset(f)
