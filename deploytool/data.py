@@ -346,6 +346,19 @@ def _csv_rows(path: Path, reader: csv.DictReader, suffix: str) -> tuple[list[dic
     return rows, columns
 
 
+class _RepeatedKey(Exception):
+    """A key twice in one JSON object (raised from json's object_pairs_hook, the key as its argument)."""
+
+
+def _one_of_each(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object, refusing a key it holds twice: json keeps the last, silently, as csv keeps the last of two equal
+    column names (a row {"text": review, "text": url} was scored on the URL)."""
+    dup = first_repeat([k for k, _ in pairs])
+    if dup is not None:
+        raise _RepeatedKey(dup[1])
+    return dict(pairs)
+
+
 def _json_rows(path: Path, raw: str) -> list[dict]:
     """The records of a JSON file: one object a line (JSONL), or one JSON list of objects (what pandas'
     ``to_json(orient="records")`` and ``json.dump(rows)`` write; it was refused as "line 1 is not a JSON object", or
@@ -355,9 +368,11 @@ def _json_rows(path: Path, raw: str) -> list[dict]:
     whole = None
     if head in ("[", "{"):
         try:
-            whole = json.loads(raw)
+            whole = json.loads(raw, object_pairs_hook=_one_of_each)
         except json.JSONDecodeError:
             whole = None  # JSONL: several documents, read line by line below
+        except _RepeatedKey as e:
+            raise InputFileError(f"{path}: key {e.args[0]!r} appears twice in one JSON object; rename one") from None
     if isinstance(whole, list):
         bad = next((n for n, r in enumerate(whole, 1) if not isinstance(r, dict)), None)
         if bad is not None:
@@ -375,9 +390,12 @@ def _json_rows(path: Path, raw: str) -> list[dict]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, object_pairs_hook=_one_of_each)
         except json.JSONDecodeError as e:
             raise InputFileError(f"{path}: line {n} is not JSON ({e.msg})") from e
+        except _RepeatedKey as e:
+            raise InputFileError(f"{path}: line {n}: key {e.args[0]!r} appears twice in one JSON object; "
+                                 "rename one") from None
         if not isinstance(obj, dict):
             raise InputFileError(f"{path}: line {n} is not a JSON object")
         rows.append(obj)

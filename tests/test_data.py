@@ -369,3 +369,18 @@ def test_a_column_differing_in_case_or_spaces_is_pointed_at(tmp_path, header, hi
     f.write_text(header + "\n" + "".join(f"t{i},{i % 2}\n" for i in range(40)))
     with pytest.raises(InputFileError, match=f"^{f}: no column 'text' \\(--text-col\\); columns are: .*; {hint}"):
         load_dataset(f)
+
+
+def test_a_key_twice_in_a_json_object_is_refused(tmp_path):
+    """json keeps the last of two equal keys, silently: {"text": review, "text": url} was scored on the URL (a CSV
+    header naming a column twice is refused already); refused in one line, in JSONL and in a JSON list alike."""
+    lines = tmp_path / "d.jsonl"
+    lines.write_text("".join(json.dumps({"text": f"t{i}", "label": i % 2}) + "\n" for i in range(40))
+                     + '{"text": "a review", "label": 1, "text": "http://x"}\n')
+    with pytest.raises(InputFileError, match=f"^{lines}: line 41: key 'text' appears twice in one JSON object; "
+                                             "rename one$"):
+        load_dataset(lines)
+    records = tmp_path / "d.json"
+    records.write_text('[{"text": "a", "label": 0, "label": 1}]')
+    with pytest.raises(InputFileError, match=f"^{records}: key 'label' appears twice in one JSON object; rename one$"):
+        load_dataset(records)
