@@ -479,6 +479,8 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibra
                                      f", expected {'a string' if col == text_col else 'a string or number'}")
         if isinstance(lab, float) and not math.isfinite(lab):  # JSON NaN: a missing value (pandas' NaN), as null
             lab = None
+        if isinstance(t, float) and not math.isfinite(t):  # a missing text too: it was the text 'nan'
+            t = None
         if t is None or lab is None or (label_col is not None and str(lab).strip() == ""):
             continue
         texts.append(str(t))

@@ -384,3 +384,15 @@ def test_a_key_twice_in_a_json_object_is_refused(tmp_path):
     records.write_text('[{"text": "a", "label": 0, "label": 1}]')
     with pytest.raises(InputFileError, match=f"^{records}: key 'label' appears twice in one JSON object; rename one$"):
         load_dataset(records)
+
+
+def test_a_nan_text_is_a_missing_text(tmp_path, caplog):
+    """A JSON NaN text (json.dumps of a pandas row with a missing text) was the text 'nan', scored as an example;
+    it is a missing text, skipped and counted as a null one is, as a NaN label already was."""
+    f = tmp_path / "d.jsonl"
+    f.write_text("".join(json.dumps({"text": float("nan") if i < 2 else f"t{i}", "label": i % 2}) + "\n"
+                         for i in range(40)))
+    with caplog.at_level("WARNING"):
+        ds = load_dataset(f, whole=True)
+    assert len(ds.test) == 38 and "nan" not in ds.test.texts
+    assert "2 of 40 rows skipped (no text or no label in 'text'/'label')" in caplog.text
