@@ -162,6 +162,8 @@ def report(results: tuple[Path, ...], out_dir: Path, profile_names: tuple[str, .
     if unmatched:
         click.echo(f"warning: --accuracy: {len(unmatched)} model name(s) match no benchmarked model and are not "
                    f"shown: {', '.join(unmatched)}", err=True)
+    if result.info.get("latency_budget_missing"):
+        click.echo(f"warning: {result.info['latency_budget_missing']}", err=True)
     if result.info.get("latency_missing"):
         click.echo(f"warning: {result.info['latency_missing']}", err=True)
     elif result.info.get("models_not_found"):

@@ -435,7 +435,8 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
             "host_calibration_factors": calibration, "cost_model_host_errors": host_errors,
             "profiles": [p.name for p in profiles], "runs": runs, "devices": devices,
             "accuracy_unmatched": unmatched, "models_not_found": list(not_found),
-            "latency_missing": _latency_missing(rows, list(not_found), config)}
+            "latency_missing": _latency_missing(rows, list(not_found), config),
+            "latency_budget_missing": _no_latency_budget(rows, profiles)}
     if acc_set.reference is not None:
         ref = acc_set.reference
         info["accuracy_reference"] = {"name": acc_set.reference_name, "accuracy": ref.value, "n": ref.n,
@@ -731,6 +732,10 @@ def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: s
         ok = size_mb <= b.model_size_mb
         checks.append(("size", ok, f"size {size_mb:.1f} MB{of} {'<=' if ok else '>'} {b.model_size_mb:g} MB"))
     failed = [name for name, ok, _ in checks if not ok]
+    if budget_ms is None and b.p90_latency_ms:  # a length past the profile's longest budget: fit refuses it too
+        why = "; ".join([f"{NO_LATENCY_BUDGET} (the profile's longest: seq {max(b.p90_latency_ms)})"]
+                        + [c[2] for c in checks])
+        return (False if failed else None), why, failed
     if unjudged:  # never PASS without a latency: the other budgets can only fail it
         why = "; ".join([f"{LATENCY_NOT_JUDGED} ({source}; budget {budget_ms:g} ms)"] + [c[2] for c in checks])
         return (False if failed else None), why, failed
@@ -740,6 +745,19 @@ def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: s
 
 
 LATENCY_NOT_JUDGED = "no latency: latency budget not judged"  # a row with a latency budget but no latency
+NO_LATENCY_BUDGET = "no p90 latency budget at this sequence length: not judged"  # the profile sets none this long
+
+
+def _no_latency_budget(rows: Sequence[ReportRow], profiles: Sequence[Profile]) -> str:
+    """One line: the devices whose profile sets latency budgets, none of them as long as some rows' length
+    (those rows are not judged, never PASS); "" where there are none."""
+    longest = {p.name: max(p.budgets.p90_latency_ms) for p in profiles if p.budgets.p90_latency_ms}
+    seqs: dict[str, set[int]] = {}
+    for r in rows:
+        if r.device in longest and r.seq_len > longest[r.device]:
+            seqs.setdefault(r.device, set()).add(r.seq_len)
+    return "; ".join(f"{d} has no p90 latency budget at seq {', '.join(map(str, sorted(s)))} (its longest: seq "
+                     f"{longest[d]}): those rows are not judged" for d, s in seqs.items())
 
 
 def _int8_statements(rows: Sequence[ReportRow], reports: Sequence[dict[str, Any]]) -> list[str]:
