@@ -466,6 +466,15 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibra
             near = [c for c in sorted(map(str, columns)) if c.strip().casefold() == col.strip().casefold()]
             hint = (f"; {near[0]!r} differs only in case or spaces: "
                     + (f"{flag} {shlex.quote(near[0])}" if not calibration else "rename it") if near else "")
+            # a TSV named .csv, or Excel's semicolon CSV (a comma-decimal locale): the whole header is one column
+            seps = [(sep, c) for c in map(str, columns) for sep in ("\t", ";", "|", ",")
+                    if sep in c and col in (x.strip() for x in c.split(sep))]
+            if seps and not near:
+                sep, c = seps[0]
+                hint = (f"; the header {c!r} is separated by {sep!r}, not by "
+                        f"{'a tab' if suffix == '.tsv' else 'commas'}: "
+                        + ("name the file .tsv" if sep == "\t" else
+                           "name the file .csv" if sep == "," else "write it with commas"))
             raise InputFileError(f"{path}: no column '{col}' ({why}); columns are: "
                                  f"{', '.join(sorted(map(str, columns)))}{hint}")
     texts, labels, ids = [], [], []

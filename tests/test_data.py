@@ -396,3 +396,18 @@ def test_a_nan_text_is_a_missing_text(tmp_path, caplog):
         ds = load_dataset(f, whole=True)
     assert len(ds.test) == 38 and "nan" not in ds.test.texts
     assert "2 of 40 rows skipped (no text or no label in 'text'/'label')" in caplog.text
+
+
+@pytest.mark.parametrize("name,header,hint", [
+    ("d.csv", "text\tlabel", "the header 'text\\\\tlabel' is separated by '\\\\t', not by commas: name the file .tsv$"),
+    ("d.csv", "text;label", "the header 'text;label' is separated by ';', not by commas: write it with commas$"),
+    ("d.tsv", "text,label", "the header 'text,label' is separated by ',', not by a tab: name the file .csv$"),
+])
+def test_a_header_of_another_separator_is_named(tmp_path, name, header, hint):
+    """A TSV named .csv, Excel's semicolon CSV or a CSV named .tsv read as one column: the refusal listed it
+    ('columns are: text;label') without saying why; it now names the separator and what to do."""
+    f = tmp_path / name
+    sep = header[4]
+    f.write_text(header + "\n" + "".join(f"t{i}{sep}{i % 2}\n" for i in range(40)))
+    with pytest.raises(InputFileError, match=f"^{f}: no column 'text' \\(--text-col\\); columns are: .*; {hint}"):
+        load_dataset(f)
