@@ -360,9 +360,10 @@ class Profile:
         if type(data["schema_version"]) is not int or data["schema_version"] != SCHEMA_VERSION:  # not 1.0, not true
             raise invalid(f"expected {SCHEMA_VERSION} (the profile schema this deploytool reads), "
                           f"got {show(data['schema_version'])}", "schema_version")
-        for k in ("path", "host"):  # set by deploytool, never by the file
-            if k in data:
-                raise invalid(f"unknown key{did_you_mean(k, list(_DOCUMENT_KEYS))}", k)
+        for k in data:  # checked here, not by the dataclass: its fields path and host are set by deploytool
+            if k not in _DOCUMENT_KEYS:
+                hint = did_you_mean(str(k), list(_DOCUMENT_KEYS)) or f" (allowed: {', '.join(_DOCUMENT_KEYS)})"
+                raise invalid(f"unknown key{hint}", str(k))
         return {**data, "path": info.context.get("path")}
 
     @model_validator(mode="after")
