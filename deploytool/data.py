@@ -559,6 +559,8 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
         raise ConfigError(f"dev_frac/test_frac: must each be in (0, 0.5) and sum below 0.9 "
                           f"(got {dev_frac}, {test_frac})")
     key = str(name)
+    if key not in BUILTIN and text_col == label_col:  # the labels were the texts (DataConfig refuses it for the CLI)
+        raise ConfigError(f"text_col/label_col: both name the column {text_col!r}; the labels are another column")
     if key in BUILTIN:
         src = _builtin_file(key)
         texts, labels, ids = _READERS[key](src)

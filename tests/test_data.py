@@ -411,3 +411,13 @@ def test_a_header_of_another_separator_is_named(tmp_path, name, header, hint):
     f.write_text(header + "\n" + "".join(f"t{i}{sep}{i % 2}\n" for i in range(40)))
     with pytest.raises(InputFileError, match=f"^{f}: no column 'text' \\(--text-col\\); columns are: .*; {hint}"):
         load_dataset(f)
+
+
+def test_one_column_as_text_and_label_is_refused(tmp_path):
+    """load_dataset(text_col="label") with the default label_col read the labels as the texts (a 100% accuracy for
+    a Python caller; the CLI's DataConfig refused it already): refused in DataConfig's words."""
+    f = tmp_path / "d.csv"
+    f.write_text("text,label\n" + "".join(f"t{i},{('neg', 'pos')[i % 2]}\n" for i in range(40)))
+    with pytest.raises(ConfigError, match="^text_col/label_col: both name the column 'label'; the labels are another "
+                                          "column$"):
+        load_dataset(f, text_col="label")
