@@ -543,6 +543,16 @@ def fit(config: FitConfig, progress=None) -> FitResult:
             top = max(scored, key=lambda c: (c.accuracy, -c.device_p90_ms), default=None)
             if top is not None and top is not best:  # the fastest may fail only for want of an accuracy figure
                 why += f"; most accurate: {top.name}, {'; '.join(top.reasons)}"
+            named = {best.name} | ({top.name} if top is not None else set())
+            b = prof.budgets
+            # the fastest is not the nearest to a size or memory budget that every candidate misses
+            for label, over, value in (("smallest", b.model_size_mb, lambda c: c.size_mb),
+                                       ("least memory", b.peak_memory_mb, lambda c: c.peak_memory_mb or 0.0)):
+                if over is not None and all(value(c) > over for c in built):
+                    near = min(built, key=lambda c: (value(c), c.device_p90_ms))
+                    if near.name not in named:
+                        why += f"; {label}: {near.name}, {'; '.join(near.reasons)}"
+                        named.add(near.name)
             raise DeployError(f"fit: none of {len(cands)} candidates meets {prof.name}'s budget at seq {config.seq_len} "
                               f"({why})")
         note = ""
