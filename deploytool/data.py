@@ -323,7 +323,8 @@ def _no_field_limit():
 
 def _csv_rows(path: Path, reader: csv.DictReader, suffix: str) -> tuple[list[dict], set]:
     """The rows and column names of a CSV/TSV file, refusing what cannot be read as the header says."""
-    dup = first_repeat(reader.fieldnames or [])
+    # unnamed columns (Excel's empty trailing columns 'text,label,,') are no column anyone names: not a repeat
+    dup = first_repeat([c for c in reader.fieldnames or [] if c.strip()])
     if dup is not None:  # csv keeps the last of two equal names: a text column of URLs was evaluated
         raise InputFileError(f"{path}: column {dup[1]!r} appears twice in the header; rename one")
     columns = set(reader.fieldnames or [])

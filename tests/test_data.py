@@ -421,3 +421,16 @@ def test_one_column_as_text_and_label_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="^text_col/label_col: both name the column 'label'; the labels are another "
                                           "column$"):
         load_dataset(f, text_col="label")
+
+
+def test_unnamed_empty_columns_are_not_a_column_named_twice(tmp_path):
+    """A spreadsheet's empty trailing columns ('text,label,,') were refused as "column '' appears twice in the
+    header"; unnamed columns are no column anyone reads, so the file is read; a named column twice is still refused."""
+    f = tmp_path / "d.csv"
+    f.write_text("text,label,,\n" + "".join(f"t{i},{i % 2},,\n" for i in range(40)))
+    ds = load_dataset(f, whole=True)
+    assert ds.label_names == ("0", "1") and len(ds.test) == 40
+    g = tmp_path / "g.csv"
+    g.write_text("text,label,,text\n" + "".join(f"t{i},{i % 2},,u{i}\n" for i in range(40)))
+    with pytest.raises(InputFileError, match=f"^{g}: column 'text' appears twice in the header; rename one$"):
+        load_dataset(g)
