@@ -326,8 +326,9 @@ def test_a_json_list_of_records_is_read_and_a_wrapping_object_refused(tmp_path):
         assert calibration_texts(f, n=2, label_col="y") == ["t0", "t1"]
     wrapped = tmp_path / "wrapped.json"
     wrapped.write_text(json.dumps({"version": 1, "data": rows}, indent=2))
-    with pytest.raises(InputFileError, match=f"^{wrapped}: is one JSON object \\(its 'data' holds a list of records\\), "
-                                             "not records; write a JSON list of objects or one object per line"):
+    with pytest.raises(InputFileError, match=f"^{wrapped}: is one JSON object \\(its 'data' holds a list of "
+                                             "records\\), not records; write a JSON list of objects or one object "
+                                             "per line"):
         load_dataset(wrapped)
     mixed = tmp_path / "mixed.json"
     mixed.write_text(json.dumps(rows[:3] + ["t3"]))
