@@ -361,7 +361,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                 else:
                     dev_lat, source = None, f"n/a (model file {path} not found: no projection)"
                 budget_ms = prof.budgets.latency_ms(res["seq_len"])
-                mem_mb = (res.get("peak_rss_bytes") or 0) / MB
+                mem_mb = res["peak_rss_bytes"] / MB if res.get("peak_rss_bytes") else None  # None: not recorded
                 size_mb, size_of = shipped_size(path, prof, (res.get("model_bytes") or 0) / MB)
                 ok, why, failed = _budget(prof, budget_ms, dev_lat, source, mem_mb, size_mb, size_of)
                 uncertain = bool(source == "projected" and budget_ms is not None and proj is not None
@@ -713,18 +713,19 @@ def _device_rows(path: Path, config: ReportConfig) -> list[ReportRow]:
     return out
 
 
-def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: str, mem_mb: float,
+def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: str, mem_mb: float | None,
             size_mb: float, size_of: str = "file") -> tuple[bool | None, str, list[str]]:
     """(pass, why, the budgets broken: "latency" | "memory" | "size") from one set of comparisons; pass is None
     when no budget applies, and where a latency budget applies but the row has no latency (``lat`` None: neither
-    measured nor projected) unless another budget fails: such a row is never PASS."""
+    measured nor projected) unless another budget fails: such a row is never PASS. So is a row whose bench
+    recorded no peak memory (``mem_mb`` None) under a memory budget."""
     checks: list[tuple[str, bool, str]] = []
     unjudged = budget_ms is not None and lat is None
     if budget_ms is not None and lat is not None:
         ok = lat <= budget_ms
         checks.append(("latency", ok, f"{source} {lat:.2f} ms {'<=' if ok else '>'} {budget_ms:g} ms"))
     b = prof.budgets
-    if b.peak_memory_mb is not None and mem_mb > 0:
+    if b.peak_memory_mb is not None and mem_mb is not None and mem_mb > 0:
         ok = mem_mb <= b.peak_memory_mb
         checks.append(("memory", ok, f"peak memory {mem_mb:.0f} MB {'<=' if ok else '>'} {b.peak_memory_mb:g} MB"))
     if b.model_size_mb is not None and size_mb > 0:
@@ -739,12 +740,16 @@ def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: s
     if unjudged:  # never PASS without a latency: the other budgets can only fail it
         why = "; ".join([f"{LATENCY_NOT_JUDGED} ({source}; budget {budget_ms:g} ms)"] + [c[2] for c in checks])
         return (False if failed else None), why, failed
+    if b.peak_memory_mb is not None and mem_mb is None:  # never PASS on a memory budget nobody measured
+        why = "; ".join([f"{MEMORY_NOT_JUDGED} (budget {b.peak_memory_mb:g} MB)"] + [c[2] for c in checks])
+        return (False if failed else None), why, failed
     if not checks:
         return None, "no budget for this sequence length", []
     return not failed, "; ".join(c[2] for c in checks), failed
 
 
 LATENCY_NOT_JUDGED = "no latency: latency budget not judged"  # a row with a latency budget but no latency
+MEMORY_NOT_JUDGED = "no peak memory in the bench results: memory budget not judged"
 NO_LATENCY_BUDGET = "no p90 latency budget at this sequence length: not judged"  # the profile sets none this long
 
 

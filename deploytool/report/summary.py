@@ -115,7 +115,12 @@ def _why_none(variants: Sequence[ModelOnDevice]) -> str:
     not_judged = (f"{len(unjudged)} of {len(variants)} variant(s) not judged: no device latency (neither measured "
                   "nor projected) for the latency budget")
     if not budgeted:
-        return f"none judged: {not_judged}; no best fit" if unjudged else "no budget for the measured sequence lengths"
+        if unjudged:
+            return f"none judged: {not_judged}; no best fit"
+        # a budget the rows could not be judged on (no peak memory recorded, no latency budget this long)
+        why = list(dict.fromkeys(r.budget_why.split(" (")[0] for v in variants for r in v.by_seq.values()
+                                 if r.budget_why.startswith("no ") and "not judged" in r.budget_why.split(" (")[0]))
+        return f"none judged: {'; '.join(why)}; no best fit" if why else "no budget for the measured sequence lengths"
     kinds: dict[tuple[int, str], int] = {}
     for v in budgeted:
         # the size of a file does not depend on the sequence length: count it once
