@@ -118,7 +118,8 @@ def _list_of(what: str):
     """A non-empty YAML list (``what`` names it in the message)."""
     def check(v: Any) -> Any:
         if not isinstance(v, (list, tuple)) or not v:
-            raise invalid(f"expected a non-empty list of {what}, got {kind_of(v)}")
+            got = "an empty list" if isinstance(v, (list, tuple)) else kind_of(v)
+            raise invalid(f"expected a non-empty list of {what}, got {got}")
         return v
 
     return BeforeValidator(check)
