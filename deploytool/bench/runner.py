@@ -146,9 +146,15 @@ def load_report(path: str | os.PathLike) -> dict[str, Any]:
         raise InputFileError(f"{p}: no such file") from None
     except (OSError, ValueError) as e:
         raise InputFileError(f"{p}: not a readable bench JSON file ({e})") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise InputFileError(f"{p}: schema {got!r} is not {SCHEMA!r}; not a deploytool bench result")
+    if not isinstance(data, dict):  # a list or a number has no schema to name
+        from deploytool.choices import kind_of
+
+        raise InputFileError(f"{p}: expected a JSON object (a deploytool bench result, schema {SCHEMA}), got "
+                             f"{kind_of(data)}")
+    if "schema" not in data:
+        raise InputFileError(f"{p}: no 'schema' key; not a deploytool bench result (schema {SCHEMA})")
+    if data["schema"] != SCHEMA:
+        raise InputFileError(f"{p}: schema {data['schema']!r} is not {SCHEMA!r}; not a deploytool bench result")
     _check_report(p, data)
     return data
 
