@@ -48,6 +48,30 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _GivenPath(click.Path):
+    """click.Path refusing an empty or blank value: click made ``-o ""`` the path ``.`` (report wrote into the
+    current folder, fit blamed '.: is a directory', bench dropped its JSON without a word)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            where = ""
+            if ctx is not None and param is not None and param.name and getattr(param, "envvar", None) \
+                    and ctx.get_parameter_source(param.name) is click.core.ParameterSource.ENVIRONMENT:
+                where = f" in {param.envvar} (an empty entry: a separator at its start or end, or two together)"
+            self.fail(f"{'empty' if not value else 'blank'} path {value!r}{where}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def _refuse_blank_paths(cmd: click.Command) -> click.Command:
+    """Every path parameter of ``cmd`` (and of its subcommands) refuses an empty value."""
+    for param in cmd.params:
+        if type(param.type) is click.Path:
+            param.type.__class__ = _GivenPath
+    for sub in getattr(cmd, "commands", {}).values():
+        _refuse_blank_paths(sub)
+    return cmd
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -59,7 +83,7 @@ class LazyGroup(click.Group):
         module, attr = target.split(":")
         try:
             mod = importlib.import_module(module)
-            return getattr(mod, attr)
+            return _refuse_blank_paths(getattr(mod, attr))
         except (ImportError, AttributeError) as e:
             help_ = COMMANDS[name][1]
             reason = f"{type(e).__name__}: {e}"  # `e` itself is unbound once the except block ends
