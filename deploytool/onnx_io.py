@@ -149,6 +149,14 @@ def strip_exporter_metadata(model: onnx.ModelProto) -> int:
     return removed
 
 
+def _strip_for_writing(model: onnx.ModelProto, path: Path) -> int:
+    """:func:`strip_exporter_metadata` of a model about to be written to ``path``, logged; the bytes dropped."""
+    dropped = strip_exporter_metadata(model)
+    if dropped:
+        logger.info("%s: %d bytes of the exporter's node metadata (stack traces, ...) not written", path.name, dropped)
+    return dropped
+
+
 def _check_input(path: str | os.PathLike) -> Path:
     p = Path(path)
     if not p.exists():
@@ -743,10 +751,7 @@ def staged_proto(model: onnx.ModelProto, path: str | os.PathLike, *, external: b
     """
     p = Path(path)
     if not keep_exporter_metadata:
-        dropped = strip_exporter_metadata(model)
-        if dropped:
-            logger.info("%s: %d bytes of the exporter's node metadata (stack traces, ...) not written", p.name,
-                        dropped)
+        _strip_for_writing(model, p)
     if external is None:
         external = (weight_bytes(model) > EXTERNAL_DATA_BYTES or not _is_serializable_size(model)
                     or model.ByteSize() > 1_900_000_000)
@@ -1566,9 +1571,7 @@ def staged_model(model: ir.Model, path: str | os.PathLike, *, external: bool | N
     """
     p = Path(path)
     proto, tensors = skeleton_proto(model)
-    dropped = strip_exporter_metadata(proto)
-    if dropped:
-        logger.info("%s: %d bytes of the exporter's node metadata (stack traces, ...) not written", p.name, dropped)
+    dropped = _strip_for_writing(proto, p)
     if finalize is not None:
         finalize(proto)
     total = sum(t.nbytes for t in tensors.values())

@@ -57,8 +57,11 @@ def require_qnn():
 
 
 def is_emulated() -> bool:
-    """On x86 the HTP backend is Qualcomm's emulator: no timing from it is a device latency."""
-    return platform.machine().lower() in ("x86_64", "amd64", "i686")
+    """On x86 the HTP backend is Qualcomm's emulator: no timing from it is a device latency (the runtime layer's
+    rule, which its benchmark sessions apply too)."""
+    from deploytool.runtime.session import qnn_htp_emulated
+
+    return qnn_htp_emulated()
 
 
 def sdk_info() -> dict:

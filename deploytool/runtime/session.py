@@ -148,9 +148,9 @@ QNN_EMULATED_REASON = ("on x86 the QNN HTP backend is Qualcomm's emulator: its t
                        "(deploytool qnn check runs it for coverage and numerics)")
 
 
-def _x86() -> bool:
-    """On x86 the QNN HTP backend is Qualcomm's emulator (the rule of deploytool.qnn.ep.is_emulated, which sits
-    above this layer)."""
+def qnn_htp_emulated() -> bool:
+    """Whether QNN's HTP backend here is Qualcomm's x86 emulator (no timing from it is a device latency): the one
+    rule, which :func:`deploytool.qnn.ep.is_emulated` states for the qnn package."""
     return platform.machine().lower() in ("x86_64", "amd64", "i686")
 
 
@@ -164,7 +164,7 @@ def _plan_providers(ort, spec: SessionSpec, timing: bool = False):
     skipped: list[tuple[str, str]] = []
     devices: dict[str, list] = {}
     for p in spec.providers:
-        if timing and p.provider is ExecutionProvider.QNN and _x86():
+        if timing and p.provider is ExecutionProvider.QNN and qnn_htp_emulated():
             skipped.append((p.name, QNN_EMULATED_REASON))
             continue
         if p.provider.is_plugin:
