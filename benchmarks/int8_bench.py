@@ -777,7 +777,7 @@ def _recipes() -> dict:
             "ours_unfused": Int8Config(fusion="none"),
             "ours_unfused_static_reshape": Int8Config(fusion="none", static_reshape=True),
             "ours_mha": Int8Config(fusion="mha"), "ours_sln": Int8Config(skip_layernorm=True),
-            "ours_static": Int8Config(fusion="none", static=True, calib="rotten-tomatoes"),
+            "ours_static": Int8Config(fusion="none", static=True, calib_data="rotten-tomatoes"),
             "ours_pairsafe": Int8Config(weights="pairsafe"), "ours_uint8": Int8Config(weights="uint8"),
             "ours_onnx_attention": Int8Config(fusion="onnx")}
 

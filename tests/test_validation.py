@@ -70,7 +70,7 @@ def test_pass_configs_name_unknown_options():
     with pytest.raises(ConfigError, match=r"^fusion: expected one of mha, attention, onnx, none, got 'atention' "
                                           r"\(did you mean 'attention'\?\)$"):
         Int8Config(fusion="atention")
-    with pytest.raises(ConfigError, match="calib: static int8 needs calibration data"):
+    with pytest.raises(ConfigError, match="calib_data: static int8 needs calibration data"):
         Int8Config(static=True)  # a rule across fields, from the config's own __post_init__
     assert Int8Config(fusion="MHA").fusion.value == "mha"
 

@@ -106,7 +106,7 @@ class GrammarCommand(click.Command):
 
         try:
             return super().invoke(ctx)
-        # a config field's name -> the option the user typed (calib_samples -> --calib-size); a pass's own check of
+        # a config field's name -> the option the user typed (calib_size -> --calib-size); a pass's own check of
         # a field against the model too (prune-heads --heads 0:9 on 4 heads: 'heads: layer 0 head id 9 out of range');
         # an output path a config checks (fit's workdir: --keep-candidates)
         except (ConfigError, OutputPathError, PassRefusedError) as e:

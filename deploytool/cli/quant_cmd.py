@@ -59,9 +59,9 @@ def _given(*params: str) -> list[str]:
 @click.option("--fp16", "fp16", is_flag=True, help="fp16 weights and activations (inputs/outputs stay as they are).")
 @click.option("--per-channel/--per-tensor", default=True, show_default=True, help="int8 weight scales per column.")
 @click.option("--static", is_flag=True, help="Static int8: activation ranges from calibration data.")
-@click.option("--calib-data", "calib", default=None,
+@click.option("--calib-data", "calib_data", default=None,
               help="Calibration data for --static: a dataset name or CSV/JSONL file.")
-@click.option("--calib-size", "calib_samples", type=int, default=64, show_default=True, metavar="INT",
+@click.option("--calib-size", "calib_size", type=int, default=64, show_default=True, metavar="INT",
               help="Calibration texts used.")
 @click.option("--tokenizer", default=None, help="tokenizer.json (or folder) for --static; default: export metadata.")
 @click.option("--fusion", default="attention", show_default=True,
@@ -79,14 +79,14 @@ def _given(*params: str) -> list[str]:
                    "x86 without VNNI (AVX2 only) saturates int8 pairs (README: int8 on x86 without VNNI).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
 @no_verify_option
-def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool, calib: str | None,
-             calib_samples: int, tokenizer: str | None, fusion: str, engine: str, weights: str, output: str,
+def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool, calib_data: str | None,
+             calib_size: int, tokenizer: str | None, fusion: str, engine: str, weights: str, output: str,
              no_verify: bool) -> None:
     """int8 (dynamic or static) or fp16 quantization of an ONNX encoder."""
     if int8 == fp16:
         raise ConfigError("--int8/--fp16: give exactly one of them (int8 or fp16 quantization)")
     if fp16:
-        given = _given("per_channel", "static", "calib", "calib_samples", "tokenizer", "fusion", "engine", "weights")
+        given = _given("per_channel", "static", "calib_data", "calib_size", "tokenizer", "fusion", "engine", "weights")
         if given:
             raise ConfigError(f"{', '.join(given)}: int8 option(s), not used by --fp16")
         from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
@@ -98,7 +98,7 @@ def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool
     if engine == "native" and _given("engine") and (static or fusion not in ("attention", "onnx")):
         raise ConfigError(f"engine: the native writer does not do {'--static' if static else '--fusion ' + fusion}; "
                           "use --engine ort (or leave --engine out)")
-    config = Int8Config(per_channel=per_channel, static=static, calib=calib, calib_samples=calib_samples,
+    config = Int8Config(per_channel=per_channel, static=static, calib_data=calib_data, calib_size=calib_size,
                         tokenizer=tokenizer, fusion=fusion, engine=engine, weights=weights)
     _echo(quantize_int8_file(model, output, config, verify=not no_verify), output, "int8")
 

@@ -138,12 +138,13 @@ class Engine(str, enum.Enum):
 
 @schema
 class Int8Config:
-    """int8 quantization. ``calib``: a dataset name or CSV/JSONL path (static only)."""
+    """int8 quantization. ``calib_data``: a dataset name or CSV/JSONL path (static only); ``calib_size``: how many
+    of its texts calibrate. The names are the CLI's (``--calib-data``, ``--calib-size``) and a recipe's keys."""
 
     per_channel: Flag = True
     static: Flag = False
-    calib: Optional[Text] = None
-    calib_samples: Integer(1, 10_000) = 64
+    calib_data: Optional[Text] = None
+    calib_size: Integer(1, 10_000) = 64
     calib_seq_len: Integer(2, MAX_SEQ_LEN) = 128
     tokenizer: Optional[Text] = None  # tokenizer.json (or its folder) for static; default: metadata source
     # measured fastest on MiniLM at seq 8 and 128 with bias_gelu off (benchmarks/int8_bench.py); falls back
@@ -169,10 +170,10 @@ class Int8Config:
         if self.fusion is Fusion.ONNX and self.static:
             raise ConfigError("fusion: 'onnx' is dynamic int8 (the native engine); static int8 takes --fusion "
                               "attention, mha or none")
-        if self.static and not self.calib:
-            raise ConfigError("calib: static int8 needs calibration data (--calib-data DATASET or file)")
-        if not self.static and self.calib:
-            raise ConfigError("calib: calibration data is only used with static quantization (--static)")
+        if self.static and not self.calib_data:
+            raise ConfigError("calib_data: static int8 needs calibration data (--calib-data DATASET or file)")
+        if not self.static and self.calib_data:
+            raise ConfigError("calib_data: calibration data is only used with static quantization (--static)")
 
 
 def _meta(model: ir.Model, key: str) -> str | None:
@@ -417,7 +418,7 @@ def _calibration_feeds(config: Int8Config, model: ir.Model, proto) -> list[dict[
             seq = spec.shape[1]
     pad = next((i for i in (tok.token_to_id(t) for t in ("[PAD]", "<pad>")) if i is not None), 0)
     tok.enable_truncation(seq if seq is not None else config.calib_seq_len)
-    encodings = tok.encode_batch(calibration_texts(config.calib, n=config.calib_samples))
+    encodings = tok.encode_batch(calibration_texts(config.calib_data, n=config.calib_size))
     if len(encodings) < batch:  # a fixed batch larger than the texts: the texts again, in order
         encodings = [encodings[i % len(encodings)] for i in range(batch)]
     feeds = []

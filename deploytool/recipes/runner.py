@@ -254,13 +254,13 @@ def _check_recipe(recipe: Recipe) -> list[str]:
 
 
 def _check_files(params: dict[str, Any], where: str) -> None:
-    """A file a step reads (``data``, ``importance``, ``calib``) that is not there: refused by ``--check`` too,
+    """A file a step reads (``data``, ``importance``, ``calib_data``) that is not there: refused by ``--check`` too,
     not when the step starts. A dataset's name (``rotten-tomatoes``) is not a file."""
     from deploytool.choices import did_you_mean
     from deploytool.data import calibration_texts, dataset_names, load_dataset
     from deploytool.recipes.schema import looks_like_file
 
-    for key in ("data", "importance", "calib"):
+    for key in ("data", "importance", "calib_data"):
         if key not in params or params[key] is None:
             continue
         v = params[key]
@@ -277,7 +277,7 @@ def _check_files(params: dict[str, Any], where: str) -> None:
             # its columns and rows now, not after the training and the export
             cols = {c: params[c] for c in ("text_col", "label_col") if isinstance(params.get(c), str)}
             try:
-                if key == "calib":  # calibration reads text only: a file without labels is fine
+                if key == "calib_data":  # calibration reads text only: a file without labels is fine
                     calibration_texts(v, n=1, **cols)
                 else:  # split as the step splits it (one label, or too few rows for the splits, is refused)
                     load_dataset(v, **cols, **({"seed": params["seed"]} if isinstance(params.get("seed"), int)

@@ -32,6 +32,7 @@ Layout (all keys but ``schema_version``, ``name`` and ``model`` are optional)::
 from __future__ import annotations
 
 import enum
+import logging
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -48,6 +49,12 @@ from deploytool.units import MAX_SEQ_LEN
 from deploytool.variant import PRECISIONS, Precision
 
 SCHEMA_VERSION = 1
+
+logger = logging.getLogger(__name__)
+
+# a recipe key is its CLI option's name with '-' -> '_' (--calib-data -> calib_data); keys renamed to follow that
+# rule: old -> new, read for one more release with a deprecation line (int8's options, in passes and sweep.options)
+RENAMED_KEYS = {"calib": "calib_data", "calib_samples": "calib_size"}
 
 
 class TrainKind(str, enum.Enum):
@@ -108,6 +115,23 @@ def _as_list(value: Any) -> Any:
     return list(value)
 
 
+def _renamed(params: dict[str, Any], where: str, info: ValidationInfo, at: str = "") -> dict[str, Any]:
+    """``params`` with each old key of :data:`RENAMED_KEYS` under its new name, one deprecation line each (naming
+    the file, ``where`` and the new key); the old and the new key for the same option together are refused."""
+    if not any(old in params for old in RENAMED_KEYS):
+        return params
+    for old, new in RENAMED_KEYS.items():
+        if old in params and new in params:
+            raise invalid(f"both '{old}' (the old name) and '{new}' given for the same option: keep '{new}' only",
+                          f"{at}.{old}")
+    source = (info.context or {}).get("source", "<recipe>")
+    for old, new in RENAMED_KEYS.items():
+        if old in params:
+            logger.warning("deprecated: %s: %s.%s is now %s; the old key goes in the next release", source, where,
+                           old, new)
+    return {RENAMED_KEYS.get(k, k): v for k, v in params.items()}
+
+
 def _steps(kinds: type[enum.Enum], rel_keys: tuple[str, ...]):
     """A list of ``{kind: {params}}`` items (or bare ``kind``) -> ``[{"kind", "params"}]``; each kind checked
     here so the message names the item (``passes[0]: expected one of ...``)."""
@@ -133,6 +157,8 @@ def _steps(kinds: type[enum.Enum], rel_keys: tuple[str, ...]):
             if kind not in allowed:
                 raise invalid(not_one_of(allowed, kind),
                               f"[{i}]")
+            if kind == "quantize":  # int8's options
+                params = _renamed(params, f"passes[{i}].{kind}", info, f"[{i}].{kind}")
             base = _base_dir(info)
             out.append({"kind": kinds(kind),
                         "params": {k: (_rel(x, base) if k in rel_keys else x) for k, x in params.items()}})
@@ -197,7 +223,9 @@ class SweepSpec:
         # the files a precision's pass reads (static int8's calibration data and tokenizer) are relative to the
         # recipe's folder, as every other file name in a recipe is (they were read from the working directory)
         base = _base_dir(info)
-        return {prec: {k: (_rel(v, base) if k == "calib" else _rel_path(v, base) if k == "tokenizer" else v)
+        value = {prec: (_renamed(opts, f"sweep.options.{prec.value}", info, f".{prec.value}")
+                        if prec is Precision.INT8 else opts) for prec, opts in value.items()}
+        return {prec: {k: (_rel(v, base) if k == "calib_data" else _rel_path(v, base) if k == "tokenizer" else v)
                        for k, v in opts.items()} for prec, opts in value.items()}
 
     @field_validator("width", "depth", "precision")
@@ -267,7 +295,7 @@ class Recipe:
     task: Choice("sequence-classification", "feature-extraction") = "sequence-classification"
     train: Annotated[tuple[TrainStep, ...], _steps(TrainKind, ("data", "importance"))] = ()
     export: Annotated[ExportSpec, _none_is_default({})] = ExportSpec()
-    passes: Annotated[tuple[PassStep, ...], _steps(PassKind, ("importance", "neurons", "calib"))] = ()
+    passes: Annotated[tuple[PassStep, ...], _steps(PassKind, ("importance", "neurons", "calib_data"))] = ()
     sweep: Annotated[SweepSpec, _none_is_default({})] = SweepSpec()
     devices: Annotated[tuple[Text, ...], BeforeValidator(_as_list)] = ("x86-host",)
     bench: Annotated[BenchSpec, _none_is_default({})] = BenchSpec()

@@ -436,7 +436,7 @@ def test_onnx_attention_options_are_refused_in_one_line(bert, tmp_path):
     with pytest.raises(ConfigError, match="native engine only"):
         Int8Config(engine="ort", fusion="onnx")
     with pytest.raises(ConfigError, match="dynamic int8"):
-        Int8Config(fusion="onnx", static=True, calib="x.csv")
+        Int8Config(fusion="onnx", static=True, calib_data="x.csv")
 
 
 def test_onnx_attention_on_a_graph_the_writer_cannot_read_falls_back_to_qattention(bert, tmp_path):

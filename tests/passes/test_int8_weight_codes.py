@@ -352,8 +352,8 @@ def test_pairsafe_on_ort_path(tiny_onnx, tmp_path, case):
         kw["fusion"] = "none"
     if case == "static":
         toy_tokenizer(tmp_path / "tok")
-        kw = {"static": True, "calib": str(toy_csv(tmp_path / "calib.csv", n=40)), "tokenizer": str(tmp_path / "tok"),
-              "calib_samples": 16, "fusion": "none"}
+        kw = {"static": True, "calib_data": str(toy_csv(tmp_path / "calib.csv", n=40)), "tokenizer": str(tmp_path / "tok"),
+              "calib_size": 16, "fusion": "none"}
     if case == "sliced":
         slice_file(src, tmp_path / "s.onnx", SliceConfig(width=0.5, depth=1))
         src = tmp_path / "s.onnx"

@@ -59,7 +59,7 @@ def test_static_int8_with_calibration_texts(src, tmp_path):
     toy_tokenizer(tok)
     data = toy_csv(tmp_path / "calib.csv", n=40)
     out = tmp_path / "s.onnx"
-    res = quantize_int8_file(src, out, Int8Config(static=True, calib=str(data), tokenizer=str(tok), calib_samples=16,
+    res = quantize_int8_file(src, out, Int8Config(static=True, calib_data=str(data), tokenizer=str(tok), calib_size=16,
                                                   fusion="none"))
     assert res.stats["calibration_samples"] == 16
     ops = [n.op_type for n in onnx.load(str(out)).graph.node]
@@ -75,8 +75,8 @@ def test_static_int8_with_calibration_texts(src, tmp_path):
         w.writerow(["text"])
         w.writerows([[r["text"]] for r in rows])
     out2 = tmp_path / "s2.onnx"
-    res2 = quantize_int8_file(src, out2, Int8Config(static=True, calib=str(text_only), tokenizer=str(tok),
-                                                    calib_samples=16, fusion="none"))
+    res2 = quantize_int8_file(src, out2, Int8Config(static=True, calib_data=str(text_only), tokenizer=str(tok),
+                                                    calib_size=16, fusion="none"))
     assert res2.stats["calibration_samples"] == 16
     assert _cos(_out(out2), _out(src)).min() > 0.95
 
@@ -84,7 +84,8 @@ def test_static_int8_with_calibration_texts(src, tmp_path):
 def test_static_needs_a_tokenizer(tiny_onnx, tmp_path):
     src = tiny_onnx("bert", exporter="torch", **SHAPE)
     with pytest.raises(ConfigError, match="tokenizer"):
-        quantize_int8_file(src, tmp_path / "s.onnx", Int8Config(static=True, calib="x.csv", tokenizer=str(tmp_path)))
+        quantize_int8_file(src, tmp_path / "s.onnx",
+                           Int8Config(static=True, calib_data="x.csv", tokenizer=str(tmp_path)))
     assert not (tmp_path / "s.onnx").exists()
 
 

@@ -302,7 +302,7 @@ def test_files_in_sweep_options_and_devices_are_the_recipes_and_checked(workspac
     (workspace / "myboard.yaml").write_text(yaml.safe_dump(dict(prof, name="myboard")))
     shutil.copy(workspace / "toy.csv", workspace / "calib.csv")
     good = _recipe(workspace, "ok", train=[], sweep={"precision": ["fp32", "int8"], "options": {
-        "int8": {"static": True, "calib": "calib.csv", "calib_samples": 8, "calib_seq_len": 16}}},
+        "int8": {"static": True, "calib_data": "calib.csv", "calib_size": 8, "calib_seq_len": 16}}},
         devices=["x86-host", "myboard.yaml"])
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -311,11 +311,11 @@ def test_files_in_sweep_options_and_devices_are_the_recipes_and_checked(workspac
     rec = load_recipe(good)
     from deploytool.variant import Precision
 
-    assert rec.sweep.options[Precision.INT8]["calib"] == str(workspace / "calib.csv")
+    assert rec.sweep.options[Precision.INT8]["calib_data"] == str(workspace / "calib.csv")
     assert rec.devices[1] == str(workspace / "myboard.yaml")
     bad = _recipe(workspace, "bad", train=[], sweep={"precision": ["int8"], "options": {
-        "int8": {"static": True, "calib": "nope.csv"}}})
-    with pytest.raises(ConfigError, match="sweep.options.int8: calib: .*nope.csv does not exist"):
+        "int8": {"static": True, "calib_data": "nope.csv"}}})
+    with pytest.raises(ConfigError, match="sweep.options.int8: calib_data: .*nope.csv does not exist"):
         _check(bad, elsewhere, monkeypatch)
 
 
@@ -362,8 +362,8 @@ def test_static_int8_in_a_recipe_gets_the_models_tokenizer(tmp_path):
     from deploytool.recipes.runner import _with_tokenizer
 
     folder = tmp_path / "model"
-    assert _with_tokenizer({"static": True, "calib": "c.csv"}, folder) == {"static": True, "calib": "c.csv",
-                                                                        "tokenizer": str(folder)}
+    assert _with_tokenizer({"static": True, "calib_data": "c.csv"}, folder) == {"static": True, "calib_data": "c.csv",
+                                                                             "tokenizer": str(folder)}
     assert _with_tokenizer({"static": True, "tokenizer": "mine"}, folder)["tokenizer"] == "mine"
     assert "tokenizer" not in _with_tokenizer({"per_channel": True}, folder)
 
@@ -443,7 +443,7 @@ def test_a_tokenizer_folder_in_sweep_options_is_the_recipes_and_keyed_by_its_fil
 
     shutil.copytree(workspace / "model", workspace / "tok", dirs_exist_ok=True)
     path = _recipe(workspace, "tok", train=[], sweep={"precision": ["fp32", "int8"], "options": {
-        "int8": {"static": True, "calib": "toy.csv", "calib_samples": 8, "tokenizer": "tok"}}})
+        "int8": {"static": True, "calib_data": "toy.csv", "calib_size": 8, "tokenizer": "tok"}}})
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "tok").mkdir()  # a folder of that name in the working directory is not the recipe's

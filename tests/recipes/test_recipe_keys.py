@@ -1,0 +1,74 @@
+"""A recipe key is its CLI option's name with '-' -> '_' (README: "CLI grammar"). Static int8's calibration was
+``calib`` / ``calib_samples`` in recipes and ``--calib-data`` / ``--calib-size`` on the command line; the recipe
+keys are ``calib_data`` / ``calib_size`` now, the old ones read with one deprecation line naming the file and the
+new key, and both spellings of one option together refused."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+import pytest
+
+from deploytool.errors import ConfigError
+from deploytool.recipes.schema import Precision, parse_recipe
+from deploytool.recipes.steps import pass_config, precision_config
+
+BASE = {"schema_version": 1, "name": "t", "model": "minilm", "devices": ["x86-host"]}
+
+
+def _sweep(int8: dict) -> dict:
+    return {**BASE, "sweep": {"precision": ["fp32", "int8"], "options": {"int8": int8}}}
+
+
+def _passes(quantize: dict) -> dict:
+    return {**BASE, "passes": [{"quantize": quantize}]}
+
+
+def _int8_of(rec):
+    if rec.passes:
+        return pass_config(rec.passes[0], "passes[0]")
+    return precision_config(Precision.INT8, dict(rec.sweep.options[Precision.INT8]), "sweep.options.int8")
+
+
+@pytest.mark.parametrize("doc", [_sweep, _passes])
+def test_the_recipe_takes_the_cli_names(doc, caplog):
+    with caplog.at_level(logging.WARNING):
+        rec = parse_recipe(doc({"static": True, "calib_data": "rotten-tomatoes", "calib_size": 8}), "r.yaml")
+    cfg = _int8_of(rec)
+    assert (cfg.static, cfg.calib_data, cfg.calib_size) == (True, "rotten-tomatoes", 8)
+    assert not [r for r in caplog.records if "deprecated" in r.getMessage()]
+
+
+@pytest.mark.parametrize("doc, where", [(_sweep, "sweep.options.int8"), (_passes, "passes[0].quantize")])
+def test_the_old_keys_still_work_with_one_deprecation_line_each(doc, where, caplog):
+    with caplog.at_level(logging.WARNING):
+        rec = parse_recipe(doc({"static": True, "calib": "rotten-tomatoes", "calib_samples": 8}), "old.yaml")
+    cfg = _int8_of(rec)
+    assert (cfg.calib_data, cfg.calib_size) == ("rotten-tomatoes", 8)
+    lines = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert lines == [f"deprecated: old.yaml: {where}.calib is now calib_data; the old key goes in the next release",
+                     f"deprecated: old.yaml: {where}.calib_samples is now calib_size; the old key goes in the next "
+                     "release"]
+
+
+@pytest.mark.parametrize("doc, where", [(_sweep, "sweep.options.int8"), (_passes, "passes[0].quantize")])
+@pytest.mark.parametrize("old, new, value", [("calib", "calib_data", "rotten-tomatoes"),
+                                             ("calib_samples", "calib_size", 8)])
+def test_old_and_new_key_together_are_refused_in_one_line(doc, where, old, new, value):
+    with pytest.raises(ConfigError) as e:
+        parse_recipe(doc({"static": True, "calib_data": "rotten-tomatoes", old: value, new: value}), "both.yaml")
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"both.yaml: {where}.{old}: ")
+    assert f"'{old}'" in msg and f"'{new}'" in msg
+
+
+def test_quantize_options_are_named_as_their_config_fields():
+    """The recipe reads int8's options by their config field's name; each quantize option's field is its name."""
+    from deploytool.cli.quant_cmd import quantize
+
+    for p in quantize.params:
+        if isinstance(p, click.Option):
+            longs = [o for o in p.opts if o.startswith("--")]
+            assert p.name == longs[0][2:].replace("-", "_"), (p.opts, p.name)
