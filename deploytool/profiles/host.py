@@ -166,7 +166,8 @@ def build_host_profile(data: Mapping[str, Any], source: str, options: HostOption
         "execution_providers": data["execution_providers"], "threads": threads, "budgets": data["budgets"],
         "sources": list(data.get("sources") or []) + cited,
     }
-    prof = parse_profile(profile_data, source, expect_name=Path(source).stem if not source.startswith("<") else None)
+    prof = parse_profile(profile_data, source, expect_name=Path(source).stem if not source.startswith("<") else None,
+                         detected=True)
     host = {"facts": facts.to_dict(), "measured": measurement is not None,
             "measurement": measurement.to_dict() if measurement is not None else None}
     return dataclasses.replace(prof, host=host)

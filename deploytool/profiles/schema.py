@@ -12,7 +12,7 @@ key path and what was expected (``kirin990.yaml: budgets.p90_latency_ms.128: exp
     soc: HiSilicon Kirin 990
     arch: aarch64                        # aarch64 | x86_64
     cpu:                                 # clusters, fastest first
-      - {name: big, count: 2, core: cortex-a76, max_ghz: 2.86}
+      - {name: big, count: 2, core: cortex-a76, max_ghz: 2.86}   # core: one of KNOWN_CORES[arch]
     features: [neon, fp16, dotprod]      # IsaFeature values (fp16 = fp16 *arithmetic*)
     memory_gb: 8
     compute:                             # over the `threads` cores the profile runs on
@@ -25,7 +25,7 @@ key path and what was expected (``kirin990.yaml: budgets.p90_latency_ms.128: exp
     threads: 2
     budgets:
       p90_latency_ms: {8: 8, 128: 60}    # sequence length -> p90 latency budget (ms)
-      peak_memory_mb: 300
+      peak_memory_mb: 300                # at most memory_gb * 1000
       model_size_mb: 30
     qemu_cpu: cortex-a76                 # QEMU user-mode -cpu model, where one exists
     sources: ["Arm Cortex-A76 TRM ... https://..."]
@@ -65,6 +65,7 @@ __all__ = [
     "EPChoice",
     "ExecutionProvider",
     "IsaFeature",
+    "KNOWN_CORES",
     "NpuSpec",
     "Precision",
     "Profile",
@@ -108,6 +109,40 @@ QEMU_CPUS = frozenset({
     "a64fx", "cortex-a35", "cortex-a53", "cortex-a55", "cortex-a57", "cortex-a72", "cortex-a76",
     "cortex-a710", "neoverse-n1", "neoverse-n2", "neoverse-v1", "max",
 })
+
+
+def _known_cores() -> dict[str, frozenset[str]]:
+    """Core names a profile's ``cpu[].core`` may take, per arch: every name deploytool's CPU detection gives a
+    machine (:mod:`deploytool.runtime.hardware`, :mod:`deploytool.runtime.host`), which is what a measurement is
+    matched by (:mod:`deploytool.profiles.match`), and the cores it knows but cannot detect (a profile of such a
+    device is always projected). Anything else is a typo until added here."""
+    from deploytool.runtime.hardware import ARM_PARTS
+    from deploytool.runtime.host import _X86_UARCH
+
+    x86 = (set(_X86_UARCH.values()) - {"zen3/zen4"}) | {"zen3", "zen4"}  # detection splits family 19h
+    # Arm Ltd cores without a detection entry (Linux's arch/arm64/include/asm/cputype.h names), Qualcomm's Oryon
+    undetected = {"cortex-a34", "cortex-a35", "cortex-a65", "cortex-a73", "cortex-a75", "cortex-a76ae",
+                  "cortex-a78ae", "cortex-a78c", "cortex-x1c", "cortex-x2", "cortex-a725", "cortex-x925",
+                  "neoverse-e1", "neoverse-v3", "oryon-v1", "oryon-v2"}
+    return {"aarch64": frozenset(set(ARM_PARTS.values()) | {"a64fx"} | undetected), "x86_64": frozenset(x86)}
+
+
+#: arch -> the core names a profile file of that arch may give (``cpu[].core``); see :func:`_known_cores`
+KNOWN_CORES = _known_cores()
+
+
+def _core_list(names) -> str:
+    """``cortex-{a53,a55}, a64fx``: the names grouped by their first word, in natural order."""
+    def order(n: str):
+        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)]
+
+    groups: dict[str, list[str]] = {}
+    for n in sorted(names, key=order):
+        head, sep, tail = n.partition("-")
+        groups.setdefault(head if sep and "/" not in n else n, []).append(tail if sep and "/" not in n else "")
+    return ", ".join(h if tails == [""] else f"{h}-{tails[0]}" if len(tails) == 1 else f"{h}-{{{','.join(tails)}}}"
+                     for h, tails in groups.items())
+
 
 _ACT_DTYPES = ("uint8", "uint16")
 _WEIGHT_DTYPES = ("uint8", "int8", "uint16", "int4", "uint4")
@@ -368,6 +403,23 @@ class Profile:
         return {**data, "path": info.context.get("path")}
 
     @model_validator(mode="after")
+    def _written(self, info: ValidationInfo) -> Profile:
+        """What only a profile file states (not one built from this machine, whose memory and cores are detected):
+        its cores are ones deploytool knows, and its peak-memory budget fits in its memory."""
+        if info.context is None or info.context.get("detected"):
+            return self
+        known = KNOWN_CORES[self.arch.value]
+        for i, c in enumerate(self.cpu):
+            if c.core not in known:  # never matched to a measurement: the report would project in silence
+                hint = did_you_mean(c.core, sorted(known)) or f" (known {self.arch.value} cores: {_core_list(known)})"
+                raise invalid(f"unknown core {show(c.core)}{hint}", f"cpu[{i}].core")
+        budget = self.budgets.peak_memory_mb
+        if budget is not None and budget > self.memory_gb * 1000:  # decimal units, as the budgets (units.MB)
+            raise invalid(f"{budget:g} MB is more than the device's memory_gb: {self.memory_gb:g} "
+                          f"({self.memory_gb * 1000:g} MB)", "budgets.peak_memory_mb")
+        return self
+
+    @model_validator(mode="after")
     def _across(self) -> Profile:
         wrong = sorted(f.value for f in self.features
                        if f.value in (_X86_ONLY if self.arch is Arch.AARCH64 else _ARM_ONLY))
@@ -503,15 +555,19 @@ _DOCUMENT_KEYS = ("schema_version", "name", "description", "soc", "arch", "cpu",
                   "compute", "execution_providers", "threads", "budgets", "sources", "qemu_cpu", "npu")
 
 
-def parse_profile(data: Any, source: str = "<profile>", *, expect_name: str | None = None) -> Profile:
+def parse_profile(data: Any, source: str = "<profile>", *, expect_name: str | None = None,
+                  detected: bool = False) -> Profile:
     """Validate a profile mapping (from ``yaml.safe_load``) into a :class:`Profile`
     (:mod:`deploytool.validation`: ``file.yaml: key.path: problem``).
 
-    ``source`` names the file in messages; ``expect_name`` (the file's stem) must equal ``name``.
+    ``source`` names the file in messages; ``expect_name`` (the file's stem) must equal ``name``. ``detected``:
+    the mapping was built from this machine (:mod:`deploytool.profiles.host`): its cores and memory are what was
+    detected, not written, and are not checked against the known cores and the memory budget.
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a YAML mapping (a device profile), got {kind_of(data)}")
-    prof = validate(Profile, without_extensions(data), source, context={"path": None if source.startswith("<") else source})
+    context = {"path": None if source.startswith("<") else source, "detected": detected}
+    prof = validate(Profile, without_extensions(data), source, context=context)
     if expect_name is not None and prof.name != expect_name:
         raise ConfigError(f"{source}: name: expected '{expect_name}' (the file's name), got {show(prof.name)}")
     return prof
