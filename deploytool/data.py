@@ -271,7 +271,7 @@ def _has_column(path: Path, col: str) -> bool:
         return False
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv", ".txt"):
-        reader = csv.DictReader(io.StringIO(_csv_text(raw)), delimiter="\t" if suffix == ".tsv" else ",")
+        reader = _csv_reader(raw, suffix)
         try:
             with _no_field_limit():
                 return col in (reader.fieldnames or [])
@@ -307,6 +307,21 @@ def _csv_text(raw: str) -> str:
     """A CSV's text with classic Mac line ends (a lone CR, no LF anywhere) made LF ends: csv refused such a file
     with "new-line character seen in unquoted field", a traceback."""
     return raw.replace("\r", "\n") if "\r" in raw and "\n" not in raw else raw
+
+
+_EXCEL_SEP = re.compile(r"sep=([^\r\n])\r?(?:\n|$)")
+
+
+def _csv_reader(raw: str, suffix: str) -> csv.DictReader:
+    """A CSV/TSV file's reader: tab for .tsv, else comma, unless the first line is Excel's separator hint
+    (``sep=;``, written by Excel in a semicolon locale), whose separator is used; the hint is read past (it was
+    taken for the header: "no column 'text'"), its line still counted in the line numbers of messages."""
+    text = _csv_text(raw)
+    hint = _EXCEL_SEP.match(text) if suffix in (".csv", ".tsv") else None
+    reader = csv.DictReader(io.StringIO(text), delimiter=hint.group(1) if hint else "\t" if suffix == ".tsv" else ",")
+    if hint:
+        next(reader.reader, None)
+    return reader
 
 
 @contextlib.contextmanager
@@ -449,7 +464,7 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibra
         rows = _json_rows(path, raw)
         columns = set().union(*(r.keys() for r in rows)) if rows else set()
     elif suffix in (".csv", ".tsv", ".txt"):
-        reader = csv.DictReader(io.StringIO(_csv_text(raw)), delimiter="\t" if suffix == ".tsv" else ",")
+        reader = _csv_reader(raw, suffix)
         try:
             with _no_field_limit():
                 rows, columns = _csv_rows(path, reader, suffix)
