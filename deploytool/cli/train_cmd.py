@@ -20,15 +20,20 @@ def _data_options(f, *, default_data: str | None = "rotten-tomatoes"):
                   + ("" if default_data else " Default: the dataset recorded with the model at training time "
                      "(rotten-tomatoes if none)."))
     @click.option("--text-col", default="text", show_default=True, help="Text column of a user file.")
+    @click.option("--text-pair-col", default=None,
+                  help="Second text column of a user file: each example a sentence pair (GLUE's sentence2, "
+                  "hypothesis), tokenized as one input. Default: none, or a file's sentence1/sentence2, "
+                  "question/sentence, premise/hypothesis, question1/question2 or text_a/text_b where it has no "
+                  "'text' column.")
     @click.option("--label-col", default="label", show_default=True, help="Label column of a user file.")
     @click.option("--seed", default=0, show_default=True, type=int, metavar="INT", help="Split and shuffle seed.")
     @click.option("--max-length", default=64, show_default=True, type=int, metavar="INT", help="Tokens per text (longer: truncated).")
     @click.option("--max-train", default=None, type=int, metavar="INT", help="Use only the first N (shuffled) training examples.")
     @click.option("--max-eval", default=None, type=int, metavar="INT", help="Evaluate on only the first N examples of the split.")
     @functools.wraps(f)
-    def wrapper(*a, data, text_col, label_col, seed, max_length, max_train, max_eval, **kw):
-        kw["data_cfg"] = DataConfig(data=data, text_col=text_col, label_col=label_col, seed=seed,
-                                    max_length=max_length, max_train=max_train, max_eval=max_eval)
+    def wrapper(*a, data, text_col, text_pair_col, label_col, seed, max_length, max_train, max_eval, **kw):
+        kw["data_cfg"] = DataConfig(data=data, text_col=text_col, text_pair_col=text_pair_col, label_col=label_col,
+                                    seed=seed, max_length=max_length, max_train=max_train, max_eval=max_eval)
         return f(*a, **kw)
     return wrapper
 

@@ -275,7 +275,8 @@ def _check_files(params: dict[str, Any], where: str) -> None:
                               f"({', '.join(dataset_names())}){did_you_mean(v, dataset_names())}")
         if looks_like_file(v) and Path(v).is_file() and Path(v).stat().st_size <= _READ_AT_CHECK_BYTES:
             # its columns and rows now, not after the training and the export
-            cols = {c: params[c] for c in ("text_col", "label_col") if isinstance(params.get(c), str)}
+            cols = {c: params[c] for c in ("text_col", "text_pair_col", "label_col")
+                    if isinstance(params.get(c), str)}
             try:
                 if key == "calib_data":  # calibration reads text only: a file without labels is fine
                     calibration_texts(v, n=1, **cols)

@@ -74,7 +74,7 @@ def load_profiles(names: tuple[str, ...]):
 
 # -------------------------------------------------------------------------------------- training
 
-_DATA_KEYS = {"data", "text_col", "label_col", "seed", "max_length", "max_train", "max_eval"}
+_DATA_KEYS = {"data", "text_col", "text_pair_col", "label_col", "seed", "max_length", "max_train", "max_eval"}
 
 
 def _split_params(params: dict[str, Any], where: str):

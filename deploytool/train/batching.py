@@ -43,18 +43,21 @@ def sorted_by_length(enc: Encoded) -> Encoded:
 def load_data(cfg: DataConfig, *, whole: bool = False) -> Dataset:
     if cfg.data is None:
         raise ConfigError("data: a dataset name or file is required")
-    return load_dataset(cfg.data, text_col=cfg.text_col, label_col=cfg.label_col, seed=cfg.seed, whole=whole)
+    return load_dataset(cfg.data, text_col=cfg.text_col, label_col=cfg.label_col, seed=cfg.seed, whole=whole,
+                        text_pair_col=cfg.text_pair_col)
 
 
 def encode(tokenizer, split: Split, max_length: int, *, limit: int | None = None, what: str = "") -> Encoded:
+    """The split's examples tokenized: a sentence pair (``split.pairs``) as one input, ``[CLS] a [SEP] b [SEP]`` with
+    token types 0 then 1, truncated longest text first (the tokenizer's ``longest_first``)."""
     split = split.head(limit)
+    args = (list(split.texts),) if split.pairs is None else (list(split.texts), list(split.pairs))
     model_max = getattr(tokenizer, "model_max_length", None)
     if model_max is not None and model_max < 10**6 and max_length > model_max:
         raise ConfigError(f"max_length: {max_length} exceeds the model's maximum of {model_max} tokens")
-    full = tokenizer(list(split.texts), truncation=False, add_special_tokens=True,
-                     verbose=False)["input_ids"]
+    full = tokenizer(*args, truncation=False, add_special_tokens=True, verbose=False)["input_ids"]
     n_trunc = sum(len(x) > max_length for x in full)
-    enc = tokenizer(list(split.texts), truncation=True, max_length=max_length, verbose=False)
+    enc = tokenizer(*args, truncation=True, max_length=max_length, verbose=False)
     types = enc.get("token_type_ids") or [[0] * len(x) for x in enc["input_ids"]]
     if n_trunc:
         logger.warning("%s: %d of %d texts are longer than %d tokens and were truncated",

@@ -54,6 +54,9 @@ class DataConfig:
     data: str | None = "rotten-tomatoes"  # None (eval only): the dataset recorded with the model at training
     text_col: str = "text"
     label_col: str = "label"
+    # the second text of a sentence pair (GLUE's sentence2, hypothesis, ...); None: one text an example, or a pair
+    # of columns the file is found to have (deploytool.data.text_columns)
+    text_pair_col: str | None = None
     seed: int = 0
     max_length: int = 64
     max_train: int | None = None  # first N shuffled training examples (None = all)
@@ -64,6 +67,11 @@ class DataConfig:
         # each text its own label: a head of as many classes as rows was trained, and eval listed every text
         _check(self.text_col != self.label_col,
                f"text_col/label_col: both name the column {self.text_col!r}; the labels are another column")
+        _check(self.text_pair_col is None or bool(str(self.text_pair_col).strip()),
+               "text_pair_col: an empty column name")
+        _check(self.text_pair_col not in (self.text_col, self.label_col),
+               f"text_pair_col: {self.text_pair_col!r} is also the "
+               f"{'text' if self.text_pair_col == self.text_col else 'label'} column; the second text is another one")
         _check(2 <= self.max_length <= MAX_SEQ_LEN, f"max_length: must be in [2, {MAX_SEQ_LEN}] (got {self.max_length})")
         for name in ("max_train", "max_eval"):
             v = getattr(self, name)

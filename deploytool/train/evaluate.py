@@ -126,7 +126,7 @@ def _encoded(tok, ds: Dataset, split: str, data: DataConfig, label_map: np.ndarr
     labels = enc.labels if label_map is None else label_map[enc.labels]
     enc.labels = labels
     order = _length_order(enc)
-    key = examples_key(sp.ids, sp.texts, [ds.label_names[y] for y in sp.labels])
+    key = examples_key(sp.ids, sp.examples(), [ds.label_names[y] for y in sp.labels])
     return sorted_by_length(enc), order, np.asarray(sp.ids, dtype=np.int64), labels, key
 
 
@@ -212,7 +212,8 @@ def resolve_data(cfg: EvalConfig, meta_folder: Path | None) -> tuple[DataConfig,
     whole = cfg.split == "all"
     if cfg.data.data is not None:
         return cfg.data, whole, "--data"
-    given = [f"--{f.replace('_', '-')}" for f, default in (("seed", 0), ("text_col", "text"), ("label_col", "label"))
+    given = [f"--{f.replace('_', '-')}" for f, default in (("seed", 0), ("text_col", "text"),
+                                                           ("text_pair_col", None), ("label_col", "label"))
              if getattr(cfg.data, f) != default]
     if given:  # they were replaced by the recorded ones without a word
         raise ConfigError(f"{', '.join(given)}: only with --data or --test-file (the dataset recorded with the "
@@ -235,6 +236,7 @@ def recorded_data(data: DataConfig, meta_folder: Path | None) -> tuple[DataConfi
     if name not in BUILTIN and not Path(path).is_file():
         raise InputFileError(f"{path}: the dataset recorded when the model was trained is gone; give --data")
     dc = dataclasses.replace(data, data=path, text_col=rec.get("text_col", data.text_col),
+                             text_pair_col=rec.get("text_pair_col", data.text_pair_col),
                              label_col=rec.get("label_col", data.label_col), seed=int(rec.get("seed", 0)))
     return dc, "recorded at training time"
 
@@ -381,6 +383,10 @@ def _evaluate(cfg: EvalConfig, held: contextlib.ExitStack) -> dict:
                                  "`deploytool slice` instead")
         if _is_embedding_onnx(p):
             from deploytool.train.embedding import evaluate_embedding
+
+            if cfg.data.text_pair_col is not None:  # a sentence encoder embeds one text; a pair is no corpus text
+                raise ConfigError(f"--text-pair-col: classifiers only; {p} is an embedding model (its corpus is one "
+                                  "text a row)")
 
             res = evaluate_embedding(cfg)
             res["seconds"] = round(time.perf_counter() - t0, 2)

@@ -58,7 +58,7 @@ def with_model_ids(ds: Dataset, folder, where: str) -> Dataset:
     names = tuple(class_names(id2label, ds.label_names, ids, n))
 
     def remap(sp: Split) -> Split:
-        return Split(sp.texts, tuple(int(ids[y]) for y in sp.labels), sp.ids)
+        return Split(sp.texts, tuple(int(ids[y]) for y in sp.labels), sp.ids, sp.pairs)
 
     logger.info("%s: labels matched to the model's ids: %s", where,
                 ", ".join(f"{a}->{int(b)}" for a, b in zip(ds.label_names, ids)))
