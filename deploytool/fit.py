@@ -12,6 +12,11 @@ device without VNNI (the host's ONNX Runtime probed, another profile's features 
 codes (:func:`int8_codes`): the default codes' pairs of products clip in int16 there, pair-safe ones cannot,
 at the same speed (``benchmarks/results/int8_codes.json``).
 
+Requested widths (or depths) that keep the same heads and neurons (or the same layers) of this model -- on 6
+layers, depths 0.9 and 0.85 both keep layers 0-4 -- are one candidate, built and timed once under the larger
+fraction's name; ``why`` and ``collapsed`` in the ``.fit.json`` say which (the slice pass's own resolution,
+:func:`deploytool.passes.variants.slice_shape`, not a second statement of its rounding rule).
+
 Each candidate is MEASURED on the host (``deploytool.bench``: clean worker process, runs in turns,
 peak memory) and, unless the profile is the host, PROJECTED to the device with the cost model
 (:mod:`deploytool.bench.cost_model`, as ``deploytool report`` projects: the graph ONNX Runtime runs, each op
@@ -233,6 +238,9 @@ class Candidate:
     fits: bool = False
     reasons: list[str] = dataclasses.field(default_factory=list)
     error: str | None = None
+    # the requested candidates that are this one's model (fractions that round to its layers, heads and neurons):
+    # built and timed once, under this name
+    same_as: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -255,6 +263,8 @@ class FitResult:
     # a projected device: the cost model's resolution there per precision (and "all"), from the candidates'
     # errors projected onto this host (Resolution.of_precisions, doubled): projections closer are equally fast
     projection_resolution: dict[str, float] = dataclasses.field(default_factory=dict)
+    # requested widths/depths that cut the same model as another on this input (slice_shape): one candidate each
+    collapsed: list[dict[str, str]] = dataclasses.field(default_factory=list)
 
     def why(self) -> str:
         c = self.chosen
@@ -271,6 +281,8 @@ class FitResult:
                     "smaller, of the tied wins; " + self._speed_rule() + ")" if self.ranking == "accuracy" else "")]
         if self.accuracy_note:
             lines.append(f"  {self.accuracy_note}")
+        for x in self.collapsed:
+            lines.append(f"  {x['message']}")
         if (c.width, c.depth) == (1.0, 1.0) and c.precision in ("fp32", self.source_precision):
             lines.append(f"  note: the pick is the input model itself (width 1, depth 1, {c.precision}): the output is a "
                          "plain copy of it; nothing smaller fits better")
@@ -296,6 +308,7 @@ class FitResult:
         return {"kind": "deploytool.fit/1", "profile": self.profile, "seq_len": self.seq_len,
                 "budget_ms": self.budget_ms, "ranking": self.ranking, "chosen": self.chosen.name,
                 "accuracy_note": self.accuracy_note, "projection_resolution": self.projection_resolution,
+                "collapsed": [dict(x) for x in self.collapsed],
                 "output": str(self.output), "why": self.why(), "candidates": [c.to_dict() for c in self.candidates]}
 
 
@@ -415,23 +428,28 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         cands: list[Candidate] = []
         # read once (a self-contained file is parsed whole): its stored precision and, when it is itself a variant,
         # its width and depth relative to the original model
-        source_precision, (sw, sd) = _source_facts(config.model)
+        source_precision, (sw, sd), structure = _source_facts(config.model)
         if source_precision not in ("fp32", "fp16"):
             # its width-1 depth-1 "fp32" candidate would be this file as is, labelled fp32, and nothing else builds
             raise PassRefusedError(f"fit: {config.model} is already {source_precision}; fit builds its width, depth "
                                    "and precision variants from the fp32 (or fp16) model: give that one")
         grid = _grid_precisions(config.precisions, source_precision)
-        n_cands = len(config.widths) * len(config.depths) * len(grid)
+        widths, depths, collapsed = _distinct_fractions(config.widths, config.depths, structure, (sw, sd))
+        for x in collapsed:
+            say(f"fit: {x['message']}")
+        n_cands = len(widths) * len(depths) * len(grid)
         # an input that is itself a variant (a slice of the export): the candidates are named as their files' records
         # name them, relative to the original model (a width 0.5 of a w0.5 input is w0.25), not to the input
         def label(w: float, d: float, p: str) -> str:
             return _name(sw * w, sd * d, p)
 
         _check_accuracy_names(config, [label(w, d, p) for w in config.widths for d in config.depths for p, _ in grid])
-        for w in config.widths:
-            for d in config.depths:
+        for w in widths:
+            for d in depths:
                 for p, build_p in grid:
                     c = Candidate(label(w, d, p), w, d, p, "")
+                    c.same_as = [label(w2, d2, p) for w2 in [w, *widths[w]] for d2 in [d, *depths[d]]
+                                 if (w2, d2) != (w, d)]
                     say(f"fit: building {c.name} ({len(cands) + 1} of {n_cands})")
                     opts = None
                     if p in ("ternary", "binary"):
@@ -512,8 +530,8 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                 host_errors.setdefault(c.precision, []).append(c.host_projection_error)
         accs = dict(config.accuracies or {})
         ranking = "accuracy" if accs else "proxy: kept-parameter fraction, then precision"
-        for c in built:
-            rec = accs.get(c.name)
+        for c in built:  # a collapsed candidate's accuracy may be keyed by a name it stands for
+            rec = next((accs[n] for n in (c.name, *c.same_as) if n in accs), None)
             c.accuracy = rec.value if rec is not None else None
             c.accuracy_metric = rec.metric if rec is not None else "accuracy"
             if rec is not None and rec.n is not None and rec.low is not None:
@@ -557,7 +575,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                               f"({why})")
         note = ""
         if accs:
-            pk = pick(fitting, record=lambda c: accs.get(c.name), cost=lambda c: (c.device_p90_ms, c.size_mb),
+            pk = pick(fitting, record=lambda c: next((accs[n] for n in (c.name, *c.same_as) if n in accs), None), cost=lambda c: (c.device_p90_ms, c.size_mb),
                       name=lambda c: c.name, same_speed=lambda a, b: _same_speed(a, b, host_errors, config.seq_len),
                       then=lambda c: (c.size_mb, c.name), faster=_faster)
             chosen, note = pk.chosen, pk.note
@@ -568,7 +586,8 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         why_path = config.output.with_name(config.output.name + ".fit.json")
         resolution = Resolution.table(host_errors, f"at seq {config.seq_len}", widen=OTHER_DEVICE_WIDENING)
         result = FitResult(chosen, cands, prof.name, config.seq_len, budget, ranking, config.output, why_path, note,
-                           source_precision=source_precision, projection_resolution=resolution)
+                           source_precision=source_precision, projection_resolution=resolution,
+                           collapsed=collapsed)
         with atomic_write(why_path) as f:
             json.dump(result.to_dict(), f, indent=2)
         return result
@@ -605,9 +624,10 @@ def _check_accuracy_names(config: FitConfig, names: list[str]) -> None:
                       f"{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}")
 
 
-def _source_facts(model: Path) -> tuple[str, tuple[float, float]]:
-    """The input's stored precision and its (width, depth) relative to its original model (its variant record;
-    1, 1 for an export), from one read of the file without its weights."""
+def _source_facts(model: Path):
+    """The input's stored precision, its (width, depth) relative to its original model (its variant record;
+    1, 1 for an export) and its encoder structure (None where the structure finder cannot read it), from one read
+    of the file without its weights."""
     from deploytool.onnx_io import load_proto
     from deploytool.variant import model_precision, read_variant
 
@@ -615,9 +635,59 @@ def _source_facts(model: Path) -> tuple[str, tuple[float, float]]:
         proto = load_proto(model, load_external_data=False)
         precision = model_precision(proto)[0]
     except Exception:  # noqa: BLE001 - an unreadable input fails where the candidates are built, with its reason
-        return "fp32", (1.0, 1.0)
+        return "fp32", (1.0, 1.0), None
     v = read_variant({p.key: p.value for p in proto.metadata_props})
-    return precision, ((v.width, v.depth) if v is not None else (1.0, 1.0))
+    structure = None
+    try:
+        import onnx_ir as ir
+
+        from deploytool.graph.structure import find_structure
+
+        structure = find_structure(ir.serde.deserialize_model(proto))
+    except Exception as e:  # noqa: BLE001 - the slice pass refuses such a model itself, with its reason
+        logger.info("fit: the structure finder cannot read %s (%s): every requested width and depth is built", model, e)
+    return precision, ((v.width, v.depth) if v is not None else (1.0, 1.0)), structure
+
+
+def _distinct_fractions(widths: tuple[float, ...], depths: tuple[float, ...], structure, of: tuple[float, float]):
+    """({width: the widths that cut the same model}, the same for depths, what collapsed): the requested
+    fractions that keep the same heads and neurons (widths) or the same layers (depths) of this model as a larger
+    one requested (the slice pass's own resolution, :func:`deploytool.passes.variants.slice_shape`) stand with it:
+    one file built and timed, not two alike under two labels. ``of``: the input's own (width, depth), for the
+    labels. Without a structure (the finder cannot read the model) every fraction stands alone."""
+    from deploytool.variant import variant_label
+
+    if structure is None or not structure.layers:
+        return {w: [] for w in widths}, {d: [] for d in depths}, []
+    from deploytool.passes.variants import slice_shape
+
+    collapsed: list[dict[str, str]] = []
+
+    def group(values, kind):
+        firsts: dict = {}  # shape key -> the first (largest) fraction requested with it
+        out: dict[float, list[float]] = {}
+        for v in values:  # largest first (FitConfig sorts them)
+            shape = slice_shape(structure, v, 1.0) if kind == "width" else slice_shape(structure, 1.0, v)
+            key = shape.width_key if kind == "width" else shape.layers_kept
+            if key not in firsts:
+                firsts[key] = v
+                out[v] = []
+                continue
+            first = firsts[key]
+            out[first].append(v)
+
+            def name(x: float) -> str:
+                return variant_label(of[0] * x, 1.0, "p").split("-")[0] if kind == "width" else \
+                    variant_label(1.0, of[1] * x, "p").split("-")[1]
+
+            model = f"{structure.num_layers}-layer model" if kind == "depth" else "model"
+            keeps = shape.describe_depth() if kind == "depth" else shape.describe_width()
+            collapsed.append({"kind": kind, "requested": name(v), "same_as": name(first), "keeps": keeps,
+                              "message": f"{name(v)} is the same model as {name(first)} on this {model}: {keeps} "
+                                         f"(built and timed once, as {name(first)})"})
+        return out
+
+    return group(widths, "width"), group(depths, "depth"), collapsed
 
 
 def _grid_precisions(precisions: tuple[str, ...], source_precision: str) -> list[tuple[str, str]]:

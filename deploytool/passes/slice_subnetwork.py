@@ -45,6 +45,7 @@ refused (``PassRefusedError``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
@@ -59,8 +60,8 @@ from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
 from deploytool.validation import Choice, Fraction, schema
 
-__all__ = ["SliceConfig", "SlicePass", "slice_file", "depth_keep", "width_keep", "ffn_keep", "ROUNDINGS",
-           "RULES"]
+__all__ = ["SliceConfig", "SlicePass", "SliceShape", "slice_file", "slice_shape", "depth_keep", "width_keep",
+           "ffn_keep", "ROUNDINGS", "RULES"]
 
 ROUNDINGS = ("dynabert", "half-up")
 # one-line statement of each rule (reported in the pass's stats and by the CLI)
@@ -128,6 +129,49 @@ def depth_keep(depth: float, num_layers: int, rounding: str = "dynabert") -> lis
     return [min(int(math.floor(i / depth + 1e-9)), num_layers - 1) for i in range(n)]
 
 
+@dataclasses.dataclass(frozen=True)
+class SliceShape:
+    """What a slice keeps of one model, resolved by the rule: two configs of equal shapes cut the same model (6
+    layers at depth 0.85 and 0.9 both keep layers 0-4). ``heads`` and ``neurons`` are per layer of the model,
+    kept or not (``neurons``: per FFN of the layer, in its order)."""
+
+    num_layers: int
+    layers_kept: tuple[int, ...]
+    num_heads: tuple[int, ...]  # each layer's heads before the slice
+    heads: tuple[int, ...]
+    neurons: tuple[tuple[int, ...], ...]
+
+    @property
+    def width_key(self) -> tuple:
+        """What the width decides: heads and neurons of every layer."""
+        return self.heads, self.neurons
+
+    def describe_depth(self) -> str:
+        """``5 of 6 layers (0, 1, 2, 3, 5)``."""
+        return f"{len(self.layers_kept)} of {self.num_layers} layers ({', '.join(map(str, self.layers_kept))})"
+
+    def describe_width(self) -> str:
+        """``9 of 12 heads and 1152 neurons per layer`` (per layer listed where the layers differ)."""
+        per = [(k, h, sum(n)) for k, h, n in zip(self.heads, self.num_heads, self.neurons)]
+        if len(set(per)) == 1:
+            k, h, n = per[0]
+            return f"{k} of {h} heads and {n} neurons per layer"
+        return "heads and neurons per layer " + ", ".join(f"{k}/{h} and {n}" for k, h, n in per)
+
+
+def slice_shape(structure: EncoderStructure, config: SliceConfig) -> SliceShape:
+    """The layers, heads and neurons ``config`` keeps of the model ``structure`` describes, by its rounding rule:
+    what :class:`SlicePass` cuts (it edits by this shape), without cutting (the check's refusals aside: a count
+    may be 0 here)."""
+    w, d, rule = config.width, config.depth, config.rounding
+    layers = list(structure.layers)
+    heads = tuple(width_keep(w, la.attention.num_heads, rule) for la in layers)
+    neurons = tuple(tuple(ffn_keep(w, la.attention.num_heads, f.width, rule) for _, f in la.ffn_offsets())
+                    for la in layers)
+    return SliceShape(structure.num_layers, tuple(depth_keep(d, structure.num_layers, rule)),
+                      tuple(la.attention.num_heads for la in layers), heads, neurons)
+
+
 class SlicePass(StructuredPass):
     label = "slice"  # how messages name it: its command
 
@@ -158,13 +202,12 @@ class SlicePass(StructuredPass):
 
     def edit(self, model: ir.Model, structure: EncoderStructure) -> Edit:
         w, d, rule = self.config.width, self.config.depth, self.config.rounding
-        keep_layers = depth_keep(d, structure.num_layers, rule)
+        shape = slice_shape(structure, self.config)
+        keep_layers = list(shape.layers_kept)
         plans = []
-        for layer in structure.layers:
-            h = layer.attention.num_heads
-            kh = width_keep(w, h, rule)
+        for layer, h, kh, counts in zip(structure.layers, shape.num_heads, shape.heads, shape.neurons):
             # each FFN of the layer (MobileBERT stacks several) keeps its own first neurons by the rule
-            kf = [start + j for start, f in layer.ffn_offsets() for j in range(ffn_keep(w, h, f.width, rule))]
+            kf = [start + j for (start, _), n in zip(layer.ffn_offsets(), counts) for j in range(n)]
             plans.append((layer, h, kh, kf))
         kept = set(keep_layers)
         for layer, _, kh, kf in plans:

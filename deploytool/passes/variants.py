@@ -16,7 +16,7 @@ from deploytool.choices import parse_enum
 from deploytool.errors import ConfigError
 from deploytool.variant import PRECISIONS, Precision, variant_label
 
-__all__ = ["slice_config", "precision_pass_config", "build_variant", "variant_label"]
+__all__ = ["slice_config", "slice_shape", "precision_pass_config", "build_variant", "variant_label"]
 
 
 def slice_config(width: float, depth: float, rounding: str = "dynabert"):
@@ -26,6 +26,16 @@ def slice_config(width: float, depth: float, rounding: str = "dynabert"):
     if (float(width), float(depth)) == (1.0, 1.0):
         return None
     return SliceConfig(width=width, depth=depth, rounding=rounding)
+
+
+def slice_shape(structure, width: float, depth: float, rounding: str = "dynabert"):
+    """What variant (width, depth) keeps of the model ``structure`` describes (the slice pass's
+    :class:`~deploytool.passes.slice_subnetwork.SliceShape`; everything at width = depth = 1): two widths (or depths)
+    of equal shapes make the same file."""
+    from deploytool.passes.slice_subnetwork import SliceConfig
+    from deploytool.passes.slice_subnetwork import slice_shape as shape
+
+    return shape(structure, SliceConfig(width=width, depth=depth, rounding=rounding))
 
 
 def precision_pass_config(precision: str, options: Mapping[str, Any] | None = None):
