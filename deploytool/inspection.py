@@ -21,7 +21,7 @@ buffer, :mod:`deploytool.graph.alibi`) is a buffer, not a parameter: its bytes a
 parameters either).
 
 Each distinct weight is counted once: an Identity alias is its source, and a stored tensor whose values repeat
-another's (or its transpose's; a fused QKV is compared third by third) is a copy (:class:`_Distinct`: ALBERT's
+another's bytes (or its transpose's; a fused QKV is compared third by third) is a copy (:class:`_Distinct`: ALBERT's
 shared layer stored per layer, ORT's per-layer concatenated QKV beside the Q, K and V it came from). Its bytes are
 ``duplicate_bytes``, apart from the roles'. All-equal tensors are never merged by value.
 
@@ -56,6 +56,7 @@ from deploytool.graph._util import (ConstCone, alias_root, const_tensor, is_byte
 from deploytool.graph.canonical import TRANSPOSED_FROM, canonicalize
 from deploytool.graph.roles import AttentionBlock
 from deploytool.graph.structure import EncoderStructure, Linear, find_structure
+from deploytool.passes.dedupe_initializers import identical
 
 logger = logging.getLogger(__name__)
 
@@ -615,6 +616,9 @@ class _Distinct:
     shared stack and not others), a weight stored again transposed. Two different weights of a model holding the
     same non-constant values is not a thing that happens; a tensor whose elements are all equal (an untrained
     model's zero biases and unit LayerNorm scales) is never taken for a copy: only an alias says that it is one.
+    A copy is what the dedupe pass merges (:func:`deploytool.passes.dedupe_initializers.identical`: the same dtype,
+    shape and bytes), here also a transposed one or one part of a fused QKV, which that pass cannot merge; an
+    all-equal tensor it merges, as its bytes repeat, is counted here as the parameters it may be.
     ``duplicate_bytes`` and ``duplicate_tensors`` say what the file stores twice."""
 
     def __init__(self) -> None:
@@ -658,8 +662,8 @@ class _Distinct:
         bucket = self._seen.setdefault(key, [])
         for other in bucket:
             b = self._part(*other)
-            if (b.shape == a.shape and np.array_equal(a, b)) or (
-                    a.ndim == 2 and b.shape == a.shape[::-1] and np.array_equal(a, b.T)):
+            # a copy by the dedupe pass's rule (same dtype, shape and bytes), or a transposed one
+            if identical(a, b) or (a.ndim == 2 and identical(a, b.T)):
                 return True
         bucket.append((t, sizes, i))
         return False

@@ -1,5 +1,9 @@
 """Store each constant once: initializers with the same dtype, shape and bytes become one.
 
+:func:`identical` is the one rule for "this tensor is a copy of that one", used here and by ``deploytool inspect``
+(``inspection._Distinct``, which counts the copies a file stores): the same dtype, the same shape and the same
+bytes. Bytes, not values: -0.0 is not 0.0 (they differ in the file and, for a division, in what a node computes).
+
 Some writers store a shared weight once per reader: torch's dynamo exporter writes ALBERT's shared layer once per
 layer, and ONNX Runtime's quantizer writes a quantized copy per reading node. For every graph (subgraphs too, each
 on its own) the readers of a copy are repointed to the first initializer holding those bytes and the copy is
@@ -35,7 +39,7 @@ import onnx_ir as ir
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DedupeStats", "DedupeInitializersPass", "dedupe_initializers"]
+__all__ = ["DedupeStats", "DedupeInitializersPass", "dedupe_initializers", "identical"]
 
 #: the digest reads this many evenly spaced runs of :data:`CHUNK_BYTES` bytes of a tensor (all of a small one)
 CHUNKS = 16
@@ -49,6 +53,14 @@ class DedupeStats:
 
     tensors: int = 0
     bytes: int = 0
+
+
+def identical(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``b`` holds a copy of ``a``: the same dtype, the same shape and the same bytes (see the module)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return np.array_equal(np.ascontiguousarray(a).reshape(-1).view(np.uint8),
+                          np.ascontiguousarray(b).reshape(-1).view(np.uint8))
 
 
 def _raw(t) -> np.ndarray | None:
@@ -99,7 +111,7 @@ def _dedupe_graph(graph: ir.Graph, stats: DedupeStats) -> None:
             if raw is None:
                 continue
             bucket = kept.setdefault(_digest(raw), [])
-            first = next((k for k in bucket if np.array_equal(_raw(k.const_value), raw)), None)
+            first = next((k for k in bucket if identical(_raw(k.const_value), raw)), None)
             if first is None:
                 bucket.append(v)
                 continue
