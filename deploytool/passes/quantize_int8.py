@@ -386,8 +386,9 @@ def _tokenizer_file(config: Int8Config, model: ir.Model) -> Path:
 def _calibration_feeds(config: Int8Config, model: ir.Model, proto) -> list[dict[str, np.ndarray]]:
     """The calibration batches for static int8: the calibration texts tokenized and fed as the model declares its
     inputs (names, element types, a fixed batch or sequence length): ``input_ids`` the token ids, an attention
-    mask 1 on tokens and 0 on padding, other integer inputs (token types) zeros. A model whose inputs cannot be fed
-    from text is refused in one line (dynamic int8 needs no calibration)."""
+    mask 1 on tokens and 0 on padding, token types (``token_type_ids``, ``segment_ids``) the tokenizer's (of
+    sentence pairs: 0 on the first text, 1 on the second), other integer inputs zeros. A model whose inputs cannot
+    be fed from text is refused in one line (dynamic int8 needs no calibration)."""
     from tokenizers import Tokenizer
 
     from deploytool.data import calibration_texts
@@ -423,17 +424,20 @@ def _calibration_feeds(config: Int8Config, model: ir.Model, proto) -> list[dict[
         encodings = [encodings[i % len(encodings)] for i in range(batch)]
     feeds = []
     for start in range(0, len(encodings) - batch + 1, batch):
-        group = [e.ids for e in encodings[start:start + batch]]
-        width = seq if seq is not None else max(len(g) for g in group)
+        group = encodings[start:start + batch]
+        width = seq if seq is not None else max(len(e.ids) for e in group)
         ids = np.full((batch, width), pad, dtype=np.int64)
         mask = np.zeros((batch, width), dtype=np.int64)
-        for r, g in enumerate(group):
-            ids[r, :len(g)] = g
-            mask[r, :len(g)] = 1
+        types = np.zeros((batch, width), dtype=np.int64)
+        for r, e in enumerate(group):
+            ids[r, :len(e.ids)] = e.ids
+            mask[r, :len(e.ids)] = 1
+            types[r, :len(e.type_ids)] = e.type_ids  # a pair's second text is type 1 (they were fed all zeros)
         feed = {}
         for spec in plan.inputs:
+            low = spec.name.lower()
             value = ids if spec.name == REQUIRED_INPUT else mask if spec.name == "attention_mask" else \
-                np.zeros_like(ids)
+                types if ("type" in low or "segment" in low) else np.zeros_like(ids)
             feed[spec.name] = value.astype(spec.dtype)
         feeds.append(feed)
     return feeds

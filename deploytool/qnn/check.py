@@ -313,8 +313,9 @@ def _task_accuracy(sess, prep: PreparedModel, tmp: str, cfg: QnnCheckConfig, tok
         raise ConfigError(f"--data {cfg.eval_data}: task accuracy needs a classifier with {n} logits; "
                           f"{path.name} outputs {out.name} {out.shape}")
     split = ds.split("test").head(cfg.eval_size)
-    ids, mask = _tokenize(tok, list(split.texts), prep.seq_len)
-    feeds = _feeds(prep.model, ids, mask)
+    texts = list(split.texts) if split.pairs is None else list(zip(split.texts, split.pairs))
+    ids, mask, types = _tokenize(tok, texts, prep.seq_len)
+    feeds = _feeds(prep.model, ids, mask, types)
     ref_path = Path(tmp, "reference.onnx")
     htp = _run(sess, feeds).argmax(-1)
     fp32 = _run(_cpu_session(ref_path), feeds).argmax(-1)

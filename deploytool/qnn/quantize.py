@@ -240,7 +240,10 @@ def find_tokenizer(model_path: str | Path | None, tokenizer: str | None) -> Path
     return None
 
 
-def _tokenize(folder: Path, texts: list[str], seq: int) -> tuple[np.ndarray, np.ndarray]:
+def _tokenize(folder: Path, texts: list[str] | list[tuple[str, str]], seq: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token ids, attention mask and token types of ``texts`` padded to ``seq``; a (text, second text) tuple is a
+    sentence pair, one input with types 0 then 1."""
     from tokenizers import Tokenizer
 
     if (folder / "tokenizer.json").is_file():
@@ -254,13 +257,15 @@ def _tokenize(folder: Path, texts: list[str], seq: int) -> tuple[np.ndarray, np.
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         if cls_id is not None and sep_id is not None:
             tok.post_processor = processors.TemplateProcessing(
-                single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+                single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
     pad_id = tok.token_to_id("[PAD]")
     pad_id = 0 if pad_id is None else pad_id
     tok.enable_truncation(max_length=seq)
     tok.enable_padding(length=seq, pad_id=pad_id)
     enc = tok.encode_batch(texts)
-    return (np.array([e.ids for e in enc], dtype=np.int64), np.array([e.attention_mask for e in enc], dtype=np.int64))
+    return (np.array([e.ids for e in enc], dtype=np.int64), np.array([e.attention_mask for e in enc], dtype=np.int64),
+            np.array([e.type_ids for e in enc], dtype=np.int64))
 
 
 def _word_embedding(model: onnx.ModelProto) -> onnx.TensorProto | None:
@@ -278,7 +283,9 @@ def _vocab_size(model: onnx.ModelProto) -> int:
     return int(emb.dims[0]) if emb is not None else 100
 
 
-def _feeds(model: onnx.ModelProto, ids: np.ndarray, mask: np.ndarray) -> list[dict[str, np.ndarray]]:
+def _feeds(model: onnx.ModelProto, ids: np.ndarray, mask: np.ndarray,
+           types: np.ndarray | None = None) -> list[dict[str, np.ndarray]]:
+    """One feed of batch 1 a row; token types ``types`` (a sentence pair's 0s and 1s), else zeros."""
     out = []
     elem = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
     for r in range(ids.shape[0]):
@@ -288,7 +295,7 @@ def _feeds(model: onnx.ModelProto, ids: np.ndarray, mask: np.ndarray) -> list[di
             if "mask" in low:
                 a = mask[r:r + 1]
             elif "type" in low or "segment" in low:
-                a = np.zeros_like(ids[r:r + 1])
+                a = types[r:r + 1] if types is not None else np.zeros_like(ids[r:r + 1])
             elif "ids" in low or "input" in low:
                 a = ids[r:r + 1]
             else:
@@ -306,11 +313,12 @@ def calibration_inputs(model: onnx.ModelProto, *, seq_len: int, n: int, data: st
         from deploytool.data import calibration_texts
 
         texts = calibration_texts(data, n=n, seed=seed, split=split)
-        ids, mask = _tokenize(tokenizer, texts, seq_len)
+        ids, mask, types = _tokenize(tokenizer, texts, seq_len)
         lengths = mask.sum(1)
-        note = (f"{len(texts)} {data} {split} texts tokenised with {tokenizer}, padded to {seq_len} "
+        what = "sentence pairs" if texts and isinstance(texts[0], tuple) else "texts"
+        note = (f"{len(texts)} {data} {split} {what} tokenised with {tokenizer}, padded to {seq_len} "
                 f"(real lengths {int(lengths.min())}-{int(lengths.max())}, mean {lengths.mean():.1f})")
-        return _feeds(model, ids, mask), note
+        return _feeds(model, ids, mask, types), note
     rng = np.random.default_rng(seed)
     vocab = _vocab_size(model)
     ids = rng.integers(3, vocab, size=(n, seq_len), dtype=np.int64)
