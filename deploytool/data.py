@@ -631,8 +631,9 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
 
     ``text_pair_col``: a second text column, each example a sentence pair (:func:`text_columns`: found by
     name where a file has no ``text`` column). ``whole=True``: no split; every example is in the test split (and
-    ``split("all")``), and a file with a single label is accepted (a test file may hold one class only). ``judged=False``: only the train
-    split's texts are read (calibration): the warnings about what dev/test splits can judge are not given.
+    ``split("all")``), and a file with a single label is accepted (a test file may hold one class only).
+    ``judged=False``: only the train split's texts are read (calibration): the warnings about what dev/test splits
+    can judge are not given.
 
     Raises InputFileError for an empty dataset, a missing column or a single label, UnavailableError
     when the package holding a built-in dataset is not installed.

@@ -163,3 +163,12 @@ def test_labels_matched_to_a_teachers_ids_keep_the_pairs(pair_model, tmp_path):
     assert mapped is not ds
     for a, b in ((ds.train, mapped.train), (ds.dev, mapped.dev), (ds.test, mapped.test)):
         assert b.pairs == a.pairs and b.labels == tuple(1 - y for y in a.labels)
+
+
+def test_an_embedding_models_corpus_is_not_read_as_pairs(tiny_onnx, pair_model):
+    """A sentence encoder's corpus is one text a row: --text-pair-col was accepted and ignored."""
+    emb = tiny_onnx("bert", layers=1)
+    res = _run(["eval", str(emb), "--corpus", str(pair_model["csv"]), "--text-col", "sentence1",
+                "--text-pair-col", "sentence2"], code=2)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--text-pair-col: classifiers only" in lines[0] and "embedding model" in lines[0]
