@@ -29,7 +29,8 @@ from deploytool.errors import DeployError, InputFileError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SCHEMA", "BenchReport", "BenchResult", "ProgressEvent", "SegmentWorker", "load_report", "run_benchmark",
+__all__ = ["SCHEMA", "QNN_EMULATED_NOTE", "BenchReport", "BenchResult", "ProgressEvent", "SegmentWorker", "load_report",
+           "qnn_emulated", "run_benchmark",
            "write_json"]
 
 SCHEMA = "deploytool.bench/1"
@@ -135,6 +136,22 @@ def write_json(report: BenchReport, path: str | os.PathLike) -> Path:
         json.dump(report.to_dict(), f, indent=2)
         f.write("\n")
     return Path(path)
+
+
+#: what a reader says of a result that timed QNN on an x86 host (a bench JSON from before bench left QNN out there)
+QNN_EMULATED_NOTE = ("QNN ran on Qualcomm's x86 HTP emulator (a bench from before bench left QNN out on x86): its "
+                     "timings are the emulator's, not the device's nor this CPU's")
+
+
+def qnn_emulated(result: dict[str, Any], host: dict[str, Any]) -> bool:
+    """Whether a bench JSON ``result`` timed QNN's x86 HTP emulator: QNN ran (its first provider) on a host whose
+    recorded arch is x86 (:func:`deploytool.runtime.session.qnn_htp_emulated`, the one rule). Bench no longer times
+    it; older files did and said 'QNN'."""
+    from deploytool.runtime.session import qnn_htp_emulated
+
+    ran = (result.get("providers") or [None])[0]
+    arch = host.get("arch") or (host.get("cpu") or {}).get("arch")
+    return ran == "QNNExecutionProvider" and arch is not None and qnn_htp_emulated(str(arch))
 
 
 def load_report(path: str | os.PathLike) -> dict[str, Any]:

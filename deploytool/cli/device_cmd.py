@@ -164,6 +164,8 @@ def report(results: tuple[Path, ...], out_dir: Path, profile_names: tuple[str, .
                    f"shown: {', '.join(unmatched)}", err=True)
     if result.info.get("latency_budget_missing"):
         click.echo(f"warning: {result.info['latency_budget_missing']}", err=True)
+    if result.info.get("qnn_emulated"):
+        click.echo(f"warning: {result.info['qnn_emulated']}", err=True)
     if result.info.get("latency_missing"):
         click.echo(f"warning: {result.info['latency_missing']}", err=True)
     elif result.info.get("models_not_found"):

@@ -22,6 +22,9 @@ emulated: :mod:`deploytool.profiles.match`; never decided by the profile's name)
 device latency (:mod:`deploytool.bench.cost_model`), compared with the p90 budget as it is (a
 projection has no run-to-run spread). A MEASURED row also carries the projection and its error
 (``projection_error``); projected rows of the same device and model from other machines are dropped. Memory and size are host measurements (same model, same ORT).
+A result that timed QNN on an x86 host (a bench JSON from before bench left QNN out there: Qualcomm's x86 HTP
+emulator, :func:`deploytool.bench.runner.qnn_emulated`) is no measurement: not timed, never MEASURED, not judged
+against the budgets of a profile that runs QNN first (``info.qnn_emulated`` says so; the CLI warns).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ReportConfig", "ReportRow", "collect_rows", "load_accuracy"]
 
+from deploytool.bench.runner import QNN_EMULATED_NOTE  # noqa: E402
 from deploytool.units import MB  # noqa: E402  (decimal MB, as the budgets)
 from deploytool.variant import model_precision  # noqa: E402
 
@@ -163,6 +167,8 @@ class ReportRow:
     # interleaved run pair run by run: the summary's speed test among accuracy-tied variants); not in JSON
     samples_ms: Any = dataclasses.field(default=None, repr=False, compare=False)
     samples_run: Any = dataclasses.field(default=None, repr=False, compare=False)
+    # the bench timed QNN's x86 HTP emulator (an old bench JSON): not timed, never MEASURED, not judged on an NPU
+    qnn_emulated: bool = False
 
     def accuracy_label(self, nd: int = 1) -> str:
         """'79.8% [76.1-83.1] n=500' (with the share of the reference where there is one)."""
@@ -239,6 +245,7 @@ def _model_facts(path: str) -> tuple[str, str, int | None]:
 def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]:
     """All rows of the report, and facts about the inputs (hosts, calibration) for the header."""
     from deploytool.bench import load_report
+    from deploytool.bench.runner import qnn_emulated
     from deploytool.bench.cost_model import (OTHER_DEVICE_WIDENING, ErrorBand, HostRates, Resolution, op_costs,
                                              project_latency)
 
@@ -294,6 +301,8 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                 c = costs(path, res)
                 if c is None or not _is_host(host_profile, rep.get("host", {})):  # ran on this machine only
                     continue
+                if qnn_emulated(res, rep.get("host", {})):  # the emulator's timings are not this CPU's
+                    continue
                 threads = int(rep["config"].get("threads") or 1)
                 proj = project_latency(c, host_profile, seq_len=res["seq_len"], threads=threads)
                 measured = res["latency_ms"]["p50_ms"]
@@ -338,10 +347,15 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                 record = v.to_dict() if v is not None else None
             lat = res["latency_ms"]
             p50, p90 = float(lat["p50_ms"]), float(lat["p90_ms"])
+            emulated = qnn_emulated(res, host)
             for prof in profiles:
-                from deploytool.profiles.match import match_profile
+                from deploytool.profiles.match import HardwareMatch, match_profile
 
                 match = match_profile(prof, host)
+                if emulated:  # neither the device's latency nor this CPU's: never MEASURED
+                    match = HardwareMatch(False, QNN_EMULATED_NOTE)
+                # an NPU profile (QNN first) is not judged on it: its CPU projection is not the NPU's latency
+                npu = emulated and prof.execution_providers[0].provider.value == "QNNExecutionProvider"
                 is_host = match.matched  # MEASURED on this profile's hardware
                 on_this_machine = is_host and prof.from_host  # the projection uses the machine's own rates
                 proj = None
@@ -352,7 +366,9 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                                            calibration=calibration if config.calibrate and not is_host else None,
                                            band=band if on_this_machine else device_band,
                                            host_rates=None if on_this_machine else rates_for(prof.threads))
-                if is_host:
+                if npu:
+                    dev_lat, source = None, "n/a (the bench timed QNN's x86 HTP emulator, not the device)"
+                elif is_host:
                     dev_lat, source = p90, "measured p90"
                 elif proj is not None:
                     dev_lat, source = proj.latency_ms, "projected"
@@ -363,7 +379,11 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                 budget_ms = prof.budgets.latency_ms(res["seq_len"])
                 mem_mb = res["peak_rss_bytes"] / MB if res.get("peak_rss_bytes") else None  # None: not recorded
                 size_mb, size_of = shipped_size(path, prof, (res.get("model_bytes") or 0) / MB)
-                ok, why, failed = _budget(prof, budget_ms, dev_lat, source, mem_mb, size_mb, size_of)
+                ok, why, failed = _budget(prof, budget_ms, dev_lat, source, None if npu else mem_mb, size_mb, size_of)
+                if npu:  # the emulator's run says nothing of the NPU's latency or memory: nothing judged
+                    ok, why, failed = None, f"{QNN_EMULATED_NOTE}: not judged against {prof.name}'s budgets", []
+                elif emulated:
+                    why = f"{QNN_EMULATED_NOTE}; {why}"
                 uncertain = bool(source == "projected" and budget_ms is not None and proj is not None
                                  and proj.band_low_ms is not None and proj.band_low_ms <= budget_ms < proj.band_high_ms)
                 if uncertain:
@@ -373,7 +393,9 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                 ran = (res.get("providers") or ["?"])[0]
                 note = "; ".join(f"{s['provider']}: {s['reason']}" for s in skipped)
                 wanted = prof.execution_providers[0].provider.value
-                if not note and wanted != ran:
+                if emulated:
+                    note = "; ".join(x for x in (QNN_EMULATED_NOTE, note) if x)
+                elif not note and wanted != ran:
                     avail = [a for a in host.get("available_providers", []) if a != "AzureExecutionProvider"]
                     note = (f"{wanted}: not in the onnxruntime build that measured (available: [{', '.join(avail)}])"
                             if wanted not in avail else f"{wanted}: the measurement did not ask for it "
@@ -382,8 +404,10 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     device=prof.name, soc=prof.soc, core=prof.core, model=res["name"], model_path=path,
                     precision=prec, arch=arch, params=params, param_fraction=None, seq_len=res["seq_len"],
                     threads=threads_measured, ep_requested=prof.execution_providers[0].name,
-                    ep_ran=ran.replace("ExecutionProvider", ""), ep_note=note,
-                    measured_on=str(host.get("cpu_model", "?")), p50_ms=p50, p90_ms=p90, peak_memory_mb=mem_mb,
+                    ep_ran=ran.replace("ExecutionProvider", "") + (" (x86 HTP emulator)" if emulated else ""),
+                    ep_note=note, measured_on=str(host.get("cpu_model", "?")),
+                    p50_ms=None if emulated else p50, p90_ms=None if emulated else p90,
+                    peak_memory_mb=None if emulated else mem_mb,
                     size_mb=size_mb, size_of=size_of, accuracy=_lookup(acc, path, res["name"]),
                     projected_ms=proj.latency_ms if proj else None, projected_label=proj.label if proj else "",
                     device_latency_ms=dev_lat, device_latency_source=source, budget_ms=budget_ms,
@@ -392,8 +416,9 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     cost_model_error=((proj.latency_ms - p50) / p50 if (is_host and proj and p50 > 0) else None),
                     projected_low_ms=proj.band_low_ms if proj else None,
                     projected_high_ms=proj.band_high_ms if proj else None, budget_uncertain=uncertain,
-                    latency_unjudged=budget_ms is not None and dev_lat is None,
-                    variant_record=record, status="MEASURED" if is_host else ("PROJECTED" if proj else ""),
+                    latency_unjudged=budget_ms is not None and dev_lat is None and not npu, qnn_emulated=emulated,
+                    variant_record=record,
+                    status="MEASURED" if is_host else ("PROJECTED" if proj and not npu else ""),
                     match_why=match.why,
                     projection_error=((proj.latency_ms - p50) / p50 if (is_host and proj and p50 > 0) else None),
                     samples_ms=(tuple(res.get("samples_ms") or ()) if is_host and interleaved else None),
@@ -436,7 +461,8 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
             "profiles": [p.name for p in profiles], "runs": runs, "devices": devices,
             "accuracy_unmatched": unmatched, "models_not_found": list(not_found),
             "latency_missing": _latency_missing(rows, list(not_found), config),
-            "latency_budget_missing": _no_latency_budget(rows, profiles)}
+            "latency_budget_missing": _no_latency_budget(rows, profiles),
+            "qnn_emulated": _qnn_emulated_line(rows, config.results)}
     if acc_set.reference is not None:
         ref = acc_set.reference
         info["accuracy_reference"] = {"name": acc_set.reference_name, "accuracy": ref.value, "n": ref.n,
@@ -510,12 +536,25 @@ def _check_lengths(path: Path, rep: dict[str, Any], positions: dict[str, int | N
                                  "since?)")
 
 
+def _qnn_emulated_line(rows: Sequence[ReportRow], paths: Sequence[Path]) -> str:
+    """One line: the results that timed QNN's x86 HTP emulator (old bench JSONs) and what the report made of
+    them; "" where there are none."""
+    models = sorted({r.model for r in rows if r.qnn_emulated})
+    if not models:
+        return ""
+    npu = sorted({r.device for r in rows if r.qnn_emulated and r.budget_why.startswith(f"{QNN_EMULATED_NOTE}: ")})
+    shown = ", ".join(models[:3]) + (f" and {len(models) - 3} more" if len(models) > 3 else "")
+    return (f"{shown}: {QNN_EMULATED_NOTE}; shown as not timed, never MEASURED"
+            + (f", not judged against the NPU budgets of {', '.join(npu)}" if npu else "")
+            + "; bench again (QNN on the device, or the CPU EPs here)")
+
+
 def _latency_missing(rows: Sequence[ReportRow], not_found: Sequence[str], config: ReportConfig) -> str:
     """One line: which devices have rows with a latency budget but no device latency (not judged), and why;
     "" where there are none."""
     counts: dict[str, int] = {}
     for r in rows:
-        if r.latency_unjudged:
+        if r.latency_unjudged and not r.qnn_emulated:
             counts[r.device] = counts.get(r.device, 0) + 1
     if not counts:
         return ""
@@ -552,6 +591,7 @@ def _refuse_measured_twice(profiles: Sequence[Profile], paths: Sequence[Path], r
     """InputFileError when two bench JSONs both MEASURED one model at one length on hardware matching one profile,
     by the same execution provider: the device's verdict would take one of the two (the first given) in silence,
     and a measurement over budget could be dropped for one within it."""
+    from deploytool.bench.runner import qnn_emulated
     from deploytool.profiles.match import match_profile
 
     for prof in profiles:
@@ -560,6 +600,8 @@ def _refuse_measured_twice(profiles: Sequence[Profile], paths: Sequence[Path], r
             if not match_profile(prof, rep.get("host", {})).matched:
                 continue
             for res in rep["results"]:
+                if qnn_emulated(res, rep.get("host", {})):  # not a measurement of this device
+                    continue
                 ep = (res.get("providers") or ["?"])[0]
                 key = (str(Path(res["model"]).resolve()), res["seq_len"], ep)
                 first = seen.setdefault(key, path)

@@ -148,10 +148,11 @@ QNN_EMULATED_REASON = ("on x86 the QNN HTP backend is Qualcomm's emulator: its t
                        "(deploytool qnn check runs it for coverage and numerics)")
 
 
-def qnn_htp_emulated() -> bool:
-    """Whether QNN's HTP backend here is Qualcomm's x86 emulator (no timing from it is a device latency): the one
-    rule, which :func:`deploytool.qnn.ep.is_emulated` states for the qnn package."""
-    return platform.machine().lower() in ("x86_64", "amd64", "i686")
+def qnn_htp_emulated(machine: str | None = None) -> bool:
+    """Whether QNN's HTP backend here (or on a machine of arch ``machine``, as a bench JSON records it) is
+    Qualcomm's x86 emulator (no timing from it is a device latency): the one rule, which
+    :func:`deploytool.qnn.ep.is_emulated` states for the qnn package and the report applies to old bench files."""
+    return (platform.machine() if machine is None else str(machine)).lower() in ("x86_64", "amd64", "i686")
 
 
 def _plan_providers(ort, spec: SessionSpec, timing: bool = False):
