@@ -172,3 +172,24 @@ def test_an_embedding_models_corpus_is_not_read_as_pairs(tiny_onnx, pair_model):
                 "--text-pair-col", "sentence2"], code=2)
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "--text-pair-col: classifiers only" in lines[0] and "embedding model" in lines[0]
+
+
+def test_distillation_trains_on_the_pairs(pair_model, tmp_path, monkeypatch):
+    """distill reads the teacher's data as pairs: what it trains and evaluates the student on is tokenizer(a, b)."""
+    from transformers import AutoTokenizer
+
+    import deploytool.train.batching as batching
+
+    seen = []
+    real = batching.encode
+    monkeypatch.setattr(batching, "encode", lambda tok, split, *a, **kw: seen.append((split, real(tok, split, *a,
+                                                                                                   **kw))) or seen[-1][1])
+    _run(["distill", "--teacher", str(pair_model["folder"]), "-o", str(tmp_path / "s"), "--layers", "1", "--hidden",
+          "16", "--heads", "2", "--ffn", "16", "--epochs", "0.25", "--importance-examples", "0", "--threads", "1",
+          "--data", str(pair_model["csv"]), "--max-length", "24"])
+    tok = AutoTokenizer.from_pretrained(pair_model["folder"])
+    assert seen
+    for split, enc in seen:
+        ref = tok(list(split.texts), list(split.pairs), truncation=True, max_length=24)
+        assert enc.ids == ref["input_ids"] and enc.types == ref["token_type_ids"]
+        assert any(1 in t for t in enc.types)
