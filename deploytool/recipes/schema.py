@@ -25,7 +25,7 @@ Layout (all keys but ``schema_version``, ``name`` and ``model`` are optional)::
       options: {ternary: {runtime: densest}}   # each precision pass's options
     devices: [kirin990, raspberry-pi-4, x86-host]
     bench: {seq_lens: [8, 128], runs: 50, warmup: 5}
-    eval: {data: rotten-tomatoes, split: test, max_examples: 500}
+    eval: {data: rotten-tomatoes, split: test, max_eval: 500}
     report: {title: "MiniLM on phones"}
 """
 
@@ -53,8 +53,11 @@ SCHEMA_VERSION = 1
 logger = logging.getLogger(__name__)
 
 # a recipe key is its CLI option's name with '-' -> '_' (--calib-data -> calib_data); keys renamed to follow that
-# rule: old -> new, read for one more release with a deprecation line (int8's options, in passes and sweep.options)
+# rule: old -> new, read for one more release with a deprecation line. int8's options (in passes and sweep.options):
 RENAMED_KEYS = {"calib": "calib_data", "calib_samples": "calib_size"}
+# eval's (deploytool eval --max-eval) and bench's (deploytool bench --batch-size)
+EVAL_RENAMED_KEYS = {"max_examples": "max_eval"}
+BENCH_RENAMED_KEYS = {"batch": "batch_size"}
 
 
 class TrainKind(str, enum.Enum):
@@ -115,21 +118,22 @@ def _as_list(value: Any) -> Any:
     return list(value)
 
 
-def _renamed(params: dict[str, Any], where: str, info: ValidationInfo, at: str = "") -> dict[str, Any]:
-    """``params`` with each old key of :data:`RENAMED_KEYS` under its new name, one deprecation line each (naming
-    the file, ``where`` and the new key); the old and the new key for the same option together are refused."""
-    if not any(old in params for old in RENAMED_KEYS):
+def _renamed(params: Any, where: str, info: ValidationInfo, at: str = "",
+             renamed: dict[str, str] = RENAMED_KEYS) -> Any:
+    """``params`` with each old key of ``renamed`` under its new name, one deprecation line each (naming the file,
+    ``where`` and the new key); the old and the new key for the same option together are refused."""
+    if not isinstance(params, dict) or not any(old in params for old in renamed):
         return params
-    for old, new in RENAMED_KEYS.items():
+    for old, new in renamed.items():
         if old in params and new in params:
             raise invalid(f"both '{old}' (the old name) and '{new}' given for the same option: keep '{new}' only",
                           f"{at}.{old}")
     source = (info.context or {}).get("source", "<recipe>")
-    for old, new in RENAMED_KEYS.items():
+    for old, new in renamed.items():
         if old in params:
             logger.warning("deprecated: %s: %s.%s is now %s; the old key goes in the next release", source, where,
                            old, new)
-    return {RENAMED_KEYS.get(k, k): v for k, v in params.items()}
+    return {renamed.get(k, k): v for k, v in params.items()}
 
 
 def _steps(kinds: type[enum.Enum], rel_keys: tuple[str, ...]):
@@ -255,22 +259,29 @@ class SweepSpec:
 @schema
 class BenchSpec:
     seq_lens: Annotated[tuple[Integer(1, MAX_SEQ_LEN), ...], BeforeValidator(_as_list)] = (8, 128)
-    batch: Integer(1, 1024) = 1
+    batch_size: Integer(1, 1024) = 1
     runs: Integer(1, 100000) = 50
     warmup: Integer(0, 100000) = 5
     threads: Optional[Integer(1, 256)] = None  # None: 1 (a profile of this machine says so beside its MEASURED rows)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, value: Any, info: ValidationInfo) -> Any:
+        return _renamed(value, "bench", info, "", BENCH_RENAMED_KEYS) if info.context is not None else value
 
 
 @schema
 class EvalSpec:
     data: Text
     split: Choice("train", "dev", "test") = "test"
-    max_examples: Optional[Integer(1)] = None
+    max_eval: Optional[Integer(1)] = None
     max_length: Integer(8, MAX_SEQ_LEN) = 128
 
     @model_validator(mode="before")
     @classmethod
     def _paths(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.context is not None:
+            value = _renamed(value, "eval", info, "", EVAL_RENAMED_KEYS)
         if isinstance(value, dict) and isinstance(value.get("data"), str):
             return {**value, "data": _rel(value["data"], _base_dir(info))}
         return value
@@ -338,11 +349,11 @@ class Recipe:
 
     @model_validator(mode="after")
     def _across(self) -> "Recipe":
-        if (self.task == "feature-extraction" and self.eval is not None and self.eval.max_examples is not None
-                and self.eval.max_examples < 20):
-            # an embedding model's eval is recall@10 over a corpus of max_examples texts (deploytool.train.embedding)
-            raise invalid(f"an embedding corpus needs at least 20 texts, got {self.eval.max_examples}",
-                          "eval.max_examples")
+        if (self.task == "feature-extraction" and self.eval is not None and self.eval.max_eval is not None
+                and self.eval.max_eval < 20):
+            # an embedding model's eval is recall@10 over a corpus of max_eval texts (deploytool.train.embedding)
+            raise invalid(f"an embedding corpus needs at least 20 texts, got {self.eval.max_eval}",
+                          "eval.max_eval")
         return self
 
 

@@ -290,18 +290,18 @@ def precision_step(prec: Precision, options: dict[str, Any], src: Path, tmp: Pat
 def eval_step(model: Path, tokenizer_dir: Path, spec: EvalSpec, tmp: Path, *,
               reference: Path | None = None) -> dict[str, str]:
     """Accuracy of a classifier on the spec's split; for an embedding model (``reference`` given: the
-    exported fp32 model), recall@10 of the reference's neighbours over the first ``max_examples``
+    exported fp32 model), recall@10 of the reference's neighbours over the first ``max_eval``
     texts of ``spec.data`` (1,000 by default)."""
     from deploytool.train.evaluate import evaluate
     from deploytool.train.config import DataConfig, EvalConfig
 
     if reference is not None:
         cfg = EvalConfig(model=model, tokenizer=tokenizer_dir, reference=reference, corpus=spec.data,
-                         max_queries=spec.max_examples or 1000, data=DataConfig(data=None, max_length=spec.max_length),
+                         max_queries=spec.max_eval or 1000, data=DataConfig(data=None, max_length=spec.max_length),
                          output=tmp / "metrics.json")
     else:
         cfg = EvalConfig(model=model, tokenizer=tokenizer_dir, split=spec.split,
-                         data=DataConfig(data=spec.data, max_length=spec.max_length, max_eval=spec.max_examples),
+                         data=DataConfig(data=spec.data, max_length=spec.max_length, max_eval=spec.max_eval),
                          output=tmp / "metrics.json")
     evaluate(cfg)
     return {"metrics": "metrics.json"}
@@ -350,7 +350,7 @@ def bench_step(variants, bench: BenchSpec, tmp: Path) -> dict[str, str]:
     """All variants timed in turns in one clean worker on this host (CPU EP, the recipe's threads)."""
     from deploytool.bench import BenchConfig, run_benchmark, write_json as write_bench
 
-    cfg = BenchConfig(models=tuple(v.path for v in variants), seq_lens=bench.seq_lens, batch=bench.batch,
+    cfg = BenchConfig(models=tuple(v.path for v in variants), seq_lens=bench.seq_lens, batch=bench.batch_size,
                       warmup=bench.warmup, runs=bench.runs, threads=bench.threads or 1)
     write_bench(run_benchmark(cfg), tmp / "bench.json")
     return {"results": "bench.json"}

@@ -77,7 +77,7 @@ def test_embedding_recipe_uses_recall_at_10_as_its_accuracy(tmp_path):
            "export": {"exporter": "torch"}, "passes": [],
            "sweep": {"width": [1.0, 0.5], "depth": [1.0], "precision": ["fp32", "int8"]},
            "devices": ["x86-host"], "bench": {"seq_lens": [8], "runs": 2, "warmup": 0},
-           "eval": {"data": "toy.csv", "max_examples": 100, "max_length": 32}}
+           "eval": {"data": "toy.csv", "max_eval": 100, "max_length": 32}}
     p = tmp_path / "emb.yaml"
     p.write_text(yaml.safe_dump(doc, sort_keys=False))
     res = run_recipe(load_recipe(p), tmp_path / "out")

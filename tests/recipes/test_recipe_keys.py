@@ -1,7 +1,8 @@
 """A recipe key is its CLI option's name with '-' -> '_' (README: "CLI grammar"). Static int8's calibration was
 ``calib`` / ``calib_samples`` in recipes and ``--calib-data`` / ``--calib-size`` on the command line; the recipe
 keys are ``calib_data`` / ``calib_size`` now, the old ones read with one deprecation line naming the file and the
-new key, and both spellings of one option together refused."""
+new key, and both spellings of one option together refused. So are eval's ``max_examples`` (``eval --max-eval``:
+now ``max_eval``) and bench's ``batch`` (``bench --batch-size``: now ``batch_size``)."""
 
 from __future__ import annotations
 
@@ -72,3 +73,26 @@ def test_quantize_options_are_named_as_their_config_fields():
         if isinstance(p, click.Option):
             longs = [o for o in p.opts if o.startswith("--")]
             assert p.name == longs[0][2:].replace("-", "_"), (p.opts, p.name)
+
+
+# eval.max_examples was `deploytool eval --max-eval`, bench.batch `deploytool bench --batch-size`
+@pytest.mark.parametrize("section, old, new, value", [("eval", "max_examples", "max_eval", 100),
+                                                      ("bench", "batch", "batch_size", 2)])
+def test_eval_and_bench_keys_are_the_cli_names(section, old, new, value, caplog):
+    extra = {"data": "rotten-tomatoes"} if section == "eval" else {}
+    rec = parse_recipe({**BASE, section: {**extra, new: value}}, "r.yaml")
+    assert getattr(getattr(rec, section), new) == value
+    with caplog.at_level(logging.WARNING):
+        rec = parse_recipe({**BASE, section: {**extra, old: value}}, "old.yaml")
+    assert getattr(getattr(rec, section), new) == value
+    assert [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()] == [
+        f"deprecated: old.yaml: {section}.{old} is now {new}; the old key goes in the next release"]
+    with pytest.raises(ConfigError, match=rf"^both.yaml: {section}.{old}: both '{old}' \(the old name\) and '{new}' "):
+        parse_recipe({**BASE, section: {**extra, old: value, new: value}}, "both.yaml")
+
+
+def test_a_bad_value_is_named_by_the_new_key():
+    with pytest.raises(ConfigError, match=r"^r.yaml: eval.max_eval: "):
+        parse_recipe({**BASE, "eval": {"data": "rotten-tomatoes", "max_examples": 0}}, "r.yaml")
+    with pytest.raises(ConfigError, match=r"^r.yaml: bench.batch_size: "):
+        parse_recipe({**BASE, "bench": {"batch_size": 0}}, "r.yaml")
