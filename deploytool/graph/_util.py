@@ -229,8 +229,31 @@ def shape_derived(v: ir.Value | None, memo: dict[int, bool] | None = None, depth
             result = True
         else:
             result = bool(p.inputs) and all(i is None or shape_derived(i, memo, depth + 1) for i in p.inputs)
+            if result and p.op_type in ("If", "Loop", "Scan"):
+                # its inputs are only the condition (shapes, as TorchScript's DeBERTa v1 uneven-size check):
+                # what it returns also comes from the outer values its branches read
+                result = all(shape_derived(i, memo, depth + 1) for i in _captured(p))
     memo[key] = result
     return result
+
+
+def _captured(node: ir.Node) -> list[ir.Value]:
+    """The outer values that the subgraphs of ``node`` (an If's branches, a Loop's body) read."""
+    out: list[ir.Value] = []
+    for attr in node.attributes.values():
+        graphs = [attr.value] if isinstance(attr.value, ir.Graph) else \
+            [g for g in (attr.value or ()) if isinstance(g, ir.Graph)] if attr.type == ir.AttributeType.GRAPHS else []
+        for g in graphs:
+            nodes = list(ir.traversal.RecursiveGraphIterator(g))
+            inner = {id(n) for n in nodes}
+            own = {id(g)} | {id(n.graph) for n in nodes}
+            for n in nodes:
+                for i in n.inputs:
+                    p = i.producer() if i is not None else None
+                    if i is None or (id(p) in inner if p is not None else id(i.graph) in own):
+                        continue  # computed inside, or a subgraph's own input or initializer
+                    out.append(i)
+    return out
 
 
 _SHAPE_UNARY = {"Cast", "Neg", "Not", "Identity", "Sqrt", "Exp", "Log", "Abs", "Relu", "Sigmoid", "Tanh", "Erf",
