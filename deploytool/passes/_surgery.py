@@ -859,26 +859,39 @@ def _refuse_left_inside(graph: ir.Graph, watched: Sequence[tuple[EncoderLayer, i
 # ops whose output has their first input's element type
 _SAME_TYPE = {"Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Add", "Sub", "Mul", "Div", "MatMul",
               "LayerNormalization", "SkipLayerNormalization", "SimplifiedLayerNormalization",
-              "SkipSimplifiedLayerNormalization", "Gelu", "FastGelu", "BiasGelu", "Relu", "Tanh", "Erf", "Dropout"}
+              "SkipSimplifiedLayerNormalization", "Gelu", "FastGelu", "BiasGelu", "Relu", "Tanh", "Erf", "Dropout",
+              "Slice", "Gather", "Expand", "Concat", "Split", "Sigmoid", "Softmax", "Sqrt", "Neg", "Pow", "Clip",
+              "QuickGelu", "FusedMatMul", "Gemm", "Tile", "Max", "Min", "Abs", "Exp"}
+# of those, the ops whose every data input has the output's type (the first may be a value of unknown type)
+_ALL_SAME = {"Add", "Sub", "Mul", "Div", "MatMul", "FusedMatMul", "Gemm", "Concat", "Max", "Min"}
 
 
 def _float_dtype(v: ir.Value | None) -> ir.DataType | None:
     """``v``'s float element type: declared, or read off the Cast or type-keeping ops that compute it (ONNX Runtime's
-    saved graphs declare no intermediate types); None when not a float or unknown."""
-    for _ in range(16):
-        if v is None:
-            return None
+    saved graphs declare no intermediate types; any operand of a binary op or MatMul tells, as a GLU's Slice or an
+    fp32 bias ORT folded does); None when not a float or unknown."""
+    if v is None or (v.dtype is not None and not v.dtype.is_floating_point()):
+        return None
+    todo, seen = [v], set()
+    while todo and len(seen) < 64:
+        v = todo.pop(0)
+        if v is None or id(v) in seen:
+            continue
+        seen.add(id(v))
         if v.dtype is not None:
-            return v.dtype if v.dtype.is_floating_point() else None
+            if v.dtype.is_floating_point():
+                return v.dtype
+            continue
         p = v.producer()
         if p is None or not p.inputs:
-            return None
+            continue
         if p.op_type == "Cast" and p.domain in ("", "ai.onnx") and "to" in p.attributes:
             t = ir.DataType(int(p.attributes["to"].value))
-            return t if t.is_floating_point() else None
-        if p.op_type not in _SAME_TYPE:
-            return None
-        v = p.inputs[0]
+            if t.is_floating_point():
+                return t
+            continue
+        if p.op_type in _SAME_TYPE:
+            todo += list(p.inputs) if p.op_type in _ALL_SAME else [p.inputs[0]]
     return None
 
 

@@ -149,3 +149,14 @@ def test_pack_refuses_an_expanded_softmax_it_cannot_read(tmp_path):
     assert not (tmp_path / "packed.onnx").exists()
     result = transform(tmp_path / "exposed.onnx", tmp_path / "packed.onnx", PackConfig(pack_head=True))
     assert result.to_dict()["weights_packed"] == 26  # 4 layers x 6 matrices, the pooler and the word embeddings
+
+
+def test_depth_slice_of_an_fp16_export_after_ort_level_99_keeps_the_output_type(tmp_path):
+    """Jina BERT's level-99 graph of an fp16 export: the last layer ends in an fp16 LayerNorm, the others in ORT's
+    fused SkipLayerNormalization in fp32 (its output's type read off a GLU's Slice and MatMul with an fp32 weight,
+    none declared). A depth slice wired the fp32 value to the fp16 graph output ('Type (tensor(float16)) of output
+    arg (last_hidden_state) of node (node_Identity_0) does not match expected type (tensor(float))', refused by the
+    gate); now it is cast back, and the cell is close to DynaBERT's PyTorch slice."""
+    case = C.MODEL_BY_NAME["jina-bert"]
+    (cell,) = C.run_matrix([case], ("torchscript-17-fp16",), (99,), ("slice-0.5-0.75",), work=tmp_path / "work")
+    assert cell.status == "close", cell
