@@ -56,7 +56,7 @@ from deploytool.graph._util import (ConstCone, alias_root, const_tensor, is_byte
 from deploytool.graph.canonical import TRANSPOSED_FROM, canonicalize
 from deploytool.graph.roles import AttentionBlock
 from deploytool.graph.structure import EncoderStructure, Linear, find_structure
-from deploytool.passes.dedupe_initializers import identical
+from deploytool.graph.weights import identical
 
 logger = logging.getLogger(__name__)
 
@@ -616,7 +616,7 @@ class _Distinct:
     shared stack and not others), a weight stored again transposed. Two different weights of a model holding the
     same non-constant values is not a thing that happens; a tensor whose elements are all equal (an untrained
     model's zero biases and unit LayerNorm scales) is never taken for a copy: only an alias says that it is one.
-    A copy is what the dedupe pass merges (:func:`deploytool.passes.dedupe_initializers.identical`: the same dtype,
+    A copy is what the dedupe pass merges (:func:`deploytool.graph.weights.identical`: the same dtype,
     shape and bytes), here also a transposed one or one part of a fused QKV, which that pass cannot merge; an
     all-equal tensor it merges, as its bytes repeat, is counted here as the parameters it may be.
     ``duplicate_bytes`` and ``duplicate_tensors`` say what the file stores twice."""

@@ -14,7 +14,17 @@ from deploytool.errors import StructureError
 from deploytool.graph._util import const_tensor
 from deploytool.graph.roles import AttentionBlock, Linear
 
-__all__ = ["qkv_parts", "qkv_square_sums", "square_sums", "weight_array", "weight_out_in"]
+__all__ = ["identical", "qkv_parts", "qkv_square_sums", "square_sums", "weight_array", "weight_out_in"]
+
+
+def identical(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``b`` holds a copy of ``a``: the same dtype, the same shape and the same bytes (-0.0 is not 0.0: they
+    differ in the file and, for a division, in what a node computes). The one rule for "this tensor is a copy of
+    that one": the dedupe pass merges such copies, ``deploytool inspect`` counts them."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return np.array_equal(np.ascontiguousarray(a).reshape(-1).view(np.uint8),
+                          np.ascontiguousarray(b).reshape(-1).view(np.uint8))
 
 
 def weight_array(value: ir.Value) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Store each constant once: initializers with the same dtype, shape and bytes become one.
 
-:func:`identical` is the one rule for "this tensor is a copy of that one", used here and by ``deploytool inspect``
+:func:`~deploytool.graph.weights.identical` (re-exported here) is the one rule for "this tensor is a copy of that
+one", used here and by ``deploytool inspect``
 (``inspection._Distinct``, which counts the copies a file stores): the same dtype, the same shape and the same
 bytes. Bytes, not values: -0.0 is not 0.0 (they differ in the file and, for a division, in what a node computes).
 
@@ -37,6 +38,8 @@ import logging
 import numpy as np
 import onnx_ir as ir
 
+from deploytool.graph.weights import identical  # the rule, shared with inspect
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["DedupeStats", "DedupeInitializersPass", "dedupe_initializers", "identical"]
@@ -53,14 +56,6 @@ class DedupeStats:
 
     tensors: int = 0
     bytes: int = 0
-
-
-def identical(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether ``b`` holds a copy of ``a``: the same dtype, the same shape and the same bytes (see the module)."""
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return False
-    return np.array_equal(np.ascontiguousarray(a).reshape(-1).view(np.uint8),
-                          np.ascontiguousarray(b).reshape(-1).view(np.uint8))
 
 
 def _raw(t) -> np.ndarray | None:
