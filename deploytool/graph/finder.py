@@ -132,6 +132,37 @@ _MASK_ONLY_OPS = {"Cast", "Unsqueeze", "Squeeze", "Reshape", "Expand", "Identity
                   "Where", "Shape", "Gather", "Slice", "Concat", "Constant", "ConstantOfShape", "Range", "Sub", "Mul",
                   "Neg"}
 _FLOATS = {1, 10, 11, 16}  # TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+
+def _precision_root(v: ir.Value | None) -> ir.Value | None:
+    """``v`` before any Casts between float types (ONNX Runtime's level-99 graph of an fp16 model computes in
+    fp32 between such Casts, and its transpose optimizer puts one on either side of a Transpose)."""
+    for _ in range(8):
+        p = v.producer() if v is not None else None
+        if p is None or p.op_type != "Cast" or "to" not in p.attributes or p.attributes["to"].value not in _FLOATS:
+            return v
+        v = p.inputs[0]
+    return v
+
+
+def _producer_past_casts(v: ir.Value | None) -> ir.Node | None:
+    v = _precision_root(v)
+    return v.producer() if v is not None else None
+
+
+def _same_data(a: ir.Value | None, b: ir.Value | None) -> bool:
+    """True when ``a`` and ``b`` are one value up to float Casts, also Transpose(Cast(y)) and Cast(Transpose(y))
+    with one perm."""
+    a, b = _precision_root(a), _precision_root(b)
+    if a is None or b is None:
+        return False
+    if a is b:
+        return True
+    pa, pb = a.producer(), b.producer()
+    if (pa is not None and pb is not None and pa.op_type == pb.op_type == "Transpose" and "perm" in pa.attributes
+            and "perm" in pb.attributes and list(pa.attributes["perm"].value) == list(pb.attributes["perm"].value)):
+        return _same_data(pa.inputs[0], pb.inputs[0])
+    return False
 # the unbind of a packed QKV view into Q, K and V (torch's ``unbind``, ``chunk`` or indexing)
 _UNBIND = {"Split", "Slice", "Gather"}
 _MASK_OPS = {"Add", "Sub", "Mul", "Div", "Where", "Cast", "Identity", "Max", "Min", "Clip", "Dropout",
@@ -744,21 +775,21 @@ class _Finder:
     def _rotate_half_source(r: ir.Value | None) -> ir.Value | None:
         """x for ``rotate_half(x) = Concat(-x[..., d/2:], x[..., :d/2])`` (two Slices, or one Split in two as
         ORT's optimizer fuses them on a static-shape export, then Neg and Concat), else None."""
-        p = r.producer() if r is not None else None
+        p = _producer_past_casts(r)  # (float Casts around each op: ORT's level 99 of an fp16 model)
         if p is not None and p.op_type == "Reshape":
             return _Finder._rotate_pairs_source(p)
         if p is None or p.op_type != "Concat" or len(p.inputs) != 2:
             return None
-        neg = p.inputs[0].producer() if p.inputs[0] is not None else None
+        neg = _producer_past_casts(p.inputs[0])
         if neg is None or neg.op_type != "Neg":
             return None
-        second, first = neg.inputs[0], p.inputs[1]
+        second, first = _precision_root(neg.inputs[0]), _precision_root(p.inputs[1])
         s2 = second.producer() if second is not None else None
         s1 = first.producer() if first is not None else None
         if s1 is None or s1 is not s2 or s1.op_type != "Split":  # two Slices of one x
             if s1 is None or s2 is None or s1.op_type != "Slice" or s2.op_type != "Slice":
                 return None
-            if s1.inputs[0] is None or s1.inputs[0] is not s2.inputs[0]:
+            if s1.inputs[0] is None or not _same_data(s1.inputs[0], s2.inputs[0]):
                 return None
             return s1.inputs[0]
         # one Split of x in two equal halves along its last axis (where x's rank is known: ORT's optimizer
@@ -784,7 +815,7 @@ class _Finder:
         -1).reshape_as(x)``: Reshape(Concat(Unsqueeze(Neg(Slice(x, 1, step 2))), Unsqueeze(Slice(x, 0, step
         2))) on a new last axis) back to x's shape, else None. The target is checked by
         :meth:`rotary_view_sites` (read from x at run time, or a head site)."""
-        cat = reshape.inputs[0].producer() if reshape.inputs[0] is not None else None
+        cat = _producer_past_casts(reshape.inputs[0])
         if cat is None or cat.op_type != "Concat" or len(cat.inputs) != 2 or len(reshape.inputs) < 2:
             return None
 
@@ -793,11 +824,11 @@ class _Finder:
             u = v.producer() if v is not None else None
             if u is None or u.op_type != "Unsqueeze" or not u.inputs or u.inputs[0] is None:
                 return None
-            sl = u.inputs[0].producer()
+            sl = _producer_past_casts(u.inputs[0])
             if neg:
                 if sl is None or sl.op_type != "Neg":
                     return None
-                sl = sl.inputs[0].producer() if sl.inputs[0] is not None else None
+                sl = _producer_past_casts(sl.inputs[0])
             if sl is None or sl.op_type != "Slice" or len(sl.inputs) < 5:
                 return None
             st, axes, step = small_const(sl.inputs[1]), small_const(sl.inputs[3]), small_const(sl.inputs[4])
@@ -812,7 +843,7 @@ class _Finder:
             return src
 
         x = strided(cat.inputs[0], 1, True)
-        if x is None or strided(cat.inputs[1], 0, False) is not x:
+        if x is None or not _same_data(strided(cat.inputs[1], 0, False), x):
             return None
         return x
 
@@ -857,13 +888,12 @@ class _Finder:
         transpose optimizer wrote the cos term ``Transpose(y * cos')`` for ``x = Transpose(y)``."""
         a, b = add.inputs
         for m1v, m2v in ((a, b), (b, a)):
-            m1 = m1v.producer() if m1v is not None else None
-            m2 = m2v.producer() if m2v is not None else None
+            m1, m2 = _producer_past_casts(m1v), _producer_past_casts(m2v)
             if m1 is None or m2 is None or m2.op_type != "Mul":
                 continue
             outer = None  # ORT's transpose optimizer: the cos term Transpose(y * cos') of x = Transpose(y)
             if m1.op_type == "Transpose" and "perm" in m1.attributes and m1.inputs[0] is not None:
-                outer, m1 = m1, m1.inputs[0].producer()
+                outer, m1 = m1, _producer_past_casts(m1.inputs[0])
                 if m1 is None:
                     continue
             if m1.op_type != "Mul":
@@ -873,13 +903,14 @@ class _Finder:
                 continue
             if outer is not None:  # x must be the rotated operand: Transpose(y) with the cos term's perm
                 rx = self._rotate_half_source(r)
-                rxp = rx.producer() if rx is not None else None
-                if (rxp is None or rxp.op_type != "Transpose" or rxp.inputs[0] is not x or "perm" not in rxp.attributes
+                rxp = _producer_past_casts(rx)
+                if (rxp is None or rxp.op_type != "Transpose" or not _same_data(rxp.inputs[0], x)
+                        or "perm" not in rxp.attributes
                         or list(rxp.attributes["perm"].value) != list(outer.attributes["perm"].value)):
                     continue
                 x = rx
-            if self._rotate_half_source(r) is x or self._rotated_under(r, x):
-                rp = r.producer()
+            if _same_data(self._rotate_half_source(r), x) or self._rotated_under(r, x):
+                rp = _producer_past_casts(r)
                 if rp is not None and rp.op_type == "Reshape":  # the interleaved rotation's view back to x
                     self._rotary_views.append(rp)
                 return x
@@ -888,7 +919,7 @@ class _Finder:
     def _rotated_under(self, r: ir.Value, x: ir.Value) -> bool:
         """True for ``r = Transpose(rotate_half(y))`` and ``x = Transpose(y)`` with one perm that keeps the last
         axis last: ORT's transpose optimizer moves the Transpose of Q or K after the rotate_half of it."""
-        rp, xp = r.producer(), x.producer()
+        rp, xp = _producer_past_casts(r), _producer_past_casts(x)
         if rp is None or xp is None or rp.op_type != "Transpose" or xp.op_type != "Transpose":
             return False
         perm_r = list(rp.attributes["perm"].value) if "perm" in rp.attributes else None
@@ -896,7 +927,7 @@ class _Finder:
         if perm_r is None or perm_r != perm_x or perm_r[-1] != len(perm_r) - 1:
             return False
         y = xp.inputs[0]
-        return y is not None and self._rotate_half_source(rp.inputs[0]) is y
+        return y is not None and _same_data(self._rotate_half_source(rp.inputs[0]), y)
 
     def _unbind(self, p: ir.Node, v: ir.Value) -> tuple[int, int, bool | None] | None:
         """(part, axis, unit) when ``v`` is one of three equal parts of its input along one axis: the unbind
@@ -1069,7 +1100,7 @@ class _Finder:
             if pt["view"] is not None or pt["unit"] is True or node.op_type not in ("Split", "Slice"):
                 return False
             src = node.inputs[0]
-            if id(src) not in outs:
+            if id(src) not in outs and id(_precision_root(src)) not in outs:  # (or a float Cast of it: fp16 at O99)
                 return False
             # the part's own view [.., heads, head_size] of it: one axis more than the projection's output
             views = [r for r in pl if r.op_type == "Reshape" and r.inputs[0] is not None
@@ -2283,10 +2314,16 @@ class _Finder:
         return t is not None and t.size > 1 and max(t.shape, default=1) == t.size
 
     def _norm_input(self, r: ir.Value) -> ir.Value | None:
-        """v when ``r`` is a norm of v: LayerNormalization, the decomposed form, or NoNorm (v * gamma + beta)."""
+        """v when ``r`` is a norm of v: LayerNormalization (also in fp16 between float Casts, ONNX Runtime's level 99
+        of an fp16 model), the decomposed form, or NoNorm (v * gamma + beta)."""
         p = r.producer()
         if p is None:
             return None
+        if p.op_type == "Cast" and _precision_root(r) is not r:
+            n = _precision_root(r).producer()
+            if n is not None and n.op_type in ("LayerNormalization", "SimplifiedLayerNormalization",
+                                               "RMSNormalization") and n.inputs and n.inputs[0] is not None:
+                return _precision_root(self.source(n.inputs[0]))
         if p.op_type in ("LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization") and p.inputs and \
                 p.inputs[0] is not None:
             return self.source(p.inputs[0])
@@ -2471,17 +2508,19 @@ class _Finder:
     def _normalizes(self, a: ir.Value, r: ir.Value) -> bool:
         """True when ``a`` is ``LayerNorm(r)`` (a LayerNormalization, the normalised output 0 of a
         SkipLayerNormalization whose output 3 is ``r``, or the decomposed ReduceMean/Sub/.../Mul [+ Add]), or
-        T5's RMS norm of ``r`` (:meth:`_rms_input`)."""
-        p = a.producer()
-        if p is None:
-            return False
+        T5's RMS norm of ``r`` (:meth:`_rms_input`); through float Casts of either (ONNX Runtime's level 99 of an fp16
+        model: the LayerNorm in fp16 between Casts, the residual Add in fp32)."""
         x = self._rms_input(a)
         if x is not None and self._uncast(self.source(x)) is self._uncast(r):
             return True
+        a, r = _precision_root(a), _precision_root(r)
+        p = a.producer() if a is not None else None
+        if p is None:
+            return False
         if p.op_type in ("LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization"):
             if not p.inputs or p.inputs[0] is None:
                 return False
-            if self.source(self._uncast(p.inputs[0])) is r:
+            if _precision_root(self.source(p.inputs[0])) is r:
                 return True
             # ORT: a LayerNorm without bias as RMSNorm of the centred input, Sub(r, ReduceMean(r))
             sub = p.inputs[0].producer()

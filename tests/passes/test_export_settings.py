@@ -160,3 +160,19 @@ def test_depth_slice_of_an_fp16_export_after_ort_level_99_keeps_the_output_type(
     case = C.MODEL_BY_NAME["jina-bert"]
     (cell,) = C.run_matrix([case], ("torchscript-17-fp16",), (99,), ("slice-0.5-0.75",), work=tmp_path / "work")
     assert cell.status == "close", cell
+
+
+@pytest.mark.parametrize("model", ["roformer", "esm", "gte", "megatron-bert", "mobilebert-ln"])
+def test_structured_passes_read_fp16_level_99_norms_and_rotary_through_casts(tmp_path, model):
+    """ONNX Runtime's level-99 graph of an fp16 export computes in fp32 between Casts and keeps unfused LayerNorms in
+    fp16, and its transpose optimizer puts a Cast on either side of a Transpose. The finder compared values by
+    identity and refused every structured pass: rotary embeddings (RoFormer's interleaved rotation, ESM's
+    rotate_half: Neg, Slices and the rotated operand each behind Casts: 'cannot trace the Q operand back to a
+    projection with constant weights'; GTE's packed QKV split after a Cast of its projection), pre-LN layers whose fp16 LayerNorm reads a Cast of the fp32 residual
+    stream that ORT's SkipLayerNormalization adds ('added to a value that is neither the attention input nor the
+    stream it normalises': ESM, Megatron-BERT), and MobileBERT's input bottleneck norm behind a Cast ('layer 1 does
+    not read the hidden state layer 0 writes'). Now each cell is close to its PyTorch reference."""
+    case = C.MODEL_BY_NAME[model]
+    passes = ("slice-0.5-0.75", "prune-heads", "reorder")
+    cells = C.run_matrix([case], ("torchscript-17-fp16",), (99,), passes, work=tmp_path / "work")
+    assert {c.pass_name: c.status for c in cells} == dict.fromkeys(passes, "close"), cells
