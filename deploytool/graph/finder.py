@@ -2396,6 +2396,29 @@ class _Finder:
                     or n.op_type in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization")) and id(n) not in rms
                    for n in self.readers(v))
 
+    def _past_clamp(self, s: ir.Value) -> ir.Value:
+        """``Clip(s, lo, hi)`` when the residual sum ``s`` is clamped with bounds computed from ``s`` itself and
+        constants only (transformers' T5 in fp16: ``clamp(h, -c, c)``, ``c`` just below fp16's largest value, lower
+        where ``h`` holds an inf), which the residual stream then carries (also of ``s`` cast to fp16 first: ORT's
+        level 99 adds in fp32); else ``s``."""
+        v = self._past_float_cast(s)
+        clips = [n for n in consumers(v) if n.op_type == "Clip" and n.inputs and n.inputs[0] is v]
+        if len(clips) != 1:
+            return s
+        clip, s = clips[0], v
+        seen: set[int] = set()
+        todo = [b for b in clip.inputs[1:] if b is not None]
+        while todo:
+            v = todo.pop()
+            if v is s or id(v) in seen or self.cone.is_const(v):
+                continue
+            seen.add(id(v))
+            p = v.producer()
+            if p is None or len(seen) > 64:
+                return s  # a bound read from a graph input, or too far to tell
+            todo += [i for i in p.inputs if i is not None]
+        return clip.outputs[0]
+
     @staticmethod
     def _past_float_cast(v: ir.Value) -> ir.Value:
         """``v`` cast to a float type when that Cast is its only reader (DeBERTa's LayerNorm computes in float32:
@@ -2556,7 +2579,11 @@ class _Finder:
         rs = self.readers(s)
         if len(rs) == 1 and rs[0].op_type == "Cast":
             rs = self.readers(self._past_float_cast(s)) or rs
-        lns = [n for n in rs if n.op_type in ("LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization")]
+        norms = ("LayerNormalization", "SimplifiedLayerNormalization", "RMSNormalization")
+        lns = [n for n in rs if n.op_type in norms]
+        if not lns:  # ORT's level 99 of an fp16 model: the stream read in fp32 by the next Add and by the norm
+            lns = [n for c in rs if c.op_type == "Cast" and "to" in c.attributes and c.attributes["to"].value in
+                   _FLOATS for n in self.readers(c.outputs[0]) if n.op_type in norms]
         if len(lns) == 1:
             return lns[0].outputs[0]
         if not lns:
@@ -2613,7 +2640,7 @@ class _Finder:
                 h1 = self._renormed(self.residual_norm(y, a, at, what), a)  # post-LN
                 return False, a, h1, h1
             if r is a or self._normalizes(a, r):
-                s = self.past_qdq(s)
+                s = self._past_clamp(self.past_qdq(s))
                 if not self._stream_continues(s):
                     raise StructureError(f"node '{_name(c)}' ({c.op_type}): the {what} result is added to the "
                                          f"un-normalised layer input (pre-LayerNorm) but the sum is only "
@@ -2656,11 +2683,15 @@ class _Finder:
             s = self._sum_output(c)
             return (s if s is not None else c.outputs[0]), c
         if c.op_type in ("Add", "Sum") and len(c.inputs) == 2 and h1 in tuple(self.source(i) for i in c.inputs):
-            return self.past_qdq(c.outputs[0]), None
+            return self._past_clamp(self.past_qdq(c.outputs[0])), None
         # T5 (TorchScript): the residual reads the float Cast its RMS norm made of h1 (a no-op in float32)
         if c.op_type in ("Add", "Sum") and len(c.inputs) == 2 and \
                 h1 in tuple(self._uncast(self.source(i)) for i in c.inputs) and self._rms_after(h1) is not None:
-            return self.past_qdq(c.outputs[0]), None
+            return self._past_clamp(self.past_qdq(c.outputs[0])), None
+        # ORT's level 99 of an fp16 model: the residual Add reads h1 cast to fp32 (T5's clamped stream is fp16)
+        if c.op_type in ("Add", "Sum") and len(c.inputs) == 2 and \
+                _precision_root(h1) in tuple(_precision_root(self.source(i)) for i in c.inputs):
+            return self._past_clamp(self.past_qdq(c.outputs[0])), None
         raise StructureError(f"node '{_name(c)}' ({c.op_type}): the FFN output is not added to the layer's "
                              f"residual stream (pre-LayerNorm block)")
 
@@ -2997,6 +3028,12 @@ class _Finder:
                 # a fused pre-LN layer reads LN(x) from the SkipLayerNormalization that also outputs x
                 if pre and a is not x and a.producer() is not None and a.producer() is x.producer():
                     extra = (a,)
+                elif pre and _precision_root(x) is not x:
+                    # ORT's level 99 of an fp16 model: the residual Add reads x cast to fp32 and the norm another
+                    # float Cast of the same value (T5's first layer: of the embeddings)
+                    extra = tuple(c.outputs[0] for c in consumers(_precision_root(x)) if c.op_type == "Cast"
+                                  and c.outputs[0] is not x and "to" in c.attributes
+                                  and c.attributes["to"].value in _FLOATS)
             layer.nodes = self.layer_nodes(x, layer.output, extra)
             rel_nodes = self._rel_nodes.get(id(att))
             if rel_nodes:  # DeBERTa: the position projections' view, Tile and Transpose belong to the layer
