@@ -20,7 +20,9 @@ against one composed PyTorch reference; written to ``conformance_chains.{json,md
 
 ``--exporters`` also takes the export settings outside the default matrix (``SETTING_EXPORTERS``: weights also
 graph inputs, no constant folding, int32 inputs, a fixed sequence, dynamo at opset 21, an fp16 model, renamed inputs
-and outputs, external data, static batch 1), written to ``-o conformance_export_settings.json``.
+and outputs, external data, static batch 1, the fp32 export made fp16 by ONNX Runtime's transformer optimizer
+``--float16``), written to ``-o conformance_export_settings.json`` (BERT, RoBERTa, MPNet, DeBERTa-v2 at levels 0 and
+99) and, for every other family at level 0, ``-o conformance_export_settings_families.json``.
 
 ``--models``, ``--exporters``, ``--levels``, ``--passes``: a part of the matrix, or a pass run on its own
 (``OPTION_PASSES``: ``int8-onnx``, ``quantize --int8 --fusion onnx``, written to ``-o``, e.g.

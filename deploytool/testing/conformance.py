@@ -90,8 +90,13 @@ UNOPTIMIZED_DYNAMO_EXPORTERS = ("dynamo-noopt", "dynamo-noopt-eager")
 # save_as_external_data=True)``, as a user saves a model), and static at batch 1 (no dynamic axes: one row of 8)
 SETTING_EXPORTERS = ("torchscript-17-kiai", "torchscript-17-nofold", "torchscript-17-int32", "torchscript-17-batch",
                      "dynamo-21", "torchscript-17-fp16", "torchscript-17-renamed", "torchscript-17-external",
-                     "torchscript-17-batch1")
-FP16_EXPORTERS = ("torchscript-17-fp16",)
+                     "torchscript-17-batch1", "torchscript-17-ortfp16")
+# torchscript-17-ortfp16: the fp32 export through ONNX Runtime's transformer optimizer as its command line runs it,
+# ``python -m onnxruntime.transformers.optimizer --model_type bert --float16`` (its fusions at the tool's default
+# level, then ``convert_float_to_float16(keep_io_types=True)``: fp16 weights and fused ops, fp32 inputs and outputs
+# behind Casts): an fp16 model as the ORT tools make one, where torchscript-17-fp16 is one torch exported in fp16
+ORT_FP16_EXPORTERS = ("torchscript-17-ortfp16",)
+FP16_EXPORTERS = ("torchscript-17-fp16", *ORT_FP16_EXPORTERS)
 # torchscript-17-renamed: the names its inputs and outputs are given (input_names, output_names) instead of
 # transformers' own; the cells feed and read them under these names
 RENAMED = {"input_ids": "ids", "attention_mask": "mask", "token_type_ids": "segment_ids",
@@ -473,7 +478,7 @@ def export(case: ModelCase, exporter: str, folder: Path) -> Path:
     model = build_model(case, attn=attn)
     f = feeds(case) if exporter.endswith("-static") else feeds(case, lengths=(8,)) \
         if exporter == "torchscript-17-batch1" else feeds(case, lengths=(8, 6))
-    if exporter in FP16_EXPORTERS:
+    if exporter in FP16_EXPORTERS and exporter not in ORT_FP16_EXPORTERS:  # ORT's tool converts the fp32 export
         model = model.half()
     names = list(f)
     args = tuple(torch.as_tensor(f[n]) for n in names)
@@ -526,6 +531,8 @@ def export(case: ModelCase, exporter: str, folder: Path) -> Path:
                               dynamic_axes=None if setting == "batch1" else dyn,
                               opset_version=17, dynamo=False, keep_initializers_as_inputs=setting == "kiai",
                               do_constant_folding=setting != "nofold")
+            if setting == "ortfp16":
+                ort_float16(path, path)
             if setting == "external":  # every weight in one data file beside the model, as onnx saves one
                 import onnx
 
@@ -563,6 +570,20 @@ def export(case: ModelCase, exporter: str, folder: Path) -> Path:
         else:
             raise ValueError(f"unknown exporter {exporter!r}")
     return path
+
+
+def ort_float16(src: Path, dst: Path) -> Path:
+    """``python -m onnxruntime.transformers.optimizer --input src --output dst --model_type bert --float16``: the
+    tool's fusions at its default level for bert (heads and hidden size read from the graph), then its fp16
+    conversion with the inputs and outputs kept fp32 (torchscript-17-ortfp16)."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = optimize_model(str(src), model_type="bert", num_heads=0, hidden_size=0, use_gpu=False)
+        m.convert_float_to_float16(keep_io_types=True)
+        m.save_model_to_file(str(dst))
+    return dst
 
 
 def optimize(src: Path, level: int, dst: Path, *, raw_mask: bool = False) -> Path:

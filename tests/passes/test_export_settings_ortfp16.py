@@ -1,0 +1,32 @@
+"""An fp16 model as ONNX Runtime's own tool makes one (``SETTING_EXPORTERS``' torchscript-17-ortfp16):
+``python -m onnxruntime.transformers.optimizer --model_type bert --float16`` on an fp32 TorchScript export fuses
+Attention, EmbedLayerNormalization, SkipLayerNormalization and BiasGelu and converts the weights and those ops to
+fp16, keeping the inputs and outputs fp32 behind Casts. Each structured pass and pack on it is a conformance cell
+judged against the independent PyTorch reference (transformers' ``prune_heads``, DynaBERT's rule restated, TWN
+restated) of the fp32 model with fp16-rounded weights, as close as fp16 allows; the fp16 pass refuses it (already
+fp16) in one line."""
+
+from __future__ import annotations
+
+import onnx
+
+from deploytool.testing import conformance as C
+
+CASE = C.MODEL_BY_NAME["bert"]
+
+
+def test_ort_float16_export_is_fused_fp16_with_fp32_io(tmp_path):
+    src = C.export(CASE, "torchscript-17-ortfp16", tmp_path / "exports")
+    g = onnx.load(str(src)).graph
+    ops = {n.op_type for n in g.node}
+    assert {"Attention", "SkipLayerNormalization", "EmbedLayerNormalization"} <= ops  # the tool's fusions ran
+    big = [t for t in g.initializer if len(t.dims) == 2]
+    assert big and all(t.data_type == onnx.TensorProto.FLOAT16 for t in big)
+    assert all(o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for o in g.output)  # keep_io_types
+
+    passes = ("slice-0.5-0.75", "prune-heads", "prune-ffn", "pack", "fp16")
+    cells = C.run_matrix([CASE], ("torchscript-17-ortfp16",), (0,), passes, work=tmp_path / "work")
+    got = {c.pass_name: c.status for c in cells}
+    assert got == {"slice-0.5-0.75": "close", "prune-heads": "close", "prune-ffn": "close", "pack": "close",
+                   "fp16": "refused"}, cells
+    assert "already has fp16 weights" in next(c.detail for c in cells if c.pass_name == "fp16")
