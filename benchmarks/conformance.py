@@ -124,7 +124,9 @@ def main() -> None:
                          "default output benchmarks/results/conformance_chains.json")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--models", default=None, help="comma-separated model cases (default: all)")
-    ap.add_argument("--exporters", default=None, help="comma-separated exporters (default: all)")
+    ap.add_argument("--skip-models", default=None, help="comma-separated model cases left out of --models")
+    ap.add_argument("--exporters", default=None,
+                    help="comma-separated exporters (default: all; 'settings': every one of SETTING_EXPORTERS)")
     ap.add_argument("--levels", default=None, help="comma-separated ORT optimizer levels (default: 0,1,2,99)")
     ap.add_argument("--passes", default=None,
                     help="comma-separated passes (default: every pass of the matrix; also an option's pass, "
@@ -149,8 +151,14 @@ def main() -> None:
         names, exporters, levels = [m.name for m in C.MODELS], C.EXPORTERS, C.OPT_LEVELS
     if args.models:
         names = args.models.split(",")
+    if args.skip_models:
+        skip = args.skip_models.split(",")
+        unknown = [m for m in skip if m not in names]
+        if unknown:
+            ap.error(f"--skip-models: not in the run's models: {', '.join(unknown)}")
+        names = [m for m in names if m not in skip]
     if args.exporters:
-        exporters = tuple(args.exporters.split(","))
+        exporters = C.SETTING_EXPORTERS if args.exporters == "settings" else tuple(args.exporters.split(","))
     if args.levels:
         levels = tuple(int(x) for x in args.levels.split(","))
     work = Path(args.work or tempfile.mkdtemp(prefix="conformance-"))

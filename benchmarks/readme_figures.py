@@ -1356,6 +1356,48 @@ def render_conformance(results: Path) -> str:
     return "\n".join([_wrap(text), "", *table])
 
 
+def render_conformance_settings(results: Path) -> str:
+    """The export settings outside the main matrix (SETTING_EXPORTERS), from conformance_export_settings.json
+    (four families, levels 0 and 99, every pass), conformance_export_settings_families.json (every other family,
+    level 0) and conformance_fp16_families.json (every other family's fp16 export at levels 0 and 99): one row per
+    setting over the files there are, the refusals by reason."""
+    files = [(name, _load(results, name)) for name in ("conformance_export_settings.json",
+                                                        "conformance_export_settings_families.json",
+                                                        "conformance_fp16_families.json")
+             if (results / name).exists()]
+    marks = ("equal", "close", "refused", "n/a", "FAILED")
+    per: dict[str, dict[str, int]] = {}
+    reasons: dict[str, tuple[set[str], set[str]]] = {}
+    parts = []
+    for name, d in files:
+        sm, c = d["summary"], d["summary"]["counts"]
+        commit = ((d.get("run") or {}).get("code") or {}).get("commit") or "unknown"
+        n = len(d["exporters"])
+        parts.append(f"`{SRC}/{name}` ({len(d['models'])} models x {n} setting{'s' if n > 1 else ''} x ORT level"
+                     f"{'s' if len(d['opt_levels']) > 1 else ''} {', '.join(map(str, d['opt_levels']))} x "
+                     f"{len(d['passes'])} passes, {_date(d['date'])}, {_cpu_of(d)}, {d['wall_s']:,.0f} s, commit "
+                     f"`{commit[:7]}`: {sm['cells']:,} cells, **{sm['failed']} FAILED**, {c.get('equal', 0):,} equal, "
+                     f"{c.get('close', 0):,} close, {c.get('refused', 0):,} refused, {c.get('n/a', 0):,} n/a)")
+        for cell in d["cells"]:
+            row = per.setdefault(cell["exporter"], {})
+            row[cell["status"]] = row.get(cell["status"], 0) + 1
+            if cell["status"] in ("refused", "n/a"):
+                models, ps = reasons.setdefault(_refusal_reason(cell["detail"]), (set(), set()))
+                models.add(cell["model"])
+                ps.add(cell["pass_name"])
+    text = ("**Export settings** outside the matrix (`benchmarks/conformance.py --exporters`: weights also graph "
+            "inputs, no constant folding, int32 inputs, a fixed sequence, dynamo at opset 21, a model exported in "
+            "fp16, renamed inputs and outputs, external data, static batch 1, and the fp16 model ONNX Runtime's "
+            "transformer optimizer makes with `--float16`), each cell against the same PyTorch references as the "
+            "matrix (fp16 cells close to the fp32 model with fp16-rounded weights): " + "; ".join(parts) + ".")
+    lines = ["| setting | " + " | ".join(marks) + " |", "|---|" + "---|" * len(marks)]
+    for exporter, row in per.items():
+        lines.append(f"| `{exporter}` | " + " | ".join(f"{row.get(k, 0):,}" for k in marks) + " |")
+    why = "; ".join(f"{r} ({', '.join(sorted(m))}: {', '.join(sorted(p))})"
+                    for r, (m, p) in sorted(reasons.items(), key=lambda kv: -len(kv[1][0])))
+    return _wrap(text) + "\n\n" + "\n".join(lines) + ("\n\n" + _wrap(f"Refused or n/a, by reason: {why}.") if why else "")
+
+
 def render_conformance_int8_onnx(results: Path) -> str:
     """``quantize --int8 --fusion onnx`` over the conformance graphs, from conformance_int8_onnx.json."""
     d = _load(results, "conformance_int8_onnx.json")
@@ -1762,7 +1804,8 @@ def render_int8_codes(results: Path) -> str:
 
 
 BLOCKS = {"int8-codes": render_int8_codes, "quickstart": render_quickstart, "conformance": render_conformance, "conformance-chains": render_conformance_chains,
-          "conformance-int8-onnx": render_conformance_int8_onnx, "embedding": render_embedding,
+          "conformance-int8-onnx": render_conformance_int8_onnx,
+          "conformance-settings": render_conformance_settings, "embedding": render_embedding,
           "training-table": render_training_table, "tws": render_tws, "cost-model": render_cost_model,
           "hygiene": render_hygiene, "pass-speed": render_pass_speed, "overwrite": render_overwrite, "pass-speed-ab": render_pass_speed_ab, "measured": render_measured,
           "performance": render_performance, "performance-reading": render_reading,
