@@ -324,6 +324,18 @@ class _Finder:
                 out.append(n)
         return out
 
+    def _readers_past_casts(self, v: ir.Value | None) -> list[ir.Node]:
+        """:meth:`readers` of ``v``, a float Cast among them replaced by the readers of its output (ONNX Runtime's
+        level 99 of an fp16 model casts a value computed in fp16 to fp32 for each kernel without fp16)."""
+        out: list[ir.Node] = []
+        for n in self.readers(v):
+            if n.op_type == "Cast" and "to" in n.attributes and n.attributes["to"].value in _FLOATS and n.outputs \
+                    and not n.outputs[0].is_graph_output():
+                out += [r for r in self._readers_past_casts(n.outputs[0]) if r not in out]
+            elif n not in out:
+                out.append(n)
+        return out
+
     @staticmethod
     def past_qdq(v: ir.Value) -> ir.Value:
         """``v`` after its activation fake-quantization (``QuantizeLinear`` -> ``DequantizeLinear``, as
@@ -2254,20 +2266,21 @@ class _Finder:
 
     # ------------------------------------------------------------------ residual + norm
     def residual_norm(self, y: ir.Value, residual: ir.Value, at: ir.Node, what: str) -> ir.Value:
-        """``LayerNorm(y + residual)``'s output value; y is a projection's output."""
-        y = self.past_qdq(y)
+        """``LayerNorm(y + residual)``'s output value; y is a projection's output. Through float Casts (ONNX
+        Runtime's level 99 of an fp16 model: the projection in fp32, the residual and its norm in fp16)."""
+        y = self._past_float_cast(self.past_qdq(y))
         c = single_consumer(y)
         if c is None:
             raise StructureError(f"node '{_name(at)}' ({at.op_type}): the {what} result has "
                                  f"{len(data_consumers(y))} readers, expected one residual Add")
         # the residual may be read through its activation quantization (QDQ graphs)
         if c.op_type in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization"):
-            if residual not in (self.source(c.inputs[0]), self.source(c.inputs[1])):
+            if not any(_same_data(residual, self.source(i)) for i in c.inputs[:2]):
                 raise StructureError(f"node '{_name(c)}' ({c.op_type}): the {what} result is not added to the "
                                      f"normalised layer input (pre-LayerNorm blocks are not supported)")
             return c.outputs[0]
         if c.op_type not in ("Add", "Sum") or len(c.inputs) != 2 or \
-                residual not in tuple(self.source(i) for i in c.inputs):  # Sum: int8
+                not any(_same_data(residual, self.source(i)) for i in c.inputs):  # Sum: int8
             raise StructureError(f"node '{_name(c)}' ({c.op_type}): the {what} result is not added to the "
                                  f"normalised layer input (pre-LayerNorm blocks, as in GPT-style decoders, are not "
                                  f"supported)")
@@ -2610,8 +2623,9 @@ class _Finder:
         attention output projection's result ``y``; ``a`` is what Q/K/V read.
 
         Post-LN: ``h1 = LN(a + y)``, the FFN reads h1. Pre-LN: ``h1 = x + y`` where ``a`` is ``LN(x)``
-        (or x itself: ModernBERT's first layer has no norm there), the FFN reads ``LN(h1)``."""
-        y = self.past_qdq(y)
+        (or x itself: ModernBERT's first layer has no norm there), the FFN reads ``LN(h1)``. Through a float Cast of
+        y (ONNX Runtime's level 99 of an fp16 model: the projection in fp32, the residual and its norm in fp16)."""
+        y = self._past_float_cast(self.past_qdq(y))
         c = single_consumer(y)
         what = "attention output projection"
         if c is None:
@@ -2622,13 +2636,13 @@ class _Finder:
             r = i1 if i0 is y else i0
             s = self._sum_output(c)
             if s is None:
-                if r is not a:
+                if not _same_data(r, a):
                     raise StructureError(f"node '{_name(c)}' ({c.op_type}): the {what} result is not added to the "
                                          f"normalised layer input (nor to the un-normalised one of a pre-LayerNorm "
                                          f"block)")
                 h1 = self._renormed(c.outputs[0], a)
                 return False, a, h1, h1
-            if r is not a and not self._normalizes(a, r):
+            if not _same_data(r, a) and not self._normalizes(a, r):
                 raise StructureError(f"node '{_name(c)}' ({c.op_type}): the {what} result is added to a value that "
                                      f"is neither the attention input nor the stream it normalises")
             return True, r, s, c.outputs[0]
@@ -2670,14 +2684,15 @@ class _Finder:
             return h1
 
     def pre_norm_residual(self, y: ir.Value, h1: ir.Value, at: ir.Node) -> tuple[ir.Value, ir.Node | None]:
-        """(layer output, fused norm ending the layer) for a pre-LN FFN output ``y`` added to ``h1``."""
-        y = self.past_qdq(y)
+        """(layer output, fused norm ending the layer) for a pre-LN FFN output ``y`` added to ``h1`` (also through
+        float Casts: ONNX Runtime's level 99 of an fp16 model, the projection in fp32 and the residual in fp16)."""
+        y = self._past_float_cast(self.past_qdq(y))
         c = single_consumer(y)
         if c is None:
             raise StructureError(f"node '{_name(at)}' ({at.op_type}): the FFN output projection result has "
                                  f"{len(data_consumers(y))} readers, expected one residual Add")
         if c.op_type in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization") and len(c.inputs) >= 2:
-            if h1 not in (self.source(c.inputs[0]), self.source(c.inputs[1])):
+            if not any(_same_data(h1, self.source(i)) for i in c.inputs[:2]):
                 raise StructureError(f"node '{_name(c)}' ({c.op_type}): the FFN output is not added to the "
                                      f"layer's residual stream")
             s = self._sum_output(c)
@@ -2779,8 +2794,9 @@ class _Finder:
 
     def ffn(self, ffn_in: ir.Value, h1: ir.Value, at: ir.Node, pre_norm: bool = False
             ) -> tuple[FFNBlock, ir.Value, ir.Node | None]:
-        inters = [lin for lin in (self.linear(c) for c in self.readers(ffn_in))
-                  if lin is not None and self.source(lin.node.inputs[0]) is ffn_in]
+        # (also through a float Cast: ONNX Runtime's level 99 of an fp16 model, the norm in fp16, the FFN in fp32)
+        inters = [lin for lin in (self.linear(c) for c in self._readers_past_casts(ffn_in))
+                  if lin is not None and _same_data(self.source(lin.node.inputs[0]), ffn_in)]
         gate = None
         if len(inters) == 2:
             inters, gate = self._own_gate(inters)
@@ -3026,7 +3042,9 @@ class _Finder:
                 layer = EncoderLayer(index=i, attention=att, ffn=ffn, input=x, output=y, attention_output=h1,
                                      pre_norm=pre, attention_input=a, output_norm=out_norm)
                 # a fused pre-LN layer reads LN(x) from the SkipLayerNormalization that also outputs x
-                if pre and a is not x and a.producer() is not None and a.producer() is x.producer():
+                # (or a float Cast of that LN(x): ONNX Runtime's level 99 of an fp16 model, Q/K/V in fp32)
+                if pre and a is not x and _producer_past_casts(a) is not None and \
+                        _producer_past_casts(a) is x.producer():
                     extra = (a,)
                 elif pre and _precision_root(x) is not x:
                     # ORT's level 99 of an fp16 model: the residual Add reads x cast to fp32 and the norm another

@@ -9,6 +9,7 @@ fp16) in one line."""
 from __future__ import annotations
 
 import onnx
+import pytest
 
 from deploytool.testing import conformance as C
 
@@ -30,3 +31,19 @@ def test_ort_float16_export_is_fused_fp16_with_fp32_io(tmp_path):
     assert got == {"slice-0.5-0.75": "close", "prune-heads": "close", "prune-ffn": "close", "pack": "close",
                    "fp16": "refused"}, cells
     assert "already has fp16 weights" in next(c.detail for c in cells if c.pass_name == "fp16")
+
+
+@pytest.mark.parametrize("name", ["bert", "modernbert"])
+def test_structured_passes_read_ort_level_99_of_the_fp16_model_through_its_casts(tmp_path, name):
+    """ONNX Runtime's level 99 on CPU (conformance's ``optimize(src, 99, dst)``) of that fp16 file runs every op
+    without an fp16 kernel in fp32 between ``InsertedPrecisionFreeCast_*`` Casts: the output projection's result is
+    cast to fp16 for the SkipLayerNormalization, whose fp16 output the FFN reads cast back to fp32 (and ModernBERT's
+    Wqkv reads its pre-LN norm's output cast to fp32). Every structured pass and pack was refused on bert ('... (Cast):
+    the attention output projection result is not added to ...'); each is now as close to PyTorch as fp16 allows."""
+    case = C.MODEL_BY_NAME[name]
+    passes = ("slice-0.5-0.75", "prune-heads", "prune-ffn", "reorder", "pack")
+    cells = C.run_matrix([case], ("torchscript-17-ortfp16",), (99,), passes, work=tmp_path / "work")
+    src = tmp_path / "work" / "exports" / f"{name}-torchscript-17-ortfp16.O99.onnx"
+    ops = [n.op_type for n in onnx.load(str(src)).graph.node]
+    assert "SkipLayerNormalization" in ops and sum(o == "Cast" for o in ops) > 8  # the level-99 graph this is about
+    assert {c.pass_name: c.status for c in cells} == dict.fromkeys(passes, "close"), cells
