@@ -376,6 +376,9 @@ def _private_node(graph: ir.Graph, node: ir.Node, layer: EncoderLayer) -> ir.Nod
     if not layer_ids:
         raise StructureError(f"layer {layer.index}: head-count node '{node.name}' is shared with other layers "
                              "and the layer's nodes are unknown; cannot change its head count alone")
+    if not any(id(u.node) in layer_ids for u in uses):  # a copy would be read by nothing: the edit lost
+        raise StructureError(f"layer {layer.index}: head-count node '{node.name}' is read by no node the structure "
+                             "finder placed in this layer; cannot change its head count alone")
     clone = ir.Node(node.domain, node.op_type, inputs=list(node.inputs), attributes=list(node.attributes.values()),
                     num_outputs=len(node.outputs), name=_new_node_name(graph, f"{node.name}__L{layer.index}"),
                     version=node.version)

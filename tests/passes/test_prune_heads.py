@@ -236,3 +236,26 @@ def test_prune_and_reorder_heads_of_ort_multi_head_attention(tiny_onnx, tiny_tor
     reordered = tmp_path / "r.onnx"
     reorder_file(src, reordered, ReorderConfig())
     assert max_diff(run_bytes(reordered.read_bytes(), feeds), run_bytes(src.read_bytes(), feeds)) <= 1e-4
+
+
+def test_a_head_count_node_no_layer_node_reads_is_refused_not_edited_aside(tiny_onnx):
+    """A head site whose node the finder did not place in its layer, nor any reader of it, is not copied for the
+    layer (the copy would be read by nothing: the head count left as it was while the weights lose heads, a model
+    that fails or, broadcast, computes something else). ModernBERT at ONNX Runtime's level 99 of an fp16 model had
+    its layers' attention outside their nodes (their Wqkv reads the pre-LN norm through a Cast): prune-heads wrote
+    layer 1's Reshape to [.., 3, 6, 4] over 4 heads, caught only by the gate."""
+    import onnx_ir as ir
+
+    from deploytool.errors import StructureError
+    from deploytool.graph.finder import find_structure
+    from deploytool.passes import _surgery as S
+
+    model = ir.load(str(tiny_onnx("bert", exporter="torch", **SHAPE)))
+    layer = find_structure(model).layers[1]
+    site = next(s for s in layer.attention.head_sites if s.kind != "attribute")
+    readers = {id(u.node) for o in site.node.outputs for u in o.uses()}
+    layer.nodes = [n for n in layer.nodes if id(n) != id(site.node) and id(n) not in readers]
+    before = S.get_array(site.value).copy()
+    with pytest.raises(StructureError, match="read by no node"):
+        S.keep_heads(model.graph, layer, [0, 1])
+    np.testing.assert_array_equal(S.get_array(site.value), before)
