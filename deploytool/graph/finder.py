@@ -728,12 +728,14 @@ class _Finder:
         None."""
         if len(cat.inputs) != 2 or any(x is None for x in cat.inputs):
             return None
-        add, tail = cat.inputs[0].producer(), cat.inputs[1].producer()
+        # (through float Casts: ONNX Runtime's level 99 of an fp16 model rotates in fp32 between Casts)
+        add, tail = _producer_past_casts(cat.inputs[0]), _producer_past_casts(cat.inputs[1])
         if add is None or add.op_type != "Add" or len(add.inputs) != 2 or tail is None or tail.op_type != "Slice":
             return None
         lo = self._rotary_source(add)
-        head = lo.producer() if lo is not None else None
-        if head is None or head.op_type != "Slice" or head.inputs[0] is None or head.inputs[0] is not tail.inputs[0]:
+        head = _producer_past_casts(lo)
+        if head is None or head.op_type != "Slice" or head.inputs[0] is None or \
+                not _same_data(head.inputs[0], tail.inputs[0]):
             return None
         y = head.inputs[0]
         rank = self._rank(y)
@@ -2112,9 +2114,10 @@ class _Finder:
     def _masked(self, x: ir.Value, y: ir.Value) -> bool:
         """True when ``x`` is ``y * m`` (or ``y * m * m``...) with ``m`` made from graph inputs alone, through shape
         and cast ops (the padding mask, ``[batch, seq, 1]``): XLM zeroes the padded rows between layers (``tensor
-        *= mask.unsqueeze(-1)``). Dropping a layer keeps it exact: the mask (0 or 1) applied twice is applied once."""
+        *= mask.unsqueeze(-1)``). Dropping a layer keeps it exact: the mask (0 or 1) applied twice is applied once.
+        Through float Casts (ONNX Runtime's level 99 of an fp16 model multiplies in fp32 between Casts)."""
         for _ in range(len(self.graph)):  # a dropped layer leaves the mask applied twice in a row
-            p = x.producer()
+            p = _producer_past_casts(x)
             if p is None or p.op_type != "Mul" or len(p.inputs) != 2:
                 return False
             a, b = p.inputs
@@ -2124,7 +2127,7 @@ class _Finder:
                 x = b
             else:
                 return False
-            if x is y:
+            if _same_data(x, y):
                 return True
         return False
 
@@ -2359,8 +2362,9 @@ class _Finder:
         return self.source(x)  # NoNorm
 
     def bottleneck(self, r: ir.Value) -> tuple[Linear, ir.Value] | None:
-        """(projection, its input) when ``r`` is ``norm(projection(input))``: a bottleneck (MobileBERT)."""
-        v = self._norm_input(r)
+        """(projection, its input) when ``r`` is ``norm(projection(input))``: a bottleneck (MobileBERT); the
+        projection's output may reach the norm through float Casts (ONNX Runtime's level 99 of an fp16 model)."""
+        v = _precision_root(self._norm_input(r))
         if v is None or v.producer() is None:
             return None
         # back through the bias Add (and an int8 projection's dequantizing Mul) to the projection
@@ -2372,17 +2376,17 @@ class _Finder:
     def output_bottleneck(self, h: ir.Value, x: ir.Value) -> tuple[Linear, ir.Value] | None:
         """(projection, layer output) when ``h`` is read by one projection P only and ``norm(P(h) + x)``
         follows (MobileBERT's output bottleneck back to the layer input's width), else None."""
-        rs = self.readers(h)
+        rs = self._readers_past_casts(h)
         if len(rs) != 1:
             return None
         lin = self.linear(rs[0])
         if lin is None:
             return None
-        y = self.past_qdq(self.linear_output(lin))
+        y = self._past_float_cast(self.past_qdq(self.linear_output(lin)))
         c = single_consumer(y)
         if c is None or c.op_type not in ("Add", "Sum", "SkipLayerNormalization") or len(c.inputs) < 2:
             return None
-        if x not in tuple(self.source(i) for i in c.inputs[:2]):
+        if not any(_same_data(x, self.source(i)) for i in c.inputs[:2]):
             return None
         if c.op_type == "SkipLayerNormalization":
             return lin, c.outputs[0]
@@ -2672,7 +2676,10 @@ class _Finder:
         residual Add of the layer input ``a`` and its LayerNorm (JinaBERT's qk-post-norm layers: the FFN reads,
         and adds back, that second norm's output); else ``h1``."""
         c = single_consumer(self.past_qdq(h1))
-        if c is None or len(c.inputs) < 2 or {id(self.source(i)) for i in c.inputs[:2]} != {id(h1), id(a)}:
+        if c is None or len(c.inputs) < 2:
+            return h1
+        i0, i1 = (self.source(i) for i in c.inputs[:2])  # (a through float Casts: ORT's level 99 of fp16)
+        if not ((i0 is h1 and _same_data(i1, a)) or (i1 is h1 and _same_data(i0, a))):
             return h1
         if c.op_type in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization"):
             return h1 if self._sum_output(c) is not None else c.outputs[0]
@@ -3027,10 +3034,12 @@ class _Finder:
             if layers and layers[-1].pre_norm != pre:
                 raise StructureError(f"node '{_name(anchor)}' ({anchor.op_type}): layer {i} is "
                                      f"{'pre' if pre else 'post'}-LayerNorm, layer {i - 1} is not")
-            if layer is None and layers and layers[-1].output is not x and self._uncast(x) is layers[-1].output:
+            if layers and layers[-1].output is not x and self._uncast(x) is layers[-1].output:
                 # ORT's level-99 graph of an fp16 model: the layer computes in fp32 between Casts, its output
                 # LayerNorm in fp16; the Cast back to fp32 belongs to the next layer, which reads it
                 x = self._uncast(x)
+                if layer is not None:  # a bottleneck layer (MobileBERT) reads it with its input bottleneck
+                    layer.input = x
             if layers and layers[-1].output is not x and not self._masked(x, layers[-1].output):
                 kind = "pre-LayerNorm " if pre else ""
                 raise StructureError(f"node '{_name(anchor)}' ({anchor.op_type}): {kind}layer {i} does not "
@@ -3048,10 +3057,12 @@ class _Finder:
                     extra = (a,)
                 elif pre and _precision_root(x) is not x:
                     # ORT's level 99 of an fp16 model: the residual Add reads x cast to fp32 and the norm another
-                    # float Cast of the same value (T5's first layer: of the embeddings)
-                    extra = tuple(c.outputs[0] for c in consumers(_precision_root(x)) if c.op_type == "Cast"
-                                  and c.outputs[0] is not x and "to" in c.attributes
-                                  and c.attributes["to"].value in _FLOATS)
+                    # float Cast of the same value (T5's first layer: of the embeddings), or the value itself (the
+                    # first layer of ORT's own fp16 model: the norm in fp32 reads the embeddings, the fused
+                    # SkipLayerNormalization their fp16 Cast)
+                    extra = (_precision_root(x), *(c.outputs[0] for c in consumers(_precision_root(x))
+                                                   if c.op_type == "Cast" and c.outputs[0] is not x
+                                                   and "to" in c.attributes and c.attributes["to"].value in _FLOATS))
             layer.nodes = self.layer_nodes(x, layer.output, extra)
             rel_nodes = self._rel_nodes.get(id(att))
             if rel_nodes:  # DeBERTa: the position projections' view, Tile and Transpose belong to the layer
@@ -3082,8 +3093,9 @@ class _Finder:
 
     def bottleneck_layer(self, i: int, att: AttentionBlock, a: ir.Value) -> EncoderLayer | None:
         """Layer ``i`` as a bottleneck layer (MobileBERT, see the structure contract), or None when the
-        attention's residual is not a bottleneck of the layer input."""
-        y = self.past_qdq(self.linear_output(att.o))
+        attention's residual is not a bottleneck of the layer input. Through float Casts (ONNX Runtime's level 99
+        of an fp16 model)."""
+        y = self._past_float_cast(self.past_qdq(self.linear_output(att.o)))
         c = single_consumer(y)
         if c is None or c.op_type not in ("Add", "Sum", "SkipLayerNormalization") or len(c.inputs) < 2:
             return None
@@ -3106,15 +3118,15 @@ class _Finder:
         r_lin, x = bn
         anchor = att.o.node
         bottlenecks = [r_lin]
-        if a is not r and a is not x:  # Q and K share a bottleneck of their own
+        if not _same_data(a, r) and not _same_data(a, x):  # Q and K share a bottleneck of their own
             qk = self.bottleneck(a)
-            if qk is None or qk[1] is not x:
+            if qk is None or not _same_data(qk[1], x):
                 raise StructureError(f"node '{_name(att.q.node)}' ({att.q.node.op_type}): in a bottleneck layer Q "
                                      f"and K read neither the layer input, its input bottleneck, nor a bottleneck "
                                      f"of it")
             bottlenecks.append(qk[0])
         vx = self.source(att.v.node.inputs[0]) if att.v is not None else a  # fused / packed QKV: one input
-        if vx is not x and vx is not r and vx is not a:
+        if not any(_same_data(vx, v) for v in (x, r, a)):
             raise StructureError(f"node '{_name(att.v.node)}' ({att.v.node.op_type}): in a bottleneck layer V reads "
                                  f"neither the layer input nor one of its bottlenecks")
         # ORT's SkipLayerNormalization is the residual Add and its LayerNorm in one node
