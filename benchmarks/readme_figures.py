@@ -1359,11 +1359,12 @@ def render_conformance(results: Path) -> str:
 def render_conformance_settings(results: Path) -> str:
     """The export settings outside the main matrix (SETTING_EXPORTERS), from conformance_export_settings.json
     (four families, levels 0 and 99, every pass), conformance_export_settings_families.json (every other family,
-    level 0) and conformance_fp16_families.json (every other family's fp16 export at levels 0 and 99): one row per
-    setting over the files there are, the refusals by reason."""
+    level 0), conformance_fp16_families.json and conformance_ortfp16_families.json (every family's torch fp16 export and
+    ORT's --float16 file at levels 0 and 99): one row per setting over the files there are, the refusals by reason."""
     files = [(name, _load(results, name)) for name in ("conformance_export_settings.json",
                                                         "conformance_export_settings_families.json",
-                                                        "conformance_fp16_families.json")
+                                                        "conformance_fp16_families.json",
+                                                        "conformance_ortfp16_families.json")
              if (results / name).exists()]
     marks = ("equal", "close", "refused", "n/a", "FAILED")
     per: dict[str, dict[str, int]] = {}
