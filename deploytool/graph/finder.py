@@ -2448,11 +2448,8 @@ class _Finder:
 
     @staticmethod
     def _uncast(v: ir.Value | None) -> ir.Value | None:
-        """``v`` before a Cast to a float type (see :meth:`_past_float_cast`)."""
-        p = v.producer() if v is not None else None
-        if p is not None and p.op_type == "Cast" and "to" in p.attributes and p.attributes["to"].value in _FLOATS:
-            return p.inputs[0]
-        return v
+        """``v`` before its Casts to float types (see :meth:`_past_float_cast`; :func:`_precision_root`)."""
+        return _precision_root(v)
 
     # ------------------------------------------------------------------ RMS norm (T5)
     def _rms_input(self, a: ir.Value | None) -> ir.Value | None:
