@@ -530,8 +530,11 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                 host_errors.setdefault(c.precision, []).append(c.host_projection_error)
         accs = dict(config.accuracies or {})
         ranking = "accuracy" if accs else "proxy: kept-parameter fraction, then precision"
-        for c in built:  # a collapsed candidate's accuracy may be keyed by a name it stands for
-            rec = next((accs[n] for n in (c.name, *c.same_as) if n in accs), None)
+        def record(c):  # a collapsed candidate's accuracy may be keyed by a name it stands for
+            return next((accs[n] for n in (c.name, *c.same_as) if n in accs), None)
+
+        for c in built:
+            rec = record(c)
             c.accuracy = rec.value if rec is not None else None
             c.accuracy_metric = rec.metric if rec is not None else "accuracy"
             if rec is not None and rec.n is not None and rec.low is not None:
@@ -575,7 +578,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                               f"({why})")
         note = ""
         if accs:
-            pk = pick(fitting, record=lambda c: next((accs[n] for n in (c.name, *c.same_as) if n in accs), None), cost=lambda c: (c.device_p90_ms, c.size_mb),
+            pk = pick(fitting, record=record, cost=lambda c: (c.device_p90_ms, c.size_mb),
                       name=lambda c: c.name, same_speed=lambda a, b: _same_speed(a, b, host_errors, config.seq_len),
                       then=lambda c: (c.size_mb, c.name), faster=_faster)
             chosen, note = pk.chosen, pk.note
