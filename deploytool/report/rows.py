@@ -250,6 +250,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                                              project_latency)
 
     profiles = [load_profile(n, config.profiles_dirs) for n in config.profiles]
+    _refuse_one_name_twice(config.profiles, profiles)
     acc_set = load_accuracy_records(config.accuracy)
     acc = acc_set.values()
     reports, device_rows = [], []
@@ -585,6 +586,18 @@ def resolution_errors(rows: Sequence[ReportRow]) -> dict[tuple[int, str], list[f
         e = resolution_error(r.projected_ms, r.samples_ms, r.p50_ms) if r.samples_ms else r.cost_model_error
         out.setdefault((r.seq_len, r.precision), {})[r.model_path] = e
     return {k: list(v.values()) for k, v in out.items()}
+
+
+def _refuse_one_name_twice(given: Sequence[str], profiles: Sequence[Profile]) -> None:
+    """ConfigError when two --profile values load profiles of one name (the built-in kirin990 and an edited copy
+    of it given by path, a profile by name and by path, host and x86-host): rows, verdicts and the device's
+    section are keyed by the name, so the second device's rows were judged under the first one's budgets."""
+    seen: dict[str, str] = {}
+    for g, prof in zip(given, profiles):
+        first = seen.setdefault(prof.name, g)
+        if first != g:
+            raise ConfigError(f"--profile: {first} and {g} are both the device profile '{prof.name}'; give each "
+                              "device once (rename an edited copy's file and its name:)")
 
 
 def _refuse_measured_twice(profiles: Sequence[Profile], paths: Sequence[Path], reports: Sequence[dict[str, Any]]) -> None:

@@ -1,0 +1,43 @@
+"""Two --profile values that load profiles of one name (the built-in kirin990 and an edited copy of it given by
+path with a 1 ms budget; kirin990 by name and by its file's path): the report keys rows, verdicts and sections by
+the profile's name, so it said "for kirin990, kirin990", gave one verdict, and judged the copy's rows under the
+first one's budgets. Refused now, before anything is written, naming both values."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from deploytool.cli import main
+from deploytool.profiles import BUILTIN_PROFILE_DIR
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    from deploytool.bench import BenchConfig, run_benchmark, write_json
+    from deploytool.testing.bench_models import encoder_like
+
+    d = tmp_path_factory.mktemp("one_name")
+    model = encoder_like(d / "m.onnx", vocab=50, hidden=16, layers=1)
+    write_json(run_benchmark(BenchConfig(models=(model,), seq_lens=(8,), runs=2, warmup=1)), d / "b.json")
+    return d / "b.json"
+
+
+@pytest.mark.parametrize("copy", ["edited", "builtin"])
+def test_two_profiles_of_one_name_are_refused(bench, tmp_path, copy):
+    src = BUILTIN_PROFILE_DIR / "kirin990.yaml"
+    if copy == "edited":
+        text = src.read_text()
+        assert "p90_latency_ms: {8: 10," in text
+        (tmp_path / "mine").mkdir()
+        second = tmp_path / "mine" / "kirin990.yaml"
+        second.write_text(text.replace("p90_latency_ms: {8: 10,", "p90_latency_ms: {8: 1,"))
+    else:
+        second = src
+    out = tmp_path / "r"
+    res = CliRunner().invoke(main, ["report", str(bench), "--profile", "kirin990", "--profile", str(second),
+                                    "--no-projection", "-o", str(out)])
+    assert res.exit_code == 2, res.output
+    assert res.output == (f"error: --profile: kirin990 and {second} are both the device profile 'kirin990'; give "
+                          "each device once (rename an edited copy's file and its name:)\n")
+    assert not out.exists()
