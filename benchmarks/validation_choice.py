@@ -115,7 +115,7 @@ RECIPE = """
 schema_version: 1
 name: demo
 sweep: {width: [0.5, 1.0], precision: [fp32, int8]}
-bench: {seq_lens: [8, 128], runs: 50}
+bench: {seq_len: [8, 128], runs: 50}
 """
 PROFILE = """
 schema_version: 1
@@ -125,9 +125,9 @@ compute: {memory_bandwidth_gbs: 17.0, peak_gops: {fp32: 60.0}}
 _VALIDATE = f"RECIPE_DOC = {RECIPE!r}\nPROFILE_DOC = {PROFILE!r}\n" + _VALIDATE
 # (what, document, key path that is wrong, the edit)
 CASES = [
-    ("recipe", "typo'd key", RECIPE, "bench.sed_lens", lambda d: d["bench"].update(sed_lens=d["bench"].pop("seq_lens"))),
+    ("recipe", "typo'd key", RECIPE, "bench.sed_len", lambda d: d["bench"].update(sed_len=d["bench"].pop("seq_len"))),
     ("recipe", "wrong type", RECIPE, "bench.runs", lambda d: d["bench"].update(runs="many")),
-    ("recipe", "out of range", RECIPE, "bench.seq_lens[0]", lambda d: d["bench"].update(seq_lens=[5000])),
+    ("recipe", "out of range", RECIPE, "bench.seq_len[0]", lambda d: d["bench"].update(seq_len=[5000])),
     ("recipe", "bad enum value", RECIPE, "sweep.precision[1]", lambda d: d["sweep"].update(precision=["fp32", "int4"])),
     ("profile", "typo'd key", PROFILE, "compute.peak_gop", lambda d: d["compute"].update(peak_gop=d["compute"].pop("peak_gops"))),
     ("profile", "wrong type", PROFILE, "compute.memory_bandwidth_gbs",

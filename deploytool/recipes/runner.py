@@ -215,7 +215,10 @@ def _check_recipe(recipe: Recipe) -> list[str]:
         _check_files(p.params, f"passes[{i}] {p.kind.value}")
         plan.append(f"passes[{i}] {p.kind.value}")
     if recipe.eval is not None:
-        _check_files({"data": recipe.eval.data}, "eval")
+        # a classifier's eval reads the file's columns as the step does (a missing one: the CLI's line, at --check)
+        cols = ({"text_col": recipe.eval.text_col, "text_pair_col": recipe.eval.text_pair_col,
+                 "label_col": recipe.eval.label_col} if recipe.task == "sequence-classification" else {})
+        _check_files({"data": recipe.eval.data, **cols}, "eval")
     for prec in recipe.sweep.precision:
         if prec is not Precision.FP32:
             opts = recipe.sweep.options.get(prec, {})
@@ -249,7 +252,7 @@ def _check_recipe(recipe: Recipe) -> list[str]:
         if recipe.bench.threads > cores:
             raise ConfigError(f"bench.threads: {recipe.bench.threads} intra-op threads but this machine lets the run "
                               f"use {cores} core(s) (affinity, cgroup quota); use threads <= {cores}")
-    plan.append(f"bench at seq {', '.join(map(str, recipe.bench.seq_lens))}; report for {', '.join(recipe.devices)}")
+    plan.append(f"bench at seq {', '.join(map(str, recipe.bench.seq_len))}; report for {', '.join(recipe.devices)}")
     return plan
 
 

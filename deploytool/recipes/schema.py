@@ -24,8 +24,8 @@ Layout (all keys but ``schema_version``, ``name`` and ``model`` are optional)::
       precision: [fp32, int8, ternary]
       options: {ternary: {runtime: densest}}   # each precision pass's options
     devices: [kirin990, raspberry-pi-4, x86-host]
-    bench: {seq_lens: [8, 128], runs: 50, warmup: 5}
-    eval: {data: rotten-tomatoes, split: test, max_eval: 500}
+    bench: {seq_len: [8, 128], runs: 50, warmup: 5}
+    eval: {data: rotten-tomatoes, split: test, max_eval: 500}   # a file's columns: text_col, text_pair_col, label_col
     report: {title: "MiniLM on phones"}
 """
 
@@ -55,9 +55,11 @@ logger = logging.getLogger(__name__)
 # a recipe key is its CLI option's name with '-' -> '_' (--calib-data -> calib_data); keys renamed to follow that
 # rule: old -> new, read for one more release with a deprecation line. int8's options (in passes and sweep.options):
 RENAMED_KEYS = {"calib": "calib_data", "calib_samples": "calib_size"}
-# eval's (deploytool eval --max-eval) and bench's (deploytool bench --batch-size)
+# eval's (deploytool eval --max-eval), bench's (deploytool bench --batch-size, --seq-len) and the ternary/binary
+# training steps' (deploytool qat --embeddings/--no-embeddings)
 EVAL_RENAMED_KEYS = {"max_examples": "max_eval"}
-BENCH_RENAMED_KEYS = {"batch": "batch_size"}
+BENCH_RENAMED_KEYS = {"batch": "batch_size", "seq_lens": "seq_len"}
+QAT_RENAMED_KEYS = {"quantize_embeddings": "embeddings"}
 
 
 class TrainKind(str, enum.Enum):
@@ -136,7 +138,7 @@ def _renamed(params: Any, where: str, info: ValidationInfo, at: str = "",
     return {renamed.get(k, k): v for k, v in params.items()}
 
 
-def _steps(kinds: type[enum.Enum], rel_keys: tuple[str, ...]):
+def _steps(kinds: type[enum.Enum], rel_keys: tuple[str, ...], section: str):
     """A list of ``{kind: {params}}`` items (or bare ``kind``) -> ``[{"kind", "params"}]``; each kind checked
     here so the message names the item (``passes[0]: expected one of ...``)."""
     allowed = [k.value for k in kinds]
@@ -162,7 +164,9 @@ def _steps(kinds: type[enum.Enum], rel_keys: tuple[str, ...]):
                 raise invalid(not_one_of(allowed, kind),
                               f"[{i}]")
             if kind == "quantize":  # int8's options
-                params = _renamed(params, f"passes[{i}].{kind}", info, f"[{i}].{kind}")
+                params = _renamed(params, f"{section}[{i}].{kind}", info, f"[{i}].{kind}")
+            elif kind in ("ternary", "binary"):  # the qat command's
+                params = _renamed(params, f"{section}[{i}].{kind}", info, f"[{i}].{kind}", QAT_RENAMED_KEYS)
             base = _base_dir(info)
             out.append({"kind": kinds(kind),
                         "params": {k: (_rel(x, base) if k in rel_keys else x) for k, x in params.items()}})
@@ -258,7 +262,8 @@ class SweepSpec:
 
 @schema
 class BenchSpec:
-    seq_lens: Annotated[tuple[Integer(1, MAX_SEQ_LEN), ...], BeforeValidator(_as_list)] = (8, 128)
+    # the bench command's --seq-len (a list: --seq-len 8,128)
+    seq_len: Annotated[tuple[Integer(1, MAX_SEQ_LEN), ...], BeforeValidator(_as_list)] = (8, 128)
     batch_size: Integer(1, 1024) = 1
     runs: Integer(1, 100000) = 50
     warmup: Integer(0, 100000) = 5
@@ -276,6 +281,26 @@ class EvalSpec:
     split: Choice("train", "dev", "test") = "test"
     max_eval: Optional[Integer(1)] = None
     max_length: Integer(8, MAX_SEQ_LEN) = 128
+    # a user file's columns, as the eval command's --text-col, --text-pair-col (a sentence pair's second text;
+    # none: one text an example, or a file's GLUE pair of columns, found as the CLI finds it) and --label-col
+    text_col: Text = "text"
+    text_pair_col: Optional[Text] = None
+    label_col: Text = "label"
+
+    @model_validator(mode="after")
+    def _columns(self) -> "EvalSpec":
+        # DataConfig's rules (the eval step's), said here with the key path, at load
+        if self.text_col == self.label_col:
+            raise invalid(f"both text_col and label_col name the column {self.text_col!r}; the labels are another "
+                          "column", ".label_col")
+        if self.text_pair_col is not None and self.text_pair_col in (self.text_col, self.label_col):
+            which = "text" if self.text_pair_col == self.text_col else "label"
+            raise invalid(f"{self.text_pair_col!r} is also the {which} column; the second text is another one",
+                          ".text_pair_col")
+        if self.text_pair_col is not None and not looks_like_file(self.data):
+            raise invalid(f"the built-in dataset {self.data!r} has one text an example, no pairs (a second text "
+                          "column is a user file's)", ".text_pair_col")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -304,9 +329,9 @@ class Recipe:
     model: ModelSpec
     description: Optional[str] = None
     task: Choice("sequence-classification", "feature-extraction") = "sequence-classification"
-    train: Annotated[tuple[TrainStep, ...], _steps(TrainKind, ("data", "importance"))] = ()
+    train: Annotated[tuple[TrainStep, ...], _steps(TrainKind, ("data", "importance"), "train")] = ()
     export: Annotated[ExportSpec, _none_is_default({})] = ExportSpec()
-    passes: Annotated[tuple[PassStep, ...], _steps(PassKind, ("importance", "neurons", "calib_data"))] = ()
+    passes: Annotated[tuple[PassStep, ...], _steps(PassKind, ("importance", "neurons", "calib_data"), "passes")] = ()
     sweep: Annotated[SweepSpec, _none_is_default({})] = SweepSpec()
     devices: Annotated[tuple[Text, ...], BeforeValidator(_as_list)] = ("x86-host",)
     bench: Annotated[BenchSpec, _none_is_default({})] = BenchSpec()
@@ -354,6 +379,10 @@ class Recipe:
             # an embedding model's eval is recall@10 over a corpus of max_eval texts (deploytool.train.embedding)
             raise invalid(f"an embedding corpus needs at least 20 texts, got {self.eval.max_eval}",
                           "eval.max_eval")
+        if self.task == "feature-extraction" and self.eval is not None and self.eval.text_pair_col is not None:
+            # an embedding model's eval embeds each corpus text alone (deploytool eval refuses --text-pair-col there)
+            raise invalid("an embedding model's corpus is one text an example, no sentence pairs",
+                          "eval.text_pair_col")
         return self
 
 

@@ -75,6 +75,9 @@ def load_profiles(names: tuple[str, ...]):
 # -------------------------------------------------------------------------------------- training
 
 _DATA_KEYS = {"data", "text_col", "text_pair_col", "label_col", "seed", "max_length", "max_train", "max_eval"}
+# a config field whose recipe key is its CLI option's name, not the field's (qat --embeddings -> QATConfig's
+# quantize_embeddings): field -> key
+_FIELD_KEYS = {"quantize_embeddings": "embeddings"}
 
 
 def _split_params(params: dict[str, Any], where: str):
@@ -154,7 +157,8 @@ def _build(cls, where: str, **kwargs):
         known = {f.name for f in dataclasses.fields(cls)}
         for k in kwargs:
             if k not in known:
-                allowed = sorted((known - {"model", "teacher", "output", "data", "reorder_output"}) | _DATA_KEYS)
+                allowed = sorted({_FIELD_KEYS.get(f, f) for f in known - {"model", "teacher", "output", "data",
+                                                                          "reorder_output"}} | _DATA_KEYS)
                 raise ConfigError(f"{where}: {k}: unknown key{did_you_mean(k, allowed)} (allowed: "
                                   f"{', '.join(allowed)})")
     try:
@@ -198,6 +202,10 @@ def train_config(step: TrainStep, src: Path, tmp: Path, where: str):
     if given:
         raise ConfigError(f"{where}: {', '.join(given)}: set by the recipe (the step's input model, output folder "
                           "and kind), not an option of a recipe step; remove it")
+    if step.kind in (TrainKind.TERNARY, TrainKind.BINARY) and "embeddings" in rest:
+        if "quantize_embeddings" in rest:  # a step built in Python with both (the schema refuses both in a file)
+            raise ConfigError(f"{where}: quantize_embeddings: the old name of embeddings; keep 'embeddings' only")
+        rest = {("quantize_embeddings" if k == "embeddings" else k): v for k, v in rest.items()}
     kwargs: dict[str, Any] = {src_field: src if src_field == "teacher" else str(src), "output": tmp / "model",
                               "data": data, **rest}
     if step.kind is TrainKind.IMPORTANCE:
@@ -295,13 +303,15 @@ def eval_step(model: Path, tokenizer_dir: Path, spec: EvalSpec, tmp: Path, *,
     from deploytool.train.evaluate import evaluate
     from deploytool.train.config import DataConfig, EvalConfig
 
+    # the columns as `deploytool eval --text-col/--text-pair-col/--label-col` hands them to the same DataConfig
+    cols = {"text_col": spec.text_col, "text_pair_col": spec.text_pair_col, "label_col": spec.label_col}
     if reference is not None:
         cfg = EvalConfig(model=model, tokenizer=tokenizer_dir, reference=reference, corpus=spec.data,
-                         max_queries=spec.max_eval or 1000, data=DataConfig(data=None, max_length=spec.max_length),
-                         output=tmp / "metrics.json")
+                         max_queries=spec.max_eval or 1000,
+                         data=DataConfig(data=None, max_length=spec.max_length, **cols), output=tmp / "metrics.json")
     else:
         cfg = EvalConfig(model=model, tokenizer=tokenizer_dir, split=spec.split,
-                         data=DataConfig(data=spec.data, max_length=spec.max_length, max_eval=spec.max_eval),
+                         data=DataConfig(data=spec.data, max_length=spec.max_length, max_eval=spec.max_eval, **cols),
                          output=tmp / "metrics.json")
     evaluate(cfg)
     return {"metrics": "metrics.json"}
@@ -350,7 +360,7 @@ def bench_step(variants, bench: BenchSpec, tmp: Path) -> dict[str, str]:
     """All variants timed in turns in one clean worker on this host (CPU EP, the recipe's threads)."""
     from deploytool.bench import BenchConfig, run_benchmark, write_json as write_bench
 
-    cfg = BenchConfig(models=tuple(v.path for v in variants), seq_lens=bench.seq_lens, batch=bench.batch_size,
+    cfg = BenchConfig(models=tuple(v.path for v in variants), seq_lens=bench.seq_len, batch=bench.batch_size,
                       warmup=bench.warmup, runs=bench.runs, threads=bench.threads or 1)
     write_bench(run_benchmark(cfg), tmp / "bench.json")
     return {"results": "bench.json"}
@@ -392,7 +402,7 @@ def report_step(recipe, variants, bench_file: Path, accuracy_file: Path | None,
                        title=recipe.report.title or f"{recipe.name}: {recipe.model.ref} on {', '.join(recipe.devices)}")
     result = build_report(cfg)
     by_path = {str(v.path.resolve()): v for v in variants}
-    seq = max(recipe.bench.seq_lens)
+    seq = max(recipe.bench.seq_len)
     table: dict[str, dict[str, Any]] = {}
     ref = result.info.get("accuracy_reference")
     if ref:  # the teacher the variants came from: the reference row (no file, no latency)

@@ -24,7 +24,7 @@ def run(tmp_path_factory):
                                    "batch_size": 16, "lr": 1e-3, "threads": 1}}],
            "export": {"exporter": "torch"}, "passes": [],
            "sweep": {"width": [1.0, 0.5], "depth": [1.0], "precision": ["fp32", "int8"]},
-           "devices": ["x86-host"], "bench": {"seq_lens": [8], "runs": 2, "warmup": 0},
+           "devices": ["x86-host"], "bench": {"seq_len": [8], "runs": 2, "warmup": 0},
            "eval": {"data": "toy.csv", "split": "test", "max_length": 32}}
     p = root / "acc.yaml"
     p.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -76,7 +76,7 @@ def test_embedding_recipe_uses_recall_at_10_as_its_accuracy(tmp_path):
     doc = {"schema_version": 1, "name": "emb", "model": {"path": "enc"}, "task": "feature-extraction",
            "export": {"exporter": "torch"}, "passes": [],
            "sweep": {"width": [1.0, 0.5], "depth": [1.0], "precision": ["fp32", "int8"]},
-           "devices": ["x86-host"], "bench": {"seq_lens": [8], "runs": 2, "warmup": 0},
+           "devices": ["x86-host"], "bench": {"seq_len": [8], "runs": 2, "warmup": 0},
            "eval": {"data": "toy.csv", "max_eval": 100, "max_length": 32}}
     p = tmp_path / "emb.yaml"
     p.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -50,7 +50,7 @@ def test_a_second_run_into_the_same_folder_at_once_is_refused(workspace, tmp_pat
     doc = {"schema_version": 1, "name": "c", "model": {"path": "model"}, "task": "sequence-classification",
            "train": [], "export": {"exporter": "torch"}, "devices": ["x86-host"],
            "sweep": {"width": [1.0], "depth": [1.0], "precision": ["fp32"]},
-           "bench": {"seq_lens": [8], "runs": 2, "warmup": 0}}
+           "bench": {"seq_len": [8], "runs": 2, "warmup": 0}}
     path = workspace / "concurrent.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     out = tmp_path / "out"
@@ -78,7 +78,7 @@ def test_the_unfinished_steps_of_a_run_that_died_are_removed(workspace, tmp_path
     doc = {"schema_version": 1, "name": "d", "model": {"path": "model"}, "task": "sequence-classification",
            "train": [], "export": {"exporter": "torch"}, "devices": ["x86-host"],
            "sweep": {"width": [1.0], "depth": [1.0], "precision": ["fp32"]},
-           "bench": {"seq_lens": [8], "runs": 2, "warmup": 0}}
+           "bench": {"seq_len": [8], "runs": 2, "warmup": 0}}
     path = workspace / "died.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     store, out, local = tmp_path / "store", tmp_path / "out", tmp_path / "local"

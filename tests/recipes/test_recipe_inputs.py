@@ -333,7 +333,7 @@ def test_files_in_sweep_options_and_devices_are_the_recipes_and_checked(workspac
     ({"passes": [{"slice": {"width": 0.5}}], "sweep": {"width": [1.0, 0.75]}},
      "sweep.width[1]: 0.75 keeps the same 2 of the 2 heads passes[0] slice leaves as 1"),
     # measured oversubscribed without a word (bench --threads refuses it)
-    ({"bench": {"seq_lens": [8], "threads": 64}},
+    ({"bench": {"seq_len": [8], "threads": 64}},
      "bench.threads: 64 intra-op threads but this machine lets the run use 2 core(s) (affinity, cgroup quota)"),
 ])
 def test_check_refuses_what_the_run_refused_late(workspace, tmp_path, monkeypatch, changes, needle):
@@ -370,7 +370,7 @@ def test_static_int8_in_a_recipe_gets_the_models_tokenizer(tmp_path):
 
 def _quick(workspace, name, **changes):
     base = {"train": [], "export": {"exporter": "torch"}, "eval": None, "devices": ["x86-host"],
-            "bench": {"seq_lens": [8], "runs": 2, "warmup": 0}}
+            "bench": {"seq_len": [8], "runs": 2, "warmup": 0}}
     return _recipe(workspace, name, **{**base, **changes})
 
 

@@ -96,3 +96,77 @@ def test_a_bad_value_is_named_by_the_new_key():
         parse_recipe({**BASE, "eval": {"data": "rotten-tomatoes", "max_examples": 0}}, "r.yaml")
     with pytest.raises(ConfigError, match=r"^r.yaml: bench.batch_size: "):
         parse_recipe({**BASE, "bench": {"batch_size": 0}}, "r.yaml")
+
+
+# bench.seq_lens was `deploytool bench --seq-len` (a list: --seq-len 8,128), a ternary/binary step's
+# quantize_embeddings `deploytool qat --embeddings/--no-embeddings`
+def test_bench_seq_len_is_the_cli_name(caplog):
+    from deploytool.cli.bench_cmd import bench
+
+    assert "--seq-len" in [o for p in bench.params for o in p.opts]
+    rec = parse_recipe({**BASE, "bench": {"seq_len": [8, 32]}}, "r.yaml")
+    assert tuple(rec.bench.seq_len) == (8, 32)
+    with caplog.at_level(logging.WARNING):
+        rec = parse_recipe({**BASE, "bench": {"seq_lens": [8, 32]}}, "old.yaml")
+    assert tuple(rec.bench.seq_len) == (8, 32)
+    assert [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()] == [
+        "deprecated: old.yaml: bench.seq_lens is now seq_len; the old key goes in the next release"]
+    with pytest.raises(ConfigError, match=r"^both.yaml: bench.seq_lens: both 'seq_lens' \(the old name\) and "
+                                          r"'seq_len' given for the same option: keep 'seq_len' only$"):
+        parse_recipe({**BASE, "bench": {"seq_lens": [8], "seq_len": [8]}}, "both.yaml")
+    with pytest.raises(ConfigError, match=r"^r.yaml: bench.seq_len\[0\]: "):
+        parse_recipe({**BASE, "bench": {"seq_lens": [0]}}, "r.yaml")
+
+
+def _qat(kind: str, params: dict) -> dict:
+    return {**BASE, "train": [{"finetune": {"data": "rotten-tomatoes"}}, {kind: {"data": "rotten-tomatoes", **params}}]}
+
+
+@pytest.mark.parametrize("kind", ["ternary", "binary"])
+def test_qat_embeddings_is_the_cli_name(kind, caplog, tmp_path):
+    from deploytool.cli.train_cmd import qat
+    from deploytool.recipes.steps import train_config
+
+    assert [p.name for p in qat.params if "--embeddings" in p.opts] == ["quantize_embeddings"]  # the CLI's flag
+    for params, old in (({"embeddings": False}, False), ({"quantize_embeddings": False}, True)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            rec = parse_recipe(_qat(kind, params), "r.yaml")
+        cfg, _ = train_config(rec.train[1], tmp_path, tmp_path, f"train[1] {kind}")
+        assert cfg.quantize_embeddings is False
+        lines = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+        assert lines == ([f"deprecated: r.yaml: train[1].{kind}.quantize_embeddings is now embeddings; the old key "
+                          "goes in the next release"] if old else [])
+    with pytest.raises(ConfigError, match=rf"^both.yaml: train\[1\].{kind}.quantize_embeddings: both "
+                                          r"'quantize_embeddings' \(the old name\) and 'embeddings' given"):
+        parse_recipe(_qat(kind, {"embeddings": False, "quantize_embeddings": False}), "both.yaml")
+    # a typo is offered the recipe's key, and the allowed list names it so
+    rec = parse_recipe(_qat(kind, {"embedings": False}), "r.yaml")
+    with pytest.raises(ConfigError) as e:
+        train_config(rec.train[1], tmp_path, tmp_path, f"train[1] {kind}")
+    assert "did you mean 'embeddings'" in str(e.value) and "quantize_embeddings" not in str(e.value), str(e.value)
+
+
+def test_the_shipped_recipes_and_readme_use_no_old_key(caplog):
+    """recipes/*.yaml load without a deprecation line, and the README shows no old key."""
+    import re
+    from pathlib import Path
+
+    from deploytool.recipes import load_recipe
+    from deploytool.recipes.schema import BENCH_RENAMED_KEYS, EVAL_RENAMED_KEYS, QAT_RENAMED_KEYS, RENAMED_KEYS
+
+    root = Path(__file__).resolve().parents[2]
+    files = sorted((root / "recipes").glob("*.yaml"))
+    assert files
+    with caplog.at_level(logging.WARNING):
+        for f in files:
+            load_recipe(f)
+    assert not [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    # a recipe's bench or qat keys as the README writes them (BenchConfig(seq_lens=...) is the Python API's field)
+    for old in BENCH_RENAMED_KEYS:
+        assert not re.search(rf"bench: *\{{[^}}]*\b{old}:|recipe's `{old}`", readme), old
+    for old in QAT_RENAMED_KEYS:
+        assert not re.search(rf"\b{old}:", readme), old  # as a YAML key (the deprecation list names it)
+    for old in (*RENAMED_KEYS, *EVAL_RENAMED_KEYS):
+        assert not re.search(rf"\b{old}: ", readme), old

@@ -20,7 +20,7 @@ def _recipe(root: Path, name: str, **changes) -> Path:
     doc = {"schema_version": 1, "name": name, "model": {"path": "model"}, "task": "sequence-classification",
            "train": [], "export": {"exporter": "torch"}, "devices": ["x86-host"],
            "sweep": {"width": [1.0, 0.5], "depth": [1.0], "precision": ["fp32"]},
-           "bench": {"seq_lens": [8], "runs": 2, "warmup": 0}}
+           "bench": {"seq_len": [8], "runs": 2, "warmup": 0}}
     doc.update(changes)
     p = root / f"{name}.yaml"
     p.write_text(yaml.safe_dump(doc, sort_keys=False))

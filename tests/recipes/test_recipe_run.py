@@ -28,7 +28,7 @@ def _write(root: Path, name: str, **changes) -> Path:
         "passes": [{"reorder": {"importance": "magnitude"}}],
         "sweep": {"width": [1.0, 0.5], "depth": [1.0, 0.5], "precision": ["fp32", "int8", "ternary"]},
         "devices": ["x86-host", "kirin990"],
-        "bench": {"seq_lens": [8], "runs": 2, "warmup": 0},
+        "bench": {"seq_len": [8], "runs": 2, "warmup": 0},
         "eval": {"data": "toy.csv", "split": "test", "max_length": 32},
     }
     doc.update(changes)
@@ -125,7 +125,7 @@ def test_an_fp16_model_before_the_sweep_names_its_variants_fp16(workspace, tmp_p
 
     p = _write(workspace, "half", passes=[{"quantize": {"precision": "fp16"}}],
                sweep={"width": [1.0, 0.5], "depth": [1.0], "precision": ["fp32", "fp16", "int8"]},
-               bench={"seq_lens": [8], "runs": 1, "warmup": 0}, eval=None)
+               bench={"seq_len": [8], "runs": 1, "warmup": 0}, eval=None)
     res = run_recipe(load_recipe(p), tmp_path / "run", store=workspace / "store")
     labels = sorted(v.label for v in res.variants)
     assert labels == ["w0.5-d1-fp16", "w0.5-d1-int8", "w1-d1-fp16", "w1-d1-int8"]

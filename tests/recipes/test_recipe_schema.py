@@ -20,7 +20,7 @@ GOOD = {
     "passes": [{"reorder": {"importance": "magnitude"}}],
     "sweep": {"width": [1.0, 0.5], "depth": [1.0, 0.75], "precision": ["fp32", "int8"]},
     "devices": ["x86-host"],
-    "bench": {"seq_lens": [8], "runs": 3},
+    "bench": {"seq_len": [8], "runs": 3},
 }
 
 
@@ -47,7 +47,7 @@ def test_good_recipe_parses_and_expands_grid():
         (_bad(sweep={"width": ["half"]}), "sweep.width[0]"),
         (_bad(sweep={"precision": ["int4"]}), "sweep.precision[0]: expected one of"),
         (_bad(bench={"runs": "many"}), "bench.runs: expected an integer"),
-        (_bad(bench={"seq_len": [8]}), "bench.seq_len: unknown key (did you mean 'seq_lens'?)"),
+        (_bad(bench={"seq_lenz": [8]}), "bench.seq_lenz: unknown key (did you mean 'seq_len'?)"),
         (_bad(devicez=["x"]), "devicez: unknown key (did you mean 'devices'?)"),
         (_bad(model={"name": "minilm", "path": "x"}), "model: give exactly one"),
         ({k: v for k, v in GOOD.items() if k != "model"}, "model: required key is missing"),
@@ -81,7 +81,7 @@ def test_load_recipe_errors(tmp_path):
     # a merge key's values may be overridden: that is not a duplicate
     merged = tmp_path / "merged.yaml"
     merged.write_text(yaml.safe_dump({k: v for k, v in GOOD.items() if k != "bench"}, sort_keys=False)
-                      + "defaults: &b {seq_lens: [8], runs: 9}\nbench:\n  <<: *b\n  runs: 3\n")
+                      + "defaults: &b {seq_len: [8], runs: 9}\nbench:\n  <<: *b\n  runs: 3\n")
     assert "defaults" not in GOOD
     with pytest.raises(ConfigError, match="defaults"):  # an unknown top-level key, read past the merge
         load_recipe(merged)
@@ -224,13 +224,13 @@ def test_x_keys_hold_anchors_and_are_read_by_nothing_else(tmp_path):
                  "x-bench: &bench {runs: 3, warmup: 1}\n"
                  "sweep: {width: [1.0, 0.5]}\n"
                  "devices: [x86-host]\n"
-                 "bench: {<<: *bench, seq_lens: *lengths}\n")
+                 "bench: {<<: *bench, seq_len: *lengths}\n")
     text = p.read_text()
     r = load_recipe(p)
-    assert tuple(r.bench.seq_lens) == (8, 32) and r.bench.runs == 3 and r.bench.warmup == 1
+    assert tuple(r.bench.seq_len) == (8, 32) and r.bench.runs == 3 and r.bench.warmup == 1
     assert p.read_text() == text
     assert parse_recipe(dict(GOOD, **{"x-notes": {"anything": [1, "two"]}}), "r.yaml") == parse_recipe(GOOD, "r.yaml")
     with pytest.raises(ConfigError, match=r"r.yaml: y-bench: unknown key"):
         parse_recipe(dict(GOOD, **{"y-bench": {}}), "r.yaml")
     with pytest.raises(ConfigError, match=r"bench.x-runs: unknown key"):  # only the top level: a typo below is one
-        parse_recipe(dict(GOOD, bench={"seq_lens": [8], "x-runs": 3}), "r.yaml")
+        parse_recipe(dict(GOOD, bench={"seq_len": [8], "x-runs": 3}), "r.yaml")

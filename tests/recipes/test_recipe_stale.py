@@ -42,7 +42,7 @@ def test_a_bench_made_on_another_machine_is_not_reused(workspace, tmp_path, monk
     doc = {"schema_version": 1, "name": "h", "model": {"path": "model"}, "task": "sequence-classification",
            "train": [], "export": {"exporter": "torch"}, "devices": ["x86-host"],
            "sweep": {"width": [1.0], "depth": [1.0], "precision": ["fp32"]},
-           "bench": {"seq_lens": [8], "runs": 2, "warmup": 0}}
+           "bench": {"seq_len": [8], "runs": 2, "warmup": 0}}
     path = workspace / "stale-host.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     store = tmp_path / "store"

@@ -167,7 +167,7 @@ def _small_recipe(root: Path, workspace: Path) -> Path:
         "schema_version": 1, "name": "small", "model": {"path": str(workspace / "model")},
         "task": "sequence-classification", "export": {"exporter": "torch"},
         "sweep": {"width": [1.0], "depth": [1.0], "precision": ["fp32"]}, "devices": ["x86-host"],
-        "bench": {"seq_lens": [8], "runs": 2, "warmup": 0}}, sort_keys=False))
+        "bench": {"seq_len": [8], "runs": 2, "warmup": 0}}, sort_keys=False))
     return p
 
 
