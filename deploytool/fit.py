@@ -419,11 +419,12 @@ def fit(config: FitConfig, progress=None) -> FitResult:
     from deploytool.onnx_io import atomic_write, check_output_path
 
     check_output_path(config.output, inputs=(config.model,))
+    # the .fit.json beside it too, before any work: a folder there failed after the chosen model was written
+    check_output_path(_why_path(config.output), inputs=(config.model,))
     prof = config.profile
     budget = float(config.budget)
     with scratch.temporary_directory("deploytool-fit-") as tmp_s:
         work = Path(config.workdir) if config.workdir is not None else Path(tmp_s)
-        work.mkdir(parents=True, exist_ok=True)
         sliced: dict = {}
         cands: list[Candidate] = []
         # read once (a self-contained file is parsed whole): its stored precision and, when it is itself a variant,
@@ -444,6 +445,13 @@ def fit(config: FitConfig, progress=None) -> FitResult:
             return _name(sw * w, sd * d, p)
 
         _check_accuracy_names(config, [label(w, d, p) for w in config.widths for d in config.depths for p, _ in grid])
+        if config.workdir is not None and config.output.resolve().parent == work.resolve():
+            # a kept candidate's file: the pick's copy replaced it, and the .fit.json named it as that candidate
+            taken = {f"{label(w, d, p)}.onnx" for w in widths for d in depths for p, _ in grid}
+            if config.output.name in taken:
+                raise OutputPathError(f"{config.output}: is where --keep-candidates keeps the candidate "
+                                      f"{config.output.stem}; write the chosen model elsewhere")
+        work.mkdir(parents=True, exist_ok=True)
         for w in widths:
             for d in depths:
                 for p, build_p in grid:
@@ -586,7 +594,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
             chosen = max(fitting, key=lambda c: (round(c.param_fraction or 0, 6), PRECISION_RANK[c.precision],
                                                  -c.device_p90_ms))
         _write_pick(chosen.path, config.output, config.model)
-        why_path = config.output.with_name(config.output.name + ".fit.json")
+        why_path = _why_path(config.output)
         resolution = Resolution.table(host_errors, f"at seq {config.seq_len}", widen=OTHER_DEVICE_WIDENING)
         result = FitResult(chosen, cands, prof.name, config.seq_len, budget, ranking, config.output, why_path, note,
                            source_precision=source_precision, projection_resolution=resolution,
@@ -594,6 +602,10 @@ def fit(config: FitConfig, progress=None) -> FitResult:
         with atomic_write(why_path) as f:
             json.dump(result.to_dict(), f, indent=2)
         return result
+
+
+def _why_path(output: Path) -> Path:
+    return output.with_name(output.name + ".fit.json")
 
 
 def _write_pick(src: Path, out: Path, model: Path) -> None:

@@ -215,6 +215,11 @@ def fit(model: Path, profile_name: str, output: Path, budget_ms: float | None, a
     from deploytool.profiles import load_profile
     from deploytool.accuracy import load_accuracy_records
 
+    if accuracy is not None:  # the chosen model or its .fit.json written over the accuracy file it was ranked by
+        from deploytool.onnx_io import check_output_path
+
+        for out in (output, output.with_name(output.name + ".fit.json")):
+            check_output_path(out, inputs=(accuracy,))
     config = FitConfig(model=model, profile=load_profile(profile_name, profiles_dirs), output=output,
                        budget_ms=budget_ms, accuracy_floor=accuracy_floor, seq_len=seq_len,
                        widths=_floats(widths, "--widths"), depths=_floats(depths, "--depths"),
