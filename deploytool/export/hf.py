@@ -51,6 +51,8 @@ def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRA
     auto = tr.AutoModel if task is Task.FEATURE_EXTRACTION else tr.AutoModelForSequenceClassification
     own_code(folder, auto.__name__, trust_remote_code)
     check_encoder_folder(folder)
+    if task is Task.SEQUENCE_CLASSIFICATION:
+        _check_not_another_head(folder)
     encoder = _encoder_class(folder, task, trust_remote_code)
     if encoder is not None:
         auto = encoder
@@ -76,11 +78,45 @@ def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRA
                           f"{type(model).__name__} encoder's tensors ({', '.join(encoder_missing[:3])}"
                           f"{', ...' if len(encoder_missing) > 3 else ''}): the checkpoint is not the architecture "
                           f"its config.json names ('{model.config.model_type}'); nothing exported")
-    if missing:  # we silenced transformers' own warning above: say it once, plainly
+    if task is Task.FEATURE_EXTRACTION and missing and all("pooler" in k.split(".") for k in missing):
+        # a question-answering or token-classification checkpoint has no pooler: last_hidden_state, what the export
+        # keeps, does not read it ("its outputs mean nothing" was said of every such export)
+        logger.info("%s has no pooler weights (initialised at random, seed %d): not in the feature-extraction "
+                    "export, whose output last_hidden_state does not read them", folder, seed)
+    elif missing:  # we silenced transformers' own warning above: say it once, plainly
         logger.warning("%s has no weights for %s: initialised at random (seed %d); its outputs mean nothing "
                        "until fine-tuned (deploytool train)", folder, ", ".join(missing[:4])
                        + (f" and {len(missing) - 4} more" if len(missing) > 4 else ""), seed)
     return model.eval()
+
+
+# heads of another task whose checkpoint ``AutoModelForSequenceClassification`` takes without a word: a token
+# classifier's ``classifier`` (labels x hidden) has the sequence classifier's shape and was loaded as one, a
+# question-answering head was replaced by a random classifier, a multiple-choice one failed with a size mismatch
+_OTHER_HEADS = {"ForQuestionAnswering": "question answering (start and end logits per token)",
+                "ForQuestionAnsweringSimple": "question answering (start and end logits per token)",
+                "ForTokenClassification": "token classification (one label per token)",
+                "ForMultipleChoice": "multiple choice (one score per choice of several sequences)"}
+
+
+def _check_not_another_head(folder: Path) -> None:
+    """A one-line DeployError when ``folder``'s config.json names a model with another task's head (read as
+    JSON, nothing loaded): its sequence-classification export would not be the checkpoint's model."""
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # from_pretrained says what is wrong with the file
+    names = config.get("architectures") if isinstance(config, dict) else None
+    if not isinstance(names, list):
+        return
+    for name in (n for n in names if isinstance(n, str)):
+        head = next((what for suffix, what in _OTHER_HEADS.items() if name.endswith(suffix)), None)
+        if head is not None:
+            raise DeployError(f"{folder} is a {name}, a {head} head; deploytool exports sequence classifiers "
+                              "(one label set per text) and encoders: export --task feature-extraction exports its "
+                              "encoder (last_hidden_state, the head left out)")
 
 
 def weights_only_refusal(folder: str | os.PathLike, error: BaseException) -> InputFileError | None:
