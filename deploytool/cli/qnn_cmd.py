@@ -31,7 +31,8 @@ def _named(param: str) -> bool:
 
 
 def _quant(target, quantize: bool, seq: int, mask: str, mask_value: float, embedding: str | None,
-           calibration_data: str, calibration_size: int, tokenizer: str | None, seed: int):
+           calibration_data: str, calibration_size: int, tokenizer: str | None, seed: int,
+           calibration_text_col: str = "text", calibration_text_pair_col: str | None = None):
     from deploytool.qnn import QnnQuantConfig
 
     if not quantize:
@@ -40,7 +41,8 @@ def _quant(target, quantize: bool, seq: int, mask: str, mask_value: float, embed
                               "pass --quantize or leave --calib-data out")
         # as --calib-data: the other quantization options did nothing without --quantize (exit 0, ignored)
         unused = [o for p, o in (("mask", "--mask"), ("mask_value", "--mask-value"), ("embedding_dtype", "--embedding"),
-                                 ("calibration_size", "--calib-size")) if _named(p)]
+                                 ("calibration_size", "--calib-size"), ("calibration_text_col", "--calib-text-col"),
+                                 ("calibration_text_pair_col", "--calib-text-pair-col")) if _named(p)]
         if unused:
             raise ConfigError(f"{', '.join(unused)}: {'options' if len(unused) > 1 else 'an option'} of --quantize, "
                               f"which is not given; pass --quantize or leave {' and '.join(unused)} out")
@@ -50,6 +52,8 @@ def _quant(target, quantize: bool, seq: int, mask: str, mask_value: float, embed
                           mask=mask, mask_value=mask_value, embedding_dtype=embedding,
                           calibration_data=None if calibration_data == "none" else calibration_data,
                           calibration_size=calibration_size, calibration_fallback=not _named("calibration_data"),
+                          calibration_text_col=calibration_text_col,
+                          calibration_text_pair_col=calibration_text_pair_col,
                           tokenizer=tokenizer, seed=seed)
 
 
@@ -75,6 +79,11 @@ def _quant_options(f):
                           "the output) and a named dataset is refused."),
         click.option("--calib-size", "calibration_size", type=int, default=128, show_default=True, metavar="INT",
                      help="Calibration texts."),
+        click.option("--calib-text-col", "calibration_text_col", default="text", show_default=True,
+                     help="Text column of a --calib-data file."),
+        click.option("--calib-text-pair-col", "calibration_text_pair_col", default=None,
+                     help="Second text column of a --calib-data file: each text a sentence pair. Default: none, or "
+                          "a file's sentence1/sentence2 (and the other GLUE pairs) where it has no 'text' column."),
         click.option("--tokenizer", default=None, type=click.Path(file_okay=False),
                      help="Tokenizer folder [default: the model's folder when it has tokenizer.json]."),
         click.option("--seed", type=int, default=0, show_default=True, metavar="INT",
@@ -111,7 +120,8 @@ def qnn() -> None:
 @click.option("--rows", "rows_path", default=None, type=click.Path(dir_okay=False),
               help="Write a device-report row (deploytool.device_rows/1).")
 def check(model, profile, seq_len, activation_dtype, weight_dtype, mask, mask_value, embedding_dtype,
-          calibration_data, calibration_size, tokenizer, seed, profiles_dirs, quantize, fp16,
+          calibration_data, calibration_size, calibration_text_col, calibration_text_pair_col, tokenizer, seed,
+          profiles_dirs, quantize, fp16,
           reference, data, eval_size, strict, json_path, as_json, rows_path) -> None:
     """Op coverage on the HTP, strict-mode pass/fail and accuracy vs fp32 for one Snapdragon SoC."""
     from deploytool.onnx_io import atomic_write, check_output_path
@@ -123,7 +133,7 @@ def check(model, profile, seq_len, activation_dtype, weight_dtype, mask, mask_va
     seq = seq_len
     target = _target(profile, fp16, activation_dtype, weight_dtype, profiles_dirs)
     quant = _quant(target, quantize, seq, mask, mask_value, embedding_dtype, calibration_data, calibration_size,
-                   tokenizer, seed)
+                   tokenizer, seed, calibration_text_col, calibration_text_pair_col)
     cfg = QnnCheckConfig(target=target, quant=quant,
                          seq_len=seq, reference=reference, eval_data=data, eval_size=eval_size,
                          tokenizer=tokenizer, strict=strict, seed=seed)
@@ -152,13 +162,14 @@ def check(model, profile, seq_len, activation_dtype, weight_dtype, mask, mask_va
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The QDQ model to write.")
 @_quant_options
 def quantize_(model, output, profile, seq_len, activation_dtype, weight_dtype, mask, mask_value, embedding_dtype,
-              calibration_data, calibration_size, tokenizer, seed, profiles_dirs) -> None:
+              calibration_data, calibration_size, calibration_text_col, calibration_text_pair_col, tokenizer, seed,
+              profiles_dirs) -> None:
     """Quantize a float encoder the way QNN wants it (QDQ, static shapes, bounded mask)."""
     from deploytool.qnn.quantize import quantize_file
 
     target = _target(profile, False, activation_dtype, weight_dtype, profiles_dirs)
     cfg = _quant(target, True, seq_len, mask, mask_value, embedding_dtype, calibration_data, calibration_size,
-                 tokenizer, seed)
+                 tokenizer, seed, calibration_text_col, calibration_text_pair_col)
     stats = quantize_file(model, output, cfg)
     click.echo(f"{model} -> {output}: QDQ {cfg.dtypes} for {target.label}, seq {stats['seq_len']}, "
                f"{stats['bytes'] / 1e6:.2f} MB, mask bounded: {stats.get('mask_bounded', 0)}")
@@ -176,7 +187,8 @@ def quantize_(model, output, profile, seq_len, activation_dtype, weight_dtype, m
 @click.option("--rows", "rows_path", default=None, type=click.Path(dir_okay=False),
               help="Write a device-report row (deploytool.device_rows/1).")
 def compile_(model, output, profile, seq_len, activation_dtype, weight_dtype, mask, mask_value, embedding_dtype,
-             calibration_data, calibration_size, tokenizer, seed, profiles_dirs, quantize,
+             calibration_data, calibration_size, calibration_text_col, calibration_text_pair_col, tokenizer, seed,
+             profiles_dirs, quantize,
              fp16, embed, rows_path) -> None:
     """Offline QNN context binary for one Snapdragon SoC (EPContext model + .bin + JSON report)."""
     from deploytool.onnx_io import check_output_path
@@ -188,7 +200,7 @@ def compile_(model, output, profile, seq_len, activation_dtype, weight_dtype, ma
     seq = seq_len
     target = _target(profile, fp16, activation_dtype, weight_dtype, profiles_dirs)
     quant = _quant(target, quantize, seq, mask, mask_value, embedding_dtype, calibration_data, calibration_size,
-                   tokenizer, seed)
+                   tokenizer, seed, calibration_text_col, calibration_text_pair_col)
     cfg = QnnCompileConfig(target=target, quant=quant,
                            seq_len=seq, embed=embed, tokenizer=tokenizer)
     if rows_path:

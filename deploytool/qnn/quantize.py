@@ -70,6 +70,10 @@ class QnnQuantConfig:
     mask_value: float = -30.0
     calibration_data: str | None = "rotten-tomatoes"  # a deploytool.data dataset name or file
     calibration_size: int = 64
+    # the columns of a calibration file the texts are read from (--calib-text-col, --calib-text-pair-col: a
+    # sentence pair's second text; None: one text a row, or a file's GLUE pair of columns found as the CLI finds it)
+    calibration_text_col: str = "text"
+    calibration_text_pair_col: str | None = None
     # no tokenizer known for calibration_data's texts: True = seeded token ids stand in (the stats say so), for a
     # default dataset; False = refuse, for one the user named (calibrating on something else would be a lie)
     calibration_fallback: bool = True
@@ -99,6 +103,13 @@ class QnnQuantConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise ConfigError(f"seed: must be an integer in [0, {2**32 - 1}], got {self.seed!r}")
         check_calibration_data(self.calibration_data, "calibration_data")
+        for f in ("calibration_text_col", "calibration_text_pair_col"):
+            v = getattr(self, f)
+            if (v is not None or f == "calibration_text_col") and (not isinstance(v, str) or not v.strip()):
+                raise ConfigError(f"{f}: expected a column name, got {v!r}")
+        if self.calibration_text_pair_col == self.calibration_text_col:
+            raise ConfigError(f"calibration_text_pair_col: {self.calibration_text_col!r} is also the text column; the "
+                              "second text is another one")
 
     @property
     def dtypes(self) -> str:
@@ -307,12 +318,14 @@ def _feeds(model: onnx.ModelProto, ids: np.ndarray, mask: np.ndarray,
 
 
 def calibration_inputs(model: onnx.ModelProto, *, seq_len: int, n: int, data: str | None,
-                       tokenizer: Path | None, seed: int = 0, split: str = "train") -> tuple[list[dict], str]:
-    """``n`` feeds of batch 1 and ``seq_len`` tokens, and a note saying where they came from."""
+                       tokenizer: Path | None, seed: int = 0, split: str = "train", text_col: str = "text",
+                       text_pair_col: str | None = None) -> tuple[list[dict], str]:
+    """``n`` feeds of batch 1 and ``seq_len`` tokens, and a note saying where they came from; a file's texts are
+    read from its ``text_col`` (and ``text_pair_col``: sentence pairs) column."""
     if data is not None and tokenizer is not None:
         from deploytool.data import calibration_texts
 
-        texts = calibration_texts(data, n=n, seed=seed, split=split)
+        texts = calibration_texts(data, n=n, seed=seed, split=split, text_col=text_col, text_pair_col=text_pair_col)
         ids, mask, types = _tokenize(tokenizer, texts, seq_len)
         lengths = mask.sum(1)
         what = "sentence pairs" if texts and isinstance(texts[0], tuple) else "texts"
@@ -414,7 +427,8 @@ def quantize_for_qnn(model: onnx.ModelProto, cfg: QnnQuantConfig, *,
     metadata = [(p.key, p.value) for p in prepared.metadata_props]
     del prepared.metadata_props[:]
     feeds, note = calibration_inputs(prepared, seq_len=seq, n=cfg.calibration_size, data=cfg.calibration_data,
-                                     tokenizer=tok, seed=cfg.seed)
+                                     tokenizer=tok, seed=cfg.seed, text_col=cfg.calibration_text_col,
+                                     text_pair_col=cfg.calibration_text_pair_col)
     stats["calibration"] = note
     with scratch.temporary_directory("deploytool-qnn-") as tmp, _quiet_quantizer():
         src, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "qdq.onnx")
