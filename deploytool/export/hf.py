@@ -138,6 +138,11 @@ def weights_only_refusal(folder: str | os.PathLike, error: BaseException) -> Inp
     if not refusals:
         return None
     names = [f.name for f in weight_files(Path(folder)) if f.suffix == ".bin"] or ["pytorch_model.bin"]
+    # a sharded checkpoint: the shard transformers names ("Unable to load weights from ... file for '<path>'"),
+    # not a pytorch_model.bin the folder does not have
+    shards = [Path(m).name for x in chain for m in re.findall(r"'([^']+\.bin)'", str(x))
+              if (Path(folder) / Path(m).name).is_file()]
+    names = shards or names
     text = " ".join(" ".join(str(x).split()) for x in refusals)
     found = re.search(r"(?:Unsupported global: )?GLOBAL ([\w.]+) was not an allowed global", text)
     why = (f"it pickles {found.group(1)}, not only tensors" if found

@@ -64,3 +64,24 @@ def test_another_load_failure_is_not_called_a_refusal(tiny_hf_folder, tmp_path):
     from deploytool.export.hf import weights_only_refusal
 
     assert weights_only_refusal(tmp_path, OSError("Unable to load weights ... please set from_tf=True")) is None
+
+
+def test_a_sharded_checkpoint_names_the_refused_shard(tmp_path):
+    """pytorch_model-0000k-of-0000n.bin shards: the message named pytorch_model.bin, which the folder does not have."""
+    import torch
+
+    from deploytool.testing.tiny import tiny_model
+
+    folder = tmp_path / "sharded"
+    tiny_model("bert", task="sequence-classification").save_pretrained(folder, safe_serialization=False,
+                                                                      max_shard_size="20KB")
+    shards = sorted(folder.glob("pytorch_model-*.bin"))
+    assert len(shards) > 2 and not (folder / "pytorch_model.bin").exists()
+    state = torch.load(shards[1], weights_only=True)
+    state["extra"] = Smuggled()
+    torch.save(state, shards[1])
+    r = CliRunner().invoke(main, ["export", "--model", str(folder), "-o", str(tmp_path / "m.onnx")])
+    assert r.exit_code == 2, r.output
+    line = r.output.strip().splitlines()[-1].removeprefix("error: ")
+    assert line.startswith(f"{shards[1]}: refused by torch's weights-only loading"), line
+    assert "Smuggled" in line and not (tmp_path / "m.onnx").exists()
