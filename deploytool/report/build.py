@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.errors import OutputPathError
-from deploytool.onnx_io import atomic_path, atomic_write, check_writable
+from deploytool.onnx_io import atomic_path, atomic_write, check_output_path, check_writable
 from deploytool.report.cells import _summary_records
 from deploytool.report.html_report import render_html
 from deploytool.report.markdown_report import render_markdown
@@ -97,6 +97,8 @@ def build_report(config: ReportConfig) -> ReportResult:
 
     require_config(config, ReportConfig, "build_report")
     check_writable(config.out_dir / "report.json")  # before any work: a read-only folder fails in one line
+    for name in OUTPUT_NAMES[1:]:  # and a folder (or a FIFO) where one of its files goes, before any is written
+        check_output_path(config.out_dir / name)
     _refuse_overwriting_inputs(config)
     rows, info = collect_rows(config)
     summaries = summarize(rows)
