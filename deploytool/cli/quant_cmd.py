@@ -63,6 +63,10 @@ def _given(*params: str) -> list[str]:
               help="Calibration data for --static: a dataset name or CSV/JSONL file.")
 @click.option("--calib-size", "calib_size", type=int, default=64, show_default=True, metavar="INT",
               help="Calibration texts used.")
+@click.option("--calib-text-col", "calib_text_col", default="text", show_default=True,
+              help="The --calib-data file's column of texts (a GLUE pair of columns is found by name).")
+@click.option("--calib-text-pair-col", "calib_text_pair_col", default=None,
+              help="The --calib-data file's column of a sentence pair's second texts.")
 @click.option("--tokenizer", default=None, help="tokenizer.json (or folder) for --static; default: export metadata.")
 @click.option("--fusion", default="attention", show_default=True,
               help="How attention is written: attention (QAttention, any ORT) | onnx (ONNX's Attention op, opset 23: "
@@ -80,13 +84,14 @@ def _given(*params: str) -> list[str]:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
 @no_verify_option
 def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool, calib_data: str | None,
-             calib_size: int, tokenizer: str | None, fusion: str, engine: str, weights: str, output: str,
-             no_verify: bool) -> None:
+             calib_size: int, calib_text_col: str, calib_text_pair_col: str | None, tokenizer: str | None,
+             fusion: str, engine: str, weights: str, output: str, no_verify: bool) -> None:
     """int8 (dynamic or static) or fp16 quantization of an ONNX encoder."""
     if int8 == fp16:
         raise ConfigError("--int8/--fp16: give exactly one of them (int8 or fp16 quantization)")
     if fp16:
-        given = _given("per_channel", "static", "calib_data", "calib_size", "tokenizer", "fusion", "engine", "weights")
+        given = _given("per_channel", "static", "calib_data", "calib_size", "calib_text_col",
+                       "calib_text_pair_col", "tokenizer", "fusion", "engine", "weights")
         if given:
             raise ConfigError(f"{', '.join(given)}: int8 option(s), not used by --fp16")
         from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
@@ -99,7 +104,7 @@ def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool
         raise ConfigError(f"engine: the native writer does not do {'--static' if static else '--fusion ' + fusion}; "
                           "use --engine ort (or leave --engine out)")
     config = Int8Config(per_channel=per_channel, static=static, calib_data=calib_data, calib_size=calib_size,
-                        tokenizer=tokenizer, fusion=fusion, engine=engine, weights=weights)
+                        calib_text_col=calib_text_col, calib_text_pair_col=calib_text_pair_col, tokenizer=tokenizer, fusion=fusion, engine=engine, weights=weights)
     _echo(quantize_int8_file(model, output, config, verify=not no_verify), output, "int8")
 
 

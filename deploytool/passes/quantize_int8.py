@@ -139,12 +139,17 @@ class Engine(str, enum.Enum):
 @schema
 class Int8Config:
     """int8 quantization. ``calib_data``: a dataset name or CSV/JSONL path (static only); ``calib_size``: how many
-    of its texts calibrate. The names are the CLI's (``--calib-data``, ``--calib-size``) and a recipe's keys."""
+    of its texts calibrate; ``calib_text_col`` / ``calib_text_pair_col``: the file's column of texts and of a
+    sentence pair's second texts (default: ``text``, or a GLUE pair of columns found by name). The names are the
+    CLI's (``--calib-data``, ``--calib-size``, ``--calib-text-col``, ``--calib-text-pair-col``) and a recipe's
+    keys."""
 
     per_channel: Flag = True
     static: Flag = False
     calib_data: Optional[Text] = None
     calib_size: Integer(1, 10_000) = 64
+    calib_text_col: Text = "text"
+    calib_text_pair_col: Optional[Text] = None
     calib_seq_len: Integer(2, MAX_SEQ_LEN) = 128
     tokenizer: Optional[Text] = None  # tokenizer.json (or its folder) for static; default: metadata source
     # measured fastest on MiniLM at seq 8 and 128 with bias_gelu off (benchmarks/int8_bench.py); falls back
@@ -174,6 +179,9 @@ class Int8Config:
             raise ConfigError("calib_data: static int8 needs calibration data (--calib-data DATASET or file)")
         if not self.static and self.calib_data:
             raise ConfigError("calib_data: calibration data is only used with static quantization (--static)")
+        for name, default in (("calib_text_col", "text"), ("calib_text_pair_col", None)):
+            if not self.static and getattr(self, name) != default:
+                raise ConfigError(f"{name}: calibration columns are only used with static quantization (--static)")
 
 
 def _meta(model: ir.Model, key: str) -> str | None:
@@ -419,7 +427,9 @@ def _calibration_feeds(config: Int8Config, model: ir.Model, proto) -> list[dict[
             seq = spec.shape[1]
     pad = next((i for i in (tok.token_to_id(t) for t in ("[PAD]", "<pad>")) if i is not None), 0)
     tok.enable_truncation(seq if seq is not None else config.calib_seq_len)
-    encodings = tok.encode_batch(calibration_texts(config.calib_data, n=config.calib_size))
+    encodings = tok.encode_batch(calibration_texts(config.calib_data, n=config.calib_size,
+                                                      text_col=config.calib_text_col,
+                                                      text_pair_col=config.calib_text_pair_col))
     if len(encodings) < batch:  # a fixed batch larger than the texts: the texts again, in order
         encodings = [encodings[i % len(encodings)] for i in range(batch)]
     feeds = []

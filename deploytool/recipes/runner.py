@@ -281,8 +281,9 @@ def _check_files(params: dict[str, Any], where: str) -> None:
             cols = {c: params[c] for c in ("text_col", "text_pair_col", "label_col")
                     if isinstance(params.get(c), str)}
             try:
-                if key == "calib_data":  # calibration reads text only: a file without labels is fine
-                    calibration_texts(v, n=1, **cols)
+                if key == "calib_data":  # calibration reads text only, from its own columns
+                    calibration_texts(v, n=1, **{c: params[f"calib_{c}"] for c in ("text_col", "text_pair_col")
+                                                 if isinstance(params.get(f"calib_{c}"), str)})
                 else:  # split as the step splits it (one label, or too few rows for the splits, is refused)
                     load_dataset(v, **cols, **({"seed": params["seed"]} if isinstance(params.get("seed"), int)
                                                else {}))
