@@ -445,10 +445,17 @@ def fit(config: FitConfig, progress=None) -> FitResult:
             return _name(sw * w, sd * d, p)
 
         _check_accuracy_names(config, [label(w, d, p) for w in config.widths for d in config.depths for p, _ in grid])
-        if config.workdir is not None and config.output.resolve().parent == work.resolve():
-            # a kept candidate's file: the pick's copy replaced it, and the .fit.json named it as that candidate
-            taken = {f"{label(w, d, p)}.onnx" for w in widths for d in depths for p, _ in grid}
-            if config.output.name in taken:
+        if config.workdir is not None:
+            # the files the candidates are built as there (each slice's fp32 file too): one that is the input was
+            # written over by a candidate (its kept "w1-d1-fp32" then a copy of that candidate); one that is the
+            # output was replaced by the pick's copy while the .fit.json named it as that candidate
+            taken = {f"{label(w, d, p)}.onnx" for w in widths for d in depths for p in ("fp32", *(g for g, _ in grid))
+                     if (w, d) != (1.0, 1.0) or p not in ("fp32", source_precision)}  # (that one is the input)
+            here = work.resolve()
+            if config.model.resolve().parent == here and config.model.name in taken:
+                raise ConfigError(f"--keep-candidates: {work} would hold the candidate {config.model.stem} at "
+                                  f"{config.model}, the input model; keep the candidates in another folder")
+            if config.output.resolve().parent == here and config.output.name in taken:
                 raise OutputPathError(f"{config.output}: is where --keep-candidates keeps the candidate "
                                       f"{config.output.stem}; write the chosen model elsewhere")
         work.mkdir(parents=True, exist_ok=True)

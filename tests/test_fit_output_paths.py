@@ -2,7 +2,9 @@
 ``-o X``'s ``X.fit.json`` goes, fit did all its work, wrote X, then failed (a half-written output); ``-o`` naming a
 file ``--keep-candidates`` keeps (k/w0.5-d1-fp32.onnx) replaced that candidate with the pick's copy while the
 .fit.json named it as w0.5-d1-fp32; ``-o`` (or its .fit.json) equal to the ``--accuracy`` file overwrote the
-user's accuracy file with the model. Each is one line and exit 2 now, before any work, nothing written."""
+user's accuracy file with the model; an input model in the --keep-candidates folder under a candidate's name
+(k/w0.5-d1-fp32.onnx) was written over by that candidate (the user's model lost, its own w1-d1-fp32 kept as a copy
+of the slice). Each is one line and exit 2 now, before any work, nothing written."""
 
 from __future__ import annotations
 
@@ -58,3 +60,31 @@ def test_an_output_over_the_accuracy_file_is_refused(model, tmp_path, out):
     assert r.output == f"error: {acc}: output would overwrite the input; choose another path\n"
     assert acc.read_text() == text
     assert sorted(p.name for p in tmp_path.iterdir()) == [acc.name]
+
+
+@pytest.mark.parametrize("name", ["w0.5-d1-fp32", "w1-d1-int8"])
+def test_an_input_named_as_a_candidate_in_the_kept_folder_is_refused(model, tmp_path, name):
+    k = tmp_path / "k"
+    k.mkdir()
+    mine = k / f"{name}.onnx"
+    mine.write_bytes(model.read_bytes())
+    grid = [*GRID[:7], "fp32,int8", *GRID[8:]]
+    r = CliRunner().invoke(main, ["fit", str(mine), "-o", str(tmp_path / "best.onnx"), "--keep-candidates", str(k),
+                                  *grid])
+    assert r.exit_code == 2
+    assert r.output == (f"error: --keep-candidates: {k} would hold the candidate {name} at {mine}, the input model; "
+                        "keep the candidates in another folder\n")
+    assert mine.read_bytes() == model.read_bytes() and [p.name for p in k.iterdir()] == [mine.name]
+    assert not (tmp_path / "best.onnx").exists()
+
+
+def test_an_input_named_as_its_own_candidate_in_the_kept_folder_is_kept(model, tmp_path):
+    k = tmp_path / "k"
+    k.mkdir()
+    mine = k / "w1-d1-fp32.onnx"  # the export's own label: that candidate is the input itself, nothing written there
+    mine.write_bytes(model.read_bytes())
+    r = CliRunner().invoke(main, ["fit", str(mine), "-o", str(tmp_path / "best.onnx"), "--keep-candidates", str(k),
+                                  *GRID])
+    assert r.exit_code == 0, r.output
+    assert mine.read_bytes() == model.read_bytes()
+    assert sorted(p.name for p in k.iterdir()) == ["w0.5-d1-fp32.onnx", "w1-d1-fp32.onnx"]
