@@ -256,6 +256,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     reports, device_rows = [], []
     not_found: dict[str, None] = {}  # model files named in the bench JSONs that are not here
     positions: dict[str, int | None] = {}  # model file -> rows of its position table (None: unknown)
+    same_file: dict[str, str] = {}  # a model file's real path -> the path its first result names it by
     for p in config.results:
         kind = _kind(p)
         if kind == DEVICE_ROWS_KIND:
@@ -264,6 +265,9 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
             reports.append(load_report(p))
             _check_batches(p, reports[-1])
             not_found.update(dict.fromkeys(_locate_models(p, reports[-1])))
+            for res in reports[-1]["results"]:  # one file named two ways (tiny.onnx in one bench JSON,
+                # /abs/tiny.onnx in another) is one model: rows, variants and plots are keyed by its path
+                res["model"] = same_file.setdefault(os.path.realpath(res["model"]), res["model"])
             if config.project:  # the projection runs each model at each length: one it cannot take fails here
                 _check_lengths(p, reports[-1], positions)
     _refuse_measured_twice(profiles, [p for p in config.results if _kind(p) != DEVICE_ROWS_KIND], reports)
