@@ -60,7 +60,8 @@ MOBILE_EPS = ("XNNPACK", "NNAPI", "COREML", "QNN")
 QNN_SEQ_LEN = units.QNN_SEQ_LEN
 QNN_CALIBRATION_SIZE = 8
 #: the BundleConfig fields that only the QNN context binary uses
-_QNN_FIELDS = ("qnn_seq_len", "qnn_calibration", "qnn_calibration_size")
+_QNN_FIELDS = ("qnn_seq_len", "qnn_calibration", "qnn_calibration_size", "qnn_calibration_text_col",
+               "qnn_calibration_text_pair_col")
 
 
 @config
@@ -71,7 +72,9 @@ class BundleConfig:
     model's folder). qnn: try the QNN context binary where the profile has an NPU, compiled for the
     fixed length ``qnn_seq_len`` (the HTP runs static shapes; None: :data:`QNN_SEQ_LEN`) and calibrated on
     ``qnn_calibration`` (a deploytool dataset name or file, which needs a tokenizer; None: seeded token ids),
-    ``qnn_calibration_size`` inputs (None: :data:`QNN_CALIBRATION_SIZE`). A QNN field set (not None) where no
+    ``qnn_calibration_size`` inputs (None: :data:`QNN_CALIBRATION_SIZE`), a file's texts read from its
+    ``qnn_calibration_text_col`` (None: ``text``, or a GLUE pair of columns found by name) and a sentence pair's
+    second texts from ``qnn_calibration_text_pair_col``. A QNN field set (not None) where no
     binary is compiled (``qnn=False``, a profile without an NPU) is refused: it would do nothing."""
 
     profile: Any = dataclasses.field(hash=False)  # out of the hash (a profile holds mappings), still compared
@@ -82,6 +85,8 @@ class BundleConfig:
     qnn_seq_len: int | None = None
     qnn_calibration: str | None = None
     qnn_calibration_size: int | None = None
+    qnn_calibration_text_col: str | None = None
+    qnn_calibration_text_pair_col: str | None = None
     # a packed model's linear weights moved to MatMulNBits 2-bit first (passes.repack, runtime memory), so the
     # .ort keeps them 2 bits (the speed/densest unpacking is folded into int8 weights by the converter)
     repack_memory: bool = False
@@ -113,6 +118,12 @@ class BundleConfig:
         from deploytool.qnn.quantize import check_calibration_data
 
         check_calibration_data(self.qnn_calibration, "qnn_calibration")
+        for f in ("qnn_calibration_text_col", "qnn_calibration_text_pair_col"):
+            v = getattr(self, f)
+            if v is not None and (not isinstance(v, str) or not v.strip()):
+                raise ConfigError(f"{f}: must be a column name, got {v!r}")
+            if v is not None and self.qnn_calibration is None:
+                raise ConfigError(f"{f}: names a column of the calibration file, and no qnn_calibration is given")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed: must be a non-negative integer, got {self.seed!r}")
         if self.tokenizer is not None:
@@ -244,6 +255,13 @@ def _qnn_preflight(model: Path, cfg: BundleConfig, graph: ir.Model) -> str | Non
             raise ConfigError(f"--qnn-calib-data {cfg.qnn_calibration}: its texts need a tokenizer to become token "
                               f"ids and none is known (no tokenizer.json or vocab.txt beside {model.name}): "
                               "pass --tokenizer")
+        from deploytool.data import calibration_texts
+
+        try:  # its columns now, not after the .ort conversion (a compile that fails leaves the bundle without it)
+            calibration_texts(cfg.qnn_calibration, n=1, text_col=cfg.qnn_calibration_text_col or "text",
+                              text_pair_col=cfg.qnn_calibration_text_pair_col)
+        except DeployError as e:
+            raise ConfigError(f"--qnn-calib-data: {e}") from None
     return None
 
 
@@ -272,6 +290,8 @@ def _qnn(model: Path, cfg: BundleConfig, stage: Path, skip: str | None = None) -
             quant = QnnQuantConfig(activation_dtype=target.activation_dtype, weight_dtype=target.weight_dtype,
                                    seq_len=seq, calibration_data=cfg.qnn_calibration,
                                    calibration_size=cfg.qnn_calibration_size or QNN_CALIBRATION_SIZE,
+                                   calibration_text_col=cfg.qnn_calibration_text_col or "text",
+                                   calibration_text_pair_col=cfg.qnn_calibration_text_pair_col,
                                    calibration_fallback=False,
                                    tokenizer=str(cfg.tokenizer) if cfg.tokenizer else None, seed=cfg.seed)
         res = compile_model(model, stage / "qnn", QnnCompileConfig(target=target, quant=quant,

@@ -342,6 +342,43 @@ def test_bundle_qnn_calibration_on_named_texts(model_dir, tmp_path):
     assert compiled.startswith(f"4 {data} train texts tokenised with {tok}"), compiled
 
 
+@pytest.mark.skipif(_NO_QNN is not None, reason=_NO_QNN or "")
+@pytest.mark.parametrize("pair", [False, True])
+def test_bundle_qnn_calibration_reads_the_columns_named(model_dir, tmp_path, pair):
+    """--qnn-calib-text-col / --qnn-calib-text-pair-col: a calibration file whose texts are not in a 'text' column
+    (bundle had no column options: such a file was refused, while qnn quantize took them). The compile's own note
+    names what it calibrated on."""
+    src, tok = model_dir
+    data = tmp_path / "claims.csv"
+    data.write_text("id,claim,evidence\n" + "".join(f"{i},w{i} w{i + 1},w{i + 2} w{i + 3}\n" for i in range(40)))
+    out = tmp_path / "b"
+    cols = ["--qnn-calib-text-col", "claim"] + (["--qnn-calib-text-pair-col", "evidence"] if pair else [])
+    r = _bundle([str(src / "tiny.onnx"), "--profile", "snapdragon-sm8650", "-o", str(out), "--tokenizer", str(tok),
+                 "--qnn-seq-len", "16", "--qnn-calib-data", str(data), "--qnn-calib-size", "4", *cols])
+    assert r.exit_code == 0, r.output
+    compiled = json.loads((out / "qnn" / "qnn_compile.json").read_text())["prepare"]["calibration"]
+    assert compiled.startswith(f"4 {data} ") and ("pair" in compiled) == pair, compiled
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--qnn-calib-data", "{data}"], "no column 'text'"),  # the default column is not in the file
+    (["--qnn-calib-data", "{data}", "--qnn-calib-text-col", "claim", "--qnn-calib-text-pair-col", "evidense"],
+     "evidense"),
+    (["--qnn-calib-text-col", "claim"], "--qnn-calib-text-col: names a column of the calibration file"),
+    (["--no-qnn", "--qnn-calib-data", "{data}", "--qnn-calib-text-col", "claim"], "--no-qnn"),
+])
+def test_bundle_qnn_calibration_columns_refused_in_one_line(model_dir, tmp_path, args, needle):
+    src, tok = model_dir
+    data = tmp_path / "claims.csv"
+    data.write_text("id,claim,evidence\n" + "".join(f"{i},w{i} w{i + 1},w{i + 2}\n" for i in range(40)))
+    out = tmp_path / "b"
+    line = _one_line(_bundle([str(src / "tiny.onnx"), "--profile", "snapdragon-sm8650", "-o", str(out),
+                              "--tokenizer", str(tok), "--qnn-seq-len", "16",
+                              *[a.format(data=data) for a in args]]))
+    assert needle in line, line
+    _nothing_written(tmp_path, out)
+
+
 def test_bundle_qnn_seq_len_past_the_position_table(model_dir, tmp_path):
     """An explicit --qnn-seq-len the model cannot take is refused like --seq-len, naming --qnn-seq-len."""
     src, _ = model_dir

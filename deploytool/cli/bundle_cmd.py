@@ -29,6 +29,10 @@ from deploytool.cli.device_cmd import profiles_dir_option
                    "ids, said in the manifest].")
 @click.option("--qnn-calib-size", "qnn_calibration_size", type=click.IntRange(min=1), default=None,
               metavar="INT", help="Calibration inputs [default: 8].")
+@click.option("--qnn-calib-text-col", "qnn_calibration_text_col", default=None,
+              help="The --qnn-calib-data file's column of texts [default: text, or a GLUE pair of columns].")
+@click.option("--qnn-calib-text-pair-col", "qnn_calibration_text_pair_col", default=None,
+              help="The --qnn-calib-data file's column of a sentence pair's second texts.")
 @click.option("--repack-memory", "repack_memory", is_flag=True,
               help="A packed model: move its linear weights to MatMulNBits 2-bit first (deploytool repack --runtime "
                    "memory; same codes), so model.ort keeps them 2 bits instead of int8.")
@@ -36,7 +40,7 @@ from deploytool.cli.device_cmd import profiles_dir_option
 @profiles_dir_option
 def bundle(model: str, profile: str, output: str, seq_len: int, seed: int, tokenizer: str | None, no_qnn: bool,
            qnn_seq_len: int | None, qnn_calibration: str | None, qnn_calibration_size: int | None,
-           repack_memory: bool, as_json: bool,
+           qnn_calibration_text_col: str | None, qnn_calibration_text_pair_col: str | None, repack_memory: bool, as_json: bool,
            profiles_dirs: tuple) -> None:
     """What an Android/iOS app needs: .ort model, required_operators.config, EP settings, tokenizer, manifest."""
     from deploytool.bundle import BundleConfig, make_bundle
@@ -45,7 +49,8 @@ def bundle(model: str, profile: str, output: str, seq_len: int, seed: int, token
     cfg = BundleConfig(profile=load_profile(profile, profiles_dirs), seq_len=seq_len,
                        seed=seed, tokenizer=tokenizer, qnn=not no_qnn,
                        qnn_seq_len=qnn_seq_len, qnn_calibration=qnn_calibration,
-                       qnn_calibration_size=qnn_calibration_size, repack_memory=repack_memory)
+                       qnn_calibration_size=qnn_calibration_size, qnn_calibration_text_col=qnn_calibration_text_col,
+                       qnn_calibration_text_pair_col=qnn_calibration_text_pair_col, repack_memory=repack_memory)
     result = make_bundle(model, output, cfg)
     if as_json:
         click.echo(json.dumps(result.manifest, indent=1))
