@@ -45,3 +45,6 @@ def export(model: str, task: str, output: str, opset: int | None, exporter: str,
                    "computation of its values (the same float32 values at any length)")
     click.echo(f"exported {result.metadata.get('family', '?')} ({result.task.value}, {result.exporter.value}, "
                f"opset {result.opset}, {result.file_size / 1e6:.1f} MB, {result.seconds:.1f} s) -> {result.path}")
+    if result.checkpoint_dtype:
+        click.echo(f"note: the checkpoint's weights are {result.checkpoint_dtype} (its config.json); exported and "
+                   "validated in float32 (deploytool quantize --fp16 writes an fp16 file)")

@@ -11,6 +11,7 @@ numbers are unchanged; ``ExportResult.exporter_metadata_bytes_dropped`` says how
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import tempfile
@@ -257,4 +258,19 @@ def export(config: ExportConfig, out_path: str | os.PathLike) -> ExportResult:
     with contextlib.suppress(OSError):  # the output may not replace a file of the model folder it reads
         check_output_path(out_path, inputs=tuple(f for f in Path(folder).iterdir() if f.is_file()))
     model = load_hf_model(folder, config.task, trust_remote_code=config.trust_remote_code)
-    return export_loaded(model, out_path, config)
+    result = export_loaded(model, out_path, config)
+    dtype = checkpoint_dtype(folder)
+    return dataclasses.replace(result, checkpoint_dtype=dtype) if dtype not in (None, "float32") else result
+
+
+def checkpoint_dtype(folder: str | os.PathLike) -> str | None:
+    """The weight type a model folder's config.json records (``torch_dtype``, or ``dtype`` in newer
+    transformers), e.g. ``"bfloat16"``; None when it says none or cannot be read."""
+    import json
+
+    try:
+        cfg = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = (cfg.get("torch_dtype") or cfg.get("dtype")) if isinstance(cfg, dict) else None
+    return value.removeprefix("torch.") if isinstance(value, str) else None

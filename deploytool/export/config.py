@@ -114,6 +114,9 @@ class ExportResult:
     # the bytes of the exporter's provenance metadata (stack traces, ...) on nodes and values that the file does
     # not hold (deploytool.onnx_io.strip_exporter_metadata)
     exporter_metadata_bytes_dropped: int = 0
+    # the checkpoint's own weight type when it is not float32 (config.json's torch_dtype / dtype: "float16",
+    # "bfloat16"): it was loaded, exported and validated in float32 (None: float32, or not said)
+    checkpoint_dtype: str | None = None
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -104,6 +104,11 @@ def test_export_equals_transformers(folders, tmp_path, caplog, name, task, shape
     with caplog.at_level(logging.INFO):
         r = CliRunner().invoke(main, ["export", "--model", str(folder), "--task", task, "-o", str(out)])
     assert r.exit_code == 0, r.output
+    # a half-precision checkpoint is exported in float32, and the output says so (it said nothing)
+    note = [ln for ln in r.output.splitlines() if ln.startswith("note: the checkpoint's weights are")]
+    assert note == ([f"note: the checkpoint's weights are {name} (its config.json); exported and validated in "
+                     "float32 (deploytool quantize --fp16 writes an fp16 file)"]
+                    if name in ("float16", "bfloat16") else []), r.output
     # QA and token-classification checkpoints have no pooler, which last_hidden_state does not read
     assert not [x for x in caplog.records if x.levelno >= logging.WARNING], caplog.text
     rng = np.random.default_rng(5)
