@@ -12,7 +12,8 @@ Inputs
   One unit per file: the stated ``"unit"`` (percent or fraction), else the one the records' own counts
   show, else percent where every value is over 1; a value in (0, 1] with none of these is ambiguous and
   refused (:func:`deploytool.accuracy.load_accuracy_records`). A model is matched by resolved
-  path, then by file name, then by file stem; names that match no benchmarked model are listed in
+  path, then by file name, then by file stem (a name that is one benchmarked file's path is that file's only; a
+  bare name that fits two benchmarked files is refused); names that match no benchmarked model are listed in
   ``accuracy_unmatched`` (the CLI warns), and a file whose names match none is refused.
 - device profiles (``--profile``, default ``host``: this machine).
 
@@ -439,12 +440,13 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                                  widen=OTHER_DEVICE_WIDENING)
         if table:
             resolution[str(seq)] = table
+    bench_rows = list(rows)  # (device rows carry no accuracy of their own: their names count as matched only)
     for p in device_rows:
         rows.extend(_device_rows(p, config))
     biggest = max((r.params for r in rows if r.params), default=None)
     for r in rows:
         r.param_fraction = r.params / biggest if (r.params and biggest) else None
-    _attach_accuracy(rows, acc_set)
+    _attach_accuracy(bench_rows, acc_set, rows)
     unmatched = _unmatched_accuracy(rows, acc_set)
     _variants(rows)
     fp16_notes = _fp16_statements(rows, profiles)
@@ -652,11 +654,39 @@ def _measurement_facts(prof: Profile, reports: Sequence[dict[str, Any]], rows: S
             "projection_error_median": med, "projection_errors": errs}
 
 
-def _attach_accuracy(rows: list[ReportRow], acc_set) -> None:
-    """Each row's accuracy record: n, interval, metric, per-example scores, share of the reference."""
+def _accuracy_hits(acc_set, r: ReportRow, benchmarked: set[str]) -> list[tuple[str, str, Any]]:
+    """The accuracy records (name, file, record) that name row ``r``'s model: those naming its file by path, else
+    those naming it by file name, stem or display name -- less a record whose path is another benchmarked file
+    (da/m.onnx's accuracy is not db/m.onnx's for sharing its file name)."""
+    keys = set(acc_set.keys_of(r.model_path, r.model))
+    hits = [h for h in acc_set.named if keys.intersection(acc_set.names.get(h[0], ()))]
+    own = str(Path(r.model_path).resolve())
+    exact = [h for h in hits if acc_set.names[h[0]][0] == own]
+    return exact or [h for h in hits if acc_set.names[h[0]][0] not in benchmarked]
+
+
+def _benchmarked(rows: Sequence[ReportRow]) -> set[str]:
+    return {str(Path(r.model_path).resolve()) for r in rows}
+
+
+def _attach_accuracy(rows: list[ReportRow], acc_set, all_rows: Sequence[ReportRow] = ()) -> None:
+    """Each bench row's accuracy (:func:`_accuracy_hits`; two different values for one model refused) and its
+    record: n, interval, metric, per-example scores, share of the reference."""
     ref = acc_set.reference
+    benchmarked = _benchmarked(all_rows or rows)
     for r in rows:
-        rec = acc_set.lookup(r.model_path, r.model) if r.accuracy is not None else None
+        if not acc_set.named:  # a set built by hand, records keyed as lookup reads them (no files, no names)
+            rec = acc_set.lookup(r.model_path, r.model) if r.accuracy is not None else None
+            hits = [(r.model, "", rec)] if rec is not None else []
+        else:
+            hits = _accuracy_hits(acc_set, r, benchmarked)
+        values = {(rec.value, rec.metric) for _, _, rec in hits}
+        if len(values) > 1:
+            shown = ", ".join(f"{n!r} {rec.label()} in {f}" for n, f, rec in hits[:4])
+            raise InputFileError(f"--accuracy: {r.model} is given {len(values)} different accuracies: {shown}; keep "
+                                 "one record per model")
+        rec = hits[0][2] if hits else None
+        r.accuracy = rec.value if rec is not None else None
         if rec is None:
             continue
         r.accuracy_record = rec
@@ -670,11 +700,16 @@ def _unmatched_accuracy(rows: Sequence[ReportRow], acc_set) -> list[str]:
     refused when none of them matches (a wrong file, or names from another run)."""
     if not acc_set.names:
         return []
-    seen = set()
+    benchmarked = _benchmarked(rows)
+    used: dict[str, dict[str, str]] = {}  # accuracy name -> {model file: its display name} it was taken for
     for r in rows:
-        acc_set.refuse_two_values(r.model_path, r.model)
-        seen.update(acc_set.keys_of(r.model_path, r.model))
-    unmatched = [n for n, keys in acc_set.names.items() if not seen.intersection(keys)]
+        for n, _, _ in _accuracy_hits(acc_set, r, benchmarked):
+            used.setdefault(n, {})[str(Path(r.model_path).resolve())] = r.model
+    for n, files in used.items():
+        if len(files) > 1 and acc_set.names[n][0] not in files:  # by file name or stem, for two files
+            raise InputFileError(f"--accuracy: {n!r} matches {len(files)} benchmarked models by file name or stem "
+                                 f"({', '.join(list(files.values())[:4])}); name each by its path")
+    unmatched = [n for n in acc_set.names if n not in used]
     if len(unmatched) == len(acc_set.names):
         models = sorted({r.model for r in rows})
         raise InputFileError(f"--accuracy: none of the {len(unmatched)} model name(s) ({', '.join(unmatched[:4])}) "
