@@ -7,6 +7,7 @@ exports to, not the SDPA one (FACTS.md).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -59,7 +60,8 @@ def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRA
     # transformers prints "Some weights ... newly initialized" through its logger and stderr. Those weights come
     # from ``seed``, drawn from a generator of their own: the caller's torch random state is left as it was
     try:
-        with held_level("transformers", logging.ERROR), torch.random.fork_rng(devices=[]), held_stdout():
+        with held_level("transformers", logging.ERROR), torch.random.fork_rng(devices=[]), held_stdout(), \
+                _no_progress_bars(tr):
             torch.manual_seed(seed)
             model, info = auto.from_pretrained(str(folder), local_files_only=True, attn_implementation="eager",
                                                use_safetensors=use_safetensors, weights_only=True,
@@ -69,6 +71,11 @@ def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRA
         refused = weights_only_refusal(folder, e)
         if refused is not None:
             raise refused from e
+        labels = _label_count_mismatch(folder, e) if task is Task.SEQUENCE_CLASSIFICATION else None
+        if labels is not None:
+            raise DeployError(f"{folder}: its config.json names {labels[0]} labels (id2label / num_labels) but its "
+                              f"classifier has {labels[1]} outputs; make config.json's labels those the head was "
+                              "trained with") from e
         msg = " ".join(str(e).split())[:240]
         raise DeployError(f"cannot load model from {folder} ({type(e).__name__}: {msg})") from e
     missing = sorted(info.get("missing_keys") or [])
@@ -88,6 +95,41 @@ def load_hf_model(path: str | os.PathLike, task: Task | str = Task.FEATURE_EXTRA
                        "until fine-tuned (deploytool train)", folder, ", ".join(missing[:4])
                        + (f" and {len(missing) - 4} more" if len(missing) > 4 else ""), seed)
     return model.eval()
+
+
+@contextlib.contextmanager
+def _no_progress_bars(tr):
+    """transformers' progress bars off while the block runs ("Loading checkpoint shards" on stderr for a sharded
+    checkpoint: the lines before a one-line error, and noise before the export's own lines); back on after if
+    they were on."""
+    bars = tr.utils.logging.is_progress_bar_enabled()
+    tr.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars:
+            tr.utils.logging.enable_progress_bar()
+
+
+def _label_count_mismatch(folder: Path, error: BaseException) -> tuple[int, int] | None:
+    """(labels config.json names, the checkpoint classifier's outputs) when ``error`` is torch's size mismatch of the
+    classifier's last layer against the label count of config.json (transformers says "size mismatch for bias"
+    of a "Linear", naming neither the labels nor the file); None for any other failure."""
+    import json
+    import re
+
+    m = re.search(r"size mismatch for \S+: copying a param with shape torch\.Size\(\[(\d+)[\],].*?"
+                  r"the shape in current model is torch\.Size\(\[(\d+)[\],]", str(error))
+    if m is None:
+        return None
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    names = config.get("id2label") if isinstance(config, dict) else None
+    named = len(names) if isinstance(names, dict) and names else config.get("num_labels")
+    checkpoint, model = int(m.group(1)), int(m.group(2))
+    return (model, checkpoint) if named == model and checkpoint != model else None
 
 
 # heads of another task whose checkpoint ``AutoModelForSequenceClassification`` takes without a word: a token

@@ -104,6 +104,7 @@ def test_export_equals_transformers(folders, tmp_path, caplog, name, task, shape
     with caplog.at_level(logging.INFO):
         r = CliRunner().invoke(main, ["export", "--model", str(folder), "--task", task, "-o", str(out)])
     assert r.exit_code == 0, r.output
+    assert "Loading checkpoint shards" not in r.output  # transformers' bar for a sharded checkpoint
     # a half-precision checkpoint is exported in float32, and the output says so (it said nothing)
     note = [ln for ln in r.output.splitlines() if ln.startswith("note: the checkpoint's weights are")]
     assert note == ([f"note: the checkpoint's weights are {name} (its config.json); exported and validated in "
@@ -136,3 +137,25 @@ def test_another_tasks_head_is_refused_as_a_sequence_classifier(folders, tmp_pat
     assert "\n" not in line and "Traceback" not in line, line
     assert cls in line and what in line and "--task feature-extraction" in line
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("names", [["neg", "pos"], ["a", "b", "c", "d"]])
+def test_labels_that_do_not_match_the_classifier_are_named_as_such(folders, tmp_path, names):
+    """config.json's id2label edited to another label count than the classifier's 3 outputs: refused in one line
+    naming both counts and config.json (transformers' words were "size mismatch for bias ... Linear")."""
+    import shutil
+
+    folder = tmp_path / "edited"
+    shutil.copytree(folders("sharded"), folder)
+    path = folder / "config.json"
+    c = json.loads(path.read_text())
+    c["id2label"] = {str(i): n for i, n in enumerate(names)}
+    c["label2id"] = {n: i for i, n in enumerate(names)}
+    path.write_text(json.dumps(c))
+    out = tmp_path / "m.onnx"
+    r = CliRunner().invoke(main, ["export", "--model", str(folder), "--task", SC, "-o", str(out)])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == (f"error: {folder}: its config.json names {len(names)} labels (id2label / num_labels) "
+                                "but its classifier has 3 outputs; make config.json's labels those the head was "
+                                "trained with"), r.output
+    assert not out.exists()
