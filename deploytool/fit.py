@@ -445,6 +445,9 @@ def fit(config: FitConfig, progress=None) -> FitResult:
             return _name(sw * w, sd * d, p)
 
         _check_accuracy_names(config, [label(w, d, p) for w in config.widths for d in config.depths for p, _ in grid])
+        _check_same_model_accuracies(config, {label(w, d, p): [label(w2, d2, p) for w2 in [w, *widths[w]]
+                                                              for d2 in [d, *depths[d]] if (w2, d2) != (w, d)]
+                                              for w in widths for d in depths for p, _ in grid})
         if config.workdir is not None:
             # the files the candidates are built as there (each slice's fp32 file too): one that is the input was
             # written over by a candidate (its kept "w1-d1-fp32" then a copy of that candidate); one that is the
@@ -644,6 +647,21 @@ def _check_accuracy_names(config: FitConfig, names: list[str]) -> None:
     raise ConfigError(f"--accuracy: none of its names ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''}) is a "
                       f"candidate's; candidates are named w{{width}}-d{{depth}}-{{precision}}: "
                       f"{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}")
+
+
+def _check_same_model_accuracies(config: FitConfig, same_as: dict[str, list[str]]) -> None:
+    """ConfigError before any work when the accuracies give one candidate two different figures under names that
+    cut the same model of this input (w0.5-d0.75-int8 80 and w0.5-d0.7-int8 90 on 4 layers): the lookup would take
+    the first in silence (as the report refuses two accuracies of one model)."""
+    accs = config.accuracies
+    if not accs:
+        return
+    for name, others in same_as.items():
+        given = [(n, accs[n]) for n in (name, *others) if n in accs]
+        if len({(r.value, r.metric) for _, r in given}) > 1:
+            shown = ", ".join(f"{n} {r.value:g}" for n, r in given)
+            raise ConfigError(f"--accuracy: {shown}: the same model on this input (one candidate, {name}) with "
+                              "different accuracies; keep one")
 
 
 def _source_facts(model: Path):

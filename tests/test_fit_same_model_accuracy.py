@@ -2,7 +2,8 @@
 keep the same layers (0, 1, 2), so fit builds one candidate, named w0.5-d0.75-int8, that stands for
 w0.5-d0.7-int8 too. A user's accuracy file measured under the other label (w0.5-d0.7-int8) must give that
 candidate its accuracy: in its row, in the pick, and against --accuracy-floor. The accuracies are numbers written
-here, not computed by fit."""
+here, not computed by fit. Two different figures for the one candidate (its own name and a name it stands for) were
+taken in silence, the first by name; refused now, as the report refuses two accuracies of one model."""
 
 from __future__ import annotations
 
@@ -62,3 +63,20 @@ def test_a_floor_judges_the_accuracy_found_through_same_as(setup):
     assert r.exit_code == 2, r.output
     assert "accuracy 85.50 < floor 86" in r.output and "Traceback" not in r.output
     assert not out.exists() and not (d / "high.onnx.fit.json").exists()
+
+
+def test_two_accuracies_of_one_candidate_are_refused(setup, tmp_path):
+    model, _, d = setup
+    acc = tmp_path / "two.json"
+    acc.write_text(json.dumps({"models": {"w0.5-d1-int8": 80.0, "w0.5-d0.75-int8": 84.0, "w0.5-d0.7-int8": 85.5}}))
+    out = tmp_path / "two.onnx"
+    r = _fit(model, acc, out)
+    assert r.exit_code == 2
+    assert r.output == ("error: --accuracy: w0.5-d0.75-int8 84, w0.5-d0.7-int8 85.5: the same model on this input "
+                        "(one candidate, w0.5-d0.75-int8) with different accuracies; keep one\n")
+    assert not out.exists()
+    # the same figure under both names is one accuracy
+    acc.write_text(json.dumps({"models": {"w0.5-d1-int8": 80.0, "w0.5-d0.75-int8": 85.5, "w0.5-d0.7-int8": 85.5}}))
+    r = _fit(model, acc, out)
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "two.onnx.fit.json").read_text())["chosen"] == "w0.5-d0.75-int8"
