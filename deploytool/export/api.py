@@ -24,7 +24,7 @@ from deploytool import onnx_io, scratch
 from deploytool.errors import DeployError
 from deploytool.export.alibi_buffers import shrunk_alibi_buffers
 from deploytool.export.config import ExportConfig, Exporter, ExportResult
-from deploytool.export.hf import architecture, load_hf_model
+from deploytool.export.hf import architecture, checkpoint_dtype, load_hf_model
 from deploytool.models import resolve_model
 from deploytool.onnx_io import check_output_path, check_writable
 
@@ -262,15 +262,3 @@ def export(config: ExportConfig, out_path: str | os.PathLike) -> ExportResult:
     dtype = checkpoint_dtype(folder)
     return dataclasses.replace(result, checkpoint_dtype=dtype) if dtype not in (None, "float32") else result
 
-
-def checkpoint_dtype(folder: str | os.PathLike) -> str | None:
-    """The weight type a model folder's config.json records (``torch_dtype``, or ``dtype`` in newer
-    transformers), e.g. ``"bfloat16"``; None when it says none or cannot be read."""
-    import json
-
-    try:
-        cfg = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    value = (cfg.get("torch_dtype") or cfg.get("dtype")) if isinstance(cfg, dict) else None
-    return value.removeprefix("torch.") if isinstance(value, str) else None

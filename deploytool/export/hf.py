@@ -111,22 +111,40 @@ def _no_progress_bars(tr):
             tr.utils.logging.enable_progress_bar()
 
 
+def config_json(folder: str | os.PathLike) -> dict | None:
+    """A model folder's config.json read as JSON, nothing loaded or run; None when it is missing, unreadable or not
+    an object (from_pretrained then says what is wrong with it)."""
+    import json
+
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def checkpoint_dtype(folder: str | os.PathLike) -> str | None:
+    """The weight type a model folder's config.json records (``torch_dtype``, or ``dtype`` in newer
+    transformers), e.g. ``"bfloat16"``; None when it says none or cannot be read."""
+    config = config_json(folder)
+    value = (config.get("torch_dtype") or config.get("dtype")) if config is not None else None
+    return value.removeprefix("torch.") if isinstance(value, str) else None
+
+
 def _label_count_mismatch(folder: Path, error: BaseException) -> tuple[int, int] | None:
     """(labels config.json names, the checkpoint classifier's outputs) when ``error`` is torch's size mismatch of the
     classifier's last layer against the label count of config.json (transformers says "size mismatch for bias"
     of a "Linear", naming neither the labels nor the file); None for any other failure."""
-    import json
     import re
 
     m = re.search(r"size mismatch for \S+: copying a param with shape torch\.Size\(\[(\d+)[\],].*?"
                   r"the shape in current model is torch\.Size\(\[(\d+)[\],]", str(error))
     if m is None:
         return None
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    config = config_json(folder)
+    if config is None:
         return None
-    names = config.get("id2label") if isinstance(config, dict) else None
+    names = config.get("id2label")
     named = len(names) if isinstance(names, dict) and names else config.get("num_labels")
     checkpoint, model = int(m.group(1)), int(m.group(2))
     return (model, checkpoint) if named == model and checkpoint != model else None
@@ -144,13 +162,8 @@ _OTHER_HEADS = {"ForQuestionAnswering": "question answering (start and end logit
 def _check_not_another_head(folder: Path) -> None:
     """A one-line DeployError when ``folder``'s config.json names a model with another task's head (read as
     JSON, nothing loaded): its sequence-classification export would not be the checkpoint's model."""
-    import json
-
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return  # from_pretrained says what is wrong with the file
-    names = config.get("architectures") if isinstance(config, dict) else None
+    config = config_json(folder)  # None: from_pretrained says what is wrong with the file
+    names = config.get("architectures") if config is not None else None
     if not isinstance(names, list):
         return
     for name in (n for n in names if isinstance(n, str)):
@@ -199,13 +212,8 @@ def own_code(folder: Path, auto_class: str, trust: bool,
     """A one-line DeployError when ``folder``'s ``config.json`` maps ``auto_class`` (AutoModel, ...) to the folder's
     own code and ``trust`` is False (``remedy`` says what to do), or when trusted code has no such class; the file
     is read as JSON, nothing run."""
-    import json
-
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return  # from_pretrained says what is wrong with the file
-    auto_map = config.get("auto_map") if isinstance(config, dict) else None
+    config = config_json(folder)  # None: from_pretrained says what is wrong with the file
+    auto_map = config.get("auto_map") if config is not None else None
     if not isinstance(auto_map, dict):
         return
     # the model's own classes only (a tokenizer of its own code, AutoTokenizer, leaves the model transformers')
@@ -239,8 +247,6 @@ def check_encoder_folder(folder: str | os.PathLike) -> None:
     (``auto_map``: checked by :func:`own_code`), said in full rather than transformers' message cut short; or a
     decoder-only language model (GPT-2, Llama, ...: transformers has a causal LM class for its ``model_type`` and no
     masked LM one; BERT and its family have both), which no encoder pass applies to."""
-    import json
-
     import transformers as tr
     from transformers import CONFIG_MAPPING
     from transformers.models.auto.modeling_auto import (
@@ -249,12 +255,9 @@ def check_encoder_folder(folder: str | os.PathLike) -> None:
     )
 
     folder = Path(folder)
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    config = config_json(folder)
+    if config is None:
         return  # from_pretrained says what is wrong with the file
-    if not isinstance(config, dict):
-        return
     kind = config.get("model_type")
     if not isinstance(config.get("auto_map"), dict):
         if kind is None:
