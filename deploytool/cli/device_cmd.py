@@ -183,6 +183,12 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
     return numbers(text, option, float)
 
 
+def _names(text: str, option: str) -> tuple[str, ...]:
+    from deploytool.cli._parse import items
+
+    return items(text, option)
+
+
 @click.command("fit", cls=GrammarCommand)
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--profile", "profile_name", required=True, help="Device profile whose budget to meet.")
@@ -223,7 +229,7 @@ def fit(model: Path, profile_name: str, output: Path, budget_ms: float | None, a
     config = FitConfig(model=model, profile=load_profile(profile_name, profiles_dirs), output=output,
                        budget_ms=budget_ms, accuracy_floor=accuracy_floor, seq_len=seq_len,
                        widths=_floats(widths, "--widths"), depths=_floats(depths, "--depths"),
-                       precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()),
+                       precisions=_names(precisions, "--precisions"),
                        accuracies=load_accuracy_records([accuracy]).records if accuracy else None, runs=runs,
                        workdir=workdir)
     # progress on a terminal only: piped or captured stderr keeps the one-line error contract
