@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from deploytool.errors import ConfigError, not_a_file
+from deploytool.errors import ConfigError, InputFileError, not_a_file
 from deploytool.profiles.host import HostOptions, build_host_profile, is_host_template
 from deploytool.profiles.schema import Profile, parse_profile
 from deploytool.validation import safe_load_yaml, without_extensions
@@ -103,14 +103,23 @@ def load_profile(name_or_path: str | os.PathLike | Profile,
         # None or a number was looked up by its spelling: "unknown device profile 'None'"
         raise ConfigError(f"profile: expected a device profile's name (such as kirin990) or its .yaml file path, "
                           f"got {kind_of(name_or_path)}")
+    from deploytool.choices import did_you_mean
+
     text = str(name_or_path)
     search = _dirs(dirs)  # checked also when a path names the profile
     if text.endswith((".yaml", ".yml")) or os.sep in text:
+        if not os.path.lexists(text):  # 'kirin990.yaml' typed for the profile kirin990: say it is a name
+            known = sorted(_files(search))
+            stem = Path(text).stem if text.endswith((".yaml", ".yml")) else Path(text).name
+            if stem in known:
+                raise InputFileError(f"{text}: no such device profile file; '{stem}' is a known profile name: "
+                                  f"give it without the path and .yaml")
+            near = did_you_mean(stem, known)  # " (did you mean 'kirin990'?)" or ""
+            if near:
+                raise InputFileError(f"{text}: no such device profile file{near.replace('mean ', 'mean the profile ')}")
         return load_profile_file(text, host=host)
     files = _files(search)
     if text not in files:
-        from deploytool.choices import did_you_mean
-
         # a close match only (difflib's 0.6, as every other did-you-mean): at 0.5 'nonexist' was offered 'host'
         raise ConfigError(f"unknown device profile '{text}'{did_you_mean(text, sorted(files))}; known: "
                           f"{', '.join(sorted(files)) or 'none'}")
