@@ -425,6 +425,14 @@ def _one_of_each(pairs: list[tuple[str, object]]) -> dict:
     return dict(pairs)
 
 
+def _lines(raw: str) -> list[str]:
+    """A file's lines, cut at LF, CRLF or a lone CR only: ``str.splitlines`` also cuts at U+2028/U+2029, U+0085, form
+    feeds and other separators, which JSON (``json.dumps(..., ensure_ascii=False)``) writes inside strings as they
+    are: such a record was cut in two and refused as "line 1 is not JSON"."""
+    lines = re.split(r"\r\n|\r|\n", raw)
+    return lines[:-1] if lines[-1] == "" else lines  # the end of the last line starts none
+
+
 def _json_rows(path: Path, raw: str) -> list[dict]:
     """The records of a JSON file: one object a line (JSONL), or one JSON list of objects (what pandas'
     ``to_json(orient="records")`` and ``json.dump(rows)`` write; it was refused as "line 1 is not a JSON object", or
@@ -447,12 +455,12 @@ def _json_rows(path: Path, raw: str) -> list[dict]:
         return whole
     if isinstance(whole, dict):
         keys = [k for k, v in whole.items() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)]
-        if keys or len(raw.strip().splitlines()) > 1:
+        if keys or len(_lines(raw.strip())) > 1:
             where = f"its {keys[0]!r} holds a list of records" if keys else f"keys: {_listed(list(whole))}"
             raise InputFileError(f"{path}: is one JSON object ({where}), not records; write a JSON list of objects "
                                  "or one object per line (JSONL)")
     rows = []
-    for n, line in enumerate(raw.splitlines(), 1):
+    for n, line in enumerate(_lines(raw), 1):
         if not line.strip():
             continue
         try:

@@ -41,7 +41,7 @@ def corpus_texts(name: str | None, *, text_col: str = "text", limit: int = 1000,
     """(texts, description): a built-in dataset's texts (every split, in its seeded shuffled order),
     a ``.txt`` file (one text a line) or a CSV/TSV/JSONL file's ``text_col``; the first ``limit``
     distinct non-empty texts."""
-    from deploytool.data import BUILTIN, _decode, _read_user_file, load_dataset
+    from deploytool.data import BUILTIN, _decode, _lines, _read_user_file, load_dataset
 
     name = name or "rotten-tomatoes"
     if name in BUILTIN:
@@ -52,7 +52,8 @@ def corpus_texts(name: str | None, *, text_col: str = "text", limit: int = 1000,
         if not p.is_file():
             raise InputFileError(f"{p}: no such corpus file (built-in: {', '.join(sorted(BUILTIN))})")
         if p.suffix.lower() == ".txt":
-            texts = _decode(p).splitlines()  # as a CSV is read (utf-8 with errors="replace" made é U+FFFD)
+            texts = _lines(_decode(p))  # as a CSV is read (utf-8 with errors="replace" made é U+FFFD); cut at
+            # newlines only (splitlines cut a text at a U+2028 or form feed inside it)
         elif p.suffix.lower() in (".jsonl", ".json", ".ndjson", ".csv", ".tsv"):
             # the reader train and eval use: it read here with a reader of its own, which took a byte-order mark
             # for part of the first column's name, replaced latin-1 letters with U+FFFD, refused a JSON list of
