@@ -440,7 +440,7 @@ def bench_remote(bench, config: RemoteConfig, output: str | os.PathLike) -> list
     file for it, and raises :class:`RemoteError` once the others are done.
     """
     from deploytool.bench import BenchConfig
-    from deploytool.onnx_io import check_output_path
+    from deploytool.onnx_io import check_output_path, check_writable
 
     if not isinstance(bench, BenchConfig):
         raise TypeError(f"bench_remote needs a BenchConfig, got {type(bench).__name__}")
@@ -449,8 +449,9 @@ def bench_remote(bench, config: RemoteConfig, output: str | os.PathLike) -> list
     if bench.worker_python:
         raise ConfigError("remote: a worker_python (QEMU) run cannot also go over SSH")
     outs = output_paths(output, config.hosts)
-    for o in outs:
+    for o in outs:  # never an input, and a folder that can really be written: before any device is probed
         check_output_path(o, inputs=bench.models)
+        check_writable(o)
     from deploytool.bench.runner import plan_model
 
     for m in bench.models:  # a bad model (or a length it cannot take) fails here, before any device is touched

@@ -77,3 +77,29 @@ def test_a_length_past_the_position_table_is_refused_before_any_ssh(tiny_onnx, t
         bench_remote(BenchConfig(models=(model,), seq_lens=(8, 200), runs=2, warmup=1),
                      RemoteConfig(hosts=("pi@raspberrypi",)), tmp_path / "x.json")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("where", ["read-only-dir", "read-only-fs", "file-as-folder"])
+def test_an_unwritable_output_is_refused_before_any_ssh(tiny_onnx, tmp_path, monkeypatch, unwritable_folder, where):
+    """bench --remote -o where no file can be written: one line naming the path, exit 2, before a device is probed
+    (a local bench checks it before measuring; --remote probed, copied, ran the whole bench on the device and only
+    then failed writing its JSON)."""
+    from click.testing import CliRunner
+
+    from deploytool.cli import main
+    from deploytool.remote import ssh
+
+    def no_ssh(*a, **k):
+        raise AssertionError("ssh ran")
+
+    monkeypatch.setattr(ssh, "_probe", no_ssh)
+    if where == "file-as-folder":
+        (tmp_path / "afile").write_text("x")
+        out = tmp_path / "afile" / "b.json"
+    else:
+        out = unwritable_folder(where) / "sub" / "b.json"
+    r = CliRunner().invoke(main, ["bench", str(tiny_onnx()), "--seq-len", "8", "--remote", "pi@raspberrypi",
+                                  "-o", str(out)])
+    err = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(err) == 1 and err[0].startswith(f"error: {out}"), r.output
+    assert "Traceback" not in r.output and not out.exists()
