@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,16 @@ def _row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(" ".join(str(c).split()).replace("|", "\\|") for c in cells) + " |"
 
 
+#: Markdown's and HTML's own characters in a name (a model named '<i>x</i>' or '*x*'): backslash-escaped, CommonMark's
+#: way for ASCII punctuation; '_' only at a word's edge (inside a word, as in bert_tiny, it never starts emphasis)
+_MD_SPECIAL = re.compile(r"[\\`*\[\]<>&~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def _md_text(text: str) -> str:
+    """A name as literal Markdown text: '<i>' stays '<i>' when rendered, not an italic tag ('|' is _row's)."""
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), str(text))
+
+
 def _summary_md(recs: Sequence[dict[str, Any]], info: dict[str, Any]) -> list[str]:
     size_head, ort = _summary_size_header(recs)
     lines = [f"| device | best fit | precision | accuracy % | device p90 ms | {size_head} | fitting variants |",
@@ -44,11 +55,11 @@ def _summary_md(recs: Sequence[dict[str, Any]], info: dict[str, Any]) -> list[st
     for s in recs:
         if s["fits"]:
             lat = ", ".join(f"{_num(v)} @ seq {k}" for k, v in s["device_latency_ms"].items())
-            lines.append(_row([s["device"], f"**{s['model']}**", s["precision"],
+            lines.append(_row([s["device"], f"**{_md_text(s['model'])}**", s["precision"],
                                s.get("accuracy_label") or _fmt(s["accuracy"], "accuracy"), f"{lat} ({s['latency']})",
                                _size_cell(s["size_mb"], s.get("size_of"), ort), f"{s['fitting']} of {s['variants']}"]))
         else:
-            lines.append(_row([s["device"], s["verdict"], "-", "-", "-", "-", f"0 of {s['variants']}"]))
+            lines.append(_row([s["device"], _md_text(s["verdict"]), "-", "-", "-", "-", f"0 of {s['variants']}"]))
     return lines
 
 
@@ -63,7 +74,8 @@ def render_markdown(rows: Sequence[ReportRow], info: dict[str, Any], title: str,
     lines += _summary_md(recs, info)
     ref = info.get("accuracy_reference")
     if ref:
-        lines += ["", f"Reference (the model the variants were made from): **{ref['name']}**, {ref['label']}."]
+        lines += ["", f"Reference (the model the variants were made from): **{_md_text(ref['name'])}**, "
+                      f"{ref['label']}."]
     lines += ["", "## Plots", ""] + [f"![{Path(i).stem}]({i})" for i in images] + [""]
     for d in summaries:
         drows = [r for v in d.variants for r in v.by_seq.values()]
@@ -72,7 +84,7 @@ def render_markdown(rows: Sequence[ReportRow], info: dict[str, Any], title: str,
         facts = info.get("devices", {}).get(d.device)
         soc = facts["soc"] if facts else d.variants[0].first.soc
         lines += [f"## {d.device}: {soc}", ""] + [f"- **{k}**: {v}" for k, v in _device_facts(d, info, rows)]
-        lines += [f"- **Verdict**: {d.verdict}", ""]
+        lines += [f"- **Verdict**: {_md_text(d.verdict)}", ""]
         ep = _ep_column(d)
         ort = _ort_sizes(d)
         head = [h for _, h, _ in _static_columns(d)] + (["EP ran"] if ep else [])
@@ -81,8 +93,7 @@ def render_markdown(rows: Sequence[ReportRow], info: dict[str, Any], title: str,
         lines += ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         for v in d.variants:
             cells = _static_cells(v, v is d.best, ort) + ([v.first.ep_ran] if ep else [])
-            if v is d.best:
-                cells[0] = f"**{cells[0]}**"
+            cells[0] = f"**★ {_md_text(v.model)}**" if v is d.best else _md_text(v.model)
             for s in d.seq_lens:
                 cells += _seq_cells(v.by_seq.get(s), host)
             lines.append(_row(cells))
