@@ -76,7 +76,7 @@ def bench(models: tuple[str, ...], seq_len: tuple[int, ...], batch: int, threads
                          block_runs=block_runs, prime_runs=prime_runs, thread_pool=thread_pool, wait_quiet_s=wait_quiet_s,
                          worker_python=worker)
     if remote["remote"]:  # on the devices over SSH (deploytool.remote), not here
-        return bench_on_remote(config, {k: remote[k] for k in REMOTE_KEYS}, json_path)
+        return bench_on_remote(config, {k: remote[k] for k in REMOTE_KEYS}, json_path, as_json)
     if json_path:  # before measuring: never an input, and a folder that can really be written (as report checks)
         check_output_path(json_path, inputs=config.models)
         check_writable(json_path)

@@ -54,8 +54,11 @@ def refuse_without_remote(options: dict[str, Any]) -> None:
                           "over SSH); give --remote or leave " + ("them" if len(given) > 1 else "it") + " out")
 
 
-def bench_on_remote(config, options: dict[str, Any], output: str | None) -> None:
-    """Parse the remote options into a RemoteConfig, run, print where each JSON went."""
+def bench_on_remote(config, options: dict[str, Any], output: str | None, as_json: bool = False) -> None:
+    """Parse the remote options into a RemoteConfig, run, print where each JSON went (``as_json``: stdout is the
+    device's bench JSON, a list of them for several hosts, and the summary goes to stderr, as a local --json -o)."""
+    import json
+
     from deploytool.remote import RemoteConfig, bench_remote
 
     if not output:
@@ -65,11 +68,16 @@ def bench_on_remote(config, options: dict[str, Any], output: str | None) -> None
                           setup=bool(options["remote_setup"]), parallel=bool(options["remote_parallel"]),
                           connect_timeout_s=int(options["connect_timeout"]),
                           timeout_s=float(options["remote_timeout"]))
-    for run in bench_remote(config, remote, output):
+    runs = bench_remote(config, remote, output)
+    for run in runs:
         host = run.report.get("host", {})
         click.echo(f"{run.host}: {host.get('cpu_model', '?')} ({host.get('arch', '?')}, "
-                   f"{'+'.join((host.get('cpu') or {}).get('core_types') or ['?'])})")
+                   f"{'+'.join((host.get('cpu') or {}).get('core_types') or ['?'])})", err=as_json)
         for r in run.report.get("results", []):
             lat = r["latency_ms"]
-            click.echo(f"  {r['name']} seq {r['seq_len']}: p50 {lat['p50_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms")
-        click.echo(f"wrote {run.output}")
+            click.echo(f"  {r['name']} seq {r['seq_len']}: p50 {lat['p50_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms",
+                       err=as_json)
+        click.echo(f"wrote {run.output}", err=as_json)
+    if as_json:
+        reports = [run.report for run in runs]
+        click.echo(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))

@@ -103,3 +103,34 @@ def test_an_unwritable_output_is_refused_before_any_ssh(tiny_onnx, tmp_path, mon
     err = r.stderr.strip().splitlines()
     assert r.exit_code == 2 and len(err) == 1 and err[0].startswith(f"error: {out}"), r.output
     assert "Traceback" not in r.output and not out.exists()
+
+
+def test_json_with_remote_prints_the_device_json(tiny_onnx, tmp_path, monkeypatch):
+    """bench --remote pi -o pi.json --json: stdout is the device's bench JSON (a list of them for several hosts), the
+    summary and 'wrote' lines go to stderr, as a local --json -o; --json was ignored (stdout had the summary lines,
+    which no JSON reader takes). No ssh runs here: bench_remote is replaced."""
+    import json
+
+    from click.testing import CliRunner
+
+    import deploytool.remote as remote
+    from deploytool.cli import main
+    from deploytool.remote import RemoteRun
+
+    def fake(config, rc, output):
+        return [RemoteRun(h, tmp_path / f"b-{h}.json",
+                          {"schema": "deploytool.bench/1", "host": {"cpu_model": "Cortex", "arch": "aarch64"},
+                           "results": [{"name": "m", "seq_len": 8, "latency_ms": {"p50_ms": 1.0, "p90_ms": 2.0}}],
+                           "device": h}) for h in rc.hosts]
+
+    monkeypatch.setattr(remote, "bench_remote", fake)
+    args = ["bench", str(tiny_onnx()), "--seq-len", "8", "-o", str(tmp_path / "b.json"), "--json"]
+    r = CliRunner().invoke(main, [*args, "--remote", "pi@one"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["device"] == "pi@one"
+    assert "wrote" in r.stderr and "p50" in r.stderr
+    r = CliRunner().invoke(main, [*args, "--remote", "pi@one", "--remote", "pi@two"])
+    assert r.exit_code == 0, r.output
+    assert [d["device"] for d in json.loads(r.stdout)] == ["pi@one", "pi@two"]
+    r = CliRunner().invoke(main, [*args[:-1], "--remote", "pi@one"])  # without --json: the summary on stdout
+    assert r.exit_code == 0 and "wrote" in r.stdout and "p50 1.000 ms" in r.stdout, r.output
