@@ -688,7 +688,9 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
         return Dataset(name=info.dataset, label_names=tuple(names), train=empty, dev=empty, test=everything,
                        info=info)
     if len(names) < 2:
-        raise InputFileError(f"{key}: dataset has only one label ('{names[0]}'); need at least two classes")
+        raise InputFileError(f"{key}: dataset has only one label ('{names[0]}'); need at least two classes to split "
+                             "it into train/dev/test (to score a file of one class: eval --test-file FILE, or "
+                             "--split all)")
     index = {n: i for i, n in enumerate(names)}
     y = [index[v] for v in labels]
 

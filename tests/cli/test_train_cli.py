@@ -51,6 +51,19 @@ def test_train_bad_dataset(tiny, tmp_path, content, words):
            *words, out=out)
 
 
+def test_eval_of_a_one_class_file_points_at_the_way_that_scores_it(tiny, tmp_path):
+    """eval --data of a file of one class cannot split it, and said only 'need at least two classes': the line names
+    the two ways that score it, and --test-file does."""
+    data = tmp_path / "pos.csv"
+    data.write_text("text,label\n" + "".join(f"good film {i},1\n" for i in range(12)))
+    line = _fails(["eval", str(tiny / "tiny"), "--data", str(data)], "only one label")
+    assert "eval --test-file FILE" in line and "--split all" in line, line
+    out = tmp_path / "e.json"
+    res = CliRunner().invoke(main, ["eval", str(tiny / "tiny"), "--test-file", str(data), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["n"] == 12
+
+
 def test_missing_label_column_jsonl(tiny, tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text("\n".join(json.dumps({"text": f"t{i}", "sentiment": i % 2}) for i in range(10)))
