@@ -480,7 +480,9 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
     else:
         before = sample_load()
     if config.busy is BusyPolicy.REFUSE and threads > before.usable_cores:
-        raise ConfigError(f"threads: {threads} intra-op threads but this process may use {before.usable_cores} core(s) "
+        whose = f" (device profile {config.profile.name}'s)" if config.threads is None and config.profile else ""
+        raise ConfigError(f"threads: {threads} intra-op threads{whose} but this process may use "
+                          f"{before.usable_cores} core(s) "
                           "(affinity/cgroup quota); the measurement would time contention, not the model (use "
                           f"--threads {before.usable_cores}, or force the run: bench --force)")
     if config.busy is BusyPolicy.REFUSE and before.free_cores is not None and threads > max(1, before.free_cores):

@@ -44,7 +44,7 @@ def format_table(report: BenchReport) -> str:
     threads, usable = cfg.session_spec.intra_op_threads, host.get("usable_cores")
     if isinstance(usable, int) and threads > usable:  # e.g. a 4-thread phone profile on a 2-core host
         out.append(f"note: {threads} intra-op threads on {usable} usable cores: oversubscribed, latencies are "
-                   f"inflated (--threads {usable} overrides the profile's)")
+                   f"inflated ({_fewer_threads(cfg, usable)})")
     seen = set()
     for m in report.models:
         for s in m["session"]["skipped"]:
@@ -64,3 +64,10 @@ def _order(cfg) -> str:
     turns = "interleaved run by run" if cfg.schedule is Schedule.INTERLEAVED else f"in blocks of {cfg.block_runs}"
     primed = cfg.primed_runs
     return f" {turns}" + (f", each after {primed} untimed run{'s' if primed != 1 else ''} of its model" if primed else "")
+
+
+def _fewer_threads(cfg, usable: int) -> str:
+    """How to run fewer threads: --threads N, which overrides a profile's threads when they came from it."""
+    if cfg.threads is None and cfg.profile is not None:
+        return f"--threads {usable} overrides the profile {cfg.profile.name}'s"
+    return f"use --threads {usable}"

@@ -248,3 +248,30 @@ def test_bench_profiles_dir_and_env_var(pair, tmp_path):
         res = CliRunner(env=env).invoke(main, cmd)
         assert res.exit_code == 0 and "myboard" in res.output, res.output
     shutil.rmtree(boards)
+
+
+def test_oversubscription_note_and_refusal_name_where_the_threads_came_from(pair):
+    """More intra-op threads than usable cores: the table's note said '(--threads N overrides the profile's)' also
+    for --threads given with no profile; now 'use --threads N' there and the profile's words only for a profile's
+    threads. The refusal of a profile's threads names the profile (it said '--threads: 4 intra-op threads' to a
+    user who gave no --threads)."""
+    import dataclasses
+
+    from deploytool.bench.table import format_table
+
+    report = run_benchmark(BenchConfig(models=pair[:1], seq_lens=(8,), runs=1, warmup=0, busy="warn"))
+    pi = load_profile("raspberry-pi-4")  # 4 threads
+    host = {**report.host, "usable_cores": 2}
+    given = format_table(dataclasses.replace(report, host=host, config=dataclasses.replace(report.config, threads=8)))
+    assert "note: 8 intra-op threads on 2 usable cores: oversubscribed" in given
+    assert "profile" not in given and "use --threads 2" in given
+    cfg = dataclasses.replace(report.config, profile=pi)
+    from_profile = format_table(dataclasses.replace(report, host=host, config=cfg))
+    assert "4 intra-op threads on 2 usable cores" in from_profile
+    assert "--threads 2 overrides the profile raspberry-pi-4's" in from_profile
+    a64fx = load_profile("a64fx")  # 12 threads
+    if usable_cores() >= a64fx.threads:
+        pytest.skip(f"{usable_cores()} usable cores run the a64fx profile's {a64fx.threads} threads")
+    with pytest.raises(ConfigError, match=rf"threads: {a64fx.threads} intra-op threads \(device profile a64fx's\) "
+                                          "but this process may use"):
+        run_benchmark(BenchConfig(models=pair[:1], seq_lens=(8,), profile=a64fx, runs=1, busy="refuse"))
