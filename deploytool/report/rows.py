@@ -598,12 +598,18 @@ def _refuse_one_name_twice(given: Sequence[str], profiles: Sequence[Profile]) ->
     """ConfigError when two --profile values load profiles of one name (the built-in kirin990 and an edited copy
     of it given by path, a profile by name and by path, host and x86-host): rows, verdicts and the device's
     section are keyed by the name, so the second device's rows were judged under the first one's budgets."""
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, Profile]] = {}
     for g, prof in zip(given, profiles):
-        first = seen.setdefault(prof.name, g)
-        if first != g:
-            raise ConfigError(f"--profile: {first} and {g} are both the device profile '{prof.name}'; give each "
-                              "device once (rename an edited copy's file and its name:)")
+        # a profile built from this machine at run time (from_host: host, and x86-host, its old name kept as an
+        # alias) is the machine running deploytool whatever its name: two of them were two sections of one machine
+        first, fp = seen.setdefault("\0from_host" if prof.from_host else prof.name, (g, prof))
+        if first == g:
+            continue
+        if fp.name != prof.name:
+            raise ConfigError(f"--profile: {first} and {g} are both the machine running deploytool (profiles "
+                              f"'{fp.name}' and '{prof.name}' are built from it); give each device once")
+        raise ConfigError(f"--profile: {first} and {g} are both the device profile '{prof.name}'; give each "
+                          "device once (rename an edited copy's file and its name:)")
 
 
 def _refuse_measured_twice(profiles: Sequence[Profile], paths: Sequence[Path], reports: Sequence[dict[str, Any]]) -> None:

@@ -41,3 +41,26 @@ def test_two_profiles_of_one_name_are_refused(bench, tmp_path, copy):
     assert res.output == (f"error: --profile: kirin990 and {second} are both the device profile 'kirin990'; give "
                           "each device once (rename an edited copy's file and its name:)\n")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("pair", [("host", "x86-host"), ("x86-host", "host")])
+def test_host_and_its_alias_x86_host_are_refused(bench, tmp_path, pair):
+    """x86-host is host's old name (both built from the machine running deploytool): the report gave two sections,
+    two verdicts, of one machine's measured rows. Refused as two profiles of one name are."""
+    out = tmp_path / "r"
+    res = CliRunner().invoke(main, ["report", str(bench), "--profile", pair[0], "--profile", pair[1],
+                                    "--no-projection", "-o", str(out)])
+    assert res.exit_code == 2, res.output
+    assert res.output == (f"error: --profile: {pair[0]} and {pair[1]} are both the machine running deploytool "
+                          f"(profiles '{pair[0]}' and '{pair[1]}' are built from it); give each device once\n")
+    assert not out.exists()
+
+
+def test_host_with_another_device_is_still_one_section_each(bench, tmp_path):
+    import json
+
+    out = tmp_path / "r"
+    res = CliRunner().invoke(main, ["report", str(bench), "--profile", "host", "--profile", "kirin990",
+                                    "--no-projection", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert sorted(s["device"] for s in json.loads((out / "report.json").read_text())["summary"]) == ["host", "kirin990"]
