@@ -316,3 +316,20 @@ def test_a_roberta_model_is_refused_past_its_usable_positions(tiny_onnx, tmp_pat
     assert not out.exists()
     res = _cli(str(model), "--seq-len", "64", "--runs", "2", "--warmup", "0", "-o", str(out))
     assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("remote", [[], ["--remote", "pi@raspberrypi"]])
+def test_output_dash_is_refused_pointing_at_json(models, tmp_path, monkeypatch, remote):
+    """-o - (stdout, by the usual convention) wrote a file named '-' in the current folder after measuring; now one
+    line pointing at --json, exit 2, before any measurement or ssh."""
+    import deploytool.bench as bench_pkg
+    import deploytool.remote as remote_pkg
+
+    measured = []
+    monkeypatch.setattr(bench_pkg, "run_benchmark", lambda *a, **k: measured.append(1))
+    monkeypatch.setattr(remote_pkg, "bench_remote", lambda *a, **k: measured.append(1) or [])
+    monkeypatch.chdir(tmp_path)
+    res = _cli(models["small"], "--seq-len", "8", "--runs", RUNS, "-q", "-o", "-", *remote)
+    err = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and len(err) == 1 and err[0].startswith("error: -o -:") and "--json" in err[0], res.output
+    assert not measured and not list(tmp_path.iterdir())
