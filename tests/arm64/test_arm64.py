@@ -215,3 +215,19 @@ def test_verify_arm64_refuses_a_model_given_twice(tiny_onnx, tmp_path, monkeypat
                                   "--emulator-dir", str(tmp_path), "-o", str(tmp_path / "v.json")])
     assert r.exit_code == 2 and _err_line(r) == f"error: models: {again} given twice (as {model})"
     assert not (tmp_path / "v.json").exists()
+
+
+@pytest.mark.parametrize("where", ["read-only-fs", "dash"])
+def test_verify_arm64_refuses_an_output_it_cannot_write_before_running(tiny_onnx, tmp_path, monkeypatch,
+                                                                        unwritable_folder, where):
+    """-o in a folder that cannot be created (/proc/self/sub/v.json) ran every model under QEMU, printed the table, then
+    failed writing; -o - wrote a file named '-'. Both are one line, exit 2, before the emulator runs."""
+    import deploytool.arm64
+
+    monkeypatch.setattr(deploytool.arm64, "verify_arm64", lambda config: pytest.fail("ran"))
+    monkeypatch.chdir(tmp_path)
+    out = "-" if where == "dash" else str(unwritable_folder(where) / "sub" / "v.json")
+    r = CliRunner().invoke(main, ["verify-arm64", str(tiny_onnx("bert")), "--cpu", "max", "--no-setup",
+                                  "--emulator-dir", str(tmp_path), "-o", out])
+    assert r.exit_code == 2 and _err_line(r).startswith(f"error: {'-o -' if where == 'dash' else out}:"), r.output
+    assert "Traceback" not in r.output and not list(tmp_path.iterdir())
