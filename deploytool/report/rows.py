@@ -170,6 +170,10 @@ class ReportRow:
     samples_run: Any = dataclasses.field(default=None, repr=False, compare=False)
     # the bench timed QNN's x86 HTP emulator (an old bench JSON): not timed, never MEASURED, not judged on an NPU
     qnn_emulated: bool = False
+    bench: str = ""  # the bench JSON the row came from, as given ("" for device rows)
+    # that bench JSON where two benches give this model on this device at one length (projected from two
+    # machines, say): the model is then one variant per bench file, named "m (a.json)"; not in JSON
+    bench_split: str = dataclasses.field(default="", repr=False, compare=False)
 
     def accuracy_label(self, nd: int = 1) -> str:
         """'79.8% [76.1-83.1] n=500' (with the share of the reference where there is one)."""
@@ -186,7 +190,7 @@ class ReportRow:
             d = dataclasses.asdict(self)
         finally:
             self.accuracy_record = rec
-        for k in ("accuracy_record", "samples_ms", "samples_run"):
+        for k in ("accuracy_record", "samples_ms", "samples_run", "bench_split"):
             d.pop(k, None)
         for k, v in d.items():
             if isinstance(v, float):
@@ -255,6 +259,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     acc_set = load_accuracy_records(config.accuracy)
     acc = acc_set.values()
     reports, device_rows = [], []
+    bench_of: dict[int, str] = {}  # id(a loaded bench JSON) -> its path as given
     not_found: dict[str, None] = {}  # model files named in the bench JSONs that are not here
     positions: dict[str, int | None] = {}  # model file -> rows of its position table (None: unknown)
     same_file: dict[str, str] = {}  # a model file's real path -> the path its first result names it by
@@ -264,6 +269,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
             device_rows.append(p)
         else:
             reports.append(load_report(p))
+            bench_of[id(reports[-1])] = str(p)
             _check_batches(p, reports[-1])
             not_found.update(dict.fromkeys(_locate_models(p, reports[-1])))
             for res in reports[-1]["results"]:  # one file named two ways (tiny.onnx in one bench JSON,
@@ -428,7 +434,8 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     match_why=match.why,
                     projection_error=((proj.latency_ms - p50) / p50 if (is_host and proj and p50 > 0) else None),
                     samples_ms=(tuple(res.get("samples_ms") or ()) if is_host and interleaved else None),
-                    samples_run=(id(rep), res["seq_len"]) if is_host and interleaved else None))
+                    samples_run=(id(rep), res["seq_len"]) if is_host and interleaved else None,
+                    bench=bench_of[id(rep)]))
     rows = _measured_first(rows)
     # the projections' resolution on other devices at each length, per precision and across them all: how far
     # apart the model's errors on this report's host rows lay (what two projections must differ by to be ranked;
@@ -449,6 +456,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     _attach_accuracy(bench_rows, acc_set, rows)
     unmatched = _unmatched_accuracy(rows, acc_set)
     _variants(rows)
+    _split_by_bench(rows)
     fp16_notes = _fp16_statements(rows, profiles)
     int8_notes = _int8_statements(rows, reports)
     devices = {p.name: _device_facts(p, is_host=any(_is_host(p, rep.get("host", {})) for rep in reports))
@@ -633,6 +641,22 @@ def _refuse_measured_twice(profiles: Sequence[Profile], paths: Sequence[Path], r
                 if first != path:
                     raise InputFileError(f"{res['name']} at seq {res['seq_len']} is measured on {prof.name} in both "
                                          f"{first} and {path}; give one measurement of a model and length per device")
+
+
+def _split_by_bench(rows: Sequence[ReportRow]) -> None:
+    """Two bench JSONs that give one model on one device at one length (both projected there from other machines;
+    two measurements on the device are refused, a measurement drops the projections): the model is one variant
+    per bench file, its rows named 'm (a.json)', so report.json, the tables, the verdicts and the row counts show
+    both. They showed one (the first) in the tables and verdicts, and both in report.json and "2 rows"."""
+    benches: dict[tuple[str, str, str, int], set[str]] = {}
+    for r in rows:
+        if r.bench:
+            benches.setdefault((r.device, r.model_path, r.ep_ran, r.seq_len), set()).add(r.bench)
+    split = {k[:3] for k, b in benches.items() if len(b) > 1}
+    for r in rows:
+        if r.bench and (r.device, r.model_path, r.ep_ran) in split:
+            r.bench_split = r.bench
+            r.model = f"{r.model} ({r.bench})"
 
 
 def _measured_first(rows: list[ReportRow]) -> list[ReportRow]:
