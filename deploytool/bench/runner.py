@@ -457,8 +457,8 @@ def _label(paths: tuple[Path, ...]) -> list[str]:
 def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None) -> BenchReport:
     """Benchmark ``config.models`` with ONNX Runtime in clean worker processes (see module doc)."""
     from deploytool.bench.config import BusyPolicy
-    from deploytool.runtime.machine import (BusyThresholds, LoadMonitor, busy_warnings, sample_load,
-                                          wait_for_free_cores)
+    from deploytool.runtime import machine
+    from deploytool.runtime.machine import BusyThresholds, LoadMonitor, busy_warnings, sample_load
     from deploytool.errors import ConfigError
     from deploytool.passes.base import file_size
     from deploytool.onnx_io import check_external_data
@@ -475,21 +475,23 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
     spec = config.session_spec
     threads = spec.intra_op_threads or 1
     waited = 0.0
+    usable = machine.usable_cores()
+    # before any wait: free cores never exceed the usable ones (--wait-quiet 600 waited 600 s for them, then refused)
+    if config.busy is BusyPolicy.REFUSE and threads > usable:
+        whose = f" (device profile {config.profile.name}'s)" if config.threads is None and config.profile else ""
+        raise ConfigError(f"threads: {threads} intra-op threads{whose} but this process may use {usable} core(s) "
+                          "(affinity/cgroup quota); the measurement would time contention, not the model (use "
+                          f"--threads {usable}, or force the run: bench --force)")
     if config.wait_quiet_s > 0:
-        before, waited = wait_for_free_cores(threads, timeout_s=config.wait_quiet_s)
+        before, waited = machine.wait_for_free_cores(min(threads, usable), timeout_s=config.wait_quiet_s)
     else:
         before = sample_load()
-    if config.busy is BusyPolicy.REFUSE and threads > before.usable_cores:
-        whose = f" (device profile {config.profile.name}'s)" if config.threads is None and config.profile else ""
-        raise ConfigError(f"threads: {threads} intra-op threads{whose} but this process may use "
-                          f"{before.usable_cores} core(s) "
-                          "(affinity/cgroup quota); the measurement would time contention, not the model (use "
-                          f"--threads {before.usable_cores}, or force the run: bench --force)")
     if config.busy is BusyPolicy.REFUSE and before.free_cores is not None and threads > max(1, before.free_cores):
         la = f", load average {before.loadavg[0]:.2f}" if before.loadavg else ""
+        after = f" after waiting {waited:.0f} s (--wait-quiet)" if waited > 0 else ""
         raise ConfigError(f"threads: {threads} thread(s) but only {before.free_cores} of {before.usable_cores} core(s) "
-                          f"are free ({before.other_runnable_mean:.1f} other runnable task(s){la}); wait for a quiet "
-                          "machine, use fewer threads, or force the run (bench --force)")
+                          f"are free{after} ({before.other_runnable_mean:.1f} other runnable task(s){la}); wait for a "
+                          "quiet machine, use fewer threads, or force the run (bench --force)")
     base = {"seq_lens": list(config.seq_lens), "batch": config.batch, "seed": config.seed,
             "spec": spec.to_dict(), "progress_interval_s": 0.1}
     entries = [{"path": str(p.resolve()), "plan": plan.to_dict()} for p, plan in zip(config.models, plans)]

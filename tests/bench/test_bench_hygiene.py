@@ -275,3 +275,29 @@ def test_oversubscription_note_and_refusal_name_where_the_threads_came_from(pair
     with pytest.raises(ConfigError, match=rf"threads: {a64fx.threads} intra-op threads \(device profile a64fx's\) "
                                           "but this process may use"):
         run_benchmark(BenchConfig(models=pair[:1], seq_lens=(8,), profile=a64fx, runs=1, busy="refuse"))
+
+
+def test_wait_quiet_never_waits_for_more_cores_than_the_process_may_use(pair, monkeypatch):
+    """--threads above the usable cores with --wait-quiet 600 waited the whole 600 s for free cores that cannot exist
+    (free <= usable), then refused; now refused at once, and with --force it waits for the usable cores only."""
+    import deploytool.runtime.machine as machine
+
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_wait(cores, *, timeout_s, **k):
+        asked.append(cores)
+        raise Stop
+
+    monkeypatch.setattr(machine, "wait_for_free_cores", fake_wait)
+    too_many = usable_cores() + 1
+    with pytest.raises(ConfigError, match=rf"threads: {too_many} intra-op threads but this process may use"):
+        run_benchmark(BenchConfig(models=pair[:1], seq_lens=(8,), threads=too_many, runs=1, busy="refuse",
+                                  wait_quiet_s=600))
+    assert asked == []
+    with pytest.raises(Stop):
+        run_benchmark(BenchConfig(models=pair[:1], seq_lens=(8,), threads=too_many, runs=1, busy="warn",
+                                  wait_quiet_s=600))
+    assert asked == [usable_cores()]
