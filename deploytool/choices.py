@@ -1,4 +1,5 @@
-"""The one parser of a closed set (an enum) from user input, for every typed config.
+"""The one parser of a closed set (an enum) from user input, for every typed config, and of a comma-separated list
+(:func:`items`).
 
 Every config field that takes one of a few names goes through :func:`parse_enum` (the pydantic schemas
 through :func:`match_enum` and :func:`not_one_of`), so each says the same thing the same way:
@@ -333,3 +334,15 @@ def config(cls: type) -> type:
 
     cls.__init__ = __init__
     return cls
+
+
+def items(text: str, option: str) -> tuple[str, ...]:
+    """``"fp32, int8"`` -> ("fp32", "int8"): a comma-separated list, each item stripped. An empty item
+    (``1,,0.5``, a trailing comma, a blank value) is refused, naming the option and the item, as ``--seq-len``
+    refuses one: dropping it in silence ran a different grid from the one typed."""
+    parts = [p.strip() for p in str(text).split(",")]
+    for i, p in enumerate(parts, 1):
+        if not p:
+            raise ConfigError(f"{option}: item {i} of {text!r} is empty (expected a comma-separated list "
+                              f"with no empty items)")
+    return tuple(parts)

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploytool.choices import config, parse_enum
+from deploytool.choices import config, items, parse_enum
 from deploytool.errors import ConfigError
 from deploytool.units import MAX_SEQ_LEN
 
@@ -26,8 +26,9 @@ def _check_threads(threads: int) -> None:
 
 def parse_float_list(text: str, field_name: str) -> tuple[float, ...]:
     """'0.25,0.5,1.0' -> (0.25, 0.5, 1.0); each value must be in (0, 1]."""
+    parts = items(str(text), field_name)  # an empty item (0.5,,1) is refused, as the CLI's other lists refuse one
     try:
-        vals = tuple(float(x) for x in str(text).split(",") if x.strip())
+        vals = tuple(float(x) for x in parts)
     except ValueError:
         raise ConfigError(f"{field_name}: expected comma-separated numbers in (0, 1], got {text!r}") from None
     return _check_fractions(vals, field_name)

@@ -99,6 +99,16 @@ def test_dynabert_width_outside_unit_interval(tiny, tmp_path, opt, value, field)
     assert "(0, 1]" in line
 
 
+@pytest.mark.parametrize("opt,value,item", [("--widths", "1,,0.5", 2), ("--depths", "1,0.5,", 3),
+                                            ("--widths", " ", 1)])
+def test_dynabert_empty_list_item_is_refused(tiny, tmp_path, opt, value, item):
+    """An empty item was dropped in silence (1,,0.5 trained widths 1 and 0.5), as fit's lists did."""
+    out = tmp_path / "dyn"
+    line = _fails(["dynabert", "--teacher", str(tiny / "tiny"), "-o", str(out), "--data", str(tiny / "toy.csv"),
+                   opt, value], opt.strip("-"), out=out)
+    assert f"item {item} of {value!r} is empty" in line, line
+
+
 @pytest.mark.parametrize("threads", ["0", "-1"])
 @pytest.mark.parametrize("cmd", CHECKPOINT_COMMANDS)
 def test_threads_outside_range(tiny, tmp_path, cmd, threads):
