@@ -313,8 +313,11 @@ def _run_worker(request: dict[str, Any], *, on_progress: Callable[[int, str, int
         final: dict[str, Any] | None = None
         try:
             assert proc.stdin is not None and proc.stdout is not None
-            proc.stdin.write(json.dumps(request))
-            proc.stdin.close()
+            try:
+                proc.stdin.write(json.dumps(request))
+                proc.stdin.close()
+            except BrokenPipeError:  # the worker exited before reading it: said below, with its exit code
+                pass
             for line in proc.stdout:
                 try:
                     msg = json.loads(line)
@@ -339,6 +342,11 @@ def _run_worker(request: dict[str, Any], *, on_progress: Callable[[int, str, int
         if timer and rc in (-9, 137):
             raise DeployError(f"benchmark worker exceeded the {timeout_s:g} s timeout and was stopped")
         tail = " | ".join(stderr_tail.strip().splitlines()[-3:])
+        if python:  # the user's command (QEMU user-mode), not deploytool's own worker: theirs to fix, one line
+            import shlex
+
+            raise DeployError(f"benchmark worker ({shlex.join(python)} -m deploytool.bench.worker) exited with code "
+                              f"{rc} without a result{': ' + tail if tail else ''}")
         raise RuntimeError(f"benchmark worker exited with code {rc} without a result: {tail}")
     if final["event"] == "error":
         cls = getattr(errors, final.get("type", ""), None)
@@ -386,8 +394,13 @@ class SegmentWorker:
 
     def _send(self, obj: dict[str, Any]) -> None:
         assert self._proc.stdin is not None
-        self._proc.stdin.write(json.dumps(obj) + "\n")
-        self._proc.stdin.flush()
+        try:
+            self._proc.stdin.write(json.dumps(obj) + "\n")
+            self._proc.stdin.flush()
+        except BrokenPipeError:  # the worker is gone: its exit code and stderr, not the CLI's silent 'reader left' 141
+            self._err.seek(0)
+            tail = " | ".join(self._err.read().strip().splitlines()[-3:])
+            raise RuntimeError(f"benchmark worker exited (code {self._proc.wait()}) before its request: {tail}") from None
 
     def _receive(self, event: str) -> dict[str, Any]:
         assert self._proc.stdout is not None

@@ -74,7 +74,13 @@ def bench(models: tuple[str, ...], seq_len: tuple[int, ...], batch: int, threads
     import shlex
 
     # under QEMU user-mode (deploytool on an emulated aarch64): how to start the worker's Python
-    worker = tuple(shlex.split(os.environ.get("DEPLOYTOOL_BENCH_PYTHON", "")))
+    try:
+        worker = tuple(shlex.split(os.environ.get("DEPLOYTOOL_BENCH_PYTHON", "")))
+    except ValueError as e:  # it said 'internal error ValueError: No closing quotation'
+        from deploytool.errors import ConfigError
+
+        raise ConfigError(f"DEPLOYTOOL_BENCH_PYTHON: not a command line ({e}): "
+                          f"{os.environ['DEPLOYTOOL_BENCH_PYTHON']!r}") from None
     config = BenchConfig(models=models, seq_lens=seq_len, batch=batch, threads=threads, warmup=warmup, runs=runs,
                          seed=seed, profile=prof, busy="warn" if force else "refuse", schedule=schedule,
                          block_runs=block_runs, prime_runs=prime_runs, thread_pool=thread_pool, wait_quiet_s=wait_quiet_s,

@@ -301,3 +301,41 @@ def test_wait_quiet_never_waits_for_more_cores_than_the_process_may_use(pair, mo
         run_benchmark(BenchConfig(models=pair[:1], seq_lens=(8,), threads=too_many, runs=1, busy="warn",
                                   wait_quiet_s=600))
     assert asked == [usable_cores()]
+
+
+def test_a_worker_command_that_exits_at_once_is_one_line_naming_it(pair, monkeypatch):
+    """DEPLOYTOOL_BENCH_PYTHON=/bin/false (a worker command that exits before reading its request): writing the request
+    hit EPIPE, which the CLI takes for 'the reader of stdout left' and exited 141 with no word; or, when the write
+    won the race, 'internal error RuntimeError: benchmark worker exited with code 1'. Now one line naming the command
+    and its exit code, exit 2. The child is waited for before the request is written, so the pipe is always broken."""
+    import subprocess
+
+    from deploytool.bench import runner
+    from deploytool.errors import DeployError
+
+    real = subprocess.Popen
+
+    def exited_first(*a, **k):
+        p = real(*a, **k)
+        p.wait()
+        return p
+
+    monkeypatch.setattr(runner.subprocess, "Popen", exited_first)
+    with pytest.raises(DeployError, match=r"benchmark worker \(/bin/sh -c 'exit 3' .*\) exited with code 3 without a "
+                                          "result"):
+        run_benchmark(BenchConfig(models=pair[:1], seq_lens=(8,), runs=1, warmup=0, busy="warn",
+                                  worker_python=("/bin/sh", "-c", "exit 3")))
+    r = CliRunner().invoke(main, ["bench", str(pair[0]), "--seq-len", "8", "--runs", "1", "-q", "--force"],
+                           env={"DEPLOYTOOL_BENCH_PYTHON": "/bin/sh -c 'exit 3'"})
+    err = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(err) == 1 and "exited with code 3" in err[0], r.output
+    assert "internal error" not in err[0]
+    with pytest.raises(RuntimeError, match=r"benchmark worker exited \(code 3\) before its request"):
+        SegmentWorker(BenchConfig(models=pair[:1], seq_lens=(8,), runs=1, worker_python=("/bin/sh", "-c", "exit 3")))
+
+
+def test_a_worker_command_that_is_no_command_line_is_one_line():
+    r = CliRunner().invoke(main, ["bench", "m.onnx"], env={"DEPLOYTOOL_BENCH_PYTHON": '"qemu-aarch64 python'})
+    err = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and err == ["error: DEPLOYTOOL_BENCH_PYTHON: not a command line (No closing quotation): "
+                                        "'\"qemu-aarch64 python'"], r.output
