@@ -138,6 +138,17 @@ def first_repeat(items: Iterable[Any], key=lambda x: x) -> tuple[int, Any, Any] 
     return None
 
 
+def same_file(path: Any) -> Any:
+    """A key under which two names of one file are equal: its (device, inode) when it exists (a hard link too, which
+    ``Path.resolve`` leaves apart), else its resolved path."""
+    p = Path(path).resolve()  # first: 'sub/../m.onnx' with no folder sub is m.onnx, though stat() fails on it
+    try:
+        st = p.stat()
+    except OSError:
+        return p
+    return (st.st_dev, st.st_ino)
+
+
 def refuse_repeats(items: Iterable[Any], what: str, key=lambda x: x) -> None:
     """ConfigError ``what: x given twice (as y)`` for the first item given twice (see :func:`first_repeat`)."""
     rep = first_repeat(items, key)

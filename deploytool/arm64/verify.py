@@ -58,7 +58,7 @@ import numpy as np
 
 from deploytool import scratch
 from deploytool.arm64.emulator import Emulator, ensure_emulator
-from deploytool.choices import config, one_or_many, refuse_repeats
+from deploytool.choices import config, one_or_many, refuse_repeats, same_file
 from deploytool.errors import ConfigError, UnavailableError, not_a_file
 from deploytool.profiles.schema import QEMU_CPUS, Profile
 from deploytool.variant import model_precision
@@ -131,7 +131,7 @@ class VerifyConfig:
         if not models:
             raise ConfigError("models: give at least one ONNX model")
         models = tuple(Path(m) for m in models)
-        refuse_repeats(models, "models", key=lambda p: p.resolve())  # run, and shown, once per file (as bench)
+        refuse_repeats(models, "models", key=same_file)  # run, and shown, once per file (as bench)
         from deploytool.onnx_io import check_external_data
 
         for m in models:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from deploytool.choices import config, parse_enum, refuse_repeats, show
+from deploytool.choices import config, parse_enum, refuse_repeats, same_file, show
 from deploytool.errors import ConfigError
 from deploytool.runtime.spec import SessionSpec
 from deploytool.units import MAX_SEQ_LEN
@@ -139,7 +139,7 @@ class BenchConfig:
         if not models:
             raise ConfigError("models: give at least one ONNX model")
         # the same file twice: two rows of one name, each timed against itself
-        refuse_repeats(models, "models", key=Path.resolve)
+        refuse_repeats(models, "models", key=same_file)  # a symlink or a hard link too
         object.__setattr__(self, "models", models)
         object.__setattr__(self, "seq_lens", parse_seq_lens(self.seq_lens))
         _int_field("batch", self.batch, 1, _MAX_BATCH)

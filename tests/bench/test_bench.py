@@ -333,3 +333,27 @@ def test_output_dash_is_refused_pointing_at_json(models, tmp_path, monkeypatch, 
     err = res.stderr.strip().splitlines()
     assert res.exit_code == 2 and len(err) == 1 and err[0].startswith("error: -o -:") and "--json" in err[0], res.output
     assert not measured and not list(tmp_path.iterdir())
+
+
+def test_a_hard_link_to_a_model_given_beside_it_is_the_same_model(models, tmp_path, monkeypatch):
+    """bench m.onnx hard.onnx (hard.onnx a hard link to m.onnx: cp -l, a deduplicated cache) benchmarked one file twice
+    as two models with a ratio between them; a symlink was refused, and -o onto a hard link of an input is refused.
+    Now 'given twice (as ...)' for bench and verify-arm64, before any worker or emulator."""
+    import os
+
+    import deploytool.arm64
+
+    src = tmp_path / "m.onnx"
+    src.write_bytes(models["small"].read_bytes())
+    hard = tmp_path / "hard.onnx"
+    os.link(src, hard)
+    with pytest.raises(ConfigError, match=rf"models: {hard} given twice \(as {src}\)"):
+        BenchConfig(models=(src, hard), seq_lens=(8,))
+    monkeypatch.setattr(deploytool.arm64, "verify_arm64", lambda config: pytest.fail("ran"))
+    from deploytool.arm64 import VerifyConfig
+
+    with pytest.raises(ConfigError, match=rf"models: {hard} given twice \(as {src}\)"):
+        VerifyConfig(models=(src, hard), cpus=("max",))
+    copy = tmp_path / "copy.onnx"  # a copy is another file: two models, as before
+    copy.write_bytes(src.read_bytes())
+    assert len(BenchConfig(models=(src, copy), seq_lens=(8,)).models) == 2
