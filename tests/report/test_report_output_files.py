@@ -10,23 +10,13 @@ from click.testing import CliRunner
 from deploytool.cli import main
 
 
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    from deploytool.bench import BenchConfig, run_benchmark, write_json
-    from deploytool.testing.bench_models import encoder_like
-
-    d = tmp_path_factory.mktemp("out_files")
-    model = encoder_like(d / "m.onnx", vocab=50, hidden=16, layers=1)
-    write_json(run_benchmark(BenchConfig(models=(model,), seq_lens=(8,), runs=2, warmup=1)), d / "b.json")
-    return d / "b.json"
-
-
 @pytest.mark.parametrize("name", ["report.json", "report.md", "report.html", "latency_accuracy.png",
                                   "size_accuracy.png"])
-def test_a_folder_at_an_output_file_is_refused_before_anything_is_written(bench, tmp_path, name):
+def test_a_folder_at_an_output_file_is_refused_before_anything_is_written(tiny_bench, tmp_path, name):
     out = tmp_path / "r"
     (out / name).mkdir(parents=True)
-    res = CliRunner().invoke(main, ["report", str(bench), "--profile", "kirin990", "--no-projection", "-o", str(out)])
+    res = CliRunner().invoke(main, ["report", str(tiny_bench), "--profile", "kirin990", "--no-projection",
+                                    "-o", str(out)])
     assert res.exit_code == 2
     assert res.output == f"error: {out / name}: is a directory, expected a file path\n"
     assert [p.name for p in out.iterdir()] == [name]

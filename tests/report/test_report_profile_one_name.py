@@ -12,19 +12,8 @@ from deploytool.cli import main
 from deploytool.profiles import BUILTIN_PROFILE_DIR
 
 
-@pytest.fixture(scope="module")
-def bench(tmp_path_factory):
-    from deploytool.bench import BenchConfig, run_benchmark, write_json
-    from deploytool.testing.bench_models import encoder_like
-
-    d = tmp_path_factory.mktemp("one_name")
-    model = encoder_like(d / "m.onnx", vocab=50, hidden=16, layers=1)
-    write_json(run_benchmark(BenchConfig(models=(model,), seq_lens=(8,), runs=2, warmup=1)), d / "b.json")
-    return d / "b.json"
-
-
 @pytest.mark.parametrize("copy", ["edited", "builtin"])
-def test_two_profiles_of_one_name_are_refused(bench, tmp_path, copy):
+def test_two_profiles_of_one_name_are_refused(tiny_bench, tmp_path, copy):
     src = BUILTIN_PROFILE_DIR / "kirin990.yaml"
     if copy == "edited":
         text = src.read_text()
@@ -35,7 +24,7 @@ def test_two_profiles_of_one_name_are_refused(bench, tmp_path, copy):
     else:
         second = src
     out = tmp_path / "r"
-    res = CliRunner().invoke(main, ["report", str(bench), "--profile", "kirin990", "--profile", str(second),
+    res = CliRunner().invoke(main, ["report", str(tiny_bench), "--profile", "kirin990", "--profile", str(second),
                                     "--no-projection", "-o", str(out)])
     assert res.exit_code == 2, res.output
     assert res.output == (f"error: --profile: kirin990 and {second} are both the device profile 'kirin990'; give "
@@ -44,11 +33,11 @@ def test_two_profiles_of_one_name_are_refused(bench, tmp_path, copy):
 
 
 @pytest.mark.parametrize("pair", [("host", "x86-host"), ("x86-host", "host")])
-def test_host_and_its_alias_x86_host_are_refused(bench, tmp_path, pair):
+def test_host_and_its_alias_x86_host_are_refused(tiny_bench, tmp_path, pair):
     """x86-host is host's old name (both built from the machine running deploytool): the report gave two sections,
     two verdicts, of one machine's measured rows. Refused as two profiles of one name are."""
     out = tmp_path / "r"
-    res = CliRunner().invoke(main, ["report", str(bench), "--profile", pair[0], "--profile", pair[1],
+    res = CliRunner().invoke(main, ["report", str(tiny_bench), "--profile", pair[0], "--profile", pair[1],
                                     "--no-projection", "-o", str(out)])
     assert res.exit_code == 2, res.output
     assert res.output == (f"error: --profile: {pair[0]} and {pair[1]} are both the machine running deploytool "
@@ -56,11 +45,11 @@ def test_host_and_its_alias_x86_host_are_refused(bench, tmp_path, pair):
     assert not out.exists()
 
 
-def test_host_with_another_device_is_still_one_section_each(bench, tmp_path):
+def test_host_with_another_device_is_still_one_section_each(tiny_bench, tmp_path):
     import json
 
     out = tmp_path / "r"
-    res = CliRunner().invoke(main, ["report", str(bench), "--profile", "host", "--profile", "kirin990",
+    res = CliRunner().invoke(main, ["report", str(tiny_bench), "--profile", "host", "--profile", "kirin990",
                                     "--no-projection", "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert sorted(s["device"] for s in json.loads((out / "report.json").read_text())["summary"]) == ["host", "kirin990"]
