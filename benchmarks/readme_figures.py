@@ -1329,7 +1329,8 @@ def render_conformance(results: Path) -> str:
                                              if cell["model"] in refused and cell["pass_name"] == p)
                and any(cell["model"] in refused and cell["pass_name"] == p for cell in d["cells"])]
     text = (f"Measured {_date(d['date'])} ({_cpu_of(d)}, {d['machine']['cores']} cores, {d['wall_s']:,.0f} s "
-            f"with {d['jobs']} processes, {_load_span(d['load_average_at_start'][0], d['load_average_at_end'][0])}): "
+            f"with {d['jobs']} processes, {_load_span(d['load_average_at_start'][0], d['load_average_at_end'][0])}"
+            f"{'; ' + d['beside'] if d.get('beside') else ''}): "
             f"{sm['cells']:,} cells, **{sm['failed']} FAILED**; {c['equal']:,} equal and {c['close']:,} close (int8 activations, fp16), "
             f"**{100 * sm['equal_share']:.1f}%** of the {sm['applicable']:,} applicable cells (goal 90%); "
             f"{len(full)} of {len(by_family)} models at 100% (not: {', '.join(partial) or 'none'}). "
