@@ -445,9 +445,11 @@ def fit(config: FitConfig, progress=None) -> FitResult:
             return _name(sw * w, sd * d, p)
 
         _check_accuracy_names(config, [label(w, d, p) for w in config.widths for d in config.depths for p, _ in grid])
-        _check_same_model_accuracies(config, {label(w, d, p): [label(w2, d2, p) for w2 in [w, *widths[w]]
-                                                              for d2 in [d, *depths[d]] if (w2, d2) != (w, d)]
-                                              for w in widths for d in depths for p, _ in grid})
+        # each candidate's other names: fractions that cut the same model of this input
+        same_as = {label(w, d, p): [label(w2, d2, p) for w2 in [w, *widths[w]] for d2 in [d, *depths[d]]
+                                    if (w2, d2) != (w, d)]
+                   for w in widths for d in depths for p, _ in grid}
+        _check_same_model_accuracies(config, same_as)
         if config.workdir is not None:
             # the files the candidates are built as there (each slice's fp32 file too): one that is the input was
             # written over by a candidate (its kept "w1-d1-fp32" then a copy of that candidate); one that is the
@@ -466,8 +468,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
             for d in depths:
                 for p, build_p in grid:
                     c = Candidate(label(w, d, p), w, d, p, "")
-                    c.same_as = [label(w2, d2, p) for w2 in [w, *widths[w]] for d2 in [d, *depths[d]]
-                                 if (w2, d2) != (w, d)]
+                    c.same_as = same_as[c.name]
                     say(f"fit: building {c.name} ({len(cands) + 1} of {n_cands})")
                     opts = None
                     if p in ("ternary", "binary"):
