@@ -347,18 +347,6 @@ class AccuracySet:
     def values(self) -> dict[str, float]:
         return {k: r.value for k, r in self.records.items()}
 
-    def refuse_two_values(self, model_path: str, name: str) -> None:
-        """InputFileError when the accuracy files give the benchmarked model (``model_path``, ``name``) two
-        different accuracies under names that both match it (``m.onnx`` and ``m``, or one name in two files):
-        :meth:`lookup` would take one of them silently."""
-        keys = set(self.keys_of(model_path, name))
-        hits = [(n, f, r) for n, f, r in self.named if keys.intersection(self.names.get(n, ()))]
-        values = {(r.value, r.metric) for _, _, r in hits}
-        if len(values) > 1:
-            shown = ", ".join(f"{n!r} {r.label()} in {f}" for n, f, r in hits[:4])
-            raise InputFileError(f"--accuracy: {name} is given {len(values)} different accuracies: {shown}; keep "
-                                 "one record per model")
-
 
 def _keys(name: str, base: Path) -> list[str]:
     p = Path(name)

@@ -97,7 +97,7 @@ def group_variants(rows: Sequence[ReportRow]) -> dict[str, list[ModelOnDevice]]:
         dev = out.setdefault(r.device, {})
         # the same file run by another EP (e.g. QNN rows beside the CPU ones) is another deployment
         # one variant per bench file where two benches give the model at one length (rows._split_by_bench)
-        v = dev.setdefault((r.model_path, r.ep_ran, getattr(r, "bench_split", "")),
+        v = dev.setdefault((r.model_path, r.ep_ran, r.bench_split),
                            ModelOnDevice(r.device, r.model, r.model_path, {}))
         v.by_seq.setdefault(r.seq_len, r)
     return {d: sorted(vs.values(), key=ModelOnDevice.sort_key) for d, vs in out.items()}
