@@ -5,7 +5,7 @@ from __future__ import annotations
 from deploytool.choices import items
 from deploytool.errors import ConfigError
 
-__all__ = ["items", "numbers"]
+__all__ = ["items", "numbers", "refuse_stdout_dash"]
 
 
 def numbers(text: str, option: str, kind: type = float) -> tuple:
@@ -17,3 +17,12 @@ def numbers(text: str, option: str, kind: type = float) -> tuple:
         except ValueError:
             raise ConfigError(f"{option}: expected comma-separated numbers like 1,0.75,0.5, got {text!r}") from None
     return tuple(out)
+
+
+def refuse_stdout_dash(path, command: str) -> None:
+    """``-o -`` (stdout by the usual convention) where ``command`` writes its JSON to a file: it measured, then wrote
+    a file named '-'; refused before any work, pointing at ``--json``."""
+    if path is not None and str(path) == "-":
+        from deploytool.errors import OutputPathError
+
+        raise OutputPathError(f"-o -: {command} writes its JSON to a file; for the JSON on stdout use --json")

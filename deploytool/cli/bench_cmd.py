@@ -57,10 +57,9 @@ def bench(models: tuple[str, ...], seq_len: tuple[int, ...], batch: int, threads
     from deploytool.onnx_io import check_output_path, check_writable
 
     refuse_without_remote(remote)
-    if json_path == "-":  # stdout by the usual convention: it wrote a file named '-' after measuring
-        from deploytool.errors import OutputPathError
+    from deploytool.cli._parse import refuse_stdout_dash
 
-        raise OutputPathError("-o -: bench writes its JSON to a file; for the JSON on stdout use --json")
+    refuse_stdout_dash(json_path, "bench")
     prof = None
     if profile is not None:
         from deploytool.profiles import load_profile

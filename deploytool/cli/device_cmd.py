@@ -98,14 +98,13 @@ def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple
                  profiles_dirs: tuple[Path, ...]) -> None:
     """Run MODELS with ONNX Runtime's aarch64 wheel under QEMU and compare the outputs with the host's."""
     from deploytool.arm64 import VerifyConfig, verify_arm64 as run
-    from deploytool.errors import OutputPathError
+    from deploytool.cli._parse import refuse_stdout_dash
     from deploytool.onnx_io import atomic_write, check_output_path, check_writable
     from deploytool.profiles import load_profile
 
     profile = load_profile(profile_name, profiles_dirs) if profile_name else None
     if json_out is not None:  # before the emulator runs: it ran every model, then failed writing
-        if str(json_out) == "-":  # stdout by the usual convention: it wrote a file named '-'
-            raise OutputPathError("-o -: verify-arm64 writes its JSON to a file; for the JSON on stdout use --json")
+        refuse_stdout_dash(json_out, "verify-arm64")
         check_output_path(json_out, inputs=models)
         check_writable(json_out)
     if profile is not None and cpus and profile.qemu_cpu:
