@@ -148,6 +148,7 @@ def _run_reference(early: dict, msg: dict, V) -> None:
         try:
             if "build" in msg:
                 early["path"] = _build(msg["build"], msg["src"], msg["folder"], msg["argument"])
+                early["built"] = time.monotonic()
             early["outputs"] = V.reference_outputs(early["path"], early["used"], early["config"], notes=early["notes"])
         except Exception as e:  # noqa: BLE001 - raised in the verify turn, after the output's own checks
             early["error"] = e
@@ -269,7 +270,7 @@ def _serve(lines, answer) -> int:
             out.update(error=f"the verification gate failed ({type(e).__name__}: {' '.join(str(e).split())[:300]})")
         marks["verdict"] = time.monotonic()
         if early is not None and early["ready"].is_set():
-            for key in ("begun", "done"):
+            for key in ("begun", "built", "done"):
                 if key in early:
                     marks[f"reference_{key}"] = early[key]
             if "seconds" in early:

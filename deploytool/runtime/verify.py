@@ -66,7 +66,8 @@ class VerifyReport:
     # count_casts=True: the InsertedPrecisionFreeCast_* nodes that ran (ORT ran those nodes in fp32 on this host)
     inserted_casts: int | None = None
     # GateProcess: seconds from the verify message to each of the process's steps ("reference_done": when
-    # its early reference had run, negative when before the message; "session", "run", "verdict";
+    # its early reference had run, negative when before the message; "reference_built": when a reference the
+    # process builds itself was built, before its session and run; "session", "run", "verdict";
     # "warm_done": when it stopped touching memory for the output's session)
     timeline: dict[str, float] | None = None
     warmed_bytes: int | None = None  # GateProcess.warm: the bytes it touched before the output came

@@ -327,9 +327,12 @@ def test_worker_makes_the_outputs_session_while_its_reference_is_built(src, tmp_
     assert out["session_threads"] == 1  # not the two it was sent: the reference still had the other core
     if fails:
         assert not out["ok"] and "the builder broke" in out["error"]
+        assert "reference_built" not in marks  # no build finished
     else:
         assert out["ok"] and out["reference_reused"] is True and out["max_diff"] == 0.0
         assert marks["reference_done"] - marks["reference_begun"] >= 1.0
+        # the build's end is marked apart from the reference's run: a second after it began, before it ran
+        assert marks["reference_begun"] + 1.0 <= marks["reference_built"] <= marks["reference_done"]
 
 
 @pytest.mark.parametrize("threads", [None, 1, 2])
