@@ -2,10 +2,11 @@
 
 For each host (one after another, or in parallel):
 
-1. **probe** (one ``ssh``): ``uname -m``, the Python that will run deploytool (its version, 3.11+: what the package declares), and
-   whether the private venv already holds deploytool. A profile whose arch is not the device's, a
-   device without Python 3.11+, or one without deploytool (and no ``setup``) is refused here, before
-   anything is copied. Every host is probed before any host is touched.
+1. **probe** (one ``ssh``; all hosts at once with ``parallel``): ``uname -m``, the Python that will run
+   deploytool (its version, 3.11+: what the package declares), and whether the private venv already holds
+   deploytool. A profile whose arch is not the device's, a device without Python 3.11+, or one without
+   deploytool (and no ``setup``) is refused here, before anything is copied. Every host is probed before any
+   host is touched, and the error names every host that failed, each with its reason.
 2. **work folder** ``~/.cache/deploytool/remote/<id>`` on the device; the models (with their
    external-data files), the profile's YAML and a request file are copied there with ``scp``.
 3. with ``setup`` and no venv yet: the core wheel (built here from this checkout, or given) is copied
@@ -280,6 +281,32 @@ def _probe(ssh: _Ssh, config: RemoteConfig, profile) -> _Probe:
     return _Probe(arch, python, version, has, not has)
 
 
+def _probe_all(config: RemoteConfig, profile) -> dict[str, _Probe]:
+    """Every host probed (at once with ``parallel``: the wait is the slowest host's, not the sum); one
+    :class:`RemoteError` naming each host that failed, with its reason (it named the first only, so a sweep over
+    four devices found the unreachable ones one run at a time)."""
+
+    def one(host: str) -> _Probe | RemoteError:
+        try:
+            return _probe(_Ssh(config, host), config, profile)
+        except RemoteError as e:
+            return e
+
+    if config.parallel and len(config.hosts) > 1:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(config.hosts)) as pool:
+            answers = dict(zip(config.hosts, pool.map(one, config.hosts)))
+    else:
+        answers = {h: one(h) for h in config.hosts}
+    # one reason once (ssh missing here fails every host alike)
+    failed = list(dict.fromkeys(str(a) for a in answers.values() if isinstance(a, RemoteError)))
+    if failed:
+        n = sum(isinstance(a, RemoteError) for a in answers.values())
+        head = (f"{n} of {len(config.hosts)} hosts failed the check before the bench (nothing was copied to any "
+                "device): ") if n > 1 else ""
+        raise RemoteError(head + "; ".join(failed))
+    return answers  # type: ignore[return-value]
+
+
 # ------------------------------------------------------------------------------------------ run
 def output_paths(output: str | os.PathLike, hosts: Sequence[str]) -> list[Path]:
     """One host: ``output``; several: ``<stem>-<host>.json`` beside it."""
@@ -460,7 +487,7 @@ def bench_remote(bench, config: RemoteConfig, output: str | os.PathLike) -> list
     names = [m.name for m, _ in files]
     if len(set(names)) != len(names):
         raise ConfigError("remote: two models have the same file name; --remote copies them into one folder")
-    probes = {h: _probe(_Ssh(config, h), config, bench.profile) for h in config.hosts}
+    probes = _probe_all(config, bench.profile)
     with scratch.temporary_directory("deploytool-remote-") as tmp:
         staging = Path(tmp)
         wheel = None
