@@ -36,12 +36,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deploytool.choices import config
+from deploytool.choices import OWN_CHECK, config
 from deploytool.errors import ConfigError, DeployError, InputFileError, not_a_file
 from deploytool.models import TOKENIZER_FILES  # re-exported: the files a bundle copies
 from deploytool.onnx_io import check_output_dir, make_staging_dir, publish_staging_dir
 from deploytool import units
 from deploytool.units import MB, fmt_bytes
+from deploytool.validation import check_calibration_columns
 
 if TYPE_CHECKING:
     import onnx_ir as ir
@@ -85,8 +86,9 @@ class BundleConfig:
     qnn_seq_len: int | None = None
     qnn_calibration: str | None = None
     qnn_calibration_size: int | None = None
-    qnn_calibration_text_col: str | None = None
-    qnn_calibration_text_pair_col: str | None = None
+    # (checked by validation.check_calibration_columns alone, in the words qnn quantize and quantize --static use)
+    qnn_calibration_text_col: str | None = dataclasses.field(default=None, metadata=OWN_CHECK)
+    qnn_calibration_text_pair_col: str | None = dataclasses.field(default=None, metadata=OWN_CHECK)
     # a packed model's linear weights moved to MatMulNBits 2-bit first (passes.repack, runtime memory), so the
     # .ort keeps them 2 bits (the speed/densest unpacking is folded into int8 weights by the converter)
     repack_memory: bool = False
@@ -118,12 +120,9 @@ class BundleConfig:
         from deploytool.qnn.quantize import check_calibration_data
 
         check_calibration_data(self.qnn_calibration, "qnn_calibration")
-        for f in ("qnn_calibration_text_col", "qnn_calibration_text_pair_col"):
-            v = getattr(self, f)
-            if v is not None and (not isinstance(v, str) or not v.strip()):
-                raise ConfigError(f"{f}: must be a column name, got {v!r}")
-            if v is not None and self.qnn_calibration is None:
-                raise ConfigError(f"{f}: names a column of the calibration file, and no qnn_calibration is given")
+        check_calibration_columns(self.qnn_calibration_text_col, self.qnn_calibration_text_pair_col,
+                                  names=("qnn_calibration_text_col", "qnn_calibration_text_pair_col"),
+                                  data=self.qnn_calibration, data_name="qnn_calibration", text_default=None)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed: must be a non-negative integer, got {self.seed!r}")
         if self.tokenizer is not None:

@@ -12,8 +12,8 @@ one, and any failure into one :class:`~deploytool.errors.ConfigError` line::
     recipes/quickstart.yaml: sweep.width[2]: expected a number in (0, 1], got 1.5
     recipes/quickstart.yaml: bench.seq_len: unknown key (did you mean 'seq_lens'?)
 
-The field types below (:func:`Integer`, :data:`Fraction`, :func:`Number`, :data:`Text`, :func:`Choice`,
-:func:`OneOf`) carry deploytool's own wording; a validator that needs a rule of its own raises
+The field types below (:func:`Integer`, :data:`Fraction`, :func:`Number`, :data:`Text`, :data:`ColumnName`,
+:func:`Choice`, :func:`OneOf`) carry deploytool's own wording; a validator that needs a rule of its own raises
 :func:`invalid`. The mechanism's only module-level state is constants: the configuration and two limits
 (:data:`MAX_YAML_NODES`, the length of a message).
 """
@@ -35,8 +35,8 @@ from pydantic_core import PydanticCustomError
 from deploytool.choices import did_you_mean, enum_choices, kind_of, match_enum, not_one_of, show
 from deploytool.errors import ConfigError
 
-__all__ = ["Choice", "FilePath", "Flag", "Fraction", "Integer", "Number", "OneOf", "Text", "format_error", "invalid", "kind_of",
-           "safe_load_yaml",
+__all__ = ["Choice", "ColumnName", "FilePath", "Flag", "Fraction", "Integer", "Number", "OneOf", "Text",
+           "check_calibration_columns", "format_error", "invalid", "kind_of", "safe_load_yaml",
            "schema", "show", "validate", "without_extensions"]
 
 # unknown keys are errors; types are checked by the field types below (lax elsewhere: a YAML list fills
@@ -161,6 +161,52 @@ def _text(v: Any) -> str:
 
 #: a non-empty string
 Text = Annotated[str, PlainValidator(_text)]
+
+
+def _column_problem(v: Any) -> str | None:
+    """Why ``v`` is not the name of a data file's column (a string, not blank), or None when it is one."""
+    return None if isinstance(v, str) and v.strip() else f"expected a column name, got {kind_of(v)}"
+
+
+def _column_name(v: Any) -> str:
+    problem = _column_problem(v)
+    if problem is not None:
+        raise invalid(problem)
+    return v
+
+
+#: the name of a data file's column (a string, not blank); :func:`check_calibration_columns` in the plain-dataclass
+#: configs says the same words
+ColumnName = Annotated[str, PlainValidator(_column_name)]
+
+#: the text column a calibration file is read from when none is named (``deploytool.data``'s default)
+DEFAULT_TEXT_COL = "text"
+
+
+def check_calibration_columns(text_col: Any, pair_col: Any, *, names: tuple[str, str], data: Any, data_name: str,
+                              text_default: str | None = DEFAULT_TEXT_COL) -> None:
+    """The one rule for a calibration file's columns, in the words of every config that names them
+    (``QnnQuantConfig``, ``BundleConfig``, ``Int8Config``); ConfigError ``field: problem``, ``names`` being the
+    config's (text, second text) fields and ``data_name`` its calibration data field:
+
+    * each column a :data:`ColumnName` (the text column may be None only where that is its default: the
+      default column, :data:`DEFAULT_TEXT_COL`); the second text's None: one text a row;
+    * a column other than its default with no calibration ``data``: refused, as it would do nothing;
+    * the second text's column is not the text column (None counting as :data:`DEFAULT_TEXT_COL`): a pair of
+      one text twice is no sentence pair.
+
+    A config whose columns only some modes use (int8: static only) refuses them there itself, first."""
+    for name, v, default in ((names[0], text_col, text_default), (names[1], pair_col, None)):
+        if v is None and default is None:
+            continue
+        problem = _column_problem(v)
+        if problem is not None:
+            raise ConfigError(f"{name}: {problem}")
+        if data is None and v != default:
+            raise ConfigError(f"{name}: names a column of the calibration file, and no {data_name} is given")
+    text = DEFAULT_TEXT_COL if text_col is None else text_col
+    if pair_col is not None and pair_col == text:
+        raise ConfigError(f"{names[1]}: {show(pair_col)} is also the text column; the second text is another one")
 
 
 def Choice(*values: str) -> Any:  # noqa: N802 - a type

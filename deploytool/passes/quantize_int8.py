@@ -85,7 +85,7 @@ import onnx_ir as ir
 from deploytool import onnx_io, scratch
 from deploytool.errors import ConfigError, DeployError, PassRefusedError, UnavailableError, VerificationError
 from deploytool.passes.base import QUANTIZED_OPS, DeployPass, DeployPassResult, Skip, release_free_memory, swap_in
-from deploytool.validation import Flag, Integer, OneOf, Text, schema
+from deploytool.validation import ColumnName, Flag, Integer, OneOf, Text, check_calibration_columns, schema
 from deploytool.units import MAX_SEQ_LEN
 
 logger = logging.getLogger(__name__)
@@ -148,8 +148,8 @@ class Int8Config:
     static: Flag = False
     calib_data: Optional[Text] = None
     calib_size: Integer(1, 10_000) = 64
-    calib_text_col: Text = "text"
-    calib_text_pair_col: Optional[Text] = None
+    calib_text_col: ColumnName = "text"
+    calib_text_pair_col: Optional[ColumnName] = None
     calib_seq_len: Integer(2, MAX_SEQ_LEN) = 128
     tokenizer: Optional[Text] = None  # tokenizer.json (or its folder) for static; default: metadata source
     # measured fastest on MiniLM at seq 8 and 128 with bias_gelu off (benchmarks/int8_bench.py); falls back
@@ -182,6 +182,9 @@ class Int8Config:
         for name, default in (("calib_text_col", "text"), ("calib_text_pair_col", None)):
             if not self.static and getattr(self, name) != default:
                 raise ConfigError(f"{name}: calibration columns are only used with static quantization (--static)")
+        check_calibration_columns(self.calib_text_col, self.calib_text_pair_col,
+                                  names=("calib_text_col", "calib_text_pair_col"), data=self.calib_data,
+                                  data_name="calib_data")
 
 
 def _meta(model: ir.Model, key: str) -> str | None:

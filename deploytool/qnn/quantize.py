@@ -37,10 +37,11 @@ import numpy as np
 import onnx
 
 from deploytool import onnx_io, scratch, units
-from deploytool.choices import config, parse_enum
+from deploytool.choices import OWN_CHECK, config, parse_enum
 from deploytool.errors import ConfigError, InputFileError, PassRefusedError
 from deploytool.qnn.ep import short_reason
 from deploytool.qnn.target import QuantDtype
+from deploytool.validation import check_calibration_columns
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +73,9 @@ class QnnQuantConfig:
     calibration_size: int = 64
     # the columns of a calibration file the texts are read from (--calib-text-col, --calib-text-pair-col: a
     # sentence pair's second text; None: one text a row, or a file's GLUE pair of columns found as the CLI finds it)
-    calibration_text_col: str = "text"
-    calibration_text_pair_col: str | None = None
+    # (checked by validation.check_calibration_columns alone, in the words bundle and quantize --static use)
+    calibration_text_col: str = dataclasses.field(default="text", metadata=OWN_CHECK)
+    calibration_text_pair_col: str | None = dataclasses.field(default=None, metadata=OWN_CHECK)
     # no tokenizer known for calibration_data's texts: True = seeded token ids stand in (the stats say so), for a
     # default dataset; False = refuse, for one the user named (calibrating on something else would be a lie)
     calibration_fallback: bool = True
@@ -103,13 +105,9 @@ class QnnQuantConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
             raise ConfigError(f"seed: must be an integer in [0, {2**32 - 1}], got {self.seed!r}")
         check_calibration_data(self.calibration_data, "calibration_data")
-        for f in ("calibration_text_col", "calibration_text_pair_col"):
-            v = getattr(self, f)
-            if (v is not None or f == "calibration_text_col") and (not isinstance(v, str) or not v.strip()):
-                raise ConfigError(f"{f}: expected a column name, got {v!r}")
-        if self.calibration_text_pair_col == self.calibration_text_col:
-            raise ConfigError(f"calibration_text_pair_col: {self.calibration_text_col!r} is also the text column; the "
-                              "second text is another one")
+        check_calibration_columns(self.calibration_text_col, self.calibration_text_pair_col,
+                                  names=("calibration_text_col", "calibration_text_pair_col"),
+                                  data=self.calibration_data, data_name="calibration_data")
 
     @property
     def dtypes(self) -> str:
