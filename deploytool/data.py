@@ -541,6 +541,12 @@ def _read_user_rows(path: Path, text_col: str, label_col: str | None, *, calibra
         raise InputFileError(f"{path}: unknown dataset format '{suffix}' (use .csv, .tsv or .jsonl)")
     if not rows:
         raise InputFileError(f"{path}: dataset is empty (no rows)")
+    if not any(str(c).strip() for c in columns):  # '{}': "no column 'text' ...; columns are: " listed nothing
+        what = (("its one record is an empty JSON object ({})" if len(rows) == 1 else
+                 f"its {len(rows)} records are empty JSON objects ({{}})")
+                if suffix in (".jsonl", ".json", ".ndjson") else "its header names no column")
+        raise InputFileError(f"{path}: has no columns ({what}); expected a '{text_col}' column"
+                             + (f" and a '{label_col}' column" if label_col is not None else ""))
     for col, flag in ((text_col, "--text-col"), (text_pair_col, "--text-pair-col"), (label_col, "--label-col")):
         if col is not None and col not in columns:
             why = f"calibration reads its texts from a '{col}' column" if calibration else flag

@@ -435,3 +435,23 @@ def test_unnamed_empty_columns_are_not_a_column_named_twice(tmp_path):
     g.write_text("text,label,,text\n" + "".join(f"t{i},{i % 2},,u{i}\n" for i in range(40)))
     with pytest.raises(InputFileError, match=f"^{g}: column 'text' appears twice in the header; rename one$"):
         load_dataset(g)
+
+
+@pytest.mark.parametrize("name, body, what", [
+    ("empty.json", "{}", "its one record is an empty JSON object ({})"),
+    ("empty.jsonl", "{}\n{}\n{}\n", "its 3 records are empty JSON objects"),
+    ("listed.json", "[{}, {}]", "its 2 records are empty JSON objects"),
+    ("blank.csv", ",\nnice film,\n", "its header names no column"),
+])
+def test_a_file_of_empty_records_says_it_has_no_columns(tmp_path, name, body, what):
+    """A data file '{}' (or JSONL lines '{}') was refused with "no column 'text' (--text-col); columns are: ",
+    an empty list. It says that the file has no columns, naming it, for training, eval and calibration alike."""
+    f = tmp_path / name
+    f.write_text(body)
+    for read in (lambda: load_dataset(f, whole=True), lambda: load_dataset(f),
+                 lambda: calibration_texts(f, 4)):
+        with pytest.raises(InputFileError) as e:
+            read()
+        msg = str(e.value)
+        assert msg.startswith(f"{f}: has no columns (") and what in msg and "\n" not in msg, msg
+        assert "columns are" not in msg

@@ -433,6 +433,17 @@ def test_labels_written_as_floats_are_class_ids(nameless, tmp_path):
     assert res["1.0"]["n_correct"] == res["1"]["n_correct"] == res["1"]["predictions"]["pred"].count(1)
 
 
+@pytest.mark.parametrize("body", ["{}", "{}\n{}\n"])
+def test_a_file_of_empty_json_objects_is_one_line(nameless, tmp_path, body):
+    """eval --test-file on a file '{}' said "no column 'text' (--text-col); columns are: " and an empty list."""
+    f = tmp_path / "empty.jsonl"
+    f.write_text(body)
+    out = tmp_path / "e.json"
+    _fails(["eval", str(nameless), "--test-file", str(f), "--threads", "1", "-o", str(out)],
+           f"{f}: has no columns (", "empty JSON object")
+    assert not out.exists()
+
+
 def test_json_boolean_labels_are_class_ids_or_the_models_names(nameless, tmp_path):
     """eval on a JSONL file whose labels are JSON true/false: they were the names 'True'/'False', unknown to a model
     named neg/pos (refused). They are class ids 0/1 now, as 0/1 and 0.0/1.0 are; a model whose id2label names True
