@@ -605,17 +605,19 @@ def _read_user_rows(path: Path, text_col: str, label_col: str | None, *, calibra
     return texts, (pairs if text_pair_col is not None else None), labels, ids
 
 
-def _label_order(values: set[str], where: str = "data") -> list[str]:
+def _label_order(values: set[str], where: str = "data", matched: bool = False) -> list[str]:
     """The labels in class order: by number where all are numbers (2 before 10), else by name. The same number
     spelled two ways ('1' and '1.0', JSON 1 and 1.0), or one name in two cases ('pos', 'Pos'), is refused: it would
-    be two classes."""
+    be two classes. ``matched``: the labels are matched to a model's afterwards (:func:`match_labels`), which
+    decides what each spelling is: they are kept apart here (in a fixed order), not refused."""
     by_fold: dict[str, list[str]] = {}
     for v in values:
         by_fold.setdefault(v.casefold(), []).append(v)
     twice = next((sorted(vs) for vs in by_fold.values() if len(vs) > 1), None)
-    if twice is not None:  # 'pos' and 'Pos' trained a head of one class more; eval matches names ignoring case
+    if twice is not None and not matched:  # 'pos' and 'Pos' trained a head of one class more
         raise InputFileError(f"{where}: labels {' and '.join(map(repr, twice))} differ only in case (they would be "
-                             "two classes); write one")
+                             f"two classes); write one ({twice[-1]!r} for both) to train on it; eval matches such "
+                             "spellings to a model's label names")
     try:
         nums = {v: float(v) for v in values}
     except ValueError:
@@ -628,10 +630,11 @@ def _label_order(values: set[str], where: str = "data") -> list[str]:
     for v, x in nums.items():
         by_num.setdefault(x, []).append(v)
     twice = next((sorted(vs) for vs in by_num.values() if len(vs) > 1), None)
-    if twice is not None:
+    if twice is not None and not matched:
         raise InputFileError(f"{where}: labels {' and '.join(map(repr, twice))} are the same number spelled two ways "
-                             "(they would be two classes); write one")
-    return sorted(values, key=lambda v: nums[v])
+                             f"(they would be two classes); write one ({twice[0]!r} for both) to train on it; eval "
+                             "reads both as that one class id")
+    return sorted(values, key=lambda v: (nums[v], v))  # '1' before '1.0' (a set's order differs run to run)
 
 
 #: below this many examples a dev/test split is warned about (one example moves its accuracy by over 3 points)
@@ -640,14 +643,16 @@ _FEW_TO_JUDGE = 30
 
 def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "label", seed: int = 0,
                  dev_frac: float = 0.1, test_frac: float = 0.1, whole: bool = False,
-                 judged: bool = True, text_pair_col: str | None = None) -> Dataset:
+                 judged: bool = True, text_pair_col: str | None = None, matched: bool = False) -> Dataset:
     """Load a built-in dataset by name or a user CSV/JSONL file and split it (fixed for a seed).
 
     ``text_pair_col``: a second text column, each example a sentence pair (:func:`text_columns`: found by
     name where a file has no ``text`` column). ``whole=True``: no split; every example is in the test split (and
     ``split("all")``), and a file with a single label is accepted (a test file may hold one class only).
     ``judged=False``: only the train split's texts are read (calibration): the warnings about what dev/test splits
-    can judge are not given.
+    can judge are not given. ``matched=True``: the labels are matched to a model's label names afterwards
+    (:func:`match_labels`, as eval does), which decides whether '1' and '1.0', or 'pos' and 'Pos', are one class:
+    they are kept as labels of their own here, not refused (training refuses them: they would be two classes).
 
     Raises InputFileError for an empty dataset, a missing column or a single label, UnavailableError
     when the package holding a built-in dataset is not installed.
@@ -682,7 +687,7 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
     ids = [ids[i] for i in keep]
     if not texts:
         raise InputFileError(f"{key}: dataset is empty (no rows with text and label)")
-    names = _label_order(set(labels), key)
+    names = _label_order(set(labels), key, matched)
     if whole:
         index = {n: i for i, n in enumerate(names)}
         everything = Split(tuple(texts), tuple(index[v] for v in labels), tuple(ids), pairs)
@@ -855,10 +860,17 @@ def match_labels(data_labels: tuple[str, ...], id2label: dict[int, str] | None, 
     every one of the model's classes (``n_classes``, where known), and the note says so. Fewer labels than classes
     cannot be matched without names (which class is 'pos'?): an error saying so. A data label the model does not
     know is an error listing both sets.
+
+    Two spellings of one class in the data (``load_dataset(..., matched=True)``: '1' and '1.0', or 'pos' and 'Pos'
+    for a model label 'pos') both get that class's id; without label names, two spellings of a label that is no
+    class id are refused (nothing says which class they are).
     """
     if not has_names(id2label):
         n_model = len(id2label) if id2label else n_classes
-        if n_model is not None and len(data_labels) > n_model:
+        spellings: dict[str, list[str]] = {}  # '1' and '1.0' (eval keeps them apart: load_dataset's matched)
+        for name in data_labels:
+            spellings.setdefault(_fold(name), []).append(name)
+        if n_model is not None and len(spellings) > n_model:
             raise InputFileError(f"{where}: {len(data_labels)} labels ({_listed(data_labels, repr_=False)}) but the "
                                  f"model classifies {n_model} and has no label names")
         ids = _class_ids(data_labels, n_model)
@@ -869,6 +881,11 @@ def match_labels(data_labels: tuple[str, ...], id2label: dict[int, str] | None, 
         generic = _class_ids(tuple(n[len("LABEL_"):] if _GENERIC.match(n) else "x" for n in data_labels), n_model)
         if generic is not None:  # transformers' own names: LABEL_10 is class 10 (sorted by name it came third)
             return generic, ""
+        twice = next((vs for vs in spellings.values() if len(vs) > 1), None)
+        if twice is not None:  # sorted by name they were two classes; no name of the model says they are one
+            raise InputFileError(f"{where}: labels {' and '.join(map(repr, twice))} are one label spelled two ways, "
+                                 "and the model has no label names (id2label) to match them to; write one, or give "
+                                 "label names in the model's config.json (id2label)")
         if n_model is not None and len(data_labels) < n_model:
             raise InputFileError(
                 f"{where}: {len(data_labels)} label(s) ({_listed(data_labels, repr_=False)}) of the model's {n_model} "
@@ -928,7 +945,7 @@ def class_names(id2label: dict[int, str] | None, data_labels: tuple[str, ...], i
                 names[k] = v
     else:
         for name, k in zip(data_labels, ids):
-            if 0 <= int(k) < n:
+            if 0 <= int(k) < n and names[int(k)] == f"LABEL_{int(k)}":  # '1' of '1' and '1.0' (in class order)
                 names[int(k)] = name
     return names
 

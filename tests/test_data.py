@@ -448,10 +448,66 @@ def test_a_file_of_empty_records_says_it_has_no_columns(tmp_path, name, body, wh
     an empty list. It says that the file has no columns, naming it, for training, eval and calibration alike."""
     f = tmp_path / name
     f.write_text(body)
-    for read in (lambda: load_dataset(f, whole=True), lambda: load_dataset(f),
+    for read in (lambda: load_dataset(f, whole=True), lambda: load_dataset(f, matched=True),
                  lambda: calibration_texts(f, 4)):
         with pytest.raises(InputFileError) as e:
             read()
         msg = str(e.value)
         assert msg.startswith(f"{f}: has no columns (") and what in msg and "\n" not in msg, msg
         assert "columns are" not in msg
+
+
+def _labels_file(path, labels):
+    path.write_text("text,label\n" + "".join(f"text {i},{v}\n" for i, v in enumerate(labels)))
+    return path
+
+
+@pytest.mark.parametrize("labels, model, want", [
+    # one integer spelled three ways (a pandas float column, a padded cell): class 1 against any model
+    (["1", "1.0", " 1 ", "0"], {0: "neg", 1: "pos"}, [1, 1, 1, 0]),
+    (["1", "1.0", " 1 ", "0"], None, [1, 1, 1, 0]),
+    (["1", "1.0", " 1 ", "0"], {0: "1", 1: "0"}, [0, 0, 0, 1]),  # names that are numbers: by name
+    # a model label in another case: matched to it where the model has no other label of that spelling
+    (["pos", "Pos", "neg", "NEG"], {0: "neg", 1: "pos"}, [1, 1, 0, 0]),
+    (["pos", "Pos", "neg"], {0: "Pos", 1: "neg", 2: "pos"}, [2, 0, 1]),  # exact names, where they are two classes
+])
+def test_eval_matches_spellings_of_one_class_to_that_class(tmp_path, labels, model, want):
+    """Labels '1' and '1.0', or 'pos' and 'Pos', in one file were refused even where a model's labels decide the
+    classes (eval). Read for matching (``matched=True``) they are kept apart and each matched to the model's class;
+    ``want``: each row's class id, written out by hand."""
+    from deploytool.data import match_labels
+
+    f = _labels_file(tmp_path / "d.csv", labels * 10)
+    ds = load_dataset(f, whole=True, matched=True)
+    ids, _ = match_labels(ds.label_names, model, "d.csv", 2 if model is None else None)
+    rows = sorted(zip(ds.test.ids, ds.test.labels))
+    assert [int(ids[y]) for _, y in rows] == want * 10
+
+
+@pytest.mark.parametrize("labels, model, words", [
+    (["POS", "neg"], {0: "pos", 1: "Pos", 2: "neg"}, ["label 'POS' matches the model's classes 0 and 1 alike",
+                                                      "id2label names 'Pos' and 'pos'"]),
+    (["pos", "Pos", "neg"], None, ["labels 'Pos' and 'pos' are one label spelled two ways",
+                                   "no label names (id2label)"]),
+    (["5", "5.0", "7"], None, ["labels '5' and '5.0' are one label spelled two ways"]),
+])
+def test_eval_refuses_spellings_the_model_cannot_tell_apart(tmp_path, labels, model, words):
+    """Case variants match a model label only where that is unambiguous: two model labels differing only in case,
+    or a model without label names (whose classes are guessed from sorted names), are one line each."""
+    from deploytool.data import match_labels
+
+    ds = load_dataset(_labels_file(tmp_path / "d.csv", labels * 10), whole=True, matched=True)
+    with pytest.raises(InputFileError) as e:
+        match_labels(ds.label_names, model, "d.csv", 2 if model is None else None)
+    assert "\n" not in str(e.value) and all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_training_still_refuses_two_spellings_saying_what_to_do(tmp_path):
+    """Training data has no model to say which spellings are one class: still refused, the message saying which
+    spelling to write and that eval reads them."""
+    with pytest.raises(InputFileError, match=r"labels '1' and '1\.0' are the same number spelled two ways \(they "
+                                             r"would be two classes\); write one \('1' for both\) to train on it"):
+        load_dataset(_labels_file(tmp_path / "n.csv", ["1", "1.0", "0"] * 10))
+    with pytest.raises(InputFileError, match=r"labels 'Pos' and 'pos' differ only in case .*write one \('pos' for "
+                                             r"both\) to train on it; eval matches"):
+        load_dataset(_labels_file(tmp_path / "c.csv", ["pos", "Pos", "neg"] * 10))

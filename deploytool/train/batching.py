@@ -40,11 +40,12 @@ def sorted_by_length(enc: Encoded) -> Encoded:
                    labels=enc.labels[order], truncated=enc.truncated)
 
 
-def load_data(cfg: DataConfig, *, whole: bool = False) -> Dataset:
+def load_data(cfg: DataConfig, *, whole: bool = False, matched: bool = False) -> Dataset:
+    """``matched``: the labels are matched to a model's names afterwards (eval): see :func:`load_dataset`."""
     if cfg.data is None:
         raise ConfigError("data: a dataset name or file is required")
     return load_dataset(cfg.data, text_col=cfg.text_col, label_col=cfg.label_col, seed=cfg.seed, whole=whole,
-                        text_pair_col=cfg.text_pair_col)
+                        text_pair_col=cfg.text_pair_col, matched=matched)
 
 
 def encode(tokenizer, split: Split, max_length: int, *, limit: int | None = None, what: str = "") -> Encoded:

@@ -408,7 +408,7 @@ def _evaluate(cfg: EvalConfig, held: contextlib.ExitStack) -> dict:
     names_from = labels_folder(p, meta_folder) if is_onnx else meta_folder
     id2label = model_labels(names_from)
     dc, whole, origin = resolve_data(cfg, meta_folder)
-    ds = load_data(dc, whole=whole)
+    ds = load_data(dc, whole=whole, matched=True)  # '1' and '1.0' (or 'pos', 'Pos'): match_labels decides
     split = "all" if whole else cfg.split
     n_classes = _onnx_classes(p) if is_onnx else _folder_classes(folder)  # None: not declared
     _refuse_non_classifier(p, meta_folder, n_classes)

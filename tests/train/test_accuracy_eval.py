@@ -433,6 +433,46 @@ def test_labels_written_as_floats_are_class_ids(nameless, tmp_path):
     assert res["1.0"]["n_correct"] == res["1"]["n_correct"] == res["1"]["predictions"]["pred"].count(1)
 
 
+def test_spellings_of_one_class_in_one_file_are_that_class(nameless, tmp_path):
+    """A file whose labels mix '1' and '1.0' (pandas after a float cast) or 'pos' and 'Pos' was refused by eval too
+    ("the same number spelled two ways"), though the model's labels decide the classes there. Each spelling is now
+    scored as the model's class of that id or name; ``want`` (each row's class id) is written out by hand."""
+    from deploytool.testing.toy_text import toy_rows
+
+    texts = [t for t, _ in toy_rows(24)]
+    named = _named(nameless, tmp_path / "named", {"0": "neg", "1": "pos"})
+    cases = [("ids.csv", ["1", "1.0", " 1 ", "0"], [1, 1, 1, 0], (nameless, nameless / "model.onnx", named)),
+             ("names.csv", ["pos", "Pos", "neg", "NEG"], [1, 1, 0, 0], (named, named / "model.onnx"))]
+    for name, spelt, want, models in cases:
+        f = _write(tmp_path / name, [(t, spelt[i % 4]) for i, t in enumerate(texts)])
+        for model in models:
+            out = tmp_path / "e.json"
+            _ok(["eval", str(model), "--test-file", str(f), "--threads", "1", "-o", str(out)])
+            r = json.loads(out.read_text())
+            assert r["predictions"]["ids"] == list(range(24)), model
+            assert r["predictions"]["label"] == [want[i % 4] for i in range(24)], (model, name)
+            assert r["n_correct"] == sum(p == y for p, y in zip(r["predictions"]["pred"], r["predictions"]["label"]))
+            assert len(r["label_names"]) == 2
+    # the JSON numbers 1 and 1.0 (a pandas round trip) alike
+    j = tmp_path / "n.jsonl"
+    j.write_text("\n".join(json.dumps({"text": t, "label": [1, 1.0, 0][i % 3]}) for i, t in enumerate(texts)))
+    out = tmp_path / "j.json"
+    _ok(["eval", str(nameless), "--test-file", str(j), "--threads", "1", "-o", str(out)])
+    assert json.loads(out.read_text())["predictions"]["label"] == [[1, 1, 0][i % 3] for i in range(24)]
+    # ambiguous: two model labels differing only in case, or no label names to match a name to
+    two = _named(nameless, tmp_path / "two", {"0": "pos", "1": "Pos"})
+    upper = _write(tmp_path / "upper.csv", [(t, "POS") for t in texts])
+    _fails(["eval", str(two), "--test-file", str(upper), "--threads", "1"],
+           "label 'POS' matches the model's classes 0 and 1 alike", "id2label names 'Pos' and 'pos'")
+    _fails(["eval", str(nameless), "--test-file", str(tmp_path / "names.csv"), "--threads", "1"],
+           "labels 'NEG' and 'neg' are one label spelled two ways", "no label names (id2label)")
+    # training has no model's names to decide: still refused, saying what to write
+    _fails(["train", "--model", str(nameless), "--data", str(_write(tmp_path / "t.csv", [
+        (t, ["1", "1.0", "0"][i % 3]) for i, t in enumerate(texts * 3)])), "-o", str(tmp_path / "m")],
+        "labels '1' and '1.0' are the same number spelled two ways", "write one ('1' for both)")
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.parametrize("body", ["{}", "{}\n{}\n"])
 def test_a_file_of_empty_json_objects_is_one_line(nameless, tmp_path, body):
     """eval --test-file on a file '{}' said "no column 'text' (--text-col); columns are: " and an empty list."""
