@@ -604,20 +604,25 @@ def resolution_errors(rows: Sequence[ReportRow]) -> dict[tuple[int, str], list[f
 
 def _refuse_one_name_twice(given: Sequence[str], profiles: Sequence[Profile]) -> None:
     """ConfigError when two --profile values load profiles of one name (the built-in kirin990 and an edited copy
-    of it given by path, a profile by name and by path, host and x86-host): rows, verdicts and the device's
-    section are keyed by the name, so the second device's rows were judged under the first one's budgets."""
+    of it given by path, a profile by name and by path): rows, verdicts and the device's section are keyed by the
+    name, so the second device's rows were judged under the first one's budgets. Two profiles built from this
+    machine at run time (from_host) with the same budgets, threads and execution providers (host and x86-host,
+    its old name) are one device given twice, refused too; with budgets of their own (host and a user's
+    host-strict) each is a section judged against its own budgets, on the same measurement."""
     seen: dict[str, tuple[str, Profile]] = {}
     for g, prof in zip(given, profiles):
-        # a profile built from this machine at run time (from_host: host, and x86-host, its old name kept as an
-        # alias) is the machine running deploytool whatever its name: two of them were two sections of one machine
-        first, fp = seen.setdefault("\0from_host" if prof.from_host else prof.name, (g, prof))
-        if first == g:
+        first, fp = seen.setdefault(prof.name, (g, prof))
+        if first != g:
+            raise ConfigError(f"--profile: {first} and {g} are both the device profile '{prof.name}'; give each "
+                              "device once (rename an edited copy's file and its name:)")
+        if not prof.from_host:
             continue
-        if fp.name != prof.name:
-            raise ConfigError(f"--profile: {first} and {g} are both the machine running deploytool (profiles "
-                              f"'{fp.name}' and '{prof.name}' are built from it); give each device once")
-        raise ConfigError(f"--profile: {first} and {g} are both the device profile '{prof.name}'; give each "
-                          "device once (rename an edited copy's file and its name:)")
+        for first, fp in seen.values():
+            if (fp.name != prof.name and fp.from_host and fp.budgets == prof.budgets and fp.threads == prof.threads
+                    and fp.execution_providers == prof.execution_providers):
+                raise ConfigError(f"--profile: {first} and {g} are both the machine running deploytool (profiles "
+                                  f"'{fp.name}' and '{prof.name}' are built from it, with the same budgets, threads and "
+                                  "execution providers); give each device once")
 
 
 def _refuse_measured_twice(profiles: Sequence[Profile], paths: Sequence[Path], reports: Sequence[dict[str, Any]]) -> None:

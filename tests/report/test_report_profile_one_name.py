@@ -41,7 +41,8 @@ def test_host_and_its_alias_x86_host_are_refused(tiny_bench, tmp_path, pair):
                                     "--no-projection", "-o", str(out)])
     assert res.exit_code == 2, res.output
     assert res.output == (f"error: --profile: {pair[0]} and {pair[1]} are both the machine running deploytool "
-                          f"(profiles '{pair[0]}' and '{pair[1]}' are built from it); give each device once\n")
+                          f"(profiles '{pair[0]}' and '{pair[1]}' are built from it, with the same budgets, threads and execution "
+                          "providers); give each device once\n")
     assert not out.exists()
 
 
@@ -53,3 +54,48 @@ def test_host_with_another_device_is_still_one_section_each(tiny_bench, tmp_path
                                     "--no-projection", "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert sorted(s["device"] for s in json.loads((out / "report.json").read_text())["summary"]) == ["host", "kirin990"]
+
+
+def _host_copy(folder, name: str, p90_at_8: str):
+    """A user's profile of this machine (from_host: true): the built-in host template, renamed, its budget at seq 8
+    replaced."""
+    text = (BUILTIN_PROFILE_DIR / "host.yaml").read_text()
+    assert "name: host\n" in text and "p90_latency_ms: {8: 5," in text
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(text.replace("name: host\n", f"name: {name}\n").replace("p90_latency_ms: {8: 5,",
+                                                                             f"p90_latency_ms: {{8: {p90_at_8},"))
+    return path
+
+
+def test_two_profiles_of_this_machine_with_their_own_budgets_are_both_judged(tiny_bench, tmp_path):
+    """host and a user's host-strict (from_host: true, a 1 us budget at seq 8) were refused as "both the machine
+    running deploytool": two budgets for one machine are a legitimate question. Each is now its own section, on
+    the same measured p90, judged against its own budget."""
+    import json
+
+    strict = _host_copy(tmp_path / "mine", "host-strict", "0.001")
+    out = tmp_path / "r"
+    res = CliRunner().invoke(main, ["report", str(tiny_bench), "--profile", "host", "--profile", str(strict),
+                                    "--no-projection", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "report.json").read_text())
+    p90 = json.loads(tiny_bench.read_text())["results"][0]["latency_ms"]["p90_ms"]
+    rows = {r["device"]: r for r in rep["rows"]}
+    assert set(rows) == {"host", "host-strict"}
+    assert {r["status"] for r in rows.values()} == {"MEASURED"}
+    assert rows["host"]["device_latency_ms"] == rows["host-strict"]["device_latency_ms"] == pytest.approx(p90, abs=1e-3)
+    fits = {s["device"]: s["fits"] for s in rep["summary"]}
+    assert fits == {"host": p90 <= 5, "host-strict": False}  # no run takes 1 us
+    assert "0.001 ms" in next(s["verdict"] for s in rep["summary"] if s["device"] == "host-strict")
+
+
+def test_a_users_profile_of_this_machine_named_host_is_still_one_name_twice(tiny_bench, tmp_path):
+    own = _host_copy(tmp_path / "mine", "host", "0.001")
+    out = tmp_path / "r"
+    res = CliRunner().invoke(main, ["report", str(tiny_bench), "--profile", "host", "--profile", str(own),
+                                    "--no-projection", "-o", str(out)])
+    assert res.exit_code == 2, res.output
+    assert res.output == (f"error: --profile: host and {own} are both the device profile 'host'; give each device "
+                          "once (rename an edited copy's file and its name:)\n")
+    assert not out.exists()
