@@ -19,10 +19,12 @@ def numbers(text: str, option: str, kind: type = float) -> tuple:
     return tuple(out)
 
 
-def refuse_stdout_dash(path, command: str) -> None:
-    """``-o -`` (stdout by the usual convention) where ``command`` writes its JSON to a file: it measured, then wrote
-    a file named '-'; refused before any work, pointing at ``--json``."""
+def refuse_stdout_dash(path, command: str, writes: str = "its JSON to a file",
+                       instead: str = "for the JSON on stdout use --json") -> None:
+    """``-o -`` (stdout by the usual convention) where ``command`` writes ``writes`` (its JSON to a file; report: its
+    files into a folder): it measured, then wrote a file (or folder) named '-'; refused before any work, saying what
+    to give ``instead``."""
     if path is not None and str(path) == "-":
         from deploytool.errors import OutputPathError
 
-        raise OutputPathError(f"-o -: {command} writes its JSON to a file; for the JSON on stdout use --json")
+        raise OutputPathError(f"-o -: {command} writes {writes}; {instead}")

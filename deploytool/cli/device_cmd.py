@@ -156,8 +156,12 @@ def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple
 def report(results: tuple[Path, ...], out_dir: Path, profile_names: tuple[str, ...], accuracy: tuple[Path, ...],
            no_projection: bool, calibrate: bool, title: str, profiles_dirs: tuple[Path, ...]) -> None:
     """Per-device table and plots from bench JSON RESULTS (+ accuracy): JSON, Markdown, HTML."""
+    from deploytool.cli._parse import refuse_stdout_dash
     from deploytool.report import ReportConfig, build_report
 
+    # -o is a folder here: '-' made a folder named '-'; refused as bench and verify-arm64 refuse it
+    refuse_stdout_dash(out_dir, "report", "its files (report.json, report.md, report.html, plots) into a folder",
+                       "give a folder name (./- for a folder named '-')")
     config = ReportConfig(results=results, out_dir=out_dir, accuracy=accuracy, profiles=profile_names,
                           profiles_dirs=profiles_dirs, project=not no_projection, calibrate=calibrate, title=title)
     result = build_report(config)
