@@ -161,7 +161,7 @@ def report(results: tuple[Path, ...], out_dir: Path, profile_names: tuple[str, .
 
     # -o is a folder here: '-' made a folder named '-'; refused as bench and verify-arm64 refuse it
     refuse_stdout_dash(out_dir, "report", "its files (report.json, report.md, report.html, plots) into a folder",
-                       "give a folder name (./- for a folder named '-')")
+                       "give a folder name")
     config = ReportConfig(results=results, out_dir=out_dir, accuracy=accuracy, profiles=profile_names,
                           profiles_dirs=profiles_dirs, project=not no_projection, calibrate=calibrate, title=title)
     result = build_report(config)
