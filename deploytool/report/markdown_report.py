@@ -39,8 +39,9 @@ def _row(cells: Sequence[str]) -> str:
 
 
 #: Markdown's and HTML's own characters in a name (a model named '<i>x</i>' or '*x*'): backslash-escaped, CommonMark's
-#: way for ASCII punctuation; '_' only at a word's edge (inside a word, as in bert_tiny, it never starts emphasis)
-_MD_SPECIAL = re.compile(r"[\\`*\[\]<>&~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+#: way for ASCII punctuation; '_' only at a word's edge (inside a word, as in bert_tiny, it never starts emphasis);
+#: '#' too (a heading's trailing ' #' is its closing sequence: a SoC named 'X #' lost its '#')
+_MD_SPECIAL = re.compile(r"[\\`*\[\]<>&~#]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 
 
 def _md_text(text: str) -> str:
@@ -55,11 +56,12 @@ def _summary_md(recs: Sequence[dict[str, Any]], info: dict[str, Any]) -> list[st
     for s in recs:
         if s["fits"]:
             lat = ", ".join(f"{_num(v)} @ seq {k}" for k, v in s["device_latency_ms"].items())
-            lines.append(_row([s["device"], f"**{_md_text(s['model'])}**", s["precision"],
+            lines.append(_row([_md_text(s["device"]), f"**{_md_text(s['model'])}**", s["precision"],
                                s.get("accuracy_label") or _fmt(s["accuracy"], "accuracy"), f"{lat} ({s['latency']})",
                                _size_cell(s["size_mb"], s.get("size_of"), ort), f"{s['fitting']} of {s['variants']}"]))
         else:
-            lines.append(_row([s["device"], _md_text(s["verdict"]), "-", "-", "-", "-", f"0 of {s['variants']}"]))
+            lines.append(_row([_md_text(s["device"]), _md_text(s["verdict"]), "-", "-", "-", "-",
+                               f"0 of {s['variants']}"]))
     return lines
 
 
@@ -67,8 +69,9 @@ def render_markdown(rows: Sequence[ReportRow], info: dict[str, Any], title: str,
                     summaries: Sequence[DeviceSummary] | None = None) -> str:
     summaries = list(summaries) if summaries is not None else summarize(rows)
     recs = info.get("summary") or _summary_records(summaries, info, rows)
-    lines = [f"# {title}", "", _run_facts(info), "", f"> {_projection_note(summaries, info, rows)}", "",
-             "## Summary", "",
+    # every text made of names (profiles, SoCs, models, hosts) is escaped, as report.html escapes it
+    note = _md_text(_projection_note(summaries, info, rows))
+    lines = [f"# {title}", "", _md_text(_run_facts(info)), "", f"> {note}", "", "## Summary", "",
              "Best variant per device that fits ALL its budgets (p90 latency at every measured sequence length, "
              "peak memory, model size): largest accuracy, then lowest latency.", ""]
     lines += _summary_md(recs, info)
@@ -83,7 +86,8 @@ def render_markdown(rows: Sequence[ReportRow], info: dict[str, Any], title: str,
         projected = _latency_kind(d.device, info, drows) == "projected"
         facts = info.get("devices", {}).get(d.device)
         soc = facts["soc"] if facts else d.variants[0].first.soc
-        lines += [f"## {d.device}: {soc}", ""] + [f"- **{k}**: {v}" for k, v in _device_facts(d, info, rows)]
+        lines += [f"## {_md_text(d.device)}: {_md_text(soc)}", ""]
+        lines += [f"- **{k}**: {_md_text(v)}" for k, v in _device_facts(d, info, rows)]
         lines += [f"- **Verdict**: {_md_text(d.verdict)}", ""]
         ep = _ep_column(d)
         ort = _ort_sizes(d)
@@ -98,5 +102,5 @@ def render_markdown(rows: Sequence[ReportRow], info: dict[str, Any], title: str,
                 cells += _seq_cells(v.by_seq.get(s), host)
             lines.append(_row(cells))
         lines.append("")
-    lines += ["## Notes", ""] + [f"- {n}" for n in _notes(rows, info)] + [""]
+    lines += ["## Notes", ""] + [f"- {_md_text(n)}" for n in _notes(rows, info)] + [""]
     return "\n".join(lines)

@@ -5,6 +5,10 @@ in any renderer, '*b*' bold-ish. The reference is written by hand: CommonMark's 
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
+
+import pytest
+
 from test_report_summary import row
 
 from deploytool.report.html_report import render_html
@@ -37,3 +41,57 @@ def test_a_verdict_naming_a_model_with_markup_is_escaped():
     md = render_markdown(rows, {"hosts": ["host"], "profiles": ["kirin990"]}, "t", [], [s])
     assert "<b>" not in md, md
     assert "\\<b\\>slow" in md
+
+
+class _Blocks(HTMLParser):
+    """The text of each h2, li and td of rendered HTML, by tag (the markup inside them dropped, its text kept)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks: dict[str, list[str]] = {"h2": [], "li": [], "td": [], "blockquote": []}
+        self.open: list[str] = []
+        self.tags: list[str] = []  # every start tag seen inside a block
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.blocks:
+            self.open.append(tag)
+            self.blocks[tag].append("")
+        elif self.open:
+            self.tags.append(tag)
+
+    def handle_endtag(self, tag):
+        if self.open and tag == self.open[-1]:
+            self.open.pop()
+
+    def handle_data(self, data):
+        for tag in self.open:
+            self.blocks[tag][-1] += data
+
+
+def test_profile_soc_and_model_names_in_headings_facts_and_notes_render_literally():
+    """report.md put profile and model names raw into the '## <device>: <SoC>' headings, the device facts, the
+    projection note and the notes (only the tables, the reference line and the verdicts were escaped): a profile
+    '_lab_ *phone*' rendered italic, a SoC ending in ' #' lost its '#' (a heading's closing sequence), '<b>' became a
+    tag, backticks code. The reference is an independent CommonMark renderer (markdown-it-py): each name must come
+    out as the same text, and no markup but the report's own (**Key** in the facts) may appear."""
+    markdown_it = pytest.importorskip("markdown_it")
+    dev, soc = "_lab_ *phone* `x` <b>y|z #", "Snap_ *8* `gen` <i>3</i> #"
+    model = "bert_*tiny*_ `v2` <u>q|w #1 _x_"
+    rows = [row(model, 128, 10.0, acc=85.0, device=dev), row("other", 128, 12.0, acc=80.0, device=dev)]
+    for r in rows:
+        r.soc = soc
+    (s,) = summarize(rows)
+    info = {"hosts": ["host"], "profiles": [dev], "fp16": [f"{model} runs fp16 as fp32 on {dev}"],
+            "accuracy_reference": {"name": model, "label": "90.0%"}}
+    md = render_markdown(rows, info, "t", [], [s])
+    html = markdown_it.MarkdownIt("commonmark").enable("table").render(md)
+    got = _Blocks()
+    got.feed(html)
+    devices = [h for h in got.blocks["h2"] if h not in ("Summary", "Plots", "Notes")]
+    assert devices == [f"{dev}: {soc}"], devices  # the whole heading, '#' and all
+    assert any(f"CPU: {soc}" in li for li in got.blocks["li"]), got.blocks["li"]  # the device facts
+    assert any(li == f"fp16: {model} runs fp16 as fp32 on {dev}" for li in got.blocks["li"]), got.blocks["li"]
+    assert any(li.startswith(f"Reference: {model}, 90.0%") for li in got.blocks["li"]), got.blocks["li"]
+    assert dev in got.blocks["blockquote"][0]  # the projection note names the projected device
+    assert dev in got.blocks["td"] and model in got.blocks["td"]  # the tables, as before
+    assert set(got.tags) <= {"strong", "p"}, sorted(set(got.tags))  # no <em>, <code>, <b>, <i>, <u> from a name
