@@ -429,6 +429,23 @@ def _implied_unit(v: float, share: float | None) -> str | None:
     return "percent" if pct else "fraction" if frac else ""
 
 
+#: how far (percentage points) a file's ci95 may lie from the Wilson interval of its own counts and still be that
+#: interval rounded: eval writes 3 decimals; an interval made another way (Clopper-Pearson) lies further off
+_CI_ROUNDED = 0.0005 + 1e-9
+
+
+def _wilson_of_counts(item: dict, scores: np.ndarray | None, n: int | None) -> tuple[float, float] | None:
+    """The exact Wilson interval (percent) of the record's own counts (n_correct of n, or 0/1 per-example results),
+    or None without them."""
+    k = item.get("n_correct")
+    if not isinstance(k, int) or isinstance(k, bool):
+        k = int(scores.sum()) if scores is not None and bool(np.all((scores == 0) | (scores == 1))) else None
+    if k is None or n is None or not 0 <= k <= n:
+        return None
+    lo, hi = wilson_interval(k, n)
+    return 100 * lo, 100 * hi
+
+
 def _record(p: Path, name: str, item: dict, scale: float, scores: np.ndarray | None, examples: str | None,
             n: int | None) -> AccuracyRecord:
     v = _num(p, name, item.get("accuracy", item.get("value")), "accuracy") * scale
@@ -443,6 +460,9 @@ def _record(p: Path, name: str, item: dict, scale: float, scores: np.ndarray | N
         if not (0 <= low <= high <= 100) or not (low - slack <= v <= high + slack):
             raise InputFileError(f"{p}: 'ci95' of {name!r} ({ci[0]!r}, {ci[1]!r}) must be low <= high in the file's "
                                  f"unit and hold its accuracy ({item.get('accuracy', item.get('value'))!r})")
+        exact = _wilson_of_counts(item, scores, n) if metric == "accuracy" else None
+        if exact is not None and abs(low - exact[0]) <= _CI_ROUNDED and abs(high - exact[1]) <= _CI_ROUNDED:
+            low, high = exact  # the file's is this interval rounded (eval: 3 decimals): shown rounded once, from it
     elif scores is not None:
         r = (AccuracyRecord.from_correct(scores.astype(bool)) if metric == "accuracy"
              else AccuracyRecord.from_scores(scores, metric=metric, examples=None))
