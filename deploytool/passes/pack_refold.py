@@ -12,10 +12,12 @@ What the folded graph still holds is enough to compute them again: every constan
 and a weight and bias the graph keeps. R is the least-squares solution of all of them at once (float64), which
 is exact (to float32 rounding) when the stacked weights [W_1 | W_2 | ...] have full row rank (the hidden size:
 any one layer's Q and K together, unless a slice kept fewer than half its heads); the refold checks that R
-reproduces every constant (within 1e-4 of its scale) and refuses otherwise, e.g. for DeBERTa's own
-``pos_key_proj`` / ``pos_query_proj`` (``share_att_key`` false, and v1), whose weights the folding removed.
-Each constant is then replaced by ``R Q(W) + b`` in its own layout, Q(W) the float32 weight the packed model
-computes with. Both the pass and its gate's fake-quantized reference do this, so the gate checks the packing;
+reproduces every constant (within 1e-4 of its scale, or ``FIT_ULPS`` fp16 epsilons of it where the constant or
+its weight holds fp16 values: ONNX Runtime's ``--float16`` rounds both after its fold, so ``R W + b`` meets the
+constant only to fp16 rounding) and refuses otherwise, e.g. for DeBERTa's own ``pos_key_proj`` /
+``pos_query_proj`` (``share_att_key`` false, and v1), whose weights the folding removed.
+Each constant is then replaced by ``R Q(W) + b`` in its own layout and dtype, Q(W) the float32 weight the packed
+model computes with. Both the pass and its gate's fake-quantized reference do this, so the gate checks the packing;
 ``tests/e2e`` checks the refold against transformers' model with its ternary weights, whose positions are
 projected by the quantized weights.
 """
@@ -33,6 +35,12 @@ from deploytool.errors import PassRefusedError
 #: the largest difference between a folded constant and R W + b, over the constant's largest magnitude, for which
 #: the constant is read as that product (float32 rounding gives ~1e-7; another table or weight gives ~1)
 FIT_RTOL = 1e-4
+#: the same for a constant or weight that holds fp16 values, in fp16 epsilons
+#: (np.finfo(np.float16).eps, 2**-10): rounding the constant to fp16 moves it by up to half an ulp of its scale
+#: (eps / 2), rounding the weight moves R W + b by about as much again; measured 0.2-0.7 eps on the tiny DeBERTa-v2/v3
+#: of ORT's --float16 and 0.6-0.8 eps on random tables and weights up to DeBERTa-v3-large's size (hidden 1024,
+#: 24 layers); another table or weight still gives ~1 (about 1000 eps)
+FIT_ULPS = 4
 
 
 @dataclasses.dataclass
@@ -162,7 +170,7 @@ def refold(graph: ir.Graph, folded: list[_Folded], quantized: Callable[[object],
             qw = quantized(f.linear)
             done[key] = None if qw is None else new_initializer(  # None: the weight stays unpacked, so does this
                 graph, f"{old.name or 'rel_const'}_packed",
-                _from_rows((table @ np.asarray(qw, dtype=np.float64) + b).astype(np.float32), form, f, c.shape))
+                _from_rows((table @ np.asarray(qw, dtype=np.float64) + b).astype(c.dtype), form, f, c.shape))
         if done[key] is None:
             continue
         f.reader.replace_input_with(f.index, done[key])
@@ -197,7 +205,17 @@ def _fit(consts, forms, folded, weights, biases) -> np.ndarray | str:
         return f"the kept Q/K weights determine only {rank} of the table's {hidden} features"
     for r, w, b in zip(rows, weights, biases):
         err = float(np.max(np.abs(table @ w + b - r))) if r.size else 0.0
-        if not err <= FIT_RTOL * max(float(np.max(np.abs(r))) if r.size else 0.0, 1e-30):
+        if not err <= fit_rtol(r, w) * max(float(np.max(np.abs(r))) if r.size else 0.0, 1e-30):
             return "not one table's projections by Q's and K's weights"
     return table
 
+
+def fit_rtol(const: np.ndarray, weight: np.ndarray) -> float:
+    """The check's tolerance for a constant and its weight: ``FIT_ULPS`` fp16 epsilons where either holds only fp16
+    values (pack's first pass upcasts an fp16 model exactly, so an fp16 file's constants and weights arrive as float32
+    holding fp16 values), else ``FIT_RTOL``. Not the bias: a zero bias holds fp16 values in any model."""
+    with np.errstate(over="ignore"):  # a value beyond fp16's range becomes inf: not an fp16 value
+        fp16 = any(a.size and np.array_equal(a, a.astype(np.float16).astype(a.dtype)) for a in (const, weight))
+    if fp16:
+        return FIT_ULPS * float(np.finfo(np.float16).eps)
+    return FIT_RTOL
