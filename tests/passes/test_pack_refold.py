@@ -206,3 +206,36 @@ def test_pack_of_ort_float16_deberta(tmp_path, name):
     assert result.stats["relative_positions_refolded"] == 2 * C.LAYERS
     out = onnx.load(str(tmp_path / "packed.onnx"))
     assert not folded & {t.name for t in out.graph.initializer}
+
+
+def test_refold_writes_the_constant_in_its_own_dtype():
+    """refold on a graph that holds its folded constants and weights in fp16 (as ORT's --float16 file does, without
+    pack's upcast first) writes each rebuilt constant as fp16, ``table Q(W) + b`` rounded to fp16, in the place of
+    the old one (it wrote float32 into the fp16 graph)."""
+    import onnx_ir as ir
+
+    table, weights, biases, consts, _ = _case_fp16(hidden=8, layers=1, rows=6)
+    graph = ir.Graph([], [], nodes=[], name="g")
+
+    def init(name, arr):
+        v = ir.Value(name=name, shape=ir.Shape(arr.shape), type=ir.TensorType(ir.DataType.FLOAT16))
+        v.const_value = ir.Tensor(np.asarray(arr, dtype=np.float16), name=name)
+        graph.register_initializer(v)
+        return v
+
+    folded, quantized = [], {}
+    for i, (w, b, c) in enumerate(zip(weights, biases, consts)):
+        linear = SimpleNamespace(weight=init(f"w{i}", w), bias=init(f"b{i}", b), layout="in_out")
+        node = ir.node("Identity", [init(f"c{i}", c)], name=f"read{i}")
+        graph.append(node)
+        graph.outputs.append(node.outputs[0])
+        folded.append(R._Folded(node, 0, -1, linear, heads=4, head_size=2, layer=0, family="deberta-v2"))
+        quantized[id(linear)] = np.sign(w) * np.mean(np.abs(w))  # a ternary stand-in for the packed weight
+    assert R.refold(graph, folded, lambda linear: quantized[id(linear)]) == 2
+    for i, f in enumerate(folded):
+        new = f.reader.inputs[0]
+        assert new.name == f"c{i}_packed" and f"c{i}" not in graph.initializers
+        got = new.const_value.numpy()
+        assert got.dtype == np.float16 and got.shape == consts[i].shape
+        want = (table @ quantized[id(f.linear)] + biases[i]).reshape(consts[i].shape)
+        np.testing.assert_allclose(got, want, rtol=0, atol=4 * FP16_EPS * np.max(np.abs(want)))
