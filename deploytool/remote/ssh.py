@@ -331,6 +331,11 @@ def _model_files(models: Sequence[Path]) -> list[tuple[Path, list[Path]]]:
     return out
 
 
+def _profile_file(profile) -> Path | None:
+    """The YAML file ``profile`` was loaded from, if it is one."""
+    return Path(profile.path) if profile.path and Path(profile.path).is_file() else None
+
+
 def _request(bench, names: list[str], profile_ref: str | None) -> dict[str, Any]:
     from deploytool.remote.agent import PROTOCOL
 
@@ -373,13 +378,14 @@ def _one_host(host: str, bench, config: RemoteConfig, probe: _Probe, files, out:
         prof = bench.profile
         profile_ref = None
         copies = [f for m, data in files for f in (m, *data)]
-        if prof is not None:
-            if prof.from_host:
-                profile_ref = prof.name
-            else:
-                profile_ref = "profile.yaml"
-                shutil.copy(prof.path, local / "profile.yaml")
-                copies.append(local / "profile.yaml")
+        if prof is not None and _profile_file(prof) is not None:
+            # under its own name: the device's loader wants a profile's name to be its file's (a user's profile of
+            # the machine, from_host, goes so too: the device builds it from itself, with the user's budgets)
+            profile_ref = f"{prof.name}.yaml"
+            shutil.copy(_profile_file(prof), local / profile_ref)
+            copies.append(local / profile_ref)
+        elif prof is not None:  # a host profile made in Python: the device's own of that name
+            profile_ref = prof.name
         (local / "request.json").write_text(json.dumps(_request(bench, names, profile_ref)))
         copies.append(local / "request.json")
         if probe.needs_setup:
@@ -487,6 +493,10 @@ def bench_remote(bench, config: RemoteConfig, output: str | os.PathLike) -> list
     names = [m.name for m, _ in files]
     if len(set(names)) != len(names):
         raise ConfigError("remote: two models have the same file name; --remote copies them into one folder")
+    prof = bench.profile
+    if prof is not None and not prof.from_host and _profile_file(prof) is None:
+        raise ConfigError(f"remote: profile '{prof.name}' has no YAML file to send to the device; give the "
+                          "profile's file (or load it with load_profile)")
     probes = _probe_all(config, bench.profile)
     with scratch.temporary_directory("deploytool-remote-") as tmp:
         staging = Path(tmp)
