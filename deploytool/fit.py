@@ -245,6 +245,8 @@ class Candidate:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d.pop("host_samples_ms")
+        if d["accuracy_ci95"] is not None:
+            d["accuracy_ci95"] = [round(float(x), 3) for x in d["accuracy_ci95"]]
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
 
@@ -557,7 +559,8 @@ def fit(config: FitConfig, progress=None) -> FitResult:
             c.accuracy = rec.value if rec is not None else None
             c.accuracy_metric = rec.metric if rec is not None else "accuracy"
             if rec is not None and rec.n is not None and rec.low is not None:
-                c.accuracy_n, c.accuracy_ci95 = rec.n, [round(rec.low, 3), round(rec.high, 3)]
+                # kept as given (the text rounds them once, to 2 decimals; the JSON to 3)
+                c.accuracy_n, c.accuracy_ci95 = rec.n, [rec.low, rec.high]
             if c.device_p90_ms > budget:
                 c.reasons.append(f"{c.latency_source} {c.device_p90_ms:.2f} ms > {budget:g} ms")
             if prof.budgets.model_size_mb is not None and c.size_mb > prof.budgets.model_size_mb:

@@ -1,0 +1,28 @@
+"""fit shows a candidate's 95% interval rounded once, from the bounds it was given. It kept them rounded to 3
+decimals and printed those to 2, a second rounding: 80.8451 was kept as 80.845 and shown as 80.84 (once: 80.85),
+85.0351 as 85.035 and 85.03 (once: 85.04). The expected text is Python's own 2-decimal format of the given bounds,
+written here; the JSON keeps the bounds to 3 decimals."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from deploytool.cli import main
+
+
+def test_the_interval_is_rounded_once(tiny_onnx, tmp_path):
+    model = tiny_onnx("bert", layers=2, hidden=32, heads=4, ffn=64)
+    low, high = 80.8451, 85.0351  # not a Wilson interval of any counts given: taken as the file gives it
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps([{"model": "w1-d1-int8", "accuracy": 83.0, "n": 500, "ci95": [low, high]}]))
+    out = tmp_path / "best.onnx"
+    r = CliRunner().invoke(main, ["fit", str(model), "--profile", "kirin990", "-o", str(out), "--accuracy", str(acc),
+                                  "--widths", "1", "--depths", "1", "--precisions", "int8", "--runs", "2",
+                                  "--seq-len", "8", "--budget-ms", "100000"])
+    assert r.exit_code == 0, r.output
+    assert "83.00% [95% CI 80.85-85.04] n=500" in r.output, r.output
+    why = json.loads((tmp_path / "best.onnx.fit.json").read_text())
+    c, = why["candidates"]
+    assert c["accuracy_ci95"] == [80.845, 85.035] and c["accuracy_n"] == 500
