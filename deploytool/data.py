@@ -761,8 +761,9 @@ def calibration_texts(name: str | Path, n: int = 128, seed: int = 0, *, split: s
         where = (f"{key} ('{text_col}' column, no labels)" if pairs is None else
                  f"{key} ('{text_col}'/'{text_pair_col}' columns, no labels)")
     else:
+        # matched: the labels only split the file; '1' and '1.0' (or 'pos' and 'Pos') are no reason to refuse its texts
         ds = load_dataset(name, seed=seed, text_col=text_col, label_col=label_col, judged=False,
-                          text_pair_col=text_pair_col, **kwargs)
+                          text_pair_col=text_pair_col, **{"matched": True, **kwargs})
         texts, pairs = list(ds.split(split).texts), ds.split(split).pairs
         where = f"{key} ({split} split)"
     if pairs is not None:  # a pair calibrates where both its texts are there

@@ -104,6 +104,19 @@ def test_calibration_reads_text_only_files_and_says_when_short(tmp_path, caplog)
     assert not set(calibration_texts(lab, 100)) & set(ds.test.texts)
 
 
+def test_calibration_reads_a_file_whose_labels_mix_spellings(tmp_path):
+    """Calibration needs the texts: a labelled file mixing '1' and '1.0' (pandas after a float cast) calibrated on
+    nothing, refused as two classes (qnn check --data with --quantize too); its train split's texts now, none of its
+    test texts (the split as eval's, which reads the spellings as one class)."""
+    f = tmp_path / "mixed.csv"
+    f.write_text("text,label\n" + "".join(f"text {i},{('0', '1', '1.0')[i % 3]}\n" for i in range(60)))
+    with pytest.raises(InputFileError, match="'1' and '1.0'"):
+        load_dataset(f)  # training still refuses them
+    got = calibration_texts(f, 100)
+    ds = load_dataset(f, matched=True)
+    assert got == list(ds.train.texts) and len(got) >= 40 and not set(got) & set(ds.test.texts)
+
+
 def test_tiny_splits_are_warned_about(tmp_path, caplog):
     """A 12-row file splits into 10/1/1: an accuracy on one example is 0 or 100 %; said, not silently reported."""
     f = tmp_path / "small.csv"

@@ -301,7 +301,7 @@ def _task_accuracy(sess, prep: PreparedModel, tmp: str, cfg: QnnCheckConfig, tok
     if prep.reference is None:
         raise ConfigError("--data: task accuracy needs the float model (pass --reference for a QDQ model)")
     out = sess.get_outputs()[0]
-    ds = load_dataset(cfg.eval_data, seed=cfg.seed)
+    ds = load_dataset(cfg.eval_data, seed=cfg.seed, matched=True)  # '1' and '1.0': match_labels gives one class
     # the data's labels as the model's class ids, by name, as eval reads them (they were taken by sorted index:
     # fresh/rotten scored as classes 0/1 of a {0: negative, 1: positive} model, the accuracy of the swapped classes)
     names_from = labels_folder(path, Path(tok))

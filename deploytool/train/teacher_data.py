@@ -30,7 +30,8 @@ def load_teacher_data(cfg: DataConfig, folder) -> Dataset:
     if cfg.data is None:
         cfg, where = recorded_data(cfg, folder)
         logger.warning("data: %s (%s; give --data for another)", cfg.data, where)
-    return with_model_ids(load_data(cfg), folder, str(cfg.data))
+    # '1' and '1.0' (or 'pos' and 'Pos') kept apart, then each given the teacher's class by match_labels, as eval does
+    return with_model_ids(load_data(cfg, matched=True), folder, str(cfg.data))
 
 
 def knows_labels(folder, label_names: tuple[str, ...]) -> bool:

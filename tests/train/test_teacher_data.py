@@ -94,6 +94,28 @@ def test_numeric_names_match_numbers_written_as_floats(tmp_path):
     assert len(got) == 60 and all(y == {"1.0": 0, "0.0": 1}[name] for name, y in got)
 
 
+@pytest.mark.parametrize("id2label, spellings, want", [
+    ({"0": "neg", "1": "pos"}, ["0", "1", "1.0", "0.0"], {"0": 0, "1": 1, "1.0": 1, "0.0": 0}),  # ids written two ways
+    ({"0": "neg", "1": "pos"}, ["neg", "pos", "Pos", "NEG"], {"neg": 0, "pos": 1, "Pos": 1, "NEG": 0}),  # case
+    ({"0": "1", "1": "0"}, ["1", "1.0", "0"], {"1": 0, "1.0": 0, "0": 1}),  # numeric names, a float spelling
+])
+def test_two_spellings_of_one_teacher_class_are_that_class(tmp_path, id2label, spellings, want):
+    """A teacher decides the classes, as in eval: a file mixing '1' and '1.0' (pandas after a float cast) or 'pos'
+    and 'Pos' gives each row the teacher's id of its label (both were refused as two classes of the data)."""
+    teacher = _teacher(tmp_path / "t", id2label)
+    ds = load_teacher_data(DataConfig(data=str(_data(tmp_path / "d.csv", spellings * 20))), teacher)
+    got = _ids_by_label(ds)
+    assert ds.num_labels == 2 and len(got) == 20 * len(spellings)
+    assert all(y == want[name] for name, y in got), sorted(set(got))
+
+
+def test_two_spellings_without_teacher_names_are_refused(tmp_path):
+    """A teacher without label names and 'pos'/'Pos': nothing says which class they are."""
+    teacher = _teacher(tmp_path / "t", {"0": "LABEL_0", "1": "LABEL_1"})
+    with pytest.raises(InputFileError, match="pos"):
+        load_teacher_data(DataConfig(data=str(_data(tmp_path / "d.csv", ["pos", "Pos", "neg"] * 20))), teacher)
+
+
 def test_transformers_label_k_names_are_class_k(tmp_path):
     """A teacher of 12 classes named LABEL_0..LABEL_11 and a file labelled so: LABEL_10 was class 2 (sorted by name)."""
     teacher = _teacher(tmp_path / "t", {str(k): f"LABEL_{k}" for k in range(12)})
