@@ -23,11 +23,16 @@ def test_two_profiles_of_one_name_are_refused(tiny_bench, tmp_path, copy):
         second.write_text(text.replace("p90_latency_ms: {8: 10,", "p90_latency_ms: {8: 1,"))
     else:
         second = src
+    _refused_as_one_name_twice(tiny_bench, tmp_path, "kirin990", second)
+
+
+def _refused_as_one_name_twice(tiny_bench, tmp_path, name, second):
+    """``--profile NAME --profile SECOND`` (a file of the same name): one line naming both, exit 2, nothing written."""
     out = tmp_path / "r"
-    res = CliRunner().invoke(main, ["report", str(tiny_bench), "--profile", "kirin990", "--profile", str(second),
+    res = CliRunner().invoke(main, ["report", str(tiny_bench), "--profile", name, "--profile", str(second),
                                     "--no-projection", "-o", str(out)])
     assert res.exit_code == 2, res.output
-    assert res.output == (f"error: --profile: kirin990 and {second} are both the device profile 'kirin990'; give "
+    assert res.output == (f"error: --profile: {name} and {second} are both the device profile '{name}'; give "
                           "each device once (rename an edited copy's file and its name:)\n")
     assert not out.exists()
 
@@ -91,11 +96,4 @@ def test_two_profiles_of_this_machine_with_their_own_budgets_are_both_judged(tin
 
 
 def test_a_users_profile_of_this_machine_named_host_is_still_one_name_twice(tiny_bench, tmp_path):
-    own = _host_copy(tmp_path / "mine", "host", "0.001")
-    out = tmp_path / "r"
-    res = CliRunner().invoke(main, ["report", str(tiny_bench), "--profile", "host", "--profile", str(own),
-                                    "--no-projection", "-o", str(out)])
-    assert res.exit_code == 2, res.output
-    assert res.output == (f"error: --profile: host and {own} are both the device profile 'host'; give each device "
-                          "once (rename an edited copy's file and its name:)\n")
-    assert not out.exists()
+    _refused_as_one_name_twice(tiny_bench, tmp_path, "host", _host_copy(tmp_path / "mine", "host", "0.001"))
