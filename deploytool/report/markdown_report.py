@@ -71,7 +71,7 @@ def render_markdown(rows: Sequence[ReportRow], info: dict[str, Any], title: str,
     recs = info.get("summary") or _summary_records(summaries, info, rows)
     # every text made of names (profiles, SoCs, models, hosts) is escaped, as report.html escapes it
     note = _md_text(_projection_note(summaries, info, rows))
-    lines = [f"# {title}", "", _md_text(_run_facts(info)), "", f"> {note}", "", "## Summary", "",
+    lines = [f"# {_md_text(title)}", "", _md_text(_run_facts(info)), "", f"> {note}", "", "## Summary", "",
              "Best variant per device that fits ALL its budgets (p90 latency at every measured sequence length, "
              "peak memory, model size): largest accuracy, then lowest latency.", ""]
     lines += _summary_md(recs, info)

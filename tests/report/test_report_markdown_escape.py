@@ -44,11 +44,11 @@ def test_a_verdict_naming_a_model_with_markup_is_escaped():
 
 
 class _Blocks(HTMLParser):
-    """The text of each h2, li and td of rendered HTML, by tag (the markup inside them dropped, its text kept)."""
+    """The text of each h1, h2, li and td of rendered HTML, by tag (the markup inside them dropped, its text kept)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.blocks: dict[str, list[str]] = {"h2": [], "li": [], "td": [], "blockquote": []}
+        self.blocks: dict[str, list[str]] = {"h1": [], "h2": [], "li": [], "td": [], "blockquote": []}
         self.open: list[str] = []
         self.tags: list[str] = []  # every start tag seen inside a block
 
@@ -95,3 +95,20 @@ def test_profile_soc_and_model_names_in_headings_facts_and_notes_render_literall
     assert dev in got.blocks["blockquote"][0]  # the projection note names the projected device
     assert dev in got.blocks["td"] and model in got.blocks["td"]  # the tables, as before
     assert set(got.tags) <= {"strong", "p"}, sorted(set(got.tags))  # no <em>, <code>, <b>, <i>, <u> from a name
+
+
+def test_the_title_renders_literally():
+    """The '# <title>' line (deploytool report --title) went in raw while every other user text was escaped: a
+    title '*Q3* _phones_' rendered italic, a trailing ' #' was dropped as the heading's closing sequence, '<b>' became
+    a tag, '[x](y)' a link. Rendered with markdown-it-py, the h1 must be the title's own text and hold no markup."""
+    markdown_it = pytest.importorskip("markdown_it")
+    title = "*Q3* _phones_ `v2` <b>lab</b> [x](y) & a|b ~~c~~ \\d #1 #"
+    rows = [row("m", 128, 10.0, acc=85.0)]
+    (s,) = summarize(rows)
+    md = render_markdown(rows, {"hosts": ["host"], "profiles": ["kirin990"]}, title, [], [s])
+    html = markdown_it.MarkdownIt("commonmark").enable("table").enable("strikethrough").render(md)
+    got = _Blocks()
+    got.feed(html)
+    assert got.blocks["h1"] == [title], got.blocks["h1"]
+    h1 = html[html.index("<h1>") + 4:html.index("</h1>")]
+    assert "<" not in h1, h1  # no <em>, <code>, <b>, <a>, <s> from the title
