@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from deploytool.data import Dataset, Split, load_dataset
-from deploytool.errors import ConfigError
+from deploytool.errors import ConfigError, InputFileError
 from deploytool.train.config import DataConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Encoded", "encode", "sorted_by_length", "model_inputs", "batches", "load_data", "make_accelerator"]
+__all__ = ["Encoded", "encode", "sorted_by_length", "model_inputs", "batches", "load_data", "make_accelerator",
+           "check_vocab"]
 
 
 @dataclass
@@ -183,3 +184,18 @@ def check_max_length(max_length: int, limit: int | None, name: str) -> None:
     if limit is not None and max_length > limit:
         raise ConfigError(f"--max-length {max_length}: longer than the position table of {name} ({limit} positions); "
                           f"use --max-length {limit} or less")
+
+
+def check_vocab(tok, model, name: str, tokenizer_from=None) -> None:
+    """An InputFileError before any text is run when the tokenizer makes ids past ``name``'s embedding table (a
+    tokenizer of another model): the first text holding such a token failed in the embeddings with an internal error
+    (IndexError: index out of range in self), after whatever training came before it. ``tokenizer_from``: where the
+    tokenizer was read, when not ``name``'s folder."""
+    rows = getattr(model.get_input_embeddings(), "num_embeddings", None)
+    vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
+    top = max(vocab.values(), default=-1)
+    if rows is not None and top >= rows:
+        src = f"the tokenizer {tokenizer_from}" if tokenizer_from is not None else "its tokenizer"
+        raise InputFileError(f"{name}: {src} has token ids up to {top}, past the model's embedding table of {rows} "
+                             "rows (config.json vocab_size): it is another model's tokenizer; use the one the model "
+                             "was trained with")

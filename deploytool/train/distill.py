@@ -255,7 +255,7 @@ def distill(cfg: DistillConfig) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from deploytool.train.batching import check_max_length, encode, make_accelerator, torch_max_length
+    from deploytool.train.batching import check_max_length, check_vocab, encode, make_accelerator, torch_max_length
     from deploytool.train.teacher_data import load_teacher_data
     from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
         resolve_folder, save_folder
@@ -282,6 +282,7 @@ def distill(cfg: DistillConfig) -> dict:
     gmap = check_against_teacher(cfg, teacher.config)  # before any work
     # the student copies the teacher's config (_student_config), position table included: one check covers both
     check_max_length(cfg.data.max_length, torch_max_length(teacher), f"the teacher {folder}")
+    check_vocab(tok, teacher, f"the teacher {folder}")  # the student copies its table too
     pad = tok.pad_token_id or 0
     enc = encode(tok, ds.train, cfg.data.max_length, limit=cfg.data.max_train, what="train")
     teacher.eval().requires_grad_(False)

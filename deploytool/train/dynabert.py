@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from deploytool.train.batching import check_max_length, encode, make_accelerator, torch_max_length
+from deploytool.train.batching import check_max_length, check_vocab, encode, make_accelerator, torch_max_length
 from deploytool.train.teacher_data import load_teacher_data
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
     require_classifier, resolve_folder, save_folder
@@ -94,6 +94,7 @@ def train_dynabert(cfg: DynaBertConfig) -> dict:
     model = load_classifier(folder, num_labels=ds.num_labels)
     check_supported(model)
     check_max_length(cfg.data.max_length, torch_max_length(model), f"the teacher {folder}")  # before any training
+    check_vocab(tok, model, f"the teacher {folder}")
     check_sizes(model, cfg.widths, cfg.depths if cfg.depth_epochs > 0 else ())
     pad = tok.pad_token_id or 0
     enc = encode(tok, ds.train, cfg.data.max_length, limit=cfg.data.max_train, what="train")

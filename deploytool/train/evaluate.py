@@ -29,7 +29,7 @@ from deploytool.data import (Dataset, class_count, class_names, labels_folder,  
                              match_labels, model_labels)
 from deploytool.errors import ConfigError, InputFileError, not_a_file
 from deploytool.stats import wilson_interval
-from deploytool.train.batching import (batches, check_max_length, encode, load_data, model_inputs, onnx_max_length,
+from deploytool.train.batching import (batches, check_max_length, check_vocab, encode, load_data, model_inputs, onnx_max_length,
                                        sorted_by_length, torch_max_length, torch_threads)
 from deploytool.train.config import DataConfig, EvalConfig
 
@@ -425,6 +425,7 @@ def _evaluate(cfg: EvalConfig, held: contextlib.ExitStack) -> dict:
         tok = load_tokenizer(cfg.tokenizer or folder)
         model = load_classifier(folder, num_labels=n_model)
         check_max_length(dc.max_length, torch_max_length(model), str(p))
+        check_vocab(tok, model, str(p), tokenizer_from=cfg.tokenizer)
         from deploytool.train.checkpoint import read_meta
 
         # a QAT folder is evaluated with the activations it was trained with (int8 for the speed runtime)

@@ -7,7 +7,7 @@ import time
 
 import torch.nn.functional as F
 
-from deploytool.train.batching import (check_max_length, encode, load_data, make_accelerator, model_inputs,
+from deploytool.train.batching import (check_max_length, check_vocab, encode, load_data, make_accelerator, model_inputs,
                                        torch_max_length)
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, resolve_folder, \
     save_folder, weights_digest
@@ -35,6 +35,7 @@ def finetune(cfg: TrainConfig) -> dict:
     tok = load_tokenizer(src)
     model = load_classifier(src, num_labels=ds.num_labels, label_names=ds.label_names)
     check_max_length(cfg.data.max_length, torch_max_length(model), str(src))  # before any training
+    check_vocab(tok, model, str(src))
     enc = encode(tok, ds.train, cfg.data.max_length, limit=cfg.data.max_train, what="train")
 
     def step(m, b):

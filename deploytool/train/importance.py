@@ -121,9 +121,10 @@ def _compute_importance(cfg: ImportanceConfig) -> dict:
     tok = load_tokenizer(folder)
     model = load_classifier(folder, num_labels=ds.num_labels)
     check_supported(model)
-    from deploytool.train.batching import check_max_length, torch_max_length
+    from deploytool.train.batching import check_max_length, check_vocab, torch_max_length
 
     check_max_length(cfg.data.max_length, torch_max_length(model), str(folder))  # before any example runs
+    check_vocab(tok, model, str(folder))
     limit = min(cfg.max_examples, cfg.data.max_train or cfg.max_examples)  # --max-train was ignored here
     enc = encode(tok, ds.train, cfg.data.max_length, limit=limit, what="importance")
     heads, neurons = head_neuron_importance(model, enc, cfg.batch_size, tok.pad_token_id or 0)

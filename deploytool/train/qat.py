@@ -54,7 +54,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from deploytool.quant.quantizers import binarize, dequantize, split_ternary, ternarize
-from deploytool.train.batching import check_max_length, encode, make_accelerator, torch_max_length
+from deploytool.train.batching import check_max_length, check_vocab, encode, make_accelerator, torch_max_length
 from deploytool.train.teacher_data import check_same_labels, load_teacher_data
 from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
     require_classifier, resolve_folder, save_folder
@@ -178,6 +178,7 @@ def train_qat(cfg: QATConfig) -> dict:
     teacher = load_classifier(folder, num_labels=ds.num_labels)
     check_supported(teacher)
     check_max_length(cfg.data.max_length, torch_max_length(teacher), f"the teacher {folder}")  # before any training
+    check_vocab(tok, teacher, f"the teacher {folder}")
     teacher.to(acc.device).eval().requires_grad_(False)
     pad = tok.pad_token_id or 0
     enc = encode(tok, ds.train, cfg.data.max_length, limit=cfg.data.max_train, what="train")
@@ -188,6 +189,7 @@ def train_qat(cfg: QATConfig) -> dict:
         init = copy.deepcopy(teacher) if cfg.init is None else load_classifier(init_folder, num_labels=ds.num_labels)
         check_supported(init)
         check_max_length(cfg.data.max_length, torch_max_length(init), f"the --init model {init_folder}")
+        check_vocab(tok, init, f"the --init model {init_folder}", tokenizer_from=folder)  # the teacher's tokens
         student = prune_to_width(init.to(acc.device), cfg.tws_width).requires_grad_(True)
         first_mode = QuantMode.TERNARY
     else:

@@ -297,3 +297,37 @@ def test_a_trained_model_folder_gets_the_umasks_permissions(tiny, tmp_path):
         assert stat.S_IMODE(out.stat().st_mode) == 0o755
     finally:
         os.umask(old)
+
+
+@pytest.fixture(scope="module")
+def other_tokenizer(tiny, tmp_path_factory):
+    """The tiny classifier (an embedding table of 100 rows) with another model's tokenizer of 400 tokens, whose
+    ids of the toy texts' words (w0..w94) are 305..399."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("othertok") / "m"
+    shutil.copytree(tiny / "tiny", folder)
+    (folder / "tokenizer.json").unlink()
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"x{i}" for i in range(300)] + [f"w{i}" for i in range(95)]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    return folder
+
+
+@pytest.mark.parametrize("cmd", CHECKPOINT_COMMANDS + [
+    ["distill", "--teacher", "{m}", "-o", "{o}", "--layers", "1", "--hidden", "16", "--heads", "2", "--ffn", "32"]],
+    ids=lambda c: c[0])
+def test_a_tokenizer_past_the_embedding_table_is_one_line(tiny, other_tokenizer, tmp_path, cmd):
+    """A model folder holding another model's tokenizer (ids up to 399 for a table of 100 rows) died at its first
+    text with torch's 'IndexError: index out of range in self', an internal error (exit 1), in every command; now one
+    line naming the tokenizer and the table, before any training, nothing written."""
+    out = tmp_path / "out"
+    short = ["--max-eval", "8"] if cmd[0] == "eval" else ["--max-train", "8", "--batch-size", "8"]
+    args = [a.format(m=other_tokenizer, o=out) for a in cmd] + ["--data", str(tiny / "toy.csv"), "--threads", "1",
+                                                                *short]
+    _fails(args, str(other_tokenizer), "token ids up to 399", "embedding table of 100 rows", out=out)
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_eval_with_another_models_tokenizer_names_it(tiny, other_tokenizer):
+    _fails(["eval", str(tiny / "tiny"), "--tokenizer", str(other_tokenizer), "--data", str(tiny / "toy.csv")],
+           f"the tokenizer {other_tokenizer} has token ids up to 399", "embedding table of 100 rows")
