@@ -168,12 +168,15 @@ def inspect_model(path: str | os.PathLike, seq_len: int = 128) -> InspectReport:
 
     seq_len = InspectConfig(seq_len).seq_len
     as_path(path, "path", "an .onnx file path")  # None or a number: ConfigError, not a TypeError
-    model = onnx_io.load_model(path)
-    return inspect_loaded(model, seq_len=seq_len, path=path)
+    data_files: list[Path] = []
+    model = onnx_io.load_model(path, data_files=data_files)
+    return inspect_loaded(model, seq_len=seq_len, path=path, data_files=data_files)
 
 
-def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike | None = None) -> InspectReport:
-    """Describe an already loaded model (``path`` only for the file size)."""
+def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike | None = None,
+                   data_files: list[Path] | None = None) -> InspectReport:
+    """Describe an already loaded model (``path`` and its external-data files ``data_files`` only for the file
+    size; the files are looked up when not given)."""
     graph = model.graph
     ops = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}" for n in graph)
     num_nodes, num_initializers = len(graph), len(graph.initializers)  # the file's, as are the ops
@@ -223,7 +226,7 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
                                     a.fused is not None, not a.head_norms, stack))
     return InspectReport(
         path=str(path) if path is not None else "",
-        file_bytes=_file_bytes(path, graph, sum(nbytes.values())) if path is not None else 0,
+        file_bytes=_file_bytes(path, data_files) if path is not None else 0,
         opset=dict(model.opset_imports),
         producer=" ".join(x for x in (model.producer_name, model.producer_version) if x),
         num_nodes=num_nodes,
@@ -854,23 +857,18 @@ def _io(v: ir.Value) -> dict[str, Any]:
     return {"name": v.name, "dtype": _DTYPE_NAMES.get(dtype.upper(), dtype) if dtype else None, "shape": shape}
 
 
-def _file_bytes(path: str | os.PathLike, graph: ir.Graph, param_bytes: int) -> int:
-    """The .onnx file plus its external data files (the loader inlines them, so look them up)."""
+def _file_bytes(path: str | os.PathLike, data_files: list[Path] | None = None) -> int:
+    """The .onnx file plus the external-data files it names (``data_files``, as the loader found them; looked up
+    here when not given). Not guessed from the weights' size: a file whose graph alone outweighs half its weights
+    (a small model, one saved with every tensor external) was reported without its data."""
     p = Path(path)
     total = p.stat().st_size
-    if total >= param_bytes // 2:
-        return total  # weights are inside the file
-    try:
-        proto = onnx_io.load_proto(p, load_external_data=False)
-    except Exception:
-        return total
-    locations = set()
-    for t in proto.graph.initializer:
-        for entry in t.external_data:
-            if entry.key == "location":
-                locations.add(entry.value)
-    for loc in sorted(locations):
-        f = p.parent / loc
+    if data_files is None:
+        try:
+            data_files = onnx_io.external_data_files(p)
+        except Exception:  # the model was loaded already; a size is no reason to fail
+            return total
+    for f in dict.fromkeys(Path(f) for f in data_files):
         if f.is_file():
             total += f.stat().st_size
     return total
