@@ -23,7 +23,7 @@ from deploytool.quiet_logs import held_level
 logger = logging.getLogger(__name__)
 
 __all__ = ["resolve_folder", "load_classifier", "load_tokenizer", "save_folder", "check_output_folder",
-           "read_meta", "META_FILE"]
+           "read_meta", "data_file", "META_FILE"]
 
 META_FILE = "deploytool.json"
 
@@ -143,12 +143,27 @@ def require_classifier(folder: str | os.PathLike, role: str = "teacher") -> None
 
 
 def check_output_folder(path: str | os.PathLike, *, inputs: tuple = ()) -> Path:
-    """Refuse (before any training) an output that is a file, an input folder, or unwritable."""
+    """Refuse (before any training) an output that is a file, an input folder, inside an input folder, holding an
+    input (model folder or file: replacing the folder deletes it), or unwritable. ``inputs``: what the command reads
+    (None entries are skipped)."""
     p = Path(path)
     for i in inputs:
         with contextlib.suppress(OSError):
-            if i is not None and p.exists() and p.resolve() == Path(i).resolve():
+            if i is not None and p.exists() and Path(i).is_dir() and p.resolve() == Path(i).resolve():
                 raise OutputPathError(f"{p}: output folder would overwrite the input model; choose another")
+    for i in inputs:
+        if i is None or not Path(i).exists():
+            continue
+        try:
+            out, src = p.resolve(), Path(i).resolve()
+        except OSError:
+            continue
+        if Path(i).is_dir() and out.is_relative_to(src):  # the model saved into the folder of the model it reads
+            raise OutputPathError(f"{p}: output folder is inside the input model {i}; writing there would change "
+                                  "the input; choose a folder outside it")
+        if p.exists() and src != out and src.is_relative_to(out):  # the old folder is removed when the new one is moved in
+            raise OutputPathError(f"{p}: output folder holds the input {i}; replacing the folder would delete it; "
+                                  "choose another")
     if p.exists() and not p.is_dir():
         raise OutputPathError(f"{p}: exists and is not a folder")
     if p.exists() and any(p.iterdir()) and not (p / "config.json").is_file():
@@ -157,6 +172,13 @@ def check_output_folder(path: str | os.PathLike, *, inputs: tuple = ()) -> Path:
     if parent.exists() and not os.access(parent, os.W_OK):
         raise OutputPathError(f"{p}: directory {parent} is not writable")
     return p
+
+
+def data_file(data_cfg) -> Path | None:
+    """The user's data file a command reads (an input an output folder must not hold), or None for a built-in
+    dataset or the one recorded with the model."""
+    d = getattr(data_cfg, "data", None)
+    return Path(d) if isinstance(d, (str, os.PathLike)) and Path(d).is_file() else None
 
 
 def save_folder(model, tokenizer, path: str | os.PathLike, meta: dict | None = None) -> Path:

@@ -257,7 +257,7 @@ def distill(cfg: DistillConfig) -> dict:
 
     from deploytool.train.batching import check_max_length, check_vocab, encode, make_accelerator, torch_max_length
     from deploytool.train.teacher_data import load_teacher_data
-    from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
+    from deploytool.train.checkpoint import check_output_folder, data_file, load_classifier, load_tokenizer, read_meta, \
         resolve_folder, save_folder
     from deploytool.train.evaluate import evaluate_torch
     from deploytool.train.importance import head_neuron_importance, reorder_model
@@ -270,7 +270,7 @@ def distill(cfg: DistillConfig) -> dict:
         raise ConfigError(f"distill: expected a DistillConfig, got {type(cfg).__name__}")
     folder = resolve_folder(cfg.teacher)
     _require_classifier(folder)
-    check_output_folder(cfg.output, inputs=(folder,))
+    check_output_folder(cfg.output, inputs=(folder, data_file(cfg.data)))
     ds = load_teacher_data(cfg.data, folder)  # the teacher's ids; its recorded dataset by default
     acc = make_accelerator(cfg.threads, cfg.cpu, cfg.data.seed)
     tok = load_tokenizer(folder)

@@ -30,7 +30,7 @@ import torch
 
 from deploytool.train.batching import check_max_length, check_vocab, encode, make_accelerator, torch_max_length
 from deploytool.train.teacher_data import load_teacher_data
-from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
+from deploytool.train.checkpoint import check_output_folder, data_file, load_classifier, load_tokenizer, read_meta, \
     require_classifier, resolve_folder, save_folder
 from deploytool.train.batching import keeps_torch_threads
 from deploytool.train.config import DynaBertConfig
@@ -87,7 +87,7 @@ def train_dynabert(cfg: DynaBertConfig) -> dict:
     t0 = time.perf_counter()
     folder = resolve_folder(cfg.teacher)
     require_classifier(folder, "teacher")  # a random head would teach noise
-    check_output_folder(cfg.output, inputs=(folder,))
+    check_output_folder(cfg.output, inputs=(folder, cfg.importance, data_file(cfg.data)))
     ds = load_teacher_data(cfg.data, folder)  # the teacher's ids; its recorded dataset by default
     acc = make_accelerator(cfg.threads, cfg.cpu, cfg.data.seed)
     tok = load_tokenizer(folder)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from deploytool.train.batching import (check_max_length, check_vocab, encode, load_data, make_accelerator, model_inputs,
                                        torch_max_length)
-from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, resolve_folder, \
+from deploytool.train.checkpoint import check_output_folder, data_file, load_classifier, load_tokenizer, resolve_folder, \
     save_folder, weights_digest
 from deploytool.train.batching import keeps_torch_threads
 from deploytool.train.config import TrainConfig
@@ -27,7 +27,7 @@ def finetune(cfg: TrainConfig) -> dict:
     """Train, evaluate on dev, save the HF folder atomically; returns the result record."""
     t0 = time.perf_counter()
     src = resolve_folder(cfg.model)
-    check_output_folder(cfg.output, inputs=(src,))
+    check_output_folder(cfg.output, inputs=(src, data_file(cfg.data)))
     ds = load_data(cfg.data)
     if knows_labels(src, ds.label_names):  # a trained head: its rows keep their classes (they were renamed by the
         ds = with_model_ids(ds, src, str(cfg.data.data))  # data's sorted labels: pos/neg of {0: pos, 1: neg} swapped)

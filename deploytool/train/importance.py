@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from deploytool.errors import OutputPathError
 from deploytool.train.batching import batches, encode, model_inputs, torch_threads
 from deploytool.train.teacher_data import load_teacher_data
-from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
+from deploytool.train.checkpoint import check_output_folder, data_file, load_classifier, load_tokenizer, read_meta, \
     require_classifier, resolve_folder, save_folder
 from deploytool.train.config import ImportanceConfig
 from deploytool.train.subnet import check_supported, encoder_of
@@ -116,7 +116,7 @@ def _compute_importance(cfg: ImportanceConfig) -> dict:
         if Path(cfg.reorder_output).resolve() == Path(cfg.output).resolve():
             raise OutputPathError(f"{cfg.output}: the importance file and the reordered model (--reorder) would be "
                                   "written to the same path; give two")
-        check_output_folder(cfg.reorder_output, inputs=(folder,))
+        check_output_folder(cfg.reorder_output, inputs=(folder, data_file(cfg.data)))
     ds = load_teacher_data(cfg.data, folder)  # the teacher's ids; its recorded dataset by default
     tok = load_tokenizer(folder)
     model = load_classifier(folder, num_labels=ds.num_labels)

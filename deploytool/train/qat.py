@@ -56,7 +56,7 @@ from torch.nn.utils import parametrize
 from deploytool.quant.quantizers import binarize, dequantize, split_ternary, ternarize
 from deploytool.train.batching import check_max_length, check_vocab, encode, make_accelerator, torch_max_length
 from deploytool.train.teacher_data import check_same_labels, load_teacher_data
-from deploytool.train.checkpoint import check_output_folder, load_classifier, load_tokenizer, read_meta, \
+from deploytool.train.checkpoint import check_output_folder, data_file, load_classifier, load_tokenizer, read_meta, \
     require_classifier, resolve_folder, save_folder
 from deploytool.train.batching import keeps_torch_threads
 from deploytool.train.config import QATConfig, QuantMode
@@ -168,7 +168,7 @@ def train_qat(cfg: QATConfig) -> dict:
     t0 = time.perf_counter()
     folder = resolve_folder(cfg.teacher)
     require_classifier(folder, "teacher")  # a random head would teach noise
-    inputs = (folder,) + ((resolve_folder(cfg.init),) if cfg.init is not None else ())
+    inputs = (folder, data_file(cfg.data)) + ((resolve_folder(cfg.init),) if cfg.init is not None else ())
     check_output_folder(cfg.output, inputs=inputs)  # -o may name neither the teacher nor the --init model
     ds = load_teacher_data(cfg.data, folder)  # the teacher's ids; its recorded dataset by default
     if cfg.init is not None:

@@ -331,3 +331,63 @@ def test_a_tokenizer_past_the_embedding_table_is_one_line(tiny, other_tokenizer,
 def test_eval_with_another_models_tokenizer_names_it(tiny, other_tokenizer):
     _fails(["eval", str(tiny / "tiny"), "--tokenizer", str(other_tokenizer), "--data", str(tiny / "toy.csv")],
            f"the tokenizer {other_tokenizer} has token ids up to 399", "embedding table of 100 rows")
+
+
+NESTED_COMMANDS = [
+    ["train", "--model", "{m}", "-o", "{o}"],
+    ["importance", "{m}", "-o", "{j}", "--reorder", "{o}"],
+    ["dynabert", "--teacher", "{m}", "-o", "{o}", "--width-epochs", "0.5", "--depth-epochs", "0"],
+    ["qat", "--teacher", "{m}", "-o", "{o}", "--epochs", "0.5"],
+    ["qat", "--teacher", "{t}/tiny", "--mode", "binary", "--tws", "--init", "{m}", "-o", "{o}", "--epochs", "0.5"],
+    ["distill", "--teacher", "{m}", "-o", "{o}", "--layers", "1", "--hidden", "16", "--heads", "2", "--ffn", "32"],
+]
+
+
+def _tree(folder):
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("cmd", NESTED_COMMANDS, ids=lambda c: c[0] + ("-init" if "--init" in c else ""))
+def test_an_output_folder_holding_the_input_model_is_refused(tiny, tmp_path, cmd):
+    """-o naming a model folder that holds the input model (a teacher kept in a subfolder of an older run) trained,
+    then replaced that folder, deleting the input with it (exit 0, the teacher gone); now one line, nothing changed."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(tiny / "tiny", out)
+    shutil.copytree(tiny / "tiny", out / "teacher")
+    before = _tree(out)
+    args = [a.format(m=out / "teacher", o=out, t=tiny, j=tmp_path / "imp.json") for a in cmd]
+    _fails(args + ["--data", str(tiny / "toy.csv"), "--max-train", "8", "--batch-size", "8", "--threads", "1"],
+           f"{out}: output folder holds the input {out / 'teacher'}", "would delete it")
+    assert _tree(out) == before
+    assert not (tmp_path / "imp.json").exists()
+
+
+@pytest.mark.parametrize("cmd", NESTED_COMMANDS, ids=lambda c: c[0] + ("-init" if "--init" in c else ""))
+def test_an_output_folder_inside_the_input_model_is_refused(tiny, tmp_path, cmd):
+    """-o naming a folder inside the input model wrote the new model into the input's folder (exit 0, the input
+    changed); now one line, the input as it was."""
+    import shutil
+
+    src = tmp_path / "teacher"
+    shutil.copytree(tiny / "tiny", src)
+    before = _tree(src)
+    out = src / "student"
+    args = [a.format(m=src, o=out, t=tiny, j=tmp_path / "imp.json") for a in cmd]
+    _fails(args + ["--data", str(tiny / "toy.csv"), "--max-train", "8", "--batch-size", "8", "--threads", "1"],
+           f"{out}: output folder is inside the input model {src}", out=out)
+    assert _tree(src) == before
+
+
+def test_an_output_folder_holding_the_data_file_is_refused(tiny, tmp_path):
+    """The data file kept in the model folder that -o replaces was deleted with it."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(tiny / "tiny", out)
+    shutil.copy(tiny / "toy.csv", out / "data.csv")
+    before = _tree(out)
+    _fails(["train", "--model", str(tiny / "tiny"), "--data", str(out / "data.csv"), "-o", str(out), "--max-train",
+            "8", "--threads", "1"], f"output folder holds the input {out / 'data.csv'}")
+    assert _tree(out) == before
