@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Any, Mapping, Optional
 
 import onnx_ir as ir
@@ -38,6 +39,9 @@ from deploytool.validation import FilePath, schema
 __all__ = ["HeadPruneConfig", "PruneHeadsPass", "prune_heads_file", "parse_heads_spec"]
 
 
+_DIGITS = re.compile(r"[+-]?[0-9]+")  # a sign: the config says why -1 is no id
+
+
 def parse_heads_spec(spec: str) -> dict[int, tuple[int, ...]]:
     """``"0:1,3;2:0"`` -> ``{0: (1, 3), 2: (0,)}`` (layer: head ids to remove)."""
     out: dict[int, tuple[int, ...]] = {}
@@ -51,13 +55,17 @@ def parse_heads_spec(spec: str) -> dict[int, tuple[int, ...]]:
         layer_s, sep, heads_s = part.partition(":")
         if not sep:
             raise ConfigError(f"heads: '{part}' lacks ':'; expected 'LAYER:HEAD,HEAD' e.g. '0:1,3'")
-        try:
-            layer = int(layer_s)
-            heads = tuple(int(h) for h in heads_s.split(",") if h.strip())
-        except ValueError:
-            raise ConfigError(f"heads: '{part}' is not 'LAYER:HEAD,HEAD' with integers") from None
+        # ASCII digits only: int() also reads '1_0' as 10 and other scripts' digits, a typo then removing another head
+        items = [h.strip() for h in heads_s.split(",")]
+        if not _DIGITS.fullmatch(layer_s.strip()) or not all(_DIGITS.fullmatch(h) for h in items if h):
+            raise ConfigError(f"heads: '{part}' is not 'LAYER:HEAD,HEAD' with integers")
+        layer = int(layer_s)
+        heads = tuple(int(h) for h in items if h)
         if not heads:
             raise ConfigError(f"heads: '{part}' lists no head of layer {layer}; expected 'LAYER:HEAD,HEAD' e.g. '0:1,3'")
+        if "" in items[:-1]:  # '1,,3': an id left out, not a separator to skip (a trailing ',' is one)
+            raise ConfigError(f"heads: '{part}' has an empty head id (',,' or a leading ','); expected 'LAYER:HEAD,HEAD' "
+                              "e.g. '0:1,3'")
         if layer in out:
             raise ConfigError(f"heads: layer {layer} given twice")
         out[layer] = heads

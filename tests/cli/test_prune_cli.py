@@ -109,6 +109,24 @@ def test_bad_heads_spec(model, tmp_path, spec, words):
     _run_bad(["prune-heads", str(model), "--heads", spec], model, tmp_path / "o.onnx", "heads", *words)
 
 
+@pytest.mark.parametrize("spec, words", [("0:1_0", ["'0:1_0'", "with integers"]),  # int() read it as head 10
+                                         ("0:\uff11", ["with integers"]),  # a fullwidth 1, int() read it as 1
+                                         ("\u0661:0", ["with integers"]),  # an Arabic-Indic 1 as the layer
+                                         ("0:1,,2", ["'0:1,,2'", "empty head id"]),  # skipped: 1 and 2 removed
+                                         ("0:,3", ["empty head id"])])
+def test_heads_spec_ids_are_plain_integers(tiny_onnx, tmp_path, spec, words):
+    """On a 12-head model each of these was a valid spec that removed heads the user did not write."""
+    model = tmp_path / "in.onnx"
+    shutil.copy(tiny_onnx("bert", layers=2, hidden=48, heads=12, ffn=32, seed=3), model)
+    _run_bad(["prune-heads", str(model), "--heads", spec], model, tmp_path / "o.onnx", "error: --heads: ", *words)
+
+
+def test_heads_spec_spacing_signs_and_trailing_separators_still_read(tiny_onnx, tmp_path):
+    from deploytool.passes.prune_heads import parse_heads_spec
+
+    assert parse_heads_spec(" 0: 1, 3 ;1:+2,;") == {0: (1, 3), 1: (2,)}
+
+
 @pytest.mark.parametrize("args", [["--heads", "0:1", "--ratio", "0.5"], []])
 def test_heads_and_ratio_together_or_neither(model, tmp_path, args):
     line = _run_bad(["prune-heads", str(model), *args], model, tmp_path / "o.onnx", "exactly one")
