@@ -36,8 +36,8 @@ from deploytool.choices import did_you_mean, enum_choices, kind_of, match_enum, 
 from deploytool.errors import ConfigError
 
 __all__ = ["Choice", "ColumnName", "FilePath", "Flag", "Fraction", "Integer", "Number", "OneOf", "Text",
-           "check_calibration_columns", "format_error", "invalid", "kind_of", "safe_load_yaml",
-           "schema", "show", "validate", "without_extensions"]
+           "check_calibration_columns", "check_column_name", "check_pair_column", "format_error", "invalid", "kind_of",
+           "safe_load_yaml", "schema", "show", "validate", "without_extensions"]
 
 # unknown keys are errors; types are checked by the field types below (lax elsewhere: a YAML list fills
 # a tuple, a mapping fills a nested schema)
@@ -199,14 +199,27 @@ def check_calibration_columns(text_col: Any, pair_col: Any, *, names: tuple[str,
     for name, v, default in ((names[0], text_col, text_default), (names[1], pair_col, None)):
         if v is None and default is None:
             continue
-        problem = _column_problem(v)
-        if problem is not None:
-            raise ConfigError(f"{name}: {problem}")
+        check_column_name(v, name)
         if data is None and v != default:
             raise ConfigError(f"{name}: names a column of the calibration file, and no {data_name} is given")
-    text = DEFAULT_TEXT_COL if text_col is None else text_col
-    if pair_col is not None and pair_col == text:
-        raise ConfigError(f"{names[1]}: {show(pair_col)} is also the text column; the second text is another one")
+    check_pair_column(pair_col, DEFAULT_TEXT_COL if text_col is None else text_col, names[1])
+
+
+def check_column_name(v: Any, name: str) -> None:
+    """ConfigError ``name: expected a column name, got ...`` unless ``v`` is a :data:`ColumnName` (the words of
+    every column option: the calibration configs' and ``train.config.DataConfig``'s)."""
+    problem = _column_problem(v)
+    if problem is not None:
+        raise ConfigError(f"{name}: {problem}")
+
+
+def check_pair_column(pair_col: Any, text_col: Any, name: str, label_col: Any = None) -> None:
+    """ConfigError ``name: 'x' is also the text column; ...`` (or the label column, where a config has one) when
+    the second text of a sentence pair (``pair_col``, None: none) is a column the config already reads."""
+    which = (None if pair_col is None else "text" if pair_col == text_col
+             else "label" if label_col is not None and pair_col == label_col else None)
+    if which is not None:
+        raise ConfigError(f"{name}: {show(pair_col)} is also the {which} column; the second text is another one")
 
 
 def Choice(*values: str) -> Any:  # noqa: N802 - a type

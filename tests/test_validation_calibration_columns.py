@@ -4,7 +4,9 @@
 (2026-12-07): an empty name was 'expected a column name, got ''', 'must be a column name, got ''' or 'expected a
 non-empty string, got str ''', and only QnnQuantConfig refused a second-text column equal to the text column
 (bundle and int8 took it; a file without a label column was then calibrated on each text paired with itself).
-The same bad input through all three must give the same line, bar the field's name."""
+The same bad input through all three, and through the training and eval commands' ``DataConfig`` (``--text-col``,
+``--text-pair-col``, ``--label-col``: its own words until the same day), must give the same line, bar the
+field's name."""
 
 from __future__ import annotations
 
@@ -45,10 +47,21 @@ def _int8(data, text, pair):
     Int8Config(static=True, calib_data=data, **kw)
 
 
+def _data(data, text, pair):
+    """The training and eval commands' columns (--text-col, --text-pair-col), which said an empty second text
+    'text_pair_col: an empty column name', took an empty or blank --text-col (and failed later on "no column ''")
+    and answered a number with @config's 'expected a string, got int 5'."""
+    from deploytool.train.config import DataConfig
+
+    kw = {k: v for k, v in (("text_col", text), ("text_pair_col", pair)) if v is not _ABSENT}
+    DataConfig(data=data, **kw)
+
+
 _FIELDS = {_qnn: ("calibration_text_col", "calibration_text_pair_col", "calibration_data"),
            _bundle: ("qnn_calibration_text_col", "qnn_calibration_text_pair_col", "qnn_calibration"),
-           _int8: ("calib_text_col", "calib_text_pair_col", "calib_data")}
-_CONFIGS = pytest.mark.parametrize("make", list(_FIELDS), ids=["qnn", "bundle", "int8"])
+           _int8: ("calib_text_col", "calib_text_pair_col", "calib_data"),
+           _data: ("text_col", "text_pair_col", "data")}
+_CONFIGS = pytest.mark.parametrize("make", list(_FIELDS), ids=["qnn", "bundle", "int8", "data"])
 
 
 @_CONFIGS
@@ -87,3 +100,22 @@ def test_a_column_without_calibration_data_is_refused(make, text, pair, field):
     with pytest.raises(ConfigError) as e:
         make(None, text, pair)
     assert str(e.value) == f"{(t, p)[field]}: names a column of the calibration file, and no {data} is given"
+
+
+@pytest.mark.parametrize("kw, line", [
+    ({"label_col": ""}, "label_col: expected a column name, got str ''"),
+    ({"label_col": "  "}, "label_col: expected a column name, got str '  '"),
+    ({"label_col": 3}, "label_col: expected a column name, got int 3"),
+    ({"text_pair_col": "label"}, "text_pair_col: 'label' is also the label column; the second text is another one"),
+    ({"text_col": "claim", "text_pair_col": "gold", "label_col": "gold"},
+     "text_pair_col: 'gold' is also the label column; the second text is another one"),
+    ({"text_col": "claim", "label_col": "claim"},
+     "text_col/label_col: both name the column 'claim'; the labels are another column"),
+], ids=["label-empty", "label-blank", "label-number", "pair-is-default-label", "pair-is-label", "label-is-text"])
+def test_the_label_column_is_a_column_name_too(calib_file, kw, line):
+    """DataConfig's label column: the same words for a bad name; its rules against the texts as before."""
+    from deploytool.train.config import DataConfig
+
+    with pytest.raises(ConfigError) as e:
+        DataConfig(data=calib_file, **kw)
+    assert str(e.value) == line

@@ -43,8 +43,8 @@ from typing_extensions import Annotated
 
 from deploytool.choices import did_you_mean, first_repeat, not_one_of
 from deploytool.errors import ConfigError, not_a_file
-from deploytool.validation import (Choice, Fraction, Integer, OneOf, Text, invalid, kind_of, safe_load_yaml, schema,
-                                   show, validate, without_extensions)
+from deploytool.validation import (Choice, ColumnName, Fraction, Integer, OneOf, Text, invalid, kind_of,
+                                   safe_load_yaml, schema, show, validate, without_extensions)
 from deploytool.units import MAX_SEQ_LEN
 from deploytool.variant import PRECISIONS, Precision
 
@@ -283,9 +283,9 @@ class EvalSpec:
     max_length: Integer(8, MAX_SEQ_LEN) = 128
     # a user file's columns, as the eval command's --text-col, --text-pair-col (a sentence pair's second text;
     # none: one text an example, or a file's GLUE pair of columns, found as the CLI finds it) and --label-col
-    text_col: Text = "text"
-    text_pair_col: Optional[Text] = None
-    label_col: Text = "label"
+    text_col: ColumnName = "text"
+    text_pair_col: Optional[ColumnName] = None
+    label_col: ColumnName = "label"
 
     @model_validator(mode="after")
     def _columns(self) -> "EvalSpec":

@@ -130,8 +130,12 @@ def _check_types(cls, kwargs: dict[str, Any], where: str) -> None:
         return None
 
     names = {bool: "true or false", int: "an integer", float: "a number", str: "text", Path: "a path"}
+    # a field the config checks in its own words (choices.OWN_CHECK: DataConfig's columns), as @config leaves it
+    from deploytool.choices import OWN_CHECK
+
+    own = {f.name for f in dataclasses.fields(cls) if OWN_CHECK.items() <= f.metadata.items()}
     for k, v in list(kwargs.items()):
-        t = hints.get(k)
+        t = None if k in own else hints.get(k)
         if t is float and isinstance(v, str):  # YAML 1.1 reads 1e-4 (no dot) as text: the number it spells
             try:
                 kwargs[k] = v = float(v)

@@ -213,6 +213,10 @@ class QATConfig(_Optim):
         _check(0 < self.tws_width <= 1, f"tws_width: must be in (0, 1] (got {self.tws_width})")
         _check(0 < self.tws_ternary_share < 1, f"tws_ternary_share: must be in (0, 1) (got {self.tws_ternary_share})")
         _check(self.init is None or self.tws, "init: a separate starting model is only used with tws")
+        # given without tws they were ignored in silence (a plain ternary run recorded as if cut to that width)
+        for name in ("tws_width", "tws_ternary_share"):
+            _check(self.tws or getattr(self, name) == 0.5,
+                   f"{name}: only used with tws (ternary weight splitting, mode binary); got {getattr(self, name):g}")
         _check(self.granularity in ("layer", "row"), f"granularity: must be layer or row (got {self.granularity!r})")
         _check(self.clip >= 0, f"clip: must be >= 0 (got {self.clip})")
         _check(self.act_bits in (0, 8), f"act_bits: must be 8 (int8 activations) or 0 (fp32) (got {self.act_bits})")

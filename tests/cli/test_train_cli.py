@@ -391,3 +391,15 @@ def test_an_output_folder_holding_the_data_file_is_refused(tiny, tmp_path):
     _fails(["train", "--model", str(tiny / "tiny"), "--data", str(out / "data.csv"), "-o", str(out), "--max-train",
             "8", "--threads", "1"], f"output folder holds the input {out / 'data.csv'}")
     assert _tree(out) == before
+
+
+@pytest.mark.parametrize("extra, option", [
+    (["--tws-width", "0.25"], "--tws-width"),
+    (["--mode", "binary", "--tws-ternary-share", "0.9"], "--tws-ternary-share"),
+])
+def test_qat_tws_options_without_tws_are_refused(tiny, tmp_path, extra, option):
+    """--tws-width and --tws-ternary-share without --tws were ignored in silence: a plain ternary (or binary) run,
+    exit 0, as if the student had been cut to that width or trained ternary for that share."""
+    out = tmp_path / "q"
+    _fails(["qat", "--teacher", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"), "-o", str(out), "--epochs", "0.5",
+            "--max-train", "8", "--threads", "1", *extra], f"{option}: only used with tws", out=out)

@@ -67,8 +67,13 @@ def test_the_eval_keys_are_the_eval_commands_column_options():
      "r.yaml: eval.text_pair_col: the built-in dataset 'rotten-tomatoes' has one text an example"),
     ({"data": "x.csv", "text_pair_col": "b"}, "feature-extraction",
      "r.yaml: eval.text_pair_col: an embedding model's corpus is one text an example"),
-    ({"data": "x.csv", "text_col": ""}, "sequence-classification", "r.yaml: eval.text_col: "),
-    ({"data": "x.csv", "label_col": 3}, "sequence-classification", "r.yaml: eval.label_col: "),
+    # the words of every column option (validation.ColumnName; it was Text's 'expected a non-empty string')
+    ({"data": "x.csv", "text_col": ""}, "sequence-classification",
+     "r.yaml: eval.text_col: expected a column name, got str ''"),
+    ({"data": "x.csv", "text_pair_col": " "}, "sequence-classification",
+     "r.yaml: eval.text_pair_col: expected a column name, got str ' '"),
+    ({"data": "x.csv", "label_col": 3}, "sequence-classification",
+     "r.yaml: eval.label_col: expected a column name, got int 3"),
 ])
 def test_bad_columns_are_refused_at_load_naming_the_key(eval_keys, task, needle):
     with pytest.raises(ConfigError) as e:

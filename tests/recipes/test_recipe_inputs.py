@@ -262,7 +262,7 @@ def test_a_choice_error_echoes_a_huge_value_cut_short():
 @pytest.mark.parametrize("option, value, message", [("batch_size", 2.5, "batch_size: expected an integer, got 2.5"),
                                                     ("seed", "abc", "seed: expected an integer, got 'abc'"),
                                                     ("epochs", "one", "epochs: expected a number, got 'one'"),
-                                                    ("text_col", 3, "text_col: expected text, got 3")])
+                                                    ("text_col", 3, "text_col: expected a column name, got int 3")])
 def test_a_train_option_of_the_wrong_type_is_named_at_check(workspace, option, value, message):
     from deploytool.recipes.runner import check_recipe
 
