@@ -36,7 +36,7 @@ from deploytool.errors import InputFileError, not_a_file
 from deploytool.stats import ALPHA, mean_interval, sign_test, wilson_interval
 
 __all__ = ["AccuracyRecord", "AccuracySet", "Comparison", "Pick", "compare", "examples_key", "fmt_accuracy",
-           "load_accuracy_records", "pick"]
+           "load_accuracy_records", "pick", "same_accuracy"]
 
 T = TypeVar("T")
 
@@ -66,6 +66,8 @@ class AccuracyRecord:
     metric: str = "accuracy"  # or "recall@10" (embedding models: agreement with the reference's neighbours)
     examples: str | None = None  # examples_key of the evaluated examples
     scores: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: the file's figure (percent) where ``value`` is the exact share of its counts that figure was rounded from
+    stated: float | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_correct(cls, correct, ids=None, *, examples: str | None = None) -> AccuracyRecord:
@@ -107,6 +109,15 @@ class AccuracyRecord:
             else:
                 d["scores"] = [round(float(v), 4) for v in self.scores]
         return d
+
+
+def same_accuracy(records: Sequence[AccuracyRecord]) -> bool:
+    """Whether the records give one figure: one metric, and one value as their files state it or one exact value
+    from their counts (a file's 12.15 and another's 13 of 107 right, 12.1495...%, are one accuracy)."""
+    if len({r.metric for r in records}) > 1:
+        return False
+    return len({r.value for r in records}) <= 1 or len({r.value if r.stated is None else r.stated
+                                                       for r in records}) <= 1
 
 
 def fmt_accuracy(value: float | None, n: int | None = None, low: float | None = None, high: float | None = None,
@@ -430,17 +441,24 @@ def _implied_unit(v: float, share: float | None) -> str | None:
 
 
 #: how far (percentage points) a file's ci95 may lie from the Wilson interval of its own counts and still be that
-#: interval rounded: eval writes 3 decimals; an interval made another way (Clopper-Pearson) lies further off
+#: interval rounded: eval writes 3 decimals; an interval made another way (Clopper-Pearson) lies further off. The
+#: same for its accuracy and the share right of those counts
 _CI_ROUNDED = 0.0005 + 1e-9
+
+
+def _right_of_counts(item: dict, scores: np.ndarray | None, n: int | None) -> int | None:
+    """How many of n the record's own counts say are right (n_correct, or its 0/1 per-example results), or None."""
+    k = item.get("n_correct")
+    if not isinstance(k, int) or isinstance(k, bool):
+        k = int(scores.sum()) if scores is not None and bool(np.all((scores == 0) | (scores == 1))) else None
+    return k if k is not None and n is not None and 0 <= k <= n else None
 
 
 def _wilson_of_counts(item: dict, scores: np.ndarray | None, n: int | None) -> tuple[float, float] | None:
     """The exact Wilson interval (percent) of the record's own counts (n_correct of n, or 0/1 per-example results),
     or None without them."""
-    k = item.get("n_correct")
-    if not isinstance(k, int) or isinstance(k, bool):
-        k = int(scores.sum()) if scores is not None and bool(np.all((scores == 0) | (scores == 1))) else None
-    if k is None or n is None or not 0 <= k <= n:
+    k = _right_of_counts(item, scores, n)
+    if k is None:
         return None
     lo, hi = wilson_interval(k, n)
     return 100 * lo, 100 * hi
@@ -450,6 +468,9 @@ def _record(p: Path, name: str, item: dict, scale: float, scores: np.ndarray | N
             n: int | None) -> AccuracyRecord:
     v = _num(p, name, item.get("accuracy", item.get("value")), "accuracy") * scale
     metric = str(item.get("metric") or "accuracy")
+    k, stated = (_right_of_counts(item, scores, n) if metric == "accuracy" else None), None
+    if k is not None and abs(v - 100 * k / n) <= _CI_ROUNDED:
+        v, stated = 100 * k / n, v  # the file's is this share rounded (eval: 3 decimals): shown rounded once, from it
     ci = item.get("ci95")
     if ci is not None:
         if not (isinstance(ci, list) and len(ci) == 2
@@ -473,7 +494,7 @@ def _record(p: Path, name: str, item: dict, scale: float, scores: np.ndarray | N
         low, high = 100 * lo, 100 * hi
     else:
         low = high = None
-    return AccuracyRecord(v, n, low, high, metric, examples, scores)
+    return AccuracyRecord(v, n, low, high, metric, examples, scores, stated)
 
 
 UNITS = ("percent", "fraction")

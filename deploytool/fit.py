@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool import scratch
-from deploytool.accuracy import AccuracyRecord, pick
+from deploytool.accuracy import AccuracyRecord, pick, same_accuracy
 from deploytool.choices import OWN_CHECK, FrozenMap, as_path, config, show
 from deploytool.errors import ConfigError, DeployError, OutputPathError, PassRefusedError, not_a_file
 from deploytool.profiles import Profile
@@ -662,8 +662,8 @@ def _check_same_model_accuracies(config: FitConfig, same_as: dict[str, list[str]
         return
     for name, others in same_as.items():
         given = [(n, accs[n]) for n in (name, *others) if n in accs]
-        if len({(r.value, r.metric) for _, r in given}) > 1:
-            shown = ", ".join(f"{n} {r.value:g}" for n, r in given)
+        if not same_accuracy([r for _, r in given]):  # one figure as the file states it, or from its counts
+            shown = ", ".join(f"{n} {r.value if r.stated is None else r.stated:g}" for n, r in given)
             raise ConfigError(f"--accuracy: {shown}: the same model on this input (one candidate, {name}) with "
                               "different accuracies; keep one")
 

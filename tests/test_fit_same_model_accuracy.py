@@ -80,3 +80,23 @@ def test_two_accuracies_of_one_candidate_are_refused(setup, tmp_path):
     r = _fit(model, acc, out)
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "two.onnx.fit.json").read_text())["chosen"] == "w0.5-d0.75-int8"
+
+
+def test_one_figure_rounded_by_eval_under_two_names_is_one_accuracy(setup, tmp_path):
+    """An eval record (13 of 107 right, written 12.15) under one name and 12.15 without counts under the other: one
+    figure, accepted as before, though the record with counts now holds the exact 12.1495...% (the report shows it
+    rounded once); a figure that differs is still refused, shown as the file states it."""
+    model, _, d = setup
+    acc = tmp_path / "eval.json"
+    acc.write_text(json.dumps([{"model": "w0.5-d1-int8", "accuracy": 80.0},
+                               {"model": "w0.5-d0.75-int8", "accuracy": 12.15, "n_correct": 13, "n": 107},
+                               {"model": "w0.5-d0.7-int8", "accuracy": 12.15}]))
+    r = _fit(model, acc, tmp_path / "one.onnx")
+    assert r.exit_code == 0, r.output
+    acc.write_text(json.dumps([{"model": "w0.5-d1-int8", "accuracy": 80.0},
+                               {"model": "w0.5-d0.75-int8", "accuracy": 12.15, "n_correct": 13, "n": 107},
+                               {"model": "w0.5-d0.7-int8", "accuracy": 12.2}]))
+    r = _fit(model, acc, tmp_path / "two.onnx")
+    assert r.exit_code == 2
+    assert r.output == ("error: --accuracy: w0.5-d0.75-int8 12.15, w0.5-d0.7-int8 12.2: the same model on this "
+                        "input (one candidate, w0.5-d0.75-int8) with different accuracies; keep one\n")

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deploytool.accuracy import load_accuracy_records
+from deploytool.accuracy import load_accuracy_records, same_accuracy
 from deploytool.choices import as_path, config, refuse_repeats, show
 from deploytool.errors import ConfigError, InputFileError, not_a_file
 from deploytool.profiles import Profile, load_profile
@@ -715,12 +715,14 @@ def _attach_accuracy(rows: list[ReportRow], acc_set, all_rows: Sequence[ReportRo
             hits = [(r.model, "", rec)] if rec is not None else []
         else:
             hits = _accuracy_hits(acc_set, r, benchmarked)
-        values = {(rec.value, rec.metric) for _, _, rec in hits}
-        if len(values) > 1:
+        if not same_accuracy([rec for _, _, rec in hits]):  # one figure as the files state it, or from their counts
+            values = {(rec.value if rec.stated is None else rec.stated, rec.metric) for _, _, rec in hits}
             shown = ", ".join(f"{n!r} {rec.label()} in {f}" for n, f, rec in hits[:4])
             raise InputFileError(f"--accuracy: {r.model} is given {len(values)} different accuracies: {shown}; keep "
                                  "one record per model")
-        rec = hits[0][2] if hits else None
+        # the first, or the first whose value is its counts' exact share (a figure rounded to 3 decimals is shown
+        # rounded once from that)
+        rec = next((h[2] for h in hits if h[2].stated is not None), hits[0][2]) if hits else None
         r.accuracy = rec.value if rec is not None else None
         if rec is None:
             continue
