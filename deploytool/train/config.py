@@ -7,9 +7,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploytool.choices import config, items, parse_enum
+from deploytool.choices import OWN_CHECK, config, items, parse_enum
 from deploytool.errors import ConfigError
 from deploytool.units import MAX_SEQ_LEN
+from deploytool.validation import check_column_name, check_pair_column
 
 __all__ = ["DataConfig", "TrainConfig", "ImportanceConfig", "DynaBertConfig", "QATConfig", "QuantMode",
            "EvalConfig", "parse_float_list"]
@@ -53,11 +54,12 @@ class DataConfig:
     """Which dataset and how it is split, tokenized and subsampled."""
 
     data: str | None = "rotten-tomatoes"  # None (eval only): the dataset recorded with the model at training
-    text_col: str = "text"
-    label_col: str = "label"
+    # (the columns are checked by validation.check_column_name alone, in the words of every column option)
+    text_col: str = field(default="text", metadata=OWN_CHECK)
+    label_col: str = field(default="label", metadata=OWN_CHECK)
     # the second text of a sentence pair (GLUE's sentence2, hypothesis, ...); None: one text an example, or a pair
     # of columns the file is found to have (deploytool.data.text_columns)
-    text_pair_col: str | None = None
+    text_pair_col: str | None = field(default=None, metadata=OWN_CHECK)
     seed: int = 0
     max_length: int = 64
     max_train: int | None = None  # first N shuffled training examples (None = all)
@@ -65,14 +67,14 @@ class DataConfig:
 
     def __post_init__(self):
         _check(self.data is None or bool(str(self.data)), "data: a dataset name or file is required")
+        check_column_name(self.text_col, "text_col")
+        check_column_name(self.label_col, "label_col")
+        if self.text_pair_col is not None:
+            check_column_name(self.text_pair_col, "text_pair_col")
         # each text its own label: a head of as many classes as rows was trained, and eval listed every text
         _check(self.text_col != self.label_col,
                f"text_col/label_col: both name the column {self.text_col!r}; the labels are another column")
-        _check(self.text_pair_col is None or bool(str(self.text_pair_col).strip()),
-               "text_pair_col: an empty column name")
-        _check(self.text_pair_col not in (self.text_col, self.label_col),
-               f"text_pair_col: {self.text_pair_col!r} is also the "
-               f"{'text' if self.text_pair_col == self.text_col else 'label'} column; the second text is another one")
+        check_pair_column(self.text_pair_col, self.text_col, "text_pair_col", label_col=self.label_col)
         _check(2 <= self.max_length <= MAX_SEQ_LEN, f"max_length: must be in [2, {MAX_SEQ_LEN}] (got {self.max_length})")
         for name in ("max_train", "max_eval"):
             v = getattr(self, name)
