@@ -53,6 +53,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
+from deploytool.errors import ConfigError
 from deploytool.quant.quantizers import binarize, dequantize, split_ternary, ternarize
 from deploytool.train.batching import check_max_length, check_vocab, encode, make_accelerator, torch_max_length
 from deploytool.train.teacher_data import check_same_labels, load_teacher_data
@@ -64,7 +65,7 @@ from deploytool.train.evaluate import evaluate_torch
 from deploytool.train.losses import distill_loss
 from deploytool.train.loop import run_loop
 from deploytool.train.actquant import act_fn_for, fake_quant_act
-from deploytool.train.subnet import check_supported, encoder_linears, encoder_of, prune_to_width, subnet_forward
+from deploytool.train.subnet import check_sizes, check_supported, encoder_linears, encoder_of, prune_to_width, subnet_forward
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +191,10 @@ def train_qat(cfg: QATConfig) -> dict:
         check_supported(init)
         check_max_length(cfg.data.max_length, torch_max_length(init), f"the --init model {init_folder}")
         check_vocab(tok, init, f"the --init model {init_folder}", tokenizer_from=folder)  # the teacher's tokens
+        try:  # a width that keeps no head was cut to one head and recorded as the width asked for (dynabert refuses it)
+            check_sizes(init, (cfg.tws_width,), ())
+        except ConfigError as e:
+            raise ConfigError(str(e).replace("widths: ", "tws_width: ", 1)) from None
         student = prune_to_width(init.to(acc.device), cfg.tws_width).requires_grad_(True)
         first_mode = QuantMode.TERNARY
     else:

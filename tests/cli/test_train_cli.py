@@ -403,3 +403,12 @@ def test_qat_tws_options_without_tws_are_refused(tiny, tmp_path, extra, option):
     out = tmp_path / "q"
     _fails(["qat", "--teacher", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"), "-o", str(out), "--epochs", "0.5",
             "--max-train", "8", "--threads", "1", *extra], f"{option}: only used with tws", out=out)
+
+
+def test_qat_tws_width_that_keeps_no_head_is_refused(tiny, tmp_path):
+    """qat --tws --tws-width 0.1 on a model of 4 heads (round(0.4) = 0) trained a student of one head a layer (width
+    0.25) and recorded its width as 0.1, exit 0; dynabert and slice refuse such a width, and so does this now."""
+    out = tmp_path / "q"
+    _fails(["qat", "--teacher", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"), "-o", str(out), "--mode", "binary",
+            "--tws", "--tws-width", "0.1", "--epochs", "0.5", "--max-train", "8", "--threads", "1"],
+           "--tws-width: 0.1 keeps round(0.1 * 4) = 0 of 4 heads", out=out)
