@@ -41,7 +41,14 @@ class OutputPathError(DeployError):
 
 
 class ConfigError(DeployError, ValueError):
-    """A config, recipe or device profile that fails validation."""
+    """A config, recipe or device profile that fails validation.
+
+    ``mentions``: the config fields the message names inside its text (``... and no calibration_data is given``),
+    besides the one it starts with; a command line names its options there instead (``cli._grammar``)."""
+
+    def __init__(self, *args: object, mentions: tuple[str, ...] = ()) -> None:
+        super().__init__(*args)
+        self.mentions = tuple(mentions)
 
 
 class StructureError(DeployError):

@@ -195,13 +195,16 @@ def check_calibration_columns(text_col: Any, pair_col: Any, *, names: tuple[str,
     * the second text's column is not the text column (None counting as :data:`DEFAULT_TEXT_COL`): a pair of
       one text twice is no sentence pair.
 
-    A config whose columns only some modes use (int8: static only) refuses them there itself, first."""
+    A config whose columns only some modes use (int8: static only) refuses them there itself, first. The message
+    that names ``data_name`` inside its text lists it in ``ConfigError.mentions`` (a command line names its option
+    there, as it does the leading field)."""
     for name, v, default in ((names[0], text_col, text_default), (names[1], pair_col, None)):
         if v is None and default is None:
             continue
         check_column_name(v, name)
         if data is None and v != default:
-            raise ConfigError(f"{name}: names a column of the calibration file, and no {data_name} is given")
+            raise ConfigError(f"{name}: names a column of the calibration file, and no {data_name} is given",
+                              mentions=(data_name,))
     check_pair_column(pair_col, DEFAULT_TEXT_COL if text_col is None else text_col, names[1])
 
 

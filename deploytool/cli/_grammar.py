@@ -128,6 +128,10 @@ class GrammarCommand(click.Command):
             text = msg
             if field in flags and ":" in msg and field not in given:
                 text = f"{flags[field]}{msg[len(field):]}"
+            # a field the sentence names (bundle: 'and no qnn_calibration is given' <- --qnn-calib-data)
+            for name in getattr(e, "mentions", ()):
+                if name in flags:
+                    text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])", flags[name], text)
             # a boolean field's value set by a flag -> the flag (bundle: 'which qnn=False turns off' <- --no-qnn)
             for value, opt in _flag_values(self.params).items():
                 text = re.sub(rf"(?<![\w.-]){re.escape(value)}(?![\w.-])", opt, text)
