@@ -71,7 +71,10 @@ def render_markdown(rows: Sequence[ReportRow], info: dict[str, Any], title: str,
     recs = info.get("summary") or _summary_records(summaries, info, rows)
     # every text made of names (profiles, SoCs, models, hosts) is escaped, as report.html escapes it
     note = _md_text(_projection_note(summaries, info, rows))
-    lines = [f"# {_md_text(title)}", "", _md_text(_run_facts(info)), "", f"> {note}", "", "## Summary", "",
+    # the title is one line, its line breaks spaces (as report.html's <h1> shows them): a recipe's YAML block title
+    # ends in one, and '- b' on a line of its own was a list item
+    head = _md_text(" ".join(title.splitlines()).strip())
+    lines = [f"# {head}", "", _md_text(_run_facts(info)), "", f"> {note}", "", "## Summary", "",
              "Best variant per device that fits ALL its budgets (p90 latency at every measured sequence length, "
              "peak memory, model size): largest accuracy, then lowest latency.", ""]
     lines += _summary_md(recs, info)

@@ -112,3 +112,21 @@ def test_the_title_renders_literally():
     assert got.blocks["h1"] == [title], got.blocks["h1"]
     h1 = html[html.index("<h1>") + 4:html.index("</h1>")]
     assert "<" not in h1, h1  # no <em>, <code>, <b>, <a>, <s> from the title
+
+
+
+@pytest.mark.parametrize("title, shown", [("a\n- b\n---", "a - b ---"), ("a\r\nb", "a b"), ("r\n", "r")])
+def test_a_title_of_several_lines_is_one_heading(title, shown):
+    """report.md's title is the one line '# <title>': 'a\n- b\n---' went in as a heading, a list item and a rule; a
+    recipe's YAML block title ('title: >') ends in a line break. Its line breaks are spaces, as in report.html's
+    <h1>; rendered with markdown-it-py, the whole title is the h1 and nothing else comes before '## Summary'."""
+    markdown_it = pytest.importorskip("markdown_it")
+    rows = [row("m", 128, 10.0, acc=85.0)]
+    (s,) = summarize(rows)
+    md = render_markdown(rows, {"hosts": ["host"], "profiles": ["kirin990"]}, title, [], [s])
+    html = markdown_it.MarkdownIt("commonmark").enable("table").render(md)
+    got = _Blocks()
+    got.feed(html)
+    assert got.blocks["h1"] == [shown], got.blocks["h1"]
+    head = html[:html.index("<h2>")]
+    assert "<ul>" not in head and "<hr" not in head and head.count("<h1>") == 1, head
