@@ -105,6 +105,10 @@ class DistillConfig(_Optim):
                f"hidden: {self.hidden} is not divisible by heads={self.heads} (head size must be an integer)")
         object.__setattr__(self, "init", parse_enum(DistillInit, self.init, "init"))
         _int(self.importance_examples, "importance_examples", 0, 10**7)
+        # a random student has no teacher heads to reorder: the count was accepted and ignored in silence
+        _check(self.init is DistillInit.TEACHER_SLICE or self.importance_examples in (0, 256),
+               f"importance_examples: only used with init teacher-slice (a random student reorders nothing); "
+               f"got {self.importance_examples} with init {self.init.value}")
         _check(0 <= self.intermediate_epochs <= 1000,
                f"intermediate_epochs: must be in [0, 1000] (got {self.intermediate_epochs})")
         _check(math.isfinite(self.temperature) and self.temperature > 0,

@@ -412,3 +412,18 @@ def test_qat_tws_width_that_keeps_no_head_is_refused(tiny, tmp_path):
     _fails(["qat", "--teacher", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"), "-o", str(out), "--mode", "binary",
             "--tws", "--tws-width", "0.1", "--epochs", "0.5", "--max-train", "8", "--threads", "1"],
            "--tws-width: 0.1 keeps round(0.1 * 4) = 0 of 4 heads", out=out)
+
+
+def test_distill_importance_examples_with_a_random_student_is_refused(tiny, tmp_path):
+    """distill --init random --importance-examples 100 was accepted and the count ignored (a random student has no
+    teacher heads to reorder), exit 0."""
+    out = tmp_path / "s"
+    _fails(["distill", "--teacher", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"), "-o", str(out), "--init",
+            "random", "--importance-examples", "100", "--layers", "1", "--hidden", "16", "--heads", "2", "--ffn", "32",
+            "--max-train", "8", "--threads", "1"], "--importance-examples: only used with init teacher-slice", out=out)
+    for n in ("0", "256"):  # 0 ("don't") and the default say nothing of the reorder: accepted as before
+        r = CliRunner().invoke(main, ["distill", "--teacher", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"),
+                                      "-o", str(tmp_path / f"ok{n}"), "--init", "random", "--importance-examples", n,
+                                      "--layers", "1", "--hidden", "16", "--heads", "2", "--ffn", "32", "--epochs",
+                                      "0.5", "--max-train", "8", "--threads", "1"])
+        assert r.exit_code == 0, r.output

@@ -31,7 +31,7 @@ def toy(tmp_path_factory):
     base = dict(teacher=root / "teacher", data=dc, **STUDENT, **SCHEDULE)
     dist = distill(DistillConfig(output=root / "student", **base))
     plain = distill(DistillConfig(output=root / "plain", init="random", w_logits=0, w_hidden=0, w_attention=0,
-                                  w_labels=1, **base))
+                                  w_labels=1, **{**base, "importance_examples": 0}))  # nothing to reorder
     return {"root": root, "data": dc, "teacher": root / "teacher", "teacher_result": t, "distilled": dist,
             "plain": plain}
 
