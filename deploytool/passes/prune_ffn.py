@@ -139,13 +139,21 @@ class PruneFFNPass(StructuredPass):
                    else load_importance(cfg.importance, structure))
             stats["importance"] = imp.source
             keep = {}
+            raised = []  # layers where the fraction rounds to no neuron of an FFN: that FFN keeps its best one
             for i, layer in enumerate(structure.layers):
                 scores = imp.neurons[i]
                 keep[i] = []
                 for start, f in layer.ffn_offsets():  # each FFN of the layer keeps its share
-                    k = max(1, int(math.floor(cfg.keep * f.width + 0.5)))
+                    k = int(math.floor(cfg.keep * f.width + 0.5))
+                    if k < 1:
+                        k = 1
+                        if i not in raised:
+                            raised.append(i)
                     order = sorted(range(start, start + f.width), key=lambda j: -scores[j])  # stable on ties
                     keep[i] += sorted(order[:k])
+            if raised:  # said as prune-heads says a ratio capped to keep one head
+                stats["note"] = (f"keep {cfg.keep} rounds to no FFN neuron of layer(s) {', '.join(map(str, raised))}: "
+                                 "each FFN there keeps its most important neuron")
         slots = weight_slots(structure)
         for i, idx in keep.items():
             S.keep_neurons(model.graph, structure.layers[i], idx)

@@ -173,6 +173,19 @@ def test_ffn_bad_keep_and_ids(model, tmp_path):
              "all 48")
 
 
+def test_ffn_keep_rounding_to_no_neuron_says_one_is_kept(model, tmp_path):
+    """48 neurons a layer: keep 0.01 asks floor(0.48 + 0.5) = 0 of them; each layer keeps one and says so, as
+    prune-heads --ratio says it keeps one head (it said nothing: 'neurons 96 -> 2' alone)."""
+    res = CliRunner().invoke(main, ["prune-ffn", str(model), "--keep", "0.01", "-o", str(tmp_path / "o.onnx")])
+    assert res.exit_code == 0, res.output
+    assert "neurons 96 -> 2  per layer [1, 1]" in res.output
+    notes = [ln for ln in res.output.splitlines() if ln.startswith("note: ")]
+    assert notes == ["note: keep 0.01 rounds to no FFN neuron of layer(s) 0, 1: each FFN there keeps its most "
+                     "important neuron"], res.output
+    res = CliRunner().invoke(main, ["prune-ffn", str(model), "--keep", "0.02", "-o", str(tmp_path / "p.onnx")])
+    assert res.exit_code == 0 and "per layer [1, 1]" in res.output and "note:" not in res.output  # 0.96 -> 1
+
+
 @pytest.mark.parametrize("cmd", [["slice", "--width", "0.5"], ["prune-heads", "--heads", "0:1"],
                                  ["prune-ffn", "--keep", "0.5"], ["reorder"]])
 def test_not_an_encoder(cnn, tmp_path, cmd):
