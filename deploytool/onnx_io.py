@@ -170,6 +170,24 @@ def _check_input(path: str | os.PathLike) -> Path:
     return p
 
 
+def _unreadable(p: Path, e: BaseException) -> InputFileError:
+    """The one-line error for a file that does not parse as an ONNX model; one in another known format says which
+    (protobuf's own message about an ORT-format file is 'unsupported wire type 4')."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        head = b""
+    if head[4:8] == b"ORTM" and head[:1] != b"\x08":  # FlatBuffers' file identifier (an ONNX file starts 0x08)
+        return InputFileError(f"{p}: an ONNX Runtime ORT-format file (FlatBuffers, as bundle's model.ort), not an "
+                              "ONNX model: give the .onnx it was converted from")
+    for magic, what in ((b"\x1f\x8b", "gzip"), (b"PK\x03\x04", "zip"), (b"\x28\xb5\x2f\xfd", "zstd"),
+                        (b"\xfd7zXZ", "xz")):
+        if head.startswith(magic):
+            return InputFileError(f"{p}: a {what}-compressed file, not an ONNX model: decompress it first")
+    return InputFileError(f"{p}: not a readable ONNX model ({type(e).__name__}: {_first_line(e)})")
+
+
 def load_proto(path: str | os.PathLike, *, load_external_data: bool = True,
                data_files: list[Path] | None = None) -> onnx.ModelProto:
     """Load an ONNX ModelProto, turning every parse failure into a one-line InputFileError.
@@ -182,7 +200,7 @@ def load_proto(path: str | os.PathLike, *, load_external_data: bool = True,
         model = onnx.load(str(p), load_external_data=False)
         locations = _locations(model, p.parent)
     except Exception as e:  # protobuf DecodeError, ...
-        raise InputFileError(f"{p}: not a readable ONNX model ({type(e).__name__}: {_first_line(e)})") from e
+        raise _unreadable(p, e) from e
     if data_files is not None:
         data_files.extend(locations)
     if load_external_data:
@@ -377,7 +395,7 @@ def external_data_files(path: str | os.PathLike) -> list[Path]:
     except InputFileError:
         raise
     except Exception as e:
-        raise InputFileError(f"{p}: not a readable ONNX model ({type(e).__name__}: {_first_line(e)})") from e
+        raise _unreadable(p, e) from e
     return _locations(proto, p.parent)
 
 
@@ -1222,7 +1240,7 @@ def load_model_mapped(path: str | os.PathLike, *, data_files: list[Path] | None 
     except InputFileError:
         raise
     except Exception as e:  # truncated or corrupt protobuf
-        raise InputFileError(f"{p}: not a readable ONNX model ({type(e).__name__}: {_first_line(e)})") from e
+        raise _unreadable(p, e) from e
     if not proto.graph.node and not proto.graph.input:
         raise InputFileError(f"{p}: not an ONNX model (no graph inside)")
     _load_attribute_data(proto, p)

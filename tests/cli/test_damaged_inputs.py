@@ -343,3 +343,30 @@ def test_missing_external_data_is_one_line_for_every_command(seed, tmp_path, arg
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert lines[0] == f"error: {src}: external data file 'ext.data' not found beside the model", lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ext.onnx"]
+
+
+@pytest.mark.parametrize("args", [["inspect", "{m}"], ["repack", "{m}", "--runtime", "memory", "-o", "{o}"],
+                                  ["slice", "{m}", "--width", "0.5", "-o", "{o}"]])
+def test_an_ort_format_or_compressed_file_is_named_so(seed, tmp_path, args):
+    """model.ort (what ONNX Runtime's converter and bundle write) or a gzipped .onnx given for the .onnx: protobuf's
+    'unsupported wire type 4' (or 7) was all the message said."""
+    import gzip
+
+    import onnxruntime as ort
+
+    ort_file = tmp_path / "model.ort"
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(ort_file)
+    so.add_session_config_entry("session.save_model_format", "ORT")
+    ort.InferenceSession(str(seed), so, providers=["CPUExecutionProvider"])
+    assert ort_file.read_bytes()[4:8] == b"ORTM"
+    gz = tmp_path / "model.onnx"
+    gz.write_bytes(gzip.compress(seed.read_bytes()))
+    for path, needle in ((ort_file, "an ONNX Runtime ORT-format file"), (gz, "a gzip-compressed file")):
+        before = _sha(path)
+        out = tmp_path / "o.onnx"
+        r = _run(*[a.format(m=path, o=out) for a in args])
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {path}: {needle}"), r.stderr
+        assert not out.exists() and _sha(path) == before
