@@ -222,8 +222,18 @@ def _refuse_missing_data(model: Path, files: list[Path]) -> None:
     """InputFileError naming the first of ``files`` (the external data of ``model``) that is not there."""
     for f in files:
         if not f.is_file():
-            raise InputFileError(f"{model}: external data file {os.path.relpath(f, model.resolve().parent)!r} not "
-                                 "found beside the model")
+            raise InputFileError(_no_data_file(model, os.path.relpath(f, model.resolve().parent), f))
+
+
+def _no_data_file(model: Path, location: str, f: Path) -> str:
+    """Why the external-data file ``f`` (``location`` as the model names it) cannot be read: absent, or not a file."""
+    if not location or f == model.resolve().parent:
+        return f"{model}: a tensor's external data location is empty (it names no file)"
+    if f.is_dir():
+        return f"{model}: external data location {location!r} is a folder, not a file"
+    if f.exists():
+        return f"{model}: external data location {location!r} is {SPECIAL_FILE}"
+    return f"{model}: external data file {location!r} not found beside the model"
 
 
 def _check_references(proto: onnx.ModelProto, path: Path) -> None:
@@ -1160,7 +1170,7 @@ def _map_initializers(model: ir.Model, p: Path, spans: dict[str, tuple[int, int]
                 raise InputFileError(f"{p}: external data location {t.location!r} lies outside the model's folder")
             f = (base / loc).resolve()
             if not f.is_file():
-                raise InputFileError(f"{p}: external data file {t.location!r} not found beside the model")
+                raise InputFileError(_no_data_file(p, t.location, f))
             if f not in maps:
                 maps[f] = MappedFile(f, mapped.budget)
             m, offset = maps[f], t.offset or 0

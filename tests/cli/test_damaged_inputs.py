@@ -370,3 +370,28 @@ def test_an_ort_format_or_compressed_file_is_named_so(seed, tmp_path, args):
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: {path}: {needle}"), r.stderr
         assert not out.exists() and _sha(path) == before
+
+
+@pytest.mark.parametrize("args", [["inspect", "{m}"], ["slice", "{m}", "--width", "0.5", "-o", "{d}/s.onnx"]])
+def test_an_external_data_location_that_is_no_file_is_named_so(seed, tmp_path, args):
+    """A location naming a folder, or empty (the model's own folder): both were 'not found beside the model', which
+    sends the user looking for a file that is not missing."""
+    m = onnx.load(str(seed))
+    onnx.save(m, str(tmp_path / "ext.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="ext.data", size_threshold=0)
+    for location, expected in (("sub", "external data location 'sub' is a folder, not a file"),
+                               ("", "a tensor's external data location is empty (it names no file)")):
+        m = onnx.load(str(tmp_path / "ext.onnx"), load_external_data=False)
+        for t in m.graph.initializer:
+            for e in t.external_data:
+                if e.key == "location":
+                    e.value = location
+        src = tmp_path / f"m{location}.onnx"
+        onnx.save(m, str(src))
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        before = _sha(src)
+        r = _run(*[a.format(m=src, d=tmp_path) for a in args])
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2 and len(lines) == 1, r.stderr
+        assert lines[0] == f"error: {src}: {expected}", lines[0]
+        assert not (tmp_path / "s.onnx").exists() and _sha(src) == before
