@@ -26,14 +26,20 @@ ROOTFS=$BASE/rootfs
 SITE=$BASE/site
 
 mkdir -p "$BASE"
-if [ -f "$BASE/READY" ] && [ "$(cat "$BASE/READY")" = "$STAMP" ]; then
+# READY counts only with its parts: a folder whose qemu, python or onnxruntime was removed since is set up again
+# (the missing part alone), not declared done (the user was told to run this script, which then did nothing)
+ready() {
+  [ -f "$BASE/READY" ] && [ "$(cat "$BASE/READY")" = "$STAMP" ] && [ -x "$QEMU" ] \
+    && [ -x "$ROOTFS/usr/bin/python3.11" ] && [ -d "$SITE/onnxruntime" ]
+}
+if ready; then
   echo "$BASE"
   exit 0
 fi
 # one set-up at a time (tests and the CLI may start it in parallel)
 exec 9>"$BASE/.lock"
 flock 9
-if [ -f "$BASE/READY" ] && [ "$(cat "$BASE/READY")" = "$STAMP" ]; then
+if ready; then
   echo "$BASE"
   exit 0
 fi

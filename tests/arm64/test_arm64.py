@@ -231,3 +231,44 @@ def test_verify_arm64_refuses_an_output_it_cannot_write_before_running(tiny_onnx
                                   "--emulator-dir", str(tmp_path), "-o", out])
     assert r.exit_code == 2 and _err_line(r).startswith(f"error: {'-o -' if where == 'dash' else out}:"), r.output
     assert "Traceback" not in r.output and not list(tmp_path.iterdir())
+
+
+def test_a_set_up_folder_missing_a_part_is_set_up_again(variants, tmp_path, monkeypatch):
+    """A set-up folder whose READY stamp is current but whose qemu-aarch64 was removed since: verify-arm64 ran
+    scripts/setup_arm64.sh, which trusted READY and did nothing, then said 'not set up ... run: bash
+    scripts/setup_arm64.sh DIR', the command that had just done nothing. Now the script sets the missing part up
+    again (here it cannot: no apt-get on PATH, and it says so)."""
+    from deploytool.arm64.emulator import SETUP_SCRIPT
+
+    bash = shutil.which("bash")
+    if bash is None or shutil.which("flock") is None:
+        pytest.skip("needs bash and flock")
+    tools = tmp_path / "bin"  # what the script's first lines use, and no apt-get
+    tools.mkdir()
+    for t in ("bash", "dirname", "cat", "mkdir", "flock", "rm", "id", "sed", "head"):
+        if shutil.which(t):
+            (tools / t).symlink_to(shutil.which(t))
+    monkeypatch.setenv("PATH", str(tools))
+    monkeypatch.setenv("ORT_VERSION", "9.9.9")
+    monkeypatch.setenv("NUMPY_VERSION", "8.8.8")
+    home = tmp_path / "emu"
+    for sub in ("qemu", "rootfs/usr/bin", "site/onnxruntime"):
+        (home / sub).mkdir(parents=True)
+    (home / "READY").write_text("ort=9.9.9 numpy=8.8.8 qemu=bookworm-backports python=3.11 v1\n")
+    for exe in ("qemu/qemu-aarch64", "rootfs/usr/bin/python3.11"):
+        (home / exe).write_text("#!/bin/sh\nexit 1\n")
+        os.chmod(home / exe, 0o755)
+    import subprocess
+
+    # every part there: the stamp is taken as done (nothing fetched; this is the stamp the script writes)
+    done = subprocess.run([bash, str(SETUP_SCRIPT), str(home)], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == str(home), done.stderr
+    (home / "qemu/qemu-aarch64").unlink()
+    out = tmp_path / "v.json"
+    r = CliRunner().invoke(main, ["verify-arm64", str(variants["fp32"]), "--cpu", "cortex-a72",
+                                  "--emulator-dir", str(home), "-o", str(out)])
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]  # the 'setting up ...' notice, then the error
+    line = lines[-1]
+    assert "Traceback" not in r.output and [ln for ln in lines if ln.startswith("error")] == [line]
+    assert r.exit_code == 2 and line.startswith(f"error: ARM64 emulator cannot be set up in {home}: "), line
+    assert "needs 'apt-get'" in line and not out.exists()
