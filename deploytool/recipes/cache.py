@@ -13,7 +13,8 @@ output folder: ``run recipes/binarybert.yaml`` reuses the teacher that ``recipes
 fine-tuned; ``<out>/steps/<kind>-<key[:12]>`` is then a link to it. Without a store, in
 ``<out>/steps/<kind>-<key[:12]>/`` as before (and such a folder from an earlier run is still reused).
 A step folder is written under a temporary name and renamed when the step succeeded, so a failed step
-leaves nothing half-made. A store may have a size cap: at the end of a run the least recently used
+leaves nothing half-made; it lists its files and their sizes (``.files.json``), and a finished folder whose
+files are no longer those (truncated, removed, replaced by a folder) is said in one warning and made again. A store may have a size cap: at the end of a run the least recently used
 entries (not those of that run) are removed until the store fits. ``deploytool cache ls``
 lists it and ``deploytool cache clear`` empties it (:func:`store_entries`, :func:`clear_store`).
 """
@@ -29,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -124,8 +126,18 @@ class StepCache:
         return self.store / f"{kind}-{key[:16]}"
 
     def done(self, kind: str, key: str) -> bool:
+        """True when the step's folder is finished and whole (:func:`damage`); a finished folder that is not (a
+        truncated or missing file, a file replaced by a folder) is said in one warning and removed: the step is
+        made again rather than its broken result handed on."""
         folder = self.dir_for(kind, key)
         if not (folder / ".done").is_file():
+            return False
+        why = damage(folder)
+        if why is not None:
+            import logging
+
+            logging.getLogger(__name__).warning("%s: a damaged step folder (%s); the step is made again", folder, why)
+            _remove(folder)
             return False
         self._use(folder)
         return True
@@ -156,10 +168,11 @@ class StepCache:
             yield tmp
             if about is not None:
                 (tmp / ".about.json").write_text(json.dumps(about, sort_keys=True))
+            _write_manifest(tmp)
             (tmp / ".done").write_text(key + "\n")
             if final.is_symlink():  # a run folder's link to a store entry (dangling after `cache clear`)
                 final.unlink()
-            elif _finished(final):
+            elif _finished(final) and damage(final) is None:
                 # another run on the store finished the same step meanwhile: its folder stays (that run reads it;
                 # removing it failed that run's next step), this one's copy goes
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -218,6 +231,57 @@ class StepCache:
                 total -= e.bytes
                 removed.append(e.name)
         return removed
+
+
+#: in every finished step folder: the size of each of its files (path relative to the folder -> bytes), written
+#: last but ``.done``; a folder whose files are not those is not handed on (:func:`damage`)
+MANIFEST = ".files.json"
+
+
+def _folder_files(folder: Path) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for dirpath, _, files in os.walk(folder):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            st = os.lstat(p)
+            if stat.S_ISREG(st.st_mode):
+                out[Path(os.path.relpath(p, folder)).as_posix()] = st.st_size
+    out.pop(".done", None)
+    out.pop(MANIFEST, None)
+    return out
+
+
+def _write_manifest(folder: Path) -> None:
+    (folder / MANIFEST).write_text(json.dumps(_folder_files(folder), sort_keys=True))
+
+
+def damage(folder: Path) -> str | None:
+    """What is wrong with a finished step folder, or None when it is whole: every file its manifest
+    (:data:`MANIFEST`) lists is there, a regular file of the size it had when the step finished, and its
+    ``outputs.json`` (the runner's) is readable JSON."""
+    try:
+        listed = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        return f"no {MANIFEST}"
+    except (OSError, ValueError) as e:
+        return f"{MANIFEST} unreadable: {type(e).__name__}"
+    if not isinstance(listed, dict):
+        return f"{MANIFEST} is not a mapping"
+    for rel, size in sorted(listed.items()):
+        try:
+            st = os.lstat(folder / rel)
+        except OSError:
+            return f"{rel} is missing"
+        if not stat.S_ISREG(st.st_mode):
+            return f"{rel} is no longer a file"
+        if st.st_size != size:
+            return f"{rel} has {st.st_size} bytes, {size} when the step finished"
+    if "outputs.json" in listed:
+        try:
+            json.loads((folder / "outputs.json").read_text())
+        except (OSError, ValueError):
+            return "outputs.json is not readable JSON"
+    return None
 
 
 def _finished(folder: Path) -> bool:
