@@ -443,6 +443,10 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
     from deploytool.onnx_io import check_external_data
 
     check_external_data(model)
+    shown = check_output_dir(out)  # named as given (a link to a full folder is refused here)
+    if out.is_symlink():  # -o a link (to an empty or new folder): the bundle goes where it points; renaming the
+        # staged folder onto the link itself fails (a folder cannot replace a link), after all the work was done
+        out = Path(os.path.realpath(out))
     check_output_dir(out)
     proto = load_proto(model, load_external_data=False)  # not ONNX -> one line
     plan = plan_inputs_proto(proto, model)  # no input ids -> one line
@@ -525,4 +529,4 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
             from deploytool import scratch as scratch_dirs
 
             scratch_dirs.remove(scratch)
-    return BundleResult(out, manifest)
+    return BundleResult(shown, manifest)

@@ -156,6 +156,31 @@ def test_bundle_bad_input(model_dir, tmp_path, case):
     assert not list(tmp_path.glob(".out.*"))  # no half-written staging folder
 
 
+@pytest.mark.parametrize("target", ["empty", "new", "full"])
+def test_bundle_output_through_a_symbolic_link(model_dir, tmp_path, target):
+    """-o a link to an empty folder (or to one not made yet): the whole bundle was built, then renaming it onto the
+    link failed ('internal error NotADirectoryError', exit 1). It goes where the link points, which stays a link; a
+    link to a folder with files is refused as that folder is, naming the link."""
+    src, _ = model_dir
+    real, link = tmp_path / "real" / "b", tmp_path / "link"
+    if target != "new":
+        real.mkdir(parents=True)
+    if target == "full":
+        (real / "keep.txt").write_text("x")
+    link.symlink_to(real, target_is_directory=True)
+    r = _bundle([str(src / "tiny.onnx"), "--profile", "kirin990", "-o", str(link), "--no-qnn"])
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    if target == "full":
+        assert _one_line(r) == f"error: {link}: directory exists and is not empty; choose a new output folder"
+        assert [p.name for p in real.iterdir()] == ["keep.txt"]
+        return
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in real.iterdir()) == ["manifest.json", "model.ort", "required_operators.config"]
+    m = json.loads((real / "manifest.json").read_text())
+    assert all((real / f["name"]).stat().st_size == f["bytes"] for f in m["files"])
+    assert not [p for p in tmp_path.rglob(".*") if p.name.endswith(".tmp")]  # no staging folder left
+
+
 def test_bundle_seq_len_past_the_position_table(model_dir, tmp_path, capfd):
     # the tiny BERT has 160 positions: refused before ONNX Runtime runs it, naming the user's file and the limit
     src, _ = model_dir
