@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 from deploytool.errors import UnavailableError
 from deploytool.settings import default_arm64_home
@@ -119,13 +120,17 @@ def setup_emulator(home: str | os.PathLike | None = None, *, script: str | os.Pa
     return find_emulator(target)
 
 
-def ensure_emulator(home: str | os.PathLike | None = None, *, setup: bool = True) -> Emulator:
-    """The emulator in ``home``; set it up first when missing and ``setup`` is true."""
+def ensure_emulator(home: str | os.PathLike | None = None, *, setup: bool = True,
+                    on_setup: Callable[[], None] | None = None) -> Emulator:
+    """The emulator in ``home``; set it up first when missing and ``setup`` is true (calling ``on_setup`` just
+    before: the CLI's notice that a minute's download starts)."""
     try:
         return find_emulator(home)
     except UnavailableError:
         if not setup:
             raise
+    if on_setup is not None:
+        on_setup()
     return setup_emulator(home)
 
 

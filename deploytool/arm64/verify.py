@@ -52,7 +52,7 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -302,8 +302,9 @@ def _run_cpu(emu: Emulator, cpu: str, job_path: Path, timeout_s: float) -> dict[
     return json.loads(lines[-1])
 
 
-def verify_arm64(config: VerifyConfig) -> VerifyResult:
-    """Run ``config.models`` under the emulator on every CPU model and compare with the host."""
+def verify_arm64(config: VerifyConfig, *, on_setup: Callable[[], None] | None = None) -> VerifyResult:
+    """Run ``config.models`` under the emulator on every CPU model and compare with the host. ``on_setup``: called
+    when the emulator is about to be set up (after the models were checked), as :func:`ensure_emulator` says."""
     import onnx_ir as ir
 
     from deploytool.inspection import check_position_table
@@ -319,7 +320,7 @@ def verify_arm64(config: VerifyConfig) -> VerifyResult:
         check_position_table(ir.serde.deserialize_model(proto), config.seq_len, str(m))
         plans.append(plan)
         del proto
-    emu = ensure_emulator(config.emulator_home, setup=config.setup)
+    emu = ensure_emulator(config.emulator_home, setup=config.setup, on_setup=on_setup)
     profile = config.profile
     providers = profile.ep_names() if profile else ["CPUExecutionProvider"]
     provider_options = [profile.provider_options(ep) for ep in profile.execution_providers] if profile else [{}]

@@ -111,15 +111,11 @@ def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple
         cpus = (profile.qemu_cpu, *cpus)
     config = VerifyConfig(models=models, profile=profile, cpus=cpus, seq_len=seq_len, seed=seed,
                           emulator_home=emulator_dir, setup=not no_setup)
-    if not no_setup:
-        from deploytool.arm64 import find_emulator
-        from deploytool.errors import UnavailableError
-
-        try:
-            find_emulator(emulator_dir)
-        except UnavailableError:
-            click.echo("setting up the ARM64 emulator (scripts/setup_arm64.sh, one time, about a minute)", err=True)
-    result = run(config)
+    # said when the set-up starts, after the models were checked: printed before, it came ahead of a model's one-line
+    # error ('--seq-len 500 is longer than the position table') with no set-up run at all
+    setup_notice = {} if no_setup else {"on_setup": lambda: click.echo(
+        "setting up the ARM64 emulator (scripts/setup_arm64.sh, one time, about a minute)", err=True)}
+    result = run(config, **setup_notice)
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.table())
     twins = sorted({Path(c.model).name for c in result.checks if c.host_reference != "model"})
     if twins and not as_json:

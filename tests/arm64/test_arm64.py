@@ -272,3 +272,15 @@ def test_a_set_up_folder_missing_a_part_is_set_up_again(variants, tmp_path, monk
     assert "Traceback" not in r.output and [ln for ln in lines if ln.startswith("error")] == [line]
     assert r.exit_code == 2 and line.startswith(f"error: ARM64 emulator cannot be set up in {home}: "), line
     assert "needs 'apt-get'" in line and not out.exists()
+
+
+def test_a_model_refused_before_set_up_is_one_line(variants, tmp_path):
+    """verify-arm64 without --no-setup, the emulator missing, a --seq-len past the model's position table: it printed
+    'setting up the ARM64 emulator ...' and then the one-line error, with no set-up run at all (the models are checked
+    first). Now the error alone, and the emulator folder is not made."""
+    home = tmp_path / "emu"
+    r = CliRunner().invoke(main, ["verify-arm64", str(variants["fp32"]), "--cpu", "max", "--seq-len", "500",
+                                  "--emulator-dir", str(home)])
+    assert r.exit_code == 2
+    assert _err_line(r).startswith(f"error: {variants['fp32']}: --seq-len 500 is longer than the model's position")
+    assert not home.exists()
