@@ -484,6 +484,13 @@ def check_folder_path(path: str | os.PathLike, what: str = "output folder") -> P
                 raise OutputPathError(f"{out}: {'is a file' if p == out else f'{p} is a file'}, not a folder "
                                       f"(the {what})")
             break
+        if p.is_symlink():  # a link to nothing (or a loop of links): mkdir failed as an internal FileExistsError
+            try:
+                target = os.readlink(p)
+            except OSError:
+                target = "?"
+            raise OutputPathError(f"{out}: {'is' if p == out else f'{p} is'} a link to {target}, which leads to no "
+                                  f"folder (the {what})")
     return out
 
 

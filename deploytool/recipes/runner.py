@@ -446,6 +446,11 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
     from deploytool.onnx_io import check_folder_path
     from deploytool.recipes.cache import active_run
 
+    # everything that can be checked before minutes of work, and before the output folder or the store is made (a
+    # refused run left an empty store folder behind): the model, profiles, every step's config, the files the steps
+    # read, the output folder's path
+    check_recipe(recipe)
+    check_folder_path(out_dir)
     if store is not None:
         check_folder_path(store, "step store, --cache-dir")
         _refuse_store_folder(out_dir, store)
@@ -459,10 +464,7 @@ def _run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | N
     from deploytool.onnx_io import check_folder_path
 
     t_start = time.perf_counter()
-    rec = recipe
-    # 0. everything that can be checked before minutes of work (and before the output folder is made): the
-    # model, profiles, every step's config and the files the steps read
-    check_recipe(rec)
+    rec = recipe  # checked by run_recipe (check_recipe) before the store was made
     out = check_folder_path(out_dir)
     _refuse_model_folder(out, rec)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,71 @@
+"""Runs refused before they start make nothing. An output folder or step store named by a link that leads nowhere
+(its target removed, a loop of links): one line, exit 2. Both were 'internal error FileExistsError' (exit 1): the
+path did not exist, so it looked free, and mkdir then found the link; and a refused -o made the store first. A recipe
+refused by its check (a missing model) left an empty store folder behind."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from deploytool.cli import main
+
+WORKSPACE_ROWS = 40  # the workspace fixture's toy.csv (tests/recipes/conftest.py)
+
+
+@pytest.mark.parametrize("where", ["-o", "--cache-dir", "env", "-o parent", "--cache-dir loop", "cache ls"])
+def test_a_link_to_nothing_is_refused_in_one_line(workspace, tmp_path, monkeypatch, where):
+    doc = {"schema_version": 1, "name": "dl", "model": {"path": "model"}, "task": "sequence-classification",
+           "export": {"exporter": "torch"}, "sweep": {"width": [1.0], "depth": [1.0], "precision": ["fp32"]},
+           "devices": ["x86-host"], "bench": {"seq_len": [8], "runs": 1, "warmup": 0}}
+    recipe = tmp_path / "dl.yaml"
+    recipe.write_text(yaml.safe_dump(doc, sort_keys=False))
+    # the recipe's model path is relative to the recipe's folder
+    os.symlink(workspace / "model", tmp_path / "model", target_is_directory=True)
+    link = tmp_path / "gone"
+    os.symlink(tmp_path / "removed-target", link)
+    loop_a, loop_b = tmp_path / "a", tmp_path / "b"
+    os.symlink(loop_b, loop_a)
+    os.symlink(loop_a, loop_b)
+    out, store = tmp_path / "out", tmp_path / "store"
+    named = link
+    if where == "-o":
+        out = link
+    elif where == "--cache-dir":
+        store = link
+    elif where == "env":
+        store = None
+        monkeypatch.setenv("DEPLOYTOOL_CACHE_DIR", str(link))
+    elif where == "-o parent":
+        out = link / "run"
+    elif where == "--cache-dir loop":
+        store, named = loop_a, loop_a
+    before = sorted(p.name for p in tmp_path.iterdir())
+    if where == "cache ls":
+        argv = ["cache", "ls", "--cache-dir", str(link)]
+    else:
+        argv = ["run", str(recipe), "-o", str(out), "--quiet"] + (["--cache-dir", str(store)] if store else [])
+    r = CliRunner().invoke(main, argv)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0].startswith("error: ") and "no folder" in lines[0], lines[0]
+    assert f"{named}: is a link to " in lines[0] or f"{named} is a link to " in lines[0], lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing made (no out, no store)
+    assert os.path.islink(link) and not os.path.exists(link)
+
+
+@pytest.mark.parametrize("bad", [{"model": {"path": "no-such-model"}}, {"devices": ["kirin99"]}])
+def test_a_refused_recipe_makes_no_store(tmp_path, bad):
+    doc = {"schema_version": 1, "name": "nostore", "model": {"path": "model"}, "task": "sequence-classification",
+           "export": {"exporter": "torch"}, "sweep": {"width": [1.0], "depth": [1.0], "precision": ["fp32"]},
+           "devices": ["x86-host"], "bench": {"seq_len": [8], "runs": 1, "warmup": 0}, **bad}
+    recipe = tmp_path / "nostore.yaml"
+    recipe.write_text(yaml.safe_dump(doc, sort_keys=False))
+    r = CliRunner().invoke(main, ["run", str(recipe), "-o", str(tmp_path / "out"), "--cache-dir",
+                                  str(tmp_path / "store"), "--quiet"])
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nostore.yaml"]
