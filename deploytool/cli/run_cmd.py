@@ -54,16 +54,18 @@ def run(recipe: Path, out_dir: Path | None, quiet: bool, check: bool, cache_dir:
                           "off; the two exclude each other (nothing run)")
     from deploytool.recipes import load_recipe
     from deploytool.recipes.console import print_headline, step_printer
-    from deploytool.recipes.runner import check_recipe, run_recipe
+    from deploytool.recipes.runner import check_recipe, check_run_paths, run_recipe
 
     rec = load_recipe(recipe)
+    out = out_dir or Path("runs") / rec.name
+    store = None if no_shared_cache else (cache_dir or default_store())
     if check:
-        for line in check_recipe(rec):
+        plan = check_recipe(rec)
+        check_run_paths(rec, out, store)  # the folders the run would use, too: nothing made
+        for line in plan:
             click.echo(line)
         click.echo(f"{recipe}: ok")
         return
-    out = out_dir or Path("runs") / rec.name
-    store = None if no_shared_cache else (cache_dir or default_store())
     result = run_recipe(rec, out, progress=None if quiet else step_printer(sys.stderr), store=store,
                         max_store_bytes=int(cache_max_gb * _GB) if store is not None else None)
     print_headline(result)

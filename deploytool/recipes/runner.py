@@ -434,6 +434,19 @@ def _refuse_store_folder(out: str | Path, store: str | Path) -> None:
                           "(--no-shared-cache keeps the steps in the output folder); nothing run")
 
 
+def check_run_paths(recipe: Recipe, out_dir: str | Path, store: str | Path | None) -> None:
+    """OutputPathError when the run's output folder or its step store cannot be used (a file or a link to nothing in
+    the way, the model folder the recipe reads, one folder inside the other); nothing is made. ``run --check`` calls
+    it too: it said 'ok' for an -o the run then refused."""
+    from deploytool.onnx_io import check_folder_path
+
+    check_folder_path(out_dir)
+    _refuse_model_folder(Path(out_dir), recipe)
+    if store is not None:
+        check_folder_path(store, "step store, --cache-dir")
+        _refuse_store_folder(out_dir, store)
+
+
 def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | None = None,
                store: str | Path | None = None, max_store_bytes: int | None = None) -> RunResult:
     """Run every step of ``recipe`` into ``out_dir`` (cached) and write the report.
@@ -443,17 +456,13 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
     its size (least recently used entries of other runs go first). While it runs, the run is registered in the
     store (:func:`~deploytool.recipes.cache.active_run`): another run's size cap and ``cache clear`` leave the
     store alone meanwhile."""
-    from deploytool.onnx_io import check_folder_path
     from deploytool.recipes.cache import active_run
 
     # everything that can be checked before minutes of work, and before the output folder or the store is made (a
     # refused run left an empty store folder behind): the model, profiles, every step's config, the files the steps
     # read, the output folder's path
     check_recipe(recipe)
-    check_folder_path(out_dir)
-    if store is not None:
-        check_folder_path(store, "step store, --cache-dir")
-        _refuse_store_folder(out_dir, store)
+    check_run_paths(recipe, out_dir, store)
     with active_run(Path(store) if store is not None else None) as marker:
         return _run_recipe(recipe, out_dir, progress=progress, store=store, max_store_bytes=max_store_bytes,
                            marker=marker)

@@ -69,3 +69,31 @@ def test_a_refused_recipe_makes_no_store(tmp_path, bad):
     lines = r.stderr.strip().splitlines()
     assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nostore.yaml"]
+
+
+@pytest.mark.parametrize("where", ["under a file", "the model folder", "a link to nothing", "the store"])
+def test_check_refuses_the_folders_the_run_would_refuse(workspace, tmp_path, where):
+    """`run --check -o X` printed 'ok' for an X the run then refused in its first second: the check now looks at the
+    output folder and the store as the run does, and makes neither."""
+    doc = {"schema_version": 1, "name": "chk", "model": {"path": str(workspace / "model")},
+           "task": "sequence-classification", "export": {"exporter": "torch"},
+           "sweep": {"width": [1.0], "depth": [1.0], "precision": ["fp32"]}, "devices": ["x86-host"],
+           "bench": {"seq_len": [8], "runs": 1, "warmup": 0}}
+    recipe = tmp_path / "chk.yaml"
+    recipe.write_text(yaml.safe_dump(doc, sort_keys=False))
+    (tmp_path / "afile").write_text("x")
+    os.symlink(tmp_path / "removed-target", tmp_path / "gone")
+    store = tmp_path / "store"
+    out = {"under a file": tmp_path / "afile" / "out", "the model folder": workspace / "model" / "run",
+           "a link to nothing": tmp_path / "gone", "the store": store / "run"}[where]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    argv = ["run", str(recipe), "--check", "--cache-dir", str(store)]
+    r = CliRunner().invoke(main, argv + ["-o", str(out)])
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {out}: "), r.output
+    assert "ok" not in r.stdout.split()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and not (workspace / "model" / "run").exists()
+    # a usable folder is still only checked: 'ok', nothing made
+    r = CliRunner().invoke(main, argv + ["-o", str(tmp_path / "fine")])
+    assert r.exit_code == 0 and r.stdout.strip().endswith(f"{recipe}: ok"), r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
