@@ -508,6 +508,14 @@ def check_output_dir(path: str | os.PathLike) -> Path:
     return out
 
 
+def output_folder_target(out: str | os.PathLike) -> Path:
+    """Where an output folder given as ``out`` is made: ``out``, or for a symbolic link (to an empty folder or one
+    not made yet; :func:`check_output_dir` refuses one to a folder with files) the folder it points to. A staged
+    folder cannot be renamed onto the link itself: the command did all its work, then failed on the rename."""
+    out = Path(out)
+    return Path(os.path.realpath(out)) if out.is_symlink() else out
+
+
 def umask_mode(path: str | os.PathLike, *, folder: bool = False) -> None:
     """Give ``path`` (made by mkstemp/mkdtemp: 0600/0700) the mode a plain open/mkdir would, under the umask."""
     umask = os.umask(0)

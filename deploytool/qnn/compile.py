@@ -29,7 +29,8 @@ import onnx
 from deploytool import scratch
 from deploytool.choices import config
 from deploytool.errors import ConfigError, DeployError
-from deploytool.onnx_io import check_output_dir, load_proto, make_staging_dir, publish_staging_dir
+from deploytool.onnx_io import (check_output_dir, load_proto, make_staging_dir, output_folder_target,
+                                publish_staging_dir)
 from deploytool.qnn.check import compare, prepare
 from deploytool.qnn.ep import (EMULATED_LABEL, QnnStrictError, is_emulated, probe_coverage, qnn_session, require_qnn,
                                sdk_info, short_reason)
@@ -87,6 +88,8 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: QnnCompileCo
     """Compile ``model_path`` for ``cfg.target`` into ``out_dir`` (EPContext model + .bin + report)."""
     require_qnn()
     path, out = Path(model_path), Path(out_dir)
+    check_output_dir(out)  # named as given (a link to a full folder is refused here)
+    out = output_folder_target(out)  # -o a link (to an empty or new folder): the files go where it points
     check_output_dir(out)
     proto = load_proto(path)
     prep = prepare(proto, cfg.target, quant=cfg.quant, seq_len=cfg.seq_len, model_path=path, tokenizer=cfg.tokenizer)
@@ -138,7 +141,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: QnnCompileCo
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    return QnnCompileResult(out, report)
+    return QnnCompileResult(Path(out_dir), report)  # named as given
 
 
 _TARGET_RE = re.compile(rb"soc_type=(\w+);arch=(\d+)")

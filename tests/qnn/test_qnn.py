@@ -237,6 +237,29 @@ def test_context_binary_for_two_socs_reloads(qnn_qdq, tmp_path):
     _one_line_error(r, "not empty")
 
 
+def test_compile_output_through_a_symbolic_link(qnn_qdq, tmp_path):
+    """-o a link to an empty folder or to none yet: the files go where it points, the link stays a link (the
+    staged folder was renamed onto the link itself: 'internal error NotADirectoryError' after the whole compile,
+    as bundle did before ae6e009); a link to a folder with files is refused before any work."""
+    for case in ("empty", "new"):
+        target = tmp_path / f"{case}-target"
+        if case == "empty":
+            target.mkdir()
+        link = tmp_path / f"{case}-link"
+        link.symlink_to(target)
+        r = _run_cli("qnn", "compile", qnn_qdq, "--profile", PROFILE, "--seq-len", SEQ, "-o", link)
+        assert r.exit_code == 0, (case, r.output)
+        assert link.is_symlink() and (target / "qnn_compile.json").is_file()
+    full = tmp_path / "full-target"
+    full.mkdir()
+    (full / "keep.txt").write_text("mine")
+    (tmp_path / "full-link").symlink_to(full)
+    r = _run_cli("qnn", "compile", qnn_qdq, "--profile", PROFILE, "--seq-len", SEQ, "-o", tmp_path / "full-link")
+    _one_line_error(r, "full-link", "not empty")
+    assert sorted(p.name for p in full.iterdir()) == ["keep.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staged folder left
+
+
 # ---------------------------------------------------------------- bad input
 def test_fp32_model_strict_without_fp16_is_refused(fp32, tmp_path):
     out = tmp_path / "c.json"
