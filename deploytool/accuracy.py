@@ -454,16 +454,6 @@ def _right_of_counts(item: dict, scores: np.ndarray | None, n: int | None) -> in
     return k if k is not None and n is not None and 0 <= k <= n else None
 
 
-def _wilson_of_counts(item: dict, scores: np.ndarray | None, n: int | None) -> tuple[float, float] | None:
-    """The exact Wilson interval (percent) of the record's own counts (n_correct of n, or 0/1 per-example results),
-    or None without them."""
-    k = _right_of_counts(item, scores, n)
-    if k is None:
-        return None
-    lo, hi = wilson_interval(k, n)
-    return 100 * lo, 100 * hi
-
-
 def _record(p: Path, name: str, item: dict, scale: float, scores: np.ndarray | None, examples: str | None,
             n: int | None) -> AccuracyRecord:
     v = _num(p, name, item.get("accuracy", item.get("value")), "accuracy") * scale
@@ -481,7 +471,7 @@ def _record(p: Path, name: str, item: dict, scale: float, scores: np.ndarray | N
         if not (0 <= low <= high <= 100) or not (low - slack <= v <= high + slack):
             raise InputFileError(f"{p}: 'ci95' of {name!r} ({ci[0]!r}, {ci[1]!r}) must be low <= high in the file's "
                                  f"unit and hold its accuracy ({item.get('accuracy', item.get('value'))!r})")
-        exact = _wilson_of_counts(item, scores, n) if metric == "accuracy" else None
+        exact = None if k is None else tuple(100 * x for x in wilson_interval(k, n))  # of the record's own counts
         if exact is not None and abs(low - exact[0]) <= _CI_ROUNDED and abs(high - exact[1]) <= _CI_ROUNDED:
             low, high = exact  # the file's is this interval rounded (eval: 3 decimals): shown rounded once, from it
     elif scores is not None:

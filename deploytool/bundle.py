@@ -39,7 +39,7 @@ import numpy as np
 from deploytool.choices import OWN_CHECK, config
 from deploytool.errors import ConfigError, DeployError, InputFileError, not_a_file
 from deploytool.models import TOKENIZER_FILES  # re-exported: the files a bundle copies
-from deploytool.onnx_io import check_output_dir, make_staging_dir, output_folder_target, publish_staging_dir
+from deploytool.onnx_io import make_staging_dir, output_folder_target, publish_staging_dir
 from deploytool import units
 from deploytool.units import MB, fmt_bytes
 from deploytool.validation import check_calibration_columns
@@ -443,9 +443,8 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
     from deploytool.onnx_io import check_external_data
 
     check_external_data(model)
-    shown = check_output_dir(out)  # named as given (a link to a full folder is refused here)
+    shown = Path(out)  # named as given
     out = output_folder_target(out)  # -o a link (to an empty or new folder): the bundle goes where it points
-    check_output_dir(out)
     proto = load_proto(model, load_external_data=False)  # not ONNX -> one line
     plan = plan_inputs_proto(proto, model)  # no input ids -> one line
     plan.check(1, (cfg.seq_len,), str(model))

@@ -665,9 +665,9 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
         raise ConfigError(f"text_col/label_col: both name the column {text_col!r}; the labels are another column")
     if key in BUILTIN and text_pair_col is not None:
         raise ConfigError(f"text_pair_col: the built-in dataset {key!r} has one text an example, no pairs")
-    if text_pair_col is not None and text_pair_col in (text_col, label_col):
-        raise ConfigError(f"text_pair_col: {text_pair_col!r} is also the "
-                          f"{'text' if text_pair_col == text_col else 'label'} column; the second text is another one")
+    from deploytool.validation import check_pair_column
+
+    check_pair_column(text_pair_col, text_col, "text_pair_col", label_col=label_col)
     pairs = None
     if key in BUILTIN:
         src = _builtin_file(key)

@@ -509,11 +509,12 @@ def check_output_dir(path: str | os.PathLike) -> Path:
 
 
 def output_folder_target(out: str | os.PathLike) -> Path:
-    """Where an output folder given as ``out`` is made: ``out``, or for a symbolic link (to an empty folder or one
-    not made yet; :func:`check_output_dir` refuses one to a folder with files) the folder it points to. A staged
-    folder cannot be renamed onto the link itself: the command did all its work, then failed on the rename."""
-    out = Path(out)
-    return Path(os.path.realpath(out)) if out.is_symlink() else out
+    """Where an output folder given as ``out`` is made, checked (:func:`check_output_dir`, on ``out`` as given, so
+    that a link to a folder with files is refused naming the link, then on the target): ``out``, or for a symbolic
+    link (to an empty folder or one not made yet) the folder it points to. A staged folder cannot be renamed onto
+    the link itself: the command did all its work, then failed on the rename."""
+    out = check_output_dir(out)
+    return check_output_dir(os.path.realpath(out)) if out.is_symlink() else out
 
 
 def umask_mode(path: str | os.PathLike, *, folder: bool = False) -> None:

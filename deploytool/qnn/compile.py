@@ -29,8 +29,7 @@ import onnx
 from deploytool import scratch
 from deploytool.choices import config
 from deploytool.errors import ConfigError, DeployError
-from deploytool.onnx_io import (check_output_dir, load_proto, make_staging_dir, output_folder_target,
-                                publish_staging_dir)
+from deploytool.onnx_io import load_proto, make_staging_dir, output_folder_target, publish_staging_dir
 from deploytool.qnn.check import compare, prepare
 from deploytool.qnn.ep import (EMULATED_LABEL, QnnStrictError, is_emulated, probe_coverage, qnn_session, require_qnn,
                                sdk_info, short_reason)
@@ -88,9 +87,7 @@ def compile_model(model_path: str | Path, out_dir: str | Path, cfg: QnnCompileCo
     """Compile ``model_path`` for ``cfg.target`` into ``out_dir`` (EPContext model + .bin + report)."""
     require_qnn()
     path, out = Path(model_path), Path(out_dir)
-    check_output_dir(out)  # named as given (a link to a full folder is refused here)
     out = output_folder_target(out)  # -o a link (to an empty or new folder): the files go where it points
-    check_output_dir(out)
     proto = load_proto(path)
     prep = prepare(proto, cfg.target, quant=cfg.quant, seq_len=cfg.seq_len, model_path=path, tokenizer=cfg.tokenizer)
     stage = make_staging_dir(out)

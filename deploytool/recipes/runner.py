@@ -474,8 +474,7 @@ def _run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | N
 
     t_start = time.perf_counter()
     rec = recipe  # checked by run_recipe (check_recipe) before the store was made
-    out = check_folder_path(out_dir)
-    _refuse_model_folder(out, rec)
+    out = check_folder_path(out_dir)  # refused where it cannot be used by run_recipe (check_run_paths) already
     out.mkdir(parents=True, exist_ok=True)
     from deploytool.recipes.cache import run_folder_lock
 

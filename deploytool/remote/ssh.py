@@ -378,11 +378,12 @@ def _one_host(host: str, bench, config: RemoteConfig, probe: _Probe, files, out:
         prof = bench.profile
         profile_ref = None
         copies = [f for m, data in files for f in (m, *data)]
-        if prof is not None and _profile_file(prof) is not None:
+        prof_file = _profile_file(prof) if prof is not None else None
+        if prof_file is not None:
             # under its own name: the device's loader wants a profile's name to be its file's (a user's profile of
             # the machine, from_host, goes so too: the device builds it from itself, with the user's budgets)
             profile_ref = f"{prof.name}.yaml"
-            shutil.copy(_profile_file(prof), local / profile_ref)
+            shutil.copy(prof_file, local / profile_ref)
             copies.append(local / profile_ref)
         elif prof is not None:  # a host profile made in Python: the device's own of that name
             profile_ref = prof.name

@@ -148,16 +148,14 @@ def check_output_folder(path: str | os.PathLike, *, inputs: tuple = ()) -> Path:
     (None entries are skipped)."""
     p = Path(path)
     for i in inputs:
-        with contextlib.suppress(OSError):
-            if i is not None and p.exists() and Path(i).is_dir() and p.resolve() == Path(i).resolve():
-                raise OutputPathError(f"{p}: output folder would overwrite the input model; choose another")
-    for i in inputs:
         if i is None or not Path(i).exists():
             continue
         try:
             out, src = p.resolve(), Path(i).resolve()
         except OSError:
             continue
+        if p.exists() and Path(i).is_dir() and out == src:
+            raise OutputPathError(f"{p}: output folder would overwrite the input model; choose another")
         if Path(i).is_dir() and out.is_relative_to(src):  # the model saved into the folder of the model it reads
             raise OutputPathError(f"{p}: output folder is inside the input model {i}; writing there would change "
                                   "the input; choose a folder outside it")

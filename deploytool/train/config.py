@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass, field
@@ -19,6 +20,12 @@ __all__ = ["DataConfig", "TrainConfig", "ImportanceConfig", "DynaBertConfig", "Q
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
+
+
+def is_default(cfg, name: str) -> bool:
+    """Whether the dataclass ``cfg``'s field ``name`` holds its declared default (an option only some modes use,
+    given where it does nothing, is refused by comparing with it)."""
+    return getattr(cfg, name) == next(f.default for f in dataclasses.fields(cfg) if f.name == name)
 
 
 def _check_threads(threads: int) -> None:
@@ -217,7 +224,7 @@ class QATConfig(_Optim):
         _check(self.init is None or self.tws, "init: a separate starting model is only used with tws")
         # given without tws they were ignored in silence (a plain ternary run recorded as if cut to that width)
         for name in ("tws_width", "tws_ternary_share"):
-            _check(self.tws or getattr(self, name) == 0.5,
+            _check(self.tws or is_default(self, name),
                    f"{name}: only used with tws (ternary weight splitting, mode binary); got {getattr(self, name):g}")
         _check(self.granularity in ("layer", "row"), f"granularity: must be layer or row (got {self.granularity!r})")
         _check(self.clip >= 0, f"clip: must be >= 0 (got {self.clip})")

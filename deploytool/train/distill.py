@@ -46,7 +46,7 @@ from pathlib import Path
 from deploytool.choices import config, parse_enum
 from deploytool.errors import ConfigError, DeployError
 from deploytool.train.batching import keeps_torch_threads
-from deploytool.train.config import DataConfig, _Optim
+from deploytool.train.config import DataConfig, _Optim, is_default
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,8 @@ class DistillConfig(_Optim):
         object.__setattr__(self, "init", parse_enum(DistillInit, self.init, "init"))
         _int(self.importance_examples, "importance_examples", 0, 10**7)
         # a random student has no teacher heads to reorder: the count was accepted and ignored in silence
-        _check(self.init is DistillInit.TEACHER_SLICE or self.importance_examples in (0, 256),
+        _check(self.init is DistillInit.TEACHER_SLICE or self.importance_examples == 0
+               or is_default(self, "importance_examples"),
                f"importance_examples: only used with init teacher-slice (a random student reorders nothing); "
                f"got {self.importance_examples} with init {self.init.value}")
         _check(0 <= self.intermediate_epochs <= 1000,
