@@ -20,7 +20,23 @@ from deploytool.errors import ConfigError
 
 E = TypeVar("E", bound=enum.Enum)
 
-__all__ = ["did_you_mean", "enum_choices", "match_enum", "not_one_of", "parse_enum"]
+__all__ = ["did_you_mean", "enum_choices", "match_enum", "match_name", "not_one_of", "parse_enum"]
+
+
+def name_key(value: str) -> str:
+    """How a name of a closed set is compared, for every choice (an enum's value or name, a schema's
+    :func:`~deploytool.validation.Choice`, a CLI option's): case and surrounding spaces ignored. Names that are
+    case-sensitive by nature (files, columns, labels, hosts) are not choices and never come here."""
+    return value.strip().lower()
+
+
+def match_name(value: Any, names: Iterable[str]) -> str | None:
+    """The one of ``names`` that ``value`` spells (see :func:`name_key`), in its own spelling; ``None`` when none
+    does (or ``value`` is not a string)."""
+    if not isinstance(value, str):
+        return None
+    key = name_key(value)
+    return next((n for n in names if name_key(n) == key), None)
 
 
 def did_you_mean(value: str, allowed: Sequence[str]) -> str:
@@ -45,9 +61,8 @@ def match_enum(cls: type[E], value: Any, *, by_name: bool = False, allowed: Iter
     if isinstance(value, cls):
         return value if value in members else None
     if isinstance(value, str):
-        key = value.strip().lower()
         for m in members:
-            if key == str(m.value).lower() or (by_name and key == m.name.lower()):
+            if match_name(value, [str(m.value)] + ([m.name] if by_name else [])) is not None:
                 return m
         return None
     for m in members:  # a non-string value (a number) only as itself

@@ -32,7 +32,7 @@ from pydantic import ConfigDict, PlainValidator, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as _pydantic_dataclass
 from pydantic_core import PydanticCustomError
 
-from deploytool.choices import did_you_mean, enum_choices, kind_of, match_enum, not_one_of, show
+from deploytool.choices import did_you_mean, enum_choices, kind_of, match_enum, match_name, not_one_of, show
 from deploytool.errors import ConfigError
 
 __all__ = ["Choice", "ColumnName", "FilePath", "Flag", "Fraction", "Integer", "Number", "OneOf", "Text",
@@ -226,11 +226,13 @@ def check_pair_column(pair_col: Any, text_col: Any, name: str, label_col: Any = 
 
 
 def Choice(*values: str) -> Any:  # noqa: N802 - a type
-    """One of ``values`` (exact spelling), with a did-you-mean."""
+    """One of ``values``, spelt in any case (``deploytool.choices.match_name``, the rule of every choice: an
+    enum's value too), given back in its own spelling; anything else refused with a did-you-mean."""
     def check(v: Any) -> str:
-        if not isinstance(v, str) or v not in values:
+        name = match_name(v, values)
+        if name is None:
             raise invalid(not_one_of(values, v))
-        return v
+        return name
 
     return Annotated[str, PlainValidator(check)]
 

@@ -61,6 +61,20 @@ def test_good_document_and_python_construction():
         Inner(runs=500)
 
 
+def test_a_choice_is_taken_in_any_case_as_its_own_spelling():
+    """A recipe's ``exporter: Dynamo``, a profile's ``precision: FP16``, SliceConfig's ``rounding='HALF-UP'``: one of a
+    closed set in any case, as the enum-valued keys (``runtime: MEMORY``) and the CLI's options take it. Was refused
+    ('expected one of speed, memory, got 'MEMORY' (did you mean 'memory'?)')."""
+    from deploytool.passes.slice_subnetwork import SliceConfig
+
+    assert validate(Outer, {"name": "x", "mode": "MEMORY"}, "f.yaml").mode == "memory"
+    assert validate(Outer, {"name": "x", "mode": " Speed "}, "f.yaml").mode == "speed"
+    assert SliceConfig(width=0.5, rounding="HALF-UP").rounding == "half-up"
+    with pytest.raises(ConfigError, match=r"^f.yaml: mode: expected one of speed, memory, got 'MEMORYY' "
+                                          r"\(did you mean 'memory'\?\)$"):
+        validate(Outer, {"name": "x", "mode": "MEMORYY"}, "f.yaml")
+
+
 def test_pass_configs_name_unknown_options():
     from deploytool.passes.quantize_int8 import Int8Config
     from deploytool.passes.slice_subnetwork import SliceConfig

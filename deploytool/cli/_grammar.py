@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import enum
+import importlib
 import math
 import os
 import re
@@ -163,6 +165,45 @@ class FiniteFloatRange(click.FloatRange):
         if not math.isfinite(rv):
             self.fail(f"{rv} is not a finite number.", param, ctx)
         return rv
+
+
+class Choice(click.Choice):
+    """The type of every option that takes one name of a closed set (``--runtime``, ``--rounding``, ``--task``):
+    any case and surrounding spaces, given to the command in its own spelling (``deploytool.choices.match_name``,
+    the rule every config's enum and schema choice follows); anything else is the config's one-line error
+    ``--opt: expected one of a, b, got 'x' (did you mean 'a'?)``.
+
+    ``source``: the names, or ``"module:attribute"`` naming an enum or a tuple of names or members the library
+    declares, imported at first use (the CLI's import stays light, and the names are written once)."""
+
+    def __init__(self, source: Sequence[str] | str) -> None:
+        self._source = source
+        self._names: tuple[str, ...] | None = None if isinstance(source, str) else tuple(source)
+        self.case_sensitive = False
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        if self._names is None:
+            module, _, attr = str(self._source).partition(":")
+            found = getattr(importlib.import_module(module), attr)
+            self._names = tuple(str(m.value) if isinstance(m, enum.Enum) else str(m) for m in found)
+        return self._names
+
+    @choices.setter
+    def choices(self, value: Sequence[str]) -> None:
+        self._names = tuple(value)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from deploytool.choices import match_name, not_one_of
+        from deploytool.errors import ConfigError
+
+        if isinstance(value, enum.Enum):
+            value = value.value
+        name = match_name(value, self.choices)
+        if name is None:
+            opt = max(param.opts, key=len) if param is not None and param.opts else "value"
+            raise ConfigError(f"{opt}: {not_one_of(self.choices, value)}")
+        return name
 
 
 class SeqLens(click.ParamType):

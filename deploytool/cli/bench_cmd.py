@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from deploytool.cli._grammar import GrammarCommand, json_flag, seq_len_option
+from deploytool.cli._grammar import Choice, GrammarCommand, json_flag, seq_len_option
 from deploytool.cli.device_cmd import profiles_dir_option
 from deploytool.cli.remote_opts import REMOTE_KEYS, bench_on_remote, refuse_without_remote, remote_options
 
@@ -31,7 +31,7 @@ from deploytool.cli.remote_opts import REMOTE_KEYS, bench_on_remote, refuse_with
 @profiles_dir_option
 @click.option("--force", is_flag=True,
               help="Measure even when --threads exceeds the cores other processes leave free (the JSON says so).")
-@click.option("--schedule", type=click.Choice(["interleaved", "blocks"]), default="blocks", show_default=True,
+@click.option("--schedule", type=Choice(["interleaved", "blocks"]), default="blocks", show_default=True,
               help="Several models: in blocks of --block-runs runs each (A x n, B x n, A x n, ...), or alternating "
                    "run by run.")
 @click.option("--block-runs", type=int, default=10, show_default=True, metavar="INT",
@@ -40,7 +40,7 @@ from deploytool.cli.remote_opts import REMOTE_KEYS, bench_on_remote, refuse_with
               help="Several models: untimed runs of a model right before each of its timed runs (each block with "
                    "--schedule blocks), so that it is timed with its own weights in the caches, not the other "
                    "models'; 0: the runs timed as they come.")
-@click.option("--thread-pool", type=click.Choice(["shared", "session"]), default="shared", show_default=True,
+@click.option("--thread-pool", type=Choice(["shared", "session"]), default="shared", show_default=True,
               help="Several models: one process-wide ORT thread pool (no spinning idle pools), or one per session.")
 @click.option("--wait-quiet", "wait_quiet_s", type=float, default=0.0, show_default=True, metavar="SECONDS",
               help="Seconds to wait for --threads free cores before measuring (other processes on the machine).")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from deploytool.cli._grammar import GrammarCommand, json_flag
+from deploytool.cli._grammar import Choice, GrammarCommand, json_flag
 from deploytool.cli.train_cmd import _data_options, _echo, _optim_options, _split_line, _trunc
 from deploytool.train.distill import DistillConfig, DistillInit
 
@@ -19,7 +19,7 @@ from deploytool.train.distill import DistillConfig, DistillInit
 @click.option("--hidden", default=312, show_default=True, type=int, metavar="INT", help="Student hidden size.")
 @click.option("--heads", default=12, show_default=True, type=int, metavar="INT", help="Student attention heads (divide hidden).")
 @click.option("--ffn", default=1200, show_default=True, type=int, metavar="INT", help="Student FFN (intermediate) size.")
-@click.option("--init", type=click.Choice([i.value for i in DistillInit]), default="teacher-slice",
+@click.option("--init", type=Choice([i.value for i in DistillInit]), default="teacher-slice",
               show_default=True, help="Truncated teacher layers (uniform layer map) or a random student.")
 @click.option("--importance-examples", default=256, show_default=True, type=int, metavar="INT",
               help="teacher-slice: reorder heads/neurons by importance on N examples first (0: don't).")

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import click
 
-from deploytool.cli._grammar import GrammarCommand
+from deploytool.cli._grammar import Choice, GrammarCommand
 from deploytool.errors import ConfigError
 from deploytool.export.config import ExportConfig, Exporter, Task
 
 
 @click.command("export", cls=GrammarCommand)
 @click.option("--model", "model", required=True, help="minilm, or a local Hugging Face folder (config.json + weights).")
-@click.option("--task", type=click.Choice([t.value for t in Task]), default=Task.FEATURE_EXTRACTION.value,
+@click.option("--task", type=Choice([t.value for t in Task]), default=Task.FEATURE_EXTRACTION.value,
               show_default=True, help="feature-extraction outputs last_hidden_state; sequence-classification logits.")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
               help="Output .onnx file (written atomically).")
 @click.option("--opset", type=int, default=None, metavar="INT",
               help="ONNX opset (default: torch 17, dynamo 20, optimum the architecture's default).")
-@click.option("--exporter", type=click.Choice([e.value for e in Exporter]), default=Exporter.TORCH.value,
+@click.option("--exporter", type=Choice([e.value for e in Exporter]), default=Exporter.TORCH.value,
               show_default=True, help="torch (TorchScript) and optimum exports fuse in ORT's BERT optimizer; dynamo does not.")
 @click.option("--validate/--no-validate", default=True, show_default=True,
               help="Compare with PyTorch on fixed inputs (lengths 8, 128 and a padded batch).")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from deploytool.cli._grammar import GrammarCommand
+from deploytool.cli._grammar import Choice, GrammarCommand
 from deploytool.cli._verify import echo_gate, no_verify_option
 
 
@@ -15,7 +15,7 @@ from deploytool.cli._verify import echo_gate, no_verify_option
                    "int(round(w*H)/H*F) neurons (H heads, F neurons of the layer).")
 @click.option("--depth", type=float, default=1.0, show_default=True, metavar="FLOAT",
               help="Fraction of layers kept (0 < d <= 1): layers floor(i/d) for i < round(d*L).")
-@click.option("--rounding", default="dynabert", show_default=True, metavar="dynabert|half-up",
+@click.option("--rounding", type=Choice("deploytool.passes.slice_subnetwork:ROUNDINGS"), default="dynabert", show_default=True, metavar="dynabert|half-up",
               help="dynabert: Python's round (ties to even) as in DynaBERT's code, e.g. 6 layers at d=0.75 keep "
                    "[0,1,2,4]; half-up: the earlier rule floor(x+0.5) for heads, neurons (w*F) and layers "
                    "(6 layers at d=0.75 keep 5).")

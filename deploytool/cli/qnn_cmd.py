@@ -12,7 +12,7 @@ import os
 
 import click
 
-from deploytool.cli._grammar import GrammarCommand, json_flag, seq_len_option
+from deploytool.cli._grammar import Choice, GrammarCommand, json_flag, seq_len_option
 from deploytool.cli.device_cmd import profiles_dir_option
 from deploytool.errors import ConfigError
 
@@ -63,15 +63,15 @@ def _quant_options(f):
         seq_len_option(default=None, single=True,
                        help="Fixed sequence length to compile (batch is 1) [default: 128, or the length a QDQ "
                             "model's inputs are fixed at; another length than that is refused]."),
-        # plain strings, validated by the configs: a bad value is a one-line error, not click's usage block
-        click.option("--act", "activation_dtype", default=None, help="Activation type: uint16 | uint8 [default: the profile's]."),
-        click.option("--weights", "weight_dtype", default=None, help="Weight type: uint8 | int8 [default: the profile's]."),
-        click.option("--mask", default="bound", show_default=True,
+        # names of closed sets (Choice): any case; a bad value is the configs' one-line error, not click's usage block
+        click.option("--act", "activation_dtype", type=Choice("deploytool.qnn.target:_ACTIVATION_DTYPES"), default=None, help="Activation type: uint16 | uint8 [default: the profile's]."),
+        click.option("--weights", "weight_dtype", type=Choice("deploytool.qnn.target:_WEIGHT_DTYPES"), default=None, help="Weight type: uint8 | int8 [default: the profile's]."),
+        click.option("--mask", type=Choice("deploytool.qnn.quantize:MaskHandling"), default="bound", show_default=True,
                      help="bound: set the attention mask's -3.4e38/-10000 constant to --mask-value before "
                           "quantizing; keep: leave it."),
         click.option("--mask-value", type=float, default=-30.0, show_default=True, metavar="FLOAT",
                      help="The bounded mask bias."),
-        click.option("--embedding", "embedding_dtype", default=None,
+        click.option("--embedding", "embedding_dtype", type=Choice("deploytool.qnn.target:_ACTIVATION_DTYPES"), default=None,
                      help="Word-embedding table type: uint8 | uint16 [default: the activation type]."),
         click.option("--calib-data", "calibration_data", default="rotten-tomatoes", show_default=True,
                      help="Dataset whose train texts calibrate the quantization ('none': seeded token ids). "

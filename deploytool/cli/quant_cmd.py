@@ -10,7 +10,7 @@ import json
 
 import click
 
-from deploytool.cli._grammar import GrammarCommand
+from deploytool.cli._grammar import Choice, GrammarCommand
 from deploytool.cli._verify import echo_gate, no_verify_option
 from deploytool.errors import ConfigError
 
@@ -68,14 +68,14 @@ def _given(*params: str) -> list[str]:
 @click.option("--calib-text-pair-col", "calib_text_pair_col", default=None,
               help="The --calib-data file's column of a sentence pair's second texts.")
 @click.option("--tokenizer", default=None, help="tokenizer.json (or folder) for --static; default: export metadata.")
-@click.option("--fusion", default="attention", show_default=True,
+@click.option("--fusion", type=Choice("deploytool.passes.quantize_int8:Fusion"), default="attention", show_default=True,
               help="How attention is written: attention (QAttention, any ORT) | onnx (ONNX's Attention op, opset 23: "
                    "needs ONNX Runtime >= 1.23; measured 3-5% faster on x86) | mha | none (ORT's path).")
-@click.option("--engine", default="native", show_default=True,
+@click.option("--engine", type=Choice("deploytool.passes.quantize_int8:Engine"), default="native", show_default=True,
               help="Who writes the int8 graph: native (streamed, QAttention + DynamicQuantizeMatMul) | ort "
                    "(ORT's optimizer and quantize_dynamic). Options only ORT has (--static, --fusion mha|none) "
                    "use ort.")
-@click.option("--weights", "weights", default="int8", show_default=True,
+@click.option("--weights", "weights", type=Choice("deploytool.passes.quantize_int8:WeightCodes"), default="int8", show_default=True,
               help="int8 GEMM weight codes: int8 (exact on VNNI x86 and ARM64) | pairsafe (scaled so that no "
                    "neighbouring pair of codes can saturate: exact everywhere, int8's speed) | uint8 (the int8 codes "
                    "+128, zero point 128: exact everywhere, slower on x86 without VNNI) | int7 (7-bit codes in [-63, 63]: cannot "
@@ -110,18 +110,18 @@ def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool
 
 @click.command("pack", cls=GrammarCommand)
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--weights", required=True,
+@click.option("--weights", type=Choice("deploytool.passes.pack_config:_LINEAR"), required=True,
               help="Linear weights: ternary | binary | split-binary (two binary planes: BinaryBERT's TWS, "
                    "`qat --mode binary --tws`).")
-@click.option("--embeddings", default=None, help="Word embeddings: ternary | binary | split-binary | int8 | fp32 (default: as --weights).")
-@click.option("--runtime", "runtime", default="speed", show_default=True,
+@click.option("--embeddings", type=Choice("deploytool.passes.pack_config:_TABLES"), default=None, help="Word embeddings: ternary | binary | split-binary | int8 | fp32 (default: as --weights).")
+@click.option("--runtime", "runtime", type=Choice("deploytool.passes.pack_config:Runtime"), default="speed", show_default=True,
               help="speed (INT2 -> int8 kernels) | memory (MatMulNBits 2-bit) | densest (5 trits/byte).")
-@click.option("--granularity", default="layer", show_default=True, help="Scales per matrix (layer) or per row (row).")
+@click.option("--granularity", type=Choice("deploytool.passes.pack_config:Granularity"), default="layer", show_default=True, help="Scales per matrix (layer) or per row (row).")
 @click.option("--accuracy-level", type=int, default=4, show_default=True, metavar="INT",
               help="MatMulNBits (runtime memory): 4 = int8 activations (fast), 0 = fp32 (exact).")
 @click.option("--pack-head", is_flag=True,
               help="Pack the pooler/classifier weights too (default: they stay fp32, as in TernaryBERT).")
-@click.option("--position-embeddings", default="fp32", show_default=True,
+@click.option("--position-embeddings", type=Choice("deploytool.passes.pack_config:_TABLES"), default="fp32", show_default=True,
               help="Position and token-type tables: fp32 | int8 | ternary | binary | split-binary.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx path.")
 @no_verify_option
@@ -139,7 +139,7 @@ def pack(model: str, weights: str, embeddings: str | None, runtime: str, granula
 
 @click.command("repack", cls=GrammarCommand)
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--runtime", "runtime", required=True,
+@click.option("--runtime", "runtime", type=Choice("deploytool.passes.pack_config:Runtime"), required=True,
               help="speed (INT2 -> int8 kernels) | memory (MatMulNBits 2-bit: stays 2 bits in a bundle's .ort) | "
                    "densest (5 trits/byte).")
 @click.option("--accuracy-level", type=int, default=4, show_default=True, metavar="INT",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from deploytool.cli._grammar import GrammarCommand, json_flag
+from deploytool.cli._grammar import Choice, GrammarCommand, json_flag
 
 from deploytool.train.config import (DataConfig, DynaBertConfig, EvalConfig, ImportanceConfig, QATConfig,
                                      TrainConfig, parse_float_list)
@@ -168,15 +168,15 @@ def dynabert(teacher, output, widths, depths, width_epochs, depth_epochs, subnet
 @click.command("qat", cls=GrammarCommand)
 @click.option("--teacher", required=True, type=click.Path(path_type=Path), help="Full-precision teacher folder.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output HF folder.")
-@click.option("--mode", type=click.Choice(["ternary", "binary"]), default="ternary", show_default=True,
+@click.option("--mode", type=Choice(["ternary", "binary"]), default="ternary", show_default=True,
               help="Weight quantization: ternary (TernaryBERT) or binary (BinaryBERT).")
-@click.option("--granularity", type=click.Choice(["layer", "row"]), default="layer", show_default=True,
+@click.option("--granularity", type=Choice(["layer", "row"]), default="layer", show_default=True,
               help="One scale per matrix or per output feature (use the same with `deploytool pack`).")
 @click.option("--clip", default=3.0, show_default=True, type=float, metavar="FLOAT",
               help="STE passes gradients where |w| <= clip * alpha (0: everywhere).")
 @click.option("--embeddings/--no-embeddings", "quantize_embeddings", default=True, show_default=True,
               help="Also quantize the word embeddings (row-wise), as `pack` does by default.")
-@click.option("--act-bits", type=click.Choice(["8", "0"]), default="8", show_default=True,
+@click.option("--act-bits", type=Choice(["8", "0"]), default="8", show_default=True,
               help="8: train with the Linear inputs quantized to int8 as the packed 'speed' runtime runs them "
                    "(TernaryBERT's 2-2-8); 0: fp32 activations.")
 @click.option("--tws", is_flag=True,
@@ -217,7 +217,7 @@ def qat(teacher, output, mode, granularity, clip, quantize_embeddings, act_bits,
 
 @click.command("eval", cls=GrammarCommand)
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--split", type=click.Choice(["train", "dev", "test", "all"]), default="test", show_default=True,
+@click.option("--split", type=Choice(["train", "dev", "test", "all"]), default="test", show_default=True,
               help="Which split of the data; 'all': every example of it (no split).")
 @click.option("--test-file", type=click.Path(path_type=Path), default=None,
               help="Evaluate every example of this CSV/JSONL file (no split; one label is enough where the model "
