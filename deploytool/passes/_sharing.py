@@ -76,9 +76,10 @@ def dropped_sharing_note(before: Slots, num_layers: int, keep: list[int], freed:
             f"weights shrink only by those no kept layer shares ({fmt_bytes(freed)})")
 
 
-def copies_note(before: Slots, after: Slots, what: str) -> tuple[str, int] | None:
+def copies_note(before: Slots, after: Slots, what: str, remedy: str | None = None) -> tuple[str, int] | None:
     """The line (and the bytes) saying that weights layers shared were copied because the layers' ``what``
-    (heads, neurons) now differ, or None when every shared weight is still stored once."""
+    (heads, neurons) now differ, or None when every shared weight is still stored once. ``remedy``: what keeps
+    the weight shared (default: removing the same ``what`` from every layer that shares it)."""
     groups: dict[int, list[tuple[int, int, str]]] = {}
     for slot, v in before.items():
         groups.setdefault(id(v), []).append(slot)
@@ -94,6 +95,6 @@ def copies_note(before: Slots, after: Slots, what: str) -> tuple[str, int] | Non
         layers.update(i for i, _, _ in slots)
     if not layers:
         return None
+    remedy = remedy or f"removing the same {what} from every layer that shares a weight"
     return (f"the weights {_layers(layers)} share were copied for the layers whose {what} now differ: "
-            f"{extra:,} bytes more than storing each once (removing the same {what} from every layer that shares "
-            f"a weight keeps it shared)"), extra
+            f"{extra:,} bytes more than storing each once ({remedy} keeps it shared)"), extra

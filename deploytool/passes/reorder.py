@@ -83,7 +83,8 @@ class ReorderPass(StructuredPass):
                 moved += order != sorted(order)
                 S.keep_neurons(model.graph, layer, order)
         stats = {"importance": imp.source, "head_order": head_orders}
-        copied = copies_note(slots, weight_slots(structure), "orders")
+        copied = copies_note(slots, weight_slots(structure), "head or neuron orders",
+                             remedy="giving every layer that shares a weight the same order")
         if copied is not None:  # layers sharing weights (ALBERT) given different orders
             stats["shared_weights_note"], stats["shared_weights_copied_bytes"] = copied
         return Edit(stats, changed=moved > 0, skipped=skipped)

@@ -189,3 +189,22 @@ def test_cli_summary_says_what_was_removed_not_nothing(albert, tmp_path):
     r = CliRunner().invoke(main, ["slice", str(path), "--width", "1.0", "-o", str(tmp_path / "s.onnx")])
     assert r.exit_code == 0, r.output
     assert "note: nothing was removed" in r.output
+
+
+def test_reorder_copying_shared_weights_says_what_differs(albert, tmp_path):
+    """Layers 0 and 1 (group 0) given different head orders: layer 0 reads a permuted copy. The note names the
+    orders and says what keeps the weight shared; nothing is removed by a reorder, so it does not say
+    'removing the same orders'."""
+    from deploytool.importance import save_importance
+    from deploytool.passes.reorder import ReorderConfig, reorder_file
+
+    path, _ = albert
+    heads = [[1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0], [4.0, 3.0, 2.0, 1.0], [4.0, 3.0, 2.0, 1.0]]
+    imp = save_importance(tmp_path / "imp.json", heads, [[1.0] * 64] * 4, source="test")
+    r = reorder_file(path, tmp_path / "r.onnx", ReorderConfig(importance=imp, neurons=False))
+    grown = r.stats["shared_weights_copied_bytes"]
+    assert grown > 0
+    assert r.stats["shared_weights_note"] == (
+        f"the weights layers 0, 1 share were copied for the layers whose head or neuron orders now differ: "
+        f"{grown:,} bytes more than storing each once (giving every layer that shares a weight the same order "
+        "keeps it shared)")
