@@ -230,7 +230,7 @@ def recorded_data(data: DataConfig, meta_folder: Path | None) -> tuple[DataConfi
 
     rec = recorded_dataset(read_meta(meta_folder)) if meta_folder is not None else None
     if rec is None:
-        return dataclasses.replace(data, data="rotten-tomatoes"), "default (no dataset recorded with the model)"
+        return dataclasses.replace(data, data="rotten-tomatoes"), "default: no dataset recorded with the model"
     name = str(rec.get("dataset"))
     path = name if name in BUILTIN else str(rec["source"])
     if name not in BUILTIN and not Path(path).is_file():

@@ -572,3 +572,13 @@ def test_a_label_column_of_one_label_per_row_is_a_short_line(trained, tmp_path):
     line = _fails(["eval", str(trained["model"]), "--test-file", str(f), "--label-col", "id", "--threads", "1"],
                   "unknown to the model", "... (60 in all)", "model labels (id2label): 'neg', 'pos'")
     assert len(line) < 400 and "row59" not in line
+
+
+def test_eval_without_data_or_a_recorded_dataset_says_it_took_the_default(trained, tmp_path):
+    """A model trained elsewhere (no deploytool.json): eval takes rotten-tomatoes and its data line says so in
+    one parenthesis, not 'data (default (no dataset recorded with the model)) ...'."""
+    out = tmp_path / "e.json"
+    text = _ok(["eval", str(trained["root"] / "tiny"), "--max-eval", "10", "-o", str(out), "--threads", "1"])
+    r = json.loads(out.read_text())
+    assert r["data_origin"] == "default: no dataset recorded with the model"
+    assert "data (default: no dataset recorded with the model) rotten-tomatoes: 12,808 examples" in text, text
