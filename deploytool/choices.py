@@ -156,7 +156,10 @@ def first_repeat(items: Iterable[Any], key=lambda x: x) -> tuple[int, Any, Any] 
 def same_file(path: Any) -> Any:
     """A key under which two names of one file are equal: its (device, inode) when it exists (a hard link too, which
     ``Path.resolve`` leaves apart), else its resolved path."""
-    p = Path(path).resolve()  # first: 'sub/../m.onnx' with no folder sub is m.onnx, though stat() fails on it
+    try:
+        p = Path(path).resolve()  # first: 'sub/../m.onnx' with no folder sub is m.onnx, though stat() fails on it
+    except (OSError, RuntimeError):  # a loop of links (Python < 3.13: RuntimeError): its reader names it
+        return Path(path).absolute()
     try:
         st = p.stat()
     except OSError:

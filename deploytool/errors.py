@@ -28,7 +28,38 @@ def not_a_file(path, what: str = "file") -> InputFileError:
         return InputFileError(f"{path}: is a folder, expected {article} {what}")
     if os.path.exists(path):
         return InputFileError(f"{path}: {SPECIAL_FILE}, expected {article} {what}")
-    return InputFileError(f"{path}: no such {what}")
+    return InputFileError(f"{path}: {no_such(path, what)}")
+
+
+#: what a path is whose symbolic link leads back to itself (stat: ELOOP): it exists, as a link, so it is not missing
+LINK_LOOP = "a symbolic link that loops (too many levels of links)"
+
+
+def looping_link(path):
+    """``path`` or the first of its folders that is a symbolic link which loops (``ln -s b a; ln -s a b``), else None.
+    (``Path.exists()`` is False for both a missing path and a loop.)"""
+    import errno
+    import os
+    from pathlib import Path
+
+    p = Path(path)
+    for a in (*reversed(p.parents), p):
+        try:
+            os.stat(a)
+        except OSError as e:  # the first part that does not resolve decides
+            return a if e.errno == errno.ELOOP and os.path.islink(a) else None
+    return None
+
+
+def no_such(path, what: str = "file") -> str:
+    """Why an input ``path`` that does not resolve is not there: ``no such file``, or a link that loops (that one,
+    or a folder of it that does) said so."""
+    from pathlib import Path
+
+    loop = looping_link(path)
+    if loop is None:
+        return f"no such {what}"
+    return LINK_LOOP if loop == Path(path) else f"{loop} is {LINK_LOOP}"
 
 
 #: what an input that exists but is neither a file nor a folder is (/dev/zero, a FIFO): never read (an endless

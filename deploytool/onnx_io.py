@@ -49,7 +49,7 @@ from typing import IO, Iterator
 import onnx
 import onnx_ir as ir
 
-from deploytool.errors import SPECIAL_FILE, InputFileError, OutputPathError
+from deploytool.errors import LINK_LOOP, SPECIAL_FILE, InputFileError, OutputPathError, looping_link, no_such
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def _strip_for_writing(model: onnx.ModelProto, path: Path) -> int:
 def _check_input(path: str | os.PathLike) -> Path:
     p = Path(path)
     if not p.exists():
-        raise InputFileError(f"{p}: no such file")
+        raise InputFileError(f"{p}: {no_such(p)}")
     if p.is_dir():
         raise InputFileError(f"{p}: is a directory, expected an .onnx file")
     if not p.is_file():  # /dev/zero, a FIFO: its size is 0, and it is not an empty file
@@ -431,6 +431,8 @@ def check_output_path(path: str | os.PathLike, *, inputs: tuple[str | os.PathLik
             raise OutputPathError(f"{p}: exists and is not a regular file; choose a file path")
         _refuse_input_data(p, inputs)  # (an input's data file exists, else the input does not load anyway)
     parent = p.parent if str(p.parent) else Path(".")
+    if not parent.exists() and (loop := looping_link(parent)) is not None:  # mkdir said 'File exists'
+        raise OutputPathError(f"{p}: {loop} is {LINK_LOOP}")
     if parent.exists() and not parent.is_dir():
         raise OutputPathError(f"{p}: parent {parent} is not a directory")
     if parent.exists() and not os.access(parent, os.W_OK):

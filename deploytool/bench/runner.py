@@ -25,7 +25,7 @@ from deploytool import errors
 from deploytool.bench.config import BenchConfig
 from deploytool.runtime.inputs import InputPlan, plan_inputs
 from deploytool.bench.stats import LatencyStats, paired_ratio, summarize
-from deploytool.errors import DeployError, InputFileError
+from deploytool.errors import DeployError, InputFileError, no_such
 
 logger = logging.getLogger(__name__)
 
@@ -159,9 +159,11 @@ def load_report(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     try:
         data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise InputFileError(f"{p}: no such file") from None
-    except (OSError, ValueError) as e:
+    except OSError as e:
+        if not p.exists():  # missing, or a link that loops
+            raise InputFileError(f"{p}: {no_such(p)}") from None
+        raise InputFileError(f"{p}: not a readable bench JSON file ({e})") from None
+    except ValueError as e:
         raise InputFileError(f"{p}: not a readable bench JSON file ({e})") from None
     if not isinstance(data, dict):  # a list or a number has no schema to name
         from deploytool.choices import kind_of

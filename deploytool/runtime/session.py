@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool import scratch
-from deploytool.errors import ConfigError, InputFileError, UnavailableError
+from deploytool.errors import ConfigError, InputFileError, UnavailableError, no_such
 # re-exported: the spec and host facts are still imported from here by profiles/schema.py,
 # bench/cost_model.py, bench/runner.py, passes/fp16.py and tests (their owners move them to
 # deploytool.runtime.spec / .host_facts)
@@ -253,7 +253,7 @@ def _load_error(model_path: Path, e: Exception) -> Exception:
 def _check_model_path(model_path: str | os.PathLike) -> Path:
     p = Path(model_path)
     if not p.exists():
-        raise InputFileError(f"{p}: no such file")
+        raise InputFileError(f"{p}: {no_such(p)}")
     if not p.is_file():
         raise InputFileError(f"{p}: not a file, expected an .onnx model")
     from deploytool.onnx_io import check_external_data
