@@ -195,6 +195,10 @@ def _find_targets(model: ir.Model, pack_head: bool = False
             skipped.append(Skip(node.name or node.op_type, f"{w.name} is used with two layouts; left fp32"))
         else:
             t.nodes.append(node)
+    if pack_head and roles and not any(t.role == "head" for t in targets.values()):
+        # asked for and nothing there (a feature-extraction export): say so rather than report it as done
+        skipped.append(Skip("pack_head", "no pooler or classifier weight to pack (a feature-extraction export has "
+                            "none): --pack-head packed nothing"))
     result = []
     for t in targets.values():
         others = [n for n, idx in _alias_uses(t.weight) if n not in t.nodes or idx != 1]

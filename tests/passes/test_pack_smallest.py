@@ -134,3 +134,17 @@ def test_cli_flags_and_bad_value(src, tmp_path):
     lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and "--position-embeddings" in lines[0]
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_pack_head_on_a_model_without_a_head_says_it_packed_none(tiny_onnx, src, tmp_path):
+    """--pack-head on a feature-extraction export (no pooler, no classifier in the graph) has nothing to pack:
+    the result says so in a skip with its reason instead of reporting pack_head: True as if it had acted. A
+    classifier's head is packed and draws no such skip."""
+    bare = tiny_onnx("bert", exporter="torch", task="feature-extraction")
+    res = pack_file(bare, tmp_path / "p.onnx", PackConfig(weights="ternary", pack_head=True))
+    assert "head" not in res.stats["by_role"]
+    head_skips = [s for s in res.skipped if "--pack-head" in s.reason]
+    assert len(head_skips) == 1 and "no pooler or classifier" in head_skips[0].reason, res.skipped
+    res = pack_file(src, tmp_path / "c.onnx", PackConfig(weights="ternary", pack_head=True))
+    assert "head" in res.stats["by_role"]
+    assert not [s for s in res.skipped if "no pooler or classifier" in s.reason], res.skipped
