@@ -24,7 +24,7 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
-from deploytool.errors import UnavailableError
+from deploytool.errors import ConfigError, OutputPathError, UnavailableError
 from deploytool.settings import default_arm64_home
 
 logger = logging.getLogger(__name__)
@@ -97,10 +97,22 @@ def find_emulator(home: str | os.PathLike | None = None) -> Emulator:
     return emu
 
 
+def check_emulator_home(home: str | os.PathLike, name: str = "emulator folder") -> Path:
+    """ConfigError ``name: <home>: is a file, not a folder (the emulator folder)`` when ``home`` cannot be the
+    emulator's folder (a file, a path under one, a link that leads to no folder): the set-up script's ``mkdir -p``
+    failed on it with the shell's own 'File exists', after the models had been loaded."""
+    from deploytool.onnx_io import check_folder_path
+
+    try:
+        return check_folder_path(home, "emulator folder")
+    except OutputPathError as e:
+        raise ConfigError(f"{name}: {e}") from None
+
+
 def setup_emulator(home: str | os.PathLike | None = None, *, script: str | os.PathLike | None = None,
                    timeout_s: float = 900) -> Emulator:
     """Run the set-up script into ``home`` (idempotent: a finished set-up returns at once)."""
-    target = Path(home) if home is not None else default_arm64_home()
+    target = check_emulator_home(Path(home) if home is not None else default_arm64_home())
     script_path = Path(script) if script is not None else SETUP_SCRIPT
     if not script_path.is_file():
         raise UnavailableError(f"ARM64 emulator set-up script not found ({script_path}); this install of deploytool "

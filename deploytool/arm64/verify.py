@@ -57,7 +57,7 @@ from typing import Any, Callable
 import numpy as np
 
 from deploytool import scratch
-from deploytool.arm64.emulator import Emulator, ensure_emulator
+from deploytool.arm64.emulator import Emulator, check_emulator_home, ensure_emulator
 from deploytool.choices import config, one_or_many, refuse_repeats, same_file
 from deploytool.errors import ConfigError, UnavailableError, not_a_file
 from deploytool.profiles.schema import QEMU_CPUS, Profile
@@ -139,6 +139,8 @@ class VerifyConfig:
                 raise not_a_file(m, "ONNX model file")
             check_external_data(m)
         object.__setattr__(self, "models", models)
+        if self.emulator_home is not None:
+            check_emulator_home(self.emulator_home, "emulator_home")
         cpus = tuple(one_or_many(self.cpus))  # cpus="max" is one CPU model, not 'm', 'a', 'x'
         if not cpus:
             if self.profile is None:

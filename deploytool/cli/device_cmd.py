@@ -85,7 +85,7 @@ def profiles_show(ctx: click.Context, name: str, profiles_dirs: tuple[Path, ...]
               "(cortex-a72, neoverse-n1, a64fx, max, ...). Repeatable.")
 @seq_len_option(default=16, single=True, help="Sequence length of the synthetic inputs.")
 @click.option("--seed", default=0, show_default=True, type=int, metavar="INT", help="Seed of the synthetic inputs.")
-@click.option("--emulator-dir", type=click.Path(path_type=Path), default=None, envvar="DEPLOYTOOL_ARM64_HOME",
+@click.option("--emulator-dir", "emulator_home", type=click.Path(path_type=Path), default=None, envvar="DEPLOYTOOL_ARM64_HOME",
               help="Emulator folder [default: $XDG_CACHE_HOME/deploytool/arm64, else ~/.cache/deploytool/arm64; env "
                    "DEPLOYTOOL_ARM64_HOME].")
 @click.option("--no-setup", is_flag=True, help="Fail instead of running scripts/setup_arm64.sh when it is missing.")
@@ -94,7 +94,7 @@ def profiles_show(ctx: click.Context, name: str, profiles_dirs: tuple[Path, ...]
 @json_flag("Print the result as JSON to stdout instead of the table.")
 @_dir_option
 def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple[str, ...], seq_len: int, seed: int,
-                 emulator_dir: Path | None, no_setup: bool, json_out: Path | None, as_json: bool,
+                 emulator_home: Path | None, no_setup: bool, json_out: Path | None, as_json: bool,
                  profiles_dirs: tuple[Path, ...]) -> None:
     """Run MODELS with ONNX Runtime's aarch64 wheel under QEMU and compare the outputs with the host's."""
     from deploytool.arm64 import VerifyConfig, verify_arm64 as run
@@ -110,7 +110,7 @@ def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple
     if profile is not None and cpus and profile.qemu_cpu:
         cpus = (profile.qemu_cpu, *cpus)
     config = VerifyConfig(models=models, profile=profile, cpus=cpus, seq_len=seq_len, seed=seed,
-                          emulator_home=emulator_dir, setup=not no_setup)
+                          emulator_home=emulator_home, setup=not no_setup)
     # said when the set-up starts, after the models were checked: printed before, it came ahead of a model's one-line
     # error ('--seq-len 500 is longer than the position table') with no set-up run at all
     setup_notice = {} if no_setup else {"on_setup": lambda: click.echo(
