@@ -138,6 +138,7 @@ from deploytool.passes.pack_targets import (  # noqa: F401 - _find_targets and _
     _Target,
 )
 from deploytool.passes.upgrade_opset import INT2_MIN_OPSET, PACK_MIN_OPSET, upgrade_opset  # noqa: F401 - re-exported
+from deploytool.passes.upgrade_opset import record_input_opset
 from deploytool.quant import packing
 from deploytool.quant.quantizers import Granularity, naming_weight
 
@@ -773,6 +774,7 @@ class PackWeightsPass(DeployPass):
         if any(n.domain == "com.microsoft" for n in graph):
             model.opset_imports.setdefault("com.microsoft", 1)
         model.metadata_props[PACKING_KEY] = json.dumps(record, sort_keys=True)
+        record_input_opset(model)  # without an upgrade before (upgrade_opset=False): the opset is the input's
         n_w = sum(int(np.prod(r["shape"])) for r in record.values())
         bits = sum(r["bits"] * int(np.prod(r["shape"])) for r in record.values()) / max(n_w, 1)
         stats: dict[str, Any] = {
@@ -1066,7 +1068,8 @@ def pack_pipeline(config: PackConfig) -> DeployPass:
 
     passes: list[DeployPass] = [UpcastFp16Pass()]  # an fp16 model to fp32 first, exactly (nothing on fp32)
     if config.upgrade_opset:  # INT2 weights need 25; packing's subgraphs 13 (an opset-11 export: 11 -> 13)
-        passes.append(UpgradeOpsetPass(INT2_MIN_OPSET if config.needs_int2 else PACK_MIN_OPSET))
+        # recording the input's opset first: repack lowers a file back to it when no INT2 weight needs 25
+        passes.append(UpgradeOpsetPass(INT2_MIN_OPSET if config.needs_int2 else PACK_MIN_OPSET, record=True))
     main = len(passes)
     passes.append(PackWeightsPass(config))
     if config.runtime is not Runtime.MEMORY or config.accuracy_level == 4:

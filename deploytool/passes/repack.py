@@ -24,6 +24,12 @@ A fused Attention that ``pack`` left reading an fp32 QKV (a past state; files pa
 split-binary weights or an attention bias) keeps its storage (unpacked to fp32 at load in every runtime, and in a
 bundle's ``.ort``); the result's skips say so.
 
+The output is at the opset ``pack --runtime <target>`` writes: 25 (IR 11) while INT2 weights remain (``speed``),
+else the opset and IR version of pack's input, which pack records (``deploytool.packing.input_opset``): a speed
+file repacked to ``memory`` or ``densest`` goes back from 25 to its export's 17, which ONNX Runtime before 1.23
+(phones ship 1.17-1.20) loads (:func:`~deploytool.passes.upgrade_opset.lower_opset`; where that cannot be done,
+or the file does not record its input's opset, the opset stays and the stats' ``opset_note`` says why).
+
 The gate compares the output with the input: equal where both read the weights with the same kernel
 (``speed`` <-> ``densest``), else a cosine of at least 0.9 (int8 activations per tensor in one kernel, per
 block or fp32 in the other; a wrong code or scale does not keep it).
@@ -473,7 +479,7 @@ class RepackPass(DeployPass):
         if model.opset_imports.get("", 0) < INT2_MIN_OPSET and self._needs_int2(model, linears):
             from deploytool.passes.upgrade_opset import UpgradeOpsetPass
 
-            stats.update(UpgradeOpsetPass(INT2_MIN_OPSET)(model).stats)
+            stats.update(UpgradeOpsetPass(INT2_MIN_OPSET, record=True)(model).stats)
             linears, _ = _find(model)  # the upgrade may rebuild the graph
         record = _record(model)
         linear_keys = {t.key for t in linears if t.key}
@@ -517,6 +523,7 @@ class RepackPass(DeployPass):
             RemoveUnusedNodesPass()(model)
             model.opset_imports.setdefault(_MS, 1)
             model.metadata_props[PACKING_KEY] = json.dumps(record, sort_keys=True)
+            stats.update(_lowest_opset(model))
         skipped += _kept_tables(record, linear_keys)
         modified = bool(converted)
         tables = converted.pop("tables", 0)
@@ -592,6 +599,37 @@ class RepackPass(DeployPass):
 
         if not _record(model):
             raise VerificationError(f"RepackPass lost the '{PACKING_KEY}' record; nothing written")
+
+
+def _lowest_opset(model: ir.Model) -> dict[str, Any]:
+    """The repacked ``model`` at the opset ``pack`` writes for its runtime: the opset (and IR version) of pack's
+    input as the file records it (at least the 13 packing's subgraphs need), unless a tensor it still stores needs
+    more (an INT2 weight: 25). The stats say what changed, or why the opset stays (a file packed before the record
+    was written does not say which opset its input had)."""
+    from deploytool.passes.upgrade_opset import (
+        INPUT_OPSET_KEY,
+        PACK_MIN_OPSET,
+        input_opset,
+        lower_opset,
+        needed_opset,
+    )
+
+    old = model.opset_imports.get("", 0)
+    need = needed_opset(model)
+    if old <= max(need, PACK_MIN_OPSET):
+        return {}
+    recorded = input_opset(model)
+    if recorded is None:
+        return {"opset_note": f"opset {old} kept: the file does not record the opset of pack's input "
+                              f"('{INPUT_OPSET_KEY}'; packed before pack recorded it)"}
+    target = max(recorded[0], need, PACK_MIN_OPSET)
+    if target >= old:
+        return {}
+    ir_before = model.ir_version
+    why = lower_opset(model, target, recorded[1])
+    if why:
+        return {"opset_note": f"opset {old} kept: {why}"}
+    return {"opset": f"{old} -> {target}", "ir_version": f"{ir_before} -> {model.ir_version}"}
 
 
 def _entry(old: dict, form: str, binary: bool, stored: int, t: _Linear, planes: int) -> dict:

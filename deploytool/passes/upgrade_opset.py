@@ -1,8 +1,9 @@
 """Upgrade a model's default-domain opset with ``onnx.version_converter``, without its weights.
 
 ``pack``'s ``speed`` runtime stores ternary weights as ONNX ``INT2`` (opset >= 25); a model exported at
-an older opset is converted first. The converter takes a serialized model, and protobuf cannot
-serialize more than 2 GB, so it gets the graph without the weights (see :func:`upgrade_opset`).
+an older opset is converted first; ``repack`` lowers a file again (:func:`lower_opset`) when no INT2 weight is
+left. The converter takes a serialized model, and protobuf cannot serialize more than 2 GB, so it gets the graph
+without the weights (see :func:`upgrade_opset`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ from deploytool import onnx_io
 from deploytool.errors import PassRefusedError
 from deploytool.passes.base import DeployPass, DeployPassResult
 
-__all__ = ["INT2_MIN_OPSET", "PACK_MIN_OPSET", "UpgradeOpsetPass", "upgrade_opset"]
+__all__ = ["INPUT_OPSET_KEY", "INT2_MIN_OPSET", "PACK_MIN_OPSET", "UpgradeOpsetPass", "input_opset",
+           "lower_opset", "needed_opset", "upgrade_opset"]
 
 INT2_MIN_OPSET = 25
 #: the opset packing's own subgraphs are written for (Split sizes, Unsqueeze and ReduceSum axes as inputs)
 PACK_MIN_OPSET = 13
+#: metadata: the default-domain opset and IR version a packed file had before any upgrade (JSON
+#: ``{"opset": 17, "ir_version": 8}``), written by ``pack`` (and by ``repack`` when it upgrades a file without it);
+#: ``repack`` lowers a file back to it when nothing the file stores needs more (see :func:`lower_opset`)
+INPUT_OPSET_KEY = "deploytool.packing.input_opset"
 
 
 def _purpose(target: int) -> tuple[str, str]:
@@ -56,13 +62,19 @@ class UpgradeOpsetPass(DeployPass):
     """In place: a model below opset ``target`` becomes the converted model (the same tensors, shared, not
     copied); one at or above it is left as it is. Details: ``opset`` ("17 -> 25", or the opset kept)."""
 
-    def __init__(self, target: int = INT2_MIN_OPSET, *, purpose: tuple[str, str] | None = None) -> None:
+    def __init__(self, target: int = INT2_MIN_OPSET, *, purpose: tuple[str, str] | None = None,
+                 record: bool = False) -> None:
         super().__init__()
         self.target = int(target)
         #: what the upgrade is for and what to do when it fails, for a refusal (default: by ``target``)
         self.purpose = purpose or _purpose(self.target)
+        #: write the opset and IR version found into :data:`INPUT_OPSET_KEY` (unless it is there): pack's and
+        #: repack's upgrades, so that repack can lower the file again when INT2 weights no longer need it
+        self.record = record
 
     def call(self, model: ir.Model) -> DeployPassResult:
+        if self.record:
+            record_input_opset(model)
         result = self._upgrade(model)
         if result.modified and "deploytool.opset" in model.metadata_props:  # the export's record follows the file
             model.metadata_props["deploytool.opset"] = str(self.target)
@@ -98,6 +110,212 @@ class UpgradeOpsetPass(DeployPass):
         got = model.opset_imports.get("", 0)
         if got < self.target:
             raise PassRefusedError(f"opset upgrade left opset {got}, below {self.target}")
+
+
+def record_input_opset(model: ir.Model) -> None:
+    """Write ``model``'s default-domain opset and IR version into :data:`INPUT_OPSET_KEY`, unless it holds them."""
+    import json
+
+    if input_opset(model) is None:
+        model.metadata_props[INPUT_OPSET_KEY] = json.dumps(
+            {"opset": model.opset_imports.get("", 0), "ir_version": int(model.ir_version or 0)}, sort_keys=True)
+
+
+def input_opset(model: ir.Model) -> tuple[int, int] | None:
+    """(opset, IR version) as :data:`INPUT_OPSET_KEY` records them, or None (absent or not pack's)."""
+    import json
+
+    try:
+        data = json.loads(model.metadata_props.get(INPUT_OPSET_KEY, ""))
+        opset, ir_version = data["opset"], data["ir_version"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    ok = all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in (opset, ir_version))
+    return (opset, ir_version) if ok else None
+
+
+# the first opset (and IR version) whose types include each element type (ONNX's IR and operator changelogs)
+_DTYPE_NEEDS = {"FLOAT8E4M3FN": (19, 9), "FLOAT8E4M3FNUZ": (19, 9), "FLOAT8E5M2": (19, 9),
+                "FLOAT8E5M2FNUZ": (19, 9), "INT4": (21, 10), "UINT4": (21, 10), "FLOAT4E2M1": (23, 11),
+                "FLOAT8E8M0": (24, 12), "INT2": (INT2_MIN_OPSET, 11), "UINT2": (INT2_MIN_OPSET, 11)}
+
+
+def needed_opset(model: ir.Model) -> int:
+    """The lowest default-domain opset the element types ``model`` holds allow (0: any): each stored tensor's,
+    each typed value's, each Cast's ``to`` (INT2 weights: 25, INT4: 21)."""
+    best = 0
+
+    def see(dtype) -> None:
+        nonlocal best
+        best = max(best, _DTYPE_NEEDS.get(getattr(dtype, "name", ""), (0, 0))[0])
+
+    for graph in model.graphs():
+        for v in graph.initializers.values():
+            if v.const_value is not None:
+                see(v.const_value.dtype)
+        for v in graph.inputs:
+            if v.dtype is not None:
+                see(v.dtype)
+        for node in graph:
+            for v in node.outputs:
+                if v.dtype is not None:
+                    see(v.dtype)
+            for attr in node.attributes.values():
+                if attr.type is ir.AttributeType.TENSOR and attr.value is not None:
+                    see(attr.value.dtype)
+                elif attr.name in ("to", "output_dtype") and attr.type is ir.AttributeType.INT:
+                    try:
+                        see(ir.DataType(attr.value))
+                    except ValueError:
+                        pass
+    return best
+
+
+# ops whose newer versions change what a node computes without changing how it is written (GroupNormalization's
+# scale per channel at 21, GridSample's mode names at 20): never passed through unconverted
+_CHANGED_MEANING = frozenset({"GroupNormalization", "GridSample", "DFT", "QuantizeLinear", "DequantizeLinear",
+                              "Resize", "Upsample"})
+
+
+def lower_opset(model: ir.Model, target: int, ir_version: int) -> str | None:
+    """Lower ``model``'s default-domain opset to ``target`` and its IR version to ``ir_version`` (at least what
+    ``target`` needs), in place: None when done (or nothing to do), else why not, ``model`` left as it was.
+
+    ``onnx.version_converter`` converts the graph (weights held back, as for an upgrade); what the upgrade to 18+
+    rewrote (Reduce* axes as an input) goes back to its older form. The converter has adapters down for few ops:
+    one it has none for, whose newer versions only added attributes or types (Shape's start and end at 15, Pow's
+    bfloat16 at 15, Split's num_outputs at 18), passes through as it is, and the checker says whether the node is
+    valid at ``target`` (a Split by ``num_outputs`` below 18 is not). The converted graph must pass
+    ``onnx.checker`` with full type and shape checks at ``target``, or fail it as the graph at its own opset does
+    (an ORT-optimized file declares outputs without shapes); then ``model`` takes its opset (and its nodes, where
+    the converter changed any). The file runner's gate then runs it against the input."""
+    import re
+
+    import onnx
+
+    old = model.opset_imports.get("", 0)
+    if old <= target:
+        return None
+    if model.functions:
+        return "the model has functions (not converted)"
+    ir_version = max(int(ir_version), onnx.helper.find_min_ir_version_for([onnx.helper.make_opsetid("", target)]))
+    held: dict[str, ir.TensorProtocol] = {}
+    proto = _serialize_without_weights(model, held)
+    default = [n for n in proto.graph.node if n.domain in ("", "ai.onnx")]
+    kinds = {n.op_type for n in default}
+    # hidden from the converter: ORT's own ops in the default domain (and from the checker: they are ORT's), and
+    # the ops the converter has no adapter down for
+    passed = set(_ORT_DEFAULT_DOMAIN_OPS & kinds)
+    proto.opset_import.add(domain=_HIDE_DOMAIN, version=1)
+    for _ in range(len(kinds) + 1):
+        for n in default:
+            n.domain = _HIDE_DOMAIN if n.op_type in passed else ""
+        try:
+            converted = onnx.version_converter.convert_version(proto, target)
+            break
+        except Exception as e:  # noqa: BLE001 - the converter's own reason, in one line
+            why = str(e).splitlines()[0]
+            found = re.search(r"No Adapter (?:From|To) Version \$\d+ for (\w+)", why)
+            op = found.group(1) if found else None
+            if op is None or op in passed or op in _CHANGED_MEANING or op not in kinds:
+                return f"onnx.version_converter: {why[:160]}"
+            passed.add(op)
+    else:
+        return "onnx.version_converter: no conversion"
+    converted.ir_version = ir_version
+    ort_ops = _ORT_DEFAULT_DOMAIN_OPS
+    low = _node_error(converted, target, ort_ops) or _checker_error(converted, ort_ops)
+    if low is not None and low != _checker_error(proto, ort_ops):
+        return f"onnx.checker at opset {target}: {low[:160]}"
+    for graph in (proto, converted):
+        for n in graph.graph.node:
+            if n.domain == _HIDE_DOMAIN:
+                n.domain = ""
+        keep = [o for o in graph.opset_import if o.domain != _HIDE_DOMAIN]
+        del graph.opset_import[:]
+        graph.opset_import.extend(keep)
+    if not _same_nodes(proto, converted):
+        try:
+            new = _rebuild(converted, held, old, target, ("to lower the opset", "keep it"))
+        except PassRefusedError as e:
+            return str(e)
+        model.graph = new.graph
+    model.opset_imports[""] = target
+    model.ir_version = ir_version
+    if "deploytool.opset" in model.metadata_props:  # the export's record follows the file, as on an upgrade
+        model.metadata_props["deploytool.opset"] = str(target)
+    return None
+
+
+def _node_error(proto, target: int, unchecked: frozenset) -> str | None:
+    """What ``onnx.checker`` finds wrong with a default-domain node of ``proto`` (but ``unchecked`` ops) against its
+    schema at ``target`` (attributes, number of inputs and outputs), in one line; None: nothing."""
+    import onnx
+
+    ctx = onnx.checker.C.CheckerContext()
+    ctx.ir_version = proto.ir_version
+    ctx.opset_imports = {o.domain: o.version for o in proto.opset_import if o.domain != _HIDE_DOMAIN} | {"": target}
+    for n in proto.graph.node:
+        if n.domain in ("", "ai.onnx", _HIDE_DOMAIN) and n.op_type not in unchecked:
+            node = onnx.NodeProto()
+            node.CopyFrom(n)
+            node.domain = ""
+            try:
+                onnx.checker.check_node(node, ctx)
+            except Exception as e:  # noqa: BLE001 - the checker's reason, in one line
+                return " ".join(str(e).split())
+    return None
+
+
+def _checker_error(proto, unchecked: frozenset) -> str | None:
+    """What ``onnx.checker`` (full type and shape checks) finds wrong with ``proto`` (its held-back weights as
+    inputs, its hidden nodes in the default domain again but those of ``unchecked``), in one line; None: nothing."""
+    import onnx
+
+    check = _weights_as_inputs(proto)
+    for n in check.graph.node:
+        if n.domain == _HIDE_DOMAIN and n.op_type not in unchecked:
+            n.domain = ""
+    try:
+        onnx.checker.check_model(check, full_check=True)
+    except Exception as e:  # noqa: BLE001 - the checker's reason, in one line
+        return " ".join(str(e).split())
+    return None
+
+
+def _weights_as_inputs(proto):
+    """A copy of ``proto`` whose placeholder initializers are graph inputs of the same type and shape: what the
+    checker checks of them, without the files it would look for."""
+    import onnx
+
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    g = out.graph
+    held = [t for t in g.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    keep = [t for t in g.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    g.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in held)
+    return out
+
+
+def _serialize_without_weights(model: ir.Model, held: dict[str, ir.TensorProtocol]):
+    """``model`` serialized with every initializer over 1 KiB as an external-data placeholder (name, type and
+    shape; the converter and the checker keep such references as they are), those tensors put in ``held`` by
+    name; ``model`` is left as it was."""
+    placeholders: dict[str, str] = {}
+    for name, v in model.graph.initializers.items():
+        t = v.const_value
+        if t is None or t.nbytes <= 1024:
+            continue
+        held[name] = t
+        placeholders[name] = f"deploytool-placeholder-{len(placeholders)}"
+        v.const_value = ir.ExternalTensor(placeholders[name], 0, t.nbytes, t.dtype, shape=t.shape, name=name)
+    try:
+        return onnx_io.serialize_model(model)
+    finally:
+        for name, t in held.items():
+            model.graph.initializers[name].const_value = t
 
 
 def upgrade_opset(src_model: ir.Model, target: int = INT2_MIN_OPSET) -> ir.Model:
@@ -204,19 +422,7 @@ def _convert(src_model: ir.Model, target: int, purpose: tuple[str, str] | None =
 
     old = src_model.opset_imports.get("", 0)
     held: dict[str, ir.TensorProtocol] = {}
-    placeholders: dict[str, str] = {}
-    for name, v in src_model.graph.initializers.items():
-        t = v.const_value
-        if t is None or t.nbytes <= 1024:
-            continue
-        held[name] = t
-        placeholders[name] = f"deploytool-placeholder-{len(placeholders)}"
-        v.const_value = ir.ExternalTensor(placeholders[name], 0, t.nbytes, t.dtype, shape=t.shape, name=name)
-    try:
-        proto = onnx_io.serialize_model(src_model)
-    finally:
-        for name, t in held.items():
-            src_model.graph.initializers[name].const_value = t
+    proto = _serialize_without_weights(src_model, held)
     if old < 13:
         _declare_softmax_ranks(src_model, proto)
     size = proto.ByteSize()

@@ -118,9 +118,58 @@ def test_odd_shapes_and_other_exports(tiny_onnx, packed, tmp_path, family, expor
     for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=str(key))
     assert _record(out) == _record(direct)
+    assert _opset_ir(out) == _opset_ir(direct)  # 25 only where INT2 weights remain (to speed)
     y, ref = run_onnx(out, FEEDS), run_onnx(direct, FEEDS)
     for k in ref:
         np.testing.assert_array_equal(y[k], ref[k])
+
+
+def _opset_ir(path) -> tuple[int, int]:
+    """The default-domain opset and the IR version of the file at ``path``."""
+    m = onnx.load(str(path), load_external_data=False)
+    return {o.domain: o.version for o in m.opset_import}[""], m.ir_version
+
+
+@pytest.mark.parametrize("target", ["memory", "densest"])
+def test_leaving_int2_weights_writes_the_opset_pack_writes(src, packed, tmp_path, target):
+    """speed's INT2 weights need opset 25 and IR 11, which ONNX Runtime before 1.23 (phones ship 1.17-1.20)
+    cannot load; a file repacked to memory or densest holds none and is written at the opset and IR version
+    ``pack --runtime <target>`` writes for the same fp32 input (its own, 17 and 8 here), where it passes the
+    checker, runs and computes what pack's file computes. Repacked to speed again, it is at 25 again."""
+    speed = packed("ternary", "speed")
+    direct = packed("ternary", target)
+    assert _opset_ir(speed) == (25, 11) and _opset_ir(direct) == _opset_ir(src) < (25, 11)
+    out = tmp_path / "r.onnx"
+    res = repack_file(speed, out, RepackConfig(runtime=target))
+    assert res.gate.verified is True
+    assert _opset_ir(out) == _opset_ir(direct)
+    assert res.stats["opset"] == f"25 -> {_opset_ir(src)[0]}"
+    onnx.checker.check_model(str(out), full_check=True)
+    y, ref = run_onnx(out, FEEDS), run_onnx(direct, FEEDS)
+    for k in ref:
+        np.testing.assert_array_equal(y[k], ref[k])
+    back = tmp_path / "s.onnx"
+    repack_file(out, back, RepackConfig(runtime="speed"))
+    assert _opset_ir(back) == (25, 11)
+    y, ref = run_onnx(back, FEEDS), run_onnx(speed, FEEDS)
+    for k in ref:
+        np.testing.assert_array_equal(y[k], ref[k])
+
+
+def test_a_file_that_does_not_record_its_input_opset_keeps_25(packed, tmp_path):
+    """A speed file packed before pack recorded its input's opset: repack cannot know which opset to go back
+    to, keeps 25 and says so in its stats."""
+    old = tmp_path / "old.onnx"
+    m = onnx.load(str(packed("ternary", "speed")))
+    kept = [p for p in m.metadata_props if p.key != "deploytool.packing.input_opset"]
+    assert len(kept) == len(m.metadata_props) - 1
+    del m.metadata_props[:]
+    m.metadata_props.extend(kept)
+    onnx.save(m, str(old))
+    out = tmp_path / "r.onnx"
+    res = repack_file(old, out, RepackConfig(runtime="memory"))
+    assert _opset_ir(out) == (25, 11)
+    assert "opset 25 kept" in res.stats["opset_note"] and "opset" not in res.stats
 
 
 def test_memory_with_fp32_activations_computes_the_fake_quantized_model(src, packed, tmp_path):
@@ -331,6 +380,7 @@ def test_fused_attention_with_an_attention_bias(distilbert_o2, tmp_path, frm, to
     layers = sum(1 for n in onnx.load(str(src)).graph.node if n.op_type == "Attention")
     assert ops.count("MultiHeadAttention") == layers and "Attention" not in ops and "QAttention" not in ops
     assert _record(out) == _record(direct)
+    assert _opset_ir(out) == _opset_ir(direct)
     y, ref = run_onnx(out, feeds), run_onnx(direct, feeds)
     for k in ref:
         np.testing.assert_array_equal(y[k], ref[k])
@@ -361,6 +411,7 @@ def test_fused_embed_layernorm_and_fused_attention_file(distilbert_o2, tmp_path,
         want, gone = ("MatMulNBits", "DynamicQuantizeMatMul") if to == "memory" else ("DynamicQuantizeMatMul", "MatMulNBits")
         assert ops.count(want) == 4 * layers and gone not in ops, ops
     assert _record(out) == _record(direct)
+    assert _opset_ir(out) == _opset_ir(direct)
     y, ref = run_onnx(out, feeds), run_onnx(direct, feeds)
     for k in ref:
         np.testing.assert_array_equal(y[k], ref[k])

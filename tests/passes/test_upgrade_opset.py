@@ -93,6 +93,43 @@ def test_a_node_an_adapter_changes_takes_the_whole_conversion():
     np.testing.assert_allclose(y, np.maximum(x, 0).mean(-1, keepdims=True), rtol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["bert-torch-14", "bert-torch-17", "roberta-dynamo-None", "ort-O1", "ort-O2"])
+def test_lowering_undoes_the_upgrade(exports, name, tmp_path):
+    """repack's way back (lower_opset): a file upgraded to 25 and lowered to its own opset again has that opset,
+    what the upgrade rewrote in its old form (ReduceMean's axes an attribute again below 18), passes the checker
+    at that opset and computes what the export computes."""
+    src = exports[name]
+    model = onnx_io.load_model(src)
+    old, old_ir = model.opset_imports[""], model.ir_version
+    if old >= 25:
+        pytest.skip(f"exported at opset {old}")
+    U.UpgradeOpsetPass(25)(model)
+    assert U.lower_opset(model, old, old_ir) is None
+    assert model.opset_imports[""] == old and model.ir_version == old_ir
+    out = onnx_io.save_streamed(model, tmp_path / "low.onnx")
+    proto = onnx.load(str(out))
+    onnx.checker.check_model(proto, full_check=True)
+    want = [len(n.input) for n in onnx.load(str(src)).graph.node if n.op_type == "ReduceMean"]
+    assert [len(n.input) for n in proto.graph.node if n.op_type == "ReduceMean"] == want
+    feeds = fixed_inputs()
+    a, b = run_onnx(src, feeds), run_onnx(out, feeds)
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-5)
+
+
+def test_lowering_refuses_what_the_older_opset_cannot_say():
+    """A Split by num_outputs (an opset-18 attribute) has no form at 17: lower_opset says why and leaves the
+    model as it was; a Split by sizes is the same op at 13 and 25 and passes."""
+    sizes = numpy_helper.from_array(np.array([4, 4], np.int64), "s")
+    ok = _graph([helper.make_node("Split", ["x", "s"], ["y", "z"], axis=-1)], [sizes], 25)
+    assert U.lower_opset(ok, 17, 8) is None and ok.opset_imports[""] == 17 and ok.ir_version == 8
+    bad = _graph([helper.make_node("Split", ["x"], ["y", "z"], axis=-1, num_outputs=2)], [], 25)
+    bad.ir_version = 11
+    why = U.lower_opset(bad, 17, 8)
+    assert why and "Split" in why
+    assert bad.opset_imports[""] == 25 and bad.ir_version == 11 and [n.op_type for n in bad.graph] == ["Split"]
+
+
 def test_the_shortcut_steps_aside_for_shape_reading_adapters_subgraphs_and_old_opsets():
     g = numpy_helper.from_array(np.ones(3, np.float32), "g")
     b = numpy_helper.from_array(np.zeros(3, np.float32), "b")
