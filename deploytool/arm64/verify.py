@@ -58,7 +58,7 @@ import numpy as np
 
 from deploytool import scratch
 from deploytool.arm64.emulator import Emulator, check_emulator_home, ensure_emulator
-from deploytool.choices import config, one_or_many, refuse_repeats, same_file
+from deploytool.choices import config, match_name, one_or_many, refuse_repeats, same_file
 from deploytool.errors import ConfigError, UnavailableError, not_a_file
 from deploytool.profiles.schema import QEMU_CPUS, Profile
 from deploytool.variant import model_precision
@@ -104,9 +104,16 @@ def tolerance_for(precision: str, k: int) -> Tolerance:
     raise ConfigError(f"precision: expected fp32, fp16, int8, ternary or binary, got {precision!r}")
 
 
-def _cpu_ok(cpu: str) -> bool:
-    base, _, props = cpu.partition(",")
-    return base in QEMU_CPUS and all(p.count("=") == 1 for p in props.split(",") if props)
+def _cpu_model(cpu: Any) -> str | None:
+    """``cpu`` (``model[,prop=on|off...]``) with the model in its own spelling (any case, as a profile's qemu_cpu
+    takes it: choices.match_name), or None when it names no model we know or a property is malformed."""
+    if not isinstance(cpu, str):
+        return None
+    base, sep, props = cpu.partition(",")
+    name = match_name(base, QEMU_CPUS)
+    if name is None or not all(p.count("=") == 1 for p in props.split(",") if props):
+        return None
+    return name + sep + props
 
 
 @config
@@ -149,11 +156,12 @@ class VerifyConfig:
                 raise ConfigError(f"profile '{self.profile.name}' has no qemu_cpu ({self.profile.arch.value}); "
                                   f"verify-arm64 emulates aarch64 profiles only (or give --cpu)")
             cpus = (self.profile.qemu_cpu,)
-        for c in cpus:
-            if not isinstance(c, str) or not _cpu_ok(c):
+        models_of = [_cpu_model(c) for c in cpus]
+        for c, m in zip(cpus, models_of):
+            if m is None:
                 raise ConfigError(f"cpu: unknown QEMU aarch64 CPU model {c!r}; expected one of "
                                   f"{', '.join(sorted(QEMU_CPUS))} (optionally with ,prop=on|off)")
-        object.__setattr__(self, "cpus", tuple(dict.fromkeys(cpus)))
+        object.__setattr__(self, "cpus", tuple(dict.fromkeys(models_of)))
         for name, lo, hi in (("seq_len", 1, MAX_SEQ_LEN), ("batch", 1, 64), ("jobs", 1, 16), ("seed", 0, 2**32 - 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
