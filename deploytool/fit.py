@@ -799,12 +799,12 @@ def _params(cands: list[Candidate], source: Path) -> None:
     from deploytool.inspection import inspect_model
 
     try:
-        top = inspect_model(source, seq_len=8).total_params
+        top = inspect_model(source, seq_len=8).params_each_read
     except DeployError:
         top = None
     for c in cands:
         try:
-            c.params = inspect_model(c.path, seq_len=8).total_params
+            c.params = inspect_model(c.path, seq_len=8).params_each_read
         except DeployError as e:
             logger.info("inspect %s: %s", c.path, e)
     top = top or max((c.params for c in cands if c.params), default=None)

@@ -138,6 +138,9 @@ class InspectReport:
     duplicate_bytes: int = 0
     # what the figures cannot be taken for (a FLOPs length the model cannot run)
     notes: list[str] = dataclasses.field(default_factory=list)
+    # parameters not in total_params: each further read of an all-equal tensor the exporter stored once (an
+    # untrained model's unit LayerNorm scales and zero biases), as if it were a parameter of its own (see notes)
+    merged_equal_params: int = 0
 
     @property
     def num_layers(self) -> int:
@@ -146,6 +149,12 @@ class InspectReport:
     @property
     def total_params(self) -> int:
         return sum(self.params_by_role.values())
+
+    @property
+    def params_each_read(self) -> int:
+        """``total_params`` with every read of a merged all-equal tensor counted: the same for files of one model
+        however a writer stored its equal tensors (what fit and the report compare as the kept-parameter proxy)."""
+        return self.total_params + self.merged_equal_params
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -251,6 +260,7 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
         alibi_table_bytes=sum(tables.values()),
         duplicate_bytes=distinct.duplicate_bytes,
         notes=notes,
+        merged_equal_params=more,
     )
 
 

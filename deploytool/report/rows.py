@@ -241,7 +241,7 @@ def _model_facts(path: str) -> tuple[str, str, int | None]:
     try:
         from deploytool.inspection import inspect_model
 
-        params = inspect_model(p, seq_len=8).total_params
+        params = inspect_model(p, seq_len=8).params_each_read  # as fit counts them (the proxy)
     except Exception as e:  # a model the structure finder cannot read still gets a row
         logger.info("inspect %s: %s", p, e)
     return precision, arch, params
