@@ -26,6 +26,17 @@ PACK_MIN_OPSET = 13
 INPUT_OPSET_KEY = "deploytool.packing.input_opset"
 
 
+def ir_floor(target: int) -> int:
+    """The IR version an upgrade to opset ``target`` writes at least: 11 for INT2's opsets (the IR that has
+    INT2), else the least IR version ``target`` needs (13: 7). An opset-11 export upgraded to 13 for packing
+    was given IR 11, which ONNX Runtime before 1.20 (phones) refuses, for nothing it holds."""
+    import onnx
+
+    if target >= INT2_MIN_OPSET:
+        return 11
+    return onnx.helper.find_min_ir_version_for([onnx.helper.make_opsetid("", target)])
+
+
 def _purpose(target: int) -> tuple[str, str]:
     """What an upgrade to ``target`` is for, and what to do when it fails (for a one-line refusal)."""
     if target >= INT2_MIN_OPSET:
@@ -88,7 +99,7 @@ class UpgradeOpsetPass(DeployPass):
             # every kind of node converts to itself (see _no_adapter_applies): the opset alone changes, without
             # serializing and converting the whole graph (BERT-base: ~0.1 s less)
             model.opset_imports[""] = self.target
-            model.ir_version = max(model.ir_version or 0, 11)
+            model.ir_version = max(model.ir_version or 0, ir_floor(self.target))
             return DeployPassResult(model, modified=True, stats={"opset": f"{old} -> {self.target}"})
         proto, converted, held = _convert(model, self.target, self.purpose)
         if not model.functions and _same_nodes(proto, converted):
@@ -403,7 +414,7 @@ _SHAPE_ADAPTERS = frozenset({"GroupNormalization"})
 def _adopt_opset(model: ir.Model, converted, target: int) -> None:
     """``model`` at opset ``target``, with the shapes and types the converter inferred for values that had none."""
     model.opset_imports[""] = target
-    model.ir_version = max(model.ir_version or 0, converted.ir_version, 11)
+    model.ir_version = max(model.ir_version or 0, converted.ir_version, ir_floor(target))
     values = {v.name: v for node in model.graph for v in node.outputs if v.name}
     for vi in converted.graph.value_info:
         v = values.get(vi.name)
@@ -455,7 +466,7 @@ def _convert(src_model: ir.Model, target: int, purpose: tuple[str, str] | None =
         keep = [o for o in converted.opset_import if o.domain != _HIDE_DOMAIN]
         del converted.opset_import[:]
         converted.opset_import.extend(keep)
-    converted.ir_version = max(converted.ir_version, 11)
+    converted.ir_version = max(converted.ir_version, ir_floor(target))
     return proto, converted, held
 
 

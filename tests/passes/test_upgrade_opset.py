@@ -193,6 +193,22 @@ def test_an_opset11_softmax_over_the_last_axis_stays_one_softmax(opset11):
     assert len(find_structure(onnx_io.load_model(path)).layers) == len(find_structure(onnx_io.load_model(opset11)).layers)
 
 
+def test_an_upgrade_for_packing_writes_an_ir_version_older_runtimes_read(opset11, tmp_path):
+    """pack --runtime memory/densest upgrades an opset-11 export to 13 only (Split and axes as inputs); it was
+    given IR 11, which ONNX Runtime before 1.20 refuses (1.17, on phones, reads IR 9 at most), though nothing in
+    it needs more than IR 7. The upgrade to 25 (INT2 weights) still writes IR 11."""
+    assert onnx.load(opset11).ir_version <= 9
+    model = onnx_io.load_model(opset11)
+    U.UpgradeOpsetPass(13)(model)
+    assert model.opset_imports[""] == 13 and model.ir_version <= 9
+    path = tmp_path / "13.onnx"
+    onnx_io.save_model(model, path)
+    onnx.checker.check_model(str(path), full_check=True)
+    model = onnx_io.load_model(opset11)
+    U.UpgradeOpsetPass(25)(model)
+    assert (model.opset_imports[""], model.ir_version) == (25, 11)
+
+
 def test_a_softmax_over_another_axis_keeps_the_converters_flatten(tmp_path):
     """Only a Softmax over its input's last axis is declared: over axis 1 of a 3-D input, opset 11's softmax
     is over axes 1 and 2 together, which the converter's Flatten keeps (and the outputs stay equal)."""
