@@ -188,10 +188,21 @@ class Dataset:
     @property
     def imbalanced(self) -> bool:
         """True when the rarest label is under 35% (binary) / well under uniform: report F1 too."""
-        counts = np.bincount(np.asarray(self.train.labels + self.dev.labels + self.test.labels),
-                             minlength=self.num_labels)
+        return self.imbalanced_as(None)
+
+    def imbalanced_as(self, label_map: np.ndarray | None) -> bool:
+        """:attr:`imbalanced` with the labels counted as the classes ``label_map`` gives them (label index ->
+        class id, as eval matches a file's labels to a model's): spellings of one class ('1' and '1.0', 'pos'
+        and 'Pos') count together, not as a rare class each."""
+        labels = np.asarray(self.train.labels + self.dev.labels + self.test.labels, dtype=np.int64)
+        if label_map is None:
+            counts = np.bincount(labels, minlength=self.num_labels)
+        else:
+            label_map = np.asarray(label_map, dtype=np.int64)
+            classes = np.unique(label_map[:self.num_labels])  # every class the data names, examples or not
+            counts = np.bincount(label_map[labels], minlength=int(classes.max()) + 1)[classes]
         share = counts.min() / counts.sum()
-        return bool(share < IMBALANCE_THRESHOLD * 2 / self.num_labels)
+        return bool(share < IMBALANCE_THRESHOLD * 2 / len(counts))
 
 
 def package_dir(package: str) -> Path:

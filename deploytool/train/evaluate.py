@@ -141,7 +141,7 @@ def evaluate_torch(model, tok, ds: Dataset, split: str, data: DataConfig, *, dev
     pred = _unsort(_predict_torch(model, tok, enc, batch_size, device, width, depth, act_bits, name), order)
     num = max(ds.num_labels, int(getattr(getattr(model, "config", None), "num_labels", 0) or 0))
     out = metrics(pred, labels, num, ids, key)
-    out.update(split=split, truncated=enc.truncated, imbalanced=ds.imbalanced)
+    out.update(split=split, truncated=enc.truncated, imbalanced=ds.imbalanced_as(label_map))
     return out
 
 
@@ -179,7 +179,7 @@ def evaluate_onnx(path: Path, tok, ds: Dataset, split: str, data: DataConfig, *,
         preds.append(logits.argmax(-1))
     pred = _unsort(np.concatenate(preds), order)
     out = metrics(pred, labels, n_out, ids, key)
-    out.update(split=split, truncated=enc.truncated, imbalanced=ds.imbalanced)
+    out.update(split=split, truncated=enc.truncated, imbalanced=ds.imbalanced_as(label_map))
     return out
 
 

@@ -473,6 +473,29 @@ def test_spellings_of_one_class_in_one_file_are_that_class(nameless, tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+def test_spellings_of_one_class_are_counted_together_for_imbalance(nameless, tmp_path):
+    """Half the rows class 0, half class 1, the 1s written '1' (4 in 5) and '1.0' (1 in 5): two balanced classes.
+    eval flagged them imbalanced (and printed 'imbalanced labels: read F1'), counting '1.0' as a third class of
+    10% of the rows; the share of the rarest class is counted here by hand."""
+    from deploytool.testing.toy_text import toy_rows
+
+    texts = [t for t, _ in toy_rows(40)]
+    labels = ["0" if i % 2 == 0 else ("1.0" if i % 10 == 1 else "1") for i in range(40)]
+    assert labels.count("0") == 20 and labels.count("1.0") == 4  # classes 0 and 1: 50% each
+    f = _write(tmp_path / "mixed.csv", list(zip(texts, labels)))
+    for model in (nameless, nameless / "model.onnx"):
+        out = tmp_path / "e.json"
+        text = _ok(["eval", str(model), "--test-file", str(f), "--threads", "1", "-o", str(out)])
+        assert json.loads(out.read_text())["imbalanced"] is False, model
+        assert "imbalanced" not in text
+    # a file that is imbalanced is still said to be: 1 in 8 rows class 1, in both spellings
+    skewed = _write(tmp_path / "skewed.csv", [(t, "1" if i % 16 == 1 else "1.0" if i % 16 == 9 else "0")
+                                              for i, t in enumerate(texts)])
+    out = tmp_path / "s.json"
+    _ok(["eval", str(nameless), "--test-file", str(skewed), "--threads", "1", "-o", str(out)])
+    assert json.loads(out.read_text())["imbalanced"] is True
+
+
 @pytest.mark.parametrize("body", ["{}", "{}\n{}\n"])
 def test_a_file_of_empty_json_objects_is_one_line(nameless, tmp_path, body):
     """eval --test-file on a file '{}' said "no column 'text' (--text-col); columns are: " and an empty list."""
