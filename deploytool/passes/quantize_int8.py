@@ -390,6 +390,10 @@ def _tokenizer_file(config: Int8Config, model: ir.Model) -> Path:
     if p.is_dir():
         p = p / "tokenizer.json"
     if not p.is_file():
+        if not config.tokenizer:  # the user gave none: say where the path came from
+            raise ConfigError(f"tokenizer: none given, and the model's source the export recorded, {cand!r}, has "
+                              f"no tokenizer from here ({p} not found); pass --tokenizer (a tokenizer.json or "
+                              "its folder)")
         raise ConfigError(f"tokenizer: {p} not found (expected a tokenizer.json or a folder holding one)")
     return p
 

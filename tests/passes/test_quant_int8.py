@@ -89,6 +89,21 @@ def test_static_needs_a_tokenizer(tiny_onnx, tmp_path):
     assert not (tmp_path / "s.onnx").exists()
 
 
+def test_static_without_tokenizer_says_where_it_looked(tiny_onnx, tmp_path, monkeypatch):
+    """Without --tokenizer static int8 reads the tokenizer from the source the export recorded (a folder as it
+    was typed, relative to where the export ran). Not found, the message said '--tokenizer: tiny-bert not found'
+    as if the user had given --tokenizer; now it says the path came from the export's record and to pass
+    --tokenizer."""
+    src = tiny_onnx("bert", exporter="torch", **SHAPE)  # deploytool.source = "tiny-bert"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny-bert").mkdir()  # a folder of that name here, without a tokenizer
+    with pytest.raises(ConfigError) as e:
+        quantize_int8_file(src, tmp_path / "s.onnx", Int8Config(static=True, calib_data="x.csv"))
+    msg = str(e.value)
+    assert "'tiny-bert'" in msg and "the export recorded" in msg and "pass --tokenizer" in msg, msg
+    assert not (tmp_path / "s.onnx").exists()
+
+
 def test_int8_refuses_quantized_model(src, tmp_path):
     out = tmp_path / "q.onnx"
     quantize_int8_file(src, out, Int8Config(fusion="none"))
