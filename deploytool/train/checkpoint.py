@@ -142,6 +142,22 @@ def require_classifier(folder: str | os.PathLike, role: str = "teacher") -> None
                           f"fine-tune it first (deploytool train)")
 
 
+def check_outside_input_folders(path: str | os.PathLike, inputs: tuple, what: str = "folder") -> None:
+    """Refuse an output (``what``: folder or file) inside an input model folder: inputs are never modified.
+    ``inputs`` that are not folders (or None) are skipped; links are followed."""
+    p = Path(path)
+    for i in inputs:
+        if i is None or not Path(i).is_dir():
+            continue
+        try:
+            out, src = p.resolve(), Path(i).resolve()
+        except OSError:
+            continue
+        if out.is_relative_to(src):
+            raise OutputPathError(f"{p}: output {what} is inside the input model {i}; writing there would change "
+                                  f"the input; choose a {what} outside it")
+
+
 def check_output_folder(path: str | os.PathLike, *, inputs: tuple = ()) -> Path:
     """Refuse (before any training) an output that is a file, an input folder, inside an input folder, holding an
     input (model folder or file: replacing the folder deletes it), or unwritable. ``inputs``: what the command reads
@@ -156,9 +172,7 @@ def check_output_folder(path: str | os.PathLike, *, inputs: tuple = ()) -> Path:
             continue
         if p.exists() and Path(i).is_dir() and out == src:
             raise OutputPathError(f"{p}: output folder would overwrite the input model; choose another")
-        if Path(i).is_dir() and out.is_relative_to(src):  # the model saved into the folder of the model it reads
-            raise OutputPathError(f"{p}: output folder is inside the input model {i}; writing there would change "
-                                  "the input; choose a folder outside it")
+        check_outside_input_folders(p, (i,))  # the model saved into the folder of the model it reads
         if p.exists() and src != out and src.is_relative_to(out):  # the old folder is removed when the new one is moved in
             raise OutputPathError(f"{p}: output folder holds the input {i}; replacing the folder would delete it; "
                                   "choose another")

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from deploytool.errors import OutputPathError
 from deploytool.train.batching import batches, encode, model_inputs, torch_threads
 from deploytool.train.teacher_data import load_teacher_data
-from deploytool.train.checkpoint import check_output_folder, data_file, load_classifier, load_tokenizer, read_meta, \
-    require_classifier, resolve_folder, save_folder
+from deploytool.train.checkpoint import check_output_folder, check_outside_input_folders, data_file, \
+    load_classifier, load_tokenizer, read_meta, require_classifier, resolve_folder, save_folder
 from deploytool.train.config import ImportanceConfig
 from deploytool.train.subnet import check_supported, encoder_of
 
@@ -112,6 +112,7 @@ def _compute_importance(cfg: ImportanceConfig) -> dict:
     if isinstance(data, (str, os.PathLike)) and Path(data).is_file():
         reads.append(Path(data))
     check_output_path(cfg.output, inputs=tuple(reads))  # not the model's files, not the data it scores on
+    check_outside_input_folders(cfg.output, (folder,), "file")  # nor a new file in the model's folder
     if cfg.reorder_output is not None:
         if Path(cfg.reorder_output).resolve() == Path(cfg.output).resolve():
             raise OutputPathError(f"{cfg.output}: the importance file and the reordered model (--reorder) would be "

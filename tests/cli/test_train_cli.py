@@ -380,6 +380,25 @@ def test_an_output_folder_inside_the_input_model_is_refused(tiny, tmp_path, cmd)
     assert _tree(src) == before
 
 
+@pytest.mark.parametrize("where", ["imp.json", "sub/imp.json", "link"])
+def test_an_importance_file_inside_the_input_model_is_refused(tiny, tmp_path, where):
+    """importance MODEL -o MODEL/imp.json wrote its JSON into the input model folder (exit 0, the input changed),
+    where train/qat/distill refuse an -o inside the input; now one line, the input as it was."""
+    import shutil
+
+    src = tmp_path / "teacher"
+    shutil.copytree(tiny / "tiny", src)
+    before = _tree(src)
+    if where == "link":  # the model named through a link to its folder
+        (tmp_path / "link").symlink_to(src, target_is_directory=True)
+        model, out = tmp_path / "link", src / "imp.json"
+    else:
+        model, out = src, src / where
+    _fails(["importance", str(model), "--data", str(tiny / "toy.csv"), "--max-train", "8", "--threads", "1", "-o",
+            str(out)], f"{out}: output file is inside the input model {model}")
+    assert _tree(src) == before
+
+
 def test_an_output_folder_holding_the_data_file_is_refused(tiny, tmp_path):
     """The data file kept in the model folder that -o replaces was deleted with it."""
     import shutil
