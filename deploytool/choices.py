@@ -285,6 +285,31 @@ def _type_problem(value: Any, tp: Any) -> str | None:
     return None
 
 
+def _python_number(value: Any, tp: Any) -> Any:
+    """A numpy number (``np.int64(8)``, ``np.float32(0.5)``) the annotation ``tp`` takes, as the Python int or float
+    it stands for, so that the class's ``__post_init__`` (``isinstance(v, int)``), equality and JSON see the same
+    number; anything else as it is."""
+    if isinstance(value, bool) or type(value) in (int, float) or not isinstance(value, numbers.Real):
+        return value
+    allowed = _union_args(tp)
+    if isinstance(value, numbers.Integral) and int in allowed:
+        return int(value)
+    return float(value) if float in allowed else value
+
+
+def _python_numbers(value: Any, tp: Any) -> Any:
+    """:func:`_python_number` of ``value``, or of each item of a list or tuple whose annotation is a list of
+    numbers (``seq_lens: tuple[int, ...]``, kept a tuple or a list as given)."""
+    import typing
+
+    for t in _union_args(tp):
+        if typing.get_origin(t) in (tuple, list) and isinstance(value, (tuple, list)):
+            args = [a for a in typing.get_args(t) if a is not Ellipsis]
+            if len(args) == 1:
+                return type(value)(_python_number(x, args[0]) for x in value)
+    return _python_number(value, tp)
+
+
 def _union_args(tp: Any) -> tuple:
     """The types ``tp`` allows: its members when a union, else ``(tp,)``."""
     import types
@@ -359,6 +384,8 @@ def config(cls: type) -> type:
                                   else f"{name}: {problem}")
             if isinstance(value, (str, os.PathLike)) and Path in _union_args(tp):
                 values[name] = Path(value)
+            else:
+                values[name] = _python_numbers(value, tp)
         init(self, **values)
 
     cls.__init__ = __init__

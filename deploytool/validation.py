@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 import os
 import re
 import typing
@@ -81,9 +82,10 @@ def _cut(text: str, limit: int = 80) -> str:
 # ------------------------------------------------------------------------------------ field types
 
 def _is_number(v: Any) -> bool:
-    """An int or a finite float (not a bool): NaN and infinity are no measure of anything, and ``inf``
-    would reach JSON output as the non-standard ``Infinity``."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    """An int or a finite float (not a bool), numpy's too (``np.float32(0.5)``, ``np.int64(8)``: a value read from
+    an array is the same number): NaN and infinity are no measure of anything, and ``inf`` would reach JSON
+    output as the non-standard ``Infinity``."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
         return False
     try:
         return math.isfinite(v)
@@ -92,17 +94,17 @@ def _is_number(v: Any) -> bool:
 
 
 def Integer(lo: int | None = None, hi: int | None = None, what: str = "") -> Any:  # noqa: N802 - a type
-    """An int (not a bool, not a string) in ``[lo, hi]``."""
+    """An int (not a bool, not a string; numpy's integers too, held as Python ints) in ``[lo, hi]``."""
     rng = (f" in [{lo}, {hi}]" if lo is not None and hi is not None else f" >= {lo}" if lo is not None
            else f" <= {hi}" if hi is not None else "")
     label = f"an integer{rng}{f' ({what})' if what else ''}"
 
     def check(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             raise invalid(f"expected {label}, got {kind_of(v)}")
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             raise invalid(f"expected {label}, got {show(v)}")
-        return v
+        return int(v)
 
     return Annotated[int, PlainValidator(check)]
 

@@ -240,3 +240,27 @@ def test_a_type_error_reads_with_the_right_article():
         dt.export_model("minilm", "m.onnx")
     with pytest.raises(ConfigError, match=r"config must be an Int8Config, got SliceConfig$"):
         quantize_int8_file("m.onnx", "o.onnx", dt.SliceConfig(width=0.5))
+
+
+def _number_fields():
+    """(config, field, default) for every field whose default is a number (not a bool)."""
+    return [(c, f.name, f.default) for c in CONFIGS for f in dataclasses.fields(c)
+            if f.init and isinstance(f.default, (int, float)) and not isinstance(f.default, bool)]
+
+
+@pytest.mark.parametrize(("cls", "field", "default"), _number_fields(), ids=_id)
+def test_a_numpy_number_is_the_python_number(cls, field, default, tmp_path):
+    """A number read from numpy (``np.int64`` from an argsort or an array of lengths, ``np.float32`` from a sweep
+    grid) is the same number: the schema configs refused ``SliceConfig(width=np.float32(0.5))`` ("expected a
+    number in (0, 1], got float32 np.float32(0.5)") and the plain ones ``InspectConfig(seq_len=np.int64(16))``
+    ("must be an integer in [1, 65536], got np.int64(16)") while taking 0.5 and 16. The config holds the Python
+    number (JSON writes it; equal configs compare equal)."""
+    import numpy as np
+
+    base = _minimal(cls, tmp_path)
+    value = (np.int64(default) if isinstance(default, int)
+             else np.float32(default) if float(np.float32(default)) == default else np.float64(default))
+    got = cls(**{**base, field: value})
+    assert got == cls(**base)
+    assert type(getattr(got, field)) is type(getattr(cls(**base), field)), type(getattr(got, field))
+    json.dumps(dataclasses.asdict(got), default=str)
