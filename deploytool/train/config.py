@@ -17,9 +17,11 @@ __all__ = ["DataConfig", "TrainConfig", "ImportanceConfig", "DynaBertConfig", "Q
            "EvalConfig", "parse_float_list"]
 
 
-def _check(cond: bool, msg: str) -> None:
+def _check(cond: bool, msg: str, mentions: tuple[str, ...] = ()) -> None:
+    """ConfigError(msg) unless ``cond``; ``mentions``: the other fields the sentence names (a command line names
+    its options there: ``--tws``, ``--mode binary``)."""
     if not cond:
-        raise ConfigError(msg)
+        raise ConfigError(msg, mentions=mentions)
 
 
 def is_default(cfg, name: str) -> bool:
@@ -218,14 +220,15 @@ class QATConfig(_Optim):
         self._check_optim()
         object.__setattr__(self, "mode", parse_enum(QuantMode, self.mode, "mode"))
         _check(not self.tws or self.mode is QuantMode.BINARY,
-               "tws: ternary weight splitting makes a binary model: use it with mode binary")
+               "tws: ternary weight splitting makes a binary model: use it with mode binary", ("mode",))
         _check(0 < self.tws_width <= 1, f"tws_width: must be in (0, 1] (got {self.tws_width})")
         _check(0 < self.tws_ternary_share < 1, f"tws_ternary_share: must be in (0, 1) (got {self.tws_ternary_share})")
-        _check(self.init is None or self.tws, "init: a separate starting model is only used with tws")
+        _check(self.init is None or self.tws, "init: a separate starting model is only used with tws", ("tws",))
         # given without tws they were ignored in silence (a plain ternary run recorded as if cut to that width)
         for name in ("tws_width", "tws_ternary_share"):
             _check(self.tws or is_default(self, name),
-                   f"{name}: only used with tws (ternary weight splitting, mode binary); got {getattr(self, name):g}")
+                   f"{name}: only used with tws (ternary weight splitting, mode binary); got {getattr(self, name):g}",
+                   ("tws", "mode"))
         _check(self.granularity in ("layer", "row"), f"granularity: must be layer or row (got {self.granularity!r})")
         _check(self.clip >= 0, f"clip: must be >= 0 (got {self.clip})")
         _check(self.act_bits in (0, 8), f"act_bits: must be 8 (int8 activations) or 0 (fp32) (got {self.act_bits})")

@@ -421,7 +421,20 @@ def test_qat_tws_options_without_tws_are_refused(tiny, tmp_path, extra, option):
     exit 0, as if the student had been cut to that width or trained ternary for that share."""
     out = tmp_path / "q"
     _fails(["qat", "--teacher", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"), "-o", str(out), "--epochs", "0.5",
-            "--max-train", "8", "--threads", "1", *extra], f"{option}: only used with tws", out=out)
+            "--max-train", "8", "--threads", "1", *extra],
+           f"{option}: only used with --tws (ternary weight splitting, --mode binary)", out=out)
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--tws"], "--tws: ternary weight splitting makes a binary model: use it with --mode binary"),
+    (["--init", "."], "--init: a separate starting model is only used with --tws"),
+])
+def test_qat_tws_refusals_name_the_options(tiny, tmp_path, extra, words):
+    """The refusals named the options they depend on by their config fields ('only used with tws', 'use it with
+    mode binary'): a command line names them as typed (--tws, --mode binary); the library keeps the field names."""
+    out = tmp_path / "q"
+    _fails(["qat", "--teacher", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"), "-o", str(out), "--epochs", "0.5",
+            "--max-train", "8", "--threads", "1", *extra], words, out=out)
 
 
 def test_qat_tws_width_that_keeps_no_head_is_refused(tiny, tmp_path):
