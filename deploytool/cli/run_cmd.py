@@ -92,7 +92,8 @@ def _store(cache_dir: Path | None) -> Path:
 @_dir
 @json_flag("Print the store's entries as JSON to stdout.")
 def cache_ls(cache_dir: Path | None, as_json: bool) -> None:
-    """List finished steps, most recently used first, with their size and what made them."""
+    """List finished steps, most recently used first, with their size and what made them; a damaged one (a file
+    truncated, removed or replaced since the step finished: a run makes it again) is marked with what is wrong."""
     import json
     import time
 
@@ -104,14 +105,21 @@ def cache_ls(cache_dir: Path | None, as_json: bool) -> None:
         click.echo(json.dumps({"store": str(store), "bytes": sum(e.bytes for e in entries),
                                # what made an entry (its .about.json) never overrides what the store measured
                                "entries": [{**e.about, "name": e.name, "kind": e.kind, "bytes": e.bytes,
-                                            "last_used": e.last_used} for e in entries]}, indent=1))
+                                            "last_used": e.last_used, "damaged": e.damage} for e in entries]},
+                              indent=1))
         return
     total = sum(e.bytes for e in entries)
-    click.echo(f"{store}: {len(entries)} steps, {total / 1e6:.1f} MB")
+    bad = sum(e.damage is not None for e in entries)
+    click.echo(f"{store}: {len(entries)} steps, {total / 1e6:.1f} MB" + (f", {bad} damaged" if bad else ""))
     for e in entries:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))
         made = " ".join(f"{e.about.get('recipe', '?')}: {e.about.get('step', '?')}".split())[:80] if e.about else ""
-        click.echo(f"  {e.name:<40} {e.bytes / 1e6:>9.1f} MB  {when}  {made}")
+        click.echo(f"  {e.name:<40} {e.bytes / 1e6:>9.1f} MB  {when}  {made}"
+                   + (f"  DAMAGED: {e.damage}" if e.damage is not None else ""))
+    if bad:
+        click.echo(f"note: {bad} damaged step{'' if bad == 1 else 's'} (made again when a run next needs "
+                   f"{'it' if bad == 1 else 'them'}); 'deploytool cache clear --damaged' removes "
+                   f"{'it' if bad == 1 else 'them'}", err=True)
 
 
 @cache.command("clear", cls=GrammarCommand)
@@ -119,7 +127,8 @@ def cache_ls(cache_dir: Path | None, as_json: bool) -> None:
 @click.option("--older-than-days", type=FiniteFloatRange(min=0), default=None, metavar="DAYS",
               help="Only steps not used for this many days.")
 @click.option("--kind", default=None, help="Only steps of this kind (e.g. train-finetune, export, slice).")
-def cache_clear(cache_dir: Path | None, older_than_days: float | None, kind: str | None) -> None:
+@click.option("--damaged", is_flag=True, help="Only damaged steps (those 'cache ls' marks DAMAGED).")
+def cache_clear(cache_dir: Path | None, older_than_days: float | None, kind: str | None, damaged: bool) -> None:
     """Remove finished steps from the store (all of them unless filtered). Outputs already published
     into run folders are hard links and stay."""
     from deploytool.recipes.cache import clear_store, store_entries
@@ -127,7 +136,7 @@ def cache_clear(cache_dir: Path | None, older_than_days: float | None, kind: str
     store = _store(cache_dir)
     kinds = sorted({e.kind for e in store_entries(store)}) if kind is not None and store.is_dir() else []
     removed = clear_store(store, older_than_s=None if older_than_days is None else older_than_days * 86400,
-                          kind=kind)
+                          kind=kind, damaged=damaged)
     click.echo(f"{store}: removed {len(removed)} step{'' if len(removed) == 1 else 's'}")
     if kind is not None and kind not in kinds:  # a typo'd --kind removed nothing: say so, with what is there
         from deploytool.choices import did_you_mean

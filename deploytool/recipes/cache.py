@@ -329,6 +329,7 @@ class StoreEntry:
     bytes: int
     last_used: float  # epoch seconds (the .done file's mtime)
     about: dict[str, Any]
+    damage: str | None = None  # what is wrong with its files (:func:`damage`), None when whole: a run makes it again
 
 
 def _tree_bytes(path: Path) -> int:
@@ -371,7 +372,8 @@ def _is_temp(d: Path) -> bool:
 
 def store_entries(store: str | os.PathLike) -> list[StoreEntry]:
     """The finished steps in a store, most recently used first (only entries the store made: anything
-    else in the folder is never listed, so never evicted or cleared)."""
+    else in the folder is never listed, so never evicted or cleared), each with what is wrong with its files
+    (``damage``: the check a run makes before reusing it) or None."""
     root = Path(store)
     out = []
     if not root.is_dir():
@@ -388,7 +390,8 @@ def store_entries(store: str | os.PathLike) -> list[StoreEntry]:
             last_used = (d / ".done").stat().st_mtime
         except OSError:  # removed meanwhile
             continue
-        out.append(StoreEntry(d.name, kind, d, _tree_bytes(d), last_used, about if isinstance(about, dict) else {}))
+        out.append(StoreEntry(d.name, kind, d, _tree_bytes(d), last_used, about if isinstance(about, dict) else {},
+                              damage(d)))
     return sorted(out, key=lambda e: -e.last_used)
 
 
@@ -479,9 +482,10 @@ def _remove(path: Path) -> bool:
     return not os.path.lexists(path)
 
 
-def clear_store(store: str | os.PathLike, *, older_than_s: float | None = None, kind: str | None = None) -> list[str]:
-    """Remove finished steps (all, or those unused for ``older_than_s`` seconds, or of one ``kind``) and
-    leftovers of interrupted ones; returns the names removed.
+def clear_store(store: str | os.PathLike, *, older_than_s: float | None = None, kind: str | None = None,
+                damaged: bool = False) -> list[str]:
+    """Remove finished steps (all, or those unused for ``older_than_s`` seconds, of one ``kind``, or damaged ones:
+    filters combine) and leftovers of interrupted ones; returns the names removed.
 
     Only what the store made is touched, and a folder holding anything else is refused first
     (:func:`check_store`): ``clear_store(Path.home())`` raises instead of deleting ``~/.ssh``."""
@@ -507,9 +511,11 @@ def clear_store(store: str | os.PathLike, *, older_than_s: float | None = None, 
             continue
         if kind is not None and e.kind != kind:
             continue
+        if damaged and e.damage is None:
+            continue
         if _remove(e.path):
             removed.append(e.name)
-    if older_than_s is None and kind is None:  # temporary folders of steps that never finished
+    if older_than_s is None and kind is None and not damaged:  # temporary folders of steps that never finished
         for d in root.iterdir():
             if _is_temp(d):
                 _remove(d)

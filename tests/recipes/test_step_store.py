@@ -241,3 +241,33 @@ def test_clearing_a_store_that_holds_a_run_s_outputs_says_so(tmp_path):
     assert lines[0] == (f"error: {store}: not a deploytool step store (it holds 'run.json' and 3 more, which the store "
                         "did not make: a recipe run wrote its outputs there); nothing removed")
     assert _files(store) == before
+
+
+def test_ls_marks_damaged_entries_and_clear_damaged_removes_only_them(tmp_path):
+    """A finished entry whose file was truncated (or removed) since the step finished: a run makes it again with a
+    warning, but `cache ls` listed it like a whole one (and the JSON had no field for it); now ls marks it with what is
+    wrong, the JSON says it, and `cache clear --damaged` removes those and nothing else."""
+    store = tmp_path / "store"
+    whole = _entry(store, "slice", "a")
+    cut = _entry(store, "export", "b")
+    gone = _entry(store, "precision-int8", "c")
+    (cut / "m.onnx").write_text("mo")  # 5 bytes when the step finished, 2 now
+    (gone / "m.onnx").unlink()
+    r = CliRunner().invoke(main, ["cache", "ls", "--cache-dir", str(store)])
+    assert r.exit_code == 0, r.output
+    rows = {ln.split()[0]: ln for ln in r.stdout.splitlines()[1:]}
+    assert r.stdout.splitlines()[0].endswith(", 2 damaged"), r.stdout
+    assert "DAMAGED" not in rows[whole.name]
+    assert rows[cut.name].endswith("DAMAGED: m.onnx has 2 bytes, 5 when the step finished"), rows
+    assert rows[gone.name].endswith("DAMAGED: m.onnx is missing"), rows
+    assert "cache clear --damaged" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    r = CliRunner().invoke(main, ["cache", "ls", "--cache-dir", str(store), "--json"])
+    listed = {e["name"]: e["damaged"] for e in json.loads(r.stdout)["entries"]}
+    assert listed == {whole.name: None, cut.name: "m.onnx has 2 bytes, 5 when the step finished",
+                      gone.name: "m.onnx is missing"}
+    r = CliRunner().invoke(main, ["cache", "clear", "--damaged", "--cache-dir", str(store)])
+    assert r.exit_code == 0 and r.stdout == f"{store}: removed 2 steps\n", r.output
+    assert sorted(p.name for p in store.iterdir()) == [whole.name]
+    r = CliRunner().invoke(main, ["cache", "ls", "--cache-dir", str(store)])
+    assert r.exit_code == 0 and r.stdout.splitlines()[0] == f"{store}: 1 steps, 0.0 MB" and r.stderr == "", r.output
+    assert "DAMAGED" not in r.stdout
