@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 import json
 import math
+import numbers
 import re
 import os
 from pathlib import Path
@@ -24,13 +25,14 @@ from typing import Any, Optional
 
 import onnx_ir as ir
 
-from deploytool.choices import FrozenMap
+from deploytool.choices import FrozenMap, kind_of
 from deploytool.errors import ConfigError, InputFileError, PassRefusedError, not_a_file
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
 from deploytool.passes._sharing import copies_note, weight_slots
 from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
+from deploytool.passes.prune_heads import _id_list, _is_index
 from deploytool.validation import FilePath, schema
 
 __all__ = ["FFNPruneConfig", "PruneFFNPass", "prune_ffn_file", "load_neurons_file"]
@@ -79,20 +81,25 @@ class FFNPruneConfig:
             raise ConfigError("keep/neurons: give exactly one of keep (fraction per layer) or neurons (explicit ids)")
         if self.keep is not None:
             k = self.keep
-            if isinstance(k, bool) or not isinstance(k, (int, float)) or not math.isfinite(k) or not 0 < k <= 1:
+            if isinstance(k, bool) or not isinstance(k, numbers.Real):
+                raise ConfigError(f"keep: expected a fraction 0 < keep <= 1 of each layer's neurons, got {kind_of(k)}")
+            if not math.isfinite(k) or not 0 < k <= 1:
                 raise ConfigError(f"keep: {k!r} out of range; expected a fraction 0 < keep <= 1 of each layer's neurons")
+            object.__setattr__(self, "keep", k if type(k) in (int, float) else float(k))
         if self.neurons is not None:
             if not isinstance(self.neurons, Mapping):
                 raise ConfigError(f"neurons: expected a mapping {{layer: [neuron ids]}}, got {type(self.neurons).__name__}")
             norm = {}
-            for layer, ids in self.neurons.items():
-                if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
+            for layer, given in self.neurons.items():
+                if not _is_index(layer):
                     raise ConfigError(f"neurons: layer index {layer!r} must be an integer >= 0")
-                if isinstance(ids, (str, bytes, Mapping)) or not isinstance(ids, (list, tuple, set, frozenset)):
-                    raise ConfigError(f"neurons: layer {layer}: expected a list of neuron ids, got {type(ids).__name__}")
-                ids = tuple(ids)
-                if any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids):
+                layer = int(layer)  # numpy's integers (an argsort's) as the Python int they are
+                ids = _id_list(given)
+                if ids is None:
+                    raise ConfigError(f"neurons: layer {layer}: expected a list of neuron ids, got {type(given).__name__}")
+                if not all(_is_index(i) for i in ids):
                     raise ConfigError(f"neurons: layer {layer} ids must be integers >= 0")
+                ids = tuple(int(i) for i in ids)
                 if len(set(ids)) != len(ids):
                     raise ConfigError(f"neurons: layer {layer} lists a neuron twice")
                 norm[layer] = ids

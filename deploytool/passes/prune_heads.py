@@ -21,13 +21,15 @@ it costs (``shared_weights_note``, ``shared_weights_copied_bytes``).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 from typing import Any, Mapping, Optional
 
+import numpy as np
 import onnx_ir as ir
 
-from deploytool.choices import FrozenMap
+from deploytool.choices import FrozenMap, kind_of
 from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
@@ -74,6 +76,21 @@ def parse_heads_spec(spec: str) -> dict[int, tuple[int, ...]]:
     return out
 
 
+def _is_index(v: Any) -> bool:
+    """An integer >= 0 (numpy's too; not a bool): a layer index or a head id."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0
+
+
+def _id_list(ids: Any) -> list | None:
+    """A layer's ids as a list: from a list, tuple or set, or a 1-D numpy array (``np.argsort(scores)[:2]``); None
+    for anything else (a string, a mapping, one number)."""
+    if isinstance(ids, np.ndarray):
+        return ids.tolist() if ids.ndim == 1 else None
+    if isinstance(ids, (list, tuple, set, frozenset)):
+        return list(ids)
+    return None
+
+
 @schema
 class HeadPruneConfig:
     """Remove ``heads`` ({layer: [head ids]}) or, per layer, the ``ratio`` least important heads."""
@@ -90,15 +107,17 @@ class HeadPruneConfig:
             if not isinstance(self.heads, Mapping):
                 raise ConfigError("heads: expected a mapping {layer: [head ids]}")
             norm = {}
-            for layer, ids in self.heads.items():
-                if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
+            for layer, given in self.heads.items():
+                if not _is_index(layer):
                     raise ConfigError(f"heads: layer index {layer!r} must be an integer >= 0")
-                if isinstance(ids, (str, bytes, Mapping)) or not isinstance(ids, (list, tuple, set, frozenset)):
-                    raise ConfigError(f"heads: layer {layer}: expected a list of head ids, got {type(ids).__name__}")
-                ids = tuple(ids)
+                layer = int(layer)  # numpy's integers (an argsort's) as the Python int they are
+                ids = _id_list(given)
+                if ids is None:
+                    raise ConfigError(f"heads: layer {layer}: expected a list of head ids, got {type(given).__name__}")
                 for h in ids:
-                    if isinstance(h, bool) or not isinstance(h, int) or h < 0:
+                    if not _is_index(h):
                         raise ConfigError(f"heads: layer {layer} head id {h!r} must be an integer >= 0")
+                ids = tuple(int(h) for h in ids)
                 if len(set(ids)) != len(ids):
                     raise ConfigError(f"heads: layer {layer} lists a head twice: {list(ids)}")
                 norm[layer] = ids
@@ -107,8 +126,11 @@ class HeadPruneConfig:
                 raise ConfigError("importance: only used with ratio (explicit heads need no scores)")
         if self.ratio is not None:
             r = self.ratio
-            if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or not 0 <= r < 1:
+            if isinstance(r, bool) or not isinstance(r, numbers.Real):
+                raise ConfigError(f"ratio: expected a fraction 0 <= ratio < 1 of each layer's heads, got {kind_of(r)}")
+            if not math.isfinite(r) or not 0 <= r < 1:
                 raise ConfigError(f"ratio: {r!r} out of range; expected a fraction 0 <= ratio < 1 of each layer's heads")
+            object.__setattr__(self, "ratio", r if type(r) in (int, float) else float(r))
 
 
 class PruneHeadsPass(StructuredPass):

@@ -39,6 +39,45 @@ def test_head_config_validation():
         FFNPruneConfig(keep=float("nan"))
 
 
+def test_ids_and_fractions_from_numpy_are_taken_as_the_numbers_they_are(tiny_onnx, tmp_path):
+    """Ids picked with numpy (``np.argsort(scores)[:2]``, its items np.int64) and fractions from a numpy grid were
+    refused in words that contradict them ("head id np.int64(1) must be an integer >= 0", "ratio: np.float32(0.5)
+    out of range"): they are the same ids and fractions, held as Python numbers, and prune the same heads."""
+    scores = np.array([0.3, 0.1, 0.9, 0.2])
+    drop = np.argsort(scores)[:2]  # heads 1 and 3
+    by_numpy = HeadPruneConfig(heads={np.int64(0): drop, 1: [np.int64(2)]})
+    assert by_numpy == HeadPruneConfig(heads={0: [1, 3], 1: [2]})
+    assert all(type(k) is int and all(type(h) is int for h in v) for k, v in by_numpy.heads.items())
+    assert json.dumps(by_numpy.heads) == '{"0": [1, 3], "1": [2]}'
+    assert HeadPruneConfig(ratio=np.float32(0.5)) == HeadPruneConfig(ratio=0.5)
+    assert type(HeadPruneConfig(ratio=np.float32(0.5)).ratio) is float
+    assert FFNPruneConfig(neurons={np.int64(1): np.arange(3)}) == FFNPruneConfig(neurons={1: [0, 1, 2]})
+    assert FFNPruneConfig(keep=np.float32(0.25)) == FFNPruneConfig(keep=0.25)
+    src = tiny_onnx("bert", **SHAPE)
+    a = prune_heads_file(src, tmp_path / "a.onnx", by_numpy)
+    b = prune_heads_file(src, tmp_path / "b.onnx", HeadPruneConfig(heads={0: [1, 3], 1: [2]}))
+    assert a.counts.heads_per_layer == b.counts.heads_per_layer
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+    json.dumps(a.to_dict())
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: HeadPruneConfig(ratio="0.5"), "ratio: expected a fraction 0 <= ratio < 1 of each layer's heads, got str '0.5'"),
+    (lambda: HeadPruneConfig(ratio=True), "ratio: expected a fraction 0 <= ratio < 1 of each layer's heads, got bool True"),
+    (lambda: HeadPruneConfig(ratio=[0.5]), "ratio: expected a fraction 0 <= ratio < 1 of each layer's heads, got list"),
+    (lambda: FFNPruneConfig(keep="0.5"), "keep: expected a fraction 0 < keep <= 1 of each layer's neurons, got str '0.5'"),
+    (lambda: HeadPruneConfig(heads={0: np.array([[1]])}), "heads: layer 0: expected a list of head ids, got ndarray"),
+    (lambda: HeadPruneConfig(heads={0: [np.float32(1)]}), "heads: layer 0 head id np.float32(1.0) must be an integer >= 0"),
+    (lambda: HeadPruneConfig(heads={0: [np.bool_(True)]}), "heads: layer 0 head id np.True_ must be an integer >= 0"),
+])
+def test_a_fraction_of_the_wrong_type_is_said_to_be_one_not_out_of_range(make, message):
+    """``ratio="0.5"`` (a number read from text) was "ratio: '0.5' out of range", ``ratio=True`` "True out of
+    range": the value is no number at all, and the message says what it is."""
+    with pytest.raises(ConfigError) as e:
+        make()
+    assert str(e.value) == message
+
+
 @pytest.mark.parametrize("family,exporter", [("bert", "torch"), ("distilbert", "torch")])
 def test_prune_heads_matches_transformers(tiny_onnx, tiny_torch_model, tmp_path, family, exporter):
     src = tiny_onnx(family, exporter=exporter, **SHAPE)
