@@ -117,6 +117,8 @@ def show(value: Any, limit: int = 80) -> str:
             s = r.repr(value)
         except Exception:  # noqa: BLE001 - a value whose repr fails is still named
             s = f"<{type(value).__name__}>"
+        if not s.isprintable():  # a multi-line repr (an onnx_ir Model's) in a one-line message: its lines joined
+            s = " ".join(s.split())
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
@@ -128,6 +130,10 @@ def as_path(value: Any, name: str, what: str = "a file path") -> Path:
     if isinstance(value, bytes):
         value = os.fsdecode(value)
     if not isinstance(value, (str, os.PathLike)) or not str(os.fspath(value)):
+        if hasattr(value, "graph") and (hasattr(value, "opset_import") or hasattr(value, "opset_imports")):
+            # onnx.ModelProto, onnx_ir.Model: the library reads and writes files (its repr is many lines)
+            kind = f"{type(value).__module__.split('.')[0]}.{type(value).__name__}"
+            raise ConfigError(f"{name}: expected {what}, got an in-memory model ({kind})")
         raise ConfigError(f"{name}: expected {what}, got {show(value)}")
     return Path(value)
 
