@@ -672,8 +672,11 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
         raise ConfigError(f"dev_frac/test_frac: must each be in (0, 0.5) and sum below 0.9 "
                           f"(got {dev_frac}, {test_frac})")
     key = str(name)
-    if key not in BUILTIN and text_col == label_col:  # the labels were the texts (DataConfig refuses it for the CLI)
-        raise ConfigError(f"text_col/label_col: both name the column {text_col!r}; the labels are another column")
+    from deploytool.validation import label_column_problem
+
+    problem = None if key in BUILTIN else label_column_problem(text_col, label_col)
+    if problem is not None:  # the labels were the texts (DataConfig refuses it for the CLI)
+        raise ConfigError(f"text_col/label_col: {problem}")
     if key in BUILTIN and text_pair_col is not None:
         raise ConfigError(f"text_pair_col: the built-in dataset {key!r} has one text an example, no pairs")
     from deploytool.validation import check_pair_column

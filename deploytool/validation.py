@@ -218,13 +218,28 @@ def check_column_name(v: Any, name: str) -> None:
         raise ConfigError(f"{name}: {problem}")
 
 
-def check_pair_column(pair_col: Any, text_col: Any, name: str, label_col: Any = None) -> None:
-    """ConfigError ``name: 'x' is also the text column; ...`` (or the label column, where a config has one) when
-    the second text of a sentence pair (``pair_col``, None: none) is a column the config already reads."""
+def label_column_problem(text_col: Any, label_col: Any) -> str | None:
+    """The one rule for the label column beside the text column (``train.config.DataConfig``,
+    ``data.load_dataset``, a recipe's eval step): None, or what is wrong, for the caller to put after the fields
+    it names: each text would be its own label (a head of as many classes as rows was trained once)."""
+    if text_col == label_col:
+        return f"both name the column {show(text_col)}; the labels are another column"
+    return None
+
+
+def pair_column_problem(pair_col: Any, text_col: Any, label_col: Any = None) -> str | None:
+    """The one rule for the second text of a sentence pair (``pair_col``, None: none): None, or what is wrong
+    when it is a column the config already reads (the text column, or the label column where it has one)."""
     which = (None if pair_col is None else "text" if pair_col == text_col
              else "label" if label_col is not None and pair_col == label_col else None)
-    if which is not None:
-        raise ConfigError(f"{name}: {show(pair_col)} is also the {which} column; the second text is another one")
+    return None if which is None else f"{show(pair_col)} is also the {which} column; the second text is another one"
+
+
+def check_pair_column(pair_col: Any, text_col: Any, name: str, label_col: Any = None) -> None:
+    """ConfigError ``name: 'x' is also the text column; ...`` (:func:`pair_column_problem`)."""
+    problem = pair_column_problem(pair_col, text_col, label_col)
+    if problem is not None:
+        raise ConfigError(f"{name}: {problem}")
 
 
 def Choice(*values: str) -> Any:  # noqa: N802 - a type

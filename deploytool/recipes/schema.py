@@ -44,7 +44,8 @@ from typing_extensions import Annotated
 from deploytool.choices import did_you_mean, first_repeat, not_one_of
 from deploytool.errors import ConfigError, not_a_file
 from deploytool.validation import (Choice, ColumnName, Fraction, Integer, OneOf, Text, invalid, kind_of,
-                                   safe_load_yaml, schema, show, validate, without_extensions)
+                                   label_column_problem, pair_column_problem, safe_load_yaml, schema, show, validate,
+                                   without_extensions)
 from deploytool.units import MAX_SEQ_LEN
 from deploytool.variant import PRECISIONS, Precision
 
@@ -290,13 +291,12 @@ class EvalSpec:
     @model_validator(mode="after")
     def _columns(self) -> "EvalSpec":
         # DataConfig's rules (the eval step's), said here with the key path, at load
-        if self.text_col == self.label_col:
-            raise invalid(f"both text_col and label_col name the column {self.text_col!r}; the labels are another "
-                          "column", ".label_col")
-        if self.text_pair_col is not None and self.text_pair_col in (self.text_col, self.label_col):
-            which = "text" if self.text_pair_col == self.text_col else "label"
-            raise invalid(f"{self.text_pair_col!r} is also the {which} column; the second text is another one",
-                          ".text_pair_col")
+        problem = label_column_problem(self.text_col, self.label_col)
+        if problem is not None:
+            raise invalid(f"text_col and label_col {problem}", ".label_col")
+        problem = pair_column_problem(self.text_pair_col, self.text_col, self.label_col)
+        if problem is not None:
+            raise invalid(problem, ".text_pair_col")
         if self.text_pair_col is not None and not looks_like_file(self.data):
             raise invalid(f"the built-in dataset {self.data!r} has one text an example, no pairs (a second text "
                           "column is a user file's)", ".text_pair_col")

@@ -11,7 +11,7 @@ from pathlib import Path
 from deploytool.choices import OWN_CHECK, config, items, parse_enum
 from deploytool.errors import ConfigError
 from deploytool.units import MAX_SEQ_LEN
-from deploytool.validation import check_column_name, check_pair_column
+from deploytool.validation import check_column_name, check_pair_column, label_column_problem
 
 __all__ = ["DataConfig", "TrainConfig", "ImportanceConfig", "DynaBertConfig", "QATConfig", "QuantMode",
            "EvalConfig", "parse_float_list"]
@@ -81,8 +81,8 @@ class DataConfig:
         if self.text_pair_col is not None:
             check_column_name(self.text_pair_col, "text_pair_col")
         # each text its own label: a head of as many classes as rows was trained, and eval listed every text
-        _check(self.text_col != self.label_col,
-               f"text_col/label_col: both name the column {self.text_col!r}; the labels are another column")
+        problem = label_column_problem(self.text_col, self.label_col)
+        _check(problem is None, f"text_col/label_col: {problem}")
         check_pair_column(self.text_pair_col, self.text_col, "text_pair_col", label_col=self.label_col)
         _check(2 <= self.max_length <= MAX_SEQ_LEN, f"max_length: must be in [2, {MAX_SEQ_LEN}] (got {self.max_length})")
         for name in ("max_train", "max_eval"):

@@ -58,7 +58,7 @@ def test_the_eval_keys_are_the_eval_commands_column_options():
 
 @pytest.mark.parametrize("eval_keys, task, needle", [
     ({"data": "x.csv", "text_col": "a", "label_col": "a"}, "sequence-classification",
-     "r.yaml: eval.label_col: both text_col and label_col name the column 'a'"),
+     "r.yaml: eval.label_col: text_col and label_col both name the column 'a'; the labels are another column"),
     ({"data": "x.csv", "text_col": "a", "text_pair_col": "a"}, "sequence-classification",
      "r.yaml: eval.text_pair_col: 'a' is also the text column"),
     ({"data": "x.csv", "text_pair_col": "label"}, "sequence-classification",
