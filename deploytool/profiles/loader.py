@@ -140,7 +140,8 @@ def list_profiles(dirs: Sequence[str | os.PathLike] | None = None, *, host: Host
     for _, p in sorted(_files(_dirs(dirs)).items()):
         try:
             out.append(load_profile_file(p, host=host))
-        except ConfigError as e:
+        # invalid, or no file to read (a folder, a FIFO, a link to nothing): each named beside the valid ones
+        except (ConfigError, InputFileError) as e:
             if problems is None:
                 raise
             problems.append((p, str(e)))

@@ -214,6 +214,30 @@ def test_cli_profiles_lists_the_valid_ones_beside_a_bad_file(tmp_path):
     assert {"board", "kirin990"} <= names and [p.name for p, _ in problems] == ["zz-broken.yaml"]
 
 
+@pytest.mark.parametrize("odd", ["folder", "fifo", "dangling-link"])
+def test_cli_profiles_lists_the_valid_ones_beside_a_yaml_name_that_is_no_file(tmp_path, odd):
+    """A profiles folder holding a folder, a FIFO or a link to nothing named *.yaml: the listing stopped at it (no
+    table, exit 2) and the other invalid files were not named; now it is one more bad file beside the valid ones."""
+    _write(tmp_path, _base(), name="board")
+    (tmp_path / "zz-broken.yaml").write_text("name: zz-broken\nfoo: [\n")
+    odd_file = tmp_path / "odd.yaml"
+    if odd == "folder":
+        odd_file.mkdir()
+    elif odd == "fifo":
+        os.mkfifo(odd_file)
+    else:
+        odd_file.symlink_to(tmp_path / "nowhere.yaml")
+    r = _cli("profiles", "--profiles-dir", str(tmp_path))
+    assert r.exit_code == 2, r.output
+    assert "board" in r.stdout and "kirin990" in r.stdout, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 2 and all(ln.startswith("error: ") for ln in lines), r.stderr
+    assert f"{odd_file}:" in lines[0] and "zz-broken.yaml: not valid YAML" in lines[1], lines
+    problems: list = []
+    names = {p.name for p in list_profiles([tmp_path], problems=problems)}
+    assert {"board", "kirin990"} <= names and [p.name for p, _ in problems] == ["odd.yaml", "zz-broken.yaml"]
+
+
 @pytest.mark.parametrize(
     "name, expected",
     [
