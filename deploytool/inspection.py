@@ -176,6 +176,8 @@ def inspect_model(path: str | os.PathLike, seq_len: int = 128) -> InspectReport:
     from deploytool.choices import as_path
 
     seq_len = InspectConfig(seq_len).seq_len
+    if isinstance(path, bytes):  # a bytes path names the file as a str does (transform takes one too)
+        path = os.fsdecode(path)
     as_path(path, "path", "an .onnx file path")  # None or a number: ConfigError, not a TypeError
     data_files: list[Path] = []
     model = onnx_io.load_model(path, data_files=data_files)

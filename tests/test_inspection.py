@@ -145,6 +145,13 @@ def test_cli_bad_input(tiny_onnx, tmp_path, case):
     assert sorted(tmp_path.iterdir()) == before  # nothing written
 
 
+def test_a_bytes_path_names_the_file_as_a_string_does(tiny_onnx):
+    """``inspect_model(b"m.onnx")`` raised a bare TypeError from pathlib (transform() takes a bytes path)."""
+    src = tiny_onnx("bert")
+    got = inspect_model(bytes(src)).to_dict()
+    assert got == inspect_model(str(src)).to_dict() and got["path"] == str(src)
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="seq_len"):
         InspectConfig(seq_len=0)

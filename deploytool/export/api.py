@@ -52,6 +52,8 @@ def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig) -> E
     """Export an already loaded transformers model (``config.model`` is only recorded)."""
     from deploytool.export import validate as _validate
 
+    if isinstance(out_path, bytes):  # as export() takes it
+        out_path = os.fsdecode(out_path)
     out = check_writable(out_path)
     start = time.perf_counter()
     model = model.eval()
@@ -252,6 +254,8 @@ def export(config: ExportConfig, out_path: str | os.PathLike) -> ExportResult:
     from deploytool.passes.base import require_config
 
     require_config(config, ExportConfig, "export_model")  # a model name or a dict: ConfigError, not AttributeError
+    if isinstance(out_path, bytes):  # a bytes path names the file as a str does (transform takes one too)
+        out_path = os.fsdecode(out_path)
     as_path(out_path, "out_path", "an .onnx file path")  # checked, kept as given ('out/' names a folder)
     check_writable(out_path)
     folder = resolve_model(config.model)

@@ -96,6 +96,20 @@ def test_export_from_local_folder_safetensors_and_bin(tiny_hf_folder, tmp_path):
         assert result.metadata["source"] == str(folder)
 
 
+def test_a_bytes_output_path_names_the_file_as_a_string_does(tiny_hf_folder, tmp_path):
+    """``export_model(config, b"m.onnx")`` raised a bare TypeError from pathlib ("argument should be a str object
+    or an os.PathLike object returning str, not <class 'bytes'>") where transform() takes a bytes path; so did
+    export_loaded."""
+    folder = tiny_hf_folder("bert")
+    out = tmp_path / "m.onnx"
+    result = export(ExportConfig(model=str(folder)), bytes(out))
+    assert out.is_file() and result.validated
+    onnx.checker.check_model(onnx.load(str(out)))
+    again = tmp_path / "l.onnx"
+    export_loaded(tiny_model("bert"), bytes(again), ExportConfig(model="tiny", validate=False))
+    assert again.is_file()
+
+
 @pytest.mark.parametrize("family,max_pos,expected", [
     ("bert", 64, {"seq8": (1, 8), "seq64": (1, 64), "padded[8,64]": (2, 64)}),
     ("roberta", 64, {"seq8": (1, 8), "seq64": (1, 64), "padded[8,64]": (2, 64)}),  # 66 positions, 2 reserved
