@@ -69,17 +69,35 @@ def load_profile_file(path: str | os.PathLike, *, host: HostOptions | None = Non
     if not p.is_file():
         raise not_a_file(p, "device profile file")  # missing, a folder, or a device (said so, never read)
     try:
-        data = safe_load_yaml(p.read_text(encoding="utf-8"))
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read device profile ({e.strerror or e})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:  # the line, not the byte offset Python gives
+        line = raw[: e.start].count(b"\n") + 1
+        what = ("UTF-16 text, not UTF-8" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else
+                f"not UTF-8 text: byte 0x{raw[e.start]:02x} at line {line}")
+        raise ConfigError(f"{p}: {what}; save it as UTF-8") from None
+    try:
+        data = safe_load_yaml(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}: not valid YAML{where} ({getattr(e, 'problem', None) or type(e).__name__})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read device profile ({e})") from None
+        raise ConfigError(f"{p}: not valid YAML{_yaml_problem(e, text)}") from None
     data = without_extensions(data)  # x-... keys: a home for YAML anchors
     if is_host_template(data):
         return build_host_profile(data, str(p), host)
     return parse_profile(data, str(p), expect_name=p.stem)
+
+
+def _yaml_problem(e: Exception, text: str) -> str:
+    """`` at line N (what)`` for a YAML error: a parser error carries its mark and problem; a reader error (a control
+    character such as NUL, which YAML does not allow) only its offset in the text and its reason."""
+    if isinstance(e, yaml.reader.ReaderError):
+        line = text[: e.position].count("\n") + 1
+        return f" at line {line} (character #x{e.character:04x}: {e.reason})"
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}" if mark is not None else ""
+    return f"{where} ({getattr(e, 'problem', None) or type(e).__name__})"
 
 
 def profile_names(dirs: Sequence[str | os.PathLike] | None = None) -> list[str]:

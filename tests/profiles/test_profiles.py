@@ -214,6 +214,28 @@ def test_cli_profiles_lists_the_valid_ones_beside_a_bad_file(tmp_path):
     assert {"board", "kirin990"} <= names and [p.name for p, _ in problems] == ["zz-broken.yaml"]
 
 
+@pytest.mark.parametrize("content, expected", [
+    # Latin-1 'é' on line 3: was "cannot read device profile ('utf-8' codec can't decode byte 0xe9 in position 29:
+    # invalid continuation byte)", a byte offset in Python's words
+    (b"schema_version: 1\nname: board\ndescription: caf\xe9\n",
+     "not UTF-8 text: byte 0xe9 at line 3; save it as UTF-8"),
+    # Notepad's "Unicode": said as a decoding failure at position 0
+    ("schema_version: 1\nname: board\n".encode("utf-16"), "UTF-16 text, not UTF-8; save it as UTF-8"),
+    # a NUL (a control character YAML refuses): was "not valid YAML (ReaderError)", no line and no problem
+    (b"schema_version: 1\nname: board\ndescription: \"a\x00b\"\n",
+     "not valid YAML at line 3 (character #x0000: special characters are not allowed)"),
+], ids=["latin-1", "utf-16", "nul"])
+def test_a_profile_file_that_is_not_utf8_yaml_text_names_the_line(tmp_path, content, expected):
+    f = tmp_path / "board.yaml"
+    f.write_bytes(content)
+    for args in (["profiles", "show", str(f)], ["profiles", "--profiles-dir", str(tmp_path)]):
+        r = _cli(*args)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.exit_code == 2 and lines == [f"error: {f}: {expected}"], r.output
+    with pytest.raises(ConfigError, match="line|UTF-16"):
+        load_profile(f)
+
+
 @pytest.mark.parametrize("odd", ["folder", "fifo", "dangling-link"])
 def test_cli_profiles_lists_the_valid_ones_beside_a_yaml_name_that_is_no_file(tmp_path, odd):
     """A profiles folder holding a folder, a FIFO or a link to nothing named *.yaml: the listing stopped at it (no
