@@ -593,6 +593,11 @@ def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathL
     # checked as paths, kept as given (``out/`` names a folder: a Path would drop the slash that says so)
     src, dst = (os.fsdecode(x) if isinstance(x, bytes) else x for x in (src, dst))
     as_path(src, "src"), as_path(dst, "dst")
+    if not isinstance(verify, bool):  # verify="no" is true, and verify=None skipped the gate in silence
+        from deploytool.choices import kind_of
+        from deploytool.errors import ConfigError
+
+        raise ConfigError(f"verify: expected true or false, got {kind_of(verify)}")
     onnx_io.check_output_path(dst, inputs=(src, *pass_.input_files()))
     started: list = []  # the gate's process, once started: closed (killed if still running) whatever happens
     # the collector's automatic runs are paused while the pass runs: each full one walks every object of the

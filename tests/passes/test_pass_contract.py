@@ -375,3 +375,19 @@ def test_file_functions_take_their_own_config_and_file_paths(tiny_onnx, tmp_path
     assert not out.exists()
     slice_file(str(src).encode(), bytes(out), SliceConfig(width=0.5))  # bytes paths are file paths
     assert out.is_file()
+
+
+@pytest.mark.parametrize("verify", ["no", "false", None, 0, 1])
+def test_verify_is_true_or_false(tiny_onnx, tmp_path, verify):
+    """transform(..., verify="no") ran the gate ("no" is true) and verify=None or 0 skipped it without a word, where
+    every config's flag takes only true or false (validation.Flag): now one line naming the value, no file written."""
+    from deploytool.passes.slice_subnetwork import slice_file
+
+    src = tiny_onnx("bert", exporter="torch")
+    out = tmp_path / "o.onnx"
+    for call in (lambda: transform(src, out, SliceConfig(width=0.5), verify=verify),
+                 lambda: slice_file(src, out, SliceConfig(width=0.5), verify=verify)):
+        with pytest.raises(ConfigError, match=r"^verify: expected true or false, got "):
+            call()
+    assert not out.exists()
+    assert not transform(src, out, SliceConfig(width=0.5), verify=False).gate.verified
