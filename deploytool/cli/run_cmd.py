@@ -58,7 +58,7 @@ def run(recipe: Path, out_dir: Path | None, quiet: bool, check: bool, cache_dir:
 
     rec = load_recipe(recipe)
     out = out_dir or Path("runs") / rec.name
-    store = None if no_shared_cache else (cache_dir or default_store())
+    store = None if no_shared_cache else _store(cache_dir)
     if check:
         plan = check_recipe(rec)
         check_run_paths(rec, out, store)  # the folders the run would use, too: nothing made
@@ -82,10 +82,14 @@ _dir = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Pa
 
 
 def _store(cache_dir: Path | None) -> Path:
-    """The store ``cache ls|clear`` work on, refused in one line where it cannot be a folder."""
+    """The store ``run`` and ``cache ls|clear`` use, refused in one line where it cannot be a folder, naming where
+    it was given (a store from the environment was said to be --cache-dir's)."""
     from deploytool.onnx_io import check_folder_path
 
-    return check_folder_path(cache_dir or default_store(), "step store, --cache-dir")
+    if cache_dir is not None:
+        return check_folder_path(cache_dir, "step store, --cache-dir")
+    return check_folder_path(default_store(), "step store, $DEPLOYTOOL_CACHE_DIR" if os.environ.get(
+        "DEPLOYTOOL_CACHE_DIR") else "step store")
 
 
 @cache.command("ls", cls=GrammarCommand)

@@ -57,6 +57,30 @@ def test_a_link_to_nothing_is_refused_in_one_line(workspace, tmp_path, monkeypat
     assert os.path.islink(link) and not os.path.exists(link)
 
 
+@pytest.mark.parametrize("argv", [["cache", "ls"], ["cache", "clear"], ["run", "{recipe}", "--check"],
+                                  ["run", "{recipe}", "-q"]], ids=["ls", "clear", "run-check", "run"])
+@pytest.mark.parametrize("how", ["link", "file-parent"])
+def test_a_store_from_the_environment_is_named_as_such(tmp_path, monkeypatch, argv, how):
+    """DEPLOYTOOL_CACHE_DIR naming a link to nothing (or a path under a file) was refused as '(the step store,
+    --cache-dir)', an option the user never gave; now '$DEPLOYTOOL_CACHE_DIR'. --cache-dir is still named as such."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("schema_version: 1\nname: r\nmodel: minilm\n")
+    (tmp_path / "afile").write_text("x")
+    bad = tmp_path / "gone" if how == "link" else tmp_path / "afile" / "store"
+    if how == "link":
+        os.symlink(tmp_path / "removed-target", bad)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = [a.replace("{recipe}", str(recipe)) for a in argv]
+    for env, extra, said in ((str(bad), [], "(the step store, $DEPLOYTOOL_CACHE_DIR)"),
+                             (str(tmp_path), ["--cache-dir", str(bad)], "(the step store, --cache-dir)")):
+        monkeypatch.setenv("DEPLOYTOOL_CACHE_DIR", env)
+        r = CliRunner().invoke(main, args + extra)
+        lines = r.stderr.strip().splitlines()
+        assert r.exit_code == 2 and len(lines) == 1, r.output
+        assert lines[0].startswith(f"error: {bad}: ") and lines[0].endswith(said), lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 @pytest.mark.parametrize("bad", [{"model": {"path": "no-such-model"}}, {"devices": ["kirin99"]}])
 def test_a_refused_recipe_makes_no_store(tmp_path, bad):
     doc = {"schema_version": 1, "name": "nostore", "model": {"path": "model"}, "task": "sequence-classification",
