@@ -101,10 +101,13 @@ def cache_ls(cache_dir: Path | None, as_json: bool) -> None:
     import json
     import time
 
-    from deploytool.recipes.cache import store_entries
+    from deploytool.recipes.cache import not_a_store, store_entries
 
     store = _store(cache_dir)
     entries = store_entries(store)
+    foreign = not_a_store(store)
+    if foreign is not None:  # a mistyped --cache-dir listed as an empty store ('0 steps') looked like one
+        click.echo(f"note: {foreign}; only entries the store made are listed", err=True)
     if as_json:
         click.echo(json.dumps({"store": str(store), "bytes": sum(e.bytes for e in entries),
                                # what made an entry (its .about.json) never overrides what the store measured

@@ -395,23 +395,32 @@ def store_entries(store: str | os.PathLike) -> list[StoreEntry]:
     return sorted(out, key=lambda e: -e.last_used)
 
 
+def not_a_store(store: str | os.PathLike) -> str | None:
+    """Why ``store`` is not a step store (``<store>: not a deploytool step store (it holds ...)``): it holds something
+    the store did not make (a mistyped ``--cache-dir``: a project, a home folder); None for a store or no folder."""
+    root = Path(store)
+    if not root.is_dir():
+        return None
+    foreign = sorted(d.name for d in root.iterdir() if _entry_kind(d) is None and not _is_temp(d)
+                     and not (_RUN.fullmatch(d.name) and d.is_file() and not d.is_symlink()))
+    if not foreign:
+        return None
+    # a run's outputs (`run -o D --cache-dir D`, refused since): named as such, not by the lock file sorted first
+    run = "run.json" in foreign and (root / "run.json").is_file()
+    first = "run.json" if run else foreign[0]
+    more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+    return (f"{root}: not a deploytool step store (it holds {first!r}{more}, which the store did not make"
+            f"{': a recipe run wrote its outputs there' if run else ''})")
+
+
 def check_store(store: str | os.PathLike) -> None:
     """Refuse (:class:`~deploytool.errors.ConfigError`) a folder that holds anything the step store did not
     make: a mistyped ``--cache-dir`` or ``$DEPLOYTOOL_CACHE_DIR`` (a project, a home folder) is not emptied."""
     from deploytool.errors import ConfigError
 
-    root = Path(store)
-    if not root.is_dir():
-        return
-    foreign = sorted(d.name for d in root.iterdir() if _entry_kind(d) is None and not _is_temp(d)
-                     and not (_RUN.fullmatch(d.name) and d.is_file() and not d.is_symlink()))
-    if foreign:
-        # a run's outputs (`run -o D --cache-dir D`, refused since): named as such, not by the lock file sorted first
-        run = "run.json" in foreign and (root / "run.json").is_file()
-        first = "run.json" if run else foreign[0]
-        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-        raise ConfigError(f"{root}: not a deploytool step store (it holds {first!r}{more}, which the store "
-                          f"did not make{': a recipe run wrote its outputs there' if run else ''}); nothing removed")
+    why = not_a_store(store)
+    if why is not None:
+        raise ConfigError(f"{why}; nothing removed")
 
 
 # a run in progress: ``.run-<pid>-<8 hex>`` (a small JSON file) in the store while ``deploytool run`` uses it

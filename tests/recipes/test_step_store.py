@@ -271,3 +271,18 @@ def test_ls_marks_damaged_entries_and_clear_damaged_removes_only_them(tmp_path):
     r = CliRunner().invoke(main, ["cache", "ls", "--cache-dir", str(store)])
     assert r.exit_code == 0 and r.stdout.splitlines()[0] == f"{store}: 1 steps, 0.0 MB" and r.stderr == "", r.output
     assert "DAMAGED" not in r.stdout
+
+
+def test_ls_of_a_folder_that_is_not_a_store_says_so(tmp_path):
+    """`cache ls --cache-dir ~/project` (a typo) said '0 steps, 0.0 MB' as for an empty store, where `cache clear`
+    refuses the folder as not a store; now ls says so in a one-line note and lists only the store's own entries."""
+    proj = _project(tmp_path / "proj")
+    real = _entry(proj, "slice", "a")
+    for extra in ([], ["--json"]):
+        r = CliRunner().invoke(main, ["cache", "ls", "--cache-dir", str(proj), *extra])
+        assert r.exit_code == 0, r.output
+        assert r.stderr == (f"note: {proj}: not a deploytool step store (it holds '.git' and 3 more, which the store "
+                            "did not make); only entries the store made are listed\n"), r.stderr
+        assert real.name in r.stdout and ".git" not in r.stdout
+    r = CliRunner().invoke(main, ["cache", "ls", "--cache-dir", str(tmp_path / "store")])  # none yet: no note
+    assert r.exit_code == 0 and r.stderr == "", r.output
