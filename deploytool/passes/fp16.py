@@ -26,7 +26,7 @@ from pydantic import PlainValidator
 
 from deploytool import onnx_io
 from deploytool.errors import DeployError, PassRefusedError, VerificationError
-from deploytool.passes.base import QUANTIZED_OPS, DeployPass, DeployPassResult, swap_in
+from deploytool.passes.base import QUANTIZED_OPS, DeployPass, DeployPassResult, Skip, swap_in
 from deploytool.validation import Flag, invalid, schema
 
 logger = logging.getLogger(__name__)
@@ -151,6 +151,7 @@ class Fp16ConvertPass(DeployPass):
                                   f"{v.const_value.dtype.name}; not supported")
         n_half = sum(v.const_value is not None and v.const_value.dtype is ir.DataType.FLOAT16
                      for v in new.graph.initializers.values())
+        skipped = self._unmatched_block_list(model)
         swap_in(model, new)
         stats: dict[str, Any] = {"float_initializers": n_float, "fp16_initializers": n_half,
                                  "keep_io_types": self.config.keep_io_types}
@@ -159,7 +160,17 @@ class Fp16ConvertPass(DeployPass):
             stats["fp32_transposes_note"] = (
                 f"{len(kept)} Transpose node(s) that move a batch axis into a weight MatMul stay fp32 (a Cast "
                 "to fp16 after each): ONNX Runtime 1.32 crashes building a session of that pattern in fp16")
-        return DeployPassResult(model, modified=True, stats=stats)
+        return DeployPassResult(model, modified=True, stats=stats, skipped=skipped)
+
+    def _unmatched_block_list(self, model: ir.Model) -> list[Skip]:
+        """One :class:`Skip` for each ``op_block_list`` entry no node of ``model`` has as its op type: op types
+        are case-sensitive, so ``"softmax"`` or a typo kept nothing in fp32, without a word."""
+        from deploytool.choices import did_you_mean
+
+        present = sorted({n.op_type for n in ir.traversal.RecursiveGraphIterator(model.graph)})
+        return [Skip(op, "op_block_list: no node of this model has this op type (op types are case-sensitive)"
+                         f"{did_you_mean(op, present)}; nothing was kept in fp32 for it")
+                for op in self.config.op_block_list if op not in present]
 
 
 def batch_transposes_into_weights(proto: onnx.ModelProto) -> tuple[str, ...]:
