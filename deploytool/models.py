@@ -57,6 +57,9 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
             known = ", ".join(sorted(KNOWN_MODELS))
             raise DeployError(f"unknown model '{text}': not a known name ({known}) nor an existing local folder")
     if not folder.is_dir():
+        if folder.suffix.lower() == ".onnx":  # the deployed file given where its PyTorch source is read
+            raise DeployError(f"model {folder} is an ONNX file; expected a Hugging Face model folder (the PyTorch "
+                              "model an ONNX file is exported from)")
         raise DeployError(f"model {folder} is not a folder (expected a Hugging Face model folder)")
     if not (folder / "config.json").is_file():
         raise DeployError(f"model folder {folder} has no config.json (not a Hugging Face model folder)")

@@ -120,7 +120,9 @@ def train(model, output, data_cfg, epochs, lr, batch_size, threads, cpu, as_json
 @functools.partial(_data_options, default_data=None)
 @json_flag("Print the result record as JSON to stdout.")
 def importance(model, output, reorder_output, max_examples, batch_size, threads, data_cfg, as_json):
-    """Head importance (|dL/d head_mask|, Michel et al.) and FFN neuron importance (DynaBERT)."""
+    """Head importance (|dL/d head_mask|, Michel et al.) and FFN neuron importance (DynaBERT) of MODEL, a
+    fine-tuned Hugging Face classifier folder (not an ONNX file: an ONNX model exported from it is sorted by
+    'deploytool reorder M.onnx --importance FILE', FILE what this command writes)."""
     from deploytool.train.importance import compute_importance
 
     cfg = ImportanceConfig(model=model, output=output, reorder_output=reorder_output, data=data_cfg,

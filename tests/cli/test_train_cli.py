@@ -399,6 +399,19 @@ def test_an_importance_file_inside_the_input_model_is_refused(tiny, tmp_path, wh
     assert _tree(src) == before
 
 
+@pytest.mark.parametrize("cmd", [["importance", "{m}", "-o", "{o}.json"], ["train", "--model", "{m}", "-o", "{o}"]],
+                         ids=["importance", "train"])
+def test_an_onnx_file_given_as_the_model_says_what_is_expected(tiny, tmp_path, cmd):
+    """importance m.onnx said 'model m.onnx is not a folder (expected a Hugging Face model folder)', without saying
+    that the ONNX file is the wrong kind of model: the PyTorch folder it came from is what these commands read."""
+    onnx_file = tmp_path / "m.onnx"
+    onnx_file.write_bytes(b"\x08\x07")
+    out = tmp_path / "out"
+    _fails([a.format(m=onnx_file, o=out) for a in cmd] + ["--data", str(tiny / "toy.csv")],
+           f"model {onnx_file} is an ONNX file; expected a Hugging Face model folder (the PyTorch model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
 def test_an_output_folder_holding_the_data_file_is_refused(tiny, tmp_path):
     """The data file kept in the model folder that -o replaces was deleted with it."""
     import shutil
