@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from deploytool.errors import OutputPathError
+from deploytool.errors import InputFileError, OutputPathError
 from deploytool.train.batching import batches, encode, model_inputs, torch_threads
 from deploytool.train.teacher_data import load_teacher_data
 from deploytool.train.checkpoint import check_output_folder, check_outside_input_folders, data_file, \
@@ -96,6 +96,9 @@ def reorder_model(model, heads: torch.Tensor, neurons: torch.Tensor):
 def compute_importance(cfg: ImportanceConfig) -> dict:
     """Score the model on ``max_examples`` training examples, save the file, optionally the reordered model.
     torch's thread count is ``cfg.threads`` while it runs, the caller's again after."""
+    from deploytool.passes.base import require_config
+
+    require_config(cfg, ImportanceConfig, "compute_importance")  # a path or a dict: ConfigError, not AttributeError
     with torch_threads(cfg.threads):
         return _compute_importance(cfg)
 
@@ -129,6 +132,10 @@ def _compute_importance(cfg: ImportanceConfig) -> dict:
     limit = min(cfg.max_examples, cfg.data.max_train or cfg.max_examples)  # --max-train was ignored here
     enc = encode(tok, ds.train, cfg.data.max_length, limit=limit, what="importance")
     heads, neurons = head_neuron_importance(model, enc, cfg.batch_size, tok.pad_token_id or 0)
+    if not (bool(torch.isfinite(heads).all()) and bool(torch.isfinite(neurons).all())):
+        # said as the file's validation ("importance: 'heads' layer 0 holds nan or inf"), not as the model's fault
+        raise InputFileError(f"{folder}: non-finite gradients (NaN or inf) on its {len(enc)} examples: the model's "
+                             "weights or outputs are not finite; no importance can be scored")
     source = f"gradient (Michel et al. 2019 heads, DynaBERT Taylor neurons) on {ds.name} train[:{len(enc)}]"
     save_importance(cfg.output, heads.tolist(), neurons.tolist(), source=source, model=str(folder))
     result = {"command": "importance", "model": str(folder), "output": str(cfg.output), "examples": len(enc),

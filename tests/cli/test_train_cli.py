@@ -412,6 +412,25 @@ def test_an_onnx_file_given_as_the_model_says_what_is_expected(tiny, tmp_path, c
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
+def test_importance_of_a_model_with_nan_weights_names_the_model(tiny, tmp_path):
+    """A classifier weight of NaN: importance failed as its own file's validation ("importance: 'heads' layer 0 holds
+    nan or inf"), which names neither the model nor the cause; now the model and its non-finite gradients."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    src = tmp_path / "nan"
+    shutil.copytree(tiny / "tiny", src)
+    sd = load_file(src / "model.safetensors")
+    sd["classifier.weight"][0, 0] = float("nan")
+    save_file(sd, src / "model.safetensors", metadata={"format": "pt"})
+    out, reordered = tmp_path / "imp.json", tmp_path / "reordered"
+    _fails(["importance", str(src), "--data", str(tiny / "toy.csv"), "--max-train", "8", "--threads", "1", "-o",
+            str(out), "--reorder", str(reordered)], f"{src}: non-finite gradients (NaN or inf) on its 8 examples",
+           out=out)
+    assert not reordered.exists()
+
+
 def test_an_output_folder_holding_the_data_file_is_refused(tiny, tmp_path):
     """The data file kept in the model folder that -o replaces was deleted with it."""
     import shutil
