@@ -60,6 +60,43 @@ def test_public_functions_refuse_wrong_types_with_one_deploy_error(call, needle)
     assert str(e.value) == needle
 
 
+ENTRY_POINTS = [  # (module, function, the config class, how it is called with a config)
+    ("deploytool.fit", "fit", "FitConfig", lambda f, c: f(c)),
+    ("deploytool.train.finetune", "finetune", "TrainConfig", lambda f, c: f(c)),
+    ("deploytool.train.dynabert", "train_dynabert", "DynaBertConfig", lambda f, c: f(c)),
+    ("deploytool.train.qat", "train_qat", "QATConfig", lambda f, c: f(c)),
+    ("deploytool.train.evaluate", "evaluate", "EvalConfig", lambda f, c: f(c)),
+    ("deploytool.train.embedding", "evaluate_embedding", "EvalConfig", lambda f, c: f(c)),
+    ("deploytool.train.importance", "compute_importance", "ImportanceConfig", lambda f, c: f(c)),
+    ("deploytool.arm64.verify", "verify_arm64", "VerifyConfig", lambda f, c: f(c)),
+    ("deploytool.qnn.check", "check_model", "QnnCheckConfig", lambda f, c: f("m.onnx", c)),
+    ("deploytool.qnn.compile", "compile_model", "QnnCompileConfig", lambda f, c: f("m.onnx", "out", c)),
+    ("deploytool.qnn.quantize", "quantize_file", "QnnQuantConfig", lambda f, c: f("m.onnx", "q.onnx", c)),
+    ("deploytool.bundle", "make_bundle", "BundleConfig", lambda f, c: f("m.onnx", "out", c)),
+    ("deploytool.remote.ssh", "bench_remote", "RemoteConfig",
+     lambda f, c: f(dt.BenchConfig(models=("m.onnx",)), c, "b.json")),
+]
+
+
+@pytest.mark.parametrize(("module", "name", "cls", "call"), ENTRY_POINTS, ids=[e[1] for e in ENTRY_POINTS])
+@pytest.mark.parametrize("wrong", ["path", "dict", "other-config"])
+def test_every_entry_point_refuses_what_is_not_its_config(module, name, cls, call, wrong, tmp_path, monkeypatch):
+    """fit(Path("m.onnx")), finetune({...}), verify_arm64(...), check_model(path, SliceConfig()) ... were
+    AttributeErrors from inside ("'PosixPath' object has no attribute 'output'"); make_bundle and bench_remote
+    raised TypeError: each is now the one line transform(), run_benchmark() and export_model() give."""
+    import importlib
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)
+    fn = getattr(importlib.import_module(module), name)
+    given = {"path": Path("m.onnx"), "dict": {"model": "m.onnx"}, "other-config": dt.SliceConfig(width=0.5)}[wrong]
+    with pytest.raises(ConfigError) as e:
+        call(fn, given)
+    article = "an" if cls[0] in "AEIOU" else "a"
+    assert str(e.value) == f"{name}: config must be {article} {cls}, got {type(given).__name__}"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_find_structure_takes_a_path(tiny_onnx):
     s = dt.find_structure(tiny_onnx("bert", "torch", layers=2))
     assert s.num_layers == 2

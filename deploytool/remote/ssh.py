@@ -476,10 +476,10 @@ def bench_remote(bench, config: RemoteConfig, output: str | os.PathLike) -> list
     from deploytool.bench import BenchConfig
     from deploytool.onnx_io import check_output_path, check_writable
 
-    if not isinstance(bench, BenchConfig):
-        raise TypeError(f"bench_remote needs a BenchConfig, got {type(bench).__name__}")
-    if not isinstance(config, RemoteConfig):
-        raise TypeError(f"bench_remote needs a RemoteConfig, got {type(config).__name__}")
+    from deploytool.passes.base import require_config
+
+    require_config(bench, BenchConfig, "bench_remote")  # a DeployError (one line, exit 2), as every entry point's
+    require_config(config, RemoteConfig, "bench_remote")
     if bench.worker_python:
         raise ConfigError("remote: a worker_python (QEMU) run cannot also go over SSH")
     outs = output_paths(output, config.hosts)

@@ -84,6 +84,9 @@ def _inputs(b):
 
 @keeps_torch_threads
 def train_dynabert(cfg: DynaBertConfig) -> dict:
+    from deploytool.passes.base import require_config
+
+    require_config(cfg, DynaBertConfig, "train_dynabert")  # a path or a dict: ConfigError, not AttributeError
     t0 = time.perf_counter()
     folder = resolve_folder(cfg.teacher)
     require_classifier(folder, "teacher")  # a random head would teach noise

@@ -166,6 +166,9 @@ def freeze_quantized(model):
 
 @keeps_torch_threads
 def train_qat(cfg: QATConfig) -> dict:
+    from deploytool.passes.base import require_config
+
+    require_config(cfg, QATConfig, "train_qat")  # a path or a dict: ConfigError, not AttributeError
     t0 = time.perf_counter()
     folder = resolve_folder(cfg.teacher)
     require_classifier(folder, "teacher")  # a random head would teach noise
