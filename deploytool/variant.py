@@ -13,6 +13,10 @@ Format (version 1)::
     {"version": 1, "source": "all-MiniLM-L6-v2", "width": 0.5, "depth": 0.6667,
      "precision": "int8", "chain": ["slice(w=0.5,d=0.75)", "int8"]}
 
+and, only for a model whose weights were trained quantization-aware (``deploytool qat``, recorded by ``export`` from
+the folder's ``deploytool.json``; :class:`Trained`), ``"trained": {"method": "qat", "mode": "ternary",
+"granularity": "row", "tws": false, "embeddings": true, "act_bits": 8, "width": 1.0, "depth": 1.0}``.
+
 The label of a variant is ``w<width>-d<depth>-<precision>`` (``w0.5-d0.667-int8``), the same in the
 report, ``fit`` and recipes.
 """
@@ -47,8 +51,8 @@ COMPUTE_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 #: how much of the model's precision a variant keeps (fit and the report prefer the higher on ties)
 PRECISION_RANK = {"fp32": 4, "fp16": 4, "int8": 3, "ternary": 2, "binary": 1}
 
-__all__ = ["KEY", "COMPUTE_PRECISIONS", "PRECISIONS", "PRECISION_RANK", "Precision", "Variant", "variant_label",
-           "read_variant", "seed_variant", "record_step", "stored_precision", "model_precision"]
+__all__ = ["KEY", "COMPUTE_PRECISIONS", "PRECISIONS", "PRECISION_RANK", "Precision", "Trained", "Variant",
+           "variant_label", "read_variant", "seed_variant", "record_step", "stored_precision", "model_precision"]
 
 # ops that only an int8 (dynamic, QOperator or QDQ) model has
 INT8_OPS = frozenset({"DynamicQuantizeMatMul", "MatMulInteger", "MatMulIntegerToFloat", "QLinearMatMul", "QGemm",
@@ -105,21 +109,94 @@ def variant_label(width: float, depth: float, precision: str) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class Trained:
+    """How the source's weights were trained for low-bit packing: quantization-aware distillation by ``deploytool
+    qat`` (TernaryBERT; BinaryBERT with ternary weight splitting), as the trained folder's ``deploytool.json`` says
+    (its ``qat`` section). ``export`` records it; every pass keeps it. A slice or a pruned copy keeps it too: its
+    weights are still exactly the values the training quantized (each kept row and column of a ternary or binary
+    matrix quantizes to itself again, with the same scale), but the network was trained at ``width`` and ``depth``
+    only (the variant's when it was exported), which ``pack`` tells apart from the variant it packs."""
+
+    mode: str  # ternary | binary
+    granularity: str  # layer | row: one scale per matrix or per output feature
+    tws: bool = False  # binary as two planes per weight (BinaryBERT's TWS): pack --weights split-binary
+    embeddings: bool = True  # the word embeddings trained quantized, row by row
+    act_bits: int = 8  # 8: int8 activations, as the packed runtimes compute them; 0: fp32 activations
+    width: float = 1.0
+    depth: float = 1.0
+
+    @property
+    def weights(self) -> str:
+        """The ``pack --weights`` scheme the training is for."""
+        return "split-binary" if self.tws else self.mode
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "qat", "mode": self.mode, "granularity": self.granularity, "tws": self.tws,
+                "embeddings": self.embeddings, "act_bits": self.act_bits, "width": round(self.width, 4),
+                "depth": round(self.depth, 4)}
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> Trained | None:
+        """The record, or None when it is not one (never raises)."""
+        if not isinstance(obj, dict) or obj.get("method") != "qat":
+            return None
+        try:
+            t = cls(mode=str(obj["mode"]), granularity=str(obj["granularity"]), tws=obj.get("tws", False) is True,
+                    embeddings=obj.get("embeddings", True) is not False, act_bits=int(obj.get("act_bits", 8)),
+                    width=float(obj.get("width", 1.0)), depth=float(obj.get("depth", 1.0)))
+        except (KeyError, TypeError, ValueError):
+            return None
+        ok = (t.mode in ("ternary", "binary") and t.granularity in ("layer", "row")
+              and not (t.tws and t.mode != "binary") and 0 < t.width <= 1 and 0 < t.depth <= 1)
+        return t if ok else None
+
+    @classmethod
+    def from_folder(cls, folder) -> Trained | None:
+        """The record of a trained model folder (its ``deploytool.json``, the file ``deploytool.train`` writes
+        beside the weights), or None: no such file, unreadable, or no ``qat`` section."""
+        import os
+
+        try:
+            with open(os.path.join(os.fspath(folder), "deploytool.json"), encoding="utf-8") as f:
+                meta = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return cls.from_folder_meta(meta)
+
+    @classmethod
+    def from_folder_meta(cls, meta: Any) -> Trained | None:
+        """The record of a trained folder's ``deploytool.json`` (its parsed JSON): its ``qat`` section (what
+        :func:`deploytool.train.qat.train_qat` saves), else None (a fine-tuned or distilled folder, a teacher's
+        record nested in another's)."""
+        q = meta.get("qat") if isinstance(meta, dict) else None
+        if not isinstance(q, dict) or q.get("command", "qat") != "qat":
+            return None
+        # a folder from before activations were trained quantized has no act_bits: its activations were fp32
+        return cls.from_dict({"method": "qat", "mode": q.get("mode"), "granularity": q.get("granularity"),
+                              "tws": isinstance(q.get("tws"), dict), "embeddings": q.get("quantize_embeddings", True),
+                              "act_bits": q.get("act_bits", 0)})
+
+
+@dataclasses.dataclass(frozen=True)
 class Variant:
     source: str
     width: float = 1.0
     depth: float = 1.0
     precision: str = "fp32"
     chain: tuple[str, ...] = ()
+    trained: Trained | None = None  # the weights were trained quantization-aware (absent from the JSON when None)
 
     @property
     def label(self) -> str:
         return variant_label(self.width, self.depth, self.precision)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": VERSION, "source": self.source, "width": round(self.width, 4),
-                "depth": round(self.depth, 4), "precision": self.precision, "chain": list(self.chain),
-                "label": self.label}
+        d = {"version": VERSION, "source": self.source, "width": round(self.width, 4),
+             "depth": round(self.depth, 4), "precision": self.precision, "chain": list(self.chain),
+             "label": self.label}
+        if self.trained is not None:
+            d["trained"] = self.trained.to_dict()
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -138,7 +215,8 @@ class Variant:
             return None
         if not (0 < width <= 1 and 0 < depth <= 1) or precision not in PRECISIONS:
             return None
-        return cls(source=source, width=width, depth=depth, precision=precision, chain=chain)
+        return cls(source=source, width=width, depth=depth, precision=precision, chain=chain,
+                   trained=Trained.from_dict(obj.get("trained")))
 
 
 def read_variant(metadata: Mapping[str, str]) -> Variant | None:

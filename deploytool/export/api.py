@@ -48,8 +48,11 @@ def _set_metadata(model: onnx.ModelProto, values: dict[str, object]) -> None:
         model.metadata_props.add(key=METADATA_PREFIX + k, value=str(v))
 
 
-def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig) -> ExportResult:
-    """Export an already loaded transformers model (``config.model`` is only recorded)."""
+def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig, *, trained=None) -> ExportResult:
+    """Export an already loaded transformers model (``config.model`` is only recorded). ``trained``: how its
+    weights were trained quantization-aware (a :class:`deploytool.variant.Trained`, what :func:`export` reads from
+    the folder's ``deploytool.json``), recorded in the file's ``deploytool.variant`` for ``pack``; None: nothing
+    said (a plain model: ``pack`` calls its ternary/binary weights post-training)."""
     from deploytool.export import validate as _validate
 
     if isinstance(out_path, bytes):  # as export() takes it
@@ -99,6 +102,10 @@ def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig) -> E
         proto.graph.output.extend(keep)
     meta = dict(architecture(model))
     meta.update(exporter=config.exporter.value, task=task.value, opset=opset, source=config.source or config.model)
+    if trained is not None:  # the record every pass keeps and pack reads (deploytool.variant)
+        from deploytool.variant import Variant
+
+        meta["variant"] = Variant(source=str(meta["source"]), trained=trained).to_json()
     _set_metadata(proto, meta)
     read = _graph_architecture(proto)  # what the passes will read (the config's names differ between families)
     if read and any(str(meta[k]) != str(v) for k, v in read.items()):
@@ -262,7 +269,14 @@ def export(config: ExportConfig, out_path: str | os.PathLike) -> ExportResult:
     with contextlib.suppress(OSError):  # the output may not replace a file of the model folder it reads
         check_output_path(out_path, inputs=tuple(f for f in Path(folder).iterdir() if f.is_file()))
     model = load_hf_model(folder, config.task, trust_remote_code=config.trust_remote_code)
-    result = export_loaded(model, out_path, config)
+    result = export_loaded(model, out_path, config, trained=_trained(folder))
     dtype = checkpoint_dtype(folder)
     return dataclasses.replace(result, checkpoint_dtype=dtype) if dtype not in (None, "float32") else result
 
+
+def _trained(folder) -> object | None:
+    """How the folder's weights were trained quantization-aware (``deploytool qat`` saves its record in the folder's
+    ``deploytool.json``), or None."""
+    from deploytool.variant import Trained
+
+    return Trained.from_folder(folder)

@@ -11,7 +11,7 @@ from deploytool.errors import ConfigError
 from deploytool.quant.quantizers import Granularity
 from deploytool.validation import Flag, Integer, OneOf, schema
 
-__all__ = ["PACKING_KEY", "QAT_NOTE", "PackConfig", "Runtime", "WeightScheme"]
+__all__ = ["PACKING_KEY", "QAT_NOTE", "PackConfig", "Runtime", "WeightScheme", "training_note"]
 
 
 from deploytool.variant import PACKING_KEY  # noqa: E402 - the one definition, re-exported here
@@ -19,6 +19,57 @@ from deploytool.variant import PACKING_KEY  # noqa: E402 - the one definition, r
 
 QAT_NOTE = ("post-training ternary/binary weights lose accuracy without training; recover it with "
             "quantization-aware distillation (`deploytool qat`, TernaryBERT/BinaryBERT)")
+
+
+def training_note(variant, cfg: "PackConfig") -> tuple[str, str | None]:
+    """(the note ``pack`` prints, a one-line warning or None) for packing ``variant`` (the input's
+    :class:`deploytool.variant.Variant`, or None) with ``cfg``.
+
+    A model without a :class:`~deploytool.variant.Trained` record gets :data:`QAT_NOTE` (its weights are quantized
+    post-training). A model trained quantization-aware gets a note saying so, and the warning lists what of ``cfg``
+    differs from the training, where the packed numbers are then not the trained ones: another weight scheme
+    (trained ternary, packed binary; trained binary with TWS, packed ternary), per-matrix scales for weights trained
+    with per-row ones (the other way round packs the same numbers: each row's scale is the matrix's), another
+    low-bit scheme for word embeddings trained quantized (or low-bit ones trained fp32), and int8 activations for a
+    model trained with fp32 ones. A slice or pruned copy of the trained model is noted as such: its weights are
+    packed exactly as trained, but the network at that size was not trained."""
+    trained = getattr(variant, "trained", None)
+    if trained is None:
+        return QAT_NOTE, None
+    what = f"{trained.weights}, {trained.granularity} scales" + ("" if trained.embeddings else ", fp32 word embeddings")
+    note = ("the weights were trained for ternary/binary packing "
+            f"(quantization-aware distillation, `deploytool qat`: {what})")
+    from deploytool.variant import variant_label
+
+    at = variant_label(trained.width, trained.depth, "")[:-1]
+    now = variant_label(variant.width, variant.depth, "")[:-1]
+    if at != now:
+        note += (f"; this model is {now}, cut from the {at} that was trained: its weights pack as trained, but the "
+                 "cut network was not trained at its size (distil it at that size with `deploytool qat` to recover "
+                 "its accuracy)")
+    differ = []
+    if cfg.weights.value != trained.weights:
+        differ.append(f"weights trained {trained.weights}, packed {cfg.weights.value}")
+    if trained.granularity == "row" and cfg.granularity.value == "layer":
+        differ.append("scales trained per row, packed per matrix (layer)")
+    low_bit = {"ternary", "binary", "split-binary"}
+    emb = cfg.embeddings.value
+    said = bool(differ) and emb == cfg.weights.value  # the embeddings follow --weights: said once, above
+    if trained.embeddings and emb in low_bit and emb != trained.weights and not said:
+        differ.append(f"word embeddings trained {trained.weights}, packed {emb}")
+    elif not trained.embeddings and emb in low_bit:
+        differ.append(f"word embeddings trained fp32, packed {emb}")
+    int8_acts = cfg.runtime is not Runtime.MEMORY or cfg.accuracy_level == 4
+    if trained.act_bits == 0 and int8_acts:
+        differ.append(f"activations trained fp32, computed in int8 by runtime {cfg.runtime.value}")
+    if not differ:
+        return note, None
+    as_trained = f"--weights {trained.weights} --granularity {trained.granularity}"
+    as_trained += "" if trained.embeddings else " --embeddings fp32"
+    as_trained += " --runtime memory --accuracy-level 0" if trained.act_bits == 0 else ""
+    return note, ("pack settings differ from the quantization-aware training's (" + "; ".join(differ)
+                  + f"): the packed model is not the trained one and loses the training's benefit (as trained: "
+                  f"{as_trained})")
 
 
 class WeightScheme(str, enum.Enum):

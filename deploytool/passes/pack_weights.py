@@ -112,6 +112,7 @@ from deploytool.passes.pack_config import (
     PackConfig,
     Runtime,
     WeightScheme,
+    training_note,
 )
 from deploytool.passes.pack_graph import (
     _Builder,
@@ -788,8 +789,13 @@ class PackWeightsPass(DeployPass):
             "runtime": cfg.runtime.value,
             "granularity": cfg.granularity.value,
             "by_role": per_role,
-            "note": QAT_NOTE,
         }
+        from deploytool.variant import read_variant
+
+        # the input's record (the pass's own step joins it after this call): were these weights trained for this?
+        stats["note"], warning = training_note(read_variant(model.metadata_props), cfg)
+        if warning is not None:  # the CLI prints it on stderr, one line
+            stats["warning"] = warning
         if notes:
             stats["structure"] = notes[0]
         if refolded:
