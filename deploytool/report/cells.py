@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from deploytool.report.rows import ReportRow
+from deploytool.report.rows import VARIANT_UNKNOWN, ReportRow
 from deploytool.report.summary import DeviceSummary, ModelOnDevice
 
 
@@ -317,7 +317,8 @@ _STATIC = [("model", "model"), ("precision", "precision"), ("wd", "width / depth
            ("size", "size MB"), ("mem", "peak MB"), ("acc", "accuracy % [95% CI] n")]
 _STATIC_TIPS = {"acc": "accuracy on the evaluation examples with its 95% Wilson interval and n (recall@10 of the "
                        "reference's neighbours for embedding models); 'of ref': share of the reference (teacher)",
-                "wd": "DynaBERT width (kept heads and FFN) / depth (kept layers)", "arch": "layers, heads, FFN size",
+                "wd": "DynaBERT width (kept heads and FFN) / depth (kept layers) of the model's own source, from "
+                      "its variant record (1 / 1: a deploytool export no pass has changed)", "arch": "layers, heads, FFN size",
                 "mem": "peak resident memory of the ONNX Runtime process, measured on the host (max over lengths)",
                 "size": "model file size"}
 
@@ -364,7 +365,8 @@ def _summary_size_header(recs: Sequence[dict[str, Any]]) -> tuple[str, bool]:
 def _static_cells(v: ModelOnDevice, best: bool, ort_column: bool = False) -> list[str]:
     r = v.first
     mem = max((x.peak_memory_mb for x in v.by_seq.values() if x.peak_memory_mb is not None), default=None)
-    wd = "-" if r.width is None and r.depth is None else f"{_frac(r.width)} / {_frac(r.depth)}"
+    wd = (VARIANT_UNKNOWN if r.variant_basis == VARIANT_UNKNOWN else
+          "-" if r.width is None and r.depth is None else f"{_frac(r.width)} / {_frac(r.depth)}")
     return [("★ " if best else "") + v.model, r.precision, wd, r.arch,
             _size_cell(r.size_mb, r.size_of, ort_column), _fmt(mem, "peak_memory_mb"), v.longest.accuracy_label()]
 

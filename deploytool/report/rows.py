@@ -35,7 +35,6 @@ import json
 import logging
 import math
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -144,11 +143,13 @@ class ReportRow:
     budget_uncertain: bool = False  # the band straddles the latency budget: PASS/FAIL cannot be told
     latency_unjudged: bool = False  # a latency budget applies but the row has no device latency: not PASS
     # added for the grouped report (JSON rows only gain fields):
-    variant: str = ""  # DynaBERT sub-network, e.g. "w0.5-d1" (recorded by the passes, else from arch)
+    variant: str = ""  # DynaBERT sub-network, e.g. "w0.5-d1", of the model's own source ("" when unknown)
     width: float | None = None  # kept fraction of heads/FFN
     depth: float | None = None  # kept fraction of layers
     # what the passes recorded in the file (deploytool.variant): source, width, depth, precision, chain
     variant_record: dict[str, Any] | None = None
+    # where width and depth come from: VARIANT_FROM_RECORD, VARIANT_FROM_EXPORT or VARIANT_UNKNOWN (_variants)
+    variant_basis: str = ""
     budget_failed: list[str] = dataclasses.field(default_factory=list)  # "latency" | "memory" | "size"
     size_of: str = "file"  # "file" | "model.ort" (a phone profile: deploytool bundle's file), or why not
     # MEASURED: the bench ran on this device's hardware (arch and core types, deploytool.profiles.match);
@@ -221,13 +222,14 @@ def _is_host(profile: Profile, host: dict[str, Any]) -> bool:
     return match_profile(profile, host).matched
 
 
-def _model_facts(path: str) -> tuple[str, str, int | None]:
-    """(precision, architecture label, params) of a model file; unknowns where it is gone."""
+def _model_facts(path: str) -> tuple[str, str, int | None, bool]:
+    """(precision, architecture label, params, whether it is a deploytool export no pass has touched) of a model
+    file; unknowns where it is gone."""
     from deploytool.onnx_io import load_proto
 
     p = Path(path)
     if not p.is_file():
-        return "unknown", "-", None
+        return "unknown", "-", None, False
     precision, _ = model_precision(p)
     meta = {m.key: m.value for m in load_proto(p, load_external_data=False).metadata_props}
     arch = "-"
@@ -244,7 +246,19 @@ def _model_facts(path: str) -> tuple[str, str, int | None]:
         params = inspect_model(p, seq_len=8).params_each_read  # as fit counts them (the proxy)
     except Exception as e:  # a model the structure finder cannot read still gets a row
         logger.info("inspect %s: %s", p, e)
-    return precision, arch, params
+    return precision, arch, params, _untouched_export(meta)
+
+
+def _untouched_export(meta: dict[str, str]) -> bool:
+    """Whether a model file with no variant record is a deploytool export that no pass has changed: the full
+    model, its own source (width 1, depth 1). It carries the export's ``deploytool.source``, no record (every pass
+    writes one) and no ``deploytool.heads_per_layer``/``ffn_per_layer`` (what structural passes wrote before they
+    recorded variants: such a file is a slice of a model it does not name). Any other file without a record (an
+    export by another tool, an old slice) says nothing of its source: its width and depth are unknown."""
+    from deploytool.variant import KEY
+
+    return (KEY not in meta and bool(meta.get("deploytool.source"))
+            and "deploytool.heads_per_layer" not in meta and "deploytool.ffn_per_layer" not in meta)
 
 
 def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]:
@@ -350,7 +364,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
         recorded = {m.get("index"): m.get("variant") for m in rep.get("models", []) if isinstance(m, dict)}
         for res in rep["results"]:
             path = res["model"]
-            prec, arch, params = facts.setdefault(path, _model_facts(path))
+            prec, arch, params, own_source = facts.setdefault(path, _model_facts(path))
             record = recorded.get(res.get("model_index"))
             if record is None:  # a bench JSON from before the record existed: read the file if it is here
                 from deploytool.variant import file_variant
@@ -429,7 +443,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     projected_low_ms=proj.band_low_ms if proj else None,
                     projected_high_ms=proj.band_high_ms if proj else None, budget_uncertain=uncertain,
                     latency_unjudged=budget_ms is not None and dev_lat is None and not npu, qnn_emulated=emulated,
-                    variant_record=record,
+                    variant_record=record, variant_basis="" if record or not own_source else VARIANT_FROM_EXPORT,
                     status="MEASURED" if is_host else ("PROJECTED" if proj and not npu else ""),
                     match_why=match.why,
                     projection_error=((proj.latency_ms - p50) / p50 if (is_host and proj and p50 > 0) else None),
@@ -767,23 +781,27 @@ def _device_facts(prof: Profile, *, is_host: bool) -> dict[str, Any]:
             "description": prof.description}
 
 
-_ARCH = re.compile(r"^L(\d+) H(\d+)")
+VARIANT_FROM_RECORD = "variant record"  # the file's deploytool.variant: relative to the source it names
+VARIANT_FROM_EXPORT = "deploytool export: its own source"  # no record, no pass touched it: the full model
+VARIANT_UNKNOWN = "unknown (no variant record)"
 
 
 def _variants(rows: Sequence[ReportRow]) -> None:
-    """Width/depth of each row: as the passes recorded them in the model (``deploytool.variant``, carried
-    by the bench JSON), else from its layers and heads relative to the largest model in the report.
-    File names are never read."""
-    archs = {id(r): _ARCH.match(r.arch) for r in rows}
-    top_l = max((int(m.group(1)) for m in archs.values() if m), default=0)
-    top_h = max((int(m.group(2)) for m in archs.values() if m), default=0)
+    """Width/depth of each row, relative to the model's own source and never to another model of the report: as
+    the passes recorded them in the model (``deploytool.variant``, carried by the bench JSON); 1 and 1 for a
+    deploytool export no pass has touched (it is its own source, ``variant_basis`` set by collect_rows); else
+    unknown (None, ``variant_basis`` says so). Neither file names nor other models' layer and head counts are
+    read: a model without a record, benched beside an unrelated larger one, was given its ratio to that one."""
     for r in rows:
         rec = r.variant_record
         if rec:
             r.width, r.depth = float(rec["width"]), float(rec["depth"])
-        elif archs[id(r)] and top_l and top_h:
-            a = archs[id(r)]
-            r.width, r.depth = round(int(a.group(2)) / top_h, 3), round(int(a.group(1)) / top_l, 3)
+            r.variant_basis = VARIANT_FROM_RECORD
+        elif r.variant_basis == VARIANT_FROM_EXPORT:
+            r.width, r.depth = 1.0, 1.0
+        elif r.width is None or r.depth is None:  # (a device-rows file may give its own)
+            r.width = r.depth = None
+            r.variant_basis = VARIANT_UNKNOWN
         if r.width is not None and r.depth is not None:
             r.variant = f"w{r.width:g}-d{r.depth:g}"
 
