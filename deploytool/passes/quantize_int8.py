@@ -77,15 +77,17 @@ import enum
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import numpy as np
 import onnx_ir as ir
+from pydantic import PlainValidator
 
 from deploytool import onnx_io, scratch
 from deploytool.errors import ConfigError, DeployError, PassRefusedError, UnavailableError, VerificationError
 from deploytool.passes.base import QUANTIZED_OPS, DeployPass, DeployPassResult, Skip, release_free_memory, swap_in
-from deploytool.validation import ColumnName, Flag, Integer, OneOf, Text, check_calibration_columns, schema
+from deploytool.choices import kind_of
+from deploytool.validation import ColumnName, Flag, Integer, OneOf, check_calibration_columns, invalid, schema
 from deploytool.units import MAX_SEQ_LEN
 
 logger = logging.getLogger(__name__)
@@ -136,6 +138,19 @@ class Engine(str, enum.Enum):
     ORT = "ort"
 
 
+def _name_or_file(v: Any) -> str:
+    """A dataset name or a file: a non-empty string, or a path object (``pathlib.Path``) held as its string, so that
+    ``calib_data=Path("c.csv")`` and ``"c.csv"`` make equal configs."""
+    s = os.fspath(v) if isinstance(v, os.PathLike) else v
+    if not isinstance(s, str) or not s.strip():
+        raise invalid(f"expected a non-empty string or a file path, got {kind_of(v)}")
+    return s
+
+
+#: a dataset name or a file path (``calib_data``), or a file path (``tokenizer``), held as a string
+NameOrFile = Annotated[str, PlainValidator(_name_or_file)]
+
+
 @schema
 class Int8Config:
     """int8 quantization. ``calib_data``: a dataset name or CSV/JSONL path (static only); ``calib_size``: how many
@@ -146,12 +161,12 @@ class Int8Config:
 
     per_channel: Flag = True
     static: Flag = False
-    calib_data: Optional[Text] = None
+    calib_data: Optional[NameOrFile] = None
     calib_size: Integer(1, 10_000) = 64
     calib_text_col: ColumnName = "text"
     calib_text_pair_col: Optional[ColumnName] = None
     calib_seq_len: Integer(2, MAX_SEQ_LEN) = 128
-    tokenizer: Optional[Text] = None  # tokenizer.json (or its folder) for static; default: metadata source
+    tokenizer: Optional[NameOrFile] = None  # tokenizer.json (or its folder) for static; default: metadata source
     # measured fastest on MiniLM at seq 8 and 128 with bias_gelu off (benchmarks/int8_bench.py); falls back
     # to the unfused graph when ORT's optimizer fails on a model
     fusion: OneOf(Fusion) = Fusion.ATTENTION

@@ -81,6 +81,28 @@ def test_static_int8_with_calibration_texts(src, tmp_path):
     assert _cos(_out(out2), _out(src)).min() > 0.95
 
 
+def test_static_int8_takes_path_objects_for_its_files(src, tmp_path):
+    """``Int8Config(calib_data=Path(...), tokenizer=Path(...))`` was refused ("calib_data: expected a non-empty
+    string, got PosixPath"), where every other file field of every config takes a path object: the config holds
+    the path's string (equal to the config given strings) and calibrates the same file."""
+    from pathlib import Path
+
+    from deploytool.testing.toy_text import toy_csv, toy_tokenizer
+
+    tok = tmp_path / "tok"
+    toy_tokenizer(tok)
+    data = toy_csv(tmp_path / "calib.csv", n=20)
+    by_path = Int8Config(static=True, calib_data=Path(data), tokenizer=Path(tok), calib_size=8, fusion="none")
+    by_str = Int8Config(static=True, calib_data=str(data), tokenizer=str(tok), calib_size=8, fusion="none")
+    assert by_path == by_str and by_path.calib_data == str(data) and by_path.tokenizer == str(tok)
+    a = quantize_int8_file(src, tmp_path / "a.onnx", by_path)
+    quantize_int8_file(src, tmp_path / "b.onnx", by_str)
+    assert a.stats["calibration_samples"] == 8 and (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+    for bad in ("", 3, b"calib.csv"):
+        with pytest.raises(ConfigError, match=r"^calib_data: expected a non-empty string or a file path, got "):
+            Int8Config(static=True, calib_data=bad)
+
+
 def test_static_needs_a_tokenizer(tiny_onnx, tmp_path):
     src = tiny_onnx("bert", exporter="torch", **SHAPE)
     with pytest.raises(ConfigError, match="tokenizer"):
