@@ -364,6 +364,22 @@ def _name(v: Any) -> str:
     return v
 
 
+#: what no device a profile describes exceeds (a written profile past one is refused, :func:`_at_most`): CPU clocks
+#: stop near 6 GHz, a socket near 300 cores, servers near 30 TB of memory, an accelerator's int8 peak near 5 POP/s and
+#: its memory near 5 TB/s; each limit is ~2x to 20x above, so only a unit slip or a stray digit meets it
+_MAX_GHZ = 10.0
+_MAX_CLUSTER_CORES = 1024
+_MAX_MEMORY_GB = 100_000.0
+_MAX_GOPS = 10_000_000.0
+_MAX_BANDWIDTH_GBS = 100_000.0
+
+
+def _at_most(x: float, limit: float, unit: str, slip: str, where: str) -> None:
+    if x > limit:
+        raise invalid(f"expected at most {limit:g} {unit} (more than any device has), got {x:.12g}"
+                      f"{f': {slip}' if slip else ''}", where)
+
+
 @schema
 class Profile:
     name: Annotated[str, PlainValidator(_name)]
@@ -413,6 +429,16 @@ class Profile:
             if c.core not in known:  # never matched to a measurement: the report would project in silence
                 hint = did_you_mean(c.core, sorted(known)) or f" (known {self.arch.value} cores: {_core_list(known)})"
                 raise invalid(f"unknown core {show(c.core)}{hint}", f"cpu[{i}].core")
+        # a number past any device's is a unit slip (a clock in MHz, a rate in FLOP/s, a size in bytes) that the
+        # projections and budget checks would take at its word: 'memory_gb: 8589934592' passed every budget
+        for i, c in enumerate(self.cpu):
+            _at_most(c.max_ghz, _MAX_GHZ, "GHz", "a clock in MHz?", f"cpu[{i}].max_ghz")
+            _at_most(c.count, _MAX_CLUSTER_CORES, "cores in a cluster", "", f"cpu[{i}].count")
+        _at_most(self.memory_gb, _MAX_MEMORY_GB, "GB", "a size in MB or bytes?", "memory_gb")
+        for prec, rate in self.compute.peak_gops.items():
+            _at_most(rate, _MAX_GOPS, "GFLOP/s or GOP/s", "a rate in FLOP/s?", f"compute.peak_gops.{prec.value}")
+        _at_most(self.compute.memory_bandwidth_gbs, _MAX_BANDWIDTH_GBS, "GB/s", "a bandwidth in MB/s or B/s?",
+                 "compute.memory_bandwidth_gbs")
         budget = self.budgets.peak_memory_mb
         if budget is not None and budget > self.memory_gb * 1000:  # decimal units, as the budgets (units.MB)
             raise invalid(f"{budget:g} MB is more than the device's memory_gb: {self.memory_gb:g} "

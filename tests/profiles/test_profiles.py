@@ -379,6 +379,43 @@ def test_profile_values_are_finite_and_messages_bounded(tmp_path, mutate, expect
     assert str(e.value) == f"{path}: {expected}"
 
 
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["cpu"][0].update(max_ghz=2860),
+     "cpu[0].max_ghz: expected at most 10 GHz (more than any device has), got 2860: a clock in MHz?"),
+    (lambda d: d.update(memory_gb=8589934592),
+     "memory_gb: expected at most 100000 GB (more than any device has), got 8589934592: a size in MB or bytes?"),
+    (lambda d: d["compute"]["peak_gops"].update(int8=633.6e9),
+     "compute.peak_gops.int8: expected at most 1e+07 GFLOP/s or GOP/s (more than any device has), got 633600000000: "
+     "a rate in FLOP/s?"),
+    (lambda d: d["compute"].update(memory_bandwidth_gbs=34.1e9),
+     "compute.memory_bandwidth_gbs: expected at most 100000 GB/s (more than any device has), got 34100000000: a "
+     "bandwidth in MB/s or B/s?"),
+    (lambda d: d["cpu"][0].update(count=10**20),
+     "cpu[0].count: expected at most 1024 cores in a cluster (more than any device has), got 1e+20"),
+], ids=["ghz-in-mhz", "memory-in-bytes", "peak-in-flops", "bandwidth-in-bytes", "cores"])
+def test_a_number_past_any_device_is_refused_as_a_unit_slip(tmp_path, mutate, expected):
+    """A clock in MHz, a memory size in bytes, a peak in FLOP/s were taken at their word: the profile loaded and
+    'report --profile FILE' projected from it (fp32 peak 1e308: 0.02 ms where the same profile's 158.4 gave 0.09 ms),
+    exit 0. Now one line naming the key and the likely slip."""
+    data = _base()
+    mutate(data)
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError) as e:
+        load_profile(path)
+    assert str(e.value) == f"{path}: {expected}"
+    r = _cli("profiles", "show", str(path))
+    assert r.exit_code == 2 and r.stderr == f"error: {path}: {expected}\n", r.output
+
+
+def test_the_largest_devices_still_load(tmp_path):
+    """The limits leave room: a two-socket server with 12 TB, 384 cores at 5.7 GHz, an accelerator-class peak."""
+    data = _base()
+    data["cpu"] = [{"name": "s", "count": 384, "core": "cortex-a76", "max_ghz": 5.7}]
+    data.update(memory_gb=12_000, threads=384)
+    data["compute"].update(peak_gops={"fp32": 1e6, "int8": 4e6}, memory_bandwidth_gbs=4800)
+    assert load_profile(_write(tmp_path, data)).memory_gb == 12_000
+
+
 def test_string_budget_keys_still_read_as_sequence_lengths():
     """JSON has string keys: a profile written back as JSON and read again keeps its budgets."""
     data = _base()
