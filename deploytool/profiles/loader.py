@@ -49,14 +49,28 @@ def _dirs(dirs: Sequence[str | os.PathLike] | None) -> list[Path]:
     return out
 
 
-def _files(dirs: Iterable[Path]) -> dict[str, Path]:
+def _files(dirs: Iterable[Path], twins: dict[str, list[Path]] | None = None) -> dict[str, Path]:
+    """Each profile name's file, the first folder's that has one. ``twins`` (when given) gets the names that folder
+    holds twice (``board.yaml`` and ``board.yml``): which one is meant cannot be told."""
     found: dict[str, Path] = {}
     for d in dirs:
         if not d.is_dir():
             continue
+        here: dict[str, Path] = {}
         for f in sorted(d.glob("*.yaml")) + sorted(d.glob("*.yml")):
-            found.setdefault(f.stem, f)
+            if f.stem in here:
+                if twins is not None and f.stem not in found:
+                    twins.setdefault(f.stem, [here[f.stem]]).append(f)
+                continue
+            here[f.stem] = f
+        for name, f in here.items():
+            found.setdefault(name, f)
     return found
+
+
+def _twin_error(name: str, files: list[Path]) -> ConfigError:
+    return ConfigError(f"{files[0].parent}: {len(files)} device profile files named '{name}' "
+                       f"({' and '.join(f.name for f in files)}); which one is meant cannot be told: keep one")
 
 
 def load_profile_file(path: str | os.PathLike, *, host: HostOptions | None = None) -> Profile:
@@ -136,7 +150,10 @@ def load_profile(name_or_path: str | os.PathLike | Profile,
             if near:
                 raise InputFileError(f"{text}: no such device profile file{near.replace('mean ', 'mean the profile ')}")
         return load_profile_file(text, host=host)
-    files = _files(search)
+    twins: dict[str, list[Path]] = {}
+    files = _files(search, twins)
+    if text in twins:  # the .yml read while the .yaml beside it was the one edited, or the other way round
+        raise _twin_error(text, twins[text])
     if text not in files:
         # a close match only (difflib's 0.6, as every other did-you-mean): at 0.5 'nonexist' was offered 'host'
         raise ConfigError(f"unknown device profile '{text}'{did_you_mean(text, sorted(files))}; known: "
@@ -155,8 +172,11 @@ def list_profiles(dirs: Sequence[str | os.PathLike] | None = None, *, host: Host
     """
     host = host if host is not None else HostOptions(measure=False)
     out = []
-    for _, p in sorted(_files(_dirs(dirs)).items()):
+    twins: dict[str, list[Path]] = {}
+    for name, p in sorted(_files(_dirs(dirs), twins).items()):
         try:
+            if name in twins:
+                raise _twin_error(name, twins[name])
             out.append(load_profile_file(p, host=host))
         # invalid, or no file to read (a folder, a FIFO, a link to nothing): each named beside the valid ones
         except (ConfigError, InputFileError) as e:

@@ -236,6 +236,28 @@ def test_a_profile_file_that_is_not_utf8_yaml_text_names_the_line(tmp_path, cont
         load_profile(f)
 
 
+def test_two_files_of_one_profile_name_in_a_folder_are_refused(tmp_path):
+    """board.yaml and board.yml in one folder: 'profiles show board' (and every --profile board) read board.yaml in
+    silence, whichever of the two the user had edited; now refused naming both, and the listing names them beside
+    the valid profiles. A name in two folders is not that: the first folder's wins, as documented."""
+    yaml_file = _write(tmp_path, _base(), name="board")
+    (tmp_path / "board.yml").write_text(yaml_file.read_text().replace("threads: 4", "threads: 2"))
+    expected = (f"{tmp_path}: 2 device profile files named 'board' (board.yaml and board.yml); which one is meant "
+                "cannot be told: keep one")
+    with pytest.raises(ConfigError) as e:
+        load_profile("board", [tmp_path])
+    assert str(e.value) == expected
+    r = _cli("profiles", "show", "board", "--profiles-dir", str(tmp_path))
+    assert r.exit_code == 2 and r.stderr == f"error: {expected}\n", r.output
+    r = _cli("profiles", "--profiles-dir", str(tmp_path))
+    assert r.exit_code == 2 and r.stderr == f"error: {expected}\n" and "kirin990" in r.stdout, r.output
+    assert load_profile(tmp_path / "board.yml").threads == 2  # a path still names one file
+    other = tmp_path / "other"
+    other.mkdir()
+    _write(other, _base(), name="board")
+    assert load_profile("board", [other, tmp_path]).path == str(other / "board.yaml")
+
+
 @pytest.mark.parametrize("odd", ["folder", "fifo", "dangling-link"])
 def test_cli_profiles_lists_the_valid_ones_beside_a_yaml_name_that_is_no_file(tmp_path, odd):
     """A profiles folder holding a folder, a FIFO or a link to nothing named *.yaml: the listing stopped at it (no
