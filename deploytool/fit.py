@@ -414,9 +414,10 @@ def fit(config: FitConfig, progress=None) -> FitResult:
     """Build, measure and project every candidate; write the best one to ``config.output``.
 
     ``progress``: an optional callable taking one line of text, called as each stage starts."""
-    from deploytool.passes.base import require_config
+    from deploytool.passes.base import require_callback, require_config
 
     require_config(config, FitConfig, "fit")  # a path or a dict: ConfigError, not AttributeError
+    require_callback(progress, "progress", "taking one line of text")
     say = progress or (lambda _line: None)
     from deploytool.bench import BenchConfig, run_benchmark
     from deploytool.bench.cost_model import (OTHER_DEVICE_WIDENING, Resolution, op_costs, project_latency,

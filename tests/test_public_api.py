@@ -97,6 +97,26 @@ def test_every_entry_point_refuses_what_is_not_its_config(module, name, cls, cal
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("which", ["run_benchmark", "fit", "verify_arm64"])
+def test_a_callback_that_cannot_be_called_is_refused_before_any_work(which, tiny_onnx, tmp_path, monkeypatch):
+    """``run_benchmark(config, progress=3)`` started its worker, ``fit(config, progress="x")`` built a candidate,
+    and both then died of ``TypeError: 'int' object is not callable``; now one line first, nothing written."""
+    from deploytool.arm64.verify import VerifyConfig, verify_arm64
+    from deploytool.fit import FitConfig, fit
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.onnx").write_bytes(tiny_onnx("bert").read_bytes())
+    call = {"run_benchmark": lambda: dt.run_benchmark(dt.BenchConfig(models=("m.onnx",)), progress=3),
+            "fit": lambda: fit(FitConfig(model="m.onnx", profile="x86-host", output="o.onnx"), progress="x"),
+            "verify_arm64": lambda: verify_arm64(VerifyConfig(models=("m.onnx",), cpus=("max",)), on_setup=1)}[which]
+    with pytest.raises(ConfigError) as e:
+        call()
+    assert str(e.value) in ("progress: expected a function taking a ProgressEvent (or None), got int 3",
+                            "progress: expected a function taking one line of text (or None), got str 'x'",
+                            "on_setup: expected a function of no arguments (or None), got int 1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
 def test_find_structure_takes_a_path(tiny_onnx):
     s = dt.find_structure(tiny_onnx("bert", "torch", layers=2))
     assert s.num_layers == 2

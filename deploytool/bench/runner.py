@@ -475,12 +475,13 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
     from deploytool.runtime import machine
     from deploytool.runtime.machine import BusyThresholds, LoadMonitor, busy_warnings, sample_load
     from deploytool.errors import ConfigError
-    from deploytool.passes.base import file_size
+    from deploytool.passes.base import file_size, require_callback
     from deploytool.onnx_io import check_external_data
     from deploytool.runtime.host_facts import host_info
 
     if not isinstance(config, BenchConfig):  # a DeployError like every other bad input, not a TypeError
         raise ConfigError(f"run_benchmark: config must be a BenchConfig, got {type(config).__name__}")
+    require_callback(progress, "progress", "taking a ProgressEvent")
     plans: list[InputPlan] = []
     for path in config.models:
         plan = plan_model(path, config.batch, config.seq_lens)  # missing, non-ONNX, truncated, ... -> InputFileError
