@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import os
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Optional
@@ -592,6 +593,12 @@ def parse_profile(data: Any, source: str = "<profile>", *, expect_name: str | No
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a YAML mapping (a device profile), got {kind_of(data)}")
+    if expect_name is not None and not _NAME.fullmatch(expect_name):
+        # 'Board.yaml' asked for name: Board, which no name may be: the file is what has to change
+        fixed = re.sub(r"[^a-z0-9._-]+", "-", expect_name.lower()).strip("-._") or "board"
+        raise ConfigError(f"{source}: the file's name {show(expect_name)} is not a profile name (lower-case letters, "
+                          f"digits, '.', '_' or '-'), which name: must equal: rename the file, e.g. to "
+                          f"'{fixed}{os.path.splitext(source)[1]}'")
     context = {"path": None if source.startswith("<") else source, "detected": detected}
     prof = validate(Profile, without_extensions(data), source, context=context)
     if expect_name is not None and prof.name != expect_name:

@@ -142,6 +142,25 @@ def test_bad_profiles_name_file_key_and_expectation(tmp_path, mutate, expected):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("stem, name, fixed", [("Board", "board", "board"), ("my board", "my board", "my-board"),
+                                                ("_x", "x", "x")])
+def test_a_file_name_no_profile_may_have_says_to_rename_the_file(tmp_path, stem, name, fixed):
+    """Board.yaml with 'name: board' was refused as "name: expected 'Board' (the file's name)", and with 'name: Board'
+    as "expected a lower-case name": no content could pass. Now the file's name is named as what has to change."""
+    p = tmp_path / f"{stem}.yaml"
+    p.write_text(yaml.safe_dump(dict(_base(), name=name)))
+    expected = (f"{p}: the file's name '{stem}' is not a profile name (lower-case letters, digits, '.', '_' or '-'), "
+                f"which name: must equal: rename the file, e.g. to '{fixed}.yaml'")
+    with pytest.raises(ConfigError) as e:
+        load_profile(p)
+    assert str(e.value) == expected
+    r = _cli("profiles", "show", str(p))
+    assert r.exit_code == 2 and r.stderr == f"error: {expected}\n", r.output
+    p.rename(tmp_path / f"{fixed}.yaml")
+    (tmp_path / f"{fixed}.yaml").write_text(yaml.safe_dump(dict(_base(), name=fixed)))
+    assert load_profile(tmp_path / f"{fixed}.yaml").name == fixed
+
+
 def test_name_must_match_file_and_yaml_errors_are_one_line(tmp_path):
     p = tmp_path / "other.yaml"
     p.write_text(yaml.safe_dump(dict(_base(), name="kirin990")))
