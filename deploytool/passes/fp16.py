@@ -86,6 +86,9 @@ class Fp16ConvertPass(DeployPass):
         for v in model.graph.initializers.values():
             if v.const_value is not None and v.const_value.dtype is ir.DataType.FLOAT16:
                 raise PassRefusedError(f"model already has fp16 weights ({v.name!r})")
+        if not any(v.const_value is not None and v.const_value.dtype is ir.DataType.FLOAT
+                   for v in model.graph.initializers.values()):  # else ensures() found no fp16 weight, as if the gate
+            raise PassRefusedError("model has no float32 weight to convert to fp16 (no float initializer)")
 
     def ensures(self, model: ir.Model) -> None:
         if not any(v.const_value is not None and v.const_value.dtype is ir.DataType.FLOAT16

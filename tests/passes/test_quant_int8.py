@@ -162,6 +162,22 @@ def _casts_in_optimized_model(path, tmp_path) -> int:
     return sum(n.name.startswith("InsertedPrecisionFreeCast_") for n in m.graph.node)
 
 
+def test_fp16_of_a_model_without_float_weights_is_refused_as_such(tmp_path):
+    """A model with no float32 initializer (nothing to convert) was a VerificationError naming the pass's class
+    ("Fp16ConvertPass: the converter left no fp16 weight"), as if a converted model had failed the gate: it is the
+    pass refusing its input, before any work."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    src = tmp_path / "id.onnx"
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])), str(src))
+    with pytest.raises(PassRefusedError) as e:
+        convert_fp16_file(src, tmp_path / "h.onnx", Fp16Config())
+    assert str(e.value) == "model has no float32 weight to convert to fp16 (no float initializer)"
+    assert not (tmp_path / "h.onnx").exists()
+
+
 def test_fp16_host_casts_are_counted_by_the_gate_run(src, tmp_path):
     """The host check counts the casts in the gate's own session (its profiler's record of the one run), in
     process and in the gate's process alike, as many as ORT's optimized model holds; without a gate, not at all
