@@ -21,7 +21,7 @@ from pathlib import Path
 import onnx
 
 from deploytool import onnx_io, scratch
-from deploytool.errors import DeployError
+from deploytool.errors import ConfigError, DeployError
 from deploytool.export.alibi_buffers import shrunk_alibi_buffers
 from deploytool.export.config import ExportConfig, Exporter, ExportResult
 from deploytool.export.hf import architecture, checkpoint_dtype, load_hf_model
@@ -53,8 +53,16 @@ def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig, *, t
     weights were trained quantization-aware (a :class:`deploytool.variant.Trained`, what :func:`export` reads from
     the folder's ``deploytool.json``), recorded in the file's ``deploytool.variant`` for ``pack``; None: nothing
     said (a plain model: ``pack`` calls its ternary/binary weights post-training)."""
-    from deploytool.export import validate as _validate
+    import torch
 
+    from deploytool.export import validate as _validate
+    from deploytool.passes.base import require_config
+
+    require_config(config, ExportConfig, "export_loaded")
+    if not isinstance(model, torch.nn.Module):  # a name or a folder: AttributeError "'str' has no attribute 'eval'"
+        raise ConfigError(f"export_loaded: model must be a loaded PyTorch model (torch.nn.Module), got "
+                          f"{type(model).__name__}; export_model(ExportConfig(model=...), out_path) takes a name or "
+                          "a folder")
     if isinstance(out_path, bytes):  # as export() takes it
         out_path = os.fsdecode(out_path)
     out = check_writable(out_path)

@@ -110,6 +110,19 @@ def test_a_bytes_output_path_names_the_file_as_a_string_does(tiny_hf_folder, tmp
     assert again.is_file()
 
 
+def test_export_loaded_refuses_what_is_not_a_loaded_model_or_its_config(tmp_path):
+    """export_loaded("minilm", ...) (the name export_model takes) and export_loaded(model, out, {...}) raised
+    AttributeError "'str' object has no attribute 'eval'" from inside; now one line each, nothing written."""
+    out = tmp_path / "m.onnx"
+    with pytest.raises(ConfigError) as e:
+        export_loaded("minilm", out, ExportConfig(model="minilm"))
+    assert str(e.value) == ("export_loaded: model must be a loaded PyTorch model (torch.nn.Module), got str; "
+                            "export_model(ExportConfig(model=...), out_path) takes a name or a folder")
+    with pytest.raises(ConfigError, match=r"^export_loaded: config must be an ExportConfig, got dict$"):
+        export_loaded(tiny_model("bert"), out, {"model": "tiny"})
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("family,max_pos,expected", [
     ("bert", 64, {"seq8": (1, 8), "seq64": (1, 64), "padded[8,64]": (2, 64)}),
     ("roberta", 64, {"seq8": (1, 8), "seq64": (1, 64), "padded[8,64]": (2, 64)}),  # 66 positions, 2 reserved
