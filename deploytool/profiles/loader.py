@@ -37,6 +37,9 @@ def _builtin_dir() -> Path:
 #: the profiles shipped with deploytool
 BUILTIN_PROFILE_DIR = _builtin_dir()
 
+#: the largest device profile file read (the built-in ones are near 2 KB)
+MAX_PROFILE_BYTES = 1_000_000
+
 
 def _dirs(dirs: Sequence[str | os.PathLike] | None) -> list[Path]:
     """The search folders: the caller's (each must be a folder), then the built-in one."""
@@ -83,9 +86,13 @@ def load_profile_file(path: str | os.PathLike, *, host: HostOptions | None = Non
     if not p.is_file():
         raise not_a_file(p, "device profile file")  # missing, a folder, or a device (said so, never read)
     try:
-        raw = p.read_bytes()
+        with open(p, "rb") as f:
+            raw = f.read(MAX_PROFILE_BYTES + 1)  # at most that: a data file or a log given as --profile is not read
     except OSError as e:
         raise ConfigError(f"{p}: cannot read device profile ({e.strerror or e})") from None
+    if len(raw) > MAX_PROFILE_BYTES:  # parsed, a 21 MB CSV took 13 s and 400 MB of memory to be refused
+        raise ConfigError(f"{p}: more than {MAX_PROFILE_BYTES // 1_000_000} MB, far more than a device profile "
+                          "file holds (the built-in ones are near 2 KB); is it the file you meant?")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:  # the line, not the byte offset Python gives

@@ -277,6 +277,22 @@ def test_two_files_of_one_profile_name_in_a_folder_are_refused(tmp_path):
     assert load_profile("board", [other, tmp_path]).path == str(other / "board.yaml")
 
 
+def test_a_file_far_larger_than_a_profile_is_refused_unread(tmp_path):
+    """--profile naming a data file by mistake: a 21 MB CSV was parsed as YAML for 13 s and 400 MB of memory before
+    'expected a YAML mapping ... got str'; a file over 1 MB (built-in profiles are near 2 KB) is now refused without
+    being parsed (here 2 MB of a valid mapping, which loaded before)."""
+    big = tmp_path / "big.yaml"
+    big.write_text(yaml.safe_dump(dict(_base(), name="big", **{"x-pad": ["y" * 100] * 20_000})))
+    assert big.stat().st_size > 2_000_000
+    expected = (f"{big}: more than 1 MB, far more than a device profile file holds (the built-in ones are near 2 KB); "
+                "is it the file you meant?")
+    r = _cli("profiles", "show", str(big))
+    assert r.exit_code == 2 and r.stderr == f"error: {expected}\n", r.output
+    ok = tmp_path / "ok.yaml"  # just under the limit: read as any other profile
+    ok.write_text(yaml.safe_dump(dict(_base(), name="ok", **{"x-pad": ["y" * 100] * 9_000})))
+    assert 900_000 < ok.stat().st_size <= 1_000_000 and load_profile(ok).name == "ok"
+
+
 @pytest.mark.parametrize("odd", ["folder", "fifo", "dangling-link"])
 def test_cli_profiles_lists_the_valid_ones_beside_a_yaml_name_that_is_no_file(tmp_path, odd):
     """A profiles folder holding a folder, a FIFO or a link to nothing named *.yaml: the listing stopped at it (no
