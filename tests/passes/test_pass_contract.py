@@ -391,3 +391,17 @@ def test_verify_is_true_or_false(tiny_onnx, tmp_path, verify):
             call()
     assert not out.exists()
     assert not transform(src, out, SliceConfig(width=0.5), verify=False).gate.verified
+
+
+def test_a_pass_called_on_what_is_not_an_onnx_ir_model_says_what_it_takes(tiny_onnx):
+    """build_pass(config)(onnx.load(path)) raised AttributeError 'inputs' from inside onnx_ir, and a path
+    "'str' object has no attribute 'graph'": the passes take an onnx_ir Model, and the message says how to get one."""
+    src = tiny_onnx("bert", exporter="torch")
+    for config, name in ((SliceConfig(width=0.5), "slice"), (PackConfig(), "pack")):
+        p = build_pass(config)
+        for given, kind in ((onnx.load(str(src)), "onnx.ModelProto"), (str(src), "str"), (None, "NoneType")):
+            with pytest.raises(ConfigError) as e:
+                p(given)
+            assert str(e.value) == (f"{name}: expected an onnx_ir Model (onnx_ir.load(path), "
+                                    f"onnx_ir.from_proto(proto)), got {kind}")
+        assert p(ir.from_proto(onnx.load(str(src)))).modified
