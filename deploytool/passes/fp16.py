@@ -26,7 +26,7 @@ from pydantic import PlainValidator
 
 from deploytool import onnx_io
 from deploytool.errors import DeployError, PassRefusedError, VerificationError
-from deploytool.passes.base import QUANTIZED_OPS, DeployPass, DeployPassResult, Skip, swap_in
+from deploytool.passes.base import QUANTIZED_OPS, DeployPass, DeployPassResult, Skip, swap_in, require_config
 from deploytool.validation import Flag, invalid, schema
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class Fp16ConvertPass(DeployPass):
 
     def __init__(self, config: Fp16Config) -> None:
         super().__init__()
+        require_config(config, Fp16Config, "Fp16ConvertPass")  # not an AttributeError in call()
         self.config = config
 
     def variant_step(self, result) -> dict:

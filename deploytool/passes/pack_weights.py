@@ -92,7 +92,7 @@ import onnx_ir as ir
 
 from deploytool.errors import PassRefusedError
 from deploytool.graph._util import ATTENTION_SHARED_ATTRS, alias_root
-from deploytool.passes.base import DeployPass, DeployPassResult, Skip
+from deploytool.passes.base import DeployPass, DeployPassResult, Skip, require_config
 from deploytool.passes.pack_codes import (  # noqa: F401 - fake_quantized_weight is re-exported
     _BITS,
     _EMBEDDING_CHUNK_ROWS,
@@ -626,6 +626,7 @@ class PackWeightsPass(DeployPass):
 
     def __init__(self, config: PackConfig) -> None:
         super().__init__()
+        require_config(config, PackConfig, "PackWeightsPass")  # not an AttributeError in call()
         self.config = config
         self._reference_dir: str | None = None
 
@@ -820,6 +821,7 @@ class FakeQuantWeightsPass(DeployPass):
 
     def __init__(self, config: PackConfig, *, gather_tables: bool = False, codes_in_graph: bool = False) -> None:
         super().__init__()
+        require_config(config, PackConfig, "FakeQuantWeightsPass")  # not an AttributeError in call()
         self.config = config
         self.gather_tables = gather_tables
         self.codes_in_graph = codes_in_graph

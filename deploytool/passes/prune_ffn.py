@@ -30,7 +30,7 @@ from deploytool.errors import ConfigError, InputFileError, PassRefusedError, not
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
 from deploytool.passes._sharing import copies_note, weight_slots
-from deploytool.passes.base import Edit, StructuredPass
+from deploytool.passes.base import Edit, StructuredPass, require_config
 from deploytool.passes.base import DeployPassResult, run_pass_file
 from deploytool.passes.prune_heads import _id_list, _is_index
 from deploytool.validation import FilePath, schema
@@ -115,6 +115,7 @@ class PruneFFNPass(StructuredPass):
 
     def __init__(self, config: FFNPruneConfig):
         super().__init__()
+        require_config(config, FFNPruneConfig, "PruneFFNPass")  # not an AttributeError in call()
         self.config = config
 
     def check(self, structure: EncoderStructure) -> None:

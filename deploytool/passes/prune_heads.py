@@ -34,7 +34,7 @@ from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
 from deploytool.passes._sharing import copies_note, weight_slots
-from deploytool.passes.base import Edit, StructuredPass
+from deploytool.passes.base import Edit, StructuredPass, require_config
 from deploytool.passes.base import DeployPassResult, run_pass_file
 from deploytool.validation import FilePath, schema
 
@@ -140,6 +140,7 @@ class PruneHeadsPass(StructuredPass):
 
     def __init__(self, config: HeadPruneConfig):
         super().__init__()
+        require_config(config, HeadPruneConfig, "PruneHeadsPass")  # not an AttributeError in call()
         self.config = config
 
     def check(self, structure: EncoderStructure) -> None:

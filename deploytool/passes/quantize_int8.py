@@ -85,7 +85,7 @@ from pydantic import PlainValidator
 
 from deploytool import onnx_io, scratch
 from deploytool.errors import ConfigError, DeployError, PassRefusedError, UnavailableError, VerificationError
-from deploytool.passes.base import QUANTIZED_OPS, DeployPass, DeployPassResult, Skip, release_free_memory, swap_in
+from deploytool.passes.base import QUANTIZED_OPS, DeployPass, DeployPassResult, Skip, release_free_memory, swap_in, require_config
 from deploytool.choices import kind_of
 from deploytool.validation import ColumnName, Flag, Integer, OneOf, check_calibration_columns, invalid, schema
 from deploytool.units import MAX_SEQ_LEN
@@ -481,6 +481,7 @@ class Int8QuantizePass(DeployPass):
 
     def __init__(self, config: Int8Config) -> None:
         super().__init__()
+        require_config(config, Int8Config, "Int8QuantizePass")  # not an AttributeError in call()
         self.config = config
 
     def input_files(self) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ import onnx_ir as ir
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
 from deploytool.passes._sharing import copies_note, weight_slots
-from deploytool.passes.base import Edit, Skip, StructuredPass
+from deploytool.passes.base import Edit, Skip, StructuredPass, require_config
 from deploytool.passes.base import DeployPassResult, run_pass_file
 from deploytool.validation import FilePath, Flag, schema
 
@@ -55,6 +55,7 @@ class ReorderPass(StructuredPass):
 
     def __init__(self, config: ReorderConfig):
         super().__init__()
+        require_config(config, ReorderConfig, "ReorderPass")  # not an AttributeError in call()
         self.config = config
 
     def preserves_outputs(self) -> bool:

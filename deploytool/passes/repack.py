@@ -47,7 +47,7 @@ import numpy as np
 import onnx_ir as ir
 
 from deploytool.errors import PassRefusedError
-from deploytool.passes.base import DeployPass, DeployPassResult, Skip
+from deploytool.passes.base import DeployPass, DeployPassResult, Skip, require_config
 from deploytool.passes.pack_config import (
     PACKING_KEY,
     Runtime,
@@ -394,6 +394,7 @@ class RepackPass(DeployPass):
 
     def __init__(self, config: RepackConfig) -> None:
         super().__init__()
+        require_config(config, RepackConfig, "RepackPass")  # not an AttributeError in call()
         self.config = config
         self._same_kernel: bool | None = None  # decided by requires: the input's kernels and the target's
 

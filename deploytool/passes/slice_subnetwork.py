@@ -56,7 +56,7 @@ from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
 from deploytool.passes._sharing import dropped_sharing_note, stored_bytes, weight_slots
-from deploytool.passes.base import Edit, StructuredPass
+from deploytool.passes.base import Edit, StructuredPass, require_config
 from deploytool.passes.base import DeployPassResult, run_pass_file
 from deploytool.validation import Choice, Fraction, schema
 
@@ -177,6 +177,7 @@ class SlicePass(StructuredPass):
 
     def __init__(self, config: SliceConfig):
         super().__init__()
+        require_config(config, SliceConfig, "SlicePass")  # not an AttributeError in call()
         self.config = config
 
     def variant_step(self, result) -> dict:

@@ -405,3 +405,23 @@ def test_a_pass_called_on_what_is_not_an_onnx_ir_model_says_what_it_takes(tiny_o
             assert str(e.value) == (f"{name}: expected an onnx_ir Model (onnx_ir.load(path), "
                                     f"onnx_ir.from_proto(proto)), got {kind}")
         assert p(ir.from_proto(onnx.load(str(src)))).modified
+
+
+def test_a_pass_built_with_what_is_not_its_config_is_refused_at_once():
+    """SlicePass({"width": 0.5}) or SlicePass(PackConfig()) was built, then failed when called with AttributeError
+    "'dict' object has no attribute 'width'" from inside the pass; now the constructor says what it takes."""
+    from deploytool.passes.fp16 import Fp16ConvertPass
+    from deploytool.passes.prune_ffn import PruneFFNPass
+    from deploytool.passes.reorder import ReorderPass
+    from deploytool.passes.repack import RepackPass
+    from deploytool.passes.slice_subnetwork import SlicePass
+
+    for cls, want in ((SlicePass, "a SliceConfig"), (PruneHeadsPass, "a HeadPruneConfig"),
+                      (PruneFFNPass, "an FFNPruneConfig"), (ReorderPass, "a ReorderConfig"),
+                      (Int8QuantizePass, "an Int8Config"), (Fp16ConvertPass, "a Fp16Config"),
+                      (PackWeightsPass, "a PackConfig"), (RepackPass, "a RepackConfig")):
+        for given in ({"width": 0.5}, PackConfig() if cls is not PackWeightsPass else SliceConfig(width=0.5), None):
+            with pytest.raises(ConfigError) as e:
+                cls(given)
+            assert str(e.value) == f"{cls.__name__}: config must be {want}, got {type(given).__name__}"
+    assert SlicePass(SliceConfig(width=0.5)).config == SliceConfig(width=0.5)
