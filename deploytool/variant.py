@@ -108,6 +108,10 @@ def variant_label(width: float, depth: float, precision: str) -> str:
     return f"w{_fmt(width)}-d{_fmt(depth)}-{precision}"
 
 
+#: the record a training command writes beside a model folder's weights (``deploytool.train.checkpoint``
+#: saves it; :meth:`Trained.from_folder` and export read it)
+TRAINED_META_FILE = "deploytool.json"
+
 @dataclasses.dataclass(frozen=True)
 class Trained:
     """How the source's weights were trained for low-bit packing: quantization-aware distillation by ``deploytool
@@ -157,7 +161,7 @@ class Trained:
         import os
 
         try:
-            with open(os.path.join(os.fspath(folder), "deploytool.json"), encoding="utf-8") as f:
+            with open(os.path.join(os.fspath(folder), TRAINED_META_FILE), encoding="utf-8") as f:
                 meta = json.load(f)
         except (OSError, ValueError):
             return None

@@ -19,13 +19,14 @@ from pathlib import Path
 
 from deploytool.errors import DeployError, InputFileError, OutputPathError
 from deploytool.quiet_logs import held_level
+from deploytool.variant import TRAINED_META_FILE
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["resolve_folder", "load_classifier", "load_tokenizer", "save_folder", "check_output_folder",
            "read_meta", "data_file", "META_FILE"]
 
-META_FILE = "deploytool.json"
+META_FILE = TRAINED_META_FILE  # the one name (variant.py's: export reads it without importing training)
 
 
 def resolve_folder(name_or_path: str | os.PathLike) -> Path:

@@ -32,6 +32,7 @@ from deploytool.stats import wilson_interval
 from deploytool.train.batching import (batches, check_max_length, check_vocab, encode, load_data, model_inputs, onnx_max_length,
                                        sorted_by_length, torch_max_length, torch_threads)
 from deploytool.train.config import DataConfig, EvalConfig
+from deploytool.variant import TRAINED_META_FILE as META_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -298,7 +299,7 @@ def _is_embedding_onnx(path: Path) -> bool:
 
 
 # what an eval may read in a model, tokenizer or reference folder (``-o`` must not overwrite any of them)
-_FOLDER_FILES = ("config.json", "deploytool.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json",
+_FOLDER_FILES = ("config.json", META_FILE, "model.safetensors", "pytorch_model.bin", "tokenizer.json",
                  "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json",
                  "merges.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
 
