@@ -415,6 +415,10 @@ def host_measurement(cache_dir: str | os.PathLike | None = _DEFAULT_CACHE, *, me
                 logger.warning("%s: unreadable host measurement (%s); measuring again", path, e)
     if not measure:
         return None
+    if path is not None:  # a folder it cannot be was found only after the measurement (20 s to minutes)
+        from deploytool.onnx_io import check_folder_path
+
+        check_folder_path(path.parent, "host measurement cache, --host-cache")
     m = measure_host(facts, threads=threads, quiet_wait_s=quiet_wait_s)
     if path is not None:
         from deploytool.onnx_io import atomic_write

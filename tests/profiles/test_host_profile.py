@@ -217,3 +217,30 @@ def test_a_cache_file_of_the_right_shape_is_read_back(tmp_path):
     m = _measurement(facts)
     (tmp_path / f"host-{facts.key(_ort_version())}.json").write_text(json.dumps(m.to_dict()))
     assert host_measurement(tmp_path, measure=False, facts=facts) == m
+
+
+@pytest.mark.parametrize("how", ["dangling-link", "under-a-file"])
+def test_a_host_cache_that_cannot_be_a_folder_is_refused_before_measuring(tmp_path, monkeypatch, how):
+    """'profiles show host --host-cache LINK' (a link to nothing, or a path under a file) measured the machine first
+    (20 s, over 100 s on a busy one) and then failed writing the cache with "[Errno 17] File exists"; now refused
+    before the measurement, in the words of every other folder check."""
+    import deploytool.runtime.host as rh
+
+    def never(*a, **k):
+        raise AssertionError("measured before the cache folder was checked")
+
+    monkeypatch.setattr(rh, "measure_host", never)
+    if how == "dangling-link":
+        bad = tmp_path / "gone"
+        bad.symlink_to(tmp_path / "removed")
+        said = f"{bad}: is a link to {tmp_path / 'removed'}, which leads to no folder"
+    else:
+        (tmp_path / "afile").write_text("x")
+        bad = tmp_path / "afile" / "cache"
+        said = f"{bad}: {tmp_path / 'afile'} is a file, not a folder"
+    from deploytool.errors import OutputPathError
+
+    with pytest.raises(OutputPathError, match="host measurement cache, --host-cache"):
+        host_measurement(bad, measure=True, facts=_facts(4))
+    r = CliRunner().invoke(main, ["profiles", "show", "host", "--host-cache", str(bad)])
+    assert r.exit_code == 2 and r.stderr == f"error: {said} (the host measurement cache, --host-cache)\n", r.output
