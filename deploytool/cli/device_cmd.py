@@ -74,6 +74,12 @@ def profiles_show(ctx: click.Context, name: str, profiles_dirs: tuple[Path, ...]
 
     dirs = tuple(profiles_dirs) + tuple((ctx.obj or {}).get("profiles_dirs", ()))
     prof = load_profile(name, dirs, host=HostOptions(cache_dir=host_cache, refresh=remeasure))
+    if not prof.from_host and (remeasure or host_cache is not None):  # ignored in silence: nothing is measured
+        from deploytool.errors import ConfigError
+
+        opt = "--remeasure" if remeasure else "--host-cache"
+        raise ConfigError(f"{opt}: only for a profile built from this machine (such as host); {prof.name} is a "
+                          "written profile, with nothing measured")
     click.echo(json.dumps(prof.to_dict(), indent=2) if as_json else profile_text(prof))
 
 

@@ -244,3 +244,15 @@ def test_a_host_cache_that_cannot_be_a_folder_is_refused_before_measuring(tmp_pa
         host_measurement(bad, measure=True, facts=_facts(4))
     r = CliRunner().invoke(main, ["profiles", "show", "host", "--host-cache", str(bad)])
     assert r.exit_code == 2 and r.stderr == f"error: {said} (the host measurement cache, --host-cache)\n", r.output
+
+
+@pytest.mark.parametrize("opt", [["--remeasure"], ["--host-cache", "{tmp}/hc"]], ids=["remeasure", "host-cache"])
+def test_host_options_on_a_written_profile_are_refused(tmp_path, opt):
+    """'profiles show kirin990 --remeasure' printed the profile, exit 0: the option was ignored in silence (a
+    written profile has nothing to measure), as was --host-cache."""
+    args = [a.replace("{tmp}", str(tmp_path)) for a in opt]
+    r = CliRunner().invoke(main, ["profiles", "show", "kirin990", *args])
+    assert r.exit_code == 2 and r.stdout == "", r.output
+    assert r.stderr == (f"error: {opt[0]}: only for a profile built from this machine (such as host); kirin990 is a "
+                        "written profile, with nothing measured\n")
+    assert list(tmp_path.iterdir()) == []
