@@ -120,6 +120,11 @@ def _compute_importance(cfg: ImportanceConfig) -> dict:
         if Path(cfg.reorder_output).resolve() == Path(cfg.output).resolve():
             raise OutputPathError(f"{cfg.output}: the importance file and the reordered model (--reorder) would be "
                                   "written to the same path; give two")
+        if Path(cfg.output).resolve().is_relative_to(Path(cfg.reorder_output).resolve()):
+            # the folder is written whole after the file: a model folder there deleted the file (exit 0), a new one
+            # was refused as 'not empty' once the file was in it
+            raise OutputPathError(f"{cfg.output}: the importance file is inside the --reorder folder "
+                                  f"{cfg.reorder_output}, which the reordered model replaces; give a path outside it")
         check_output_folder(cfg.reorder_output, inputs=(folder, data_file(cfg.data)))
     ds = load_teacher_data(cfg.data, folder)  # the teacher's ids; its recorded dataset by default
     tok = load_tokenizer(folder)

@@ -431,6 +431,24 @@ def test_importance_of_a_model_with_nan_weights_names_the_model(tiny, tmp_path):
     assert not reordered.exists()
 
 
+@pytest.mark.parametrize("existing", [False, True], ids=["new-folder", "model-folder"])
+def test_an_importance_file_inside_the_reorder_folder_is_refused(tiny, tmp_path, existing):
+    """importance -o R/imp.json --reorder R: with R a model folder, R was replaced after the file was written in it,
+    deleting it, while the command said '-> R/imp.json' (exit 0); with R new, the file made R 'not empty' and the
+    reorder was refused after all the work, the file left behind. Now refused before any work."""
+    import shutil
+
+    reordered = tmp_path / "reordered"
+    if existing:
+        shutil.copytree(tiny / "tiny", reordered)
+    before = _tree(tmp_path)
+    out = reordered / "imp.json"
+    _fails(["importance", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"), "--max-train", "8", "--threads", "1",
+            "-o", str(out), "--reorder", str(reordered)],
+           f"{out}: the importance file is inside the --reorder folder {reordered}, which the reordered model replaces")
+    assert _tree(tmp_path) == before
+
+
 def test_an_output_folder_holding_the_data_file_is_refused(tiny, tmp_path):
     """The data file kept in the model folder that -o replaces was deleted with it."""
     import shutil
