@@ -120,6 +120,9 @@ def _compute_importance(cfg: ImportanceConfig) -> dict:
         if Path(cfg.reorder_output).resolve() == Path(cfg.output).resolve():
             raise OutputPathError(f"{cfg.output}: the importance file and the reordered model (--reorder) would be "
                                   "written to the same path; give two")
+        if Path(cfg.reorder_output).resolve().is_relative_to(Path(cfg.output).resolve()):  # under the file it writes
+            raise OutputPathError(f"{cfg.reorder_output}: the --reorder folder is under the importance file "
+                                  f"{cfg.output}, which is written as a file; give a folder elsewhere")
         if Path(cfg.output).resolve().is_relative_to(Path(cfg.reorder_output).resolve()):
             # the folder is written whole after the file: a model folder there deleted the file (exit 0), a new one
             # was refused as 'not empty' once the file was in it

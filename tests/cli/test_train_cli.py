@@ -449,6 +449,16 @@ def test_an_importance_file_inside_the_reorder_folder_is_refused(tiny, tmp_path,
     assert _tree(tmp_path) == before
 
 
+def test_a_reorder_folder_under_the_importance_file_is_refused(tiny, tmp_path):
+    """importance -o imp.json --reorder imp.json/sub: the file was written, then the reorder failed after all the work
+    with 'imp.json/sub: cannot write in imp.json (File exists)', the file left behind; now refused before any work."""
+    out = tmp_path / "imp.json"
+    _fails(["importance", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"), "--max-train", "8", "--threads", "1",
+            "-o", str(out), "--reorder", str(out / "sub")],
+           f"{out / 'sub'}: the --reorder folder is under the importance file {out}, which is written as a file",
+           out=out)
+
+
 def test_an_output_folder_holding_the_data_file_is_refused(tiny, tmp_path):
     """The data file kept in the model folder that -o replaces was deleted with it."""
     import shutil
