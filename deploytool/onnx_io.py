@@ -433,6 +433,14 @@ def check_output_path(path: str | os.PathLike, *, inputs: tuple[str | os.PathLik
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.exists() and (loop := looping_link(parent)) is not None:  # mkdir said 'File exists'
         raise OutputPathError(f"{p}: {loop} is {LINK_LOOP}")
+    if not parent.exists():  # folders to make: one in the way was found when writing, after all the work
+        for a in (parent, *parent.parents):
+            if os.path.islink(a) and not a.exists():
+                raise OutputPathError(f"{p}: {a} is a link to {os.readlink(a)}, which leads to no folder")
+            if a.exists():
+                if not a.is_dir():
+                    raise OutputPathError(f"{p}: {a} is a file, not a folder")
+                break
     if parent.exists() and not parent.is_dir():
         raise OutputPathError(f"{p}: parent {parent} is not a directory")
     if parent.exists() and not os.access(parent, os.W_OK):

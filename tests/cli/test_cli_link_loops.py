@@ -64,3 +64,36 @@ def test_a_missing_input_is_still_no_such_file(tmp_path):
     res = _run("inspect", tmp_path / "missing.onnx")
     assert res.exit_code == 2
     assert res.output == f"error: {tmp_path / 'missing.onnx'}: no such file\n"
+
+
+@pytest.mark.parametrize("way", ["dangling-link", "file-above"])
+def test_an_output_whose_folders_cannot_be_made_is_refused_before_any_work(tiny, tmp_path, way):
+    """A link to nothing, or a file, among the folders an -o FILE needs made: 'importance M -o gone/x.json' scored the
+    model, then said 'cannot create directory gone (File exists)' (and 'afile/sub/x.json': '... (Not a directory)');
+    every -o FILE command (check_output_path) found it only when writing. Now one line before any work."""
+    if way == "dangling-link":
+        os.symlink(tmp_path / "removed", tmp_path / "gone")
+        out, said = tmp_path / "gone" / "x.json", f"{tmp_path / 'gone'} is a link to {tmp_path / 'removed'}, which " \
+                                                    "leads to no folder"
+    else:
+        (tmp_path / "afile").write_text("x")
+        out, said = tmp_path / "afile" / "sub" / "x.json", f"{tmp_path / 'afile'} is a file, not a folder"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for args in (["importance", tiny / "tiny", "--data", tiny / "toy.csv", "--max-train", "8", "--threads", "1"],
+                 ["bench", tiny / "m.onnx", "--runs", "1", "--warmup", "0"]):
+        res = _run(*args, "-o", out)
+        assert res.exit_code == 2, res.output
+        assert res.stderr == f"error: {out}: {said}\n", res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, tiny_onnx):
+    pytest.importorskip("torch")
+    from deploytool.testing.toy_text import tiny_classifier_folder, toy_csv
+
+    root = tmp_path_factory.mktemp("outpaths")
+    tiny_classifier_folder(root / "tiny", layers=1)
+    toy_csv(root / "toy.csv", n=60)
+    os.symlink(tiny_onnx(), root / "m.onnx")
+    return root
