@@ -1228,6 +1228,11 @@ def _na_reasons(cells: list[dict]) -> str:
     return "; ".join(parts) or "none"
 
 
+def _spliced_models(spliced: list[str], every: list[str]) -> str:
+    """The models of a spliced run: "every model" when it ran them all, else their names."""
+    return "every model" if set(spliced) >= set(every) else ", ".join(spliced)
+
+
 def _one_row_cells(cells: list[dict]) -> str:
     """The cells run on one row (an export ONNX Runtime runs on no bigger batch; the gate checks it so), as a
     sentence; empty when none was."""
@@ -1339,8 +1344,9 @@ def render_conformance(results: Path) -> str:
             + (f"{other_refused:,} {'more ' if named else ''}cells are refused in one line with nothing written ({other_text}). "
                if other_refused else "")
             + f"{c.get('n/a', 0):,} cells are n/a: {_na_reasons(d['cells'])}." + _one_row_cells(d["cells"])
-            + "".join(f" {s['cells']:,} of the cells ({', '.join(s['models'])} x {', '.join(s['exporters'])} at ORT "
-                      f"level {', '.join(map(str, s['opt_levels']))}) come from a run of {_date(s['run']['finished_utc'])} "
+            + "".join(f" {s['cells']:,} of the cells ({_spliced_models(s['models'], d['models'])} x "
+                      f"{', '.join(s['exporters'])} at ORT level {', '.join(map(str, s['opt_levels']))}, "
+                      f"{', '.join(s.get('passes') or ['every pass'])}) come from a run of {_date(s['run']['finished_utc'])} "
                       f"spliced in: {s['why']}." for s in d.get("spliced", []))
             + " References used: "
             + ", ".join(f"{names.get(k, k)} {v:,}" for k, v in refs.items())
