@@ -458,6 +458,7 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
     store alone meanwhile."""
     from deploytool.recipes.cache import active_run
 
+    _check_run_arguments(recipe, out_dir, progress, store, max_store_bytes)
     # everything that can be checked before minutes of work, and before the output folder or the store is made (a
     # refused run left an empty store folder behind): the model, profiles, every step's config, the files the steps
     # read, the output folder's path
@@ -466,6 +467,28 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | No
     with active_run(Path(store) if store is not None else None) as marker:
         return _run_recipe(recipe, out_dir, progress=progress, store=store, max_store_bytes=max_store_bytes,
                            marker=marker)
+
+
+def _check_run_arguments(recipe: Any, out_dir: Any, progress: Any, store: Any, max_store_bytes: Any) -> None:
+    """run_recipe's arguments, each refused in one line before any step runs: a recipe file's path for the recipe
+    (AttributeError "'str' object has no attribute 'devices'"), None or a number for a folder (TypeError), a progress
+    callback that cannot be called (TypeError after the first step had run), a size cap that is no byte count
+    (taken, and ignored or compared as text)."""
+    import numbers
+
+    from deploytool.choices import as_path, kind_of
+    from deploytool.passes.base import require_callback
+
+    if not isinstance(recipe, Recipe):
+        raise ConfigError(f"run_recipe: recipe must be a Recipe (load_recipe(path) reads one), got "
+                          f"{type(recipe).__name__}")
+    as_path(out_dir, "out_dir", "a folder path")
+    if store is not None:
+        as_path(store, "store", "a folder path")
+    require_callback(progress, "progress", "taking a step's name and its status")
+    if max_store_bytes is not None and (isinstance(max_store_bytes, bool) or not isinstance(max_store_bytes, numbers.Integral)
+                                        or max_store_bytes < 0):
+        raise ConfigError(f"max_store_bytes: expected a number of bytes >= 0 (or None), got {kind_of(max_store_bytes)}")
 
 
 def _run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | None,

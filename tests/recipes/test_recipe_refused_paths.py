@@ -12,6 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from deploytool.cli import main
+from deploytool.errors import ConfigError
 
 WORKSPACE_ROWS = 40  # the workspace fixture's toy.csv (tests/recipes/conftest.py)
 
@@ -121,3 +122,38 @@ def test_check_refuses_the_folders_the_run_would_refuse(workspace, tmp_path, whe
     r = CliRunner().invoke(main, argv + ["-o", str(tmp_path / "fine")])
     assert r.exit_code == 0 and r.stdout.strip().endswith(f"{recipe}: ok"), r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_run_recipe_refuses_bad_arguments_before_any_step(tmp_path, monkeypatch):
+    """The Python API's run_recipe given a recipe file's path (the CLI's argument) raised AttributeError "'str' object
+    has no attribute 'devices'"; None or a number for out_dir or store a TypeError; progress=3 a TypeError once the
+    first step had run (its folder left under out_dir); max_store_bytes="1" was taken. Each is one line now, and
+    nothing is made."""
+    from deploytool.recipes import load_recipe, run_recipe
+
+    doc = {"schema_version": 1, "name": "args", "model": "minilm", "task": "sequence-classification",
+           "export": {"exporter": "torch"}, "sweep": {"width": [1.0], "depth": [1.0], "precision": ["fp32"]},
+           "devices": ["x86-host"], "bench": {"seq_len": [8], "runs": 1, "warmup": 0}}
+    path = tmp_path / "args.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    recipe = load_recipe(path)
+    monkeypatch.setenv("DEPLOYTOOL_CACHE_DIR", str(tmp_path / "env-store"))
+    out = tmp_path / "out"
+    cases = [
+        (lambda: run_recipe(str(path), out), "run_recipe: recipe must be a Recipe (load_recipe(path) reads one), got str"),
+        (lambda: run_recipe(path, out), "run_recipe: recipe must be a Recipe (load_recipe(path) reads one), got PosixPath"),
+        (lambda: run_recipe(recipe, None), "out_dir: expected a folder path, got None"),
+        (lambda: run_recipe(recipe, 3), "out_dir: expected a folder path, got 3"),
+        (lambda: run_recipe(recipe, out, store=3), "store: expected a folder path, got 3"),
+        (lambda: run_recipe(recipe, out, progress=3),
+         "progress: expected a function taking a step's name and its status (or None), got int 3"),
+        (lambda: run_recipe(recipe, out, store=tmp_path / "s", max_store_bytes="1"),
+         "max_store_bytes: expected a number of bytes >= 0 (or None), got str '1'"),
+        (lambda: run_recipe(recipe, out, store=tmp_path / "s", max_store_bytes=-1),
+         "max_store_bytes: expected a number of bytes >= 0 (or None), got int -1"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ConfigError) as e:
+            call()
+        assert str(e.value) == message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["args.yaml"]
