@@ -238,13 +238,7 @@ def lower_opset(model: ir.Model, target: int, ir_version: int) -> str | None:
     low = _node_error(converted, target, ort_ops) or _checker_error(converted, ort_ops)
     if low is not None and low != _checker_error(proto, ort_ops):
         return f"onnx.checker at opset {target}: {low[:160]}"
-    for graph in (proto, converted):
-        for n in graph.graph.node:
-            if n.domain == _HIDE_DOMAIN:
-                n.domain = ""
-        keep = [o for o in graph.opset_import if o.domain != _HIDE_DOMAIN]
-        del graph.opset_import[:]
-        graph.opset_import.extend(keep)
+    _unhide(proto, converted)
     if not _same_nodes(proto, converted):
         try:
             new = _rebuild(converted, held, old, target, ("to lower the opset", "keep it"))
@@ -426,6 +420,18 @@ def _adopt_opset(model: ir.Model, converted, target: int) -> None:
             v.shape = ir.serde.deserialize_type_proto_for_shape(vi.type)
 
 
+def _unhide(*models) -> None:
+    """Put the nodes hidden from the converter (domain :data:`_HIDE_DOMAIN`) back in the default domain of each
+    model proto, and drop that domain's opset import."""
+    for model in models:
+        for n in model.graph.node:
+            if n.domain == _HIDE_DOMAIN:
+                n.domain = ""
+        keep = [o for o in model.opset_import if o.domain != _HIDE_DOMAIN]
+        del model.opset_import[:]
+        model.opset_import.extend(keep)
+
+
 def _convert(src_model: ir.Model, target: int, purpose: tuple[str, str] | None = None):
     """(the graph handed to the converter, the converted graph, the big tensors held back by name), both
     graphs with their big tensors as placeholders and the hiding of unknown ops undone in the result."""
@@ -459,13 +465,7 @@ def _convert(src_model: ir.Model, target: int, purpose: tuple[str, str] | None =
         raise PassRefusedError(f"cannot upgrade opset {old} to {target} {purpose} ({str(e).splitlines()[0][:120]}); "
                                f"{advice}") from e
     if hidden:
-        for graph in (proto, converted):
-            for n in graph.graph.node:
-                if n.domain == _HIDE_DOMAIN:
-                    n.domain = ""
-        keep = [o for o in converted.opset_import if o.domain != _HIDE_DOMAIN]
-        del converted.opset_import[:]
-        converted.opset_import.extend(keep)
+        _unhide(proto, converted)
     converted.ir_version = max(converted.ir_version, ir_floor(target))
     return proto, converted, held
 

@@ -428,12 +428,18 @@ def test_an_alias_bomb_is_one_short_line_naming_the_file(tmp_path, where):
      "budgets.p90_latency_ms.8.5: expected a sequence length (positive integer) as key, got str '8.5'"),
 ])
 def test_profile_values_are_finite_and_messages_bounded(tmp_path, mutate, expected):
+    _refused(tmp_path, mutate, expected)
+
+
+def _refused(tmp_path, mutate, expected):
+    """The base profile changed by ``mutate``, written: load_profile refuses it with exactly ``expected``."""
     data = _base()
     mutate(data)
     path = _write(tmp_path, data)
     with pytest.raises(ConfigError) as e:
         load_profile(path)
     assert str(e.value) == f"{path}: {expected}"
+    return path
 
 
 @pytest.mark.parametrize("mutate, expected", [
@@ -454,12 +460,7 @@ def test_a_number_past_any_device_is_refused_as_a_unit_slip(tmp_path, mutate, ex
     """A clock in MHz, a memory size in bytes, a peak in FLOP/s were taken at their word: the profile loaded and
     'report --profile FILE' projected from it (fp32 peak 1e308: 0.02 ms where the same profile's 158.4 gave 0.09 ms),
     exit 0. Now one line naming the key and the likely slip."""
-    data = _base()
-    mutate(data)
-    path = _write(tmp_path, data)
-    with pytest.raises(ConfigError) as e:
-        load_profile(path)
-    assert str(e.value) == f"{path}: {expected}"
+    path = _refused(tmp_path, mutate, expected)
     r = _cli("profiles", "show", str(path))
     assert r.exit_code == 2 and r.stderr == f"error: {path}: {expected}\n", r.output
 
