@@ -151,8 +151,20 @@ class GrammarCommand(click.Command):
             if e.ctx is None:
                 e.ctx = ctx
             raise
-        if ctx.params.get("output"):  # for the group's error line (a full disk names what was being written)
-            ctx.meta["deploytool.output"] = str(ctx.params["output"])
+        output = ctx.params.get("output")
+        if output is not None and os.fspath(output) == "-":
+            # '-' names stdout by the usual convention; no command writes its -o there (a file or folder named '-'
+            # was made, after all the work): refused before any, saying where its output can go instead
+            from deploytool.cli._parse import refuse_stdout_dash
+
+            optional = not next(p.required for p in self.params if p.name == "output")
+            json_flag = next((p.opts[0] for p in self.params if isinstance(p, click.Option) and p.is_flag
+                              and "--json" in p.opts), None)
+            refuse_stdout_dash(output, ctx.command_path.split(" ", 1)[-1], "to a file or folder, not to stdout",
+                               f"for JSON on stdout leave -o out and use {json_flag}" if json_flag and optional
+                               else "give a path")
+        if output:  # for the group's error line (a full disk names what was being written)
+            ctx.meta["deploytool.output"] = str(output)
         return rest
 
 
