@@ -117,7 +117,8 @@ def cache_ls(cache_dir: Path | None, as_json: bool) -> None:
         return
     total = sum(e.bytes for e in entries)
     bad = sum(e.damage is not None for e in entries)
-    click.echo(f"{store}: {len(entries)} steps, {total / 1e6:.1f} MB" + (f", {bad} damaged" if bad else ""))
+    click.echo(f"{store}: {len(entries)} step{'' if len(entries) == 1 else 's'}, {total / 1e6:.1f} MB"
+               + (f", {bad} damaged" if bad else ""))
     for e in entries:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))
         made = " ".join(f"{e.about.get('recipe', '?')}: {e.about.get('step', '?')}".split())[:80] if e.about else ""

@@ -269,7 +269,7 @@ def test_ls_marks_damaged_entries_and_clear_damaged_removes_only_them(tmp_path):
     assert r.exit_code == 0 and r.stdout == f"{store}: removed 2 steps\n", r.output
     assert sorted(p.name for p in store.iterdir()) == [whole.name]
     r = CliRunner().invoke(main, ["cache", "ls", "--cache-dir", str(store)])
-    assert r.exit_code == 0 and r.stdout.splitlines()[0] == f"{store}: 1 steps, 0.0 MB" and r.stderr == "", r.output
+    assert r.exit_code == 0 and r.stdout.splitlines()[0] == f"{store}: 1 step, 0.0 MB" and r.stderr == "", r.output
     assert "DAMAGED" not in r.stdout
 
 
