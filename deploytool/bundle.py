@@ -435,7 +435,7 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
     from deploytool.runtime.mobile import convert_to_ort, run_ort, signature
     from deploytool.runtime.host_facts import host_info
 
-    from deploytool.passes.base import require_config
+    from deploytool.choices import require_config
 
     require_config(cfg, BundleConfig, "make_bundle")  # a DeployError (one line, exit 2), as every entry point's
     model, out = Path(model_path), Path(out_dir)

@@ -20,7 +20,8 @@ from deploytool.errors import ConfigError
 
 E = TypeVar("E", bound=enum.Enum)
 
-__all__ = ["did_you_mean", "enum_choices", "match_enum", "match_name", "not_one_of", "parse_enum"]
+__all__ = ["did_you_mean", "enum_choices", "match_enum", "match_name", "not_one_of", "parse_enum", "require_callback",
+           "require_config"]
 
 
 def name_key(value: str) -> str:
@@ -408,3 +409,22 @@ def items(text: str, option: str) -> tuple[str, ...]:
             raise ConfigError(f"{option}: item {i} of {text!r} is empty (expected a comma-separated list "
                               f"with no empty items)")
     return tuple(parts)
+
+
+def require_config(config, cls: type, fn: str) -> None:
+    """ConfigError unless ``config`` is a ``cls``: every library entry point that takes a config checks it so
+    (``pack_file`` given a SliceConfig ran the slice; a slice given a PackConfig failed inside the pass with
+    AttributeError; ``fit(Path(...))`` an AttributeError)."""
+    from deploytool.errors import ConfigError
+
+    if not isinstance(config, cls):  # "an ExportConfig", not "a ExportConfig"
+        raise ConfigError(f"{fn}: config must be {a_type(cls.__name__)}, got {type(config).__name__}")
+
+
+def require_callback(value, name: str, what: str) -> None:
+    """ConfigError unless ``value`` is None or callable: a progress callback given a string or a number failed with
+    ``TypeError: 'str' object is not callable`` at its first call, after the work had begun."""
+    from deploytool.errors import ConfigError
+
+    if value is not None and not callable(value):
+        raise ConfigError(f"{name}: expected a function {what} (or None), got {kind_of(value)}")

@@ -414,7 +414,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
     """Build, measure and project every candidate; write the best one to ``config.output``.
 
     ``progress``: an optional callable taking one line of text, called as each stage starts."""
-    from deploytool.passes.base import require_callback, require_config
+    from deploytool.choices import require_callback, require_config
 
     require_config(config, FitConfig, "fit")  # a path or a dict: ConfigError, not AttributeError
     require_callback(progress, "progress", "taking one line of text")

@@ -315,7 +315,7 @@ def _run_cpu(emu: Emulator, cpu: str, job_path: Path, timeout_s: float) -> dict[
 def verify_arm64(config: VerifyConfig, *, on_setup: Callable[[], None] | None = None) -> VerifyResult:
     """Run ``config.models`` under the emulator on every CPU model and compare with the host. ``on_setup``: called
     when the emulator is about to be set up (after the models were checked), as :func:`ensure_emulator` says."""
-    from deploytool.passes.base import require_callback, require_config
+    from deploytool.choices import require_callback, require_config
 
     require_config(config, VerifyConfig, "verify_arm64")  # a path or a dict: ConfigError, not AttributeError
     require_callback(on_setup, "on_setup", "of no arguments")

@@ -475,7 +475,8 @@ def run_benchmark(config: BenchConfig, progress: ProgressCallback | None = None)
     from deploytool.runtime import machine
     from deploytool.runtime.machine import BusyThresholds, LoadMonitor, busy_warnings, sample_load
     from deploytool.errors import ConfigError
-    from deploytool.passes.base import file_size, require_callback
+    from deploytool.choices import require_callback
+    from deploytool.passes.base import file_size
     from deploytool.onnx_io import check_external_data
     from deploytool.runtime.host_facts import host_info
 

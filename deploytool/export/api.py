@@ -56,7 +56,7 @@ def export_loaded(model, out_path: str | os.PathLike, config: ExportConfig, *, t
     import torch
 
     from deploytool.export import validate as _validate
-    from deploytool.passes.base import require_config
+    from deploytool.choices import require_config
 
     require_config(config, ExportConfig, "export_loaded")
     if not isinstance(model, torch.nn.Module):  # a name or a folder: AttributeError "'str' has no attribute 'eval'"
@@ -266,7 +266,7 @@ def _compute_tables(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
 def export(config: ExportConfig, out_path: str | os.PathLike) -> ExportResult:
     """Export ``config.model`` to ``out_path`` (validated unless ``config.validate`` is False)."""
     from deploytool.choices import as_path
-    from deploytool.passes.base import require_config
+    from deploytool.choices import require_config
 
     require_config(config, ExportConfig, "export_model")  # a model name or a dict: ConfigError, not AttributeError
     if isinstance(out_path, bytes):  # a bytes path names the file as a str does (transform takes one too)

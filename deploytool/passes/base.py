@@ -560,26 +560,6 @@ def file_size(path: str | os.PathLike) -> int:
 BIG_MODEL_BYTES = 50_000_000
 
 
-def require_config(config, cls: type, fn: str) -> None:
-    """ConfigError unless ``config`` is a ``cls`` (``pack_file`` given a SliceConfig ran the slice; a slice given a
-    PackConfig failed inside the pass with AttributeError)."""
-    from deploytool.choices import a_type
-    from deploytool.errors import ConfigError
-
-    if not isinstance(config, cls):  # "an ExportConfig", not "a ExportConfig"
-        raise ConfigError(f"{fn}: config must be {a_type(cls.__name__)}, got {type(config).__name__}")
-
-
-def require_callback(value, name: str, what: str) -> None:
-    """ConfigError unless ``value`` is None or callable: a progress callback given a string or a number failed with
-    ``TypeError: 'str' object is not callable`` at its first call, after the work had begun."""
-    from deploytool.choices import kind_of
-    from deploytool.errors import ConfigError
-
-    if value is not None and not callable(value):
-        raise ConfigError(f"{name}: expected a function {what} (or None), got {kind_of(value)}")
-
-
 def run_pass_file(pass_: DeployPass, src: str | os.PathLike, dst: str | os.PathLike, *,
                   verify: bool = True) -> DeployPassResult:
     """The one file runner: load ``src``, apply ``pass_`` (a pass or a :class:`PassSequence`: its

@@ -25,8 +25,9 @@ import onnx_ir as ir
 from pydantic import PlainValidator
 
 from deploytool import onnx_io
+from deploytool.choices import require_config
 from deploytool.errors import DeployError, PassRefusedError, VerificationError
-from deploytool.passes.base import QUANTIZED_OPS, DeployPass, DeployPassResult, Skip, swap_in, require_config
+from deploytool.passes.base import QUANTIZED_OPS, DeployPass, DeployPassResult, Skip, swap_in
 from deploytool.validation import Flag, invalid, schema
 
 logger = logging.getLogger(__name__)
@@ -279,8 +280,6 @@ def convert_fp16_file(src: str | os.PathLike, dst: str | os.PathLike, config: Fp
                       verify: bool = True) -> DeployPassResult:
     """Convert ``src`` to fp16 into ``dst`` (atomic) and, with ``check_host``, say what this CPU runs:
     :func:`deploytool.passes.transform`."""
-    from deploytool.passes.base import require_config
-
     require_config(config, Fp16Config, "convert_fp16_file")
     from deploytool.passes import transform
 

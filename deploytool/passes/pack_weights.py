@@ -90,9 +90,10 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from deploytool.choices import require_config
 from deploytool.errors import PassRefusedError
 from deploytool.graph._util import ATTENTION_SHARED_ATTRS, alias_root
-from deploytool.passes.base import DeployPass, DeployPassResult, Skip, require_config
+from deploytool.passes.base import DeployPass, DeployPassResult, Skip
 from deploytool.passes.pack_codes import (  # noqa: F401 - fake_quantized_weight is re-exported
     _BITS,
     _EMBEDDING_CHUNK_ROWS,
@@ -1092,8 +1093,6 @@ def pack_file(src: str | os.PathLike, dst: str | os.PathLike, config: PackConfig
 
     ``verify``: run the output once in ONNX Runtime before writing it (see ``base.run_pass_file``).
     """
-    from deploytool.passes.base import require_config
-
     require_config(config, PackConfig, "pack_file")
     from deploytool.passes import transform
 

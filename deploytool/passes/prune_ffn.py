@@ -25,12 +25,13 @@ from typing import Any, Optional
 
 import onnx_ir as ir
 
+from deploytool.choices import require_config
 from deploytool.choices import FrozenMap, kind_of
 from deploytool.errors import ConfigError, InputFileError, PassRefusedError, not_a_file
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
 from deploytool.passes._sharing import copies_note, weight_slots
-from deploytool.passes.base import Edit, StructuredPass, require_config
+from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
 from deploytool.passes.prune_heads import _id_list, _is_index
 from deploytool.validation import FilePath, schema
@@ -174,7 +175,5 @@ class PruneFFNPass(StructuredPass):
 def prune_ffn_file(src: str | os.PathLike, dst: str | os.PathLike, config: FFNPruneConfig, *,
                    verify: bool = True) -> DeployPassResult:
     """Load ``src``, remove FFN neurons as ``config`` says, check and save ``dst`` atomically."""
-    from deploytool.passes.base import require_config
-
     require_config(config, FFNPruneConfig, "prune_ffn_file")
     return run_pass_file(PruneFFNPass(config), src, dst, verify=verify)

@@ -29,12 +29,13 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import onnx_ir as ir
 
+from deploytool.choices import require_config
 from deploytool.choices import FrozenMap, kind_of
 from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
 from deploytool.passes._sharing import copies_note, weight_slots
-from deploytool.passes.base import Edit, StructuredPass, require_config
+from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
 from deploytool.validation import FilePath, schema
 
@@ -204,7 +205,5 @@ def _importance(path, structure):
 def prune_heads_file(src: str | os.PathLike, dst: str | os.PathLike, config: HeadPruneConfig, *,
                      verify: bool = True) -> DeployPassResult:
     """Load ``src``, remove heads as ``config`` says, check and save ``dst`` atomically."""
-    from deploytool.passes.base import require_config
-
     require_config(config, HeadPruneConfig, "prune_heads_file")
     return run_pass_file(PruneHeadsPass(config), src, dst, verify=verify)

@@ -85,8 +85,8 @@ from pydantic import PlainValidator
 
 from deploytool import onnx_io, scratch
 from deploytool.errors import ConfigError, DeployError, PassRefusedError, UnavailableError, VerificationError
-from deploytool.passes.base import QUANTIZED_OPS, DeployPass, DeployPassResult, Skip, release_free_memory, swap_in, require_config
-from deploytool.choices import kind_of
+from deploytool.passes.base import QUANTIZED_OPS, DeployPass, DeployPassResult, Skip, release_free_memory, swap_in
+from deploytool.choices import kind_of, require_config
 from deploytool.validation import ColumnName, Flag, Integer, OneOf, check_calibration_columns, invalid, schema
 from deploytool.units import MAX_SEQ_LEN
 
@@ -836,8 +836,6 @@ def int8_pipeline(config: Int8Config) -> DeployPass:
 def quantize_int8_file(src: str | os.PathLike, dst: str | os.PathLike, config: Int8Config, *,
                        verify: bool = True) -> DeployPassResult:
     """Quantize ``src`` to int8 into ``dst`` (atomic; ``src`` untouched): :func:`deploytool.passes.transform`."""
-    from deploytool.passes.base import require_config
-
     require_config(config, Int8Config, "quantize_int8_file")
     from deploytool.passes import transform
 

@@ -23,10 +23,11 @@ from typing import Optional
 
 import onnx_ir as ir
 
+from deploytool.choices import require_config
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
 from deploytool.passes._sharing import copies_note, weight_slots
-from deploytool.passes.base import Edit, Skip, StructuredPass, require_config
+from deploytool.passes.base import Edit, Skip, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
 from deploytool.validation import FilePath, Flag, schema
 
@@ -125,7 +126,5 @@ def reorder_file(src: str | os.PathLike, dst: str | os.PathLike, config: Reorder
     ``verify``: run the output in ONNX Runtime and compare it with the input before writing it
     (see ``base.run_pass_file``).
     """
-    from deploytool.passes.base import require_config
-
     require_config(config, ReorderConfig, "reorder_file")
     return run_pass_file(ReorderPass(config), src, dst, verify=verify)

@@ -46,8 +46,9 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from deploytool.choices import require_config
 from deploytool.errors import PassRefusedError
-from deploytool.passes.base import DeployPass, DeployPassResult, Skip, require_config
+from deploytool.passes.base import DeployPass, DeployPassResult, Skip
 from deploytool.passes.pack_config import (
     PACKING_KEY,
     Runtime,
@@ -768,8 +769,6 @@ def repack_pipeline(config: RepackConfig) -> DeployPass:
 def repack_file(src: str | os.PathLike, dst: str | os.PathLike, config: RepackConfig, *,
                 verify: bool = True) -> DeployPassResult:
     """Repack ``src`` into ``dst`` (atomic; the input is never modified) through the one file runner."""
-    from deploytool.passes.base import require_config
-
     require_config(config, RepackConfig, "repack_file")
     from deploytool.passes import transform
 

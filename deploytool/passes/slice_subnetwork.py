@@ -51,12 +51,13 @@ import os
 
 import onnx_ir as ir
 
+from deploytool.choices import require_config
 from deploytool.choices import not_one_of
 from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
 from deploytool.passes._sharing import dropped_sharing_note, stored_bytes, weight_slots
-from deploytool.passes.base import Edit, StructuredPass, require_config
+from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
 from deploytool.validation import Choice, Fraction, schema
 
@@ -282,7 +283,5 @@ def slice_file(src: str | os.PathLike, dst: str | os.PathLike, config: SliceConf
     """Load ``src``, slice it to ``config``'s width/depth, check and save ``dst`` atomically.
 
     ``verify=False`` skips ``run_pass_file``'s ORT gate (as the other passes' ``*_file`` functions)."""
-    from deploytool.passes.base import require_config
-
     require_config(config, SliceConfig, "slice_file")
     return run_pass_file(SlicePass(config), src, dst, verify=verify)

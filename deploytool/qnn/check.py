@@ -238,7 +238,7 @@ class QnnCheckReport:
 
 def check_model(model_path: str | Path, cfg: QnnCheckConfig) -> QnnCheckReport:
     """Run the QNN coverage/strict/accuracy check of ``model_path`` for ``cfg.target``."""
-    from deploytool.passes.base import require_config
+    from deploytool.choices import require_config
 
     require_config(cfg, QnnCheckConfig, "check_model")  # a path or a dict: ConfigError, not AttributeError
     require_qnn()

@@ -85,7 +85,7 @@ class QnnCompileResult:
 
 def compile_model(model_path: str | Path, out_dir: str | Path, cfg: QnnCompileConfig) -> QnnCompileResult:
     """Compile ``model_path`` for ``cfg.target`` into ``out_dir`` (EPContext model + .bin + report)."""
-    from deploytool.passes.base import require_config
+    from deploytool.choices import require_config
 
     require_config(cfg, QnnCompileConfig, "compile_model")  # a path or a dict: ConfigError, not AttributeError
     require_qnn()

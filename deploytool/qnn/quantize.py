@@ -461,7 +461,7 @@ def quantize_for_qnn(model: onnx.ModelProto, cfg: QnnQuantConfig, *,
 
 def quantize_file(src: str | Path, dst: str | Path, cfg: QnnQuantConfig) -> dict:
     """Quantize the float model ``src`` for QNN and save the QDQ model to ``dst`` atomically."""
-    from deploytool.passes.base import require_config
+    from deploytool.choices import require_config
 
     require_config(cfg, QnnQuantConfig, "quantize_file")  # a path or a dict: ConfigError, not AttributeError
     from deploytool.onnx_io import check_output_path, load_proto, save_proto

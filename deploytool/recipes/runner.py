@@ -477,7 +477,7 @@ def _check_run_arguments(recipe: Any, out_dir: Any, progress: Any, store: Any, m
     import numbers
 
     from deploytool.choices import as_path, kind_of
-    from deploytool.passes.base import require_callback
+    from deploytool.choices import require_callback
 
     if not isinstance(recipe, Recipe):
         raise ConfigError(f"run_recipe: recipe must be a Recipe (load_recipe(path) reads one), got "

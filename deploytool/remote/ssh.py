@@ -476,7 +476,7 @@ def bench_remote(bench, config: RemoteConfig, output: str | os.PathLike) -> list
     from deploytool.bench import BenchConfig
     from deploytool.onnx_io import check_output_path, check_writable
 
-    from deploytool.passes.base import require_config
+    from deploytool.choices import require_config
 
     require_config(bench, BenchConfig, "bench_remote")  # a DeployError (one line, exit 2), as every entry point's
     require_config(config, RemoteConfig, "bench_remote")

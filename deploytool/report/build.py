@@ -93,7 +93,7 @@ def _refuse_overwriting_inputs(config: ReportConfig) -> None:
 
 def build_report(config: ReportConfig) -> ReportResult:
     """Collect the rows and write report.json, report.md (+ PNGs) and report.html into ``config.out_dir``."""
-    from deploytool.passes.base import require_config
+    from deploytool.choices import require_config
 
     require_config(config, ReportConfig, "build_report")
     check_writable(config.out_dir / "report.json")  # before any work: a read-only folder fails in one line

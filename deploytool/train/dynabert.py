@@ -84,7 +84,7 @@ def _inputs(b):
 
 @keeps_torch_threads
 def train_dynabert(cfg: DynaBertConfig) -> dict:
-    from deploytool.passes.base import require_config
+    from deploytool.choices import require_config
 
     require_config(cfg, DynaBertConfig, "train_dynabert")  # a path or a dict: ConfigError, not AttributeError
     t0 = time.perf_counter()

@@ -197,7 +197,7 @@ def _reference_folder(path: Path) -> str:
 def evaluate_embedding(cfg: EvalConfig) -> dict:
     """Agreement of the ONNX feature-extraction model ``cfg.model`` with ``cfg.reference`` (default:
     the fp32 original recorded in its metadata, in PyTorch) over ``cfg.corpus``."""
-    from deploytool.passes.base import require_config
+    from deploytool.choices import require_config
 
     require_config(cfg, EvalConfig, "evaluate_embedding")  # a path or a dict: ConfigError, not AttributeError
     import hashlib

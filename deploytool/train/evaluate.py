@@ -353,7 +353,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     embedding agreement with a reference model (:func:`deploytool.train.embedding.evaluate_embedding`).
     torch's thread count is ``cfg.threads`` while it runs, the caller's again after.
     """
-    from deploytool.passes.base import require_config
+    from deploytool.choices import require_config
 
     require_config(cfg, EvalConfig, "evaluate")  # a path or a dict: ConfigError, not AttributeError
     with contextlib.ExitStack() as held:

@@ -25,7 +25,7 @@ __all__ = ["finetune"]
 @keeps_torch_threads
 def finetune(cfg: TrainConfig) -> dict:
     """Train, evaluate on dev, save the HF folder atomically; returns the result record."""
-    from deploytool.passes.base import require_config
+    from deploytool.choices import require_config
 
     require_config(cfg, TrainConfig, "finetune")  # a path or a dict: ConfigError, not AttributeError
     t0 = time.perf_counter()

@@ -96,7 +96,7 @@ def reorder_model(model, heads: torch.Tensor, neurons: torch.Tensor):
 def compute_importance(cfg: ImportanceConfig) -> dict:
     """Score the model on ``max_examples`` training examples, save the file, optionally the reordered model.
     torch's thread count is ``cfg.threads`` while it runs, the caller's again after."""
-    from deploytool.passes.base import require_config
+    from deploytool.choices import require_config
 
     require_config(cfg, ImportanceConfig, "compute_importance")  # a path or a dict: ConfigError, not AttributeError
     with torch_threads(cfg.threads):

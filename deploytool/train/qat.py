@@ -166,7 +166,7 @@ def freeze_quantized(model):
 
 @keeps_torch_threads
 def train_qat(cfg: QATConfig) -> dict:
-    from deploytool.passes.base import require_config
+    from deploytool.choices import require_config
 
     require_config(cfg, QATConfig, "train_qat")  # a path or a dict: ConfigError, not AttributeError
     t0 = time.perf_counter()
