@@ -123,6 +123,13 @@ def show(value: Any, limit: int = 80) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
+def type_label(value: Any) -> str:
+    """``value``'s type as a message names it: ``str`` for a builtin, else its package and class
+    (``onnx_ir.Model``, ``onnx.ModelProto``)."""
+    t = type(value)
+    return t.__name__ if t.__module__ == "builtins" else f"{t.__module__.split('.')[0]}.{t.__name__}"
+
+
 def as_path(value: Any, name: str, what: str = "a file path") -> Path:
     """``value`` as a Path (str or os.PathLike; bytes decoded as the file system does); ConfigError naming ``name``
     for anything else (None, a number, an empty string) instead of a TypeError from deep inside."""
@@ -133,8 +140,7 @@ def as_path(value: Any, name: str, what: str = "a file path") -> Path:
     if not isinstance(value, (str, os.PathLike)) or not str(os.fspath(value)):
         if hasattr(value, "graph") and (hasattr(value, "opset_import") or hasattr(value, "opset_imports")):
             # onnx.ModelProto, onnx_ir.Model: the library reads and writes files (its repr is many lines)
-            kind = f"{type(value).__module__.split('.')[0]}.{type(value).__name__}"
-            raise ConfigError(f"{name}: expected {what}, got an in-memory model ({kind})")
+            raise ConfigError(f"{name}: expected {what}, got an in-memory model ({type_label(value)})")
         raise ConfigError(f"{name}: expected {what}, got {show(value)}")
     return Path(value)
 

@@ -197,12 +197,11 @@ class DeployPass(ir.passes.InPlacePass):
         from deploytool.graph.canonical import canonicalize as canonical_rewrites
 
         if not isinstance(model_or_result, (ir.Model, ir.passes.PassResult)):  # not an AttributeError from inside
+            from deploytool.choices import type_label
             from deploytool.errors import ConfigError
 
-            given = type(model_or_result)
-            kind = given.__name__ if given.__module__ == "builtins" else f"{given.__module__.split('.')[0]}.{given.__name__}"
             raise ConfigError(f"{self.name}: expected an onnx_ir Model (onnx_ir.load(path), onnx_ir.from_proto(proto)), "
-                              f"got {kind}")
+                              f"got {type_label(model_or_result)}")
         model = model_or_result.model if isinstance(model_or_result, ir.passes.PassResult) else model_or_result
         rewrites: dict[str, int] = {}
         if canonicalize:
