@@ -427,6 +427,39 @@ def _expanded_nodes(root: Any, limit: int) -> int:
     return size[id(root)]
 
 
+def read_text_file(p: os.PathLike, noun: str, max_bytes: int, typical: str) -> str:
+    """The UTF-8 text of the small YAML file ``p`` (a ``noun``: device profile, recipe), or ConfigError in one line:
+    unreadable; over ``max_bytes`` (refused unread: a data file or a log given in its place took seconds and
+    hundreds of MB to be parsed and refused; ``typical`` says how big one is); not UTF-8 (the line of the first
+    bad byte, or that it is UTF-16, not Python's byte offset)."""
+    try:
+        with open(p, "rb") as f:
+            raw = f.read(max_bytes + 1)
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read {noun} ({e.strerror or e})") from None
+    if len(raw) > max_bytes:
+        raise ConfigError(f"{p}: more than {max_bytes // 1_000_000} MB, far more than a {noun} file holds ({typical}); "
+                          "is it the file you meant?")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        what = ("UTF-16 text, not UTF-8" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else
+                f"not UTF-8 text: byte 0x{raw[e.start]:02x} at line {line}")
+        raise ConfigError(f"{p}: {what}; save it as UTF-8") from None
+
+
+def yaml_error_at(e: Exception, text: str) -> tuple[int | None, str]:
+    """(line, problem) of a YAML error in ``text``: a parser error carries its mark and problem; a reader error (a
+    control character such as NUL, which YAML does not allow) only its offset in the text and its reason."""
+    import yaml
+
+    if isinstance(e, yaml.reader.ReaderError):
+        return text[: e.position].count("\n") + 1, f"character #x{e.character:04x}: {e.reason}"
+    mark = getattr(e, "problem_mark", None)
+    return (None if mark is None else mark.line + 1), str(getattr(e, "problem", None) or type(e).__name__)
+
+
 def safe_load_yaml(text: str) -> Any:
     """``yaml.safe_load`` (the same safe constructors: plain data only), except that
 

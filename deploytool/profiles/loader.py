@@ -17,7 +17,7 @@ import yaml
 from deploytool.errors import ConfigError, InputFileError, not_a_file
 from deploytool.profiles.host import HostOptions, build_host_profile, is_host_template
 from deploytool.profiles.schema import Profile, parse_profile
-from deploytool.validation import safe_load_yaml, without_extensions
+from deploytool.validation import read_text_file, safe_load_yaml, without_extensions, yaml_error_at
 
 logger = logging.getLogger(__name__)
 
@@ -85,40 +85,16 @@ def load_profile_file(path: str | os.PathLike, *, host: HostOptions | None = Non
     p = Path(path)
     if not p.is_file():
         raise not_a_file(p, "device profile file")  # missing, a folder, or a device (said so, never read)
-    try:
-        with open(p, "rb") as f:
-            raw = f.read(MAX_PROFILE_BYTES + 1)  # at most that: a data file or a log given as --profile is not read
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read device profile ({e.strerror or e})") from None
-    if len(raw) > MAX_PROFILE_BYTES:  # parsed, a 21 MB CSV took 13 s and 400 MB of memory to be refused
-        raise ConfigError(f"{p}: more than {MAX_PROFILE_BYTES // 1_000_000} MB, far more than a device profile "
-                          "file holds (the built-in ones are near 2 KB); is it the file you meant?")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:  # the line, not the byte offset Python gives
-        line = raw[: e.start].count(b"\n") + 1
-        what = ("UTF-16 text, not UTF-8" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else
-                f"not UTF-8 text: byte 0x{raw[e.start]:02x} at line {line}")
-        raise ConfigError(f"{p}: {what}; save it as UTF-8") from None
+    text = read_text_file(p, "device profile", MAX_PROFILE_BYTES, "the built-in ones are near 2 KB")
     try:
         data = safe_load_yaml(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML{_yaml_problem(e, text)}") from None
+        line, problem = yaml_error_at(e, text)
+        raise ConfigError(f"{p}: not valid YAML{'' if line is None else f' at line {line}'} ({problem})") from None
     data = without_extensions(data)  # x-... keys: a home for YAML anchors
     if is_host_template(data):
         return build_host_profile(data, str(p), host)
     return parse_profile(data, str(p), expect_name=p.stem)
-
-
-def _yaml_problem(e: Exception, text: str) -> str:
-    """`` at line N (what)`` for a YAML error: a parser error carries its mark and problem; a reader error (a control
-    character such as NUL, which YAML does not allow) only its offset in the text and its reason."""
-    if isinstance(e, yaml.reader.ReaderError):
-        line = text[: e.position].count("\n") + 1
-        return f" at line {line} (character #x{e.character:04x}: {e.reason})"
-    mark = getattr(e, "problem_mark", None)
-    where = f" at line {mark.line + 1}" if mark is not None else ""
-    return f"{where} ({getattr(e, 'problem', None) or type(e).__name__})"
 
 
 def profile_names(dirs: Sequence[str | os.PathLike] | None = None) -> list[str]:

@@ -44,8 +44,8 @@ from typing_extensions import Annotated
 from deploytool.choices import did_you_mean, first_repeat, not_one_of
 from deploytool.errors import ConfigError, not_a_file
 from deploytool.validation import (Choice, ColumnName, Fraction, Integer, OneOf, Text, invalid, kind_of,
-                                   label_column_problem, pair_column_problem, safe_load_yaml, schema, show, validate,
-                                   without_extensions)
+                                   label_column_problem, pair_column_problem, read_text_file, safe_load_yaml, schema, show,
+                                   validate, without_extensions, yaml_error_at)
 from deploytool.units import MAX_SEQ_LEN
 from deploytool.variant import PRECISIONS, Precision
 
@@ -395,6 +395,10 @@ def parse_recipe(data: Any, source: str = "<recipe>", base_dir: Path | None = No
     return validate(Recipe, without_extensions(data), source, context={"source": source, "base_dir": base_dir})
 
 
+#: the largest recipe file read (a data file given in its place is refused unread)
+MAX_RECIPE_BYTES = 1_000_000
+
+
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe file."""
     from deploytool.choices import as_path
@@ -402,12 +406,10 @@ def load_recipe(path: str | Path) -> Recipe:
     p = as_path(path, "path", "a recipe file path")
     if not p.is_file():
         raise not_a_file(p, "recipe file")  # missing, a folder, or a device (/dev/zero: said so, never read)
+    text = read_text_file(p, "recipe", MAX_RECIPE_BYTES, "the shipped ones are a few KB")
     try:
-        data = safe_load_yaml(p.read_text(encoding="utf-8"))
+        data = safe_load_yaml(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(e, 'problem', e)}") from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{p}: not a UTF-8 text file") from e
+        line, problem = yaml_error_at(e, text)
+        raise ConfigError(f"{p}: not valid YAML{'' if line is None else f' at line {line}'}: {problem}") from e
     return parse_recipe(data, source=str(p), base_dir=p.parent)
