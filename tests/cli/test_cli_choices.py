@@ -12,21 +12,12 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from cli_commands import cli_commands
 from deploytool.cli import main
 
 
-def _commands(group: click.Group, path: tuple[str, ...] = ()):
-    ctx = click.Context(group)
-    for name in group.list_commands(ctx):
-        cmd = group.get_command(ctx, name)
-        if isinstance(cmd, click.Group):
-            yield from _commands(cmd, path + (name,))
-        elif cmd is not None:
-            yield path + (name,), cmd
-
-
 def _choice_options():
-    return [(" ".join(path), cmd, p) for path, cmd in _commands(main) for p in cmd.params
+    return [(" ".join(path), cmd, p) for path, cmd in cli_commands() for p in cmd.params
             if isinstance(p, click.Option) and isinstance(p.type, click.Choice)]
 
 

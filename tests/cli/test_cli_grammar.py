@@ -13,6 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from cli_commands import cli_commands
 from deploytool.cli import COMMANDS, main
 
 # second artefacts a command may write beside its -o/--output (README: they keep their own names)
@@ -29,22 +30,7 @@ NUMERIC_TYPES = (click.types.IntParamType, click.types.FloatParamType)
 OLD_NAMES = {"--out", "--calib", "--calib-samples", "--eval-size", "--batch"}
 
 
-def _walk(group: click.Group, ctx: click.Context, prefix: str = ""):
-    for name in group.list_commands(ctx):
-        cmd = group.get_command(ctx, name)
-        assert cmd is not None, name
-        path = f"{prefix}{name}"
-        yield path, cmd
-        if isinstance(cmd, click.Group):
-            yield from _walk(cmd, click.Context(cmd, parent=ctx, info_name=name), path + " ")
-
-
-def _commands():
-    ctx = click.Context(main, info_name="deploytool")
-    return list(_walk(main, ctx))
-
-
-ALL = _commands()
+ALL = [(" ".join(path), cmd) for path, cmd in cli_commands(groups=True)]  # groups too
 
 
 def _options(cmd):

@@ -9,17 +9,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from cli_commands import cli_commands
 from deploytool.cli import main
-
-
-def _commands(group: click.Group, prefix: tuple[str, ...] = ()):
-    ctx = click.Context(group)
-    for name in group.list_commands(ctx):
-        cmd = group.get_command(ctx, name)
-        if isinstance(cmd, click.Group):
-            yield from _commands(cmd, prefix + (name,))
-        else:
-            yield prefix + (name,), cmd
 
 
 def _placeholder(p: click.Parameter) -> str:
@@ -32,7 +23,7 @@ def _placeholder(p: click.Parameter) -> str:
     return "x"
 
 
-CASES = [(path, cmd) for path, cmd in _commands(main) if any(p.name == "output" for p in cmd.params)]
+CASES = [(path, cmd) for path, cmd in cli_commands() if any(p.name == "output" for p in cmd.params)]
 
 
 def test_the_walk_finds_the_commands():
