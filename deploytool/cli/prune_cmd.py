@@ -128,6 +128,8 @@ def echo_result(result, output: str, *, shrinks: bool = True) -> None:
         click.echo(f"note: {s['note']}")
     if s.get("shared_weights_note"):
         click.echo(f"note: {s['shared_weights_note']}")
+    if s.get("merged_constants_note"):
+        click.echo(f"note: {s['merged_constants_note']}")
     # the counts, not the parameters: layers that share weights (ALBERT) leave the parameter count unchanged
     # when some of them are removed
     unchanged = ((c.layers_before, c.heads_before, c.neurons_before) == (c.layers_after, c.heads_after, c.neurons_after)

@@ -12,19 +12,25 @@ tensor.
   (``_surgery``'s shared edits); layers given different edits each read their own copy. For every tensor
   the layers shared, the copies cost ``sum(sizes of the distinct tensors they now read) - the largest``
   bytes more than storing it once.
+
+A tensor whose elements are all one value (an untrained model's zero biases and unit scales) is no tied weight:
+the TorchScript exporter stores equal constants once, so every layer of a freshly initialised BERT reads one zero
+bias. Such tensors are left out of both notes above; where an edit gave them copies, :func:`copies_stats` says so in
+its own words (``merged_constants_note``), as constants the exporter had merged, not as shared weights.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
+import numpy as np
 import onnx_ir as ir
 
 from deploytool.graph._util import alias_root
 from deploytool.graph.structure import EncoderStructure
 from deploytool.units import fmt_bytes
 
-__all__ = ["Slots", "weight_slots", "stored_bytes", "dropped_sharing_note", "copies_note"]
+__all__ = ["Slots", "weight_slots", "stored_bytes", "dropped_sharing_note", "copies_stats"]
 
 # (layer index, position among the layer's projections, "weight" | "bias") -> the stored tensor it reads
 Slots = dict[tuple[int, int, str], ir.Value]
@@ -47,6 +53,19 @@ def _nbytes(value: ir.Value) -> int:
     return int(t.nbytes) if t is not None else 0
 
 
+def _constant(value: ir.Value) -> bool:
+    """Whether every element of the stored tensor is one value (zeros, ones): equal constants an exporter merges,
+    not a weight layers were made to share (a tensor whose values cannot be read counts as a weight)."""
+    t = value.const_value
+    if t is None:
+        return False
+    try:
+        a = t.numpy()
+    except Exception:  # low-bit dtypes numpy cannot show
+        return False
+    return a.size > 0 and bool(np.all(a == a.flat[0]))
+
+
 def stored_bytes(graph: ir.Graph) -> int:
     """Bytes of the graph's floating-point initializers of rank >= 1 (its parameters)."""
     total = 0
@@ -67,7 +86,7 @@ def dropped_sharing_note(before: Slots, num_layers: int, keep: list[int], freed:
     (``before``: the slots before the removal; ``freed``: bytes of weights the removal took out of the
     file), or None when no removed layer shares a weight with a kept one."""
     kept = set(keep)
-    kept_roots = {id(v) for (i, _, _), v in before.items() if i in kept}
+    kept_roots = {id(v) for (i, _, _), v in before.items() if i in kept and not _constant(v)}
     sharing = sorted({i for (i, _, _), v in before.items() if i not in kept and id(v) in kept_roots})
     if not sharing:
         return None
@@ -76,14 +95,19 @@ def dropped_sharing_note(before: Slots, num_layers: int, keep: list[int], freed:
             f"weights shrink only by those no kept layer shares ({fmt_bytes(freed)})")
 
 
-def copies_note(before: Slots, after: Slots, what: str, remedy: str | None = None) -> tuple[str, int] | None:
-    """The line (and the bytes) saying that weights layers shared were copied because the layers' ``what``
-    (heads, neurons) now differ, or None when every shared weight is still stored once. ``remedy``: what keeps
-    the weight shared (default: removing the same ``what`` from every layer that shares it)."""
+def copies_stats(before: Slots, after: Slots, what: str, remedy: str | None = None) -> dict[str, Any]:
+    """What an edit did to tensors several layers read, as result statistics (empty when each is still stored once):
+
+    - ``shared_weights_note`` and ``shared_weights_copied_bytes``: weights layers shared (ALBERT's) were copied
+      because the layers' ``what`` (heads, neurons) now differ. ``remedy``: what keeps the weight shared (default:
+      removing the same ``what`` from every layer that shares it).
+    - ``merged_constants_note`` and ``merged_constants_copied_bytes``: all-equal tensors (an untrained model's zero
+      biases, which the exporter stored once for every layer) were given copies of their own: no tied weight."""
     groups: dict[int, list[tuple[int, int, str]]] = {}
     for slot, v in before.items():
         groups.setdefault(id(v), []).append(slot)
     extra, layers = 0, set()
+    merged, merged_extra = 0, 0
     for slots in groups.values():
         if len({i for i, _, _ in slots}) < 2:
             continue  # read by one layer only: not shared
@@ -91,10 +115,25 @@ def copies_note(before: Slots, after: Slots, what: str, remedy: str | None = Non
         if len(now) < 2:
             continue
         sizes = [_nbytes(v) for v in now.values()]
+        if _constant(before[slots[0]]):
+            merged += 1
+            merged_extra += sum(sizes) - max(sizes)
+            continue
         extra += sum(sizes) - max(sizes)
         layers.update(i for i, _, _ in slots)
-    if not layers:
-        return None
-    remedy = remedy or f"removing the same {what} from every layer that shares a weight"
-    return (f"the weights {_layers(layers)} share were copied for the layers whose {what} now differ: "
-            f"{extra:,} bytes more than storing each once ({remedy} keeps it shared)"), extra
+    out: dict[str, Any] = {}
+    if layers:
+        remedy = remedy or f"removing the same {what} from every layer that shares a weight"
+        out["shared_weights_note"] = (
+            f"the weights {_layers(layers)} share were copied for the layers whose {what} now differ: "
+            f"{extra:,} bytes more than storing each once ({remedy} keeps it shared)")
+        out["shared_weights_copied_bytes"] = extra
+    if merged:
+        out["merged_constants_note"] = (
+            f"{merged} all-equal tensor{'s' if merged > 1 else ''} (zeros or ones: an untrained model's biases, which "
+            f"the exporter stores once for every layer that reads them) {'were' if merged > 1 else 'was'} given "
+            f"copies of {'their' if merged > 1 else 'its'} own for the layers whose {what} now differ: "
+            f"{merged_extra:,} bytes more, each copy counted in the parameters; constants the exporter had merged, "
+            "not tied weights")
+        out["merged_constants_copied_bytes"] = merged_extra
+    return out

@@ -30,7 +30,7 @@ from deploytool.choices import FrozenMap, kind_of
 from deploytool.errors import ConfigError, InputFileError, PassRefusedError, not_a_file
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes._sharing import copies_note, weight_slots
+from deploytool.passes._sharing import copies_stats, weight_slots
 from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
 from deploytool.passes.prune_heads import _id_list, _is_index
@@ -166,9 +166,8 @@ class PruneFFNPass(StructuredPass):
         slots = weight_slots(structure)
         for i, idx in keep.items():
             S.keep_neurons(model.graph, structure.layers[i], idx)
-        copied = copies_note(slots, weight_slots(structure), "FFN neurons")
-        if copied is not None:  # layers sharing weights (ALBERT) that keep different neurons
-            stats["shared_weights_note"], stats["shared_weights_copied_bytes"] = copied
+        # layers sharing weights (ALBERT) that keep different neurons; constants the exporter merged apart
+        stats.update(copies_stats(slots, weight_slots(structure), "FFN neurons"))
         return Edit(stats)
 
 

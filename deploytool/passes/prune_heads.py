@@ -15,7 +15,9 @@ refused with an error naming the layer.
 
 Layers that share their weights (ALBERT) and lose the same heads keep sharing the one pruned copy; layers
 that share them and lose different heads each read their own copy, which the result states with the bytes
-it costs (``shared_weights_note``, ``shared_weights_copied_bytes``).
+it costs (``shared_weights_note``, ``shared_weights_copied_bytes``). All-equal tensors several layers read only
+because the exporter stored equal constants once (an untrained model's zero biases) are said apart, as such
+(``merged_constants_note``, ``merged_constants_copied_bytes``; :mod:`deploytool.passes._sharing`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from deploytool.choices import FrozenMap, kind_of
 from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes._sharing import copies_note, weight_slots
+from deploytool.passes._sharing import copies_stats, weight_slots
 from deploytool.passes.base import Edit, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
 from deploytool.validation import FilePath, schema
@@ -188,9 +190,8 @@ class PruneHeadsPass(StructuredPass):
         if getattr(self, "_capped", None):
             stats["note"] = (f"ratio {self.config.ratio} would remove every head of layer(s) "
                              f"{', '.join(map(str, self._capped))}: each keeps its most important head")
-        copied = copies_note(slots, weight_slots(structure), "heads")
-        if copied is not None:
-            stats["shared_weights_note"], stats["shared_weights_copied_bytes"] = copied
+        # layers sharing weights (ALBERT) that keep different heads; constants the exporter merged apart
+        stats.update(copies_stats(slots, weight_slots(structure), "heads"))
         return Edit(stats)
 
 

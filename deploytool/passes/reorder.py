@@ -26,7 +26,7 @@ import onnx_ir as ir
 from deploytool.choices import require_config
 from deploytool.graph.structure import EncoderStructure
 from deploytool.passes import _surgery as S
-from deploytool.passes._sharing import copies_note, weight_slots
+from deploytool.passes._sharing import copies_stats, weight_slots
 from deploytool.passes.base import Edit, Skip, StructuredPass
 from deploytool.passes.base import DeployPassResult, run_pass_file
 from deploytool.validation import FilePath, Flag, schema
@@ -85,10 +85,9 @@ class ReorderPass(StructuredPass):
                 moved += order != sorted(order)
                 S.keep_neurons(model.graph, layer, order)
         stats = {"importance": imp.source, "head_order": head_orders}
-        copied = copies_note(slots, weight_slots(structure), "head or neuron orders",
-                             remedy="giving every layer that shares a weight the same order")
-        if copied is not None:  # layers sharing weights (ALBERT) given different orders
-            stats["shared_weights_note"], stats["shared_weights_copied_bytes"] = copied
+        # layers sharing weights (ALBERT) given different orders; constants the exporter merged apart
+        stats.update(copies_stats(slots, weight_slots(structure), "head or neuron orders",
+                                  remedy="giving every layer that shares a weight the same order"))
         return Edit(stats, changed=moved > 0, skipped=skipped)
 
 

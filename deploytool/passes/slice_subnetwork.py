@@ -30,7 +30,8 @@ intermediate keeps its first ``m`` output rows and bias entries, the FFN output 
 columns. Hidden size, embeddings, LayerNorms and the heads on top are untouched. A dropped layer's
 successor reads the previous kept layer's output. Where a dropped layer reads weights a kept layer also
 reads (ALBERT shares them across layers), those weights stay: fewer layers run, but the file shrinks only
-by the weights no kept layer shares, and the result says so (``shared_weights_note``).
+by the weights no kept layer shares, and the result says so (``shared_weights_note``; not for an untrained model's
+zero biases, which layers read as one tensor only because the exporter stores equal constants once).
 
 A removed layer passes its input through, so the model's outputs keep their names and number. In an export
 exposing every hidden state (``output_hidden_states``), a removed layer's hidden-state output therefore repeats
