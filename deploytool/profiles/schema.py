@@ -373,12 +373,33 @@ _MAX_CLUSTER_CORES = 1024
 _MAX_MEMORY_GB = 100_000.0
 _MAX_GOPS = 10_000_000.0
 _MAX_BANDWIDTH_GBS = 100_000.0
+#: what every device a profile describes exceeds (below one is refused, :func:`_at_least`): the smallest cores a
+#: profile may name (cortex-a34/a35/a53, Atom-class x86) clock above 0.4 GHz and reach 2+ GFLOP/s on one core, the
+#: smallest boards running ONNX Runtime have 64+ MB at 0.8+ GB/s (16-bit LPDDR); even a Cortex-M4 microcontroller at
+#: 100 MHz does 0.2 GFLOP/s from 0.4 GB/s of SRAM. Each limit is ~4x to 20x below, so only a unit slip (a rate in
+#: TFLOP/s, a size in TB) or a stray exponent meets it: at 1e-300 GFLOP/s the cost model projected years
+_MIN_GHZ = 0.1
+_MIN_MEMORY_GB = 0.01
+_MIN_GOPS = 0.1
+_MIN_BANDWIDTH_GBS = 0.1
 
 
 def _at_most(x: float, limit: float, unit: str, slip: str, where: str) -> None:
     if x > limit:
         raise invalid(f"expected at most {limit:g} {unit} (more than any device has), got {x:.12g}"
                       f"{f': {slip}' if slip else ''}", where)
+
+
+def _at_least(x: float, limit: float, unit: str, slip: str, where: str) -> None:
+    if x < limit:
+        raise invalid(f"expected at least {limit:g} {unit} (less than any device has), got {x:.12g}"
+                      f"{f': {slip}' if slip else ''}", where)
+
+
+def _within(x: float, low: float, high: float, unit: str, slips: tuple[str, str], where: str) -> None:
+    """``x`` within what real devices have: past either side is a unit slip (``slips``: the low one, the high one)."""
+    _at_least(x, low, unit, slips[0], where)
+    _at_most(x, high, unit, slips[1], where)
 
 
 @schema
@@ -432,14 +453,17 @@ class Profile:
                 raise invalid(f"unknown core {show(c.core)}{hint}", f"cpu[{i}].core")
         # a number past any device's is a unit slip (a clock in MHz, a rate in FLOP/s, a size in bytes) that the
         # projections and budget checks would take at its word: 'memory_gb: 8589934592' passed every budget
+        # and one below any device's (1e-300 GFLOP/s, a rate in TFLOP/s) made the cost model project years
         for i, c in enumerate(self.cpu):
-            _at_most(c.max_ghz, _MAX_GHZ, "GHz", "a clock in MHz?", f"cpu[{i}].max_ghz")
+            _within(c.max_ghz, _MIN_GHZ, _MAX_GHZ, "GHz", ("", "a clock in MHz?"), f"cpu[{i}].max_ghz")
             _at_most(c.count, _MAX_CLUSTER_CORES, "cores in a cluster", "", f"cpu[{i}].count")
-        _at_most(self.memory_gb, _MAX_MEMORY_GB, "GB", "a size in MB or bytes?", "memory_gb")
+        _within(self.memory_gb, _MIN_MEMORY_GB, _MAX_MEMORY_GB, "GB", ("a size in TB?", "a size in MB or bytes?"),
+                "memory_gb")
         for prec, rate in self.compute.peak_gops.items():
-            _at_most(rate, _MAX_GOPS, "GFLOP/s or GOP/s", "a rate in FLOP/s?", f"compute.peak_gops.{prec.value}")
-        _at_most(self.compute.memory_bandwidth_gbs, _MAX_BANDWIDTH_GBS, "GB/s", "a bandwidth in MB/s or B/s?",
-                 "compute.memory_bandwidth_gbs")
+            _within(rate, _MIN_GOPS, _MAX_GOPS, "GFLOP/s or GOP/s", ("a rate in TFLOP/s?", "a rate in FLOP/s?"),
+                    f"compute.peak_gops.{prec.value}")
+        _within(self.compute.memory_bandwidth_gbs, _MIN_BANDWIDTH_GBS, _MAX_BANDWIDTH_GBS, "GB/s",
+                ("a bandwidth in TB/s?", "a bandwidth in MB/s or B/s?"), "compute.memory_bandwidth_gbs")
         budget = self.budgets.peak_memory_mb
         if budget is not None and budget > self.memory_gb * 1000:  # decimal units, as the budgets (units.MB)
             raise invalid(f"{budget:g} MB is more than the device's memory_gb: {self.memory_gb:g} "

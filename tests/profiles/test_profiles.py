@@ -474,6 +474,51 @@ def test_the_largest_devices_still_load(tmp_path):
     assert load_profile(_write(tmp_path, data)).memory_gb == 12_000
 
 
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["compute"]["peak_gops"].update(fp32=1e-300),
+     "compute.peak_gops.fp32: expected at least 0.1 GFLOP/s or GOP/s (less than any device has), got 1e-300: "
+     "a rate in TFLOP/s?"),
+    (lambda d: d["compute"]["peak_gops"].update(fp32=0.0576),  # a Raspberry Pi 4's 57.6 GFLOP/s in TFLOP/s
+     "compute.peak_gops.fp32: expected at least 0.1 GFLOP/s or GOP/s (less than any device has), got 0.0576: "
+     "a rate in TFLOP/s?"),
+    (lambda d: d["compute"].update(memory_bandwidth_gbs=5e-324),
+     "compute.memory_bandwidth_gbs: expected at least 0.1 GB/s (less than any device has), got 4.94065645841e-324: "
+     "a bandwidth in TB/s?"),
+    (lambda d: d["compute"].update(memory_bandwidth_gbs=0.0341),
+     "compute.memory_bandwidth_gbs: expected at least 0.1 GB/s (less than any device has), got 0.0341: "
+     "a bandwidth in TB/s?"),
+    (lambda d: d.update(memory_gb=0.008),
+     "memory_gb: expected at least 0.01 GB (less than any device has), got 0.008: a size in TB?"),
+    (lambda d: d["cpu"][0].update(max_ghz=1e-300),
+     "cpu[0].max_ghz: expected at least 0.1 GHz (less than any device has), got 1e-300"),
+], ids=["peak-1e-300", "peak-in-tops", "bandwidth-denormal", "bandwidth-in-tbs", "memory-in-tb", "ghz-1e-300"])
+def test_a_number_below_any_device_is_refused_as_a_unit_slip(tmp_path, mutate, expected):
+    """A peak of 1e-300 GFLOP/s (or a denormal bandwidth, or a rate in TFLOP/s) loaded, and the cost model projected
+    latencies of years from it, exit 0. Now one line naming the key, the value, the limit and the likely slip; the
+    command line says it with exit 2."""
+    path = _refused(tmp_path, mutate, expected)
+    r = _cli("profiles", "show", str(path))
+    assert r.exit_code == 2 and r.stderr == f"error: {path}: {expected}\n", r.output
+    r = _cli("bench", "--profile", str(path), str(path))
+    assert r.exit_code == 2 and r.stderr == f"error: {path}: {expected}\n", r.output
+
+
+def test_the_smallest_devices_still_load(tmp_path):
+    """The lower limits leave room: one Cortex-A35 at 0.4 GHz with 64 MB, 1.6 GFLOP/s and 0.8 GB/s, and a board just
+    at the limits."""
+    data = _base()
+    data["cpu"] = [{"name": "little", "count": 1, "core": "cortex-a35", "max_ghz": 0.4}]
+    data.update(memory_gb=0.064, threads=1, features=["neon"])
+    data["compute"].update(peak_gops={"fp32": 1.6, "int8": 3.2}, memory_bandwidth_gbs=0.8)
+    data["budgets"].update(peak_memory_mb=50)
+    assert load_profile(_write(tmp_path, data)).compute.peak_gops[Precision.FP32] == 1.6
+    data["cpu"][0]["max_ghz"] = 0.1
+    data.update(memory_gb=0.01)
+    data["compute"].update(peak_gops={"fp32": 0.1}, memory_bandwidth_gbs=0.1)
+    data["budgets"].update(peak_memory_mb=10)
+    assert load_profile(_write(tmp_path, data)).memory_gb == 0.01
+
+
 def test_string_budget_keys_still_read_as_sequence_lengths():
     """JSON has string keys: a profile written back as JSON and read again keeps its budgets."""
     data = _base()
