@@ -323,6 +323,51 @@ def _python_numbers(value: Any, tp: Any) -> Any:
     return _python_number(value, tp)
 
 
+def is_array(value: Any) -> bool:
+    """Whether ``value`` is a numpy array (numpy not imported here: an array exists only once it is)."""
+    import sys
+
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, np.ndarray)
+
+
+def array_numbers(value: Any, *, integers: bool) -> tuple:
+    """A 1-D numpy array given where a list of numbers goes (``seq_lens=np.array([8, 128])``,
+    ``widths=np.linspace(0.25, 1, 4)``) as the tuple of Python numbers it holds, as its numpy numbers one by one
+    are taken; ValueError saying why for any other array: not 1-D, of bools or text, or of floats where the items
+    are integers (as ``np.float64(8.0)`` is refused there). Ranges stay with the field's own check."""
+    what = "integers" if integers else "numbers"
+    if value.ndim != 1:
+        raise ValueError(f"expected a list of {what} (a 1-D array), got a {value.ndim}-D array of shape "
+                         f"{tuple(value.shape)}")
+    kind = value.dtype.kind
+    if kind in "iu" or (kind == "f" and not integers):
+        return tuple(value.tolist())
+    raise ValueError(f"expected a list of {what}, got an array of {value.dtype} {show(value.tolist(), 60)}")
+
+
+def _array_items(value: Any, tp: Any, name: str) -> Any:
+    """``value``, or when it is a numpy array and ``tp`` a list of numbers (``tuple[int, ...]``), the tuple (or list)
+    of Python numbers :func:`array_numbers` reads from it (ConfigError naming ``name`` for an array that is none)."""
+    import typing
+
+    if not is_array(value):
+        return value
+    for t in _union_args(tp):
+        origin = typing.get_origin(t)
+        args = [a for a in typing.get_args(t) if a is not Ellipsis]
+        if origin not in (tuple, list) or len(args) != 1:
+            continue
+        item = set(_union_args(args[0]))
+        if item and item <= {int, float}:
+            try:
+                got = array_numbers(value, integers=float not in item)
+            except ValueError as e:
+                raise ConfigError(f"{name}: {e}") from None
+            return got if origin is tuple else list(got)
+    return value
+
+
 def _union_args(tp: Any) -> tuple:
     """The types ``tp`` allows: its members when a union, else ``(tp,)``."""
     import types
@@ -353,7 +398,9 @@ def config(cls: type) -> type:
     * a value of the wrong type for its annotation: ConfigError ``name: expected an integer, got str '4'``
       (a ``Path`` field takes a string too and holds it as a Path, so equal configs compare equal), except
       in a field whose metadata is :data:`OWN_CHECK`; a field with :func:`expects` metadata says what it takes
-      in those words.
+      in those words;
+    * a numpy number or array is the Python number or tuple of numbers it stands for (``np.int64(8)``,
+      ``seq_lens=np.array([8, 128])``, in any field that is a list of numbers: :func:`array_numbers`).
 
     Ranges and rules across fields stay in the class's ``__post_init__`` (ConfigError naming the field)."""
     import dataclasses
@@ -388,9 +435,11 @@ def config(cls: type) -> type:
         wants = {f.name: f.metadata["deploytool.config.expects"] for f in fields
                  if "deploytool.config.expects" in f.metadata}
         for name, value in values.items():
+            tp = hints.get(name, Any)
+            # an array for a list of numbers (seq_lens=np.array([8, 128])), as a numpy number for a number
+            value = values[name] = _array_items(value, tp, name)
             if name in own:
                 continue
-            tp = hints.get(name, Any)
             problem = _type_problem(value, tp)
             if problem is not None:
                 raise ConfigError(f"{name}: expected {wants[name]}, got {kind_of(value)}" if name in wants

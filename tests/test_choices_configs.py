@@ -264,3 +264,47 @@ def test_a_numpy_number_is_the_python_number(cls, field, default, tmp_path):
     assert got == cls(**base)
     assert type(getattr(got, field)) is type(getattr(cls(**base), field)), type(getattr(got, field))
     json.dumps(dataclasses.asdict(got), default=str)
+
+
+def _number_list_fields():
+    """(config, field, default) for every field whose default is a non-empty list of numbers (not bools)."""
+    return [(c, f.name, f.default) for c in CONFIGS for f in dataclasses.fields(c)
+            if f.init and isinstance(f.default, (tuple, list)) and f.default
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in f.default)]
+
+
+def test_the_number_list_fields_are_found():
+    found = {(c.__name__, name) for c, name, _ in _number_list_fields()}
+    assert {("BenchConfig", "seq_lens"), ("DynaBertConfig", "widths"), ("DynaBertConfig", "depths"),
+            ("FitConfig", "widths"), ("FitConfig", "depths")} <= found, found
+
+
+@pytest.mark.parametrize(("cls", "field", "default"), _number_list_fields(), ids=_id)
+def test_a_numpy_array_is_the_list_of_python_numbers(cls, field, default, tmp_path):
+    """``BenchConfig(seq_lens=np.array([8, 128]))`` was refused ("seq_lens: expected a list, got ndarray array([8,
+    128])"), and FitConfig's widths likewise, while np.int64(8) and np.float32(0.5) one by one were taken (the test
+    above). A 1-D array is the list it holds: the config equals the one built with the default and holds Python
+    numbers; an array of floats where the items are integers (as np.float64(8.0) alone), of more than one dimension,
+    or of bools is refused in one line naming the field."""
+    import numpy as np
+
+    base = _minimal(cls, tmp_path)
+    ints = all(isinstance(x, int) for x in default)
+    got = cls(**{**base, field: np.array(default, dtype=np.int64 if ints else np.float32)})
+    want = cls(**base)
+    assert got == want
+    assert [type(x) for x in getattr(got, field)] == [type(x) for x in getattr(want, field)]
+    json.dumps(dataclasses.asdict(got), default=str)
+    what = "integers" if ints else "numbers"
+    flat = np.array(default, dtype=np.int64 if ints else np.float64)
+    with pytest.raises(ConfigError) as e:
+        cls(**{**base, field: flat.reshape(1, -1)})
+    assert str(e.value) == f"{field}: expected a list of {what} (a 1-D array), got a 2-D array of shape (1, {len(default)})"
+    with pytest.raises(ConfigError) as e:
+        cls(**{**base, field: np.ones(len(default), dtype=bool)})
+    assert str(e.value) == f"{field}: expected a list of {what}, got an array of bool {[True] * len(default)}"
+    if ints:
+        with pytest.raises(ConfigError) as e:
+            cls(**{**base, field: flat.astype(np.float64)})
+        assert str(e.value) == (f"{field}: expected a list of integers, got an array of float64 "
+                                f"{[float(x) for x in default]}")

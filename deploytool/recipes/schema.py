@@ -41,7 +41,7 @@ import yaml
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 from typing_extensions import Annotated
 
-from deploytool.choices import did_you_mean, first_repeat, not_one_of
+from deploytool.choices import array_numbers, did_you_mean, first_repeat, is_array, not_one_of
 from deploytool.errors import ConfigError, not_a_file
 from deploytool.validation import (Choice, ColumnName, Fraction, Integer, OneOf, Text, invalid, kind_of,
                                    label_column_problem, pair_column_problem, read_text_file, safe_load_yaml, schema, show,
@@ -112,8 +112,15 @@ def _base_dir(info: ValidationInfo) -> Path | None:
     return (info.context or {}).get("base_dir")
 
 
-def _as_list(value: Any) -> Any:
-    """A scalar stands for a one-item list; a list must not be empty."""
+def _as_list(value: Any, numbers: str = "") -> Any:
+    """A scalar stands for a one-item list; a list must not be empty. ``numbers`` (``"int"``, ``"float"``): the items
+    are numbers, and a 1-D numpy array of them is the list it holds (``np.array([8, 128])``, as its numpy numbers
+    one by one are taken; choices.array_numbers)."""
+    if numbers and is_array(value):
+        try:
+            value = list(array_numbers(value, integers=numbers == "int"))
+        except ValueError as e:
+            raise invalid(str(e)) from None
     if isinstance(value, (int, float, str)) and not isinstance(value, bool):
         return [value]
     if not isinstance(value, (list, tuple)) or not value:
@@ -219,8 +226,8 @@ class PassStep:
 
 @schema
 class SweepSpec:
-    width: Annotated[tuple[Fraction, ...], BeforeValidator(_as_list)] = (1.0,)
-    depth: Annotated[tuple[Fraction, ...], BeforeValidator(_as_list)] = (1.0,)
+    width: Annotated[tuple[Fraction, ...], BeforeValidator(lambda v: _as_list(v, "float"))] = (1.0,)
+    depth: Annotated[tuple[Fraction, ...], BeforeValidator(lambda v: _as_list(v, "float"))] = (1.0,)
     precision: Annotated[tuple[OneOf(Precision, PRECISIONS), ...], BeforeValidator(_as_list)] = (Precision.FP32,)
     # options of each precision's pass, e.g. {ternary: {runtime: densest}, int8: {per_channel: true}}
     options: Annotated[dict[OneOf(Precision, [p for p in PRECISIONS if p != "fp32"]), dict[str, Any]],
@@ -264,7 +271,7 @@ class SweepSpec:
 @schema
 class BenchSpec:
     # the bench command's --seq-len (a list: --seq-len 8,128)
-    seq_len: Annotated[tuple[Integer(1, MAX_SEQ_LEN), ...], BeforeValidator(_as_list)] = (8, 128)
+    seq_len: Annotated[tuple[Integer(1, MAX_SEQ_LEN), ...], BeforeValidator(lambda v: _as_list(v, "int"))] = (8, 128)
     batch_size: Integer(1, 1024) = 1
     runs: Integer(1, 100000) = 50
     warmup: Integer(0, 100000) = 5

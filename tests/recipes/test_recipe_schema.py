@@ -234,3 +234,24 @@ def test_x_keys_hold_anchors_and_are_read_by_nothing_else(tmp_path):
         parse_recipe(dict(GOOD, **{"y-bench": {}}), "r.yaml")
     with pytest.raises(ConfigError, match=r"bench.x-runs: unknown key"):  # only the top level: a typo below is one
         parse_recipe(dict(GOOD, bench={"seq_len": [8], "x-runs": 3}), "r.yaml")
+
+
+def test_a_numpy_array_is_the_list_of_numbers_it_holds():
+    """A recipe built in Python (parse_recipe of a dict) with ``seq_len: np.array([8, 128])`` was refused
+    ("bench.seq_len: expected a non-empty list, got ndarray ...") as the configs were; a 1-D array of numbers is
+    that list, a 2-D one or floats where integers go are one line naming the key."""
+    import numpy as np
+
+    r = parse_recipe(_bad(sweep={"width": np.array([1.0, 0.5], dtype=np.float32), "depth": np.array([1, 0.75])},
+                          bench={"seq_len": np.array([8, 128], dtype=np.int32)}), "r.yaml")
+    assert (r.sweep.width, r.sweep.depth, r.bench.seq_len) == ((1.0, 0.5), (1.0, 0.75), (8, 128))
+    assert [type(x) for x in (*r.sweep.width, *r.bench.seq_len)] == [float, float, int, int]
+    for changes, line in [
+        ({"bench": {"seq_len": np.array([8.0, 128.0])}},
+         "r.yaml: bench.seq_len: expected a list of integers, got an array of float64 [8.0, 128.0]"),
+        ({"sweep": {"width": np.array([[1.0, 0.5]])}},
+         "r.yaml: sweep.width: expected a list of numbers (a 1-D array), got a 2-D array of shape (1, 2)"),
+    ]:
+        with pytest.raises(ConfigError) as e:
+            parse_recipe(_bad(**changes), "r.yaml")
+        assert str(e.value) == line
