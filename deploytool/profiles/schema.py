@@ -46,7 +46,7 @@ from typing import Annotated, Any, Optional
 
 from pydantic import BeforeValidator, Field, PlainValidator, ValidationInfo, model_validator
 
-from deploytool.choices import did_you_mean, enum_choices, match_enum, not_one_of
+from deploytool.choices import did_you_mean, enum_choices, first_repeat, match_enum, not_one_of
 from deploytool.errors import ConfigError
 from deploytool.runtime.spec import EP_OPTIONS, ExecutionProvider
 from deploytool.units import MAX_SEQ_LEN
@@ -402,6 +402,25 @@ def _within(x: float, low: float, high: float, unit: str, slips: tuple[str, str]
     _at_most(x, high, unit, slips[1], where)
 
 
+def _once(items: Any, what: str, key, at: str = "", name_of=show) -> Any:
+    """``items`` unchanged when no two have the same ``key`` (None: not compared, left to the item's own check); else
+    the second is refused by its index, as every list of names in deploytool is (choices.refuse_repeats): a
+    feature or provider given twice was collapsed in silence, a sign of a copied line meant as another one."""
+    if isinstance(items, (list, tuple)):
+        rep = first_repeat(enumerate(items), key=lambda ix: key(ix[1]) if key(ix[1]) is not None else ("#", ix[0]))
+        if rep is not None:
+            (i, x), (j, earlier) = rep[1], rep[2]
+            as_ = f" as {name_of(earlier)}" if name_of(earlier) != name_of(x) else ""
+            raise invalid(f"{name_of(x)} is given twice (also{as_} at [{j}]); list each {what} once", f"{at}[{i}]")
+    return items
+
+
+def _features(v: Any) -> Any:
+    if not isinstance(v, (list, tuple, set, frozenset)):
+        _not_a_list("ISA features", v)
+    return _once(v, "feature", lambda x: match_enum(IsaFeature, x) if isinstance(x, (str, IsaFeature)) else None)
+
+
 @schema
 class Profile:
     name: Annotated[str, PlainValidator(_name)]
@@ -409,14 +428,14 @@ class Profile:
     soc: Text
     arch: OneOf(Arch)
     cpu: Annotated[tuple[CpuCluster, ...], _list_of("clusters {count, core, max_ghz[, name]}")]
-    features: Annotated[frozenset[OneOf(IsaFeature)], BeforeValidator(
-        lambda v: v if isinstance(v, (list, tuple, set, frozenset)) else _not_a_list("ISA features", v))]
+    features: Annotated[frozenset[OneOf(IsaFeature)], BeforeValidator(_features)]
     memory_gb: Number("GB")
     compute: Compute
     execution_providers: Annotated[tuple[EPChoice, ...], _list_of("execution providers in preference order")]
     threads: Integer(1, what="intra-op threads")
     budgets: Annotated[Budgets, _mapping_of("p90_latency_ms, peak_memory_mb, model_size_mb")]
-    sources: Annotated[tuple[Text, ...], _list_of("cited vendor sources")]
+    sources: Annotated[tuple[Text, ...], _list_of("cited vendor sources"), BeforeValidator(
+        lambda v: _once(v, "source", lambda x: x.strip() if isinstance(x, str) else None))]
     qemu_cpu: Optional[Choice(*sorted(QEMU_CPUS))] = None
     npu: Optional[NpuSpec] = None
     schema_version: int = SCHEMA_VERSION
@@ -477,8 +496,7 @@ class Profile:
         if wrong:
             raise invalid(f"expected features of an {self.arch.value} CPU (not {', '.join(wrong)})", "features")
         seen = [e.provider for e in self.execution_providers]
-        if len(set(seen)) != len(seen):
-            raise invalid("expected each execution provider at most once", "execution_providers")
+        _once(seen, "execution provider", lambda e: e, "execution_providers", name_of=lambda e: show(e.name))
         total = sum(c.count for c in self.cpu)
         if self.threads > total:
             raise invalid(f"expected at most the {total} cores listed under cpu, got {self.threads}", "threads")
