@@ -141,6 +141,9 @@ class InspectReport:
     # parameters not in total_params: each further read of an all-equal tensor the exporter stored once (an
     # untrained model's unit LayerNorm scales and zero biases), as if it were a parameter of its own (see notes)
     merged_equal_params: int = 0
+    # what the weights were trained for (``deploytool qat``'s record in deploytool.variant, variant.Trained's JSON:
+    # method, mode, granularity, tws, embeddings, act_bits, width, depth); None for a model without one
+    trained: dict[str, Any] | None = None
 
     @property
     def num_layers(self) -> int:
@@ -263,7 +266,32 @@ def inspect_loaded(model: ir.Model, seq_len: int = 128, path: str | os.PathLike 
         duplicate_bytes=distinct.duplicate_bytes,
         notes=notes,
         merged_equal_params=more,
+        trained=_trained_record(meta),
     )
+
+
+def _trained_record(meta: dict[str, str]) -> dict[str, Any] | None:
+    from deploytool.variant import read_variant
+
+    v = read_variant(meta)
+    return v.trained.to_dict() if v is not None and v.trained is not None else None
+
+
+def _trained_words(r: InspectReport) -> str | None:
+    """One line on what ``deploytool qat`` trained the weights for (the settings ``pack`` packs them as trained)."""
+    from deploytool.variant import Trained, read_variant, variant_label
+
+    t = Trained.from_dict(r.trained)
+    if t is None:
+        return None
+    acts = {8: "int8 activations", 0: "fp32 activations"}.get(t.act_bits, f"{t.act_bits}-bit activations")
+    words = (f"{t.mode}, {t.granularity} scales, tws {'yes' if t.tws else 'no'}, embeddings "
+             f"{t.weights if t.embeddings else 'fp32'}, {acts} (deploytool qat; pack --weights {t.weights})")
+    v = read_variant(r.metadata)
+    at = variant_label(t.width, t.depth, "")[:-1]
+    if v is not None and variant_label(v.width, v.depth, "")[:-1] != at:
+        words += f"; trained at {at}, this file is cut from it"
+    return words
 
 
 def position_rows(structure: EncoderStructure | None, meta: dict[str, str] | None = None) -> int | None:
@@ -910,6 +938,9 @@ def _render_text(r: InspectReport) -> str:
     v = read_variant(r.metadata)
     if v is not None:  # what deploytool's passes made of the source model
         lines.append(f"variant     {v.label} of {v.source or '?'}" + (f"  ({' -> '.join(v.chain)})" if v.chain else ""))
+    trained = _trained_words(r)
+    if trained is not None:  # what quantization-aware training made the weights for
+        lines.append(f"trained     {trained}")
     if r.structure_error:
         lines.append(f"structure   not recognised: {r.structure_error}")
     else:
