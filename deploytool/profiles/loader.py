@@ -118,7 +118,7 @@ def load_profile(name_or_path: str | os.PathLike | Profile,
         # None or a number was looked up by its spelling: "unknown device profile 'None'"
         raise ConfigError(f"profile: expected a device profile's name (such as kirin990) or its .yaml file path, "
                           f"got {kind_of(name_or_path)}")
-    from deploytool.choices import did_you_mean
+    from deploytool.choices import did_you_mean, match_name, name_key
 
     text = str(name_or_path)
     search = _dirs(dirs)  # checked also when a path names the profile
@@ -126,22 +126,25 @@ def load_profile(name_or_path: str | os.PathLike | Profile,
         if not os.path.lexists(text):  # 'kirin990.yaml' typed for the profile kirin990: say it is a name
             known = sorted(_files(search))
             stem = Path(text).stem if text.endswith((".yaml", ".yml")) else Path(text).name
-            if stem in known:
-                raise InputFileError(f"{text}: no such device profile file; '{stem}' is a known profile name: "
-                                  f"give it without the path and .yaml")
-            near = did_you_mean(stem, known)  # " (did you mean 'kirin990'?)" or ""
+            if match_name(stem, known):
+                raise InputFileError(f"{text}: no such device profile file; '{match_name(stem, known)}' is a known "
+                                  f"profile name: give it without the path and .yaml")
+            near = did_you_mean(name_key(stem), known)  # " (did you mean 'kirin990'?)" or ""
             if near:
                 raise InputFileError(f"{text}: no such device profile file{near.replace('mean ', 'mean the profile ')}")
         return load_profile_file(text, host=host)
     twins: dict[str, list[Path]] = {}
     files = _files(search, twins)
-    if text in twins:  # the .yml read while the .yaml beside it was the one edited, or the other way round
-        raise _twin_error(text, twins[text])
-    if text not in files:
+    # a name is a choice: matched in any case and with spaces around (choices.match_name), as every closed-set
+    # option is ('--profile Kirin990' was unknown); one spelled exactly as a file's stem is that file
+    name = text if text in files else match_name(text, sorted(files)) or text
+    if name in twins:  # the .yml read while the .yaml beside it was the one edited, or the other way round
+        raise _twin_error(name, twins[name])
+    if name not in files:
         # a close match only (difflib's 0.6, as every other did-you-mean): at 0.5 'nonexist' was offered 'host'
-        raise ConfigError(f"unknown device profile '{text}'{did_you_mean(text, sorted(files))}; known: "
+        raise ConfigError(f"unknown device profile '{text}'{did_you_mean(name_key(text), sorted(files))}; known: "
                           f"{', '.join(sorted(files)) or 'none'}")
-    return load_profile_file(files[text], host=host)
+    return load_profile_file(files[name], host=host)
 
 
 def list_profiles(dirs: Sequence[str | os.PathLike] | None = None, *, host: HostOptions | None = None,
