@@ -108,7 +108,7 @@ def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple
     from deploytool.onnx_io import atomic_write, check_output_path, check_writable
     from deploytool.profiles import load_profile
 
-    profile = load_profile(profile_name, profiles_dirs) if profile_name else None
+    profile = load_profile(profile_name, profiles_dirs) if profile_name is not None else None
     if json_out is not None:  # before the emulator runs: it ran every model, then failed writing
         refuse_stdout_dash(json_out, "verify-arm64")
         check_output_path(json_out, inputs=models)
