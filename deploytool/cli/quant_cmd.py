@@ -30,7 +30,7 @@ def _echo(result, output: str, title: str) -> None:
     if result.variant is not None:
         click.echo(f"  variant: {result.variant}")
     for key, value in s.items():
-        if key in ("note", "host_note", "arm_note", "by_role", "warning"):
+        if key in ("note", "host_note", "arm_note", "by_role", "warning"):  # warning: the pass logged it (stderr)
             continue
         click.echo(f"  {key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
     for role, r in s.get("by_role", {}).items():
@@ -43,8 +43,6 @@ def _echo(result, output: str, title: str) -> None:
     for key in ("host_note", "arm_note", "note"):
         if key in s:
             click.echo(f"note: {s[key]}")
-    if "warning" in s:
-        click.echo(f"warning: {s['warning']}", err=True)
 
 
 def _given(*params: str) -> list[str]:

@@ -796,7 +796,8 @@ class PackWeightsPass(DeployPass):
 
         # the input's record (the pass's own step joins it after this call): were these weights trained for this?
         stats["note"], warning = training_note(read_variant(model.metadata_props), cfg)
-        if warning is not None:  # the CLI prints it on stderr, one line
+        if warning is not None:  # logged as the library's other warnings are (the CLI shows it once, on stderr)
+            logger.warning("%s", warning)
             stats["warning"] = warning
         if notes:
             stats["structure"] = notes[0]

@@ -128,14 +128,35 @@ def test_tws_record_from_the_folder_and_a_ternary_pack_warns(chain, tmp_path):
     assert "trained split-binary" in bad.stats["warning"] and "packed ternary" in bad.stats["warning"]
 
 
-def test_cli_prints_the_note_and_the_warning_on_stderr(chain, tmp_path):
-    r = CliRunner().invoke(main, ["pack", str(chain / "qat.onnx"), "--weights", "binary", "--granularity", "row",
-                                  "-o", str(tmp_path / "p.onnx")])
-    assert r.exit_code == 0, r.output
+def test_the_warning_reaches_a_python_caller_through_the_logger(chain, tmp_path, caplog):
+    """A library user sees the warning as the library's other warnings, on the pass module's logger: one record,
+    the stats' line; none where the settings are the training's."""
+    name = "deploytool.passes.pack_weights"
+    with caplog.at_level("WARNING", logger=name):
+        res = transform(chain / "qat.onnx", tmp_path / "p.onnx", PackConfig(weights="binary", granularity="row"))
+    records = [r for r in caplog.records if r.name == name and r.levelname == "WARNING"]
+    assert [r.getMessage() for r in records] == [res.stats["warning"]]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger=name):
+        pack_file(chain / "qat.onnx", tmp_path / "t.onnx", PackConfig(weights="ternary", granularity="row"))
+    assert not [r for r in caplog.records if r.name == name]
+
+
+def test_cli_prints_the_note_and_the_warning_once_on_stderr(chain, tmp_path):
+    """The real program (its own logging set-up, which CliRunner under pytest does not get): the warning is one
+    line on stderr, the logger's, not printed a second time by the command."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "deploytool", "pack", str(chain / "qat.onnx"), "--weights", "binary",
+                        "--granularity", "row", "-o", str(tmp_path / "p.onnx")], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
     assert "note: the weights were trained for" in r.stdout and "post-training" not in r.stdout
-    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
-    assert len(warnings) == 1 and "packed binary" in warnings[0], r.stderr
+    said = [line for line in r.stderr.splitlines() if "pack settings differ" in line]
+    assert len(said) == 1 and said[0].startswith("WARNING deploytool.passes.pack_weights: "), r.stderr
+    assert "packed binary" in said[0] and "pack settings differ" not in r.stdout
     r = CliRunner().invoke(main, ["pack", str(chain / "teacher.onnx"), "--weights", "ternary",
                                   "-o", str(tmp_path / "t.onnx")])
     assert r.exit_code == 0, r.output
-    assert f"note: {POST_TRAINING}" in r.stdout and "warning:" not in r.stderr
+    assert f"note: {POST_TRAINING}" in r.stdout and "pack settings differ" not in r.output
