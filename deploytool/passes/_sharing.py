@@ -86,8 +86,10 @@ def dropped_sharing_note(before: Slots, num_layers: int, keep: list[int], freed:
     (``before``: the slots before the removal; ``freed``: bytes of weights the removal took out of the
     file), or None when no removed layer shares a weight with a kept one."""
     kept = set(keep)
-    kept_roots = {id(v) for (i, _, _), v in before.items() if i in kept and not _constant(v)}
-    sharing = sorted({i for (i, _, _), v in before.items() if i not in kept and id(v) in kept_roots})
+    kept_roots = {id(v) for (i, _, _), v in before.items() if i in kept}
+    # values read only where a removed layer shares the tensor (not every weight of the model)
+    sharing = sorted({i for (i, _, _), v in before.items() if i not in kept and id(v) in kept_roots
+                      and not _constant(v)})
     if not sharing:
         return None
     return (f"{num_layers - len(kept)} of {num_layers} layers run removed ({num_layers} -> {len(kept)}); removed "
