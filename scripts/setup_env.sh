@@ -8,7 +8,9 @@ VENV=${DEPLOYTOOL_VENV:-$ROOT/.venv}
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 STAMP="$VENV/.deploytool-stamp"
-want=$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/setup_env.sh" | sha256sum | cut -c1-16)
+# (setup.py and the C source too: the compiled module is built by the install, in place beside its source)
+want=$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/deploytool/quant/_kernels.c" "$ROOT/scripts/setup_env.sh" \
+  | sha256sum | cut -c1-16)
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
 fi

@@ -88,6 +88,12 @@ def _as_matrix(w: np.ndarray) -> np.ndarray:
     return w
 
 
+try:  # TWN in compiled loops (the numpy code's numbers bit for bit, in fewer passes); absent where the package
+    # was installed without a C compiler, and then the numpy code below runs
+    from deploytool.quant import _kernels
+except ImportError:  # pragma: no cover - depends on the installation
+    _kernels = None
+
 # elements of a weight handled at once by the ternarizer: each step's temporaries stay in a core's L2 cache
 # instead of whole-matrix copies (a 94 MB word-embedding table needed ~140 MB of them); BERT-base's 74 linear
 # weights take ~0.15 s as before (2^17 and 2^18 were slower: 0.15, 0.18 s)
@@ -118,16 +124,41 @@ def _ternary_block(x: np.ndarray, delta, codes: np.ndarray, fbuf: np.ndarray) ->
     return int(np.count_nonzero(codes)), float(a.sum(dtype=np.float64))
 
 
+def _storage_order(w: np.ndarray) -> tuple[np.ndarray, str]:
+    """``w``'s values as a 1-D array in the order they lie in memory (a C- or F-ordered matrix is read where it
+    lies; anything else is copied into C order first) and that order."""
+    if w.flags.c_contiguous:
+        return w.reshape(-1), "C"
+    if w.flags.f_contiguous:  # e.g. the W.T view of an [in, out] weight
+        return w.T.reshape(-1), "F"
+    return np.ascontiguousarray(w).reshape(-1), "C"
+
+
+def _in_shape(codes: np.ndarray, shape: tuple[int, ...], order: str) -> np.ndarray:
+    return codes.reshape(shape) if order == "C" else codes.reshape(shape[::-1]).T
+
+
 def _ternarize_layer(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One scale for the whole matrix, in the compiled kernels where they were built (the numpy code's very
+    numbers: :mod:`deploytool.quant._kernels`), else :func:`_ternarize_layer_numpy`."""
+    if _kernels is None:
+        return _ternarize_layer_numpy(w)
+    flat, order = _storage_order(w)
+    n = flat.size
+    total_abs = _kernels.layer_abs_sum(flat)
+    _require_finite(total_abs)
+    delta = _threshold(0.7 * total_abs / n if n else 0.0)
+    codes = np.empty(n, np.int8)
+    count, total = _kernels.layer_codes(flat, float(delta), codes)
+    alpha = np.float32(total / count if count else 0.0)
+    return _in_shape(codes, w.shape, order), np.asarray(alpha, dtype=np.float32)
+
+
+def _ternarize_layer_numpy(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One scale for the whole matrix, computed block by block over its memory in storage order (a C- or
     F-ordered matrix is read where it lies; the codes come back in the same order)."""
-    if w.flags.c_contiguous:
-        flat, shape, order = w.reshape(-1), w.shape, "C"
-    elif w.flags.f_contiguous:  # e.g. the W.T view of an [in, out] weight
-        flat, shape, order = w.T.reshape(-1), w.shape, "F"
-    else:
-        w = np.ascontiguousarray(w)
-        flat, shape, order = w.reshape(-1), w.shape, "C"
+    flat, order = _storage_order(w)
+    shape = w.shape
     n = flat.size
     fbuf = np.empty(max(1, min(_BLOCK, n)), np.float32)
     total_abs = 0.0
@@ -145,11 +176,24 @@ def _ternarize_layer(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         count += c
         total += t
     alpha = np.float32(total / count if count else 0.0)
-    codes = codes.reshape(shape) if order == "C" else codes.reshape(shape[::-1]).T
-    return codes, np.asarray(alpha, dtype=np.float32)
+    return _in_shape(codes, shape, order), np.asarray(alpha, dtype=np.float32)
 
 
 def _ternarize_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One scale per row, in the compiled kernels where they were built (the numpy code's very numbers), else
+    :func:`_ternarize_rows_numpy`."""
+    if _kernels is None or w.shape[1] == 0:
+        return _ternarize_rows_numpy(w)
+    rows, k = w.shape
+    x = np.ascontiguousarray(w)
+    codes = np.empty((rows, k), np.int8)
+    alpha = np.empty(rows, np.float32)
+    if not _kernels.ternarize_rows(x.reshape(-1), k, codes.reshape(-1), alpha):
+        raise NonFiniteWeightError()
+    return codes, alpha
+
+
+def _ternarize_rows_numpy(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One scale per row, a few rows at a time (a row's sums are those of the whole-matrix rule)."""
     rows, k = w.shape
     step = max(1, _BLOCK // max(k, 1))
@@ -192,6 +236,30 @@ def binarize(w: np.ndarray, granularity: Granularity | str = "layer") -> tuple[n
     """BWN binary quantization: returns ``(s in {-1,1} as int8, alpha float32)``."""
     g = _granularity(granularity)
     w = _as_matrix(w)
+    # (rows of an F-ordered matrix stay with numpy, whose signs keep that order: a C-ordered copy would be a
+    # transposing walk)
+    if _kernels is not None and w.size and (w.flags.c_contiguous or (w.flags.f_contiguous and g is Granularity.LAYER)):
+        return _binarize_kernels(w, g)
+    return _binarize_numpy(w, g)
+
+
+def _binarize_kernels(w: np.ndarray, g: Granularity) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_binarize_numpy`'s numbers in the compiled loops: signs and sums in one pass, a buffer at a time
+    (a contiguous matrix in its storage order, as numpy's whole-array mean reads it; rows of a C-ordered one)."""
+    if g is Granularity.LAYER:
+        flat, order = _storage_order(w)
+        s = np.empty(flat.size, np.int8)
+        alpha = np.asarray(_kernels.binarize_layer(flat, s) / flat.size, dtype=np.float32)
+        s = _in_shape(s, w.shape, order)
+    else:
+        s = np.empty(w.shape, np.int8)
+        alpha = np.empty(w.shape[0], np.float32)
+        _kernels.binarize_rows(w.reshape(-1), w.shape[1], s.reshape(-1), alpha)
+    _require_finite(alpha)
+    return s, alpha
+
+
+def _binarize_numpy(w: np.ndarray, g: Granularity) -> tuple[np.ndarray, np.ndarray]:
     s = _signs(w)
     if g is Granularity.LAYER:
         alpha = np.asarray(np.abs(w).mean(dtype=np.float64), dtype=np.float32)

@@ -55,10 +55,10 @@ def canonical(obj: Any) -> Any:
 
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """SHA-256 of every ``.py`` file of the installed deploytool package (relative path and bytes)."""
+    """SHA-256 of every ``.py`` and ``.c`` file of the installed deploytool package (relative path and bytes)."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
+    for f in sorted([*root.rglob("*.py"), *root.rglob("*.c")]):
         h.update(f.relative_to(root).as_posix().encode() + b"\0")
         h.update(f.read_bytes())
     return h.hexdigest()
