@@ -253,6 +253,12 @@ WIDE static void signs_of(const float *a, Py_ssize_t n, int8_t *out)
     for (Py_ssize_t i = 0; i < n; i++) out[i] = (int8_t)(2 * (a[i] >= 0.f) - 1);
 }
 
+/* the float32 residual x - s * m of n values (s = +-1: s * m is +-m exactly, one float32 subtraction) */
+WIDE static void residual_of(const float *a, const int8_t *s, float m, Py_ssize_t n, float *r)
+{
+    for (Py_ssize_t i = 0; i < n; i++) r[i] = a[i] - (float)s[i] * m;
+}
+
 /* binarize_layer(x: float32, signs: int8 out) -> float: the signs, and the float64 sum of |x| as numpy's one
    call ``np.abs(w).mean(dtype=np.float64)`` sums a contiguous array (buffers in turn), a buffer at a time */
 static PyObject *binarize_layer(PyObject *self, PyObject *args)
@@ -328,12 +334,84 @@ static PyObject *binarize_rows(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* one unit (a whole matrix or a row) of n values: BinaryBERT's greedy two planes as the numpy code makes them:
+   s1 = sign(x), a1 = mean|x| (float64, numpy's one-call sum), the float32 residual x - float32(a1) s1, s2 its
+   signs and a2 its mean magnitude; a buffer at a time (the residual lives only in ``r``) */
+static void greedy_unit(const float *a, Py_ssize_t n, int8_t *s1, int8_t *s2, float *a1, float *a2, float *r)
+{
+    double total = 0.;
+    for (Py_ssize_t i = 0; i < n; i += NUMPY_BUFSIZE) {
+        Py_ssize_t m = n - i < NUMPY_BUFSIZE ? n - i : NUMPY_BUFSIZE;
+        signs_of(a + i, m, s1 + i);
+        total += pw_abs(a + i, m, 0.f);
+    }
+    double mean = total / (double)n;
+    float m32 = (float)mean;
+    total = 0.;
+    for (Py_ssize_t i = 0; i < n; i += NUMPY_BUFSIZE) {
+        Py_ssize_t m = n - i < NUMPY_BUFSIZE ? n - i : NUMPY_BUFSIZE;
+        residual_of(a + i, s1 + i, m32, m, r);
+        signs_of(r, m, s2 + i);
+        total += pw_abs(r, m, 0.f);
+    }
+    *a1 = m32;
+    *a2 = (float)(total / (double)n);
+}
+
+/* greedy_planes(x: float32 [units * k], k, s1, s2: int8 out, a1, a2: float32 out [units]) */
+static PyObject *greedy_planes(PyObject *self, PyObject *args)
+{
+    PyObject *xo, *s1o, *s2o, *a1o, *a2o;
+    Py_ssize_t k;
+    if (!PyArg_ParseTuple(args, "OnOOOO", &xo, &k, &s1o, &s2o, &a1o, &a2o)) return NULL;
+    Py_buffer x, b1, b2, c1, c2;
+    if (get_buffer(xo, &x, 0, "f", 4, "x") < 0) return NULL;
+    if (get_buffer(s1o, &b1, 1, "b", 1, "s1") < 0) goto fail1;
+    if (get_buffer(s2o, &b2, 1, "b", 1, "s2") < 0) goto fail2;
+    if (get_buffer(a1o, &c1, 1, "f", 4, "a1") < 0) goto fail3;
+    if (get_buffer(a2o, &c2, 1, "f", 4, "a2") < 0) goto fail4;
+    Py_ssize_t n = x.len / 4, units = c1.len / 4;
+    if (k <= 0 || b1.len != n || b2.len != n || units * k != n || c2.len != c1.len) {
+        PyErr_SetString(PyExc_ValueError, "greedy_planes: shapes disagree");
+        goto fail5;
+    }
+    float *r = (float *)PyMem_RawMalloc(NUMPY_BUFSIZE * sizeof(float));
+    if (r == NULL) {
+        PyErr_NoMemory();
+        goto fail5;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t u = 0; u < units; u++)
+        greedy_unit((const float *)x.buf + u * k, k, (int8_t *)b1.buf + u * k, (int8_t *)b2.buf + u * k,
+                    (float *)c1.buf + u, (float *)c2.buf + u, r);
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(r);
+    PyBuffer_Release(&c2);
+    PyBuffer_Release(&c1);
+    PyBuffer_Release(&b2);
+    PyBuffer_Release(&b1);
+    PyBuffer_Release(&x);
+    Py_RETURN_NONE;
+fail5:
+    PyBuffer_Release(&c2);
+fail4:
+    PyBuffer_Release(&c1);
+fail3:
+    PyBuffer_Release(&b2);
+fail2:
+    PyBuffer_Release(&b1);
+fail1:
+    PyBuffer_Release(&x);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"layer_abs_sum", layer_abs_sum, METH_VARARGS, "float64 sum of |x| in the numpy code's association"},
     {"layer_codes", layer_codes, METH_VARARGS, "TWN codes above a float32 threshold, their count and kept sum"},
     {"ternarize_rows", ternarize_rows, METH_VARARGS, "TWN with one scale per row"},
     {"binarize_layer", binarize_layer, METH_VARARGS, "BWN signs and numpy's one-call float64 sum of |x|"},
     {"binarize_rows", binarize_rows, METH_VARARGS, "BWN signs and one float32 scale per row"},
+    {"greedy_planes", greedy_planes, METH_VARARGS, "BinaryBERT's greedy two binary planes per unit"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -430,6 +430,19 @@ def _surely_greedy(u: np.ndarray, prefix: int = 16) -> bool:
 
 
 def _greedy_planes(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_greedy_planes_numpy`'s numbers, in the compiled loops where they were built."""
+    if _kernels is None or u.shape[1] == 0:
+        return _greedy_planes_numpy(u)
+    rows, n = u.shape
+    s1 = np.empty((rows, n), np.int8)
+    s2 = np.empty((rows, n), np.int8)
+    a1 = np.empty(rows, np.float32)
+    a2 = np.empty(rows, np.float32)
+    _kernels.greedy_planes(u.reshape(-1), n, s1.reshape(-1), s2.reshape(-1), a1, a2)
+    return s1, s2, a1, a2
+
+
+def _greedy_planes_numpy(u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`binarize_planes`'s greedy rule on every unit (row) of the C-contiguous float32 ``u``:
     ``s1 = sign(W)``, ``alpha1 = mean|W|`` (float64), the residual ``W - float32(alpha1) s1`` binarized the
     same way. The same numbers as computing each step over the whole matrix (sums of float64 in numpy's own

@@ -74,6 +74,11 @@ def test_ternary_and_binary_equal_the_numpy_code(name, w):
         for g in (Q.Granularity.LAYER, Q.Granularity.ROW):
             _same(Q.binarize(view, g), Q._binarize_numpy(view, g))
             assert Q.binarize(view, g)[0].strides == Q._binarize_numpy(view, g)[0].strides
+        u = np.ascontiguousarray(view)
+        for units in (u, u.reshape(1, -1)):  # rows, and the whole matrix as one unit
+            got, want = Q._greedy_planes(units), Q._greedy_planes_numpy(units)
+            for g_, w_ in zip(got, want):
+                assert g_.dtype == w_.dtype and g_.shape == w_.shape and g_.tobytes() == w_.tobytes()
         # the codes lie in memory as the numpy code lays them (the weight's own order: no transposing copy later)
         assert Q._ternarize_layer(view)[0].strides == Q._ternarize_layer_numpy(view)[0].strides
 
