@@ -500,6 +500,14 @@ class Profile:
         total = sum(c.count for c in self.cpu)
         if self.threads > total:
             raise invalid(f"expected at most the {total} cores listed under cpu, got {self.threads}", "threads")
+        for i, ep in enumerate(self.execution_providers):
+            # XNNPACK's own thread pool: ORT parses the string only when the session is made, on the device
+            # ('four' or '2.5' failed there, a bundle already shipped); 0 or past the cores is threads' mistake too
+            n = ep.options.get("intra_op_num_threads") if ep.provider is ExecutionProvider.XNNPACK else None
+            if n is not None and not (re.fullmatch(r"\d{1,6}", n) and 1 <= int(n) <= total):
+                raise invalid(f"expected a whole number of threads from 1 to the {total} cores listed under cpu, "
+                              f"got {show(n) if not re.fullmatch(r'-?[0-9.e+]+', n) else n}",
+                              f"execution_providers[{i}].options.intra_op_num_threads")
         if self.qemu_cpu is not None and self.arch is not Arch.AARCH64:
             raise invalid(f"expected no qemu_cpu on a non-aarch64 profile (QEMU here emulates aarch64), "
                           f"got {show(self.qemu_cpu)}", "qemu_cpu")

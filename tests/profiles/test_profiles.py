@@ -519,6 +519,22 @@ def test_the_smallest_devices_still_load(tmp_path):
     assert load_profile(_write(tmp_path, data)).memory_gb == 0.01
 
 
+@pytest.mark.parametrize("value, got", [("four", "'four'"), (2.5, "2.5"), (0, "0"), (-1, "-1"), (9, "9")])
+def test_an_xnnpack_thread_count_that_is_no_count_of_the_cores_is_refused(tmp_path, value, got):
+    """XNNPACK's intra_op_num_threads reached ONNX Runtime as written: 'four' or 2.5 failed only when a session was
+    made on the device (a bundle already shipped), 0, -1 or more than the cores loaded."""
+    expected = ("execution_providers[0].options.intra_op_num_threads: expected a whole number of threads from 1 to "
+                f"the 8 cores listed under cpu, got {got}")  # kirin990: 2 + 2 + 4 cores
+    path = _refused(tmp_path, lambda d: d["execution_providers"][0]["options"].update(intra_op_num_threads=value),
+                    expected)
+    r = _cli("bench", "--profile", str(path), str(path))
+    assert r.exit_code == 2 and r.stderr == f"error: {path}: {expected}\n", r.output
+    data = _base()
+    data["execution_providers"][0]["options"]["intra_op_num_threads"] = 8
+    spec = load_profile(_write(tmp_path, data)).session_spec()
+    assert dict(spec.providers[0].options) == {"intra_op_num_threads": "8"}
+
+
 def test_string_budget_keys_still_read_as_sequence_lengths():
     """JSON has string keys: a profile written back as JSON and read again keeps its budgets."""
     data = _base()
