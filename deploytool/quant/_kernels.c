@@ -405,6 +405,62 @@ fail1:
     return NULL;
 }
 
+/* pack_rows(codes: int8 [rows * k], k, out: uint8 [rows * ceil(k / per)], per) -> bool: each row's codes
+   {-1, 0, 1} packed ``per`` to a byte, low first, the last byte padded with the code 0: per = 5 (trits,
+   byte = sum (c_i + 1) 3^i) or 4 (byte = sum (c_i + 2) << 2i, MatMulNBits' zero point 2). False (nothing
+   promised about ``out``) when a code is not -1, 0 or 1 */
+static PyObject *pack_rows(PyObject *self, PyObject *args)
+{
+    PyObject *co, *oo;
+    Py_ssize_t k;
+    int per;
+    if (!PyArg_ParseTuple(args, "OnOi", &co, &k, &oo, &per)) return NULL;
+    if (per != 4 && per != 5) {
+        PyErr_SetString(PyExc_ValueError, "pack_rows: per must be 4 or 5");
+        return NULL;
+    }
+    Py_buffer c, o;
+    if (get_buffer(co, &c, 0, "b", 1, "codes") < 0) return NULL;
+    if (get_buffer(oo, &o, 1, "B", 1, "out") < 0) {
+        PyBuffer_Release(&c);
+        return NULL;
+    }
+    Py_ssize_t n = c.len, nb = k > 0 ? (k + per - 1) / per : 0, rows = k > 0 ? n / k : 0;
+    if (k <= 0 || rows * k != n || o.len != rows * nb) {
+        PyBuffer_Release(&c);
+        PyBuffer_Release(&o);
+        PyErr_SetString(PyExc_ValueError, "pack_rows: shapes disagree");
+        return NULL;
+    }
+    const int8_t *in = (const int8_t *)c.buf;
+    uint8_t *out = (uint8_t *)o.buf;
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        const int8_t *row = in + r * k;
+        uint8_t *dst = out + r * nb;
+        for (Py_ssize_t b = 0; b < nb; b++) {
+            unsigned v = 0, mul = 1;
+            for (int j = 0; j < per; j++) {
+                Py_ssize_t i = b * per + j;
+                int code = i < k ? row[i] : 0;
+                bad |= code < -1 || code > 1;
+                if (per == 5) {
+                    v += (unsigned)(code + 1) * mul;
+                    mul *= 3;
+                } else {
+                    v |= (unsigned)(code + 2) << (2 * j);
+                }
+            }
+            dst[b] = (uint8_t)v;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&c);
+    PyBuffer_Release(&o);
+    return PyBool_FromLong(!bad);
+}
+
 static PyMethodDef methods[] = {
     {"layer_abs_sum", layer_abs_sum, METH_VARARGS, "float64 sum of |x| in the numpy code's association"},
     {"layer_codes", layer_codes, METH_VARARGS, "TWN codes above a float32 threshold, their count and kept sum"},
@@ -412,6 +468,7 @@ static PyMethodDef methods[] = {
     {"binarize_layer", binarize_layer, METH_VARARGS, "BWN signs and numpy's one-call float64 sum of |x|"},
     {"binarize_rows", binarize_rows, METH_VARARGS, "BWN signs and one float32 scale per row"},
     {"greedy_planes", greedy_planes, METH_VARARGS, "BinaryBERT's greedy two binary planes per unit"},
+    {"pack_rows", pack_rows, METH_VARARGS, "ternary codes packed 5 (trits) or 4 (2-bit) to a byte per row"},
     {NULL, NULL, 0, NULL},
 };
 

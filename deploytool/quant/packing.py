@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from deploytool.quant._compiled import kernels
+
 PER_BYTE = {"ternary2": 4, "trit5": 5, "binary1": 8}
 TRIT_POWERS = np.array([1, 3, 9, 27, 81], dtype=np.int32)
 
@@ -53,8 +55,26 @@ def _pad(codes: np.ndarray, per: int, fill: int) -> np.ndarray:
     return codes.reshape(*codes.shape[:-1], -1, per)
 
 
+def _pack_rows_compiled(t: np.ndarray, per: int) -> np.ndarray | None:
+    """:func:`pack_2bit` (per 4) or :func:`pack_trit5` (per 5) of int8 codes in the compiled loop (one pass, no
+    temporaries), or None where it does not apply (not built, not int8, no values): the numpy code then."""
+    t = np.asarray(t)
+    if kernels is None or t.dtype != np.int8 or t.ndim == 0 or t.size == 0:
+        return None
+    x = np.ascontiguousarray(t)
+    out = np.empty(x.shape[:-1] + (packed_len(x.shape[-1], "trit5" if per == 5 else "ternary2"),), np.uint8)
+    if not kernels.pack_rows(x.reshape(-1), x.shape[-1], out.reshape(-1), per):
+        raise ValueError(f"ternary: values must be in {(-1, 0, 1)}")
+    return out
+
+
 def pack_2bit(t: np.ndarray) -> np.ndarray:
     """Ternary codes {-1,0,1} -> uint8, four per byte as ``t + 2``, low bits first."""
+    out = _pack_rows_compiled(t, 4)
+    return out if out is not None else _pack_2bit_numpy(t)
+
+
+def _pack_2bit_numpy(t: np.ndarray) -> np.ndarray:
     c = _check_values(t, (-1, 0, 1), "ternary", np.int8).view(np.uint8)  # a copy: -1 reads 255
     c += 2  # mod 256: -1, 0, 1 -> 1, 2, 3
     c = _pad(c, 4, 2)
@@ -70,6 +90,11 @@ def unpack_2bit(packed: np.ndarray, n: int) -> np.ndarray:
 
 def pack_trit5(t: np.ndarray) -> np.ndarray:
     """Ternary codes {-1,0,1} -> uint8, five trits per byte (base 3, first trit least significant)."""
+    out = _pack_rows_compiled(t, 5)
+    return out if out is not None else _pack_trit5_numpy(t)
+
+
+def _pack_trit5_numpy(t: np.ndarray) -> np.ndarray:
     c = _check_values(t, (-1, 0, 1), "ternary", np.int8).view(np.uint8)  # a copy: -1 reads 255
     c += 1  # mod 256: -1, 0, 1 -> 0, 1, 2
     c = _pad(c, 5, 1)

@@ -88,11 +88,9 @@ def _as_matrix(w: np.ndarray) -> np.ndarray:
     return w
 
 
-try:  # TWN in compiled loops (the numpy code's numbers bit for bit, in fewer passes); absent where the package
-    # was installed without a C compiler, and then the numpy code below runs
-    from deploytool.quant import _kernels
-except ImportError:  # pragma: no cover - depends on the installation
-    _kernels = None
+# TWN/BWN in compiled loops (the numpy code's numbers bit for bit, in fewer passes); None where the package was
+# installed without a C compiler, and then the numpy code below runs
+from deploytool.quant._compiled import kernels as _kernels  # noqa: E402
 
 # elements of a weight handled at once by the ternarizer: each step's temporaries stay in a core's L2 cache
 # instead of whole-matrix copies (a 94 MB word-embedding table needed ~140 MB of them); BERT-base's 74 linear

@@ -121,3 +121,29 @@ def test_kernels_refuse_wrong_buffers():
         Q._kernels.ternarize_rows(x, 3, np.empty(10, np.int8), np.empty(3, np.float32))
     with pytest.raises((TypeError, BufferError, ValueError)):
         Q._kernels.layer_abs_sum(np.zeros((4, 4), np.float32)[:, ::2])  # not contiguous
+
+
+@needs_kernels
+@pytest.mark.parametrize("shape", [(1,), (4,), (5,), (7,), (3, 1), (3, 9), (2, 3, 11), (64, 768), (1, 1 << 20)])
+def test_compiled_packers_equal_the_numpy_code(shape):
+    from deploytool.quant import packing
+
+    t = np.random.default_rng(len(shape)).integers(-1, 2, shape).astype(np.int8)
+    for view in (t, t.T) if t.ndim == 2 else (t,):
+        for fast, slow in ((packing.pack_2bit, packing._pack_2bit_numpy),
+                           (packing.pack_trit5, packing._pack_trit5_numpy)):
+            got, want = fast(view), slow(view)
+            assert got.dtype == want.dtype == np.uint8 and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+
+
+@needs_kernels
+@pytest.mark.parametrize("bad", [2, -2, 127, -128])
+def test_compiled_packers_refuse_what_is_not_a_trit(bad):
+    from deploytool.quant import packing
+
+    t = np.zeros((3, 17), np.int8)
+    t[2, 16] = bad
+    for fn in (packing.pack_2bit, packing.pack_trit5):
+        with pytest.raises(ValueError, match=r"values must be in \(-1, 0, 1\)"):
+            fn(t)
