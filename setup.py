@@ -4,7 +4,12 @@
 the numpy code runs. ``-ffp-contract=off``: no fused multiply-add may change a rounding of the float64 sums
 (GCC and Clang flags; another compiler fails the build of this module only)."""
 
+import os
+
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("deploytool.quant._kernels", ["deploytool/quant/_kernels.c"],
-                             extra_compile_args=["-O3", "-ffp-contract=off"], optional=True)])
+# DEPLOYTOOL_PURE_PYTHON=1: a wheel without it (py3-none-any), for another machine's Python: deploytool.arm64
+# builds the wheel it installs in the emulated aarch64 Python here on x86-64
+pure = os.environ.get("DEPLOYTOOL_PURE_PYTHON") == "1"
+setup(ext_modules=[] if pure else [Extension("deploytool.quant._kernels", ["deploytool/quant/_kernels.c"],
+                                             extra_compile_args=["-O3", "-ffp-contract=off"], optional=True)])

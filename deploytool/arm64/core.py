@@ -47,7 +47,10 @@ def download_wheels(project: str | os.PathLike, dest: str | os.PathLike, *, time
         [*pip, "wheel", "-q", "--no-deps", "-w", str(dest), str(project)],
     ]
     for cmd in steps:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        # the project's wheel without its compiled module (built for this x86-64 Python, a wheel pip would not
+        # install on aarch64): the numpy code runs there, the same numbers
+        env = {**os.environ, "DEPLOYTOOL_PURE_PYTHON": "1"} if "wheel" in cmd else None
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
         if r.returncode != 0:
             last = (r.stderr.strip().splitlines() or ["?"])[-1]
             raise UnavailableError(f"cannot fetch the aarch64 wheels ({' '.join(cmd[3:5])}): {last}")
