@@ -40,3 +40,12 @@ def test_pure_python_wheel_has_no_compiled_module(tmp_path):
     assert whl.name.endswith("-py3-none-any.whl"), whl.name
     names = zipfile.ZipFile(whl).namelist()
     assert not [n for n in names if n.endswith((".so", ".pyd"))], names
+
+
+def test_remote_setup_builds_the_wheel_pure(tmp_path):
+    """``bench --remote-setup`` copies deploytool's wheel to the device (an aarch64 board, another Python):
+    one built for this machine's Python would be refused by the device's pip."""
+    from deploytool.remote.ssh import _build_wheel
+
+    whl = _build_wheel(tmp_path)
+    assert whl.name.endswith("-py3-none-any.whl"), whl.name
