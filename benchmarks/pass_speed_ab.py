@@ -90,6 +90,10 @@ def main() -> None:
         try:
             for tree in (base, REPO):
                 compileall.compile_dir(str(tree / "deploytool"), quiet=1)
+                if (tree / "setup.py").is_file():  # its compiled module, as the install builds it (a worktree has
+                    # none: the base would run the numpy code where a user's install runs the kernels)
+                    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tree, check=True,
+                                   capture_output=True)
                 where = _which_deploytool(tree)
                 if not where.startswith(str(tree)):
                     raise SystemExit(f"{tree}: deploytool imports from {where}, not from the tree")
