@@ -505,7 +505,7 @@ class Profile:
             # ('four' or '2.5' failed there, a bundle already shipped); 0 or past the cores is threads' mistake too
             n = ep.options.get("intra_op_num_threads") if ep.provider is ExecutionProvider.XNNPACK else None
             if n is not None and not (re.fullmatch(r"\d{1,6}", n) and 1 <= int(n) <= total):
-                raise invalid(f"expected a whole number of threads from 1 to the {total} cores listed under cpu, "
+                raise invalid(f"expected a whole number of threads from 1 to {total} (the cores listed under cpu), "
                               f"got {show(n) if not re.fullmatch(r'-?[0-9.e+]+', n) else n}",
                               f"execution_providers[{i}].options.intra_op_num_threads")
         if self.qemu_cpu is not None and self.arch is not Arch.AARCH64:
