@@ -495,6 +495,13 @@ class Profile:
                        if f.value in (_X86_ONLY if self.arch is Arch.AARCH64 else _ARM_ONLY))
         if wrong:
             raise invalid(f"expected features of an {self.arch.value} CPU (not {', '.join(wrong)})", "features")
+        fp16 = self.compute.peak_gops.get(Precision.FP16)
+        if fp16 is not None and IsaFeature.FP16 not in self.features:
+            # the cost model computes fp16 ops at the fp32 peak behind casts on such cores (as the host profile's
+            # peaks say), yet took the listed rate: a Pi 4 given fp16: 115.2 projected fp16 compute 2x too fast
+            add = ", or add fp16 to features if the cores have FP16 arithmetic" if self.arch is Arch.AARCH64 else ""
+            raise invalid(f"a peak for fp16 ({fp16:g} GFLOP/s), but features has no fp16: these cores compute fp16 "
+                          f"ops in fp32, at the fp32 peak; remove it{add}", "compute.peak_gops.fp16")
         seen = [e.provider for e in self.execution_providers]
         _once(seen, "execution provider", lambda e: e, "execution_providers", name_of=lambda e: show(e.name))
         total = sum(c.count for c in self.cpu)

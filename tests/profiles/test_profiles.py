@@ -535,6 +535,26 @@ def test_an_xnnpack_thread_count_that_is_no_count_of_the_cores_is_refused(tmp_pa
     assert dict(spec.providers[0].options) == {"intra_op_num_threads": "8"}
 
 
+def test_an_fp16_peak_on_cores_without_fp16_arithmetic_is_refused(tmp_path):
+    """A Raspberry Pi 4 (Cortex-A72: no FP16 arithmetic) given 'fp16: 115.2' loaded, and the cost model costed its
+    fp16 ops at that rate, though on such cores they run in fp32 behind casts (the cost model's own reading of a
+    missing fp16 feature, and the host profile lists no fp16 peak then)."""
+    pi4 = yaml.safe_load((BUILTIN_PROFILE_DIR / "raspberry-pi-4.yaml").read_text())
+    assert "fp16" not in pi4["features"] and "fp16" not in pi4["compute"]["peak_gops"]
+    pi4["compute"]["peak_gops"]["fp16"] = 115.2
+    path = _write(tmp_path, pi4)
+    expected = ("compute.peak_gops.fp16: a peak for fp16 (115.2 GFLOP/s), but features has no fp16: these cores "
+                "compute fp16 ops in fp32, at the fp32 peak; remove it, or add fp16 to features if the cores have "
+                "FP16 arithmetic")
+    with pytest.raises(ConfigError) as e:
+        load_profile(path)
+    assert str(e.value) == f"{path}: {expected}"
+    r = _cli("bench", "--profile", str(path), str(path))
+    assert r.exit_code == 2 and r.stderr == f"error: {path}: {expected}\n", r.output
+    pi4["features"] = ["neon", "fp16"]  # with the feature it loads, and fp16 runs at its own peak
+    assert load_profile(_write(tmp_path, pi4)).compute.peak(Precision.FP16) == 115.2
+
+
 def test_string_budget_keys_still_read_as_sequence_lengths():
     """JSON has string keys: a profile written back as JSON and read again keeps its budgets."""
     data = _base()
