@@ -163,6 +163,11 @@ class GrammarCommand(click.Command):
             refuse_stdout_dash(output, ctx.command_path.split(" ", 1)[-1], "to a file or folder, not to stdout",
                                f"for JSON on stdout leave -o out and use {json_flag}" if json_flag and optional
                                else "give a path")
+        if output is not None and os.fspath(output):
+            # a link that loops or leads to nothing was replaced by the output after all the work: refused before any
+            from deploytool.cli._parse import refuse_link_to_nothing
+
+            refuse_link_to_nothing(output)
         if output:  # for the group's error line (a full disk names what was being written)
             ctx.meta["deploytool.output"] = str(output)
         return rest

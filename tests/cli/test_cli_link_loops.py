@@ -13,6 +13,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
+from cli_commands import cli_commands
 from deploytool.cli import main
 
 LOOP = "a symbolic link that loops (too many levels of links)"
@@ -97,3 +98,58 @@ def tiny(tmp_path_factory, tiny_onnx):
     toy_csv(root / "toy.csv", n=60)
     os.symlink(tiny_onnx(), root / "m.onnx")
     return root
+
+
+def _placeholder(p) -> str:
+    """A value click accepts for a required parameter (nothing is read: the refusal comes first)."""
+    import click
+
+    choices = getattr(p.type, "choices", None)
+    if choices:
+        return str(list(choices)[0])
+    if isinstance(p.type, (click.types.IntParamType, click.types.FloatParamType)):
+        return "1"
+    return "x"
+
+
+OUTPUT_COMMANDS = [(path, cmd) for path, cmd in cli_commands() if any(p.name == "output" for p in cmd.params)]
+
+
+@pytest.mark.parametrize("kind", ["loop", "dangling"])
+@pytest.mark.parametrize("path, cmd", OUTPUT_COMMANDS, ids=[" ".join(p) for p, _ in OUTPUT_COMMANDS])
+def test_an_output_that_is_a_link_to_nothing_is_refused_before_any_work(path, cmd, kind, tmp_path, monkeypatch):
+    """``slice m.onnx -o loop1`` (ln -s loop1 loop1) and ``-o dangl`` (ln -s nowhere dangl) replaced the link with the
+    output after all the work (exit 0; 'nowhere' never written), while the same link as an input is named (above).
+    Now every command whose output is -o says what the link is, exit 2, before any work, nothing written: neither
+    replaced nor written through, as cp refuses both."""
+    import click
+
+    monkeypatch.chdir(tmp_path)
+    if kind == "loop":
+        os.symlink("out", "out")
+        line = f"error: out: {LOOP}"
+    else:
+        os.symlink("nowhere", "out")
+        line = "error: out: is a link to nowhere, which leads to nothing; remove the link or give another path"
+    args = list(path)
+    for p in cmd.params:
+        if p.required and p.name != "output":
+            args += [_placeholder(p)] if isinstance(p, click.Argument) else [p.opts[0], _placeholder(p)]
+    res = CliRunner().invoke(main, [*args, "-o", "out"])
+    assert res.exit_code == 2, (res.exit_code, res.output)
+    assert [ln for ln in res.stderr.splitlines() if ln.strip()] == [line], res.stderr
+    assert sorted(os.listdir(tmp_path)) == ["out"] and os.path.islink("out")
+
+
+def test_a_link_to_nothing_as_output_of_a_real_slice(tiny_onnx, tmp_path):
+    """The reported command end to end: the link stays, nothing is written beside it."""
+    os.symlink(tmp_path / "loop1", tmp_path / "loop1")
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangl")
+    for out, line in [(tmp_path / "loop1", f"error: {tmp_path / 'loop1'}: {LOOP}\n"),
+                      (tmp_path / "dangl", f"error: {tmp_path / 'dangl'}: is a link to {tmp_path / 'nowhere'}, which "
+                                           "leads to nothing; remove the link or give another path\n")]:
+        res = _run("slice", tiny_onnx(), "--width", "0.5", "-o", out)
+        assert res.exit_code == 2, res.output
+        assert res.output == line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangl", "loop1"]
+    assert os.path.islink(tmp_path / "loop1") and os.path.islink(tmp_path / "dangl")
