@@ -65,6 +65,17 @@ class Emulator:
     def python(self) -> Path:
         return self.rootfs / "usr" / "bin" / "python3.11"
 
+    @property
+    def onnxruntime_version(self) -> str | None:
+        """The aarch64 onnxruntime release set up here, as the set-up script's READY stamp names it (``ort=X``)."""
+        import re
+
+        try:
+            found = re.search(r"\bort=(\S+)", (self.home / "READY").read_text())
+        except OSError:
+            return None
+        return found.group(1) if found else None
+
     def command(self, cpu: str, args: list[str]) -> list[str]:
         return [str(self.qemu), "-cpu", cpu, "-L", str(self.rootfs), str(self.python), *args]
 

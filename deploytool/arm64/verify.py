@@ -36,6 +36,14 @@ The tolerance depends on the model's precision (detected from the graph, :func:`
   projection (0.0093 on its output), and later layers carry it on. The same model with pair-safe codes happened
   to flip none on that batch (1.9e-6 from its twin on cortex-a76).
 
+An ORT-format file (``.ort``) or a phone bundle's folder (``deploytool bundle``: its ``model.ort``) is checked as it
+ships (:mod:`deploytool.arm64.ort_file`): the same file runs in the guest and, as the reference, on the host, both with
+the session config entries of the bundle's manifest; its inputs are planned, and its precision and K read, from a
+skeleton of the file's graph with the host session's inputs and outputs. The host's inserted fp16 casts are counted
+by the guest's script run on the host (a file converted on x86 already carries x86's: both sides count them). A file
+the host's ONNX Runtime cannot load, and a bundle that another onnxruntime release wrote than the host's or the
+emulator's, are refused before QEMU runs.
+
 A failure names the output, the error and the tolerance; a model the aarch64 runtime cannot load is a
 failure with ONNX Runtime's message. Timings under emulation mean nothing and are not reported as
 such (only the wall time of the check).
@@ -58,8 +66,9 @@ import numpy as np
 
 from deploytool import scratch
 from deploytool.arm64.emulator import Emulator, check_emulator_home, ensure_emulator
-from deploytool.choices import config, match_name, one_or_many, refuse_repeats, same_file
-from deploytool.errors import ConfigError, UnavailableError, not_a_file
+from deploytool.arm64.ort_file import OrtInput, check_written_by, ort_skeleton, read_ort_input
+from deploytool.choices import config, first_repeat, match_name, one_or_many, same_file
+from deploytool.errors import ConfigError, InputFileError, UnavailableError, not_a_file
 from deploytool.profiles.schema import QEMU_CPUS, Profile
 from deploytool.variant import model_precision
 from deploytool.units import MAX_SEQ_LEN
@@ -122,7 +131,7 @@ class VerifyConfig:
     """What to verify. ``cpus`` defaults to the profile's ``qemu_cpu``; a profile also gives the EP
     preference list (the aarch64 wheel has the CPU EP only, so others fall back, recorded)."""
 
-    models: tuple[Path, ...]
+    models: tuple[Path, ...]  # .onnx files, .ort files, bundle folders (their model.ort)
     profile: Profile | None = dataclasses.field(default=None, hash=False)  # holds mappings: compared, not hashed
     cpus: tuple[str, ...] = ()
     seq_len: int = 16
@@ -132,20 +141,35 @@ class VerifyConfig:
     setup: bool = True  # run scripts/setup_arm64.sh when the emulator is missing
     jobs: int = 2  # emulated processes at once
     timeout_s: float = 900.0
+    # what each model is run from, resolved once here: the file (a bundle folder's model.ort), and for an
+    # ORT-format one what the check needs of it (None for an .onnx)
+    files: tuple[Path, ...] = dataclasses.field(init=False, default=(), repr=False)
+    ort_inputs: tuple[OrtInput | None, ...] = dataclasses.field(init=False, default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         models = (self.models,) if isinstance(self.models, (str, os.PathLike)) else tuple(self.models)
         if not models:
-            raise ConfigError("models: give at least one ONNX model")
+            raise ConfigError("models: give at least one ONNX model, .ort file or bundle folder")
         models = tuple(Path(m) for m in models)
-        refuse_repeats(models, "models", key=same_file)  # run, and shown, once per file (as bench)
         from deploytool.onnx_io import check_external_data
 
+        files, orts = [], []
         for m in models:
-            if not m.is_file():
-                raise not_a_file(m, "ONNX model file")
-            check_external_data(m)
+            o = read_ort_input(m)  # a bundle folder, an .ort file; None: not ORT format
+            if o is None:
+                if not m.is_file():
+                    raise not_a_file(m, "ONNX model, .ort file or bundle folder")
+                check_external_data(m)
+            files.append(o.path if o is not None else m)
+            orts.append(o)
+        # run, and shown, once per file (as bench): a bundle and its model.ort are one file, named as given
+        rep = first_repeat(zip(files, models), key=lambda fm: same_file(fm[0]))
+        if rep is not None:
+            _, (_, given), (_, earlier) = rep
+            raise ConfigError(f"models: {given} given twice" + (f" (as {earlier})" if str(earlier) != str(given) else ""))
         object.__setattr__(self, "models", models)
+        object.__setattr__(self, "files", tuple(files))
+        object.__setattr__(self, "ort_inputs", tuple(orts))
         if self.emulator_home is not None:
             check_emulator_home(self.emulator_home, "emulator_home")
         cpus = tuple(one_or_many(self.cpus))  # cpus="max" is one CPU model, not 'm', 'a', 'x'
@@ -200,6 +224,16 @@ class ModelCheck:
     # what the host ran as the reference: "model", or "uint8 twin" (the same integers through the exact U8U8
     # kernel) where the host's u8 x s8 kernel saturates (x86 without VNNI) and the model has int8 GEMM weights
     host_reference: str = "model"
+    format: str = "onnx"  # or "ort": an ORT-format file, run as it is (bundle's model.ort)
+    bundle: str | None = None  # the bundle folder whose model.ort this is
+    file_bytes: int | None = None  # size and SHA-256 of the .ort checked: the file shipped
+    file_sha256: str | None = None
+
+    @property
+    def shown(self) -> str:
+        """The model as the table names it: a bundle's file with its folder (every bundle's is model.ort)."""
+        p = Path(self.model)
+        return f"{p.parent.name}/{p.name}" if self.bundle or (self.format == "ort" and p.name == "model.ort") else p.name
 
     @property
     def max_abs(self) -> float:
@@ -244,7 +278,7 @@ class VerifyResult:
             fp16 = "-" if c.fp16_native is None else \
                 f"{'native' if c.fp16_native else 'fp32'} ({c.inserted_casts}/{c.host_inserted_casts} casts)"
             worst = max(c.outputs, key=lambda o: o.max_abs / max(o.limit, 1e-30), default=None)
-            rows.append((c.cpu, Path(c.model).name, c.precision, (c.providers or ["-"])[0].replace("ExecutionProvider", ""),
+            rows.append((c.cpu, c.shown, c.precision, (c.providers or ["-"])[0].replace("ExecutionProvider", ""),
                          fp16, f"{worst.max_abs:.3g}" if worst else "-", f"{worst.limit:.3g}" if worst else "-",
                          f"{worst.cosine:.6f}" if worst else "-",
                          "OK" if c.ok else f"FAIL{': ' + c.error if c.error else ''}"))
@@ -296,6 +330,76 @@ def _exact_host_outputs(model: Path, feeds: dict[str, np.ndarray], tmp: Path, i:
     return _host_outputs(model, feeds), "model"
 
 
+def _ort_precision(skeleton) -> tuple[str, int]:
+    """:func:`model_precision` of an .ort's skeleton, K also found through a Cast in front of a MatMul's weight
+    (an fp16 file converted on x86 carries ORT's fp32 casts there)."""
+    precision, k = model_precision(skeleton)
+    g = skeleton.graph
+    inits = {t.name: t for t in g.initializer}
+    cast_of = {n.output[0]: n.input[0] for n in g.node if n.op_type == "Cast" and n.input and n.output}
+    for n in g.node:
+        if n.op_type in ("MatMul", "FusedMatMul", "Gemm") and len(n.input) > 1:
+            t = inits.get(cast_of.get(n.input[1], n.input[1]))
+            if t is not None and len(t.dims) == 2:
+                trans_b = any(a.name == "transB" and a.i for a in n.attribute)
+                k = max(k, int(t.dims[1] if trans_b else t.dims[0]))
+    return precision, k
+
+
+def _host_ort_version() -> str | None:
+    """This host's onnxruntime release, from its installed package's metadata (no import of onnxruntime here)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("onnxruntime")
+    except PackageNotFoundError:
+        return None
+
+
+def _ort_signature(o: OrtInput) -> dict[str, Any]:
+    """The .ort's inputs and outputs as this host's ONNX Runtime session sees them; a file it cannot load (its
+    FlatBuffers verifier: truncated or damaged; a format version it does not know): InputFileError in one line."""
+    from deploytool.runtime.mobile import signature
+
+    try:
+        return signature(o.path)
+    except Exception as e:  # onnxruntime's own exception types
+        msg = " ".join(str(e).split())
+        if "ORT format model version" in msg:
+            why = (f"its ORT format version {o.format_version} is not one ONNX Runtime {_host_ort_version()} loads "
+                   "(a newer ONNX Runtime wrote it): convert it again with this onnxruntime")
+        elif "verification failed" in msg:
+            why = "a truncated or damaged ORT-format file (ONNX Runtime's FlatBuffers verifier rejects it)"
+        else:
+            why = f"ONNX Runtime cannot load it ({msg[msg.find(']') + 1:].strip()[:240] if ']' in msg else msg[:240]})"
+        raise InputFileError(f"{o.path}: {why}") from None
+
+
+def _host_ort_outputs(o: OrtInput, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    from deploytool.runtime.mobile import run_ort
+
+    return run_ort(o.path, feeds, config_entries=dict(o.config_entries), threads=1)
+
+
+def _host_ort_casts(o: OrtInput, feeds_path: Path, tmp: Path, i: int) -> int | None:
+    """The ``InsertedPrecisionFreeCast`` nodes in this host's session of the .ort, counted as the guest counts them
+    on ARM64: :mod:`guest` (numpy and onnxruntime only) run by this Python. A file converted on x86 may already
+    carry such casts (ORT saves the graph it partitioned): then both sides count them."""
+    import subprocess
+    import sys
+
+    job = tmp / f"hostjob{i}.json"
+    job.write_text(json.dumps({"threads": 1, "models": [
+        {"model": str(o.path.resolve()), "feeds": str(feeds_path), "out": str(tmp / f"hostout{i}.npz"),
+         "optimized_path": str(tmp / f"hostopt{i}.onnx"), "config_entries": dict(o.config_entries)}]}))
+    proc = subprocess.run([sys.executable, str(GUEST), str(job)], capture_output=True, text=True, timeout=600)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        logger.info("counting the host's inserted casts of %s failed: %s", o.path, proc.stderr.strip()[-300:])
+        return None
+    return json.loads(lines[-1])["models"][0].get("inserted_casts")
+
+
 def _host_casts(model: Path) -> list[str]:
     from deploytool.runtime.session import inserted_precision_casts
 
@@ -313,7 +417,8 @@ def _run_cpu(emu: Emulator, cpu: str, job_path: Path, timeout_s: float) -> dict[
 
 
 def verify_arm64(config: VerifyConfig, *, on_setup: Callable[[], None] | None = None) -> VerifyResult:
-    """Run ``config.models`` under the emulator on every CPU model and compare with the host. ``on_setup``: called
+    """Run ``config.models`` under the emulator on every CPU model and compare with the host (an .ort file or a
+    bundle's model.ort: the same file on both sides, with the bundle's session config entries). ``on_setup``: called
     when the emulator is about to be set up (after the models were checked), as :func:`ensure_emulator` says."""
     from deploytool.choices import require_callback, require_config
 
@@ -326,40 +431,55 @@ def verify_arm64(config: VerifyConfig, *, on_setup: Callable[[], None] | None = 
     from deploytool.runtime.inputs import make_feeds, plan_inputs_proto
 
     t0 = time.perf_counter()
-    plans = []
-    for m in config.models:  # before QEMU starts: a length the model cannot take is one line, not ORT's broadcast error
-        proto = load_proto(m, load_external_data=False)
+    plans, ort_precisions = [], {}
+    host_ort = _host_ort_version()
+    for i, (m, o) in enumerate(zip(config.files, config.ort_inputs)):
+        # before QEMU starts: a length the model cannot take is one line, not ORT's broadcast error
+        if o is None:
+            proto = load_proto(m, load_external_data=False)
+        else:  # the .ort as this host's ONNX Runtime loads it (a damaged file is refused here), read as a skeleton
+            check_written_by(o, host_ort or "", "on this host")
+            proto = ort_skeleton(m, _ort_signature(o))
+            ort_precisions[i] = _ort_precision(proto)
         plan = plan_inputs_proto(proto, m)
         plan.check(config.batch, (config.seq_len,), str(m))  # fixed input shapes, as bench checks them
         check_position_table(ir.serde.deserialize_model(proto), config.seq_len, str(m))
         plans.append(plan)
         del proto
     emu = ensure_emulator(config.emulator_home, setup=config.setup, on_setup=on_setup)
+    for o in config.ort_inputs:  # a bundle made for another release than the emulator's: refused before it runs
+        if o is not None:
+            check_written_by(o, emu.onnxruntime_version or "", "in the ARM64 emulator")
     profile = config.profile
     providers = profile.ep_names() if profile else ["CPUExecutionProvider"]
     provider_options = [profile.provider_options(ep) for ep in profile.execution_providers] if profile else [{}]
     with scratch.temporary_directory("deploytool-arm64-") as tmp_s:
         tmp = Path(tmp_s)
         prepared = []
-        for i, m in enumerate(config.models):
-            precision, k = model_precision(m)
+        for i, (m, o) in enumerate(zip(config.files, config.ort_inputs)):
+            precision, k = ort_precisions[i] if o is not None else model_precision(m)
             feeds = make_feeds(plans[i], config.batch, config.seq_len, config.seed)
-            if precision in ("fp32", "fp16"):
+            if o is not None:  # the same .ort on this host, with the session entries the app sets
+                host, host_ref = _host_ort_outputs(o, feeds), "model"
+            elif precision in ("fp32", "fp16"):
                 host, host_ref = _host_outputs(m, feeds), "model"
             else:
                 host, host_ref = _exact_host_outputs(m, feeds, tmp, i)
             feeds_path = tmp / f"in{i}.npz"
             np.savez(feeds_path, **feeds)
             tol = tolerance_for(precision, max(k, config.seq_len))
-            host_casts = len(_host_casts(m)) if precision == "fp16" else None
+            host_casts = None
+            if precision == "fp16":  # an .ort: counted by the guest's own script run on this host (see _host_ort_casts)
+                host_casts = len(_host_casts(m)) if o is None else _host_ort_casts(o, feeds_path, tmp, i)
             prepared.append((m, precision, tol, feeds_path, host, host_casts, host_ref))
 
         def job_for(ci: int) -> Path:
             job = {"threads": 1, "models": [
                 {"model": str(m.resolve()), "feeds": str(fp), "out": str(tmp / f"out{ci}_{i}.npz"),
                  "optimized_path": str(tmp / f"opt{ci}_{i}.onnx"), "providers": providers,
-                 "provider_options": provider_options}
-                for i, (m, _, _, fp, _, _, _) in enumerate(prepared)]}
+                 "provider_options": provider_options,
+                 **({"config_entries": dict(o.config_entries)} if o is not None else {})}
+                for i, ((m, _, _, fp, _, _, _), o) in enumerate(zip(prepared, config.ort_inputs))]}
             p = tmp / f"job{ci}.json"
             p.write_text(json.dumps(job))
             return p
@@ -383,6 +503,10 @@ def verify_arm64(config: VerifyConfig, *, on_setup: Callable[[], None] | None = 
                                    skipped=[tuple(x) for x in r.get("skipped") or []], hwcaps=list(s.get("hwcaps", [])),
                                    inserted_casts=r.get("inserted_casts"), host_inserted_casts=host_casts,
                                    error=r.get("error"), host_reference=host_ref)
+                o = config.ort_inputs[i]
+                if o is not None:
+                    check.format, check.file_bytes, check.file_sha256 = "ort", o.bytes, o.sha256
+                    check.bundle = str(o.bundle) if o.bundle is not None else None
                 if check.error is None:
                     with np.load(tmp / f"out{ci}_{i}.npz") as z:
                         arm = {k: z[k] for k in z.files}

@@ -102,7 +102,10 @@ def profiles_show(ctx: click.Context, name: str, profiles_dirs: tuple[Path, ...]
 def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple[str, ...], seq_len: int, seed: int,
                  emulator_home: Path | None, no_setup: bool, json_out: Path | None, as_json: bool,
                  profiles_dirs: tuple[Path, ...]) -> None:
-    """Run MODELS with ONNX Runtime's aarch64 wheel under QEMU and compare the outputs with the host's."""
+    """Run MODELS with ONNX Runtime's aarch64 wheel under QEMU and compare the outputs with the host's.
+
+    MODELS: .onnx files, .ort files, or bundle folders (deploytool bundle -o), whose model.ort is checked as it
+    ships, with the bundle's session settings."""
     from deploytool.arm64 import VerifyConfig, verify_arm64 as run
     from deploytool.cli._parse import refuse_stdout_dash
     from deploytool.onnx_io import atomic_write, check_output_path, check_writable
@@ -111,7 +114,8 @@ def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple
     profile = load_profile(profile_name, profiles_dirs) if profile_name is not None else None
     if json_out is not None:  # before the emulator runs: it ran every model, then failed writing
         refuse_stdout_dash(json_out, "verify-arm64")
-        check_output_path(json_out, inputs=models)
+        # a bundle folder's model.ort is an input too (-o bundle/model.ort wrote the JSON over the file it checked)
+        check_output_path(json_out, inputs=(*models, *(m / "model.ort" for m in models if m.is_dir())))
         check_writable(json_out)
     if profile is not None and cpus and profile.qemu_cpu:
         cpus = (profile.qemu_cpu, *cpus)
@@ -123,6 +127,10 @@ def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple
         "setting up the ARM64 emulator (scripts/setup_arm64.sh, one time, about a minute)", err=True)}
     result = run(config, **setup_notice)
     click.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.table())
+    for c in {c.model: c for c in result.checks if c.format == "ort"}.values():  # once per file, not per CPU
+        what = f"bundle {c.bundle}: its {Path(c.model).name} as it ships," if c.bundle else f"{c.model}"
+        click.echo(f"checked {what} (ORT format, {c.file_bytes:,} bytes, sha256 {c.file_sha256[:16]}...); the host "
+                   "reference ran the same file", err=as_json)
     twins = sorted({Path(c.model).name for c in result.checks if c.host_reference != "model"})
     if twins and not as_json:
         click.echo(f"note: this host's ONNX Runtime saturates uint8 x int8 GEMM pairs (x86 without VNNI): the host "

@@ -232,7 +232,8 @@ def test_sparse_initializers_and_a_non_numeric_data_offset_are_refused_by_the_lo
     (["fit", "{dir}", "--profile", "host", "-o", "{dir}/o.onnx"], "is a folder, expected an ONNX model file"),
     (["report", "{dir}", "-o", "{dir}/rep"], "is a folder, expected a bench results file"),
     (["eval", "{dir}/m.onnx", "--data", "rotten-tomatoes"], "m.onnx: is a folder, expected an ONNX model file"),
-    (["verify-arm64", "{dir}"], "is a folder, expected an ONNX model file"),
+    # verify-arm64 takes a bundle folder: a folder is said to hold no model.ort
+    (["verify-arm64", "{dir}"], "is a folder without model.ort, expected an ONNX model, an .ort file or a bundle"),
 ])
 def test_a_folder_where_a_file_goes_is_named_a_folder(tmp_path, args, expected):
     """A folder given where a file goes was reported as "no such file", which sends a user looking for a
