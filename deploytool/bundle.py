@@ -7,8 +7,9 @@ The folder (written complete or not at all: built in a temporary folder beside i
   nodes stay plain for the EP to claim), ``fixed`` when it runs on the CPU EP;
 - ``required_operators.config``: the operators a reduced ONNX Runtime Mobile build must keep
   (``build.py --include_ops_by_config``);
-- ``tokenizer/``: the tokenizer files found beside the model (or in ``tokenizer``), else the manifest
-  says none were found;
+- ``tokenizer/``: the tokenizer's files, found by the one rule of every command
+  (:func:`deploytool.models.find_tokenizer`: ``tokenizer`` given, else beside the model, else in the model folder
+  the export recorded), else the manifest says none were found and where it looked;
 - ``qnn/``: the QNN context binary (``deploytool qnn compile``: EPContext model + ``.bin``) where the
   profile has an NPU and onnxruntime-qnn is installed; otherwise the manifest says why not;
 - ``manifest.json`` (``kind: deploytool.bundle``, version 1): files and sizes, the input/output
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deploytool.choices import OWN_CHECK, config
-from deploytool.errors import ConfigError, DeployError, InputFileError, not_a_file
+from deploytool.errors import ConfigError, DeployError, not_a_file
 from deploytool.models import TOKENIZER_FILES  # re-exported: the files a bundle copies
 from deploytool.onnx_io import make_staging_dir, output_folder_target, publish_staging_dir
 from deploytool import units
@@ -69,8 +70,9 @@ _QNN_FIELDS = ("qnn_seq_len", "qnn_calibration", "qnn_calibration_size", "qnn_ca
 @dataclasses.dataclass(frozen=True)
 class BundleConfig:
     """profile: a :class:`~deploytool.profiles.Profile` with a mobile EP. seq_len: length of the fixed
-    input whose outputs the manifest records. tokenizer: folder with the tokenizer files (default: the
-    model's folder). qnn: try the QNN context binary where the profile has an NPU, compiled for the
+    input whose outputs the manifest records. tokenizer: a tokenizer.json or vocab.txt file, or a folder holding one
+    (None: :func:`deploytool.models.find_tokenizer`'s rule, beside the model, else in the model folder the export
+    recorded). qnn: try the QNN context binary where the profile has an NPU, compiled for the
     fixed length ``qnn_seq_len`` (the HTP runs static shapes; None: :data:`QNN_SEQ_LEN`) and calibrated on
     ``qnn_calibration`` (a deploytool dataset name or file, which needs a tokenizer; None: seeded token ids),
     ``qnn_calibration_size`` inputs (None: :data:`QNN_CALIBRATION_SIZE`), a file's texts read from its
@@ -126,9 +128,10 @@ class BundleConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed: must be a non-negative integer, got {self.seed!r}")
         if self.tokenizer is not None:
+            from deploytool.models import find_tokenizer
+
             t = Path(self.tokenizer)
-            if not t.is_dir():
-                raise ConfigError(f"tokenizer {t}: no such folder")
+            find_tokenizer(None, t)  # a path that is no tokenizer: 'tokenizer: ...', before any work
             object.__setattr__(self, "tokenizer", t)
 
     @property
@@ -155,7 +158,13 @@ class BundleResult:
             out.append(f"  note: {m['ort']['note']}")
         v = m["verification"]
         out.append(f"  host check: .ort vs .onnx on the fixed input (seq {v['seq_len']}): max abs {v['max_abs_vs_onnx']:.3g}")
-        out.append(f"  tokenizer: {m['tokenizer']['files'] or m['tokenizer']['note']}")
+        t = m["tokenizer"]
+        # the files and where they came from, or why none: one line
+        if t["files"]:
+            out.append(f"  tokenizer: {t['files']} from {t['source']} ({t['found']})"
+                       + (f"; {t['note']}" if t["note"] else ""))
+        else:
+            out.append(f"  tokenizer: {t['note']}")
         q = m["qnn"]
         out.append(f"  QNN context binary: {'yes, ' + q['dir'] if q['produced'] else 'no (' + q['why'] + ')'}")
         if q["produced"]:
@@ -173,26 +182,38 @@ def _session(cfg: BundleConfig) -> dict[str, Any]:
             "config_entries": dict(RUNTIME_OPT_CONFIG) if cfg.style == "runtime" else {}}
 
 
-def _tokenizer(model: Path, cfg: BundleConfig, stage: Path) -> dict[str, Any]:
-    src = cfg.tokenizer or model.parent
-    found = [src / n for n in TOKENIZER_FILES if (src / n).is_file()]
-    if not found:
-        where = f"the tokenizer folder {src}" if cfg.tokenizer else f"the model's folder {src}"
-        return {"files": [], "source": str(src),
-                "note": f"no tokenizer files in {where} (looked for {', '.join(TOKENIZER_FILES[:5])}, ...); "
-                        "pass the tokenizer folder (bundle --tokenizer) to include them"}
+def _find_tokenizer(model: Path, cfg: BundleConfig, graph: ir.Model):
+    """The tokenizer the bundle ships and the QNN compile calibrates with: one lookup, the rule of every command."""
+    from deploytool.models import export_source, find_tokenizer
+
+    return find_tokenizer(model, cfg.tokenizer, export_source(graph))
+
+
+def _tokenizer(look, stage: Path) -> dict[str, Any]:
+    if look.path is None:
+        return {"files": [], "source": None,
+                "note": f"no tokenizer found ({look.looked}); pass --tokenizer to include it"}
     (stage / "tokenizer").mkdir()
-    for f in found:
-        shutil.copy(f, stage / "tokenizer" / f.name)
-    return {"files": [f"tokenizer/{f.name}" for f in found], "source": str(src), "note": ""}
+    names = []
+    for f in look.files:
+        # a file given under a name of its own is shipped under the name an app loads (tokenizer.json, vocab.txt)
+        name = f.name if f.name in TOKENIZER_FILES else "vocab.txt" if f.suffix.lower() == ".txt" else "tokenizer.json"
+        shutil.copy(f, stage / "tokenizer" / name)
+        names.append(f"tokenizer/{name}")
+    return {"files": names, "source": str(look.folder), "found": look.how, "note": look.note}
 
 
-def tokenizer_vocab_size(folder: Path) -> int | None:
-    """How many token ids the tokenizer in ``folder`` can produce (tokenizer.json with its added tokens, else
-    vocab.txt's lines); None when neither is there (or the tokenizers library is not installed). A tokenizer.json
-    the tokenizers library cannot read is a ConfigError naming it: the bundle would ship a file no app can load."""
-    tj, vt = folder / "tokenizer.json", folder / "vocab.txt"
-    if tj.is_file():
+def tokenizer_vocab_size(path: Path) -> int | None:
+    """How many token ids the tokenizer ``path`` (a tokenizer.json or vocab.txt, or a folder holding one) can
+    produce (tokenizer.json with its added tokens, else vocab.txt's lines); None when neither is there (or the
+    tokenizers library is not installed). A tokenizer.json the tokenizers library cannot read is a ConfigError
+    naming it: the bundle would ship a file no app can load."""
+    path = Path(path)
+    if path.is_file():
+        tj, vt = (path, None) if path.suffix.lower() != ".txt" else (None, path)
+    else:
+        tj, vt = path / "tokenizer.json", path / "vocab.txt"
+    if tj is not None and tj.is_file():
         try:
             from tokenizers import Tokenizer
         except ImportError:
@@ -202,7 +223,7 @@ def tokenizer_vocab_size(folder: Path) -> int | None:
         except Exception as e:  # noqa: BLE001 - the tokenizers library's own errors (JSON, schema) all mean one thing
             why = " ".join(str(e).split())[:200] or type(e).__name__
             raise ConfigError(f"{tj}: not a tokenizer the tokenizers library can read ({why})") from None
-    if vt.is_file():
+    if vt is not None and vt.is_file():
         try:
             with vt.open(encoding="utf-8", errors="replace") as f:
                 return sum(1 for line in f if line.strip())
@@ -211,11 +232,13 @@ def tokenizer_vocab_size(folder: Path) -> int | None:
     return None
 
 
-def _check_tokenizer_fits(model: Path, cfg: BundleConfig, plan) -> None:
+def _check_tokenizer_fits(look, plan) -> None:
     """ConfigError, before anything is written, when the tokenizer to bundle makes ids past the model's word table:
     on the phone those ids read past the table (ONNX Runtime's Gather fails, or an app gets garbage)."""
-    src = cfg.tokenizer or model.parent
-    n = tokenizer_vocab_size(Path(src))  # read even when there is no table to compare with: an unreadable one is refused
+    if look.path is None:
+        return
+    src = look.path
+    n = tokenizer_vocab_size(src)  # read even when there is no table to compare with: an unreadable one is refused
     if plan.vocab_source == "default":  # the table was not found: nothing to compare with
         return
     if n is not None and n > plan.vocab:
@@ -224,10 +247,10 @@ def _check_tokenizer_fits(model: Path, cfg: BundleConfig, plan) -> None:
                           "tokenizer the model was trained with (--tokenizer)")
 
 
-def _qnn_preflight(model: Path, cfg: BundleConfig, graph: ir.Model) -> str | None:
+def _qnn_preflight(model: Path, cfg: BundleConfig, graph: ir.Model, look=None) -> str | None:
     """Before anything is written: refuse (ConfigError naming the option) what the user asked of the QNN binary
     that cannot be done; for the defaults, say why no binary will be compiled (None: try). ``graph``: the model
-    loaded, without its external data."""
+    loaded, without its external data; ``look``: the tokenizer found (None: looked for here)."""
     from deploytool.inspection import check_position_table
 
     if cfg.profile.npu is None or not cfg.qnn:
@@ -244,16 +267,12 @@ def _qnn_preflight(model: Path, cfg: BundleConfig, graph: ir.Model) -> str | Non
         except ConfigError as e:  # not asked for: the bundle is made without the binary, and the manifest says why
             return f"{e} (pass --qnn-seq-len)"
     if cfg.qnn_calibration is not None:  # a named dataset is calibrated on, or refused: never seeded ids instead
-        from deploytool.qnn.quantize import find_tokenizer
+        from deploytool.models import TOKENIZER_HINT
 
-        try:
-            tok = find_tokenizer(model, str(cfg.tokenizer) if cfg.tokenizer else None)
-        except InputFileError as e:
-            raise ConfigError(f"--qnn-calib-data {cfg.qnn_calibration}: its texts need a tokenizer, and {e}") from None
-        if tok is None:
+        look = look or _find_tokenizer(model, cfg, graph)
+        if look.path is None:
             raise ConfigError(f"--qnn-calib-data {cfg.qnn_calibration}: its texts need a tokenizer to become token "
-                              f"ids and none is known (no tokenizer.json or vocab.txt beside {model.name}): "
-                              "pass --tokenizer")
+                              f"ids and none is known ({look.looked}): {TOKENIZER_HINT}")
         from deploytool.data import calibration_texts
 
         try:  # its columns now, not after the .ort conversion (a compile that fails leaves the bundle without it)
@@ -264,7 +283,8 @@ def _qnn_preflight(model: Path, cfg: BundleConfig, graph: ir.Model) -> str | Non
     return None
 
 
-def _qnn(model: Path, cfg: BundleConfig, stage: Path, skip: str | None = None) -> dict[str, Any]:
+def _qnn(model: Path, cfg: BundleConfig, stage: Path, skip: str | None = None,
+         tokenizer: Path | None = None) -> dict[str, Any]:
     prof = cfg.profile
     if prof.npu is None:
         return {"produced": False, "why": f"profile '{prof.name}' has no NPU (no npu section)"}
@@ -292,7 +312,7 @@ def _qnn(model: Path, cfg: BundleConfig, stage: Path, skip: str | None = None) -
                                    calibration_text_col=cfg.qnn_calibration_text_col or "text",
                                    calibration_text_pair_col=cfg.qnn_calibration_text_pair_col,
                                    calibration_fallback=False,
-                                   tokenizer=str(cfg.tokenizer) if cfg.tokenizer else None, seed=cfg.seed)
+                                   tokenizer=str(tokenizer) if tokenizer else None, seed=cfg.seed)
         res = compile_model(model, stage / "qnn", QnnCompileConfig(target=target, quant=quant,
                                                                     seq_len=seq, model_name="model"))
     except ImportError as e:
@@ -452,7 +472,8 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
     # as qnn's static_shapes, before ORT runs it (its own log line)
     graph = ir.serde.deserialize_model(proto)
     check_position_table(graph, cfg.seq_len, str(model))
-    qnn_skip = _qnn_preflight(model, cfg, graph)
+    look = _find_tokenizer(model, cfg, graph)  # the one the bundle ships and the QNN compile calibrates with
+    qnn_skip = _qnn_preflight(model, cfg, graph, look)
     if cfg.repack_memory:
         from deploytool.variant import PACKING_KEY
 
@@ -460,7 +481,7 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
             # would say it of its own options once the bundle's staging folder exists)
             raise ConfigError(f"--repack-memory: {model} has no '{PACKING_KEY}' record, so no packed weights to move "
                               "(it takes a file `deploytool pack` wrote); leave --repack-memory out for this model")
-    _check_tokenizer_fits(model, cfg, plan)
+    _check_tokenizer_fits(look, plan)
     stage = make_staging_dir(out)
     source, repacked, scratch = model, None, None
     try:
@@ -484,8 +505,8 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
         y_ort = run_ort(ort_path, feeds, config_entries=session["config_entries"])
         diff = max(float(np.max(np.abs(y_ort[k].astype(np.float64) - y_onnx[k].astype(np.float64))))
                    if y_ort[k].size else 0.0 for k in y_ort)
-        tok = _tokenizer(source, cfg, stage)
-        qnn = _qnn(source, cfg, stage, qnn_skip)
+        tok = _tokenizer(look, stage)
+        qnn = _qnn(source, cfg, stage, qnn_skip, look.path)
         host = host_info()
         files = [{"name": str(p.relative_to(stage)), "bytes": p.stat().st_size}
                  for p in sorted(stage.rglob("*")) if p.is_file()]

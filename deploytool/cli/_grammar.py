@@ -21,6 +21,8 @@ from typing import Any, Callable, Sequence
 
 import click
 
+from deploytool.models import TOKENIZER_FORMS
+
 SEQ_LEN_METAVAR = "N[,N...]"
 
 
@@ -288,3 +290,14 @@ def seq_len_option(*, default: Sequence[int] | int | None, help: str, single: bo
 def json_flag(help: str = "Print machine-readable JSON to stdout instead of the text output.") -> Callable:
     """``--json``: always a flag, always JSON on stdout."""
     return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+#: ``--tokenizer``'s help in every command that takes it (quantize --static, qnn, bundle): one lookup rule,
+#: :func:`deploytool.models.find_tokenizer`, in one set of words
+TOKENIZER_HELP = (f"The model's tokenizer: {TOKENIZER_FORMS} [default: the one beside the .onnx, else the one in the "
+                  "model folder its export read].")
+
+
+def tokenizer_option() -> Callable:
+    """``--tokenizer``: a file or a folder (:data:`TOKENIZER_HELP`); the library checks what it holds."""
+    return click.option("--tokenizer", default=None, type=click.Path(), help=TOKENIZER_HELP)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from deploytool.cli._grammar import GrammarCommand, json_flag, seq_len_option
+from deploytool.cli._grammar import GrammarCommand, json_flag, seq_len_option, tokenizer_option
 from deploytool.cli.device_cmd import profiles_dir_option
 
 
@@ -18,8 +18,7 @@ from deploytool.cli.device_cmd import profiles_dir_option
               help="Bundle folder to write (new or empty; written complete or not at all).")
 @seq_len_option(default=16, single=True, help="Sequence length of the fixed input whose outputs the manifest holds.")
 @click.option("--seed", type=int, default=0, show_default=True, metavar="INT", help="Seed of the fixed input's token ids.")
-@click.option("--tokenizer", default=None, type=click.Path(file_okay=False),
-              help="Folder with the tokenizer files [default: the model's folder].")
+@tokenizer_option()
 @click.option("--no-qnn", "no_qnn", is_flag=True, help="Do not compile the QNN context binary (NPU profiles).")
 # the QNN options default to None (BundleConfig's defaults): one given where no binary is compiled is refused
 @click.option("--qnn-seq-len", "qnn_seq_len", type=click.IntRange(min=1), default=None, metavar="INT",

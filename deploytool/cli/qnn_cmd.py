@@ -12,7 +12,7 @@ import os
 
 import click
 
-from deploytool.cli._grammar import Choice, GrammarCommand, json_flag, seq_len_option
+from deploytool.cli._grammar import Choice, GrammarCommand, json_flag, seq_len_option, tokenizer_option
 from deploytool.cli.device_cmd import profiles_dir_option
 from deploytool.errors import ConfigError
 
@@ -84,8 +84,7 @@ def _quant_options(f):
         click.option("--calib-text-pair-col", "calibration_text_pair_col", default=None,
                      help="Second text column of a --calib-data file: each text a sentence pair. Default: none, or "
                           "a file's sentence1/sentence2 (and the other GLUE pairs) where it has no 'text' column."),
-        click.option("--tokenizer", default=None, type=click.Path(file_okay=False),
-                     help="Tokenizer folder [default: the model's folder when it has tokenizer.json]."),
+        tokenizer_option(),
         click.option("--seed", type=int, default=0, show_default=True, metavar="INT",
                      help="Seed of the calibration sample and the synthetic inputs."),
     ]

@@ -10,7 +10,7 @@ import json
 
 import click
 
-from deploytool.cli._grammar import Choice, GrammarCommand
+from deploytool.cli._grammar import Choice, GrammarCommand, tokenizer_option
 from deploytool.cli._verify import echo_gate, no_verify_option
 from deploytool.errors import ConfigError
 
@@ -67,7 +67,7 @@ def _given(*params: str) -> list[str]:
               help="The --calib-data file's column of texts (a GLUE pair of columns is found by name).")
 @click.option("--calib-text-pair-col", "calib_text_pair_col", default=None,
               help="The --calib-data file's column of a sentence pair's second texts.")
-@click.option("--tokenizer", default=None, help="tokenizer.json (or folder) for --static; default: export metadata.")
+@tokenizer_option()
 @click.option("--fusion", type=Choice("deploytool.passes.quantize_int8:Fusion"), default="attention", show_default=True,
               help="How attention is written: attention (QAttention, any ORT) | onnx (ONNX's Attention op, opset 23: "
                    "needs ONNX Runtime >= 1.23; measured 3-5% faster on x86) | mha | none (ORT's path).")

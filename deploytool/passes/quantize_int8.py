@@ -166,7 +166,8 @@ class Int8Config:
     calib_text_col: ColumnName = "text"
     calib_text_pair_col: Optional[ColumnName] = None
     calib_seq_len: Integer(2, MAX_SEQ_LEN) = 128
-    tokenizer: Optional[NameOrFile] = None  # tokenizer.json (or its folder) for static; default: metadata source
+    # static's tokenizer: a tokenizer.json or vocab.txt, or a folder holding one; None: models.find_tokenizer's rule
+    tokenizer: Optional[NameOrFile] = None
     # measured fastest on MiniLM at seq 8 and 128 with bias_gelu off (benchmarks/int8_bench.py); falls back
     # to the unfused graph when ORT's optimizer fails on a model
     fusion: OneOf(Fusion) = Fusion.ATTENTION
@@ -389,47 +390,29 @@ def _lift_opset_for_layernorm(proto) -> None:
         opset.version = 17
 
 
-def _tokenizer_file(config: Int8Config, model: ir.Model) -> Path:
-    cand = config.tokenizer or _meta(model, "source")
-    if not cand:
-        raise ConfigError("tokenizer: static int8 needs the model's tokenizer (tokenizer.json or its folder); "
-                          "pass --tokenizer")
-    p = Path(cand)
-    if not p.exists() and not config.tokenizer:  # an embedded model name such as "minilm"
-        from deploytool.models import resolve_model
+def _find_tokenizer(config: Int8Config, model: ir.Model, model_path: str | os.PathLike | None):
+    """Static int8's tokenizer by the one rule (:func:`deploytool.models.find_tokenizer`): ``tokenizer`` given, else
+    beside the model's file (where the pass knows it), else in the model folder the export recorded; found
+    nowhere, a one-line ConfigError naming every place looked at."""
+    from deploytool.models import export_source, find_tokenizer
 
-        try:
-            p = resolve_model(cand)
-        except DeployError:
-            pass
-    if p.is_dir():
-        p = p / "tokenizer.json"
-    if not p.is_file():
-        if not config.tokenizer:  # the user gave none: say where the path came from
-            raise ConfigError(f"tokenizer: none given, and the model's source the export recorded, {cand!r}, has "
-                              f"no tokenizer from here ({p} not found); pass --tokenizer (a tokenizer.json or "
-                              "its folder)")
-        raise ConfigError(f"tokenizer: {p} not found (expected a tokenizer.json or a folder holding one)")
-    return p
+    look = find_tokenizer(model_path, config.tokenizer, export_source(model))
+    if look.path is None:
+        raise ConfigError(f"tokenizer: {look.missing('static int8 calibration')}")
+    return look
 
 
-def _calibration_feeds(config: Int8Config, model: ir.Model, proto) -> list[dict[str, np.ndarray]]:
+def _calibration_feeds(config: Int8Config, tokenizer: Path, proto) -> list[dict[str, np.ndarray]]:
     """The calibration batches for static int8: the calibration texts tokenized and fed as the model declares its
     inputs (names, element types, a fixed batch or sequence length): ``input_ids`` the token ids, an attention
     mask 1 on tokens and 0 on padding, token types (``token_type_ids``, ``segment_ids``) the tokenizer's (of
     sentence pairs: 0 on the first text, 1 on the second), other integer inputs zeros. A model whose inputs cannot
     be fed from text is refused in one line (dynamic int8 needs no calibration)."""
-    from tokenizers import Tokenizer
-
     from deploytool.data import calibration_texts
+    from deploytool.models import load_tokenizer
     from deploytool.runtime.inputs import REQUIRED_INPUT, plan_inputs_proto
 
-    path = _tokenizer_file(config, model)
-    try:
-        tok = Tokenizer.from_file(str(path))
-    except Exception as e:  # noqa: BLE001 - the tokenizers library raises a bare Exception for a bad file
-        raise ConfigError(f"tokenizer: {path} is not a tokenizer.json the tokenizers library can read "
-                          f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    tok = load_tokenizer(tokenizer)
     plan = plan_inputs_proto(proto, "the model", require_ids=False)
     names = [s.name for s in plan.inputs]
     if REQUIRED_INPUT not in names:
@@ -479,16 +462,24 @@ class Int8QuantizePass(DeployPass):
     """Fuse (optional) and quantize to int8 with onnxruntime.quantization (see module docstring)."""
     label = "int8"  # how messages name it: its command
 
-    def __init__(self, config: Int8Config) -> None:
+    def __init__(self, config: Int8Config, *, model_path: str | os.PathLike | None = None) -> None:
+        """``model_path``: the file the model was read from, where static int8 looks for the tokenizer first
+        when ``config.tokenizer`` is not given (:func:`deploytool.models.find_tokenizer`)."""
         super().__init__()
         require_config(config, Int8Config, "Int8QuantizePass")  # not an AttributeError in call()
         self.config = config
+        self.model_path = model_path
 
     def input_files(self) -> tuple[str, ...]:
         files = super().input_files()
         tok = self.config.tokenizer
-        if tok and Path(tok).is_dir() and (Path(tok) / "tokenizer.json").is_file():  # a folder: the file read there
-            files += (str(Path(tok) / "tokenizer.json"),)
+        if tok and Path(tok).is_dir():  # a folder: the file read there (the lookup's: tokenizer.json, else vocab.txt)
+            from deploytool.models import find_tokenizer
+
+            try:
+                files += (str(find_tokenizer(None, tok).path),)
+            except DeployError:  # the pass refuses it when it runs
+                pass
         return files
 
     def variant_step(self, result) -> dict:
@@ -596,6 +587,8 @@ class Int8QuantizePass(DeployPass):
         from deploytool.runtime.ort_quant import quantize_file
 
         cfg = cfg or self.config
+        # the tokenizer before any work: none found is refused in one line naming where it was looked for
+        look = _find_tokenizer(cfg, model, self.model_path) if cfg.static else None
         for i, n in enumerate(model.graph):  # named, to be excluded from ORT's quantizer by name (below)
             if n.op_type == "Attention" and n.domain in ("", "ai.onnx") and not n.name:
                 n.name = f"deploytool_onnx_attention_{i}"
@@ -674,7 +667,7 @@ class Int8QuantizePass(DeployPass):
                 what = "an attention bias" if extra == [5] else "a past state"
                 skipped.append(Skip(n.name, f"fused Attention with {what}: ORT's QAttention has no input for it "
                                     "(its quantizer would drop it); stays fp32"))
-        feeds = _calibration_feeds(cfg, model, proto) if cfg.static else []
+        feeds = _calibration_feeds(cfg, look.path, proto) if look is not None else []
         with scratch.temporary_directory("deploytool-int8-") as tmp:
             src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
             # the quantizer's input always has external data: onnx writes the fused proto's tensors out one at
@@ -694,8 +687,9 @@ class Int8QuantizePass(DeployPass):
             release_free_memory(collect=True)
             quantize_file(src, dst, per_channel=cfg.per_channel, weight_codes=ort_codes, nodes_to_exclude=keep_fp32,
                           external=big, feeds=feeds if cfg.static else None)
-            if cfg.static:
+            if look is not None:
                 stats["calibration_samples"] = len(feeds)
+                stats["tokenizer"] = look.described()
             # the output's weights stay memory maps (valid after the folder is removed)
             if cfg.static_reshape:
                 # probing the Reshape shapes runs the model: this option reads the output whole
@@ -809,7 +803,7 @@ def _recode_ort_weights(out: ir.Model, src: ir.Model, per_channel: bool, codes: 
     return len(done)
 
 
-def int8_pipeline(config: Int8Config) -> DeployPass:
+def int8_pipeline(config: Int8Config, *, model_path: str | os.PathLike | None = None) -> DeployPass:
     """An fp16 input upcast to fp32 first (exact: :mod:`deploytool.passes.upcast_fp16`; nothing done on an fp32
     model), an export below opset 13 upgraded to 13 (ORT's fusions write LayerNormalization, an opset-17 op,
     which only a graph at 13 or later may declare: :func:`_lift_opset_for_layernorm`; a torch opset-11 export of
@@ -827,7 +821,7 @@ def int8_pipeline(config: Int8Config) -> DeployPass:
                                                                   "use --fusion attention (QAttention)"))
     else:
         upgrade = UpgradeOpsetPass(_LN_SAFE_FROM, purpose=("for int8", f"export the model at opset >= {_LN_SAFE_FROM}"))
-    passes: list[DeployPass] = [UpcastFp16Pass(), upgrade, Int8QuantizePass(config)]
+    passes: list[DeployPass] = [UpcastFp16Pass(), upgrade, Int8QuantizePass(config, model_path=model_path)]
     if not config.skip_layernorm:
         passes.append(ResidualAddsToSumPass())
     return PassSequence(passes, main=2)
@@ -835,8 +829,9 @@ def int8_pipeline(config: Int8Config) -> DeployPass:
 
 def quantize_int8_file(src: str | os.PathLike, dst: str | os.PathLike, config: Int8Config, *,
                        verify: bool = True) -> DeployPassResult:
-    """Quantize ``src`` to int8 into ``dst`` (atomic; ``src`` untouched): :func:`deploytool.passes.transform`."""
+    """Quantize ``src`` to int8 into ``dst`` (atomic; ``src`` untouched): :func:`deploytool.passes.transform`, and
+    static int8 looks for the tokenizer beside ``src`` too (:func:`deploytool.models.find_tokenizer`)."""
     require_config(config, Int8Config, "quantize_int8_file")
-    from deploytool.passes import transform
+    from deploytool.passes.base import run_pass_file
 
-    return transform(src, dst, config, verify=verify)
+    return run_pass_file(int8_pipeline(config, model_path=src), src, dst, verify=verify)

@@ -31,8 +31,8 @@ from deploytool.errors import ConfigError, DeployError, PassRefusedError
 from deploytool.onnx_io import load_proto
 from deploytool.qnn.ep import (EMULATED_LABEL, Coverage, QnnStrictError, coverage_of, is_emulated, qnn_session,
                                require_qnn, sdk_info)
-from deploytool.qnn.quantize import (QnnQuantConfig, calibration_inputs, check_seq_len, find_tokenizer,
-                                     is_quantized, quantize_for_qnn, static_shapes)
+from deploytool.qnn.quantize import (QnnQuantConfig, calibration_inputs, check_seq_len, is_quantized,
+                                     quantize_for_qnn, static_shapes)
 from deploytool.qnn.target import NpuPrecision, QnnTarget
 
 logger = logging.getLogger(__name__)
@@ -242,8 +242,15 @@ def check_model(model_path: str | Path, cfg: QnnCheckConfig) -> QnnCheckReport:
 
     require_config(cfg, QnnCheckConfig, "check_model")  # a path or a dict: ConfigError, not AttributeError
     require_qnn()
+    from deploytool.models import TOKENIZER_HINT, export_source, find_tokenizer
+
     path = Path(model_path)
     proto = load_proto(path)
+    # the tokenizer of the fixed inputs and the task accuracy, by the rule the quantization's calibration uses
+    look = find_tokenizer(path, cfg.tokenizer, export_source(proto))
+    if cfg.eval_data is not None and look.path is None:  # before any work
+        raise ConfigError(f"--data {cfg.eval_data}: task accuracy needs the model's tokenizer and none was found "
+                          f"({look.looked}): {TOKENIZER_HINT}")
     prep = prepare(proto, cfg.target, quant=cfg.quant, seq_len=cfg.seq_len, model_path=path,
                    reference=cfg.reference, tokenizer=cfg.tokenizer)
     with scratch.temporary_directory("deploytool-qnn-check-") as tmp:
@@ -266,7 +273,7 @@ def check_model(model_path: str | Path, cfg: QnnCheckConfig) -> QnnCheckReport:
         if cfg.strict and strict_error:
             raise QnnStrictError(f"{path}: strict mode fails on {cfg.target.soc_name}: {strict_error}")
 
-        tok = find_tokenizer(path, cfg.tokenizer)
+        tok = look.path
         # the dataset is passed with no tokenizer too: the note then says the tokenizer is what is missing
         feeds, note = calibration_inputs(prep.model, seq_len=prep.seq_len, n=cfg.fixed_inputs,
                                          data=cfg.eval_data or cfg.fixed_data,
@@ -288,26 +295,26 @@ def check_model(model_path: str | Path, cfg: QnnCheckConfig) -> QnnCheckReport:
                 acc[key + "_real_tokens"] = tokens
         task = None
         if cfg.eval_data is not None:
-            task = _task_accuracy(sess, prep, tmp, cfg, tok, path)
+            task = _task_accuracy(sess, prep, tmp, cfg, look, path)
     return QnnCheckReport(model=str(path), target=cfg.target, mode=prep.mode, precision=prep.precision,
                           seq_len=prep.seq_len, coverage=cov,
                           strict_passed=strict_error is None, strict_error=strict_error, accuracy=acc, task=task,
                           prepare=prep.stats, sdk=sdk_info(), emulated=is_emulated(), compile_s=compile_s)
 
 
-def _task_accuracy(sess, prep: PreparedModel, tmp: str, cfg: QnnCheckConfig, tok, path: Path) -> dict:
+def _task_accuracy(sess, prep: PreparedModel, tmp: str, cfg: QnnCheckConfig, look, path: Path) -> dict:
+    """``look``: the tokenizer found (:func:`deploytool.models.find_tokenizer`; check_model refused none)."""
     from deploytool.data import class_count, labels_folder, load_dataset, match_labels, model_labels
     from deploytool.qnn.quantize import _feeds, _tokenize
 
-    if tok is None:
-        raise ConfigError(f"--data {cfg.eval_data}: task accuracy needs the model's tokenizer (pass --tokenizer)")
+    tok = look.path
     if prep.reference is None:
         raise ConfigError("--data: task accuracy needs the float model (pass --reference for a QDQ model)")
     out = sess.get_outputs()[0]
     ds = load_dataset(cfg.eval_data, seed=cfg.seed, matched=True)  # '1' and '1.0': match_labels gives one class
     # the data's labels as the model's class ids, by name, as eval reads them (they were taken by sorted index:
     # fresh/rotten scored as classes 0/1 of a {0: negative, 1: positive} model, the accuracy of the swapped classes)
-    names_from = labels_folder(path, Path(tok))
+    names_from = labels_folder(path, look.folder)
     id2label = model_labels(names_from)
     width = out.shape[-1] if len(out.shape) == 2 and isinstance(out.shape[-1], int) else None
     class_ids, note = match_labels(ds.label_names, id2label, f"--data {cfg.eval_data}", width, model=str(names_from))

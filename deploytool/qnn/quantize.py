@@ -38,7 +38,7 @@ import onnx
 
 from deploytool import onnx_io, scratch, units
 from deploytool.choices import OWN_CHECK, config, parse_enum
-from deploytool.errors import ConfigError, InputFileError, PassRefusedError
+from deploytool.errors import ConfigError, PassRefusedError
 from deploytool.qnn.ep import short_reason
 from deploytool.qnn.target import QuantDtype
 from deploytool.validation import check_calibration_columns
@@ -46,7 +46,7 @@ from deploytool.validation import check_calibration_columns
 logger = logging.getLogger(__name__)
 
 __all__ = ["MaskHandling", "QnnQuantConfig", "QnnQuantResult", "calibration_inputs", "check_calibration_data",
-           "fp16_weights", "is_quantized", "quantize_for_qnn", "static_shapes", "find_tokenizer"]
+           "fp16_weights", "is_quantized", "quantize_for_qnn", "static_shapes"]
 
 #: the sequence length the HTP model is made for when none is given and the model's inputs do not fix one
 DEFAULT_SEQ_LEN = units.QNN_SEQ_LEN
@@ -79,7 +79,9 @@ class QnnQuantConfig:
     # no tokenizer known for calibration_data's texts: True = seeded token ids stand in (the stats say so), for a
     # default dataset; False = refuse, for one the user named (calibrating on something else would be a lie)
     calibration_fallback: bool = True
-    tokenizer: str | None = None  # a folder with tokenizer.json (or vocab.txt)
+    # a tokenizer.json or vocab.txt, or a folder holding one; None: deploytool.models.find_tokenizer's rule (beside the
+    # model's file, else in the model folder the export recorded)
+    tokenizer: str | None = None
     per_channel: bool = False
     # the word-embedding table: None = the activation type (QNN's Gather keeps one type from table to
     # output, so with uint16 activations the table is stored in 16 bits); uint8 halves its bytes and
@@ -235,39 +237,14 @@ def check_table(model: onnx.ModelProto, seq_len: int, option: str = "--seq-len")
     check_position_table(ir.serde.deserialize_model(model), seq_len, None, option)
 
 
-def find_tokenizer(model_path: str | Path | None, tokenizer: str | None) -> Path | None:
-    """The tokenizer folder: ``tokenizer`` if given, else the model's own folder when it has one."""
-    if tokenizer:
-        p = Path(tokenizer)
-        if not ((p / "tokenizer.json").is_file() or (p / "vocab.txt").is_file()):
-            raise InputFileError(f"{p}: no tokenizer.json or vocab.txt (not a tokenizer folder)")
-        return p
-    if model_path is not None:
-        d = Path(model_path).parent
-        if (d / "tokenizer.json").is_file() or (d / "vocab.txt").is_file():
-            return d
-    return None
-
-
-def _tokenize(folder: Path, texts: list[str] | list[tuple[str, str]], seq: int
+def _tokenize(tokenizer: Path, texts: list[str] | list[tuple[str, str]], seq: int
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Token ids, attention mask and token types of ``texts`` padded to ``seq``; a (text, second text) tuple is a
-    sentence pair, one input with types 0 then 1."""
-    from tokenizers import Tokenizer
+    sentence pair, one input with types 0 then 1. ``tokenizer``: a tokenizer.json or vocab.txt, or a folder
+    holding one (:func:`deploytool.models.load_tokenizer`)."""
+    from deploytool.models import load_tokenizer
 
-    if (folder / "tokenizer.json").is_file():
-        tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    else:  # a BERT vocab.txt: lower-cased WordPiece with [CLS] ... [SEP]
-        from tokenizers import models, normalizers, pre_tokenizers, processors
-
-        tok = Tokenizer(models.WordPiece.from_file(str(folder / "vocab.txt"), unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-        if cls_id is not None and sep_id is not None:
-            tok.post_processor = processors.TemplateProcessing(
-                single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-                special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+    tok = load_tokenizer(tokenizer)
     pad_id = tok.token_to_id("[PAD]")
     pad_id = 0 if pad_id is None else pad_id
     tok.enable_truncation(max_length=seq)
@@ -338,7 +315,7 @@ def calibration_inputs(model: onnx.ModelProto, *, seq_len: int, n: int, data: st
         length = int(rng.integers(max(1, seq_len // 4), seq_len + 1)) if r % 4 else seq_len
         mask[r, :length] = 1
         ids[r, length:] = 0
-    why = "no dataset given" if data is None else "no tokenizer folder known (pass --tokenizer)"
+    why = "no dataset given" if data is None else "no tokenizer known (pass --tokenizer)"
     note = (f"NOTE: {n} seeded random token-id rows (seed {seed}, lengths {seq_len // 4}-{seq_len}, padded), "
             f"not real text: {why}")
     return _feeds(model, ids, mask), note
@@ -404,11 +381,13 @@ def quantize_for_qnn(model: onnx.ModelProto, cfg: QnnQuantConfig, *,
                                "needs the fp32 model (quantize the file it was made from), or run this one in the "
                                "HTP's fp16 mode (qnn check|compile --fp16)")
     # the calibration source before any work: a dataset the user named is used, or refused
-    tok = find_tokenizer(model_path, cfg.tokenizer)
+    from deploytool.models import TOKENIZER_HINT, export_source, find_tokenizer
+
+    look = find_tokenizer(model_path, cfg.tokenizer, export_source(model))
+    tok = look.path
     if cfg.calibration_data is not None and tok is None and not cfg.calibration_fallback:
-        where = f" (no tokenizer.json or vocab.txt beside {name})" if model_path else ""
         raise ConfigError(f"calibration_data: '{cfg.calibration_data}' is text and no tokenizer is known to turn "
-                          f"it into token ids{where}: pass --tokenizer, or 'none' for seeded token ids")
+                          f"it into token ids ({look.looked}): {TOKENIZER_HINT}, or 'none' for seeded token ids")
     t0 = time.perf_counter()
     reference, seq = static_shapes(model, cfg.seq_len)
     stats: dict = {"activation_dtype": cfg.activation_dtype.value, "weight_dtype": cfg.weight_dtype.value,
@@ -427,7 +406,8 @@ def quantize_for_qnn(model: onnx.ModelProto, cfg: QnnQuantConfig, *,
     feeds, note = calibration_inputs(prepared, seq_len=seq, n=cfg.calibration_size, data=cfg.calibration_data,
                                      tokenizer=tok, seed=cfg.seed, text_col=cfg.calibration_text_col,
                                      text_pair_col=cfg.calibration_text_pair_col)
-    stats["calibration"] = note
+    # which tokenizer, where the one beside the model and the export's folder's differ (one line, in the note)
+    stats["calibration"] = note + (f"; {look.note}" if look.note and cfg.calibration_data is not None and tok else "")
     with scratch.temporary_directory("deploytool-qnn-") as tmp, _quiet_quantizer():
         src, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "qdq.onnx")
         onnx.save(prepared, str(src))
