@@ -122,10 +122,11 @@ def load_profile(name_or_path: str | os.PathLike | Profile,
 
     text = str(name_or_path)
     search = _dirs(dirs)  # checked also when a path names the profile
-    if text.endswith((".yaml", ".yml")) or os.sep in text:
+    yaml_name = text.lower().endswith((".yaml", ".yml"))  # 'board.YAML' is a file too, not a name to look up
+    if yaml_name or os.sep in text:
         if not os.path.lexists(text):  # 'kirin990.yaml' typed for the profile kirin990: say it is a name
             known = sorted(_files(search))
-            stem = Path(text).stem if text.endswith((".yaml", ".yml")) else Path(text).name
+            stem = Path(text).stem if yaml_name else Path(text).name
             if match_name(stem, known):
                 raise InputFileError(f"{text}: no such device profile file; '{match_name(stem, known)}' is a known "
                                   f"profile name: give it without the path and .yaml")

@@ -46,3 +46,15 @@ def test_a_path_stays_a_path(tmp_path, monkeypatch):
         load_profile("KIRIN990.yaml")
     assert str(e.value) == ("KIRIN990.yaml: no such device profile file; 'kirin990' is a known profile name: give it "
                             "without the path and .yaml")
+
+
+def test_a_file_with_an_upper_case_extension_is_a_path(tmp_path, monkeypatch):
+    """'board.YAML' (a camera-roll or Windows habit) was looked up as a profile name: "unknown device profile
+    'board.YAML'", though the file was there."""
+    monkeypatch.chdir(tmp_path)
+    data = yaml.safe_load((BUILTIN_PROFILE_DIR / "kirin990.yaml").read_text())
+    data["name"] = "board"
+    (tmp_path / "board.YAML").write_text(yaml.safe_dump(data))
+    assert load_profile("board.YAML").path == "board.YAML"
+    res = CliRunner().invoke(main, ["profiles", "show", "board.YAML", "--json"])
+    assert res.exit_code == 0 and yaml.safe_load(res.stdout)["name"] == "board", res.output
