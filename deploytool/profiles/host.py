@@ -33,14 +33,15 @@ from typing import Annotated, Any
 
 from pydantic import PlainValidator
 
+from deploytool.choices import match_name
 from deploytool.errors import ConfigError
 from deploytool.validation import invalid, kind_of, schema, validate
 
 __all__ = ["HostOptions", "build_host_profile", "is_host_template"]
 
 def _threads(v: Any) -> Any:
-    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-        return v
+    if match_name(v, ["auto"]) or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+        return v  # 'Auto' too: a keyword is a choice, matched as every choice is (choices.match_name)
     raise invalid(f"expected 'auto' (the usable cores) or a positive integer, got {kind_of(v)}")
 
 
@@ -111,7 +112,7 @@ def build_host_profile(data: Mapping[str, Any], source: str, options: HostOption
     validate(HostTemplate, dict(data) if isinstance(data, Mapping) else data, source)
     facts = facts or detect_host()
     threads = data["threads"]
-    if threads == "auto":
+    if match_name(threads, ["auto"]):
         threads = facts.usable_cores
     if threads > facts.usable_cores:
         raise ConfigError(f"{source}: threads: expected at most the {facts.usable_cores} usable core(s) of this "

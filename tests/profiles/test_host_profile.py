@@ -152,6 +152,15 @@ def test_host_template_errors_name_file_and_key(change, match):
         build_host_profile({**TEMPLATE, **change}, "host.yaml", facts=_facts(4), measurement=_measurement(_facts(4)))
 
 
+@pytest.mark.parametrize("auto", ["Auto", " AUTO "])
+def test_threads_auto_is_a_keyword_in_any_case(auto):
+    """'threads: Auto' was refused ("expected 'auto' ... got str 'Auto'"), while every other closed-set choice
+    matches in any case (choices.match_name)."""
+    p = build_host_profile({**TEMPLATE, "threads": auto}, "host.yaml", facts=_facts(4),
+                           measurement=_measurement(_facts(4)))
+    assert p.threads == 4
+
+
 def test_no_shipped_profile_hard_codes_the_build_machine(tmp_path):
     profs = {p.name: p for p in list_profiles(host=HostOptions(cache_dir=tmp_path, measure=False))}
     for name in ("host", "x86-host"):
