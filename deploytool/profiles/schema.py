@@ -453,6 +453,11 @@ class Profile:
         if type(data["schema_version"]) is not int or data["schema_version"] != SCHEMA_VERSION:  # not 1.0, not true
             raise invalid(f"expected {SCHEMA_VERSION} (the profile schema this deploytool reads), "
                           f"got {show(data['schema_version'])}", "schema_version")
+        if "from_host" in data:  # true made a host template (profiles.host): 1 or 'true' was 'from_host: unknown key'
+            got = data["from_host"]
+            raise invalid(f"expected true (a profile built from this machine, as host.yaml is), or no from_host key "
+                          f"for a written profile, got {str(got).lower() if isinstance(got, bool) else show(got)}",
+                          "from_host")
         for k in data:  # checked here, not by the dataclass: its fields path and host are set by deploytool
             if k not in _DOCUMENT_KEYS:
                 hint = did_you_mean(str(k), list(_DOCUMENT_KEYS)) or f" (allowed: {', '.join(_DOCUMENT_KEYS)})"
