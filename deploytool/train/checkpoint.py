@@ -104,13 +104,16 @@ def load_classifier(name_or_path: str | os.PathLike, *, num_labels: int | None =
     return model
 
 
+# the files one of which a model folder's tokenizer is read from
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model")
+
+
 @_quiet_transformers()
 def load_tokenizer(folder: str | os.PathLike):
     import transformers as tr
 
-    vocab_files = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model")
-    if Path(folder).is_dir() and not any((Path(folder) / n).is_file() for n in vocab_files):
-        raise InputFileError(f"{folder}: no tokenizer in the model folder (none of {', '.join(vocab_files)}); "
+    if Path(folder).is_dir() and not any((Path(folder) / n).is_file() for n in TOKENIZER_FILES):
+        raise InputFileError(f"{folder}: no tokenizer in the model folder (none of {', '.join(TOKENIZER_FILES)}); "
                              "copy the tokenizer files the model was trained with into it")
     try:
         return tr.AutoTokenizer.from_pretrained(str(folder))

@@ -48,17 +48,18 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
-from deploytool.errors import ConfigError
+from deploytool.errors import ConfigError, InputFileError
 from deploytool.quant.quantizers import binarize, dequantize, split_ternary, ternarize
 from deploytool.train.batching import check_max_length, check_vocab, encode, make_accelerator, torch_max_length
 from deploytool.train.teacher_data import check_same_labels, load_teacher_data
 from deploytool.train.checkpoint import check_output_folder, data_file, load_classifier, load_tokenizer, read_meta, \
-    require_classifier, resolve_folder, save_folder
+    require_classifier, resolve_folder, save_folder, TOKENIZER_FILES
 from deploytool.train.batching import keeps_torch_threads
 from deploytool.train.config import QATConfig, QuantMode
 from deploytool.train.evaluate import evaluate_torch
@@ -164,6 +165,33 @@ def freeze_quantized(model):
     return model
 
 
+def check_init_fits(teacher, teacher_folder, init, init_folder, tok) -> None:
+    """InputFileError unless the ``--init`` model can be distilled from the teacher: the same hidden size and heads
+    per layer (the hidden-state and attention losses compare them: another size died in the first step with torch's
+    size mismatch, an internal error) and, where its folder has a tokenizer, the teacher's vocabulary (the teacher's
+    tokenizer makes the ids: another vocabulary of the same size trained and saved a model whose embeddings were
+    read under other tokens, without a word)."""
+    what = f"--init model {init_folder}"
+    for attr, name in (("hidden_size", "hidden size"), ("num_attention_heads", "attention heads per layer")):
+        a, b = getattr(init.config, attr, None), getattr(teacher.config, attr, None)
+        if a is not None and b is not None and a != b:
+            raise InputFileError(f"{what}: {name} {a}, the teacher's ({teacher_folder}) {b}; the student is "
+                                 "distilled from the teacher layer by layer: give a model of the teacher's shape "
+                                 "(the teacher's DynaBERT folder, say)")
+    if not any((Path(init_folder) / n).is_file() for n in TOKENIZER_FILES):
+        return
+    own = load_tokenizer(init_folder).get_vocab()
+    theirs = tok.get_vocab()
+    if own != theirs:
+        diff = sorted(set(own.items()) ^ set(theirs.items()), key=lambda kv: kv[1])
+        token, tid = diff[0]
+        which = "the --init model's" if own.get(token) == tid else "the teacher's"
+        raise InputFileError(f"{what}: its tokenizer's vocabulary is not the teacher's ({teacher_folder}): "
+                             f"{len(own):,} tokens against {len(theirs):,}, first difference id {tid} "
+                             f"({which} {token!r}); its embeddings were trained on other token ids: give a model "
+                             "trained with the teacher's tokenizer")
+
+
 @keeps_torch_threads
 def train_qat(cfg: QATConfig) -> dict:
     from deploytool.choices import require_config
@@ -183,17 +211,20 @@ def train_qat(cfg: QATConfig) -> dict:
     check_supported(teacher)
     check_max_length(cfg.data.max_length, torch_max_length(teacher), f"the teacher {folder}")  # before any training
     check_vocab(tok, teacher, f"the teacher {folder}")
-    teacher.to(acc.device).eval().requires_grad_(False)
-    pad = tok.pad_token_id or 0
-    enc = encode(tok, ds.train, cfg.data.max_length, limit=cfg.data.max_train, what="train")
-    teacher_dev = evaluate_torch(teacher, tok, ds, "dev", cfg.data, device=acc.device)
-    if cfg.tws:
+    if cfg.tws:  # the --init model checked before any work (the teacher's dev accuracy: minutes on a real model)
         init_folder = resolve_folder(cfg.init) if cfg.init is not None else folder
         # a model of its own to cut: the teacher's copy, or the --init folder loaded (nothing else holds it)
         init = copy.deepcopy(teacher) if cfg.init is None else load_classifier(init_folder, num_labels=ds.num_labels)
         check_supported(init)
         check_max_length(cfg.data.max_length, torch_max_length(init), f"the --init model {init_folder}")
         check_vocab(tok, init, f"the --init model {init_folder}", tokenizer_from=folder)  # the teacher's tokens
+        if cfg.init is not None:
+            check_init_fits(teacher, folder, init, init_folder, tok)
+    teacher.to(acc.device).eval().requires_grad_(False)
+    pad = tok.pad_token_id or 0
+    enc = encode(tok, ds.train, cfg.data.max_length, limit=cfg.data.max_train, what="train")
+    teacher_dev = evaluate_torch(teacher, tok, ds, "dev", cfg.data, device=acc.device)
+    if cfg.tws:
         try:  # a width that keeps no head was cut to one head and recorded as the width asked for (dynabert refuses it)
             check_sizes(init, (cfg.tws_width,), ())
         except ConfigError as e:

@@ -519,3 +519,46 @@ def test_distill_importance_examples_with_a_random_student_is_refused(tiny, tmp_
                                       "--layers", "1", "--hidden", "16", "--heads", "2", "--ffn", "32", "--epochs",
                                       "0.5", "--max-train", "8", "--threads", "1"])
         assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("init, words", [
+    ("wide", ["hidden size 48, the teacher's", "32"]),
+    ("heads2", ["attention heads per layer 2, the teacher's", "4"]),
+    ("othervocab", ["its tokenizer's vocabulary is not the teacher's", "first difference id 5"]),
+])
+def test_qat_tws_init_of_another_shape_or_vocabulary_is_refused(tiny, tmp_path, init, words):
+    """qat --tws --init of a model of another hidden size died in the first step with torch's size mismatch (exit 1,
+    'internal error RuntimeError'); one of the teacher's shape but another vocabulary (the same size, other tokens)
+    trained and saved a student whose embeddings were read under the teacher's token ids, exit 0."""
+    from transformers import BertTokenizerFast
+
+    from deploytool.testing.toy_text import tiny_classifier_folder
+
+    folder = tmp_path / init
+    if init == "wide":
+        tiny_classifier_folder(folder, layers=2, hidden=48, heads=4)
+    elif init == "heads2":
+        tiny_classifier_folder(folder, layers=2, heads=2)
+    else:
+        tiny_classifier_folder(folder, layers=2, seed=1)
+        v = (folder / "vocab.txt").read_text().splitlines()
+        (folder / "vocab.txt").write_text("\n".join(v[:5] + v[5:][::-1]) + "\n")  # same size, tokens moved
+        BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    out = tmp_path / "q"
+    _fails(["qat", "--teacher", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"), "-o", str(out), "--mode", "binary",
+            "--tws", "--init", str(folder), "--epochs", "0.5", "--max-train", "8", "--threads", "1"],
+           f"--init model {folder}", *words, out=out)
+
+
+def test_qat_tws_init_of_the_teacher_shape_and_tokenizer_trains(tiny, tmp_path):
+    """The check above passes a model of the teacher's shape and tokenizer (its own copy; another depth too)."""
+    from deploytool.testing.toy_text import tiny_classifier_folder
+
+    deeper = tiny_classifier_folder(tmp_path / "deeper", layers=3, seed=2)
+    for init in (tiny / "tiny", deeper):
+        out = tmp_path / f"q_{init.name}"
+        r = CliRunner().invoke(main, ["qat", "--teacher", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"), "-o",
+                                      str(out), "--mode", "binary", "--tws", "--init", str(init), "--epochs", "0.5",
+                                      "--max-train", "8", "--threads", "1"])
+        assert r.exit_code == 0, r.output
+        assert (out / "model.safetensors").is_file()
