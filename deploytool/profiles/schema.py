@@ -495,7 +495,7 @@ class Profile:
         return self
 
     @model_validator(mode="after")
-    def _across(self) -> Profile:
+    def _across(self, info: ValidationInfo) -> Profile:
         wrong = sorted(f.value for f in self.features
                        if f.value in (_X86_ONLY if self.arch is Arch.AARCH64 else _ARM_ONLY))
         if wrong:
@@ -517,7 +517,9 @@ class Profile:
             # ('four' or '2.5' failed there, a bundle already shipped); 0 or past the cores is threads' mistake too
             n = ep.options.get("intra_op_num_threads") if ep.provider is ExecutionProvider.XNNPACK else None
             if n is not None and not (re.fullmatch(r"\d{1,6}", n) and 1 <= int(n) <= total):
-                raise invalid(f"expected a whole number of threads from 1 to {total} (the cores listed under cpu), "
+                detected = (info.context or {}).get("detected")
+                cores = "this machine's usable cores" if detected else "the cores listed under cpu"
+                raise invalid(f"expected a whole number of threads from 1 to {total} ({cores}), "
                               f"got {show(n) if not re.fullmatch(r'-?[0-9.e+]+', n) else n}",
                               f"execution_providers[{i}].options.intra_op_num_threads")
         if self.qemu_cpu is not None and self.arch is not Arch.AARCH64:

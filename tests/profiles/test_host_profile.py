@@ -161,6 +161,16 @@ def test_threads_auto_is_a_keyword_in_any_case(auto):
     assert p.threads == 4
 
 
+def test_an_xnnpack_thread_count_past_this_machine_s_cores_names_them():
+    """A host template has no cpu key: its XNNPACK thread count is checked against the usable cores, and said so."""
+    eps = [{"name": "XNNPACK", "options": {"intra_op_num_threads": 64}}, "CPU"]
+    with pytest.raises(ConfigError) as e:
+        build_host_profile({**TEMPLATE, "execution_providers": eps}, "host.yaml", facts=_facts(4),
+                           measurement=_measurement(_facts(4)))
+    assert str(e.value) == ("host.yaml: execution_providers[0].options.intra_op_num_threads: expected a whole number "
+                            "of threads from 1 to 4 (this machine's usable cores), got 64")
+
+
 def test_no_shipped_profile_hard_codes_the_build_machine(tmp_path):
     profs = {p.name: p for p in list_profiles(host=HostOptions(cache_dir=tmp_path, measure=False))}
     for name in ("host", "x86-host"):
