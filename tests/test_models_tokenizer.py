@@ -207,6 +207,18 @@ def test_a_tokenizer_option_that_is_no_tokenizer_is_one_line(story, command):
     _nothing_written()
 
 
+@pytest.mark.skipif(_NO_QNN is not None, reason=_NO_QNN or "")
+def test_qnn_check_task_accuracy_without_a_tokenizer_is_refused_before_any_work(story):
+    """(c) qnn check --data: refused before the HTP session is made (it was after), naming each place."""
+    model = story()
+    r = CliRunner().invoke(main, ["qnn", "check", str(model), "--profile", "snapdragon-sm8650", "--seq-len", "8",
+                                  "--fp16", "--data", "texts.csv", "-o", "c.json"])
+    line = _one_line_error(r)
+    assert line.startswith("error: --data texts.csv: task accuracy needs the model's tokenizer and none was found"), line
+    assert "none beside m.onnx (in out)" in line and "'./my-bert'" in line and "pass --tokenizer (" in line, line
+    assert not Path("c.json").exists()
+
+
 def test_the_three_options_share_one_help():
     """One rule, one help: what --tokenizer takes (a vocab.txt too) and where it looks by default."""
     import click
