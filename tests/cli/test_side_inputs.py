@@ -201,9 +201,10 @@ def test_a_full_disk_is_one_line_naming_the_output(tiny_onnx, tmp_path, monkeypa
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    src = tiny_onnx("bert", layers=2)  # made before the disk fills (the fixture writes through atomic_path too)
     monkeypatch.setattr(onnx_io, "atomic_path", full)
     out = tmp_path / "o.onnx"
-    res = CliRunner().invoke(main, ["slice", str(tiny_onnx("bert", layers=2)), "--width", "0.5", "-o", str(out)])
+    res = CliRunner().invoke(main, ["slice", str(src), "--width", "0.5", "-o", str(out)])
     assert res.exit_code == 2, res.output
     text = res.output + (res.stderr if hasattr(res, "stderr") and res.stderr_bytes is not None else "")
     assert "No space left on device" in text and str(out) in text and "internal error" not in text
