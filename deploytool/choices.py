@@ -20,8 +20,8 @@ from deploytool.errors import ConfigError
 
 E = TypeVar("E", bound=enum.Enum)
 
-__all__ = ["did_you_mean", "enum_choices", "match_enum", "match_name", "not_one_of", "parse_enum", "require_callback",
-           "require_config"]
+__all__ = ["DEPRECATION_LOGGER", "deprecated", "did_you_mean", "enum_choices", "match_enum", "match_name", "not_one_of",
+           "parse_enum", "require_callback", "require_config"]
 
 
 def name_key(value: str) -> str:
@@ -98,6 +98,23 @@ def parse_enum(cls: type[E], value: Any, field: str, *, by_name: bool = False,
     if m is None:
         raise ConfigError(f"{field}: {not_one_of(enum_choices(cls, by_name=by_name, allowed=allowed), value)}")
     return m
+
+
+#: the logger of every deprecation line (an old CLI option, an old recipe key): a program's logging set-up shows or
+#: silences them apart from the rest (without one, Python's last-resort handler prints the bare line on stderr); the
+#: CLI prints each once, bare, on stderr (cli._grammar.GrammarCommand)
+DEPRECATION_LOGGER = "deploytool.deprecated"
+
+
+def deprecated(old: str, new: str, where: str = "") -> str:
+    """Say, once, that ``old`` still works for one release and is now ``new`` (``where``: the file it is in), in the
+    one wording every old spelling has: ``deprecated: [where: ]old is now new; the old spelling goes in the next
+    release``. Logged as a WARNING on :data:`DEPRECATION_LOGGER`; returns the line."""
+    import logging
+
+    line = f"deprecated: {f'{where}: ' if where else ''}{old} is now {new}; the old spelling goes in the next release"
+    logging.getLogger(DEPRECATION_LOGGER).warning("%s", line)
+    return line
 
 
 def show(value: Any, limit: int = 80) -> str:

@@ -7,17 +7,19 @@
   (8, 128); a command that uses one length refuses several in one line.
 - numeric options are typed (``INT``, ``FLOAT``, units such as ``MS``, ``GB``) and every option has help.
 - old spellings keep working for one release: :class:`GrammarCommand` rewrites them before parsing
-  and prints ONE ``deprecated:`` line on stderr per old spelling used.
+  and prints ONE ``deprecated:`` line on stderr per old spelling used, as it prints a recipe's old key's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import importlib
+import logging
 import math
 import os
 import re
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import click
 
@@ -27,8 +29,47 @@ SEQ_LEN_METAVAR = "N[,N...]"
 
 
 def warn_deprecated(old: str, new: str) -> None:
-    """The one deprecation line (stderr), shared by every command."""
-    click.echo(f"deprecated: {old} is now {new}; the old spelling goes in the next release", err=True)
+    """The one deprecation line, shared by every command and by the recipes' old keys (choices.deprecated), printed
+    on stderr as it is while a command runs (:func:`deprecations_on_stderr`)."""
+    from deploytool.choices import deprecated
+
+    deprecated(old, new)
+
+
+class _DeprecationLines(logging.Handler):
+    """Each deprecation line once, as it is (no level, no logger name), on the command's stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = record.getMessage()
+        if line not in self.seen:
+            self.seen.add(line)
+            click.echo(line, err=True)
+
+
+@contextlib.contextmanager
+def deprecations_on_stderr(ctx: click.Context) -> Iterator[None]:
+    """While a command parses its options and runs, the library's deprecation lines (an old recipe key read by
+    ``run``) are printed as the CLI's own are, each once, not through the root logger's format ('WARNING
+    deploytool.recipes.schema: deprecated: ...'); logging's configuration is as it was afterwards."""
+    from deploytool.choices import DEPRECATION_LOGGER
+
+    lg = logging.getLogger(DEPRECATION_LOGGER)
+    handler = ctx.meta.setdefault("deploytool.deprecations", _DeprecationLines())  # one per run: parse and invoke
+    if handler in lg.handlers:  # already in place (a nested call)
+        yield
+        return
+    propagate = lg.propagate
+    lg.addHandler(handler)
+    lg.propagate = False
+    try:
+        yield
+    finally:
+        lg.removeHandler(handler)
+        lg.propagate = propagate
 
 
 def _looks_like_json_file(token: str) -> bool:
@@ -106,6 +147,10 @@ class GrammarCommand(click.Command):
         super().__init__(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
+        with deprecations_on_stderr(ctx):
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context) -> Any:
         from deploytool.errors import ConfigError, OutputPathError, PassRefusedError
 
         try:
@@ -146,6 +191,10 @@ class GrammarCommand(click.Command):
             raise
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        with deprecations_on_stderr(ctx):
+            return self._parse_args(ctx, args)
+
+    def _parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
             rest = super().parse_args(ctx, rewrite_old_spellings(args, self.renamed, self.json_file))
         except click.UsageError as e:  # click's parser raises "Option '--width' requires an argument." without

@@ -32,7 +32,6 @@ Layout (all keys but ``schema_version``, ``name`` and ``model`` are optional)::
 from __future__ import annotations
 
 import enum
-import logging
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -41,7 +40,7 @@ import yaml
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 from typing_extensions import Annotated
 
-from deploytool.choices import array_numbers, did_you_mean, first_repeat, is_array, not_one_of
+from deploytool.choices import array_numbers, deprecated, did_you_mean, first_repeat, is_array, not_one_of
 from deploytool.errors import ConfigError, not_a_file
 from deploytool.validation import (Choice, ColumnName, Fraction, Integer, OneOf, Text, invalid, kind_of,
                                    label_column_problem, pair_column_problem, read_text_file, safe_load_yaml, schema, show,
@@ -50,8 +49,6 @@ from deploytool.units import MAX_SEQ_LEN
 from deploytool.variant import PRECISIONS, Precision
 
 SCHEMA_VERSION = 1
-
-logger = logging.getLogger(__name__)
 
 # a recipe key is its CLI option's name with '-' -> '_' (--calib-data -> calib_data); keys renamed to follow that
 # rule: old -> new, read for one more release with a deprecation line. int8's options (in passes and sweep.options):
@@ -141,8 +138,7 @@ def _renamed(params: Any, where: str, info: ValidationInfo, at: str = "",
     source = (info.context or {}).get("source", "<recipe>")
     for old, new in renamed.items():
         if old in params:
-            logger.warning("deprecated: %s: %s.%s is now %s; the old key goes in the next release", source, where,
-                           old, new)
+            deprecated(f"{where}.{old}", new, source)
     return {renamed.get(k, k): v for k, v in params.items()}
 
 

@@ -183,6 +183,42 @@ def test_old_run_out_still_works(tmp_path):
     assert not [ln for ln in _err_lines(new) if ln.startswith("deprecated:")]
 
 
+OLD_RECIPE = """schema_version: 1
+name: old
+model: minilm
+devices: [x86-host]
+bench: {seq_lens: [8], batch: 1, runs: 3}
+"""
+
+
+def test_a_recipes_old_keys_print_as_the_options_do(tmp_path, caplog):
+    """'run old.yaml --out o' printed the option's line bare and the recipe's through the logger, in other words:
+    'deprecated: --out is now --output; the old spelling goes in the next release' then 'WARNING
+    deploytool.recipes.schema: deprecated: old.yaml: bench.batch is now batch_size; the old key goes in the next
+    release'. One wording and one look now, each line once; a program using the library gets the recipe's lines
+    through logging (logger deploytool.deprecated), bare on stderr when it set up no logging."""
+    import logging
+    import subprocess
+    import sys
+
+    (tmp_path / "old.yaml").write_text(OLD_RECIPE)
+    tail = "the old spelling goes in the next release"
+    keys = [f"deprecated: old.yaml: bench.batch is now batch_size; {tail}",
+            f"deprecated: old.yaml: bench.seq_lens is now seq_len; {tail}"]
+    res = subprocess.run([sys.executable, "-m", "deploytool", "run", "old.yaml", "--out", "o", "--check"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines() == [f"deprecated: --out is now --output; {tail}", *keys]
+    lib = subprocess.run([sys.executable, "-c", "from deploytool.recipes import load_recipe; load_recipe('old.yaml')"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert lib.returncode == 0 and lib.stderr.splitlines() == keys, lib.stderr
+    from deploytool.recipes import load_recipe
+
+    with caplog.at_level(logging.WARNING):
+        load_recipe(tmp_path / "old.yaml")
+    assert [(r.name, r.levelno) for r in caplog.records] == [("deploytool.deprecated", logging.WARNING)] * 2
+
+
 def test_json_flag_before_a_model_is_the_flag(tiny_onnx):
     """`--json` followed by a model (not a .json path) is the new flag, not an output file."""
     res = CliRunner().invoke(main, ["bench", "--json", str(tiny_onnx()), "--seq-len", "8", "--runs", "2",

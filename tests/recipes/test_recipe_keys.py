@@ -48,8 +48,8 @@ def test_the_old_keys_still_work_with_one_deprecation_line_each(doc, where, capl
     cfg = _int8_of(rec)
     assert (cfg.calib_data, cfg.calib_size) == ("rotten-tomatoes", 8)
     lines = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
-    assert lines == [f"deprecated: old.yaml: {where}.calib is now calib_data; the old key goes in the next release",
-                     f"deprecated: old.yaml: {where}.calib_samples is now calib_size; the old key goes in the next "
+    assert lines == [f"deprecated: old.yaml: {where}.calib is now calib_data; the old spelling goes in the next release",
+                     f"deprecated: old.yaml: {where}.calib_samples is now calib_size; the old spelling goes in the next "
                      "release"]
 
 
@@ -86,7 +86,7 @@ def test_eval_and_bench_keys_are_the_cli_names(section, old, new, value, caplog)
         rec = parse_recipe({**BASE, section: {**extra, old: value}}, "old.yaml")
     assert getattr(getattr(rec, section), new) == value
     assert [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()] == [
-        f"deprecated: old.yaml: {section}.{old} is now {new}; the old key goes in the next release"]
+        f"deprecated: old.yaml: {section}.{old} is now {new}; the old spelling goes in the next release"]
     with pytest.raises(ConfigError, match=rf"^both.yaml: {section}.{old}: both '{old}' \(the old name\) and '{new}' "):
         parse_recipe({**BASE, section: {**extra, old: value, new: value}}, "both.yaml")
 
@@ -110,7 +110,7 @@ def test_bench_seq_len_is_the_cli_name(caplog):
         rec = parse_recipe({**BASE, "bench": {"seq_lens": [8, 32]}}, "old.yaml")
     assert tuple(rec.bench.seq_len) == (8, 32)
     assert [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()] == [
-        "deprecated: old.yaml: bench.seq_lens is now seq_len; the old key goes in the next release"]
+        "deprecated: old.yaml: bench.seq_lens is now seq_len; the old spelling goes in the next release"]
     with pytest.raises(ConfigError, match=r"^both.yaml: bench.seq_lens: both 'seq_lens' \(the old name\) and "
                                           r"'seq_len' given for the same option: keep 'seq_len' only$"):
         parse_recipe({**BASE, "bench": {"seq_lens": [8], "seq_len": [8]}}, "both.yaml")
@@ -135,7 +135,7 @@ def test_qat_embeddings_is_the_cli_name(kind, caplog, tmp_path):
         cfg, _ = train_config(rec.train[1], tmp_path, tmp_path, f"train[1] {kind}")
         assert cfg.quantize_embeddings is False
         lines = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
-        assert lines == ([f"deprecated: r.yaml: train[1].{kind}.quantize_embeddings is now embeddings; the old key "
+        assert lines == ([f"deprecated: r.yaml: train[1].{kind}.quantize_embeddings is now embeddings; the old spelling "
                           "goes in the next release"] if old else [])
     with pytest.raises(ConfigError, match=rf"^both.yaml: train\[1\].{kind}.quantize_embeddings: both "
                                           r"'quantize_embeddings' \(the old name\) and 'embeddings' given"):
