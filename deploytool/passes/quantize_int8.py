@@ -198,6 +198,9 @@ class Int8Config:
         for name, default in (("calib_text_col", "text"), ("calib_text_pair_col", None)):
             if not self.static and getattr(self, name) != default:
                 raise ConfigError(f"{name}: calibration columns are only used with static quantization (--static)")
+        if not self.static and self.tokenizer is not None:  # was taken and ignored: dynamic int8 reads no text
+            raise ConfigError("tokenizer: the tokenizer is only used with static quantization (--static), "
+                              "which tokenizes its calibration texts")
         check_calibration_columns(self.calib_text_col, self.calib_text_pair_col,
                                   names=("calib_text_col", "calib_text_pair_col"), data=self.calib_data,
                                   data_name="calib_data")

@@ -88,6 +88,19 @@ def test_the_columns_are_static_options():
         Int8Config(calib_text_pair_col="evidence")
 
 
+def test_a_tokenizer_without_static_is_refused_not_ignored(tmp_path):
+    """Dynamic int8 reads no text: ``quantize --int8 --tokenizer T`` took T and did nothing with it."""
+    with pytest.raises(ConfigError, match="tokenizer: the tokenizer is only used with static quantization"):
+        Int8Config(tokenizer="some/tokenizer.json")
+    Int8Config(static=True, calib_data="rotten-tomatoes", tokenizer="some/tokenizer.json")  # where it is read
+    src = tmp_path / "m.onnx"
+    src.write_bytes(b"not read: the options are checked first")
+    r = _cli("quantize", src, "--int8", "--tokenizer", tmp_path, "-o", tmp_path / "q.onnx")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "only used with static quantization" in lines[0], r.stderr
+    assert not (tmp_path / "q.onnx").exists()
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "deploytool", *map(str, args)], capture_output=True, text=True,
                           timeout=300)
