@@ -555,6 +555,22 @@ def test_an_fp16_peak_on_cores_without_fp16_arithmetic_is_refused(tmp_path):
     assert load_profile(_write(tmp_path, pi4)).compute.peak(Precision.FP16) == 115.2
 
 
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["budgets"]["p90_latency_ms"].update({8: 0}),
+     "budgets.p90_latency_ms.8: expected a positive number (milliseconds), got 0"),
+    (lambda d: d["budgets"].update(peak_memory_mb=0), "budgets.peak_memory_mb: expected a positive number (MB), got 0"),
+    (lambda d: d["budgets"].update(model_size_mb=-5), "budgets.model_size_mb: expected a positive number (MB), got -5"),
+    (lambda d: d.update(execution_providers=["FOO", "CPU"]),
+     "execution_providers[0]: expected one of CPU, XNNPACK, ACL, ARMNN, QNN, COREML, NNAPI, CUDA, TENSORRT, ROCM, "
+     "MIGRAPHX, OPENVINO, DNNL, DML, WEBGPU, VITISAI, AZURE, got 'FOO'"),
+], ids=["latency-0", "memory-0", "size-negative", "unknown-ep"])
+def test_a_budget_of_zero_or_below_and_an_unknown_provider_are_one_line_through_the_cli(tmp_path, mutate, expected):
+    """Checked, not fixed: these were refused already; kept so that they stay one line with exit 2 on the CLI."""
+    path = _refused(tmp_path, mutate, expected)
+    r = _cli("bench", "--profile", str(path), str(path))
+    assert r.exit_code == 2 and r.stderr == f"error: {path}: {expected}\n", r.output
+
+
 def test_string_budget_keys_still_read_as_sequence_lengths():
     """JSON has string keys: a profile written back as JSON and read again keeps its budgets."""
     data = _base()
