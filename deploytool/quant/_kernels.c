@@ -132,121 +132,6 @@ static float threshold32(double d)
     return f;
 }
 
-static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *fmt, Py_ssize_t itemsize,
-                      const char *what)
-{
-    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
-        return -1;
-    const char *f = view->format ? view->format : "B";
-    if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
-    if (view->itemsize != itemsize || strcmp(f, fmt) != 0) {
-        PyErr_Format(PyExc_TypeError, "%s: expected a C-contiguous buffer of format '%s', got '%s'", what, fmt,
-                     view->format ? view->format : "B");
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
-
-/* layer_abs_sum(x: float32) -> float: the numpy code's float64 sum of |x| (blocks of BLOCK) */
-static PyObject *layer_abs_sum(PyObject *self, PyObject *args)
-{
-    PyObject *xo;
-    if (!PyArg_ParseTuple(args, "O", &xo)) return NULL;
-    Py_buffer x;
-    if (get_buffer(xo, &x, 0, "f", 4, "x") < 0) return NULL;
-    double s;
-    Py_BEGIN_ALLOW_THREADS
-    s = blocks(pw_abs, (const float *)x.buf, x.len / 4, 0.f);
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&x);
-    return PyFloat_FromDouble(s);
-}
-
-/* layer_codes(x: float32, t: float (a float32 value), codes: int8 out) -> (count, kept sum):
-   codes = sign(x) where |x| > t else 0; count of them; the numpy code's float64 sum of the kept |x| */
-static PyObject *layer_codes(PyObject *self, PyObject *args)
-{
-    PyObject *xo, *co;
-    double td;
-    if (!PyArg_ParseTuple(args, "OdO", &xo, &td, &co)) return NULL;
-    Py_buffer x, c;
-    if (get_buffer(xo, &x, 0, "f", 4, "x") < 0) return NULL;
-    if (get_buffer(co, &c, 1, "b", 1, "codes") < 0) {
-        PyBuffer_Release(&x);
-        return NULL;
-    }
-    Py_ssize_t n = x.len / 4;
-    if (c.len != n) {
-        PyBuffer_Release(&x);
-        PyBuffer_Release(&c);
-        PyErr_SetString(PyExc_ValueError, "codes: not as long as x");
-        return NULL;
-    }
-    const float *a = (const float *)x.buf;
-    int8_t *out = (int8_t *)c.buf;
-    float t = (float)td;
-    Py_ssize_t count = 0;
-    double kept;
-    Py_BEGIN_ALLOW_THREADS
-    count = codes_and_kept(a, n, t, out, BLOCK, &kept);
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&x);
-    PyBuffer_Release(&c);
-    return Py_BuildValue("nd", count, kept);
-}
-
-/* ternarize_rows(x: float32 [rows * k], k, codes: int8 out, alpha: float32 out [rows]) -> bool (all finite):
-   quantizers._ternarize_rows row by row: delta = 0.7 * mean|row| (float64, numpy's sum of one row), codes
-   sign(x) where |x| > the float32 threshold, alpha = mean of the kept |x| (float64, then float32) or 0 */
-static PyObject *ternarize_rows(PyObject *self, PyObject *args)
-{
-    PyObject *xo, *co, *ao;
-    Py_ssize_t k;
-    if (!PyArg_ParseTuple(args, "OnOO", &xo, &k, &co, &ao)) return NULL;
-    Py_buffer x, c, al;
-    if (get_buffer(xo, &x, 0, "f", 4, "x") < 0) return NULL;
-    if (get_buffer(co, &c, 1, "b", 1, "codes") < 0) {
-        PyBuffer_Release(&x);
-        return NULL;
-    }
-    if (get_buffer(ao, &al, 1, "f", 4, "alpha") < 0) {
-        PyBuffer_Release(&x);
-        PyBuffer_Release(&c);
-        return NULL;
-    }
-    Py_ssize_t n = x.len / 4, rows = al.len / 4;
-    if (k <= 0 || c.len != n || rows * k != n) {
-        PyBuffer_Release(&x);
-        PyBuffer_Release(&c);
-        PyBuffer_Release(&al);
-        PyErr_SetString(PyExc_ValueError, "ternarize_rows: shapes disagree");
-        return NULL;
-    }
-    const float *a = (const float *)x.buf;
-    int8_t *out = (int8_t *)c.buf;
-    float *alpha = (float *)al.buf;
-    int finite = 1;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t r = 0; r < rows && finite; r++) {
-        const float *row = a + r * k;
-        double mean = one_call(pw_abs, row, k, 0.f) / (double)k;
-        if (!isfinite(mean)) {
-            finite = 0;
-            break;
-        }
-        float t = threshold32(0.7 * mean);
-        double kept;
-        Py_ssize_t count = codes_and_kept(row, k, t, out + r * k, k, &kept);
-        alpha[r] = count > 0 ? (float)(kept / (double)count) : 0.0f;
-    }
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&x);
-    PyBuffer_Release(&c);
-    PyBuffer_Release(&al);
-    return PyBool_FromLong(finite);
-}
-
 /* signs of n values: 1 where x >= 0 (-0.0 included), else -1 (NaN included) */
 WIDE static void signs_of(const float *a, Py_ssize_t n, int8_t *out)
 {
@@ -257,81 +142,6 @@ WIDE static void signs_of(const float *a, Py_ssize_t n, int8_t *out)
 WIDE static void residual_of(const float *a, const int8_t *s, float m, Py_ssize_t n, float *r)
 {
     for (Py_ssize_t i = 0; i < n; i++) r[i] = a[i] - (float)s[i] * m;
-}
-
-/* binarize_layer(x: float32, signs: int8 out) -> float: the signs, and the float64 sum of |x| as numpy's one
-   call ``np.abs(w).mean(dtype=np.float64)`` sums a contiguous array (buffers in turn), a buffer at a time */
-static PyObject *binarize_layer(PyObject *self, PyObject *args)
-{
-    PyObject *xo, *so;
-    if (!PyArg_ParseTuple(args, "OO", &xo, &so)) return NULL;
-    Py_buffer x, sg;
-    if (get_buffer(xo, &x, 0, "f", 4, "x") < 0) return NULL;
-    if (get_buffer(so, &sg, 1, "b", 1, "signs") < 0) {
-        PyBuffer_Release(&x);
-        return NULL;
-    }
-    Py_ssize_t n = x.len / 4;
-    if (sg.len != n) {
-        PyBuffer_Release(&x);
-        PyBuffer_Release(&sg);
-        PyErr_SetString(PyExc_ValueError, "signs: not as long as x");
-        return NULL;
-    }
-    const float *a = (const float *)x.buf;
-    int8_t *out = (int8_t *)sg.buf;
-    double total = 0.;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i += NUMPY_BUFSIZE) {
-        Py_ssize_t m = n - i < NUMPY_BUFSIZE ? n - i : NUMPY_BUFSIZE;
-        signs_of(a + i, m, out + i);
-        total += pw_abs(a + i, m, 0.f);
-    }
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&x);
-    PyBuffer_Release(&sg);
-    return PyFloat_FromDouble(total);
-}
-
-/* binarize_rows(x: float32 [rows * k], k, signs: int8 out, alpha: float32 out [rows]): the signs, and each
-   row's mean |x| (numpy's sum of one row, over k, in float64, then float32) */
-static PyObject *binarize_rows(PyObject *self, PyObject *args)
-{
-    PyObject *xo, *so, *ao;
-    Py_ssize_t k;
-    if (!PyArg_ParseTuple(args, "OnOO", &xo, &k, &so, &ao)) return NULL;
-    Py_buffer x, sg, al;
-    if (get_buffer(xo, &x, 0, "f", 4, "x") < 0) return NULL;
-    if (get_buffer(so, &sg, 1, "b", 1, "signs") < 0) {
-        PyBuffer_Release(&x);
-        return NULL;
-    }
-    if (get_buffer(ao, &al, 1, "f", 4, "alpha") < 0) {
-        PyBuffer_Release(&x);
-        PyBuffer_Release(&sg);
-        return NULL;
-    }
-    Py_ssize_t n = x.len / 4, rows = al.len / 4;
-    if (k <= 0 || sg.len != n || rows * k != n) {
-        PyBuffer_Release(&x);
-        PyBuffer_Release(&sg);
-        PyBuffer_Release(&al);
-        PyErr_SetString(PyExc_ValueError, "binarize_rows: shapes disagree");
-        return NULL;
-    }
-    const float *a = (const float *)x.buf;
-    int8_t *out = (int8_t *)sg.buf;
-    float *alpha = (float *)al.buf;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t r = 0; r < rows; r++) {
-        signs_of(a + r * k, k, out + r * k);
-        alpha[r] = (float)(one_call(pw_abs, a + r * k, k, 0.f) / (double)k);
-    }
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&x);
-    PyBuffer_Release(&sg);
-    PyBuffer_Release(&al);
-    Py_RETURN_NONE;
 }
 
 /* one unit (a whole matrix or a row) of n values: BinaryBERT's greedy two planes as the numpy code makes them:
@@ -358,51 +168,191 @@ static void greedy_unit(const float *a, Py_ssize_t n, int8_t *s1, int8_t *s2, fl
     *a2 = (float)(total / (double)n);
 }
 
+/* ---- the functions Python calls: arguments are C-contiguous buffers (numpy arrays) of the types named ---- */
+
+typedef struct {
+    const char *fmt; /* struct format: "f" float32, "b" int8, "B" uint8 */
+    Py_ssize_t itemsize;
+    int writable;
+    const char *what; /* the argument's name in errors */
+} Arg;
+
+static const Arg X = {"f", 4, 0, "x"}, CODES = {"b", 1, 1, "codes"}, CODES_IN = {"b", 1, 0, "codes"},
+                 PACKED = {"B", 1, 1, "out"}, SCALES = {"f", 4, 1, "alpha"};
+
+/* the buffers of objs[0..n), each checked against its Arg; -1 (an exception set, none held) on failure */
+static int get_buffers(PyObject *const *objs, const Arg *const *args, Py_buffer *views, int n)
+{
+    for (int i = 0; i < n; i++) {
+        Py_buffer *v = &views[i];
+        const Arg *a = args[i];
+        if (PyObject_GetBuffer(objs[i], v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (a->writable ? PyBUF_WRITABLE : 0)) <
+            0) {
+            while (i--) PyBuffer_Release(&views[i]);
+            return -1;
+        }
+        const char *f = v->format ? v->format : "B";
+        if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
+        if (v->itemsize != a->itemsize || strcmp(f, a->fmt) != 0) {
+            PyErr_Format(PyExc_TypeError, "%s: expected a C-contiguous buffer of format '%s', got '%s'", a->what,
+                         a->fmt, v->format ? v->format : "B");
+            for (; i >= 0; i--) PyBuffer_Release(&views[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* releases the n buffers and returns ``result`` (NULL with ``error`` set as a ValueError when given) */
+static PyObject *done(Py_buffer *views, int n, PyObject *result, const char *error)
+{
+    for (int i = 0; i < n; i++) PyBuffer_Release(&views[i]);
+    if (error != NULL) PyErr_SetString(PyExc_ValueError, error);
+    return result;
+}
+
+#define LEN(v, size) ((v).len / (size))
+
+/* layer_abs_sum(x: float32) -> float: the numpy code's float64 sum of |x| (blocks of BLOCK) */
+static PyObject *layer_abs_sum(PyObject *self, PyObject *args)
+{
+    PyObject *o[1];
+    Py_buffer v[1];
+    if (!PyArg_ParseTuple(args, "O", &o[0]) || get_buffers(o, (const Arg *[]){&X}, v, 1) < 0) return NULL;
+    double s;
+    Py_BEGIN_ALLOW_THREADS
+    s = blocks(pw_abs, (const float *)v[0].buf, LEN(v[0], 4), 0.f);
+    Py_END_ALLOW_THREADS
+    return done(v, 1, PyFloat_FromDouble(s), NULL);
+}
+
+/* layer_codes(x: float32, t: float (a float32 value), codes: int8 out) -> (count, kept sum):
+   codes = sign(x) where |x| > t else 0; count of them; the numpy code's float64 sum of the kept |x| */
+static PyObject *layer_codes(PyObject *self, PyObject *args)
+{
+    PyObject *o[2];
+    Py_buffer v[2];
+    double td;
+    if (!PyArg_ParseTuple(args, "OdO", &o[0], &td, &o[1]) || get_buffers(o, (const Arg *[]){&X, &CODES}, v, 2) < 0)
+        return NULL;
+    Py_ssize_t n = LEN(v[0], 4), count;
+    if (LEN(v[1], 1) != n) return done(v, 2, NULL, "codes: not as long as x");
+    double kept;
+    Py_BEGIN_ALLOW_THREADS
+    count = codes_and_kept((const float *)v[0].buf, n, (float)td, (int8_t *)v[1].buf, BLOCK, &kept);
+    Py_END_ALLOW_THREADS
+    return done(v, 2, Py_BuildValue("nd", count, kept), NULL);
+}
+
+/* v[0] is [rows * k] float32, v[1..outs] as many int8 and v[outs + 1] [rows] float32 (rows set here) */
+static int rows_agree(Py_buffer *v, Py_ssize_t k, int outs, Py_ssize_t *rows)
+{
+    Py_ssize_t n = LEN(v[0], 4);
+    *rows = LEN(v[outs + 1], 4);
+    if (k <= 0 || *rows * k != n) return 0;
+    for (int i = 1; i <= outs; i++)
+        if (LEN(v[i], 1) != n) return 0;
+    return 1;
+}
+
+/* ternarize_rows(x: float32 [rows * k], k, codes: int8 out, alpha: float32 out [rows]) -> bool (all finite):
+   quantizers._ternarize_rows row by row: delta = 0.7 * mean|row| (float64, numpy's sum of one row), codes
+   sign(x) where |x| > the float32 threshold, alpha = mean of the kept |x| (float64, then float32) or 0 */
+static PyObject *ternarize_rows(PyObject *self, PyObject *args)
+{
+    PyObject *o[3];
+    Py_buffer v[3];
+    Py_ssize_t k, rows;
+    if (!PyArg_ParseTuple(args, "OnOO", &o[0], &k, &o[1], &o[2]) ||
+        get_buffers(o, (const Arg *[]){&X, &CODES, &SCALES}, v, 3) < 0)
+        return NULL;
+    if (!rows_agree(v, k, 1, &rows)) return done(v, 3, NULL, "ternarize_rows: shapes disagree");
+    const float *a = (const float *)v[0].buf;
+    int8_t *out = (int8_t *)v[1].buf;
+    float *alpha = (float *)v[2].buf;
+    int finite = 1;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        const float *row = a + r * k;
+        double mean = one_call(pw_abs, row, k, 0.f) / (double)k;
+        if (!isfinite(mean)) {
+            finite = 0;
+            break;
+        }
+        float t = threshold32(0.7 * mean);
+        double kept;
+        Py_ssize_t count = codes_and_kept(row, k, t, out + r * k, k, &kept);
+        alpha[r] = count > 0 ? (float)(kept / (double)count) : 0.0f;
+    }
+    Py_END_ALLOW_THREADS
+    return done(v, 3, PyBool_FromLong(finite), NULL);
+}
+
+/* binarize_layer(x: float32, signs: int8 out) -> float: the signs, and the float64 sum of |x| as numpy's one
+   call ``np.abs(w).mean(dtype=np.float64)`` sums a contiguous array (buffers in turn), a buffer at a time */
+static PyObject *binarize_layer(PyObject *self, PyObject *args)
+{
+    PyObject *o[2];
+    Py_buffer v[2];
+    if (!PyArg_ParseTuple(args, "OO", &o[0], &o[1]) || get_buffers(o, (const Arg *[]){&X, &CODES}, v, 2) < 0)
+        return NULL;
+    Py_ssize_t n = LEN(v[0], 4);
+    if (LEN(v[1], 1) != n) return done(v, 2, NULL, "signs: not as long as x");
+    const float *a = (const float *)v[0].buf;
+    int8_t *out = (int8_t *)v[1].buf;
+    double total = 0.;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i += NUMPY_BUFSIZE) {
+        Py_ssize_t m = n - i < NUMPY_BUFSIZE ? n - i : NUMPY_BUFSIZE;
+        signs_of(a + i, m, out + i);
+        total += pw_abs(a + i, m, 0.f);
+    }
+    Py_END_ALLOW_THREADS
+    return done(v, 2, PyFloat_FromDouble(total), NULL);
+}
+
+/* binarize_rows(x: float32 [rows * k], k, signs: int8 out, alpha: float32 out [rows]): the signs, and each
+   row's mean |x| (numpy's sum of one row, over k, in float64, then float32) */
+static PyObject *binarize_rows(PyObject *self, PyObject *args)
+{
+    PyObject *o[3];
+    Py_buffer v[3];
+    Py_ssize_t k, rows;
+    if (!PyArg_ParseTuple(args, "OnOO", &o[0], &k, &o[1], &o[2]) ||
+        get_buffers(o, (const Arg *[]){&X, &CODES, &SCALES}, v, 3) < 0)
+        return NULL;
+    if (!rows_agree(v, k, 1, &rows)) return done(v, 3, NULL, "binarize_rows: shapes disagree");
+    const float *a = (const float *)v[0].buf;
+    int8_t *out = (int8_t *)v[1].buf;
+    float *alpha = (float *)v[2].buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        signs_of(a + r * k, k, out + r * k);
+        alpha[r] = (float)(one_call(pw_abs, a + r * k, k, 0.f) / (double)k);
+    }
+    Py_END_ALLOW_THREADS
+    return done(v, 3, Py_NewRef(Py_None), NULL);
+}
+
 /* greedy_planes(x: float32 [units * k], k, s1, s2: int8 out, a1, a2: float32 out [units]) */
 static PyObject *greedy_planes(PyObject *self, PyObject *args)
 {
-    PyObject *xo, *s1o, *s2o, *a1o, *a2o;
-    Py_ssize_t k;
-    if (!PyArg_ParseTuple(args, "OnOOOO", &xo, &k, &s1o, &s2o, &a1o, &a2o)) return NULL;
-    Py_buffer x, b1, b2, c1, c2;
-    if (get_buffer(xo, &x, 0, "f", 4, "x") < 0) return NULL;
-    if (get_buffer(s1o, &b1, 1, "b", 1, "s1") < 0) goto fail1;
-    if (get_buffer(s2o, &b2, 1, "b", 1, "s2") < 0) goto fail2;
-    if (get_buffer(a1o, &c1, 1, "f", 4, "a1") < 0) goto fail3;
-    if (get_buffer(a2o, &c2, 1, "f", 4, "a2") < 0) goto fail4;
-    Py_ssize_t n = x.len / 4, units = c1.len / 4;
-    if (k <= 0 || b1.len != n || b2.len != n || units * k != n || c2.len != c1.len) {
-        PyErr_SetString(PyExc_ValueError, "greedy_planes: shapes disagree");
-        goto fail5;
-    }
+    PyObject *o[5];
+    Py_buffer v[5];
+    Py_ssize_t k, units;
+    if (!PyArg_ParseTuple(args, "OnOOOO", &o[0], &k, &o[1], &o[2], &o[3], &o[4]) ||
+        get_buffers(o, (const Arg *[]){&X, &CODES, &CODES, &SCALES, &SCALES}, v, 5) < 0)
+        return NULL;
+    if (!rows_agree(v, k, 2, &units) || LEN(v[4], 4) != units) return done(v, 5, NULL, "greedy_planes: shapes disagree");
     float *r = (float *)PyMem_RawMalloc(NUMPY_BUFSIZE * sizeof(float));
-    if (r == NULL) {
-        PyErr_NoMemory();
-        goto fail5;
-    }
+    if (r == NULL) return done(v, 5, PyErr_NoMemory(), NULL);
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t u = 0; u < units; u++)
-        greedy_unit((const float *)x.buf + u * k, k, (int8_t *)b1.buf + u * k, (int8_t *)b2.buf + u * k,
-                    (float *)c1.buf + u, (float *)c2.buf + u, r);
+        greedy_unit((const float *)v[0].buf + u * k, k, (int8_t *)v[1].buf + u * k, (int8_t *)v[2].buf + u * k,
+                    (float *)v[3].buf + u, (float *)v[4].buf + u, r);
     Py_END_ALLOW_THREADS
     PyMem_RawFree(r);
-    PyBuffer_Release(&c2);
-    PyBuffer_Release(&c1);
-    PyBuffer_Release(&b2);
-    PyBuffer_Release(&b1);
-    PyBuffer_Release(&x);
-    Py_RETURN_NONE;
-fail5:
-    PyBuffer_Release(&c2);
-fail4:
-    PyBuffer_Release(&c1);
-fail3:
-    PyBuffer_Release(&b2);
-fail2:
-    PyBuffer_Release(&b1);
-fail1:
-    PyBuffer_Release(&x);
-    return NULL;
+    return done(v, 5, Py_NewRef(Py_None), NULL);
 }
 
 /* pack_rows(codes: int8 [rows * k], k, out: uint8 [rows * ceil(k / per)], per) -> bool: each row's codes
@@ -411,54 +361,43 @@ fail1:
    promised about ``out``) when a code is not -1, 0 or 1 */
 static PyObject *pack_rows(PyObject *self, PyObject *args)
 {
-    PyObject *co, *oo;
+    PyObject *o[2];
+    Py_buffer v[2];
     Py_ssize_t k;
     int per;
-    if (!PyArg_ParseTuple(args, "OnOi", &co, &k, &oo, &per)) return NULL;
+    if (!PyArg_ParseTuple(args, "OnOi", &o[0], &k, &o[1], &per)) return NULL;
     if (per != 4 && per != 5) {
         PyErr_SetString(PyExc_ValueError, "pack_rows: per must be 4 or 5");
         return NULL;
     }
-    Py_buffer c, o;
-    if (get_buffer(co, &c, 0, "b", 1, "codes") < 0) return NULL;
-    if (get_buffer(oo, &o, 1, "B", 1, "out") < 0) {
-        PyBuffer_Release(&c);
-        return NULL;
-    }
-    Py_ssize_t n = c.len, nb = k > 0 ? (k + per - 1) / per : 0, rows = k > 0 ? n / k : 0;
-    if (k <= 0 || rows * k != n || o.len != rows * nb) {
-        PyBuffer_Release(&c);
-        PyBuffer_Release(&o);
-        PyErr_SetString(PyExc_ValueError, "pack_rows: shapes disagree");
-        return NULL;
-    }
-    const int8_t *in = (const int8_t *)c.buf;
-    uint8_t *out = (uint8_t *)o.buf;
+    if (get_buffers(o, (const Arg *[]){&CODES_IN, &PACKED}, v, 2) < 0) return NULL;
+    Py_ssize_t n = v[0].len, nb = k > 0 ? (k + per - 1) / per : 0, rows = k > 0 ? n / k : 0;
+    if (k <= 0 || rows * k != n || v[1].len != rows * nb) return done(v, 2, NULL, "pack_rows: shapes disagree");
+    const int8_t *in = (const int8_t *)v[0].buf;
+    uint8_t *out = (uint8_t *)v[1].buf;
     int bad = 0;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t r = 0; r < rows; r++) {
         const int8_t *row = in + r * k;
         uint8_t *dst = out + r * nb;
         for (Py_ssize_t b = 0; b < nb; b++) {
-            unsigned v = 0, mul = 1;
+            unsigned val = 0, mul = 1;
             for (int j = 0; j < per; j++) {
                 Py_ssize_t i = b * per + j;
                 int code = i < k ? row[i] : 0;
                 bad |= code < -1 || code > 1;
                 if (per == 5) {
-                    v += (unsigned)(code + 1) * mul;
+                    val += (unsigned)(code + 1) * mul;
                     mul *= 3;
                 } else {
-                    v |= (unsigned)(code + 2) << (2 * j);
+                    val |= (unsigned)(code + 2) << (2 * j);
                 }
             }
-            dst[b] = (uint8_t)v;
+            dst[b] = (uint8_t)val;
         }
     }
     Py_END_ALLOW_THREADS
-    PyBuffer_Release(&c);
-    PyBuffer_Release(&o);
-    return PyBool_FromLong(!bad);
+    return done(v, 2, PyBool_FromLong(!bad), NULL);
 }
 
 static PyMethodDef methods[] = {
