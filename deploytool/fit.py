@@ -46,8 +46,11 @@ Accuracy comes from ``accuracies`` (candidate name -> accuracy in percent or an
 :class:`~deploytool.accuracy.AccuracyRecord`, e.g. from ``deploytool eval`` of each candidate; names
 are the variant labels every tool uses, ``w0.75-d1-int8``, and a file made by deploytool's passes
 carries its own in its metadata, see :mod:`deploytool.variant`). Without it, fit ranks by an accuracy PROXY and
-says so: the kept-parameter fraction, then precision (fp32 = fp16 > int8 > ternary > binary), which
-orders sub-networks the way DynaBERT's accuracy curves do but is not an accuracy.
+says so: the kept-parameter fraction (each candidate's parameters over the input's, the model every candidate is
+cut from; never over another candidate's), then precision (fp32 = fp16 > int8 > ternary > binary), which
+orders sub-networks the way DynaBERT's accuracy curves do but is not an accuracy. Where a fitting candidate has no
+proxy (its parameters, or the input's, could not be counted) the proxy ranks nothing: precision, then latency
+decide, and ``why`` says so.
 """
 
 from __future__ import annotations
@@ -214,7 +217,8 @@ class Candidate:
     size_of: str = "file"  # "file" (the .onnx and its data) | "model.ort" (deploytool bundle's, for a phone), or why not
     file_mb: float = 0.0
     params: int | None = None
-    param_fraction: float | None = None
+    param_fraction: float | None = None  # params / the input's (the accuracy proxy); None: proxy_unknown says why
+    proxy_unknown: str | None = None
     accuracy: float | None = None
     accuracy_n: int | None = None
     accuracy_ci95: list[float] | None = None
@@ -257,7 +261,7 @@ class FitResult:
     profile: str
     seq_len: int
     budget_ms: float
-    ranking: str  # "accuracy" or the proxy's description
+    ranking: str  # "accuracy", the proxy's description, or why the proxy ranks nothing (PROXY_UNRANKED...)
     output: Path
     why_path: Path
     accuracy_note: str = ""  # the tie rule's reason for the pick
@@ -271,14 +275,18 @@ class FitResult:
     def why(self) -> str:
         c = self.chosen
         acc = (f"{c.accuracy_metric} {_acc_text(c)}" if self.ranking == "accuracy"
-               else f"accuracy PROXY {c.param_fraction:.3f} (kept-parameter fraction; no accuracy given)")
+               else f"accuracy PROXY {_proxy_text(c)} (kept-parameter fraction; no accuracy given)")
         fitting = [x for x in self.candidates if x.fits]
+        unranked = self.ranking.startswith(PROXY_UNRANKED)
+        rule = ("the largest accuracy wins, then the lowest latency" if self.ranking == "accuracy" else
+                f"{self.ranking}: the highest precision (fp32 = fp16 > int8 > ternary > binary) wins, then the lowest "
+                "latency" if unranked else
+                "the largest proxy, then precision (fp32 = fp16 > int8 > ternary > binary), wins, then the lowest "
+                "latency")
         lines = [f"picked {c.name} for {self.profile} at seq {self.seq_len}: {acc}, {c.latency_source} "
                  f"{c.device_p90_ms:.2f} ms <= {self.budget_ms:g} ms, {c.size_mb:.1f} MB"
                  f"{' (its bundle model.ort)' if c.size_of == 'model.ort' else ''}; "
-                 f"{len(fitting)} of {len(self.candidates)} candidates fit; the largest "
-                 f"{'accuracy' if self.ranking == 'accuracy' else 'proxy, then precision (fp32 = fp16 > int8 > ternary > binary),'}"
-                 f" wins, then the lowest latency"
+                 f"{len(fitting)} of {len(self.candidates)} candidates fit; {rule}"
                  + (" (a difference the exact McNemar test does not find significant is a tie: the faster, then "
                     "smaller, of the tied wins; " + self._speed_rule() + ")" if self.ranking == "accuracy" else "")]
         if self.accuracy_note:
@@ -292,7 +300,7 @@ class FitResult:
             if x is c:
                 continue
             score = (f"{x.accuracy_metric} {_acc_text(x)}" if x.accuracy is not None else
-                     f"proxy {x.param_fraction:.3f}" if x.param_fraction is not None else "")
+                     f"proxy {_proxy_text(x)}" if self.ranking != "accuracy" else "")
             lat = f"{x.device_p90_ms:.2f} ms" if x.device_p90_ms is not None else "not measured"
             state = "fits, ranked lower" if x.fits else "rejected: " + "; ".join(x.reasons or [x.error or "?"])
             lines.append(f"  {x.name} ({lat}, {score}): {state}")
@@ -312,6 +320,14 @@ class FitResult:
                 "accuracy_note": self.accuracy_note, "projection_resolution": self.projection_resolution,
                 "collapsed": [dict(x) for x in self.collapsed],
                 "output": str(self.output), "why": self.why(), "candidates": [c.to_dict() for c in self.candidates]}
+
+
+#: how ``ranking`` begins where no accuracy is given and a fitting candidate has no proxy
+PROXY_UNRANKED = "no accuracy given and the kept-parameter proxy ranks nothing"
+
+
+def _proxy_text(c: Candidate) -> str:
+    return f"{c.param_fraction:.3f}" if c.param_fraction is not None else (c.proxy_unknown or "unknown")
 
 
 def _acc_text(c: Candidate) -> str:
@@ -554,7 +570,7 @@ def fit(config: FitConfig, progress=None) -> FitResult:
             if c.host_projection_error is not None:
                 host_errors.setdefault(c.precision, []).append(c.host_projection_error)
         accs = dict(config.accuracies or {})
-        ranking = "accuracy" if accs else "proxy: kept-parameter fraction, then precision"
+        ranking = "accuracy" if accs else "proxy: kept-parameter fraction of the input model, then precision"
         def record(c):  # a collapsed candidate's accuracy may be keyed by a name it stands for
             return next((accs[n] for n in (c.name, *c.same_as) if n in accs), None)
 
@@ -609,8 +625,12 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                       then=lambda c: (c.size_mb, c.name), faster=_faster)
             chosen, note = pk.chosen, pk.note
         else:
-            chosen = max(fitting, key=lambda c: (round(c.param_fraction or 0, 6), PRECISION_RANK[c.precision],
-                                                 -c.device_p90_ms))
+            unknown = [c for c in fitting if c.param_fraction is None]
+            if unknown and len(fitting) > 1:  # a missing proxy is no 0: nothing is ranked by it
+                ranking = (f"{PROXY_UNRANKED}: {unknown[0].name} has none ({unknown[0].proxy_unknown})"
+                           + (f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""))
+            chosen = max(fitting, key=lambda c: (0 if unknown else round(c.param_fraction, 6),
+                                                 PRECISION_RANK[c.precision], -c.device_p90_ms))
         _write_pick(chosen.path, config.output, config.model)
         why_path = _why_path(config.output)
         resolution = Resolution.table(host_errors, f"at seq {config.seq_len}", widen=OTHER_DEVICE_WIDENING)
@@ -799,18 +819,22 @@ def _host_rates(prof: Profile, say):
 
 
 def _params(cands: list[Candidate], source: Path) -> None:
-    """Parameters of each candidate and their fraction of the source model's (the accuracy proxy)."""
+    """Parameters of each candidate and their fraction of the input's, the model each is cut from (the accuracy
+    proxy). Where the input's cannot be counted no candidate has one: the largest candidate is not the input (a
+    grid without width 1 and depth 1), and a fraction of it is none of the input's."""
     from deploytool.inspection import inspect_model
 
     try:
-        top = inspect_model(source, seq_len=8).params_each_read
-    except DeployError:
-        top = None
+        top, why = inspect_model(source, seq_len=8).params_each_read, ""
+    except DeployError as e:
+        top, why = None, f"proxy unknown (the input's parameters could not be counted: {e})"
     for c in cands:
         try:
             c.params = inspect_model(c.path, seq_len=8).params_each_read
         except DeployError as e:
             logger.info("inspect %s: %s", c.path, e)
-    top = top or max((c.params for c in cands if c.params), default=None)
+            c.proxy_unknown = f"proxy unknown (its parameters could not be counted: {e})"
     for c in cands:
         c.param_fraction = (c.params / top) if (c.params and top) else None
+        if c.param_fraction is None and c.proxy_unknown is None:
+            c.proxy_unknown = why or "proxy unknown (no parameters counted)"

@@ -41,3 +41,36 @@ def test_a_full_size_candidate_keeps_all_the_parameters_at_any_precision(tmp_pat
     assert by["w1-d1-fp32"]["param_fraction"] == 1.0 and by["w1-d1-int8"]["param_fraction"] == 1.0
     assert by["w1-d0.5-int8"]["param_fraction"] == by["w1-d0.5-fp32"]["param_fraction"] < 1.0
     assert why["chosen"] == "w1-d1-fp32"  # the largest proxy, then precision: fp32 before int8
+
+
+def test_without_the_inputs_parameter_count_no_candidate_is_ranked_by_a_proxy(tmp_path, monkeypatch):
+    """The proxy is each candidate's parameters over the input's. Where the input's cannot be counted fit divided by
+    the largest candidate's instead (here w1-d1, 1.0 against d0.5's half) and ranked by that; a grid without width 1
+    and depth 1 has no candidate that is the input. Now no candidate has a proxy, fit says why and picks by precision,
+    then latency; and its text no longer fails on a candidate without one."""
+    import deploytool.inspection as inspection
+    from deploytool.fit import FitConfig, fit
+    from deploytool.errors import InputFileError
+
+    src = _untrained(tmp_path)
+    real = inspection.inspect_model
+
+    def inspect_model(path, *a, **k):
+        if str(path) == str(src):
+            raise InputFileError(f"{path}: not counted here")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(inspection, "inspect_model", inspect_model)
+    res = fit(FitConfig(model=src, profile="kirin990", output=tmp_path / "best.onnx", widths=(1.0,),
+                        depths=(1.0, 0.5), precisions=("fp32",), runs=2, seq_len=8))
+    assert [c.param_fraction for c in res.candidates] == [None, None]
+    by = {c.name: c for c in res.candidates}
+    # (w1-d1-fp32 is the input file itself: its own count fails too)
+    assert by["w1-d1-fp32"].proxy_unknown.startswith("proxy unknown (its parameters could not be counted")
+    assert by["w1-d0.5-fp32"].proxy_unknown.startswith("proxy unknown (the input's parameters could not be counted")
+    assert res.ranking.startswith("no accuracy given and the kept-parameter proxy ranks nothing: ")
+    fastest = min(res.candidates, key=lambda c: c.device_p90_ms)  # both fp32: latency decides
+    assert res.chosen is fastest
+    text = res.why()
+    assert "accuracy PROXY proxy unknown (the input's parameters could not be counted" in text
+    assert "the highest precision (fp32 = fp16 > int8 > ternary > binary) wins, then the lowest latency" in text

@@ -146,8 +146,10 @@ def _summary_records(summaries: Sequence[DeviceSummary], info: dict[str, Any],
         drows = [r for v in d.variants for r in v.by_seq.values()]
         kind = _latency_kind(d.device, info, drows)
         rec: dict[str, Any] = {"device": d.device, "fits": d.best is not None, "variants": len(d.variants),
-                               "fitting": len(d.fitting), "latency": kind, "ranked_by_proxy": d.proxy,
+                               "fitting": len(d.fitting), "latency": kind, "ranked_by_proxy": d.proxy and not d.proxy_unranked,
                                "verdict": d.verdict}
+        if d.proxy_unranked:
+            rec["proxy_unranked"] = d.proxy_unranked
         if d.best is not None:
             b = d.best
             lat = ", ".join(f"{_num(r.device_latency_ms)} ms @ seq {s}" for s, r in sorted(b.by_seq.items()))
@@ -257,7 +259,10 @@ def _notes(rows: Sequence[ReportRow], info: dict[str, Any]) -> list[str]:
     notes += [f"fp16: {x}" for x in info.get("fp16", [])]
     notes += [f"int8: {x}" for x in info.get("int8", [])]
     if not any(r.accuracy is not None for r in rows):
-        notes.append("No accuracy given: plots and the summary use the kept-parameter fraction as an accuracy PROXY.")
+        notes.append("No accuracy given: plots and the summary use the kept-parameter fraction as an accuracy PROXY: "
+                     "a model's parameters over its own source model's (1 for an export; a variant's source must be "
+                     "in the report), never over another model's. A model whose source is unknown has none (the "
+                     "accuracy column says why), and models of different sources are not ranked by it.")
     else:
         notes += _accuracy_notes(rows, info)
     return notes
@@ -362,13 +367,16 @@ def _summary_size_header(recs: Sequence[dict[str, Any]]) -> tuple[str, bool]:
     return (_ORT_HEADER if ort else "size MB"), ort
 
 
-def _static_cells(v: ModelOnDevice, best: bool, ort_column: bool = False) -> list[str]:
+def _static_cells(v: ModelOnDevice, best: bool, ort_column: bool = False, proxy: bool = False) -> list[str]:
+    """The model columns of a variant's row; ``proxy``: no accuracy given, the accuracy column shows the proxy, or
+    why the model has none."""
     r = v.first
     mem = max((x.peak_memory_mb for x in v.by_seq.values() if x.peak_memory_mb is not None), default=None)
     wd = (VARIANT_UNKNOWN if r.variant_basis == VARIANT_UNKNOWN else
           "-" if r.width is None and r.depth is None else f"{_frac(r.width)} / {_frac(r.depth)}")
     return [("★ " if best else "") + v.model, r.precision, wd, r.arch,
-            _size_cell(r.size_mb, r.size_of, ort_column), _fmt(mem, "peak_memory_mb"), v.longest.accuracy_label()]
+            _size_cell(r.size_mb, r.size_of, ort_column), _fmt(mem, "peak_memory_mb"),
+            v.longest.proxy_label() if proxy and v.longest.accuracy is None else v.longest.accuracy_label()]
 
 
 def _ep_column(d: DeviceSummary) -> bool:

@@ -98,7 +98,7 @@ def _device_html(d: DeviceSummary, info: dict[str, Any], rows: Sequence[ReportRo
         for v in (v for v in d.variants if v.first.precision == prec):
             best = v is d.best
             cls = "row" + (" best" if best else "") + ("" if v.fits is not False else " nofit")
-            static = _static_cells(v, best, _ort_sizes(d))
+            static = _static_cells(v, best, _ort_sizes(d), d.proxy)
             tds = [f"<td class='txt' title='{e(v.model_path)}'>{e(static[0])}</td>"]
             tds += [f"<td{' class=txt' if k == 'arch' else ''}>{e(c)}</td>"
                     for (k, _, _), c in zip(columns[1:], static[1:])]

@@ -99,7 +99,7 @@ def render_markdown(rows: Sequence[ReportRow], info: dict[str, Any], title: str,
             head += [f"{h} @{s}" for h in _seq_headers(host, projected)]
         lines += ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         for v in d.variants:
-            cells = _static_cells(v, v is d.best, ort) + ([v.first.ep_ran] if ep else [])
+            cells = _static_cells(v, v is d.best, ort, d.proxy) + ([v.first.ep_ran] if ep else [])
             cells[0] = f"**★ {_md_text(v.model)}**" if v is d.best else _md_text(v.model)
             for s in d.seq_lens:
                 cells += _seq_cells(v.by_seq.get(s), host)

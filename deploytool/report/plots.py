@@ -5,7 +5,8 @@ open figures are left alone).
   elsewhere) at the longest measured sequence length against accuracy, one colour per precision, one
   marker per depth, each precision's best-accuracy-for-latency frontier drawn as a line: the DynaBERT
   width/depth trade-off curve; the budget as a line, the pick as a star. Without accuracy figures the
-  y axis is the kept-parameter fraction, an accuracy *proxy*, and the axis says so.
+  y axis is the kept-parameter fraction of each model's own source, an accuracy *proxy*, and the axis says so (a
+  model whose source is unknown has none and is not drawn; :func:`deploytool.report.rows._proxies`).
 - ``size_accuracy.png``: model size against accuracy (or the proxy), one colour per precision, with the
   devices' size budgets.
 """
@@ -30,7 +31,7 @@ _MARKERS = ["o", "s", "^", "D", "v", "P"]
 def _accuracy_axis(rows: Sequence[ReportRow]) -> tuple[str, dict[int, float | None]]:
     if any(r.accuracy is not None for r in rows):
         return "accuracy (%)", {id(r): r.accuracy for r in rows}
-    return ("kept-parameter fraction (accuracy PROXY)", {id(r): r.param_fraction for r in rows})
+    return ("kept-parameter fraction of own source (accuracy PROXY)", {id(r): r.param_fraction for r in rows})
 
 
 def _frontier(pts: list[tuple[float, float, Any]]) -> list[tuple[float, float, Any]]:

@@ -116,7 +116,9 @@ class ReportRow:
     precision: str
     arch: str  # e.g. "L6 H12 F1536"
     params: int | None
-    param_fraction: float | None  # params / the largest model's params in this report
+    # the accuracy proxy: params / its own source model's params (never another model's of the report); None where
+    # the source is unknown, proxy_basis says why (_proxies)
+    param_fraction: float | None
     seq_len: int
     threads: int
     ep_requested: str  # the profile's first preference
@@ -150,6 +152,10 @@ class ReportRow:
     variant_record: dict[str, Any] | None = None
     # where width and depth come from: VARIANT_FROM_RECORD, VARIANT_FROM_EXPORT or VARIANT_UNKNOWN (_variants)
     variant_basis: str = ""
+    # the source model param_fraction is relative to ('tiny-bert, 25,536 parameters'): fractions of different sources
+    # are not compared; and how it was found, or why there is none (PROXY_* below, _proxies)
+    proxy_source: str = ""
+    proxy_basis: str = ""
     budget_failed: list[str] = dataclasses.field(default_factory=list)  # "latency" | "memory" | "size"
     size_of: str = "file"  # "file" | "model.ort" (a phone profile: deploytool bundle's file), or why not
     # MEASURED: the bench ran on this device's hardware (arch and core types, deploytool.profiles.match);
@@ -184,6 +190,12 @@ class ReportRow:
 
         txt = fmt_accuracy(self.accuracy, self.accuracy_n, self.accuracy_low, self.accuracy_high, nd)
         return txt + (f", {100 * self.accuracy_share:.0f}% of ref" if self.accuracy_share is not None else "")
+
+    def proxy_label(self) -> str:
+        """'proxy 0.502' (its kept-parameter fraction of its own source), or why it has none."""
+        if self.param_fraction is None:
+            return self.proxy_basis or PROXY_NO_RECORD
+        return f"proxy {self.param_fraction:.3f}"
 
     def to_dict(self) -> dict[str, Any]:
         rec, self.accuracy_record = self.accuracy_record, None
@@ -222,14 +234,15 @@ def _is_host(profile: Profile, host: dict[str, Any]) -> bool:
     return match_profile(profile, host).matched
 
 
-def _model_facts(path: str) -> tuple[str, str, int | None, bool]:
-    """(precision, architecture label, params, whether it is a deploytool export no pass has touched) of a model
-    file; unknowns where it is gone."""
+def _model_facts(path: str) -> tuple[str, str, int | None, bool, dict[str, str]]:
+    """(precision, architecture label, params, whether it is a deploytool export no pass has touched, its shape as
+    the export recorded it: ``deploytool.source``, ``num_layers``, ``hidden_size``, ``vocab_size`` where given) of a
+    model file; unknowns where it is gone."""
     from deploytool.onnx_io import load_proto
 
     p = Path(path)
     if not p.is_file():
-        return "unknown", "-", None, False
+        return "unknown", "-", None, False, {}
     precision, _ = model_precision(p)
     meta = {m.key: m.value for m in load_proto(p, load_external_data=False).metadata_props}
     arch = "-"
@@ -246,7 +259,8 @@ def _model_facts(path: str) -> tuple[str, str, int | None, bool]:
         params = inspect_model(p, seq_len=8).params_each_read  # as fit counts them (the proxy)
     except Exception as e:  # a model the structure finder cannot read still gets a row
         logger.info("inspect %s: %s", p, e)
-    return precision, arch, params, _untouched_export(meta)
+    shape = {k: meta[f"deploytool.{k}"] for k in _SHAPE_KEYS if meta.get(f"deploytool.{k}")}
+    return precision, arch, params, _untouched_export(meta), shape
 
 
 def _untouched_export(meta: dict[str, str]) -> bool:
@@ -293,7 +307,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                 _check_lengths(p, reports[-1], positions)
     _refuse_measured_twice(profiles, [p for p in config.results if _kind(p) != DEVICE_ROWS_KIND], reports)
     host_profile = load_profile("x86-host", config.profiles_dirs)
-    facts: dict[str, tuple[str, str, int | None]] = {}
+    facts: dict[str, tuple[str, str, int | None, bool, dict[str, str]]] = {}
     cost_cache: dict[tuple[str, int, int], Any] = {}
     hosts = sorted({str(r.get("host", {}).get("cpu_model", "?")) for r in reports})
 
@@ -364,7 +378,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
         recorded = {m.get("index"): m.get("variant") for m in rep.get("models", []) if isinstance(m, dict)}
         for res in rep["results"]:
             path = res["model"]
-            prec, arch, params, own_source = facts.setdefault(path, _model_facts(path))
+            prec, arch, params, own_source, _ = facts.setdefault(path, _model_facts(path))
             record = recorded.get(res.get("model_index"))
             if record is None:  # a bench JSON from before the record existed: read the file if it is here
                 from deploytool.variant import file_variant
@@ -464,9 +478,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
     bench_rows = list(rows)  # (device rows carry no accuracy of their own: their names count as matched only)
     for p in device_rows:
         rows.extend(_device_rows(p, config))
-    biggest = max((r.params for r in rows if r.params), default=None)
-    for r in rows:
-        r.param_fraction = r.params / biggest if (r.params and biggest) else None
+    _proxies(bench_rows, rows[len(bench_rows):], {path: (f[3], f[4]) for path, f in facts.items()})
     _attach_accuracy(bench_rows, acc_set, rows)
     unmatched = _unmatched_accuracy(rows, acc_set)
     _variants(rows)
@@ -804,6 +816,116 @@ def _variants(rows: Sequence[ReportRow]) -> None:
             r.variant_basis = VARIANT_UNKNOWN
         if r.width is not None and r.depth is not None:
             r.variant = f"w{r.width:g}-d{r.depth:g}"
+
+
+#: what the export records of a model's shape (``deploytool.<key>``) that the proxy's source check reads
+_SHAPE_KEYS = ("source", "num_layers", "hidden_size", "vocab_size")
+
+PROXY_OWN = "its own source"  # an export no pass touched, or a copy of its source at another precision
+PROXY_NO_RECORD = "proxy unknown (no variant record)"
+PROXY_NOT_COUNTED = "proxy unknown (its parameters could not be counted)"
+
+# the steps that keep every parameter of their input: a file made from its source by these alone holds the source's
+# parameters (at another precision). Any other step may remove some (prune-ffn records width 1 after removing FFN
+# neurons only), as may a step this list does not know
+_KEEPS_ALL = ("fp16", "int8", "reorder")
+_KEEPS_ALL_PREFIX = ("int8(", "pack(", "repack(")
+
+
+def _whole_copy(record: dict[str, Any]) -> bool:
+    """Whether a variant record says the file holds every parameter of its source (width 1, depth 1, made by
+    precision passes and reordering only)."""
+    chain = [str(s) for s in record.get("chain") or ()]
+    return (float(record["width"]) == 1.0 and float(record["depth"]) == 1.0
+            and all(s in _KEEPS_ALL or s.startswith(_KEEPS_ALL_PREFIX) for s in chain))
+
+
+def _source_text(name: str, params: int) -> str:
+    return f"{name or '(unnamed)'}, {params:,} parameters"
+
+
+def _not_its_source(record: dict[str, Any], shape: dict[str, str], source: dict[str, str]) -> str | None:
+    """Why the whole model ``source`` (its recorded shape) cannot be the source of the variant (``record``,
+    ``shape``), else None: slicing and pruning keep the hidden size and the vocabulary and keep about ``depth`` of
+    the layers (each rounding within one layer)."""
+    for key in ("hidden_size", "vocab_size"):
+        if shape.get(key) and source.get(key) and shape[key] != source[key]:
+            return f"{key.replace('_', ' ')} {shape[key]}, its {source[key]}"
+    try:
+        layers, whole = int(shape["num_layers"]), int(source["num_layers"])
+    except (KeyError, ValueError):
+        return None
+    if abs(layers - float(record["depth"]) * whole) > 1:
+        return f"{layers} layers at depth {float(record['depth']):g} of its {whole}"
+    return None
+
+
+def _proxies(rows: Sequence[ReportRow], device_rows: Sequence[ReportRow],
+             files: dict[str, tuple[bool, dict[str, str]]]) -> None:
+    """The accuracy proxy of each row: its kept-parameter fraction of its OWN source model, never of another model
+    of the report (two unrelated models, or two source models, benched together were ranked as if one were a slice
+    of the other). ``files``: model file -> (an export no pass touched, its recorded shape).
+
+    - a whole copy of its source (an export no pass touched, or its variant record says width 1, depth 1, made by
+      precision passes only): 1.0, and its parameters are its source's;
+    - a variant whose record names a source of which this report holds a whole copy (one parameter count under that
+      name, whose shape can be its source's): its parameters over that count;
+    - anything else has no proxy (None), and ``proxy_basis`` says why: no variant record, its source not in this
+      report, two different models of that name, its parameters not counted.
+    ``proxy_source`` names the source a fraction is of: the summary never ranks fractions of two sources against
+    each other. Device rows of a file benched here take its proxy; others have none."""
+    models: dict[str, tuple[str | None, int | None, bool, dict[str, Any] | None]] = {}
+    for r in rows:
+        if r.model_path in models:
+            continue
+        own, shape = files.get(r.model_path, (False, {}))
+        rec = r.variant_record
+        if rec:
+            models[r.model_path] = (str(rec.get("source") or ""), r.params, _whole_copy(rec), rec)
+        elif own:
+            models[r.model_path] = (shape.get("source", ""), r.params, True, None)
+        else:
+            models[r.model_path] = (None, r.params, False, None)
+    whole: dict[str, dict[int, dict[str, str]]] = {}  # source name -> params of its whole copies -> their shape
+    for path, (name, params, full, _) in models.items():
+        if name and full and params:
+            whole.setdefault(name, {}).setdefault(params, files.get(path, (False, {}))[1])
+    proxy: dict[str, tuple[float | None, str, str]] = {}
+    for path, (name, params, full, rec) in models.items():
+        if name is None:
+            proxy[path] = (None, "", PROXY_NO_RECORD)
+        elif not params:
+            proxy[path] = (None, "", PROXY_NOT_COUNTED)
+        elif full:
+            proxy[path] = (1.0, _source_text(name, params), PROXY_OWN)
+        elif not name:
+            proxy[path] = (None, "", "proxy unknown (its variant record names no source)")
+        else:
+            copies = whole.get(name, {})
+            shape = files.get(path, (False, {}))[1]
+
+            def not_source(n: int, src_shape: dict[str, str]) -> str | None:
+                return _not_its_source(rec, shape, src_shape) or (
+                    f"{params:,} parameters, its {n:,}" if params > n else None)
+
+            can = [n for n, sh in copies.items() if not_source(n, sh) is None]  # by shape (two named alike)
+            if len(can) == 1:
+                proxy[path] = (params / can[0], _source_text(name, can[0]), f"of its source in this report ({name})")
+            elif can:
+                proxy[path] = (None, "", f"proxy unknown ({len(can)} different models named {name} in this report "
+                                         "could be its source)")
+            elif not copies:
+                proxy[path] = (None, "", f"proxy unknown (its source {name} is not in this report)")
+            elif len(copies) == 1:
+                (n, sh), = copies.items()
+                proxy[path] = (None, "", f"proxy unknown (the {name} in this report is not its source: "
+                                         f"{not_source(n, sh)})")
+            else:
+                proxy[path] = (None, "", f"proxy unknown (none of the {len(copies)} models named {name} in this "
+                                         "report can be its source)")
+    for r in list(rows) + list(device_rows):
+        r.param_fraction, r.proxy_source, r.proxy_basis = proxy.get(
+            r.model_path, (None, "", "proxy unknown (a device row of a model not benchmarked in this report)"))
 
 
 DEVICE_ROWS_KIND = "deploytool.device_rows"  # rows from other measurements (e.g. ``deploytool qnn``)

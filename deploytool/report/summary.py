@@ -7,8 +7,10 @@ then the lowest device latency at the longest measured length (the rule of ``dep
 except that a difference the paired test does not find significant (exact McNemar on the kept
 per-example predictions, p >= 0.05) is a tie, and of tied variants the faster, then smaller, one is
 the best (:func:`deploytool.accuracy.pick`); the verdict says so.
-Without any accuracy figure the ranking uses the same PROXY as ``fit`` (kept-parameter fraction,
-then precision) and says so.
+Without any accuracy figure the ranking uses the same PROXY as ``fit`` (kept-parameter fraction of the model's
+own source, then precision) and says so. The proxy compares variants of one source only: where a fitting variant
+has none (no variant record, its source not in the report) or the fitting variants come from different source
+models, it ranks nothing, the pick is by precision, then latency, and the verdict says why.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ class DeviceSummary:
     seq_lens: list[int]
     accuracy_note: str = ""  # why the pick among the fitting ones (ties by the paired test)
     tied: list[str] = dataclasses.field(default_factory=list)  # variants tied with the highest accuracy
+    # no accuracy and the proxy cannot rank the fitting variants: why (picked by precision, then latency)
+    proxy_unranked: str = ""
 
     @property
     def fitting(self) -> list[ModelOnDevice]:
@@ -103,12 +107,27 @@ def group_variants(rows: Sequence[ReportRow]) -> dict[str, list[ModelOnDevice]]:
     return {d: sorted(vs.values(), key=ModelOnDevice.sort_key) for d, vs in out.items()}
 
 
-def _rank(v: ModelOnDevice, proxy: bool) -> tuple:
+def _rank(v: ModelOnDevice, proxy: bool, by_fraction: bool = True) -> tuple:
     r = v.longest
     lat = r.device_latency_ms if r.device_latency_ms is not None else float("inf")
     if proxy:
-        return (-(r.param_fraction or 0), -PRECISION_RANK.get(r.precision, 0), lat)
+        return (-(r.param_fraction or 0) if by_fraction else 0, -PRECISION_RANK.get(r.precision, 0), lat)
     return (-(r.accuracy if r.accuracy is not None else float("-inf")), lat)
+
+
+def _proxy_unranked(fitting: Sequence[ModelOnDevice]) -> str:
+    """Why the kept-parameter proxy cannot rank these variants, or "" where it can: each has one, all of one
+    source model (a fraction of one model's parameters says nothing against a fraction of another's)."""
+    if len(fitting) < 2:
+        return ""
+    unknown = [v for v in fitting if v.longest.param_fraction is None]
+    if unknown:
+        names = ", ".join(f"{v.model}: {v.longest.proxy_basis or 'proxy unknown'}" for v in unknown[:3])
+        return f"{len(unknown)} of them without one ({names}{', ...' if len(unknown) > 3 else ''})"
+    sources = sorted({v.longest.proxy_source for v in fitting})
+    if len(sources) > 1:
+        return f"they come from {len(sources)} different source models ({'; '.join(sources)})"
+    return ""
 
 
 def _why_none(variants: Sequence[ModelOnDevice]) -> str:
@@ -145,24 +164,27 @@ def summarize(rows: Sequence[ReportRow]) -> list[DeviceSummary]:
     for dev, variants in group_variants(rows).items():
         proxy = not any(r.accuracy is not None for v in variants for r in v.by_seq.values())
         fitting = [v for v in variants if v.fits]
-        note, tied = "", []
+        note, tied, unranked = "", [], ""
         if fitting and not proxy:
             pk = pick(fitting, record=_record, cost=_cost, name=lambda v: v.model,
                       same_speed=lambda a, b: _same_speed(a, b, errs),
                       then=lambda v: (v.longest.size_mb or 0.0, v.model), faster=_faster)
             best, note, tied = pk.chosen, pk.note, [v.model for v in pk.tied]
         else:
-            best = min(fitting, key=lambda v: _rank(v, proxy)) if fitting else None
+            unranked = _proxy_unranked(fitting) if proxy else ""
+            best = min(fitting, key=lambda v: _rank(v, proxy, not unranked)) if fitting else None
         seqs = sorted({s for v in variants for s in v.by_seq})
         if best is None:
             verdict = _why_none(variants)
         else:
             verdict = (f"{best.model}: {len(fitting)} of {len(variants)} variants fit; best by "
-                       + ("accuracy PROXY (kept parameters, then precision)" if proxy else
+                       + (f"precision (fp32 = fp16 > int8 > ternary > binary), then latency: no accuracy given, and "
+                          f"the kept-parameter PROXY does not rank them: {unranked}" if unranked else
+                          "accuracy PROXY (kept parameters of its own source, then precision)" if proxy else
                           f"accuracy (ties by exact McNemar, p >= 0.05: the faster, then smaller; equally fast by a paired sign "
                           f"test of runs measured together, or projected within the cost model's resolution: the "
                           f"smaller): {note}"))
-        out.append(DeviceSummary(dev, variants, best, proxy, verdict, seqs, note, tied))
+        out.append(DeviceSummary(dev, variants, best, proxy, verdict, seqs, note, tied, unranked))
     return out
 
 

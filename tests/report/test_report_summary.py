@@ -110,6 +110,36 @@ def test_without_accuracy_the_proxy_ranks_and_says_so():
     assert s.proxy and s.best.model == "a-w1-d1-int8" and "PROXY" in s.verdict
 
 
+def _proxy(r: ReportRow, fraction: float | None, source: str = "", basis: str = "") -> ReportRow:
+    r.param_fraction, r.proxy_source, r.proxy_basis = fraction, source, basis
+    return r
+
+
+def test_the_proxy_never_ranks_variants_of_different_sources():
+    # a's whole model (int8) and half of another model b (fp32): 1.0 and 0.5 are fractions of two different models;
+    # the old summary ranked a first by them. Without a common source: precision first (fp32), then latency
+    rows = [_proxy(row("a-w1-d1-int8", 8, 5, acc=None), 1.0, "a, 100 parameters", "its own source"),
+            _proxy(row("b-w0.5-d1-fp32", 8, 4, acc=None, precision="fp32"), 0.5, "b, 300 parameters",
+                   "of its source in this report (b)")]
+    (s,) = summarize(rows)
+    assert s.best is not None and s.best.model == "b-w0.5-d1-fp32"
+    assert s.proxy_unranked == "they come from 2 different source models (a, 100 parameters; b, 300 parameters)"
+    assert "the kept-parameter PROXY does not rank them" in s.verdict and "best by precision" in s.verdict
+    rec = _summary_records([s], {}, rows)[0]
+    assert rec["ranked_by_proxy"] is False and rec["proxy_unranked"] == s.proxy_unranked
+
+
+def test_a_variant_without_a_proxy_is_not_ranked_last_by_it():
+    rows = [_proxy(row("a-w1-d1-int8", 8, 5, acc=None), 1.0, "a, 100 parameters", "its own source"),
+            _proxy(row("c", 8, 6, acc=None, precision="fp32"), None, "", "proxy unknown (no variant record)")]
+    (s,) = summarize(rows)
+    assert s.best is not None and s.best.model == "c"  # fp32 before int8 (the old proxy put c last, as 0)
+    assert "c: proxy unknown (no variant record)" in s.verdict
+    md = render_markdown(rows, {"hosts": ["host"], "profiles": ["kirin990"]}, "t", [], [s])
+    table = md.split("## kirin990")[1]
+    assert "| proxy 1.000 |" in table and "| proxy unknown (no variant record) |" in table
+
+
 def test_variants_sorted_by_precision_width_depth_and_named_from_the_record_only():
     rows = [row("x_w0.5_d1_int8", 8, 1), row("x_w1_d0.5_fp32", 8, 1, precision="fp32"),
             row("x_w1_d1_int8", 8, 1), row("plain", 8, 1, arch="L3 H6 F768", precision="ternary")]
