@@ -257,8 +257,10 @@ static int rows_agree(Py_buffer *v, Py_ssize_t k, int outs, Py_ssize_t *rows)
 
 /* ternarize_rows(x: float32 [rows * k], k, codes: int8 out, alpha: float32 out [rows]) -> bool (all finite):
    quantizers._ternarize_rows row by row: delta = 0.7 * mean|row| (float64, numpy's sum of one row), codes
-   sign(x) where |x| > the float32 threshold, alpha = mean of the kept |x| (float64, then float32) or 0 */
-static PyObject *ternarize_rows(PyObject *self, PyObject *args)
+   sign(x) where |x| > the float32 threshold, alpha = mean of the kept |x| (float64, then float32) or 0.
+   binarize_rows(the same) -> True: the signs, and each row's mean |x| (numpy's sum of one row, over k, in
+   float64, then float32) */
+static PyObject *quantize_rows(PyObject *args, int binary)
 {
     PyObject *o[3];
     Py_buffer v[3];
@@ -266,7 +268,7 @@ static PyObject *ternarize_rows(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OnOO", &o[0], &k, &o[1], &o[2]) ||
         get_buffers(o, (const Arg *[]){&X, &CODES, &SCALES}, v, 3) < 0)
         return NULL;
-    if (!rows_agree(v, k, 1, &rows)) return done(v, 3, NULL, "ternarize_rows: shapes disagree");
+    if (!rows_agree(v, k, 1, &rows)) return done(v, 3, NULL, "quantize_rows: shapes disagree");
     const float *a = (const float *)v[0].buf;
     int8_t *out = (int8_t *)v[1].buf;
     float *alpha = (float *)v[2].buf;
@@ -275,6 +277,11 @@ static PyObject *ternarize_rows(PyObject *self, PyObject *args)
     for (Py_ssize_t r = 0; r < rows; r++) {
         const float *row = a + r * k;
         double mean = one_call(pw_abs, row, k, 0.f) / (double)k;
+        if (binary) {
+            signs_of(row, k, out + r * k);
+            alpha[r] = (float)mean;
+            continue;
+        }
         if (!isfinite(mean)) {
             finite = 0;
             break;
@@ -287,6 +294,10 @@ static PyObject *ternarize_rows(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS
     return done(v, 3, PyBool_FromLong(finite), NULL);
 }
+
+static PyObject *ternarize_rows(PyObject *self, PyObject *args) { return quantize_rows(args, 0); }
+
+static PyObject *binarize_rows(PyObject *self, PyObject *args) { return quantize_rows(args, 1); }
 
 /* binarize_layer(x: float32, signs: int8 out) -> float: the signs, and the float64 sum of |x| as numpy's one
    call ``np.abs(w).mean(dtype=np.float64)`` sums a contiguous array (buffers in turn), a buffer at a time */
@@ -309,29 +320,6 @@ static PyObject *binarize_layer(PyObject *self, PyObject *args)
     }
     Py_END_ALLOW_THREADS
     return done(v, 2, PyFloat_FromDouble(total), NULL);
-}
-
-/* binarize_rows(x: float32 [rows * k], k, signs: int8 out, alpha: float32 out [rows]): the signs, and each
-   row's mean |x| (numpy's sum of one row, over k, in float64, then float32) */
-static PyObject *binarize_rows(PyObject *self, PyObject *args)
-{
-    PyObject *o[3];
-    Py_buffer v[3];
-    Py_ssize_t k, rows;
-    if (!PyArg_ParseTuple(args, "OnOO", &o[0], &k, &o[1], &o[2]) ||
-        get_buffers(o, (const Arg *[]){&X, &CODES, &SCALES}, v, 3) < 0)
-        return NULL;
-    if (!rows_agree(v, k, 1, &rows)) return done(v, 3, NULL, "binarize_rows: shapes disagree");
-    const float *a = (const float *)v[0].buf;
-    int8_t *out = (int8_t *)v[1].buf;
-    float *alpha = (float *)v[2].buf;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t r = 0; r < rows; r++) {
-        signs_of(a + r * k, k, out + r * k);
-        alpha[r] = (float)(one_call(pw_abs, a + r * k, k, 0.f) / (double)k);
-    }
-    Py_END_ALLOW_THREADS
-    return done(v, 3, Py_NewRef(Py_None), NULL);
 }
 
 /* greedy_planes(x: float32 [units * k], k, s1, s2: int8 out, a1, a2: float32 out [units]) */
