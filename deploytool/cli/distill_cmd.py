@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from deploytool.cli._grammar import Choice, GrammarCommand, json_flag
-from deploytool.cli.train_cmd import _data_options, _echo, _optim_options, _split_line, _trunc
+from deploytool.cli.train_cmd import _data_options, _echo, _export, _optim_options, _q, _split_line, _trunc
 from deploytool.train.distill import DistillConfig, DistillInit
 
 
@@ -55,4 +55,5 @@ def distill(teacher, output, layers, hidden, heads, ffn, init, importance_exampl
              f"dev accuracy {acc_label(r['dev'])} (teacher {acc_label(r['teacher_dev'])})"]
     lines += [f"note: {n}" for n in r["notes"]]
     lines.append(f"saved {output}")
+    lines.append(f"next: {_export(output)} (to quantize it first: deploytool qat --teacher {_q(output)} -o FOLDER)")
     _echo(r, as_json, lines)

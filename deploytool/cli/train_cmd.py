@@ -75,6 +75,27 @@ def _acc(r: dict) -> str:
     return acc_label(r)
 
 
+def _q(path) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
+
+
+def _export(folder) -> str:
+    """The command that exports a trained classifier folder (what every training command's result is for)."""
+    return f"deploytool export --model {_q(folder)} --task sequence-classification -o {_q(f'{folder}.onnx')}"
+
+
+def _pack(folder, weights: str, granularity: str, embeddings: bool, act_bits: int) -> str:
+    """The pack command for a QAT folder exported by :func:`_export`: the settings it was trained with (fp32
+    activations: the memory runtime at accuracy level 0 computes them; speed, the default, int8 as trained)."""
+    opts = ((f" --granularity {granularity}" if granularity != "layer" else "")
+            + ("" if embeddings else " --embeddings fp32")
+            + (" --runtime memory --accuracy-level 0" if act_bits == 0 else ""))
+    return (f"deploytool pack {_q(f'{folder}.onnx')} --weights {weights}{opts} "
+            f"-o {_q(f'{folder}-{weights}.onnx')}")
+
+
 def _split_line(r: dict) -> list[str]:
     from deploytool.data import SplitInfo
 
@@ -105,7 +126,9 @@ def train(model, output, data_cfg, epochs, lr, batch_size, threads, cpu, as_json
         f"{r['train_examples']} examples{_trunc(r['truncated_train'])}",
         f"dev accuracy {_acc(r['dev'])}  F1 {r['dev']['f1_macro']:.2f}",
         f"saved {output}"] + ([f"process {r['process_index'] + 1}/{r['processes']}: weights sha256 "
-                              f"{r['weights_sha256']}"] if r.get("processes", 1) > 1 else []))
+                              f"{r['weights_sha256']}"] if r.get("processes", 1) > 1 else []) + [
+        f"next: {_export(output)} (to make it smaller first: deploytool dynabert, qat or distill --teacher "
+        f"{_q(output)} -o FOLDER)"])
 
 
 @click.command("importance", cls=GrammarCommand)
@@ -132,6 +155,9 @@ def importance(model, output, reorder_output, max_examples, batch_size, threads,
              f"{r['examples']} examples{_trunc(r['truncated'])} -> {output}"]
     if reorder_output:
         lines.append(f"reordered model -> {reorder_output} (max logit change {r['reorder_max_diff']:.2e})")
+    lines.append(f"next: deploytool dynabert --teacher {_q(model)} --importance {_q(output)} -o FOLDER, or "
+                 f"deploytool reorder M.onnx --importance {_q(output)} -o M-reordered.onnx (M.onnx: {_q(model)} "
+                 "exported)")
     _echo(r, as_json, lines)
 
 
@@ -164,6 +190,8 @@ def dynabert(teacher, output, widths, depths, width_epochs, depth_epochs, subnet
     for row in r["dev"]:
         lines.append(f"  w={row['width']:<5g} d={row['depth']:<5g} {_acc(row)}")
     lines.append(f"saved {output}")
+    lines.append(f"next: {_export(output)}, then deploytool slice {_q(f'{output}.onnx')} --width W --depth D "
+                 f"-o {_q(f'{output}-W-D.onnx')} (W, D: a pair above)")
     _echo(r, as_json, lines)
 
 
@@ -212,8 +240,8 @@ def qat(teacher, output, mode, granularity, clip, quantize_embeddings, act_bits,
                      f"{t['ffn_size']}); dev ternary {_acc(t['ternary_dev'])}, right after the split "
                      f"{_acc(t['split_dev'])}")
     lines += [f"dev accuracy {_acc(r['dev'])} (teacher {_acc(r['teacher_dev'])})", f"saved {output}"]
-    if r.get("tws"):
-        lines.append(f"deploy: deploytool export --model {output} ... then deploytool pack --weights split-binary")
+    weights = "split-binary" if r.get("tws") else mode
+    lines.append(f"next: {_export(output)}, then {_pack(output, weights, granularity, quantize_embeddings, int(act_bits))}")
     _echo(r, as_json, lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -562,3 +563,80 @@ def test_qat_tws_init_of_the_teacher_shape_and_tokenizer_trains(tiny, tmp_path):
                                       "--max-train", "8", "--threads", "1"])
         assert r.exit_code == 0, r.output
         assert (out / "model.safetensors").is_file()
+
+
+def _next_commands(stdout: str) -> list[list[str]]:
+    """The commands of a training command's last line, 'next: CMD[, then CMD] (...)', as argument lists."""
+    import shlex
+
+    last = stdout.strip().splitlines()[-1]
+    assert last.startswith("next: deploytool "), stdout
+    body = last[len("next: "):].split(" (", 1)[0]
+    return [shlex.split(c)[1:] for c in body.split(", then ")]
+
+
+@pytest.mark.parametrize("cmd", [
+    ["train", "--model", "{m}", "--epochs", "0.2"],
+    ["dynabert", "--teacher", "{m}", "--width-epochs", "0.1", "--depth-epochs", "0.1"],
+    ["distill", "--teacher", "{m}", "--epochs", "0.2", "--layers", "1", "--hidden", "16", "--heads", "2", "--ffn", "32"],
+])
+def test_a_training_command_ends_with_what_to_run_next(tiny, tmp_path, cmd):
+    """train, dynabert and distill ended on 'saved OUT': where the result is, not what it is for. The last line now
+    is the command that exports it (run here: it works on the folder just written)."""
+    out = tmp_path / "my model"  # a space: the printed command is quoted for the shell
+    r = CliRunner().invoke(main, [a.format(m=tiny / "tiny") for a in cmd] + [
+        "-o", str(out), "--data", str(tiny / "toy.csv"), "--max-train", "16", "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    first = _next_commands(r.stdout)[0]
+    assert first == ["export", "--model", str(out), "--task", "sequence-classification", "-o", f"{out}.onnx"]
+    e = CliRunner().invoke(main, first)
+    assert e.exit_code == 0, e.output
+    assert (tmp_path / "my model.onnx").is_file()
+
+
+@pytest.mark.parametrize("extra, pack", [
+    ([], ["--weights", "ternary"]),
+    (["--granularity", "row", "--act-bits", "0", "--no-embeddings"],
+     ["--weights", "ternary", "--granularity", "row", "--embeddings", "fp32", "--runtime", "memory",
+      "--accuracy-level", "0"]),
+    (["--mode", "binary", "--tws"], ["--weights", "split-binary"]),
+])
+def test_qat_ends_with_the_export_and_the_pack_it_was_trained_for(tiny, tmp_path, extra, pack):
+    """qat ended on 'saved OUT' (with --tws: 'deploy: deploytool export --model OUT ... then deploytool pack --weights
+    split-binary', no file names, no granularity); now the two commands, with the settings it was trained with: run
+    in turn they write the packed file, and pack says nothing of settings that differ from the training's."""
+    import logging
+
+    out = tmp_path / "q"
+    r = CliRunner().invoke(main, ["qat", "--teacher", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"), "-o",
+                                  str(out), "--epochs", "0.2", "--max-train", "16", "--threads", "1", *extra])
+    assert r.exit_code == 0, r.output
+    export, packed = _next_commands(r.stdout)
+    assert export[:2] == ["export", "--model"] and packed[:2] == ["pack", f"{out}.onnx"]
+    assert sorted(packed[2:-2]) == sorted(pack) and packed[-2] == "-o", packed
+    assert CliRunner().invoke(main, export).exit_code == 0
+    seen = []
+
+    class Grab(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    h = Grab(logging.WARNING)
+    logging.getLogger("deploytool").addHandler(h)
+    try:
+        p = CliRunner().invoke(main, packed)
+    finally:
+        logging.getLogger("deploytool").removeHandler(h)
+    assert p.exit_code == 0, p.output
+    assert Path(packed[-1]).is_file()
+    assert not [m for m in seen if "differ" in m], seen
+
+
+def test_importance_ends_with_what_reads_its_file(tiny, tmp_path):
+    out = tmp_path / "imp.json"
+    r = CliRunner().invoke(main, ["importance", str(tiny / "tiny"), "--data", str(tiny / "toy.csv"), "--max-train",
+                                  "8", "-o", str(out), "--threads", "1"])
+    assert r.exit_code == 0, r.output
+    dyn = _next_commands(r.stdout)[0]
+    assert dyn[:5] == ["dynabert", "--teacher", str(tiny / "tiny"), "--importance", str(out)], dyn
+    assert f"deploytool reorder M.onnx --importance {out}" in r.stdout.splitlines()[-1]
