@@ -136,9 +136,13 @@ class GrammarCommand(click.Command):
     """A click command that accepts its old option spellings for one release (see the module doc)."""
 
     def __init__(self, *args: Any, renamed: dict[str, str] | None = None, json_file: bool = False,
-                 **kwargs: Any) -> None:
+                 folder_through_links: bool = False, **kwargs: Any) -> None:
         self.renamed = dict(renamed or {})
         self.json_file = json_file
+        # the output is a folder that the command makes where an -o link points, one not made yet included
+        # (bundle, qnn compile: a link to a folder on another volume, made before the first run): such a link
+        # is taken, not refused as leading to nothing; a link that loops still is
+        self.folder_through_links = folder_through_links
         old = [f"{o} (now {n})" for o, n in self.renamed.items()]
         if json_file:
             old.append("--json FILE (now -o/--output FILE)")
@@ -218,7 +222,7 @@ class GrammarCommand(click.Command):
             # a link that loops or leads to nothing was replaced by the output after all the work: refused before any
             from deploytool.cli._parse import refuse_link_to_nothing
 
-            refuse_link_to_nothing(output)
+            refuse_link_to_nothing(output, dangling_ok=self.folder_through_links)
         if output:  # for the group's error line (a full disk names what was being written)
             ctx.meta["deploytool.output"] = str(output)
         return rest

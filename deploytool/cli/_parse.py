@@ -30,7 +30,7 @@ def refuse_stdout_dash(path, command: str, writes: str = "its JSON to a file",
         raise OutputPathError(f"-o -: {command} writes {writes}; {instead}")
 
 
-def refuse_link_to_nothing(path) -> None:
+def refuse_link_to_nothing(path, *, dangling_ok: bool = False) -> None:
     """An output ``path`` that is a symbolic link leading to no file or folder, or under one that loops: refused before
     any work (OutputPathError), as the same link given as an input is named (errors.no_such).
 
@@ -38,7 +38,9 @@ def refuse_link_to_nothing(path) -> None:
     (``ln -s nowhere out.onnx``) likewise, its target never written. Neither is written through: ``cp`` refuses
     both ('not writing through dangling symlink', 'Too many levels of symbolic links'), and where the user meant
     the output to go is not ours to guess (a target on a volume not mounted, a link left from an old run). A link
-    to an existing file or folder is the output's business as before."""
+    to an existing file or folder is the output's business as before. ``dangling_ok``: a command whose output is
+    a folder made where the link points (bundle, qnn compile) takes a link to one not made yet; a loop is still
+    refused."""
     import errno
     import os
     from pathlib import Path
@@ -50,7 +52,7 @@ def refuse_link_to_nothing(path) -> None:
     loop = looping_link(path)
     if loop is not None:
         raise OutputPathError(f"{path}: {LINK_LOOP}" if loop == Path(path) else f"{path}: {loop} is {LINK_LOOP}")
-    if not os.path.islink(path):
+    if dangling_ok or not os.path.islink(path):
         return
     try:
         os.stat(path)

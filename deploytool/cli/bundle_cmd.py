@@ -11,7 +11,7 @@ from deploytool.cli.device_cmd import profiles_dir_option
 
 
 # GrammarCommand: a BundleConfig error names the option typed (qnn_calibration -> --qnn-calib-data)
-@click.command("bundle", cls=GrammarCommand)
+@click.command("bundle", cls=GrammarCommand, folder_through_links=True)
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--profile", required=True, help="Device profile with a mobile EP (XNNPACK, NNAPI, CoreML, QNN).")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),

@@ -175,7 +175,7 @@ def quantize_(model, output, profile, seq_len, activation_dtype, weight_dtype, m
     click.echo(f"  calibration: {stats['calibration']}")
 
 
-@qnn.command("compile", cls=GrammarCommand)
+@qnn.command("compile", cls=GrammarCommand, folder_through_links=True)
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Output folder (new or empty): EPContext model, .bin, qnn_compile.json.")

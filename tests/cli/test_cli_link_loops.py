@@ -124,6 +124,8 @@ def test_an_output_that_is_a_link_to_nothing_is_refused_before_any_work(path, cm
     replaced nor written through, as cp refuses both."""
     import click
 
+    if kind == "dangling" and getattr(cmd, "folder_through_links", False):
+        pytest.skip("its output folder is made where the link points (test_bundle, test_qnn: through a symbolic link)")
     monkeypatch.chdir(tmp_path)
     if kind == "loop":
         os.symlink("out", "out")
