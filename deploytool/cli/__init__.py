@@ -160,6 +160,18 @@ def _one_line(e: BaseException) -> str:
     return text or type(e).__name__
 
 
+class _PlainWarnings(logging.Formatter):
+    """deploytool's own warnings and errors as the commands' own lines read ('warning: ...', as bench and report
+    print theirs, and 'deprecated: ...'), not 'WARNING deploytool.passes.pack_weights: ...'; other libraries'
+    records keep their level and logger's name (where a line comes from is worth saying there). -v and --debug
+    show every record in the full form."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name.split(".")[0] == "deploytool" and record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {record.getMessage()}"
+        return super().format(record)
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="deploytool")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
@@ -174,7 +186,12 @@ def main(ctx: click.Context, debug: bool, verbose: int) -> None:
 
         faulthandler.enable()
     level = logging.WARNING - 10 * min(verbose, 2)
+    before = list(logging.getLogger().handlers)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose and not debug:  # only the handler made here (a host program's or pytest's keep their own form)
+        for handler in logging.getLogger().handlers:
+            if handler not in before:
+                handler.setFormatter(_PlainWarnings("%(levelname)s %(name)s: %(message)s"))
     if not verbose and not debug:
         # an error is one line: numpy's RuntimeWarnings (NaN weights), onnx_ir's notes on an invalid graph and ORT's
         # fusion scripts' remarks would print their own lines (with source lines) before it; -v shows them

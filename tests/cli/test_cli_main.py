@@ -59,3 +59,24 @@ def test_main_itself_leaves_the_collector_alone():
     before = gc.get_freeze_count()
     r = CliRunner().invoke(cli.main, ["profiles"])
     assert r.exit_code == 0 and gc.get_freeze_count() == before
+
+
+
+def test_the_librarys_warnings_read_as_the_commands_own_lines():
+    """A warning logged by deploytool's library reaches a command's user as 'warning: ...' (as bench and report
+    print theirs), not as logging's 'WARNING deploytool.data: ...'; another library's keeps its level and name,
+    and deploytool's info lines (-v) their full form. The real program: test_pack_qat_record's subprocess."""
+    import logging
+
+    from deploytool.cli import _PlainWarnings
+
+    fmt = _PlainWarnings("%(levelname)s %(name)s: %(message)s")
+
+    def rec(name, level, msg):
+        return logging.LogRecord(name, level, __file__, 1, msg, (), None)
+
+    assert fmt.format(rec("deploytool.data", logging.WARNING, "3 rows have no label")) == "warning: 3 rows have no label"
+    assert fmt.format(rec("deploytool", logging.ERROR, "x")) == "error: x"
+    assert fmt.format(rec("onnxruntime", logging.WARNING, "y")) == "WARNING onnxruntime: y"
+    assert fmt.format(rec("deploytool.data", logging.INFO, "z")) == "INFO deploytool.data: z"
+    assert fmt.format(rec("deploytoolish", logging.WARNING, "w")) == "WARNING deploytoolish: w"
