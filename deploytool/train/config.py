@@ -178,6 +178,9 @@ class DynaBertConfig(_Optim):
         _check(0 <= self.depth_epochs <= 1000, f"depth_epochs: must be in [0, 1000] (got {self.depth_epochs})")
         _check(self.width_epochs + self.depth_epochs > 0, "width_epochs/depth_epochs: at least one must be > 0")
         _check(self.subnets_per_step >= 0, f"subnets_per_step: must be >= 0 (got {self.subnets_per_step})")
+        # k is the largest, the smallest and k-2 random sub-networks: 1 trained two a step, as 2 does, without a word
+        _check(self.subnets_per_step != 1, "subnets_per_step: 1 is not a sample (each step trains the largest and the "
+               "smallest sub-network at least); give 0 (every sub-network) or 2 or more")
         _check(self.importance_examples >= 1, f"importance_examples: must be >= 1 (got {self.importance_examples})")
         _check(self.temperature > 0, f"temperature: must be > 0 (got {self.temperature})")
         for n in ("w_logits", "w_hidden", "w_attention"):

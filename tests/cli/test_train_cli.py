@@ -640,3 +640,12 @@ def test_importance_ends_with_what_reads_its_file(tiny, tmp_path):
     dyn = _next_commands(r.stdout)[0]
     assert dyn[:5] == ["dynabert", "--teacher", str(tiny / "tiny"), "--importance", str(out)], dyn
     assert f"deploytool reorder M.onnx --importance {out}" in r.stdout.splitlines()[-1]
+
+
+def test_dynabert_one_subnet_per_step_is_refused(tiny, tmp_path):
+    """--subnets-per-step 1 ('k: largest, smallest and k-2 random ones') trained two sub-networks a step, as 2 does,
+    and recorded 1, exit 0."""
+    out = tmp_path / "dyn"
+    _fails(["dynabert", "--teacher", str(tiny / "tiny"), "-o", str(out), "--data", str(tiny / "toy.csv"),
+            "--subnets-per-step", "1", "--width-epochs", "0.1", "--depth-epochs", "0.1", "--threads", "1"],
+           "--subnets-per-step: 1 is not a sample", "give 0", "or 2 or more", out=out)
