@@ -40,7 +40,7 @@ import yaml
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 from typing_extensions import Annotated
 
-from deploytool.choices import array_numbers, deprecated, did_you_mean, first_repeat, is_array, not_one_of
+from deploytool.choices import array_numbers, deprecated, did_you_mean, first_repeat, is_array, name_key, not_one_of
 from deploytool.errors import ConfigError, not_a_file
 from deploytool.validation import (Choice, ColumnName, Fraction, Integer, OneOf, Text, invalid, kind_of,
                                    label_column_problem, pair_column_problem, read_text_file, safe_load_yaml, schema, show,
@@ -370,7 +370,8 @@ class Recipe:
         # a profile named by its file is relative to the recipe's folder; a device given twice would be benchmarked
         # and reported twice (the report refused it after all the work)
         out = tuple(_rel(v, _base_dir(info)) for v in value)
-        rep = first_repeat(out, key=lambda v: Path(v).stem if v.endswith((".yaml", ".yml")) else v)
+        # (a built-in profile's name in any case: load_profile matches it so, 'kirin990' and 'Kirin990' are one)
+        rep = first_repeat(out, key=lambda v: Path(v).stem if v.lower().endswith((".yaml", ".yml")) else name_key(v))
         if rep is not None:
             raise invalid(f"{value[rep[0]]} appears twice", f"[{rep[0]}]")
         return out

@@ -322,6 +322,8 @@ def test_files_in_sweep_options_and_devices_are_the_recipes_and_checked(workspac
 @pytest.mark.parametrize("changes, needle", [
     # the device was benchmarked twice and the report refused it after all the work
     ({"devices": ["x86-host", "x86-host"]}, "devices[1]: x86-host appears twice"),
+    # a built-in profile's name matches in any case (2fe40b0): the same device, refused after all the work
+    ({"devices": ["kirin990", "Kirin990"]}, "devices[1]: Kirin990 appears twice"),
     # the slice step refused it after the training and the export
     ({"sweep": {"depth": [1.0, 0.05]}}, "sweep.depth[1]: 0.05 keeps 0 of the model's 2 layers"),
     ({"sweep": {"width": [0.1]}}, "sweep.width[0]: 0.1 keeps round(0.1 * 4) = 0 of the model's 4 heads"),
