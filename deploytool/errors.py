@@ -51,6 +51,37 @@ def looping_link(path):
     return None
 
 
+def refuse_link_to_nothing(path, *, dangling_ok: bool = False) -> None:
+    """An output ``path`` that is a symbolic link leading to no file or folder, or under one that loops: refused before
+    any work (OutputPathError), as the same link given as an input is named (errors.no_such).
+
+    A link that loops (``ln -s loop1 loop1``) was replaced by the output file after all the work; a dangling link
+    (``ln -s nowhere out.onnx``) likewise, its target never written. Neither is written through: ``cp`` refuses
+    both ('not writing through dangling symlink', 'Too many levels of symbolic links'), and where the user meant
+    the output to go is not ours to guess (a target on a volume not mounted, a link left from an old run). A link
+    to an existing file or folder is the output's business as before. ``dangling_ok``: a command whose output is
+    a folder made where the link points (bundle, qnn compile) takes a link to one not made yet; a loop is still
+    refused."""
+    import errno
+    import os
+    from pathlib import Path
+
+    if path is None:
+        return
+    loop = looping_link(path)
+    if loop is not None:
+        raise OutputPathError(f"{path}: {LINK_LOOP}" if loop == Path(path) else f"{path}: {loop} is {LINK_LOOP}")
+    if dangling_ok or not os.path.islink(path):
+        return
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno != errno.ENOENT:  # what else stops it is the output's own check's to say
+            return
+        raise OutputPathError(f"{path}: is a link to {os.readlink(path)}, which leads to nothing; remove the link or "
+                              "give another path") from None
+
+
 def no_such(path, what: str = "file") -> str:
     """Why an input ``path`` that does not resolve is not there: ``no such file``, or a link that loops (that one,
     or a folder of it that does) said so."""

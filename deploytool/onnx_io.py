@@ -49,7 +49,9 @@ from typing import IO, Iterator
 import onnx
 import onnx_ir as ir
 
-from deploytool.errors import LINK_LOOP, SPECIAL_FILE, InputFileError, OutputPathError, looping_link, no_such
+from deploytool.errors import (
+    LINK_LOOP, SPECIAL_FILE, InputFileError, OutputPathError, looping_link, no_such, refuse_link_to_nothing,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -415,6 +417,7 @@ def check_output_path(path: str | os.PathLike, *, inputs: tuple[str | os.PathLik
     p = Path(path)
     if isinstance(raw, str) and raw.endswith(("/", os.sep)):  # Path() drops the slash that makes it a folder
         raise OutputPathError(f"{raw}: names a directory (it ends with '/'); give a file path")
+    refuse_link_to_nothing(p)  # (the CLI says it before any work; a Python caller's output link was replaced)
     for i in inputs:
         with contextlib.suppress(OSError):
             if p.exists() and p.resolve() == Path(i).resolve():
@@ -508,6 +511,7 @@ def check_output_dir(path: str | os.PathLike) -> Path:
     """Fail early when ``path`` cannot become a new output folder: it must be absent or an empty folder
     in a writable parent (folders are written complete or not at all, never merged into)."""
     out = Path(path)
+    refuse_link_to_nothing(out, dangling_ok=True)  # a link to a folder not made yet is where it goes; a loop is not
     if out.exists() and not out.is_dir():
         raise OutputPathError(f"{out}: exists and is not a directory (-o takes a folder)")
     if out.is_dir() and any(out.iterdir()):

@@ -155,3 +155,19 @@ def test_a_link_to_nothing_as_output_of_a_real_slice(tiny_onnx, tmp_path):
         assert res.output == line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dangl", "loop1"]
     assert os.path.islink(tmp_path / "loop1") and os.path.islink(tmp_path / "dangl")
+
+
+@pytest.mark.parametrize("kind", ["loop", "dangling"])
+def test_a_python_callers_output_link_to_nothing_is_refused_too(tiny_onnx, tmp_path, kind):
+    """``transform(src, "loop1", ...)`` from Python replaced the link with the output (the CLI's check is the
+    command's); the library's output check says what the link is, nothing written, the link left."""
+    from deploytool.errors import OutputPathError
+    from deploytool.passes import transform
+    from deploytool.passes.slice_subnetwork import SliceConfig
+
+    src = tiny_onnx("bert", layers=2)
+    out = tmp_path / "out.onnx"
+    os.symlink("out.onnx" if kind == "loop" else "nowhere.onnx", out)
+    with pytest.raises(OutputPathError, match="a symbolic link that loops" if kind == "loop" else "leads to nothing"):
+        transform(src, out, SliceConfig(width=0.5))
+    assert os.path.islink(out) and sorted(os.listdir(tmp_path)) == ["out.onnx"]
