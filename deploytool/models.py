@@ -207,6 +207,20 @@ def find_tokenizer(model_path: str | os.PathLike | None = None, given: str | os.
     return TokenizerLookup(None, looked=f"{here}, {why}")
 
 
+def _lower_case(vocab: Path) -> bool:
+    """Whether a vocab.txt's WordPiece lower-cases its text: its folder's tokenizer_config.json ``do_lower_case``
+    (a cased BERT's says false), else true (BERT's uncased vocabularies, the form a bare vocab.txt mostly comes in).
+    """
+    import json
+
+    try:
+        conf = json.loads((vocab.parent / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    value = conf.get("do_lower_case") if isinstance(conf, dict) else None
+    return value if isinstance(value, bool) else True
+
+
 def load_tokenizer(path: str | os.PathLike):
     """A ``tokenizers.Tokenizer`` from ``path``: a tokenizer.json, a BERT vocab.txt (lower-cased WordPiece with
     ``[CLS] ... [SEP]``; a file named ``*.txt``), or a folder holding either. A file the tokenizers library cannot
@@ -232,7 +246,7 @@ def load_tokenizer(path: str | os.PathLike):
     if tok.token_to_id("[UNK]") is None:  # every word it lacks would fail to encode, mid-calibration
         raise ConfigError(f"tokenizer: {p} is not a BERT vocab.txt (no [UNK] token among its "
                           f"{tok.get_vocab_size()} lines); give a tokenizer.json or a BERT vocab.txt")
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.normalizer = normalizers.BertNormalizer(lowercase=_lower_case(p))
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     if cls_id is not None and sep_id is not None:

@@ -292,3 +292,21 @@ def test_load_tokenizer_reads_a_vocab_as_bert_does(tmp_path):
     with pytest.raises(ConfigError, match=r"^tokenizer: .*words.txt is not a BERT vocab.txt \(no \[UNK\] token"):
         load_tokenizer(words)
 
+
+
+@pytest.mark.parametrize("lower", [True, False])
+def test_a_vocab_txt_is_cased_as_its_tokenizer_config_says(tmp_path, lower):
+    """A cased BERT's vocab.txt (its tokenizer_config.json: do_lower_case false) was lower-cased anyway: 'Paris'
+    became 'paris', [UNK] in a cased vocabulary. transformers' BertTokenizerFast over the same files is the
+    reference."""
+    from transformers import BertTokenizerFast
+
+    from deploytool.models import load_tokenizer
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "Paris", "paris", "is", "Big", "big", "."]
+    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"), do_lower_case=lower).save_pretrained(tmp_path)
+    (tmp_path / "tokenizer.json").unlink()  # the vocab.txt is what is read
+    ref = BertTokenizerFast.from_pretrained(str(tmp_path))
+    text = "Paris is Big."
+    assert load_tokenizer(tmp_path / "vocab.txt").encode(text).ids == ref(text)["input_ids"]
