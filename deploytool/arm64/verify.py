@@ -1,6 +1,7 @@
 """Verify that a model computes the same on ARM64 as on the host: ``deploytool verify-arm64``.
 
-For each CPU model (the profile's ``qemu_cpu``, or ``--cpu``), the model runs with ONNX Runtime's
+For each CPU model (the profile's ``qemu_cpu``, or ``--cpu``; with neither, a bundle's manifest names the
+profile), the model runs with ONNX Runtime's
 Linux aarch64 wheel under QEMU user-mode (:mod:`deploytool.arm64.emulator`) on seeded synthetic
 inputs (:mod:`deploytool.runtime.inputs`), and every output is compared with the host's ONNX Runtime
 output on the same inputs:
@@ -129,7 +130,9 @@ def _cpu_model(cpu: Any) -> str | None:
 @dataclasses.dataclass(frozen=True)
 class VerifyConfig:
     """What to verify. ``cpus`` defaults to the profile's ``qemu_cpu``; a profile also gives the EP
-    preference list (the aarch64 wheel has the CPU EP only, so others fall back, recorded)."""
+    preference list (the aarch64 wheel has the CPU EP only, so others fall back, recorded). With neither, the
+    profile the bundles' manifests name (loaded from ``profiles_dirs``, then the built-in ones; ``profile_from``
+    the bundle folder)."""
 
     models: tuple[Path, ...]  # .onnx files, .ort files, bundle folders (their model.ort)
     profile: Profile | None = dataclasses.field(default=None, hash=False)  # holds mappings: compared, not hashed
@@ -145,6 +148,10 @@ class VerifyConfig:
     # ORT-format one what the check needs of it (None for an .onnx)
     files: tuple[Path, ...] = dataclasses.field(init=False, default=(), repr=False)
     ort_inputs: tuple[OrtInput | None, ...] = dataclasses.field(init=False, default=(), repr=False, compare=False)
+    # the profiles folders searched (before the built-in one) for the profile a bundle's manifest names
+    profiles_dirs: tuple[Path, ...] = ()
+    # where the profile came from when neither it nor cpus was given: the bundle folder whose manifest names it
+    profile_from: Path | None = dataclasses.field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         models = (self.models,) if isinstance(self.models, (str, os.PathLike)) else tuple(self.models)
@@ -174,6 +181,8 @@ class VerifyConfig:
             check_emulator_home(self.emulator_home, "emulator_home")
         cpus = tuple(one_or_many(self.cpus))  # cpus="max" is one CPU model, not 'm', 'a', 'x'
         if not cpus:
+            if self.profile is None:  # a bundle names the profile it was made for: that one
+                object.__setattr__(self, "profile", self._bundles_profile())
             if self.profile is None:
                 raise ConfigError("give a device profile (--profile) or QEMU CPU models (--cpu)")
             if self.profile.qemu_cpu is None:
@@ -192,6 +201,40 @@ class VerifyConfig:
                 raise ConfigError(f"{name}: must be an integer in [{lo}, {hi}], got {v!r}")
         if not (isinstance(self.timeout_s, (int, float)) and self.timeout_s > 0):
             raise ConfigError(f"timeout_s: must be a positive number of seconds, got {self.timeout_s!r}")
+
+
+    def _bundles_profile(self) -> Profile | None:
+        """The profile the bundles given name in their manifests (``profile.name``), loaded; None when no bundle
+        names one. Bundles made for different profiles, or a profile not found: ConfigError."""
+        from deploytool.arm64.ort_file import BUNDLE_MANIFEST
+
+        named: dict[str, Path] = {}
+        for o in self.ort_inputs:
+            if o is None or o.bundle is None or not (o.bundle / BUNDLE_MANIFEST).is_file():
+                continue
+            try:  # read_ort_input read this manifest already (a damaged one was refused there)
+                prof = json.loads((o.bundle / BUNDLE_MANIFEST).read_text(encoding="utf-8")).get("profile")
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue
+            name = prof.get("name") if isinstance(prof, dict) else None
+            if isinstance(name, str) and name.strip():
+                named.setdefault(name, o.bundle)
+        if not named:
+            return None
+        if len(named) > 1:
+            made = ", ".join(f"{b} for '{n}'" for n, b in named.items())
+            raise ConfigError(f"the bundles were made for different profiles ({made}); give a device profile "
+                              "(--profile) or QEMU CPU models (--cpu)")
+        (name, bundle), = named.items()
+        from deploytool.profiles import load_profile
+
+        try:
+            profile = load_profile(name, self.profiles_dirs)
+        except ConfigError as e:
+            raise ConfigError(f"{bundle / BUNDLE_MANIFEST}: made for profile '{name}', which cannot be loaded here "
+                              f"({e}); give a device profile (--profile) or QEMU CPU models (--cpu)") from None
+        object.__setattr__(self, "profile_from", bundle)
+        return profile
 
 
 @dataclasses.dataclass
@@ -262,13 +305,15 @@ class VerifyResult:
     profile: str | None
     onnxruntime: str | None
     wall_s: float
+    profile_from: str | None = None  # the bundle folder whose manifest named the profile (none given)
 
     @property
     def ok(self) -> bool:
         return bool(self.checks) and all(c.ok for c in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "deploytool.verify-arm64", "ok": self.ok, "profile": self.profile, "cpus": list(self.cpus),
+        return {"kind": "deploytool.verify-arm64", "ok": self.ok, "profile": self.profile,
+                "profile_from": self.profile_from, "cpus": list(self.cpus),
                 "onnxruntime_aarch64": self.onnxruntime, "wall_s": round(self.wall_s, 2),
                 "checks": [c.to_dict() for c in self.checks]}
 
@@ -283,7 +328,9 @@ class VerifyResult:
                          f"{worst.cosine:.6f}" if worst else "-",
                          "OK" if c.ok else f"FAIL{': ' + c.error if c.error else ''}"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
+        head = [f"profile {self.profile}: the one bundle {self.profile_from} was made for (its manifest.json; "
+                "--profile or --cpu to choose)"] if self.profile_from else []
+        return "\n".join(head + ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows])
 
 
 def _compare(host: Mapping[str, np.ndarray], arm: Mapping[str, np.ndarray], tol: Tolerance) -> list[OutputCheck]:
@@ -514,4 +561,5 @@ def verify_arm64(config: VerifyConfig, *, on_setup: Callable[[], None] | None = 
                     check.ok = all(o.ok for o in check.outputs)
                 checks.append(check)
     return VerifyResult(checks=checks, cpus=config.cpus, profile=profile.name if profile else None,
-                        onnxruntime=ort_version, wall_s=time.perf_counter() - t0)
+                        onnxruntime=ort_version, wall_s=time.perf_counter() - t0,
+                        profile_from=str(config.profile_from) if config.profile_from is not None else None)

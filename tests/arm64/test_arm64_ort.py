@@ -278,3 +278,54 @@ def test_the_json_is_not_written_over_the_bundles_file(bundle, tmp_path):
                                   "--no-setup", "-o", str(b / "model.ort")])
     assert r.exit_code == 2 and _err_line(r) == f"error: {b / 'model.ort'}: output would overwrite the input; choose another path"
     assert (b / "model.ort").read_bytes() == before
+
+
+# ------------------------------------------------------------------------ the profile a bundle was made for
+
+def test_a_bundle_without_profile_or_cpu_runs_on_the_profile_its_manifest_names(bundle, tiny_onnx, host_guest):
+    """verify-arm64 BUNDLE with neither --profile nor --cpu asked for one, although the manifest names the profile the
+    bundle was made for (raspberry-pi-4: QEMU cortex-a72, XNNPACK first): that one is used, said in one line."""
+    r = CliRunner().invoke(main, ["verify-arm64", str(bundle)])
+    assert r.exit_code == 0, r.output
+    first = r.stdout.splitlines()[0]
+    assert first == (f"profile raspberry-pi-4: the one bundle {bundle} was made for (its manifest.json; --profile or "
+                     "--cpu to choose)"), r.stdout
+    (job,) = host_guest.jobs
+    assert job["models"][0]["providers"][0] == "XnnpackExecutionProvider"
+    r = CliRunner().invoke(main, ["verify-arm64", str(bundle), "--json"])
+    d = json.loads(r.stdout)
+    assert (d["profile"], d["profile_from"], d["cpus"]) == ("raspberry-pi-4", str(bundle), ["cortex-a72"])
+    # given, --cpu or --profile is what runs, and nothing is said of the manifest
+    r = CliRunner().invoke(main, ["verify-arm64", str(bundle), "--cpu", "max", "--json"])
+    d = json.loads(r.stdout)
+    assert (d["profile"], d["profile_from"], d["cpus"]) == (None, None, ["max"])
+
+
+def test_without_a_profile_anywhere_it_is_still_asked_for(bundle, tiny_onnx, tmp_path, host_guest):
+    onnx_model = tiny_onnx("bert", layers=2, hidden=32, heads=4, ffn=64)
+    bare = tmp_path / "m.ort"
+    shutil.copy(bundle / "model.ort", bare)
+    nameless = tmp_path / "nameless"
+    shutil.copytree(bundle, nameless)
+    m = json.loads((nameless / "manifest.json").read_text())
+    del m["profile"]
+    (nameless / "manifest.json").write_text(json.dumps(m))
+    for given in ([onnx_model], [bare], [nameless]):
+        r = CliRunner().invoke(main, ["verify-arm64", *map(str, given)])
+        assert r.exit_code == 2 and _err_line(r) == "error: give a device profile (--profile) or QEMU CPU models (--cpu)"
+    # a manifest naming a profile this machine does not have, and bundles made for two profiles: one line each
+    other = tmp_path / "other"
+    shutil.copytree(bundle, other)
+    m = json.loads((other / "manifest.json").read_text())
+    m["profile"]["name"] = "my-board"
+    (other / "manifest.json").write_text(json.dumps(m))
+    r = CliRunner().invoke(main, ["verify-arm64", str(other)])
+    line = _err_line(r)
+    assert r.exit_code == 2 and line.startswith(f"error: {other / 'manifest.json'}: made for profile 'my-board', "
+                                                "which cannot be loaded here (") and line.endswith(
+        "); give a device profile (--profile) or QEMU CPU models (--cpu)"), line
+    r = CliRunner().invoke(main, ["verify-arm64", str(bundle), str(other)])
+    assert r.exit_code == 2 and _err_line(r) == (
+        f"error: the bundles were made for different profiles ({bundle} for 'raspberry-pi-4', {other} for "
+        "'my-board'); give a device profile (--profile) or QEMU CPU models (--cpu)")
+    assert host_guest.jobs == []
