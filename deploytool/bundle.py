@@ -374,25 +374,35 @@ def shipped_size(path: str | os.PathLike, profile, file_mb: float, work: Path | 
 #: a ``model.ort`` over this many times its packed source holds pack's weights unpacked (bundle's note, fit's hint)
 ORT_UNPACKED_RATIO = 1.2
 
-def _fp16_casts_note(model: Path) -> str | None:
+def _fp16_casts_note(model: Path, ort_path: Path, sig: dict[str, Any]) -> str | None:
     """Why an fp16 model's ``model.ort`` computes in fp32, or None: the converter builds a session on this host, and
-    where this host's CPU provider has no fp16 kernel ONNX Runtime inserts fp16 -> fp32 casts, which the .ort keeps;
-    the phone then runs those nodes in fp32 too (and the .ort is larger than an fp32 bundle's)."""
+    where this host's CPU provider has no fp16 kernel ONNX Runtime inserts fp16 -> fp32 casts (more with ``runtime``,
+    whose nodes are left unfused, than with ``fixed``). The .ort keeps them on every device: ONNX
+    Runtime inserts casts when it builds a session from an .onnx, never when it loads a .ort, so the kernels of the
+    machine that converted it are baked in. Measured (verify-arm64, tests/arm64/test_arm64_ort.py), the tiny fp16
+    BERT: neoverse-n1 runs its .onnx with 10 of the x86 host's 28 casts, the bundle's .ort with all 58. No
+    conversion keeps the file loadable here without them: a .ort made at any optimization level or style carries
+    this host's casts (ORT_DISABLE_ALL 63, basic/``runtime`` 58, all/``fixed`` 28), and one converted under QEMU
+    on neoverse-n1 (10 casts) fails to load on x86 and on cortex-a72 ('Could not find an implementation for
+    Add(14)'). The casts are counted in the file shipped."""
     from deploytool.variant import model_precision
 
     try:
         if model_precision(model)[0] != "fp16":
             return None
-        from deploytool.runtime.session import inserted_precision_casts
+        from deploytool.arm64.ort_file import ort_skeleton
+        from deploytool.runtime.session import CAST_PREFIX
 
-        casts = inserted_precision_casts(model)
+        n = sum(node.name.startswith(CAST_PREFIX) for node in ort_skeleton(ort_path, sig).graph.node)
     except DeployError:
         return None
-    if not casts:
+    if not n:
         return None
-    return (f"this host's CPU has no fp16 kernels: ONNX Runtime's converter put {len(casts)} fp16 -> fp32 casts "
-            "into model.ort, so the device runs those nodes in fp32 as well (and the .ort is larger than an fp32 "
-            "bundle's); bundle the fp32 model, or make the bundle on an ARM64 host with fp16 arithmetic")
+    return (f"ONNX Runtime's converter put {n} fp16 -> fp32 casts into model.ort where this host's CPU has no fp16 "
+            "kernel, and the device runs those nodes in fp32 too: a .ort keeps the casts of the machine that "
+            "converted it (none are added or dropped when it is loaded; one converted on an Arm core with fp16 "
+            "arithmetic loads neither here nor on cores without it, such as cortex-a72); bundle the fp32 model, or "
+            "ship the .onnx where fp16 arithmetic matters")
 
 
 def _unpacked_note(model: Path, source_bytes: int, ort_bytes: int) -> str | None:
@@ -513,8 +523,9 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
         model_bytes = model.stat().st_size + sum(d.stat().st_size for d in data)
         source_bytes = model_bytes if source is model else \
             source.stat().st_size + sum(d.stat().st_size for d in external_data_files(source))
+        sig = signature(ort_path)
         unpacked = "; ".join(n for n in (_unpacked_note(model, model_bytes, ort_path.stat().st_size),
-                                         _fp16_casts_note(model)) if n)
+                                         _fp16_casts_note(model, ort_path, sig)) if n)
         manifest = {
             "kind": KIND, "version": 1,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -525,7 +536,7 @@ def make_bundle(model_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: 
                     "target_platform": "arm", "onnxruntime": host.get("onnxruntime"),
                     **({"note": unpacked} if unpacked else {})},
             "session": session,
-            "signature": signature(ort_path),
+            "signature": sig,
             "tokenizer": tok,
             "qnn": qnn,
             "fixed_input": {"seq_len": cfg.seq_len, "seed": cfg.seed, "batch": 1,

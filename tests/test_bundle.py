@@ -480,12 +480,59 @@ def test_bundle_of_an_fp16_model_says_why_no_qnn_binary(model_dir, tmp_path):
     assert why.startswith("half.onnx: the model is fp16") and why.endswith("(qnn check|compile --fp16)"), why
     assert "ONNXRuntimeError" not in why and "/tmp" not in why
     # converted on a host whose CPU has no fp16 kernels (x86), the .ort keeps ONNX Runtime's fp16 -> fp32 casts:
-    # said, not left for the phone to find out (the fp16 .ort was larger than the fp32 one, and computed in fp32)
+    # said, with the count in the file shipped (test_an_fp16_bundle_says_its_ort_computes_in_fp32)
+    note = json.loads(r.output)["ort"].get("note", "")
+    n = _ort_casts(out / "model.ort")
+    assert (f"ONNX Runtime's converter put {n} fp16 -> fp32 casts into model.ort" in note) == (n > 0), note
+
+
+def _ort_casts(path) -> int:
+    """InsertedPrecisionFreeCast nodes in an .ort, read with ONNX Runtime's own FlatBuffers bindings."""
+    from onnxruntime.tools.ort_format_model.ort_flatbuffers_py.fbs.InferenceSession import InferenceSession
+
+    g = InferenceSession.GetRootAsInferenceSession(path.read_bytes(), 0).Model().Graph()
+    return sum(g.Nodes(i).Name().decode().startswith("InsertedPrecisionFreeCast") for i in range(g.NodesLength()))
+
+
+def test_an_fp16_bundle_says_its_ort_computes_in_fp32(model_dir, tmp_path):
+    """An fp16 model's model.ort carries the fp16 -> fp32 casts ONNX Runtime inserted on this host (x86: no fp16
+    kernels), and a .ort keeps them on the phone (verify-arm64: neoverse-n1 ran all 58 of the bundle's against 10 of
+    the .onnx's 28). No conversion removes them and still loads here (bundle._fp16_casts_note says what was tried), so
+    the bundle says it in one line, with the count in the file shipped: the old note counted the .onnx's casts (28),
+    not the runtime-style .ort's (58). The host still loads and runs the .ort (its own check); an fp32 bundle says
+    nothing of casts."""
+    from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
     from deploytool.runtime.session import inserted_precision_casts
 
-    note = json.loads(r.output)["ort"].get("note", "")
-    n = len(inserted_precision_casts(half))
-    assert (f"ONNX Runtime's converter put {n} fp16 -> fp32 casts into model.ort" in note) == (n > 0), note
+    src, _ = model_dir
+    half = tmp_path / "half.onnx"
+    convert_fp16_file(src / "tiny.onnx", half, Fp16Config())
+    out = tmp_path / "b"
+    r = _bundle([str(half), "--profile", "raspberry-pi-4", "-o", str(out), "--no-qnn"])
+    assert r.exit_code == 0, r.output
+    n = _ort_casts(out / "model.ort")
+    if not inserted_precision_casts(half):
+        pytest.skip("this host's CPU runs the fp16 model without casts")
+    assert n > len(inserted_precision_casts(half))  # runtime style: the unfused nodes each get theirs
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["ort"]["optimization_style"] == "runtime"
+    note = m["ort"]["note"]
+    assert note.startswith(f"ONNX Runtime's converter put {n} fp16 -> fp32 casts into model.ort where this host's "
+                           "CPU has no fp16 kernel, and the device runs those nodes in fp32 too"), note
+    assert note.endswith("bundle the fp32 model, or ship the .onnx where fp16 arithmetic matters"), note
+    assert [ln for ln in r.output.splitlines() if ln.startswith("  note: ")] == [f"  note: {note}"]
+    assert np.isfinite(m["verification"]["max_abs_vs_onnx"])
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    for k, v in m["session"]["config_entries"].items():
+        so.add_session_config_entry(k, v)
+    sess = ort.InferenceSession(str(out / "model.ort"), so, providers=["CPUExecutionProvider"])
+    y = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, _feeds(m))))
+    for k, v in m["expected_outputs"].items():
+        assert np.array_equal(y[k], np.asarray(v["values"], dtype=v["dtype"]).reshape(v["shape"]))
+    r = _bundle([str(src / "tiny.onnx"), "--profile", "raspberry-pi-4", "-o", str(tmp_path / "b32"), "--no-qnn"])
+    assert r.exit_code == 0 and "casts" not in r.output, r.output
 
 
 def test_bundle_of_a_model_whose_data_is_in_a_subfolder(model_dir, tmp_path):

@@ -269,6 +269,31 @@ def test_a_bundle_under_qemu(emulator, bundle, tmp_path):
     assert f"checked bundle {bundle}: its model.ort as it ships" in r.output
 
 
+def test_an_fp16_bundles_ort_runs_the_x86_casts_on_a_core_with_fp16_arithmetic(emulator, tiny_onnx, tmp_path):
+    """What bundle's fp16 note says, measured: on neoverse-n1 (fp16 arithmetic) the .onnx drops most of the x86 host's
+    inserted fp16 -> fp32 casts (ORT inserts them per device when it builds a session from an .onnx), while the
+    bundle's model.ort, converted on x86, runs every one it carries (a .ort gets no casts added or dropped at load)."""
+    from onnx import load, save
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from deploytool.bundle import BundleConfig, make_bundle
+    from deploytool.profiles import load_profile
+
+    half = tmp_path / "half.onnx"
+    save(convert_float_to_float16(load(str(tiny_onnx("bert", layers=2, hidden=32, heads=4, ffn=64))),
+                                  keep_io_types=False), str(half))
+    b = tmp_path / "b"
+    note = make_bundle(half, b, BundleConfig(profile=load_profile("raspberry-pi-4"), qnn=False)).manifest["ort"]["note"]
+    r = CliRunner().invoke(main, ["verify-arm64", str(half), str(b), "--cpu", "neoverse-n1", "--json"])
+    assert r.exit_code == 0, r.output
+    onnx_check, ort_check = json.loads(r.stdout)["checks"]
+    assert onnx_check["precision"] == ort_check["precision"] == "fp16"
+    assert 0 < onnx_check["inserted_casts"] < onnx_check["host_inserted_casts"] and onnx_check["fp16_native"]
+    assert ort_check["inserted_casts"] == ort_check["host_inserted_casts"] > onnx_check["host_inserted_casts"]
+    assert ort_check["fp16_native"] is False
+    assert f"put {ort_check['inserted_casts']} fp16 -> fp32 casts into model.ort" in note
+
+
 def test_the_json_is_not_written_over_the_bundles_file(bundle, tmp_path):
     """-o naming the bundle's model.ort (an input, given through its folder) is refused before anything runs."""
     b = tmp_path / "b"
