@@ -85,7 +85,11 @@ def load_classifier(name_or_path: str | os.PathLike, *, num_labels: int | None =
     kw = {}
     if num_labels is not None:
         if has_head and cfg.num_labels != num_labels:
-            raise DeployError(f"model {folder} classifies {cfg.num_labels} labels, the dataset has {num_labels}")
+            from deploytool.data import _listed
+
+            # the data's labels named: 'the dataset has 3' hid a 'NaN' written out as text or '1' beside 'pos'
+            said = f" ({_listed(label_names)})" if label_names else ""
+            raise DeployError(f"model {folder} classifies {cfg.num_labels} labels, the dataset has {num_labels}{said}")
         kw["num_labels"] = num_labels
         if label_names:
             kw["id2label"] = {i: n for i, n in enumerate(label_names)}

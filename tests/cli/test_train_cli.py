@@ -649,3 +649,18 @@ def test_dynabert_one_subnet_per_step_is_refused(tiny, tmp_path):
     _fails(["dynabert", "--teacher", str(tiny / "tiny"), "-o", str(out), "--data", str(tiny / "toy.csv"),
             "--subnets-per-step", "1", "--width-epochs", "0.1", "--depth-epochs", "0.1", "--threads", "1"],
            "--subnets-per-step: 1 is not a sample", "give 0", "or 2 or more", out=out)
+
+
+@pytest.mark.parametrize("labels, shown", [
+    (["pos", "neg", "NaN"], "the dataset has 3 ('NaN', 'neg', 'pos')"),  # a missing value written out as text
+    (["pos", "neg", "1", "0"], "the dataset has 4 ('0', '1', 'neg', 'pos')"),  # two spellings of the classes
+])
+def test_train_label_count_refusal_names_the_data_labels(tiny, tmp_path, labels, shown):
+    """train --model CLASSIFIER on data of another label count said 'classifies 2 labels, the dataset has 3' and
+    not which: a 'NaN' label (pandas' na_rep) or '1' beside 'pos' was left to be found by hand."""
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\n" + "".join(f"w{i} w{i + 1} w{i + 2},{labels[i % len(labels)]}\n"
+                                             for i in range(60)))
+    out = tmp_path / "out"
+    _fails(["train", "--model", str(tiny / "tiny"), "--data", str(data), "-o", str(out), "--threads", "1"],
+           "classifies 2 labels", shown, out=out)
