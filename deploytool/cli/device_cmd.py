@@ -86,7 +86,8 @@ def profiles_show(ctx: click.Context, name: str, profiles_dirs: tuple[Path, ...]
 # ------------------------------------------------------------------------- verify-arm64
 @click.command("verify-arm64", cls=GrammarCommand, json_file=True)
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--profile", "profile_name", default=None, help="Device profile whose qemu_cpu (and EP list) to use.")
+@click.option("--profile", "profile_name", default=None, help="Device profile whose qemu_cpu (and EP list) to use "
+              "[default for a bundle folder: the profile its manifest.json names].")
 @click.option("--cpu", "cpus", multiple=True, help="QEMU aarch64 CPU model(s) instead of / besides the profile's "
               "(cortex-a72, neoverse-n1, a64fx, max, ...). Repeatable.")
 @seq_len_option(default=16, single=True, help="Sequence length of the synthetic inputs.")
@@ -120,7 +121,7 @@ def verify_arm64(models: tuple[Path, ...], profile_name: str | None, cpus: tuple
     if profile is not None and cpus and profile.qemu_cpu:
         cpus = (profile.qemu_cpu, *cpus)
     config = VerifyConfig(models=models, profile=profile, cpus=cpus, seq_len=seq_len, seed=seed,
-                          emulator_home=emulator_home, setup=not no_setup)
+                          emulator_home=emulator_home, setup=not no_setup, profiles_dirs=tuple(profiles_dirs))
     # said when the set-up starts, after the models were checked: printed before, it came ahead of a model's one-line
     # error ('--seq-len 500 is longer than the position table') with no set-up run at all
     setup_notice = {} if no_setup else {"on_setup": lambda: click.echo(

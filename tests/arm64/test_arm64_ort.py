@@ -354,3 +354,24 @@ def test_without_a_profile_anywhere_it_is_still_asked_for(bundle, tiny_onnx, tmp
         f"error: the bundles were made for different profiles ({bundle} for 'raspberry-pi-4', {other} for "
         "'my-board'); give a device profile (--profile) or QEMU CPU models (--cpu)")
     assert host_guest.jobs == []
+
+
+def test_a_bundles_profile_from_a_profiles_folder_is_found_there(bundle, tmp_path, host_guest):
+    """A bundle made for a profile of the user's own folder: 'verify-arm64 B --profiles-dir DIR' loads it from DIR
+    (the option reached the command, not the manifest's lookup: 'cannot be loaded here')."""
+    import yaml
+
+    other = tmp_path / "other"
+    shutil.copytree(bundle, other)
+    m = json.loads((other / "manifest.json").read_text())
+    m["profile"]["name"] = "my-board"
+    (other / "manifest.json").write_text(json.dumps(m))
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    prof = yaml.safe_load((Path(__file__).resolve().parents[2] / "device_profiles" / "raspberry-pi-4.yaml").read_text())
+    prof["name"] = "my-board"
+    (folder / "my-board.yaml").write_text(yaml.safe_dump(prof))
+    r = CliRunner().invoke(main, ["verify-arm64", str(other), "--profiles-dir", str(folder), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert (d["profile"], d["profile_from"], d["cpus"]) == ("my-board", str(other), ["cortex-a72"])
