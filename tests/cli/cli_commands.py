@@ -1,6 +1,6 @@
 """The deploytool commands, walked from the CLI group itself (a command added later is found without a list here),
 for the tests that check a rule on every command (tests/cli/test_cli_grammar.py, test_cli_choices.py,
-test_cli_stdout_dash.py).
+test_cli_stdout_dash.py, test_cli_link_loops.py).
 
 A module, not a fixture of a conftest.py: the tests parametrize over the commands when they are collected, before
 any fixture exists (and ``import conftest`` finds whichever of tests/**/conftest.py was imported last).
@@ -30,3 +30,18 @@ def cli_commands(*, groups: bool = False) -> list[tuple[tuple[str, ...], click.C
                 yield prefix + (name,), cmd
 
     return list(walk(main, click.Context(main, info_name="deploytool"), ()))
+
+
+def output_commands() -> list[tuple[tuple[str, ...], click.Command]]:
+    """The commands whose output is ``-o/--output``."""
+    return [(path, cmd) for path, cmd in cli_commands() if any(p.name == "output" for p in cmd.params)]
+
+
+def placeholder(p: click.Parameter) -> str:
+    """A value click accepts for a required parameter (nothing is read: the tests' refusals come first)."""
+    choices = getattr(p.type, "choices", None)
+    if choices:
+        return str(list(choices)[0])
+    if isinstance(p.type, (click.types.IntParamType, click.types.FloatParamType)):
+        return "1"
+    return "x"

@@ -13,7 +13,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from cli_commands import cli_commands
+from cli_commands import output_commands, placeholder
 from deploytool.cli import main
 
 LOOP = "a symbolic link that loops (too many levels of links)"
@@ -100,19 +100,7 @@ def tiny(tmp_path_factory, tiny_onnx):
     return root
 
 
-def _placeholder(p) -> str:
-    """A value click accepts for a required parameter (nothing is read: the refusal comes first)."""
-    import click
-
-    choices = getattr(p.type, "choices", None)
-    if choices:
-        return str(list(choices)[0])
-    if isinstance(p.type, (click.types.IntParamType, click.types.FloatParamType)):
-        return "1"
-    return "x"
-
-
-OUTPUT_COMMANDS = [(path, cmd) for path, cmd in cli_commands() if any(p.name == "output" for p in cmd.params)]
+OUTPUT_COMMANDS = output_commands()
 
 
 @pytest.mark.parametrize("kind", ["loop", "dangling"])
@@ -136,7 +124,7 @@ def test_an_output_that_is_a_link_to_nothing_is_refused_before_any_work(path, cm
     args = list(path)
     for p in cmd.params:
         if p.required and p.name != "output":
-            args += [_placeholder(p)] if isinstance(p, click.Argument) else [p.opts[0], _placeholder(p)]
+            args += [placeholder(p)] if isinstance(p, click.Argument) else [p.opts[0], placeholder(p)]
     res = CliRunner().invoke(main, [*args, "-o", "out"])
     assert res.exit_code == 2, (res.exit_code, res.output)
     assert [ln for ln in res.stderr.splitlines() if ln.strip()] == [line], res.stderr

@@ -9,21 +9,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from cli_commands import cli_commands
+from cli_commands import output_commands, placeholder
 from deploytool.cli import main
 
 
-def _placeholder(p: click.Parameter) -> str:
-    """A value click accepts for a required parameter (nothing is read: the refusal comes first)."""
-    choices = getattr(p.type, "choices", None)
-    if choices:
-        return str(list(choices)[0])
-    if isinstance(p.type, (click.types.IntParamType, click.types.FloatParamType)):
-        return "1"
-    return "x"
-
-
-CASES = [(path, cmd) for path, cmd in cli_commands() if any(p.name == "output" for p in cmd.params)]
+CASES = output_commands()
 
 
 def test_the_walk_finds_the_commands():
@@ -37,7 +27,7 @@ def test_dash_output_is_refused_before_any_work(path, cmd, tmp_path, monkeypatch
     args = list(path)
     for p in cmd.params:
         if p.required and p.name != "output":
-            args += [_placeholder(p)] if isinstance(p, click.Argument) else [p.opts[0], _placeholder(p)]
+            args += [placeholder(p)] if isinstance(p, click.Argument) else [p.opts[0], placeholder(p)]
     res = CliRunner().invoke(main, [*args, "-o", "-"])
     assert res.exit_code == 2, (res.exit_code, res.output, res.stderr)
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
