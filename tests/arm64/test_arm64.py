@@ -16,23 +16,13 @@ from click.testing import CliRunner
 from deploytool.arm64 import Tolerance, VerifyConfig, model_precision, tolerance_for
 from deploytool.arm64.verify import _compare
 from deploytool.cli import main
-from deploytool.errors import ConfigError, UnavailableError
+from deploytool.errors import ConfigError
 from deploytool.profiles import load_profile
 
 CPUS = ("cortex-a72", "neoverse-n1", "a64fx", "max")
 
 
-@pytest.fixture(scope="module")
-def emulator():
-    from deploytool.arm64 import ensure_emulator
-    from deploytool.settings import default_arm64_home
-
-    if shutil.which("apt-get") is None and not (default_arm64_home() / "READY").exists():
-        pytest.skip("ARM64 emulator cannot be set up here: no apt-get (scripts/setup_arm64.sh needs Debian/Ubuntu)")
-    try:
-        return ensure_emulator()
-    except UnavailableError as e:
-        pytest.skip(f"ARM64 emulator cannot be set up: {e}")
+# (the emulator fixture: tests/arm64/conftest.py)
 
 
 @pytest.fixture(scope="module")

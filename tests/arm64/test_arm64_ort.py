@@ -18,7 +18,6 @@ import pytest
 from click.testing import CliRunner
 
 from deploytool.cli import main
-from deploytool.errors import UnavailableError
 
 HOST_ORT = version("onnxruntime")
 
@@ -240,19 +239,6 @@ def test_the_cli_says_it_checked_the_bundles_file(bundle, fixed_ort, host_guest)
 
 
 # --------------------------------------------------------------------------------------------- under QEMU
-
-@pytest.fixture(scope="module")
-def emulator():
-    from deploytool.arm64 import ensure_emulator
-    from deploytool.settings import default_arm64_home
-
-    if shutil.which("apt-get") is None and not (default_arm64_home() / "READY").exists():
-        pytest.skip("ARM64 emulator cannot be set up here: no apt-get (scripts/setup_arm64.sh needs Debian/Ubuntu)")
-    try:
-        return ensure_emulator()
-    except UnavailableError as e:
-        pytest.skip(f"ARM64 emulator cannot be set up: {e}")
-
 
 def test_a_bundle_under_qemu(emulator, bundle, tmp_path):
     """The real thing: the bundle's model.ort in ONNX Runtime's aarch64 wheel on an emulated Cortex-A72 (the
