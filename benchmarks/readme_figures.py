@@ -999,9 +999,10 @@ def render_hygiene(results: Path) -> str:
     return text
 
 
-def render_pass_speed(results: Path) -> str:
-    """Each pass on the BERT-base shape against ``cp`` of the same file, from pass_speed.json."""
-    d = _load(results, "pass_speed.json")
+def render_pass_speed(results: Path, name: str = "pass_speed.json") -> str:
+    """Each pass on the BERT-base shape against ``cp`` of the same file, from pass_speed.json (or ``name``: the same
+    benchmark on another CPU)."""
+    d = _load(results, name)
     rows = {r["pass"]: r for r in d["summary"]}
     g = d["goals"]
     mb = d["model"].get("bytes", 0) / 1e6 if isinstance(d.get("model"), dict) else 0
@@ -1014,7 +1015,7 @@ def render_pass_speed(results: Path) -> str:
             if r["without_gate_x_copy"] > g["time_over_copy_max"]]
     ch = d["chain"]
     text = (f"Measured {_date(d['created_utc'])} ({_cpu_of(d)}, "
-            f"{_load_span(d['load_average_start'][0], d['load_average_end'][0])}; `benchmarks/results/pass_speed.json`), "
+            f"{_load_span(d['load_average_start'][0], d['load_average_end'][0])}; `benchmarks/results/{name}`), "
             f"the BERT-base shape ({mb:.1f} MB, in the page cache; `cp` {d['copy']['cp_median_s']:.3f} s), each pass in a "
             f"fresh process: peak memory of the pass's process **{_span([r['rss_x_file'] for r in rows.values()])}x "
             f"the file**; {len(ok_mem)} of {len(rows)} within the {g['peak_rss_over_file_max']:g}x goal "
@@ -1085,7 +1086,10 @@ def render_overwrite(results: Path) -> str:
 
 
 # pass_speed_ab.py's results the README quotes, newest change first: (file, what changed between its two trees)
-PASS_SPEED_AB = (("pass_speed_ab_session_changes.json", "a day's changes to every pass's contract (exports keeping "
+PASS_SPEED_AB = (("pass_speed_ab_kernels.json", "pack's ternary and binary quantizers and its 2-bit and trit packers in "
+                  "compiled loops (deploytool/quant/_kernels.c; the same bytes, checked by sha256) against the numpy "
+                  "code, on the Emerald Rapids VM"),
+                 ("pass_speed_ab_session_changes.json", "a day's changes to every pass's contract (exports keeping "
                   "initializers as inputs or unfolded constants read through three graph rewrites before each pass, "
                   "int8 and pack merging stored copies of a weight on their input, deploytool's temporary folders "
                   "listed for removal at exit, environment switches read in one module) against the day's first "
@@ -1815,7 +1819,9 @@ BLOCKS = {"int8-codes": render_int8_codes, "quickstart": render_quickstart, "con
           "conformance-int8-onnx": render_conformance_int8_onnx,
           "conformance-settings": render_conformance_settings, "embedding": render_embedding,
           "training-table": render_training_table, "tws": render_tws, "cost-model": render_cost_model,
-          "hygiene": render_hygiene, "pass-speed": render_pass_speed, "overwrite": render_overwrite, "pass-speed-ab": render_pass_speed_ab, "measured": render_measured,
+          "hygiene": render_hygiene, "pass-speed": render_pass_speed,
+          "pass-speed-emerald-rapids": lambda r: "**The same on an Intel VM.** " + render_pass_speed(
+              r, "pass_speed_emerald_rapids.json"), "overwrite": render_overwrite, "pass-speed-ab": render_pass_speed_ab, "measured": render_measured,
           "performance": render_performance, "performance-reading": render_reading,
           "training-setup": render_training_setup, "training-notes": render_training_notes,
           "fit-runtime": render_fit_runtime, "published-devices": render_published_devices,
