@@ -92,8 +92,8 @@ static double blocks(double (*pw)(const float *, Py_ssize_t, float), const float
     return total;
 }
 
-/* codes of n values: sign(x) where |x| > t, else 0 (NaN: 0); returns how many are not 0. Counted in blocks of
-   int8 sums so that both loops vectorize */
+/* codes of n values: sign(x) where |x| > t, else 0 (NaN: 0); returns how many are not 0 (counted in a second
+   loop over the codes just written, still in cache: each loop vectorizes on its own) */
 WIDE static Py_ssize_t codes_of(const float *a, Py_ssize_t n, float t, int8_t *out)
 {
     Py_ssize_t count = 0;
