@@ -468,14 +468,7 @@ def test_bundle_refuses_qnn_options_it_cannot_use(model_dir, tmp_path, profile, 
 def test_bundle_of_an_fp16_model_says_why_no_qnn_binary(model_dir, tmp_path):
     """An fp16 model cannot take QNN's u16/u8 quantization: the manifest says that, whole, instead of ONNX
     Runtime's internal type error about a deleted temp file cut mid-word."""
-    from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
-
-    src, _ = model_dir
-    half = tmp_path / "half.onnx"
-    convert_fp16_file(src / "tiny.onnx", half, Fp16Config())
-    out = tmp_path / "b"
-    r = _bundle([str(half), "--profile", "snapdragon-sm8650", "-o", str(out), "--json"])
-    assert r.exit_code == 0, r.output
+    half, out, r = _fp16_bundle(model_dir, tmp_path, "snapdragon-sm8650", "--json")
     why = json.loads(r.output)["qnn"]["why"]
     assert why.startswith("half.onnx: the model is fp16") and why.endswith("(qnn check|compile --fp16)"), why
     assert "ONNXRuntimeError" not in why and "/tmp" not in why
@@ -484,6 +477,19 @@ def test_bundle_of_an_fp16_model_says_why_no_qnn_binary(model_dir, tmp_path):
     note = json.loads(r.output)["ort"].get("note", "")
     n = _ort_casts(out / "model.ort")
     assert (f"ONNX Runtime's converter put {n} fp16 -> fp32 casts into model.ort" in note) == (n > 0), note
+
+
+def _fp16_bundle(model_dir, tmp_path, profile: str, *args: str):
+    """The tiny model converted to fp16 (half.onnx) and bundled for ``profile`` into tmp_path/b: (half, b, result)."""
+    from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
+
+    src, _ = model_dir
+    half = tmp_path / "half.onnx"
+    convert_fp16_file(src / "tiny.onnx", half, Fp16Config())
+    out = tmp_path / "b"
+    r = _bundle([str(half), "--profile", profile, "-o", str(out), *args])
+    assert r.exit_code == 0, r.output
+    return half, out, r
 
 
 def _ort_casts(path) -> int:
@@ -501,15 +507,10 @@ def test_an_fp16_bundle_says_its_ort_computes_in_fp32(model_dir, tmp_path):
     the bundle says it in one line, with the count in the file shipped: the old note counted the .onnx's casts (28),
     not the runtime-style .ort's (58). The host still loads and runs the .ort (its own check); an fp32 bundle says
     nothing of casts."""
-    from deploytool.passes.fp16 import Fp16Config, convert_fp16_file
     from deploytool.runtime.session import inserted_precision_casts
 
     src, _ = model_dir
-    half = tmp_path / "half.onnx"
-    convert_fp16_file(src / "tiny.onnx", half, Fp16Config())
-    out = tmp_path / "b"
-    r = _bundle([str(half), "--profile", "raspberry-pi-4", "-o", str(out), "--no-qnn"])
-    assert r.exit_code == 0, r.output
+    half, out, r = _fp16_bundle(model_dir, tmp_path, "raspberry-pi-4", "--no-qnn")
     n = _ort_casts(out / "model.ort")
     if not inserted_precision_casts(half):
         pytest.skip("this host's CPU runs the fp16 model without casts")
