@@ -8,8 +8,8 @@ import os
 
 from setuptools import Extension, setup
 
-# DEPLOYTOOL_PURE_PYTHON=1: a wheel without it (py3-none-any), for another machine's Python: deploytool.arm64
-# builds the wheel it installs in the emulated aarch64 Python here on x86-64
+# DEPLOYTOOL_PURE_PYTHON=1: a wheel without it (py3-none-any), for another machine's Python (deploytool.settings.
+# pure_wheel_env: the wheel deploytool.arm64 installs in the emulated aarch64 Python, bench --remote-setup's)
 pure = os.environ.get("DEPLOYTOOL_PURE_PYTHON") == "1"
 setup(ext_modules=[] if pure else [Extension("deploytool.quant._kernels", ["deploytool/quant/_kernels.c"],
                                              extra_compile_args=["-O3", "-ffp-contract=off"], optional=True)])

@@ -13,6 +13,11 @@ made (so a test's ``monkeypatch.setenv`` or a user's ``export`` before a call is
 ``DEPLOYTOOL_EAGER_IMPORTS=1``
     ``import deploytool`` leaves sympy's import as it is (no deferred stand-in, see :mod:`deploytool.deferred`).
 
+``DEPLOYTOOL_PURE_PYTHON=1`` (read by ``setup.py``, set here for the builds that need it)
+    A wheel of deploytool without its compiled module (``deploytool.quant._kernels``, built for this machine's
+    Python): :func:`pure_wheel_env` is the environment of ``pip wheel`` for another machine (the emulated aarch64
+    Python, a device of ``bench --remote-setup``), whose pip refuses a wheel tagged for this one.
+
 and the default folders, resolved when a default is used (never at import: a program that sets ``HOME`` or
 ``XDG_CACHE_HOME`` after ``import deploytool`` gets its folder):
 
@@ -30,11 +35,18 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["NO_FORK", "EAGER_IMPORTS", "no_fork", "eager_imports", "home", "cache_home", "default_step_store",
+__all__ = ["NO_FORK", "EAGER_IMPORTS", "PURE_PYTHON", "no_fork", "eager_imports", "pure_wheel_env", "home", "cache_home", "default_step_store",
            "default_arm64_home", "default_host_cache"]
 
 NO_FORK = "DEPLOYTOOL_NO_FORK"
 EAGER_IMPORTS = "DEPLOYTOOL_EAGER_IMPORTS"
+PURE_PYTHON = "DEPLOYTOOL_PURE_PYTHON"
+
+
+def pure_wheel_env() -> dict[str, str]:
+    """This process's environment with :data:`PURE_PYTHON` set: ``pip wheel`` of the project then builds it without
+    its compiled module (the numpy code runs where it is installed, the same numbers)."""
+    return {**os.environ, PURE_PYTHON: "1"}
 
 
 def no_fork(environ: Mapping[str, str] | None = None) -> bool:

@@ -27,8 +27,6 @@ ALLOWED: dict[str, str] = {
     "runtime/host.py": "a copy of the environment for the host microbenchmark's worker process",
     "arm64/core.py": "a copy of the environment, less the host Python's variables, for the emulated guest",
     "arm64/emulator.py": "a copy of the environment, less the host Python's variables, for the emulated Python",
-    "remote/ssh.py": "a copy of the environment with DEPLOYTOOL_PURE_PYTHON=1 for pip wheel (setup.py: the wheel for "
-                     "a device, without this machine's compiled module)",
 }
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from deploytool.arm64.emulator import Emulator
 from deploytool.errors import UnavailableError
+from deploytool.settings import pure_wheel_env
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def download_wheels(project: str | os.PathLike, dest: str | os.PathLike, *, time
     for cmd in steps:
         # the project's wheel without its compiled module (built for this x86-64 Python, a wheel pip would not
         # install on aarch64): the numpy code runs there, the same numbers
-        env = {**os.environ, "DEPLOYTOOL_PURE_PYTHON": "1"} if "wheel" in cmd else None
+        env = pure_wheel_env() if "wheel" in cmd else None
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
         if r.returncode != 0:
             last = (r.stderr.strip().splitlines() or ["?"])[-1]

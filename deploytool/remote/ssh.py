@@ -355,8 +355,9 @@ def _build_wheel(dest: Path) -> Path:
     cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dest), str(root)]
     # without the compiled module, which is built for this machine's Python (the device's may be aarch64 or
     # another version: pip refuses such a wheel there); the numpy code runs there, the same numbers
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "DEPLOYTOOL_PURE_PYTHON": "1"})
+    from deploytool.settings import pure_wheel_env
+
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=pure_wheel_env())
     wheels = sorted(dest.glob("deploytool-*.whl"))
     if r.returncode != 0 or not wheels:
         last = (r.stderr.strip().splitlines() or ["?"])[-1]
