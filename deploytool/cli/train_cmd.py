@@ -253,7 +253,9 @@ def qat(teacher, output, mode, granularity, clip, quantize_embeddings, act_bits,
               help="Evaluate every example of this CSV/JSONL file (no split; one label is enough where the model "
                    "has label names (id2label) or the labels are class ids 0, 1, ...).")
 @click.option("--tokenizer", type=click.Path(path_type=Path), default=None,
-              help="Tokenizer folder for an ONNX model (default: the folder holding it).")
+              help="An ONNX model's tokenizer: a folder (its config.json's label names are read too), or a "
+                   "tokenizer file in one (default: beside the model, else in the model folder the export "
+                   "recorded).")
 @click.option("--width", default=1.0, show_default=True, type=float, metavar="FLOAT", help="PyTorch DynaBERT sub-network width.")
 @click.option("--depth", default=1.0, show_default=True, type=float, metavar="FLOAT", help="PyTorch DynaBERT sub-network depth.")
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
@@ -292,6 +294,8 @@ def eval_(model, split, test_file, tokenizer, width, depth, reference, corpus, m
     trunc = f", {r['truncated']} truncated" if r["truncated"] else ""
     lines = [f"{r['kind']} {model} on {r['dataset']['dataset']}/{r['split']}{trunc}: accuracy {_acc(r)}{f1}",
              f"data ({r['data_origin']}) {r['split_description']}"]
+    if r.get("tokenizer_folder"):
+        lines.append(f"tokenizer and label names from {r['tokenizer_folder']}")
     if r.get("label_note"):
         lines.append(f"note: {r['label_note']}")
     _echo(r, as_json, lines)

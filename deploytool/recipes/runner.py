@@ -596,6 +596,7 @@ def _run_locked(rec: Recipe, out: Path, *, progress: ProgressFn | None, store: s
             logger.warning("%s: removed %s, a model of an earlier run into this folder that this run does not make",
                            out, f.name)
             f.unlink()
+    S.publish_companions(folder, models_dir)
     if rec.eval is None:
         (out / "accuracy.json").unlink(missing_ok=True)
 

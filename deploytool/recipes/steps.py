@@ -344,6 +344,36 @@ def publish(src: Path, dst: Path) -> list[Path]:
     return publish_model(src, dst)
 
 
+def companion_names() -> tuple[str, ...]:
+    """The files of a model folder that its ONNX variants are read with, published beside them: the tokenizer's,
+    config.json (its label names) and the training record (the dataset it was trained on)."""
+    from deploytool.models import TOKENIZER_FILES
+    from deploytool.variant import TRAINED_META_FILE
+
+    return (*TOKENIZER_FILES, "config.json", TRAINED_META_FILE)
+
+
+def publish_companions(folder: Path, models_dir: Path) -> list[Path]:
+    """Copy :func:`companion_names` of the model folder ``folder`` (the last trained one) into ``models_dir``,
+    beside the published variants, so that ``eval``, ``bundle``, ``quantize --static`` and ``qnn`` read a file of
+    it as it is; each written atomically, and those of an earlier run into the folder that ``folder`` lacks
+    removed (a stale tokenizer.json would be read before this model's own sentencepiece file)."""
+    import shutil
+
+    from deploytool.onnx_io import atomic_write
+
+    written = []
+    for name in companion_names():
+        src, dst = folder / name, models_dir / name
+        if src.is_file():
+            with src.open("rb") as f, atomic_write(dst, "wb") as g:
+                shutil.copyfileobj(f, g)
+            written.append(dst)
+        elif dst.is_file():
+            dst.unlink()
+    return written
+
+
 def write_json(path: Path, data: Any) -> None:
     from deploytool.onnx_io import atomic_write
 

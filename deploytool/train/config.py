@@ -257,7 +257,7 @@ class EvalConfig:
     reference: Path | None = None  # embedding models: the reference model (default: the fp32 original)
     corpus: str | None = None  # embedding models: a text file / dataset (default: the review data)
     max_queries: int = 1000  # embedding models: corpus texts used (first N)
-    tokenizer: Path | None = None  # for an .onnx model; default: the folder holding it
+    tokenizer: Path | None = None  # for an .onnx model; default: beside it, else the folder its export recorded
     width: float = 1.0  # PyTorch sub-network (DynaBERT) to evaluate
     depth: float = 1.0
     batch_size: int = 64

@@ -214,9 +214,10 @@ def evaluate_embedding(cfg: EvalConfig) -> dict:
             ref_folder = resolve_folder(ref_name)
         except DeployError as e:
             raise ConfigError(f"reference {ref_name}: {e}; give --reference") from None
-    tok_dir = Path(cfg.tokenizer) if cfg.tokenizer else p.parent
-    if not cfg.tokenizer and not any((tok_dir / n).is_file() for n in ("tokenizer.json", "vocab.txt")):
-        tok_dir = ref_folder or Path(ref).parent
+    from deploytool.train.evaluate import onnx_tokenizer_folder
+
+    # --tokenizer, beside the model, the model folder the export recorded; else the reference's
+    tok_dir = onnx_tokenizer_folder(p, cfg.tokenizer)[0] or ref_folder or Path(ref).parent
     tok = load_tokenizer(tok_dir)
     texts, desc = corpus_texts(cfg.corpus or (cfg.data.data if cfg.data.data else None),
                                text_col=cfg.data.text_col, limit=cfg.max_queries, seed=cfg.data.seed)

@@ -664,3 +664,47 @@ def test_train_label_count_refusal_names_the_data_labels(tiny, tmp_path, labels,
     out = tmp_path / "out"
     _fails(["train", "--model", str(tiny / "tiny"), "--data", str(data), "-o", str(out), "--threads", "1"],
            "classifies 2 labels", shown, out=out)
+
+
+@pytest.fixture(scope="module")
+def exported_apart(tiny, tmp_path_factory):
+    """The tiny classifier exported into a folder of its own (the .onnx alone there, as `deploytool export -o`
+    leaves it); the export records the model folder as typed (absolute here)."""
+    out = tmp_path_factory.mktemp("apart") / "m.onnx"
+    res = CliRunner().invoke(main, ["export", "--model", str(tiny / "tiny"), "--task", "sequence-classification",
+                                    "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.onnx"]
+    return out
+
+
+def test_eval_of_an_export_reads_the_tokenizer_of_the_folder_it_was_exported_from(tiny, exported_apart):
+    """eval looked for an ONNX model's tokenizer beside it only (quantize --static, qnn and bundle also look in the
+    model folder the export recorded): an export written elsewhere needed --tokenizer. By the one rule now, with the
+    label names and the training record of that folder, and said; the figures are those --tokenizer gives."""
+    base = ["eval", str(exported_apart), "--data", str(tiny / "toy.csv"), "--split", "all", "--max-eval", "40",
+            "--threads", "1"]
+    found = CliRunner().invoke(main, base)
+    assert found.exit_code == 0, found.output
+    assert f"tokenizer and label names from {tiny / 'tiny'}" in found.stdout
+    runs = [CliRunner().invoke(main, base + args + ["--json"]) for args in ([], ["--tokenizer", str(tiny / "tiny")])]
+    assert all(r.exit_code == 0 for r in runs), [r.output for r in runs]
+    a, b = (json.loads(r.stdout) for r in runs)
+    assert a["n"] == b["n"] == 40 and a["accuracy"] == b["accuracy"] and a["label_names"] == b["label_names"]
+    assert a["predictions"] == b["predictions"]
+
+
+def test_eval_of_a_model_without_a_tokenizer_names_where_it_looked(tiny, tmp_path, monkeypatch):
+    """An export recorded with a relative folder, evaluated from elsewhere with no tokenizer beside it: one line
+    naming each place looked at and --tokenizer (it was 'X: no tokenizer in the model folder', naming a folder the
+    user never chose)."""
+    import shutil
+
+    monkeypatch.chdir(tiny)
+    out = tmp_path / "m.onnx"
+    res = CliRunner().invoke(main, ["export", "--model", "tiny", "--task", "sequence-classification", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(tiny / "toy.csv", tmp_path / "toy.csv")
+    _fails(["eval", "m.onnx", "--data", "toy.csv"], "none beside m.onnx", "'tiny', the model folder the export "
+           "recorded, is not a folder from here", "--tokenizer")

@@ -64,6 +64,33 @@ def test_headline_and_report_show_the_reference_and_shares(run):
     assert run.picks and all("x86-host" in p for p in run.picks)
 
 
+@pytest.mark.slow
+def test_a_published_variant_is_evaluated_as_it_is(run, tmp_path, monkeypatch):
+    """models/ held the .onnx files alone: ``deploytool eval OUT/models/X.onnx`` found no tokenizer (the
+    quickstart's own models could not be evaluated, bundled or statically quantized without --tokenizer). The
+    trained folder's tokenizer, config.json (label names) and training record are published beside them: the
+    command, run elsewhere, evaluates a published variant with its labels and gives accuracy.json's figure on the
+    recipe's examples."""
+    from click.testing import CliRunner
+
+    from deploytool.cli import main
+
+    models = run.out_dir / "models"
+    for name in ("tokenizer.json", "config.json", "deploytool.json"):
+        assert (models / name).is_file(), name
+    recs = {r["label"]: r for r in json.loads((run.out_dir / "accuracy.json").read_text()) if "role" not in r}
+    monkeypatch.chdir(tmp_path)
+    for label in ("w0.5-d1-int8", "w1-d1-fp32"):
+        res = CliRunner().invoke(main, ["eval", str(models / f"acc-{label}.onnx"), "--data",
+                                        str(run.out_dir.parent / "toy.csv"), "--split", "test",
+                                        "--max-length", "32", "--json"])
+        assert res.exit_code == 0, res.output
+        got = json.loads(res.output)
+        assert got["n"] == recs[label]["n"] == 24
+        assert got["accuracy"] == recs[label]["accuracy"], label
+        assert got["label_names"] and got["tokenizer_folder"] is None  # read beside the model
+
+
 @pytest.mark.slow  # 20 s in a full run
 def test_embedding_recipe_uses_recall_at_10_as_its_accuracy(tmp_path):
     from deploytool.testing.tiny import tiny_model

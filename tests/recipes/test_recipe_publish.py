@@ -67,15 +67,24 @@ def test_a_variant_with_external_data_is_published_with_its_data(workspace, tmp_
 
 def test_a_rerun_replaces_and_removes_the_published_data_files(workspace, tmp_path, monkeypatch):
     """A rerun into the same folder removes the data files of variants it no longer makes and of variants now
-    saved without external data."""
+    saved without external data, and the tokenizer files of the earlier run's model that its model lacks."""
     store, out = tmp_path / "store", tmp_path / "out"
     monkeypatch.setattr(onnx_io, "EXTERNAL_DATA_BYTES", 0)
     run_recipe(load_recipe(_recipe(workspace, "re")), out, store=store)
     assert len(list((out / "models").glob("*.data"))) == 2
+    assert (out / "models" / "vocab.txt").is_file()
+    other = workspace / "model-without-vocab"  # the same model, its tokenizer.json alone
+    if not other.exists():
+        shutil.copytree(workspace / "model", other)
+        (other / "vocab.txt").unlink()
     monkeypatch.setattr(onnx_io, "EXTERNAL_DATA_BYTES", 1_800_000_000)  # (a fresh store: the steps run again)
-    run_recipe(load_recipe(_recipe(workspace, "re", sweep={"width": [1.0], "depth": [1.0], "precision": ["fp32"]})),
+    run_recipe(load_recipe(_recipe(workspace, "re", model={"path": other.name},
+                                   sweep={"width": [1.0], "depth": [1.0], "precision": ["fp32"]})),
                out, store=tmp_path / "store2")
-    assert sorted(f.name for f in (out / "models").iterdir()) == ["re-w1-d1-fp32.onnx"]
+    # the model's one file, and beside it the model folder's files other than its weights (its tokenizer and labels)
+    beside = sorted(f.name for f in other.iterdir() if f.name != "model.safetensors")
+    assert "vocab.txt" not in beside
+    assert sorted(f.name for f in (out / "models").iterdir()) == sorted(["re-w1-d1-fp32.onnx", *beside])
     _run_in_ort(out / "models" / "re-w1-d1-fp32.onnx")
 
 
