@@ -47,5 +47,7 @@ def print_headline(result, stream: IO[str] | None = None) -> None:
             console.print(f"  {line}")
     if result.report_dir:
         console.print(f"report: {result.report_dir / 'report.html'}")
+    for line in result.next_steps:
+        console.print(line, markup=False)
     cached = sum(s.cached for s in result.steps)
     console.print(f"{len(result.steps)} steps ({cached} cached) in {result.seconds:.0f} s; outputs in {result.out_dir}")

@@ -77,6 +77,7 @@ class RunResult:
     headline: list[dict[str, Any]]
     seconds: float
     picks: list[str] = dataclasses.field(default_factory=list)  # best variant per device
+    next_steps: list[str] = dataclasses.field(default_factory=list)  # what takes a pick to its Arm device
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +90,7 @@ class RunResult:
             "report_dir": str(self.report_dir) if self.report_dir else None,
             "headline": self.headline,
             "picks": self.picks,
+            "next": self.next_steps,
         }
 
 
@@ -634,9 +636,9 @@ def _run_locked(rec: Recipe, out: Path, *, progress: ProgressFn | None, store: s
 
     # 9. report (always rewritten: cheap, and it reflects this run)
     report_dir = out / "report"
-    headline, picks = S.report_step(rec, variants, bench_file, accuracy_file, report_dir)
+    headline, picks, next_steps = S.report_step(rec, variants, bench_file, accuracy_file, report_dir)
     result = RunResult(rec.name, out, r.records, variants, report_dir, headline, time.perf_counter() - t_start,
-                       picks)
+                       picks, next_steps)
     from deploytool.onnx_io import atomic_write
 
     with atomic_write(out / "run.json") as f:

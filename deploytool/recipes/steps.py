@@ -461,4 +461,40 @@ def report_step(recipe, variants, bench_file: Path, accuracy_file: Path | None,
         if len(d.get("tied_with_best") or []) > 1:
             line += f"; {d['accuracy_note']}"
         picks.append(line)
-    return list(table.values()), picks
+    return list(table.values()), picks, next_commands(recipe, result.info.get("summary", []), out_dir.parent)
+
+
+def _shown(path: str | Path) -> str:
+    """``path`` relative to the current directory where it is inside it (as a user would type it), else whole."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(p)
+
+
+def next_commands(recipe, summary: list[dict[str, Any]], out: Path) -> list[str]:
+    """One ``next:`` line per Arm device with a pick: the commands that take the picked model there (its phone
+    bundle, checked under QEMU, or measured on the device over SSH), with paths from the current directory."""
+    import shlex
+
+    from deploytool.profiles import load_profile
+
+    profiles = {}  # name -> (the recipe's spelling of it, the profile)
+    for spec in recipe.devices:
+        try:
+            prof = load_profile(spec)
+        except Exception:  # noqa: BLE001 - loaded by the report already; a hint only, never a failed run
+            continue
+        profiles[prof.name] = (spec, prof)
+    lines = []
+    for d in summary:
+        spec, prof = profiles.get(d["device"], (None, None))
+        if not d.get("model_path") or prof is None or prof.arch != "aarch64":
+            continue
+        model, dev = shlex.quote(_shown(d["model_path"])), shlex.quote(str(spec))
+        bundle = shlex.quote(_shown(out / "bundles" / prof.name))
+        lines.append(f"next ({prof.name}): deploytool bundle {model} --profile {dev} -o {bundle}, then "
+                     f"deploytool verify-arm64 {bundle} (under QEMU); or on the device: deploytool bench {model} "
+                     f"--profile {dev} --remote USER@HOST")
+    return lines

@@ -99,3 +99,28 @@ def test_variants_after_a_slice_pass_are_named_by_what_they_are(workspace, tmp_p
     for v in res.variants:
         assert v.path.name == f"cut-{v.label}.onnx" and file_variant(v.path).label == v.label
     assert {row["variant"] for row in res.headline} == {"w0.25-d1-fp32", "w0.5-d1-fp32"}
+
+
+def test_a_run_ends_with_the_commands_that_take_its_pick_to_an_arm_device(workspace, tmp_path, monkeypatch):
+    """After the picks, the run named no way onward: each Arm device with a pick gets one `next:` line (its phone
+    bundle, checked under QEMU, or a measurement over SSH); an x86 device none. The bundle command, run as printed,
+    makes the bundle from the published model (its tokenizer beside it) without another option."""
+    import shlex
+
+    from click.testing import CliRunner
+
+    from deploytool.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    res = run_recipe(load_recipe(_recipe(workspace, "nx", devices=["x86-host", "kirin990"],
+                                         sweep={"width": [1.0], "depth": [1.0], "precision": ["fp32"]})),
+                     Path("out"), store=tmp_path / "store")
+    assert len(res.picks) == 2 and len(res.next_steps) == 1, (res.picks, res.next_steps)
+    line = res.next_steps[0]
+    assert line.startswith("next (kirin990): deploytool bundle out/models/nx-w1-d1-fp32.onnx --profile kirin990")
+    assert "deploytool verify-arm64 out/bundles/kirin990" in line and "--remote USER@HOST" in line
+    bundle = shlex.split(line[len("next (kirin990): "):line.index(", then ")])
+    assert bundle[0] == "deploytool"
+    out = CliRunner().invoke(main, bundle[1:])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "out" / "bundles" / "kirin990" / "model.ort").is_file()
