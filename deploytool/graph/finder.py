@@ -3327,9 +3327,12 @@ def family_hint(model: ir.Model) -> str | None:
 def family_of_names(names) -> str | None:
     """The family whose module paths (:data:`_FAMILY_SIGNATURES`) appear in ``names`` (node, initializer or
     PyTorch parameter names), if any."""
-    names = [nm.lower() for nm in names]
+    # one string searched per key (in C): a key is found in it exactly where it is in one of the names, none of
+    # which holds the separator (a key holds no newline); a scan of every name for every key took 9 ms per call
+    # on a 6-layer graph, and the finder asks several times per pass
+    text = "\n".join(nm.lower().replace("\n", " ") for nm in names)
     for fam, keys in _FAMILY_SIGNATURES:
-        if any(k in nm for nm in names for k in keys):
+        if any(k in text for k in keys):
             return fam
     return None
 
