@@ -18,13 +18,18 @@ made (so a test's ``monkeypatch.setenv`` or a user's ``export`` before a call is
     Python): :func:`pure_wheel_env` is the environment of ``pip wheel`` for another machine (the emulated aarch64
     Python, a device of ``bench --remote-setup``), whose pip refuses a wheel tagged for this one.
 
+``DEPLOYTOOL_TEST_EXPORTS`` (a folder; ``off`` for none)
+    Where the conformance matrix (``deploytool.testing.conformance``: the tests and ``benchmarks/conformance.py``)
+    keeps the ONNX files other tools' exporters wrote of its tiny models, keyed by what made them (default
+    :func:`conformance_export_cache`'s folder): :func:`conformance_export_cache`.
+
 and the default folders, resolved when a default is used (never at import: a program that sets ``HOME`` or
 ``XDG_CACHE_HOME`` after ``import deploytool`` gets its folder):
 
 ``XDG_CACHE_HOME`` (else ``$HOME/.cache``)
     :func:`cache_home`, under which :func:`default_step_store` (``deploytool/steps``),
     :func:`default_arm64_home` (``deploytool/arm64``, where ``scripts/setup_arm64.sh`` puts the emulator) and
-    :func:`default_host_cache` (``deploytool/host``) lie.
+    :func:`default_host_cache` (``deploytool/host``) and :func:`conformance_export_cache` (``deploytool/test-exports``) lie.
 
 This module imports nothing heavy: the CLI reads it before it forks.
 """
@@ -36,11 +41,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 __all__ = ["NO_FORK", "EAGER_IMPORTS", "PURE_PYTHON", "no_fork", "eager_imports", "pure_wheel_env", "home", "cache_home", "default_step_store",
-           "default_arm64_home", "default_host_cache"]
+           "default_arm64_home", "default_host_cache", "TEST_EXPORTS", "conformance_export_cache"]
 
 NO_FORK = "DEPLOYTOOL_NO_FORK"
 EAGER_IMPORTS = "DEPLOYTOOL_EAGER_IMPORTS"
 PURE_PYTHON = "DEPLOYTOOL_PURE_PYTHON"
+TEST_EXPORTS = "DEPLOYTOOL_TEST_EXPORTS"
 
 
 def pure_wheel_env() -> dict[str, str]:
@@ -95,3 +101,12 @@ def default_arm64_home(environ: Mapping[str, str] | None = None) -> Path:
 def default_host_cache(environ: Mapping[str, str] | None = None) -> Path:
     """The host measurement cache's default folder: ``<cache_home>/deploytool/host``."""
     return cache_home(environ) / "deploytool" / "host"
+
+
+def conformance_export_cache(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The conformance matrix's export cache: ``$DEPLOYTOOL_TEST_EXPORTS`` (``off``, ``0`` or ``none``: no cache),
+    else ``<cache_home>/deploytool/test-exports``."""
+    value = (os.environ if environ is None else environ).get(TEST_EXPORTS, "").strip()
+    if value.lower() in ("off", "0", "none"):
+        return None
+    return Path(value) if value else cache_home(environ) / "deploytool" / "test-exports"

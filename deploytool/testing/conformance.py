@@ -52,6 +52,7 @@ structure the finder, and so ``deploytool inspect``, no longer reads where it re
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -469,8 +470,86 @@ def torch_outputs(model, f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 # ----------------------------------------------------------------------------------------- exporters
 
+#: the libraries whose versions make an export what it is (a cached export is one these versions wrote)
+_EXPORT_LIBRARIES = ("torch", "transformers", "optimum", "onnx", "onnxscript", "onnx_ir", "onnxruntime", "numpy")
+#: at most this many exports are kept in the cache (the oldest by use removed first; one ~0.1-0.3 MB)
+EXPORT_CACHE_FILES = 600
+
+
+def export_key(case: ModelCase, exporter: str) -> str:
+    """What an export of ``case`` with ``exporter`` depends on, hashed: the case, the exporter, Python's and
+    :data:`_EXPORT_LIBRARIES`' versions, and the source of this package (its models are built and exported by
+    it: any change there is a new key)."""
+    import hashlib
+    import importlib.metadata as md
+    import sys
+
+    h = hashlib.sha256(repr((dataclasses.astuple(case), exporter, sys.version)).encode())
+    for lib in _EXPORT_LIBRARIES:
+        try:
+            h.update(f"{lib}={md.version(lib.replace('_', '-'))};".encode())
+        except md.PackageNotFoundError:
+            h.update(f"{lib}=none;".encode())
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:32]
+
+
+def _single_file(path: Path) -> bool:
+    """Whether the export ``path`` is one self-contained file (no external data): what the cache keeps."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    return not any(t.data_location == onnx.TensorProto.EXTERNAL for t in m.graph.initializer)
+
+
 def export(case: ModelCase, exporter: str, folder: Path) -> Path:
-    """Export ``case``'s model as a user would with ``exporter``; returns the .onnx path."""
+    """Export ``case``'s model as a user would with ``exporter``; returns the .onnx path.
+
+    The export is the exporter's work alone (deploytool does not touch it): a self-contained one is kept in the
+    export cache (:func:`deploytool.settings.conformance_export_cache`, keyed by :func:`export_key`: the case, the
+    exporter, the versions of the libraries that wrote it and this package's source) and copied from there the
+    next time, in any process (a test run's exports took 38% of its conformance cells' time)."""
+    import shutil
+
+    from deploytool import settings
+
+    path = folder / f"{case.name}-{exporter}.onnx"
+    cache = settings.conformance_export_cache()
+    cached = None if cache is None else cache / f"{case.name}-{exporter}-{export_key(case, exporter)}.onnx"
+    if cached is not None and cached.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        shutil.copyfile(cached, tmp)
+        os.replace(tmp, path)
+        with contextlib.suppress(OSError):
+            os.utime(cached)  # used: the last to go when the cache is trimmed
+        return path
+    _export(case, exporter, folder, path)
+    if cached is not None and _single_file(path):
+        _keep_export(path, cached)
+    return path
+
+
+def _keep_export(path: Path, cached: Path) -> None:
+    """Copy ``path`` into the export cache as ``cached`` (atomically: another process may read it at once), then
+    trim the cache to :data:`EXPORT_CACHE_FILES`. A cache that cannot be written is no error (the next run
+    exports again)."""
+    import shutil
+
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, cached)
+        kept = sorted(cached.parent.glob("*.onnx"), key=lambda p: p.stat().st_mtime)
+        for old in kept[:max(0, len(kept) - EXPORT_CACHE_FILES)]:
+            old.unlink()
+    except OSError:
+        pass
+
+
+def _export(case: ModelCase, exporter: str, folder: Path, path: Path) -> None:
     import torch
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -483,7 +562,6 @@ def export(case: ModelCase, exporter: str, folder: Path) -> Path:
     names = list(f)
     args = tuple(torch.as_tensor(f[n]) for n in names)
     out_names = list(torch_outputs(model, f))
-    path = folder / f"{case.name}-{exporter}.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if exporter.startswith("optimum"):
