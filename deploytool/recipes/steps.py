@@ -475,9 +475,11 @@ def _shown(path: str | Path) -> str:
 
 def next_commands(recipe, summary: list[dict[str, Any]], out: Path) -> list[str]:
     """One ``next:`` line per Arm device with a pick: the commands that take the picked model there (its phone
-    bundle, checked under QEMU, or measured on the device over SSH), with paths from the current directory."""
+    bundle where ``deploytool bundle`` makes one, else the .onnx, checked under QEMU; or measured on the device
+    over SSH), with paths from the current directory."""
     import shlex
 
+    from deploytool.bundle import phone_bundle_style
     from deploytool.profiles import load_profile
 
     profiles = {}  # name -> (the recipe's spelling of it, the profile)
@@ -493,8 +495,12 @@ def next_commands(recipe, summary: list[dict[str, Any]], out: Path) -> list[str]
         if not d.get("model_path") or prof is None or prof.arch != "aarch64":
             continue
         model, dev = shlex.quote(_shown(d["model_path"])), shlex.quote(str(spec))
+        remote = f"on the device: deploytool bench {model} --profile {dev} --remote USER@HOST"
+        if phone_bundle_style(prof) is None:  # no mobile EP or NPU: the .onnx is what ships (bundle refuses it)
+            lines.append(f"next ({prof.name}): deploytool verify-arm64 {model} --profile {dev} (under QEMU); or "
+                         f"{remote}")
+            continue
         bundle = shlex.quote(_shown(out / "bundles" / prof.name))
         lines.append(f"next ({prof.name}): deploytool bundle {model} --profile {dev} -o {bundle}, then "
-                     f"deploytool verify-arm64 {bundle} (under QEMU); or on the device: deploytool bench {model} "
-                     f"--profile {dev} --remote USER@HOST")
+                     f"deploytool verify-arm64 {bundle} (under QEMU); or {remote}")
     return lines

@@ -103,8 +103,9 @@ def test_variants_after_a_slice_pass_are_named_by_what_they_are(workspace, tmp_p
 
 def test_a_run_ends_with_the_commands_that_take_its_pick_to_an_arm_device(workspace, tmp_path, monkeypatch):
     """After the picks, the run named no way onward: each Arm device with a pick gets one `next:` line (its phone
-    bundle, checked under QEMU, or a measurement over SSH); an x86 device none. The bundle command, run as printed,
-    makes the bundle from the published model (its tokenizer beside it) without another option."""
+    bundle where the profile has a mobile EP, else its .onnx, checked under QEMU; or a measurement over SSH); an
+    x86 device none. The bundle command, run as printed, makes the bundle from the published model (its tokenizer
+    beside it) without another option."""
     import shlex
 
     from click.testing import CliRunner
@@ -112,11 +113,15 @@ def test_a_run_ends_with_the_commands_that_take_its_pick_to_an_arm_device(worksp
     from deploytool.cli import main
 
     monkeypatch.chdir(tmp_path)
-    res = run_recipe(load_recipe(_recipe(workspace, "nx", devices=["x86-host", "kirin990"],
+    res = run_recipe(load_recipe(_recipe(workspace, "nx", devices=["x86-host", "kirin990", "graviton3"],
                                          sweep={"width": [1.0], "depth": [1.0], "precision": ["fp32"]})),
                      Path("out"), store=tmp_path / "store")
-    assert len(res.picks) == 2 and len(res.next_steps) == 1, (res.picks, res.next_steps)
-    line = res.next_steps[0]
+    assert len(res.picks) == 3 and len(res.next_steps) == 2, (res.picks, res.next_steps)
+    line, server = res.next_steps
+    # a Graviton server has no mobile EP: bundle would refuse it; its .onnx is checked and measured as it is
+    assert server == ("next (graviton3): deploytool verify-arm64 out/models/nx-w1-d1-fp32.onnx --profile graviton3 "
+                      "(under QEMU); or on the device: deploytool bench out/models/nx-w1-d1-fp32.onnx --profile "
+                      "graviton3 --remote USER@HOST")
     assert line.startswith("next (kirin990): deploytool bundle out/models/nx-w1-d1-fp32.onnx --profile kirin990")
     assert "deploytool verify-arm64 out/bundles/kirin990" in line and "--remote USER@HOST" in line
     bundle = shlex.split(line[len("next (kirin990): "):line.index(", then ")])
