@@ -83,6 +83,8 @@ SOURCE_KEY = "deploytool.source"
 TOKENIZER_FORMS = "a tokenizer.json or vocab.txt file, or a folder holding one"
 #: the files a tokenizer is read from, in the order a folder's are taken (a vocab.txt: BERT's WordPiece)
 _READABLE = ("tokenizer.json", "vocab.txt")
+#: the files a model folder's tokenizer loads from (transformers' AutoTokenizer: fast, WordPiece, BPE, SentencePiece)
+LOADABLE = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model")
 #: what to do where no tokenizer was found
 TOKENIZER_HINT = f"pass --tokenizer ({TOKENIZER_FORMS})"
 
@@ -254,3 +256,28 @@ def load_tokenizer(path: str | os.PathLike):
             single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
             special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
     return tok
+
+
+def tokenizer_folder(model: Path, given: Path | None) -> tuple[Path | None, str]:
+    """The folder an ONNX model is evaluated with (its tokenizer, and the label names and training record beside
+    it): ``--tokenizer`` (a folder, or a tokenizer file in one); else the folder holding the model where it holds a
+    tokenizer; else the tokenizer found by the rule ``quantize --static``, ``qnn`` and ``bundle`` follow
+    (:func:`deploytool.models.find_tokenizer`: the model folder the export recorded). ``(None, every place looked
+    at)`` where none is found."""
+    from deploytool.onnx_io import load_proto
+
+    if given is not None:
+        g = Path(given)
+        return (g.parent if g.is_file() else g), ""
+    beside = model.parent
+    if any((beside / n).is_file() for n in LOADABLE):  # a sentencepiece model's too
+        return beside, ""
+    try:
+        recorded = export_source(load_proto(model, load_external_data=False))
+    except Exception:  # noqa: BLE001 - an unreadable file is refused by the eval's own loading, with its reason
+        recorded = None
+    look = find_tokenizer(model, None, recorded)
+    if look.path is None:
+        return None, look.looked
+    logger.info("%s: tokenizer %s", model, look.described())
+    return look.folder, ""

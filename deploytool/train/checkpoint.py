@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from deploytool.errors import DeployError, InputFileError, OutputPathError
+from deploytool.models import LOADABLE
 from deploytool.quiet_logs import held_level
 from deploytool.variant import TRAINED_META_FILE
 
@@ -109,7 +110,7 @@ def load_classifier(name_or_path: str | os.PathLike, *, num_labels: int | None =
 
 
 # the files one of which a model folder's tokenizer is read from
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model")
+TOKENIZER_FILES = LOADABLE  # the files load_tokenizer reads a folder's tokenizer from
 
 
 @_quiet_transformers()

@@ -214,10 +214,10 @@ def evaluate_embedding(cfg: EvalConfig) -> dict:
             ref_folder = resolve_folder(ref_name)
         except DeployError as e:
             raise ConfigError(f"reference {ref_name}: {e}; give --reference") from None
-    from deploytool.train.evaluate import onnx_tokenizer_folder
+    from deploytool.models import tokenizer_folder
 
     # --tokenizer, beside the model, the model folder the export recorded; else the reference's
-    tok_dir = onnx_tokenizer_folder(p, cfg.tokenizer)[0] or ref_folder or Path(ref).parent
+    tok_dir = tokenizer_folder(p, cfg.tokenizer)[0] or ref_folder or Path(ref).parent
     tok = load_tokenizer(tok_dir)
     texts, desc = corpus_texts(cfg.corpus or (cfg.data.data if cfg.data.data else None),
                                text_col=cfg.data.text_col, limit=cfg.max_queries, seed=cfg.data.seed)

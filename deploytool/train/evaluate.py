@@ -28,6 +28,7 @@ from deploytool.accuracy import examples_key
 from deploytool.data import (Dataset, class_count, class_names, labels_folder,  # noqa: F401 - re-exported
                              match_labels, model_labels)
 from deploytool.errors import ConfigError, InputFileError, not_a_file
+from deploytool.models import tokenizer_folder
 from deploytool.stats import wilson_interval
 from deploytool.train.batching import (batches, check_max_length, check_vocab, encode, load_data, model_inputs, onnx_max_length,
                                        sorted_by_length, torch_max_length, torch_threads)
@@ -304,33 +305,6 @@ _FOLDER_FILES = ("config.json", META_FILE, "model.safetensors", "pytorch_model.b
                  "merges.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
 
 
-def onnx_tokenizer_folder(model: Path, given: Path | None) -> tuple[Path | None, str]:
-    """The folder an ONNX model is evaluated with (its tokenizer, and the label names and training record beside
-    it): ``--tokenizer`` (a folder, or a tokenizer file in one); else the folder holding the model where it holds a
-    tokenizer; else the tokenizer found by the rule ``quantize --static``, ``qnn`` and ``bundle`` follow
-    (:func:`deploytool.models.find_tokenizer`: the model folder the export recorded). ``(None, every place looked
-    at)`` where none is found."""
-    from deploytool.models import export_source, find_tokenizer
-    from deploytool.onnx_io import load_proto
-    from deploytool.train.checkpoint import TOKENIZER_FILES
-
-    if given is not None:
-        g = Path(given)
-        return (g.parent if g.is_file() else g), ""
-    beside = model.parent
-    if any((beside / n).is_file() for n in TOKENIZER_FILES):  # a sentencepiece model's too
-        return beside, ""
-    try:
-        recorded = export_source(load_proto(model, load_external_data=False))
-    except Exception:  # noqa: BLE001 - an unreadable file is refused by the eval's own loading, with its reason
-        recorded = None
-    look = find_tokenizer(model, None, recorded)
-    if look.path is None:
-        return None, look.looked
-    logger.info("%s: tokenizer %s", model, look.described())
-    return look.folder, ""
-
-
 def _read_files(cfg: EvalConfig) -> tuple[Path, ...]:
     """The files an eval of ``cfg`` reads: the model (an .onnx file, whose external data
     :func:`~deploytool.onnx_io.check_output_path` adds, or a folder's files), the data or test file, the corpus,
@@ -349,14 +323,14 @@ def _read_files(cfg: EvalConfig) -> tuple[Path, ...]:
             files.append(m)
             folders.append(m.parent)  # its labels, and its tokenizer unless --tokenizer
             if m == p and cfg.tokenizer is None:  # a tokenizer found elsewhere, with the labels beside it
-                found, _ = onnx_tokenizer_folder(m, None)
+                found, _ = tokenizer_folder(m, None)
                 if found is not None:
                     folders.append(found)
     recorded = None
     if cfg.test_file is None and cfg.data.data is None:  # the dataset recorded with the model at training time
         from deploytool.train.checkpoint import read_meta
 
-        meta = p if p.is_dir() else (onnx_tokenizer_folder(p, cfg.tokenizer)[0] or p.parent)
+        meta = p if p.is_dir() else (tokenizer_folder(p, cfg.tokenizer)[0] or p.parent)
         rec = recorded_dataset(read_meta(meta))
         recorded = rec.get("source") if rec else None
     for d in (cfg.test_file, cfg.data.data, cfg.corpus, recorded):
@@ -429,7 +403,7 @@ def _evaluate(cfg: EvalConfig, held: contextlib.ExitStack) -> dict:
             _write(cfg, res)
             return res
         _refuse_embedding_options(cfg)
-        meta_folder, looked = onnx_tokenizer_folder(p, cfg.tokenizer)
+        meta_folder, looked = tokenizer_folder(p, cfg.tokenizer)
         if meta_folder is None:
             from deploytool.models import TOKENIZER_HINT
 

@@ -393,7 +393,7 @@ def test_a_reused_bench_names_this_runs_models_and_the_folder_holds_only_its_own
     assert paths and all(str(tmp_path / "b" / "models") in p for p in paths), paths
     narrow = load_recipe(_quick(workspace, "q", sweep={"width": [1.0]}))
     run_recipe(narrow, tmp_path / "b", store=store)
-    assert sorted(f.name for f in (tmp_path / "b" / "models").iterdir()) == ["q-w1-d1-fp32.onnx"]
+    assert sorted(f.name for f in (tmp_path / "b" / "models").glob("*.onnx*")) == ["q-w1-d1-fp32.onnx"]
 
 
 def test_a_relative_store_and_a_cleared_store_leave_working_run_folders(workspace, tmp_path, monkeypatch):
