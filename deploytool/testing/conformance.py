@@ -550,6 +550,7 @@ def _keep_export(path: Path, cached: Path) -> None:
 
 
 def _export(case: ModelCase, exporter: str, folder: Path, path: Path) -> None:
+    """Write ``path`` (in ``folder``): the export of :func:`export`, made now."""
     import torch
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -647,7 +648,6 @@ def _export(case: ModelCase, exporter: str, folder: Path, path: Path) -> None:
             prog.save(str(path))
         else:
             raise ValueError(f"unknown exporter {exporter!r}")
-    return path
 
 
 def ort_float16(src: Path, dst: Path) -> Path:
