@@ -353,7 +353,7 @@ def companion_names() -> tuple[str, ...]:
     return (*TOKENIZER_FILES, "config.json", TRAINED_META_FILE)
 
 
-def publish_companions(folder: Path, models_dir: Path) -> list[Path]:
+def publish_companions(folder: Path, models_dir: Path) -> None:
     """Copy :func:`companion_names` of the model folder ``folder`` (the last trained one) into ``models_dir``,
     beside the published variants, so that ``eval``, ``bundle``, ``quantize --static`` and ``qnn`` read a file of
     it as it is; each written atomically, and those of an earlier run into the folder that ``folder`` lacks
@@ -362,16 +362,13 @@ def publish_companions(folder: Path, models_dir: Path) -> list[Path]:
 
     from deploytool.onnx_io import atomic_write
 
-    written = []
     for name in companion_names():
         src, dst = folder / name, models_dir / name
         if src.is_file():
             with src.open("rb") as f, atomic_write(dst, "wb") as g:
                 shutil.copyfileobj(f, g)
-            written.append(dst)
         elif dst.is_file():
             dst.unlink()
-    return written
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -313,7 +313,9 @@ def _read_files(cfg: EvalConfig) -> tuple[Path, ...]:
 
     p = Path(cfg.model)
     files: list[Path] = []
-    folders: list[Path] = [Path(cfg.tokenizer)] if cfg.tokenizer else []
+    # an .onnx model's tokenizer, labels and training record: --tokenizer, beside it, or found elsewhere
+    meta = p if p.is_dir() else (tokenizer_folder(p, cfg.tokenizer)[0] if p.is_file() else None) or p.parent
+    folders: list[Path] = [meta] + ([Path(cfg.tokenizer)] if cfg.tokenizer else [])
     for m in (p, Path(cfg.reference) if cfg.reference is not None else None):
         if m is None:
             continue
@@ -321,16 +323,11 @@ def _read_files(cfg: EvalConfig) -> tuple[Path, ...]:
             folders.append(m)
         elif m.is_file():
             files.append(m)
-            folders.append(m.parent)  # its labels, and its tokenizer unless --tokenizer
-            if m == p and cfg.tokenizer is None:  # a tokenizer found elsewhere, with the labels beside it
-                found, _ = tokenizer_folder(m, None)
-                if found is not None:
-                    folders.append(found)
+            folders.append(m.parent)  # its labels (read beside it too)
     recorded = None
     if cfg.test_file is None and cfg.data.data is None:  # the dataset recorded with the model at training time
         from deploytool.train.checkpoint import read_meta
 
-        meta = p if p.is_dir() else (tokenizer_folder(p, cfg.tokenizer)[0] or p.parent)
         rec = recorded_dataset(read_meta(meta))
         recorded = rec.get("source") if rec else None
     for d in (cfg.test_file, cfg.data.data, cfg.corpus, recorded):
