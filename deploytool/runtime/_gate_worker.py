@@ -286,20 +286,43 @@ def _serve(lines, answer) -> int:
     return 0  # stdin ended before a verify message: the parent gave up
 
 
+def _answer_to(result_fd: int):
+    def answer(out: dict) -> None:
+        with os.fdopen(result_fd, "w") as f:
+            f.write(json.dumps(out) + "\n")
+
+    return answer
+
+
 def main(argv: list[str]) -> int:
     parent_pid, result_fd = int(argv[0]), int(argv[1])
     _die_with_parent(parent_pid)
     import numpy  # noqa: F401 - imported now, while the parent still runs its pass
     import onnxruntime  # noqa: F401
 
-    def answer(out: dict) -> None:
-        with os.fdopen(result_fd, "w") as f:
-            f.write(json.dumps(out) + "\n")
-
-    code = serve(sys.stdin, answer)
+    code = serve(sys.stdin, _answer_to(result_fd))
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # no interpreter teardown: the caller waits for this exit (sessions freed by the kernel)
+
+
+def serve_forked(parent_pid: int, stdin_fd: int, result_fd: int) -> int:
+    """:func:`main` in a forked copy of the parent (``verify._ForkedWorker``): the messages come on ``stdin_fd``.
+    The copy runs as a fresh worker would (the parent's fault handler already let go of), the collector on for
+    what it makes (the parent's objects frozen: never walked, so their pages stay
+    shared). Returns the exit code; the caller ends the copy with ``os._exit``."""
+    import gc
+
+    _die_with_parent(parent_pid)
+    gc.freeze()
+    gc.enable()
+    import onnxruntime  # noqa: F401 - imported now, while the parent still runs its pass
+
+    with os.fdopen(stdin_fd, "r") as lines:
+        code = serve(lines, _answer_to(result_fd))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return code
 
 
 if __name__ == "__main__":

@@ -582,29 +582,140 @@ def gate_threads(limit: int = 4) -> int:
     return max(1, min(int(limit), usable_cores()))
 
 
+def gate_may_fork() -> bool:
+    """Whether :class:`GateProcess` may run its worker in a forked copy of this process rather than a fresh
+    interpreter: where :func:`fork_is_safe`, from the main thread of a process with no other Python thread (a
+    thread's lock held at the fork would stay held in the copy for good; ONNX Runtime's own native threads do
+    not matter: the copy makes sessions of its own, as :func:`verify_model_guarded`'s copy does)."""
+    return fork_is_safe() and threading.current_thread() is threading.main_thread() and threading.active_count() == 1
+
+
+class _ForkedWorker:
+    """The gate's worker (``_gate_worker.serve_forked``) in a forked copy of this process, with the part of
+    :class:`subprocess.Popen` that :class:`GateProcess` uses (``pid``, ``stdin``, ``poll``, ``kill``, ``wait``,
+    ``returncode``). The copy has every module this process imported (numpy, onnx, onnx-ir, the pass's own
+    code: a fresh interpreter spent 0.3-0.4 s of a core importing them again, while the pass, on the other core,
+    did the same work); it imports ONNX Runtime itself. ``result_w``: the pipe it writes its answer to; its
+    stdout and stderr go to ``log``."""
+
+    def __init__(self, log, result_w: int) -> None:
+        import signal
+        import sys
+
+        parent = os.getpid()
+        r, w = os.pipe()
+        for stream in (sys.stdout, sys.stderr):  # nothing buffered here is written again by the copy
+            with contextlib.suppress(Exception):
+                stream.flush()
+        # a fault signal sent to the copy before it has let go of this process's fault handler (pytest's, writing
+        # a traceback dump to its own stderr) waits until it has: the copy dies of it as a fresh worker would
+        faults = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, faults)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            os.close(r)
+            os.close(w)
+            raise
+        if pid == 0:
+            code = 1
+            try:
+                import faulthandler
+
+                faulthandler.disable()
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                os.close(w)  # else its input never ends
+                os.dup2(log.fileno(), 1)
+                os.dup2(log.fileno(), 2)
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # not the caller's handlers
+                    signal.signal(sig, signal.SIG_DFL)
+                from deploytool.runtime import _gate_worker
+
+                code = _gate_worker.serve_forked(parent, r, result_w)
+            except BaseException:  # noqa: BLE001 - the parent reads the exit and the log
+                import traceback
+
+                with contextlib.suppress(Exception):
+                    traceback.print_exc()
+                    sys.stderr.flush()
+            finally:
+                os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        os.close(r)
+        self.pid = pid
+        self.returncode: int | None = None
+        self.stdin = os.fdopen(w, "wb")
+
+    def _reaped(self, status: int) -> int:
+        self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored): gone
+                self.returncode = 0
+                return 0
+            if pid:
+                return self._reaped(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        import signal
+
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        if timeout is not None:  # as Popen.wait: TimeoutExpired if it has not ended by then
+            import subprocess
+
+            deadline = time.monotonic() + timeout
+            while self.poll() is None:
+                if time.monotonic() >= deadline:
+                    raise subprocess.TimeoutExpired(f"the gate's process {self.pid}", timeout)
+                time.sleep(0.005)
+        if self.returncode is None:
+            try:
+                return self._reaped(os.waitpid(self.pid, 0)[1])
+            except ChildProcessError:
+                self.returncode = 0
+        return self.returncode
+
+
 class GateProcess:
     """The verification gate's own Python process (``deploytool.runtime._gate_worker``), started before the
-    model it will check exists: its interpreter start and the import of ONNX Runtime, and with
+    model it will check exists: its start and the import of ONNX Runtime, and with
     :meth:`precompute_reference` the reference model's session and outputs, happen while the caller still
-    runs its pass; :meth:`verify` then only has the output's session to create and run.
+    runs its pass; :meth:`verify` then only has the output's session to create and run. A forked copy of this
+    process where that is safe (:func:`gate_may_fork`; ``fork=False``: always a fresh interpreter), so that
+    what this process imported is not imported again.
 
     A context manager: leaving it (an error included) kills the process if it still runs and waits for it,
     so none outlives its caller; the process also dies with its parent (``PR_SET_PDEATHSIG``). Its stdout
     and stderr go to an anonymous temporary file (nothing named on disk); a reference given as bytes or built
     by the process is written to a temporary folder removed on close. One :meth:`verify` per process."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fork: bool | None = None) -> None:
         import subprocess
         import sys
 
         self._tmp: str | None = None
         self._timed_out: float | None = None
         self._log = tempfile.TemporaryFile()
+        if fork is None:
+            fork = gate_may_fork()
         r, w = os.pipe()
         try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "deploytool.runtime._gate_worker", str(os.getpid()), str(w)],
-                stdin=subprocess.PIPE, stdout=self._log, stderr=self._log, pass_fds=(w,))
+            if fork:
+                self._proc = _ForkedWorker(self._log, w)
+            else:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "deploytool.runtime._gate_worker", str(os.getpid()), str(w)],
+                    stdin=subprocess.PIPE, stdout=self._log, stderr=self._log, pass_fds=(w,))
         except BaseException:
             os.close(r)
             os.close(w)

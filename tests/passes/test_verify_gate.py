@@ -746,6 +746,43 @@ def test_a_gate_process_that_dies_of_a_signal_is_a_crash(tmp_path):
     assert e.value.failure is None
 
 
+def test_the_gate_process_is_a_forked_copy_where_that_is_safe(tmp_path):
+    """A big model's gate process is a forked copy of the caller (its imports not made again) where no other Python
+    thread runs, a fresh interpreter otherwise, or when asked; both give the same reports and the same refusals."""
+    import os
+    import threading
+
+    import deploytool.runtime.verify as V
+
+    path, other = tmp_path / "mm.onnx", tmp_path / "other.onnx"
+    feeds = _matmul_model(path)
+    _matmul_model(other, seed=1)
+    mine = Path(f"/proc/{os.getpid()}/cmdline").read_bytes()
+    reports, refusals = {}, {}
+    for fork in (True, False):
+        with V.GateProcess(fork=fork) as g:
+            assert (Path(f"/proc/{g.pid}/cmdline").read_bytes() == mine) is fork
+            reports[fork] = g.verify(path, feeds, reference=path)
+        with V.GateProcess(fork=fork) as g, pytest.raises(VerificationError) as e:
+            g.verify(path, feeds, reference=other)
+        refusals[fork] = (str(e.value), e.value.failure)
+    assert reports[True].outputs == reports[False].outputs == ("y",)
+    assert reports[True].max_diff == reports[False].max_diff == 0.0
+    assert reports[True].peak_rss_bytes and reports[False].peak_rss_bytes
+    assert refusals[True] == refusals[False] and "differ" in refusals[True][0]
+
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert not V.gate_may_fork()  # a lock another thread holds would stay held in the copy
+        with V.GateProcess() as g:
+            assert Path(f"/proc/{g.pid}/cmdline").read_bytes() != mine
+    finally:
+        stop.set()
+        t.join()
+
+
 # a gate that takes its time: the checks (``verify._verify``) of every process of the test's command, the forked copy
 # of a small model's gate and a big model's gate process alike, note their process's pid and wait a minute
 _SLOW_GATE = """
