@@ -68,8 +68,9 @@ def config_class(kind: str) -> type:
 def build_pass(config):
     """The pass (or :class:`~deploytool.passes.base.PassSequence`) that ``config`` configures."""
     cls = type(config)
-    # the config's own module is loaded already: look there first, without importing the other passes
-    row = next((r for r in _ENTRIES if r[1] == cls.__module__ and r[2] == cls.__qualname__), None)
+    # the row named after the config's class first, without importing the other passes (a config may live in a
+    # module of its own: PackConfig in pack_config, whose pass module then imports it)
+    row = next((r for r in _ENTRIES if r[2] == cls.__qualname__), None)
     entry = _entry(row) if row is not None else None
     if entry is None or entry.config is not cls:
         entry = pass_table().get(cls)

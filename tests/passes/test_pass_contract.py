@@ -221,9 +221,12 @@ def test_the_table_is_keyed_by_config_type():
         build_pass(SliceConfigLookalike())
 
 
-def test_a_pass_process_imports_only_its_own_pass(tiny_onnx, tmp_path):
-    """transform() with one config loads that pass's module, not the other six (nor numpy.ma, which
-    np.unique pulls in): a fresh interpreter runs a reorder and lists what it imported."""
+@pytest.mark.parametrize("module, config", [("reorder", "ReorderConfig()"),
+                                            ("pack_config", "PackConfig(weights='ternary')")])
+def test_a_pass_process_imports_only_its_own_pass(tiny_onnx, tmp_path, module, config):
+    """transform() with one config loads that pass's module, not the others (nor numpy.ma, which np.unique pulls
+    in): a fresh interpreter runs a reorder, or a pack (whose config lives in a module of its own), and lists what
+    it imported."""
     import json
     import subprocess
     import sys
@@ -232,15 +235,17 @@ def test_a_pass_process_imports_only_its_own_pass(tiny_onnx, tmp_path):
     code = (
         "import json, sys\n"
         "from deploytool.passes import transform\n"
-        "from deploytool.passes.reorder import ReorderConfig\n"
-        f"r = transform({str(src)!r}, {str(tmp_path / 'r.onnx')!r}, ReorderConfig())\n"
+        f"from deploytool.passes.{module} import {config.split('(')[0]}\n"
+        f"r = transform({str(src)!r}, {str(tmp_path / 'r.onnx')!r}, {config})\n"
         "print(json.dumps({'modified': r.modified, 'verified': r.gate.verified, 'modules': sorted(sys.modules)}))\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["modified"] and out["verified"]
-    others = {"deploytool.passes." + m for m in ("slice_subnetwork", "prune_heads", "prune_ffn", "quantize_int8",
-                                                 "fp16", "pack_weights", "repack")}
+    mine = {"reorder": "reorder", "pack_config": "pack_weights"}[module]
+    others = {"deploytool.passes." + m for m in ("reorder", "slice_subnetwork", "prune_heads", "prune_ffn",
+                                                 "quantize_int8", "fp16", "pack_weights", "repack") if m != mine}
+    assert "deploytool.passes." + mine in out["modules"]
     assert others.isdisjoint(out["modules"]), sorted(others & set(out["modules"]))
     assert "numpy.ma" not in out["modules"]
 
