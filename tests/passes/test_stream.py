@@ -493,3 +493,25 @@ def test_a_file_without_its_weights_is_one_line_not_a_warning_per_name(src, tmp_
         assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.stderr[-2000:]
         assert "the file is incomplete" in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["noweights.onnx"]
+
+
+def test_external_data_files_answers_for_the_file_as_it_is_now(src, tmp_path, monkeypatch):
+    """The data files an ONNX file names are scanned once per version of the file (a pass asks again after its
+    load): a file written again at the same path, self-contained then with a data file, gets its new answer, and
+    a link to it from another folder its own (locations are relative to the path given)."""
+    import os
+
+    path = tmp_path / "m.onnx"
+    model = onnx_io.load_model(src)
+    onnx_io.save_streamed(model, path)
+    onnx_io.load_model(path)  # the load's scan answers the next question
+    with monkeypatch.context() as m:
+        m.setattr(onnx_io, "_scan_skeleton", None)  # not scanned again
+        assert onnx_io.external_data_files(path) == []
+    onnx_io.save_streamed(onnx_io.load_model(src), path, external=True)  # replaced (atomically) by one with data
+    assert [p.name for p in onnx_io.external_data_files(path)] == ["m.onnx.data"]
+    assert onnx_io.external_data_files(path) == [tmp_path / "m.onnx.data"]
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    os.symlink(path, other / "m.onnx")
+    assert onnx_io.external_data_files(other / "m.onnx") == [(other / "m.onnx.data").absolute()]
