@@ -92,13 +92,17 @@ static double blocks(double (*pw)(const float *, Py_ssize_t, float), const float
     return total;
 }
 
-/* codes of n values: sign(x) where |x| > t, else 0 (NaN: 0); returns how many are not 0 (counted in a second
-   loop over the codes just written, still in cache: each loop vectorizes on its own) */
-WIDE static Py_ssize_t codes_of(const float *a, Py_ssize_t n, float t, int8_t *out)
+/* codes of n values (n <= NUMPY_BUFSIZE): sign(x) where |x| > t, else 0 (NaN: 0); returns how many are not 0,
+   counted in the same loop (a code is not 0 exactly where one compare holds and not the other) in an int: one
+   vectorized loop, ~2x faster than the codes and then a 64-bit count of them (restrict: int8_t may alias) */
+WIDE static Py_ssize_t codes_of(const float *restrict a, Py_ssize_t n, float t, int8_t *restrict out)
 {
-    Py_ssize_t count = 0;
-    for (Py_ssize_t i = 0; i < n; i++) out[i] = (int8_t)((a[i] > t) - (a[i] < -t));
-    for (Py_ssize_t i = 0; i < n; i++) count += out[i] != 0;
+    int count = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int p = a[i] > t, m = a[i] < -t;
+        out[i] = (int8_t)(p - m);
+        count += p ^ m;
+    }
     return count;
 }
 
