@@ -1086,7 +1086,13 @@ def render_overwrite(results: Path) -> str:
 
 
 # pass_speed_ab.py's results the README quotes, newest change first: (file, what changed between its two trees)
-PASS_SPEED_AB = (("pass_speed_ab_kernels.json", "pack's ternary and binary quantizers and its 2-bit and trit packers in "
+PASS_SPEED_AB = (("pass_speed_ab_forked_gate.json", "a session's changes against its first commit: a big model's gate process "
+                  "forked from the pass's process instead of a fresh interpreter (numpy, onnx, onnx-ir and the pass's code "
+                  "are not imported again), pack importing only its own pass module, its input's data files not scanned "
+                  "twice, TWN codes counted in their loop and INT2 bytes written by a compiled loop; the passes that "
+                  "build no reference of their own (all but pack) gain only the gate's imports, which ran beside the "
+                  "pass on the other core: their ratios stay within their rounds' spread"),
+                 ("pass_speed_ab_kernels.json", "pack's ternary and binary quantizers and its 2-bit and trit packers in "
                   "compiled loops (deploytool/quant/_kernels.c; the same bytes, checked by sha256) against the numpy "
                   "code, on the Emerald Rapids VM"),
                  ("pass_speed_ab_session_changes.json", "a day's changes to every pass's contract (exports keeping "
