@@ -601,6 +601,7 @@ class _ForkedWorker:
     def __init__(self, log, result_w: int) -> None:
         import signal
         import sys
+        import warnings
 
         parent = os.getpid()
         r, w = os.pipe()
@@ -612,7 +613,12 @@ class _ForkedWorker:
         faults = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, faults)
         try:
-            pid = os.fork()
+            # Python 3.12+ warns of a fork in a process with OS threads (numpy's OpenBLAS pool, which OpenBLAS
+            # makes again in a forked child; ONNX Runtime's, which the copy's own sessions do not use), as
+            # verify_model_guarded's copy does
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
         except BaseException:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(r)
