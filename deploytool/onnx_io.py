@@ -1390,19 +1390,12 @@ def pack_2bit_bytes(arr):
     byte (b_k lands at bit 8k + 24 - 6k = 24 + 2k; every other shifted copy lands below bit 24 on bits of its
     own, or above bit 31 and is cut off: no carry reaches the top byte), which is then taken as it lies.
     Three passes over the codes instead of eight (~2.5x faster than the shift-and-or form; ~3x faster than
-    onnx_ir's). The compiled loop (``deploytool.quant._kernels.pack_low2``) where built: one pass, ~4x faster
-    again."""
+    onnx_ir's)."""
     import sys
 
     import numpy as np
 
-    from deploytool.quant._compiled import kernels
-
     c = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
-    if kernels is not None:
-        out = np.empty((c.size + 3) // 4, np.uint8)
-        kernels.pack_low2(c.view(np.int8), out)
-        return out
     pad = (-c.size) % 4
     if pad:
         c = np.concatenate([c, np.zeros(pad, np.uint8)])

@@ -347,37 +347,6 @@ static PyObject *greedy_planes(PyObject *self, PyObject *args)
     return done(v, 5, Py_NewRef(Py_None), NULL);
 }
 
-/* each value's two low bits, four values a byte, the first in the lowest bits: nb whole bytes */
-WIDE static void low2_of(const uint8_t *restrict q, Py_ssize_t nb, uint8_t *restrict out)
-{
-    for (Py_ssize_t b = 0; b < nb; b++)
-        out[b] = (uint8_t)((q[4 * b] & 3) | (q[4 * b + 1] & 3) << 2 | (q[4 * b + 2] & 3) << 4 | (q[4 * b + 3] & 3) << 6);
-}
-
-/* pack_low2(x: int8 [n], out: uint8 [ceil(n / 4)]) -> None: onnx_io.pack_2bit_bytes (the bytes ir.Tensor.tobytes
-   gives for an INT2/UINT2 tensor held one value a byte), zero padding in the last byte */
-static PyObject *pack_low2(PyObject *self, PyObject *args)
-{
-    PyObject *o[2];
-    Py_buffer v[2];
-    if (!PyArg_ParseTuple(args, "OO", &o[0], &o[1]) || get_buffers(o, (const Arg *[]){&CODES_IN, &PACKED}, v, 2) < 0)
-        return NULL;
-    Py_ssize_t n = v[0].len, full = n / 4;
-    if (v[1].len != (n + 3) / 4) return done(v, 2, NULL, "pack_low2: out is not ceil(n / 4) bytes");
-    const uint8_t *q = (const uint8_t *)v[0].buf;
-    uint8_t *out = (uint8_t *)v[1].buf;
-    Py_BEGIN_ALLOW_THREADS
-    low2_of(q, full, out);
-    if (4 * full < n) {
-        unsigned val = 0;
-        for (Py_ssize_t i = 4 * full; i < n; i++) val |= (q[i] & 3u) << (2 * (i - 4 * full));
-        out[full] = (uint8_t)val;
-    }
-    Py_END_ALLOW_THREADS
-    Py_INCREF(Py_None);
-    return done(v, 2, Py_None, NULL);
-}
-
 /* pack_rows(codes: int8 [rows * k], k, out: uint8 [rows * ceil(k / per)], per) -> bool: each row's codes
    {-1, 0, 1} packed ``per`` to a byte, low first, the last byte padded with the code 0: per = 5 (trits,
    byte = sum (c_i + 1) 3^i) or 4 (byte = sum (c_i + 2) << 2i, MatMulNBits' zero point 2). False (nothing
@@ -431,7 +400,6 @@ static PyMethodDef methods[] = {
     {"binarize_rows", binarize_rows, METH_VARARGS, "BWN signs and one float32 scale per row"},
     {"greedy_planes", greedy_planes, METH_VARARGS, "BinaryBERT's greedy two binary planes per unit"},
     {"pack_rows", pack_rows, METH_VARARGS, "ternary codes packed 5 (trits) or 4 (2-bit) to a byte per row"},
-    {"pack_low2", pack_low2, METH_VARARGS, "two low bits of each value, four to a byte (INT2/UINT2 storage)"},
     {NULL, NULL, 0, NULL},
 };
 
