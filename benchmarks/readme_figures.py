@@ -1089,7 +1089,8 @@ def render_overwrite(results: Path) -> str:
 PASS_SPEED_AB = (("pass_speed_ab_forked_gate.json", "a session's changes against its first commit: a big model's gate process "
                   "forked from the pass's process instead of a fresh interpreter (numpy, onnx, onnx-ir and the pass's code "
                   "are not imported again), pack importing only its own pass module, its input's data files not scanned "
-                  "twice, TWN codes counted in their loop and INT2 bytes written by a compiled loop; the passes that "
+                  "twice, TWN codes counted in their loop and INT2 bytes written by a compiled loop (that last one withdrawn "
+                  "after: the writer sits below the layer that holds the kernels); the passes that "
                   "build no reference of their own (all but pack) gain only the gate's imports, which ran beside the "
                   "pass on the other core: their ratios stay within their rounds' spread"),
                  ("pass_speed_ab_kernels.json", "pack's ternary and binary quantizers and its 2-bit and trit packers in "
