@@ -415,7 +415,8 @@ def _remember_data_files(key: tuple | None, files: list[Path]) -> None:
     _DATA_FILES.pop(key, None)
     _DATA_FILES[key] = tuple(files)
     while len(_DATA_FILES) > _DATA_FILES_KEPT:
-        del _DATA_FILES[next(iter(_DATA_FILES))]
+        with contextlib.suppress(KeyError, RuntimeError, StopIteration):  # another thread dropped it first
+            del _DATA_FILES[next(iter(_DATA_FILES))]
 
 
 def external_data_files(path: str | os.PathLike) -> list[Path]:
