@@ -308,8 +308,8 @@ def main(argv: list[str]) -> int:
 
 def serve_forked(parent_pid: int, stdin_fd: int, result_fd: int) -> int:
     """:func:`main` in a forked copy of the parent (``verify._ForkedWorker``): the messages come on ``stdin_fd``.
-    The copy runs as a fresh worker would (the parent's fault handler already let go of), the collector on for
-    what it makes (the parent's objects frozen: never walked, so their pages stay
+    It runs as a fresh worker would: the parent's fault handler is already off (``verify._fork_copy``), and the
+    collector is on for what the copy makes, the parent's objects frozen (never walked, so their pages stay
     shared). Returns the exit code; the caller ends the copy with ``os._exit``."""
     import gc
 

@@ -41,7 +41,7 @@ GATE_BATCH = 2
 GATE_SEQ = 8
 GATE_PADDED_LEN = 5  # real tokens of the second row; the rest is padding
 _SEED = 0
-_FORK_LOCK = threading.Lock()  # see verify_model_guarded
+_FORK_LOCK = threading.Lock()  # see _fork_copy
 
 # "... while running Reshape node. Name:'/m/Reshape' Status Message: <file>:<line> <signature> <reason>"
 _RUN_RE = re.compile(r"running (?P<op>[\w.]+) node\. Name:'(?P<node>[^']*)' Status Message: (?P<reason>.*)", re.S)
@@ -582,6 +582,31 @@ def gate_threads(limit: int = 4) -> int:
     return max(1, min(int(limit), usable_cores()))
 
 
+def _fork_copy() -> int:
+    """``os.fork()`` for the gate's copies of this process (:func:`verify_model_guarded`'s and
+    :class:`GateProcess`'s): one thread at a time (``catch_warnings`` saves and restores the process's warning
+    filters: two gates overlapping in two threads left the ignore below in place for good), silent on Python 3.12+
+    (it warns of a fork in a process with OS threads: numpy's OpenBLAS pool, which OpenBLAS makes again in a
+    forked child, ONNX Runtime's, which the copy's own sessions do not use); in the copy the caller's fault
+    handler is off (its death is reported by the caller in one line, not as pytest's traceback dump), and a fault
+    signal sent before that waits until it is. OSError as ``os.fork``."""
+    import faulthandler
+    import signal
+    import warnings
+
+    faults = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
+    with _FORK_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, faults)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                faulthandler.disable()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    return pid
+
+
 def gate_may_fork() -> bool:
     """Whether :class:`GateProcess` may run its worker in a forked copy of this process rather than a fresh
     interpreter: where :func:`fork_is_safe`, from the main thread of a process with no other Python thread (a
@@ -601,36 +626,21 @@ class _ForkedWorker:
     def __init__(self, log, result_w: int) -> None:
         import signal
         import sys
-        import warnings
 
         parent = os.getpid()
         r, w = os.pipe()
         for stream in (sys.stdout, sys.stderr):  # nothing buffered here is written again by the copy
             with contextlib.suppress(Exception):
                 stream.flush()
-        # a fault signal sent to the copy before it has let go of this process's fault handler (pytest's, writing
-        # a traceback dump to its own stderr) waits until it has: the copy dies of it as a fresh worker would
-        faults = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, faults)
         try:
-            # Python 3.12+ warns of a fork in a process with OS threads (numpy's OpenBLAS pool, which OpenBLAS
-            # makes again in a forked child; ONNX Runtime's, which the copy's own sessions do not use), as
-            # verify_model_guarded's copy does
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                pid = os.fork()
+            pid = _fork_copy()
         except BaseException:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(r)
             os.close(w)
             raise
         if pid == 0:
             code = 1
             try:
-                import faulthandler
-
-                faulthandler.disable()
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
                 os.close(w)  # else its input never ends
                 os.dup2(log.fileno(), 1)
                 os.dup2(log.fileno(), 2)
@@ -647,7 +657,6 @@ class _ForkedWorker:
                     sys.stderr.flush()
             finally:
                 os._exit(code)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(r)
         self.pid = pid
         self.returncode: int | None = None
@@ -959,7 +968,6 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
     import select
     import signal
     import sys
-    import warnings
 
     from deploytool import settings
 
@@ -972,13 +980,7 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
     parent = os.getpid()
     r, w = os.pipe()
     try:
-        # one thread at a time: catch_warnings saves and restores the process's warning filters, and two passes'
-        # gates overlapping in two threads left the ignore below in place for good
-        with _FORK_LOCK, warnings.catch_warnings():
-            # Python 3.12+ warns of a fork in a process with threads (ONNX Runtime's pools here): the copy runs
-            # only ONNX Runtime's new session and numpy, and a copy that hangs is killed at ``timeout``
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
+        pid = _fork_copy()  # a copy that hangs is killed at ``timeout``
     except OSError:  # no process left to make: check here
         os.close(r)
         os.close(w)
@@ -986,11 +988,8 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
     if pid == 0:  # the copy: run the checks, send back what came of them, end without the caller's exit handlers
         code = 0
         try:
-            import faulthandler
-
             _die_with(parent)
             os.close(r)
-            faulthandler.disable()  # its death is reported by the caller, in one line, not as a traceback dump
             try:
                 out = ("report", verify_model(model, feeds, **checks))
             except VerificationError as e:
