@@ -135,10 +135,6 @@ class Comparison:
     n: int
     test: str  # "McNemar (exact)" | "sign test (exact)" | why none
 
-    @property
-    def significant(self) -> bool | None:
-        return None if self.p is None else self.p < ALPHA
-
 
 def compare(a: AccuracyRecord, b: AccuracyRecord) -> Comparison:
     """The paired test of two records on the same examples."""

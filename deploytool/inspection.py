@@ -294,13 +294,6 @@ def _trained_words(r: InspectReport) -> str | None:
     return words
 
 
-def position_rows(structure: EncoderStructure | None, meta: dict[str, str] | None = None) -> int | None:
-    """The longest sequence the model's absolute position-embedding table takes (:func:`position_table`'s usable
-    length), or None (rotary or relative positions, no structure)."""
-    table = position_table(structure, meta)
-    return table[1] if table is not None else None
-
-
 def position_table(structure: EncoderStructure | None,
                    meta: dict[str, str] | None = None) -> tuple[int, int] | None:
     """(rows, usable) of the model's absolute position-embedding table, or None (rotary or relative positions, no
@@ -363,8 +356,8 @@ def _reads_cumsum(v: ir.Value | None, depth: int = 0) -> bool:
 
 
 def model_position_rows(model: ir.Model) -> int | None:
-    """:func:`position_rows` of a loaded model (its metadata read too); None where the structure finder does not
-    read it."""
+    """The longest sequence a loaded model's absolute position-embedding table takes (:func:`position_table`'s
+    usable length, its metadata read too); None where the structure finder does not read it."""
     table = model_position_table(model)
     return table[1] if table is not None else None
 

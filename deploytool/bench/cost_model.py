@@ -438,7 +438,6 @@ class HostRates:
                     op_overhead_ms=float(r["op_overhead_us"]) / 1e3, run_overhead_ms=run_ms, peak_gops=peaks,
                     bandwidth_gbs=float(r["bandwidth_gbs"]), gemm_grid=grid,
                     source=f"{profile.name} microbenchmark {m.get('created_utc', '?')}, {key} thread(s)")
-        return rates
 
     def op_ms(self, c: OpCost) -> tuple[float, str]:
         """(net ms on the host, class) of one op."""

@@ -746,17 +746,6 @@ def input_bytes(src: str | os.PathLike, data_files: list[Path]) -> int:
     return os.path.getsize(src) + sum(f.stat().st_size for f in data_files if f.exists())
 
 
-def output_model(proto, dst: str | os.PathLike) -> ir.Model:
-    """The IR model of ``proto`` as written to ``dst``: tensors saved to an external-data file are read
-    from beside ``dst`` (not from the current directory) when someone asks for their values."""
-    model = ir.serde.deserialize_model(proto)
-    base_dir = Path(dst).resolve().parent
-    for v in model.graph.initializers.values():
-        if isinstance(v.const_value, ir.ExternalTensor) and not v.const_value.base_dir:
-            v.const_value.base_dir = base_dir
-    return model
-
-
 def _input_rejected_alike(src: str | os.PathLike, error: Exception) -> bool:
     """True when ``onnx.checker`` rejects the input file with the same first line as ``error``."""
     import onnx

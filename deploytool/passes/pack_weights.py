@@ -430,7 +430,7 @@ _ATTENTION_BIAS = 5  # Attention's input added to the scores (MultiHeadAttention
 
 def _fused_kernel_blocker(node: ir.Node, config: PackConfig) -> str | None:
     """Why the fused ``Attention`` ``node`` keeps an fp32 QKV (unpacked at load) instead of reading the packed
-    codes with a kernel (:func:`attention_kernel`'s forms), or None."""
+    codes with a kernel (:func:`attention_kernels`' forms), or None."""
     extra = [i for i in range(4, len(node.inputs)) if node.inputs[i] is not None and i != _ATTENTION_BIAS]
     if extra:
         return "it reads a past state"
@@ -452,37 +452,24 @@ def attention_attrs(node: ir.Node) -> dict[str, Any]:
     return {k: node.attributes[k].value for k in _ATTENTION_KEPT if k in node.attributes}
 
 
-def attention_kernel(b: _Builder, x: ir.Value, bias: ir.Value | None, mask: ir.Value | None, attrs: dict[str, Any],
-                     codes: np.ndarray, alpha: np.ndarray, scheme: str, base: str, *, block_size: int,
-                     accuracy_level: int, planes: int = 1,
-                     attention_bias: ir.Value | None = None) -> tuple[ir.Value, int, str]:
-    """A fused self-attention over ``x`` whose QKV weight is the packed codes [3A, K] (per-column scales
-    ``alpha`` [3A], Q | K | V), stored as ``scheme``: ``DynamicQuantizeLinear`` and ``QAttention`` on the int8
-    codes (ternary2 / trit5 / binary1, unpacked to int8 at load: the attention ``quantize --int8`` writes), or
-    ``MatMulNBits`` (nbits2: 2 bits in memory), ``Split`` and ``MultiHeadAttention``; with ``bias`` [3A], the
-    ``mask`` (ORT's mask_index forms, as the fused Attention read it), ``attrs`` (heads, scale, mask value,
-    unidirectional) and an ``attention_bias`` added to the scores (MultiHeadAttention takes it, QAttention does
-    not: with one, the int8 codes run on ``DynamicQuantizeMatMul``, then ``Split`` and MultiHeadAttention).
-    The nodes are left in ``b``; returns (the output, the stored bytes, a note for the record).
+def attention_kernels(b: _Builder, codes: np.ndarray, alpha: np.ndarray, scheme: str, base: str, *,
+                      block_size: int, accuracy_level: int, planes: int = 1, split: bool = False):
+    """Fused self-attentions whose QKV weight is the packed codes [3A, K] (per-column scales ``alpha`` [3A],
+    Q | K | V), stored as ``scheme``: ``DynamicQuantizeLinear`` and ``QAttention`` on the int8 codes (ternary2 /
+    trit5 / binary1, unpacked to int8 at load: the attention ``quantize --int8`` writes), or ``MatMulNBits``
+    (nbits2: 2 bits in memory), ``Split`` and ``MultiHeadAttention``. The codes are stored once, their unpacking
+    nodes left in ``b`` now (for the caller to place before the first reader: ALBERT's layers share one QKV), and
+    ``make(x, bias, mask, attrs, attention_bias=None)`` adds one attention over ``x`` reading them and returns its
+    output: ``bias`` [3A], the ``mask`` (ORT's mask_index forms, as the fused Attention read it), ``attrs``
+    (heads, scale, mask value, unidirectional) and an ``attention_bias`` added to the scores (MultiHeadAttention
+    takes it, QAttention does not). ``split``: the ``DynamicQuantizeMatMul``, ``Split`` and MultiHeadAttention
+    form even where QAttention fits (a reader has an attention bias).
 
     ``planes`` 2 (split-binary): ``codes`` [3 * 2A, K] hold each third's two binary planes (Q1 Q2 K1 K2 V1 V2,
     as :func:`~deploytool.passes.pack_codes._qkv_codes` makes them), which no attention kernel sums; they are
     computed by one linear kernel in the planes' order [Q1 K1 V1 | Q2 K2 V2] (``DynamicQuantizeMatMul`` on the
     1-bit codes, or ``MatMulNBits``), the halves added as for a plain split-binary linear weight, then the bias,
-    ``Split`` and ``MultiHeadAttention``."""
-    make, stored, note = attention_kernels(b, codes, alpha, scheme, base, block_size=block_size,
-                                           accuracy_level=accuracy_level, planes=planes,
-                                           split=attention_bias is not None)
-    return make(x, bias, mask, attrs, attention_bias), stored, note
-
-
-def attention_kernels(b: _Builder, codes: np.ndarray, alpha: np.ndarray, scheme: str, base: str, *,
-                      block_size: int, accuracy_level: int, planes: int = 1, split: bool = False):
-    """:func:`attention_kernel` for a QKV weight that several fused attentions read (ALBERT's layers share
-    one): the codes are stored once, their unpacking nodes left in ``b`` now (for the caller to place before
-    the first reader), and ``make(x, bias, mask, attrs, attention_bias=None)`` adds one attention reading them
-    and returns its output. ``split``: the MultiHeadAttention form even where QAttention fits (a reader has an
-    attention bias). Returns ``(make, stored bytes, note)``."""
+    ``Split`` and ``MultiHeadAttention``. Returns ``(make, stored bytes, a note for the record)``."""
     if planes > 1 or scheme == "nbits2" or split:
         return _split_attention(b, codes, alpha, scheme, base, block_size=block_size,
                                 accuracy_level=accuracy_level, planes=planes)
