@@ -251,12 +251,27 @@ def pass_config(step: PassStep, where: str):
     if step.kind is PassKind.QUANTIZE:
         prec = parse_enum(Precision, p.pop("precision", "int8"), f"{where}: precision",
                           allowed=[x for x in Precision if x.value in PRECISIONS and x is not Precision.FP32])
+        _refuse_unknown_quantize_keys(prec, p, where)
         return precision_config(prec, p, where)
     if step.kind is PassKind.REORDER and p.get("importance") == "magnitude":
         p["importance"] = None  # the data-free fallback
     from deploytool.passes import config_class
 
     return _build(config_class(step.kind.value), where, **p)
+
+
+def _refuse_unknown_quantize_keys(prec: Precision, params: dict[str, Any], where: str) -> None:
+    """A ``quantize`` pass's keys are ``precision`` and its pass config's fields: an unknown one is named with both
+    (the pass config alone would list its fields without ``precision``, and offer no did-you-mean for 'precison')."""
+    from deploytool.choices import did_you_mean
+    from deploytool.passes import config_class
+
+    cls = config_class({"fp16": "fp16", "int8": "int8"}.get(prec.value, "pack"))  # as precision_pass_config picks
+    allowed = ["precision", *(f.name for f in dataclasses.fields(cls) if f.init)]
+    for k in params:
+        if k not in allowed:
+            raise ConfigError(f"{where}: {k}: unknown key{did_you_mean(str(k), allowed)} (allowed: "
+                              f"{', '.join(allowed)})")
 
 
 def precision_config(prec: Precision, params: dict[str, Any], where: str):

@@ -170,3 +170,15 @@ def test_the_shipped_recipes_and_readme_use_no_old_key(caplog):
         assert not re.search(rf"\b{old}:", readme), old  # as a YAML key (the deprecation list names it)
     for old in (*RENAMED_KEYS, *EVAL_RENAMED_KEYS):
         assert not re.search(rf"\b{old}: ", readme), old
+
+
+def test_a_quantize_pass_names_precision_among_its_keys():
+    """A typo of ``precision`` in a ``quantize`` pass was refused with a list of the int8 config's fields alone (no
+    ``precision`` in it, no did-you-mean): the reader could not learn the key's spelling from the message."""
+    rec = parse_recipe(_passes({"precison": "fp16"}), "r.yaml")
+    with pytest.raises(ConfigError) as e:
+        pass_config(rec.passes[0], "r.yaml: passes[0] quantize")
+    msg = str(e.value)
+    assert msg.startswith("r.yaml: passes[0] quantize: precison: unknown key (did you mean 'precision'?) (allowed: "
+                          "precision, ")
+    assert "per_channel" in msg  # the int8 pass's own keys are listed too
