@@ -327,7 +327,9 @@ def eval_step(model: Path, tokenizer_dir: Path, spec: EvalSpec, tmp: Path, *,
     if reference is not None:
         cfg = EvalConfig(model=model, tokenizer=tokenizer_dir, reference=reference, corpus=spec.data,
                          max_queries=spec.max_eval or 1000,
-                         data=DataConfig(data=None, max_length=spec.max_length, **cols), output=tmp / "metrics.json")
+                         data=DataConfig(data=None, max_length=spec.max_length,  # no labels in a corpus
+                                         **{k: v for k, v in cols.items() if k != "label_col"}),
+                         output=tmp / "metrics.json")
     else:
         cfg = EvalConfig(model=model, tokenizer=tokenizer_dir, split=spec.split,
                          data=DataConfig(data=spec.data, max_length=spec.max_length, max_eval=spec.max_eval, **cols),

@@ -348,6 +348,17 @@ def _refuse_embedding_options(cfg: EvalConfig) -> None:
                           "labelled data: --data, --split, --test-file)")
 
 
+def _refuse_classifier_options(cfg: EvalConfig, p: Path) -> None:
+    """An embedding model is judged against a reference over a corpus: the labelled-data options were accepted and
+    ignored (``--test-file nonexistent.csv`` scored the review data without a word)."""
+    given = [o for o, v in (("--test-file", cfg.test_file is not None), ("--split", cfg.split != "test"),
+                            ("--label-col", cfg.data.label_col != "label"),
+                            ("--max-eval", cfg.data.max_eval is not None)) if v]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: classifiers only; {p} is an embedding model (judged against "
+                          "--reference over --corpus; --max-queries limits its texts)")
+
+
 def evaluate(cfg: EvalConfig) -> dict:
     """Evaluate ``cfg.model`` (HF folder or .onnx file); optionally write JSON.
 
@@ -394,6 +405,7 @@ def _evaluate(cfg: EvalConfig, held: contextlib.ExitStack) -> dict:
             if cfg.data.text_pair_col is not None:  # a sentence encoder embeds one text; a pair is no corpus text
                 raise ConfigError(f"--text-pair-col: classifiers only; {p} is an embedding model (its corpus is one "
                                   "text a row)")
+            _refuse_classifier_options(cfg, p)
 
             res = evaluate_embedding(cfg)
             res["seconds"] = round(time.perf_counter() - t0, 2)
