@@ -9,6 +9,7 @@ The public API (imported lazily: ``import deploytool`` loads neither torch nor o
     dt.transform("m.onnx", "s.onnx", dt.SliceConfig(width=0.5, depth=0.75))
     dt.transform("s.onnx", "t.onnx", dt.PackConfig(weights="ternary"))    # one verb, dispatch on the config
     report = dt.run_benchmark(dt.BenchConfig(models=("m.onnx", "s.onnx", "t.onnx")))
+    pick = dt.fit(dt.FitConfig(model="m.onnx", profile="kirin990", output="phone.onnx"))
 """
 
 from __future__ import annotations
@@ -43,12 +44,15 @@ _WHERE = {
     "Int8Config": "deploytool.passes.quantize_int8",
     "Fp16Config": "deploytool.passes.fp16",
     "PackConfig": "deploytool.passes.pack_weights",
+    "RepackConfig": "deploytool.passes.repack",
     # measuring and reporting
     "BenchConfig": "deploytool.bench",
     "run_benchmark": "deploytool.bench",
     "load_profile": "deploytool.profiles",
     "ReportConfig": "deploytool.report",
     "build_report": "deploytool.report",
+    "FitConfig": "deploytool.fit",
+    "fit": "deploytool.fit",
     # recipes
     "load_recipe": "deploytool.recipes",
     "run_recipe": "deploytool.recipes",

@@ -26,6 +26,15 @@ def test_every_public_name_resolves():
         assert getattr(dt, name) is not None, name
 
 
+def test_every_pass_config_is_public():
+    """Each config ``transform`` takes is a name of the package, as the verb is (RepackConfig was reachable only
+    from its module)."""
+    from deploytool.passes import pass_table
+
+    for config in pass_table():
+        assert getattr(dt, config.__name__, None) is config, config.__name__
+
+
 def test_transform_dispatches_on_the_config(tiny_onnx, tmp_path):
     src = tiny_onnx("bert", "torch", layers=2)
     feeds = fixed_inputs()
