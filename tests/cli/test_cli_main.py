@@ -80,3 +80,24 @@ def test_the_librarys_warnings_read_as_the_commands_own_lines():
     assert fmt.format(rec("onnxruntime", logging.WARNING, "y")) == "WARNING onnxruntime: y"
     assert fmt.format(rec("deploytool.data", logging.INFO, "z")) == "INFO deploytool.data: z"
     assert fmt.format(rec("deploytoolish", logging.WARNING, "w")) == "WARNING deploytoolish: w"
+
+
+def test_debug_typed_after_the_command_is_the_programs_flag(tmp_path):
+    """A failure says "rerun with --debug"; typed where a reader puts it, after the command's own options, it was
+    "error: No such option '--debug'". It now shows the traceback there too (before a `--` only)."""
+    import subprocess
+    import sys
+
+    missing = str(tmp_path / "nope.onnx")
+
+    def run(*argv):
+        return subprocess.run([sys.executable, "-m", "deploytool", *argv], capture_output=True, text=True,
+                              timeout=120)
+
+    r = run("inspect", missing, "--debug")
+    assert "No such option" not in r.stderr
+    assert "Traceback" in r.stderr and "InputFileError: " in r.stderr  # as `deploytool --debug inspect ...` shows
+    plain = run("inspect", missing)
+    assert plain.returncode == 2 and plain.stderr.strip().splitlines() == [f"error: {missing}: no such file"]
+    dashes = run("inspect", "--", "--debug")  # after `--`, a file named --debug
+    assert dashes.returncode == 2 and dashes.stderr.strip() == "error: --debug: no such file"
