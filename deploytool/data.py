@@ -523,9 +523,9 @@ def _read_user_file(path: Path, text_col: str, label_col: str | None, *, calibra
 
 
 def _read_user_rows(path: Path, text_col: str, label_col: str | None, *, calibration: bool = False,
-                    text_pair_col: str | None = None):
+                    text_pair_col: str | None = None, quiet: bool = False):
     """:func:`_read_user_file`'s texts, second texts (``text_pair_col``; None without it), labels and row ids; a
-    row without its second text is skipped as one without its text is."""
+    row without its second text is skipped as one without its text is (``quiet``: without a warning)."""
     if not path.exists():
         raise InputFileError(f"{path}: no such dataset file (built-in datasets: {', '.join(dataset_names())})")
     if path.is_dir():
@@ -606,7 +606,7 @@ def _read_user_rows(path: Path, text_col: str, label_col: str | None, *, calibra
                              "write one kind: booleans, numbers or names")
     shown = f"'{text_col}'" + (f"/'{text_pair_col}'" if text_pair_col is not None else "")
     wanted = f"{shown}/'{label_col}'" if label_col is not None else shown
-    if len(texts) < len(rows):
+    if len(texts) < len(rows) and not quiet:
         logger.warning("%s: %d of %d rows skipped (no text or no label in %s)", path, len(rows) - len(texts),
                        len(rows), wanted)
     if not texts:
@@ -751,6 +751,14 @@ def load_dataset(name: str | Path, *, text_col: str = "text", label_col: str = "
     return Dataset(name=info.dataset, label_names=tuple(names), train=train, dev=dev, test=test, info=info)
 
 
+def _splittable(path: Path, text_col: str, label_col: str, text_pair_col: str | None) -> bool:
+    """Whether :func:`load_dataset` can split the labelled file ``path`` (two labels or more, 3 rows or more)."""
+    texts, pairs, labels, _ = _read_user_rows(path, text_col, label_col, calibration=True, text_pair_col=text_pair_col,
+                                              quiet=True)  # the reader that follows says it
+    kept = [lab for i, lab in enumerate(labels) if texts[i].strip() and (pairs is None or pairs[i].strip())]
+    return len(kept) >= 3 and len(set(map(str, kept))) >= 2
+
+
 def calibration_texts(name: str | Path, n: int = 128, seed: int = 0, *, split: str = "train",
                       text_col: str = "text", label_col: str = "label", text_pair_col: str | None = None,
                       **kwargs) -> list[str] | list[tuple[str, str]]:
@@ -769,11 +777,14 @@ def calibration_texts(name: str | Path, n: int = 128, seed: int = 0, *, split: s
     if key not in BUILTIN:
         text_col, text_pair_col = text_columns(key, text_col, text_pair_col)
     # a user file without all its columns is read for its texts alone (no text column: refused in calibration's words)
-    if key not in BUILTIN and not all(_has_column(Path(key), c) for c in (label_col, text_col, text_pair_col)
-                                      if c is not None):
+    unlabelled = key not in BUILTIN and not all(_has_column(Path(key), c) for c in (label_col, text_col, text_pair_col)
+                                                if c is not None)
+    # so is one whose labels cannot split it (one class, under 3 rows): a split's words were its refusal
+    unsplit = not unlabelled and key not in BUILTIN and not _splittable(Path(key), text_col, label_col, text_pair_col)
+    if unlabelled or unsplit:
         texts, pairs, _, _ = _read_user_rows(Path(key), text_col, None, calibration=True, text_pair_col=text_pair_col)
-        where = (f"{key} ('{text_col}' column, no labels)" if pairs is None else
-                 f"{key} ('{text_col}'/'{text_pair_col}' columns, no labels)")
+        cols = f"'{text_col}' column" if pairs is None else f"'{text_col}'/'{text_pair_col}' columns"
+        where = f"{key} ({cols}, {'no labels' if unlabelled else 'every row: its labels cannot split it'})"
     else:
         # matched: the labels only split the file; '1' and '1.0' (or 'pos' and 'Pos') are no reason to refuse its texts
         ds = load_dataset(name, seed=seed, text_col=text_col, label_col=label_col, judged=False,

@@ -117,6 +117,23 @@ def test_calibration_reads_a_file_whose_labels_mix_spellings(tmp_path):
     assert got == list(ds.train.texts) and len(got) >= 40 and not set(got) & set(ds.test.texts)
 
 
+def test_calibration_reads_a_labelled_file_its_labels_cannot_split(tmp_path, caplog):
+    """README: "a calibration file needs a text column only". One whose label column holds one class (or that has
+    under 3 rows) was refused in a split's words ("need at least two classes to split it into train/dev/test (to
+    score a file of one class: eval --test-file ...)"); it calibrates on every row's text now, and says so."""
+    one = tmp_path / "one.csv"
+    one.write_text('text,label\nfirst,pos\n"second, with a comma",pos\nthird,pos\n')
+    with caplog.at_level("WARNING", logger="deploytool.data"):
+        got = calibration_texts(one, 10)
+    assert got == ["first", "second, with a comma", "third"]
+    assert "one.csv ('text' column, every row: its labels cannot split it)" in caplog.text
+    assert "skipped" not in caplog.text
+    two = tmp_path / "two.csv"
+    two.write_text("text,label\na,0\nb,1\n")
+    assert calibration_texts(two, 10) == ["a", "b"]
+    with pytest.raises(InputFileError, match="only one label"):
+        load_dataset(one)  # training and eval still refuse it
+
 def test_tiny_splits_are_warned_about(tmp_path, caplog):
     """A 12-row file splits into 10/1/1: an accuracy on one example is 0 or 100 %; said, not silently reported."""
     f = tmp_path / "small.csv"
