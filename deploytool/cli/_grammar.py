@@ -85,6 +85,8 @@ def rewrite_old_spellings(args: Sequence[str], renamed: dict[str, str], json_fil
     """
     out: list[str] = []
     warned: set[str] = set()
+    old_of: dict[str, str] = {}  # a new long option -> the old spelling given for it
+    typed: list[str] = []  # the tokens given as they are
 
     def warn(old: str, new: str) -> None:
         if old not in warned:
@@ -100,17 +102,27 @@ def rewrite_old_spellings(args: Sequence[str], renamed: dict[str, str], json_fil
         name, eq, value = a.partition("=") if a.startswith("--") else (a, "", "")
         if name in renamed:
             warn(name, renamed[name])
+            old_of.setdefault(renamed[name], name)
             out.append(renamed[name] + eq + value)
         elif json_file and name == "--json" and eq:
             warn("--json FILE", "-o/--output FILE (--json prints JSON to stdout)")
+            old_of.setdefault("--output", "--json FILE")
             out += ["--output", value]
         elif json_file and a == "--json" and i + 1 < len(args) and _looks_like_json_file(args[i + 1]):
             warn("--json FILE", "-o/--output FILE (--json prints JSON to stdout)")
+            old_of.setdefault("--output", "--json FILE")
             out += ["--output", args[i + 1]]
             i += 1
         else:
             out.append(a)
+            typed.append(a)
         i += 1
+    for a in typed:  # one option in its old and its new spelling: refused, as a recipe giving both keys is
+        short = a.startswith("-o") and not a.startswith("--")
+        name = "--output" if short else a.partition("=")[0]
+        if name in old_of:
+            raise click.UsageError(f"{old_of[name]}: both {old_of[name]} (the old spelling) and "
+                                   f"{'-o' if short else name} given for the same option: keep {'-o' if short else name} only")
     return out
 
 

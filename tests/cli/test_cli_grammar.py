@@ -183,6 +183,27 @@ def test_old_run_out_still_works(tmp_path):
     assert not [ln for ln in _err_lines(new) if ln.startswith("deprecated:")]
 
 
+@pytest.mark.parametrize("args, old, new", [
+    (["quantize", "{m}", "--int8", "--static", "--calib", "a.csv", "--calib-data", "b.csv", "-o", "{o}"],
+     "--calib", "--calib-data"),
+    (["quantize", "{m}", "--int8", "--static", "--calib-size", "4", "--calib-samples=8", "-o", "{o}"],
+     "--calib-samples", "--calib-size"),
+    (["bench", "{m}", "--batch", "1", "--batch-size", "2", "-o", "{o}"], "--batch", "--batch-size"),
+    (["bench", "{m}", "--json", "x.json", "-o", "{o}"], "--json FILE", "-o"),
+    (["run", "recipe.yaml", "--out", "a", "--output", "{o}", "--check"], "--out", "--output"),
+])
+def test_an_option_in_its_old_and_new_spelling_is_refused(tiny_onnx, tmp_path, args, old, new):
+    """``--calib a.csv --calib-data b.csv`` calibrated on b.csv (the later spelling won without a word); a recipe
+    giving both keys of one option is refused, and so is a command line now."""
+    out = tmp_path / "out.json"
+    res = CliRunner().invoke(main, [a.format(m=tiny_onnx(), o=out) for a in args])
+    assert res.exit_code == 2, res.output
+    err = [ln for ln in _err_lines(res) if not ln.startswith("deprecated:")]
+    assert len(err) == 1 and err[0].startswith(f"error: {old}: both {old} (the old spelling) and {new} given for "
+                                               f"the same option: keep {new} only"), err
+    assert not out.exists()
+
+
 OLD_RECIPE = """schema_version: 1
 name: old
 model: minilm
