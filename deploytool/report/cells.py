@@ -160,7 +160,8 @@ def _summary_records(summaries: Sequence[DeviceSummary], info: dict[str, Any],
                         "accuracy_label": acc, "accuracy_note": d.accuracy_note, "tied_with_best": d.tied,
                         "device_latency_ms": {s: r.device_latency_ms for s, r in sorted(b.by_seq.items())}})
             of = " (.ort)" if b.first.size_of == ORT_SIZE else ""
-            rec["verdict_short"] = f"{b.model} ({acc}, {lat} {kind}, {b.first.size_mb:.1f} MB{of})"
+            size = "size unknown" if b.first.size_mb is None else f"{b.first.size_mb:.1f} MB{of}"
+            rec["verdict_short"] = f"{b.model} ({acc}, {lat} {kind}, {size})"
         else:
             rec["verdict_short"] = d.verdict
         out.append(rec)

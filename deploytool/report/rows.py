@@ -128,7 +128,8 @@ class ReportRow:
     p50_ms: float | None  # None on rows that were not timed (emulated devices)
     p90_ms: float | None
     peak_memory_mb: float | None
-    size_mb: float  # what the size budget weighs: the file, or on a phone the bundle's model.ort (size_of)
+    size_mb: float | None  # what the size budget weighs: the file, or on a phone the bundle's model.ort (size_of);
+    # None where the bench recorded no size and the file is not here to weigh
     accuracy: float | None
     projected_ms: float | None
     projected_label: str
@@ -418,7 +419,8 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                     dev_lat, source = None, f"n/a (model file {path} not found: no projection)"
                 budget_ms = prof.budgets.latency_ms(res["seq_len"])
                 mem_mb = res["peak_rss_bytes"] / MB if res.get("peak_rss_bytes") else None  # None: not recorded
-                size_mb, size_of = shipped_size(path, prof, (res.get("model_bytes") or 0) / MB)
+                file_mb = _file_mb(res, path)  # None: neither recorded nor on disk (not judged, never 0)
+                size_mb, size_of = (None, "not recorded") if file_mb is None else shipped_size(path, prof, file_mb)
                 ok, why, failed = _budget(prof, budget_ms, dev_lat, source, None if npu else mem_mb, size_mb, size_of)
                 if npu:  # the emulator's run says nothing of the NPU's latency or memory: nothing judged
                     ok, why, failed = None, f"{QNN_EMULATED_NOTE}: not judged against {prof.name}'s budgets", []
@@ -984,12 +986,26 @@ def _device_rows(path: Path, config: ReportConfig) -> list[ReportRow]:
     return out
 
 
+def _file_mb(res: dict[str, Any], path: str) -> float | None:
+    """The model's size in MB as the bench recorded it (``model_bytes``), else the file's on disk (with its external
+    data), else None: a record without a size once read as 0 MB and passed any size budget unweighed."""
+    recorded = res.get("model_bytes")
+    if recorded:
+        return recorded / MB
+    if Path(path).is_file():
+        from deploytool.passes.base import file_size
+
+        return file_size(path) / MB
+    return None
+
+
 def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: str, mem_mb: float | None,
-            size_mb: float, size_of: str = "file") -> tuple[bool | None, str, list[str]]:
+            size_mb: float | None, size_of: str = "file") -> tuple[bool | None, str, list[str]]:
     """(pass, why, the budgets broken: "latency" | "memory" | "size") from one set of comparisons; pass is None
     when no budget applies, and where a latency budget applies but the row has no latency (``lat`` None: neither
     measured nor projected) unless another budget fails: such a row is never PASS. So is a row whose bench
-    recorded no peak memory (``mem_mb`` None) under a memory budget."""
+    recorded no peak memory (``mem_mb`` None) under a memory budget, and one without a size (``size_mb`` None: not
+    recorded, no file to weigh) under a size budget."""
     checks: list[tuple[str, bool, str]] = []
     unjudged = budget_ms is not None and lat is None
     if budget_ms is not None and lat is not None:
@@ -999,7 +1015,7 @@ def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: s
     if b.peak_memory_mb is not None and mem_mb is not None and mem_mb > 0:
         ok = mem_mb <= b.peak_memory_mb
         checks.append(("memory", ok, f"peak memory {mem_mb:.0f} MB {'<=' if ok else '>'} {b.peak_memory_mb:g} MB"))
-    if b.model_size_mb is not None and size_mb > 0:
+    if b.model_size_mb is not None and size_mb is not None and size_mb > 0:
         of = "" if size_of == "file" else f" ({size_of})"
         ok = size_mb <= b.model_size_mb
         checks.append(("size", ok, f"size {size_mb:.1f} MB{of} {'<=' if ok else '>'} {b.model_size_mb:g} MB"))
@@ -1014,6 +1030,9 @@ def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: s
     if b.peak_memory_mb is not None and mem_mb is None:  # never PASS on a memory budget nobody measured
         why = "; ".join([f"{MEMORY_NOT_JUDGED} (budget {b.peak_memory_mb:g} MB)"] + [c[2] for c in checks])
         return (False if failed else None), why, failed
+    if b.model_size_mb is not None and size_mb is None:  # never PASS on a size nobody weighed
+        why = "; ".join([f"{SIZE_NOT_JUDGED} (budget {b.model_size_mb:g} MB)"] + [c[2] for c in checks])
+        return (False if failed else None), why, failed
     if not checks:
         return None, "no budget for this sequence length", []
     return not failed, "; ".join(c[2] for c in checks), failed
@@ -1021,6 +1040,7 @@ def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: s
 
 LATENCY_NOT_JUDGED = "no latency: latency budget not judged"  # a row with a latency budget but no latency
 MEMORY_NOT_JUDGED = "no peak memory in the bench results: memory budget not judged"
+SIZE_NOT_JUDGED = "no model size in the bench results and no file to weigh: size budget not judged"
 NO_LATENCY_BUDGET = "no p90 latency budget at this sequence length: not judged"  # the profile sets none this long
 
 
