@@ -710,7 +710,8 @@ def project_latency(costs: Sequence[OpCost], profile: Profile, *, seq_len: int, 
         if own is not None:  # the host itself: its own measured times
             return _project_rates(costs, profile, own, seq_len=seq_len, threads=t).with_band(band)
         if host_rates is not None:  # another device: the host's efficiencies on this device's peaks
-            return _project_rates(costs, profile, host_rates, seq_len=seq_len, threads=t).with_band(band)
+            proj = _project_rates(costs, profile, host_rates, seq_len=seq_len, threads=t)
+            return _calibrated(proj, calibration).with_band(band)
     scale = min(t, profile.total_cores) / profile.threads
     bw = profile.compute.memory_bandwidth_gbs * 1e9 * cm.memory_efficiency
     compute_s = memory_s = overhead_s = total_s = 0.0
@@ -757,6 +758,20 @@ def project_latency(costs: Sequence[OpCost], profile: Profile, *, seq_len: int, 
                      f"for {profile.threads} threads, {profile.compute.memory_bandwidth_gbs:g} GB/s; efficiency "
                      f"compute {cm.compute_efficiency:g}, memory {cm.memory_efficiency:g}; {cm.op_overhead_us:g} us/op"),
     ).with_band(band)
+
+
+def _calibrated(proj: Projection, calibration: Mapping[str, float] | None) -> Projection:
+    """``proj`` times the host's measured/projected factor of its dominant precision (by FLOPs), labelled
+    host-calibrated; unchanged without a usable factor. (``report --calibrate`` was ignored on every projection
+    made from the host's efficiencies, while its notes said the projections were calibrated.)"""
+    if not calibration:
+        return proj
+    dominant = max(proj.flops, key=proj.flops.get) if proj.flops else "fp32"
+    factor = calibration.get(dominant)
+    if factor is None or not math.isfinite(factor) or factor <= 0:
+        return proj
+    return dataclasses.replace(proj, latency_ms=proj.latency_ms * factor, calibration=factor,
+                               label=proj.label[:-1] + ", host-calibrated)")
 
 
 def _project_rates(costs: Sequence[OpCost], profile: Profile, rates: HostRates, *, seq_len: int,

@@ -101,6 +101,29 @@ def test_other_devices_get_the_host_efficiencies_on_their_peaks():
     assert project_latency([op], kirin, seq_len=128).method == "roofline"
 
 
+def test_calibration_scales_the_host_efficiency_projection_too():
+    """``report --calibrate`` passes the host's measured/projected factors per precision: they were applied to the
+    roofline only, so every projection made from the host's efficiencies (any report on a machine with a host
+    measurement) came out unscaled while the report's notes said "Projections are HOST-CALIBRATED"."""
+    host = _host()
+    kirin = load_profile("kirin990")
+    rates = HostRates.from_profile(host, kirin.threads)
+    ops = [_gemm(128), _gemm(128, "int8"), _gemm(8, "int8")]  # int8 dominates by FLOPs
+    plain = project_latency(ops, kirin, seq_len=128, host_rates=rates)
+    cal = project_latency(ops, kirin, seq_len=128, host_rates=rates, calibration={"fp32": 3.0, "int8": 1.5})
+    assert cal.method == "host-efficiencies" and cal.calibration == 1.5
+    assert cal.latency_ms == pytest.approx(plain.latency_ms * 1.5, rel=1e-9)
+    assert cal.label == "projected (host efficiencies, host-calibrated)" and plain.label == "projected (host efficiencies)"
+    band = ErrorBand.from_errors([-0.2, 0.1], "test")
+    banded = project_latency(ops, kirin, seq_len=128, host_rates=rates, calibration={"int8": 1.5}, band=band)
+    assert (banded.band_low_ms, banded.band_high_ms) == pytest.approx(band.apply(cal.latency_ms))
+    # no factor for the dominant precision, or an unusable one: unchanged and not labelled
+    for calibration in ({"fp32": 3.0}, {"int8": float("nan")}, {"int8": 0.0}, {}):
+        p = project_latency(ops, kirin, seq_len=128, host_rates=rates, calibration=calibration)
+        assert p.latency_ms == pytest.approx(plain.latency_ms, rel=1e-12) and p.calibration is None
+        assert p.label == plain.label
+
+
 def test_error_band():
     b = ErrorBand.from_errors([0.2, -0.1, 0.05], "test")
     assert (b.low, b.high) == (-0.1, 0.2)
