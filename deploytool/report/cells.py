@@ -127,8 +127,11 @@ def _projection_note(summaries: Sequence[DeviceSummary], info: dict[str, Any], r
     host = [d for d, k in kinds.items() if k == "measured"]
     projected = [d for d, k in kinds.items() if k == "projected"]
     neither = [d for d, k in kinds.items() if k not in ("measured", "projected")]
-    txt = f"Device latency is PROJECTED by deploytool's cost model ({_method_text(rows)}), not measured on the device"
-    txt += f": {', '.join(projected)}" if projected else " (no device here is projected)"
+    if projected:
+        txt = (f"Device latency is PROJECTED by deploytool's cost model ({_method_text(rows)}), not measured on the "
+               f"device: {', '.join(projected)}")
+    else:  # (it once opened "Device latency is PROJECTED ..." and then said no device was)
+        txt = "No device latency here is projected"
     if host:
         txt += (f". On {', '.join(host)} it is the MEASURED p90: a benchmark ran on hardware matching the profile "
                 "(arch and core types)")

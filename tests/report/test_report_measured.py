@@ -161,3 +161,14 @@ def test_one_model_measured_twice_on_a_device_is_refused(two_runs, tmp_path):
     assert not out.exists()
     # the two runs for a device neither measured stay two projections of one file, as before
     _report(d, ["pi.json", "pi-slow.json"], ["kirin990"], tmp_path / "k")
+
+
+def test_a_report_of_measured_devices_only_does_not_call_its_latency_projected(two_runs, tmp_path):
+    """Every device MEASURED: the header opened "Device latency is PROJECTED by deploytool's cost model (...), not
+    measured on the device (no device here is projected)", contradicting itself and the rows."""
+    d, host, pi = two_runs
+    _report(d, ["pi.json"], ["raspberry-pi-5"], tmp_path / "r")
+    for name in ("report.md", "report.html"):
+        text = (tmp_path / "r" / name).read_text()
+        assert "Device latency is PROJECTED" not in text and "no device here is projected" not in text
+        assert "No device latency here is projected. On raspberry-pi-5 it is the MEASURED p90" in text
