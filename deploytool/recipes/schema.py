@@ -9,7 +9,7 @@ Layout (all keys but ``schema_version``, ``name`` and ``model`` are optional)::
 
     schema_version: 1
     name: quickstart
-    model: minilm                  # an embedded name, or {path: some/hf-folder}
+    model: minilm                  # an embedded name, or a folder: ../hf-folder or {path: ../hf-folder}
     task: sequence-classification  # or feature-extraction
     train:                         # ordered training steps (deploytool.train)
       - finetune: {data: rotten-tomatoes, epochs: 1, max_train: 2000}
@@ -187,8 +187,10 @@ class ModelSpec:
     @model_validator(mode="before")
     @classmethod
     def _shape(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, str):
+        if isinstance(value, str) and not ("/" in value or value.startswith(".")):
             return {"name": value}
+        if isinstance(value, str):  # a folder's path written as the model itself: as {path: ...}, not a name
+            value = {"path": value}  # (found from the working directory, where every other file is the recipe's)
         if isinstance(value, dict) and ("name" in value) == ("path" in value) and set(value) <= {"name", "path"}:
             raise invalid("give exactly one of 'name' (an embedded model) or 'path' (a local folder)")
         if isinstance(value, dict) and isinstance(value.get("path"), str) and value["path"].strip():

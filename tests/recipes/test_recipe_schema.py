@@ -255,3 +255,20 @@ def test_a_numpy_array_is_the_list_of_numbers_it_holds():
         with pytest.raises(ConfigError) as e:
             parse_recipe(_bad(**changes), "r.yaml")
         assert str(e.value) == line
+
+
+def test_a_model_path_written_as_the_model_is_relative_to_the_recipe(tmp_path, monkeypatch):
+    """``model: ../hf-folder`` was read as an embedded name, found from the working directory, while ``model: {path:
+    ../hf-folder}``, the recipe's data files and its device profile files are found from the recipe's folder: the
+    same recipe run from elsewhere said "model folder ../hf-folder does not exist". A value that is a path (a '/'
+    in it, or a leading '.') is the path form; a bare name stays a name."""
+    (tmp_path / "recipes").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    base = tmp_path / "recipes"
+    for written in ("../hf-folder", "./sub/hf-folder"):
+        rec = parse_recipe({**GOOD, "model": written}, "r.yaml", base_dir=base)
+        assert rec.model.name is None and Path(rec.model.path) == base / written
+        assert rec.model == parse_recipe({**GOOD, "model": {"path": written}}, "r.yaml", base_dir=base).model
+    assert parse_recipe(GOOD, "r.yaml", base_dir=base).model.name == "minilm"
