@@ -382,6 +382,10 @@ _MIN_GHZ = 0.1
 _MIN_MEMORY_GB = 0.01
 _MIN_GOPS = 0.1
 _MIN_BANDWIDTH_GBS = 0.1
+#: the least a peak can be per core and cycle (over ``threads`` cores at the fastest cluster's clock): any core with
+#: an FPU does 1+ FLOP a cycle (a Cortex-M4: 2, a Cortex-A35: 4); so a peak below half of one is a rate in TFLOP/s
+#: of a device the absolute floor cannot tell from a small one (a Kirin 990's 158.4 GFLOP/s written 0.1584)
+_MIN_OPS_PER_CYCLE = 0.5
 
 
 def _at_most(x: float, limit: float, unit: str, slip: str, where: str) -> None:
@@ -486,6 +490,14 @@ class Profile:
         for prec, rate in self.compute.peak_gops.items():
             _within(rate, _MIN_GOPS, _MAX_GOPS, "GFLOP/s or GOP/s", ("a rate in TFLOP/s?", "a rate in FLOP/s?"),
                     f"compute.peak_gops.{prec.value}")
+        if self.cpu and isinstance(self.threads, int) and self.threads >= 1:
+            ghz = max(c.max_ghz for c in self.cpu)
+            for prec, rate in self.compute.peak_gops.items():
+                per = rate / (self.threads * ghz)
+                if per < _MIN_OPS_PER_CYCLE:
+                    raise invalid(f"{rate:g} GFLOP/s or GOP/s over {self.threads} thread(s) at up to {ghz:g} GHz is "
+                                  f"{per:.2g} per core and cycle, less than any core does (at least "
+                                  f"{_MIN_OPS_PER_CYCLE:g}): a rate in TFLOP/s?", f"compute.peak_gops.{prec.value}")
         _within(self.compute.memory_bandwidth_gbs, _MIN_BANDWIDTH_GBS, _MAX_BANDWIDTH_GBS, "GB/s",
                 ("a bandwidth in TB/s?", "a bandwidth in MB/s or B/s?"), "compute.memory_bandwidth_gbs")
         budget = self.budgets.peak_memory_mb

@@ -503,6 +503,35 @@ def test_a_number_below_any_device_is_refused_as_a_unit_slip(tmp_path, mutate, e
     assert r.exit_code == 2 and r.stderr == f"error: {path}: {expected}\n", r.output
 
 
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["compute"]["peak_gops"].update(fp32=0.1584),  # the Kirin 990's 158.4 GFLOP/s in TFLOP/s
+     "compute.peak_gops.fp32: 0.1584 GFLOP/s or GOP/s over 4 thread(s) at up to 2.86 GHz is 0.014 per core and "
+     "cycle, less than any core does (at least 0.5): a rate in TFLOP/s?"),
+    (lambda d: d["compute"]["peak_gops"].update(int8=0.6336),
+     "compute.peak_gops.int8: 0.6336 GFLOP/s or GOP/s over 4 thread(s) at up to 2.86 GHz is 0.055 per core and "
+     "cycle, less than any core does (at least 0.5): a rate in TFLOP/s?"),
+], ids=["fp32-in-tflops", "int8-in-tops"])
+def test_a_peak_in_tflops_of_a_device_over_the_floor_is_refused(tmp_path, mutate, expected):
+    """The absolute floor (0.1 GFLOP/s) caught a small board's peak written in TFLOP/s, not a phone's: the Kirin
+    990's fp32 peak as 0.1584 loaded and every projection came out 1000x slow. A peak per core and cycle below
+    half an operation is refused, one line, exit 2."""
+    path = _refused(tmp_path, mutate, expected)
+    r = _cli("profiles", "show", str(path))
+    assert r.exit_code == 2 and r.stderr == f"error: {path}: {expected}\n", r.output
+
+
+def test_every_shipped_profile_is_far_above_the_per_cycle_floor():
+    """The floor leaves room: every built-in profile's peaks are 10x or more above it (1 thread's worth alone)."""
+    from deploytool.profiles import list_profiles
+
+    shipped = [p for p in list_profiles() if not p.from_host]
+    assert len(shipped) >= 9
+    for prof in shipped:
+        ghz = max(c.max_ghz for c in prof.cpu)
+        for rate in prof.compute.peak_gops.values():
+            assert rate / (prof.threads * ghz) >= 5, prof.name
+
+
 def test_the_smallest_devices_still_load(tmp_path):
     """The lower limits leave room: one Cortex-A35 at 0.4 GHz with 64 MB, 1.6 GFLOP/s and 0.8 GB/s, and a board just
     at the limits."""
