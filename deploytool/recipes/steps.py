@@ -255,6 +255,13 @@ def pass_config(step: PassStep, where: str):
         return precision_config(prec, p, where)
     if step.kind is PassKind.REORDER and p.get("importance") == "magnitude":
         p["importance"] = None  # the data-free fallback
+    if step.kind is PassKind.PRUNE_HEADS and isinstance(p.get("heads"), str):  # as `--heads` spells it: '0:1,3;2:0'
+        from deploytool.passes.prune_heads import parse_heads_spec
+
+        try:
+            p["heads"] = parse_heads_spec(p["heads"])
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
     from deploytool.passes import config_class
 
     return _build(config_class(step.kind.value), where, **p)

@@ -182,3 +182,16 @@ def test_a_quantize_pass_names_precision_among_its_keys():
     assert msg.startswith("r.yaml: passes[0] quantize: precison: unknown key (did you mean 'precision'?) (allowed: "
                           "precision, ")
     assert "per_channel" in msg  # the int8 pass's own keys are listed too
+
+
+def test_a_prune_heads_pass_takes_the_heads_as_the_option_spells_them():
+    """``prune-heads: {heads: "0:1,3;2:0"}``, the README's ``--heads`` value, was refused ("heads: expected a mapping
+    {layer: [head ids]}"); it is the same pass as the mapping now, and a bad spec is named in the recipe's words."""
+    def heads(value):
+        rec = parse_recipe({**BASE, "passes": [{"prune-heads": {"heads": value}}]}, "r.yaml")
+        return pass_config(rec.passes[0], "r.yaml: passes[0] prune-heads")
+
+    assert heads("0:1,3;2:0") == heads({0: [1, 3], 2: [0]})
+    assert dict(heads("0:1,3;2:0").heads) == {0: (1, 3), 2: (0,)}
+    with pytest.raises(ConfigError, match=r"^r.yaml: passes\[0\] prune-heads: heads: '0:a' is not 'LAYER:HEAD,HEAD'"):
+        heads("0:a")
