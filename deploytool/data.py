@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploytool.choices import first_repeat
+from deploytool.choices import did_you_mean, first_repeat
 from deploytool.errors import SPECIAL_FILE, ConfigError, InputFileError, UnavailableError
 
 logger = logging.getLogger(__name__)
@@ -527,7 +527,9 @@ def _read_user_rows(path: Path, text_col: str, label_col: str | None, *, calibra
     """:func:`_read_user_file`'s texts, second texts (``text_pair_col``; None without it), labels and row ids; a
     row without its second text is skipped as one without its text is (``quiet``: without a warning)."""
     if not path.exists():
-        raise InputFileError(f"{path}: no such dataset file (built-in datasets: {', '.join(dataset_names())})")
+        # a built-in name typed wrong ('rotten-tomatos') is read as a file's: suggested as a recipe's data key is
+        hint = did_you_mean(str(path), dataset_names()) if not path.suffix and len(path.parts) == 1 else ""
+        raise InputFileError(f"{path}: no such dataset file{hint} (built-in datasets: {', '.join(dataset_names())})")
     if path.is_dir():
         raise InputFileError(f"{path}: is a directory, expected a .csv, .tsv or .jsonl file")
     if not path.is_file():  # /dev/zero was read until the machine ran out of memory (the command died of SIGKILL)

@@ -81,6 +81,18 @@ def test_bad_fracs_and_missing_file(tmp_path):
         load_dataset(tmp_path / "nope.csv")
 
 
+def test_a_built_in_name_typed_wrong_is_suggested(tmp_path, monkeypatch):
+    """``quantize --calib-data rotten-tomatos`` / ``train --data rotten-tomatos`` said "no such dataset file" with the
+    names listed; a recipe's data key suggested the name. Both suggest it now; a file's path gets no guess."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputFileError, match=r"^rotten-tomatos: no such dataset file \(did you mean 'rotten-tomatoes'\?\)"):
+        load_dataset("rotten-tomatos")
+    with pytest.raises(InputFileError, match=r"\(did you mean 'rotten-tomatoes'\?\)"):
+        calibration_texts("rotten-tomatos", 4)
+    with pytest.raises(InputFileError) as e:
+        load_dataset("data/rotten-tomatos.csv")
+    assert "did you mean" not in str(e.value)
+
 def test_calibration_reads_text_only_files_and_says_when_short(tmp_path, caplog):
     """Static calibration needs texts, not labels: a text-only CSV/JSONL calibrates (it was refused for
     having no 'label' column), and a --calib-size beyond the texts there is warned about, not silently cut."""
