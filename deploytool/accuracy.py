@@ -307,9 +307,11 @@ def pick(cands: Sequence[T], record: Callable[[T], AccuracyRecord | None], cost:
                 parts.append("every other candidate is significantly worse (exact paired test, p < 0.05)"
                              if len(worse) == len(others) else
                              f"{', '.join(name(c) for c in worse)} significantly worse (exact paired test, p < 0.05)")
-            if untested:
-                parts.append(f"differences with {', '.join(name(c) for c in untested)} not tested "
-                             "(no per-example predictions)")
+            why_untested: dict[str, list[str]] = {}  # no per-example predictions, or evaluated on other examples
+            for c in untested:
+                why_untested.setdefault(compare(rt, record(c)).test, []).append(name(c))
+            for why, names in why_untested.items():
+                parts.append(f"differences with {', '.join(names)} not tested ({why})")
             if missing:
                 parts.append(f"no {rt.metric} for {', '.join(missing)}: not compared")
             note = f"{name(top)} has the highest {rt.metric} ({rt.label()})" + "".join(f"; {x}" for x in parts)

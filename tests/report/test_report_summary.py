@@ -188,6 +188,23 @@ def test_verdict_never_claims_a_paired_test_that_did_not_run():
     assert "no accuracy for tern" in s.verdict
 
 
+def test_verdict_says_why_a_paired_test_did_not_run():
+    """Per-example predictions on other examples (another test file of as many rows): the verdict said "not tested
+    (no per-example predictions)" though both records had them; it names the reason of each untested variant."""
+    from deploytool.accuracy import AccuracyRecord
+
+    rows = [row("bert", 32, 10, acc=90.0), row("q8", 32, 5, acc=85.0), row("tern", 32, 4, acc=80.0)]
+    same = AccuracyRecord.from_correct([1] * 18 + [0] * 2, ids=range(20))
+    other = AccuracyRecord.from_correct([1] * 17 + [0] * 3, ids=range(100, 120))
+    rows[0].accuracy_record, rows[1].accuracy_record = same, other
+    rows[2].accuracy_record = AccuracyRecord(80.0, 20)  # a figure and its n, no predictions
+    _variants(rows)
+    (s,) = summarize(rows)
+    assert s.best.model == "bert" and "significantly worse" not in s.verdict
+    assert "differences with q8 not tested (evaluated on different examples)" in s.verdict
+    assert "differences with tern not tested (no per-example predictions)" in s.verdict
+
+
 def test_markdown_tables_keep_a_pipe_in_a_model_name_in_its_cell():
     """A model named 'a|b' split its summary row into one cell too many (the device table turned it into 'a/b')."""
     import re
