@@ -325,11 +325,12 @@ def _columns(path: Path) -> set[str]:
         return set()
 
 
-def text_columns(name: str | Path, text_col: str = "text", text_pair_col: str | None = None
-                 ) -> tuple[str, str | None]:
+def text_columns(name: str | Path, text_col: str = "text", text_pair_col: str | None = None, *,
+                 calibration: bool = False) -> tuple[str, str | None]:
     """The text column and the second text column (None: one text an example) a dataset is read with: those given,
     or, for a user file read with the default ``text`` column that has none, the first pair of
-    :data:`PAIR_COLUMNS` it has (a GLUE pair task's ``sentence1``/``sentence2``), said in a warning."""
+    :data:`PAIR_COLUMNS` it has (a GLUE pair task's ``sentence1``/``sentence2``), said in a warning (which names the
+    training and eval options that pick them, except for ``calibration``: its commands spell them otherwise)."""
     key = str(name)
     if key in BUILTIN or text_col != "text" or text_pair_col is not None:
         return text_col, text_pair_col
@@ -339,8 +340,9 @@ def text_columns(name: str | Path, text_col: str = "text", text_pair_col: str | 
     found = next(((a, b) for a, b in PAIR_COLUMNS if a in columns and b in columns), None)
     if found is None:
         return text_col, text_pair_col
-    logger.warning("%s: no 'text' column; read as sentence pairs of its '%s' and '%s' columns (--text-col %s "
-                   "--text-pair-col %s)", key, found[0], found[1], found[0], found[1])
+    options = "" if calibration else f" (--text-col {found[0]} --text-pair-col {found[1]})"
+    logger.warning("%s: no 'text' column; read as sentence pairs of its '%s' and '%s' columns%s", key, found[0],
+                   found[1], options)
     return found
 
 
@@ -777,7 +779,7 @@ def calibration_texts(name: str | Path, n: int = 128, seed: int = 0, *, split: s
     key = str(name)
     pairs = None
     if key not in BUILTIN:
-        text_col, text_pair_col = text_columns(key, text_col, text_pair_col)
+        text_col, text_pair_col = text_columns(key, text_col, text_pair_col, calibration=True)
     # a user file without all its columns is read for its texts alone (no text column: refused in calibration's words)
     unlabelled = key not in BUILTIN and not all(_has_column(Path(key), c) for c in (label_col, text_col, text_pair_col)
                                                 if c is not None)

@@ -97,3 +97,18 @@ def test_calibration_reads_pairs_from_the_train_split_or_an_unlabelled_file(tmp_
     assert calibration_texts(unlabelled, n=5) == [r[:2] for r in ROWS[:5]]
     with pytest.raises(InputFileError, match="calibration reads its texts from a 'hypothesis' column"):
         calibration_texts(unlabelled, n=5, text_col="question", text_pair_col="hypothesis")
+
+
+def test_calibrations_pair_warning_names_no_training_option(tmp_path, caplog):
+    """``quantize --static --calib-data pairs.csv`` warned "(--text-col sentence1 --text-pair-col sentence2)": options
+    quantize does not have (its are --calib-text-col/--calib-text-pair-col, bundle's --qnn-calib-...). Calibration
+    says which columns it read and names no option; training and eval still name theirs."""
+    p = _tsv(tmp_path / "u.tsv", header=("sentence1", "sentence2"), rows=[r[:2] for r in ROWS])
+    with caplog.at_level(logging.WARNING):
+        calibration_texts(p, n=5)
+    assert "read as sentence pairs of its 'sentence1' and 'sentence2' columns" in caplog.text
+    assert "--text-col" not in caplog.text and "--text-pair-col" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        load_dataset(_tsv(tmp_path / "d.tsv", header=("sentence1", "sentence2", "label")))
+    assert "(--text-col sentence1 --text-pair-col sentence2)" in caplog.text
