@@ -169,7 +169,9 @@ def importance(model, output, reorder_output, max_examples, batch_size, threads,
 @click.option("--width-epochs", default=1.0, show_default=True, type=float, metavar="FLOAT", help="Stage 1 (width-adaptive).")
 @click.option("--depth-epochs", default=1.0, show_default=True, type=float, metavar="FLOAT", help="Stage 2 (width+depth).")
 @click.option("--subnets-per-step", default=0, show_default=True, type=int, metavar="INT",
-              help="0: every sub-network each step; k >= 2: largest, smallest and k-2 random ones.")
+              help="0: every sub-network each step; k >= 2: the width stage trains the largest, the smallest and "
+                   "k-2 random widths, the depth stage every depth at widths rotating over the steps (more random "
+                   "pairs up to k).")
 @click.option("--importance", "importance_file", type=click.Path(path_type=Path), default=None,
               help="Teacher importance file (default: computed first).")
 @functools.partial(_data_options, default_data=None)

@@ -651,6 +651,20 @@ def test_dynabert_one_subnet_per_step_is_refused(tiny, tmp_path):
            "--subnets-per-step: 1 is not a sample", "give 0", "or 2 or more", out=out)
 
 
+def test_dynabert_help_says_what_the_depth_stage_samples():
+    """--help said 'k >= 2: largest, smallest and k-2 random ones' for both stages; the depth stage trains every
+    depth each step at rotating widths (pick_subnets_by_depth, README 'Training that holds at every depth')."""
+    from click.testing import CliRunner
+
+    from deploytool.cli import main
+
+    r = CliRunner().invoke(main, ["dynabert", "--help"], terminal_width=400)
+    assert r.exit_code == 0
+    line = " ".join(r.output.split())
+    assert ("k >= 2: the width stage trains the largest, the smallest and k-2 random widths, the depth stage every "
+            "depth at widths rotating over the steps (more random pairs up to k)") in line
+
+
 @pytest.mark.parametrize("labels, shown", [
     (["pos", "neg", "NaN"], "the dataset has 3 ('NaN', 'neg', 'pos')"),  # a missing value written out as text
     (["pos", "neg", "1", "0"], "the dataset has 4 ('0', '1', 'neg', 'pos')"),  # two spellings of the classes
