@@ -100,6 +100,8 @@ def quantize(model: str, int8: bool, fp16: bool, per_channel: bool, static: bool
         return
     from deploytool.passes.quantize_int8 import Int8Config, quantize_int8_file
 
+    if not static and _given("calib_size"):  # its default (64) is no sign of it: the config cannot tell it was given
+        raise ConfigError("calib_size: calibration texts are only used with static quantization (--static)")
     if engine == "native" and _given("engine") and (static or fusion not in ("attention", "onnx")):
         raise ConfigError(f"engine: the native writer does not do {'--static' if static else '--fusion ' + fusion}; "
                           "use --engine ort (or leave --engine out)")

@@ -65,3 +65,14 @@ def test_the_error_names_the_options_not_the_fields(files, args, line):
     assert r.exit_code == 2 and lines == [f"error: {line}"], r.output
     assert not any(f in r.output for f in FIELDS), r.output
     assert sorted(p.name for p in files.iterdir()) == ["claims.csv", "m.onnx"]
+
+
+def test_a_calibration_size_without_static_is_refused(files):
+    """``quantize --int8 --calib-size 8`` (no --static) was accepted and ignored: a dynamic model written as if the
+    option meant something, while --calib-data and --calib-text-col without --static were refused."""
+    for size in (["--calib-size", "8"], ["--calib-size", "64"]):  # the default's value typed counts too
+        r = CliRunner().invoke(main, ["quantize", "m.onnx", "--int8", *size, "-o", "out.onnx"])
+        lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
+        assert r.exit_code == 2 and lines == ["error: --calib-size: calibration texts are only used with static "
+                                              "quantization (--static)"], r.output
+    assert sorted(p.name for p in files.iterdir()) == ["claims.csv", "m.onnx"]
