@@ -303,7 +303,7 @@ class FitResult:
                      f"proxy {_proxy_text(x)}" if self.ranking != "accuracy" else "")
             lat = f"{x.device_p90_ms:.2f} ms" if x.device_p90_ms is not None else "not measured"
             state = "fits, ranked lower" if x.fits else "rejected: " + "; ".join(x.reasons or [x.error or "?"])
-            lines.append(f"  {x.name} ({lat}, {score}): {state}")
+            lines.append(f"  {x.name} ({lat}{f', {score}' if score else ''}): {state}")  # (not "(0.03 ms, )")
         return "\n".join(lines)
 
     def _speed_rule(self) -> str:

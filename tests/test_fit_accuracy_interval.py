@@ -26,3 +26,18 @@ def test_the_interval_is_rounded_once(tiny_onnx, tmp_path):
     why = json.loads((tmp_path / "best.onnx.fit.json").read_text())
     c, = why["candidates"]
     assert c["accuracy_ci95"] == [80.845, 85.035] and c["accuracy_n"] == 500
+
+
+def test_a_candidate_without_an_accuracy_is_listed_without_an_empty_slot(tiny_onnx, tmp_path):
+    """With --accuracy naming one candidate, the others were listed as 'w1-d1-fp32 (0.03 ms, ): rejected: no accuracy
+    given for this candidate', an empty field after the comma."""
+    model = tiny_onnx("bert", layers=2, hidden=32, heads=4, ffn=64)
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps({"unit": "percent", "models": {"w1-d1-int8": 90}}))
+    r = CliRunner().invoke(main, ["fit", str(model), "--profile", "kirin990", "-o", str(tmp_path / "best.onnx"),
+                                  "--accuracy", str(acc), "--widths", "1", "--depths", "1", "--precisions",
+                                  "fp32,int8", "--runs", "2", "--seq-len", "8", "--budget-ms", "100000"])
+    assert r.exit_code == 0, r.output
+    line, = [x for x in r.output.splitlines() if x.startswith("  w1-d1-fp32 (")]
+    assert line.endswith(" ms): rejected: no accuracy given for this candidate"), line
+    assert ", )" not in r.output
