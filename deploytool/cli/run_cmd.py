@@ -52,6 +52,12 @@ def run(recipe: Path, out_dir: Path | None, quiet: bool, check: bool, cache_dir:
 
         raise ConfigError(f"--cache-dir {cache_dir}: names the shared step store, which --no-shared-cache turns "
                           "off; the two exclude each other (nothing run)")
+    if no_shared_cache and click.get_current_context().get_parameter_source("cache_max_gb") \
+            is not click.core.ParameterSource.DEFAULT:  # the cap of a store the run does not use
+        from deploytool.errors import ConfigError
+
+        raise ConfigError(f"--cache-max-gb {cache_max_gb:g}: caps the shared step store, which --no-shared-cache "
+                          "turns off; the two exclude each other (nothing run)")
     from deploytool.recipes import load_recipe
     from deploytool.recipes.console import print_headline, step_printer
     from deploytool.recipes.runner import check_recipe, check_run_paths, run_recipe

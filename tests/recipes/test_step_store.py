@@ -197,6 +197,18 @@ def test_a_store_named_with_no_shared_cache_is_refused(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml"]
 
 
+def test_a_store_cap_with_no_shared_cache_is_refused(tmp_path):
+    """``--cache-max-gb`` caps the shared store; with --no-shared-cache there is none, and the cap was ignored without
+    a word (as --cache-dir was, which is refused)."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("schema_version: 1\nname: r\nmodel: minilm\n")
+    r = CliRunner().invoke(main, ["run", str(recipe), "-q", "-o", str(tmp_path / "out"), "--cache-max-gb", "5",
+                                  "--no-shared-cache"])
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and lines == ["error: --cache-max-gb 5: caps the shared step store, which --no-shared-cache "
+                                          "turns off; the two exclude each other (nothing run)"], r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml"]
+
 @pytest.mark.parametrize("where", ["same", "alias", "output-inside", "store-inside"])
 def test_a_run_whose_output_folder_is_its_store_is_refused_up_front(workspace, tmp_path, where):
     """`run -o D --cache-dir D` ran, and `cache clear --cache-dir D` then refused D as "not a deploytool step store"
