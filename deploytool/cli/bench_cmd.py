@@ -57,6 +57,12 @@ def bench(models: tuple[str, ...], seq_len: tuple[int, ...], batch: int, threads
     from deploytool.onnx_io import check_output_path, check_writable
 
     refuse_without_remote(remote)
+    if schedule == "interleaved" and click.get_current_context().get_parameter_source("block_runs") \
+            is not click.core.ParameterSource.DEFAULT:  # there are no blocks to size: it was ignored without a word
+        from deploytool.errors import ConfigError
+
+        raise ConfigError("block_runs: sizes the blocks of --schedule blocks; --schedule interleaved alternates run "
+                          "by run")
     from deploytool.cli._parse import refuse_stdout_dash
 
     refuse_stdout_dash(json_path, "bench")

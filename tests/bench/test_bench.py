@@ -216,12 +216,17 @@ def _bad_inputs(d, models):
         # the option, not the config's field (it said 'wait_quiet_s: must be ...')
         "wait-quiet -1": ([good, "--wait-quiet", "-1"], "error: --wait-quiet: must be a number of seconds in [0, "),
         "wait-quiet nan": ([good, "--wait-quiet", "nan"], "error: --wait-quiet: expected a finite number"),
+        # blocks' size with no blocks: it was ignored without a word
+        "block-runs interleaved": ([models["big"], good, "--schedule", "interleaved", "--block-runs", "5"],
+                                   "error: --block-runs: sizes the blocks of --schedule blocks; --schedule "
+                                   "interleaved alternates run by run"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing", "not onnx", "truncated", "no input_ids", "seq-len 0", "seq-len abc",
                                   "runs 0", "runs x", "json over input", "remote-setup alone",
-                                  "remote options alone", "ssh-option no equals", "wait-quiet -1", "wait-quiet nan"])
+                                  "remote options alone", "ssh-option no equals", "wait-quiet -1", "wait-quiet nan",
+                                  "block-runs interleaved"])
 def test_cli_bad_input(models, tmp_path, case):
     args, message = _bad_inputs(tmp_path, models)[case]
     out = tmp_path / "out.json"
