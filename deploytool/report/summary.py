@@ -165,7 +165,13 @@ def summarize(rows: Sequence[ReportRow]) -> list[DeviceSummary]:
         proxy = not any(r.accuracy is not None for v in variants for r in v.by_seq.values())
         fitting = [v for v in variants if v.fits]
         note, tied, unranked = "", [], ""
-        if fitting and not proxy:
+        # a classifier's accuracy and an embedding model's recall@10 are different measures: neither ranks the other
+        metrics = sorted({rec.metric for v in fitting if (rec := _record(v)) is not None})
+        if fitting and not proxy and len(metrics) > 1:
+            best = min(fitting, key=lambda v: _rank(v, True, False))
+            note = (f"their figures are different measures ({', '.join(metrics)}), which do not rank one model "
+                    "against another")
+        elif fitting and not proxy:
             pk = pick(fitting, record=_record, cost=_cost, name=lambda v: v.model,
                       same_speed=lambda a, b: _same_speed(a, b, errs),
                       then=lambda v: (v.longest.size_mb or 0.0, v.model), faster=_faster)
@@ -180,6 +186,8 @@ def summarize(rows: Sequence[ReportRow]) -> list[DeviceSummary]:
             verdict = (f"{best.model}: {len(fitting)} of {len(variants)} variants fit; best by "
                        + (f"precision (fp32 = fp16 > int8 > ternary > binary), then latency: no accuracy given, and "
                           f"the kept-parameter PROXY does not rank them: {unranked}" if unranked else
+                          f"precision (fp32 = fp16 > int8 > ternary > binary), then latency: {note}"
+                          if len(metrics) > 1 else
                           "accuracy PROXY (kept parameters of its own source, then precision)" if proxy else
                           f"accuracy (ties by exact McNemar, p >= 0.05: the faster, then smaller; equally fast by a paired sign "
                           f"test of runs measured together, or projected within the cost model's resolution: the "

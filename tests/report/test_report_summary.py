@@ -205,6 +205,29 @@ def test_verdict_says_why_a_paired_test_did_not_run():
     assert "differences with tern not tested (no per-example predictions)" in s.verdict
 
 
+def test_accuracy_and_recall_at_10_do_not_rank_one_model_against_another():
+    """A classifier (accuracy 99%) and a sentence encoder (recall@10 37%) benched and reported together: the verdict
+    picked the classifier for 'the highest accuracy', ranking two different measures on one scale. Now, as for
+    proxies of different sources, it says so and picks by precision, then latency."""
+    from deploytool.accuracy import AccuracyRecord
+
+    rows = [row("clf", 32, 10, acc=99.0, precision="fp32"), row("enc", 32, 5, acc=37.0, precision="fp32"),
+            row("enc-int8", 32, 4, acc=36.0)]
+    rows[0].accuracy_record = AccuracyRecord(99.0, 600)
+    rows[1].accuracy_record = AccuracyRecord(37.0, 150, metric="recall@10")
+    rows[2].accuracy_record = AccuracyRecord(36.0, 150, metric="recall@10")
+    _variants(rows)
+    (s,) = summarize(rows)
+    assert s.best.model == "enc"  # fp32 before int8, then the lower latency (not the classifier's 99)
+    assert s.verdict == ("enc: 3 of 3 variants fit; best by precision (fp32 = fp16 > int8 > ternary > binary), then "
+                         "latency: their figures are different measures (accuracy, recall@10), which do not rank one "
+                         "model against another")
+    # one measure: ranked by it as before
+    rows = rows[1:]
+    (s,) = summarize(rows)
+    assert s.best.model == "enc" and "has the highest recall@10" in s.verdict
+
+
 def test_markdown_tables_keep_a_pipe_in_a_model_name_in_its_cell():
     """A model named 'a|b' split its summary row into one cell too many (the device table turned it into 'a/b')."""
     import re
