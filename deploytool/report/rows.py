@@ -91,6 +91,9 @@ class ReportConfig:
         for name in ("project", "calibrate"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}: expected true or false, got {show(getattr(self, name))}")
+        if self.calibrate and not self.project:  # (it was accepted and did nothing)
+            raise ConfigError("calibrate: scales the projections, and --no-projection (project=False) makes none; "
+                              "the two exclude each other")
         if not isinstance(self.title, str) or not self.title.strip():
             raise ConfigError(f"title: expected a non-empty string, got {show(self.title)}")
         object.__setattr__(self, "out_dir", as_path(self.out_dir, "out_dir", "a folder path"))

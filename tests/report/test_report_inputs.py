@@ -22,6 +22,24 @@ def test_a_bench_file_or_profile_given_twice_is_refused(tmp_path):
         ReportConfig(results=(b,), out_dir=tmp_path / "r", profiles=("kirin990", "kirin990"))
 
 
+def test_calibrate_without_projections_is_refused(tmp_path, tiny_bench):
+    """report --no-projection --calibrate wrote a report, exit 0: --calibrate scales projections and there were
+    none. One line naming both, exit 2, nothing written."""
+    from click.testing import CliRunner
+
+    from deploytool.cli import main
+    from deploytool.report.rows import ReportConfig
+
+    with pytest.raises(ConfigError, match=r"^calibrate: scales the projections, and --no-projection"):
+        ReportConfig(results=(tiny_bench,), out_dir=tmp_path / "r", project=False, calibrate=True)
+    ReportConfig(results=(tiny_bench,), out_dir=tmp_path / "r", project=True, calibrate=True)  # (accepted)
+    r = CliRunner().invoke(main, ["report", str(tiny_bench), "--profile", "kirin990", "--no-projection",
+                                  "--calibrate", "-o", str(tmp_path / "r")])
+    assert r.exit_code == 2 and r.stderr == ("error: --calibrate: scales the projections, and --no-projection "
+                                             "(project=False) makes none; the two exclude each other\n"), r.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_model_given_twice_to_bench_is_refused(tmp_path):
     from deploytool.bench.config import BenchConfig
 
