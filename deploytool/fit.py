@@ -616,8 +616,9 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                     if near.name not in named:
                         why += f"; {label}: {near.name}, {'; '.join(near.reasons)}"
                         named.add(near.name)
-            raise DeployError(f"fit: none of {len(cands)} candidates meets {prof.name}'s budget at seq {config.seq_len} "
-                              f"({why})")
+            floor = "" if config.accuracy_floor is None else f" and the accuracy floor ({config.accuracy_floor:g} %)"
+            raise DeployError(f"fit: none of {len(cands)} candidates meets {prof.name}'s budget{floor} at seq "
+                              f"{config.seq_len} ({why})")
         note = ""
         if accs:
             pk = pick(fitting, record=record, cost=lambda c: (c.device_p90_ms, c.size_mb),

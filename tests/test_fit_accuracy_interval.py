@@ -41,3 +41,18 @@ def test_a_candidate_without_an_accuracy_is_listed_without_an_empty_slot(tiny_on
     line, = [x for x in r.output.splitlines() if x.startswith("  w1-d1-fp32 (")]
     assert line.endswith(" ms): rejected: no accuracy given for this candidate"), line
     assert ", )" not in r.output
+
+
+def test_none_over_the_floor_names_the_floor(tiny_onnx, tmp_path):
+    """Every candidate within the device's budgets but under --accuracy-floor: the error said 'none of 1 candidates
+    meets kirin990's budget', blaming the device; it names the floor too."""
+    model = tiny_onnx("bert", layers=2, hidden=32, heads=4, ffn=64)
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps({"unit": "percent", "models": {"w1-d1-int8": 90}}))
+    r = CliRunner().invoke(main, ["fit", str(model), "--profile", "kirin990", "-o", str(tmp_path / "best.onnx"),
+                                  "--accuracy", str(acc), "--accuracy-floor", "95", "--widths", "1", "--depths", "1",
+                                  "--precisions", "int8", "--runs", "2", "--seq-len", "8", "--budget-ms", "100000"])
+    assert r.exit_code == 2 and r.stderr.startswith(
+        "error: fit: none of 1 candidates meets kirin990's budget and the accuracy floor (95 %) at seq 8 (fastest: "
+        "w1-d1-int8, accuracy 90.00 < floor 95)"), r.output
+    assert not (tmp_path / "best.onnx").exists()
