@@ -186,6 +186,21 @@ def check_max_length(max_length: int, limit: int | None, name: str) -> None:
                           f"use --max-length {limit} or less")
 
 
+def check_onnx_vocab(tok, path: Path, tokenizer_from=None) -> None:
+    """:func:`check_vocab` of an ONNX model, its word embedding table found in the graph (nothing checked where it
+    is not found): a tokenizer of another model failed in ONNX Runtime's Gather, an internal error (exit 1)."""
+    from deploytool.runtime.inputs import plan_inputs
+
+    plan = plan_inputs(path)
+    vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
+    top = max(vocab.values(), default=-1)
+    if plan.vocab_source != "default" and top >= plan.vocab:
+        src = f"the tokenizer {tokenizer_from}" if tokenizer_from is not None else "its tokenizer"
+        raise InputFileError(f"{path}: {src} has token ids up to {top}, past the model's embedding table of "
+                             f"{plan.vocab} rows: it is another model's tokenizer; use the one the model was "
+                             "exported from")
+
+
 def check_vocab(tok, model, name: str, tokenizer_from=None) -> None:
     """An InputFileError before any text is run when the tokenizer makes ids past ``name``'s embedding table (a
     tokenizer of another model): the first text holding such a token failed in the embeddings with an internal error

@@ -123,8 +123,38 @@ def load_tokenizer(folder: str | os.PathLike):
     try:
         return tr.AutoTokenizer.from_pretrained(str(folder))
     except (OSError, ValueError, TypeError) as e:
+        bare = _bare_tokenizer(Path(folder))
+        if bare is not None:
+            return bare
         raise InputFileError(f"{folder}: no usable tokenizer (tokenizer.json / vocab.txt) "
                              f"({' '.join(str(e).split())[:160]})") from e
+
+
+def _bare_tokenizer(path: Path):
+    """A tokenizer.json or vocab.txt with nothing transformers reads it by (no config.json or tokenizer_config.json
+    beside it: AutoTokenizer says 'Unrecognized model'), read as ``quantize --static``, ``qnn`` and ``bundle`` read
+    it (deploytool.models.load_tokenizer: a vocab.txt is BERT's WordPiece); None where that is not the case."""
+    import transformers as tr
+
+    from deploytool.errors import ConfigError
+    from deploytool.models import load_tokenizer as load_file
+
+    folder = path if path.is_dir() else path.parent
+    if not path.exists() or any((folder / n).is_file() for n in ("config.json", "tokenizer_config.json")):
+        return None
+    try:
+        tok = tr.PreTrainedTokenizerFast(tokenizer_object=load_file(path))
+    except ConfigError:
+        return None
+    vocab = tok.get_vocab()
+    for role, names in (("pad_token", ("[PAD]", "<pad>")), ("unk_token", ("[UNK]", "<unk>")),
+                        ("cls_token", ("[CLS]", "<s>")), ("sep_token", ("[SEP]", "</s>")),
+                        ("mask_token", ("[MASK]", "<mask>"))):
+        if getattr(tok, role) is None:
+            found = next((n for n in names if n in vocab), None)
+            if found is not None:
+                setattr(tok, role, found)
+    return tok
 
 
 def read_meta(folder: str | os.PathLike) -> dict:

@@ -30,7 +30,7 @@ from deploytool.data import (Dataset, class_count, class_names, labels_folder,  
 from deploytool.errors import ConfigError, InputFileError, not_a_file
 from deploytool.models import tokenizer_folder
 from deploytool.stats import wilson_interval
-from deploytool.train.batching import (batches, check_max_length, check_vocab, encode, load_data, model_inputs, onnx_max_length,
+from deploytool.train.batching import (batches, check_max_length, check_onnx_vocab, check_vocab, encode, load_data, model_inputs, onnx_max_length,
                                        sorted_by_length, torch_max_length, torch_threads)
 from deploytool.train.config import DataConfig, EvalConfig
 from deploytool.variant import TRAINED_META_FILE as META_FILE
@@ -442,6 +442,7 @@ def _evaluate(cfg: EvalConfig, held: contextlib.ExitStack) -> dict:
     if is_onnx:
         check_max_length(dc.max_length, onnx_max_length(p), str(p))
         tok = load_tokenizer(meta_folder)
+        check_onnx_vocab(tok, p, tokenizer_from=cfg.tokenizer)
         res = evaluate_onnx(p, tok, ds, split, dc, batch_size=cfg.batch_size, threads=cfg.threads,
                             label_map=label_map, num_labels=n_model)
         kind = "onnx"
