@@ -300,7 +300,7 @@ def test_fit_that_nothing_meets_names_the_accuracy_floor(model, tmp_path):
     r = _run(model, "--profile", "kirin990", "-o", out, "--budget-ms", "1000", "--accuracy", acc,
              "--accuracy-floor", "95", *GRID)
     line = _err_line(r)
-    assert r.exit_code == 2 and "none of 4 candidates meets kirin990's budget at seq 16" in line
+    assert r.exit_code == 2 and "none of 4 candidates meets kirin990's budget and the accuracy floor (95 %) at seq 16" in line
     assert line.endswith("; most accurate: w1-d1-fp32, accuracy 90.00 < floor 95)"), line
     assert not out.exists()
 
