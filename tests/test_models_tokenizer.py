@@ -310,3 +310,17 @@ def test_a_vocab_txt_is_cased_as_its_tokenizer_config_says(tmp_path, lower):
     ref = BertTokenizerFast.from_pretrained(str(tmp_path))
     text = "Paris is Big."
     assert load_tokenizer(tmp_path / "vocab.txt").encode(text).ids == ref(text)["input_ids"]
+
+
+def test_another_models_tokenizer_is_refused_before_calibrating(story):
+    """``quantize --static`` with a tokenizer whose ids pass the model's word table failed mid-calibration in ORT's
+    embedding ('int8: onnxruntime.quantization failed (InvalidArgument: ... input index out of range)'); it is one line
+    naming the tokenizer now, before any calibration, as bundle and eval say it."""
+    model = story()
+    big = Path("big")
+    big.mkdir()
+    (big / "vocab.txt").write_text("\n".join(_vocab() + [f"w{i}" for i in range(500)]) + "\n")
+    line = _one_line_error(_run("quantize", model, "--tokenizer", "big"))
+    assert line.startswith(f"error: --tokenizer: {big / 'vocab.txt'} has token ids up to "), line
+    assert "past the model's embedding table of " in line and "another model's tokenizer" in line
+    _nothing_written()
