@@ -9,7 +9,7 @@ The public API (imported lazily: ``import deploytool`` loads neither torch nor o
     dt.transform("m.onnx", "s.onnx", dt.SliceConfig(width=0.5, depth=0.75))
     dt.transform("s.onnx", "t.onnx", dt.PackConfig(weights="ternary"))    # one verb, dispatch on the config
     report = dt.run_benchmark(dt.BenchConfig(models=("m.onnx", "s.onnx", "t.onnx")))
-    pick = dt.fit(dt.FitConfig(model="m.onnx", profile="kirin990", output="phone.onnx"))
+    pick = dt.fit_to_device(dt.FitConfig(model="m.onnx", profile="kirin990", output="phone.onnx"))
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ _WHERE = {
     "ReportConfig": "deploytool.report",
     "build_report": "deploytool.report",
     "FitConfig": "deploytool.fit",
-    "fit": "deploytool.fit",
+    "fit_to_device": ("deploytool.fit", "fit"),  # not "fit": deploytool.fit is the module
     # recipes
     "load_recipe": "deploytool.recipes",
     "run_recipe": "deploytool.recipes",
