@@ -88,6 +88,7 @@ BENCHMARKS: tuple[Bench, ...] = (
     Bench("pass_speed", "pass_speed.py", ("-o", "{results}/pass_speed.json"), ("pass_speed.json",)),
     Bench("overwrite", "overwrite.py", ("-o", "{results}/overwrite.json"), ("overwrite.json",)),
     Bench("pack_load", "pack_load.py", ("-o", "{results}/pack_load.json"), ("pack_load.json",)),
+    Bench("unpack_fold", "unpack_fold.py", ("-o", "{results}/unpack_fold.json"), ("unpack_fold.json",)),
     Bench("repack_bench", "repack_bench.py", ("-o", "{results}/repack_bench.json"), ("repack_bench.json",)),
     Bench("fused_attention_bench", "fused_attention_bench.py", ("-o", "{results}/fused_attention_bench.json"),
           ("fused_attention_bench.json",)),
