@@ -261,6 +261,7 @@ def _serve(lines, answer) -> int:
             report = V._verify(msg["model"], feeds, None if reference is None else ref_outputs, rtol=msg["rtol"],
                                min_cosine=msg.get("min_cosine"), reference_label=msg["reference_label"],
                                session_config=msg.get("session_config"), count_casts=bool(msg.get("count_casts")),
+                               scratch_dir=msg.get("scratch_dir"),
                                marks=marks, threads=threads)
             out.update(ok=True, max_diff=report.max_diff, seconds=report.seconds, outputs=list(report.outputs),
                        inserted_casts=report.inserted_casts, reference_note=notes[0] if notes else None)

@@ -436,7 +436,8 @@ def reference_outputs(reference: str | os.PathLike | bytes | MemoryReference, fe
 def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], *,
                  reference: str | os.PathLike | bytes | None = None, rtol: float = 1e-4,
                  min_cosine: float | None = None, reference_label: str = "the input model's",
-                 session_config: dict[str, str] | None = None, count_casts: bool = False) -> VerifyReport:
+                 session_config: dict[str, str] | None = None, count_casts: bool = False,
+                 scratch_dir: str | os.PathLike | None = None) -> VerifyReport:
     """Run ``model`` once on ``feeds``: it must load, run and give finite outputs (see module doc).
 
     With ``reference``, that model must give the same outputs on the same feeds (same names, same
@@ -444,12 +445,13 @@ def verify_model(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray],
     pass: int8, fp16), float outputs whose cosine similarity to the reference's is at least that.
     ``session_config``: session config entries for ``model``'s session (the reference gets the defaults).
     ``count_casts``: also count the precision casts ORT inserted (the report's ``inserted_casts``, from its
-    profiler's record of that one run: no second session). Raises VerificationError.
+    profiler's record of that one run: no second session), that record written in a temporary folder made in
+    ``scratch_dir`` (default: the system's temporary folder). Raises VerificationError.
     """
     notes: list[str] = []
     get_ref = None if reference is None else (lambda: reference_outputs(reference, feeds, notes=notes))
     report = _verify(model, feeds, get_ref, rtol=rtol, min_cosine=min_cosine, reference_label=reference_label,
-                     session_config=session_config, count_casts=count_casts)
+                     session_config=session_config, count_casts=count_casts, scratch_dir=scratch_dir)
     return dataclasses.replace(report, reference_note=notes[0]) if notes else report
 
 
@@ -465,16 +467,19 @@ def _refuse_unfinite_reference(ref: dict[str, np.ndarray], reference_label: str)
 
 def _verify(model, feeds: dict[str, np.ndarray], get_reference, *, rtol: float, min_cosine: float | None,
             reference_label: str, session_config: dict[str, str] | None = None,
-            count_casts: bool = False, marks: dict[str, float] | None = None, threads: int = 1) -> VerifyReport:
+            count_casts: bool = False, marks: dict[str, float] | None = None, threads: int = 1,
+            scratch_dir: str | os.PathLike | None = None) -> VerifyReport:
     """:func:`verify_model` with the reference's outputs from ``get_reference()`` (None: no reference), asked
     for only once the output has loaded, run and given finite values (the gate's process may have them
     already, see :class:`GateProcess`). ``marks``: filled with the ``time.monotonic()`` at which the output's
-    session was made ("session") and had run ("run"). ``threads``: the output session's intra-op threads."""
+    session was made ("session") and had run ("run"). ``threads``: the output session's intra-op threads.
+    ``scratch_dir``: where the profiler's folder of ``count_casts`` is made (a process that may be killed mid-run
+    is given its caller's folder, which the caller removes: a folder of its own would stay behind)."""
     start = time.perf_counter()
     marks = {} if marks is None else marks
     casts = None
     # count_casts: the profiler's record of this one run goes to a temporary folder
-    with (scratch.temporary_directory("deploytool-gate-profile-") if count_casts
+    with (scratch.temporary_directory("deploytool-gate-profile-", dir=scratch_dir) if count_casts
           else contextlib.nullcontext()) as tmp:
         sess = _session(model, session_config, profile_prefix=os.path.join(tmp, "gate") if tmp else None,
                         threads=threads)
@@ -832,6 +837,9 @@ class GateProcess:
                     else str(Path(reference).resolve()),
                     "rtol": rtol, "min_cosine": min_cosine, "reference_label": reference_label,
                     "session_config": session_config, "count_casts": count_casts,
+                    # the profiler's record goes in this object's folder: removed by close() even if the process
+                    # is killed before it removes it itself
+                    "scratch_dir": str(self.folder()) if count_casts else None,
                     "threads": gate_threads() if threads is None else int(threads)})
         line = self._read_result(timeout)
         if line is None:
@@ -977,6 +985,11 @@ def verify_model_guarded(model: str | os.PathLike | bytes, feeds: dict[str, np.n
         return verify_model(model, feeds, **checks)
     if sys.platform == "darwin":  # POSIX where a forked copy is not safe (fork_is_safe): a fresh process
         return verify_model_isolated(model, feeds, timeout=timeout, **checks)
+    if checks.get("count_casts") and checks.get("scratch_dir") is None:
+        # the profiler's folder is made in one of this process's, removed here: the copy may die before it
+        # removes its own (a crash in ONNX Runtime, a timeout's kill), which stayed behind in /tmp
+        with scratch.temporary_directory("deploytool-gate-") as folder:
+            return verify_model_guarded(model, feeds, timeout=timeout, fork=True, **checks, scratch_dir=folder)
     parent = os.getpid()
     r, w = os.pipe()
     try:

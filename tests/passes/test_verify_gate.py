@@ -891,3 +891,37 @@ def test_the_guarded_gates_copy_dies_with_a_caller_killed_outright(tmp_path):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGKILL)
+
+
+def test_a_gate_killed_while_it_profiles_leaves_no_folder(tmp_path, monkeypatch):
+    """The fp16 gate counts ORT's inserted casts from its profiler's record, written in a temporary folder; a copy
+    that ONNX Runtime killed while that folder existed (the crash tests, a user's fp16 file that crashes it) left
+    ``deploytool-gate-profile-*`` in /tmp, one a test suite run. The folder is now made in one its caller removes."""
+    import os
+    import signal
+    import tempfile
+
+    import deploytool.runtime.verify as V
+
+    path = tmp_path / "mm.onnx"
+    feeds = _matmul_model(path)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    real = V._session
+
+    def crash_once_profiling(model, session_config=None, profile_prefix=None, **kw):
+        if profile_prefix is not None:  # inside the profiler's folder
+            assert os.path.isdir(os.path.dirname(profile_prefix))
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return real(model, session_config, profile_prefix=profile_prefix, **kw)
+
+    monkeypatch.setattr(V, "_session", crash_once_profiling)
+    with pytest.raises(VerificationError) as e:
+        V.verify_model_guarded(path, feeds, count_casts=True)
+    assert e.value.failure == "crash" and list(tmp.iterdir()) == []
+    with V.GateProcess(fork=True) as g, pytest.raises(VerificationError) as e:
+        g.verify(path, feeds, count_casts=True)
+    assert e.value.failure == "crash" and list(tmp.iterdir()) == []
+    assert V.verify_model_guarded(path, feeds).outputs == ("y",)  # no profiling: nothing made, nothing crashed
+    assert list(tmp.iterdir()) == []
