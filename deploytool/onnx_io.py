@@ -49,6 +49,7 @@ from typing import IO, Iterator
 import onnx
 import onnx_ir as ir
 
+from deploytool import scratch
 from deploytool.errors import (
     LINK_LOOP, SPECIAL_FILE, InputFileError, OutputPathError, looping_link, no_such, refuse_link_to_nothing,
 )
@@ -576,6 +577,7 @@ def make_staging_dir(out: str | os.PathLike) -> Path:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        scratch.made(stage)  # removed by the program should this process be killed (deploytool.scratch)
         umask_mode(stage, folder=True)
     except OSError as e:
         raise OutputPathError(f"{out}: cannot create a folder in {out.parent} ({e.strerror})") from e
@@ -743,6 +745,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     held = hold_signals()  # a Ctrl-C between mkstemp and the try below would leave the temporary file
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix + ".tmp", dir=p.parent)
+        scratch.made(tmp)  # removed by the program should this process be killed (deploytool.scratch)
     except OSError as e:
         release_signals(held)
         raise OutputPathError(f"{p}: cannot write in {p.parent} ({e.strerror})") from e
@@ -851,6 +854,7 @@ def staged_proto(model: onnx.ModelProto, path: str | os.PathLike, *, external: b
             return
         name = data_file_name(p, tuple(inputs), data_files)
         fd, tmp_data_s = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=p.parent)
+        scratch.made(tmp_data_s)
         os.close(fd)
         tmp_data = Path(tmp_data_s)
         try:
@@ -1636,6 +1640,7 @@ class Staged:
             if t.name in self.offsets:
                 refer_to_data(t, self.path.name, self.offsets[t.name], _nbytes(t))
         fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".check.onnx", dir=self.path.parent)
+        scratch.made(name)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(proto.SerializeToString())
@@ -1705,6 +1710,7 @@ def staged_model(model: ir.Model, path: str | os.PathLike, *, external: bool | N
         else:
             name = data_file_name(p, tuple(inputs), data_files)
             fd, tmp_data_s = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=p.parent)
+            scratch.made(tmp_data_s)
             os.close(fd)
             tmp_data = Path(tmp_data_s)
             try:

@@ -289,6 +289,19 @@ class _Relay:
             pass
 
 
+def _journal_fd() -> int:
+    """A new file with no name (gone with its last descriptor), read and written at the descriptor's shared
+    offset: the command's process appends to it, the program reads it after (:mod:`deploytool.scratch`)."""
+    import tempfile
+
+    try:
+        return os.open(tempfile.gettempdir(), os.O_TMPFILE | os.O_RDWR, 0o600)
+    except (AttributeError, OSError):  # not Linux, or a file system without unnamed files
+        fd, path = tempfile.mkstemp(prefix="deploytool-journal-")
+        os.unlink(path)
+        return fd
+
+
 def _supervise() -> None:
     """Run the command in a forked child and wait for it (POSIX; not with ``--debug``): a command whose process
     dies of a signal (a segmentation fault in ONNX Runtime, PyTorch or numpy on some input; the OOM killer)
@@ -311,18 +324,23 @@ def _supervise() -> None:
     relayed = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
     # held until each side has its handlers: none is lost, none raises in the parent before its relay is set
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, relayed)
-    reports = report = -1
+    reports = report = journal = -1
     try:
         reports, report = os.pipe()  # the child -> the parent: the number of each signal the child received
+        # the child -> the parent: the temporary paths it makes (deploytool.scratch), an unnamed file
+        journal = _journal_fd()
         pid = os.fork()
     except OSError:  # no process (or file) left to make: run here
-        for fd in (reports, report):
+        for fd in (reports, report, journal):
             if fd >= 0:
                 os.close(fd)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         return
     if pid == 0:
         os.close(reports)
+        from deploytool.scratch import keep_journal
+
+        keep_journal(journal)
         try:
             import ctypes
 
@@ -388,6 +406,12 @@ def _supervise() -> None:
         _, status = os.waitpid(pid, 0)  # retried by Python itself when a forwarded signal interrupts it
     except ChildProcessError:
         os._exit(1)
+    try:  # what a killed command left (its hidden files beside an output, its folders in /tmp): nothing otherwise
+        from deploytool.scratch import remove_journaled
+
+        remove_journaled(journal)
+    except Exception:  # noqa: BLE001 - the command's own ending is what the program reports
+        pass
     if os.WIFEXITED(status):
         os._exit(os.WEXITSTATUS(status))
     sig = os.WTERMSIG(status)

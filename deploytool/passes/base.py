@@ -43,6 +43,7 @@ from typing import Any, Iterator
 import onnx
 import onnx_ir as ir
 
+from deploytool import scratch
 from deploytool.errors import DeployError, InputFileError, VerificationError
 from deploytool.runtime.procstat import release_free_memory  # noqa: F401 - used here and by passes
 
@@ -812,6 +813,7 @@ def _gate_view(staged) -> Iterator[Path]:
                                 f"({', '.join(wrong[:3]) or 'extra tensors'})")
     held = onnx_io.hold_signals()  # a Ctrl-C between mkstemp and the try would leave the file beside the output
     fd, name = tempfile.mkstemp(prefix=f".{staged.path.name}.", suffix=".gate.onnx", dir=staged.path.parent)
+    scratch.made(name)  # removed by the program should this process be killed (deploytool.scratch)
     try:
         onnx_io.release_signals(held)
         with os.fdopen(fd, "wb") as f:

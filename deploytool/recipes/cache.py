@@ -35,6 +35,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from deploytool import scratch
+
 
 def canonical(obj: Any) -> Any:
     """A JSON-able, order-stable form of configs (dataclasses, enums, paths, tuples)."""
@@ -164,6 +166,7 @@ class StepCache:
         final = self.dir_for(kind, key)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        scratch.made(tmp)  # removed by the program should this process be killed (deploytool.scratch)
         try:
             yield tmp
             if about is not None:

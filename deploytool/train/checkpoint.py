@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from deploytool import scratch
 from deploytool.errors import DeployError, InputFileError, OutputPathError
 from deploytool.models import LOADABLE
 from deploytool.quiet_logs import held_level
@@ -238,6 +239,7 @@ def save_folder(model, tokenizer, path: str | os.PathLike, meta: dict | None = N
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+        scratch.made(tmp)  # removed by the program should this process be killed (not the .old: a checkpoint)
         from deploytool.onnx_io import umask_mode
 
         umask_mode(tmp, folder=True)  # mkdtemp makes it 0700: a plain mkdir's mode, as the .onnx files get

@@ -98,6 +98,16 @@ _COMMANDS = textwrap.dedent("""
             threading.Thread(target=work).start()
             while not os.path.exists(pidfile + ".ready"):
                 time.sleep(0.01)
+        elif how == "killed":  # killed outright (the OOM killer) while it writes an output, a folder and in /tmp
+            from deploytool import onnx_io, scratch
+
+            out = os.path.join(os.path.dirname(pidfile), "out")
+            scratch.mkdtemp("deploytool-probe-")
+            onnx_io.make_staging_dir(os.path.join(out, "bundle"))
+            with onnx_io.atomic_path(os.path.join(out, "m.onnx")) as tmp:
+                with open(tmp, "wb") as f:
+                    f.write(b"half a model")
+                os.kill(os.getpid(), signal.SIGKILL)
         elif how.startswith("pack-"):  # the signal comes while pack builds its gate's reference in a temporary folder
             from deploytool.passes import pack_weights
 
@@ -250,6 +260,18 @@ def test_a_signal_while_the_exit_waits_for_a_thread_leaves_no_temporary_folder(t
         pytest.fail(f"{sig} did not end the exit")
     assert (p.returncode, out.strip(), err) == (128 + num, "done", "")
     assert os.listdir(tmp) == []
+
+
+def test_a_command_killed_outright_leaves_no_temporary_file_or_folder(tmp_path):
+    """SIGKILL (the OOM killer) leaves the command no exit to clean up in: its hidden file beside an output, a staged
+    output folder (bundle's: 60 MB) and its folders in /tmp stayed. The program removes them after it."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    p = _cli(tmp_path, "probe", "killed", "--pidfile", str(tmp_path / "probe.pid"), env={"TMPDIR": str(tmp)})
+    out, err = p.communicate(timeout=60)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and "(SIGKILL)" in lines[0], (out, err)
+    assert os.listdir(tmp) == [] and os.listdir(tmp_path / "out") == []
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
