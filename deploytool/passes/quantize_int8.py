@@ -417,11 +417,9 @@ def _calibration_feeds(config: Int8Config, tokenizer: Path, proto) -> list[dict[
 
     tok = load_tokenizer(tokenizer)
     plan = plan_inputs_proto(proto, "the model", require_ids=False)
-    top = max(tok.get_vocab().values(), default=-1)
-    if plan.vocab_source != "default" and top >= plan.vocab:  # ORT's Gather failed on it mid-calibration
-        raise ConfigError(f"tokenizer: {tokenizer} has token ids up to {top}, past the model's embedding table of "
-                          f"{plan.vocab} rows: it is another model's tokenizer; give the one the model was exported "
-                          "from")
+    past = plan.tokenizer_past_table(tok)
+    if past is not None:  # ORT's Gather failed on it mid-calibration
+        raise ConfigError(f"tokenizer: {tokenizer} {past}; give the one the model was exported from")
     names = [s.name for s in plan.inputs]
     if REQUIRED_INPUT not in names:
         raise PassRefusedError(f"static int8 calibrates on text fed as '{REQUIRED_INPUT}'; this model's inputs are "

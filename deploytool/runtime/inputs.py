@@ -83,6 +83,17 @@ class InputPlan:
         return cls(inputs=tuple(InputSpec.from_dict(i) for i in d["inputs"]), vocab=d["vocab"],
                    vocab_source=d["vocab_source"])
 
+    def tokenizer_past_table(self, tok) -> str | None:
+        """Why the tokenizer ``tok`` (its ``get_vocab()``) is another model's: it makes ids past the word table this
+        plan found (ONNX Runtime's Gather fails on the first such token); None where it does not, or no table was
+        found. The words follow whatever names the tokenizer."""
+        vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
+        top = max(vocab.values(), default=-1)
+        if self.vocab_source == "default" or top < self.vocab:
+            return None
+        return (f"has token ids up to {top}, past the model's embedding table of {self.vocab} rows: it is another "
+                "model's tokenizer")
+
     def check(self, batch: int, seq_lens: tuple[int, ...], model: str) -> None:
         """Refuse (ConfigError naming the model) a batch/sequence the model's fixed shapes cannot take."""
         for s in seq_lens:

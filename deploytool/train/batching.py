@@ -191,14 +191,10 @@ def check_onnx_vocab(tok, path: Path, tokenizer_from=None) -> None:
     is not found): a tokenizer of another model failed in ONNX Runtime's Gather, an internal error (exit 1)."""
     from deploytool.runtime.inputs import plan_inputs
 
-    plan = plan_inputs(path)
-    vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
-    top = max(vocab.values(), default=-1)
-    if plan.vocab_source != "default" and top >= plan.vocab:
+    past = plan_inputs(path).tokenizer_past_table(tok)
+    if past is not None:
         src = f"the tokenizer {tokenizer_from}" if tokenizer_from is not None else "its tokenizer"
-        raise InputFileError(f"{path}: {src} has token ids up to {top}, past the model's embedding table of "
-                             f"{plan.vocab} rows: it is another model's tokenizer; use the one the model was "
-                             "exported from")
+        raise InputFileError(f"{path}: {src} {past}; use the one the model was exported from")
 
 
 def check_vocab(tok, model, name: str, tokenizer_from=None) -> None:
