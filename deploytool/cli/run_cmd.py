@@ -145,15 +145,23 @@ def cache_ls(cache_dir: Path | None, as_json: bool) -> None:
 def cache_clear(cache_dir: Path | None, older_than_days: float | None, kind: str | None, damaged: bool) -> None:
     """Remove finished steps from the store (all of them unless filtered). Outputs already published
     into run folders are hard links and stay."""
-    from deploytool.recipes.cache import clear_store, store_entries
+    from deploytool.recipes.cache import check_store, clear_store, store_entries
 
     store = _store(cache_dir)
+    check_store(store)  # a folder the store did not make is named as such before any --kind is judged
     kinds = sorted({e.kind for e in store_entries(store)}) if kind is not None and store.is_dir() else []
+    if kind is not None and kind not in kinds:
+        from deploytool.choices import did_you_mean
+        from deploytool.errors import ConfigError
+        from deploytool.recipes.runner import step_kinds
+
+        known = step_kinds()
+        if kind not in known:  # a kind no run makes (a typo): nothing is removed, nothing could ever match
+            raise ConfigError(f"--kind {kind}: no step has this kind{did_you_mean(kind, sorted({*known, *kinds}))}; "
+                              f"the store's kinds: {', '.join(kinds) or 'none'} (nothing removed)")
     removed = clear_store(store, older_than_s=None if older_than_days is None else older_than_days * 86400,
                           kind=kind, damaged=damaged)
     click.echo(f"{store}: removed {len(removed)} step{'' if len(removed) == 1 else 's'}")
-    if kind is not None and kind not in kinds:  # a typo'd --kind removed nothing: say so, with what is there
-        from deploytool.choices import did_you_mean
-
-        click.echo(f"note: --kind {kind}: no step of this kind in the store{did_you_mean(kind, kinds)}; its kinds: "
-                   f"{', '.join(kinds) or 'none'}", err=True)
+    if kind is not None and kind not in kinds:  # a kind runs make, of which the store holds none: say so
+        click.echo(f"note: --kind {kind}: no step of this kind in the store; its kinds: {', '.join(kinds) or 'none'}",
+                   err=True)

@@ -11,6 +11,7 @@ calls), through :mod:`deploytool.recipes.steps`.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import logging
 import os
@@ -25,6 +26,23 @@ from deploytool.recipes.schema import PassKind, Recipe, TrainKind
 from deploytool.variant import Precision, Variant
 
 logger = logging.getLogger(__name__)
+
+
+def step_kind(what: str, sub: enum.Enum | None = None) -> str:
+    """The kind a stored step is named by (``<kind>-<key[:16]>`` in the store): ``export``, ``slice``, ``eval``,
+    ``eval-teacher``, ``bench``, or ``train-<kind>`` / ``pass-<kind>`` / ``precision-<precision>``."""
+    if (what in _PLAIN_KINDS) != (sub is None) or (sub is not None and type(sub) is not _SUB_KINDS.get(what)):
+        raise ValueError(f"no step kind {what!r} with {sub!r}")
+    return what if sub is None else f"{what}-{sub.value}"
+
+
+_PLAIN_KINDS = ("export", "slice", "eval", "eval-teacher", "bench")
+_SUB_KINDS: dict[str, type[enum.Enum]] = {"train": TrainKind, "pass": PassKind, "precision": Precision}
+
+
+def step_kinds() -> list[str]:
+    """Every kind of step a recipe run can store (what ``cache clear --kind`` accepts)."""
+    return sorted([*_PLAIN_KINDS, *(step_kind(w, m) for w, e in _SUB_KINDS.items() for m in e)])
 
 
 class RecipeStepError(DeployError):
@@ -526,14 +544,14 @@ def _run_locked(rec: Recipe, out: Path, *, progress: ProgressFn | None, store: s
     teacher, teacher_key = (model_dir, key) if rec.train and _is_classifier(model_dir) else (None, None)
     for i, t in enumerate(rec.train):
         prev_key, prev_dir, name = key, folder, f"train[{i}] {t.kind.value}"
-        key, sdir, outs = r.step(name, f"train-{t.kind.value}", t.params, [prev_key],
+        key, sdir, outs = r.step(name, step_kind("train", t.kind), t.params, [prev_key],
                                  lambda tmp, t=t, prev_dir=prev_dir, name=name: S.train_step(t, prev_dir, tmp, name))
         folder = sdir / outs["model"]
         if t.kind is TrainKind.FINETUNE:
             teacher, teacher_key = folder, key
 
     # 3. export
-    key, sdir, outs = r.step("export", "export", {"export": rec.export, "task": rec.task}, [key],
+    key, sdir, outs = r.step("export", step_kind("export"), {"export": rec.export, "task": rec.task}, [key],
                              # its source names no recipe: one export serves every recipe with this model
                              lambda tmp: S.export_step(folder, rec.export, rec.task, tmp,
                                                        source=f"{rec.model.ref} -> {key[:12]}"))
@@ -548,7 +566,7 @@ def _run_locked(rec: Recipe, out: Path, *, progress: ProgressFn | None, store: s
         if p.kind is PassKind.QUANTIZE:
             p = dataclasses.replace(p, params=_with_tokenizer(dict(p.params), folder))
             params = p.params
-        base_key, sdir, outs = r.step(f"passes[{i}] {p.kind.value}", f"pass-{p.kind.value}", params, [base_key],
+        base_key, sdir, outs = r.step(f"passes[{i}] {p.kind.value}", step_kind("pass", p.kind), params, [base_key],
                                       lambda tmp, p=p, src=src, i=i: S.pass_step(p, src, tmp,
                                                                                  f"passes[{i}] {p.kind.value}"))
         base_path = sdir / outs["model"]
@@ -565,7 +583,7 @@ def _run_locked(rec: Recipe, out: Path, *, progress: ProgressFn | None, store: s
             if (w, d) == (1.0, 1.0):
                 skey, spath = base_key, base_path
             else:
-                skey, sdir, outs = r.step(f"slice w={w:g} d={d:g}", "slice",
+                skey, sdir, outs = r.step(f"slice w={w:g} d={d:g}", step_kind("slice"),
                                           {"width": w, "depth": d, "rounding": "dynabert"}, [base_key],
                                           lambda tmp, w=w, d=d: S.slice_step(base_path, w, d, tmp, "dynabert"))
                 spath = sdir / outs["model"]
@@ -576,7 +594,7 @@ def _run_locked(rec: Recipe, out: Path, *, progress: ProgressFn | None, store: s
                     variants.append(SweepVariant(Variant(rec.name, vw, vd, label), spath, skey))
                     continue
                 opts = _with_tokenizer(dict(rec.sweep.options.get(prec, {})), folder)
-                vkey, vdir, outs = r.step(f"{prec.value} w={w:g} d={d:g}", f"precision-{prec.value}",
+                vkey, vdir, outs = r.step(f"{prec.value} w={w:g} d={d:g}", step_kind("precision", prec),
                                           {"precision": prec, "options": opts}, [skey],
                                           lambda tmp, prec=prec, spath=spath, opts=opts:
                                           S.precision_step(prec, opts, spath, tmp))
@@ -609,14 +627,14 @@ def _run_locked(rec: Recipe, out: Path, *, progress: ProgressFn | None, store: s
         for v in variants:
             # the key names the record's kind: evals cached before per-example predictions were kept rerun
             emb = rec.task == "feature-extraction"  # judged against the exported fp32 model's neighbours
-            _, edir, outs = r.step(f"eval {v.label}", "eval", {"eval": rec.eval, "record": "per-example"},
+            _, edir, outs = r.step(f"eval {v.label}", step_kind("eval"), {"eval": rec.eval, "record": "per-example"},
                                    [v.key, f"tok:{model_digest}"] + ([f"ref:{export_key}"] if emb else []),
                                    lambda tmp, v=v, emb=emb: S.eval_step(v.path, folder, rec.eval, tmp,
                                                                          reference=exported if emb else None))
             metrics = json.loads((edir / outs["metrics"]).read_text())
             records.append({"model": str(v.path), "label": v.label, **S.accuracy_entry(metrics)})
         if teacher is not None and rec.task == "sequence-classification":
-            _, edir, outs = r.step("eval teacher", "eval-teacher", rec.eval, [teacher_key],
+            _, edir, outs = r.step("eval teacher", step_kind("eval-teacher"), rec.eval, [teacher_key],
                                    lambda tmp: S.eval_step(teacher, teacher, rec.eval, tmp))
             metrics = json.loads((edir / outs["metrics"]).read_text())
             records.append({"model": str(teacher), "label": "teacher (PyTorch fp32)", "role": "reference",
@@ -627,7 +645,8 @@ def _run_locked(rec: Recipe, out: Path, *, progress: ProgressFn | None, store: s
     # 8. one benchmark of all variants on this host; device latency is projected per profile
     # timings are this machine's: a store shared with another (a shared disk) or kept over a CPU change does not
     # hand back that machine's as this one's
-    _, bdir, outs = r.step("bench", "bench", {"bench": rec.bench}, [v.key for v in variants] + [S.host_key()],
+    _, bdir, outs = r.step("bench", step_kind("bench"), {"bench": rec.bench},
+                           [v.key for v in variants] + [S.host_key()],
                            lambda tmp: S.bench_step(variants, rec.bench, tmp))
     # the step may have been made by another run (another -o, another recipe with the same variants): its file
     # names that run's published models, in this run's order (the key lists the variants' keys in order); this

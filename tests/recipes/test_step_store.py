@@ -172,17 +172,34 @@ def _small_recipe(root: Path, workspace: Path) -> Path:
 
 
 def test_clear_of_a_kind_the_store_does_not_hold_says_so(tmp_path):
-    """`cache clear --kind slise` removed nothing and said only 'removed 0 steps'."""
+    """`cache clear --kind slise` removed nothing and said only 'removed 0 steps'; then it said so in a note and
+    exited 0, as for a kind runs make of which the store holds none. A kind no run makes is a typo: refused."""
     store = tmp_path / "store"
     _entry(store, "slice", "a")
     r = CliRunner().invoke(main, ["cache", "clear", "--cache-dir", str(store), "--kind", "slise"])
-    assert r.exit_code == 0 and r.stdout == f"{store}: removed 0 steps\n", r.output
-    assert r.stderr == ("note: --kind slise: no step of this kind in the store (did you mean 'slice'?); its kinds: "
-                        "slice\n")
+    assert r.exit_code == 2 and r.stdout == "", r.output
+    assert r.stderr == ("error: --kind slise: no step has this kind (did you mean 'slice'?); the store's kinds: "
+                        "slice (nothing removed)\n"), r.stderr
     assert [e.kind for e in store_entries(store)] == ["slice"]
+    # a kind runs make (here a DynaBERT training step), none in the store: nothing removed, said, exit 0
+    r = CliRunner().invoke(main, ["cache", "clear", "--cache-dir", str(store), "--kind", "train-dynabert"])
+    assert r.exit_code == 0 and r.stdout == f"{store}: removed 0 steps\n", r.output
+    assert r.stderr == "note: --kind train-dynabert: no step of this kind in the store; its kinds: slice\n"
     r = CliRunner().invoke(main, ["cache", "clear", "--cache-dir", str(store), "--kind", "slice"])
     assert r.exit_code == 0 and r.stdout == f"{store}: removed 1 step\n" and r.stderr == "", r.output
     assert store_entries(store) == []
+
+
+def test_every_kind_a_run_stores_is_one_clear_accepts(workspace, tmp_path):
+    """The kinds `cache clear --kind` accepts are every kind a run's steps are stored under."""
+    from deploytool.recipes.runner import step_kinds
+
+    store = tmp_path / "store"
+    r = CliRunner().invoke(main, ["run", str(_small_recipe(tmp_path, workspace)), "-q", "-o", str(tmp_path / "out"),
+                                  "--cache-dir", str(store)])
+    assert r.exit_code == 0, r.output
+    made = {e.kind for e in store_entries(store)}
+    assert {"export", "bench"} <= made and made <= set(step_kinds()), (made, step_kinds())
 
 
 def test_a_store_named_with_no_shared_cache_is_refused(tmp_path):
