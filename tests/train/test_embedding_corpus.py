@@ -33,3 +33,18 @@ def test_a_corpus_file_is_read_as_a_dataset_file_is(tmp_path):
         corpus_texts(str(objects))
     with pytest.raises(InputFileError, match=f"^{latin}: no column 'body' \\(--text-col\\); columns are: text$"):
         corpus_texts(str(latin), text_col="body")
+
+
+def test_a_mistyped_corpus_name_is_suggested_and_a_folder_named(tmp_path, monkeypatch):
+    """`eval --corpus rotten_tomatos` said only "no such corpus file" (a dataset name typed wrong is read as a
+    file's, as `--dataset` is, which suggests the name), and a folder was called "no such corpus file"."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputFileError) as e:
+        corpus_texts("rotten_tomatos")
+    assert str(e.value).startswith("rotten_tomatos: no such corpus file (did you mean 'rotten-tomatoes'?)"), e.value
+    with pytest.raises(InputFileError) as e:
+        corpus_texts("texts/rotten_tomatos")  # a path: no name suggested
+    assert "did you mean" not in str(e.value)
+    (tmp_path / "corpus").mkdir()
+    with pytest.raises(InputFileError, match=r"^corpus: is a directory, expected a corpus file"):
+        corpus_texts("corpus")
