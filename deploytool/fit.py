@@ -70,7 +70,7 @@ from deploytool.accuracy import AccuracyRecord, pick, same_accuracy
 from deploytool.choices import OWN_CHECK, FrozenMap, as_path, config, show
 from deploytool.errors import ConfigError, DeployError, OutputPathError, PassRefusedError, not_a_file
 from deploytool.profiles import Profile
-from deploytool.units import MAX_SEQ_LEN, MB
+from deploytool.units import MAX_SEQ_LEN, MB, fmt_mb
 from deploytool.variant import PRECISION_RANK, PRECISIONS
 
 logger = logging.getLogger(__name__)
@@ -284,7 +284,7 @@ class FitResult:
                 "the largest proxy, then precision (fp32 = fp16 > int8 > ternary > binary), wins, then the lowest "
                 "latency")
         lines = [f"picked {c.name} for {self.profile} at seq {self.seq_len}: {acc}, {c.latency_source} "
-                 f"{c.device_p90_ms:.2f} ms <= {self.budget_ms:g} ms, {c.size_mb:.1f} MB"
+                 f"{c.device_p90_ms:.2f} ms <= {self.budget_ms:g} ms, {fmt_mb(c.size_mb)} MB"
                  f"{' (its bundle model.ort)' if c.size_of == 'model.ort' else ''}; "
                  f"{len(fitting)} of {len(self.candidates)} candidates fit; {rule}"
                  + (" (a difference the exact McNemar test does not find significant is a tie: the faster, then "
@@ -395,7 +395,7 @@ def _repack_for_the_ort(c: Candidate, work: Path, style: str, say) -> None:
     from deploytool import bundle
     from deploytool.passes.repack import RepackConfig, repack_file
 
-    say(f"fit: {c.name}: its .ort ({c.size_mb:.1f} MB) is over the size budget; trying repack --runtime memory")
+    say(f"fit: {c.name}: its .ort ({fmt_mb(c.size_mb)} MB) is over the size budget; trying repack --runtime memory")
     try:
         (work / "memory").mkdir(exist_ok=True)
         path = work / "memory" / Path(c.path).name
@@ -412,7 +412,7 @@ def _repack_for_the_ort(c: Candidate, work: Path, style: str, say) -> None:
     c.pack_runtime = "memory"
     c.pack_runtime_why = (f"the speed runtime's bundle .ort was {before:.1f} MB, over the size budget (its weights "
                           f"unpacked to int8); repacked with the same codes as MatMulNBits 2-bit, which keeps them "
-                          f"2 bits: {ort_mb:.1f} MB (latency "
+                          f"2 bits: {fmt_mb(ort_mb)} MB (latency "
                           "projected with its int8 operations; its aarch64 kernel's speed is not measured)")
 
 
@@ -587,9 +587,9 @@ def fit(config: FitConfig, progress=None) -> FitResult:
                 hint = ""
                 if c.size_of == "model.ort" and c.pack_runtime in ("speed", "densest") \
                         and c.size_mb > bundle.ORT_UNPACKED_RATIO * c.file_mb:
-                    hint = (f" (the file is {c.file_mb:.1f} MB: the converter unpacks its weights to int8; "
+                    hint = (f" (the file is {fmt_mb(c.file_mb)} MB: the converter unpacks its weights to int8; "
                             "pack --runtime memory, or repack --runtime memory, keeps them 2 bits in the .ort)")
-                c.reasons.append(f"size {c.size_mb:.1f} MB{' (model.ort)' if c.size_of == 'model.ort' else ''} > "
+                c.reasons.append(f"size {fmt_mb(c.size_mb)} MB{' (model.ort)' if c.size_of == 'model.ort' else ''} > "
                                  f"{prof.budgets.model_size_mb:g} MB{hint}")
             if prof.budgets.peak_memory_mb is not None and c.peak_memory_mb > prof.budgets.peak_memory_mb:
                 c.reasons.append(f"peak memory {c.peak_memory_mb:.0f} MB > {prof.budgets.peak_memory_mb:g} MB")

@@ -12,6 +12,12 @@ MAX_SEQ_LEN = 1 << 16
 QNN_SEQ_LEN = 128
 
 
+def fmt_mb(mb: float) -> str:
+    """Megabytes as sizes and budgets are read: ``437.62`` -> ``"437.6"``; under 1 MB two significant digits
+    (``0.0412`` -> ``"0.041"``: a tiny model is not "0.0 MB" beside a budget of 0.03 MB)."""
+    return f"{mb:.1f}" if mb >= 1 or mb == 0 else f"{mb:.2g}"
+
+
 def fmt_bytes(n: int | float | None) -> str:
     """``90355827`` -> ``"90.36 MB"``; ``1234`` -> ``"1.2 kB"``; ``None`` -> ``"-"``."""
     if n is None:

@@ -24,8 +24,16 @@ def test_fit_that_every_candidate_misses_on_size_names_the_smallest(tiny_onnx, t
                                   "--seq-len", "16"])
     assert r.exit_code == 2, r.output
     line = r.output.strip()
-    m = re.fullmatch(r"error: fit: none of 4 candidates meets tight's budget at seq 16 \(fastest: (\S+), (.*)\)", line)
+    m = re.fullmatch(r"error: fit: none of 4 candidates meets tight's budget at seq 16 \(fastest: (\S+), size "
+                     r"(\d+(?:\.\d+)?) MB( \(model\.ort\))? > 0\.01 MB(; smallest: (\S+), size (\d+(?:\.\d+)?) MB "
+                     r"\(model\.ort\) > 0\.01 MB)?\)", line)
     assert m, line
-    assert m.group(1).endswith("-fp32"), f"the fastest is an fp32 candidate on this tiny model: {line}"
-    assert re.search(r"; smallest: w0\.5-d1-int8, size \d+\.\d MB \(model\.ort\) > 0\.01 MB$", m.group(2)), line
+    # which candidate runs fastest on this tiny model is the machine's (fp32 on some, int8 on an AMD Zen 4): the
+    # smallest is named beside it unless it is the fastest itself
+    if m.group(1) == "w0.5-d1-int8":
+        assert m.group(4) is None, line
+    else:
+        assert m.group(5) == "w0.5-d1-int8", line
+    # each size as read beside the budget: over it (a size under 1 MB was written "0.0 MB > 0.01 MB")
+    assert all(float(v) > 0.01 for v in (m.group(2), m.group(6)) if v is not None), line
     assert not out.exists()

@@ -29,6 +29,7 @@ def export(model: str, task: str, output: str, opset: int | None, exporter: str,
            trust_remote_code: bool) -> None:
     """Export a PyTorch/Hugging Face encoder to ONNX, validated against PyTorch."""
     from deploytool.export import export as run_export
+    from deploytool.units import fmt_mb
 
     source = click.get_current_context().get_parameter_source("atol")
     if not validate and source is not click.core.ParameterSource.DEFAULT:  # a tolerance nothing is compared with
@@ -44,7 +45,7 @@ def export(model: str, task: str, output: str, opset: int | None, exporter: str,
         click.echo(f"ALiBi table ({result.alibi_table_bytes_computed / 1e6:.2f} MB of buffer) written as the "
                    "computation of its values (the same float32 values at any length)")
     click.echo(f"exported {result.metadata.get('family', '?')} ({result.task.value}, {result.exporter.value}, "
-               f"opset {result.opset}, {result.file_size / 1e6:.1f} MB, {result.seconds:.1f} s) -> {result.path}")
+               f"opset {result.opset}, {fmt_mb(result.file_size / 1e6)} MB, {result.seconds:.1f} s) -> {result.path}")
     if result.checkpoint_dtype:
         click.echo(f"note: the checkpoint's weights are {result.checkpoint_dtype} (its config.json); exported and "
                    "validated in float32 (deploytool quantize --fp16 writes an fp16 file)")

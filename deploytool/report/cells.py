@@ -13,6 +13,7 @@ from typing import Any
 
 from deploytool.report.rows import VARIANT_UNKNOWN, ReportRow
 from deploytool.report.summary import DeviceSummary, ModelOnDevice
+from deploytool.units import fmt_mb
 
 
 def _num(v: float | None, digits: int = 2) -> str:
@@ -163,7 +164,7 @@ def _summary_records(summaries: Sequence[DeviceSummary], info: dict[str, Any],
                         "accuracy_label": acc, "accuracy_note": d.accuracy_note, "tied_with_best": d.tied,
                         "device_latency_ms": {s: r.device_latency_ms for s, r in sorted(b.by_seq.items())}})
             of = " (.ort)" if b.first.size_of == ORT_SIZE else ""
-            size = "size unknown" if b.first.size_mb is None else f"{b.first.size_mb:.1f} MB{of}"
+            size = "size unknown" if b.first.size_mb is None else f"{fmt_mb(b.first.size_mb)} MB{of}"
             rec["verdict_short"] = f"{b.model} ({acc}, {lat} {kind}, {size})"
         else:
             rec["verdict_short"] = d.verdict

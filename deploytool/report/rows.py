@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["ReportConfig", "ReportRow", "collect_rows", "load_accuracy"]
 
 from deploytool.bench.runner import QNN_EMULATED_NOTE  # noqa: E402
-from deploytool.units import MB  # noqa: E402  (decimal MB, as the budgets)
+from deploytool.units import MB, fmt_mb  # noqa: E402  (decimal MB, as the budgets)
 from deploytool.variant import model_precision  # noqa: E402
 
 
@@ -1021,7 +1021,7 @@ def _budget(prof: Profile, budget_ms: float | None, lat: float | None, source: s
     if b.model_size_mb is not None and size_mb is not None and size_mb > 0:
         of = "" if size_of == "file" else f" ({size_of})"
         ok = size_mb <= b.model_size_mb
-        checks.append(("size", ok, f"size {size_mb:.1f} MB{of} {'<=' if ok else '>'} {b.model_size_mb:g} MB"))
+        checks.append(("size", ok, f"size {fmt_mb(size_mb)} MB{of} {'<=' if ok else '>'} {b.model_size_mb:g} MB"))
     failed = [name for name, ok, _ in checks if not ok]
     if budget_ms is None and b.p90_latency_ms:  # a length past the profile's longest budget: fit refuses it too
         why = "; ".join([f"{NO_LATENCY_BUDGET} (the profile's longest: seq {max(b.p90_latency_ms)})"]
