@@ -234,7 +234,8 @@ def _notes(rows: Sequence[ReportRow], info: dict[str, Any]) -> list[str]:
         f"'projected' latency is a PROJECTION ({_method_text(rows)}), not a measurement. Budgets are checked "
         "against the measured p90 on the host and the projection elsewhere (a projection has no run-to-run spread).",
     ]
-    for key, who in (("projection_band", "the host"), ("device_projection_band", "other devices")):
+    for key, who in (("projection_band", "the host"), ("device_projection_band", "other devices"),
+                     ("calibrated_device_projection_band", "other devices' calibrated projections")):
         b = info.get(key)
         if b:
             notes.append(f"Projection band for {who}: the measured latency is expected within projected/(1{b['high']:+.0%}) "

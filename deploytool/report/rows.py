@@ -367,6 +367,16 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
             if host_errors else None)
     device_band = (band.widened(OTHER_DEVICE_WIDENING,
                                 "other devices: host efficiencies assumed, band doubled (log scale)") if band else None)
+    # a calibrated projection (--calibrate: times the host's measured/projected factor of its precision) is off by
+    # what calibration leaves of those errors, not by the errors it removed: its band is the calibrated rows' spread
+    # (the uncalibrated band, applied to a projection already scaled by the median error, was lopsided: 0 at one end
+    # and twice the correction at the other)
+    cal_errors = [(e["projected_ms"] * calibration[e["precision"]] - e["measured_p50_ms"]) / e["measured_p50_ms"]
+                  for e in host_errors if config.calibrate and e["precision"] in calibration]
+    cal_device_band = (ErrorBand.from_errors(cal_errors, f"cost model error on this report's {len(cal_errors)} host "
+                                                         "row(s) after --calibrate's factors")
+                       .widened(OTHER_DEVICE_WIDENING, "other devices: host efficiencies assumed, band doubled "
+                                "(log scale)") if cal_errors else None)
     rates_cache: dict[int, Any] = {}
 
     def rates_for(threads: int):
@@ -410,6 +420,8 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
                                            calibration=calibration if config.calibrate and not is_host else None,
                                            band=band if on_this_machine else device_band,
                                            host_rates=None if on_this_machine else rates_for(prof.threads))
+                    if proj.calibration is not None and cal_device_band is not None:
+                        proj = proj.with_band(cal_device_band)
                 if npu:
                     dev_lat, source = None, "n/a (the bench timed QNN's x86 HTP emulator, not the device)"
                 elif is_host:
@@ -501,6 +513,7 @@ def collect_rows(config: ReportConfig) -> tuple[list[ReportRow], dict[str, Any]]
              "runs": rep["config"].get("runs")} for rep in reports]
     info = {"hosts": hosts, "fp16": fp16_notes, "int8": int8_notes, "projection_band": band.to_dict() if band else None,
             "device_projection_band": device_band.to_dict() if device_band else None,
+            "calibrated_device_projection_band": cal_device_band.to_dict() if cal_device_band else None,
             "device_projection_resolution": resolution,
             "calibration": calibration if config.calibrate else {},
             "host_calibration_factors": calibration, "cost_model_host_errors": host_errors,

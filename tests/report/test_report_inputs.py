@@ -92,3 +92,32 @@ def test_a_report_never_overwrites_its_inputs(tmp_path, which):
     assert r.output.strip() == f"error: {inp}: the report would overwrite its input {inp}; choose another -o folder"
     assert inp.read_text() == '{"schema": "deploytool.bench/1"}'
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted({"b.json", which})
+
+
+def test_a_calibrated_projection_carries_the_band_of_what_calibration_leaves(tmp_path):
+    """``report --calibrate`` multiplies another device's projection by the host's measured/projected factor of its
+    precision, and then gave it the band of the uncalibrated errors, the very errors the factor had removed: a band
+    from 0 to twice the correction, on one side. The band of a calibrated projection is the spread of the host rows'
+    errors after calibration (each row's projection times its precision's factor, against its measured p50),
+    doubled in log scale for another device as every device band is."""
+    from deploytool.bench import BenchConfig, run_benchmark, write_json
+    from deploytool.report.rows import ReportConfig, collect_rows
+    from deploytool.testing.bench_models import encoder_like
+
+    models = tuple(encoder_like(tmp_path / f"m{i}.onnx", vocab=500, hidden=h, layers=n, seed=i)
+                   for i, (h, n) in enumerate([(16, 1), (128, 2), (384, 3)]))
+    bench = tmp_path / "b.json"
+    write_json(run_benchmark(BenchConfig(models=models, seq_lens=(8, 64), runs=5, warmup=1)), bench)
+    rows, info = collect_rows(ReportConfig(results=(bench,), out_dir=tmp_path / "r", profiles=("kirin990",),
+                                           calibrate=True))
+    errs, cal = info["cost_model_host_errors"], info["calibration"]
+    assert len(errs) == 6 and set(cal) == {"fp32"}, (errs, cal)
+    left = [e["projected_ms"] * cal[e["precision"]] / e["measured_p50_ms"] - 1 for e in errs]
+    lo, hi = min(0.0, *left), max(0.0, *left)
+    lo, hi = (1 + lo) ** 2 - 1, (1 + hi) ** 2 - 1  # doubled in log scale
+    projected = [r for r in rows if r.device == "kirin990" and r.status == "PROJECTED"]
+    assert len(projected) == 6 and all("host-calibrated" in r.projected_label for r in projected)
+    for r in projected:
+        assert r.projected_low_ms == pytest.approx(r.projected_ms / (1 + hi), rel=1e-3), (r, lo, hi)
+        assert r.projected_high_ms == pytest.approx(r.projected_ms / (1 + lo), rel=1e-3), (r, lo, hi)
+    assert "after --calibrate" in info["calibrated_device_projection_band"]["source"]
