@@ -1086,7 +1086,12 @@ def render_overwrite(results: Path) -> str:
 
 
 # pass_speed_ab.py's results the README quotes, newest change first: (file, what changed between its two trees)
-PASS_SPEED_AB = (("pass_speed_ab_forked_gate.json", "a session's changes against its first commit: a big model's gate process "
+PASS_SPEED_AB = (("pass_speed_ab_zen4_since_757de1c.json", "the code of the AMD EPYC (zen4) pass-speed run above "
+                  "against the code of that machine's run before it (757de1c, 2026-12-07; since then the program's "
+                  "kill journal, the forked gate process, pack's compiled kernels): both trees ran slower against cp on "
+                  "this VM than that run did (so did ONNX's own load + save, above), so the figures above moved with the "
+                  "machine, not the code"),
+                 ("pass_speed_ab_forked_gate.json", "a session's changes against its first commit: a big model's gate process "
                   "forked from the pass's process instead of a fresh interpreter (numpy, onnx, onnx-ir and the pass's code "
                   "are not imported again), pack importing only its own pass module, its input's data files not scanned "
                   "twice, TWN codes counted in their loop and INT2 bytes written by a compiled loop (that last one withdrawn "

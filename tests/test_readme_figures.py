@@ -115,7 +115,7 @@ NOT_IN_SITTING = {"big_models_xlmr_rerun.json", "cost_model_error_interleaved.js
                   "pass_speed_ab_pair_lookup.json", "pass_speed_ab_reference_unpaced.json",
                   "pass_speed_ab_packed_loader.json", "pass_speed_ab_upgrade_shortcut.json",
                   "pass_speed_ab_session_changes.json", "pass_speed_ab_kernels.json",
-                  "pass_speed_ab_forked_gate.json",
+                  "pass_speed_ab_forked_gate.json", "pass_speed_ab_zen4_since_757de1c.json",
                   # pass_speed on a kind of CPU the sitting's file was not measured on (its own paragraph)
                   "pass_speed_emerald_rapids.json",
                   # pack_bench reduced to 2-bit against int8, on a kind of CPU the sitting's file was not measured on
