@@ -666,7 +666,7 @@ def render_fit_runtime(results: Path) -> str:
 
 # pack_bench.py runs reduced to the 2-bit against int8 latency (``--models minilm --variants
 # int8,ternary2,binary1,nbits2_ternary,nbits2_binary``) on kinds of CPU the main file was not measured on
-PACK_NBITS_SIDE_RUNS = ("pack_bench_nbits_zen3.json",)
+PACK_NBITS_SIDE_RUNS = ("pack_bench_nbits_zen3.json", "pack_bench_nbits_zen4.json")
 
 
 def render_published_devices(results: Path) -> str:

@@ -119,7 +119,7 @@ NOT_IN_SITTING = {"big_models_xlmr_rerun.json", "cost_model_error_interleaved.js
                   # pass_speed on a kind of CPU the sitting's file was not measured on (its own paragraph)
                   "pass_speed_emerald_rapids.json",
                   # pack_bench reduced to 2-bit against int8, on a kind of CPU the sitting's file was not measured on
-                  "pack_bench_nbits_zen3.json",
+                  "pack_bench_nbits_zen3.json", "pack_bench_nbits_zen4.json",
                   # int8_bench reduced to the default, pairsafe and uint8 codes, likewise
                   "int8_bench_zen3.json", "int8_bench_zen4.json", "int8_bench_emerald_rapids.json"}
 RESULTS = ROOT / "benchmarks" / "results"
