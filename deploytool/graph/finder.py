@@ -481,6 +481,19 @@ class _Finder:
         return root if root is not None and self._shape_preserving(v, root) else None
 
     @staticmethod
+    def _fake_quant_source(v: ir.Value) -> ir.Value | None:
+        """The float value behind ``DequantizeLinear(QuantizeLinear(x))`` (None for anything else). ORT's QDQ
+        ``quantize_static`` quantizes a bias it does not see as an initializer (an ``Identity`` alias: TorchScript
+        stores an untrained model's equal zero biases once) as an activation, so the bias Add reads that pair."""
+        dq = v.producer()
+        if dq is None or dq.op_type != "DequantizeLinear" or not dq.inputs or dq.inputs[0] is None:
+            return None
+        q = dq.inputs[0].producer()
+        if q is None or q.op_type != "QuantizeLinear" or not q.inputs:
+            return None
+        return q.inputs[0]
+
+    @staticmethod
     def _shape_preserving(w: ir.Value, root: ir.Value) -> bool:
         v = w
         while v is not root:
@@ -503,6 +516,8 @@ class _Finder:
         if c.op_type == "Add" and c.domain in ("", "ai.onnx") and len(c.inputs) == 2:
             other = c.inputs[1] if c.inputs[0] is y else c.inputs[0]
             stored = self._stored_const(other)  # the bias itself, or the int32 tensor a QDQ bias dequantizes
+            if stored is None:
+                stored = self._stored_const(self._fake_quant_source(other))
             t = const_tensor(stored) if stored is not None else None
             if t is not None and t.size == out_f and max(t.shape, default=1) == out_f:
                 return stored, c
