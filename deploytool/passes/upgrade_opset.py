@@ -50,6 +50,12 @@ _HIDE_DOMAIN = "deploytool.unconverted"
 _ORT_DEFAULT_DOMAIN_OPS = frozenset({"SimplifiedLayerNormalization"})
 
 
+def _latest_opset() -> int:
+    import onnx
+
+    return onnx.defs.onnx_opset_version()
+
+
 def _has_schema(op_type: str, opset: int) -> bool:
     import onnx
 
@@ -453,6 +459,16 @@ def _convert(src_model: ir.Model, target: int, purpose: tuple[str, str] | None =
     # back as it was (LayerNormalization's definition at 17 is still the current one).
     unknown = {op for op in {n.op_type for n in proto.graph.node if n.domain in ("", "ai.onnx")}
                if _unknown_at(op, old, target)}
+    # an op ONNX does not define (a typo, a custom op left in the default domain, an experimental op ONNX dropped):
+    # the converter stops on it with a failed assertion that names no op ("Op '%s"); name the node instead
+    bogus = next((n for n in proto.graph.node if n.domain in ("", "ai.onnx") and n.op_type not in unknown
+                  and not _has_schema(n.op_type, old) and not _has_schema(n.op_type, _latest_opset())), None)
+    if bogus is not None:
+        purpose, advice = purpose or _purpose(target)
+        raise PassRefusedError(f"cannot upgrade opset {old} to {target} {purpose}: node "
+                               f"{bogus.name or '(unnamed)'!r} ({bogus.op_type}) is an operator ONNX does not define "
+                               f"(at any opset up to {_latest_opset()}), which its converter cannot carry over; "
+                               f"{advice}")
     hidden = [n for n in proto.graph.node if n.domain in ("", "ai.onnx") and n.op_type in unknown]
     for n in hidden:
         n.domain = _HIDE_DOMAIN

@@ -96,6 +96,21 @@ def test_pack_opset_too_old_refused(tmp_path):
              "cannot upgrade opset 7 to 25")
 
 
+def test_pack_unknown_op_named(tmp_path):
+    """An opset-17 model with an op ONNX does not define (a typo, 'Tanhh') is refused naming the node and the op;
+    before, pack's upgrade to opset 25 passed on the converter's failed assertion, which names no op
+    ("Assertion `schema_it != all_schemas.end()` failed: Op '%s")."""
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 4], np.eye(4, dtype=np.float32).ravel())
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["m"]),
+                           helper.make_node("Tanhh", ["m"], ["y"], name="act")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    src = tmp_path / "typo.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    _run_bad(["pack", str(src), "--weights", "ternary", "--embeddings", "fp32"], src, tmp_path / "o.onnx",
+             "cannot upgrade opset 17 to 25", "node 'act' (Tanhh) is an operator ONNX does not define")
+
+
 def test_quantize_bad_input(model, tmp_path):
     # the options, not the word 'precision:' (no such option)
     _run_bad(["quantize", str(model)], model, tmp_path / "o.onnx", "error: --int8/--fp16: give exactly one")
