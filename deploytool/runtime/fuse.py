@@ -21,7 +21,7 @@ from pathlib import Path
 
 from deploytool import onnx_io
 from deploytool.errors import DeployError
-from deploytool.quiet_logs import quiet_logs
+from deploytool.quiet_logs import held_stdout, quiet_logs
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,9 @@ def optimize_proto(proto, *, num_heads: int, hidden_size: int, model_type: str =
     names = [*_FUSION_LOGGERS, *(n for n in list(logging.root.manager.loggerDict)
                                  if n.startswith(("fusion_", "onnx_model", "onnxruntime.transformers.")))]
     try:
-        with quiet_logs(names):
+        # held_stdout: ORT's OnnxModel prints "failed in shape inference <class 'AssertionError'>" to stdout when its
+        # symbolic shape inference gives up (ALiBi and QK-norm graphs), which it then does without
+        with quiet_logs(names), held_stdout():
             opt = optimize_model(proto, model_type=model_type, num_heads=num_heads, hidden_size=hidden_size,
                                  opt_level=0, optimization_options=options, use_gpu=False)
     except Exception as e:
