@@ -519,3 +519,19 @@ def test_copies_are_told_by_dtype_as_well_as_values():
         assert d.new_part(ir.tensor(a), None, 12) == 12, dtype  # new: no other dtype's tensor is its copy
         assert d.new_part(ir.tensor(a.copy()), None, 12) == 0  # the same values and dtype again: a copy
         assert d.new_part(ir.tensor(np.ascontiguousarray(a.T)), None, 12) == 0  # and transposed
+
+
+@pytest.mark.parametrize("exporter", ["torch", "optimum"])
+def test_a_file_without_the_exporters_record_is_not_named_optimum_by_guess(tiny_onnx, tmp_path, exporter):
+    """A plain torch.onnx.export file and optimum's export write the same TorchScript module-path names ('/...');
+    inspect said 'exporter optimum' for both when no record of the exporter is in the file (only deploytool's export
+    writes one). It names what the names show: TorchScript."""
+    model = onnx.load(str(tiny_onnx("bert", exporter, task=TASK)))
+    keep = [p for p in model.metadata_props if not p.key.startswith("deploytool.")]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    names = [n.name for n in model.graph.node]
+    assert sum(n.startswith("/") for n in names) > len(names) // 2, names[:5]  # the TorchScript exporter's names
+    path = tmp_path / "plain.onnx"
+    onnx.save(model, str(path))
+    assert inspect_model(path, seq_len=16).exporter == ("torch" if names[0].startswith("/m/") else "torchscript")

@@ -3269,7 +3269,8 @@ class _Finder:
         if names and sum(nm.startswith("/m/") for nm in names) > len(names) // 2:
             return "torch"
         if names and sum(nm.startswith("/") for nm in names) > len(names) // 2:
-            return "optimum"
+            # TorchScript's module-path names: optimum's export or a plain torch.onnx.export, which write the same
+            return "torchscript"
         return "unknown"
 
 

@@ -291,7 +291,10 @@ class EncoderStructure:
     layers: list[EncoderLayer]
     embeddings: dict[str, ir.Value]  # "word", "position", "token_type" -> initializers (when found)
     fused: bool  # ORT transformer optimizer fused attention present
-    exporter: str  # "torch", "dynamo", "optimum", "ort-fused" or "unknown" (a best guess)
+    # the file's own record ("torch", "dynamo", "optimum": deploytool's export writes it), else a best guess from the
+    # graph: "ort-fused", "dynamo", "torch" (names under /m/), "torchscript" (module-path names: optimum or a plain
+    # torch.onnx.export, which cannot be told apart) or "unknown"
+    exporter: str
     other_linears: list[Linear] = dataclasses.field(default_factory=list)  # pooler, classifier, ...
 
     @property
