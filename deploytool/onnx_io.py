@@ -536,6 +536,23 @@ def check_folder_path(path: str | os.PathLike, what: str = "output folder") -> P
                 target = "?"
             raise OutputPathError(f"{out}: {'is' if p == out else f'{p} is'} a link to {target}, which leads to no "
                                   f"folder (the {what})")
+    else:
+        return out
+    if p != out and not os.access(p, os.W_OK | os.X_OK):  # mkdir then failed as an internal PermissionError
+        raise OutputPathError(f"{out}: {p} is not writable, the folder cannot be made there (the {what})")
+    return out
+
+
+def make_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """``path`` made as a folder (with its parents; one already there is fine), or OutputPathError naming it and why
+    not: a place the file system refuses (a read-only or virtual one such as ``/proc``, no permission) was an
+    'internal error FileNotFoundError' or PermissionError (exit 1) after :func:`check_folder_path` passed it."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename and str(e.filename) != str(out) else ""
+        raise OutputPathError(f"{out}: cannot make this folder ({where}{e.strerror or e}) (the {what})") from None
     return out
 
 

@@ -513,12 +513,12 @@ def _check_run_arguments(recipe: Any, out_dir: Any, progress: Any, store: Any, m
 
 def _run_recipe(recipe: Recipe, out_dir: str | Path, *, progress: ProgressFn | None,
                 store: str | Path | None, max_store_bytes: int | None, marker: Path | None) -> RunResult:
-    from deploytool.onnx_io import check_folder_path
+    from deploytool.onnx_io import check_folder_path, make_folder
 
     t_start = time.perf_counter()
     rec = recipe  # checked by run_recipe (check_recipe) before the store was made
     out = check_folder_path(out_dir)  # refused where it cannot be used by run_recipe (check_run_paths) already
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)  # where the file system still refuses it (/proc, a read-only mount as root): one line
     from deploytool.recipes.cache import run_folder_lock
 
     with run_folder_lock(out):

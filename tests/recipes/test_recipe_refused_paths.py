@@ -157,3 +157,55 @@ def test_run_recipe_refuses_bad_arguments_before_any_step(tmp_path, monkeypatch)
             call()
         assert str(e.value) == message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["args.yaml"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, where no folder can be made")
+@pytest.mark.parametrize("where", ["-o", "--cache-dir", "env"])
+def test_a_folder_the_file_system_refuses_is_one_line(workspace, tmp_path, monkeypatch, where):
+    """-o, --cache-dir or DEPLOYTOOL_CACHE_DIR under /proc (as a read-only mount or a parent without permission would
+    be): check_folder_path found no file or link in the way, and mkdir then failed as 'internal error
+    FileNotFoundError' (exit 1). Now one line naming the folder and the reason, exit 2."""
+    doc = {"schema_version": 1, "name": "fs", "model": {"path": str(workspace / "model")},
+           "task": "sequence-classification", "export": {"exporter": "torch"},
+           "sweep": {"width": [1.0], "depth": [1.0], "precision": ["fp32"]}, "devices": ["x86-host"],
+           "bench": {"seq_len": [8], "runs": 1, "warmup": 0}}
+    recipe = tmp_path / "fs.yaml"
+    recipe.write_text(yaml.safe_dump(doc, sort_keys=False))
+    refused = "/proc/no-such-folder/x"  # /proc passes os.access as root; mkdir in it fails
+    out, store = tmp_path / "out", tmp_path / "store"
+    argv = ["run", str(recipe), "--quiet", "-o", refused if where == "-o" else str(out)]
+    if where == "--cache-dir":
+        argv += ["--cache-dir", refused]
+    monkeypatch.setenv("DEPLOYTOOL_CACHE_DIR", refused if where == "env" else str(store))
+    r = CliRunner().invoke(main, argv)
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    # root passes os.access on /proc and mkdir says why; another user is refused by the check before
+    said = "cannot make this folder (/proc/no-such-folder: " if os.geteuid() == 0 else "/proc is not writable"
+    assert lines[0].startswith(f"error: {refused}: {said}"), lines[0]
+    assert lines[0].endswith("(the output folder)" if where == "-o" else "(the step store)"), lines[0]
+    assert not out.exists()
+
+
+def test_check_refuses_a_parent_it_cannot_write(workspace, tmp_path, monkeypatch):
+    """`run --check -o X` said 'ok' where X's parent could not be written (the run then failed in mkdir as an internal
+    PermissionError): the check asks the file system (os.access, faked here: the tests run as root, whom a mode does
+    not stop) and names the folder; nothing made."""
+    doc = {"schema_version": 1, "name": "ro", "model": {"path": str(workspace / "model")},
+           "task": "sequence-classification", "export": {"exporter": "torch"},
+           "sweep": {"width": [1.0], "depth": [1.0], "precision": ["fp32"]}, "devices": ["x86-host"],
+           "bench": {"seq_len": [8], "runs": 1, "warmup": 0}}
+    recipe = tmp_path / "ro.yaml"
+    recipe.write_text(yaml.safe_dump(doc, sort_keys=False))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr("deploytool.onnx_io.os.access",
+                        lambda p, mode, **kw: False if os.fspath(p) == str(locked) else real_access(p, mode, **kw))
+    r = CliRunner().invoke(main, ["run", str(recipe), "--check", "--cache-dir", str(tmp_path / "store"),
+                                  "-o", str(locked / "out")])
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert lines[0] == f"error: {locked / 'out'}: {locked} is not writable, the folder cannot be made there " \
+                       "(the output folder)", lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["locked", "ro.yaml"] and not any(locked.iterdir())
