@@ -179,6 +179,13 @@ class GrammarCommand(click.Command):
                      if isinstance(p, click.Option) and p.name and p.opts and p.opts[0].startswith("--")}
             for opt in list(flags.values()):  # a field named as its option where the parameter is not (heads_spec)
                 flags.setdefault(opt[2:].replace("-", "_"), opt)
+            # a value the environment gave is named by its variable: DEPLOYTOOL_ARM64_HOME under a file was refused
+            # as '--emulator-dir: ...', an option the user never typed
+            for p in self.params:
+                if isinstance(p, click.Option) and p.name in flags and isinstance(p.envvar, str) \
+                        and ctx.get_parameter_source(p.name) is click.core.ParameterSource.ENVIRONMENT:
+                    for name in [n for n, opt in flags.items() if opt == flags[p.name]]:
+                        flags[name] = f"${p.envvar}"
             msg = str(e)
             field = msg.split(":", 1)[0]
             if field not in flags and field.endswith("s") and field[:-1] in flags:  # seq_lens <- --seq-len N[,N...]

@@ -42,7 +42,10 @@ def test_emulator_dir_that_is_a_file(tiny_onnx, tmp_path, no_subprocess, monkeyp
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 2, res.output
     where = f"{given}: {f} is" if under else f"{given}: is"
-    assert res.output == f"error: --emulator-dir: {where} a file, not a folder (the emulator folder)\n"
+    # a folder from the environment is named by its variable (it said '--emulator-dir', never typed), as run's
+    # DEPLOYTOOL_CACHE_DIR is
+    said = "--emulator-dir" if how == "option" else "$DEPLOYTOOL_ARM64_HOME"
+    assert res.output == f"error: {said}: {where} a file, not a folder (the emulator folder)\n"
     assert no_subprocess == []
     assert f.read_text() == "not a folder\n"
 
