@@ -57,7 +57,10 @@ class _GivenPath(click.Path):
             where = ""
             if ctx is not None and param is not None and param.name and getattr(param, "envvar", None) \
                     and ctx.get_parameter_source(param.name) is click.core.ParameterSource.ENVIRONMENT:
-                where = f" in {param.envvar} (an empty entry: a separator at its start or end, or two together)"
+                where = f" in {param.envvar}"
+                if not value and getattr(param, "multiple", False):  # only a list of folders has separators (not
+                    # DEPLOYTOOL_ARM64_HOME=' ', nor a blank entry, which no separator made)
+                    where += " (an empty entry: a separator at its start or end, or two together)"
             self.fail(f"{'empty' if not value else 'blank'} path {value!r}{where}", param, ctx)
         return super().convert(value, param, ctx)
 

@@ -36,3 +36,19 @@ def test_an_empty_entry_of_the_profiles_dir_variable_is_refused(tmp_path):
     assert res.output == ("error: Invalid value for '--profiles-dir': empty path '' in DEPLOYTOOL_PROFILES_DIR (an "
                           "empty entry: a separator at its start or end, or two together) (see 'deploytool profiles "
                           "--help')\n")
+
+
+@pytest.mark.parametrize("variable, args, option", [
+    ("DEPLOYTOOL_PROFILES_DIR", ["profiles"], "--profiles-dir"),
+    ("DEPLOYTOOL_ARM64_HOME", ["verify-arm64", "{model}", "--cpu", "max", "--no-setup"], "--emulator-dir"),
+])
+def test_a_blank_variable_is_not_blamed_on_a_separator(tmp_path, variable, args, option):
+    """A blank value (' ') was refused with '(an empty entry: a separator at its start or end, or two together)':
+    there is no separator in ' ', and DEPLOYTOOL_ARM64_HOME is one folder, not a list. The clause stays for the
+    empty entry of a list (the test above)."""
+    model = encoder_like(tmp_path / "m.onnx", vocab=50, hidden=16, layers=1)
+    argv = [a.replace("{model}", str(model)) for a in args]
+    res = CliRunner(env={variable: " "}).invoke(main, argv, prog_name="deploytool")
+    assert res.exit_code == 2
+    assert res.output == (f"error: Invalid value for '{option}': blank path ' ' in {variable} "
+                          f"(see 'deploytool {argv[0]} --help')\n")
