@@ -16,6 +16,10 @@ def default_store() -> Path:
     :func:`deploytool.settings.default_step_store` (``$XDG_CACHE_HOME/deploytool/steps``, else
     ``~/.cache/deploytool/steps``), read on each call."""
     explicit = os.environ.get("DEPLOYTOOL_CACHE_DIR")
+    if explicit and not explicit.strip():  # as --cache-dir ' ' and the other variables: not a folder named ' '
+        from deploytool.errors import ConfigError
+
+        raise ConfigError(f"DEPLOYTOOL_CACHE_DIR={explicit!r}: blank path (unset it for the default store)")
     if explicit:
         if Path(explicit).exists() and not Path(explicit).is_dir():  # as --cache-dir: a folder, or none yet
             from deploytool.errors import ConfigError

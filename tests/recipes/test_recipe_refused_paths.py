@@ -209,3 +209,18 @@ def test_check_refuses_a_parent_it_cannot_write(workspace, tmp_path, monkeypatch
     assert lines[0] == f"error: {locked / 'out'}: {locked} is not writable, the folder cannot be made there " \
                        "(the output folder)", lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["locked", "ro.yaml"] and not any(locked.iterdir())
+
+
+@pytest.mark.parametrize("argv", [["cache", "ls"], ["cache", "clear"], ["run", "{recipe}", "--check"]],
+                         ids=["ls", "clear", "run-check"])
+def test_a_blank_store_variable_is_refused(tmp_path, monkeypatch, argv):
+    """DEPLOYTOOL_CACHE_DIR=' ' was taken as a folder named ' ' in the current folder ('cache ls' listed ' : 0 steps',
+    a run made it), where --cache-dir ' ', DEPLOYTOOL_PROFILES_DIR=' ' and DEPLOYTOOL_ARM64_HOME=' ' are refused."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("schema_version: 1\nname: r\nmodel: minilm\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DEPLOYTOOL_CACHE_DIR", " ")
+    r = CliRunner().invoke(main, [a.replace("{recipe}", str(recipe)) for a in argv])
+    assert r.exit_code == 2, r.output
+    assert r.stderr == "error: DEPLOYTOOL_CACHE_DIR=' ': blank path (unset it for the default store)\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml"]
