@@ -6,12 +6,15 @@ command line (``deploytool.cli``) reads the variables that set them for its user
 What remains here are process-level debug switches, each read by one function at the moment its decision is
 made (so a test's ``monkeypatch.setenv`` or a user's ``export`` before a call is seen), never cached:
 
-``DEPLOYTOOL_NO_FORK`` (any non-empty value)
+``DEPLOYTOOL_NO_FORK=1`` (or ``true``, ``yes``, ``on``; ``0``, ``false``, ``no``, ``off`` or empty: not set)
     No forked copies of this process: the ``deploytool`` program runs its command in its own process (as with
     ``--debug``) and the verification gate checks in this process (``verify_model_guarded(fork=None)``; pass
     ``fork=`` to decide per call instead). For debuggers and profilers, which do not follow a fork.
-``DEPLOYTOOL_EAGER_IMPORTS=1``
+``DEPLOYTOOL_EAGER_IMPORTS=1`` (the same values)
     ``import deploytool`` leaves sympy's import as it is (no deferred stand-in, see :mod:`deploytool.deferred`).
+
+Any other value of a switch is refused by the command line (:func:`switch_error`, one line, exit 2); the library,
+which cannot refuse an import, takes it as before (``DEPLOYTOOL_NO_FORK``: set; ``DEPLOYTOOL_EAGER_IMPORTS``: not).
 
 ``DEPLOYTOOL_PURE_PYTHON=1`` (read by ``setup.py``, set here for the builds that need it)
     A wheel of deploytool without its compiled module (``deploytool.quant._kernels``, built for this machine's
@@ -40,7 +43,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["NO_FORK", "EAGER_IMPORTS", "PURE_PYTHON", "no_fork", "eager_imports", "pure_wheel_env", "home", "cache_home", "default_step_store",
+__all__ = ["NO_FORK", "EAGER_IMPORTS", "PURE_PYTHON", "no_fork", "eager_imports", "switch_error", "pure_wheel_env", "home", "cache_home", "default_step_store",
            "default_arm64_home", "default_host_cache", "TEST_EXPORTS", "conformance_export_cache"]
 
 NO_FORK = "DEPLOYTOOL_NO_FORK"
@@ -55,14 +58,35 @@ def pure_wheel_env() -> dict[str, str]:
     return {**os.environ, PURE_PYTHON: "1"}
 
 
+_ON = frozenset({"1", "true", "yes", "on"})
+_OFF = frozenset({"", "0", "false", "no", "off"})
+
+
+def _switch(name: str, environ: Mapping[str, str] | None) -> str:
+    return (os.environ if environ is None else environ).get(name, "").strip().lower()
+
+
 def no_fork(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether ``DEPLOYTOOL_NO_FORK`` is set (non-empty) in ``environ`` (default: this process's environment)."""
-    return bool((os.environ if environ is None else environ).get(NO_FORK))
+    """Whether ``DEPLOYTOOL_NO_FORK`` is on in ``environ`` (default: this process's environment): any value but
+    ``0``, ``false``, ``no``, ``off`` or empty (``DEPLOYTOOL_NO_FORK=0`` forked no longer)."""
+    return _switch(NO_FORK, environ) not in _OFF
 
 
 def eager_imports(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether ``DEPLOYTOOL_EAGER_IMPORTS=1`` in ``environ`` (default: this process's environment)."""
-    return (os.environ if environ is None else environ).get(EAGER_IMPORTS) == "1"
+    """Whether ``DEPLOYTOOL_EAGER_IMPORTS`` is ``1``, ``true``, ``yes`` or ``on`` in ``environ`` (default: this
+    process's environment; ``yes`` was ignored without a word)."""
+    return _switch(EAGER_IMPORTS, environ) in _ON
+
+
+def switch_error(environ: Mapping[str, str] | None = None) -> str | None:
+    """The one-line complaint about a debug switch set to a value that is neither on nor off
+    (``DEPLOYTOOL_EAGER_IMPORTS=ture``), None when both are fine: the command line refuses such a value."""
+    env = os.environ if environ is None else environ
+    for name in (NO_FORK, EAGER_IMPORTS):
+        if _switch(name, env) not in _ON | _OFF:
+            return (f"{name}={env[name]!r}: expected 1, true, yes or on to turn it on (0, false, no, off or unset: "
+                    "off)")
+    return None
 
 
 def home(environ: Mapping[str, str] | None = None) -> Path:

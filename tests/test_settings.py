@@ -67,7 +67,6 @@ def test_the_switches_read_the_environment_given_or_this_process(monkeypatch):
     assert settings.no_fork({"DEPLOYTOOL_NO_FORK": "1"}) and not settings.no_fork({"DEPLOYTOOL_NO_FORK": ""})
     assert not settings.no_fork({})
     assert settings.eager_imports({"DEPLOYTOOL_EAGER_IMPORTS": "1"})
-    assert not settings.eager_imports({"DEPLOYTOOL_EAGER_IMPORTS": "yes"})
     monkeypatch.setenv("DEPLOYTOOL_NO_FORK", "1")  # read when asked, not at import
     assert settings.no_fork()
     monkeypatch.delenv("DEPLOYTOOL_NO_FORK")
@@ -154,3 +153,30 @@ def test_the_folder_functions_read_the_environment_given():
     assert settings.default_step_store({"XDG_CACHE_HOME": "/x"}) == Path("/x/deploytool/steps")
     assert settings.default_arm64_home({"HOME": "/h"}) == Path("/h/.cache/deploytool/arm64")
     assert settings.default_host_cache({"HOME": "/h"}) == Path("/h/.cache/deploytool/host")
+
+
+@pytest.mark.parametrize("value, on", [("1", True), ("true", True), ("Yes", True), (" on ", True), ("", False),
+                                       ("0", False), ("false", False), ("NO", False), ("off", False)])
+def test_a_switch_reads_the_usual_words(value, on):
+    """DEPLOYTOOL_EAGER_IMPORTS=yes (or true) was ignored without a word (only '1' counted) and DEPLOYTOOL_NO_FORK=0
+    turned no-fork on (any non-empty value did): both switches now read the same words, the same way."""
+    from deploytool import settings
+
+    assert settings.eager_imports({"DEPLOYTOOL_EAGER_IMPORTS": value}) is on
+    assert settings.no_fork({"DEPLOYTOOL_NO_FORK": value}) is on
+    assert settings.switch_error({"DEPLOYTOOL_EAGER_IMPORTS": value, "DEPLOYTOOL_NO_FORK": value}) is None
+
+
+@pytest.mark.parametrize("name", ["DEPLOYTOOL_NO_FORK", "DEPLOYTOOL_EAGER_IMPORTS"])
+def test_the_command_line_refuses_a_switch_it_cannot_read(monkeypatch, name):
+    """A typo (DEPLOYTOOL_EAGER_IMPORTS=ture) was taken silently (as off; NO_FORK as on): the program says so in one
+    line, exit 2, before the command runs."""
+    from click.testing import CliRunner
+
+    from deploytool.cli import main
+
+    monkeypatch.setenv(name, "ture")
+    r = CliRunner().invoke(main, ["profiles", "show", "kirin990"])
+    assert r.exit_code == 2, r.output
+    assert r.output == f"error: {name}='ture': expected 1, true, yes or on to turn it on (0, false, no, off or " \
+                       "unset: off)\n"

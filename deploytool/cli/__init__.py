@@ -192,6 +192,11 @@ def main(ctx: click.Context, debug: bool, verbose: int) -> None:
     """deploytool: Transformer encoders from PyTorch to small, fast, measured ONNX models."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    from deploytool import settings
+
+    bad_switch = settings.switch_error()  # DEPLOYTOOL_NO_FORK=ture was taken as set, EAGER_IMPORTS=yes as not
+    if bad_switch is not None:
+        raise DeployError(bad_switch)
     if debug:  # the command runs in this process (no fork, see _supervise): a native crash shows where it was
         import faulthandler
 
