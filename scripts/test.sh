@@ -2,6 +2,18 @@
 # The whole offline test suite, in the project's own virtual environment.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# a worker count that is no number ('two', '0') ran the suite in one process after bash's 'integer expression
+# expected': refused before anything is installed or run (empty: the default, as unset)
+if [ -n "${DEPLOYTOOL_TEST_WORKERS:-}" ]; then
+  case "$DEPLOYTOOL_TEST_WORKERS" in
+    *[!0-9]*) bad=1 ;;
+    *) [ "$((10#$DEPLOYTOOL_TEST_WORKERS))" -ge 1 ] && bad=0 || bad=1 ;;
+  esac
+  if [ "$bad" = 1 ]; then
+    echo "error: DEPLOYTOOL_TEST_WORKERS='$DEPLOYTOOL_TEST_WORKERS': expected a number of pytest workers >= 1" >&2
+    exit 2
+  fi
+fi
 bash "$ROOT/scripts/setup_env.sh"
 cd "$ROOT"
 # headless Chromium renders the HTML device report in tests/report/test_report.py (skipped, with the reason,

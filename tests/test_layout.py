@@ -299,6 +299,7 @@ WHOLE_PACKAGE_TESTS = {
     "test_public_api.py": "deploytool/__init__.py: the curated public API",
     "test_readme_figures.py": "the README's figures against benchmarks/results",
     "test_speed_check.py": "benchmarks/speed_check.py: a pass_speed run against the last committed one",
+    "test_scripts.py": "scripts/setup_env.sh and scripts/test.sh: the README's set-up and test command",
 }
 
 
