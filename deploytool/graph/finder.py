@@ -3500,6 +3500,12 @@ def find_structure(model: ir.Model) -> EncoderStructure:
         if dropout is not None:  # the finder reads an inference graph; say what is wrong with this one
             raise StructureError(f"node '{dropout.name}' (Dropout) runs in training mode (training_mode true): the "
                                  "model was exported in training mode; export it again after model.eval()") from e
+        causal = _causal_mask(model) if hint not in _NAMED_WHEN_REFUSED else None
+        if causal is not None:  # a decoder exported with its mask written out (GPT-2, Llama): say so, not only how
+            msg = " ".join(str(e).split())  # its attention differs from an encoder's
+            raise StructureError(f"node '{causal.name}' ({causal.op_type}) compares key positions with query "
+                                 "positions, as a causal mask does: this looks like a decoder, and the structured "
+                                 f"passes read bidirectional encoders ({msg})") from e
         if hint in _NAMED_WHEN_REFUSED:
             # a graph of a family read by structure only in the forms seen so far: name the family and the
             # piece this graph lacks, in one line
@@ -3517,6 +3523,38 @@ def _training_dropout(model: ir.Model) -> ir.Node | None:
             c = small_const(node.inputs[2]) if node.inputs[2] is not None else None
             if c is not None and c.size == 1 and bool(c.reshape(-1)[0]):
                 return node
+    return None
+
+
+_POSITION_OPS = frozenset({"Unsqueeze", "Reshape", "Cast", "Add", "Expand", "Slice", "Squeeze", "Identity",
+                           "Transpose", "View"})
+
+
+def _from_range(v: ir.Value | None, depth: int = 6) -> bool:
+    """Whether ``v`` is positions: a ``Range``'s output through at most ``depth`` reshaping, casting or offsetting
+    nodes (a Sub of two position tensors is a relative position, not positions: not followed)."""
+    seen: set[int] = set()
+    todo = [(v, 0)]
+    while todo:
+        x, d = todo.pop()
+        node = x.producer() if x is not None else None
+        if node is None or id(node) in seen or d > depth:
+            continue
+        seen.add(id(node))
+        if node.op_type == "Range":
+            return True
+        if node.op_type in _POSITION_OPS:
+            todo.extend((i, d + 1) for i in node.inputs if i is not None and small_const(i) is None)
+    return False
+
+
+def _causal_mask(model: ir.Model) -> ir.Node | None:
+    """The first comparison of two position tensors (``kv_idx <= q_idx``: how transformers writes a decoder's causal
+    mask without an attention op), or None. Asked only of a graph the finder could not read: it names why."""
+    for node in model.graph.all_nodes():
+        if (node.op_type in ("Less", "LessOrEqual", "Greater", "GreaterOrEqual") and len(node.inputs) == 2
+                and all(i is not None and small_const(i) is None and _from_range(i) for i in node.inputs)):
+            return node
     return None
 
 
