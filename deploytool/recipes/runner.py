@@ -209,7 +209,7 @@ def _check_recipe(recipe: Recipe) -> list[str]:
 
     from deploytool.models import resolve_model
 
-    S.load_profiles(recipe.devices)
+    S.load_profiles(recipe.devices, measure=False)  # validated; this machine is measured when a run reports
     try:  # an unknown name, a missing folder, a decoder: now rather than after the run has begun
         from deploytool.export.hf import check_encoder_folder
 

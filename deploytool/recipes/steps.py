@@ -60,13 +60,16 @@ def _shards(index: Path) -> list[Path]:
     return out
 
 
-def load_profiles(names: tuple[str, ...]):
+def load_profiles(names: tuple[str, ...], *, measure: bool = True):
+    """The recipe's device profiles, validated; ``measure=False`` (``run --check``, which runs nothing) builds a
+    profile of this machine without running its microbenchmark (about 20 s to minutes on a fresh cache)."""
+    from deploytool.profiles.host import HostOptions
     from deploytool.profiles.loader import load_profile
 
     out = []
     for i, n in enumerate(names):
         try:
-            out.append(load_profile(n))
+            out.append(load_profile(n, host=None if measure else HostOptions(measure=False)))
         except ConfigError as e:  # named by its key path, as the recipe's other errors are
             raise ConfigError(f"devices[{i}]: {e}") from None
     return out
