@@ -97,16 +97,22 @@ def test_a_refused_recipe_makes_no_store(tmp_path, bad):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nostore.yaml"]
 
 
+def _one_variant_recipe(tmp_path: Path, workspace: Path, name: str) -> Path:
+    """``<tmp_path>/<name>.yaml``: the workspace's model exported, one fp32 variant benched once on this host."""
+    doc = {"schema_version": 1, "name": name, "model": {"path": str(workspace / "model")},
+           "task": "sequence-classification", "export": {"exporter": "torch"},
+           "sweep": {"width": [1.0], "depth": [1.0], "precision": ["fp32"]}, "devices": ["x86-host"],
+           "bench": {"seq_len": [8], "runs": 1, "warmup": 0}}
+    recipe = tmp_path / f"{name}.yaml"
+    recipe.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return recipe
+
+
 @pytest.mark.parametrize("where", ["under a file", "the model folder", "a link to nothing", "the store"])
 def test_check_refuses_the_folders_the_run_would_refuse(workspace, tmp_path, where):
     """`run --check -o X` printed 'ok' for an X the run then refused in its first second: the check now looks at the
     output folder and the store as the run does, and makes neither."""
-    doc = {"schema_version": 1, "name": "chk", "model": {"path": str(workspace / "model")},
-           "task": "sequence-classification", "export": {"exporter": "torch"},
-           "sweep": {"width": [1.0], "depth": [1.0], "precision": ["fp32"]}, "devices": ["x86-host"],
-           "bench": {"seq_len": [8], "runs": 1, "warmup": 0}}
-    recipe = tmp_path / "chk.yaml"
-    recipe.write_text(yaml.safe_dump(doc, sort_keys=False))
+    recipe = _one_variant_recipe(tmp_path, workspace, "chk")
     (tmp_path / "afile").write_text("x")
     os.symlink(tmp_path / "removed-target", tmp_path / "gone")
     store = tmp_path / "store"
@@ -166,12 +172,7 @@ def test_a_folder_the_file_system_refuses_is_one_line(workspace, tmp_path, monke
     """-o, --cache-dir or DEPLOYTOOL_CACHE_DIR under /proc (as a read-only mount or a parent without permission would
     be): check_folder_path found no file or link in the way, and mkdir then failed as 'internal error
     FileNotFoundError' (exit 1). Now one line naming the folder and the reason, exit 2."""
-    doc = {"schema_version": 1, "name": "fs", "model": {"path": str(workspace / "model")},
-           "task": "sequence-classification", "export": {"exporter": "torch"},
-           "sweep": {"width": [1.0], "depth": [1.0], "precision": ["fp32"]}, "devices": ["x86-host"],
-           "bench": {"seq_len": [8], "runs": 1, "warmup": 0}}
-    recipe = tmp_path / "fs.yaml"
-    recipe.write_text(yaml.safe_dump(doc, sort_keys=False))
+    recipe = _one_variant_recipe(tmp_path, workspace, "fs")
     refused = "/proc/no-such-folder/x"  # /proc passes os.access as root; mkdir in it fails
     out, store = tmp_path / "out", tmp_path / "store"
     argv = ["run", str(recipe), "--quiet", "-o", refused if where == "-o" else str(out)]
@@ -192,12 +193,7 @@ def test_check_refuses_a_parent_it_cannot_write(workspace, tmp_path, monkeypatch
     """`run --check -o X` said 'ok' where X's parent could not be written (the run then failed in mkdir as an internal
     PermissionError): the check asks the file system (os.access, faked here: the tests run as root, whom a mode does
     not stop) and names the folder; nothing made."""
-    doc = {"schema_version": 1, "name": "ro", "model": {"path": str(workspace / "model")},
-           "task": "sequence-classification", "export": {"exporter": "torch"},
-           "sweep": {"width": [1.0], "depth": [1.0], "precision": ["fp32"]}, "devices": ["x86-host"],
-           "bench": {"seq_len": [8], "runs": 1, "warmup": 0}}
-    recipe = tmp_path / "ro.yaml"
-    recipe.write_text(yaml.safe_dump(doc, sort_keys=False))
+    recipe = _one_variant_recipe(tmp_path, workspace, "ro")
     locked = tmp_path / "locked"
     locked.mkdir()
     real_access = os.access
