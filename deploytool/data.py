@@ -99,6 +99,13 @@ def dataset_names() -> list[str]:
     return sorted(BUILTIN)
 
 
+def dataset_name_hint(path: str | Path) -> str:
+    """`` (did you mean 'rotten-tomatoes'?)`` for a missing file named like a built-in dataset typed wrong (one part,
+    no suffix: 'rotten_tomatos'), else ``""``: such a name is read as a file's, so its error is a file's."""
+    p = Path(path)
+    return did_you_mean(str(p), dataset_names()) if not p.suffix and len(p.parts) == 1 else ""
+
+
 @dataclass(frozen=True)
 class Split:
     """One split: parallel tuples of texts, integer labels and source ids; ``pairs``: the second text of each
@@ -530,7 +537,7 @@ def _read_user_rows(path: Path, text_col: str, label_col: str | None, *, calibra
     row without its second text is skipped as one without its text is (``quiet``: without a warning)."""
     if not path.exists():
         # a built-in name typed wrong ('rotten-tomatos') is read as a file's: suggested as a recipe's data key is
-        hint = did_you_mean(str(path), dataset_names()) if not path.suffix and len(path.parts) == 1 else ""
+        hint = dataset_name_hint(path)
         raise InputFileError(f"{path}: no such dataset file{hint} (built-in datasets: {', '.join(dataset_names())})")
     if path.is_dir():
         raise InputFileError(f"{path}: is a directory, expected a .csv, .tsv or .jsonl file")

@@ -41,8 +41,7 @@ def corpus_texts(name: str | None, *, text_col: str = "text", limit: int = 1000,
     """(texts, description): a built-in dataset's texts (every split, in its seeded shuffled order),
     a ``.txt`` file (one text a line) or a CSV/TSV/JSONL file's ``text_col``; the first ``limit``
     distinct non-empty texts."""
-    from deploytool.choices import did_you_mean
-    from deploytool.data import BUILTIN, _decode, _lines, _read_user_file, load_dataset
+    from deploytool.data import BUILTIN, _decode, _lines, _read_user_file, dataset_name_hint, load_dataset
 
     name = name or "rotten-tomatoes"
     if name in BUILTIN:
@@ -54,8 +53,8 @@ def corpus_texts(name: str | None, *, text_col: str = "text", limit: int = 1000,
             raise InputFileError(f"{p}: is a directory, expected a corpus file (.txt, .csv, .tsv or .jsonl)")
         if not p.is_file():
             # a built-in name typed wrong ('rotten_tomatos') is read as a file's: suggested, as eval's --dataset is
-            hint = did_you_mean(name, sorted(BUILTIN)) if not p.suffix and len(p.parts) == 1 else ""
-            raise InputFileError(f"{p}: no such corpus file{hint} (built-in: {', '.join(sorted(BUILTIN))})")
+            raise InputFileError(f"{p}: no such corpus file{dataset_name_hint(p)} (built-in: "
+                                 f"{', '.join(sorted(BUILTIN))})")
         if p.suffix.lower() == ".txt":
             texts = _lines(_decode(p))  # as a CSV is read (utf-8 with errors="replace" made é U+FFFD); cut at
             # newlines only (splitlines cut a text at a U+2028 or form feed inside it)
